@@ -1,0 +1,79 @@
+/* rhizos/flow.h — flow documents: load, validate, export.
+ *
+ * A flow is a DAG of steps (builder "nodes"), each an instance of a module.
+ * It loads from the JSON builder format, the YAML FluxGraph DSL or CBOR into
+ * one model. Loading checks syntax and shape; rz_flow_validate checks the
+ * graph against a module registry. Both report every problem found into an
+ * rz_diags list with FILE:LINE:COLUMN.
+ */
+#ifndef RHIZOS_FLOW_H
+#define RHIZOS_FLOW_H
+
+#include "rhizos/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rz_flow rz_flow;
+typedef struct rz_registry rz_registry;
+
+typedef enum rz_format {
+    RZ_FORMAT_AUTO = 0,  /* by file extension, else by content */
+    RZ_FORMAT_JSON = 1,  /* builder format (or FluxGraph shape written as JSON) */
+    RZ_FORMAT_YAML = 2,  /* FluxGraph DSL */
+    RZ_FORMAT_CBOR = 3
+} rz_format;
+
+/* Hard limits that keep hostile documents from exhausting memory. */
+#define RZ_FLOW_MAX_BYTES  (256u * 1024u * 1024u)
+#define RZ_FLOW_MAX_DEPTH  64
+
+/* Parse a document held in memory. `filename` names it in diagnostics (may
+ * be NULL: "<input>"). On failure *out is NULL, problems are appended to
+ * `diags` (may be NULL) and the first is also in rz_error_last(). */
+RZ_EXTERN int rz_flow_parse(rz_flow **out, const void *data, size_t len,
+                            rz_format format, const char *filename,
+                            rz_diags *diags);
+/* Read and parse a file ("-" reads stdin). */
+RZ_EXTERN int rz_flow_load(rz_flow **out, const char *path, rz_format format,
+                           rz_diags *diags);
+RZ_EXTERN void rz_flow_free(rz_flow *flow);
+
+/* Check the graph against `reg` (NULL: structure only, modules unchecked):
+ * duplicate ids, unknown nodes and ports, type mismatches, unknown modules,
+ * unconnected required inputs, expressions, credential references, config,
+ * cycles. Returns RZ_OK or RZ_EINVALID with every problem in `diags`.
+ * Resolves each step's module; `reg` must outlive the flow after this. */
+RZ_EXTERN int rz_flow_validate(rz_flow *flow, const rz_registry *reg,
+                               rz_diags *diags);
+
+/* Borrowed strings, valid while the flow lives. */
+RZ_EXTERN const char *rz_flow_name(const rz_flow *flow);       /* never NULL */
+RZ_EXTERN const char *rz_flow_file(const rz_flow *flow);       /* never NULL */
+RZ_EXTERN rz_format rz_flow_format(const rz_flow *flow);
+RZ_EXTERN size_t rz_flow_step_count(const rz_flow *flow);
+RZ_EXTERN const char *rz_flow_step_id(const rz_flow *flow, size_t i);
+RZ_EXTERN const char *rz_flow_step_module(const rz_flow *flow, size_t i);
+/* Index of the step with this id, or (size_t)-1. */
+RZ_EXTERN size_t rz_flow_step_find(const rz_flow *flow, const char *id);
+
+enum {
+    RZ_EXPORT_PRETTY = 1 << 0,   /* indented output */
+    RZ_EXPORT_BUILDER = 1 << 1,  /* JSON builder shape even for YAML sources */
+};
+
+/* Canonical JSON: keys in a fixed order, every credential value stripped
+ * (only {credentialId, type} survive). Release with rz_free. */
+RZ_EXTERN int rz_flow_to_json(const rz_flow *flow, unsigned flags,
+                              char **out, size_t *len);
+/* FluxGraph YAML of the same flow. Release with rz_free. */
+RZ_EXTERN int rz_flow_to_yaml(const rz_flow *flow, char **out, size_t *len);
+/* CBOR of the same flow; lossless: parse(to_cbor(f)) exports as f does. */
+RZ_EXTERN int rz_flow_to_cbor(const rz_flow *flow, unsigned char **out,
+                              size_t *len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RHIZOS_FLOW_H */

@@ -1,0 +1,13 @@
+/* rhizos/rhizos.h — the whole public API of librhizos. */
+#ifndef RHIZOS_H
+#define RHIZOS_H
+
+#include "rhizos/common.h"
+#include "rhizos/flow.h"
+#include "rhizos/module.h"
+#include "rhizos/plan.h"
+#include "rhizos/run.h"
+#include "rhizos/exec.h"
+#include "rhizos/store.h"
+
+#endif /* RHIZOS_H */

@@ -1,0 +1,94 @@
+/* rhizos/run.h — the run state machine of one flow execution.
+ *
+ * Deterministic and free of I/O: the caller passes the time (milliseconds on
+ * any monotonic clock) and reports what its executors did. The machine says
+ * which steps may start, wires upstream outputs into inputs, evaluates `when`,
+ * schedules retries with backoff, expires timeouts and applies on_failure.
+ */
+#ifndef RHIZOS_RUN_H
+#define RHIZOS_RUN_H
+
+#include "rhizos/common.h"
+#include "rhizos/flow.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rz_run rz_run;
+
+typedef enum rz_step_state {
+    RZ_STEP_PENDING = 0,   /* waiting for dependencies */
+    RZ_STEP_READY,         /* may start now */
+    RZ_STEP_BACKOFF,       /* failed, retry scheduled at a later time */
+    RZ_STEP_RUNNING,
+    RZ_STEP_SUCCEEDED,
+    RZ_STEP_FAILED,
+    RZ_STEP_SKIPPED,       /* `when` was false, or an upstream step failed */
+    RZ_STEP_CANCELLED
+} rz_step_state;
+
+typedef enum rz_run_state {
+    RZ_RUN_RUNNING = 0,
+    RZ_RUN_SUCCEEDED,
+    RZ_RUN_FAILED,
+    RZ_RUN_CANCELLED
+} rz_run_state;
+
+/* "pending", "ready", ... as used in JSON output. */
+RZ_EXTERN const char *rz_step_state_name(rz_step_state s);
+RZ_EXTERN const char *rz_run_state_name(rz_run_state s);
+
+/* Start a run of a validated flow. `inputs_json` is an object of flow inputs
+ * (NULL: none; declared defaults apply; a missing required input is
+ * RZ_EINVALID). `run_id` (NULL: "run") is copied. */
+RZ_EXTERN int rz_run_new(rz_run **out, const rz_flow *flow,
+                         const char *inputs_json, const char *run_id,
+                         uint64_t now_ms);
+RZ_EXTERN void rz_run_free(rz_run *run);
+
+/* Fill `steps` with up to `cap` steps that may start at `now_ms`; returns how
+ * many there are in all (which may exceed cap). Promotes due retries. */
+RZ_EXTERN size_t rz_run_ready(rz_run *run, uint64_t now_ms, size_t *steps,
+                              size_t cap);
+/* READY -> RUNNING; counts an attempt. */
+RZ_EXTERN int rz_run_start(rz_run *run, size_t step, uint64_t now_ms);
+/* The job request of a started step: {"inputs":{...},"config":{...}} with
+ * expressions resolved. Release with rz_free. */
+RZ_EXTERN int rz_run_request(const rz_run *run, size_t step, char **out);
+/* RUNNING -> SUCCEEDED with a JSON object of outputs (NULL: {}). */
+RZ_EXTERN int rz_run_succeed(rz_run *run, size_t step, const char *outputs_json,
+                             uint64_t now_ms);
+/* RUNNING -> BACKOFF (if attempts remain) or FAILED; `reason` is copied. */
+RZ_EXTERN int rz_run_fail(rz_run *run, size_t step, const char *reason,
+                          uint64_t now_ms);
+/* Fail every RUNNING step whose timeout has passed at `now_ms`; their indices
+ * go to `expired` (up to cap; the caller must stop them). Returns the count. */
+RZ_EXTERN size_t rz_run_tick(rz_run *run, uint64_t now_ms, size_t *expired,
+                             size_t cap);
+/* Earliest time something changes on its own (a retry falls due, a timeout
+ * expires); UINT64_MAX if nothing is scheduled. */
+RZ_EXTERN uint64_t rz_run_next_wakeup(const rz_run *run);
+/* Cancel: pending/ready/backoff steps become CANCELLED; running ones are left
+ * for the caller to stop and report. */
+RZ_EXTERN int rz_run_cancel(rz_run *run, uint64_t now_ms);
+
+RZ_EXTERN rz_run_state rz_run_state_get(const rz_run *run);
+RZ_EXTERN int rz_run_done(const rz_run *run);   /* 1 when nothing can change */
+RZ_EXTERN const char *rz_run_id(const rz_run *run);
+RZ_EXTERN const rz_flow *rz_run_flow(const rz_run *run);
+RZ_EXTERN rz_step_state rz_run_step_state(const rz_run *run, size_t step);
+RZ_EXTERN uint32_t rz_run_step_attempts(const rz_run *run, size_t step);
+/* Borrowed, valid until the step changes state; NULL if none. */
+RZ_EXTERN const char *rz_run_step_error(const rz_run *run, size_t step);
+
+/* {"id","flow","status","steps":{"<id>":{"status","attempts","outputs",
+ *  "error"?}},"outputs":{<final steps' outputs>}}. Release with rz_free. */
+RZ_EXTERN int rz_run_to_json(const rz_run *run, char **out);
+/* Outputs of one step as a JSON object ("{}" if none). Release with rz_free. */
+RZ_EXTERN int rz_run_step_outputs(const rz_run *run, size_t step, char **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RHIZOS_RUN_H */

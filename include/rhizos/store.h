@@ -1,0 +1,35 @@
+/* rhizos/store.h — durable records of runs in an LMDB environment.
+ *
+ * A store is a directory (created if missing). Records are written in one
+ * transaction each; readers never block writers.
+ */
+#ifndef RHIZOS_STORE_H
+#define RHIZOS_STORE_H
+
+#include "rhizos/common.h"
+#include "rhizos/run.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rz_store rz_store;
+
+RZ_EXTERN int rz_store_open(rz_store **out, const char *dir);
+RZ_EXTERN void rz_store_close(rz_store *st);
+
+/* Record (or replace) a run: its JSON as rz_run_to_json gives it, plus the
+ * flow file and start/end wall-clock times in ms since the epoch. */
+RZ_EXTERN int rz_store_put_run(rz_store *st, const rz_run *run,
+                               uint64_t started_ms, uint64_t finished_ms);
+/* Every recorded run, newest first, as a JSON array of
+ * {"id","flow","file","status","started_ms","finished_ms","steps":N}.
+ * Release with rz_free. */
+RZ_EXTERN int rz_store_list_runs(rz_store *st, char **out);
+/* One run's full record. RZ_ENOENT if unknown. Release with rz_free. */
+RZ_EXTERN int rz_store_get_run(rz_store *st, const char *id, char **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RHIZOS_STORE_H */

@@ -1,0 +1,70 @@
+/* Internal helpers shared by every area: errors, diagnostics, buffers, maps. */
+#ifndef RZ_INTERNAL_H
+#define RZ_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rhizos/common.h"
+
+#define RZ_HIDDEN __attribute__((visibility("hidden")))
+#define RZ_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define RZ_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define RZ_NPOS ((size_t)-1)
+
+/* Set the thread's last error and return `code`. */
+RZ_HIDDEN int rz__error(int code, const char *fmt, ...) RZ_PRINTF(2, 3);
+RZ_HIDDEN int rz__error_at(int code, const char *file, uint32_t line,
+                           uint32_t column, const char *pointer,
+                           const char *fmt, ...) RZ_PRINTF(6, 7);
+
+/* Append a diagnostic. `diags` may be NULL (then only counts as the last
+ * error). Returns `code`. */
+RZ_HIDDEN int rz__diag(rz_diags *diags, rz_severity sev, int code,
+                       const char *file, uint32_t line, uint32_t column,
+                       const char *pointer, const char *fmt, ...) RZ_PRINTF(8, 9);
+RZ_HIDDEN int rz__vdiag(rz_diags *diags, rz_severity sev, int code,
+                        const char *file, uint32_t line, uint32_t column,
+                        const char *pointer, const char *fmt, va_list ap);
+
+RZ_HIDDEN char *rz__strdup(const char *s);          /* NULL-safe */
+RZ_HIDDEN char *rz__strndup(const char *s, size_t n);
+RZ_HIDDEN char *rz__asprintf(const char *fmt, ...) RZ_PRINTF(1, 2);
+
+/* Growable byte buffer; `data` is always NUL-terminated when non-NULL. */
+typedef struct rz__buf {
+    char *data;
+    size_t len, cap;
+    bool failed;   /* an allocation failed; further appends are no-ops */
+} rz__buf;
+
+RZ_HIDDEN void rz__buf_append(rz__buf *b, const void *p, size_t n);
+RZ_HIDDEN void rz__buf_puts(rz__buf *b, const char *s);
+RZ_HIDDEN void rz__buf_printf(rz__buf *b, const char *fmt, ...) RZ_PRINTF(2, 3);
+RZ_HIDDEN char *rz__buf_take(rz__buf *b);  /* returns data (or NULL), resets */
+RZ_HIDDEN void rz__buf_free(rz__buf *b);
+
+/* Open-addressing hash map from borrowed string keys to size_t values. */
+typedef struct rz__map {
+    const char **keys;
+    size_t *vals;
+    size_t cap, len;
+} rz__map;
+
+RZ_HIDDEN int rz__map_init(rz__map *m, size_t expected);
+RZ_HIDDEN void rz__map_free(rz__map *m);
+/* RZ_OK, RZ_EEXISTS (value left unchanged) or RZ_ENOMEM. */
+RZ_HIDDEN int rz__map_put(rz__map *m, const char *key, size_t val);
+RZ_HIDDEN size_t rz__map_get(const rz__map *m, const char *key); /* RZ_NPOS */
+
+/* Read a whole file ("-" is stdin) up to `max` bytes; RZ_ETOOBIG beyond. */
+RZ_HIDDEN int rz__read_file(const char *path, size_t max, char **out,
+                            size_t *len);
+
+/* Milliseconds on the monotonic clock / since the epoch. */
+RZ_HIDDEN uint64_t rz__now_ms(void);
+RZ_HIDDEN uint64_t rz__wall_ms(void);
+
+#endif

@@ -1,0 +1,142 @@
+/* The in-memory flow model shared by the loaders, the validator, the planner
+ * and the run state machine. Both syntaxes lower into this one shape.
+ *
+ * Locations: every element records the JSON pointer of its value in the
+ * source document. rz__flow_locate() maps a pointer back to LINE:COLUMN on
+ * demand (lazily, from the kept source), so the happy path pays nothing. */
+#ifndef RZ_FLOW_MODEL_H
+#define RZ_FLOW_MODEL_H
+
+#include <cjson/cJSON.h>
+
+#include "common/internal.h"
+#include "rhizos/flow.h"
+#include "rhizos/module.h"
+
+typedef enum rz__backoff { RZ_BACKOFF_FIXED = 0, RZ_BACKOFF_EXPONENTIAL = 1 } rz__backoff;
+typedef enum rz__on_failure { RZ_ON_FAILURE_FAIL = 0, RZ_ON_FAILURE_CONTINUE = 1 } rz__on_failure;
+
+typedef struct rz__cred {
+    char *field;          /* the module's credential name, e.g. "api" */
+    char *credential_id;  /* NULL if the reference is malformed */
+    char *type;           /* NULL if the reference is malformed */
+    char *ptr;            /* JSON pointer of the reference */
+} rz__cred;
+
+typedef struct rz__input {
+    char *name;           /* input port name */
+    cJSON *value;         /* literal, or a string holding ${{ ... }} */
+    char *ptr;
+} rz__input;
+
+typedef struct rz__conn {
+    char *id;             /* may be NULL (YAML has none) */
+    char *src_node, *src_port, *dst_node, *dst_port;
+    size_t src, dst;      /* step indices, RZ_NPOS until resolved */
+    char *ptr;
+} rz__conn;
+
+typedef struct rz__flow_input {
+    char *name;
+    char *type;           /* "string", "number", ... or NULL */
+    bool required;
+    cJSON *def;           /* default value or NULL */
+    char *ptr;
+} rz__flow_input;
+
+typedef struct rz__step {
+    char *id;
+    char *ptr;            /* "/nodes/3" or "/steps/split" */
+    char *module_id;      /* "wordcount-split" */
+    char *module_spec;    /* version spec, NULL = any */
+    cJSON *config;        /* object, never NULL after load */
+    cJSON *position;      /* builder {x,y} or NULL */
+    rz__cred *creds; size_t n_creds;
+    rz__input *inputs; size_t n_inputs;
+    char **needs; size_t n_needs;
+    char *when;           /* expression or NULL */
+    struct {
+        uint32_t max_attempts;   /* >= 1; 1 means no retry */
+        rz__backoff backoff;
+        uint32_t initial_ms, max_ms;
+    } retry;
+    uint32_t timeout_s;          /* 0 = none */
+    rz__on_failure on_failure;
+    cJSON *extra;                /* unknown keys, kept for round trips; or NULL */
+
+    /* Filled by rz_flow_validate / rz__flow_link: */
+    const rz_module *module;     /* resolved module or NULL */
+    size_t *deps; size_t n_deps; /* upstream step indices, unique, sorted */
+} rz__step;
+
+struct rz_flow {
+    rz_format format;     /* syntax it was loaded from */
+    bool builder;         /* builder shape (nodes/connections) vs FluxGraph */
+    char *file;           /* name used in diagnostics */
+    char *src; size_t src_len;   /* kept source text for lazy locations */
+    void *yaml_doc;       /* kept yaml_document_t* for YAML sources, or NULL */
+
+    char *id, *name, *version, *description, *created_at, *updated_at;
+    cJSON *triggers;      /* FluxGraph triggers, kept verbatim, or NULL */
+    cJSON *extra;         /* unknown top-level keys, or NULL */
+
+    rz__flow_input *inputs; size_t n_inputs;
+    rz__step *steps; size_t n_steps;
+    rz__conn *conns; size_t n_conns;
+
+    rz__map index;        /* step id -> index (first occurrence wins) */
+    bool linked;          /* deps computed */
+};
+
+/* LINE:COLUMN of the value at `pointer` in the flow's source; falls back to
+ * the nearest enclosing value that exists, (0,0) for CBOR or unknown. */
+RZ_HIDDEN void rz__flow_locate(const rz_flow *f, const char *pointer,
+                               uint32_t *line, uint32_t *column);
+/* Diagnostic at a JSON pointer of the flow's source. */
+RZ_HIDDEN int rz__flow_diag(const rz_flow *f, rz_diags *diags, int code,
+                            const char *pointer, const char *fmt, ...)
+    RZ_PRINTF(5, 6);
+
+/* Compute every step's deps from needs, connections and ${{ steps.X }}
+ * references in inputs and `when` (unknown names are ignored here; the
+ * validator reports them). Idempotent. */
+RZ_HIDDEN int rz__flow_link(rz_flow *f);
+
+/* ---- Expressions: ${{ ... }} templates and conditions (lib/flow/expr.c) ----
+ *
+ * Grammar: literals (numbers, 'str' / "str", true, false, null), references
+ * steps.<id>.outputs.<port>[.<key>...] and inputs.<name>[.<key>...], unary !,
+ * binary == != < <= > >= && || and parentheses. A string value is either one
+ * whole ${{ expr }} (evaluates to the typed value) or a template mixing text
+ * and ${{ }} parts (evaluates to a string). `when` accepts a bare expression
+ * or ${{ expr }}. */
+typedef struct rz__expr rz__expr;
+
+typedef enum rz__ref_kind { RZ_REF_STEP = 1, RZ_REF_INPUT = 2 } rz__ref_kind;
+
+typedef struct rz__ref {
+    rz__ref_kind kind;
+    const char *name;     /* step id or input name (borrowed from the expr) */
+    const char *port;     /* output port for steps, NULL for inputs */
+    uint32_t offset;      /* byte offset of the reference in the text */
+} rz__ref;
+
+/* Parse `text`. `is_condition`: bare expressions allowed. On a syntax error
+ * returns RZ_EEXPR with a message in `err` and the byte offset in *err_off. */
+RZ_HIDDEN int rz__expr_parse(rz__expr **out, const char *text, bool is_condition,
+                             char *err, size_t errlen, size_t *err_off);
+RZ_HIDDEN void rz__expr_free(rz__expr *e);
+/* True if the text contains no ${{ }} at all (a plain literal string). */
+RZ_HIDDEN bool rz__expr_is_literal(const rz__expr *e);
+RZ_HIDDEN size_t rz__expr_ref_count(const rz__expr *e);
+RZ_HIDDEN const rz__ref *rz__expr_ref(const rz__expr *e, size_t i);
+
+/* Resolve a reference to a value (borrowed; NULL = absent, evaluates as null). */
+typedef const cJSON *(*rz__resolve_fn)(const rz__ref *ref, void *ud);
+/* Evaluate; *out is a new cJSON value the caller frees. */
+RZ_HIDDEN int rz__expr_eval(const rz__expr *e, rz__resolve_fn resolve, void *ud,
+                            cJSON **out);
+/* Truthiness for `when`: false, null, 0, "" and absent are false. */
+RZ_HIDDEN bool rz__json_truthy(const cJSON *v);
+
+#endif
