@@ -1,0 +1,45 @@
+/* Shared state and helpers of the `rhizos` command-line shell. */
+#ifndef RZ_CLI_H
+#define RZ_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "rhizos/rhizos.h"
+
+/* Exit codes (DESIGN §5). */
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+
+typedef struct cli {
+    bool json;
+    bool quiet;
+    bool no_sandbox;
+    unsigned jobs;
+    const char *data_dir;         /* NULL: default */
+    const char *format;           /* export format, NULL: json */
+    const char *modules[32];      /* --modules, in order given */
+    size_t n_modules;
+    const char *inputs[256];      /* --input k=v */
+    size_t n_inputs;
+    const char *orchestrator;
+    const char *api_key;
+    char **args;                  /* positionals after "GROUP VERB" */
+    int nargs;
+} cli;
+
+int cli_flow(cli *c, const char *verb);
+void cli_flow_usage(void);
+
+/* A registry of --modules, $RHIZOS_MODULES and the default examples/modules.
+ * Problems are printed; returns NULL only when out of memory. */
+rz_registry *cli_registry(const cli *c);
+/* The data directory: --data, else $XDG_DATA_HOME/rhizos, else
+ * ~/.local/share/rhizos. Returns a malloc'd string. */
+char *cli_data_dir(const cli *c);
+/* Print diagnostics compiler-style on stderr (or nothing if empty). */
+void cli_print_diags(const rz_diags *d);
+/* "rhizos: <message from rz_error_last>" on stderr. */
+void cli_error(const char *context, int rc);
+bool cli_stderr_tty(void);
+
+#endif

@@ -1,0 +1,479 @@
+/* rhizos flow validate | plan | run | runs | export */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+
+void cli_flow_usage(void)
+{
+    printf(
+"usage: rhizos flow validate FILE...   [--json] [--modules DIR]\n"
+"       rhizos flow plan FILE           [--json]\n"
+"       rhizos flow run FILE            [--input NAME=VALUE]... [--data DIR]\n"
+"                                       [--jobs N] [--no-sandbox] [--json]\n"
+"       rhizos flow runs                [--data DIR] [--json]\n"
+"       rhizos flow export FILE         [--format json|yaml|cbor]\n"
+"\n"
+"FILE is a JSON builder document or a FluxGraph YAML file ('-' reads stdin).\n"
+"Problems are printed as FILE:LINE:COLUMN: error: MESSAGE, all at once;\n"
+"with --json, `validate` prints [{\"file\",\"line\",\"column\",\"code\",\"message\"}].\n"
+"`run` executes steps on this machine through the process adapter, in\n"
+"parallel where the graph allows, records the run under --data and exits 0\n"
+"only if the run succeeded.\n");
+}
+
+static int need_args(const cli *c, const char *verb, int min, int max)
+{
+    if (c->nargs < min || (max >= 0 && c->nargs > max)) {
+        fprintf(stderr, "rhizos: flow %s: wrong number of arguments. "
+                        "Try 'rhizos flow --help'.\n", verb);
+        return -1;
+    }
+    return 0;
+}
+
+/* Load and validate one flow; diagnostics go to `all` (JSON mode) or are
+ * printed. Returns the flow, or NULL if it has errors. */
+static rz_flow *load_checked(const cli *c, const char *path,
+                             const rz_registry *reg, rz_diags *all)
+{
+    rz_diags *d = all;
+    if (!d && rz_diags_new(&d) != RZ_OK)
+        return NULL;
+    rz_flow *flow = NULL;
+    int rc = rz_flow_load(&flow, path, RZ_FORMAT_AUTO, d);
+    if (rc == RZ_OK)
+        rc = rz_flow_validate(flow, reg, d);
+    /* Errors without a diagnostic (unreadable file, no memory) still say why. */
+    if (rc != RZ_OK && rz_diags_error_count(d) == 0)
+        cli_error(path, rc);
+    if (!all) {
+        rz_diags_sort(d);
+        cli_print_diags(d);
+        rz_diags_free(d);
+    }
+    if (rc != RZ_OK) {
+        rz_flow_free(flow);
+        return NULL;
+    }
+    return flow;
+}
+
+static int flow_validate(cli *c)
+{
+    if (need_args(c, "validate", 1, -1) != 0)
+        return EXIT_USAGE;
+    rz_registry *reg = cli_registry(c);
+    rz_diags *all = NULL;
+    if (!reg || (c->json && rz_diags_new(&all) != RZ_OK))
+        return EXIT_FAILED;
+    int status = EXIT_OK;
+    for (int i = 0; i < c->nargs; i++) {
+        rz_flow *flow = load_checked(c, c->args[i], reg, all);
+        if (!flow) {
+            status = EXIT_FAILED;
+            continue;
+        }
+        if (!c->json && !c->quiet)
+            printf("%s: ok (%zu steps)\n", c->args[i], rz_flow_step_count(flow));
+        rz_flow_free(flow);
+    }
+    if (all) {
+        char *json = NULL;
+        rz_diags_sort(all);
+        if (rz_diags_to_json(all, &json) == RZ_OK)
+            printf("%s\n", json);
+        rz_free(json);
+        rz_diags_free(all);
+    }
+    rz_registry_free(reg);
+    return status;
+}
+
+static void print_plan_text(const rz_flow *flow, const rz_plan *plan)
+{
+    size_t n = rz_plan_stage_count(plan);
+    for (size_t s = 0; s < n; s++) {
+        printf("stage %zu:", s + 1);
+        for (size_t i = 0; i < rz_plan_stage_size(plan, s); i++)
+            printf(" %s", rz_flow_step_id(flow, rz_plan_stage_step(plan, s, i)));
+        printf("\n");
+    }
+    size_t len;
+    const size_t *path = rz_plan_critical_path(plan, &len);
+    printf("critical path:");
+    for (size_t i = 0; i < len; i++)
+        printf("%s%s", i ? " -> " : " ", rz_flow_step_id(flow, path[i]));
+    printf(" (%.0f s estimated)\n", rz_plan_critical_seconds(plan));
+}
+
+static int flow_plan(cli *c)
+{
+    if (need_args(c, "plan", 1, 1) != 0)
+        return EXIT_USAGE;
+    rz_registry *reg = cli_registry(c);
+    rz_flow *flow = reg ? load_checked(c, c->args[0], reg, NULL) : NULL;
+    int status = EXIT_FAILED;
+    rz_plan *plan = NULL;
+    rz_diags *d = NULL;
+    if (flow && rz_diags_new(&d) == RZ_OK) {
+        int rc = rz_plan_build(&plan, flow, d);
+        cli_print_diags(d);
+        if (rc != RZ_OK && rz_diags_error_count(d) == 0)
+            cli_error(c->args[0], rc);
+    }
+    if (plan) {
+        char *json = NULL;
+        if (!c->json)
+            print_plan_text(flow, plan);
+        else if (rz_plan_to_json(plan, &json) == RZ_OK)
+            printf("%s\n", json);
+        rz_free(json);
+        status = EXIT_OK;
+    }
+    rz_diags_free(d);
+    rz_plan_free(plan);
+    rz_flow_free(flow);
+    rz_registry_free(reg);
+    return status;
+}
+
+static int flow_export(cli *c)
+{
+    if (need_args(c, "export", 1, 1) != 0)
+        return EXIT_USAGE;
+    const char *fmt = c->format ? c->format : "json";
+    if (strcmp(fmt, "json") && strcmp(fmt, "yaml") && strcmp(fmt, "cbor")) {
+        fprintf(stderr, "rhizos: --format must be json, yaml or cbor, not '%s'\n", fmt);
+        return EXIT_USAGE;
+    }
+    rz_diags *d = NULL;
+    rz_flow *flow = NULL;
+    if (rz_diags_new(&d) != RZ_OK)
+        return EXIT_FAILED;
+    int rc = rz_flow_load(&flow, c->args[0], RZ_FORMAT_AUTO, d);
+    cli_print_diags(d);
+    if (rc != RZ_OK && rz_diags_error_count(d) == 0)
+        cli_error(c->args[0], rc);
+    rz_diags_free(d);
+    if (rc != RZ_OK)
+        return EXIT_FAILED;
+    char *out = NULL;
+    size_t len = 0;
+    if (strcmp(fmt, "json") == 0)
+        rc = rz_flow_to_json(flow, RZ_EXPORT_PRETTY, &out, &len);
+    else if (strcmp(fmt, "yaml") == 0)
+        rc = rz_flow_to_yaml(flow, &out, &len);
+    else
+        rc = rz_flow_to_cbor(flow, (unsigned char **)&out, &len);
+    if (rc == RZ_OK) {
+        fwrite(out, 1, len, stdout);
+        if (strcmp(fmt, "json") == 0)
+            fputc('\n', stdout);
+    } else {
+        cli_error(c->args[0], rc);
+    }
+    rz_free(out);
+    rz_flow_free(flow);
+    return rc == RZ_OK ? EXIT_OK : EXIT_FAILED;
+}
+
+/* ---- flow run ---- */
+
+typedef struct progress {
+    const cli *c;
+    bool tty;
+    bool status_shown;
+    size_t total;
+} progress;
+
+static void count_states(const rz_run *run, size_t n, size_t *done,
+                         size_t *running)
+{
+    *done = *running = 0;
+    for (size_t i = 0; i < n; i++) {
+        rz_step_state s = rz_run_step_state(run, i);
+        if (s == RZ_STEP_RUNNING)
+            (*running)++;
+        else if (s >= RZ_STEP_SUCCEEDED)
+            (*done)++;
+    }
+}
+
+static const char *event_word(rz_event_kind k)
+{
+    switch (k) {
+    case RZ_EVENT_STEP_STARTED: return "started";
+    case RZ_EVENT_STEP_SUCCEEDED: return "succeeded";
+    case RZ_EVENT_STEP_FAILED: return "FAILED";
+    case RZ_EVENT_STEP_RETRYING: return "failed, will retry";
+    case RZ_EVENT_STEP_SKIPPED: return "skipped";
+    case RZ_EVENT_STEP_CANCELLED: return "cancelled";
+    default: return "";
+    }
+}
+
+/* First line of a message: logs can be long, the progress view is not. */
+static void print_first_line(FILE *out, const char *msg)
+{
+    size_t n = strcspn(msg, "\n");
+    fprintf(out, ": %.*s", (int)(n > 200 ? 200 : n), msg);
+}
+
+static void on_event(const rz_event *ev, void *ud)
+{
+    progress *p = ud;
+    if (p->c->quiet && ev->kind != RZ_EVENT_STEP_FAILED && ev->kind != RZ_EVENT_NOTICE)
+        return;
+    FILE *out = stderr;
+    if (p->tty && p->status_shown)
+        fputs("\r\033[K", out);
+    double t = (double)ev->elapsed_ms / 1000.0;
+    if (ev->kind == RZ_EVENT_NOTICE) {
+        fprintf(out, "rhizos: note: %s\n", ev->message ? ev->message : "");
+    } else if (ev->kind != RZ_EVENT_RUN_FINISHED) {
+        const rz_flow *flow = rz_run_flow(ev->run);
+        fprintf(out, "[%7.2fs] %-20s %s", t, rz_flow_step_id(flow, ev->step),
+                event_word(ev->kind));
+        if (ev->kind == RZ_EVENT_STEP_STARTED && ev->attempt > 1)
+            fprintf(out, " (attempt %u)", ev->attempt);
+        if (ev->message && (ev->kind == RZ_EVENT_STEP_FAILED ||
+                            ev->kind == RZ_EVENT_STEP_RETRYING ||
+                            ev->kind == RZ_EVENT_STEP_SKIPPED))
+            print_first_line(out, ev->message);
+        fputc('\n', out);
+    }
+    if (p->tty && ev->kind != RZ_EVENT_RUN_FINISHED) {
+        size_t done, running;
+        count_states(ev->run, p->total, &done, &running);
+        fprintf(out, "  %zu/%zu done, %zu running, %zu queued  %.1fs",
+                done, p->total, running, p->total - done - running, t);
+        p->status_shown = true;
+    } else if (p->tty && p->status_shown) {
+        p->status_shown = false;
+    }
+    fflush(out);
+}
+
+static volatile int cancel_flag;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    cancel_flag = 1;
+}
+
+/* Flow inputs from --input NAME=VALUE: VALUE as JSON if it parses, else a
+ * string, so `--input n=3` is a number and `--input text=hello` a string. */
+static char *inputs_json(const cli *c)
+{
+    cJSON *obj = cJSON_CreateObject();
+    for (size_t i = 0; obj && i < c->n_inputs; i++) {
+        const char *kv = c->inputs[i];
+        const char *eq = strchr(kv, '=');
+        if (!eq || eq == kv) {
+            fprintf(stderr, "rhizos: --input wants NAME=VALUE, not '%s'\n", kv);
+            cJSON_Delete(obj);
+            return NULL;
+        }
+        char *name = strndup(kv, (size_t)(eq - kv));
+        cJSON *v = cJSON_Parse(eq + 1);
+        if (!v)
+            v = cJSON_CreateString(eq + 1);
+        cJSON_DeleteItemFromObjectCaseSensitive(obj, name);
+        cJSON_AddItemToObject(obj, name, v);
+        free(name);
+    }
+    char *s = obj ? cJSON_PrintUnformatted(obj) : NULL;
+    cJSON_Delete(obj);
+    return s;
+}
+
+static void make_run_id(char *buf, size_t cap)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    unsigned r = 0;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (!f || fread(&r, sizeof r, 1, f) != 1)
+        r = (unsigned)now ^ (unsigned)clock();
+    if (f)
+        fclose(f);
+    snprintf(buf, cap, "run-%04d%02d%02d-%02d%02d%02d-%04x", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             r & 0xffff);
+}
+
+static void print_outputs(const rz_run *run)
+{
+    char *json = NULL;
+    if (rz_run_to_json(run, &json) != RZ_OK)
+        return;
+    cJSON *doc = cJSON_Parse(json);
+    rz_free(json);
+    const cJSON *steps = cJSON_GetObjectItemCaseSensitive(doc, "steps");
+    const cJSON *outs = cJSON_GetObjectItemCaseSensitive(doc, "outputs");
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(doc, "status");
+    const cJSON *s;
+    cJSON_ArrayForEach(s, steps) {
+        const cJSON *err = cJSON_GetObjectItemCaseSensitive(s, "error");
+        if (cJSON_IsString(err))
+            printf("step %s: %s\n", s->string, err->valuestring);
+    }
+    const cJSON *o;
+    cJSON_ArrayForEach(o, outs) {
+        char *text = cJSON_Print(o);
+        printf("%s:\n%s\n", o->string, text ? text : "");
+        free(text);
+    }
+    printf("run %s %s\n", rz_run_id(run), cJSON_IsString(st) ? st->valuestring : "?");
+    cJSON_Delete(doc);
+}
+
+static void record_run(const cli *c, const rz_run *run, uint64_t started,
+                       uint64_t finished)
+{
+    char *dir = cli_data_dir(c);
+    rz_store *st = NULL;
+    int rc = dir ? rz_store_open(&st, dir) : RZ_ENOMEM;
+    if (rc == RZ_OK)
+        rc = rz_store_put_run(st, run, started, finished);
+    if (rc != RZ_OK)
+        fprintf(stderr, "rhizos: warning: run not recorded in %s: %s\n",
+                dir ? dir : "?", rz_error_last()->message);
+    rz_store_close(st);
+    free(dir);
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int flow_run(cli *c)
+{
+    if (need_args(c, "run", 1, 1) != 0)
+        return EXIT_USAGE;
+    char *inputs = inputs_json(c);
+    if (!inputs)
+        return EXIT_USAGE;
+    rz_registry *reg = cli_registry(c);
+    rz_flow *flow = reg ? load_checked(c, c->args[0], reg, NULL) : NULL;
+    if (!flow) {
+        free(inputs);
+        rz_registry_free(reg);
+        return EXIT_FAILED;
+    }
+    char run_id[64];
+    make_run_id(run_id, sizeof run_id);
+    progress p = { c, cli_stderr_tty(), false, rz_flow_step_count(flow) };
+    rz_runner_opts opts = RZ_RUNNER_OPTS_INIT;
+    opts.jobs = c->jobs;
+    opts.inputs_json = inputs;
+    opts.run_id = run_id;
+    opts.sandbox = c->no_sandbox ? 0 : 1;
+    opts.on_event = on_event;
+    opts.userdata = &p;
+    opts.cancel = &cancel_flag;
+    signal(SIGINT, on_sigint);
+    signal(SIGTERM, on_sigint);
+    if (!c->quiet && !c->json)
+        fprintf(stderr, "rhizos: running %s (%zu steps) as %s\n", c->args[0],
+                p.total, run_id);
+    uint64_t started = wall_ms();
+    rz_run *run = NULL;
+    int rc = rz_runner_run(&run, flow, &opts);
+    if (p.tty && p.status_shown)
+        fputs("\r\033[K", stderr);
+    int status = EXIT_FAILED;
+    if (run) {
+        record_run(c, run, started, wall_ms());
+        char *json = NULL;
+        if (c->json && rz_run_to_json(run, &json) == RZ_OK)
+            printf("%s\n", json);
+        else if (!c->json)
+            print_outputs(run);
+        rz_free(json);
+        if (rz_run_state_get(run) == RZ_RUN_SUCCEEDED)
+            status = EXIT_OK;
+    } else {
+        cli_error(c->args[0], rc);
+    }
+    rz_run_free(run);
+    rz_flow_free(flow);
+    rz_registry_free(reg);
+    free(inputs);
+    return status;
+}
+
+static void print_runs_table(const char *json)
+{
+    cJSON *arr = cJSON_Parse(json);
+    const cJSON *r;
+    if (cJSON_GetArraySize(arr) == 0) {
+        printf("no runs recorded\n");
+        cJSON_Delete(arr);
+        return;
+    }
+    printf("%-28s %-10s %5s %9s  %s\n", "RUN", "STATUS", "STEPS", "SECONDS", "FLOW");
+    cJSON_ArrayForEach(r, arr) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "id");
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(r, "status");
+        const cJSON *file = cJSON_GetObjectItemCaseSensitive(r, "file");
+        double t0 = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "started_ms"));
+        double t1 = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "finished_ms"));
+        printf("%-28s %-10s %5d %9.2f  %s\n",
+               cJSON_IsString(id) ? id->valuestring : "?",
+               cJSON_IsString(st) ? st->valuestring : "?",
+               (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "steps")),
+               (t1 - t0) / 1000.0,
+               cJSON_IsString(file) ? file->valuestring : "");
+    }
+    cJSON_Delete(arr);
+}
+
+static int flow_runs(cli *c)
+{
+    if (need_args(c, "runs", 0, 0) != 0)
+        return EXIT_USAGE;
+    char *dir = cli_data_dir(c);
+    rz_store *st = NULL;
+    char *json = NULL;
+    int rc = dir ? rz_store_open(&st, dir) : RZ_ENOMEM;
+    if (rc == RZ_OK)
+        rc = rz_store_list_runs(st, &json);
+    if (rc != RZ_OK)
+        cli_error(dir, rc);
+    else if (c->json)
+        printf("%s\n", json);
+    else
+        print_runs_table(json);
+    rz_free(json);
+    rz_store_close(st);
+    free(dir);
+    return rc == RZ_OK ? EXIT_OK : EXIT_FAILED;
+}
+
+int cli_flow(cli *c, const char *verb)
+{
+    if (strcmp(verb, "validate") == 0)
+        return flow_validate(c);
+    if (strcmp(verb, "plan") == 0)
+        return flow_plan(c);
+    if (strcmp(verb, "run") == 0)
+        return flow_run(c);
+    if (strcmp(verb, "runs") == 0)
+        return flow_runs(c);
+    if (strcmp(verb, "export") == 0)
+        return flow_export(c);
+    fprintf(stderr, "rhizos: unknown command 'flow %s'. Try 'rhizos flow --help'.\n", verb);
+    return EXIT_USAGE;
+}

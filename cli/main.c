@@ -1,0 +1,151 @@
+/* rhizos — the command-line shell over librhizos. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+"usage: rhizos [OPTIONS] COMMAND [ARGS]\n"
+"\n"
+"Flows (embedded: no server needed):\n"
+"  flow validate FILE...   check flows against the module registry\n"
+"  flow plan FILE          stages in execution order and the critical path\n"
+"  flow run FILE           run a flow on this machine\n"
+"  flow runs               list the runs recorded under --data\n"
+"  flow export FILE        canonical JSON with credential values stripped\n"
+"\n"
+"Options:\n"
+"  --json                  machine-readable output\n"
+"  --modules DIR           add a module registry folder (repeatable;\n"
+"                          also $RHIZOS_MODULES, colon-separated)\n"
+"  --data DIR              where runs are recorded (default\n"
+"                          $XDG_DATA_HOME/rhizos)\n"
+"  --input NAME=VALUE      a flow input for `flow run` (repeatable; VALUE is\n"
+"                          JSON if it parses as JSON, else a string)\n"
+"  --jobs N                steps run in parallel (default: number of cores)\n"
+"  --no-sandbox            run steps without bubblewrap\n"
+"  --format json|yaml|cbor output syntax of `flow export` (default json)\n"
+"  --orchestrator URL      orchestrator address (env RHIZOS_URL)\n"
+"  --api-key KEY           API key (env RHIZOS_API_KEY)\n"
+"  -q, --quiet             print only results and errors\n"
+"  -h, --help              this help;  rhizos COMMAND --help for more\n"
+"  -V, --version           print the version\n"
+"\n"
+"Exit status: 0 success, 1 the thing failed (invalid flow, run failed),\n"
+"2 usage error, 3 cannot reach the orchestrator.\n");
+}
+
+enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
+       OPT_NO_SANDBOX, OPT_FORMAT, OPT_ORCH, OPT_KEY };
+
+static const struct option long_opts[] = {
+    { "json", no_argument, NULL, OPT_JSON },
+    { "modules", required_argument, NULL, OPT_MODULES },
+    { "data", required_argument, NULL, OPT_DATA },
+    { "input", required_argument, NULL, OPT_INPUT },
+    { "jobs", required_argument, NULL, OPT_JOBS },
+    { "no-sandbox", no_argument, NULL, OPT_NO_SANDBOX },
+    { "format", required_argument, NULL, OPT_FORMAT },
+    { "orchestrator", required_argument, NULL, OPT_ORCH },
+    { "api-key", required_argument, NULL, OPT_KEY },
+    { "quiet", no_argument, NULL, 'q' },
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
+    { NULL, 0, NULL, 0 },
+};
+
+static int parse_jobs(const char *s, unsigned *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < 1 || v > 4096)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int parse_options(cli *c, int argc, char **argv, bool *help)
+{
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "qhV", long_opts, NULL)) != -1) {
+        switch (ch) {
+        case OPT_JSON: c->json = true; break;
+        case OPT_MODULES:
+            if (c->n_modules == (sizeof(c->modules) / sizeof((c->modules)[0]))) {
+                fprintf(stderr, "rhizos: too many --modules\n");
+                return -1;
+            }
+            c->modules[c->n_modules++] = optarg;
+            break;
+        case OPT_DATA: c->data_dir = optarg; break;
+        case OPT_INPUT:
+            if (c->n_inputs == (sizeof(c->inputs) / sizeof((c->inputs)[0]))) {
+                fprintf(stderr, "rhizos: too many --input\n");
+                return -1;
+            }
+            c->inputs[c->n_inputs++] = optarg;
+            break;
+        case OPT_JOBS:
+            if (parse_jobs(optarg, &c->jobs) != 0) {
+                fprintf(stderr, "rhizos: --jobs wants a number from 1 to 4096, not '%s'\n", optarg);
+                return -1;
+            }
+            break;
+        case OPT_NO_SANDBOX: c->no_sandbox = true; break;
+        case OPT_FORMAT: c->format = optarg; break;
+        case OPT_ORCH: c->orchestrator = optarg; break;
+        case OPT_KEY: c->api_key = optarg; break;
+        case 'q': c->quiet = true; break;
+        case 'h': *help = true; break;
+        case 'V':
+            printf("rhizos %s (librhizos %s)\n", RZ_VERSION_STRING, rz_version());
+            exit(EXIT_OK);
+        default:
+            if (optopt)
+                fprintf(stderr, "rhizos: option -%c is unknown or needs a value\n", optopt);
+            else
+                fprintf(stderr, "rhizos: unknown option '%s'\n", argv[optind - 1]);
+            fprintf(stderr, "Try 'rhizos --help'.\n");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    cli c = {0};
+    bool help = false;
+    c.orchestrator = getenv("RHIZOS_URL") ? getenv("RHIZOS_URL") : "http://127.0.0.1:8080";
+    c.api_key = getenv("RHIZOS_API_KEY");
+    if (parse_options(&c, argc, argv, &help) != 0)
+        return EXIT_USAGE;
+    char **pos = argv + optind;
+    int npos = argc - optind;
+    if (npos == 0) {
+        usage(help ? stdout : stderr);
+        return help ? EXIT_OK : EXIT_USAGE;
+    }
+    const char *group = pos[0];
+    const char *verb = npos > 1 ? pos[1] : NULL;
+    c.args = pos + 2;
+    c.nargs = npos > 2 ? npos - 2 : 0;
+    if (strcmp(group, "flow") == 0) {
+        if (help || !verb) {
+            cli_flow_usage();
+            return help ? EXIT_OK : EXIT_USAGE;
+        }
+        return cli_flow(&c, verb);
+    }
+    if (strcmp(group, "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    fprintf(stderr, "rhizos: unknown command '%s'. Try 'rhizos --help'.\n", group);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,102 @@
+/* Helpers shared by the command groups: registries, paths, diagnostics. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static bool is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* examples/modules next to the working directory, else the one in the source
+ * tree this binary was built from (build/cli/rhizos -> ../../examples). */
+static void add_default_registry(rz_registry *reg, rz_diags *d)
+{
+    if (is_dir("examples/modules")) {
+        rz_registry_add_dir(reg, "examples/modules", d);
+        return;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return;
+    *slash = '\0';
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/../../examples/modules", exe);
+    if (is_dir(path))
+        rz_registry_add_dir(reg, path, d);
+}
+
+rz_registry *cli_registry(const cli *c)
+{
+    rz_registry *reg;
+    rz_diags *d;
+    if (rz_registry_new(&reg) != RZ_OK)
+        return NULL;
+    if (rz_diags_new(&d) != RZ_OK) {
+        rz_registry_free(reg);
+        return NULL;
+    }
+    /* Folders added first win for an identical id@version: the user's own
+     * --modules, then the environment, then the examples. */
+    for (size_t i = 0; i < c->n_modules; i++)
+        if (rz_registry_add_dir(reg, c->modules[i], d) != RZ_OK)
+            fprintf(stderr, "rhizos: warning: module folder %s: %s\n",
+                    c->modules[i], rz_error_last()->message);
+    const char *env = getenv("RHIZOS_MODULES");
+    if (env && *env)
+        rz_registry_add_path_list(reg, env, d);
+    add_default_registry(reg, d);
+    cli_print_diags(d);
+    rz_diags_free(d);
+    return reg;
+}
+
+char *cli_data_dir(const cli *c)
+{
+    if (c->data_dir)
+        return strdup(c->data_dir);
+    const char *xdg = getenv("XDG_DATA_HOME");
+    char buf[PATH_MAX];
+    if (xdg && *xdg)
+        snprintf(buf, sizeof buf, "%s/rhizos", xdg);
+    else
+        snprintf(buf, sizeof buf, "%s/.local/share/rhizos",
+                 getenv("HOME") ? getenv("HOME") : ".");
+    return strdup(buf);
+}
+
+void cli_print_diags(const rz_diags *d)
+{
+    if (!d || rz_diags_count(d) == 0)
+        return;
+    char *text = NULL;
+    if (rz_diags_to_text(d, &text) == RZ_OK)
+        fputs(text, stderr);
+    rz_free(text);
+}
+
+void cli_error(const char *context, int rc)
+{
+    const rz_error *e = rz_error_last();
+    const char *msg = e->code == rc && e->message[0] ? e->message : rz_strerror(rc);
+    if (context)
+        fprintf(stderr, "rhizos: %s: %s\n", context, msg);
+    else
+        fprintf(stderr, "rhizos: %s\n", msg);
+}
+
+bool cli_stderr_tty(void)
+{
+    return isatty(STDERR_FILENO) && getenv("TERM") && strcmp(getenv("TERM"), "dumb");
+}

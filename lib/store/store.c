@@ -1,0 +1,251 @@
+/* Run records in LMDB: one named database "runs", key = run id, value = the
+ * record as JSON. A second database "runs_by_time" orders ids by start time
+ * so listings come newest first without a scan-and-sort. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+#include <lmdb.h>
+
+#include "common/internal.h"
+#include "rhizos/store.h"
+
+/* Runs are small; 1 GiB of address space is plenty and costs nothing until
+ * used (LMDB maps the file sparsely). */
+#define STORE_MAP_SIZE (1024ull * 1024 * 1024)
+
+struct rz_store {
+    MDB_env *env;
+    MDB_dbi runs;
+    MDB_dbi by_time;
+};
+
+static int db_error(int rc, const char *what)
+{
+    return rz__error(rc == MDB_MAP_FULL ? RZ_ETOOBIG : RZ_EDB, "%s: %s", what,
+                     mdb_strerror(rc));
+}
+
+static int make_dirs(const char *dir)
+{
+    char *path = rz__strdup(dir);
+    if (!path)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+            int e = errno;
+            free(path);
+            return rz__error(RZ_EIO, "cannot create %s: %s", dir, strerror(e));
+        }
+        *p = '/';
+    }
+    int rc = RZ_OK;
+    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+        rc = rz__error(RZ_EIO, "cannot create %s: %s", dir, strerror(errno));
+    free(path);
+    return rc;
+}
+
+int rz_store_open(rz_store **out, const char *dir)
+{
+    *out = NULL;
+    if (!dir || !*dir)
+        return rz__error(RZ_EINVAL, "no data directory given");
+    int rc = make_dirs(dir);
+    if (rc != RZ_OK)
+        return rc;
+    rz_store *st = calloc(1, sizeof *st);
+    if (!st)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    MDB_txn *txn = NULL;
+    int mrc = mdb_env_create(&st->env);
+    if (mrc == 0)
+        mrc = mdb_env_set_maxdbs(st->env, 8);
+    if (mrc == 0)
+        mrc = mdb_env_set_mapsize(st->env, STORE_MAP_SIZE);
+    if (mrc == 0)
+        mrc = mdb_env_open(st->env, dir, MDB_NOTLS, 0600);
+    if (mrc == 0)
+        mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (mrc == 0)
+        mrc = mdb_dbi_open(txn, "runs", MDB_CREATE, &st->runs);
+    if (mrc == 0)
+        mrc = mdb_dbi_open(txn, "runs_by_time", MDB_CREATE, &st->by_time);
+    if (mrc == 0) {
+        mrc = mdb_txn_commit(txn);
+        txn = NULL;
+    }
+    if (mrc != 0) {
+        rc = db_error(mrc, dir);
+        if (txn)
+            mdb_txn_abort(txn);
+        rz_store_close(st);
+        return rc;
+    }
+    *out = st;
+    return RZ_OK;
+}
+
+void rz_store_close(rz_store *st)
+{
+    if (!st)
+        return;
+    if (st->env)
+        mdb_env_close(st->env);
+    free(st);
+}
+
+/* Big-endian start time then the id: byte order is time order. */
+static size_t time_key(char *buf, size_t cap, uint64_t t, const char *id)
+{
+    size_t n = strlen(id);
+    if (n > cap - 8)
+        n = cap - 8;
+    for (int i = 0; i < 8; i++)
+        buf[i] = (char)(t >> (56 - 8 * i));
+    memcpy(buf + 8, id, n);
+    return 8 + n;
+}
+
+static char *build_record(const rz_run *run, uint64_t started, uint64_t finished)
+{
+    char *json = NULL;
+    if (rz_run_to_json(run, &json) != RZ_OK)
+        return NULL;
+    cJSON *rec = cJSON_Parse(json);
+    rz_free(json);
+    if (!rec)
+        return NULL;
+    const rz_flow *flow = rz_run_flow(run);
+    cJSON_DeleteItemFromObject(rec, "file");
+    cJSON_AddStringToObject(rec, "file", rz_flow_file(flow));
+    cJSON_AddNumberToObject(rec, "started_ms", (double)started);
+    cJSON_AddNumberToObject(rec, "finished_ms", (double)finished);
+    char *s = cJSON_PrintUnformatted(rec);
+    cJSON_Delete(rec);
+    return s;
+}
+
+static uint64_t record_started(const char *json, size_t len)
+{
+    cJSON *rec = cJSON_ParseWithLength(json, len);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(rec, "started_ms");
+    uint64_t v = cJSON_IsNumber(t) ? (uint64_t)t->valuedouble : 0;
+    cJSON_Delete(rec);
+    return v;
+}
+
+int rz_store_put_run(rz_store *st, const rz_run *run, uint64_t started_ms,
+                     uint64_t finished_ms)
+{
+    const char *id = rz_run_id(run);
+    if (!st || !id || !*id || strlen(id) > 256)
+        return rz__error(RZ_EINVAL, "run id must be 1..256 bytes");
+    char *rec = build_record(run, started_ms, finished_ms);
+    if (!rec)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    MDB_txn *txn;
+    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (mrc != 0) {
+        free(rec);
+        return db_error(mrc, "begin");
+    }
+    MDB_val key = { strlen(id), (void *)id }, old;
+    /* A replaced record may have a different start time: drop its index. */
+    if (mdb_get(txn, st->runs, &key, &old) == 0) {
+        char tk[300];
+        MDB_val k2 = { time_key(tk, sizeof tk,
+                                record_started(old.mv_data, old.mv_size), id), tk };
+        mdb_del(txn, st->by_time, &k2, NULL);
+    }
+    MDB_val val = { strlen(rec), rec };
+    mrc = mdb_put(txn, st->runs, &key, &val, 0);
+    if (mrc == 0) {
+        char tk[300];
+        MDB_val k2 = { time_key(tk, sizeof tk, started_ms, id), tk };
+        MDB_val v2 = { strlen(id), (void *)id };
+        mrc = mdb_put(txn, st->by_time, &k2, &v2, 0);
+    }
+    free(rec);
+    if (mrc != 0) {
+        mdb_txn_abort(txn);
+        return db_error(mrc, "write run");
+    }
+    mrc = mdb_txn_commit(txn);
+    return mrc == 0 ? RZ_OK : db_error(mrc, "commit");
+}
+
+static cJSON *summary_of(const MDB_val *v)
+{
+    cJSON *rec = cJSON_ParseWithLength(v->mv_data, v->mv_size);
+    if (!rec)
+        return NULL;
+    cJSON *s = cJSON_CreateObject();
+    static const char *keep[] = { "id", "flow", "file", "status", "started_ms",
+                                  "finished_ms" };
+    for (size_t i = 0; s && i < RZ_ARRAY_LEN(keep); i++) {
+        cJSON *x = cJSON_GetObjectItemCaseSensitive(rec, keep[i]);
+        if (x)
+            cJSON_AddItemToObject(s, keep[i], cJSON_Duplicate(x, 1));
+    }
+    cJSON_AddNumberToObject(s, "steps",
+        cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(rec, "steps")));
+    cJSON_Delete(rec);
+    return s;
+}
+
+int rz_store_list_runs(rz_store *st, char **out)
+{
+    *out = NULL;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (mrc != 0)
+        return db_error(mrc, "begin");
+    mrc = mdb_cursor_open(txn, st->by_time, &cur);
+    if (mrc != 0) {
+        mdb_txn_abort(txn);
+        return db_error(mrc, "cursor");
+    }
+    cJSON *arr = cJSON_CreateArray();
+    MDB_val k, v, rec;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST); mrc == 0 && arr;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
+        if (mdb_get(txn, st->runs, &v, &rec) != 0)
+            continue;
+        cJSON *s = summary_of(&rec);
+        if (s)
+            cJSON_AddItemToArray(arr, s);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    *out = arr ? cJSON_PrintUnformatted(arr) : NULL;
+    cJSON_Delete(arr);
+    return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
+}
+
+int rz_store_get_run(rz_store *st, const char *id, char **out)
+{
+    *out = NULL;
+    MDB_txn *txn;
+    int mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (mrc != 0)
+        return db_error(mrc, "begin");
+    MDB_val key = { strlen(id), (void *)id }, val;
+    mrc = mdb_get(txn, st->runs, &key, &val);
+    int rc = RZ_OK;
+    if (mrc == MDB_NOTFOUND)
+        rc = rz__error(RZ_ENOENT, "no run with id '%s'", id);
+    else if (mrc != 0)
+        rc = db_error(mrc, "read run");
+    else if (!(*out = rz__strndup(val.mv_data, val.mv_size)))
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    mdb_txn_abort(txn);
+    return rc;
+}
