@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""End-to-end: the real `rhizos` binary on every example flow and on broken
+flows. Usage: flow_cli.py RHIZOS SOURCE_ROOT"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import unittest
+
+RHIZOS, ROOT = sys.argv[1], sys.argv[2]
+FLOWS = os.path.join(ROOT, "examples", "flows")
+DIAG = re.compile(r"^(.+):(\d+):(\d+): error: (.+)$")
+
+
+def rhizos(*args, data=None, stdin=None):
+    cmd = [RHIZOS, *args]
+    if data:
+        cmd += ["--data", data]
+    return subprocess.run(cmd, cwd=ROOT, input=stdin, capture_output=True,
+                          text=True, timeout=120)
+
+
+class FlowRunExamples(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.data = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def run_json(self, name, *extra):
+        p = rhizos("flow", "run", os.path.join(FLOWS, name), "--json", *extra,
+                   data=self.data)
+        self.assertTrue(p.stdout.strip(), p.stderr)
+        return p, json.loads(p.stdout)
+
+    def test_every_example_validates(self):
+        files = sorted(f for f in os.listdir(FLOWS)
+                       if f.endswith((".yaml", ".yml", ".json")))
+        self.assertGreaterEqual(len(files), 4)
+        p = rhizos("flow", "validate", *[os.path.join(FLOWS, f) for f in files])
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_wordcount_counts_words(self):
+        p, doc = self.run_json("wordcount.yaml")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(doc["status"], "succeeded")
+        for step in doc["steps"].values():
+            self.assertEqual(step["status"], "succeeded")
+            self.assertEqual(step["attempts"], 1)
+        self.assertTrue(doc["outputs"], "final step outputs are reported")
+
+    def test_wordcount_builder_json_runs(self):
+        p, doc = self.run_json("wordcount.json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(doc["status"], "succeeded")
+
+    def test_flaky_step_is_retried(self):
+        p, doc = self.run_json("flaky.yaml")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        attempts = [s["attempts"] for s in doc["steps"].values()]
+        self.assertIn(3, attempts)
+
+    def test_branch_skips_one_side(self):
+        p, doc = self.run_json("branch.yaml")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        states = sorted(s["status"] for s in doc["steps"].values())
+        self.assertIn("skipped", states)
+        self.assertIn("succeeded", states)
+
+    def test_inputs_flow_takes_input(self):
+        p, doc = self.run_json("inputs.yaml", "--input",
+                               "text=the cat and the hat and the bat")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("the", json.dumps(doc["outputs"]))
+
+    def test_runs_are_recorded(self):
+        self.run_json("wordcount.yaml")
+        self.run_json("branch.yaml")
+        p = rhizos("flow", "runs", "--json", data=self.data)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        runs = json.loads(p.stdout)
+        self.assertEqual(len(runs), 2)
+        self.assertEqual({r["status"] for r in runs}, {"succeeded"})
+        table = rhizos("flow", "runs", data=self.data)
+        self.assertIn("succeeded", table.stdout)
+
+    def test_human_output_and_progress(self):
+        p = rhizos("flow", "run", os.path.join(FLOWS, "wordcount.yaml"),
+                   data=self.data)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("succeeded", p.stderr)   # one line per state change
+        self.assertRegex(p.stdout, r"run run-\S+ succeeded")
+
+
+class FlowCommands(unittest.TestCase):
+    def test_plan_json_stages(self):
+        p = rhizos("flow", "plan", os.path.join(FLOWS, "wordcount.yaml"), "--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        plan = json.loads(p.stdout)
+        stages = plan["stages"]
+        self.assertGreaterEqual(len(stages), 3)
+        self.assertTrue(any(len(s) >= 3 for s in stages), "fan-out stage")
+        for s in stages:
+            self.assertEqual(s, sorted(s))
+
+    def test_export_strips_credential_values(self):
+        doc = {
+            "id": "f1", "name": "creds", "version": "1",
+            "nodes": [{"id": "a", "moduleId": "text-source",
+                       "config": {"text": "hi"},
+                       "credentials": {"api": {"credentialId": "c1",
+                                               "type": "llm_api",
+                                               "value": "sk-SECRET"}}}],
+            "connections": []}
+        p = rhizos("flow", "export", "-", stdin=json.dumps(doc))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn("SECRET", p.stdout)
+        out = json.loads(p.stdout)
+        self.assertEqual(out["nodes"][0]["credentials"]["api"],
+                         {"credentialId": "c1", "type": "llm_api"})
+
+    def test_invalid_flow_reports_all_problems(self):
+        bad = ("flux: 1\nname: bad\nsteps:\n"
+               "  a:\n    module: no-such-module\n"
+               "  b:\n    module: no-such-module\n    needs: [ghost]\n"
+               "  c:\n    module: no-such-module\n    needs: [d]\n"
+               "  d:\n    module: no-such-module\n    needs: [c]\n")
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write(bad)
+        try:
+            p = rhizos("flow", "validate", f.name)
+            self.assertEqual(p.returncode, 1)
+            lines = [l for l in p.stderr.splitlines() if DIAG.match(l)]
+            self.assertGreaterEqual(len(lines), 6, p.stderr)
+            self.assertTrue(any("ghost" in l for l in lines))
+            self.assertTrue(any(re.search(r"c -> d -> c|d -> c -> d", l)
+                                for l in lines), p.stderr)
+            js = rhizos("flow", "validate", "--json", f.name)
+            self.assertEqual(js.returncode, 1)
+            items = json.loads(js.stdout)
+            self.assertEqual(len(items), len(lines))
+            for it in items:
+                self.assertEqual(set(it) >= {"file", "line", "column", "code",
+                                              "message"}, True)
+                self.assertTrue(it["code"].startswith("RZ_E"))
+        finally:
+            os.unlink(f.name)
+
+    def test_syntax_error_has_location(self):
+        p = rhizos("flow", "validate", "-", stdin='{"nodes": [1, 2,, 3]}')
+        self.assertEqual(p.returncode, 1)
+        m = DIAG.match(p.stderr.splitlines()[0])
+        self.assertIsNotNone(m, p.stderr)
+        self.assertEqual(m.group(2), "1")
+
+    def test_usage_errors_exit_2(self):
+        self.assertEqual(rhizos("flow", "frobnicate").returncode, 2)
+        self.assertEqual(rhizos("flow", "run").returncode, 2)
+        self.assertEqual(rhizos("--no-such-option").returncode, 2)
+        self.assertEqual(rhizos("flow", "run", "x.yaml", "--jobs", "0").returncode, 2)
+        h = rhizos("--help")
+        self.assertEqual(h.returncode, 0)
+        self.assertIn("flow run", h.stdout)
+        v = rhizos("--version")
+        self.assertEqual(v.returncode, 0)
+        self.assertRegex(v.stdout, r"rhizos \d+\.\d+\.\d+")
+
+    def test_missing_file_is_a_clear_error(self):
+        p = rhizos("flow", "validate", "/nonexistent/flow.yaml")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("/nonexistent/flow.yaml", p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0], "-v"])
