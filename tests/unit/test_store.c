@@ -1,0 +1,149 @@
+/* Run records in LMDB: put, replace, list newest first, get, reopen. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+
+#include "rhizos/rhizos.h"
+
+static const char *flow_yaml =
+    "flux: 1\nname: stored\nsteps:\n"
+    "  a:\n    module: m\n"
+    "  b:\n    module: m\n    needs: [a]\n";
+
+typedef struct fixture {
+    char dir[64];
+    rz_flow *flow;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/rz-store-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    if (rz_flow_parse(&f->flow, flow_yaml, strlen(flow_yaml), RZ_FORMAT_YAML,
+                      "stored.yaml", NULL) != RZ_OK)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    if (system(cmd) != 0)
+        return -1;
+    rz_flow_free(f->flow);
+    free(f);
+    return 0;
+}
+
+static rz_run *finished_run(const rz_flow *flow, const char *id, bool ok)
+{
+    rz_run *run;
+    size_t steps[4];
+    assert_int_equal(rz_run_new(&run, flow, NULL, id, 0), RZ_OK);
+    assert_int_equal(rz_run_ready(run, 0, steps, 4), 1);
+    assert_int_equal(rz_run_start(run, steps[0], 0), RZ_OK);
+    if (!ok) {
+        assert_int_equal(rz_run_fail(run, steps[0], "boom", 5), RZ_OK);
+        return run;
+    }
+    assert_int_equal(rz_run_succeed(run, steps[0], "{\"n\":1}", 5), RZ_OK);
+    assert_int_equal(rz_run_ready(run, 5, steps, 4), 1);
+    assert_int_equal(rz_run_start(run, steps[0], 5), RZ_OK);
+    assert_int_equal(rz_run_succeed(run, steps[0], "{\"n\":2}", 9), RZ_OK);
+    return run;
+}
+
+static void put_list_get(void **state)
+{
+    fixture *f = *state;
+    rz_store *st;
+    assert_int_equal(rz_store_open(&st, f->dir), RZ_OK);
+    rz_run *r1 = finished_run(f->flow, "run-1", true);
+    rz_run *r2 = finished_run(f->flow, "run-2", false);
+    assert_int_equal(rz_store_put_run(st, r1, 1000, 2000), RZ_OK);
+    assert_int_equal(rz_store_put_run(st, r2, 3000, 3500), RZ_OK);
+
+    char *json;
+    assert_int_equal(rz_store_list_runs(st, &json), RZ_OK);
+    cJSON *arr = cJSON_Parse(json);
+    rz_free(json);
+    assert_int_equal(cJSON_GetArraySize(arr), 2);
+    /* Newest first. */
+    cJSON *first = cJSON_GetArrayItem(arr, 0);
+    assert_string_equal(cJSON_GetObjectItem(first, "id")->valuestring, "run-2");
+    assert_string_equal(cJSON_GetObjectItem(first, "status")->valuestring, "failed");
+    assert_string_equal(cJSON_GetObjectItem(first, "file")->valuestring, "stored.yaml");
+    assert_int_equal(cJSON_GetObjectItem(first, "steps")->valueint, 2);
+    cJSON *second = cJSON_GetArrayItem(arr, 1);
+    assert_string_equal(cJSON_GetObjectItem(second, "status")->valuestring, "succeeded");
+    cJSON_Delete(arr);
+
+    assert_int_equal(rz_store_get_run(st, "run-1", &json), RZ_OK);
+    cJSON *rec = cJSON_Parse(json);
+    rz_free(json);
+    cJSON *b = cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "steps"), "b");
+    assert_string_equal(cJSON_GetObjectItem(b, "status")->valuestring, "succeeded");
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(b, "outputs"), "n")->valueint, 2);
+    assert_int_equal(cJSON_GetObjectItem(rec, "started_ms")->valueint, 1000);
+    cJSON_Delete(rec);
+
+    assert_int_equal(rz_store_get_run(st, "nope", &json), RZ_ENOENT);
+    assert_null(json);
+    rz_run_free(r1);
+    rz_run_free(r2);
+    rz_store_close(st);
+}
+
+static void replace_keeps_one_record_and_survives_reopen(void **state)
+{
+    fixture *f = *state;
+    rz_store *st;
+    assert_int_equal(rz_store_open(&st, f->dir), RZ_OK);
+    rz_run *r = finished_run(f->flow, "run-x", true);
+    assert_int_equal(rz_store_put_run(st, r, 10, 20), RZ_OK);
+    assert_int_equal(rz_store_put_run(st, r, 50, 60), RZ_OK);
+    rz_store_close(st);
+    rz_run_free(r);
+
+    assert_int_equal(rz_store_open(&st, f->dir), RZ_OK);
+    char *json;
+    assert_int_equal(rz_store_list_runs(st, &json), RZ_OK);
+    cJSON *arr = cJSON_Parse(json);
+    rz_free(json);
+    assert_int_equal(cJSON_GetArraySize(arr), 1);
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 0), "started_ms")->valueint, 50);
+    cJSON_Delete(arr);
+    rz_store_close(st);
+}
+
+static void bad_directories(void **state)
+{
+    (void)state;
+    rz_store *st;
+    assert_int_equal(rz_store_open(&st, ""), RZ_EINVAL);
+    assert_null(st);
+    assert_int_equal(rz_store_open(&st, "/proc/no/such/place"), RZ_EIO);
+    assert_null(st);
+    rz_store_close(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(put_list_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(replace_keeps_one_record_and_survives_reopen, setup, teardown),
+        cmocka_unit_test(bad_directories),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
