@@ -44,4 +44,37 @@ struct rz_module {
 RZ_HIDDEN const rz__port *rz__module_input(const rz_module *m, const char *name);
 RZ_HIDDEN const rz__port *rz__module_output(const rz_module *m, const char *name);
 
+/* ---- Versions (semver.c) ----
+ * A version is strictly MAJOR.MINOR.PATCH (decimal, no leading zeros). A spec
+ * selects versions: "" or NULL any, "1.2.3" exact, "1" / "1.2" prefix,
+ * "^1.2" same major and >=, "~1.2.3" same major.minor and >=. */
+typedef enum rz__spec_op {
+    RZ_SPEC_ANY = 0, RZ_SPEC_EXACT, RZ_SPEC_PREFIX, RZ_SPEC_CARET, RZ_SPEC_TILDE
+} rz__spec_op;
+
+typedef struct rz__verspec {
+    rz__spec_op op;
+    uint32_t v[3];      /* missing parts are 0 */
+    unsigned n;         /* how many parts were written (0..3) */
+} rz__verspec;
+
+/* RZ_OK or RZ_EINVAL. */
+RZ_HIDDEN int rz__semver_parse(const char *s, uint32_t v[3]);
+RZ_HIDDEN int rz__semver_cmp(const uint32_t a[3], const uint32_t b[3]);
+/* RZ_OK or RZ_EINVAL (with rz_error_last() set) for a malformed spec. */
+RZ_HIDDEN int rz__verspec_parse(const char *spec, rz__verspec *out);
+RZ_HIDDEN bool rz__verspec_match(const rz__verspec *s, const uint32_t v[3]);
+
+/* ---- Manifests (manifest.c) ----
+ * Load <dir>/module.json; `dir` is absolute. Problems go to `diags` as
+ * RZ_EMANIFEST with FILE:LINE:COLUMN; returns RZ_EMANIFEST (or RZ_ENOMEM). */
+RZ_HIDDEN int rz__module_load(rz_module **out, const char *dir, rz_diags *diags);
+RZ_HIDDEN void rz__module_free(rz_module *m);
+
+/* ---- Registry (registry.c) ----
+ * Index of the first module with `id` in rz_registry_get() order and how many
+ * versions it has (ascending), or RZ_NPOS and 0. O(1). */
+RZ_HIDDEN size_t rz__registry_find(const rz_registry *reg, const char *id,
+                                   size_t *count);
+
 #endif

@@ -1,0 +1,408 @@
+/* Module registry: manifests, version specs, folders and path lists. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "module/module_impl.h"
+
+#define MODS RZ_SOURCE_ROOT "/tests/data/modules"
+
+/* ---- semver ---- */
+
+static void test_semver_parse(void **state)
+{
+    (void)state;
+    uint32_t v[3];
+    assert_int_equal(rz__semver_parse("1.2.3", v), RZ_OK);
+    assert_int_equal(v[0], 1);
+    assert_int_equal(v[1], 2);
+    assert_int_equal(v[2], 3);
+    assert_int_equal(rz__semver_parse("0.0.0", v), RZ_OK);
+    assert_int_equal(rz__semver_parse("4294967295.0.10", v), RZ_OK);
+    assert_int_equal(v[0], 4294967295u);
+    assert_int_equal(v[2], 10);
+    static const char *const bad[] = {
+        "", "1", "1.2", "1.2.3.4", "01.2.3", "1.02.3", "1..3", "1.2.", ".1.2",
+        "a.b.c", "-1.0.0", " 1.0.0", "1.0.0 ", "1.0.0-beta", "4294967296.0.0",
+        "99999999999999999999.0.0", "^1.2.3", "v1.2.3",
+    };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(bad); i++)
+        assert_int_equal(rz__semver_parse(bad[i], v), RZ_EINVAL);
+    assert_int_equal(rz__semver_parse(NULL, v), RZ_EINVAL);
+
+    uint32_t a[3] = {1, 10, 0}, b[3] = {1, 9, 99}, c[3] = {1, 10, 0};
+    assert_true(rz__semver_cmp(a, b) > 0);
+    assert_true(rz__semver_cmp(b, a) < 0);
+    assert_int_equal(rz__semver_cmp(a, c), 0);
+}
+
+static bool spec_matches(const char *spec, const char *ver)
+{
+    rz__verspec s;
+    uint32_t v[3];
+    assert_int_equal(rz__verspec_parse(spec, &s), RZ_OK);
+    assert_int_equal(rz__semver_parse(ver, v), RZ_OK);
+    return rz__verspec_match(&s, v);
+}
+
+static void test_verspec(void **state)
+{
+    (void)state;
+    assert_true(spec_matches("", "0.0.1"));
+    assert_true(spec_matches("*", "7.0.1"));
+    assert_true(spec_matches("1.2.3", "1.2.3"));
+    assert_false(spec_matches("1.2.3", "1.2.4"));
+    assert_true(spec_matches("1", "1.99.0"));
+    assert_false(spec_matches("1", "2.0.0"));
+    assert_true(spec_matches("1.2", "1.2.9"));
+    assert_false(spec_matches("1.2", "1.20.0"));
+    assert_true(spec_matches("^1.2", "1.2.0"));
+    assert_true(spec_matches("^1.2", "1.10.0"));
+    assert_false(spec_matches("^1.2", "1.1.9"));
+    assert_false(spec_matches("^1.2", "2.0.0"));
+    assert_true(spec_matches("^1.2.3", "1.2.3"));
+    assert_false(spec_matches("^1.2.3", "1.2.2"));
+    assert_true(spec_matches("~1.2.3", "1.2.9"));
+    assert_false(spec_matches("~1.2.3", "1.3.0"));
+    assert_false(spec_matches("~1.2.3", "1.2.2"));
+    assert_true(spec_matches("~1.2", "1.2.0"));
+    assert_true(spec_matches("~1", "1.5.0"));
+    assert_false(spec_matches("~1", "2.0.0"));
+
+    rz__verspec s;
+    assert_int_equal(rz__verspec_parse(NULL, &s), RZ_OK);
+    assert_int_equal(s.op, RZ_SPEC_ANY);
+    assert_int_equal(rz__verspec_parse("1.2.3", &s), RZ_OK);
+    assert_int_equal(s.op, RZ_SPEC_EXACT);
+    static const char *const bad[] = {
+        "^", "~", "^^1", "~^1", "1.x", "1.2.3.4", "latest", ">=1.0", "1.", "01",
+        "^1.2.3-rc1", "1 ", "=1.0.0",
+    };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(bad); i++) {
+        assert_int_equal(rz__verspec_parse(bad[i], &s), RZ_EINVAL);
+        assert_int_equal(rz_error_last()->code, RZ_EINVAL);
+        assert_non_null(strstr(rz_error_last()->message, bad[i]));
+    }
+}
+
+/* ---- registry ---- */
+
+static rz_registry *load(const char *dir, rz_diags **diags)
+{
+    rz_registry *reg;
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    if (diags)
+        assert_int_equal(rz_diags_new(diags), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(reg, dir, diags ? *diags : NULL), RZ_OK);
+    return reg;
+}
+
+static void test_load_good(void **state)
+{
+    (void)state;
+    rz_diags *d;
+    rz_registry *reg = load(MODS "/good", &d);
+    /* .hidden is broken but skipped unseen; README has no manifest. */
+    assert_int_equal(rz_diags_count(d), 0);
+    assert_int_equal(rz_registry_count(reg), 8);
+    static const char *const order[][2] = {
+        {"count", "1.0.0"}, {"merge", "1.0.0"}, {"split", "1.0.0"},
+        {"split", "1.2.0"}, {"split", "1.2.5"}, {"split", "1.10.1"},
+        {"split", "2.0.0"}, {"trader", "0.3.0"},
+    };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(order); i++) {
+        const rz_module *m = rz_registry_get(reg, i);
+        assert_string_equal(rz_module_id(m), order[i][0]);
+        assert_string_equal(rz_module_version(m), order[i][1]);
+        assert_true(rz_module_dir(m)[0] == '/');
+    }
+    assert_null(rz_registry_get(reg, 8));
+
+    const rz_module *m = rz_registry_get(reg, 7);
+    assert_string_equal(rz_module_name(m), "Trader");
+    assert_string_equal(rz_module_description(m), "trader test module");
+    assert_int_equal(m->n_creds, 2);
+    assert_string_equal(m->creds[0].type, "exchange_api");
+    assert_true(m->creds[0].required);
+    assert_false(m->creds[1].required);
+    assert_string_equal(m->adapter, "process");
+    assert_string_equal(m->command[0], "sh");
+    assert_string_equal(m->command[1], "./trade.sh");
+    assert_null(m->command[2]);
+    assert_true(m->network);
+    assert_int_equal(m->timeout_s, 60);
+    assert_int_equal(m->memory_mb, 256);
+    assert_non_null(m->config);
+    assert_non_null(m->requirements);
+    assert_true(m->estimate_seconds == 1.0);
+
+    /* Required defaults: true, unless a default is given or it says false. */
+    const rz_module *merge = rz_registry_get(reg, 1);
+    assert_true(rz__module_input(merge, "counts")->required);
+    assert_false(rz__module_input(merge, "label")->required);
+    assert_false(rz__module_input(merge, "weight")->required);
+    assert_string_equal(rz__module_input(merge, "counts")->type, "any");
+    assert_string_equal(rz__module_output(merge, "total")->type, "number");
+    assert_null(rz__module_input(merge, "total"));
+    assert_null(rz__module_output(merge, "counts"));
+    assert_null(rz__module_input(NULL, "x"));
+    assert_null(rz__module_input(merge, NULL));
+
+    size_t n;
+    assert_int_equal(rz__registry_find(reg, "split", &n), 2);
+    assert_int_equal(n, 5);
+    assert_int_equal(rz__registry_find(reg, "nope", &n), RZ_NPOS);
+    assert_int_equal(n, 0);
+
+    rz_diags_free(d);
+    rz_registry_free(reg);
+}
+
+static void expect_resolve(const rz_registry *reg, const char *id,
+                           const char *spec, int rc, const char *version)
+{
+    const rz_module *m = (const rz_module *)1;
+    assert_int_equal(rz_registry_resolve(reg, id, spec, &m), rc);
+    if (rc == RZ_OK) {
+        assert_string_equal(rz_module_id(m), id);
+        assert_string_equal(rz_module_version(m), version);
+    } else {
+        assert_null(m);
+        assert_int_equal(rz_error_last()->code, rc);
+    }
+}
+
+static void test_resolve(void **state)
+{
+    (void)state;
+    rz_registry *reg = load(MODS "/good", NULL);
+    expect_resolve(reg, "split", NULL, RZ_OK, "2.0.0");
+    expect_resolve(reg, "split", "", RZ_OK, "2.0.0");
+    expect_resolve(reg, "split", "1", RZ_OK, "1.10.1");
+    expect_resolve(reg, "split", "1.2", RZ_OK, "1.2.5");
+    expect_resolve(reg, "split", "1.2.0", RZ_OK, "1.2.0");
+    expect_resolve(reg, "split", "^1.2", RZ_OK, "1.10.1");
+    expect_resolve(reg, "split", "^1.10.2", RZ_EMODULE, NULL);
+    expect_resolve(reg, "split", "~1.2.0", RZ_OK, "1.2.5");
+    expect_resolve(reg, "split", "~1.2.6", RZ_EMODULE, NULL);
+    expect_resolve(reg, "split", "^3", RZ_EMODULE, NULL);
+    expect_resolve(reg, "split", "1.3", RZ_EMODULE, NULL);
+    expect_resolve(reg, "split", "1.x", RZ_EINVAL, NULL);
+    expect_resolve(reg, "split", "^", RZ_EINVAL, NULL);
+    expect_resolve(reg, "nosuch", NULL, RZ_ENOENT, NULL);
+    expect_resolve(reg, "", NULL, RZ_ENOENT, NULL);
+    expect_resolve(reg, "trader", "0", RZ_OK, "0.3.0");
+    const rz_module *m;
+    assert_int_equal(rz_registry_resolve(NULL, "split", NULL, &m), RZ_EINVAL);
+    assert_int_equal(rz_registry_resolve(reg, NULL, NULL, &m), RZ_EINVAL);
+    assert_int_equal(rz_registry_resolve(reg, "split", NULL, NULL), RZ_EINVAL);
+    rz_registry_free(reg);
+}
+
+static bool has_diag(const rz_diags *d, const char *suffix, uint32_t line,
+                     uint32_t col, const char *needle)
+{
+    for (size_t i = 0; i < rz_diags_count(d); i++) {
+        const rz_diag *x = rz_diags_get(d, i);
+        size_t fl = strlen(x->file), sl = strlen(suffix);
+        if (x->code == RZ_EMANIFEST && fl >= sl &&
+            strcmp(x->file + fl - sl, suffix) == 0 && x->line == line &&
+            x->column == col && strstr(x->message, needle))
+            return true;
+    }
+    return false;
+}
+
+static void dump(const rz_diags *d)
+{
+    char *t;
+    if (rz_diags_to_text(d, &t) == RZ_OK)
+        fputs(t, stderr);
+    rz_free(t);
+}
+
+static void test_bad_manifests(void **state)
+{
+    (void)state;
+    rz_diags *d;
+    rz_registry *reg = load(MODS "/bad", &d);
+    if (rz_diags_count(d) != 14)
+        dump(d);
+    /* Only the one good manifest among them survives. */
+    assert_int_equal(rz_registry_count(reg), 1);
+    assert_string_equal(rz_module_id(rz_registry_get(reg, 0)), "okay");
+    assert_int_equal(rz_diags_count(d), 14);
+    assert_int_equal(rz_diags_error_count(d), 14);
+
+    assert_true(has_diag(d, "bad/syntax/module.json", 4, 29, "JSON syntax error"));
+    assert_true(has_diag(d, "bad/notobject/module.json", 1, 1, "must be a JSON object"));
+    assert_true(has_diag(d, "bad/empty/module.json", 1, 1, "JSON syntax error"));
+    assert_true(has_diag(d, "bad/noexec/module.json", 1, 1, "missing required field 'exec'"));
+
+    const char *f = "bad/fields/module.json";
+    assert_true(has_diag(d, f, 2, 9, "module id 'bad id!'"));
+    assert_true(has_diag(d, f, 3, 14, "version '1.0' is not MAJOR.MINOR.PATCH"));
+    assert_true(has_diag(d, f, 5, 27, "unknown type 'strin'"));
+    assert_true(has_diag(d, f, 6, 5, "missing required field 'name'"));
+    assert_true(has_diag(d, f, 7, 14, "duplicate input 'a'"));
+    assert_true(has_diag(d, f, 9, 14, "'outputs' must be an array"));
+    assert_true(has_diag(d, f, 10, 19, "missing required field 'type'"));
+    assert_true(has_diag(d, f, 11, 33, "'cpu_cores' must be a non-negative number"));
+    assert_true(has_diag(d, f, 11, 54, "'count' must be a non-negative number"));
+    assert_true(has_diag(d, f, 12, 11, "the process adapter needs 'command'"));
+    rz_diags_free(d);
+    rz_registry_free(reg);
+}
+
+static void test_path_list(void **state)
+{
+    (void)state;
+    rz_registry *reg;
+    rz_diags *d;
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    /* Empty components are skipped; a missing folder fails the call but the
+     * others are still added. */
+    assert_int_equal(rz_registry_add_path_list(reg, ":" MODS "/good::" MODS
+                                               "/nonexistent:" MODS "/extra:", d),
+                     RZ_ENOENT);
+    assert_int_equal(rz_diags_count(d), 0);
+    assert_int_equal(rz_registry_count(reg), 9);
+    const rz_module *m;
+    assert_int_equal(rz_registry_resolve(reg, "split", "1.0.0", &m), RZ_OK);
+    /* The earlier folder wins for an identical id@version. */
+    assert_string_equal(rz_module_description(m), "split test module");
+    assert_non_null(strstr(rz_module_dir(m), "/good/split-1.0.0"));
+    assert_int_equal(rz_registry_resolve(reg, "count", NULL, &m), RZ_OK);
+    assert_string_equal(rz_module_version(m), "2.1.0");
+    assert_int_equal(rz_registry_resolve(reg, "count", "^1", &m), RZ_OK);
+    assert_string_equal(rz_module_version(m), "1.0.0");
+    /* Adding the same folder again changes nothing. */
+    assert_int_equal(rz_registry_add_path_list(reg, MODS "/good", NULL), RZ_OK);
+    assert_int_equal(rz_registry_count(reg), 9);
+    assert_int_equal(rz_registry_add_path_list(reg, "", NULL), RZ_OK);
+    assert_int_equal(rz_registry_add_path_list(reg, NULL, NULL), RZ_EINVAL);
+    rz_diags_free(d);
+    rz_registry_free(reg);
+}
+
+static void test_dirs(void **state)
+{
+    (void)state;
+    rz_registry *reg;
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(reg, "/nonexistent/rhizos", NULL), RZ_ENOENT);
+    assert_int_equal(rz_error_last()->code, RZ_ENOENT);
+    /* A file is not a folder. */
+    assert_int_equal(rz_registry_add_dir(reg, MODS "/good/count/module.json", NULL),
+                     RZ_ENOENT);
+    assert_int_equal(rz_registry_add_dir(reg, NULL, NULL), RZ_EINVAL);
+    assert_int_equal(rz_registry_add_dir(NULL, MODS, NULL), RZ_EINVAL);
+    /* A relative folder still yields absolute module folders. */
+    assert_int_equal(chdir(RZ_SOURCE_ROOT "/tests/data"), 0);
+    assert_int_equal(rz_registry_add_dir(reg, "modules/extra", NULL), RZ_OK);
+    assert_int_equal(rz_registry_count(reg), 2);
+    assert_string_equal(rz_module_dir(rz_registry_get(reg, 0)),
+                        RZ_SOURCE_ROOT "/tests/data/modules/extra/count-2");
+    rz_registry_free(reg);
+    rz_registry_free(NULL);
+    assert_int_equal(rz_registry_count(NULL), 0);
+    assert_null(rz_registry_get(NULL, 0));
+    assert_null(rz_module_id(NULL));
+    assert_int_equal(rz_registry_new(NULL), RZ_EINVAL);
+}
+
+static void test_manifest_json(void **state)
+{
+    (void)state;
+    rz_registry *reg = load(MODS "/extra", NULL);
+    char *s;
+    assert_int_equal(rz_module_manifest_json(rz_registry_get(reg, 0), &s), RZ_OK);
+    /* Keys sorted at every level. */
+    assert_string_equal(s,
+        "{\"description\":\"count test module\",\"estimate\":{\"seconds\":1},"
+        "\"exec\":{\"adapter\":\"process\",\"command\":[\"python3\",\"./count.py\"],"
+        "\"network\":false,\"timeout_s\":30},\"id\":\"count\","
+        "\"inputs\":[{\"name\":\"text\",\"type\":\"string\"}],\"name\":\"Count\","
+        "\"outputs\":[{\"name\":\"count\",\"type\":\"integer\"}],"
+        "\"requirements\":{\"adapter\":\"process\",\"cpu_cores\":1,\"memory_mb\":64},"
+        "\"version\":\"2.1.0\"}");
+    rz_free(s);
+    s = (char *)1;
+    assert_int_equal(rz_module_manifest_json(NULL, &s), RZ_EINVAL);
+    assert_null(s);
+    rz_registry_free(reg);
+}
+
+/* Hostile folders: an oversized manifest and one nested past cJSON's limit. */
+static void write_file(const char *path, const char *head, size_t fill, char c,
+                       const char *tail)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    fputs(head, fp);
+    for (size_t i = 0; i < fill; i++)
+        fputc(c, fp);
+    fputs(tail, fp);
+    fclose(fp);
+}
+
+static void test_hostile(void **state)
+{
+    (void)state;
+    char tmpl[] = "/tmp/rz-module-XXXXXX";
+    char *root = mkdtemp(tmpl);
+    assert_non_null(root);
+    char path[512];
+    snprintf(path, sizeof path, "%s/huge", root);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/huge/module.json", root);
+    write_file(path, "{\"description\":\"", 5u * 1024 * 1024, 'x', "\"}");
+    snprintf(path, sizeof path, "%s/deep", root);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/deep/module.json", root);
+    write_file(path, "", 100000, '[', "");
+
+    rz_diags *d;
+    rz_registry *reg = load(root, &d);
+    assert_int_equal(rz_registry_count(reg), 0);
+    assert_int_equal(rz_diags_count(d), 2);
+    /* cJSON stops at its nesting limit, somewhere on line 1. */
+    assert_true(has_diag(d, "deep/module.json", 1, 1001, "JSON syntax error"));
+    assert_true(has_diag(d, "huge/module.json", 0, 0, "manifest larger than the limit of 4194304 bytes"));
+    rz_diags_free(d);
+    rz_registry_free(reg);
+
+    snprintf(path, sizeof path, "%s/huge/module.json", root);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/deep/module.json", root);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/huge", root);
+    rmdir(path);
+    snprintf(path, sizeof path, "%s/deep", root);
+    rmdir(path);
+    rmdir(root);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_semver_parse),
+        cmocka_unit_test(test_verspec),
+        cmocka_unit_test(test_load_good),
+        cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_bad_manifests),
+        cmocka_unit_test(test_path_list),
+        cmocka_unit_test(test_dirs),
+        cmocka_unit_test(test_manifest_json),
+        cmocka_unit_test(test_hostile),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
