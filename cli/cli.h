@@ -14,7 +14,13 @@ typedef struct cli {
     bool json;
     bool quiet;
     bool no_sandbox;
-    unsigned jobs;
+    const char *jobs_arg;         /* --jobs: a number for `flow run`, a
+                                     file for `match` */
+    const char *vault;            /* --vault FILE */
+    const char *type;             /* --type T */
+    bool reveal;                  /* --reveal */
+    const char *nodes;            /* --nodes FILE */
+    const char *policy;           /* --policy P */
     const char *data_dir;         /* NULL: default */
     const char *format;           /* export format, NULL: json */
     const char *modules[32];      /* --modules, in order given */

@@ -260,6 +260,16 @@ static void on_event(const rz_event *ev, void *ud)
     fflush(out);
 }
 
+static int parse_jobs(const char *s, unsigned *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < 1 || v > 4096)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
 static volatile int cancel_flag;
 
 static void on_sigint(int sig)
@@ -362,6 +372,12 @@ static int flow_run(cli *c)
 {
     if (need_args(c, "run", 1, 1) != 0)
         return EXIT_USAGE;
+    unsigned jobs = 0;
+    if (c->jobs_arg && parse_jobs(c->jobs_arg, &jobs) != 0) {
+        fprintf(stderr, "rhizos: --jobs wants a number from 1 to 4096, not '%s'\n",
+                c->jobs_arg);
+        return EXIT_USAGE;
+    }
     char *inputs = inputs_json(c);
     if (!inputs)
         return EXIT_USAGE;
@@ -376,7 +392,7 @@ static int flow_run(cli *c)
     make_run_id(run_id, sizeof run_id);
     progress p = { c, cli_stderr_tty(), false, rz_flow_step_count(flow) };
     rz_runner_opts opts = RZ_RUNNER_OPTS_INIT;
-    opts.jobs = c->jobs;
+    opts.jobs = jobs;
     opts.inputs_json = inputs;
     opts.run_id = run_id;
     opts.sandbox = c->no_sandbox ? 0 : 1;

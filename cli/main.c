@@ -40,7 +40,8 @@ static void usage(FILE *out)
 }
 
 enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
-       OPT_NO_SANDBOX, OPT_FORMAT, OPT_ORCH, OPT_KEY };
+       OPT_NO_SANDBOX, OPT_FORMAT, OPT_ORCH, OPT_KEY, OPT_VAULT, OPT_TYPE,
+       OPT_REVEAL, OPT_NODES, OPT_POLICY };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -52,21 +53,16 @@ static const struct option long_opts[] = {
     { "format", required_argument, NULL, OPT_FORMAT },
     { "orchestrator", required_argument, NULL, OPT_ORCH },
     { "api-key", required_argument, NULL, OPT_KEY },
+    { "vault", required_argument, NULL, OPT_VAULT },
+    { "type", required_argument, NULL, OPT_TYPE },
+    { "reveal", no_argument, NULL, OPT_REVEAL },
+    { "nodes", required_argument, NULL, OPT_NODES },
+    { "policy", required_argument, NULL, OPT_POLICY },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
 };
-
-static int parse_jobs(const char *s, unsigned *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < 1 || v > 4096)
-        return -1;
-    *out = (unsigned)v;
-    return 0;
-}
 
 static int parse_options(cli *c, int argc, char **argv, bool *help)
 {
@@ -90,12 +86,12 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
             }
             c->inputs[c->n_inputs++] = optarg;
             break;
-        case OPT_JOBS:
-            if (parse_jobs(optarg, &c->jobs) != 0) {
-                fprintf(stderr, "rhizos: --jobs wants a number from 1 to 4096, not '%s'\n", optarg);
-                return -1;
-            }
-            break;
+        case OPT_JOBS: c->jobs_arg = optarg; break;
+        case OPT_VAULT: c->vault = optarg; break;
+        case OPT_TYPE: c->type = optarg; break;
+        case OPT_REVEAL: c->reveal = true; break;
+        case OPT_NODES: c->nodes = optarg; break;
+        case OPT_POLICY: c->policy = optarg; break;
         case OPT_NO_SANDBOX: c->no_sandbox = true; break;
         case OPT_FORMAT: c->format = optarg; break;
         case OPT_ORCH: c->orchestrator = optarg; break;
@@ -117,6 +113,17 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
     return 0;
 }
 
+/* Command groups: `rhizos GROUP [VERB] ARGS...`. A group without verbs
+ * (needs_verb 0) gets every positional after its name as arguments. */
+static const struct {
+    const char *name;
+    int needs_verb;
+    int (*run)(cli *c, const char *verb);
+    void (*usage)(void);
+} groups[] = {
+    { "flow", 1, cli_flow, cli_flow_usage },
+};
+
 int main(int argc, char **argv)
 {
     cli c = {0};
@@ -135,12 +142,18 @@ int main(int argc, char **argv)
     const char *verb = npos > 1 ? pos[1] : NULL;
     c.args = pos + 2;
     c.nargs = npos > 2 ? npos - 2 : 0;
-    if (strcmp(group, "flow") == 0) {
-        if (help || !verb) {
-            cli_flow_usage();
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+        if (strcmp(group, groups[i].name) != 0)
+            continue;
+        if (help || (groups[i].needs_verb && !verb)) {
+            groups[i].usage();
             return help ? EXIT_OK : EXIT_USAGE;
         }
-        return cli_flow(&c, verb);
+        if (!groups[i].needs_verb) {
+            c.args = pos + 1;
+            c.nargs = npos - 1;
+        }
+        return groups[i].run(&c, groups[i].needs_verb ? verb : NULL);
     }
     if (strcmp(group, "help") == 0) {
         usage(stdout);
