@@ -1,0 +1,14 @@
+/* Internal helpers of the exec area shared by the process adapter and the
+ * local runner. */
+#ifndef RZ_EXEC_IMPL_H
+#define RZ_EXEC_IMPL_H
+
+#include "common/internal.h"
+#include "rhizos/exec.h"
+
+/* Why rz_proc_outputs() is NULL after completion ("stdout is not a JSON
+ * object", "stdout exceeded 16777216 bytes", ...), or NULL when there are
+ * outputs or the process has not completed. Borrowed like the outputs. */
+RZ_HIDDEN const char *rz__proc_output_error(const rz_proc *p);
+
+#endif

@@ -1,0 +1,1002 @@
+/* The process adapter: one module command as a child process.
+ *
+ * The child is forked into its own session (so its process group can be
+ * killed as a whole), with pipes for stdin/stdout/stderr, a clean
+ * environment, rlimits and a fresh scratch directory as cwd and HOME. Under
+ * bubblewrap, when it works here, the system is mounted read-only and the
+ * network is unshared unless asked for.
+ *
+ * All I/O is non-blocking and multiplexed on one epoll descriptor that also
+ * watches a pidfd (exit) and a timerfd (deadline), so a caller can wait on
+ * rz_proc_fd() alone. Without pidfd_open (Linux < 5.3) exits are noticed by
+ * polling every NO_PIDFD_TICK_MS.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "exec/exec_impl.h"
+
+#define DEFAULT_MAX_OUTPUT ((size_t)16 << 20)
+#define DEFAULT_MAX_LOG ((size_t)64 << 10)
+#define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
+#define OUTPUT_NAME ".rz-output.json"
+#define IO_CHUNK 65536
+#define PUMP_BUDGET ((size_t)1 << 20)    /* bytes per stream per poll call */
+#define DRAIN_BUDGET ((size_t)64 << 20)  /* bytes read after the exit */
+#define NO_PIDFD_TICK_MS 50
+#define RMTREE_MAX_DEPTH 256
+
+struct rz_proc {
+    pid_t pid;                 /* session and group leader */
+    int epfd, pidfd, timerfd;  /* pidfd is -1 without pidfd_open */
+    int in_fd, out_fd, err_fd; /* our pipe ends; -1 once closed */
+    char *input;
+    size_t input_len, input_off;
+    rz__buf out;
+    size_t max_output;
+    bool out_over;             /* stdout went past max_output */
+    char *log;                 /* stderr tail, see log_append */
+    size_t log_len, max_log;
+    char *scratch, *output_path;
+    bool reaped, timed_out, done;
+    int exit_code;
+    char *outputs;             /* cJSON-allocated */
+    char output_error[160];
+};
+
+/* ---- string vectors (argv, envp) ---- */
+
+typedef struct strv {
+    char **v;
+    size_t n, cap;
+    bool failed;
+} strv;
+
+static void strv_push_own(strv *s, char *str)
+{
+    if (!str || s->failed) {
+        free(str);
+        s->failed = true;
+        return;
+    }
+    if (s->n + 2 > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        char **v = realloc(s->v, cap * sizeof *v);
+        if (!v) {
+            free(str);
+            s->failed = true;
+            return;
+        }
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n++] = str;
+    s->v[s->n] = NULL;
+}
+
+static void strv_push(strv *s, const char *str)
+{
+    strv_push_own(s, rz__strdup(str));
+}
+
+static void strv_free(strv *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+/* Set "NAME=value", replacing an entry with the same name. */
+static void env_set(strv *env, char *entry)
+{
+    if (!entry) {
+        env->failed = true;
+        return;
+    }
+    size_t name_len = strcspn(entry, "=");
+    for (size_t i = 0; i < env->n; i++) {
+        if (strncmp(env->v[i], entry, name_len) == 0 &&
+            env->v[i][name_len] == '=') {
+            free(env->v[i]);
+            env->v[i] = entry;
+            return;
+        }
+    }
+    strv_push_own(env, entry);
+}
+
+/* ---- paths ---- */
+
+static bool is_executable_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+           access(path, X_OK) == 0;
+}
+
+/* Full path of `name` on the colon-separated `path`; NULL if none. */
+static char *find_in_path(const char *name, const char *path)
+{
+    while (path && *path) {
+        size_t len = strcspn(path, ":");
+        char *cand = len ? rz__asprintf("%.*s/%s", (int)len, path, name)
+                         : rz__asprintf("./%s", name);
+        if (cand && is_executable_file(cand))
+            return cand;
+        free(cand);
+        path += len;
+        if (*path == ':')
+            path++;
+    }
+    return NULL;
+}
+
+static bool path_under(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
+/* ---- the sandbox ---- */
+
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static int sandbox_ok;
+static char *bwrap_path;
+
+static char *system_path(void)
+{
+    const char *p = getenv("PATH");
+    return rz__strdup(p && *p ? p : DEFAULT_PATH);
+}
+
+/* bwrap options for a read-only system, private /tmp, /proc and /dev. */
+static void sandbox_base_args(strv *a, int network)
+{
+    static const char *const roots[] = { "/bin", "/sbin", "/lib", "/lib32",
+                                         "/lib64", "/libx32" };
+    strv_push(a, bwrap_path);
+    strv_push(a, "--unshare-all");
+    if (network)
+        strv_push(a, "--share-net");
+    strv_push(a, "--die-with-parent");
+    strv_push(a, "--new-session");
+    strv_push(a, "--ro-bind");
+    strv_push(a, "/usr");
+    strv_push(a, "/usr");
+    for (size_t i = 0; i < RZ_ARRAY_LEN(roots); i++) {
+        struct stat st;
+        char target[PATH_MAX];
+        if (lstat(roots[i], &st) != 0)
+            continue;
+        ssize_t n = S_ISLNK(st.st_mode)
+                        ? readlink(roots[i], target, sizeof target - 1) : -1;
+        if (n > 0) {
+            target[n] = '\0';
+            strv_push(a, "--symlink");
+            strv_push(a, target);
+        } else if (S_ISDIR(st.st_mode)) {
+            strv_push(a, "--ro-bind");
+            strv_push(a, roots[i]);
+        } else {
+            continue;
+        }
+        strv_push(a, roots[i]);
+    }
+    strv_push(a, "--ro-bind-try");
+    strv_push(a, "/etc");
+    strv_push(a, "/etc");
+    strv_push(a, "--proc");
+    strv_push(a, "/proc");
+    strv_push(a, "--dev");
+    strv_push(a, "/dev");
+    strv_push(a, "--tmpfs");
+    strv_push(a, "/tmp");
+}
+
+static void null_stdio(posix_spawn_file_actions_t *fa)
+{
+    posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(fa, 2, "/dev/null", O_WRONLY, 0);
+}
+
+/* Run `bwrap ... true` once: bwrap can be installed yet unusable (no user
+ * namespaces in a container), and then we fall back to no sandbox. */
+static void sandbox_probe(void)
+{
+    char *path = system_path();
+    bwrap_path = find_in_path("bwrap", path);
+    char *true_path = find_in_path("true", path);
+    free(path);
+    if (!bwrap_path || !true_path) {
+        free(true_path);
+        return;
+    }
+    strv a = { 0 };
+    sandbox_base_args(&a, 0);
+    strv_push(&a, "--");
+    strv_push_own(&a, true_path);
+    char *envp[] = { "PATH=" DEFAULT_PATH, NULL };
+    posix_spawn_file_actions_t fa;
+    if (!a.failed && posix_spawn_file_actions_init(&fa) == 0) {
+        null_stdio(&fa);
+        pid_t pid;
+        int status = -1;
+        if (posix_spawn(&pid, bwrap_path, &fa, NULL, a.v, envp) == 0) {
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        }
+        posix_spawn_file_actions_destroy(&fa);
+        sandbox_ok = status == 0;
+    }
+    strv_free(&a);
+}
+
+int rz_sandbox_available(void)
+{
+    pthread_once(&probe_once, sandbox_probe);
+    return sandbox_ok;
+}
+
+/* ---- scratch directory ---- */
+
+/* Remove `name` under `dirfd` and everything below it, making unreadable
+ * directories readable first. Symlinks are removed, never followed. */
+static void rm_tree_at(int dirfd, const char *name, int depth)
+{
+    if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
+        return;
+    if (unlinkat(dirfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT ||
+        depth >= RMTREE_MAX_DEPTH)
+        return;
+    /* A directory that is not empty (or not accessible); the module that
+     * made it is dead, so nobody swaps it for a symlink meanwhile. */
+    fchmodat(dirfd, name, S_IRWXU, 0);
+    int fd = openat(dirfd, name,
+                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, ".."))
+            rm_tree_at(fd, e->d_name, depth + 1);
+    }
+    closedir(d);
+    unlinkat(dirfd, name, AT_REMOVEDIR);
+}
+
+static int make_scratch(rz_proc *p, const char *parent)
+{
+    if (!parent || !*parent)
+        parent = getenv("TMPDIR");
+    if (!parent || !*parent)
+        parent = "/tmp";
+    char *real = realpath(parent, NULL);
+    if (!real)
+        return rz__error(RZ_EIO, "scratch parent %s: %s", parent,
+                         strerror(errno));
+    char *tmpl = rz__asprintf("%s/rz-XXXXXX", real);
+    free(real);
+    if (!tmpl)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    if (!mkdtemp(tmpl)) {
+        int e = errno;
+        free(tmpl);
+        return rz__error(RZ_EIO, "scratch directory in %s: %s", parent,
+                         strerror(e));
+    }
+    p->scratch = tmpl;
+    p->output_path = rz__asprintf("%s/%s", tmpl, OUTPUT_NAME);
+    if (!p->output_path)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    /* Present and empty, so a module may simply open it for writing. */
+    int fd = open(p->output_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                  0600);
+    if (fd < 0)
+        return rz__error(RZ_EIO, "%s: %s", p->output_path, strerror(errno));
+    close(fd);
+    return RZ_OK;
+}
+
+/* ---- the command line and environment ---- */
+
+typedef struct launch {
+    strv argv, env;
+    char *exe;          /* what execve runs */
+    struct rlimit as, cpu, nofile;
+    bool limit_as, limit_cpu;
+} launch;
+
+static int build_env(launch *l, const rz_proc *p, const rz_proc_opts *o)
+{
+    char *path = system_path();
+    env_set(&l->env, path ? rz__asprintf("PATH=%s", path) : NULL);
+    free(path);
+    env_set(&l->env, rz__asprintf("HOME=%s", p->scratch));
+    env_set(&l->env, rz__asprintf("TMPDIR=%s", p->scratch));
+    env_set(&l->env, rz__strdup("LANG=C.UTF-8"));
+    for (const char *const *e = o->env; e && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (!eq || eq == *e)
+            return rz__error(RZ_EINVAL, "environment entry '%s' is not "
+                             "NAME=value", *e);
+        env_set(&l->env, rz__strdup(*e));
+    }
+    env_set(&l->env, rz__asprintf("RZ_OUTPUT=%s", p->output_path));
+    return l->env.failed ? rz__error(RZ_ENOMEM, "out of memory") : RZ_OK;
+}
+
+static const char *env_get(const strv *env, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < env->n; i++)
+        if (strncmp(env->v[i], name, n) == 0 && env->v[i][n] == '=')
+            return env->v[i] + n + 1;
+    return NULL;
+}
+
+/* The module's words, "./x" resolved against the module folder and the
+ * program looked up on the child's PATH. */
+static int resolve_command(strv *words, char **exe, const rz_proc_opts *o,
+                           const char *moddir, const strv *env)
+{
+    for (const char *const *w = o->argv; *w; w++) {
+        if (strncmp(*w, "./", 2) == 0) {
+            if (!moddir)
+                return rz__error(RZ_EINVAL, "'%s' needs a module folder", *w);
+            strv_push_own(words, rz__asprintf("%s/%s", moddir, *w + 2));
+        } else {
+            strv_push(words, *w);
+        }
+    }
+    if (words->failed)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    const char *prog = words->v[0];
+    *exe = strchr(prog, '/') ? rz__strdup(prog)
+                             : find_in_path(prog, env_get(env, "PATH"));
+    if (!*exe)
+        return rz__error(RZ_ENOENT, "command not found: %s", prog);
+    return RZ_OK;
+}
+
+static void sandbox_args(strv *a, const rz_proc *p, const rz_proc_opts *o,
+                         const char *moddir, const char *exe)
+{
+    sandbox_base_args(a, o->network);
+    strv_push(a, "--bind");
+    strv_push(a, p->scratch);
+    strv_push(a, p->scratch);
+    if (moddir) {
+        strv_push(a, "--ro-bind");
+        strv_push(a, moddir);
+        strv_push(a, moddir);
+    }
+    /* A program outside the system folders (a virtualenv's python). */
+    char *dir = rz__strdup(exe);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash && slash != dir && dir[0] == '/' && !path_under(dir, "/usr") &&
+        !(moddir && path_under(dir, moddir))) {
+        *slash = '\0';
+        strv_push(a, "--ro-bind-try");
+        strv_push(a, dir);
+        strv_push(a, dir);
+    }
+    free(dir);
+    strv_push(a, "--chdir");
+    strv_push(a, p->scratch);
+    strv_push(a, "--");
+}
+
+static void set_limits(launch *l, const rz_proc_opts *o)
+{
+    if (o->memory_mb) {
+        l->limit_as = true;
+        l->as.rlim_cur = l->as.rlim_max = (rlim_t)o->memory_mb << 20;
+    }
+    if (o->cpu_seconds) {
+        l->limit_cpu = true;
+        l->cpu.rlim_cur = o->cpu_seconds;      /* SIGXCPU, then SIGKILL */
+        l->cpu.rlim_max = (rlim_t)o->cpu_seconds + 1;
+    }
+    if (getrlimit(RLIMIT_NOFILE, &l->nofile) != 0)
+        l->nofile.rlim_max = 1024;
+    if (l->nofile.rlim_max == RLIM_INFINITY || l->nofile.rlim_max > 1024)
+        l->nofile.rlim_max = 1024;
+    l->nofile.rlim_cur = l->nofile.rlim_max;
+}
+
+static int prepare(launch *l, const rz_proc *p, const rz_proc_opts *o)
+{
+    char *moddir = NULL;
+    if (o->module_dir && !(moddir = realpath(o->module_dir, NULL)))
+        return rz__error(RZ_ENOENT, "module folder %s: %s", o->module_dir,
+                         strerror(errno));
+    strv words = { 0 };
+    char *prog = NULL;
+    int rc = build_env(l, p, o);
+    if (rc == RZ_OK)
+        rc = resolve_command(&words, &prog, o, moddir, &l->env);
+    if (rc == RZ_OK && o->sandbox && rz_sandbox_available()) {
+        sandbox_args(&l->argv, p, o, moddir, prog);
+        l->exe = rz__strdup(bwrap_path);
+    } else if (rc == RZ_OK) {
+        l->exe = prog;
+        prog = NULL;
+    }
+    for (size_t i = 0; rc == RZ_OK && i < words.n; i++)
+        strv_push(&l->argv, words.v[i]);
+    if (rc == RZ_OK && (l->argv.failed || !l->exe))
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    set_limits(l, o);
+    strv_free(&words);
+    free(prog);
+    free(moddir);
+    return rc;
+}
+
+static void launch_free(launch *l)
+{
+    strv_free(&l->argv);
+    strv_free(&l->env);
+    free(l->exe);
+}
+
+/* ---- the child, between fork and exec: async-signal-safe calls only ---- */
+
+static void child_fail(int errpipe)
+{
+    int e = errno;
+    ssize_t w = write(errpipe, &e, sizeof e);
+    (void)w;
+    _exit(127);
+}
+
+static void child_cloexec_from(int lowfd)
+{
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, (unsigned)lowfd, ~0u, 4u /* CLOEXEC */) == 0)
+        return;
+#endif
+    for (int fd = lowfd; fd < 65536; fd++)
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+static void child_exec(const launch *l, const char *cwd, const int stdio[3],
+                       int errpipe)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &dfl, NULL);   /* fails harmlessly where invalid */
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (setsid() < 0)
+        child_fail(errpipe);
+    /* Move the pipe ends above 2 first so no dup2 clobbers another. */
+    int hi[3];
+    for (int i = 0; i < 3; i++)
+        if ((hi[i] = fcntl(stdio[i], F_DUPFD_CLOEXEC, 3)) < 0)
+            child_fail(errpipe);
+    for (int i = 0; i < 3; i++)
+        if (dup2(hi[i], i) < 0)
+            child_fail(errpipe);
+    child_cloexec_from(3);
+    if (chdir(cwd) < 0)
+        child_fail(errpipe);
+    if (setrlimit(RLIMIT_NOFILE, &l->nofile) < 0)
+        child_fail(errpipe);
+    struct rlimit zero = { 0, 0 };
+    setrlimit(RLIMIT_CORE, &zero);
+    if (l->limit_as && setrlimit(RLIMIT_AS, &l->as) < 0)
+        child_fail(errpipe);
+    if (l->limit_cpu && setrlimit(RLIMIT_CPU, &l->cpu) < 0)
+        child_fail(errpipe);
+    execve(l->exe, l->argv.v, l->env.v);
+    child_fail(errpipe);
+}
+
+/* ---- spawning ---- */
+
+static int watch(rz_proc *p, int fd, uint32_t events)
+{
+    struct epoll_event ev = { .events = events, .data.fd = fd };
+    if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+        return rz__error(RZ_EIO, "epoll: %s", strerror(errno));
+    return RZ_OK;
+}
+
+static void close_fd(rz_proc *p, int *fd)
+{
+    if (*fd >= 0) {
+        epoll_ctl(p->epfd, EPOLL_CTL_DEL, *fd, NULL);
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+static void set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static int arm_timer(rz_proc *p, uint32_t timeout_ms)
+{
+    p->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (p->timerfd < 0)
+        return rz__error(RZ_EIO, "timerfd: %s", strerror(errno));
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    its.it_value.tv_sec = timeout_ms / 1000;
+    its.it_value.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+    if (timerfd_settime(p->timerfd, 0, &its, NULL) < 0)
+        return rz__error(RZ_EIO, "timerfd: %s", strerror(errno));
+    return watch(p, p->timerfd, EPOLLIN);
+}
+
+static int open_pidfd(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd >= 0)
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return fd;
+#else
+    (void)pid;
+    return -1;
+#endif
+}
+
+/* Fork and exec; the error pipe tells us whether execve worked (it closes
+ * on success), and by then the child leads its own session. */
+static int start_child(rz_proc *p, const launch *l)
+{
+    int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
+    int ep[2] = { -1, -1 };
+    int rc = RZ_OK;
+    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) ||
+        pipe2(err, O_CLOEXEC) || pipe2(ep, O_CLOEXEC)) {
+        rc = rz__error(RZ_EIO, "pipe: %s", strerror(errno));
+        goto out;
+    }
+    int stdio[3] = { in[0], out[1], err[1] };
+    pid_t pid = fork();
+    if (pid < 0) {
+        rc = rz__error(RZ_EIO, "fork: %s", strerror(errno));
+        goto out;
+    }
+    if (pid == 0)
+        child_exec(l, p->scratch, stdio, ep[1]);
+    close(ep[1]);
+    ep[1] = -1;
+    int child_errno = 0;
+    ssize_t n;
+    while ((n = read(ep[0], &child_errno, sizeof child_errno)) < 0 &&
+           errno == EINTR)
+        ;
+    if (n > 0) {
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        rc = rz__error(RZ_EEXEC, "cannot execute %s: %s", l->exe,
+                       strerror(child_errno));
+        goto out;
+    }
+    p->pid = pid;
+    p->in_fd = in[1];
+    p->out_fd = out[0];
+    p->err_fd = err[0];
+    in[1] = out[0] = err[0] = -1;
+out:
+    for (int i = 0; i < 2; i++) {
+        int *fds[] = { &in[i], &out[i], &err[i], &ep[i] };
+        for (size_t k = 0; k < RZ_ARRAY_LEN(fds); k++)
+            if (*fds[k] >= 0)
+                close(*fds[k]);
+    }
+    return rc;
+}
+
+static int setup_io(rz_proc *p, const rz_proc_opts *o)
+{
+    set_nonblock(p->in_fd);
+    set_nonblock(p->out_fd);
+    set_nonblock(p->err_fd);
+    int rc = watch(p, p->out_fd, EPOLLIN);
+    if (rc == RZ_OK)
+        rc = watch(p, p->err_fd, EPOLLIN);
+    if (rc == RZ_OK && p->input_len)
+        rc = watch(p, p->in_fd, EPOLLOUT);
+    else
+        close_fd(p, &p->in_fd);   /* no input: the child reads EOF */
+    if (rc == RZ_OK && (p->pidfd = open_pidfd(p->pid)) >= 0)
+        rc = watch(p, p->pidfd, EPOLLIN);
+    if (rc == RZ_OK && o->timeout_ms)
+        rc = arm_timer(p, o->timeout_ms);
+    return rc;
+}
+
+static rz_proc *proc_alloc(const rz_proc_opts *o)
+{
+    rz_proc *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->pid = -1;
+    p->epfd = p->pidfd = p->timerfd = -1;
+    p->in_fd = p->out_fd = p->err_fd = -1;
+    p->max_output = o->max_output ? o->max_output : DEFAULT_MAX_OUTPUT;
+    p->max_log = o->max_log ? o->max_log : DEFAULT_MAX_LOG;
+    p->log = malloc(2 * p->max_log);
+    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (o->input_len)
+        p->input = malloc(o->input_len);
+    if (!p->log || p->epfd < 0 || (o->input_len && !p->input)) {
+        rz_proc_free(p);
+        return NULL;
+    }
+    if (o->input_len)
+        memcpy(p->input, o->input, o->input_len);
+    p->input_len = o->input_len;
+    return p;
+}
+
+int rz_proc_spawn(rz_proc **out, const rz_proc_opts *opts)
+{
+    if (!out)
+        return rz__error(RZ_EINVAL, "rz_proc_spawn: out is NULL");
+    *out = NULL;
+    if (!opts || opts->version != RZ_PROC_OPTS_VERSION || !opts->argv ||
+        !opts->argv[0] || !opts->argv[0][0] ||
+        (opts->input_len && !opts->input))
+        return rz__error(RZ_EINVAL, "rz_proc_spawn: invalid options");
+    if (opts->max_log > SIZE_MAX / 2)
+        return rz__error(RZ_EINVAL, "rz_proc_spawn: max_log too large");
+    rz_proc *p = proc_alloc(opts);
+    if (!p)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    launch l;
+    memset(&l, 0, sizeof l);
+    int rc = make_scratch(p, opts->scratch_parent);
+    if (rc == RZ_OK)
+        rc = prepare(&l, p, opts);
+    if (rc == RZ_OK)
+        rc = start_child(p, &l);
+    if (rc == RZ_OK)
+        rc = setup_io(p, opts);
+    launch_free(&l);
+    if (rc != RZ_OK) {
+        rz_proc_free(p);
+        return rc;
+    }
+    *out = p;
+    return RZ_OK;
+}
+
+/* ---- I/O ---- */
+
+/* Keep the last max_log bytes in a buffer of twice that size, so the tail
+ * moves down only once per max_log bytes appended. */
+static void log_append(rz_proc *p, const char *data, size_t n)
+{
+    size_t max = p->max_log;
+    if (n >= max) {
+        memcpy(p->log, data + n - max, max);
+        p->log_len = max;
+        return;
+    }
+    if (p->log_len + n > 2 * max) {
+        size_t keep = max - n;
+        memmove(p->log, p->log + p->log_len - keep, keep);
+        p->log_len = keep;
+    }
+    memcpy(p->log + p->log_len, data, n);
+    p->log_len += n;
+}
+
+static void out_append(rz_proc *p, const char *data, size_t n)
+{
+    size_t room = p->max_output - p->out.len;
+    if (n > room) {
+        p->out_over = true;
+        n = room;
+    }
+    if (n)
+        rz__buf_append(&p->out, data, n);
+}
+
+/* Read what a stream has, up to `budget` bytes; closes it at EOF. */
+static void pump_read(rz_proc *p, int *fd, bool is_log, size_t budget)
+{
+    char chunk[IO_CHUNK];
+    while (*fd >= 0 && budget > 0) {
+        ssize_t n = read(*fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            close_fd(p, fd);
+            return;
+        }
+        if (is_log)
+            log_append(p, chunk, (size_t)n);
+        else
+            out_append(p, chunk, (size_t)n);
+        budget -= (size_t)n < budget ? (size_t)n : budget;
+    }
+}
+
+/* write() to a pipe whose reader is gone raises SIGPIPE in this thread.
+ * Block it around the write and consume the one we caused, unless one was
+ * already pending, so the host program's disposition is never touched. */
+static ssize_t write_nosigpipe(int fd, const void *buf, size_t n)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    sigpending(&pending);
+    bool was_pending = sigismember(&pending, SIGPIPE) == 1;
+    ssize_t w = write(fd, buf, n);
+    int e = errno;
+    if (w < 0 && e == EPIPE && !was_pending) {
+        struct timespec zero = { 0, 0 };
+        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
+    return w;
+}
+
+static void pump_write(rz_proc *p)
+{
+    while (p->in_fd >= 0 && p->input_off < p->input_len) {
+        size_t n = p->input_len - p->input_off;
+        ssize_t w = write_nosigpipe(p->in_fd, p->input + p->input_off,
+                                    n < IO_CHUNK ? n : IO_CHUNK);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (w < 0)
+            break;   /* EPIPE: the child does not want the rest */
+        p->input_off += (size_t)w;
+    }
+    close_fd(p, &p->in_fd);
+}
+
+static void pump(rz_proc *p, size_t budget)
+{
+    pump_write(p);
+    pump_read(p, &p->out_fd, false, budget);
+    pump_read(p, &p->err_fd, true, budget);
+}
+
+/* ---- completion ---- */
+
+static void set_output_error(rz_proc *p, const char *fmt, ...) RZ_PRINTF(2, 3);
+static void set_output_error(rz_proc *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->output_error, sizeof p->output_error, fmt, ap);
+    va_end(ap);
+}
+
+/* The $RZ_OUTPUT file: 1 and its text if non-empty, 0 if empty, -1 if it
+ * is unusable (too big, replaced by a symlink, a FIFO...). */
+static int read_output_file(rz_proc *p, char **text, size_t *len)
+{
+    int fd = open(p->output_path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+                  O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return 0;
+    struct stat st;
+    int rc = -1;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        set_output_error(p, "$RZ_OUTPUT is not a regular file");
+    } else if (st.st_size == 0) {
+        rc = 0;
+    } else if ((uint64_t)st.st_size > p->max_output) {
+        set_output_error(p, "$RZ_OUTPUT exceeds %zu bytes", p->max_output);
+    } else if (!(*text = malloc((size_t)st.st_size + 1))) {
+        set_output_error(p, "out of memory");
+    } else {
+        ssize_t n = read(fd, *text, (size_t)st.st_size);
+        if (n > 0) {
+            *len = (size_t)n;
+            rc = 1;
+        } else {
+            set_output_error(p, "$RZ_OUTPUT cannot be read");
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+static void parse_outputs(rz_proc *p, const char *text, size_t len,
+                          const char *source)
+{
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (j && end)
+        end += strspn(end, " \t\r\n");
+    if (!j || !cJSON_IsObject(j) || (end && end < text + len && *end)) {
+        set_output_error(p, "no JSON object on %s", source);
+    } else if (!(p->outputs = cJSON_PrintUnformatted(j))) {
+        set_output_error(p, "out of memory");
+    }
+    cJSON_Delete(j);
+}
+
+static void take_outputs(rz_proc *p)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int r = read_output_file(p, &text, &len);
+    if (r > 0)
+        parse_outputs(p, text, len, "$RZ_OUTPUT");
+    else if (r == 0 && p->out_over)
+        set_output_error(p, "stdout exceeds %zu bytes", p->max_output);
+    else if (r == 0 && p->out.failed)
+        set_output_error(p, "out of memory");
+    else if (r == 0)
+        parse_outputs(p, p->out.data ? p->out.data : "", p->out.len,
+                      "stdout");
+    free(text);
+}
+
+/* Reap once the leader has exited: first kill what is left of its group
+ * (the zombie keeps the group id from being reused), then collect what the
+ * pipes still hold. */
+static bool try_reap(rz_proc *p)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
+        si.si_pid == 0)
+        return false;
+    kill(-p->pid, SIGKILL);
+    int status = 0;
+    while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    p->reaped = true;
+    p->exit_code = WIFSIGNALED(status) ? -WTERMSIG(status)
+                                       : WEXITSTATUS(status);
+    close_fd(p, &p->in_fd);
+    pump_read(p, &p->out_fd, false, DRAIN_BUDGET);
+    pump_read(p, &p->err_fd, true, DRAIN_BUDGET);
+    close_fd(p, &p->out_fd);
+    close_fd(p, &p->err_fd);
+    close_fd(p, &p->pidfd);
+    close_fd(p, &p->timerfd);
+    take_outputs(p);
+    p->done = true;
+    return true;
+}
+
+static void check_deadline(rz_proc *p)
+{
+    uint64_t ticks;
+    if (p->timerfd >= 0 &&
+        read(p->timerfd, &ticks, sizeof ticks) == (ssize_t)sizeof ticks) {
+        p->timed_out = true;
+        close_fd(p, &p->timerfd);
+        rz_proc_kill(p);
+    }
+}
+
+int rz_proc_fd(const rz_proc *p)
+{
+    return p ? p->epfd : -1;
+}
+
+int rz_proc_poll(rz_proc *p, int timeout_ms)
+{
+    if (!p || p->done)
+        return 1;
+    int wait = timeout_ms < 0 ? -1 : timeout_ms;
+    if (p->pidfd < 0 && (wait < 0 || wait > NO_PIDFD_TICK_MS))
+        wait = NO_PIDFD_TICK_MS;
+    struct epoll_event ev[8];
+    if (epoll_wait(p->epfd, ev, (int)RZ_ARRAY_LEN(ev), wait) < 0 &&
+        errno != EINTR)
+        return rz__error(RZ_EIO, "epoll_wait: %s", strerror(errno));
+    pump(p, PUMP_BUDGET);
+    check_deadline(p);
+    try_reap(p);
+    return p->done ? 1 : 0;
+}
+
+void rz_proc_kill(rz_proc *p)
+{
+    if (p && p->pid > 0 && !p->reaped)
+        kill(-p->pid, SIGKILL);
+}
+
+int rz_proc_exit_code(const rz_proc *p)
+{
+    return p ? p->exit_code : -1;
+}
+
+int rz_proc_timed_out(const rz_proc *p)
+{
+    return p ? p->timed_out : 0;
+}
+
+const char *rz_proc_outputs(const rz_proc *p)
+{
+    return p ? p->outputs : NULL;
+}
+
+const char *rz__proc_output_error(const rz_proc *p)
+{
+    return p && p->done && p->output_error[0] ? p->output_error : NULL;
+}
+
+const char *rz_proc_log(const rz_proc *p, size_t *len)
+{
+    if (!p) {
+        if (len)
+            *len = 0;
+        return NULL;
+    }
+    size_t skip = p->log_len > p->max_log ? p->log_len - p->max_log : 0;
+    if (len)
+        *len = p->log_len - skip;
+    return p->log + skip;
+}
+
+void rz_proc_free(rz_proc *p)
+{
+    if (!p)
+        return;
+    if (p->pid > 0 && !p->reaped) {
+        kill(-p->pid, SIGKILL);
+        while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    close_fd(p, &p->in_fd);
+    close_fd(p, &p->out_fd);
+    close_fd(p, &p->err_fd);
+    close_fd(p, &p->pidfd);
+    close_fd(p, &p->timerfd);
+    if (p->epfd >= 0)
+        close(p->epfd);
+    if (p->scratch)
+        rm_tree_at(AT_FDCWD, p->scratch, 0);
+    free(p->scratch);
+    free(p->output_path);
+    free(p->input);
+    free(p->log);
+    rz__buf_free(&p->out);
+    cJSON_free(p->outputs);
+    free(p);
+}
