@@ -56,6 +56,7 @@ struct rz_proc {
     size_t log_len, max_log;
     char *scratch, *output_path;
     bool reaped, timed_out, done;
+    bool sandboxed;            /* the child is bwrap */
     int exit_code;
     char *outputs;             /* cJSON-allocated */
     char output_error[160];
@@ -428,7 +429,7 @@ static void set_limits(launch *l, const rz_proc_opts *o)
     l->nofile.rlim_cur = l->nofile.rlim_max;
 }
 
-static int prepare(launch *l, const rz_proc *p, const rz_proc_opts *o)
+static int prepare(launch *l, rz_proc *p, const rz_proc_opts *o)
 {
     char *moddir = NULL;
     if (o->module_dir && !(moddir = realpath(o->module_dir, NULL)))
@@ -442,6 +443,7 @@ static int prepare(launch *l, const rz_proc *p, const rz_proc_opts *o)
     if (rc == RZ_OK && o->sandbox && rz_sandbox_available()) {
         sandbox_args(&l->argv, p, o, moddir, prog);
         l->exe = rz__strdup(bwrap_path);
+        p->sandboxed = true;
     } else if (rc == RZ_OK) {
         l->exe = prog;
         prog = NULL;
@@ -890,6 +892,10 @@ static bool try_reap(rz_proc *p)
     p->reaped = true;
     p->exit_code = WIFSIGNALED(status) ? -WTERMSIG(status)
                                        : WEXITSTATUS(status);
+    /* bwrap reports a command killed by signal N as exit status 128+N,
+     * the shell convention; undo it so both modes read alike. */
+    if (p->sandboxed && p->exit_code > 128 && p->exit_code < 128 + NSIG)
+        p->exit_code = -(p->exit_code - 128);
     close_fd(p, &p->in_fd);
     pump_read(p, &p->out_fd, false, DRAIN_BUDGET);
     pump_read(p, &p->err_fd, true, DRAIN_BUDGET);
