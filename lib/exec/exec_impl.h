@@ -11,4 +11,8 @@
  * outputs or the process has not completed. Borrowed like the outputs. */
 RZ_HIDDEN const char *rz__proc_output_error(const rz_proc *p);
 
+/* 1 if a bwrap program was found on PATH, usable or not (after the probe
+ * rz_sandbox_available() runs). */
+RZ_HIDDEN int rz__sandbox_installed(void);
+
 #endif

@@ -257,6 +257,12 @@ int rz_sandbox_available(void)
     return sandbox_ok;
 }
 
+int rz__sandbox_installed(void)
+{
+    pthread_once(&probe_once, sandbox_probe);
+    return bwrap_path != NULL;
+}
+
 /* ---- scratch directory ---- */
 
 /* Remove `name` under `dirfd` and everything below it, making unreadable
