@@ -53,13 +53,15 @@ extern "C" {
     X(ECANCELED,  -23,  "cancelled")                                         \
     X(EUNSUPPORTED, -24, "not supported")                                    \
     X(EMANIFEST,  -25,  "invalid module manifest")                           \
-    X(EINTERNAL,  -26,  "internal error")
+    X(EINTERNAL,  -26,  "internal error")                                    \
+    X(EAUTH,      -27,  "authentication failed")                             \
+    X(EEXPIRED,   -28,  "expired")
 
 typedef enum rz_status {
 #define RZ__STATUS_ENUM(name, value, text) RZ_##name = value,
     RZ_STATUS_MAP(RZ__STATUS_ENUM)
 #undef RZ__STATUS_ENUM
-    RZ__STATUS_LAST = -26
+    RZ__STATUS_LAST = -28
 } rz_status;
 
 /* "out of memory"; never NULL, "unknown status" for codes not in the table. */
