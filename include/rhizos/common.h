@@ -55,13 +55,20 @@ extern "C" {
     X(EMANIFEST,  -25,  "invalid module manifest")                           \
     X(EINTERNAL,  -26,  "internal error")                                    \
     X(EAUTH,      -27,  "authentication failed")                             \
-    X(EEXPIRED,   -28,  "expired")
+    X(EEXPIRED,   -28,  "expired")                                           \
+    X(EEXISTS_DIFFERENT, -29, "exists with different fields")                \
+    X(EFUNDS,     -30,  "insufficient funds")                                \
+    X(ELINKED,    -31,  "a linked operation failed")                         \
+    X(EPOSTED,    -32,  "already posted")                                    \
+    X(EVOIDED,    -33,  "already voided")                                    \
+    X(EAMOUNT,    -34,  "amount exceeds what is pending")                    \
+    X(EOVERFLOW,  -35,  "amount overflow")
 
 typedef enum rz_status {
 #define RZ__STATUS_ENUM(name, value, text) RZ_##name = value,
     RZ_STATUS_MAP(RZ__STATUS_ENUM)
 #undef RZ__STATUS_ENUM
-    RZ__STATUS_LAST = -28
+    RZ__STATUS_LAST = -35
 } rz_status;
 
 /* "out of memory"; never NULL, "unknown status" for codes not in the table. */
