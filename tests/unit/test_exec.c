@@ -20,6 +20,9 @@
 #include "common/internal.h"
 #include "exec/exec_impl.h"
 #include "rhizos/exec.h"
+#include "rhizos/flow.h"
+#include "rhizos/module.h"
+#include "rhizos/run.h"
 
 /* ---- helpers ---- */
 
@@ -669,6 +672,455 @@ static void test_sandbox_network_and_exit(void **state)
     assert_true(dir_is_empty(tmp_root));
 }
 
+
+/* ---- the local runner ---- */
+
+typedef struct rec_event {
+    rz_event_kind kind;
+    size_t step;
+    uint32_t attempt;
+    char *message;
+} rec_event;
+
+typedef struct recorder {
+    rec_event ev[256];
+    size_t n;
+    volatile int *cancel;        /* set when a step starts, if non-NULL */
+} recorder;
+
+static void record(const rz_event *e, void *ud)
+{
+    recorder *r = ud;
+    assert_non_null(e->run);
+    if (r->n < RZ_ARRAY_LEN(r->ev)) {
+        rec_event *x = &r->ev[r->n++];
+        x->kind = e->kind;
+        x->step = e->step;
+        x->attempt = e->attempt;
+        x->message = rz__strdup(e->message);
+    }
+    if (r->cancel && e->kind == RZ_EVENT_STEP_STARTED)
+        *r->cancel = 1;
+}
+
+static void recorder_free(recorder *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->ev[i].message);
+    r->n = 0;
+}
+
+static size_t count_events(const recorder *r, rz_event_kind kind,
+                           size_t step)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->n; i++)
+        if (r->ev[i].kind == kind && (step == RZ_NPOS || r->ev[i].step == step))
+            n++;
+    return n;
+}
+
+static const rec_event *find_event(const recorder *r, rz_event_kind kind,
+                                   size_t step)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->ev[i].kind == kind && r->ev[i].step == step)
+            return &r->ev[i];
+    return NULL;
+}
+
+/* Test-only modules (sh, no python needed) in <tmp_root>/modules. */
+static void add_module(const char *reg, const char *id, const char *adapter,
+                       const char *script)
+{
+    char dir[400], path[450];
+    snprintf(dir, sizeof dir, "%s/%s", reg, id);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/module.json", dir);
+    char json[1200];
+    snprintf(json, sizeof json,
+             "{\"id\":\"%s\",\"version\":\"1.0.0\",\"name\":\"%s\","
+             "\"inputs\":[{\"name\":\"after\",\"type\":\"any\","
+             "\"required\":false}],"
+             "\"outputs\":[{\"name\":\"value\",\"type\":\"any\"}],"
+             "\"config\":{\"type\":\"object\"},"
+             "\"requirements\":{\"adapter\":\"%s\",\"memory_mb\":256},"
+             "\"exec\":{\"adapter\":\"%s\"%s}}",
+             id, id, adapter, adapter,
+             strcmp(adapter, "process") == 0
+                 ? ",\"command\":[\"sh\",\"./run.sh\"]" : ",\"image\":\"x\"");
+    write_file(path, json, 0644);
+    if (script) {
+        snprintf(path, sizeof path, "%s/run.sh", dir);
+        write_file(path, script, 0755);
+    }
+}
+
+static rz_registry *test_registry(void)
+{
+    char reg[300], examples[300];
+    snprintf(reg, sizeof reg, "%s/modules", tmp_root);
+    assert_int_equal(mkdir(reg, 0755), 0);
+    add_module(reg, "fail", "process",
+               "cat >/dev/null; echo 'getting ready' >&2;"
+               " echo 'boom: the widget broke' >&2; exit 3\n");
+    add_module(reg, "env", "process",
+               "cat >/dev/null; printf '{\"value\":\"%s|%s|%s|%s\"}'"
+               " \"$RZ_RUN_ID\" \"$RZ_STEP_ID\" \"$RZ_ATTEMPT\""
+               " \"${RZ_CRED_API-none}\"\n");
+    add_module(reg, "hang", "process",
+               "cat >/dev/null; sleep 61.25 & sleep 61.25\n");
+    add_module(reg, "boxed", "docker", NULL);
+    snprintf(examples, sizeof examples, "%s/examples/modules",
+             RZ_SOURCE_ROOT);
+    rz_registry *r = NULL;
+    assert_int_equal(rz_registry_new(&r), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(r, examples, NULL), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(r, reg, NULL), RZ_OK);
+    return r;
+}
+
+static rz_flow *load_flow(const rz_registry *reg, const char *example,
+                          const char *yaml)
+{
+    rz_flow *f = NULL;
+    rz_diags *d = NULL;
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    int rc;
+    if (example) {
+        char path[400];
+        snprintf(path, sizeof path, "%s/examples/flows/%s", RZ_SOURCE_ROOT,
+                 example);
+        rc = rz_flow_load(&f, path, RZ_FORMAT_AUTO, d);
+    } else {
+        rc = rz_flow_parse(&f, yaml, strlen(yaml), RZ_FORMAT_YAML,
+                           "test.yaml", d);
+    }
+    if (rc == RZ_OK)
+        rc = rz_flow_validate(f, reg, d);
+    if (rc != RZ_OK) {
+        char *text = NULL;
+        rz_diags_to_text(d, &text);
+        fail_msg("%s: %s", example ? example : "inline flow",
+                 text ? text : rz_error_last()->message);
+    }
+    rz_diags_free(d);
+    return f;
+}
+
+static rz_run *run_flow(const rz_flow *f, rz_runner_opts *o, recorder *rec)
+{
+    o->on_event = record;
+    o->userdata = rec;
+    rz_run *run = NULL;
+    int rc = rz_runner_run(&run, f, o);
+    if (rc != RZ_OK)
+        fail_msg("rz_runner_run: %s", rz_error_last()->message);
+    assert_non_null(run);
+    assert_int_equal(rz_run_done(run), 1);
+    assert_int_equal(count_events(rec, RZ_EVENT_RUN_FINISHED, RZ_NPOS), 1);
+    assert_int_equal(rec->ev[rec->n - 1].kind, RZ_EVENT_RUN_FINISHED);
+    return run;
+}
+
+static cJSON *step_outputs(const rz_run *run, const rz_flow *f,
+                           const char *id)
+{
+    size_t i = rz_flow_step_find(f, id);
+    assert_int_not_equal(i, RZ_NPOS);
+    char *s = NULL;
+    assert_int_equal(rz_run_step_outputs(run, i, &s), RZ_OK);
+    cJSON *j = cJSON_Parse(s);
+    rz_free(s);
+    assert_non_null(j);
+    return j;
+}
+
+static rz_step_state state_of(const rz_run *run, const rz_flow *f,
+                              const char *id)
+{
+    size_t i = rz_flow_step_find(f, id);
+    assert_int_not_equal(i, RZ_NPOS);
+    return rz_run_step_state(run, i);
+}
+
+static int count_of(const cJSON *counts, const char *word)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(counts, word);
+    return cJSON_IsNumber(v) ? v->valueint : -1;
+}
+
+static void test_runner_wordcount(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, "wordcount.yaml", NULL);
+    recorder rec = { .n = 0 };
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    o.inputs_json = "{\"text\":\"To be, or not to be: that is the question."
+                    " To be!\"}";
+    o.run_id = "wc-1";
+    rz_run *run = run_flow(f, &o, &rec);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+    assert_string_equal(rz_run_id(run), "wc-1");
+    size_t n = rz_flow_step_count(f);
+    assert_int_equal(n, 6);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(rz_run_step_state(run, i), RZ_STEP_SUCCEEDED);
+        assert_int_equal(count_events(&rec, RZ_EVENT_STEP_STARTED, i), 1);
+        assert_int_equal(count_events(&rec, RZ_EVENT_STEP_SUCCEEDED, i), 1);
+    }
+    cJSON *m = step_outputs(run, f, "merge");
+    const cJSON *counts = cJSON_GetObjectItemCaseSensitive(m, "counts");
+    assert_int_equal(count_of(counts, "to"), 3);
+    assert_int_equal(count_of(counts, "be"), 3);
+    assert_int_equal(count_of(counts, "question"), 1);
+    assert_int_equal(count_of(counts, "or"), 1);
+    assert_int_equal((int)num_field(m, "total"), 12);
+    const cJSON *top = cJSON_GetObjectItemCaseSensitive(m, "top");
+    assert_true(cJSON_IsArray(top));
+    assert_string_equal(str_field(cJSON_GetArrayItem(top, 0), "word"), "be");
+    assert_string_equal(str_field(cJSON_GetArrayItem(top, 1), "word"), "to");
+    cJSON_Delete(m);
+    recorder_free(&rec);
+    rz_run_free(run);
+    rz_flow_free(f);
+
+    /* The builder format of the same pipeline, default text. */
+    f = load_flow(reg, "wordcount.json", NULL);
+    o.inputs_json = NULL;
+    o.run_id = NULL;
+    run = run_flow(f, &o, &rec);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+    m = step_outputs(run, f, "merge");
+    top = cJSON_GetObjectItemCaseSensitive(m, "top");
+    assert_int_equal(cJSON_GetArraySize(top), 3);
+    assert_string_equal(str_field(cJSON_GetArrayItem(top, 0), "word"), "the");
+    assert_int_equal((int)num_field(cJSON_GetArrayItem(top, 0), "count"), 4);
+    assert_int_equal((int)num_field(m, "total"), 13);
+    cJSON_Delete(m);
+    recorder_free(&rec);
+    rz_run_free(run);
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
+static void test_runner_flaky(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, "flaky.yaml", NULL);
+    recorder rec = { .n = 0 };
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    rz_run *run = run_flow(f, &o, &rec);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+    size_t u = rz_flow_step_find(f, "unreliable");
+    assert_int_equal(rz_run_step_attempts(run, u), 3);
+    assert_int_equal(count_events(&rec, RZ_EVENT_STEP_STARTED, u), 3);
+    assert_int_equal(count_events(&rec, RZ_EVENT_STEP_RETRYING, u), 2);
+    assert_int_equal(count_events(&rec, RZ_EVENT_STEP_FAILED, u), 0);
+    const rec_event *retry = find_event(&rec, RZ_EVENT_STEP_RETRYING, u);
+    assert_int_equal(retry->attempt, 1);
+    assert_non_null(retry->message);
+    assert_non_null(strstr(retry->message, "exit status 1: flaky: attempt 1"));
+    cJSON *out = step_outputs(run, f, "unreliable");
+    assert_int_equal((int)num_field(out, "attempt"), 3);
+    cJSON_Delete(out);
+    out = step_outputs(run, f, "report");
+    assert_string_equal(str_field(out, "message"), "succeeded on attempt 3");
+    cJSON_Delete(out);
+    recorder_free(&rec);
+    rz_run_free(run);
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
+static void test_runner_branch(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, "branch.yaml", NULL);
+    static const char *const inputs[] = { NULL, "{\"value\":3}" };
+    static const char *const ran[] = { "high", "low" };
+    static const char *const skipped[] = { "low", "high" };
+    for (size_t k = 0; k < 2; k++) {
+        recorder rec = { .n = 0 };
+        rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+        o.inputs_json = inputs[k];
+        rz_run *run = run_flow(f, &o, &rec);
+        assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+        size_t r = rz_flow_step_find(f, ran[k]);
+        size_t s = rz_flow_step_find(f, skipped[k]);
+        assert_int_equal(rz_run_step_state(run, r), RZ_STEP_SUCCEEDED);
+        assert_int_equal(rz_run_step_state(run, s), RZ_STEP_SKIPPED);
+        assert_int_equal(count_events(&rec, RZ_EVENT_STEP_SKIPPED, s), 1);
+        assert_int_equal(count_events(&rec, RZ_EVENT_STEP_STARTED, s), 0);
+        assert_int_equal(count_events(&rec, RZ_EVENT_STEP_SUCCEEDED, r), 1);
+        recorder_free(&rec);
+        rz_run_free(run);
+    }
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
+static void test_runner_failure(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, NULL,
+        "flux: 1\nname: failing\nsteps:\n"
+        "  broken:\n    module: fail\n"
+        "  after:\n    module: echo\n    needs: [broken]\n"
+        "  boxed:\n    module: boxed\n"
+        "  fine:\n    module: env\n");
+    recorder rec = { .n = 0 };
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    rz_run *run = run_flow(f, &o, &rec);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_FAILED);
+    assert_int_equal(state_of(run, f, "broken"), RZ_STEP_FAILED);
+    assert_int_equal(state_of(run, f, "after"), RZ_STEP_SKIPPED);
+    assert_int_equal(state_of(run, f, "boxed"), RZ_STEP_FAILED);
+    assert_int_equal(state_of(run, f, "fine"), RZ_STEP_SUCCEEDED);
+    size_t b = rz_flow_step_find(f, "broken");
+    const rec_event *e = find_event(&rec, RZ_EVENT_STEP_FAILED, b);
+    assert_non_null(e);
+    assert_string_equal(e->message, "exit status 3: boom: the widget broke");
+    assert_string_equal(rz_run_step_error(run, b),
+                        "exit status 3: boom: the widget broke");
+    size_t x = rz_flow_step_find(f, "boxed");
+    assert_string_equal(rz_run_step_error(run, x),
+                        "adapter 'docker' is not available in the embedded "
+                        "runner");
+    assert_int_equal(count_events(&rec, RZ_EVENT_STEP_SKIPPED,
+                                  rz_flow_step_find(f, "after")), 1);
+    recorder_free(&rec);
+    rz_run_free(run);
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
+static void test_runner_env(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, NULL,
+        "flux: 1\nname: env\nsteps:\n  probe:\n    module: env\n");
+    recorder rec = { .n = 0 };
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    const char *env[] = { "RZ_CRED_API=s3cret", NULL };
+    o.env = env;
+    o.run_id = "run-42";
+    rz_run *run = run_flow(f, &o, &rec);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+    cJSON *out = step_outputs(run, f, "probe");
+    assert_string_equal(str_field(out, "value"), "run-42|probe|1|s3cret");
+    cJSON_Delete(out);
+    recorder_free(&rec);
+    rz_run_free(run);
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
+/* Overlap is read from the timestamps the steps record, not from timing
+ * the run, so a loaded machine cannot make this flaky. */
+static void check_overlap(const rz_registry *reg, unsigned jobs,
+                          bool want_overlap)
+{
+    rz_flow *f = load_flow(reg, NULL,
+        "flux: 1\nname: par\nsteps:\n"
+        "  a:\n    module: sleep\n    config: { seconds: 0.3 }\n"
+        "  b:\n    module: sleep\n    config: { seconds: 0.3 }\n");
+    recorder rec = { .n = 0 };
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    o.jobs = jobs;
+    rz_run *run = run_flow(f, &o, &rec);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+    cJSON *a = step_outputs(run, f, "a"), *b = step_outputs(run, f, "b");
+    double a0 = num_field(a, "started"), a1 = num_field(a, "finished");
+    double b0 = num_field(b, "started"), b1 = num_field(b, "finished");
+    bool overlap = a0 < b1 && b0 < a1;
+    assert_true(overlap == want_overlap);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    recorder_free(&rec);
+    rz_run_free(run);
+    rz_flow_free(f);
+}
+
+static void test_runner_parallel(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    check_overlap(reg, 2, true);
+    check_overlap(reg, 1, false);
+    rz_registry_free(reg);
+}
+
+static void test_runner_timeout(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, NULL,
+        "flux: 1\nname: slow\nsteps:\n"
+        "  slow:\n    module: hang\n    timeout_s: 1\n");
+    recorder rec = { .n = 0 };
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    rz_run *run = run_flow(f, &o, &rec);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_FAILED);
+    assert_int_equal(state_of(run, f, "slow"), RZ_STEP_FAILED);
+    assert_int_equal(count_events(&rec, RZ_EVENT_STEP_FAILED, 0), 1);
+    assert_true(process_gone_soon("sleep 61.25"));
+    recorder_free(&rec);
+    rz_run_free(run);
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
+static void test_runner_cancel(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, NULL,
+        "flux: 1\nname: cancel\nsteps:\n"
+        "  slow:\n    module: hang\n"
+        "  later:\n    module: echo\n    needs: [slow]\n");
+    volatile int cancel = 0;
+    recorder rec = { .n = 0, .cancel = &cancel };
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    o.cancel = &cancel;
+    rz_run *run = run_flow(f, &o, &rec);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_CANCELLED);
+    assert_int_not_equal(state_of(run, f, "slow"), RZ_STEP_SUCCEEDED);
+    assert_int_equal(state_of(run, f, "later"), RZ_STEP_CANCELLED);
+    assert_int_equal(count_events(&rec, RZ_EVENT_STEP_CANCELLED,
+                                  rz_flow_step_find(f, "later")), 1);
+    assert_true(process_gone_soon("sleep 61.25"));
+    recorder_free(&rec);
+    rz_run_free(run);
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
+static void test_runner_invalid(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, "branch.yaml", NULL);
+    rz_run *run = (rz_run *)state;
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    assert_int_equal(rz_runner_run(NULL, f, &o), RZ_EINVAL);
+    assert_int_equal(rz_runner_run(&run, NULL, &o), RZ_EINVAL);
+    assert_null(run);
+    o.version = 0;
+    assert_int_equal(rz_runner_run(&run, f, &o), RZ_EINVAL);
+    o.version = RZ_RUNNER_OPTS_VERSION;
+    o.inputs_json = "{\"value\": ";   /* malformed inputs */
+    assert_true(rz_runner_run(&run, f, &o) < 0);
+    assert_null(run);
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_tmp, teardown_tmp)
 
 int main(void)
@@ -693,6 +1145,15 @@ int main(void)
         T(test_invalid_options),
         T(test_sandbox),
         T(test_sandbox_network_and_exit),
+        T(test_runner_wordcount),
+        T(test_runner_flaky),
+        T(test_runner_branch),
+        T(test_runner_failure),
+        T(test_runner_env),
+        T(test_runner_parallel),
+        T(test_runner_timeout),
+        T(test_runner_cancel),
+        T(test_runner_invalid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
