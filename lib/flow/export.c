@@ -1,0 +1,298 @@
+/* Export: the model as one canonical tree (fixed key order, defaults left
+ * out, credentials reduced to {credentialId, type}), then written as JSON,
+ * YAML or CBOR. Kept values (config, inputs, extra keys) enter the tree as
+ * cJSON references, so exporting copies no document content.
+ *
+ * The tree is a fixed point of parse∘export: loading an export and exporting
+ * again gives the same bytes, whichever syntax carried it in between. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "flow/loader.h"
+
+typedef struct ex {
+    bool failed;
+} ex;
+
+static cJSON *obj(ex *x)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        x->failed = true;
+    return o;
+}
+
+/* Add v under k, taking ownership; NULL v marks failure. */
+static void put(ex *x, cJSON *o, const char *k, cJSON *v)
+{
+    if (!v || !o) {
+        x->failed = true;
+        cJSON_Delete(v);
+        return;
+    }
+    cJSON_AddItemToObject(o, k, v);
+}
+
+static void put_str(ex *x, cJSON *o, const char *k, const char *s)
+{
+    if (s)
+        put(x, o, k, cJSON_CreateString(s));
+}
+
+static void put_num(ex *x, cJSON *o, const char *k, double d)
+{
+    put(x, o, k, cJSON_CreateNumber(d));
+}
+
+/* A reference to a value the flow owns. */
+static void put_ref(ex *x, cJSON *o, const char *k, const cJSON *v)
+{
+    if (v && o && !cJSON_AddItemReferenceToObject(o, k, (cJSON *)v))
+        x->failed = true;
+}
+
+static void put_extra(ex *x, cJSON *o, const cJSON *extra)
+{
+    for (const cJSON *c = extra ? extra->child : NULL; c; c = c->next)
+        put_ref(x, o, c->string, c);
+}
+
+static cJSON *creds_tree(ex *x, const rz__step *s)
+{
+    cJSON *o = obj(x);
+    for (size_t i = 0; o && i < s->n_creds; i++) {
+        const rz__cred *c = &s->creds[i];
+        if (!c->credential_id || !c->type)
+            continue;
+        cJSON *r = obj(x);
+        put_str(x, r, "credentialId", c->credential_id);
+        put_str(x, r, "type", c->type);
+        put(x, o, c->field, r);
+    }
+    return o;
+}
+
+static bool retry_is_default(const rz__step *s)
+{
+    return s->retry.max_attempts == 1 && s->retry.backoff == RZ_BACKOFF_FIXED &&
+           s->retry.initial_ms == 1000 && s->retry.max_ms == 60000;
+}
+
+static void put_needs(ex *x, cJSON *o, const rz__step *s)
+{
+    if (!s->n_needs)
+        return;
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; arr && i < s->n_needs; i++)
+        if (!cJSON_AddItemToArray(arr, cJSON_CreateString(s->needs[i])))
+            x->failed = true;
+    put(x, o, "needs", arr);
+}
+
+static void put_inputs(ex *x, cJSON *o, const rz__step *s)
+{
+    if (!s->n_inputs)
+        return;
+    cJSON *in = obj(x);
+    for (size_t i = 0; in && i < s->n_inputs; i++)
+        put_ref(x, in, s->inputs[i].name, s->inputs[i].value);
+    put(x, o, "inputs", in);
+}
+
+/* Fields common to both shapes, in canonical order: the builder leads with
+ * what a node is (config, credentials, position), FluxGraph with how a step
+ * is wired (needs, inputs). */
+static void step_body(ex *x, cJSON *o, const rz__step *s, bool builder)
+{
+    if (!builder) {
+        put_needs(x, o, s);
+        put_inputs(x, o, s);
+    }
+    if (builder || cJSON_GetArraySize(s->config) > 0)
+        put_ref(x, o, "config", s->config);
+    if (s->n_creds)
+        put(x, o, "credentials", creds_tree(x, s));
+    if (builder) {
+        put_ref(x, o, "position", s->position);
+        put_needs(x, o, s);
+        put_inputs(x, o, s);
+    }
+    put_str(x, o, "when", s->when);
+    if (!retry_is_default(s)) {
+        cJSON *r = obj(x);
+        put_num(x, r, "max_attempts", s->retry.max_attempts);
+        put_str(x, r, "backoff", s->retry.backoff == RZ_BACKOFF_EXPONENTIAL ? "exponential" : "fixed");
+        put_num(x, r, "initial_ms", s->retry.initial_ms);
+        put_num(x, r, "max_ms", s->retry.max_ms);
+        put(x, o, "retry", r);
+    }
+    if (s->timeout_s)
+        put_num(x, o, "timeout_s", s->timeout_s);
+    if (s->on_failure == RZ_ON_FAILURE_CONTINUE)
+        put_str(x, o, "on_failure", "continue");
+    if (!builder)
+        put_ref(x, o, "position", s->position);
+    put_extra(x, o, s->extra);
+}
+
+static cJSON *node_tree(ex *x, const rz__step *s)
+{
+    cJSON *o = obj(x);
+    put_str(x, o, "id", s->id ? s->id : "");
+    put_str(x, o, "moduleId", s->module_id ? s->module_id : "");
+    put_str(x, o, "moduleVersion", s->module_spec);
+    step_body(x, o, s, true);
+    return o;
+}
+
+static cJSON *step_tree(ex *x, const rz__step *s)
+{
+    cJSON *o = obj(x);
+    const char *id = s->module_id ? s->module_id : "";
+    if (s->module_spec) {
+        char *m = rz__asprintf("%s@%s", id, s->module_spec);
+        if (m)
+            put_str(x, o, "module", m);
+        else
+            x->failed = true;
+        free(m);
+    } else {
+        put_str(x, o, "module", id);
+    }
+    step_body(x, o, s, false);
+    return o;
+}
+
+static cJSON *conn_tree(ex *x, const rz__conn *c)
+{
+    cJSON *o = obj(x), *src = obj(x), *dst = obj(x);
+    put_str(x, o, "id", c->id);
+    put_str(x, src, "nodeId", c->src_node ? c->src_node : "");
+    put_str(x, src, "port", c->src_port ? c->src_port : "");
+    put_str(x, dst, "nodeId", c->dst_node ? c->dst_node : "");
+    put_str(x, dst, "port", c->dst_port ? c->dst_port : "");
+    put(x, o, "source", src);
+    put(x, o, "target", dst);
+    return o;
+}
+
+static cJSON *inputs_tree(ex *x, const rz_flow *f)
+{
+    cJSON *o = obj(x);
+    for (size_t i = 0; o && i < f->n_inputs; i++) {
+        const rz__flow_input *in = &f->inputs[i];
+        cJSON *d = obj(x);
+        put_str(x, d, "type", in->type);
+        if (in->required)
+            put(x, d, "required", cJSON_CreateTrue());
+        put_ref(x, d, "default", in->def);
+        put(x, o, in->name, d);
+    }
+    return o;
+}
+
+static cJSON *list(ex *x, size_t n, const void *items, size_t size,
+                   cJSON *(*one)(ex *, const void *))
+{
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr)
+        x->failed = true;
+    for (size_t i = 0; arr && i < n; i++) {
+        cJSON *v = one(x, (const char *)items + i * size);
+        if (!v || !cJSON_AddItemToArray(arr, v)) {
+            cJSON_Delete(v);
+            x->failed = true;
+        }
+    }
+    return arr;
+}
+
+static cJSON *one_node(ex *x, const void *s) { return node_tree(x, s); }
+static cJSON *one_conn(ex *x, const void *c) { return conn_tree(x, c); }
+
+static cJSON *flow_tree(const rz_flow *f, bool builder)
+{
+    ex x = {0};
+    cJSON *o = obj(&x);
+    if (!builder)
+        put_num(&x, o, "flux", 1);
+    put_str(&x, o, "id", f->id);
+    put_str(&x, o, "name", f->name);
+    put_str(&x, o, "version", f->version);
+    put_str(&x, o, "description", f->description);
+    put_str(&x, o, "createdAt", f->created_at);
+    put_str(&x, o, "updatedAt", f->updated_at);
+    put_ref(&x, o, "triggers", f->triggers);
+    if (f->n_inputs)
+        put(&x, o, "inputs", inputs_tree(&x, f));
+    if (builder) {
+        put(&x, o, "nodes", list(&x, f->n_steps, f->steps, sizeof *f->steps, one_node));
+    } else {
+        cJSON *steps = obj(&x);
+        for (size_t i = 0; steps && i < f->n_steps; i++)
+            put(&x, steps, f->steps[i].id ? f->steps[i].id : "", step_tree(&x, &f->steps[i]));
+        put(&x, o, "steps", steps);
+    }
+    if (builder || f->n_conns)
+        put(&x, o, "connections", list(&x, f->n_conns, f->conns, sizeof *f->conns, one_conn));
+    put_extra(&x, o, f->extra);
+    if (x.failed) {
+        cJSON_Delete(o);
+        rz__error(RZ_ENOMEM, "out of memory");
+        return NULL;
+    }
+    return o;
+}
+
+int rz_flow_to_json(const rz_flow *f, unsigned flags, char **out, size_t *len)
+{
+    if (out)
+        *out = NULL;
+    if (!f || !out)
+        return rz__error(RZ_EINVAL, "rz_flow_to_json: NULL argument");
+    cJSON *t = flow_tree(f, f->builder || (flags & RZ_EXPORT_BUILDER));
+    if (!t)
+        return RZ_ENOMEM;
+    char *s = flags & RZ_EXPORT_PRETTY ? cJSON_Print(t) : cJSON_PrintUnformatted(t);
+    cJSON_Delete(t);
+    if (!s)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    *out = s;
+    if (len)
+        *len = strlen(s);
+    return RZ_OK;
+}
+
+int rz_flow_to_yaml(const rz_flow *f, char **out, size_t *len)
+{
+    if (out)
+        *out = NULL;
+    if (!f || !out)
+        return rz__error(RZ_EINVAL, "rz_flow_to_yaml: NULL argument");
+    cJSON *t = flow_tree(f, false);
+    if (!t)
+        return RZ_ENOMEM;
+    size_t n = 0;
+    int rc = rz__yaml_emit(t, out, &n);
+    cJSON_Delete(t);
+    if (rc == RZ_OK && len)
+        *len = n;
+    return rc;
+}
+
+int rz_flow_to_cbor(const rz_flow *f, unsigned char **out, size_t *len)
+{
+    if (out)
+        *out = NULL;
+    if (!f || !out)
+        return rz__error(RZ_EINVAL, "rz_flow_to_cbor: NULL argument");
+    cJSON *t = flow_tree(f, f->builder);
+    if (!t)
+        return RZ_ENOMEM;
+    size_t n = 0;
+    int rc = rz__cbor_emit(t, out, &n);
+    cJSON_Delete(t);
+    if (rc == RZ_OK && len)
+        *len = n;
+    return rc;
+}

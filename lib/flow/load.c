@@ -1,0 +1,336 @@
+/* Loading entry points: pick the syntax, build a tree, lower it, index it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+
+#include "flow/loader.h"
+
+/* ---- arena ---- */
+
+struct rz__arena_chunk {
+    rz__arena_chunk *next;
+    size_t cap, used;
+    max_align_t data[];
+};
+
+#define ARENA_CHUNK (256u * 1024u)
+
+void *rz__arena_alloc(rz__arena *a, size_t n)
+{
+    n = (n + 15u) & ~(size_t)15u;
+    rz__arena_chunk *c = a->head;
+    if (!c || c->cap - c->used < n) {
+        size_t cap = n > ARENA_CHUNK / 4 ? n : ARENA_CHUNK;
+        rz__arena_chunk *nc = malloc(sizeof *nc + cap);
+        if (!nc)
+            return NULL;
+        nc->cap = cap;
+        nc->used = 0;
+        /* A big one-off block goes behind the current chunk so the current
+         * chunk keeps serving small requests. */
+        if (c && cap != ARENA_CHUNK) {
+            nc->next = c->next;
+            c->next = nc;
+        } else {
+            nc->next = c;
+            a->head = nc;
+        }
+        c = nc;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+char *rz__arena_strndup(rz__arena *a, const char *s, size_t n)
+{
+    char *p = rz__arena_alloc(a, n + 1);
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+char *rz__arena_strdup(rz__arena *a, const char *s)
+{
+    return s ? rz__arena_strndup(a, s, strlen(s)) : NULL;
+}
+
+void rz__arena_free(rz__arena *a)
+{
+    rz__arena_chunk *c = a->head;
+    while (c) {
+        rz__arena_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    a->head = NULL;
+}
+
+/* ---- diagnostics during a load ---- */
+
+static int class_of(int code)
+{
+    return code == RZ_ESYNTAX || code == RZ_ETOOBIG || code == RZ_ENOMEM
+               ? code : RZ_EINVALID;
+}
+
+static void load_vdiag(rz__load *ld, int code, uint32_t line, uint32_t column,
+                       const char *pointer, const char *fmt, va_list ap)
+{
+    char msg[768];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    rz__diag(ld->diags, RZ_SEV_ERROR, code, ld->f->file, line, column, pointer,
+             "%s", msg);
+    /* rz_error_last() names the first problem of this parse even when the
+     * caller's list already held errors from earlier files. */
+    if (ld->problems++ == 0) {
+        rz__error_at(code, ld->f->file, line, column, pointer, "%s", msg);
+        ld->status = class_of(code);
+    }
+}
+
+void rz__load_diag_at(rz__load *ld, int code, uint32_t line, uint32_t column,
+                      const char *pointer, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    load_vdiag(ld, code, line, column, pointer, fmt, ap);
+    va_end(ap);
+}
+
+void rz__load_diag(rz__load *ld, int code, const char *pointer,
+                   const char *fmt, ...)
+{
+    uint32_t line, column;
+    rz__flow_locate(ld->f, pointer, &line, &column);
+    va_list ap;
+    va_start(ap, fmt);
+    load_vdiag(ld, code, line, column, pointer, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- format detection ---- */
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcasecmp(s + n - m, suffix) == 0;
+}
+
+static rz_format by_extension(const char *name)
+{
+    if (!name)
+        return RZ_FORMAT_AUTO;
+    if (ends_with(name, ".json"))
+        return RZ_FORMAT_JSON;
+    if (ends_with(name, ".yaml") || ends_with(name, ".yml"))
+        return RZ_FORMAT_YAML;
+    if (ends_with(name, ".cbor"))
+        return RZ_FORMAT_CBOR;
+    return RZ_FORMAT_AUTO;
+}
+
+static rz_format by_content(const unsigned char *p, size_t len)
+{
+    /* A CBOR document is a map: major type 5 (0xa0..0xbf). Those bytes are
+     * not valid UTF-8 lead bytes, so no text document starts with one. */
+    if (len && p[0] >= 0xa0 && p[0] <= 0xbf)
+        return RZ_FORMAT_CBOR;
+    size_t i = 0;
+    if (len >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf)
+        i = 3;
+    while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+        i++;
+    return i < len && p[i] == '{' ? RZ_FORMAT_JSON : RZ_FORMAT_YAML;
+}
+
+/* ---- parse ---- */
+
+static cJSON *build_tree(rz__load *ld, rz_format fmt, char *owned,
+                         const void *data, size_t len)
+{
+    rz_flow *f = ld->f;
+    switch (fmt) {
+    case RZ_FORMAT_JSON:
+        /* The text is kept for lazy locations. */
+        f->src = owned ? owned : rz__strndup(data, len);
+        f->src_len = len;
+        if (!f->src) {
+            rz__load_diag_at(ld, RZ_ENOMEM, 0, 0, NULL, "out of memory");
+            return NULL;
+        }
+        return rz__json_tree(ld, f->src, len);
+    case RZ_FORMAT_YAML:
+        return rz__yaml_tree(ld, data, len);
+    default:
+        return rz__cbor_tree(ld, data, len);
+    }
+}
+
+static void build_index(rz__load *ld)
+{
+    rz_flow *f = ld->f;
+    if (rz__map_init(&f->index, f->n_steps) != RZ_OK) {
+        rz__load_diag_at(ld, RZ_ENOMEM, 0, 0, NULL, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < f->n_steps; i++)
+        if (f->steps[i].id && rz__map_put(&f->index, f->steps[i].id, i) == RZ_ENOMEM) {
+            rz__load_diag_at(ld, RZ_ENOMEM, 0, 0, NULL, "out of memory");
+            return;
+        }
+}
+
+/* Takes ownership of `owned` (the same bytes as data/len) when non-NULL. */
+static int parse(rz_flow **out, char *owned, const void *data, size_t len,
+                 rz_format format, const char *filename, rz_diags *diags)
+{
+    *out = NULL;
+    rz__flow_impl *fi = calloc(1, sizeof *fi);
+    rz_flow *f = fi ? &fi->pub : NULL;
+    if (f)
+        f->file = rz__strdup(filename ? filename : "<input>");
+    if (!f || !f->file) {
+        free(owned);
+        free(fi);
+        return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    rz__load ld = {.f = f, .diags = diags};
+    if (!data && len) {
+        free(owned);
+        rz_flow_free(f);
+        return rz__error(RZ_EINVAL, "rz_flow_parse: NULL data");
+    }
+    if (format == RZ_FORMAT_AUTO)
+        format = by_extension(filename);
+    if (format == RZ_FORMAT_AUTO)
+        format = by_content(data, len);
+    if (format < RZ_FORMAT_JSON || format > RZ_FORMAT_CBOR) {
+        free(owned);
+        rz_flow_free(f);
+        return rz__error(RZ_EINVAL, "rz_flow_parse: unknown format %d", (int)format);
+    }
+    f->format = format;
+    if (len > RZ_FLOW_MAX_BYTES) {
+        free(owned);
+        rz__load_diag_at(&ld, RZ_ETOOBIG, 0, 0, NULL,
+                         "document of %zu bytes exceeds the limit of %u bytes",
+                         len, RZ_FLOW_MAX_BYTES);
+        rz_flow_free(f);
+        return ld.status;
+    }
+    if (format != RZ_FORMAT_JSON) {
+        cJSON *root = build_tree(&ld, format, NULL, data, len);
+        free(owned);
+        if (root)
+            rz__flow_lower(&ld, root);
+        cJSON_Delete(root);
+    } else {
+        cJSON *root = build_tree(&ld, format, owned, data, len);
+        if (root)
+            rz__flow_lower(&ld, root);
+        cJSON_Delete(root);
+    }
+    if (ld.status == RZ_OK)
+        build_index(&ld);
+    if (ld.status != RZ_OK) {
+        rz_flow_free(f);
+        return ld.status;
+    }
+    *out = f;
+    return RZ_OK;
+}
+
+int rz_flow_parse(rz_flow **out, const void *data, size_t len, rz_format format,
+                  const char *filename, rz_diags *diags)
+{
+    if (!out)
+        return rz__error(RZ_EINVAL, "rz_flow_parse: NULL out");
+    return parse(out, NULL, data, len, format, filename, diags);
+}
+
+int rz_flow_load(rz_flow **out, const char *path, rz_format format,
+                 rz_diags *diags)
+{
+    if (!out)
+        return rz__error(RZ_EINVAL, "rz_flow_load: NULL out");
+    *out = NULL;
+    if (!path)
+        return rz__error(RZ_EINVAL, "rz_flow_load: NULL path");
+    char *text;
+    size_t len;
+    int rc = rz__read_file(path, RZ_FLOW_MAX_BYTES, &text, &len);
+    if (rc != RZ_OK) {
+        const rz_error *e = rz_error_last();
+        rz__diag(diags, RZ_SEV_ERROR, rc, path, 0, 0, NULL, "%s", e->message);
+        return rc;
+    }
+    const char *name = strcmp(path, "-") == 0 ? "<stdin>" : path;
+    return parse(out, text, text, len, format, name, diags);
+}
+
+void rz_flow_free(rz_flow *f)
+{
+    if (!f)
+        return;
+    for (size_t i = 0; i < f->n_steps; i++) {
+        rz__step *s = &f->steps[i];
+        cJSON_Delete(s->config);
+        cJSON_Delete(s->position);
+        cJSON_Delete(s->extra);
+        for (size_t j = 0; j < s->n_inputs; j++)
+            cJSON_Delete(s->inputs[j].value);
+    }
+    for (size_t i = 0; i < f->n_inputs; i++)
+        cJSON_Delete(f->inputs[i].def);
+    cJSON_Delete(f->triggers);
+    cJSON_Delete(f->extra);
+    rz__map_free(&f->index);
+    rz__yaml_doc_free(f->yaml_doc);
+    free(f->src);
+    free(f->file);
+    rz__arena_free(RZ_FLOW_ARENA(f));
+    free(f);
+}
+
+/* ---- accessors ---- */
+
+const char *rz_flow_name(const rz_flow *f)
+{
+    if (!f)
+        return "";
+    return f->name ? f->name : f->id ? f->id : "";
+}
+
+const char *rz_flow_file(const rz_flow *f)
+{
+    return f && f->file ? f->file : "";
+}
+
+rz_format rz_flow_format(const rz_flow *f)
+{
+    return f ? f->format : RZ_FORMAT_AUTO;
+}
+
+size_t rz_flow_step_count(const rz_flow *f)
+{
+    return f ? f->n_steps : 0;
+}
+
+const char *rz_flow_step_id(const rz_flow *f, size_t i)
+{
+    return f && i < f->n_steps ? f->steps[i].id : NULL;
+}
+
+const char *rz_flow_step_module(const rz_flow *f, size_t i)
+{
+    return f && i < f->n_steps ? f->steps[i].module_id : NULL;
+}
+
+size_t rz_flow_step_find(const rz_flow *f, const char *id)
+{
+    return f && id ? rz__map_get(&f->index, id) : RZ_NPOS;
+}

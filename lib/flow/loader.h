@@ -1,0 +1,82 @@
+/* Private to lib/flow: the loading pipeline.
+ *
+ * Every syntax is first turned into a cJSON tree (JSON directly, YAML and
+ * CBOR by small converters), then one lowering pass (lower.c) turns the tree
+ * into the rz_flow model. Locations are never computed on the happy path:
+ * diagnostics name a JSON pointer and rz__flow_locate() maps it back to the
+ * kept source (JSON text or YAML document) only when a problem is reported.
+ */
+#ifndef RZ_FLOW_LOADER_H
+#define RZ_FLOW_LOADER_H
+
+#include "flow/model.h"
+
+/* Bump allocator: the model's strings and arrays live here so that a flow
+ * of 100k nodes costs a few large allocations, not millions of small ones. */
+typedef struct rz__arena_chunk rz__arena_chunk;
+typedef struct rz__arena {
+    rz__arena_chunk *head;
+} rz__arena;
+
+RZ_HIDDEN void *rz__arena_alloc(rz__arena *a, size_t n);   /* zeroed */
+RZ_HIDDEN char *rz__arena_strndup(rz__arena *a, const char *s, size_t n);
+RZ_HIDDEN char *rz__arena_strdup(rz__arena *a, const char *s); /* NULL-safe */
+RZ_HIDDEN void rz__arena_free(rz__arena *a);
+
+/* The flow as allocated: the public model plus what only loading needs. */
+typedef struct rz__flow_impl {
+    struct rz_flow pub;
+    rz__arena arena;
+} rz__flow_impl;
+
+#define RZ_FLOW_ARENA(f) (&((rz__flow_impl *)(f))->arena)
+
+/* One parse: where problems go and how bad they were. */
+typedef struct rz__load {
+    rz_flow *f;
+    rz_diags *diags;
+    int status;          /* first failing class: ESYNTAX, ETOOBIG, EINVALID */
+    size_t problems;
+} rz__load;
+
+/* Report a problem at an explicit location / at a JSON pointer. */
+RZ_HIDDEN void rz__load_diag_at(rz__load *ld, int code, uint32_t line,
+                                uint32_t column, const char *pointer,
+                                const char *fmt, ...) RZ_PRINTF(6, 7);
+RZ_HIDDEN void rz__load_diag(rz__load *ld, int code, const char *pointer,
+                             const char *fmt, ...) RZ_PRINTF(4, 5);
+
+/* Turn each syntax into a tree, or report and return NULL. */
+RZ_HIDDEN cJSON *rz__json_tree(rz__load *ld, const char *text, size_t len);
+RZ_HIDDEN cJSON *rz__yaml_tree(rz__load *ld, const void *data, size_t len);
+RZ_HIDDEN cJSON *rz__cbor_tree(rz__load *ld, const void *data, size_t len);
+RZ_HIDDEN void rz__yaml_doc_free(void *doc);
+
+/* Lower a tree into ld->f (consumes parts of `root` by detaching them). */
+RZ_HIDDEN void rz__flow_lower(rz__load *ld, cJSON *root);
+
+/* Locations in the kept source of each syntax. */
+RZ_HIDDEN void rz__json_locate(const char *src, size_t len, const char *pointer,
+                               uint32_t *line, uint32_t *column);
+RZ_HIDDEN void rz__yaml_locate(void *doc, const char *pointer,
+                               uint32_t *line, uint32_t *column);
+/* LINE:COLUMN (1-based) of byte `off` in `src`. */
+RZ_HIDDEN void rz__text_position(const char *src, size_t len, size_t off,
+                                 uint32_t *line, uint32_t *column);
+
+/* Append one RFC 6901 reference token (escaping ~ and /) to `b`. */
+RZ_HIDDEN void rz__pointer_push(rz__buf *b, const char *token, size_t n);
+/* Next token of `*p` (which starts at '/'), unescaped into `tok`; false at
+ * the end. Tokens longer than `cap` are truncated (they then match nothing). */
+RZ_HIDDEN bool rz__pointer_next(const char **p, char *tok, size_t cap,
+                                size_t *toklen);
+
+/* Scalar resolution shared by the YAML reader and writer (YAML 1.2 core
+ * schema). Returns a new cJSON value for a plain scalar. */
+RZ_HIDDEN cJSON *rz__yaml_resolve_plain(const char *s, size_t n);
+
+/* Writers over a canonical export tree. */
+RZ_HIDDEN int rz__yaml_emit(const cJSON *root, char **out, size_t *len);
+RZ_HIDDEN int rz__cbor_emit(const cJSON *root, unsigned char **out, size_t *len);
+
+#endif

@@ -1,0 +1,691 @@
+/* Lowering: one pass over the document tree that fills the rz_flow model and
+ * reports every shape problem (wrong types, missing fields, bad values).
+ *
+ * The same pass serves every syntax: the builder shape (nodes/connections)
+ * and the FluxGraph shape (steps map) may each come as JSON, YAML or CBOR.
+ * Pointers are built as the walk descends; a problem is located from its
+ * pointer only when it is reported. Kept sub-values (config, inputs, extra
+ * keys) are detached from the tree, never copied. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "flow/loader.h"
+
+typedef struct lower {
+    rz__load *ld;
+    rz_flow *f;
+    rz__arena *a;
+    rz__buf path;       /* JSON pointer of the value being lowered */
+    bool oom;
+} lower;
+
+/* ---- pointers and problems ---- */
+
+static size_t push_key(lower *L, const char *k)
+{
+    size_t mark = L->path.len;
+    rz__pointer_push(&L->path, k ? k : "", k ? strlen(k) : 0);
+    return mark;
+}
+
+static size_t push_index(lower *L, size_t i)
+{
+    size_t mark = L->path.len;
+    rz__buf_printf(&L->path, "/%zu", i);
+    return mark;
+}
+
+static void pop(lower *L, size_t mark)
+{
+    L->path.len = mark;
+    if (L->path.data)
+        L->path.data[mark] = '\0';
+}
+
+static const char *here(const lower *L)
+{
+    return L->path.data && !L->path.failed ? L->path.data : "";
+}
+
+static void no_memory(lower *L)
+{
+    if (!L->oom)
+        rz__load_diag_at(L->ld, RZ_ENOMEM, 0, 0, NULL, "out of memory");
+    L->oom = true;
+}
+
+/* A problem at the current pointer, or below it at /k1[/k2]. */
+RZ_PRINTF(5, 6)
+static void bad(lower *L, int code, const char *k1, const char *k2,
+                const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    size_t mark = L->path.len;
+    if (k1)
+        push_key(L, k1);
+    if (k2)
+        push_key(L, k2);
+    if (L->path.failed)
+        no_memory(L);
+    else
+        rz__load_diag(L->ld, code, here(L), "%s", msg);
+    pop(L, mark);
+}
+
+static const char *type_name(const cJSON *v)
+{
+    if (cJSON_IsObject(v))
+        return "a map";
+    if (cJSON_IsArray(v))
+        return "a list";
+    if (cJSON_IsString(v))
+        return "a string";
+    if (cJSON_IsNumber(v))
+        return "a number";
+    if (cJSON_IsBool(v))
+        return "a boolean";
+    return "null";
+}
+
+/* ---- small conversions ---- */
+
+static void *alloc(lower *L, size_t n)
+{
+    void *p = rz__arena_alloc(L->a, n ? n : 1);
+    if (!p)
+        no_memory(L);
+    return p;
+}
+
+static char *sdup(lower *L, const char *s)
+{
+    char *p = rz__arena_strdup(L->a, s);
+    if (s && !p)
+        no_memory(L);
+    return p;
+}
+
+static char *ptr_here(lower *L)
+{
+    if (L->path.failed) {
+        no_memory(L);
+        return NULL;
+    }
+    return sdup(L, here(L));
+}
+
+/* A string field (numbers are accepted where `lenient`, e.g. version: 1). */
+static char *want_string(lower *L, const cJSON *v, const char *key, bool lenient)
+{
+    if (cJSON_IsString(v))
+        return sdup(L, v->valuestring);
+    if (lenient && cJSON_IsNumber(v)) {
+        char *s = cJSON_PrintUnformatted(v);
+        char *p = s ? sdup(L, s) : NULL;
+        if (!s)
+            no_memory(L);
+        cJSON_free(s);
+        return p;
+    }
+    bad(L, RZ_EINVALID, key, NULL, "'%s' must be a string, not %s", key, type_name(v));
+    return NULL;
+}
+
+static bool want_u32(lower *L, const cJSON *v, const char *k1, const char *k2,
+                     uint32_t min, uint32_t *out)
+{
+    double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+    if (!cJSON_IsNumber(v) || d != floor(d) || d < min || d > UINT32_MAX) {
+        const char *name = k2 ? k2 : k1;
+        if (min)
+            bad(L, RZ_EINVALID, k1, k2, "'%s' must be a positive integer", name);
+        else
+            bad(L, RZ_EINVALID, k1, k2, "'%s' must be a non-negative integer", name);
+        return false;
+    }
+    *out = (uint32_t)d;
+    return true;
+}
+
+static size_t child_count(const cJSON *v)
+{
+    size_t n = 0;
+    for (const cJSON *c = v->child; c; c = c->next)
+        n++;
+    return n;
+}
+
+/* Move `item` out of `parent` into the object *dst (created on demand). */
+static void keep_extra(lower *L, cJSON **dst, cJSON *parent, cJSON *item)
+{
+    if (!*dst && !(*dst = cJSON_CreateObject())) {
+        no_memory(L);
+        return;
+    }
+    cJSON_DetachItemViaPointer(parent, item);
+    /* Adding via the array path keeps the item's own key string. */
+    cJSON_AddItemToArray(*dst, item);
+}
+
+/* ---- step fields ---- */
+
+static void lower_module(lower *L, rz__step *s, const cJSON *v)
+{
+    if (!cJSON_IsString(v)) {
+        bad(L, RZ_EINVALID, "module", NULL, "'module' must be a string like \"<id>@<version>\", not %s",
+            type_name(v));
+        return;
+    }
+    const char *at = strchr(v->valuestring, '@');
+    size_t n = at ? (size_t)(at - v->valuestring) : strlen(v->valuestring);
+    if (n == 0) {
+        bad(L, RZ_EINVALID, "module", NULL, "'module' names no module id");
+        return;
+    }
+    s->module_id = rz__arena_strndup(L->a, v->valuestring, n);
+    if (!s->module_id)
+        no_memory(L);
+    if (at && at[1])
+        s->module_spec = sdup(L, at + 1);
+}
+
+static void lower_creds(lower *L, rz__step *s, cJSON *v)
+{
+    if (!cJSON_IsObject(v)) {
+        bad(L, RZ_ECREDENTIAL, "credentials", NULL,
+            "'credentials' must be a map of name -> {credentialId, type}, not %s", type_name(v));
+        return;
+    }
+    s->creds = alloc(L, child_count(v) * sizeof *s->creds);
+    if (!s->creds)
+        return;
+    size_t m0 = push_key(L, "credentials");
+    for (cJSON *c = v->child; c; c = c->next) {
+        rz__cred *cr = &s->creds[s->n_creds++];
+        size_t m = push_key(L, c->string);
+        cr->field = sdup(L, c->string);
+        cr->ptr = ptr_here(L);
+        if (!cJSON_IsObject(c)) {
+            bad(L, RZ_ECREDENTIAL, NULL, NULL,
+                "credential '%s' must be a reference {credentialId, type}, not %s",
+                c->string, type_name(c));
+            pop(L, m);
+            continue;
+        }
+        /* Only the reference survives: any other field (a pasted secret
+         * value) is dropped here and never reaches an export. */
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "credentialId");
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(c, "type");
+        if (!cJSON_IsString(id) || !cJSON_IsString(type)) {
+            const char *which = !cJSON_IsString(id) ? "credentialId" : "type";
+            const cJSON *got = !cJSON_IsString(id) ? id : type;
+            bad(L, RZ_ECREDENTIAL, got ? which : NULL, NULL,
+                "credential '%s' must be a reference {credentialId, type}: '%s' %s",
+                c->string, which, got ? "must be a string" : "is missing");
+        } else {
+            cr->credential_id = sdup(L, id->valuestring);
+            cr->type = sdup(L, type->valuestring);
+        }
+        pop(L, m);
+    }
+    pop(L, m0);
+}
+
+static void lower_inputs(lower *L, rz__step *s, cJSON *v)
+{
+    if (!cJSON_IsObject(v)) {
+        bad(L, RZ_EINVALID, "inputs", NULL, "'inputs' must be a map of port -> value, not %s",
+            type_name(v));
+        return;
+    }
+    s->inputs = alloc(L, child_count(v) * sizeof *s->inputs);
+    if (!s->inputs)
+        return;
+    size_t m0 = push_key(L, "inputs");
+    for (cJSON *c = v->child, *next; c; c = next) {
+        next = c->next;
+        rz__input *in = &s->inputs[s->n_inputs++];
+        size_t m = push_key(L, c->string);
+        in->name = sdup(L, c->string);
+        in->ptr = ptr_here(L);
+        in->value = cJSON_DetachItemViaPointer(v, c);
+        pop(L, m);
+    }
+    pop(L, m0);
+}
+
+static void lower_needs(lower *L, rz__step *s, const cJSON *v)
+{
+    if (cJSON_IsString(v)) {
+        s->needs = alloc(L, sizeof *s->needs);
+        if (s->needs) {
+            s->needs[0] = sdup(L, v->valuestring);
+            s->n_needs = 1;
+        }
+        return;
+    }
+    if (!cJSON_IsArray(v)) {
+        bad(L, RZ_EINVALID, "needs", NULL, "'needs' must be a list of step ids, not %s",
+            type_name(v));
+        return;
+    }
+    s->needs = alloc(L, child_count(v) * sizeof *s->needs);
+    if (!s->needs)
+        return;
+    size_t i = 0;
+    for (const cJSON *c = v->child; c; c = c->next, i++) {
+        if (cJSON_IsString(c)) {
+            s->needs[s->n_needs++] = sdup(L, c->valuestring);
+            continue;
+        }
+        char idx[24];
+        snprintf(idx, sizeof idx, "%zu", i);
+        bad(L, RZ_EINVALID, "needs", idx, "'needs' entries must be step ids, not %s",
+            type_name(c));
+    }
+}
+
+static void lower_retry(lower *L, rz__step *s, const cJSON *v)
+{
+    if (cJSON_IsNumber(v)) {   /* retry: 3 is short for max_attempts */
+        want_u32(L, v, "retry", NULL, 1, &s->retry.max_attempts);
+        return;
+    }
+    if (!cJSON_IsObject(v)) {
+        bad(L, RZ_EINVALID, "retry", NULL, "'retry' must be a map, not %s", type_name(v));
+        return;
+    }
+    for (const cJSON *c = v->child; c; c = c->next) {
+        const char *k = c->string;
+        if (strcmp(k, "max_attempts") == 0) {
+            want_u32(L, c, "retry", k, 1, &s->retry.max_attempts);
+        } else if (strcmp(k, "initial_ms") == 0) {
+            want_u32(L, c, "retry", k, 0, &s->retry.initial_ms);
+        } else if (strcmp(k, "max_ms") == 0) {
+            want_u32(L, c, "retry", k, 0, &s->retry.max_ms);
+        } else if (strcmp(k, "backoff") == 0) {
+            if (cJSON_IsString(c) && strcmp(c->valuestring, "fixed") == 0)
+                s->retry.backoff = RZ_BACKOFF_FIXED;
+            else if (cJSON_IsString(c) && strcmp(c->valuestring, "exponential") == 0)
+                s->retry.backoff = RZ_BACKOFF_EXPONENTIAL;
+            else
+                bad(L, RZ_EINVALID, "retry", k, "'backoff' must be fixed or exponential");
+        } else {
+            bad(L, RZ_EINVALID, "retry", k,
+                "unknown retry field '%s' (max_attempts, backoff, initial_ms, max_ms)", k);
+        }
+    }
+}
+
+static void lower_when(lower *L, rz__step *s, const cJSON *v)
+{
+    if (cJSON_IsString(v))
+        s->when = sdup(L, v->valuestring);
+    else if (cJSON_IsBool(v))
+        s->when = sdup(L, cJSON_IsTrue(v) ? "true" : "false");
+    else
+        bad(L, RZ_EINVALID, "when", NULL, "'when' must be an expression string, not %s",
+            type_name(v));
+}
+
+static void lower_on_failure(lower *L, rz__step *s, const cJSON *v)
+{
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "fail") == 0)
+        s->on_failure = RZ_ON_FAILURE_FAIL;
+    else if (cJSON_IsString(v) && strcmp(v->valuestring, "continue") == 0)
+        s->on_failure = RZ_ON_FAILURE_CONTINUE;
+    else
+        bad(L, RZ_EINVALID, "on_failure", NULL, "'on_failure' must be fail or continue");
+}
+
+/* One field of a step; false if the key is not a known one. */
+static bool lower_step_field(lower *L, rz__step *s, cJSON *obj, cJSON *c,
+                             bool id_from_key)
+{
+    const char *k = c->string;
+    switch (k[0]) {
+    case 'c':
+        if (strcmp(k, "config") == 0) {
+            if (cJSON_IsObject(c))
+                s->config = cJSON_DetachItemViaPointer(obj, c);
+            else
+                bad(L, RZ_EINVALID, k, NULL, "'config' must be a map, not %s", type_name(c));
+            return true;
+        }
+        if (strcmp(k, "credentials") == 0) {
+            lower_creds(L, s, c);
+            return true;
+        }
+        return false;
+    case 'i':
+        if (strcmp(k, "id") == 0) {
+            if (!id_from_key)
+                s->id = want_string(L, c, k, true);
+            return true;
+        }
+        if (strcmp(k, "inputs") == 0) {
+            lower_inputs(L, s, c);
+            return true;
+        }
+        return false;
+    case 'm':
+        if (strcmp(k, "module") == 0) {
+            lower_module(L, s, c);
+            return true;
+        }
+        if (strcmp(k, "moduleId") == 0) {
+            s->module_id = want_string(L, c, k, false);
+            if (s->module_id && !s->module_id[0])
+                bad(L, RZ_EINVALID, k, NULL, "'moduleId' must not be empty");
+            return true;
+        }
+        if (strcmp(k, "moduleVersion") == 0) {
+            s->module_spec = want_string(L, c, k, true);
+            return true;
+        }
+        return false;
+    case 'n':
+        if (strcmp(k, "needs") == 0) {
+            lower_needs(L, s, c);
+            return true;
+        }
+        return false;
+    case 'o':
+        if (strcmp(k, "on_failure") == 0) {
+            lower_on_failure(L, s, c);
+            return true;
+        }
+        return false;
+    case 'p':
+        if (strcmp(k, "position") == 0) {
+            if (cJSON_IsObject(c))
+                s->position = cJSON_DetachItemViaPointer(obj, c);
+            else
+                bad(L, RZ_EINVALID, k, NULL, "'position' must be a map {x, y}, not %s",
+                    type_name(c));
+            return true;
+        }
+        return false;
+    case 'r':
+        if (strcmp(k, "retry") == 0) {
+            lower_retry(L, s, c);
+            return true;
+        }
+        return false;
+    case 't':
+        if (strcmp(k, "timeout_s") == 0) {
+            want_u32(L, c, k, NULL, 0, &s->timeout_s);
+            return true;
+        }
+        return false;
+    case 'w':
+        if (strcmp(k, "when") == 0) {
+            lower_when(L, s, c);
+            return true;
+        }
+        return false;
+    default:
+        return false;
+    }
+}
+
+/* `obj` is the step's map; `key_id` its id when it comes from a steps map. */
+static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
+{
+    s->retry.max_attempts = 1;
+    s->retry.backoff = RZ_BACKOFF_FIXED;
+    s->retry.initial_ms = 1000;
+    s->retry.max_ms = 60000;
+    s->on_failure = RZ_ON_FAILURE_FAIL;
+    s->ptr = ptr_here(L);
+    if (key_id)
+        s->id = sdup(L, key_id);
+    if (!cJSON_IsObject(obj)) {
+        bad(L, RZ_EINVALID, NULL, NULL, "%s must be a map, not %s",
+            key_id ? "a step" : "a node", type_name(obj));
+        return;
+    }
+    for (cJSON *c = obj->child, *next; c; c = next) {
+        next = c->next;
+        if (cJSON_IsNull(c))
+            continue;   /* an empty field is an absent one */
+        if (!lower_step_field(L, s, obj, c, key_id != NULL))
+            keep_extra(L, &s->extra, obj, c);
+    }
+    if (!s->id)
+        bad(L, RZ_EINVALID, NULL, NULL, "node is missing its 'id'");
+    const cJSON *mk = cJSON_GetObjectItemCaseSensitive(obj, "module");
+    const cJSON *mi = cJSON_GetObjectItemCaseSensitive(obj, "moduleId");
+    /* A present but malformed module field was reported already. */
+    if (!s->module_id && (!mk || cJSON_IsNull(mk)) && (!mi || cJSON_IsNull(mi)))
+        bad(L, RZ_EINVALID, NULL, NULL, "%s '%s' names no module ('%s')",
+            key_id ? "step" : "node", s->id ? s->id : "?", key_id ? "module" : "moduleId");
+    if (!s->config && !(s->config = cJSON_CreateObject()))
+        no_memory(L);
+}
+
+static void lower_nodes(lower *L, cJSON *arr)
+{
+    rz_flow *f = L->f;
+    if (!cJSON_IsArray(arr)) {
+        bad(L, RZ_EINVALID, "nodes", NULL, "'nodes' must be a list, not %s", type_name(arr));
+        return;
+    }
+    f->steps = alloc(L, child_count(arr) * sizeof *f->steps);
+    if (!f->steps)
+        return;
+    size_t m0 = push_key(L, "nodes");
+    for (cJSON *c = arr->child; c; c = c->next) {
+        size_t m = push_index(L, f->n_steps);
+        lower_step(L, &f->steps[f->n_steps++], c, NULL);
+        pop(L, m);
+    }
+    pop(L, m0);
+}
+
+static void lower_steps(lower *L, cJSON *map)
+{
+    rz_flow *f = L->f;
+    if (!cJSON_IsObject(map)) {
+        bad(L, RZ_EINVALID, "steps", NULL, "'steps' must be a map of id -> step, not %s",
+            type_name(map));
+        return;
+    }
+    f->steps = alloc(L, child_count(map) * sizeof *f->steps);
+    if (!f->steps)
+        return;
+    size_t m0 = push_key(L, "steps");
+    for (cJSON *c = map->child; c; c = c->next) {
+        size_t m = push_key(L, c->string);
+        lower_step(L, &f->steps[f->n_steps++], c, c->string);
+        pop(L, m);
+    }
+    pop(L, m0);
+}
+
+/* ---- connections ---- */
+
+static void lower_end(lower *L, const cJSON *conn, const char *which,
+                      char **node, char **port)
+{
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(conn, which);
+    if (!cJSON_IsObject(e)) {
+        bad(L, RZ_EINVALID, e ? which : NULL, NULL, "connection %s must be a map {nodeId, port}%s",
+            which, e ? "" : " (missing)");
+        return;
+    }
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "nodeId");
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(e, "port");
+    if (cJSON_IsString(n))
+        *node = sdup(L, n->valuestring);
+    else
+        bad(L, RZ_EINVALID, which, n ? "nodeId" : NULL, "connection %s.nodeId must be a string%s",
+            which, n ? "" : " (missing)");
+    if (cJSON_IsString(p))
+        *port = sdup(L, p->valuestring);
+    else
+        bad(L, RZ_EINVALID, which, p ? "port" : NULL, "connection %s.port must be a string%s",
+            which, p ? "" : " (missing)");
+}
+
+static void lower_conns(lower *L, cJSON *arr)
+{
+    rz_flow *f = L->f;
+    if (!cJSON_IsArray(arr)) {
+        bad(L, RZ_EINVALID, "connections", NULL, "'connections' must be a list, not %s",
+            type_name(arr));
+        return;
+    }
+    f->conns = alloc(L, child_count(arr) * sizeof *f->conns);
+    if (!f->conns)
+        return;
+    size_t m0 = push_key(L, "connections");
+    for (const cJSON *c = arr->child; c; c = c->next) {
+        rz__conn *cn = &f->conns[f->n_conns];
+        size_t m = push_index(L, f->n_conns++);
+        cn->src = cn->dst = RZ_NPOS;
+        cn->ptr = ptr_here(L);
+        if (!cJSON_IsObject(c)) {
+            bad(L, RZ_EINVALID, NULL, NULL, "a connection must be a map, not %s", type_name(c));
+            pop(L, m);
+            continue;
+        }
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "id");
+        if (id && !cJSON_IsNull(id))
+            cn->id = want_string(L, id, "id", true);
+        lower_end(L, c, "source", &cn->src_node, &cn->src_port);
+        lower_end(L, c, "target", &cn->dst_node, &cn->dst_port);
+        pop(L, m);
+    }
+    pop(L, m0);
+}
+
+/* ---- flow inputs ---- */
+
+static void lower_input_decl(lower *L, rz__flow_input *in, cJSON *decl)
+{
+    for (cJSON *c = decl->child, *next; c; c = next) {
+        next = c->next;
+        const char *k = c->string;
+        if (strcmp(k, "type") == 0) {
+            in->type = cJSON_IsNull(c) ? NULL : want_string(L, c, k, false);
+        } else if (strcmp(k, "required") == 0) {
+            if (cJSON_IsBool(c))
+                in->required = cJSON_IsTrue(c);
+            else
+                bad(L, RZ_EINVALID, k, NULL, "'required' must be true or false");
+        } else if (strcmp(k, "default") == 0) {
+            if (!cJSON_IsNull(c))
+                in->def = cJSON_DetachItemViaPointer(decl, c);
+        } else if (strcmp(k, "description") == 0) {
+            if (!cJSON_IsString(c) && !cJSON_IsNull(c))
+                bad(L, RZ_EINVALID, k, NULL, "'description' must be a string");
+        } else {
+            bad(L, RZ_EINVALID, k, NULL,
+                "unknown input field '%s' (type, required, default, description)", k);
+        }
+    }
+}
+
+static void lower_flow_inputs(lower *L, cJSON *map)
+{
+    rz_flow *f = L->f;
+    if (!cJSON_IsObject(map)) {
+        bad(L, RZ_EINVALID, "inputs", NULL, "'inputs' must be a map of name -> declaration, not %s",
+            type_name(map));
+        return;
+    }
+    f->inputs = alloc(L, child_count(map) * sizeof *f->inputs);
+    if (!f->inputs)
+        return;
+    size_t m0 = push_key(L, "inputs");
+    for (cJSON *c = map->child, *next; c; c = next) {
+        next = c->next;
+        rz__flow_input *in = &f->inputs[f->n_inputs++];
+        size_t m = push_key(L, c->string);
+        in->name = sdup(L, c->string);
+        in->ptr = ptr_here(L);
+        if (cJSON_IsObject(c))
+            lower_input_decl(L, in, c);
+        else if (!cJSON_IsNull(c))   /* name: <default> */
+            in->def = cJSON_DetachItemViaPointer(map, c);
+        pop(L, m);
+    }
+    pop(L, m0);
+}
+
+/* ---- top level ---- */
+
+static bool top_string(lower *L, cJSON *c, const char *k)
+{
+    rz_flow *f = L->f;
+    struct { const char *key; char **dst; bool lenient; } fields[] = {
+        {"id", &f->id, true},           {"name", &f->name, true},
+        {"version", &f->version, true}, {"description", &f->description, false},
+        {"createdAt", &f->created_at, false}, {"updatedAt", &f->updated_at, false},
+    };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(fields); i++) {
+        if (strcmp(k, fields[i].key) != 0)
+            continue;
+        if (!*fields[i].dst && !cJSON_IsNull(c))
+            *fields[i].dst = want_string(L, c, k, fields[i].lenient);
+        return true;
+    }
+    return false;
+}
+
+void rz__flow_lower(rz__load *ld, cJSON *root)
+{
+    lower L = {.ld = ld, .f = ld->f, .a = RZ_FLOW_ARENA(ld->f)};
+    rz_flow *f = L.f;
+    if (!cJSON_IsObject(root)) {
+        bad(&L, RZ_EINVALID, NULL, NULL, "a flow document must be a map, not %s",
+            type_name(root));
+        return;
+    }
+    cJSON *nodes = NULL, *steps = NULL, *conns = NULL, *inputs = NULL;
+    for (cJSON *c = root->child, *next; c; c = next) {
+        next = c->next;
+        const char *k = c->string;
+        if (top_string(&L, c, k))
+            continue;
+        if (strcmp(k, "flux") == 0) {
+            if (!cJSON_IsNumber(c) || c->valuedouble != 1)
+                bad(&L, RZ_EINVALID, k, NULL, "unsupported 'flux' version (expected 1)");
+        } else if (strcmp(k, "triggers") == 0) {
+            if (!f->triggers && !cJSON_IsNull(c))
+                f->triggers = cJSON_DetachItemViaPointer(root, c);
+        } else if (strcmp(k, "nodes") == 0) {
+            nodes = nodes ? nodes : c;
+        } else if (strcmp(k, "steps") == 0) {
+            steps = steps ? steps : c;
+        } else if (strcmp(k, "connections") == 0) {
+            conns = conns ? conns : c;
+        } else if (strcmp(k, "inputs") == 0) {
+            inputs = inputs ? inputs : c;
+        } else {
+            keep_extra(&L, &f->extra, root, c);
+        }
+    }
+    f->builder = nodes || (!steps && f->format == RZ_FORMAT_JSON);
+    if (nodes && steps)
+        bad(&L, RZ_EINVALID, "steps", NULL, "a flow has either 'nodes' or 'steps', not both");
+    if (nodes)
+        lower_nodes(&L, nodes);
+    else if (steps && !cJSON_IsNull(steps))
+        lower_steps(&L, steps);
+    else if (!steps)
+        bad(&L, RZ_EINVALID, NULL, NULL, "the flow has no '%s'", f->builder ? "nodes" : "steps");
+    if (conns && !cJSON_IsNull(conns))
+        lower_conns(&L, conns);
+    if (inputs && !cJSON_IsNull(inputs))
+        lower_flow_inputs(&L, inputs);
+    if (L.path.failed)
+        no_memory(&L);
+    rz__buf_free(&L.path);
+}
