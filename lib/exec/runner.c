@@ -195,11 +195,12 @@ static int spawn_step(runner *r, size_t step, const rz__step *s,
     return rc;
 }
 
-static void start_step(runner *r, size_t step)
+/* False if the state machine refused to start it. */
+static bool start_step(runner *r, size_t step)
 {
     const rz__step *s = &r->flow->steps[step];
     if (rz_run_start(r->run, step, rz__now_ms()) != RZ_OK)
-        return;
+        return false;
     report_changes(r);
     const rz_module *m = s->module;
     char *why = NULL;
@@ -218,26 +219,29 @@ static void start_step(runner *r, size_t step)
     if (!p) {
         fail_step(r, step, why);
         free(why);
-        return;
+        return true;
     }
     r->slots[r->n_slots++] = (slot){ step, p, step_timeout(s) };
+    return true;
 }
 
+/* Fill free slots; repeat while that changes something, since a step that
+ * fails at once (say, on_failure: continue) can make others ready. */
 static void start_ready(runner *r)
 {
     size_t n_steps = rz_flow_step_count(r->flow);
-    while (!r->cancelled && r->n_slots < r->jobs) {
+    bool progress = true;
+    while (progress && !r->cancelled && r->n_slots < r->jobs) {
         size_t n = rz_run_ready(r->run, rz__now_ms(), r->ready, n_steps);
         report_changes(r);
-        if (n == 0)
-            return;
         size_t room = r->jobs - r->n_slots;
         if (n > room)
             n = room;
         if (n > n_steps)
             n = n_steps;
+        progress = false;
         for (size_t i = 0; i < n; i++)
-            start_step(r, r->ready[i]);
+            progress |= start_step(r, r->ready[i]);
     }
 }
 
@@ -258,7 +262,10 @@ static void finish_slot(runner *r, size_t k)
     if (rz_run_step_state(r->run, sl->step) != RZ_STEP_RUNNING) {
         /* Already failed by the state machine (its timeout). */
     } else if (r->cancelled) {
+        /* Reported as failed; cancel again so no retry gets scheduled. */
         fail_step(r, sl->step, "cancelled");
+        rz_run_cancel(r->run, now);
+        report_changes(r);
     } else if (rz_proc_exit_code(p) == 0 && outputs &&
                !rz_proc_timed_out(p)) {
         if (rz_run_succeed(r->run, sl->step, outputs, now) != RZ_OK &&
