@@ -1,0 +1,1309 @@
+/* rz_flow_validate: check a loaded flow against a module registry and report
+ * every problem in one pass.
+ *
+ * All checks are linear in the size of the flow except where noted:
+ *  - ids, modules and flow inputs are looked up through hash maps;
+ *  - cycles come from one iterative Tarjan pass over the declared graph
+ *    (needs + connections), which also yields a topological order;
+ *  - "is step x upstream of step i" is answered by a direct/two-hop look at
+ *    the declared predecessors, then a topological-position test, and only
+ *    the references left after that go to bitset passes over the graph in
+ *    topological order (64*W targets per pass).
+ * Nothing here recurses on the graph, so 100k-step chains are fine. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yaml.h>
+
+#include "flow/loader.h"
+#include "flow/model.h"
+#include "module/module_impl.h"
+
+/* Suggestions compare against every step id; above this many steps the
+ * quadratic worst case is not worth a hint. */
+#define SUGGEST_MAX_CANDIDATES 5000
+/* Longest cycle printed in full; longer ones are elided in the middle. */
+#define CYCLE_PRINT_MAX 32
+/* 64-bit words per node in one upstream bitset pass. */
+#define UPSTREAM_WORDS 8
+
+typedef struct pending_ref {
+    size_t step, target;
+    char *ptr;            /* pointer of the string holding the reference */
+    const char *text;     /* that string, for the column of the reference */
+    uint32_t offset;
+} pending_ref;
+
+typedef struct vctx {
+    rz_flow *f;
+    const rz_registry *reg;
+    rz_diags *diags;
+    size_t errors;
+    int oom;                       /* RZ_ENOMEM once an allocation failed */
+
+    rz__map ids;                   /* step id -> first index */
+    rz__map flow_inputs;           /* flow input name -> index */
+
+    /* Declared graph: predecessors of each step, CSR, sorted per step. */
+    size_t *pred_off, *pred;
+
+    /* Inputs wired or given, one flag per module input port of each step. */
+    size_t *in_base;
+    unsigned char *given;
+
+    /* Topological order of the declared graph (Tarjan's emission order). */
+    size_t *order, *pos;
+    unsigned char *tainted;        /* in or downstream of a cycle */
+
+    pending_ref *pending;
+    size_t n_pending, cap_pending;
+
+    size_t *line_starts;           /* lazily built, for expression columns */
+    size_t n_lines;
+} vctx;
+
+/* ---- Reporting ---- */
+
+/* Byte offset of each line start, built on first use. */
+static bool build_lines(vctx *v)
+{
+    if (v->line_starts)
+        return true;
+    const rz_flow *f = v->f;
+    size_t n = 1;
+    for (size_t i = 0; i < f->src_len; i++)
+        n += f->src[i] == '\n';
+    v->line_starts = malloc(n * sizeof *v->line_starts);
+    if (!v->line_starts)
+        return false;
+    v->line_starts[0] = 0;
+    size_t k = 1;
+    for (size_t i = 0; i < f->src_len; i++)
+        if (f->src[i] == '\n')
+            v->line_starts[k++] = i + 1;
+    v->n_lines = n;
+    return true;
+}
+
+/* Move *col from the start of a JSON string token to byte `off` of its
+ * value, but only where the source spells that prefix verbatim, in ASCII,
+ * on the same line (no escapes before the offset). */
+static void shift_json(vctx *v, uint32_t line, uint32_t *col, const char *s,
+                       size_t off)
+{
+    const rz_flow *f = v->f;
+    if (!build_lines(v) || line > v->n_lines)
+        return;
+    size_t bol = v->line_starts[line - 1];
+    size_t at = bol + *col - 1;
+    if (at >= f->src_len || f->src[at] != '"')
+        return;
+    for (size_t i = bol; i < at; i++)
+        if ((unsigned char)f->src[i] >= 0x80)
+            return;
+    if (f->src_len - at < 1 + off)
+        return;
+    for (size_t i = 0; i < off; i++)
+        if (s[i] == '\n' || (unsigned char)s[i] >= 0x80 || s[i] == '\\' ||
+            s[i] == '"')
+            return;
+    if (memcmp(f->src + at + 1, s, off) != 0)
+        return;
+    *col += (uint32_t)(1 + off);
+}
+
+/* The YAML node at a pointer, or NULL. */
+static const yaml_node_t *yaml_node_at(yaml_document_t *doc, const char *pointer)
+{
+    yaml_node_t *n = yaml_document_get_root_node(doc);
+    char tok[512];
+    size_t tl;
+    const char *p = pointer;
+    while (n && rz__pointer_next(&p, tok, sizeof tok, &tl)) {
+        yaml_node_t *next = NULL;
+        if (tl >= sizeof tok)
+            return NULL;
+        if (n->type == YAML_MAPPING_NODE) {
+            for (yaml_node_pair_t *pr = n->data.mapping.pairs.start;
+                 !next && pr < n->data.mapping.pairs.top; pr++) {
+                yaml_node_t *k = yaml_document_get_node(doc, pr->key);
+                if (k && k->type == YAML_SCALAR_NODE && k->data.scalar.length == tl &&
+                    memcmp(k->data.scalar.value, tok, tl) == 0)
+                    next = yaml_document_get_node(doc, pr->value);
+            }
+        } else if (n->type == YAML_SEQUENCE_NODE) {
+            char *end;
+            unsigned long idx = strtoul(tok, &end, 10);
+            size_t len = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+            if (*end == '\0' && tl && idx < len)
+                next = yaml_document_get_node(doc, n->data.sequence.items.start[idx]);
+        }
+        n = next;
+    }
+    return n;
+}
+
+/* The same for a YAML scalar: only a one-line plain or quoted scalar whose
+ * source span is exactly its ASCII value (plus quotes), i.e. no escapes. */
+static void shift_yaml(vctx *v, const char *ptr, uint32_t *col, const char *s,
+                       size_t off)
+{
+    const yaml_node_t *n = yaml_node_at(v->f->yaml_doc, ptr);
+    if (!n || n->type != YAML_SCALAR_NODE ||
+        n->start_mark.line != n->end_mark.line)
+        return;
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] >= 0x80)
+            return;
+    size_t quotes;
+    switch (n->data.scalar.style) {
+    case YAML_PLAIN_SCALAR_STYLE: quotes = 0; break;
+    case YAML_SINGLE_QUOTED_SCALAR_STYLE:
+    case YAML_DOUBLE_QUOTED_SCALAR_STYLE: quotes = 2; break;
+    default: return;
+    }
+    if (n->end_mark.index - n->start_mark.index != len + quotes)
+        return;
+    *col += (uint32_t)(quotes / 2 + off);
+}
+
+static void shift_column(vctx *v, const char *ptr, uint32_t line, uint32_t *col,
+                         const char *s, size_t off)
+{
+    if (!s || !off || !line || !*col || strlen(s) < off)
+        return;
+    if (v->f->format == RZ_FORMAT_JSON && v->f->src)
+        shift_json(v, line, col, s, off);
+    else if (v->f->format == RZ_FORMAT_YAML && v->f->yaml_doc)
+        shift_yaml(v, ptr, col, s, off);
+}
+
+static void vreport(vctx *v, int code, const char *ptr, const char *text,
+                    size_t off, const char *fmt, va_list ap)
+{
+    uint32_t line, col;
+    rz__flow_locate(v->f, ptr, &line, &col);
+    shift_column(v, ptr, line, &col, text, off);
+    rz__vdiag(v->diags, RZ_SEV_ERROR, code, v->f->file, line, col, ptr, fmt, ap);
+    v->errors++;
+}
+
+/* A problem at `base` + printf-style `suffix` (no suffix: NULL). */
+static void report(vctx *v, int code, const char *base, const char *suffix,
+                   const char *fmt, ...) RZ_PRINTF(5, 6);
+
+static void report(vctx *v, int code, const char *base, const char *suffix,
+                   const char *fmt, ...)
+{
+    char *ptr = suffix ? rz__asprintf("%s%s", base ? base : "", suffix) : NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(v, code, ptr ? ptr : (base ? base : ""), NULL, 0, fmt, ap);
+    va_end(ap);
+    free(ptr);
+}
+
+/* A problem inside string `text` (at byte `off`) held at pointer `ptr`. */
+static void report_in(vctx *v, int code, const char *ptr, const char *text,
+                      size_t off, const char *fmt, ...) RZ_PRINTF(6, 7);
+
+static void report_in(vctx *v, int code, const char *ptr, const char *text,
+                      size_t off, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(v, code, ptr, text, off, fmt, ap);
+    va_end(ap);
+}
+
+/* RFC 6901: "~" -> "~0", "/" -> "~1". */
+static void pointer_token(rz__buf *b, const char *s)
+{
+    rz__buf_puts(b, "/");
+    for (; *s; s++) {
+        if (*s == '~')
+            rz__buf_puts(b, "~0");
+        else if (*s == '/')
+            rz__buf_puts(b, "~1");
+        else
+            rz__buf_append(b, s, 1);
+    }
+}
+
+static char *pointer_join(const char *base, const char *a, const char *b)
+{
+    rz__buf buf = {0};
+    rz__buf_puts(&buf, base ? base : "");
+    if (a)
+        pointer_token(&buf, a);
+    if (b)
+        pointer_token(&buf, b);
+    return rz__buf_take(&buf);
+}
+
+/* ---- Suggestions ---- */
+
+static size_t edit_distance(const char *a, const char *b, size_t limit)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return limit + 1;
+    if ((la > lb ? la - lb : lb - la) > limit)
+        return limit + 1;
+    size_t row[65];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            if (up + 1 < best)
+                best = up + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+typedef struct suggest {
+    const char *want;
+    const char *best;
+    size_t dist, limit;
+} suggest;
+
+static void suggest_init(suggest *s, const char *want)
+{
+    size_t n = strlen(want);
+    s->want = want;
+    s->best = NULL;
+    s->limit = n < 3 ? 1 : n < 9 ? 2 : 3;
+    s->dist = s->limit + 1;
+}
+
+static void suggest_try(suggest *s, const char *cand)
+{
+    if (!cand || strcmp(cand, s->want) == 0)
+        return;
+    size_t d = edit_distance(s->want, cand, s->limit);
+    if (d < s->dist) {
+        s->dist = d;
+        s->best = cand;
+    }
+}
+
+/* "; did you mean 'x'?" or "" (static storage per call site is not needed:
+ * the result is used immediately by the caller's printf). */
+static const char *suggest_text(const suggest *s, char *buf, size_t cap)
+{
+    if (!s->best)
+        return "";
+    snprintf(buf, cap, "; did you mean '%s'?", s->best);
+    return buf;
+}
+
+static const char *hint_step(const vctx *v, const char *want, char *buf, size_t cap)
+{
+    suggest s;
+    suggest_init(&s, want);
+    if (v->f->n_steps <= SUGGEST_MAX_CANDIDATES)
+        for (size_t i = 0; i < v->f->n_steps; i++)
+            suggest_try(&s, v->f->steps[i].id);
+    return suggest_text(&s, buf, cap);
+}
+
+static const char *hint_port(const rz__port *p, size_t n, const char *want,
+                             char *buf, size_t cap)
+{
+    suggest s;
+    suggest_init(&s, want);
+    for (size_t i = 0; i < n; i++)
+        suggest_try(&s, p[i].name);
+    return suggest_text(&s, buf, cap);
+}
+
+/* ---- Small helpers ---- */
+
+static const char *step_name(const vctx *v, size_t i)
+{
+    const char *id = v->f->steps[i].id;
+    return id ? id : "?";
+}
+
+static size_t step_index(const vctx *v, const char *id)
+{
+    return id ? rz__map_get(&v->ids, id) : RZ_NPOS;
+}
+
+/* Port types: 'any' matches all; an integer fits where a number is wanted. */
+static bool port_compatible(const char *out, const char *in)
+{
+    if (!out || !in || strcmp(out, "any") == 0 || strcmp(in, "any") == 0)
+        return true;
+    if (strcmp(out, in) == 0)
+        return true;
+    return strcmp(out, "integer") == 0 && strcmp(in, "number") == 0;
+}
+
+static bool is_integral(const cJSON *x)
+{
+    return cJSON_IsNumber(x) && isfinite(x->valuedouble) &&
+           x->valuedouble == floor(x->valuedouble);
+}
+
+/* JSON Schema / port type test; unknown type names accept anything. */
+static bool json_has_type(const cJSON *x, const char *t)
+{
+    if (strcmp(t, "string") == 0) return cJSON_IsString(x);
+    if (strcmp(t, "number") == 0) return cJSON_IsNumber(x);
+    if (strcmp(t, "integer") == 0) return is_integral(x);
+    if (strcmp(t, "boolean") == 0) return cJSON_IsBool(x);
+    if (strcmp(t, "object") == 0) return cJSON_IsObject(x);
+    if (strcmp(t, "array") == 0) return cJSON_IsArray(x);
+    if (strcmp(t, "null") == 0) return cJSON_IsNull(x);
+    return true;
+}
+
+static const char *json_type_name(const cJSON *x)
+{
+    if (cJSON_IsString(x)) return "string";
+    if (is_integral(x)) return "integer";
+    if (cJSON_IsNumber(x)) return "number";
+    if (cJSON_IsBool(x)) return "boolean";
+    if (cJSON_IsObject(x)) return "object";
+    if (cJSON_IsArray(x)) return "array";
+    return "null";
+}
+
+static bool has_expr(const cJSON *x)
+{
+    return cJSON_IsString(x) && strstr(x->valuestring, "${{");
+}
+
+static void *xcalloc(vctx *v, size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p)
+        v->oom = RZ_ENOMEM;
+    return p;
+}
+
+/* ---- Step ids ---- */
+
+static const char *id_suffix(const vctx *v)
+{
+    return v->f->builder ? "/id" : NULL;
+}
+
+static void check_ids(vctx *v)
+{
+    rz_flow *f = v->f;
+    if (rz__map_init(&v->ids, f->n_steps) != RZ_OK) {
+        v->oom = RZ_ENOMEM;
+        return;
+    }
+    for (size_t i = 0; i < f->n_steps; i++) {
+        const char *id = f->steps[i].id;
+        if (!id)
+            continue;
+        int rc = rz__map_put(&v->ids, id, i);
+        if (rc == RZ_ENOMEM) {
+            v->oom = rc;
+            return;
+        }
+        if (rc != RZ_EEXISTS)
+            continue;
+        size_t first = rz__map_get(&v->ids, id);
+        const char *fptr = f->steps[first].ptr ? f->steps[first].ptr : "";
+        char *fp = rz__asprintf("%s%s", fptr, id_suffix(v) ? id_suffix(v) : "");
+        uint32_t line = 0, col = 0;
+        rz__flow_locate(f, fp ? fp : fptr, &line, &col);
+        free(fp);
+        report(v, RZ_EDUPLICATE, f->steps[i].ptr, id_suffix(v),
+               "duplicate step id '%s' (first defined at line %u)", id, line);
+    }
+}
+
+/* ---- Modules ---- */
+
+static void list_versions(const vctx *v, const char *id, char *buf, size_t cap)
+{
+    size_t n, first = rz__registry_find(v->reg, id, &n);
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t k = 0; first != RZ_NPOS && k < n && used + 1 < cap; k++) {
+        int w = snprintf(buf + used, cap - used, "%s%s", k ? ", " : "",
+                         rz_module_version(rz_registry_get(v->reg, first + k)));
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+static const char *hint_module(const vctx *v, const char *want, char *buf, size_t cap)
+{
+    suggest s;
+    suggest_init(&s, want);
+    size_t n = rz_registry_count(v->reg);
+    for (size_t i = 0; i < n; i++)
+        suggest_try(&s, rz_module_id(rz_registry_get(v->reg, i)));
+    return suggest_text(&s, buf, cap);
+}
+
+static void resolve_module(vctx *v, rz__step *s)
+{
+    s->module = NULL;
+    if (!v->reg || !s->module_id)
+        return;
+    const char *mod_sfx = v->f->builder ? "/moduleId" : "/module";
+    const char *ver_sfx = v->f->builder ? "/moduleVersion" : "/module";
+    const rz_module *m;
+    int rc = rz_registry_resolve(v->reg, s->module_id, s->module_spec, &m);
+    if (rc == RZ_OK) {
+        s->module = m;
+        return;
+    }
+    char hint[160], versions[512];
+    if (rc == RZ_ENOENT) {
+        report(v, RZ_EMODULE, s->ptr, mod_sfx, "unknown module '%s'%s",
+               s->module_id, hint_module(v, s->module_id, hint, sizeof hint));
+    } else if (rc == RZ_EINVAL) {
+        report(v, RZ_EMODULE, s->ptr, ver_sfx, "malformed version '%s' of "
+               "module '%s' (expected 1.2.3, 1.2, 1, ^1.2 or ~1.2.3)",
+               s->module_spec, s->module_id);
+    } else if (rc == RZ_EMODULE) {
+        list_versions(v, s->module_id, versions, sizeof versions);
+        report(v, RZ_EMODULE, s->ptr, ver_sfx, "no version of module '%s' "
+               "matches '%s' (available: %s)", s->module_id,
+               s->module_spec ? s->module_spec : "", versions);
+    } else if (rc == RZ_ENOMEM) {
+        v->oom = rc;
+    }
+}
+
+/* ---- Declared graph: needs + connections ---- */
+
+static int cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Report unknown names and build the predecessor lists. */
+static void build_graph(vctx *v)
+{
+    rz_flow *f = v->f;
+    size_t n = f->n_steps;
+    v->pred_off = xcalloc(v, n + 1, sizeof *v->pred_off);
+    if (!v->pred_off)
+        return;
+    char hint[160];
+    for (size_t i = 0; i < n; i++) {
+        rz__step *s = &f->steps[i];
+        for (size_t k = 0; k < s->n_needs; k++) {
+            if (step_index(v, s->needs[k]) != RZ_NPOS) {
+                v->pred_off[i + 1]++;
+                continue;
+            }
+            char sfx[48];
+            snprintf(sfx, sizeof sfx, "/needs/%zu", k);
+            report(v, RZ_EUNKNOWN, s->ptr, sfx, "step '%s' needs unknown step '%s'%s",
+                   step_name(v, i), s->needs[k] ? s->needs[k] : "",
+                   hint_step(v, s->needs[k] ? s->needs[k] : "", hint, sizeof hint));
+        }
+    }
+    for (size_t c = 0; c < f->n_conns; c++) {
+        rz__conn *cn = &f->conns[c];
+        size_t a = step_index(v, cn->src_node), b = step_index(v, cn->dst_node);
+        if (a == RZ_NPOS)
+            report(v, RZ_EUNKNOWN, cn->ptr, "/source/nodeId", "connection from "
+                   "unknown node '%s'%s", cn->src_node ? cn->src_node : "",
+                   hint_step(v, cn->src_node ? cn->src_node : "", hint, sizeof hint));
+        if (b == RZ_NPOS)
+            report(v, RZ_EUNKNOWN, cn->ptr, "/target/nodeId", "connection to "
+                   "unknown node '%s'%s", cn->dst_node ? cn->dst_node : "",
+                   hint_step(v, cn->dst_node ? cn->dst_node : "", hint, sizeof hint));
+        if (a != RZ_NPOS && b != RZ_NPOS)
+            v->pred_off[b + 1]++;
+    }
+    for (size_t i = 0; i < n; i++)
+        v->pred_off[i + 1] += v->pred_off[i];
+    v->pred = xcalloc(v, v->pred_off[n], sizeof *v->pred);
+    size_t *fill = xcalloc(v, n, sizeof *fill);
+    if (!v->pred || !fill) {
+        free(fill);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rz__step *s = &f->steps[i];
+        for (size_t k = 0; k < s->n_needs; k++) {
+            size_t p = step_index(v, s->needs[k]);
+            if (p != RZ_NPOS)
+                v->pred[v->pred_off[i] + fill[i]++] = p;
+        }
+    }
+    for (size_t c = 0; c < f->n_conns; c++) {
+        size_t a = step_index(v, f->conns[c].src_node);
+        size_t b = step_index(v, f->conns[c].dst_node);
+        if (a != RZ_NPOS && b != RZ_NPOS)
+            v->pred[v->pred_off[b] + fill[b]++] = a;
+    }
+    free(fill);
+    for (size_t i = 0; i < n; i++)
+        if (v->pred_off[i + 1] - v->pred_off[i] > 1)
+            qsort(v->pred + v->pred_off[i], v->pred_off[i + 1] - v->pred_off[i],
+                  sizeof *v->pred, cmp_size);
+}
+
+static bool is_pred(const vctx *v, size_t i, size_t x)
+{
+    const size_t *lo = v->pred + v->pred_off[i];
+    size_t n = v->pred_off[i + 1] - v->pred_off[i];
+    return n && bsearch(&x, lo, n, sizeof *lo, cmp_size) != NULL;
+}
+
+/* ---- Ports on connections ---- */
+
+static const rz__port *conn_port(vctx *v, const rz__conn *cn, size_t step,
+                                 const char *port, bool output)
+{
+    const rz_module *m = v->f->steps[step].module;
+    if (!m)
+        return NULL;
+    const rz__port *p = output ? rz__module_output(m, port) : rz__module_input(m, port);
+    if (p)
+        return p;
+    char hint[160];
+    const rz__port *all = output ? m->outputs : m->inputs;
+    size_t n = output ? m->n_outputs : m->n_inputs;
+    report(v, RZ_EUNKNOWN, cn->ptr, output ? "/source/port" : "/target/port",
+           "step '%s' (module %s@%s) has no %s '%s'%s", step_name(v, step),
+           m->id, m->version, output ? "output" : "input", port ? port : "",
+           hint_port(all, n, port ? port : "", hint, sizeof hint));
+    return NULL;
+}
+
+static void mark_given(vctx *v, size_t step, const rz__port *p)
+{
+    const rz_module *m = v->f->steps[step].module;
+    if (v->given && m && p)
+        v->given[v->in_base[step] + (size_t)(p - m->inputs)] = 1;
+}
+
+static void check_connections(vctx *v)
+{
+    rz_flow *f = v->f;
+    for (size_t c = 0; c < f->n_conns; c++) {
+        rz__conn *cn = &f->conns[c];
+        size_t a = step_index(v, cn->src_node), b = step_index(v, cn->dst_node);
+        const rz__port *out = NULL, *in = NULL;
+        if (a != RZ_NPOS)
+            out = conn_port(v, cn, a, cn->src_port, true);
+        if (b != RZ_NPOS)
+            in = conn_port(v, cn, b, cn->dst_port, false);
+        if (in)
+            mark_given(v, b, in);
+        if (out && in && !port_compatible(out->type, in->type))
+            report(v, RZ_ETYPE, cn->ptr, NULL, "output '%s' of '%s' is %s but "
+                   "input '%s' of '%s' is %s", out->name, step_name(v, a),
+                   out->type, in->name, step_name(v, b), in->type);
+    }
+}
+
+/* ---- Expressions and references ---- */
+
+static void push_pending(vctx *v, size_t i, size_t x, const char *ptr,
+                         const char *text, uint32_t off)
+{
+    if (v->n_pending == v->cap_pending) {
+        size_t cap = v->cap_pending ? v->cap_pending * 2 : 16;
+        pending_ref *p = realloc(v->pending, cap * sizeof *p);
+        if (!p) {
+            v->oom = RZ_ENOMEM;
+            return;
+        }
+        v->pending = p;
+        v->cap_pending = cap;
+    }
+    char *copy = rz__strdup(ptr);
+    if (!copy) {
+        v->oom = RZ_ENOMEM;
+        return;
+    }
+    v->pending[v->n_pending++] = (pending_ref){i, x, copy, text, off};
+}
+
+static void report_not_upstream(vctx *v, size_t i, size_t x, const char *ptr,
+                                const char *text, size_t off)
+{
+    report_in(v, RZ_EUPSTREAM, ptr, text, off, "step '%s' uses outputs of "
+              "'%s', which is not upstream of it (add '%s' to its needs)",
+              step_name(v, i), step_name(v, x), step_name(v, x));
+}
+
+/* Upstream via needs/connections: decided now when cheap, else queued. */
+static void check_upstream(vctx *v, size_t i, size_t x, const char *ptr,
+                           const char *text, uint32_t off)
+{
+    if (is_pred(v, i, x))
+        return;
+    size_t lo = v->pred_off[i], hi = v->pred_off[i + 1];
+    if (hi - lo <= 64)
+        for (size_t k = lo; k < hi; k++)
+            if (is_pred(v, v->pred[k], x))
+                return;
+    push_pending(v, i, x, ptr, text, off);
+}
+
+static void check_ref(vctx *v, size_t i, const rz__ref *r, const char *ptr,
+                      const char *text)
+{
+    char hint[160];
+    const char *name = r->name ? r->name : "";
+    if (r->kind == RZ_REF_INPUT) {
+        if (rz__map_get(&v->flow_inputs, name) == RZ_NPOS)
+            report_in(v, RZ_EUNKNOWN, ptr, text, r->offset,
+                      "unknown flow input '%s'", name);
+        return;
+    }
+    size_t x = step_index(v, name);
+    if (x == RZ_NPOS) {
+        report_in(v, RZ_EUNKNOWN, ptr, text, r->offset, "reference to unknown "
+                  "step '%s'%s", name, hint_step(v, name, hint, sizeof hint));
+        return;
+    }
+    if (x == i) {
+        report_in(v, RZ_EUPSTREAM, ptr, text, r->offset, "step '%s' refers to "
+                  "its own outputs", name);
+        return;
+    }
+    const rz_module *m = v->f->steps[x].module;
+    if (m && r->port && !rz__module_output(m, r->port))
+        report_in(v, RZ_EUNKNOWN, ptr, text, r->offset, "step '%s' (module "
+                  "%s@%s) has no output '%s'%s", name, m->id, m->version,
+                  r->port, hint_port(m->outputs, m->n_outputs, r->port, hint,
+                                     sizeof hint));
+    check_upstream(v, i, x, ptr, text, r->offset);
+}
+
+/* Parse one expression string and check its references. */
+static void check_expr(vctx *v, size_t i, const char *text, const char *ptr,
+                       bool condition)
+{
+    rz__expr *e = NULL;
+    char err[256] = "";
+    size_t off = 0;
+    int rc = rz__expr_parse(&e, text, condition, err, sizeof err, &off);
+    if (rc == RZ_ENOMEM) {
+        v->oom = rc;
+        return;
+    }
+    if (rc != RZ_OK) {
+        report_in(v, RZ_EEXPR, ptr, text, off, "malformed expression: %s",
+                  err[0] ? err : "syntax error");
+        return;
+    }
+    size_t n = rz__expr_ref_count(e);
+    for (size_t k = 0; k < n; k++)
+        check_ref(v, i, rz__expr_ref(e, k), ptr, text);
+    rz__expr_free(e);
+}
+
+/* Every string inside an input value may hold ${{ }}. `path` holds the
+ * pointer of `x` and is restored on return. */
+static void scan_value(vctx *v, size_t i, const cJSON *x, rz__buf *path, int depth)
+{
+    if (cJSON_IsString(x)) {
+        if (strstr(x->valuestring, "${{"))
+            check_expr(v, i, x->valuestring, path->data ? path->data : "", false);
+        return;
+    }
+    if ((!cJSON_IsObject(x) && !cJSON_IsArray(x)) || depth > RZ_FLOW_MAX_DEPTH)
+        return;
+    size_t len = path->len, k = 0;
+    for (const cJSON *c = x->child; c; c = c->next, k++) {
+        if (cJSON_IsObject(x)) {
+            pointer_token(path, c->string ? c->string : "");
+        } else {
+            rz__buf_printf(path, "/%zu", k);
+        }
+        scan_value(v, i, c, path, depth + 1);
+        path->len = len;
+        if (path->data)
+            path->data[len] = '\0';
+    }
+}
+
+static void scan_at(vctx *v, size_t i, const cJSON *x, const char *base,
+                    const char *key)
+{
+    rz__buf path = {0};
+    rz__buf_puts(&path, base ? base : "");
+    if (key)
+        pointer_token(&path, key);
+    scan_value(v, i, x, &path, 0);
+    if (path.failed)
+        v->oom = RZ_ENOMEM;
+    rz__buf_free(&path);
+}
+
+/* ---- Inputs given in the step ---- */
+
+static void check_literal_type(vctx *v, size_t i, const rz__input *in,
+                               const rz__port *p)
+{
+    const cJSON *x = in->value;
+    if (!x || has_expr(x) || cJSON_IsNull(x) || !p->type ||
+        strcmp(p->type, "any") == 0 || json_has_type(x, p->type) ||
+        (strcmp(p->type, "number") == 0 && cJSON_IsNumber(x)))
+        return;
+    report(v, RZ_ETYPE, in->ptr, NULL, "input '%s' of '%s' is %s but the value "
+           "given is %s", p->name, step_name(v, i), p->type, json_type_name(x));
+}
+
+static void check_inputs(vctx *v, size_t i)
+{
+    rz__step *s = &v->f->steps[i];
+    const rz_module *m = s->module;
+    char hint[160];
+    for (size_t k = 0; k < s->n_inputs; k++) {
+        rz__input *in = &s->inputs[k];
+        if (m) {
+            const rz__port *p = rz__module_input(m, in->name);
+            if (!p)
+                report(v, RZ_EUNKNOWN, in->ptr, NULL, "module '%s' has no input "
+                       "'%s'%s", m->id, in->name ? in->name : "",
+                       hint_port(m->inputs, m->n_inputs, in->name ? in->name : "",
+                                 hint, sizeof hint));
+            else
+                check_literal_type(v, i, in, p);
+            mark_given(v, i, p);
+        }
+        scan_at(v, i, in->value, in->ptr, NULL);
+    }
+    /* Config values may be ${{ }} too (resolved when the step starts). */
+    if (s->config && s->config->child)
+        scan_at(v, i, s->config, s->ptr, "config");
+    if (s->when) {
+        char *ptr = rz__asprintf("%s/when", s->ptr ? s->ptr : "");
+        if (!ptr) {
+            v->oom = RZ_ENOMEM;
+            return;
+        }
+        check_expr(v, i, s->when, ptr, true);
+        free(ptr);
+    }
+}
+
+static void check_unconnected(vctx *v, size_t i)
+{
+    const rz__step *s = &v->f->steps[i];
+    const rz_module *m = s->module;
+    if (!m || !v->given)
+        return;
+    for (size_t k = 0; k < m->n_inputs; k++)
+        if (m->inputs[k].required && !v->given[v->in_base[i] + k])
+            report(v, RZ_EUNCONNECTED, s->ptr, NULL, "required input '%s' of "
+                   "step '%s' (module %s@%s) is neither connected nor given",
+                   m->inputs[k].name, step_name(v, i), m->id, m->version);
+}
+
+/* ---- Credentials ---- */
+
+static const rz__cred *find_cred(const rz__step *s, const char *field)
+{
+    for (size_t k = 0; k < s->n_creds; k++)
+        if (s->creds[k].field && strcmp(s->creds[k].field, field) == 0)
+            return &s->creds[k];
+    return NULL;
+}
+
+static void check_creds(vctx *v, size_t i)
+{
+    const rz__step *s = &v->f->steps[i];
+    const rz_module *m = s->module;
+    if (!m)
+        return;
+    for (size_t k = 0; k < m->n_creds; k++) {
+        const rz__cred_decl *d = &m->creds[k];
+        if (!d->name)
+            continue;
+        const rz__cred *c = find_cred(s, d->name);
+        if (!c) {
+            if (d->required)
+                report(v, RZ_ECREDENTIAL, s->ptr, s->n_creds ? "/credentials" : NULL,
+                       "step '%s' (module %s) needs credential '%s' of type '%s'",
+                       step_name(v, i), m->id, d->name, d->type ? d->type : "");
+            continue;
+        }
+        /* A malformed reference was already reported by the loader. */
+        if (c->type && d->type && strcmp(c->type, d->type) != 0)
+            report(v, RZ_ECREDENTIAL, c->ptr, NULL, "credential '%s' of step '%s' "
+                   "has type '%s' but module %s wants '%s'", d->name,
+                   step_name(v, i), c->type, m->id, d->type);
+    }
+    for (size_t k = 0; k < s->n_creds; k++) {
+        const rz__cred *c = &s->creds[k];
+        bool known = false;
+        for (size_t j = 0; c->field && j < m->n_creds && !known; j++)
+            known = m->creds[j].name && strcmp(m->creds[j].name, c->field) == 0;
+        if (!known)
+            report(v, RZ_ECREDENTIAL, c->ptr, NULL, "module %s takes no "
+                   "credential '%s'", m->id, c->field ? c->field : "");
+    }
+}
+
+/* ---- Config against the module's JSON Schema (basic keywords) ---- */
+
+static bool schema_type_ok(const cJSON *x, const cJSON *type, char *want, size_t cap)
+{
+    if (cJSON_IsString(type)) {
+        snprintf(want, cap, "%s", type->valuestring);
+        return json_has_type(x, type->valuestring);
+    }
+    if (!cJSON_IsArray(type))
+        return true;
+    rz__buf b = {0};
+    bool ok = false;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, type) {
+        if (!cJSON_IsString(t))
+            continue;
+        ok = ok || json_has_type(x, t->valuestring);
+        rz__buf_printf(&b, "%s%s", b.len ? " or " : "", t->valuestring);
+    }
+    snprintf(want, cap, "%s", b.data ? b.data : "");
+    rz__buf_free(&b);
+    return ok || !cJSON_GetArraySize(type);
+}
+
+static bool enum_ok(const cJSON *x, const cJSON *en)
+{
+    if (!cJSON_IsArray(en))
+        return true;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, en)
+        if (cJSON_Compare(x, e, true))
+            return true;
+    return false;
+}
+
+static void config_value(vctx *v, size_t i, const char *key, const cJSON *x,
+                         const cJSON *prop)
+{
+    const rz__step *s = &v->f->steps[i];
+    if (!cJSON_IsObject(prop) || has_expr(x))
+        return;
+    char *ptr = pointer_join(s->ptr, "config", key);
+    if (!ptr) {
+        v->oom = RZ_ENOMEM;
+        return;
+    }
+    char want[128];
+    if (!schema_type_ok(x, cJSON_GetObjectItemCaseSensitive(prop, "type"), want,
+                        sizeof want)) {
+        report(v, RZ_ECONFIG, ptr, NULL, "config '%s' of step '%s' must be %s, "
+               "not %s", key, step_name(v, i), want, json_type_name(x));
+    } else if (!enum_ok(x, cJSON_GetObjectItemCaseSensitive(prop, "enum"))) {
+        char *allowed = cJSON_PrintUnformatted(
+            cJSON_GetObjectItemCaseSensitive(prop, "enum"));
+        report(v, RZ_ECONFIG, ptr, NULL, "config '%s' of step '%s' must be one "
+               "of %s", key, step_name(v, i), allowed ? allowed : "the enum");
+        free(allowed);
+    }
+    free(ptr);
+}
+
+/* Missing keys that have a default get it, so runs see the full config. */
+static void apply_defaults(vctx *v, cJSON *cfg, const cJSON *props)
+{
+    const cJSON *p;
+    cJSON_ArrayForEach(p, props) {
+        const cJSON *def = cJSON_GetObjectItemCaseSensitive(p, "default");
+        if (!def || !p->string || cJSON_GetObjectItemCaseSensitive(cfg, p->string))
+            continue;
+        cJSON *copy = cJSON_Duplicate(def, true);
+        if (!copy || !cJSON_AddItemToObject(cfg, p->string, copy)) {
+            cJSON_Delete(copy);
+            v->oom = RZ_ENOMEM;
+        }
+    }
+}
+
+static void check_config(vctx *v, size_t i)
+{
+    rz__step *s = &v->f->steps[i];
+    const rz_module *m = s->module;
+    if (!m || !cJSON_IsObject(m->config) || !cJSON_IsObject(s->config))
+        return;
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(m->config, "properties");
+    const cJSON *addl = cJSON_GetObjectItemCaseSensitive(m->config,
+                                                         "additionalProperties");
+    char hint[160];
+    const cJSON *x;
+    cJSON_ArrayForEach(x, s->config) {
+        const cJSON *prop = cJSON_IsObject(props)
+            ? cJSON_GetObjectItemCaseSensitive(props, x->string) : NULL;
+        if (prop) {
+            config_value(v, i, x->string, x, prop);
+            continue;
+        }
+        if (!cJSON_IsFalse(addl))
+            continue;
+        suggest sg;
+        suggest_init(&sg, x->string);
+        const cJSON *p;
+        cJSON_ArrayForEach(p, props)
+            suggest_try(&sg, p->string);
+        char *ptr = pointer_join(s->ptr, "config", x->string);
+        report(v, RZ_ECONFIG, ptr ? ptr : s->ptr, NULL, "module %s has no config "
+               "'%s'%s", m->id, x->string, suggest_text(&sg, hint, sizeof hint));
+        free(ptr);
+    }
+    if (cJSON_IsObject(props))
+        apply_defaults(v, s->config, props);
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(m->config, "required");
+    if (!cJSON_IsArray(req))
+        return;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, req) {
+        if (cJSON_IsString(r) &&
+            !cJSON_GetObjectItemCaseSensitive(s->config, r->valuestring))
+            report(v, RZ_ECONFIG, s->ptr, "/config", "step '%s' (module %s) "
+                   "needs config '%s'", step_name(v, i), m->id, r->valuestring);
+    }
+}
+
+/* ---- Cycles: iterative Tarjan over the predecessor graph ----
+ * Tarjan emits a component only after every component it reaches; reaching
+ * means "is downstream of" here, so the emission order is a topological
+ * order of the flow (sources first). */
+
+typedef struct tarjan {
+    size_t *index, *low, *stack, *call, *edge, *comp;
+    unsigned char *on;
+    size_t n_stack, n_call, next_index, n_comp;
+} tarjan;
+
+static void cycle_report(vctx *v, size_t root, const size_t *comp, size_t *parent)
+{
+    /* BFS from the first step of the component along predecessor edges
+     * inside it until an edge leads back to the root. */
+    size_t n = v->f->n_steps;
+    size_t *queue = xcalloc(v, n, sizeof *queue);
+    if (!queue)
+        return;
+    size_t head = 0, tail = 0, last = RZ_NPOS;
+    queue[tail++] = root;
+    parent[root] = root;
+    while (head < tail && last == RZ_NPOS) {
+        size_t u = queue[head++];
+        for (size_t k = v->pred_off[u]; k < v->pred_off[u + 1]; k++) {
+            size_t p = v->pred[k];
+            if (p == root) {
+                last = u;
+                break;
+            }
+            if (comp[p] != comp[root] || parent[p] != RZ_NPOS)
+                continue;
+            parent[p] = u;
+            queue[tail++] = p;
+        }
+    }
+    /* Walking parents from `last` gives the cycle in flow order:
+     * root -> last -> ... -> root. */
+    size_t len = 1;
+    for (size_t u = last; u != root; u = parent[u])
+        len++;
+    rz__buf b = {0};
+    rz__buf_puts(&b, step_name(v, root));
+    size_t k = 1;
+    for (size_t u = last; u != root; u = parent[u], k++) {
+        if (len > CYCLE_PRINT_MAX && k == CYCLE_PRINT_MAX / 2)
+            rz__buf_printf(&b, " -> ... (%zu more)", len - CYCLE_PRINT_MAX);
+        if (len > CYCLE_PRINT_MAX && k >= CYCLE_PRINT_MAX / 2 &&
+            k < CYCLE_PRINT_MAX / 2 + (len - CYCLE_PRINT_MAX))
+            continue;
+        rz__buf_printf(&b, " -> %s", step_name(v, u));
+    }
+    rz__buf_printf(&b, " -> %s", step_name(v, root));
+    free(queue);
+    if (b.failed)
+        v->oom = RZ_ENOMEM;
+    report(v, RZ_ECYCLE, v->f->steps[root].ptr, NULL, "cycle: %s",
+           b.data ? b.data : step_name(v, root));
+    rz__buf_free(&b);
+}
+
+static bool self_loop(const vctx *v, size_t u)
+{
+    return is_pred(v, u, u);
+}
+
+/* Pop the component rooted at `u`, append it to the order and report it if
+ * it is a cycle. */
+static void tarjan_pop(vctx *v, tarjan *t, size_t u, size_t *n_order,
+                       size_t *parent)
+{
+    size_t first = RZ_NPOS, size = 0, w;
+    do {
+        w = t->stack[--t->n_stack];
+        t->on[w] = 0;
+        t->comp[w] = t->n_comp;
+        v->order[(*n_order)++] = w;
+        if (w < first)
+            first = w;
+        size++;
+    } while (w != u);
+    if (size > 1 || self_loop(v, u)) {
+        for (size_t k = *n_order - size; k < *n_order; k++)
+            v->tainted[v->order[k]] = 1;
+        cycle_report(v, first, t->comp, parent);
+    }
+    t->n_comp++;
+}
+
+static void tarjan_visit(tarjan *t, const vctx *v, size_t w)
+{
+    t->index[w] = t->low[w] = t->next_index++;
+    t->stack[t->n_stack++] = w;
+    t->on[w] = 1;
+    t->call[t->n_call] = w;
+    t->edge[t->n_call] = v->pred_off[w];
+    t->n_call++;
+}
+
+static void tarjan_run(vctx *v, tarjan *t, size_t root, size_t *n_order,
+                       size_t *parent)
+{
+    tarjan_visit(t, v, root);
+    while (t->n_call) {
+        size_t u = t->call[t->n_call - 1];
+        if (t->edge[t->n_call - 1] < v->pred_off[u + 1]) {
+            size_t w = v->pred[t->edge[t->n_call - 1]++];
+            if (t->index[w] == RZ_NPOS)
+                tarjan_visit(t, v, w);
+            else if (t->on[w] && t->index[w] < t->low[u])
+                t->low[u] = t->index[w];
+            continue;
+        }
+        if (t->low[u] == t->index[u])
+            tarjan_pop(v, t, u, n_order, parent);
+        if (--t->n_call) {
+            size_t p = t->call[t->n_call - 1];
+            if (t->low[u] < t->low[p])
+                t->low[p] = t->low[u];
+        }
+    }
+}
+
+static void find_cycles(vctx *v)
+{
+    size_t n = v->f->n_steps;
+    tarjan t = {0};
+    t.index = xcalloc(v, n, sizeof *t.index);
+    t.low = xcalloc(v, n, sizeof *t.low);
+    t.stack = xcalloc(v, n, sizeof *t.stack);
+    t.call = xcalloc(v, n, sizeof *t.call);
+    t.edge = xcalloc(v, n, sizeof *t.edge);
+    t.comp = xcalloc(v, n, sizeof *t.comp);
+    t.on = xcalloc(v, n, 1);
+    size_t *parent = xcalloc(v, n, sizeof *parent);
+    v->order = xcalloc(v, n, sizeof *v->order);
+    v->pos = xcalloc(v, n, sizeof *v->pos);
+    v->tainted = xcalloc(v, n, 1);
+    if (!v->oom) {
+        for (size_t i = 0; i < n; i++)
+            t.index[i] = t.comp[i] = parent[i] = RZ_NPOS;
+        size_t n_order = 0;
+        for (size_t i = 0; i < n; i++)
+            if (t.index[i] == RZ_NPOS)
+                tarjan_run(v, &t, i, &n_order, parent);
+        for (size_t k = 0; k < n; k++) {
+            size_t u = v->order[k];
+            v->pos[u] = k;
+            for (size_t e = v->pred_off[u]; e < v->pred_off[u + 1] && !v->tainted[u]; e++)
+                v->tainted[u] = v->tainted[v->pred[e]];
+        }
+    }
+    free(t.index);
+    free(t.low);
+    free(t.stack);
+    free(t.call);
+    free(t.edge);
+    free(t.comp);
+    free(t.on);
+    free(parent);
+}
+
+/* ---- Upstream references left after the cheap checks ----
+ * Ancestor sets restricted to the referenced targets, as bitsets filled in
+ * topological order: a node's set is the union of its predecessors' sets
+ * plus the predecessors themselves. 64*W targets per pass. */
+
+static void upstream_passes(vctx *v, size_t nt, const size_t *tbit, bool *ok)
+{
+    size_t n = v->f->n_steps;
+    size_t w = (nt + 63) / 64;
+    if (w > UPSTREAM_WORDS)
+        w = UPSTREAM_WORDS;
+    uint64_t *bits = xcalloc(v, n * w, sizeof *bits);
+    if (!bits)
+        return;
+    for (size_t base = 0; base < nt; base += 64 * w) {
+        memset(bits, 0, n * w * sizeof *bits);
+        for (size_t k = 0; k < n; k++) {
+            size_t u = v->order[k];
+            uint64_t *row = bits + u * w;
+            for (size_t e = v->pred_off[u]; e < v->pred_off[u + 1]; e++) {
+                size_t p = v->pred[e];
+                const uint64_t *prow = bits + p * w;
+                for (size_t j = 0; j < w; j++)
+                    row[j] |= prow[j];
+                size_t b = tbit[p];
+                if (b != RZ_NPOS && b >= base && b - base < 64 * w)
+                    row[(b - base) / 64] |= 1ull << ((b - base) % 64);
+            }
+        }
+        for (size_t r = 0; r < v->n_pending; r++) {
+            const pending_ref *pr = &v->pending[r];
+            size_t b = tbit[pr->target];
+            if (b == RZ_NPOS || b < base || b - base >= 64 * w)
+                continue;
+            b -= base;
+            if (bits[pr->step * w + b / 64] & (1ull << (b % 64)))
+                ok[r] = true;
+        }
+    }
+    free(bits);
+}
+
+static void resolve_pending(vctx *v)
+{
+    if (!v->n_pending || !v->order)
+        return;
+    size_t n = v->f->n_steps;
+    bool *ok = xcalloc(v, v->n_pending, sizeof *ok);
+    size_t *tbit = xcalloc(v, n, sizeof *tbit);
+    if (!v->oom) {
+        size_t nt = 0;
+        for (size_t i = 0; i < n; i++)
+            tbit[i] = RZ_NPOS;
+        for (size_t r = 0; r < v->n_pending; r++) {
+            const pending_ref *pr = &v->pending[r];
+            /* Inside or below a cycle the order is not topological: say
+             * nothing rather than something wrong (the cycle is reported). */
+            if (v->tainted[pr->step])
+                ok[r] = true;
+            else if (v->pos[pr->target] < v->pos[pr->step] &&
+                     tbit[pr->target] == RZ_NPOS)
+                tbit[pr->target] = nt++;
+        }
+        if (nt)
+            upstream_passes(v, nt, tbit, ok);
+        for (size_t r = 0; r < v->n_pending && !v->oom; r++) {
+            const pending_ref *pr = &v->pending[r];
+            if (!ok[r])
+                report_not_upstream(v, pr->step, pr->target, pr->ptr, pr->text,
+                                    pr->offset);
+        }
+    }
+    free(ok);
+    free(tbit);
+}
+
+/* ---- Entry point ---- */
+
+static int index_flow_inputs(vctx *v)
+{
+    const rz_flow *f = v->f;
+    if (rz__map_init(&v->flow_inputs, f->n_inputs) != RZ_OK)
+        return RZ_ENOMEM;
+    for (size_t i = 0; i < f->n_inputs; i++)
+        if (f->inputs[i].name &&
+            rz__map_put(&v->flow_inputs, f->inputs[i].name, i) == RZ_ENOMEM)
+            return RZ_ENOMEM;
+    return RZ_OK;
+}
+
+/* One flag per input port of each resolved step, for "unconnected". */
+static void alloc_given(vctx *v)
+{
+    size_t n = v->f->n_steps;
+    v->in_base = xcalloc(v, n + 1, sizeof *v->in_base);
+    if (!v->in_base)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        const rz_module *m = v->f->steps[i].module;
+        v->in_base[i + 1] = v->in_base[i] + (m ? m->n_inputs : 0);
+    }
+    v->given = xcalloc(v, v->in_base[n], 1);
+}
+
+static void check_steps(vctx *v)
+{
+    for (size_t i = 0; i < v->f->n_steps && !v->oom; i++) {
+        check_inputs(v, i);
+        check_creds(v, i);
+        check_config(v, i);
+        check_unconnected(v, i);
+    }
+}
+
+static void vctx_free(vctx *v)
+{
+    rz__map_free(&v->ids);
+    rz__map_free(&v->flow_inputs);
+    free(v->pred_off);
+    free(v->pred);
+    free(v->in_base);
+    free(v->given);
+    free(v->order);
+    free(v->pos);
+    free(v->tainted);
+    for (size_t r = 0; r < v->n_pending; r++)
+        free(v->pending[r].ptr);
+    free(v->pending);
+    free(v->line_starts);
+}
+
+int rz_flow_validate(rz_flow *flow, const rz_registry *reg, rz_diags *diags)
+{
+    if (!flow)
+        return rz__error(RZ_EINVAL, "flow is NULL");
+    int rc = rz__flow_link(flow);
+    if (rc == RZ_ENOMEM)
+        return rc;
+    vctx v = {.f = flow, .reg = reg, .diags = diags};
+    check_ids(&v);
+    if (!v.oom && index_flow_inputs(&v) != RZ_OK)
+        v.oom = RZ_ENOMEM;
+    for (size_t i = 0; i < flow->n_steps && !v.oom; i++)
+        resolve_module(&v, &flow->steps[i]);
+    if (!v.oom && reg)
+        alloc_given(&v);
+    if (!v.oom)
+        build_graph(&v);
+    if (!v.oom)
+        check_connections(&v);
+    if (!v.oom)
+        check_steps(&v);
+    if (!v.oom)
+        find_cycles(&v);
+    if (!v.oom)
+        resolve_pending(&v);
+    size_t errors = v.errors;
+    int oom = v.oom;
+    vctx_free(&v);
+    if (oom)
+        return rz__error(RZ_ENOMEM, "out of memory validating the flow");
+    return errors ? RZ_EINVALID : RZ_OK;
+}
