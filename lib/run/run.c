@@ -1,0 +1,875 @@
+/* The run state machine: one flow execution, deterministic, time passed in.
+ *
+ * Rules (see run.h):
+ * - A step is examined once all its deps have settled. Its `when` is then
+ *   evaluated against upstream outputs and flow inputs; false skips it.
+ * - A step with a dep that was skipped, or that failed with on_failure: fail,
+ *   is skipped at once, and so on down the graph. A dep that failed with
+ *   on_failure: continue counts as done; its outputs are simply absent.
+ * - Independent branches keep running after a failure; the run ends when
+ *   every step has settled: CANCELLED if cancelled, else FAILED if a step
+ *   failed with on_failure: fail, else SUCCEEDED.
+ * - A failure (reported, timed out, or bad outputs) retries while attempts
+ *   remain: BACKOFF until the retry falls due, then READY again.
+ *
+ * Cost: the dependants are one CSR array and every step settles exactly once,
+ * so a whole run is O(V + E) plus the work its caller asks for. Propagation
+ * uses an explicit stack, never recursion, so long chains are safe. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "flow/model.h"
+#include "module/module_impl.h"
+#include "rhizos/plan.h"
+#include "rhizos/run.h"
+
+typedef struct step_rt {
+    rz_step_state state;
+    uint32_t attempts;
+    size_t waiting;        /* deps not settled yet */
+    uint64_t due_ms;       /* BACKOFF: retry time; RUNNING: deadline */
+    bool has_deadline;     /* RUNNING with a timeout */
+    bool in_ready;         /* listed in run->ready */
+    bool in_timed;         /* listed in run->timed */
+    char *error;           /* failure or skip reason, or NULL */
+    cJSON *outputs;        /* object once succeeded, else NULL */
+    rz__expr *when;        /* parsed condition or NULL */
+} step_rt;
+
+struct rz_run {
+    const rz_flow *flow;
+    char *id;
+    cJSON *inputs;         /* flow inputs with defaults applied */
+    uint64_t created_ms;
+    size_t n;
+    step_rt *st;
+    size_t *succ_off, *succ;    /* dependants, CSR */
+    size_t *conn_off, *conn;    /* incoming builder connections, CSR */
+    /* Work lists hold each step at most once (the in_* flags); entries whose
+     * state moved on are dropped lazily when the list is next walked. */
+    size_t *ready; size_t n_ready;
+    size_t *timed; size_t n_timed;
+    size_t *stack;              /* settle propagation, n slots */
+    size_t *scratch;            /* tick's expired steps, n slots */
+    size_t settled;
+    bool cancelled;
+    bool fatal;                 /* a step failed with on_failure: fail */
+};
+
+static const char *const step_names[] = {
+    "pending", "ready", "backoff", "running", "succeeded", "failed",
+    "skipped", "cancelled",
+};
+
+static const char *const run_names[] = {
+    "running", "succeeded", "failed", "cancelled",
+};
+
+const char *rz_step_state_name(rz_step_state s)
+{
+    return (unsigned)s < RZ_ARRAY_LEN(step_names) ? step_names[s] : "unknown";
+}
+
+const char *rz_run_state_name(rz_run_state s)
+{
+    return (unsigned)s < RZ_ARRAY_LEN(run_names) ? run_names[s] : "unknown";
+}
+
+
+static const rz__step *step_of(const rz_run *r, size_t i)
+{
+    return &r->flow->steps[i];
+}
+
+/* ---- Expressions ---------------------------------------------------------- */
+
+static const cJSON *resolve_ref(const rz__ref *ref, void *ud)
+{
+    const rz_run *r = ud;
+    if (ref->kind == RZ_REF_INPUT)
+        return cJSON_GetObjectItemCaseSensitive(r->inputs, ref->name);
+    if (ref->kind != RZ_REF_STEP)
+        return NULL;
+    size_t i = rz_flow_step_find(r->flow, ref->name);
+    if (i == RZ_NPOS || i >= r->n || !r->st[i].outputs)
+        return NULL;   /* not run, skipped or failed: absent */
+    if (!ref->port)
+        return r->st[i].outputs;
+    return cJSON_GetObjectItemCaseSensitive(r->st[i].outputs, ref->port);
+}
+
+/* Re-raise the last error with context in front of its message. */
+static int error_in(int rc, const char *step, const char *where)
+{
+    char msg[sizeof rz_error_last()->message];
+    memcpy(msg, rz_error_last()->message, sizeof msg);
+    return rz__error(rc, "step '%s': %s: %s", step, where, msg);
+}
+
+static int eval_text(const rz_run *r, const char *text, cJSON **out)
+{
+    *out = NULL;
+    if (!strstr(text, "${{")) {
+        *out = cJSON_CreateString(text);
+        return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
+    }
+    rz__expr *e = NULL;
+    char err[256] = "";
+    size_t off = 0;
+    int rc = rz__expr_parse(&e, text, false, err, sizeof err, &off);
+    if (rc != RZ_OK)
+        return rz__error(RZ_EEXPR, "%s (at offset %zu of \"%s\")",
+                         err[0] ? err : "malformed expression", off, text);
+    rc = rz__expr_eval(e, resolve_ref, (void *)r, out);
+    rz__expr_free(e);
+    return rc;
+}
+
+/* Evaluate every string inside `v` as a template; other values are copied. */
+static int eval_value(const rz_run *r, const cJSON *v, cJSON **out)
+{
+    *out = NULL;
+    if (cJSON_IsString(v))
+        return eval_text(r, v->valuestring, out);
+    if (!cJSON_IsArray(v) && !cJSON_IsObject(v)) {
+        *out = cJSON_Duplicate(v, false);
+        return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
+    }
+    cJSON *c = cJSON_IsArray(v) ? cJSON_CreateArray() : cJSON_CreateObject();
+    if (!c)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    const cJSON *child;
+    cJSON_ArrayForEach(child, v) {
+        cJSON *x;
+        int rc = eval_value(r, child, &x);
+        bool ok = rc == RZ_OK &&
+                  (cJSON_IsArray(v) ? cJSON_AddItemToArray(c, x)
+                                    : cJSON_AddItemToObject(c, child->string, x));
+        if (!ok) {
+            if (rc == RZ_OK)
+                cJSON_Delete(x);
+            cJSON_Delete(c);
+            return rc != RZ_OK ? rc : rz__error(RZ_ENOMEM, "out of memory");
+        }
+    }
+    *out = c;
+    return RZ_OK;
+}
+
+/* ---- Work lists ----------------------------------------------------------- */
+
+static void push_ready(rz_run *r, size_t i)
+{
+    r->st[i].state = RZ_STEP_READY;
+    if (!r->st[i].in_ready) {
+        r->st[i].in_ready = true;
+        r->ready[r->n_ready++] = i;
+    }
+}
+
+static void push_timed(rz_run *r, size_t i)
+{
+    if (!r->st[i].in_timed) {
+        r->st[i].in_timed = true;
+        r->timed[r->n_timed++] = i;
+    }
+}
+
+static bool timed_live(const step_rt *s)
+{
+    return s->state == RZ_STEP_BACKOFF ||
+           (s->state == RZ_STEP_RUNNING && s->has_deadline);
+}
+
+/* ---- Settling ------------------------------------------------------------- */
+
+static void set_error(step_rt *s, char *reason)
+{
+    free(s->error);
+    s->error = reason;
+}
+
+/* Why `d` cannot run because of its settled dep `u`; NULL if it still may. */
+static char *block_reason(const rz_run *r, size_t u)
+{
+    const char *id = step_of(r, u)->id;
+    switch (r->st[u].state) {
+    case RZ_STEP_SKIPPED:
+        return rz__asprintf("upstream step '%s' was skipped", id);
+    case RZ_STEP_CANCELLED:
+        return rz__asprintf("upstream step '%s' was cancelled", id);
+    case RZ_STEP_FAILED:
+        if (step_of(r, u)->on_failure == RZ_ON_FAILURE_CONTINUE)
+            return NULL;
+        return rz__asprintf("upstream step '%s' failed", id);
+    default:
+        return NULL;
+    }
+}
+
+static bool blocks(const rz_run *r, size_t u)
+{
+    rz_step_state s = r->st[u].state;
+    return s == RZ_STEP_SKIPPED || s == RZ_STEP_CANCELLED ||
+           (s == RZ_STEP_FAILED &&
+            step_of(r, u)->on_failure != RZ_ON_FAILURE_CONTINUE);
+}
+
+/* All deps of `i` are done: evaluate `when`. Returns true if `i` settled
+ * (skipped, or failed because its condition could not be evaluated). */
+static bool activate(rz_run *r, size_t i)
+{
+    step_rt *s = &r->st[i];
+    if (!s->when) {
+        push_ready(r, i);
+        return false;
+    }
+    cJSON *v = NULL;
+    int rc = rz__expr_eval(s->when, resolve_ref, r, &v);
+    if (rc != RZ_OK) {
+        set_error(s, rz__asprintf("when: %s", rz_error_last()->message));
+        s->state = RZ_STEP_FAILED;
+        if (step_of(r, i)->on_failure != RZ_ON_FAILURE_CONTINUE)
+            r->fatal = true;
+        return true;
+    }
+    bool go = rz__json_truthy(v);
+    cJSON_Delete(v);
+    if (go) {
+        push_ready(r, i);
+        return false;
+    }
+    set_error(s, rz__asprintf("condition is false: %s", step_of(r, i)->when));
+    s->state = RZ_STEP_SKIPPED;
+    return true;
+}
+
+/* `i` just reached a final state: count it and let its dependants move,
+ * iteratively, as far as the news travels. */
+static void settle(rz_run *r, size_t i)
+{
+    size_t sp = 0;
+    r->stack[sp++] = i;
+    while (sp) {
+        size_t u = r->stack[--sp];
+        r->settled++;
+        bool blocked = blocks(r, u);
+        for (size_t k = r->succ_off[u]; k < r->succ_off[u + 1]; k++) {
+            size_t d = r->succ[k];
+            step_rt *ds = &r->st[d];
+            if (ds->state != RZ_STEP_PENDING)
+                continue;
+            if (blocked) {
+                ds->state = r->st[u].state == RZ_STEP_CANCELLED
+                                ? RZ_STEP_CANCELLED : RZ_STEP_SKIPPED;
+                set_error(ds, block_reason(r, u));
+                r->stack[sp++] = d;
+            } else if (--ds->waiting == 0 && activate(r, d)) {
+                r->stack[sp++] = d;
+            }
+        }
+    }
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* Delay before the retry that follows failed attempt number `n` (1-based). */
+static uint64_t backoff_delay(const rz__step *st, uint32_t n)
+{
+    uint64_t d = st->retry.initial_ms;
+    if (st->retry.backoff != RZ_BACKOFF_EXPONENTIAL)
+        return d;
+    uint64_t cap = st->retry.max_ms ? st->retry.max_ms : UINT64_MAX;
+    for (uint32_t k = 1; k < n && d < cap; k++)
+        d = d > UINT64_MAX / 2 ? UINT64_MAX : d * 2;
+    return d < cap ? d : cap;
+}
+
+/* A RUNNING step failed with `reason` (taken over). Retry or settle. */
+static void step_failed(rz_run *r, size_t i, char *reason, uint64_t now_ms)
+{
+    step_rt *s = &r->st[i];
+    const rz__step *st = step_of(r, i);
+    set_error(s, reason);
+    s->has_deadline = false;
+    uint32_t max = st->retry.max_attempts ? st->retry.max_attempts : 1;
+    if (!r->cancelled && s->attempts < max) {
+        s->state = RZ_STEP_BACKOFF;
+        s->due_ms = add_sat(now_ms, backoff_delay(st, s->attempts));
+        push_timed(r, i);
+        return;
+    }
+    s->state = RZ_STEP_FAILED;
+    if (st->on_failure != RZ_ON_FAILURE_CONTINUE)
+        r->fatal = true;
+    settle(r, i);
+}
+
+/* ---- Construction --------------------------------------------------------- */
+
+static int collect_inputs(rz_run *r, const char *inputs_json)
+{
+    r->inputs = inputs_json ? cJSON_Parse(inputs_json) : cJSON_CreateObject();
+    if (!r->inputs)
+        return inputs_json ? rz__error(RZ_EINVALID, "flow inputs are not valid JSON")
+                           : rz__error(RZ_ENOMEM, "out of memory");
+    if (!cJSON_IsObject(r->inputs))
+        return rz__error(RZ_EINVALID, "flow inputs must be a JSON object");
+    const rz_flow *f = r->flow;
+    rz__buf missing = {0};
+    size_t n_missing = 0;
+    for (size_t i = 0; i < f->n_inputs; i++) {
+        const rz__flow_input *in = &f->inputs[i];
+        if (cJSON_GetObjectItemCaseSensitive(r->inputs, in->name))
+            continue;
+        if (in->def) {
+            cJSON *d = cJSON_Duplicate(in->def, true);
+            if (!d || !cJSON_AddItemToObject(r->inputs, in->name, d)) {
+                cJSON_Delete(d);
+                rz__buf_free(&missing);
+                return rz__error(RZ_ENOMEM, "out of memory");
+            }
+        } else if (in->required) {
+            rz__buf_printf(&missing, "%s'%s'", n_missing ? ", " : "", in->name);
+            n_missing++;
+        }
+    }
+    if (n_missing) {
+        char *names = rz__buf_take(&missing);
+        rz__error(RZ_EINVALID, "missing required flow input%s: %s",
+                  n_missing > 1 ? "s" : "", names ? names : "");
+        free(names);
+        return RZ_EINVALID;
+    }
+    rz__buf_free(&missing);
+    return RZ_OK;
+}
+
+/* CSR of dependants (from each step's deps) and of incoming connections. */
+static int build_edges(rz_run *r)
+{
+    const rz_flow *f = r->flow;
+    size_t n = r->n, e = 0, c = 0;
+    for (size_t i = 0; i < n; i++)
+        e += f->steps[i].n_deps;
+    for (size_t k = 0; k < f->n_conns; k++)
+        if (f->conns[k].dst < n && f->conns[k].src < n)
+            c++;
+    r->succ_off = calloc(n + 1, sizeof *r->succ_off);
+    r->succ = malloc((e ? e : 1) * sizeof *r->succ);
+    r->conn_off = calloc(n + 1, sizeof *r->conn_off);
+    r->conn = malloc((c ? c : 1) * sizeof *r->conn);
+    if (!r->succ_off || !r->succ || !r->conn_off || !r->conn)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < f->steps[i].n_deps; k++)
+            r->succ_off[f->steps[i].deps[k] + 1]++;
+    for (size_t k = 0; k < f->n_conns; k++)
+        if (f->conns[k].dst < n && f->conns[k].src < n)
+            r->conn_off[f->conns[k].dst + 1]++;
+    for (size_t i = 0; i < n; i++) {
+        r->succ_off[i + 1] += r->succ_off[i];
+        r->conn_off[i + 1] += r->conn_off[i];
+    }
+    /* The work stacks are free yet; use them as fill cursors. */
+    memcpy(r->stack, r->succ_off, n * sizeof *r->stack);
+    memcpy(r->scratch, r->conn_off, n * sizeof *r->scratch);
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < f->steps[i].n_deps; k++)
+            r->succ[r->stack[f->steps[i].deps[k]]++] = i;
+    for (size_t k = 0; k < f->n_conns; k++)
+        if (f->conns[k].dst < n && f->conns[k].src < n)
+            r->conn[r->scratch[f->conns[k].dst]++] = k;
+    return RZ_OK;
+}
+
+static int parse_conditions(rz_run *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        const rz__step *st = step_of(r, i);
+        if (!st->when)
+            continue;
+        char err[256] = "";
+        size_t off = 0;
+        if (rz__expr_parse(&r->st[i].when, st->when, true, err, sizeof err,
+                           &off) != RZ_OK)
+            return rz__error(RZ_EEXPR, "step '%s': when: %s (at offset %zu)",
+                             st->id, err[0] ? err : "malformed expression", off);
+    }
+    return RZ_OK;
+}
+
+static int run_alloc(rz_run *r, const char *run_id)
+{
+    size_t n1 = r->n ? r->n : 1;
+    r->id = rz__strdup(run_id ? run_id : "run");
+    r->st = calloc(n1, sizeof *r->st);
+    r->ready = malloc(n1 * sizeof *r->ready);
+    r->timed = malloc(n1 * sizeof *r->timed);
+    r->stack = malloc(n1 * sizeof *r->stack);
+    r->scratch = malloc(n1 * sizeof *r->scratch);
+    if (!r->id || !r->st || !r->ready || !r->timed || !r->stack || !r->scratch)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    return RZ_OK;
+}
+
+/* A cycle would leave steps pending forever; the planner finds and names it. */
+static int check_acyclic(const rz_flow *flow)
+{
+    rz_plan *p = NULL;
+    int rc = rz_plan_build(&p, flow, NULL);
+    rz_plan_free(p);
+    return rc;
+}
+
+int rz_run_new(rz_run **out, const rz_flow *flow, const char *inputs_json,
+               const char *run_id, uint64_t now_ms)
+{
+    *out = NULL;
+    if (!flow)
+        return rz__error(RZ_EINVAL, "rz_run_new: flow is NULL");
+    int rc = check_acyclic(flow);
+    if (rc != RZ_OK)
+        return rc;
+    rz_run *r = calloc(1, sizeof *r);
+    if (!r)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    r->flow = flow;
+    r->n = flow->n_steps;
+    r->created_ms = now_ms;
+    rc = run_alloc(r, run_id);
+    if (rc == RZ_OK)
+        rc = build_edges(r);
+    if (rc == RZ_OK)
+        rc = collect_inputs(r, inputs_json);
+    if (rc == RZ_OK)
+        rc = parse_conditions(r);
+    if (rc != RZ_OK) {
+        rz_run_free(r);
+        return rc;
+    }
+    for (size_t i = 0; i < r->n; i++)
+        r->st[i].waiting = flow->steps[i].n_deps;
+    for (size_t i = 0; i < r->n; i++)
+        if (r->st[i].state == RZ_STEP_PENDING && r->st[i].waiting == 0 &&
+            activate(r, i))
+            settle(r, i);
+    *out = r;
+    return RZ_OK;
+}
+
+void rz_run_free(rz_run *run)
+{
+    if (!run)
+        return;
+    for (size_t i = 0; run->st && i < run->n; i++) {
+        free(run->st[i].error);
+        cJSON_Delete(run->st[i].outputs);
+        rz__expr_free(run->st[i].when);
+    }
+    free(run->st);
+    free(run->id);
+    cJSON_Delete(run->inputs);
+    free(run->succ_off);
+    free(run->succ);
+    free(run->conn_off);
+    free(run->conn);
+    free(run->ready);
+    free(run->timed);
+    free(run->stack);
+    free(run->scratch);
+    free(run);
+}
+
+/* ---- Transitions ---------------------------------------------------------- */
+
+static int check_step(const rz_run *r, size_t step)
+{
+    if (!r)
+        return rz__error(RZ_EINVAL, "run is NULL");
+    if (step >= r->n)
+        return rz__error(RZ_EINVAL, "no step %zu (the flow has %zu)", step, r->n);
+    return RZ_OK;
+}
+
+static int wrong_state(const rz_run *r, size_t step, const char *op)
+{
+    return rz__error(RZ_ESTATE, "cannot %s step '%s': it is %s", op,
+                     step_of(r, step)->id, rz_step_state_name(r->st[step].state));
+}
+
+/* Promote due retries, drop stale entries. */
+static void sweep_timed(rz_run *r, uint64_t now_ms)
+{
+    size_t w = 0;
+    for (size_t k = 0; k < r->n_timed; k++) {
+        size_t i = r->timed[k];
+        step_rt *s = &r->st[i];
+        if (s->state == RZ_STEP_BACKOFF && s->due_ms <= now_ms)
+            push_ready(r, i);
+        if (timed_live(s))
+            r->timed[w++] = i;
+        else
+            s->in_timed = false;
+    }
+    r->n_timed = w;
+}
+
+size_t rz_run_ready(rz_run *run, uint64_t now_ms, size_t *steps, size_t cap)
+{
+    if (!run)
+        return 0;
+    sweep_timed(run, now_ms);
+    size_t w = 0;
+    for (size_t k = 0; k < run->n_ready; k++) {
+        size_t i = run->ready[k];
+        if (run->st[i].state != RZ_STEP_READY) {
+            run->st[i].in_ready = false;
+            continue;
+        }
+        if (steps && w < cap)
+            steps[w] = i;
+        run->ready[w++] = i;
+    }
+    run->n_ready = w;
+    return w;
+}
+
+static uint32_t timeout_s(const rz__step *st)
+{
+    if (st->timeout_s)
+        return st->timeout_s;
+    return st->module ? st->module->timeout_s : 0;
+}
+
+int rz_run_start(rz_run *run, size_t step, uint64_t now_ms)
+{
+    int rc = check_step(run, step);
+    if (rc != RZ_OK)
+        return rc;
+    step_rt *s = &run->st[step];
+    if (s->state != RZ_STEP_READY)
+        return wrong_state(run, step, "start");
+    s->state = RZ_STEP_RUNNING;
+    s->attempts++;
+    uint32_t t = timeout_s(step_of(run, step));
+    s->has_deadline = t > 0;
+    if (t) {
+        s->due_ms = add_sat(now_ms, (uint64_t)t * 1000u);
+        push_timed(run, step);
+    }
+    return RZ_OK;
+}
+
+int rz_run_succeed(rz_run *run, size_t step, const char *outputs_json,
+                   uint64_t now_ms)
+{
+    int rc = check_step(run, step);
+    if (rc != RZ_OK)
+        return rc;
+    step_rt *s = &run->st[step];
+    if (s->state != RZ_STEP_RUNNING)
+        return wrong_state(run, step, "complete");
+    const char *end = NULL;
+    cJSON *o = outputs_json ? cJSON_ParseWithOpts(outputs_json, &end, true)
+                            : cJSON_CreateObject();
+    if (!o && !outputs_json)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    if (!cJSON_IsObject(o)) {
+        const char *why = o ? "outputs are not a JSON object"
+                            : "outputs are not valid JSON";
+        cJSON_Delete(o);
+        char *reason = rz__strdup(why);
+        if (!reason)
+            return rz__error(RZ_ENOMEM, "out of memory");
+        step_failed(run, step, reason, now_ms);
+        return rz__error(RZ_EINVALID, "step '%s': %s", step_of(run, step)->id,
+                         why);
+    }
+    s->outputs = o;
+    s->state = RZ_STEP_SUCCEEDED;
+    s->has_deadline = false;
+    set_error(s, NULL);
+    settle(run, step);
+    return RZ_OK;
+}
+
+int rz_run_fail(rz_run *run, size_t step, const char *reason, uint64_t now_ms)
+{
+    int rc = check_step(run, step);
+    if (rc != RZ_OK)
+        return rc;
+    if (run->st[step].state != RZ_STEP_RUNNING)
+        return wrong_state(run, step, "fail");
+    char *copy = rz__strdup(reason && reason[0] ? reason : "failed");
+    if (!copy)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    step_failed(run, step, copy, now_ms);
+    return RZ_OK;
+}
+
+size_t rz_run_tick(rz_run *run, uint64_t now_ms, size_t *expired, size_t cap)
+{
+    if (!run)
+        return 0;
+    /* Collect first: failing a step may add to the lists being walked. */
+    size_t n = 0;
+    for (size_t k = 0; k < run->n_timed; k++) {
+        size_t i = run->timed[k];
+        const step_rt *s = &run->st[i];
+        if (s->state == RZ_STEP_RUNNING && s->has_deadline && s->due_ms <= now_ms)
+            run->scratch[n++] = i;
+    }
+    for (size_t k = 0; k < n; k++) {
+        size_t i = run->scratch[k];
+        if (expired && k < cap)
+            expired[k] = i;
+        char *why = rz__asprintf("timed out after %u s",
+                                 timeout_s(step_of(run, i)));
+        step_failed(run, i, why, now_ms);
+    }
+    return n;
+}
+
+uint64_t rz_run_next_wakeup(const rz_run *run)
+{
+    uint64_t t = UINT64_MAX;
+    for (size_t k = 0; run && k < run->n_timed; k++) {
+        const step_rt *s = &run->st[run->timed[k]];
+        if (timed_live(s) && s->due_ms < t)
+            t = s->due_ms;
+    }
+    return t;
+}
+
+int rz_run_cancel(rz_run *run, uint64_t now_ms)
+{
+    if (!run)
+        return rz__error(RZ_EINVAL, "run is NULL");
+    if (rz_run_done(run))
+        return rz__error(RZ_ESTATE, "cannot cancel run '%s': it is %s", run->id,
+                         rz_run_state_name(rz_run_state_get(run)));
+    run->cancelled = true;
+    for (size_t i = 0; i < run->n; i++) {
+        step_rt *s = &run->st[i];
+        if (s->state == RZ_STEP_PENDING || s->state == RZ_STEP_READY ||
+            s->state == RZ_STEP_BACKOFF) {
+            s->state = RZ_STEP_CANCELLED;
+            set_error(s, NULL);
+            run->settled++;
+        }
+    }
+    return RZ_OK;
+}
+
+/* ---- Queries -------------------------------------------------------------- */
+
+rz_run_state rz_run_state_get(const rz_run *run)
+{
+    if (!run || run->settled < run->n)
+        return RZ_RUN_RUNNING;
+    if (run->cancelled)
+        return RZ_RUN_CANCELLED;
+    return run->fatal ? RZ_RUN_FAILED : RZ_RUN_SUCCEEDED;
+}
+
+int rz_run_done(const rz_run *run)
+{
+    return run && run->settled == run->n;
+}
+
+const char *rz_run_id(const rz_run *run)
+{
+    return run ? run->id : NULL;
+}
+
+const rz_flow *rz_run_flow(const rz_run *run)
+{
+    return run ? run->flow : NULL;
+}
+
+rz_step_state rz_run_step_state(const rz_run *run, size_t step)
+{
+    return run && step < run->n ? run->st[step].state : RZ_STEP_PENDING;
+}
+
+uint32_t rz_run_step_attempts(const rz_run *run, size_t step)
+{
+    return run && step < run->n ? run->st[step].attempts : 0;
+}
+
+const char *rz_run_step_error(const rz_run *run, size_t step)
+{
+    return run && step < run->n ? run->st[step].error : NULL;
+}
+
+/* ---- Requests and JSON ---------------------------------------------------- */
+
+static int set_key(cJSON *obj, const char *key, cJSON *v)
+{
+    if (!v)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    bool ok = cJSON_GetObjectItemCaseSensitive(obj, key)
+                  ? cJSON_ReplaceItemInObjectCaseSensitive(obj, key, v)
+                  : cJSON_AddItemToObject(obj, key, v);
+    if (!ok) {
+        cJSON_Delete(v);
+        return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    return RZ_OK;
+}
+
+/* Builder connections first, then the step's own `inputs`, which win. */
+static int request_inputs(const rz_run *r, size_t step, cJSON *inputs)
+{
+    const rz_flow *f = r->flow;
+    for (size_t k = r->conn_off[step]; k < r->conn_off[step + 1]; k++) {
+        const rz__conn *c = &f->conns[r->conn[k]];
+        const cJSON *v = r->st[c->src].outputs
+            ? cJSON_GetObjectItemCaseSensitive(r->st[c->src].outputs, c->src_port)
+            : NULL;
+        if (v && set_key(inputs, c->dst_port, cJSON_Duplicate(v, true)) != RZ_OK)
+            return RZ_ENOMEM;
+    }
+    const rz__step *st = step_of(r, step);
+    for (size_t k = 0; k < st->n_inputs; k++) {
+        cJSON *v = NULL;
+        int rc = eval_value(r, st->inputs[k].value, &v);
+        if (rc != RZ_OK) {
+            char where[300];
+            snprintf(where, sizeof where, "input '%s'", st->inputs[k].name);
+            return error_in(rc, st->id, where);
+        }
+        if (set_key(inputs, st->inputs[k].name, v) != RZ_OK)
+            return RZ_ENOMEM;
+    }
+    return RZ_OK;
+}
+
+int rz_run_request(const rz_run *run, size_t step, char **out)
+{
+    *out = NULL;
+    int rc = check_step(run, step);
+    if (rc != RZ_OK)
+        return rc;
+    rz_step_state s = run->st[step].state;
+    if (s != RZ_STEP_READY && s != RZ_STEP_RUNNING)
+        return wrong_state(run, step, "build the request of");
+    cJSON *req = cJSON_CreateObject();
+    cJSON *inputs = cJSON_CreateObject();
+    cJSON *config = NULL;
+    if (!req || !inputs) {
+        cJSON_Delete(req);
+        cJSON_Delete(inputs);
+        return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    rc = set_key(req, "inputs", inputs);
+    if (rc == RZ_OK)
+        rc = request_inputs(run, step, inputs);
+    if (rc == RZ_OK) {
+        const cJSON *cfg = step_of(run, step)->config;
+        rc = cfg ? eval_value(run, cfg, &config) : RZ_OK;
+        if (rc != RZ_OK)
+            rc = error_in(rc, step_of(run, step)->id, "config");
+        else
+            rc = set_key(req, "config", config ? config : cJSON_CreateObject());
+    }
+    if (rc == RZ_OK && !(*out = cJSON_PrintUnformatted(req)))
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    cJSON_Delete(req);
+    return rc;
+}
+
+int rz_run_step_outputs(const rz_run *run, size_t step, char **out)
+{
+    *out = NULL;
+    int rc = check_step(run, step);
+    if (rc != RZ_OK)
+        return rc;
+    const cJSON *o = run->st[step].outputs;
+    *out = o ? cJSON_PrintUnformatted(o) : rz__strdup("{}");
+    return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
+}
+
+static cJSON *step_json(const rz_run *r, size_t i)
+{
+    const step_rt *s = &r->st[i];
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddStringToObject(o, "status", rz_step_state_name(s->state)) ||
+        !cJSON_AddNumberToObject(o, "attempts", s->attempts)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    cJSON *outs = s->outputs ? cJSON_Duplicate(s->outputs, true)
+                             : cJSON_CreateObject();
+    if (!outs || !cJSON_AddItemToObject(o, "outputs", outs)) {
+        cJSON_Delete(outs);
+        cJSON_Delete(o);
+        return NULL;
+    }
+    if (s->error && !cJSON_AddStringToObject(o, "error", s->error)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* A final step is one no other step depends on. */
+static bool is_final(const rz_run *r, size_t i)
+{
+    return r->succ_off[i] == r->succ_off[i + 1];
+}
+
+static bool add_step(const rz_run *r, size_t i, cJSON *steps, cJSON *outs)
+{
+    const char *id = step_of(r, i)->id;
+    cJSON *sj = step_json(r, i);
+    if (!sj || !cJSON_AddItemToObject(steps, id, sj)) {
+        cJSON_Delete(sj);
+        return false;
+    }
+    if (r->st[i].state != RZ_STEP_SUCCEEDED || !is_final(r, i))
+        return true;
+    cJSON *o = cJSON_Duplicate(r->st[i].outputs, true);
+    if (!o || !cJSON_AddItemToObject(outs, id, o)) {
+        cJSON_Delete(o);
+        return false;
+    }
+    return true;
+}
+
+static cJSON *run_json(const rz_run *r)
+{
+    cJSON *root = cJSON_CreateObject();
+    bool ok = root && cJSON_AddStringToObject(root, "id", r->id) &&
+              cJSON_AddStringToObject(root, "flow", rz_flow_name(r->flow)) &&
+              cJSON_AddStringToObject(root, "status",
+                                      rz_run_state_name(rz_run_state_get(r)));
+    cJSON *steps = ok ? cJSON_AddObjectToObject(root, "steps") : NULL;
+    cJSON *outs = steps ? cJSON_AddObjectToObject(root, "outputs") : NULL;
+    ok = outs != NULL;
+    for (size_t i = 0; ok && i < r->n; i++)
+        ok = add_step(r, i, steps, outs);
+    if (!ok) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+int rz_run_to_json(const rz_run *run, char **out)
+{
+    *out = NULL;
+    if (!run)
+        return rz__error(RZ_EINVAL, "run is NULL");
+    cJSON *root = run_json(run);
+    *out = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
+}

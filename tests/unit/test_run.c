@@ -1,0 +1,711 @@
+/* Run state machine: every transition, retries, timeouts, conditions,
+ * failure policies, cancel, inputs, requests and the JSON view. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flow/model.h"
+#include "rhizos/run.h"
+
+static rz_flow *parse(const char *src, rz_format fmt)
+{
+    rz_flow *f = NULL;
+    rz_diags *d = NULL;
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    int rc = rz_flow_parse(&f, src, strlen(src), fmt, "t", d);
+    if (rc != RZ_OK) {
+        char *text = NULL;
+        rz_diags_to_text(d, &text);
+        fprintf(stderr, "parse failed: %s\n", text ? text : "");
+        rz_free(text);
+    }
+    assert_int_equal(rc, RZ_OK);
+    rz_diags_free(d);
+    assert_int_equal(rz__flow_link(f), RZ_OK);
+    return f;
+}
+
+static rz_flow *yaml(const char *src)
+{
+    return parse(src, RZ_FORMAT_YAML);
+}
+
+static rz_run *start_run(const rz_flow *f, const char *inputs)
+{
+    rz_run *r = NULL;
+    int rc = rz_run_new(&r, f, inputs, "r1", 0);
+    if (rc != RZ_OK)
+        fprintf(stderr, "rz_run_new: %s\n", rz_error_last()->message);
+    assert_int_equal(rc, RZ_OK);
+    return r;
+}
+
+static size_t S(const rz_run *r, const char *id)
+{
+    size_t i = rz_flow_step_find(rz_run_flow(r), id);
+    assert_int_not_equal(i, RZ_NPOS);
+    return i;
+}
+
+static rz_step_state state_of(const rz_run *r, const char *id)
+{
+    return rz_run_step_state(r, S(r, id));
+}
+
+/* The ready steps' ids, comma-separated, into a static buffer. */
+static const char *ready_ids(rz_run *r, uint64_t now)
+{
+    static char buf[256];
+    size_t idx[16];
+    size_t n = rz_run_ready(r, now, idx, 16);
+    assert_true(n <= 16);
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        strcat(buf, i ? "," : "");
+        strcat(buf, rz_flow_step_id(rz_run_flow(r), idx[i]));
+    }
+    return buf;
+}
+
+static void run_ok(rz_run *r, const char *id, const char *outputs, uint64_t now)
+{
+    assert_int_equal(rz_run_start(r, S(r, id), now), RZ_OK);
+    assert_int_equal(rz_run_succeed(r, S(r, id), outputs, now), RZ_OK);
+}
+
+static void expect_json(const rz_run *r, const char *want)
+{
+    char *json = NULL;
+    assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
+    assert_string_equal(json, want);
+    rz_free(json);
+}
+
+static void expect_request(const rz_run *r, const char *id, const char *want)
+{
+    char *req = NULL;
+    int rc = rz_run_request(r, S(r, id), &req);
+    if (rc != RZ_OK)
+        fprintf(stderr, "rz_run_request: %s\n", rz_error_last()->message);
+    assert_int_equal(rc, RZ_OK);
+    assert_string_equal(req, want);
+    rz_free(req);
+}
+
+/* ---- the happy path and the JSON view ---- */
+
+static void test_linear_success(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: lin\nsteps:\n"
+                      "  a: {module: noop}\n"
+                      "  b: {module: noop, needs: [a]}\n");
+    rz_run *r = start_run(f, NULL);
+    assert_string_equal(rz_run_id(r), "r1");
+    assert_ptr_equal(rz_run_flow(r), f);
+    assert_int_equal(state_of(r, "a"), RZ_STEP_READY);
+    assert_int_equal(state_of(r, "b"), RZ_STEP_PENDING);
+    assert_string_equal(ready_ids(r, 0), "a");
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_RUNNING);
+    assert_false(rz_run_done(r));
+
+    assert_int_equal(rz_run_start(r, S(r, "a"), 10), RZ_OK);
+    assert_int_equal(state_of(r, "a"), RZ_STEP_RUNNING);
+    assert_int_equal(rz_run_step_attempts(r, S(r, "a")), 1);
+    assert_string_equal(ready_ids(r, 10), "");
+    expect_json(r, "{\"id\":\"r1\",\"flow\":\"lin\",\"status\":\"running\","
+                   "\"steps\":{\"a\":{\"status\":\"running\",\"attempts\":1,"
+                   "\"outputs\":{}},\"b\":{\"status\":\"pending\",\"attempts\":0,"
+                   "\"outputs\":{}}},\"outputs\":{}}");
+
+    assert_int_equal(rz_run_succeed(r, S(r, "a"), "{\"x\": 1}", 20), RZ_OK);
+    assert_int_equal(state_of(r, "a"), RZ_STEP_SUCCEEDED);
+    assert_string_equal(ready_ids(r, 20), "b");
+    char *outs = NULL;
+    assert_int_equal(rz_run_step_outputs(r, S(r, "a"), &outs), RZ_OK);
+    assert_string_equal(outs, "{\"x\":1}");
+    rz_free(outs);
+    assert_int_equal(rz_run_step_outputs(r, S(r, "b"), &outs), RZ_OK);
+    assert_string_equal(outs, "{}");
+    rz_free(outs);
+
+    assert_int_equal(rz_run_start(r, S(r, "b"), 30), RZ_OK);
+    assert_int_equal(rz_run_succeed(r, S(r, "b"), NULL, 40), RZ_OK);
+    assert_true(rz_run_done(r));
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    /* "outputs" holds final steps only (b), keyed by step id. */
+    expect_json(r, "{\"id\":\"r1\",\"flow\":\"lin\",\"status\":\"succeeded\","
+                   "\"steps\":{\"a\":{\"status\":\"succeeded\",\"attempts\":1,"
+                   "\"outputs\":{\"x\":1}},\"b\":{\"status\":\"succeeded\","
+                   "\"attempts\":1,\"outputs\":{}}},\"outputs\":{\"b\":{}}}");
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+static void test_names_and_defaults(void **state)
+{
+    (void)state;
+    static const char *const steps[] = {"pending", "ready", "backoff", "running",
+                                        "succeeded", "failed", "skipped",
+                                        "cancelled"};
+    for (int i = 0; i <= RZ_STEP_CANCELLED; i++)
+        assert_string_equal(rz_step_state_name((rz_step_state)i), steps[i]);
+    assert_string_equal(rz_step_state_name((rz_step_state)99), "unknown");
+    assert_string_equal(rz_run_state_name(RZ_RUN_RUNNING), "running");
+    assert_string_equal(rz_run_state_name(RZ_RUN_SUCCEEDED), "succeeded");
+    assert_string_equal(rz_run_state_name(RZ_RUN_FAILED), "failed");
+    assert_string_equal(rz_run_state_name(RZ_RUN_CANCELLED), "cancelled");
+    assert_string_equal(rz_run_state_name((rz_run_state)-1), "unknown");
+
+    rz_flow *f = yaml("flux: 1\nname: one\nsteps:\n  a: {module: noop}\n");
+    rz_run *r = NULL;
+    assert_int_equal(rz_run_new(&r, f, NULL, NULL, 0), RZ_OK);
+    assert_string_equal(rz_run_id(r), "run");
+    assert_int_equal(rz_run_next_wakeup(r), UINT64_MAX);
+    rz_run_free(r);
+    rz_run_free(NULL);
+    r = (rz_run *)&r;
+    assert_int_equal(rz_run_new(&r, NULL, NULL, NULL, 0), RZ_EINVAL);
+    assert_null(r);
+    rz_flow_free(f);
+}
+
+/* ---- invalid transitions ---- */
+
+static void test_invalid_transitions(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: bad\nsteps:\n"
+                      "  a: {module: noop}\n"
+                      "  b: {module: noop, needs: [a]}\n");
+    rz_run *r = start_run(f, NULL);
+    size_t a = S(r, "a"), b = S(r, "b");
+    char *req = (char *)&req;
+    assert_int_equal(rz_run_start(r, b, 0), RZ_ESTATE);          /* pending */
+    assert_non_null(strstr(rz_error_last()->message, "'b'"));
+    assert_int_equal(rz_run_succeed(r, a, "{}", 0), RZ_ESTATE);  /* ready */
+    assert_int_equal(rz_run_fail(r, a, "x", 0), RZ_ESTATE);
+    assert_int_equal(rz_run_request(r, b, &req), RZ_ESTATE);
+    assert_null(req);
+    assert_int_equal(rz_run_start(r, 2, 0), RZ_EINVAL);
+    assert_int_equal(rz_run_start(r, RZ_NPOS, 0), RZ_EINVAL);
+    assert_int_equal(rz_run_request(r, 7, &req), RZ_EINVAL);
+    assert_int_equal(rz_run_step_outputs(r, 7, &req), RZ_EINVAL);
+    assert_int_equal(rz_run_step_state(r, 7), RZ_STEP_PENDING);
+    assert_null(rz_run_step_error(r, 7));
+    assert_int_equal(rz_run_step_attempts(r, 7), 0);
+
+    assert_int_equal(rz_run_start(r, a, 0), RZ_OK);
+    assert_int_equal(rz_run_start(r, a, 0), RZ_ESTATE);          /* running */
+    assert_int_equal(rz_run_succeed(r, a, "{}", 1), RZ_OK);
+    assert_int_equal(rz_run_succeed(r, a, "{}", 1), RZ_ESTATE);  /* done */
+    run_ok(r, "b", "{}", 2);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+static void test_invalid_after_done(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: done\nsteps:\n  a: {module: noop}\n");
+    rz_run *r = start_run(f, NULL);
+    run_ok(r, "a", "{}", 5);
+    assert_int_equal(rz_run_succeed(r, 0, "{}", 6), RZ_ESTATE);
+    assert_int_equal(rz_run_fail(r, 0, "late", 6), RZ_ESTATE);
+    assert_int_equal(rz_run_start(r, 0, 6), RZ_ESTATE);
+    assert_int_equal(rz_run_cancel(r, 6), RZ_ESTATE);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* ---- retries ---- */
+
+static void test_retry_fixed(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: fixed\nsteps:\n"
+                      "  a:\n    module: noop\n"
+                      "    retry: {max_attempts: 3, backoff: fixed, initial_ms: 500}\n");
+    rz_run *r = start_run(f, NULL);
+    size_t a = S(r, "a");
+    assert_int_equal(rz_run_start(r, a, 0), RZ_OK);
+    assert_int_equal(rz_run_fail(r, a, "boom 1", 100), RZ_OK);
+    assert_int_equal(rz_run_step_state(r, a), RZ_STEP_BACKOFF);
+    assert_string_equal(rz_run_step_error(r, a), "boom 1");
+    assert_int_equal(rz_run_next_wakeup(r), 600);
+    assert_int_equal(rz_run_start(r, a, 300), RZ_ESTATE);        /* backoff */
+    assert_string_equal(ready_ids(r, 599), "");
+    assert_int_equal(rz_run_step_state(r, a), RZ_STEP_BACKOFF);
+    assert_string_equal(ready_ids(r, 600), "a");
+    assert_int_equal(rz_run_step_state(r, a), RZ_STEP_READY);
+    assert_int_equal(rz_run_next_wakeup(r), UINT64_MAX);
+
+    assert_int_equal(rz_run_start(r, a, 650), RZ_OK);
+    assert_int_equal(rz_run_step_attempts(r, a), 2);
+    assert_int_equal(rz_run_fail(r, a, "boom 2", 700), RZ_OK);
+    assert_int_equal(rz_run_next_wakeup(r), 1200);               /* fixed */
+    assert_string_equal(ready_ids(r, 5000), "a");
+    assert_int_equal(rz_run_start(r, a, 5000), RZ_OK);
+    assert_int_equal(rz_run_fail(r, a, NULL, 5001), RZ_OK);
+    assert_int_equal(rz_run_step_state(r, a), RZ_STEP_FAILED);
+    assert_int_equal(rz_run_step_attempts(r, a), 3);
+    assert_string_equal(rz_run_step_error(r, a), "failed");
+    assert_true(rz_run_done(r));
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
+    expect_json(r, "{\"id\":\"r1\",\"flow\":\"fixed\",\"status\":\"failed\","
+                   "\"steps\":{\"a\":{\"status\":\"failed\",\"attempts\":3,"
+                   "\"outputs\":{},\"error\":\"failed\"}},\"outputs\":{}}");
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+static void test_retry_exponential_capped(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: expo\nsteps:\n"
+                      "  a:\n    module: noop\n"
+                      "    retry: {max_attempts: 6, backoff: exponential,"
+                      " initial_ms: 100, max_ms: 700}\n"
+                      "  b: {module: noop, needs: [a]}\n");
+    rz_run *r = start_run(f, NULL);
+    size_t a = S(r, "a");
+    /* 100, 200, 400, then 800 and 1600 capped at 700. */
+    static const uint64_t delay[] = {100, 200, 400, 700, 700};
+    uint64_t now = 1000;
+    for (size_t k = 0; k < RZ_ARRAY_LEN(delay); k++) {
+        assert_int_equal(rz_run_start(r, a, now), RZ_OK);
+        assert_int_equal(rz_run_step_attempts(r, a), k + 1);
+        now += 10;
+        assert_int_equal(rz_run_fail(r, a, "again", now), RZ_OK);
+        assert_int_equal(rz_run_step_state(r, a), RZ_STEP_BACKOFF);
+        assert_int_equal(rz_run_next_wakeup(r), now + delay[k]);
+        assert_int_equal(rz_run_ready(r, now + delay[k] - 1, NULL, 0), 0);
+        assert_int_equal(rz_run_ready(r, now + delay[k], NULL, 0), 1);
+        now += delay[k];
+    }
+    /* The sixth attempt succeeds; the run carries on downstream. */
+    run_ok(r, "a", "{\"v\":true}", now);
+    assert_int_equal(rz_run_step_attempts(r, a), 6);
+    assert_null(rz_run_step_error(r, a));
+    assert_string_equal(ready_ids(r, now), "b");
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* ---- timeouts ---- */
+
+static void test_timeout(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: slow\nsteps:\n"
+                      "  a: {module: noop, timeout_s: 2}\n"
+                      "  b:\n    module: noop\n    timeout_s: 5\n"
+                      "    retry: {max_attempts: 2, initial_ms: 50}\n"
+                      "  c: {module: noop}\n");
+    rz_run *r = start_run(f, NULL);
+    size_t a = S(r, "a"), b = S(r, "b"), c = S(r, "c");
+    assert_int_equal(rz_run_start(r, a, 1000), RZ_OK);
+    assert_int_equal(rz_run_start(r, b, 1500), RZ_OK);
+    assert_int_equal(rz_run_start(r, c, 1500), RZ_OK);           /* no limit */
+    assert_int_equal(rz_run_next_wakeup(r), 3000);
+    size_t exp[4];
+    assert_int_equal(rz_run_tick(r, 2999, exp, 4), 0);
+    assert_int_equal(rz_run_tick(r, 3000, exp, 4), 1);
+    assert_int_equal(exp[0], a);
+    assert_int_equal(rz_run_step_state(r, a), RZ_STEP_FAILED);
+    assert_string_equal(rz_run_step_error(r, a), "timed out after 2 s");
+    assert_int_equal(rz_run_next_wakeup(r), 6500);
+    /* Timed out with attempts left: back off like any failure. The caller's
+     * cap bounds what is written, not what is failed. */
+    assert_int_equal(rz_run_tick(r, 7000, exp, 0), 1);
+    assert_int_equal(rz_run_step_state(r, b), RZ_STEP_BACKOFF);
+    assert_string_equal(rz_run_step_error(r, b), "timed out after 5 s");
+    assert_int_equal(rz_run_next_wakeup(r), 7050);
+    assert_string_equal(ready_ids(r, 7050), "b");
+    assert_int_equal(rz_run_start(r, b, 7100), RZ_OK);
+    assert_int_equal(rz_run_next_wakeup(r), 12100);
+    assert_int_equal(rz_run_succeed(r, b, "{}", 7200), RZ_OK);
+    assert_int_equal(rz_run_tick(r, 999999, exp, 4), 0);
+    assert_int_equal(rz_run_step_state(r, c), RZ_STEP_RUNNING);
+    assert_int_equal(rz_run_succeed(r, c, "{}", 999999), RZ_OK);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* ---- when ---- */
+
+static const char *WHEN_FLOW =
+    "flux: 1\nname: branch\n"
+    "inputs:\n  mode: {type: string, default: full}\n"
+    "steps:\n"
+    "  a: {module: noop}\n"
+    "  b:\n    module: noop\n    needs: [a]\n"
+    "    when: \"${{ steps.a.outputs.go }}\"\n"
+    "  c: {module: noop, needs: [b]}\n"
+    "  d: {module: noop, needs: [a, c]}\n"
+    "  e: {module: noop, needs: [a]}\n"
+    "  f:\n    module: noop\n    when: \"inputs.mode == 'full'\"\n";
+
+static void test_when_false_skips_downstream(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml(WHEN_FLOW);
+    rz_run *r = start_run(f, NULL);
+    assert_string_equal(ready_ids(r, 0), "a,f");   /* bare condition: true */
+    run_ok(r, "f", "{}", 0);
+    run_ok(r, "a", "{\"go\": false}", 1);
+    assert_int_equal(state_of(r, "b"), RZ_STEP_SKIPPED);
+    assert_int_equal(state_of(r, "c"), RZ_STEP_SKIPPED);
+    assert_int_equal(state_of(r, "d"), RZ_STEP_SKIPPED);
+    assert_int_equal(state_of(r, "e"), RZ_STEP_READY);
+    assert_non_null(strstr(rz_run_step_error(r, S(r, "b")), "condition is false"));
+    assert_string_equal(rz_run_step_error(r, S(r, "c")),
+                        "upstream step 'b' was skipped");
+    assert_false(rz_run_done(r));
+    run_ok(r, "e", "{\"n\":2}", 2);
+    assert_true(rz_run_done(r));
+    /* Skipped by a condition is not a failure. */
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    char *json = NULL;
+    assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
+    assert_non_null(strstr(json, "\"outputs\":{\"e\":{\"n\":2},\"f\":{}}}"));
+    assert_non_null(strstr(json, "\"c\":{\"status\":\"skipped\",\"attempts\":0"));
+    rz_free(json);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+static void test_when_true_and_inputs(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml(WHEN_FLOW);
+    rz_run *r = start_run(f, "{\"mode\":\"lite\"}");
+    assert_string_equal(ready_ids(r, 0), "a");
+    assert_int_equal(state_of(r, "f"), RZ_STEP_SKIPPED);
+    run_ok(r, "a", "{\"go\": 1}", 1);
+    assert_string_equal(ready_ids(r, 1), "b,e");
+    run_ok(r, "b", "{}", 2);
+    run_ok(r, "c", "{}", 3);
+    run_ok(r, "d", "{}", 4);
+    run_ok(r, "e", "{}", 5);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* A 100k chain skipped from the top: propagation must not recurse. */
+static void test_skip_long_chain(void **state)
+{
+    (void)state;
+    const size_t n = 100000;
+    rz__buf b = {0};
+    rz__buf_puts(&b, "{\"name\":\"long\",\"nodes\":[{\"id\":\"s0\","
+                     "\"moduleId\":\"noop\",\"when\":\"false\"}");
+    for (size_t i = 1; i < n; i++)
+        rz__buf_printf(&b, ",{\"id\":\"s%zu\",\"moduleId\":\"noop\"}", i);
+    rz__buf_puts(&b, "],\"connections\":[");
+    for (size_t i = 0; i + 1 < n; i++)
+        rz__buf_printf(&b, "%s{\"id\":\"e%zu\",\"source\":{\"nodeId\":\"s%zu\","
+                       "\"port\":\"o\"},\"target\":{\"nodeId\":\"s%zu\","
+                       "\"port\":\"i\"}}", i ? "," : "", i, i, i + 1);
+    rz__buf_puts(&b, "]}");
+    char *src = rz__buf_take(&b);
+    rz_flow *f = parse(src, RZ_FORMAT_JSON);
+    free(src);
+    rz_run *r = start_run(f, NULL);
+    assert_true(rz_run_done(r));
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    assert_int_equal(rz_run_step_state(r, n - 1), RZ_STEP_SKIPPED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* ---- on_failure ---- */
+
+static void test_on_failure_fail(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: ff\nsteps:\n"
+                      "  a: {module: noop}\n"
+                      "  b: {module: noop, needs: [a]}\n"
+                      "  c: {module: noop, needs: [b]}\n"
+                      "  x: {module: noop}\n");
+    rz_run *r = start_run(f, NULL);
+    assert_int_equal(rz_run_start(r, S(r, "a"), 0), RZ_OK);
+    assert_int_equal(rz_run_start(r, S(r, "x"), 0), RZ_OK);
+    assert_int_equal(rz_run_fail(r, S(r, "a"), "exit status 3", 5), RZ_OK);
+    assert_int_equal(state_of(r, "a"), RZ_STEP_FAILED);
+    assert_int_equal(state_of(r, "b"), RZ_STEP_SKIPPED);
+    assert_int_equal(state_of(r, "c"), RZ_STEP_SKIPPED);
+    assert_string_equal(rz_run_step_error(r, S(r, "b")), "upstream step 'a' failed");
+    assert_string_equal(rz_run_step_error(r, S(r, "c")),
+                        "upstream step 'b' was skipped");
+    /* The independent step still runs; the run ends once it is done. */
+    assert_false(rz_run_done(r));
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_RUNNING);
+    assert_int_equal(rz_run_succeed(r, S(r, "x"), "{\"k\":1}", 6), RZ_OK);
+    assert_true(rz_run_done(r));
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
+    char *json = NULL;
+    assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
+    assert_non_null(strstr(json, "\"a\":{\"status\":\"failed\",\"attempts\":1,"
+                                 "\"outputs\":{},\"error\":\"exit status 3\"}"));
+    assert_non_null(strstr(json, "\"outputs\":{\"x\":{\"k\":1}}}"));
+    rz_free(json);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+static void test_on_failure_continue(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: fc\nsteps:\n"
+                      "  a: {module: noop, on_failure: continue}\n"
+                      "  ok: {module: noop}\n"
+                      "  b:\n    module: noop\n    needs: [a, ok]\n"
+                      "    inputs:\n"
+                      "      x: \"${{ steps.a.outputs.v }}\"\n"
+                      "      y: \"${{ steps.ok.outputs.v }}\"\n");
+    rz_run *r = start_run(f, NULL);
+    run_ok(r, "ok", "{\"v\":7}", 0);
+    assert_int_equal(rz_run_start(r, S(r, "a"), 0), RZ_OK);
+    assert_int_equal(rz_run_fail(r, S(r, "a"), "nope", 1), RZ_OK);
+    assert_int_equal(state_of(r, "a"), RZ_STEP_FAILED);
+    assert_string_equal(ready_ids(r, 1), "b");
+    /* The failed step's outputs are absent: they evaluate as null. */
+    expect_request(r, "b", "{\"inputs\":{\"x\":null,\"y\":7},\"config\":{}}");
+    run_ok(r, "b", "{}", 2);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* ---- cancel ---- */
+
+static void test_cancel(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: cx\nsteps:\n"
+                      "  a:\n    module: noop\n"
+                      "    retry: {max_attempts: 5, initial_ms: 10}\n"
+                      "  b: {module: noop}\n"
+                      "  c: {module: noop, needs: [a]}\n"
+                      "  d:\n    module: noop\n"
+                      "    retry: {max_attempts: 5, initial_ms: 10}\n"
+                      "  e: {module: noop}\n");
+    rz_run *r = start_run(f, NULL);
+    assert_int_equal(rz_run_start(r, S(r, "a"), 0), RZ_OK);
+    assert_int_equal(rz_run_start(r, S(r, "d"), 0), RZ_OK);
+    assert_int_equal(rz_run_start(r, S(r, "e"), 0), RZ_OK);
+    assert_int_equal(rz_run_fail(r, S(r, "d"), "x", 1), RZ_OK);   /* backoff */
+    assert_int_equal(rz_run_cancel(r, 2), RZ_OK);
+    assert_int_equal(state_of(r, "b"), RZ_STEP_CANCELLED);       /* was ready */
+    assert_int_equal(state_of(r, "c"), RZ_STEP_CANCELLED);       /* pending */
+    assert_int_equal(state_of(r, "d"), RZ_STEP_CANCELLED);       /* backoff */
+    assert_int_equal(state_of(r, "a"), RZ_STEP_RUNNING);
+    assert_int_equal(rz_run_ready(r, 100, NULL, 0), 0);
+    assert_int_equal(rz_run_next_wakeup(r), UINT64_MAX);
+    assert_int_equal(rz_run_cancel(r, 3), RZ_OK);                /* again */
+    assert_false(rz_run_done(r));
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_RUNNING);
+    /* Running steps report back; no retry once cancelled. */
+    assert_int_equal(rz_run_fail(r, S(r, "a"), "killed", 4), RZ_OK);
+    assert_int_equal(state_of(r, "a"), RZ_STEP_FAILED);
+    assert_int_equal(rz_run_succeed(r, S(r, "e"), "{}", 5), RZ_OK);
+    assert_true(rz_run_done(r));
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_CANCELLED);
+    assert_int_equal(rz_run_start(r, S(r, "b"), 6), RZ_ESTATE);
+    assert_int_equal(rz_run_cancel(r, 6), RZ_ESTATE);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* ---- inputs ---- */
+
+static const char *INPUT_FLOW =
+    "flux: 1\nname: ins\n"
+    "inputs:\n"
+    "  name: {type: string, required: true}\n"
+    "  region: {type: string, required: true}\n"
+    "  n: {type: number, default: 3}\n"
+    "  opt: {type: string}\n"
+    "steps:\n"
+    "  a:\n    module: noop\n"
+    "    inputs: {who: \"${{ inputs.name }}\", n: \"${{ inputs.n }}\","
+    " o: \"${{ inputs.opt }}\"}\n";
+
+static void test_inputs_required_and_defaults(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml(INPUT_FLOW);
+    rz_run *r = (rz_run *)&r;
+    assert_int_equal(rz_run_new(&r, f, NULL, NULL, 0), RZ_EINVALID);
+    assert_null(r);
+    assert_non_null(strstr(rz_error_last()->message, "'name', 'region'"));
+    assert_int_equal(rz_run_new(&r, f, "{\"name\":\"ann\"}", NULL, 0), RZ_EINVALID);
+    assert_non_null(strstr(rz_error_last()->message, "input: 'region'"));
+    assert_int_equal(rz_run_new(&r, f, "[1,2]", NULL, 0), RZ_EINVALID);
+    assert_non_null(strstr(rz_error_last()->message, "object"));
+    assert_int_equal(rz_run_new(&r, f, "{\"name\":", NULL, 0), RZ_EINVALID);
+    assert_int_equal(rz_run_new(&r, f, "", NULL, 0), RZ_EINVALID);
+    assert_null(r);
+
+    r = start_run(f, "{\"name\":\"ann\",\"region\":\"eu\",\"extra\":true}");
+    expect_request(r, "a", "{\"inputs\":{\"who\":\"ann\",\"n\":3,\"o\":null},"
+                           "\"config\":{}}");
+    rz_run_free(r);
+    /* A given value beats the default. */
+    r = start_run(f, "{\"name\":\"bo\",\"region\":\"us\",\"n\":[1]}");
+    expect_request(r, "a", "{\"inputs\":{\"who\":\"bo\",\"n\":[1],\"o\":null},"
+                           "\"config\":{}}");
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* ---- requests ---- */
+
+static void test_request_templates(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml(
+        "flux: 1\nname: req\n"
+        "inputs:\n  who: {type: string, default: world}\n"
+        "steps:\n"
+        "  a: {module: noop}\n"
+        "  b:\n    module: noop\n    needs: [a]\n"
+        "    inputs:\n"
+        "      count: \"${{ steps.a.outputs.count }}\"\n"
+        "      label: \"n=${{ steps.a.outputs.count }}!\"\n"
+        "      deep: {k: [\"${{ steps.a.outputs.obj.x }}\", 2, true, null]}\n"
+        "      plain: just text\n"
+        "    config:\n"
+        "      greeting: \"hello ${{ inputs.who }}\"\n"
+        "      nested: {list: [\"${{ inputs.who }}\", 1.5]}\n"
+        "      flag: false\n");
+    rz_run *r = start_run(f, NULL);
+    /* a has no inputs and no config. */
+    expect_request(r, "a", "{\"inputs\":{},\"config\":{}}");
+    run_ok(r, "a", "{\"count\": 42, \"obj\": {\"x\": \"deep\"}}", 1);
+    assert_int_equal(rz_run_start(r, S(r, "b"), 2), RZ_OK);
+    expect_request(r, "b",
+        "{\"inputs\":{\"count\":42,\"label\":\"n=42!\","
+        "\"deep\":{\"k\":[\"deep\",2,true,null]},\"plain\":\"just text\"},"
+        "\"config\":{\"greeting\":\"hello world\","
+        "\"nested\":{\"list\":[\"world\",1.5]},\"flag\":false}}");
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+static void test_request_connections(void **state)
+{
+    (void)state;
+    rz_flow *f = parse(
+        "{\"id\":\"f\",\"name\":\"conn\",\"nodes\":["
+        "{\"id\":\"src\",\"moduleId\":\"noop\",\"config\":{}},"
+        "{\"id\":\"other\",\"moduleId\":\"noop\",\"config\":{}},"
+        "{\"id\":\"dst\",\"moduleId\":\"noop\",\"config\":{\"mode\":\"x\"}}],"
+        "\"connections\":["
+        "{\"id\":\"c1\",\"source\":{\"nodeId\":\"src\",\"port\":\"words\"},"
+        "\"target\":{\"nodeId\":\"dst\",\"port\":\"text\"}},"
+        "{\"id\":\"c2\",\"source\":{\"nodeId\":\"src\",\"port\":\"meta\"},"
+        "\"target\":{\"nodeId\":\"dst\",\"port\":\"info\"}},"
+        "{\"id\":\"c3\",\"source\":{\"nodeId\":\"other\",\"port\":\"missing\"},"
+        "\"target\":{\"nodeId\":\"dst\",\"port\":\"gone\"}}]}",
+        RZ_FORMAT_JSON);
+    rz_run *r = start_run(f, NULL);
+    run_ok(r, "src", "{\"words\":[\"a\",\"b\"],\"meta\":{\"n\":2}}", 1);
+    run_ok(r, "other", "{}", 1);
+    assert_string_equal(ready_ids(r, 2), "dst");
+    /* An output port the source did not produce is left out. */
+    expect_request(r, "dst", "{\"inputs\":{\"text\":[\"a\",\"b\"],"
+                             "\"info\":{\"n\":2}},\"config\":{\"mode\":\"x\"}}");
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* ---- outputs ---- */
+
+static void test_outputs_must_be_object(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: outs\nsteps:\n"
+                      "  a:\n    module: noop\n"
+                      "    retry: {max_attempts: 2, initial_ms: 0}\n"
+                      "  b: {module: noop}\n"
+                      "  c: {module: noop}\n");
+    rz_run *r = start_run(f, NULL);
+    size_t a = S(r, "a");
+    assert_int_equal(rz_run_start(r, a, 0), RZ_OK);
+    assert_int_equal(rz_run_succeed(r, a, "[1,2]", 1), RZ_EINVALID);
+    assert_int_equal(rz_run_step_state(r, a), RZ_STEP_BACKOFF);
+    assert_string_equal(rz_run_step_error(r, a), "outputs are not a JSON object");
+    /* 0 ms backoff: ready again at once, in its old place in the queue. */
+    assert_string_equal(ready_ids(r, 1), "a,b,c");
+    assert_int_equal(rz_run_start(r, a, 2), RZ_OK);
+    assert_int_equal(rz_run_succeed(r, a, "{\"a\":1} trailing", 3), RZ_EINVALID);
+    assert_int_equal(rz_run_step_state(r, a), RZ_STEP_FAILED);
+    assert_string_equal(rz_run_step_error(r, a), "outputs are not valid JSON");
+
+    /* Hostile: deeper than the JSON parser goes, and a bare scalar. */
+    size_t depth = 100000;
+    char *deep = malloc(2 * depth + 1);
+    memset(deep, '[', depth);
+    memset(deep + depth, ']', depth);
+    deep[2 * depth] = '\0';
+    assert_int_equal(rz_run_start(r, S(r, "b"), 4), RZ_OK);
+    assert_int_equal(rz_run_succeed(r, S(r, "b"), deep, 5), RZ_EINVALID);
+    free(deep);
+    assert_int_equal(rz_run_start(r, S(r, "c"), 4), RZ_OK);
+    assert_int_equal(rz_run_succeed(r, S(r, "c"), "\"text\"", 5), RZ_EINVALID);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* ---- flows the machine refuses ---- */
+
+static void test_refused_flows(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: loop\nsteps:\n"
+                      "  a: {module: noop, needs: [b]}\n"
+                      "  b: {module: noop, needs: [a]}\n");
+    rz_run *r = (rz_run *)&r;
+    assert_int_equal(rz_run_new(&r, f, NULL, NULL, 0), RZ_ECYCLE);
+    assert_null(r);
+    assert_non_null(strstr(rz_error_last()->message, "a -> b -> a"));
+    rz_flow_free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_linear_success),
+        cmocka_unit_test(test_names_and_defaults),
+        cmocka_unit_test(test_invalid_transitions),
+        cmocka_unit_test(test_invalid_after_done),
+        cmocka_unit_test(test_retry_fixed),
+        cmocka_unit_test(test_retry_exponential_capped),
+        cmocka_unit_test(test_timeout),
+        cmocka_unit_test(test_when_false_skips_downstream),
+        cmocka_unit_test(test_when_true_and_inputs),
+        cmocka_unit_test(test_skip_long_chain),
+        cmocka_unit_test(test_on_failure_fail),
+        cmocka_unit_test(test_on_failure_continue),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_inputs_required_and_defaults),
+        cmocka_unit_test(test_request_templates),
+        cmocka_unit_test(test_request_connections),
+        cmocka_unit_test(test_outputs_must_be_object),
+        cmocka_unit_test(test_refused_flows),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
