@@ -354,6 +354,40 @@ static void test_kill_and_free_while_running(void **state)
     assert_true(dir_is_empty(tmp_root));
 }
 
+static int open_fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int n = 0;
+    while (readdir(d) != NULL)
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* Every descriptor is closed again, whichever way the process ends. */
+static void test_no_fd_leak(void **state)
+{
+    (void)state;
+    int before = open_fd_count();
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 0;
+    o.input = "{}";
+    o.input_len = 2;
+    o.timeout_ms = 200;
+    rz_proc_free(run_sh(&o, "cat; echo log >&2"));
+    rz_proc_free(run_sh(&o, "sleep 5"));
+    const char *argv[] = { "sh", "-c", "sleep 5", NULL };
+    o.argv = argv;
+    rz_proc *p = NULL;
+    assert_int_equal(rz_proc_spawn(&p, &o), RZ_OK);
+    rz_proc_free(p);
+    const char *missing[] = { "rz-no-such-program-anywhere", NULL };
+    o.argv = missing;
+    assert_int_equal(rz_proc_spawn(&p, &o), RZ_ENOENT);
+    assert_int_equal(open_fd_count(), before);
+}
+
 /* The caller can wait on rz_proc_fd() alone: it wakes on exit. */
 static void test_fd_wakes_on_exit(void **state)
 {
@@ -1137,6 +1171,7 @@ int main(void)
         T(test_timeout_kills_group),
         T(test_kill_and_free_while_running),
         T(test_fd_wakes_on_exit),
+        T(test_no_fd_leak),
         T(test_stdin_not_read),
         T(test_environment),
         T(test_limits),
