@@ -337,9 +337,13 @@ typedef struct launch {
     bool limit_as, limit_cpu;
 } launch;
 
-static int build_env(launch *l, const rz_proc *p, const rz_proc_opts *o)
+/* PATH is the host's, except in the sandbox, where only the system folders
+ * exist: a user's PATH there would find shims (pyenv, asdf) that cannot run
+ * inside. The caller may still set PATH through opts->env. */
+static int build_env(launch *l, const rz_proc *p, const rz_proc_opts *o,
+                     bool sandboxed)
 {
-    char *path = system_path();
+    char *path = sandboxed ? rz__strdup(DEFAULT_PATH) : system_path();
     env_set(&l->env, path ? rz__asprintf("PATH=%s", path) : NULL);
     free(path);
     env_set(&l->env, rz__asprintf("HOME=%s", p->scratch));
@@ -443,13 +447,13 @@ static int prepare(launch *l, rz_proc *p, const rz_proc_opts *o)
                          strerror(errno));
     strv words = { 0 };
     char *prog = NULL;
-    int rc = build_env(l, p, o);
+    p->sandboxed = o->sandbox && rz_sandbox_available();
+    int rc = build_env(l, p, o, p->sandboxed);
     if (rc == RZ_OK)
         rc = resolve_command(&words, &prog, o, moddir, &l->env);
-    if (rc == RZ_OK && o->sandbox && rz_sandbox_available()) {
+    if (rc == RZ_OK && p->sandboxed) {
         sandbox_args(&l->argv, p, o, moddir, prog);
         l->exe = rz__strdup(bwrap_path);
-        p->sandboxed = true;
     } else if (rc == RZ_OK) {
         l->exe = prog;
         prog = NULL;
