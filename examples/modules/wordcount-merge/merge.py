@@ -14,8 +14,8 @@ for port in ("a", "b", "c"):
 top_n = int(job.get("config", {}).get("top", 5))
 ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top_n]
 json.dump({
-    "counts": counts,
+    "top": [{"word": w, "count": n} for w, n in ranked],
     "total": sum(counts.values()),
     "unique": len(counts),
-    "top": [{"word": w, "count": n} for w, n in ranked],
+    "counts": counts,
 }, sys.stdout)
