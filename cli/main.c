@@ -18,6 +18,9 @@ static void usage(FILE *out)
 "  flow runs               list the runs recorded under --data\n"
 "  flow export FILE        canonical JSON with credential values stripped\n"
 "\n"
+"Credential vault (--vault FILE, env RHIZOS_VAULT):\n"
+"  vault init|add|list|show|rm|passwd   secrets for modules; see vault --help\n"
+"\n"
 "Options:\n"
 "  --json                  machine-readable output\n"
 "  --modules DIR           add a module registry folder (repeatable;\n"
@@ -122,6 +125,7 @@ static const struct {
     void (*usage)(void);
 } groups[] = {
     { "flow", 1, cli_flow, cli_flow_usage },
+    { "vault", 1, cli_vault, cli_vault_usage },
 };
 
 int main(int argc, char **argv)

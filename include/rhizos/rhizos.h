@@ -9,5 +9,6 @@
 #include "rhizos/run.h"
 #include "rhizos/exec.h"
 #include "rhizos/store.h"
+#include "rhizos/vault.h"
 
 #endif /* RHIZOS_H */

@@ -178,6 +178,13 @@ RZ_EXTERN int rz_vault_reveal(const rz_vault *v, size_t i, rz_secret **out);
 RZ_EXTERN const unsigned char *rz_secret_data(const rz_secret *s);
 RZ_EXTERN size_t rz_secret_len(const rz_secret *s);
 RZ_EXTERN void rz_secret_free(rz_secret *s);
+/* A guarded buffer of `len` zero bytes for the caller to fill (a password
+ * read from a terminal), writable through rz_secret_bytes; shorten it with
+ * rz_secret_truncate once the real length is known. */
+RZ_EXTERN int rz_secret_alloc(rz_secret **out, size_t len);
+RZ_EXTERN unsigned char *rz_secret_bytes(rz_secret *s);
+/* Shorten to `len` (no-op if longer than now); wipes the cut bytes. */
+RZ_EXTERN void rz_secret_truncate(rz_secret *s, size_t len);
 
 /* ---- Flows ---------------------------------------------------------------- */
 

@@ -43,6 +43,33 @@ int rz__secret_from(rz_secret **out, const void *data, size_t len)
     return RZ_OK;
 }
 
+int rz_secret_alloc(rz_secret **out, size_t len)
+{
+    *out = NULL;
+    int rc = rz__vault_sodium();
+    if (rc != RZ_OK)
+        return rc;
+    if (len > RZ__VAULT_MAX_FILE)
+        return rz__error(RZ_ETOOBIG, "secret buffer too large");
+    if (!(*out = secret_new(len)))
+        return rz__error(RZ_ENOMEM, "out of memory");
+    sodium_memzero((*out)->data, len);
+    return RZ_OK;
+}
+
+unsigned char *rz_secret_bytes(rz_secret *s)
+{
+    return s ? s->data : NULL;
+}
+
+void rz_secret_truncate(rz_secret *s, size_t len)
+{
+    if (!s || len >= s->len)
+        return;
+    sodium_memzero(s->data + len, s->len - len);
+    s->len = len;
+}
+
 const unsigned char *rz_secret_data(const rz_secret *s)
 {
     return s ? s->data : NULL;
