@@ -1,0 +1,396 @@
+/* Node capabilities: the model, its lists, and its lifetime. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "hw/hw_impl.h"
+
+/* ---- String lists ---- */
+
+int rz__strv_add(rz__strv *s, const char *str)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 4;
+        char **v = realloc(s->v, cap * sizeof *v);
+        if (!v)
+            return rz__error(RZ_ENOMEM, "out of memory");
+        s->v = v;
+        s->cap = cap;
+    }
+    if (!(s->v[s->n] = rz__strdup(str)))
+        return rz__error(RZ_ENOMEM, "out of memory");
+    s->n++;
+    return RZ_OK;
+}
+
+bool rz__strv_has(const rz__strv *s, const char *str)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->v[i], str) == 0)
+            return true;
+    return false;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void rz__strv_sort_unique(rz__strv *s)
+{
+    if (s->n < 2)
+        return;
+    qsort(s->v, s->n, sizeof *s->v, cmp_str);
+    size_t w = 1;
+    for (size_t r = 1; r < s->n; r++) {
+        if (strcmp(s->v[r], s->v[w - 1]) == 0)
+            free(s->v[r]);
+        else
+            s->v[w++] = s->v[r];
+    }
+    s->n = w;
+}
+
+void rz__strv_free(rz__strv *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- Labels ---- */
+
+static size_t labels_find(const rz__labels *l, const char *key, bool *found)
+{
+    size_t lo = 0, hi = l->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(l->keys[mid], key);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+int rz__labels_set(rz__labels *l, const char *key, const char *val)
+{
+    bool found;
+    size_t at = labels_find(l, key, &found);
+    char *v = rz__strdup(val);
+    if (!v)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    if (found) {
+        free(l->vals[at]);
+        l->vals[at] = v;
+        return RZ_OK;
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 4;
+        char **k2 = realloc(l->keys, cap * sizeof *k2);
+        if (k2)
+            l->keys = k2;
+        char **v2 = k2 ? realloc(l->vals, cap * sizeof *v2) : NULL;
+        if (!v2) {
+            free(v);
+            return rz__error(RZ_ENOMEM, "out of memory");
+        }
+        l->vals = v2;
+        l->cap = cap;
+    }
+    char *k = rz__strdup(key);
+    if (!k) {
+        free(v);
+        return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    memmove(l->keys + at + 1, l->keys + at, (l->n - at) * sizeof *l->keys);
+    memmove(l->vals + at + 1, l->vals + at, (l->n - at) * sizeof *l->vals);
+    l->keys[at] = k;
+    l->vals[at] = v;
+    l->n++;
+    return RZ_OK;
+}
+
+const char *rz__labels_get(const rz__labels *l, const char *key)
+{
+    bool found;
+    size_t at = labels_find(l, key, &found);
+    return found ? l->vals[at] : NULL;
+}
+
+void rz__labels_free(rz__labels *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->keys[i]);
+        free(l->vals[i]);
+    }
+    free(l->keys);
+    free(l->vals);
+    memset(l, 0, sizeof *l);
+}
+
+/* ---- Feature bits ---- */
+
+static const char *const feature_names[] = {
+    "sse2", "sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "avx", "avx2",
+    "fma", "f16c", "bmi1", "bmi2", "aes", "pclmulqdq", "sha", "rdrand",
+    "avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl", "avx512_vnni",
+    "avx512_bf16", "avx512_fp16", "avx_vnni", "vaes", "vpclmulqdq", "gfni",
+    "amx_tile", "amx_bf16", "amx_int8", "neon", "asimd", "fp16", "sve",
+    "sve2", "crc32", "atomics", "dotprod", "i8mm", "bf16", "sha2", "sha3",
+    "pmull", "fphp", "asimdhp", "sm4", "rng",
+};
+
+int rz__feature_bit(const char *name)
+{
+    for (size_t i = 0; i < RZ_ARRAY_LEN(feature_names); i++)
+        if (strcmp(feature_names[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* ---- The model ---- */
+
+int rz__set_str(char **slot, const char *value)
+{
+    char *s = rz__strdup(value ? value : "");
+    if (!s)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    free(*slot);
+    *slot = s;
+    return RZ_OK;
+}
+
+int rz__caps_new(rz_caps **out)
+{
+    *out = NULL;
+    rz_caps *c = calloc(1, sizeof *c);
+    if (!c)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    char **strs[] = { &c->id, &c->cpu_vendor, &c->cpu_model, &c->arch,
+                      &c->storage_kind, &c->region };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(strs); i++) {
+        if (rz__set_str(strs[i], "") != RZ_OK) {
+            rz_caps_free(c);
+            return RZ_ENOMEM;
+        }
+    }
+    c->info.reputation = 1.0;
+    rz__caps_sync(c);
+    *out = c;
+    return RZ_OK;
+}
+
+static void gpu_free_strings(rz_gpu_info *g)
+{
+    free((char *)g->vendor);
+    free((char *)g->model);
+    free((char *)g->driver);
+    free((char *)g->cuda_version);
+    free((char *)g->bus_id);
+}
+
+int rz__caps_add_gpu(rz_caps *c, const rz_gpu_info *g)
+{
+    if (c->info.n_gpus >= RZ_CAPS_MAX_GPUS)
+        return rz__error(RZ_EINVALID, "more than %d GPUs on one node",
+                         RZ_CAPS_MAX_GPUS);
+    rz_gpu_info *v = realloc(c->gpus, (c->info.n_gpus + 1) * sizeof *v);
+    if (!v)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    c->gpus = v;
+    rz_gpu_info *d = &v[c->info.n_gpus];
+    *d = *g;
+    d->vendor = rz__strdup(g->vendor ? g->vendor : "");
+    d->model = rz__strdup(g->model ? g->model : "");
+    d->driver = rz__strdup(g->driver ? g->driver : "");
+    d->cuda_version = rz__strdup(g->cuda_version ? g->cuda_version : "");
+    d->bus_id = rz__strdup(g->bus_id ? g->bus_id : "");
+    if (!d->vendor || !d->model || !d->driver || !d->cuda_version || !d->bus_id) {
+        gpu_free_strings(d);
+        return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    c->info.n_gpus++;
+    rz__caps_sync(c);
+    return RZ_OK;
+}
+
+void rz__caps_sync(rz_caps *c)
+{
+    rz_caps_info *i = &c->info;
+    i->id = c->id;
+    i->cpu_vendor = c->cpu_vendor;
+    i->cpu_model = c->cpu_model;
+    i->arch = c->arch;
+    i->storage_kind = c->storage_kind;
+    i->features = (const char *const *)c->features.v;
+    i->n_features = c->features.n;
+    i->adapters = (const char *const *)c->adapters.v;
+    i->n_adapters = c->adapters.n;
+    i->runtimes = (const char *const *)c->runtimes.v;
+    i->n_runtimes = c->runtimes.n;
+    i->gpus = c->gpus;
+    const char *lr = rz__labels_get(&c->labels, "region");
+    i->region = c->region[0] ? c->region : lr ? lr : c->region;
+    c->feature_mask = 0;
+    for (size_t k = 0; k < c->features.n; k++) {
+        int bit = rz__feature_bit(c->features.v[k]);
+        if (bit >= 0)
+            c->feature_mask |= UINT64_C(1) << bit;
+    }
+}
+
+void rz_caps_free(rz_caps *c)
+{
+    if (!c)
+        return;
+    free(c->id);
+    free(c->cpu_vendor);
+    free(c->cpu_model);
+    free(c->arch);
+    free(c->storage_kind);
+    free(c->region);
+    rz__strv_free(&c->features);
+    rz__strv_free(&c->adapters);
+    rz__strv_free(&c->runtimes);
+    for (size_t i = 0; i < c->info.n_gpus; i++)
+        gpu_free_strings(&c->gpus[i]);
+    free(c->gpus);
+    rz__labels_free(&c->labels);
+    cJSON_Delete(c->doc);
+    free(c);
+}
+
+void rz_caps_free_list(rz_caps **list, size_t count)
+{
+    if (!list)
+        return;
+    for (size_t i = 0; i < count; i++)
+        rz_caps_free(list[i]);
+    free(list);
+}
+
+const rz_caps_info *rz_caps_get(const rz_caps *caps)
+{
+    return &caps->info;
+}
+
+const char *rz_caps_label(const rz_caps *caps, const char *key)
+{
+    return rz__labels_get(&caps->labels, key);
+}
+
+size_t rz_caps_label_count(const rz_caps *caps)
+{
+    return caps->labels.n;
+}
+
+int rz_caps_label_at(const rz_caps *caps, size_t i, const char **key,
+                     const char **value)
+{
+    if (i >= caps->labels.n)
+        return RZ_ENOENT;
+    *key = caps->labels.keys[i];
+    *value = caps->labels.vals[i];
+    return RZ_OK;
+}
+
+int rz_caps_set_id(rz_caps *caps, const char *id)
+{
+    if (!id || strlen(id) > RZ__JSON_STR_MAX)
+        return rz__error(RZ_EINVAL, "node id missing or too long");
+    int rc = rz__set_str(&caps->id, id);
+    rz__caps_sync(caps);
+    return rc;
+}
+
+int rz_caps_set_label(rz_caps *caps, const char *key, const char *value)
+{
+    if (!key || !value || !*key)
+        return rz__error(RZ_EINVAL, "a label needs a key and a value");
+    int rc = rz__labels_set(&caps->labels, key, value);
+    rz__caps_sync(caps);
+    return rc;
+}
+
+int rz_caps_set_prices(rz_caps *caps, uint64_t gpu_hour_cents,
+                       uint64_t cpu_hour_cents, uint64_t memory_gb_hour_cents)
+{
+    caps->info.gpu_hour_cents = gpu_hour_cents;
+    caps->info.cpu_hour_cents = cpu_hour_cents;
+    caps->info.memory_gb_hour_cents = memory_gb_hour_cents;
+    return RZ_OK;
+}
+
+int rz_caps_set_market(rz_caps *caps, double reputation,
+                       uint32_t max_concurrent_jobs)
+{
+    if (!(reputation >= 0.0 && reputation <= 1.0))
+        return rz__error(RZ_EINVAL, "reputation must be between 0 and 1");
+    caps->info.reputation = reputation;
+    caps->info.max_concurrent_jobs = max_concurrent_jobs;
+    return RZ_OK;
+}
+
+int rz_caps_set_benchmark(rz_caps *caps, const rz_hw_bench *b)
+{
+    if (!b || !(b->cpu_mops >= 0) || !(b->memory_mbps >= 0))
+        return rz__error(RZ_EINVAL, "invalid benchmark figures");
+    caps->info.bench_cpu_mops = b->cpu_mops;
+    caps->info.bench_memory_mbps = b->memory_mbps;
+    caps->has_benchmark = true;
+    return RZ_OK;
+}
+
+static int copy_strv(rz__strv *dst, const rz__strv *src)
+{
+    for (size_t i = 0; i < src->n; i++)
+        if (rz__strv_add(dst, src->v[i]) != RZ_OK)
+            return RZ_ENOMEM;
+    return RZ_OK;
+}
+
+int rz_caps_clone(rz_caps **out, const rz_caps *src)
+{
+    rz_caps *c;
+    int rc = rz__caps_new(&c);
+    if (rc != RZ_OK) {
+        *out = NULL;
+        return rc;
+    }
+    c->info = src->info;
+    c->info.n_gpus = 0;
+    c->has_benchmark = src->has_benchmark;
+    const char *s[] = { src->id, src->cpu_vendor, src->cpu_model, src->arch,
+                        src->storage_kind, src->region };
+    char **d[] = { &c->id, &c->cpu_vendor, &c->cpu_model, &c->arch,
+                   &c->storage_kind, &c->region };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(s) && rc == RZ_OK; i++)
+        rc = rz__set_str(d[i], s[i]);
+    if (rc == RZ_OK)
+        rc = copy_strv(&c->features, &src->features);
+    if (rc == RZ_OK)
+        rc = copy_strv(&c->adapters, &src->adapters);
+    if (rc == RZ_OK)
+        rc = copy_strv(&c->runtimes, &src->runtimes);
+    for (size_t i = 0; i < src->labels.n && rc == RZ_OK; i++)
+        rc = rz__labels_set(&c->labels, src->labels.keys[i], src->labels.vals[i]);
+    for (size_t i = 0; i < src->info.n_gpus && rc == RZ_OK; i++)
+        rc = rz__caps_add_gpu(c, &src->gpus[i]);
+    if (rc == RZ_OK && src->doc && !(c->doc = cJSON_Duplicate(src->doc, 1)))
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    if (rc != RZ_OK) {
+        rz_caps_free(c);
+        *out = NULL;
+        return rc;
+    }
+    rz__caps_sync(c);
+    *out = c;
+    return RZ_OK;
+}

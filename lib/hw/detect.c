@@ -1,0 +1,272 @@
+/* Detection of this machine: hwloc topology, CPU identity and features,
+ * memory, storage of the data directory, container engine sockets. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hwloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "hw/hw_impl.h"
+
+/* ---- Topology (hwloc) ---- */
+
+static uint32_t count_type(hwloc_topology_t t, hwloc_obj_type_t type)
+{
+    int n = hwloc_get_nbobjs_by_type(t, type);
+    return n > 0 ? (uint32_t)n : 0;
+}
+
+static uint64_t cache_kb(hwloc_topology_t t, hwloc_obj_type_t type)
+{
+    uint64_t sum = 0;
+    int n = hwloc_get_nbobjs_by_type(t, type);
+    for (int i = 0; i < n; i++) {
+        hwloc_obj_t o = hwloc_get_obj_by_type(t, type, i);
+        if (o && o->attr)
+            sum += o->attr->cache.size / 1024;
+    }
+    return sum;
+}
+
+/* CPUVendor / CPUModel as hwloc found them on the first package. */
+static const char *package_info(hwloc_topology_t t, const char *name)
+{
+    hwloc_obj_t p = hwloc_get_obj_by_type(t, HWLOC_OBJ_PACKAGE, 0);
+    const char *v = p ? hwloc_obj_get_info_by_name(p, name) : NULL;
+    if (!v)
+        v = hwloc_obj_get_info_by_name(hwloc_get_root_obj(t), name);
+    return v;
+}
+
+static int detect_topology(rz_caps *c)
+{
+    hwloc_topology_t t;
+    if (hwloc_topology_init(&t) != 0)
+        return rz__error(RZ_EIO, "hwloc: cannot initialise a topology");
+    if (hwloc_topology_load(t) != 0) {
+        hwloc_topology_destroy(t);
+        return rz__error(RZ_EIO, "hwloc: cannot load the topology");
+    }
+    rz_caps_info *i = &c->info;
+    i->packages = count_type(t, HWLOC_OBJ_PACKAGE);
+    i->cores = count_type(t, HWLOC_OBJ_CORE);
+    i->threads = count_type(t, HWLOC_OBJ_PU);
+    i->numa_nodes = count_type(t, HWLOC_OBJ_NUMANODE);
+    if (i->cores == 0)
+        i->cores = i->threads;
+    i->l1d_kb = cache_kb(t, HWLOC_OBJ_L1CACHE);
+    i->l2_kb = cache_kb(t, HWLOC_OBJ_L2CACHE);
+    i->l3_kb = cache_kb(t, HWLOC_OBJ_L3CACHE);
+    i->memory_mb = hwloc_get_root_obj(t)->total_memory >> 20;
+    const char *vendor = package_info(t, "CPUVendor");
+    const char *model = package_info(t, "CPUModel");
+    int rc = rz__set_str(&c->cpu_vendor, vendor);
+    if (rc == RZ_OK)
+        rc = rz__set_str(&c->cpu_model, model);
+    hwloc_topology_destroy(t);
+    return rc;
+}
+
+/* MemAvailable from /proc/meminfo (hwloc has only totals). */
+static uint64_t memory_available_mb(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb / 1024;
+}
+
+/* ---- Storage ---- */
+
+static bool read_line(const char *path, char *buf, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    bool ok = fgets(buf, (int)n, f) != NULL;
+    fclose(f);
+    if (ok)
+        buf[strcspn(buf, "\n")] = '\0';
+    return ok;
+}
+
+/* The kind of the block device `dev` (a /sys/dev/block/M:m folder). A
+ * partition has no queue/ of its own: its disk is the folder above it,
+ * which the kernel reaches through "..": the link's target's parent. */
+static const char *block_kind(const char *dev)
+{
+    char path[1024], line[256];
+    snprintf(path, sizeof path, "%s/uevent", dev);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        bool nvme = false;
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, "DEVNAME=nvme", 12) == 0)
+                nvme = true;
+        fclose(f);
+        if (nvme)
+            return "nvme";
+    }
+    snprintf(path, sizeof path, "%s/queue/rotational", dev);
+    if (!read_line(path, line, sizeof line)) {
+        snprintf(path, sizeof path, "%s/../queue/rotational", dev);
+        if (!read_line(path, line, sizeof line))
+            return "";
+    }
+    return strcmp(line, "0") == 0 ? "ssd" : "hdd";
+}
+
+const char *rz__hw_storage_kind(const char *path, const char *sysfs)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || major(st.st_dev) == 0)
+        return "";   /* overlay, tmpfs and other virtual file systems */
+    char dev[512], under[1024];
+    snprintf(dev, sizeof dev, "%s/dev/block/%u:%u", sysfs, major(st.st_dev),
+             minor(st.st_dev));
+    /* Device mapper (LVM, LUKS): judge by the first device underneath. */
+    snprintf(under, sizeof under, "%s/slaves", dev);
+    DIR *d = opendir(under);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (e->d_name[0] == '.')
+                continue;
+            snprintf(under, sizeof under, "%s/slaves/%s", dev, e->d_name);
+            closedir(d);
+            return block_kind(under);
+        }
+        closedir(d);
+    }
+    return block_kind(dev);
+}
+
+static int detect_storage(rz_caps *c, const char *dir, const char *sysfs)
+{
+    struct statvfs vs;
+    if (statvfs(dir, &vs) == 0) {
+        uint64_t unit = vs.f_frsize ? vs.f_frsize : vs.f_bsize;
+        c->info.storage_total_gb = (uint64_t)vs.f_blocks * unit >> 30;
+        c->info.storage_free_gb = (uint64_t)vs.f_bavail * unit >> 30;
+    }
+    return rz__set_str(&c->storage_kind, rz__hw_storage_kind(dir, sysfs));
+}
+
+/* ---- Container engines ---- */
+
+static bool socket_answers(const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (!path || strlen(path) >= sizeof sa.sun_path)
+        return false;
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return false;
+    int r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    /* EAGAIN: listening with a full backlog, which is still an engine. */
+    bool ok = r == 0 || errno == EAGAIN;
+    close(fd);
+    return ok;
+}
+
+static bool docker_answers(void)
+{
+    const char *host = getenv("DOCKER_HOST");
+    if (host && strncmp(host, "unix://", 7) == 0 && socket_answers(host + 7))
+        return true;
+    return socket_answers("/var/run/docker.sock") || socket_answers("/run/docker.sock");
+}
+
+static bool podman_answers(void)
+{
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    if (xdg && *xdg) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/podman/podman.sock", xdg);
+        if (socket_answers(p))
+            return true;
+    }
+    return socket_answers("/run/podman/podman.sock");
+}
+
+static int detect_runtimes(rz_caps *c)
+{
+    int rc = RZ_OK;
+    if (docker_answers())
+        rc = rz__strv_add(&c->runtimes, "docker");
+    if (rc == RZ_OK && podman_answers())
+        rc = rz__strv_add(&c->runtimes, "podman");
+    return rc;
+}
+
+/* ---- The whole node ---- */
+
+static int detect_identity(rz_caps *c)
+{
+    char host[256] = "localhost";
+    if (gethostname(host, sizeof host - 1) != 0 || !*host)
+        strcpy(host, "localhost");
+    host[sizeof host - 1] = '\0';
+    struct utsname u;
+    int rc = rz__set_str(&c->id, host);
+    if (rc == RZ_OK && uname(&u) == 0)
+        rc = rz__set_str(&c->arch, u.machine);
+    return rc;
+}
+
+static int detect_all(rz_caps *c, const rz_hw_opts *o)
+{
+    const char *sysfs = o->sysfs_root ? o->sysfs_root : "/sys";
+    int rc = detect_identity(c);
+    if (rc == RZ_OK) rc = detect_topology(c);
+    if (rc == RZ_OK) rc = rz__hw_cpu_features(c);
+    c->info.memory_available_mb = memory_available_mb();
+    if (rc == RZ_OK) rc = detect_storage(c, o->data_dir ? o->data_dir : ".", sysfs);
+    if (rc == RZ_OK && !o->skip_runtimes) rc = detect_runtimes(c);
+    if (rc == RZ_OK && !o->skip_gpus) {
+        rc = rz__hw_gpus_nvidia(c, o->nvml_path ? o->nvml_path : "libnvidia-ml.so.1");
+        if (rc == RZ_OK)
+            rc = rz__hw_gpus_amd(c, sysfs);
+    }
+    if (rc == RZ_OK) rc = rz__strv_add(&c->adapters, "process");
+    if (rc == RZ_OK && c->runtimes.n > 0) rc = rz__strv_add(&c->adapters, "docker");
+    rz__strv_sort_unique(&c->features);
+    return rc;
+}
+
+int rz_hw_detect(rz_caps **out, const rz_hw_opts *opts)
+{
+    rz_hw_opts defaults = RZ_HW_OPTS_INIT;
+    *out = NULL;
+    if (opts && opts->version != RZ_HW_OPTS_VERSION)
+        return rz__error(RZ_EINVAL, "rz_hw_opts.version %d is not %d",
+                         opts->version, RZ_HW_OPTS_VERSION);
+    rz_caps *c;
+    int rc = rz__caps_new(&c);
+    if (rc != RZ_OK)
+        return rc;
+    rc = detect_all(c, opts ? opts : &defaults);
+    if (rc != RZ_OK) {
+        rz_caps_free(c);
+        return rc;
+    }
+    rz__caps_sync(c);
+    *out = c;
+    return RZ_OK;
+}

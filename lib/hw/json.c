@@ -1,0 +1,610 @@
+/* Node capabilities as JSON (DESIGN §4): strict readers, the node object in
+ * and out, lists of nodes, and a readable summary. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hw/hw_impl.h"
+
+/* Documents bigger than this are refused before parsing. */
+#define JSON_MAX_BYTES ((size_t)512 << 20)
+
+/* ---- Strict readers ---- */
+
+static int bad(const char *base, const char *name, const char *what)
+{
+    char ptr[256];
+    snprintf(ptr, sizeof ptr, "%s/%s", base, name);
+    return rz__error_at(RZ_EINVALID, "", 0, 0, ptr, "%s: %s", ptr, what);
+}
+
+int rz__json_u64(const cJSON *obj, const char *name, uint64_t max,
+                 const char *base, uint64_t *out)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!it || cJSON_IsNull(it))
+        return RZ_OK;
+    if (!cJSON_IsNumber(it))
+        return bad(base, name, "must be a number");
+    double v = it->valuedouble;
+    if (!isfinite(v) || v < 0)
+        return bad(base, name, "must be a non-negative number");
+    if (v != floor(v))
+        return bad(base, name, "must be a whole number");
+    if (v > (double)max)
+        return bad(base, name, "is too large");
+    *out = (uint64_t)v;
+    return RZ_OK;
+}
+
+int rz__json_real(const cJSON *obj, const char *name, double lo, double hi,
+                  const char *base, double *out)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!it || cJSON_IsNull(it))
+        return RZ_OK;
+    if (!cJSON_IsNumber(it))
+        return bad(base, name, "must be a number");
+    double v = it->valuedouble;
+    if (!isfinite(v) || v < lo || v > hi) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "must be between %g and %g", lo, hi);
+        return bad(base, name, msg);
+    }
+    *out = v;
+    return RZ_OK;
+}
+
+int rz__json_str(const cJSON *obj, const char *name, const char *base,
+                 const char **out)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!it || cJSON_IsNull(it))
+        return RZ_OK;
+    if (!cJSON_IsString(it))
+        return bad(base, name, "must be a string");
+    if (strlen(it->valuestring) > RZ__JSON_STR_MAX)
+        return bad(base, name, "is too long");
+    *out = it->valuestring;
+    return RZ_OK;
+}
+
+int rz__json_obj(const cJSON *obj, const char *name, const char *base,
+                 const cJSON **out)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!it || cJSON_IsNull(it))
+        return RZ_OK;
+    if (!cJSON_IsObject(it))
+        return bad(base, name, "must be an object");
+    *out = it;
+    return RZ_OK;
+}
+
+int rz__json_strv(const cJSON *obj, const char *name, const char *base,
+                  rz__strv *out)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!it || cJSON_IsNull(it))
+        return RZ_OK;
+    if (!cJSON_IsArray(it))
+        return bad(base, name, "must be an array of strings");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, it) {
+        if (!cJSON_IsString(e) || strlen(e->valuestring) > RZ__JSON_STR_MAX)
+            return bad(base, name, "must be an array of strings");
+        if (rz__strv_add(out, e->valuestring) != RZ_OK)
+            return RZ_ENOMEM;
+    }
+    return RZ_OK;
+}
+
+int rz__json_labels(const cJSON *obj, const char *name, const char *base,
+                    rz__labels *out)
+{
+    const cJSON *it = NULL;
+    int rc = rz__json_obj(obj, name, base, &it);
+    if (rc != RZ_OK || !it)
+        return rc;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, it) {
+        char buf[64];
+        const char *v = NULL;
+        if (cJSON_IsString(e))
+            v = e->valuestring;
+        else if (cJSON_IsNumber(e) && isfinite(e->valuedouble))
+            v = (snprintf(buf, sizeof buf, "%.17g", e->valuedouble), buf);
+        else if (cJSON_IsBool(e))
+            v = cJSON_IsTrue(e) ? "true" : "false";
+        if (!v || !*e->string || strlen(v) > RZ__JSON_STR_MAX ||
+            strlen(e->string) > RZ__JSON_STR_MAX)
+            return bad(base, name, "must map names to strings");
+        if (rz__labels_set(out, e->string, v) != RZ_OK)
+            return RZ_ENOMEM;
+    }
+    return RZ_OK;
+}
+
+int rz__json_keep_unknown(cJSON *dst, const cJSON *src)
+{
+    if (cJSON_IsArray(dst) && cJSON_IsArray(src)) {
+        cJSON *d = dst->child;
+        for (const cJSON *s = src->child; s && d; s = s->next, d = d->next)
+            if (cJSON_IsObject(d) && cJSON_IsObject(s) &&
+                rz__json_keep_unknown(d, s) != RZ_OK)
+                return RZ_ENOMEM;
+        return RZ_OK;
+    }
+    if (!cJSON_IsObject(dst) || !cJSON_IsObject(src))
+        return RZ_OK;
+    for (const cJSON *s = src->child; s; s = s->next) {
+        cJSON *d = cJSON_GetObjectItemCaseSensitive(dst, s->string);
+        if (d) {
+            if (rz__json_keep_unknown(d, s) != RZ_OK)
+                return RZ_ENOMEM;
+            continue;
+        }
+        cJSON *copy = cJSON_Duplicate(s, 1);
+        if (!copy || !cJSON_AddItemToObject(dst, s->string, copy)) {
+            cJSON_Delete(copy);
+            return rz__error(RZ_ENOMEM, "out of memory");
+        }
+    }
+    return RZ_OK;
+}
+
+int rz__json_list(const cJSON *root, const char *key, const cJSON **arr)
+{
+    if (cJSON_IsObject(root))
+        root = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!cJSON_IsArray(root))
+        return rz__error_at(RZ_EINVALID, "", 0, 0, "",
+                            "expected an array or an object with \"%s\": [...]", key);
+    *arr = root;
+    return RZ_OK;
+}
+
+int rz__json_parse(cJSON **out, const char *json, size_t len)
+{
+    *out = NULL;
+    if (!json)
+        return rz__error(RZ_EINVAL, "no JSON given");
+    if (len > JSON_MAX_BYTES)
+        return rz__error(RZ_ETOOBIG, "JSON document larger than %zu bytes",
+                         JSON_MAX_BYTES);
+    const char *end = NULL;
+    cJSON *doc = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    if (!doc) {
+        size_t off = end && end >= json ? (size_t)(end - json) : 0;
+        return rz__error(RZ_ESYNTAX, "malformed JSON near byte %zu", off);
+    }
+    *out = doc;
+    return RZ_OK;
+}
+
+/* ---- The node object in ---- */
+
+static int parse_cc(const cJSON *g, const char *base, uint32_t *maj, uint32_t *min)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(g, "compute_capability");
+    if (!it || cJSON_IsNull(it))
+        return RZ_OK;
+    char buf[64];
+    const char *s;
+    if (cJSON_IsString(it))
+        s = it->valuestring;
+    else if (cJSON_IsNumber(it) && isfinite(it->valuedouble))
+        s = (snprintf(buf, sizeof buf, "%.1f", it->valuedouble), buf);
+    else
+        return bad(base, "compute_capability", "must be \"MAJOR.MINOR\"");
+    unsigned a = 0, b = 0;
+    int n = 0;
+    if (sscanf(s, "%3u.%3u%n", &a, &b, &n) != 2 || s[n] != '\0')
+        return bad(base, "compute_capability", "must be \"MAJOR.MINOR\"");
+    *maj = a;
+    *min = b;
+    return RZ_OK;
+}
+
+static int parse_gpu(rz_caps *c, const cJSON *g, const char *base)
+{
+    if (!cJSON_IsObject(g))
+        return rz__error_at(RZ_EINVALID, "", 0, 0, base, "%s: must be an object", base);
+    rz_gpu_info gi = { .utilization_pct = -1 };
+    uint64_t util = UINT64_MAX;
+    int rc = rz__json_str(g, "vendor", base, &gi.vendor);
+    if (rc == RZ_OK) rc = rz__json_str(g, "model", base, &gi.model);
+    if (rc == RZ_OK) rc = rz__json_str(g, "driver", base, &gi.driver);
+    if (rc == RZ_OK) rc = rz__json_str(g, "cuda_version", base, &gi.cuda_version);
+    if (rc == RZ_OK) rc = rz__json_str(g, "bus_id", base, &gi.bus_id);
+    if (rc == RZ_OK) rc = rz__json_u64(g, "vram_mb", UINT64_C(1) << 32, base, &gi.vram_mb);
+    if (rc == RZ_OK) rc = rz__json_u64(g, "utilization_pct", 100, base, &util);
+    if (rc == RZ_OK) rc = parse_cc(g, base, &gi.cc_major, &gi.cc_minor);
+    if (rc != RZ_OK)
+        return rc;
+    if (util != UINT64_MAX)
+        gi.utilization_pct = (int32_t)util;
+    if (!gi.vendor || !*gi.vendor)
+        gi.vendor = "unknown";
+    rc = rz__caps_add_gpu(c, &gi);
+    if (rc == RZ_EINVALID)
+        rz__error_at(rc, "", 0, 0, base, "%s: %s", base, rz_error_last()->message);
+    return rc;
+}
+
+static int parse_cpu(rz_caps *c, const cJSON *cpu, const char *base)
+{
+    char b[128];
+    snprintf(b, sizeof b, "%s/cpu", base);
+    const char *vendor = NULL, *model = NULL, *arch = NULL;
+    uint64_t cores = 0, threads = 0, pk = 0, numa = 0, l1 = 0, l2 = 0, l3 = 0;
+    const cJSON *caches = NULL;
+    int rc = rz__json_str(cpu, "vendor", b, &vendor);
+    if (rc == RZ_OK) rc = rz__json_str(cpu, "model", b, &model);
+    if (rc == RZ_OK) rc = rz__json_str(cpu, "arch", b, &arch);
+    if (rc == RZ_OK) rc = rz__json_u64(cpu, "cores", 1 << 20, b, &cores);
+    if (rc == RZ_OK) rc = rz__json_u64(cpu, "threads", 1 << 22, b, &threads);
+    if (rc == RZ_OK) rc = rz__json_u64(cpu, "packages", 1 << 16, b, &pk);
+    if (rc == RZ_OK) rc = rz__json_u64(cpu, "numa_nodes", 1 << 16, b, &numa);
+    if (rc == RZ_OK) rc = rz__json_strv(cpu, "features", b, &c->features);
+    if (rc == RZ_OK) rc = rz__json_obj(cpu, "caches", b, &caches);
+    if (rc == RZ_OK && caches) {
+        char cb[160];
+        snprintf(cb, sizeof cb, "%s/caches", b);
+        rc = rz__json_u64(caches, "l1d_kb", UINT64_C(1) << 40, cb, &l1);
+        if (rc == RZ_OK) rc = rz__json_u64(caches, "l2_kb", UINT64_C(1) << 40, cb, &l2);
+        if (rc == RZ_OK) rc = rz__json_u64(caches, "l3_kb", UINT64_C(1) << 40, cb, &l3);
+    }
+    if (rc == RZ_OK) rc = rz__set_str(&c->cpu_vendor, vendor);
+    if (rc == RZ_OK) rc = rz__set_str(&c->cpu_model, model);
+    if (rc == RZ_OK) rc = rz__set_str(&c->arch, arch);
+    c->info.cores = (uint32_t)cores;
+    c->info.threads = (uint32_t)threads;
+    c->info.packages = (uint32_t)pk;
+    c->info.numa_nodes = (uint32_t)numa;
+    c->info.l1d_kb = l1;
+    c->info.l2_kb = l2;
+    c->info.l3_kb = l3;
+    rz__strv_sort_unique(&c->features);
+    return rc;
+}
+
+static int parse_storage(rz_caps *c, const cJSON *st, const char *base)
+{
+    char b[128];
+    snprintf(b, sizeof b, "%s/storage", base);
+    const char *kind = NULL;
+    uint64_t total = 0, free_gb = 0;
+    int rc = rz__json_u64(st, "total_gb", UINT64_C(1) << 40, b, &total);
+    if (rc == RZ_OK) rc = rz__json_u64(st, "free_gb", UINT64_C(1) << 40, b, &free_gb);
+    if (rc == RZ_OK) rc = rz__json_str(st, "kind", b, &kind);
+    if (rc == RZ_OK && free_gb > total && total)
+        rc = bad(b, "free_gb", "is larger than total_gb");
+    if (rc == RZ_OK) rc = rz__set_str(&c->storage_kind, kind);
+    c->info.storage_total_gb = total;
+    c->info.storage_free_gb = free_gb;
+    return rc;
+}
+
+static int parse_market(rz_caps *c, const cJSON *o, const char *base)
+{
+    const cJSON *prices = NULL;
+    uint64_t maxj = 0;
+    const uint64_t pmax = UINT64_C(1) << 40;   /* 11 billion dollars an hour */
+    int rc = rz__json_obj(o, "prices", base, &prices);
+    if (rc == RZ_OK && prices) {
+        char b[128];
+        snprintf(b, sizeof b, "%s/prices", base);
+        rc = rz__json_u64(prices, "gpu_hour_cents", pmax, b, &c->info.gpu_hour_cents);
+        if (rc == RZ_OK)
+            rc = rz__json_u64(prices, "cpu_hour_cents", pmax, b, &c->info.cpu_hour_cents);
+        if (rc == RZ_OK)
+            rc = rz__json_u64(prices, "memory_gb_hour_cents", pmax, b,
+                              &c->info.memory_gb_hour_cents);
+    }
+    if (rc == RZ_OK) rc = rz__json_real(o, "reputation", 0, 1, base, &c->info.reputation);
+    if (rc == RZ_OK) rc = rz__json_u64(o, "max_concurrent_jobs", 1 << 24, base, &maxj);
+    c->info.max_concurrent_jobs = (uint32_t)maxj;
+    return rc;
+}
+
+static int parse_bench(rz_caps *c, const cJSON *o, const char *base)
+{
+    const cJSON *b = NULL;
+    int rc = rz__json_obj(o, "benchmark", base, &b);
+    if (rc != RZ_OK || !b)
+        return rc;
+    char p[128];
+    snprintf(p, sizeof p, "%s/benchmark", base);
+    rc = rz__json_real(b, "cpu_mops", 0, 1e12, p, &c->info.bench_cpu_mops);
+    if (rc == RZ_OK)
+        rc = rz__json_real(b, "memory_mbps", 0, 1e12, p, &c->info.bench_memory_mbps);
+    c->has_benchmark = rc == RZ_OK;
+    return rc;
+}
+
+static int parse_fields(rz_caps *c, const cJSON *o, const char *base)
+{
+    const char *id = NULL, *region = NULL;
+    const cJSON *cpu = NULL, *st = NULL;
+    uint64_t mem = 0, avail = 0;
+    int rc = rz__json_str(o, "id", base, &id);
+    if (rc == RZ_OK) rc = rz__json_obj(o, "cpu", base, &cpu);
+    if (rc == RZ_OK && cpu) rc = parse_cpu(c, cpu, base);
+    if (rc == RZ_OK) rc = rz__json_u64(o, "memory_mb", UINT64_C(1) << 40, base, &mem);
+    if (rc == RZ_OK)
+        rc = rz__json_u64(o, "memory_available_mb", UINT64_C(1) << 40, base, &avail);
+    if (rc == RZ_OK) rc = rz__json_obj(o, "storage", base, &st);
+    if (rc == RZ_OK && st) rc = parse_storage(c, st, base);
+    if (rc == RZ_OK) rc = rz__json_strv(o, "adapters", base, &c->adapters);
+    if (rc == RZ_OK) rc = rz__json_strv(o, "runtimes", base, &c->runtimes);
+    if (rc == RZ_OK) rc = rz__json_labels(o, "labels", base, &c->labels);
+    if (rc == RZ_OK) rc = rz__json_str(o, "region", base, &region);
+    if (rc == RZ_OK) rc = parse_market(c, o, base);
+    if (rc == RZ_OK) rc = parse_bench(c, o, base);
+    const cJSON *gpus = cJSON_GetObjectItemCaseSensitive(o, "gpus");
+    if (rc == RZ_OK && gpus && !cJSON_IsNull(gpus) && !cJSON_IsArray(gpus))
+        rc = bad(base, "gpus", "must be an array");
+    size_t gi = 0;
+    const cJSON *g;
+    if (rc == RZ_OK && cJSON_IsArray(gpus)) {
+        cJSON_ArrayForEach(g, gpus) {
+            char b[128];
+            snprintf(b, sizeof b, "%s/gpus/%zu", base, gi++);
+            if ((rc = parse_gpu(c, g, b)) != RZ_OK)
+                break;
+        }
+    }
+    if (rc == RZ_OK) rc = rz__set_str(&c->id, id);
+    if (rc == RZ_OK) rc = rz__set_str(&c->region, region);
+    c->info.memory_mb = mem;
+    c->info.memory_available_mb = avail;
+    if (rc == RZ_OK && c->adapters.n == 0)
+        rc = rz__strv_add(&c->adapters, "process");
+    return rc;
+}
+
+int rz__caps_from_cjson(rz_caps **out, const cJSON *obj, const char *base)
+{
+    *out = NULL;
+    if (!cJSON_IsObject(obj))
+        return rz__error_at(RZ_EINVALID, "", 0, 0, base,
+                            "%s: a node must be a JSON object", *base ? base : "/");
+    rz_caps *c;
+    int rc = rz__caps_new(&c);
+    if (rc != RZ_OK)
+        return rc;
+    rc = parse_fields(c, obj, base);
+    if (rc == RZ_OK && !(c->doc = cJSON_Duplicate(obj, 1)))
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    if (rc != RZ_OK) {
+        rz_caps_free(c);
+        return rc;
+    }
+    rz__caps_sync(c);
+    *out = c;
+    return RZ_OK;
+}
+
+int rz_caps_parse(rz_caps **out, const char *json, size_t len)
+{
+    cJSON *doc;
+    *out = NULL;
+    int rc = rz__json_parse(&doc, json, len);
+    if (rc != RZ_OK)
+        return rc;
+    rc = rz__caps_from_cjson(out, doc, "");
+    cJSON_Delete(doc);
+    return rc;
+}
+
+int rz_caps_parse_list(rz_caps ***out, size_t *count, const char *json, size_t len)
+{
+    *out = NULL;
+    *count = 0;
+    cJSON *doc;
+    const cJSON *arr;
+    int rc = rz__json_parse(&doc, json, len);
+    if (rc != RZ_OK)
+        return rc;
+    if ((rc = rz__json_list(doc, "nodes", &arr)) != RZ_OK) {
+        cJSON_Delete(doc);
+        return rc;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(arr), i = 0;
+    rz_caps **list = calloc(n ? n : 1, sizeof *list);
+    if (!list) {
+        cJSON_Delete(doc);
+        return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr) {
+        char base[64];
+        snprintf(base, sizeof base, "/%zu", i);
+        if ((rc = rz__caps_from_cjson(&list[i], e, base)) != RZ_OK)
+            break;
+        i++;
+    }
+    cJSON_Delete(doc);
+    if (rc != RZ_OK) {
+        rz_caps_free_list(list, i);
+        return rc;
+    }
+    *out = list;
+    *count = n;
+    return RZ_OK;
+}
+
+/* ---- The node object out ---- */
+
+static cJSON *strv_json(const rz__strv *s)
+{
+    return cJSON_CreateStringArray((const char *const *)s->v, (int)s->n);
+}
+
+static cJSON *gpu_json(const rz_gpu_info *g)
+{
+    cJSON *o = cJSON_CreateObject();
+    char cc[32];
+    snprintf(cc, sizeof cc, "%u.%u", g->cc_major, g->cc_minor);
+    cJSON_AddStringToObject(o, "vendor", g->vendor);
+    cJSON_AddStringToObject(o, "model", g->model);
+    cJSON_AddNumberToObject(o, "vram_mb", (double)g->vram_mb);
+    if (g->cc_major || g->cc_minor)
+        cJSON_AddStringToObject(o, "compute_capability", cc);
+    cJSON_AddStringToObject(o, "driver", g->driver);
+    if (*g->cuda_version)
+        cJSON_AddStringToObject(o, "cuda_version", g->cuda_version);
+    if (*g->bus_id)
+        cJSON_AddStringToObject(o, "bus_id", g->bus_id);
+    if (g->utilization_pct >= 0)
+        cJSON_AddNumberToObject(o, "utilization_pct", g->utilization_pct);
+    return o;
+}
+
+static cJSON *cpu_json(const rz_caps *c)
+{
+    const rz_caps_info *i = &c->info;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "vendor", i->cpu_vendor);
+    cJSON_AddStringToObject(o, "model", i->cpu_model);
+    if (*i->arch)
+        cJSON_AddStringToObject(o, "arch", i->arch);
+    cJSON_AddNumberToObject(o, "cores", i->cores);
+    cJSON_AddNumberToObject(o, "threads", i->threads);
+    if (i->packages)
+        cJSON_AddNumberToObject(o, "packages", i->packages);
+    if (i->numa_nodes)
+        cJSON_AddNumberToObject(o, "numa_nodes", i->numa_nodes);
+    if (i->l1d_kb || i->l2_kb || i->l3_kb) {
+        cJSON *ca = cJSON_AddObjectToObject(o, "caches");
+        cJSON_AddNumberToObject(ca, "l1d_kb", (double)i->l1d_kb);
+        cJSON_AddNumberToObject(ca, "l2_kb", (double)i->l2_kb);
+        cJSON_AddNumberToObject(ca, "l3_kb", (double)i->l3_kb);
+    }
+    cJSON_AddItemToObject(o, "features", strv_json(&c->features));
+    return o;
+}
+
+static cJSON *caps_json(const rz_caps *c)
+{
+    const rz_caps_info *i = &c->info;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", i->id);
+    cJSON_AddItemToObject(o, "cpu", cpu_json(c));
+    cJSON_AddNumberToObject(o, "memory_mb", (double)i->memory_mb);
+    if (i->memory_available_mb)
+        cJSON_AddNumberToObject(o, "memory_available_mb", (double)i->memory_available_mb);
+    cJSON *st = cJSON_AddObjectToObject(o, "storage");
+    cJSON_AddNumberToObject(st, "total_gb", (double)i->storage_total_gb);
+    cJSON_AddNumberToObject(st, "free_gb", (double)i->storage_free_gb);
+    cJSON_AddStringToObject(st, "kind", i->storage_kind);
+    cJSON *gpus = cJSON_AddArrayToObject(o, "gpus");
+    for (size_t k = 0; k < i->n_gpus; k++)
+        cJSON_AddItemToArray(gpus, gpu_json(&i->gpus[k]));
+    cJSON_AddItemToObject(o, "adapters", strv_json(&c->adapters));
+    cJSON_AddItemToObject(o, "runtimes", strv_json(&c->runtimes));
+    cJSON *labels = cJSON_AddObjectToObject(o, "labels");
+    for (size_t k = 0; k < c->labels.n; k++)
+        cJSON_AddStringToObject(labels, c->labels.keys[k], c->labels.vals[k]);
+    if (*c->region)
+        cJSON_AddStringToObject(o, "region", c->region);
+    cJSON *pr = cJSON_AddObjectToObject(o, "prices");
+    cJSON_AddNumberToObject(pr, "gpu_hour_cents", (double)i->gpu_hour_cents);
+    cJSON_AddNumberToObject(pr, "cpu_hour_cents", (double)i->cpu_hour_cents);
+    cJSON_AddNumberToObject(pr, "memory_gb_hour_cents", (double)i->memory_gb_hour_cents);
+    cJSON_AddNumberToObject(o, "reputation", i->reputation);
+    cJSON_AddNumberToObject(o, "max_concurrent_jobs", i->max_concurrent_jobs);
+    if (c->has_benchmark) {
+        cJSON *b = cJSON_AddObjectToObject(o, "benchmark");
+        cJSON_AddNumberToObject(b, "cpu_mops", i->bench_cpu_mops);
+        cJSON_AddNumberToObject(b, "memory_mbps", i->bench_memory_mbps);
+    }
+    return o;
+}
+
+int rz_caps_to_json(const rz_caps *caps, int pretty, char **out)
+{
+    *out = NULL;
+    cJSON *o = caps_json(caps);
+    if (!o || (caps->doc && rz__json_keep_unknown(o, caps->doc) != RZ_OK)) {
+        cJSON_Delete(o);
+        return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    char *s = pretty ? cJSON_Print(o) : cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!s)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    /* cJSON's allocator is malloc; rz_free is free. */
+    *out = s;
+    return RZ_OK;
+}
+
+/* ---- A readable summary ---- */
+
+static void join(rz__buf *b, const char *const *v, size_t n, const char *none)
+{
+    if (n == 0)
+        rz__buf_puts(b, none);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            rz__buf_puts(b, " ");
+        rz__buf_puts(b, v[i]);
+    }
+}
+
+int rz_caps_to_text(const rz_caps *caps, char **out)
+{
+    const rz_caps_info *i = &caps->info;
+    rz__buf b = {0};
+    rz__buf_printf(&b, "node      %s\n", i->id);
+    rz__buf_printf(&b, "cpu       %s (%s, %s)\n", *i->cpu_model ? i->cpu_model : "unknown model",
+                   *i->cpu_vendor ? i->cpu_vendor : "unknown vendor",
+                   *i->arch ? i->arch : "unknown arch");
+    rz__buf_printf(&b, "          %u package(s), %u cores, %u threads, %u NUMA node(s)\n",
+                   i->packages, i->cores, i->threads, i->numa_nodes);
+    if (i->l1d_kb || i->l2_kb || i->l3_kb)
+        rz__buf_printf(&b, "caches    L1d %llu KiB, L2 %llu KiB, L3 %llu KiB\n",
+                       (unsigned long long)i->l1d_kb, (unsigned long long)i->l2_kb,
+                       (unsigned long long)i->l3_kb);
+    rz__buf_puts(&b, "features  ");
+    join(&b, i->features, i->n_features, "(none detected)");
+    rz__buf_printf(&b, "\nmemory    %llu MB total, %llu MB available\n",
+                   (unsigned long long)i->memory_mb,
+                   (unsigned long long)i->memory_available_mb);
+    rz__buf_printf(&b, "storage   %llu GB free of %llu GB (%s)\n",
+                   (unsigned long long)i->storage_free_gb,
+                   (unsigned long long)i->storage_total_gb,
+                   *i->storage_kind ? i->storage_kind : "kind unknown");
+    if (i->n_gpus == 0)
+        rz__buf_puts(&b, "gpus      none\n");
+    for (size_t k = 0; k < i->n_gpus; k++) {
+        const rz_gpu_info *g = &i->gpus[k];
+        rz__buf_printf(&b, "gpu %-5zu %s %s, %llu MB VRAM", k, g->vendor,
+                       *g->model ? g->model : "(model unknown)",
+                       (unsigned long long)g->vram_mb);
+        if (g->cc_major)
+            rz__buf_printf(&b, ", compute %u.%u", g->cc_major, g->cc_minor);
+        if (*g->driver)
+            rz__buf_printf(&b, ", driver %s", g->driver);
+        if (*g->cuda_version)
+            rz__buf_printf(&b, ", CUDA %s", g->cuda_version);
+        rz__buf_puts(&b, "\n");
+    }
+    rz__buf_puts(&b, "runtimes  ");
+    join(&b, i->runtimes, i->n_runtimes, "none reachable");
+    rz__buf_puts(&b, "\nadapters  ");
+    join(&b, i->adapters, i->n_adapters, "none");
+    rz__buf_puts(&b, "\n");
+    if (caps->has_benchmark)
+        rz__buf_printf(&b, "benchmark %.0f Mops/s (one thread), memcpy %.0f MB/s\n",
+                       i->bench_cpu_mops, i->bench_memory_mbps);
+    if (b.failed) {
+        rz__buf_free(&b);
+        *out = NULL;
+        return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    *out = rz__buf_take(&b);
+    return RZ_OK;
+}

@@ -1,0 +1,42 @@
+/* Internal shape of job requirements, shared by parsing and the matcher. */
+#ifndef RZ_MATCH_IMPL_H
+#define RZ_MATCH_IMPL_H
+
+#include "hw/hw_impl.h"
+#include "rhizos/match.h"
+
+struct rz_reqs {
+    rz_reqs_info info;        /* the public view */
+    char *id, *adapter, *gpu_vendor, *region;
+    rz__strv features;
+    uint64_t feature_mask;    /* features with a bit */
+    bool other_features;      /* some have none: compare as strings */
+    rz__labels labels;
+    char *sig;                /* canonical text of every constraint: jobs
+                                 with equal sig are one group */
+    cJSON *doc;               /* the parsed document (unknown fields) */
+};
+
+/* Per-hour rate of `r` on `c` in cents x 1024 (memory is in MB), and the
+ * estimated cost in whole cents rounded up (saturating). */
+RZ_HIDDEN unsigned __int128 rz__match_rate(const rz_caps_info *c, const rz_reqs_info *r);
+RZ_HIDDEN uint64_t rz__match_cost(unsigned __int128 rate, uint64_t estimate_ms);
+
+/* Does the GPU satisfy the per-GPU constraints (vram, vendor, capability)? */
+RZ_HIDDEN bool rz__gpu_ok(const rz_gpu_info *g, const rz_reqs_info *r);
+/* The static (hardware, labels, market) constraints, ignoring capacity. */
+RZ_HIDDEN bool rz__match_static(const rz_caps *c, const rz_reqs *r);
+
+/* One node as the explainer sees it (matcher.c). */
+typedef struct rz__mview {
+    const rz_caps *caps;
+    uint32_t cores_free;
+    uint64_t mem_free, disk_free, gpu_free;
+    bool slots_full, removed;
+} rz__mview;
+
+RZ_HIDDEN int rz__matcher_view(const rz_matcher *m, size_t i, rz__mview *out);
+/* Why `r` fits no node now, per constraint; "" when it fits (explain.c). */
+RZ_HIDDEN int rz__matcher_explain_into(const rz_matcher *m, const rz_reqs *r, char **out);
+
+#endif
