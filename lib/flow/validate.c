@@ -44,7 +44,9 @@ typedef struct vctx {
     size_t errors;
     int oom;                       /* RZ_ENOMEM once an allocation failed */
 
-    rz__map ids;                   /* step id -> first index */
+    const rz__map *ids;            /* step id -> first index */
+    rz__map own_ids;               /* built here when the loader's is empty */
+    bool linked;                   /* connection ends resolved by the linker */
     rz__map flow_inputs;           /* flow input name -> index */
 
     /* Declared graph: predecessors of each step, CSR, sorted per step. */
@@ -63,6 +65,14 @@ typedef struct vctx {
 
     size_t *line_starts;           /* lazily built, for expression columns */
     size_t n_lines;
+
+    /* The first problem, restored as the thread's last error at the end
+     * (helpers such as the expression parser overwrite it meanwhile). */
+    struct {
+        int code;
+        uint32_t line, col;
+        char ptr[256], msg[512];
+    } first;
 } vctx;
 
 /* ---- Reporting ---- */
@@ -188,6 +198,16 @@ static void vreport(vctx *v, int code, const char *ptr, const char *text,
     uint32_t line, col;
     rz__flow_locate(v->f, ptr, &line, &col);
     shift_column(v, ptr, line, &col, text, off);
+    if (!v->errors) {
+        va_list ap2;
+        va_copy(ap2, ap);
+        vsnprintf(v->first.msg, sizeof v->first.msg, fmt, ap2);
+        va_end(ap2);
+        snprintf(v->first.ptr, sizeof v->first.ptr, "%s", ptr);
+        v->first.code = code;
+        v->first.line = line;
+        v->first.col = col;
+    }
     rz__vdiag(v->diags, RZ_SEV_ERROR, code, v->f->file, line, col, ptr, fmt, ap);
     v->errors++;
 }
@@ -247,31 +267,36 @@ static char *pointer_join(const char *base, const char *a, const char *b)
 
 /* ---- Suggestions ---- */
 
+/* Optimal string alignment distance: edits plus adjacent transpositions,
+ * so "frist" is one step from "first". */
 static size_t edit_distance(const char *a, const char *b, size_t limit)
 {
     size_t la = strlen(a), lb = strlen(b);
-    if (la > 64 || lb > 64)
+    if (la > 64 || lb > 64 || (la > lb ? la - lb : lb - la) > limit)
         return limit + 1;
-    if ((la > lb ? la - lb : lb - la) > limit)
-        return limit + 1;
-    size_t row[65];
+    size_t r0[65], r1[65], r2[65];
+    size_t *prev2 = r0, *prev = r1, *cur = r2;
     for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
+        prev[j] = j;
     for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
+        cur[0] = i;
         for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            if (up + 1 < best)
-                best = up + 1;
-            row[j] = best;
-            diag = up;
+            size_t best = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            if (prev[j] + 1 < best)
+                best = prev[j] + 1;
+            if (cur[j - 1] + 1 < best)
+                best = cur[j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                prev2[j - 2] + 1 < best)
+                best = prev2[j - 2] + 1;
+            cur[j] = best;
         }
+        size_t *t = prev2;
+        prev2 = prev;
+        prev = cur;
+        cur = t;
     }
-    return row[lb];
+    return prev[lb];
 }
 
 typedef struct suggest {
@@ -285,7 +310,8 @@ static void suggest_init(suggest *s, const char *want)
     size_t n = strlen(want);
     s->want = want;
     s->best = NULL;
-    s->limit = n < 3 ? 1 : n < 9 ? 2 : 3;
+    /* Short names are all close to each other: no hint below 3 chars. */
+    s->limit = n < 3 ? 0 : n < 6 ? 1 : n < 10 ? 2 : 3;
     s->dist = s->limit + 1;
 }
 
@@ -340,7 +366,19 @@ static const char *step_name(const vctx *v, size_t i)
 
 static size_t step_index(const vctx *v, const char *id)
 {
-    return id ? rz__map_get(&v->ids, id) : RZ_NPOS;
+    return id ? rz__map_get(v->ids, id) : RZ_NPOS;
+}
+
+/* Step indices of a connection's ends (RZ_NPOS for unknown names). */
+static void conn_ends(const vctx *v, const rz__conn *cn, size_t *a, size_t *b)
+{
+    if (v->linked) {
+        *a = cn->src;
+        *b = cn->dst;
+    } else {
+        *a = step_index(v, cn->src_node);
+        *b = step_index(v, cn->dst_node);
+    }
 }
 
 /* Port types: 'any' matches all; an integer fits where a number is wanted. */
@@ -403,25 +441,42 @@ static const char *id_suffix(const vctx *v)
     return v->f->builder ? "/id" : NULL;
 }
 
-static void check_ids(vctx *v)
+/* The loader's id index (first occurrence wins) when it has one. */
+static void index_ids(vctx *v)
 {
     rz_flow *f = v->f;
-    if (rz__map_init(&v->ids, f->n_steps) != RZ_OK) {
+    if (f->index.cap || !f->n_steps) {
+        v->ids = &f->index;
+        return;
+    }
+    v->ids = &v->own_ids;
+    if (rz__map_init(&v->own_ids, f->n_steps) != RZ_OK) {
         v->oom = RZ_ENOMEM;
         return;
     }
-    for (size_t i = 0; i < f->n_steps; i++) {
-        const char *id = f->steps[i].id;
-        if (!id)
-            continue;
-        int rc = rz__map_put(&v->ids, id, i);
-        if (rc == RZ_ENOMEM) {
-            v->oom = rc;
+    for (size_t i = 0; i < f->n_steps; i++)
+        if (f->steps[i].id && rz__map_put(&v->own_ids, f->steps[i].id, i) == RZ_ENOMEM) {
+            v->oom = RZ_ENOMEM;
             return;
         }
-        if (rc != RZ_EEXISTS)
+}
+
+static void check_ids(vctx *v)
+{
+    rz_flow *f = v->f;
+    index_ids(v);
+    if (v->oom)
+        return;
+    size_t named = 0;
+    for (size_t i = 0; i < f->n_steps; i++)
+        named += f->steps[i].id != NULL;
+    if (v->ids->len == named)
+        return;   /* every id distinct: nothing to report */
+    for (size_t i = 0; i < f->n_steps; i++) {
+        const char *id = f->steps[i].id;
+        size_t first = step_index(v, id);
+        if (!id || first == i || first == RZ_NPOS)
             continue;
-        size_t first = rz__map_get(&v->ids, id);
         const char *fptr = f->steps[first].ptr ? f->steps[first].ptr : "";
         char *fp = rz__asprintf("%s%s", fptr, id_suffix(v) ? id_suffix(v) : "");
         uint32_t line = 0, col = 0;
@@ -497,6 +552,21 @@ static int cmp_size(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Predecessor lists are mostly a handful long: insertion sort those. */
+static void sort_sizes(size_t *a, size_t n)
+{
+    if (n > 16) {
+        qsort(a, n, sizeof *a, cmp_size);
+        return;
+    }
+    for (size_t i = 1; i < n; i++) {
+        size_t x = a[i], j = i;
+        for (; j > 0 && a[j - 1] > x; j--)
+            a[j] = a[j - 1];
+        a[j] = x;
+    }
+}
+
 /* Report unknown names and build the predecessor lists. */
 static void build_graph(vctx *v)
 {
@@ -522,7 +592,8 @@ static void build_graph(vctx *v)
     }
     for (size_t c = 0; c < f->n_conns; c++) {
         rz__conn *cn = &f->conns[c];
-        size_t a = step_index(v, cn->src_node), b = step_index(v, cn->dst_node);
+        size_t a, b;
+        conn_ends(v, cn, &a, &b);
         if (a == RZ_NPOS)
             report(v, RZ_EUNKNOWN, cn->ptr, "/source/nodeId", "connection from "
                    "unknown node '%s'%s", cn->src_node ? cn->src_node : "",
@@ -551,16 +622,14 @@ static void build_graph(vctx *v)
         }
     }
     for (size_t c = 0; c < f->n_conns; c++) {
-        size_t a = step_index(v, f->conns[c].src_node);
-        size_t b = step_index(v, f->conns[c].dst_node);
+        size_t a, b;
+        conn_ends(v, &f->conns[c], &a, &b);
         if (a != RZ_NPOS && b != RZ_NPOS)
             v->pred[v->pred_off[b] + fill[b]++] = a;
     }
     free(fill);
     for (size_t i = 0; i < n; i++)
-        if (v->pred_off[i + 1] - v->pred_off[i] > 1)
-            qsort(v->pred + v->pred_off[i], v->pred_off[i + 1] - v->pred_off[i],
-                  sizeof *v->pred, cmp_size);
+        sort_sizes(v->pred + v->pred_off[i], v->pred_off[i + 1] - v->pred_off[i]);
 }
 
 static bool is_pred(const vctx *v, size_t i, size_t x)
@@ -603,7 +672,8 @@ static void check_connections(vctx *v)
     rz_flow *f = v->f;
     for (size_t c = 0; c < f->n_conns; c++) {
         rz__conn *cn = &f->conns[c];
-        size_t a = step_index(v, cn->src_node), b = step_index(v, cn->dst_node);
+        size_t a, b;
+        conn_ends(v, cn, &a, &b);
         const rz__port *out = NULL, *in = NULL;
         if (a != RZ_NPOS)
             out = conn_port(v, cn, a, cn->src_port, true);
@@ -1260,7 +1330,7 @@ static void check_steps(vctx *v)
 
 static void vctx_free(vctx *v)
 {
-    rz__map_free(&v->ids);
+    rz__map_free(&v->own_ids);
     rz__map_free(&v->flow_inputs);
     free(v->pred_off);
     free(v->pred);
@@ -1282,7 +1352,7 @@ int rz_flow_validate(rz_flow *flow, const rz_registry *reg, rz_diags *diags)
     int rc = rz__flow_link(flow);
     if (rc == RZ_ENOMEM)
         return rc;
-    vctx v = {.f = flow, .reg = reg, .diags = diags};
+    vctx v = {.f = flow, .reg = reg, .diags = diags, .linked = rc == RZ_OK};
     check_ids(&v);
     if (!v.oom && index_flow_inputs(&v) != RZ_OK)
         v.oom = RZ_ENOMEM;
@@ -1300,10 +1370,11 @@ int rz_flow_validate(rz_flow *flow, const rz_registry *reg, rz_diags *diags)
         find_cycles(&v);
     if (!v.oom)
         resolve_pending(&v);
-    size_t errors = v.errors;
-    int oom = v.oom;
+    rc = v.oom ? rz__error(RZ_ENOMEM, "out of memory validating the flow")
+               : v.errors ? RZ_EINVALID : RZ_OK;
+    if (rc == RZ_EINVALID)
+        rz__error_at(v.first.code, flow->file, v.first.line, v.first.col,
+                     v.first.ptr, "%s", v.first.msg);
     vctx_free(&v);
-    if (oom)
-        return rz__error(RZ_ENOMEM, "out of memory validating the flow");
-    return errors ? RZ_EINVALID : RZ_OK;
+    return rc;
 }

@@ -303,6 +303,322 @@ static void test_json_problems(void **state)
     rz_diags_free(d);
 }
 
+/* ---- Structure only (no registry) ---- */
+
+static void test_no_registry(void **state)
+{
+    (void)state;
+    rz_flow *f;
+    rz_diags *d;
+    const char *F = "bad.json";
+    assert_int_equal(validate(bad_json, RZ_FORMAT_JSON, F, NULL, &f, &d), RZ_EINVALID);
+    expect(d, F, 7, 12, RZ_EDUPLICATE, "duplicate step id 'a' (first defined at line 4)");
+    expect(d, F, 14, 83, RZ_EUNKNOWN, "connection to unknown node 'zz'");
+    expect(d, F, 4, 5, RZ_ECYCLE, "cycle: a -> b -> c -> a");
+    assert_int_equal(rz_diags_count(d), 3);
+    for (size_t i = 0; i < f->n_steps; i++)
+        assert_null(f->steps[i].module);
+    rz_diags_free(d);
+    rz_flow_free(f);
+    assert_int_equal(rz_flow_validate(NULL, NULL, NULL), RZ_EINVAL);
+}
+
+/* ---- Cycles ---- */
+
+static void test_cycles(void **state)
+{
+    (void)state;
+    const char *src =
+        "flux: 1\n"
+        "steps:\n"
+        "  a: {module: m, needs: [c]}\n"
+        "  b: {module: m, needs: [a]}\n"
+        "  c: {module: m, needs: [b]}\n"
+        "  d: {module: m, needs: [d]}\n"
+        "  e: {module: m, needs: [a, x]}\n";
+    rz_diags *d;
+    const char *F = "cycle.yaml";
+    assert_int_equal(validate(src, RZ_FORMAT_YAML, F, NULL, NULL, &d), RZ_EINVALID);
+    expect(d, F, 3, 3, RZ_ECYCLE, "cycle: a -> b -> c -> a");
+    expect(d, F, 6, 3, RZ_ECYCLE, "cycle: d -> d");
+    expect(d, F, 7, 29, RZ_EUNKNOWN, "step 'e' needs unknown step 'x'");
+    assert_int_equal(rz_diags_count(d), 3);
+    rz_diags_free(d);
+
+    /* A ring of 100 is named with its middle elided. */
+    rz__buf b = {0};
+    rz__buf_puts(&b, "flux: 1\nsteps:\n  s0: {module: m, needs: [s99]}\n");
+    for (int i = 1; i < 100; i++)
+        rz__buf_printf(&b, "  s%d: {module: m, needs: [s%d]}\n", i, i - 1);
+    assert_int_equal(validate(b.data, RZ_FORMAT_YAML, "ring.yaml", NULL, NULL, &d),
+                     RZ_EINVALID);
+    assert_int_equal(rz_diags_count(d), 1);
+    assert_string_equal(rz_diags_get(d, 0)->message,
+        "cycle: s0 -> s1 -> s2 -> s3 -> s4 -> s5 -> s6 -> s7 -> s8 -> s9 -> s10"
+        " -> s11 -> s12 -> s13 -> s14 -> s15 -> ... (68 more) -> s84 -> s85 -> s86"
+        " -> s87 -> s88 -> s89 -> s90 -> s91 -> s92 -> s93 -> s94 -> s95 -> s96"
+        " -> s97 -> s98 -> s99 -> s0");
+    rz_diags_free(d);
+    rz__buf_free(&b);
+}
+
+/* ---- References and upstream ---- */
+
+static void test_upstream(void **state)
+{
+    (void)state;
+    const char *src =
+        "flux: 1\n"
+        "steps:\n"
+        "  a: {module: m}\n"
+        "  b: {module: m, needs: [a]}\n"
+        "  c: {module: m, needs: [b]}\n"                                   /* 5 */
+        "  d: {module: m, needs: [c], inputs: {x: '${{ steps.a.outputs.o }}'}}\n"
+        "  e: {module: m, needs: [a], inputs: {x: '${{ steps.d.outputs.o }}'}}\n"
+        "  f: {module: m, inputs: {x: '${{ steps.f.outputs.o }}'}}\n"
+        "  g: {module: m, needs: [e], when: steps.c.outputs.o == 1}\n"
+        "  h:\n"                                                           /* 10 */
+        "    module: m\n"
+        "    needs: [g]\n"
+        "    config:\n"
+        "      k: '${{ steps.a.outputs.o }} and ${{ steps.nope.outputs.o }}'\n"
+        "      l: [1, {m: \"${{ steps.b.outputs.o }}\"}]\n"               /* 15 */
+        "      n: |\n"
+        "        ${{ steps.zzz.outputs.o }}\n";
+    rz_diags *d;
+    const char *F = "up.yaml";
+    assert_int_equal(validate(src, RZ_FORMAT_YAML, F, NULL, NULL, &d), RZ_EINVALID);
+    expect(d, F, 7, 47, RZ_EUPSTREAM, "step 'e' uses outputs of 'd', which is not "
+           "upstream of it (add 'd' to its needs)");
+    expect(d, F, 8, 35, RZ_EUPSTREAM, "step 'f' refers to its own outputs");
+    expect(d, F, 9, 36, RZ_EUPSTREAM, "step 'g' uses outputs of 'c', which is not "
+           "upstream of it (add 'c' to its needs)");
+    expect(d, F, 14, 44, RZ_EUNKNOWN, "reference to unknown step 'nope'");
+    /* Nested values have their own pointer and column. */
+    expect(d, F, 15, 23, RZ_EUPSTREAM, "step 'h' uses outputs of 'b', which is not "
+           "upstream of it (add 'b' to its needs)");
+    /* A block scalar keeps the value's own location. */
+    expect(d, F, 16, 10, RZ_EUNKNOWN, "reference to unknown step 'zzz'");
+    assert_int_equal(rz_diags_count(d), 6);
+    rz_diags_free(d);
+
+    /* A 300-step chain: far references need the bitset pass. */
+    rz__buf b = {0};
+    rz__buf_puts(&b, "flux: 1\nsteps:\n  s0: {module: m}\n");
+    for (int i = 1; i < 300; i++) {
+        rz__buf_printf(&b, "  s%d: {module: m, needs: [s%d]", i, i - 1);
+        if (i % 7 == 0)
+            rz__buf_printf(&b, ", inputs: {x: '${{ steps.s%d.outputs.o }}'}", i / 3);
+        if (i == 150)
+            rz__buf_puts(&b, ", when: steps.s299.outputs.o");
+        rz__buf_puts(&b, "}\n");
+    }
+    /* A side branch off s10 that is not upstream of anything after it. */
+    rz__buf_puts(&b, "  side: {module: m, needs: [s10]}\n"
+                     "  tail: {module: m, needs: [s299], inputs: {x: '${{ steps.side.outputs.o }}'}}\n");
+    assert_int_equal(validate(b.data, RZ_FORMAT_YAML, "chain.yaml", NULL, NULL, &d),
+                     RZ_EINVALID);
+    expect(d, "chain.yaml", 153, 42, RZ_EUPSTREAM, "step 's150' uses outputs of "
+           "'s299', which is not upstream of it (add 's299' to its needs)");
+    expect(d, "chain.yaml", 304, 53, RZ_EUPSTREAM, "step 'tail' uses outputs of "
+           "'side', which is not upstream of it (add 'side' to its needs)");
+    assert_int_equal(rz_diags_count(d), 2);
+    rz_diags_free(d);
+    rz__buf_free(&b);
+}
+
+/* Expression columns in JSON: shifted only when the source is verbatim. */
+static void test_json_expr_columns(void **state)
+{
+    (void)state;
+    const char *src =
+        "{\"nodes\": [\n"
+        "  {\"id\": \"a\", \"moduleId\": \"count\", \"inputs\": {\"text\": \"${{ steps.zz.outputs.x }}\"}},\n"
+        "  {\"id\": \"b\", \"moduleId\": \"count\", \"inputs\": {\"text\": \"\\u0041 ${{ steps.zz.outputs.x }}\"}},\n"
+        "  {\"id\": \"c\", \"moduleId\": \"count\", \"inputs\": {\"text\": \"x ${{ 1 + }}\"}}\n"
+        "]}\n";
+    rz_diags *d;
+    const char *F = "cols.json";
+    assert_int_equal(validate(src, RZ_FORMAT_JSON, F, g_reg, NULL, &d), RZ_EINVALID);
+    expect(d, F, 2, 60, RZ_EUNKNOWN, "reference to unknown step 'zz'");
+    /* An escape before the reference: the string's own column. */
+    expect(d, F, 3, 55, RZ_EUNKNOWN, "reference to unknown step 'zz'");
+    expect(d, F, 4, 64, RZ_EEXPR, "malformed expression: expected '}}', found '+'");
+    assert_int_equal(rz_diags_count(d), 3);
+    assert_string_equal(rz_diags_get(d, 2)->pointer, "/nodes/2/inputs/text");
+    rz_diags_free(d);
+}
+
+/* ---- Credentials ---- */
+
+static void test_credentials(void **state)
+{
+    (void)state;
+    const char *src =
+        "flux: 1\n"
+        "steps:\n"
+        "  t:\n"
+        "    module: trader\n"
+        "    config: {symbol: ETH, max_orders: 2.5, dry_run: 1}\n"   /* 5 */
+        "    credentials:\n"
+        "      exchange: {credentialId: c1, type: llm_api}\n"
+        "      notify: {credentialId: c2, type: bot_token}\n"
+        "      foo: {credentialId: c3, type: x}\n";
+    rz_diags *d;
+    const char *F = "cred.yaml";
+    assert_int_equal(validate(src, RZ_FORMAT_YAML, F, g_reg, NULL, &d), RZ_EINVALID);
+    expect(d, F, 7, 7, RZ_ECREDENTIAL, "credential 'exchange' of step 't' has type "
+           "'llm_api' but module trader wants 'exchange_api'");
+    expect(d, F, 9, 7, RZ_ECREDENTIAL, "module trader takes no credential 'foo'");
+    expect(d, F, 5, 39, RZ_ECONFIG, "config 'max_orders' of step 't' must be "
+           "integer, not number");
+    expect(d, F, 5, 53, RZ_ECONFIG, "config 'dry_run' of step 't' must be "
+           "boolean, not integer");
+    assert_int_equal(rz_diags_count(d), 4);
+    rz_diags_free(d);
+}
+
+/* ---- Golden files: tests/data/diag/<name>.{yaml,json} + <name>.expected ---- */
+
+static bool ends_with(const char *s, const char *suf)
+{
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && strcmp(s + n - k, suf) == 0;
+}
+
+static void check_golden(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, DATA "/diag/%s", name);
+    char *src;
+    size_t len;
+    assert_int_equal(rz__read_file(path, 1 << 20, &src, &len), RZ_OK);
+    rz_diags *d;
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    rz_flow *f;
+    if (rz_flow_parse(&f, src, len, RZ_FORMAT_AUTO, name, d) == RZ_OK) {
+        rz_flow_validate(f, g_reg, d);
+        rz_flow_free(f);
+    }
+    rz_diags_sort(d);
+    char *text;
+    assert_int_equal(rz_diags_to_text(d, &text), RZ_OK);
+    char *dot = strrchr(path, '.');
+    strcpy(dot, ".expected");
+    if (getenv("RZ_REGEN_GOLDEN")) {
+        FILE *fp = fopen(path, "w");
+        assert_non_null(fp);
+        fputs(text, fp);
+        fclose(fp);
+    }
+    char *want;
+    assert_int_equal(rz__read_file(path, 1 << 20, &want, &len), RZ_OK);
+    if (strcmp(text, want) != 0)
+        fprintf(stderr, "golden %s differs; got:\n%s", name, text);
+    assert_string_equal(text, want);
+    rz_free(text);
+    free(want);
+    free(src);
+    rz_diags_free(d);
+}
+
+static void test_golden(void **state)
+{
+    (void)state;
+    DIR *dir = opendir(DATA "/diag");
+    assert_non_null(dir);
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)))
+        if (ends_with(e->d_name, ".yaml") || ends_with(e->d_name, ".json")) {
+            check_golden(e->d_name);
+            n++;
+        }
+    closedir(dir);
+    assert_true(n >= 4);
+}
+
+/* ---- Size: 100k steps, ~400k connections, builder JSON ---- */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void test_large(void **state)
+{
+    (void)state;
+    enum { N = 100000 };
+    rz__buf b = {0};
+    unsigned seed = 12345;
+    rz__buf_puts(&b, "{\"id\":\"big\",\"nodes\":[");
+    for (int i = 0; i < N; i++)
+        rz__buf_printf(&b, "%s{\"id\":\"n%d\",\"moduleId\":\"merge\"%s}", i ? "," : "",
+                       i, i < 8 ? ",\"inputs\":{\"counts\":1}" : "");
+    rz__buf_puts(&b, "],\"connections\":[");
+    size_t edges = 0;
+    for (int i = 8; i < N; i++)
+        for (int k = 0; k < 4; k++) {
+            seed = seed * 1103515245u + 12345u;
+            int span = i < 1000 ? i : 1000;
+            int j = i - 1 - (int)((seed >> 8) % (unsigned)span);
+            rz__buf_printf(&b, "%s{\"source\":{\"nodeId\":\"n%d\",\"port\":\"total\"},"
+                           "\"target\":{\"nodeId\":\"n%d\",\"port\":\"counts\"}}",
+                           edges++ ? "," : "", j, i);
+        }
+    rz__buf_puts(&b, "]}");
+    assert_false(b.failed);
+    rz_flow *f;
+    rz_diags *d;
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    assert_int_equal(rz_flow_parse(&f, b.data, b.len, RZ_FORMAT_JSON, "big.json", d),
+                     RZ_OK);
+    double t0 = now_ms();
+    assert_int_equal(rz__flow_link(f), RZ_OK);
+    double link = now_ms() - t0, ms = 1e9;
+    /* Best of three: the machine may be busy; validation is idempotent. */
+    for (int k = 0; k < 3; k++) {
+        t0 = now_ms();
+        int rc = rz_flow_validate(f, g_reg, d);
+        double t = now_ms() - t0;
+        ms = t < ms ? t : ms;
+        if (rc != RZ_OK)
+            dump(d);
+        assert_int_equal(rc, RZ_OK);
+    }
+    print_message("validate: %d steps, %zu edges: link %.1f ms, checks %.1f ms\n",
+                  N, edges, link, ms);
+    /* Generous: sanitizer builds are several times slower. */
+    assert_true(ms < 3000);
+    rz_flow_free(f);
+    rz_diags_free(d);
+    rz__buf_free(&b);
+
+    /* One ring through 100k steps: iterative Tarjan, one elided cycle. */
+    rz__buf_puts(&b, "{\"nodes\":[");
+    for (int i = 0; i < N; i++)
+        rz__buf_printf(&b, "%s{\"id\":\"n%d\",\"moduleId\":\"m\"}", i ? "," : "", i);
+    rz__buf_puts(&b, "],\"connections\":[");
+    for (int i = 0; i < N; i++)
+        rz__buf_printf(&b, "%s{\"source\":{\"nodeId\":\"n%d\",\"port\":\"o\"},"
+                       "\"target\":{\"nodeId\":\"n%d\",\"port\":\"i\"}}",
+                       i ? "," : "", i, (i + 1) % N);
+    rz__buf_puts(&b, "]}");
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    assert_int_equal(rz_flow_parse(&f, b.data, b.len, RZ_FORMAT_JSON, "ring.json", d),
+                     RZ_OK);
+    assert_int_equal(rz_flow_validate(f, NULL, d), RZ_EINVALID);
+    assert_int_equal(rz_diags_count(d), 1);
+    assert_non_null(strstr(rz_diags_get(d, 0)->message, "cycle: n0 -> n1 -> "));
+    assert_non_null(strstr(rz_diags_get(d, 0)->message, "(99968 more) -> n99984"));
+    assert_true(ends_with(rz_diags_get(d, 0)->message, "-> n99999 -> n0"));
+    rz_flow_free(f);
+    rz_diags_free(d);
+    rz__buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -310,6 +626,13 @@ int main(void)
         cmocka_unit_test(test_ok_json),
         cmocka_unit_test(test_yaml_problems),
         cmocka_unit_test(test_json_problems),
+        cmocka_unit_test(test_no_registry),
+        cmocka_unit_test(test_cycles),
+        cmocka_unit_test(test_upstream),
+        cmocka_unit_test(test_json_expr_columns),
+        cmocka_unit_test(test_credentials),
+        cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_large),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
