@@ -17,11 +17,12 @@ struct rz__arena_chunk {
 
 #define ARENA_CHUNK (256u * 1024u)
 
-void *rz__arena_alloc(rz__arena *a, size_t n)
+/* n bytes, not zeroed, aligned to `align` (a power of two). */
+static void *arena_raw(rz__arena *a, size_t n, size_t align)
 {
-    n = (n + 15u) & ~(size_t)15u;
     rz__arena_chunk *c = a->head;
-    if (!c || c->cap - c->used < n) {
+    size_t at = c ? (c->used + align - 1) & ~(align - 1) : 0;
+    if (!c || at > c->cap || c->cap - at < n) {
         size_t cap = n > ARENA_CHUNK / 4 ? n : ARENA_CHUNK;
         rz__arena_chunk *nc = malloc(sizeof *nc + cap);
         if (!nc)
@@ -38,24 +39,49 @@ void *rz__arena_alloc(rz__arena *a, size_t n)
             a->head = nc;
         }
         c = nc;
+        at = 0;
     }
-    void *p = (char *)c->data + c->used;
-    c->used += n;
-    memset(p, 0, n);
+    void *p = (char *)c->data + at;
+    c->used = at + n;
+    return p;
+}
+
+void *rz__arena_alloc(rz__arena *a, size_t n)
+{
+    void *p = arena_raw(a, n, 16);
+    if (p)
+        memset(p, 0, n);
     return p;
 }
 
 char *rz__arena_strndup(rz__arena *a, const char *s, size_t n)
 {
-    char *p = rz__arena_alloc(a, n + 1);
-    if (p)
+    char *p = arena_raw(a, n + 1, 1);
+    if (p) {
         memcpy(p, s, n);
+        p[n] = '\0';
+    }
     return p;
 }
 
 char *rz__arena_strdup(rz__arena *a, const char *s)
 {
     return s ? rz__arena_strndup(a, s, strlen(s)) : NULL;
+}
+
+void rz__arena_reset(rz__arena *a)
+{
+    rz__arena_chunk *keep = a->head;
+    if (!keep)
+        return;
+    rz__arena_chunk *c = keep->next;
+    while (c) {
+        rz__arena_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    keep->next = NULL;
+    keep->used = 0;
 }
 
 void rz__arena_free(rz__arena *a)
@@ -71,45 +97,109 @@ void rz__arena_free(rz__arena *a)
 
 /* ---- diagnostics during a load ---- */
 
-static int class_of(int code)
+/* Problems after which the document is not lowered at all. */
+static bool is_hard(int code)
 {
-    return code == RZ_ESYNTAX || code == RZ_ETOOBIG || code == RZ_ENOMEM
-               ? code : RZ_EINVALID;
+    return code == RZ_ESYNTAX || code == RZ_ETOOBIG || code == RZ_ENOMEM;
 }
 
-static void load_vdiag(rz__load *ld, int code, uint32_t line, uint32_t column,
-                       const char *pointer, const char *fmt, va_list ap)
+static void emit(rz__load *ld, int code, uint32_t line, uint32_t column,
+                 const char *pointer, const char *msg)
 {
-    char msg[768];
-    vsnprintf(msg, sizeof msg, fmt, ap);
     rz__diag(ld->diags, RZ_SEV_ERROR, code, ld->f->file, line, column, pointer,
              "%s", msg);
     /* rz_error_last() names the first problem of this parse even when the
      * caller's list already held errors from earlier files. */
-    if (ld->problems++ == 0) {
+    if (ld->problems++ == 0)
         rz__error_at(code, ld->f->file, line, column, pointer, "%s", msg);
-        ld->status = class_of(code);
+}
+
+static void note_status(rz__load *ld, int code)
+{
+    if (is_hard(code)) {
+        if (!is_hard(ld->status))
+            ld->status = code;
+    } else if (ld->status == RZ_OK) {
+        ld->status = RZ_EINVALID;
     }
+}
+
+/* Past this many held-back problems the rest only count. */
+#define MAX_PENDING 1000
+
+static void defer(rz__load *ld, int code, const char *pointer, const char *msg)
+{
+    if (ld->n_pending == MAX_PENDING)
+        return;
+    if (ld->n_pending == ld->cap_pending) {
+        size_t cap = ld->cap_pending ? ld->cap_pending * 2 : 16;
+        rz__pending *p = realloc(ld->pending, cap * sizeof *p);
+        if (!p) {
+            note_status(ld, RZ_ENOMEM);
+            return;
+        }
+        ld->pending = p;
+        ld->cap_pending = cap;
+    }
+    rz__pending *p = &ld->pending[ld->n_pending];
+    p->code = code;
+    p->pointer = rz__strdup(pointer ? pointer : "");
+    p->message = rz__strdup(msg);
+    if (!p->pointer || !p->message) {
+        free(p->pointer);
+        free(p->message);
+        note_status(ld, RZ_ENOMEM);
+        return;
+    }
+    ld->n_pending++;
+}
+
+static void flush_pending(rz__load *ld)
+{
+    for (size_t i = 0; i < ld->n_pending; i++) {
+        rz__pending *p = &ld->pending[i];
+        if (!is_hard(ld->status)) {
+            uint32_t line, column;
+            rz__flow_locate(ld->f, p->pointer, &line, &column);
+            emit(ld, p->code, line, column, p->pointer, p->message);
+        }
+        free(p->pointer);
+        free(p->message);
+    }
+    free(ld->pending);
+    ld->pending = NULL;
+    ld->n_pending = ld->cap_pending = 0;
+    ld->defer = false;
 }
 
 void rz__load_diag_at(rz__load *ld, int code, uint32_t line, uint32_t column,
                       const char *pointer, const char *fmt, ...)
 {
+    char msg[768];
     va_list ap;
     va_start(ap, fmt);
-    load_vdiag(ld, code, line, column, pointer, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    note_status(ld, code);
+    emit(ld, code, line, column, pointer, msg);
 }
 
 void rz__load_diag(rz__load *ld, int code, const char *pointer,
                    const char *fmt, ...)
 {
-    uint32_t line, column;
-    rz__flow_locate(ld->f, pointer, &line, &column);
+    char msg[768];
     va_list ap;
     va_start(ap, fmt);
-    load_vdiag(ld, code, line, column, pointer, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    note_status(ld, code);
+    if (ld->defer) {
+        defer(ld, code, pointer, msg);
+        return;
+    }
+    uint32_t line, column;
+    rz__flow_locate(ld->f, pointer, &line, &column);
+    emit(ld, code, line, column, pointer, msg);
 }
 
 /* ---- format detection ---- */
@@ -149,25 +239,30 @@ static rz_format by_content(const unsigned char *p, size_t len)
 
 /* ---- parse ---- */
 
-static cJSON *build_tree(rz__load *ld, rz_format fmt, char *owned,
-                         const void *data, size_t len)
+/* Load `data` in its syntax into ld->f. */
+static void load_syntax(rz__load *ld, rz_format fmt, char *owned,
+                        const void *data, size_t len)
 {
     rz_flow *f = ld->f;
-    switch (fmt) {
-    case RZ_FORMAT_JSON:
+    if (fmt == RZ_FORMAT_JSON) {
         /* The text is kept for lazy locations. */
         f->src = owned ? owned : rz__strndup(data, len);
         f->src_len = len;
         if (!f->src) {
             rz__load_diag_at(ld, RZ_ENOMEM, 0, 0, NULL, "out of memory");
-            return NULL;
+            return;
         }
-        return rz__json_tree(ld, f->src, len);
-    case RZ_FORMAT_YAML:
-        return rz__yaml_tree(ld, data, len);
-    default:
-        return rz__cbor_tree(ld, data, len);
+        ld->defer = true;
+        rz__json_load(ld, f->src, len);
+        flush_pending(ld);
+        return;
     }
+    free(owned);
+    cJSON *root = fmt == RZ_FORMAT_YAML ? rz__yaml_tree(ld, data, len)
+                                        : rz__cbor_tree(ld, data, len);
+    if (root)
+        rz__flow_lower(ld, root);
+    cJSON_Delete(root);
 }
 
 static void build_index(rz__load *ld)
@@ -222,18 +317,7 @@ static int parse(rz_flow **out, char *owned, const void *data, size_t len,
         rz_flow_free(f);
         return ld.status;
     }
-    if (format != RZ_FORMAT_JSON) {
-        cJSON *root = build_tree(&ld, format, NULL, data, len);
-        free(owned);
-        if (root)
-            rz__flow_lower(&ld, root);
-        cJSON_Delete(root);
-    } else {
-        cJSON *root = build_tree(&ld, format, owned, data, len);
-        if (root)
-            rz__flow_lower(&ld, root);
-        cJSON_Delete(root);
-    }
+    load_syntax(&ld, format, owned, data, len);
     if (ld.status == RZ_OK)
         build_index(&ld);
     if (ld.status != RZ_OK) {
@@ -284,6 +368,8 @@ void rz_flow_free(rz_flow *f)
         for (size_t j = 0; j < s->n_inputs; j++)
             cJSON_Delete(s->inputs[j].value);
     }
+    free(f->steps);
+    free(f->conns);
     for (size_t i = 0; i < f->n_inputs; i++)
         cJSON_Delete(f->inputs[i].def);
     cJSON_Delete(f->triggers);

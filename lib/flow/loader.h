@@ -22,6 +22,8 @@ RZ_HIDDEN void *rz__arena_alloc(rz__arena *a, size_t n);   /* zeroed */
 RZ_HIDDEN char *rz__arena_strndup(rz__arena *a, const char *s, size_t n);
 RZ_HIDDEN char *rz__arena_strdup(rz__arena *a, const char *s); /* NULL-safe */
 RZ_HIDDEN void rz__arena_free(rz__arena *a);
+/* Forget everything allocated, keeping one chunk for reuse. */
+RZ_HIDDEN void rz__arena_reset(rz__arena *a);
 
 /* The flow as allocated: the public model plus what only loading needs. */
 typedef struct rz__flow_impl {
@@ -31,12 +33,22 @@ typedef struct rz__flow_impl {
 
 #define RZ_FLOW_ARENA(f) (&((rz__flow_impl *)(f))->arena)
 
+/* A shape problem held back until the whole document has parsed: a
+ * syntax error later in a streamed document replaces them all. */
+typedef struct rz__pending {
+    int code;
+    char *pointer, *message;
+} rz__pending;
+
 /* One parse: where problems go and how bad they were. */
 typedef struct rz__load {
     rz_flow *f;
     rz_diags *diags;
-    int status;          /* first failing class: ESYNTAX, ETOOBIG, EINVALID */
+    int status;          /* ESYNTAX / ETOOBIG / ENOMEM win over EINVALID */
     size_t problems;
+    bool defer;          /* hold shape problems in `pending` */
+    rz__pending *pending;
+    size_t n_pending, cap_pending;
 } rz__load;
 
 /* Report a problem at an explicit location / at a JSON pointer. */
@@ -46,13 +58,25 @@ RZ_HIDDEN void rz__load_diag_at(rz__load *ld, int code, uint32_t line,
 RZ_HIDDEN void rz__load_diag(rz__load *ld, int code, const char *pointer,
                              const char *fmt, ...) RZ_PRINTF(4, 5);
 
-/* Turn each syntax into a tree, or report and return NULL. */
-RZ_HIDDEN cJSON *rz__json_tree(rz__load *ld, const char *text, size_t len);
+/* JSON: parse and lower in one streaming pass. */
+RZ_HIDDEN void rz__json_load(rz__load *ld, const char *text, size_t len);
+/* YAML, CBOR: build a cJSON tree, or report and return NULL. */
 RZ_HIDDEN cJSON *rz__yaml_tree(rz__load *ld, const void *data, size_t len);
 RZ_HIDDEN cJSON *rz__cbor_tree(rz__load *ld, const void *data, size_t len);
 RZ_HIDDEN void rz__yaml_doc_free(void *doc);
 
-/* Lower a tree into ld->f (consumes parts of `root` by detaching them). */
+/* Lowering. A lowerer over an `arena_tree` copies the values it keeps
+ * (config, inputs, extra keys); otherwise it detaches them from the tree.
+ * Builder nodes and connections may be fed one at a time (streaming), then
+ * the rest of the document through rz__lower_root. */
+typedef struct rz__lower rz__lower;
+RZ_HIDDEN rz__lower *rz__lower_new(rz__load *ld, bool arena_tree);
+RZ_HIDDEN void rz__lower_node(rz__lower *L, cJSON *node);
+RZ_HIDDEN void rz__lower_conn(rz__lower *L, cJSON *conn);
+RZ_HIDDEN void rz__lower_root(rz__lower *L, cJSON *root, bool streamed_nodes,
+                              bool streamed_conns);
+RZ_HIDDEN void rz__lower_free(rz__lower *L);
+/* The whole of a (malloc'd cJSON) tree at once. */
 RZ_HIDDEN void rz__flow_lower(rz__load *ld, cJSON *root);
 
 /* Locations in the kept source of each syntax. */

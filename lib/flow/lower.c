@@ -8,17 +8,22 @@
  * keys) are detached from the tree, never copied. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "flow/loader.h"
 
-typedef struct lower {
+typedef struct rz__lower lower;
+
+struct rz__lower {
     rz__load *ld;
     rz_flow *f;
     rz__arena *a;
     rz__buf path;       /* JSON pointer of the value being lowered */
     bool oom;
-} lower;
+    bool arena_tree;    /* the tree is not ours to take apart: copy */
+    size_t cap_steps, cap_conns;
+};
 
 /* ---- pointers and problems ---- */
 
@@ -32,7 +37,14 @@ static size_t push_key(lower *L, const char *k)
 static size_t push_index(lower *L, size_t i)
 {
     size_t mark = L->path.len;
-    rz__buf_printf(&L->path, "/%zu", i);
+    char buf[24];
+    size_t n = sizeof buf;
+    do {
+        buf[--n] = (char)('0' + i % 10);
+        i /= 10;
+    } while (i);
+    buf[--n] = '/';
+    rz__buf_append(&L->path, buf + n, sizeof buf - n);
     return mark;
 }
 
@@ -160,16 +172,56 @@ static size_t child_count(const cJSON *v)
     return n;
 }
 
-/* Move `item` out of `parent` into the object *dst (created on demand). */
+/* A value the model keeps: detached from a malloc'd tree, copied out of
+ * an arena tree. Its key string comes along. */
+static cJSON *take(lower *L, cJSON *parent, cJSON *item)
+{
+    if (!L->arena_tree)
+        return cJSON_DetachItemViaPointer(parent, item);
+    cJSON *copy = cJSON_Duplicate(item, true);
+    if (!copy)
+        no_memory(L);
+    return copy;
+}
+
+/* Keep an unknown key in the object *dst (created on demand). */
 static void keep_extra(lower *L, cJSON **dst, cJSON *parent, cJSON *item)
 {
     if (!*dst && !(*dst = cJSON_CreateObject())) {
         no_memory(L);
         return;
     }
-    cJSON_DetachItemViaPointer(parent, item);
+    cJSON *v = take(L, parent, item);
     /* Adding via the array path keeps the item's own key string. */
-    cJSON_AddItemToArray(*dst, item);
+    if (v)
+        cJSON_AddItemToArray(*dst, v);
+}
+
+static void *grow(lower *L, void *arr, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return arr;
+    size_t c = *cap ? *cap * 2 : 16;
+    while (c < need)
+        c *= 2;
+    void *p = realloc(arr, c * size);
+    if (!p) {
+        no_memory(L);
+        return NULL;
+    }
+    *cap = c;
+    return p;
+}
+
+static rz__step *new_step(lower *L)
+{
+    rz_flow *f = L->f;
+    rz__step *v = grow(L, f->steps, &L->cap_steps, f->n_steps + 1, sizeof *v);
+    if (!v)
+        return NULL;
+    f->steps = v;
+    memset(&v[f->n_steps], 0, sizeof *v);
+    return &v[f->n_steps++];
 }
 
 /* ---- step fields ---- */
@@ -253,7 +305,7 @@ static void lower_inputs(lower *L, rz__step *s, cJSON *v)
         size_t m = push_key(L, c->string);
         in->name = sdup(L, c->string);
         in->ptr = ptr_here(L);
-        in->value = cJSON_DetachItemViaPointer(v, c);
+        in->value = take(L, v, c);
         pop(L, m);
     }
     pop(L, m0);
@@ -352,7 +404,7 @@ static bool lower_step_field(lower *L, rz__step *s, cJSON *obj, cJSON *c,
     case 'c':
         if (strcmp(k, "config") == 0) {
             if (cJSON_IsObject(c))
-                s->config = cJSON_DetachItemViaPointer(obj, c);
+                s->config = take(L, obj, c);
             else
                 bad(L, RZ_EINVALID, k, NULL, "'config' must be a map, not %s", type_name(c));
             return true;
@@ -404,7 +456,7 @@ static bool lower_step_field(lower *L, rz__step *s, cJSON *obj, cJSON *c,
     case 'p':
         if (strcmp(k, "position") == 0) {
             if (cJSON_IsObject(c))
-                s->position = cJSON_DetachItemViaPointer(obj, c);
+                s->position = take(L, obj, c);
             else
                 bad(L, RZ_EINVALID, k, NULL, "'position' must be a map {x, y}, not %s",
                     type_name(c));
@@ -469,40 +521,39 @@ static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
         no_memory(L);
 }
 
+void rz__lower_node(lower *L, cJSON *c)
+{
+    size_t m = push_key(L, "nodes");
+    push_index(L, L->f->n_steps);
+    rz__step *s = new_step(L);
+    if (s)
+        lower_step(L, s, c, NULL);
+    pop(L, m);
+}
+
 static void lower_nodes(lower *L, cJSON *arr)
 {
-    rz_flow *f = L->f;
     if (!cJSON_IsArray(arr)) {
         bad(L, RZ_EINVALID, "nodes", NULL, "'nodes' must be a list, not %s", type_name(arr));
         return;
     }
-    f->steps = alloc(L, child_count(arr) * sizeof *f->steps);
-    if (!f->steps)
-        return;
-    size_t m0 = push_key(L, "nodes");
-    for (cJSON *c = arr->child; c; c = c->next) {
-        size_t m = push_index(L, f->n_steps);
-        lower_step(L, &f->steps[f->n_steps++], c, NULL);
-        pop(L, m);
-    }
-    pop(L, m0);
+    for (cJSON *c = arr->child; c; c = c->next)
+        rz__lower_node(L, c);
 }
 
 static void lower_steps(lower *L, cJSON *map)
 {
-    rz_flow *f = L->f;
     if (!cJSON_IsObject(map)) {
         bad(L, RZ_EINVALID, "steps", NULL, "'steps' must be a map of id -> step, not %s",
             type_name(map));
         return;
     }
-    f->steps = alloc(L, child_count(map) * sizeof *f->steps);
-    if (!f->steps)
-        return;
     size_t m0 = push_key(L, "steps");
     for (cJSON *c = map->child; c; c = c->next) {
         size_t m = push_key(L, c->string);
-        lower_step(L, &f->steps[f->n_steps++], c, c->string);
+        rz__step *s = new_step(L);
+        if (s)
+            lower_step(L, s, c, c->string);
         pop(L, m);
     }
     pop(L, m0);
@@ -510,17 +561,22 @@ static void lower_steps(lower *L, cJSON *map)
 
 /* ---- connections ---- */
 
-static void lower_end(lower *L, const cJSON *conn, const char *which,
+/* One end {nodeId, port} of a connection; `e` may be NULL (missing). */
+static void lower_end(lower *L, const cJSON *e, const char *which,
                       char **node, char **port)
 {
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(conn, which);
     if (!cJSON_IsObject(e)) {
         bad(L, RZ_EINVALID, e ? which : NULL, NULL, "connection %s must be a map {nodeId, port}%s",
             which, e ? "" : " (missing)");
         return;
     }
-    const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "nodeId");
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(e, "port");
+    const cJSON *n = NULL, *p = NULL;
+    for (const cJSON *c = e->child; c; c = c->next) {
+        if (!n && strcmp(c->string, "nodeId") == 0)
+            n = c;
+        else if (!p && strcmp(c->string, "port") == 0)
+            p = c;
+    }
     if (cJSON_IsString(n))
         *node = sdup(L, n->valuestring);
     else
@@ -533,36 +589,49 @@ static void lower_end(lower *L, const cJSON *conn, const char *which,
             which, p ? "" : " (missing)");
 }
 
-static void lower_conns(lower *L, cJSON *arr)
+void rz__lower_conn(lower *L, cJSON *c)
 {
     rz_flow *f = L->f;
+    rz__conn *v = grow(L, f->conns, &L->cap_conns, f->n_conns + 1, sizeof *v);
+    if (!v)
+        return;
+    f->conns = v;
+    rz__conn *cn = &v[f->n_conns];
+    memset(cn, 0, sizeof *cn);
+    size_t m = push_key(L, "connections");
+    push_index(L, f->n_conns++);
+    cn->src = cn->dst = RZ_NPOS;
+    cn->ptr = ptr_here(L);
+    if (!cJSON_IsObject(c)) {
+        bad(L, RZ_EINVALID, NULL, NULL, "a connection must be a map, not %s", type_name(c));
+        pop(L, m);
+        return;
+    }
+    const cJSON *id = NULL, *src = NULL, *dst = NULL;
+    for (const cJSON *k = c->child; k; k = k->next) {
+        if (!id && strcmp(k->string, "id") == 0)
+            id = k;
+        else if (!src && strcmp(k->string, "source") == 0)
+            src = k;
+        else if (!dst && strcmp(k->string, "target") == 0)
+            dst = k;
+    }
+    if (id && !cJSON_IsNull(id))
+        cn->id = want_string(L, id, "id", true);
+    lower_end(L, src, "source", &cn->src_node, &cn->src_port);
+    lower_end(L, dst, "target", &cn->dst_node, &cn->dst_port);
+    pop(L, m);
+}
+
+static void lower_conns(lower *L, cJSON *arr)
+{
     if (!cJSON_IsArray(arr)) {
         bad(L, RZ_EINVALID, "connections", NULL, "'connections' must be a list, not %s",
             type_name(arr));
         return;
     }
-    f->conns = alloc(L, child_count(arr) * sizeof *f->conns);
-    if (!f->conns)
-        return;
-    size_t m0 = push_key(L, "connections");
-    for (const cJSON *c = arr->child; c; c = c->next) {
-        rz__conn *cn = &f->conns[f->n_conns];
-        size_t m = push_index(L, f->n_conns++);
-        cn->src = cn->dst = RZ_NPOS;
-        cn->ptr = ptr_here(L);
-        if (!cJSON_IsObject(c)) {
-            bad(L, RZ_EINVALID, NULL, NULL, "a connection must be a map, not %s", type_name(c));
-            pop(L, m);
-            continue;
-        }
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "id");
-        if (id && !cJSON_IsNull(id))
-            cn->id = want_string(L, id, "id", true);
-        lower_end(L, c, "source", &cn->src_node, &cn->src_port);
-        lower_end(L, c, "target", &cn->dst_node, &cn->dst_port);
-        pop(L, m);
-    }
-    pop(L, m0);
+    for (cJSON *c = arr->child; c; c = c->next)
+        rz__lower_conn(L, c);
 }
 
 /* ---- flow inputs ---- */
@@ -581,7 +650,7 @@ static void lower_input_decl(lower *L, rz__flow_input *in, cJSON *decl)
                 bad(L, RZ_EINVALID, k, NULL, "'required' must be true or false");
         } else if (strcmp(k, "default") == 0) {
             if (!cJSON_IsNull(c))
-                in->def = cJSON_DetachItemViaPointer(decl, c);
+                in->def = take(L, decl, c);
         } else if (strcmp(k, "description") == 0) {
             if (!cJSON_IsString(c) && !cJSON_IsNull(c))
                 bad(L, RZ_EINVALID, k, NULL, "'description' must be a string");
@@ -613,7 +682,7 @@ static void lower_flow_inputs(lower *L, cJSON *map)
         if (cJSON_IsObject(c))
             lower_input_decl(L, in, c);
         else if (!cJSON_IsNull(c))   /* name: <default> */
-            in->def = cJSON_DetachItemViaPointer(map, c);
+            in->def = take(L, map, c);
         pop(L, m);
     }
     pop(L, m0);
@@ -639,12 +708,33 @@ static bool top_string(lower *L, cJSON *c, const char *k)
     return false;
 }
 
-void rz__flow_lower(rz__load *ld, cJSON *root)
+lower *rz__lower_new(rz__load *ld, bool arena_tree)
 {
-    lower L = {.ld = ld, .f = ld->f, .a = RZ_FLOW_ARENA(ld->f)};
-    rz_flow *f = L.f;
+    lower *L = calloc(1, sizeof *L);
+    if (L) {
+        L->ld = ld;
+        L->f = ld->f;
+        L->a = RZ_FLOW_ARENA(ld->f);
+        L->arena_tree = arena_tree;
+    }
+    return L;
+}
+
+void rz__lower_free(lower *L)
+{
+    if (!L)
+        return;
+    if (L->path.failed)
+        no_memory(L);
+    rz__buf_free(&L->path);
+    free(L);
+}
+
+void rz__lower_root(lower *L, cJSON *root, bool streamed_nodes, bool streamed_conns)
+{
+    rz_flow *f = L->f;
     if (!cJSON_IsObject(root)) {
-        bad(&L, RZ_EINVALID, NULL, NULL, "a flow document must be a map, not %s",
+        bad(L, RZ_EINVALID, NULL, NULL, "a flow document must be a map, not %s",
             type_name(root));
         return;
     }
@@ -652,14 +742,14 @@ void rz__flow_lower(rz__load *ld, cJSON *root)
     for (cJSON *c = root->child, *next; c; c = next) {
         next = c->next;
         const char *k = c->string;
-        if (top_string(&L, c, k))
+        if (top_string(L, c, k))
             continue;
         if (strcmp(k, "flux") == 0) {
             if (!cJSON_IsNumber(c) || c->valuedouble != 1)
-                bad(&L, RZ_EINVALID, k, NULL, "unsupported 'flux' version (expected 1)");
+                bad(L, RZ_EINVALID, k, NULL, "unsupported 'flux' version (expected 1)");
         } else if (strcmp(k, "triggers") == 0) {
             if (!f->triggers && !cJSON_IsNull(c))
-                f->triggers = cJSON_DetachItemViaPointer(root, c);
+                f->triggers = take(L, root, c);
         } else if (strcmp(k, "nodes") == 0) {
             nodes = nodes ? nodes : c;
         } else if (strcmp(k, "steps") == 0) {
@@ -669,23 +759,32 @@ void rz__flow_lower(rz__load *ld, cJSON *root)
         } else if (strcmp(k, "inputs") == 0) {
             inputs = inputs ? inputs : c;
         } else {
-            keep_extra(&L, &f->extra, root, c);
+            keep_extra(L, &f->extra, root, c);
         }
     }
-    f->builder = nodes || (!steps && f->format == RZ_FORMAT_JSON);
-    if (nodes && steps)
-        bad(&L, RZ_EINVALID, "steps", NULL, "a flow has either 'nodes' or 'steps', not both");
-    if (nodes)
-        lower_nodes(&L, nodes);
-    else if (steps && !cJSON_IsNull(steps))
-        lower_steps(&L, steps);
-    else if (!steps)
-        bad(&L, RZ_EINVALID, NULL, NULL, "the flow has no '%s'", f->builder ? "nodes" : "steps");
-    if (conns && !cJSON_IsNull(conns))
-        lower_conns(&L, conns);
+    bool has_nodes = streamed_nodes || nodes;
+    f->builder = has_nodes || (!steps && f->format == RZ_FORMAT_JSON);
+    if (has_nodes && steps)
+        bad(L, RZ_EINVALID, "steps", NULL, "a flow has either 'nodes' or 'steps', not both");
+    if (nodes && !streamed_nodes)
+        lower_nodes(L, nodes);
+    else if (steps && !has_nodes && !cJSON_IsNull(steps))
+        lower_steps(L, steps);
+    else if (!steps && !has_nodes)
+        bad(L, RZ_EINVALID, NULL, NULL, "the flow has no '%s'", f->builder ? "nodes" : "steps");
+    if (conns && !streamed_conns && !cJSON_IsNull(conns))
+        lower_conns(L, conns);
     if (inputs && !cJSON_IsNull(inputs))
-        lower_flow_inputs(&L, inputs);
-    if (L.path.failed)
-        no_memory(&L);
-    rz__buf_free(&L.path);
+        lower_flow_inputs(L, inputs);
+}
+
+void rz__flow_lower(rz__load *ld, cJSON *root)
+{
+    lower *L = rz__lower_new(ld, false);
+    if (!L) {
+        rz__load_diag_at(ld, RZ_ENOMEM, 0, 0, NULL, "out of memory");
+        return;
+    }
+    rz__lower_root(L, root, false, false);
+    rz__lower_free(L);
 }
