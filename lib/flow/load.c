@@ -257,9 +257,9 @@ static void load_syntax(rz__load *ld, rz_format fmt, char *owned,
         flush_pending(ld);
         return;
     }
-    free(owned);
     cJSON *root = fmt == RZ_FORMAT_YAML ? rz__yaml_tree(ld, data, len)
                                         : rz__cbor_tree(ld, data, len);
+    free(owned);
     if (root)
         rz__flow_lower(ld, root);
     cJSON_Delete(root);
