@@ -35,6 +35,8 @@ typedef struct cli {
 
 int cli_flow(cli *c, const char *verb);
 void cli_flow_usage(void);
+int cli_match(cli *c, const char *verb);
+void cli_match_usage(void);
 int cli_vault(cli *c, const char *verb);
 void cli_vault_usage(void);
 

@@ -21,6 +21,9 @@ static void usage(FILE *out)
 "Credential vault (--vault FILE, env RHIZOS_VAULT):\n"
 "  vault init|add|list|show|rm|passwd   secrets for modules; see vault --help\n"
 "\n"
+"Placement (offline):\n"
+"  match --nodes F --jobs F [--policy P]   which node gets which job\n"
+"\n"
 "Options:\n"
 "  --json                  machine-readable output\n"
 "  --modules DIR           add a module registry folder (repeatable;\n"
@@ -126,6 +129,7 @@ static const struct {
 } groups[] = {
     { "flow", 1, cli_flow, cli_flow_usage },
     { "vault", 1, cli_vault, cli_vault_usage },
+    { "match", 0, cli_match, cli_match_usage },
 };
 
 int main(int argc, char **argv)

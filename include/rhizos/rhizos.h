@@ -9,6 +9,8 @@
 #include "rhizos/run.h"
 #include "rhizos/exec.h"
 #include "rhizos/store.h"
+#include "rhizos/hw.h"
+#include "rhizos/match.h"
 #include "rhizos/vault.h"
 
 #endif /* RHIZOS_H */

@@ -76,19 +76,31 @@ static int detect_topology(rz_caps *c)
     return rc;
 }
 
-/* MemAvailable from /proc/meminfo (hwloc has only totals). */
-static uint64_t memory_available_mb(void)
+/* A "Name: N kB" line of /proc/meminfo in MB; 0 if absent. hwloc has only
+ * totals, and sums NUMA nodes, which some virtual machines report short. */
+static uint64_t meminfo_mb(const char *name)
 {
     FILE *f = fopen("/proc/meminfo", "r");
     if (!f)
         return 0;
     char line[256];
     unsigned long long kb = 0;
+    size_t n = strlen(name);
     while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+        if (strncmp(line, name, n) == 0 && line[n] == ':' &&
+            sscanf(line + n + 1, " %llu", &kb) == 1)
             break;
     fclose(f);
     return kb / 1024;
+}
+
+static void detect_memory(rz_caps *c)
+{
+    uint64_t total = meminfo_mb("MemTotal");
+    if (total > c->info.memory_mb)
+        c->info.memory_mb = total;
+    uint64_t avail = meminfo_mb("MemAvailable");
+    c->info.memory_available_mb = avail < c->info.memory_mb ? avail : c->info.memory_mb;
 }
 
 /* ---- Storage ---- */
@@ -236,7 +248,7 @@ static int detect_all(rz_caps *c, const rz_hw_opts *o)
     int rc = detect_identity(c);
     if (rc == RZ_OK) rc = detect_topology(c);
     if (rc == RZ_OK) rc = rz__hw_cpu_features(c);
-    c->info.memory_available_mb = memory_available_mb();
+    detect_memory(c);
     if (rc == RZ_OK) rc = detect_storage(c, o->data_dir ? o->data_dir : ".", sysfs);
     if (rc == RZ_OK && !o->skip_runtimes) rc = detect_runtimes(c);
     if (rc == RZ_OK && !o->skip_gpus) {
