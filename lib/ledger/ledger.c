@@ -1,0 +1,757 @@
+/* The ledger handle: opening (with journal replay), durable batches,
+ * checkpoints, one-op conveniences and queries. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "ledger/ledger_impl.h"
+
+#define DEFAULT_MAP_SIZE (16ull << 30)
+#define DEFAULT_JOURNAL_SIZE (64ull << 20)
+
+/* ---- small public helpers ---- */
+
+uint64_t rz_ledger_available(const rz_ledger_account *a)
+{
+    if (!a)
+        return 0;
+    uint64_t out = a->debits_posted + a->debits_pending;
+    if (out < a->debits_posted || out > a->credits_posted)
+        return 0;
+    return a->credits_posted - out;
+}
+
+uint64_t rz_ledger_fee(uint64_t cents, uint32_t fee_bps)
+{
+    if (fee_bps > 10000)
+        fee_bps = 10000;
+    /* floor(cents * bps / 10000) without a 128-bit product. */
+    return (cents / 10000) * fee_bps + (cents % 10000) * fee_bps / 10000;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+rz_ledger_id rz_ledger_derive_id(rz_ledger_id id, uint32_t n)
+{
+    uint64_t hi = mix64(id.hi ^ mix64(id.lo + 0x9e3779b97f4a7c15ull * n));
+    uint64_t lo = mix64(id.lo ^ mix64(hi + n));
+    if (hi == 0 && lo < 16)
+        lo |= 16;   /* never a reserved id */
+    return rz_ledger_id_make(hi, lo);
+}
+
+void rz_ledger_id_format(rz_ledger_id id, char buf[33])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        buf[i] = hex[(id.hi >> (60 - 4 * i)) & 15];
+        buf[16 + i] = hex[(id.lo >> (60 - 4 * i)) & 15];
+    }
+    buf[32] = '\0';
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+int rz_ledger_id_parse(const char *s, rz_ledger_id *out)
+{
+    if (!s || !out)
+        return rz__error(RZ_EINVAL, "no id given");
+    size_t len = strlen(s);
+    bool hex = len == 32 || (len > 2 && s[0] == '0' && (s[1] == 'x' ||
+                                                        s[1] == 'X'));
+    rz_ledger_id id = { 0, 0 };
+    if (hex) {
+        const char *p = len == 32 ? s : s + 2;
+        size_t n = strlen(p);
+        if (n == 0 || n > 32)
+            return rz__error(RZ_EINVAL, "id '%s': at most 32 hex digits", s);
+        for (size_t i = 0; i < n; i++) {
+            int v = hexval(p[i]);
+            if (v < 0)
+                return rz__error(RZ_EINVAL, "id '%s' is not hex", s);
+            id.hi = (id.hi << 4) | (id.lo >> 60);
+            id.lo = (id.lo << 4) | (uint64_t)v;
+        }
+    } else {
+        if (len == 0 || len > 20)
+            return rz__error(RZ_EINVAL, "id '%s' is not a number", s);
+        for (size_t i = 0; i < len; i++) {
+            if (s[i] < '0' || s[i] > '9')
+                return rz__error(RZ_EINVAL, "id '%s' is not a number", s);
+            uint64_t d = (uint64_t)(s[i] - '0');
+            if (id.lo > (UINT64_MAX - d) / 10)
+                return rz__error(RZ_EINVAL, "id '%s' is above 2^64-1", s);
+            id.lo = id.lo * 10 + d;
+        }
+    }
+    *out = id;
+    return RZ_OK;
+}
+
+/* ---- LMDB plumbing ---- */
+
+int rz__ledger_db_error(int mrc, const char *what)
+{
+    return rz__error(mrc == MDB_MAP_FULL ? RZ_ETOOBIG : RZ_EDB,
+                     "ledger %s: %s", what, mdb_strerror(mrc));
+}
+
+static const char META_KEY[] = "meta";
+
+int rz__ledger_meta_read(MDB_txn *txn, const rz__ledger_dbs *d,
+                         rz__ledger_meta *m)
+{
+    MDB_val key = { sizeof META_KEY - 1, (void *)META_KEY }, val;
+    memset(m, 0, sizeof *m);
+    int mrc = mdb_get(txn, d->meta, &key, &val);
+    if (mrc == MDB_NOTFOUND)
+        return RZ_OK;
+    if (mrc)
+        return rz__ledger_db_error(mrc, "read meta");
+    if (val.mv_size != 48)
+        return rz__error(RZ_EDB, "ledger meta record of %zu bytes",
+                         val.mv_size);
+    const uint8_t *p = val.mv_data;
+    m->applied = rz__ledger_get_be64(p);
+    m->seq = rz__ledger_get_be64(p + 8);
+    m->accounts = rz__ledger_get_be64(p + 16);
+    m->transfers = rz__ledger_get_be64(p + 24);
+    m->batches = rz__ledger_get_be64(p + 32);
+    m->open_pending = rz__ledger_get_be64(p + 40);
+    return RZ_OK;
+}
+
+int rz__ledger_meta_write(MDB_txn *txn, const rz__ledger_dbs *d,
+                          const rz__ledger_meta *m)
+{
+    uint8_t p[48];
+    rz__ledger_be64(p, m->applied);
+    rz__ledger_be64(p + 8, m->seq);
+    rz__ledger_be64(p + 16, m->accounts);
+    rz__ledger_be64(p + 24, m->transfers);
+    rz__ledger_be64(p + 32, m->batches);
+    rz__ledger_be64(p + 40, m->open_pending);
+    MDB_val key = { sizeof META_KEY - 1, (void *)META_KEY }, val = { 48, p };
+    int mrc = mdb_put(txn, d->meta, &key, &val, 0);
+    return mrc ? rz__ledger_db_error(mrc, "write meta") : RZ_OK;
+}
+
+int rz__ledger_read_begin(rz_ledger *l, MDB_txn **txn)
+{
+    if (l->broken)
+        return rz__error(RZ_ESTATE, "a write failed; reopen the ledger");
+    if (l->wtxn) {
+        *txn = l->wtxn;
+        return RZ_OK;
+    }
+    int mrc = mdb_txn_begin(l->env, NULL, MDB_RDONLY, txn);
+    return mrc ? rz__ledger_db_error(mrc, "begin read") : RZ_OK;
+}
+
+void rz__ledger_read_end(rz_ledger *l, MDB_txn *txn)
+{
+    if (txn != l->wtxn)
+        mdb_txn_abort(txn);
+}
+
+static int open_dbs(rz_ledger *l, MDB_txn *txn)
+{
+    unsigned flags = l->read_only ? 0 : MDB_CREATE;
+    struct { const char *name; MDB_dbi *dbi; } t[] = {
+        { "accounts", &l->dbs.accounts }, { "transfers", &l->dbs.transfers },
+        { "history", &l->dbs.history }, { "jobs", &l->dbs.jobs },
+        { "expiry", &l->dbs.expiry }, { "meta", &l->dbs.meta },
+    };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(t); i++) {
+        int mrc = mdb_dbi_open(txn, t[i].name, flags, t[i].dbi);
+        if (mrc == MDB_NOTFOUND)
+            return rz__error(RZ_ENOENT, "%s holds no ledger", l->dir);
+        if (mrc)
+            return rz__ledger_db_error(mrc, "open table");
+    }
+    return RZ_OK;
+}
+
+/* The platform, escrow and external accounts exist from the start. */
+static int init_accounts(rz_ledger *l, MDB_txn *txn)
+{
+    static const struct { uint64_t lo; uint32_t kind; uint32_t flags; } sys[] = {
+        { 1, RZ_LEDGER_PLATFORM, RZ_LEDGER_DEBITS_MUST_NOT_EXCEED_CREDITS },
+        { 2, RZ_LEDGER_ESCROW, RZ_LEDGER_DEBITS_MUST_NOT_EXCEED_CREDITS },
+        { 3, RZ_LEDGER_EXTERNAL, 0 },
+    };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(sys); i++) {
+        rz_ledger_account a;
+        int rc = rz__ledger_get_account(txn, &l->dbs,
+                                        rz_ledger_id_make(0, sys[i].lo), &a);
+        if (rc == RZ_OK)
+            continue;
+        if (rc != RZ_ENOENT)
+            return rc;
+        memset(&a, 0, sizeof a);
+        a.id = rz_ledger_id_make(0, sys[i].lo);
+        a.kind = sys[i].kind;
+        a.flags = sys[i].flags;
+        uint8_t k[16], rec[RZ__LEDGER_ACCOUNT_SIZE];
+        rz__ledger_id_key(a.id, k);
+        rz__ledger_account_encode(&a, rec);
+        MDB_val key = { 16, k }, val = { sizeof rec, rec };
+        int mrc = mdb_put(txn, l->dbs.accounts, &key, &val, 0);
+        if (mrc)
+            return rz__ledger_db_error(mrc, "create system account");
+        l->meta.accounts++;
+    }
+    return rz__ledger_meta_write(txn, &l->dbs, &l->meta);
+}
+
+static int setup(rz_ledger *l)
+{
+    MDB_txn *txn;
+    int mrc = mdb_txn_begin(l->env, NULL, l->read_only ? MDB_RDONLY : 0, &txn);
+    if (mrc)
+        return rz__ledger_db_error(mrc, "begin");
+    int rc = open_dbs(l, txn);
+    if (rc == RZ_OK)
+        rc = rz__ledger_meta_read(txn, &l->dbs, &l->meta);
+    if (rc == RZ_OK && !l->read_only)
+        rc = init_accounts(l, txn);
+    if (rc != RZ_OK) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    mrc = mdb_txn_commit(txn);
+    return mrc ? rz__ledger_db_error(mrc, "commit") : RZ_OK;
+}
+
+/* The writer keeps one LMDB write transaction open across batches; each
+ * batch is durable through its journal record. A checkpoint commits that
+ * transaction (LMDB syncs data, then meta) and starts the journal over. */
+static int begin_write(rz_ledger *l)
+{
+    int mrc = mdb_txn_begin(l->env, NULL, 0, &l->wtxn);
+    if (mrc) {
+        l->wtxn = NULL;
+        l->broken = true;
+        return rz__ledger_db_error(mrc, "begin");
+    }
+    return RZ_OK;
+}
+
+static void fail_write(rz_ledger *l)
+{
+    /* Everything acknowledged is in the journal; reopening replays it. */
+    mdb_txn_abort(l->wtxn);
+    l->wtxn = NULL;
+    l->broken = true;
+}
+
+/* After a checkpoint. Stale records are harmless (all applied); zeroing the
+ * first header only spares the next open from reading them. */
+static int journal_restart(rz_ledger *l)
+{
+    static const uint8_t zeros[RZ__LEDGER_JHDR_SIZE];
+    rz__journal_reset(&l->journal);
+    if (pwrite(l->journal.fd, zeros, sizeof zeros, 0) < 0) {
+        l->broken = true;
+        return rz__error(RZ_EIO, "ledger journal: write: %s", strerror(errno));
+    }
+    return RZ_OK;
+}
+
+static int checkpoint(rz_ledger *l)
+{
+    int mrc = mdb_txn_commit(l->wtxn);
+    l->wtxn = NULL;
+    if (mrc) {
+        l->broken = true;
+        return rz__ledger_db_error(mrc, "checkpoint commit");
+    }
+    l->ops_since = 0;
+    int rc = journal_restart(l);
+    return rc == RZ_OK ? begin_write(l) : rc;
+}
+
+int rz_ledger_checkpoint(rz_ledger *l)
+{
+    if (!l)
+        return rz__error(RZ_EINVAL, "no ledger");
+    if (l->read_only)
+        return rz__error(RZ_ESTATE, "the ledger is open read-only");
+    if (l->broken)
+        return rz__error(RZ_ESTATE, "a write failed; reopen the ledger");
+    return checkpoint(l);
+}
+
+/* Apply one batch into the open write transaction, journaled first if
+ * asked. A failure here leaves the transaction unusable: the handle is
+ * marked broken and reopening recovers every acknowledged batch. */
+static int apply_batch(rz_ledger *l, uint32_t fee_bps, const rz_ledger_op *ops,
+                       size_t n, rz_ledger_result *results, bool journal)
+{
+    rz__ledger_meta m = l->meta;
+    int rc = rz__ledger_apply(l->wtxn, &l->dbs, &m, fee_bps, ops, n, results);
+    m.applied++;
+    m.batches++;
+    if (rc == RZ_OK)
+        rc = rz__ledger_meta_write(l->wtxn, &l->dbs, &m);
+    if (rc == RZ_OK && journal) {
+        rz__ledger_jhdr h = { m.applied, (uint32_t)n, fee_bps };
+        rc = rz__journal_append(&l->journal, &h, ops);
+    }
+    if (rc != RZ_OK) {
+        fail_write(l);
+        return rc;
+    }
+    l->meta = m;
+    l->ops_since += n;
+    return RZ_OK;
+}
+
+static int replay_one(void *ctx, const rz__ledger_jhdr *h,
+                      const rz_ledger_op *ops)
+{
+    rz_ledger *l = ctx;
+    if (h->seq <= l->meta.applied)
+        return RZ_OK;
+    if (h->seq != l->meta.applied + 1)
+        return rz__error(RZ_EDB, "ledger journal has batch %llu, LMDB ends at "
+                         "%llu", (unsigned long long)h->seq,
+                         (unsigned long long)l->meta.applied);
+    rz_ledger_result *res = malloc(sizeof *res * h->n_ops);
+    if (!res)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    int rc = apply_batch(l, h->fee_bps, ops, h->n_ops, res, false);
+    free(res);
+    return rc;
+}
+
+static int make_dir(const char *path)
+{
+    if (mkdir(path, 0700) == 0 || errno == EEXIST)
+        return RZ_OK;
+    return rz__error(RZ_EIO, "cannot create %s: %s", path, strerror(errno));
+}
+
+static int open_env(rz_ledger *l, const rz_ledger_opts *o)
+{
+    int mrc = mdb_env_create(&l->env);
+    if (!mrc)
+        mrc = mdb_env_set_maxdbs(l->env, 8);
+    if (!mrc)
+        mrc = mdb_env_set_mapsize(l->env, o->map_size ? o->map_size
+                                                      : DEFAULT_MAP_SIZE);
+    unsigned flags = MDB_NOTLS | (l->read_only ? MDB_RDONLY : 0) |
+                     (o->durable ? 0 : MDB_NOSYNC);
+    if (!mrc)
+        mrc = mdb_env_open(l->env, l->dir, flags, 0600);
+    if (!mrc) {
+        int dead;
+        mdb_reader_check(l->env, &dead);   /* slots of killed readers */
+    }
+    return mrc ? rz__ledger_db_error(mrc, "open") : RZ_OK;
+}
+
+static int open_writer(rz_ledger *l, const char *data_dir,
+                       const rz_ledger_opts *o)
+{
+    int rc = make_dir(data_dir);
+    if (rc == RZ_OK)
+        rc = make_dir(l->dir);
+    char *jpath = rc == RZ_OK ? rz__asprintf("%s/journal", l->dir) : NULL;
+    if (rc == RZ_OK && !jpath)
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    if (rc == RZ_OK)
+        rc = rz__journal_open(&l->journal, jpath,
+                              o->journal_size ? o->journal_size
+                                              : DEFAULT_JOURNAL_SIZE,
+                              o->durable != 0);
+    free(jpath);
+    if (rc == RZ_OK)
+        rc = open_env(l, o);
+    if (rc == RZ_OK)
+        rc = setup(l);
+    if (rc == RZ_OK)
+        rc = begin_write(l);
+    if (rc == RZ_OK)
+        rc = rz__journal_scan(&l->journal, replay_one, l);
+    if (rc == RZ_OK)
+        rc = checkpoint(l);
+    return rc;
+}
+
+int rz_ledger_open(rz_ledger **out, const char *data_dir,
+                   const rz_ledger_opts *opts)
+{
+    if (out)
+        *out = NULL;
+    if (!out || !data_dir || !*data_dir)
+        return rz__error(RZ_EINVAL, "no data directory given");
+    rz_ledger_opts defaults = RZ_LEDGER_OPTS_INIT;
+    const rz_ledger_opts *o = opts ? opts : &defaults;
+    if (o->version != RZ_LEDGER_OPTS_VERSION || o->fee_bps > 10000)
+        return rz__error(RZ_EINVAL, "ledger options: unknown version or fee "
+                         "above 10000 basis points");
+    if (sodium_init() < 0)
+        return rz__error(RZ_EINTERNAL, "libsodium failed to initialise");
+    rz_ledger *l = calloc(1, sizeof *l);
+    if (!l)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    l->journal.fd = -1;
+    l->fee_bps = o->fee_bps;
+    l->read_only = o->read_only != 0;
+    l->checkpoint_ops = o->checkpoint_ops ? o->checkpoint_ops : 65536;
+    l->dir = rz__asprintf("%s/ledger", data_dir);
+    int rc = l->dir ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
+    struct stat st;
+    if (rc == RZ_OK && l->read_only && stat(l->dir, &st) != 0)
+        rc = rz__error(RZ_ENOENT, "no ledger in %s", data_dir);
+    if (rc == RZ_OK)
+        rc = l->read_only ? open_env(l, o) : open_writer(l, data_dir, o);
+    if (rc == RZ_OK && l->read_only)
+        rc = setup(l);
+    if (rc != RZ_OK) {
+        l->broken = true;   /* no checkpoint on the way out */
+        rz_ledger_close(l);
+        return rc;
+    }
+    *out = l;
+    return RZ_OK;
+}
+
+void rz_ledger_close(rz_ledger *l)
+{
+    if (!l)
+        return;
+    if (l->wtxn && !l->broken && mdb_txn_commit(l->wtxn) == 0) {
+        l->wtxn = NULL;
+        journal_restart(l);
+    }
+    if (l->wtxn)
+        mdb_txn_abort(l->wtxn);
+    if (l->env)
+        mdb_env_close(l->env);
+    rz__journal_close(&l->journal);
+    free(l->dir);
+    free(l);
+}
+
+int rz_ledger_submit(rz_ledger *l, const rz_ledger_op *ops, size_t n,
+                     rz_ledger_result *results)
+{
+    if (!l || !ops || !results || n == 0 || n > RZ_LEDGER_BATCH_MAX)
+        return rz__error(RZ_EINVAL, "a batch is 1..%d ops with room for "
+                         "their results", RZ_LEDGER_BATCH_MAX);
+    if (l->read_only)
+        return rz__error(RZ_ESTATE, "the ledger is open read-only");
+    if (l->broken)
+        return rz__error(RZ_ESTATE, "a write failed; reopen the ledger");
+    if (!rz__journal_fits(&l->journal, rz__ledger_record_size(n)) ||
+        l->ops_since + n > l->checkpoint_ops) {
+        int rc = checkpoint(l);
+        if (rc != RZ_OK)
+            return rc;
+    }
+    return apply_batch(l, l->fee_bps, ops, n, results, true);
+}
+
+/* ---- one-op conveniences ---- */
+
+static int submit_one(rz_ledger *l, const rz_ledger_op *op,
+                      rz_ledger_result *res)
+{
+    rz_ledger_result r;
+    int rc = rz_ledger_submit(l, op, 1, &r);
+    if (rc != RZ_OK)
+        return rc;
+    if (res)
+        *res = r;
+    return r.status;
+}
+
+static rz_ledger_op make_op(uint32_t type, rz_ledger_id id)
+{
+    rz_ledger_op op;
+    memset(&op, 0, sizeof op);
+    op.type = type;
+    op.id = id;
+    return op;
+}
+
+int rz_ledger_create_account(rz_ledger *l, rz_ledger_id id,
+                             rz_ledger_kind kind)
+{
+    rz_ledger_op op = make_op(RZ_LEDGER_OP_CREATE_ACCOUNT, id);
+    op.kind = kind;
+    return submit_one(l, &op, NULL);
+}
+
+static int account_op(rz_ledger *l, uint32_t type, rz_ledger_id id,
+                      rz_ledger_id account, uint64_t cents)
+{
+    rz_ledger_op op = make_op(type, id);
+    op.account = account;
+    op.amount = cents;
+    return submit_one(l, &op, NULL);
+}
+
+static int ref_op(rz_ledger *l, uint32_t type, rz_ledger_id id,
+                  rz_ledger_id ref)
+{
+    rz_ledger_op op = make_op(type, id);
+    op.ref = ref;
+    return submit_one(l, &op, NULL);
+}
+
+int rz_ledger_deposit_request(rz_ledger *l, rz_ledger_id id,
+                              rz_ledger_id client, uint64_t cents)
+{
+    return account_op(l, RZ_LEDGER_OP_DEPOSIT_REQUEST, id, client, cents);
+}
+
+int rz_ledger_deposit_confirm(rz_ledger *l, rz_ledger_id id,
+                              rz_ledger_id request)
+{
+    return ref_op(l, RZ_LEDGER_OP_DEPOSIT_CONFIRM, id, request);
+}
+
+int rz_ledger_test_credit(rz_ledger *l, rz_ledger_id id, rz_ledger_id client,
+                          uint64_t cents)
+{
+    return account_op(l, RZ_LEDGER_OP_TEST_CREDIT, id, client, cents);
+}
+
+int rz_ledger_hold(rz_ledger *l, rz_ledger_id id, rz_ledger_id job,
+                   rz_ledger_id client, uint64_t max_cents, uint64_t timeout)
+{
+    rz_ledger_op op = make_op(RZ_LEDGER_OP_HOLD, id);
+    op.job = job;
+    op.account = client;
+    op.amount = max_cents;
+    op.timeout = timeout;
+    return submit_one(l, &op, NULL);
+}
+
+int rz_ledger_settle(rz_ledger *l, rz_ledger_id id, rz_ledger_id job,
+                     rz_ledger_id node, uint64_t actual_cents,
+                     rz_ledger_result *res)
+{
+    rz_ledger_op op = make_op(RZ_LEDGER_OP_SETTLE, id);
+    op.job = job;
+    op.other = node;
+    op.amount = actual_cents;
+    return submit_one(l, &op, res);
+}
+
+int rz_ledger_refund(rz_ledger *l, rz_ledger_id id, rz_ledger_id job,
+                     rz_ledger_result *res)
+{
+    rz_ledger_op op = make_op(RZ_LEDGER_OP_REFUND, id);
+    op.job = job;
+    return submit_one(l, &op, res);
+}
+
+int rz_ledger_withdraw_request(rz_ledger *l, rz_ledger_id id,
+                               rz_ledger_id account, uint64_t cents)
+{
+    return account_op(l, RZ_LEDGER_OP_WITHDRAW_REQUEST, id, account, cents);
+}
+
+int rz_ledger_withdraw_complete(rz_ledger *l, rz_ledger_id id,
+                                rz_ledger_id request)
+{
+    return ref_op(l, RZ_LEDGER_OP_WITHDRAW_COMPLETE, id, request);
+}
+
+int rz_ledger_tick(rz_ledger *l, uint64_t now, uint64_t *expired)
+{
+    rz_ledger_op op = make_op(RZ_LEDGER_OP_TICK, rz_ledger_id_make(0, 0));
+    op.amount = now;
+    rz_ledger_result r;
+    int rc = submit_one(l, &op, &r);
+    if (rc == RZ_OK && expired)
+        *expired = r.a;
+    return rc;
+}
+
+/* ---- queries ---- */
+
+int rz_ledger_balance(rz_ledger *l, rz_ledger_id account,
+                      rz_ledger_account *out)
+{
+    if (!l || !out)
+        return rz__error(RZ_EINVAL, "no ledger or output");
+    MDB_txn *txn;
+    int rc = rz__ledger_read_begin(l, &txn);
+    if (rc != RZ_OK)
+        return rc;
+    rc = rz__ledger_get_account(txn, &l->dbs, account, out);
+    rz__ledger_read_end(l, txn);
+    if (rc == RZ_ENOENT) {
+        char h[33];
+        rz_ledger_id_format(account, h);
+        return rz__error(RZ_ENOENT, "no account %s", h);
+    }
+    return rc;
+}
+
+int rz_ledger_get_transfer(rz_ledger *l, rz_ledger_id id,
+                           rz_ledger_transfer *out)
+{
+    if (!l || !out)
+        return rz__error(RZ_EINVAL, "no ledger or output");
+    MDB_txn *txn;
+    int rc = rz__ledger_read_begin(l, &txn);
+    if (rc != RZ_OK)
+        return rc;
+    rc = rz__ledger_get_transfer(txn, &l->dbs, id, out);
+    rz__ledger_read_end(l, txn);
+    if (rc == RZ_ENOENT) {
+        char h[33];
+        rz_ledger_id_format(id, h);
+        return rz__error(RZ_ENOENT, "no transfer %s", h);
+    }
+    return rc;
+}
+
+/* The transfer an index entry names. */
+static int index_transfer(MDB_txn *txn, const rz__ledger_dbs *d,
+                          const MDB_val *val, rz_ledger_transfer *t)
+{
+    if (val->mv_size != 16)
+        return rz__error(RZ_EDB, "malformed index entry");
+    int rc = rz__ledger_get_transfer(txn, d, rz__ledger_key_id(val->mv_data),
+                                     t);
+    return rc == RZ_ENOENT ? rz__error(RZ_EDB, "index names a missing "
+                                       "transfer") : rc;
+}
+
+int rz_ledger_history(rz_ledger *l, rz_ledger_id account, uint64_t before_seq,
+                      rz_ledger_transfer *out, size_t cap, size_t *n)
+{
+    if (!l || !n || (cap && !out))
+        return rz__error(RZ_EINVAL, "no ledger or output");
+    *n = 0;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = rz__ledger_read_begin(l, &txn);
+    if (rc != RZ_OK)
+        return rc;
+    int mrc = mdb_cursor_open(txn, l->dbs.history, &cur);
+    if (mrc) {
+        rz__ledger_read_end(l, txn);
+        return rz__ledger_db_error(mrc, "cursor");
+    }
+    uint8_t k[24];
+    rz__ledger_id_key(account, k);
+    rz__ledger_be64(k + 16, before_seq ? before_seq : UINT64_MAX);
+    MDB_val key = { 24, k }, val;
+    mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    mrc = mdb_cursor_get(cur, &key, &val, mrc == MDB_NOTFOUND ? MDB_LAST
+                                                              : MDB_PREV);
+    for (; mrc == 0 && *n < cap;
+         mrc = mdb_cursor_get(cur, &key, &val, MDB_PREV)) {
+        if (key.mv_size != 24 || memcmp(key.mv_data, k, 16) != 0)
+            break;
+        if ((rc = index_transfer(txn, &l->dbs, &val, &out[*n])) != RZ_OK)
+            break;
+        ++*n;
+    }
+    if (rc == RZ_OK && mrc && mrc != MDB_NOTFOUND)
+        rc = rz__ledger_db_error(mrc, "history");
+    mdb_cursor_close(cur);
+    rz__ledger_read_end(l, txn);
+    return rc;
+}
+
+int rz_ledger_job_transfers(rz_ledger *l, rz_ledger_id job,
+                            rz_ledger_transfer *out, size_t cap, size_t *n,
+                            size_t *total)
+{
+    if (!l || !n || !total || (cap && !out))
+        return rz__error(RZ_EINVAL, "no ledger or output");
+    *n = *total = 0;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = rz__ledger_read_begin(l, &txn);
+    if (rc != RZ_OK)
+        return rc;
+    int mrc = mdb_cursor_open(txn, l->dbs.jobs, &cur);
+    if (mrc) {
+        rz__ledger_read_end(l, txn);
+        return rz__ledger_db_error(mrc, "cursor");
+    }
+    uint8_t k[24] = { 0 };
+    rz__ledger_id_key(job, k);
+    MDB_val key = { 24, k }, val;
+    for (mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); mrc == 0;
+         mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size != 24 || memcmp(key.mv_data, k, 16) != 0)
+            break;
+        if (*n < cap) {
+            if ((rc = index_transfer(txn, &l->dbs, &val, &out[*n])) != RZ_OK)
+                break;
+            ++*n;
+        }
+        ++*total;
+    }
+    if (rc == RZ_OK && mrc && mrc != MDB_NOTFOUND)
+        rc = rz__ledger_db_error(mrc, "job index");
+    mdb_cursor_close(cur);
+    rz__ledger_read_end(l, txn);
+    return rc;
+}
+
+int rz_ledger_stats_get(rz_ledger *l, rz_ledger_stats *out)
+{
+    if (!l || !out)
+        return rz__error(RZ_EINVAL, "no ledger or output");
+    memset(out, 0, sizeof *out);
+    MDB_txn *txn;
+    int rc = rz__ledger_read_begin(l, &txn);
+    if (rc != RZ_OK)
+        return rc;
+    rz__ledger_meta m;
+    rz_ledger_account esc, plat, ext;
+    rc = rz__ledger_meta_read(txn, &l->dbs, &m);
+    if (rc == RZ_OK)
+        rc = rz__ledger_get_account(txn, &l->dbs, RZ_LEDGER_ESCROW_ID, &esc);
+    if (rc == RZ_OK)
+        rc = rz__ledger_get_account(txn, &l->dbs, RZ_LEDGER_PLATFORM_ID, &plat);
+    if (rc == RZ_OK)
+        rc = rz__ledger_get_account(txn, &l->dbs, RZ_LEDGER_EXTERNAL_ID, &ext);
+    rz__ledger_read_end(l, txn);
+    if (rc == RZ_ENOENT)
+        return rz__error(RZ_EDB, "a system account is missing");
+    if (rc != RZ_OK)
+        return rc;
+    out->accounts = m.accounts;
+    out->transfers = m.transfers;
+    out->batches = m.batches;
+    out->open_pending = m.open_pending;
+    out->escrow_held_cents = esc.credits_pending;
+    out->escrow_cents = rz_ledger_available(&esc);
+    out->fees_cents = plat.credits_posted;
+    out->deposited_cents = ext.debits_posted;
+    out->withdrawn_cents = ext.credits_posted;
+    return RZ_OK;
+}

@@ -1,0 +1,152 @@
+/* Internals of the ledger: record codecs, the journal, batch application. */
+#ifndef RZ_LEDGER_IMPL_H
+#define RZ_LEDGER_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+
+#include "common/internal.h"
+#include "rhizos/ledger.h"
+
+/* On-disk sizes (docs/ledger.md, "On-disk format"). */
+#define RZ__LEDGER_ACCOUNT_SIZE 72
+#define RZ__LEDGER_TRANSFER_SIZE 128
+#define RZ__LEDGER_OP_SIZE 112
+#define RZ__LEDGER_JHDR_SIZE 48
+#define RZ__LEDGER_JMAGIC 0x4a4c5a52u   /* "RZLJ" little-endian */
+#define RZ__LEDGER_RECORD_VERSION 1
+
+/* Keys are big-endian so that LMDB's byte order is numeric order. */
+RZ_HIDDEN void rz__ledger_id_key(rz_ledger_id id, uint8_t key[16]);
+RZ_HIDDEN rz_ledger_id rz__ledger_key_id(const uint8_t key[16]);
+RZ_HIDDEN void rz__ledger_be64(uint8_t *p, uint64_t v);
+RZ_HIDDEN uint64_t rz__ledger_get_be64(const uint8_t *p);
+static inline bool rz__ledger_id_eq(rz_ledger_id a, rz_ledger_id b)
+{
+    return a.hi == b.hi && a.lo == b.lo;
+}
+static inline bool rz__ledger_id_zero(rz_ledger_id a)
+{
+    return a.hi == 0 && a.lo == 0;
+}
+
+/* Records: encoders write exactly *_SIZE bytes; decoders check every field
+ * and return RZ_OK or RZ_EINVALID (with detail). */
+RZ_HIDDEN void rz__ledger_account_encode(const rz_ledger_account *a,
+                                         uint8_t out[RZ__LEDGER_ACCOUNT_SIZE]);
+RZ_HIDDEN int rz__ledger_account_decode(const void *buf, size_t len,
+                                        rz_ledger_account *a);
+RZ_HIDDEN void rz__ledger_transfer_encode(const rz_ledger_transfer *t,
+                                          uint8_t out[RZ__LEDGER_TRANSFER_SIZE]);
+RZ_HIDDEN int rz__ledger_transfer_decode(const void *buf, size_t len,
+                                         rz_ledger_transfer *t);
+RZ_HIDDEN void rz__ledger_op_encode(const rz_ledger_op *op,
+                                    uint8_t out[RZ__LEDGER_OP_SIZE]);
+RZ_HIDDEN int rz__ledger_op_decode(const void *buf, size_t len,
+                                   rz_ledger_op *op);
+
+/* A journal record: header, then n ops. */
+typedef struct rz__ledger_jhdr {
+    uint64_t seq;
+    uint32_t n_ops;
+    uint32_t fee_bps;
+} rz__ledger_jhdr;
+
+/* Bytes a record of n ops takes. */
+RZ_HIDDEN size_t rz__ledger_record_size(size_t n);
+/* Encode a record into out (rz__ledger_record_size(n) bytes). */
+RZ_HIDDEN void rz__ledger_record_encode(const rz__ledger_jhdr *h,
+                                        const rz_ledger_op *ops,
+                                        uint8_t *out);
+/* Check the header at buf: RZ_OK and the payload length in *payload, or
+ * RZ_EINVALID. Does not check the checksum (the payload may not be read
+ * yet). */
+RZ_HIDDEN int rz__ledger_record_header(const void *buf, size_t len,
+                                       rz__ledger_jhdr *h, size_t *payload);
+/* Decode a whole record (header + payload, checksum verified) into ops
+ * (room for RZ_LEDGER_BATCH_MAX). *used = bytes it took. */
+RZ_HIDDEN int rz__ledger_record_decode(const void *buf, size_t len,
+                                       rz__ledger_jhdr *h, rz_ledger_op *ops,
+                                       size_t *used);
+
+/* The write-ahead journal: a preallocated file written in place from
+ * offset 0 after every checkpoint; a batch is one record + fdatasync. */
+typedef struct rz__journal {
+    int fd;
+    bool durable;
+    uint64_t size;     /* preallocated bytes */
+    uint64_t pos;      /* next write offset */
+    uint8_t *buf;      /* encoding buffer */
+    size_t cap;
+} rz__journal;
+
+RZ_HIDDEN int rz__journal_open(rz__journal *j, const char *path,
+                               uint64_t size, bool durable);
+RZ_HIDDEN void rz__journal_close(rz__journal *j);
+/* Whether a record of `len` bytes fits before the end. */
+RZ_HIDDEN bool rz__journal_fits(const rz__journal *j, size_t len);
+RZ_HIDDEN int rz__journal_append(rz__journal *j, const rz__ledger_jhdr *h,
+                                 const rz_ledger_op *ops);
+/* Start over at offset 0 (after LMDB was synced). */
+RZ_HIDDEN void rz__journal_reset(rz__journal *j);
+/* Call fn for each valid record from offset 0 until the first invalid one.
+ * fn returns RZ_OK to go on, anything else stops the scan with it. */
+typedef int (*rz__journal_fn)(void *ctx, const rz__ledger_jhdr *h,
+                              const rz_ledger_op *ops);
+RZ_HIDDEN int rz__journal_scan(rz__journal *j, rz__journal_fn fn, void *ctx);
+
+/* The LMDB side. */
+typedef struct rz__ledger_dbs {
+    MDB_dbi accounts, transfers, history, jobs, expiry, meta;
+} rz__ledger_dbs;
+
+/* Counters kept in the meta table. */
+typedef struct rz__ledger_meta {
+    uint64_t applied;     /* last journal batch applied */
+    uint64_t seq;         /* last commit-order number given out */
+    uint64_t accounts, transfers, batches;
+    uint64_t open_pending;
+} rz__ledger_meta;
+
+RZ_HIDDEN int rz__ledger_meta_read(MDB_txn *txn, const rz__ledger_dbs *d,
+                                   rz__ledger_meta *m);
+RZ_HIDDEN int rz__ledger_meta_write(MDB_txn *txn, const rz__ledger_dbs *d,
+                                    const rz__ledger_meta *m);
+RZ_HIDDEN int rz__ledger_db_error(int mrc, const char *what);
+
+/* Apply a batch inside txn; fills results. Returns RZ_OK or a database /
+ * memory error (then the txn must be aborted). Updates *m. */
+RZ_HIDDEN int rz__ledger_apply(MDB_txn *txn, const rz__ledger_dbs *d,
+                               rz__ledger_meta *m, uint32_t fee_bps,
+                               const rz_ledger_op *ops, size_t n,
+                               rz_ledger_result *results);
+
+/* Reads shared by queries and verify. */
+RZ_HIDDEN int rz__ledger_get_account(MDB_txn *txn, const rz__ledger_dbs *d,
+                                     rz_ledger_id id, rz_ledger_account *a);
+RZ_HIDDEN int rz__ledger_get_transfer(MDB_txn *txn, const rz__ledger_dbs *d,
+                                      rz_ledger_id id, rz_ledger_transfer *t);
+
+struct rz_ledger {
+    MDB_env *env;
+    rz__ledger_dbs dbs;
+    rz__journal journal;
+    MDB_txn *wtxn;         /* writer: every batch since the last checkpoint */
+    rz__ledger_meta meta;
+    uint64_t ops_since;    /* ops applied since the last checkpoint */
+    uint64_t checkpoint_ops;
+    uint32_t fee_bps;
+    bool read_only;
+    bool broken;           /* a write failed: reopen to recover */
+    char *dir;
+};
+
+/* A transaction to read from: the writer's own (it sees its latest state)
+ * or a fresh read-only one. Pair with rz__ledger_read_end. */
+RZ_HIDDEN int rz__ledger_read_begin(rz_ledger *l, MDB_txn **txn);
+RZ_HIDDEN void rz__ledger_read_end(rz_ledger *l, MDB_txn *txn);
+
+#endif
