@@ -2,9 +2,10 @@
  *
  * Everything is a handful of flat arrays sized by the step and edge counts;
  * nothing is allocated per step, nothing recurses, so a 1M-step chain plans
- * as easily as a diamond. The one super-linear part is ordering steps by id
- * (a single O(V log V) sort up front); every stage is then filled in id order
- * by a counting pass over that global rank. */
+ * as easily as a diamond. Steps are ranked by id once, up front (a radix
+ * sort on 8-byte prefixes; only ids sharing those fall back to strcmp), then
+ * every stage is filled in id order by a counting pass over that rank, and
+ * the critical path is relaxed during Kahn's own pass. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,20 +34,87 @@ typedef struct work {
     size_t *indeg;       /* remaining unplanned deps */
     size_t *level;       /* stage of each step */
     size_t *topo;        /* steps in the order Kahn removed them */
+    size_t *best;        /* heaviest dep seen so far (critical path) */
+    double *weight;      /* estimated seconds of each step */
+    double *dist;        /* heaviest chain into / through each step */
 } work;
 
+/* Ordering ids. strcmp over 100k scattered strings is dominated by cache
+ * misses, so keys carry their first 8 bytes as a big-endian integer: a radix
+ * sort on that settles nearly everything, and only runs of ids sharing all 8
+ * bytes go to strcmp. */
 typedef struct id_key {
+    uint64_t prefix;     /* first 8 bytes, NUL-padded, big-endian */
     const char *id;
     size_t idx;
 } id_key;
 
-static int cmp_id_key(const void *a, const void *b)
+static uint64_t id_prefix(const char *s)
+{
+    uint64_t p = 0;
+    size_t i = 0;
+    for (; i < 8 && s[i]; i++)
+        p = (p << 8) | (unsigned char)s[i];
+    return i ? p << (8 * (8 - i)) : 0;
+}
+
+/* Only called on keys with equal prefixes that did not end within them. */
+static int cmp_id_tail(const void *a, const void *b)
 {
     const id_key *x = a, *y = b;
-    int c = strcmp(x->id, y->id);
+    int c = strcmp(x->id + 8, y->id + 8);
     if (c)
         return c;
     return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* LSD radix sort by prefix, one byte per pass; stable, so equal ids keep
+ * document order. Returns whichever buffer holds the result. */
+static id_key *radix_sort(id_key *a, id_key *tmp, size_t n)
+{
+    for (unsigned shift = 0; shift < 64; shift += 8) {
+        size_t count[257] = {0};
+        for (size_t i = 0; i < n; i++)
+            count[((a[i].prefix >> shift) & 0xff) + 1]++;
+        if (count[((a[0].prefix >> shift) & 0xff) + 1] == n)
+            continue;   /* every key has this byte: nothing to do */
+        for (size_t d = 0; d < 256; d++)
+            count[d + 1] += count[d];
+        for (size_t i = 0; i < n; i++)
+            tmp[count[(a[i].prefix >> shift) & 0xff]++] = a[i];
+        id_key *t = a;
+        a = tmp;
+        tmp = t;
+    }
+    return a;
+}
+
+static int rank_by_id(const rz_flow *f, size_t *rank)
+{
+    size_t n = f->n_steps;
+    if (n == 0)
+        return RZ_OK;
+    id_key *keys = malloc(2 * n * sizeof *keys);
+    if (!keys)
+        return RZ_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        keys[i].id = f->steps[i].id ? f->steps[i].id : "";
+        keys[i].prefix = id_prefix(keys[i].id);
+        keys[i].idx = i;
+    }
+    id_key *sorted = radix_sort(keys, keys + n, n);
+    for (size_t r = 0; r < n;) {
+        size_t end = r + 1;
+        while (end < n && sorted[end].prefix == sorted[r].prefix)
+            end++;
+        /* A last prefix byte of 0 means the ids ended inside it: equal. */
+        if (end - r > 1 && (sorted[r].prefix & 0xff))
+            qsort(sorted + r, end - r, sizeof *sorted, cmp_id_tail);
+        for (; r < end; r++)
+            rank[sorted[r].idx] = r;
+    }
+    free(keys);
+    return RZ_OK;
 }
 
 static void work_free(work *w)
@@ -57,6 +125,9 @@ static void work_free(work *w)
     free(w->indeg);
     free(w->level);
     free(w->topo);
+    free(w->best);
+    free(w->weight);
+    free(w->dist);
 }
 
 static size_t edge_count(const rz_flow *f)
@@ -67,33 +138,24 @@ static size_t edge_count(const rz_flow *f)
     return e;
 }
 
-/* rank[i] = position of step i when all steps are sorted by id; ties (only
- * possible in unvalidated flows) fall back to document order. */
-static int rank_by_id(const rz_flow *f, size_t *rank)
+static double step_weight(const rz__step *s)
 {
-    size_t n = f->n_steps;
-    id_key *keys = malloc((n ? n : 1) * sizeof *keys);
-    if (!keys)
-        return RZ_ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        keys[i].id = f->steps[i].id ? f->steps[i].id : "";
-        keys[i].idx = i;
-    }
-    qsort(keys, n, sizeof *keys, cmp_id_key);
-    for (size_t r = 0; r < n; r++)
-        rank[keys[r].idx] = r;
-    free(keys);
-    return RZ_OK;
+    double est = s->module ? s->module->estimate_seconds : 0;
+    return est > 0 ? est : 1.0;
 }
 
-/* Invert deps (upstream lists) into dependants in CSR form. */
+/* Invert deps (upstream lists) into dependants in CSR form; note weights and
+ * in-degrees on the way, while each step's record is at hand. */
 static void build_succ(const rz_flow *f, work *w)
 {
     size_t n = f->n_steps;
     memset(w->succ_off, 0, (n + 1) * sizeof *w->succ_off);
-    for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; k < f->steps[i].n_deps; k++)
-            w->succ_off[f->steps[i].deps[k] + 1]++;
+    for (size_t i = 0; i < n; i++) {
+        const rz__step *s = &f->steps[i];
+        w->weight[i] = step_weight(s);
+        for (size_t k = 0; k < s->n_deps; k++)
+            w->succ_off[s->deps[k] + 1]++;
+    }
     for (size_t i = 0; i < n; i++)
         w->succ_off[i + 1] += w->succ_off[i];
     /* indeg doubles as the fill cursor here; reset below. */
@@ -105,21 +167,41 @@ static void build_succ(const rz_flow *f, work *w)
         w->indeg[i] = f->steps[i].n_deps;
 }
 
-/* Kahn's algorithm, level by level. Returns how many steps were planned;
- * fewer than n means the rest sit on or behind a cycle. */
-static size_t kahn(size_t n, work *w, size_t *n_levels)
+/* Is a chain of `d` seconds through `u` heavier than the best so far, `b`
+ * (RZ_NPOS: none) with `bd` seconds? Ties go to the smaller id. */
+static bool heavier(const work *w, double d, size_t u, double bd, size_t b)
+{
+    return b == RZ_NPOS || d > bd || (d == bd && w->rank[u] < w->rank[b]);
+}
+
+/* Kahn's algorithm, level by level, with the longest path relaxed along the
+ * way: when a step is removed its chain is final and is pushed to its
+ * dependants. Returns how many steps were planned (fewer than n: the rest
+ * sit on or behind a cycle); *end is where the critical path ends. */
+static size_t kahn(size_t n, work *w, size_t *n_levels, size_t *end)
 {
     size_t head = 0, tail = 0;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        w->best[i] = RZ_NPOS;
+        w->dist[i] = 0;
         if (w->indeg[i] == 0) {
             w->level[i] = 0;
             w->topo[tail++] = i;
         }
-    size_t levels = tail ? 1 : 0;
+    }
+    size_t levels = tail ? 1 : 0, last = RZ_NPOS;
     while (head < tail) {
         size_t u = w->topo[head++];
+        double d = w->weight[u] + (w->best[u] == RZ_NPOS ? 0 : w->dist[u]);
+        w->dist[u] = d;
+        if (heavier(w, d, u, last == RZ_NPOS ? 0 : w->dist[last], last))
+            last = u;
         for (size_t k = w->succ_off[u]; k < w->succ_off[u + 1]; k++) {
             size_t v = w->succ[k];
+            if (heavier(w, d, u, w->dist[v], w->best[v])) {
+                w->best[v] = u;
+                w->dist[v] = d;
+            }
             if (--w->indeg[v] == 0) {
                 /* FIFO order means u is v's last-planned dep, hence the
                  * deepest: v goes one stage after it. */
@@ -131,6 +213,7 @@ static size_t kahn(size_t n, work *w, size_t *n_levels)
         }
     }
     *n_levels = levels;
+    *end = last;
     return tail;
 }
 
@@ -145,10 +228,10 @@ static void fill_stages(rz_plan *p, const work *w)
     for (size_t s = 0; s < p->n_stages; s++)
         p->stage_off[s + 1] += p->stage_off[s];
     /* Scratch that has served its purpose is recycled: indeg as the stage
-     * cursors (n_stages <= n), succ_off (n + 1 slots) as rank -> step. */
+     * cursors (n_stages <= n), topo (n slots) as rank -> step. */
     size_t *cursor = w->indeg;
     memcpy(cursor, p->stage_off, p->n_stages * sizeof *cursor);
-    size_t *by_rank = w->succ_off;
+    size_t *by_rank = w->topo;
     for (size_t i = 0; i < n; i++)
         by_rank[w->rank[i]] = i;
     for (size_t r = 0; r < n; r++) {
@@ -157,59 +240,20 @@ static void fill_stages(rz_plan *p, const work *w)
     }
 }
 
-static double step_weight(const rz__step *s)
+/* Walk the heaviest-dep links back from the end of the critical path. */
+static int critical_path(rz_plan *p, const work *w, size_t end)
 {
-    double est = s->module ? s->module->estimate_seconds : 0;
-    return est > 0 ? est : 1.0;
-}
-
-/* Longest path by weight over the topological order. Ties between equally
- * long chains go to the smaller id, both for a step's predecessor and for
- * the end of the path. */
-static int critical_path(rz_plan *p, const work *w)
-{
-    size_t n = p->n;
-    const rz__step *steps = p->flow->steps;
-    double *dist = malloc((n ? n : 1) * sizeof *dist);
-    size_t *pred = malloc((n ? n : 1) * sizeof *pred);
-    if (!dist || !pred) {
-        free(dist);
-        free(pred);
-        return RZ_ENOMEM;
-    }
-    size_t end = RZ_NPOS;
-    for (size_t t = 0; t < n; t++) {
-        size_t v = w->topo[t];
-        const rz__step *s = &steps[v];
-        size_t best = RZ_NPOS;
-        for (size_t k = 0; k < s->n_deps; k++) {
-            size_t u = s->deps[k];
-            if (best == RZ_NPOS || dist[u] > dist[best] ||
-                (dist[u] == dist[best] && w->rank[u] < w->rank[best]))
-                best = u;
-        }
-        pred[v] = best;
-        dist[v] = step_weight(s) + (best == RZ_NPOS ? 0 : dist[best]);
-        if (end == RZ_NPOS || dist[v] > dist[end] ||
-            (dist[v] == dist[end] && w->rank[v] < w->rank[end]))
-            end = v;
-    }
     size_t len = 0;
-    for (size_t v = end; v != RZ_NPOS; v = pred[v])
+    for (size_t v = end; v != RZ_NPOS; v = w->best[v])
         len++;
     p->crit = malloc((len ? len : 1) * sizeof *p->crit);
-    if (!p->crit) {
-        free(dist);
-        free(pred);
+    if (!p->crit)
         return RZ_ENOMEM;
-    }
     size_t i = len;
-    for (size_t v = end; v != RZ_NPOS; v = pred[v])
+    for (size_t v = end; v != RZ_NPOS; v = w->best[v])
         p->crit[--i] = v;
     p->crit_len = len;
-    p->crit_seconds = end == RZ_NPOS ? 0 : dist[end];
-    free(dist);
-    free(pred);
+    p->crit_seconds = end == RZ_NPOS ? 0 : w->dist[end];
     return RZ_OK;
 }
 
@@ -327,8 +371,11 @@ static int work_alloc(work *w, size_t n, size_t e)
     w->indeg = malloc(n1 * sizeof *w->indeg);
     w->level = malloc(n1 * sizeof *w->level);
     w->topo = malloc(n1 * sizeof *w->topo);
+    w->best = malloc(n1 * sizeof *w->best);
+    w->weight = malloc(n1 * sizeof *w->weight);
+    w->dist = malloc(n1 * sizeof *w->dist);
     if (!w->rank || !w->succ_off || !w->succ || !w->indeg || !w->level ||
-        !w->topo)
+        !w->topo || !w->best || !w->weight || !w->dist)
         return RZ_ENOMEM;
     return RZ_OK;
 }
@@ -336,16 +383,16 @@ static int work_alloc(work *w, size_t n, size_t e)
 static int plan_fill(rz_plan *p, work *w, rz_diags *diags)
 {
     const rz_flow *f = p->flow;
-    size_t n = p->n;
+    size_t n = p->n, end;
     if (work_alloc(w, n, edge_count(f)) != RZ_OK)
         return RZ_ENOMEM;
-    build_succ(f, w);
-    if (kahn(n, w, &p->n_stages) < n)
-        return report_cycles(f, diags, w);
+    /* Ranks first: the critical path breaks ties by id as Kahn goes. */
     if (rank_by_id(f, w->rank) != RZ_OK)
         return RZ_ENOMEM;
-    /* Critical path needs topo and rank; fill_stages then recycles scratch. */
-    int rc = critical_path(p, w);
+    build_succ(f, w);
+    if (kahn(n, w, &p->n_stages, &end) < n)
+        return report_cycles(f, diags, w);
+    int rc = critical_path(p, w, end);
     if (rc != RZ_OK)
         return rc;
     p->order = malloc((n ? n : 1) * sizeof *p->order);

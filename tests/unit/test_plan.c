@@ -106,6 +106,27 @@ static void test_sort_and_depth(void **state)
     rz_flow_free(f);
 }
 
+/* Ids that share their first 8 bytes, or end exactly there, still sort as
+ * strcmp says (the planner compares an 8-byte prefix first). */
+static void test_long_ids(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: ids\nsteps:\n"
+                      "  prefix_b: {module: noop}\n"
+                      "  prefix_a_longer: {module: noop}\n"
+                      "  prefix_a: {module: noop}\n"
+                      "  prefix_: {module: noop}\n"
+                      "  prefix_a_long: {module: noop}\n"
+                      "  pre: {module: noop}\n"
+                      "  prefix_\xc3\xa9: {module: noop}\n");
+    expect_plan(f, "{\"stages\":[[\"pre\",\"prefix_\",\"prefix_a\","
+                   "\"prefix_a_long\",\"prefix_a_longer\",\"prefix_b\","
+                   "\"prefix_\xc3\xa9\"]],"
+                   "\"critical_path\":[\"pre\"],"
+                   "\"critical_seconds\":1,\"steps\":7}");
+    rz_flow_free(f);
+}
+
 static void test_disconnected(void **state)
 {
     (void)state;
@@ -345,6 +366,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_diamond),
         cmocka_unit_test(test_sort_and_depth),
+        cmocka_unit_test(test_long_ids),
         cmocka_unit_test(test_disconnected),
         cmocka_unit_test(test_critical_weights),
         cmocka_unit_test(test_cycle_named_in_full),
