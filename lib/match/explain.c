@@ -170,21 +170,22 @@ static void say(rz__buf *o, int f, const rz_reqs *r, const best *b)
         rz__buf_puts(o, "every node already runs its maximum of concurrent jobs");
         break;
     case F_VENDOR:
-        rz__buf_printf(o, "needs a %s GPU; %s", q->gpu_vendor,
-                       b->any_free_gpu ? "no free GPU is one" : "no GPU is free");
+        rz__buf_printf(o, "needs a GPU from %s; no free GPU is one", q->gpu_vendor);
         break;
     case F_VRAM:
-        if (b->any_free_gpu)
-            rz__buf_printf(o, "needs %llu MB VRAM; the largest free GPU has %llu MB",
-                           (ull)q->gpu_vram_mb, (ull)b->vram);
-        else
-            rz__buf_printf(o, "needs %llu MB VRAM; no GPU is free", (ull)q->gpu_vram_mb);
+        rz__buf_printf(o, "needs %llu MB VRAM; the largest free GPU has %llu MB",
+                       (ull)q->gpu_vram_mb, (ull)b->vram);
         break;
     case F_CC:
         rz__buf_printf(o, "needs compute capability %u.%u; the highest free GPU has %u.%u",
                        q->gpu_cc_major, q->gpu_cc_minor, b->cc_major, b->cc_minor);
         break;
     case F_GPUS:
+        if (!b->any_free_gpu) {
+            rz__buf_printf(o, "needs %u GPU%s; no GPU is free on any node", q->gpu_count,
+                           q->gpu_count == 1 ? "" : "s");
+            break;
+        }
         rz__buf_printf(o, "needs %u GPU%s meeting its GPU requirements; the most free "
                        "on one node is %u", q->gpu_count, q->gpu_count == 1 ? "" : "s",
                        b->gpus_eligible);
@@ -200,8 +201,12 @@ static void say(rz__buf *o, int f, const rz_reqs *r, const best *b)
 static void compose(rz__buf *o, const rz_matcher *m, const rz_reqs *r, const best *b,
                     uint32_t all_fail, uint32_t closest_mask, size_t closest)
 {
-    /* VRAM, vendor or capability failing everywhere explains the count. */
-    if (all_fail & ((1u << F_VENDOR) | (1u << F_VRAM) | (1u << F_CC)))
+    const uint32_t per_gpu = (1u << F_VENDOR) | (1u << F_VRAM) | (1u << F_CC);
+    /* No free GPU at all says it once; otherwise a per-GPU constraint
+     * failing everywhere already explains the count. */
+    if (r->info.gpu_count && !b->any_free_gpu)
+        all_fail = (all_fail & ~per_gpu) | (1u << F_GPUS);
+    else if (all_fail & per_gpu)
         all_fail &= ~(1u << F_GPUS);
     if (all_fail) {
         bool first = true;
