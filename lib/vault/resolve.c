@@ -97,7 +97,9 @@ static int reveal_all(const rz_vault *v, const rz__step *s, const size_t *idx,
 
 static char **build_env(const rz__step *s, rz_secret **vals, size_t total)
 {
-    char **env = sodium_malloc(total);
+    /* Rounded so the pointer array at the start stays aligned (sodium_malloc
+     * ends the block at its guard page). */
+    char **env = sodium_malloc((total + 15) & ~(size_t)15);
     if (!env)
         return NULL;
     char *p = (char *)(env + s->n_creds + 1);

@@ -26,7 +26,10 @@ struct rz_secret {
 
 static rz_secret *secret_new(size_t len)
 {
-    rz_secret *s = sodium_malloc(sizeof *s + len + 1);
+    /* sodium_malloc places the block against its guard page: round the
+     * size up so the start stays aligned for the length field. */
+    size_t size = (sizeof(rz_secret) + len + 1 + 15) & ~(size_t)15;
+    rz_secret *s = sodium_malloc(size);
     if (!s)
         return NULL;
     s->len = len;
