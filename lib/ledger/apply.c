@@ -552,6 +552,23 @@ static int op_hold(ctx *c, const rz_ledger_op *op, rz_ledger_transfer *p)
     return job_hold(c, op->job, p);
 }
 
+/* One open hold per job (a replay of that very hold aside). */
+static int no_open_hold(ctx *c, const rz_ledger_op *op)
+{
+    rz_ledger_transfer h;
+    int rc = job_hold(c, op->job, &h);
+    if (rc == RZ_ENOENT)
+        return RZ_OK;
+    if (rc != RZ_OK)
+        return rc;
+    if (h.state != RZ_LEDGER_OPEN || rz__ledger_id_eq(h.id, op->id))
+        return RZ_OK;
+    char a[33], b[33];
+    rz_ledger_id_format(op->job, a);
+    rz_ledger_id_format(h.id, b);
+    return rz__error(RZ_EEXISTS, "job %s already has the open hold %s", a, b);
+}
+
 static int plan_raw(ctx *c, const rz_ledger_op *op, plan *p)
 {
     uint32_t kind = op->flags & (RZ_LEDGER_PENDING | RZ_LEDGER_POST |
@@ -667,6 +684,8 @@ static int plan_op(ctx *c, const rz_ledger_op *op, plan *p)
         rc = need_kind(c, op->account, RZ_LEDGER_CLIENT, RZ_LEDGER_CLIENT);
         if (rc == RZ_OK)
             rc = need_amount(op->amount);
+        if (rc == RZ_OK)
+            rc = no_open_hold(c, op);
         if (rc != RZ_OK)
             return rc;
         t = plan_add(p, op->id, RZ_LEDGER_PENDING, RZ_LEDGER_CODE_HOLD,

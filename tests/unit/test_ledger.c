@@ -1,0 +1,896 @@
+/* The escrow ledger: every rule and every rejection, replay, chains,
+ * batches, queries, verify catching tampering, reopen and replay. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <lmdb.h>
+
+#include "ledger/ledger_impl.h"
+#include "rhizos/rhizos.h"
+
+#define ID(n) rz_ledger_id_make(0, (n))
+#define CLIENT ID(100)
+#define CLIENT2 ID(101)
+#define NODE ID(200)
+#define JOB ID(7000)
+
+typedef struct fixture {
+    char dir[64];
+    rz_ledger *l;
+} fixture;
+
+static rz_ledger_opts test_opts(void)
+{
+    rz_ledger_opts o = RZ_LEDGER_OPTS_INIT;
+    o.durable = 0;
+    o.map_size = 64u << 20;
+    o.journal_size = 1u << 20;
+    return o;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/rz-ledger-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    rz_ledger_opts o = test_opts();
+    if (rz_ledger_open(&f->l, f->dir, &o) != RZ_OK)
+        return -1;
+    if (rz_ledger_create_account(f->l, CLIENT, RZ_LEDGER_CLIENT) ||
+        rz_ledger_create_account(f->l, CLIENT2, RZ_LEDGER_CLIENT) ||
+        rz_ledger_create_account(f->l, NODE, RZ_LEDGER_NODE))
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    rz_ledger_close(f->l);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    int rc = system(cmd);
+    free(f);
+    return rc == 0 ? 0 : -1;
+}
+
+static rz_ledger_account bal(rz_ledger *l, rz_ledger_id id)
+{
+    rz_ledger_account a;
+    assert_int_equal(rz_ledger_balance(l, id, &a), RZ_OK);
+    return a;
+}
+
+static uint64_t avail(rz_ledger *l, rz_ledger_id id)
+{
+    rz_ledger_account a = bal(l, id);
+    return rz_ledger_available(&a);
+}
+
+static void verify_ok(rz_ledger *l)
+{
+    int rc = rz_ledger_verify(l);
+    if (rc != RZ_OK)
+        fail_msg("verify: %s", rz_error_last()->message);
+}
+
+static void fund(rz_ledger *l, uint64_t id, rz_ledger_id who, uint64_t cents)
+{
+    assert_int_equal(rz_ledger_test_credit(l, ID(id), who, cents), RZ_OK);
+}
+
+/* ---- accounts ---- */
+
+static void test_accounts(void **state)
+{
+    fixture *f = *state;
+    rz_ledger_account a = bal(f->l, CLIENT);
+    assert_int_equal(a.kind, RZ_LEDGER_CLIENT);
+    assert_true(a.flags & RZ_LEDGER_DEBITS_MUST_NOT_EXCEED_CREDITS);
+    assert_int_equal(rz_ledger_create_account(f->l, CLIENT, RZ_LEDGER_CLIENT),
+                     RZ_OK);
+    assert_int_equal(rz_ledger_create_account(f->l, CLIENT, RZ_LEDGER_NODE),
+                     RZ_EEXISTS_DIFFERENT);
+    assert_int_equal(rz_ledger_create_account(f->l, ID(3), RZ_LEDGER_CLIENT),
+                     RZ_EINVAL);
+    assert_int_equal(rz_ledger_create_account(f->l, ID(300),
+                                              RZ_LEDGER_ESCROW), RZ_EINVAL);
+    assert_int_equal(bal(f->l, RZ_LEDGER_ESCROW_ID).kind, RZ_LEDGER_ESCROW);
+    assert_int_equal(bal(f->l, RZ_LEDGER_PLATFORM_ID).kind,
+                     RZ_LEDGER_PLATFORM);
+    assert_int_equal(bal(f->l, RZ_LEDGER_EXTERNAL_ID).kind,
+                     RZ_LEDGER_EXTERNAL);
+    rz_ledger_account none;
+    assert_int_equal(rz_ledger_balance(f->l, ID(999), &none), RZ_ENOENT);
+    verify_ok(f->l);
+}
+
+/* ---- deposits and credits ---- */
+
+static void test_deposit(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(rz_ledger_deposit_request(f->l, ID(1000), CLIENT, 500),
+                     RZ_OK);
+    rz_ledger_account a = bal(f->l, CLIENT);
+    assert_int_equal(a.credits_pending, 500);
+    assert_int_equal(rz_ledger_available(&a), 0);
+    assert_int_equal(rz_ledger_deposit_confirm(f->l, ID(1001), ID(1000)),
+                     RZ_OK);
+    assert_int_equal(avail(f->l, CLIENT), 500);
+    /* Replay: the first result again; a second confirm: already posted. */
+    assert_int_equal(rz_ledger_deposit_confirm(f->l, ID(1001), ID(1000)),
+                     RZ_OK);
+    assert_int_equal(rz_ledger_deposit_confirm(f->l, ID(1002), ID(1000)),
+                     RZ_EPOSTED);
+    assert_int_equal(avail(f->l, CLIENT), 500);
+    /* Deposits only to clients, only positive, only to known accounts. */
+    assert_int_equal(rz_ledger_deposit_request(f->l, ID(1003), NODE, 5),
+                     RZ_EINVAL);
+    assert_int_equal(rz_ledger_deposit_request(f->l, ID(1004), CLIENT, 0),
+                     RZ_EINVAL);
+    assert_int_equal(rz_ledger_deposit_request(f->l, ID(1005), ID(4242), 5),
+                     RZ_ENOENT);
+    /* Confirming something that is not a deposit request. */
+    fund(f->l, 1006, CLIENT, 10);
+    assert_int_equal(rz_ledger_deposit_confirm(f->l, ID(1007), ID(1006)),
+                     RZ_EINVAL);
+    assert_int_equal(rz_ledger_deposit_confirm(f->l, ID(1008), ID(5555)),
+                     RZ_ENOENT);
+    assert_int_equal(avail(f->l, CLIENT), 510);
+    rz_ledger_account ext = bal(f->l, RZ_LEDGER_EXTERNAL_ID);
+    assert_int_equal(ext.debits_posted, 510);
+    verify_ok(f->l);
+}
+
+/* ---- hold, settle, fee ---- */
+
+static void test_hold_settle_fee(void **state)
+{
+    fixture *f = *state;
+    fund(f->l, 1, CLIENT, 1000);
+    assert_int_equal(rz_ledger_hold(f->l, ID(2), JOB, CLIENT, 1001, 0),
+                     RZ_EFUNDS);
+    assert_int_equal(rz_ledger_hold(f->l, ID(2), JOB, CLIENT, 1000, 0), RZ_OK);
+    assert_int_equal(avail(f->l, CLIENT), 0);
+    assert_int_equal(bal(f->l, RZ_LEDGER_ESCROW_ID).credits_pending, 1000);
+    /* A second open hold for the same job is refused. */
+    fund(f->l, 3, CLIENT, 50);
+    assert_int_equal(rz_ledger_hold(f->l, ID(4), JOB, CLIENT, 10, 0),
+                     RZ_EEXISTS);
+    rz_ledger_result r;
+    assert_int_equal(rz_ledger_settle(f->l, ID(5), JOB, NODE, 801, &r), RZ_OK);
+    /* 5% of 801 = 40.05, rounded down: 40 to the platform, 761 paid. */
+    assert_int_equal(r.b, 40);
+    assert_int_equal(r.a, 761);
+    assert_int_equal(r.replayed, 0);
+    assert_int_equal(avail(f->l, CLIENT), 1000 - 801 + 50);
+    assert_int_equal(avail(f->l, NODE), 761);
+    assert_int_equal(bal(f->l, RZ_LEDGER_PLATFORM_ID).credits_posted, 40);
+    rz_ledger_account esc = bal(f->l, RZ_LEDGER_ESCROW_ID);
+    assert_int_equal(esc.credits_pending, 0);
+    assert_int_equal(rz_ledger_available(&esc), 0);
+    /* Settling again under the same id replays the first result. */
+    memset(&r, 0, sizeof r);
+    assert_int_equal(rz_ledger_settle(f->l, ID(5), JOB, NODE, 801, &r), RZ_OK);
+    assert_int_equal(r.replayed, 1);
+    assert_int_equal(r.a, 761);
+    assert_int_equal(r.b, 40);
+    /* ... with another cost: a distinct error; under a new id: posted. */
+    assert_int_equal(rz_ledger_settle(f->l, ID(5), JOB, NODE, 800, NULL),
+                     RZ_EEXISTS_DIFFERENT);
+    assert_int_equal(rz_ledger_settle(f->l, ID(6), JOB, NODE, 801, NULL),
+                     RZ_EPOSTED);
+    assert_int_equal(avail(f->l, NODE), 761);
+    rz_ledger_stats st;
+    assert_int_equal(rz_ledger_stats_get(f->l, &st), RZ_OK);
+    assert_int_equal(st.fees_cents, 40);
+    assert_int_equal(st.escrow_held_cents, 0);
+    assert_int_equal(st.open_pending, 0);
+    assert_int_equal(st.deposited_cents, 1050);
+    verify_ok(f->l);
+}
+
+static void test_fee_rounding(void **state)
+{
+    (void)state;
+    assert_int_equal(rz_ledger_fee(0, 500), 0);
+    assert_int_equal(rz_ledger_fee(19, 500), 0);      /* 0.95 -> 0 */
+    assert_int_equal(rz_ledger_fee(20, 500), 1);
+    assert_int_equal(rz_ledger_fee(801, 500), 40);
+    assert_int_equal(rz_ledger_fee(10000, 10000), 10000);
+    assert_int_equal(rz_ledger_fee(UINT64_MAX, 500), UINT64_MAX / 20);
+    assert_int_equal(rz_ledger_fee(UINT64_MAX, 10000), UINT64_MAX);
+    assert_int_equal(rz_ledger_fee(12345, 0), 0);
+}
+
+static void test_settle_rejections(void **state)
+{
+    fixture *f = *state;
+    fund(f->l, 1, CLIENT, 1000);
+    assert_int_equal(rz_ledger_hold(f->l, ID(2), JOB, CLIENT, 300, 0), RZ_OK);
+    /* Above the hold, to a client, to nobody, for an unknown job. */
+    assert_int_equal(rz_ledger_settle(f->l, ID(3), JOB, NODE, 301, NULL),
+                     RZ_EAMOUNT);
+    assert_int_equal(rz_ledger_settle(f->l, ID(3), JOB, CLIENT2, 10, NULL),
+                     RZ_EINVAL);
+    assert_int_equal(rz_ledger_settle(f->l, ID(3), JOB, ID(999), 10, NULL),
+                     RZ_ENOENT);
+    assert_int_equal(rz_ledger_settle(f->l, ID(3), ID(1), NODE, 10, NULL),
+                     RZ_ENOENT);
+    /* Nothing of the failed settles is left behind. */
+    rz_ledger_transfer t;
+    assert_int_equal(rz_ledger_get_transfer(f->l, ID(3), &t), RZ_ENOENT);
+    assert_int_equal(avail(f->l, CLIENT), 700);
+    /* Refund, then a post after the void. */
+    rz_ledger_result r;
+    assert_int_equal(rz_ledger_refund(f->l, ID(4), JOB, &r), RZ_OK);
+    assert_int_equal(r.a, 300);
+    assert_int_equal(avail(f->l, CLIENT), 1000);
+    assert_int_equal(rz_ledger_settle(f->l, ID(5), JOB, NODE, 10, NULL),
+                     RZ_EVOIDED);
+    assert_int_equal(rz_ledger_refund(f->l, ID(6), JOB, NULL), RZ_EVOIDED);
+    assert_int_equal(rz_ledger_refund(f->l, ID(4), JOB, NULL), RZ_OK);
+    assert_int_equal(rz_ledger_get_transfer(f->l, ID(2), &t), RZ_OK);
+    assert_int_equal(t.state, RZ_LEDGER_VOIDED);
+    /* A settle of zero: the whole hold comes back, nothing is paid. */
+    assert_int_equal(rz_ledger_hold(f->l, ID(7), ID(7001), CLIENT, 100, 0),
+                     RZ_OK);
+    assert_int_equal(rz_ledger_settle(f->l, ID(8), ID(7001), NODE, 0, &r),
+                     RZ_OK);
+    assert_int_equal(r.a + r.b, 0);
+    assert_int_equal(avail(f->l, CLIENT), 1000);
+    /* Holds need a job, a client, an amount. */
+    assert_int_equal(rz_ledger_hold(f->l, ID(9), ID(0), CLIENT, 1, 0),
+                     RZ_EINVAL);
+    assert_int_equal(rz_ledger_hold(f->l, ID(9), JOB, NODE, 1, 0), RZ_EINVAL);
+    assert_int_equal(rz_ledger_hold(f->l, ID(9), JOB, CLIENT, 0, 0),
+                     RZ_EINVAL);
+    verify_ok(f->l);
+}
+
+static void test_settle_by_hold_id(void **state)
+{
+    fixture *f = *state;
+    fund(f->l, 1, CLIENT, 100);
+    assert_int_equal(rz_ledger_hold(f->l, ID(2), JOB, CLIENT, 100, 0), RZ_OK);
+    rz_ledger_op op = { 0 };
+    op.type = RZ_LEDGER_OP_SETTLE;
+    op.id = ID(3);
+    op.ref = ID(2);
+    op.other = NODE;
+    op.amount = 100;
+    rz_ledger_result r;
+    assert_int_equal(rz_ledger_submit(f->l, &op, 1, &r), RZ_OK);
+    assert_int_equal(r.status, RZ_OK);
+    assert_int_equal(r.a, 95);
+    /* A hold id of another job is refused. */
+    op.id = ID(4);
+    op.job = ID(1234);
+    assert_int_equal(rz_ledger_submit(f->l, &op, 1, &r), RZ_OK);
+    assert_int_equal(r.status, RZ_EINVAL);
+    verify_ok(f->l);
+}
+
+/* ---- timeouts ---- */
+
+static void test_expiry(void **state)
+{
+    fixture *f = *state;
+    fund(f->l, 1, CLIENT, 1000);
+    assert_int_equal(rz_ledger_hold(f->l, ID(2), JOB, CLIENT, 400, 100), RZ_OK);
+    assert_int_equal(rz_ledger_hold(f->l, ID(3), ID(7001), CLIENT, 100, 50),
+                     RZ_OK);
+    assert_int_equal(rz_ledger_hold(f->l, ID(4), ID(7002), CLIENT, 100, 0),
+                     RZ_OK);
+    uint64_t n = 99;
+    assert_int_equal(rz_ledger_tick(f->l, 49, &n), RZ_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(rz_ledger_tick(f->l, 99, &n), RZ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(avail(f->l, CLIENT), 500);
+    assert_int_equal(rz_ledger_tick(f->l, 100, &n), RZ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(avail(f->l, CLIENT), 900);
+    assert_int_equal(rz_ledger_settle(f->l, ID(5), JOB, NODE, 10, NULL),
+                     RZ_EEXPIRED);
+    assert_int_equal(rz_ledger_refund(f->l, ID(6), JOB, NULL), RZ_EEXPIRED);
+    rz_ledger_transfer t;
+    assert_int_equal(rz_ledger_get_transfer(f->l, ID(2), &t), RZ_OK);
+    assert_int_equal(t.state, RZ_LEDGER_EXPIRED);
+    assert_int_equal(rz_ledger_get_transfer(f->l,
+                     rz_ledger_derive_id(ID(2), 3), &t), RZ_OK);
+    assert_int_equal(t.code, RZ_LEDGER_CODE_EXPIRE);
+    /* A hold without timeout never expires; a settled one no longer can. */
+    assert_int_equal(rz_ledger_tick(f->l, UINT64_MAX, &n), RZ_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(rz_ledger_settle(f->l, ID(7), ID(7002), NODE, 100, NULL),
+                     RZ_OK);
+    verify_ok(f->l);
+}
+
+/* ---- withdrawals ---- */
+
+static void test_withdraw(void **state)
+{
+    fixture *f = *state;
+    fund(f->l, 1, CLIENT, 300);
+    assert_int_equal(rz_ledger_withdraw_request(f->l, ID(2), CLIENT, 301),
+                     RZ_EFUNDS);
+    assert_int_equal(rz_ledger_withdraw_request(f->l, ID(2), CLIENT, 200),
+                     RZ_OK);
+    assert_int_equal(avail(f->l, CLIENT), 100);
+    assert_int_equal(rz_ledger_withdraw_complete(f->l, ID(3), ID(2)), RZ_OK);
+    assert_int_equal(avail(f->l, CLIENT), 100);
+    assert_int_equal(bal(f->l, CLIENT).debits_posted, 200);
+    assert_int_equal(bal(f->l, RZ_LEDGER_EXTERNAL_ID).credits_posted, 200);
+    assert_int_equal(rz_ledger_withdraw_complete(f->l, ID(4), ID(2)),
+                     RZ_EPOSTED);
+    /* Cancel returns the money; completing a cancelled one fails. */
+    assert_int_equal(rz_ledger_withdraw_request(f->l, ID(5), CLIENT, 100),
+                     RZ_OK);
+    rz_ledger_op op = { 0 };
+    op.type = RZ_LEDGER_OP_WITHDRAW_CANCEL;
+    op.id = ID(6);
+    op.ref = ID(5);
+    rz_ledger_result r;
+    assert_int_equal(rz_ledger_submit(f->l, &op, 1, &r), RZ_OK);
+    assert_int_equal(r.status, RZ_OK);
+    assert_int_equal(r.a, 100);
+    assert_int_equal(avail(f->l, CLIENT), 100);
+    assert_int_equal(rz_ledger_withdraw_complete(f->l, ID(7), ID(5)),
+                     RZ_EVOIDED);
+    /* Nodes withdraw earnings too; holds cannot be "completed". */
+    assert_int_equal(rz_ledger_withdraw_request(f->l, ID(8), NODE, 1),
+                     RZ_EFUNDS);
+    assert_int_equal(rz_ledger_hold(f->l, ID(9), JOB, CLIENT, 10, 0), RZ_OK);
+    assert_int_equal(rz_ledger_withdraw_complete(f->l, ID(10), ID(9)),
+                     RZ_EINVAL);
+    verify_ok(f->l);
+}
+
+/* ---- raw transfers, linked chains, batches ---- */
+
+static rz_ledger_op raw(uint64_t id, rz_ledger_id dr, rz_ledger_id cr,
+                        uint64_t amount, uint32_t flags)
+{
+    rz_ledger_op op = { 0 };
+    op.type = RZ_LEDGER_OP_TRANSFER;
+    op.id = ID(id);
+    op.account = dr;
+    op.other = cr;
+    op.amount = amount;
+    op.flags = flags;
+    op.kind = RZ_LEDGER_CODE_USER;
+    return op;
+}
+
+static void test_linked_chain(void **state)
+{
+    fixture *f = *state;
+    fund(f->l, 1, CLIENT, 100);
+    rz_ledger_op ops[4] = {
+        raw(10, CLIENT, CLIENT2, 60, RZ_LEDGER_LINKED),
+        raw(11, CLIENT, NODE, 30, RZ_LEDGER_LINKED),
+        raw(12, CLIENT, NODE, 20, 0),           /* 110 > 100: fails */
+        raw(13, CLIENT2, NODE, 1, 0),           /* own chain: CLIENT2 is 0 */
+    };
+    rz_ledger_result r[4];
+    assert_int_equal(rz_ledger_submit(f->l, ops, 4, r), RZ_OK);
+    assert_int_equal(r[0].status, RZ_ELINKED);
+    assert_int_equal(r[1].status, RZ_ELINKED);
+    assert_int_equal(r[2].status, RZ_EFUNDS);
+    assert_int_equal(r[3].status, RZ_EFUNDS);
+    assert_int_equal(avail(f->l, CLIENT), 100);
+    assert_int_equal(avail(f->l, CLIENT2), 0);
+    rz_ledger_transfer t;
+    assert_int_equal(rz_ledger_get_transfer(f->l, ID(10), &t), RZ_ENOENT);
+    /* The same chain within the funds commits whole. */
+    ops[2].amount = 10;
+    assert_int_equal(rz_ledger_submit(f->l, ops, 4, r), RZ_OK);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(r[i].status, RZ_OK);
+    assert_int_equal(avail(f->l, CLIENT), 0);
+    assert_int_equal(avail(f->l, CLIENT2), 59);
+    assert_int_equal(avail(f->l, NODE), 41);
+    /* A chain left open at the end of the batch fails. */
+    rz_ledger_op open[2] = { raw(20, CLIENT2, NODE, 1, RZ_LEDGER_LINKED),
+                             raw(21, CLIENT2, NODE, 1, RZ_LEDGER_LINKED) };
+    assert_int_equal(rz_ledger_submit(f->l, open, 2, r), RZ_OK);
+    assert_int_equal(r[0].status, RZ_ELINKED);
+    assert_int_equal(r[1].status, RZ_EINVAL);
+    assert_int_equal(avail(f->l, CLIENT2), 59);
+    /* Pending and its post within one chain; a second post fails it. */
+    rz_ledger_op pp[3] = { raw(30, CLIENT2, NODE, 50, RZ_LEDGER_PENDING |
+                                                     RZ_LEDGER_LINKED),
+                           raw(31, ID(0), ID(0), 20, RZ_LEDGER_POST |
+                                                     RZ_LEDGER_LINKED),
+                           raw(32, ID(0), ID(0), 0, RZ_LEDGER_VOID) };
+    pp[1].ref = ID(30);
+    pp[2].ref = ID(30);
+    assert_int_equal(rz_ledger_submit(f->l, pp, 3, r), RZ_OK);
+    assert_int_equal(r[0].status, RZ_ELINKED);
+    assert_int_equal(r[1].status, RZ_ELINKED);
+    assert_int_equal(r[2].status, RZ_EPOSTED);
+    assert_int_equal(rz_ledger_submit(f->l, pp, 2, r), RZ_OK);
+    assert_int_equal(r[1].status, RZ_EINVAL);   /* open chain */
+    pp[1].flags = RZ_LEDGER_POST;
+    assert_int_equal(rz_ledger_submit(f->l, pp, 2, r), RZ_OK);
+    assert_int_equal(r[0].status, RZ_OK);
+    assert_int_equal(r[1].status, RZ_OK);
+    assert_int_equal(avail(f->l, CLIENT2), 39);
+    assert_int_equal(avail(f->l, NODE), 61);
+    /* A tick cannot be part of a chain. */
+    rz_ledger_op tk[2] = { { 0 }, raw(40, CLIENT2, NODE, 1, 0) };
+    tk[0].type = RZ_LEDGER_OP_TICK;
+    tk[0].flags = RZ_LEDGER_LINKED;
+    assert_int_equal(rz_ledger_submit(f->l, tk, 2, r), RZ_OK);
+    assert_int_equal(r[0].status, RZ_EINVAL);
+    assert_int_equal(r[1].status, RZ_ELINKED);
+    verify_ok(f->l);
+}
+
+static void test_raw_rejections(void **state)
+{
+    fixture *f = *state;
+    fund(f->l, 1, CLIENT, 100);
+    rz_ledger_op ops[] = {
+        raw(10, CLIENT, CLIENT, 1, 0),                      /* same account */
+        raw(11, CLIENT, NODE, 0, 0),                        /* zero */
+        raw(12, CLIENT, NODE, 1, RZ_LEDGER_POST | RZ_LEDGER_VOID),
+        raw(13, CLIENT, NODE, 1, 0),                        /* code < USER */
+        raw(14, CLIENT, NODE, 1, 0),                        /* timeout */
+        raw(15, CLIENT, ID(4242), 1, 0),                    /* no account */
+        raw(16, ID(0), ID(0), 1, RZ_LEDGER_POST),           /* ref missing */
+        raw(17, CLIENT, NODE, 1, 0x100),                    /* unknown flag */
+        raw(0, CLIENT, NODE, 1, 0),                         /* id 0 */
+        raw(18, CLIENT, NODE, 1, 0),                        /* unknown type */
+        raw(19, CLIENT, NODE, 1, RZ_LEDGER_PENDING),
+        raw(20, CLIENT2, NODE, 5, RZ_LEDGER_POST),          /* wrong accts */
+        raw(21, ID(0), ID(0), 2, RZ_LEDGER_POST),           /* above */
+        raw(22, ID(0), ID(0), 3, RZ_LEDGER_VOID),           /* partial void */
+    };
+    ops[3].kind = 5;
+    ops[4].timeout = 10;
+    ops[6].ref = ID(777);
+    ops[9].type = 99;
+    ops[11].ref = ops[12].ref = ops[13].ref = ID(19);
+    int want[] = { RZ_EINVAL, RZ_EINVAL, RZ_EINVAL, RZ_EINVAL, RZ_EINVAL,
+                   RZ_ENOENT, RZ_ENOENT, RZ_EINVAL, RZ_EINVAL, RZ_EINVAL,
+                   RZ_OK, RZ_EINVAL, RZ_EAMOUNT, RZ_EINVAL };
+    size_t n = sizeof ops / sizeof ops[0];
+    rz_ledger_result r[sizeof ops / sizeof ops[0]];
+    assert_int_equal(rz_ledger_submit(f->l, ops, n, r), RZ_OK);
+    for (size_t i = 0; i < n; i++)
+        if (r[i].status != want[i])
+            fail_msg("op %zu: %s, want %s", i, rz_status_name(r[i].status),
+                     rz_status_name(want[i]));
+    assert_int_equal(avail(f->l, CLIENT), 99);
+    /* Malformed batches apply nothing. */
+    assert_int_equal(rz_ledger_submit(f->l, ops, 0, r), RZ_EINVAL);
+    assert_int_equal(rz_ledger_submit(f->l, ops, RZ_LEDGER_BATCH_MAX + 1, r),
+                     RZ_EINVAL);
+    assert_int_equal(rz_ledger_submit(f->l, NULL, 1, r), RZ_EINVAL);
+    assert_int_equal(rz_ledger_submit(NULL, ops, 1, r), RZ_EINVAL);
+    verify_ok(f->l);
+}
+
+static void test_overflow(void **state)
+{
+    fixture *f = *state;
+    fund(f->l, 1, CLIENT, UINT64_MAX);
+    assert_int_equal(rz_ledger_test_credit(f->l, ID(2), CLIENT2, 1),
+                     RZ_EOVERFLOW);
+    assert_int_equal(avail(f->l, CLIENT2), 0);
+    assert_int_equal(avail(f->l, CLIENT), UINT64_MAX);
+    /* Holding and settling near the top does not overflow the fee. */
+    assert_int_equal(rz_ledger_hold(f->l, ID(3), JOB, CLIENT, UINT64_MAX, 0),
+                     RZ_OK);
+    rz_ledger_result r;
+    assert_int_equal(rz_ledger_settle(f->l, ID(4), JOB, NODE, UINT64_MAX, &r),
+                     RZ_OK);
+    assert_true(r.a + r.b == UINT64_MAX);
+    verify_ok(f->l);
+}
+
+static void test_replay_fields(void **state)
+{
+    fixture *f = *state;
+    fund(f->l, 1, CLIENT, 100);
+    assert_int_equal(rz_ledger_test_credit(f->l, ID(1), CLIENT, 100), RZ_OK);
+    assert_int_equal(rz_ledger_test_credit(f->l, ID(1), CLIENT, 101),
+                     RZ_EEXISTS_DIFFERENT);
+    assert_int_equal(rz_ledger_test_credit(f->l, ID(1), CLIENT2, 100),
+                     RZ_EEXISTS_DIFFERENT);
+    assert_int_equal(rz_ledger_deposit_request(f->l, ID(1), CLIENT, 100),
+                     RZ_EEXISTS_DIFFERENT);
+    assert_int_equal(avail(f->l, CLIENT), 100);
+    assert_int_equal(rz_ledger_hold(f->l, ID(2), JOB, CLIENT, 60, 5), RZ_OK);
+    assert_int_equal(rz_ledger_hold(f->l, ID(2), JOB, CLIENT, 60, 5), RZ_OK);
+    assert_int_equal(rz_ledger_hold(f->l, ID(2), JOB, CLIENT, 60, 6),
+                     RZ_EEXISTS_DIFFERENT);
+    assert_int_equal(rz_ledger_hold(f->l, ID(2), ID(1), CLIENT, 60, 5),
+                     RZ_EEXISTS_DIFFERENT);
+    assert_int_equal(avail(f->l, CLIENT), 40);
+    /* A rejected op leaves its id free. */
+    assert_int_equal(rz_ledger_test_credit(f->l, ID(3), ID(999), 1),
+                     RZ_ENOENT);
+    assert_int_equal(rz_ledger_test_credit(f->l, ID(3), CLIENT2, 1), RZ_OK);
+    /* Replays inside one batch: the second is a replay of the first. */
+    rz_ledger_op two[2] = { { 0 }, { 0 } };
+    two[0].type = two[1].type = RZ_LEDGER_OP_TEST_CREDIT;
+    two[0].id = two[1].id = ID(4);
+    two[0].account = two[1].account = CLIENT2;
+    two[0].amount = two[1].amount = 7;
+    rz_ledger_result r[2];
+    assert_int_equal(rz_ledger_submit(f->l, two, 2, r), RZ_OK);
+    assert_int_equal(r[0].status, RZ_OK);
+    assert_int_equal(r[0].replayed, 0);
+    assert_int_equal(r[1].status, RZ_OK);
+    assert_int_equal(r[1].replayed, 1);
+    assert_int_equal(avail(f->l, CLIENT2), 8);
+    verify_ok(f->l);
+}
+
+static void test_batch_results(void **state)
+{
+    fixture *f = *state;
+    enum { N = 300 };
+    rz_ledger_op *ops = calloc(N, sizeof *ops);
+    rz_ledger_result *r = calloc(N, sizeof *r);
+    assert_non_null(ops);
+    assert_non_null(r);
+    for (int i = 0; i < N; i++) {
+        ops[i].type = RZ_LEDGER_OP_TEST_CREDIT;
+        ops[i].id = ID(10000 + (uint64_t)i);
+        ops[i].account = i % 3 == 2 ? ID(4242) : CLIENT;
+        ops[i].amount = 10;
+    }
+    assert_int_equal(rz_ledger_submit(f->l, ops, N, r), RZ_OK);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(r[i].status, i % 3 == 2 ? RZ_ENOENT : RZ_OK);
+    assert_int_equal(avail(f->l, CLIENT), 10 * (N - N / 3));
+    rz_ledger_stats st;
+    assert_int_equal(rz_ledger_stats_get(f->l, &st), RZ_OK);
+    assert_int_equal(st.transfers, N - N / 3);
+    free(ops);
+    free(r);
+    verify_ok(f->l);
+}
+
+/* ---- queries ---- */
+
+static void test_history_and_job(void **state)
+{
+    fixture *f = *state;
+    for (uint64_t i = 1; i <= 25; i++)
+        fund(f->l, i, CLIENT, i);
+    assert_int_equal(rz_ledger_hold(f->l, ID(30), JOB, CLIENT, 100, 0), RZ_OK);
+    assert_int_equal(rz_ledger_settle(f->l, ID(31), JOB, NODE, 40, NULL),
+                     RZ_OK);
+    rz_ledger_transfer page[10];
+    size_t n, seen = 0;
+    uint64_t before = 0, last_seq = UINT64_MAX;
+    do {
+        assert_int_equal(rz_ledger_history(f->l, CLIENT, before, page, 10, &n),
+                         RZ_OK);
+        for (size_t i = 0; i < n; i++) {
+            assert_true(page[i].seq < last_seq);   /* newest first */
+            last_seq = page[i].seq;
+        }
+        if (seen == 0) {
+            assert_true(rz__ledger_id_eq(page[0].id, ID(31)));
+            assert_true(rz__ledger_id_eq(page[1].id, ID(30)));
+        }
+        seen += n;
+        before = n ? page[n - 1].seq : 0;
+    } while (n == 10);
+    assert_int_equal(seen, 27);
+    assert_int_equal(rz_ledger_history(f->l, ID(4242), 0, page, 10, &n),
+                     RZ_OK);
+    assert_int_equal(n, 0);
+    size_t total;
+    assert_int_equal(rz_ledger_job_transfers(f->l, JOB, page, 2, &n, &total),
+                     RZ_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(total, 4);
+    assert_int_equal(rz_ledger_job_transfers(f->l, JOB, page, 10, &n, &total),
+                     RZ_OK);
+    assert_int_equal(n, 4);
+    assert_int_equal(page[0].code, RZ_LEDGER_CODE_HOLD);
+    assert_int_equal(page[1].code, RZ_LEDGER_CODE_SETTLE);
+    assert_int_equal(page[1].amount, 40);
+    assert_int_equal(page[2].code, RZ_LEDGER_CODE_PAYOUT);
+    assert_int_equal(page[3].code, RZ_LEDGER_CODE_FEE);
+    assert_int_equal(page[0].state, RZ_LEDGER_POSTED);
+    assert_int_equal(page[0].posted_amount, 40);
+    char *out = NULL;
+    assert_int_equal(rz_ledger_export(f->l, 1, &out), RZ_OK);
+    assert_non_null(strstr(out, "\"transfers\""));
+    assert_non_null(strstr(out, "\"kind\":\"escrow\""));
+    rz_free(out);
+    assert_int_equal(rz_ledger_export(f->l, 0, &out), RZ_OK);
+    assert_non_null(strstr(out, "account "));
+    rz_free(out);
+}
+
+static void test_ids(void **state)
+{
+    (void)state;
+    rz_ledger_id id;
+    char buf[33];
+    assert_int_equal(rz_ledger_id_parse("42", &id), RZ_OK);
+    assert_true(id.hi == 0 && id.lo == 42);
+    assert_int_equal(rz_ledger_id_parse("0xff", &id), RZ_OK);
+    assert_true(id.lo == 255);
+    rz_ledger_id_format(rz_ledger_id_make(0x0123456789abcdefull, 17), buf);
+    assert_string_equal(buf, "0123456789abcdef0000000000000011");
+    assert_int_equal(rz_ledger_id_parse(buf, &id), RZ_OK);
+    assert_true(id.hi == 0x0123456789abcdefull && id.lo == 17);
+    assert_int_equal(rz_ledger_id_parse("", &id), RZ_EINVAL);
+    assert_int_equal(rz_ledger_id_parse("0x", &id), RZ_EINVAL);
+    assert_int_equal(rz_ledger_id_parse("12a", &id), RZ_EINVAL);
+    assert_int_equal(rz_ledger_id_parse("18446744073709551616", &id),
+                     RZ_EINVAL);
+    assert_int_equal(rz_ledger_id_parse("0x123456789012345678901234567890123",
+                                        &id), RZ_EINVAL);
+    rz_ledger_id a = rz_ledger_derive_id(ID(5), 1);
+    rz_ledger_id b = rz_ledger_derive_id(ID(5), 2);
+    assert_false(rz__ledger_id_eq(a, b));
+    assert_true(rz__ledger_id_eq(a, rz_ledger_derive_id(ID(5), 1)));
+}
+
+/* ---- records ---- */
+
+static void test_records(void **state)
+{
+    (void)state;
+    rz_ledger_transfer t = { 0 }, u;
+    t.id = ID(1);
+    t.debit = CLIENT;
+    t.credit = RZ_LEDGER_ESCROW_ID;
+    t.amount = 5;
+    t.flags = RZ_LEDGER_PENDING;
+    t.state = RZ_LEDGER_OPEN;
+    t.code = RZ_LEDGER_CODE_HOLD;
+    t.timeout = 9;
+    t.seq = 3;
+    uint8_t rec[RZ__LEDGER_TRANSFER_SIZE];
+    rz__ledger_transfer_encode(&t, rec);
+    assert_int_equal(rz__ledger_transfer_decode(rec, sizeof rec, &u), RZ_OK);
+    assert_memory_equal(&t, &u, sizeof t);
+    assert_int_equal(rz__ledger_transfer_decode(rec, sizeof rec - 1, &u),
+                     RZ_EINVALID);
+    uint8_t bad[RZ__LEDGER_TRANSFER_SIZE];
+    size_t flips[] = { 0, 1, 2, 4, 12, 120 };
+    for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
+        memcpy(bad, rec, sizeof rec);
+        bad[flips[i]] ^= 0x40;
+        assert_int_equal(rz__ledger_transfer_decode(bad, sizeof bad, &u),
+                         RZ_EINVALID);
+    }
+    rz_ledger_account a = { 0 }, b;
+    a.id = CLIENT;
+    a.kind = RZ_LEDGER_CLIENT;
+    a.flags = RZ_LEDGER_DEBITS_MUST_NOT_EXCEED_CREDITS;
+    a.credits_posted = 77;
+    uint8_t arec[RZ__LEDGER_ACCOUNT_SIZE];
+    rz__ledger_account_encode(&a, arec);
+    assert_int_equal(rz__ledger_account_decode(arec, sizeof arec, &b), RZ_OK);
+    assert_memory_equal(&a, &b, sizeof a);
+    arec[1] = 9;
+    assert_int_equal(rz__ledger_account_decode(arec, sizeof arec, &b),
+                     RZ_EINVALID);
+    /* Journal records: round trip, then any flipped byte is caught. */
+    rz_ledger_op ops[2] = { raw(1, CLIENT, NODE, 5, 0), raw(2, NODE, CLIENT,
+                                                            1, 0) };
+    rz__ledger_jhdr h = { 7, 2, 500 }, h2;
+    size_t len = rz__ledger_record_size(2), used;
+    uint8_t *buf = malloc(len);
+    rz_ledger_op *dec = malloc(sizeof *dec * RZ_LEDGER_BATCH_MAX);
+    rz__ledger_record_encode(&h, ops, buf);
+    assert_int_equal(rz__ledger_record_decode(buf, len, &h2, dec, &used),
+                     RZ_OK);
+    assert_int_equal(used, len);
+    assert_int_equal(h2.seq, 7);
+    assert_true(rz__ledger_id_eq(dec[1].id, ops[1].id));
+    assert_true(rz__ledger_id_eq(dec[1].account, NODE));
+    assert_int_equal(dec[1].amount, 1);
+    assert_int_equal(dec[1].kind, RZ_LEDGER_CODE_USER);
+    for (size_t i = 0; i < len; i += 7) {
+        buf[i] ^= 1;
+        assert_int_not_equal(rz__ledger_record_decode(buf, len, &h2, dec,
+                                                      &used), RZ_OK);
+        buf[i] ^= 1;
+    }
+    assert_int_not_equal(rz__ledger_record_decode(buf, len - 1, &h2, dec,
+                                                  &used), RZ_OK);
+    free(buf);
+    free(dec);
+}
+
+/* ---- persistence ---- */
+
+static void test_reopen_and_reader(void **state)
+{
+    fixture *f = *state;
+    fund(f->l, 1, CLIENT, 100);
+    rz_ledger_opts o = test_opts();
+    rz_ledger *second;
+    assert_int_equal(rz_ledger_open(&second, f->dir, &o), RZ_ESTATE);
+    assert_null(second);
+    /* A reader sees the last checkpoint, never a half-applied batch. */
+    assert_int_equal(rz_ledger_checkpoint(f->l), RZ_OK);
+    fund(f->l, 2, CLIENT, 50);
+    o.read_only = 1;
+    rz_ledger *reader;
+    assert_int_equal(rz_ledger_open(&reader, f->dir, &o), RZ_OK);
+    assert_int_equal(avail(reader, CLIENT), 100);
+    assert_int_equal(rz_ledger_verify(reader), RZ_OK);
+    assert_int_equal(rz_ledger_test_credit(reader, ID(3), CLIENT, 1),
+                     RZ_ESTATE);
+    assert_int_equal(rz_ledger_checkpoint(f->l), RZ_OK);
+    rz_ledger_close(reader);
+    assert_int_equal(rz_ledger_open(&reader, f->dir, &o), RZ_OK);
+    assert_int_equal(avail(reader, CLIENT), 150);
+    rz_ledger_close(reader);
+    rz_ledger_close(f->l);
+    o.read_only = 0;
+    assert_int_equal(rz_ledger_open(&f->l, f->dir, &o), RZ_OK);
+    assert_int_equal(avail(f->l, CLIENT), 150);
+    /* No ledger in an empty directory for a reader. */
+    o.read_only = 1;
+    assert_int_equal(rz_ledger_open(&reader, "/nonexistent-rz", &o),
+                     RZ_ENOENT);
+    assert_int_equal(rz_ledger_open(&reader, "", &o), RZ_EINVAL);
+    o.read_only = 0;
+    o.fee_bps = 10001;
+    assert_int_equal(rz_ledger_open(&reader, f->dir, &o), RZ_EINVAL);
+    verify_ok(f->l);
+}
+
+static void test_journal_replay(void **state)
+{
+    fixture *f = *state;
+    rz_ledger_close(f->l);
+    f->l = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* A writer that dies without closing: only the journal has it. */
+        rz_ledger *l;
+        rz_ledger_opts o = test_opts();
+        o.journal_size = 4096;   /* forces checkpoints on the way */
+        if (rz_ledger_open(&l, f->dir, &o) != RZ_OK)
+            _exit(1);
+        for (uint64_t i = 1; i <= 200; i++)
+            if (rz_ledger_test_credit(l, ID(i), CLIENT, i) != RZ_OK)
+                _exit(2);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    rz_ledger_opts o = test_opts();
+    assert_int_equal(rz_ledger_open(&f->l, f->dir, &o), RZ_OK);
+    assert_int_equal(avail(f->l, CLIENT), 200 * 201 / 2);
+    verify_ok(f->l);
+}
+
+/* ---- verify catches tampering ---- */
+
+static void tamper(const char *dir, void (*fn)(MDB_txn *, MDB_dbi *))
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/ledger", dir);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi[2];
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_set_mapsize(env, 64u << 20), 0);
+    assert_int_equal(mdb_env_open(env, path, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "accounts", 0, &dbi[0]), 0);
+    assert_int_equal(mdb_dbi_open(txn, "transfers", 0, &dbi[1]), 0);
+    fn(txn, dbi);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static void bump_credits(MDB_txn *txn, MDB_dbi *dbi)
+{
+    uint8_t k[16], rec[RZ__LEDGER_ACCOUNT_SIZE];
+    rz__ledger_id_key(CLIENT, k);
+    MDB_val key = { 16, k }, val;
+    assert_int_equal(mdb_get(txn, dbi[0], &key, &val), 0);
+    rz_ledger_account a;
+    assert_int_equal(rz__ledger_account_decode(val.mv_data, val.mv_size, &a),
+                     RZ_OK);
+    a.credits_posted += 1;
+    rz__ledger_account_encode(&a, rec);
+    val.mv_data = rec;
+    val.mv_size = sizeof rec;
+    assert_int_equal(mdb_put(txn, dbi[0], &key, &val, 0), 0);
+}
+
+static void add_second_void(MDB_txn *txn, MDB_dbi *dbi)
+{
+    rz_ledger_transfer t = { 0 };
+    t.id = ID(99);
+    t.debit = CLIENT;
+    t.credit = RZ_LEDGER_ESCROW_ID;
+    t.pending_id = ID(2);
+    t.amount = 40;
+    t.flags = RZ_LEDGER_VOID;
+    t.code = RZ_LEDGER_CODE_REFUND;
+    t.seq = 1;
+    uint8_t k[16], rec[RZ__LEDGER_TRANSFER_SIZE];
+    rz__ledger_id_key(t.id, k);
+    rz__ledger_transfer_encode(&t, rec);
+    MDB_val key = { 16, k }, val = { sizeof rec, rec };
+    assert_int_equal(mdb_put(txn, dbi[1], &key, &val, 0), 0);
+}
+
+static void test_verify_breaches(void **state)
+{
+    fixture *f = *state;
+    fund(f->l, 1, CLIENT, 100);
+    assert_int_equal(rz_ledger_hold(f->l, ID(2), JOB, CLIENT, 40, 0), RZ_OK);
+    assert_int_equal(rz_ledger_refund(f->l, ID(3), JOB, NULL), RZ_OK);
+    verify_ok(f->l);
+    rz_ledger_close(f->l);
+    rz_ledger_opts o = test_opts();
+
+    tamper(f->dir, bump_credits);
+    assert_int_equal(rz_ledger_open(&f->l, f->dir, &o), RZ_OK);
+    assert_int_equal(rz_ledger_verify(f->l), RZ_EINVALID);
+    assert_non_null(strstr(rz_error_last()->message, "credits_posted is 101"));
+    assert_non_null(strstr(rz_error_last()->message,
+                           "00000000000000000000000000000064"));
+    rz_ledger_close(f->l);
+
+    tamper(f->dir, add_second_void);
+    assert_int_equal(rz_ledger_open(&f->l, f->dir, &o), RZ_OK);
+    assert_int_equal(rz_ledger_verify(f->l), RZ_EINVALID);
+    assert_non_null(strstr(rz_error_last()->message, "resolved twice"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deposit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold_settle_fee, setup, teardown),
+        cmocka_unit_test(test_fee_rounding),
+        cmocka_unit_test_setup_teardown(test_settle_rejections, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_settle_by_hold_id, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_withdraw, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_linked_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_raw_rejections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overflow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_results, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_and_job, setup, teardown),
+        cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_records),
+        cmocka_unit_test_setup_teardown(test_reopen_and_reader, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_journal_replay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_breaches, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
