@@ -540,13 +540,6 @@ static void test_golden(void **state)
 
 /* ---- Size: 100k steps, ~400k connections, builder JSON ---- */
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static void test_large(void **state)
 {
     (void)state;
@@ -575,23 +568,17 @@ static void test_large(void **state)
     assert_int_equal(rz_diags_new(&d), RZ_OK);
     assert_int_equal(rz_flow_parse(&f, b.data, b.len, RZ_FORMAT_JSON, "big.json", d),
                      RZ_OK);
-    double t0 = now_ms();
     assert_int_equal(rz__flow_link(f), RZ_OK);
-    double link = now_ms() - t0, ms = 1e9;
-    /* Best of three: the machine may be busy; validation is idempotent. */
-    for (int k = 0; k < 3; k++) {
-        t0 = now_ms();
+    /* Validation is idempotent: a second pass finds the same nothing.
+     * (Its speed is measured in bench/, not asserted here.) */
+    for (int k = 0; k < 2; k++) {
         int rc = rz_flow_validate(f, g_reg, d);
-        double t = now_ms() - t0;
-        ms = t < ms ? t : ms;
         if (rc != RZ_OK)
             dump(d);
         assert_int_equal(rc, RZ_OK);
     }
-    print_message("validate: %d steps, %zu edges: link %.1f ms, checks %.1f ms\n",
-                  N, edges, link, ms);
-    /* Generous: sanitizer builds are several times slower. */
-    assert_true(ms < 3000);
+    assert_int_equal(rz_diags_error_count(d), 0);
+    assert_true(edges > 390000);
     rz_flow_free(f);
     rz_diags_free(d);
     rz__buf_free(&b);
