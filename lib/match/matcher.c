@@ -61,7 +61,7 @@ struct rz_matcher {
     resv *res;
     size_t n_res, cap_res;
     uint32_t free_res;                 /* head of the free slot list */
-    uint64_t epoch;                    /* bumped when capacity can grow */
+    uint64_t epoch;                    /* bumped on every change */
     rz_matcher_stats stats;
 };
 
@@ -494,8 +494,8 @@ static uint64_t take_gpus(uint64_t mask, uint32_t count)
 static int fail(rz_matcher *m, group *g, const rz_reqs *r)
 {
     m->stats.failures++;
-    /* Placements only take capacity away, so a job that fit nowhere still
-     * fits nowhere until something is released: reuse the reason. */
+    /* A burst of like jobs that fit nowhere shares one explanation until
+     * anything changes (the figures it quotes would then be stale). */
     if (!g->reason || g->reason_epoch != m->epoch) {
         free(g->reason);
         g->reason = NULL;
@@ -543,6 +543,7 @@ int rz_matcher_place(rz_matcher *m, const rz_reqs *r, rz_placement *out)
     out->cost_cents = g->cost[pos];
     out->ticket = ((uint64_t)v->gen << 32) | (slot + 1);
     refresh(m, ni);   /* last: may touch every group */
+    m->epoch++;
     m->stats.placements++;
     return RZ_OK;
 }
@@ -579,6 +580,7 @@ int rz_matcher_remove(rz_matcher *m, const char *node_id)
         return rz__error(RZ_ENOENT, "no node '%s'", node_id ? node_id : "");
     m->nodes[i].removed = true;
     refresh(m, (uint32_t)i);
+    m->epoch++;
     return RZ_OK;
 }
 

@@ -68,9 +68,11 @@ static int parse_cc(const cJSON *g, const char *base, uint32_t *maj, uint32_t *m
         s = (snprintf(buf, sizeof buf, "%.1f", it->valuedouble), buf);
     unsigned a = 0, b = 0;
     int n = 0;
-    if (!s || sscanf(s, "%3u.%3u%n", &a, &b, &n) != 2 || s[n] != '\0')
-        return rz__error_at(RZ_EINVALID, "", 0, 0, base,
-                            "%s/min_compute_capability: must be \"MAJOR.MINOR\"", base);
+    if (!s || sscanf(s, "%3u.%3u%n", &a, &b, &n) != 2 || s[n] != '\0') {
+        char ptr[160];
+        snprintf(ptr, sizeof ptr, "%s/min_compute_capability", base);
+        return rz__error_at(RZ_EINVALID, "", 0, 0, ptr, "%s: must be \"MAJOR.MINOR\"", ptr);
+    }
     *maj = a;
     *min = b;
     return RZ_OK;

@@ -1,0 +1,579 @@
+/* Requirements, cost, policies, reasons, and property tests of the matcher
+ * against a naive model over random nodes and jobs. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/internal.h"
+#include "rhizos/rhizos.h"
+
+static rz_caps *node(const char *json)
+{
+    rz_caps *c = NULL;
+    if (rz_caps_parse(&c, json, strlen(json)) != RZ_OK)
+        fail_msg("node %s: %s", json, rz_error_last()->message);
+    return c;
+}
+
+static rz_reqs *job(const char *json)
+{
+    rz_reqs *r = NULL;
+    if (rz_reqs_parse(&r, json, strlen(json)) != RZ_OK)
+        fail_msg("job %s: %s", json, rz_error_last()->message);
+    return r;
+}
+
+static rz_matcher *matcher_of(rz_policy p, const char *const *nodes, size_t n)
+{
+    rz_matcher *m = NULL;
+    assert_int_equal(rz_matcher_new(&m, p), RZ_OK);
+    for (size_t i = 0; i < n; i++) {
+        rz_caps *c = node(nodes[i]);
+        assert_int_equal(rz_matcher_add(m, c, NULL), RZ_OK);
+        rz_caps_free(c);
+    }
+    return m;
+}
+
+/* The id of the node `j` lands on, or the reason as "!reason". */
+static char last[1024];
+static const char *place(rz_matcher *m, const char *j, uint64_t *ticket)
+{
+    rz_reqs *r = job(j);
+    rz_placement p;
+    int rc = rz_matcher_place(m, r, &p);
+    if (rc == RZ_OK)
+        snprintf(last, sizeof last, "%s", p.node_id);
+    else
+        snprintf(last, sizeof last, "!%s", rz_error_last()->message);
+    if (ticket)
+        *ticket = rc == RZ_OK ? p.ticket : 0;
+    rz_reqs_free(r);
+    return last;
+}
+
+static void requirement_shapes(void **state)
+{
+    (void)state;
+    rz_reqs *r = job("{\"id\":\"j1\",\"requirements\":{\"adapter\":\"docker\",\"cpu_cores\":4,"
+                     "\"cpu_features\":[\"avx2\",\"sse4.2\",\"avx2\"],\"memory_mb\":8192,"
+                     "\"gpu\":{\"count\":2,\"vram_mb\":24576,\"vendor\":\"nvidia\","
+                     "\"min_compute_capability\":\"8.6\"},\"storage_gb\":20,"
+                     "\"labels\":{\"tier\":\"gold\"},\"region\":\"eu\",\"min_reputation\":0.8,"
+                     "\"max_cost_cents\":500,\"estimate_seconds\":90.5,\"future\":{\"x\":1}}}");
+    const rz_reqs_info *i = rz_reqs_get(r);
+    assert_string_equal(i->id, "j1");
+    assert_string_equal(i->adapter, "docker");
+    assert_int_equal(i->cpu_cores, 4);
+    assert_int_equal(i->n_cpu_features, 2);
+    assert_int_equal(i->gpu_count, 2);
+    assert_int_equal(i->gpu_vram_mb, 24576);
+    assert_int_equal(i->gpu_cc_major, 8);
+    assert_int_equal(i->gpu_cc_minor, 6);
+    assert_string_equal(i->region, "eu");
+    assert_int_equal(i->max_cost_cents, 500);
+    assert_int_equal(i->estimate_ms, 90500);
+    char *json = NULL;
+    assert_int_equal(rz_reqs_to_json(r, &json), RZ_OK);
+    assert_non_null(strstr(json, "\"future\""));   /* unknown fields kept */
+    rz_reqs *back = job(json);
+    assert_int_equal(rz_reqs_get(back)->gpu_count, 2);
+    assert_int_equal(rz_reqs_get(back)->estimate_ms, 90500);
+    rz_free(json);
+    rz_reqs_free(back);
+    rz_reqs_free(r);
+
+    /* Defaults: one core, any adapter, no cost limit. */
+    r = job("{}");
+    assert_int_equal(rz_reqs_get(r)->cpu_cores, 1);
+    assert_string_equal(rz_reqs_get(r)->adapter, "");
+    assert_int_equal(rz_reqs_get(r)->max_cost_cents, UINT64_MAX);
+    rz_reqs_free(r);
+    /* The handoff's job shape. */
+    r = job("{\"requirements\":{\"mcp_adapter\":\"docker\",\"max_cost_cents\":100,"
+            "\"currency\":\"USDC\"},\"payload\":{\"type\":\"docker\",\"image\":\"hello-world\"}}");
+    assert_string_equal(rz_reqs_get(r)->adapter, "docker");
+    assert_int_equal(rz_reqs_get(r)->max_cost_cents, 100);
+    rz_reqs_free(r);
+    r = job("{\"requirements\":{},\"payload\":{\"type\":\"llm\"}}");
+    assert_string_equal(rz_reqs_get(r)->adapter, "llm");
+    rz_reqs_free(r);
+    /* A module manifest's requirements with its estimate beside them. */
+    r = job("{\"requirements\":{\"gpu\":{\"vram_mb\":8000}},\"estimate\":{\"seconds\":30}}");
+    assert_int_equal(rz_reqs_get(r)->gpu_count, 1);
+    assert_int_equal(rz_reqs_get(r)->estimate_ms, 30000);
+    rz_reqs_free(r);
+}
+
+static void hostile_requirements(void **state)
+{
+    (void)state;
+    static const struct { const char *json; int rc; const char *ptr; } cases[] = {
+        { "{\"cpu_cores\":-1}", RZ_EINVALID, "/cpu_cores" },
+        { "{\"cpu_cores\":\"4\"}", RZ_EINVALID, "/cpu_cores" },
+        { "{\"requirements\":{\"memory_mb\":1e300}}", RZ_EINVALID, "/requirements/memory_mb" },
+        { "{\"requirements\":5}", RZ_EINVALID, "/requirements" },
+        { "{\"gpu\":\"one\"}", RZ_EINVALID, "/gpu" },
+        { "{\"gpu\":{\"count\":65}}", RZ_EINVALID, "/gpu/count" },
+        { "{\"gpu\":{\"min_compute_capability\":[8]}}", RZ_EINVALID,
+          "/gpu/min_compute_capability" },
+        { "{\"max_cost_cents\":1e300}", RZ_EINVALID, "/max_cost_cents" },
+        { "{\"max_cost_cents\":-100}", RZ_EINVALID, "/max_cost_cents" },
+        { "{\"estimate_seconds\":\"long\"}", RZ_EINVALID, "/estimate_seconds" },
+        { "{\"estimate_seconds\":1e12}", RZ_EINVALID, "/estimate_seconds" },
+        { "{\"min_reputation\":2}", RZ_EINVALID, "/min_reputation" },
+        { "{\"labels\":{\"a\":{}}}", RZ_EINVALID, "/labels" },
+        { "{\"cpu_features\":\"avx2\"}", RZ_EINVALID, "/cpu_features" },
+        { "{\"id\":[1]}", RZ_EINVALID, "/id" },
+        { "7", RZ_EINVALID, "" },
+        { "{", RZ_ESYNTAX, NULL },
+    };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(cases); i++) {
+        rz_reqs *r = (rz_reqs *)1;
+        int rc = rz_reqs_parse(&r, cases[i].json, strlen(cases[i].json));
+        if (rc != cases[i].rc)
+            fail_msg("case %zu (%s): %d %s", i, cases[i].json, rc, rz_error_last()->message);
+        assert_null(r);
+        if (cases[i].ptr)
+            assert_string_equal(rz_error_last()->pointer, cases[i].ptr);
+    }
+    rz_reqs **list = NULL;
+    size_t n = 0;
+    const char *bad = "{\"jobs\":[{},{\"requirements\":{\"storage_gb\":true}}]}";
+    assert_int_equal(rz_reqs_parse_list(&list, &n, bad, strlen(bad)), RZ_EINVALID);
+    assert_string_equal(rz_error_last()->pointer, "/1/requirements/storage_gb");
+    assert_int_equal(rz_reqs_parse_list(&list, &n, "{\"x\":1}", 7), RZ_EINVALID);
+}
+
+static void cost_formula(void **state)
+{
+    (void)state;
+    rz_caps *c = node("{\"id\":\"n\",\"cpu\":{\"cores\":8},\"memory_mb\":65536,"
+                      "\"gpus\":[{\"vendor\":\"nvidia\",\"vram_mb\":24000}],"
+                      "\"prices\":{\"gpu_hour_cents\":100,\"cpu_hour_cents\":3,"
+                      "\"memory_gb_hour_cents\":2}}");
+    /* 1 h x (1 x 100 + 2 x 3 + 1.5 GB x 2) = 109 cents. */
+    rz_reqs *r = job("{\"gpu\":{\"count\":1},\"cpu_cores\":2,\"memory_mb\":1536,"
+                     "\"estimate_seconds\":3600}");
+    assert_int_equal(rz_match_cost(c, r), 109);
+    rz_reqs_free(r);
+    /* One second of one core at 3 cents an hour rounds up to a cent. */
+    r = job("{\"estimate_seconds\":1}");
+    assert_int_equal(rz_match_cost(c, r), 1);
+    rz_reqs_free(r);
+    r = job("{}");
+    assert_int_equal(rz_match_cost(c, r), 0);
+    assert_true(rz_match_fits(c, r));
+    rz_reqs_free(r);
+    /* Absurd but valid prices saturate rather than wrap. */
+    rz_caps *rich = node("{\"id\":\"r\",\"cpu\":{\"cores\":1048576},"
+                         "\"prices\":{\"cpu_hour_cents\":1099511627776}}");
+    r = job("{\"cpu_cores\":1048576,\"estimate_seconds\":999999999}");
+    assert_true(rz_match_cost(rich, r) > UINT64_C(1) << 60);
+    rz_reqs_free(r);
+    rz_caps_free(rich);
+    rz_caps_free(c);
+}
+
+static const char *const net[] = {
+    "{\"id\":\"a100-box\",\"cpu\":{\"cores\":32},\"memory_mb\":262144,"
+    "\"storage\":{\"total_gb\":900,\"free_gb\":800},\"gpus\":["
+    "{\"vendor\":\"nvidia\",\"vram_mb\":40960,\"compute_capability\":\"8.0\"},"
+    "{\"vendor\":\"nvidia\",\"vram_mb\":40960,\"compute_capability\":\"8.0\"}],"
+    "\"adapters\":[\"process\",\"docker\"],\"labels\":{\"region\":\"us-east\"},"
+    "\"prices\":{\"gpu_hour_cents\":180,\"cpu_hour_cents\":2},\"reputation\":0.95}",
+    "{\"id\":\"rtx-4080\",\"cpu\":{\"cores\":16},\"memory_mb\":65536,"
+    "\"storage\":{\"total_gb\":900,\"free_gb\":500},\"gpus\":["
+    "{\"vendor\":\"nvidia\",\"vram_mb\":16384,\"compute_capability\":\"8.9\"}],"
+    "\"labels\":{\"region\":\"eu-west\"},\"benchmark\":{\"cpu_mops\":3000,\"memory_mbps\":1},"
+    "\"prices\":{\"gpu_hour_cents\":60,\"cpu_hour_cents\":1},\"reputation\":0.88}",
+    "{\"id\":\"cpu-cheap\",\"cpu\":{\"cores\":8,\"features\":[\"avx2\"]},\"memory_mb\":32768,"
+    "\"storage\":{\"total_gb\":100,\"free_gb\":50},\"labels\":{\"region\":\"eu-west\"},"
+    "\"benchmark\":{\"cpu_mops\":1000,\"memory_mbps\":1},"
+    "\"prices\":{\"cpu_hour_cents\":1},\"reputation\":0.7,\"max_concurrent_jobs\":2}",
+    "{\"id\":\"cpu-big\",\"cpu\":{\"cores\":64,\"features\":[\"avx2\",\"avx512f\"]},"
+    "\"memory_mb\":524288,\"storage\":{\"total_gb\":100,\"free_gb\":90},"
+    "\"labels\":{\"region\":\"us-east\",\"tier\":\"gold\"},"
+    "\"prices\":{\"cpu_hour_cents\":3},\"reputation\":0.99}",
+};
+
+static void policies(void **state)
+{
+    (void)state;
+    const char *cpu = "{\"cpu_cores\":2,\"memory_mb\":1024,\"estimate_seconds\":600}";
+    rz_matcher *m = matcher_of(RZ_POLICY_CHEAPEST, net, 4);
+    /* rtx-4080 and cpu-cheap both charge 1 cent a core: rtx-4080's
+     * reputation breaks the tie. */
+    assert_string_equal(place(m, cpu, NULL), "rtx-4080");
+    rz_matcher_free(m);
+    m = matcher_of(RZ_POLICY_REPUTATION, net, 4);
+    assert_string_equal(place(m, cpu, NULL), "cpu-big");
+    rz_matcher_free(m);
+    m = matcher_of(RZ_POLICY_FASTEST, net, 4);
+    assert_string_equal(place(m, cpu, NULL), "rtx-4080");   /* best benchmark */
+    assert_string_equal(place(m, "{\"gpu\":{\"count\":1}}", NULL), "rtx-4080");   /* cc 8.9 */
+    rz_matcher_free(m);
+    /* binpack fills the fullest node; spread keeps to the emptiest. */
+    m = matcher_of(RZ_POLICY_BINPACK, net, 4);
+    assert_string_equal(place(m, "{\"cpu_cores\":4}", NULL), "rtx-4080");
+    assert_string_equal(place(m, "{\"cpu_cores\":1}", NULL), "rtx-4080");
+    rz_matcher_free(m);
+    m = matcher_of(RZ_POLICY_SPREAD, net, 4);
+    assert_string_equal(place(m, "{\"cpu_cores\":4}", NULL), "rtx-4080");
+    assert_string_equal(place(m, "{\"cpu_cores\":4}", NULL), "cpu-cheap");
+    assert_string_equal(place(m, "{\"cpu_cores\":4}", NULL), "a100-box");
+    rz_matcher_free(m);
+    rz_policy p;
+    assert_int_equal(rz_policy_parse("spread", &p), RZ_OK);
+    assert_int_equal(p, RZ_POLICY_SPREAD);
+    assert_int_equal(rz_policy_parse("random", &p), RZ_EINVAL);
+    assert_string_equal(rz_policy_name(RZ_POLICY_BINPACK), "binpack");
+    assert_int_equal(rz_matcher_new(&m, (rz_policy)42), RZ_EINVAL);
+    assert_null(m);
+}
+
+static void constraints_and_reasons(void **state)
+{
+    (void)state;
+    rz_matcher *m = matcher_of(RZ_POLICY_CHEAPEST, net, 4);
+    assert_string_equal(place(m, "{\"gpu\":{\"vram_mb\":24576}}", NULL), "a100-box");
+    assert_string_equal(place(m, "{\"gpu\":{\"vram_mb\":81920}}", NULL),
+                        "!needs 81920 MB VRAM; the largest free GPU has 40960 MB");
+    assert_string_equal(place(m, "{\"cpu_cores\":128}", NULL),
+                        "!needs 128 cores; the most free on one node is 64");
+    assert_string_equal(place(m, "{\"memory_mb\":1048576}", NULL),
+                        "!needs 1048576 MB memory; the most free on one node is 524288 MB");
+    assert_string_equal(place(m, "{\"storage_gb\":900}", NULL),
+                        "!needs 900 GB storage; the most free on one node is 800 GB");
+    assert_string_equal(place(m, "{\"adapter\":\"llm\"}", NULL),
+                        "!needs adapter llm; no node serves it");
+    assert_string_equal(place(m, "{\"cpu_features\":[\"avx2\",\"sve\"]}", NULL),
+                        "!needs CPU feature sve; no node has it");
+    assert_string_equal(place(m, "{\"labels\":{\"tier\":\"platinum\"}}", NULL),
+                        "!needs label tier=platinum; no node has it");
+    assert_string_equal(place(m, "{\"region\":\"ap-south\"}", NULL),
+                        "!needs region ap-south; no node is in it");
+    assert_string_equal(place(m, "{\"min_reputation\":0.995}", NULL),
+                        "!needs reputation 0.99; the best node has 0.99");
+    assert_string_equal(place(m, "{\"gpu\":{\"vendor\":\"amd\"}}", NULL),
+                        "!needs a GPU from amd; no free GPU is one");
+    assert_string_equal(place(m, "{\"gpu\":{\"min_compute_capability\":\"9.0\"}}", NULL),
+                        "!needs compute capability 9.0; the highest free GPU has 8.9");
+    assert_string_equal(place(m, "{\"gpu\":{\"count\":3}}", NULL),
+                        "!needs 3 GPUs meeting its GPU requirements; the most free on one "
+                        "node is 1");
+    assert_string_equal(place(m, "{\"cpu_cores\":8,\"estimate_seconds\":36000,"
+                                 "\"max_cost_cents\":50}", NULL),
+                        "!costs at least 80 cents on every node that fits, over the "
+                        "maximum of 50");
+    /* Each constraint met somewhere, never together. */
+    assert_string_equal(place(m, "{\"cpu_features\":[\"avx512f\"],\"region\":\"eu-west\"}", NULL),
+                        "!no node meets every requirement at once; the closest, rtx-4080, "
+                        "lacks CPU features");
+    char *why = NULL;
+    rz_reqs *r = job("{\"cpu_cores\":1}");
+    assert_int_equal(rz_matcher_explain(m, r, &why), RZ_OK);
+    assert_string_equal(why, "");
+    rz_free(why);
+    rz_reqs_free(r);
+    /* Slots: cpu-cheap takes two jobs at most. */
+    assert_string_equal(place(m, "{\"labels\":{\"region\":\"eu-west\"},\"cpu_features\":[\"avx2\"]}", NULL), "cpu-cheap");
+    assert_string_equal(place(m, "{\"labels\":{\"region\":\"eu-west\"},\"cpu_features\":[\"avx2\"]}", NULL), "cpu-cheap");
+    assert_string_equal(place(m, "{\"labels\":{\"region\":\"eu-west\"},\"cpu_features\":[\"avx2\"]}", NULL),
+                        "!no node meets every requirement at once; the closest, rtx-4080, "
+                        "lacks CPU features");
+    rz_matcher_free(m);
+    m = matcher_of(RZ_POLICY_CHEAPEST, net, 0);
+    assert_string_equal(place(m, "{}", NULL), "!no nodes to place on");
+    rz_matcher_free(m);
+}
+
+static void reservations(void **state)
+{
+    (void)state;
+    rz_matcher *m = matcher_of(RZ_POLICY_CHEAPEST, net, 4);
+    uint64_t t1, t2, t3;
+    const char *gpu = "{\"gpu\":{\"vram_mb\":20000},\"cpu_cores\":4}";
+    assert_string_equal(place(m, gpu, &t1), "a100-box");
+    assert_string_equal(place(m, gpu, &t2), "a100-box");
+    assert_string_equal(place(m, gpu, &t3),
+                        "!needs 20000 MB VRAM; the largest free GPU has 16384 MB");
+    assert_string_equal(place(m, "{\"gpu\":{\"count\":1}}", NULL), "rtx-4080");
+    assert_string_equal(place(m, gpu, NULL), "!needs 1 GPU; no GPU is free on any node");
+    rz_node_usage u;
+    assert_int_equal(rz_matcher_usage(m, 0, &u), RZ_OK);
+    assert_int_equal(u.gpus_used, 2);
+    assert_int_equal(u.cores_used, 8);
+    assert_int_equal(u.jobs, 2);
+    assert_int_equal(rz_matcher_release(m, t1), RZ_OK);
+    assert_int_equal(rz_matcher_release(m, t1), RZ_ENOENT);   /* twice */
+    assert_int_equal(rz_matcher_release(m, 0), RZ_ENOENT);
+    assert_int_equal(rz_matcher_release(m, UINT64_MAX), RZ_ENOENT);
+    assert_string_equal(place(m, gpu, &t3), "a100-box");
+    assert_int_equal(rz_matcher_release(m, t1), RZ_ENOENT);   /* stale: slot reused */
+    /* A removed node takes nothing new but its jobs still end. */
+    assert_int_equal(rz_matcher_remove(m, "a100-box"), RZ_OK);
+    assert_int_equal(rz_matcher_remove(m, "nope"), RZ_ENOENT);
+    assert_int_equal(rz_matcher_release(m, t2), RZ_OK);
+    assert_string_equal(place(m, "{\"gpu\":{\"vram_mb\":1000}}", NULL),
+                        "!needs 1 GPU; no GPU is free on any node");
+    assert_int_equal(rz_matcher_release(m, t3), RZ_OK);
+    assert_int_equal(rz_matcher_usage(m, 0, &u), RZ_OK);
+    assert_int_equal(u.jobs, 0);
+    /* Ids are unique. */
+    rz_caps *dup = node(net[1]);
+    assert_int_equal(rz_matcher_add(m, dup, NULL), RZ_EDUPLICATE);
+    rz_caps_free(dup);
+    assert_int_equal(rz_matcher_count(m), 4);
+    assert_string_equal(rz_matcher_node_id(m, 3), "cpu-big");
+    assert_null(rz_matcher_node_id(m, 4));
+    rz_matcher_free(m);
+    rz_matcher_free(NULL);
+}
+
+static void like_jobs_are_matched_as_one_group(void **state)
+{
+    (void)state;
+    rz_matcher *m = matcher_of(RZ_POLICY_CHEAPEST, net, 4);
+    rz_reqs *r = job("{\"cpu_cores\":1,\"memory_mb\":512}");
+    for (int i = 0; i < 100; i++) {
+        rz_placement p;
+        assert_int_equal(rz_matcher_place(m, r, &p), RZ_OK);
+    }
+    rz_matcher_stats s;
+    rz_matcher_get_stats(m, &s);
+    assert_int_equal(s.cache_builds, 1);
+    assert_int_equal(s.cache_hits, 99);
+    assert_int_equal(s.groups, 1);
+    assert_int_equal(s.placements, 100);
+    /* 16 + 8 (2 slots) + 32 + 64 cores: 100 one-core jobs fill by price. */
+    rz_node_usage u;
+    rz_matcher_usage(m, 1, &u);
+    assert_int_equal(u.cores_used, 16);
+    rz_matcher_usage(m, 2, &u);
+    assert_int_equal(u.jobs, 2);
+    rz_reqs_free(r);
+    rz_matcher_free(m);
+}
+
+/* ---- Property tests against a naive model ---- */
+
+static uint64_t rng_state;
+static uint32_t rnd(uint32_t n)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state % n);
+}
+
+typedef struct model {
+    uint32_t cores, gpus, jobs, maxj;
+    uint64_t mem, disk;
+} model;
+
+#define NN 60
+#define NJ 1500
+
+static const char *const vendors[] = { "nvidia", "amd" };
+static const char *const regions[] = { "eu", "us", "ap" };
+
+/* Nodes have identical GPUs, so the model knows which are free. */
+static rz_caps *random_node(int i)
+{
+    char buf[1024];
+    int ng = rnd(4) == 0 ? 0 : (int)rnd(9);
+    snprintf(buf, sizeof buf,
+             "{\"id\":\"n%d\",\"cpu\":{\"cores\":%u,\"features\":[%s]},\"memory_mb\":%u,"
+             "\"storage\":{\"total_gb\":1000,\"free_gb\":%u},\"gpus\":[",
+             i, 1 + rnd(64), rnd(2) ? "\"avx2\"" : "\"neon\"", 1024 * (1 + rnd(256)),
+             rnd(500));
+    size_t len = strlen(buf);
+    uint32_t vram = 8192 * (1 + rnd(10)), cc = rnd(4);
+    const char *vendor = vendors[rnd(2)];
+    for (int g = 0; g < ng; g++)
+        len += (size_t)snprintf(buf + len, sizeof buf - len,
+                                "%s{\"vendor\":\"%s\",\"vram_mb\":%u,\"compute_capability\":\"%u.%u\"}",
+                                g ? "," : "", vendor, vram, 7 + cc, cc * 3 % 10);
+    snprintf(buf + len, sizeof buf - len,
+             "],\"adapters\":[\"process\"%s],\"labels\":{\"region\":\"%s\"},"
+             "\"prices\":{\"gpu_hour_cents\":%u,\"cpu_hour_cents\":%u,\"memory_gb_hour_cents\":%u},"
+             "\"reputation\":%.2f,\"max_concurrent_jobs\":%u}",
+             rnd(2) ? ",\"docker\"" : "", regions[rnd(3)], rnd(300), rnd(10), rnd(3),
+             rnd(101) / 100.0, rnd(3) ? 0 : 1 + rnd(6));
+    return node(buf);
+}
+
+static rz_reqs *random_job(int i)
+{
+    char buf[512];
+    /* A few shapes recur (groups), the rest vary. */
+    uint32_t shape = rnd(8);
+    char gpu[160] = "";
+    if (shape >= 4)
+        snprintf(gpu, sizeof gpu, ",\"gpu\":{\"count\":%u,\"vram_mb\":%u%s%s}", 1 + rnd(3),
+                 8192 * rnd(8), rnd(3) ? "" : ",\"vendor\":\"nvidia\"",
+                 rnd(3) ? "" : ",\"min_compute_capability\":\"8.0\"");
+    snprintf(buf, sizeof buf,
+             "{\"id\":\"j%d\",\"requirements\":{\"cpu_cores\":%u,\"memory_mb\":%u,"
+             "\"storage_gb\":%u%s%s%s,\"estimate_seconds\":%u%s}}",
+             i, 1 + rnd(shape < 2 ? 2 : 16), 512 * rnd(shape < 2 ? 2 : 64), rnd(20), gpu,
+             rnd(4) ? "" : ",\"adapter\":\"docker\"",
+             rnd(5) ? "" : ",\"cpu_features\":[\"avx2\"]", 60 * rnd(120),
+             rnd(6) ? "" : ",\"max_cost_cents\":200");
+    return job(buf);
+}
+
+/* Could node k take job r now, by the model's bookkeeping? */
+static bool model_fits(rz_caps *c, const model *md, rz_reqs *r)
+{
+    const rz_caps_info *ci = rz_caps_get(c);
+    const rz_reqs_info *q = rz_reqs_get(r);
+    if (!rz_match_fits(c, r))
+        return false;
+    uint32_t cores = ci->cores ? ci->cores : ci->threads;
+    return md->cores + q->cpu_cores <= cores && md->mem + q->memory_mb <= ci->memory_mb &&
+           md->disk + q->storage_gb <= ci->storage_free_gb &&
+           md->gpus + q->gpu_count <= ci->n_gpus && (!md->maxj || md->jobs < md->maxj);
+}
+
+static void check_usage(rz_matcher *m, rz_caps **nodes, const model *md)
+{
+    for (size_t k = 0; k < NN; k++) {
+        rz_node_usage u;
+        assert_int_equal(rz_matcher_usage(m, k, &u), RZ_OK);
+        const rz_caps_info *ci = rz_caps_get(nodes[k]);
+        assert_int_equal(u.cores_used, md[k].cores);
+        assert_int_equal(u.memory_used_mb, md[k].mem);
+        assert_int_equal(u.storage_used_gb, md[k].disk);
+        assert_int_equal(u.gpus_used, md[k].gpus);
+        assert_int_equal(u.jobs, md[k].jobs);
+        assert_true(u.cores_used <= u.cores_total && u.memory_used_mb <= ci->memory_mb);
+        assert_true(u.gpus_used <= ci->n_gpus && u.storage_used_gb <= ci->storage_free_gb);
+        assert_true(!ci->max_concurrent_jobs || u.jobs <= ci->max_concurrent_jobs);
+    }
+}
+
+static void property_run(rz_policy policy, uint64_t seed)
+{
+    rng_state = seed;
+    rz_caps *nodes[NN];
+    model md[NN] = {0};
+    rz_matcher *m;
+    assert_int_equal(rz_matcher_new(&m, policy), RZ_OK);
+    for (int k = 0; k < NN; k++) {
+        nodes[k] = random_node(k);
+        md[k].maxj = rz_caps_get(nodes[k])->max_concurrent_jobs;
+        assert_int_equal(rz_matcher_add(m, nodes[k], NULL), RZ_OK);
+    }
+    static uint64_t tickets[NJ];
+    static rz_reqs *jobs[NJ];
+    static uint32_t where[NJ];
+    size_t live = 0, placed = 0;
+    for (int i = 0; i < NJ; i++) {
+        jobs[i] = random_job(i);
+        rz_placement p;
+        int rc = rz_matcher_place(m, jobs[i], &p);
+        bool any = false;
+        for (int k = 0; k < NN; k++)
+            any |= model_fits(nodes[k], &md[k], jobs[i]);
+        assert_int_equal(rc == RZ_OK, any);   /* placed iff some node fits */
+        tickets[i] = 0;
+        if (rc == RZ_OK) {
+            uint32_t k = (uint32_t)p.node;
+            assert_true(model_fits(nodes[k], &md[k], jobs[i]));   /* hard constraints */
+            assert_int_equal(p.cost_cents, rz_match_cost(nodes[k], jobs[i]));
+            if (policy == RZ_POLICY_CHEAPEST)
+                for (int o = 0; o < NN; o++)
+                    if (model_fits(nodes[o], &md[o], jobs[i]))
+                        assert_true(rz_match_cost(nodes[o], jobs[i]) >= p.cost_cents);
+            const rz_reqs_info *q = rz_reqs_get(jobs[i]);
+            md[k].cores += q->cpu_cores;
+            md[k].mem += q->memory_mb;
+            md[k].disk += q->storage_gb;
+            md[k].gpus += q->gpu_count;
+            md[k].jobs++;
+            tickets[i] = p.ticket;
+            where[i] = k;
+            live++;
+            placed++;
+        } else {
+            assert_int_equal(rc, RZ_ENOENT);
+            assert_true(strlen(rz_error_last()->message) > 10);
+        }
+        /* Jobs end at random. */
+        if (live && rnd(3) == 0) {
+            int j = (int)rnd((uint32_t)i + 1);
+            if (tickets[j]) {
+                const rz_reqs_info *q = rz_reqs_get(jobs[j]);
+                assert_int_equal(rz_matcher_release(m, tickets[j]), RZ_OK);
+                model *d = &md[where[j]];
+                d->cores -= q->cpu_cores;
+                d->mem -= q->memory_mb;
+                d->disk -= q->storage_gb;
+                d->gpus -= q->gpu_count;
+                d->jobs--;
+                tickets[j] = 0;
+                live--;
+            }
+        }
+        if (i % 100 == 0)
+            check_usage(m, nodes, md);
+    }
+    check_usage(m, nodes, md);
+    assert_true(placed > NJ / 4);   /* the workload is not trivially empty */
+    /* Releasing everything restores the initial state exactly. */
+    for (int i = 0; i < NJ; i++)
+        if (tickets[i])
+            assert_int_equal(rz_matcher_release(m, tickets[i]), RZ_OK);
+    memset(md, 0, sizeof md);
+    for (int k = 0; k < NN; k++)
+        md[k].maxj = rz_caps_get(nodes[k])->max_concurrent_jobs;
+    check_usage(m, nodes, md);
+    /* ... and a fresh matcher with the same nodes places like it. */
+    rz_matcher *fresh;
+    assert_int_equal(rz_matcher_new(&fresh, policy), RZ_OK);
+    for (int k = 0; k < NN; k++)
+        assert_int_equal(rz_matcher_add(fresh, nodes[k], NULL), RZ_OK);
+    for (int i = 0; i < 200; i++) {
+        rz_placement a, b;
+        int ra = rz_matcher_place(m, jobs[i], &a), rb = rz_matcher_place(fresh, jobs[i], &b);
+        assert_int_equal(ra, rb);
+        if (ra == RZ_OK)
+            assert_int_equal(a.node, b.node);
+    }
+    rz_matcher_free(fresh);
+    for (int i = 0; i < NJ; i++)
+        rz_reqs_free(jobs[i]);
+    for (int k = 0; k < NN; k++)
+        rz_caps_free(nodes[k]);
+    rz_matcher_free(m);
+}
+
+static void properties(void **state)
+{
+    (void)state;
+    for (rz_policy p = RZ_POLICY_CHEAPEST; p <= RZ_POLICY_SPREAD; p++)
+        for (uint64_t seed = 1; seed <= 3; seed++)
+            property_run(p, seed * 0x9E3779B97F4A7C15u + p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(requirement_shapes),
+        cmocka_unit_test(hostile_requirements),
+        cmocka_unit_test(cost_formula),
+        cmocka_unit_test(policies),
+        cmocka_unit_test(constraints_and_reasons),
+        cmocka_unit_test(reservations),
+        cmocka_unit_test(like_jobs_are_matched_as_one_group),
+        cmocka_unit_test(properties),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
