@@ -1,6 +1,7 @@
 /* Run records in LMDB: put, replace, list newest first, get, reopen. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
