@@ -96,11 +96,13 @@ RZ_EXTERN int rz_vault_open(rz_vault **out, const char *path,
 RZ_EXTERN int rz_vault_open_mem(rz_vault **out, const void *data, size_t len,
                                 const rz_vault_opts *opts);
 
-/* Derive the keys from `password` and decrypt the entry table. RZ_EAUTH for
- * a wrong password or a damaged/altered file (the two are indistinguishable
- * by design); the handle stays locked and the file is untouched. Unlocking
- * an unlocked vault re-reads nothing and returns RZ_OK only if the password
- * is right. */
+/* Derive the keys from `password` and decrypt the entry table. A locked
+ * handle with a path reads its file again first (it may have changed since
+ * open or lock; the errors of rz_vault_open apply). RZ_EAUTH for a wrong
+ * password or a damaged/altered file (the two are indistinguishable by
+ * design); the handle stays locked and the file is untouched. Unlocking an
+ * unlocked vault re-reads nothing and returns RZ_OK only if the password is
+ * right. */
 RZ_EXTERN int rz_vault_unlock(rz_vault *v, const char *password, size_t pwlen);
 
 /* Wipe the data key and forget the entries; unsaved changes are discarded.

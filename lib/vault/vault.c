@@ -468,13 +468,27 @@ int rz_vault_create(rz_vault **out, const char *path, const char *password,
     return RZ_OK;
 }
 
+/* A locked handle reads its file again, so an unlock sees the latest
+ * saved state (another process may have written it). */
+static int reload(rz_vault *v)
+{
+    if (!v->path)
+        return RZ_OK;
+    unsigned char *img = NULL;
+    size_t len = 0;
+    int rc = read_image(v->path, &img, &len);
+    return rc == RZ_OK ? adopt_image(v, img, len) : rc;
+}
+
 int rz_vault_unlock(rz_vault *v, const char *password, size_t pwlen)
 {
     if (!v || (!password && pwlen))
         return rz__error(RZ_EINVAL, "no vault or password");
-    rz__vkeys *k;
-    int rc = open_keyblock(v, password ? password : "", pwlen, &k);
+    int rc = v->keys ? RZ_OK : reload(v);
     if (rc != RZ_OK)
+        return rc;
+    rz__vkeys *k;
+    if ((rc = open_keyblock(v, password ? password : "", pwlen, &k)) != RZ_OK)
         return rc;
     if (v->keys) {
         /* Already unlocked: the password was right, nothing to re-read. */

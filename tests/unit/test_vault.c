@@ -309,6 +309,29 @@ static void test_lock_unlock(void **state)
     assert_int_equal(ops, 1);
     assert_int_equal(mem, 8192);
     assert_string_equal(rz_vault_path(v), f->path);
+
+    /* A locked handle reads the file again: another writer's change (here
+     * a whole other vault under another password) is what unlock sees. */
+    rz_vault_lock(v);
+    char other[160];
+    snprintf(other, sizeof other, "%s/other", f->dir);
+    rz_vault_opts o = tiny();
+    rz_vault *w;
+    assert_int_equal(rz_vault_create(&w, other, "pw2", 3, &o), RZ_OK);
+    assert_int_equal(rz_vault_add(w, "fresh", "llm_api", NULL, "f", 1, NULL), RZ_OK);
+    assert_int_equal(rz_vault_save(w), RZ_OK);
+    rz_vault_close(w);
+    assert_int_equal(rename(other, f->path), 0);
+    assert_int_equal(rz_vault_unlock(v, PW, strlen(PW)), RZ_EAUTH);
+    assert_int_equal(rz_vault_unlock(v, "pw2", 3), RZ_OK);
+    assert_int_equal(rz_vault_count(v), 1);
+    assert_value(v, "fresh", "f");
+    /* A file gone bad while locked is refused, and the handle stays usable
+     * for nothing but close. */
+    rz_vault_lock(v);
+    spit(f->path, (const unsigned char *)"garbage", 7);
+    assert_int_equal(rz_vault_unlock(v, "pw2", 3), RZ_ESYNTAX);
+    assert_false(rz_vault_is_unlocked(v));
     rz_vault_close(v);
 }
 
