@@ -319,11 +319,13 @@ static void set_caps(rz_vault *v, const rz_vault_opts *o)
 
 static int adopt_image(rz_vault *v, unsigned char *img, size_t len)
 {
-    int rc = rz__vault_parse_header(img, len, v->max_ops, v->max_mem, &v->hdr);
+    rz__vault_hdr h;
+    int rc = rz__vault_parse_header(img, len, v->max_ops, v->max_mem, &h);
     if (rc != RZ_OK) {
         free(img);
         return rc;
     }
+    v->hdr = h;
     free(v->image);
     v->image = img;
     v->image_len = len;
@@ -437,6 +439,9 @@ int rz_vault_create(rz_vault **out, const char *path, const char *password,
     *out = NULL;
     if (!path || (!password && pwlen))
         return rz__error(RZ_EINVAL, "no vault path or password");
+    /* Fail before the key derivation; link() below still guards a race. */
+    if (access(path, F_OK) == 0)
+        return rz__error(RZ_EEXISTS, "%s: a file by that name exists", path);
     rz_vault *v;
     int rc = vault_new(&v, path, opts);
     if (rc != RZ_OK)

@@ -248,7 +248,9 @@ static void test_bad_input(void **state)
     assert_int_equal(rz_vault_open(&v, f->path, &o), RZ_EINVAL);
     o = tiny();
     o.memlimit = 100;
+    snprintf(other, sizeof other, "%s/fresh", f->dir);
     assert_int_equal(rz_vault_create(&v, other, PW, strlen(PW), &o), RZ_EINVAL);
+    assert_int_equal(access(other, F_OK), -1);
     rz_vault_close(NULL);
     rz_vault_lock(NULL);
     rz_secret_free(NULL);
