@@ -1,0 +1,879 @@
+/* Flow loading: JSON builder, YAML FluxGraph and CBOR; shape and syntax
+ * diagnostics with locations; limits against hostile input; export round
+ * trips; credential stripping; dependency linking. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+
+#include "flow/model.h"
+#include "rhizos/rhizos.h"
+
+#ifndef RZ_SOURCE_ROOT
+#define RZ_SOURCE_ROOT "."
+#endif
+
+static char *fixture_path(const char *name)
+{
+    const char *root = getenv("RZ_SOURCE_ROOT");
+    char *p = malloc(4096);
+    snprintf(p, 4096, "%s/tests/data/flows/%s", root ? root : RZ_SOURCE_ROOT, name);
+    return p;
+}
+
+static rz_flow *load_fixture(const char *name)
+{
+    char *p = fixture_path(name);
+    rz_flow *f = NULL;
+    rz_diags *d;
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    int rc = rz_flow_load(&f, p, RZ_FORMAT_AUTO, d);
+    if (rc != RZ_OK) {
+        char *t = NULL;
+        rz_diags_to_text(d, &t);
+        fprintf(stderr, "%s", t ? t : "");
+        rz_free(t);
+    }
+    assert_int_equal(rc, RZ_OK);
+    assert_int_equal(rz_diags_count(d), 0);
+    rz_diags_free(d);
+    free(p);
+    return f;
+}
+
+/* Parse text that must fail; returns the diagnostics. */
+static rz_diags *parse_fail(const char *text, rz_format fmt, int want_rc)
+{
+    rz_diags *d;
+    rz_flow *f = (rz_flow *)1;
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    int rc = rz_flow_parse(&f, text, strlen(text), fmt, "doc", d);
+    assert_int_equal(rc, want_rc);
+    assert_null(f);
+    assert_true(rz_diags_error_count(d) > 0);
+    return d;
+}
+
+static rz_flow *parse_ok(const void *data, size_t len, rz_format fmt)
+{
+    rz_diags *d;
+    rz_flow *f = NULL;
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    int rc = rz_flow_parse(&f, data, len, fmt, NULL, d);
+    if (rc != RZ_OK) {
+        char *t = NULL;
+        rz_diags_to_text(d, &t);
+        fprintf(stderr, "%s", t ? t : "");
+        rz_free(t);
+    }
+    assert_int_equal(rc, RZ_OK);
+    assert_non_null(f);
+    rz_diags_free(d);
+    return f;
+}
+
+/* LINE:COLUMN of the first occurrence of `needle` in `text` (computed here,
+ * independently of the library). */
+static void where(const char *text, const char *needle, uint32_t *line, uint32_t *col)
+{
+    const char *p = strstr(text, needle);
+    assert_non_null(p);
+    *line = 1;
+    const char *bol = text;
+    for (const char *q = text; q < p; q++)
+        if (*q == '\n') {
+            (*line)++;
+            bol = q + 1;
+        }
+    *col = (uint32_t)(p - bol) + 1;
+}
+
+/* Find the diagnostic with this pointer; check code and location. */
+static void expect_diag(const rz_diags *d, const char *pointer, int code,
+                        uint32_t line, uint32_t col)
+{
+    for (size_t i = 0; i < rz_diags_count(d); i++) {
+        const rz_diag *x = rz_diags_get(d, i);
+        if (strcmp(x->pointer, pointer) == 0 && x->code == code) {
+            if (x->line != line || x->column != col)
+                fprintf(stderr, "%s: got %u:%u want %u:%u (%s)\n", pointer, x->line,
+                        x->column, line, col, x->message);
+            assert_int_equal(x->line, line);
+            assert_int_equal(x->column, col);
+            assert_string_equal(x->file, "doc");
+            return;
+        }
+    }
+    fprintf(stderr, "no diagnostic %s code %d\n", pointer, code);
+    fail();
+}
+
+static char *to_json(const rz_flow *f)
+{
+    char *s = NULL;
+    size_t n = 0;
+    assert_int_equal(rz_flow_to_json(f, 0, &s, &n), RZ_OK);
+    assert_int_equal(strlen(s), n);
+    return s;
+}
+
+/* ---- loading ---- */
+
+static void builder_json_loads(void **state)
+{
+    (void)state;
+    rz_flow *f = load_fixture("builder.json");
+    assert_int_equal(rz_flow_format(f), RZ_FORMAT_JSON);
+    assert_true(f->builder);
+    assert_string_equal(rz_flow_name(f), "Trading pipeline");
+    assert_non_null(strstr(rz_flow_file(f), "builder.json"));
+    assert_string_equal(f->id, "flow-1");
+    assert_string_equal(f->created_at, "2024-05-01T10:00:00Z");
+    assert_int_equal(rz_flow_step_count(f), 3);
+    assert_string_equal(rz_flow_step_id(f, 0), "fetch");
+    assert_string_equal(rz_flow_step_module(f, 1), "llm-agent");
+    assert_null(rz_flow_step_id(f, 3));
+    assert_int_equal(rz_flow_step_find(f, "trade"), 2);
+    assert_int_equal(rz_flow_step_find(f, "nope"), RZ_NPOS);
+
+    const rz__step *fetch = &f->steps[0];
+    assert_string_equal(fetch->module_spec, "^1.2");
+    assert_string_equal(fetch->ptr, "/nodes/0");
+    assert_int_equal(fetch->n_creds, 1);
+    assert_string_equal(fetch->creds[0].field, "api");
+    assert_string_equal(fetch->creds[0].credential_id, "cred-123");
+    assert_string_equal(fetch->creds[0].type, "api_key");
+    assert_string_equal(fetch->creds[0].ptr, "/nodes/0/credentials/api");
+    assert_int_equal(cJSON_GetObjectItem(fetch->config, "retries")->valuedouble, 3);
+    assert_non_null(fetch->position);
+    assert_non_null(cJSON_GetObjectItem(fetch->extra, "label"));
+
+    const rz__step *an = &f->steps[1];
+    assert_int_equal(an->retry.max_attempts, 3);
+    assert_int_equal(an->retry.backoff, RZ_BACKOFF_EXPONENTIAL);
+    assert_int_equal(an->retry.initial_ms, 500);
+    assert_int_equal(an->retry.max_ms, 8000);
+    assert_string_equal(an->when, "${{ steps.fetch.outputs.status }} == 200");
+
+    const rz__step *tr = &f->steps[2];
+    assert_int_equal(tr->timeout_s, 120);
+    assert_int_equal(tr->on_failure, RZ_ON_FAILURE_CONTINUE);
+    assert_int_equal(tr->n_inputs, 2);
+    assert_string_equal(tr->inputs[0].name, "signal");
+    assert_string_equal(tr->inputs[0].ptr, "/nodes/2/inputs/signal");
+    assert_int_equal(tr->n_needs, 1);
+    assert_null(tr->module_spec);
+    assert_non_null(tr->config);
+
+    assert_int_equal(f->n_conns, 2);
+    assert_string_equal(f->conns[1].id, "c2");
+    assert_string_equal(f->conns[1].src_node, "analyze");
+    assert_string_equal(f->conns[1].dst_port, "signal");
+    assert_string_equal(f->conns[1].ptr, "/connections/1");
+    assert_int_equal(f->conns[1].src, RZ_NPOS);
+    assert_non_null(cJSON_GetObjectItem(f->extra, "ui"));
+    rz_flow_free(f);
+}
+
+static void yaml_loads_with_core_schema(void **state)
+{
+    (void)state;
+    rz_flow *f = load_fixture("wordcount.yaml");
+    assert_int_equal(rz_flow_format(f), RZ_FORMAT_YAML);
+    assert_false(f->builder);
+    assert_string_equal(rz_flow_name(f), "wordcount");
+    assert_string_equal(f->description, "Count words in a text, fan-out / fan-in");
+    assert_true(cJSON_IsArray(f->triggers));
+    assert_int_equal(f->n_inputs, 2);
+    assert_string_equal(f->inputs[0].name, "text");
+    assert_string_equal(f->inputs[0].type, "string");
+    assert_true(f->inputs[0].required);
+    assert_null(f->inputs[0].def);
+    assert_int_equal(f->inputs[1].def->valuedouble, 3);
+
+    /* Document order is kept. */
+    const char *order[] = {"split", "count_a", "count_b", "merge"};
+    assert_int_equal(rz_flow_step_count(f), 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(rz_flow_step_id(f, i), order[i]);
+    const rz__step *split = &f->steps[0];
+    assert_string_equal(split->module_id, "wordcount-split");
+    assert_string_equal(split->module_spec, "1.0.0");
+    assert_string_equal(split->ptr, "/steps/split");
+    const rz__step *ca = &f->steps[1];
+    assert_int_equal(ca->n_needs, 1);           /* needs: split (a string) */
+    assert_string_equal(ca->needs[0], "split");
+    assert_string_equal(ca->module_spec, "^1");
+    assert_int_equal(ca->retry.max_attempts, 3);
+    assert_null(f->steps[2].module_spec);
+
+    const rz__step *m = &f->steps[3];
+    assert_int_equal(m->on_failure, RZ_ON_FAILURE_CONTINUE);
+    assert_non_null(m->when);
+    const cJSON *c = m->config;
+    assert_true(cJSON_IsString(cJSON_GetObjectItem(c, "quoted")));
+    assert_true(cJSON_IsNumber(cJSON_GetObjectItem(c, "plain")));
+    assert_true(cJSON_GetObjectItem(c, "float")->valuedouble == 1.5);
+    assert_true(cJSON_IsString(cJSON_GetObjectItem(c, "flag")));   /* YAML 1.2: yes is text */
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(c, "nothing")));
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(c, "truth")));
+    assert_int_equal(cJSON_GetObjectItem(c, "hex")->valuedouble, 31);
+    assert_string_equal(m->creds[0].credential_id, "vault-7");
+    rz_flow_free(f);
+}
+
+static void format_detection_by_content(void **state)
+{
+    (void)state;
+    const char *json = "  {\"nodes\": [{\"id\": \"a\", \"moduleId\": \"m\"}]}";
+    rz_flow *f = parse_ok(json, strlen(json), RZ_FORMAT_AUTO);
+    assert_int_equal(rz_flow_format(f), RZ_FORMAT_JSON);
+    assert_string_equal(rz_flow_file(f), "<input>");
+    unsigned char *cbor;
+    size_t n;
+    assert_int_equal(rz_flow_to_cbor(f, &cbor, &n), RZ_OK);
+    rz_flow_free(f);
+    assert_true(cbor[0] >= 0xa0 && cbor[0] <= 0xbf);
+    f = parse_ok(cbor, n, RZ_FORMAT_AUTO);
+    assert_int_equal(rz_flow_format(f), RZ_FORMAT_CBOR);
+    assert_true(f->builder);
+    rz_flow_free(f);
+    rz_free(cbor);
+    const char *yaml = "steps:\n  a: {module: m}\n";
+    f = parse_ok(yaml, strlen(yaml), RZ_FORMAT_AUTO);
+    assert_int_equal(rz_flow_format(f), RZ_FORMAT_YAML);
+    rz_flow_free(f);
+    /* JSON written in the FluxGraph shape. */
+    const char *fj = "{\"steps\": {\"x\": {\"module\": \"m@2\", \"needs\": []}}}";
+    f = parse_ok(fj, strlen(fj), RZ_FORMAT_JSON);
+    assert_false(f->builder);
+    assert_string_equal(f->steps[0].module_spec, "2");
+    rz_flow_free(f);
+}
+
+static void missing_file_and_bad_arguments(void **state)
+{
+    (void)state;
+    rz_flow *f = (rz_flow *)1;
+    rz_diags *d;
+    rz_diags_new(&d);
+    assert_int_equal(rz_flow_load(&f, "/nonexistent/flow.yaml", RZ_FORMAT_AUTO, d), RZ_ENOENT);
+    assert_null(f);
+    assert_int_equal(rz_diags_count(d), 1);
+    rz_diags_free(d);
+    assert_int_equal(rz_flow_parse(NULL, "{}", 2, RZ_FORMAT_JSON, NULL, NULL), RZ_EINVAL);
+    assert_int_equal(rz_flow_parse(&f, "{}", 2, (rz_format)9, NULL, NULL), RZ_EINVAL);
+    assert_null(f);
+    rz_flow_free(NULL);
+    assert_string_equal(rz_flow_name(NULL), "");
+    assert_int_equal(rz_flow_step_count(NULL), 0);
+}
+
+/* ---- shape errors ---- */
+
+static const char json_shapes[] =
+    "{\n"
+    "  \"nodes\": [\n"
+    "    {\"id\": \"a\", \"moduleId\": \"m\", \"retry\": {\"max_attempts\": 0}},\n"
+    "    {\"id\": \"b\", \"moduleId\": \"m\", \"on_failure\": \"explode\", \"timeout_s\": -3},\n"
+    "    {\"id\": \"c\", \"config\": 5},\n"
+    "    \"oops\",\n"
+    "    {\"id\": \"e\", \"moduleId\": \"m\", \"credentials\": {\"api\": {\"credentialId\": 7, \"type\": \"k\"}, \"db\": \"plain\"}}\n"
+    "  ],\n"
+    "  \"connections\": {}\n"
+    "}\n";
+
+static void json_shape_errors_in_one_pass(void **state)
+{
+    (void)state;
+    rz_diags *d = parse_fail(json_shapes, RZ_FORMAT_AUTO, RZ_EINVALID);
+    uint32_t l, c;
+    where(json_shapes, "0}}", &l, &c);
+    expect_diag(d, "/nodes/0/retry/max_attempts", RZ_EINVALID, l, c);
+    assert_int_equal(l, 3);
+    assert_int_equal(c, 60);
+    where(json_shapes, "\"explode\"", &l, &c);
+    expect_diag(d, "/nodes/1/on_failure", RZ_EINVALID, l, c);
+    where(json_shapes, "-3", &l, &c);
+    expect_diag(d, "/nodes/1/timeout_s", RZ_EINVALID, l, c);
+    where(json_shapes, "5}", &l, &c);
+    expect_diag(d, "/nodes/2/config", RZ_EINVALID, l, c);
+    where(json_shapes, "{\"id\": \"c\"", &l, &c);
+    expect_diag(d, "/nodes/2", RZ_EINVALID, l, c);      /* no moduleId */
+    where(json_shapes, "\"oops\"", &l, &c);
+    expect_diag(d, "/nodes/3", RZ_EINVALID, l, c);
+    where(json_shapes, "7,", &l, &c);
+    expect_diag(d, "/nodes/4/credentials/api/credentialId", RZ_ECREDENTIAL, l, c);
+    where(json_shapes, "\"plain\"", &l, &c);
+    expect_diag(d, "/nodes/4/credentials/db", RZ_ECREDENTIAL, l, c);
+    where(json_shapes, "{}\n}", &l, &c);
+    expect_diag(d, "/connections", RZ_EINVALID, l, c);
+    assert_int_equal(rz_diags_error_count(d), 9);
+    /* The first problem is also the thread's last error. */
+    assert_int_equal(rz_error_last()->code, RZ_EINVALID);
+    assert_string_equal(rz_error_last()->pointer, "/nodes/0/retry/max_attempts");
+    rz_diags_free(d);
+}
+
+static const char yaml_shapes[] =
+    "flux: 1\n"
+    "steps:\n"
+    "  a:\n"
+    "    module: m@1\n"
+    "    retry:\n"
+    "      max_attempts: -1\n"
+    "      backoff: linear\n"
+    "  b:\n"
+    "    needs: 5\n"
+    "  c: 7\n"
+    "  d:\n"
+    "    module: x\n"
+    "    on_failure: maybe\n"
+    "    credentials:\n"
+    "      api: {credentialId: 5, type: t}\n"
+    "    when: [1]\n";
+
+static void yaml_shape_errors_in_one_pass(void **state)
+{
+    (void)state;
+    rz_diags *d = parse_fail(yaml_shapes, RZ_FORMAT_YAML, RZ_EINVALID);
+    expect_diag(d, "/steps/a/retry/max_attempts", RZ_EINVALID, 6, 21);
+    expect_diag(d, "/steps/a/retry/backoff", RZ_EINVALID, 7, 16);
+    expect_diag(d, "/steps/b/needs", RZ_EINVALID, 9, 12);
+    expect_diag(d, "/steps/b", RZ_EINVALID, 8, 3);          /* no module */
+    expect_diag(d, "/steps/c", RZ_EINVALID, 10, 6);         /* not a map */
+    expect_diag(d, "/steps/d/on_failure", RZ_EINVALID, 13, 17);
+    expect_diag(d, "/steps/d/credentials/api/credentialId", RZ_ECREDENTIAL, 15, 27);
+    expect_diag(d, "/steps/d/when", RZ_EINVALID, 16, 5);
+    assert_int_equal(rz_diags_error_count(d), 8);
+    rz_diags_free(d);
+}
+
+static void top_level_shapes(void **state)
+{
+    (void)state;
+    rz_diags *d = parse_fail("[1, 2]", RZ_FORMAT_JSON, RZ_EINVALID);
+    expect_diag(d, "", RZ_EINVALID, 1, 1);
+    rz_diags_free(d);
+    d = parse_fail("{\"name\": \"x\"}", RZ_FORMAT_JSON, RZ_EINVALID);   /* no nodes */
+    rz_diags_free(d);
+    d = parse_fail("flux: 2\nsteps: {}\n", RZ_FORMAT_YAML, RZ_EINVALID);
+    expect_diag(d, "/flux", RZ_EINVALID, 1, 7);
+    rz_diags_free(d);
+    d = parse_fail("{\"nodes\": [], \"steps\": {}}", RZ_FORMAT_JSON, RZ_EINVALID);
+    rz_diags_free(d);
+    d = parse_fail("inputs:\n  n: {type: string, colour: red}\nsteps: {}\n", RZ_FORMAT_YAML,
+                   RZ_EINVALID);
+    expect_diag(d, "/inputs/n/colour", RZ_EINVALID, 2, 29);
+    rz_diags_free(d);
+    d = parse_fail("{\"nodes\": [{\"moduleId\": \"m\"}], \"connections\": [{\"source\": {\"nodeId\": 1, \"port\": \"o\"}}]}",
+                   RZ_FORMAT_JSON, RZ_EINVALID);
+    expect_diag(d, "/nodes/0", RZ_EINVALID, 1, 12);                  /* no id */
+    expect_diag(d, "/connections/0/source/nodeId", RZ_EINVALID, 1, 70);
+    expect_diag(d, "/connections/0", RZ_EINVALID, 1, 48);            /* no target */
+    rz_diags_free(d);
+}
+
+/* ---- syntax errors ---- */
+
+static void json_syntax_error_location(void **state)
+{
+    (void)state;
+    const char *doc = "{\n  \"nodes\": [\n    {\"id\": \"a\",, }\n  ]\n}\n";
+    rz_diags *d = parse_fail(doc, RZ_FORMAT_JSON, RZ_ESYNTAX);
+    assert_int_equal(rz_diags_count(d), 1);
+    const rz_diag *x = rz_diags_get(d, 0);
+    assert_int_equal(x->code, RZ_ESYNTAX);
+    assert_int_equal(x->line, 3);
+    assert_int_equal(x->column, 16);
+    assert_non_null(strstr(x->message, "','"));
+    rz_diags_free(d);
+
+    /* Shape problems before a syntax error are not reported. */
+    doc = "{\"nodes\": [{\"id\": 5}, {\"id\": \"b\"} trailing";
+    d = parse_fail(doc, RZ_FORMAT_JSON, RZ_ESYNTAX);
+    assert_int_equal(rz_diags_count(d), 1);
+    assert_int_equal(rz_diags_get(d, 0)->column, 35);
+    rz_diags_free(d);
+
+    d = parse_fail("{\"a\": 1} x", RZ_FORMAT_JSON, RZ_ESYNTAX);   /* trailing text */
+    assert_int_equal(rz_diags_get(d, 0)->column, 10);
+    rz_diags_free(d);
+    d = parse_fail("{\"a\": [1, 2", RZ_FORMAT_JSON, RZ_ESYNTAX);   /* truncated */
+    assert_int_equal(rz_diags_get(d, 0)->column, 12);
+    rz_diags_free(d);
+    d = parse_fail("{\"a\": 01}", RZ_FORMAT_JSON, RZ_ESYNTAX);
+    rz_diags_free(d);
+    d = parse_fail("{\"a\": \"\\q\"}", RZ_FORMAT_JSON, RZ_ESYNTAX);
+    rz_diags_free(d);
+    d = parse_fail("{\"a\": tru}", RZ_FORMAT_JSON, RZ_ESYNTAX);
+    rz_diags_free(d);
+    d = parse_fail("", RZ_FORMAT_JSON, RZ_ESYNTAX);
+    rz_diags_free(d);
+}
+
+static void yaml_syntax_error_location(void **state)
+{
+    (void)state;
+    const char *doc = "steps:\n  a:\n    module: m\n   bad: [1, 2\n";
+    rz_diags *d = parse_fail(doc, RZ_FORMAT_YAML, RZ_ESYNTAX);
+    assert_int_equal(rz_diags_count(d), 1);
+    const rz_diag *x = rz_diags_get(d, 0);
+    assert_int_equal(x->line, 4);
+    assert_true(x->column >= 1);
+    assert_non_null(strstr(x->message, "YAML syntax error"));
+    rz_diags_free(d);
+
+    d = parse_fail("steps:\n  a: {module: m\n", RZ_FORMAT_YAML, RZ_ESYNTAX);
+    assert_int_equal(rz_diags_get(d, 0)->line, 3);
+    rz_diags_free(d);
+    d = parse_fail("? [a, b]\n: 1\n", RZ_FORMAT_YAML, RZ_ESYNTAX);   /* non-scalar key */
+    assert_int_equal(rz_diags_get(d, 0)->line, 1);
+    assert_int_equal(rz_diags_get(d, 0)->column, 3);
+    rz_diags_free(d);
+    d = parse_fail("steps: *nowhere\n", RZ_FORMAT_YAML, RZ_ESYNTAX);  /* unknown alias */
+    rz_diags_free(d);
+    d = parse_fail("", RZ_FORMAT_YAML, RZ_EINVALID);   /* empty document */
+    rz_diags_free(d);
+}
+
+/* ---- limits ---- */
+
+static char *repeat(const char *unit, size_t n, const char *tail)
+{
+    size_t u = strlen(unit), t = strlen(tail);
+    char *s = malloc(u * n + t + 1);
+    for (size_t i = 0; i < n; i++)
+        memcpy(s + i * u, unit, u);
+    memcpy(s + u * n, tail, t + 1);
+    return s;
+}
+
+static void deep_nesting_is_refused(void **state)
+{
+    (void)state;
+    char *s = repeat("[", 100000, "");
+    rz_diags *d = parse_fail(s, RZ_FORMAT_JSON, RZ_ETOOBIG);
+    assert_int_equal(rz_diags_get(d, 0)->column, RZ_FLOW_MAX_DEPTH + 1);
+    rz_diags_free(d);
+    s[0] = '{';   /* not even valid, but the depth check comes first */
+    d = parse_fail(s, RZ_FORMAT_JSON, RZ_ESYNTAX);
+    rz_diags_free(d);
+    free(s);
+
+    s = repeat("[", 5000, "");
+    char *close = repeat("]", 5000, "");
+    char *doc = malloc(strlen(s) * 2 + 32);
+    sprintf(doc, "steps:\n  a: %s%s\n", s, close);
+    d = parse_fail(doc, RZ_FORMAT_YAML, RZ_ETOOBIG);
+    assert_int_equal(rz_diags_get(d, 0)->line, 2);
+    rz_diags_free(d);
+    free(doc);
+    free(s);
+    free(close);
+    s = repeat("[", 100000, "");
+    d = parse_fail(s, RZ_FORMAT_YAML, RZ_ESYNTAX);   /* unterminated */
+    rz_diags_free(d);
+    free(s);
+
+    /* A legitimate nesting just inside the limit loads. */
+    s = repeat("[", RZ_FLOW_MAX_DEPTH - 4, "");
+    close = repeat("]", RZ_FLOW_MAX_DEPTH - 4, "");
+    doc = malloc(strlen(s) * 2 + 128);
+    sprintf(doc, "{\"nodes\": [{\"id\": \"a\", \"moduleId\": \"m\", \"config\": {\"x\": %s%s}}]}",
+            s, close);
+    rz_flow *f = parse_ok(doc, strlen(doc), RZ_FORMAT_JSON);
+    rz_flow_free(f);
+    free(doc);
+    free(s);
+    free(close);
+}
+
+static void oversized_input_is_refused(void **state)
+{
+    (void)state;
+    /* The size check happens before a byte is read. */
+    const char small[] = "{}";
+    rz_diags *d;
+    rz_diags_new(&d);
+    rz_flow *f = (rz_flow *)1;
+    assert_int_equal(rz_flow_parse(&f, small, (size_t)RZ_FLOW_MAX_BYTES + 1, RZ_FORMAT_JSON,
+                                   "big", d), RZ_ETOOBIG);
+    assert_null(f);
+    assert_int_equal(rz_diags_get(d, 0)->code, RZ_ETOOBIG);
+    rz_diags_free(d);
+}
+
+static void billion_laughs_is_refused(void **state)
+{
+    (void)state;
+    const char *doc =
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+        "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+        "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+        "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+        "f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+        "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n"
+        "h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]\n"
+        "steps: {}\n";
+    rz_diags *d = parse_fail(doc, RZ_FORMAT_YAML, RZ_ETOOBIG);
+    assert_non_null(strstr(rz_diags_get(d, 0)->message, "1000000"));
+    rz_diags_free(d);
+
+    /* Small aliases are fine and expand to copies. */
+    const char *ok = "defaults: &cfg {size: 3}\nsteps:\n  a: {module: m, config: *cfg}\n"
+                     "  b: {module: m, config: *cfg}\n";
+    rz_flow *f = parse_ok(ok, strlen(ok), RZ_FORMAT_YAML);
+    assert_int_equal(cJSON_GetObjectItem(f->steps[1].config, "size")->valuedouble, 3);
+    rz_flow_free(f);
+}
+
+static void hostile_cbor_fails_cleanly(void **state)
+{
+    (void)state;
+    static const struct { const char *name; unsigned char b[16]; size_t n; int rc; } cases[] = {
+        {"huge map", {0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 9, RZ_ESYNTAX},
+        {"huge array", {0xa1, 0x61, 'a', 0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 12, RZ_ESYNTAX},
+        {"huge string", {0xa1, 0x61, 'a', 0x7b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 12, RZ_ESYNTAX},
+        {"indefinite map", {0xbf, 0x61, 'a', 0x01, 0xff}, 5, RZ_ESYNTAX},
+        {"int key", {0xa1, 0x01, 0x02}, 3, RZ_ESYNTAX},
+        {"truncated", {0xa2, 0x61, 'a', 0x01}, 4, RZ_ESYNTAX},
+        {"trailing", {0xa0, 0x00}, 2, RZ_ESYNTAX},
+        {"bytes", {0xa1, 0x61, 'a', 0x41, 0x00}, 5, RZ_ESYNTAX},
+        {"reserved", {0xa1, 0x61, 'a', 0x1c}, 4, RZ_ESYNTAX},
+        {"empty map", {0xa0}, 1, RZ_EINVALID},   /* valid CBOR, no steps */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rz_flow *f = (rz_flow *)1;
+        rz_diags *d;
+        rz_diags_new(&d);
+        int rc = rz_flow_parse(&f, cases[i].b, cases[i].n, RZ_FORMAT_CBOR, "doc", d);
+        if (rc != cases[i].rc)
+            fprintf(stderr, "case %s: rc %d\n", cases[i].name, rc);
+        assert_int_equal(rc, cases[i].rc);
+        assert_null(f);
+        rz_diags_free(d);
+    }
+    /* Deep nesting: a map holding 100k nested arrays. */
+    size_t n = 100000;
+    unsigned char *deep = malloc(n + 3);
+    deep[0] = 0xa1;
+    deep[1] = 0x61;
+    deep[2] = 'a';
+    memset(deep + 3, 0x81, n - 1);
+    deep[n + 2] = 0x00;
+    rz_flow *f = (rz_flow *)1;
+    assert_int_equal(rz_flow_parse(&f, deep, n + 3, RZ_FORMAT_CBOR, NULL, NULL), RZ_ETOOBIG);
+    assert_null(f);
+    free(deep);
+}
+
+/* ---- export and round trips ---- */
+
+static void json_cbor_json_round_trip(void **state)
+{
+    (void)state;
+    rz_flow *f = load_fixture("builder.json");
+    char *j1 = to_json(f);
+    unsigned char *cbor;
+    size_t n;
+    assert_int_equal(rz_flow_to_cbor(f, &cbor, &n), RZ_OK);
+    rz_flow *g = parse_ok(cbor, n, RZ_FORMAT_CBOR);
+    char *j2 = to_json(g);
+    assert_string_equal(j1, j2);
+    /* Canonical JSON is a fixed point of parse + export. */
+    rz_flow *h = parse_ok(j1, strlen(j1), RZ_FORMAT_JSON);
+    char *j3 = to_json(h);
+    assert_string_equal(j1, j3);
+    /* Integers stay integers, fractions stay fractions, fixed key order. */
+    assert_non_null(strstr(j1, "\"retries\":3,"));
+    assert_non_null(strstr(j1, "\"ratio\":0.25"));
+    assert_non_null(strstr(j1, "{\"id\":\"flow-1\",\"name\":\"Trading pipeline\",\"version\":\"1.0.0\""));
+    assert_non_null(strstr(j1, "{\"id\":\"fetch\",\"moduleId\":\"http-fetch\",\"moduleVersion\":\"^1.2\",\"config\""));
+    assert_non_null(strstr(j1, "\"label\":\"Fetch prices\""));   /* unknown keys survive */
+    /* Through YAML too (FluxGraph shape, compared in builder shape). */
+    char *y, *b1, *b2;
+    size_t yn;
+    assert_int_equal(rz_flow_to_yaml(f, &y, &yn), RZ_OK);
+    rz_flow *k = parse_ok(y, yn, RZ_FORMAT_YAML);
+    assert_int_equal(rz_flow_to_json(f, RZ_EXPORT_BUILDER, &b1, NULL), RZ_OK);
+    assert_int_equal(rz_flow_to_json(k, RZ_EXPORT_BUILDER, &b2, NULL), RZ_OK);
+    assert_string_equal(b1, b2);
+    rz_free(b1);
+    rz_free(b2);
+    rz_free(y);
+    rz_flow_free(k);
+    rz_free(j1);
+    rz_free(j2);
+    rz_free(j3);
+    rz_free(cbor);
+    rz_flow_free(f);
+    rz_flow_free(g);
+    rz_flow_free(h);
+}
+
+static void yaml_round_trips(void **state)
+{
+    (void)state;
+    rz_flow *f = load_fixture("wordcount.yaml");
+    char *j = to_json(f);
+    char *y;
+    size_t yn;
+    assert_int_equal(rz_flow_to_yaml(f, &y, &yn), RZ_OK);
+    assert_int_equal(strlen(y), yn);
+    rz_flow *g = parse_ok(y, yn, RZ_FORMAT_YAML);
+    char *jy = to_json(g);
+    assert_string_equal(j, jy);
+    unsigned char *cbor;
+    size_t n;
+    assert_int_equal(rz_flow_to_cbor(f, &cbor, &n), RZ_OK);
+    rz_flow *h = parse_ok(cbor, n, RZ_FORMAT_AUTO);
+    char *jc = to_json(h);
+    assert_string_equal(j, jc);
+    /* Strings that look like other scalars stay strings through YAML. */
+    assert_non_null(strstr(y, "quoted: \"123\""));
+    assert_non_null(strstr(y, "flag: \"yes\""));
+    assert_non_null(strstr(j, "\"flux\":1,\"name\":\"wordcount\""));
+    rz_free(j);
+    rz_free(jy);
+    rz_free(jc);
+    rz_free(y);
+    rz_free(cbor);
+    rz_flow_free(f);
+    rz_flow_free(g);
+    rz_flow_free(h);
+}
+
+static void tricky_scalars_round_trip(void **state)
+{
+    (void)state;
+    const char *doc =
+        "steps:\n"
+        "  \"odd/id~x\":\n"
+        "    module: m\n"
+        "    config:\n"
+        "      empty: \"\"\n"
+        "      tilde: \"~\"\n"
+        "      null_word: \"null\"\n"
+        "      float_word: \"1e3\"\n"
+        "      real: 1e3\n"
+        "      neg: -0.5\n"
+        "      big: 12345678901234\n"
+        "      inf: .inf\n"
+        "      multi: \"line one\\nline two\"\n"
+        "      colon: \"a: b\"\n"
+        "      hash: \"x #y\"\n"
+        "      lead: \" spaced \"\n"
+        "      unicode: \"caf\\u00e9 \\u2603\"\n"
+        "      list: [1, \"2\", [], {}]\n";
+    rz_flow *f = parse_ok(doc, strlen(doc), RZ_FORMAT_YAML);
+    char *j = to_json(f), *y;
+    size_t yn;
+    assert_int_equal(rz_flow_to_yaml(f, &y, &yn), RZ_OK);
+    rz_flow *g = parse_ok(y, yn, RZ_FORMAT_YAML);
+    char *j2 = to_json(g);
+    assert_string_equal(j, j2);
+    assert_non_null(strstr(j, "\"big\":12345678901234"));
+    assert_non_null(strstr(j, "\"real\":1000"));
+    assert_non_null(strstr(j, "\"float_word\":\"1e3\""));
+    assert_string_equal(f->steps[0].id, "odd/id~x");
+    assert_string_equal(f->steps[0].ptr, "/steps/odd~1id~0x");
+    rz_free(j);
+    rz_free(j2);
+    rz_free(y);
+    rz_flow_free(f);
+    rz_flow_free(g);
+}
+
+static void credentials_are_stripped(void **state)
+{
+    (void)state;
+    rz_flow *f = load_fixture("builder.json");
+    char *j = to_json(f), *y;
+    unsigned char *c;
+    size_t n;
+    assert_null(strstr(j, "SECRET"));
+    assert_non_null(strstr(j, "\"credentials\":{\"api\":{\"credentialId\":\"cred-123\",\"type\":\"api_key\"}}"));
+    assert_int_equal(rz_flow_to_yaml(f, &y, &n), RZ_OK);
+    assert_null(strstr(y, "SECRET"));
+    assert_int_equal(rz_flow_to_cbor(f, &c, &n), RZ_OK);
+    assert_null(memmem(c, n, "SECRET", 6));
+    rz_free(j);
+    rz_free(y);
+    rz_free(c);
+    rz_flow_free(f);
+    f = load_fixture("wordcount.yaml");
+    j = to_json(f);
+    assert_null(strstr(j, "hunter2"));
+    assert_non_null(strstr(j, "\"store\":{\"credentialId\":\"vault-7\",\"type\":\"s3\"}"));
+    rz_free(j);
+    rz_flow_free(f);
+}
+
+static void export_arguments(void **state)
+{
+    (void)state;
+    char *s = (char *)1;
+    unsigned char *c = (unsigned char *)1;
+    assert_int_equal(rz_flow_to_json(NULL, 0, &s, NULL), RZ_EINVAL);
+    assert_null(s);
+    assert_int_equal(rz_flow_to_cbor(NULL, &c, NULL), RZ_EINVAL);
+    assert_null(c);
+    rz_flow *f = load_fixture("wordcount.yaml");
+    assert_int_equal(rz_flow_to_json(f, RZ_EXPORT_PRETTY | RZ_EXPORT_BUILDER, &s, NULL), RZ_OK);
+    assert_non_null(strstr(s, "\"nodes\""));
+    assert_non_null(strstr(s, "\n"));
+    rz_flow *g = parse_ok(s, strlen(s), RZ_FORMAT_JSON);
+    assert_true(g->builder);
+    assert_int_equal(rz_flow_step_count(g), 4);
+    assert_string_equal(g->steps[1].module_spec, "^1");
+    rz_free(s);
+    rz_flow_free(f);
+    rz_flow_free(g);
+}
+
+/* ---- locations ---- */
+
+static void locate_pointers(void **state)
+{
+    (void)state;
+    const char *doc = "{\"a/b\": {\"x~y\": [10, {\"k\\u00e9\": true}]},\n \"n\": 1}";
+    rz_flow *f = NULL;
+    /* Not a flow (no nodes): use a valid one with the same tricky keys. */
+    const char *flow = "{\"nodes\": [], \"a/b\": {\"x~y\": [10, {\"k\\u00e9\": true}]},\n \"n\": 1}";
+    f = parse_ok(flow, strlen(flow), RZ_FORMAT_JSON);
+    uint32_t l, c;
+    rz__flow_locate(f, "/a~1b/x~0y/1/k\xc3\xa9", &l, &c);
+    assert_int_equal(l, 1);
+    assert_int_equal(c, (uint32_t)(strstr(flow, "true") - flow) + 1);
+    rz__flow_locate(f, "/a~1b/x~0y/0", &l, &c);
+    assert_int_equal(c, (uint32_t)(strstr(flow, "10") - flow) + 1);
+    rz__flow_locate(f, "/n", &l, &c);
+    assert_int_equal(l, 2);
+    assert_int_equal(c, 7);
+    /* Missing members fall back to the nearest ancestor. */
+    rz__flow_locate(f, "/a~1b/nope/deeper", &l, &c);
+    assert_int_equal(c, (uint32_t)(strstr(flow, "{\"x~y\"") - flow) + 1);
+    rz__flow_locate(f, "/a~1b/x~0y/9", &l, &c);
+    assert_int_equal(c, (uint32_t)(strstr(flow, "[10") - flow) + 1);
+    rz__flow_locate(f, "", &l, &c);
+    assert_int_equal(l, 1);
+    assert_int_equal(c, 1);
+    (void)doc;
+
+    rz_diags *d;
+    rz_diags_new(&d);
+    assert_int_equal(rz__flow_diag(f, d, RZ_EUNKNOWN, "/n", "unknown %s", "thing"), RZ_EUNKNOWN);
+    const rz_diag *x = rz_diags_get(d, 0);
+    assert_int_equal(x->line, 2);
+    assert_string_equal(x->message, "unknown thing");
+    assert_string_equal(x->file, "<input>");
+    rz_diags_free(d);
+    rz_flow_free(f);
+
+    /* CBOR has no positions. */
+    f = load_fixture("builder.json");
+    unsigned char *cb;
+    size_t n;
+    rz_flow_to_cbor(f, &cb, &n);
+    rz_flow *g = parse_ok(cb, n, RZ_FORMAT_CBOR);
+    rz__flow_locate(g, "/nodes/1", &l, &c);
+    assert_int_equal(l, 0);
+    assert_int_equal(c, 0);
+    rz__flow_locate(f, "/nodes/1/when", &l, &c);
+    assert_int_equal(l, 25);
+    assert_int_equal(c, 15);
+    rz_free(cb);
+    rz_flow_free(f);
+    rz_flow_free(g);
+}
+
+/* ---- linking ---- */
+
+static void assert_deps(const rz_flow *f, const char *id, const size_t *want, size_t n)
+{
+    size_t i = rz_flow_step_find(f, id);
+    assert_true(i != RZ_NPOS);
+    assert_int_equal(f->steps[i].n_deps, n);
+    for (size_t k = 0; k < n; k++)
+        assert_int_equal(f->steps[i].deps[k], want[k]);
+}
+
+static void link_computes_sorted_unique_deps(void **state)
+{
+    (void)state;
+    rz_flow *f = load_fixture("builder.json");
+    assert_int_equal(rz__flow_link(f), RZ_OK);
+    assert_int_equal(rz__flow_link(f), RZ_OK);   /* idempotent */
+    assert_deps(f, "fetch", NULL, 0);
+    assert_deps(f, "analyze", (size_t[]){0}, 1);    /* connection + when */
+    assert_deps(f, "trade", (size_t[]){0, 1}, 2);   /* needs + connection + input ref */
+    assert_int_equal(f->conns[0].src, 0);
+    assert_int_equal(f->conns[0].dst, 1);
+    rz_flow_free(f);
+
+    const char *doc =
+        "steps:\n"
+        "  z: {module: m}\n"
+        "  y: {module: m, needs: [z, ghost, z]}\n"
+        "  x:\n"
+        "    module: m\n"
+        "    inputs:\n"
+        "      deep: {list: [\"${{ steps.y.outputs.o }}\", {k: \"pre ${{ steps.z.outputs.p }}\"}]}\n"
+        "      broken: \"${{ steps.y. }}\"\n"
+        "    when: steps.w.outputs.ok == true && inputs.flag\n"
+        "  w: {module: m}\n"
+        "  self: {module: m, needs: self}\n";
+    f = parse_ok(doc, strlen(doc), RZ_FORMAT_YAML);
+    assert_int_equal(rz__flow_link(f), RZ_OK);
+    assert_deps(f, "z", NULL, 0);
+    assert_deps(f, "y", (size_t[]){0}, 1);
+    assert_deps(f, "x", (size_t[]){0, 1, 3}, 3);
+    assert_deps(f, "self", (size_t[]){4}, 1);
+    rz_flow_free(f);
+}
+
+static void duplicate_ids_keep_both_steps(void **state)
+{
+    (void)state;
+    const char *doc = "{\"nodes\": [{\"id\": \"a\", \"moduleId\": \"m1\"}, {\"id\": \"a\", \"moduleId\": \"m2\"}]}";
+    rz_flow *f = parse_ok(doc, strlen(doc), RZ_FORMAT_JSON);
+    assert_int_equal(rz_flow_step_count(f), 2);
+    assert_int_equal(rz_flow_step_find(f, "a"), 0);
+    assert_string_equal(rz_flow_step_module(f, 1), "m2");
+    rz_flow_free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(builder_json_loads),
+        cmocka_unit_test(yaml_loads_with_core_schema),
+        cmocka_unit_test(format_detection_by_content),
+        cmocka_unit_test(missing_file_and_bad_arguments),
+        cmocka_unit_test(json_shape_errors_in_one_pass),
+        cmocka_unit_test(yaml_shape_errors_in_one_pass),
+        cmocka_unit_test(top_level_shapes),
+        cmocka_unit_test(json_syntax_error_location),
+        cmocka_unit_test(yaml_syntax_error_location),
+        cmocka_unit_test(deep_nesting_is_refused),
+        cmocka_unit_test(oversized_input_is_refused),
+        cmocka_unit_test(billion_laughs_is_refused),
+        cmocka_unit_test(hostile_cbor_fails_cleanly),
+        cmocka_unit_test(json_cbor_json_round_trip),
+        cmocka_unit_test(yaml_round_trips),
+        cmocka_unit_test(tricky_scalars_round_trip),
+        cmocka_unit_test(credentials_are_stripped),
+        cmocka_unit_test(export_arguments),
+        cmocka_unit_test(locate_pointers),
+        cmocka_unit_test(link_computes_sorted_unique_deps),
+        cmocka_unit_test(duplicate_ids_keep_both_steps),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
