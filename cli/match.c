@@ -72,7 +72,8 @@ static int place_all(rz_matcher *m, rz_reqs **jobs, size_t n, outcome *res)
             res[i].node = p.node_id;
             res[i].cost = p.cost_cents;
         } else if (rc == RZ_ENOENT) {
-            res[i].reason = strdup(rz_error_last()->message);
+            if (rz_matcher_explain(m, jobs[i], &res[i].reason) != RZ_OK)
+                res[i].reason = NULL;
         } else {
             cli_error("match", rc);
             return -1;
@@ -168,7 +169,7 @@ static int run(cli *c, rz_policy policy, rz_caps **nodes, size_t nn,
             print_text(jobs, nj, res);
     }
     for (size_t i = 0; res && i < nj; i++)
-        free(res[i].reason);
+        rz_free(res[i].reason);
     free(res);
     rz_matcher_free(m);   /* after printing: node ids are borrowed from it */
     return rc != 0 ? EXIT_FAILED : unplaced ? EXIT_FAILED : EXIT_OK;

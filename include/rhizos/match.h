@@ -103,14 +103,17 @@ typedef struct rz_placement {
     uint64_t ticket;          /* hand back to rz_matcher_release */
 } rz_placement;
 
-/* Place a job and reserve its capacity. RZ_ENOENT when no node fits now:
- * rz_error_last()->message then says why, per constraint, e.g. "needs
- * 24576 MB VRAM; the largest free GPU has 16384 MB". */
+/* Place a job and reserve its capacity: O(log nodes) for a known
+ * requirement group. RZ_ENOENT when no node fits now; rz_error_last() then
+ * says only whether no node meets the requirements or all that do are busy.
+ * rz_matcher_explain() gives the reason per constraint. */
 RZ_EXTERN int rz_matcher_place(rz_matcher *m, const rz_reqs *reqs,
                                rz_placement *out);
 /* Release a placement's reservation; RZ_ENOENT for an unknown ticket. */
 RZ_EXTERN int rz_matcher_release(rz_matcher *m, uint64_t ticket);
-/* Why `reqs` fits no node now; "" if it does. Release with rz_free. */
+/* Why `reqs` fits no node now, per constraint, with the best the nodes
+ * offer: "needs 24576 MB VRAM; the largest free GPU has 16384 MB". "" if it
+ * fits. O(nodes). Release with rz_free. */
 RZ_EXTERN int rz_matcher_explain(rz_matcher *m, const rz_reqs *reqs, char **out);
 
 typedef struct rz_node_usage {

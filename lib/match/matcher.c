@@ -40,8 +40,6 @@ typedef struct group {
     uint64_t *elig;                    /* GPUs of each that suit the job */
     uint64_t *cost;                    /* estimated cents on each */
     uint32_t *tree;                    /* 2 x leaves; [1] is the root */
-    char *reason;                      /* why it fit nowhere, or NULL */
-    uint64_t reason_epoch;
 } group;
 
 typedef struct resv {
@@ -61,7 +59,6 @@ struct rz_matcher {
     resv *res;
     size_t n_res, cap_res;
     uint32_t free_res;                 /* head of the free slot list */
-    uint64_t epoch;                    /* bumped on every change */
     rz_matcher_stats stats;
 };
 
@@ -88,7 +85,6 @@ static void group_free(group *g)
     free(g->elig);
     free(g->cost);
     free(g->tree);
-    free(g->reason);
 }
 
 /* Forget every group (a node joined, or too many signatures seen). */
@@ -178,7 +174,6 @@ int rz_matcher_add(rz_matcher *m, const rz_caps *node, size_t *index)
         *index = m->n_nodes;
     m->n_nodes++;
     clear_groups(m);   /* every cached candidate set may now be missing it */
-    m->epoch++;
     return RZ_OK;
 }
 
@@ -491,19 +486,15 @@ static uint64_t take_gpus(uint64_t mask, uint32_t count)
     return out;
 }
 
-static int fail(rz_matcher *m, group *g, const rz_reqs *r)
+/* The hot path says only which kind of failure it is; the per-constraint
+ * explanation is O(nodes) and comes from rz_matcher_explain(). */
+static int fail(rz_matcher *m, const group *g)
 {
     m->stats.failures++;
-    /* A burst of like jobs that fit nowhere shares one explanation until
-     * anything changes (the figures it quotes would then be stale). */
-    if (!g->reason || g->reason_epoch != m->epoch) {
-        free(g->reason);
-        g->reason = NULL;
-        if (rz__matcher_explain_into(m, r, &g->reason) != RZ_OK)
-            return RZ_ENOMEM;
-        g->reason_epoch = m->epoch;
-    }
-    return rz__error(RZ_ENOENT, "%s", g->reason);
+    if (g->n == 0)
+        return rz__error(RZ_ENOENT, "no node meets the job's requirements");
+    return rz__error(RZ_ENOENT, "all %u nodes that meet the job's requirements are busy",
+                     g->n);
 }
 
 int rz_matcher_place(rz_matcher *m, const rz_reqs *r, rz_placement *out)
@@ -520,7 +511,7 @@ int rz_matcher_place(rz_matcher *m, const rz_reqs *r, rz_placement *out)
     group *g = &m->groups[gi];
     uint32_t pos = tree_best(g);
     if (pos == NONE)
-        return fail(m, g, r);
+        return fail(m, g);
     uint32_t slot = 0;
     if (resv_alloc(m, &slot) != RZ_OK)
         return RZ_ENOMEM;
@@ -543,7 +534,6 @@ int rz_matcher_place(rz_matcher *m, const rz_reqs *r, rz_placement *out)
     out->cost_cents = g->cost[pos];
     out->ticket = ((uint64_t)v->gen << 32) | (slot + 1);
     refresh(m, ni);   /* last: may touch every group */
-    m->epoch++;
     m->stats.placements++;
     return RZ_OK;
 }
@@ -567,7 +557,6 @@ int rz_matcher_release(rz_matcher *m, uint64_t ticket)
     v->gen++;
     v->next_free = m->free_res;
     m->free_res = slot;
-    m->epoch++;
     refresh(m, v->node);
     m->stats.releases++;
     return RZ_OK;
@@ -580,7 +569,6 @@ int rz_matcher_remove(rz_matcher *m, const char *node_id)
         return rz__error(RZ_ENOENT, "no node '%s'", node_id ? node_id : "");
     m->nodes[i].removed = true;
     refresh(m, (uint32_t)i);
-    m->epoch++;
     return RZ_OK;
 }
 

@@ -47,10 +47,16 @@ static const char *place(rz_matcher *m, const char *j, uint64_t *ticket)
     rz_reqs *r = job(j);
     rz_placement p;
     int rc = rz_matcher_place(m, r, &p);
-    if (rc == RZ_OK)
+    char *why = NULL;
+    if (rc == RZ_OK) {
         snprintf(last, sizeof last, "%s", p.node_id);
-    else
-        snprintf(last, sizeof last, "!%s", rz_error_last()->message);
+    } else {
+        assert_int_equal(rc, RZ_ENOENT);
+        assert_true(strstr(rz_error_last()->message, "requirements") != NULL);
+        assert_int_equal(rz_matcher_explain(m, r, &why), RZ_OK);
+        snprintf(last, sizeof last, "!%s", why);
+        rz_free(why);
+    }
     if (ticket)
         *ticket = rc == RZ_OK ? p.ticket : 0;
     rz_reqs_free(r);
@@ -504,7 +510,10 @@ static void property_run(rz_policy policy, uint64_t seed)
             placed++;
         } else {
             assert_int_equal(rc, RZ_ENOENT);
-            assert_true(strlen(rz_error_last()->message) > 10);
+            char *why = NULL;
+            assert_int_equal(rz_matcher_explain(m, jobs[i], &why), RZ_OK);
+            assert_true(strlen(why) > 10);   /* a reason, never "" */
+            rz_free(why);
         }
         /* Jobs end at random. */
         if (live && rnd(3) == 0) {
