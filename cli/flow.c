@@ -320,6 +320,23 @@ static void make_run_id(char *buf, size_t cap)
              r & 0xffff);
 }
 
+/* One line per output port, "step.port: value" as compact JSON, long values
+ * cut: the whole record is one --json away. */
+static void print_output_line(const char *step, const cJSON *port)
+{
+    enum { MAX_SHOWN = 160 };
+    char *text = cJSON_PrintUnformatted(port);
+    if (!text)
+        return;
+    size_t len = strlen(text);
+    if (len > MAX_SHOWN)
+        printf("  %s.%s: %.*s... (%zu bytes; --json shows all)\n", step,
+               port->string, MAX_SHOWN, text, len);
+    else
+        printf("  %s.%s: %s\n", step, port->string, text);
+    free(text);
+}
+
 static void print_outputs(const rz_run *run)
 {
     char *json = NULL;
@@ -330,18 +347,17 @@ static void print_outputs(const rz_run *run)
     const cJSON *steps = cJSON_GetObjectItemCaseSensitive(doc, "steps");
     const cJSON *outs = cJSON_GetObjectItemCaseSensitive(doc, "outputs");
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(doc, "status");
-    const cJSON *s;
+    const cJSON *s, *o, *port;
     cJSON_ArrayForEach(s, steps) {
         const cJSON *err = cJSON_GetObjectItemCaseSensitive(s, "error");
         if (cJSON_IsString(err))
             printf("step %s: %s\n", s->string, err->valuestring);
     }
-    const cJSON *o;
-    cJSON_ArrayForEach(o, outs) {
-        char *text = cJSON_Print(o);
-        printf("%s:\n%s\n", o->string, text ? text : "");
-        free(text);
-    }
+    if (cJSON_GetArraySize(outs) > 0)
+        printf("outputs:\n");
+    cJSON_ArrayForEach(o, outs)
+        cJSON_ArrayForEach(port, o)
+            print_output_line(o->string, port);
     printf("run %s %s\n", rz_run_id(run), cJSON_IsString(st) ? st->valuestring : "?");
     cJSON_Delete(doc);
 }

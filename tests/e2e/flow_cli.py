@@ -71,10 +71,11 @@ class FlowRunExamples(unittest.TestCase):
         self.assertIn("succeeded", states)
 
     def test_inputs_flow_takes_input(self):
-        p, doc = self.run_json("inputs.yaml", "--input",
-                               "text=the cat and the hat and the bat")
+        p, doc = self.run_json("inputs.yaml", "--input", "who=Ada")
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertIn("the", json.dumps(doc["outputs"]))
+        self.assertIn("Hello, Ada!", json.dumps(doc["outputs"]))
+        p, doc = self.run_json("inputs.yaml")
+        self.assertIn("Hello, world!", json.dumps(doc["outputs"]))
 
     def test_runs_are_recorded(self):
         self.run_json("wordcount.yaml")
