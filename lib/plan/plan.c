@@ -26,17 +26,26 @@ struct rz_plan {
     double crit_seconds;
 };
 
-/* Scratch arrays used while building; freed before rz_plan_build returns. */
+/* What Kahn's pass touches per step, in one record: following an edge then
+ * costs one cache miss, not one per array. 32-bit indices suffice: a step
+ * takes more than a byte of a document capped at RZ_FLOW_MAX_BYTES. */
+#define NONE UINT32_MAX
+typedef struct node {
+    double weight;       /* estimated seconds */
+    double dist;         /* heaviest chain into the step, then through it */
+    uint32_t rank;       /* position in id order */
+    uint32_t indeg;      /* deps not planned yet */
+    uint32_t level;      /* stage */
+    uint32_t best;       /* heaviest dep so far (critical path), or NONE */
+    uint32_t best_rank;  /* its rank, to break ties without a lookup */
+} node;
+
+/* Scratch used while building; freed before rz_plan_build returns. */
 typedef struct work {
-    size_t *rank;        /* step -> position in id order */
+    node *nd;
     size_t *succ_off;    /* n + 1: CSR offsets of dependants */
     size_t *succ;        /* dependants, by upstream step */
-    size_t *indeg;       /* remaining unplanned deps */
-    size_t *level;       /* stage of each step */
     size_t *topo;        /* steps in the order Kahn removed them */
-    size_t *best;        /* heaviest dep seen so far (critical path) */
-    double *weight;      /* estimated seconds of each step */
-    double *dist;        /* heaviest chain into / through each step */
 } work;
 
 /* Ordering ids. strcmp over 100k scattered strings is dominated by cache
@@ -89,7 +98,7 @@ static id_key *radix_sort(id_key *a, id_key *tmp, size_t n)
     return a;
 }
 
-static int rank_by_id(const rz_flow *f, size_t *rank)
+static int rank_by_id(const rz_flow *f, node *nd)
 {
     size_t n = f->n_steps;
     if (n == 0)
@@ -111,7 +120,7 @@ static int rank_by_id(const rz_flow *f, size_t *rank)
         if (end - r > 1 && (sorted[r].prefix & 0xff))
             qsort(sorted + r, end - r, sizeof *sorted, cmp_id_tail);
         for (; r < end; r++)
-            rank[sorted[r].idx] = r;
+            nd[sorted[r].idx].rank = (uint32_t)r;
     }
     free(keys);
     return RZ_OK;
@@ -119,15 +128,10 @@ static int rank_by_id(const rz_flow *f, size_t *rank)
 
 static void work_free(work *w)
 {
-    free(w->rank);
+    free(w->nd);
     free(w->succ_off);
     free(w->succ);
-    free(w->indeg);
-    free(w->level);
     free(w->topo);
-    free(w->best);
-    free(w->weight);
-    free(w->dist);
 }
 
 static size_t edge_count(const rz_flow *f)
@@ -152,63 +156,64 @@ static void build_succ(const rz_flow *f, work *w)
     memset(w->succ_off, 0, (n + 1) * sizeof *w->succ_off);
     for (size_t i = 0; i < n; i++) {
         const rz__step *s = &f->steps[i];
-        w->weight[i] = step_weight(s);
+        w->nd[i].weight = step_weight(s);
         for (size_t k = 0; k < s->n_deps; k++)
             w->succ_off[s->deps[k] + 1]++;
     }
     for (size_t i = 0; i < n; i++)
         w->succ_off[i + 1] += w->succ_off[i];
-    /* indeg doubles as the fill cursor here; reset below. */
-    memcpy(w->indeg, w->succ_off, n * sizeof *w->indeg);
-    for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; k < f->steps[i].n_deps; k++)
-            w->succ[w->indeg[f->steps[i].deps[k]]++] = i;
-    for (size_t i = 0; i < n; i++)
-        w->indeg[i] = f->steps[i].n_deps;
-}
-
-/* Is a chain of `d` seconds through `u` heavier than the best so far, `b`
- * (RZ_NPOS: none) with `bd` seconds? Ties go to the smaller id. */
-static bool heavier(const work *w, double d, size_t u, double bd, size_t b)
-{
-    return b == RZ_NPOS || d > bd || (d == bd && w->rank[u] < w->rank[b]);
+    /* topo doubles as the fill cursor here. */
+    size_t *cursor = w->topo;
+    memcpy(cursor, w->succ_off, n * sizeof *cursor);
+    for (size_t i = 0; i < n; i++) {
+        const rz__step *s = &f->steps[i];
+        w->nd[i].indeg = (uint32_t)s->n_deps;
+        for (size_t k = 0; k < s->n_deps; k++)
+            w->succ[cursor[s->deps[k]]++] = i;
+    }
 }
 
 /* Kahn's algorithm, level by level, with the longest path relaxed along the
  * way: when a step is removed its chain is final and is pushed to its
- * dependants. Returns how many steps were planned (fewer than n: the rest
- * sit on or behind a cycle); *end is where the critical path ends. */
+ * dependants; equal chains go to the dep with the smaller id. Returns how
+ * many steps were planned (fewer than n: the rest sit on or behind a cycle);
+ * *end is where the critical path ends (ties again to the smaller id). */
 static size_t kahn(size_t n, work *w, size_t *n_levels, size_t *end)
 {
+    node *nd = w->nd;
     size_t head = 0, tail = 0;
     for (size_t i = 0; i < n; i++) {
-        w->best[i] = RZ_NPOS;
-        w->dist[i] = 0;
-        if (w->indeg[i] == 0) {
-            w->level[i] = 0;
+        nd[i].best = NONE;
+        nd[i].dist = 0;
+        if (nd[i].indeg == 0) {
+            nd[i].level = 0;
             w->topo[tail++] = i;
         }
     }
     size_t levels = tail ? 1 : 0, last = RZ_NPOS;
     while (head < tail) {
         size_t u = w->topo[head++];
-        double d = w->weight[u] + (w->best[u] == RZ_NPOS ? 0 : w->dist[u]);
-        w->dist[u] = d;
-        if (heavier(w, d, u, last == RZ_NPOS ? 0 : w->dist[last], last))
+        node *nu = &nd[u];
+        double d = nu->weight + (nu->best == NONE ? 0 : nu->dist);
+        nu->dist = d;
+        if (last == RZ_NPOS || d > nd[last].dist ||
+            (d == nd[last].dist && nu->rank < nd[last].rank))
             last = u;
         for (size_t k = w->succ_off[u]; k < w->succ_off[u + 1]; k++) {
-            size_t v = w->succ[k];
-            if (heavier(w, d, u, w->dist[v], w->best[v])) {
-                w->best[v] = u;
-                w->dist[v] = d;
+            node *nv = &nd[w->succ[k]];
+            if (nv->best == NONE || d > nv->dist ||
+                (d == nv->dist && nu->rank < nv->best_rank)) {
+                nv->best = (uint32_t)u;
+                nv->best_rank = nu->rank;
+                nv->dist = d;
             }
-            if (--w->indeg[v] == 0) {
+            if (--nv->indeg == 0) {
                 /* FIFO order means u is v's last-planned dep, hence the
                  * deepest: v goes one stage after it. */
-                w->level[v] = w->level[u] + 1;
-                if (w->level[v] + 1 > levels)
-                    levels = w->level[v] + 1;
-                w->topo[tail++] = v;
+                nv->level = nu->level + 1;
+                if (nv->level + 1 > levels)
+                    levels = nv->level + 1;
+                w->topo[tail++] = w->succ[k];
             }
         }
     }
@@ -224,36 +229,41 @@ static void fill_stages(rz_plan *p, const work *w)
     size_t n = p->n;
     memset(p->stage_off, 0, (p->n_stages + 1) * sizeof *p->stage_off);
     for (size_t i = 0; i < n; i++)
-        p->stage_off[w->level[i] + 1]++;
+        p->stage_off[w->nd[i].level + 1]++;
     for (size_t s = 0; s < p->n_stages; s++)
         p->stage_off[s + 1] += p->stage_off[s];
-    /* Scratch that has served its purpose is recycled: indeg as the stage
-     * cursors (n_stages <= n), topo (n slots) as rank -> step. */
-    size_t *cursor = w->indeg;
+    /* Scratch that has served its purpose is recycled: succ_off as the
+     * stage cursors (n_stages <= n), topo (n slots) as rank -> step. */
+    size_t *cursor = w->succ_off;
     memcpy(cursor, p->stage_off, p->n_stages * sizeof *cursor);
     size_t *by_rank = w->topo;
     for (size_t i = 0; i < n; i++)
-        by_rank[w->rank[i]] = i;
+        by_rank[w->nd[i].rank] = i;
     for (size_t r = 0; r < n; r++) {
         size_t i = by_rank[r];
-        p->order[cursor[w->level[i]]++] = i;
+        p->order[cursor[w->nd[i].level]++] = i;
     }
+}
+
+static size_t next_best(const work *w, size_t v)
+{
+    return w->nd[v].best == NONE ? RZ_NPOS : w->nd[v].best;
 }
 
 /* Walk the heaviest-dep links back from the end of the critical path. */
 static int critical_path(rz_plan *p, const work *w, size_t end)
 {
     size_t len = 0;
-    for (size_t v = end; v != RZ_NPOS; v = w->best[v])
+    for (size_t v = end; v != RZ_NPOS; v = next_best(w, v))
         len++;
     p->crit = malloc((len ? len : 1) * sizeof *p->crit);
     if (!p->crit)
         return RZ_ENOMEM;
     size_t i = len;
-    for (size_t v = end; v != RZ_NPOS; v = w->best[v])
+    for (size_t v = end; v != RZ_NPOS; v = next_best(w, v))
         p->crit[--i] = v;
     p->crit_len = len;
-    p->crit_seconds = end == RZ_NPOS ? 0 : w->dist[end];
+    p->crit_seconds = end == RZ_NPOS ? 0 : w->nd[end].dist;
     return RZ_OK;
 }
 
@@ -317,7 +327,7 @@ static int first_open_dep(const rz__step *s, const unsigned char *color,
 {
     for (size_t k = 0; k < s->n_deps; k++) {
         size_t u = s->deps[k];
-        if (w->indeg[u] > 0 && color[u] != 2) {
+        if (w->nd[u].indeg > 0 && color[u] != 2) {
             *out = u;
             return 1;
         }
@@ -335,7 +345,7 @@ static int report_cycles(const rz_flow *f, rz_diags *diags, const work *w)
     if (!color || !path || !pos)
         rc = RZ_ENOMEM;
     for (size_t start = 0; rc == RZ_OK && start < n; start++) {
-        if (w->indeg[start] == 0 || color[start])
+        if (w->nd[start].indeg == 0 || color[start])
             continue;
         size_t len = 0, v = start;
         for (;;) {
@@ -365,17 +375,11 @@ static int report_cycles(const rz_flow *f, rz_diags *diags, const work *w)
 static int work_alloc(work *w, size_t n, size_t e)
 {
     size_t n1 = n ? n : 1;
-    w->rank = malloc(n1 * sizeof *w->rank);
+    w->nd = malloc(n1 * sizeof *w->nd);
     w->succ_off = malloc((n + 1) * sizeof *w->succ_off);
     w->succ = malloc((e ? e : 1) * sizeof *w->succ);
-    w->indeg = malloc(n1 * sizeof *w->indeg);
-    w->level = malloc(n1 * sizeof *w->level);
     w->topo = malloc(n1 * sizeof *w->topo);
-    w->best = malloc(n1 * sizeof *w->best);
-    w->weight = malloc(n1 * sizeof *w->weight);
-    w->dist = malloc(n1 * sizeof *w->dist);
-    if (!w->rank || !w->succ_off || !w->succ || !w->indeg || !w->level ||
-        !w->topo || !w->best || !w->weight || !w->dist)
+    if (!w->nd || !w->succ_off || !w->succ || !w->topo)
         return RZ_ENOMEM;
     return RZ_OK;
 }
@@ -387,7 +391,7 @@ static int plan_fill(rz_plan *p, work *w, rz_diags *diags)
     if (work_alloc(w, n, edge_count(f)) != RZ_OK)
         return RZ_ENOMEM;
     /* Ranks first: the critical path breaks ties by id as Kahn goes. */
-    if (rank_by_id(f, w->rank) != RZ_OK)
+    if (rank_by_id(f, w->nd) != RZ_OK)
         return RZ_ENOMEM;
     build_succ(f, w);
     if (kahn(n, w, &p->n_stages, &end) < n)
@@ -408,6 +412,9 @@ int rz_plan_build(rz_plan **out, const rz_flow *flow, rz_diags *diags)
     *out = NULL;
     if (!flow)
         return rz__error(RZ_EINVAL, "rz_plan_build: flow is NULL");
+    if (flow->n_steps >= NONE)
+        return rz__error(RZ_ETOOBIG, "%zu steps are more than a plan holds",
+                         flow->n_steps);
     if (!flow->linked) {
         /* Linking only fills derived fields (deps); the flow is logically
          * unchanged, which is why the planner takes it const. */
