@@ -6,11 +6,14 @@ random topological order and every edge points forward in it, so the graph
 is acyclic by construction but its ids say nothing about the order. The
 same seed gives the same files.
 
-Writes two views of one graph:
-  PREFIX.json   the JSON builder format, module-free (moduleId "noop", no
-                registry needed: rz_flow_validate(flow, NULL, ...) accepts it)
-  PREFIX.edges  "a b" per line for tsort(1) and graphlib; a node without
-                edges appears as "a a", which both read as a lone node
+Writes three views of one graph:
+  PREFIX.json        the JSON builder format as the visual builder writes it:
+                     nodes plus one connection object per edge; module-free
+                     (moduleId "noop": rz_flow_validate(flow, NULL, ...) takes it)
+  PREFIX.needs.json  the same flow with each edge as a `needs` entry on its
+                     target node (builder nodes accept the FluxGraph fields)
+  PREFIX.edges       "a b" per line for tsort(1) and graphlib; a node without
+                     edges appears as "a a", which both read as a lone node
 """
 import argparse
 import random
@@ -60,6 +63,18 @@ def write_json(path, n, edges):
         f.write("\n]}\n")
 
 
+def write_needs_json(path, n, edges):
+    needs = [[] for _ in range(n)]
+    for a, b in edges:
+        needs[b].append(a)
+    with open(path, "w") as f:
+        f.write('{"id":"bench","name":"bench-dag","version":"1.0.0",\n"nodes":[\n')
+        f.write(",\n".join('{"id":"n%d","moduleId":"noop","needs":[%s]}'
+                           % (i, ",".join('"n%d"' % a for a in needs[i]))
+                           for i in range(n)))
+        f.write('\n],\n"connections":[]}\n')
+
+
 def write_edges(path, n, edges):
     touched = bytearray(n)
     with open(path, "w") as f:
@@ -82,11 +97,13 @@ def main():
     args = ap.parse_args()
     if args.nodes < 0:
         sys.exit("gen_dag: nodes must be >= 0")
-    e = args.edges if args.edges is not None else 4 * args.nodes
+    n = args.nodes
+    e = args.edges if args.edges is not None else min(4 * n, n * (n - 1) // 2)
     rng = random.Random(args.seed)
     _, edges = make_edges(args.nodes, e, rng)
     rng.shuffle(edges)   # file order says nothing about the topology either
     write_json(args.out + ".json", args.nodes, edges)
+    write_needs_json(args.out + ".needs.json", args.nodes, edges)
     write_edges(args.out + ".edges", args.nodes, edges)
 
 

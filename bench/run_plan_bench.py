@@ -4,7 +4,9 @@
 For each size it generates one random DAG (bench/gen_dag.py, 4 edges per
 node, fixed seed) and times, best of REPEAT runs each:
   rhizos   rz_flow_load (JSON parse) + rz_flow_validate (no registry)
-           + rz_plan_build, measured inside bench/plan_bench
+           + rz_plan_build, measured inside bench/plan_bench, on the builder
+           JSON with one connection object per edge, and on the same flow
+           with edges as `needs` lists (a smaller file)
   tsort    coreutils tsort(1) on the same edges, whole process wall time
   graphlib graphlib.TopologicalSorter: read the edge file, add, static_order,
            measured inside one Python process (interpreter start excluded)
@@ -103,27 +105,40 @@ def main():
     try:
         for n in sizes:
             prefix = os.path.join(work, "dag%d" % n)
-            if not os.path.exists(prefix + ".json"):
+            if not os.path.exists(prefix + ".needs.json"):
                 run([sys.executable, os.path.join(HERE, "gen_dag.py"), str(n),
                      "--out", prefix])
-            ours = time_ours(exe, prefix + ".json", args.repeat)
+            conn = time_ours(exe, prefix + ".json", args.repeat)
+            needs = time_ours(exe, prefix + ".needs.json", args.repeat)
             ts = time_tsort(prefix + ".edges", args.repeat)
             gl = time_graphlib(prefix + ".edges", args.repeat)
-            rows.append((n, 4 * n, ours, ts, gl))
-            print("%d nodes: rhizos %.1f ms, tsort %.1f ms, graphlib %.1f ms"
-                  % (n, ours["total_ms"], ts, gl), file=sys.stderr)
+            sizes_mb = [os.path.getsize(prefix + x) / 1e6
+                        for x in (".json", ".needs.json", ".edges")]
+            rows.append((n, 4 * n, conn, needs, ts, gl, sizes_mb))
+            print("%d nodes: rhizos %.1f / %.1f ms, tsort %.1f ms, graphlib %.1f ms"
+                  % (n, conn["total_ms"], needs["total_ms"], ts, gl),
+                  file=sys.stderr)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    print("| nodes | edges | rhizos (ms): total (load + validate + plan) "
+    def cell(r):
+        return "%.1f (%.1f + %.1f + %.1f)" % (r["total_ms"], r["load_ms"],
+                                              r["validate_ms"], r["plan_ms"])
+
+    print("| nodes | edges | rhizos, connections (ms) | rhizos, needs (ms) "
           "| tsort (ms) | graphlib (ms) | tsort / rhizos | graphlib / rhizos |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for n, e, ours, ts, gl in rows:
-        t = ours["total_ms"]
-        print("| %d | %d | %.1f (%.1f + %.1f + %.1f) | %.1f | %.1f | %.2fx | %.2fx |"
-              % (n, e, t, ours["load_ms"], ours["validate_ms"], ours["plan_ms"],
-                 ts, gl, ts / t, gl / t))
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, e, conn, needs, ts, gl, mb in rows:
+        c, d = conn["total_ms"], needs["total_ms"]
+        print("| %d | %d | %s | %s | %.1f | %.1f | %.2f / %.2f | %.2f / %.2f |"
+              % (n, e, cell(conn), cell(needs), ts, gl, ts / c, ts / d,
+                 gl / c, gl / d))
+    print()
+    print("rhizos cells: total (load + validate + plan). Ratios: figure for "
+          "connections / for needs; above 1 means rhizos is faster.")
+    print("Input sizes (MB, connections / needs / edges): " + "; ".join(
+        "%d: %.1f / %.1f / %.1f" % ((r[0],) + tuple(r[6])) for r in rows))
 
 
 if __name__ == "__main__":
