@@ -51,5 +51,9 @@ void cli_print_diags(const rz_diags *d);
 /* "rhizos: <message from rz_error_last>" on stderr. */
 void cli_error(const char *context, int rc);
 bool cli_stderr_tty(void);
+/* Open and unlock the vault of --vault / $RHIZOS_VAULT / the default path,
+ * asking for the password if $RHIZOS_VAULT_PASSWORD is unset. Problems are
+ * printed; NULL then. */
+struct rz_vault *cli_vault_open_unlocked(const cli *c);
 
 #endif

@@ -190,6 +190,8 @@ typedef struct progress {
     bool tty;
     bool status_shown;
     size_t total;
+    rz_vault *vault;           /* open only when the flow references one */
+    const rz_flow *flow;
 } progress;
 
 static void count_states(const rz_run *run, size_t n, size_t *done,
@@ -271,6 +273,19 @@ static int parse_jobs(const char *s, unsigned *out)
 }
 
 static volatile int cancel_flag;
+
+/* Credentials for one step, from the vault opened for this run. */
+static int vault_step_env(size_t step, char ***env, void *ud)
+{
+    progress *p = ud;
+    return rz_vault_resolve_step(p->vault, p->flow, step, env);
+}
+
+static void vault_env_free(char **env, void *ud)
+{
+    (void)ud;
+    rz_vault_env_free(env);
+}
 
 static void on_sigint(int sig)
 {
@@ -406,7 +421,15 @@ static int flow_run(cli *c)
     }
     char run_id[64];
     make_run_id(run_id, sizeof run_id);
-    progress p = { c, cli_stderr_tty(), false, rz_flow_step_count(flow) };
+    progress p = { c, cli_stderr_tty(), false, rz_flow_step_count(flow), NULL, flow };
+    /* Ask for the vault password once, and only if a step needs a secret. */
+    if (rz_vault_flow_references(flow) > 0 &&
+        !(p.vault = cli_vault_open_unlocked(c))) {
+        free(inputs);
+        rz_flow_free(flow);
+        rz_registry_free(reg);
+        return EXIT_FAILED;
+    }
     rz_runner_opts opts = RZ_RUNNER_OPTS_INIT;
     opts.jobs = jobs;
     opts.inputs_json = inputs;
@@ -415,6 +438,10 @@ static int flow_run(cli *c)
     opts.on_event = on_event;
     opts.userdata = &p;
     opts.cancel = &cancel_flag;
+    if (p.vault) {
+        opts.step_env = vault_step_env;
+        opts.step_env_free = vault_env_free;
+    }
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
     if (!c->quiet && !c->json)
@@ -440,6 +467,7 @@ static int flow_run(cli *c)
         cli_error(c->args[0], rc);
     }
     rz_run_free(run);
+    rz_vault_close(p.vault);
     rz_flow_free(flow);
     rz_registry_free(reg);
     free(inputs);

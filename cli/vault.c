@@ -248,7 +248,7 @@ static int kdf_from_env(rz_vault_opts *o)
 }
 
 /* Open and unlock the vault; prints the problem and returns NULL. */
-static rz_vault *open_unlocked(const cli *c)
+rz_vault *cli_vault_open_unlocked(const cli *c)
 {
     char *path = vault_path(c);
     rz_vault *v = NULL;
@@ -351,7 +351,7 @@ static int cmd_add(const cli *c)
     char *meta = metadata_from_args(c);
     if (!meta)
         return EXIT_USAGE;
-    rz_vault *v = open_unlocked(c);
+    rz_vault *v = cli_vault_open_unlocked(c);
     if (!v) {
         free(meta);
         return EXIT_FAILED;
@@ -414,7 +414,7 @@ static void print_json(cJSON *j)
 
 static int cmd_list(const cli *c)
 {
-    rz_vault *v = open_unlocked(c);
+    rz_vault *v = cli_vault_open_unlocked(c);
     if (!v)
         return EXIT_FAILED;
     size_t n = rz_vault_count(v);
@@ -445,7 +445,7 @@ static int cmd_show(const cli *c)
         fprintf(stderr, "rhizos: usage: rhizos vault show NAME [--reveal]\n");
         return EXIT_USAGE;
     }
-    rz_vault *v = open_unlocked(c);
+    rz_vault *v = cli_vault_open_unlocked(c);
     if (!v)
         return EXIT_FAILED;
     size_t i = rz_vault_find(v, c->args[0]);
@@ -497,7 +497,7 @@ static int cmd_rm(const cli *c)
         fprintf(stderr, "rhizos: usage: rhizos vault rm NAME\n");
         return EXIT_USAGE;
     }
-    rz_vault *v = open_unlocked(c);
+    rz_vault *v = cli_vault_open_unlocked(c);
     if (!v)
         return EXIT_FAILED;
     int rc = rz_vault_remove(v, c->args[0]);
@@ -516,7 +516,7 @@ static int cmd_passwd(const cli *c)
     bool new_cost = getenv("RHIZOS_VAULT_KDF") && *getenv("RHIZOS_VAULT_KDF");
     if (new_cost && kdf_from_env(&o) != 0)
         return EXIT_USAGE;
-    rz_vault *v = open_unlocked(c);
+    rz_vault *v = cli_vault_open_unlocked(c);
     if (!v)
         return EXIT_FAILED;
     rz_secret *pw = new_password("RHIZOS_VAULT_NEW_PASSWORD");

@@ -97,11 +97,19 @@ typedef struct rz_runner_opts {
     rz_event_cb on_event;          /* may be NULL */
     void *userdata;
     volatile int *cancel;          /* set non-zero to cancel; may be NULL */
+    /* Secret environment of one step, e.g. its credentials as
+     * "RZ_CRED_<NAME>=value" (rz_vault_resolve_step). Called before each
+     * attempt; an error fails the attempt with rz_error_last()'s message,
+     * which must hold no secret. Every value is also scrubbed from the
+     * step's outputs and failure reason. The list is released with
+     * step_env_free. Both may be NULL. */
+    int (*step_env)(size_t step, char ***env, void *userdata);
+    void (*step_env_free)(char **env, void *userdata);
 } rz_runner_opts;
 
 #define RZ_RUNNER_OPTS_VERSION 1
 #define RZ_RUNNER_OPTS_INIT { RZ_RUNNER_OPTS_VERSION, 0, NULL, NULL, NULL, 1, \
-                              NULL, NULL, NULL }
+                              NULL, NULL, NULL, NULL, NULL }
 
 /* Run a validated flow (modules resolved by rz_flow_validate) to the end.
  * *out receives the finished run even when it failed (check its state);

@@ -204,6 +204,9 @@ RZ_EXTERN void rz_secret_truncate(rz_secret *s, size_t len);
 RZ_EXTERN int rz_vault_resolve_step(const rz_vault *v, const rz_flow *flow,
                                     size_t step, char ***env_out);
 RZ_EXTERN void rz_vault_env_free(char **env);
+/* How many credential references the flow's steps carry (0: a run needs no
+ * vault, so nothing should ask for its password). */
+RZ_EXTERN size_t rz_vault_flow_references(const rz_flow *flow);
 
 /* ---- Sealing to a node ------------------------------------------------- */
 

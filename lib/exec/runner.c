@@ -13,6 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+#include <sodium.h>
+
 #include "exec/exec_impl.h"
 #include "flow/model.h"
 #include "module/module_impl.h"
@@ -24,6 +27,7 @@ typedef struct slot {
     size_t step;
     rz_proc *proc;
     uint32_t timeout_s;          /* what the process was given */
+    char **secrets;              /* from opts->step_env, kept to scrub */
 } slot;
 
 typedef struct runner {
@@ -137,13 +141,21 @@ static uint32_t step_timeout(const rz__step *s)
     return s->module ? s->module->timeout_s : 0;
 }
 
-/* RZ_RUN_ID, RZ_STEP_ID, RZ_ATTEMPT, then the caller's entries. */
-static char **step_env(runner *r, size_t step)
+static size_t count_env(const char *const *e)
 {
-    size_t extra = 0;
-    for (const char *const *e = r->opts->env; e && *e; e++)
-        extra++;
-    char **env = calloc(extra + 4, sizeof *env);
+    size_t n = 0;
+    while (e && e[n])
+        n++;
+    return n;
+}
+
+/* RZ_RUN_ID, RZ_STEP_ID, RZ_ATTEMPT, the caller's entries, then the step's
+ * secrets (borrowed: only the first three are owned here). */
+static char **step_env(runner *r, size_t step, char **secrets)
+{
+    size_t extra = count_env(r->opts->env);
+    size_t n_secrets = count_env((const char *const *)secrets);
+    char **env = calloc(extra + n_secrets + 4, sizeof *env);
     if (!env)
         return NULL;
     env[0] = rz__asprintf("RZ_RUN_ID=%s", rz_run_id(r->run));
@@ -152,6 +164,8 @@ static char **step_env(runner *r, size_t step)
                           (unsigned)rz_run_step_attempts(r->run, step));
     for (size_t i = 0; i < extra; i++)
         env[3 + i] = (char *)r->opts->env[i];
+    for (size_t i = 0; i < n_secrets; i++)
+        env[3 + extra + i] = secrets[i];
     if (!env[0] || !env[1] || !env[2]) {
         for (int i = 0; i < 3; i++)
             free(env[i]);
@@ -169,12 +183,18 @@ static void free_env(char **env)
     free(env);
 }
 
+static void free_secrets(runner *r, char **secrets)
+{
+    if (secrets && r->opts->step_env_free)
+        r->opts->step_env_free(secrets, r->opts->userdata);
+}
+
 static int spawn_step(runner *r, size_t step, const rz__step *s,
-                      rz_proc **out)
+                      char **secrets, rz_proc **out)
 {
     const rz_module *m = s->module;
     char *request = NULL;
-    char **env = step_env(r, step);
+    char **env = step_env(r, step, secrets);
     int rc = env ? rz_run_request(r->run, step, &request)
                  : rz__error(RZ_ENOMEM, "out of memory");
     if (rc == RZ_OK) {
@@ -205,6 +225,7 @@ static bool start_step(runner *r, size_t step)
     const rz_module *m = s->module;
     char *why = NULL;
     rz_proc *p = NULL;
+    char **secrets = NULL;
     if (!m) {
         why = rz__asprintf("module '%s' is not resolved (validate the flow "
                            "against a registry first)", s->module_id);
@@ -213,15 +234,20 @@ static bool start_step(runner *r, size_t step)
                            "runner", m->adapter ? m->adapter : "");
     } else if (!m->command || !m->command[0]) {
         why = rz__asprintf("module '%s' has no exec.command", m->id);
-    } else if (spawn_step(r, step, s, &p) != RZ_OK) {
+    } else if (r->opts->step_env &&
+               r->opts->step_env(step, &secrets, r->opts->userdata) != RZ_OK) {
+        secrets = NULL;
+        why = rz__asprintf("credentials: %s", rz_error_last()->message);
+    } else if (spawn_step(r, step, s, secrets, &p) != RZ_OK) {
         why = rz__asprintf("cannot start: %s", rz_error_last()->message);
     }
     if (!p) {
+        free_secrets(r, secrets);
         fail_step(r, step, why);
         free(why);
         return true;
     }
-    r->slots[r->n_slots++] = (slot){ step, p, step_timeout(s) };
+    r->slots[r->n_slots++] = (slot){ step, p, step_timeout(s), secrets };
     return true;
 }
 
@@ -250,14 +276,60 @@ static void start_ready(runner *r)
 static void drop_slot(runner *r, size_t k)
 {
     rz_proc_free(r->slots[k].proc);
+    free_secrets(r, r->slots[k].secrets);
     r->slots[k] = r->slots[--r->n_slots];
+}
+
+/* Replace every occurrence of `needle` in *text with a marker. */
+static void redact(char **text, const char *needle)
+{
+    size_t nlen = strlen(needle);
+    if (!text || !*text || nlen == 0 || !strstr(*text, needle))
+        return;
+    rz__buf b = {0};
+    const char *p = *text, *hit;
+    while ((hit = strstr(p, needle))) {
+        rz__buf_append(&b, p, (size_t)(hit - p));
+        rz__buf_puts(&b, "[redacted]");
+        p = hit + nlen;
+    }
+    rz__buf_puts(&b, p);
+    char *out = rz__buf_take(&b);
+    if (out) {
+        free(*text);
+        *text = out;
+    }
+}
+
+/* A module may echo a secret it was given; it never reaches the run record.
+ * Values are matched raw (logs, reasons) and JSON-escaped (outputs). */
+static void scrub(const slot *sl, char **outputs, char **reason)
+{
+    for (char **e = sl->secrets; e && *e; e++) {
+        const char *value = strchr(*e, '=');
+        if (!value || !value[1])
+            continue;
+        value++;
+        redact(reason, value);
+        cJSON *js = cJSON_CreateString(value);
+        char *quoted = js ? cJSON_PrintUnformatted(js) : NULL;
+        cJSON_Delete(js);
+        if (quoted && strlen(quoted) > 2) {
+            quoted[strlen(quoted) - 1] = '\0';
+            redact(outputs, quoted + 1);
+        }
+        if (quoted)
+            sodium_memzero(quoted, strlen(quoted));
+        free(quoted);
+    }
 }
 
 static void finish_slot(runner *r, size_t k)
 {
     slot *sl = &r->slots[k];
     const rz_proc *p = sl->proc;
-    const char *outputs = rz_proc_outputs(p);
+    char *outputs = rz__strdup(rz_proc_outputs(p));
+    scrub(sl, &outputs, NULL);
     uint64_t now = rz__now_ms();
     if (rz_run_step_state(r->run, sl->step) != RZ_STEP_RUNNING) {
         /* Already failed by the state machine (its timeout). */
@@ -278,9 +350,11 @@ static void finish_slot(runner *r, size_t k)
         report_changes(r);
     } else {
         char *why = failure_reason(p, sl->timeout_s);
+        scrub(sl, NULL, &why);
         fail_step(r, sl->step, why);
         free(why);
     }
+    free(outputs);
     drop_slot(r, k);
 }
 

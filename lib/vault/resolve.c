@@ -155,3 +155,11 @@ void rz_vault_env_free(char **env)
 {
     sodium_free(env);
 }
+
+size_t rz_vault_flow_references(const rz_flow *flow)
+{
+    size_t n = 0;
+    for (size_t i = 0; flow && i < flow->n_steps; i++)
+        n += flow->steps[i].n_creds;
+    return n;
+}

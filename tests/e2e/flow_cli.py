@@ -96,6 +96,83 @@ class FlowRunExamples(unittest.TestCase):
         self.assertRegex(p.stdout, r"run run-\S+ succeeded")
 
 
+class FlowCredentials(unittest.TestCase):
+    """A planted secret reaches the module and nothing else."""
+    SECRET = "sk-planted-7f3a9c1e5b"
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.env = dict(os.environ,
+                        RHIZOS_VAULT=os.path.join(self.tmp.name, "vault"),
+                        RHIZOS_VAULT_PASSWORD="correct horse",
+                        RHIZOS_VAULT_KDF="interactive",
+                        XDG_DATA_HOME=os.path.join(self.tmp.name, "data"))
+        self.modules = os.path.join(ROOT, "tests", "e2e", "modules")
+        self.flow = os.path.join(ROOT, "tests", "e2e", "secret_flow.yaml")
+        self.cli("vault", "init")
+        p = self.cli("vault", "add", "openai", "--type", "llm_api",
+                     stdin=self.SECRET + "\n")
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def cli(self, *args, stdin=None, env=None):
+        return subprocess.run([RHIZOS, *args], cwd=ROOT, input=stdin,
+                              capture_output=True, text=True, timeout=120,
+                              env=env or self.env)
+
+    def assert_nowhere(self, *texts):
+        for t in texts:
+            self.assertNotIn(self.SECRET, t)
+        for dirpath, _, files in os.walk(self.tmp.name):
+            for f in files:
+                if f == "vault":
+                    continue
+                with open(os.path.join(dirpath, f), "rb") as fh:
+                    self.assertNotIn(self.SECRET.encode(), fh.read(),
+                                     os.path.join(dirpath, f))
+
+    def test_secret_reaches_module_only(self):
+        p = self.cli("flow", "run", self.flow, "--modules", self.modules, "--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        doc = json.loads(p.stdout)
+        outs = doc["steps"]["call"]["outputs"]
+        self.assertEqual(outs["length"], len(self.SECRET))  # it got the value
+        self.assertEqual(outs["seen"], "key=[redacted]")
+        human = self.cli("flow", "run", self.flow, "--modules", self.modules)
+        runs = self.cli("flow", "runs", "--json")
+        export = self.cli("flow", "export", self.flow)
+        self.assert_nowhere(p.stdout, p.stderr, human.stdout, human.stderr,
+                            runs.stdout, export.stdout)
+
+    def test_secret_not_in_failure_reason(self):
+        failing = os.path.join(self.tmp.name, "fail.yaml")
+        with open(self.flow) as src, open(failing, "w") as dst:
+            dst.write(src.read() + "    config: { fail: true }\n")
+        p = self.cli("flow", "run", failing, "--modules", self.modules)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("[redacted]", p.stdout + p.stderr)
+        self.assert_nowhere(p.stdout, p.stderr)
+
+    def test_wrong_password_runs_nothing(self):
+        env = dict(self.env, RHIZOS_VAULT_PASSWORD="wrong")
+        p = self.cli("flow", "run", self.flow, "--modules", self.modules, env=env)
+        self.assertEqual(p.returncode, 1)
+        self.assertNotIn("succeeded", p.stderr)
+        self.assert_nowhere(p.stdout, p.stderr)
+
+    def test_missing_credential_names_step_and_field(self):
+        bad = os.path.join(self.tmp.name, "missing.yaml")
+        with open(self.flow) as src, open(bad, "w") as dst:
+            dst.write(src.read().replace("credentialId: openai",
+                                         "credentialId: nope"))
+        p = self.cli("flow", "run", bad, "--modules", self.modules)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("call", p.stdout + p.stderr)
+        self.assertIn("api", p.stdout + p.stderr)
+
+
 class FlowCommands(unittest.TestCase):
     def test_plan_json_stages(self):
         p = rhizos("flow", "plan", os.path.join(FLOWS, "wordcount.yaml"), "--json")
