@@ -39,6 +39,8 @@ int cli_match(cli *c, const char *verb);
 void cli_match_usage(void);
 int cli_vault(cli *c, const char *verb);
 void cli_vault_usage(void);
+int cli_ledger(cli *c, const char *verb);
+void cli_ledger_usage(void);
 
 /* A registry of --modules, $RHIZOS_MODULES and the default examples/modules.
  * Problems are printed; returns NULL only when out of memory. */

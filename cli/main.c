@@ -24,6 +24,9 @@ static void usage(FILE *out)
 "Placement (offline):\n"
 "  match --nodes F --jobs F [--policy P]   which node gets which job\n"
 "\n"
+"Escrow ledger (of --data DIR, also while an orchestrator runs):\n"
+"  ledger verify|export    check its invariants; dump accounts and transfers\n"
+"\n"
 "Options:\n"
 "  --json                  machine-readable output\n"
 "  --modules DIR           add a module registry folder (repeatable;\n"
@@ -130,6 +133,7 @@ static const struct {
     { "flow", 1, cli_flow, cli_flow_usage },
     { "vault", 1, cli_vault, cli_vault_usage },
     { "match", 0, cli_match, cli_match_usage },
+    { "ledger", 1, cli_ledger, cli_ledger_usage },
 };
 
 int main(int argc, char **argv)

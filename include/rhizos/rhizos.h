@@ -12,5 +12,6 @@
 #include "rhizos/hw.h"
 #include "rhizos/match.h"
 #include "rhizos/vault.h"
+#include "rhizos/ledger.h"
 
 #endif /* RHIZOS_H */
