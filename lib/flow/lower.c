@@ -395,14 +395,30 @@ static void lower_on_failure(lower *L, rz__step *s, const cJSON *v)
         bad(L, RZ_EINVALID, "on_failure", NULL, "'on_failure' must be fail or continue");
 }
 
+/* A known key seen again in the same map: the first one counts. */
+static bool repeated(lower *L, unsigned *seen, unsigned bit, const char *k)
+{
+    if (*seen & bit) {
+        bad(L, RZ_EINVALID, NULL, NULL, "duplicate key '%s'", k);
+        return true;
+    }
+    *seen |= bit;
+    return false;
+}
+
+#define ONCE(bit) \
+    if (repeated(L, seen, 1u << (bit), k)) \
+        return true
+
 /* One field of a step; false if the key is not a known one. */
 static bool lower_step_field(lower *L, rz__step *s, cJSON *obj, cJSON *c,
-                             bool id_from_key)
+                             bool id_from_key, unsigned *seen)
 {
     const char *k = c->string;
     switch (k[0]) {
     case 'c':
         if (strcmp(k, "config") == 0) {
+            ONCE(0);
             if (cJSON_IsObject(c))
                 s->config = take(L, obj, c);
             else
@@ -410,51 +426,60 @@ static bool lower_step_field(lower *L, rz__step *s, cJSON *obj, cJSON *c,
             return true;
         }
         if (strcmp(k, "credentials") == 0) {
+            ONCE(1);
             lower_creds(L, s, c);
             return true;
         }
         return false;
     case 'i':
         if (strcmp(k, "id") == 0) {
+            ONCE(2);
             if (!id_from_key)
                 s->id = want_string(L, c, k, true);
             return true;
         }
         if (strcmp(k, "inputs") == 0) {
+            ONCE(3);
             lower_inputs(L, s, c);
             return true;
         }
         return false;
     case 'm':
         if (strcmp(k, "module") == 0) {
+            ONCE(4);
             lower_module(L, s, c);
             return true;
         }
         if (strcmp(k, "moduleId") == 0) {
+            ONCE(5);
             s->module_id = want_string(L, c, k, false);
             if (s->module_id && !s->module_id[0])
                 bad(L, RZ_EINVALID, k, NULL, "'moduleId' must not be empty");
             return true;
         }
         if (strcmp(k, "moduleVersion") == 0) {
+            ONCE(6);
             s->module_spec = want_string(L, c, k, true);
             return true;
         }
         return false;
     case 'n':
         if (strcmp(k, "needs") == 0) {
+            ONCE(7);
             lower_needs(L, s, c);
             return true;
         }
         return false;
     case 'o':
         if (strcmp(k, "on_failure") == 0) {
+            ONCE(8);
             lower_on_failure(L, s, c);
             return true;
         }
         return false;
     case 'p':
         if (strcmp(k, "position") == 0) {
+            ONCE(9);
             if (cJSON_IsObject(c))
                 s->position = take(L, obj, c);
             else
@@ -465,18 +490,21 @@ static bool lower_step_field(lower *L, rz__step *s, cJSON *obj, cJSON *c,
         return false;
     case 'r':
         if (strcmp(k, "retry") == 0) {
+            ONCE(10);
             lower_retry(L, s, c);
             return true;
         }
         return false;
     case 't':
         if (strcmp(k, "timeout_s") == 0) {
+            ONCE(11);
             want_u32(L, c, k, NULL, 0, &s->timeout_s);
             return true;
         }
         return false;
     case 'w':
         if (strcmp(k, "when") == 0) {
+            ONCE(12);
             lower_when(L, s, c);
             return true;
         }
@@ -502,11 +530,12 @@ static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
             key_id ? "a step" : "a node", type_name(obj));
         return;
     }
+    unsigned seen = 0;
     for (cJSON *c = obj->child, *next; c; c = next) {
         next = c->next;
         if (cJSON_IsNull(c))
             continue;   /* an empty field is an absent one */
-        if (!lower_step_field(L, s, obj, c, key_id != NULL))
+        if (!lower_step_field(L, s, obj, c, key_id != NULL, &seen))
             keep_extra(L, &s->extra, obj, c);
     }
     if (!s->id)
@@ -649,7 +678,7 @@ static void lower_input_decl(lower *L, rz__flow_input *in, cJSON *decl)
             else
                 bad(L, RZ_EINVALID, k, NULL, "'required' must be true or false");
         } else if (strcmp(k, "default") == 0) {
-            if (!cJSON_IsNull(c))
+            if (!cJSON_IsNull(c) && !in->def)
                 in->def = take(L, decl, c);
         } else if (strcmp(k, "description") == 0) {
             if (!cJSON_IsString(c) && !cJSON_IsNull(c))
