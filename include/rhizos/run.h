@@ -4,6 +4,16 @@
  * any monotonic clock) and reports what its executors did. The machine says
  * which steps may start, wires upstream outputs into inputs, evaluates `when`,
  * schedules retries with backoff, expires timeouts and applies on_failure.
+ *
+ * Rules: a step is examined once every dependency has settled; its `when`
+ * is then evaluated (false: SKIPPED). A step with a dependency that was
+ * skipped, cancelled, or failed with on_failure: fail is SKIPPED at once,
+ * and so on downstream; a dependency that failed with on_failure: continue
+ * counts as done and its outputs are absent (expressions see null).
+ * Independent branches keep running after a failure. The run is done when
+ * every step has settled: CANCELLED if cancelled, else FAILED if a step
+ * failed with on_failure: fail, else SUCCEEDED. Every call is O(what it
+ * touches); a whole run is O(steps + edges).
  */
 #ifndef RHIZOS_RUN_H
 #define RHIZOS_RUN_H
@@ -48,18 +58,28 @@ RZ_EXTERN int rz_run_new(rz_run **out, const rz_flow *flow,
 RZ_EXTERN void rz_run_free(rz_run *run);
 
 /* Fill `steps` with up to `cap` steps that may start at `now_ms`; returns how
- * many there are in all (which may exceed cap). Promotes due retries. */
+ * many there are in all (which may exceed cap). Promotes due retries. Steps
+ * are listed in the order they became ready. */
 RZ_EXTERN size_t rz_run_ready(rz_run *run, uint64_t now_ms, size_t *steps,
                               size_t cap);
 /* READY -> RUNNING; counts an attempt. */
 RZ_EXTERN int rz_run_start(rz_run *run, size_t step, uint64_t now_ms);
-/* The job request of a started step: {"inputs":{...},"config":{...}} with
- * expressions resolved. Release with rz_free. */
+/* The job request of a ready or started step: {"inputs":{...},"config":{...}}
+ * with every ${{ }} in `inputs` and in `config` strings resolved (nested
+ * objects and arrays too); builder connections feed the source step's
+ * output port into the input port (left out if the source produced none),
+ * then the step's own `inputs` are applied over them. RZ_EEXPR if an
+ * expression cannot be evaluated. Release with rz_free. */
 RZ_EXTERN int rz_run_request(const rz_run *run, size_t step, char **out);
-/* RUNNING -> SUCCEEDED with a JSON object of outputs (NULL: {}). */
+/* RUNNING -> SUCCEEDED with a JSON object of outputs (NULL: {}). Outputs
+ * that are not a JSON object fail the step as rz_run_fail would (retrying
+ * if attempts remain; the step's error says why) and return RZ_EINVALID. */
 RZ_EXTERN int rz_run_succeed(rz_run *run, size_t step, const char *outputs_json,
                              uint64_t now_ms);
-/* RUNNING -> BACKOFF (if attempts remain) or FAILED; `reason` is copied. */
+/* RUNNING -> BACKOFF (if attempts remain and the run is not cancelled) or
+ * FAILED; `reason` (NULL: "failed") is copied. The retry after failed
+ * attempt n falls due initial_ms later (fixed) or initial_ms * 2^(n-1)
+ * capped at max_ms (exponential). */
 RZ_EXTERN int rz_run_fail(rz_run *run, size_t step, const char *reason,
                           uint64_t now_ms);
 /* Fail every RUNNING step whose timeout has passed at `now_ms`; their indices
@@ -70,7 +90,8 @@ RZ_EXTERN size_t rz_run_tick(rz_run *run, uint64_t now_ms, size_t *expired,
  * expires); UINT64_MAX if nothing is scheduled. */
 RZ_EXTERN uint64_t rz_run_next_wakeup(const rz_run *run);
 /* Cancel: pending/ready/backoff steps become CANCELLED; running ones are left
- * for the caller to stop and report. */
+ * for the caller to stop and report (no retries after this). RZ_ESTATE once
+ * the run is done; cancelling twice is fine. */
 RZ_EXTERN int rz_run_cancel(rz_run *run, uint64_t now_ms);
 
 RZ_EXTERN rz_run_state rz_run_state_get(const rz_run *run);
@@ -79,11 +100,14 @@ RZ_EXTERN const char *rz_run_id(const rz_run *run);
 RZ_EXTERN const rz_flow *rz_run_flow(const rz_run *run);
 RZ_EXTERN rz_step_state rz_run_step_state(const rz_run *run, size_t step);
 RZ_EXTERN uint32_t rz_run_step_attempts(const rz_run *run, size_t step);
-/* Borrowed, valid until the step changes state; NULL if none. */
+/* Why the step failed or was skipped. Borrowed, valid until the step changes
+ * state; NULL if none. */
 RZ_EXTERN const char *rz_run_step_error(const rz_run *run, size_t step);
 
 /* {"id","flow","status","steps":{"<id>":{"status","attempts","outputs",
- *  "error"?}},"outputs":{<final steps' outputs>}}. Release with rz_free. */
+ *  "error"?}},"outputs":{"<id>":{...}}}: "outputs" holds the outputs of each
+ * final step (one no step depends on) that succeeded, by step id. Release
+ * with rz_free. */
 RZ_EXTERN int rz_run_to_json(const rz_run *run, char **out);
 /* Outputs of one step as a JSON object ("{}" if none). Release with rz_free. */
 RZ_EXTERN int rz_run_step_outputs(const rz_run *run, size_t step, char **out);
