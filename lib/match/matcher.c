@@ -38,7 +38,7 @@ typedef struct group {
     uint32_t n, leaves;
     uint32_t *node;                    /* candidates in policy order */
     uint64_t *elig;                    /* GPUs of each that suit the job */
-    uint64_t *cost;                    /* estimated cents on each */
+    unsigned __int128 *rate;           /* hourly rate on each (x 1024) */
     uint32_t *tree;                    /* 2 x leaves; [1] is the root */
 } group;
 
@@ -83,7 +83,7 @@ static void group_free(group *g)
     free(g->sig);
     free(g->node);
     free(g->elig);
-    free(g->cost);
+    free(g->rate);
     free(g->tree);
 }
 
@@ -337,7 +337,7 @@ static bool static_fit(const mnode *n, const rz_reqs *r, uint64_t *elig)
     const rz_reqs_info *q = &r->info;
     const rz_caps_info *c = &n->caps->info;
     if (n->removed || n->cores_total < q->cpu_cores || n->mem_total < q->memory_mb ||
-        n->disk_total < q->storage_gb || !rz__match_static(n->caps, r))
+        n->disk_total < q->storage_gb || n->n_gpus < q->gpu_count)
         return false;
     uint64_t e = 0;
     if (q->gpu_count)
@@ -345,7 +345,8 @@ static bool static_fit(const mnode *n, const rz_reqs *r, uint64_t *elig)
             if (rz__gpu_ok(&c->gpus[i], q))
                 e |= UINT64_C(1) << i;
     *elig = e;
-    return (uint32_t)__builtin_popcountll(e) >= q->gpu_count;
+    /* The string comparisons last: most nodes fail on numbers first. */
+    return (uint32_t)__builtin_popcountll(e) >= q->gpu_count && rz__match_static(n->caps, r);
 }
 
 static int add_memb(mnode *n, uint32_t gi, uint32_t pos)
@@ -371,14 +372,14 @@ static int group_fill(rz_matcher *m, group *g, const cand *cs, uint32_t gi,
     size_t n = g->n ? g->n : 1;
     g->node = malloc(n * sizeof *g->node);
     g->elig = malloc(n * sizeof *g->elig);
-    g->cost = malloc(n * sizeof *g->cost);
+    g->rate = malloc(n * sizeof *g->rate);
     g->tree = calloc(2 * (size_t)g->leaves, sizeof *g->tree);
-    if (!g->node || !g->elig || !g->cost || !g->tree)
+    if (!g->node || !g->elig || !g->rate || !g->tree)
         return rz__error(RZ_ENOMEM, "out of memory");
     for (uint32_t p = 0; p < g->n; p++) {
         g->node[p] = cs[p].node;
         g->elig[p] = cs[p].elig;
-        g->cost[p] = rz__match_cost(cs[p].rate, r->info.estimate_ms);
+        g->rate[p] = cs[p].rate;
         g->tree[g->leaves + p] = key_of(m, &m->nodes[cs[p].node], g, cs[p].elig);
         if (add_memb(&m->nodes[cs[p].node], gi, p) != RZ_OK)
             return RZ_ENOMEM;
@@ -531,7 +532,7 @@ int rz_matcher_place(rz_matcher *m, const rz_reqs *r, rz_placement *out)
     n->jobs++;
     out->node = ni;
     out->node_id = n->caps->info.id;
-    out->cost_cents = g->cost[pos];
+    out->cost_cents = rz__match_cost(g->rate[pos], r->info.estimate_ms);
     out->ticket = ((uint64_t)v->gen << 32) | (slot + 1);
     refresh(m, ni);   /* last: may touch every group */
     m->stats.placements++;

@@ -194,7 +194,9 @@ static int make_sig(rz_reqs *r)
                    r->gpu_vendor, i->gpu_cc_major, i->gpu_cc_minor,
                    (unsigned long long)i->storage_gb, strlen(r->region), r->region,
                    i->min_reputation, (unsigned long long)i->max_cost_cents,
-                   (unsigned long long)i->estimate_ms);
+                   /* The estimate only constrains with a cost limit; the
+                    * cost itself is computed per placement. */
+                   (unsigned long long)(i->max_cost_cents == UINT64_MAX ? 0 : i->estimate_ms));
     for (size_t k = 0; k < r->features.n; k++)
         rz__buf_printf(&b, "f%zu:%s", strlen(r->features.v[k]), r->features.v[k]);
     for (size_t k = 0; k < r->labels.n; k++)
