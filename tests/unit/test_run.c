@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "flow/model.h"
+#include "module/module_impl.h"
 #include "rhizos/run.h"
 
 static rz_flow *parse(const char *src, rz_format fmt)
@@ -335,6 +336,34 @@ static void test_timeout(void **state)
     assert_int_equal(rz_run_tick(r, 999999, exp, 4), 0);
     assert_int_equal(rz_run_step_state(r, c), RZ_STEP_RUNNING);
     assert_int_equal(rz_run_succeed(r, c, "{}", 999999), RZ_OK);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* Without its own timeout_s a step takes its module's exec.timeout_s. */
+static void test_module_timeout(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: modt\nsteps:\n"
+                      "  a: {module: m}\n"
+                      "  b: {module: m, timeout_s: 9}\n");
+    struct rz_module m = {0};
+    m.timeout_s = 4;
+    f->steps[0].module = &m;
+    f->steps[1].module = &m;
+    rz_run *r = start_run(f, NULL);
+    assert_int_equal(rz_run_start(r, S(r, "a"), 100), RZ_OK);
+    assert_int_equal(rz_run_start(r, S(r, "b"), 100), RZ_OK);
+    assert_int_equal(rz_run_next_wakeup(r), 4100);
+    size_t exp[2];
+    assert_int_equal(rz_run_tick(r, 4100, exp, 2), 1);
+    assert_int_equal(exp[0], S(r, "a"));
+    assert_string_equal(rz_run_step_error(r, S(r, "a")), "timed out after 4 s");
+    assert_int_equal(rz_run_next_wakeup(r), 9100);
+    assert_int_equal(rz_run_tick(r, 9100, exp, 2), 1);
+    assert_string_equal(rz_run_step_error(r, S(r, "b")), "timed out after 9 s");
+    assert_true(rz_run_done(r));
     assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
     rz_run_free(r);
     rz_flow_free(f);
@@ -683,6 +712,28 @@ static void test_refused_flows(void **state)
     assert_null(r);
     assert_non_null(strstr(rz_error_last()->message, "a -> b -> a"));
     rz_flow_free(f);
+
+    /* Unvalidated flows with malformed expressions: refused with RZ_EEXPR
+     * up front for `when`, at request time for inputs and config. */
+    f = yaml("flux: 1\nname: badwhen\nsteps:\n"
+             "  a: {module: noop, when: \"(1 ==\"}\n");
+    r = (rz_run *)&r;
+    assert_int_equal(rz_run_new(&r, f, NULL, NULL, 0), RZ_EEXPR);
+    assert_null(r);
+    assert_non_null(strstr(rz_error_last()->message, "step 'a': when:"));
+    rz_flow_free(f);
+    f = yaml("flux: 1\nname: badin\nsteps:\n"
+             "  a:\n    module: noop\n    inputs: {x: \"${{ 1 == }}\"}\n"
+             "  b:\n    module: noop\n    config: {deep: [\"${{ && }}\"]}\n");
+    r = start_run(f, NULL);
+    char *req = (char *)&req;
+    assert_int_equal(rz_run_request(r, S(r, "a"), &req), RZ_EEXPR);
+    assert_null(req);
+    assert_non_null(strstr(rz_error_last()->message, "step 'a': input 'x':"));
+    assert_int_equal(rz_run_request(r, S(r, "b"), &req), RZ_EEXPR);
+    assert_non_null(strstr(rz_error_last()->message, "step 'b': config:"));
+    rz_run_free(r);
+    rz_flow_free(f);
 }
 
 int main(void)
@@ -695,6 +746,7 @@ int main(void)
         cmocka_unit_test(test_retry_fixed),
         cmocka_unit_test(test_retry_exponential_capped),
         cmocka_unit_test(test_timeout),
+        cmocka_unit_test(test_module_timeout),
         cmocka_unit_test(test_when_false_skips_downstream),
         cmocka_unit_test(test_when_true_and_inputs),
         cmocka_unit_test(test_skip_long_chain),
