@@ -16,8 +16,11 @@ extern "C" {
 
 typedef struct rz_plan rz_plan;
 
-/* Plan a flow. A cycle is RZ_ECYCLE with the whole cycle named in `diags`
- * ("a -> b -> c -> a"). The flow must outlive the plan. */
+/* Plan a flow (linking it first if needed). A cycle is RZ_ECYCLE with one
+ * diagnostic per disjoint cycle naming it whole, "cycle: a -> b -> c -> a",
+ * starting and located at its earliest step in the document (very long
+ * cycles are shortened in the middle). The flow must outlive the plan.
+ * O(steps + edges) time and memory, no recursion. */
 RZ_EXTERN int rz_plan_build(rz_plan **out, const rz_flow *flow, rz_diags *diags);
 RZ_EXTERN void rz_plan_free(rz_plan *plan);
 
