@@ -21,6 +21,9 @@ typedef struct cli {
     bool reveal;                  /* --reveal */
     const char *nodes;            /* --nodes FILE */
     const char *policy;           /* --policy P */
+    const char *trusted[16];      /* --trusted-publisher KEY (repeatable) */
+    size_t n_trusted;
+    const char *prices;           /* --prices FILE (estimate tables) */
     const char *data_dir;         /* NULL: default */
     const char *format;           /* export format, NULL: json */
     const char *modules[32];      /* --modules, in order given */

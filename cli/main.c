@@ -50,7 +50,7 @@ static void usage(FILE *out)
 
 enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_NO_SANDBOX, OPT_FORMAT, OPT_ORCH, OPT_KEY, OPT_VAULT, OPT_TYPE,
-       OPT_REVEAL, OPT_NODES, OPT_POLICY };
+       OPT_REVEAL, OPT_NODES, OPT_POLICY, OPT_TRUSTED, OPT_PRICES };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -67,6 +67,8 @@ static const struct option long_opts[] = {
     { "reveal", no_argument, NULL, OPT_REVEAL },
     { "nodes", required_argument, NULL, OPT_NODES },
     { "policy", required_argument, NULL, OPT_POLICY },
+    { "trusted-publisher", required_argument, NULL, OPT_TRUSTED },
+    { "prices", required_argument, NULL, OPT_PRICES },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -101,6 +103,14 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_REVEAL: c->reveal = true; break;
         case OPT_NODES: c->nodes = optarg; break;
         case OPT_POLICY: c->policy = optarg; break;
+        case OPT_TRUSTED:
+            if (c->n_trusted == sizeof c->trusted / sizeof c->trusted[0]) {
+                fprintf(stderr, "rhizos: too many --trusted-publisher\n");
+                return -1;
+            }
+            c->trusted[c->n_trusted++] = optarg;
+            break;
+        case OPT_PRICES: c->prices = optarg; break;
         case OPT_NO_SANDBOX: c->no_sandbox = true; break;
         case OPT_FORMAT: c->format = optarg; break;
         case OPT_ORCH: c->orchestrator = optarg; break;
