@@ -193,8 +193,35 @@ static void parser_error(rz__load *ld, const yaml_parser_t *p)
                          NULL, "YAML syntax error: %s", p->problem ? p->problem : "error");
 }
 
+/* libyaml's scanner slows down quadratically with flow nesting ("[[[["),
+ * so deep bracket runs are refused before it sees them. Brackets are
+ * counted everywhere, quoted or not: a legitimate document never holds a
+ * thousand unbalanced ones, and a hostile one cannot hide them in quotes. */
+#define YAML_MAX_BRACKETS 1000
+
+static bool brackets_ok(rz__load *ld, const char *s, size_t len)
+{
+    size_t depth = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '[' || s[i] == '{') {
+            if (++depth > YAML_MAX_BRACKETS) {
+                uint32_t line, column;
+                rz__text_position(s, len, i, &line, &column);
+                rz__load_diag_at(ld, RZ_ETOOBIG, line, column, NULL,
+                                 "nesting deeper than %d levels", RZ_FLOW_MAX_DEPTH);
+                return false;
+            }
+        } else if ((s[i] == ']' || s[i] == '}') && depth) {
+            depth--;
+        }
+    }
+    return true;
+}
+
 cJSON *rz__yaml_tree(rz__load *ld, const void *data, size_t len)
 {
+    if (!brackets_ok(ld, data, len))
+        return NULL;
     yaml_parser_t parser;
     yaml_document_t *doc = calloc(1, sizeof *doc);
     if (!doc || !yaml_parser_initialize(&parser)) {
