@@ -521,21 +521,23 @@ static void resolve_module(vctx *v, rz__step *s)
     const char *mod_sfx = v->f->builder ? "/moduleId" : "/module";
     const char *ver_sfx = v->f->builder ? "/moduleVersion" : "/module";
     const rz_module *m;
+    /* "chain://<id>[@<spec>]" resolves through the same registries. */
     int rc = rz_registry_resolve(v->reg, s->module_id, s->module_spec, &m);
     if (rc == RZ_OK) {
         s->module = m;
         return;
     }
+    const char *id = rz__module_ref_id(s->module_id);
     char hint[160], versions[512];
     if (rc == RZ_ENOENT) {
         report(v, RZ_EMODULE, s->ptr, mod_sfx, "unknown module '%s'%s",
-               s->module_id, hint_module(v, s->module_id, hint, sizeof hint));
+               s->module_id, hint_module(v, id, hint, sizeof hint));
     } else if (rc == RZ_EINVAL) {
         report(v, RZ_EMODULE, s->ptr, ver_sfx, "malformed version '%s' of "
                "module '%s' (expected 1.2.3, 1.2, 1, ^1.2 or ~1.2.3)",
                s->module_spec, s->module_id);
     } else if (rc == RZ_EMODULE) {
-        list_versions(v, s->module_id, versions, sizeof versions);
+        list_versions(v, id, versions, sizeof versions);
         report(v, RZ_EMODULE, s->ptr, ver_sfx, "no version of module '%s' "
                "matches '%s' (available: %s)", s->module_id,
                s->module_spec ? s->module_spec : "", versions);
