@@ -503,15 +503,43 @@ static int parse_text(mctx *c, cJSON **out)
     return RZ_EMANIFEST;
 }
 
+int rz__module_load_text(rz_module **out, const char *file, const char *text,
+                         size_t len, const char *dir, rz_diags *diags)
+{
+    *out = NULL;
+    mctx c = {.file = file, .text = text, .len = len, .diags = diags};
+    cJSON *root = NULL;
+    int rc;
+    rz_module *m = calloc(1, sizeof *m);
+    if (!m) {
+        rc = RZ_ENOMEM;
+    } else if ((rc = parse_text(&c, &root)) == RZ_OK) {
+        m->manifest = root;
+        m->dir = dir ? rz__strdup(dir) : NULL;
+        m->origin = rz__strdup(file);
+        rc = (dir && !m->dir) || !m->origin ? RZ_ENOMEM : load_fields(&c, root, m);
+        if (rc == RZ_OK && c.errors)
+            rc = RZ_EMANIFEST;
+    }
+    if (rc == RZ_ENOMEM)
+        rz__error(RZ_ENOMEM, "out of memory");
+    if (rc != RZ_OK) {
+        rz__module_free(m);
+        return rc;
+    }
+    *out = m;
+    return RZ_OK;
+}
+
 int rz__module_load(rz_module **out, const char *dir, rz_diags *diags)
 {
     *out = NULL;
     char *file = rz__asprintf("%s/module.json", dir);
     if (!file)
         return rz__error(RZ_ENOMEM, "out of memory");
-    mctx c = {.file = file, .diags = diags};
     char *text = NULL;
-    int rc = rz__read_file(file, MANIFEST_MAX_BYTES, &text, &c.len);
+    size_t len = 0;
+    int rc = rz__read_file(file, MANIFEST_MAX_BYTES, &text, &len);
     if (rc != RZ_OK) {
         if (rc == RZ_ETOOBIG)
             rz__diag(diags, RZ_SEV_ERROR, RZ_EMANIFEST, file, 0, 0, "",
@@ -523,28 +551,10 @@ int rz__module_load(rz_module **out, const char *dir, rz_diags *diags)
         free(file);
         return rc == RZ_ENOMEM ? rc : RZ_EMANIFEST;
     }
-    c.text = text;
-    cJSON *root = NULL;
-    rz_module *m = calloc(1, sizeof *m);
-    if (!m) {
-        rc = rz__error(RZ_ENOMEM, "out of memory");
-    } else if ((rc = parse_text(&c, &root)) == RZ_OK) {
-        m->manifest = root;
-        m->dir = rz__strdup(dir);
-        rc = m->dir ? load_fields(&c, root, m) : RZ_ENOMEM;
-        if (rc == RZ_OK && c.errors)
-            rc = RZ_EMANIFEST;
-    }
-    if (rc == RZ_ENOMEM)
-        rz__error(RZ_ENOMEM, "out of memory");
+    rc = rz__module_load_text(out, file, text, len, dir, diags);
     free(text);
     free(file);
-    if (rc != RZ_OK) {
-        rz__module_free(m);
-        return rc;
-    }
-    *out = m;
-    return RZ_OK;
+    return rc;
 }
 
 static void free_ports(rz__port *p, size_t n)
@@ -565,6 +575,8 @@ void rz__module_free(rz_module *m)
     free(m->name);
     free(m->description);
     free(m->dir);
+    free(m->origin);
+    free(m->publisher);
     cJSON_Delete(m->manifest);
     free_ports(m->inputs, m->n_inputs);
     free_ports(m->outputs, m->n_outputs);
@@ -641,6 +653,22 @@ static int sort_keys(cJSON *v)
     return RZ_OK;
 }
 
+int rz__manifest_canonical(const cJSON *manifest, char **out)
+{
+    *out = NULL;
+    cJSON *copy = cJSON_Duplicate(manifest, true);
+    if (copy)
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, "signature");
+    char *s = NULL;
+    if (copy && sort_keys(copy) == RZ_OK)
+        s = cJSON_PrintUnformatted(copy);
+    cJSON_Delete(copy);
+    if (!s)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    *out = s;
+    return RZ_OK;
+}
+
 int rz_module_manifest_json(const rz_module *m, char **out)
 {
     if (!out)
@@ -658,3 +686,6 @@ int rz_module_manifest_json(const rz_module *m, char **out)
     *out = s;
     return RZ_OK;
 }
+
+const char *rz_module_origin(const rz_module *m) { return m ? m->origin : NULL; }
+const char *rz_module_publisher(const rz_module *m) { return m ? m->publisher : NULL; }

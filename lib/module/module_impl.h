@@ -38,6 +38,10 @@ struct rz_module {
     bool network;               /* exec.network: wants network in the sandbox */
     uint32_t timeout_s;         /* exec.timeout_s default, 0 none */
     uint32_t memory_mb;         /* requirements.memory_mb, 0 unknown */
+    /* Where it came from: the module.json path, or the URL of a manifest
+     * served by an HTTP index (then `dir` is NULL). */
+    char *origin;
+    char *publisher;            /* hex key of a verified signature, or NULL */
 };
 
 /* Port lookup by name; NULL if the module has none. */
@@ -70,10 +74,52 @@ RZ_HIDDEN bool rz__verspec_match(const rz__verspec *s, const uint32_t v[3]);
  * RZ_EMANIFEST with FILE:LINE:COLUMN; returns RZ_EMANIFEST (or RZ_ENOMEM). */
 RZ_HIDDEN int rz__module_load(rz_module **out, const char *dir, rz_diags *diags);
 RZ_HIDDEN void rz__module_free(rz_module *m);
+/* The same from text already in memory; `file` names it in diagnostics and
+ * `dir` (may be NULL: a remote manifest) is the folder for ./ commands. */
+RZ_HIDDEN int rz__module_load_text(rz_module **out, const char *file,
+                                   const char *text, size_t len,
+                                   const char *dir, rz_diags *diags);
+/* Canonical form of a manifest for signing: keys sorted at every level, no
+ * whitespace, the top-level "signature" member left out. Release with free. */
+RZ_HIDDEN int rz__manifest_canonical(const cJSON *manifest, char **out);
+
+/* ---- Signatures (sign.c) ----
+ * Check the "signature" of a loaded manifest. RZ_OK and *publisher (hex,
+ * malloc'd; NULL when unsigned) when it is absent or valid; RZ_EAUTH with
+ * rz_error_last() set when it is malformed or does not verify. */
+RZ_HIDDEN int rz__manifest_check_sig(const cJSON *manifest, char **publisher);
+/* RZ_OK when `trusted` is empty or the module's verified publisher is in
+ * it; RZ_EAUTH (rz_error_last() set) otherwise. */
+RZ_HIDDEN int rz__registry_trust_check(const rz_module *m,
+                                       const char *const *trusted,
+                                       size_t n_trusted);
+/* Decode a 32-byte public key given as 64 hex digits or base64. */
+RZ_HIDDEN int rz__pubkey_decode(const char *text, unsigned char pk[32]);
+
+/* ---- HTTP (http.c) ----
+ * GET `url` (http or https only) through the on-disk cache of `cache_dir`
+ * with ETag revalidation. On a failed fetch with a cached copy, the copy is
+ * returned and *stale set with the reason in rz_error_last(). Without one:
+ * RZ_EIO (unreachable, HTTP error), RZ_ETOOBIG (over `max`), RZ_EINVAL (a
+ * URL that is not http/https). The body is NUL-terminated; free it. */
+typedef struct rz__fetch {
+    char *body;
+    size_t len;
+    bool stale;             /* served from the cache after a failed fetch */
+    bool from_cache;        /* 304 or stale */
+    char reason[256];       /* why the fetch failed when stale */
+} rz__fetch;
+RZ_HIDDEN int rz__http_fetch(const char *url, const char *cache_dir,
+                             size_t max, long timeout_ms, rz__fetch *out);
+RZ_HIDDEN bool rz__is_url(const char *s);
+/* $XDG_CACHE_HOME/rhizos/registry, else ~/.cache/rhizos/registry; malloc'd. */
+RZ_HIDDEN char *rz__registry_default_cache(void);
 
 /* ---- Registry (registry.c) ----
  * Index of the first module with `id` in rz_registry_get() order and how many
  * versions it has (ascending), or RZ_NPOS and 0. O(1). */
+/* `ref` past a "chain://" prefix (the reference itself when it has none). */
+RZ_HIDDEN const char *rz__module_ref_id(const char *ref);
 RZ_HIDDEN size_t rz__registry_find(const rz_registry *reg, const char *id,
                                    size_t *count);
 

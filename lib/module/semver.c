@@ -90,7 +90,15 @@ bool rz__verspec_match(const rz__verspec *s, const uint32_t v[3])
                 return false;
         return true;
     case RZ_SPEC_CARET:
-        return v[0] == s->v[0] && rz__semver_cmp(v, s->v) >= 0;
+        /* npm and Cargo: below 1.0.0 the first non-zero written part is
+         * the one that must not change ("^0.2" < 0.3.0, "^0.0.3" = 0.0.3). */
+        if (v[0] != s->v[0] || rz__semver_cmp(v, s->v) < 0)
+            return false;
+        if (s->v[0] == 0 && s->n >= 2 && v[1] != s->v[1])
+            return false;
+        if (s->v[0] == 0 && s->v[1] == 0 && s->n == 3 && v[2] != s->v[2])
+            return false;
+        return true;
     case RZ_SPEC_TILDE:
         /* "~1" pins only the major, as npm does. */
         if (v[0] != s->v[0] || (s->n >= 2 && v[1] != s->v[1]))
