@@ -81,7 +81,8 @@ static int cmp_mod(const void *a, const void *b)
 /* Sort and rebuild the id index; run once per folder, not per module. */
 static int reindex(rz_registry *reg)
 {
-    qsort(reg->mods, reg->len, sizeof *reg->mods, cmp_mod);
+    if (reg->len > 1)   /* qsort must not see the NULL of an empty list */
+        qsort(reg->mods, reg->len, sizeof *reg->mods, cmp_mod);
     rz__map_free(&reg->by_id);
     if (rz__map_init(&reg->by_id, reg->len) != RZ_OK)
         return rz__error(RZ_ENOMEM, "out of memory");
