@@ -45,8 +45,9 @@ void cli_vault_usage(void);
 int cli_ledger(cli *c, const char *verb);
 void cli_ledger_usage(void);
 
-/* A registry of --modules, $RHIZOS_MODULES and the default examples/modules.
- * Problems are printed; returns NULL only when out of memory. */
+/* A registry of --modules, $RHIZOS_MODULES and the default examples/modules,
+ * trusting --trusted-publisher keys. Problems are printed; returns NULL when
+ * out of memory or a trusted key is malformed. */
 rz_registry *cli_registry(const cli *c);
 /* The data directory: --data, else $XDG_DATA_HOME/rhizos, else
  * ~/.local/share/rhizos. Returns a malloc'd string. */

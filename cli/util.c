@@ -47,11 +47,21 @@ rz_registry *cli_registry(const cli *c)
         rz_registry_free(reg);
         return NULL;
     }
-    /* Folders added first win for an identical id@version: the user's own
-     * --modules, then the environment, then the examples. */
+    /* Trust first: it applies to the modules added after it. */
+    for (size_t i = 0; i < c->n_trusted; i++)
+        if (rz_registry_trust(reg, c->trusted[i]) != RZ_OK) {
+            fprintf(stderr, "rhizos: --trusted-publisher: %s\n",
+                    rz_error_last()->message);
+            rz_diags_free(d);
+            rz_registry_free(reg);
+            return NULL;
+        }
+    /* Registries added first win for an identical id@version: the user's
+     * own --modules (folders or http(s) index URLs), then the environment,
+     * then the examples. */
     for (size_t i = 0; i < c->n_modules; i++)
-        if (rz_registry_add_dir(reg, c->modules[i], d) != RZ_OK)
-            fprintf(stderr, "rhizos: warning: module folder %s: %s\n",
+        if (rz_registry_add(reg, c->modules[i], d) != RZ_OK)
+            fprintf(stderr, "rhizos: warning: module registry %s: %s\n",
                     c->modules[i], rz_error_last()->message);
     const char *env = getenv("RHIZOS_MODULES");
     if (env && *env)
