@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "module/module_impl.h"
+#include "rhizos/schema.h"
 
 #define MANIFEST_MAX_BYTES (4u * 1024u * 1024u)
 
@@ -577,6 +578,7 @@ void rz__module_free(rz_module *m)
     free(m->dir);
     free(m->origin);
     free(m->publisher);
+    rz_schema_free(m->schema_cache);
     cJSON_Delete(m->manifest);
     free_ports(m->inputs, m->n_inputs);
     free_ports(m->outputs, m->n_outputs);

@@ -42,6 +42,9 @@ struct rz_module {
      * served by an HTTP index (then `dir` is NULL). */
     char *origin;
     char *publisher;            /* hex key of a verified signature, or NULL */
+    /* The compiled `config` schema (an rz_schema), built on first use by the
+     * flow validator and freed with the module. */
+    void *schema_cache;
 };
 
 /* Port lookup by name; NULL if the module has none. */
