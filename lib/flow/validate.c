@@ -21,6 +21,7 @@
 #include "flow/loader.h"
 #include "flow/model.h"
 #include "module/module_impl.h"
+#include "schema/schema_impl.h"
 
 /* Suggestions compare against every step id; above this many steps the
  * quadratic worst case is not worth a hint. */
@@ -252,17 +253,6 @@ static void pointer_token(rz__buf *b, const char *s)
         else
             rz__buf_append(b, s, 1);
     }
-}
-
-static char *pointer_join(const char *base, const char *a, const char *b)
-{
-    rz__buf buf = {0};
-    rz__buf_puts(&buf, base ? base : "");
-    if (a)
-        pointer_token(&buf, a);
-    if (b)
-        pointer_token(&buf, b);
-    return rz__buf_take(&buf);
 }
 
 /* ---- Suggestions ---- */
@@ -933,125 +923,119 @@ static void check_creds(vctx *v, size_t i)
     }
 }
 
-/* ---- Config against the module's JSON Schema (basic keywords) ---- */
+/* ---- Config against the module's JSON Schema (lib/schema) ---- */
 
-static bool schema_type_ok(const cJSON *x, const cJSON *type, char *want, size_t cap)
-{
-    if (cJSON_IsString(type)) {
-        snprintf(want, cap, "%s", type->valuestring);
-        return json_has_type(x, type->valuestring);
-    }
-    if (!cJSON_IsArray(type))
-        return true;
-    rz__buf b = {0};
-    bool ok = false;
-    const cJSON *t;
-    cJSON_ArrayForEach(t, type) {
-        if (!cJSON_IsString(t))
-            continue;
-        ok = ok || json_has_type(x, t->valuestring);
-        rz__buf_printf(&b, "%s%s", b.len ? " or " : "", t->valuestring);
-    }
-    snprintf(want, cap, "%s", b.data ? b.data : "");
-    rz__buf_free(&b);
-    return ok || !cJSON_GetArraySize(type);
-}
-
-static bool enum_ok(const cJSON *x, const cJSON *en)
-{
-    if (!cJSON_IsArray(en))
-        return true;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, en)
-        if (cJSON_Compare(x, e, true))
-            return true;
-    return false;
-}
-
-static void config_value(vctx *v, size_t i, const char *key, const cJSON *x,
-                         const cJSON *prop)
+/* The module's compiled config schema, built once per module and kept on
+ * it. A racing validator may compile it too: the first to publish wins and
+ * the other frees its copy. NULL when the module has no schema or it does
+ * not compile (reported at the step). */
+static const rz_schema *module_schema(vctx *v, size_t i)
 {
     const rz__step *s = &v->f->steps[i];
-    if (!cJSON_IsObject(prop) || has_expr(x))
-        return;
-    char *ptr = pointer_join(s->ptr, "config", key);
+    rz_module *m = (rz_module *)s->module;
+    void *have = __atomic_load_n(&m->schema_cache, __ATOMIC_ACQUIRE);
+    if (have)
+        return have;
+    rz_schema *sc;
+    int rc = rz__schema_compile(&sc, m->config);
+    if (rc == RZ_ENOMEM) {
+        v->oom = RZ_ENOMEM;
+        return NULL;
+    }
+    if (rc != RZ_OK) {
+        report(v, RZ_EMANIFEST, s->ptr, NULL, "module %s has an invalid config "
+               "schema: %s", m->id, rz_error_last()->message);
+        return NULL;
+    }
+    void *none = NULL;
+    if (!__atomic_compare_exchange_n(&m->schema_cache, &none, sc, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        rz_schema_free(sc);
+        return none;
+    }
+    return sc;
+}
+
+typedef struct config_check {
+    vctx *v;
+    size_t i;
+} config_check;
+
+/* Exactly one reference token: a member of the config itself. */
+static bool top_level(const char *pointer)
+{
+    return pointer[0] == '/' && !strchr(pointer + 1, '/');
+}
+
+static void report_unknown_key(vctx *v, size_t i, const char *ptr,
+                               const char *key)
+{
+    const rz_module *m = v->f->steps[i].module;
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(m->config, "properties");
+    suggest sg;
+    char hint[160];
+    suggest_init(&sg, key);
+    const cJSON *p;
+    cJSON_ArrayForEach(p, props)
+        suggest_try(&sg, p->string);
+    report(v, RZ_ECONFIG, ptr, NULL, "module %s has no config '%s'%s", m->id,
+           key, suggest_text(&sg, hint, sizeof hint));
+}
+
+/* One schema error as a diagnostic at the offending config value. */
+static int config_error(void *ud, const rz_schema_error *e)
+{
+    config_check *k = ud;
+    vctx *v = k->v;
+    const rz__step *s = &v->f->steps[k->i];
+    char *ptr = rz__asprintf("%s/config%s", s->ptr ? s->ptr : "", e->pointer);
     if (!ptr) {
         v->oom = RZ_ENOMEM;
-        return;
+        return 1;
     }
-    char want[128];
-    if (!schema_type_ok(x, cJSON_GetObjectItemCaseSensitive(prop, "type"), want,
-                        sizeof want)) {
-        report(v, RZ_ECONFIG, ptr, NULL, "config '%s' of step '%s' must be %s, "
-               "not %s", key, step_name(v, i), want, json_type_name(x));
-    } else if (!enum_ok(x, cJSON_GetObjectItemCaseSensitive(prop, "enum"))) {
-        char *allowed = cJSON_PrintUnformatted(
-            cJSON_GetObjectItemCaseSensitive(prop, "enum"));
-        report(v, RZ_ECONFIG, ptr, NULL, "config '%s' of step '%s' must be one "
-               "of %s", key, step_name(v, i), allowed ? allowed : "the enum");
-        free(allowed);
-    }
+    const char *kw = e->keyword;
+    if (strcmp(kw, "required") == 0 && !*e->pointer)
+        report(v, RZ_ECONFIG, ptr, NULL, "step '%s' (module %s) needs config "
+               "'%s'", step_name(v, k->i), s->module->id, e->name);
+    else if (strcmp(kw, "additionalProperties") == 0 && top_level(e->pointer))
+        report_unknown_key(v, k->i, ptr, e->name);
+    else if (!*e->pointer)
+        report(v, RZ_ECONFIG, ptr, NULL, "config of step '%s'%s%s",
+               step_name(v, k->i), strncmp(e->message, "must ", 5) ? ": " : " ",
+               e->message);
+    else
+        report(v, RZ_ECONFIG, ptr, NULL, "config '%s' of step '%s'%s%s",
+               e->pointer + 1, step_name(v, k->i),
+               strncmp(e->message, "must ", 5) ? ": " : " ", e->message);
     free(ptr);
+    return v->oom != 0;
 }
 
-/* Missing keys that have a default get it, so runs see the full config. */
-static void apply_defaults(vctx *v, cJSON *cfg, const cJSON *props)
-{
-    const cJSON *p;
-    cJSON_ArrayForEach(p, props) {
-        const cJSON *def = cJSON_GetObjectItemCaseSensitive(p, "default");
-        if (!def || !p->string || cJSON_GetObjectItemCaseSensitive(cfg, p->string))
-            continue;
-        cJSON *copy = cJSON_Duplicate(def, true);
-        if (!copy || !cJSON_AddItemToObject(cfg, p->string, copy)) {
-            cJSON_Delete(copy);
-            v->oom = RZ_ENOMEM;
-        }
-    }
-}
-
+/* Defaults first (runs see the full config and a defaulted key satisfies
+ * `required`), then every schema error; template values ("${{ ... }}") are
+ * resolved at run time, so they pass any schema here. */
 static void check_config(vctx *v, size_t i)
 {
     rz__step *s = &v->f->steps[i];
     const rz_module *m = s->module;
-    if (!m || !cJSON_IsObject(m->config) || !cJSON_IsObject(s->config))
+    if (!m || !(cJSON_IsObject(m->config) || cJSON_IsBool(m->config)) ||
+        !cJSON_IsObject(s->config))
         return;
-    const cJSON *props = cJSON_GetObjectItemCaseSensitive(m->config, "properties");
-    const cJSON *addl = cJSON_GetObjectItemCaseSensitive(m->config,
-                                                         "additionalProperties");
-    char hint[160];
-    const cJSON *x;
-    cJSON_ArrayForEach(x, s->config) {
-        const cJSON *prop = cJSON_IsObject(props)
-            ? cJSON_GetObjectItemCaseSensitive(props, x->string) : NULL;
-        if (prop) {
-            config_value(v, i, x->string, x, prop);
-            continue;
-        }
-        if (!cJSON_IsFalse(addl))
-            continue;
-        suggest sg;
-        suggest_init(&sg, x->string);
-        const cJSON *p;
-        cJSON_ArrayForEach(p, props)
-            suggest_try(&sg, p->string);
-        char *ptr = pointer_join(s->ptr, "config", x->string);
-        report(v, RZ_ECONFIG, ptr ? ptr : s->ptr, NULL, "module %s has no config "
-               "'%s'%s", m->id, x->string, suggest_text(&sg, hint, sizeof hint));
-        free(ptr);
-    }
-    if (cJSON_IsObject(props))
-        apply_defaults(v, s->config, props);
-    const cJSON *req = cJSON_GetObjectItemCaseSensitive(m->config, "required");
-    if (!cJSON_IsArray(req))
+    const rz_schema *sc = module_schema(v, i);
+    if (!sc)
         return;
-    const cJSON *r;
-    cJSON_ArrayForEach(r, req) {
-        if (cJSON_IsString(r) &&
-            !cJSON_GetObjectItemCaseSensitive(s->config, r->valuestring))
-            report(v, RZ_ECONFIG, s->ptr, "/config", "step '%s' (module %s) "
-                   "needs config '%s'", step_name(v, i), m->id, r->valuestring);
+    if (rz__schema_defaults(sc, s->config) != RZ_OK) {
+        v->oom = RZ_ENOMEM;
+        return;
     }
+    config_check k = {v, i};
+    rz__schema_opts opts = {.opaque = has_expr};
+    int rc = rz__schema_eval(sc, s->config, &opts, config_error, &k);
+    if (rc == RZ_ENOMEM)
+        v->oom = RZ_ENOMEM;
+    else if (rc == RZ_ETOOBIG)
+        report(v, RZ_ECONFIG, s->ptr, "/config", "config of step '%s' could not "
+               "be checked: %s", step_name(v, i), rz_error_last()->message);
 }
 
 /* ---- Cycles: iterative Tarjan over the predecessor graph ----
