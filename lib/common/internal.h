@@ -49,6 +49,7 @@ RZ_HIDDEN void rz__buf_free(rz__buf *b);
 /* Open-addressing hash map from borrowed string keys to size_t values. */
 typedef struct rz__map {
     const char **keys;
+    uint64_t *hashes;   /* compared before keys: most probes never strcmp */
     size_t *vals;
     size_t cap, len;
 } rz__map;

@@ -20,9 +20,11 @@ int rz__map_init(rz__map *m, size_t expected)
     while (cap < expected * 2)
         cap *= 2;
     m->keys = calloc(cap, sizeof *m->keys);
+    m->hashes = malloc(cap * sizeof *m->hashes);
     m->vals = malloc(cap * sizeof *m->vals);
-    if (!m->keys || !m->vals) {
+    if (!m->keys || !m->hashes || !m->vals) {
         free(m->keys);
+        free(m->hashes);
         free(m->vals);
         memset(m, 0, sizeof *m);
         return RZ_ENOMEM;
@@ -35,6 +37,7 @@ int rz__map_init(rz__map *m, size_t expected)
 void rz__map_free(rz__map *m)
 {
     free(m->keys);
+    free(m->hashes);
     free(m->vals);
     memset(m, 0, sizeof *m);
 }
@@ -46,7 +49,7 @@ static int map_grow(rz__map *m)
         return RZ_ENOMEM;
     for (size_t i = 0; i < m->cap; i++)
         if (m->keys[i])
-            rz__map_put(&bigger, m->keys[i], m->vals[i]);
+            rz__map_put(&bigger, m->keys[i], m->vals[i]);   /* fits: no grow */
     rz__map_free(m);
     *m = bigger;
     return RZ_OK;
@@ -59,14 +62,16 @@ int rz__map_put(rz__map *m, const char *key, size_t val)
     if ((m->len + 1) * 2 > m->cap && map_grow(m) != RZ_OK)
         return RZ_ENOMEM;
     size_t mask = m->cap - 1;
-    for (size_t i = hash_str(key) & mask;; i = (i + 1) & mask) {
+    uint64_t h = hash_str(key);
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
         if (!m->keys[i]) {
             m->keys[i] = key;
+            m->hashes[i] = h;
             m->vals[i] = val;
             m->len++;
             return RZ_OK;
         }
-        if (strcmp(m->keys[i], key) == 0)
+        if (m->hashes[i] == h && strcmp(m->keys[i], key) == 0)
             return RZ_EEXISTS;
     }
 }
@@ -76,8 +81,9 @@ size_t rz__map_get(const rz__map *m, const char *key)
     if (!m->cap)
         return RZ_NPOS;
     size_t mask = m->cap - 1;
-    for (size_t i = hash_str(key) & mask; m->keys[i]; i = (i + 1) & mask)
-        if (strcmp(m->keys[i], key) == 0)
+    uint64_t h = hash_str(key);
+    for (size_t i = h & mask; m->keys[i]; i = (i + 1) & mask)
+        if (m->hashes[i] == h && strcmp(m->keys[i], key) == 0)
             return m->vals[i];
     return RZ_NPOS;
 }

@@ -567,11 +567,19 @@ static void build_graph(vctx *v)
     v->pred_off = xcalloc(v, n + 1, sizeof *v->pred_off);
     if (!v->pred_off)
         return;
+    /* Each `needs` name is looked up once; the second pass reuses it. */
+    size_t n_needs = 0, at = 0;
+    for (size_t i = 0; i < n; i++)
+        n_needs += f->steps[i].n_needs;
+    size_t *need_idx = xcalloc(v, n_needs ? n_needs : 1, sizeof *need_idx);
+    if (!need_idx)
+        return;
     char hint[160];
     for (size_t i = 0; i < n; i++) {
         rz__step *s = &f->steps[i];
         for (size_t k = 0; k < s->n_needs; k++) {
-            if (step_index(v, s->needs[k]) != RZ_NPOS) {
+            size_t p = need_idx[at++] = step_index(v, s->needs[k]);
+            if (p != RZ_NPOS) {
                 v->pred_off[i + 1]++;
                 continue;
             }
@@ -603,16 +611,18 @@ static void build_graph(vctx *v)
     size_t *fill = xcalloc(v, n, sizeof *fill);
     if (!v->pred || !fill) {
         free(fill);
+        free(need_idx);
         return;
     }
+    at = 0;
     for (size_t i = 0; i < n; i++) {
-        rz__step *s = &f->steps[i];
-        for (size_t k = 0; k < s->n_needs; k++) {
-            size_t p = step_index(v, s->needs[k]);
+        for (size_t k = 0; k < f->steps[i].n_needs; k++) {
+            size_t p = need_idx[at++];
             if (p != RZ_NPOS)
                 v->pred[v->pred_off[i] + fill[i]++] = p;
         }
     }
+    free(need_idx);
     for (size_t c = 0; c < f->n_conns; c++) {
         size_t a, b;
         conn_ends(v, &f->conns[c], &a, &b);
