@@ -44,6 +44,8 @@ int cli_vault(cli *c, const char *verb);
 void cli_vault_usage(void);
 int cli_ledger(cli *c, const char *verb);
 void cli_ledger_usage(void);
+int cli_schema(cli *c, const char *verb);
+void cli_schema_usage(void);
 
 /* A registry of --modules, $RHIZOS_MODULES and the default examples/modules,
  * trusting --trusted-publisher keys. Problems are printed; returns NULL when

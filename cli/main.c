@@ -27,6 +27,9 @@ static void usage(FILE *out)
 "Escrow ledger (of --data DIR, also while an orchestrator runs):\n"
 "  ledger verify|export    check its invariants; dump accounts and transfers\n"
 "\n"
+"JSON Schema (draft-07):\n"
+"  schema validate SCHEMA INSTANCE   check a JSON document against a schema\n"
+"\n"
 "Options:\n"
 "  --json                  machine-readable output\n"
 "  --modules DIR           add a module registry folder (repeatable;\n"
@@ -144,6 +147,7 @@ static const struct {
     { "vault", 1, cli_vault, cli_vault_usage },
     { "match", 0, cli_match, cli_match_usage },
     { "ledger", 1, cli_ledger, cli_ledger_usage },
+    { "schema", 1, cli_schema, cli_schema_usage },
 };
 
 int main(int argc, char **argv)

@@ -13,5 +13,6 @@
 #include "rhizos/match.h"
 #include "rhizos/vault.h"
 #include "rhizos/ledger.h"
+#include "rhizos/schema.h"
 
 #endif /* RHIZOS_H */
