@@ -313,6 +313,22 @@ static void step_failed(rz_run *r, size_t i, char *reason, uint64_t now_ms)
 
 /* ---- Construction --------------------------------------------------------- */
 
+static int unknown_input(const rz_flow *f, const char *name)
+{
+    rz__buf names = {0};
+    for (size_t i = 0; i < f->n_inputs; i++)
+        rz__buf_printf(&names, "%s%s", i ? ", " : "", f->inputs[i].name);
+    char *list = rz__buf_take(&names);
+    if (f->n_inputs)
+        rz__error(RZ_EINVALID, "unknown flow input '%s' (this flow declares: %s)",
+                  name, list ? list : "");
+    else
+        rz__error(RZ_EINVALID, "unknown flow input '%s' (this flow declares none)",
+                  name);
+    free(list);
+    return RZ_EINVALID;
+}
+
 static int collect_inputs(rz_run *r, const char *inputs_json)
 {
     r->inputs = inputs_json ? cJSON_Parse(inputs_json) : cJSON_CreateObject();
@@ -322,6 +338,15 @@ static int collect_inputs(rz_run *r, const char *inputs_json)
     if (!cJSON_IsObject(r->inputs))
         return rz__error(RZ_EINVALID, "flow inputs must be a JSON object");
     const rz_flow *f = r->flow;
+    /* A misspelt input would silently fall back to its default. */
+    const cJSON *given;
+    cJSON_ArrayForEach(given, r->inputs) {
+        size_t i = 0;
+        while (i < f->n_inputs && strcmp(f->inputs[i].name, given->string) != 0)
+            i++;
+        if (i == f->n_inputs)
+            return unknown_input(f, given->string);
+    }
     rz__buf missing = {0};
     size_t n_missing = 0;
     for (size_t i = 0; i < f->n_inputs; i++) {

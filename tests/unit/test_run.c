@@ -587,7 +587,14 @@ static void test_inputs_required_and_defaults(void **state)
     assert_int_equal(rz_run_new(&r, f, "", NULL, 0), RZ_EINVALID);
     assert_null(r);
 
-    r = start_run(f, "{\"name\":\"ann\",\"region\":\"eu\",\"extra\":true}");
+    /* A name the flow does not declare is a mistake, not something to drop. */
+    assert_int_equal(rz_run_new(&r, f, "{\"name\":\"ann\",\"region\":\"eu\","
+                                       "\"extra\":true}", NULL, 0), RZ_EINVALID);
+    assert_null(r);
+    assert_non_null(strstr(rz_error_last()->message, "unknown flow input 'extra'"));
+    assert_non_null(strstr(rz_error_last()->message, "name, region, n, opt"));
+
+    r = start_run(f, "{\"name\":\"ann\",\"region\":\"eu\"}");
     expect_request(r, "a", "{\"inputs\":{\"who\":\"ann\",\"n\":3,\"o\":null},"
                            "\"config\":{}}");
     rz_run_free(r);
