@@ -24,6 +24,7 @@ typedef struct cli {
     const char *trusted[16];      /* --trusted-publisher KEY (repeatable) */
     size_t n_trusted;
     const char *prices;           /* --prices FILE (estimate tables) */
+    const char *key_file;         /* --key FILE (module sign) */
     const char *data_dir;         /* NULL: default */
     const char *format;           /* export format, NULL: json */
     const char *modules[32];      /* --modules, in order given */
@@ -44,6 +45,10 @@ int cli_vault(cli *c, const char *verb);
 void cli_vault_usage(void);
 int cli_ledger(cli *c, const char *verb);
 void cli_ledger_usage(void);
+int cli_module(cli *c, const char *verb);
+void cli_module_usage(void);
+/* rhizos flow estimate (cli/estimate.c). */
+int cli_flow_estimate(cli *c);
 int cli_schema(cli *c, const char *verb);
 void cli_schema_usage(void);
 

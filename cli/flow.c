@@ -18,6 +18,7 @@ void cli_flow_usage(void)
 "                                       [--jobs N] [--no-sandbox] [--json]\n"
 "       rhizos flow runs                [--data DIR] [--json]\n"
 "       rhizos flow export FILE         [--format json|yaml|cbor]\n"
+"       rhizos flow estimate FILE       [--json] [--prices FILE|DIR]\n"
 "\n"
 "FILE is a JSON builder document or a FluxGraph YAML file ('-' reads stdin).\n"
 "Problems are printed as FILE:LINE:COLUMN: error: MESSAGE, all at once;\n"
@@ -534,6 +535,8 @@ int cli_flow(cli *c, const char *verb)
         return flow_runs(c);
     if (strcmp(verb, "export") == 0)
         return flow_export(c);
+    if (strcmp(verb, "estimate") == 0)
+        return cli_flow_estimate(c);
     fprintf(stderr, "rhizos: unknown command 'flow %s'. Try 'rhizos flow --help'.\n", verb);
     return EXIT_USAGE;
 }

@@ -17,6 +17,10 @@ static void usage(FILE *out)
 "  flow run FILE           run a flow on this machine\n"
 "  flow runs               list the runs recorded under --data\n"
 "  flow export FILE        canonical JSON with credential values stripped\n"
+"  flow estimate FILE      cost per step: rented node vs API [--prices F]\n"
+"\n"
+"Modules (--modules DIR|URL, --trusted-publisher KEY):\n"
+"  module list|show|keygen|sign|verify   registry contents and signatures\n"
 "\n"
 "Credential vault (--vault FILE, env RHIZOS_VAULT):\n"
 "  vault init|add|list|show|rm|passwd   secrets for modules; see vault --help\n"
@@ -53,7 +57,8 @@ static void usage(FILE *out)
 
 enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_NO_SANDBOX, OPT_FORMAT, OPT_ORCH, OPT_KEY, OPT_VAULT, OPT_TYPE,
-       OPT_REVEAL, OPT_NODES, OPT_POLICY, OPT_TRUSTED, OPT_PRICES };
+       OPT_REVEAL, OPT_NODES, OPT_POLICY, OPT_TRUSTED, OPT_PRICES,
+       OPT_KEYFILE };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -72,6 +77,7 @@ static const struct option long_opts[] = {
     { "policy", required_argument, NULL, OPT_POLICY },
     { "trusted-publisher", required_argument, NULL, OPT_TRUSTED },
     { "prices", required_argument, NULL, OPT_PRICES },
+    { "key", required_argument, NULL, OPT_KEYFILE },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -114,6 +120,7 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
             c->trusted[c->n_trusted++] = optarg;
             break;
         case OPT_PRICES: c->prices = optarg; break;
+        case OPT_KEYFILE: c->key_file = optarg; break;
         case OPT_NO_SANDBOX: c->no_sandbox = true; break;
         case OPT_FORMAT: c->format = optarg; break;
         case OPT_ORCH: c->orchestrator = optarg; break;
@@ -148,6 +155,7 @@ static const struct {
     { "match", 0, cli_match, cli_match_usage },
     { "ledger", 1, cli_ledger, cli_ledger_usage },
     { "schema", 1, cli_schema, cli_schema_usage },
+    { "module", 1, cli_module, cli_module_usage },
 };
 
 int main(int argc, char **argv)

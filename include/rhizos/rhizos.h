@@ -14,5 +14,6 @@
 #include "rhizos/vault.h"
 #include "rhizos/ledger.h"
 #include "rhizos/schema.h"
+#include "rhizos/estimate.h"
 
 #endif /* RHIZOS_H */
