@@ -201,9 +201,11 @@ static int parse_nodes(const cJSON *doc, const char *source, rz_caps ***list,
         return rz__error(RZ_ENOMEM, "out of memory");
     int rc = rz_caps_parse_list(list, n, text, strlen(text));
     free(text);
-    if (rc != RZ_OK)
-        return rz__error_at(rc, source, 0, 0, rz_error_last()->pointer,
-                            "%s: node table: %s", source, rz_error_last()->message);
+    if (rc != RZ_OK) {
+        rz_error why = *rz_error_last();    /* formatted over below */
+        return rz__error_at(rc, source, 0, 0, why.pointer,
+                            "%s: node table: %s", source, why.message);
+    }
     return RZ_OK;
 }
 
@@ -272,9 +274,10 @@ int rz_prices_add_file(rz_prices *p, const char *path)
     char *text;
     size_t len;
     int rc = rz__read_file(path, PRICES_MAX_BYTES, &text, &len);
-    if (rc != RZ_OK)
-        return rz__error_at(rc, path, 0, 0, "", "%s: %s", path,
-                            rz_error_last()->message);
+    if (rc != RZ_OK) {
+        rz_error why = *rz_error_last();    /* formatted over below */
+        return rz__error_at(rc, path, 0, 0, "", "%s: %s", path, why.message);
+    }
     rc = rz_prices_add_json(p, text, len, path);
     free(text);
     return rc;

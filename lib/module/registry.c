@@ -573,6 +573,14 @@ static int add_index(remote *r, const char *body, size_t len)
     return rc;
 }
 
+/* "module index URL: reason", with the URL as the error's file. */
+static int index_error(int rc, const char *url)
+{
+    char why[sizeof rz_error_last()->message];   /* formatted over below */
+    snprintf(why, sizeof why, "%s", rz_error_last()->message);
+    return rz__error_at(rc, url, 0, 0, "", "module index %s", why);
+}
+
 int rz_registry_add_url(rz_registry *reg, const char *url, rz_diags *diags)
 {
     if (!reg || !url)
@@ -588,7 +596,7 @@ int rz_registry_add_url(rz_registry *reg, const char *url, rz_diags *diags)
     if (rc == RZ_OK)
         rc = add_index(&r, f.body, f.len);
     else
-        rc = rz__error_at(rc, url, 0, 0, "", "module index %s", rz_error_last()->message);
+        rc = index_error(rc, url);
     free(f.body);
     free(cache);
     int rc2 = reindex(reg);

@@ -67,7 +67,8 @@ static int read_sig(const cJSON *s, sig_fields *f)
         return rz__error(RZ_EAUTH, "'signature' needs string members "
                          "'publisher' and 'sig'");
     if (rz__pubkey_decode(pub->valuestring, f->pk) != RZ_OK)
-        return rz__error(RZ_EAUTH, "%s", rz_error_last()->message);
+        return rz__error(RZ_EAUTH, "'signature.publisher' is not a 32-byte "
+                         "key in hex or base64");
     size_t n = 0;
     const char *end;
     size_t len = strlen(sig->valuestring);
@@ -174,12 +175,11 @@ int rz__registry_trust_check(const rz_module *m, const char *const *trusted,
     if (!n_trusted)
         return RZ_OK;
     if (!m->publisher)
-        return rz__error(RZ_EAUTH, "module %s@%s is not signed and trusted "
-                         "publishers are required", m->id, m->version);
+        return rz__error(RZ_EAUTH, "not signed, and only modules of trusted "
+                         "publishers are accepted");
     if (!is_trusted(m->publisher, trusted, n_trusted))
-        return rz__error(RZ_EAUTH, "module %s@%s is signed by %s, which is "
-                         "not a trusted publisher", m->id, m->version,
-                         m->publisher);
+        return rz__error(RZ_EAUTH, "signed by %s, which is not a trusted "
+                         "publisher", m->publisher);
     return RZ_OK;
 }
 
