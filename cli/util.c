@@ -61,8 +61,7 @@ rz_registry *cli_registry(const cli *c)
      * then the examples. */
     for (size_t i = 0; i < c->n_modules; i++)
         if (rz_registry_add(reg, c->modules[i], d) != RZ_OK)
-            fprintf(stderr, "rhizos: warning: module registry %s: %s\n",
-                    c->modules[i], rz_error_last()->message);
+            fprintf(stderr, "rhizos: %s\n", rz_error_last()->message);
     const char *env = getenv("RHIZOS_MODULES");
     if (env && *env)
         rz_registry_add_path_list(reg, env, d);
