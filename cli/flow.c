@@ -110,7 +110,7 @@ static void print_plan_text(const rz_flow *flow, const rz_plan *plan)
     printf("critical path:");
     for (size_t i = 0; i < len; i++)
         printf("%s%s", i ? " -> " : " ", rz_flow_step_id(flow, path[i]));
-    printf(" (%.0f s estimated)\n", rz_plan_critical_seconds(plan));
+    printf(" (%.1f s estimated)\n", rz_plan_critical_seconds(plan));
 }
 
 static int flow_plan(cli *c)
