@@ -88,7 +88,8 @@ RZ_EXTERN int rz_schema_check(const rz_schema *schema, const char *json,
  * `properties` give a `default` for a missing member, a copy of it is
  * added (recursively, through properties, items, allOf and $ref; the
  * defaults themselves are not validated). *out is the resulting JSON text
- * (compact), released with rz_free. RZ_ESYNTAX, RZ_ENOMEM. */
+ * (compact), released with rz_free. RZ_ESYNTAX, RZ_ENOMEM; RZ_ETOOBIG when
+ * a recursive schema would add more than 10000 values. */
 RZ_EXTERN int rz_schema_apply_defaults(const rz_schema *schema,
                                        const char *json, size_t len,
                                        char **out);

@@ -1034,13 +1034,17 @@ static void check_config(vctx *v, size_t i)
     const rz_schema *sc = module_schema(v, i);
     if (!sc)
         return;
-    if (rz__schema_defaults(sc, s->config) != RZ_OK) {
+    int rc = rz__schema_defaults(sc, s->config);
+    if (rc == RZ_ENOMEM) {
         v->oom = RZ_ENOMEM;
         return;
     }
+    if (rc != RZ_OK)
+        report(v, RZ_ECONFIG, s->ptr, "/config", "config of step '%s': %s",
+               step_name(v, i), rz_error_last()->message);
     config_check k = {v, i};
     rz__schema_opts opts = {.opaque = has_expr};
-    int rc = rz__schema_eval(sc, s->config, &opts, config_error, &k);
+    rc = rz__schema_eval(sc, s->config, &opts, config_error, &k);
     if (rc == RZ_ENOMEM)
         v->oom = RZ_ENOMEM;
     else if (rc == RZ_ETOOBIG)

@@ -635,8 +635,15 @@ int rz__schema_eval(const rz_schema *s, const cJSON *instance,
 
 /* ---- Defaults ---- */
 
+/* Recursive schemas with defaults can describe unbounded documents
+ * ({"properties":{"a":{"$ref":"#","default":{}}}}): both the walk and the
+ * number of values added are capped. */
+#define DEFAULTS_MAX_STEPS 100000
+#define DEFAULTS_MAX_ADDED 10000
+
 typedef struct dctx {
     uint64_t budget;
+    size_t added;
     int rc;
 } dctx;
 
@@ -656,6 +663,10 @@ static void apply_props(dctx *d, const sc_node *n, cJSON *x, unsigned depth)
         cJSON *m = cJSON_GetObjectItemCaseSensitive(x, p->name);
         const sc_node *pn = follow(p->node);
         if (!m && pn && pn->default_) {
+            if (++d->added > DEFAULTS_MAX_ADDED) {
+                d->rc = RZ_ETOOBIG;
+                return;
+            }
             m = cJSON_Duplicate(pn->default_, true);
             if (!m || !cJSON_AddItemToObject(x, p->name, m)) {
                 cJSON_Delete(m);
@@ -695,8 +706,11 @@ int rz__schema_defaults(const rz_schema *s, cJSON *instance)
 {
     if (!s || !instance)
         return rz__error(RZ_EINVAL, "schema or instance is NULL");
-    dctx d = {.budget = 1000000};
+    dctx d = {.budget = DEFAULTS_MAX_STEPS};
     apply(&d, s->root, instance, 0);
+    if (d.rc == RZ_ETOOBIG)
+        return rz__error(d.rc, "the schema's defaults would add more than %d "
+                         "values (a recursive default?)", DEFAULTS_MAX_ADDED);
     if (d.rc)
         return rz__error(d.rc, "out of memory applying defaults");
     return RZ_OK;

@@ -128,7 +128,9 @@ typedef struct rz__schema_opts {
 RZ_HIDDEN int rz__schema_eval(const rz_schema *s, const cJSON *instance,
                               const rz__schema_opts *opts,
                               rz_schema_error_fn fn, void *ud);
-/* Add missing defaults into `instance` in place. RZ_OK or RZ_ENOMEM. */
+/* Add missing defaults into `instance` in place. RZ_OK, RZ_ENOMEM, or
+ * RZ_ETOOBIG when a recursive schema would add more than 10000 values (the
+ * instance then holds those added so far). */
 RZ_HIDDEN int rz__schema_defaults(const rz_schema *s, cJSON *instance);
 
 #endif

@@ -615,6 +615,16 @@ static void test_defaults(void **state)
     assert_string_equal(out, "{\"a\":{\"b\":1},\"b\":1}");
     rz_free(out);
     rz_schema_free(s);
+    /* Defaults that describe an unbounded tree stop at a cap. */
+    s = compile("{\"definitions\":{\"n\":{\"default\":{},\"properties\":{"
+                "\"a\":{\"$ref\":\"#/definitions/n\"},"
+                "\"b\":{\"$ref\":\"#/definitions/n\"}}}},"
+                "\"$ref\":\"#/definitions/n\"}");
+    double t0 = now_s();
+    assert_int_equal(rz_schema_apply_defaults(s, "{}", 2, &out), RZ_ETOOBIG);
+    assert_null(out);
+    assert_true(now_s() - t0 < 2.0);
+    rz_schema_free(s);
 }
 
 /* ---- rz_schema_check: FILE:LINE:COLUMN ---- */
