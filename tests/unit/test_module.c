@@ -391,6 +391,139 @@ static void test_hostile(void **state)
     rmdir(root);
 }
 
+
+/* ---- chain:// references, ^0.x, the catalog ---- */
+
+static void test_chain_refs(void **state)
+{
+    (void)state;
+    rz_registry *reg = load(MODS "/good", NULL);
+    const rz_module *m;
+    assert_int_equal(rz_registry_resolve(reg, "chain://split", NULL, &m), RZ_OK);
+    assert_string_equal(rz_module_id(m), "split");
+    assert_string_equal(rz_module_version(m), "2.0.0");
+    assert_int_equal(rz_registry_resolve(reg, "chain://split", "^1.2", &m), RZ_OK);
+    assert_string_equal(rz_module_version(m), "1.10.1");
+    assert_int_equal(rz_registry_resolve(reg, "chain://split@~1.2.0", NULL, &m), RZ_OK);
+    assert_string_equal(rz_module_version(m), "1.2.5");
+    assert_int_equal(rz_registry_resolve(reg, "chain://split@1", "", &m), RZ_OK);
+    assert_string_equal(rz_module_version(m), "1.10.1");
+    /* A version in the reference and another beside it: ambiguous. */
+    assert_int_equal(rz_registry_resolve(reg, "chain://split@1", "2", &m), RZ_EINVAL);
+    assert_null(m);
+    assert_int_equal(rz_registry_resolve(reg, "chain://split@9", NULL, &m), RZ_EMODULE);
+    assert_int_equal(rz_registry_resolve(reg, "chain://split@x", NULL, &m), RZ_EINVAL);
+    assert_int_equal(rz_registry_resolve(reg, "chain://", NULL, &m), RZ_ENOENT);
+    assert_int_equal(rz_registry_resolve(reg, "chain://nosuch", NULL, &m), RZ_ENOENT);
+    /* Only the exact prefix is special. */
+    assert_int_equal(rz_registry_resolve(reg, "CHAIN://split", NULL, &m), RZ_ENOENT);
+    assert_int_equal(rz_registry_resolve(reg, "chain:/split", NULL, &m), RZ_ENOENT);
+    assert_string_equal(rz__module_ref_id("chain://a@1"), "a@1");
+    assert_string_equal(rz__module_ref_id("a"), "a");
+    assert_null(rz__module_ref_id(NULL));
+    rz_registry_free(reg);
+}
+
+static void test_caret_zero(void **state)
+{
+    (void)state;
+    /* Below 1.0.0 the first non-zero part is the one that must not change. */
+    assert_true(spec_matches("^0.2", "0.2.0"));
+    assert_true(spec_matches("^0.2", "0.2.9"));
+    assert_false(spec_matches("^0.2", "0.3.0"));
+    assert_true(spec_matches("^0.2.3", "0.2.4"));
+    assert_false(spec_matches("^0.2.3", "0.2.2"));
+    assert_false(spec_matches("^0.2.3", "0.3.0"));
+    assert_true(spec_matches("^0.0.3", "0.0.3"));
+    assert_false(spec_matches("^0.0.3", "0.0.4"));
+    assert_true(spec_matches("^0.0", "0.0.7"));
+    assert_false(spec_matches("^0.0", "0.1.0"));
+    assert_true(spec_matches("^0", "0.9.9"));
+    assert_false(spec_matches("^0", "1.0.0"));
+    assert_true(spec_matches("^1.0.0", "1.9.0"));
+    /* trader 0.3.0 through a caret */
+    rz_registry *reg = load(MODS "/good", NULL);
+    expect_resolve(reg, "trader", "^0.3", RZ_OK, "0.3.0");
+    expect_resolve(reg, "trader", "^0.2", RZ_EMODULE, NULL);
+    expect_resolve(reg, "trader", "^0.3.1", RZ_EMODULE, NULL);
+    rz_registry_free(reg);
+}
+
+static const cJSON *at(const rz_module *m, const char *a, const char *b)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(m->manifest, a);
+    return b ? cJSON_GetObjectItemCaseSensitive(x, b) : x;
+}
+
+static void test_catalog(void **state)
+{
+    (void)state;
+    rz_diags *d;
+    rz_registry *reg = load(RZ_SOURCE_ROOT "/examples/modules", &d);
+    dump(d);
+    assert_int_equal(rz_diags_count(d), 0);
+    static const char *const gpu[] = {
+        "mod-llama-inference", "mod-stable-diffusion", "mod-whisper",
+        "mod-blender-render",
+    };
+    static const char *const api[] = {
+        "mod-llama-inference", "mod-stable-diffusion", "mod-whisper",
+    };
+    static const char *const all[] = {
+        "rhizos-hummingbot", "rhizos-eliza", "mod-ffmpeg", "mod-scrapy-crawler",
+    };
+    const rz_module *m;
+    for (size_t i = 0; i < RZ_ARRAY_LEN(gpu); i++) {
+        assert_int_equal(rz_registry_resolve(reg, gpu[i], "^1", &m), RZ_OK);
+        const cJSON *g = cJSON_GetObjectItemCaseSensitive(m->requirements, "gpu");
+        assert_true(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(g, "count")) >= 1);
+        assert_true(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(g, "vram_mb")) >= 4096);
+        assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(g, "min_compute_capability")));
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(g, "vendor")), "nvidia");
+        assert_true(m->estimate_seconds > 0);
+        assert_string_equal(m->adapter, "docker");
+        assert_true(cJSON_IsString(at(m, "exec", "image")));
+    }
+    for (size_t i = 0; i < RZ_ARRAY_LEN(api); i++) {
+        assert_int_equal(rz_registry_resolve(reg, api[i], NULL, &m), RZ_OK);
+        assert_true(cJSON_IsString(at(m, "api_alternative", "provider")));
+        assert_true(cJSON_IsObject(at(m, "api_alternative", "units")));
+    }
+    for (size_t i = 0; i < RZ_ARRAY_LEN(all); i++) {
+        assert_int_equal(rz_registry_resolve(reg, all[i], NULL, &m), RZ_OK);
+        assert_true(m->estimate_seconds > 0);
+        assert_non_null(m->config);
+    }
+    /* The handoff's Hummingbot schema. */
+    assert_int_equal(rz_registry_resolve(reg, "chain://rhizos-hummingbot", NULL, &m), RZ_OK);
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(m->config, "properties");
+    const cJSON *ex = cJSON_GetObjectItemCaseSensitive(props, "exchange");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(ex, "enum")), 5);
+    assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(props, "tradingPairs"), "minItems")), 1);
+    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(props, "parameters"), "properties");
+    assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(pp, "bidSpread"), "maximum")) * 10, 5);
+    assert_true(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(pp, "orderAmount"), "exclusiveMinimum")));
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(props, "dryRun"), "default")));
+    assert_int_equal(m->n_creds, 2);
+    assert_string_equal(m->creds[0].type, "exchange_api");
+    assert_string_equal(m->creds[1].type, "exchange_api");
+    /* Eliza: llm provider enum, platform credentials of the handoff's types. */
+    assert_int_equal(rz_registry_resolve(reg, "rhizos-eliza", NULL, &m), RZ_OK);
+    assert_int_equal(m->n_creds, 4);
+    static const char *const types[] = {
+        "llm_api", "twitter_oauth", "discord_bot", "telegram_bot",
+    };
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(m->creds[i].type, types[i]);
+    rz_diags_free(d);
+    rz_registry_free(reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -403,6 +536,9 @@ int main(void)
         cmocka_unit_test(test_dirs),
         cmocka_unit_test(test_manifest_json),
         cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_chain_refs),
+        cmocka_unit_test(test_caret_zero),
+        cmocka_unit_test(test_catalog),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
