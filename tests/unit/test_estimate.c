@@ -1,0 +1,322 @@
+/* Flow cost estimates: price tables, rounding, node choice, API vs rental,
+ * saturation, JSON, and the catalog flow against data/prices. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "rhizos/rhizos.h"
+
+#define MODS RZ_SOURCE_ROOT "/tests/data/modules/estimate"
+
+/* Prices chosen so every expected figure can be worked out by hand. */
+static const char *const TABLE =
+    "{\"date\":\"2026-01-01\",\"source\":\"test\","
+    " \"nodes\":["
+    "  {\"id\":\"c\",\"cpu\":{\"cores\":4},\"memory_mb\":8192,"
+    "   \"adapters\":[\"process\"],"
+    "   \"prices\":{\"gpu_hour_cents\":0,\"cpu_hour_cents\":3,\"memory_gb_hour_cents\":2}},"
+    "  {\"id\":\"g-small\",\"cpu\":{\"cores\":8},\"memory_mb\":32768,"
+    "   \"gpus\":[{\"vendor\":\"nvidia\",\"vram_mb\":8192,\"compute_capability\":\"8.6\"}],"
+    "   \"adapters\":[\"process\",\"docker\"],"
+    "   \"prices\":{\"gpu_hour_cents\":10,\"cpu_hour_cents\":3,\"memory_gb_hour_cents\":2}},"
+    "  {\"id\":\"g-pricey\",\"cpu\":{\"cores\":8},\"memory_mb\":32768,"
+    "   \"gpus\":[{\"vendor\":\"nvidia\",\"vram_mb\":24576,\"compute_capability\":\"8.0\"}],"
+    "   \"adapters\":[\"docker\"],"
+    "   \"prices\":{\"gpu_hour_cents\":80,\"cpu_hour_cents\":3,\"memory_gb_hour_cents\":2}},"
+    "  {\"id\":\"g-big\",\"cpu\":{\"cores\":8},\"memory_mb\":32768,"
+    "   \"gpus\":[{\"vendor\":\"nvidia\",\"vram_mb\":24576,\"compute_capability\":\"8.0\"}],"
+    "   \"adapters\":[\"docker\"],"
+    "   \"prices\":{\"gpu_hour_cents\":50,\"cpu_hour_cents\":3,\"memory_gb_hour_cents\":2}}"
+    " ],"
+    " \"providers\":["
+    "  {\"provider\":\"p\",\"model\":\"m\","
+    "   \"cents_per_million\":{\"input_token\":7,\"output_token\":100}},"
+    "  {\"provider\":\"p\",\"model\":\"img\",\"cents_per_million\":{\"image\":2500000}},"
+    "  {\"provider\":\"p\",\"model\":\"max\",\"cents_per_million\":{\"image\":9007199254740992}}"
+    " ]}";
+
+static rz_prices *prices(void)
+{
+    rz_prices *p;
+    assert_int_equal(rz_prices_new(&p), RZ_OK);
+    assert_int_equal(rz_prices_add_json(p, TABLE, strlen(TABLE), "t"), RZ_OK);
+    assert_int_equal(rz_prices_node_count(p), 4);
+    assert_int_equal(rz_prices_provider_count(p), 3);
+    assert_string_equal(rz_prices_nodes_date(p), "2026-01-01");
+    return p;
+}
+
+static rz_flow *flow_of(const rz_registry *reg, const char *yaml)
+{
+    rz_flow *f;
+    rz_diags *d;
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    int rc = rz_flow_parse(&f, yaml, strlen(yaml), RZ_FORMAT_YAML, "t.yaml", d);
+    if (rc == RZ_OK)
+        rc = rz_flow_validate(f, reg, d);
+    if (rc != RZ_OK) {
+        char *t;
+        if (rz_diags_to_text(d, &t) == RZ_OK)
+            fputs(t, stderr);
+        rz_free(t);
+    }
+    assert_int_equal(rc, RZ_OK);
+    rz_diags_free(d);
+    return f;
+}
+
+static rz_registry *registry(void)
+{
+    rz_registry *reg;
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(reg, MODS, NULL), RZ_OK);
+    return reg;
+}
+
+static void test_choices(void **state)
+{
+    (void)state;
+    rz_registry *reg = registry();
+    rz_prices *p = prices();
+    rz_flow *f = flow_of(reg,
+        "flux: 1\nname: t\nsteps:\n"
+        "  a: {module: cheap-cpu}\n"
+        "  b: {module: odd-cpu}\n"
+        "  c: {module: gpu-llm, config: {max_tokens: 250000}}\n"
+        "  d: {module: gpu-llm}\n"
+        "  e: {module: huge}\n"
+        "  f: {module: api-only}\n"
+        "  g: {module: unpriced-api}\n");
+    rz_estimate *e;
+    assert_int_equal(rz_estimate_flow(&e, f, p), RZ_OK);
+    assert_int_equal(rz_estimate_count(e), 7);
+    const rz_step_estimate *s = rz_estimate_get(e, 0);
+    /* 1800 s x (2 cores x 3 + 2 GB x 2) = 0.5 h x 10 = 5 cents exactly. */
+    assert_string_equal(s->step, "a");
+    assert_string_equal(s->module, "cheap-cpu@1.0.0");
+    assert_int_equal(s->estimate_ms, 1800000);
+    assert_true(s->rent_ok);
+    assert_string_equal(s->node_class, "c");
+    assert_int_equal(s->rent_cents, 5);
+    assert_false(s->api_ok);
+    assert_string_equal(s->api_reason, "");
+    assert_int_equal(s->choice, RZ_CHOICE_RENT);
+    assert_int_equal(s->cost_cents, 5);
+    /* One second more: 5.003 cents, rounded up. */
+    s = rz_estimate_get(e, 1);
+    assert_int_equal(s->rent_cents, 6);
+    /* GPU job: the cheapest class that fits (g-small lacks VRAM, g-pricey
+     * costs more): 1 h x (50 + 3 + 2) = 55. API: 1e6 x 7 + 250000 x 100
+     * = 32e6 micro-cents = 32 cents, cheaper. */
+    s = rz_estimate_get(e, 2);
+    assert_true(s->rent_ok);
+    assert_string_equal(s->node_class, "g-big");
+    assert_int_equal(s->rent_cents, 55);
+    assert_true(s->api_ok);
+    assert_string_equal(s->provider, "p");
+    assert_string_equal(s->api_model, "m");
+    assert_int_equal(s->api_cents, 32);
+    assert_int_equal(s->choice, RZ_CHOICE_API);
+    assert_int_equal(s->cost_cents, 32);
+    /* Without config, the manifest's default: 7e6 + 1000 x 100 = 7.1e6 ->
+     * 8 cents (rounded up). */
+    s = rz_estimate_get(e, 3);
+    assert_int_equal(s->api_cents, 8);
+    /* Nothing fits, no API: NONE, with the matcher's reason. */
+    s = rz_estimate_get(e, 4);
+    assert_false(s->rent_ok);
+    assert_non_null(strstr(s->rent_reason, "VRAM"));
+    assert_int_equal(s->choice, RZ_CHOICE_NONE);
+    assert_int_equal(s->cost_cents, 0);
+    /* No node, API priced: 3 images x 2.5 cents = 7.5 -> 8. */
+    s = rz_estimate_get(e, 5);
+    assert_int_equal(s->choice, RZ_CHOICE_API);
+    assert_int_equal(s->api_cents, 8);
+    /* API unknown to the table: rent, and say why not the API. */
+    s = rz_estimate_get(e, 6);
+    assert_false(s->api_ok);
+    assert_non_null(strstr(s->api_reason, "nobody/m"));
+    assert_int_equal(s->choice, RZ_CHOICE_RENT);
+    assert_int_equal(s->rent_cents, 1);     /* 60 s x 3 c/h -> 0.05 -> 1 */
+
+    assert_int_equal(rz_estimate_total_cents(e), 5 + 6 + 32 + 8 + 0 + 8 + 1);
+    assert_false(rz_estimate_complete(e));
+    assert_null(rz_estimate_get(e, 7));
+
+    char *json;
+    assert_int_equal(rz_estimate_to_json(e, &json), RZ_OK);
+    cJSON *doc = cJSON_Parse(json);
+    assert_non_null(doc);
+    assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "total_cents")), 60);
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(doc, "complete")));
+    cJSON *steps = cJSON_GetObjectItem(doc, "steps");
+    cJSON *c = cJSON_GetArrayItem(steps, 2);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(c, "recommendation")), "api");
+    assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItem(
+        cJSON_GetObjectItem(c, "rent"), "cost_cents")), 55);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(
+        cJSON_GetObjectItem(c, "rent"), "node_class")), "g-big");
+    cJSON *h = cJSON_GetArrayItem(steps, 4);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(h, "rent")));
+    assert_true(cJSON_IsString(cJSON_GetObjectItem(h, "rent_unavailable")));
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(h, "recommendation")), "none");
+    cJSON_Delete(doc);
+    rz_free(json);
+
+    rz_estimate_free(e);
+    rz_flow_free(f);
+    rz_prices_free(p);
+    rz_registry_free(reg);
+}
+
+static void test_saturation(void **state)
+{
+    (void)state;
+    rz_registry *reg = registry();
+    rz_prices *p = prices();
+    rz_flow *f = flow_of(reg, "flux: 1\nname: t\nsteps:\n"
+                              "  a: {module: overflow}\n  b: {module: overflow}\n"
+                              "  c: {module: cheap-cpu}\n");
+    rz_estimate *e;
+    assert_int_equal(rz_estimate_flow(&e, f, p), RZ_OK);
+    assert_int_equal(rz_estimate_get(e, 0)->api_cents, UINT64_MAX);
+    assert_int_equal(rz_estimate_total_cents(e), UINT64_MAX);
+    assert_true(rz_estimate_complete(e));
+    char *json;
+    assert_int_equal(rz_estimate_to_json(e, &json), RZ_OK);
+    cJSON *doc = cJSON_Parse(json);
+    assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "total_cents")) ==
+                9007199254740992.0);   /* clamped to 2^53, exact in JSON */
+    cJSON_Delete(doc);
+    rz_free(json);
+    rz_estimate_free(e);
+    rz_flow_free(f);
+
+    /* Not validated: no modules resolved. */
+    const char *y = "flux: 1\nname: t\nsteps:\n  a: {module: cheap-cpu}\n";
+    assert_int_equal(rz_flow_parse(&f, y, strlen(y), RZ_FORMAT_YAML, "t", NULL), RZ_OK);
+    e = (rz_estimate *)1;
+    assert_int_equal(rz_estimate_flow(&e, f, p), RZ_ESTATE);
+    assert_null(e);
+    assert_int_equal(rz_estimate_flow(&e, NULL, p), RZ_EINVAL);
+    assert_int_equal(rz_estimate_flow(NULL, f, p), RZ_EINVAL);
+    rz_flow_free(f);
+    rz_estimate_free(NULL);
+    assert_int_equal(rz_estimate_count(NULL), 0);
+    assert_string_equal(rz_choice_name(RZ_CHOICE_API), "api");
+    rz_prices_free(p);
+    rz_registry_free(reg);
+}
+
+static void expect_bad(const char *json, int rc, const char *needle)
+{
+    rz_prices *p;
+    assert_int_equal(rz_prices_new(&p), RZ_OK);
+    assert_int_equal(rz_prices_add_json(p, json, strlen(json), "bad.json"), rc);
+    if (needle && !strstr(rz_error_last()->message, needle))
+        fail_msg("'%s' lacks '%s'", rz_error_last()->message, needle);
+    /* Nothing of a rejected document is kept. */
+    assert_int_equal(rz_prices_node_count(p), 0);
+    assert_int_equal(rz_prices_provider_count(p), 0);
+    rz_prices_free(p);
+}
+
+static void test_bad_tables(void **state)
+{
+    (void)state;
+    expect_bad("", RZ_ESYNTAX, "not a JSON object");
+    expect_bad("[1]", RZ_ESYNTAX, NULL);
+    expect_bad("{\"date\":\"x\"}", RZ_EINVALID, "\"nodes\" or \"providers\"");
+    expect_bad("{\"providers\":{}}", RZ_EINVALID, "must be an array");
+    expect_bad("{\"providers\":[{\"provider\":\"p\"}]}", RZ_EINVALID, "'model'");
+    expect_bad("{\"providers\":[{\"provider\":\"p\",\"model\":\"m\"}]}",
+               RZ_EINVALID, "cents_per_million");
+    expect_bad("{\"providers\":[{\"provider\":\"p\",\"model\":\"m\","
+               "\"cents_per_million\":{}}]}", RZ_EINVALID, "cents_per_million");
+    expect_bad("{\"providers\":[{\"provider\":\"p\",\"model\":\"m\","
+               "\"cents_per_million\":{\"t\":1.5}}]}", RZ_EINVALID, "whole");
+    expect_bad("{\"providers\":[{\"provider\":\"p\",\"model\":\"m\","
+               "\"cents_per_million\":{\"t\":-1}}]}", RZ_EINVALID, "whole");
+    expect_bad("{\"providers\":[{\"provider\":\"p\",\"model\":\"m\","
+               "\"cents_per_million\":{\"t\":1e300}}]}", RZ_EINVALID, "whole");
+    expect_bad("{\"providers\":[{\"provider\":\"p\",\"model\":\"m\","
+               "\"cents_per_million\":{\"t\":\"1\"}}]}", RZ_EINVALID, "whole");
+    /* A bad node drops the whole document, its good providers included. */
+    expect_bad("{\"nodes\":[{\"id\":\"n\",\"memory_mb\":-5}],\"providers\":[{\"provider\":"
+               "\"p\",\"model\":\"m\",\"cents_per_million\":{\"t\":1}}]}",
+               RZ_EINVALID, "bad.json: node table");
+    expect_bad("{\"nodes\":5}", RZ_EINVALID, NULL);
+
+    rz_prices *p;
+    assert_int_equal(rz_prices_new(&p), RZ_OK);
+    assert_int_equal(rz_prices_add_file(p, "/nonexistent/prices.json"), RZ_ENOENT);
+    assert_non_null(strstr(rz_error_last()->message, "/nonexistent/prices.json"));
+    assert_int_equal(rz_prices_add_json(p, NULL, 0, NULL), RZ_EINVAL);
+    assert_string_equal(rz_prices_nodes_date(p), "");
+    rz_prices_free(p);
+    rz_prices_free(NULL);
+}
+
+/* The catalog flow against the shipped tables: every step priced. */
+static void test_catalog_flow(void **state)
+{
+    (void)state;
+    rz_prices *p;
+    assert_int_equal(rz_prices_new(&p), RZ_OK);
+    assert_int_equal(rz_prices_add_file(p, RZ_SOURCE_ROOT "/data/prices/nodes.json"), RZ_OK);
+    assert_int_equal(rz_prices_add_file(p, RZ_SOURCE_ROOT "/data/prices/providers.json"), RZ_OK);
+    assert_true(rz_prices_node_count(p) >= 4);
+    assert_true(*rz_prices_providers_date(p));
+    rz_registry *reg;
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(reg, RZ_SOURCE_ROOT "/examples/modules", NULL), RZ_OK);
+    static const char *const flows[] = {
+        RZ_SOURCE_ROOT "/examples/flows/transcribe-summarize.yaml",
+        RZ_SOURCE_ROOT "/examples/flows/trading-agent.json",
+    };
+    for (size_t k = 0; k < 2; k++) {
+        rz_flow *f;
+        assert_int_equal(rz_flow_load(&f, flows[k], RZ_FORMAT_AUTO, NULL), RZ_OK);
+        assert_int_equal(rz_flow_validate(f, reg, NULL), RZ_OK);
+        rz_estimate *e;
+        assert_int_equal(rz_estimate_flow(&e, f, p), RZ_OK);
+        assert_true(rz_estimate_complete(e));
+        uint64_t sum = 0;
+        for (size_t i = 0; i < rz_estimate_count(e); i++) {
+            const rz_step_estimate *s = rz_estimate_get(e, i);
+            assert_true(s->rent_ok);
+            assert_true(s->cost_cents >= 1);
+            sum += s->cost_cents;
+            if (strcmp(s->step, "transcript") == 0) {
+                /* 45 minutes from the step's config at 0.6 cents/minute. */
+                assert_true(s->api_ok);
+                assert_int_equal(s->api_cents, 27);
+                assert_string_equal(s->node_class, "gpu-rtx3090");
+                assert_int_equal(s->choice, RZ_CHOICE_RENT);
+            }
+        }
+        assert_int_equal(rz_estimate_total_cents(e), sum);
+        rz_estimate_free(e);
+        rz_flow_free(f);
+    }
+    rz_registry_free(reg);
+    rz_prices_free(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_choices),
+        cmocka_unit_test(test_saturation),
+        cmocka_unit_test(test_bad_tables),
+        cmocka_unit_test(test_catalog_flow),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
