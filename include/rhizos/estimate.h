@@ -93,7 +93,7 @@ RZ_EXTERN int rz_estimate_complete(const rz_estimate *e);
  * "cost_cents"}|null,"rent_unavailable"?,"api":{"provider","model",
  * "cost_cents"}|null,"api_unavailable"?,"recommendation","cost_cents"}],
  * "total_cents","complete","prices":{"nodes_date","providers_date"}};
- * release with rz_free. */
+ * cents are written as exact integers. Release with rz_free. */
 RZ_EXTERN int rz_estimate_to_json(const rz_estimate *e, char **out);
 
 #ifdef __cplusplus

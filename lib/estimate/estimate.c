@@ -2,6 +2,7 @@
  * fit test, so the estimate and the placement agree) versus API providers.
  * Integer cents only; every product and sum is overflow-checked and
  * saturates. */
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -588,12 +589,13 @@ int rz_estimate_complete(const rz_estimate *e) { return e && e->complete; }
 
 /* ---- JSON ---- */
 
-/* Cents as JSON numbers are exact up to 2^53; beyond, they are clamped
- * there (a saturated estimate is meaningless anyway). */
+/* Cents as exact decimal integers: cJSON would print a double with 15
+ * significant digits. */
 static cJSON *add_cents(cJSON *o, const char *key, uint64_t c)
 {
-    const uint64_t max = (uint64_t)1 << 53;
-    return cJSON_AddNumberToObject(o, key, (double)(c > max ? max : c));
+    char buf[24];
+    snprintf(buf, sizeof buf, "%" PRIu64, c);
+    return cJSON_AddRawToObject(o, key, buf);
 }
 
 static bool step_json(cJSON *arr, const rz_step_estimate *s)
