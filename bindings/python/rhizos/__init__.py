@@ -1,0 +1,40 @@
+"""RhizOS from Python: flows, plans, embedded runs, matching, the ledger and
+the vault, over librhizos (ctypes; no compiler needed).
+
+    import rhizos
+    flow = rhizos.load_flow("examples/flows/wordcount.yaml")
+    assert flow.validate() == []
+    print(flow.plan())                 # [['source'], ['split'], ...]
+    result = rhizos.run(flow, {"text": "to be or not to be"})
+    print(result.status, result.outputs)
+
+The orchestrator client (rhizos.Client) is not here yet: it needs the
+network layer (issue 7). See docs/bindings.md.
+"""
+from __future__ import annotations
+
+from ._lib import LibraryNotFound
+from ._lib import path as library_path
+from ._lib import version as library_version
+from .errors import (AlreadyExists, AuthError, ClosedError, CycleError, Error,
+                     ExecError, InsufficientFunds, InvalidArgument, NotFound,
+                     ParseError, StateError, ValidationError)
+from .flow import Diagnostic, Flow, Registry, Step, load_flow
+from .ledger import Account, Ledger, format_id, new_id, parse_id
+from .match import Matcher, Placement, detect_hardware, estimate_cost
+from .runner import Event, RunResult, StepResult, get_run, run, runs
+from .vault import Vault, VaultEntry
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__", "library_version", "library_path", "LibraryNotFound",
+    "Error", "InvalidArgument", "NotFound", "ParseError", "ValidationError",
+    "CycleError", "StateError", "ClosedError", "ExecError", "AlreadyExists",
+    "AuthError", "InsufficientFunds",
+    "Diagnostic", "Flow", "Registry", "Step", "load_flow",
+    "run", "runs", "get_run", "RunResult", "StepResult", "Event",
+    "Matcher", "Placement", "estimate_cost", "detect_hardware",
+    "Ledger", "Account", "new_id", "parse_id", "format_id",
+    "Vault", "VaultEntry",
+]
