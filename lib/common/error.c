@@ -53,13 +53,20 @@ static int set_error_v(int code, const char *file, uint32_t line,
                        va_list ap)
 {
     rz_error *e = &last_error;
-    e->code = code;
+    /* Format into locals first: callers may pass the previous message,
+     * file or pointer as arguments ("%s: %s", base, rz_error_last()->...). */
+    char message[sizeof e->message], file_buf[sizeof e->file],
+         pointer_buf[sizeof e->pointer];
     if (fmt)
-        vsnprintf(e->message, sizeof e->message, fmt, ap);
+        vsnprintf(message, sizeof message, fmt, ap);
     else
-        copy_str(e->message, sizeof e->message, rz_strerror(code));
-    copy_str(e->file, sizeof e->file, file);
-    copy_str(e->pointer, sizeof e->pointer, pointer);
+        copy_str(message, sizeof message, rz_strerror(code));
+    copy_str(file_buf, sizeof file_buf, file);
+    copy_str(pointer_buf, sizeof pointer_buf, pointer);
+    e->code = code;
+    memcpy(e->message, message, sizeof message);
+    memcpy(e->file, file_buf, sizeof file_buf);
+    memcpy(e->pointer, pointer_buf, sizeof pointer_buf);
     e->line = line;
     e->column = column;
     return code;
