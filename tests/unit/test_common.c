@@ -45,6 +45,11 @@ static void last_error_is_thread_local_detail(void **state)
     assert_int_equal(e->line, 3);
     assert_int_equal(e->column, 7);
     assert_string_equal(e->pointer, "/steps/a");
+    /* Wrapping the previous message in a new one is safe. */
+    rz__error_at(RZ_EINVAL, e->file, 1, 1, e->pointer, "wrapped: %s (%s)",
+                 e->message, e->pointer);
+    assert_string_equal(rz_error_last()->message, "wrapped: bad thing (/steps/a)");
+    assert_string_equal(rz_error_last()->file, "f.yaml");
     /* Overlong messages are cut, never overflow. */
     char big[2000];
     memset(big, 'x', sizeof big - 1);
