@@ -331,7 +331,12 @@ class Flow(Handle):
 
 
 def _looks_like_path(s: str) -> bool:
-    return "\n" not in s and len(s) < 4096 and os.path.exists(s)
+    """An existing file, or one line that cannot be a flow document (any
+    document has a "key: value" or a "{"): a missing file is NotFound, not
+    a puzzling parse error."""
+    if "\n" in s or len(s) >= 4096:
+        return False
+    return os.path.exists(s) or ("{" not in s and ": " not in s and not s.endswith(":"))
 
 
 def load_flow(source: Union[str, bytes, os.PathLike], format: Optional[str] = None,
@@ -339,8 +344,8 @@ def load_flow(source: Union[str, bytes, os.PathLike], format: Optional[str] = No
     """Load a flow from a file path, or from document text (str) or bytes.
 
     `format` is "json", "yaml", "cbor" or None (by extension, else by
-    content). A str that names an existing file is read as a file; any
-    other str is the document itself. Problems raise ParseError /
+    content). A str that names an existing file, or any one-line str
+    without "{" or ": ", is a path; any other str is the document itself. Problems raise ParseError /
     ValidationError with every problem in `.diagnostics`.
     """
     try:
