@@ -15,5 +15,6 @@
 #include "rhizos/ledger.h"
 #include "rhizos/schema.h"
 #include "rhizos/estimate.h"
+#include "rhizos/engine.h"
 
 #endif /* RHIZOS_H */

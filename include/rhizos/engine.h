@@ -1,0 +1,273 @@
+/* rhizos/engine.h — the orchestrator's brain as a deterministic state machine.
+ *
+ * Events in (register, heartbeat, submit, poll, result, deploy, cancel, tick),
+ * decisions out (assignments, settlements, finished jobs and deployments),
+ * state in LMDB at DATA_DIR/engine and money in the escrow ledger at
+ * DATA_DIR/ledger (opened by the engine). Time is always passed in as
+ * `now_ms` (any monotonic millisecond clock, used consistently); the engine
+ * reads no clock, starts no thread and does no I/O besides LMDB and the
+ * ledger, so a simulator can drive it through thousands of faults.
+ *
+ * Durability: every call that changes state commits one LMDB write
+ * transaction before it returns (plus the ledger's own durable batch when
+ * money moves), so whatever a call acknowledged survives a crash; reopening
+ * resumes nodes, jobs and every deployment where it stood. Heartbeats are
+ * kept in memory only: after a reopen every node gets a fresh grace period
+ * that starts at the first call with a `now`.
+ *
+ * Ids: nodes, jobs and deployments are numbered from 1 by the engine.
+ * Not thread-safe: one engine per process, calls serialised by the caller.
+ * See docs/engine.md.
+ */
+#ifndef RHIZOS_ENGINE_H
+#define RHIZOS_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rhizos/common.h"
+#include "rhizos/flow.h"
+#include "rhizos/ledger.h"
+#include "rhizos/match.h"
+#include "rhizos/run.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rz_engine rz_engine;
+
+typedef struct rz_engine_opts {
+    int version;
+    rz_policy policy;               /* placement policy */
+    const rz_registry *registry;    /* modules for deployments; borrowed, must
+                                       outlive the engine; NULL: no deploys */
+    uint64_t node_timeout_ms;       /* lost after this long without a
+                                       heartbeat or poll; 0: 30000 */
+    uint32_t max_attempts;          /* dispatches of one job (attempt) before
+                                       lost nodes make it fail; 0: 5 */
+    uint32_t fee_bps;               /* platform fee; 500 = 5% */
+    int durable;                    /* 1: fsync every commit (default) */
+    /* Reference prices for the maximum cost of a deployment step without its
+     * own max_cost_cents: the match cost formula with these prices, the
+     * module's requirements and estimate x estimate_factor_pct / 100. */
+    uint64_t ref_gpu_hour_cents, ref_cpu_hour_cents, ref_memory_gb_hour_cents;
+    uint32_t estimate_factor_pct;   /* 0: 200 */
+    uint32_t default_step_seconds;  /* estimate of a module without one; 0: 60 */
+} rz_engine_opts;
+
+#define RZ_ENGINE_OPTS_VERSION 1
+#define RZ_ENGINE_OPTS_INIT { RZ_ENGINE_OPTS_VERSION, RZ_POLICY_CHEAPEST, NULL, \
+                              30000, 5, 500, 1, 400, 10, 1, 200, 60 }
+
+/* Open (creating if missing) DATA_DIR/engine and DATA_DIR/ledger and resume
+ * what was there: settlements a crash interrupted are completed, holds of
+ * submissions that were never acknowledged are refunded, deployments are
+ * rebuilt by replaying their recorded step events. opts may be NULL. A
+ * second writer on the same DATA_DIR gets RZ_ESTATE. */
+RZ_EXTERN int rz_engine_open(rz_engine **out, const char *data_dir,
+                             const rz_engine_opts *opts);
+/* Close; NULL is fine. Everything acknowledged is already durable. */
+RZ_EXTERN void rz_engine_close(rz_engine *e);
+/* The engine's ledger (accounts, deposits, verify). Borrowed: valid until
+ * rz_engine_close. Do not hold, settle or refund engine jobs through it. */
+RZ_EXTERN rz_ledger *rz_engine_ledger(rz_engine *e);
+
+/* ---- Nodes ---- */
+
+typedef enum rz_node_state {
+    RZ_NODE_ACTIVE = 1,
+    RZ_NODE_LOST = 2,      /* missed heartbeats; must register again */
+    RZ_NODE_GONE = 3       /* deregistered */
+} rz_node_state;
+
+/* Register a node from its capabilities (DESIGN §4; its "id" is replaced by
+ * the engine's). Creates the node's payout account in the ledger. */
+RZ_EXTERN int rz_engine_node_register(rz_engine *e, const char *caps_json,
+                                      size_t len, uint64_t now_ms,
+                                      uint64_t *node_id);
+/* `load` is what the node reports (0..1 utilisation); kept for display.
+ * RZ_ENOENT unknown node, RZ_ESTATE for a lost or gone one. */
+RZ_EXTERN int rz_engine_node_heartbeat(rz_engine *e, uint64_t node,
+                                       uint64_t now_ms, double load);
+/* The node leaves; its jobs go back to the queue. */
+RZ_EXTERN int rz_engine_node_deregister(rz_engine *e, uint64_t node,
+                                        uint64_t now_ms);
+/* The payout account of a node: a fixed function of its id. */
+RZ_EXTERN rz_ledger_id rz_engine_node_account(uint64_t node);
+
+typedef struct rz_engine_node_info {
+    uint64_t id;
+    rz_node_state state;
+    uint64_t registered_ms, last_heartbeat_ms;
+    double load;
+    uint32_t jobs;          /* assigned or running on it now */
+    rz_ledger_id account;
+} rz_engine_node_info;
+RZ_EXTERN int rz_engine_node_get(rz_engine *e, uint64_t node,
+                                 rz_engine_node_info *out);
+
+/* ---- Jobs ---- */
+
+typedef enum rz_job_state {
+    RZ_JOB_PENDING = 0,     /* deployment step: waiting for dependencies or
+                               for a retry to fall due */
+    RZ_JOB_QUEUED,
+    RZ_JOB_ASSIGNED,        /* placed on a node, not yet picked up */
+    RZ_JOB_RUNNING,         /* the node took it (poll) */
+    RZ_JOB_SUCCEEDED,
+    RZ_JOB_FAILED,
+    RZ_JOB_CANCELLED
+} rz_job_state;
+RZ_EXTERN const char *rz_job_state_name(rz_job_state s);
+
+typedef struct rz_engine_job_spec {
+    int version;
+    rz_ledger_id client;            /* a client account in the ledger */
+    const char *requirements_json;  /* DESIGN §4 requirements; NULL: none */
+    const char *module_id;          /* NULL: "" */
+    const char *module_version;     /* NULL: "" */
+    const char *request_json;       /* {"inputs":{...},"config":{...}}; NULL: {} */
+    uint64_t max_cost_cents;        /* held in escrow; >= 1 */
+    int32_t priority;               /* higher first; FIFO within a priority */
+} rz_engine_job_spec;
+#define RZ_ENGINE_JOB_SPEC_VERSION 1
+#define RZ_ENGINE_JOB_SPEC_INIT { RZ_ENGINE_JOB_SPEC_VERSION, {0, 0}, NULL, \
+                                  NULL, NULL, NULL, 0, 0 }
+
+/* Hold max_cost_cents of the client's money and queue the job. RZ_EFUNDS
+ * (nothing changes) when the client cannot cover it. The requirements'
+ * max_cost_cents is lowered to the hold, so only nodes whose estimate fits
+ * the hold are chosen. */
+RZ_EXTERN int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
+                               uint64_t now_ms, uint64_t *job_id);
+
+/* What a node is given to run. Strings are borrowed: valid until the next
+ * call into the engine. */
+typedef struct rz_engine_assignment {
+    uint64_t job;
+    uint32_t attempt;       /* report it back with the result */
+    uint64_t deployment;    /* 0: a standalone job */
+    const char *step;       /* step id, "" for standalone jobs */
+    const char *module_id, *module_version;
+    const char *request_json;
+    uint64_t max_cost_cents;
+} rz_engine_assignment;
+
+/* A node asks for work (counts as a heartbeat): assigns queued jobs, then
+ * hands over one job placed on this node. RZ_OK with *out filled, RZ_ENOENT
+ * when there is none, RZ_ESTATE for a lost or gone node. */
+RZ_EXTERN int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
+                             rz_engine_assignment *out);
+
+/* A node reports attempt `attempt` of `job`: success when `error` is NULL
+ * (outputs_json: a JSON object; NULL: {}), else failure with that reason.
+ * run_ms is the run time the node measured; the job costs the node's price
+ * for it (the match cost formula), capped at the hold. RZ_OK also for an
+ * exact repeat of a result already accepted (nothing changes again);
+ * RZ_ESTATE for a node that does not hold the job or a stale attempt. */
+RZ_EXTERN int rz_engine_result(rz_engine *e, uint64_t node, uint64_t job,
+                               uint32_t attempt, const char *outputs_json,
+                               const char *error, uint64_t run_ms,
+                               uint64_t now_ms);
+/* Cancel a standalone job that has not finished: its hold is refunded (a
+ * node running it is told by a RZ_EV_JOB_STOP event). RZ_ESTATE when it has
+ * finished; deployment steps are cancelled with their deployment. */
+RZ_EXTERN int rz_engine_cancel_job(rz_engine *e, uint64_t job, uint64_t now_ms);
+
+typedef struct rz_engine_job_info {
+    uint64_t id;
+    rz_job_state state;
+    uint32_t attempt;          /* dispatches so far (0: never queued) */
+    uint64_t node;             /* holder now, or the one that finished it */
+    int32_t priority;
+    rz_ledger_id client;
+    uint64_t max_cost_cents;
+    uint64_t cost_cents;       /* charged; set once it succeeded */
+    uint64_t run_ms;
+    uint64_t deployment;       /* 0: standalone */
+    const char *step;          /* borrowed like rz_engine_assignment */
+    const char *module_id, *module_version;
+    const char *outputs_json;  /* NULL until it succeeded */
+    const char *error;         /* NULL unless it failed */
+} rz_engine_job_info;
+RZ_EXTERN int rz_engine_job_get(rz_engine *e, uint64_t job,
+                                rz_engine_job_info *out);
+/* The ledger id under which a job's hold and settlement are recorded. */
+RZ_EXTERN rz_ledger_id rz_engine_job_ledger_id(uint64_t job);
+
+/* ---- Deployments ---- */
+
+/* Parse `text` (YAML or JSON flow document), validate it against the
+ * registry of the options (problems go to `diags`, which may be NULL:
+ * RZ_EINVALID), hold every step's maximum cost (the step's own
+ * max_cost_cents, else the reference estimate of rz_engine_opts) in one
+ * atomic batch (RZ_EFUNDS: nothing held), and start it: every step becomes a
+ * job that is queued when the run makes it ready. inputs_json: flow inputs
+ * (NULL: none). */
+RZ_EXTERN int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
+                               rz_ledger_id client, const char *inputs_json,
+                               uint64_t now_ms, uint64_t *deployment,
+                               rz_diags *diags);
+/* {"id","status","steps":{"<id>":{"status","attempts","outputs","job"}},
+ *  "outputs":{...}}: the shape of `rhizos flow run --json` plus each step's
+ * job id. Release with rz_free. */
+RZ_EXTERN int rz_engine_deploy_status(rz_engine *e, uint64_t deployment,
+                                      char **json);
+RZ_EXTERN int rz_engine_deploy_state(rz_engine *e, uint64_t deployment,
+                                     rz_run_state *out);
+/* Cancel: waiting steps are cancelled, running ones stopped, every hold
+ * not yet settled refunded. Cancelling a finished deployment is RZ_ESTATE. */
+RZ_EXTERN int rz_engine_deploy_cancel(rz_engine *e, uint64_t deployment,
+                                      uint64_t now_ms);
+
+/* ---- Time, events, invariants ---- */
+
+/* Lose silent nodes (re-queueing their jobs), expire step timeouts, start
+ * retries that fell due, assign queued jobs. */
+RZ_EXTERN int rz_engine_tick(rz_engine *e, uint64_t now_ms);
+/* Earliest time a tick would change something by itself (a heartbeat
+ * deadline, a retry, a timeout); UINT64_MAX if none. */
+RZ_EXTERN uint64_t rz_engine_next_wakeup(rz_engine *e);
+
+typedef enum rz_engine_event_type {
+    RZ_EV_JOB_ASSIGNED = 1,     /* job placed on node (deliver on its poll) */
+    RZ_EV_JOB_STOP,             /* node should stop job/attempt (timeout,
+                                   cancel, or the node was lost) */
+    RZ_EV_JOB_FINISHED,         /* job reached state (succeeded/failed/
+                                   cancelled) */
+    RZ_EV_DEPLOYMENT_FINISHED,  /* deployment reached run_state */
+    RZ_EV_NODE_LOST
+} rz_engine_event_type;
+
+typedef struct rz_engine_event {
+    rz_engine_event_type type;
+    uint64_t job, node, deployment;
+    uint32_t attempt;
+    rz_job_state state;          /* JOB_* events */
+    rz_run_state run_state;      /* DEPLOYMENT_FINISHED */
+} rz_engine_event;
+
+/* Decisions since the last call, oldest first: 1 and *out filled, or 0 when
+ * there are none. Events live in memory only (a restarted server reads
+ * states instead). At most 65536 are kept; older ones are dropped first. */
+RZ_EXTERN int rz_engine_next_event(rz_engine *e, rz_engine_event *out);
+
+typedef struct rz_engine_stats {
+    uint64_t nodes_active, nodes_lost;
+    uint64_t jobs[RZ_JOB_CANCELLED + 1];   /* by rz_job_state */
+    uint64_t deployments_running, deployments_done;
+    uint64_t assignments, requeues, results_rejected, commits;
+} rz_engine_stats;
+RZ_EXTERN void rz_engine_stats_get(rz_engine *e, rz_engine_stats *out);
+
+/* Check every invariant: no job both queued and placed, no node's capacity
+ * oversubscribed, every job's hold open exactly while the job is open,
+ * deployments and their steps agree, the ledger verifies. RZ_OK, or
+ * RZ_EINTERNAL with the first breach in rz_error_last(). O(jobs + nodes). */
+RZ_EXTERN int rz_engine_check(rz_engine *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RHIZOS_ENGINE_H */

@@ -1,0 +1,150 @@
+/* rz_engine_check: every invariant the engine promises, checked from the
+ * outside of its decisions (memory, matcher, ledger), so a simulator can
+ * call it after every step. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_impl.h"
+
+#define BREACH(...) rz__error(RZ_EINTERNAL, __VA_ARGS__)
+#define U(x) ((unsigned long long)(x))
+
+static bool placed_state(rz_job_state s)
+{
+    return s == RZ_JOB_ASSIGNED || s == RZ_JOB_RUNNING;
+}
+
+static int check_node(rz_engine *e, const rz__enode *n)
+{
+    uint32_t held = 0;
+    for (size_t i = 0; i < n->n_held; i++) {
+        const rz__ejob *j = rz__engine_job(e, n->held[i]);
+        if (!j || !j->placed || j->node != n->id || !placed_state(j->state))
+            return BREACH("node %llu holds job %llu, which is not placed there",
+                          U(n->id), U(n->held[i]));
+        held++;
+    }
+    if (held != n->jobs)
+        return BREACH("node %llu counts %u jobs but holds %u", U(n->id),
+                      n->jobs, held);
+    if (n->state != RZ_NODE_ACTIVE)
+        return held ? BREACH("node %llu is not active but holds jobs", U(n->id))
+                    : RZ_OK;
+    rz_node_usage u;
+    if (rz_matcher_usage(e->matcher, n->mindex, &u) != RZ_OK)
+        return BREACH("node %llu is not in the matcher", U(n->id));
+    uint32_t max = rz_caps_get(n->caps)->max_concurrent_jobs;
+    if (u.cores_used > u.cores_total || u.memory_used_mb > u.memory_total_mb ||
+        u.storage_used_gb > u.storage_total_gb || u.gpus_used > u.gpus_total ||
+        (max && u.jobs > max))
+        return BREACH("node %llu is oversubscribed", U(n->id));
+    if (u.jobs != held)
+        return BREACH("node %llu: the matcher reserves %u jobs, the engine "
+                      "placed %u", U(n->id), u.jobs, held);
+    return RZ_OK;
+}
+
+/* An open job's hold is open for its maximum; a finished job's hold was
+ * posted at its cost (succeeded) or voided. */
+static int check_hold(rz_engine *e, rz__ejob *j)
+{
+    bool open = j->state < RZ_JOB_SUCCEEDED;
+    if (!open && j->hold_checked)
+        return RZ_OK;
+    if (!open && j->owed != RZ__OWE_NONE)
+        return BREACH("job %llu still owes the ledger", U(j->id));
+    rz_ledger_transfer t;
+    int rc = rz_ledger_get_transfer(e->ledger, rz__engine_hold_id(j->id), &t);
+    if (rc != RZ_OK)
+        return BREACH("job %llu has no hold", U(j->id));
+    if (t.amount != j->max_cost)
+        return BREACH("job %llu holds %llu cents, not %llu", U(j->id),
+                      U(t.amount), U(j->max_cost));
+    if (open)
+        return t.state == RZ_LEDGER_OPEN ? RZ_OK
+               : BREACH("open job %llu has a closed hold", U(j->id));
+    bool paid = j->state == RZ_JOB_SUCCEEDED && j->cost;
+    if (paid ? t.state != RZ_LEDGER_POSTED || t.posted_amount != j->cost
+             : t.state != RZ_LEDGER_VOIDED)
+        return BREACH("job %llu (%s, cost %llu) has a hold in state %u "
+                      "posted %llu", U(j->id), rz_job_state_name(j->state),
+                      U(j->cost), t.state, U(t.posted_amount));
+    j->hold_checked = true;
+    return RZ_OK;
+}
+
+static int check_job(rz_engine *e, rz__ejob *j, size_t *queued)
+{
+    if (j->placed != placed_state(j->state))
+        return BREACH("job %llu is %s but %splaced", U(j->id),
+                      rz_job_state_name(j->state), j->placed ? "" : "not ");
+    if (j->placed) {
+        const rz__enode *n = rz__engine_node(e, j->node);
+        if (!n || n->state != RZ_NODE_ACTIVE)
+            return BREACH("job %llu is placed on a node that is not active",
+                          U(j->id));
+    }
+    if (j->state == RZ_JOB_PENDING && !j->deployment)
+        return BREACH("standalone job %llu is pending", U(j->id));
+    *queued += j->state == RZ_JOB_QUEUED;
+    return check_hold(e, j);
+}
+
+static bool step_agrees(rz_step_state s, rz_job_state j)
+{
+    switch (s) {
+    case RZ_STEP_PENDING: case RZ_STEP_READY: case RZ_STEP_BACKOFF:
+        return j == RZ_JOB_PENDING;
+    case RZ_STEP_RUNNING:
+        return j == RZ_JOB_QUEUED || placed_state(j);
+    case RZ_STEP_SUCCEEDED:
+        return j == RZ_JOB_SUCCEEDED;
+    default:
+        return j == RZ_JOB_FAILED || j == RZ_JOB_CANCELLED;
+    }
+}
+
+static int check_dep(rz_engine *e, const rz__edep *d)
+{
+    for (size_t i = 0; i < d->n_steps; i++) {
+        const rz__ejob *j = rz__engine_job(e, d->first_job + i);
+        if (!j || j->deployment != d->id || j->step != i)
+            return BREACH("deployment %llu: step %zu has no job", U(d->id), i);
+        if (!d->run) {
+            if (j->state < RZ_JOB_SUCCEEDED)
+                return BREACH("finished deployment %llu has open job %llu",
+                              U(d->id), U(j->id));
+            continue;
+        }
+        rz_step_state s = rz_run_step_state(d->run, i);
+        if (!step_agrees(s, j->state))
+            return BREACH("deployment %llu: step %s is %s but job %llu is %s",
+                          U(d->id), j->step_id, rz_step_state_name(s),
+                          U(j->id), rz_job_state_name(j->state));
+    }
+    return RZ_OK;
+}
+
+int rz_engine_check(rz_engine *e)
+{
+    if (!e)
+        return rz__error(RZ_EINVAL, "no engine");
+    int rc = RZ_OK;
+    for (size_t i = 0; rc == RZ_OK && i < e->n_nodes; i++)
+        rc = check_node(e, &e->nodes[i]);
+    size_t queued = 0, live = 0;
+    for (size_t i = 0; rc == RZ_OK && i < e->n_jobs; i++)
+        rc = check_job(e, &e->jobs[i], &queued);
+    for (size_t i = 0; rc == RZ_OK && i < e->heap_len; i++) {
+        const rz__heap_ent *h = &e->heap[i];
+        const rz__ejob *j = rz__engine_job(e, h->job);
+        live += j && j->state == RZ_JOB_QUEUED && j->queue_gen == h->gen;
+    }
+    if (rc == RZ_OK && live != queued)
+        rc = BREACH("%zu jobs are queued but the queue holds %zu", queued, live);
+    for (size_t i = 0; rc == RZ_OK && i < e->n_deps; i++)
+        rc = check_dep(e, &e->deps[i]);
+    if (rc == RZ_OK && rz_ledger_verify(e->ledger) != RZ_OK)
+        rc = BREACH("ledger: %s", rz_error_last()->message);
+    return rc;
+}

@@ -1,0 +1,478 @@
+/* Flow deployments: every step is a job, released by the deployment's
+ * rz_run. The run decides (readiness, `when`, retries, timeouts,
+ * on_failure); the engine turns its decisions into queued jobs and its
+ * outcomes into settlements. Every call into the run that changes it is
+ * recorded as a step event, so the run is rebuilt on open by replaying them.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "engine/engine_impl.h"
+#include "flow/model.h"
+#include "match/match_impl.h"
+#include "module/module_impl.h"
+
+static int no_memory(void)
+{
+    return rz__error(RZ_ENOMEM, "out of memory");
+}
+
+void rz__engine_dep_free(rz__edep *d)
+{
+    rz_run_free(d->run);
+    rz_flow_free(d->flow);
+    free(d->text);
+    free(d->inputs);
+    free(d->final_status);
+    memset(d, 0, sizeof *d);
+}
+
+static rz__ejob *step_job(rz_engine *e, const rz__edep *d, size_t step)
+{
+    return rz__engine_job(e, d->first_job + step);
+}
+
+static bool job_open(const rz__ejob *j)
+{
+    return j->state < RZ_JOB_SUCCEEDED;
+}
+
+/* ---- status ---- */
+
+static int status_json(const rz__edep *d, char **out)
+{
+    *out = NULL;
+    char *text = NULL;
+    int rc = rz_run_to_json(d->run, &text);
+    if (rc != RZ_OK)
+        return rc;
+    cJSON *doc = cJSON_Parse(text);
+    rz_free(text);
+    if (!doc)
+        return no_memory();
+    cJSON_DeleteItemFromObjectCaseSensitive(doc, "id");
+    cJSON_AddNumberToObject(doc, "id", (double)d->id);
+    cJSON *steps = cJSON_GetObjectItemCaseSensitive(doc, "steps");
+    for (cJSON *s = steps ? steps->child : NULL; s; s = s->next) {
+        size_t i = rz_flow_step_find(d->flow, s->string);
+        if (i != RZ_NPOS && cJSON_IsObject(s))
+            cJSON_AddNumberToObject(s, "job", (double)(d->first_job + i));
+    }
+    *out = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    return *out ? RZ_OK : no_memory();
+}
+
+static int finish_dep(rz_engine *e, rz__edep *d)
+{
+    char *status = NULL;
+    int rc = status_json(d, &status);
+    if (rc != RZ_OK)
+        return rc;
+    d->state = rz_run_state_get(d->run);
+    d->final_status = status;
+    rz_run_free(d->run);
+    d->run = NULL;
+    rz_flow_free(d->flow);
+    d->flow = NULL;
+    rz__engine_touch_dep(e, d);
+    rz__engine_emit_dep(e, d);
+    return RZ_OK;
+}
+
+/* ---- driving the run ---- */
+
+static int set_text(char **dst, const char *src)
+{
+    free(*dst);
+    *dst = NULL;
+    if (src && !(*dst = rz__strdup(src)))
+        return no_memory();
+    return RZ_OK;
+}
+
+/* Steps the run settled without a job outcome (skipped, cancelled, failed
+ * by a timeout or a bad request) release their jobs and holds. */
+static void sync_steps(rz_engine *e, rz__edep *d)
+{
+    for (size_t i = 0; i < d->n_steps; i++) {
+        rz__ejob *j = step_job(e, d, i);
+        rz_step_state s = rz_run_step_state(d->run, i);
+        if (!job_open(j) || (s != RZ_STEP_FAILED && s != RZ_STEP_SKIPPED &&
+                             s != RZ_STEP_CANCELLED))
+            continue;
+        rz__engine_unplace(e, j, true);
+        if (rz_run_step_error(d->run, i))
+            set_text(&j->error, rz_run_step_error(d->run, i));
+        rz_job_state st = s == RZ_STEP_FAILED && !d->cancelled
+                              ? RZ_JOB_FAILED : RZ_JOB_CANCELLED;
+        rz__engine_finish(e, j, st, RZ__OWE_REFUND);
+    }
+}
+
+/* The step was failed by the run (a timeout or a report) and may retry. */
+static void step_back(rz_engine *e, rz__edep *d, rz__ejob *j)
+{
+    if (rz_run_step_state(d->run, j->step) != RZ_STEP_BACKOFF)
+        return;
+    rz__engine_unplace(e, j, true);
+    j->state = RZ_JOB_PENDING;
+    rz__engine_touch_job(e, j);
+}
+
+static int expire(rz_engine *e, rz__edep *d, uint64_t now)
+{
+    size_t buf[64];
+    size_t n = rz_run_tick(d->run, now, buf, RZ_ARRAY_LEN(buf));
+    if (!n)
+        return RZ_OK;
+    int rc = rz__engine_dev_add(e, d, RZ__DEV_TICK, 0, now, NULL);
+    /* More than fit in buf were expired as well: their jobs are found by
+     * comparing states below. */
+    for (size_t i = 0; i < d->n_steps && rc == RZ_OK; i++) {
+        rz__ejob *j = step_job(e, d, i);
+        if (j->state >= RZ_JOB_QUEUED && j->state <= RZ_JOB_RUNNING &&
+            rz_run_step_state(d->run, i) != RZ_STEP_RUNNING) {
+            set_text(&j->error, rz_run_step_error(d->run, i));
+            step_back(e, d, j);
+        }
+    }
+    return rc;
+}
+
+static int start_step(rz_engine *e, rz__edep *d, size_t step, uint64_t now)
+{
+    rz__ejob *j = step_job(e, d, step);
+    int rc = rz_run_start(d->run, step, now);
+    if (rc == RZ_OK)
+        rc = rz__engine_dev_add(e, d, RZ__DEV_START, step, now, NULL);
+    if (rc != RZ_OK)
+        return rc;
+    char *req = NULL;
+    rc = rz_run_request(d->run, step, &req);
+    if (rc == RZ_OK) {
+        free(j->request);
+        j->request = rz__strdup(req);
+        rz_free(req);
+        return j->request ? rz__engine_enqueue(e, j) : no_memory();
+    }
+    if (rc == RZ_ENOMEM)
+        return rc;
+    /* The request cannot be built (an expression failed): the attempt fails
+     * as if the node had failed it. */
+    char why[600];
+    snprintf(why, sizeof why, "cannot build the request: %s",
+             rz_error_last()->message);
+    rz_run_fail(d->run, step, why, now);
+    rc = rz__engine_dev_add(e, d, RZ__DEV_FAIL, step, now, why);
+    set_text(&j->error, why);
+    step_back(e, d, j);
+    return rc;
+}
+
+int rz__engine_dep_advance(rz_engine *e, rz__edep *d, uint64_t now)
+{
+    if (!d->run)
+        return RZ_OK;
+    int rc = expire(e, d, now);
+    for (bool more = true; rc == RZ_OK && more;) {
+        size_t buf[64];
+        size_t n = rz_run_ready(d->run, now, buf, RZ_ARRAY_LEN(buf));
+        more = n > 0;
+        for (size_t i = 0; rc == RZ_OK && i < n && i < RZ_ARRAY_LEN(buf); i++)
+            rc = start_step(e, d, buf[i], now);
+    }
+    if (rc != RZ_OK)
+        return rc;
+    sync_steps(e, d);
+    return rz_run_done(d->run) ? finish_dep(e, d) : RZ_OK;
+}
+
+int rz__engine_dep_report(rz_engine *e, rz__ejob *j, const char *outputs,
+                          const char *error, uint64_t now)
+{
+    rz__edep *d = rz__engine_dep(e, j->deployment);
+    if (!d || !d->run)
+        return rz__error(RZ_EINTERNAL, "job %llu: its deployment has finished",
+                         (unsigned long long)j->id);
+    int rc;
+    if (!error) {
+        rz_run_succeed(d->run, j->step, outputs, now);
+        rc = rz__engine_dev_add(e, d, RZ__DEV_SUCCEED, j->step, now, outputs);
+        if (rc == RZ_OK && rz_run_step_state(d->run, j->step) == RZ_STEP_SUCCEEDED) {
+            rc = set_text(&j->outputs, outputs);
+            rz__engine_finish(e, j, RZ_JOB_SUCCEEDED,
+                              j->cost ? RZ__OWE_SETTLE : RZ__OWE_REFUND);
+        } else if (rc == RZ_OK) {
+            set_text(&j->error, rz_run_step_error(d->run, j->step));
+            step_back(e, d, j);
+        }
+    } else {
+        rz_run_fail(d->run, j->step, error, now);
+        rc = rz__engine_dev_add(e, d, RZ__DEV_FAIL, j->step, now, error);
+        if (rc == RZ_OK)
+            rc = set_text(&j->error, error);
+        step_back(e, d, j);
+    }
+    if (rc != RZ_OK)
+        return rc;
+    return rz__engine_dep_advance(e, d, now);
+}
+
+/* ---- deploying ---- */
+
+/* Requirements of a step: its module's, with the module's estimate. */
+static char *step_reqs(const rz__step *st)
+{
+    const rz_module *m = st->module;
+    cJSON *doc = m && cJSON_IsObject(m->requirements)
+                     ? cJSON_Duplicate(m->requirements, true)
+                     : cJSON_CreateObject();
+    if (!doc)
+        return NULL;
+    if (m && m->estimate_seconds > 0 &&
+        !cJSON_HasObjectItem(doc, "estimate_seconds"))
+        cJSON_AddNumberToObject(doc, "estimate_seconds", m->estimate_seconds);
+    char *s = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    return s;
+}
+
+/* A step's own max_cost_cents, else the reference estimate. */
+static uint64_t step_max_cost(const rz_engine *e, const rz__step *st,
+                              const rz_reqs *r)
+{
+    const cJSON *m = st->extra
+        ? cJSON_GetObjectItemCaseSensitive(st->extra, "max_cost_cents") : NULL;
+    if (cJSON_IsNumber(m) && m->valuedouble >= 1 && m->valuedouble < 1e15)
+        return (uint64_t)m->valuedouble;
+    const rz_reqs_info *ri = rz_reqs_get(r);
+    uint64_t est = ri->estimate_ms ? ri->estimate_ms
+                                   : (uint64_t)e->opts.default_step_seconds * 1000;
+    est = est / 100 * e->opts.estimate_factor_pct +
+          est % 100 * e->opts.estimate_factor_pct / 100;
+    rz_caps_info ref;
+    memset(&ref, 0, sizeof ref);
+    ref.gpu_hour_cents = e->opts.ref_gpu_hour_cents;
+    ref.cpu_hour_cents = e->opts.ref_cpu_hour_cents;
+    ref.memory_gb_hour_cents = e->opts.ref_memory_gb_hour_cents;
+    uint64_t c = rz__match_cost(rz__match_rate(&ref, ri), est);
+    return c ? c : 1;
+}
+
+static int step_job_fill(rz_engine *e, rz__ejob *j, const rz__edep *d,
+                         const rz__step *st, size_t i, uint64_t now)
+{
+    j->client = d->client;
+    j->deployment = d->id;
+    j->step = i;
+    j->submitted_ms = now;
+    j->step_id = rz__strdup(st->id);
+    j->module_id = rz__strdup(st->module ? st->module->id : st->module_id);
+    j->module_version = rz__strdup(st->module ? st->module->version
+                                   : st->module_spec ? st->module_spec : "");
+    j->request = rz__strdup("{}");
+    char *reqs = step_reqs(st);
+    if (!j->step_id || !j->module_id || !j->module_version || !j->request || !reqs) {
+        free(reqs);
+        return no_memory();
+    }
+    int rc = rz__engine_reqs_set(j, reqs, UINT64_MAX);
+    free(reqs);
+    if (rc != RZ_OK)
+        return rc;
+    j->max_cost = step_max_cost(e, st, j->reqs);
+    return rz__engine_reqs_set(j, j->reqs_json, j->max_cost);
+}
+
+/* Every step's hold in one linked batch: all or none. */
+static int hold_all(rz_engine *e, const rz__edep *d)
+{
+    size_t n = d->n_steps;
+    if (!n)
+        return RZ_OK;
+    if (n > RZ_LEDGER_BATCH_MAX)
+        return rz__error(RZ_ETOOBIG, "a deployment of %zu steps; at most %d",
+                         n, RZ_LEDGER_BATCH_MAX);
+    rz_ledger_op *ops = calloc(n, sizeof *ops);
+    rz_ledger_result *res = calloc(n, sizeof *res);
+    int rc = ops && res ? RZ_OK : no_memory();
+    for (size_t i = 0; rc == RZ_OK && i < n; i++) {
+        const rz__ejob *j = step_job(e, d, i);
+        ops[i].type = RZ_LEDGER_OP_HOLD;
+        ops[i].flags = i + 1 < n ? RZ_LEDGER_LINKED : 0;
+        ops[i].id = rz__engine_hold_id(j->id);
+        ops[i].job = rz_engine_job_ledger_id(j->id);
+        ops[i].account = d->client;
+        ops[i].amount = j->max_cost;
+    }
+    if (rc == RZ_OK)
+        rc = rz_ledger_submit(e->ledger, ops, n, res);
+    for (size_t i = 0; rc == RZ_OK && i < n; i++)
+        if (res[i].status != RZ_OK && res[i].status != RZ_ELINKED)
+            rc = rz__error(res[i].status, "step %s: cannot hold %llu cents: %s",
+                           step_job(e, d, i)->step_id,
+                           (unsigned long long)ops[i].amount,
+                           rz_strerror(res[i].status));
+    free(ops);
+    free(res);
+    return rc;
+}
+
+static int load_flow(rz_flow **out, const rz_engine *e, const char *text,
+                     size_t len, rz_diags *diags, bool fallback)
+{
+    int rc = rz_flow_parse(out, text, len, RZ_FORMAT_AUTO, "flow", diags);
+    if (rc != RZ_OK)
+        return rc;
+    rc = rz_flow_validate(*out, e->opts.registry, diags);
+    if (rc != RZ_OK && fallback && e->opts.registry)
+        rc = rz_flow_validate(*out, NULL, NULL);   /* modules gone since */
+    if (rc != RZ_OK) {
+        rz_flow_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+static int new_run(rz__edep *d, uint64_t now)
+{
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)d->id);
+    return rz_run_new(&d->run, d->flow, d->inputs, id, now);
+}
+
+int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
+                     rz_ledger_id client, const char *inputs_json,
+                     uint64_t now_ms, uint64_t *deployment, rz_diags *diags)
+{
+    if (deployment)
+        *deployment = 0;
+    if (!e || e->broken || !text)
+        return rz__error(e && e->broken ? RZ_EDB : RZ_EINVAL,
+                         e && e->broken ? "an earlier commit failed"
+                                        : "no engine or no flow");
+    if (!rz__engine_grow((void **)&e->deps, &e->cap_deps, e->n_deps + 1,
+                         sizeof *e->deps))
+        return no_memory();
+    rz__edep d;
+    memset(&d, 0, sizeof d);
+    d.id = e->n_deps + 1;
+    d.client = client;
+    d.created_ms = now_ms;
+    d.state = RZ_RUN_RUNNING;
+    d.text = rz__strndup(text, len);
+    d.inputs = inputs_json ? rz__strdup(inputs_json) : NULL;
+    int rc = d.text && (!inputs_json || d.inputs) ? RZ_OK : no_memory();
+    if (rc == RZ_OK)
+        rc = load_flow(&d.flow, e, text, len, diags, false);
+    if (rc == RZ_OK)
+        rc = new_run(&d, now_ms);
+    size_t before = e->n_jobs;
+    d.first_job = e->n_jobs + 1;
+    d.n_steps = d.flow ? rz_flow_step_count(d.flow) : 0;
+    for (size_t i = 0; rc == RZ_OK && i < d.n_steps; i++) {
+        rz__ejob *j = rz__engine_job_new(e);
+        rc = j ? step_job_fill(e, j, &d, &d.flow->steps[i], i, now_ms)
+               : no_memory();
+    }
+    if (rc == RZ_OK)
+        rc = hold_all(e, &d);
+    if (rc != RZ_OK) {
+        rz__engine_jobs_truncate(e, before);
+        rz__engine_dep_free(&d);
+        return rc;
+    }
+    rz__edep *dp = &e->deps[e->n_deps++];
+    *dp = d;
+    for (size_t i = 0; i < dp->n_steps; i++)
+        rz__engine_touch_job(e, step_job(e, dp, i));
+    rz__engine_touch_dep(e, dp);
+    rc = rz__engine_dep_advance(e, dp, now_ms);
+    int crc = rz__engine_commit(e);
+    if (crc == RZ_OK)
+        crc = rz__engine_pay(e);
+    if (rc == RZ_OK)
+        rc = crc;
+    if (rc == RZ_OK && deployment)
+        *deployment = dp->id;
+    return rc;
+}
+
+int rz__engine_dep_rebuild(rz_engine *e, rz__edep *d)
+{
+    int rc = load_flow(&d->flow, e, d->text, strlen(d->text), NULL, true);
+    if (rc == RZ_OK && rz_flow_step_count(d->flow) != d->n_steps)
+        rc = rz__error(RZ_EDB, "deployment %llu: the flow changed",
+                       (unsigned long long)d->id);
+    if (rc == RZ_OK)
+        rc = new_run(d, d->created_ms);
+    if (rc == RZ_OK)
+        rc = rz__engine_replay(e, d);
+    return rc;
+}
+
+static rz__edep *find_dep(rz_engine *e, uint64_t id, int *rc)
+{
+    rz__edep *d = e ? rz__engine_dep(e, id) : NULL;
+    if (!d)
+        *rc = rz__error(RZ_ENOENT, "no deployment %llu", (unsigned long long)id);
+    return d;
+}
+
+int rz_engine_deploy_status(rz_engine *e, uint64_t deployment, char **json)
+{
+    int rc = RZ_OK;
+    if (json)
+        *json = NULL;
+    rz__edep *d = find_dep(e, deployment, &rc);
+    if (!d || !json)
+        return d ? rz__error(RZ_EINVAL, "no output pointer") : rc;
+    if (d->final_status) {
+        *json = rz__strdup(d->final_status);
+        return *json ? RZ_OK : no_memory();
+    }
+    return status_json(d, json);
+}
+
+int rz_engine_deploy_state(rz_engine *e, uint64_t deployment, rz_run_state *out)
+{
+    int rc = RZ_OK;
+    rz__edep *d = find_dep(e, deployment, &rc);
+    if (d && out)
+        *out = d->run ? rz_run_state_get(d->run) : d->state;
+    return rc;
+}
+
+int rz_engine_deploy_cancel(rz_engine *e, uint64_t deployment, uint64_t now_ms)
+{
+    int rc = RZ_OK;
+    rz__edep *d = find_dep(e, deployment, &rc);
+    if (!d)
+        return rc;
+    if (e->broken)
+        return rz__error(RZ_EDB, "an earlier commit failed; reopen the engine");
+    if (!d->run)
+        return rz__error(RZ_ESTATE, "deployment %llu has finished",
+                         (unsigned long long)deployment);
+    rc = rz_run_cancel(d->run, now_ms);
+    d->cancelled = true;
+    if (rc == RZ_OK)
+        rc = rz__engine_dev_add(e, d, RZ__DEV_CANCEL, 0, now_ms, NULL);
+    for (size_t i = 0; rc == RZ_OK && i < d->n_steps; i++) {
+        if (rz_run_step_state(d->run, i) != RZ_STEP_RUNNING)
+            continue;
+        rc = rz_run_fail(d->run, i, "cancelled", now_ms);
+        if (rc == RZ_OK)
+            rc = rz__engine_dev_add(e, d, RZ__DEV_FAIL, i, now_ms, "cancelled");
+    }
+    if (rc == RZ_OK)
+        rc = rz__engine_dep_advance(e, d, now_ms);
+    int crc = rz__engine_commit(e);
+    if (crc == RZ_OK)
+        crc = rz__engine_pay(e);
+    return rc != RZ_OK ? rc : crc;
+}

@@ -1,0 +1,1068 @@
+/* The engine: nodes, jobs, the priority queue, placement, settlement. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "engine/engine_impl.h"
+#include "match/match_impl.h"
+
+#define NODE_LABEL "rhizos.node"
+
+/* ---- small helpers ---- */
+
+bool rz__engine_grow(void **arr, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return true;
+    size_t n = *cap ? *cap * 2 : 16;
+    while (n < need)
+        n *= 2;
+    void *p = realloc(*arr, n * size);
+    if (!p)
+        return false;
+    *arr = p;
+    *cap = n;
+    return true;
+}
+
+static int no_memory(void)
+{
+    return rz__error(RZ_ENOMEM, "out of memory");
+}
+
+static void touch(uint64_t **list, size_t *n, size_t *cap, bool *flag, uint64_t id)
+{
+    if (*flag)
+        return;
+    /* Out of memory here cannot be reported; the record is then written by
+     * the next successful touch of the same list (commit rewrites all). */
+    if (!rz__engine_grow((void **)list, cap, *n + 1, sizeof **list))
+        return;
+    (*list)[(*n)++] = id;
+    *flag = true;
+}
+
+void rz__engine_touch_node(rz_engine *e, rz__enode *n)
+{
+    touch(&e->dirty_nodes, &e->n_dirty_nodes, &e->cap_dirty_nodes, &n->dirty, n->id);
+}
+
+void rz__engine_touch_job(rz_engine *e, rz__ejob *j)
+{
+    touch(&e->dirty_jobs, &e->n_dirty_jobs, &e->cap_dirty_jobs, &j->dirty, j->id);
+}
+
+void rz__engine_touch_dep(rz_engine *e, rz__edep *d)
+{
+    touch(&e->dirty_deps, &e->n_dirty_deps, &e->cap_dirty_deps, &d->dirty, d->id);
+}
+
+rz__ejob *rz__engine_job(rz_engine *e, uint64_t id)
+{
+    return id >= 1 && id <= e->n_jobs ? &e->jobs[id - 1] : NULL;
+}
+
+rz__enode *rz__engine_node(rz_engine *e, uint64_t id)
+{
+    return id >= 1 && id <= e->n_nodes ? &e->nodes[id - 1] : NULL;
+}
+
+rz__edep *rz__engine_dep(rz_engine *e, uint64_t id)
+{
+    return id >= 1 && id <= e->n_deps ? &e->deps[id - 1] : NULL;
+}
+
+rz__ejob *rz__engine_job_new(rz_engine *e)
+{
+    if (!rz__engine_grow((void **)&e->jobs, &e->cap_jobs, e->n_jobs + 1,
+                         sizeof *e->jobs))
+        return NULL;
+    rz__ejob *j = &e->jobs[e->n_jobs++];
+    memset(j, 0, sizeof *j);
+    j->id = e->n_jobs;
+    return j;
+}
+
+static void job_clear(rz__ejob *j)
+{
+    free(j->reqs_json);
+    rz_reqs_free(j->reqs);
+    free(j->module_id);
+    free(j->module_version);
+    free(j->request);
+    free(j->step_id);
+    free(j->outputs);
+    free(j->error);
+}
+
+/* Drop the newest jobs back to `n` (a rejected submission or deployment). */
+void rz__engine_jobs_truncate(rz_engine *e, size_t n)
+{
+    while (e->n_jobs > n)
+        job_clear(&e->jobs[--e->n_jobs]);
+}
+
+static rz_ledger_id eid(int kind, uint64_t n)
+{
+    return rz_ledger_id_make(RZ__EID(kind), n);
+}
+
+rz_ledger_id rz_engine_job_ledger_id(uint64_t job) { return eid(RZ__EID_JOB, job); }
+rz_ledger_id rz_engine_node_account(uint64_t node) { return eid(RZ__EID_NODE, node); }
+rz_ledger_id rz__engine_hold_id(uint64_t job) { return eid(RZ__EID_HOLD, job); }
+
+const char *rz_job_state_name(rz_job_state s)
+{
+    static const char *const names[] = { "pending", "queued", "assigned",
+        "running", "succeeded", "failed", "cancelled" };
+    return (unsigned)s < RZ_ARRAY_LEN(names) ? names[s] : "unknown";
+}
+
+/* The requirements of a job, with max_cost_cents lowered to `max_cost`
+ * (UINT64_MAX: as stored). */
+int rz__engine_reqs_set(rz__ejob *j, const char *json, uint64_t max_cost)
+{
+    cJSON *doc = json && *json ? cJSON_Parse(json) : cJSON_CreateObject();
+    if (!doc || !cJSON_IsObject(doc)) {
+        cJSON_Delete(doc);
+        return rz__error(json && *json ? RZ_EINVALID : RZ_ENOMEM,
+                         "requirements must be a JSON object");
+    }
+    if (max_cost != UINT64_MAX) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(doc, "max_cost_cents");
+        if (!cJSON_IsNumber(m) || m->valuedouble < 0 ||
+            m->valuedouble > (double)max_cost) {
+            cJSON_DeleteItemFromObjectCaseSensitive(doc, "max_cost_cents");
+            cJSON_AddNumberToObject(doc, "max_cost_cents", (double)max_cost);
+        }
+    }
+    char *text = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    if (!text)
+        return no_memory();
+    rz_reqs *r = NULL;
+    int rc = rz_reqs_parse(&r, text, strlen(text));
+    if (rc != RZ_OK) {
+        free(text);
+        return rc;
+    }
+    free(j->reqs_json);
+    rz_reqs_free(j->reqs);
+    j->reqs_json = text;
+    j->reqs = r;
+    return RZ_OK;
+}
+
+/* ---- events ---- */
+
+static void emit_raw(rz_engine *e, const rz_engine_event *ev)
+{
+    if (!e->events && !(e->events = calloc(RZ__EVENTS_MAX, sizeof *e->events)))
+        return;   /* events are advisory; states stay authoritative */
+    if (e->ev_len == RZ__EVENTS_MAX) {
+        e->ev_head = (e->ev_head + 1) % RZ__EVENTS_MAX;
+        e->ev_len--;
+    }
+    e->events[(e->ev_head + e->ev_len++) % RZ__EVENTS_MAX] = *ev;
+}
+
+void rz__engine_emit(rz_engine *e, rz_engine_event_type type,
+                     const rz__ejob *j, uint64_t node)
+{
+    rz_engine_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = type;
+    ev.node = node;
+    if (j) {
+        ev.job = j->id;
+        ev.deployment = j->deployment;
+        ev.attempt = j->attempt;
+        ev.state = j->state;
+    }
+    emit_raw(e, &ev);
+}
+
+int rz_engine_next_event(rz_engine *e, rz_engine_event *out)
+{
+    if (!e || !out || !e->ev_len)
+        return 0;
+    *out = e->events[e->ev_head];
+    e->ev_head = (e->ev_head + 1) % RZ__EVENTS_MAX;
+    e->ev_len--;
+    return 1;
+}
+
+static void emit_dep(rz_engine *e, const rz__edep *d)
+{
+    rz_engine_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = RZ_EV_DEPLOYMENT_FINISHED;
+    ev.deployment = d->id;
+    ev.run_state = d->state;
+    emit_raw(e, &ev);
+}
+
+/* ---- the queue: a binary heap on (priority desc, id asc) ---- */
+
+static bool heap_before(const rz__heap_ent *a, const rz__heap_ent *b)
+{
+    return a->priority != b->priority ? a->priority > b->priority : a->job < b->job;
+}
+
+static bool heap_push(rz_engine *e, rz__heap_ent ent)
+{
+    if (!rz__engine_grow((void **)&e->heap, &e->heap_cap, e->heap_len + 1,
+                         sizeof *e->heap))
+        return false;
+    size_t i = e->heap_len++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!heap_before(&ent, &e->heap[p]))
+            break;
+        e->heap[i] = e->heap[p];
+        i = p;
+    }
+    e->heap[i] = ent;
+    return true;
+}
+
+static rz__heap_ent heap_pop(rz_engine *e)
+{
+    rz__heap_ent top = e->heap[0], last = e->heap[--e->heap_len];
+    size_t i = 0, n = e->heap_len;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && heap_before(&e->heap[c + 1], &e->heap[c]))
+            c++;
+        if (!heap_before(&e->heap[c], &last))
+            break;
+        e->heap[i] = e->heap[c];
+        i = c;
+    }
+    if (n)
+        e->heap[i] = last;
+    return top;
+}
+
+static bool heap_live(rz_engine *e, const rz__heap_ent *h)
+{
+    const rz__ejob *j = rz__engine_job(e, h->job);
+    return j && j->state == RZ_JOB_QUEUED && j->queue_gen == h->gen;
+}
+
+int rz__engine_enqueue(rz_engine *e, rz__ejob *j)
+{
+    j->state = RZ_JOB_QUEUED;
+    j->attempt++;
+    j->queue_gen++;
+    j->node = 0;
+    rz__engine_touch_job(e, j);
+    e->assign_dirty = true;
+    if (!heap_push(e, (rz__heap_ent){ j->priority, j->id, j->queue_gen }))
+        return no_memory();
+    return RZ_OK;
+}
+
+/* ---- placement ---- */
+
+static bool held_add(rz__enode *n, uint64_t job)
+{
+    if (!rz__engine_grow((void **)&n->held, &n->cap_held, n->n_held + 1,
+                         sizeof *n->held))
+        return false;
+    n->held[n->n_held++] = job;
+    n->jobs++;
+    return true;
+}
+
+static void held_remove(rz__enode *n, uint64_t job)
+{
+    for (size_t i = 0; i < n->n_held; i++)
+        if (n->held[i] == job) {
+            memmove(&n->held[i], &n->held[i + 1],
+                    (n->n_held - i - 1) * sizeof *n->held);
+            n->n_held--;
+            n->jobs--;
+            return;
+        }
+}
+
+static int take_placement(rz_engine *e, rz__ejob *j, const rz_placement *p)
+{
+    uint64_t node = p->node < e->cap_mindex ? e->node_by_mindex[p->node] : 0;
+    rz__enode *n = rz__engine_node(e, node);
+    if (!n || !held_add(n, j->id)) {
+        rz_matcher_release(e->matcher, p->ticket);
+        return n ? no_memory()
+                 : rz__error(RZ_EINTERNAL, "placement on an unknown node");
+    }
+    j->node = node;
+    j->ticket = p->ticket;
+    j->placed = true;
+    return RZ_OK;
+}
+
+/* Reserve `j` on `node` (used to restore placements on open): the job's
+ * requirements plus a label only that node carries. */
+int rz__engine_place_job(rz_engine *e, rz__ejob *j, uint64_t node)
+{
+    cJSON *doc = cJSON_Parse(j->reqs_json ? j->reqs_json : "{}");
+    cJSON *labels = doc ? cJSON_GetObjectItemCaseSensitive(doc, "labels") : NULL;
+    if (doc && !cJSON_IsObject(labels)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(doc, "labels");
+        labels = cJSON_AddObjectToObject(doc, "labels");
+    }
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)node);
+    if (labels) {
+        cJSON_DeleteItemFromObjectCaseSensitive(labels, NODE_LABEL);
+        cJSON_AddStringToObject(labels, NODE_LABEL, id);
+    }
+    char *text = labels ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    if (!text)
+        return no_memory();
+    rz_reqs *r = NULL;
+    int rc = rz_reqs_parse(&r, text, strlen(text));
+    free(text);
+    rz_placement p;
+    if (rc == RZ_OK)
+        rc = rz_matcher_place(e->matcher, r, &p);
+    rz_reqs_free(r);
+    if (rc == RZ_OK)
+        rc = take_placement(e, j, &p);
+    return rc;
+}
+
+void rz__engine_unplace(rz_engine *e, rz__ejob *j, bool stop)
+{
+    if (!j->placed)
+        return;
+    rz_matcher_release(e->matcher, j->ticket);
+    rz__enode *n = rz__engine_node(e, j->node);
+    if (n)
+        held_remove(n, j->id);
+    j->placed = false;
+    j->ticket = 0;
+    e->assign_dirty = true;
+    if (stop)
+        rz__engine_emit(e, RZ_EV_JOB_STOP, j, j->node);
+}
+
+/* Place queued jobs in priority order while nodes have room. */
+static int assign_all(rz_engine *e)
+{
+    if (!e->assign_dirty || !e->heap_len)
+        return RZ_OK;
+    size_t n = e->heap_len;
+    rz__heap_ent *order = malloc(n * sizeof *order);
+    if (!order)
+        return no_memory();
+    size_t k = 0;
+    while (e->heap_len) {
+        rz__heap_ent h = heap_pop(e);
+        if (heap_live(e, &h))
+            order[k++] = h;
+    }
+    int rc = RZ_OK;
+    for (size_t i = 0; i < k; i++) {
+        rz__ejob *j = rz__engine_job(e, order[i].job);
+        rz_placement p;
+        int prc = rc == RZ_OK ? rz_matcher_place(e->matcher, j->reqs, &p) : RZ_ENOENT;
+        if (prc == RZ_OK)
+            prc = take_placement(e, j, &p);
+        if (prc == RZ_OK) {
+            j->state = RZ_JOB_ASSIGNED;
+            rz__engine_touch_job(e, j);
+            rz__engine_emit(e, RZ_EV_JOB_ASSIGNED, j, j->node);
+            e->stats.assignments++;
+            continue;
+        }
+        if (prc != RZ_ENOENT)
+            rc = prc;
+        heap_push(e, order[i]);   /* room was there before the pops */
+    }
+    free(order);
+    if (rc == RZ_OK)
+        e->assign_dirty = false;
+    return rc;
+}
+
+/* ---- settlement ---- */
+
+void rz__engine_finish(rz_engine *e, rz__ejob *j, rz_job_state st, int owe)
+{
+    j->state = st;
+    j->owed = owe;
+    rz__engine_touch_job(e, j);
+    if (owe != RZ__OWE_NONE &&
+        rz__engine_grow((void **)&e->owed, &e->cap_owed, e->n_owed + 1,
+                        sizeof *e->owed))
+        e->owed[e->n_owed++] = j->id;
+    rz__engine_emit(e, RZ_EV_JOB_FINISHED, j, j->node);
+}
+
+static void owed_op(const rz__ejob *j, rz_ledger_op *op)
+{
+    memset(op, 0, sizeof *op);
+    op->job = rz_engine_job_ledger_id(j->id);
+    if (j->owed == RZ__OWE_SETTLE) {
+        op->type = RZ_LEDGER_OP_SETTLE;
+        op->id = eid(RZ__EID_SETTLE, j->id);
+        op->other = rz_engine_node_account(j->node);
+        op->amount = j->cost;
+    } else {
+        op->type = RZ_LEDGER_OP_REFUND;
+        op->id = eid(RZ__EID_REFUND, j->id);
+    }
+}
+
+/* Apply the settlements and refunds the last commit recorded as owed. They
+ * are durable as owed already; a crash here is finished on open. */
+int rz__engine_pay(rz_engine *e)
+{
+    int rc = RZ_OK;
+    size_t done = 0;
+    while (done < e->n_owed && rc == RZ_OK) {
+        size_t n = e->n_owed - done;
+        if (n > 1024)
+            n = 1024;
+        rz_ledger_op ops[1024];
+        rz_ledger_result res[1024];
+        for (size_t i = 0; i < n; i++)
+            owed_op(rz__engine_job(e, e->owed[done + i]), &ops[i]);
+        rc = rz_ledger_submit(e->ledger, ops, n, res);
+        for (size_t i = 0; rc == RZ_OK && i < n; i++) {
+            rz__ejob *j = rz__engine_job(e, e->owed[done + i]);
+            if (res[i].status == RZ_OK) {
+                j->owed = RZ__OWE_NONE;
+                rz__engine_touch_job(e, j);
+            }
+        }
+        done += n;
+    }
+    e->n_owed = 0;
+    return rc;
+}
+
+/* ---- open / close ---- */
+
+static void opts_normalise(rz_engine_opts *o, const rz_engine_opts *given)
+{
+    rz_engine_opts def = RZ_ENGINE_OPTS_INIT;
+    *o = given ? *given : def;
+    if (!o->node_timeout_ms)
+        o->node_timeout_ms = 30000;
+    if (!o->max_attempts)
+        o->max_attempts = 5;
+    if (!o->estimate_factor_pct)
+        o->estimate_factor_pct = 200;
+    if (!o->default_step_seconds)
+        o->default_step_seconds = 60;
+}
+
+static int open_ledger(rz_engine *e, const char *data_dir)
+{
+    rz_ledger_opts lo = RZ_LEDGER_OPTS_INIT;
+    lo.fee_bps = e->opts.fee_bps;
+    lo.durable = e->opts.durable;
+    return rz_ledger_open(&e->ledger, data_dir, &lo);
+}
+
+static int matcher_add_node(rz_engine *e, rz__enode *n)
+{
+    size_t idx;
+    int rc = rz_matcher_add(e->matcher, n->caps, &idx);
+    if (rc != RZ_OK)
+        return rc;
+    if (!rz__engine_grow((void **)&e->node_by_mindex, &e->cap_mindex, idx + 1,
+                         sizeof *e->node_by_mindex))
+        return no_memory();
+    e->node_by_mindex[idx] = n->id;
+    n->mindex = idx;
+    return RZ_OK;
+}
+
+/* Rebuild what is not stored: the matcher with its reservations, the queue,
+ * the deployments' runs; then finish what a crash interrupted. */
+static int resume(rz_engine *e)
+{
+    int rc = RZ_OK;
+    for (size_t i = 0; rc == RZ_OK && i < e->n_nodes; i++)
+        if (e->nodes[i].state == RZ_NODE_ACTIVE)
+            rc = matcher_add_node(e, &e->nodes[i]);
+    for (size_t i = 0; rc == RZ_OK && i < e->n_jobs; i++) {
+        rz__ejob *j = &e->jobs[i];
+        if (j->state == RZ_JOB_ASSIGNED || j->state == RZ_JOB_RUNNING)
+            rc = rz__engine_place_job(e, j, j->node);
+        else if (j->state == RZ_JOB_QUEUED) {
+            j->queue_gen++;
+            if (!heap_push(e, (rz__heap_ent){ j->priority, j->id, j->queue_gen }))
+                rc = no_memory();
+        }
+        if (j->owed != RZ__OWE_NONE &&
+            rz__engine_grow((void **)&e->owed, &e->cap_owed, e->n_owed + 1,
+                            sizeof *e->owed))
+            e->owed[e->n_owed++] = j->id;
+        j->hold_checked = false;
+    }
+    for (size_t i = 0; rc == RZ_OK && i < e->n_deps; i++)
+        if (!e->deps[i].final_status)
+            rc = rz__engine_dep_rebuild(e, &e->deps[i]);
+    if (rc == RZ_OK)
+        rc = rz__engine_pay(e);
+    if (rc == RZ_OK)
+        rc = rz__engine_commit(e);
+    e->assign_dirty = true;
+    return rc;
+}
+
+/* Holds for job ids past the last committed job belong to a submission or
+ * deployment that crashed before it was acknowledged: give them back. */
+static int refund_orphans(rz_engine *e)
+{
+    for (uint64_t id = e->n_jobs + 1;; id++) {
+        rz_ledger_transfer t;
+        int rc = rz_ledger_get_transfer(e->ledger, rz__engine_hold_id(id), &t);
+        if (rc == RZ_ENOENT)
+            return RZ_OK;
+        if (rc != RZ_OK)
+            return rc;
+        if (t.state == RZ_LEDGER_OPEN) {
+            rc = rz_ledger_refund(e->ledger, eid(RZ__EID_REFUND, id),
+                                  rz_engine_job_ledger_id(id), NULL);
+            if (rc != RZ_OK)
+                return rc;
+        }
+    }
+}
+
+int rz_engine_open(rz_engine **out, const char *data_dir,
+                   const rz_engine_opts *opts)
+{
+    if (!out)
+        return rz__error(RZ_EINVAL, "no output pointer");
+    *out = NULL;
+    if (!data_dir || !*data_dir)
+        return rz__error(RZ_EINVAL, "no data directory given");
+    if (opts && opts->version != RZ_ENGINE_OPTS_VERSION)
+        return rz__error(RZ_EINVAL, "engine options of an unknown version %d",
+                         opts->version);
+    rz_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return no_memory();
+    opts_normalise(&e->opts, opts);
+    int rc = rz__engine_store_open(e, data_dir);
+    if (rc == RZ_OK)
+        rc = open_ledger(e, data_dir);
+    if (rc == RZ_OK)
+        rc = rz_matcher_new(&e->matcher, e->opts.policy);
+    if (rc == RZ_OK)
+        rc = rz__engine_load(e);
+    if (rc == RZ_OK)
+        rc = refund_orphans(e);
+    if (rc == RZ_OK)
+        rc = resume(e);
+    if (rc != RZ_OK) {
+        int keep = rc;
+        rz_error err = *rz_error_last();
+        rz_engine_close(e);
+        rz__error(keep, "%s", err.message);
+        return keep;
+    }
+    *out = e;
+    return RZ_OK;
+}
+
+void rz_engine_close(rz_engine *e)
+{
+    if (!e)
+        return;
+    if (e->env && !e->broken)
+        rz__engine_commit(e);   /* owed flags cleared since the last call */
+    for (size_t i = 0; i < e->n_nodes; i++) {
+        rz_caps_free(e->nodes[i].caps);
+        free(e->nodes[i].held);
+    }
+    for (size_t i = 0; i < e->n_jobs; i++)
+        job_clear(&e->jobs[i]);
+    for (size_t i = 0; i < e->n_deps; i++)
+        rz__engine_dep_free(&e->deps[i]);
+    for (size_t i = 0; i < e->n_devs; i++)
+        free(e->devs[i].text);
+    free(e->nodes);
+    free(e->node_by_mindex);
+    free(e->jobs);
+    free(e->deps);
+    free(e->heap);
+    free(e->devs);
+    free(e->owed);
+    free(e->dirty_nodes);
+    free(e->dirty_jobs);
+    free(e->dirty_deps);
+    free(e->events);
+    rz_matcher_free(e->matcher);
+    rz_ledger_close(e->ledger);
+    rz__engine_store_close(e);
+    free(e);
+}
+
+rz_ledger *rz_engine_ledger(rz_engine *e)
+{
+    return e ? e->ledger : NULL;
+}
+
+/* Calls that change state start here: a broken handle refuses, and the
+ * first `now` after open starts every node's heartbeat grace period. */
+static int enter(rz_engine *e, uint64_t now)
+{
+    if (!e)
+        return rz__error(RZ_EINVAL, "no engine");
+    if (e->broken)
+        return rz__error(RZ_EDB, "an earlier commit failed; reopen the engine");
+    if (!e->resumed) {
+        for (size_t i = 0; i < e->n_nodes; i++)
+            if (e->nodes[i].last_hb < now)
+                e->nodes[i].last_hb = now;
+        e->resumed = true;
+    }
+    return RZ_OK;
+}
+
+/* Calls that changed state end here: commit, then move the money owed. */
+static int leave(rz_engine *e, int rc)
+{
+    int crc = rz__engine_commit(e);
+    if (crc != RZ_OK)
+        return crc;
+    int prc = rz__engine_pay(e);
+    return rc != RZ_OK ? rc : prc;
+}
+
+/* ---- nodes ---- */
+
+int rz_engine_node_register(rz_engine *e, const char *caps_json, size_t len,
+                            uint64_t now_ms, uint64_t *node_id)
+{
+    if (node_id)
+        *node_id = 0;
+    int rc = enter(e, now_ms);
+    if (rc != RZ_OK)
+        return rc;
+    if (!caps_json)
+        return rz__error(RZ_EINVAL, "no capabilities given");
+    rz_caps *caps = NULL;
+    rc = rz_caps_parse(&caps, caps_json, len);
+    if (rc != RZ_OK)
+        return rc;
+    uint64_t id = e->n_nodes + 1;
+    char ids[24];
+    snprintf(ids, sizeof ids, "%llu", (unsigned long long)id);
+    rc = rz_caps_set_id(caps, ids);
+    if (rc == RZ_OK)
+        rc = rz_caps_set_label(caps, NODE_LABEL, ids);
+    if (rc == RZ_OK && !rz__engine_grow((void **)&e->nodes, &e->cap_nodes,
+                                        e->n_nodes + 1, sizeof *e->nodes))
+        rc = no_memory();
+    if (rc == RZ_OK) {
+        rc = rz_ledger_create_account(e->ledger, rz_engine_node_account(id),
+                                      RZ_LEDGER_NODE);
+        if (rc == RZ_EEXISTS)   /* left by a registration that crashed */
+            rc = RZ_OK;
+    }
+    if (rc != RZ_OK) {
+        rz_caps_free(caps);
+        return rc;
+    }
+    rz__enode *n = &e->nodes[e->n_nodes++];
+    memset(n, 0, sizeof *n);
+    *n = (rz__enode){ .id = id, .state = RZ_NODE_ACTIVE, .caps = caps,
+                      .mindex = RZ_NPOS, .registered_ms = now_ms,
+                      .last_hb = now_ms };
+    rc = matcher_add_node(e, n);
+    if (rc != RZ_OK) {
+        rz_caps_free(caps);
+        e->n_nodes--;
+        return rc;
+    }
+    rz__engine_touch_node(e, n);
+    e->assign_dirty = true;
+    rc = leave(e, RZ_OK);
+    if (rc == RZ_OK && node_id)
+        *node_id = id;
+    return rc;
+}
+
+static rz__enode *live_node(rz_engine *e, uint64_t id, int *rc)
+{
+    rz__enode *n = rz__engine_node(e, id);
+    if (!n)
+        *rc = rz__error(RZ_ENOENT, "no node %llu", (unsigned long long)id);
+    else if (n->state != RZ_NODE_ACTIVE)
+        *rc = rz__error(RZ_ESTATE, "node %llu is %s; register again",
+                        (unsigned long long)id,
+                        n->state == RZ_NODE_LOST ? "lost" : "gone");
+    return *rc == RZ_OK ? n : NULL;
+}
+
+int rz_engine_node_heartbeat(rz_engine *e, uint64_t node, uint64_t now_ms,
+                             double load)
+{
+    int rc = enter(e, now_ms);
+    rz__enode *n = rc == RZ_OK ? live_node(e, node, &rc) : NULL;
+    if (!n)
+        return rc;
+    if (now_ms > n->last_hb)
+        n->last_hb = now_ms;
+    n->load = load;
+    return RZ_OK;
+}
+
+/* A job whose node went away: back to the queue, or failed after too many
+ * dispatches. Its hold stays, so nothing is charged twice. */
+static int requeue(rz_engine *e, rz__ejob *j, uint64_t now)
+{
+    rz__engine_unplace(e, j, false);
+    if (j->attempt < e->opts.max_attempts) {
+        e->stats.requeues++;
+        return rz__engine_enqueue(e, j);
+    }
+    const char *why = "its node was lost too many times";
+    if (j->deployment)
+        return rz__engine_dep_report(e, j, NULL, why, now);
+    free(j->error);
+    j->error = rz__strdup(why);
+    rz__engine_finish(e, j, RZ_JOB_FAILED, RZ__OWE_REFUND);
+    return RZ_OK;
+}
+
+static int node_drop(rz_engine *e, rz__enode *n, rz_node_state st, uint64_t now)
+{
+    n->state = st;
+    rz__engine_touch_node(e, n);
+    rz_matcher_remove(e->matcher, rz_caps_get(n->caps)->id);
+    if (st == RZ_NODE_LOST) {
+        rz_engine_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.type = RZ_EV_NODE_LOST;
+        ev.node = n->id;
+        emit_raw(e, &ev);
+    }
+    int rc = RZ_OK;
+    while (rc == RZ_OK && n->n_held)
+        rc = requeue(e, rz__engine_job(e, n->held[0]), now);
+    return rc;
+}
+
+int rz_engine_node_deregister(rz_engine *e, uint64_t node, uint64_t now_ms)
+{
+    int rc = enter(e, now_ms);
+    rz__enode *n = rc == RZ_OK ? live_node(e, node, &rc) : NULL;
+    if (!n)
+        return rc;
+    return leave(e, node_drop(e, n, RZ_NODE_GONE, now_ms));
+}
+
+int rz_engine_node_get(rz_engine *e, uint64_t node, rz_engine_node_info *out)
+{
+    rz__enode *n = e ? rz__engine_node(e, node) : NULL;
+    if (!n || !out)
+        return rz__error(RZ_ENOENT, "no node %llu", (unsigned long long)node);
+    out->id = n->id;
+    out->state = n->state;
+    out->registered_ms = n->registered_ms;
+    out->last_heartbeat_ms = n->last_hb;
+    out->load = n->load;
+    out->jobs = n->jobs;
+    out->account = rz_engine_node_account(n->id);
+    return RZ_OK;
+}
+
+/* ---- jobs ---- */
+
+static int job_fill(rz__ejob *j, const rz_engine_job_spec *s, uint64_t now)
+{
+    j->client = s->client;
+    j->priority = s->priority;
+    j->max_cost = s->max_cost_cents;
+    j->submitted_ms = now;
+    j->module_id = rz__strdup(s->module_id ? s->module_id : "");
+    j->module_version = rz__strdup(s->module_version ? s->module_version : "");
+    j->request = rz__strdup(s->request_json ? s->request_json : "{}");
+    if (!j->module_id || !j->module_version || !j->request)
+        return no_memory();
+    cJSON *req = cJSON_Parse(j->request);
+    bool ok = cJSON_IsObject(req);
+    cJSON_Delete(req);
+    if (!ok)
+        return rz__error(RZ_EINVALID, "the request must be a JSON object");
+    return rz__engine_reqs_set(j, s->requirements_json, s->max_cost_cents);
+}
+
+int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
+                     uint64_t now_ms, uint64_t *job_id)
+{
+    if (job_id)
+        *job_id = 0;
+    int rc = enter(e, now_ms);
+    if (rc != RZ_OK)
+        return rc;
+    if (!spec || spec->version != RZ_ENGINE_JOB_SPEC_VERSION)
+        return rz__error(RZ_EINVAL, "no job spec, or one of an unknown version");
+    if (!spec->max_cost_cents)
+        return rz__error(RZ_EINVAL, "max_cost_cents must be at least 1");
+    size_t before = e->n_jobs;
+    rz__ejob *j = rz__engine_job_new(e);
+    if (!j)
+        return no_memory();
+    rc = job_fill(j, spec, now_ms);
+    if (rc == RZ_OK)
+        rc = rz_ledger_hold(e->ledger, rz__engine_hold_id(j->id),
+                            rz_engine_job_ledger_id(j->id), spec->client,
+                            spec->max_cost_cents, 0);
+    if (rc != RZ_OK) {
+        rz__engine_jobs_truncate(e, before);
+        return rc;
+    }
+    rc = rz__engine_enqueue(e, j);
+    uint64_t id = j->id;
+    rc = leave(e, rc);
+    if (rc == RZ_OK && job_id)
+        *job_id = id;
+    return rc;
+}
+
+static void assignment_fill(rz_engine *e, const rz__ejob *j,
+                            rz_engine_assignment *out)
+{
+    out->job = j->id;
+    out->attempt = j->attempt;
+    out->deployment = j->deployment;
+    (void)e;
+    out->step = j->step_id ? j->step_id : "";
+    out->module_id = j->module_id ? j->module_id : "";
+    out->module_version = j->module_version ? j->module_version : "";
+    out->request_json = j->request ? j->request : "{}";
+    out->max_cost_cents = j->max_cost;
+}
+
+int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
+                   rz_engine_assignment *out)
+{
+    int rc = enter(e, now_ms);
+    rz__enode *n = rc == RZ_OK ? live_node(e, node, &rc) : NULL;
+    if (!n)
+        return rc;
+    if (now_ms > n->last_hb)
+        n->last_hb = now_ms;
+    rc = assign_all(e);
+    rz__ejob *got = NULL;
+    for (size_t i = 0; rc == RZ_OK && i < n->n_held && !got; i++) {
+        rz__ejob *j = rz__engine_job(e, n->held[i]);
+        if (j->state == RZ_JOB_ASSIGNED)
+            got = j;
+    }
+    if (got) {
+        got->state = RZ_JOB_RUNNING;
+        rz__engine_touch_job(e, got);
+    }
+    rc = leave(e, rc);
+    if (rc != RZ_OK)
+        return rc;
+    if (!got)
+        return RZ_ENOENT;
+    if (out)
+        assignment_fill(e, got, out);
+    return RZ_OK;
+}
+
+/* What the job cost on its node: the node's prices for run_ms, capped. */
+static uint64_t actual_cost(rz_engine *e, const rz__ejob *j, uint64_t run_ms)
+{
+    rz__enode *n = rz__engine_node(e, j->node);
+    uint64_t c = rz__match_cost(rz__match_rate(rz_caps_get(n->caps),
+                                               rz_reqs_get(j->reqs)), run_ms);
+    return c < j->max_cost ? c : j->max_cost;
+}
+
+static bool outputs_ok(const char *outputs)
+{
+    if (!outputs)
+        return true;
+    cJSON *o = cJSON_Parse(outputs);
+    bool ok = cJSON_IsObject(o);
+    cJSON_Delete(o);
+    return ok;
+}
+
+int rz_engine_result(rz_engine *e, uint64_t node, uint64_t job,
+                     uint32_t attempt, const char *outputs_json,
+                     const char *error, uint64_t run_ms, uint64_t now_ms)
+{
+    int rc = enter(e, now_ms);
+    if (rc != RZ_OK)
+        return rc;
+    rz__ejob *j = rz__engine_job(e, job);
+    if (!j)
+        return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
+    if (j->done_attempt && j->done_attempt == attempt && j->done_node == node)
+        return RZ_OK;   /* a repeat of the report already accepted */
+    if (j->state != RZ_JOB_RUNNING || j->node != node || j->attempt != attempt) {
+        e->stats.results_rejected++;
+        return rz__error(RZ_ESTATE, "node %llu does not hold attempt %u of job "
+                         "%llu", (unsigned long long)node, attempt,
+                         (unsigned long long)job);
+    }
+    if (!error && !outputs_ok(outputs_json))
+        error = "outputs are not a JSON object";
+    rz__engine_unplace(e, j, false);
+    j->node = node;
+    j->done_node = node;
+    j->done_attempt = attempt;
+    j->run_ms = run_ms;
+    if (!error)
+        j->cost = actual_cost(e, j, run_ms);
+    if (j->deployment) {
+        rc = rz__engine_dep_report(e, j, outputs_json ? outputs_json : "{}",
+                                   error, now_ms);
+        return leave(e, rc);
+    }
+    if (error) {
+        free(j->error);
+        j->error = rz__strdup(error);
+        rz__engine_finish(e, j, RZ_JOB_FAILED, RZ__OWE_REFUND);
+    } else {
+        free(j->outputs);
+        j->outputs = rz__strdup(outputs_json ? outputs_json : "{}");
+        rz__engine_finish(e, j, RZ_JOB_SUCCEEDED,
+                          j->cost ? RZ__OWE_SETTLE : RZ__OWE_REFUND);
+    }
+    return leave(e, RZ_OK);
+}
+
+static bool job_open(const rz__ejob *j)
+{
+    return j->state < RZ_JOB_SUCCEEDED;
+}
+
+int rz_engine_cancel_job(rz_engine *e, uint64_t job, uint64_t now_ms)
+{
+    int rc = enter(e, now_ms);
+    if (rc != RZ_OK)
+        return rc;
+    rz__ejob *j = rz__engine_job(e, job);
+    if (!j)
+        return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
+    if (j->deployment)
+        return rz__error(RZ_EINVAL, "job %llu is a step of deployment %llu; "
+                         "cancel the deployment", (unsigned long long)job,
+                         (unsigned long long)j->deployment);
+    if (!job_open(j))
+        return rz__error(RZ_ESTATE, "job %llu has finished (%s)",
+                         (unsigned long long)job, rz_job_state_name(j->state));
+    rz__engine_unplace(e, j, true);
+    rz__engine_finish(e, j, RZ_JOB_CANCELLED, RZ__OWE_REFUND);
+    return leave(e, RZ_OK);
+}
+
+int rz_engine_job_get(rz_engine *e, uint64_t job, rz_engine_job_info *out)
+{
+    rz__ejob *j = e ? rz__engine_job(e, job) : NULL;
+    if (!j || !out)
+        return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
+    memset(out, 0, sizeof *out);
+    out->id = j->id;
+    out->state = j->state;
+    out->attempt = j->attempt;
+    out->node = j->node;
+    out->priority = j->priority;
+    out->client = j->client;
+    out->max_cost_cents = j->max_cost;
+    out->cost_cents = j->state == RZ_JOB_SUCCEEDED ? j->cost : 0;
+    out->run_ms = j->run_ms;
+    out->deployment = j->deployment;
+    rz_engine_assignment a;
+    assignment_fill(e, j, &a);
+    out->step = a.step;
+    out->module_id = a.module_id;
+    out->module_version = a.module_version;
+    out->outputs_json = j->state == RZ_JOB_SUCCEEDED ? j->outputs : NULL;
+    out->error = j->state == RZ_JOB_FAILED ? j->error : NULL;
+    return RZ_OK;
+}
+
+/* ---- time ---- */
+
+int rz_engine_tick(rz_engine *e, uint64_t now_ms)
+{
+    int rc = enter(e, now_ms);
+    for (size_t i = 0; rc == RZ_OK && i < e->n_nodes; i++) {
+        rz__enode *n = &e->nodes[i];
+        if (n->state == RZ_NODE_ACTIVE &&
+            now_ms - n->last_hb > e->opts.node_timeout_ms && now_ms > n->last_hb)
+            rc = node_drop(e, n, RZ_NODE_LOST, now_ms);
+    }
+    for (size_t i = 0; rc == RZ_OK && i < e->n_deps; i++) {
+        rz__edep *d = &e->deps[i];
+        if (d->run && rz_run_next_wakeup(d->run) <= now_ms)
+            rc = rz__engine_dep_advance(e, d, now_ms);
+    }
+    if (rc == RZ_OK)
+        rc = assign_all(e);
+    if (!e || e->broken)
+        return rc;
+    return leave(e, rc);
+}
+
+uint64_t rz_engine_next_wakeup(rz_engine *e)
+{
+    uint64_t t = UINT64_MAX;
+    if (!e)
+        return t;
+    for (size_t i = 0; i < e->n_nodes; i++)
+        if (e->nodes[i].state == RZ_NODE_ACTIVE) {
+            uint64_t d = e->nodes[i].last_hb + e->opts.node_timeout_ms + 1;
+            if (d < t)
+                t = d;
+        }
+    for (size_t i = 0; i < e->n_deps; i++)
+        if (e->deps[i].run) {
+            uint64_t w = rz_run_next_wakeup(e->deps[i].run);
+            if (w < t)
+                t = w;
+        }
+    return t;
+}
+
+void rz_engine_stats_get(rz_engine *e, rz_engine_stats *out)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof *out);
+    if (!e)
+        return;
+    *out = e->stats;
+    memset(out->jobs, 0, sizeof out->jobs);
+    out->nodes_active = out->nodes_lost = 0;
+    out->deployments_running = out->deployments_done = 0;
+    for (size_t i = 0; i < e->n_nodes; i++) {
+        out->nodes_active += e->nodes[i].state == RZ_NODE_ACTIVE;
+        out->nodes_lost += e->nodes[i].state == RZ_NODE_LOST;
+    }
+    for (size_t i = 0; i < e->n_jobs; i++)
+        if ((unsigned)e->jobs[i].state <= RZ_JOB_CANCELLED)
+            out->jobs[e->jobs[i].state]++;
+    for (size_t i = 0; i < e->n_deps; i++) {
+        out->deployments_running += e->deps[i].final_status == NULL;
+        out->deployments_done += e->deps[i].final_status != NULL;
+    }
+}
+
+void rz__engine_emit_dep(rz_engine *e, const rz__edep *d)
+{
+    emit_dep(e, d);
+}

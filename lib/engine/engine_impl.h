@@ -1,0 +1,179 @@
+/* Internal state of the engine, shared by its files.
+ *
+ * Everything lives in memory (arrays indexed by id) and is mirrored in LMDB:
+ * a call marks what it touched dirty and commits it in one write transaction
+ * at its end (rz__engine_commit). Money moves in the ledger, ordered so that
+ * a crash between the two stores is repaired on open: holds go to the ledger
+ * before the job that owns them is committed (an orphan hold is refunded on
+ * open), settlements and refunds are committed as owed first and paid after
+ * (an owed one is paid again on open; ledger ids make that a replay). */
+#ifndef RZ_ENGINE_IMPL_H
+#define RZ_ENGINE_IMPL_H
+
+#include <lmdb.h>
+
+#include "common/internal.h"
+#include "rhizos/engine.h"
+
+/* Namespaces of the engine's ledger ids: {RZ__EID(kind), number}. */
+#define RZ__EID(kind) (0x525a454e47000000ull | (uint64_t)(kind))
+enum { RZ__EID_JOB = 1, RZ__EID_HOLD = 2, RZ__EID_SETTLE = 3,
+       RZ__EID_REFUND = 4, RZ__EID_NODE = 5 };
+
+/* A settlement owed to the ledger (job.owed). */
+enum { RZ__OWE_NONE = 0, RZ__OWE_SETTLE = 1, RZ__OWE_REFUND = 2 };
+
+typedef struct rz__enode {
+    uint64_t id;
+    rz_node_state state;
+    rz_caps *caps;
+    size_t mindex;            /* index in the matcher; RZ_NPOS if not in it */
+    uint64_t registered_ms, last_hb;
+    double load;
+    uint32_t jobs;            /* assigned or running here */
+    uint64_t *held; size_t n_held, cap_held;   /* those jobs' ids */
+    bool dirty;
+} rz__enode;
+
+typedef struct rz__ejob {
+    uint64_t id;
+    rz_job_state state;
+    rz_ledger_id client;
+    int32_t priority;
+    char *reqs_json;          /* requirements as stored (max cost applied) */
+    rz_reqs *reqs;
+    char *module_id, *module_version, *request;
+    uint64_t max_cost;
+    uint32_t attempt;
+    uint64_t node;            /* holder (assigned/running) or finisher */
+    uint64_t ticket;          /* matcher reservation while placed */
+    bool placed;              /* holds a reservation */
+    uint64_t deployment;      /* 0: standalone */
+    size_t step;
+    char *step_id;            /* the step's id; NULL for standalone jobs */
+    char *outputs, *error;
+    uint64_t cost, run_ms;
+    uint64_t submitted_ms;
+    int owed;                 /* RZ__OWE_* not yet applied to the ledger */
+    uint64_t done_node;       /* the accepted final report: (node, attempt) */
+    uint32_t done_attempt;
+    uint32_t queue_gen;       /* heap entries of older generations are stale */
+    bool dirty;
+    bool hold_checked;        /* rz_engine_check saw its final ledger state */
+} rz__ejob;
+
+typedef struct rz__edep {
+    uint64_t id;
+    rz_ledger_id client;
+    char *text;               /* the flow document as deployed */
+    char *inputs;             /* NULL: none */
+    uint64_t created_ms;
+    uint64_t first_job;       /* step i is job first_job + i */
+    size_t n_steps;
+    rz_flow *flow;
+    rz_run *run;              /* NULL once finished (status kept instead) */
+    char *final_status;       /* status JSON once finished */
+    rz_run_state state;
+    uint32_t n_events;        /* step events recorded */
+    bool cancelled;           /* a CANCEL event was applied */
+    bool dirty;
+} rz__edep;
+
+/* A step event of a deployment, replayed on open to rebuild its rz_run. */
+typedef enum rz__dev_kind {
+    RZ__DEV_START = 1, RZ__DEV_SUCCEED, RZ__DEV_FAIL, RZ__DEV_TICK,
+    RZ__DEV_CANCEL
+} rz__dev_kind;
+
+typedef struct rz__dev {
+    uint64_t dep;
+    uint32_t seq;
+    rz__dev_kind kind;
+    size_t step;
+    uint64_t now;
+    char *text;               /* outputs (SUCCEED) or reason (FAIL) */
+} rz__dev;
+
+typedef struct rz__heap_ent {
+    int32_t priority;
+    uint64_t job;
+    uint32_t gen;
+} rz__heap_ent;
+
+#define RZ__EVENTS_MAX 65536
+
+struct rz_engine {
+    rz_engine_opts opts;
+    MDB_env *env;
+    MDB_dbi db_meta, db_nodes, db_jobs, db_deps, db_devs;
+    rz_ledger *ledger;
+    rz_matcher *matcher;
+
+    rz__enode *nodes; size_t n_nodes, cap_nodes;   /* nodes[i].id == i + 1 */
+    uint64_t *node_by_mindex; size_t cap_mindex;   /* matcher index -> id */
+    rz__ejob *jobs; size_t n_jobs, cap_jobs;       /* jobs[i].id == i + 1 */
+    rz__edep *deps; size_t n_deps, cap_deps;
+
+    rz__heap_ent *heap; size_t heap_len, heap_cap;
+    bool assign_dirty;        /* something changed that may allow a placement */
+    bool resumed;             /* heartbeat grace given after open */
+
+    rz__dev *devs; size_t n_devs, cap_devs;        /* step events to commit */
+    uint64_t *dirty_nodes; size_t n_dirty_nodes, cap_dirty_nodes;
+    uint64_t *dirty_jobs; size_t n_dirty_jobs, cap_dirty_jobs;
+    uint64_t *dirty_deps; size_t n_dirty_deps, cap_dirty_deps;
+    bool broken;              /* a commit failed: memory is ahead of disk */
+    uint64_t *owed; size_t n_owed, cap_owed;       /* jobs owing the ledger */
+
+    rz_engine_event *events; size_t ev_head, ev_len;
+
+    rz_engine_stats stats;
+    char scratch_step[1];     /* "" */
+};
+
+/* store.c */
+RZ_HIDDEN int rz__engine_store_open(rz_engine *e, const char *dir);
+RZ_HIDDEN void rz__engine_store_close(rz_engine *e);
+RZ_HIDDEN int rz__engine_commit(rz_engine *e);
+RZ_HIDDEN int rz__engine_load(rz_engine *e);
+RZ_HIDDEN int rz__engine_dev_add(rz_engine *e, rz__edep *d, rz__dev_kind kind,
+                                 size_t step, uint64_t now, const char *text);
+/* Replay the stored step events of `d` into its run. */
+RZ_HIDDEN int rz__engine_replay(rz_engine *e, rz__edep *d);
+
+/* Mark for the next commit. */
+RZ_HIDDEN void rz__engine_touch_node(rz_engine *e, rz__enode *n);
+RZ_HIDDEN void rz__engine_touch_job(rz_engine *e, rz__ejob *j);
+RZ_HIDDEN void rz__engine_touch_dep(rz_engine *e, rz__edep *d);
+/* Grow *arr (of elements of `size`) to hold `need`; false when out of memory. */
+RZ_HIDDEN bool rz__engine_grow(void **arr, size_t *cap, size_t need, size_t size);
+
+/* engine.c */
+RZ_HIDDEN rz__ejob *rz__engine_job(rz_engine *e, uint64_t id);
+RZ_HIDDEN rz__enode *rz__engine_node(rz_engine *e, uint64_t id);
+RZ_HIDDEN rz__edep *rz__engine_dep(rz_engine *e, uint64_t id);
+RZ_HIDDEN rz__ejob *rz__engine_job_new(rz_engine *e);
+RZ_HIDDEN int rz__engine_enqueue(rz_engine *e, rz__ejob *j);
+RZ_HIDDEN void rz__engine_unplace(rz_engine *e, rz__ejob *j, bool stop);
+RZ_HIDDEN void rz__engine_finish(rz_engine *e, rz__ejob *j, rz_job_state st,
+                                 int owe);
+RZ_HIDDEN void rz__engine_emit(rz_engine *e, rz_engine_event_type type,
+                               const rz__ejob *j, uint64_t node);
+RZ_HIDDEN int rz__engine_pay(rz_engine *e);
+RZ_HIDDEN int rz__engine_place_job(rz_engine *e, rz__ejob *j, uint64_t node);
+RZ_HIDDEN int rz__engine_reqs_set(rz__ejob *j, const char *json,
+                                  uint64_t max_cost);
+RZ_HIDDEN rz_ledger_id rz__engine_hold_id(uint64_t job);
+RZ_HIDDEN void rz__engine_jobs_truncate(rz_engine *e, size_t n);
+RZ_HIDDEN void rz__engine_emit_dep(rz_engine *e, const rz__edep *d);
+
+/* deploy.c */
+RZ_HIDDEN int rz__engine_dep_advance(rz_engine *e, rz__edep *d, uint64_t now);
+/* A deployment step's job reached an outcome: feed it into the run. */
+RZ_HIDDEN int rz__engine_dep_report(rz_engine *e, rz__ejob *j,
+                                    const char *outputs, const char *error,
+                                    uint64_t now);
+RZ_HIDDEN int rz__engine_dep_rebuild(rz_engine *e, rz__edep *d);
+RZ_HIDDEN void rz__engine_dep_free(rz__edep *d);
+
+#endif

@@ -1,0 +1,526 @@
+/* The engine's LMDB store: DATA_DIR/engine with named databases
+ *   nodes  u64 id (big-endian)            -> node record (JSON)
+ *   jobs   u64 id                         -> job record (JSON)
+ *   deps   u64 id                         -> deployment record (JSON)
+ *   devs   u64 deployment, u32 sequence   -> one step event (JSON)
+ * Big-endian keys keep LMDB's byte order equal to id order, so loading
+ * walks each table once in id order. Records are JSON: small, readable
+ * with mdb_dump, and tolerant of fields added later. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#include "engine/engine_impl.h"
+
+#define ENGINE_MAP_SIZE (8ull * 1024 * 1024 * 1024)
+
+static int db_error(int rc, const char *what)
+{
+    return rz__error(rc == MDB_MAP_FULL ? RZ_ETOOBIG : RZ_EDB, "engine %s: %s",
+                     what, mdb_strerror(rc));
+}
+
+static void key_u64(unsigned char k[12], uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        k[i] = (unsigned char)(v >> (56 - 8 * i));
+}
+
+static uint64_t u64_of(const unsigned char *k)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | k[i];
+    return v;
+}
+
+static int make_dir(const char *path)
+{
+    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+        return rz__error(RZ_EIO, "cannot create %s: %s", path, strerror(errno));
+    return RZ_OK;
+}
+
+int rz__engine_store_open(rz_engine *e, const char *data_dir)
+{
+    int rc = make_dir(data_dir);
+    char *dir = rz__asprintf("%s/engine", data_dir);
+    if (!dir)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    if (rc == RZ_OK)
+        rc = make_dir(dir);
+    if (rc != RZ_OK) {
+        free(dir);
+        return rc;
+    }
+    MDB_txn *txn = NULL;
+    int mrc = mdb_env_create(&e->env);
+    if (mrc == 0)
+        mrc = mdb_env_set_maxdbs(e->env, 8);
+    if (mrc == 0)
+        mrc = mdb_env_set_mapsize(e->env, ENGINE_MAP_SIZE);
+    if (mrc == 0)
+        mrc = mdb_env_open(e->env, dir, MDB_NOTLS |
+                           (e->opts.durable ? 0 : MDB_NOSYNC), 0600);
+    free(dir);
+    if (mrc == 0)
+        mrc = mdb_txn_begin(e->env, NULL, 0, &txn);
+    if (mrc == 0)
+        mrc = mdb_dbi_open(txn, "nodes", MDB_CREATE, &e->db_nodes);
+    if (mrc == 0)
+        mrc = mdb_dbi_open(txn, "jobs", MDB_CREATE, &e->db_jobs);
+    if (mrc == 0)
+        mrc = mdb_dbi_open(txn, "deps", MDB_CREATE, &e->db_deps);
+    if (mrc == 0)
+        mrc = mdb_dbi_open(txn, "devs", MDB_CREATE, &e->db_devs);
+    if (mrc == 0) {
+        mrc = mdb_txn_commit(txn);
+        txn = NULL;
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    return mrc ? db_error(mrc, "open") : RZ_OK;
+}
+
+void rz__engine_store_close(rz_engine *e)
+{
+    if (e->env)
+        mdb_env_close(e->env);
+    e->env = NULL;
+}
+
+/* ---- records ---- */
+
+static void add_id(cJSON *o, const char *k, rz_ledger_id id)
+{
+    char buf[33];
+    rz_ledger_id_format(id, buf);
+    cJSON_AddStringToObject(o, k, buf);
+}
+
+static void add_u64(cJSON *o, const char *k, uint64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+    cJSON_AddStringToObject(o, k, buf);   /* strings: doubles lose bits */
+}
+
+static void add_str(cJSON *o, const char *k, const char *v)
+{
+    if (v)
+        cJSON_AddStringToObject(o, k, v);
+}
+
+static uint64_t get_u64(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? strtoull(v->valuestring, NULL, 10) : 0;
+}
+
+static const char *get_str(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static rz_ledger_id get_id(const cJSON *o, const char *k)
+{
+    rz_ledger_id id = {0, 0};
+    const char *s = get_str(o, k);
+    if (s)
+        rz_ledger_id_parse(s, &id);
+    return id;
+}
+
+static char *node_record(const rz__enode *n)
+{
+    cJSON *o = cJSON_CreateObject();
+    char *caps = NULL;
+    if (!o || rz_caps_to_json(n->caps, 0, &caps) != RZ_OK) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    add_u64(o, "id", n->id);
+    add_u64(o, "state", (uint64_t)n->state);
+    add_u64(o, "registered", n->registered_ms);
+    add_str(o, "caps", caps);
+    rz_free(caps);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+static char *job_record(const rz__ejob *j)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    add_u64(o, "id", j->id);
+    add_u64(o, "state", (uint64_t)j->state);
+    add_id(o, "client", j->client);
+    add_u64(o, "priority", (uint64_t)(uint32_t)j->priority);
+    add_str(o, "reqs", j->reqs_json);
+    add_str(o, "module", j->module_id);
+    add_str(o, "version", j->module_version);
+    add_str(o, "request", j->request);
+    add_u64(o, "max_cost", j->max_cost);
+    add_u64(o, "attempt", j->attempt);
+    add_u64(o, "node", j->node);
+    add_u64(o, "deployment", j->deployment);
+    add_u64(o, "step", (uint64_t)j->step);
+    add_str(o, "step_id", j->step_id);
+    add_str(o, "outputs", j->outputs);
+    add_str(o, "error", j->error);
+    add_u64(o, "cost", j->cost);
+    add_u64(o, "run_ms", j->run_ms);
+    add_u64(o, "submitted", j->submitted_ms);
+    add_u64(o, "owed", (uint64_t)j->owed);
+    add_u64(o, "done_node", j->done_node);
+    add_u64(o, "done_attempt", j->done_attempt);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+static char *dep_record(const rz__edep *d)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    add_u64(o, "id", d->id);
+    add_id(o, "client", d->client);
+    add_str(o, "text", d->text);
+    add_str(o, "inputs", d->inputs);
+    add_u64(o, "created", d->created_ms);
+    add_u64(o, "first_job", d->first_job);
+    add_u64(o, "steps", d->n_steps);
+    add_u64(o, "state", (uint64_t)d->state);
+    add_u64(o, "events", d->n_events);
+    add_str(o, "final", d->final_status);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+static char *dev_record(const rz__dev *v)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    add_u64(o, "kind", (uint64_t)v->kind);
+    add_u64(o, "step", (uint64_t)v->step);
+    add_u64(o, "now", v->now);
+    add_str(o, "text", v->text);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+static int put(MDB_txn *txn, MDB_dbi dbi, const unsigned char *k, size_t klen,
+               char *rec)
+{
+    if (!rec)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    MDB_val key = { klen, (void *)k }, val = { strlen(rec), rec };
+    int mrc = mdb_put(txn, dbi, &key, &val, 0);
+    free(rec);
+    return mrc ? db_error(mrc, "write") : RZ_OK;
+}
+
+int rz__engine_dev_add(rz_engine *e, rz__edep *d, rz__dev_kind kind,
+                       size_t step, uint64_t now, const char *text)
+{
+    if (!rz__engine_grow((void **)&e->devs, &e->cap_devs, e->n_devs + 1,
+                         sizeof *e->devs))
+        return rz__error(RZ_ENOMEM, "out of memory");
+    rz__dev *v = &e->devs[e->n_devs];
+    *v = (rz__dev){ d->id, d->n_events, kind, step, now, NULL };
+    if (text && !(v->text = rz__strdup(text)))
+        return rz__error(RZ_ENOMEM, "out of memory");
+    e->n_devs++;
+    d->n_events++;
+    rz__engine_touch_dep(e, d);
+    return RZ_OK;
+}
+
+static int write_dirty(rz_engine *e, MDB_txn *txn)
+{
+    unsigned char k[12];
+    int rc = RZ_OK;
+    for (size_t i = 0; rc == RZ_OK && i < e->n_dirty_nodes; i++) {
+        rz__enode *n = rz__engine_node(e, e->dirty_nodes[i]);
+        key_u64(k, n->id);
+        rc = put(txn, e->db_nodes, k, 8, node_record(n));
+    }
+    for (size_t i = 0; rc == RZ_OK && i < e->n_dirty_jobs; i++) {
+        rz__ejob *j = rz__engine_job(e, e->dirty_jobs[i]);
+        key_u64(k, j->id);
+        rc = put(txn, e->db_jobs, k, 8, job_record(j));
+    }
+    for (size_t i = 0; rc == RZ_OK && i < e->n_dirty_deps; i++) {
+        rz__edep *d = rz__engine_dep(e, e->dirty_deps[i]);
+        key_u64(k, d->id);
+        rc = put(txn, e->db_deps, k, 8, dep_record(d));
+    }
+    for (size_t i = 0; rc == RZ_OK && i < e->n_devs; i++) {
+        key_u64(k, e->devs[i].dep);
+        uint32_t s = e->devs[i].seq;
+        k[8] = (unsigned char)(s >> 24); k[9] = (unsigned char)(s >> 16);
+        k[10] = (unsigned char)(s >> 8); k[11] = (unsigned char)s;
+        rc = put(txn, e->db_devs, k, 12, dev_record(&e->devs[i]));
+    }
+    return rc;
+}
+
+static void clear_dirty(rz_engine *e)
+{
+    for (size_t i = 0; i < e->n_dirty_nodes; i++)
+        rz__engine_node(e, e->dirty_nodes[i])->dirty = false;
+    for (size_t i = 0; i < e->n_dirty_jobs; i++)
+        rz__engine_job(e, e->dirty_jobs[i])->dirty = false;
+    for (size_t i = 0; i < e->n_dirty_deps; i++)
+        rz__engine_dep(e, e->dirty_deps[i])->dirty = false;
+    for (size_t i = 0; i < e->n_devs; i++)
+        free(e->devs[i].text);
+    e->n_dirty_nodes = e->n_dirty_jobs = e->n_dirty_deps = e->n_devs = 0;
+}
+
+/* One write transaction with everything the call changed. A failure leaves
+ * memory ahead of the disk, so the handle refuses further changes. */
+int rz__engine_commit(rz_engine *e)
+{
+    if (!e->n_dirty_nodes && !e->n_dirty_jobs && !e->n_dirty_deps && !e->n_devs)
+        return RZ_OK;
+    MDB_txn *txn = NULL;
+    int mrc = mdb_txn_begin(e->env, NULL, 0, &txn);
+    if (mrc) {
+        e->broken = true;
+        return db_error(mrc, "begin");
+    }
+    int rc = write_dirty(e, txn);
+    if (rc != RZ_OK) {
+        mdb_txn_abort(txn);
+        e->broken = true;
+        return rc;
+    }
+    mrc = mdb_txn_commit(txn);
+    if (mrc) {
+        e->broken = true;
+        return db_error(mrc, "commit");
+    }
+    clear_dirty(e);
+    e->stats.commits++;
+    return RZ_OK;
+}
+
+/* ---- loading ---- */
+
+typedef int (*load_fn)(rz_engine *e, const unsigned char *key, size_t klen,
+                       const cJSON *rec);
+
+static int walk(rz_engine *e, MDB_txn *txn, MDB_dbi dbi, load_fn fn)
+{
+    MDB_cursor *cur = NULL;
+    int mrc = mdb_cursor_open(txn, dbi, &cur);
+    if (mrc)
+        return db_error(mrc, "cursor");
+    MDB_val k, v;
+    int rc = RZ_OK;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == RZ_OK;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        cJSON *rec = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+        if (!rec || k.mv_size < 8)
+            rc = rz__error(RZ_EDB, "engine store: a corrupt record");
+        else
+            rc = fn(e, k.mv_data, k.mv_size, rec);
+        cJSON_Delete(rec);
+    }
+    mdb_cursor_close(cur);
+    if (rc == RZ_OK && mrc != MDB_NOTFOUND)
+        rc = db_error(mrc, "read");
+    return rc;
+}
+
+static int load_node(rz_engine *e, const unsigned char *key, size_t klen,
+                     const cJSON *rec)
+{
+    (void)klen;
+    uint64_t id = u64_of(key);
+    if (id != e->n_nodes + 1)
+        return rz__error(RZ_EDB, "engine store: node %llu out of sequence",
+                         (unsigned long long)id);
+    if (!rz__engine_grow((void **)&e->nodes, &e->cap_nodes, e->n_nodes + 1,
+                         sizeof *e->nodes))
+        return rz__error(RZ_ENOMEM, "out of memory");
+    rz__enode *n = &e->nodes[e->n_nodes];
+    memset(n, 0, sizeof *n);
+    const char *caps = get_str(rec, "caps");
+    int rc = rz_caps_parse(&n->caps, caps ? caps : "", caps ? strlen(caps) : 0);
+    if (rc != RZ_OK)
+        return rc;
+    n->id = id;
+    n->state = (rz_node_state)get_u64(rec, "state");
+    n->registered_ms = get_u64(rec, "registered");
+    n->mindex = RZ_NPOS;
+    e->n_nodes++;
+    return RZ_OK;
+}
+
+static char *dup_opt(const char *s, int *rc)
+{
+    if (!s)
+        return NULL;
+    char *d = rz__strdup(s);
+    if (!d)
+        *rc = rz__error(RZ_ENOMEM, "out of memory");
+    return d;
+}
+
+static int load_job(rz_engine *e, const unsigned char *key, size_t klen,
+                    const cJSON *rec)
+{
+    (void)klen;
+    uint64_t id = u64_of(key);
+    if (id != e->n_jobs + 1)
+        return rz__error(RZ_EDB, "engine store: job %llu out of sequence",
+                         (unsigned long long)id);
+    rz__ejob *j = rz__engine_job_new(e);
+    if (!j)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    int rc = RZ_OK;
+    j->state = (rz_job_state)get_u64(rec, "state");
+    j->client = get_id(rec, "client");
+    j->priority = (int32_t)(uint32_t)get_u64(rec, "priority");
+    j->module_id = dup_opt(get_str(rec, "module"), &rc);
+    j->module_version = dup_opt(get_str(rec, "version"), &rc);
+    j->request = dup_opt(get_str(rec, "request"), &rc);
+    j->max_cost = get_u64(rec, "max_cost");
+    j->attempt = (uint32_t)get_u64(rec, "attempt");
+    j->node = get_u64(rec, "node");
+    j->deployment = get_u64(rec, "deployment");
+    j->step = (size_t)get_u64(rec, "step");
+    j->step_id = dup_opt(get_str(rec, "step_id"), &rc);
+    j->outputs = dup_opt(get_str(rec, "outputs"), &rc);
+    j->error = dup_opt(get_str(rec, "error"), &rc);
+    j->cost = get_u64(rec, "cost");
+    j->run_ms = get_u64(rec, "run_ms");
+    j->submitted_ms = get_u64(rec, "submitted");
+    j->owed = (int)get_u64(rec, "owed");
+    j->done_node = get_u64(rec, "done_node");
+    j->done_attempt = (uint32_t)get_u64(rec, "done_attempt");
+    if (rc == RZ_OK)
+        rc = rz__engine_reqs_set(j, get_str(rec, "reqs"), UINT64_MAX);
+    return rc;
+}
+
+static int load_dep(rz_engine *e, const unsigned char *key, size_t klen,
+                    const cJSON *rec)
+{
+    (void)klen;
+    uint64_t id = u64_of(key);
+    if (id != e->n_deps + 1)
+        return rz__error(RZ_EDB, "engine store: deployment %llu out of sequence",
+                         (unsigned long long)id);
+    if (!rz__engine_grow((void **)&e->deps, &e->cap_deps, e->n_deps + 1,
+                         sizeof *e->deps))
+        return rz__error(RZ_ENOMEM, "out of memory");
+    rz__edep *d = &e->deps[e->n_deps++];
+    memset(d, 0, sizeof *d);
+    int rc = RZ_OK;
+    d->id = id;
+    d->client = get_id(rec, "client");
+    d->text = dup_opt(get_str(rec, "text"), &rc);
+    d->inputs = dup_opt(get_str(rec, "inputs"), &rc);
+    d->created_ms = get_u64(rec, "created");
+    d->first_job = get_u64(rec, "first_job");
+    d->n_steps = (size_t)get_u64(rec, "steps");
+    d->state = (rz_run_state)get_u64(rec, "state");
+    d->n_events = (uint32_t)get_u64(rec, "events");
+    d->final_status = dup_opt(get_str(rec, "final"), &rc);
+    if (rc == RZ_OK && !d->text)
+        rc = rz__error(RZ_EDB, "engine store: deployment without a flow");
+    return rc;
+}
+
+int rz__engine_load(rz_engine *e)
+{
+    MDB_txn *txn = NULL;
+    int mrc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn);
+    if (mrc)
+        return db_error(mrc, "begin");
+    int rc = walk(e, txn, e->db_nodes, load_node);
+    if (rc == RZ_OK)
+        rc = walk(e, txn, e->db_jobs, load_job);
+    if (rc == RZ_OK)
+        rc = walk(e, txn, e->db_deps, load_dep);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* Apply one stored step event to the deployment's run, exactly as the live
+ * path did: a start is preceded by the readiness check that promoted it. */
+static int apply_dev(rz__edep *d, const cJSON *rec)
+{
+    rz__dev_kind kind = (rz__dev_kind)get_u64(rec, "kind");
+    size_t step = (size_t)get_u64(rec, "step");
+    uint64_t now = get_u64(rec, "now");
+    const char *text = get_str(rec, "text");
+    size_t dummy;
+    switch (kind) {
+    case RZ__DEV_START:
+        rz_run_ready(d->run, now, &dummy, 0);
+        return rz_run_start(d->run, step, now);
+    case RZ__DEV_SUCCEED:
+        rz_run_succeed(d->run, step, text, now);   /* RZ_EINVALID replays too */
+        return RZ_OK;
+    case RZ__DEV_FAIL:
+        return rz_run_fail(d->run, step, text, now);
+    case RZ__DEV_TICK:
+        rz_run_tick(d->run, now, &dummy, 0);
+        return RZ_OK;
+    case RZ__DEV_CANCEL:
+        d->cancelled = true;
+        return rz_run_cancel(d->run, now);
+    }
+    return rz__error(RZ_EDB, "engine store: unknown step event %d", (int)kind);
+}
+
+int rz__engine_replay(rz_engine *e, rz__edep *d)
+{
+    MDB_txn *txn = NULL;
+    int mrc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn);
+    if (mrc)
+        return db_error(mrc, "begin");
+    MDB_cursor *cur = NULL;
+    mrc = mdb_cursor_open(txn, e->db_devs, &cur);
+    if (mrc) {
+        mdb_txn_abort(txn);
+        return db_error(mrc, "cursor");
+    }
+    unsigned char k[12] = {0};
+    key_u64(k, d->id);
+    MDB_val key = { 12, k }, val;
+    int rc = RZ_OK;
+    uint32_t seen = 0;
+    for (mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+         mrc == 0 && rc == RZ_OK && seen < d->n_events;
+         mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size != 12 || u64_of(key.mv_data) != d->id)
+            break;
+        cJSON *rec = cJSON_ParseWithLength(val.mv_data, val.mv_size);
+        rc = rec ? apply_dev(d, rec)
+                 : rz__error(RZ_EDB, "engine store: a corrupt step event");
+        cJSON_Delete(rec);
+        seen++;
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (rc == RZ_OK && seen != d->n_events)
+        rc = rz__error(RZ_EDB, "deployment %llu: %u of %u step events found",
+                       (unsigned long long)d->id, seen, d->n_events);
+    return rc;
+}
