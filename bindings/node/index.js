@@ -1,0 +1,306 @@
+'use strict';
+/**
+ * RhizOS for Node.js: flows, plans, embedded runs, matching, the escrow
+ * ledger and the credential vault, over librhizos through the N-API addon
+ * rhizos.node (ABI-stable across Node versions).
+ *
+ * The addon is found at $RHIZOS_NODE_ADDON, next to this file, or in a
+ * build folder of the checkout this file sits in (build* /bindings/node/).
+ * The orchestrator Client is not here yet (it needs the network layer,
+ * issue 7); see docs/bindings.md.
+ */
+const fs = require('fs');
+const path = require('path');
+const crypto = require('crypto');
+
+function findAddon() {
+  const tried = [];
+  const env = process.env.RHIZOS_NODE_ADDON;
+  if (env) return [env];
+  tried.push(path.join(__dirname, 'rhizos.node'));
+  const root = path.resolve(__dirname, '..', '..');
+  if (fs.existsSync(path.join(root, 'include', 'rhizos', 'common.h'))) {
+    const builds = fs.readdirSync(root).filter((d) => d.startsWith('build')).sort((a, b) =>
+      (a === 'build' ? -1 : b === 'build' ? 1 : a.localeCompare(b)));
+    for (const d of builds) tried.push(path.join(root, d, 'bindings', 'node', 'rhizos.node'));
+  }
+  return tried;
+}
+
+function loadAddon() {
+  const candidates = findAddon();
+  for (const p of candidates) {
+    if (!fs.existsSync(p)) continue;
+    return require(p);
+  }
+  const err = new Error('rhizos.node not found (tried ' + candidates.join(', ') +
+    '); build it with meson or set RHIZOS_NODE_ADDON');
+  err.code = 'RZ_ENOENT';
+  throw err;
+}
+
+const native = loadAddon();
+
+function closedError(what) {
+  const e = new Error(what + ' is closed');
+  e.code = 'RZ_ESTATE';
+  return e;
+}
+
+// Handles are napi_externals: their finalizers free the C side on GC;
+// close() frees it at once, and any later use throws Error{code:'RZ_ESTATE'}.
+
+// ---- flows ---------------------------------------------------------------
+
+function defaultRegistries() {
+  const out = [];
+  const env = process.env.RHIZOS_MODULES;
+  if (env) for (const p of env.split(':')) if (p) out.push(p);
+  for (const c of ['examples/modules', path.resolve(__dirname, '..', '..', 'examples', 'modules')]) {
+    if (fs.existsSync(c) && fs.statSync(c).isDirectory()) { out.push(c); break; }
+  }
+  return out;
+}
+
+class Flow {
+  /** @param {any} handle */
+  constructor(handle) { this._h = handle; this._validated = false; }
+  _use() { if (!this._h) throw closedError('Flow'); return this._h; }
+  get closed() { return !this._h; }
+  get _info() { return native.flowInfo(this._use()); }
+  get name() { return this._info.name; }
+  get file() { return this._info.file; }
+  get format() { return this._info.format; }
+  get steps() { return this._info.steps; }
+  get nodes() { return this.toObject({ builder: true }).nodes || []; }
+  get connections() { return this.toObject({ builder: true }).connections || []; }
+  get validated() { return !!this._h && this._validated; }
+
+  /**
+   * Check against module registries; returns every diagnostic ([] = valid).
+   * registries: folders or index URLs; undefined = the defaults
+   * ($RHIZOS_MODULES and examples/modules); [] checks structure only.
+   */
+  validate(registries) {
+    const regs = registries === undefined ? defaultRegistries() : registries;
+    if (!Array.isArray(regs)) throw Object.assign(new TypeError('registries must be an array'), { code: 'RZ_EINVAL' });
+    const structureOnly = registries !== undefined && registries.length === 0;
+    const r = native.flowValidate(this._use(), structureOnly ? null : regs);
+    this._validated = r.valid;
+    return r.diagnostics;
+  }
+
+  /** Stages in execution order: [['a'], ['b', 'c'], ['d']]. */
+  plan() { return this.planInfo().stages; }
+  /** {stages, critical_path, critical_seconds, steps} */
+  planInfo() { return JSON.parse(native.flowPlan(this._use())); }
+
+  /** Canonical JSON, credentials stripped. */
+  toJSON(opts = {}) {
+    if (!this._h) return null;   // JSON.stringify(closedFlow) stays harmless
+    const flags = (opts.pretty ? 1 : 0) | (opts.builder ? 2 : 0);
+    return native.flowExport(this._use(), 'json', flags);
+  }
+  toObject(opts = {}) { return JSON.parse(this.toJSON({ builder: !!opts.builder })); }
+  toYAML() { return native.flowExport(this._use(), 'yaml', 0); }
+  /** What `rhizos flow export` prints. */
+  export() { return native.flowExport(this._use(), 'json', 1); }
+
+  close() {
+    if (this._h) { native.flowClose(this._h); this._h = null; this._validated = false; }
+  }
+  [Symbol.dispose]() { this.close(); }
+}
+
+function looksLikePath(s) {
+  if (s.includes('\n') || s.length >= 4096) return false;
+  return fs.existsSync(s) || (!s.includes('{') && !s.includes(': ') && !s.endsWith(':'));
+}
+
+/**
+ * Load a flow from a path, document text or a Buffer.
+ * @param {string|Buffer} source
+ * @param {{format?: 'json'|'yaml'|'cbor', filename?: string}} [opts]
+ */
+function loadFlow(source, opts = {}) {
+  const format = opts.format || null;
+  if (Buffer.isBuffer(source)) return new Flow(native.flowParse(source, format, opts.filename || null));
+  if (typeof source !== 'string') throw Object.assign(new TypeError('loadFlow wants a path, text or Buffer'), { code: 'RZ_EINVAL' });
+  if (looksLikePath(source)) return new Flow(native.flowLoad(source, format));
+  return new Flow(native.flowParse(source, format, opts.filename || null));
+}
+
+// ---- runs ----------------------------------------------------------------
+
+/**
+ * Run a flow on this machine, on a worker thread. Resolves with
+ * {id, flow, status, steps: {id: {status, attempts, outputs, error?}}, outputs}.
+ * A run whose steps fail resolves with status 'failed'; the promise rejects
+ * only when the run could not be carried out.
+ */
+async function run(flow, inputs = {}, opts = {}) {
+  if (!(flow instanceof Flow)) throw Object.assign(new TypeError('run() wants a Flow'), { code: 'RZ_EINVAL' });
+  if (!flow.validated) {
+    const diags = flow.validate(opts.registries);
+    if (!flow.validated) {
+      const first = diags.find((d) => d.severity === 'error');
+      const e = new Error(first ? `${first.file}:${first.line}:${first.column}: ${first.message}`
+        : 'flow not validated against a module registry');
+      e.code = 'RZ_EINVALID';
+      e.diagnostics = diags;
+      throw e;
+    }
+  }
+  const runId = opts.runId || `run-${Date.now()}-${process.pid}-${crypto.randomBytes(3).toString('hex')}`;
+  const vault = opts.vault ? opts.vault._use() : null;
+  const json = await native.run(flow._use(), JSON.stringify(inputs || {}), runId,
+    opts.dataDir || null, opts.jobs || 0, opts.sandbox === false ? 0 : 1, vault);
+  const r = JSON.parse(json);
+  r.outputs = r.outputs || {};
+  r.ok = r.status === 'succeeded';
+  return r;
+}
+
+// ---- matcher -------------------------------------------------------------
+
+const asJSON = (v) => (typeof v === 'string' ? v : JSON.stringify(v));
+const jobId = (j) => { try { const o = typeof j === 'string' ? JSON.parse(j) : j; return o && o.id != null ? String(o.id) : ''; } catch { return ''; } };
+
+class Matcher {
+  constructor(policy = 'cheapest', nodes = []) {
+    this._h = native.matcherNew(policy);
+    for (const n of nodes) this.addNode(n);
+  }
+  _use() { if (!this._h) throw closedError('Matcher'); return this._h; }
+  get closed() { return !this._h; }
+  addNode(node) { return native.matcherAdd(this._use(), asJSON(node)); }
+  removeNode(id) { native.matcherRemove(this._use(), id); }
+  get nodes() { return native.matcherNodes(this._use()); }
+  /** {job, node, costCents, ticket} or null when no node fits now. */
+  place(job) {
+    const p = native.matcherPlace(this._use(), asJSON(job));
+    return p && { job: jobId(job), ...p };
+  }
+  placeAll(jobs) {
+    return jobs.map((j) => this.place(j) || { job: jobId(j), node: null, costCents: 0, reason: this.explain(j) });
+  }
+  release(placement) {
+    const t = placement && typeof placement === 'object' ? placement.ticket : placement;
+    native.matcherRelease(this._use(), typeof t === 'bigint' ? t : BigInt(t));
+  }
+  explain(job) { return native.matcherExplain(this._use(), asJSON(job)); }
+  usage(node) {
+    const idx = typeof node === 'number' ? node : this.nodes.indexOf(node);
+    if (idx < 0) { const e = new Error(`no node '${node}'`); e.code = 'RZ_ENOENT'; throw e; }
+    return native.matcherUsage(this._use(), idx);
+  }
+  stats() { return native.matcherStats(this._use()); }
+  close() { if (this._h) { native.matcherClose(this._h); this._h = null; } }
+  [Symbol.dispose]() { this.close(); }
+}
+
+function detectHardware() { return JSON.parse(native.detectHardware()); }
+
+// ---- ledger --------------------------------------------------------------
+
+const U128 = (1n << 128n) - 1n;
+function ledgerId(v) {
+  if (typeof v === 'bigint' || (typeof v === 'number' && Number.isSafeInteger(v))) {
+    const b = BigInt(v);
+    if (b < 0n || b > U128) throw Object.assign(new RangeError('not a 128-bit ledger id'), { code: 'RZ_EINVAL' });
+    return '0x' + b.toString(16);
+  }
+  if (typeof v === 'string') return v;
+  throw Object.assign(new TypeError('a ledger id is a bigint, a safe integer or a string'), { code: 'RZ_EINVAL' });
+}
+function newId() {
+  for (;;) { const h = crypto.randomBytes(16).toString('hex'); if (BigInt('0x' + h) >= 16n) return h; }
+}
+
+class Ledger {
+  /** @param {string} dir @param {{feeBps?: number, durable?: boolean}} [opts] */
+  constructor(dir, opts = {}) {
+    this.feeBps = opts.feeBps === undefined ? 500 : opts.feeBps;
+    this._h = native.ledgerOpen(dir, this.feeBps, opts.durable === false ? 0 : 1);
+  }
+  _use() { if (!this._h) throw closedError('Ledger'); return this._h; }
+  get closed() { return !this._h; }
+  _op(op, ids, amounts = []) { return native.ledgerOp(this._use(), op, ids.map(ledgerId), amounts); }
+  createAccount(id, kind = 'client') {
+    if (kind !== 'client' && kind !== 'node') throw Object.assign(new RangeError("kind is 'client' or 'node'"), { code: 'RZ_EINVAL' });
+    this._op(kind === 'client' ? 'createClient' : 'createNode', [id]);
+  }
+  testCredit(account, cents, opts = {}) { const id = opts.id || newId(); this._op('testCredit', [id, account], [cents]); return id; }
+  depositRequest(account, cents, opts = {}) { const id = opts.id || newId(); this._op('depositRequest', [id, account], [cents]); return id; }
+  depositConfirm(request, opts = {}) { const id = opts.id || newId(); this._op('depositConfirm', [id, request]); return id; }
+  withdrawRequest(account, cents, opts = {}) { const id = opts.id || newId(); this._op('withdrawRequest', [id, account], [cents]); return id; }
+  withdrawComplete(request, opts = {}) { const id = opts.id || newId(); this._op('withdrawComplete', [id, request]); return id; }
+  hold(job, client, cents, opts = {}) { const id = opts.id || newId(); this._op('hold', [id, job, client], [cents, opts.timeout || 0]); return id; }
+  /** @returns {{payout: bigint, fee: bigint}} */
+  settle(job, node, cents, opts = {}) { const [payout, fee] = this._op('settle', [opts.id || newId(), job, node], [cents]); return { payout, fee }; }
+  /** @returns {bigint} cents released to the client */
+  refund(job, opts = {}) { return this._op('refund', [opts.id || newId(), job])[0]; }
+  tick(now) { return this._op('tick', [], [now])[0]; }
+  verify() { this._op('verify', []); return true; }
+  checkpoint() { this._op('checkpoint', []); }
+  balance(account) { return native.ledgerBalance(this._use(), ledgerId(account)); }
+  stats() { return native.ledgerStats(this._use()); }
+  export() { return JSON.parse(native.ledgerExport(this._use())); }
+  close() { if (this._h) { native.ledgerClose(this._h); this._h = null; } }
+  [Symbol.dispose]() { this.close(); }
+}
+Ledger.PLATFORM = '0x1';
+Ledger.ESCROW = '0x2';
+Ledger.EXTERNAL = '0x3';
+
+// ---- vault ---------------------------------------------------------------
+
+const KDF = { interactive: [2, 64 * 1024 * 1024], moderate: [0, 0], sensitive: [4, 1024 * 1024 * 1024] };
+const toBuf = (v, what) => {
+  if (Buffer.isBuffer(v)) return v;
+  if (typeof v === 'string') return Buffer.from(v, 'utf8');
+  if (v instanceof Uint8Array) return Buffer.from(v);
+  throw Object.assign(new TypeError(what + ' is a string or a Buffer'), { code: 'RZ_EINVAL' });
+};
+
+class Vault {
+  /**
+   * Open (or, when missing and create !== false, create) a vault.
+   * @param {string} file @param {string|Buffer} password
+   * @param {{create?: boolean, kdf?: 'interactive'|'moderate'|'sensitive'|[number, number], autosave?: boolean}} [opts]
+   */
+  constructor(file, password, opts = {}) {
+    const create = opts.create === true || (opts.create === undefined && !fs.existsSync(file));
+    const kdf = Array.isArray(opts.kdf) ? opts.kdf : KDF[opts.kdf || 'moderate'];
+    if (!kdf) throw Object.assign(new RangeError('kdf is interactive, moderate, sensitive or [ops, mem]'), { code: 'RZ_EINVAL' });
+    this.path = file;
+    this.autosave = opts.autosave !== false;
+    this._h = native.vaultOpen(file, toBuf(password, 'password'), create, kdf[0], kdf[1]);
+  }
+  _use() { if (!this._h) throw closedError('Vault'); return this._h; }
+  get closed() { return !this._h; }
+  /** @returns {string} the new entry's id */
+  add(name, type, value, metadata) {
+    return native.vaultAdd(this._use(), name, type, metadata ? JSON.stringify(metadata) : null,
+      toBuf(value, 'value'), this.autosave);
+  }
+  list() {
+    return native.vaultList(this._use()).map((e) => ({ ...e, metadata: JSON.parse(e.metadata || '{}') }));
+  }
+  has(idOrName) { return this.list().some((e) => e.id === idOrName || e.name === idOrName); }
+  /** @returns {Buffer} */
+  reveal(idOrName) { return native.vaultReveal(this._use(), idOrName); }
+  get(idOrName) { return this.reveal(idOrName).toString('utf8'); }
+  remove(idOrName) { native.vaultRemove(this._use(), idOrName, this.autosave); }
+  save() { native.vaultSave(this._use()); }
+  close() { if (this._h) { native.vaultClose(this._h); this._h = null; } }
+  [Symbol.dispose]() { this.close(); }
+  toJSON() { return { path: this.path }; }
+}
+
+module.exports = {
+  version: require('./package.json').version,
+  libraryVersion: native.version(),
+  statusName: native.statusName,
+  loadFlow, Flow, run, Matcher, detectHardware, Ledger, Vault, newId,
+};
