@@ -1,0 +1,731 @@
+/* The engine: jobs with exact escrow, lost nodes, stale and duplicate
+ * results, deployments (fan-out/fan-in, retries, when, timeouts, cancel),
+ * restart after close and after SIGKILL, hostile input. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "rhizos/engine.h"
+#include "rhizos/module.h"
+
+/* 36000 cents per core-hour: 10 s on 2 cores costs exactly 200 cents. */
+#define NODE_CAPS "{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192," \
+    "\"storage\":{\"total_gb\":100,\"free_gb\":100},\"adapters\":[\"process\"]," \
+    "\"prices\":{\"gpu_hour_cents\":0,\"cpu_hour_cents\":36000," \
+    "\"memory_gb_hour_cents\":0},\"max_concurrent_jobs\":2}"
+
+typedef struct fx {
+    char dir[64];
+    rz_engine *e;
+    rz_registry *reg;
+    rz_ledger_id client;
+} fx;
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void add_module(const char *root, const char *id, const char *inputs,
+                       const char *outputs)
+{
+    char path[256], text[1024];
+    snprintf(path, sizeof path, "%s/%s", root, id);
+    mkdir(path, 0700);
+    snprintf(text, sizeof text,
+             "{\"id\":\"%s\",\"version\":\"1.0.0\",\"name\":\"%s\","
+             "\"description\":\"test\",\"inputs\":%s,\"outputs\":%s,"
+             "\"requirements\":{\"adapter\":\"process\",\"cpu_cores\":1},"
+             "\"estimate\":{\"seconds\":10},"
+             "\"exec\":{\"adapter\":\"process\",\"command\":[\"true\"]}}",
+             id, id, inputs, outputs);
+    snprintf(path, sizeof path, "%s/%s/module.json", root, id);
+    write_file(path, text);
+}
+
+static rz_engine_opts test_opts(const fx *f)
+{
+    rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
+    o.durable = 0;
+    o.registry = f->reg;
+    o.node_timeout_ms = 1000;
+    o.ref_cpu_hour_cents = 36000;   /* 10 s x 200% on 1 core: 200 cents */
+    return o;
+}
+
+static void reopen(fx *f)
+{
+    rz_engine_close(f->e);
+    f->e = NULL;
+    rz_engine_opts o = test_opts(f);
+    int rc = rz_engine_open(&f->e, f->dir, &o);
+    if (rc != RZ_OK)
+        fprintf(stderr, "open: %s\n", rz_error_last()->message);
+    assert_int_equal(rc, RZ_OK);
+}
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/rz-engine-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    char mods[128];
+    snprintf(mods, sizeof mods, "%s/modules", f->dir);
+    mkdir(mods, 0700);
+    add_module(mods, "split", "[{\"name\":\"text\",\"type\":\"string\"}]",
+               "[{\"name\":\"left\",\"type\":\"string\"},"
+               "{\"name\":\"right\",\"type\":\"string\"}]");
+    add_module(mods, "count", "[{\"name\":\"text\",\"type\":\"string\"}]",
+               "[{\"name\":\"n\",\"type\":\"integer\"}]");
+    add_module(mods, "merge", "[{\"name\":\"x\",\"type\":\"any\"},"
+               "{\"name\":\"y\",\"type\":\"any\"}]",
+               "[{\"name\":\"sum\",\"type\":\"integer\"}]");
+    assert_int_equal(rz_registry_new(&f->reg), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(f->reg, mods, NULL), RZ_OK);
+    reopen(f);
+    f->client = rz_ledger_id_make(7, 1);
+    rz_ledger *l = rz_engine_ledger(f->e);
+    assert_int_equal(rz_ledger_create_account(l, f->client, RZ_LEDGER_CLIENT), RZ_OK);
+    assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 2), f->client,
+                                           10000), RZ_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    rz_engine_close(f->e);
+    rz_registry_free(f->reg);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static uint64_t balance(fx *f, rz_ledger_id id)
+{
+    rz_ledger_account a;
+    assert_int_equal(rz_ledger_balance(rz_engine_ledger(f->e), id, &a), RZ_OK);
+    return rz_ledger_available(&a);
+}
+
+static uint64_t node_add(fx *f, uint64_t now)
+{
+    uint64_t id = 0;
+    assert_int_equal(rz_engine_node_register(f->e, NODE_CAPS, strlen(NODE_CAPS),
+                                             now, &id), RZ_OK);
+    assert_true(id > 0);
+    return id;
+}
+
+static uint64_t submit(fx *f, uint64_t max, int32_t prio, uint64_t now)
+{
+    rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
+    s.client = f->client;
+    s.requirements_json = "{\"cpu_cores\":2,\"estimate_seconds\":10}";
+    s.module_id = "count";
+    s.module_version = "1.0.0";
+    s.request_json = "{\"inputs\":{\"text\":\"a b\"},\"config\":{}}";
+    s.max_cost_cents = max;
+    s.priority = prio;
+    uint64_t id = 0;
+    int rc = rz_engine_submit(f->e, &s, now, &id);
+    if (rc != RZ_OK)
+        return 0;
+    return id;
+}
+
+static void check(fx *f)
+{
+    int rc = rz_engine_check(f->e);
+    if (rc != RZ_OK)
+        fprintf(stderr, "check: %s\n", rz_error_last()->message);
+    assert_int_equal(rc, RZ_OK);
+}
+
+static rz_job_state job_state(fx *f, uint64_t job)
+{
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, job, &ji), RZ_OK);
+    return ji.state;
+}
+
+static void test_settle_exact(void **state)
+{
+    fx *f = *state;
+    uint64_t n = node_add(f, 0);
+    uint64_t j = submit(f, 500, 0, 1);
+    assert_true(j > 0);
+    assert_int_equal(balance(f, f->client), 9500);
+    assert_int_equal(job_state(f, j), RZ_JOB_QUEUED);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, n, 2, &a), RZ_OK);
+    assert_int_equal(a.job, j);
+    assert_int_equal(a.attempt, 1);
+    assert_string_equal(a.module_id, "count");
+    assert_non_null(strstr(a.request_json, "a b"));
+    assert_int_equal(job_state(f, j), RZ_JOB_RUNNING);
+    check(f);
+    assert_int_equal(rz_engine_poll(f->e, n, 3, &a), RZ_ENOENT);
+    assert_int_equal(rz_engine_result(f->e, n, j, 1, "{\"n\":2}", NULL, 10000, 4),
+                     RZ_OK);
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
+    assert_int_equal(ji.state, RZ_JOB_SUCCEEDED);
+    assert_int_equal(ji.cost_cents, 200);
+    assert_string_equal(ji.outputs_json, "{\"n\":2}");
+    /* Client pays the actual cost, node 95%, platform 5%. */
+    assert_int_equal(balance(f, f->client), 9800);
+    assert_int_equal(balance(f, rz_engine_node_account(n)), 190);
+    assert_int_equal(balance(f, RZ_LEDGER_PLATFORM_ID), 10);
+    rz_engine_event ev;
+    int seen_assign = 0, seen_finish = 0;
+    while (rz_engine_next_event(f->e, &ev)) {
+        seen_assign += ev.type == RZ_EV_JOB_ASSIGNED && ev.job == j && ev.node == n;
+        seen_finish += ev.type == RZ_EV_JOB_FINISHED && ev.job == j &&
+                       ev.state == RZ_JOB_SUCCEEDED;
+    }
+    assert_int_equal(seen_assign, 1);
+    assert_int_equal(seen_finish, 1);
+    check(f);
+    /* A run longer than the hold is capped at the hold. */
+    uint64_t j2 = submit(f, 250, 0, 5);
+    assert_int_equal(rz_engine_poll(f->e, n, 6, &a), RZ_OK);
+    assert_int_equal(rz_engine_result(f->e, n, j2, 1, NULL, NULL, 3600000, 7), RZ_OK);
+    assert_int_equal(rz_engine_job_get(f->e, j2, &ji), RZ_OK);
+    assert_int_equal(ji.cost_cents, 250);
+    assert_int_equal(balance(f, f->client), 9550);
+    assert_int_equal(balance(f, RZ_LEDGER_PLATFORM_ID), 10 + 12);
+    /* A hold below the node's estimate is never placed there. */
+    uint64_t j3 = submit(f, 150, 0, 8);
+    assert_int_equal(rz_engine_poll(f->e, n, 9, &a), RZ_ENOENT);
+    assert_int_equal(job_state(f, j3), RZ_JOB_QUEUED);
+    check(f);
+}
+
+static void test_refunds_and_funds(void **state)
+{
+    fx *f = *state;
+    uint64_t n = node_add(f, 0);
+    uint64_t j = submit(f, 700, 0, 1);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, n, 2, &a), RZ_OK);
+    assert_int_equal(rz_engine_result(f->e, n, j, 1, NULL, "exit 1", 500, 3), RZ_OK);
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
+    assert_int_equal(ji.state, RZ_JOB_FAILED);
+    assert_string_equal(ji.error, "exit 1");
+    assert_int_equal(balance(f, f->client), 10000);
+    /* Cancel while queued and while running. */
+    uint64_t q = submit(f, 300, 0, 4);
+    assert_int_equal(rz_engine_cancel_job(f->e, q, 5), RZ_OK);
+    assert_int_equal(rz_engine_cancel_job(f->e, q, 5), RZ_ESTATE);
+    uint64_t r = submit(f, 300, 0, 6);
+    assert_int_equal(rz_engine_poll(f->e, n, 7, &a), RZ_OK);
+    assert_int_equal(a.job, r);
+    assert_int_equal(rz_engine_cancel_job(f->e, r, 8), RZ_OK);
+    assert_int_equal(rz_engine_result(f->e, n, r, 1, "{}", NULL, 10, 9), RZ_ESTATE);
+    assert_int_equal(balance(f, f->client), 10000);
+    /* Insufficient funds: an error and nothing changes. */
+    rz_engine_stats before, after;
+    rz_engine_stats_get(f->e, &before);
+    assert_int_equal(submit(f, 10001, 0, 10), 0);
+    assert_int_equal(rz_error_last()->code, RZ_EFUNDS);
+    rz_engine_stats_get(f->e, &after);
+    assert_memory_equal(before.jobs, after.jobs, sizeof before.jobs);
+    assert_int_equal(rz_engine_job_get(f->e, r + 1, &ji), RZ_ENOENT);
+    assert_int_equal(balance(f, f->client), 10000);
+    /* Hostile input: no state change either. */
+    rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
+    s.client = f->client;
+    s.max_cost_cents = 10;
+    s.requirements_json = "{\"cpu_cores\": \"many\"";
+    uint64_t id;
+    assert_int_not_equal(rz_engine_submit(f->e, &s, 11, &id), RZ_OK);
+    s.requirements_json = NULL;
+    s.request_json = "[1,2]";
+    assert_int_not_equal(rz_engine_submit(f->e, &s, 11, &id), RZ_OK);
+    s.request_json = NULL;
+    s.max_cost_cents = 0;
+    assert_int_equal(rz_engine_submit(f->e, &s, 11, &id), RZ_EINVAL);
+    s.max_cost_cents = 5;
+    s.client = rz_ledger_id_make(99, 99);   /* no such account */
+    assert_int_not_equal(rz_engine_submit(f->e, &s, 11, &id), RZ_OK);
+    assert_int_not_equal(rz_engine_node_register(f->e, "{\"cpu\":", 7, 12, &id), RZ_OK);
+    assert_int_equal(rz_engine_node_heartbeat(f->e, 999, 12, 0.5), RZ_ENOENT);
+    rz_engine_stats_get(f->e, &after);
+    assert_memory_equal(before.jobs, after.jobs, sizeof before.jobs);
+    check(f);
+}
+
+static void test_priority_fifo(void **state)
+{
+    fx *f = *state;
+    uint64_t low = submit(f, 500, 0, 1), high = submit(f, 500, 5, 2);
+    uint64_t low2 = submit(f, 500, 0, 3);
+    uint64_t n = node_add(f, 4);   /* two slots */
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, n, 5, &a), RZ_OK);
+    assert_int_equal(a.job, high);
+    assert_int_equal(rz_engine_poll(f->e, n, 5, &a), RZ_OK);
+    assert_int_equal(a.job, low);
+    assert_int_equal(rz_engine_poll(f->e, n, 5, &a), RZ_ENOENT);
+    assert_int_equal(job_state(f, low2), RZ_JOB_QUEUED);
+    check(f);
+}
+
+static void test_lost_node(void **state)
+{
+    fx *f = *state;
+    uint64_t a = node_add(f, 0);
+    uint64_t j = submit(f, 500, 0, 1);
+    rz_engine_assignment as;
+    assert_int_equal(rz_engine_poll(f->e, a, 2, &as), RZ_OK);
+    uint64_t b = node_add(f, 900);
+    assert_int_equal(rz_engine_node_heartbeat(f->e, b, 1500, 0.1), RZ_OK);
+    assert_int_equal(rz_engine_tick(f->e, 1500), RZ_OK);   /* a: silent > 1 s */
+    rz_engine_node_info ni;
+    assert_int_equal(rz_engine_node_get(f->e, a, &ni), RZ_OK);
+    assert_int_equal(ni.state, RZ_NODE_LOST);
+    check(f);
+    /* Its late result is refused; it must register again. */
+    assert_int_equal(rz_engine_result(f->e, a, j, 1, "{}", NULL, 10000, 1600), RZ_ESTATE);
+    assert_int_equal(rz_engine_poll(f->e, a, 1600, &as), RZ_ESTATE);
+    assert_int_equal(rz_engine_poll(f->e, b, 1600, &as), RZ_OK);
+    assert_int_equal(as.job, j);
+    assert_int_equal(as.attempt, 2);
+    assert_int_equal(rz_engine_result(f->e, b, j, 2, "{\"n\":1}", NULL, 10000, 1700), RZ_OK);
+    assert_int_equal(balance(f, f->client), 9800);   /* charged once */
+    assert_int_equal(balance(f, rz_engine_node_account(b)), 190);
+    assert_int_equal(balance(f, rz_engine_node_account(a)), 0);
+    size_t nt = 0, total = 0;
+    rz_ledger_transfer t[8];
+    assert_int_equal(rz_ledger_job_transfers(rz_engine_ledger(f->e),
+                     rz_engine_job_ledger_id(j), t, 8, &nt, &total), RZ_OK);
+    assert_int_equal(total, 4);   /* hold, settle, payout, fee */
+    check(f);
+    /* Deregistering puts a node's jobs back too. */
+    uint64_t k = submit(f, 500, 0, 1800);
+    assert_int_equal(rz_engine_poll(f->e, b, 1800, &as), RZ_OK);
+    assert_int_equal(rz_engine_node_deregister(f->e, b, 1801), RZ_OK);
+    assert_int_equal(job_state(f, k), RZ_JOB_QUEUED);
+    check(f);
+}
+
+static void test_stale_duplicate(void **state)
+{
+    fx *f = *state;
+    uint64_t a = node_add(f, 0), b = node_add(f, 0);
+    uint64_t j = submit(f, 500, 0, 1);
+    rz_engine_assignment as;
+    uint64_t holder = rz_engine_poll(f->e, a, 2, &as) == RZ_OK ? a : b;
+    if (holder == b)
+        assert_int_equal(rz_engine_poll(f->e, b, 2, &as), RZ_OK);
+    uint64_t other = holder == a ? b : a;
+    assert_int_equal(rz_engine_result(f->e, other, j, 1, "{}", NULL, 10000, 3), RZ_ESTATE);
+    assert_int_equal(rz_engine_result(f->e, holder, j, 2, "{}", NULL, 10000, 3), RZ_ESTATE);
+    assert_int_equal(rz_engine_result(f->e, holder, 999, 1, "{}", NULL, 1, 3), RZ_ENOENT);
+    assert_int_equal(rz_engine_result(f->e, holder, j, 1, "{\"n\":3}", NULL, 10000, 4), RZ_OK);
+    /* The same report again (or with other content) changes nothing. */
+    assert_int_equal(rz_engine_result(f->e, holder, j, 1, "{\"n\":3}", NULL, 10000, 5), RZ_OK);
+    assert_int_equal(rz_engine_result(f->e, holder, j, 1, NULL, "late", 1, 6), RZ_OK);
+    assert_int_equal(job_state(f, j), RZ_JOB_SUCCEEDED);
+    assert_int_equal(balance(f, f->client), 9800);
+    rz_engine_stats st;
+    rz_engine_stats_get(f->e, &st);
+    assert_int_equal(st.results_rejected, 2);
+    /* Outputs that are not an object fail the job (refunded). */
+    uint64_t k = submit(f, 500, 0, 7);
+    assert_int_equal(rz_engine_poll(f->e, holder, 8, &as), RZ_OK);
+    assert_int_equal(rz_engine_result(f->e, holder, k, 1, "[1]", NULL, 10, 9), RZ_OK);
+    assert_int_equal(job_state(f, k), RZ_JOB_FAILED);
+    assert_int_equal(balance(f, f->client), 9800);
+    check(f);
+}
+
+/* ---- deployments ---- */
+
+static const char *FANOUT =
+    "flux: 1\n"
+    "name: fan\n"
+    "inputs:\n"
+    "  text: {type: string, required: true}\n"
+    "steps:\n"
+    "  split:\n"
+    "    module: split@1.0.0\n"
+    "    inputs: {text: \"${{ inputs.text }}\"}\n"
+    "  a:\n"
+    "    module: count@1.0.0\n"
+    "    needs: [split]\n"
+    "    inputs: {text: \"${{ steps.split.outputs.left }}\"}\n"
+    "    retry: {max_attempts: 2, backoff: fixed, initial_ms: 100}\n"
+    "  b:\n"
+    "    module: count@1.0.0\n"
+    "    needs: [split]\n"
+    "    inputs: {text: \"${{ steps.split.outputs.right }}\"}\n"
+    "  merge:\n"
+    "    module: merge@1.0.0\n"
+    "    needs: [a, b]\n"
+    "    when: steps.a.outputs.n > 0\n"
+    "    inputs: {x: \"${{ steps.a.outputs.n }}\", y: \"${{ steps.b.outputs.n }}\"}\n"
+    "  never:\n"
+    "    module: merge@1.0.0\n"
+    "    needs: [a]\n"
+    "    when: steps.a.outputs.n > 100\n"
+    "    inputs: {x: 1, y: 2}\n";
+
+static int words(const char *s)
+{
+    int n = 0, in = 0;
+    for (; *s; s++) {
+        n += !in && *s != ' ';
+        in = *s != ' ';
+    }
+    return n;
+}
+
+/* What the modules do, computed from the request the engine built. */
+static char *module_outputs(const rz_engine_assignment *a)
+{
+    cJSON *req = cJSON_Parse(a->request_json);
+    cJSON *in = cJSON_GetObjectItem(req, "inputs");
+    char buf[512];
+    if (strcmp(a->module_id, "split") == 0) {
+        const char *t = cJSON_GetObjectItem(in, "text")->valuestring;
+        size_t half = strlen(t) / 2;
+        while (t[half] && t[half] != ' ')
+            half++;
+        snprintf(buf, sizeof buf, "{\"left\":\"%.*s\",\"right\":\"%s\"}",
+                 (int)half, t, t[half] ? t + half + 1 : "");
+    } else if (strcmp(a->module_id, "count") == 0) {
+        snprintf(buf, sizeof buf, "{\"n\":%d}",
+                 words(cJSON_GetObjectItem(in, "text")->valuestring));
+    } else {
+        snprintf(buf, sizeof buf, "{\"sum\":%d}",
+                 cJSON_GetObjectItem(in, "x")->valueint +
+                 cJSON_GetObjectItem(in, "y")->valueint);
+    }
+    cJSON_Delete(req);
+    return strdup(buf);
+}
+
+/* Poll every node and answer each assignment; `fail_step` fails its first
+ * attempt. Returns how many jobs were run. */
+static int drive(fx *f, const uint64_t *nodes, size_t n, uint64_t now,
+                 const char *fail_step)
+{
+    int ran = 0;
+    for (size_t i = 0; i < n; i++) {
+        rz_engine_assignment a;
+        while (rz_engine_poll(f->e, nodes[i], now, &a) == RZ_OK) {
+            uint64_t job = a.job;
+            uint32_t att = a.attempt;
+            int fail = fail_step && strcmp(a.step, fail_step) == 0 && att == 1;
+            char *out = fail ? NULL : module_outputs(&a);
+            assert_int_equal(rz_engine_result(f->e, nodes[i], job, att, out,
+                                              fail ? "flaky" : NULL, 10000, now), RZ_OK);
+            free(out);
+            ran++;
+            check(f);
+        }
+    }
+    return ran;
+}
+
+static cJSON *status(fx *f, uint64_t d)
+{
+    char *json = NULL;
+    assert_int_equal(rz_engine_deploy_status(f->e, d, &json), RZ_OK);
+    cJSON *doc = cJSON_Parse(json);
+    rz_free(json);
+    assert_non_null(doc);
+    return doc;
+}
+
+static const char *step_status(cJSON *doc, const char *step)
+{
+    cJSON *s = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), step);
+    return cJSON_GetObjectItem(s, "status")->valuestring;
+}
+
+static uint64_t deploy_in(fx *f, const char *text, const char *inputs,
+                          uint64_t now)
+{
+    uint64_t d = 0;
+    rz_diags *diags = NULL;
+    assert_int_equal(rz_diags_new(&diags), RZ_OK);
+    int rc = rz_engine_deploy(f->e, text, strlen(text), f->client, inputs, now,
+                              &d, diags);
+    if (rc != RZ_OK) {
+        char *t = NULL;
+        rz_diags_to_text(diags, &t);
+        fprintf(stderr, "deploy: %s %s\n", rz_error_last()->message, t ? t : "");
+        rz_free(t);
+    }
+    rz_diags_free(diags);
+    assert_int_equal(rc, RZ_OK);
+    return d;
+}
+
+static uint64_t deploy(fx *f, const char *text, uint64_t now)
+{
+    return deploy_in(f, text, "{\"text\":\"one two three four five\"}", now);
+}
+
+/* Client paid the sum of the jobs' costs; nodes 95%, platform 5% of each. */
+static void assert_money(fx *f, uint64_t first_job, uint64_t last_job,
+                         const uint64_t *nodes, size_t n)
+{
+    uint64_t total = 0, fees = 0, paid = 0;
+    for (uint64_t j = first_job; j <= last_job; j++) {
+        rz_engine_job_info ji;
+        assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
+        total += ji.cost_cents;
+        fees += rz_ledger_fee(ji.cost_cents, 500);
+    }
+    for (size_t i = 0; i < n; i++)
+        paid += balance(f, rz_engine_node_account(nodes[i]));
+    assert_int_equal(balance(f, f->client), 10000 - total);
+    assert_int_equal(paid, total - fees);
+    assert_int_equal(balance(f, RZ_LEDGER_PLATFORM_ID), fees);
+}
+
+static void test_deploy_fanout(void **state)
+{
+    fx *f = *state;
+    uint64_t nodes[3] = { node_add(f, 0), node_add(f, 0), node_add(f, 0) };
+    uint64_t d = deploy(f, FANOUT, 1);
+    /* Five steps held at 200 cents each (reference estimate). */
+    assert_int_equal(balance(f, f->client), 9000);
+    check(f);
+    uint64_t now = 2;
+    for (int round = 0; round < 10; round++, now += 150) {
+        drive(f, nodes, 3, now, "a");
+        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
+        check(f);
+    }
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deploy_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_SUCCEEDED);
+    cJSON *doc = status(f, d);
+    assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
+    assert_string_equal(step_status(doc, "never"), "skipped");
+    cJSON *a = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "a");
+    assert_int_equal(cJSON_GetObjectItem(a, "attempts")->valueint, 2);
+    cJSON *m = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "merge");
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(m, "outputs"),
+                                         "sum")->valueint, 5);
+    cJSON_Delete(doc);
+    rz_engine_event ev;
+    int finished = 0;
+    while (rz_engine_next_event(f->e, &ev))
+        finished += ev.type == RZ_EV_DEPLOYMENT_FINISHED && ev.deployment == d &&
+                    ev.run_state == RZ_RUN_SUCCEEDED;
+    assert_int_equal(finished, 1);
+    /* 4 jobs ran at 1 core x 10 s = 100 cents; the skipped one is refunded. */
+    assert_money(f, 1, 5, nodes, 3);
+    assert_int_equal(balance(f, f->client), 9600);
+    assert_int_equal(rz_engine_deploy_cancel(f->e, d, now), RZ_ESTATE);
+    reopen(f);   /* finished deployments keep their status */
+    doc = status(f, d);
+    assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
+    cJSON_Delete(doc);
+    check(f);
+}
+
+static void test_deploy_errors(void **state)
+{
+    fx *f = *state;
+    uint64_t d = 0;
+    rz_diags *diags = NULL;
+    assert_int_equal(rz_diags_new(&diags), RZ_OK);
+    const char *bad = "flux: 1\nname: x\nsteps:\n  a: {module: nosuch@1}\n";
+    assert_int_not_equal(rz_engine_deploy(f->e, bad, strlen(bad), f->client,
+                                          NULL, 1, &d, diags), RZ_OK);
+    assert_true(rz_diags_error_count(diags) > 0);
+    rz_diags_free(diags);
+    assert_int_not_equal(rz_engine_deploy(f->e, "{{{", 3, f->client, NULL, 1, &d, NULL),
+                         RZ_OK);
+    /* A missing required input. */
+    assert_int_not_equal(rz_engine_deploy(f->e, FANOUT, strlen(FANOUT), f->client,
+                                          NULL, 1, &d, NULL), RZ_OK);
+    /* Not enough money for every step: nothing held at all. */
+    rz_ledger_id poor = rz_ledger_id_make(7, 50);
+    rz_ledger *l = rz_engine_ledger(f->e);
+    assert_int_equal(rz_ledger_create_account(l, poor, RZ_LEDGER_CLIENT), RZ_OK);
+    assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 51), poor, 900), RZ_OK);
+    assert_int_equal(rz_engine_deploy(f->e, FANOUT, strlen(FANOUT), poor,
+                                      "{\"text\":\"x\"}", 1, &d, NULL), RZ_EFUNDS);
+    assert_int_equal(d, 0);
+    assert_int_equal(balance(f, poor), 900);
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, 1, &ji), RZ_ENOENT);
+    check(f);
+}
+
+static void test_deploy_timeout_cancel(void **state)
+{
+    fx *f = *state;
+    const char *flow =
+        "flux: 1\nname: slow\nsteps:\n"
+        "  s:\n    module: count@1.0.0\n    inputs: {text: \"x\"}\n"
+        "    timeout_s: 1\n    max_cost_cents: 150\n"
+        "  t:\n    module: count@1.0.0\n    needs: [s]\n    inputs: {text: \"y\"}\n";
+    uint64_t n = node_add(f, 0);
+    uint64_t d = deploy_in(f, flow, NULL, 10);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, n, 20, &a), RZ_OK);
+    assert_string_equal(a.step, "s");
+    assert_int_equal(a.max_cost_cents, 150);
+    assert_int_equal(rz_engine_node_heartbeat(f->e, n, 1000, 0), RZ_OK);
+    assert_int_equal(rz_engine_tick(f->e, 1011), RZ_OK);   /* s timed out */
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deploy_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_FAILED);
+    assert_int_equal(job_state(f, a.job), RZ_JOB_FAILED);
+    assert_int_equal(rz_engine_result(f->e, n, a.job, 1, "{}", NULL, 5, 1012), RZ_ESTATE);
+    assert_int_equal(balance(f, f->client), 10000);
+    int stops = 0;
+    rz_engine_event ev;
+    while (rz_engine_next_event(f->e, &ev))
+        stops += ev.type == RZ_EV_JOB_STOP && ev.job == a.job && ev.node == n;
+    assert_int_equal(stops, 1);
+    check(f);
+    /* Cancel mid-run: everything refunded, the running node told to stop. */
+    uint64_t d2 = deploy(f, FANOUT, 2000);
+    assert_int_equal(rz_engine_poll(f->e, n, 2001, &a), RZ_OK);
+    assert_int_equal(rz_engine_deploy_cancel(f->e, d2, 2002), RZ_OK);
+    assert_int_equal(rz_engine_deploy_state(f->e, d2, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_CANCELLED);
+    assert_int_equal(job_state(f, a.job), RZ_JOB_CANCELLED);
+    assert_int_equal(balance(f, f->client), 10000);
+    check(f);
+}
+
+static void test_restart_close(void **state)
+{
+    fx *f = *state;
+    uint64_t nodes[2] = { node_add(f, 0), node_add(f, 0) };
+    uint64_t d = deploy(f, FANOUT, 1);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, nodes[0], 2, &a), RZ_OK);   /* split */
+    char *out = module_outputs(&a);
+    assert_int_equal(rz_engine_result(f->e, nodes[0], a.job, 1, out, NULL, 10000, 3), RZ_OK);
+    free(out);
+    assert_int_equal(rz_engine_poll(f->e, nodes[0], 4, &a), RZ_OK);   /* a (ties: first node) */
+    uint64_t running = a.job;
+    reopen(f);
+    check(f);
+    assert_int_equal(job_state(f, running), RZ_JOB_RUNNING);
+    /* A queued standalone job survives too. */
+    uint64_t now = 5000;   /* long after: the grace period starts now */
+    assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
+    rz_engine_node_info ni;
+    assert_int_equal(rz_engine_node_get(f->e, nodes[1], &ni), RZ_OK);
+    assert_int_equal(ni.state, RZ_NODE_ACTIVE);
+    for (int round = 0; round < 10; round++, now += 150) {
+        drive(f, nodes, 2, now, NULL);
+        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
+        if (round == 0) {
+            rz_engine_job_info ji;
+            assert_int_equal(rz_engine_job_get(f->e, running, &ji), RZ_OK);
+            if (ji.state == RZ_JOB_RUNNING)   /* still held: report it */
+                assert_int_equal(rz_engine_result(f->e, ji.node, running, 1,
+                                 "{\"n\":1}", NULL, 10000, now), RZ_OK);
+        }
+    }
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deploy_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_SUCCEEDED);
+    assert_money(f, 1, 5, nodes, 2);
+    check(f);
+}
+
+/* A child drives the engine and is killed with SIGKILL mid-deployment; the
+ * parent reopens and finishes. */
+static void test_restart_sigkill(void **state)
+{
+    fx *f = *state;
+    rz_engine_close(f->e);
+    f->e = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        reopen(f);
+        uint64_t n = node_add(f, 0);
+        deploy(f, FANOUT, 1);
+        rz_engine_assignment a;
+        if (rz_engine_poll(f->e, n, 2, &a) != RZ_OK)
+            _exit(3);
+        char *out = module_outputs(&a);
+        if (rz_engine_result(f->e, n, a.job, 1, out, NULL, 10000, 3) != RZ_OK)
+            _exit(4);
+        if (rz_engine_poll(f->e, n, 4, &a) != RZ_OK)   /* a step runs */
+            _exit(5);
+        raise(SIGKILL);
+        _exit(6);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGKILL);
+    reopen(f);
+    check(f);
+    uint64_t nodes[1] = { 1 };
+    uint64_t now = 100;
+    for (int round = 0; round < 10; round++, now += 150) {
+        assert_int_equal(rz_engine_node_heartbeat(f->e, 1, now, 0), RZ_OK);
+        for (uint64_t j = 1; j <= 5; j++) {   /* the step that was running */
+            rz_engine_job_info ji;
+            assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
+            if (ji.state == RZ_JOB_RUNNING) {
+                rz_engine_assignment a = { .job = j, .module_id = "count",
+                    .request_json = "{\"inputs\":{\"text\":\"a b\"}}" };
+                char *out = module_outputs(&a);
+                assert_int_equal(rz_engine_result(f->e, 1, j, ji.attempt, out,
+                                                  NULL, 10000, now), RZ_OK);
+                free(out);
+            }
+        }
+        drive(f, nodes, 1, now, NULL);
+        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
+    }
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deploy_state(f->e, 1, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_SUCCEEDED);
+    assert_money(f, 1, 5, nodes, 1);
+    check(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_settle_exact, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refunds_and_funds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_priority_fifo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_node, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_duplicate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deploy_fanout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deploy_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deploy_timeout_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_sigkill, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
