@@ -1,0 +1,189 @@
+// Types of the rhizos package (bindings/node/index.js).
+
+/** Every error the bindings throw or reject with. */
+export interface RhizosError extends Error {
+  /** The status name, e.g. 'RZ_ECYCLE', 'RZ_ESTATE' (use after close). */
+  code: string;
+  /** The negative rz_status, when the library reported it. */
+  status?: number;
+  file?: string;
+  line?: number;
+  column?: number;
+  /** JSON pointer of the offending value, '' if none. */
+  pointer?: string;
+  /** For parse, validate and plan failures: every problem found. */
+  diagnostics?: Diagnostic[];
+}
+
+export interface Diagnostic {
+  file: string;
+  line: number;
+  column: number;
+  code: string;
+  message: string;
+  severity: 'error' | 'warning' | 'note';
+  pointer: string;
+}
+
+export interface Step { id: string; module: string; }
+
+export interface PlanInfo {
+  stages: string[][];
+  critical_path: string[];
+  critical_seconds: number;
+  steps: number;
+}
+
+export interface LoadOptions { format?: 'json' | 'yaml' | 'cbor'; filename?: string; }
+
+export class Flow {
+  readonly name: string;
+  readonly file: string;
+  readonly format: 'json' | 'yaml' | 'cbor';
+  readonly steps: Step[];
+  /** Steps in the JSON builder shape (credential values stripped). */
+  readonly nodes: Array<Record<string, unknown>>;
+  readonly connections: Array<{ id: string; source: { nodeId: string; port: string }; target: { nodeId: string; port: string } }>;
+  readonly validated: boolean;
+  readonly closed: boolean;
+  /** undefined: default registries; []: structure only. Returns every diagnostic ([] = valid). */
+  validate(registries?: string[]): Diagnostic[];
+  plan(): string[][];
+  planInfo(): PlanInfo;
+  toJSON(opts?: { pretty?: boolean; builder?: boolean }): string | null;
+  toObject(opts?: { builder?: boolean }): Record<string, any>;
+  toYAML(): string;
+  export(): string;
+  close(): void;
+}
+
+export function loadFlow(source: string | Buffer, opts?: LoadOptions): Flow;
+
+export interface StepResult {
+  status: 'pending' | 'ready' | 'backoff' | 'running' | 'succeeded' | 'failed' | 'skipped' | 'cancelled';
+  attempts: number;
+  outputs: Record<string, any>;
+  error?: string;
+}
+
+export interface RunResult {
+  id: string;
+  flow: string;
+  status: 'succeeded' | 'failed' | 'cancelled';
+  steps: Record<string, StepResult>;
+  /** Outputs of each final step that succeeded, by step id. */
+  outputs: Record<string, Record<string, any>>;
+  ok: boolean;
+}
+
+export interface RunOptions {
+  /** Record the run in this data folder's run store. */
+  dataDir?: string;
+  runId?: string;
+  /** Parallel steps; 0: number of cores. */
+  jobs?: number;
+  /** false: never use bubblewrap. */
+  sandbox?: boolean;
+  /** Supplies the steps' credentials. */
+  vault?: Vault;
+  /** Registries used when the flow was not validated yet. */
+  registries?: string[];
+}
+
+/** Runs on a worker thread; the event loop keeps turning. */
+export function run(flow: Flow, inputs?: Record<string, unknown>, opts?: RunOptions): Promise<RunResult>;
+
+export interface Placement { job: string; node: string; costCents: number; ticket: bigint; }
+export interface Unplaced { job: string; node: null; costCents: 0; reason: string; }
+
+export class Matcher {
+  constructor(policy?: 'cheapest' | 'fastest' | 'reputation' | 'binpack' | 'spread', nodes?: Array<object | string>);
+  readonly nodes: string[];
+  readonly closed: boolean;
+  addNode(node: object | string): number;
+  removeNode(id: string): void;
+  /** null when no node fits now (explain() says why). */
+  place(job: object | string): Placement | null;
+  placeAll(jobs: Array<object | string>): Array<Placement | Unplaced>;
+  release(placement: Placement | bigint | number): void;
+  explain(job: object | string): string;
+  usage(node: string | number): Record<string, number>;
+  stats(): Record<string, number>;
+  close(): void;
+}
+
+export function detectHardware(): Record<string, any>;
+
+export type LedgerId = bigint | number | string;
+export type Cents = bigint | number;
+
+export interface Account {
+  id: string;
+  kind: 'client' | 'node' | 'platform' | 'escrow' | 'external';
+  debitsPosted: bigint;
+  debitsPending: bigint;
+  creditsPosted: bigint;
+  creditsPending: bigint;
+  available: bigint;
+}
+
+export interface OpOptions { id?: LedgerId; }
+
+export class Ledger {
+  static readonly PLATFORM: string;
+  static readonly ESCROW: string;
+  static readonly EXTERNAL: string;
+  constructor(dataDir: string, opts?: { feeBps?: number; durable?: boolean });
+  readonly feeBps: number;
+  readonly closed: boolean;
+  createAccount(id: LedgerId, kind?: 'client' | 'node'): void;
+  /** Each money operation returns its transfer id (pass it back to retry idempotently). */
+  testCredit(account: LedgerId, cents: Cents, opts?: OpOptions): LedgerId;
+  depositRequest(account: LedgerId, cents: Cents, opts?: OpOptions): LedgerId;
+  depositConfirm(request: LedgerId, opts?: OpOptions): LedgerId;
+  withdrawRequest(account: LedgerId, cents: Cents, opts?: OpOptions): LedgerId;
+  withdrawComplete(request: LedgerId, opts?: OpOptions): LedgerId;
+  hold(job: LedgerId, client: LedgerId, cents: Cents, opts?: OpOptions & { timeout?: Cents }): LedgerId;
+  settle(job: LedgerId, node: LedgerId, cents: Cents, opts?: OpOptions): { payout: bigint; fee: bigint };
+  refund(job: LedgerId, opts?: OpOptions): bigint;
+  tick(now: Cents): bigint;
+  verify(): true;
+  checkpoint(): void;
+  balance(account: LedgerId): Account;
+  stats(): Record<string, bigint>;
+  export(): { accounts: any[]; transfers: any[] };
+  close(): void;
+}
+
+export interface VaultEntry {
+  id: string;
+  name: string;
+  type: string;
+  createdMs: number;
+  updatedMs: number;
+  metadata: Record<string, unknown>;
+  valueLength: number;
+}
+
+export class Vault {
+  constructor(file: string, password: string | Buffer, opts?: {
+    create?: boolean;
+    kdf?: 'interactive' | 'moderate' | 'sensitive' | [number, number];
+    autosave?: boolean;
+  });
+  readonly path: string;
+  readonly closed: boolean;
+  add(name: string, type: string, value: string | Buffer | Uint8Array, metadata?: Record<string, unknown>): string;
+  list(): VaultEntry[];
+  has(idOrName: string): boolean;
+  reveal(idOrName: string): Buffer;
+  get(idOrName: string): string;
+  remove(idOrName: string): void;
+  save(): void;
+  close(): void;
+}
+
+export function newId(): string;
+export function statusName(status: number): string;
+export const version: string;
+export const libraryVersion: string;
