@@ -671,24 +671,27 @@ static void set_path(cctx *c, const char *a, const char *b)
     rz__buf_puts(&c->path, b);
 }
 
-static void resolve_one(cctx *c, pending_ref *r)
+/* `r` points into c->refs, which compiling the target may grow (and move):
+ * read everything needed from it first. */
+static void resolve_one(cctx *c, const pending_ref *r)
 {
-    char *ptr = fragment_decode(r->node->ref_text + 1);
+    sc_node *node = r->node;
+    char *ptr = fragment_decode(node->ref_text + 1);
     set_path(c, r->where, "/$ref");
     if (!ptr || (*ptr && *ptr != '/')) {
-        fail(c, RZ_EINVAL, "malformed $ref '%s'", r->node->ref_text);
+        fail(c, RZ_EINVAL, "malformed $ref '%s'", node->ref_text);
         free(ptr);
         return;
     }
     const cJSON *target = pointer_get(c->s->doc, ptr);
     if (!target) {
-        fail(c, RZ_EINVAL, "$ref '%s' points to nothing", r->node->ref_text);
+        fail(c, RZ_EINVAL, "$ref '%s' points to nothing", node->ref_text);
         free(ptr);
         return;
     }
     set_path(c, ptr, "");
     free(ptr);
-    r->node->ref = compile_node(c, target);
+    node->ref = compile_node(c, target);
 }
 
 /* A chain of $refs that comes back to itself can never be evaluated. */
