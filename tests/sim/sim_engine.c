@@ -1,0 +1,367 @@
+/* Engine simulator: a seeded random world of nodes, clients, jobs and
+ * deployments thrown at the engine with faults — nodes that vanish,
+ * duplicate and late results, cancels, engine restarts — with every
+ * invariant checked after every step (after TigerBeetle's VOPR).
+ *
+ *   sim_engine [SEED]            RZ_SIM_SEED, RZ_SIM_STEPS (default 1000),
+ *                                RZ_SIM_NODES (default 1000)
+ * A failure prints the seed and step; run again with that seed to replay:
+ * the world and the engine are both deterministic. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rhizos/engine.h"
+
+typedef struct world {
+    uint64_t seed, rng, now;
+    unsigned long step, steps;
+    char dir[64];
+    rz_engine *e;
+    rz_engine_opts opts;
+    /* nodes the world runs: engine id, alive (heartbeats and answers) */
+    uint64_t *node; bool *alive; size_t n_nodes;
+    /* work in flight on nodes */
+    struct flight { uint64_t node, job; uint32_t attempt; uint64_t due;
+                    int dup; } *fl;
+    size_t n_fl, cap_fl;
+    /* results kept back to be sent late */
+    struct flight *late; size_t n_late, cap_late;
+    rz_ledger_id clients[8];
+    unsigned long submitted, deployed, results, rejected, restarts, lost;
+} world;
+
+static uint64_t rnd(world *w)
+{
+    uint64_t x = w->rng;
+    x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+    w->rng = x;
+    return x * 2685821657736338717ull;
+}
+
+static uint64_t below(world *w, uint64_t n) { return n ? rnd(w) % n : 0; }
+
+static void die(world *w, const char *what)
+{
+    const rz_error *err = rz_error_last();
+    fprintf(stderr, "sim: FAILED at step %lu (now %llu): %s: %s [%s]\n"
+            "sim: replay with: RZ_SIM_SEED=%llu RZ_SIM_STEPS=%lu\n",
+            w->step, (unsigned long long)w->now, what, err->message,
+            rz_status_name(err->code), (unsigned long long)w->seed, w->steps);
+    exit(1);
+}
+
+static void push(struct flight **a, size_t *n, size_t *cap, struct flight f)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *a = realloc(*a, *cap * sizeof **a);
+        if (!*a)
+            abort();
+    }
+    (*a)[(*n)++] = f;
+}
+
+static void open_engine(world *w)
+{
+    if (rz_engine_open(&w->e, w->dir, &w->opts) != RZ_OK)
+        die(w, "open");
+}
+
+static void add_node(world *w, size_t slot)
+{
+    char caps[512];
+    snprintf(caps, sizeof caps,
+             "{\"cpu\":{\"cores\":%u},\"memory_mb\":%u,"
+             "\"storage\":{\"total_gb\":50,\"free_gb\":50},"
+             "\"prices\":{\"cpu_hour_cents\":%u,\"gpu_hour_cents\":0,"
+             "\"memory_gb_hour_cents\":%u},\"max_concurrent_jobs\":%u}",
+             1 + (unsigned)below(w, 16), 1024 * (1 + (unsigned)below(w, 32)),
+             100 + (unsigned)below(w, 5000), (unsigned)below(w, 50),
+             1 + (unsigned)below(w, 4));
+    uint64_t id;
+    if (rz_engine_node_register(w->e, caps, strlen(caps), w->now, &id) != RZ_OK)
+        die(w, "register");
+    w->node[slot] = id;
+    w->alive[slot] = true;
+}
+
+static void act_submit(world *w)
+{
+    char reqs[256];
+    snprintf(reqs, sizeof reqs,
+             "{\"cpu_cores\":%u,\"memory_mb\":%u,\"estimate_seconds\":%u}",
+             1 + (unsigned)below(w, 4), 256 * (unsigned)below(w, 16),
+             1 + (unsigned)below(w, 120));
+    rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
+    s.client = w->clients[below(w, 8)];
+    s.requirements_json = reqs;
+    s.module_id = "sim";
+    s.max_cost_cents = 1 + below(w, below(w, 50) ? 3000 : 2000000);
+    s.priority = (int32_t)below(w, 3);
+    uint64_t id;
+    int rc = rz_engine_submit(w->e, &s, w->now, &id);
+    if (rc != RZ_OK && rc != RZ_EFUNDS)
+        die(w, "submit");
+    w->submitted += rc == RZ_OK;
+}
+
+static const char *FLOW =
+    "flux: 1\nname: sim\nsteps:\n"
+    "  a: {module: m, max_cost_cents: 400}\n"
+    "  b: {module: m, needs: [a], retry: {max_attempts: 3, initial_ms: 50},"
+    " max_cost_cents: 400}\n"
+    "  c: {module: m, needs: [a], timeout_s: 2, max_cost_cents: 400}\n"
+    "  d: {module: m, needs: [b, c], on_failure: continue, max_cost_cents: 400}\n"
+    "  e: {module: m, needs: [d], when: \"steps.b.outputs.v > 5\", max_cost_cents: 400}\n";
+
+static void act_deploy(world *w)
+{
+    uint64_t id;
+    int rc = rz_engine_deploy(w->e, FLOW, strlen(FLOW), w->clients[below(w, 8)],
+                              NULL, w->now, &id, NULL);
+    if (rc != RZ_OK && rc != RZ_EFUNDS)
+        die(w, "deploy");
+    w->deployed += rc == RZ_OK;
+}
+
+static void act_poll(world *w)
+{
+    size_t i = below(w, w->n_nodes);
+    if (!w->alive[i])
+        return;
+    rz_engine_assignment a;
+    int rc = rz_engine_poll(w->e, w->node[i], w->now, &a);
+    if (rc == RZ_ENOENT)
+        return;
+    if (rc == RZ_ESTATE) {    /* lost before the world noticed: rejoin */
+        add_node(w, i);
+        return;
+    }
+    if (rc != RZ_OK)
+        die(w, "poll");
+    push(&w->fl, &w->n_fl, &w->cap_fl, (struct flight){ w->node[i], a.job,
+         a.attempt, w->now + below(w, 3000), (int)below(w, 20) == 0 });
+}
+
+static void send_result(world *w, const struct flight *f, bool late)
+{
+    bool ok = below(w, 10) < 8;
+    char out[64];
+    snprintf(out, sizeof out, "{\"v\":%u}", (unsigned)below(w, 10));
+    int rc = rz_engine_result(w->e, f->node, f->job, f->attempt,
+                              ok ? out : NULL, ok ? NULL : "sim failure",
+                              below(w, 200000), w->now);
+    if (rc != RZ_OK && rc != RZ_ESTATE)
+        die(w, "result");
+    /* RZ_ESTATE: the job was cancelled, timed out or its node lost
+     * meanwhile, or this is a late copy. */
+    (void)late;
+    w->results += rc == RZ_OK;
+    w->rejected += rc == RZ_ESTATE;
+}
+
+static bool node_alive(const world *w, uint64_t node)
+{
+    for (size_t i = 0; i < w->n_nodes; i++)
+        if (w->node[i] == node)
+            return w->alive[i];
+    return false;
+}
+
+static void act_results(world *w)
+{
+    for (size_t i = 0; i < w->n_fl;) {
+        struct flight f = w->fl[i];
+        if (f.due > w->now) {
+            i++;
+            continue;
+        }
+        w->fl[i] = w->fl[--w->n_fl];
+        if (!node_alive(w, f.node))
+            continue;
+        send_result(w, &f, false);
+        if (f.dup)
+            send_result(w, &f, false);
+        if (below(w, 20) == 0)
+            push(&w->late, &w->n_late, &w->cap_late, f);
+    }
+    if (w->n_late && below(w, 5) == 0) {
+        struct flight f = w->late[below(w, w->n_late)];
+        send_result(w, &f, true);
+    }
+}
+
+static void act_heartbeats(world *w)
+{
+    for (size_t i = 0; i < w->n_nodes; i++)
+        if (w->alive[i] && below(w, 4) == 0 &&
+            rz_engine_node_heartbeat(w->e, w->node[i], w->now, 0.5) != RZ_OK) {
+            /* the engine may have lost it before the world noticed */
+            if (rz_error_last()->code != RZ_ESTATE)
+                die(w, "heartbeat");
+            add_node(w, i);
+        }
+}
+
+static void act_cancel(world *w)
+{
+    rz_engine_stats st;
+    rz_engine_stats_get(w->e, &st);
+    uint64_t total = 0;
+    for (int s = 0; s <= RZ_JOB_CANCELLED; s++)
+        total += st.jobs[s];
+    if (!total)
+        return;
+    uint64_t job = 1 + below(w, total);
+    rz_engine_job_info ji;
+    if (rz_engine_job_get(w->e, job, &ji) != RZ_OK)
+        die(w, "job_get");
+    int rc = ji.deployment ? rz_engine_deploy_cancel(w->e, ji.deployment, w->now)
+                           : rz_engine_cancel_job(w->e, job, w->now);
+    if (rc != RZ_OK && rc != RZ_ESTATE)
+        die(w, "cancel");
+}
+
+static void step(world *w)
+{
+    w->now += below(w, 200);
+    uint64_t r = below(w, 1000);
+    if (r < 150)
+        act_submit(w);
+    else if (r < 170)
+        act_deploy(w);
+    else if (r < 180)
+        act_cancel(w);
+    else if (r < 190) {           /* a node vanishes; a new one joins */
+        size_t i = below(w, w->n_nodes);
+        if (w->alive[i]) {
+            w->alive[i] = false;
+            w->lost++;
+        } else
+            add_node(w, i);
+    } else if (r < 195) {         /* the engine restarts */
+        rz_engine_close(w->e);
+        w->e = NULL;
+        open_engine(w);
+        w->restarts++;
+    } else
+        for (int k = 0; k < 8; k++)
+            act_poll(w);
+    act_results(w);
+    if (below(w, 3) == 0)
+        act_heartbeats(w);
+    if (rz_engine_tick(w->e, w->now) != RZ_OK)
+        die(w, "tick");
+    rz_engine_event ev;
+    while (rz_engine_next_event(w->e, &ev))
+        ;
+    if (rz_engine_check(w->e) != RZ_OK)
+        die(w, "invariant");
+}
+
+/* Money: what clients paid equals what succeeded jobs cost; nothing is held
+ * once every job is closed. */
+static void finish(world *w)
+{
+    rz_engine_stats st;
+    rz_engine_stats_get(w->e, &st);
+    uint64_t total = 0;
+    for (int s = 0; s <= RZ_JOB_CANCELLED; s++)
+        total += st.jobs[s];
+    for (uint64_t j = 1; j <= total; j++) {
+        rz_engine_job_info ji;
+        if (rz_engine_job_get(w->e, j, &ji) != RZ_OK)
+            die(w, "job_get");
+        if (ji.state >= RZ_JOB_SUCCEEDED)
+            continue;
+        int rc = ji.deployment ? rz_engine_deploy_cancel(w->e, ji.deployment, w->now)
+                               : rz_engine_cancel_job(w->e, j, w->now);
+        if (rc != RZ_OK && rc != RZ_ESTATE)
+            die(w, "final cancel");
+    }
+    uint64_t cost = 0;
+    for (uint64_t j = 1; j <= total; j++) {
+        rz_engine_job_info ji;
+        rz_engine_job_get(w->e, j, &ji);
+        if (ji.state < RZ_JOB_SUCCEEDED)
+            die(w, "a job stayed open after cancel");
+        cost += ji.cost_cents;
+    }
+    uint64_t paid = 0;
+    for (int c = 0; c < 8; c++) {
+        rz_ledger_account a;
+        if (rz_ledger_balance(rz_engine_ledger(w->e), w->clients[c], &a) != RZ_OK)
+            die(w, "balance");
+        if (a.debits_pending)
+            die(w, "money still held after every job closed");
+        paid += a.debits_posted;
+    }
+    if (paid != cost) {
+        fprintf(stderr, "sim: clients paid %llu, jobs cost %llu\n",
+                (unsigned long long)paid, (unsigned long long)cost);
+        die(w, "money");
+    }
+    if (rz_engine_check(w->e) != RZ_OK)
+        die(w, "final invariant");
+    printf("sim: seed %llu: %lu steps, %lu nodes, %lu jobs submitted, %lu "
+           "deployments, %lu results accepted, %lu rejected, %lu nodes lost, "
+           "%lu restarts, %llu cents charged\n", (unsigned long long)w->seed,
+           w->steps, (unsigned long)w->n_nodes, w->submitted, w->deployed,
+           w->results, w->rejected, w->lost, w->restarts,
+           (unsigned long long)cost);
+}
+
+static unsigned long env_num(const char *name, unsigned long def)
+{
+    const char *v = getenv(name);
+    return v && *v ? strtoul(v, NULL, 10) : def;
+}
+
+int main(int argc, char **argv)
+{
+    world w;
+    memset(&w, 0, sizeof w);
+    w.seed = argc > 1 ? strtoull(argv[1], NULL, 10) : env_num("RZ_SIM_SEED", 0);
+    if (!w.seed)
+        w.seed = 20261121;
+    w.rng = w.seed * 0x9E3779B97F4A7C15ull | 1;
+    w.steps = env_num("RZ_SIM_STEPS", 1000);
+    w.n_nodes = env_num("RZ_SIM_NODES", 1000);
+    if (!w.n_nodes)
+        w.n_nodes = 1;
+    w.now = 1000;
+    snprintf(w.dir, sizeof w.dir, "/tmp/rz-sim-XXXXXX");
+    if (!mkdtemp(w.dir))
+        return 2;
+    rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
+    o.durable = 0;
+    o.node_timeout_ms = 5000;
+    o.max_attempts = 4;
+    w.opts = o;
+    open_engine(&w);
+    rz_ledger *l = rz_engine_ledger(w.e);
+    for (int c = 0; c < 8; c++) {
+        w.clients[c] = rz_ledger_id_make(0x5151, (uint64_t)c + 1);
+        if (rz_ledger_create_account(l, w.clients[c], RZ_LEDGER_CLIENT) != RZ_OK ||
+            rz_ledger_test_credit(l, rz_ledger_id_make(0x5152, (uint64_t)c + 1),
+                                  w.clients[c], c == 7 ? 500 : 5000000) != RZ_OK)
+            die(&w, "client");
+    }
+    w.node = calloc(w.n_nodes, sizeof *w.node);
+    w.alive = calloc(w.n_nodes, sizeof *w.alive);
+    for (size_t i = 0; i < w.n_nodes; i++)
+        add_node(&w, i);
+    for (w.step = 1; w.step <= w.steps; w.step++)
+        step(&w);
+    finish(&w);
+    rz_engine_close(w.e);
+    free(w.node);
+    free(w.alive);
+    free(w.fl);
+    free(w.late);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", w.dir);
+    return system(cmd) == 0 ? 0 : 2;
+}
