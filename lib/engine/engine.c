@@ -522,7 +522,9 @@ static int resume(rz_engine *e)
 }
 
 /* Holds for job ids past the last committed job belong to a submission or
- * deployment that crashed before it was acknowledged: give them back. */
+ * deployment that crashed before it was acknowledged: give them back, and
+ * keep each id as a cancelled job so that no later job reuses its ledger
+ * ids (committed by resume()). */
 static int refund_orphans(rz_engine *e)
 {
     for (uint64_t id = e->n_jobs + 1;; id++) {
@@ -538,6 +540,20 @@ static int refund_orphans(rz_engine *e)
             if (rc != RZ_OK)
                 return rc;
         }
+        rz__ejob *j = rz__engine_job_new(e);
+        if (!j)
+            return no_memory();
+        j->state = RZ_JOB_CANCELLED;
+        j->client = t.debit;
+        j->max_cost = t.amount;
+        j->error = rz__strdup("never acknowledged: the engine stopped first");
+        j->module_id = rz__strdup("");
+        j->module_version = rz__strdup("");
+        j->request = rz__strdup("{}");
+        rc = rz__engine_reqs_set(j, NULL, UINT64_MAX);
+        if (rc != RZ_OK)
+            return rc;
+        rz__engine_touch_job(e, j);
     }
 }
 

@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "engine/engine_impl.h"
 #include "rhizos/engine.h"
 #include "rhizos/module.h"
 
@@ -713,6 +714,28 @@ static void test_restart_sigkill(void **state)
     check(f);
 }
 
+/* A hold made for a submission that crashed before its commit is refunded
+ * on open, and its job id is never handed out again. */
+static void test_orphan_hold(void **state)
+{
+    fx *f = *state;
+    rz_ledger *l = rz_engine_ledger(f->e);
+    assert_int_equal(rz_ledger_hold(l, rz__engine_hold_id(1),
+                     rz_engine_job_ledger_id(1), f->client, 400, 0), RZ_OK);
+    assert_int_equal(balance(f, f->client), 9600);
+    reopen(f);
+    assert_int_equal(balance(f, f->client), 10000);
+    assert_int_equal(job_state(f, 1), RZ_JOB_CANCELLED);
+    check(f);
+    uint64_t j = submit(f, 300, 0, 1);
+    assert_int_equal(j, 2);
+    assert_int_equal(balance(f, f->client), 9700);
+    reopen(f);
+    assert_int_equal(job_state(f, 1), RZ_JOB_CANCELLED);
+    assert_int_equal(job_state(f, 2), RZ_JOB_QUEUED);
+    check(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -726,6 +749,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deploy_timeout_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_sigkill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_orphan_hold, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
