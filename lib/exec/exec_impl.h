@@ -11,6 +11,10 @@
  * outputs or the process has not completed. Borrowed like the outputs. */
 RZ_HIDDEN const char *rz__proc_output_error(const rz_proc *p);
 
+/* 1 if the process wrote more than max_output bytes to stdout (and was
+ * killed for it). */
+RZ_HIDDEN int rz__proc_output_over(const rz_proc *p);
+
 /* 1 if a bwrap program was found on PATH, usable or not (after the probe
  * rz_sandbox_available() runs). */
 RZ_HIDDEN int rz__sandbox_installed(void);

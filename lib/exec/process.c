@@ -34,6 +34,7 @@
 #include "exec/exec_impl.h"
 
 #define DEFAULT_MAX_OUTPUT ((size_t)16 << 20)
+#define MAX_FILE_BYTES ((rlim_t)4 << 30)   /* RLIMIT_FSIZE: 4 GiB per file */
 #define DEFAULT_MAX_LOG ((size_t)64 << 10)
 #define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
 #define OUTPUT_NAME ".rz-output.json"
@@ -522,8 +523,11 @@ static void child_exec(const launch *l, const char *cwd, const int stdio[3],
         child_fail(errpipe);
     if (setrlimit(RLIMIT_NOFILE, &l->nofile) < 0)
         child_fail(errpipe);
-    struct rlimit zero = { 0, 0 };
+    struct rlimit zero = { 0, 0 }, fsize = { MAX_FILE_BYTES, MAX_FILE_BYTES };
     setrlimit(RLIMIT_CORE, &zero);
+    /* A module may write files in its scratch dir, but not fill the disk. */
+    if (setrlimit(RLIMIT_FSIZE, &fsize) < 0)
+        child_fail(errpipe);
     if (l->limit_as && setrlimit(RLIMIT_AS, &l->as) < 0)
         child_fail(errpipe);
     if (l->limit_cpu && setrlimit(RLIMIT_CPU, &l->cpu) < 0)
@@ -734,6 +738,10 @@ static void out_append(rz_proc *p, const char *data, size_t n)
 {
     size_t room = p->max_output - p->out.len;
     if (n > room) {
+        /* Past the cap nothing more is useful: stop the module now rather
+         * than let it stream until its timeout. */
+        if (!p->out_over)
+            rz_proc_kill(p);
         p->out_over = true;
         n = room;
     }
@@ -960,6 +968,11 @@ void rz_proc_kill(rz_proc *p)
 int rz_proc_exit_code(const rz_proc *p)
 {
     return p ? p->exit_code : -1;
+}
+
+int rz__proc_output_over(const rz_proc *p)
+{
+    return p ? p->out_over : 0;
 }
 
 int rz_proc_timed_out(const rz_proc *p)

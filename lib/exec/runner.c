@@ -103,6 +103,10 @@ static char *failure_reason(const rz_proc *p, uint32_t timeout_s)
     int code = rz_proc_exit_code(p);
     if (rz_proc_timed_out(p))
         return rz__asprintf("timed out after %u s", timeout_s);
+    if (rz__proc_output_over(p)) {
+        const char *why = rz__proc_output_error(p);
+        return rz__strdup(why ? why : "stdout over the limit");
+    }
     if (code < 0)
         return rz__asprintf("killed by signal %d", -code);
     if (code == 0) {
@@ -206,7 +210,9 @@ static int spawn_step(runner *r, size_t step, const rz__step *s,
         po.input_len = strlen(request);
         po.network = m->network;
         po.sandbox = r->opts->sandbox;
-        po.timeout_ms = step_timeout(s) * 1000u;
+        /* 64-bit product: a timeout of days must not wrap to seconds. */
+        uint64_t ms = (uint64_t)step_timeout(s) * 1000u;
+        po.timeout_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
         po.memory_mb = m->memory_mb;
         rc = rz_proc_spawn(out, &po);
     }

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,9 +295,20 @@ static void test_stdout_cap(void **state)
     /* 2 MB: far over the cap and over the pipe buffer; must not block. */
     rz_proc *p = run_sh(&o, "printf '{\"a\":\"'; head -c 2000000 /dev/zero |"
                             " tr '\\0' x; printf '\"}'");
-    assert_int_equal(rz_proc_exit_code(p), 0);
+    /* Past the cap the module is stopped, not waited for. */
+    assert_int_equal(rz_proc_exit_code(p), -SIGKILL);
+    assert_int_equal(rz__proc_output_over(p), 1);
     assert_null(rz_proc_outputs(p));
     assert_non_null(strstr(rz__proc_output_error(p), "exceeds"));
+    rz_proc_free(p);
+
+    /* A module that streams forever ends at the cap, long before its
+     * timeout would. */
+    o.timeout_ms = 600000;
+    p = run_sh(&o, "yes");
+    assert_int_equal(rz_proc_timed_out(p), 0);
+    assert_int_equal(rz__proc_output_over(p), 1);
+    assert_int_equal(rz_proc_exit_code(p), -SIGKILL);
     rz_proc_free(p);
 }
 
