@@ -104,8 +104,17 @@ RZ_EXTERN uint32_t rz_run_step_attempts(const rz_run *run, size_t step);
  * state; NULL if none. */
 RZ_EXTERN const char *rz_run_step_error(const rz_run *run, size_t step);
 
+/* Keep a step's log (the stderr of its last attempt) in the run record:
+ * at most the last RZ_RUN_LOG_MAX bytes, control bytes and broken UTF-8
+ * replaced by '?'. Replaces any earlier log of the step. */
+#define RZ_RUN_LOG_MAX (64u * 1024u)
+RZ_EXTERN int rz_run_set_step_log(rz_run *run, size_t step, const char *log,
+                                  size_t len);
+/* Borrowed, valid until the log is replaced; NULL if none. */
+RZ_EXTERN const char *rz_run_step_log(const rz_run *run, size_t step);
+
 /* {"id","flow","status","steps":{"<id>":{"status","attempts","outputs",
- *  "error"?}},"outputs":{"<id>":{...}}}: "outputs" holds the outputs of each
+ *  "error"?,"log"?}},"outputs":{"<id>":{...}}}: "outputs" holds the outputs of each
  * final step (one no step depends on) that succeeded, by step id. Release
  * with rz_free. */
 RZ_EXTERN int rz_run_to_json(const rz_run *run, char **out);

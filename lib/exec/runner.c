@@ -330,12 +330,26 @@ static void scrub(const slot *sl, char **outputs, char **reason)
     }
 }
 
+/* The stderr tail becomes the step's log in the run record, secrets
+ * scrubbed like everything else a module hands back. */
+static void keep_log(runner *r, const slot *sl)
+{
+    size_t len = 0;
+    const char *raw = rz_proc_log(sl->proc, &len);
+    char *log = len ? rz__strndup(raw, len) : NULL;
+    scrub(sl, NULL, &log);
+    /* Always replace: a quiet retry must not show the last attempt's log. */
+    rz_run_set_step_log(r->run, sl->step, log, log ? strlen(log) : 0);
+    free(log);
+}
+
 static void finish_slot(runner *r, size_t k)
 {
     slot *sl = &r->slots[k];
     const rz_proc *p = sl->proc;
     char *outputs = rz__strdup(rz_proc_outputs(p));
     scrub(sl, &outputs, NULL);
+    keep_log(r, sl);
     uint64_t now = rz__now_ms();
     if (rz_run_step_state(r->run, sl->step) != RZ_STEP_RUNNING) {
         /* Already failed by the state machine (its timeout). */

@@ -35,6 +35,7 @@ typedef struct step_rt {
     bool in_ready;         /* listed in run->ready */
     bool in_timed;         /* listed in run->timed */
     char *error;           /* failure or skip reason, or NULL */
+    char *log;             /* stderr tail of the last attempt, or NULL */
     cJSON *outputs;        /* object once succeeded, else NULL */
     rz__expr *when;        /* parsed condition or NULL */
 } step_rt;
@@ -495,6 +496,7 @@ void rz_run_free(rz_run *run)
         return;
     for (size_t i = 0; run->st && i < run->n; i++) {
         free(run->st[i].error);
+        free(run->st[i].log);
         cJSON_Delete(run->st[i].outputs);
         rz__expr_free(run->st[i].when);
     }
@@ -729,6 +731,66 @@ uint32_t rz_run_step_attempts(const rz_run *run, size_t step)
     return run && step < run->n ? run->st[step].attempts : 0;
 }
 
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. */
+static size_t utf8_len(const unsigned char *p, size_t left)
+{
+    size_t n = p[0] < 0x80 ? 1 : (p[0] & 0xE0) == 0xC0 ? 2 :
+               (p[0] & 0xF0) == 0xE0 ? 3 : (p[0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (n == 0 || n > left || (n == 2 && p[0] < 0xC2))
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* Logs are arbitrary bytes; the run record is JSON. Keep text, newlines
+ * and tabs; every other control byte or broken UTF-8 becomes '?'. */
+static char *log_text(const char *log, size_t len)
+{
+    char *out = malloc(len + 1);
+    if (!out)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)log;
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_len(p + i, len - i);
+        bool ok = n > 1 || (n == 1 && (p[i] >= 0x20 || p[i] == '\n' ||
+                                       p[i] == '\t') && p[i] != 0x7f);
+        if (!ok) {
+            out[o++] = '?';
+            i++;
+            continue;
+        }
+        memcpy(out + o, p + i, n);
+        o += n;
+        i += n;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+int rz_run_set_step_log(rz_run *run, size_t step, const char *log, size_t len)
+{
+    if (!run || step >= run->n || (!log && len))
+        return rz__error(RZ_EINVAL, "rz_run_set_step_log: invalid arguments");
+    if (len > RZ_RUN_LOG_MAX) {   /* keep the tail: that is where errors are */
+        log += len - RZ_RUN_LOG_MAX;
+        len = RZ_RUN_LOG_MAX;
+    }
+    char *text = len ? log_text(log, len) : NULL;
+    if (len && !text)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    free(run->st[step].log);
+    run->st[step].log = text;
+    return RZ_OK;
+}
+
+const char *rz_run_step_log(const rz_run *run, size_t step)
+{
+    return run && step < run->n ? run->st[step].log : NULL;
+}
+
 const char *rz_run_step_error(const rz_run *run, size_t step)
 {
     return run && step < run->n ? run->st[step].error : NULL;
@@ -838,7 +900,8 @@ static cJSON *step_json(const rz_run *r, size_t i)
         cJSON_Delete(o);
         return NULL;
     }
-    if (s->error && !cJSON_AddStringToObject(o, "error", s->error)) {
+    if ((s->error && !cJSON_AddStringToObject(o, "error", s->error)) ||
+        (s->log && !cJSON_AddStringToObject(o, "log", s->log))) {
         cJSON_Delete(o);
         return NULL;
     }

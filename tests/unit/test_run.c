@@ -708,6 +708,43 @@ static void test_outputs_must_be_object(void **state)
 
 /* ---- flows the machine refuses ---- */
 
+static void test_step_logs(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: logs\nsteps:\n  a:\n    module: m\n");
+    rz_run *r = start_run(f, NULL);
+    size_t a = S(r, "a");
+    assert_null(rz_run_step_log(r, a));
+    /* Control bytes and broken UTF-8 become '?'; text and newlines stay. */
+    const char raw[] = "ok \xc3\xa9\n\x01" "bad \xff\xfe\tend";
+    assert_int_equal(rz_run_set_step_log(r, a, raw, sizeof raw - 1), RZ_OK);
+    assert_string_equal(rz_run_step_log(r, a), "ok \xc3\xa9\n?bad ??\tend");
+    char *json;
+    assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
+    cJSON *doc = cJSON_Parse(json);
+    rz_free(json);
+    cJSON *log = cJSON_GetObjectItem(cJSON_GetObjectItem(
+        cJSON_GetObjectItem(doc, "steps"), "a"), "log");
+    assert_string_equal(cJSON_GetStringValue(log), "ok \xc3\xa9\n?bad ??\tend");
+    cJSON_Delete(doc);
+    /* Only the tail of a long log is kept. */
+    size_t big = RZ_RUN_LOG_MAX + 100;
+    char *buf = malloc(big);
+    memset(buf, 'a', big);
+    memcpy(buf + big - 4, "TAIL", 4);
+    assert_int_equal(rz_run_set_step_log(r, a, buf, big), RZ_OK);
+    assert_int_equal(strlen(rz_run_step_log(r, a)), RZ_RUN_LOG_MAX);
+    assert_string_equal(rz_run_step_log(r, a) + RZ_RUN_LOG_MAX - 4, "TAIL");
+    free(buf);
+    /* An empty log clears it. */
+    assert_int_equal(rz_run_set_step_log(r, a, NULL, 0), RZ_OK);
+    assert_null(rz_run_step_log(r, a));
+    assert_int_equal(rz_run_set_step_log(r, 99, "x", 1), RZ_EINVAL);
+    assert_int_equal(rz_run_set_step_log(r, a, NULL, 3), RZ_EINVAL);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
 static void test_refused_flows(void **state)
 {
     (void)state;
@@ -765,6 +802,7 @@ int main(void)
         cmocka_unit_test(test_request_connections),
         cmocka_unit_test(test_outputs_must_be_object),
         cmocka_unit_test(test_refused_flows),
+        cmocka_unit_test(test_step_logs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
