@@ -314,6 +314,27 @@ static void step_failed(rz_run *r, size_t i, char *reason, uint64_t now_ms)
 
 /* ---- Construction --------------------------------------------------------- */
 
+/* Declared types: string, number, integer, boolean, object, array, any
+ * (or none). An integer is a number without a fraction. */
+static bool input_type_ok(const char *type, const cJSON *v)
+{
+    if (!type || strcmp(type, "any") == 0)
+        return true;
+    if (strcmp(type, "string") == 0) return cJSON_IsString(v);
+    if (strcmp(type, "number") == 0) return cJSON_IsNumber(v);
+    if (strcmp(type, "integer") == 0)
+        return cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble;
+    if (strcmp(type, "boolean") == 0) return cJSON_IsBool(v);
+    if (strcmp(type, "object") == 0) return cJSON_IsObject(v);
+    if (strcmp(type, "array") == 0) return cJSON_IsArray(v);
+    return true;   /* unknown type names are the loader's to report */
+}
+
+static const char *article(const char *type)
+{
+    return strchr("aeiou", type[0]) ? "an" : "a";
+}
+
 static int unknown_input(const rz_flow *f, const char *name)
 {
     rz__buf names = {0};
@@ -347,6 +368,10 @@ static int collect_inputs(rz_run *r, const char *inputs_json)
             i++;
         if (i == f->n_inputs)
             return unknown_input(f, given->string);
+        if (!input_type_ok(f->inputs[i].type, given))
+            return rz__error(RZ_EINVALID, "flow input '%s' must be %s %s",
+                             given->string, article(f->inputs[i].type),
+                             f->inputs[i].type);
     }
     rz__buf missing = {0};
     size_t n_missing = 0;

@@ -599,10 +599,19 @@ static void test_inputs_required_and_defaults(void **state)
                            "\"config\":{}}");
     rz_run_free(r);
     /* A given value beats the default. */
-    r = start_run(f, "{\"name\":\"bo\",\"region\":\"us\",\"n\":[1]}");
-    expect_request(r, "a", "{\"inputs\":{\"who\":\"bo\",\"n\":[1],\"o\":null},"
+    r = start_run(f, "{\"name\":\"bo\",\"region\":\"us\",\"n\":7.5}");
+    expect_request(r, "a", "{\"inputs\":{\"who\":\"bo\",\"n\":7.5,\"o\":null},"
                            "\"config\":{}}");
     rz_run_free(r);
+    /* Given values must have the declared type. */
+    r = NULL;
+    assert_int_equal(rz_run_new(&r, f, "{\"name\":\"bo\",\"region\":\"us\","
+                                       "\"n\":[1]}", NULL, 0), RZ_EINVALID);
+    assert_null(r);
+    assert_string_equal(rz_error_last()->message, "flow input 'n' must be a number");
+    assert_int_equal(rz_run_new(&r, f, "{\"name\":5,\"region\":\"us\"}", NULL, 0),
+                     RZ_EINVALID);
+    assert_string_equal(rz_error_last()->message, "flow input 'name' must be a string");
     rz_flow_free(f);
 }
 
