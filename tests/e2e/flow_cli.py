@@ -36,12 +36,32 @@ class FlowRunExamples(unittest.TestCase):
         self.assertTrue(p.stdout.strip(), p.stderr)
         return p, json.loads(p.stdout)
 
+    def examples(self, folder=FLOWS):
+        return sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                      if f.endswith((".yaml", ".yml", ".json")))
+
     def test_every_example_validates(self):
-        files = sorted(f for f in os.listdir(FLOWS)
-                       if f.endswith((".yaml", ".yml", ".json")))
-        self.assertGreaterEqual(len(files), 4)
-        p = rhizos("flow", "validate", *[os.path.join(FLOWS, f) for f in files])
+        files = self.examples() + self.examples(os.path.join(FLOWS, "catalog"))
+        self.assertGreaterEqual(len(files), 6)
+        p = rhizos("flow", "validate", *files)
         self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_every_example_runs(self):
+        for path in self.examples():
+            with self.subTest(flow=os.path.basename(path)):
+                p = rhizos("flow", "run", path, "--json", data=self.data)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual(json.loads(p.stdout)["status"], "succeeded")
+
+    def test_catalog_flows_say_why_they_cannot_run_here(self):
+        # The catalog's modules run in containers on network nodes.
+        path = os.path.join(FLOWS, "catalog", "transcribe-summarize.yaml")
+        p = rhizos("flow", "run", path, "--json", data=self.data)
+        self.assertEqual(p.returncode, 1)
+        doc = json.loads(p.stdout)
+        errors = [s.get("error", "") for s in doc["steps"].values()]
+        self.assertTrue(any("not available in the embedded runner" in e
+                            for e in errors), errors)
 
     def test_wordcount_counts_words(self):
         p, doc = self.run_json("wordcount.yaml")

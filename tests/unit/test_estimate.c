@@ -277,8 +277,8 @@ static void test_catalog_flow(void **state)
     assert_int_equal(rz_registry_new(&reg), RZ_OK);
     assert_int_equal(rz_registry_add_dir(reg, RZ_SOURCE_ROOT "/examples/modules", NULL), RZ_OK);
     static const char *const flows[] = {
-        RZ_SOURCE_ROOT "/examples/flows/transcribe-summarize.yaml",
-        RZ_SOURCE_ROOT "/examples/flows/trading-agent.json",
+        RZ_SOURCE_ROOT "/examples/flows/catalog/transcribe-summarize.yaml",
+        RZ_SOURCE_ROOT "/examples/flows/catalog/trading-agent.json",
     };
     for (size_t k = 0; k < 2; k++) {
         rz_flow *f;
