@@ -193,6 +193,8 @@ typedef struct progress {
     size_t total;
     rz_vault *vault;           /* open only when the flow references one */
     const rz_flow *flow;
+    uint64_t started;          /* wall clock, ms */
+    bool recorded;             /* the run has a record under --data */
 } progress;
 
 static void count_states(const rz_run *run, size_t n, size_t *done,
@@ -221,6 +223,20 @@ static const char *event_word(rz_event_kind k)
     }
 }
 
+/* The bottom line of the TTY view, redrawn in place. */
+static void draw_status(progress *p, const rz_event *ev)
+{
+    size_t done, running;
+    count_states(ev->run, p->total, &done, &running);
+    if (p->status_shown)
+        fputs("\r\033[K", stderr);
+    fprintf(stderr, "  %zu/%zu done, %zu running, %zu queued  %.1fs",
+            done, p->total, running, p->total - done - running,
+            (double)ev->elapsed_ms / 1000.0);
+    p->status_shown = true;
+    fflush(stderr);
+}
+
 /* First line of a message: logs can be long, the progress view is not. */
 static void print_first_line(FILE *out, const char *msg)
 {
@@ -228,9 +244,23 @@ static void print_first_line(FILE *out, const char *msg)
     fprintf(out, ": %.*s", (int)(n > 200 ? 200 : n), msg);
 }
 
+static void record_run(const cli *c, const rz_run *run, uint64_t started,
+                       uint64_t finished);
+
 static void on_event(const rz_event *ev, void *ud)
 {
     progress *p = ud;
+    /* A run is on record from its first event, so `flow runs` shows it
+     * while it goes and a killed run still leaves a trace. */
+    if (!p->recorded) {
+        p->recorded = true;
+        record_run(p->c, ev->run, p->started, 0);
+    }
+    if (ev->kind == RZ_EVENT_PROGRESS) {
+        if (p->tty && !p->c->quiet)
+            draw_status(p, ev);
+        return;
+    }
     if (p->c->quiet && ev->kind != RZ_EVENT_STEP_FAILED && ev->kind != RZ_EVENT_NOTICE)
         return;
     FILE *out = stderr;
@@ -251,15 +281,10 @@ static void on_event(const rz_event *ev, void *ud)
             print_first_line(out, ev->message);
         fputc('\n', out);
     }
-    if (p->tty && ev->kind != RZ_EVENT_RUN_FINISHED) {
-        size_t done, running;
-        count_states(ev->run, p->total, &done, &running);
-        fprintf(out, "  %zu/%zu done, %zu running, %zu queued  %.1fs",
-                done, p->total, running, p->total - done - running, t);
-        p->status_shown = true;
-    } else if (p->tty && p->status_shown) {
+    if (p->tty && ev->kind != RZ_EVENT_RUN_FINISHED)
+        draw_status(p, ev);
+    else if (p->tty && p->status_shown)
         p->status_shown = false;
-    }
     fflush(out);
 }
 
@@ -422,7 +447,8 @@ static int flow_run(cli *c)
     }
     char run_id[64];
     make_run_id(run_id, sizeof run_id);
-    progress p = { c, cli_stderr_tty(), false, rz_flow_step_count(flow), NULL, flow };
+    progress p = { c, cli_stderr_tty(), false, rz_flow_step_count(flow), NULL,
+                   flow, wall_ms(), false };
     /* Ask for the vault password once, and only if a step needs a secret. */
     if (rz_vault_flow_references(flow) > 0 &&
         !(p.vault = cli_vault_open_unlocked(c))) {
@@ -446,9 +472,9 @@ static int flow_run(cli *c)
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
     if (!c->quiet && !c->json)
-        fprintf(stderr, "rhizos: running %s (%zu steps) as %s\n", c->args[0],
-                p.total, run_id);
-    uint64_t started = wall_ms();
+        fprintf(stderr, "rhizos: running %s (%zu step%s) as %s\n", c->args[0],
+                p.total, p.total == 1 ? "" : "s", run_id);
+    uint64_t started = p.started;
     rz_run *run = NULL;
     int rc = rz_runner_run(&run, flow, &opts);
     if (p.tty && p.status_shown)
@@ -491,12 +517,14 @@ static void print_runs_table(const char *json)
         const cJSON *file = cJSON_GetObjectItemCaseSensitive(r, "file");
         double t0 = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "started_ms"));
         double t1 = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "finished_ms"));
-        printf("%-28s %-10s %5d %9.2f  %s\n",
+        char secs[32] = "-";   /* a run still going has no end yet */
+        if (t1 > 0)
+            snprintf(secs, sizeof secs, "%.2f", (t1 - t0) / 1000.0);
+        printf("%-28s %-10s %5d %9s  %s\n",
                cJSON_IsString(id) ? id->valuestring : "?",
                cJSON_IsString(st) ? st->valuestring : "?",
                (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "steps")),
-               (t1 - t0) / 1000.0,
-               cJSON_IsString(file) ? file->valuestring : "");
+               secs, cJSON_IsString(file) ? file->valuestring : "");
     }
     cJSON_Delete(arr);
 }

@@ -37,6 +37,22 @@ static void add_default_registry(rz_registry *reg, rz_diags *d)
         rz_registry_add_dir(reg, path, d);
 }
 
+/* A broken manifest does not make the command fail (a flow may not use
+ * it), so its problems are warnings: the module is skipped. */
+static void print_registry_diags(const rz_diags *d)
+{
+    for (size_t i = 0; i < rz_diags_count(d); i++) {
+        const rz_diag *x = rz_diags_get(d, i);
+        const char *file = x->file[0] ? x->file : "<registry>";
+        const char *tail = x->code == RZ_EMANIFEST ? " (module skipped)" : "";
+        if (x->line)
+            fprintf(stderr, "%s:%u:%u: warning: %s%s\n", file, x->line,
+                    x->column, x->message, tail);
+        else
+            fprintf(stderr, "%s: warning: %s%s\n", file, x->message, tail);
+    }
+}
+
 rz_registry *cli_registry(const cli *c)
 {
     rz_registry *reg;
@@ -66,7 +82,7 @@ rz_registry *cli_registry(const cli *c)
     if (env && *env)
         rz_registry_add_path_list(reg, env, d);
     add_default_registry(reg, d);
-    cli_print_diags(d);
+    print_registry_diags(d);
     rz_diags_free(d);
     return reg;
 }

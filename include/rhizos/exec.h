@@ -73,7 +73,9 @@ typedef enum rz_event_kind {
     RZ_EVENT_STEP_SKIPPED,
     RZ_EVENT_STEP_CANCELLED,
     RZ_EVENT_RUN_FINISHED,
-    RZ_EVENT_NOTICE            /* something the user should know once */
+    RZ_EVENT_NOTICE,           /* something the user should know once */
+    RZ_EVENT_PROGRESS          /* nothing changed; a few times a second
+                                  while steps run, for live elapsed time */
 } rz_event_kind;
 
 typedef struct rz_event {

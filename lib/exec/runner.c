@@ -42,6 +42,7 @@ typedef struct runner {
     size_t *ready;               /* scratch for rz_run_ready / rz_run_tick */
     struct pollfd *pfds;
     bool cancelled;
+    uint64_t last_progress;      /* when RZ_EVENT_PROGRESS was last sent */
 } runner;
 
 /* ---- events ---- */
@@ -446,6 +447,17 @@ static bool stalled(const runner *r)
            rz_run_ready(r->run, rz__now_ms(), r->ready, 0) == 0;
 }
 
+#define PROGRESS_EVERY_MS 250
+
+static void progress_tick(runner *r)
+{
+    uint64_t now = rz__now_ms();
+    if (r->n_slots == 0 || now - r->last_progress < PROGRESS_EVERY_MS)
+        return;
+    r->last_progress = now;
+    emit(r, RZ_EVENT_PROGRESS, RZ_NPOS, NULL);
+}
+
 static int drive(runner *r)
 {
     while (!rz_run_done(r->run) || r->n_slots > 0) {
@@ -460,6 +472,7 @@ static int drive(runner *r)
         int rc = wait_and_collect(r);
         if (rc != RZ_OK)
             return rc;
+        progress_tick(r);
     }
     return RZ_OK;
 }
