@@ -5,6 +5,8 @@
  *
  * The tree is a fixed point of parse∘export: loading an export and exporting
  * again gives the same bytes, whichever syntax carried it in between. */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,10 +53,21 @@ static void put_ref(ex *x, cJSON *o, const char *k, const cJSON *v)
         x->failed = true;
 }
 
-static void put_extra(ex *x, cJSON *o, const cJSON *extra)
+/* Unknown keys kept from a builder document: beside the known ones in the
+ * builder shape, under `ui:` in FluxGraph (which has no unknown keys). */
+static void put_extra(ex *x, cJSON *o, const cJSON *extra, bool builder)
 {
-    for (const cJSON *c = extra ? extra->child : NULL; c; c = c->next)
-        put_ref(x, o, c->string, c);
+    if (!extra || !extra->child)
+        return;
+    cJSON *dst = o;
+    if (!builder) {
+        dst = o ? obj(x) : NULL;
+        put(x, o, "ui", dst);
+    }
+    for (const cJSON *c = extra->child; dst && c; c = c->next)
+        put_ref(x, builder || rz__flux_kept_key(c->string) ? o : dst, c->string, c);
+    if (!builder && dst && !dst->child)
+        cJSON_Delete(cJSON_DetachItemViaPointer(o, dst));
 }
 
 static cJSON *creds_tree(ex *x, const rz__step *s)
@@ -132,7 +145,7 @@ static void step_body(ex *x, cJSON *o, const rz__step *s, bool builder)
         put_str(x, o, "on_failure", "continue");
     if (!builder)
         put_ref(x, o, "position", s->position);
-    put_extra(x, o, s->extra);
+    put_extra(x, o, s->extra, builder);
 }
 
 static cJSON *node_tree(ex *x, const rz__step *s)
@@ -235,13 +248,49 @@ static cJSON *flow_tree(const rz_flow *f, bool builder)
     }
     if (builder || f->n_conns)
         put(&x, o, "connections", list(&x, f->n_conns, f->conns, sizeof *f->conns, one_conn));
-    put_extra(&x, o, f->extra);
+    put_extra(&x, o, f->extra, builder);
     if (x.failed) {
         cJSON_Delete(o);
         rz__error(RZ_ENOMEM, "out of memory");
         return NULL;
     }
     return o;
+}
+
+/* cJSON prints numbers with a tolerance (2^53 comes out as
+ * 9.00719925474099e+15, -0 as 0): numbers become raw text in the
+ * shortest form that reads back exactly. The tree holds references to the
+ * flow's values, so it is copied first. */
+static bool raw_numbers(cJSON *v)
+{
+    for (cJSON *c = v->child; c; c = c->next)
+        if (!raw_numbers(c))
+            return false;
+    if (!cJSON_IsNumber(v))
+        return true;
+    char buf[64];
+    if (isnan(v->valuedouble) || isinf(v->valuedouble))
+        snprintf(buf, sizeof buf, "null");
+    else
+        rz__number_format(v->valuedouble, buf, sizeof buf);
+    char *s = rz__strdup(buf);
+    if (!s)
+        return false;
+    v->type = cJSON_Raw;
+    v->valuestring = s;
+    return true;
+}
+
+static bool exact_numbers(cJSON **t)
+{
+    cJSON *copy = cJSON_Duplicate(*t, true);
+    cJSON_Delete(*t);
+    *t = copy;
+    if (copy && raw_numbers(copy))
+        return true;
+    cJSON_Delete(copy);
+    *t = NULL;
+    return false;
 }
 
 int rz_flow_to_json(const rz_flow *f, unsigned flags, char **out, size_t *len)
@@ -253,6 +302,8 @@ int rz_flow_to_json(const rz_flow *f, unsigned flags, char **out, size_t *len)
     cJSON *t = flow_tree(f, f->builder || (flags & RZ_EXPORT_BUILDER));
     if (!t)
         return RZ_ENOMEM;
+    if (!exact_numbers(&t))
+        return rz__error(RZ_ENOMEM, "out of memory");
     char *s = flags & RZ_EXPORT_PRETTY ? cJSON_Print(t) : cJSON_PrintUnformatted(t);
     cJSON_Delete(t);
     if (!s)

@@ -42,6 +42,7 @@ typedef struct jp {
     rz__lower *L;
     bool failed;
     bool streamed_nodes, streamed_conns;
+    size_t dups;          /* duplicate keys reported */
 } jp;
 
 static size_t utf8_put(unsigned cp, char *out);
@@ -312,7 +313,38 @@ static bool stream_array(jp *p, bool nodes, unsigned depth)
     }
 }
 
+/* A repeated key is reported at the repeat and its value dropped, so the
+ * lowering sees only the first. Offsets, not positions, are kept: turning
+ * an offset into LINE:COLUMN scans the text, so that waits for a report. */
+#define MAX_DUP_REPORTS 100
+
+static bool duplicate_key(jp *p, rz__keyset *ks, const char *key, size_t off)
+{
+    uint32_t first, unused;
+    if (!rz__keyset_seen(ks, key, (uint32_t)off, 0, &first, &unused))
+        return false;
+    /* Each report scans the text: a hostile document gets a bounded few. */
+    if (p->dups++ >= MAX_DUP_REPORTS)
+        return true;
+    uint32_t l1, c1, l2, c2;
+    rz__text_position(p->s, p->len, first, &l1, &c1);
+    rz__text_position(p->s, p->len, off, &l2, &c2);
+    rz__load_diag_pos(p->ld, RZ_EDUPLICATE, l2, c2,
+                      "duplicate key '%s' (first at %u:%u)", key, l1, c1);
+    return true;
+}
+
+static cJSON *jobject_in(jp *p, unsigned depth, rz__keyset *ks);
+
 static cJSON *jobject(jp *p, unsigned depth)
+{
+    rz__keyset ks = {0};
+    cJSON *o = jobject_in(p, depth, &ks);
+    rz__keyset_free(&ks);
+    return o;
+}
+
+static cJSON *jobject_in(jp *p, unsigned depth, rz__keyset *ks)
 {
     cJSON *o = jnode(p, cJSON_Object), *last = NULL;
     if (!o)
@@ -329,6 +361,7 @@ static cJSON *jobject(jp *p, unsigned depth)
             jfail(p, p->i, "a string key");
             return NULL;
         }
+        size_t key_off = p->i;
         char *key = jstring(p);
         if (!key)
             return NULL;
@@ -339,7 +372,8 @@ static cJSON *jobject(jp *p, unsigned depth)
         }
         p->i++;
         jws(p);
-        bool top = depth == 1 && p->L && p->i < p->len && p->s[p->i] == '[';
+        bool dup = duplicate_key(p, ks, key, key_off);
+        bool top = !dup && depth == 1 && p->L && p->i < p->len && p->s[p->i] == '[';
         bool is_nodes = top && strcmp(key, "nodes") == 0;
         bool is_conns = top && strcmp(key, "connections") == 0;
         if (top &&
@@ -355,7 +389,8 @@ static cJSON *jobject(jp *p, unsigned depth)
             if (!v)
                 return NULL;
             v->string = key;
-            append(o, &last, v);
+            if (!dup)
+                append(o, &last, v);
         }
         jws(p);
         if (p->i < p->len && p->s[p->i] == ',') {

@@ -2,6 +2,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
+#include <stdarg.h>
 #include <strings.h>
 
 
@@ -103,11 +105,16 @@ static bool is_hard(int code)
     return code == RZ_ESYNTAX || code == RZ_ETOOBIG || code == RZ_ENOMEM;
 }
 
+static void emit_sev(rz__load *ld, rz_severity sev, int code, uint32_t line,
+                     uint32_t column, const char *pointer, const char *msg)
+{
+    rz__diag(ld->diags, sev, code, ld->f->file, line, column, pointer, "%s", msg);
+}
+
 static void emit(rz__load *ld, int code, uint32_t line, uint32_t column,
                  const char *pointer, const char *msg)
 {
-    rz__diag(ld->diags, RZ_SEV_ERROR, code, ld->f->file, line, column, pointer,
-             "%s", msg);
+    emit_sev(ld, RZ_SEV_ERROR, code, line, column, pointer, msg);
     /* rz_error_last() names the first problem of this parse even when the
      * caller's list already held errors from earlier files. */
     if (ld->problems++ == 0)
@@ -127,7 +134,8 @@ static void note_status(rz__load *ld, int code)
 /* Past this many held-back problems the rest only count. */
 #define MAX_PENDING 1000
 
-static void defer(rz__load *ld, int code, const char *pointer, const char *msg)
+static void defer(rz__load *ld, rz_severity sev, int code, uint32_t line,
+                  uint32_t column, const char *pointer, const char *msg)
 {
     if (ld->n_pending == MAX_PENDING)
         return;
@@ -143,6 +151,9 @@ static void defer(rz__load *ld, int code, const char *pointer, const char *msg)
     }
     rz__pending *p = &ld->pending[ld->n_pending];
     p->code = code;
+    p->sev = sev;
+    p->line = line;
+    p->column = column;
     p->pointer = rz__strdup(pointer ? pointer : "");
     p->message = rz__strdup(msg);
     if (!p->pointer || !p->message) {
@@ -159,9 +170,13 @@ static void flush_pending(rz__load *ld)
     for (size_t i = 0; i < ld->n_pending; i++) {
         rz__pending *p = &ld->pending[i];
         if (!is_hard(ld->status)) {
-            uint32_t line, column;
-            rz__flow_locate(ld->f, p->pointer, &line, &column);
-            emit(ld, p->code, line, column, p->pointer, p->message);
+            uint32_t line = p->line, column = p->column;
+            if (!line)
+                rz__flow_locate(ld->f, p->pointer, &line, &column);
+            if (p->sev == RZ_SEV_ERROR)
+                emit(ld, p->code, line, column, p->pointer, p->message);
+            else
+                emit_sev(ld, p->sev, p->code, line, column, p->pointer, p->message);
         }
         free(p->pointer);
         free(p->message);
@@ -194,12 +209,106 @@ void rz__load_diag(rz__load *ld, int code, const char *pointer,
     va_end(ap);
     note_status(ld, code);
     if (ld->defer) {
-        defer(ld, code, pointer, msg);
+        defer(ld, RZ_SEV_ERROR, code, 0, 0, pointer, msg);
         return;
     }
     uint32_t line, column;
     rz__flow_locate(ld->f, pointer, &line, &column);
     emit(ld, code, line, column, pointer, msg);
+}
+
+void rz__load_diag_pos(rz__load *ld, int code, uint32_t line, uint32_t column,
+                       const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    note_status(ld, code);
+    if (ld->defer)
+        defer(ld, RZ_SEV_ERROR, code, line, column, "", msg);
+    else
+        emit(ld, code, line, column, NULL, msg);
+}
+
+void rz__load_warn(rz__load *ld, int code, const char *pointer, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (ld->defer) {
+        defer(ld, RZ_SEV_WARNING, code, 0, 0, pointer, msg);
+        return;
+    }
+    uint32_t line, column;
+    rz__flow_locate(ld->f, pointer, &line, &column);
+    emit_sev(ld, RZ_SEV_WARNING, code, line, column, pointer, msg);
+}
+
+/* ---- duplicate keys ---- */
+
+#define KEYSET_SMALL 16
+
+static uint64_t pack(uint32_t line, uint32_t col)
+{
+    return (uint64_t)line << 32 | col;
+}
+
+bool rz__keyset_seen(rz__keyset *ks, const char *key, uint32_t line,
+                     uint32_t col, uint32_t *fline, uint32_t *fcol)
+{
+    if (!ks->hashed) {
+        for (size_t i = 0; i < ks->n; i++)
+            if (strcmp(ks->keys[i], key) == 0) {
+                *fline = ks->lines[i];
+                *fcol = ks->cols[i];
+                return true;
+            }
+        if (ks->n < KEYSET_SMALL) {
+            ks->keys[ks->n] = key;
+            ks->lines[ks->n] = line;
+            ks->cols[ks->n++] = col;
+            return false;
+        }
+        /* Past a handful of keys a linear scan would make a hostile
+         * object of n keys cost n^2: move to a hash. */
+        if (rz__map_init(&ks->big, 64) != RZ_OK)
+            return false;
+        ks->hashed = true;
+        for (size_t i = 0; i < ks->n; i++)
+            rz__map_put(&ks->big, ks->keys[i], (size_t)pack(ks->lines[i], ks->cols[i]));
+    }
+    size_t v = rz__map_get(&ks->big, key);
+    if (v != RZ_NPOS) {
+        *fline = (uint32_t)((uint64_t)v >> 32);
+        *fcol = (uint32_t)v;
+        return true;
+    }
+    rz__map_put(&ks->big, key, (size_t)pack(line, col));
+    return false;
+}
+
+void rz__keyset_free(rz__keyset *ks)
+{
+    if (ks->hashed)
+        rz__map_free(&ks->big);
+    ks->hashed = false;
+    ks->n = 0;
+}
+
+/* ---- numbers ---- */
+
+void rz__number_format(double d, char *buf, size_t cap)
+{
+    static const char *const forms[] = {"%.15g", "%.16g", "%.17g"};
+    for (size_t i = 0; i < RZ_ARRAY_LEN(forms); i++) {
+        snprintf(buf, cap, forms[i], d);
+        if (strtod(buf, NULL) == d && (d != 0 || signbit(strtod(buf, NULL)) == signbit(d)))
+            return;
+    }
 }
 
 /* ---- format detection ---- */
@@ -299,6 +408,8 @@ static int parse(rz_flow **out, char *owned, const void *data, size_t len,
         rz_flow_free(f);
         return rz__error(RZ_EINVAL, "rz_flow_parse: NULL data");
     }
+    if (!data)
+        data = "";   /* NULL, 0 is an empty document */
     if (format == RZ_FORMAT_AUTO)
         format = by_extension(filename);
     if (format == RZ_FORMAT_AUTO)

@@ -37,6 +37,8 @@ typedef struct rz__flow_impl {
  * syntax error later in a streamed document replaces them all. */
 typedef struct rz__pending {
     int code;
+    rz_severity sev;
+    uint32_t line, column;   /* explicit location, or 0 to locate pointer */
     char *pointer, *message;
 } rz__pending;
 
@@ -58,6 +60,33 @@ RZ_HIDDEN void rz__load_diag_at(rz__load *ld, int code, uint32_t line,
 RZ_HIDDEN void rz__load_diag(rz__load *ld, int code, const char *pointer,
                              const char *fmt, ...) RZ_PRINTF(4, 5);
 
+/* A warning: reported, but the parse still succeeds. */
+RZ_HIDDEN void rz__load_warn(rz__load *ld, int code, const char *pointer,
+                             const char *fmt, ...) RZ_PRINTF(4, 5);
+/* A problem at an explicit location that a later syntax error replaces
+ * (held back like pointer problems while ld->defer is set). */
+RZ_HIDDEN void rz__load_diag_pos(rz__load *ld, int code, uint32_t line,
+                                 uint32_t column, const char *fmt, ...)
+    RZ_PRINTF(5, 6);
+
+/* Duplicate keys in one map, O(1) per key: a short list while a map is
+ * small, a hash once it grows. Keys are borrowed. */
+typedef struct rz__keyset {
+    const char *keys[16];
+    uint32_t lines[16], cols[16];
+    size_t n;
+    rz__map big;          /* key -> (line << 32 | column) past 16 keys */
+    bool hashed;
+} rz__keyset;
+/* True (and the first one's position) if `key` was seen; else records it.
+ * Out of memory counts as "not seen". */
+RZ_HIDDEN bool rz__keyset_seen(rz__keyset *ks, const char *key, uint32_t line,
+                               uint32_t col, uint32_t *fline, uint32_t *fcol);
+RZ_HIDDEN void rz__keyset_free(rz__keyset *ks);
+
+/* Shortest text that reads back as exactly `d` (%.15g/%.16g/%.17g). */
+RZ_HIDDEN void rz__number_format(double d, char *buf, size_t cap);
+
 /* JSON: parse and lower in one streaming pass. */
 RZ_HIDDEN void rz__json_load(rz__load *ld, const char *text, size_t len);
 /* YAML, CBOR: build a cJSON tree, or report and return NULL. */
@@ -78,6 +107,9 @@ RZ_HIDDEN void rz__lower_root(rz__lower *L, cJSON *root, bool streamed_nodes,
 RZ_HIDDEN void rz__lower_free(rz__lower *L);
 /* The whole of a (malloc'd cJSON) tree at once. */
 RZ_HIDDEN void rz__flow_lower(rz__load *ld, cJSON *root);
+
+/* A FluxGraph step key kept in `extra` as is (not under `ui:`). */
+RZ_HIDDEN bool rz__flux_kept_key(const char *k);
 
 /* Locations in the kept source of each syntax. */
 RZ_HIDDEN void rz__json_locate(const char *src, size_t len, const char *pointer,

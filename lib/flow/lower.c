@@ -226,6 +226,50 @@ static rz__step *new_step(lower *L)
 
 /* ---- step fields ---- */
 
+/* A module id: an optional chain:// prefix, then [A-Za-z0-9._-]+. Ids
+ * travel in "<id>@<spec>" references and URLs, so nothing else may appear
+ * (an '@' inside an id would read back as a different module). */
+static bool module_id_ok(lower *L, const char *key, const char *id, size_t n)
+{
+    if (n >= 8 && memcmp(id, "chain://", 8) == 0) {
+        id += 8;
+        n -= 8;
+    }
+    if (n == 0) {
+        bad(L, RZ_EINVALID, key, NULL, "'%s' names no module id", key);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+            (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')
+            continue;
+        if ((unsigned char)c >= 0x20 && (unsigned char)c < 0x7f)
+            bad(L, RZ_EINVALID, key, NULL, "module id '%.*s' contains '%c': "
+                "ids hold only letters, digits, '.', '_' and '-'", (int)n, id, c);
+        else
+            bad(L, RZ_EINVALID, key, NULL, "module id contains byte 0x%02x: "
+                "ids hold only letters, digits, '.', '_' and '-'", (unsigned char)c);
+        return false;
+    }
+    return true;
+}
+
+/* "<id>" or "<id>@<spec>" into the step; false (reported) if malformed. */
+static bool split_module(lower *L, rz__step *s, const char *key, const char *ref)
+{
+    const char *at = strchr(ref, '@');
+    size_t n = at ? (size_t)(at - ref) : strlen(ref);
+    if (!module_id_ok(L, key, ref, n))
+        return false;
+    s->module_id = rz__arena_strndup(L->a, ref, n);
+    if (!s->module_id)
+        no_memory(L);
+    if (at && at[1])
+        s->module_spec = sdup(L, at + 1);
+    return true;
+}
+
 static void lower_module(lower *L, rz__step *s, const cJSON *v)
 {
     if (!cJSON_IsString(v)) {
@@ -233,17 +277,42 @@ static void lower_module(lower *L, rz__step *s, const cJSON *v)
             type_name(v));
         return;
     }
-    const char *at = strchr(v->valuestring, '@');
-    size_t n = at ? (size_t)(at - v->valuestring) : strlen(v->valuestring);
-    if (n == 0) {
-        bad(L, RZ_EINVALID, "module", NULL, "'module' names no module id");
+    split_module(L, s, "module", v->valuestring);
+}
+
+/* Builder moduleId/moduleVersion, once both are known: "id@spec" in
+ * moduleId alone is accepted as id + spec; with a moduleVersion too, the
+ * version would be given twice. */
+static void finish_module_id(lower *L, rz__step *s, const char *raw, bool has_version)
+{
+    if (strchr(raw, '@') && has_version) {
+        bad(L, RZ_EINVALID, "moduleId", NULL, "'moduleId' '%s' carries a version "
+            "and 'moduleVersion' gives one too", raw);
         return;
     }
-    s->module_id = rz__arena_strndup(L->a, v->valuestring, n);
-    if (!s->module_id)
-        no_memory(L);
-    if (at && at[1])
-        s->module_spec = sdup(L, at + 1);
+    if (!split_module(L, s, "moduleId", raw))
+        s->module_spec = NULL;
+}
+
+/* A field beside credentialId and type is most likely a pasted secret. It
+ * is a warning here, so that `flow export` can still strip it, and an error
+ * in the validator. The message names the field, never its value. */
+static void extra_cred_fields(lower *L, rz__step *s, rz__cred *cr, const cJSON *ref)
+{
+    for (const cJSON *f = ref->child; f; f = f->next) {
+        if (strcmp(f->string, "credentialId") == 0 || strcmp(f->string, "type") == 0)
+            continue;
+        cr->extra_fields = true;
+        size_t m = push_key(L, f->string);
+        if (L->path.failed)
+            no_memory(L);
+        else
+            rz__load_warn(L->ld, RZ_ECREDENTIAL, here(L), "credential reference '%s' "
+                          "of step '%s' carries '%s': flows hold only {credentialId, "
+                          "type}; keep the secret in the vault", ref->string,
+                          s->id ? s->id : "?", f->string);
+        pop(L, m);
+    }
 }
 
 static void lower_creds(lower *L, rz__step *s, cJSON *v)
@@ -283,6 +352,7 @@ static void lower_creds(lower *L, rz__step *s, cJSON *v)
             cr->credential_id = sdup(L, id->valuestring);
             cr->type = sdup(L, type->valuestring);
         }
+        extra_cred_fields(L, s, cr, c);
         pop(L, m);
     }
     pop(L, m0);
@@ -452,9 +522,10 @@ static bool lower_step_field(lower *L, rz__step *s, cJSON *obj, cJSON *c,
         }
         if (strcmp(k, "moduleId") == 0) {
             ONCE(5);
-            s->module_id = want_string(L, c, k, false);
-            if (s->module_id && !s->module_id[0])
-                bad(L, RZ_EINVALID, k, NULL, "'moduleId' must not be empty");
+            /* Checked in lower_step, once moduleVersion is known too. */
+            if (!cJSON_IsString(c))
+                bad(L, RZ_EINVALID, k, NULL, "'moduleId' must be a string, not %s",
+                    type_name(c));
             return true;
         }
         if (strcmp(k, "moduleVersion") == 0) {
@@ -514,6 +585,97 @@ static bool lower_step_field(lower *L, rz__step *s, cJSON *obj, cJSON *c,
     }
 }
 
+/* Keys a FluxGraph step may hold; anything else is most likely a typo
+ * (`need:` for `needs:`) that would silently change what runs. */
+static const char *const step_keys[] = {
+    "module", "needs", "inputs", "config", "credentials", "when", "retry",
+    "timeout_s", "on_failure", "position", "ui", "id", "moduleId", "moduleVersion",
+};
+
+/* Step keys the flow model does not interpret but other parts read from
+ * the step's `extra` (the engine: a step's own cost ceiling). */
+bool rz__flux_kept_key(const char *k)
+{
+    return strcmp(k, "max_cost_cents") == 0;
+}
+
+static bool known_step_key(const char *k)
+{
+    if (rz__flux_kept_key(k))
+        return true;
+    for (size_t i = 0; i < RZ_ARRAY_LEN(step_keys); i++)
+        if (strcmp(k, step_keys[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Edit distance of two short strings, capped at 3 (enough for hints). */
+static size_t distance(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    if (na > 32 || nb > 32)
+        return 3;
+    size_t row[33];
+    for (size_t j = 0; j <= nb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= na; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= nb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[nb] < 3 ? row[nb] : 3;
+}
+
+static const char *closest(const char *k, const char *const *words, size_t n)
+{
+    const char *best = NULL;
+    size_t bd = 3;
+    for (size_t i = 0; i < n; i++) {
+        size_t d = distance(k, words[i]);
+        if (d < bd) {
+            bd = d;
+            best = words[i];
+        }
+    }
+    return best;
+}
+
+static void unknown_step_key(lower *L, const char *step, const char *k)
+{
+    const char *hint = closest(k, step_keys, RZ_ARRAY_LEN(step_keys));
+    if (hint)
+        bad(L, RZ_EINVALID, k, NULL, "unknown key '%s' in step '%s'; did you mean '%s'?",
+            k, step, hint);
+    else
+        bad(L, RZ_EINVALID, k, NULL, "unknown key '%s' in step '%s' (keys: module, needs, "
+            "inputs, config, credentials, when, retry, timeout_s, on_failure, position, ui)",
+            k, step);
+}
+
+/* FluxGraph `ui:` carries what a builder keeps beside a node or a flow
+ * (labels, viewport...), so that builder -> YAML -> builder loses nothing. */
+static void lower_ui(lower *L, cJSON **dst, cJSON *ui)
+{
+    if (!cJSON_IsObject(ui)) {
+        bad(L, RZ_EINVALID, "ui", NULL, "'ui' must be a map, not %s", type_name(ui));
+        return;
+    }
+    for (cJSON *c = ui->child, *next; c; c = next) {
+        next = c->next;
+        if (!cJSON_IsNull(c))
+            keep_extra(L, dst, ui, c);
+    }
+}
+
 /* `obj` is the step's map; `key_id` its id when it comes from a steps map. */
 static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
 {
@@ -533,15 +695,24 @@ static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
     unsigned seen = 0;
     for (cJSON *c = obj->child, *next; c; c = next) {
         next = c->next;
+        if (key_id && !known_step_key(c->string)) {
+            unknown_step_key(L, key_id, c->string);
+            continue;
+        }
         if (cJSON_IsNull(c))
             continue;   /* an empty field is an absent one */
-        if (!lower_step_field(L, s, obj, c, key_id != NULL, &seen))
+        if (key_id && strcmp(c->string, "ui") == 0)
+            lower_ui(L, &s->extra, c);
+        else if (!lower_step_field(L, s, obj, c, key_id != NULL, &seen))
             keep_extra(L, &s->extra, obj, c);
     }
     if (!s->id)
         bad(L, RZ_EINVALID, NULL, NULL, "node is missing its 'id'");
     const cJSON *mk = cJSON_GetObjectItemCaseSensitive(obj, "module");
     const cJSON *mi = cJSON_GetObjectItemCaseSensitive(obj, "moduleId");
+    const cJSON *mv = cJSON_GetObjectItemCaseSensitive(obj, "moduleVersion");
+    if (cJSON_IsString(mi))
+        finish_module_id(L, s, mi->valuestring, mv && !cJSON_IsNull(mv));
     /* A present but malformed module field was reported already. */
     if (!s->module_id && (!mk || cJSON_IsNull(mk)) && (!mi || cJSON_IsNull(mi)))
         bad(L, RZ_EINVALID, NULL, NULL, "%s '%s' names no module ('%s')",
@@ -665,6 +836,47 @@ static void lower_conns(lower *L, cJSON *arr)
 
 /* ---- flow inputs ---- */
 
+static const char *const input_types[] = {
+    "string", "number", "integer", "boolean", "object", "array", "any",
+};
+
+static bool value_has_type(const cJSON *v, const char *t)
+{
+    if (strcmp(t, "string") == 0)
+        return cJSON_IsString(v);
+    if (strcmp(t, "number") == 0)
+        return cJSON_IsNumber(v);
+    if (strcmp(t, "integer") == 0)
+        return cJSON_IsNumber(v) && isfinite(v->valuedouble) &&
+               v->valuedouble == floor(v->valuedouble);
+    if (strcmp(t, "boolean") == 0)
+        return cJSON_IsBool(v);
+    if (strcmp(t, "object") == 0)
+        return cJSON_IsObject(v);
+    if (strcmp(t, "array") == 0)
+        return cJSON_IsArray(v);
+    return true;
+}
+
+/* The declared type is one we know, and the default is of that type. */
+static void check_input_type(lower *L, rz__flow_input *in)
+{
+    if (!in->type)
+        return;
+    bool known = false;
+    for (size_t i = 0; i < RZ_ARRAY_LEN(input_types) && !known; i++)
+        known = strcmp(in->type, input_types[i]) == 0;
+    if (!known) {
+        bad(L, RZ_EINVALID, "type", NULL, "input '%s' has unknown type '%s' (string, number, "
+            "integer, boolean, object, array, any)", in->name, in->type);
+        in->type = NULL;
+        return;
+    }
+    if (in->def && !value_has_type(in->def, in->type))
+        bad(L, RZ_EINVALID, "default", NULL, "default of input '%s' is %s, but its type is %s",
+            in->name, type_name(in->def), in->type);
+}
+
 static void lower_input_decl(lower *L, rz__flow_input *in, cJSON *decl)
 {
     for (cJSON *c = decl->child, *next; c; c = next) {
@@ -708,8 +920,10 @@ static void lower_flow_inputs(lower *L, cJSON *map)
         size_t m = push_key(L, c->string);
         in->name = sdup(L, c->string);
         in->ptr = ptr_here(L);
-        if (cJSON_IsObject(c))
+        if (cJSON_IsObject(c)) {
             lower_input_decl(L, in, c);
+            check_input_type(L, in);
+        }
         else if (!cJSON_IsNull(c))   /* name: <default> */
             in->def = take(L, map, c);
         pop(L, m);
@@ -735,6 +949,28 @@ static bool top_string(lower *L, cJSON *c, const char *k)
         return true;
     }
     return false;
+}
+
+/* In a FluxGraph document the unknown top-level keys set aside while the
+ * shape was not yet known are errors; `ui:` holds the kept ones. */
+static void flux_top_extra(lower *L)
+{
+    cJSON *held = L->f->extra;
+    L->f->extra = NULL;
+    for (cJSON *c = held ? held->child : NULL, *next; c; c = next) {
+        next = c->next;
+        if (strcmp(c->string, "ui") == 0) {
+            lower_ui(L, &L->f->extra, c);
+        } else if (strncmp(c->string, "x-", 2) == 0) {
+            /* x-*: a home for YAML anchors, as in compose files. */
+            keep_extra(L, &L->f->extra, held, c);
+        } else {
+            bad(L, RZ_EINVALID, c->string, NULL, "unknown top-level key '%s' (keys: flux, "
+                "id, name, version, description, createdAt, updatedAt, triggers, inputs, "
+                "steps, connections, ui)", c->string);
+        }
+    }
+    cJSON_Delete(held);
 }
 
 lower *rz__lower_new(rz__load *ld, bool arena_tree)
@@ -793,6 +1029,8 @@ void rz__lower_root(lower *L, cJSON *root, bool streamed_nodes, bool streamed_co
     }
     bool has_nodes = streamed_nodes || nodes;
     f->builder = has_nodes || (!steps && f->format == RZ_FORMAT_JSON);
+    if (!f->builder)
+        flux_top_extra(L);
     if (has_nodes && steps)
         bad(L, RZ_EINVALID, "steps", NULL, "a flow has either 'nodes' or 'steps', not both");
     if (nodes && !streamed_nodes)

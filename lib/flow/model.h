@@ -21,6 +21,7 @@ typedef struct rz__cred {
     char *credential_id;  /* NULL if the reference is malformed */
     char *type;           /* NULL if the reference is malformed */
     char *ptr;            /* JSON pointer of the reference */
+    bool extra_fields;    /* the source held more than {credentialId, type} */
 } rz__cred;
 
 typedef struct rz__input {

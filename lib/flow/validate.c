@@ -924,6 +924,11 @@ static void check_creds(vctx *v, size_t i)
     }
     for (size_t k = 0; k < s->n_creds; k++) {
         const rz__cred *c = &s->creds[k];
+        /* The loader warned; a flow about to run must not carry a secret. */
+        if (c->extra_fields)
+            report(v, RZ_ECREDENTIAL, c->ptr, NULL, "credential reference '%s' of "
+                   "step '%s' carries fields besides {credentialId, type}; keep the "
+                   "secret in the vault", c->field ? c->field : "", step_name(v, i));
         bool known = false;
         for (size_t j = 0; c->field && j < m->n_creds && !known; j++)
             known = m->creds[j].name && strcmp(m->creds[j].name, c->field) == 0;

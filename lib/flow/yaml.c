@@ -123,6 +123,47 @@ static cJSON *scalar(const yaml_node_t *n)
     return cJSON_CreateString(s);
 }
 
+static cJSON *convert(conv *cv, yaml_node_t *n, unsigned depth);
+
+/* A repeated key is reported at the repeat (every one, in one pass) and its
+ * value dropped, so the lowering sees only the first. */
+static bool duplicate_key(conv *cv, rz__keyset *ks, const yaml_node_t *k)
+{
+    uint32_t line = (uint32_t)k->start_mark.line + 1;
+    uint32_t col = (uint32_t)k->start_mark.column + 1, l1, c1;
+    if (!rz__keyset_seen(ks, (const char *)k->data.scalar.value, line, col, &l1, &c1))
+        return false;
+    rz__load_diag_at(cv->ld, RZ_EDUPLICATE, line, col, NULL,
+                     "duplicate key '%s' (first at %u:%u)",
+                     (const char *)k->data.scalar.value, l1, c1);
+    return true;
+}
+
+static cJSON *convert_map(conv *cv, yaml_node_t *n, unsigned depth, rz__keyset *ks)
+{
+    cJSON *obj = cJSON_CreateObject();
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+         obj && p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(cv->doc, p->key);
+        if (k->type != YAML_SCALAR_NODE) {
+            mark_diag(cv, RZ_ESYNTAX, k->start_mark, "mapping keys must be scalars");
+            cJSON_Delete(obj);
+            return NULL;
+        }
+        bool dup = duplicate_key(cv, ks, k);
+        cJSON *v = convert(cv, yaml_document_get_node(cv->doc, p->value), depth + 1);
+        if (!v) {
+            cJSON_Delete(obj);
+            return NULL;
+        }
+        if (dup)
+            cJSON_Delete(v);
+        else
+            cJSON_AddItemToObject(obj, (const char *)k->data.scalar.value, v);
+    }
+    return obj;
+}
+
 static cJSON *convert(conv *cv, yaml_node_t *n, unsigned depth)
 {
     if (++cv->nodes > YAML_MAX_NODES) {
@@ -150,22 +191,9 @@ static cJSON *convert(conv *cv, yaml_node_t *n, unsigned depth)
         }
         return arr;
     }
-    cJSON *obj = cJSON_CreateObject();
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
-         obj && p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = yaml_document_get_node(cv->doc, p->key);
-        if (k->type != YAML_SCALAR_NODE) {
-            mark_diag(cv, RZ_ESYNTAX, k->start_mark, "mapping keys must be scalars");
-            cJSON_Delete(obj);
-            return NULL;
-        }
-        cJSON *v = convert(cv, yaml_document_get_node(cv->doc, p->value), depth + 1);
-        if (!v) {
-            cJSON_Delete(obj);
-            return NULL;
-        }
-        cJSON_AddItemToObject(obj, (const char *)k->data.scalar.value, v);
-    }
+    rz__keyset ks = {0};
+    cJSON *obj = convert_map(cv, n, depth, &ks);
+    rz__keyset_free(&ks);
     return obj;
 }
 
@@ -201,12 +229,15 @@ static void parser_error(rz__load *ld, const yaml_parser_t *p)
 
 static bool brackets_ok(rz__load *ld, const char *s, size_t len)
 {
-    size_t depth = 0;
+    size_t depth = 0, deep_at = 0;
     for (size_t i = 0; i < len; i++) {
         if (s[i] == '[' || s[i] == '{') {
-            if (++depth > YAML_MAX_BRACKETS) {
+            /* Where the run crossed the depth limit is what to point at. */
+            if (++depth == RZ_FLOW_MAX_DEPTH + 1)
+                deep_at = i;
+            if (depth > YAML_MAX_BRACKETS) {
                 uint32_t line, column;
-                rz__text_position(s, len, i, &line, &column);
+                rz__text_position(s, len, deep_at, &line, &column);
                 rz__load_diag_at(ld, RZ_ETOOBIG, line, column, NULL,
                                  "nesting deeper than %d levels", RZ_FLOW_MAX_DEPTH);
                 return false;
@@ -340,10 +371,7 @@ static void format_number(double d, char *buf, size_t cap)
     else if (d == floor(d) && fabs(d) < 1e17)
         snprintf(buf, cap, "%.0f", d);
     else {
-        /* The shortest form that reads back as the same double. */
-        snprintf(buf, cap, "%.15g", d);
-        if (strtod(buf, NULL) != d)
-            snprintf(buf, cap, "%.17g", d);
+        rz__number_format(d, buf, cap);
         /* "%.17g" may print an integral-looking value; keep it a float. */
         if (!strpbrk(buf, ".eE"))
             strncat(buf, ".0", cap - strlen(buf) - 1);
