@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <cjson/cJSON.h>
@@ -856,6 +857,198 @@ static void duplicate_ids_keep_both_steps(void **state)
     rz_flow_free(f);
 }
 
+/* ---- reviewer findings ---- */
+
+static bool has_msg(const rz_diags *d, int code, const char *needle, uint32_t line, uint32_t col)
+{
+    for (size_t i = 0; i < rz_diags_count(d); i++) {
+        const rz_diag *x = rz_diags_get(d, i);
+        if (x->code == code && strstr(x->message, needle) &&
+            (!line || (x->line == line && x->column == col)))
+            return true;
+    }
+    return false;
+}
+
+static void module_ids_are_checked(void **state)
+{
+    (void)state;
+    rz_diags *d = parse_fail("{\"nodes\":[{\"id\":\"a\",\"moduleId\":\"echo@@1\",\"moduleVersion\":\"1\"}],"
+                             "\"connections\":[]}", RZ_FORMAT_JSON, RZ_EINVALID);
+    assert_true(has_msg(d, RZ_EINVALID, "'moduleVersion' gives one too", 1, 32));
+    rz_diags_free(d);
+    d = parse_fail("steps:\n  a: {module: 'ec ho@1'}\n", RZ_FORMAT_YAML, RZ_EINVALID);
+    assert_true(has_msg(d, RZ_EINVALID, "contains ' '", 2, 15));
+    rz_diags_free(d);
+    const char *ok = "{\"nodes\":[{\"id\":\"a\",\"moduleId\":\"echo@^1\"},"
+                     "{\"id\":\"b\",\"moduleId\":\"chain://x.y\",\"moduleVersion\":\"2\"}]}";
+    rz_flow *f = parse_ok(ok, strlen(ok), RZ_FORMAT_JSON);
+    assert_string_equal(f->steps[0].module_id, "echo");
+    assert_string_equal(f->steps[0].module_spec, "^1");
+    assert_string_equal(f->steps[1].module_id, "chain://x.y");
+    char *y = NULL;
+    size_t n;
+    assert_int_equal(rz_flow_to_yaml(f, &y, &n), RZ_OK);
+    rz_flow *g = parse_ok(y, n, RZ_FORMAT_YAML);
+    assert_string_equal(g->steps[1].module_id, "chain://x.y");
+    assert_string_equal(g->steps[1].module_spec, "2");
+    rz_free(y);
+    rz_flow_free(g);
+    rz_flow_free(f);
+}
+
+static void duplicate_keys_are_errors(void **state)
+{
+    (void)state;
+    const char *j = "{\"nodes\":[],\n\"nodes\":[{\"id\":\"a\",\"moduleId\":\"m\",\n"
+                    "\"config\":{\"fail\":1,\"fail\":2}}]}";
+    rz_diags *d = parse_fail(j, RZ_FORMAT_JSON, RZ_EINVALID);
+    assert_true(has_msg(d, RZ_EDUPLICATE, "duplicate key 'nodes' (first at 1:2)", 2, 1));
+    assert_true(has_msg(d, RZ_EDUPLICATE, "duplicate key 'fail' (first at 3:11)", 3, 20));
+    rz_diags_free(d);
+    const char *y = "steps:\n  a: {module: m}\n  a: {module: n}\n";
+    d = parse_fail(y, RZ_FORMAT_YAML, RZ_EINVALID);
+    assert_true(has_msg(d, RZ_EDUPLICATE, "duplicate key 'a' (first at 2:3)", 3, 3));
+    rz_diags_free(d);
+    /* A big object: hashed, still every duplicate found. */
+    rz__buf b = {0};
+    rz__buf_printf(&b, "{\"nodes\":[{\"id\":\"a\",\"moduleId\":\"m\",\"config\":{");
+    for (int i = 0; i < 5000; i++)
+        rz__buf_printf(&b, "\"k%d\":1,", i);
+    rz__buf_printf(&b, "\"k4999\":2}}]}");
+    d = parse_fail(b.data, RZ_FORMAT_JSON, RZ_EINVALID);
+    assert_true(has_msg(d, RZ_EDUPLICATE, "duplicate key 'k4999'", 0, 0));
+    rz_diags_free(d);
+    rz__buf_free(&b);
+}
+
+static void unknown_step_keys_are_errors(void **state)
+{
+    (void)state;
+    const char *y = "steps:\n  a: {module: m, need: [b], timeout: 5}\n  b: {module: m}\nbogus: 1\n";
+    rz_diags *d = parse_fail(y, RZ_FORMAT_YAML, RZ_EINVALID);
+    assert_true(has_msg(d, RZ_EINVALID, "unknown key 'need' in step 'a'; did you mean 'needs'?", 2, 18));
+    assert_true(has_msg(d, RZ_EINVALID, "did you mean 'timeout_s'?", 0, 0));
+    assert_true(has_msg(d, RZ_EINVALID, "unknown top-level key 'bogus'", 4, 8));
+    rz_diags_free(d);
+    /* Builder UI fields survive builder -> YAML -> builder under ui:. */
+    rz_flow *f = load_fixture("builder.json");
+    char *y2 = NULL, *j1 = NULL, *j2 = NULL;
+    size_t n;
+    assert_int_equal(rz_flow_to_yaml(f, &y2, &n), RZ_OK);
+    rz_flow *g = parse_ok(y2, n, RZ_FORMAT_YAML);
+    assert_int_equal(rz_flow_to_json(f, RZ_EXPORT_BUILDER, &j1, NULL), RZ_OK);
+    assert_int_equal(rz_flow_to_json(g, RZ_EXPORT_BUILDER, &j2, NULL), RZ_OK);
+    assert_string_equal(j1, j2);
+    assert_non_null(strstr(j1, "Fetch prices"));
+    rz_free(y2);
+    rz_free(j1);
+    rz_free(j2);
+    rz_flow_free(g);
+    rz_flow_free(f);
+}
+
+static void credential_values_warn(void **state)
+{
+    (void)state;
+    const char *y = "steps:\n  a:\n    module: m\n    credentials:\n"
+                    "      tok: {credentialId: c, type: t, value: SUPERSECRET}\n";
+    rz_diags *d;
+    rz_flow *f = NULL;
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    assert_int_equal(rz_flow_parse(&f, y, strlen(y), RZ_FORMAT_YAML, "doc", d), RZ_OK);
+    assert_int_equal(rz_diags_count(d), 1);
+    const rz_diag *x = rz_diags_get(d, 0);
+    assert_int_equal(x->severity, RZ_SEV_WARNING);
+    assert_int_equal(x->code, RZ_ECREDENTIAL);
+    assert_string_equal(x->message, "credential reference 'tok' of step 'a' carries 'value': "
+                        "flows hold only {credentialId, type}; keep the secret in the vault");
+    assert_null(strstr(x->message, "SUPERSECRET"));
+    assert_true(f->steps[0].creds[0].extra_fields);
+    char *j = to_json(f);
+    assert_null(strstr(j, "SUPERSECRET"));
+    rz_free(j);
+    rz_flow_free(f);
+    rz_diags_free(d);
+}
+
+static void numbers_export_exactly(void **state)
+{
+    (void)state;
+    const char *j = "{\"nodes\":[{\"id\":\"a\",\"moduleId\":\"m\",\"config\":"
+                    "{\"big\":9007199254740992,\"neg\":-0,\"pi\":3.141592653589793,\"tenth\":0.1}}]}";
+    rz_flow *f = parse_ok(j, strlen(j), RZ_FORMAT_JSON);
+    char *out = to_json(f);
+    assert_non_null(strstr(out, "\"big\":9007199254740992"));
+    assert_non_null(strstr(out, "\"neg\":-0"));
+    assert_non_null(strstr(out, "\"pi\":3.141592653589793"));
+    assert_non_null(strstr(out, "\"tenth\":0.1"));
+    unsigned char *c;
+    size_t n;
+    assert_int_equal(rz_flow_to_cbor(f, &c, &n), RZ_OK);
+    rz_flow *g = parse_ok(c, n, RZ_FORMAT_CBOR);
+    char *out2 = to_json(g);
+    assert_string_equal(out, out2);
+    rz_free(c);
+    rz_free(out);
+    rz_free(out2);
+    rz_flow_free(g);
+    rz_flow_free(f);
+}
+
+static void null_and_empty_input(void **state)
+{
+    (void)state;
+    for (rz_format fmt = RZ_FORMAT_JSON; fmt <= RZ_FORMAT_CBOR; fmt++) {
+        rz_diags *d;
+        rz_flow *f = (rz_flow *)1;
+        assert_int_equal(rz_diags_new(&d), RZ_OK);
+        int rc = rz_flow_parse(&f, NULL, 0, fmt, "doc", d);
+        assert_true(rc < 0);
+        assert_null(f);
+        assert_true(rz_diags_error_count(d) > 0);
+        f = (rz_flow *)1;
+        assert_int_equal(rz_flow_parse(&f, NULL, 5, fmt, "doc", d), RZ_EINVAL);
+        assert_null(f);
+        rz_diags_free(d);
+    }
+    char path[] = "/tmp/rz_empty_flow_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    rz_flow *f = (rz_flow *)1;
+    assert_true(rz_flow_load(&f, path, RZ_FORMAT_YAML, NULL) < 0);
+    assert_null(f);
+    unlink(path);
+}
+
+static void input_types_are_checked(void **state)
+{
+    (void)state;
+    const char *y = "inputs:\n  a: {type: strng}\n  b: {type: integer, default: 1.5}\n"
+                    "  c: {type: array, default: [1]}\nsteps:\n  s: {module: m}\n";
+    rz_diags *d = parse_fail(y, RZ_FORMAT_YAML, RZ_EINVALID);
+    assert_true(has_msg(d, RZ_EINVALID, "unknown type 'strng' (string, number, integer", 2, 13));
+    assert_true(has_msg(d, RZ_EINVALID, "default of input 'b' is a number, but its type is integer", 0, 0));
+    assert_int_equal(rz_diags_error_count(d), 2);
+    rz_diags_free(d);
+}
+
+static void yaml_depth_location(void **state)
+{
+    (void)state;
+    rz__buf b = {0};
+    rz__buf_printf(&b, "steps:\n  a: ");
+    for (int i = 0; i < 1100; i++)
+        rz__buf_printf(&b, "[");
+    rz_diags *d = parse_fail(b.data, RZ_FORMAT_YAML, RZ_ETOOBIG);
+    /* The 65th bracket: column 6 + 64. */
+    assert_int_equal(rz_diags_get(d, 0)->line, 2);
+    assert_int_equal(rz_diags_get(d, 0)->column, 6 + RZ_FLOW_MAX_DEPTH);
+    rz_diags_free(d);
+    rz__buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -880,6 +1073,14 @@ int main(void)
         cmocka_unit_test(locate_pointers),
         cmocka_unit_test(link_computes_sorted_unique_deps),
         cmocka_unit_test(duplicate_ids_keep_both_steps),
+        cmocka_unit_test(module_ids_are_checked),
+        cmocka_unit_test(duplicate_keys_are_errors),
+        cmocka_unit_test(unknown_step_keys_are_errors),
+        cmocka_unit_test(credential_values_warn),
+        cmocka_unit_test(numbers_export_exactly),
+        cmocka_unit_test(null_and_empty_input),
+        cmocka_unit_test(input_types_are_checked),
+        cmocka_unit_test(yaml_depth_location),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
