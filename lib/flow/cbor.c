@@ -14,6 +14,7 @@ typedef struct frame {
     uint64_t left;      /* entries (pairs for maps) still expected */
     bool is_map;
     char *key;          /* map key read, value pending */
+    rz__keyset keys;    /* keys of a map so far (borrowed from node) */
 } frame;
 
 typedef struct cdec {
@@ -33,7 +34,7 @@ static void fail(cdec *cd, const char *msg)
 static void pop_finished(cdec *cd)
 {
     while (cd->depth && cd->stack[cd->depth - 1].left == 0)
-        cd->depth--;
+        rz__keyset_free(&cd->stack[--cd->depth].keys);
 }
 
 /* Place a decoded item; containers also open a frame of `n` entries. */
@@ -66,6 +67,12 @@ static void attach(cdec *cd, cJSON *item, bool container, bool is_map, uint64_t 
             cJSON_AddItemToObject(top->node, top->key, item);
             free(top->key);
             top->key = NULL;
+            /* The keyset borrows the key copy the object owns. */
+            uint32_t l, c;
+            if (item->string && rz__keyset_seen(&top->keys, item->string, 0, 0, &l, &c)) {
+                fail(cd, "duplicate map key");
+                return;
+            }
         } else {
             cJSON_AddItemToArray(top->node, item);
         }
@@ -76,7 +83,7 @@ static void attach(cdec *cd, cJSON *item, bool container, bool is_map, uint64_t 
             fail(cd, "nesting deeper than 64 levels");
             return;
         }
-        cd->stack[cd->depth++] = (frame){item, n, is_map, NULL};
+        cd->stack[cd->depth++] = (frame){.node = item, .left = n, .is_map = is_map};
     }
     pop_finished(cd);
 }
@@ -210,11 +217,14 @@ cJSON *rz__cbor_tree(rz__load *ld, const void *data, size_t len)
     }
     if (!cd.err && off < len)
         fail(&cd, "trailing bytes after the document");
-    for (size_t i = 0; i < cd.depth; i++)
+    for (size_t i = 0; i < cd.depth; i++) {
         free(cd.stack[i].key);
+        rz__keyset_free(&cd.stack[i].keys);
+    }
     if (cd.err) {
         rz__load_diag_at(ld, strcmp(cd.err, "out of memory") == 0 ? RZ_ENOMEM
-                         : strstr(cd.err, "nesting") ? RZ_ETOOBIG : RZ_ESYNTAX,
+                         : strstr(cd.err, "nesting") ? RZ_ETOOBIG
+                         : strstr(cd.err, "duplicate") ? RZ_EDUPLICATE : RZ_ESYNTAX,
                          0, 0, NULL, "CBOR: %s (at byte %zu)", cd.err, off);
         cJSON_Delete(cd.root);
         return NULL;

@@ -920,6 +920,15 @@ static void duplicate_keys_are_errors(void **state)
     assert_true(has_msg(d, RZ_EDUPLICATE, "duplicate key 'k4999'", 0, 0));
     rz_diags_free(d);
     rz__buf_free(&b);
+    /* CBOR {"steps": {}, "steps": {}} */
+    const unsigned char cb[] = {0xa2, 0x65, 's', 't', 'e', 'p', 's', 0xa0,
+                                0x65, 's', 't', 'e', 'p', 's', 0xa0};
+    rz_flow *f = (rz_flow *)1;
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    assert_int_equal(rz_flow_parse(&f, cb, sizeof cb, RZ_FORMAT_CBOR, "doc", d), RZ_EINVALID);
+    assert_null(f);
+    assert_true(has_msg(d, RZ_EDUPLICATE, "duplicate map key", 0, 0));
+    rz_diags_free(d);
 }
 
 static void unknown_step_keys_are_errors(void **state)
