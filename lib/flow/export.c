@@ -55,7 +55,7 @@ static void put_ref(ex *x, cJSON *o, const char *k, const cJSON *v)
 
 /* Unknown keys kept from a builder document: beside the known ones in the
  * builder shape, under `ui:` in FluxGraph (which has no unknown keys). */
-static void put_extra(ex *x, cJSON *o, const cJSON *extra, bool builder)
+static void put_extra(ex *x, cJSON *o, const cJSON *extra, bool builder, bool top)
 {
     if (!extra || !extra->child)
         return;
@@ -65,7 +65,7 @@ static void put_extra(ex *x, cJSON *o, const cJSON *extra, bool builder)
         put(x, o, "ui", dst);
     }
     for (const cJSON *c = extra->child; dst && c; c = c->next)
-        put_ref(x, builder || rz__flux_kept_key(c->string) ? o : dst, c->string, c);
+        put_ref(x, builder || rz__flux_kept_key(c->string, top) ? o : dst, c->string, c);
     if (!builder && dst && !dst->child)
         cJSON_Delete(cJSON_DetachItemViaPointer(o, dst));
 }
@@ -145,7 +145,7 @@ static void step_body(ex *x, cJSON *o, const rz__step *s, bool builder)
         put_str(x, o, "on_failure", "continue");
     if (!builder)
         put_ref(x, o, "position", s->position);
-    put_extra(x, o, s->extra, builder);
+    put_extra(x, o, s->extra, builder, false);
 }
 
 static cJSON *node_tree(ex *x, const rz__step *s)
@@ -248,7 +248,7 @@ static cJSON *flow_tree(const rz_flow *f, bool builder)
     }
     if (builder || f->n_conns)
         put(&x, o, "connections", list(&x, f->n_conns, f->conns, sizeof *f->conns, one_conn));
-    put_extra(&x, o, f->extra, builder);
+    put_extra(&x, o, f->extra, builder, true);
     if (x.failed) {
         cJSON_Delete(o);
         rz__error(RZ_ENOMEM, "out of memory");

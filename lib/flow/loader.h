@@ -108,8 +108,9 @@ RZ_HIDDEN void rz__lower_free(rz__lower *L);
 /* The whole of a (malloc'd cJSON) tree at once. */
 RZ_HIDDEN void rz__flow_lower(rz__load *ld, cJSON *root);
 
-/* A FluxGraph step key kept in `extra` as is (not under `ui:`). */
-RZ_HIDDEN bool rz__flux_kept_key(const char *k);
+/* A FluxGraph key kept in `extra` as is, not under `ui:` (`top`: a key of
+ * the flow, else of a step). */
+RZ_HIDDEN bool rz__flux_kept_key(const char *k, bool top);
 
 /* Locations in the kept source of each syntax. */
 RZ_HIDDEN void rz__json_locate(const char *src, size_t len, const char *pointer,

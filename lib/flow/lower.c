@@ -594,14 +594,27 @@ static const char *const step_keys[] = {
 
 /* Step keys the flow model does not interpret but other parts read from
  * the step's `extra` (the engine: a step's own cost ceiling). */
-bool rz__flux_kept_key(const char *k)
+bool rz__flux_kept_key(const char *k, bool top)
 {
-    return strcmp(k, "max_cost_cents") == 0;
+    return top ? strncmp(k, "x-", 2) == 0 : strcmp(k, "max_cost_cents") == 0;
+}
+
+static const char *const top_keys[] = {
+    "flux", "id", "name", "version", "description", "createdAt", "updatedAt",
+    "triggers", "inputs", "nodes", "steps", "connections",
+};
+
+static bool known_top_key(const char *k)
+{
+    for (size_t i = 0; i < RZ_ARRAY_LEN(top_keys); i++)
+        if (strcmp(k, top_keys[i]) == 0)
+            return true;
+    return false;
 }
 
 static bool known_step_key(const char *k)
 {
-    if (rz__flux_kept_key(k))
+    if (rz__flux_kept_key(k, false))
         return true;
     for (size_t i = 0; i < RZ_ARRAY_LEN(step_keys); i++)
         if (strcmp(k, step_keys[i]) == 0)
@@ -663,7 +676,18 @@ static void unknown_step_key(lower *L, const char *step, const char *k)
 
 /* FluxGraph `ui:` carries what a builder keeps beside a node or a flow
  * (labels, viewport...), so that builder -> YAML -> builder loses nothing. */
-static void lower_ui(lower *L, cJSON **dst, cJSON *ui)
+static bool known_step_key(const char *k);
+
+/* A builder keeps these beside the node or flow itself: in `ui:` they would
+ * come back as a second key of the same name. */
+static bool reserved_in_ui(const char *k, bool top)
+{
+    if (strcmp(k, "ui") == 0)
+        return false;
+    return top ? known_top_key(k) || rz__flux_kept_key(k, true) : known_step_key(k);
+}
+
+static void lower_ui(lower *L, cJSON **dst, cJSON *ui, bool top)
 {
     if (!cJSON_IsObject(ui)) {
         bad(L, RZ_EINVALID, "ui", NULL, "'ui' must be a map, not %s", type_name(ui));
@@ -671,7 +695,10 @@ static void lower_ui(lower *L, cJSON **dst, cJSON *ui)
     }
     for (cJSON *c = ui->child, *next; c; c = next) {
         next = c->next;
-        if (!cJSON_IsNull(c))
+        if (reserved_in_ui(c->string, top))
+            bad(L, RZ_EINVALID, "ui", c->string, "'ui' cannot hold '%s': it is a "
+                "key of the %s itself", c->string, top ? "flow" : "step");
+        else if (!cJSON_IsNull(c))
             keep_extra(L, dst, ui, c);
     }
 }
@@ -702,7 +729,7 @@ static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
         if (cJSON_IsNull(c))
             continue;   /* an empty field is an absent one */
         if (key_id && strcmp(c->string, "ui") == 0)
-            lower_ui(L, &s->extra, c);
+            lower_ui(L, &s->extra, c, false);
         else if (!lower_step_field(L, s, obj, c, key_id != NULL, &seen))
             keep_extra(L, &s->extra, obj, c);
     }
@@ -960,8 +987,8 @@ static void flux_top_extra(lower *L)
     for (cJSON *c = held ? held->child : NULL, *next; c; c = next) {
         next = c->next;
         if (strcmp(c->string, "ui") == 0) {
-            lower_ui(L, &L->f->extra, c);
-        } else if (strncmp(c->string, "x-", 2) == 0) {
+            lower_ui(L, &L->f->extra, c, true);
+        } else if (rz__flux_kept_key(c->string, true)) {
             /* x-*: a home for YAML anchors, as in compose files. */
             keep_extra(L, &L->f->extra, held, c);
         } else {

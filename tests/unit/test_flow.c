@@ -955,6 +955,12 @@ static void unknown_step_keys_are_errors(void **state)
     rz_free(j2);
     rz_flow_free(g);
     rz_flow_free(f);
+    /* ui: may not shadow a real key (the builder form would repeat it). */
+    d = parse_fail("name: a\nui: {name: b}\nsteps:\n  a: {module: m, ui: {config: 3}}\n",
+                   RZ_FORMAT_YAML, RZ_EINVALID);
+    assert_true(has_msg(d, RZ_EINVALID, "'ui' cannot hold 'name'", 2, 12));
+    assert_true(has_msg(d, RZ_EINVALID, "'ui' cannot hold 'config'", 4, 31));
+    rz_diags_free(d);
 }
 
 static void credential_values_warn(void **state)
