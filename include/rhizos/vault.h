@@ -39,7 +39,7 @@ typedef struct rz_vault rz_vault;
 /* A decrypted value in guarded memory; release with rz_secret_free. */
 typedef struct rz_secret rz_secret;
 
-/* Cost of the password hash (libsodium's levels; see docs/benchmarks-vault.md
+/* Cost of the password hash (libsodium's levels; see docs/benchmarks.md
  * for what each costs here). */
 typedef enum rz_vault_kdf {
     RZ_VAULT_KDF_MODERATE = 0,     /* default: 3 passes, 256 MiB */
