@@ -64,6 +64,15 @@ RZ_HIDDEN size_t rz__map_get(const rz__map *m, const char *key); /* RZ_NPOS */
 RZ_HIDDEN int rz__read_file(const char *path, size_t max, char **out,
                             size_t *len);
 
+/* Shortest text that reads back as exactly `d` (%.15g/%.16g/%.17g). */
+RZ_HIDDEN void rz__number_format(double d, char *buf, size_t cap);
+/* JSON text of `v` with every number exact (cJSON rounds some, and drops
+ * the sign of -0). Release with free; NULL when out of memory. */
+typedef struct cJSON cJSON;
+RZ_HIDDEN char *rz__json_print(const cJSON *v, bool pretty);
+/* Turn every number of a tree into raw text of that form, in place. */
+RZ_HIDDEN bool rz__json_raw_numbers(cJSON *v);
+
 /* Milliseconds on the monotonic clock / since the epoch. */
 RZ_HIDDEN uint64_t rz__now_ms(void);
 RZ_HIDDEN uint64_t rz__wall_ms(void);

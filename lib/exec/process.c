@@ -870,7 +870,7 @@ static void parse_outputs(rz_proc *p, const char *text, size_t len,
         end += strspn(end, " \t\r\n");
     if (!j || !cJSON_IsObject(j) || (end && end < text + len && *end)) {
         set_output_error(p, "no JSON object on %s", source);
-    } else if (!(p->outputs = cJSON_PrintUnformatted(j))) {
+    } else if (!(p->outputs = rz__json_print(j, false))) {
         set_output_error(p, "out of memory");
     }
     cJSON_Delete(j);

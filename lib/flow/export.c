@@ -257,36 +257,14 @@ static cJSON *flow_tree(const rz_flow *f, bool builder)
     return o;
 }
 
-/* cJSON prints numbers with a tolerance (2^53 comes out as
- * 9.00719925474099e+15, -0 as 0): numbers become raw text in the
- * shortest form that reads back exactly. The tree holds references to the
- * flow's values, so it is copied first. */
-static bool raw_numbers(cJSON *v)
-{
-    for (cJSON *c = v->child; c; c = c->next)
-        if (!raw_numbers(c))
-            return false;
-    if (!cJSON_IsNumber(v))
-        return true;
-    char buf[64];
-    if (isnan(v->valuedouble) || isinf(v->valuedouble))
-        snprintf(buf, sizeof buf, "null");
-    else
-        rz__number_format(v->valuedouble, buf, sizeof buf);
-    char *s = rz__strdup(buf);
-    if (!s)
-        return false;
-    v->type = cJSON_Raw;
-    v->valuestring = s;
-    return true;
-}
-
+/* The tree holds references to the flow's values, so it is copied before
+ * its numbers become exact raw text. */
 static bool exact_numbers(cJSON **t)
 {
     cJSON *copy = cJSON_Duplicate(*t, true);
     cJSON_Delete(*t);
     *t = copy;
-    if (copy && raw_numbers(copy))
+    if (copy && rz__json_raw_numbers(copy))
         return true;
     cJSON_Delete(copy);
     *t = NULL;

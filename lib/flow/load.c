@@ -301,16 +301,6 @@ void rz__keyset_free(rz__keyset *ks)
 
 /* ---- numbers ---- */
 
-void rz__number_format(double d, char *buf, size_t cap)
-{
-    static const char *const forms[] = {"%.15g", "%.16g", "%.17g"};
-    for (size_t i = 0; i < RZ_ARRAY_LEN(forms); i++) {
-        snprintf(buf, cap, forms[i], d);
-        if (strtod(buf, NULL) == d && (d != 0 || signbit(strtod(buf, NULL)) == signbit(d)))
-            return;
-    }
-}
-
 /* ---- format detection ---- */
 
 static bool ends_with(const char *s, const char *suffix)

@@ -84,9 +84,6 @@ RZ_HIDDEN bool rz__keyset_seen(rz__keyset *ks, const char *key, uint32_t line,
                                uint32_t col, uint32_t *fline, uint32_t *fcol);
 RZ_HIDDEN void rz__keyset_free(rz__keyset *ks);
 
-/* Shortest text that reads back as exactly `d` (%.15g/%.16g/%.17g). */
-RZ_HIDDEN void rz__number_format(double d, char *buf, size_t cap);
-
 /* JSON: parse and lower in one streaming pass. */
 RZ_HIDDEN void rz__json_load(rz__load *ld, const char *text, size_t len);
 /* YAML, CBOR: build a cJSON tree, or report and return NULL. */

@@ -892,7 +892,7 @@ int rz_run_request(const rz_run *run, size_t step, char **out)
         else
             rc = set_key(req, "config", config ? config : cJSON_CreateObject());
     }
-    if (rc == RZ_OK && !(*out = cJSON_PrintUnformatted(req)))
+    if (rc == RZ_OK && !(*out = rz__json_print(req, false)))
         rc = rz__error(RZ_ENOMEM, "out of memory");
     cJSON_Delete(req);
     return rc;
@@ -905,7 +905,7 @@ int rz_run_step_outputs(const rz_run *run, size_t step, char **out)
     if (rc != RZ_OK)
         return rc;
     const cJSON *o = run->st[step].outputs;
-    *out = o ? cJSON_PrintUnformatted(o) : rz__strdup("{}");
+    *out = o ? rz__json_print(o, false) : rz__strdup("{}");
     return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
 }
 
@@ -982,7 +982,7 @@ int rz_run_to_json(const rz_run *run, char **out)
     if (!run)
         return rz__error(RZ_EINVAL, "run is NULL");
     cJSON *root = run_json(run);
-    *out = root ? cJSON_PrintUnformatted(root) : NULL;
+    *out = root ? rz__json_print(root, false) : NULL;
     cJSON_Delete(root);
     return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
 }

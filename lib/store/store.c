@@ -127,7 +127,7 @@ static char *build_record(const rz_run *run, uint64_t started, uint64_t finished
     cJSON_AddStringToObject(rec, "file", rz_flow_file(flow));
     cJSON_AddNumberToObject(rec, "started_ms", (double)started);
     cJSON_AddNumberToObject(rec, "finished_ms", (double)finished);
-    char *s = cJSON_PrintUnformatted(rec);
+    char *s = rz__json_print(rec, false);
     cJSON_Delete(rec);
     return s;
 }
@@ -225,7 +225,7 @@ int rz_store_list_runs(rz_store *st, char **out)
     }
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
-    *out = arr ? cJSON_PrintUnformatted(arr) : NULL;
+    *out = arr ? rz__json_print(arr, false) : NULL;
     cJSON_Delete(arr);
     return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
 }

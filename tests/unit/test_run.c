@@ -754,6 +754,28 @@ static void test_step_logs(void **state)
     rz_flow_free(f);
 }
 
+static void test_exact_numbers(void **state)
+{
+    (void)state;
+    /* A module gets the numbers it was configured with, bit for bit. */
+    rz_flow *f = yaml("flux: 1\nname: nums\nsteps:\n  a:\n    module: m\n"
+                      "    config: {big: 9007199254740992, neg: -0.0, "
+                      "third: 0.30000000000000004}\n");
+    rz_run *r = start_run(f, NULL);
+    expect_request(r, "a", "{\"inputs\":{},\"config\":{\"big\":9007199254740992,"
+                           "\"neg\":-0,\"third\":0.30000000000000004}}");
+    size_t a = S(r, "a"), ready[1];
+    assert_int_equal(rz_run_ready(r, 0, ready, 1), 1);
+    assert_int_equal(rz_run_start(r, a, 0), RZ_OK);
+    assert_int_equal(rz_run_succeed(r, a, "{\"n\":9007199254740993e0}", 1), RZ_OK);
+    char *out;
+    assert_int_equal(rz_run_step_outputs(r, a, &out), RZ_OK);
+    assert_string_equal(out, "{\"n\":9007199254740992}");
+    rz_free(out);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
 static void test_refused_flows(void **state)
 {
     (void)state;
@@ -812,6 +834,7 @@ int main(void)
         cmocka_unit_test(test_outputs_must_be_object),
         cmocka_unit_test(test_refused_flows),
         cmocka_unit_test(test_step_logs),
+        cmocka_unit_test(test_exact_numbers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
