@@ -298,6 +298,17 @@ int rz_flow_to_yaml(const rz_flow *f, char **out, size_t *len)
         *out = NULL;
     if (!f || !out)
         return rz__error(RZ_EINVAL, "rz_flow_to_yaml: NULL argument");
+    /* FluxGraph keys steps by id: a builder flow whose ids are missing or
+     * repeated (which validation reports) has no faithful YAML form. */
+    for (size_t i = 0; i < f->n_steps; i++) {
+        const char *id = f->steps[i].id;
+        if (!id || !*id)
+            return rz__error(RZ_EINVAL, "step %zu has no id; FluxGraph YAML "
+                             "needs one (validate the flow first)", i + 1);
+        if (rz__map_get(&f->index, id) != i)
+            return rz__error(RZ_EINVAL, "step id '%s' appears twice; FluxGraph "
+                             "YAML cannot hold both (validate the flow first)", id);
+    }
     cJSON *t = flow_tree(f, false);
     if (!t)
         return RZ_ENOMEM;
