@@ -829,10 +829,56 @@ static void scan_at(vctx *v, size_t i, const cJSON *x, const char *base,
 
 /* ---- Inputs given in the step ---- */
 
+/* The output port a value takes whole, when it is exactly
+ * "${{ steps.X.outputs.P }}" (no text around, no operator, no subkey):
+ * then its type is the port's type. NULL otherwise. */
+static const rz__port *whole_output_ref(const vctx *v, const cJSON *x,
+                                        size_t *src)
+{
+    if (!cJSON_IsString(x))
+        return NULL;
+    const char *t = x->valuestring;
+    t += strspn(t, " \t");
+    if (strncmp(t, "${{", 3) != 0)
+        return NULL;
+    t += 3;
+    t += strspn(t, " \t");
+    if (strncmp(t, "steps.", 6) != 0)
+        return NULL;
+    t += 6;
+    const char *mid = strstr(t, ".outputs.");
+    if (!mid)
+        return NULL;
+    const char *port = mid + 9;
+    size_t plen = strcspn(port, " \t}.");
+    const char *rest = port + plen;
+    rest += strspn(rest, " \t");
+    if (plen == 0 || strncmp(rest, "}}", 2) != 0 || rest[2 + strspn(rest + 2, " \t")])
+        return NULL;
+    char id[256], name[256];
+    if ((size_t)(mid - t) >= sizeof id || plen >= sizeof name)
+        return NULL;
+    memcpy(id, t, (size_t)(mid - t));
+    id[mid - t] = '\0';
+    memcpy(name, port, plen);
+    name[plen] = '\0';
+    *src = step_index(v, id);
+    const rz_module *m = *src == RZ_NPOS ? NULL : v->f->steps[*src].module;
+    return m ? rz__module_output(m, name) : NULL;
+}
+
 static void check_literal_type(vctx *v, size_t i, const rz__input *in,
                                const rz__port *p)
 {
     const cJSON *x = in->value;
+    size_t src;
+    const rz__port *out = x && p->type ? whole_output_ref(v, x, &src) : NULL;
+    if (out && out->type && !port_compatible(out->type, p->type)) {
+        report(v, RZ_ETYPE, in->ptr, NULL, "output '%s' of '%s' is %s but input "
+               "'%s' of '%s' is %s", out->name, step_name(v, src), out->type,
+               p->name, step_name(v, i), p->type);
+        return;
+    }
     if (!x || has_expr(x) || cJSON_IsNull(x) || !p->type ||
         strcmp(p->type, "any") == 0 || json_has_type(x, p->type) ||
         (strcmp(p->type, "number") == 0 && cJSON_IsNumber(x)))
