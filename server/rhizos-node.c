@@ -22,7 +22,7 @@ static void usage(FILE *out)
 "usage: rhizos-node [OPTIONS] COMMAND\n"
 "\n"
 "  info          the detected hardware: a summary, or with --json the node\n"
-"                capabilities this node advertises (DESIGN section 4)\n"
+"                capabilities this node advertises (docs/hardware.md)\n"
 "  benchmark     measure CPU and memory bandwidth (about 2 s) and store the\n"
 "                result for `info` in DATA/node-benchmark.json\n"
 "  init | register | start   not available yet (they need the orchestrator)\n"
@@ -185,8 +185,8 @@ int main(int argc, char **argv)
         return cmd_benchmark(&o);
     if (strcmp(cmd, "init") == 0 || strcmp(cmd, "register") == 0 ||
         strcmp(cmd, "start") == 0) {
-        fprintf(stderr, "rhizos-node: %s: not available yet: needs the orchestrator "
-                "(issue 7)\n", cmd);
+        fprintf(stderr, "rhizos-node: %s: not available yet: it needs the "
+                "orchestrator, which is not built yet\n", cmd);
         return EXIT_USAGE;
     }
     fprintf(stderr, "rhizos-node: unknown command '%s'\n", cmd);
