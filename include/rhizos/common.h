@@ -62,13 +62,16 @@ extern "C" {
     X(EPOSTED,    -32,  "already posted")                                    \
     X(EVOIDED,    -33,  "already voided")                                    \
     X(EAMOUNT,    -34,  "amount exceeds what is pending")                    \
-    X(EOVERFLOW,  -35,  "amount overflow")
+    X(EOVERFLOW,  -35,  "amount overflow")                                   \
+    X(EDENIED,    -36,  "permission denied")                                 \
+    X(ECONNECT,   -37,  "cannot reach the server")                           \
+    X(EPROTOCOL,  -38,  "unexpected reply from the server")
 
 typedef enum rz_status {
 #define RZ__STATUS_ENUM(name, value, text) RZ_##name = value,
     RZ_STATUS_MAP(RZ__STATUS_ENUM)
 #undef RZ__STATUS_ENUM
-    RZ__STATUS_LAST = -35
+    RZ__STATUS_LAST = -38
 } rz_status;
 
 /* "out of memory"; never NULL, "unknown status" for codes not in the table. */

@@ -79,6 +79,10 @@ RZ_EXTERN const char *rz_module_origin(const rz_module *m);
 RZ_EXTERN const char *rz_module_publisher(const rz_module *m);
 /* The manifest as canonical JSON. Release with rz_free. */
 RZ_EXTERN int rz_module_manifest_json(const rz_module *m, char **out);
+/* SHA-256 of the canonical manifest as 64 lowercase hex digits: what an
+ * orchestrator sends with a job so a node can check that its own copy of
+ * the module is the same one. */
+RZ_EXTERN int rz_module_digest(const rz_module *m, char hex[65]);
 
 /* ---- Signing (Ed25519, libsodium) ----
  * The signature covers the canonical manifest: keys sorted at every level,

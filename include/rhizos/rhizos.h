@@ -16,5 +16,6 @@
 #include "rhizos/schema.h"
 #include "rhizos/estimate.h"
 #include "rhizos/engine.h"
+#include "rhizos/client.h"
 
 #endif /* RHIZOS_H */

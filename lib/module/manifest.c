@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "module/module_impl.h"
 #include "rhizos/schema.h"
 
@@ -686,6 +688,22 @@ int rz_module_manifest_json(const rz_module *m, char **out)
     if (!s)
         return rz__error(RZ_ENOMEM, "out of memory");
     *out = s;
+    return RZ_OK;
+}
+
+int rz_module_digest(const rz_module *m, char hex[65])
+{
+    if (!hex)
+        return rz__error(RZ_EINVAL, "hex is NULL");
+    hex[0] = '\0';
+    char *json = NULL;
+    int rc = rz_module_manifest_json(m, &json);
+    if (rc != RZ_OK)
+        return rc;
+    unsigned char h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(h, (const unsigned char *)json, strlen(json));
+    rz_free(json);
+    sodium_bin2hex(hex, 65, h, sizeof h);
     return RZ_OK;
 }
 

@@ -1,0 +1,91 @@
+/* rhizos/client.h — talk to an orchestrator (docs/api.md) over HTTP.
+ *
+ * One rz_client is one base URL, one key and one libcurl handle (connections
+ * are reused). Not thread-safe: use one client per thread. The library never
+ * prints; replies come back as JSON text released with rz_free.
+ *
+ * Errors: RZ_ECONNECT when the server cannot be reached (refused, DNS,
+ * timeout before a reply), RZ_EPROTOCOL when the reply is not what the API
+ * promises, else the server's own `{"error":{"code"}}` mapped back to its
+ * rz_status (RZ_EAUTH, RZ_EDENIED, RZ_ENOENT, RZ_EFUNDS, RZ_ESTATE, ...) with
+ * its message in rz_error_last().
+ */
+#ifndef RHIZOS_CLIENT_H
+#define RHIZOS_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rhizos/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rz_client rz_client;
+
+/* `url` like "http://127.0.0.1:8080" (a trailing slash is fine); `key`
+ * the Bearer key, NULL for none. Both are copied. */
+RZ_EXTERN int rz_client_new(rz_client **out, const char *url, const char *key);
+RZ_EXTERN void rz_client_free(rz_client *c);
+/* Replace the key (a node gets its token from registration). */
+RZ_EXTERN int rz_client_set_key(rz_client *c, const char *key);
+/* Whole-request limit in ms (0: none; default 30000). A long-poll needs
+ * more than its wait. Connecting is limited to 10 s regardless. */
+RZ_EXTERN int rz_client_set_timeout(rz_client *c, long timeout_ms);
+
+/* Body and reply in CBOR (the node protocol); the caller still passes and
+ * receives JSON text, converted with rz_wire_encode / rz_wire_decode. */
+#define RZ_CLIENT_CBOR 0x1u
+
+/* One request: `method` "GET", "POST", "DELETE"; `path` starting with "/"
+ * (appended to the base URL, query included); `body_json` NULL for none.
+ * *http_status (may be NULL) gets the status, *reply (may be NULL) the reply
+ * body as JSON text or NULL when empty (204). RZ_OK for any 2xx. On an error
+ * status *reply still receives the body (with its "diagnostics" for an
+ * invalid flow). Replies over 64 MiB are RZ_ETOOBIG. */
+RZ_EXTERN int rz_client_call(rz_client *c, const char *method,
+                             const char *path, const char *body_json,
+                             unsigned flags, long *http_status, char **reply);
+
+/* Server-sent events of `path` (e.g. "/api/v1/flows/7/events"): `cb` is
+ * called with each event's name ("status", "end", ...) and data (JSON
+ * text) until the server closes the stream or `cb` returns non-zero (then
+ * that value is returned). RZ_OK when the stream ended. No overall timeout
+ * applies; a silent connection is dropped after `idle_ms` (0: none). */
+typedef int (*rz_client_event_cb)(void *ud, const char *event,
+                                  const char *data);
+RZ_EXTERN int rz_client_events(rz_client *c, const char *path, long idle_ms,
+                               rz_client_event_cb cb, void *ud);
+
+/* ---- Flows (the calls the bindings and `rhizos flow` use) ---- */
+
+/* Deploy a YAML or JSON flow document. inputs_json: flow inputs object or
+ * NULL; credentials_json: {"<credentialId>":"<base64 sealed>"} or NULL.
+ * RZ_EINVALID with the server's diagnostics appended to `diags` (may be
+ * NULL). */
+RZ_EXTERN int rz_client_deploy(rz_client *c, const char *text, size_t len,
+                               const char *inputs_json,
+                               const char *credentials_json,
+                               uint64_t *deployment, rz_diags *diags);
+/* GET /api/v1/flows/{id}/status. */
+RZ_EXTERN int rz_client_flow_status(rz_client *c, uint64_t deployment,
+                                    char **json);
+/* DELETE /api/v1/flows/{id}. */
+RZ_EXTERN int rz_client_flow_cancel(rz_client *c, uint64_t deployment);
+
+/* ---- Wire format: JSON text <-> CBOR (libcbor) ----
+ * Objects become maps with text keys, arrays arrays, strings text strings,
+ * integral numbers within ±2^53 integers, other numbers doubles, and
+ * true/false/null the simple values. Decoding accepts only that subset
+ * (byte strings, tags and indefinite lengths are RZ_ESYNTAX), nests at most
+ * 64 deep, and refuses input over 64 MiB (RZ_ETOOBIG). */
+RZ_EXTERN int rz_wire_encode(const char *json, size_t len,
+                             unsigned char **out, size_t *out_len);
+RZ_EXTERN int rz_wire_decode(const unsigned char *cbor, size_t len,
+                             char **json);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RHIZOS_CLIENT_H */

@@ -1,0 +1,271 @@
+/* JSON text <-> CBOR for the node protocol: a generic mapping of the JSON
+ * data model, so both ends speak the shapes of docs/api.md in either form. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cbor.h>
+#include <cjson/cJSON.h>
+
+#include "common/internal.h"
+#include "rhizos/client.h"
+
+#define WIRE_MAX_BYTES (64u << 20)
+#define WIRE_MAX_DEPTH 64
+
+/* ---- encode ---- */
+
+static cbor_item_t *encode_number(double d)
+{
+    /* Integral values within 2^53 are exact in a double: send them as
+     * integers, which is what ids and cents are. */
+    if (d == floor(d) && fabs(d) <= 9007199254740992.0 && !(d == 0 && signbit(d))) {
+        if (d >= 0)
+            return cbor_build_uint64((uint64_t)d);
+        cbor_item_t *n = cbor_build_uint64((uint64_t)(-(d + 1)));
+        if (n)
+            cbor_mark_negint(n);
+        return n;
+    }
+    return cbor_build_float8(d);
+}
+
+static cbor_item_t *encode_value(const cJSON *v, int depth);
+
+static cbor_item_t *encode_object(const cJSON *v, int depth)
+{
+    size_t n = (size_t)cJSON_GetArraySize(v);
+    cbor_item_t *map = cbor_new_definite_map(n);
+    if (!map)
+        return NULL;
+    for (const cJSON *c = v->child; c; c = c->next) {
+        struct cbor_pair pair = { cbor_build_string(c->string),
+                                  encode_value(c, depth + 1) };
+        bool ok = pair.key && pair.value && cbor_map_add(map, pair);
+        if (pair.key)
+            cbor_decref(&pair.key);
+        if (pair.value)
+            cbor_decref(&pair.value);
+        if (!ok) {
+            cbor_decref(&map);
+            return NULL;
+        }
+    }
+    return map;
+}
+
+static cbor_item_t *encode_array(const cJSON *v, int depth)
+{
+    size_t n = (size_t)cJSON_GetArraySize(v);
+    cbor_item_t *arr = cbor_new_definite_array(n);
+    if (!arr)
+        return NULL;
+    for (const cJSON *c = v->child; c; c = c->next) {
+        cbor_item_t *item = encode_value(c, depth + 1);
+        bool ok = item && cbor_array_push(arr, item);
+        if (item)
+            cbor_decref(&item);
+        if (!ok) {
+            cbor_decref(&arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+static cbor_item_t *encode_value(const cJSON *v, int depth)
+{
+    if (depth > WIRE_MAX_DEPTH)
+        return NULL;
+    if (cJSON_IsObject(v))
+        return encode_object(v, depth);
+    if (cJSON_IsArray(v))
+        return encode_array(v, depth);
+    if (cJSON_IsString(v))
+        return cbor_build_string(v->valuestring);
+    if (cJSON_IsNumber(v))
+        return encode_number(v->valuedouble);
+    if (cJSON_IsBool(v))
+        return cbor_build_bool(cJSON_IsTrue(v));
+    return cbor_new_null();
+}
+
+int rz_wire_encode(const char *json, size_t len, unsigned char **out,
+                   size_t *out_len)
+{
+    if (!out || !out_len)
+        return rz__error(RZ_EINVAL, "out is NULL");
+    *out = NULL;
+    *out_len = 0;
+    if (!json)
+        return rz__error(RZ_EINVAL, "json is NULL");
+    if (len > WIRE_MAX_BYTES)
+        return rz__error(RZ_ETOOBIG, "JSON of %zu bytes is over the %u-byte limit",
+                         len, WIRE_MAX_BYTES);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
+    if (!root)
+        return rz__error(RZ_ESYNTAX, "malformed JSON near byte %zu",
+                         end ? (size_t)(end - json) : 0);
+    cbor_item_t *item = encode_value(root, 0);
+    cJSON_Delete(root);
+    if (!item)
+        return rz__error(RZ_ETOOBIG, "JSON nests deeper than %d levels or memory ran out",
+                         WIRE_MAX_DEPTH);
+    unsigned char *buf = NULL;
+    size_t cap = 0;
+    size_t n = cbor_serialize_alloc(item, &buf, &cap);
+    cbor_decref(&item);
+    if (n == 0) {
+        free(buf);
+        return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    *out = buf;
+    *out_len = n;
+    return RZ_OK;
+}
+
+/* ---- decode ---- */
+
+static cJSON *decode_item(const cbor_item_t *it, int depth);
+
+static cJSON *decode_int(const cbor_item_t *it)
+{
+    char buf[32];
+    uint64_t v = cbor_get_int(it);
+    if (cbor_isa_uint(it))
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+    else if (v == UINT64_MAX)
+        snprintf(buf, sizeof buf, "-18446744073709551616");
+    else
+        snprintf(buf, sizeof buf, "-%llu", (unsigned long long)v + 1);
+    /* Raw text keeps integers past 2^53 exact in the JSON we print. */
+    return cJSON_CreateRaw(buf);
+}
+
+static cJSON *decode_float(const cbor_item_t *it)
+{
+    double d = cbor_float_get_float(it);
+    if (isnan(d) || isinf(d))
+        return cJSON_CreateNull();
+    char buf[64];
+    rz__number_format(d, buf, sizeof buf);
+    return cJSON_CreateRaw(buf);
+}
+
+static char *decode_text(const cbor_item_t *it)
+{
+    if (!cbor_isa_string(it) || !cbor_string_is_definite(it))
+        return NULL;
+    size_t n = cbor_string_length(it);
+    const unsigned char *p = cbor_string_handle(it);
+    if (memchr(p, 0, n))
+        return NULL;        /* a NUL cannot live in a C string */
+    return rz__strndup((const char *)p, n);
+}
+
+static cJSON *decode_map(const cbor_item_t *it, int depth)
+{
+    if (!cbor_map_is_definite(it))
+        return NULL;
+    cJSON *obj = cJSON_CreateObject();
+    struct cbor_pair *pairs = cbor_map_handle(it);
+    size_t n = cbor_map_size(it);
+    for (size_t i = 0; obj && i < n; i++) {
+        char *key = decode_text(pairs[i].key);
+        cJSON *val = key ? decode_item(pairs[i].value, depth + 1) : NULL;
+        if (!val || cJSON_GetObjectItemCaseSensitive(obj, key)) {
+            cJSON_Delete(val);      /* a duplicate key is malformed */
+            cJSON_Delete(obj);
+            obj = NULL;
+        } else {
+            cJSON_AddItemToObject(obj, key, val);
+        }
+        free(key);
+    }
+    return obj;
+}
+
+static cJSON *decode_array(const cbor_item_t *it, int depth)
+{
+    if (!cbor_array_is_definite(it))
+        return NULL;
+    cJSON *arr = cJSON_CreateArray();
+    cbor_item_t **items = cbor_array_handle(it);
+    size_t n = cbor_array_size(it);
+    for (size_t i = 0; arr && i < n; i++) {
+        cJSON *val = decode_item(items[i], depth + 1);
+        if (!val) {
+            cJSON_Delete(arr);
+            arr = NULL;
+        } else {
+            cJSON_AddItemToArray(arr, val);
+        }
+    }
+    return arr;
+}
+
+static cJSON *decode_item(const cbor_item_t *it, int depth)
+{
+    if (depth > WIRE_MAX_DEPTH)
+        return NULL;
+    switch (cbor_typeof(it)) {
+    case CBOR_TYPE_UINT:
+    case CBOR_TYPE_NEGINT:
+        return decode_int(it);
+    case CBOR_TYPE_STRING: {
+        char *s = decode_text(it);
+        cJSON *v = s ? cJSON_CreateString(s) : NULL;
+        free(s);
+        return v;
+    }
+    case CBOR_TYPE_ARRAY:
+        return decode_array(it, depth);
+    case CBOR_TYPE_MAP:
+        return decode_map(it, depth);
+    case CBOR_TYPE_FLOAT_CTRL:
+        if (cbor_float_get_width(it) != CBOR_FLOAT_0)
+            return decode_float(it);
+        if (cbor_is_bool(it))
+            return cJSON_CreateBool(cbor_get_bool(it));
+        if (cbor_is_null(it))
+            return cJSON_CreateNull();
+        return NULL;        /* undefined and other simple values */
+    default:
+        return NULL;        /* byte strings, tags, undefined */
+    }
+}
+
+int rz_wire_decode(const unsigned char *cbor, size_t len, char **json)
+{
+    if (!json)
+        return rz__error(RZ_EINVAL, "json is NULL");
+    *json = NULL;
+    if (!cbor && len)
+        return rz__error(RZ_EINVAL, "cbor is NULL");
+    if (len > WIRE_MAX_BYTES)
+        return rz__error(RZ_ETOOBIG, "CBOR of %zu bytes is over the %u-byte limit",
+                         len, WIRE_MAX_BYTES);
+    struct cbor_load_result res;
+    cbor_item_t *item = cbor_load(cbor, len, &res);
+    if (!item)
+        return rz__error(RZ_ESYNTAX, "malformed CBOR at byte %zu",
+                         res.error.position);
+    if (res.read != len) {
+        cbor_decref(&item);
+        return rz__error(RZ_ESYNTAX, "%zu bytes after the CBOR item", len - res.read);
+    }
+    cJSON *root = decode_item(item, 0);
+    cbor_decref(&item);
+    if (!root)
+        return rz__error(RZ_ESYNTAX,
+                         "CBOR outside the JSON subset (byte string, tag, "
+                         "indefinite length, duplicate key, NUL in text, or "
+                         "nesting over %d)", WIRE_MAX_DEPTH);
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!s)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    *json = s;
+    return RZ_OK;
+}
