@@ -1,0 +1,35 @@
+/* Shared by the client's files: the handle and request plumbing. */
+#ifndef RZ_CLIENT_INTERNAL_H
+#define RZ_CLIENT_INTERNAL_H
+
+#include <curl/curl.h>
+
+#include "common/internal.h"
+#include "rhizos/client.h"
+
+#define RZ__CLIENT_MAX_REPLY ((size_t)64 << 20)
+
+struct rz_client {
+    char *base;          /* no trailing slash */
+    char *auth;          /* "Authorization: Bearer ..." or NULL; wiped on free */
+    CURL *curl;          /* reused, so connections are kept alive */
+    long timeout_ms;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+/* Reset the handle and set what every request shares: URL (base + path),
+ * key, limits. `headers` receives the list to free after the transfer;
+ * extra headers (may be NULL) are appended. */
+RZ_HIDDEN int rz__client_prepare(rz_client *c, const char *path,
+                                 const char *const *extra,
+                                 struct curl_slist **headers);
+/* Map a failed transfer to RZ_ECONNECT / RZ_ETIMEOUT / RZ_EPROTOCOL. */
+RZ_HIDDEN int rz__client_curl_error(rz_client *c, CURLcode rc,
+                                    const char *path);
+/* The rz_status of an error reply (JSON text, may be NULL), message set. */
+RZ_HIDDEN int rz__client_error_reply(rz_client *c, const char *path,
+                                     long http_status, const char *json);
+/* "RZ_ENOENT" -> RZ_ENOENT; 1 when the name is not in the table. */
+RZ_HIDDEN int rz__status_from_name(const char *name);
+
+#endif
