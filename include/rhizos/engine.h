@@ -221,6 +221,60 @@ RZ_EXTERN int rz_engine_deploy_state(rz_engine *e, uint64_t deployment,
 RZ_EXTERN int rz_engine_deploy_cancel(rz_engine *e, uint64_t deployment,
                                       uint64_t now_ms);
 
+/* ---- Declines and listings (for servers) ---- */
+
+/* A node turns down attempt `attempt` of `job` that it holds (it cannot run
+ * the module, or its copy's digest differs): the job goes back to the queue
+ * with the next attempt and is never placed on this node again; after
+ * max_attempts dispatches it fails (refunded; a deployment step fails
+ * through its run). RZ_ENOENT unknown job, RZ_ESTATE when the node does not
+ * hold that attempt. */
+RZ_EXTERN int rz_engine_decline(rz_engine *e, uint64_t node, uint64_t job,
+                                uint32_t attempt, uint64_t now_ms);
+
+/* Job ids newest first: up to `cap` ids below `before` (0: from the newest)
+ * whose client is *client (NULL: every job's), standalone jobs and
+ * deployment steps alike. Returns how many were written. O(jobs). */
+RZ_EXTERN size_t rz_engine_job_list(rz_engine *e, const rz_ledger_id *client,
+                                    uint64_t before, uint64_t *ids, size_t cap);
+/* Deployment ids, the same way. */
+RZ_EXTERN size_t rz_engine_deploy_list(rz_engine *e,
+                                       const rz_ledger_id *client,
+                                       uint64_t before, uint64_t *ids,
+                                       size_t cap);
+
+typedef struct rz_engine_deploy_info {
+    uint64_t id;
+    rz_ledger_id client;       /* the account that deployed and pays */
+    rz_run_state state;
+    uint64_t created_ms;
+    uint64_t first_job;        /* step i is job first_job + i */
+    size_t n_steps;
+} rz_engine_deploy_info;
+RZ_EXTERN int rz_engine_deploy_get(rz_engine *e, uint64_t deployment,
+                                   rz_engine_deploy_info *out);
+
+/* Nodes are numbered 1..rz_engine_node_count (lost and gone ones stay). */
+RZ_EXTERN uint64_t rz_engine_node_count(rz_engine *e);
+/* The capabilities a node registered with (its "id" the engine's), as JSON;
+ * release with rz_free. */
+RZ_EXTERN int rz_engine_node_caps(rz_engine *e, uint64_t node, char **json);
+
+/* When a job was submitted and last queued (`now` of those calls; queued
+ * is kept in memory only: 0 for jobs queued before the engine was opened).
+ * For dispatch latency: the time from queued to handed to a node. */
+RZ_EXTERN int rz_engine_job_times(rz_engine *e, uint64_t job,
+                                  uint64_t *submitted_ms, uint64_t *queued_ms);
+
+/* The maximum cost a deployment step without its own max_cost_cents is
+ * given, for `requirements_json` (DESIGN §4, with "estimate_seconds"; NULL:
+ * none): the match cost formula at the options' reference prices for the
+ * estimate (else default_step_seconds) x estimate_factor_pct / 100, at
+ * least 1 cent. A server uses it as a standalone job's default. */
+RZ_EXTERN int rz_engine_reference_cost(rz_engine *e,
+                                       const char *requirements_json,
+                                       uint64_t *cents);
+
 /* ---- Time, events, invariants ---- */
 
 /* Lose silent nodes (re-queueing their jobs), expire step timeouts, start

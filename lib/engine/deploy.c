@@ -249,6 +249,11 @@ static uint64_t step_max_cost(const rz_engine *e, const rz__step *st,
         ? cJSON_GetObjectItemCaseSensitive(st->extra, "max_cost_cents") : NULL;
     if (cJSON_IsNumber(m) && m->valuedouble >= 1 && m->valuedouble < 1e15)
         return (uint64_t)m->valuedouble;
+    return rz__engine_ref_cost(e, r);
+}
+
+uint64_t rz__engine_ref_cost(const rz_engine *e, const rz_reqs *r)
+{
     const rz_reqs_info *ri = rz_reqs_get(r);
     uint64_t est = ri->estimate_ms ? ri->estimate_ms
                                    : (uint64_t)e->opts.default_step_seconds * 1000;
@@ -351,6 +356,8 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
 {
     if (deployment)
         *deployment = 0;
+    if (e)
+        e->now = now_ms;
     if (!e || e->broken || !text)
         return rz__error(e && e->broken ? RZ_EDB : RZ_EINVAL,
                          e && e->broken ? "an earlier commit failed"
@@ -458,6 +465,7 @@ int rz_engine_deploy_cancel(rz_engine *e, uint64_t deployment, uint64_t now_ms)
     if (!d->run)
         return rz__error(RZ_ESTATE, "deployment %llu has finished",
                          (unsigned long long)deployment);
+    e->now = now_ms;
     rc = rz_run_cancel(d->run, now_ms);
     d->cancelled = true;
     if (rc == RZ_OK)

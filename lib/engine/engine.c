@@ -95,6 +95,7 @@ static void job_clear(rz__ejob *j)
     free(j->step_id);
     free(j->outputs);
     free(j->error);
+    free(j->declined);
 }
 
 /* Drop the newest jobs back to `n` (a rejected submission or deployment). */
@@ -260,6 +261,7 @@ int rz__engine_enqueue(rz_engine *e, rz__ejob *j)
     j->attempt++;
     j->queue_gen++;
     j->node = 0;
+    j->queued_ms = e->now;
     rz__engine_touch_job(e, j);
     e->assign_dirty = true;
     if (!heap_push(e, (rz__heap_ent){ j->priority, j->id, j->queue_gen }))
@@ -353,6 +355,45 @@ void rz__engine_unplace(rz_engine *e, rz__ejob *j, bool stop)
         rz__engine_emit(e, RZ_EV_JOB_STOP, j, j->node);
 }
 
+bool rz__engine_declined(const rz__ejob *j, uint64_t node)
+{
+    for (size_t i = 0; i < j->n_declined; i++)
+        if (j->declined[i] == node)
+            return true;
+    return false;
+}
+
+static uint64_t placed_node(const rz_engine *e, const rz_placement *p)
+{
+    return p->node < e->cap_mindex ? e->node_by_mindex[p->node] : 0;
+}
+
+/* How many placements on nodes that declined a job are held aside while
+ * looking for another; past that the job waits for the next pass. */
+#define DECLINE_PROBES 64
+
+/* Place `j` on a node that has not declined it. A placement on one that did
+ * is held aside, so the matcher offers its next best, and released after. */
+static int place_job(rz_engine *e, rz__ejob *j, rz_placement *p)
+{
+    int rc = rz_matcher_place(e->matcher, j->reqs, p);
+    uint64_t aside[DECLINE_PROBES];
+    size_t n = 0;
+    while (rc == RZ_OK && rz__engine_declined(j, placed_node(e, p))) {
+        if (n == DECLINE_PROBES) {
+            rz_matcher_release(e->matcher, p->ticket);
+            rc = rz__error(RZ_ENOENT, "job %llu: only nodes that declined it "
+                           "have room", (unsigned long long)j->id);
+            break;
+        }
+        aside[n++] = p->ticket;
+        rc = rz_matcher_place(e->matcher, j->reqs, p);
+    }
+    for (size_t i = 0; i < n; i++)
+        rz_matcher_release(e->matcher, aside[i]);
+    return rc;
+}
+
 /* Place queued jobs in priority order while nodes have room. */
 static int assign_all(rz_engine *e)
 {
@@ -372,7 +413,7 @@ static int assign_all(rz_engine *e)
     for (size_t i = 0; i < k; i++) {
         rz__ejob *j = rz__engine_job(e, order[i].job);
         rz_placement p;
-        int prc = rc == RZ_OK ? rz_matcher_place(e->matcher, j->reqs, &p) : RZ_ENOENT;
+        int prc = rc == RZ_OK ? place_job(e, j, &p) : RZ_ENOENT;
         if (prc == RZ_OK)
             prc = take_placement(e, j, &p);
         if (prc == RZ_OK) {
@@ -646,6 +687,7 @@ static int enter(rz_engine *e, uint64_t now)
                 e->nodes[i].last_hb = now;
         e->resumed = true;
     }
+    e->now = now;
     return RZ_OK;
 }
 
@@ -781,6 +823,29 @@ int rz_engine_node_deregister(rz_engine *e, uint64_t node, uint64_t now_ms)
     if (!n)
         return rc;
     return leave(e, node_drop(e, n, RZ_NODE_GONE, now_ms));
+}
+
+int rz_engine_decline(rz_engine *e, uint64_t node, uint64_t job,
+                      uint32_t attempt, uint64_t now_ms)
+{
+    int rc = enter(e, now_ms);
+    if (rc != RZ_OK)
+        return rc;
+    rz__ejob *j = rz__engine_job(e, job);
+    if (!j)
+        return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
+    if ((j->state != RZ_JOB_ASSIGNED && j->state != RZ_JOB_RUNNING) ||
+        j->node != node || j->attempt != attempt)
+        return rz__error(RZ_ESTATE, "node %llu does not hold attempt %u of job "
+                         "%llu", (unsigned long long)node, attempt,
+                         (unsigned long long)job);
+    uint64_t *d = realloc(j->declined, (j->n_declined + 1) * sizeof *d);
+    if (!d)
+        return no_memory();
+    j->declined = d;
+    j->declined[j->n_declined++] = node;
+    rz__engine_touch_job(e, j);
+    return leave(e, requeue(e, j, now_ms));
 }
 
 int rz_engine_node_get(rz_engine *e, uint64_t node, rz_engine_node_info *out)
@@ -1081,4 +1146,100 @@ void rz_engine_stats_get(rz_engine *e, rz_engine_stats *out)
 void rz__engine_emit_dep(rz_engine *e, const rz__edep *d)
 {
     emit_dep(e, d);
+}
+
+/* ---- listings ---- */
+
+static bool same_id(rz_ledger_id a, rz_ledger_id b)
+{
+    return a.hi == b.hi && a.lo == b.lo;
+}
+
+/* The newest first of n records below `before` whose client matches. */
+#define LIST_NEWEST(e, arr, n, client, before, ids, cap, out)                  \
+    do {                                                                       \
+        uint64_t top_ = (before) && (before) - 1 < (n) ? (before) - 1 : (n);   \
+        for (uint64_t id_ = top_; id_ >= 1 && (out) < (cap); id_--)            \
+            if (!(client) || same_id((arr)[id_ - 1].client, *(client)))        \
+                (ids)[(out)++] = id_;                                          \
+    } while (0)
+
+size_t rz_engine_job_list(rz_engine *e, const rz_ledger_id *client,
+                          uint64_t before, uint64_t *ids, size_t cap)
+{
+    size_t n = 0;
+    if (e && ids)
+        LIST_NEWEST(e, e->jobs, e->n_jobs, client, before, ids, cap, n);
+    return n;
+}
+
+size_t rz_engine_deploy_list(rz_engine *e, const rz_ledger_id *client,
+                             uint64_t before, uint64_t *ids, size_t cap)
+{
+    size_t n = 0;
+    if (e && ids)
+        LIST_NEWEST(e, e->deps, e->n_deps, client, before, ids, cap, n);
+    return n;
+}
+
+int rz_engine_deploy_get(rz_engine *e, uint64_t deployment,
+                         rz_engine_deploy_info *out)
+{
+    rz__edep *d = e ? rz__engine_dep(e, deployment) : NULL;
+    if (!d || !out)
+        return rz__error(RZ_ENOENT, "no deployment %llu",
+                         (unsigned long long)deployment);
+    memset(out, 0, sizeof *out);
+    out->id = d->id;
+    out->client = d->client;
+    out->state = d->run ? rz_run_state_get(d->run) : d->state;
+    out->created_ms = d->created_ms;
+    out->first_job = d->first_job;
+    out->n_steps = d->n_steps;
+    return RZ_OK;
+}
+
+uint64_t rz_engine_node_count(rz_engine *e)
+{
+    return e ? e->n_nodes : 0;
+}
+
+int rz_engine_node_caps(rz_engine *e, uint64_t node, char **json)
+{
+    if (json)
+        *json = NULL;
+    rz__enode *n = e ? rz__engine_node(e, node) : NULL;
+    if (!n || !json)
+        return rz__error(RZ_ENOENT, "no node %llu", (unsigned long long)node);
+    return rz_caps_to_json(n->caps, 0, json);
+}
+
+int rz_engine_job_times(rz_engine *e, uint64_t job, uint64_t *submitted_ms,
+                        uint64_t *queued_ms)
+{
+    rz__ejob *j = e ? rz__engine_job(e, job) : NULL;
+    if (!j)
+        return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
+    if (submitted_ms)
+        *submitted_ms = j->submitted_ms;
+    if (queued_ms)
+        *queued_ms = j->queued_ms;
+    return RZ_OK;
+}
+
+int rz_engine_reference_cost(rz_engine *e, const char *requirements_json,
+                             uint64_t *cents)
+{
+    if (cents)
+        *cents = 0;
+    if (!e || !cents)
+        return rz__error(RZ_EINVAL, "no engine or no output");
+    rz_reqs *r = NULL;
+    const char *text = requirements_json ? requirements_json : "{}";
+    int rc = rz_reqs_parse(&r, text, strlen(text));
+    if (rc != RZ_OK)
+        return rc;
+    *cents = rz__engine_ref_cost(e, r);
+    rz_reqs_free(r);
+    return RZ_OK;
 }

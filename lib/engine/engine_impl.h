@@ -58,6 +58,9 @@ typedef struct rz__ejob {
     uint64_t done_node;       /* the accepted final report: (node, attempt) */
     uint32_t done_attempt;
     uint32_t queue_gen;       /* heap entries of older generations are stale */
+    uint64_t queued_ms;       /* last enqueue (memory only; 0 after open) */
+    uint64_t *declined;       /* nodes that declined it: never placed there */
+    size_t n_declined;
     bool dirty;
     bool hold_checked;        /* rz_engine_check saw its final ledger state */
 } rz__ejob;
@@ -128,6 +131,7 @@ struct rz_engine {
     rz_engine_event *events; size_t ev_head, ev_len;
 
     rz_engine_stats stats;
+    uint64_t now;             /* `now` of the call in progress */
     char scratch_step[1];     /* "" */
 };
 
@@ -166,6 +170,10 @@ RZ_HIDDEN int rz__engine_reqs_set(rz__ejob *j, const char *json,
 RZ_HIDDEN rz_ledger_id rz__engine_hold_id(uint64_t job);
 RZ_HIDDEN void rz__engine_jobs_truncate(rz_engine *e, size_t n);
 RZ_HIDDEN void rz__engine_emit_dep(rz_engine *e, const rz__edep *d);
+RZ_HIDDEN bool rz__engine_declined(const rz__ejob *j, uint64_t node);
+/* The reference maximum cost of requirements without their own: the match
+ * cost formula at the options' reference prices (deploy.c). */
+RZ_HIDDEN uint64_t rz__engine_ref_cost(const rz_engine *e, const rz_reqs *r);
 
 /* deploy.c */
 RZ_HIDDEN int rz__engine_dep_advance(rz_engine *e, rz__edep *d, uint64_t now);

@@ -154,6 +154,38 @@ static char *node_record(const rz__enode *n)
     return s;
 }
 
+/* "declined": the nodes that turned the job down, as decimal strings. */
+static bool add_declined(cJSON *o, const rz__ejob *j)
+{
+    cJSON *a = cJSON_AddArrayToObject(o, "declined");
+    for (size_t i = 0; a && i < j->n_declined; i++) {
+        char buf[24];
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)j->declined[i]);
+        cJSON *v = cJSON_CreateString(buf);
+        if (!v || !cJSON_AddItemToArray(a, v)) {
+            cJSON_Delete(v);
+            return false;
+        }
+    }
+    return a != NULL;
+}
+
+static int load_declined(rz__ejob *j, const cJSON *rec)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(rec, "declined");
+    int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
+    if (n <= 0)
+        return RZ_OK;
+    j->declined = calloc((size_t)n, sizeof *j->declined);
+    if (!j->declined)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    const cJSON *v;
+    cJSON_ArrayForEach(v, a)
+        if (cJSON_IsString(v))
+            j->declined[j->n_declined++] = strtoull(v->valuestring, NULL, 10);
+    return RZ_OK;
+}
+
 static char *job_record(const rz__ejob *j)
 {
     cJSON *o = cJSON_CreateObject();
@@ -181,6 +213,10 @@ static char *job_record(const rz__ejob *j)
     add_u64(o, "owed", (uint64_t)j->owed);
     add_u64(o, "done_node", j->done_node);
     add_u64(o, "done_attempt", j->done_attempt);
+    if (j->n_declined && !add_declined(o, j)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
@@ -412,6 +448,8 @@ static int load_job(rz_engine *e, const unsigned char *key, size_t klen,
     j->owed = (int)get_u64(rec, "owed");
     j->done_node = get_u64(rec, "done_node");
     j->done_attempt = (uint32_t)get_u64(rec, "done_attempt");
+    if (rc == RZ_OK)
+        rc = load_declined(j, rec);
     if (rc == RZ_OK)
         rc = rz__engine_reqs_set(j, get_str(rec, "reqs"), UINT64_MAX);
     return rc;

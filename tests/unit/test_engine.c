@@ -736,6 +736,134 @@ static void test_orphan_hold(void **state)
     check(f);
 }
 
+/* A declined job goes elsewhere and never back to the node that declined
+ * it, also after a restart; the attempt is counted; the money is exact. */
+static void test_decline(void **state)
+{
+    fx *f = *state;
+    uint64_t a = node_add(f, 0);
+    uint64_t j = submit(f, 500, 0, 1);
+    rz_engine_assignment as;
+    assert_int_equal(rz_engine_poll(f->e, a, 2, &as), RZ_OK);
+    assert_int_equal(as.job, j);
+    /* Only the holder of the current attempt may decline. */
+    assert_int_equal(rz_engine_decline(f->e, a, j, 2, 3), RZ_ESTATE);
+    assert_int_equal(rz_engine_decline(f->e, a + 1, j, 1, 3), RZ_ESTATE);
+    assert_int_equal(rz_engine_decline(f->e, a, j + 9, 1, 3), RZ_ENOENT);
+    assert_int_equal(rz_engine_decline(f->e, a, j, 1, 3), RZ_OK);
+    assert_int_equal(job_state(f, j), RZ_JOB_QUEUED);
+    check(f);
+    /* a has room but declined it: it is not placed there again. */
+    assert_int_equal(rz_engine_poll(f->e, a, 4, &as), RZ_ENOENT);
+    assert_int_equal(job_state(f, j), RZ_JOB_QUEUED);
+    reopen(f);
+    assert_int_equal(rz_engine_poll(f->e, a, 5, &as), RZ_ENOENT);
+    uint64_t b = node_add(f, 6);
+    assert_int_equal(rz_engine_poll(f->e, b, 7, &as), RZ_OK);
+    assert_int_equal(as.job, j);
+    assert_int_equal(as.attempt, 2);
+    check(f);
+    /* Other jobs still go to a. */
+    uint64_t k = submit(f, 500, 0, 8);
+    assert_int_equal(rz_engine_poll(f->e, a, 9, &as), RZ_OK);
+    assert_int_equal(as.job, k);
+    assert_int_equal(rz_engine_result(f->e, b, j, 2, "{\"n\":1}", NULL, 10000, 10), RZ_OK);
+    assert_int_equal(balance(f, f->client), 10000 - 200 - 500);
+    assert_int_equal(rz_engine_cancel_job(f->e, k, 11), RZ_OK);
+    assert_int_equal(balance(f, f->client), 9800);
+    check(f);
+}
+
+/* A job every node declines fails after max_attempts dispatches, refunded. */
+static void test_decline_exhausts(void **state)
+{
+    fx *f = *state;
+    uint64_t j = submit(f, 500, 0, 1);
+    rz_engine_assignment as;
+    for (uint32_t i = 1; i <= 5; i++) {
+        uint64_t n = node_add(f, 10 * i);
+        assert_int_equal(rz_engine_poll(f->e, n, 10 * i + 1, &as), RZ_OK);
+        assert_int_equal(as.attempt, i);
+        assert_int_equal(rz_engine_decline(f->e, n, j, i, 10 * i + 2), RZ_OK);
+        check(f);
+    }
+    assert_int_equal(job_state(f, j), RZ_JOB_FAILED);
+    assert_int_equal(balance(f, f->client), 10000);
+}
+
+/* Listings newest first, by client; deployment info; caps; times; the
+ * reference estimate. */
+static void test_listings(void **state)
+{
+    fx *f = *state;
+    rz_ledger_id other = rz_ledger_id_make(7, 3);
+    rz_ledger *l = rz_engine_ledger(f->e);
+    assert_int_equal(rz_ledger_create_account(l, other, RZ_LEDGER_CLIENT), RZ_OK);
+    assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 4), other, 1000), RZ_OK);
+    uint64_t j1 = submit(f, 100, 0, 1);
+    rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
+    s.client = other;
+    s.max_cost_cents = 100;
+    uint64_t j2 = 0;
+    assert_int_equal(rz_engine_submit(f->e, &s, 2, &j2), RZ_OK);
+    uint64_t j3 = submit(f, 100, 0, 3);
+    uint64_t ids[8];
+    assert_int_equal(rz_engine_job_list(f->e, NULL, 0, ids, 8), 3);
+    assert_int_equal(ids[0], j3);
+    assert_int_equal(ids[2], j1);
+    assert_int_equal(rz_engine_job_list(f->e, &f->client, 0, ids, 8), 2);
+    assert_int_equal(ids[0], j3);
+    assert_int_equal(ids[1], j1);
+    assert_int_equal(rz_engine_job_list(f->e, &f->client, j3, ids, 8), 1);
+    assert_int_equal(ids[0], j1);
+    assert_int_equal(rz_engine_job_list(f->e, &other, 0, ids, 1), 1);
+    assert_int_equal(ids[0], j2);
+    assert_int_equal(rz_engine_job_list(f->e, NULL, 0, ids, 0), 0);
+    uint64_t sub = 0, q = 0;
+    assert_int_equal(rz_engine_job_times(f->e, j3, &sub, &q), RZ_OK);
+    assert_int_equal(sub, 3);
+    assert_int_equal(q, 3);
+    assert_int_equal(rz_engine_job_times(f->e, 99, &sub, &q), RZ_ENOENT);
+
+    const char *flow = "flux: 1\nname: one\nsteps:\n  c:\n    module: count@1\n"
+                       "    inputs:\n      text: \"a\"\n";
+    uint64_t d = 0;
+    assert_int_equal(rz_engine_deploy(f->e, flow, strlen(flow), f->client, NULL,
+                                      4, &d, NULL), RZ_OK);
+    rz_engine_deploy_info di;
+    assert_int_equal(rz_engine_deploy_get(f->e, d, &di), RZ_OK);
+    assert_true(di.client.hi == f->client.hi && di.client.lo == f->client.lo);
+    assert_int_equal(di.n_steps, 1);
+    assert_int_equal(di.first_job, j3 + 1);
+    assert_int_equal(di.state, RZ_RUN_RUNNING);
+    assert_int_equal(rz_engine_deploy_get(f->e, d + 1, &di), RZ_ENOENT);
+    assert_int_equal(rz_engine_deploy_list(f->e, &f->client, 0, ids, 8), 1);
+    assert_int_equal(rz_engine_deploy_list(f->e, &other, 0, ids, 8), 0);
+
+    uint64_t n = node_add(f, 5);
+    assert_int_equal(rz_engine_node_count(f->e), 1);
+    char *caps = NULL;
+    assert_int_equal(rz_engine_node_caps(f->e, n, &caps), RZ_OK);
+    cJSON *c = cJSON_Parse(caps);
+    assert_string_equal(cJSON_GetObjectItem(c, "id")->valuestring, "1");
+    cJSON_Delete(c);
+    rz_free(caps);
+    assert_int_equal(rz_engine_node_caps(f->e, n + 1, &caps), RZ_ENOENT);
+    assert_null(caps);
+
+    /* The module's 10 s on 1 core, x2, at 36000 cents/hour: 200 cents,
+     * the same as the deployment step was held for. */
+    uint64_t cents = 0;
+    assert_int_equal(rz_engine_reference_cost(f->e,
+        "{\"cpu_cores\":1,\"estimate_seconds\":10}", &cents), RZ_OK);
+    assert_int_equal(cents, 200);
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, di.first_job, &ji), RZ_OK);
+    assert_int_equal(ji.max_cost_cents, 200);
+    assert_int_equal(rz_engine_reference_cost(f->e, "[", &cents), RZ_ESYNTAX);
+    check(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -750,6 +878,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_sigkill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphan_hold, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decline_exhausts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listings, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
