@@ -14,7 +14,8 @@ import glob
 import os
 import threading
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p,
-                    c_int, c_size_t, c_uint, c_uint32, c_uint64, c_void_p)
+                    c_int, c_long, c_size_t, c_uint, c_uint32, c_uint64,
+                    c_void_p)
 from typing import List, Optional
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -249,6 +250,35 @@ _PROTOS = {
     "rz_vault_resolve_step": (c_int, [_P, _P, c_size_t, c_void_p]),
     "rz_vault_flow_references": (c_size_t, [_P]),
     "rz_vault_env_free": (None, [c_void_p]),
+    # estimate
+    "rz_prices_new": (c_int, [_PP]),
+    "rz_prices_free": (None, [_P]),
+    "rz_prices_add_json": (c_int, [_P, c_char_p, c_size_t, c_char_p]),
+    "rz_prices_add_file": (c_int, [_P, c_char_p]),
+    "rz_prices_node_count": (c_size_t, [_P]),
+    "rz_prices_provider_count": (c_size_t, [_P]),
+    "rz_estimate_flow": (c_int, [_PP, _P, _P]),
+    "rz_estimate_free": (None, [_P]),
+    "rz_estimate_to_json": (c_int, [_P, _STR_OUT]),
+}
+
+# rz_client_events' callback: (userdata, event name, data JSON) -> stop
+CLIENT_EVENT_CB = CFUNCTYPE(c_int, c_void_p, c_char_p, c_char_p)
+
+# The orchestrator client: declared when the library has it, so that an
+# older librhizos still loads (rhizos.Client then says what is missing).
+_CLIENT_PROTOS = {
+    "rz_client_new": (c_int, [_PP, c_char_p, c_char_p]),
+    "rz_client_free": (None, [_P]),
+    "rz_client_set_key": (c_int, [_P, c_char_p]),
+    "rz_client_set_timeout": (c_int, [_P, c_long]),
+    "rz_client_call": (c_int, [_P, c_char_p, c_char_p, c_char_p, c_uint,
+                               POINTER(c_long), _STR_OUT]),
+    "rz_client_events": (c_int, [_P, c_char_p, c_long, CLIENT_EVENT_CB, c_void_p]),
+    "rz_client_deploy": (c_int, [_P, c_char_p, c_size_t, c_char_p, c_char_p,
+                                 POINTER(c_uint64), _P]),
+    "rz_client_flow_status": (c_int, [_P, c_uint64, _STR_OUT]),
+    "rz_client_flow_cancel": (c_int, [_P, c_uint64]),
 }
 
 
@@ -293,15 +323,25 @@ def _load() -> ctypes.CDLL:
                           "librhizos.so (tried: %s)" % ", ".join(tried or ["nothing"]))
 
 
-def _declare(lib: ctypes.CDLL) -> None:
+def _declare(lib: ctypes.CDLL) -> List[str]:
+    """Declare every prototype; returns the client calls that are missing."""
     for name, (restype, argtypes) in _PROTOS.items():
         fn = getattr(lib, name)
         fn.restype = restype
         fn.argtypes = argtypes
+    missing = []
+    for name, (restype, argtypes) in _CLIENT_PROTOS.items():
+        fn = getattr(lib, name, None)
+        if fn is None:
+            missing.append(name)
+            continue
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return missing
 
 
 lib = _load()
-_declare(lib)
+missing_client_calls: List[str] = _declare(lib)
 path: Optional[str] = getattr(lib, "_name", None)
 
 

@@ -82,12 +82,28 @@ class InsufficientFunds(Error):
     code, status = "RZ_EFUNDS", -30
 
 
+class PermissionDenied(Error, PermissionError):
+    """The server refused a route this key may never use (HTTP 403)."""
+    code, status = "RZ_EDENIED", -36
+
+
+class ConnectError(Error, ConnectionError):
+    """The orchestrator could not be reached (refused, DNS, timeout)."""
+    code, status = "RZ_ECONNECT", -37
+
+
+class ProtocolError(Error):
+    """The server's reply is not what the API promises."""
+    code, status = "RZ_EPROTOCOL", -38
+
+
 _BY_NAME: Dict[str, Type[Error]] = {
     "RZ_EINVAL": InvalidArgument, "RZ_ENOENT": NotFound,
     "RZ_ESYNTAX": ParseError, "RZ_EINVALID": ValidationError,
     "RZ_ECYCLE": CycleError, "RZ_ESTATE": StateError, "RZ_EEXEC": ExecError,
     "RZ_EEXISTS": AlreadyExists, "RZ_EAUTH": AuthError,
-    "RZ_EFUNDS": InsufficientFunds,
+    "RZ_EFUNDS": InsufficientFunds, "RZ_EDENIED": PermissionDenied,
+    "RZ_ECONNECT": ConnectError, "RZ_EPROTOCOL": ProtocolError,
 }
 
 
