@@ -32,4 +32,23 @@ RZ_HIDDEN int rz__client_error_reply(rz_client *c, const char *path,
 /* "RZ_ENOENT" -> RZ_ENOENT; 1 when the name is not in the table. */
 RZ_HIDDEN int rz__status_from_name(const char *name);
 
+/* The text/event-stream parser, fed any chunks; calls cb per event until
+ * cb returns non-zero (kept in cb_rc). Separate from the transfer so tests
+ * can split a stream at every byte. */
+#define RZ__SSE_NAME_MAX 64
+typedef struct rz__sse {
+    rz_client_event_cb cb;
+    void *ud;
+    int cb_rc;
+    bool too_big, nomem;
+    bool after_cr;         /* last byte was CR: a following LF is the same break */
+    bool has_data;
+    rz__buf line;
+    rz__buf data;          /* data: lines joined with LF */
+    char event[RZ__SSE_NAME_MAX + 1];
+} rz__sse;
+
+RZ_HIDDEN void rz__sse_feed(rz__sse *s, const char *p, size_t n);
+RZ_HIDDEN void rz__sse_free(rz__sse *s);
+
 #endif
