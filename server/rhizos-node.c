@@ -1,19 +1,29 @@
-/* rhizos-node — the node agent: what this machine offers the network. */
+/* rhizos-node — the node agent: what this machine offers the network,
+ * and the loop that sells it (server/node/, docs/node.md). */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "rhizos/rhizos.h"
+#include "node/node.h"
 
-enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+
+#define MAX_MODULES 32
 
 typedef struct opts {
-    int json;
+    int json, force, no_sandbox, once, quiet;
     const char *data_dir;
+    const char *url;
+    const char *modules[MAX_MODULES];
+    size_t n_modules;
 } opts;
 
 static void usage(FILE *out)
@@ -21,42 +31,41 @@ static void usage(FILE *out)
     fprintf(out,
 "usage: rhizos-node [OPTIONS] COMMAND\n"
 "\n"
+"  init          create this node: keys in DATA/keys and DATA/config.toml\n"
+"                (orchestrator URL, prices, limits, labels)\n"
+"  register      detect the hardware and register with the orchestrator;\n"
+"                prints the node id and its payout account\n"
+"  start         register if needed, then take jobs and run them until\n"
+"                SIGTERM/SIGINT (docs/node.md)\n"
 "  info          the detected hardware: a summary, or with --json the node\n"
 "                capabilities this node advertises (docs/hardware.md)\n"
 "  benchmark     measure CPU and memory bandwidth (about 2 s) and store the\n"
 "                result for `info` in DATA/node-benchmark.json\n"
-"  init | register | start   not available yet (they need the orchestrator)\n"
 "\n"
 "Options:\n"
-"  --json        machine-readable output\n"
-"  --data DIR    where the node keeps its files (default $XDG_DATA_HOME/rhizos)\n"
-"  -h, --help    this help\n");
+"  --data DIR          where the node keeps its files (default\n"
+"                      $XDG_DATA_HOME/rhizos-node); one folder per node\n"
+"  --orchestrator URL  instead of [orchestrator] url of config.toml\n"
+"  --force             init: replace an existing node's keys and config\n"
+"  --modules DIR|URL   start: a module registry searched first (repeatable;\n"
+"                      then $RHIZOS_MODULES, then examples/modules)\n"
+"  --no-sandbox        start: run jobs without bubblewrap (trusted work only)\n"
+"  --once              start: exit after the first job has finished\n"
+"  --quiet             start: no line per job\n"
+"  --json              machine-readable output\n"
+"  -h, --help          this help\n");
 }
 
-/* --data, else $XDG_DATA_HOME/rhizos, else ~/.local/share/rhizos. */
+/* --data, else $XDG_DATA_HOME/rhizos-node, else ~/.local/share/rhizos-node. */
 static void data_dir(const opts *o, char *buf, size_t n)
 {
     const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
     if (o->data_dir)
         snprintf(buf, n, "%s", o->data_dir);
     else if (xdg && *xdg)
-        snprintf(buf, n, "%s/rhizos", xdg);
+        snprintf(buf, n, "%s/rhizos-node", xdg);
     else
-        snprintf(buf, n, "%s/.local/share/rhizos", home ? home : ".");
-}
-
-static int mkdirs(char *path)
-{
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        int r = mkdir(path, 0700);
-        *p = '/';
-        if (r != 0 && errno != EEXIST)
-            return -1;
-    }
-    return mkdir(path, 0700) == 0 || errno == EEXIST ? 0 : -1;
+        snprintf(buf, n, "%s/.local/share/rhizos-node", home ? home : ".");
 }
 
 static void fail(const char *what, int rc)
@@ -116,7 +125,7 @@ static int store_benchmark(const char *dir, const char *json)
 {
     char d[PATH_MAX], path[PATH_MAX + 32], tmp[PATH_MAX + 40];
     snprintf(d, sizeof d, "%s", dir);
-    if (mkdirs(d) != 0) {
+    if (node_mkdirs(d) != 0) {
         fprintf(stderr, "rhizos-node: cannot create %s: %s\n", dir, strerror(errno));
         return -1;
     }
@@ -156,11 +165,164 @@ static int cmd_benchmark(const opts *o)
     return stored == 0 ? EXIT_OK : EXIT_FAILED;
 }
 
+/* ---- init / register / start ---- */
+
+static const char *url_of(const opts *o, const node_config *cfg)
+{
+    return o->url ? o->url : cfg->orchestrator_url ? cfg->orchestrator_url
+                                                   : NODE_DEFAULT_URL;
+}
+
+static int valid_url(const char *url)
+{
+    return strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0;
+}
+
+static int write_config(const char *dir, const opts *o, char *err, size_t n)
+{
+    node_config cfg;
+    node_config_defaults(&cfg);
+    cfg.orchestrator_url = strdup(o->url ? o->url : NODE_DEFAULT_URL);
+    char *text = cfg.orchestrator_url ? node_config_format(&cfg) : NULL;
+    node_config_free(&cfg);
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/config.toml", dir);
+    int rc = text ? node_write_private(path, text, strlen(text)) : -1;
+    if (rc != 0)
+        snprintf(err, n, "cannot write %.600s: %s", path, strerror(errno));
+    free(text);
+    return rc;
+}
+
+/* A new identity makes an old registration meaningless. */
+static void forget_registration(const char *dir)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/token", dir);
+    unlink(path);
+}
+
+static void print_init(const opts *o, const char *dir)
+{
+    node_keys k;
+    char err[600], ed[65], x[65];
+    if (node_keys_load(&k, dir, err, sizeof err) != 0)
+        return;
+    node_hex(ed, k.ed_pk, sizeof k.ed_pk);
+    node_hex(x, k.x_pk, sizeof k.x_pk);
+    node_keys_free(&k);
+    if (o->json)
+        printf("{\"data\":\"%s\",\"ed25519_public_key\":\"%s\","
+               "\"x25519_public_key\":\"%s\"}\n", dir, ed, x);
+    else
+        printf("node created in %s\n"
+               "  identity key (Ed25519)  %s\n"
+               "  sealing key (X25519)    %s\n"
+               "  configuration           %s/config.toml\n"
+               "next: rhizos-node register --data %s\n", dir, ed, x, dir, dir);
+}
+
+static int cmd_init(const opts *o)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 16], err[800];
+    data_dir(o, dir, sizeof dir);
+    if (o->url && !valid_url(o->url)) {
+        fprintf(stderr, "rhizos-node: --orchestrator must start with http:// "
+                "or https://\n");
+        return EXIT_USAGE;
+    }
+    snprintf(path, sizeof path, "%s/config.toml", dir);
+    if (!o->force && access(path, F_OK) == 0) {
+        fprintf(stderr, "rhizos-node: %s already holds a node (%s exists); "
+                "use --force to replace its keys and configuration\n", dir, path);
+        return EXIT_FAILED;
+    }
+    if (node_mkdirs(dir) != 0) {
+        fprintf(stderr, "rhizos-node: cannot create %s: %s\n", dir, strerror(errno));
+        return EXIT_FAILED;
+    }
+    if (node_keys_create(dir, o->force, err, sizeof err) != 0 ||
+        write_config(dir, o, err, sizeof err) != 0) {
+        fprintf(stderr, "rhizos-node: %s\n", err);
+        return EXIT_FAILED;
+    }
+    forget_registration(dir);
+    print_init(o, dir);
+    return EXIT_OK;
+}
+
+static int load_node(const char *dir, node_config *cfg, node_keys *k)
+{
+    char path[PATH_MAX + 16], err[800];
+    snprintf(path, sizeof path, "%s/config.toml", dir);
+    if (access(path, F_OK) != 0) {
+        fprintf(stderr, "rhizos-node: %s: no node here (run `rhizos-node "
+                "init --data %s` first)\n", path, dir);
+        return -1;
+    }
+    if (node_config_load(cfg, path, err, sizeof err) != 0 ||
+        node_keys_load(k, dir, err, sizeof err) != 0) {
+        fprintf(stderr, "rhizos-node: %s\n", err);
+        node_config_free(cfg);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_register(const opts *o)
+{
+    char dir[PATH_MAX], err[800];
+    data_dir(o, dir, sizeof dir);
+    node_config cfg;
+    node_keys k;
+    if (load_node(dir, &cfg, &k) != 0)
+        return EXIT_FAILED;
+    const char *url = url_of(o, &cfg);
+    node_state st = {0};
+    int rc = node_register(dir, url, &cfg, &k, &st, err, sizeof err);
+    if (rc != RZ_OK)
+        fprintf(stderr, "rhizos-node: %s\n", err);
+    else if (o->json)
+        printf("{\"id\":%" PRIu64 ",\"account\":\"%s\",\"orchestrator\":\"%s\"}\n",
+               st.id, st.account, st.url);
+    else
+        printf("registered as node %" PRIu64 " at %s\npayout account %s\n",
+               st.id, st.url, st.account);
+    node_state_free(&st);
+    node_keys_free(&k);
+    node_config_free(&cfg);
+    return rc == RZ_OK ? EXIT_OK
+         : rc == RZ_ECONNECT ? EXIT_UNREACHABLE : EXIT_FAILED;
+}
+
+static int cmd_start(const opts *o)
+{
+    char dir[PATH_MAX];
+    data_dir(o, dir, sizeof dir);
+    if (o->url && !valid_url(o->url)) {
+        fprintf(stderr, "rhizos-node: --orchestrator must start with http:// "
+                "or https://\n");
+        return EXIT_USAGE;
+    }
+    node_opts no = { .data_dir = dir, .url = o->url, .modules = o->modules,
+                     .n_modules = o->n_modules, .no_sandbox = o->no_sandbox,
+                     .once = o->once, .quiet = o->quiet, .json = o->json };
+    return node_agent_run(&no) == 0 ? EXIT_OK : EXIT_FAILED;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longs[] = {
         { "json", no_argument, NULL, 'j' },
         { "data", required_argument, NULL, 'd' },
+        { "orchestrator", required_argument, NULL, 'o' },
+        { "force", no_argument, NULL, 'f' },
+        { "modules", required_argument, NULL, 'm' },
+        { "no-sandbox", no_argument, NULL, 'S' },
+        { "once", no_argument, NULL, '1' },
+        { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -170,6 +332,18 @@ int main(int argc, char **argv)
         switch (ch) {
         case 'j': o.json = 1; break;
         case 'd': o.data_dir = optarg; break;
+        case 'o': o.url = optarg; break;
+        case 'f': o.force = 1; break;
+        case 'S': o.no_sandbox = 1; break;
+        case '1': o.once = 1; break;
+        case 'q': o.quiet = 1; break;
+        case 'm':
+            if (o.n_modules == MAX_MODULES) {
+                fprintf(stderr, "rhizos-node: at most %d --modules\n", MAX_MODULES);
+                return EXIT_USAGE;
+            }
+            o.modules[o.n_modules++] = optarg;
+            break;
         case 'h': usage(stdout); return EXIT_OK;
         default: usage(stderr); return EXIT_USAGE;
         }
@@ -179,16 +353,24 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *cmd = argv[optind];
+    if (optind + 1 < argc) {
+        fprintf(stderr, "rhizos-node: unexpected argument '%s'\n", argv[optind + 1]);
+        return EXIT_USAGE;
+    }
     if (strcmp(cmd, "info") == 0)
         return cmd_info(&o);
     if (strcmp(cmd, "benchmark") == 0)
         return cmd_benchmark(&o);
-    if (strcmp(cmd, "init") == 0 || strcmp(cmd, "register") == 0 ||
-        strcmp(cmd, "start") == 0) {
-        fprintf(stderr, "rhizos-node: %s: not available yet: it needs the "
-                "orchestrator, which is not built yet\n", cmd);
-        return EXIT_USAGE;
+    if (sodium_init() < 0) {
+        fprintf(stderr, "rhizos-node: libsodium cannot start\n");
+        return EXIT_FAILED;
     }
+    if (strcmp(cmd, "init") == 0)
+        return cmd_init(&o);
+    if (strcmp(cmd, "register") == 0)
+        return cmd_register(&o);
+    if (strcmp(cmd, "start") == 0)
+        return cmd_start(&o);
     fprintf(stderr, "rhizos-node: unknown command '%s'\n", cmd);
     usage(stderr);
     return EXIT_USAGE;

@@ -1,0 +1,593 @@
+/* `rhizos-node start`: register when needed, then two loops — heartbeats,
+ * and a long-poll for work whenever a slot is free — plus one thread per
+ * running job (job.c), each with its own rz_client. The main thread only
+ * waits for SIGTERM/SIGINT (blocked everywhere else). */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define POLL_WAIT_S 25
+
+/* ---- small shared helpers ---- */
+
+int agent_stopping(agent *a)
+{
+    pthread_mutex_lock(&a->mu);
+    int s = a->stopping;
+    pthread_mutex_unlock(&a->mu);
+    return s;
+}
+
+int agent_sleep(agent *a, long ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&a->mu);
+    while (!a->stopping &&
+           pthread_cond_timedwait(&a->cv, &a->mu, &until) != ETIMEDOUT)
+        ;
+    int s = a->stopping;
+    pthread_mutex_unlock(&a->mu);
+    return s;
+}
+
+long agent_backoff(unsigned *tries)
+{
+    long base = 1000L << (*tries < 5 ? *tries : 5);
+    if (base > 30000)
+        base = 30000;
+    if (*tries < 16)
+        (*tries)++;
+    /* Full jitter over the upper half: many nodes do not come back in step. */
+    return base / 2 + (long)randombytes_uniform((uint32_t)(base / 2) + 1);
+}
+
+rz_client *agent_client(agent *a, uint64_t *node, uint64_t *generation)
+{
+    rz_client *c = NULL;
+    pthread_mutex_lock(&a->mu);
+    if (a->st.id && a->st.token &&
+        rz_client_new(&c, a->url, a->st.token) == RZ_OK) {
+        *node = a->st.id;
+        *generation = a->generation;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return c;
+}
+
+void agent_note(agent *a, int rc, uint64_t generation)
+{
+    char msg[600];
+    snprintf(msg, sizeof msg, "%s", rz_error_last()->message[0]
+             ? rz_error_last()->message : rz_strerror(rc));
+    pthread_mutex_lock(&a->mu);
+    if (rc == RZ_ECONNECT && !a->outage) {
+        a->outage = 1;
+        fprintf(stderr, "rhizos-node: cannot reach the orchestrator at %s "
+                "(%s); retrying with backoff\n", a->url, msg);
+    } else if (rc != RZ_ECONNECT && a->outage) {
+        a->outage = 0;
+        fprintf(stderr, "rhizos-node: the orchestrator at %s answers again\n",
+                a->url);
+    }
+    if (generation && node_status_lost(rc) && generation == a->generation &&
+        !a->need_register) {
+        a->need_register = 1;
+        fprintf(stderr, "rhizos-node: the orchestrator no longer knows node "
+                "%" PRIu64 " (%s); registering again\n", a->st.id, msg);
+        pthread_cond_broadcast(&a->cv);
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
+void agent_say(agent *a, const char *event, const job_slot *s,
+               const char *module, const char *detail, long long run_ms)
+{
+    if (a->o->quiet)
+        return;
+    pthread_mutex_lock(&a->mu);
+    if (a->o->json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "event", event);
+        cJSON_AddNumberToObject(j, "job", (double)s->job);
+        cJSON_AddNumberToObject(j, "attempt", s->attempt);
+        if (module)
+            cJSON_AddStringToObject(j, "module", module);
+        if (run_ms >= 0)
+            cJSON_AddNumberToObject(j, "run_ms", (double)run_ms);
+        if (detail)
+            cJSON_AddStringToObject(j, "detail", detail);
+        char *text = cJSON_PrintUnformatted(j);
+        if (text)
+            printf("%s\n", text);
+        cJSON_free(text);
+        cJSON_Delete(j);
+    } else {
+        printf("job %" PRIu64 " attempt %u %s", s->job, s->attempt, event);
+        if (module)
+            printf(" %s", module);
+        if (run_ms >= 0)
+            printf(" in %.2f s", (double)run_ms / 1000.0);
+        if (detail)
+            printf(": %s", detail);
+        putchar('\n');
+    }
+    fflush(stdout);
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* ---- registration ---- */
+
+static void say_registered(agent *a)
+{
+    if (a->o->quiet)
+        return;
+    if (a->o->json)
+        printf("{\"event\":\"registered\",\"node\":%" PRIu64 ",\"account\":"
+               "\"%s\"}\n", a->st.id, a->st.account);
+    else
+        printf("registered as node %" PRIu64 " at %s (payout account %s)\n",
+               a->st.id, a->url, a->st.account);
+    fflush(stdout);
+}
+
+/* 0 registered or retrying later, -1 a refusal worth giving up over. */
+static int register_now(agent *a, unsigned *tries)
+{
+    node_state st = {0};
+    char err[800];
+    int rc = node_register(a->o->data_dir, a->url, &a->cfg, &a->keys, &st,
+                           err, sizeof err);
+    agent_note(a, rc == RZ_ECONNECT ? rc : RZ_OK, 0);
+    if (rc == RZ_ECONNECT || (rc != RZ_OK && rc != RZ_EIO &&
+                              rc != RZ_EINVAL && rc != RZ_EINTERNAL &&
+                              rc != RZ_EDENIED && rc != RZ_ETOOBIG)) {
+        agent_sleep(a, agent_backoff(tries));
+        return 0;
+    }
+    if (rc != RZ_OK) {
+        fprintf(stderr, "rhizos-node: %s\n", err);
+        return -1;
+    }
+    *tries = 0;
+    pthread_mutex_lock(&a->mu);
+    node_state_free(&a->st);
+    a->st = st;
+    a->generation++;
+    a->need_register = 0;
+    /* Jobs of the old registration were given back to the queue. */
+    for (size_t i = 0; i < a->n_slots; i++)
+        if (a->slots[i].busy && a->slots[i].generation != a->generation)
+            a->slots[i].stop = 1;
+    pthread_mutex_unlock(&a->mu);
+    say_registered(a);
+    return 0;
+}
+
+/* ---- heartbeats ---- */
+
+static cJSON *heartbeat_body(agent *a)
+{
+    cJSON *b = cJSON_CreateObject(), *running = cJSON_CreateArray();
+    size_t busy = 0;
+    pthread_mutex_lock(&a->mu);
+    for (size_t i = 0; i < a->n_slots; i++)
+        if (a->slots[i].busy && !a->slots[i].finished) {
+            busy++;
+            cJSON_AddItemToArray(running,
+                                 cJSON_CreateNumber((double)a->slots[i].job));
+        }
+    pthread_mutex_unlock(&a->mu);
+    cJSON_AddNumberToObject(b, "load", (double)busy / (double)a->n_slots);
+    cJSON_AddItemToObject(b, "running", running);
+    return b;
+}
+
+static void apply_stops(agent *a, const cJSON *reply, uint64_t gen)
+{
+    const cJSON *stop = cJSON_GetObjectItemCaseSensitive(reply, "stop"), *s;
+    pthread_mutex_lock(&a->mu);
+    cJSON_ArrayForEach(s, stop) {
+        const cJSON *job = cJSON_GetObjectItemCaseSensitive(s, "job");
+        const cJSON *att = cJSON_GetObjectItemCaseSensitive(s, "attempt");
+        for (size_t i = 0; cJSON_IsNumber(job) && i < a->n_slots; i++) {
+            job_slot *sl = &a->slots[i];
+            if (sl->busy && sl->generation == gen &&
+                sl->job == (uint64_t)job->valuedouble &&
+                (!cJSON_IsNumber(att) || sl->attempt == (uint32_t)att->valuedouble))
+                sl->stop = 1;
+        }
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void *heartbeats(void *arg)
+{
+    agent *a = arg;
+    long every = (long)(a->cfg.heartbeat_s * 1000);
+    while (!agent_sleep(a, every)) {
+        uint64_t node = 0, gen = 0;
+        rz_client *c = agent_client(a, &node, &gen);
+        if (!c)
+            continue;
+        char path[64];
+        snprintf(path, sizeof path, "/api/v1/nodes/%" PRIu64 "/heartbeat", node);
+        cJSON *body = heartbeat_body(a), *reply = NULL;
+        int rc = node_call(c, "POST", path, body, 1, NULL, &reply);
+        agent_note(a, rc, gen);
+        if (rc == RZ_OK)
+            apply_stops(a, reply, gen);
+        cJSON_Delete(reply);
+        cJSON_Delete(body);
+        rz_client_free(c);
+    }
+    return NULL;
+}
+
+/* ---- taking work ---- */
+
+static void reap(agent *a)
+{
+    for (size_t i = 0; i < a->n_slots; i++) {
+        job_slot *s = &a->slots[i];
+        pthread_mutex_lock(&a->mu);
+        int done = s->busy && s->finished;
+        pthread_mutex_unlock(&a->mu);
+        if (!done)
+            continue;
+        pthread_join(s->thread, NULL);
+        pthread_mutex_lock(&a->mu);
+        s->busy = s->finished = 0;
+        s->stop = 0;
+        pthread_mutex_unlock(&a->mu);
+    }
+}
+
+/* A free slot, waiting for one; NULL when stopping. */
+static job_slot *free_slot(agent *a)
+{
+    for (;;) {
+        reap(a);
+        pthread_mutex_lock(&a->mu);
+        for (size_t i = 0; i < a->n_slots && !a->stopping; i++)
+            if (!a->slots[i].busy) {
+                pthread_mutex_unlock(&a->mu);
+                return &a->slots[i];
+            }
+        if (!a->stopping) {
+            struct timespec t;
+            clock_gettime(CLOCK_REALTIME, &t);
+            t.tv_sec += 1;
+            pthread_cond_timedwait(&a->cv, &a->mu, &t);
+        }
+        int stop = a->stopping;
+        pthread_mutex_unlock(&a->mu);
+        if (stop)
+            return NULL;
+    }
+}
+
+static int start_job(agent *a, job_slot *s, cJSON *asg, uint64_t gen)
+{
+    const cJSON *job = cJSON_GetObjectItemCaseSensitive(asg, "job");
+    const cJSON *att = cJSON_GetObjectItemCaseSensitive(asg, "attempt");
+    if (!cJSON_IsNumber(job) || job->valuedouble < 1 || !cJSON_IsNumber(att)) {
+        fprintf(stderr, "rhizos-node: ignoring an assignment without job "
+                "and attempt\n");
+        cJSON_Delete(asg);
+        return -1;
+    }
+    pthread_mutex_lock(&a->mu);
+    s->a = a;
+    s->busy = 1;
+    s->finished = 0;
+    s->stop = 0;
+    s->job = (uint64_t)job->valuedouble;
+    s->attempt = (uint32_t)att->valuedouble;
+    s->generation = gen;
+    s->assignment = asg;
+    a->taken++;
+    pthread_mutex_unlock(&a->mu);
+    if (pthread_create(&s->thread, NULL, job_main, s) != 0) {
+        pthread_mutex_lock(&a->mu);
+        s->busy = 0;
+        s->assignment = NULL;
+        pthread_mutex_unlock(&a->mu);
+        cJSON_Delete(asg);
+        fprintf(stderr, "rhizos-node: cannot start a thread: %s\n",
+                strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* One long-poll. Returns after an assignment, a quiet wait, or a failure
+ * (which it has slept off). */
+static void poll_once(agent *a, job_slot *s, unsigned *tries)
+{
+    uint64_t node = 0, gen = 0;
+    rz_client *c = agent_client(a, &node, &gen);
+    if (!c) {
+        agent_sleep(a, agent_backoff(tries));
+        return;
+    }
+    rz_client_set_timeout(c, (POLL_WAIT_S + 15) * 1000L);
+    char path[80];
+    snprintf(path, sizeof path, "/api/v1/nodes/%" PRIu64 "/jobs?wait=%d",
+             node, POLL_WAIT_S);
+    long status = 0;
+    cJSON *reply = NULL;
+    int rc = node_call(c, "GET", path, NULL, 1, &status, &reply);
+    agent_note(a, rc, gen);
+    rz_client_free(c);
+    if (rc == RZ_OK) {
+        *tries = 0;
+        if (reply && status == 200)
+            start_job(a, s, reply, gen);
+        else
+            cJSON_Delete(reply);
+        return;
+    }
+    if (!node_status_lost(rc)) {
+        if (rc != RZ_ECONNECT)
+            fprintf(stderr, "rhizos-node: asking for work: %s\n",
+                    rz_error_last()->message[0] ? rz_error_last()->message
+                                                : rz_strerror(rc));
+        agent_sleep(a, agent_backoff(tries));
+    }
+}
+
+static int all_idle(agent *a)
+{
+    pthread_mutex_lock(&a->mu);
+    int idle = 1;
+    for (size_t i = 0; i < a->n_slots; i++)
+        idle &= !a->slots[i].busy || a->slots[i].finished;
+    pthread_mutex_unlock(&a->mu);
+    return idle;
+}
+
+static void *poller(void *arg)
+{
+    agent *a = arg;
+    unsigned reg_tries = 0, poll_tries = 0;
+    while (!agent_stopping(a)) {
+        pthread_mutex_lock(&a->mu);
+        int reg = a->need_register, taken = (int)a->taken;
+        pthread_mutex_unlock(&a->mu);
+        if (reg) {
+            if (register_now(a, &reg_tries) != 0) {
+                a->fatal = 1;
+                break;
+            }
+            continue;
+        }
+        if (a->o->once && taken > 0) {
+            if (all_idle(a))
+                break;
+            agent_sleep(a, 100);
+            continue;
+        }
+        job_slot *s = free_slot(a);
+        if (s)
+            poll_once(a, s, &poll_tries);
+    }
+    pthread_mutex_lock(&a->mu);
+    a->stopping = 1;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+/* ---- setting up ---- */
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* examples/modules of the working directory, else of the source tree the
+ * binary was built in (build/server/rhizos-node -> ../../examples). */
+static void add_examples(rz_registry *reg, rz_diags *d)
+{
+    if (is_dir("examples/modules")) {
+        rz_registry_add_dir(reg, "examples/modules", d);
+        return;
+    }
+    char exe[PATH_MAX], path[PATH_MAX + 32];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return;
+    *slash = '\0';
+    snprintf(path, sizeof path, "%s/../../examples/modules", exe);
+    if (is_dir(path))
+        rz_registry_add_dir(reg, path, d);
+}
+
+/* --modules first (they win for an identical id@version), then the
+ * configuration's, $RHIZOS_MODULES, the examples. */
+static rz_registry *build_registry(agent *a)
+{
+    rz_registry *reg = NULL;
+    rz_diags *d = NULL;
+    if (rz_registry_new(&reg) != RZ_OK || rz_diags_new(&d) != RZ_OK) {
+        rz_registry_free(reg);
+        return NULL;
+    }
+    for (size_t i = 0; i < a->o->n_modules; i++)
+        if (rz_registry_add(reg, a->o->modules[i], d) != RZ_OK)
+            fprintf(stderr, "rhizos-node: warning: %s\n", rz_error_last()->message);
+    if (a->cfg.modules && *a->cfg.modules)
+        rz_registry_add_path_list(reg, a->cfg.modules, d);
+    const char *env = getenv("RHIZOS_MODULES");
+    if (env && *env)
+        rz_registry_add_path_list(reg, env, d);
+    add_examples(reg, d);
+    for (size_t i = 0; i < rz_diags_count(d); i++) {
+        const rz_diag *x = rz_diags_get(d, i);
+        fprintf(stderr, "%s: warning: %s\n", x->file[0] ? x->file : "<registry>",
+                x->message);
+    }
+    rz_diags_free(d);
+    return reg;
+}
+
+static int choose_sandbox(agent *a)
+{
+    if (a->o->no_sandbox || !a->cfg.sandbox) {
+        fprintf(stderr, "rhizos-node: warning: jobs from the network run "
+                "without a sandbox (%s)\n", a->o->no_sandbox ? "--no-sandbox"
+                : "sandbox = false in config.toml");
+        a->sandbox = 0;
+        return 0;
+    }
+    if (!rz_sandbox_available()) {
+        fprintf(stderr, "rhizos-node: bubblewrap (bwrap) is not usable on "
+                "this machine, and jobs from the network must run "
+                "sandboxed: install bubblewrap, or pass --no-sandbox to run "
+                "them unconfined\n");
+        return -1;
+    }
+    a->sandbox = 1;
+    return 0;
+}
+
+static int setup(agent *a, const node_opts *o)
+{
+    char path[PATH_MAX], err[800];
+    a->o = o;
+    snprintf(path, sizeof path, "%s/config.toml", o->data_dir);
+    if (access(path, F_OK) != 0) {
+        fprintf(stderr, "rhizos-node: %s: no node here (run `rhizos-node "
+                "init --data %s` first)\n", path, o->data_dir);
+        return -1;
+    }
+    if (node_config_load(&a->cfg, path, err, sizeof err) != 0 ||
+        node_keys_load(&a->keys, o->data_dir, err, sizeof err) != 0 ||
+        node_state_load(&a->st, o->data_dir, err, sizeof err) != 0) {
+        fprintf(stderr, "rhizos-node: %s\n", err);
+        return -1;
+    }
+    snprintf(a->url, sizeof a->url, "%s", o->url ? o->url
+             : a->cfg.orchestrator_url ? a->cfg.orchestrator_url
+             : NODE_DEFAULT_URL);
+    /* A registration belongs to one orchestrator. */
+    a->need_register = a->st.id == 0 || strcmp(a->st.url, a->url) != 0;
+    a->generation = a->need_register ? 0 : 1;
+    if (choose_sandbox(a) != 0)
+        return -1;
+    if (!(a->reg = build_registry(a)) ||
+        !(a->slots = calloc(a->cfg.max_concurrent_jobs, sizeof *a->slots))) {
+        fprintf(stderr, "rhizos-node: out of memory\n");
+        return -1;
+    }
+    a->n_slots = a->cfg.max_concurrent_jobs;
+    return 0;
+}
+
+static void teardown(agent *a)
+{
+    rz_registry_free(a->reg);
+    free(a->slots);
+    node_state_free(&a->st);
+    node_keys_free(&a->keys);
+    node_config_free(&a->cfg);
+    pthread_cond_destroy(&a->cv);
+    pthread_mutex_destroy(&a->mu);
+}
+
+/* Stop every job; their threads kill the processes and give the work back. */
+static void stop_jobs(agent *a)
+{
+    pthread_mutex_lock(&a->mu);
+    a->stopping = 1;
+    for (size_t i = 0; i < a->n_slots; i++)
+        if (a->slots[i].busy && !a->slots[i].stop)
+            a->slots[i].stop = 2;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* Until a signal arrives or the poller ends (--once, or a refusal). */
+static int wait_for_end(agent *a, const sigset_t *set)
+{
+    for (;;) {
+        struct timespec t = { 0, 200 * 1000000L };
+        int sig = sigtimedwait(set, NULL, &t);
+        if (sig > 0)
+            return sig;
+        if (agent_stopping(a))
+            return 0;
+    }
+}
+
+int node_agent_run(const node_opts *o)
+{
+    agent a;
+    memset(&a, 0, sizeof a);
+    pthread_mutex_init(&a.mu, NULL);
+    pthread_cond_init(&a.cv, NULL);
+    if (setup(&a, o) != 0) {
+        teardown(&a);
+        return 1;
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    pthread_t hb, poll;
+    if (pthread_create(&hb, NULL, heartbeats, &a) != 0) {
+        teardown(&a);
+        return 1;
+    }
+    if (pthread_create(&poll, NULL, poller, &a) != 0) {
+        stop_jobs(&a);
+        pthread_join(hb, NULL);
+        teardown(&a);
+        return 1;
+    }
+    int sig = wait_for_end(&a, &set);
+    stop_jobs(&a);
+    while (!all_idle(&a))
+        usleep(50 * 1000);
+    if (sig) {
+        /* The poller may sit in a long-poll for many seconds; nothing it
+         * holds needs saving, so the process ends here. */
+        if (!o->quiet)
+            fprintf(stderr, "rhizos-node: stopped (%s)\n",
+                    sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        fflush(stdout);
+        fflush(stderr);
+        _exit(0);
+    }
+    pthread_join(poll, NULL);
+    pthread_join(hb, NULL);
+    reap(&a);
+    int rc = a.fatal;
+    teardown(&a);
+    return rc;
+}

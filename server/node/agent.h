@@ -1,0 +1,68 @@
+/* The running agent, shared by agent.c (loops) and job.c (one job). */
+#ifndef RHIZOS_NODE_AGENT_H
+#define RHIZOS_NODE_AGENT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "rhizos/rhizos.h"
+#include "node.h"
+
+struct cJSON;
+
+typedef struct agent agent;
+
+/* One job held by this node. A slot is busy from the assignment until its
+ * thread has finished; `stop` asks the thread to kill the process. */
+typedef struct job_slot {
+    agent *a;
+    int busy, finished;
+    pthread_t thread;
+    uint64_t job;
+    uint32_t attempt;
+    uint64_t generation;         /* registration it was assigned under */
+    int stop;                    /* 1: orchestrator said stop; 2: shutdown */
+    struct cJSON *assignment;    /* owned by the thread while it runs */
+} job_slot;
+
+struct agent {
+    const node_opts *o;
+    char url[512];
+    node_config cfg;
+    node_keys keys;
+    rz_registry *reg;
+    int sandbox;
+
+    pthread_mutex_t mu;          /* guards everything below */
+    pthread_cond_t cv;           /* slot freed, stop, state changed */
+    node_state st;
+    uint64_t generation;         /* bumps with every registration */
+    int need_register;
+    int stopping;
+    int outage;                  /* the orchestrator is unreachable */
+    int fatal;                   /* exit status when a loop gave up */
+    unsigned taken;              /* assignments taken (for --once) */
+    job_slot *slots;
+    size_t n_slots;
+};
+
+/* A client for the current registration: *node and *generation say which.
+ * NULL when not registered or out of memory. */
+rz_client *agent_client(agent *a, uint64_t *node, uint64_t *generation);
+/* Record the outcome of a call to the orchestrator: says once per outage
+ * that it is unreachable and when it is back; flags re-registration for
+ * a registration the orchestrator no longer knows. */
+void agent_note(agent *a, int rc, uint64_t generation);
+/* Sleep up to `ms`, waking early when the agent stops. 1 if stopping. */
+int agent_sleep(agent *a, long ms);
+/* Next exponential backoff delay: 1 s doubling to 30 s, jittered. */
+long agent_backoff(unsigned *tries);
+int agent_stopping(agent *a);
+/* One line per event: text, or JSON with --json; nothing with --quiet. */
+void agent_say(agent *a, const char *event, const job_slot *s,
+               const char *module, const char *detail, long long run_ms);
+
+/* job.c: the thread of one assignment. */
+void *job_main(void *slot);
+
+#endif /* RHIZOS_NODE_AGENT_H */

@@ -1,0 +1,554 @@
+/* DATA/config.toml: the TOML subset a node's configuration needs.
+ *
+ * Lines are blank, a comment (# ...), a section header [name], or
+ * key = value where value is a "basic string" (escapes \" \\ \n \t \r),
+ * a 'literal string', an integer (digits, optional sign and _ separators),
+ * a float (digits with a fraction and/or exponent) or true/false, each
+ * optionally followed by a comment. Everything else (arrays, inline
+ * tables, dotted keys, multi-line strings) is refused with FILE:LINE.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node.h"
+
+typedef enum { V_STRING, V_INT, V_FLOAT, V_BOOL } vtype;
+
+typedef struct value {
+    vtype type;
+    char *s;            /* V_STRING, malloc'd */
+    int64_t i;
+    double f;
+    int b;
+} value;
+
+typedef struct parser {
+    node_config *c;
+    const char *file;
+    unsigned line;
+    char section[64];
+    char *err;
+    size_t errlen;
+    unsigned seen_sections;   /* bit per known section */
+    unsigned long long seen_keys; /* bit per key of the table below */
+} parser;
+
+static int perr(parser *p, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(p->err, p->errlen, "%s:%u: %s", p->file, p->line, msg);
+    return -1;
+}
+
+/* ---- the keys a node knows ---- */
+
+typedef enum { K_URL, K_MODULES, K_SANDBOX, K_HEARTBEAT, K_GPU, K_CPU, K_MEM,
+               K_MAXJOBS, K_MAXMEM } key_id;
+
+typedef struct key_def {
+    const char *section, *name;
+    key_id id;
+    vtype type;
+} key_def;
+
+static const key_def keys[] = {
+    { "orchestrator", "url", K_URL, V_STRING },
+    { "node", "modules", K_MODULES, V_STRING },
+    { "node", "sandbox", K_SANDBOX, V_BOOL },
+    { "node", "heartbeat_s", K_HEARTBEAT, V_FLOAT },
+    { "pricing", "gpu_hour_cents", K_GPU, V_INT },
+    { "pricing", "cpu_hour_cents", K_CPU, V_INT },
+    { "pricing", "memory_gb_hour_cents", K_MEM, V_INT },
+    { "limits", "max_concurrent_jobs", K_MAXJOBS, V_INT },
+    { "limits", "max_memory_mb", K_MAXMEM, V_INT },
+};
+
+static const char *const sections[] = {
+    "orchestrator", "node", "pricing", "limits", "labels",
+};
+
+static const char *type_name(vtype t)
+{
+    switch (t) {
+    case V_STRING: return "a string";
+    case V_INT: return "an integer";
+    case V_FLOAT: return "a number";
+    default: return "true or false";
+    }
+}
+
+/* ---- lexing ---- */
+
+static const char *skip_ws(const char *s, const char *end)
+{
+    while (s < end && (*s == ' ' || *s == '\t'))
+        s++;
+    return s;
+}
+
+/* Only whitespace or a comment may follow a value or header. */
+static int rest_is_empty(const char *s, const char *end)
+{
+    s = skip_ws(s, end);
+    return s == end || *s == '#';
+}
+
+static int is_key_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+           (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
+}
+
+static int parse_header(parser *p, const char *s, const char *end)
+{
+    const char *name = skip_ws(s + 1, end), *q = name;
+    while (q < end && is_key_char(*q))
+        q++;
+    size_t n = (size_t)(q - name);
+    const char *close = skip_ws(q, end);
+    if (close >= end || *close != ']')
+        return perr(p, n ? "expected ']' after the section name"
+                         : "malformed section header (want [name])");
+    if (n == 0)
+        return perr(p, "empty section name");
+    if (!rest_is_empty(close + 1, end))
+        return perr(p, "unexpected text after the section header");
+    if (n >= sizeof p->section)
+        return perr(p, "section name too long");
+    memcpy(p->section, name, n);
+    p->section[n] = '\0';
+    for (size_t i = 0; i < sizeof sections / sizeof *sections; i++)
+        if (strcmp(sections[i], p->section) == 0) {
+            if (p->seen_sections & (1u << i))
+                return perr(p, "section [%s] appears twice", p->section);
+            p->seen_sections |= 1u << i;
+            return 0;
+        }
+    return perr(p, "unknown section [%s] (known: [orchestrator] [node] "
+                   "[pricing] [limits] [labels])", p->section);
+}
+
+static int parse_basic_string(parser *p, const char **sp, const char *end,
+                              value *v)
+{
+    const char *s = *sp + 1;
+    char *out = malloc((size_t)(end - s) + 1), *o = out;
+    if (!out)
+        return perr(p, "out of memory");
+    for (;;) {
+        if (s >= end) {
+            free(out);
+            return perr(p, "unterminated string");
+        }
+        char ch = *s++;
+        if (ch == '"')
+            break;
+        if ((unsigned char)ch < 0x20 && ch != '\t') {
+            free(out);
+            return perr(p, "control character in a string");
+        }
+        if (ch != '\\') {
+            *o++ = ch;
+            continue;
+        }
+        char e = s < end ? *s++ : '\0';
+        switch (e) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case 'n': *o++ = '\n'; break;
+        case 't': *o++ = '\t'; break;
+        case 'r': *o++ = '\r'; break;
+        default:
+            free(out);
+            return perr(p, "unsupported escape in a string (use \\\" \\\\ "
+                           "\\n \\t \\r)");
+        }
+    }
+    *o = '\0';
+    v->type = V_STRING;
+    v->s = out;
+    *sp = s;
+    return 0;
+}
+
+static int parse_literal_string(parser *p, const char **sp, const char *end,
+                                value *v)
+{
+    const char *s = *sp + 1, *close = memchr(s, '\'', (size_t)(end - s));
+    if (!close)
+        return perr(p, "unterminated string");
+    size_t n = (size_t)(close - s);
+    v->s = malloc(n + 1);
+    if (!v->s)
+        return perr(p, "out of memory");
+    memcpy(v->s, s, n);
+    v->s[n] = '\0';
+    v->type = V_STRING;
+    *sp = close + 1;
+    return 0;
+}
+
+/* Digits with single '_' between them; returns the end or NULL. */
+static const char *scan_digits(const char *s, const char *end)
+{
+    if (s >= end || *s < '0' || *s > '9')
+        return NULL;
+    while (s < end && ((*s >= '0' && *s <= '9') ||
+                       (*s == '_' && s + 1 < end && s[1] >= '0' && s[1] <= '9')))
+        s++;
+    return s;
+}
+
+/* A number token without its underscores, for strtoll/strtod. */
+static int parse_number(parser *p, const char **sp, const char *end, value *v)
+{
+    const char *s = *sp, *q = s;
+    int is_float = 0;
+    if (q < end && (*q == '+' || *q == '-'))
+        q++;
+    q = scan_digits(q, end);
+    if (q && q < end && *q == '.') {
+        is_float = 1;
+        q = scan_digits(q + 1, end);
+    }
+    if (q && q < end && (*q == 'e' || *q == 'E')) {
+        is_float = 1;
+        q++;
+        if (q < end && (*q == '+' || *q == '-'))
+            q++;
+        q = scan_digits(q, end);
+    }
+    if (!q || (q < end && !(*q == ' ' || *q == '\t' || *q == '#')))
+        return perr(p, "malformed value (want \"string\", a number, true "
+                       "or false)");
+    char buf[64];
+    size_t n = 0;
+    for (const char *t = s; t < q; t++)
+        if (*t != '_') {
+            if (n + 1 >= sizeof buf)
+                return perr(p, "number too long");
+            buf[n++] = *t;
+        }
+    buf[n] = '\0';
+    errno = 0;
+    if (is_float) {
+        v->type = V_FLOAT;
+        v->f = strtod(buf, NULL);
+        if (errno == ERANGE || !isfinite(v->f))
+            return perr(p, "number out of range");
+    } else {
+        v->type = V_INT;
+        v->i = strtoll(buf, NULL, 10);
+        if (errno == ERANGE)
+            return perr(p, "integer out of range");
+    }
+    *sp = q;
+    return 0;
+}
+
+static int parse_value(parser *p, const char **sp, const char *end, value *v)
+{
+    const char *s = *sp;
+    if (s >= end || *s == '#')
+        return perr(p, "missing value after '='");
+    if (*s == '"') {
+        if (end - s >= 3 && s[1] == '"' && s[2] == '"')
+            return perr(p, "multi-line strings are not supported");
+        return parse_basic_string(p, sp, end, v);
+    }
+    if (*s == '\'')
+        return parse_literal_string(p, sp, end, v);
+    if (*s == '[' || *s == '{')
+        return perr(p, "arrays and inline tables are not supported");
+    for (int b = 0; b < 2; b++) {
+        const char *word = b ? "true" : "false";
+        size_t n = strlen(word);
+        if ((size_t)(end - s) >= n && memcmp(s, word, n) == 0 &&
+            (s + n == end || s[n] == ' ' || s[n] == '\t' || s[n] == '#')) {
+            v->type = V_BOOL;
+            v->b = b;
+            *sp = s + n;
+            return 0;
+        }
+    }
+    return parse_number(p, sp, end, v);
+}
+
+/* ---- applying values ---- */
+
+static int want_uint(parser *p, const key_def *k, const value *v,
+                     uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    if (v->i < 0 || (uint64_t)v->i < lo || (uint64_t)v->i > hi)
+        return perr(p, "%s must be between %llu and %llu", k->name,
+                    (unsigned long long)lo, (unsigned long long)hi);
+    *out = (uint64_t)v->i;
+    return 0;
+}
+
+static int set_string(char **slot, value *v)
+{
+    free(*slot);
+    *slot = v->s;
+    v->s = NULL;
+    return 0;
+}
+
+static int apply_url(parser *p, value *v)
+{
+    if (strncmp(v->s, "http://", 7) != 0 && strncmp(v->s, "https://", 8) != 0)
+        return perr(p, "url must start with http:// or https://");
+    return set_string(&p->c->orchestrator_url, v);
+}
+
+static int apply(parser *p, const key_def *k, value *v)
+{
+    node_config *c = p->c;
+    uint64_t u = 0;
+    int rc = 0;
+    switch (k->id) {
+    case K_URL: return apply_url(p, v);
+    case K_MODULES: return set_string(&c->modules, v);
+    case K_SANDBOX: c->sandbox = v->b; return 0;
+    case K_HEARTBEAT:
+        if (v->f < 0.1 || v->f > 60)
+            return perr(p, "heartbeat_s must be between 0.1 and 60");
+        c->heartbeat_s = v->f;
+        return 0;
+    case K_GPU: rc = want_uint(p, k, v, 0, 100000000, &c->gpu_hour_cents); break;
+    case K_CPU: rc = want_uint(p, k, v, 0, 100000000, &c->cpu_hour_cents); break;
+    case K_MEM: rc = want_uint(p, k, v, 0, 100000000, &c->memory_gb_hour_cents); break;
+    case K_MAXJOBS:
+        if ((rc = want_uint(p, k, v, 1, 1024, &u)) == 0)
+            c->max_concurrent_jobs = (uint32_t)u;
+        break;
+    case K_MAXMEM:
+        if ((rc = want_uint(p, k, v, 0, UINT32_MAX, &u)) == 0)
+            c->max_memory_mb = (uint32_t)u;
+        break;
+    }
+    return rc;
+}
+
+static int apply_label(parser *p, const char *key, value *v)
+{
+    node_config *c = p->c;
+    if (v->type != V_STRING)
+        return perr(p, "label %s must be a string", key);
+    for (size_t i = 0; i < c->n_labels; i++)
+        if (strcmp(c->label_keys[i], key) == 0)
+            return perr(p, "key '%s' appears twice in [labels]", key);
+    if (c->n_labels == NODE_CONFIG_MAX_LABELS)
+        return perr(p, "more than %u labels", NODE_CONFIG_MAX_LABELS);
+    char *k = strdup(key);
+    if (!k)
+        return perr(p, "out of memory");
+    c->label_keys[c->n_labels] = k;
+    c->label_values[c->n_labels++] = v->s;
+    v->s = NULL;
+    return 0;
+}
+
+static int assign(parser *p, const char *key, value *v)
+{
+    if (!p->section[0])
+        return perr(p, "key '%s' outside a [section]", key);
+    if (strcmp(p->section, "labels") == 0)
+        return apply_label(p, key, v);
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        const key_def *k = &keys[i];
+        if (strcmp(k->section, p->section) != 0 || strcmp(k->name, key) != 0)
+            continue;
+        if (p->seen_keys & (1ull << i))
+            return perr(p, "key '%s' appears twice in [%s]", key, p->section);
+        p->seen_keys |= 1ull << i;
+        if (k->type == V_FLOAT && v->type == V_INT) {
+            v->type = V_FLOAT;
+            v->f = (double)v->i;
+        }
+        if (v->type != k->type)
+            return perr(p, "%s must be %s", key, type_name(k->type));
+        return apply(p, k, v);
+    }
+    return perr(p, "unknown key '%s' in [%s]", key, p->section);
+}
+
+static int parse_assignment(parser *p, const char *s, const char *end)
+{
+    const char *q = s;
+    while (q < end && is_key_char(*q))
+        q++;
+    size_t n = (size_t)(q - s);
+    const char *eq = skip_ws(q, end);
+    if (n == 0)
+        return perr(p, eq < end && *eq == '=' ? "missing key before '='"
+                                              : "expected key = value");
+    if (eq >= end || *eq != '=')
+        return perr(p, eq < end && *eq == '.' ? "dotted keys are not supported"
+                                  : "expected '=' after the key");
+    char key[64];
+    if (n >= sizeof key)
+        return perr(p, "key too long");
+    memcpy(key, s, n);
+    key[n] = '\0';
+    const char *vs = skip_ws(eq + 1, end);
+    value v = {0};
+    int rc = parse_value(p, &vs, end, &v);
+    if (rc == 0 && !rest_is_empty(vs, end))
+        rc = perr(p, "unexpected text after the value");
+    if (rc == 0)
+        rc = assign(p, key, &v);
+    free(v.s);
+    return rc;
+}
+
+static int parse_line(parser *p, const char *s, const char *end)
+{
+    if (end > s && end[-1] == '\r')
+        end--;
+    s = skip_ws(s, end);
+    if (s == end || *s == '#')
+        return 0;
+    if (*s == '[')
+        return parse_header(p, s, end);
+    return parse_assignment(p, s, end);
+}
+
+int node_config_parse(node_config *c, const char *text, size_t len,
+                      const char *file, char *err, size_t errlen)
+{
+    parser p = { .c = c, .file = file ? file : "<config>", .err = err,
+                 .errlen = errlen };
+    if (len > NODE_CONFIG_MAX_BYTES) {
+        snprintf(err, errlen, "%s: larger than %u bytes", p.file,
+                 NODE_CONFIG_MAX_BYTES);
+        return -1;
+    }
+    const char *s = text, *end = text + len;
+    while (s < end) {
+        p.line++;
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        const char *eol = nl ? nl : end;
+        if (memchr(s, '\0', (size_t)(eol - s)))
+            return perr(&p, "NUL byte");
+        if (parse_line(&p, s, eol) != 0)
+            return -1;
+        s = nl ? nl + 1 : end;
+    }
+    return 0;
+}
+
+void node_config_defaults(node_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->sandbox = 1;
+    c->heartbeat_s = 5;
+    /* The node-agent handoff's example prices and limit. */
+    c->gpu_hour_cents = 50;
+    c->cpu_hour_cents = 2;
+    c->memory_gb_hour_cents = 1;
+    c->max_concurrent_jobs = 4;
+}
+
+int node_config_load(node_config *c, const char *path, char *err,
+                     size_t errlen)
+{
+    node_config_defaults(c);
+    size_t len = 0;
+    char *text = node_read_file(path, NODE_CONFIG_MAX_BYTES, &len);
+    if (!text) {
+        if (errno == EFBIG)
+            snprintf(err, errlen, "%s: larger than %u bytes", path,
+                     NODE_CONFIG_MAX_BYTES);
+        else
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = node_config_parse(c, text, len, path, err, errlen);
+    free(text);
+    return rc;
+}
+
+void node_config_free(node_config *c)
+{
+    if (!c)
+        return;
+    free(c->orchestrator_url);
+    free(c->modules);
+    for (size_t i = 0; i < c->n_labels; i++) {
+        free(c->label_keys[i]);
+        free(c->label_values[i]);
+    }
+    node_config_defaults(c);
+}
+
+/* A basic string: quotes, backslashes and control characters escaped. */
+static void put_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if (*s == '\n')
+            fputs("\\n", f);
+        else if (*s == '\t')
+            fputs("\\t", f);
+        else if (*s == '\r')
+            fputs("\\r", f);
+        else if ((unsigned char)*s >= 0x20)
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+char *node_config_format(const node_config *c)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    fputs("# rhizos-node configuration (docs/node.md).\n\n[orchestrator]\nurl = ", f);
+    put_string(f, c->orchestrator_url ? c->orchestrator_url : NODE_DEFAULT_URL);
+    fprintf(f, "\n\n[node]\n"
+            "# Jobs from the network run under bubblewrap; false runs them\n# unconfined, as --no-sandbox does (trusted work only).\n"
+            "sandbox = %s\nheartbeat_s = %g\n", c->sandbox ? "true" : "false",
+            c->heartbeat_s);
+    if (c->modules) {
+        fputs("modules = ", f);
+        put_string(f, c->modules);
+        fputc('\n', f);
+    } else {
+        fputs("# modules = \"/srv/modules:/opt/more-modules\"\n", f);
+    }
+    fprintf(f, "\n# What this node charges, in US cents per hour of each "
+            "resource.\n[pricing]\ngpu_hour_cents = %llu\ncpu_hour_cents = "
+            "%llu\nmemory_gb_hour_cents = %llu\n\n[limits]\n"
+            "max_concurrent_jobs = %u\n# Address-space limit of one job in "
+            "MiB (0: the module's own requirement only).\nmax_memory_mb = "
+            "%u\n\n# Free-form labels jobs can require (region, tier, ...).\n"
+            "[labels]\n",
+            (unsigned long long)c->gpu_hour_cents,
+            (unsigned long long)c->cpu_hour_cents,
+            (unsigned long long)c->memory_gb_hour_cents,
+            c->max_concurrent_jobs, c->max_memory_mb);
+    for (size_t i = 0; i < c->n_labels; i++) {
+        fprintf(f, "%s = ", c->label_keys[i]);
+        put_string(f, c->label_values[i]);
+        fputc('\n', f);
+    }
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}

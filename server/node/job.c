@@ -1,0 +1,502 @@
+/* One assignment: check the module, open its credentials in memory, run it
+ * through the process adapter, report the result (retrying until the
+ * orchestrator has it), wipe the secrets. */
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent.h"
+
+#define MAX_CREDS 32
+#define LOG_CAP (64u * 1024u)
+#define REASON_LINE 300
+
+typedef struct job {
+    job_slot *s;
+    const cJSON *asg;
+    const char *module_id, *module_version, *digest, *step;
+    char module_ref[160];
+    const rz_module *m;
+    cJSON *manifest;
+    rz_secret *creds[MAX_CREDS];   /* "RZ_CRED_<FIELD>=value" */
+    size_t n_creds;
+    char *outputs, *error, *log;
+    uint64_t run_ms;
+} job;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static const char *str_at(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static double num_at(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+/* ---- the module ---- */
+
+/* NULL when the node can run it, else why not (static text or *why). */
+static const char *check_module(agent *a, job *j, char *why, size_t n)
+{
+    const cJSON *mod = cJSON_GetObjectItemCaseSensitive(j->asg, "module");
+    j->module_id = str_at(mod, "id");
+    j->module_version = str_at(mod, "version");
+    j->digest = str_at(mod, "digest");
+    if (!j->module_id || !j->module_version)
+        return "the assignment names no module";
+    snprintf(j->module_ref, sizeof j->module_ref, "%s@%s", j->module_id,
+             j->module_version);
+    if (rz_registry_resolve(a->reg, j->module_id, j->module_version, &j->m)
+        != RZ_OK) {
+        snprintf(why, n, "module %s is not in this node's registries",
+                 j->module_ref);
+        return why;
+    }
+    char hex[65];
+    if (rz_module_digest(j->m, hex) != RZ_OK ||
+        (j->digest && strcmp(hex, j->digest) != 0)) {
+        snprintf(why, n, "module %s differs here (manifest digest %.12s..., "
+                 "the orchestrator's %.12s...)", j->module_ref, hex,
+                 j->digest ? j->digest : "");
+        return why;
+    }
+    char *text = NULL;
+    if (rz_module_manifest_json(j->m, &text) == RZ_OK)
+        j->manifest = cJSON_Parse(text);
+    rz_free(text);
+    const cJSON *ex = cJSON_GetObjectItemCaseSensitive(j->manifest, "exec");
+    const char *adapter = str_at(ex, "adapter");
+    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(ex, "command");
+    if (!rz_module_dir(j->m))
+        return "the module has no local folder to run from";
+    if (adapter && strcmp(adapter, "process") != 0) {
+        snprintf(why, n, "adapter '%s' is not served by this node", adapter);
+        return why;
+    }
+    if (!cJSON_IsArray(cmd) || cJSON_GetArraySize(cmd) == 0)
+        return "the module has no exec.command";
+    return NULL;
+}
+
+/* ---- credentials ---- */
+
+/* "RZ_CRED_" + FIELD upper-cased, other characters '_', "=" + value, in a
+ * guarded buffer. */
+static int cred_entry(job *j, const char *field, const rz_secret *value)
+{
+    size_t fl = strlen(field), vl = rz_secret_len(value);
+    rz_secret *e = NULL;
+    if (j->n_creds == MAX_CREDS || rz_secret_alloc(&e, 8 + fl + 1 + vl + 1) != RZ_OK)
+        return -1;
+    unsigned char *p = rz_secret_bytes(e);
+    memcpy(p, "RZ_CRED_", 8);
+    for (size_t i = 0; i < fl; i++) {
+        unsigned char ch = (unsigned char)toupper((unsigned char)field[i]);
+        p[8 + i] = isalnum(ch) ? ch : '_';
+    }
+    p[8 + fl] = '=';
+    memcpy(p + 9 + fl, rz_secret_data(value), vl);
+    p[9 + fl + vl] = '\0';
+    rz_secret_truncate(e, 9 + fl + vl);
+    j->creds[j->n_creds++] = e;
+    return 0;
+}
+
+static const char *open_one(agent *a, job *j, const cJSON *c, const char *jid)
+{
+    const char *field = str_at(c, "field"), *b64 = str_at(c, "sealed");
+    if (!field || !*field || !b64)
+        return "a credential lacks field or sealed";
+    size_t blen = strlen(b64), n = 0;
+    unsigned char *sealed = malloc(blen + 1);
+    if (!sealed || sodium_base642bin(sealed, blen + 1, b64, blen, NULL, &n,
+                                     NULL, sodium_base64_VARIANT_ORIGINAL)) {
+        free(sealed);
+        return "a sealed credential is not base64";
+    }
+    rz_secret *value = NULL;
+    int rc = rz_vault_unseal(&value, NULL, sealed, n, a->keys.x_pk,
+                             a->keys.x_sk, jid, 0);
+    free(sealed);
+    if (rc != RZ_OK)
+        return rc == RZ_EEXPIRED ? "a sealed credential has expired"
+                                 : "a sealed credential does not open with "
+                                   "this node's key";
+    if (memchr(rz_secret_data(value), '\0', rz_secret_len(value))) {
+        rz_secret_free(value);
+        return "a credential holds a NUL byte";
+    }
+    rc = cred_entry(j, field, value);
+    rz_secret_free(value);
+    return rc ? "too many credentials" : NULL;
+}
+
+static const char *open_credentials(agent *a, job *j)
+{
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(j->asg, "credentials");
+    char jid[24];
+    snprintf(jid, sizeof jid, "%" PRIu64, j->s->job);
+    const cJSON *c;
+    cJSON_ArrayForEach(c, list) {
+        const char *why = open_one(a, j, c, jid);
+        if (why)
+            return why;
+    }
+    return NULL;
+}
+
+static void wipe_credentials(job *j)
+{
+    for (size_t i = 0; i < j->n_creds; i++)
+        rz_secret_free(j->creds[i]);
+    j->n_creds = 0;
+}
+
+/* ---- scrubbing ---- */
+
+static void redact(char **text, const char *needle)
+{
+    size_t nl = strlen(needle);
+    if (!*text || nl == 0 || !strstr(*text, needle))
+        return;
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f)
+        return;
+    const char *p = *text, *hit;
+    while ((hit = strstr(p, needle))) {
+        fwrite(p, 1, (size_t)(hit - p), f);
+        fputs("[redacted]", f);
+        p = hit + nl;
+    }
+    fputs(p, f);
+    if (fclose(f) != 0) {
+        free(out);
+        return;
+    }
+    sodium_memzero(*text, strlen(*text));
+    free(*text);
+    *text = out;
+}
+
+/* A module may print a secret it was given: values are removed raw from
+ * the log and error, JSON-escaped from the outputs text. */
+static void scrub(job *j)
+{
+    for (size_t i = 0; i < j->n_creds; i++) {
+        const char *v = strchr((const char *)rz_secret_data(j->creds[i]), '=');
+        if (!v || !v[1])
+            continue;
+        v++;
+        redact(&j->log, v);
+        redact(&j->error, v);
+        cJSON *s = cJSON_CreateString(v);
+        char *q = s ? cJSON_PrintUnformatted(s) : NULL;
+        cJSON_Delete(s);
+        if (q && strlen(q) > 2) {
+            q[strlen(q) - 1] = '\0';
+            redact(&j->outputs, q + 1);
+        }
+        if (q)
+            sodium_memzero(q, strlen(q));
+        cJSON_free(q);
+    }
+}
+
+/* Bytes that are not valid UTF-8 (and NULs) become '?': the log travels
+ * as a CBOR text string. */
+static char *utf8_copy(const char *s, size_t n)
+{
+    char *out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        size_t len = u[i] < 0x80 ? 1 : (u[i] & 0xE0) == 0xC0 ? 2
+                   : (u[i] & 0xF0) == 0xE0 ? 3 : (u[i] & 0xF8) == 0xF0 ? 4 : 0;
+        int ok = len > 0 && i + len <= n && u[i] != 0 &&
+                 !(len == 2 && u[i] < 0xC2);
+        for (size_t k = 1; ok && k < len; k++)
+            ok = (u[i + k] & 0xC0) == 0x80;
+        if (ok && len == 3)
+            ok = !(u[i] == 0xE0 && u[i + 1] < 0xA0) &&
+                 !(u[i] == 0xED && u[i + 1] >= 0xA0);
+        if (ok && len == 4)
+            ok = !(u[i] == 0xF0 && u[i + 1] < 0x90) &&
+                 !(u[i] == 0xF4 && u[i + 1] >= 0x90) && u[i] <= 0xF4;
+        if (ok) {
+            memcpy(out + i, s + i, len);
+            i += len;
+        } else {
+            out[i++] = '?';
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* ---- running ---- */
+
+static char *failure_reason(const rz_proc *p, uint32_t timeout_s)
+{
+    char buf[REASON_LINE + 64];
+    int code = rz_proc_exit_code(p);
+    size_t len = 0;
+    const char *log = rz_proc_log(p, &len);
+    if (rz_proc_timed_out(p))
+        snprintf(buf, sizeof buf, "timed out after %u s", timeout_s);
+    else if (code < 0)
+        snprintf(buf, sizeof buf, "killed by signal %d", -code);
+    else if (code == 0)
+        snprintf(buf, sizeof buf, "no JSON object on stdout");
+    else {
+        while (len > 0 && isspace((unsigned char)log[len - 1]))
+            len--;
+        size_t start = len;
+        while (start > 0 && log[start - 1] != '\n')
+            start--;
+        if (len - start > REASON_LINE)
+            start = len - REASON_LINE;
+        snprintf(buf, sizeof buf, "exit status %d%s%.*s", code,
+                 len > start ? ": " : "", (int)(len - start), log + start);
+    }
+    return utf8_copy(buf, strlen(buf));
+}
+
+static uint32_t job_timeout(const job *j)
+{
+    double t = num_at(j->asg, "timeout_s");
+    if (t <= 0)
+        t = num_at(cJSON_GetObjectItemCaseSensitive(j->manifest, "exec"),
+                   "timeout_s");
+    return t <= 0 ? 0 : t > 4000000 ? 4000000u : (uint32_t)t;
+}
+
+static uint32_t job_memory(agent *a, const job *j)
+{
+    double req = num_at(cJSON_GetObjectItemCaseSensitive(j->manifest,
+                                                         "requirements"),
+                        "memory_mb");
+    uint32_t mb = req > 0 && req < UINT32_MAX ? (uint32_t)req : 0;
+    uint32_t cap = a->cfg.max_memory_mb;
+    return cap && (mb == 0 || mb > cap) ? cap : mb;
+}
+
+/* argv from exec.command; env: context, then credentials (borrowed). */
+static int spawn(agent *a, job *j, rz_proc **p, uint32_t timeout_s)
+{
+    const cJSON *ex = cJSON_GetObjectItemCaseSensitive(j->manifest, "exec");
+    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(ex, "command"), *w;
+    const char *argv[64];
+    size_t n = 0;
+    cJSON_ArrayForEach(w, cmd)
+        if (cJSON_IsString(w) && n < 63)
+            argv[n++] = w->valuestring;
+    argv[n] = NULL;
+    char run_id[40], step_id[160], attempt[32];
+    snprintf(run_id, sizeof run_id, "job-%" PRIu64, j->s->job);
+    snprintf(step_id, sizeof step_id, "RZ_STEP_ID=%s",
+             j->step && *j->step ? j->step : "job");
+    snprintf(attempt, sizeof attempt, "RZ_ATTEMPT=%u", j->s->attempt);
+    char run_env[64];
+    snprintf(run_env, sizeof run_env, "RZ_RUN_ID=%s", run_id);
+    const char *env[MAX_CREDS + 4] = { run_env, step_id, attempt };
+    for (size_t i = 0; i < j->n_creds; i++)
+        env[3 + i] = (const char *)rz_secret_data(j->creds[i]);
+    env[3 + j->n_creds] = NULL;
+
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(j->asg, "request");
+    char *input = cJSON_IsObject(req) ? cJSON_PrintUnformatted(req)
+                                      : strdup("{\"inputs\":{},\"config\":{}}");
+    rz_proc_opts po = RZ_PROC_OPTS_INIT;
+    po.argv = argv;
+    po.module_dir = rz_module_dir(j->m);
+    po.env = env;
+    po.input = input;
+    po.input_len = input ? strlen(input) : 0;
+    po.network = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ex, "network"));
+    po.sandbox = a->sandbox;
+    po.timeout_ms = timeout_s > UINT32_MAX / 1000u ? UINT32_MAX : timeout_s * 1000u;
+    po.memory_mb = job_memory(a, j);
+    po.max_log = LOG_CAP;
+    int rc = input ? rz_proc_spawn(p, &po) : RZ_ENOMEM;
+    cJSON_free(input);
+    return rc;
+}
+
+static int stop_requested(job_slot *s)
+{
+    pthread_mutex_lock(&s->a->mu);
+    int stop = s->stop;
+    pthread_mutex_unlock(&s->a->mu);
+    return stop;
+}
+
+/* Runs to the end or until told to stop; fills outputs/error/log. */
+static void run(agent *a, job *j)
+{
+    uint32_t timeout_s = job_timeout(j);
+    rz_proc *p = NULL;
+    uint64_t t0 = now_ms();
+    if (spawn(a, j, &p, timeout_s) != RZ_OK) {
+        char buf[600];
+        snprintf(buf, sizeof buf, "cannot start: %s", rz_error_last()->message);
+        j->error = utf8_copy(buf, strlen(buf));
+        return;
+    }
+    int killed = 0;
+    while (rz_proc_poll(p, 200) == 0)
+        if (!killed && stop_requested(j->s)) {
+            rz_proc_kill(p);
+            killed = 1;
+        }
+    j->run_ms = now_ms() - t0;
+    const char *outputs = rz_proc_outputs(p);
+    size_t len = 0;
+    const char *log = rz_proc_log(p, &len);
+    j->log = len ? utf8_copy(log, len) : NULL;
+    if (rz_proc_exit_code(p) == 0 && outputs && !rz_proc_timed_out(p))
+        j->outputs = strdup(outputs);
+    else
+        j->error = failure_reason(p, timeout_s);
+    rz_proc_free(p);
+}
+
+/* ---- reporting ---- */
+
+static cJSON *result_body(const job *j)
+{
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddNumberToObject(b, "attempt", j->s->attempt);
+    cJSON *out = j->outputs ? cJSON_Parse(j->outputs) : NULL;
+    if (cJSON_IsObject(out))
+        cJSON_AddItemToObject(b, "outputs", out);
+    else {
+        cJSON_Delete(out);
+        cJSON_AddStringToObject(b, "error", j->error ? j->error
+                                : "outputs are not a JSON object");
+    }
+    cJSON_AddNumberToObject(b, "run_ms", (double)j->run_ms);
+    if (j->log)
+        cJSON_AddStringToObject(b, "log", j->log);
+    return b;
+}
+
+/* POST until the orchestrator answers; a connection failure or a 5xx is
+ * retried with backoff (the result is not dropped), any other answer is
+ * final. With the agent stopping, one more try is all there is. */
+static int deliver(agent *a, job *j, const char *what, const cJSON *body)
+{
+    unsigned tries = 0;
+    for (;;) {
+        uint64_t node = 0, gen = 0;
+        rz_client *c = agent_client(a, &node, &gen);
+        if (!c)
+            return RZ_ENOMEM;
+        if (gen != j->s->generation) {
+            rz_client_free(c);
+            return RZ_ESTATE;   /* registered anew: this attempt is void */
+        }
+        char path[96];
+        snprintf(path, sizeof path, "/api/v1/nodes/%" PRIu64 "/jobs/%" PRIu64
+                 "/%s", node, j->s->job, what);
+        long status = 0;
+        int rc = node_call(c, "POST", path, body, 1, &status, NULL);
+        /* A refused result is about this attempt, not the registration. */
+        agent_note(a, rc == RZ_ECONNECT ? rc : RZ_OK, 0);
+        rz_client_free(c);
+        int transient = rc == RZ_ECONNECT || (rc != RZ_OK && status >= 500);
+        if (!transient || agent_stopping(a))
+            return rc;
+        agent_sleep(a, agent_backoff(&tries));
+    }
+}
+
+static void decline(agent *a, job *j, const char *reason)
+{
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddNumberToObject(b, "attempt", j->s->attempt);
+    cJSON_AddStringToObject(b, "reason", reason);
+    int rc = deliver(a, j, "decline", b);
+    cJSON_Delete(b);
+    agent_say(a, "declined", j->s, j->module_ref[0] ? j->module_ref : NULL,
+              reason, -1);
+    if (rc != RZ_OK && rc != RZ_ECONNECT)
+        agent_say(a, "decline-refused", j->s, NULL, rz_strerror(rc), -1);
+}
+
+static void report(agent *a, job *j)
+{
+    scrub(j);
+    cJSON *b = result_body(j);
+    agent_say(a, j->outputs ? "succeeded" : "failed", j->s, j->module_ref,
+              j->outputs ? NULL : j->error, (long long)j->run_ms);
+    int rc = deliver(a, j, "result", b);
+    if (rc != RZ_OK)
+        agent_say(a, "result-refused", j->s, j->module_ref,
+                  rz_error_last()->message[0] ? rz_error_last()->message
+                                              : rz_strerror(rc), -1);
+    cJSON_Delete(b);
+}
+
+static void finish(job *j)
+{
+    wipe_credentials(j);
+    if (j->log)
+        sodium_memzero(j->log, strlen(j->log));
+    free(j->log);
+    free(j->outputs);
+    free(j->error);
+    cJSON_Delete(j->manifest);
+}
+
+void *job_main(void *arg)
+{
+    job_slot *s = arg;
+    agent *a = s->a;
+    job j = { .s = s, .asg = s->assignment };
+    j.step = str_at(j.asg, "step");
+    char why[400];
+    const char *no = check_module(a, &j, why, sizeof why);
+    if (!no)
+        no = open_credentials(a, &j);
+    if (no) {
+        decline(a, &j, no);
+    } else {
+        agent_say(a, "started", s, j.module_ref, NULL, -1);
+        run(a, &j);
+        int stop = stop_requested(s);
+        if (stop == 1)
+            agent_say(a, "stopped", s, j.module_ref,
+                      "the orchestrator withdrew it", (long long)j.run_ms);
+        else if (stop == 2)
+            decline(a, &j, "the node is shutting down");
+        else
+            report(a, &j);
+    }
+    finish(&j);
+    pthread_mutex_lock(&a->mu);
+    cJSON_Delete(s->assignment);
+    s->assignment = NULL;
+    s->finished = 1;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}

@@ -1,0 +1,122 @@
+/* The node agent's parts (server/node/): configuration, keys and state,
+ * the orchestrator protocol, the start loop and one job. Private to
+ * rhizos-node; only the public rz_* API is used underneath. */
+#ifndef RHIZOS_NODE_H
+#define RHIZOS_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- config.c: DATA/config.toml, a small TOML subset ---- */
+
+#define NODE_CONFIG_MAX_BYTES (64u * 1024u)
+#define NODE_CONFIG_MAX_LABELS 64u
+
+typedef struct node_config {
+    char *orchestrator_url;          /* [orchestrator] url */
+    char *modules;                   /* [node] modules: colon list; NULL none */
+    int sandbox;                     /* [node] sandbox (default true) */
+    double heartbeat_s;              /* [node] heartbeat_s (default 5) */
+    uint64_t gpu_hour_cents;         /* [pricing] */
+    uint64_t cpu_hour_cents;
+    uint64_t memory_gb_hour_cents;
+    uint32_t max_concurrent_jobs;    /* [limits] (default 4) */
+    uint32_t max_memory_mb;          /* [limits] per job; 0: no cap */
+    size_t n_labels;                 /* [labels] key = "value" */
+    char *label_keys[NODE_CONFIG_MAX_LABELS];
+    char *label_values[NODE_CONFIG_MAX_LABELS];
+} node_config;
+
+#define NODE_DEFAULT_URL "http://127.0.0.1:8080"
+
+void node_config_defaults(node_config *c);
+/* Parse `len` bytes of text named `file` (for messages) over the values
+ * already in *c. 0, or -1 with "FILE:LINE: message" in err. Unknown
+ * sections and keys are errors: a misspelt limit must not pass silently.
+ * On error *c may hold some of the new values: free it. */
+int node_config_parse(node_config *c, const char *text, size_t len,
+                      const char *file, char *err, size_t errlen);
+/* Defaults, then the file. Larger than NODE_CONFIG_MAX_BYTES is an error. */
+int node_config_load(node_config *c, const char *path, char *err,
+                     size_t errlen);
+void node_config_free(node_config *c);
+/* The file `init` writes (malloc'd). */
+char *node_config_format(const node_config *c);
+
+/* ---- keys.c: DATA/keys and DATA/state.json ---- */
+
+typedef struct node_keys {
+    unsigned char ed_pk[32];
+    unsigned char x_pk[32];
+    unsigned char *ed_sk;            /* 64 bytes, sodium_malloc */
+    unsigned char *x_sk;             /* 32 bytes, sodium_malloc */
+} node_keys;
+
+/* New key pairs written to DIR/keys (0700) as 0600 files. With `force`
+ * existing files are replaced. 0 or -1 with err. */
+int node_keys_create(const char *dir, int force, char *err, size_t errlen);
+int node_keys_load(node_keys *k, const char *dir, char *err, size_t errlen);
+void node_keys_free(node_keys *k);
+void node_hex(char *out, const unsigned char *bin, size_t len);
+
+typedef struct node_state {
+    uint64_t id;                     /* 0: not registered */
+    char account[33];
+    char url[512];                   /* where it registered */
+    char *token;                     /* sodium_malloc; NULL when none */
+} node_state;
+
+/* DATA/state.json plus DATA/token. A missing state is id 0, not an error. */
+int node_state_load(node_state *s, const char *dir, char *err, size_t errlen);
+int node_state_save(const node_state *s, const char *dir, char *err,
+                    size_t errlen);
+void node_state_free(node_state *s);
+
+/* Write `len` bytes to `path` through a 0600 temp file and rename. */
+int node_write_private(const char *path, const void *data, size_t len);
+/* Create `path` and its parents (0700). */
+int node_mkdirs(const char *path);
+/* Whole file, NUL-terminated, at most `max` bytes; NULL with errno set
+ * (EFBIG when larger). */
+char *node_read_file(const char *path, size_t max, size_t *len);
+
+/* ---- wire.c: the orchestrator protocol (docs/api.md) ---- */
+
+struct cJSON;
+struct rz_client;
+struct rz_caps;
+
+/* One request; `body` may be NULL, `cbor` selects the node protocol's
+ * encoding. *reply (may be NULL) gets the parsed reply or NULL (204).
+ * The rz_status of rz_client_call, or RZ_EPROTOCOL for a reply that is
+ * not JSON. */
+int node_call(struct rz_client *c, const char *method, const char *path,
+              const struct cJSON *body, int cbor, long *status,
+              struct cJSON **reply);
+/* The capabilities this node advertises: detected hardware, a stored
+ * benchmark, the configuration's prices, limits and labels, "process" as
+ * its only adapter. malloc'd JSON text, or NULL with err. */
+char *node_capabilities(const char *dir, const node_config *cfg, char *err,
+                        size_t errlen);
+/* POST /api/v1/nodes/register and save DATA/state.json + DATA/token.
+ * Returns an rz_status; err says why. */
+int node_register(const char *dir, const char *url, const node_config *cfg,
+                  const node_keys *keys, node_state *st, char *err,
+                  size_t errlen);
+/* True for the answers that mean "this registration no longer counts". */
+int node_status_lost(int rc);
+
+/* ---- agent.c / job.c: `rhizos-node start` ---- */
+
+typedef struct node_opts {
+    const char *data_dir;            /* resolved folder */
+    const char *url;                 /* --orchestrator, NULL: config */
+    const char *const *modules;      /* --modules, in order */
+    size_t n_modules;
+    int no_sandbox, once, quiet, json;
+} node_opts;
+
+/* Exit status of the command (0 on SIGTERM/SIGINT). */
+int node_agent_run(const node_opts *o);
+
+#endif /* RHIZOS_NODE_H */

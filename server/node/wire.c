@@ -1,0 +1,188 @@
+/* The node's side of the orchestrator protocol: requests through
+ * rz_client (CBOR on the node routes), capabilities and registration. */
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "rhizos/rhizos.h"
+#include "node.h"
+
+int node_call(rz_client *c, const char *method, const char *path,
+              const cJSON *body, int cbor, long *status, cJSON **reply)
+{
+    char *text = body ? cJSON_PrintUnformatted(body) : NULL;
+    char *raw = NULL;
+    long st = 0;
+    if (reply)
+        *reply = NULL;
+    if (body && !text)
+        return RZ_ENOMEM;
+    int rc = rz_client_call(c, method, path, text, cbor ? RZ_CLIENT_CBOR : 0,
+                            &st, &raw);
+    cJSON_free(text);
+    if (status)
+        *status = st;
+    if (rc == RZ_OK && raw && reply && !(*reply = cJSON_Parse(raw)))
+        rc = RZ_EPROTOCOL;
+    rz_free(raw);
+    return rc;
+}
+
+int node_status_lost(int rc)
+{
+    return rc == RZ_ENOENT || rc == RZ_ESTATE || rc == RZ_EAUTH;
+}
+
+/* ---- capabilities ---- */
+
+static void attach_benchmark(rz_caps *caps, const char *dir)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/node-benchmark.json", dir);
+    size_t n = 0;
+    char *text = node_read_file(path, 4096, &n);
+    rz_hw_bench b;
+    if (text && rz_hw_bench_parse(&b, text, n) == RZ_OK)
+        rz_caps_set_benchmark(caps, &b);
+    free(text);
+}
+
+static int apply_config(rz_caps *caps, const node_config *cfg)
+{
+    int rc = rz_caps_set_prices(caps, cfg->gpu_hour_cents, cfg->cpu_hour_cents,
+                                cfg->memory_gb_hour_cents);
+    if (rc == RZ_OK)
+        rc = rz_caps_set_market(caps, rz_caps_get(caps)->reputation,
+                                cfg->max_concurrent_jobs);
+    for (size_t i = 0; rc == RZ_OK && i < cfg->n_labels; i++)
+        rc = rz_caps_set_label(caps, cfg->label_keys[i], cfg->label_values[i]);
+    return rc;
+}
+
+/* What the agent really serves: the process adapter only (an engine socket
+ * may answer, but this agent does not run containers), and no more memory
+ * than one job may take. */
+static char *restrict_json(const char *json, const node_config *cfg)
+{
+    cJSON *j = cJSON_Parse(json);
+    if (!j)
+        return NULL;
+    cJSON *adapters = cJSON_CreateArray();
+    cJSON_AddItemToArray(adapters, cJSON_CreateString("process"));
+    cJSON_ReplaceItemInObjectCaseSensitive(j, "adapters", adapters);
+    const cJSON *mem = cJSON_GetObjectItemCaseSensitive(j, "memory_mb");
+    if (cfg->max_memory_mb && cJSON_IsNumber(mem) &&
+        mem->valuedouble > cfg->max_memory_mb)
+        cJSON_ReplaceItemInObjectCaseSensitive(
+            j, "memory_mb", cJSON_CreateNumber(cfg->max_memory_mb));
+    char *out = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return out;
+}
+
+char *node_capabilities(const char *dir, const node_config *cfg, char *err,
+                        size_t errlen)
+{
+    rz_hw_opts ho = RZ_HW_OPTS_INIT;
+    struct stat st;
+    ho.data_dir = stat(dir, &st) == 0 ? dir : ".";
+    rz_caps *caps = NULL;
+    char *json = NULL, *out = NULL;
+    int rc = rz_hw_detect(&caps, &ho);
+    if (rc == RZ_OK) {
+        attach_benchmark(caps, dir);
+        rc = apply_config(caps, cfg);
+    }
+    if (rc == RZ_OK)
+        rc = rz_caps_to_json(caps, 0, &json);
+    if (rc == RZ_OK && !(out = restrict_json(json, cfg)))
+        rc = RZ_ENOMEM;
+    if (rc != RZ_OK)
+        snprintf(err, errlen, "capabilities: %s", rz_error_last()->message[0]
+                 ? rz_error_last()->message : rz_strerror(rc));
+    rz_free(json);
+    rz_caps_free(caps);
+    return out;
+}
+
+/* ---- registration ---- */
+
+static cJSON *register_body(const char *caps_json, const node_keys *k)
+{
+    char x[65], ed[65];
+    node_hex(x, k->x_pk, sizeof k->x_pk);
+    node_hex(ed, k->ed_pk, sizeof k->ed_pk);
+    cJSON *body = cJSON_CreateObject();
+    cJSON *caps = cJSON_Parse(caps_json);
+    if (!body || !caps) {
+        cJSON_Delete(body);
+        cJSON_Delete(caps);
+        return NULL;
+    }
+    cJSON_AddItemToObject(body, "capabilities", caps);
+    cJSON_AddStringToObject(body, "x25519_public_key", x);
+    cJSON_AddStringToObject(body, "ed25519_public_key", ed);
+    return body;
+}
+
+/* {"id","token","account"} into *st (the token in guarded memory). */
+static int take_reply(const cJSON *r, const char *url, node_state *st)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "id");
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(r, "token");
+    const cJSON *acct = cJSON_GetObjectItemCaseSensitive(r, "account");
+    if (!cJSON_IsNumber(id) || id->valuedouble < 1 ||
+        id->valuedouble >= 9007199254740992.0 || !cJSON_IsString(tok) ||
+        !tok->valuestring[0] || !cJSON_IsString(acct) ||
+        strlen(acct->valuestring) >= sizeof st->account ||
+        strlen(url) >= sizeof st->url)
+        return RZ_EPROTOCOL;
+    node_state_free(st);
+    size_t n = strlen(tok->valuestring);
+    if (!(st->token = sodium_malloc(n + 1)))
+        return RZ_ENOMEM;
+    memcpy(st->token, tok->valuestring, n + 1);
+    st->id = (uint64_t)id->valuedouble;
+    strcpy(st->account, acct->valuestring);
+    strcpy(st->url, url);
+    return RZ_OK;
+}
+
+int node_register(const char *dir, const char *url, const node_config *cfg,
+                  const node_keys *keys, node_state *st, char *err,
+                  size_t errlen)
+{
+    char *caps = node_capabilities(dir, cfg, err, errlen);
+    if (!caps)
+        return RZ_EINTERNAL;
+    cJSON *body = register_body(caps, keys), *reply = NULL;
+    free(caps);
+    rz_client *c = NULL;
+    int rc = body ? rz_client_new(&c, url, NULL) : RZ_ENOMEM;
+    if (rc == RZ_OK)
+        rc = node_call(c, "POST", "/api/v1/nodes/register", body, 0, NULL,
+                       &reply);
+    if (rc != RZ_OK)
+        snprintf(err, errlen, "registering at %s: %s", url,
+                 rz_error_last()->message[0] ? rz_error_last()->message
+                                             : rz_strerror(rc));
+    else if ((rc = take_reply(reply, url, st)) != RZ_OK)
+        snprintf(err, errlen, "registering at %s: the reply lacks id, token "
+                 "or account", url);
+    else if (node_state_save(st, dir, err, errlen) != 0)
+        rc = RZ_EIO;
+    if (reply) {
+        /* The token was in the reply's memory too. */
+        cJSON *tok = cJSON_GetObjectItemCaseSensitive(reply, "token");
+        if (cJSON_IsString(tok))
+            sodium_memzero(tok->valuestring, strlen(tok->valuestring));
+    }
+    cJSON_Delete(reply);
+    cJSON_Delete(body);
+    rz_client_free(c);
+    return rc;
+}
