@@ -6,8 +6,7 @@
  *
  * The addon is found at $RHIZOS_NODE_ADDON, next to this file, or in a
  * build folder of the checkout this file sits in (build* /bindings/node/).
- * The orchestrator Client is not here yet (it needs the network layer,
- * issue 7); see docs/bindings.md.
+ * Client talks to an orchestrator (docs/api.md); see docs/bindings.md.
  */
 const fs = require('fs');
 const path = require('path');
@@ -298,9 +297,194 @@ class Vault {
   toJSON() { return { path: this.path }; }
 }
 
+// ---- cost estimate -------------------------------------------------------
+
+function defaultPrices() {
+  for (const c of ['data/prices', path.resolve(__dirname, '..', '..', 'data', 'prices')]) {
+    if (fs.existsSync(c) && fs.statSync(c).isDirectory()) return [c];
+  }
+  const e = new Error('no price tables: data/prices not found; pass {prices: [FILE, ...]}');
+  e.code = 'RZ_ENOENT';
+  throw e;
+}
+
+/**
+ * What a validated flow costs, renting nodes versus API providers:
+ * {steps: [{step, module, estimate_seconds, rent, api, recommendation,
+ * cost_cents}], total_cents, complete, prices}. opts.prices: table files
+ * or folders (nodes.json + providers.json); default data/prices.
+ */
+function estimate(flow, opts = {}) {
+  if (!(flow instanceof Flow)) throw Object.assign(new TypeError('estimate() wants a Flow'), { code: 'RZ_EINVAL' });
+  const files = [];
+  for (const p of opts.prices || defaultPrices()) {
+    if (fs.existsSync(p) && fs.statSync(p).isDirectory()) {
+      files.push(path.join(p, 'nodes.json'), path.join(p, 'providers.json'));
+    } else files.push(p);
+  }
+  return JSON.parse(native.flowEstimate(flow._use(), files));
+}
+
+// ---- orchestrator client -------------------------------------------------
+
+function flowBody(flow) {
+  if (flow instanceof Flow) return flow.toJSON();          // credentials stripped
+  if (Buffer.isBuffer(flow)) return flow.toString('utf8');
+  if (flow && typeof flow === 'object') return flow;       // builder JSON object
+  if (typeof flow !== 'string') throw Object.assign(new TypeError('deploy() wants a Flow, a path, text or an object'), { code: 'RZ_EINVAL' });
+  if (!looksLikePath(flow)) return flow;
+  try { return fs.readFileSync(flow, 'utf8'); } catch (err) {
+    const e = new Error(`${flow}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+    e.code = err.code === 'ENOENT' ? 'RZ_ENOENT' : 'RZ_EIO';
+    throw e;
+  }
+}
+
+function deploymentId(id) {
+  if (!Number.isSafeInteger(id) || id < 0) throw Object.assign(new RangeError('a deployment id is a non-negative integer'), { code: 'RZ_EINVAL' });
+  return id;
+}
+
+function protocolError(msg) { const e = new Error(msg); e.code = 'RZ_EPROTOCOL'; return e; }
+
+class Client {
+  /**
+   * A connection to an orchestrator. Every method returns a Promise; the
+   * HTTP exchange runs on the libuv thread pool.
+   * @param {string} url e.g. 'http://127.0.0.1:8080'
+   * @param {string|null} [apiKey]
+   * @param {{timeout?: number}} [opts] per-request limit in ms (default 30000; 0 none)
+   */
+  constructor(url, apiKey = null, opts = {}) {
+    const t = opts.timeout === undefined ? 30000 : opts.timeout;
+    if (!Number.isInteger(t) || t < 0 || t > 2147483647) throw Object.assign(new RangeError('timeout is whole ms >= 0'), { code: 'RZ_EINVAL' });
+    this.url = url;
+    this._h = native.clientNew(url, apiKey, t);
+    this._tail = Promise.resolve();    // requests take turns on one connection
+    this._pending = 0;
+    this._watches = new Set();
+  }
+  _use() { if (!this._h) throw closedError('Client'); return this._h; }
+  get closed() { return !this._h; }
+
+  /**
+   * One API call; resolves with the parsed reply (null when empty). Errors
+   * have .code 'RZ_E...', .httpStatus and, for an invalid flow, .diagnostics.
+   */
+  request(method, urlPath, body) {
+    let h;
+    try { h = this._use(); } catch (e) { return Promise.reject(e); }
+    const text = body === undefined || body === null ? null : typeof body === 'string' ? body : JSON.stringify(body);
+    this._pending++;
+    const p = this._tail.then(() => native.clientCall(h, method, urlPath, text));
+    this._tail = p.then(() => {}, () => {}).then(() => { this._pending--; });
+    return p.then((r) => (r ? JSON.parse(r) : null), (e) => {
+      if (typeof e.body === 'string') {
+        try { const d = JSON.parse(e.body); if (Array.isArray(d.diagnostics)) e.diagnostics = d.diagnostics; } catch { /* not JSON */ }
+        delete e.body;
+      }
+      throw e;
+    });
+  }
+
+  /** Deploy a flow (a Flow, a path, YAML/JSON text or a builder object); resolves with the deployment id. */
+  async deploy(flow, inputs, opts = {}) {
+    this._use();
+    const body = { flow: flowBody(flow) };
+    if (inputs) body.inputs = inputs;
+    if (opts.credentials) body.credentials = opts.credentials;
+    const r = await this.request('POST', '/api/v1/flows/deploy', body);
+    if (!r || !Number.isSafeInteger(r.id)) throw protocolError('deploy reply has no id');
+    return r.id;
+  }
+  /** {id, flow, status, steps, outputs, held_cents, charged_cents} */
+  async status(id) { return this.request('GET', `/api/v1/flows/${deploymentId(id)}/status`); }
+  /** Cancel a running deployment; resolves with its status (RZ_ESTATE once finished). */
+  async cancel(id) { return this.request('DELETE', `/api/v1/flows/${deploymentId(id)}`); }
+  /** This key's deployments. */
+  async flows() { return ((await this.request('GET', '/api/v1/flows')) || {}).flows || []; }
+  /** This key's account: {id, kind, balance_cents, pending_cents, credits_cents, debits_cents}. */
+  async balance() { return this.request('GET', '/api/v1/accounts/me'); }
+
+  /**
+   * Follow a deployment: an async iterator of its status objects (at once,
+   * on every change, the last when it finished). Read on a thread of its
+   * own; `break` (or return()) stops at once, and that connection ends at
+   * the server's next event. opts.idleTimeout (ms) drops a silent stream
+   * with RZ_ECONNECT.
+   */
+  watch(id, opts = {}) {
+    const h = this._use();
+    const urlPath = `/api/v1/flows/${deploymentId(id)}/events`;
+    const idle = opts.idleTimeout || 0;
+    const queue = [];
+    const waiters = [];
+    let finished = false;
+    let failure = null;
+    let handle = null;
+    const client = this;
+    const settle = () => {
+      while (waiters.length && (queue.length || finished)) {
+        const w = waiters.shift();
+        if (queue.length) w.resolve({ value: queue.shift(), done: false });
+        else if (failure) { const e = failure; failure = null; w.reject(e); }
+        else w.resolve({ value: undefined, done: true });
+      }
+    };
+    const finish = (err) => {
+      if (finished) return;
+      finished = true;
+      failure = err || null;
+      if (handle) native.clientWatchStop(handle);
+      client._watches.delete(it);
+      settle();
+    };
+    const it = {
+      next() {
+        return new Promise((resolve, reject) => { waiters.push({ resolve, reject }); settle(); });
+      },
+      return(value) {
+        queue.length = 0;
+        failure = null;
+        finish(null);
+        return Promise.resolve({ value, done: true });
+      },
+      [Symbol.asyncIterator]() { return this; },
+      _close() { queue.length = 0; finish(closedError('Client')); },
+    };
+    handle = native.clientWatch(h, urlPath, idle, (event, data, err) => {
+      if (finished) return;
+      if (event === null) { finish(err); return; }
+      let doc;
+      try { doc = JSON.parse(data); } catch { finish(protocolError(`event data is not JSON: ${event}`)); return; }
+      queue.push(doc);
+      if (event === 'end') finish(null); else settle();
+    });
+    this._watches.add(it);
+    return it;
+  }
+
+  /**
+   * Release the connection: at once when idle, else once the requests
+   * already made have settled. Later calls reject with RZ_ESTATE; running
+   * watches end with RZ_ESTATE.
+   */
+  close() {
+    if (!this._h) return;
+    const h = this._h;
+    this._h = null;
+    for (const w of [...this._watches]) w._close();
+    if (this._pending === 0) native.clientClose(h);
+    else this._tail.then(() => native.clientClose(h));
+  }
+  [Symbol.dispose]() { this.close(); }
+  toJSON() { return { url: this.url }; }
+}
+
 module.exports = {
   version: require('./package.json').version,
   libraryVersion: native.version(),
   statusName: native.statusName,
   loadFlow, Flow, run, Matcher, detectHardware, Ledger, Vault, newId,
+  estimate, Client,
 };

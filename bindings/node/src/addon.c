@@ -26,26 +26,14 @@
 #include "rhizos/ledger.h"
 #include "rhizos/match.h"
 #include "rhizos/vault.h"
+#include "rhizos/estimate.h"
 
-enum kind { K_FLOW = 1, K_MATCHER, K_LEDGER, K_VAULT };
-static const char *const kind_names[] = { "", "Flow", "Matcher", "Ledger", "Vault" };
+#include "addon.h"
 
-typedef struct box {
-    enum kind kind;
-    void *p;             /* the library handle; NULL once closed */
-    rz_registry *reg;    /* K_FLOW: the registry the flow was validated with */
-    unsigned busy;       /* runs in flight using this handle */
-} box;
+static const char *const kind_names[] = { "", "Flow", "Matcher", "Ledger", "Vault",
+                                          "Client" };
 
-#define CALL(env, expr)                                                    \
-    do {                                                                   \
-        if ((expr) != napi_ok) {                                           \
-            throw_napi(env);                                               \
-            return NULL;                                                   \
-        }                                                                  \
-    } while (0)
-
-static void throw_napi(napi_env env)
+void throw_napi(napi_env env)
 {
     bool pending = false;
     napi_is_exception_pending(env, &pending);
@@ -58,14 +46,14 @@ static void throw_napi(napi_env env)
     }
 }
 
-static void set_str(napi_env env, napi_value obj, const char *key, const char *s)
+void set_str(napi_env env, napi_value obj, const char *key, const char *s)
 {
     napi_value v;
     if (napi_create_string_utf8(env, s ? s : "", NAPI_AUTO_LENGTH, &v) == napi_ok)
         napi_set_named_property(env, obj, key, v);
 }
 
-static void set_num(napi_env env, napi_value obj, const char *key, double d)
+void set_num(napi_env env, napi_value obj, const char *key, double d)
 {
     napi_value v;
     if (napi_create_double(env, d, &v) == napi_ok)
@@ -107,7 +95,7 @@ static napi_value diags_array(napi_env env, rz_diags *d)
 
 /* An Error for status `rc` from a saved rz_error (the detail when it is
  * about this failure), with .code, .status, location and diagnostics. */
-static napi_value make_error(napi_env env, int rc, const rz_error *e, rz_diags *d,
+napi_value make_error(napi_env env, int rc, const rz_error *e, rz_diags *d,
                              const char *context)
 {
     char msg[768];
@@ -136,7 +124,7 @@ static napi_value make_error(napi_env env, int rc, const rz_error *e, rz_diags *
 }
 
 /* Throw for a failed library call on this thread; always returns NULL. */
-static napi_value throw_rz(napi_env env, int rc, rz_diags *d, const char *context)
+napi_value throw_rz(napi_env env, int rc, rz_diags *d, const char *context)
 {
     rz_error saved = *rz_error_last();
     napi_value err = make_error(env, rc, &saved, d, context);
@@ -147,7 +135,7 @@ static napi_value throw_rz(napi_env env, int rc, rz_diags *d, const char *contex
     return NULL;
 }
 
-static napi_value throw_code(napi_env env, const char *code, const char *msg)
+napi_value throw_code(napi_env env, const char *code, const char *msg)
 {
     napi_throw_error(env, code, msg);
     return NULL;
@@ -155,7 +143,7 @@ static napi_value throw_code(napi_env env, const char *code, const char *msg)
 
 /* ---- arguments --------------------------------------------------------- */
 
-static napi_value *args(napi_env env, napi_callback_info info, napi_value *argv,
+napi_value *args(napi_env env, napi_callback_info info, napi_value *argv,
                         size_t want)
 {
     size_t argc = want;
@@ -170,7 +158,7 @@ static napi_value *args(napi_env env, napi_callback_info info, napi_value *argv,
     return argv;
 }
 
-static bool is_nullish(napi_env env, napi_value v)
+bool is_nullish(napi_env env, napi_value v)
 {
     napi_valuetype t;
     return !v || napi_typeof(env, v, &t) != napi_ok || t == napi_undefined || t == napi_null;
@@ -178,7 +166,7 @@ static bool is_nullish(napi_env env, napi_value v)
 
 /* A string argument copied to the heap (free with free), NUL bytes refused.
  * NULL with an exception pending on error. */
-static char *get_str(napi_env env, napi_value v, const char *what)
+char *get_str(napi_env env, napi_value v, const char *what)
 {
     size_t len = 0;
     if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) {
@@ -203,7 +191,7 @@ static char *get_str(napi_env env, napi_value v, const char *what)
     return s;
 }
 
-static char *get_opt_str(napi_env env, napi_value v, const char *what, bool *ok)
+char *get_opt_str(napi_env env, napi_value v, const char *what, bool *ok)
 {
     *ok = true;
     if (is_nullish(env, v))
@@ -235,7 +223,7 @@ static bool get_u64(napi_env env, napi_value v, const char *what, uint64_t *out)
     return false;
 }
 
-static bool get_int(napi_env env, napi_value v, int32_t *out)
+bool get_int(napi_env env, napi_value v, int32_t *out)
 {
     if (napi_get_value_int32(env, v, out) != napi_ok) {
         napi_throw_type_error(env, "RZ_EINVAL", "expected a number");
@@ -244,7 +232,7 @@ static bool get_int(napi_env env, napi_value v, int32_t *out)
     return true;
 }
 
-static box *get_box(napi_env env, napi_value v, enum kind k, bool open)
+box *get_box(napi_env env, napi_value v, enum kind k, bool open)
 {
     box *b = NULL;
     napi_valuetype t;
@@ -255,7 +243,7 @@ static box *get_box(napi_env env, napi_value v, enum kind k, bool open)
         napi_throw_type_error(env, "RZ_EINVAL", m);
         return NULL;
     }
-    if (open && !b->p) {
+    if (open && (!b->p || b->closing)) {
         char m[96];
         snprintf(m, sizeof m, "%s is closed", kind_names[k]);
         napi_throw_error(env, "RZ_ESTATE", m);
@@ -266,13 +254,14 @@ static box *get_box(napi_env env, napi_value v, enum kind k, bool open)
 
 /* ---- handles ------------------------------------------------------------ */
 
-static void box_release(box *b)
+void box_release(box *b)
 {
     switch (b->kind) {
     case K_FLOW:    rz_flow_free(b->p); rz_registry_free(b->reg); b->reg = NULL; break;
     case K_MATCHER: rz_matcher_free(b->p); break;
     case K_LEDGER:  rz_ledger_close(b->p); break;
     case K_VAULT:   rz_vault_close(b->p); break;
+    case K_CLIENT:  client_release(b->p); break;
     }
     b->p = NULL;
 }
@@ -286,12 +275,12 @@ static void box_finalize(napi_env env, void *data, void *hint)
     free(b);
 }
 
-static napi_value wrap(napi_env env, enum kind k, void *p)
+napi_value wrap(napi_env env, enum kind k, void *p)
 {
     box *b = calloc(1, sizeof *b);
     napi_value v;
     if (!b) {
-        box tmp = { k, p, NULL, 0 };
+        box tmp = { .kind = k, .p = p };
         box_release(&tmp);
         return throw_code(env, "RZ_ENOMEM", "out of memory");
     }
@@ -323,7 +312,7 @@ static napi_value close_kind(napi_env env, napi_callback_info info, enum kind k)
     return NULL;
 }
 
-static napi_value str_result(napi_env env, char *s, size_t len)
+napi_value str_result(napi_env env, char *s, size_t len)
 {
     napi_value v;
     napi_status st = napi_create_string_utf8(env, s ? s : "", s ? len : 0, &v);
@@ -583,6 +572,50 @@ static napi_value js_flow_export(napi_env env, napi_callback_info info)
 static napi_value js_flow_close(napi_env env, napi_callback_info info)
 {
     return close_kind(env, info, K_FLOW);
+}
+
+/* flowEstimate(flow, [priceTableFile, ...]) -> JSON (rz_estimate_to_json) */
+static napi_value js_flow_estimate(napi_env env, napi_callback_info info)
+{
+    napi_value a[2];
+    uint32_t n = 0;
+    if (!args(env, info, a, 2))
+        return NULL;
+    box *b = get_box(env, a[0], K_FLOW, true);
+    if (!b)
+        return NULL;
+    if (napi_get_array_length(env, a[1], &n) != napi_ok)
+        return throw_code(env, "RZ_EINVAL", "price tables must be an array of paths");
+    rz_prices *p = NULL;
+    int rc = rz_prices_new(&p);
+    for (uint32_t i = 0; rc == RZ_OK && i < n; i++) {
+        napi_value e;
+        napi_get_element(env, a[1], i, &e);
+        char *path = get_str(env, e, "price table");
+        if (!path) {
+            rz_prices_free(p);
+            return NULL;
+        }
+        rc = rz_prices_add_file(p, path);
+        if (rc != RZ_OK) {
+            napi_value out = throw_rz(env, rc, NULL, path);
+            free(path);
+            rz_prices_free(p);
+            return out;
+        }
+        free(path);
+    }
+    rz_estimate *est = NULL;
+    char *json = NULL;
+    if (rc == RZ_OK)
+        rc = rz_estimate_flow(&est, b->p, p);
+    if (rc == RZ_OK)
+        rc = rz_estimate_to_json(est, &json);
+    rz_estimate_free(est);
+    rz_prices_free(p);
+    if (rc != RZ_OK)
+        return throw_rz(env, rc, NULL, "estimate");
+    return str_result(env, json, strlen(json));
 }
 
 /* ---- runs (on a worker thread) ------------------------------------------ */
@@ -1325,7 +1358,8 @@ static napi_value init(napi_env env, napi_value exports)
         FN("flowLoad", js_flow_load), FN("flowParse", js_flow_parse),
         FN("flowInfo", js_flow_info), FN("flowValidate", js_flow_validate),
         FN("flowPlan", js_flow_plan), FN("flowExport", js_flow_export),
-        FN("flowClose", js_flow_close), FN("run", js_run),
+        FN("flowClose", js_flow_close), FN("flowEstimate", js_flow_estimate),
+        FN("run", js_run),
         FN("matcherNew", js_matcher_new), FN("matcherAdd", js_matcher_add),
         FN("matcherRemove", js_matcher_remove), FN("matcherNodes", js_matcher_nodes),
         FN("matcherPlace", js_matcher_place), FN("matcherRelease", js_matcher_release),
@@ -1339,6 +1373,9 @@ static napi_value init(napi_env env, napi_value exports)
         FN("vaultAdd", js_vault_add), FN("vaultRemove", js_vault_remove),
         FN("vaultReveal", js_vault_reveal), FN("vaultSave", js_vault_save),
         FN("vaultClose", js_vault_close),
+        FN("clientNew", js_client_new), FN("clientCall", js_client_call),
+        FN("clientWatch", js_client_watch), FN("clientWatchStop", js_client_watch_stop),
+        FN("clientClose", js_client_close),
     };
     if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props)
         != napi_ok) {

@@ -1,0 +1,215 @@
+'use strict';
+// Client against a fake orchestrator speaking the docs/api.md shapes.
+const test = require('node:test');
+const assert = require('node:assert');
+const http = require('http');
+const net = require('net');
+const path = require('path');
+const rz = require('..');
+
+const ROOT = process.env.RZ_SOURCE_ROOT || path.resolve(__dirname, '..', '..', '..');
+const WORDCOUNT = path.join(ROOT, 'examples', 'flows', 'wordcount.yaml');
+const KEY = 'rzk_test';
+const ACCOUNT = { id: '0'.repeat(31) + 'a', kind: 'client', balance_cents: 1000, pending_cents: 0, credits_cents: 1000, debits_cents: 0 };
+const statusDoc = (id, status, outputs) => ({
+  id, flow: 'wordcount', status,
+  steps: { merge: { status, attempts: 1, outputs: outputs || {}, job: 3 } },
+  outputs: outputs ? { merge: outputs } : {}, held_cents: 0, charged_cents: 4,
+});
+
+const posted = [];
+let foreverOpen = 0;
+
+function send(res, code, doc) {
+  const body = JSON.stringify(doc);
+  res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
+}
+const fail = (res, code, name, message, extra = {}) => send(res, code, { error: { code: name, message }, ...extra });
+
+function sse(res) { res.writeHead(200, { 'Content-Type': 'text/event-stream', Connection: 'close' }); }
+const ev = (name, doc) => `event: ${name}\ndata: ${JSON.stringify(doc)}\n\n`;
+
+function handler(req, res) {
+  if (req.headers.authorization !== `Bearer ${KEY}`) return fail(res, 401, 'RZ_EAUTH', 'missing or unknown API key');
+  let body = '';
+  req.on('data', (c) => { body += c; });
+  req.on('end', () => {
+    const u = req.url;
+    if (req.method === 'GET' && u === '/api/v1/accounts/me') return send(res, 200, ACCOUNT);
+    if (req.method === 'GET' && u === '/api/v1/flows/7/status') return send(res, 200, statusDoc(7, 'running'));
+    if (req.method === 'GET' && u === '/api/v1/flows/7/events') {
+      sse(res);
+      res.write(ev('status', statusDoc(7, 'running')));
+      res.write(ev('status', statusDoc(7, 'running')));
+      return res.end(ev('end', statusDoc(7, 'succeeded', { top: [['to', 2]] })));
+    }
+    if (req.method === 'GET' && u === '/api/v1/flows/8/events') {
+      sse(res);
+      foreverOpen++;
+      const t = setInterval(() => res.write(ev('status', statusDoc(8, 'running'))), 20);
+      res.write(ev('status', statusDoc(8, 'running')));
+      res.on('close', () => { clearInterval(t); foreverOpen--; });
+      return undefined;
+    }
+    if (req.method === 'GET' && u === '/api/v1/flows/9/events') { sse(res); return res.end('event: status\ndata: {not json\n\n'); }
+    if (req.method === 'GET' && u === '/api/v1/slow') return setTimeout(() => send(res, 200, { slow: true }), 300);
+    if (req.method === 'POST' && u === '/api/v1/flows/deploy') {
+      const doc = JSON.parse(body);
+      posted.push(doc);
+      if (JSON.stringify(doc.flow).includes('broken')) {
+        return fail(res, 422, 'RZ_EINVALID', 'the flow is not valid', {
+          diagnostics: [{ file: 'flow.yaml', line: 3, column: 5, code: 'RZ_EMODULE', message: 'unknown module nope' }],
+        });
+      }
+      if (doc.inputs && doc.inputs.text === 'poor') return fail(res, 402, 'RZ_EFUNDS', 'balance too low');
+      return send(res, 201, { id: 7, status: 'running', held_cents: 12 });
+    }
+    if (req.method === 'DELETE') return fail(res, 409, 'RZ_ESTATE', 'deployment 7 has finished');
+    return fail(res, 404, 'RZ_ENOENT', 'no such route');
+  });
+  return undefined;
+}
+
+let server;
+let url;
+test.before(async () => {
+  server = http.createServer(handler);
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  url = `http://127.0.0.1:${server.address().port}`;
+});
+test.after(() => { server.closeAllConnections(); server.close(); });
+
+async function closedPort() {
+  const s = net.createServer();
+  await new Promise((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address();
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+const rejectsWith = (p, code) => assert.rejects(p, (e) => { assert.strictEqual(e.code, code); return e instanceof Error; });
+
+test('deploy, status, balance, request', async () => {
+  const c = new rz.Client(url, KEY);
+  assert.strictEqual(await c.deploy(WORDCOUNT, { text: 'a b' }), 7);
+  assert.ok(posted.at(-1).flow.includes('wordcount-split@1'));
+  assert.deepStrictEqual(posted.at(-1).inputs, { text: 'a b' });
+  const f = rz.loadFlow(WORDCOUNT);
+  assert.strictEqual(await c.deploy(f), 7);
+  assert.strictEqual(JSON.parse(posted.at(-1).flow).name, 'wordcount');
+  f.close();
+  assert.strictEqual(await c.deploy({ nodes: [], connections: [] }), 7);
+  assert.deepStrictEqual(posted.at(-1).flow, { nodes: [], connections: [] });
+  assert.strictEqual((await c.status(7)).status, 'running');
+  assert.deepStrictEqual(await c.balance(), ACCOUNT);
+  // several at once take turns on the one connection
+  const all = await Promise.all([c.balance(), c.status(7), c.balance(), c.status(7)]);
+  assert.deepStrictEqual(all.map((x) => x.kind || x.status), ['client', 'running', 'client', 'running']);
+  c.close();
+});
+
+test('the event loop keeps turning during a request', async () => {
+  const c = new rz.Client(url, KEY);
+  let ticks = 0;
+  const t = setInterval(() => { ticks++; }, 5);
+  const r = await c.request('GET', '/api/v1/slow');
+  clearInterval(t);
+  assert.deepStrictEqual(r, { slow: true });
+  assert.ok(ticks > 0, 'timers ran while the request was in flight');
+  c.close();
+});
+
+test('error replies become Errors with the API code', async () => {
+  const c = new rz.Client(url, KEY);
+  await assert.rejects(c.deploy('flux: 1\nname: broken\nsteps: {a: {module: nope}}\n'), (e) => {
+    assert.strictEqual(e.code, 'RZ_EINVALID');
+    assert.strictEqual(e.httpStatus, 422);
+    assert.match(e.message, /not valid/);
+    assert.deepStrictEqual(e.diagnostics.map((d) => [d.file, d.line, d.column, d.code]), [['flow.yaml', 3, 5, 'RZ_EMODULE']]);
+    return true;
+  });
+  await rejectsWith(c.deploy(WORDCOUNT, { text: 'poor' }), 'RZ_EFUNDS');
+  await rejectsWith(c.cancel(7), 'RZ_ESTATE');
+  await rejectsWith(c.status(12), 'RZ_ENOENT');
+  await rejectsWith(new rz.Client(url, 'rzk_wrong').balance(), 'RZ_EAUTH');
+  await rejectsWith(new rz.Client(url).balance(), 'RZ_EAUTH');
+  await rejectsWith(c.deploy('/nonexistent/flow.yaml'), 'RZ_ENOENT');
+  await rejectsWith(c.status(-1), 'RZ_EINVAL');
+  c.close();
+});
+
+test('an unreachable server is RZ_ECONNECT', async () => {
+  const c = new rz.Client(`http://127.0.0.1:${await closedPort()}`, KEY);
+  await rejectsWith(c.balance(), 'RZ_ECONNECT');
+  const it = c.watch(7);
+  await rejectsWith(it.next(), 'RZ_ECONNECT');
+  c.close();
+});
+
+test('watch yields every status and ends with the deployment', async () => {
+  const c = new rz.Client(url, KEY);
+  const seen = [];
+  for await (const s of c.watch(7)) seen.push(s);
+  assert.deepStrictEqual(seen.map((s) => s.status), ['running', 'running', 'succeeded']);
+  assert.deepStrictEqual(seen.at(-1).outputs.merge.top, [['to', 2]]);
+  c.close();
+});
+
+test('breaking out of watch stops the stream', async () => {
+  const c = new rz.Client(url, KEY);
+  for (let i = 0; i < 3; i++) {
+    for await (const s of c.watch(8)) { assert.strictEqual(s.id, 8); break; }
+  }
+  const it = c.watch(8);
+  assert.strictEqual((await it.next()).value.id, 8);
+  await it.return();
+  assert.deepStrictEqual(await it.next(), { value: undefined, done: true });
+  // each reader thread ends at the server's next event and closes its connection
+  while (foreverOpen > 0) await new Promise((r) => setTimeout(r, 20));
+  c.close();
+});
+
+test('a malformed event is RZ_EPROTOCOL', async () => {
+  const c = new rz.Client(url, KEY);
+  await rejectsWith((async () => { for await (const s of c.watch(9)) void s; })(), 'RZ_EPROTOCOL');
+  c.close();
+});
+
+test('close ends running watches and refuses later use', async () => {
+  const c = new rz.Client(url, KEY);
+  const it = c.watch(8);
+  await it.next();
+  const pending = c.balance();           // in flight while closed: still settles
+  c.close();
+  c.close();
+  await rejectsWith(it.next(), 'RZ_ESTATE');
+  assert.deepStrictEqual(await pending, ACCOUNT);
+  assert.ok(c.closed);
+  for (const call of [() => c.balance(), () => c.status(7), () => c.deploy(WORDCOUNT), () => c.cancel(7), () => c.request('GET', '/health')]) {
+    await rejectsWith(call(), 'RZ_ESTATE');
+  }
+  assert.throws(() => c.watch(7), (e) => e.code === 'RZ_ESTATE');
+  assert.ok(!JSON.stringify(c).includes('rzk'));
+  while (foreverOpen > 0) await new Promise((r) => setTimeout(r, 20));
+});
+
+test('bad arguments', async () => {
+  assert.throws(() => new rz.Client(url, 'a\0b'), (e) => e.code === 'RZ_EINVAL');
+  assert.throws(() => new rz.Client(42, KEY), (e) => e.code === 'RZ_EINVAL');
+  assert.throws(() => new rz.Client('not a url', KEY), (e) => e.code === 'RZ_EINVAL');
+  assert.throws(() => new rz.Client(url, KEY, { timeout: -1 }), (e) => e.code === 'RZ_EINVAL');
+});
+
+test('estimate a validated flow', () => {
+  const f = rz.loadFlow(WORDCOUNT);
+  assert.throws(() => rz.estimate(f), (e) => e.code === 'RZ_ESTATE');
+  assert.deepStrictEqual(f.validate(), []);
+  const est = rz.estimate(f);
+  assert.deepStrictEqual(est.steps.map((s) => s.step), ['source', 'split', 'count1', 'count2', 'count3', 'merge']);
+  assert.strictEqual(est.total_cents, est.steps.reduce((a, s) => a + s.cost_cents, 0));
+  assert.strictEqual(est.complete, true);
+  assert.deepStrictEqual(rz.estimate(f, { prices: [path.join(ROOT, 'data', 'prices')] }), est);
+  assert.throws(() => rz.estimate(f, { prices: ['/nonexistent/prices.json'] }), (e) => e.code === 'RZ_ENOENT');
+  f.close();
+});
