@@ -1,0 +1,282 @@
+/* rhizos-node's config.toml reader (server/node/config.c): a good file,
+ * every malformed line kind with its FILE:LINE, size limit, unknown
+ * sections and keys, defaults, and what `init` writes reading back. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../../server/node/node.h"
+
+static int parse(node_config *c, const char *text, char *err, size_t n)
+{
+    node_config_defaults(c);
+    return node_config_parse(c, text, strlen(text), "node.toml", err, n);
+}
+
+static void defaults(void **state)
+{
+    (void)state;
+    node_config c;
+    char err[512] = "";
+    assert_int_equal(parse(&c, "", err, sizeof err), 0);
+    assert_null(c.orchestrator_url);
+    assert_null(c.modules);
+    assert_int_equal(c.sandbox, 1);
+    assert_true(c.heartbeat_s == 5);
+    assert_int_equal(c.gpu_hour_cents, 50);
+    assert_int_equal(c.cpu_hour_cents, 2);
+    assert_int_equal(c.memory_gb_hour_cents, 1);
+    assert_int_equal(c.max_concurrent_jobs, 4);
+    assert_int_equal(c.max_memory_mb, 0);
+    assert_int_equal(c.n_labels, 0);
+    node_config_free(&c);
+}
+
+static void good_file(void **state)
+{
+    (void)state;
+    const char *text =
+        "# a node\n"
+        "\n"
+        "[orchestrator]\n"
+        "url = \"http://10.0.0.1:8080\"   # the network\n"
+        "[node]\r\n"
+        "sandbox = false\n"
+        "heartbeat_s = 2.5\n"
+        "modules = '/srv/mods:/opt/m'\n"
+        "  [pricing]  \n"
+        "gpu_hour_cents = 1_250\n"
+        "cpu_hour_cents = +3\n"
+        "memory_gb_hour_cents = 0\n"
+        "[limits]\n"
+        "max_concurrent_jobs = 8\n"
+        "max_memory_mb = 32768\n"
+        "[labels]\n"
+        "region = \"eu-west\"\n"
+        "tier = \"gold \\\"a\\\"\\t\\\\\"\n";
+    node_config c;
+    char err[512] = "";
+    assert_int_equal(parse(&c, text, err, sizeof err), 0);
+    assert_string_equal(c.orchestrator_url, "http://10.0.0.1:8080");
+    assert_string_equal(c.modules, "/srv/mods:/opt/m");
+    assert_int_equal(c.sandbox, 0);
+    assert_true(c.heartbeat_s == 2.5);
+    assert_int_equal(c.gpu_hour_cents, 1250);
+    assert_int_equal(c.cpu_hour_cents, 3);
+    assert_int_equal(c.memory_gb_hour_cents, 0);
+    assert_int_equal(c.max_concurrent_jobs, 8);
+    assert_int_equal(c.max_memory_mb, 32768);
+    assert_int_equal(c.n_labels, 2);
+    assert_string_equal(c.label_keys[0], "region");
+    assert_string_equal(c.label_values[0], "eu-west");
+    assert_string_equal(c.label_keys[1], "tier");
+    assert_string_equal(c.label_values[1], "gold \"a\"\t\\");
+    node_config_free(&c);
+}
+
+/* An integer is accepted where a float is wanted, not the reverse. */
+static void number_kinds(void **state)
+{
+    (void)state;
+    node_config c;
+    char err[512] = "";
+    assert_int_equal(parse(&c, "[node]\nheartbeat_s = 3\n", err, sizeof err), 0);
+    assert_true(c.heartbeat_s == 3);
+    node_config_free(&c);
+    assert_int_equal(parse(&c, "[node]\nheartbeat_s = 1e1\n", err, sizeof err), 0);
+    assert_true(c.heartbeat_s == 10);
+    node_config_free(&c);
+}
+
+typedef struct bad_case {
+    const char *text;
+    const char *want;     /* the whole "FILE:LINE: message" prefix */
+} bad_case;
+
+static const bad_case bad[] = {
+    { "[limits\n", "node.toml:1: expected ']' after the section name" },
+    { "\n[]\n", "node.toml:2: empty section name" },
+    { "[ ]\n", "node.toml:1: empty section name" },
+    { "[a b]\n", "node.toml:1: expected ']'" },
+    { "[limits] x\n", "node.toml:1: unexpected text after the section header" },
+    { "[nodes]\n", "node.toml:1: unknown section [nodes]" },
+    { "[limits]\n[limits]\n", "node.toml:2: section [limits] appears twice" },
+    { "url = \"http://x\"\n", "node.toml:1: key 'url' outside a [section]" },
+    { "[node]\njust words\n", "node.toml:2: expected '=' after the key" },
+    { "[node]\n= 1\n", "node.toml:2: missing key before '='" },
+    { "[node]\n$ = 1\n", "node.toml:2: expected key = value" },
+    { "[node]\na.b = 1\n", "node.toml:2: dotted keys are not supported" },
+    { "[node]\nsandbox =\n", "node.toml:2: missing value after '='" },
+    { "[node]\nsandbox = # none\n", "node.toml:2: missing value after '='" },
+    { "[orchestrator]\nurl = \"http://x\n", "node.toml:2: unterminated string" },
+    { "[orchestrator]\nurl = 'http://x\n", "node.toml:2: unterminated string" },
+    { "[orchestrator]\nurl = \"a\\qb\"\n", "node.toml:2: unsupported escape" },
+    { "[orchestrator]\nurl = \"\"\"x\"\"\"\n", "node.toml:2: multi-line strings" },
+    { "[orchestrator]\nurl = \"http://x\" y\n", "node.toml:2: unexpected text after the value" },
+    { "[orchestrator]\nurl = \"ftp://x\"\n", "node.toml:2: url must start with http:// or https://" },
+    { "[orchestrator]\nurl = 5\n", "node.toml:2: url must be a string" },
+    { "[pricing]\ngpu_hour_cents = 12abc\n", "node.toml:2: malformed value" },
+    { "[pricing]\ngpu_hour_cents = 1__0\n", "node.toml:2: malformed value" },
+    { "[pricing]\ngpu_hour_cents = yes\n", "node.toml:2: malformed value" },
+    { "[pricing]\ngpu_hour_cents = 1 2\n", "node.toml:2: unexpected text after the value" },
+    { "[pricing]\ngpu_hour_cents = 99999999999999999999\n", "node.toml:2: integer out of range" },
+    { "[pricing]\ngpu_hour_cents = -1\n", "node.toml:2: gpu_hour_cents must be between 0 and" },
+    { "[pricing]\ngpu_hour_cents = 1.5\n", "node.toml:2: gpu_hour_cents must be an integer" },
+    { "[pricing]\ngpu_hour_cents = [1]\n", "node.toml:2: arrays and inline tables" },
+    { "[pricing]\ncpu_hour_cents = 1\ncpu_hour_cents = 2\n", "node.toml:3: key 'cpu_hour_cents' appears twice in [pricing]" },
+    { "[pricing]\ndisk_hour_cents = 1\n", "node.toml:2: unknown key 'disk_hour_cents' in [pricing]" },
+    { "[limits]\nmax_concurrent_jobs = 0\n", "node.toml:2: max_concurrent_jobs must be between 1 and 1024" },
+    { "[limits]\nmax_memory_mb = 5000000000\n", "node.toml:2: max_memory_mb must be between 0 and" },
+    { "[node]\nsandbox = \"yes\"\n", "node.toml:2: sandbox must be true or false" },
+    { "[node]\nsandbox = truely\n", "node.toml:2: malformed value" },
+    { "[node]\nheartbeat_s = 0.01\n", "node.toml:2: heartbeat_s must be between 0.1 and 60" },
+    { "[node]\nheartbeat_s = 1e999\n", "node.toml:2: number out of range" },
+    { "[labels]\nregion = 5\n", "node.toml:2: label region must be a string" },
+    { "[labels]\na = \"x\"\na = \"y\"\n", "node.toml:3: key 'a' appears twice in [labels]" },
+    { "[labels]\na = \"x\x01\"\n", "node.toml:2: control character in a string" },
+};
+
+static void malformed_lines(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        node_config c;
+        char err[512] = "";
+        int rc = parse(&c, bad[i].text, err, sizeof err);
+        if (rc != -1 || strncmp(err, bad[i].want, strlen(bad[i].want)) != 0)
+            fail_msg("case %zu: %s\n got rc %d, \"%s\"\n want \"%s...\"", i,
+                     bad[i].text, rc, err, bad[i].want);
+        node_config_free(&c);
+    }
+}
+
+static void nul_byte(void **state)
+{
+    (void)state;
+    static const char text[] = "[node]\nsandbox = true\0\n";
+    node_config c;
+    node_config_defaults(&c);
+    char err[512] = "";
+    assert_int_equal(node_config_parse(&c, text, sizeof text - 1, "n.toml",
+                                       err, sizeof err), -1);
+    assert_string_equal(err, "n.toml:2: NUL byte");
+    node_config_free(&c);
+}
+
+static void too_many_labels(void **state)
+{
+    (void)state;
+    char *text = malloc(8192), *p = text;
+    p += sprintf(p, "[labels]\n");
+    for (unsigned i = 0; i <= NODE_CONFIG_MAX_LABELS; i++)
+        p += sprintf(p, "k%u = \"v\"\n", i);
+    node_config c;
+    char err[512] = "";
+    assert_int_equal(parse(&c, text, err, sizeof err), -1);
+    assert_string_equal(err, "node.toml:66: more than 64 labels");
+    node_config_free(&c);
+    free(text);
+}
+
+static char *temp_file(const char *text, size_t len)
+{
+    char *path = strdup("/tmp/test_node_config_XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
+    close(fd);
+    return path;
+}
+
+static void oversized_file(void **state)
+{
+    (void)state;
+    size_t len = NODE_CONFIG_MAX_BYTES + 1;
+    char *text = malloc(len);
+    memset(text, '#', len);
+    text[len - 1] = '\n';
+    char *path = temp_file(text, len);
+    node_config c;
+    char err[512] = "", want[600];
+    assert_int_equal(node_config_load(&c, path, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s: larger than 65536 bytes", path);
+    assert_string_equal(err, want);
+    node_config_free(&c);
+    /* The same bytes in memory. */
+    node_config_defaults(&c);
+    assert_int_equal(node_config_parse(&c, text, len, "m", err, sizeof err), -1);
+    assert_string_equal(err, "m: larger than 65536 bytes");
+    unlink(path);
+    free(path);
+    free(text);
+}
+
+static void missing_file(void **state)
+{
+    (void)state;
+    node_config c;
+    char err[512] = "";
+    assert_int_equal(node_config_load(&c, "/nonexistent/x.toml", err, sizeof err), -1);
+    assert_string_equal(err, "/nonexistent/x.toml: No such file or directory");
+    node_config_free(&c);
+}
+
+/* What `init` writes is read back to the same values. */
+static void format_round_trip(void **state)
+{
+    (void)state;
+    node_config c;
+    node_config_defaults(&c);
+    c.orchestrator_url = strdup("https://orch.example:9443/");
+    c.modules = strdup("/a:/b");
+    c.sandbox = 0;
+    c.max_concurrent_jobs = 2;
+    c.max_memory_mb = 1024;
+    c.cpu_hour_cents = 7;
+    c.label_keys[0] = strdup("region");
+    c.label_values[0] = strdup("us \"east\"");
+    c.n_labels = 1;
+    char *text = node_config_format(&c);
+    assert_non_null(text);
+    char *path = temp_file(text, strlen(text));
+    node_config d;
+    char err[512] = "";
+    if (node_config_load(&d, path, err, sizeof err) != 0)
+        fail_msg("%s\n%s", err, text);
+    assert_string_equal(d.orchestrator_url, c.orchestrator_url);
+    assert_string_equal(d.modules, "/a:/b");
+    assert_int_equal(d.sandbox, 0);
+    assert_int_equal(d.max_concurrent_jobs, 2);
+    assert_int_equal(d.max_memory_mb, 1024);
+    assert_int_equal(d.cpu_hour_cents, 7);
+    assert_int_equal(d.gpu_hour_cents, 50);
+    assert_int_equal(d.n_labels, 1);
+    assert_string_equal(d.label_values[0], "us \"east\"");
+    unlink(path);
+    free(path);
+    free(text);
+    node_config_free(&c);
+    node_config_free(&d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(defaults),
+        cmocka_unit_test(good_file),
+        cmocka_unit_test(number_kinds),
+        cmocka_unit_test(malformed_lines),
+        cmocka_unit_test(nul_byte),
+        cmocka_unit_test(too_many_labels),
+        cmocka_unit_test(oversized_file),
+        cmocka_unit_test(missing_file),
+        cmocka_unit_test(format_round_trip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
