@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+"""End-to-end: the real `rhizos-node` binary. Its own files and refusals
+always; with the orchestrator binary, a round trip on a free loopback port:
+two nodes, a job that succeeds, a job declined for a module that differs
+on one node, and a node killed mid-job whose job ends on the other.
+Usage: node_agent.py RHIZOS_NODE SOURCE_ROOT [RHIZOS_ORCHESTRATOR]"""
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+NODE, ROOT = sys.argv[1], sys.argv[2]
+ORCH = sys.argv[3] if len(sys.argv) > 3 else ""
+SECRET_FILES = ("keys/ed25519.key", "keys/x25519.key")
+
+
+def node(*args, timeout=30):
+    return subprocess.run([NODE, *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sandbox_flags():
+    """--no-sandbox only where bubblewrap cannot run here."""
+    try:
+        ok = subprocess.run(["bwrap", "--ro-bind", "/", "/", "true"],
+                            capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    return [] if ok else ["--no-sandbox"]
+
+
+def read(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+def set_config(data, section, key, value):
+    """Replace `key = ...` in [section] of DATA/config.toml."""
+    path = os.path.join(data, "config.toml")
+    lines, cur = read(path).split("\n"), None
+    for i, line in enumerate(lines):
+        if line.startswith("["):
+            cur = line.strip("[]")
+        elif cur == section and line.split("=")[0].strip() == key:
+            lines[i] = "%s = %s" % (key, value)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+class Proc:
+    """A background process whose output lines are collected."""
+
+    def __init__(self, cmd, env=None):
+        self.p = subprocess.Popen(cmd, cwd=ROOT, env=env, text=True,
+                                  stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        self.out, self.err, self.threads = [], [], []
+        for stream, sink in ((self.p.stdout, self.out), (self.p.stderr, self.err)):
+            t = threading.Thread(target=self._drain, args=(stream, sink),
+                                 daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    @staticmethod
+    def _drain(stream, sink):
+        for line in stream:
+            sink.append(line.rstrip("\n"))
+
+    def events(self):
+        evs = []
+        for line in list(self.out):
+            try:
+                evs.append(json.loads(line))
+            except ValueError:
+                pass
+        return evs
+
+    def wait_for(self, pred, timeout, what):
+        end = time.time() + timeout
+        while time.time() < end:
+            if pred():
+                return
+            if self.p.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError("%s; stdout %s stderr %s" % (what, self.out, self.err))
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        for t in self.threads:
+            t.join(timeout=5)
+        self.p.stdout.close()
+        self.p.stderr.close()
+        return self.p.returncode
+
+
+class NodeFiles(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.data = os.path.join(self.tmp.name, "node")
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_init_makes_private_files_and_prints_no_secret(self):
+        p = node("init", "--data", self.data, "--orchestrator",
+                 "http://127.0.0.1:9")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for rel in ("config.toml", "keys/ed25519.key", "keys/ed25519.pub",
+                    "keys/x25519.key", "keys/x25519.pub"):
+            mode = stat.S_IMODE(os.stat(os.path.join(self.data, rel)).st_mode)
+            self.assertEqual(mode, 0o600, rel)
+        for rel in ("", "keys"):
+            mode = stat.S_IMODE(os.stat(os.path.join(self.data, rel)).st_mode)
+            self.assertEqual(mode, 0o700, rel or "data")
+        self.assertEqual(len(read(os.path.join(self.data, "keys/ed25519.key"))), 128)
+        self.assertEqual(len(read(os.path.join(self.data, "keys/x25519.key"))), 64)
+        for rel in SECRET_FILES:
+            secret = read(os.path.join(self.data, rel))
+            self.assertNotIn(secret, p.stdout + p.stderr)
+            self.assertNotIn(secret[:32], p.stdout + p.stderr)
+        self.assertIn(read(os.path.join(self.data, "keys/ed25519.pub")), p.stdout)
+        cfg = read(os.path.join(self.data, "config.toml"))
+        for want in ('url = "http://127.0.0.1:9"', "[pricing]", "gpu_hour_cents",
+                     "[limits]", "max_concurrent_jobs", "sandbox = true"):
+            self.assertIn(want, cfg)
+
+    def test_init_twice_refuses_and_force_replaces(self):
+        self.assertEqual(node("init", "--data", self.data).returncode, 0)
+        key = read(os.path.join(self.data, "keys/ed25519.key"))
+        p = node("init", "--data", self.data)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("--force", p.stderr)
+        self.assertEqual(read(os.path.join(self.data, "keys/ed25519.key")), key)
+        p = node("init", "--data", self.data, "--force", "--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("ed25519_public_key", json.loads(p.stdout))
+        self.assertNotEqual(read(os.path.join(self.data, "keys/ed25519.key")), key)
+
+    def test_register_closed_port_fails_clearly(self):
+        port = free_port()
+        node("init", "--data", self.data)
+        p = node("register", "--data", self.data, "--orchestrator",
+                 "http://127.0.0.1:%d" % port)
+        self.assertEqual(p.returncode, 3, p.stderr)
+        self.assertIn("cannot reach", p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.data, "state.json")))
+
+    def test_register_without_init(self):
+        p = node("register", "--data", self.data)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("rhizos-node init", p.stderr)
+
+    def test_start_backs_off_and_stops_on_sigterm(self):
+        port = free_port()
+        node("init", "--data", self.data)
+        s = Proc([NODE, "start", "--data", self.data, "--orchestrator",
+                  "http://127.0.0.1:%d" % port, *sandbox_flags()])
+        s.wait_for(lambda: any("cannot reach" in l for l in s.err), 20,
+                   "no outage message")
+        time.sleep(2.5)     # more attempts (1 s, then 2 s backoff)
+        self.assertEqual(s.stop(), 0)
+        said = [l for l in s.err if "cannot reach" in l]
+        self.assertEqual(len(said), 1, s.err)   # once per outage
+        self.assertIn("retrying with backoff", said[0])
+
+    def test_bad_config_names_file_and_line(self):
+        node("init", "--data", self.data)
+        set_config(self.data, "limits", "max_concurrent_jobs", "many")
+        p = node("start", "--data", self.data)
+        self.assertEqual(p.returncode, 1)
+        self.assertRegex(p.stderr, r"config\.toml:\d+: malformed value")
+
+
+def http(base, method, path, key, body=None):
+    req = urllib.request.Request(base + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    req.add_header("Authorization", "Bearer " + key)
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+@unittest.skipUnless(ORCH and os.access(ORCH, os.X_OK), "no orchestrator binary")
+class RoundTrip(unittest.TestCase):
+    ADMIN = "test-admin-key-0123456789abcdef"
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.base = "http://127.0.0.1:%d" % free_port()
+        env = dict(os.environ, RHIZOS_ADMIN_KEY=self.ADMIN)
+        self.orch = Proc([ORCH, "--listen", self.base[7:], "--data",
+                          os.path.join(self.tmp.name, "orch"),
+                          "--node-timeout", "3"], env=env)
+        self.nodes = []
+        end = time.time() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(self.base + "/health", timeout=1):
+                    break
+            except OSError:
+                if time.time() > end or self.orch.p.poll() is not None:
+                    raise AssertionError("orchestrator did not start: %s" %
+                                         self.orch.err)
+                time.sleep(0.1)
+        st, acct = http(self.base, "POST", "/api/v1/accounts", self.ADMIN, {})
+        self.assertEqual(st, 201, acct)
+        self.key = acct["api_key"]
+        st, body = http(self.base, "POST", "/api/v1/accounts/%s/test-credits"
+                        % acct["id"], self.ADMIN, {"amount_cents": 100000})
+        self.assertEqual(st, 200, body)
+
+    def tearDown(self):
+        for n in self.nodes:
+            n.stop(signal.SIGKILL)
+        self.orch.stop()
+        self.tmp.cleanup()
+
+    def start_node(self, name, *extra):
+        data = os.path.join(self.tmp.name, name)
+        self.assertEqual(node("init", "--data", data).returncode, 0)
+        set_config(data, "node", "heartbeat_s", "0.5")
+        n = Proc([NODE, "start", "--data", data, "--orchestrator", self.base,
+                  "--json", *sandbox_flags(), *extra])
+        n.data = data
+        n.wait_for(lambda: any(e.get("event") == "registered" for e in n.events()),
+                   15, "%s did not register" % name)
+        n.id = [e for e in n.events() if e.get("event") == "registered"][0]["node"]
+        self.nodes.append(n)
+        return n
+
+    def submit(self, module, **fields):
+        st, job = http(self.base, "POST", "/api/v1/jobs", self.key,
+                       dict(module=module, max_cost_cents=100, **fields))
+        self.assertEqual(st, 201, job)
+        return job["id"]
+
+    def wait_job(self, job, states=("succeeded", "failed", "cancelled"), timeout=30):
+        end = time.time() + timeout
+        while time.time() < end:
+            st, j = http(self.base, "GET", "/api/v1/jobs/%d" % job, self.key)
+            self.assertEqual(st, 200, j)
+            if j["status"] in states:
+                return j
+            time.sleep(0.1)
+        raise AssertionError("job %d still %s" % (job, j))
+
+    def modified_echo(self):
+        mods = os.path.join(self.tmp.name, "mods")
+        shutil.copytree(os.path.join(ROOT, "examples/modules/echo"),
+                        os.path.join(mods, "echo"))
+        path = os.path.join(mods, "echo", "module.json")
+        with open(path) as f:
+            manifest = json.load(f)
+        manifest["description"] += " (changed on this node)"
+        with open(path, "w") as f:
+            json.dump(manifest, f)
+        return mods
+
+    def test_jobs_run_decline_and_survive_a_killed_node(self):
+        # A node whose echo differs declines it; the job waits for another.
+        odd = self.start_node("odd", "--modules", self.modified_echo())
+        first = self.submit("echo", inputs={"message": "hello"})
+        odd.wait_for(lambda: any(e.get("event") == "declined" and e["job"] == first
+                                 for e in odd.events()), 20, "no decline")
+        good = self.start_node("good")
+        j = self.wait_job(first)
+        self.assertEqual(j["status"], "succeeded", j)
+        self.assertEqual(j["outputs"], {"message": "hello"})
+        self.assertEqual(j["node"], good.id)
+        self.assertTrue(any(e.get("event") == "succeeded" and e["job"] == first
+                            for e in good.events()))
+
+        # kill -9 of the node running a job: it ends on the other one.
+        slow = self.submit("sleep", config={"seconds": 3})
+        self.wait_job(slow, states=("running",))
+        deadline = time.time() + 10
+        while time.time() < deadline and not any(
+                e.get("event") == "started" and e["job"] == slow
+                for n in self.nodes for e in n.events()):
+            time.sleep(0.05)
+        holder = [n for n in self.nodes if any(
+            e.get("event") == "started" and e["job"] == slow for e in n.events())][0]
+        other = odd if holder is good else good
+        holder.stop(signal.SIGKILL)
+        j = self.wait_job(slow, timeout=40)
+        self.assertEqual(j["status"], "succeeded", j)
+        self.assertEqual(j["node"], other.id, j)
+        self.assertGreaterEqual(j["attempt"], 2)
+
+        # Secrets never reach the output of a node.
+        for n in self.nodes:
+            token = read(os.path.join(n.data, "token"))
+            text = "\n".join(n.out + n.err)
+            self.assertNotIn(token, text)
+            for rel in SECRET_FILES:
+                self.assertNotIn(read(os.path.join(n.data, rel)), text)
+            mode = stat.S_IMODE(os.stat(os.path.join(n.data, "token")).st_mode)
+            self.assertEqual(mode, 0o600)
+        self.assertEqual(other.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0], "-v"])
