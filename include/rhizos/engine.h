@@ -321,6 +321,38 @@ RZ_EXTERN void rz_engine_stats_get(rz_engine *e, rz_engine_stats *out);
  * RZ_EINTERNAL with the first breach in rz_error_last(). O(jobs + nodes). */
 RZ_EXTERN int rz_engine_check(rz_engine *e);
 
+/* ---- Embedded mode (lib/engine/local.c) ----
+ * `rhizos flow run` (rz_runner_run) drives an engine of its own with one
+ * in-process node for this machine: the flow is deployed like any other,
+ * the node polls, runs each assignment with the process adapter and reports
+ * its result. Open that engine without a registry (the flow's modules are
+ * resolved already) and with zero reference prices. See docs/engine.md. */
+
+/* Register this machine as a node: capabilities from rz_hw_detect (no GPU
+ * or container-runtime probing), zero prices, max_concurrent_jobs = jobs. */
+RZ_EXTERN int rz_engine_local_node(rz_engine *e, unsigned jobs,
+                                   uint64_t now_ms, uint64_t *node);
+
+/* Deploy a validated flow to run locally. The document is the flow's JSON
+ * export, made to need no registry (each step's effective timeout written
+ * out, no max_cost_cents); it is paid by a new client account credited with
+ * exactly its holds. `replica` (may be NULL) is a run of `flow` made with
+ * rz_run_new at `now_ms` with the same inputs: every step event of the
+ * deployment is applied to it as the engine records it, so after each
+ * engine call it is in the deployment's state, under the caller's run id
+ * and flow; it must outlive the deployment's last event. At most
+ * `max_started` steps (0: no limit) are started at once, so a step's
+ * timeout and attempt count start when a slot is free for it, not while it
+ * waits. RZ_EINVAL for an engine opened with a registry. */
+RZ_EXTERN int rz_engine_local_deploy(rz_engine *e, const rz_flow *flow,
+                                     const char *inputs_json, rz_run *replica,
+                                     unsigned max_started, uint64_t now_ms,
+                                     uint64_t *deployment);
+
+/* RZ_OK, or RZ_EINTERNAL once the replica refused a step event (it no
+ * longer follows the deployment; a bug, not a user error). */
+RZ_EXTERN int rz_engine_local_check(rz_engine *e);
+
 #ifdef __cplusplus
 }
 #endif

@@ -181,6 +181,9 @@ int rz__engine_dep_advance(rz_engine *e, rz__edep *d, uint64_t now)
     for (bool more = true; rc == RZ_OK && more;) {
         size_t buf[64];
         size_t n = rz_run_ready(d->run, now, buf, RZ_ARRAY_LEN(buf));
+        size_t room = rz__engine_local_room(e, d);   /* embedded mode */
+        if (n > room)
+            n = room;
         more = n > 0;
         for (size_t i = 0; rc == RZ_OK && i < n && i < RZ_ARRAY_LEN(buf); i++)
             rc = start_step(e, d, buf[i], now);

@@ -103,6 +103,18 @@ typedef struct rz__heap_ent {
     uint32_t gen;
 } rz__heap_ent;
 
+/* Embedded mode (local.c): deployment `dep` is followed by a replica run
+ * that is given each of its step events as it is recorded, and at most
+ * max_started of its steps are started (not yet settled) at once. Zeroed:
+ * off. */
+typedef struct rz__elocal {
+    uint64_t dep;
+    rz_run *replica;
+    size_t max_started;       /* 0: no cap */
+    size_t started;           /* RUNNING steps of the replica */
+    bool diverged;            /* the replica refused an event */
+} rz__elocal;
+
 #define RZ__EVENTS_MAX 65536
 
 struct rz_engine {
@@ -131,6 +143,7 @@ struct rz_engine {
     rz_engine_event *events; size_t ev_head, ev_len;
 
     rz_engine_stats stats;
+    rz__elocal local;         /* embedded mode (local.c) */
     uint64_t now;             /* `now` of the call in progress */
     char scratch_step[1];     /* "" */
 };
@@ -183,5 +196,12 @@ RZ_HIDDEN int rz__engine_dep_report(rz_engine *e, rz__ejob *j,
                                     uint64_t now);
 RZ_HIDDEN int rz__engine_dep_rebuild(rz_engine *e, rz__edep *d);
 RZ_HIDDEN void rz__engine_dep_free(rz__edep *d);
+
+/* local.c: embedded mode hooks. */
+RZ_HIDDEN void rz__engine_local_event(rz_engine *e, const rz__edep *d,
+                                      rz__dev_kind kind, size_t step,
+                                      uint64_t now, const char *text);
+/* How many more steps of `d` may start now; SIZE_MAX without a cap. */
+RZ_HIDDEN size_t rz__engine_local_room(const rz_engine *e, const rz__edep *d);
 
 #endif

@@ -280,6 +280,7 @@ int rz__engine_dev_add(rz_engine *e, rz__edep *d, rz__dev_kind kind,
     e->n_devs++;
     d->n_events++;
     rz__engine_touch_dep(e, d);
+    rz__engine_local_event(e, d, kind, step, now, text);
     return RZ_OK;
 }
 

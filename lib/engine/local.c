@@ -1,0 +1,229 @@
+/* Embedded mode: the engine with one in-process node for this machine, the
+ * way `rhizos flow run` drives it (lib/exec/runner.c).
+ *
+ * The deployment's own rz_run lives inside the engine, on the engine's copy
+ * of the flow, under the deployment's id. The caller wants a run of its own
+ * flow under its own run id, live while the flow runs and kept afterwards,
+ * so it hands in a replica: every step event the engine records for the
+ * deployment (the same log a reopened engine replays) is applied to the
+ * replica as it is recorded. The run is deterministic, so the replica is in
+ * the deployment's state after every engine call.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "engine/engine_impl.h"
+#include "flow/model.h"
+#include "module/module_impl.h"
+#include "rhizos/hw.h"
+
+/* Client accounts of embedded deployments, and their test credit. */
+#define LOCAL_CLIENT_HI 0x525a4c4f43414c00ull    /* "RZLOCAL" */
+#define LOCAL_CREDIT_HI 0x525a4c4f43524400ull    /* "RZLOCRD" */
+
+/* ---- the replica ---- */
+
+static bool running(const rz_run *r, size_t step)
+{
+    return rz_run_step_state(r, step) == RZ_STEP_RUNNING;
+}
+
+void rz__engine_local_event(rz_engine *e, const rz__edep *d,
+                            rz__dev_kind kind, size_t step, uint64_t now,
+                            const char *text)
+{
+    rz__elocal *l = &e->local;
+    if (!l->replica || l->diverged || d->id != l->dep)
+        return;
+    rz_run *r = l->replica;
+    bool was = running(r, step);
+    int rc = RZ_OK;
+    switch (kind) {
+    case RZ__DEV_START:
+        /* As on replay: the readiness check that promoted the step. */
+        rz_run_ready(r, now, NULL, 0);
+        rc = rz_run_start(r, step, now);
+        break;
+    case RZ__DEV_SUCCEED:
+        rz_run_succeed(r, step, text, now);   /* RZ_EINVALID replays too */
+        break;
+    case RZ__DEV_FAIL:
+        rc = rz_run_fail(r, step, text, now);
+        break;
+    case RZ__DEV_TICK: {
+        size_t n = rz_run_tick(r, now, NULL, 0);
+        l->started -= n < l->started ? n : l->started;
+        break;
+    }
+    case RZ__DEV_CANCEL:
+        rc = rz_run_cancel(r, now);
+        break;
+    }
+    if (rc != RZ_OK)
+        l->diverged = true;
+    else if (kind == RZ__DEV_START)
+        l->started++;
+    else if (was && !running(r, step) && l->started > 0)
+        l->started--;
+}
+
+size_t rz__engine_local_room(const rz_engine *e, const rz__edep *d)
+{
+    const rz__elocal *l = &e->local;
+    if (!l->max_started || d->id != l->dep)
+        return SIZE_MAX;
+    return l->started < l->max_started ? l->max_started - l->started : 0;
+}
+
+int rz_engine_local_check(rz_engine *e)
+{
+    if (!e)
+        return rz__error(RZ_EINVAL, "no engine");
+    if (e->local.diverged)
+        return rz__error(RZ_EINTERNAL, "the run of deployment %llu no longer "
+                         "follows it", (unsigned long long)e->local.dep);
+    return RZ_OK;
+}
+
+/* ---- the local node ---- */
+
+int rz_engine_local_node(rz_engine *e, unsigned jobs, uint64_t now_ms,
+                         uint64_t *node)
+{
+    if (node)
+        *node = 0;
+    if (!e || !node || jobs == 0)
+        return rz__error(RZ_EINVAL, "rz_engine_local_node: invalid arguments");
+    /* No GPU or container-runtime probing: the embedded node runs process
+     * modules only, and the probes cost more than the rest of a small run. */
+    rz_hw_opts ho = RZ_HW_OPTS_INIT;
+    ho.skip_gpus = 1;
+    ho.skip_runtimes = 1;
+    rz_caps *caps = NULL;
+    char *json = NULL;
+    int rc = rz_hw_detect(&caps, &ho);
+    if (rc == RZ_OK)
+        rc = rz_caps_set_prices(caps, 0, 0, 0);
+    if (rc == RZ_OK)
+        rc = rz_caps_set_market(caps, 1.0, jobs);
+    if (rc == RZ_OK)
+        rc = rz_caps_to_json(caps, 0, &json);
+    if (rc == RZ_OK)
+        rc = rz_engine_node_register(e, json, strlen(json), now_ms, node);
+    rz_free(json);
+    rz_caps_free(caps);
+    return rc;
+}
+
+/* ---- the deployment ---- */
+
+/* The steps of an exported document: FluxGraph's object keyed by id or the
+ * builder's array of nodes with an "id". */
+static const char *doc_step_id(const cJSON *steps, const cJSON *s)
+{
+    if (!cJSON_IsArray(steps))
+        return s->string;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(s, "id");
+    return cJSON_IsString(id) ? id->valuestring : NULL;
+}
+
+/* The flow as a document that needs no registry: each step's effective
+ * timeout written out (the module's, where the step has none, since the
+ * engine's copy is validated without modules), and no max_cost_cents (the
+ * local node charges nothing; every hold is the reference cost). */
+static int local_document(const rz_flow *flow, char **out)
+{
+    *out = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = rz_flow_to_json(flow, 0, &text, &len);
+    if (rc != RZ_OK)
+        return rc;
+    cJSON *doc = cJSON_ParseWithLength(text, len);
+    rz_free(text);
+    if (!doc)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    cJSON *steps = cJSON_GetObjectItemCaseSensitive(doc, "steps");
+    if (!steps)
+        steps = cJSON_GetObjectItemCaseSensitive(doc, "nodes");
+    bool ok = true;
+    for (cJSON *s = steps ? steps->child : NULL; ok && s; s = s->next) {
+        const char *id = doc_step_id(steps, s);
+        size_t i = id ? rz_flow_step_find(flow, id) : RZ_NPOS;
+        if (i == RZ_NPOS || !cJSON_IsObject(s))
+            continue;
+        const rz__step *st = &flow->steps[i];
+        cJSON_DeleteItemFromObjectCaseSensitive(s, "max_cost_cents");
+        if (!st->timeout_s && st->module && st->module->timeout_s)
+            ok = cJSON_AddNumberToObject(s, "timeout_s",
+                                         st->module->timeout_s) != NULL;
+    }
+    *out = ok ? rz__json_print(doc, false) : NULL;
+    cJSON_Delete(doc);
+    return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
+}
+
+/* A client account credited with exactly what the deployment will hold. */
+static int local_client(rz_engine *e, uint64_t dep, size_t n_steps,
+                        rz_ledger_id *client)
+{
+    *client = rz_ledger_id_make(LOCAL_CLIENT_HI, dep);
+    uint64_t each = 0;
+    int rc = rz_engine_reference_cost(e, NULL, &each);
+    if (rc != RZ_OK)
+        return rc;
+    if (n_steps && each > UINT64_MAX / n_steps)
+        return rz__error(RZ_ETOOBIG, "the holds of %zu steps overflow",
+                         n_steps);
+    /* Both exist already after a deploy of this id that failed. */
+    rc = rz_ledger_create_account(e->ledger, *client, RZ_LEDGER_CLIENT);
+    if ((rc == RZ_OK || rc == RZ_EEXISTS) && n_steps)
+        rc = rz_ledger_test_credit(e->ledger,
+                                   rz_ledger_id_make(LOCAL_CREDIT_HI, dep),
+                                   *client, each * n_steps);
+    return rc == RZ_EEXISTS ? RZ_OK : rc;
+}
+
+int rz_engine_local_deploy(rz_engine *e, const rz_flow *flow,
+                           const char *inputs_json, rz_run *replica,
+                           unsigned max_started, uint64_t now_ms,
+                           uint64_t *deployment)
+{
+    if (deployment)
+        *deployment = 0;
+    if (!e || !flow || !deployment)
+        return rz__error(RZ_EINVAL, "rz_engine_local_deploy: invalid "
+                         "arguments");
+    if (e->opts.registry)
+        return rz__error(RZ_EINVAL, "embedded deployments need an engine "
+                         "opened without a registry (the flow's modules are "
+                         "resolved already)");
+    if (replica && rz_run_flow(replica) != flow)
+        return rz__error(RZ_EINVAL, "the replica is a run of another flow");
+    uint64_t dep = e->n_deps + 1;      /* the id rz_engine_deploy gives */
+    char *doc = NULL;
+    rz_ledger_id client;
+    int rc = local_document(flow, &doc);
+    if (rc == RZ_OK)
+        rc = local_client(e, dep, rz_flow_step_count(flow), &client);
+    if (rc == RZ_OK) {
+        memset(&e->local, 0, sizeof e->local);
+        e->local.dep = dep;
+        e->local.replica = replica;
+        e->local.max_started = max_started;
+        rc = rz_engine_deploy(e, doc, strlen(doc), client, inputs_json,
+                              now_ms, deployment, NULL);
+        if (rc == RZ_OK && *deployment != dep)
+            rc = rz__error(RZ_EINTERNAL, "deployment %llu, expected %llu",
+                           (unsigned long long)*deployment,
+                           (unsigned long long)dep);
+        if (rc == RZ_OK)
+            rc = rz_engine_local_check(e);
+        if (rc != RZ_OK)
+            memset(&e->local, 0, sizeof e->local);
+    }
+    free(doc);
+    return rc;
+}
