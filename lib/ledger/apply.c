@@ -4,7 +4,13 @@
  * chain (ops joined by RZ_LEDGER_LINKED; a single op is a chain of one)
  * stages its transfers in memory and keeps an undo log of the accounts it
  * touched: if any op of the chain fails, the undo log restores the cache
- * and the staged transfers are dropped, so nothing of it reaches LMDB. */
+ * and the staged transfers are dropped, so nothing of it reaches LMDB.
+ *
+ * Index entries (history, jobs) of committed chains wait until the end of
+ * the batch and go in sorted, through one cursor per table: LMDB then finds
+ * most next keys on the leaf page the cursor is on instead of walking down
+ * from the root. Only the jobs index is read while a batch runs (the hold
+ * of a job), so the batch keeps a job -> newest hold map beside it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +33,24 @@ typedef struct staged {
     bool is_new;           /* else: a pending transfer's new state */
 } staged;
 
+/* An index entry waiting for the end of the batch. */
+typedef struct ientry {
+    rz_ledger_id owner;    /* account or job */
+    uint64_t seq;
+    rz_ledger_id id;
+} ientry;
+
+typedef struct ilist {
+    ientry *e;
+    size_t n, cap;
+} ilist;
+
+/* job -> its newest hold made in this batch (open addressing). */
+typedef struct holdmap {
+    rz_ledger_id *job, *hold;
+    size_t n, cap;
+} holdmap;
+
 typedef struct ctx {
     MDB_txn *txn;
     const rz__ledger_dbs *d;
@@ -43,6 +67,10 @@ typedef struct ctx {
     uint64_t chain;
     rz__ledger_meta saved;
     MDB_cursor *jobs_cur;
+    rz_ledger_transfer last;   /* the last transfer read from LMDB */
+    bool has_last;
+    ilist history, jobs;
+    holdmap holds;
 } ctx;
 
 typedef struct plan {
@@ -120,7 +148,18 @@ static int tget(ctx *c, rz_ledger_id id, rz_ledger_transfer *t)
             *t = c->st[i].t;
             return RZ_OK;
         }
-    return rz__ledger_get_transfer(c->txn, c->d, id, t);
+    /* An op reads its pending transfer when planned and again when
+     * applied: remember the last one (dropped when a chain writes). */
+    if (c->has_last && rz__ledger_id_eq(c->last.id, id)) {
+        *t = c->last;
+        return RZ_OK;
+    }
+    int rc = rz__ledger_get_transfer(c->txn, c->d, id, t);
+    if (rc == RZ_OK) {
+        c->last = *t;
+        c->has_last = true;
+    }
+    return rc;
 }
 
 /* ---- the account cache ---- */
@@ -243,14 +282,104 @@ static int put(ctx *c, MDB_dbi dbi, void *k, size_t kl, void *v, size_t vl)
     return mrc ? rz__ledger_db_error(mrc, "write") : RZ_OK;
 }
 
-static int put_index(ctx *c, MDB_dbi dbi, rz_ledger_id owner, uint64_t seq,
-                     rz_ledger_id id)
+static int defer_index(ilist *l, rz_ledger_id owner, uint64_t seq,
+                       rz_ledger_id id)
 {
-    uint8_t k[24], v[16];
-    rz__ledger_id_key(owner, k);
-    rz__ledger_be64(k + 16, seq);
-    rz__ledger_id_key(id, v);
-    return put(c, dbi, k, sizeof k, v, sizeof v);
+    int rc = grow((void **)&l->e, &l->cap, l->n + 1, sizeof *l->e);
+    if (rc != RZ_OK)
+        return rc;
+    l->e[l->n].owner = owner;
+    l->e[l->n].seq = seq;
+    l->e[l->n].id = id;
+    l->n++;
+    return RZ_OK;
+}
+
+static size_t holdmap_slot(const holdmap *m, rz_ledger_id job)
+{
+    size_t i = id_hash(job) & (m->cap - 1);
+    while (!rz__ledger_id_zero(m->job[i]) && !rz__ledger_id_eq(m->job[i], job))
+        i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+static int holdmap_grow(holdmap *m)
+{
+    holdmap n = { NULL, NULL, 0, m->cap ? m->cap * 2 : 64 };
+    n.job = calloc(n.cap, sizeof *n.job);
+    n.hold = calloc(n.cap, sizeof *n.hold);
+    if (!n.job || !n.hold) {
+        free(n.job);
+        free(n.hold);
+        return nomem();
+    }
+    for (size_t i = 0; i < m->cap; i++) {
+        if (rz__ledger_id_zero(m->job[i]))
+            continue;
+        size_t s = holdmap_slot(&n, m->job[i]);
+        n.job[s] = m->job[i];
+        n.hold[s] = m->hold[i];
+    }
+    n.n = m->n;
+    free(m->job);
+    free(m->hold);
+    *m = n;
+    return RZ_OK;
+}
+
+static int holdmap_put(holdmap *m, rz_ledger_id job, rz_ledger_id hold)
+{
+    if ((m->n + 1) * 2 > m->cap && holdmap_grow(m) != RZ_OK)
+        return RZ_ENOMEM;
+    size_t s = holdmap_slot(m, job);
+    m->n += rz__ledger_id_zero(m->job[s]);
+    m->job[s] = job;
+    m->hold[s] = hold;
+    return RZ_OK;
+}
+
+/* The newest hold of job made in this batch, or false. */
+static bool holdmap_get(const holdmap *m, rz_ledger_id job, rz_ledger_id *hold)
+{
+    if (!m->n)
+        return false;
+    size_t s = holdmap_slot(m, job);
+    if (rz__ledger_id_zero(m->job[s]))
+        return false;
+    *hold = m->hold[s];
+    return true;
+}
+
+static int ientry_cmp(const void *a, const void *b)
+{
+    const ientry *x = a, *y = b;
+    if (x->owner.hi != y->owner.hi)
+        return x->owner.hi < y->owner.hi ? -1 : 1;
+    if (x->owner.lo != y->owner.lo)
+        return x->owner.lo < y->owner.lo ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Insert a batch's entries of one index, sorted, through one cursor. */
+static int flush_index(ctx *c, MDB_dbi dbi, ilist *l)
+{
+    if (!l->n)
+        return RZ_OK;
+    qsort(l->e, l->n, sizeof *l->e, ientry_cmp);
+    MDB_cursor *cur;
+    int mrc = mdb_cursor_open(c->txn, dbi, &cur);
+    if (mrc)
+        return rz__ledger_db_error(mrc, "cursor");
+    for (size_t i = 0; !mrc && i < l->n; i++) {
+        uint8_t k[24], v[16];
+        rz__ledger_id_key(l->e[i].owner, k);
+        rz__ledger_be64(k + 16, l->e[i].seq);
+        rz__ledger_id_key(l->e[i].id, v);
+        MDB_val key = { sizeof k, k }, val = { sizeof v, v };
+        mrc = mdb_cursor_put(cur, &key, &val, 0);
+    }
+    mdb_cursor_close(cur);
+    return mrc ? rz__ledger_db_error(mrc, "write index") : RZ_OK;
 }
 
 static int expiry_key(const rz_ledger_transfer *t, uint8_t k[24])
@@ -268,11 +397,14 @@ static int flush_one(ctx *c, const staged *s)
     rz__ledger_transfer_encode(t, rec);
     int rc = put(c, c->d->transfers, k, 16, rec, sizeof rec);
     if (rc == RZ_OK && s->is_new) {
-        rc = put_index(c, c->d->history, t->debit, t->seq, t->id);
+        rc = defer_index(&c->history, t->debit, t->seq, t->id);
         if (rc == RZ_OK)
-            rc = put_index(c, c->d->history, t->credit, t->seq, t->id);
+            rc = defer_index(&c->history, t->credit, t->seq, t->id);
         if (rc == RZ_OK && !rz__ledger_id_zero(t->job))
-            rc = put_index(c, c->d->jobs, t->job, t->seq, t->id);
+            rc = defer_index(&c->jobs, t->job, t->seq, t->id);
+        if (rc == RZ_OK && !rz__ledger_id_zero(t->job) &&
+            t->code == RZ_LEDGER_CODE_HOLD)
+            rc = holdmap_put(&c->holds, t->job, t->id);
     }
     if (rc != RZ_OK || !t->timeout)
         return rc;
@@ -286,6 +418,7 @@ static int flush_one(ctx *c, const staged *s)
 
 static int chain_flush(ctx *c)
 {
+    c->has_last = false;
     for (size_t i = 0; i < c->nst; i++) {
         int rc = flush_one(c, &c->st[i]);
         if (rc != RZ_OK)
@@ -468,15 +601,14 @@ static int need_kind(ctx *c, rz_ledger_id id, uint32_t k1, uint32_t k2)
     int rc = acct(c, id, &idx);
     if (rc != RZ_OK)
         return rc;
+    uint32_t k = c->acc[idx].a.kind;
+    if (c->acc[idx].exists && (k == k1 || k == k2))
+        return RZ_OK;
     char h[33];
     rz_ledger_id_format(id, h);
     if (!c->acc[idx].exists)
         return rz__error(RZ_ENOENT, "no account %s", h);
-    uint32_t k = c->acc[idx].a.kind;
-    if (k != k1 && k != k2)
-        return rz__error(RZ_EINVAL, "account %s is of the wrong kind (%u)",
-                         h, k);
-    return RZ_OK;
+    return rz__error(RZ_EINVAL, "account %s is of the wrong kind (%u)", h, k);
 }
 
 static int need_amount(uint64_t amount)
@@ -488,26 +620,35 @@ static int need_amount(uint64_t amount)
 static int get_pending(ctx *c, rz_ledger_id id, uint32_t code,
                        rz_ledger_transfer *p)
 {
+    int rc = tget(c, id, p);
+    if (rc != RZ_OK && rc != RZ_ENOENT)
+        return rc;
+    if (rc == RZ_OK && (p->flags & RZ_LEDGER_PENDING) &&
+        (!code || p->code == code))
+        return RZ_OK;
     char h[33];
     rz_ledger_id_format(id, h);
-    int rc = tget(c, id, p);
     if (rc == RZ_ENOENT)
         return rz__error(RZ_ENOENT, "no pending transfer %s", h);
-    if (rc != RZ_OK)
-        return rc;
-    if (!(p->flags & RZ_LEDGER_PENDING) || (code && p->code != code))
-        return rz__error(RZ_EINVAL, "transfer %s is not a pending transfer "
-                         "of the right kind", h);
-    return RZ_OK;
+    return rz__error(RZ_EINVAL, "transfer %s is not a pending transfer of "
+                     "the right kind", h);
 }
 
-/* The newest hold of a job: staged ones first, then the job index. */
+/* The newest hold of a job: staged ones first, then those of earlier
+ * chains of this batch, then the job index. None: RZ_ENOENT without detail
+ * (a new hold looks for one every time). */
 static int job_hold(ctx *c, rz_ledger_id job, rz_ledger_transfer *p)
 {
     for (size_t i = c->nst; i-- > 0;)
         if (c->st[i].t.code == RZ_LEDGER_CODE_HOLD &&
             rz__ledger_id_eq(c->st[i].t.job, job))
             return tget(c, c->st[i].t.id, p);
+    rz_ledger_id hold;
+    if (holdmap_get(&c->holds, job, &hold)) {
+        int rc = tget(c, hold, p);
+        return rc == RZ_ENOENT ? rz__error(RZ_EINTERNAL, "a hold of this "
+                                           "batch is missing") : rc;
+    }
     int mrc = c->jobs_cur ? 0 : mdb_cursor_open(c->txn, c->d->jobs,
                                                 &c->jobs_cur);
     if (mrc)
@@ -533,9 +674,7 @@ static int job_hold(ctx *c, rz_ledger_id job, rz_ledger_transfer *p)
     }
     if (mrc && mrc != MDB_NOTFOUND)
         return rz__ledger_db_error(mrc, "job index");
-    char h[33];
-    rz_ledger_id_format(job, h);
-    return rz__error(RZ_ENOENT, "job %s has no hold", h);
+    return RZ_ENOENT;
 }
 
 static int op_hold(ctx *c, const rz_ledger_op *op, rz_ledger_transfer *p)
@@ -549,7 +688,13 @@ static int op_hold(ctx *c, const rz_ledger_op *op, rz_ledger_transfer *p)
     }
     if (rz__ledger_id_zero(op->job))
         return rz__error(RZ_EINVAL, "a job or a hold id is needed");
-    return job_hold(c, op->job, p);
+    int rc = job_hold(c, op->job, p);
+    if (rc == RZ_ENOENT) {
+        char h[33];
+        rz_ledger_id_format(op->job, h);
+        return rz__error(RZ_ENOENT, "job %s has no hold", h);
+    }
+    return rc;
 }
 
 /* One open hold per job (a replay of that very hold aside). */
@@ -983,6 +1128,14 @@ int rz__ledger_apply(MDB_txn *txn, const rz__ledger_dbs *d,
         rc = flush_accounts(&c);
     if (c.jobs_cur)
         mdb_cursor_close(c.jobs_cur);
+    if (rc == RZ_OK)
+        rc = flush_index(&c, d->history, &c.history);
+    if (rc == RZ_OK)
+        rc = flush_index(&c, d->jobs, &c.jobs);
+    free(c.history.e);
+    free(c.jobs.e);
+    free(c.holds.job);
+    free(c.holds.hold);
     free(c.acc);
     free(c.slots);
     free(c.undo);

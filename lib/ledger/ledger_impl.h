@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <lmdb.h>
 
@@ -19,11 +20,43 @@
 #define RZ__LEDGER_JMAGIC 0x4a4c5a52u   /* "RZLJ" little-endian */
 #define RZ__LEDGER_RECORD_VERSION 1
 
-/* Keys are big-endian so that LMDB's byte order is numeric order. */
-RZ_HIDDEN void rz__ledger_id_key(rz_ledger_id id, uint8_t key[16]);
-RZ_HIDDEN rz_ledger_id rz__ledger_key_id(const uint8_t key[16]);
-RZ_HIDDEN void rz__ledger_be64(uint8_t *p, uint64_t v);
-RZ_HIDDEN uint64_t rz__ledger_get_be64(const uint8_t *p);
+/* Keys are big-endian so that LMDB's byte order is numeric order. Inline:
+ * every B-tree operation builds a key. */
+static inline void rz__ledger_be64(uint8_t *p, uint64_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+    memcpy(p, &v, 8);
+#else
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+#endif
+}
+
+static inline uint64_t rz__ledger_get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(&v, p, 8);
+    return __builtin_bswap64(v);
+#else
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+#endif
+}
+
+static inline void rz__ledger_id_key(rz_ledger_id id, uint8_t key[16])
+{
+    rz__ledger_be64(key, id.hi);
+    rz__ledger_be64(key + 8, id.lo);
+}
+
+static inline rz_ledger_id rz__ledger_key_id(const uint8_t key[16])
+{
+    return rz_ledger_id_make(rz__ledger_get_be64(key),
+                             rz__ledger_get_be64(key + 8));
+}
 static inline bool rz__ledger_id_eq(rz_ledger_id a, rz_ledger_id b)
 {
     return a.hi == b.hi && a.lo == b.lo;

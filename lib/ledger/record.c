@@ -7,6 +7,14 @@
 
 #include "ledger/ledger_impl.h"
 
+/* Little-endian fields; on a little-endian host a plain copy (the byte
+ * loops are the portable fallback and the definition). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define RZ_LEDGER_LE_HOST 1
+#else
+#define RZ_LEDGER_LE_HOST 0
+#endif
+
 static void put16(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)v;
@@ -15,12 +23,20 @@ static void put16(uint8_t *p, uint16_t v)
 
 static void put32(uint8_t *p, uint32_t v)
 {
+    if (RZ_LEDGER_LE_HOST) {
+        memcpy(p, &v, 4);
+        return;
+    }
     for (int i = 0; i < 4; i++)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
 static void put64(uint8_t *p, uint64_t v)
 {
+    if (RZ_LEDGER_LE_HOST) {
+        memcpy(p, &v, 8);
+        return;
+    }
     for (int i = 0; i < 8; i++)
         p[i] = (uint8_t)(v >> (8 * i));
 }
@@ -33,6 +49,10 @@ static uint16_t get16(const uint8_t *p)
 static uint32_t get32(const uint8_t *p)
 {
     uint32_t v = 0;
+    if (RZ_LEDGER_LE_HOST) {
+        memcpy(&v, p, 4);
+        return v;
+    }
     for (int i = 3; i >= 0; i--)
         v = (v << 8) | p[i];
     return v;
@@ -41,6 +61,10 @@ static uint32_t get32(const uint8_t *p)
 static uint64_t get64(const uint8_t *p)
 {
     uint64_t v = 0;
+    if (RZ_LEDGER_LE_HOST) {
+        memcpy(&v, p, 8);
+        return v;
+    }
     for (int i = 7; i >= 0; i--)
         v = (v << 8) | p[i];
     return v;
@@ -55,32 +79,6 @@ static void put_id(uint8_t *p, rz_ledger_id id)
 static rz_ledger_id get_id(const uint8_t *p)
 {
     return rz_ledger_id_make(get64(p), get64(p + 8));
-}
-
-void rz__ledger_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-
-uint64_t rz__ledger_get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-void rz__ledger_id_key(rz_ledger_id id, uint8_t key[16])
-{
-    rz__ledger_be64(key, id.hi);
-    rz__ledger_be64(key + 8, id.lo);
-}
-
-rz_ledger_id rz__ledger_key_id(const uint8_t key[16])
-{
-    return rz_ledger_id_make(rz__ledger_get_be64(key),
-                             rz__ledger_get_be64(key + 8));
 }
 
 static bool all_zero(const uint8_t *p, size_t n)
