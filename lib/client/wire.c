@@ -13,6 +13,51 @@
 #define WIRE_MAX_BYTES (64u << 20)
 #define WIRE_MAX_DEPTH 64
 
+/* Well-formed UTF-8 (no overlongs, surrogates or code points past
+ * U+10FFFF): what CBOR text strings must hold, checked both ways so that
+ * whatever one side encodes the other decodes. */
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t k = (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
+                 : (c & 0xf8) == 0xf0 ? 3 : 0;
+        if (k == 0 || n - i <= k)
+            return false;
+        uint32_t cp = c & (0x3fu >> k);
+        for (size_t j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + j] & 0x3fu);
+        }
+        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) ||
+            (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += k + 1;
+    }
+    return true;
+}
+
+/* Every key and string of a JSON tree is UTF-8 (cJSON does not check). */
+static bool tree_utf8(const cJSON *v, int depth)
+{
+    if (depth > WIRE_MAX_DEPTH + 1)
+        return true;        /* too deep: encode_value refuses it anyway */
+    if (v->string && !utf8_valid((const unsigned char *)v->string, strlen(v->string)))
+        return false;
+    if (cJSON_IsString(v))
+        return utf8_valid((const unsigned char *)v->valuestring, strlen(v->valuestring));
+    for (const cJSON *c = v->child; c; c = c->next)
+        if (!tree_utf8(c, depth + 1))
+            return false;
+    return true;
+}
+
 /* ---- encode ---- */
 
 static cbor_item_t *encode_number(double d)
@@ -107,6 +152,18 @@ int rz_wire_encode(const char *json, size_t len, unsigned char **out,
     if (!root)
         return rz__error(RZ_ESYNTAX, "malformed JSON near byte %zu",
                          end ? (size_t)(end - json) : 0);
+    while (end < json + len && (*end == ' ' || *end == '\t' || *end == '\n' ||
+                                *end == '\r'))
+        end++;
+    if (end != json + len) {
+        cJSON_Delete(root);
+        return rz__error(RZ_ESYNTAX, "text after the JSON value at byte %zu",
+                         (size_t)(end - json));
+    }
+    if (!tree_utf8(root, 0)) {
+        cJSON_Delete(root);
+        return rz__error(RZ_ESYNTAX, "JSON text that is not UTF-8");
+    }
     cbor_item_t *item = encode_value(root, 0);
     cJSON_Delete(root);
     if (!item)
@@ -159,7 +216,7 @@ static char *decode_text(const cbor_item_t *it)
         return NULL;
     size_t n = cbor_string_length(it);
     const unsigned char *p = cbor_string_handle(it);
-    if (memchr(p, 0, n))
+    if (memchr(p, 0, n) || !utf8_valid(p, n))
         return NULL;        /* a NUL cannot live in a C string */
     return rz__strndup((const char *)p, n);
 }
@@ -260,7 +317,8 @@ int rz_wire_decode(const unsigned char *cbor, size_t len, char **json)
     if (!root)
         return rz__error(RZ_ESYNTAX,
                          "CBOR outside the JSON subset (byte string, tag, "
-                         "indefinite length, duplicate key, NUL in text, or "
+                         "indefinite length, duplicate key, NUL or non-UTF-8 "
+                         "text, or "
                          "nesting over %d)", WIRE_MAX_DEPTH);
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);

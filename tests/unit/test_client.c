@@ -115,6 +115,10 @@ static void test_wire_hostile(void **state)
     BAD(0xbb, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff);  /* huge map */
     BAD(0x9a, 0xff, 0xff, 0xff, 0xff, 0x01);
     expect_bad(NULL, 0);                            /* empty input */
+    BAD(0x62, 0xc3, 0x28);                          /* text that is not UTF-8 */
+    BAD(0x63, 0xed, 0xa0, 0x80);                    /* a UTF-16 surrogate */
+    BAD(0x62, 0xc0, 0x80);                          /* overlong NUL */
+    BAD(0xa1, 0x61, 0xff, 0x01);                    /* key not UTF-8 */
 
     unsigned char deep[101];
     memset(deep, 0x81, 100);                        /* [[[[...1...]]]] */
@@ -154,6 +158,15 @@ static void test_wire_encode_errors(void **state)
     assert_true(rc == RZ_ETOOBIG || rc == RZ_ESYNTAX);
     assert_null(cbor);
     assert_int_equal(rz_wire_encode(NULL, 0, &cbor, &n), RZ_EINVAL);
+    /* Text after the value, and strings that are not UTF-8 (which the peer
+     * could not decode), are refused (a fuzz finding). */
+    assert_int_equal(rz_wire_encode("{} x", 4, &cbor, &n), RZ_ESYNTAX);
+    assert_int_equal(rz_wire_encode("\"ab\":[1]", 9, &cbor, &n), RZ_ESYNTAX);
+    assert_int_equal(rz_wire_encode("\"\xa7\xa7\"", 4, &cbor, &n), RZ_ESYNTAX);
+    assert_int_equal(rz_wire_encode("{\"\xed\xa0\x80\":1}", 9, &cbor, &n), RZ_ESYNTAX);
+    assert_null(cbor);
+    assert_int_equal(rz_wire_encode(" [1] \n", 6, &cbor, &n), RZ_OK);
+    rz_free(cbor);
 }
 
 /* ------------------------------------------------------------------ */
