@@ -13,6 +13,8 @@ export interface RhizosError extends Error {
   pointer?: string;
   /** For parse, validate and plan failures: every problem found. */
   diagnostics?: Diagnostic[];
+  /** Client errors: the HTTP status of the reply (0 when none came). */
+  httpStatus?: number;
 }
 
 export interface Diagnostic {
@@ -180,6 +182,79 @@ export class Vault {
   get(idOrName: string): string;
   remove(idOrName: string): void;
   save(): void;
+  close(): void;
+}
+
+export interface StepEstimate {
+  step: string;
+  module: string;
+  estimate_seconds: number;
+  rent: { node_class: string; cost_cents: number } | null;
+  rent_unavailable?: string;
+  api: { provider: string; model: string; cost_cents: number } | null;
+  api_unavailable?: string;
+  recommendation: 'rent' | 'api' | 'none';
+  cost_cents: number;
+}
+
+export interface Estimate {
+  steps: StepEstimate[];
+  total_cents: number;
+  complete: boolean;
+  prices: { nodes_date: string; providers_date: string };
+}
+
+/** Cost of a validated flow; prices: table files or folders (default data/prices). */
+export function estimate(flow: Flow, opts?: { prices?: string[] }): Estimate;
+
+export interface DeploymentStep {
+  status: string;
+  attempts: number;
+  outputs: Record<string, unknown>;
+  error?: string;
+  job: number | null;
+}
+
+/** GET /api/v1/flows/{id}/status (docs/api.md). */
+export interface DeploymentStatus {
+  id: number;
+  flow: string;
+  status: 'running' | 'succeeded' | 'failed' | 'cancelled' | string;
+  steps: Record<string, DeploymentStep>;
+  outputs: Record<string, Record<string, unknown>>;
+  held_cents: number;
+  charged_cents: number;
+}
+
+export interface AccountInfo {
+  id: string;
+  kind: 'client' | 'node';
+  balance_cents: number;
+  pending_cents: number;
+  credits_cents: number;
+  debits_cents: number;
+}
+
+export interface ClientOptions {
+  /** Per-request limit in ms (default 30000; 0: none). */
+  timeout?: number;
+}
+
+/** An orchestrator: requests run on the libuv thread pool; errors are RhizosError with httpStatus. */
+export class Client {
+  constructor(url: string, apiKey?: string | null, opts?: ClientOptions);
+  readonly url: string;
+  readonly closed: boolean;
+  request(method: string, path: string, body?: unknown): Promise<any>;
+  /** Resolves with the deployment id; RZ_EINVALID with .diagnostics for an invalid flow. */
+  deploy(flow: Flow | string | Buffer | Record<string, unknown>, inputs?: Record<string, unknown>,
+    opts?: { credentials?: Record<string, string> }): Promise<number>;
+  status(id: number): Promise<DeploymentStatus>;
+  cancel(id: number): Promise<DeploymentStatus>;
+  flows(): Promise<Array<{ id: number; flow: string; status: string }>>;
+  balance(): Promise<AccountInfo>;
+  /** Status objects as they change, ending when the deployment finished. */
+  watch(id: number, opts?: { idleTimeout?: number }): AsyncIterableIterator<DeploymentStatus>;
   close(): void;
 }
 
