@@ -135,8 +135,8 @@ static const char *open_one(agent *a, job *j, const cJSON *c, const char *jid)
     free(sealed);
     if (rc != RZ_OK)
         return rc == RZ_EEXPIRED ? "a sealed credential has expired"
-                                 : "a sealed credential does not open with "
-                                   "this node's key";
+                                 : "a sealed credential does not open for "
+                                   "this node's key and this job";
     if (memchr(rz_secret_data(value), '\0', rz_secret_len(value))) {
         rz_secret_free(value);
         return "a credential holds a NUL byte";
