@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "rhizos/rhizos.h"
 
@@ -33,6 +34,11 @@ typedef struct cli {
     size_t n_inputs;
     const char *orchestrator;
     const char *api_key;
+    const char *max_cost;         /* --max-cost CENTS (run) */
+    const char *priority;         /* --priority N (run) */
+    bool wait;                    /* --wait (run) */
+    const char *name;             /* --name N (account create) */
+    const char *address;          /* --address A (account withdraw) */
     char **args;                  /* positionals after "GROUP VERB" */
     int nargs;
 } cli;
@@ -68,5 +74,40 @@ bool cli_stderr_tty(void);
  * asking for the password if $RHIZOS_VAULT_PASSWORD is unset. Problems are
  * printed; NULL then. */
 struct rz_vault *cli_vault_open_unlocked(const cli *c);
+
+/* ---- Network commands (cli/net.c, cli/account.c, cli/deploy.c) ---- */
+struct rz_client;
+struct cJSON;
+int cli_status(cli *c, const char *verb);
+int cli_nodes(cli *c, const char *verb);
+int cli_run(cli *c, const char *verb);
+int cli_job(cli *c, const char *verb);
+int cli_cancel(cli *c, const char *verb);
+void cli_net_usage(void);
+int cli_account(cli *c, const char *verb);
+void cli_account_usage(void);
+int cli_flow_deploy(cli *c);
+int cli_flow_status(cli *c);
+int cli_flow_watch(cli *c);
+int cli_flow_cancel(cli *c);
+void cli_deploy_usage(void);
+/* A client for --orchestrator / --api-key; NULL (printed) when malformed. */
+struct rz_client *cli_client(const cli *c);
+/* Print the failure; EXIT_UNREACHABLE for RZ_ECONNECT, else EXIT_FAILED. */
+int cli_net_fail(const char *what, int rc);
+/* One JSON request; EXIT_OK with *reply (rz_free) or the printed failure. */
+int cli_request(struct rz_client *cl, const char *method, const char *path,
+                const char *body, char **reply);
+/* "$12.34" / "-$0.05" from integer cents. */
+void cli_money(int64_t cents, char *buf, size_t cap);
+/* Pretty JSON on stdout. */
+void cli_print_json(const char *json);
+/* A decimal number up to `max`, nothing else. */
+bool cli_parse_u64(const char *s, uint64_t max, uint64_t *out);
+int64_t cli_json_int(const struct cJSON *o, const char *name);
+const char *cli_json_str(const struct cJSON *o, const char *name, const char *dflt);
+/* --input NAME=VALUE as a JSON object (VALUE as JSON if it parses, else a
+ * string); NULL (printed) on a malformed one. */
+char *cli_inputs_json(const cli *c);
 
 #endif

@@ -19,6 +19,9 @@ void cli_flow_usage(void)
 "       rhizos flow runs                [--data DIR] [--json]\n"
 "       rhizos flow export FILE         [--format json|yaml|cbor]\n"
 "       rhizos flow estimate FILE       [--json] [--prices FILE|DIR]\n"
+);
+    cli_deploy_usage();
+    printf(
 "\n"
 "FILE is a JSON builder document or a FluxGraph YAML file ('-' reads stdin).\n"
 "Problems are printed as FILE:LINE:COLUMN: error: MESSAGE, all at once;\n"
@@ -565,6 +568,14 @@ int cli_flow(cli *c, const char *verb)
         return flow_export(c);
     if (strcmp(verb, "estimate") == 0)
         return cli_flow_estimate(c);
+    if (strcmp(verb, "deploy") == 0)
+        return cli_flow_deploy(c);
+    if (strcmp(verb, "status") == 0)
+        return cli_flow_status(c);
+    if (strcmp(verb, "watch") == 0)
+        return cli_flow_watch(c);
+    if (strcmp(verb, "cancel") == 0)
+        return cli_flow_cancel(c);
     fprintf(stderr, "rhizos: unknown command 'flow %s'. Try 'rhizos flow --help'.\n", verb);
     return EXIT_USAGE;
 }

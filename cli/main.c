@@ -34,6 +34,16 @@ static void usage(FILE *out)
 "JSON Schema (draft-07):\n"
 "  schema validate SCHEMA INSTANCE   check a JSON document against a schema\n"
 "\n"
+"Network (--orchestrator URL, --api-key KEY):\n"
+"  status                  the orchestrator's health and counts\n"
+"  nodes                   its nodes\n"
+"  run -t TYPE             submit a job [--input k=v] [--max-cost CENTS]\n"
+"                          [--priority N] [--wait]\n"
+"  job [ID] · cancel ID    show your jobs or one; cancel one (refunded)\n"
+"  account create|balance|deposit|withdraw|history|credit|confirm\n"
+"                          escrow accounts; see account --help\n"
+"  flow deploy FILE · flow status|watch|cancel ID   flows on the network\n"
+"\n"
 "Options:\n"
 "  --json                  machine-readable output\n"
 "  --modules DIR           add a module registry folder (repeatable;\n"
@@ -45,10 +55,15 @@ static void usage(FILE *out)
 "  --jobs N                steps run in parallel (default: number of cores)\n"
 "  --no-sandbox            run steps without bubblewrap\n"
 "  --format json|yaml|cbor output syntax of `flow export` (default json)\n"
-"  --orchestrator URL      orchestrator address (env RHIZOS_URL); read by\n"
-"                          the network commands, which come with the\n"
-"                          orchestrator (not built yet)\n"
-"  --api-key KEY           API key (env RHIZOS_API_KEY), likewise\n"
+"  --orchestrator URL      orchestrator address (env RHIZOS_URL, default\n"
+"                          http://127.0.0.1:8080)\n"
+"  --api-key KEY           API key (env RHIZOS_API_KEY)\n"
+"  -t, --type TYPE         module of `run` (also the vault entry type)\n"
+"  --max-cost CENTS        most a job may cost (run)\n"
+"  --priority N            higher runs first (run)\n"
+"  --wait                  wait for the job and print its outputs (run)\n"
+"  --name N                account name (account create)\n"
+"  --address A             payout address (account withdraw)\n"
 "  -q, --quiet             print only results and errors\n"
 "  -h, --help              this help;  rhizos COMMAND --help for more\n"
 "  -V, --version           print the version\n"
@@ -60,7 +75,8 @@ static void usage(FILE *out)
 enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_NO_SANDBOX, OPT_FORMAT, OPT_ORCH, OPT_KEY, OPT_VAULT, OPT_TYPE,
        OPT_REVEAL, OPT_NODES, OPT_POLICY, OPT_TRUSTED, OPT_PRICES,
-       OPT_KEYFILE };
+       OPT_KEYFILE, OPT_MAX_COST, OPT_PRIORITY, OPT_WAIT, OPT_NAME,
+       OPT_ADDRESS };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -73,13 +89,18 @@ static const struct option long_opts[] = {
     { "orchestrator", required_argument, NULL, OPT_ORCH },
     { "api-key", required_argument, NULL, OPT_KEY },
     { "vault", required_argument, NULL, OPT_VAULT },
-    { "type", required_argument, NULL, OPT_TYPE },
+    { "type", required_argument, NULL, 't' },
     { "reveal", no_argument, NULL, OPT_REVEAL },
     { "nodes", required_argument, NULL, OPT_NODES },
     { "policy", required_argument, NULL, OPT_POLICY },
     { "trusted-publisher", required_argument, NULL, OPT_TRUSTED },
     { "prices", required_argument, NULL, OPT_PRICES },
     { "key", required_argument, NULL, OPT_KEYFILE },
+    { "max-cost", required_argument, NULL, OPT_MAX_COST },
+    { "priority", required_argument, NULL, OPT_PRIORITY },
+    { "wait", no_argument, NULL, OPT_WAIT },
+    { "name", required_argument, NULL, OPT_NAME },
+    { "address", required_argument, NULL, OPT_ADDRESS },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -90,7 +111,7 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
 {
     int ch;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, "qhV", long_opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "qhVt:", long_opts, NULL)) != -1) {
         switch (ch) {
         case OPT_JSON: c->json = true; break;
         case OPT_MODULES:
@@ -110,7 +131,13 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
             break;
         case OPT_JOBS: c->jobs_arg = optarg; break;
         case OPT_VAULT: c->vault = optarg; break;
-        case OPT_TYPE: c->type = optarg; break;
+        case OPT_TYPE:
+        case 't': c->type = optarg; break;
+        case OPT_MAX_COST: c->max_cost = optarg; break;
+        case OPT_PRIORITY: c->priority = optarg; break;
+        case OPT_WAIT: c->wait = true; break;
+        case OPT_NAME: c->name = optarg; break;
+        case OPT_ADDRESS: c->address = optarg; break;
         case OPT_REVEAL: c->reveal = true; break;
         case OPT_NODES: c->nodes = optarg; break;
         case OPT_POLICY: c->policy = optarg; break;
@@ -158,6 +185,12 @@ static const struct {
     { "ledger", 1, cli_ledger, cli_ledger_usage },
     { "schema", 1, cli_schema, cli_schema_usage },
     { "module", 1, cli_module, cli_module_usage },
+    { "status", 0, cli_status, cli_net_usage },
+    { "nodes", 0, cli_nodes, cli_net_usage },
+    { "run", 0, cli_run, cli_net_usage },
+    { "job", 0, cli_job, cli_net_usage },
+    { "cancel", 0, cli_cancel, cli_net_usage },
+    { "account", 1, cli_account, cli_account_usage },
 };
 
 int main(int argc, char **argv)

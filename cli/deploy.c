@@ -1,0 +1,476 @@
+/* rhizos flow deploy | status | watch | cancel — flows on an orchestrator. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <sodium.h>
+
+#include "cli.h"
+#include "rhizos/client.h"
+#include "rhizos/vault.h"
+
+#define SEAL_TTL_MS (60u * 60u * 1000u)    /* sealed credentials: one hour */
+#define FLOW_MAX_BYTES (64u << 20)
+
+void cli_deploy_usage(void)
+{
+    printf(
+"       rhizos flow deploy FILE         [--input NAME=VALUE]... [--vault F]\n"
+"       rhizos flow status ID           [--json]\n"
+"       rhizos flow watch ID            [--json]\n"
+"       rhizos flow cancel ID\n"
+"\n"
+"deploy/status/watch/cancel talk to --orchestrator URL with --api-key KEY.\n"
+"`deploy` checks the flow locally first (steps whose modules this machine\n"
+"lacks are left to the orchestrator), seals the credentials the flow names\n"
+"from the vault to the orchestrator's key, and prints the deployment id\n"
+"(--json: {\"id\": N}). `status --json` prints the shape of `flow run --json`\n"
+"plus each step's job and the money held and charged. `watch` prints a line\n"
+"per step change until the deployment ends (--json: each status as a line)\n"
+"and exits 0 only if it succeeded.\n");
+}
+
+static bool need(const cli *c, const char *verb, int n)
+{
+    if (c->nargs == n)
+        return true;
+    fprintf(stderr, "rhizos: flow %s: wrong number of arguments. "
+                    "Try 'rhizos flow --help'.\n", verb);
+    return false;
+}
+
+static bool flow_id(const char *s, uint64_t *id)
+{
+    if (cli_parse_u64(s, UINT64_MAX, id))
+        return true;
+    fprintf(stderr, "rhizos: flow: '%s' is not a deployment id\n", s);
+    return false;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- deploy ---- */
+
+static char *read_text(const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "rhizos: %s: cannot open: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(FLOW_MAX_BYTES + 1);
+    size_t n = buf ? fread(buf, 1, FLOW_MAX_BYTES + 1, f) : 0;
+    bool bad = !buf || ferror(f) || n > FLOW_MAX_BYTES;
+    if (f != stdin)
+        fclose(f);
+    if (bad) {
+        fprintf(stderr, "rhizos: %s: unreadable or over %u bytes\n", path, FLOW_MAX_BYTES);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* Only unknown-module errors (the orchestrator's registry decides those)? */
+static bool only_module_errors(const rz_diags *d)
+{
+    for (size_t i = 0; i < rz_diags_count(d); i++) {
+        const rz_diag *x = rz_diags_get(d, i);
+        if (x->severity == RZ_SEV_ERROR && x->code != RZ_EMODULE)
+            return false;
+    }
+    return true;
+}
+
+/* Parse and check the flow here; NULL (printed) when it is invalid. */
+static rz_flow *check_locally(const cli *c, const char *path, const char *text,
+                              size_t len, rz_registry **reg)
+{
+    rz_diags *d = NULL;
+    rz_flow *flow = NULL;
+    if (rz_diags_new(&d) != RZ_OK)
+        return NULL;
+    int rc = rz_flow_parse(&flow, text, len, RZ_FORMAT_AUTO, path, d);
+    *reg = rc == RZ_OK ? cli_registry(c) : NULL;
+    if (rc == RZ_OK && *reg && rz_flow_validate(flow, *reg, d) != RZ_OK &&
+        only_module_errors(d))
+        rc = RZ_OK;
+    else if (rc == RZ_OK && rz_diags_error_count(d) > 0)
+        rc = RZ_EINVALID;
+    if (rc != RZ_OK) {
+        if (rz_diags_error_count(d) == 0)
+            cli_error(path, rc);
+        rz_diags_sort(d);
+        cli_print_diags(d);
+        rz_flow_free(flow);
+        flow = NULL;
+    }
+    rz_diags_free(d);
+    return flow;
+}
+
+/* Every credentialId the flow's steps name, from its canonical JSON. */
+static void collect_ids(const cJSON *v, cJSON *ids)
+{
+    if (cJSON_IsObject(v)) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(v, "credentialId");
+        if (cJSON_IsString(id) && !cJSON_GetObjectItemCaseSensitive(ids, id->valuestring))
+            cJSON_AddTrueToObject(ids, id->valuestring);
+    }
+    const cJSON *ch;
+    cJSON_ArrayForEach(ch, v)
+        collect_ids(ch, ids);
+}
+
+static bool orchestrator_key(rz_client *cl, unsigned char pk[RZ_VAULT_NODE_PK_BYTES],
+                             int *ex)
+{
+    char *r = NULL;
+    *ex = cli_request(cl, "GET", "/api/v1/keys", NULL, &r);
+    if (*ex != EXIT_OK)
+        return false;
+    cJSON *o = cJSON_Parse(r);
+    const char *hex = cli_json_str(o, "x25519_public_key", "");
+    size_t n = 0;
+    bool ok = strlen(hex) == 2 * RZ_VAULT_NODE_PK_BYTES &&
+              sodium_hex2bin(pk, RZ_VAULT_NODE_PK_BYTES, hex, strlen(hex), NULL, &n, NULL) == 0 &&
+              n == RZ_VAULT_NODE_PK_BYTES;
+    if (!ok) {
+        fprintf(stderr, "rhizos: the orchestrator's /api/v1/keys reply has no usable key\n");
+        *ex = EXIT_FAILED;
+    }
+    cJSON_Delete(o);
+    rz_free(r);
+    return ok;
+}
+
+static bool seal_one(const rz_vault *v, const char *id, const unsigned char *pk,
+                     cJSON *out)
+{
+    size_t i = rz_vault_find(v, id);
+    if (i == (size_t)-1) {
+        fprintf(stderr, "rhizos: the flow names credential '%s', which is not in the vault\n", id);
+        return false;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t expires = (uint64_t)ts.tv_sec * 1000u + SEAL_TTL_MS;
+    unsigned char *sealed = NULL;
+    size_t n = 0;
+    int rc = rz_vault_seal(v, i, "orchestrator", expires, pk, &sealed, &n);
+    if (rc != RZ_OK) {
+        cli_error(id, rc);
+        return false;
+    }
+    size_t cap = sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL);
+    char *b64 = malloc(cap);
+    if (b64)
+        sodium_bin2base64(b64, cap, sealed, n, sodium_base64_VARIANT_ORIGINAL);
+    rz_free(sealed);
+    bool ok = b64 && cJSON_AddStringToObject(out, id, b64);
+    free(b64);
+    return ok;
+}
+
+/* {"<credentialId>":"<base64 sealed>"} for the flow, or NULL when it
+ * needs none; *ex says why on failure. */
+static char *sealed_credentials(const cli *c, rz_client *cl, const rz_flow *flow, int *ex)
+{
+    *ex = EXIT_OK;
+    if (rz_vault_flow_references(flow) == 0)
+        return NULL;
+    char *json = NULL;
+    cJSON *doc = NULL, *ids = cJSON_CreateObject(), *out = cJSON_CreateObject();
+    unsigned char pk[RZ_VAULT_NODE_PK_BYTES];
+    rz_vault *v = NULL;
+    *ex = EXIT_FAILED;
+    size_t json_len = 0;
+    if (rz_flow_to_json(flow, 0, &json, &json_len) == RZ_OK && (doc = cJSON_Parse(json)))
+        collect_ids(doc, ids);
+    if (orchestrator_key(cl, pk, ex) && (v = cli_vault_open_unlocked(c))) {
+        *ex = EXIT_OK;
+        const cJSON *id;
+        cJSON_ArrayForEach(id, ids)
+            if (*ex == EXIT_OK && !seal_one(v, id->string, pk, out))
+                *ex = EXIT_FAILED;
+    } else if (*ex == EXIT_OK) {
+        *ex = EXIT_FAILED;      /* the vault did not open (printed) */
+    }
+    rz_vault_close(v);
+    char *s = *ex == EXIT_OK ? cJSON_PrintUnformatted(out) : NULL;
+    rz_free(json);
+    cJSON_Delete(doc);
+    cJSON_Delete(ids);
+    cJSON_Delete(out);
+    return s;
+}
+
+/* The server's diagnostics, under the local file's name. */
+static void print_remote_diags(const char *path, const rz_diags *d)
+{
+    for (size_t i = 0; i < rz_diags_count(d); i++) {
+        const rz_diag *x = rz_diags_get(d, i);
+        const char *sev = x->severity == RZ_SEV_WARNING ? "warning"
+                        : x->severity == RZ_SEV_NOTE ? "note" : "error";
+        fprintf(stderr, "%s:%u:%u: %s: %s\n", path, x->line, x->column, sev, x->message);
+    }
+}
+
+static int deploy_send(const cli *c, rz_client *cl, const char *path, const char *text,
+                       size_t len, const char *inputs, const char *creds)
+{
+    rz_diags *d = NULL;
+    uint64_t id = 0;
+    if (rz_diags_new(&d) != RZ_OK)
+        return EXIT_FAILED;
+    int rc = rz_client_deploy(cl, text, len, inputs, creds, &id, d);
+    int ex = EXIT_OK;
+    if (rc == RZ_EINVALID) {
+        print_remote_diags(path, d);
+        if (rz_diags_error_count(d) == 0)
+            cli_error(path, rc);
+        ex = EXIT_FAILED;
+    } else if (rc != RZ_OK) {
+        ex = cli_net_fail(path, rc);
+    } else if (c->json) {
+        printf("{\"id\": %" PRIu64 "}\n", id);
+    } else {
+        printf("%" PRIu64 "\n", id);
+        if (!c->quiet)
+            fprintf(stderr, "rhizos: deployed %s as flow %" PRIu64 "; follow it with "
+                            "'rhizos flow watch %" PRIu64 "'\n", path, id, id);
+    }
+    rz_diags_free(d);
+    return ex;
+}
+
+int cli_flow_deploy(cli *c)
+{
+    if (!need(c, "deploy", 1))
+        return EXIT_USAGE;
+    const char *path = c->args[0];
+    char *inputs = cli_inputs_json(c);
+    if (!inputs)
+        return EXIT_USAGE;
+    size_t len = 0;
+    char *text = read_text(path, &len);
+    rz_registry *reg = NULL;
+    rz_flow *flow = text ? check_locally(c, path, text, len, &reg) : NULL;
+    rz_client *cl = flow ? cli_client(c) : NULL;
+    int ex = !text || !flow ? EXIT_FAILED : !cl ? EXIT_USAGE : EXIT_OK;
+    char *creds = ex == EXIT_OK ? sealed_credentials(c, cl, flow, &ex) : NULL;
+    if (ex == EXIT_OK)
+        ex = deploy_send(c, cl, path, text, len, inputs, creds);
+    if (creds)
+        sodium_memzero(creds, strlen(creds));
+    free(creds);
+    rz_client_free(cl);
+    rz_flow_free(flow);
+    rz_registry_free(reg);
+    free(text);
+    free(inputs);
+    return ex;
+}
+
+/* ---- status ---- */
+
+static void print_outputs(const cJSON *outputs)
+{
+    const cJSON *step, *port;
+    cJSON_ArrayForEach(step, outputs) {
+        cJSON_ArrayForEach(port, step) {
+            char *v = cJSON_PrintUnformatted(port);
+            if (v && strlen(v) > 200)
+                strcpy(v + 197, "...");
+            printf("  %s.%s: %s\n", step->string, port->string, v ? v : "?");
+            free(v);
+        }
+    }
+}
+
+static void print_flow_status(const cJSON *s)
+{
+    char held[32], charged[32];
+    cli_money(cli_json_int(s, "held_cents"), held, sizeof held);
+    cli_money(cli_json_int(s, "charged_cents"), charged, sizeof charged);
+    printf("flow %lld (%s): %s  held %s, charged %s\n", (long long)cli_json_int(s, "id"),
+           cli_json_str(s, "flow", "?"), cli_json_str(s, "status", "?"), held, charged);
+    printf("  %-20s %-10s %8s %8s\n", "STEP", "STATUS", "ATTEMPTS", "JOB");
+    const cJSON *st;
+    cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(s, "steps")) {
+        char job[24] = "-";
+        const cJSON *j = cJSON_GetObjectItemCaseSensitive(st, "job");
+        if (cJSON_IsNumber(j))
+            snprintf(job, sizeof job, "%lld", (long long)j->valuedouble);
+        printf("  %-20s %-10s %8lld %8s\n", st->string, cli_json_str(st, "status", "?"),
+               (long long)cli_json_int(st, "attempts"), job);
+        const char *err = cli_json_str(st, "error", NULL);
+        if (err)
+            printf("  %-20s error: %s\n", "", err);
+    }
+    print_outputs(cJSON_GetObjectItemCaseSensitive(s, "outputs"));
+}
+
+int cli_flow_status(cli *c)
+{
+    uint64_t id;
+    if (!need(c, "status", 1) || !flow_id(c->args[0], &id))
+        return EXIT_USAGE;
+    rz_client *cl = cli_client(c);
+    if (!cl)
+        return EXIT_USAGE;
+    char *json = NULL;
+    int rc = rz_client_flow_status(cl, id, &json);
+    int ex = rc == RZ_OK ? EXIT_OK : cli_net_fail(NULL, rc);
+    if (ex == EXIT_OK && c->json) {
+        cli_print_json(json);
+    } else if (ex == EXIT_OK) {
+        cJSON *s = cJSON_Parse(json);
+        print_flow_status(s);
+        cJSON_Delete(s);
+    }
+    rz_free(json);
+    rz_client_free(cl);
+    return ex;
+}
+
+/* ---- watch ---- */
+
+typedef struct watch {
+    const cli *c;
+    double t0;
+    cJSON *seen;           /* step id -> last status printed */
+    char *last;            /* the last status object (JSON text) */
+    bool ended;
+} watch;
+
+static void step_lines(watch *w, const cJSON *s)
+{
+    const cJSON *st;
+    cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(s, "steps")) {
+        const char *now = cli_json_str(st, "status", "?");
+        const cJSON *before = cJSON_GetObjectItemCaseSensitive(w->seen, st->string);
+        if (cJSON_IsString(before) && strcmp(before->valuestring, now) == 0)
+            continue;
+        if (!before && strcmp(now, "pending") == 0) {
+            cJSON_AddStringToObject(w->seen, st->string, now);
+            continue;       /* nothing to say yet */
+        }
+        printf("[%7.1fs] %-20s %s", now_s() - w->t0, st->string, now);
+        const cJSON *j = cJSON_GetObjectItemCaseSensitive(st, "job");
+        if (cJSON_IsNumber(j))
+            printf("  (job %lld, attempt %lld)", (long long)j->valuedouble,
+                   (long long)cli_json_int(st, "attempts"));
+        const char *err = cli_json_str(st, "error", NULL);
+        printf("%s%s\n", err ? ": " : "", err ? err : "");
+        cJSON_DeleteItemFromObjectCaseSensitive(w->seen, st->string);
+        cJSON_AddStringToObject(w->seen, st->string, now);
+    }
+    fflush(stdout);
+}
+
+static int on_event(void *ud, const char *event, const char *data)
+{
+    watch *w = ud;
+    cJSON *s = cJSON_Parse(data);
+    if (!cJSON_IsObject(s)) {
+        cJSON_Delete(s);
+        return 0;           /* not a status: nothing of ours */
+    }
+    if (w->c->json) {
+        char *line = cJSON_PrintUnformatted(s);
+        printf("%s\n", line ? line : data);
+        fflush(stdout);
+        free(line);
+    } else {
+        step_lines(w, s);
+    }
+    free(w->last);
+    w->last = strdup(data);
+    w->ended = w->ended || strcmp(event, "end") == 0;
+    cJSON_Delete(s);
+    return 0;
+}
+
+static int watch_result(watch *w)
+{
+    cJSON *s = w->last ? cJSON_Parse(w->last) : NULL;
+    const char *status = cli_json_str(s, "status", "?");
+    if (!w->c->json) {
+        printf("flow %lld %s after %.1f s\n", (long long)cli_json_int(s, "id"), status,
+               now_s() - w->t0);
+        print_outputs(cJSON_GetObjectItemCaseSensitive(s, "outputs"));
+    }
+    int ex = strcmp(status, "succeeded") == 0 ? EXIT_OK : EXIT_FAILED;
+    cJSON_Delete(s);
+    return ex;
+}
+
+int cli_flow_watch(cli *c)
+{
+    uint64_t id;
+    if (!need(c, "watch", 1) || !flow_id(c->args[0], &id))
+        return EXIT_USAGE;
+    rz_client *cl = cli_client(c);
+    if (!cl)
+        return EXIT_USAGE;
+    watch w = { c, now_s(), cJSON_CreateObject(), NULL, false };
+    char path[64];
+    snprintf(path, sizeof path, "/api/v1/flows/%" PRIu64 "/events", id);
+    int rc = rz_client_events(cl, path, 0, on_event, &w);
+    if (rc == RZ_OK && !w.ended) {
+        /* The stream closed early: ask once where the deployment stands. */
+        char *json = NULL;
+        rc = rz_client_flow_status(cl, id, &json);
+        if (rc == RZ_OK) {
+            free(w.last);
+            w.last = strdup(json);
+        }
+        rz_free(json);
+    }
+    int ex = rc == RZ_OK ? watch_result(&w) : cli_net_fail(NULL, rc);
+    cJSON_Delete(w.seen);
+    free(w.last);
+    rz_client_free(cl);
+    return ex;
+}
+
+/* ---- cancel ---- */
+
+int cli_flow_cancel(cli *c)
+{
+    uint64_t id;
+    if (!need(c, "cancel", 1) || !flow_id(c->args[0], &id))
+        return EXIT_USAGE;
+    rz_client *cl = cli_client(c);
+    if (!cl)
+        return EXIT_USAGE;
+    char path[64], *r = NULL;
+    snprintf(path, sizeof path, "/api/v1/flows/%" PRIu64, id);
+    int ex = cli_request(cl, "DELETE", path, NULL, &r);
+    if (ex == EXIT_OK && c->json) {
+        cli_print_json(r);
+    } else if (ex == EXIT_OK) {
+        cJSON *s = cJSON_Parse(r);
+        char held[32], charged[32];
+        cli_money(cli_json_int(s, "held_cents"), held, sizeof held);
+        cli_money(cli_json_int(s, "charged_cents"), charged, sizeof charged);
+        printf("flow %" PRIu64 " %s (held %s, charged %s)\n", id,
+               cli_json_str(s, "status", "cancelled"), held, charged);
+        cJSON_Delete(s);
+    }
+    rz_free(r);
+    rz_client_free(cl);
+    return ex;
+}

@@ -1,0 +1,497 @@
+/* rhizos status | nodes | run | job | cancel — and the plumbing every
+ * network command shares: one client, error → exit code, money, JSON. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "rhizos/client.h"
+
+void cli_net_usage(void)
+{
+    printf(
+"usage: rhizos status                  the orchestrator's health and counts\n"
+"       rhizos nodes                   the nodes it knows (a table)\n"
+"       rhizos run -t TYPE [--input NAME=VALUE]... [--max-cost CENTS]\n"
+"                  [--priority N] [--wait]\n"
+"                                      submit one job of module TYPE[@VERSION];\n"
+"                                      --wait waits for it and prints its outputs\n"
+"       rhizos job [ID]                one job (without ID: your jobs, newest first)\n"
+"       rhizos cancel ID               cancel a job that has not finished; its\n"
+"                                      hold is refunded\n"
+"\n"
+"Every network command talks to --orchestrator URL (env RHIZOS_URL, default\n"
+"http://127.0.0.1:8080) with --api-key KEY (env RHIZOS_API_KEY). --json prints\n"
+"the orchestrator's JSON (docs/api.md); money stays integer cents there and is\n"
+"shown as dollars otherwise. `status --json` prints {\"url\",\"health\",\"stats\"}\n"
+"(stats null without a key).\n"
+"Exit status: 0 ok, 1 refused or failed (a job that --wait saw fail), 2 usage,\n"
+"3 the orchestrator cannot be reached.\n");
+}
+
+/* ---- shared ---- */
+
+rz_client *cli_client(const cli *c)
+{
+    rz_client *cl = NULL;
+    int rc = rz_client_new(&cl, c->orchestrator, c->api_key);
+    if (rc != RZ_OK)
+        cli_error("--orchestrator/--api-key", rc);
+    return cl;
+}
+
+int cli_net_fail(const char *what, int rc)
+{
+    cli_error(what, rc);
+    return rc == RZ_ECONNECT ? EXIT_UNREACHABLE : EXIT_FAILED;
+}
+
+void cli_money(int64_t cents, char *buf, size_t cap)
+{
+    uint64_t a = cents < 0 ? (uint64_t)0 - (uint64_t)cents : (uint64_t)cents;
+    snprintf(buf, cap, "%s$%" PRIu64 ".%02" PRIu64, cents < 0 ? "-" : "", a / 100, a % 100);
+}
+
+void cli_print_json(const char *json)
+{
+    cJSON *v = json ? cJSON_Parse(json) : NULL;
+    char *s = v ? cJSON_Print(v) : NULL;
+    printf("%s\n", s ? s : (json ? json : "null"));
+    free(s);
+    cJSON_Delete(v);
+}
+
+bool cli_parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+int64_t cli_json_int(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+}
+
+const char *cli_json_str(const cJSON *o, const char *name, const char *dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsString(v) ? v->valuestring : dflt;
+}
+
+char *cli_inputs_json(const cli *c)
+{
+    cJSON *obj = cJSON_CreateObject();
+    for (size_t i = 0; obj && i < c->n_inputs; i++) {
+        const char *kv = c->inputs[i];
+        const char *eq = strchr(kv, '=');
+        if (!eq || eq == kv) {
+            fprintf(stderr, "rhizos: --input wants NAME=VALUE, not '%s'\n", kv);
+            cJSON_Delete(obj);
+            return NULL;
+        }
+        char *name = strndup(kv, (size_t)(eq - kv));
+        cJSON *v = cJSON_Parse(eq + 1);
+        if (!v)
+            v = cJSON_CreateString(eq + 1);
+        cJSON_DeleteItemFromObjectCaseSensitive(obj, name);
+        cJSON_AddItemToObject(obj, name, v);
+        free(name);
+    }
+    char *s = obj ? cJSON_PrintUnformatted(obj) : NULL;
+    cJSON_Delete(obj);
+    return s;
+}
+
+/* One request; on failure prints why. *reply gets the body on success. */
+int cli_request(rz_client *cl, const char *method, const char *path,
+                const char *body, char **reply)
+{
+    char *out = NULL;
+    int rc = rz_client_call(cl, method, path, body, 0, NULL, &out);
+    if (rc != RZ_OK) {
+        rz_free(out);
+        if (reply)
+            *reply = NULL;
+        return cli_net_fail(NULL, rc);
+    }
+    if (reply)
+        *reply = out;
+    else
+        rz_free(out);
+    return EXIT_OK;
+}
+
+static bool wrong_args(const char *cmd, int nargs, int min, int max)
+{
+    if (nargs >= min && nargs <= max)
+        return false;
+    fprintf(stderr, "rhizos: %s: wrong number of arguments. Try 'rhizos %s --help'.\n",
+            cmd, cmd);
+    return true;
+}
+
+static bool parse_id(const char *what, const char *s, uint64_t *id)
+{
+    if (cli_parse_u64(s, UINT64_MAX, id))
+        return true;
+    fprintf(stderr, "rhizos: %s wants a numeric id, not '%s'\n", what, s);
+    return false;
+}
+
+/* ---- status ---- */
+
+static void print_counts(const cJSON *o)
+{
+    const char *sep = "";
+    const cJSON *v;
+    cJSON_ArrayForEach(v, o) {
+        printf("%s%s %lld", sep, v->string, (long long)v->valuedouble);
+        sep = ", ";
+    }
+    printf("\n");
+}
+
+static void print_status(const char *url, const cJSON *health, const cJSON *stats)
+{
+    printf("orchestrator  %s: %s, version %s\n", url, cli_json_str(health, "status", "?"),
+           cli_json_str(health, "version", "?"));
+    if (!stats) {
+        printf("(no --api-key: counts need a key)\n");
+        return;
+    }
+    printf("nodes         ");
+    print_counts(cJSON_GetObjectItemCaseSensitive(stats, "nodes"));
+    printf("jobs          ");
+    print_counts(cJSON_GetObjectItemCaseSensitive(stats, "jobs"));
+    printf("queue depth   %lld\n", (long long)cli_json_int(stats, "queue_depth"));
+    printf("deployments   ");
+    print_counts(cJSON_GetObjectItemCaseSensitive(stats, "deployments"));
+}
+
+int cli_status(cli *c, const char *verb)
+{
+    if (wrong_args("status", c->nargs, 0, 0))
+        return EXIT_USAGE;
+    rz_client *cl = cli_client(c);
+    if (!cl)
+        return EXIT_USAGE;
+    char *h = NULL, *s = NULL;
+    int ex = cli_request(cl, "GET", "/health", NULL, &h);
+    if (ex == EXIT_OK && c->api_key)
+        ex = cli_request(cl, "GET", "/api/v1/stats", NULL, &s);
+    if (ex == EXIT_OK) {
+        cJSON *health = cJSON_Parse(h), *stats = s ? cJSON_Parse(s) : NULL;
+        if (c->json) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "url", c->orchestrator);
+            cJSON_AddItemToObject(o, "health", health);
+            cJSON_AddItemToObject(o, "stats", stats ? stats : cJSON_CreateNull());
+            char *text = cJSON_Print(o);
+            printf("%s\n", text);
+            free(text);
+            cJSON_Delete(o);
+        } else {
+            print_status(c->orchestrator, health, stats);
+            cJSON_Delete(health);
+            cJSON_Delete(stats);
+        }
+    }
+    rz_free(h);
+    rz_free(s);
+    rz_client_free(cl);
+    return ex;
+}
+
+/* ---- nodes ---- */
+
+static void print_nodes(const cJSON *root)
+{
+    const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(root, "nodes");
+    if (cJSON_GetArraySize(nodes) == 0) {
+        printf("no nodes\n");
+        return;
+    }
+    printf("%-8s %-7s %5s %5s  %s\n", "ID", "STATE", "LOAD", "JOBS", "CAPABILITIES");
+    const cJSON *n;
+    cJSON_ArrayForEach(n, nodes) {
+        char *caps = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(n, "capabilities"));
+        if (caps && strlen(caps) > 60)
+            strcpy(caps + 57, "...");
+        const cJSON *load = cJSON_GetObjectItemCaseSensitive(n, "load");
+        printf("%-8lld %-7s %5.2f %5lld  %s\n", (long long)cli_json_int(n, "id"),
+               cli_json_str(n, "state", "?"), cJSON_IsNumber(load) ? load->valuedouble : 0.0,
+               (long long)cli_json_int(n, "jobs"), caps ? caps : "");
+        free(caps);
+    }
+}
+
+int cli_nodes(cli *c, const char *verb)
+{
+    if (wrong_args("nodes", c->nargs, 0, 0))
+        return EXIT_USAGE;
+    rz_client *cl = cli_client(c);
+    if (!cl)
+        return EXIT_USAGE;
+    char *r = NULL;
+    int ex = cli_request(cl, "GET", "/api/v1/nodes", NULL, &r);
+    if (ex == EXIT_OK && c->json) {
+        cli_print_json(r);
+    } else if (ex == EXIT_OK) {
+        cJSON *root = cJSON_Parse(r);
+        print_nodes(root);
+        cJSON_Delete(root);
+    }
+    rz_free(r);
+    rz_client_free(cl);
+    return ex;
+}
+
+/* ---- jobs ---- */
+
+static bool job_finished(const char *status)
+{
+    return !strcmp(status, "succeeded") || !strcmp(status, "failed") ||
+           !strcmp(status, "cancelled");
+}
+
+static void print_job(const cJSON *j)
+{
+    char max[32], cost[32];
+    cli_money(cli_json_int(j, "max_cost_cents"), max, sizeof max);
+    cli_money(cli_json_int(j, "cost_cents"), cost, sizeof cost);
+    printf("job %lld  %s  module %s", (long long)cli_json_int(j, "id"),
+           cli_json_str(j, "status", "?"), cli_json_str(j, "module", "?"));
+    const char *ver = cli_json_str(j, "version", NULL);
+    printf("%s%s\n", ver ? "@" : "", ver ? ver : "");
+    printf("  attempt %lld, node ", (long long)cli_json_int(j, "attempt"));
+    const cJSON *node = cJSON_GetObjectItemCaseSensitive(j, "node");
+    if (cJSON_IsNumber(node))
+        printf("%lld", (long long)node->valuedouble);
+    else
+        printf("-");
+    printf(", priority %lld, max cost %s, cost %s",
+           (long long)cli_json_int(j, "priority"), max, cost);
+    if (cli_json_int(j, "run_ms") > 0)
+        printf(", ran %.2f s", (double)cli_json_int(j, "run_ms") / 1000.0);
+    printf("\n");
+    const cJSON *dep = cJSON_GetObjectItemCaseSensitive(j, "deployment");
+    if (cJSON_IsNumber(dep))
+        printf("  flow %lld, step %s\n", (long long)dep->valuedouble,
+               cli_json_str(j, "step", "?"));
+    const char *err = cli_json_str(j, "error", NULL);
+    if (err)
+        printf("  error: %s\n", err);
+    const cJSON *outs = cJSON_GetObjectItemCaseSensitive(j, "outputs");
+    const cJSON *o;
+    cJSON_ArrayForEach(o, outs) {
+        char *v = cJSON_PrintUnformatted(o);
+        printf("  %s: %s\n", o->string, v ? v : "?");
+        free(v);
+    }
+}
+
+static void print_jobs(const cJSON *root)
+{
+    const cJSON *jobs = cJSON_GetObjectItemCaseSensitive(root, "jobs");
+    if (cJSON_GetArraySize(jobs) == 0) {
+        printf("no jobs\n");
+        return;
+    }
+    printf("%-8s %-10s %-24s %6s %10s %10s\n", "ID", "STATUS", "MODULE", "NODE",
+           "MAX COST", "COST");
+    const cJSON *j;
+    cJSON_ArrayForEach(j, jobs) {
+        char max[32], cost[32], node[24] = "-";
+        cli_money(cli_json_int(j, "max_cost_cents"), max, sizeof max);
+        cli_money(cli_json_int(j, "cost_cents"), cost, sizeof cost);
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(j, "node");
+        if (cJSON_IsNumber(n))
+            snprintf(node, sizeof node, "%lld", (long long)n->valuedouble);
+        printf("%-8lld %-10s %-24s %6s %10s %10s\n", (long long)cli_json_int(j, "id"),
+               cli_json_str(j, "status", "?"), cli_json_str(j, "module", "?"), node, max, cost);
+    }
+}
+
+/* Print a job reply as asked; returns the exit code for a finished job. */
+static int show_job(const cli *c, const char *reply)
+{
+    cJSON *j = cJSON_Parse(reply);
+    if (c->json)
+        cli_print_json(reply);
+    else
+        print_job(j);
+    int ex = strcmp(cli_json_str(j, "status", ""), "failed") == 0 ||
+             strcmp(cli_json_str(j, "status", ""), "cancelled") == 0 ? EXIT_FAILED : EXIT_OK;
+    cJSON_Delete(j);
+    return ex;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+/* Poll GET /api/v1/jobs/ID until it finishes, backing off to 2 s. */
+static int wait_job(rz_client *cl, uint64_t id, char **reply)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/api/v1/jobs/%" PRIu64, id);
+    long delay = 100;
+    for (;;) {
+        int ex = cli_request(cl, "GET", path, NULL, reply);
+        if (ex != EXIT_OK)
+            return ex;
+        cJSON *j = cJSON_Parse(*reply);
+        bool done = job_finished(cli_json_str(j, "status", ""));
+        cJSON_Delete(j);
+        if (done)
+            return EXIT_OK;
+        rz_free(*reply);
+        *reply = NULL;
+        sleep_ms(delay);
+        delay = delay * 3 / 2 > 2000 ? 2000 : delay * 3 / 2;
+    }
+}
+
+static char *job_body(const cli *c, uint64_t max_cost, uint64_t priority)
+{
+    char *inputs = cli_inputs_json(c);
+    if (!inputs)
+        return NULL;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "module", c->type);
+    cJSON_AddItemToObject(o, "inputs", cJSON_Parse(inputs));
+    if (c->max_cost)
+        cJSON_AddNumberToObject(o, "max_cost_cents", (double)max_cost);
+    if (c->priority)
+        cJSON_AddNumberToObject(o, "priority", (double)priority);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    free(inputs);
+    return s;
+}
+
+int cli_run(cli *c, const char *verb)
+{
+    uint64_t max_cost = 0, priority = 0;
+    if (wrong_args("run", c->nargs, 0, 0))
+        return EXIT_USAGE;
+    if (!c->type) {
+        fprintf(stderr, "rhizos: run needs -t TYPE (a module id). Try 'rhizos run --help'.\n");
+        return EXIT_USAGE;
+    }
+    if (c->max_cost && !cli_parse_u64(c->max_cost, 9007199254740992ull, &max_cost)) {
+        fprintf(stderr, "rhizos: --max-cost wants whole cents, not '%s'\n", c->max_cost);
+        return EXIT_USAGE;
+    }
+    if (c->priority && !cli_parse_u64(c->priority, 1000000, &priority)) {
+        fprintf(stderr, "rhizos: --priority wants a number from 0 to 1000000, not '%s'\n",
+                c->priority);
+        return EXIT_USAGE;
+    }
+    char *body = job_body(c, max_cost, priority);
+    if (!body)
+        return EXIT_USAGE;
+    rz_client *cl = cli_client(c);
+    if (!cl) {
+        free(body);
+        return EXIT_USAGE;
+    }
+    char *r = NULL;
+    int ex = cli_request(cl, "POST", "/api/v1/jobs", body, &r);
+    free(body);
+    if (ex == EXIT_OK && c->wait) {
+        cJSON *j = cJSON_Parse(r);
+        uint64_t id = (uint64_t)cli_json_int(j, "id");
+        cJSON_Delete(j);
+        if (!c->quiet && !c->json)
+            fprintf(stderr, "rhizos: job %" PRIu64 " submitted; waiting for it\n", id);
+        rz_free(r);
+        r = NULL;
+        ex = wait_job(cl, id, &r);
+    }
+    if (ex == EXIT_OK)
+        ex = show_job(c, r);
+    rz_free(r);
+    rz_client_free(cl);
+    return ex;
+}
+
+int cli_job(cli *c, const char *verb)
+{
+    uint64_t id = 0;
+    if (wrong_args("job", c->nargs, 0, 1))
+        return EXIT_USAGE;
+    if (c->nargs == 1 && !parse_id("job", c->args[0], &id))
+        return EXIT_USAGE;
+    rz_client *cl = cli_client(c);
+    if (!cl)
+        return EXIT_USAGE;
+    char path[64], *r = NULL;
+    if (c->nargs == 1)
+        snprintf(path, sizeof path, "/api/v1/jobs/%" PRIu64, id);
+    else
+        snprintf(path, sizeof path, "/api/v1/jobs");
+    int ex = cli_request(cl, "GET", path, NULL, &r);
+    if (ex == EXIT_OK && c->json) {
+        cli_print_json(r);
+    } else if (ex == EXIT_OK) {
+        cJSON *root = cJSON_Parse(r);
+        if (c->nargs == 1)
+            print_job(root);
+        else
+            print_jobs(root);
+        cJSON_Delete(root);
+    }
+    rz_free(r);
+    rz_client_free(cl);
+    return ex;
+}
+
+int cli_cancel(cli *c, const char *verb)
+{
+    uint64_t id = 0;
+    if (wrong_args("cancel", c->nargs, 1, 1))
+        return EXIT_USAGE;
+    if (!parse_id("cancel", c->args[0], &id))
+        return EXIT_USAGE;
+    rz_client *cl = cli_client(c);
+    if (!cl)
+        return EXIT_USAGE;
+    char path[80], *r = NULL, *refund = NULL;
+    snprintf(path, sizeof path, "/api/v1/jobs/%" PRIu64, id);
+    int ex = cli_request(cl, "DELETE", path, NULL, &r);
+    if (ex == EXIT_OK) {
+        /* What the hold gave back (idempotent once cancelled). */
+        snprintf(path, sizeof path, "/api/v1/jobs/%" PRIu64 "/refund", id);
+        ex = cli_request(cl, "POST", path, NULL, &refund);
+    }
+    if (ex == EXIT_OK && c->json) {
+        cli_print_json(refund);
+    } else if (ex == EXIT_OK) {
+        cJSON *o = cJSON_Parse(refund);
+        char back[32], charged[32];
+        cli_money(cli_json_int(o, "refunded_cents"), back, sizeof back);
+        cli_money(cli_json_int(o, "charged_cents"), charged, sizeof charged);
+        printf("cancelled job %" PRIu64 ": refunded %s, charged %s\n", id, back, charged);
+        cJSON_Delete(o);
+    }
+    rz_free(r);
+    rz_free(refund);
+    rz_client_free(cl);
+    return ex;
+}
