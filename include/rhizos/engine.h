@@ -333,21 +333,35 @@ RZ_EXTERN int rz_engine_check(rz_engine *e);
 RZ_EXTERN int rz_engine_local_node(rz_engine *e, unsigned jobs,
                                    uint64_t now_ms, uint64_t *node);
 
+/* A run that follows a local deployment: `run` is a run of the deployed
+ * flow made with rz_run_new at the deploy's now_ms with the same inputs.
+ * Every step event of the deployment is applied to it as the engine records
+ * it (the same events a reopened engine replays), so after each engine call
+ * it is in the deployment's state, under the caller's run id and flow. It
+ * must outlive the deployment's last event. on_change (may be NULL) is
+ * called after each event applied, from inside the engine call: it may read
+ * the run, not call the engine. At most max_started steps (0: no limit) are
+ * started at once, so a step's timeout and attempt count start when a slot
+ * is free for it, not while it waits. */
+typedef struct rz_engine_replica {
+    int version;
+    rz_run *run;
+    unsigned max_started;
+    void (*on_change)(void *userdata);
+    void *userdata;
+} rz_engine_replica;
+#define RZ_ENGINE_REPLICA_VERSION 1
+#define RZ_ENGINE_REPLICA_INIT { RZ_ENGINE_REPLICA_VERSION, NULL, 0, NULL, NULL }
+
 /* Deploy a validated flow to run locally. The document is the flow's JSON
  * export, made to need no registry (each step's effective timeout written
  * out, no max_cost_cents); it is paid by a new client account credited with
- * exactly its holds. `replica` (may be NULL) is a run of `flow` made with
- * rz_run_new at `now_ms` with the same inputs: every step event of the
- * deployment is applied to it as the engine records it, so after each
- * engine call it is in the deployment's state, under the caller's run id
- * and flow; it must outlive the deployment's last event. At most
- * `max_started` steps (0: no limit) are started at once, so a step's
- * timeout and attempt count start when a slot is free for it, not while it
- * waits. RZ_EINVAL for an engine opened with a registry. */
+ * exactly its holds. `replica` may be NULL. RZ_EINVAL for an engine opened
+ * with a registry. */
 RZ_EXTERN int rz_engine_local_deploy(rz_engine *e, const rz_flow *flow,
-                                     const char *inputs_json, rz_run *replica,
-                                     unsigned max_started, uint64_t now_ms,
-                                     uint64_t *deployment);
+                                     const char *inputs_json,
+                                     const rz_engine_replica *replica,
+                                     uint64_t now_ms, uint64_t *deployment);
 
 /* RZ_OK, or RZ_EINTERNAL once the replica refused a step event (it no
  * longer follows the deployment; a bug, not a user error). */

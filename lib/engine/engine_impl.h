@@ -113,6 +113,8 @@ typedef struct rz__elocal {
     size_t max_started;       /* 0: no cap */
     size_t started;           /* RUNNING steps of the replica */
     bool diverged;            /* the replica refused an event */
+    void (*on_change)(void *userdata);   /* after each event applied */
+    void *userdata;
 } rz__elocal;
 
 #define RZ__EVENTS_MAX 65536

@@ -67,6 +67,8 @@ void rz__engine_local_event(rz_engine *e, const rz__edep *d,
         l->started++;
     else if (was && !running(r, step) && l->started > 0)
         l->started--;
+    if (l->on_change && !l->diverged)
+        l->on_change(l->userdata);
 }
 
 size_t rz__engine_local_room(const rz_engine *e, const rz__edep *d)
@@ -187,20 +189,22 @@ static int local_client(rz_engine *e, uint64_t dep, size_t n_steps,
 }
 
 int rz_engine_local_deploy(rz_engine *e, const rz_flow *flow,
-                           const char *inputs_json, rz_run *replica,
-                           unsigned max_started, uint64_t now_ms,
-                           uint64_t *deployment)
+                           const char *inputs_json,
+                           const rz_engine_replica *replica,
+                           uint64_t now_ms, uint64_t *deployment)
 {
     if (deployment)
         *deployment = 0;
-    if (!e || !flow || !deployment)
+    if (!e || !flow || !deployment ||
+        (replica && (replica->version != RZ_ENGINE_REPLICA_VERSION ||
+                     !replica->run)))
         return rz__error(RZ_EINVAL, "rz_engine_local_deploy: invalid "
                          "arguments");
     if (e->opts.registry)
         return rz__error(RZ_EINVAL, "embedded deployments need an engine "
                          "opened without a registry (the flow's modules are "
                          "resolved already)");
-    if (replica && rz_run_flow(replica) != flow)
+    if (replica && rz_run_flow(replica->run) != flow)
         return rz__error(RZ_EINVAL, "the replica is a run of another flow");
     uint64_t dep = e->n_deps + 1;      /* the id rz_engine_deploy gives */
     char *doc = NULL;
@@ -211,8 +215,12 @@ int rz_engine_local_deploy(rz_engine *e, const rz_flow *flow,
     if (rc == RZ_OK) {
         memset(&e->local, 0, sizeof e->local);
         e->local.dep = dep;
-        e->local.replica = replica;
-        e->local.max_started = max_started;
+        if (replica) {
+            e->local.replica = replica->run;
+            e->local.max_started = replica->max_started;
+            e->local.on_change = replica->on_change;
+            e->local.userdata = replica->userdata;
+        }
         rc = rz_engine_deploy(e, doc, strlen(doc), client, inputs_json,
                               now_ms, deployment, NULL);
         if (rc == RZ_OK && *deployment != dep)
