@@ -1,0 +1,365 @@
+/* The engine's decisions turned into replies: long-polls that get their
+ * work, stops kept for the next heartbeat, status pushed to SSE watchers;
+ * and the one timer that calls rz_engine_tick when the engine wants it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+
+#include "orch.h"
+
+/* ---- long-poll waiters ---- */
+
+static waiter *find_waiter(orch *o, uint64_t node)
+{
+    for (waiter *w = o->waiters; w; w = w->next)
+        if (w->node == node)
+            return w;
+    return NULL;
+}
+
+bool orch_node_waiting(orch *o, uint64_t node)
+{
+    return find_waiter(o, node) != NULL;
+}
+
+/* Forget a waiter without answering it (its connection is gone, or the
+ * answer was just sent). */
+static void waiter_free(waiter *w)
+{
+    orch *o = w->o;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        o->waiters = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    struct evhttp_connection *c = evhttp_request_get_connection(w->req);
+    if (c)
+        evhttp_connection_set_closecb(c, NULL, NULL);
+    event_free(w->timer);
+    free(w);
+}
+
+static void waiter_204(waiter *w)
+{
+    struct evhttp_request *r = w->req;
+    orch *o = w->o;
+    waiter_free(w);
+    orch_count_code(o, 204);
+    evhttp_send_reply(r, 204, "No Content", NULL);
+}
+
+static void waiter_timeout(evutil_socket_t fd, short ev, void *arg)
+{
+    (void)fd, (void)ev;
+    waiter_204(arg);
+}
+
+static void waiter_closed(struct evhttp_connection *c, void *arg)
+{
+    (void)c;
+    orch *o = arg;
+    for (waiter *w = o->waiters; w; w = w->next)
+        if (evhttp_request_get_connection(w->req) == c) {
+            waiter_free(w);
+            return;
+        }
+}
+
+void orch_waiter_drop_node(orch *o, uint64_t node)
+{
+    waiter *w = find_waiter(o, node);
+    if (w)
+        waiter_204(w);
+}
+
+void orch_hold_poll(req *q, uint64_t node, unsigned wait_s)
+{
+    orch *o = q->o;
+    orch_waiter_drop_node(o, node);   /* one poll per node: the newest */
+    waiter *w = calloc(1, sizeof *w);
+    struct evhttp_connection *c = evhttp_request_get_connection(q->r);
+    if (!w || !c || !(w->timer = evtimer_new(o->base, waiter_timeout, w))) {
+        free(w);
+        reply_error(q, RZ_ENOMEM, "out of memory");
+        return;
+    }
+    w->o = o;
+    w->req = q->r;
+    w->node = node;
+    w->cbor = q->cbor;
+    w->next = o->waiters;
+    if (o->waiters)
+        o->waiters->prev = w;
+    o->waiters = w;
+    struct timeval tv = { (time_t)wait_s, 0 };
+    evtimer_add(w->timer, &tv);
+    evhttp_connection_set_closecb(c, waiter_closed, o);
+    q->answered = true;   /* the waiter owns the request now */
+}
+
+/* Work was placed on a node that is waiting: hand it over now. */
+static void wake_node(orch *o, uint64_t node)
+{
+    waiter *w = find_waiter(o, node);
+    if (!w)
+        return;
+    struct evhttp_request *r = w->req;
+    bool cbor = w->cbor;
+    /* Detach first: delivering answers the request. */
+    waiter_free(w);
+    if (!orch_deliver(o, r, node, cbor)) {
+        /* Nothing for it after all (another poll took it): wait on. */
+        req q;
+        memset(&q, 0, sizeof q);
+        q.o = o;
+        q.r = r;
+        q.cbor = cbor;
+        orch_hold_poll(&q, node, ORCH_WAIT_DEFAULT);
+    }
+}
+
+/* ---- stops for the next heartbeat ---- */
+
+void orch_stop_add(orch *o, uint64_t node, uint64_t job, uint32_t attempt)
+{
+    if (!node)
+        return;
+    if (node > o->n_stops) {
+        stop_list *s = realloc(o->stops, node * sizeof *s);
+        if (!s)
+            return;
+        memset(s + o->n_stops, 0, (node - o->n_stops) * sizeof *s);
+        o->stops = s;
+        o->n_stops = node;
+    }
+    stop_list *l = &o->stops[node - 1];
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 4;
+        stop_item *v = realloc(l->v, cap * sizeof *v);
+        if (!v)
+            return;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = (stop_item){ job, attempt };
+}
+
+cJSON *orch_stops_take(orch *o, uint64_t node)
+{
+    cJSON *arr = cJSON_CreateArray();
+    stop_list *l = node && node <= o->n_stops ? &o->stops[node - 1] : NULL;
+    for (size_t i = 0; l && i < l->n; i++) {
+        cJSON *s = cJSON_CreateObject();
+        cJSON_AddNumberToObject(s, "job", (double)l->v[i].job);
+        cJSON_AddNumberToObject(s, "attempt", l->v[i].attempt);
+        cJSON_AddItemToArray(arr, s);
+    }
+    if (l)
+        l->n = 0;
+    return arr;
+}
+
+/* ---- SSE watchers ---- */
+
+static void watcher_free(watcher *w)
+{
+    orch *o = w->o;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        o->watchers = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    struct evhttp_connection *c = evhttp_request_get_connection(w->req);
+    if (c)
+        evhttp_connection_set_closecb(c, NULL, NULL);
+    free(w);
+}
+
+static void watcher_closed(struct evhttp_connection *c, void *arg)
+{
+    orch *o = arg;
+    for (watcher *w = o->watchers; w; w = w->next)
+        if (evhttp_request_get_connection(w->req) == c) {
+            watcher_free(w);
+            return;
+        }
+}
+
+static void sse_send(struct evhttp_request *r, const char *event, const char *data)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (!b)
+        return;
+    evbuffer_add_printf(b, "event: %s\ndata: %s\n\n", event, data);
+    evhttp_send_reply_chunk(r, b);
+    evbuffer_free(b);
+}
+
+/* Push the status; end the stream once the deployment finished. Returns
+ * true when the stream ended. */
+static bool sse_push(orch *o, struct evhttp_request *r, uint64_t dep)
+{
+    rz_engine_deploy_info di;
+    char *status = flow_status_text(o, dep);
+    bool done = rz_engine_deploy_get(o->e, dep, &di) == RZ_OK &&
+                di.state != RZ_RUN_RUNNING;
+    if (status) {
+        sse_send(r, "status", status);
+        if (done)
+            sse_send(r, "end", status);
+    }
+    free(status);
+    if (done || !status)
+        evhttp_send_reply_end(r);
+    return done || !status;
+}
+
+void orch_watch(req *q, uint64_t dep)
+{
+    orch *o = q->o;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(q->r);
+    evhttp_add_header(h, "Content-Type", "text/event-stream");
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    orch_count_code(o, 200);
+    evhttp_send_reply_start(q->r, 200, "OK");
+    q->answered = true;
+    if (sse_push(o, q->r, dep))
+        return;
+    watcher *w = calloc(1, sizeof *w);
+    struct evhttp_connection *c = evhttp_request_get_connection(q->r);
+    if (!w || !c) {
+        free(w);
+        evhttp_send_reply_end(q->r);
+        return;
+    }
+    w->o = o;
+    w->req = q->r;
+    w->dep = dep;
+    w->next = o->watchers;
+    if (o->watchers)
+        o->watchers->prev = w;
+    o->watchers = w;
+    evhttp_connection_set_closecb(c, watcher_closed, o);
+}
+
+static void mark_dep(orch *o, uint64_t dep)
+{
+    for (watcher *w = o->watchers; w; w = w->next)
+        if (w->dep == dep)
+            w->dirty = true;
+}
+
+static void flush_watchers(orch *o)
+{
+    for (watcher *w = o->watchers, *next; w; w = next) {
+        next = w->next;
+        if (!w->dirty)
+            continue;
+        w->dirty = false;
+        struct evhttp_request *r = w->req;
+        uint64_t dep = w->dep;
+        /* Detach before a push that may end (and free) the request. */
+        rz_engine_deploy_info di;
+        bool ending = rz_engine_deploy_get(o->e, dep, &di) != RZ_OK ||
+                      di.state != RZ_RUN_RUNNING;
+        if (ending)
+            watcher_free(w);
+        sse_push(o, r, dep);
+    }
+}
+
+/* ---- the engine's events, and time ---- */
+
+void orch_after(orch *o)
+{
+    if (!o->e)
+        return;
+    rz_engine_event ev;
+    while (rz_engine_next_event(o->e, &ev)) {
+        switch (ev.type) {
+        case RZ_EV_JOB_ASSIGNED:
+            wake_node(o, ev.node);
+            break;
+        case RZ_EV_JOB_STOP:
+            orch_stop_add(o, ev.node, ev.job, ev.attempt);
+            break;
+        case RZ_EV_JOB_FINISHED:
+            if (ev.deployment)
+                mark_dep(o, ev.deployment);
+            break;
+        case RZ_EV_DEPLOYMENT_FINISHED:
+            mark_dep(o, ev.deployment);
+            break;
+        case RZ_EV_NODE_LOST:
+            orch_waiter_drop_node(o, ev.node);
+            break;
+        }
+    }
+    flush_watchers(o);
+    orch_arm_wakeup(o);
+}
+
+static void on_wakeup(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    orch *o = arg;
+    uint64_t now = orch_now_ms();
+    /* A held long-poll is a node waiting for work: it is alive. */
+    for (waiter *w = o->waiters; w; w = w->next) {
+        rz_engine_node_info ni;
+        if (rz_engine_node_get(o->e, w->node, &ni) == RZ_OK)
+            rz_engine_node_heartbeat(o->e, w->node, now, ni.load);
+    }
+    if (rz_engine_tick(o->e, now) != RZ_OK)
+        fprintf(stderr, ORCH_NAME ": tick: %s\n", rz_error_last()->message);
+    orch_after(o);
+}
+
+void orch_arm_wakeup(orch *o)
+{
+    if (!o->wake && !(o->wake = evtimer_new(o->base, on_wakeup, o)))
+        return;
+    uint64_t at = rz_engine_next_wakeup(o->e);
+    /* Held polls must be refreshed before their node's deadline. */
+    uint64_t now = orch_now_ms();
+    if (o->waiters && at > now + 5000)
+        at = now + 5000;
+    evtimer_del(o->wake);
+    if (at == UINT64_MAX || o->stopping)
+        return;
+    uint64_t d = at > now ? at - now : 0;
+    struct timeval tv = { (time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000 };
+    evtimer_add(o->wake, &tv);
+}
+
+/* Stopping: every held poll gets its 204, every stream its end. */
+void orch_shutdown_streams(orch *o)
+{
+    while (o->waiters)
+        waiter_204(o->waiters);
+    while (o->watchers) {
+        struct evhttp_request *r = o->watchers->req;
+        watcher_free(o->watchers);
+        evhttp_send_reply_end(r);
+    }
+}
+
+/* A comment line now and then keeps idle streams from timing out. */
+void orch_keepalive(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    orch *o = arg;
+    for (watcher *w = o->watchers; w; w = w->next) {
+        struct evbuffer *b = evbuffer_new();
+        if (!b)
+            return;
+        evbuffer_add_printf(b, ": keepalive\n\n");
+        evhttp_send_reply_chunk(w->req, b);
+        evbuffer_free(b);
+    }
+}

@@ -1,0 +1,517 @@
+/* HTTP plumbing: the route table, auth, bodies (JSON or CBOR) and replies. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+
+#include "orch.h"
+
+/* Who may call a route. */
+#define W_ANYONE 0u
+#define W_ADMIN  P_ADMIN
+#define W_CLIENT P_CLIENT
+#define W_NODE   P_NODE
+#define W_ANY    (P_ADMIN | P_CLIENT | P_NODE)
+
+typedef struct route {
+    const char *method;
+    const char *path;        /* segments in braces match any one segment */
+    unsigned who;
+    bool body;               /* takes a body */
+    void (*fn)(req *q);
+} route;
+
+static const route routes[] = {
+    { "GET",    "/health",                                 W_ANYONE, false, r_health },
+    { "GET",    "/metrics",                                W_ADMIN,  false, r_metrics },
+    { "GET",    "/api/v1/stats",                           W_ANY,    false, r_stats },
+    { "GET",    "/api/v1/keys",                            W_ANY,    false, r_keys },
+    { "GET",    "/api/v1/nodes",                           W_CLIENT | W_ADMIN, false, r_nodes_list },
+    { "POST",   "/api/v1/nodes/register",                  W_ANYONE, true,  r_node_register },
+    { "POST",   "/api/v1/nodes/{id}/heartbeat",            W_NODE,   true,  r_node_heartbeat },
+    { "GET",    "/api/v1/nodes/{id}/jobs",                 W_NODE,   false, r_node_poll },
+    { "POST",   "/api/v1/nodes/{id}/jobs/{job}/result",    W_NODE,   true,  r_node_result },
+    { "POST",   "/api/v1/nodes/{id}/jobs/{job}/decline",   W_NODE,   true,  r_node_decline },
+    { "DELETE", "/api/v1/nodes/{id}",                      W_NODE | W_ADMIN, false, r_node_delete },
+    { "POST",   "/api/v1/jobs",                            W_CLIENT, true,  r_job_submit },
+    { "GET",    "/api/v1/jobs",                            W_CLIENT | W_ADMIN, false, r_jobs_list },
+    { "GET",    "/api/v1/jobs/{id}",                       W_CLIENT | W_ADMIN, false, r_job_get },
+    { "DELETE", "/api/v1/jobs/{id}",                       W_CLIENT | W_ADMIN, false, r_job_cancel },
+    { "POST",   "/api/v1/jobs/{id}/refund",                W_CLIENT | W_ADMIN, false, r_job_refund },
+    { "POST",   "/api/v1/accounts",                        W_ADMIN,  true,  r_account_create },
+    { "GET",    "/api/v1/accounts/{id}",                   W_ANY,    false, r_account_get },
+    { "POST",   "/api/v1/accounts/{id}/deposit",           W_CLIENT | W_NODE, true, r_account_deposit },
+    { "POST",   "/api/v1/accounts/{id}/test-credits",      W_ADMIN,  true,  r_account_credit },
+    { "POST",   "/api/v1/accounts/{id}/withdraw",          W_CLIENT | W_NODE, true, r_account_withdraw },
+    { "GET",    "/api/v1/accounts/{id}/payments",          W_ANY,    false, r_account_payments },
+    { "GET",    "/api/v1/payments/stats",                  W_ADMIN,  false, r_payments_stats },
+    { "POST",   "/api/v1/deposits/{id}/confirm",           W_ADMIN,  false, r_deposit_confirm },
+    { "POST",   "/api/v1/flows/deploy",                    W_CLIENT, true,  r_flow_deploy },
+    { "GET",    "/api/v1/flows",                           W_CLIENT | W_ADMIN, false, r_flows_list },
+    { "GET",    "/api/v1/flows/{id}/status",               W_CLIENT | W_ADMIN, false, r_flow_status },
+    { "GET",    "/api/v1/flows/{id}/events",               W_CLIENT | W_ADMIN, false, r_flow_events },
+    { "DELETE", "/api/v1/flows/{id}",                      W_CLIENT | W_ADMIN, false, r_flow_cancel },
+};
+
+void orch_print_routes(void)
+{
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        printf("%s %s\n", routes[i].method, routes[i].path);
+}
+
+uint64_t orch_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- replies ---- */
+
+void orch_count_code(orch *o, int code)
+{
+    if (code >= 100 && code < 600)
+        o->http_codes[code]++;
+}
+
+static const char *reason_of(int code)
+{
+    switch (code) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 422: return "Unprocessable Entity";
+    case 503: return "Service Unavailable";
+    default: return code < 500 ? "Error" : "Internal Server Error";
+    }
+}
+
+void reply_text(req *q, int code, const char *type, const char *text, size_t len)
+{
+    if (q->answered)
+        return;
+    q->answered = true;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(q->r);
+    struct evbuffer *b = evbuffer_new();
+    if (type)
+        evhttp_add_header(h, "Content-Type", type);
+    if (b && text && len)
+        evbuffer_add(b, text, len);
+    orch_count_code(q->o, code);
+    evhttp_send_reply(q->r, code, reason_of(code), code == 204 ? NULL : b);
+    evbuffer_free(b);
+}
+
+void reply_json(req *q, int code, cJSON *doc)
+{
+    char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    if (!text) {
+        if (!q->answered) {
+            static const char oom[] =
+                "{\"error\":{\"code\":\"RZ_ENOMEM\",\"message\":\"out of memory\"}}";
+            reply_text(q, 500, "application/json", oom, sizeof oom - 1);
+        }
+        return;
+    }
+    if (q->cbor) {
+        unsigned char *cb = NULL;
+        size_t n = 0;
+        if (rz_wire_encode(text, strlen(text), &cb, &n) == RZ_OK) {
+            reply_text(q, code, "application/cbor", (const char *)cb, n);
+            rz_free(cb);
+            free(text);
+            return;
+        }
+    }
+    reply_text(q, code, "application/json", text, strlen(text));
+    free(text);
+}
+
+int http_status_of(int rc)
+{
+    switch (rc) {
+    case RZ_OK: return 200;
+    case RZ_EINVAL: case RZ_ESYNTAX: case RZ_ETYPE: case RZ_EDUPLICATE:
+        return 400;
+    case RZ_EAUTH: return 401;
+    case RZ_EFUNDS: return 402;
+    case RZ_EDENIED: return 403;
+    case RZ_ENOENT: return 404;
+    case RZ_ESTATE: case RZ_EEXISTS: case RZ_EEXISTS_DIFFERENT:
+    case RZ_EPOSTED: case RZ_EVOIDED: case RZ_EEXPIRED:
+        return 409;
+    case RZ_ETOOBIG: return 413;
+    case RZ_EINVALID: case RZ_EMODULE: case RZ_ECONFIG: case RZ_ECREDENTIAL:
+    case RZ_EAMOUNT: case RZ_EOVERFLOW:
+        return 422;
+    default: return 500;
+    }
+}
+
+static cJSON *error_doc(int rc, const char *message)
+{
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *err = cJSON_AddObjectToObject(doc, "error");
+    cJSON_AddStringToObject(err, "code", rz_status_name(rc));
+    cJSON_AddStringToObject(err, "message", message);
+    return doc;
+}
+
+void reply_error(req *q, int rc, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    reply_json(q, http_status_of(rc), error_doc(rc, msg));
+}
+
+void reply_rz(req *q, int rc)
+{
+    const rz_error *e = rz_error_last();
+    const char *m = e->code == rc && e->message[0] ? e->message : rz_strerror(rc);
+    reply_error(q, rc, "%s", m);
+}
+
+void reply_diags(req *q, int rc, const rz_diags *d)
+{
+    char *dj = NULL;
+    cJSON *doc = error_doc(rc, rz_diags_count(d)
+                           ? rz_diags_get(d, 0)->message : rz_strerror(rc));
+    cJSON *list = NULL;
+    if (rz_diags_to_json(d, &dj) == RZ_OK)
+        list = cJSON_Parse(dj);
+    rz_free(dj);
+    if (list && !cJSON_IsArray(list)) {
+        cJSON *inner = cJSON_DetachItemFromObjectCaseSensitive(list, "diagnostics");
+        cJSON_Delete(list);
+        list = inner;
+    }
+    cJSON_AddItemToObject(doc, "diagnostics", list ? list : cJSON_CreateArray());
+    reply_json(q, http_status_of(rc), doc);
+}
+
+/* ---- bodies and parameters ---- */
+
+cJSON *parse_json_text(const char *text)
+{
+    return text ? cJSON_Parse(text) : NULL;
+}
+
+bool body_fields(req *q, const char *const *allowed)
+{
+    for (const cJSON *c = q->body ? q->body->child : NULL; c; c = c->next) {
+        bool ok = false;
+        for (size_t i = 0; allowed[i] && !ok; i++)
+            ok = strcmp(c->string, allowed[i]) == 0;
+        if (!ok) {
+            reply_error(q, RZ_EINVAL, "unknown field \"%.64s\"", c->string);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool body_u64(req *q, const char *name, bool required, uint64_t max,
+              uint64_t *out, bool *present)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(q->body, name);
+    if (present)
+        *present = v != NULL;
+    if (!v) {
+        if (required)
+            reply_error(q, RZ_EINVAL, "\"%s\" is required", name);
+        return !required;
+    }
+    double d = v->valuedouble;
+    if (!cJSON_IsNumber(v) || d < 0 || d > (double)max || d != (double)(uint64_t)d) {
+        reply_error(q, RZ_EINVAL, "\"%s\" must be a whole number from 0 to %llu",
+                    name, (unsigned long long)max);
+        return false;
+    }
+    *out = (uint64_t)d;
+    return true;
+}
+
+bool body_obj(req *q, const char *name, cJSON **out)
+{
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(q->body, name);
+    *out = NULL;
+    if (!v || cJSON_IsNull(v))
+        return true;
+    if (!cJSON_IsObject(v)) {
+        reply_error(q, RZ_EINVAL, "\"%s\" must be an object", name);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool body_str(req *q, const char *name, bool required, const char **out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(q->body, name);
+    *out = NULL;
+    if (!v && !required)
+        return true;
+    if (!cJSON_IsString(v)) {
+        reply_error(q, RZ_EINVAL, "\"%s\" must be a string", name);
+        return false;
+    }
+    *out = v->valuestring;
+    return true;
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    if (!*s || strlen(s) > 19)
+        return false;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return true;
+}
+
+bool param_u64(req *q, int i, uint64_t *out)
+{
+    if (!parse_u64(q->params[i], out) || *out == 0) {
+        reply_error(q, RZ_ENOENT, "no such id \"%.32s\"", q->params[i]);
+        return false;
+    }
+    return true;
+}
+
+/* 32 lowercase hex digits only (the API's account ids). */
+bool param_account(req *q, int i, rz_ledger_id *out)
+{
+    const char *s = q->params[i];
+    bool ok = strlen(s) == 32;
+    for (size_t k = 0; ok && k < 32; k++)
+        ok = (s[k] >= '0' && s[k] <= '9') || (s[k] >= 'a' && s[k] <= 'f');
+    if (!ok || rz_ledger_id_parse(s, out) != RZ_OK) {
+        reply_error(q, RZ_ENOENT, "no account \"%.40s\"", s);
+        return false;
+    }
+    return true;
+}
+
+bool query_u64(req *q, const char *name, uint64_t def, uint64_t max,
+               uint64_t *out)
+{
+    struct evkeyvalq qs;
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(q->r));
+    *out = def;
+    if (!query)
+        return true;
+    if (evhttp_parse_query_str(query, &qs) != 0) {
+        reply_error(q, RZ_EINVAL, "malformed query string");
+        return false;
+    }
+    const char *v = evhttp_find_header(&qs, name);
+    bool ok = !v || (parse_u64(v, out) && *out <= max);
+    if (!ok)
+        reply_error(q, RZ_EINVAL, "\"%s\" must be a whole number from 0 to %llu",
+                    name, (unsigned long long)max);
+    evhttp_clear_headers(&qs);
+    return ok;
+}
+
+static bool has_type(const char *header, const char *type)
+{
+    return header && strcasestr(header, type) != NULL;
+}
+
+/* Parse the body into q->body: an object, JSON or CBOR by Content-Type. An
+ * empty body is {}. */
+static bool read_body(req *q, bool cbor_in)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(q->r);
+    size_t len = evbuffer_get_length(in);
+    if (len > q->o->opts.max_body) {
+        reply_error(q, RZ_ETOOBIG, "the body has %zu bytes; at most %zu", len,
+                    q->o->opts.max_body);
+        return false;
+    }
+    const char *data = len ? (const char *)evbuffer_pullup(in, -1) : "";
+    char *json = NULL;
+    if (len && cbor_in) {
+        int rc = rz_wire_decode((const unsigned char *)data, len, &json);
+        if (rc != RZ_OK) {
+            reply_error(q, rc == RZ_ETOOBIG ? RZ_ETOOBIG : RZ_ESYNTAX,
+                        "malformed CBOR body: %s", rz_error_last()->message);
+            return false;
+        }
+        data = json;
+        len = strlen(json);
+    }
+    const char *end = NULL;
+    q->body = len ? cJSON_ParseWithLengthOpts(data, len, &end, 0)
+                  : cJSON_CreateObject();
+    bool trailing = false;
+    for (const char *p = end; q->body && p && p < data + len; p++)
+        if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t')
+            trailing = true;
+    rz_free(json);
+    if (!q->body || trailing) {
+        reply_error(q, RZ_ESYNTAX, "malformed JSON body");
+        return false;
+    }
+    if (!cJSON_IsObject(q->body)) {
+        reply_error(q, RZ_EINVAL, "the body must be an object");
+        return false;
+    }
+    return true;
+}
+
+/* ---- routing ---- */
+
+static const char *method_name(enum evhttp_cmd_type t)
+{
+    switch (t) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    default: return "OTHER";
+    }
+}
+
+/* Does `path` fit route pattern `pat`? Fills params. */
+static bool match_path(const char *pat, const char *path, char params[3][80])
+{
+    int np = 0;
+    while (*pat && *path) {
+        if (*pat != '/' || *path != '/')
+            return false;
+        pat++, path++;
+        const char *pe = strchr(pat, '/'), *se = strchr(path, '/');
+        size_t pl = pe ? (size_t)(pe - pat) : strlen(pat);
+        size_t sl = se ? (size_t)(se - path) : strlen(path);
+        if (pl && pat[0] == '{') {
+            if (!sl || sl >= 80 || np == 3)
+                return false;
+            memcpy(params[np], path, sl);
+            params[np++][sl] = '\0';
+        } else if (pl != sl || memcmp(pat, path, pl) != 0) {
+            return false;
+        }
+        pat += pl, path += sl;
+    }
+    return !*pat && !*path;
+}
+
+static bool authenticate(req *q, unsigned who)
+{
+    if (who == W_ANYONE)
+        return true;
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(q->r),
+                                       "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !h[7]) {
+        reply_error(q, RZ_EAUTH, "an API key is required (Authorization: Bearer)");
+        return false;
+    }
+    if (auth_lookup(q->o, h + 7, &q->who) != RZ_OK) {
+        reply_error(q, RZ_EAUTH, "unknown API key");
+        return false;
+    }
+    if (!(q->who.kind & who)) {
+        reply_error(q, RZ_EDENIED, "this key may not use this route");
+        return false;
+    }
+    return true;
+}
+
+/* Answer in CBOR when the caller asks for it, or speaks it and does not ask
+ * for JSON. */
+static bool wants_cbor(struct evhttp_request *r, bool cbor_in)
+{
+    const char *accept = evhttp_find_header(evhttp_request_get_input_headers(r),
+                                            "Accept");
+    if (has_type(accept, "application/cbor"))
+        return true;
+    if (has_type(accept, "application/json"))
+        return false;
+    return cbor_in;
+}
+
+static void dispatch(struct evhttp_request *r, void *arg)
+{
+    orch *o = arg;
+    req q;
+    memset(&q, 0, sizeof q);
+    q.o = o;
+    q.r = r;
+    q.method = method_name(evhttp_request_get_command(r));
+    const char *ctype = evhttp_find_header(evhttp_request_get_input_headers(r),
+                                           "Content-Type");
+    bool cbor_in = has_type(ctype, "application/cbor");
+    q.cbor = wants_cbor(r, cbor_in);
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(r));
+    if (!path)
+        path = "/";
+    const route *hit = NULL;
+    bool path_known = false;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0] && !hit; i++) {
+        char params[3][80];
+        if (!match_path(routes[i].path, path, params))
+            continue;
+        path_known = true;
+        if (strcmp(routes[i].method, q.method) == 0) {
+            hit = &routes[i];
+            memcpy(q.params, params, sizeof params);
+        }
+    }
+    if (o->stopping)
+        reply_error(&q, RZ_ESTATE, "the server is stopping");
+    else if (!hit && path_known)
+        reply_error(&q, RZ_EINVAL, "method %s is not served here", q.method);
+    else if (!hit)
+        reply_error(&q, RZ_ENOENT, "no route %.200s", path);
+    else if (authenticate(&q, hit->who) &&
+             (!hit->body || read_body(&q, cbor_in)))
+        hit->fn(&q);
+    if (!q.answered)   /* held requests are marked answered by their holder */
+        reply_error(&q, RZ_EINTERNAL, "no reply");
+    cJSON_Delete(q.body);
+    orch_after(o);
+}
+
+int orch_http_start(orch *o)
+{
+    o->http = evhttp_new(o->base);
+    if (!o->http)
+        return -1;
+    /* Bodies up to 4x the limit are read so that their 413 is the API's
+     * JSON error; beyond that libevent refuses them itself (413). */
+    size_t cap = o->opts.max_body > SIZE_MAX / 4 ? SIZE_MAX : o->opts.max_body * 4;
+    evhttp_set_max_body_size(o->http, (ev_ssize_t)(cap < 1024 ? 1024 : cap));
+    evhttp_set_max_headers_size(o->http, 16384);
+    evhttp_set_allowed_methods(o->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+                               EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT |
+                               EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD |
+                               EVHTTP_REQ_OPTIONS);
+    evhttp_set_timeout(o->http, ORCH_WAIT_MAX + 30);
+    evhttp_set_gencb(o->http, dispatch, o);
+    return 0;
+}

@@ -1,0 +1,417 @@
+/* rhizos-orchestrator: options, keys, startup errors, signals. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "orch.h"
+
+static void usage(FILE *f)
+{
+    fputs("usage: " ORCH_NAME " --listen ADDR:PORT --data DIR [options]\n"
+          "\n"
+          "The RhizOS orchestrator: the REST API of docs/api.md over the engine\n"
+          "whose state lives in DIR (engine, ledger, auth).\n"
+          "\n"
+          "  --listen ADDR:PORT     where to listen (e.g. 127.0.0.1:8080)\n"
+          "  --data DIR             state directory (created if missing)\n"
+          "  --modules DIR|URL      a module registry (repeatable); then\n"
+          "                         $RHIZOS_MODULES, then the examples\n"
+          "  --admin-key-file F     the admin key (else $RHIZOS_ADMIN_KEY, else\n"
+          "                         DIR/admin.key, made on first start)\n"
+          "  --max-body BYTES       request body limit (default 1048576)\n"
+          "  --node-timeout-ms N    a node is lost after N ms of silence\n"
+          "                         (default 30000)\n"
+          "  --policy P             placement: cheapest, fastest, reputation,\n"
+          "                         binpack, spread (default cheapest)\n"
+          "  --quiet                no startup messages\n"
+          "  --routes               print the served routes and exit\n"
+          "  --help, --version\n", f);
+}
+
+static bool is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The same order as the CLI: --modules, $RHIZOS_MODULES, then the examples
+ * (in the working directory, else in the source tree next to this binary:
+ * build/server/orchestrator/rhizos-orchestrator -> ../../../examples). */
+static rz_registry *make_registry(const orch_opts *op)
+{
+    rz_registry *reg = NULL;
+    rz_diags *d = NULL;
+    if (rz_registry_new(&reg) != RZ_OK || rz_diags_new(&d) != RZ_OK) {
+        rz_registry_free(reg);
+        return NULL;
+    }
+    for (size_t i = 0; i < op->n_modules; i++)
+        if (rz_registry_add(reg, op->modules[i], d) != RZ_OK)
+            fprintf(stderr, ORCH_NAME ": %s\n", rz_error_last()->message);
+    const char *env = getenv("RHIZOS_MODULES");
+    if (env && *env)
+        rz_registry_add_path_list(reg, env, d);
+    if (is_dir("examples/modules")) {
+        rz_registry_add_dir(reg, "examples/modules", d);
+    } else {
+        char exe[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        char *slash = n > 0 ? (exe[n] = '\0', strrchr(exe, '/')) : NULL;
+        if (slash) {
+            *slash = '\0';
+            char path[PATH_MAX + 40];
+            snprintf(path, sizeof path, "%s/../../../examples/modules", exe);
+            if (is_dir(path))
+                rz_registry_add_dir(reg, path, d);
+        }
+    }
+    for (size_t i = 0; i < rz_diags_count(d) && !op->quiet; i++) {
+        const rz_diag *x = rz_diags_get(d, i);
+        fprintf(stderr, ORCH_NAME ": %s: warning: %s\n",
+                x->file[0] ? x->file : "<registry>", x->message);
+    }
+    rz_diags_free(d);
+    return reg;
+}
+
+/* ---- keys ---- */
+
+/* Read a small secret file, trailing whitespace cut. */
+static char *read_secret(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char buf[512];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    char *s = n ? strdup(buf) : NULL;
+    sodium_memzero(buf, sizeof buf);
+    return s;
+}
+
+static int write_private(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0)
+        return -1;
+    bool ok = write(fd, data, len) == (ssize_t)len && fsync(fd) == 0;
+    close(fd);
+    if (!ok)
+        unlink(path);
+    return ok ? 0 : -1;
+}
+
+static int admin_key(orch *o)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/admin.key", o->opts.data);
+    char *key = NULL;
+    const char *env = getenv("RHIZOS_ADMIN_KEY");
+    if (o->opts.admin_key_file) {
+        if (!(key = read_secret(o->opts.admin_key_file))) {
+            fprintf(stderr, ORCH_NAME ": cannot read the admin key from %s\n",
+                    o->opts.admin_key_file);
+            return -1;
+        }
+    } else if (env && *env) {
+        key = strdup(env);
+    } else if (!(key = read_secret(path))) {
+        char fresh[80];
+        auth_new_key("rza_", fresh, sizeof fresh);
+        size_t n = strlen(fresh);
+        fresh[n] = '\n';
+        if (write_private(path, fresh, n + 1) != 0) {
+            fprintf(stderr, ORCH_NAME ": cannot write %s: %s\n", path,
+                    strerror(errno));
+            sodium_memzero(fresh, sizeof fresh);
+            return -1;
+        }
+        fresh[n] = '\0';
+        key = strdup(fresh);
+        sodium_memzero(fresh, sizeof fresh);
+        fprintf(stderr, ORCH_NAME ": made an admin key; it is in %s\n", path);
+    }
+    if (!key)
+        return -1;
+    crypto_generichash(o->admin_hash, 32, (unsigned char *)key, strlen(key),
+                       NULL, 0);
+    sodium_memzero(key, strlen(key));
+    free(key);
+    return 0;
+}
+
+/* DATA/orchestrator.key: the X25519 pair (public then secret, 64 bytes). */
+static int server_keypair(orch *o)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/orchestrator.key", o->opts.data);
+    unsigned char buf[64];
+    o->sk = sodium_malloc(RZ_VAULT_NODE_SK_BYTES);
+    if (!o->sk)
+        return -1;
+    int fd = open(path, O_RDONLY);
+    if (fd >= 0) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        close(fd);
+        if (n != (ssize_t)sizeof buf) {
+            fprintf(stderr, ORCH_NAME ": %s is not a key file\n", path);
+            return -1;
+        }
+    } else if (rz_vault_node_keypair(buf, buf + 32) != RZ_OK ||
+               write_private(path, buf, sizeof buf) != 0) {
+        fprintf(stderr, ORCH_NAME ": cannot write %s: %s\n", path, strerror(errno));
+        sodium_memzero(buf, sizeof buf);
+        return -1;
+    }
+    memcpy(o->pk, buf, 32);
+    memcpy(o->sk, buf + 32, 32);
+    sodium_memzero(buf, sizeof buf);
+    return 0;
+}
+
+/* ---- options ---- */
+
+static bool parse_size(const char *s, uint64_t max, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || !end || *end || end == s || v == 0 || v > max || *s == '-')
+        return false;
+    *out = v;
+    return true;
+}
+
+static int parse_opts(orch_opts *op, int argc, char **argv)
+{
+    enum { O_LISTEN = 256, O_DATA, O_MODULES, O_ADMIN, O_MAXBODY, O_TIMEOUT,
+           O_POLICY, O_QUIET, O_ROUTES, O_HELP, O_VERSION };
+    static const struct option longs[] = {
+        { "listen", required_argument, NULL, O_LISTEN },
+        { "data", required_argument, NULL, O_DATA },
+        { "modules", required_argument, NULL, O_MODULES },
+        { "admin-key-file", required_argument, NULL, O_ADMIN },
+        { "max-body", required_argument, NULL, O_MAXBODY },
+        { "node-timeout-ms", required_argument, NULL, O_TIMEOUT },
+        { "policy", required_argument, NULL, O_POLICY },
+        { "quiet", no_argument, NULL, O_QUIET },
+        { "routes", no_argument, NULL, O_ROUTES },
+        { "help", no_argument, NULL, O_HELP },
+        { "version", no_argument, NULL, O_VERSION },
+        { NULL, 0, NULL, 0 }
+    };
+    uint64_t v;
+    for (int c; (c = getopt_long(argc, argv, "h", longs, NULL)) != -1;) {
+        switch (c) {
+        case O_LISTEN: op->listen = optarg; break;
+        case O_DATA: op->data = optarg; break;
+        case O_MODULES: {
+            const char **m = realloc(op->modules, (op->n_modules + 1) * sizeof *m);
+            if (!m)
+                return 1;
+            op->modules = m;
+            op->modules[op->n_modules++] = optarg;
+            break;
+        }
+        case O_ADMIN: op->admin_key_file = optarg; break;
+        case O_MAXBODY:
+            if (!parse_size(optarg, (uint64_t)1 << 32, &v)) {
+                fprintf(stderr, ORCH_NAME ": --max-body: a size in bytes, 1 to 4 GiB\n");
+                return 2;
+            }
+            op->max_body = (size_t)v;
+            break;
+        case O_TIMEOUT:
+            if (!parse_size(optarg, 86400000, &v)) {
+                fprintf(stderr, ORCH_NAME ": --node-timeout-ms: 1 to 86400000\n");
+                return 2;
+            }
+            op->node_timeout_ms = v;
+            break;
+        case O_POLICY:
+            if (rz_policy_parse(optarg, &op->policy) != RZ_OK) {
+                fprintf(stderr, ORCH_NAME ": --policy: unknown policy \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        case O_QUIET: op->quiet = true; break;
+        case O_ROUTES: orch_print_routes(); exit(0);
+        case 'h': case O_HELP: usage(stdout); exit(0);
+        case O_VERSION: printf(ORCH_NAME " %s\n", rz_version()); exit(0);
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, ORCH_NAME ": unexpected argument \"%s\"\n", argv[optind]);
+        return 2;
+    }
+    if (!op->listen || !op->data) {
+        fprintf(stderr, ORCH_NAME ": --listen and --data are required\n");
+        usage(stderr);
+        return 2;
+    }
+    return 0;
+}
+
+/* "ADDR:PORT", "[v6]:PORT". */
+static bool split_listen(const char *s, char *host, size_t cap, uint16_t *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s)
+        return false;
+    size_t hl = (size_t)(colon - s);
+    if (s[0] == '[' && hl >= 2 && s[hl - 1] == ']')
+        s++, hl -= 2;
+    uint64_t p;
+    if (hl >= cap || !parse_size(colon + 1, 65535, &p))
+        return false;
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    *port = (uint16_t)p;
+    return true;
+}
+
+/* ---- lifecycle ---- */
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig, (void)what;
+    orch *o = arg;
+    if (o->stopping)
+        return;
+    o->stopping = true;
+    if (o->sock)
+        evhttp_del_accept_socket(o->http, o->sock);   /* no new connections */
+    o->sock = NULL;
+    orch_shutdown_streams(o);
+    if (o->wake)
+        evtimer_del(o->wake);
+    /* Let the replies just queued reach their sockets. */
+    struct timeval tv = { 0, 200000 };
+    event_base_loopexit(o->base, &tv);
+}
+
+static int start(orch *o)
+{
+    if (mkdir(o->opts.data, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, ORCH_NAME ": cannot create %s: %s\n", o->opts.data,
+                strerror(errno));
+        return -1;
+    }
+    char host[256];
+    uint16_t port;
+    if (!split_listen(o->opts.listen, host, sizeof host, &port)) {
+        fprintf(stderr, ORCH_NAME ": --listen: expected ADDR:PORT, not \"%s\"\n",
+                o->opts.listen);
+        return -1;
+    }
+    if (!(o->base = event_base_new()) || orch_http_start(o) != 0) {
+        fprintf(stderr, ORCH_NAME ": cannot start the event loop\n");
+        return -1;
+    }
+    o->sock = evhttp_bind_socket_with_handle(o->http, host, port);
+    if (!o->sock) {
+        fprintf(stderr, ORCH_NAME ": cannot listen on %s: %s\n", o->opts.listen,
+                strerror(errno));
+        return -1;
+    }
+    if (!(o->reg = make_registry(&o->opts)))
+        return -1;
+    rz_engine_opts eo = RZ_ENGINE_OPTS_INIT;
+    eo.registry = o->reg;
+    eo.policy = o->opts.policy;
+    eo.node_timeout_ms = o->opts.node_timeout_ms;
+    int rc = rz_engine_open(&o->e, o->opts.data, &eo);
+    if (rc != RZ_OK) {
+        fprintf(stderr, ORCH_NAME ": cannot open %s: %s%s\n", o->opts.data,
+                rz_error_last()->message, rc == RZ_ESTATE
+                ? " (is another orchestrator using it?)" : "");
+        return -1;
+    }
+    if (auth_open(o) != RZ_OK || admin_key(o) != 0 || server_keypair(o) != 0)
+        return -1;
+    o->sig_term = evsignal_new(o->base, SIGTERM, on_signal, o);
+    o->sig_int = evsignal_new(o->base, SIGINT, on_signal, o);
+    o->keepalive = event_new(o->base, -1, EV_PERSIST, orch_keepalive, o);
+    struct timeval ka = { 15, 0 };
+    if (!o->sig_term || !o->sig_int || !o->keepalive ||
+        evsignal_add(o->sig_term, NULL) || evsignal_add(o->sig_int, NULL) ||
+        event_add(o->keepalive, &ka))
+        return -1;
+    signal(SIGPIPE, SIG_IGN);
+    orch_arm_wakeup(o);
+    if (!o->opts.quiet)
+        fprintf(stderr, ORCH_NAME " %s: listening on %s, data in %s, %zu modules\n",
+                rz_version(), o->opts.listen, o->opts.data,
+                rz_registry_count(o->reg));
+    return 0;
+}
+
+static void finish(orch *o)
+{
+    if (o->http)
+        evhttp_free(o->http);   /* frees the requests still held */
+    if (o->wake)
+        event_free(o->wake);
+    if (o->sig_term)
+        event_free(o->sig_term);
+    if (o->sig_int)
+        event_free(o->sig_int);
+    if (o->keepalive)
+        event_free(o->keepalive);
+    while (o->waiters) {   /* only when evhttp never existed */
+        waiter *w = o->waiters;
+        o->waiters = w->next;
+        event_free(w->timer);
+        free(w);
+    }
+    for (size_t i = 0; i < o->n_stops; i++)
+        free(o->stops[i].v);
+    free(o->stops);
+    if (o->base)
+        event_base_free(o->base);
+    rz_engine_close(o->e);
+    auth_close(o);
+    rz_registry_free(o->reg);
+    sodium_free(o->sk);
+    free(o->opts.modules);
+}
+
+int main(int argc, char **argv)
+{
+    static orch o;
+    o.opts.max_body = 1024 * 1024;
+    o.opts.node_timeout_ms = 30000;
+    o.opts.policy = RZ_POLICY_CHEAPEST;
+    int rc = parse_opts(&o.opts, argc, argv);
+    if (rc != 0) {
+        free(o.opts.modules);
+        return rc;
+    }
+    if (sodium_init() < 0) {
+        fprintf(stderr, ORCH_NAME ": libsodium cannot start\n");
+        return 1;
+    }
+    if (start(&o) != 0) {
+        finish(&o);
+        return 1;
+    }
+    event_base_dispatch(o.base);
+    if (!o.opts.quiet)
+        fprintf(stderr, ORCH_NAME ": stopped\n");
+    finish(&o);
+    return 0;
+}

@@ -1,0 +1,216 @@
+/* rhizos-orchestrator: the REST server of docs/api.md, a thin libevent
+ * driver of the deterministic engine (include/rhizos/engine.h).
+ *
+ * One thread, one event loop. Every request runs to completion on the
+ * loop; engine calls are serialised by construction. After each call that
+ * may change state, orch_after() drains the engine's events (hand work to
+ * waiting long-polls, remember stops, push deployment status to SSE
+ * watchers) and re-arms the one wakeup timer. */
+#ifndef RZ_ORCH_H
+#define RZ_ORCH_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <lmdb.h>
+
+#include "rhizos/rhizos.h"
+
+#define ORCH_NAME "rhizos-orchestrator"
+#define ORCH_LOG_MAX (64u * 1024u)      /* a job's log kept from its node */
+#define ORCH_WAIT_MAX 60                 /* long-poll seconds */
+#define ORCH_WAIT_DEFAULT 25
+#define ORCH_CRED_TTL_MS (10u * 60u * 1000u)  /* credentials sealed to a node */
+
+typedef enum principal_kind {
+    P_NONE = 0, P_ADMIN = 1, P_CLIENT = 2, P_NODE = 4
+} principal_kind;
+
+typedef struct principal {
+    principal_kind kind;
+    rz_ledger_id account;    /* client: its account; node: its payout one */
+    uint64_t node;           /* node: its id */
+} principal;
+
+typedef struct orch_opts {
+    const char *listen;
+    const char *data;
+    const char **modules; size_t n_modules;
+    const char *admin_key_file;
+    size_t max_body;
+    uint64_t node_timeout_ms;
+    rz_policy policy;
+    bool quiet;
+} orch_opts;
+
+/* A node's long-poll, held until work comes or its wait ends. */
+typedef struct waiter {
+    struct orch *o;
+    struct evhttp_request *req;
+    uint64_t node;
+    bool cbor;
+    struct event *timer;
+    struct waiter *prev, *next;
+} waiter;
+
+/* A server-sent-events stream of one deployment's status. */
+typedef struct watcher {
+    struct orch *o;
+    struct evhttp_request *req;
+    uint64_t dep;
+    bool dirty;              /* status changed since last pushed */
+    struct watcher *prev, *next;
+} watcher;
+
+typedef struct stop_item { uint64_t job; uint32_t attempt; } stop_item;
+typedef struct stop_list { stop_item *v; size_t n, cap; } stop_list;
+
+/* Dispatch latency buckets in seconds (Prometheus histogram). */
+#define ORCH_LAT_BUCKETS 11
+extern const double orch_lat_bounds[ORCH_LAT_BUCKETS];
+
+typedef struct orch {
+    orch_opts opts;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *sock;
+    struct event *wake, *sig_term, *sig_int, *keepalive;
+    bool stopping;
+
+    rz_engine *e;
+    rz_registry *reg;
+
+    /* DATA/auth */
+    MDB_env *auth;
+    MDB_dbi db_keys, db_nodes, db_creds, db_logs, db_accounts;
+    unsigned char admin_hash[32];
+    unsigned char pk[RZ_VAULT_NODE_PK_BYTES];
+    unsigned char *sk;       /* sodium_malloc'd */
+
+    waiter *waiters;
+    watcher *watchers;
+    stop_list *stops; size_t n_stops;   /* by node id - 1 */
+
+    /* metrics */
+    uint64_t http_codes[600];
+    uint64_t lat_count[ORCH_LAT_BUCKETS + 1];
+    double lat_sum;
+    uint64_t lat_n;
+} orch;
+
+/* One request being answered. */
+typedef struct req {
+    orch *o;
+    struct evhttp_request *r;
+    const char *method;
+    principal who;
+    char params[3][80];      /* the {..} segments of the route, in order */
+    cJSON *body;             /* parsed body (an object) or NULL */
+    bool cbor;               /* answer in CBOR */
+    bool answered;
+} req;
+
+/* ---- http.c ---- */
+int orch_http_start(orch *o);
+void orch_print_routes(void);
+uint64_t orch_now_ms(void);
+void reply_json(req *q, int code, cJSON *doc);       /* takes doc */
+void reply_text(req *q, int code, const char *type, const char *text, size_t len);
+void reply_error(req *q, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The library's last error as the reply for rc. */
+void reply_rz(req *q, int rc);
+void reply_diags(req *q, int rc, const rz_diags *d);
+int http_status_of(int rc);
+/* Body helpers: each answers 400 itself and returns false on bad input. */
+bool body_fields(req *q, const char *const *allowed);
+bool body_u64(req *q, const char *name, bool required, uint64_t max,
+              uint64_t *out, bool *present);
+bool body_obj(req *q, const char *name, cJSON **out);
+bool body_str(req *q, const char *name, bool required, const char **out);
+bool param_u64(req *q, int i, uint64_t *out);
+bool param_account(req *q, int i, rz_ledger_id *out);
+bool query_u64(req *q, const char *name, uint64_t def, uint64_t max,
+               uint64_t *out);
+cJSON *parse_json_text(const char *text);
+void orch_count_code(orch *o, int code);
+
+/* ---- auth.c ---- */
+int auth_open(orch *o);
+void auth_close(orch *o);
+int auth_lookup(orch *o, const char *key, principal *out);
+/* A fresh random key "<prefix><64 hex>" (buf >= 70 bytes). */
+void auth_new_key(const char *prefix, char *buf, size_t cap);
+int auth_put_key(orch *o, const char *key, const principal *p);
+int auth_put_node(orch *o, uint64_t node, const char *x25519_hex,
+                  const char *ed25519_hex);
+int auth_node_pk(orch *o, uint64_t node, unsigned char pk[32]);
+int auth_put_account(orch *o, rz_ledger_id id, const char *name,
+                     const char *wallet);
+int auth_put_creds(orch *o, uint64_t dep, const char *json);
+/* NULL when none; release with free. */
+char *auth_get_creds(orch *o, uint64_t dep);
+int auth_put_log(orch *o, uint64_t job, const char *log, size_t len);
+char *auth_get_log(orch *o, uint64_t job);
+rz_ledger_id auth_random_id(void);
+bool hex_decode(const char *hex, unsigned char *out, size_t n);
+void hex_encode(const unsigned char *in, size_t n, char *out);
+char *b64_encode(const unsigned char *in, size_t n);
+unsigned char *b64_decode(const char *in, size_t *n);
+
+/* ---- events.c ---- */
+void orch_after(orch *o);
+void orch_hold_poll(req *q, uint64_t node, unsigned wait_s);
+void orch_watch(req *q, uint64_t dep);
+void orch_stop_add(orch *o, uint64_t node, uint64_t job, uint32_t attempt);
+cJSON *orch_stops_take(orch *o, uint64_t node);
+void orch_shutdown_streams(orch *o);
+void orch_keepalive(evutil_socket_t fd, short what, void *arg);
+void orch_arm_wakeup(orch *o);
+void orch_waiter_drop_node(orch *o, uint64_t node);
+bool orch_node_waiting(orch *o, uint64_t node);
+
+/* ---- routes_*.c ---- */
+void r_health(req *q);
+void r_metrics(req *q);
+void r_stats(req *q);
+void r_keys(req *q);
+void r_nodes_list(req *q);
+void r_node_register(req *q);
+void r_node_heartbeat(req *q);
+void r_node_poll(req *q);
+void r_node_result(req *q);
+void r_node_decline(req *q);
+void r_node_delete(req *q);
+/* Poll the engine for `node`: 1 answered with an assignment, 0 nothing. */
+int orch_deliver(orch *o, struct evhttp_request *r, uint64_t node, bool cbor);
+void r_job_submit(req *q);
+void r_jobs_list(req *q);
+void r_job_get(req *q);
+void r_job_cancel(req *q);
+void r_job_refund(req *q);
+cJSON *job_json(orch *o, uint64_t id, bool with_log);
+void r_account_create(req *q);
+void r_account_get(req *q);
+void r_account_deposit(req *q);
+void r_account_credit(req *q);
+void r_account_withdraw(req *q);
+void r_account_payments(req *q);
+void r_payments_stats(req *q);
+void r_deposit_confirm(req *q);
+void r_flow_deploy(req *q);
+void r_flows_list(req *q);
+void r_flow_status(req *q);
+void r_flow_events(req *q);
+void r_flow_cancel(req *q);
+/* The status object of a deployment with held and charged cents. */
+char *flow_status_text(orch *o, uint64_t dep);
+void orch_observe_dispatch(orch *o, uint64_t job, uint64_t now);
+uint64_t orch_volume_cents(orch *o);
+
+#endif

@@ -1,0 +1,292 @@
+/* Flow deployment routes: deploy, list, status, live events, cancel. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orch.h"
+
+#define LIST_MAX 1000
+
+static bool same_id(rz_ledger_id a, rz_ledger_id b)
+{
+    return a.hi == b.hi && a.lo == b.lo;
+}
+
+/* Held and charged cents over the deployment's steps. */
+static void step_money(orch *o, const rz_engine_deploy_info *di,
+                       uint64_t *held, uint64_t *charged)
+{
+    *held = *charged = 0;
+    for (size_t i = 0; i < di->n_steps; i++) {
+        rz_engine_job_info ji;
+        if (rz_engine_job_get(o->e, di->first_job + i, &ji) != RZ_OK)
+            continue;
+        *held += ji.max_cost_cents;
+        *charged += ji.cost_cents;
+    }
+}
+
+char *flow_status_text(orch *o, uint64_t dep)
+{
+    rz_engine_deploy_info di;
+    char *json = NULL;
+    if (rz_engine_deploy_get(o->e, dep, &di) != RZ_OK ||
+        rz_engine_deploy_status(o->e, dep, &json) != RZ_OK)
+        return NULL;
+    cJSON *doc = cJSON_Parse(json);
+    rz_free(json);
+    if (!doc)
+        return NULL;
+    uint64_t held, charged;
+    step_money(o, &di, &held, &charged);
+    cJSON_AddNumberToObject(doc, "held_cents", (double)held);
+    cJSON_AddNumberToObject(doc, "charged_cents", (double)charged);
+    char *text = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    return text;
+}
+
+static bool visible_dep(req *q, uint64_t *id, rz_engine_deploy_info *di)
+{
+    if (!param_u64(q, 0, id))
+        return false;
+    if (rz_engine_deploy_get(q->o->e, *id, di) != RZ_OK ||
+        (q->who.kind != P_ADMIN && !same_id(di->client, q->who.account))) {
+        reply_error(q, RZ_ENOENT, "no deployment %llu", (unsigned long long)*id);
+        return false;
+    }
+    return true;
+}
+
+static void reply_status(req *q, uint64_t dep)
+{
+    char *text = flow_status_text(q->o, dep);
+    cJSON *doc = parse_json_text(text);
+    free(text);
+    if (doc)
+        reply_json(q, 200, doc);
+    else
+        reply_error(q, RZ_EINTERNAL, "no status for deployment %llu",
+                    (unsigned long long)dep);
+}
+
+/* ---- deploy ---- */
+
+/* {"field","credential_id"} per credential reference of each step, from
+ * the flow's canonical builder JSON; the ids not supplied go to `missing`. */
+static cJSON *step_refs(const rz_flow *flow, const cJSON *supplied,
+                        char *missing, size_t cap)
+{
+    char *json = NULL;
+    size_t len = 0;
+    if (rz_flow_to_json(flow, RZ_EXPORT_BUILDER, &json, &len) != RZ_OK)
+        return NULL;
+    cJSON *doc = cJSON_ParseWithLength(json, len);
+    rz_free(json);
+    cJSON *steps = cJSON_CreateObject();
+    const cJSON *node;
+    cJSON_ArrayForEach(node, cJSON_GetObjectItem(doc, "nodes")) {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(node, "id"));
+        const cJSON *creds = cJSON_GetObjectItem(node, "credentials");
+        if (!id || !cJSON_GetArraySize(creds))
+            continue;
+        cJSON *list = cJSON_AddArrayToObject(steps, id);
+        for (const cJSON *c = creds->child; c; c = c->next) {
+            const char *cid = cJSON_GetStringValue(cJSON_GetObjectItem(c, "credentialId"));
+            if (!cid)
+                continue;
+            if (!cJSON_GetObjectItemCaseSensitive(supplied, cid) && !missing[0])
+                snprintf(missing, cap, "%s", cid);
+            cJSON *r = cJSON_CreateObject();
+            cJSON_AddStringToObject(r, "field", c->string);
+            cJSON_AddStringToObject(r, "credential_id", cid);
+            cJSON_AddItemToArray(list, r);
+        }
+    }
+    cJSON_Delete(doc);
+    return steps;
+}
+
+static bool check_sealed(req *q, const cJSON *creds)
+{
+    for (const cJSON *c = creds ? creds->child : NULL; c; c = c->next) {
+        size_t n = 0;
+        unsigned char *raw = cJSON_IsString(c) ? b64_decode(c->valuestring, &n) : NULL;
+        bool ok = raw && n > RZ_VAULT_SEAL_OVERHEAD;
+        free(raw);
+        if (!ok) {
+            reply_error(q, RZ_EINVAL, "credential \"%.64s\" is not a base64 sealed "
+                        "value", c->string);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The flow document as text: a string as it is, an object printed. */
+static char *flow_text(req *q)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(q->body, "flow");
+    if (cJSON_IsString(f))
+        return strdup(f->valuestring);
+    if (cJSON_IsObject(f))
+        return cJSON_PrintUnformatted(f);
+    reply_error(q, RZ_EINVAL, "\"flow\" must be a YAML or JSON text, or an object");
+    return NULL;
+}
+
+/* Parse and validate as the engine will, to read the credential references
+ * (and answer 422 with diagnostics before anything is held). */
+static cJSON *prepare(req *q, const char *text, const cJSON *creds)
+{
+    rz_diags *d = NULL;
+    rz_flow *flow = NULL;
+    if (rz_diags_new(&d) != RZ_OK) {
+        reply_error(q, RZ_ENOMEM, "out of memory");
+        return NULL;
+    }
+    int rc = rz_flow_parse(&flow, text, strlen(text), RZ_FORMAT_AUTO, "flow", d);
+    if (rc == RZ_OK)
+        rc = rz_flow_validate(flow, q->o->reg, d);
+    cJSON *refs = NULL;
+    char missing[200] = "";
+    if (rc == RZ_OK && !(refs = step_refs(flow, creds, missing, sizeof missing)))
+        rc = RZ_ENOMEM;
+    rz_flow_free(flow);
+    if (rc == RZ_OK && missing[0]) {
+        reply_error(q, RZ_EINVALID, "credential \"%s\" is referenced but not "
+                    "supplied", missing);
+        cJSON_Delete(refs);
+        refs = NULL;
+    } else if (rc == RZ_ENOMEM) {
+        reply_error(q, rc, "out of memory");
+    } else if (rc != RZ_OK) {
+        reply_diags(q, RZ_EINVALID, d);
+    }
+    rz_diags_free(d);
+    return refs;
+}
+
+void r_flow_deploy(req *q)
+{
+    static const char *const fields[] = { "flow", "inputs", "credentials", NULL };
+    orch *o = q->o;
+    cJSON *inputs, *creds;
+    if (!body_fields(q, fields) || !body_obj(q, "inputs", &inputs) ||
+        !body_obj(q, "credentials", &creds) || !check_sealed(q, creds))
+        return;
+    char *text = flow_text(q);
+    if (!text)
+        return;
+    cJSON *refs = prepare(q, text, creds);
+    char *in = refs && inputs ? cJSON_PrintUnformatted(inputs) : NULL;
+    uint64_t dep = 0;
+    int rc = RZ_OK;
+    rz_diags *d = NULL;
+    if (refs && rz_diags_new(&d) == RZ_OK) {
+        rc = rz_engine_deploy(o->e, text, strlen(text), q->who.account, in,
+                              orch_now_ms(), &dep, d);
+        if (rc == RZ_EINVALID)
+            reply_diags(q, rc, d);
+        else if (rc != RZ_OK)
+            reply_rz(q, rc);
+    } else if (refs) {
+        reply_error(q, RZ_ENOMEM, "out of memory");
+    }
+    rz_diags_free(d);
+    free(in);
+    free(text);
+    if (!refs || q->answered) {
+        cJSON_Delete(refs);
+        return;
+    }
+    /* Only the sealed values the flow references are kept. */
+    cJSON *rec = cJSON_CreateObject();
+    cJSON *sealed = cJSON_AddObjectToObject(rec, "sealed");
+    for (const cJSON *s = refs->child; s; s = s->next)
+        for (const cJSON *r = s->child; r; r = r->next) {
+            const char *cid = cJSON_GetStringValue(cJSON_GetObjectItem(r, "credential_id"));
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(creds, cid);
+            if (!cJSON_HasObjectItem(sealed, cid))
+                cJSON_AddStringToObject(sealed, cid, v->valuestring);
+        }
+    cJSON_AddItemToObject(rec, "steps", refs);
+    char *rtext = sealed->child ? cJSON_PrintUnformatted(rec) : NULL;
+    cJSON_Delete(rec);
+    if (rtext && auth_put_creds(o, dep, rtext) != RZ_OK) {
+        /* Without its credentials the deployment cannot run: undo it. */
+        rz_engine_deploy_cancel(o->e, dep, orch_now_ms());
+        free(rtext);
+        reply_error(q, RZ_EDB, "cannot store the deployment's credentials");
+        return;
+    }
+    free(rtext);
+    rz_engine_deploy_info di;
+    uint64_t held = 0, charged = 0;
+    if (rz_engine_deploy_get(o->e, dep, &di) == RZ_OK)
+        step_money(o, &di, &held, &charged);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddNumberToObject(doc, "id", (double)dep);
+    cJSON_AddStringToObject(doc, "status", rz_run_state_name(di.state));
+    cJSON_AddNumberToObject(doc, "held_cents", (double)held);
+    reply_json(q, 201, doc);
+}
+
+/* ---- read, watch, cancel ---- */
+
+void r_flows_list(req *q)
+{
+    uint64_t limit;
+    if (!query_u64(q, "limit", 100, LIST_MAX, &limit))
+        return;
+    uint64_t ids[LIST_MAX];
+    size_t n = rz_engine_deploy_list(q->o->e, q->who.kind == P_ADMIN ? NULL
+                                     : &q->who.account, 0, ids, (size_t)limit);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(doc, "flows");
+    for (size_t i = 0; i < n; i++) {
+        char *json = NULL;
+        if (rz_engine_deploy_status(q->o->e, ids[i], &json) != RZ_OK)
+            continue;
+        cJSON *st = cJSON_Parse(json);
+        rz_free(json);
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddNumberToObject(f, "id", (double)ids[i]);
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(st, "flow"));
+        const char *status = cJSON_GetStringValue(cJSON_GetObjectItem(st, "status"));
+        cJSON_AddStringToObject(f, "flow", name ? name : "");
+        cJSON_AddStringToObject(f, "status", status ? status : "unknown");
+        cJSON_Delete(st);
+        cJSON_AddItemToArray(arr, f);
+    }
+    reply_json(q, 200, doc);
+}
+
+void r_flow_status(req *q)
+{
+    uint64_t id;
+    rz_engine_deploy_info di;
+    if (visible_dep(q, &id, &di))
+        reply_status(q, id);
+}
+
+void r_flow_events(req *q)
+{
+    uint64_t id;
+    rz_engine_deploy_info di;
+    if (visible_dep(q, &id, &di))
+        orch_watch(q, id);
+}
+
+void r_flow_cancel(req *q)
+{
+    uint64_t id;
+    rz_engine_deploy_info di;
+    if (!visible_dep(q, &id, &di))
+        return;
+    int rc = rz_engine_deploy_cancel(q->o->e, id, orch_now_ms());
+    if (rc != RZ_OK)
+        reply_rz(q, rc);
+    else
+        reply_status(q, id);
+}

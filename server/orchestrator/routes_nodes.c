@@ -1,0 +1,417 @@
+/* Node routes: list, register, heartbeat, long-poll, result, decline,
+ * deregister; and the assignment a node is handed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "orch.h"
+
+static const char *node_state_name(rz_node_state s)
+{
+    return s == RZ_NODE_ACTIVE ? "active" : s == RZ_NODE_LOST ? "lost" : "gone";
+}
+
+void r_nodes_list(req *q)
+{
+    orch *o = q->o;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(doc, "nodes");
+    uint64_t n = rz_engine_node_count(o->e);
+    for (uint64_t id = 1; id <= n; id++) {
+        rz_engine_node_info ni;
+        char *caps = NULL;
+        if (rz_engine_node_get(o->e, id, &ni) != RZ_OK)
+            continue;
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "id", (double)id);
+        cJSON_AddStringToObject(x, "state", node_state_name(ni.state));
+        cJSON_AddNumberToObject(x, "load", ni.load);
+        cJSON_AddNumberToObject(x, "jobs", ni.jobs);
+        rz_engine_node_caps(o->e, id, &caps);
+        cJSON *c = parse_json_text(caps);
+        rz_free(caps);
+        cJSON_AddItemToObject(x, "capabilities", c ? c : cJSON_CreateObject());
+        cJSON_AddItemToArray(arr, x);
+    }
+    reply_json(q, 200, doc);
+}
+
+/* The node of the path, which must be the caller's own (admin: any). */
+static bool own_node(req *q, uint64_t *node)
+{
+    if (!param_u64(q, 0, node))
+        return false;
+    rz_engine_node_info ni;
+    if ((q->who.kind == P_NODE && q->who.node != *node) ||
+        rz_engine_node_get(q->o->e, *node, &ni) != RZ_OK) {
+        reply_error(q, RZ_ENOENT, "no node %llu", (unsigned long long)*node);
+        return false;
+    }
+    return true;
+}
+
+void r_node_register(req *q)
+{
+    static const char *const fields[] = { "capabilities", "x25519_public_key",
+                                          "ed25519_public_key", NULL };
+    orch *o = q->o;
+    cJSON *caps;
+    const char *x = NULL, *ed = NULL;
+    unsigned char pk[32];
+    if (!body_fields(q, fields) || !body_obj(q, "capabilities", &caps) ||
+        !body_str(q, "x25519_public_key", true, &x) ||
+        !body_str(q, "ed25519_public_key", false, &ed))
+        return;
+    if (!caps) {
+        reply_error(q, RZ_EINVAL, "\"capabilities\" is required");
+        return;
+    }
+    if (!hex_decode(x, pk, 32) || (ed && !hex_decode(ed, pk, 32))) {
+        reply_error(q, RZ_EINVAL, "public keys are 64 hex digits");
+        return;
+    }
+    char *text = cJSON_PrintUnformatted(caps);
+    uint64_t id = 0;
+    int rc = text ? rz_engine_node_register(o->e, text, strlen(text),
+                                            orch_now_ms(), &id) : RZ_ENOMEM;
+    free(text);
+    if (rc != RZ_OK) {
+        reply_rz(q, rc);
+        return;
+    }
+    char token[80];
+    principal p = { P_NODE, rz_engine_node_account(id), id };
+    auth_new_key("rzn_", token, sizeof token);
+    rc = auth_put_node(o, id, x, ed);
+    if (rc == RZ_OK)
+        rc = auth_put_key(o, token, &p);
+    if (rc != RZ_OK) {
+        /* The node exists without a way in; take it out again. */
+        rz_engine_node_deregister(o->e, id, orch_now_ms());
+        sodium_memzero(token, sizeof token);
+        reply_error(q, rc, "cannot store the node's token");
+        return;
+    }
+    char acct[33];
+    rz_ledger_id_format(p.account, acct);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddNumberToObject(doc, "id", (double)id);
+    cJSON_AddStringToObject(doc, "token", token);
+    cJSON_AddStringToObject(doc, "account", acct);
+    sodium_memzero(token, sizeof token);
+    reply_json(q, 201, doc);
+}
+
+static bool check_running(req *q)
+{
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(q->body, "running");
+    if (!r || cJSON_IsNull(r))
+        return true;
+    bool ok = cJSON_IsArray(r);
+    const cJSON *v;
+    cJSON_ArrayForEach(v, r)
+        ok = ok && cJSON_IsNumber(v) && v->valuedouble >= 0;
+    if (!ok)
+        reply_error(q, RZ_EINVAL, "\"running\" must be a list of job ids");
+    return ok;
+}
+
+void r_node_heartbeat(req *q)
+{
+    static const char *const fields[] = { "load", "running", NULL };
+    uint64_t node;
+    if (!own_node(q, &node) || !body_fields(q, fields) || !check_running(q))
+        return;
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(q->body, "load");
+    double load = 0;
+    if (l) {
+        if (!cJSON_IsNumber(l) || !(l->valuedouble >= 0 && l->valuedouble <= 1)) {
+            reply_error(q, RZ_EINVAL, "\"load\" must be a number from 0 to 1");
+            return;
+        }
+        load = l->valuedouble;
+    }
+    int rc = rz_engine_node_heartbeat(q->o->e, node, orch_now_ms(), load);
+    if (rc != RZ_OK) {
+        reply_rz(q, rc);
+        return;
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddItemToObject(doc, "stop", orch_stops_take(q->o, node));
+    reply_json(q, 200, doc);
+}
+
+/* ---- assignments ---- */
+
+static cJSON *module_json(orch *o, const char *id, const char *version,
+                          double *timeout_s)
+{
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", id);
+    cJSON_AddStringToObject(m, "version", version);
+    const rz_module *mod = NULL;
+    char hex[65] = "";
+    *timeout_s = 0;
+    if (rz_registry_resolve(o->reg, id, version, &mod) == RZ_OK) {
+        rz_module_digest(mod, hex);
+        char *man = NULL;
+        if (rz_module_manifest_json(mod, &man) == RZ_OK) {
+            cJSON *doc = cJSON_Parse(man);
+            cJSON *t = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "exec"),
+                                           "timeout_s");
+            if (cJSON_IsNumber(t) && t->valuedouble > 0)
+                *timeout_s = t->valuedouble;
+            cJSON_Delete(doc);
+        }
+        rz_free(man);
+    }
+    cJSON_AddStringToObject(m, "digest", hex);
+    return m;
+}
+
+/* Reseal one credential from the orchestrator's key to the node's. */
+static int reseal(orch *o, const char *sealed_b64, const char *cred_id,
+                  uint64_t job, const unsigned char node_pk[32], uint64_t now,
+                  char **out_b64)
+{
+    size_t n = 0;
+    unsigned char *sealed = b64_decode(sealed_b64, &n);
+    if (!sealed)
+        return RZ_ESYNTAX;
+    rz_secret *s = NULL;
+    int rc = rz_vault_unseal(&s, NULL, sealed, n, o->pk, o->sk, "orchestrator", now);
+    free(sealed);
+    if (rc != RZ_OK)
+        return rc;
+    char jid[24];
+    snprintf(jid, sizeof jid, "%llu", (unsigned long long)job);
+    unsigned char *out = NULL;
+    size_t out_len = 0;
+    rc = rz_vault_seal_value(&out, &out_len, rz_secret_data(s), rz_secret_len(s),
+                             jid, cred_id, now + ORCH_CRED_TTL_MS, node_pk);
+    rz_secret_free(s);
+    if (rc == RZ_OK) {
+        *out_b64 = b64_encode(out, out_len);
+        rc = *out_b64 ? RZ_OK : RZ_ENOMEM;
+    }
+    rz_free(out);
+    return rc;
+}
+
+/* The step's credentials, sealed to the node; a reason on failure. */
+static int add_credentials(orch *o, cJSON *list, uint64_t dep, const char *step,
+                           uint64_t job, uint64_t node, uint64_t now,
+                           char *why, size_t cap)
+{
+    if (!dep)
+        return RZ_OK;
+    char *rec = auth_get_creds(o, dep);
+    cJSON *doc = parse_json_text(rec);
+    free(rec);
+    cJSON *refs = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(doc, "steps"), step);
+    cJSON *sealed = cJSON_GetObjectItemCaseSensitive(doc, "sealed");
+    unsigned char pk[32];
+    int rc = RZ_OK;
+    if (cJSON_GetArraySize(refs) > 0 && auth_node_pk(o, node, pk) != RZ_OK) {
+        snprintf(why, cap, "node %llu has no key to seal credentials to",
+                 (unsigned long long)node);
+        rc = RZ_ENOENT;
+    }
+    const cJSON *r;
+    cJSON_ArrayForEach(r, refs) {
+        if (rc != RZ_OK)
+            break;
+        const char *field = cJSON_GetStringValue(cJSON_GetObjectItem(r, "field"));
+        const char *cid = cJSON_GetStringValue(cJSON_GetObjectItem(r, "credential_id"));
+        const char *b64 = cJSON_GetStringValue(cJSON_GetObjectItem(sealed, cid ? cid : ""));
+        char *out = NULL;
+        rc = field && cid && b64 ? reseal(o, b64, cid, job, pk, now, &out) : RZ_ENOENT;
+        if (rc != RZ_OK) {
+            snprintf(why, cap, "credential \"%s\" cannot be handed over: %s",
+                     cid ? cid : "?", rz_strerror(rc));
+            break;
+        }
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "field", field);
+        cJSON_AddStringToObject(c, "credential_id", cid);
+        cJSON_AddStringToObject(c, "sealed", out);
+        cJSON_AddItemToArray(list, c);
+        free(out);
+    }
+    cJSON_Delete(doc);
+    return rc;
+}
+
+static cJSON *assignment_json(orch *o, const rz_engine_assignment *a)
+{
+    cJSON *doc = cJSON_CreateObject();
+    double timeout_s = 0;
+    cJSON_AddNumberToObject(doc, "job", (double)a->job);
+    cJSON_AddNumberToObject(doc, "attempt", a->attempt);
+    if (a->deployment)
+        cJSON_AddNumberToObject(doc, "deployment", (double)a->deployment);
+    else
+        cJSON_AddNullToObject(doc, "deployment");
+    if (a->step[0])
+        cJSON_AddStringToObject(doc, "step", a->step);
+    else
+        cJSON_AddNullToObject(doc, "step");
+    cJSON_AddItemToObject(doc, "module", module_json(o, a->module_id,
+                                                     a->module_version, &timeout_s));
+    cJSON *r = cJSON_Parse(a->request_json);
+    cJSON_AddItemToObject(doc, "request", r ? r : cJSON_CreateObject());
+    cJSON_AddNumberToObject(doc, "max_cost_cents", (double)a->max_cost_cents);
+    cJSON_AddArrayToObject(doc, "credentials");
+    if (timeout_s > 0)
+        cJSON_AddNumberToObject(doc, "timeout_s", timeout_s);
+    return doc;
+}
+
+int orch_deliver(orch *o, struct evhttp_request *r, uint64_t node, bool cbor)
+{
+    req q;
+    memset(&q, 0, sizeof q);
+    q.o = o;
+    q.r = r;
+    q.cbor = cbor;
+    for (;;) {
+        uint64_t now = orch_now_ms();
+        rz_engine_assignment a;
+        int rc = rz_engine_poll(o->e, node, now, &a);
+        if (rc == RZ_ENOENT)
+            return 0;
+        if (rc != RZ_OK) {
+            reply_rz(&q, rc);
+            return 1;
+        }
+        orch_observe_dispatch(o, a.job, now);
+        cJSON *doc = assignment_json(o, &a);
+        uint64_t job = a.job, dep = a.deployment;
+        uint32_t attempt = a.attempt;
+        char step[256], why[400] = "";
+        snprintf(step, sizeof step, "%s", a.step);
+        if (add_credentials(o, cJSON_GetObjectItem(doc, "credentials"), dep, step,
+                            job, node, now, why, sizeof why) == RZ_OK) {
+            reply_json(&q, 200, doc);
+            return 1;
+        }
+        /* The attempt cannot start without its credentials: it fails (a
+         * deployment's retry policy decides what follows). */
+        cJSON_Delete(doc);
+        rz_engine_result(o->e, node, job, attempt, NULL, why, 0, now);
+    }
+}
+
+void r_node_poll(req *q)
+{
+    uint64_t node, wait;
+    if (!own_node(q, &node) ||
+        !query_u64(q, "wait", ORCH_WAIT_DEFAULT, ORCH_WAIT_MAX, &wait))
+        return;
+    if (orch_deliver(q->o, q->r, node, q->cbor)) {
+        q->answered = true;
+        return;
+    }
+    if (wait == 0)
+        reply_text(q, 204, NULL, NULL, 0);
+    else
+        orch_hold_poll(q, node, (unsigned)wait);
+}
+
+static bool get_job_param(req *q, uint64_t *job)
+{
+    return param_u64(q, 1, job);
+}
+
+static char *log_cut(const char *log, size_t *len)
+{
+    size_t n = strlen(log);
+    if (n > ORCH_LOG_MAX) {
+        n = ORCH_LOG_MAX;   /* keep the tail; start on a UTF-8 boundary */
+        log += strlen(log) - n;
+        while (n && ((unsigned char)*log & 0xC0) == 0x80)
+            log++, n--;
+    }
+    *len = n;
+    return (char *)log;
+}
+
+void r_node_result(req *q)
+{
+    static const char *const fields[] = { "attempt", "outputs", "error",
+                                          "run_ms", "log", NULL };
+    orch *o = q->o;
+    uint64_t node, job, attempt, run_ms;
+    cJSON *outputs;
+    const char *error, *log;
+    if (!own_node(q, &node) || !get_job_param(q, &job) ||
+        !body_fields(q, fields) ||
+        !body_u64(q, "attempt", true, UINT32_MAX, &attempt, NULL) ||
+        !body_u64(q, "run_ms", true, (uint64_t)1 << 53, &run_ms, NULL) ||
+        !body_obj(q, "outputs", &outputs) || !body_str(q, "error", false, &error) ||
+        !body_str(q, "log", false, &log))
+        return;
+    if (!outputs == !error) {
+        reply_error(q, RZ_EINVAL, "exactly one of \"outputs\" and \"error\"");
+        return;
+    }
+    char *out = outputs ? cJSON_PrintUnformatted(outputs) : NULL;
+    int rc = rz_engine_result(o->e, node, job, (uint32_t)attempt, out, error,
+                              run_ms, orch_now_ms());
+    free(out);
+    if (rc != RZ_OK) {
+        reply_rz(q, rc);
+        return;
+    }
+    if (log) {
+        size_t len;
+        const char *tail = log_cut(log, &len);
+        if (auth_put_log(o, job, tail, len) != RZ_OK)
+            fprintf(stderr, ORCH_NAME ": job %llu: its log was not kept\n",
+                    (unsigned long long)job);
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddTrueToObject(doc, "accepted");
+    reply_json(q, 200, doc);
+}
+
+void r_node_decline(req *q)
+{
+    static const char *const fields[] = { "attempt", "reason", NULL };
+    uint64_t node, job, attempt;
+    const char *reason;
+    if (!own_node(q, &node) || !get_job_param(q, &job) ||
+        !body_fields(q, fields) ||
+        !body_u64(q, "attempt", true, UINT32_MAX, &attempt, NULL) ||
+        !body_str(q, "reason", false, &reason))
+        return;
+    int rc = rz_engine_decline(q->o->e, node, job, (uint32_t)attempt,
+                               orch_now_ms());
+    if (rc != RZ_OK) {
+        reply_rz(q, rc);
+        return;
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddTrueToObject(doc, "accepted");
+    reply_json(q, 200, doc);
+}
+
+void r_node_delete(req *q)
+{
+    uint64_t node;
+    if (!own_node(q, &node))
+        return;
+    int rc = rz_engine_node_deregister(q->o->e, node, orch_now_ms());
+    if (rc != RZ_OK) {
+        reply_rz(q, rc);
+        return;
+    }
+    orch_waiter_drop_node(q->o, node);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddNumberToObject(doc, "id", (double)node);
+    cJSON_AddStringToObject(doc, "state", "gone");
+    reply_json(q, 200, doc);
+}
