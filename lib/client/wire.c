@@ -293,6 +293,49 @@ static cJSON *decode_item(const cbor_item_t *it, int depth)
     }
 }
 
+/* Walk the raw bytes before libcbor sees them: libcbor allocates a
+ * container for its declared size up front, so a few bytes claiming 2^32
+ * entries would ask for gigabytes. Every declared length must fit in the
+ * bytes left (an entry takes at least one byte); byte strings, tags and
+ * indefinite lengths, which decoding refuses anyway, stop the walk. */
+static bool precheck(const unsigned char *p, size_t n, size_t *pos, int depth)
+{
+    if (depth > WIRE_MAX_DEPTH + 1 || *pos >= n)
+        return false;
+    unsigned major = p[*pos] >> 5, info = p[*pos] & 31u;
+    (*pos)++;
+    uint64_t arg = info;
+    if (info >= 24) {
+        size_t k = info == 24 ? 1 : info == 25 ? 2 : info == 26 ? 4 : info == 27 ? 8 : 0;
+        if (k == 0 || n - *pos < k)
+            return false;           /* reserved or indefinite, or cut short */
+        arg = 0;
+        for (size_t i = 0; i < k; i++)
+            arg = (arg << 8) | p[(*pos)++];
+    }
+    size_t left = n - *pos;
+    switch (major) {
+    case 0: case 1: case 7:
+        return true;
+    case 3:
+        if (arg > left)
+            return false;
+        *pos += (size_t)arg;
+        return true;
+    case 4: case 5: {
+        uint64_t items = major == 5 ? arg * 2 : arg;
+        if (arg > left || items > left)
+            return false;
+        for (uint64_t i = 0; i < items; i++)
+            if (!precheck(p, n, pos, depth + 1))
+                return false;
+        return true;
+    }
+    default:
+        return false;               /* byte string, tag */
+    }
+}
+
 int rz_wire_decode(const unsigned char *cbor, size_t len, char **json)
 {
     if (!json)
@@ -303,6 +346,10 @@ int rz_wire_decode(const unsigned char *cbor, size_t len, char **json)
     if (len > WIRE_MAX_BYTES)
         return rz__error(RZ_ETOOBIG, "CBOR of %zu bytes is over the %u-byte limit",
                          len, WIRE_MAX_BYTES);
+    size_t pos = 0;
+    if (!precheck(cbor, len, &pos, 0))
+        return rz__error(RZ_ESYNTAX, "malformed CBOR, or outside the JSON subset, "
+                         "near byte %zu", pos);
     struct cbor_load_result res;
     cbor_item_t *item = cbor_load(cbor, len, &res);
     if (!item)
