@@ -1,0 +1,302 @@
+#!/usr/bin/env python3
+"""End-to-end: the network commands of `rhizos`.
+
+Without an orchestrator: every network command exits 3 with a clear message
+against a closed port, and mistakes in the command line exit 2 before any
+connection. With ORCHESTRATOR (the rhizos-orchestrator binary): a real one on
+a random loopback port, with a fresh --data and RHIZOS_ADMIN_KEY: accounts,
+credits, a job that stays queued (no nodes) and its exact refund, a flow
+deployed, inspected and cancelled, and the --json shapes.
+
+Usage: net_cli.py RHIZOS SOURCE_ROOT [ORCHESTRATOR]"""
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+RHIZOS, ROOT = sys.argv[1], sys.argv[2]
+ORCH = sys.argv[3] if len(sys.argv) > 3 else None
+WORDCOUNT = os.path.join(ROOT, "examples", "flows", "wordcount.yaml")
+DIAG = re.compile(r"^(.+):(\d+):(\d+): error: (.+)$", re.M)
+HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rhizos(*args, url=None, key=None, env=None, stdin=None):
+    e = {k: v for k, v in os.environ.items()
+         if k not in ("RHIZOS_URL", "RHIZOS_API_KEY")}
+    e.update(env or {})
+    cmd = [RHIZOS]
+    if url:
+        cmd += ["--orchestrator", url]
+    if key:
+        cmd += ["--api-key", key]
+    return subprocess.run(cmd + list(args), cwd=ROOT, input=stdin, env=e,
+                          capture_output=True, text=True, timeout=60)
+
+
+HEX = "0123456789abcdef0123456789abcdef"
+NETWORK_COMMANDS = [
+    ["status"], ["nodes"], ["run", "-t", "echo"], ["run", "-t", "echo", "--wait"],
+    ["job"], ["job", "1"], ["cancel", "1"],
+    ["account", "create", "--name", "x"], ["account", "balance"],
+    ["account", "balance", HEX], ["account", "deposit", "100"],
+    ["account", "withdraw", "100", "--address", "a"], ["account", "history"],
+    ["account", "credit", HEX, "100"], ["account", "confirm", HEX],
+    ["flow", "deploy", WORDCOUNT], ["flow", "status", "1"],
+    ["flow", "watch", "1"], ["flow", "cancel", "1"],
+]
+
+USAGE_ERRORS = [
+    ["run"], ["run", "-t", "echo", "extra"], ["run", "-t", "echo", "--max-cost", "1.5"],
+    ["run", "-t", "echo", "--priority", "-1"], ["run", "-t", "echo", "--input", "=x"],
+    ["job", "abc"], ["job", "1", "2"], ["cancel"], ["cancel", "-1x"],
+    ["status", "now"], ["nodes", "x"],
+    ["account"], ["account", "bogus"], ["account", "deposit"],
+    ["account", "deposit", "0"], ["account", "deposit", "abc"],
+    ["account", "withdraw", "-5"], ["account", "balance", "XYZ"],
+    ["account", "credit", "me", "5"], ["account", "credit", HEX],
+    ["account", "confirm", "nothex"], ["account", "create", "extra"],
+    ["flow", "deploy"], ["flow", "status", "x"], ["flow", "watch"],
+    ["flow", "cancel", "1", "2"],
+]
+
+
+class Offline(unittest.TestCase):
+    def setUp(self):
+        self.url = "http://127.0.0.1:%d" % free_port()    # nothing listens
+
+    def test_unreachable_is_exit_3(self):
+        for args in NETWORK_COMMANDS:
+            for json_flag in ([], ["--json"]):
+                with self.subTest(cmd=" ".join(args + json_flag)):
+                    p = rhizos(*args, *json_flag, url=self.url, key="rzk_x")
+                    self.assertEqual(p.returncode, 3, p.stderr)
+                    self.assertIn("cannot reach", p.stderr)
+                    self.assertIn(self.url, p.stderr)
+                    self.assertNotIn("rzk_x", p.stderr + p.stdout)
+
+    def test_environment_names_the_orchestrator(self):
+        p = rhizos("status", env={"RHIZOS_URL": self.url})
+        self.assertEqual(p.returncode, 3)
+        self.assertIn(self.url, p.stderr)
+
+    def test_usage_errors_are_exit_2(self):
+        for args in USAGE_ERRORS:
+            with self.subTest(cmd=" ".join(args)):
+                p = rhizos(*args, url=self.url, key="k")
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertNotIn("cannot reach", p.stderr)
+        p = rhizos("status", url="ftp://x")
+        self.assertEqual(p.returncode, 2)
+
+    def test_invalid_flow_is_caught_locally(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=None) as f:
+            f.write("flux: 1\nname: bad\nsteps:\n  a:\n    module: echo@1\n"
+                    "    needs: [nope]\n")
+            f.flush()
+            p = rhizos("flow", "deploy", f.name, url=self.url, key="k")
+            self.assertEqual(p.returncode, 1, p.stderr)
+            m = DIAG.search(p.stderr)
+            self.assertTrue(m, p.stderr)
+            self.assertEqual(m.group(1), f.name)
+            self.assertNotIn("cannot reach", p.stderr)
+
+    def test_help(self):
+        p = rhizos("help")
+        self.assertEqual(p.returncode, 0)
+        for word in ("status", "nodes", "run -t TYPE", "account", "flow deploy"):
+            self.assertIn(word, p.stdout)
+        p = rhizos("account", "--help")
+        self.assertEqual(p.returncode, 0)
+        for verb in ("create", "balance", "deposit", "withdraw", "history",
+                     "credit", "confirm"):
+            self.assertIn("account " + verb, p.stdout)
+        for cmd in (["run", "--help"], ["status", "--help"], ["flow", "--help"]):
+            p = rhizos(*cmd)
+            self.assertEqual(p.returncode, 0)
+            self.assertIn("usage:", p.stdout)
+        self.assertIn("flow deploy FILE", rhizos("flow", "--help").stdout)
+
+
+@unittest.skipUnless(ORCH and os.access(ORCH, os.X_OK), "no rhizos-orchestrator")
+class Live(unittest.TestCase):
+    ADMIN = "admin-" + "k" * 40
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.port = free_port()
+        cls.url = "http://127.0.0.1:%d" % cls.port
+        env = dict(os.environ, RHIZOS_ADMIN_KEY=cls.ADMIN)
+        cls.log = open(os.path.join(cls.tmp.name, "orch.log"), "w")
+        cls.proc = subprocess.Popen(
+            [ORCH, "--listen", "127.0.0.1:%d" % cls.port, "--data",
+             os.path.join(cls.tmp.name, "data")],
+            cwd=ROOT, env=env, stdout=cls.log, stderr=subprocess.STDOUT)
+        for _ in range(200):
+            if rhizos("status", url=cls.url).returncode == 0:
+                break
+            if cls.proc.poll() is not None:
+                raise RuntimeError("orchestrator exited: " + cls.read_log())
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("orchestrator never answered: " + cls.read_log())
+
+    @classmethod
+    def read_log(cls):
+        cls.log.flush()
+        with open(cls.log.name) as f:
+            return f.read()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.terminate()
+        try:
+            cls.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            cls.proc.kill()
+            cls.proc.wait()
+        cls.log.close()
+        cls.tmp.cleanup()
+
+    def cli(self, *args, key=None, code=0):
+        p = rhizos(*args, url=self.url, key=key)
+        self.assertEqual(p.returncode, code, "%s\n%s%s" % (args, p.stdout, p.stderr))
+        return p
+
+    def cli_json(self, *args, key=None):
+        return json.loads(self.cli(*args, "--json", key=key).stdout)
+
+    def new_client(self, cents):
+        acct = self.cli_json("account", "create", "--name", "e2e", key=self.ADMIN)
+        self.assertRegex(acct["id"], HEX32)
+        self.assertTrue(acct["api_key"].startswith("rzk_"))
+        if cents:
+            a = self.cli_json("account", "credit", acct["id"], str(cents), key=self.ADMIN)
+            self.assertEqual(a["balance_cents"], cents)
+        return acct["id"], acct["api_key"]
+
+    def balance(self, key):
+        return self.cli_json("account", "balance", key=key)
+
+    def test_status_and_nodes(self):
+        s = self.cli_json("status", key=self.ADMIN)
+        self.assertEqual(s["health"]["status"], "ok")
+        self.assertIn("queue_depth", s["stats"])
+        self.assertIsNone(self.cli_json("status")["stats"])
+        self.assertIn("queue depth", self.cli("status", key=self.ADMIN).stdout)
+        _, key = self.new_client(0)
+        self.assertEqual(self.cli_json("nodes", key=key), {"nodes": []})
+        self.assertIn("no nodes", self.cli("nodes", key=key).stdout)
+
+    def test_accounts(self):
+        aid, key = self.new_client(1234)
+        a = self.balance(key)
+        self.assertEqual((a["id"], a["balance_cents"], a["pending_cents"]), (aid, 1234, 0))
+        self.assertIn("$12.34", self.cli("account", "balance", key=key).stdout)
+        self.assertEqual(self.cli_json("account", "balance", aid, key=self.ADMIN)["id"], aid)
+        hist = self.cli_json("account", "history", key=key)
+        self.assertTrue(any(p["amount_cents"] == 1234 for p in hist["payments"]))
+        self.assertEqual(self.cli_json("account", "history", aid, key=self.ADMIN), hist)
+        # A deposit waits for the admin's confirmation, then counts.
+        d = self.cli_json("account", "deposit", "500", key=key)
+        self.assertEqual((d["amount_cents"], d["status"]), (500, "pending"))
+        self.assertEqual(self.balance(key)["balance_cents"], 1234)
+        c = self.cli_json("account", "confirm", d["deposit_id"], key=self.ADMIN)
+        self.assertEqual(c["status"], "confirmed")
+        self.assertEqual(self.balance(key)["balance_cents"], 1734)
+        w = self.cli_json("account", "withdraw", "34", "--address", "addr-1", key=key)
+        self.assertEqual((w["amount_cents"], w["status"]), (34, "pending"))
+        # Not for clients: creating accounts, test credits, confirming.
+        self.cli("account", "create", key=key, code=1)
+        self.cli("account", "credit", aid, "5", key=key, code=1)
+        # A bad key is refused (exit 1, not 3).
+        p = self.cli("account", "balance", key="rzk_wrong", code=1)
+        self.assertNotIn("rzk_wrong", p.stderr)
+
+    def test_job_queued_then_cancelled_refunds_exactly(self):
+        _, key = self.new_client(1000)
+        job = self.cli_json("run", "-t", "echo", "--input", "text=hi", "--max-cost", "70",
+                            "--priority", "3", key=key)
+        self.assertIn(job["status"], ("pending", "queued"))   # no nodes
+        self.assertEqual((job["max_cost_cents"], job["priority"]), (70, 3))
+        self.assertEqual(job["module"], "echo")
+        a = self.balance(key)
+        self.assertEqual((a["balance_cents"], a["pending_cents"]), (930, 70))
+        got = self.cli_json("job", str(job["id"]), key=key)
+        self.assertEqual(got["id"], job["id"])
+        self.assertIn(str(job["id"]), self.cli("job", key=key).stdout)
+        self.assertEqual(self.cli_json("job", key=key)["jobs"][0]["id"], job["id"])
+        r = self.cli_json("cancel", str(job["id"]), key=key)
+        self.assertEqual((r["refunded_cents"], r["charged_cents"]), (70, 0))
+        a = self.balance(key)
+        self.assertEqual((a["balance_cents"], a["pending_cents"]), (1000, 0))
+        self.assertEqual(self.cli_json("job", str(job["id"]), key=key)["status"], "cancelled")
+        self.cli("cancel", str(job["id"]), key=key, code=1)    # finished: 409
+        # Another client sees nothing of it.
+        _, other = self.new_client(0)
+        self.cli("job", str(job["id"]), key=other, code=1)
+        self.cli("cancel", str(job["id"]), key=other, code=1)
+        # More than the balance: refused, nothing held.
+        self.cli("run", "-t", "echo", "--max-cost", "5000", key=key, code=1)
+        self.assertEqual(self.balance(key)["pending_cents"], 0)
+        # Human output: dollars.
+        job2 = self.cli("run", "-t", "echo", "--max-cost", "25", key=key).stdout
+        self.assertIn("$0.25", job2)
+
+    def test_flow_deploy_status_cancel(self):
+        _, key = self.new_client(100000)
+        dep = self.cli_json("flow", "deploy", WORDCOUNT, "--input", "text=a b a", key=key)
+        self.assertEqual(list(dep), ["id"])
+        fid = dep["id"]
+        st = self.cli_json("flow", "status", str(fid), key=key)
+        self.assertEqual(st["id"], fid)
+        self.assertEqual(st["status"], "running")
+        self.assertEqual(set(st["steps"]), {"source", "split", "count1", "count2",
+                                            "count3", "merge"})
+        for step in st["steps"].values():
+            self.assertIn("status", step)
+            self.assertIn("attempts", step)
+        self.assertIn("outputs", st)
+        held = self.balance(key)["pending_cents"]
+        self.assertGreater(held, 0)
+        self.assertIn("source", self.cli("flow", "status", str(fid), key=key).stdout)
+        c = self.cli_json("flow", "cancel", str(fid), key=key)
+        self.assertEqual(c["status"], "cancelled")
+        a = self.balance(key)
+        self.assertEqual((a["balance_cents"], a["pending_cents"]), (100000, 0))
+        # watch on a finished deployment: its last status, then exit 1 (not succeeded).
+        p = self.cli("flow", "watch", str(fid), "--json", key=key, code=1)
+        lines = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+        self.assertTrue(lines)
+        self.assertEqual(lines[-1]["status"], "cancelled")
+        self.cli("flow", "cancel", str(fid), key=key, code=1)
+        self.cli("flow", "status", "999999", key=key, code=1)
+
+    def test_invalid_flow_reports_server_diagnostics(self):
+        _, key = self.new_client(1000)
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+            # Valid here only if the local registry lacks the module: name
+            # one no registry has, so the server's diagnostics decide.
+            f.write("flux: 1\nname: bad\nsteps:\n  a:\n    module: no-such-module@1\n")
+            f.flush()
+            p = self.cli("flow", "deploy", f.name, "--json", key=key, code=1)
+            m = DIAG.search(p.stderr)
+            self.assertTrue(m, p.stderr)
+            self.assertEqual(m.group(1), f.name)
+        self.assertEqual(self.balance(key)["pending_cents"], 0)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0], "-v"])
