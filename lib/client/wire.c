@@ -43,8 +43,21 @@ static bool utf8_valid(const unsigned char *s, size_t n)
     return true;
 }
 
-/* Every key and string of a JSON tree is UTF-8 (cJSON does not check). */
-static bool tree_utf8(const cJSON *v, int depth)
+static bool keys_unique(const cJSON *obj)
+{
+    rz__map seen;
+    if (rz__map_init(&seen, (size_t)cJSON_GetArraySize(obj)) != RZ_OK)
+        return false;
+    bool ok = true;
+    for (const cJSON *c = obj->child; ok && c; c = c->next)
+        ok = rz__map_put(&seen, c->string, 0) == RZ_OK;
+    rz__map_free(&seen);
+    return ok;
+}
+
+/* What the peer's decoder would refuse: keys or strings that are not UTF-8,
+ * and repeated keys (the CBOR map would repeat them). */
+static bool tree_ok(const cJSON *v, int depth)
 {
     if (depth > WIRE_MAX_DEPTH + 1)
         return true;        /* too deep: encode_value refuses it anyway */
@@ -52,8 +65,10 @@ static bool tree_utf8(const cJSON *v, int depth)
         return false;
     if (cJSON_IsString(v))
         return utf8_valid((const unsigned char *)v->valuestring, strlen(v->valuestring));
+    if (cJSON_IsObject(v) && !keys_unique(v))
+        return false;
     for (const cJSON *c = v->child; c; c = c->next)
-        if (!tree_utf8(c, depth + 1))
+        if (!tree_ok(c, depth + 1))
             return false;
     return true;
 }
@@ -147,6 +162,8 @@ int rz_wire_encode(const char *json, size_t len, unsigned char **out,
     if (len > WIRE_MAX_BYTES)
         return rz__error(RZ_ETOOBIG, "JSON of %zu bytes is over the %u-byte limit",
                          len, WIRE_MAX_BYTES);
+    if (memchr(json, '\0', len))
+        return rz__error(RZ_ESYNTAX, "JSON text with a NUL byte");
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
     if (!root)
@@ -160,9 +177,9 @@ int rz_wire_encode(const char *json, size_t len, unsigned char **out,
         return rz__error(RZ_ESYNTAX, "text after the JSON value at byte %zu",
                          (size_t)(end - json));
     }
-    if (!tree_utf8(root, 0)) {
+    if (!tree_ok(root, 0)) {
         cJSON_Delete(root);
-        return rz__error(RZ_ESYNTAX, "JSON text that is not UTF-8");
+        return rz__error(RZ_ESYNTAX, "JSON with a repeated key or text that is not UTF-8");
     }
     cbor_item_t *item = encode_value(root, 0);
     cJSON_Delete(root);

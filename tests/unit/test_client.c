@@ -167,6 +167,8 @@ static void test_wire_encode_errors(void **state)
     assert_int_equal(rz_wire_encode("\"\xa7\xa7\"", 4, &cbor, &n), RZ_ESYNTAX);
     assert_int_equal(rz_wire_encode("{\"\xed\xa0\x80\":1}", 9, &cbor, &n), RZ_ESYNTAX);
     assert_null(cbor);
+    assert_int_equal(rz_wire_encode("{\"a\":1,\"a\":2}", 13, &cbor, &n), RZ_ESYNTAX);
+    assert_int_equal(rz_wire_encode("{\"a\0b\":1,\"a\0c\":2}", 17, &cbor, &n), RZ_ESYNTAX);
     assert_int_equal(rz_wire_encode(" [1] \n", 6, &cbor, &n), RZ_OK);
     rz_free(cbor);
 }
