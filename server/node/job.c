@@ -59,8 +59,8 @@ static const char *check_module(agent *a, job *j, char *why, size_t n)
     j->digest = str_at(mod, "digest");
     if (!j->module_id || !j->module_version)
         return "the assignment names no module";
-    snprintf(j->module_ref, sizeof j->module_ref, "%s@%s", j->module_id,
-             j->module_version);
+    snprintf(j->module_ref, sizeof j->module_ref, "%s%s%s", j->module_id,
+             *j->module_version ? "@" : "", j->module_version);
     if (rz_registry_resolve(a->reg, j->module_id, j->module_version, &j->m)
         != RZ_OK) {
         snprintf(why, n, "module %s is not in this node's registries",

@@ -217,7 +217,7 @@ class RoundTrip(unittest.TestCase):
         env = dict(os.environ, RHIZOS_ADMIN_KEY=self.ADMIN)
         self.orch = Proc([ORCH, "--listen", self.base[7:], "--data",
                           os.path.join(self.tmp.name, "orch"),
-                          "--node-timeout", "3"], env=env)
+                          "--node-timeout-ms", "3000"], env=env)
         self.nodes = []
         end = time.time() + 20
         while True:
@@ -245,7 +245,6 @@ class RoundTrip(unittest.TestCase):
     def start_node(self, name, *extra):
         data = os.path.join(self.tmp.name, name)
         self.assertEqual(node("init", "--data", data).returncode, 0)
-        set_config(data, "node", "heartbeat_s", "0.5")
         n = Proc([NODE, "start", "--data", data, "--orchestrator", self.base,
                   "--json", *sandbox_flags(), *extra])
         n.data = data
