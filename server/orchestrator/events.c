@@ -279,6 +279,11 @@ void orch_after(orch *o)
 {
     if (!o->e)
         return;
+    /* Placement runs on polls and ticks; a node already waiting must not
+     * wait for its next poll to get what was just queued. */
+    if (o->changed && o->waiters && !o->stopping)
+        rz_engine_tick(o->e, orch_now_ms());
+    o->changed = false;
     rz_engine_event ev;
     while (rz_engine_next_event(o->e, &ev)) {
         switch (ev.type) {

@@ -494,6 +494,8 @@ static void dispatch(struct evhttp_request *r, void *arg)
     if (!q.answered)   /* held requests are marked answered by their holder */
         reply_error(&q, RZ_EINTERNAL, "no reply");
     cJSON_Delete(q.body);
+    if (hit && strcmp(hit->method, "GET") != 0)
+        o->changed = true;
     orch_after(o);
 }
 

@@ -81,6 +81,7 @@ typedef struct orch {
     struct evhttp_bound_socket *sock;
     struct event *wake, *sig_term, *sig_int, *keepalive;
     bool stopping;
+    bool changed;            /* a request may have queued work or freed room */
 
     rz_engine *e;
     rz_registry *reg;

@@ -1,0 +1,626 @@
+#!/usr/bin/env python3
+"""End-to-end: rhizos-orchestrator over loopback on a random free port.
+
+The served routes equal docs/openapi.yaml's; accounts, test credits, a job
+queued with no node and cancelled (refunded exactly); malformed, oversized
+and hostile bodies (JSON and CBOR) answer the right 4xx and change nothing;
+an invalid flow is a 422 with diagnostics; a fake node (JSON and CBOR)
+polls, declines, reports; settlement is exact (client charged the cost,
+node paid 95%, platform 5%); a deployment's SSE stream ends; the auth
+matrix: every route x {no key, bad key, another client, node, admin} gives
+no unauthorised success; SIGTERM answers a held long-poll.
+
+Usage: orchestrator_api.py ORCHESTRATOR SOURCE_ROOT"""
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+EXE, ROOT = sys.argv[1], sys.argv[2]
+MAX_BODY = 65536
+NODE_CAPS = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
+             "storage": {"total_gb": 100, "free_gb": 100},
+             "adapters": ["process"],
+             "prices": {"gpu_hour_cents": 0, "cpu_hour_cents": 36000,
+                        "memory_gb_hour_cents": 0},
+             "max_concurrent_jobs": 4}
+X25519 = "11" * 32
+
+
+# ---- a minimal CBOR codec (the subset rz_wire speaks) ----
+
+def cbor_head(major, n):
+    if n < 24:
+        return bytes([major << 5 | n])
+    for code, fmt in ((24, ">B"), (25, ">H"), (26, ">I"), (27, ">Q")):
+        if n < 1 << (8 * struct.calcsize(fmt)):
+            return bytes([major << 5 | code]) + struct.pack(fmt, n)
+    raise ValueError(n)
+
+
+def cbor_enc(v):
+    if v is None:
+        return b"\xf6"
+    if v is True or v is False:
+        return b"\xf5" if v else b"\xf4"
+    if isinstance(v, int):
+        return cbor_head(0, v) if v >= 0 else cbor_head(1, -1 - v)
+    if isinstance(v, float):
+        return b"\xfb" + struct.pack(">d", v)
+    if isinstance(v, str):
+        b = v.encode()
+        return cbor_head(3, len(b)) + b
+    if isinstance(v, list):
+        return cbor_head(4, len(v)) + b"".join(cbor_enc(x) for x in v)
+    if isinstance(v, dict):
+        return cbor_head(5, len(v)) + b"".join(cbor_enc(k) + cbor_enc(x)
+                                               for k, x in v.items())
+    raise TypeError(v)
+
+
+def cbor_dec(b, i=0):
+    ib = b[i]
+    major, info = ib >> 5, ib & 31
+    i += 1
+    if major == 7:
+        if info == 20 or info == 21:
+            return info == 21, i
+        if info == 22:
+            return None, i
+        if info == 27:
+            return struct.unpack(">d", b[i:i + 8])[0], i + 8
+        raise ValueError("simple %d" % info)
+    if info < 24:
+        n = info
+    else:
+        size = {24: 1, 25: 2, 26: 4, 27: 8}[info]
+        n = int.from_bytes(b[i:i + size], "big")
+        i += size
+    if major == 0:
+        return n, i
+    if major == 1:
+        return -1 - n, i
+    if major == 3:
+        return b[i:i + n].decode(), i + n
+    if major == 4:
+        out = []
+        for _ in range(n):
+            x, i = cbor_dec(b, i)
+            out.append(x)
+        return out, i
+    if major == 5:
+        out = {}
+        for _ in range(n):
+            k, i = cbor_dec(b, i)
+            out[k], i = cbor_dec(b, i)
+        return out, i
+    raise ValueError("major %d" % major)
+
+
+# ---- the server ----
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Server:
+    def __init__(self, data, admin_file):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [EXE, "--listen", "127.0.0.1:%d" % self.port, "--data", data,
+             "--admin-key-file", admin_file, "--max-body", str(MAX_BODY),
+             "--modules", os.path.join(ROOT, "examples", "modules"), "--quiet"],
+            stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                if self.call("GET", "/health")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the orchestrator did not start: " + self.stop())
+
+    def call(self, method, path, body=None, key=None, raw=None, ctype=None,
+             accept=None, timeout=30):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        headers = {}
+        if key:
+            headers["Authorization"] = "Bearer " + key
+        if raw is None and body is not None:
+            raw = json.dumps(body).encode()
+            ctype = ctype or "application/json"
+        if ctype:
+            headers["Content-Type"] = ctype
+        if accept:
+            headers["Accept"] = accept
+        c.request(method, path, body=raw, headers=headers)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        t = r.getheader("Content-Type") or ""
+        if "cbor" in t:
+            doc = cbor_dec(data)[0]
+        elif "json" in t:
+            doc = json.loads(data)
+        else:
+            doc = data.decode(errors="replace")
+        return r.status, doc
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return err
+
+
+def openapi_routes():
+    routes, path = set(), None
+    with open(os.path.join(ROOT, "docs", "openapi.yaml")) as f:
+        lines = f.read().splitlines()
+    for line in lines:
+        m = re.match(r"^  (/\S*):\s*$", line)
+        if m:
+            path = m.group(1)
+            continue
+        m = re.match(r"^    (get|post|delete|put|patch):\s*$", line)
+        if m and path:
+            routes.add((m.group(1).upper(), path))
+        if re.match(r"^\S", line):
+            path = None
+    return routes
+
+
+class OrchestratorApi(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.data = os.path.join(cls.tmp.name, "data")
+        cls.admin_file = os.path.join(cls.tmp.name, "admin.key")
+        cls.admin = "rza_test_" + os.urandom(16).hex()
+        with open(cls.admin_file, "w") as f:
+            f.write(cls.admin + "\n")
+        cls.s = Server(cls.data, cls.admin_file)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.stop()
+        cls.tmp.cleanup()
+
+    # helpers
+    def ok(self, method, path, body=None, key=None, code=200, **kw):
+        st, doc = self.s.call(method, path, body, key, **kw)
+        self.assertEqual(st, code, "%s %s -> %d %r" % (method, path, st, doc))
+        return doc
+
+    def err(self, code, rz, method, path, body=None, key=None, **kw):
+        st, doc = self.s.call(method, path, body, key, **kw)
+        self.assertEqual(st, code, "%s %s -> %d %r" % (method, path, st, doc))
+        self.assertIsInstance(doc, dict, doc)
+        self.assertIn("error", doc)
+        if rz:
+            self.assertEqual(doc["error"]["code"], rz, doc)
+        self.assertTrue(doc["error"]["message"])
+        return doc
+
+    def client(self, credits=0):
+        doc = self.ok("POST", "/api/v1/accounts", {"name": "t"}, self.admin, 201)
+        self.assertTrue(doc["api_key"].startswith("rzk_"))
+        self.assertRegex(doc["id"], r"^[0-9a-f]{32}$")
+        if credits:
+            a = self.ok("POST", "/api/v1/accounts/%s/test-credits" % doc["id"],
+                        {"amount_cents": credits}, self.admin)
+            self.assertEqual(a["balance_cents"], credits)
+        return doc["id"], doc["api_key"]
+
+    def balance(self, key):
+        a = self.ok("GET", "/api/v1/accounts/me", key=key)
+        return a["balance_cents"], a["pending_cents"]
+
+    def node(self):
+        doc = self.ok("POST", "/api/v1/nodes/register",
+                      {"capabilities": NODE_CAPS, "x25519_public_key": X25519},
+                      code=201)
+        self.assertTrue(doc["token"].startswith("rzn_"))
+        # Tests share the server: a node must not take another test's work.
+        self.addCleanup(self.s.call, "DELETE", "/api/v1/nodes/%d" % doc["id"],
+                        key=self.admin)
+        return doc["id"], doc["token"], doc["account"]
+
+    # ---- tests ----
+    def test_routes_match_openapi(self):
+        out = subprocess.run([EXE, "--routes"], capture_output=True, text=True,
+                             check=True).stdout
+        served = {tuple(l.split(" ", 1)) for l in out.splitlines() if l}
+        self.assertEqual(served, openapi_routes())
+        self.assertGreaterEqual(len(served), 29)
+
+    def test_health_and_errors(self):
+        doc = self.ok("GET", "/health")
+        self.assertEqual(doc["status"], "ok")
+        self.err(404, "RZ_ENOENT", "GET", "/nope")
+        self.err(401, "RZ_EAUTH", "GET", "/api/v1/stats")
+        self.err(401, "RZ_EAUTH", "GET", "/api/v1/stats", key="rzk_" + "0" * 64)
+        st = self.ok("GET", "/api/v1/stats", key=self.admin)
+        self.assertIn("queue_depth", st)
+        keys = self.ok("GET", "/api/v1/keys", key=self.admin)
+        self.assertRegex(keys["x25519_public_key"], r"^[0-9a-f]{64}$")
+        m = self.ok("GET", "/metrics", key=self.admin)
+        for name in ("rhizos_jobs{state=\"queued\"}", "rhizos_nodes{state=\"active\"}",
+                     "rhizos_queue_depth", "rhizos_deployments{state=\"running\"}",
+                     "rhizos_dispatch_latency_seconds_bucket{le=\"+Inf\"}",
+                     "rhizos_ledger_fees_cents", "rhizos_ledger_held_cents",
+                     "rhizos_ledger_volume_cents", "rhizos_http_requests_total{code=\"200\"}"):
+            self.assertIn(name, m)
+
+    def test_queue_cancel_refund(self):
+        _, key = self.client(10000)
+        job = self.ok("POST", "/api/v1/jobs", {"module": "echo@1", "inputs":
+                      {"message": "hi"}, "max_cost_cents": 700}, key, 201)
+        self.assertEqual(job["status"], "queued")
+        self.assertIsNone(job["node"])
+        self.assertEqual(job["module"], "echo")
+        self.assertEqual(job["version"], "1.0.0")
+        self.assertEqual(self.balance(key), (9300, 700))
+        # The default maximum is the engine's reference estimate (>= 1).
+        j2 = self.ok("POST", "/api/v1/jobs", {"type": "echo"}, key, 201)
+        self.assertGreaterEqual(j2["max_cost_cents"], 1)
+        got = self.ok("DELETE", "/api/v1/jobs/%d" % job["id"], key=key)
+        self.assertEqual(got["status"], "cancelled")
+        self.err(409, "RZ_ESTATE", "DELETE", "/api/v1/jobs/%d" % job["id"], key=key)
+        ref = self.ok("POST", "/api/v1/jobs/%d/refund" % job["id"], key=key)
+        self.assertEqual((ref["refunded_cents"], ref["charged_cents"]), (700, 0))
+        ref = self.ok("POST", "/api/v1/jobs/%d/refund" % j2["id"], key=key)
+        self.assertEqual(ref["charged_cents"], 0)
+        self.assertEqual(self.balance(key), (10000, 0))
+        jobs = self.ok("GET", "/api/v1/jobs?limit=5", key=key)["jobs"]
+        self.assertEqual([j["id"] for j in jobs], [j2["id"], job["id"]])
+
+    def test_bad_bodies_change_nothing(self):
+        acct, key = self.client(1000)
+        before = (self.balance(key), self.ok("GET", "/api/v1/jobs", key=key))
+        J = "/api/v1/jobs"
+        cases = [
+            (400, "RZ_ESYNTAX", dict(raw=b"{\"module\":", ctype="application/json")),
+            (400, "RZ_ESYNTAX", dict(raw=b"[" * 50000, ctype="application/json")),
+            (400, "RZ_ESYNTAX", dict(raw=b"{} trailing", ctype="application/json")),
+            (400, "RZ_EINVAL", dict(raw=b"[1,2]", ctype="application/json")),
+            (400, "RZ_EINVAL", dict(body={"module": "echo", "evil": 1})),
+            (400, "RZ_EINVAL", dict(body={"module": "echo", "type": "echo"})),
+            (400, "RZ_EINVAL", dict(body={"module": 7})),
+            (400, "RZ_EINVAL", dict(body={"module": "echo", "max_cost_cents": -5})),
+            (400, "RZ_EINVAL", dict(body={"module": "echo", "max_cost_cents": 1e300})),
+            (400, "RZ_EINVAL", dict(body={"module": "echo", "max_cost_cents": 1.5})),
+            (400, "RZ_EINVAL", dict(body={"module": "echo", "max_cost_cents": "9"})),
+            (400, "RZ_EINVAL", dict(body={"module": "echo", "max_cost_cents": 0})),
+            (400, "RZ_EINVAL", dict(body={"module": "echo", "priority": 2 ** 40})),
+            (400, "RZ_EINVAL", dict(body={"module": "echo", "inputs": []})),
+            (413, "RZ_ETOOBIG", dict(body={"module": "echo", "inputs":
+                                           {"x": "a" * (MAX_BODY + 10)}})),
+            (402, "RZ_EFUNDS", dict(body={"module": "echo", "max_cost_cents": 1001})),
+            (422, "RZ_EMODULE", dict(body={"module": "no-such-module"})),
+            (422, "RZ_EINVALID", dict(body={"module": "echo", "config": {"bogus": 1}})),
+            (422, "RZ_EINVALID", dict(body={"module": "echo", "config": {"prefix": 5}})),
+            (400, "RZ_ESYNTAX", dict(raw=b"\xff\x00", ctype="application/cbor")),
+            (400, "RZ_ESYNTAX", dict(raw=b"\x5f\x41\x00\xff", ctype="application/cbor")),
+        ]
+        for code, rz, kw in cases:
+            with self.subTest(code=code, rz=rz, kw=str(kw)[:80]):
+                self.err(code, rz, "POST", J, key=key, **kw)
+        # A body far over the limit is refused too (by the HTTP layer).
+        st, _ = self.s.call("POST", J, raw=b"x" * (MAX_BODY * 5), key=key,
+                            ctype="application/json")
+        self.assertEqual(st, 413)
+        # CBOR bodies are accepted where JSON is.
+        doc = self.ok("POST", J, key=key, code=201,
+                      raw=cbor_enc({"module": "echo", "max_cost_cents": 3}),
+                      ctype="application/cbor")
+        self.ok("DELETE", "%s/%d" % (J, doc["id"]), key=key)
+        after = (self.balance(key), self.ok("GET", J, key=key))
+        self.assertEqual(after[0], before[0])
+        self.assertEqual(len(after[1]["jobs"]), len(before[1]["jobs"]) + 1)
+        # Accounts: bad amounts and unknown fields change nothing either.
+        path = "/api/v1/accounts/%s/test-credits" % acct
+        self.err(400, "RZ_EINVAL", "POST", path, {"amount_cents": -1}, self.admin)
+        self.err(400, "RZ_EINVAL", "POST", path, {"amount_cents": 5, "x": 1}, self.admin)
+        self.err(402, "RZ_EFUNDS", "POST", "/api/v1/accounts/%s/withdraw" % acct,
+                 {"amount_cents": 999999}, key)
+        self.assertEqual(self.balance(key), before[0])
+
+    def test_invalid_flow_422(self):
+        _, key = self.client(1000)
+        bad = "flux: 1\nname: bad\nsteps:\n  a:\n    module: no-such@1\n"
+        doc = self.err(422, "RZ_EINVALID", "POST", "/api/v1/flows/deploy",
+                       {"flow": bad}, key)
+        self.assertTrue(doc["diagnostics"])
+        for d in doc["diagnostics"]:
+            for k in ("file", "line", "column", "code", "message"):
+                self.assertIn(k, d)
+        self.err(400, "RZ_EINVAL", "POST", "/api/v1/flows/deploy", {"flow": 5}, key)
+        self.err(400, "RZ_EINVAL", "POST", "/api/v1/flows/deploy",
+                 {"flow": bad, "credentials": {"k": "not base64!"}}, key)
+        cred = ("flux: 1\nname: c\nsteps:\n  a:\n    module: echo@1\n"
+                "    credentials:\n      token: { credentialId: tok, type: api_key }\n")
+        doc = self.err(422, "RZ_EINVALID", "POST", "/api/v1/flows/deploy",
+                       {"flow": cred}, key)
+        self.assertEqual(self.balance(key), (1000, 0))
+        self.assertEqual(self.ok("GET", "/api/v1/flows", key=key)["flows"], [])
+
+    def test_node_settlement_decline_sse(self):
+        acct, key = self.client(10000)
+        nid, tok, nacct = self.node()
+        # Nothing to do: 204 at once with wait=0; CBOR heartbeat.
+        st, _ = self.s.call("GET", "/api/v1/nodes/%d/jobs?wait=0" % nid, key=tok)
+        self.assertEqual(st, 204)
+        st, hb = self.s.call("POST", "/api/v1/nodes/%d/heartbeat" % nid, key=tok,
+                             raw=cbor_enc({"load": 0.25}), ctype="application/cbor")
+        self.assertEqual((st, hb), (200, {"stop": []}))
+        self.err(400, "RZ_ESYNTAX", "POST", "/api/v1/nodes/%d/heartbeat" % nid,
+                 key=tok, raw=b"\xa1\x61", ctype="application/cbor")
+        self.err(400, "RZ_EINVAL", "POST", "/api/v1/nodes/%d/heartbeat" % nid,
+                 {"load": 7}, tok)
+        # A held long-poll is woken by a submission.
+        box = {}
+        t = threading.Thread(target=lambda: box.update(r=self.s.call(
+            "GET", "/api/v1/nodes/%d/jobs?wait=20" % nid, key=tok,
+            accept="application/cbor")))
+        t.start()
+        time.sleep(0.3)
+        job = self.ok("POST", "/api/v1/jobs", {"module": "echo@1", "inputs":
+                      {"message": "hi"}, "config": {"prefix": ">"},
+                      "max_cost_cents": 1000}, key, 201)
+        t.join(25)
+        st, a = box["r"]
+        self.assertEqual(st, 200, a)
+        self.assertEqual(a["job"], job["id"])
+        self.assertEqual(a["attempt"], 1)
+        self.assertEqual(a["module"]["id"], "echo")
+        self.assertRegex(a["module"]["digest"], r"^[0-9a-f]{64}$")
+        self.assertEqual(a["request"]["inputs"], {"message": "hi"})
+        self.assertEqual(a["request"]["config"]["prefix"], ">")
+        self.assertEqual(a["timeout_s"], 10)
+        self.assertEqual(a["credentials"], [])
+        # Results for an attempt it does not hold are refused.
+        R = "/api/v1/nodes/%d/jobs/%d/result" % (nid, job["id"])
+        self.err(409, "RZ_ESTATE", "POST", R, {"attempt": 2, "outputs": {},
+                 "run_ms": 1}, tok)
+        self.err(400, "RZ_EINVAL", "POST", R, {"attempt": 1, "outputs": {},
+                 "error": "x", "run_ms": 1}, tok)
+        # 10 s on 1 core at 36000 cents/hour: 100 cents; fee 5%.
+        self.ok("POST", R, {"attempt": 1, "outputs": {"message": ">hi"},
+                "run_ms": 10000, "log": "hello log"}, tok)
+        self.ok("POST", R, {"attempt": 1, "outputs": {"message": ">hi"},
+                "run_ms": 10000}, tok)   # an exact repeat
+        got = self.ok("GET", "/api/v1/jobs/%d" % job["id"], key=key)
+        self.assertEqual(got["status"], "succeeded")
+        self.assertEqual(got["cost_cents"], 100)
+        self.assertEqual(got["outputs"], {"message": ">hi"})
+        self.assertEqual(got["log"], "hello log")
+        self.assertEqual(got["node"], nid)
+        self.assertEqual(self.balance(key), (9900, 0))
+        n = self.ok("GET", "/api/v1/accounts/%s" % nacct, key=tok)
+        self.assertEqual((n["kind"], n["balance_cents"]), ("node", 95))
+        ref = self.ok("POST", "/api/v1/jobs/%d/refund" % job["id"], key=key)
+        self.assertEqual((ref["refunded_cents"], ref["charged_cents"]), (900, 100))
+        pays = self.ok("GET", "/api/v1/accounts/%s/payments" % acct, key=key)["payments"]
+        self.assertIn("settle", [p["kind"] for p in pays])
+        self.assertTrue(any(p.get("job") == job["id"] for p in pays))
+        stats = self.ok("GET", "/api/v1/payments/stats", key=self.admin)
+        self.assertGreaterEqual(stats["fees_cents"], 5)
+        self.assertGreaterEqual(stats["volume_cents"], 100)
+
+        # Decline: the job goes back and never to this node again.
+        j2 = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_cents": 50},
+                     key, 201)
+        a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=0" % nid, key=tok)
+        self.assertEqual(a["job"], j2["id"])
+        self.ok("POST", "/api/v1/nodes/%d/jobs/%d/decline" % (nid, j2["id"]),
+                {"attempt": 1, "reason": "digest differs"}, tok)
+        st, _ = self.s.call("GET", "/api/v1/nodes/%d/jobs?wait=0" % nid, key=tok)
+        self.assertEqual(st, 204)
+        self.assertEqual(self.ok("GET", "/api/v1/jobs/%d" % j2["id"], key=key)["status"],
+                         "queued")
+        self.ok("DELETE", "/api/v1/jobs/%d" % j2["id"], key=key)
+
+        # A deployment's live stream: status now, status on change, end.
+        flow = ("flux: 1\nname: one\nsteps:\n  say:\n    module: echo@1\n"
+                "    inputs:\n      message: hello\n")
+        dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, key, 201)
+        self.assertEqual(dep["status"], "running")
+        self.assertGreaterEqual(dep["held_cents"], 1)
+        c = http.client.HTTPConnection("127.0.0.1", self.s.port, timeout=20)
+        c.request("GET", "/api/v1/flows/%d/events" % dep["id"],
+                  headers={"Authorization": "Bearer " + key})
+        r = c.getresponse()
+        self.assertEqual(r.status, 200)
+        self.assertIn("text/event-stream", r.getheader("Content-Type"))
+        first = r.readline().decode()
+        self.assertEqual(first, "event: status\n")
+        a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
+        self.assertEqual(a["step"], "say")
+        self.assertEqual(a["deployment"], dep["id"])
+        self.ok("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, a["job"]),
+                {"attempt": a["attempt"], "outputs": {"message": "hello"},
+                 "run_ms": 3600}, tok)
+        rest = r.read().decode()   # the server closes the stream at the end
+        c.close()
+        self.assertIn("event: end\n", rest)
+        end = rest.split("event: end\ndata: ", 1)[1].split("\n", 1)[0]
+        self.assertEqual(json.loads(end)["status"], "succeeded")
+        st = self.ok("GET", "/api/v1/flows/%d/status" % dep["id"], key=key)
+        self.assertEqual(st["steps"]["say"]["status"], "succeeded")
+        self.assertEqual(st["charged_cents"], min(10, st["held_cents"]))
+        self.err(409, "RZ_ESTATE", "DELETE", "/api/v1/flows/%d" % dep["id"], key=key)
+        flows = self.ok("GET", "/api/v1/flows", key=key)["flows"]
+        self.assertEqual(flows[0], {"id": dep["id"], "flow": "one", "status": "succeeded"})
+
+    def test_auth_matrix(self):
+        acct_a, key_a = self.client(5000)
+        acct_b, key_b = self.client(5000)
+        nid, tok, nacct = self.node()
+        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_cents": 20},
+                      key_a, 201)["id"]
+        flow = "flux: 1\nname: m\nsteps:\n  s:\n    module: echo@1\n"
+        dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, key_a, 201)["id"]
+        self.addCleanup(self.s.call, "DELETE", "/api/v1/jobs/%d" % job, key=self.admin)
+        self.addCleanup(self.s.call, "DELETE", "/api/v1/flows/%d" % dep, key=self.admin)
+        dreq = self.ok("POST", "/api/v1/accounts/%s/deposit" % acct_a,
+                       {"amount_cents": 5}, key_a, 201)["deposit_id"]
+        before_a, before_b = self.balance(key_a), self.balance(key_b)
+        # Who may use each route; everyone else must fail. Ids are A's (a
+        # client), the node's own, or A's deposit.
+        C, A, N, ANY = "client", "admin", "node", "anyone"
+        allowed = {
+            ("GET", "/health"): {ANY},
+            ("GET", "/metrics"): {A},
+            ("GET", "/api/v1/stats"): {C, A, N},
+            ("GET", "/api/v1/keys"): {C, A, N},
+            ("GET", "/api/v1/nodes"): {C, A},
+            ("POST", "/api/v1/nodes/register"): {ANY},
+            ("POST", "/api/v1/nodes/{id}/heartbeat"): {N},
+            ("GET", "/api/v1/nodes/{id}/jobs"): {N},
+            ("POST", "/api/v1/nodes/{id}/jobs/{job}/result"): {N},
+            ("POST", "/api/v1/nodes/{id}/jobs/{job}/decline"): {N},
+            ("DELETE", "/api/v1/nodes/{id}"): {N, A},
+            ("POST", "/api/v1/jobs"): {C},
+            ("GET", "/api/v1/jobs"): {C, A},
+            ("GET", "/api/v1/jobs/{id}"): {A},
+            ("DELETE", "/api/v1/jobs/{id}"): {A},
+            ("POST", "/api/v1/jobs/{id}/refund"): {A},
+            ("POST", "/api/v1/accounts"): {A},
+            ("GET", "/api/v1/accounts/{id}"): {A},
+            ("POST", "/api/v1/accounts/{id}/deposit"): set(),
+            ("POST", "/api/v1/accounts/{id}/test-credits"): {A},
+            ("POST", "/api/v1/accounts/{id}/withdraw"): set(),
+            ("GET", "/api/v1/accounts/{id}/payments"): {A},
+            ("GET", "/api/v1/payments/stats"): {A},
+            ("POST", "/api/v1/deposits/{id}/confirm"): {A},
+            ("POST", "/api/v1/flows/deploy"): {C},
+            ("GET", "/api/v1/flows"): {C, A},
+            ("GET", "/api/v1/flows/{id}/status"): {A},
+            ("GET", "/api/v1/flows/{id}/events"): {A},
+            ("DELETE", "/api/v1/flows/{id}"): {A},
+        }
+        self.assertEqual(set(allowed), openapi_routes())
+        bodies = {"/api/v1/jobs": {"module": "echo", "max_cost_cents": 1},
+                  "/api/v1/flows/deploy": {"flow": flow},
+                  "/api/v1/accounts": {},
+                  "/api/v1/nodes/register": {"capabilities": NODE_CAPS,
+                                             "x25519_public_key": X25519}}
+        keys = {"none": None, "bad": "rzk_" + "f" * 64, "other": key_b,
+                "node": tok, "admin": self.admin}
+        kind = {"none": None, "bad": None, "other": C, "node": N, "admin": A}
+        for (method, path), who in sorted(allowed.items()):
+            if ANY in who:
+                continue
+            if path.startswith("/api/v1/accounts/{id}"):
+                concrete = path.replace("{id}", acct_a)
+            elif path.startswith("/api/v1/deposits"):
+                concrete = path.replace("{id}", dreq)
+            elif path.startswith("/api/v1/nodes/{id}"):
+                concrete = path.replace("{id}", str(nid)).replace("{job}", str(job))
+            elif path.startswith("/api/v1/flows/{id}"):
+                concrete = path.replace("{id}", str(dep))
+            else:
+                concrete = path.replace("{id}", str(job))
+            body = bodies.get(path, {"amount_cents": 1, "attempt": 1, "run_ms": 1,
+                                     "outputs": {}}) if method == "POST" else None
+            if path.endswith("/decline"):
+                body = {"attempt": 1}
+            if path.endswith("/heartbeat"):
+                body = {"load": 0.5}
+            for name, k in keys.items():
+                if kind[name] in who:
+                    continue
+                with self.subTest(route=f"{method} {path}", who=name):
+                    st, doc = self.s.call(method, concrete, body, k, timeout=10)
+                    if name in ("none", "bad"):
+                        self.assertEqual(st, 401, doc)
+                    else:
+                        self.assertIn(st, (403, 404), doc)
+                    self.assertIn("error", doc)
+        # B's lists hold nothing of A's; nothing moved.
+        self.assertNotIn(job, [j["id"] for j in
+                               self.ok("GET", "/api/v1/jobs", key=key_b)["jobs"]])
+        self.assertNotIn(dep, [f["id"] for f in
+                               self.ok("GET", "/api/v1/flows", key=key_b)["flows"]])
+        self.assertEqual(self.balance(key_a), before_a)
+        self.assertEqual(self.balance(key_b), before_b)
+        self.assertEqual(self.ok("GET", "/api/v1/jobs/%d" % job, key=key_a)["status"],
+                         "queued")
+        # The admin confirms the deposit (twice: idempotent).
+        for _ in range(2):
+            d = self.ok("POST", "/api/v1/deposits/%s/confirm" % dreq, key=self.admin)
+            self.assertEqual(d["status"], "confirmed")
+        self.assertEqual(self.balance(key_a)[0], before_a[0] + 5)
+
+
+class Lifecycle(unittest.TestCase):
+    def test_sigterm_answers_held_poll_and_restart_keeps_state(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            admin_file = os.path.join(tmp, "admin.key")
+            with open(admin_file, "w") as f:
+                f.write("rza_lifecycle_key\n")
+            data = os.path.join(tmp, "data")
+            s = Server(data, admin_file)
+            try:
+                # A second server on the same data fails clearly.
+                other = subprocess.run(
+                    [EXE, "--listen", "127.0.0.1:%d" % free_port(), "--data", data,
+                     "--admin-key-file", admin_file], capture_output=True, text=True,
+                    timeout=30)
+                self.assertEqual(other.returncode, 1)
+                self.assertIn("another orchestrator", other.stderr)
+                # The port taken: a clear error too.
+                taken = subprocess.run(
+                    [EXE, "--listen", "127.0.0.1:%d" % s.port, "--data",
+                     os.path.join(tmp, "d2"), "--admin-key-file", admin_file],
+                    capture_output=True, text=True, timeout=30)
+                self.assertEqual(taken.returncode, 1)
+                self.assertIn("cannot listen", taken.stderr)
+                self.assertNotIn("rza_lifecycle_key", taken.stderr + other.stderr)
+                doc = s.call("POST", "/api/v1/accounts", {}, "rza_lifecycle_key")[1]
+                s.call("POST", "/api/v1/accounts/%s/test-credits" % doc["id"],
+                       {"amount_cents": 77}, "rza_lifecycle_key")
+                reg = s.call("POST", "/api/v1/nodes/register",
+                             {"capabilities": NODE_CAPS, "x25519_public_key": X25519})[1]
+                box = {}
+                t = threading.Thread(target=lambda: box.update(r=s.call(
+                    "GET", "/api/v1/nodes/%d/jobs?wait=30" % reg["id"],
+                    key=reg["token"])))
+                t.start()
+                time.sleep(0.5)
+                t0 = time.time()
+                s.proc.send_signal(signal.SIGTERM)
+                t.join(20)
+                self.assertEqual(box["r"][0], 204)
+                self.assertEqual(s.proc.wait(20), 0)
+                self.assertLess(time.time() - t0, 15)
+            finally:
+                s.stop()
+            s = Server(data, admin_file)
+            try:
+                st, acct = s.call("GET", "/api/v1/accounts/me", key=doc["api_key"])
+                self.assertEqual((st, acct["balance_cents"]), (200, 77))
+            finally:
+                s.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0], "-v"])
