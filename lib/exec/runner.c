@@ -1,12 +1,21 @@
-/* The local runner: drives an rz_run on this machine with the process
- * adapter. One thread, one poll() over every running process; the state
- * machine decides what runs, this file only starts, watches and reports.
+/* The local runner: `rhizos flow run` as a thin driver of the orchestrator
+ * engine (docs/engine.md, "Embedded mode"). The flow is deployed to an
+ * engine of its own, in a private folder removed afterwards, with one
+ * in-process node for this machine; this file is that node: it polls for
+ * assignments, runs each with the process adapter (scratch folder, sandbox,
+ * rlimits, stdout cap, credentials scrubbed from what comes back, the
+ * stderr tail kept as the step's log) and reports the result. The engine's
+ * run decides everything flow-shaped (readiness, `when`, retries, timeouts,
+ * on_failure, cancel), exactly as for a network deployment.
  *
- * Events come from diffing step states after every call that can change
- * them, so skips and cancellations the state machine makes on its own
- * (a `when` that is false, dependants of a failed step) are reported too.
+ * The caller's rz_run is the deployment's replica (rz_engine_replica): the
+ * engine applies each step event to it as it records it. Events come from
+ * diffing its step states after each of those, so skips and cancellations
+ * the run makes on its own are reported too. One thread, one poll() over
+ * every running process.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,12 +28,20 @@
 #include "exec/exec_impl.h"
 #include "flow/model.h"
 #include "module/module_impl.h"
+#include "rhizos/engine.h"
 
 #define MAX_WAIT_MS 200          /* also bounds the reaction to *cancel */
 #define REASON_LOG_LINE 200      /* bytes of the log quoted in a failure */
+#define REAP_WAIT_MS 2000        /* for the log of a process killed on cancel */
+/* The local node is never lost: it polls whenever it has room, but a long
+ * step (or a suspended laptop) must not make the engine requeue its jobs. */
+#define LOCAL_NODE_TIMEOUT_MS (1ull << 60)
 
 typedef struct slot {
     size_t step;
+    uint64_t job;
+    uint32_t attempt;            /* the engine's, reported back */
+    uint64_t started;            /* rz__now_ms() at spawn */
     rz_proc *proc;
     uint32_t timeout_s;          /* what the process was given */
     char **secrets;              /* from opts->step_env, kept to scrub */
@@ -33,16 +50,19 @@ typedef struct slot {
 typedef struct runner {
     const rz_flow *flow;
     const rz_runner_opts *opts;
-    rz_run *run;
+    rz_run *run;                 /* the deployment's replica */
     uint64_t t0;
     unsigned jobs;
     slot *slots;                 /* running processes, n_slots of them */
     size_t n_slots;
     rz_step_state *seen;         /* last reported state of every step */
-    size_t *ready;               /* scratch for rz_run_ready / rz_run_tick */
     struct pollfd *pfds;
     bool cancelled;
     uint64_t last_progress;      /* when RZ_EVENT_PROGRESS was last sent */
+    char *dir;                   /* the engine's private data folder */
+    rz_engine *engine;
+    uint64_t node, dep;
+    bool finished;               /* the deployment finished */
 } runner;
 
 /* ---- events ---- */
@@ -96,7 +116,13 @@ static void report_changes(runner *r)
     }
 }
 
-/* ---- failure reasons ---- */
+/* rz_engine_replica.on_change: after every step event, as before. */
+static void on_change(void *userdata)
+{
+    report_changes(userdata);
+}
+
+/* ---- running a step ---- */
 
 /* "exit status 3: <last non-empty log line>" and the like. */
 static char *failure_reason(const rz_proc *p, uint32_t timeout_s)
@@ -129,15 +155,6 @@ static char *failure_reason(const rz_proc *p, uint32_t timeout_s)
         start = len - (n = REASON_LOG_LINE);
     return rz__asprintf("exit status %d: %.*s", code, (int)n, log + start);
 }
-
-static void fail_step(runner *r, size_t step, const char *reason)
-{
-    rz_run_fail(r->run, step, reason ? reason : "out of memory",
-                rz__now_ms());
-    report_changes(r);
-}
-
-/* ---- starting steps ---- */
 
 static uint32_t step_timeout(const rz__step *s)
 {
@@ -194,98 +211,40 @@ static void free_secrets(runner *r, char **secrets)
         r->opts->step_env_free(secrets, r->opts->userdata);
 }
 
-static int spawn_step(runner *r, size_t step, const rz__step *s,
-                      char **secrets, rz_proc **out)
-{
-    const rz_module *m = s->module;
-    char *request = NULL;
-    char **env = step_env(r, step, secrets);
-    int rc = env ? rz_run_request(r->run, step, &request)
-                 : rz__error(RZ_ENOMEM, "out of memory");
-    if (rc == RZ_OK) {
-        rz_proc_opts po = RZ_PROC_OPTS_INIT;
-        po.argv = (const char *const *)m->command;
-        po.module_dir = m->dir;
-        po.env = (const char *const *)env;
-        po.input = request;
-        po.input_len = strlen(request);
-        po.network = m->network;
-        po.sandbox = r->opts->sandbox;
-        /* 64-bit product: a timeout of days must not wrap to seconds. */
-        uint64_t ms = (uint64_t)step_timeout(s) * 1000u;
-        po.timeout_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
-        po.memory_mb = m->memory_mb;
-        rc = rz_proc_spawn(out, &po);
-    }
-    rz_free(request);
-    free_env(env);
-    return rc;
-}
-
-/* False if the state machine refused to start it. */
-static bool start_step(runner *r, size_t step)
-{
-    const rz__step *s = &r->flow->steps[step];
-    if (rz_run_start(r->run, step, rz__now_ms()) != RZ_OK)
-        return false;
-    report_changes(r);
-    const rz_module *m = s->module;
-    char *why = NULL;
-    rz_proc *p = NULL;
-    char **secrets = NULL;
-    if (!m) {
-        why = rz__asprintf("module '%s' is not resolved (validate the flow "
-                           "against a registry first)", s->module_id);
-    } else if (!m->adapter || strcmp(m->adapter, "process") != 0) {
-        why = rz__asprintf("adapter '%s' is not available in the embedded "
-                           "runner", m->adapter ? m->adapter : "");
-    } else if (!m->command || !m->command[0]) {
-        why = rz__asprintf("module '%s' has no exec.command", m->id);
-    } else if (r->opts->step_env &&
-               r->opts->step_env(step, &secrets, r->opts->userdata) != RZ_OK) {
-        secrets = NULL;
-        why = rz__asprintf("credentials: %s", rz_error_last()->message);
-    } else if (spawn_step(r, step, s, secrets, &p) != RZ_OK) {
-        why = rz__asprintf("cannot start: %s", rz_error_last()->message);
-    }
-    if (!p) {
-        free_secrets(r, secrets);
-        fail_step(r, step, why);
-        free(why);
-        return true;
-    }
-    r->slots[r->n_slots++] = (slot){ step, p, step_timeout(s), secrets };
-    return true;
-}
-
-/* Fill free slots; repeat while that changes something, since a step that
- * fails at once (say, on_failure: continue) can make others ready. */
-static void start_ready(runner *r)
-{
-    size_t n_steps = rz_flow_step_count(r->flow);
-    bool progress = true;
-    while (progress && !r->cancelled && r->n_slots < r->jobs) {
-        size_t n = rz_run_ready(r->run, rz__now_ms(), r->ready, n_steps);
-        report_changes(r);
-        size_t room = r->jobs - r->n_slots;
-        if (n > room)
-            n = room;
-        if (n > n_steps)
-            n = n_steps;
-        progress = false;
-        for (size_t i = 0; i < n; i++)
-            progress |= start_step(r, r->ready[i]);
-    }
-}
-
-/* ---- finishing steps ---- */
-
 static void drop_slot(runner *r, size_t k)
 {
     rz_proc_free(r->slots[k].proc);
     free_secrets(r, r->slots[k].secrets);
     r->slots[k] = r->slots[--r->n_slots];
 }
+
+/* The request is the one the engine built for this attempt (upstream
+ * outputs wired in by the deployment's run). */
+static int spawn_step(runner *r, size_t step, const rz__step *s,
+                      const char *request, char **secrets, rz_proc **out)
+{
+    const rz_module *m = s->module;
+    char **env = step_env(r, step, secrets);
+    if (!env)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    rz_proc_opts po = RZ_PROC_OPTS_INIT;
+    po.argv = (const char *const *)m->command;
+    po.module_dir = m->dir;
+    po.env = (const char *const *)env;
+    po.input = request;
+    po.input_len = strlen(request);
+    po.network = m->network;
+    po.sandbox = r->opts->sandbox;
+    /* 64-bit product: a timeout of days must not wrap to seconds. */
+    uint64_t ms = (uint64_t)step_timeout(s) * 1000u;
+    po.timeout_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+    po.memory_mb = m->memory_mb;
+    int rc = rz_proc_spawn(out, &po);
+    free_env(env);
+    return rc;
+}
+
+/* ---- what a module hands back ---- */
 
 /* Replace every occurrence of `needle` in *text with a marker. */
 static void redact(char **text, const char *needle)
@@ -344,78 +303,175 @@ static void keep_log(runner *r, const slot *sl)
     free(log);
 }
 
-static void finish_slot(runner *r, size_t k)
+/* ---- talking to the engine ---- */
+
+/* The local node stops a job (its step timed out, or the run was
+ * cancelled): kill the process. On cancel its log is kept, as the process
+ * got to write it; a timed-out attempt's is not. */
+static void stop_job(runner *r, uint64_t job)
+{
+    size_t k = 0;
+    while (k < r->n_slots && r->slots[k].job != job)
+        k++;
+    if (k == r->n_slots)
+        return;
+    if (r->cancelled) {
+        rz_proc *p = r->slots[k].proc;
+        rz_proc_kill(p);
+        for (int waited = 0; waited < REAP_WAIT_MS && rz_proc_poll(p, 50) == 0;
+             waited += 50)
+            ;
+        keep_log(r, &r->slots[k]);
+    }
+    drop_slot(r, k);
+}
+
+/* After every engine call: act on its decisions, catch the replica up with
+ * the readiness pass the engine makes without recording an event (steps
+ * skipped by `when` or an upstream failure), report what changed. */
+static int settle(runner *r, uint64_t now)
+{
+    rz_engine_event ev;
+    while (rz_engine_next_event(r->engine, &ev)) {
+        if (ev.type == RZ_EV_JOB_STOP && ev.node == r->node)
+            stop_job(r, ev.job);
+        else if (ev.type == RZ_EV_DEPLOYMENT_FINISHED && ev.deployment == r->dep)
+            r->finished = true;
+    }
+    rz_run_ready(r->run, now, NULL, 0);
+    report_changes(r);
+    return rz_engine_local_check(r->engine);
+}
+
+static int report(runner *r, uint64_t job, uint32_t attempt,
+                  const char *outputs, const char *error, uint64_t run_ms)
+{
+    uint64_t now = rz__now_ms();
+    int rc = rz_engine_result(r->engine, r->node, job, attempt, outputs,
+                              error, run_ms, now);
+    /* RZ_ESTATE: the engine settled the attempt first (its timeout). */
+    if (rc != RZ_OK && rc != RZ_ESTATE)
+        return rc;
+    return settle(r, now);
+}
+
+/* ---- starting assignments ---- */
+
+/* Why the step cannot run here; NULL if it can (then *secrets is set). */
+static char *cannot_run(runner *r, size_t step, const rz__step *s,
+                        char ***secrets)
+{
+    const rz_module *m = s->module;
+    *secrets = NULL;
+    if (!m)
+        return rz__asprintf("module '%s' is not resolved (validate the flow "
+                            "against a registry first)", s->module_id);
+    if (!m->adapter || strcmp(m->adapter, "process") != 0)
+        return rz__asprintf("adapter '%s' is not available in the embedded "
+                            "runner", m->adapter ? m->adapter : "");
+    if (!m->command || !m->command[0])
+        return rz__asprintf("module '%s' has no exec.command", m->id);
+    if (r->opts->step_env &&
+        r->opts->step_env(step, secrets, r->opts->userdata) != RZ_OK) {
+        *secrets = NULL;
+        return rz__asprintf("credentials: %s", rz_error_last()->message);
+    }
+    return NULL;
+}
+
+static int start_assignment(runner *r, const rz_engine_assignment *a)
+{
+    size_t step = rz_flow_step_find(r->flow, a->step);
+    if (step == RZ_NPOS || a->deployment != r->dep)
+        return rz__error(RZ_EINTERNAL, "job %llu: step '%s' is not in the "
+                         "flow", (unsigned long long)a->job, a->step);
+    const rz__step *s = &r->flow->steps[step];
+    char **secrets = NULL;
+    rz_proc *p = NULL;
+    char *why = cannot_run(r, step, s, &secrets);
+    if (!why && spawn_step(r, step, s, a->request_json, secrets, &p) != RZ_OK)
+        why = rz__asprintf("cannot start: %s", rz_error_last()->message);
+    if (p) {
+        r->slots[r->n_slots++] = (slot){ step, a->job, a->attempt,
+                                         rz__now_ms(), p, step_timeout(s),
+                                         secrets };
+        return RZ_OK;
+    }
+    free_secrets(r, secrets);
+    int rc = report(r, a->job, a->attempt, NULL,
+                    why ? why : "out of memory", 0);
+    free(why);
+    return rc;
+}
+
+/* Take assignments while there is room. */
+static int take_work(runner *r)
+{
+    while (!r->cancelled && !r->finished && r->n_slots < r->jobs) {
+        rz_engine_assignment a;
+        uint64_t now = rz__now_ms();
+        int rc = rz_engine_poll(r->engine, r->node, now, &a);
+        if (rc == RZ_ENOENT)
+            return settle(r, now);
+        if (rc == RZ_OK)
+            rc = start_assignment(r, &a);
+        if (rc != RZ_OK)
+            return rc;
+    }
+    return RZ_OK;
+}
+
+/* ---- finishing assignments ---- */
+
+static int finish_slot(runner *r, size_t k)
 {
     slot *sl = &r->slots[k];
     const rz_proc *p = sl->proc;
     char *outputs = rz__strdup(rz_proc_outputs(p));
     scrub(sl, &outputs, NULL);
     keep_log(r, sl);
-    uint64_t now = rz__now_ms();
-    if (rz_run_step_state(r->run, sl->step) != RZ_STEP_RUNNING) {
-        /* Already failed by the state machine (its timeout). */
-    } else if (r->cancelled) {
-        /* Reported as failed; cancel again so no retry gets scheduled. */
-        fail_step(r, sl->step, "cancelled");
-        rz_run_cancel(r->run, now);
-        report_changes(r);
-    } else if (rz_proc_exit_code(p) == 0 && outputs &&
-               !rz_proc_timed_out(p)) {
-        if (rz_run_succeed(r->run, sl->step, outputs, now) != RZ_OK &&
-            rz_run_step_state(r->run, sl->step) == RZ_STEP_RUNNING) {
-            char *why = rz__asprintf("outputs rejected: %s",
-                                     rz_error_last()->message);
-            fail_step(r, sl->step, why);
-            free(why);
-        }
-        report_changes(r);
-    } else {
-        char *why = failure_reason(p, sl->timeout_s);
+    bool ok = rz_proc_exit_code(p) == 0 && outputs && !rz_proc_timed_out(p);
+    char *why = NULL;
+    if (!ok) {
+        why = failure_reason(p, sl->timeout_s);
         scrub(sl, NULL, &why);
-        fail_step(r, sl->step, why);
-        free(why);
     }
+    uint64_t job = sl->job, run_ms = rz__now_ms() - sl->started;
+    uint32_t attempt = sl->attempt;
+    drop_slot(r, k);   /* before reporting: the report may stop others */
+    int rc = report(r, job, attempt, ok ? outputs : NULL,
+                    ok ? NULL : why ? why : "out of memory", run_ms);
+    free(why);
     free(outputs);
-    drop_slot(r, k);
+    return rc;
 }
 
-static size_t slot_of(const runner *r, size_t step)
+static int tick(runner *r)
 {
-    for (size_t k = 0; k < r->n_slots; k++)
-        if (r->slots[k].step == step)
-            return k;
-    return RZ_NPOS;
+    uint64_t now = rz__now_ms();
+    if (rz_engine_next_wakeup(r->engine) > now)
+        return RZ_OK;
+    int rc = rz_engine_tick(r->engine, now);
+    return rc == RZ_OK ? settle(r, now) : rc;
 }
 
-/* Steps the state machine timed out: stop their processes. */
-static void expire(runner *r)
-{
-    size_t n_steps = rz_flow_step_count(r->flow);
-    size_t n = rz_run_tick(r->run, rz__now_ms(), r->ready, n_steps);
-    report_changes(r);
-    for (size_t i = 0; i < n && i < n_steps; i++) {
-        size_t k = slot_of(r, r->ready[i]);
-        if (k != RZ_NPOS)
-            drop_slot(r, k);   /* kills the group, reaps, cleans up */
-    }
-}
-
-static void check_cancel(runner *r)
+static int check_cancel(runner *r)
 {
     if (r->cancelled || !r->opts->cancel || !*r->opts->cancel)
-        return;
+        return RZ_OK;
     r->cancelled = true;
-    rz_run_cancel(r->run, rz__now_ms());
-    report_changes(r);
-    for (size_t k = 0; k < r->n_slots; k++)
-        rz_proc_kill(r->slots[k].proc);
+    uint64_t now = rz__now_ms();
+    int rc = rz_engine_deploy_cancel(r->engine, r->dep, now);
+    if (rc == RZ_ESTATE)   /* it finished first */
+        rc = RZ_OK;
+    return rc == RZ_OK ? settle(r, now) : rc;
 }
 
 /* ---- the loop ---- */
 
 static int wait_ms(const runner *r)
 {
-    uint64_t next = rz_run_next_wakeup(r->run), now = rz__now_ms();
+    uint64_t next = rz_engine_next_wakeup(r->engine), now = rz__now_ms();
     if (next <= now)
         return 0;
     return next - now < MAX_WAIT_MS ? (int)(next - now) : MAX_WAIT_MS;
@@ -430,21 +486,28 @@ static int wait_and_collect(runner *r)
     }
     if (poll(r->pfds, r->n_slots, wait_ms(r)) < 0 && errno != EINTR)
         return rz__error(RZ_EIO, "poll: %s", strerror(errno));
-    for (size_t k = r->n_slots; k-- > 0;) {
+    /* A report may stop other slots (and reorder them): rescan after one. */
+    for (size_t k = 0; k < r->n_slots;) {
         int done = rz_proc_poll(r->slots[k].proc, 0);
         if (done < 0)
             return done;
-        if (done)
-            finish_slot(r, k);
+        if (!done) {
+            k++;
+            continue;
+        }
+        int rc = finish_slot(r, k);
+        if (rc != RZ_OK)
+            return rc;
+        k = 0;
     }
     return RZ_OK;
 }
 
+/* Nothing runs, nothing is due and the engine had nothing to hand over. */
 static bool stalled(const runner *r)
 {
-    return r->n_slots == 0 && !rz_run_done(r->run) &&
-           rz_run_next_wakeup(r->run) == UINT64_MAX &&
-           rz_run_ready(r->run, rz__now_ms(), r->ready, 0) == 0;
+    return r->n_slots == 0 && !r->finished &&
+           rz_run_next_wakeup(r->run) == UINT64_MAX;
 }
 
 #define PROGRESS_EVERY_MS 250
@@ -460,21 +523,91 @@ static void progress_tick(runner *r)
 
 static int drive(runner *r)
 {
-    while (!rz_run_done(r->run) || r->n_slots > 0) {
-        check_cancel(r);
-        expire(r);
-        start_ready(r);
-        if (rz_run_done(r->run) && r->n_slots == 0)
+    while (!r->finished || r->n_slots > 0) {
+        int rc = check_cancel(r);
+        if (rc == RZ_OK)
+            rc = tick(r);
+        if (rc == RZ_OK)
+            rc = take_work(r);
+        if (rc != RZ_OK)
+            return rc;
+        if (r->finished && r->n_slots == 0)
             break;
         if (stalled(r))
             return rz__error(RZ_EINTERNAL, "run %s cannot make progress",
                              rz_run_id(r->run));
-        int rc = wait_and_collect(r);
+        rc = wait_and_collect(r);
         if (rc != RZ_OK)
             return rc;
         progress_tick(r);
     }
+    if (!rz_run_done(r->run))
+        return rz__error(RZ_EINTERNAL, "run %s: the deployment finished "
+                         "before its run", rz_run_id(r->run));
     return RZ_OK;
+}
+
+/* ---- the engine ---- */
+
+static int remove_entry(const char *path, const struct stat *sb, int flag,
+                        struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void remove_dir(char *dir)
+{
+    if (dir)
+        nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(dir);
+}
+
+static int engine_dir(char **out)
+{
+    const char *tmp = getenv("TMPDIR");
+    char *dir = rz__asprintf("%s/rhizos-run-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!dir)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    if (!mkdtemp(dir)) {
+        int rc = rz__error(RZ_EIO, "engine folder %s: %s", dir,
+                           strerror(errno));
+        free(dir);
+        return rc;
+    }
+    *out = dir;
+    return RZ_OK;
+}
+
+/* Nothing here outlives the run, so nothing is fsync'd; no registry (the
+ * flow's modules are resolved) and nothing costs anything. */
+static int engine_start(runner *r)
+{
+    int rc = engine_dir(&r->dir);
+    if (rc != RZ_OK)
+        return rc;
+    rz_engine_opts eo = RZ_ENGINE_OPTS_INIT;
+    eo.durable = 0;
+    eo.node_timeout_ms = LOCAL_NODE_TIMEOUT_MS;
+    eo.fee_bps = 0;
+    eo.ref_gpu_hour_cents = eo.ref_cpu_hour_cents = 0;
+    eo.ref_memory_gb_hour_cents = 0;
+    rc = rz_engine_open(&r->engine, r->dir, &eo);
+    if (rc == RZ_OK)
+        rc = rz_engine_local_node(r->engine, r->jobs, r->t0, &r->node);
+    if (rc != RZ_OK)
+        return rc;
+    rz_engine_replica rep = RZ_ENGINE_REPLICA_INIT;
+    rep.run = r->run;
+    rep.max_started = r->jobs;
+    rep.on_change = on_change;
+    rep.userdata = r;
+    rc = rz_engine_local_deploy(r->engine, r->flow, r->opts->inputs_json,
+                                &rep, r->t0, &r->dep);
+    return rc == RZ_OK ? settle(r, r->t0) : rc;
 }
 
 static int runner_init(runner *r, const rz_flow *flow,
@@ -490,8 +623,7 @@ static int runner_init(runner *r, const rz_flow *flow,
     r->slots = calloc(r->jobs, sizeof *r->slots);
     r->pfds = calloc(r->jobs, sizeof *r->pfds);
     r->seen = calloc(n ? n : 1, sizeof *r->seen);
-    r->ready = calloc(n ? n : 1, sizeof *r->ready);
-    if (!r->slots || !r->pfds || !r->seen || !r->ready)
+    if (!r->slots || !r->pfds || !r->seen)
         return rz__error(RZ_ENOMEM, "out of memory");
     r->t0 = rz__now_ms();
     int rc = rz_run_new(&r->run, flow, opts->inputs_json, opts->run_id,
@@ -507,10 +639,11 @@ static void runner_free(runner *r)
 {
     while (r->n_slots > 0)
         drop_slot(r, r->n_slots - 1);
+    rz_engine_close(r->engine);
+    remove_dir(r->dir);
     free(r->slots);
     free(r->pfds);
     free(r->seen);
-    free(r->ready);
 }
 
 int rz_runner_run(rz_run **out, const rz_flow *flow,
@@ -534,8 +667,10 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
                    "namespaces?); steps run without a sandbox"
                  : "bubblewrap not found; steps run without a sandbox");
         report_changes(&r);
-        rc = drive(&r);
+        rc = engine_start(&r);
     }
+    if (rc == RZ_OK)
+        rc = drive(&r);
     runner_free(&r);
     if (rc != RZ_OK) {
         rz_run_free(r.run);
