@@ -431,11 +431,11 @@ class Client {
         else w.resolve({ value: undefined, done: true });
       }
     };
-    const finish = (err) => {
+    const finish = (err, early) => {
       if (finished) return;
       finished = true;
       failure = err || null;
-      if (handle) native.clientWatchStop(handle);
+      if (handle) native.clientWatchStop(handle, !!early);
       client._watches.delete(it);
       settle();
     };
@@ -446,17 +446,17 @@ class Client {
       return(value) {
         queue.length = 0;
         failure = null;
-        finish(null);
+        finish(null, true);
         return Promise.resolve({ value, done: true });
       },
       [Symbol.asyncIterator]() { return this; },
-      _close() { queue.length = 0; finish(closedError('Client')); },
+      _close() { queue.length = 0; finish(closedError('Client'), true); },
     };
     handle = native.clientWatch(h, urlPath, idle, (event, data, err) => {
       if (finished) return;
       if (event === null) { finish(err); return; }
       let doc;
-      try { doc = JSON.parse(data); } catch { finish(protocolError(`event data is not JSON: ${event}`)); return; }
+      try { doc = JSON.parse(data); } catch { finish(protocolError(`event data is not JSON: ${event}`), true); return; }
       queue.push(doc);
       if (event === 'end') finish(null); else settle();
     });

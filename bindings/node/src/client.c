@@ -295,9 +295,12 @@ static void *watch_main(void *arg)
         m->rc = rc < 0 ? rc : RZ_OK;
         if (rc < 0)
             m->err = *rz_error_last();
-        post(w, m);
     }
+    /* Done with libcurl before JavaScript hears of the end: the process may
+     * exit right after, and must not find this thread inside the library. */
     rz_client_free(c);
+    if (m)
+        post(w, m);
     napi_release_threadsafe_function(w->tsfn, napi_tsfn_release);
     watch_unref(w);
     return NULL;
@@ -425,20 +428,23 @@ napi_value js_client_watch(napi_env env, napi_callback_info info)
     return handle;
 }
 
-/* clientWatchStop(watch): the thread ends at the next event; the process
- * no longer waits for it. */
+/* clientWatchStop(watch, early): the thread ends at the next event. When
+ * the consumer left early the process no longer waits for that event; at
+ * the stream's own end it still waits for the thread to leave libcurl. */
 napi_value js_client_watch_stop(napi_env env, napi_callback_info info)
 {
-    napi_value a[1];
+    napi_value a[2];
     watch *w = NULL;
     napi_valuetype t;
-    if (!args(env, info, a, 1))
+    bool early = false;
+    if (!args(env, info, a, 2))
         return NULL;
+    napi_get_value_bool(env, a[1], &early);
     if (napi_typeof(env, a[0], &t) != napi_ok || t != napi_external ||
         napi_get_value_external(env, a[0], (void **)&w) != napi_ok || !w ||
         w->magic != WATCH_MAGIC)
         return throw_code(env, "RZ_EINVAL", "expected a watch handle");
-    if (!atomic_exchange(&w->stop, true) && !atomic_load(&w->tsfn_gone))
+    if (!atomic_exchange(&w->stop, true) && early && !atomic_load(&w->tsfn_gone))
         napi_unref_threadsafe_function(env, w->tsfn);
     return NULL;
 }

@@ -206,8 +206,10 @@ def _dep(deployment: int) -> int:
 class _End:
     """Queue item: the stream ended (error: the exception to raise)."""
 
-    def __init__(self, error: Optional[BaseException] = None) -> None:
+    def __init__(self, error: Optional[BaseException] = None,
+                 from_thread: bool = True) -> None:
         self.error = error
+        self.from_thread = from_thread     # False: put by Client.close()
 
 
 class _Watch:
@@ -225,7 +227,7 @@ class _Watch:
     def stop(self, closed: bool = False) -> None:
         self.stopping.set()
         if closed:
-            self.q.put(_End(errors.ClosedError("Client is closed")))
+            self.q.put(_End(errors.ClosedError("Client is closed"), from_thread=False))
 
     def _on_event(self, ud: Any, name: Optional[bytes], data: Optional[bytes]) -> int:
         if self.stopping.is_set():
@@ -253,7 +255,7 @@ class _Watch:
         except BaseException as e:        # never let the thread die silently
             end = _End(e)
         finally:
-            lib.rz_client_free(h)
+            lib.rz_client_free(h)         # out of libcurl before the end is told
         self.q.put(end)
 
     def iterate(self) -> Iterator[JSON]:
@@ -263,6 +265,8 @@ class _Watch:
             while True:
                 item = self.q.get()
                 if isinstance(item, _End):
+                    if item.from_thread:
+                        self._join()
                     if item.error is not None:
                         raise item.error
                     return
@@ -270,9 +274,17 @@ class _Watch:
                 if doc is not None:
                     yield doc
                 if name == "end":
+                    self._join()
                     return
         finally:
             self.stop()
+
+    def _join(self) -> None:
+        """At the stream's end the thread has only its connection left to
+        free: wait for that, so the program never exits with the thread
+        still inside the library. (An early stop does not wait.)"""
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join()
 
 
 __all__ = ["Client"]
