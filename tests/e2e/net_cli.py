@@ -23,6 +23,8 @@ RHIZOS, ROOT = sys.argv[1], sys.argv[2]
 ORCH = sys.argv[3] if len(sys.argv) > 3 else None
 WORDCOUNT = os.path.join(ROOT, "examples", "flows", "wordcount.yaml")
 DIAG = re.compile(r"^(.+):(\d+):(\d+): error: (.+)$", re.M)
+E2E_MODULES = os.path.join(ROOT, "tests", "e2e", "modules")
+SECRET_FLOW = os.path.join(ROOT, "tests", "e2e", "secret_flow.yaml")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -142,7 +144,7 @@ class Live(unittest.TestCase):
         cls.log = open(os.path.join(cls.tmp.name, "orch.log"), "w")
         cls.proc = subprocess.Popen(
             [ORCH, "--listen", "127.0.0.1:%d" % cls.port, "--data",
-             os.path.join(cls.tmp.name, "data")],
+             os.path.join(cls.tmp.name, "data"), "--modules", E2E_MODULES],
             cwd=ROOT, env=env, stdout=cls.log, stderr=subprocess.STDOUT)
         for _ in range(200):
             if rhizos("status", url=cls.url).returncode == 0:
@@ -283,6 +285,33 @@ class Live(unittest.TestCase):
         self.assertEqual(lines[-1]["status"], "cancelled")
         self.cli("flow", "cancel", str(fid), key=key, code=1)
         self.cli("flow", "status", "999999", key=key, code=1)
+
+    def test_deploy_seals_credentials_from_the_vault(self):
+        _, key = self.new_client(1000)
+        secret = "sk-live-e2e-0123456789"
+        vault = os.path.join(self.tmp.name, "e2e.vault")
+        env = {"RHIZOS_VAULT": vault, "RHIZOS_VAULT_PASSWORD": "e2e password"}
+        args = ["--orchestrator", self.url, "--api-key", key, "--modules", E2E_MODULES]
+        # No vault yet: refused before anything is sent.
+        p = rhizos(*args, "flow", "deploy", SECRET_FLOW, env=env)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertEqual(rhizos(*args, "vault", "init", env=env).returncode, 0)
+        # A vault without the credential the flow names: refused, says which.
+        p = rhizos(*args, "flow", "deploy", SECRET_FLOW, env=env)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("openai", p.stderr)
+        self.assertEqual(self.balance(key)["pending_cents"], 0)
+        p = rhizos(*args, "vault", "add", "openai", "--type", "llm_api", env=env,
+                   stdin=secret)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = rhizos(*args, "flow", "deploy", SECRET_FLOW, "--json", env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        fid = json.loads(p.stdout)["id"]
+        self.assertNotIn(secret, p.stdout + p.stderr)
+        st = self.cli_json("flow", "status", str(fid), key=key)
+        self.assertNotIn(secret, json.dumps(st))
+        self.assertNotIn(secret, self.read_log())
+        self.cli("flow", "cancel", str(fid), key=key)
 
     def test_invalid_flow_reports_server_diagnostics(self):
         _, key = self.new_client(1000)
