@@ -1,11 +1,14 @@
 /* The engine's decisions turned into replies: long-polls that get their
  * work, stops kept for the next heartbeat, status pushed to SSE watchers;
  * and the one timer that calls rz_engine_tick when the engine wants it. */
+#include <errno.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
 
 #include "orch.h"
@@ -101,12 +104,31 @@ void orch_hold_poll(req *q, uint64_t node, unsigned wait_s)
     q->answered = true;   /* the waiter owns the request now */
 }
 
+/* libevent does not watch a connection whose request is held, so a client
+ * that went away is noticed here: EOF waiting on its socket. */
+static bool conn_alive(struct evhttp_request *r)
+{
+    struct evhttp_connection *c = evhttp_request_get_connection(r);
+    struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd < 0)
+        return false;
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+                               errno == EINTR));
+}
+
 /* Work was placed on a node that is waiting: hand it over now. */
 static void wake_node(orch *o, uint64_t node)
 {
     waiter *w = find_waiter(o, node);
     if (!w)
         return;
+    if (!conn_alive(w->req)) {
+        waiter_204(w);   /* the work stays placed for its next poll */
+        return;
+    }
     struct evhttp_request *r = w->req;
     bool cbor = w->cbor;
     /* Detach first: delivering answers the request. */

@@ -1,4 +1,5 @@
 /* Job routes: submit, list, get, cancel, refund. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,7 +186,8 @@ void r_job_submit(req *q)
         !body_u64(q, "max_cost_cents", false, (uint64_t)1 << 53, &max_cost, &have_max))
         return;
     const cJSON *prio = cJSON_GetObjectItemCaseSensitive(q->body, "priority");
-    if (prio && (!cJSON_IsNumber(prio) || prio->valuedouble != (double)(int32_t)prio->valuedouble)) {
+    double pv = cJSON_IsNumber(prio) ? prio->valuedouble : 0.5;
+    if (prio && !(pv >= INT32_MIN && pv <= INT32_MAX && pv == (double)(int64_t)pv)) {
         reply_error(q, RZ_EINVAL, "\"priority\" must be a 32-bit whole number");
         return;
     }

@@ -169,6 +169,14 @@ class Server:
             _, err = self.proc.communicate()
         return err
 
+    def stop_clean(self):
+        """Stop; the exit must be clean (0, no sanitizer report)."""
+        err = self.stop()
+        if (self.proc.returncode != 0 or "Sanitizer" in err or
+                "runtime error" in err):
+            raise AssertionError("orchestrator exit %d:\n%s" %
+                                 (self.proc.returncode, err[-4000:]))
+
 
 def openapi_routes():
     routes, path = set(), None
@@ -200,8 +208,10 @@ class OrchestratorApi(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.s.stop()
-        cls.tmp.cleanup()
+        try:
+            cls.s.stop_clean()
+        finally:
+            cls.tmp.cleanup()
 
     # helpers
     def ok(self, method, path, body=None, key=None, code=200, **kw):
@@ -470,6 +480,34 @@ class OrchestratorApi(unittest.TestCase):
         flows = self.ok("GET", "/api/v1/flows", key=key)["flows"]
         self.assertEqual(flows[0], {"id": dep["id"], "flow": "one", "status": "succeeded"})
 
+    def test_disconnects(self):
+        """A poll or stream whose client went away is never answered into
+        the void: the work waits for the node's next poll."""
+        _, key = self.client(1000)
+        nid, tok, _ = self.node()
+        raw = ("GET /api/v1/nodes/%d/jobs?wait=30 HTTP/1.1\r\nHost: x\r\n"
+               "Authorization: Bearer %s\r\n\r\n" % (nid, tok)).encode()
+        sock = socket.create_connection(("127.0.0.1", self.s.port))
+        sock.sendall(raw)
+        time.sleep(0.3)
+        sock.close()
+        time.sleep(0.3)
+        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_cents": 9},
+                      key, 201)
+        a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=0" % nid, key=tok)
+        self.assertEqual(a["job"], job["id"])
+        flow = "flux: 1\nname: d\nsteps:\n  s:\n    module: echo@1\n"
+        dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, key, 201)["id"]
+        sock = socket.create_connection(("127.0.0.1", self.s.port))
+        sock.sendall(("GET /api/v1/flows/%d/events HTTP/1.1\r\nHost: x\r\n"
+                      "Authorization: Bearer %s\r\n\r\n" % (dep, key)).encode())
+        self.assertIn(b"event: status", sock.recv(65536))
+        sock.close()
+        time.sleep(0.3)
+        self.ok("DELETE", "/api/v1/flows/%d" % dep, key=key)
+        self.ok("DELETE", "/api/v1/jobs/%d" % job["id"], key=key)
+        self.assertEqual(self.ok("GET", "/health")["status"], "ok")
+
     def test_auth_matrix(self):
         acct_a, key_a = self.client(5000)
         acct_b, key_b = self.client(5000)
@@ -619,7 +657,7 @@ class Lifecycle(unittest.TestCase):
                 st, acct = s.call("GET", "/api/v1/accounts/me", key=doc["api_key"])
                 self.assertEqual((st, acct["balance_cents"]), (200, 77))
             finally:
-                s.stop()
+                s.stop_clean()
 
 
 if __name__ == "__main__":
