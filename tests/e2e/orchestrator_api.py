@@ -10,7 +10,11 @@ node paid 95%, platform 5%); a deployment's SSE stream ends; the auth
 matrix: every route x {no key, bad key, another client, node, admin} gives
 no unauthorised success; SIGTERM answers a held long-poll.
 
-Usage: orchestrator_api.py ORCHESTRATOR SOURCE_ROOT"""
+A deployment's credential, sealed to the orchestrator through librhizos
+(ctypes), reaches the node sealed to the node's own key for that job.
+
+Usage: orchestrator_api.py ORCHESTRATOR SOURCE_ROOT [LIBRHIZOS]"""
+import ctypes
 import http.client
 import json
 import os
@@ -26,6 +30,7 @@ import time
 import unittest
 
 EXE, ROOT = sys.argv[1], sys.argv[2]
+LIB = sys.argv[3] if len(sys.argv) > 3 else None
 MAX_BODY = 65536
 NODE_CAPS = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
              "storage": {"total_gb": 100, "free_gb": 100},
@@ -122,7 +127,8 @@ class Server:
         self.proc = subprocess.Popen(
             [EXE, "--listen", "127.0.0.1:%d" % self.port, "--data", data,
              "--admin-key-file", admin_file, "--max-body", str(MAX_BODY),
-             "--modules", os.path.join(ROOT, "examples", "modules"), "--quiet"],
+             "--modules", os.path.join(ROOT, "examples", "modules"),
+             "--modules", os.path.join(ROOT, "tests", "e2e", "modules"), "--quiet"],
             stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -507,6 +513,56 @@ class OrchestratorApi(unittest.TestCase):
         self.ok("DELETE", "/api/v1/flows/%d" % dep, key=key)
         self.ok("DELETE", "/api/v1/jobs/%d" % job["id"], key=key)
         self.assertEqual(self.ok("GET", "/health")["status"], "ok")
+
+    def test_credentials_resealed(self):
+        if not LIB:
+            self.skipTest("no librhizos given")
+        lib = ctypes.CDLL(LIB)
+        u8 = ctypes.c_ubyte * 32
+        npk, nsk = u8(), u8()
+        self.assertEqual(lib.rz_vault_node_keypair(npk, nsk), 0)
+        opk = u8(*bytes.fromhex(self.ok("GET", "/api/v1/keys", key=self.admin)
+                                ["x25519_public_key"]))
+        out, n = ctypes.c_void_p(), ctypes.c_size_t()
+        now = int(time.time() * 1000)
+        self.assertEqual(lib.rz_vault_seal_value(
+            ctypes.byref(out), ctypes.byref(n), b"s3cret", ctypes.c_size_t(6),
+            b"orchestrator", b"openai", ctypes.c_uint64(now + 600000), opk), 0)
+        sealed = ctypes.string_at(out, n.value)
+        lib.rz_free(out)
+        _, key = self.client(1000)
+        reg = self.ok("POST", "/api/v1/nodes/register",
+                      {"capabilities": NODE_CAPS, "x25519_public_key": bytes(npk).hex()},
+                      code=201)
+        self.addCleanup(self.s.call, "DELETE", "/api/v1/nodes/%d" % reg["id"],
+                        key=self.admin)
+        with open(os.path.join(ROOT, "tests", "e2e", "secret_flow.yaml")) as f:
+            flow = f.read()
+        self.err(422, "RZ_EINVALID", "POST", "/api/v1/flows/deploy", {"flow": flow}, key)
+        import base64
+        dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": flow, "credentials":
+                      {"openai": base64.b64encode(sealed).decode()}}, key, 201)["id"]
+        a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % reg["id"], key=reg["token"])
+        self.assertEqual(a["deployment"], dep)
+        self.assertEqual(len(a["credentials"]), 1)
+        c = a["credentials"][0]
+        self.assertEqual((c["field"], c["credential_id"]), ("api", "openai"))
+        blob = base64.b64decode(c["sealed"])
+        self.assertNotEqual(blob, sealed)
+        secret, cid = ctypes.c_void_p(), ctypes.c_char_p()
+        lib.rz_secret_data.restype = ctypes.c_void_p
+        lib.rz_secret_len.restype = ctypes.c_size_t
+        rc = lib.rz_vault_unseal(ctypes.byref(secret), None, blob, ctypes.c_size_t(len(blob)),
+                                 npk, nsk, str(a["job"]).encode(), ctypes.c_uint64(0))
+        self.assertEqual(rc, 0)
+        got = ctypes.string_at(lib.rz_secret_data(secret), lib.rz_secret_len(secret))
+        lib.rz_secret_free(secret)
+        self.assertEqual(got, b"s3cret")
+        # Sealed for this job only.
+        rc = lib.rz_vault_unseal(ctypes.byref(secret), None, blob, ctypes.c_size_t(len(blob)),
+                                 npk, nsk, b"999999", ctypes.c_uint64(0))
+        self.assertNotEqual(rc, 0)
+        self.ok("DELETE", "/api/v1/flows/%d" % dep, key=key)
 
     def test_auth_matrix(self):
         acct_a, key_a = self.client(5000)
