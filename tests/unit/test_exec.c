@@ -816,6 +816,8 @@ static rz_registry *test_registry(void)
                " \"${RZ_CRED_API-none}\"\n");
     add_module(reg, "hang", "process",
                "cat >/dev/null; sleep 61.25 & sleep 61.25\n");
+    add_module(reg, "nap", "process",
+               "cat >/dev/null; sleep 1.5; echo '{\"value\":1}'\n");
     add_module(reg, "boxed", "docker", NULL);
     snprintf(examples, sizeof examples, "%s/examples/modules",
              RZ_SOURCE_ROOT);
@@ -1102,6 +1104,40 @@ static void test_runner_parallel(void **state)
     rz_registry_free(reg);
 }
 
+/* A step's timeout counts from when it starts, not while it waits for a
+ * free slot: with one job, `quick` (1 s) waits for `nap` (1.5 s) and still
+ * succeeds, started only after `nap` finished. */
+static void test_runner_wait_is_not_timed(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, NULL,
+        "flux: 1\nname: wait\nsteps:\n"
+        "  nap:\n    module: nap\n"
+        "  quick:\n    module: env\n    timeout_s: 1\n");
+    recorder rec = { .n = 0 };
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    o.jobs = 1;
+    rz_run *run = run_flow(f, &o, &rec);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+    size_t nap = rz_flow_step_find(f, "nap"), quick = rz_flow_step_find(f, "quick");
+    assert_int_equal(rz_run_step_attempts(run, quick), 1);
+    size_t nap_done = RZ_NPOS, quick_started = RZ_NPOS;
+    for (size_t i = 0; i < rec.n; i++) {
+        if (rec.ev[i].kind == RZ_EVENT_STEP_SUCCEEDED && rec.ev[i].step == nap)
+            nap_done = i;
+        if (rec.ev[i].kind == RZ_EVENT_STEP_STARTED && rec.ev[i].step == quick)
+            quick_started = i;
+    }
+    assert_int_not_equal(nap_done, RZ_NPOS);
+    assert_int_not_equal(quick_started, RZ_NPOS);
+    assert_true(quick_started > nap_done);
+    recorder_free(&rec);
+    rz_run_free(run);
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
 static void test_runner_timeout(void **state)
 {
     (void)state;
@@ -1198,6 +1234,7 @@ int main(void)
         T(test_runner_failure),
         T(test_runner_env),
         T(test_runner_parallel),
+        T(test_runner_wait_is_not_timed),
         T(test_runner_timeout),
         T(test_runner_cancel),
         T(test_runner_invalid),

@@ -5,12 +5,16 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "flow/model.h"
 #include "module/module_impl.h"
+#include "rhizos/engine.h"
 #include "rhizos/run.h"
 
 static rz_flow *parse(const char *src, rz_format fmt)
@@ -811,6 +815,167 @@ static void test_refused_flows(void **state)
     rz_flow_free(f);
 }
 
+/* ---- a replica following an engine deployment (embedded mode) ---- */
+
+static int rm_entry(const char *path, const struct stat *sb, int flag,
+                    struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static rz_engine *local_engine(char *dir, const rz_registry *reg)
+{
+    assert_non_null(mkdtemp(dir));
+    rz_engine_opts eo = RZ_ENGINE_OPTS_INIT;
+    eo.durable = 0;
+    eo.registry = reg;
+    eo.ref_gpu_hour_cents = eo.ref_cpu_hour_cents = 0;
+    eo.ref_memory_gb_hour_cents = 0;
+    rz_engine *e = NULL;
+    assert_int_equal(rz_engine_open(&e, dir, &eo), RZ_OK);
+    return e;
+}
+
+/* Every step of the replica has the status and attempts the engine's own
+ * run of the deployment reports. */
+static void assert_follows(rz_engine *e, uint64_t dep, const rz_run *r)
+{
+    char *json = NULL;
+    assert_int_equal(rz_engine_deploy_status(e, dep, &json), RZ_OK);
+    cJSON *doc = cJSON_Parse(json);
+    rz_free(json);
+    assert_non_null(doc);
+    const rz_flow *f = rz_run_flow(r);
+    const cJSON *steps = cJSON_GetObjectItem(doc, "steps");
+    for (size_t i = 0; i < rz_flow_step_count(f); i++) {
+        const cJSON *s = cJSON_GetObjectItem(steps, rz_flow_step_id(f, i));
+        assert_non_null(s);
+        assert_string_equal(cJSON_GetObjectItem(s, "status")->valuestring,
+                            rz_step_state_name(rz_run_step_state(r, i)));
+        assert_int_equal(cJSON_GetObjectItem(s, "attempts")->valueint,
+                         rz_run_step_attempts(r, i));
+    }
+    assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring,
+                        rz_run_state_name(rz_run_state_get(r)));
+    cJSON_Delete(doc);
+    assert_int_equal(rz_engine_local_check(e), RZ_OK);
+}
+
+static size_t count_running(const rz_run *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < rz_flow_step_count(rz_run_flow(r)); i++)
+        n += rz_run_step_state(r, i) == RZ_STEP_RUNNING;
+    return n;
+}
+
+static void count_change(void *userdata)
+{
+    (*(int *)userdata)++;
+}
+
+static void test_replica_follows_deployment(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: rep\nsteps:\n"
+                      "  a: {module: m, max_cost_cents: 500}\n"
+                      "  b:\n    module: m\n    needs: [a]\n"
+                      "    retry: {max_attempts: 2, initial_ms: 0}\n"
+                      "  c: {module: m}\n"
+                      "  d:\n    module: m\n    needs: [b]\n"
+                      "    when: \"${{ steps.b.outputs.go }}\"\n");
+    struct rz_module m = {0};
+    m.timeout_s = 4;
+    for (size_t i = 0; i < 4; i++)
+        f->steps[i].module = &m;
+    char dir[] = "/tmp/rz-test-local-XXXXXX";
+    rz_engine *e = local_engine(dir, NULL);
+    uint64_t node = 0, dep = 0;
+    assert_int_equal(rz_engine_local_node(e, 1, 0, &node), RZ_OK);
+    rz_run *r = start_run(f, NULL);
+    int changes = 0;
+    rz_engine_replica rep = RZ_ENGINE_REPLICA_INIT;
+    rep.run = r;
+    rep.max_started = 1;
+    rep.on_change = count_change;
+    rep.userdata = &changes;
+    /* The step's own max_cost_cents is left out: the holds are the
+     * reference cost, which is all the client was credited. */
+    assert_int_equal(rz_engine_local_deploy(e, f, NULL, &rep, 0, &dep), RZ_OK);
+    assert_int_equal(dep, 1);
+    assert_int_equal(changes, 1);
+    assert_int_equal(count_running(r), 1);     /* a and c ready, one started */
+    assert_follows(e, dep, r);
+    uint64_t now = 0;
+    bool b_failed = false;
+    rz_engine_assignment a;
+    while (!rz_run_done(r)) {
+        now += 10;
+        assert_int_equal(rz_engine_poll(e, node, now, &a), RZ_OK);
+        assert_int_equal(count_running(r), 1);
+        if (strcmp(a.step, "b") == 0 && !b_failed) {
+            b_failed = true;
+            assert_int_equal(rz_engine_result(e, node, a.job, a.attempt, NULL,
+                                              "flaky", 5, now), RZ_OK);
+            /* Retried at once: the replica went through the failure. */
+            assert_int_equal(rz_run_step_attempts(r, S(r, "b")), 2);
+        } else {
+            assert_int_equal(rz_engine_result(e, node, a.job, a.attempt,
+                                              "{\"go\":false}", NULL, 5, now),
+                             RZ_OK);
+        }
+        rz_run_ready(r, now, NULL, 0);   /* skips the engine made quietly */
+        assert_follows(e, dep, r);
+    }
+    assert_true(b_failed);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    assert_int_equal(state_of(r, "d"), RZ_STEP_SKIPPED);
+    assert_string_equal(rz_run_id(r), "r1");
+    rz_run_free(r);
+
+    /* The module's timeout reaches the engine: the document carries it. */
+    rz_flow *g = yaml("flux: 1\nname: slow\nsteps:\n  t: {module: m}\n");
+    g->steps[0].module = &m;
+    r = start_run(g, NULL);
+    rep = (rz_engine_replica)RZ_ENGINE_REPLICA_INIT;
+    rep.run = r;
+    assert_int_equal(rz_engine_local_deploy(e, g, NULL, &rep, 0, &dep), RZ_OK);
+    assert_int_equal(dep, 2);
+    assert_int_equal(rz_engine_poll(e, node, 0, &a), RZ_OK);
+    assert_int_equal(rz_engine_next_wakeup(e), 4000);
+    assert_int_equal(rz_engine_tick(e, 4000), RZ_OK);
+    assert_int_equal(state_of(r, "t"), RZ_STEP_FAILED);
+    assert_string_equal(rz_run_step_error(r, 0), "timed out after 4 s");
+    assert_follows(e, dep, r);
+    assert_int_equal(rz_engine_check(e), RZ_OK);
+
+    /* A replica of another flow, and an engine with a registry, are
+     * refused. */
+    rep.run = r;
+    assert_int_equal(rz_engine_local_deploy(e, f, NULL, &rep, 0, &dep),
+                     RZ_EINVAL);
+    assert_int_equal(dep, 0);
+    rz_run_free(r);
+    rz_engine_close(e);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+
+    rz_registry *reg = NULL;
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    char dir2[] = "/tmp/rz-test-local-XXXXXX";
+    e = local_engine(dir2, reg);
+    assert_int_equal(rz_engine_local_deploy(e, f, NULL, NULL, 0, &dep),
+                     RZ_EINVAL);
+    rz_engine_close(e);
+    nftw(dir2, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    rz_registry_free(reg);
+    rz_flow_free(g);
+    rz_flow_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -835,6 +1000,7 @@ int main(void)
         cmocka_unit_test(test_refused_flows),
         cmocka_unit_test(test_step_logs),
         cmocka_unit_test(test_exact_numbers),
+        cmocka_unit_test(test_replica_follows_deployment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
