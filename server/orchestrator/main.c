@@ -69,7 +69,7 @@ static rz_registry *make_registry(const orch_opts *op)
         if (slash) {
             *slash = '\0';
             char path[PATH_MAX + 40];
-            snprintf(path, sizeof path, "%s/../../../examples/modules", exe);
+            snprintf(path, sizeof path, "%s/../../examples/modules", exe);
             if (is_dir(path))
                 rz_registry_add_dir(reg, path, d);
         }
