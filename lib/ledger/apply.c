@@ -350,14 +350,64 @@ static bool holdmap_get(const holdmap *m, rz_ledger_id job, rz_ledger_id *hold)
     return true;
 }
 
-static int ientry_cmp(const void *a, const void *b)
+/* One owner's entries in a batch. */
+typedef struct group {
+    rz_ledger_id owner;
+    size_t count, at;
+    uint32_t idx;          /* order of first appearance */
+} group;
+
+static int group_cmp(const void *a, const void *b)
 {
-    const ientry *x = a, *y = b;
+    const group *x = a, *y = b;
     if (x->owner.hi != y->owner.hi)
         return x->owner.hi < y->owner.hi ? -1 : 1;
-    if (x->owner.lo != y->owner.lo)
-        return x->owner.lo < y->owner.lo ? -1 : 1;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
+    return x->owner.lo < y->owner.lo ? -1 : x->owner.lo > y->owner.lo;
+}
+
+/* Order entries by owner, then seq. They arrive in seq order, so grouping
+ * them by owner (stable) is enough: count per owner, sort the owners,
+ * scatter. O(n + owners log owners) rather than a sort of every entry. */
+static int sort_entries(ilist *l)
+{
+    size_t n = l->n, ns = 16, k = 0;
+    while (ns < 2 * n)
+        ns *= 2;
+    uint32_t *slot = calloc(ns, sizeof *slot);   /* group + 1, 0 empty */
+    uint32_t *of = malloc(n * sizeof *of);       /* entry -> group */
+    group *g = malloc(n * sizeof *g);
+    size_t *at = malloc(n * sizeof *at);         /* by first appearance */
+    ientry *out = malloc(n * sizeof *out);
+    int rc = slot && of && g && at && out ? RZ_OK : nomem();
+    for (size_t i = 0; rc == RZ_OK && i < n; i++) {
+        rz_ledger_id o = l->e[i].owner;
+        size_t h = id_hash(o) & (ns - 1);
+        while (slot[h] && !rz__ledger_id_eq(g[slot[h] - 1].owner, o))
+            h = (h + 1) & (ns - 1);
+        if (!slot[h]) {
+            g[k] = (group){ o, 0, 0, (uint32_t)k };
+            slot[h] = (uint32_t)++k;
+        }
+        of[i] = slot[h] - 1;
+        g[of[i]].count++;
+    }
+    if (rc == RZ_OK) {
+        qsort(g, k, sizeof *g, group_cmp);
+        for (size_t i = 0, off = 0; i < k; off += g[i].count, i++)
+            at[g[i].idx] = off;
+        for (size_t i = 0; i < n; i++)
+            out[at[of[i]]++] = l->e[i];
+        free(l->e);
+        l->e = out;
+        l->cap = n;
+        out = NULL;
+    }
+    free(slot);
+    free(of);
+    free(g);
+    free(at);
+    free(out);
+    return rc;
 }
 
 /* Insert a batch's entries of one index, sorted, through one cursor. */
@@ -365,7 +415,9 @@ static int flush_index(ctx *c, MDB_dbi dbi, ilist *l)
 {
     if (!l->n)
         return RZ_OK;
-    qsort(l->e, l->n, sizeof *l->e, ientry_cmp);
+    int rc = sort_entries(l);
+    if (rc != RZ_OK)
+        return rc;
     MDB_cursor *cur;
     int mrc = mdb_cursor_open(c->txn, dbi, &cur);
     if (mrc)

@@ -2,7 +2,10 @@
  * in place, so fdatasync flushes only data, never a size change. After a
  * checkpoint (LMDB synced) writing starts again at offset 0; records left
  * from the previous round carry smaller sequence numbers, and a torn record
- * fails its checksum, so a scan stops exactly where the last round ends. */
+ * fails its checksum, so a scan stops exactly where the last round ends.
+ * Appends go through a second descriptor opened with O_DSYNC: one write
+ * call that returns once the data is on stable storage, as write +
+ * fdatasync would, but measurably quicker per batch. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -66,6 +69,7 @@ int rz__journal_open(rz__journal *j, const char *path, uint64_t size,
                      bool durable)
 {
     memset(j, 0, sizeof *j);
+    j->wfd = -1;
     j->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (j->fd < 0)
         return io_error(path);
@@ -86,6 +90,12 @@ int rz__journal_open(rz__journal *j, const char *path, uint64_t size,
                                                          : size;
     if (rc == RZ_OK && (uint64_t)st.st_size < j->size)
         rc = preallocate(j->fd, (uint64_t)st.st_size, j->size);
+    if (rc == RZ_OK) {
+        j->wfd = durable ? open(path, O_WRONLY | O_DSYNC | O_CLOEXEC)
+                         : dup(j->fd);
+        if (j->wfd < 0)
+            rc = io_error(path);
+    }
     if (rc != RZ_OK) {
         rz__journal_close(j);
         return rc;
@@ -96,9 +106,11 @@ int rz__journal_open(rz__journal *j, const char *path, uint64_t size,
 
 void rz__journal_close(rz__journal *j)
 {
+    if (j->wfd >= 0)
+        close(j->wfd);
     if (j->fd >= 0)
         close(j->fd);
-    j->fd = -1;
+    j->fd = j->wfd = -1;
     free(j->buf);
     j->buf = NULL;
     j->cap = 0;
@@ -130,11 +142,9 @@ int rz__journal_append(rz__journal *j, const rz__ledger_jhdr *h,
         return rc;
     rz__ledger_record_encode(h, ops, j->buf);
     /* A record bigger than the whole file (a small journal_size) grows it:
-     * fdatasync then also flushes the new size. */
-    if ((rc = write_all(j->fd, j->buf, len, j->pos)) != RZ_OK)
+     * O_DSYNC then also makes the new size durable. */
+    if ((rc = write_all(j->wfd, j->buf, len, j->pos)) != RZ_OK)
         return rc;
-    if (j->durable && fdatasync(j->fd) != 0)
-        return io_error("fdatasync");
     j->pos += len;
     if (j->pos > j->size)
         j->size = j->pos;

@@ -416,7 +416,7 @@ int rz_ledger_open(rz_ledger **out, const char *data_dir,
     rz_ledger *l = calloc(1, sizeof *l);
     if (!l)
         return rz__error(RZ_ENOMEM, "out of memory");
-    l->journal.fd = -1;
+    l->journal.fd = l->journal.wfd = -1;
     l->fee_bps = o->fee_bps;
     l->read_only = o->read_only != 0;
     l->checkpoint_ops = o->checkpoint_ops ? o->checkpoint_ops : 65536;

@@ -108,7 +108,8 @@ RZ_HIDDEN int rz__ledger_record_decode(const void *buf, size_t len,
 /* The write-ahead journal: a preallocated file written in place from
  * offset 0 after every checkpoint; a batch is one record + fdatasync. */
 typedef struct rz__journal {
-    int fd;
+    int fd;            /* locked; reads, preallocation */
+    int wfd;           /* appends: O_DSYNC when durable, else fd */
     bool durable;
     uint64_t size;     /* preallocated bytes */
     uint64_t pos;      /* next write offset */

@@ -568,6 +568,80 @@ static void test_batch_results(void **state)
     verify_ok(f->l);
 }
 
+/* A job's holds are found by job id also when they were made by an earlier
+ * op of the same batch (the job index is written at the batch's end). */
+static void test_job_in_one_batch(void **state)
+{
+    fixture *f = *state;
+    fund(f->l, 1, CLIENT, 1000);
+    const rz_ledger_id job = ID(7100);
+    rz_ledger_op ops[7];
+    rz_ledger_result r[7];
+    memset(ops, 0, sizeof ops);
+    ops[0].type = RZ_LEDGER_OP_HOLD;               /* the hold */
+    ops[0].id = ID(40);
+    ops[0].job = job;
+    ops[0].account = CLIENT;
+    ops[0].amount = 100;
+    ops[1] = ops[0];                               /* a second open hold */
+    ops[1].id = ID(41);
+    ops[2] = ops[0];                               /* the first, replayed */
+    ops[3].type = RZ_LEDGER_OP_SETTLE;             /* by job, no hold id */
+    ops[3].id = ID(42);
+    ops[3].job = job;
+    ops[3].other = NODE;
+    ops[3].amount = 30;
+    ops[4].type = RZ_LEDGER_OP_REFUND;             /* newest hold: posted */
+    ops[4].id = ID(43);
+    ops[4].job = job;
+    ops[5] = ops[0];                               /* a new hold, allowed */
+    ops[5].id = ID(44);
+    ops[5].amount = 50;
+    ops[6] = ops[4];                               /* refunds that one */
+    ops[6].id = ID(45);
+    assert_int_equal(rz_ledger_submit(f->l, ops, 7, r), RZ_OK);
+    assert_int_equal(r[0].status, RZ_OK);
+    assert_int_equal(r[1].status, RZ_EEXISTS);
+    assert_int_equal(r[2].status, RZ_OK);
+    assert_int_equal(r[2].replayed, 1);
+    assert_int_equal(r[3].status, RZ_OK);
+    assert_int_equal(r[3].a + r[3].b, 30);
+    assert_int_equal(r[4].status, RZ_EPOSTED);
+    assert_int_equal(r[5].status, RZ_OK);
+    assert_int_equal(r[6].status, RZ_OK);
+    assert_int_equal(r[6].a, 50);
+    assert_int_equal(avail(f->l, CLIENT), 970);
+    rz_ledger_transfer page[10];
+    size_t n, total;
+    assert_int_equal(rz_ledger_job_transfers(f->l, job, page, 10, &n, &total),
+                     RZ_OK);
+    assert_int_equal(total, 6);   /* hold, settle, payout, fee, hold, void */
+    static const uint32_t codes[] = {
+        RZ_LEDGER_CODE_HOLD, RZ_LEDGER_CODE_SETTLE, RZ_LEDGER_CODE_PAYOUT,
+        RZ_LEDGER_CODE_FEE, RZ_LEDGER_CODE_HOLD, RZ_LEDGER_CODE_REFUND,
+    };
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(page[i].code, codes[i]);
+        assert_true(i == 0 || page[i].seq > page[i - 1].seq);
+    }
+    assert_int_equal(page[4].state, RZ_LEDGER_VOIDED);
+    /* The client's history, newest first, across the batch. */
+    assert_int_equal(rz_ledger_history(f->l, CLIENT, 0, page, 10, &n), RZ_OK);
+    assert_int_equal(n, 5);
+    static const uint64_t ids[] = { 45, 44, 42, 40, 1 };
+    for (size_t i = 0; i < n; i++)
+        assert_true(rz__ledger_id_eq(page[i].id, ID(ids[i])));
+    verify_ok(f->l);
+    /* After a reopen (journal replay of the same batch) nothing differs. */
+    rz_ledger_close(f->l);
+    rz_ledger_opts o = test_opts();
+    assert_int_equal(rz_ledger_open(&f->l, f->dir, &o), RZ_OK);
+    assert_int_equal(rz_ledger_history(f->l, CLIENT, 0, page, 10, &n), RZ_OK);
+    assert_int_equal(n, 5);
+    assert_int_equal(avail(f->l, CLIENT), 970);
+    verify_ok(f->l);
+}
+
 /* ---- queries ---- */
 
 static void test_history_and_job(void **state)
@@ -884,6 +958,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_overflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_results, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_job_in_one_batch, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_history_and_job, setup, teardown),
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_records),
