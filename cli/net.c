@@ -217,6 +217,33 @@ int cli_status(cli *c, const char *verb)
 
 /* ---- nodes ---- */
 
+/* "16 cores, 64 GiB, 1x H100 80 GiB" from a capability object. */
+static void describe_caps(const cJSON *caps, char *buf, size_t cap)
+{
+    const cJSON *cpu = cJSON_GetObjectItemCaseSensitive(caps, "cpu");
+    long long cores = (long long)cli_json_int(cpu, "cores");
+    long long mem_mb = (long long)cli_json_int(caps, "memory_mb");
+    int n = snprintf(buf, cap, "%lld cores, %lld GiB", cores, mem_mb / 1024);
+    const cJSON *gpus = cJSON_GetObjectItemCaseSensitive(caps, "gpus");
+    int ngpu = cJSON_GetArraySize(gpus);
+    if (ngpu > 0 && n > 0 && (size_t)n < cap) {
+        const cJSON *g = cJSON_GetArrayItem(gpus, 0);
+        snprintf(buf + n, cap - (size_t)n, ", %dx %s %lld GiB", ngpu,
+                 cli_json_str(g, "model", "GPU"),
+                 (long long)cli_json_int(g, "vram_mb") / 1024);
+    }
+}
+
+/* "gpu 50c/h cpu 2c/h mem 1c/GB-h" */
+static void describe_prices(const cJSON *caps, char *buf, size_t cap)
+{
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(caps, "prices");
+    snprintf(buf, cap, "gpu %lldc/h cpu %lldc/h mem %lldc/GB-h",
+             (long long)cli_json_int(p, "gpu_hour_cents"),
+             (long long)cli_json_int(p, "cpu_hour_cents"),
+             (long long)cli_json_int(p, "memory_gb_hour_cents"));
+}
+
 static void print_nodes(const cJSON *root)
 {
     const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(root, "nodes");
@@ -224,17 +251,18 @@ static void print_nodes(const cJSON *root)
         printf("no nodes\n");
         return;
     }
-    printf("%-8s %-7s %5s %5s  %s\n", "ID", "STATE", "LOAD", "JOBS", "CAPABILITIES");
+    printf("%-6s %-7s %5s %4s  %-36s %s\n", "ID", "STATE", "LOAD", "JOBS",
+           "HARDWARE", "PRICES");
     const cJSON *n;
     cJSON_ArrayForEach(n, nodes) {
-        char *caps = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(n, "capabilities"));
-        if (caps && strlen(caps) > 60)
-            strcpy(caps + 57, "...");
+        const cJSON *caps = cJSON_GetObjectItemCaseSensitive(n, "capabilities");
+        char hw[128], prices[96];
+        describe_caps(caps, hw, sizeof hw);
+        describe_prices(caps, prices, sizeof prices);
         const cJSON *load = cJSON_GetObjectItemCaseSensitive(n, "load");
-        printf("%-8lld %-7s %5.2f %5lld  %s\n", (long long)cli_json_int(n, "id"),
+        printf("%-6lld %-7s %5.2f %4lld  %-36s %s\n", (long long)cli_json_int(n, "id"),
                cli_json_str(n, "state", "?"), cJSON_IsNumber(load) ? load->valuedouble : 0.0,
-               (long long)cli_json_int(n, "jobs"), caps ? caps : "");
-        free(caps);
+               (long long)cli_json_int(n, "jobs"), hw, prices);
     }
 }
 
