@@ -232,6 +232,20 @@ RZ_EXTERN int rz_engine_deploy_cancel(rz_engine *e, uint64_t deployment,
 RZ_EXTERN int rz_engine_decline(rz_engine *e, uint64_t node, uint64_t job,
                                 uint32_t attempt, uint64_t now_ms);
 
+/* Reconcile with the jobs a node says it is running (its heartbeat's list,
+ * `n_running` job ids). A job the engine has had RUNNING on that node for
+ * at least grace_ms that the list lacks never reached the node (the
+ * assignment was lost between the server and the node): it goes back to
+ * the queue with the next attempt like a job of a lost node (nothing
+ * charged; after max_attempts dispatches it fails) and a RZ_EV_JOB_STOP is
+ * emitted for the node. After a reopen the grace of each running job starts
+ * at its first reconcile. Not a heartbeat. *requeued (may be NULL): how
+ * many went back. RZ_ENOENT unknown node, RZ_ESTATE lost or gone. */
+RZ_EXTERN int rz_engine_node_running(rz_engine *e, uint64_t node,
+                                     const uint64_t *running, size_t n_running,
+                                     uint64_t grace_ms, uint64_t now_ms,
+                                     size_t *requeued);
+
 /* Job ids newest first: up to `cap` ids below `before` (0: from the newest)
  * whose client is *client (NULL: every job's), standalone jobs and
  * deployment steps alike. Returns how many were written. O(jobs). */

@@ -848,6 +848,57 @@ int rz_engine_decline(rz_engine *e, uint64_t node, uint64_t job,
     return leave(e, requeue(e, j, now_ms));
 }
 
+static bool listed(const uint64_t *ids, size_t n, uint64_t job)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == job)
+            return true;
+    return false;
+}
+
+/* A running job the node does not list, past the grace: its assignment was
+ * lost on the way (the node never started it). A grace starts for jobs
+ * whose hand-over time is unknown (the engine was reopened). */
+static bool assignment_lost(rz__ejob *j, const uint64_t *running, size_t n,
+                            uint64_t grace_ms, uint64_t now)
+{
+    if (j->state != RZ_JOB_RUNNING || listed(running, n, j->id))
+        return false;
+    if (!j->running_ms || j->running_ms > now) {
+        j->running_ms = now;
+        return false;
+    }
+    return now - j->running_ms >= grace_ms;
+}
+
+int rz_engine_node_running(rz_engine *e, uint64_t node, const uint64_t *running,
+                           size_t n_running, uint64_t grace_ms, uint64_t now_ms,
+                           size_t *requeued)
+{
+    if (requeued)
+        *requeued = 0;
+    int rc = enter(e, now_ms);
+    rz__enode *n = rc == RZ_OK ? live_node(e, node, &rc) : NULL;
+    if (!n)
+        return rc;
+    if (n_running && !running)
+        return rz__error(RZ_EINVAL, "no list of running jobs");
+    size_t k = 0;
+    for (size_t i = 0; rc == RZ_OK && i < n->n_held;) {
+        rz__ejob *j = rz__engine_job(e, n->held[i]);
+        if (!assignment_lost(j, running, n_running, grace_ms, now_ms)) {
+            i++;
+            continue;
+        }
+        rz__engine_unplace(e, j, true);   /* leaves n->held; a stop, in case */
+        rc = requeue(e, j, now_ms);
+        k++;
+    }
+    if (requeued)
+        *requeued = k;
+    return k ? leave(e, rc) : rc;
+}
+
 int rz_engine_node_get(rz_engine *e, uint64_t node, rz_engine_node_info *out)
 {
     rz__enode *n = e ? rz__engine_node(e, node) : NULL;
@@ -949,6 +1000,7 @@ int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
     }
     if (got) {
         got->state = RZ_JOB_RUNNING;
+        got->running_ms = now_ms;
         rz__engine_touch_job(e, got);
     }
     rc = leave(e, rc);

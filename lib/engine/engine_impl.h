@@ -59,6 +59,8 @@ typedef struct rz__ejob {
     uint32_t done_attempt;
     uint32_t queue_gen;       /* heap entries of older generations are stale */
     uint64_t queued_ms;       /* last enqueue (memory only; 0 after open) */
+    uint64_t running_ms;      /* handed to its node (memory only; 0 after
+                                 open: rz_engine_node_running starts it) */
     uint64_t *declined;       /* nodes that declined it: never placed there */
     size_t n_declined;
     bool dirty;

@@ -26,6 +26,10 @@
 #define ORCH_WAIT_MAX 60                 /* long-poll seconds */
 #define ORCH_WAIT_DEFAULT 25
 #define ORCH_CRED_TTL_MS (10u * 60u * 1000u)  /* credentials sealed to a node */
+/* How long a job handed to a node may be missing from its heartbeat's
+ * "running" list before it counts as never delivered: half the node
+ * timeout (a node heartbeats well within that). */
+#define ORCH_RUNNING_GRACE_MS(o) ((o)->opts.node_timeout_ms / 2)
 
 typedef enum principal_kind {
     P_NONE = 0, P_ADMIN = 1, P_CLIENT = 2, P_NODE = 4

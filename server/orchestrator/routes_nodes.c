@@ -118,6 +118,28 @@ static bool check_running(req *q)
     return ok;
 }
 
+/* The heartbeat's "running" list (when sent) against the engine: a job
+ * handed to the node that the node never got goes back to the queue. The
+ * grace covers an assignment still on its way while the list was made. */
+static int reconcile_running(orch *o, uint64_t node, const cJSON *body,
+                             uint64_t now)
+{
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(body, "running"), *v;
+    if (!cJSON_IsArray(r))
+        return RZ_OK;
+    size_t n = (size_t)cJSON_GetArraySize(r), i = 0;
+    uint64_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    if (!ids)
+        return RZ_ENOMEM;
+    cJSON_ArrayForEach(v, r)
+        ids[i++] = v->valuedouble < 9007199254740992.0   /* 2^53 */
+                   ? (uint64_t)v->valuedouble : 0;
+    int rc = rz_engine_node_running(o->e, node, ids, n,
+                                    ORCH_RUNNING_GRACE_MS(o), now, NULL);
+    free(ids);
+    return rc;
+}
+
 void r_node_heartbeat(req *q)
 {
     static const char *const fields[] = { "load", "running", NULL };
@@ -133,7 +155,10 @@ void r_node_heartbeat(req *q)
         }
         load = l->valuedouble;
     }
-    int rc = rz_engine_node_heartbeat(q->o->e, node, orch_now_ms(), load);
+    uint64_t now = orch_now_ms();
+    int rc = rz_engine_node_heartbeat(q->o->e, node, now, load);
+    if (rc == RZ_OK)
+        rc = reconcile_running(q->o, node, q->body, now);
     if (rc != RZ_OK) {
         reply_rz(q, rc);
         return;

@@ -1,6 +1,7 @@
 /* Engine simulator: a seeded random world of nodes, clients, jobs and
  * deployments thrown at the engine with faults — nodes that vanish,
- * duplicate and late results, cancels, engine restarts — with every
+ * duplicate and late results, declines, assignments lost on the way
+ * (found by heartbeats' running lists), cancels, engine restarts — with every
  * invariant checked after every step (after TigerBeetle's VOPR).
  *
  *   sim_engine [SEED]            RZ_SIM_SEED, RZ_SIM_STEPS (default 1000),
@@ -30,6 +31,7 @@ typedef struct world {
     struct flight *late; size_t n_late, cap_late;
     rz_ledger_id clients[8];
     unsigned long submitted, deployed, results, rejected, restarts, lost;
+    unsigned long declined, dropped, reconciled;
 } world;
 
 static uint64_t rnd(world *w)
@@ -71,15 +73,21 @@ static void open_engine(world *w)
 
 static void add_node(world *w, size_t slot)
 {
+    /* One draw per statement: the order of arguments' evaluation is
+     * unspecified, and the same seed must give the same world with any
+     * compiler. */
+    unsigned cores = 1 + (unsigned)below(w, 16);
+    unsigned mem = 1024 * (1 + (unsigned)below(w, 32));
+    unsigned cpu_price = 100 + (unsigned)below(w, 5000);
+    unsigned mem_price = (unsigned)below(w, 50);
+    unsigned slots = 1 + (unsigned)below(w, 4);
     char caps[512];
     snprintf(caps, sizeof caps,
              "{\"cpu\":{\"cores\":%u},\"memory_mb\":%u,"
              "\"storage\":{\"total_gb\":50,\"free_gb\":50},"
              "\"prices\":{\"cpu_hour_cents\":%u,\"gpu_hour_cents\":0,"
              "\"memory_gb_hour_cents\":%u},\"max_concurrent_jobs\":%u}",
-             1 + (unsigned)below(w, 16), 1024 * (1 + (unsigned)below(w, 32)),
-             100 + (unsigned)below(w, 5000), (unsigned)below(w, 50),
-             1 + (unsigned)below(w, 4));
+             cores, mem, cpu_price, mem_price, slots);
     uint64_t id;
     if (rz_engine_node_register(w->e, caps, strlen(caps), w->now, &id) != RZ_OK)
         die(w, "register");
@@ -89,11 +97,13 @@ static void add_node(world *w, size_t slot)
 
 static void act_submit(world *w)
 {
+    unsigned cores = 1 + (unsigned)below(w, 4);
+    unsigned mem = 256 * (unsigned)below(w, 16);
+    unsigned secs = 1 + (unsigned)below(w, 120);
     char reqs[256];
     snprintf(reqs, sizeof reqs,
              "{\"cpu_cores\":%u,\"memory_mb\":%u,\"estimate_seconds\":%u}",
-             1 + (unsigned)below(w, 4), 256 * (unsigned)below(w, 16),
-             1 + (unsigned)below(w, 120));
+             cores, mem, secs);
     rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
     s.client = w->clients[below(w, 8)];
     s.requirements_json = reqs;
@@ -141,8 +151,21 @@ static void act_poll(world *w)
     }
     if (rc != RZ_OK)
         die(w, "poll");
+    uint64_t fate = below(w, 100);
+    if (fate < 5) {               /* the node cannot run it: it declines */
+        if (rz_engine_decline(w->e, w->node[i], a.job, a.attempt, w->now) != RZ_OK)
+            die(w, "decline");
+        w->declined++;
+        return;
+    }
+    if (fate < 8) {               /* the assignment never reaches the node */
+        w->dropped++;
+        return;
+    }
+    uint64_t due = w->now + below(w, 3000);
+    int dup = (int)below(w, 20) == 0;
     push(&w->fl, &w->n_fl, &w->cap_fl, (struct flight){ w->node[i], a.job,
-         a.attempt, w->now + below(w, 3000), (int)below(w, 20) == 0 });
+         a.attempt, due, dup });
 }
 
 static void send_result(world *w, const struct flight *f, bool late)
@@ -193,16 +216,47 @@ static void act_results(world *w)
     }
 }
 
+/* What node `node` runs: the world's flights on it. */
+static size_t running_on(const world *w, uint64_t node, uint64_t **ids,
+                         size_t *cap)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < w->n_fl; k++) {
+        if (w->fl[k].node != node)
+            continue;
+        if (n == *cap) {
+            *cap = *cap ? *cap * 2 : 16;
+            if (!(*ids = realloc(*ids, *cap * sizeof **ids)))
+                abort();
+        }
+        (*ids)[n++] = w->fl[k].job;
+    }
+    return n;
+}
+
+/* Heartbeats with their running lists: assignments that never arrived go
+ * back to the queue once the grace has passed. */
 static void act_heartbeats(world *w)
 {
-    for (size_t i = 0; i < w->n_nodes; i++)
-        if (w->alive[i] && below(w, 4) == 0 &&
-            rz_engine_node_heartbeat(w->e, w->node[i], w->now, 0.5) != RZ_OK) {
+    uint64_t *ids = NULL;
+    size_t cap = 0;
+    for (size_t i = 0; i < w->n_nodes; i++) {
+        if (!w->alive[i] || below(w, 4) != 0)
+            continue;
+        size_t n = running_on(w, w->node[i], &ids, &cap), back = 0;
+        int rc = rz_engine_node_heartbeat(w->e, w->node[i], w->now, 0.5);
+        if (rc == RZ_OK)
+            rc = rz_engine_node_running(w->e, w->node[i], ids, n, 1000,
+                                        w->now, &back);
+        if (rc != RZ_OK) {
             /* the engine may have lost it before the world noticed */
             if (rz_error_last()->code != RZ_ESTATE)
                 die(w, "heartbeat");
             add_node(w, i);
         }
+        w->reconciled += back;
+    }
+    free(ids);
 }
 
 static void act_cancel(world *w)
@@ -307,9 +361,11 @@ static void finish(world *w)
         die(w, "final invariant");
     printf("sim: seed %llu: %lu steps, %lu nodes, %lu jobs submitted, %lu "
            "deployments, %lu results accepted, %lu rejected, %lu nodes lost, "
-           "%lu restarts, %llu cents charged\n", (unsigned long long)w->seed,
-           w->steps, (unsigned long)w->n_nodes, w->submitted, w->deployed,
-           w->results, w->rejected, w->lost, w->restarts,
+           "%lu restarts, %lu declines, %lu assignments lost and %lu "
+           "re-queued by heartbeats, %llu cents charged\n",
+           (unsigned long long)w->seed, w->steps, (unsigned long)w->n_nodes,
+           w->submitted, w->deployed, w->results, w->rejected, w->lost,
+           w->restarts, w->declined, w->dropped, w->reconciled,
            (unsigned long long)cost);
 }
 
