@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""The rhizos-orchestrator benchmark (issue 7), on loopback.
+
+Phases, each on a fresh server (random port, a temporary --data):
+  submit   durable submissions per second: orch_load closed-loop POST
+           /api/v1/jobs over --conns connections (jobs fit no node).
+  get      `wrk` on GET /api/v1/jobs/{id} against that same server.
+  latency  100 fake nodes long-poll; submissions paced at --rate/s; the
+           time from the submit reply to the node holding the assignment,
+           and the server's dispatch-latency histogram from /metrics.
+  rss      VmRSS / VmHWM of the server after registering --rss-nodes nodes
+           and queueing --rss-jobs jobs that fit nowhere.
+
+usage: bench/orchestrator/run.py [--build DIR] [--phases submit,get,latency,rss]
+       [--seconds S] [--conns C] [--rate R] [--rss-nodes N] [--rss-jobs N]
+       [--tmpdir DIR]
+"""
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NOWHERE = ('{"module":"echo@1","inputs":{"message":"hi"},"max_cost_cents":1,'
+           '"requirements":{"labels":{"bench":"nowhere"}}}')
+FITS = '{"module":"echo@1","inputs":{"message":"hi"},"max_cost_cents":1}'
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Server:
+    def __init__(self, exe, tmpdir):
+        self.dir = tempfile.mkdtemp(prefix="rz-orch-bench-", dir=tmpdir)
+        self.data = os.path.join(self.dir, "data")
+        self.admin = "rza_bench_" + os.urandom(16).hex()
+        admin_file = os.path.join(self.dir, "admin.key")
+        with open(admin_file, "w") as f:
+            f.write(self.admin + "\n")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [exe, "--listen", "127.0.0.1:%d" % self.port, "--data", self.data,
+             "--admin-key-file", admin_file, "--quiet",
+             "--modules", os.path.join(ROOT, "examples", "modules"),
+             "--node-timeout-ms", "3600000"])
+        for _ in range(200):
+            try:
+                self.call("GET", "/health")
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("the server did not start")
+
+    def call(self, method, path, body=None, key=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        h = {"Content-Type": "application/json"}
+        if key:
+            h["Authorization"] = "Bearer " + key
+        c.request(method, path, json.dumps(body) if body is not None else None, h)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        if r.status >= 300:
+            raise RuntimeError("%s %s: %d %s" % (method, path, r.status, data[:300]))
+        ctype = r.getheader("Content-Type") or ""
+        return json.loads(data) if "json" in ctype else data.decode()
+
+    def client(self, credits):
+        doc = self.call("POST", "/api/v1/accounts", {"name": "bench"}, self.admin)
+        self.call("POST", "/api/v1/accounts/%s/test-credits" % doc["id"],
+                  {"amount_cents": credits}, self.admin)
+        return doc["api_key"]
+
+    def memory(self):
+        out = {}
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("VmRSS", "VmHWM"):
+                    out[k] = int(v.split()[0]) // 1024   # MiB
+        return out
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def load(tool, port, *args):
+    r = subprocess.run([tool, "--port", str(port)] + [str(a) for a in args],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit("orch_load failed: %s" % r.stderr)
+    if r.stderr.strip():
+        sys.stderr.write(r.stderr)
+    return json.loads(r.stdout)
+
+
+def dispatch_hist(metrics):
+    """The server's dispatch-latency histogram: p50/p99 as bucket bounds."""
+    b = [(float(m.group(1)) if m.group(1) != "+Inf" else float("inf"), int(m.group(2)))
+         for m in re.finditer(r'rhizos_dispatch_latency_seconds_bucket\{le="([^"]+)"\} (\d+)',
+                              metrics)]
+    total = b[-1][1] if b else 0
+
+    def q(p):
+        for le, c in b:
+            if total and c >= p * total:
+                return le * 1000.0
+        return None
+    return {"n": total, "p50_le_ms": q(0.5), "p99_le_ms": q(0.99),
+            "buckets": {("%g" % le): c for le, c in b}}
+
+
+def phase_submit(a, tool, exe):
+    s = Server(exe, a.tmpdir)
+    try:
+        key = s.client(10 ** 12)
+        r = load(tool, s.port, "--mode", "submit", "--key", key, "--conns", a.conns,
+                 "--seconds", a.seconds, "--body", NOWHERE)
+        print("submit: %(acked)d acknowledged in %(seconds).1f s = %(per_second).0f/s "
+              "(%(failed)d failed), %(conns)d connections" % r)
+        print("  reply latency p50 %.2f ms, p99 %.2f ms" % (r["reply"]["p50_ms"],
+                                                            r["reply"]["p99_ms"]))
+        out = {"submit": r}
+        if "get" in a.phases:
+            out["get"] = phase_get(a, s, key, r["acked"])
+        return out
+    finally:
+        s.stop()
+
+
+def phase_get(a, s, key, n_jobs):
+    job = max(1, n_jobs // 2)
+    if not shutil.which("wrk"):
+        print("get: wrk is not installed (scripts/bootstrap installs it)")
+        return None
+    r = subprocess.run(["wrk", "-t2", "-c%d" % a.conns, "-d%ds" % int(a.seconds),
+                        "--latency", "-H", "Authorization: Bearer " + key,
+                        "http://127.0.0.1:%d/api/v1/jobs/%d" % (s.port, job)],
+                       capture_output=True, text=True)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", r.stdout)
+    lat = {m.group(1): m.group(2) for m in
+           re.finditer(r"^\s+(50|99)%\s+(\S+)", r.stdout, re.M)}
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", r.stdout)
+    out = {"requests_per_second": float(rps.group(1)) if rps else None,
+           "p50": lat.get("50"), "p99": lat.get("99"),
+           "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+    print("get (wrk -t2 -c%d): %s req/s, p50 %s, p99 %s, non-2xx %d" % (
+        a.conns, out["requests_per_second"], out["p50"], out["p99"], out["non_2xx"]))
+    return out
+
+
+def phase_latency(a, tool, exe):
+    s = Server(exe, a.tmpdir)
+    try:
+        key = s.client(10 ** 12)
+        nodes = os.path.join(s.dir, "nodes.txt")
+        load(tool, s.port, "--mode", "register", "--count", 100, "--conns", 8,
+             "--out", nodes)
+        r = load(tool, s.port, "--mode", "latency", "--key", key, "--nodes", nodes,
+                 "--rate", a.rate, "--conns", 32, "--seconds", a.seconds, "--body", FITS)
+        h = dispatch_hist(s.call("GET", "/metrics", key=s.admin))
+        print("latency: %(nodes)d long-polling nodes, %(rate)d submissions/s offered, "
+              "%(acked)d acknowledged (%(per_second).0f/s), %(assigned)d assigned, "
+              "%(results)d results" % r)
+        for k in ("submit_reply", "assigned_after_reply", "assigned_after_send"):
+            print("  %-22s p50 %.2f ms, p99 %.2f ms, max %.2f ms" % (
+                k, r[k]["p50_ms"], r[k]["p99_ms"], r[k]["max_ms"]))
+        print("  server dispatch histogram (queued -> handed over): n %d, "
+              "p50 <= %s ms, p99 <= %s ms" % (h["n"], h["p50_le_ms"], h["p99_le_ms"]))
+        return {"latency": r, "dispatch_histogram": h}
+    finally:
+        s.stop()
+
+
+def phase_rss(a, tool, exe):
+    s = Server(exe, a.tmpdir)
+    try:
+        base = s.memory()
+        key = s.client(10 ** 12)
+        t = time.time()
+        reg = load(tool, s.port, "--mode", "register", "--count", a.rss_nodes,
+                   "--conns", 16, "--out", os.devnull)
+        t_reg = time.time() - t
+        t = time.time()
+        sub = load(tool, s.port, "--mode", "submit", "--key", key, "--count",
+                   a.rss_jobs, "--conns", a.conns, "--body", NOWHERE)
+        t_sub = time.time() - t
+        m = s.memory()
+        t = time.time()
+        s.call("GET", "/metrics", key=s.admin)
+        t_metrics = time.time() - t
+        print("rss: %d nodes registered in %.1f s (%.0f/s), %d jobs queued in %.1f s "
+              "(%.0f/s)" % (reg["acked"], t_reg, reg["acked"] / t_reg, sub["acked"],
+                            t_sub, sub["acked"] / t_sub))
+        print("  server VmRSS %d MiB, VmHWM %d MiB (at start %d MiB); GET /metrics "
+              "%.1f ms" % (m["VmRSS"], m["VmHWM"], base["VmRSS"], t_metrics * 1000))
+        return {"rss": {"nodes": reg["acked"], "jobs": sub["acked"], "start": base,
+                        "after": m, "metrics_ms": t_metrics * 1000,
+                        "register_per_second": reg["acked"] / t_reg,
+                        "submit_per_second": sub["acked"] / t_sub}}
+    finally:
+        s.stop()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--build", default=os.path.join(ROOT, "build"))
+    p.add_argument("--phases", default="submit,get,latency,rss")
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--conns", type=int, default=64)
+    p.add_argument("--rate", type=int, default=1000)
+    p.add_argument("--rss-nodes", type=int, default=10000)
+    p.add_argument("--rss-jobs", type=int, default=100000)
+    p.add_argument("--tmpdir", default=None)
+    p.add_argument("--json", help="also write the figures to this file")
+    a = p.parse_args()
+    a.phases = a.phases.split(",")
+    exe = os.path.join(a.build, "server", "rhizos-orchestrator")
+    tool = os.path.join(a.build, "bench", "orchestrator", "orch_load")
+    for f in (exe, tool):
+        if not os.path.exists(f):
+            raise SystemExit("%s is missing: ninja -C %s server/rhizos-orchestrator "
+                             "bench/orchestrator/orch_load" % (f, a.build))
+    tmp = a.tmpdir or tempfile.gettempdir()
+    fs = subprocess.run(["df", "-T", tmp], capture_output=True, text=True).stdout
+    print("machine: nproc %d, load %s, data on %s" % (
+        os.cpu_count(), " ".join(open("/proc/loadavg").read().split()[:3]),
+        " ".join(fs.splitlines()[-1].split()[:2]) if fs else tmp))
+    out = {}
+    if "submit" in a.phases or "get" in a.phases:
+        out.update(phase_submit(a, tool, exe))
+    if "latency" in a.phases:
+        out.update(phase_latency(a, tool, exe))
+    if "rss" in a.phases:
+        out.update(phase_rss(a, tool, exe))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
