@@ -6,11 +6,12 @@
  * touched: if any op of the chain fails, the undo log restores the cache
  * and the staged transfers are dropped, so nothing of it reaches LMDB.
  *
- * Index entries (history, jobs) of committed chains wait until the end of
- * the batch and go in sorted, through one cursor per table: LMDB then finds
- * most next keys on the leaf page the cursor is on instead of walking down
- * from the root. Only the jobs index is read while a batch runs (the hold
- * of a job), so the batch keeps a job -> newest hold map beside it. */
+ * Transfer records and index entries (history, jobs) of committed chains
+ * wait until the end of the batch and go in sorted, through one cursor per
+ * table: LMDB then finds most next keys on the leaf page the cursor is on
+ * instead of walking down from the root. Until then the batch reads its
+ * own transfers from a map (tget), and the hold of a job from a job ->
+ * newest hold map. The expiry index is written at once (a tick reads it). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +52,15 @@ typedef struct holdmap {
     size_t n, cap;
 } holdmap;
 
+/* The latest version of every transfer committed chains of this batch
+ * wrote (open addressing over indexes + 1). */
+typedef struct tmap {
+    rz_ledger_transfer *t;
+    size_t n, cap;
+    uint32_t *slots;
+    size_t nslots;
+} tmap;
+
 typedef struct ctx {
     MDB_txn *txn;
     const rz__ledger_dbs *d;
@@ -71,6 +81,7 @@ typedef struct ctx {
     bool has_last;
     ilist history, jobs;
     holdmap holds;
+    tmap bt;
 } ctx;
 
 typedef struct plan {
@@ -140,7 +151,60 @@ int rz__ledger_get_transfer(MDB_txn *txn, const rz__ledger_dbs *d,
     return RZ_OK;
 }
 
-/* A transfer as the chain sees it: staged versions first. */
+static size_t id_hash(rz_ledger_id id);
+
+static size_t tmap_slot(const tmap *m, rz_ledger_id id)
+{
+    size_t h = id_hash(id) & (m->nslots - 1);
+    while (m->slots[h] && !rz__ledger_id_eq(m->t[m->slots[h] - 1].id, id))
+        h = (h + 1) & (m->nslots - 1);
+    return h;
+}
+
+static const rz_ledger_transfer *tmap_get(const tmap *m, rz_ledger_id id)
+{
+    if (!m->n)
+        return NULL;
+    uint32_t v = m->slots[tmap_slot(m, id)];
+    return v ? &m->t[v - 1] : NULL;
+}
+
+static int tmap_rehash(tmap *m)
+{
+    size_t ns = m->nslots ? m->nslots * 2 : 64;
+    uint32_t *s = calloc(ns, sizeof *s);
+    if (!s)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    free(m->slots);
+    m->slots = s;
+    m->nslots = ns;
+    for (size_t i = 0; i < m->n; i++)
+        s[tmap_slot(m, m->t[i].id)] = (uint32_t)(i + 1);
+    return RZ_OK;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t size);
+
+/* Insert or replace t's version. */
+static int tmap_put(tmap *m, const rz_ledger_transfer *t)
+{
+    if ((m->n + 1) * 2 > m->nslots && tmap_rehash(m) != RZ_OK)
+        return RZ_ENOMEM;
+    size_t h = tmap_slot(m, t->id);
+    if (m->slots[h]) {
+        m->t[m->slots[h] - 1] = *t;
+        return RZ_OK;
+    }
+    int rc = grow((void **)&m->t, &m->cap, m->n + 1, sizeof *m->t);
+    if (rc != RZ_OK)
+        return rc;
+    m->t[m->n++] = *t;
+    m->slots[h] = (uint32_t)m->n;
+    return RZ_OK;
+}
+
+/* A transfer as the chain sees it: staged versions first, then what
+ * earlier chains of the batch wrote, then LMDB. */
 static int tget(ctx *c, rz_ledger_id id, rz_ledger_transfer *t)
 {
     for (size_t i = c->nst; i-- > 0;)
@@ -148,6 +212,11 @@ static int tget(ctx *c, rz_ledger_id id, rz_ledger_transfer *t)
             *t = c->st[i].t;
             return RZ_OK;
         }
+    const rz_ledger_transfer *b = tmap_get(&c->bt, id);
+    if (b) {
+        *t = *b;
+        return RZ_OK;
+    }
     /* An op reads its pending transfer when planned and again when
      * applied: remember the last one (dropped when a chain writes). */
     if (c->has_last && rz__ledger_id_eq(c->last.id, id)) {
@@ -410,6 +479,48 @@ static int sort_entries(ilist *l)
     return rc;
 }
 
+/* The batch's transfers into LMDB, in id order, through one cursor. */
+typedef struct tkey {
+    rz_ledger_id id;
+    size_t idx;
+} tkey;
+
+static int tkey_cmp(const void *a, const void *b)
+{
+    const tkey *x = a, *y = b;
+    if (x->id.hi != y->id.hi)
+        return x->id.hi < y->id.hi ? -1 : 1;
+    return x->id.lo < y->id.lo ? -1 : x->id.lo > y->id.lo;
+}
+
+static int flush_transfers(ctx *c)
+{
+    if (!c->bt.n)
+        return RZ_OK;
+    tkey *order = malloc(c->bt.n * sizeof *order);
+    if (!order)
+        return nomem();
+    for (size_t i = 0; i < c->bt.n; i++)
+        order[i] = (tkey){ c->bt.t[i].id, i };
+    qsort(order, c->bt.n, sizeof *order, tkey_cmp);
+    MDB_cursor *cur;
+    int mrc = mdb_cursor_open(c->txn, c->d->transfers, &cur);
+    if (mrc) {
+        free(order);
+        return rz__ledger_db_error(mrc, "cursor");
+    }
+    for (size_t i = 0; !mrc && i < c->bt.n; i++) {
+        uint8_t k[16], rec[RZ__LEDGER_TRANSFER_SIZE];
+        rz__ledger_id_key(order[i].id, k);
+        rz__ledger_transfer_encode(&c->bt.t[order[i].idx], rec);
+        MDB_val key = { sizeof k, k }, val = { sizeof rec, rec };
+        mrc = mdb_cursor_put(cur, &key, &val, 0);
+    }
+    mdb_cursor_close(cur);
+    free(order);
+    return mrc ? rz__ledger_db_error(mrc, "write transfer") : RZ_OK;
+}
+
 /* Insert a batch's entries of one index, sorted, through one cursor. */
 static int flush_index(ctx *c, MDB_dbi dbi, ilist *l)
 {
@@ -444,10 +555,8 @@ static int expiry_key(const rz_ledger_transfer *t, uint8_t k[24])
 static int flush_one(ctx *c, const staged *s)
 {
     const rz_ledger_transfer *t = &s->t;
-    uint8_t k[24], rec[RZ__LEDGER_TRANSFER_SIZE];
-    rz__ledger_id_key(t->id, k);
-    rz__ledger_transfer_encode(t, rec);
-    int rc = put(c, c->d->transfers, k, 16, rec, sizeof rec);
+    uint8_t k[24];
+    int rc = tmap_put(&c->bt, t);
     if (rc == RZ_OK && s->is_new) {
         rc = defer_index(&c->history, t->debit, t->seq, t->id);
         if (rc == RZ_OK)
@@ -716,8 +825,7 @@ static int job_hold(ctx *c, rz_ledger_id job, rz_ledger_transfer *p)
         if (key.mv_size != 24 || memcmp(key.mv_data, k, 16) != 0 ||
             val.mv_size != 16)
             break;
-        int rc = rz__ledger_get_transfer(c->txn, c->d,
-                                         rz__ledger_key_id(val.mv_data), p);
+        int rc = tget(c, rz__ledger_key_id(val.mv_data), p);
         if (rc != RZ_OK)
             return rc == RZ_ENOENT ? rz__error(RZ_EDB, "job index names a "
                                                "missing transfer") : rc;
@@ -1181,6 +1289,8 @@ int rz__ledger_apply(MDB_txn *txn, const rz__ledger_dbs *d,
     if (c.jobs_cur)
         mdb_cursor_close(c.jobs_cur);
     if (rc == RZ_OK)
+        rc = flush_transfers(&c);
+    if (rc == RZ_OK)
         rc = flush_index(&c, d->history, &c.history);
     if (rc == RZ_OK)
         rc = flush_index(&c, d->jobs, &c.jobs);
@@ -1188,6 +1298,8 @@ int rz__ledger_apply(MDB_txn *txn, const rz__ledger_dbs *d,
     free(c.jobs.e);
     free(c.holds.job);
     free(c.holds.hold);
+    free(c.bt.t);
+    free(c.bt.slots);
     free(c.acc);
     free(c.slots);
     free(c.undo);
