@@ -194,6 +194,9 @@ static cJSON *heartbeat_body(agent *a)
             cJSON_AddItemToArray(running,
                                  cJSON_CreateNumber((double)a->slots[i].job));
         }
+    /* Still ours until the orchestrator has the result. */
+    for (size_t i = 0; i < a->n_outbox; i++)
+        cJSON_AddItemToArray(running, cJSON_CreateNumber((double)a->outbox[i]));
     pthread_mutex_unlock(&a->mu);
     cJSON_AddNumberToObject(b, "load", (double)busy / (double)a->n_slots);
     cJSON_AddItemToObject(b, "running", running);
@@ -511,6 +514,7 @@ static void teardown(agent *a)
 {
     rz_registry_free(a->reg);
     free(a->slots);
+    free(a->outbox);
     node_state_free(&a->st);
     node_keys_free(&a->keys);
     node_config_free(&a->cfg);
@@ -559,8 +563,17 @@ int node_agent_run(const node_opts *o)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    pthread_t hb, poll;
+    pthread_t hb, poll, left;
+    outbox *ob = outbox_load(&a);
+    if (ob && pthread_create(&left, NULL, outbox_main, ob) != 0) {
+        outbox_free(ob);
+        ob = NULL;   /* they stay on disk for the next start */
+    }
     if (pthread_create(&hb, NULL, heartbeats, &a) != 0) {
+        stop_jobs(&a);
+        if (ob)
+            pthread_join(left, NULL);
+        outbox_free(ob);
         teardown(&a);
         return 1;
     }
@@ -586,6 +599,9 @@ int node_agent_run(const node_opts *o)
     }
     pthread_join(poll, NULL);
     pthread_join(hb, NULL);
+    if (ob)
+        pthread_join(left, NULL);
+    outbox_free(ob);
     reap(&a);
     int rc = a.fatal;
     teardown(&a);

@@ -44,6 +44,8 @@ struct agent {
     unsigned taken;              /* assignments taken (for --once) */
     job_slot *slots;
     size_t n_slots;
+    uint64_t *outbox;            /* jobs whose results wait in DATA/outbox */
+    size_t n_outbox;
 };
 
 /* A client for the current registration: *node and *generation say which.
@@ -64,5 +66,21 @@ void agent_say(agent *a, const char *event, const job_slot *s,
 
 /* job.c: the thread of one assignment. */
 void *job_main(void *slot);
+
+/* outbox.c: DATA/outbox/<job>-<attempt>.json, results not yet accepted. */
+typedef struct outbox outbox;
+/* Keep `result` (the body of POST .../result) for `node` before sending
+ * it; its path goes to `path`. 0, or -1 with errno. */
+int outbox_put(agent *a, uint64_t node, uint64_t job, uint32_t attempt,
+               const struct cJSON *result, char *path, size_t cap);
+/* The orchestrator has it, or refused it for good: forget it. */
+void outbox_done(agent *a, const char *path, uint64_t job);
+/* True when an answer ends a result's delivery: accepted or a 4xx. */
+int outbox_final(int rc, long status);
+/* Results an earlier run left for this registration (others are dropped);
+ * NULL when none. Deliver them with outbox_main on a thread. */
+outbox *outbox_load(agent *a);
+void *outbox_main(void *outbox);
+void outbox_free(outbox *ob);
 
 #endif /* RHIZOS_NODE_AGENT_H */

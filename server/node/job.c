@@ -3,7 +3,9 @@
  * orchestrator has it), wipe the secrets. */
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -401,9 +403,12 @@ static cJSON *result_body(const job *j)
 
 /* POST until the orchestrator answers; a connection failure or a 5xx is
  * retried with backoff (the result is not dropped), any other answer is
- * final. With the agent stopping, one more try is all there is. */
-static int deliver(agent *a, job *j, const char *what, const cJSON *body)
+ * final. With the agent stopping, one more try is all there is. *status:
+ * the HTTP status of the last answer (0: none). */
+static int deliver(agent *a, job *j, const char *what, const cJSON *body,
+                   long *status_out)
 {
+    *status_out = 0;
     unsigned tries = 0;
     for (;;) {
         uint64_t node = 0, gen = 0;
@@ -419,6 +424,7 @@ static int deliver(agent *a, job *j, const char *what, const cJSON *body)
                  "/%s", node, j->s->job, what);
         long status = 0;
         int rc = node_call(c, "POST", path, body, 1, &status, NULL);
+        *status_out = status;
         /* A refused result is about this attempt, not the registration. */
         agent_note(a, rc == RZ_ECONNECT ? rc : RZ_OK, 0);
         rz_client_free(c);
@@ -434,7 +440,8 @@ static void decline(agent *a, job *j, const char *reason)
     cJSON *b = cJSON_CreateObject();
     cJSON_AddNumberToObject(b, "attempt", j->s->attempt);
     cJSON_AddStringToObject(b, "reason", reason);
-    int rc = deliver(a, j, "decline", b);
+    long status;
+    int rc = deliver(a, j, "decline", b, &status);
     cJSON_Delete(b);
     agent_say(a, "declined", j->s, j->module_ref[0] ? j->module_ref : NULL,
               reason, -1);
@@ -448,7 +455,24 @@ static void report(agent *a, job *j)
     cJSON *b = result_body(j);
     agent_say(a, j->outputs ? "succeeded" : "failed", j->s, j->module_ref,
               j->outputs ? NULL : j->error, (long long)j->run_ms);
-    int rc = deliver(a, j, "result", b);
+    /* Kept on disk first: a node stopped before the orchestrator has it
+     * delivers it on its next start. */
+    uint64_t node = 0, gen = 0;
+    char path[PATH_MAX];
+    rz_client *c = agent_client(a, &node, &gen);
+    int ours = c && gen == j->s->generation;
+    rz_client_free(c);
+    int kept = ours &&
+               outbox_put(a, node, j->s->job, j->s->attempt, b, path,
+                          sizeof path) == 0;
+    if (ours && !kept)
+        fprintf(stderr, "rhizos-node: job %" PRIu64 ": its result is not kept "
+                "on disk (%s); delivering it from memory\n", j->s->job,
+                strerror(errno));
+    long status;
+    int rc = deliver(a, j, "result", b, &status);
+    if (kept && (outbox_final(rc, status) || rc == RZ_ESTATE))
+        outbox_done(a, path, j->s->job);
     if (rc != RZ_OK)
         agent_say(a, "result-refused", j->s, j->module_ref,
                   rz_error_last()->message[0] ? rz_error_last()->message

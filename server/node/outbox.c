@@ -1,0 +1,218 @@
+/* DATA/outbox: results that are finished but not yet accepted. Each is
+ * written (0600, synced) before its first delivery and removed once the
+ * orchestrator has accepted it or refused it for good, so a node that stops
+ * (or is killed) while the orchestrator is away does not lose the work it
+ * was paid for: the next `start` delivers what is left. Until then the job
+ * stays in the heartbeat's "running" list, so the orchestrator does not take
+ * it back as never delivered. */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define OUTBOX_FILE_MAX (1024u * 1024u)
+
+static void listed_add(agent *a, uint64_t job)
+{
+    pthread_mutex_lock(&a->mu);
+    uint64_t *v = realloc(a->outbox, (a->n_outbox + 1) * sizeof *v);
+    if (v) {
+        a->outbox = v;
+        a->outbox[a->n_outbox++] = job;
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void listed_remove(agent *a, uint64_t job)
+{
+    pthread_mutex_lock(&a->mu);
+    for (size_t i = 0; i < a->n_outbox; i++)
+        if (a->outbox[i] == job) {
+            a->outbox[i] = a->outbox[--a->n_outbox];
+            break;
+        }
+    pthread_mutex_unlock(&a->mu);
+}
+
+int outbox_put(agent *a, uint64_t node, uint64_t job, uint32_t attempt,
+               const cJSON *result, char *path, size_t cap)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/outbox", a->o->data_dir);
+    if (snprintf(path, cap, "%s/%" PRIu64 "-%u.json", dir, job, attempt) >= (int)cap ||
+        node_mkdirs(dir) != 0)
+        return -1;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddNumberToObject(doc, "node", (double)node);
+    cJSON_AddStringToObject(doc, "orchestrator", a->url);
+    cJSON_AddNumberToObject(doc, "job", (double)job);
+    cJSON_AddNumberToObject(doc, "attempt", attempt);
+    cJSON_AddItemToObject(doc, "result", cJSON_Duplicate(result, 1));
+    char *text = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    int rc = text ? node_write_private(path, text, strlen(text)) : -1;
+    cJSON_free(text);
+    if (rc == 0)
+        listed_add(a, job);
+    return rc;
+}
+
+void outbox_done(agent *a, const char *path, uint64_t job)
+{
+    if (unlink(path) != 0 && errno != ENOENT)
+        fprintf(stderr, "rhizos-node: cannot remove %s: %s\n", path,
+                strerror(errno));
+    listed_remove(a, job);
+}
+
+int outbox_final(int rc, long status)
+{
+    return rc == RZ_OK || (rc != RZ_ECONNECT && status >= 400 && status < 500);
+}
+
+/* ---- what an earlier run left ---- */
+
+typedef struct entry {
+    char path[PATH_MAX];
+    uint64_t job;
+    uint32_t attempt;
+    cJSON *result;
+} entry;
+
+static int parse_entry(agent *a, const char *path, entry *e)
+{
+    size_t len = 0;
+    char *text = node_read_file(path, OUTBOX_FILE_MAX, &len);
+    cJSON *doc = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    const cJSON *node = cJSON_GetObjectItemCaseSensitive(doc, "node");
+    const cJSON *url = cJSON_GetObjectItemCaseSensitive(doc, "orchestrator");
+    const cJSON *job = cJSON_GetObjectItemCaseSensitive(doc, "job");
+    const cJSON *att = cJSON_GetObjectItemCaseSensitive(doc, "attempt");
+    cJSON *res = cJSON_DetachItemFromObjectCaseSensitive(doc, "result");
+    /* Only a result of this very registration can still be accepted. */
+    int ok = cJSON_IsNumber(node) && cJSON_IsString(url) && cJSON_IsNumber(job) &&
+             cJSON_IsNumber(att) && cJSON_IsObject(res) && job->valuedouble >= 1 &&
+             (uint64_t)node->valuedouble == a->st.id && !a->need_register &&
+             strcmp(url->valuestring, a->url) == 0;
+    if (ok) {
+        snprintf(e->path, sizeof e->path, "%s", path);
+        e->job = (uint64_t)job->valuedouble;
+        e->attempt = (uint32_t)att->valuedouble;
+        e->result = res;
+    } else {
+        cJSON_Delete(res);
+    }
+    cJSON_Delete(doc);
+    return ok ? 0 : -1;
+}
+
+struct outbox {
+    agent *a;
+    entry *v;
+    size_t n;
+    uint64_t generation;
+};
+
+outbox *outbox_load(agent *a)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/outbox", a->o->data_dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return NULL;
+    outbox *ob = calloc(1, sizeof *ob);
+    struct dirent *de;
+    while (ob && (de = readdir(d))) {
+        size_t nl = strlen(de->d_name);
+        if (nl < 6 || strcmp(de->d_name + nl - 5, ".json") != 0)
+            continue;   /* ".", "..", and an interrupted write's ".tmp" */
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path)
+            continue;
+        entry *v = realloc(ob->v, (ob->n + 1) * sizeof *v);
+        if (!v)
+            break;
+        ob->v = v;
+        if (parse_entry(a, path, &ob->v[ob->n]) == 0) {
+            listed_add(a, ob->v[ob->n].job);
+            ob->n++;
+        } else {
+            fprintf(stderr, "rhizos-node: %s: a result of another registration "
+                    "(or unreadable); dropped\n", path);
+            unlink(path);
+        }
+    }
+    closedir(d);
+    if (ob && !ob->n) {
+        free(ob->v);
+        free(ob);
+        return NULL;
+    }
+    if (ob) {
+        ob->a = a;
+        ob->generation = a->generation;
+    }
+    return ob;
+}
+
+/* Deliver one left-over result until it is accepted, refused for good, or
+ * the node stops (then it stays for the next start). */
+static void deliver_entry(outbox *ob, entry *e)
+{
+    agent *a = ob->a;
+    unsigned tries = 0;
+    while (!agent_stopping(a)) {
+        uint64_t node = 0, gen = 0;
+        rz_client *c = agent_client(a, &node, &gen);
+        if (c && gen != ob->generation) {
+            rz_client_free(c);
+            outbox_done(a, e->path, e->job);   /* registered anew: void */
+            return;
+        }
+        long status = 0;
+        int rc = RZ_ENOMEM;
+        if (c) {
+            char path[96];
+            snprintf(path, sizeof path, "/api/v1/nodes/%" PRIu64 "/jobs/%" PRIu64
+                     "/result", node, e->job);
+            rc = node_call(c, "POST", path, e->result, 1, &status, NULL);
+            agent_note(a, rc == RZ_ECONNECT ? rc : RZ_OK, 0);
+            rz_client_free(c);
+        }
+        if (outbox_final(rc, status)) {
+            job_slot s = { .job = e->job, .attempt = e->attempt };
+            agent_say(a, rc == RZ_OK ? "delivered" : "result-refused", &s, NULL,
+                      rc == RZ_OK ? "a result left by an earlier run"
+                                  : rz_strerror(rc), -1);
+            outbox_done(a, e->path, e->job);
+            return;
+        }
+        agent_sleep(a, agent_backoff(&tries));
+    }
+}
+
+void *outbox_main(void *arg)
+{
+    outbox *ob = arg;
+    for (size_t i = 0; i < ob->n && !agent_stopping(ob->a); i++)
+        deliver_entry(ob, &ob->v[i]);
+    return NULL;
+}
+
+void outbox_free(outbox *ob)
+{
+    if (!ob)
+        return;
+    for (size_t i = 0; i < ob->n; i++)
+        cJSON_Delete(ob->v[i].result);
+    free(ob->v);
+    free(ob);
+}
