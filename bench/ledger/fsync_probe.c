@@ -5,7 +5,9 @@
  * Overwrites 4 KiB blocks of a preallocated 1 MiB file, each made durable
  * three ways: pwrite + fdatasync, O_DSYNC, O_DIRECT | O_DSYNC.
  * usage: fsync_probe [FILE] [N]   (default FILE ./fsync_probe.dat, N 2000) */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
