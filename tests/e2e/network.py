@@ -1,0 +1,531 @@
+#!/usr/bin/env python3
+"""End-to-end: the network as its users meet it, on loopback.
+
+An orchestrator on a random free port, three `rhizos-node`s (each its own
+--data, prices set so that every job costs something), an admin who makes a
+client account with test credits through the CLI, and the client deploying
+examples/flows/fanout.yaml: every step runs on a node, the outputs equal an
+embedded `rhizos flow run`, and the money is exact to the cent (the client
+pays the sum of the jobs' costs, each node gets its jobs' costs less the
+platform fee of rz_ledger_fee, the platform the fees), and
+`rhizos ledger verify` is clean afterwards. Then the faults: a node killed
+mid-job (its job ends on another node, settled once), the orchestrator
+killed mid-deployment and restarted (the deployment completes, a node
+stopped meanwhile delivers its finished result from DATA/outbox), and fake
+nodes: a result for a job the node does not hold is refused and changes
+nothing; a job handed to a node that its heartbeats do not list goes back
+to the queue; a held long-poll gets new work while another node heartbeats
+fast.
+
+Usage: network.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT"""
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+RHIZOS, NODE, ORCH, ROOT = sys.argv[1:5]
+FANOUT = os.path.join(ROOT, "examples", "flows", "fanout.yaml")
+ADMIN = "network-admin-" + "a" * 32
+FEE_BPS = 500
+# cents per hour of one core: 1 cent per ms at the first node; nodes differ
+PRICES = (3600000, 5400000, 7200000)
+NODE_TIMEOUT_MS = 3000
+CREDITS = 1000000
+
+
+def fee(cents):
+    """rz_ledger_fee: floor(cents * fee_bps / 10000), in the node's favour."""
+    return cents * FEE_BPS // 10000
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sandbox_flags():
+    """--no-sandbox only where bubblewrap cannot run here."""
+    try:
+        ok = subprocess.run(["bwrap", "--ro-bind", "/", "/", "true"],
+                            capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    return [] if ok else ["--no-sandbox"]
+
+
+SANDBOX = sandbox_flags()
+
+
+def set_config(data, section, key, value):
+    """Set `key = value` in [section] of DATA/config.toml (added if absent)."""
+    path = os.path.join(data, "config.toml")
+    with open(path) as f:
+        lines = f.read().rstrip("\n").split("\n")
+    cur, at, done = None, None, False
+    for i, line in enumerate(lines):
+        if line.startswith("["):
+            cur = line.strip().strip("[]")
+            if cur == section:
+                at = i
+        elif cur == section and line.split("=")[0].strip() == key:
+            lines[i] = "%s = %s" % (key, value)
+            done = True
+    if not done:
+        if at is None:
+            lines += ["[%s]" % section]
+            at = len(lines) - 1
+        lines.insert(at + 1, "%s = %s" % (key, value))
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def http(base, method, path, key=None, body=None, timeout=10):
+    """A JSON request: (status, parsed reply or None)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, method=method, data=data)
+    if key:
+        req.add_header("Authorization", "Bearer " + key)
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    req.add_header("Accept", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw = r.read()
+            return r.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        return e.code, json.loads(raw) if raw else None
+
+
+def wait_until(pred, timeout, what):
+    end = time.time() + timeout
+    while time.time() < end:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+class Proc:
+    """A background process whose output lines are collected."""
+
+    def __init__(self, cmd, env=None):
+        self.cmd = cmd
+        self.p = subprocess.Popen(cmd, cwd=ROOT, env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.out, self.err, self.threads = [], [], []
+        for stream, sink in ((self.p.stdout, self.out), (self.p.stderr, self.err)):
+            t = threading.Thread(target=self._drain, args=(stream, sink), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    @staticmethod
+    def _drain(stream, sink):
+        for line in stream:
+            sink.append(line.rstrip("\n"))
+
+    def events(self):
+        evs = []
+        for line in list(self.out):
+            try:
+                evs.append(json.loads(line))
+            except ValueError:
+                pass
+        return evs
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        for t in self.threads:
+            t.join(timeout=5)
+        self.p.stdout.close()
+        self.p.stderr.close()
+        return self.p.returncode
+
+
+class Network(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="rz-network-")
+        self.data = os.path.join(self.tmp.name, "orch")
+        self.port = free_port()
+        self.base = "http://127.0.0.1:%d" % self.port
+        self.orch = None
+        self.nodes = []
+        self.start_orchestrator()
+        acct = self.cli_json("account", "create", "--name", "network", key=ADMIN)
+        self.client, self.key = acct["id"], acct["api_key"]
+        a = self.cli_json("account", "credit", self.client, str(CREDITS), key=ADMIN)
+        self.assertEqual(a["balance_cents"], CREDITS)
+
+    def tearDown(self):
+        for n in self.nodes:
+            n.stop(signal.SIGKILL)
+        if self.orch:
+            self.orch.stop(signal.SIGKILL)
+        self.tmp.cleanup()
+
+    # ---- processes ----
+
+    def start_orchestrator(self):
+        env = dict(os.environ, RHIZOS_ADMIN_KEY=ADMIN)
+        self.orch = Proc([ORCH, "--listen", "127.0.0.1:%d" % self.port,
+                          "--data", self.data, "--quiet",
+                          "--node-timeout-ms", str(NODE_TIMEOUT_MS)], env=env)
+
+        def up():
+            if not self.orch.alive():
+                raise AssertionError("orchestrator exited: %s" % self.orch.err)
+            try:
+                return http(self.base, "GET", "/health", timeout=1)[0] == 200
+            except OSError:
+                return False
+        wait_until(up, 30, "the orchestrator")
+
+    def stop_orchestrator(self):
+        rc = self.orch.stop()
+        self.assertEqual(rc, 0, self.orch.err)   # also: no leak under ASan
+        self.orch = None
+
+    def init_node(self, name, price):
+        data = os.path.join(self.tmp.name, name)
+        p = subprocess.run([NODE, "init", "--data", data, "--orchestrator", self.base],
+                           cwd=ROOT, capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        set_config(data, "pricing", "cpu_hour_cents", price)
+        set_config(data, "pricing", "gpu_hour_cents", 0)
+        set_config(data, "pricing", "memory_gb_hour_cents", 0)
+        set_config(data, "limits", "max_concurrent_jobs", 1)
+        set_config(data, "node", "heartbeat_s", 0.5)
+        return data
+
+    def run_node(self, data):
+        n = Proc([NODE, "start", "--data", data, "--json", *SANDBOX])
+        n.data = data
+        self.nodes.append(n)
+        return n
+
+    def start_node(self, name, price):
+        n = self.run_node(self.init_node(name, price))
+
+        def registered():
+            if not n.alive():
+                raise AssertionError("node %s exited: %s" % (name, n.err))
+            return [e for e in n.events() if e.get("event") == "registered"]
+        reg = wait_until(registered, 30, "node %s to register" % name)[0]
+        n.id, n.account, n.name = reg["node"], reg["account"], name
+        return n
+
+    def start_nodes(self):
+        return [self.start_node("node%d" % (i + 1), p) for i, p in enumerate(PRICES)]
+
+    # ---- the CLI ----
+
+    def cli(self, *args, key=None, code=0, timeout=60):
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("RHIZOS_URL", "RHIZOS_API_KEY")}
+        if key:
+            env["RHIZOS_API_KEY"] = key
+        p = subprocess.run([RHIZOS, "--orchestrator", self.base, *args], cwd=ROOT,
+                           env=env, capture_output=True, text=True, timeout=timeout)
+        self.assertEqual(p.returncode, code, "%s\n%s%s" % (args, p.stdout, p.stderr))
+        return p
+
+    def cli_json(self, *args, key=None):
+        return json.loads(self.cli(*args, "--json", key=key).stdout)
+
+    def flow_file(self, name, text):
+        path = os.path.join(self.tmp.name, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def deploy_and_watch(self, path):
+        dep = self.cli_json("flow", "deploy", path, key=self.key)["id"]
+        self.cli("flow", "watch", str(dep), key=self.key, timeout=90)
+        return dep
+
+    # ---- checks ----
+
+    def api(self, method, path, key=ADMIN, body=None, code=200):
+        st, doc = http(self.base, method, path, key, body)
+        self.assertEqual(st, code, doc)
+        return doc
+
+    def job(self, job):
+        return self.api("GET", "/api/v1/jobs/%d" % job)
+
+    def status(self, dep):
+        st = self.cli_json("flow", "status", str(dep), key=self.key)
+        self.assertEqual(st["status"], "succeeded", st)
+        for sid, step in st["steps"].items():
+            self.assertEqual(step["status"], "succeeded", (sid, step))
+        return st
+
+    def check_money(self, jobs, payees=None):
+        """Exact balances over every job the client ever submitted; payees:
+        (node id, payout account) of every node (default: the real ones)."""
+        by_node, charged, fees = {}, 0, 0
+        for j in jobs:
+            self.assertIn(j["status"], ("succeeded", "failed", "cancelled"), j)
+            cost = j["cost_cents"]
+            charged += cost
+            fees += fee(cost)
+            if cost:
+                by_node[j["node"]] = by_node.get(j["node"], 0) + cost - fee(cost)
+        self.assertGreater(charged, 0, "jobs must cost something")
+        a = self.api("GET", "/api/v1/accounts/%s" % self.client)
+        self.assertEqual(a["debits_cents"], charged, a)
+        self.assertEqual(a["pending_cents"], 0, a)
+        self.assertEqual(a["balance_cents"], CREDITS - charged, a)
+        self.assertEqual(a["credits_cents"], CREDITS, a)
+        payees = payees or [(n.id, n.account) for n in self.nodes]
+        self.assertTrue(set(by_node) <= {nid for nid, _ in payees}, by_node)
+        for nid, account in payees:
+            acct = self.api("GET", "/api/v1/accounts/%s" % account)
+            self.assertEqual(acct["credits_cents"], by_node.get(nid, 0), (nid, acct))
+            self.assertEqual(acct["balance_cents"], by_node.get(nid, 0), (nid, acct))
+        stats = self.api("GET", "/api/v1/payments/stats")
+        self.assertEqual(stats["fees_cents"], fees, stats)
+        self.assertEqual(stats["held_cents"], 0, stats)
+        return charged
+
+    def client_jobs(self):
+        jobs = self.api("GET", "/api/v1/jobs?limit=1000", key=self.key)["jobs"]
+        return [self.job(j["id"]) for j in jobs]
+
+    def settlements(self, job):
+        pays = self.api("GET", "/api/v1/accounts/%s/payments" % self.client)["payments"]
+        return [p for p in pays if p.get("job") == job and p["kind"] == "settle"]
+
+    def verify_ledger(self):
+        p = subprocess.run([RHIZOS, "ledger", "verify", "--data", self.data],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+    def holder(self, job, timeout=30):
+        """The node that started `job` (its latest attempt)."""
+        def find():
+            got = [(e["attempt"], n) for n in self.nodes for e in n.events()
+                   if e.get("event") == "started" and e.get("job") == job]
+            return max(got, key=lambda x: x[0])[1] if got else None
+        return wait_until(find, timeout, "job %d to start" % job)
+
+    # ---- tests ----
+
+    def test_fanout_over_three_nodes_pays_exactly(self):
+        nodes = self.start_nodes()
+        self.assertEqual(len({n.id for n in nodes}), 3)
+        dep = self.deploy_and_watch(FANOUT)
+        st = self.status(dep)
+        self.assertEqual(len(st["steps"]), 7)
+        jobs = []
+        for sid, step in st["steps"].items():
+            j = self.job(step["job"])
+            self.assertEqual(j["status"], "succeeded", j)
+            self.assertIn(j["node"], {n.id for n in nodes}, j)
+            self.assertEqual((j["deployment"], j["step"]), (dep, sid))
+            self.assertEqual(j["outputs"], step["outputs"])
+            self.assertGreater(j["cost_cents"], 0, j)
+            jobs.append(j)
+        # The parallel branches spread: one job at a time per node.
+        self.assertGreater(len({j["node"] for j in jobs}), 1)
+        # The same flow embedded gives the same outputs.
+        local = json.loads(subprocess.run(
+            [RHIZOS, "flow", "run", FANOUT, "--json"], cwd=ROOT, capture_output=True,
+            text=True, timeout=60, check=True).stdout)
+        self.assertEqual(local["status"], "succeeded")
+        self.assertEqual(st["outputs"], local["outputs"])
+        for sid, step in local["steps"].items():
+            self.assertEqual(st["steps"][sid]["outputs"], step["outputs"], sid)
+        self.assertEqual(st["outputs"]["merge"]["total"], 29)
+        charged = self.check_money(jobs)
+        self.assertEqual(st["charged_cents"], charged, st)
+        for j in jobs:
+            self.assertEqual(len(self.settlements(j["id"])), 1, j)
+        self.stop_orchestrator()
+        self.verify_ledger()
+
+    def test_node_killed_mid_job_finishes_elsewhere_charged_once(self):
+        self.start_nodes()
+        flow = self.flow_file("nap.yaml", (
+            "flux: 1\nname: nap\nsteps:\n"
+            "  nap:\n    module: sleep@1\n    max_cost_cents: 50000\n"
+            "    config: {seconds: 2}\n"
+            "  after:\n    module: text-source@1\n    needs: [nap]\n"
+            "    max_cost_cents: 2000\n    inputs: {text: rested}\n"))
+        dep = self.cli_json("flow", "deploy", flow, key=self.key)["id"]
+        nap = self.cli_json("flow", "status", str(dep), key=self.key)["steps"]["nap"]["job"]
+        first = self.holder(nap)
+        first.stop(signal.SIGKILL)
+        self.cli("flow", "watch", str(dep), key=self.key, timeout=90)
+        st = self.status(dep)
+        self.assertEqual(st["steps"]["after"]["outputs"]["text"], "rested")
+        j = self.job(nap)
+        self.assertNotEqual(j["node"], first.id, j)
+        self.assertGreaterEqual(j["attempt"], 2, j)
+        self.assertEqual(len(self.settlements(nap)), 1)
+        self.check_money(self.client_jobs())
+        self.stop_orchestrator()
+        self.verify_ledger()
+
+    def test_orchestrator_killed_mid_deployment_resumes(self):
+        nodes = self.start_nodes()
+        flow = self.flow_file("naps.yaml", (
+            "flux: 1\nname: naps\nsteps:\n"
+            "  nap1:\n    module: sleep@1\n    max_cost_cents: 50000\n"
+            "    config: {seconds: 1.5}\n"
+            "  nap2:\n    module: sleep@1\n    max_cost_cents: 50000\n"
+            "    config: {seconds: 1.5}\n"
+            "  tail:\n    module: text-source@1\n    needs: [nap1, nap2]\n"
+            "    max_cost_cents: 2000\n    inputs: {text: awake}\n"))
+        dep = self.cli_json("flow", "deploy", flow, key=self.key)["id"]
+        steps = self.cli_json("flow", "status", str(dep), key=self.key)["steps"]
+        naps = [steps["nap1"]["job"], steps["nap2"]["job"]]
+        holders = [self.holder(j) for j in naps]
+        self.assertNotEqual(holders[0], holders[1])
+        self.orch.stop(signal.SIGKILL)
+        self.orch = None
+        # The naps end while nobody listens: each result waits in its
+        # node's outbox, private.
+        outbox = [os.path.join(n.data, "outbox", "%d-1.json" % j)
+                  for n, j in zip(holders, naps)]
+        wait_until(lambda: all(os.path.exists(p) for p in outbox), 30,
+                   "results kept in the outboxes")
+        for p in outbox:
+            self.assertEqual(stat.S_IMODE(os.stat(p).st_mode), 0o600)
+        # One of them stops before the orchestrator is back.
+        stopped = holders[0]
+        self.assertEqual(stopped.stop(), 0, stopped.err)
+        self.nodes.remove(stopped)
+        self.assertTrue(os.path.exists(outbox[0]))
+        self.start_orchestrator()
+        again = self.run_node(stopped.data)
+        again.id, again.account, again.name = stopped.id, stopped.account, stopped.name
+        self.cli("flow", "watch", str(dep), key=self.key, timeout=90)
+        st = self.status(dep)
+        self.assertEqual(st["steps"]["tail"]["outputs"]["text"], "awake")
+        # The results finished before the crash were the ones taken.
+        for j, n in zip(naps, holders):
+            got = self.job(j)
+            self.assertEqual((got["attempt"], got["node"]), (1, n.id), got)
+        wait_until(lambda: not any(os.path.exists(p) for p in outbox), 10,
+                   "the outboxes to empty")
+        self.assertTrue(any(e.get("event") == "delivered" and e["job"] == naps[0]
+                            for e in again.events()), again.out)
+        self.assertEqual(len(nodes), 3)
+        self.check_money(self.client_jobs())
+        self.stop_orchestrator()
+        self.verify_ledger()
+
+    # ---- fake nodes speaking the protocol in JSON ----
+
+    def fake_node(self, slots=1):
+        caps = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
+                "storage": {"total_gb": 100, "free_gb": 100},
+                "adapters": ["process"],
+                "prices": {"gpu_hour_cents": 0, "cpu_hour_cents": 3600000,
+                           "memory_gb_hour_cents": 0},
+                "max_concurrent_jobs": slots}
+        doc = self.api("POST", "/api/v1/nodes/register", key=None, code=201,
+                       body={"capabilities": caps, "x25519_public_key": "22" * 32})
+        return doc["id"], doc["token"], doc["account"]
+
+    def submit(self):
+        return self.api("POST", "/api/v1/jobs", key=self.key, code=201,
+                        body={"module": "echo", "inputs": {"message": "hi"},
+                              "max_cost_cents": 500})["id"]
+
+    def test_fake_nodes_foreign_result_lost_assignment_prompt_placement(self):
+        a, a_tok, a_acct = self.fake_node()
+        b, b_tok, b_acct = self.fake_node()
+        job1 = self.submit()
+        got = self.api("GET", "/api/v1/nodes/%d/jobs?wait=0" % a, key=a_tok)
+        self.assertEqual((got["job"], got["attempt"]), (job1, 1))
+        # Node a is full and heartbeats fast; b waits in a long-poll of 60 s:
+        # the next submission reaches b at once, not when its wait ends.
+        stop_beats = threading.Event()
+
+        def beat():
+            while not stop_beats.wait(0.2):
+                http(self.base, "POST", "/api/v1/nodes/%d/heartbeat" % a, a_tok,
+                     {"load": 1, "running": [job1]})
+        beats = threading.Thread(target=beat, daemon=True)
+        beats.start()
+        box = {}
+
+        def wait_poll():
+            box["r"] = http(self.base, "GET", "/api/v1/nodes/%d/jobs?wait=60" % b,
+                            b_tok, timeout=75)
+        poll = threading.Thread(target=wait_poll, daemon=True)
+        poll.start()
+        time.sleep(0.5)   # b's poll held (were it not, the poll takes it anyway)
+        job2 = self.submit()
+        poll.join(timeout=20)
+        stop_beats.set()
+        beats.join()
+        self.assertFalse(poll.is_alive(), "the held poll never got job %d" % job2)
+        self.assertEqual(box["r"][0], 200, box)
+        self.assertEqual(box["r"][1]["job"], job2)
+
+        # A result for a job the node does not hold: 409, nothing changes.
+        before = (self.api("GET", "/api/v1/accounts/%s" % self.client),
+                  self.api("GET", "/api/v1/payments/stats"),
+                  self.job(job1), self.job(job2))
+        for node, tok, job in ((a, a_tok, job2), (b, b_tok, job1), (a, a_tok, 999)):
+            st, doc = http(self.base, "POST", "/api/v1/nodes/%d/jobs/%d/result"
+                           % (node, job), tok, {"attempt": 1, "run_ms": 5,
+                                                "outputs": {"message": "forged"}})
+            self.assertIn(st, (404, 409), doc)
+            if job != 999:
+                self.assertEqual((st, doc["error"]["code"]), (409, "RZ_ESTATE"))
+        after = (self.api("GET", "/api/v1/accounts/%s" % self.client),
+                 self.api("GET", "/api/v1/payments/stats"),
+                 self.job(job1), self.job(job2))
+        self.assertEqual(before, after)
+
+        # Node a's heartbeats stop listing job1: it never got there, so it
+        # goes back to the queue (attempt counted, nothing charged).
+        def requeued():
+            http(self.base, "POST", "/api/v1/nodes/%d/heartbeat" % a, a_tok,
+                 {"load": 0, "running": []})
+            return self.job(job1)["attempt"] == 2
+        wait_until(requeued, 15, "job %d to be re-queued" % job1)
+        st, doc = http(self.base, "POST", "/api/v1/nodes/%d/jobs/%d/result" % (a, job1),
+                       a_tok, {"attempt": 1, "run_ms": 5, "outputs": {"message": "x"}})
+        self.assertEqual(st, 409, doc)
+        # Its second attempt runs and settles once; b finishes job2.
+        got = self.api("GET", "/api/v1/nodes/%d/jobs?wait=5" % a, key=a_tok)
+        self.assertEqual((got["job"], got["attempt"]), (job1, 2))
+        for node, tok, job, att in ((a, a_tok, job1, 2), (b, b_tok, job2, 1)):
+            self.api("POST", "/api/v1/nodes/%d/jobs/%d/result" % (node, job), key=tok,
+                     body={"attempt": att, "run_ms": 40, "outputs": {"message": "hi"}})
+        jobs = [self.job(job1), self.job(job2)]
+        self.assertEqual([(j["status"], j["cost_cents"]) for j in jobs],
+                         [("succeeded", 40), ("succeeded", 40)])
+        self.assertEqual(len(self.settlements(job1)), 1)
+        self.check_money(jobs, [(a, a_acct), (b, b_acct)])
+        self.stop_orchestrator()
+        self.verify_ledger()
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0], "-v"])
