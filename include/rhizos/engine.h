@@ -289,6 +289,25 @@ RZ_EXTERN int rz_engine_reference_cost(rz_engine *e,
                                        const char *requirements_json,
                                        uint64_t *cents);
 
+/* ---- Group commit (for servers) ----
+ * Between rz_engine_group_begin and rz_engine_group_commit, calls change
+ * the engine in memory only and return as usual; the commit makes all of
+ * them durable at once: the submissions' holds in one ledger batch, then
+ * one LMDB write transaction, then the settlements and refunds owed. A
+ * server answers the requests of a group only after its commit returned
+ * RZ_OK, so one fsync pays for many requests. Inside a group a submission
+ * checks its client's funds against the ledger less the holds the group
+ * has not written yet; should the ledger refuse such a hold at the commit
+ * after all (money taken out of the ledger directly meanwhile), the job is
+ * cancelled with max_cost_cents 0 and an error saying so. A failed commit
+ * leaves the handle refusing changes (reopen it: what was not committed is
+ * gone, orphan holds are refunded). rz_engine_check is refused inside a
+ * group; rz_engine_close commits an open group. */
+RZ_EXTERN int rz_engine_group_begin(rz_engine *e);
+RZ_EXTERN int rz_engine_group_commit(rz_engine *e);
+/* 1 inside a group, else 0. */
+RZ_EXTERN int rz_engine_in_group(rz_engine *e);
+
 /* ---- Time, events, invariants ---- */
 
 /* Lose silent nodes (re-queueing their jobs), expire step timeouts, start

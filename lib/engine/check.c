@@ -51,6 +51,8 @@ static int check_hold(rz_engine *e, rz__ejob *j)
     bool open = j->state < RZ_JOB_SUCCEEDED;
     if (!open && j->hold_checked)
         return RZ_OK;
+    if (j->state == RZ_JOB_CANCELLED && !j->max_cost && !j->owed)
+        return RZ_OK;   /* a group's hold the ledger refused: none was made */
     if (!open && j->owed != RZ__OWE_NONE)
         return BREACH("job %llu still owes the ledger", U(j->id));
     rz_ledger_transfer t;
@@ -129,6 +131,8 @@ int rz_engine_check(rz_engine *e)
 {
     if (!e)
         return rz__error(RZ_EINVAL, "no engine");
+    if (e->group)
+        return rz__error(RZ_ESTATE, "a group is open: commit it first");
     int rc = RZ_OK;
     for (size_t i = 0; rc == RZ_OK && i < e->n_nodes; i++)
         rc = check_node(e, &e->nodes[i]);

@@ -389,6 +389,8 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
         rc = j ? step_job_fill(e, j, &d, &d.flow->steps[i], i, now_ms)
                : no_memory();
     }
+    if (rc == RZ_OK && e->group)   /* a group's holds come first */
+        rc = rz__engine_group_flush(e);
     if (rc == RZ_OK)
         rc = hold_all(e, &d);
     if (rc != RZ_OK) {
@@ -402,9 +404,7 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
         rz__engine_touch_job(e, step_job(e, dp, i));
     rz__engine_touch_dep(e, dp);
     rc = rz__engine_dep_advance(e, dp, now_ms);
-    int crc = rz__engine_commit(e);
-    if (crc == RZ_OK)
-        crc = rz__engine_pay(e);
+    int crc = rz__engine_leave(e, RZ_OK);
     if (rc == RZ_OK)
         rc = crc;
     if (rc == RZ_OK && deployment)
@@ -482,8 +482,6 @@ int rz_engine_deploy_cancel(rz_engine *e, uint64_t deployment, uint64_t now_ms)
     }
     if (rc == RZ_OK)
         rc = rz__engine_dep_advance(e, d, now_ms);
-    int crc = rz__engine_commit(e);
-    if (crc == RZ_OK)
-        crc = rz__engine_pay(e);
+    int crc = rz__engine_leave(e, RZ_OK);
     return rc != RZ_OK ? rc : crc;
 }

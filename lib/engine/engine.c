@@ -121,10 +121,56 @@ const char *rz_job_state_name(rz_job_state s)
     return (unsigned)s < RZ_ARRAY_LEN(names) ? names[s] : "unknown";
 }
 
+static int reqs_take(rz__ejob *j, char *text)
+{
+    rz_reqs *r = NULL;
+    int rc = rz_reqs_parse(&r, text, strlen(text));
+    if (rc != RZ_OK) {
+        free(text);
+        return rc;
+    }
+    free(j->reqs_json);
+    rz_reqs_free(j->reqs);
+    j->reqs_json = text;
+    j->reqs = r;
+    return RZ_OK;
+}
+
+/* The common cases without a JSON round trip (a submission's hot path):
+ * requirements kept as stored, or without a max_cost_cents of their own,
+ * which is then written in front. REQS_SLOW: take the general path (it
+ * also words the error of text the fast one could not parse). */
+#define REQS_SLOW 1
+static int reqs_fast(rz__ejob *j, const char *json, uint64_t max_cost)
+{
+    const char *p = json ? json : "";
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    if (*p != '{' || (max_cost != UINT64_MAX && strstr(p, "max_cost_cents")))
+        return REQS_SLOW;
+    char *text;
+    if (max_cost == UINT64_MAX) {
+        text = rz__strdup(p);
+    } else {
+        const char *rest = p + 1;
+        while (*rest == ' ' || *rest == '\t' || *rest == '\n' || *rest == '\r')
+            rest++;
+        text = rz__asprintf("{\"max_cost_cents\":%llu%s%s",
+                            (unsigned long long)max_cost, *rest == '}' ? "" : ",",
+                            rest);
+    }
+    if (!text)
+        return no_memory();
+    return reqs_take(j, text) == RZ_OK ? RZ_OK : REQS_SLOW;
+}
+
 /* The requirements of a job, with max_cost_cents lowered to `max_cost`
  * (UINT64_MAX: as stored). */
 int rz__engine_reqs_set(rz__ejob *j, const char *json, uint64_t max_cost)
 {
+    int frc = reqs_fast(j, json, max_cost);
+    if (frc != REQS_SLOW)
+        return frc;
     cJSON *doc = json && *json ? cJSON_Parse(json) : cJSON_CreateObject();
     if (!doc || !cJSON_IsObject(doc)) {
         cJSON_Delete(doc);
@@ -143,17 +189,7 @@ int rz__engine_reqs_set(rz__ejob *j, const char *json, uint64_t max_cost)
     cJSON_Delete(doc);
     if (!text)
         return no_memory();
-    rz_reqs *r = NULL;
-    int rc = rz_reqs_parse(&r, text, strlen(text));
-    if (rc != RZ_OK) {
-        free(text);
-        return rc;
-    }
-    free(j->reqs_json);
-    rz_reqs_free(j->reqs);
-    j->reqs_json = text;
-    j->reqs = r;
-    return RZ_OK;
+    return reqs_take(j, text);
 }
 
 /* ---- events ---- */
@@ -562,17 +598,43 @@ static int resume(rz_engine *e)
     return rc;
 }
 
+/* Keep id `n_jobs + 1` as a cancelled job that never ran: an orphan hold
+ * `t` (refunded by the caller), or none (NULL: a group's hold the ledger
+ * refused, which leaves a gap in the hold ids; max 0 marks it). */
+static int orphan_job(rz_engine *e, const rz_ledger_transfer *t)
+{
+    rz__ejob *j = rz__engine_job_new(e);
+    if (!j)
+        return no_memory();
+    j->state = RZ_JOB_CANCELLED;
+    if (t) {
+        j->client = t->debit;
+        j->max_cost = t->amount;
+    }
+    j->error = rz__strdup(t ? "never acknowledged: the engine stopped first"
+                            : "its hold was refused at the group commit");
+    j->module_id = rz__strdup("");
+    j->module_version = rz__strdup("");
+    j->request = rz__strdup("{}");
+    int rc = rz__engine_reqs_set(j, NULL, UINT64_MAX);
+    rz__engine_touch_job(e, j);
+    return rc;
+}
+
 /* Holds for job ids past the last committed job belong to a submission or
  * deployment that crashed before it was acknowledged: give them back, and
  * keep each id as a cancelled job so that no later job reuses its ledger
- * ids (committed by resume()). */
+ * ids (committed by resume()). A group's holds may have gaps (holds the
+ * ledger refused), so the scan looks RZ__GROUP_HOLDS_MAX ids past the last
+ * hold it found. */
 static int refund_orphans(rz_engine *e)
 {
-    for (uint64_t id = e->n_jobs + 1;; id++) {
+    uint64_t last = e->n_jobs;
+    for (uint64_t id = e->n_jobs + 1; id <= last + RZ__GROUP_HOLDS_MAX; id++) {
         rz_ledger_transfer t;
         int rc = rz_ledger_get_transfer(e->ledger, rz__engine_hold_id(id), &t);
         if (rc == RZ_ENOENT)
-            return RZ_OK;
+            continue;
         if (rc != RZ_OK)
             return rc;
         if (t.state == RZ_LEDGER_OPEN) {
@@ -581,21 +643,15 @@ static int refund_orphans(rz_engine *e)
             if (rc != RZ_OK)
                 return rc;
         }
-        rz__ejob *j = rz__engine_job_new(e);
-        if (!j)
-            return no_memory();
-        j->state = RZ_JOB_CANCELLED;
-        j->client = t.debit;
-        j->max_cost = t.amount;
-        j->error = rz__strdup("never acknowledged: the engine stopped first");
-        j->module_id = rz__strdup("");
-        j->module_version = rz__strdup("");
-        j->request = rz__strdup("{}");
-        rc = rz__engine_reqs_set(j, NULL, UINT64_MAX);
+        while (rc == RZ_OK && e->n_jobs + 1 < id)
+            rc = orphan_job(e, NULL);
+        if (rc == RZ_OK)
+            rc = orphan_job(e, &t);
         if (rc != RZ_OK)
             return rc;
-        rz__engine_touch_job(e, j);
+        last = id;
     }
+    return RZ_OK;
 }
 
 int rz_engine_open(rz_engine **out, const char *data_dir,
@@ -639,6 +695,8 @@ void rz_engine_close(rz_engine *e)
 {
     if (!e)
         return;
+    if (e->group)
+        rz_engine_group_commit(e);
     if (e->env && !e->broken)
         rz__engine_commit(e);   /* owed flags cleared since the last call */
     for (size_t i = 0; i < e->n_nodes; i++) {
@@ -662,6 +720,8 @@ void rz_engine_close(rz_engine *e)
     free(e->dirty_jobs);
     free(e->dirty_deps);
     free(e->events);
+    free(e->gholds);
+    free(e->gsums);
     rz_matcher_free(e->matcher);
     rz_ledger_close(e->ledger);
     rz__engine_store_close(e);
@@ -691,14 +751,176 @@ static int enter(rz_engine *e, uint64_t now)
     return RZ_OK;
 }
 
-/* Calls that changed state end here: commit, then move the money owed. */
+/* Calls that changed state end here: commit, then move the money owed.
+ * Inside a group both wait for rz_engine_group_commit. */
 static int leave(rz_engine *e, int rc)
 {
+    if (e->group)
+        return rc;
     int crc = rz__engine_commit(e);
     if (crc != RZ_OK)
         return crc;
     int prc = rz__engine_pay(e);
     return rc != RZ_OK ? rc : prc;
+}
+
+int rz__engine_leave(rz_engine *e, int rc)
+{
+    return leave(e, rc);
+}
+
+/* ---- group commit ---- */
+
+int rz_engine_group_begin(rz_engine *e)
+{
+    if (!e)
+        return rz__error(RZ_EINVAL, "no engine");
+    if (e->broken)
+        return rz__error(RZ_EDB, "an earlier commit failed; reopen the engine");
+    if (e->group)
+        return rz__error(RZ_ESTATE, "a group is open already");
+    e->group = true;
+    return RZ_OK;
+}
+
+int rz_engine_in_group(rz_engine *e)
+{
+    return e && e->group;
+}
+
+static rz__gsum *gsum_of(rz_engine *e, rz_ledger_id client)
+{
+    for (size_t i = 0; i < e->n_gsums; i++)
+        if (e->gsums[i].client.hi == client.hi &&
+            e->gsums[i].client.lo == client.lo)
+            return &e->gsums[i];
+    if (!rz__engine_grow((void **)&e->gsums, &e->cap_gsums, e->n_gsums + 1,
+                         sizeof *e->gsums))
+        return NULL;
+    e->gsums[e->n_gsums] = (rz__gsum){ client, 0 };
+    return &e->gsums[e->n_gsums++];
+}
+
+/* What the ledger would answer to the hold of `amount` more, counting the
+ * group's holds not written yet (the checks of a HOLD op: a client
+ * account, the limit, no overflow). */
+static int group_precheck(rz_engine *e, rz_ledger_id client, uint64_t amount,
+                          rz__gsum **sum)
+{
+    rz_ledger_account a;
+    char h[33];
+    int rc = rz_ledger_balance(e->ledger, client, &a);
+    rz_ledger_id_format(client, h);
+    if (rc == RZ_ENOENT)
+        return rz__error(RZ_ENOENT, "no account %s", h);
+    if (rc != RZ_OK)
+        return rc;
+    if (a.kind != RZ_LEDGER_CLIENT)
+        return rz__error(RZ_EINVAL, "account %s is of the wrong kind (%u)", h,
+                         a.kind);
+    if (!(*sum = gsum_of(e, client)))
+        return no_memory();
+    uint64_t out = a.debits_posted, parts[3] = { a.debits_pending,
+                                                 (*sum)->cents, amount };
+    for (int i = 0; i < 3; i++) {
+        if (out > UINT64_MAX - parts[i])
+            return rz__error(RZ_EOVERFLOW, "account %s: the hold overflows", h);
+        out += parts[i];
+    }
+    if ((a.flags & RZ_LEDGER_DEBITS_MUST_NOT_EXCEED_CREDITS) &&
+        out > a.credits_posted) {
+        uint64_t held = a.debits_posted + a.debits_pending + (*sum)->cents;
+        return rz__error(RZ_EFUNDS, "account %s has %llu cents available, "
+                         "%llu needed", h, (unsigned long long)
+                         (a.credits_posted > held ? a.credits_posted - held : 0),
+                         (unsigned long long)amount);
+    }
+    return RZ_OK;
+}
+
+/* Hold for a job submitted inside a group: checked now, written by
+ * rz__engine_group_flush (at the latest at the commit). */
+static int group_hold(rz_engine *e, rz__ejob *j)
+{
+    rz__gsum *sum = NULL;
+    int rc = group_precheck(e, j->client, j->max_cost, &sum);
+    if (rc != RZ_OK)
+        return rc;
+    if (!rz__engine_grow((void **)&e->gholds, &e->cap_gholds, e->n_gholds + 1,
+                         sizeof *e->gholds))
+        return no_memory();
+    e->gholds[e->n_gholds++] = j->id;
+    sum->cents += j->max_cost;
+    return RZ_OK;
+}
+
+/* The ledger refused a deferred hold (money left the account outside the
+ * engine since the check): the job never held anything, so it is cancelled
+ * with nothing owed and a maximum of 0 (rz_engine_check knows the mark). */
+static void hold_refused(rz_engine *e, rz__ejob *j, int status)
+{
+    char why[160];
+    snprintf(why, sizeof why, "its hold was refused at the group commit: %s",
+             rz_strerror(status));
+    rz__engine_unplace(e, j, true);
+    free(j->error);
+    j->error = rz__strdup(why);
+    j->max_cost = 0;
+    rz__engine_finish(e, j, RZ_JOB_CANCELLED, RZ__OWE_NONE);
+}
+
+static int flush_chunk(rz_engine *e, const uint64_t *ids, size_t n)
+{
+    rz_ledger_op *ops = calloc(n, sizeof *ops);
+    rz_ledger_result *res = calloc(n, sizeof *res);
+    int rc = ops && res ? RZ_OK : no_memory();
+    for (size_t i = 0; rc == RZ_OK && i < n; i++) {
+        const rz__ejob *j = rz__engine_job(e, ids[i]);
+        ops[i].type = RZ_LEDGER_OP_HOLD;
+        ops[i].id = rz__engine_hold_id(j->id);
+        ops[i].job = rz_engine_job_ledger_id(j->id);
+        ops[i].account = j->client;
+        ops[i].amount = j->max_cost;
+    }
+    if (rc == RZ_OK)
+        rc = rz_ledger_submit(e->ledger, ops, n, res);
+    for (size_t i = 0; rc == RZ_OK && i < n; i++)
+        if (res[i].status != RZ_OK)
+            hold_refused(e, rz__engine_job(e, ids[i]), res[i].status);
+    free(ops);
+    free(res);
+    return rc;
+}
+
+int rz__engine_group_flush(rz_engine *e)
+{
+    int rc = RZ_OK;
+    for (size_t done = 0; rc == RZ_OK && done < e->n_gholds;) {
+        size_t n = e->n_gholds - done;
+        if (n > RZ__GROUP_HOLDS_MAX)
+            n = RZ__GROUP_HOLDS_MAX;
+        rc = flush_chunk(e, e->gholds + done, n);
+        done += n;
+    }
+    if (rc != RZ_OK)
+        e->broken = true;   /* jobs in memory without their holds */
+    e->n_gholds = e->n_gsums = 0;
+    return rc;
+}
+
+int rz_engine_group_commit(rz_engine *e)
+{
+    if (!e)
+        return rz__error(RZ_EINVAL, "no engine");
+    if (!e->group)
+        return rz__error(RZ_ESTATE, "no group is open");
+    e->group = false;
+    if (e->broken)
+        return rz__error(RZ_EDB, "an earlier commit failed; reopen the engine");
+    int rc = rz__engine_group_flush(e);
+    if (rc == RZ_OK)
+        rc = leave(e, RZ_OK);
+    return rc;
 }
 
 /* ---- nodes ---- */
@@ -952,7 +1174,9 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
     if (!j)
         return no_memory();
     rc = job_fill(j, spec, now_ms);
-    if (rc == RZ_OK)
+    if (rc == RZ_OK && e->group)
+        rc = group_hold(e, j);
+    else if (rc == RZ_OK)
         rc = rz_ledger_hold(e->ledger, rz__engine_hold_id(j->id),
                             rz_engine_job_ledger_id(j->id), spec->client,
                             spec->max_cost_cents, 0);
@@ -962,6 +1186,8 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
     }
     rc = rz__engine_enqueue(e, j);
     uint64_t id = j->id;
+    if (rc == RZ_OK && e->n_gholds >= RZ__GROUP_HOLDS_MAX)
+        rc = rz__engine_group_flush(e);
     rc = leave(e, rc);
     if (rc == RZ_OK && job_id)
         *job_id = id;

@@ -146,11 +146,23 @@ struct rz_engine {
 
     rz_engine_event *events; size_t ev_head, ev_len;
 
+    /* Group commit (rz_engine_group_begin): jobs whose hold is not in the
+     * ledger yet, and what they hold per client. */
+    bool group;
+    uint64_t *gholds; size_t n_gholds, cap_gholds;
+    struct rz__gsum *gsums; size_t n_gsums, cap_gsums;
+
     rz_engine_stats stats;
     rz__elocal local;         /* embedded mode (local.c) */
     uint64_t now;             /* `now` of the call in progress */
     char scratch_step[1];     /* "" */
 };
+
+/* The most holds a group defers before it writes them (one ledger batch);
+ * also how far past a missing hold rz_engine_open looks for orphans. */
+#define RZ__GROUP_HOLDS_MAX 1024
+
+typedef struct rz__gsum { rz_ledger_id client; uint64_t cents; } rz__gsum;
 
 /* store.c */
 RZ_HIDDEN int rz__engine_store_open(rz_engine *e, const char *dir);
@@ -181,6 +193,10 @@ RZ_HIDDEN void rz__engine_finish(rz_engine *e, rz__ejob *j, rz_job_state st,
 RZ_HIDDEN void rz__engine_emit(rz_engine *e, rz_engine_event_type type,
                                const rz__ejob *j, uint64_t node);
 RZ_HIDDEN int rz__engine_pay(rz_engine *e);
+/* Calls that changed state end here: commit and pay (not inside a group). */
+RZ_HIDDEN int rz__engine_leave(rz_engine *e, int rc);
+/* Write the holds a group deferred (before any other hold of a job id). */
+RZ_HIDDEN int rz__engine_group_flush(rz_engine *e);
 RZ_HIDDEN int rz__engine_place_job(rz_engine *e, rz__ejob *j, uint64_t node);
 RZ_HIDDEN int rz__engine_reqs_set(rz__ejob *j, const char *json,
                                   uint64_t max_cost);

@@ -250,7 +250,7 @@ void orch_watch(req *q, uint64_t dep)
     orch_count_code(o, 200);
     evhttp_send_reply_start(q->r, 200, "OK");
     q->answered = true;
-    if (sse_push(o, q->r, dep))
+    if (!o->grouped && sse_push(o, q->r, dep))
         return;
     watcher *w = calloc(1, sizeof *w);
     struct evhttp_connection *c = evhttp_request_get_connection(q->r);
@@ -262,6 +262,7 @@ void orch_watch(req *q, uint64_t dep)
     w->o = o;
     w->req = q->r;
     w->dep = dep;
+    w->dirty = o->grouped;   /* the first push follows the pass's commit */
     w->next = o->watchers;
     if (o->watchers)
         o->watchers->prev = w;
@@ -327,14 +328,113 @@ void orch_after(orch *o)
             break;
         }
     }
+    if (o->grouped)
+        return;   /* watchers and the timer follow the commit (on_flush) */
     flush_watchers(o);
     orch_arm_wakeup(o);
+}
+
+/* ---- group commit: one durable commit per event-loop pass ---- */
+
+typedef struct held_reply {
+    struct evhttp_request *r;
+    int code;
+    const char *reason;
+    struct evbuffer *body;
+} held_reply;
+
+bool orch_hold_reply(orch *o, struct evhttp_request *r, int code,
+                     const char *reason, struct evbuffer *body)
+{
+    if (!o->grouped)
+        return false;
+    if (o->n_held == o->cap_held) {
+        size_t cap = o->cap_held ? o->cap_held * 2 : 64;
+        held_reply *h = realloc(o->held, cap * sizeof *h);
+        if (!h)
+            return false;   /* sent now: durable only up to the last commit */
+        o->held = h;
+        o->cap_held = cap;
+    }
+    o->held[o->n_held++] = (held_reply){ r, code, reason, body };
+    return true;
+}
+
+/* The pass's requests are in; make what they changed durable, then answer
+ * them all (or, if the commit failed, tell each so). */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    orch *o = arg;
+    orch_after(o);   /* placements and hand-overs join the same commit */
+    int rc = rz_engine_group_commit(o->e);
+    o->grouped = false;
+    char msg[400] = "";
+    if (rc != RZ_OK) {
+        fprintf(stderr, ORCH_NAME ": commit: %s\n", rz_error_last()->message);
+        snprintf(msg, sizeof msg, "{\"error\":{\"code\":\"%s\",\"message\":"
+                 "\"the change could not be made durable; the server must be "
+                 "restarted\"}}", rz_status_name(rc));
+    }
+    for (size_t i = 0; i < o->n_held; i++) {
+        held_reply *h = &o->held[i];
+        if (rc != RZ_OK) {
+            if (!h->body)
+                h->body = evbuffer_new();
+            else
+                evbuffer_drain(h->body, evbuffer_get_length(h->body));
+            if (h->body)
+                evbuffer_add(h->body, msg, strlen(msg));
+            evhttp_remove_header(evhttp_request_get_output_headers(h->r),
+                                 "Content-Type");
+            evhttp_add_header(evhttp_request_get_output_headers(h->r),
+                              "Content-Type", "application/json");
+            orch_count_code(o, 500);
+            h->code = 500;
+            h->reason = "Internal Server Error";
+        }
+        evhttp_send_reply(h->r, h->code, h->reason, h->body);
+        if (h->body)
+            evbuffer_free(h->body);
+    }
+    o->n_held = 0;
+    flush_watchers(o);
+    orch_arm_wakeup(o);
+}
+
+void orch_group_open(orch *o)
+{
+    if (o->grouped || !o->e)
+        return;
+    if (!o->flush && !(o->flush = event_new(o->base, -1, 0, on_flush, o)))
+        return;
+    if (rz_engine_group_begin(o->e) != RZ_OK)
+        return;   /* a broken engine: calls fail, replies go out at once */
+    o->grouped = true;
+    /* Queued behind the callbacks already active in this pass. */
+    event_active(o->flush, 0, 0);
+}
+
+/* Stopping without running the flush: the held requests are freed by
+ * evhttp_free; the engine commits the open group when it closes. */
+void orch_group_discard(orch *o)
+{
+    for (size_t i = 0; i < o->n_held; i++)
+        if (o->held[i].body)
+            evbuffer_free(o->held[i].body);
+    free(o->held);
+    o->held = NULL;
+    o->n_held = o->cap_held = 0;
+    if (o->flush)
+        event_free(o->flush);
+    o->flush = NULL;
 }
 
 static void on_wakeup(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     orch *o = arg;
+    orch_group_open(o);
     uint64_t now = orch_now_ms();
     /* A held long-poll is a node waiting for work: it is alive. */
     for (waiter *w = o->waiters; w; w = w->next) {
@@ -344,7 +444,8 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
     }
     if (rz_engine_tick(o->e, now) != RZ_OK)
         fprintf(stderr, ORCH_NAME ": tick: %s\n", rz_error_last()->message);
-    orch_after(o);
+    if (!o->grouped)
+        orch_after(o);
 }
 
 void orch_arm_wakeup(orch *o)

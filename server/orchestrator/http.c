@@ -111,8 +111,13 @@ void reply_text(req *q, int code, const char *type, const char *text, size_t len
     if (b && text && len)
         evbuffer_add(b, text, len);
     orch_count_code(q->o, code);
-    evhttp_send_reply(q->r, code, reason_of(code), code == 204 ? NULL : b);
-    evbuffer_free(b);
+    struct evbuffer *body = code == 204 ? NULL : b;
+    if (!orch_hold_reply(q->o, q->r, code, reason_of(code), body))
+        evhttp_send_reply(q->r, code, reason_of(code), body);
+    else if (body)
+        b = NULL;   /* kept; sent once the pass's commit is durable */
+    if (b)
+        evbuffer_free(b);
 }
 
 void reply_json(req *q, int code, cJSON *doc)
@@ -458,6 +463,7 @@ static bool wants_cbor(struct evhttp_request *r, bool cbor_in)
 static void dispatch(struct evhttp_request *r, void *arg)
 {
     orch *o = arg;
+    orch_group_open(o);
     req q;
     memset(&q, 0, sizeof q);
     q.o = o;
@@ -496,7 +502,8 @@ static void dispatch(struct evhttp_request *r, void *arg)
     cJSON_Delete(q.body);
     if (hit && strcmp(hit->method, "GET") != 0)
         o->changed = true;
-    orch_after(o);
+    if (!o->grouped)
+        orch_after(o);   /* no group (a broken engine): as before */
 }
 
 int orch_http_start(orch *o)

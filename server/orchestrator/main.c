@@ -362,6 +362,7 @@ static int start(orch *o)
 
 static void finish(orch *o)
 {
+    orch_group_discard(o);
     if (o->http)
         evhttp_free(o->http);   /* frees the requests still held */
     if (o->wake)
@@ -384,6 +385,7 @@ static void finish(orch *o)
     if (o->base)
         event_base_free(o->base);
     rz_engine_close(o->e);
+    orch_mods_free(o);
     auth_close(o);
     rz_registry_free(o->reg);
     sodium_free(o->sk);

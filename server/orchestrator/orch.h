@@ -99,6 +99,15 @@ typedef struct orch {
 
     waiter *waiters;
     watcher *watchers;
+
+    /* Group commit (events.c): the requests of one event-loop pass change
+     * the engine in memory; their replies wait in `held` until the pass's
+     * one durable commit (the flush event, queued behind them). */
+    struct event *flush;
+    bool grouped;
+    struct held_reply *held; size_t n_held, cap_held;
+
+    struct mod_info *mods; size_t n_mods, cap_mods;   /* routes_jobs.c */
     stop_list *stops; size_t n_stops;   /* by node id - 1 */
 
     /* metrics */
@@ -170,6 +179,13 @@ unsigned char *b64_decode(const char *in, size_t *n);
 
 /* ---- events.c ---- */
 void orch_after(orch *o);
+/* Open the pass's group (once) and queue its flush. */
+void orch_group_open(orch *o);
+/* Keep a reply until the group is durable (takes body; NULL: none). False
+ * when no group is open: send it now. */
+bool orch_hold_reply(orch *o, struct evhttp_request *r, int code,
+                     const char *reason, struct evbuffer *body);
+void orch_group_discard(orch *o);
 void orch_hold_poll(req *q, uint64_t node, unsigned wait_s);
 void orch_watch(req *q, uint64_t dep);
 void orch_stop_add(orch *o, uint64_t node, uint64_t job, uint32_t attempt);
@@ -200,6 +216,7 @@ void r_job_get(req *q);
 void r_job_cancel(req *q);
 void r_job_refund(req *q);
 cJSON *job_json(orch *o, uint64_t id, bool with_log);
+void orch_mods_free(orch *o);
 void r_account_create(req *q);
 void r_account_get(req *q);
 void r_account_deposit(req *q);

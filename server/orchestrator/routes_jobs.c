@@ -8,10 +8,19 @@
 
 #define LIST_MAX 1000
 
+/* Whole numbers as raw JSON text: cJSON would print each double with
+ * "%1.15g" and read it back to check, a hot spot of every job reply. */
+static void add_u64(cJSON *o, const char *k, uint64_t v)
+{
+    char b[24];
+    snprintf(b, sizeof b, "%llu", (unsigned long long)v);
+    cJSON_AddRawToObject(o, k, b);
+}
+
 static void add_opt_u64(cJSON *o, const char *k, uint64_t v)
 {
     if (v)
-        cJSON_AddNumberToObject(o, k, (double)v);
+        add_u64(o, k, v);
     else
         cJSON_AddNullToObject(o, k);
 }
@@ -22,9 +31,9 @@ cJSON *job_json(orch *o, uint64_t id, bool with_log)
     if (rz_engine_job_get(o->e, id, &ji) != RZ_OK)
         return NULL;
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddNumberToObject(j, "id", (double)ji.id);
+    add_u64(j, "id", ji.id);
     cJSON_AddStringToObject(j, "status", rz_job_state_name(ji.state));
-    cJSON_AddNumberToObject(j, "attempt", ji.attempt);
+    add_u64(j, "attempt", ji.attempt);
     add_opt_u64(j, "node", ji.node);
     cJSON_AddStringToObject(j, "module", ji.module_id);
     cJSON_AddStringToObject(j, "version", ji.module_version);
@@ -33,10 +42,12 @@ cJSON *job_json(orch *o, uint64_t id, bool with_log)
         cJSON_AddStringToObject(j, "step", ji.step);
     else
         cJSON_AddNullToObject(j, "step");
-    cJSON_AddNumberToObject(j, "priority", ji.priority);
-    cJSON_AddNumberToObject(j, "max_cost_cents", (double)ji.max_cost_cents);
-    cJSON_AddNumberToObject(j, "cost_cents", (double)ji.cost_cents);
-    cJSON_AddNumberToObject(j, "run_ms", (double)ji.run_ms);
+    char prio[16];
+    snprintf(prio, sizeof prio, "%d", (int)ji.priority);
+    cJSON_AddRawToObject(j, "priority", prio);
+    add_u64(j, "max_cost_cents", ji.max_cost_cents);
+    add_u64(j, "cost_cents", ji.cost_cents);
+    add_u64(j, "run_ms", ji.run_ms);
     cJSON *out = ji.outputs_json ? cJSON_Parse(ji.outputs_json) : NULL;
     cJSON_AddItemToObject(j, "outputs", out ? out : cJSON_CreateNull());
     if (ji.error)
@@ -103,30 +114,84 @@ static int first_error(void *ud, const rz_schema_error *err)
     return 1;
 }
 
+/* What a submission needs from a module, made once per module (the
+ * registry does not change while the server runs): its manifest parsed and
+ * its config schema compiled. */
+typedef struct mod_info {
+    const rz_module *m;
+    cJSON *manifest;
+    rz_schema *schema;       /* NULL: no config schema (or it did not compile) */
+    int schema_rc;           /* rz_schema_compile's status */
+    char schema_err[512];
+} mod_info;
+
+static mod_info *mod_info_of(orch *o, const rz_module *m)
+{
+    for (size_t i = 0; i < o->n_mods; i++)
+        if (o->mods[i].m == m)
+            return &o->mods[i];
+    if (o->n_mods == o->cap_mods) {
+        size_t cap = o->cap_mods ? o->cap_mods * 2 : 16;
+        mod_info *v = realloc(o->mods, cap * sizeof *v);
+        if (!v)
+            return NULL;
+        o->mods = v;
+        o->cap_mods = cap;
+    }
+    mod_info *mi = &o->mods[o->n_mods];
+    memset(mi, 0, sizeof *mi);
+    mi->m = m;
+    char *man = NULL;
+    rz_module_manifest_json(m, &man);
+    mi->manifest = parse_json_text(man);
+    rz_free(man);
+    const cJSON *schema = cJSON_GetObjectItem(mi->manifest, "config");
+    if (cJSON_IsObject(schema)) {
+        char *stext = cJSON_PrintUnformatted(schema);
+        mi->schema_rc = stext ? rz_schema_compile(&mi->schema, stext, strlen(stext))
+                              : RZ_ENOMEM;
+        if (mi->schema_rc != RZ_OK)
+            snprintf(mi->schema_err, sizeof mi->schema_err, "%s",
+                     rz_error_last()->message);
+        free(stext);
+    }
+    o->n_mods++;
+    return mi;
+}
+
+void orch_mods_free(orch *o)
+{
+    for (size_t i = 0; i < o->n_mods; i++) {
+        cJSON_Delete(o->mods[i].manifest);
+        rz_schema_free(o->mods[i].schema);
+    }
+    free(o->mods);
+    o->mods = NULL;
+    o->n_mods = o->cap_mods = 0;
+}
+
 /* config checked against the module's schema, its defaults filled in. */
-static bool check_config(req *q, const cJSON *manifest, const cJSON *config,
+static bool check_config(req *q, const mod_info *mi, const cJSON *config,
                          char **out)
 {
     *out = NULL;
     char *text = cJSON_PrintUnformatted(config);
-    const cJSON *schema = cJSON_GetObjectItem(manifest, "config");
-    if (!text || !cJSON_IsObject(schema)) {
+    if (!text || (!mi->schema && mi->schema_rc == RZ_OK)) {
         *out = text;
         if (!text)
             reply_error(q, RZ_ENOMEM, "out of memory");
         return text != NULL;
     }
-    char *stext = cJSON_PrintUnformatted(schema);
-    rz_schema *s = NULL;
-    int rc = stext ? rz_schema_compile(&s, stext, strlen(stext)) : RZ_ENOMEM;
-    free(stext);
+    if (mi->schema_rc != RZ_OK) {
+        free(text);
+        reply_error(q, RZ_EINVALID, "config cannot be checked: %s", mi->schema_err);
+        return false;
+    }
     schema_ctx c = { "" };
     char *filled = NULL;
+    int rc = rz_schema_validate(mi->schema, text, strlen(text), first_error, &c);
     if (rc == RZ_OK)
-        rc = rz_schema_validate(s, text, strlen(text), first_error, &c);
-    if (rc == RZ_OK)
-        rc = rz_schema_apply_defaults(s, text, strlen(text), &filled);
-    rz_schema_free(s);
+        rc = rz_schema_apply_defaults(mi->schema, text, strlen(text), &filled);
     free(text);
     if (rc == RZ_EINVALID)
         reply_error(q, RZ_EINVALID, "%s", c.msg);
@@ -197,13 +262,15 @@ void r_job_submit(req *q)
     }
     if (!resolve_module(q, spec, &m))
         return;
-    char *man = NULL;
-    rz_module_manifest_json(m, &man);
-    cJSON *manifest = parse_json_text(man);
-    rz_free(man);
+    const mod_info *mi = mod_info_of(o, m);
+    if (!mi) {
+        reply_error(q, RZ_ENOMEM, "out of memory");
+        return;
+    }
+    const cJSON *manifest = mi->manifest;
     cJSON *empty = cJSON_CreateObject();
     char *cfg = NULL, *req_text = NULL, *request = NULL;
-    bool ok = check_config(q, manifest, config ? config : empty, &cfg);
+    bool ok = check_config(q, mi, config ? config : empty, &cfg);
     if (ok && !(req_text = merged_requirements(manifest, reqs)))
         ok = (reply_error(q, RZ_ENOMEM, "out of memory"), false);
     if (ok) {
@@ -237,7 +304,6 @@ void r_job_submit(req *q)
     free(req_text);
     free(request);
     cJSON_Delete(empty);
-    cJSON_Delete(manifest);
     if (ok && rc == RZ_OK)
         reply_json(q, 201, job_json(o, id, false));
 }
