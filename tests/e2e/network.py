@@ -17,7 +17,7 @@ nothing; a job handed to a node that its heartbeats do not list goes back
 to the queue; a held long-poll gets new work while another node heartbeats
 fast.
 
-Usage: network.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT"""
+Usage: network.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT [TEST ...]"""
 import json
 import os
 import signal
@@ -162,7 +162,9 @@ class Proc:
         return self.p.returncode
 
 
-class Network(unittest.TestCase):
+class Base(unittest.TestCase):
+    node_timeout_ms = NODE_TIMEOUT_MS
+
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="rz-network-")
         self.data = os.path.join(self.tmp.name, "orch")
@@ -189,7 +191,7 @@ class Network(unittest.TestCase):
         env = dict(os.environ, RHIZOS_ADMIN_KEY=ADMIN)
         self.orch = Proc([ORCH, "--listen", "127.0.0.1:%d" % self.port,
                           "--data", self.data, "--quiet",
-                          "--node-timeout-ms", str(NODE_TIMEOUT_MS)], env=env)
+                          "--node-timeout-ms", str(self.node_timeout_ms)], env=env)
 
         def up():
             if not self.orch.alive():
@@ -329,8 +331,26 @@ class Network(unittest.TestCase):
             return max(got, key=lambda x: x[0])[1] if got else None
         return wait_until(find, timeout, "job %d to start" % job)
 
-    # ---- tests ----
+    # ---- fake nodes speaking the protocol in JSON ----
 
+    def fake_node(self, slots=1):
+        caps = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
+                "storage": {"total_gb": 100, "free_gb": 100},
+                "adapters": ["process"],
+                "prices": {"gpu_hour_cents": 0, "cpu_hour_cents": 3600000,
+                           "memory_gb_hour_cents": 0},
+                "max_concurrent_jobs": slots}
+        doc = self.api("POST", "/api/v1/nodes/register", key=None, code=201,
+                       body={"capabilities": caps, "x25519_public_key": "22" * 32})
+        return doc["id"], doc["token"], doc["account"]
+
+    def submit(self):
+        return self.api("POST", "/api/v1/jobs", key=self.key, code=201,
+                        body={"module": "echo", "inputs": {"message": "hi"},
+                              "max_cost_cents": 500})["id"]
+
+
+class Network(Base):
     def test_fanout_over_three_nodes_pays_exactly(self):
         nodes = self.start_nodes()
         self.assertEqual(len({n.id for n in nodes}), 3)
@@ -436,56 +456,15 @@ class Network(unittest.TestCase):
         self.stop_orchestrator()
         self.verify_ledger()
 
-    # ---- fake nodes speaking the protocol in JSON ----
-
-    def fake_node(self, slots=1):
-        caps = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
-                "storage": {"total_gb": 100, "free_gb": 100},
-                "adapters": ["process"],
-                "prices": {"gpu_hour_cents": 0, "cpu_hour_cents": 3600000,
-                           "memory_gb_hour_cents": 0},
-                "max_concurrent_jobs": slots}
-        doc = self.api("POST", "/api/v1/nodes/register", key=None, code=201,
-                       body={"capabilities": caps, "x25519_public_key": "22" * 32})
-        return doc["id"], doc["token"], doc["account"]
-
-    def submit(self):
-        return self.api("POST", "/api/v1/jobs", key=self.key, code=201,
-                        body={"module": "echo", "inputs": {"message": "hi"},
-                              "max_cost_cents": 500})["id"]
-
-    def test_fake_nodes_foreign_result_lost_assignment_prompt_placement(self):
+    def test_fake_nodes_foreign_result_and_lost_assignment(self):
         a, a_tok, a_acct = self.fake_node()
         b, b_tok, b_acct = self.fake_node()
         job1 = self.submit()
         got = self.api("GET", "/api/v1/nodes/%d/jobs?wait=0" % a, key=a_tok)
         self.assertEqual((got["job"], got["attempt"]), (job1, 1))
-        # Node a is full and heartbeats fast; b waits in a long-poll of 60 s:
-        # the next submission reaches b at once, not when its wait ends.
-        stop_beats = threading.Event()
-
-        def beat():
-            while not stop_beats.wait(0.2):
-                http(self.base, "POST", "/api/v1/nodes/%d/heartbeat" % a, a_tok,
-                     {"load": 1, "running": [job1]})
-        beats = threading.Thread(target=beat, daemon=True)
-        beats.start()
-        box = {}
-
-        def wait_poll():
-            box["r"] = http(self.base, "GET", "/api/v1/nodes/%d/jobs?wait=60" % b,
-                            b_tok, timeout=75)
-        poll = threading.Thread(target=wait_poll, daemon=True)
-        poll.start()
-        time.sleep(0.5)   # b's poll held (were it not, the poll takes it anyway)
         job2 = self.submit()
-        poll.join(timeout=20)
-        stop_beats.set()
-        beats.join()
-        self.assertFalse(poll.is_alive(), "the held poll never got job %d" % job2)
-        self.assertEqual(box["r"][0], 200, box)
-        self.assertEqual(box["r"][1]["job"], job2)
-
+        got = self.api("GET", "/api/v1/nodes/%d/jobs?wait=0" % b, key=b_tok)
+        self.assertEqual((got["job"], got["attempt"]), (job2, 1))
         # A result for a job the node does not hold: 409, nothing changes.
         before = (self.api("GET", "/api/v1/accounts/%s" % self.client),
                   self.api("GET", "/api/v1/payments/stats"),
@@ -527,5 +506,47 @@ class Network(unittest.TestCase):
         self.verify_ledger()
 
 
+
+class Placement(Base):
+    # Long enough that neither a node's deadline nor its poll's end places
+    # the job: only the placement after the submission itself can.
+    node_timeout_ms = 120000
+
+    def test_held_poll_gets_new_work_while_another_node_heartbeats(self):
+        a, a_tok, _ = self.fake_node()
+        b, b_tok, _ = self.fake_node()
+        job1 = self.submit()
+        got = self.api("GET", "/api/v1/nodes/%d/jobs?wait=0" % a, key=a_tok)
+        self.assertEqual(got["job"], job1)
+        # Node a is full and heartbeats fast; b waits in a long-poll of 60 s:
+        # the next submission reaches b at once, not when its wait ends.
+        stop_beats = threading.Event()
+
+        def beat():
+            while not stop_beats.wait(0.2):
+                http(self.base, "POST", "/api/v1/nodes/%d/heartbeat" % a, a_tok,
+                     {"load": 1, "running": [job1]})
+        beats = threading.Thread(target=beat, daemon=True)
+        beats.start()
+        box = {}
+
+        def wait_poll():
+            box["r"] = http(self.base, "GET", "/api/v1/nodes/%d/jobs?wait=60" % b,
+                            b_tok, timeout=75)
+        poll = threading.Thread(target=wait_poll, daemon=True)
+        poll.start()
+        time.sleep(0.5)   # b's poll held (were it not, the poll takes it anyway)
+        job2 = self.submit()
+        poll.join(timeout=20)
+        stop_beats.set()
+        beats.join()
+        self.assertFalse(poll.is_alive(), "the held poll never got job %d" % job2)
+        self.assertEqual(box["r"][0], 200, box)
+        self.assertEqual(box["r"][1]["job"], job2)
+
+        self.cli("cancel", str(job2), key=self.key)
+        self.cli("cancel", str(job1), key=self.key)
+
+
 if __name__ == "__main__":
-    unittest.main(argv=[sys.argv[0], "-v"])
+    unittest.main(argv=[sys.argv[0], "-v"] + sys.argv[5:])   # [TEST ...]
