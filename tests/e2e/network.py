@@ -422,6 +422,9 @@ class Network(Base):
         naps = [steps["nap1"]["job"], steps["nap2"]["job"]]
         holders = [self.holder(j) for j in naps]
         self.assertNotEqual(holders[0], holders[1])
+        # Acknowledged just before the crash: must survive it.
+        kept = self.cli_json("run", "-t", "echo", "--input", "message=kept",
+                             "--max-cost", "2000", key=self.key)["id"]
         self.orch.stop(signal.SIGKILL)
         self.orch = None
         # The naps end while nobody listens: each result waits in its
@@ -449,6 +452,10 @@ class Network(Base):
             self.assertEqual((got["attempt"], got["node"]), (1, n.id), got)
         wait_until(lambda: not any(os.path.exists(p) for p in outbox), 10,
                    "the outboxes to empty")
+        j = wait_until(lambda: (lambda j: j if j["status"] not in
+                                ("queued", "assigned", "running") else None)(
+                                    self.job(kept)), 30, "job %d" % kept)
+        self.assertEqual((j["status"], j["outputs"]), ("succeeded", {"message": "kept"}))
         self.assertTrue(any(e.get("event") == "delivered" and e["job"] == naps[0]
                             for e in again.events()), again.out)
         self.assertEqual(len(nodes), 3)
