@@ -12,13 +12,14 @@
  *             RATE per second over up to CONNS connections. Per job: the
  *             time from the submit reply (and from sending it) to the node
  *             receiving the assignment.
- *   register  COUNT node registrations over CONNS connections; prints
+ *   register  COUNT node registrations over CONNS connections (nodes of 4
+ *             cores, 8 GiB, max_concurrent_jobs SLOTS, default 4); prints
  *             "id token" lines to --out FILE.
  *
  * Prints one JSON object with the figures on stdout.
  * usage: orch_load --port P --mode M [--key K] [--conns C] [--seconds S]
  *        [--count N] [--rate R] [--nodes FILE] [--out FILE] [--body JSON]
- *        [--cbor] */
+ *        [--slots N] */
 #include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
@@ -37,11 +38,11 @@
 static const char DEFAULT_BODY[] =
     "{\"module\":\"echo@1\",\"inputs\":{\"message\":\"hi\"},"
     "\"max_cost_cents\":1}";
-static const char NODE_CAPS[] =
+static const char NODE_CAPS_FMT[] =
     "{\"capabilities\":{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192,"
     "\"storage\":{\"total_gb\":100,\"free_gb\":100},\"adapters\":[\"process\"],"
     "\"prices\":{\"gpu_hour_cents\":0,\"cpu_hour_cents\":1,"
-    "\"memory_gb_hour_cents\":0},\"max_concurrent_jobs\":4},"
+    "\"memory_gb_hour_cents\":0},\"max_concurrent_jobs\":%d},"
     "\"x25519_public_key\":\"1111111111111111111111111111111111111111111111"
     "111111111111111111\"}";
 
@@ -90,7 +91,7 @@ static struct {
     struct event_base *base;
     int port;
     const char *mode, *key, *nodes_file, *out_file, *body;
-    int conns, rate;
+    int conns, rate, slots;
     double seconds;
     long count;
     bool cbor;
@@ -257,7 +258,9 @@ static void submit(conn *k)
     char auth[256];
     snprintf(auth, sizeof auth, "Bearer %s", g.key ? g.key : "");
     add_headers(r, reg ? NULL : auth, true);
-    const char *b = reg ? NODE_CAPS : g.body;
+    char caps[sizeof NODE_CAPS_FMT + 16];
+    snprintf(caps, sizeof caps, NODE_CAPS_FMT, g.slots);
+    const char *b = reg ? caps : g.body;
     evbuffer_add(evhttp_request_get_output_buffer(r), b, strlen(b));
     k->t_sent = now_s();
     g.sent++;
@@ -401,7 +404,7 @@ static void usage(void)
 {
     fputs("usage: orch_load --port P --mode submit|latency|register [--key K]\n"
           "  [--conns C] [--seconds S] [--count N] [--rate R] [--nodes FILE]\n"
-          "  [--out FILE] [--body JSON]\n", stderr);
+          "  [--out FILE] [--body JSON] [--slots N]\n", stderr);
     exit(2);
 }
 
@@ -411,8 +414,9 @@ static void parse_args(int argc, char **argv)
         { "port", 1, 0, 'p' }, { "mode", 1, 0, 'm' }, { "key", 1, 0, 'k' },
         { "conns", 1, 0, 'c' }, { "seconds", 1, 0, 's' }, { "count", 1, 0, 'n' },
         { "rate", 1, 0, 'r' }, { "nodes", 1, 0, 'N' }, { "out", 1, 0, 'o' },
-        { "body", 1, 0, 'b' }, { 0, 0, 0, 0 } };
+        { "body", 1, 0, 'b' }, { "slots", 1, 0, 'S' }, { 0, 0, 0, 0 } };
     g.conns = 64;
+    g.slots = 4;
     g.body = DEFAULT_BODY;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -427,6 +431,7 @@ static void parse_args(int argc, char **argv)
         case 'N': g.nodes_file = optarg; break;
         case 'o': g.out_file = optarg; break;
         case 'b': g.body = optarg; break;
+        case 'S': g.slots = atoi(optarg); break;
         default: usage();
         }
     }

@@ -12,8 +12,8 @@ Phases, each on a fresh server (random port, a temporary --data):
            and queueing --rss-jobs jobs that fit nowhere.
 
 usage: bench/orchestrator/run.py [--build DIR] [--phases submit,get,latency,rss]
-       [--seconds S] [--conns C] [--rate R] [--rss-nodes N] [--rss-jobs N]
-       [--tmpdir DIR]
+       [--seconds S] [--conns C] [--rate R] [--policy P] [--slots N]
+       [--rss-nodes N] [--rss-jobs N] [--tmpdir DIR] [--json FILE]
 """
 import argparse
 import http.client
@@ -42,7 +42,7 @@ def free_port():
 
 
 class Server:
-    def __init__(self, exe, tmpdir):
+    def __init__(self, exe, tmpdir, policy="cheapest"):
         self.dir = tempfile.mkdtemp(prefix="rz-orch-bench-", dir=tmpdir)
         self.data = os.path.join(self.dir, "data")
         self.admin = "rza_bench_" + os.urandom(16).hex()
@@ -54,7 +54,7 @@ class Server:
             [exe, "--listen", "127.0.0.1:%d" % self.port, "--data", self.data,
              "--admin-key-file", admin_file, "--quiet",
              "--modules", os.path.join(ROOT, "examples", "modules"),
-             "--node-timeout-ms", "3600000"])
+             "--node-timeout-ms", "3600000", "--policy", policy])
         for _ in range(200):
             try:
                 self.call("GET", "/health")
@@ -88,7 +88,7 @@ class Server:
         with open("/proc/%d/status" % self.proc.pid) as f:
             for line in f:
                 k, _, v = line.partition(":")
-                if k in ("VmRSS", "VmHWM"):
+                if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
                     out[k] = int(v.split()[0]) // 1024   # MiB
         return out
 
@@ -168,16 +168,17 @@ def phase_get(a, s, key, n_jobs):
 
 
 def phase_latency(a, tool, exe):
-    s = Server(exe, a.tmpdir)
+    s = Server(exe, a.tmpdir, a.policy)
     try:
         key = s.client(10 ** 12)
         nodes = os.path.join(s.dir, "nodes.txt")
         load(tool, s.port, "--mode", "register", "--count", 100, "--conns", 8,
-             "--out", nodes)
+             "--out", nodes, "--slots", a.slots)
         r = load(tool, s.port, "--mode", "latency", "--key", key, "--nodes", nodes,
                  "--rate", a.rate, "--conns", 32, "--seconds", a.seconds, "--body", FITS)
         h = dispatch_hist(s.call("GET", "/metrics", key=s.admin))
-        print("latency: %(nodes)d long-polling nodes, %(rate)d submissions/s offered, "
+        print("latency (policy %s, %d slots a node): " % (a.policy, a.slots) +
+              "%(nodes)d long-polling nodes, %(rate)d submissions/s offered, "
               "%(acked)d acknowledged (%(per_second).0f/s), %(assigned)d assigned, "
               "%(results)d results" % r)
         for k in ("submit_reply", "assigned_after_reply", "assigned_after_send"):
@@ -210,8 +211,10 @@ def phase_rss(a, tool, exe):
         print("rss: %d nodes registered in %.1f s (%.0f/s), %d jobs queued in %.1f s "
               "(%.0f/s)" % (reg["acked"], t_reg, reg["acked"] / t_reg, sub["acked"],
                             t_sub, sub["acked"] / t_sub))
-        print("  server VmRSS %d MiB, VmHWM %d MiB (at start %d MiB); GET /metrics "
-              "%.1f ms" % (m["VmRSS"], m["VmHWM"], base["VmRSS"], t_metrics * 1000))
+        print("  server VmRSS %d MiB (anonymous %d, file-backed %d), VmHWM %d MiB "
+              "(at start %d MiB); GET /metrics %.1f ms" % (
+                  m["VmRSS"], m["RssAnon"], m["RssFile"], m["VmHWM"], base["VmRSS"],
+                  t_metrics * 1000))
         return {"rss": {"nodes": reg["acked"], "jobs": sub["acked"], "start": base,
                         "after": m, "metrics_ms": t_metrics * 1000,
                         "register_per_second": reg["acked"] / t_reg,
@@ -227,6 +230,10 @@ def main():
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--conns", type=int, default=64)
     p.add_argument("--rate", type=int, default=1000)
+    p.add_argument("--policy", default="cheapest",
+                   help="placement policy of the latency phase's server")
+    p.add_argument("--slots", type=int, default=4,
+                   help="max_concurrent_jobs of the latency phase's nodes")
     p.add_argument("--rss-nodes", type=int, default=10000)
     p.add_argument("--rss-jobs", type=int, default=100000)
     p.add_argument("--tmpdir", default=None)

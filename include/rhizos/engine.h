@@ -298,8 +298,8 @@ RZ_EXTERN int rz_engine_reference_cost(rz_engine *e,
  * RZ_OK, so one fsync pays for many requests. Inside a group a submission
  * checks its client's funds against the ledger less the holds the group
  * has not written yet; should the ledger refuse such a hold at the commit
- * after all (money taken out of the ledger directly meanwhile), the job is
- * cancelled with max_cost_cents 0 and an error saying so. A failed commit
+ * after all (money taken out of the ledger directly meanwhile), the job
+ * fails with max_cost_cents 0 and an error saying so. A failed commit
  * leaves the handle refusing changes (reopen it: what was not committed is
  * gone, orphan holds are refunded). rz_engine_check is refused inside a
  * group; rz_engine_close commits an open group. */

@@ -51,7 +51,7 @@ static int check_hold(rz_engine *e, rz__ejob *j)
     bool open = j->state < RZ_JOB_SUCCEEDED;
     if (!open && j->hold_checked)
         return RZ_OK;
-    if (j->state == RZ_JOB_CANCELLED && !j->max_cost && !j->owed)
+    if (!open && !j->max_cost && !j->owed)
         return RZ_OK;   /* a group's hold the ledger refused: none was made */
     if (!open && j->owed != RZ__OWE_NONE)
         return BREACH("job %llu still owes the ledger", U(j->id));

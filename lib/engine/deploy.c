@@ -288,12 +288,12 @@ static int step_job_fill(rz_engine *e, rz__ejob *j, const rz__edep *d,
         free(reqs);
         return no_memory();
     }
-    int rc = rz__engine_reqs_set(j, reqs, UINT64_MAX);
+    int rc = rz__engine_reqs_set(e, j, reqs, UINT64_MAX);
     free(reqs);
     if (rc != RZ_OK)
         return rc;
     j->max_cost = step_max_cost(e, st, j->reqs);
-    return rz__engine_reqs_set(j, j->reqs_json, j->max_cost);
+    return rz__engine_reqs_set(e, j, j->reqs_json, j->max_cost);
 }
 
 /* Every step's hold in one linked batch: all or none. */

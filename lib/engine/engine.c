@@ -85,10 +85,95 @@ rz__ejob *rz__engine_job_new(rz_engine *e)
     return j;
 }
 
-static void job_clear(rz__ejob *j)
+/* ---- shared requirements: an open-addressing table of rz__ereqs ---- */
+
+static uint64_t text_hash(const char *s)
 {
-    free(j->reqs_json);
-    rz_reqs_free(j->reqs);
+    uint64_t h = 1469598103934665603ull;   /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static bool rtab_grow(rz_engine *e)
+{
+    if ((e->rtab_n + 1) * 2 <= e->rtab_cap)
+        return true;
+    size_t cap = e->rtab_cap ? e->rtab_cap * 2 : 64;
+    rz__ereqs **t = calloc(cap, sizeof *t);
+    if (!t)
+        return false;
+    for (size_t i = 0; i < e->rtab_cap; i++)
+        if (e->rtab[i]) {
+            size_t k = e->rtab[i]->hash & (cap - 1);
+            while (t[k])
+                k = (k + 1) & (cap - 1);
+            t[k] = e->rtab[i];
+        }
+    free(e->rtab);
+    e->rtab = t;
+    e->rtab_cap = cap;
+    return true;
+}
+
+/* The shared entry for `text` (taken), made and parsed if new. */
+static rz__ereqs *reqs_intern(rz_engine *e, char *text, int *rc)
+{
+    uint64_t h = text_hash(text);
+    size_t m = e->rtab_cap - 1;
+    for (size_t k = h & m; e->rtab_cap && e->rtab[k]; k = (k + 1) & m)
+        if (e->rtab[k]->hash == h && strcmp(e->rtab[k]->json, text) == 0) {
+            free(text);
+            e->rtab[k]->refs++;
+            return e->rtab[k];
+        }
+    rz_reqs *r = NULL;
+    *rc = rz_reqs_parse(&r, text, strlen(text));
+    rz__ereqs *x = *rc == RZ_OK ? malloc(sizeof *x) : NULL;
+    if (!x || !rtab_grow(e)) {
+        if (*rc == RZ_OK)
+            *rc = no_memory();
+        free(x);
+        rz_reqs_free(r);
+        free(text);
+        return NULL;
+    }
+    *x = (rz__ereqs){ text, r, 1, h };
+    m = e->rtab_cap - 1;
+    size_t k = h & m;
+    while (e->rtab[k])
+        k = (k + 1) & m;
+    e->rtab[k] = x;
+    e->rtab_n++;
+    return x;
+}
+
+static void reqs_release(rz_engine *e, rz__ereqs *x)
+{
+    if (!x || --x->refs)
+        return;
+    size_t m = e->rtab_cap - 1, i = x->hash & m;
+    while (e->rtab[i] != x)
+        i = (i + 1) & m;
+    e->rtab[i] = NULL;
+    e->rtab_n--;
+    /* Put the rest of the cluster back where a lookup finds it. */
+    for (size_t k = (i + 1) & m; e->rtab[k]; k = (k + 1) & m) {
+        rz__ereqs *y = e->rtab[k];
+        e->rtab[k] = NULL;
+        size_t s = y->hash & m;
+        while (e->rtab[s])
+            s = (s + 1) & m;
+        e->rtab[s] = y;
+    }
+    free(x->json);
+    rz_reqs_free(x->reqs);
+    free(x);
+}
+
+static void job_clear(rz_engine *e, rz__ejob *j)
+{
+    reqs_release(e, j->shared);
     free(j->module_id);
     free(j->module_version);
     free(j->request);
@@ -102,7 +187,7 @@ static void job_clear(rz__ejob *j)
 void rz__engine_jobs_truncate(rz_engine *e, size_t n)
 {
     while (e->n_jobs > n)
-        job_clear(&e->jobs[--e->n_jobs]);
+        job_clear(e, &e->jobs[--e->n_jobs]);
 }
 
 static rz_ledger_id eid(int kind, uint64_t n)
@@ -121,18 +206,16 @@ const char *rz_job_state_name(rz_job_state s)
     return (unsigned)s < RZ_ARRAY_LEN(names) ? names[s] : "unknown";
 }
 
-static int reqs_take(rz__ejob *j, char *text)
+static int reqs_take(rz_engine *e, rz__ejob *j, char *text)
 {
-    rz_reqs *r = NULL;
-    int rc = rz_reqs_parse(&r, text, strlen(text));
-    if (rc != RZ_OK) {
-        free(text);
+    int rc = RZ_OK;
+    rz__ereqs *x = reqs_intern(e, text, &rc);
+    if (!x)
         return rc;
-    }
-    free(j->reqs_json);
-    rz_reqs_free(j->reqs);
-    j->reqs_json = text;
-    j->reqs = r;
+    reqs_release(e, j->shared);   /* after: `text` may have come from it */
+    j->shared = x;
+    j->reqs_json = x->json;
+    j->reqs = x->reqs;
     return RZ_OK;
 }
 
@@ -141,7 +224,8 @@ static int reqs_take(rz__ejob *j, char *text)
  * which is then written in front. REQS_SLOW: take the general path (it
  * also words the error of text the fast one could not parse). */
 #define REQS_SLOW 1
-static int reqs_fast(rz__ejob *j, const char *json, uint64_t max_cost)
+static int reqs_fast(rz_engine *e, rz__ejob *j, const char *json,
+                     uint64_t max_cost)
 {
     const char *p = json ? json : "";
     while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
@@ -161,14 +245,15 @@ static int reqs_fast(rz__ejob *j, const char *json, uint64_t max_cost)
     }
     if (!text)
         return no_memory();
-    return reqs_take(j, text) == RZ_OK ? RZ_OK : REQS_SLOW;
+    return reqs_take(e, j, text) == RZ_OK ? RZ_OK : REQS_SLOW;
 }
 
 /* The requirements of a job, with max_cost_cents lowered to `max_cost`
  * (UINT64_MAX: as stored). */
-int rz__engine_reqs_set(rz__ejob *j, const char *json, uint64_t max_cost)
+int rz__engine_reqs_set(rz_engine *e, rz__ejob *j, const char *json,
+                        uint64_t max_cost)
 {
-    int frc = reqs_fast(j, json, max_cost);
+    int frc = reqs_fast(e, j, json, max_cost);
     if (frc != REQS_SLOW)
         return frc;
     cJSON *doc = json && *json ? cJSON_Parse(json) : cJSON_CreateObject();
@@ -189,7 +274,7 @@ int rz__engine_reqs_set(rz__ejob *j, const char *json, uint64_t max_cost)
     cJSON_Delete(doc);
     if (!text)
         return no_memory();
-    return reqs_take(j, text);
+    return reqs_take(e, j, text);
 }
 
 /* ---- events ---- */
@@ -616,7 +701,7 @@ static int orphan_job(rz_engine *e, const rz_ledger_transfer *t)
     j->module_id = rz__strdup("");
     j->module_version = rz__strdup("");
     j->request = rz__strdup("{}");
-    int rc = rz__engine_reqs_set(j, NULL, UINT64_MAX);
+    int rc = rz__engine_reqs_set(e, j, NULL, UINT64_MAX);
     rz__engine_touch_job(e, j);
     return rc;
 }
@@ -704,7 +789,7 @@ void rz_engine_close(rz_engine *e)
         free(e->nodes[i].held);
     }
     for (size_t i = 0; i < e->n_jobs; i++)
-        job_clear(&e->jobs[i]);
+        job_clear(e, &e->jobs[i]);
     for (size_t i = 0; i < e->n_deps; i++)
         rz__engine_dep_free(&e->deps[i]);
     for (size_t i = 0; i < e->n_devs; i++)
@@ -722,6 +807,7 @@ void rz_engine_close(rz_engine *e)
     free(e->events);
     free(e->gholds);
     free(e->gsums);
+    free(e->rtab);   /* empty: every job released its entry */
     rz_matcher_free(e->matcher);
     rz_ledger_close(e->ledger);
     rz__engine_store_close(e);
@@ -855,8 +941,8 @@ static int group_hold(rz_engine *e, rz__ejob *j)
 }
 
 /* The ledger refused a deferred hold (money left the account outside the
- * engine since the check): the job never held anything, so it is cancelled
- * with nothing owed and a maximum of 0 (rz_engine_check knows the mark). */
+ * engine since the check): the job never held anything, so it fails with
+ * nothing owed and a maximum of 0 (rz_engine_check knows the mark). */
 static void hold_refused(rz_engine *e, rz__ejob *j, int status)
 {
     char why[160];
@@ -866,7 +952,7 @@ static void hold_refused(rz_engine *e, rz__ejob *j, int status)
     free(j->error);
     j->error = rz__strdup(why);
     j->max_cost = 0;
-    rz__engine_finish(e, j, RZ_JOB_CANCELLED, RZ__OWE_NONE);
+    rz__engine_finish(e, j, RZ_JOB_FAILED, RZ__OWE_NONE);
 }
 
 static int flush_chunk(rz_engine *e, const uint64_t *ids, size_t n)
@@ -1138,7 +1224,8 @@ int rz_engine_node_get(rz_engine *e, uint64_t node, rz_engine_node_info *out)
 
 /* ---- jobs ---- */
 
-static int job_fill(rz__ejob *j, const rz_engine_job_spec *s, uint64_t now)
+static int job_fill(rz_engine *e, rz__ejob *j, const rz_engine_job_spec *s,
+                    uint64_t now)
 {
     j->client = s->client;
     j->priority = s->priority;
@@ -1154,7 +1241,7 @@ static int job_fill(rz__ejob *j, const rz_engine_job_spec *s, uint64_t now)
     cJSON_Delete(req);
     if (!ok)
         return rz__error(RZ_EINVALID, "the request must be a JSON object");
-    return rz__engine_reqs_set(j, s->requirements_json, s->max_cost_cents);
+    return rz__engine_reqs_set(e, j, s->requirements_json, s->max_cost_cents);
 }
 
 int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
@@ -1173,7 +1260,7 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
     rz__ejob *j = rz__engine_job_new(e);
     if (!j)
         return no_memory();
-    rc = job_fill(j, spec, now_ms);
+    rc = job_fill(e, j, spec, now_ms);
     if (rc == RZ_OK && e->group)
         rc = group_hold(e, j);
     else if (rc == RZ_OK)

@@ -35,13 +35,23 @@ typedef struct rz__enode {
     bool dirty;
 } rz__enode;
 
+/* Requirements shared by every job whose stored text is equal: one parsed
+ * copy, counted (a queue of like jobs holds one, not one each). */
+typedef struct rz__ereqs {
+    char *json;
+    rz_reqs *reqs;
+    size_t refs;
+    uint64_t hash;
+} rz__ereqs;
+
 typedef struct rz__ejob {
     uint64_t id;
     rz_job_state state;
     rz_ledger_id client;
     int32_t priority;
-    char *reqs_json;          /* requirements as stored (max cost applied) */
-    rz_reqs *reqs;
+    const char *reqs_json;    /* requirements as stored (max cost applied) */
+    const rz_reqs *reqs;      /* both borrowed from `shared` */
+    rz__ereqs *shared;
     char *module_id, *module_version, *request;
     uint64_t max_cost;
     uint32_t attempt;
@@ -134,6 +144,7 @@ struct rz_engine {
     rz__edep *deps; size_t n_deps, cap_deps;
 
     rz__heap_ent *heap; size_t heap_len, heap_cap;
+    rz__ereqs **rtab; size_t rtab_n, rtab_cap;      /* shared requirements */
     bool assign_dirty;        /* something changed that may allow a placement */
     bool resumed;             /* heartbeat grace given after open */
 
@@ -198,7 +209,7 @@ RZ_HIDDEN int rz__engine_leave(rz_engine *e, int rc);
 /* Write the holds a group deferred (before any other hold of a job id). */
 RZ_HIDDEN int rz__engine_group_flush(rz_engine *e);
 RZ_HIDDEN int rz__engine_place_job(rz_engine *e, rz__ejob *j, uint64_t node);
-RZ_HIDDEN int rz__engine_reqs_set(rz__ejob *j, const char *json,
+RZ_HIDDEN int rz__engine_reqs_set(rz_engine *e, rz__ejob *j, const char *json,
                                   uint64_t max_cost);
 RZ_HIDDEN rz_ledger_id rz__engine_hold_id(uint64_t job);
 RZ_HIDDEN void rz__engine_jobs_truncate(rz_engine *e, size_t n);

@@ -455,7 +455,7 @@ static int load_job(rz_engine *e, const unsigned char *key, size_t klen,
     if (rc == RZ_OK)
         rc = load_declined(j, rec);
     if (rc == RZ_OK)
-        rc = rz__engine_reqs_set(j, get_str(rec, "reqs"), UINT64_MAX);
+        rc = rz__engine_reqs_set(e, j, get_str(rec, "reqs"), UINT64_MAX);
     return rc;
 }
 
