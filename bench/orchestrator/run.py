@@ -12,7 +12,7 @@ Phases, each on a fresh server (random port, a temporary --data):
            and queueing --rss-jobs jobs that fit nowhere.
 
 usage: bench/orchestrator/run.py [--build DIR] [--phases submit,get,latency,rss]
-       [--seconds S] [--conns C] [--rate R] [--policy P] [--slots N]
+       [--seconds S] [--conns C] [--rate R] [--policy P] [--slots N] [--backlog N]
        [--rss-nodes N] [--rss-jobs N] [--tmpdir DIR] [--json FILE]
 """
 import argparse
@@ -174,10 +174,14 @@ def phase_latency(a, tool, exe):
         nodes = os.path.join(s.dir, "nodes.txt")
         load(tool, s.port, "--mode", "register", "--count", 100, "--conns", 8,
              "--out", nodes, "--slots", a.slots)
+        if a.backlog:   # jobs that fit nowhere, queued ahead
+            load(tool, s.port, "--mode", "submit", "--key", key, "--count", a.backlog,
+                 "--conns", a.conns, "--body", NOWHERE)
         r = load(tool, s.port, "--mode", "latency", "--key", key, "--nodes", nodes,
                  "--rate", a.rate, "--conns", 32, "--seconds", a.seconds, "--body", FITS)
         h = dispatch_hist(s.call("GET", "/metrics", key=s.admin))
-        print("latency (policy %s, %d slots a node): " % (a.policy, a.slots) +
+        print("latency (policy %s, %d slots a node, %d jobs that fit nowhere queued "
+              "ahead): " % (a.policy, a.slots, a.backlog) +
               "%(nodes)d long-polling nodes, %(rate)d submissions/s offered, "
               "%(acked)d acknowledged (%(per_second).0f/s), %(assigned)d assigned, "
               "%(results)d results" % r)
@@ -234,6 +238,8 @@ def main():
                    help="placement policy of the latency phase's server")
     p.add_argument("--slots", type=int, default=4,
                    help="max_concurrent_jobs of the latency phase's nodes")
+    p.add_argument("--backlog", type=int, default=0,
+                   help="jobs that fit nowhere queued before the latency phase")
     p.add_argument("--rss-nodes", type=int, default=10000)
     p.add_argument("--rss-jobs", type=int, default=100000)
     p.add_argument("--tmpdir", default=None)

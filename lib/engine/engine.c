@@ -515,6 +515,16 @@ static int place_job(rz_engine *e, rz__ejob *j, rz_placement *p)
     return rc;
 }
 
+#define FAILED_MEMO 64
+
+static bool memo_has(const rz__ereqs *const *v, size_t n, const rz__ereqs *x)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == x)
+            return true;
+    return false;
+}
+
 /* Place queued jobs in priority order while nodes have room. */
 static int assign_all(rz_engine *e)
 {
@@ -531,10 +541,18 @@ static int assign_all(rz_engine *e)
             order[k++] = h;
     }
     int rc = RZ_OK;
+    /* Requirements that fit nowhere in this pass: capacity only shrinks
+     * while it runs, so their other jobs are not offered again (jobs with
+     * declines aside: they exclude nodes of their own). */
+    const rz__ereqs *nofit[FAILED_MEMO];
+    size_t n_nofit = 0;
     for (size_t i = 0; i < k; i++) {
         rz__ejob *j = rz__engine_job(e, order[i].job);
         rz_placement p;
-        int prc = rc == RZ_OK ? place_job(e, j, &p) : RZ_ENOENT;
+        bool known = !j->n_declined && memo_has(nofit, n_nofit, j->shared);
+        int prc = rc == RZ_OK && !known ? place_job(e, j, &p) : RZ_ENOENT;
+        if (prc == RZ_ENOENT && !known && !j->n_declined && n_nofit < FAILED_MEMO)
+            nofit[n_nofit++] = j->shared;
         if (prc == RZ_OK)
             prc = take_placement(e, j, &p);
         if (prc == RZ_OK) {
