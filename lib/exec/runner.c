@@ -568,30 +568,6 @@ static void remove_dir(char *dir)
     free(dir);
 }
 
-/* The ledger preallocates its journal (64 MiB of zeros, fsync'd) when the
- * file is shorter: durable space for a durable ledger, 60 ms of a small
- * run for this throwaway one. A sparse file of that size holds the same
- * zeros and is taken as it is. */
-#define LEDGER_JOURNAL_BYTES (64 << 20)
-
-static int sparse_journal(const char *dir)
-{
-    char *ledger = rz__asprintf("%s/ledger", dir);
-    char *path = rz__asprintf("%s/ledger/journal", dir);
-    int rc = ledger && path ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
-    int fd = -1;
-    if (rc == RZ_OK && (mkdir(ledger, 0700) != 0 ||
-                        (fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
-                                   0600)) < 0 ||
-                        ftruncate(fd, LEDGER_JOURNAL_BYTES) != 0))
-        rc = rz__error(RZ_EIO, "engine folder %s: %s", dir, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    free(ledger);
-    free(path);
-    return rc;
-}
-
 static int engine_dir(char **out)
 {
     const char *tmp = getenv("TMPDIR");
@@ -605,7 +581,7 @@ static int engine_dir(char **out)
         return rc;
     }
     *out = dir;
-    return sparse_journal(dir);
+    return RZ_OK;
 }
 
 /* Nothing here outlives the run, so nothing is fsync'd; no registry (the

@@ -53,9 +53,13 @@ static int read_all(int fd, uint8_t *p, size_t n, uint64_t off, size_t *got)
     return RZ_OK;
 }
 
-/* Fill [from, to) with zeros and make the new size durable. */
-static int preallocate(int fd, uint64_t from, uint64_t to)
+/* Fill [from, to) with zeros and make the new size durable. A ledger that
+ * is not durable only needs the size: a sparse extension reads as the same
+ * zeros and costs no writes (an embedded run's throwaway ledger). */
+static int preallocate(int fd, uint64_t from, uint64_t to, bool durable)
 {
+    if (!durable)
+        return ftruncate(fd, (off_t)to) == 0 ? RZ_OK : io_error("ftruncate");
     static const uint8_t zeros[65536];
     for (uint64_t off = from; off < to; off += sizeof zeros) {
         size_t n = to - off < sizeof zeros ? (size_t)(to - off) : sizeof zeros;
@@ -90,7 +94,7 @@ int rz__journal_open(rz__journal *j, const char *path, uint64_t size,
     j->size = rc == RZ_OK && (uint64_t)st.st_size > size ? (uint64_t)st.st_size
                                                          : size;
     if (rc == RZ_OK && (uint64_t)st.st_size < j->size)
-        rc = preallocate(j->fd, (uint64_t)st.st_size, j->size);
+        rc = preallocate(j->fd, (uint64_t)st.st_size, j->size, durable);
     if (rc == RZ_OK) {
         j->wfd = durable ? open(path, O_WRONLY | O_DSYNC | O_CLOEXEC)
                          : dup(j->fd);
