@@ -211,7 +211,9 @@ int rz_sign_keygen(const char *secret_key_file, char public_hex[65])
                        secret_key_file, strerror(errno));
     } else {
         ssize_t w = write(fd, hex, hl);
-        if ((w != (ssize_t)hl || fsync(fd) != 0) | (close(fd) != 0)) {
+        bool ok = w == (ssize_t)hl && fsync(fd) == 0;
+        ok = close(fd) == 0 && ok;      /* always close */
+        if (!ok) {
             rc = rz__error(RZ_EIO, "%s: write failed", secret_key_file);
             unlink(secret_key_file);
         }
