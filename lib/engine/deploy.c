@@ -296,20 +296,14 @@ static int step_job_fill(rz_engine *e, rz__ejob *j, const rz__edep *d,
     return rz__engine_reqs_set(e, j, j->reqs_json, j->max_cost);
 }
 
-/* Every step's hold in one linked batch: all or none. */
-static int hold_all(rz_engine *e, const rz__edep *d)
+/* Holds of steps [from, from + n) in one linked batch: all or none. */
+static int hold_batch(rz_engine *e, const rz__edep *d, size_t from, size_t n)
 {
-    size_t n = d->n_steps;
-    if (!n)
-        return RZ_OK;
-    if (n > RZ_LEDGER_BATCH_MAX)
-        return rz__error(RZ_ETOOBIG, "a deployment of %zu steps; at most %d",
-                         n, RZ_LEDGER_BATCH_MAX);
     rz_ledger_op *ops = calloc(n, sizeof *ops);
     rz_ledger_result *res = calloc(n, sizeof *res);
     int rc = ops && res ? RZ_OK : no_memory();
     for (size_t i = 0; rc == RZ_OK && i < n; i++) {
-        const rz__ejob *j = step_job(e, d, i);
+        const rz__ejob *j = step_job(e, d, from + i);
         ops[i].type = RZ_LEDGER_OP_HOLD;
         ops[i].flags = i + 1 < n ? RZ_LEDGER_LINKED : 0;
         ops[i].id = rz__engine_hold_id(j->id);
@@ -322,11 +316,53 @@ static int hold_all(rz_engine *e, const rz__edep *d)
     for (size_t i = 0; rc == RZ_OK && i < n; i++)
         if (res[i].status != RZ_OK && res[i].status != RZ_ELINKED)
             rc = rz__error(res[i].status, "step %s: cannot hold %llu cents: %s",
-                           step_job(e, d, i)->step_id,
+                           step_job(e, d, from + i)->step_id,
                            (unsigned long long)ops[i].amount,
                            rz_strerror(res[i].status));
     free(ops);
     free(res);
+    return rc;
+}
+
+/* The client can cover every hold: checked before a deployment too big for
+ * one ledger batch is held in several. */
+static int can_cover(rz_engine *e, const rz__edep *d)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < d->n_steps; i++) {
+        uint64_t m = step_job(e, d, i)->max_cost;
+        if (m > UINT64_MAX - sum)
+            return rz__error(RZ_EOVERFLOW, "the steps' holds overflow 64 bits");
+        sum += m;
+    }
+    rz_ledger_account a;
+    int rc = rz_ledger_balance(e->ledger, d->client, &a);
+    if (rc != RZ_OK)
+        return rc;
+    if (rz_ledger_available(&a) < sum)
+        return rz__error(RZ_EFUNDS, "the deployment needs %llu cents held; "
+                         "%llu available", (unsigned long long)sum,
+                         (unsigned long long)rz_ledger_available(&a));
+    return RZ_OK;
+}
+
+/* Every step's hold: all or none. Up to RZ_LEDGER_BATCH_MAX steps that is
+ * one linked batch. A bigger deployment is checked against the balance
+ * first and then held batch by batch: the engine is the ledger's only
+ * writer, so nothing can spend in between, and a crash between batches is
+ * repaired on open like any hold of a job that was never committed. */
+static int hold_all(rz_engine *e, const rz__edep *d)
+{
+    size_t n = d->n_steps;
+    if (n <= RZ_LEDGER_BATCH_MAX)
+        return n ? hold_batch(e, d, 0, n) : RZ_OK;
+    int rc = can_cover(e, d);
+    for (size_t from = 0; rc == RZ_OK && from < n; from += RZ_LEDGER_BATCH_MAX) {
+        size_t k = n - from < RZ_LEDGER_BATCH_MAX ? n - from : RZ_LEDGER_BATCH_MAX;
+        rc = hold_batch(e, d, from, k);
+        if (rc != RZ_OK && from > 0)
+            e->broken = true;   /* earlier holds stand: reopen repairs them */
+    }
     return rc;
 }
 
