@@ -139,10 +139,19 @@ int rz_engine_check(rz_engine *e)
     size_t queued = 0, live = 0;
     for (size_t i = 0; rc == RZ_OK && i < e->n_jobs; i++)
         rc = check_job(e, &e->jobs[i], &queued);
-    for (size_t i = 0; rc == RZ_OK && i < e->heap_len; i++) {
-        const rz__heap_ent *h = &e->heap[i];
-        const rz__ejob *j = rz__engine_job(e, h->job);
-        live += j && j->state == RZ_JOB_QUEUED && j->queue_gen == h->gen;
+    for (size_t g = 0; rc == RZ_OK && g < e->n_active; g++) {
+        const rz__ereqs *q = e->active[g];
+        if (!q->q_len)
+            rc = BREACH("an empty requirement group is listed as queued");
+        for (size_t i = 0; rc == RZ_OK && i < q->q_len; i++) {
+            const rz__heap_ent *h = &q->q[i];
+            const rz__ejob *j = rz__engine_job(e, h->job);
+            bool on = j && j->state == RZ_JOB_QUEUED && j->queue_gen == h->gen;
+            if (on && j->shared != q)
+                rc = BREACH("job %llu is queued in another requirement group",
+                            U(j->id));
+            live += on;
+        }
     }
     if (rc == RZ_OK && live != queued)
         rc = BREACH("%zu jobs are queued but the queue holds %zu", queued, live);

@@ -138,7 +138,8 @@ static rz__ereqs *reqs_intern(rz_engine *e, char *text, int *rc)
         free(text);
         return NULL;
     }
-    *x = (rz__ereqs){ text, r, 1, h };
+    *x = (rz__ereqs){ .json = text, .reqs = r, .refs = 1, .hash = h,
+                      .q_prune_at = 1024 };
     m = e->rtab_cap - 1;
     size_t k = h & m;
     while (e->rtab[k])
@@ -147,6 +148,8 @@ static rz__ereqs *reqs_intern(rz_engine *e, char *text, int *rc)
     e->rtab_n++;
     return x;
 }
+
+static void active_remove(rz_engine *e, const rz__ereqs *g);
 
 static void reqs_release(rz_engine *e, rz__ereqs *x)
 {
@@ -166,6 +169,9 @@ static void reqs_release(rz_engine *e, rz__ereqs *x)
             s = (s + 1) & m;
         e->rtab[s] = y;
     }
+    if (x->q_len)
+        active_remove(e, x);   /* only stale entries can be left */
+    free(x->q);
     free(x->json);
     rz_reqs_free(x->reqs);
     free(x);
@@ -326,47 +332,50 @@ static void emit_dep(rz_engine *e, const rz__edep *d)
     emit_raw(e, &ev);
 }
 
-/* ---- the queue: a binary heap on (priority desc, id asc) ---- */
+/* ---- the queue ----
+ * Queued jobs are kept per requirement group (rz__ereqs, shared by jobs
+ * with equal requirements), each group a binary heap on (priority desc,
+ * id asc) with lazy deletion (an entry carries the job's queue generation).
+ * e->active lists the groups whose heap is not empty. */
 
 static bool heap_before(const rz__heap_ent *a, const rz__heap_ent *b)
 {
     return a->priority != b->priority ? a->priority > b->priority : a->job < b->job;
 }
 
-static bool heap_push(rz_engine *e, rz__heap_ent ent)
+static void sift_down(rz__heap_ent *h, size_t n, size_t i)
 {
-    if (!rz__engine_grow((void **)&e->heap, &e->heap_cap, e->heap_len + 1,
-                         sizeof *e->heap))
-        return false;
-    size_t i = e->heap_len++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!heap_before(&ent, &e->heap[p]))
-            break;
-        e->heap[i] = e->heap[p];
-        i = p;
-    }
-    e->heap[i] = ent;
-    return true;
-}
-
-static rz__heap_ent heap_pop(rz_engine *e)
-{
-    rz__heap_ent top = e->heap[0], last = e->heap[--e->heap_len];
-    size_t i = 0, n = e->heap_len;
+    rz__heap_ent x = h[i];
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= n)
             break;
-        if (c + 1 < n && heap_before(&e->heap[c + 1], &e->heap[c]))
+        if (c + 1 < n && heap_before(&h[c + 1], &h[c]))
             c++;
-        if (!heap_before(&e->heap[c], &last))
+        if (!heap_before(&h[c], &x))
             break;
-        e->heap[i] = e->heap[c];
+        h[i] = h[c];
         i = c;
     }
-    if (n)
-        e->heap[i] = last;
+    h[i] = x;
+}
+
+static void sift_up(rz__heap_ent *h, size_t i)
+{
+    rz__heap_ent x = h[i];
+    while (i > 0 && heap_before(&x, &h[(i - 1) / 2])) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = x;
+}
+
+static rz__heap_ent heap_pop(rz__ereqs *g)
+{
+    rz__heap_ent top = g->q[0];
+    g->q[0] = g->q[--g->q_len];
+    if (g->q_len)
+        sift_down(g->q, g->q_len, 0);
     return top;
 }
 
@@ -374,6 +383,50 @@ static bool heap_live(rz_engine *e, const rz__heap_ent *h)
 {
     const rz__ejob *j = rz__engine_job(e, h->job);
     return j && j->state == RZ_JOB_QUEUED && j->queue_gen == h->gen;
+}
+
+/* Drop stale entries: the whole heap when it has doubled since the last
+ * time (amortised O(1) a push), else those on top. */
+static void group_prune(rz_engine *e, rz__ereqs *g, bool all)
+{
+    if (all) {
+        size_t k = 0;
+        for (size_t i = 0; i < g->q_len; i++)
+            if (heap_live(e, &g->q[i]))
+                g->q[k++] = g->q[i];
+        g->q_len = k;
+        for (size_t i = k / 2; i-- > 0;)
+            sift_down(g->q, k, i);
+        g->q_prune_at = k * 2 > 1024 ? k * 2 : 1024;
+    }
+    while (g->q_len && !heap_live(e, &g->q[0]))
+        heap_pop(g);
+}
+
+static void active_remove(rz_engine *e, const rz__ereqs *g)
+{
+    for (size_t i = 0; i < e->n_active; i++)
+        if (e->active[i] == g) {
+            e->active[i] = e->active[--e->n_active];
+            return;
+        }
+}
+
+static bool queue_push(rz_engine *e, const rz__ejob *j)
+{
+    rz__ereqs *g = j->shared;
+    if (!g->q_len && !rz__engine_grow((void **)&e->active, &e->cap_active,
+                                      e->n_active + 1, sizeof *e->active))
+        return false;
+    if (g->q_len + 1 >= g->q_prune_at)
+        group_prune(e, g, true);
+    if (!rz__engine_grow((void **)&g->q, &g->q_cap, g->q_len + 1, sizeof *g->q))
+        return false;
+    if (!g->q_len)
+        e->active[e->n_active++] = g;
+    g->q[g->q_len] = (rz__heap_ent){ j->priority, j->id, j->queue_gen };
+    sift_up(g->q, g->q_len++);
+    return true;
 }
 
 int rz__engine_enqueue(rz_engine *e, rz__ejob *j)
@@ -385,7 +438,7 @@ int rz__engine_enqueue(rz_engine *e, rz__ejob *j)
     j->queued_ms = e->now;
     rz__engine_touch_job(e, j);
     e->assign_dirty = true;
-    if (!heap_push(e, (rz__heap_ent){ j->priority, j->id, j->queue_gen }))
+    if (!queue_push(e, j))
         return no_memory();
     return RZ_OK;
 }
@@ -515,57 +568,117 @@ static int place_job(rz_engine *e, rz__ejob *j, rz_placement *p)
     return rc;
 }
 
-#define FAILED_MEMO 64
-
-static bool memo_has(const rz__ereqs *const *v, size_t n, const rz__ereqs *x)
+/* Groups ordered by their best queued job, for merging them. */
+static bool group_before(const rz__ereqs *a, const rz__ereqs *b)
 {
-    for (size_t i = 0; i < n; i++)
-        if (v[i] == x)
-            return true;
-    return false;
+    return heap_before(&a->q[0], &b->q[0]);
 }
 
-/* Place queued jobs in priority order while nodes have room. */
+static void gheap_push(rz__ereqs **h, size_t *n, rz__ereqs *g)
+{
+    size_t i = (*n)++;
+    while (i > 0 && group_before(g, h[(i - 1) / 2])) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = g;
+}
+
+static rz__ereqs *gheap_pop(rz__ereqs **h, size_t *n)
+{
+    rz__ereqs *top = h[0], *x = h[--*n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n)
+            break;
+        if (c + 1 < *n && group_before(h[c + 1], h[c]))
+            c++;
+        if (!group_before(h[c], x))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n)
+        h[i] = x;
+    return top;
+}
+
+static int assign_one(rz_engine *e, rz__ejob *j)
+{
+    rz_placement p;
+    int rc = place_job(e, j, &p);
+    if (rc == RZ_OK)
+        rc = take_placement(e, j, &p);
+    if (rc != RZ_OK)
+        return rc;
+    j->state = RZ_JOB_ASSIGNED;
+    rz__engine_touch_job(e, j);
+    rz__engine_emit(e, RZ_EV_JOB_ASSIGNED, j, j->node);
+    e->stats.assignments++;
+    return RZ_OK;
+}
+
+/* Place queued jobs in priority order while nodes have room: the groups'
+ * heaps merged by their best job. A job that fits nowhere ends its group's
+ * turn (its other jobs ask for the same, and capacity only shrinks during
+ * a pass), unless it declined nodes of its own: then the next one is
+ * offered. So a pass costs O(groups + placements), not O(queue). */
 static int assign_all(rz_engine *e)
 {
-    if (!e->assign_dirty || !e->heap_len)
+    if (!e->assign_dirty || !e->n_active)
         return RZ_OK;
-    size_t n = e->heap_len;
-    rz__heap_ent *order = malloc(n * sizeof *order);
+    rz__ereqs **order = malloc(e->n_active * sizeof *order);
     if (!order)
         return no_memory();
-    size_t k = 0;
-    while (e->heap_len) {
-        rz__heap_ent h = heap_pop(e);
-        if (heap_live(e, &h))
-            order[k++] = h;
-    }
-    int rc = RZ_OK;
-    /* Requirements that fit nowhere in this pass: capacity only shrinks
-     * while it runs, so their other jobs are not offered again (jobs with
-     * declines aside: they exclude nodes of their own). */
-    const rz__ereqs *nofit[FAILED_MEMO];
-    size_t n_nofit = 0;
-    for (size_t i = 0; i < k; i++) {
-        rz__ejob *j = rz__engine_job(e, order[i].job);
-        rz_placement p;
-        bool known = !j->n_declined && memo_has(nofit, n_nofit, j->shared);
-        int prc = rc == RZ_OK && !known ? place_job(e, j, &p) : RZ_ENOENT;
-        if (prc == RZ_ENOENT && !known && !j->n_declined && n_nofit < FAILED_MEMO)
-            nofit[n_nofit++] = j->shared;
-        if (prc == RZ_OK)
-            prc = take_placement(e, j, &p);
-        if (prc == RZ_OK) {
-            j->state = RZ_JOB_ASSIGNED;
-            rz__engine_touch_job(e, j);
-            rz__engine_emit(e, RZ_EV_JOB_ASSIGNED, j, j->node);
-            e->stats.assignments++;
+    size_t n = 0;
+    for (size_t i = 0; i < e->n_active;) {
+        rz__ereqs *g = e->active[i];
+        group_prune(e, g, false);
+        if (!g->q_len) {
+            e->active[i] = e->active[--e->n_active];
             continue;
         }
-        if (prc != RZ_ENOENT)
-            rc = prc;
-        heap_push(e, order[i]);   /* room was there before the pops */
+        gheap_push(order, &n, g);
+        i++;
     }
+    int rc = RZ_OK;
+    rz__heap_ent *aside = NULL;   /* declined jobs that did not fit */
+    size_t n_aside = 0, cap_aside = 0;
+    while (n && rc == RZ_OK) {
+        rz__ereqs *g = gheap_pop(order, &n);
+        rz__heap_ent h = heap_pop(g);
+        rz__ejob *j = rz__engine_job(e, h.job);
+        int prc = assign_one(e, j);
+        if (prc != RZ_OK) {
+            if (prc != RZ_ENOENT)
+                rc = prc;
+            if (j->n_declined && rc == RZ_OK &&
+                rz__engine_grow((void **)&aside, &cap_aside, n_aside + 1,
+                                sizeof *aside)) {
+                aside[n_aside++] = h;
+            } else {
+                g->q[g->q_len] = h;   /* room was there before the pop */
+                sift_up(g->q, g->q_len++);
+                continue;             /* this group's turn is over */
+            }
+        }
+        group_prune(e, g, false);
+        if (g->q_len)
+            gheap_push(order, &n, g);
+    }
+    for (size_t i = 0; i < n_aside; i++) {
+        rz__ereqs *g = rz__engine_job(e, aside[i].job)->shared;
+        g->q[g->q_len] = aside[i];   /* popped from this heap: room is there */
+        sift_up(g->q, g->q_len++);
+    }
+    for (size_t i = 0; i < e->n_active;) {
+        if (!e->active[i]->q_len)
+            e->active[i] = e->active[--e->n_active];
+        else
+            i++;
+    }
+    free(aside);
     free(order);
     if (rc == RZ_OK)
         e->assign_dirty = false;
@@ -681,7 +794,7 @@ static int resume(rz_engine *e)
             rc = rz__engine_place_job(e, j, j->node);
         else if (j->state == RZ_JOB_QUEUED) {
             j->queue_gen++;
-            if (!heap_push(e, (rz__heap_ent){ j->priority, j->id, j->queue_gen }))
+            if (!queue_push(e, j))
                 rc = no_memory();
         }
         if (j->owed != RZ__OWE_NONE &&
@@ -816,7 +929,7 @@ void rz_engine_close(rz_engine *e)
     free(e->node_by_mindex);
     free(e->jobs);
     free(e->deps);
-    free(e->heap);
+    free(e->active);
     free(e->devs);
     free(e->owed);
     free(e->dirty_nodes);

@@ -37,11 +37,20 @@ typedef struct rz__enode {
 
 /* Requirements shared by every job whose stored text is equal: one parsed
  * copy, counted (a queue of like jobs holds one, not one each). */
+typedef struct rz__heap_ent {
+    int32_t priority;
+    uint64_t job;
+    uint32_t gen;
+} rz__heap_ent;
+
 typedef struct rz__ereqs {
     char *json;
     rz_reqs *reqs;
     size_t refs;
     uint64_t hash;
+    /* The group's queued jobs: a heap on (priority desc, id asc), stale
+     * entries dropped lazily (engine.c "the queue"). */
+    rz__heap_ent *q; size_t q_len, q_cap, q_prune_at;
 } rz__ereqs;
 
 typedef struct rz__ejob {
@@ -109,12 +118,6 @@ typedef struct rz__dev {
     char *text;               /* outputs (SUCCEED) or reason (FAIL) */
 } rz__dev;
 
-typedef struct rz__heap_ent {
-    int32_t priority;
-    uint64_t job;
-    uint32_t gen;
-} rz__heap_ent;
-
 /* Embedded mode (local.c): deployment `dep` is followed by a replica run
  * that is given each of its step events as it is recorded, and at most
  * max_started of its steps are started (not yet settled) at once. Zeroed:
@@ -143,7 +146,7 @@ struct rz_engine {
     rz__ejob *jobs; size_t n_jobs, cap_jobs;       /* jobs[i].id == i + 1 */
     rz__edep *deps; size_t n_deps, cap_deps;
 
-    rz__heap_ent *heap; size_t heap_len, heap_cap;
+    rz__ereqs **active; size_t n_active, cap_active;   /* groups queued */
     rz__ereqs **rtab; size_t rtab_n, rtab_cap;      /* shared requirements */
     bool assign_dirty;        /* something changed that may allow a placement */
     bool resumed;             /* heartbeat grace given after open */

@@ -968,6 +968,55 @@ static void test_shared_requirements(void **state)
     check(f);
 }
 
+static uint64_t submit_reqs(fx *f, const char *reqs, uint64_t max, int32_t prio)
+{
+    rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
+    s.client = f->client;
+    s.requirements_json = reqs;
+    s.module_id = "count";
+    s.request_json = "{\"inputs\":{\"text\":\"a\"},\"config\":{}}";
+    s.max_cost_cents = max;
+    s.priority = prio;
+    uint64_t id = 0;
+    assert_int_equal(rz_engine_submit(f->e, &s, 1, &id), RZ_OK);
+    return id;
+}
+
+/* The queue is kept per requirement group; placement still follows the
+ * global (priority, id) order, and a group that fits nowhere does not hold
+ * the others back. */
+static void test_queue_groups(void **state)
+{
+    fx *f = *state;
+    const char *cpu = "{\"cpu_cores\":2,\"estimate_seconds\":10}";
+    const char *none = "{\"labels\":{\"zone\":\"nowhere\"}}";
+    uint64_t x[3];
+    for (int i = 0; i < 3; i++)
+        x[i] = submit_reqs(f, none, 50, 9);      /* fit no node, first */
+    uint64_t b = submit_reqs(f, cpu, 300, 1);
+    uint64_t c = submit_reqs(f, cpu, 400, 3);    /* another group */
+    uint64_t d = submit_reqs(f, cpu, 300, 3);
+    uint64_t n = node_add(f, 2);                 /* 2 slots */
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, n, 3, &a), RZ_OK);
+    assert_int_equal(a.job, c);
+    assert_int_equal(job_state(f, d), RZ_JOB_ASSIGNED);
+    assert_int_equal(job_state(f, b), RZ_JOB_QUEUED);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(job_state(f, x[i]), RZ_JOB_QUEUED);
+    check(f);
+    assert_int_equal(rz_engine_result(f->e, n, c, 1, "{\"n\":1}", NULL, 10, 4), RZ_OK);
+    assert_int_equal(rz_engine_poll(f->e, n, 5, &a), RZ_OK);
+    assert_int_equal(a.job, d);
+    assert_int_equal(job_state(f, b), RZ_JOB_ASSIGNED);
+    assert_int_equal(rz_engine_cancel_job(f->e, x[1], 6), RZ_OK);
+    check(f);
+    reopen(f);
+    check(f);
+    assert_int_equal(job_state(f, x[0]), RZ_JOB_QUEUED);
+    assert_int_equal(job_state(f, x[2]), RZ_JOB_QUEUED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -988,6 +1037,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_orphans_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shared_requirements, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_groups, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
