@@ -10,7 +10,8 @@
  *
  * Durability: every call that changes state commits one LMDB write
  * transaction before it returns (plus the ledger's own durable batch when
- * money moves), so whatever a call acknowledged survives a crash; reopening
+ * money moves), or, inside a group, at rz_engine_group_commit, so whatever
+ * was acknowledged survives a crash; reopening
  * resumes nodes, jobs and every deployment where it stood. Heartbeats are
  * kept in memory only: after a reopen every node gets a fresh grace period
  * that starts at the first call with a `now`.

@@ -2,10 +2,12 @@
  * driver of the deterministic engine (include/rhizos/engine.h).
  *
  * One thread, one event loop. Every request runs to completion on the
- * loop; engine calls are serialised by construction. After each call that
- * may change state, orch_after() drains the engine's events (hand work to
- * waiting long-polls, remember stops, push deployment status to SSE
- * watchers) and re-arms the one wakeup timer. */
+ * loop; engine calls are serialised by construction. The requests of one
+ * loop pass form an engine group (group commit): their replies are held
+ * until the flush at the end of the pass has run orch_after() (drain the
+ * engine's events: hand work to waiting long-polls, remember stops, mark
+ * SSE watchers), made the group durable with one commit, sent them, pushed
+ * status to watchers and re-armed the one wakeup timer. */
 #ifndef RZ_ORCH_H
 #define RZ_ORCH_H
 
