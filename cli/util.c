@@ -3,39 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
-
-static bool is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* examples/modules next to the working directory, else the one in the source
- * tree this binary was built from (build/cli/rhizos -> ../../examples). */
-static void add_default_registry(rz_registry *reg, rz_diags *d)
-{
-    if (is_dir("examples/modules")) {
-        rz_registry_add_dir(reg, "examples/modules", d);
-        return;
-    }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0)
-        return;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (!slash)
-        return;
-    *slash = '\0';
-    char path[PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/../../examples/modules", exe);
-    if (is_dir(path))
-        rz_registry_add_dir(reg, path, d);
-}
 
 /* A broken manifest does not make the command fail (a flow may not use
  * it), so its problems are warnings: the module is skipped. */
@@ -78,10 +48,7 @@ rz_registry *cli_registry(const cli *c)
     for (size_t i = 0; i < c->n_modules; i++)
         if (rz_registry_add(reg, c->modules[i], d) != RZ_OK)
             fprintf(stderr, "rhizos: %s\n", rz_error_last()->message);
-    const char *env = getenv("RHIZOS_MODULES");
-    if (env && *env)
-        rz_registry_add_path_list(reg, env, d);
-    add_default_registry(reg, d);
+    rz_registry_add_defaults(reg, d);
     print_registry_diags(d);
     rz_diags_free(d);
     return reg;

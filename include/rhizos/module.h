@@ -44,6 +44,12 @@ RZ_EXTERN int rz_registry_add(rz_registry *reg, const char *dir_or_url,
  * A URL's entry ends at the first ':' after its host[:port]. */
 RZ_EXTERN int rz_registry_add_path_list(rz_registry *reg, const char *list,
                                         rz_diags *diags);
+/* What the RhizOS programs add after their own --modules: every entry of
+ * $RHIZOS_MODULES, then examples/modules of the working directory, else the
+ * one of the source tree the running program was built in
+ * (<program's folder>/../../examples/modules, as for build/cli/rhizos).
+ * Problems are diagnostics; a missing folder is not one. */
+RZ_EXTERN int rz_registry_add_defaults(rz_registry *reg, rz_diags *diags);
 
 /* Require signatures: once a publisher key (64 hex digits or base64 of the
  * 32-byte Ed25519 key) is trusted, modules added afterwards that are

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <sodium.h>
@@ -601,4 +602,44 @@ int rz_registry_add_url(rz_registry *reg, const char *url, rz_diags *diags)
     free(cache);
     int rc2 = reindex(reg);
     return rc != RZ_OK ? rc : rc2;
+}
+
+static bool is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* examples/modules beside the source tree of the running program: the
+ * programs are built one folder below the tree's build folder. */
+static void add_built_in_tree(rz_registry *reg, rz_diags *diags)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return;
+    *slash = '\0';
+    char *path = rz__asprintf("%s/../../examples/modules", exe);
+    if (path && is_dir(path))
+        rz_registry_add_dir(reg, path, diags);
+    free(path);
+}
+
+int rz_registry_add_defaults(rz_registry *reg, rz_diags *diags)
+{
+    if (!reg)
+        return rz__error(RZ_EINVAL, "registry is NULL");
+    const char *env = getenv("RHIZOS_MODULES");
+    int rc = env && *env ? rz_registry_add_path_list(reg, env, diags) : RZ_OK;
+    if (rc == RZ_ENOMEM)
+        return rc;
+    if (is_dir("examples/modules"))
+        rz_registry_add_dir(reg, "examples/modules", diags);
+    else
+        add_built_in_tree(reg, diags);
+    return rc;
 }

@@ -401,34 +401,6 @@ static void *poller(void *arg)
 
 /* ---- setting up ---- */
 
-static int is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* examples/modules of the working directory, else of the source tree the
- * binary was built in (build/server/rhizos-node -> ../../examples). */
-static void add_examples(rz_registry *reg, rz_diags *d)
-{
-    if (is_dir("examples/modules")) {
-        rz_registry_add_dir(reg, "examples/modules", d);
-        return;
-    }
-    char exe[PATH_MAX], path[PATH_MAX + 32];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0)
-        return;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (!slash)
-        return;
-    *slash = '\0';
-    snprintf(path, sizeof path, "%s/../../examples/modules", exe);
-    if (is_dir(path))
-        rz_registry_add_dir(reg, path, d);
-}
-
 /* --modules first (they win for an identical id@version), then the
  * configuration's, $RHIZOS_MODULES, the examples. */
 static rz_registry *build_registry(agent *a)
@@ -444,10 +416,7 @@ static rz_registry *build_registry(agent *a)
             fprintf(stderr, "rhizos-node: warning: %s\n", rz_error_last()->message);
     if (a->cfg.modules && *a->cfg.modules)
         rz_registry_add_path_list(reg, a->cfg.modules, d);
-    const char *env = getenv("RHIZOS_MODULES");
-    if (env && *env)
-        rz_registry_add_path_list(reg, env, d);
-    add_examples(reg, d);
+    rz_registry_add_defaults(reg, d);
     for (size_t i = 0; i < rz_diags_count(d); i++) {
         const rz_diag *x = rz_diags_get(d, i);
         fprintf(stderr, "%s: warning: %s\n", x->file[0] ? x->file : "<registry>",

@@ -37,15 +37,8 @@ static void usage(FILE *f)
           "  --help, --version\n", f);
 }
 
-static bool is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* The same order as the CLI: --modules, $RHIZOS_MODULES, then the examples
- * (in the working directory, else in the source tree next to this binary:
- * build/server/orchestrator/rhizos-orchestrator -> ../../../examples). */
+/* The same order as the CLI: --modules, then rz_registry_add_defaults
+ * ($RHIZOS_MODULES, the examples). */
 static rz_registry *make_registry(const orch_opts *op)
 {
     rz_registry *reg = NULL;
@@ -57,23 +50,7 @@ static rz_registry *make_registry(const orch_opts *op)
     for (size_t i = 0; i < op->n_modules; i++)
         if (rz_registry_add(reg, op->modules[i], d) != RZ_OK)
             fprintf(stderr, ORCH_NAME ": %s\n", rz_error_last()->message);
-    const char *env = getenv("RHIZOS_MODULES");
-    if (env && *env)
-        rz_registry_add_path_list(reg, env, d);
-    if (is_dir("examples/modules")) {
-        rz_registry_add_dir(reg, "examples/modules", d);
-    } else {
-        char exe[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        char *slash = n > 0 ? (exe[n] = '\0', strrchr(exe, '/')) : NULL;
-        if (slash) {
-            *slash = '\0';
-            char path[PATH_MAX + 40];
-            snprintf(path, sizeof path, "%s/../../examples/modules", exe);
-            if (is_dir(path))
-                rz_registry_add_dir(reg, path, d);
-        }
-    }
+    rz_registry_add_defaults(reg, d);
     for (size_t i = 0; i < rz_diags_count(d) && !op->quiet; i++) {
         const rz_diag *x = rz_diags_get(d, i);
         fprintf(stderr, ORCH_NAME ": %s: warning: %s\n",

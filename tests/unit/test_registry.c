@@ -492,6 +492,41 @@ static void test_signatures(void **state)
     free(tampered);
 }
 
+/* $RHIZOS_MODULES first, then examples/modules of the working directory;
+ * from a folder without one, only the environment's (the test program is
+ * not built below a tree with examples). */
+static void test_defaults(void **state)
+{
+    (void)state;
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(setenv("RHIZOS_MODULES",
+                            RZ_SOURCE_ROOT "/tests/data/modules/extra", 1), 0);
+    assert_int_equal(chdir("/"), 0);
+    rz_registry *reg = NULL;
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    assert_int_equal(rz_registry_add_defaults(reg, NULL), RZ_OK);
+    size_t only_env = rz_registry_count(reg);
+    assert_int_equal(only_env, 2);
+    rz_registry_free(reg);
+
+    assert_int_equal(chdir(RZ_SOURCE_ROOT), 0);
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    assert_int_equal(rz_registry_add_defaults(reg, NULL), RZ_OK);
+    const rz_module *m = NULL;
+    assert_int_equal(rz_registry_resolve(reg, "count", "2", &m), RZ_OK);
+    assert_string_equal(rz_module_origin(m) + strlen(rz_module_origin(m))
+                        - strlen("extra/count-2/module.json"),
+                        "extra/count-2/module.json");
+    assert_int_equal(rz_registry_resolve(reg, "echo", NULL, &m), RZ_OK);
+    assert_true(rz_registry_count(reg) > only_env);
+    rz_registry_free(reg);
+
+    assert_int_equal(unsetenv("RHIZOS_MODULES"), 0);
+    assert_int_equal(rz_registry_add_defaults(NULL, NULL), RZ_EINVAL);
+    assert_int_equal(chdir(cwd), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -502,6 +537,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_path_list_urls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signatures, setup, teardown),
+        cmocka_unit_test(test_defaults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
