@@ -1017,6 +1017,42 @@ static void test_queue_groups(void **state)
     assert_int_equal(job_state(f, x[2]), RZ_JOB_QUEUED);
 }
 
+/* A flow of "count" steps, each with its own max_cost_cents. */
+static char *many_steps(size_t n, unsigned cost)
+{
+    size_t cap = 64 + n * 96;
+    char *t = malloc(cap);
+    assert_non_null(t);
+    size_t len = (size_t)snprintf(t, cap, "flux: 1\nname: many\nsteps:\n");
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(t + len, cap - len,
+                                "  s%zu:\n    module: count\n    max_cost_cents: %u\n"
+                                "    inputs:\n      text: hi\n", i, cost);
+    return t;
+}
+
+/* More steps than one ledger batch takes: held in several batches, all or
+ * none (a shortfall is found before anything is held). */
+static void test_deploy_many_steps(void **state)
+{
+    fx *f = *state;
+    size_t n = RZ_LEDGER_BATCH_MAX + 810;     /* 9000 */
+    char *poor = many_steps(n, 2);            /* 18000 cents > 10000 */
+    uint64_t d = 0;
+    assert_int_equal(rz_engine_deploy(f->e, poor, strlen(poor), f->client, NULL,
+                                      1, &d, NULL), RZ_EFUNDS);
+    assert_int_equal(balance(f, f->client), 10000);
+    free(poor);
+    char *text = many_steps(n, 1);
+    d = deploy_in(f, text, NULL, 2);
+    free(text);
+    assert_int_equal(balance(f, f->client), 10000 - n);
+    check(f);
+    assert_int_equal(rz_engine_deploy_cancel(f->e, d, 3), RZ_OK);
+    assert_int_equal(balance(f, f->client), 10000);
+    check(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1027,6 +1063,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stale_duplicate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deploy_fanout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deploy_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deploy_many_steps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deploy_timeout_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_sigkill, setup, teardown),
