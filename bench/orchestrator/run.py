@@ -92,6 +92,12 @@ class Server:
                     out[k] = int(v.split()[0]) // 1024   # MiB
         return out
 
+    def cpu_seconds(self):
+        """User + system CPU time the server has used so far."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         self.proc.terminate()
         try:
@@ -132,10 +138,14 @@ def phase_submit(a, tool, exe):
     s = Server(exe, a.tmpdir)
     try:
         key = s.client(10 ** 12)
+        cpu = s.cpu_seconds()
         r = load(tool, s.port, "--mode", "submit", "--key", key, "--conns", a.conns,
                  "--seconds", a.seconds, "--body", NOWHERE)
+        r["server_cpu_s"] = s.cpu_seconds() - cpu
         print("submit: %(acked)d acknowledged in %(seconds).1f s = %(per_second).0f/s "
               "(%(failed)d failed), %(conns)d connections" % r)
+        print("  server CPU %.2f s: %.0f submissions per server CPU-second" % (
+            r["server_cpu_s"], r["acked"] / max(r["server_cpu_s"], 1e-9)))
         print("  reply latency p50 %.2f ms, p99 %.2f ms" % (r["reply"]["p50_ms"],
                                                             r["reply"]["p99_ms"]))
         out = {"submit": r}
@@ -227,6 +237,26 @@ def phase_rss(a, tool, exe):
         s.stop()
 
 
+def fsync_probe(directory, n=100):
+    """fdatasync of a 4 KiB write on the data's file system: p50, p99 ms."""
+    path = os.path.join(directory, "rz-orch-bench-fsync.%d" % os.getpid())
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b"\0" * 65536)
+        os.fsync(fd)
+        t = []
+        for i in range(n):
+            os.pwrite(fd, b"x" * 4096, (i % 16) * 4096)
+            t0 = time.perf_counter()
+            os.fdatasync(fd)
+            t.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    t.sort()
+    return t[n // 2] * 1000, t[min(n - 1, n * 99 // 100)] * 1000
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -257,7 +287,9 @@ def main():
     print("machine: nproc %d, load %s, data on %s" % (
         os.cpu_count(), " ".join(open("/proc/loadavg").read().split()[:3]),
         " ".join(fs.splitlines()[-1].split()[:2]) if fs else tmp))
-    out = {}
+    f50, f99 = fsync_probe(tmp)
+    print("fdatasync probe (4 KiB): p50 %.2f ms, p99 %.2f ms" % (f50, f99))
+    out = {"fsync_ms": [f50, f99]}
     if "submit" in a.phases or "get" in a.phases:
         out.update(phase_submit(a, tool, exe))
     if "latency" in a.phases:
