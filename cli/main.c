@@ -111,7 +111,8 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
 {
     int ch;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, "qhVt:", long_opts, NULL)) != -1) {
+    /* The leading ':' makes a missing value ':' rather than '?'. */
+    while ((ch = getopt_long(argc, argv, ":qhVt:", long_opts, NULL)) != -1) {
         switch (ch) {
         case OPT_JSON: c->json = true; break;
         case OPT_MODULES:
@@ -159,9 +160,14 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case 'V':
             printf("rhizos %s (librhizos %s)\n", RZ_VERSION_STRING, rz_version());
             exit(EXIT_OK);
+        case ':':
+            /* For a long option optopt is its enum value, not a letter. */
+            fprintf(stderr, "rhizos: option '%s' needs a value\n", argv[optind - 1]);
+            fprintf(stderr, "Try 'rhizos --help'.\n");
+            return -1;
         default:
-            if (optopt)
-                fprintf(stderr, "rhizos: option -%c is unknown or needs a value\n", optopt);
+            if (optopt > 0 && optopt < 128 && optopt != '?')
+                fprintf(stderr, "rhizos: unknown option '-%c'\n", optopt);
             else
                 fprintf(stderr, "rhizos: unknown option '%s'\n", argv[optind - 1]);
             fprintf(stderr, "Try 'rhizos --help'.\n");

@@ -41,13 +41,15 @@ rz_client *cli_client(const cli *c)
     rz_client *cl = NULL;
     int rc = rz_client_new(&cl, c->orchestrator, c->api_key);
     if (rc != RZ_OK)
-        cli_error("--orchestrator/--api-key", rc);
+        cli_error(c->orchestrator, rc);
     return cl;
 }
 
 int cli_net_fail(const char *what, int rc)
 {
     cli_error(what, rc);
+    if (rc == RZ_EAUTH)
+        fprintf(stderr, "rhizos: give the key with --api-key KEY or RHIZOS_API_KEY\n");
     return rc == RZ_ECONNECT ? EXIT_UNREACHABLE : EXIT_FAILED;
 }
 

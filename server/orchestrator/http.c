@@ -426,6 +426,20 @@ static bool match_path(const char *pat, const char *path, char params[3][80])
     return !*pat && !*path;
 }
 
+/* "the admin key", "client keys or the admin key", ... */
+static const char *who_may(unsigned who)
+{
+    switch (who) {
+    case W_ADMIN: return "the admin key";
+    case W_CLIENT: return "client keys";
+    case W_NODE: return "node tokens";
+    case W_CLIENT | W_ADMIN: return "client keys and the admin key";
+    case W_NODE | W_ADMIN: return "node tokens and the admin key";
+    case W_CLIENT | W_NODE: return "client keys and node tokens";
+    default: return "other keys";
+    }
+}
+
 static bool authenticate(req *q, unsigned who)
 {
     if (who == W_ANYONE)
@@ -433,7 +447,7 @@ static bool authenticate(req *q, unsigned who)
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(q->r),
                                        "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !h[7]) {
-        reply_error(q, RZ_EAUTH, "an API key is required (Authorization: Bearer)");
+        reply_error(q, RZ_EAUTH, "an API key is required (Authorization: Bearer KEY)");
         return false;
     }
     if (auth_lookup(q->o, h + 7, &q->who) != RZ_OK) {
@@ -441,7 +455,7 @@ static bool authenticate(req *q, unsigned who)
         return false;
     }
     if (!(q->who.kind & who)) {
-        reply_error(q, RZ_EDENIED, "this key may not use this route");
+        reply_error(q, RZ_EDENIED, "this route is for %s", who_may(who));
         return false;
     }
     return true;
