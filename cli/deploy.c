@@ -299,13 +299,26 @@ static void print_outputs(const cJSON *outputs)
     }
 }
 
-static void print_flow_status(const cJSON *s)
+/* "charged $0.07 of $140.00 held, the rest refunded" once finished, "holds
+ * $140.00, charged $0.03 so far" while it runs: a finished flow holds
+ * nothing any more. */
+static void money_words(const cJSON *s, char *buf, size_t cap)
 {
     char held[32], charged[32];
     cli_money(cli_json_int(s, "held_cents"), held, sizeof held);
     cli_money(cli_json_int(s, "charged_cents"), charged, sizeof charged);
-    printf("flow %lld (%s): %s  held %s, charged %s\n", (long long)cli_json_int(s, "id"),
-           cli_json_str(s, "flow", "?"), cli_json_str(s, "status", "?"), held, charged);
+    if (strcmp(cli_json_str(s, "status", "?"), "running") == 0)
+        snprintf(buf, cap, "holds %s, charged %s so far", held, charged);
+    else
+        snprintf(buf, cap, "charged %s of %s held, the rest refunded", charged, held);
+}
+
+static void print_flow_status(const cJSON *s)
+{
+    char money[128];
+    money_words(s, money, sizeof money);
+    printf("flow %lld (%s): %s, %s\n", (long long)cli_json_int(s, "id"),
+           cli_json_str(s, "flow", "?"), cli_json_str(s, "status", "?"), money);
     printf("  %-20s %-10s %8s %8s\n", "STEP", "STATUS", "ATTEMPTS", "JOB");
     const cJSON *st;
     cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(s, "steps")) {
@@ -353,6 +366,7 @@ typedef struct watch {
     cJSON *seen;           /* step id -> last status printed */
     char *last;            /* the last status object (JSON text) */
     bool ended;
+    bool finished_before;  /* the first event was already the end */
 } watch;
 
 static void step_lines(watch *w, const cJSON *s)
@@ -367,7 +381,10 @@ static void step_lines(watch *w, const cJSON *s)
             cJSON_AddStringToObject(w->seen, st->string, now);
             continue;       /* nothing to say yet */
         }
-        printf("[%7.1fs] %-20s %s", now_s() - w->t0, st->string, now);
+        if (w->finished_before)
+            printf("  %-20s %s", st->string, now);   /* no live times */
+        else
+            printf("[%7.1fs] %-20s %s", now_s() - w->t0, st->string, now);
         const cJSON *j = cJSON_GetObjectItemCaseSensitive(st, "job");
         if (cJSON_IsNumber(j))
             printf("  (job %lld, attempt %lld)", (long long)j->valuedouble,
@@ -388,6 +405,8 @@ static int on_event(void *ud, const char *event, const char *data)
         cJSON_Delete(s);
         return 0;           /* not a status: nothing of ours */
     }
+    if (!w->last && strcmp(event, "end") == 0)
+        w->finished_before = true;
     if (w->c->json) {
         char *line = cJSON_PrintUnformatted(s);
         printf("%s\n", line ? line : data);
@@ -408,8 +427,12 @@ static int watch_result(watch *w)
     cJSON *s = w->last ? cJSON_Parse(w->last) : NULL;
     const char *status = cli_json_str(s, "status", "?");
     if (!w->c->json) {
-        printf("flow %lld %s after %.1f s\n", (long long)cli_json_int(s, "id"), status,
-               now_s() - w->t0);
+        if (w->finished_before)
+            printf("flow %lld had already finished: %s\n",
+                   (long long)cli_json_int(s, "id"), status);
+        else
+            printf("flow %lld %s after %.1f s\n", (long long)cli_json_int(s, "id"),
+                   status, now_s() - w->t0);
         print_outputs(cJSON_GetObjectItemCaseSensitive(s, "outputs"));
     }
     int ex = strcmp(status, "succeeded") == 0 ? EXIT_OK : EXIT_FAILED;
@@ -425,7 +448,7 @@ int cli_flow_watch(cli *c)
     rz_client *cl = cli_client(c);
     if (!cl)
         return EXIT_USAGE;
-    watch w = { c, now_s(), cJSON_CreateObject(), NULL, false };
+    watch w = { c, now_s(), cJSON_CreateObject(), NULL, false, false };
     char path[64];
     snprintf(path, sizeof path, "/api/v1/flows/%" PRIu64 "/events", id);
     int rc = rz_client_events(cl, path, 0, on_event, &w);
@@ -463,11 +486,10 @@ int cli_flow_cancel(cli *c)
         cli_print_json(r);
     } else if (ex == EXIT_OK) {
         cJSON *s = cJSON_Parse(r);
-        char held[32], charged[32];
-        cli_money(cli_json_int(s, "held_cents"), held, sizeof held);
-        cli_money(cli_json_int(s, "charged_cents"), charged, sizeof charged);
-        printf("flow %" PRIu64 " %s (held %s, charged %s)\n", id,
-               cli_json_str(s, "status", "cancelled"), held, charged);
+        char money[128];
+        money_words(s, money, sizeof money);
+        printf("flow %" PRIu64 " %s: %s\n", id, cli_json_str(s, "status", "cancelled"),
+               money);
         cJSON_Delete(s);
     }
     rz_free(r);
