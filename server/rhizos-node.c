@@ -221,7 +221,8 @@ static void print_init(const opts *o, const char *dir)
                "  identity key (Ed25519)  %s\n"
                "  sealing key (X25519)    %s\n"
                "  configuration           %s/config.toml\n"
-               "next: rhizos-node register --data %s\n", dir, ed, x, dir, dir);
+               "next: rhizos-node start --data %s (it registers on first start)\n",
+               dir, ed, x, dir, dir);
 }
 
 static int cmd_init(const opts *o)
@@ -324,6 +325,7 @@ int main(int argc, char **argv)
         { "once", no_argument, NULL, '1' },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
     opts o = {0};
@@ -345,7 +347,12 @@ int main(int argc, char **argv)
             o.modules[o.n_modules++] = optarg;
             break;
         case 'h': usage(stdout); return EXIT_OK;
-        default: usage(stderr); return EXIT_USAGE;
+        case 'V':
+            printf("rhizos-node %s (librhizos %s)\n", RZ_VERSION_STRING, rz_version());
+            return EXIT_OK;
+        default:
+            fprintf(stderr, "Try 'rhizos-node --help'.\n");
+            return EXIT_USAGE;
         }
     }
     if (optind >= argc) {
@@ -371,7 +378,6 @@ int main(int argc, char **argv)
         return cmd_register(&o);
     if (strcmp(cmd, "start") == 0)
         return cmd_start(&o);
-    fprintf(stderr, "rhizos-node: unknown command '%s'\n", cmd);
-    usage(stderr);
+    fprintf(stderr, "rhizos-node: unknown command '%s'\nTry 'rhizos-node --help'.\n", cmd);
     return EXIT_USAGE;
 }

@@ -370,7 +370,8 @@ class Network(Base):
         self.assertGreater(len({j["node"] for j in jobs}), 1)
         # The same flow embedded gives the same outputs.
         local = json.loads(subprocess.run(
-            [RHIZOS, "flow", "run", FANOUT, "--json"], cwd=ROOT, capture_output=True,
+            [RHIZOS, "flow", "run", FANOUT, "--json",
+             "--data", os.path.join(self.tmp.name, "embedded")], cwd=ROOT, capture_output=True,
             text=True, timeout=60, check=True).stdout)
         self.assertEqual(local["status"], "succeeded")
         self.assertEqual(st["outputs"], local["outputs"])
