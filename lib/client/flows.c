@@ -125,6 +125,8 @@ int rz_client_deploy(rz_client *c, const char *text, size_t len,
         snprintf(msg, sizeof msg, "%s", rz_error_last()->message);
         size_t n = add_diags(reply, diags);
         rz_free(reply);
+        if (n == 0)     /* e.g. an unknown flow input: the message says it */
+            return rz__error(RZ_EINVALID, "%s", msg);
         return rz__error(RZ_EINVALID, "%s (%zu error%s)", msg, n, n == 1 ? "" : "s");
     }
     if (rc != RZ_OK) {

@@ -186,7 +186,9 @@ void r_flow_deploy(req *q)
     if (refs && rz_diags_new(&d) == RZ_OK) {
         rc = rz_engine_deploy(o->e, text, strlen(text), q->who.account, in,
                               orch_now_ms(), &dep, d);
-        if (rc == RZ_EINVALID)
+        /* Flow inputs are checked after the document: their problem is
+         * in rz_error_last(), not in a diagnostic. */
+        if (rc == RZ_EINVALID && rz_diags_count(d) > 0)
             reply_diags(q, rc, d);
         else if (rc != RZ_OK)
             reply_rz(q, rc);

@@ -375,6 +375,11 @@ class OrchestratorApi(unittest.TestCase):
                 "    credentials:\n      token: { credentialId: tok, type: api_key }\n")
         doc = self.err(422, "RZ_EINVALID", "POST", "/api/v1/flows/deploy",
                        {"flow": cred}, key)
+        # An input the flow does not declare: the message names it.
+        good = "flux: 1\nname: g\nsteps:\n  a:\n    module: echo@1\n"
+        doc = self.err(422, "RZ_EINVALID", "POST", "/api/v1/flows/deploy",
+                       {"flow": good, "inputs": {"nope": 1}}, key)
+        self.assertIn("nope", doc["error"]["message"])
         self.assertEqual(self.balance(key), (1000, 0))
         self.assertEqual(self.ok("GET", "/api/v1/flows", key=key)["flows"], [])
 
