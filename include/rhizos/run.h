@@ -76,8 +76,9 @@ RZ_EXTERN int rz_run_request(const rz_run *run, size_t step, char **out);
  * if attempts remain; the step's error says why) and return RZ_EINVALID. */
 RZ_EXTERN int rz_run_succeed(rz_run *run, size_t step, const char *outputs_json,
                              uint64_t now_ms);
-/* RUNNING -> BACKOFF (if attempts remain and the run is not cancelled) or
- * FAILED; `reason` (NULL: "failed") is copied. The retry after failed
+/* RUNNING -> BACKOFF (if attempts remain and the run is not cancelled),
+ * FAILED, or CANCELLED once the run is cancelled (the step was stopped by
+ * the cancel); `reason` (NULL: "failed") is copied. The retry after failed
  * attempt n falls due initial_ms later (fixed) or initial_ms * 2^(n-1)
  * capped at max_ms (exponential). */
 RZ_EXTERN int rz_run_fail(rz_run *run, size_t step, const char *reason,
@@ -90,7 +91,8 @@ RZ_EXTERN size_t rz_run_tick(rz_run *run, uint64_t now_ms, size_t *expired,
  * expires); UINT64_MAX if nothing is scheduled. */
 RZ_EXTERN uint64_t rz_run_next_wakeup(const rz_run *run);
 /* Cancel: pending/ready/backoff steps become CANCELLED; running ones are left
- * for the caller to stop and report (no retries after this). RZ_ESTATE once
+ * for the caller to stop and report with rz_run_fail, which makes them
+ * CANCELLED too (or rz_run_succeed, if they finished first). RZ_ESTATE once
  * the run is done; cancelling twice is fine. */
 RZ_EXTERN int rz_run_cancel(rz_run *run, uint64_t now_ms);
 

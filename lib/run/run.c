@@ -306,8 +306,9 @@ static void step_failed(rz_run *r, size_t i, char *reason, uint64_t now_ms)
         push_timed(r, i);
         return;
     }
-    s->state = RZ_STEP_FAILED;
-    if (st->on_failure != RZ_ON_FAILURE_CONTINUE)
+    /* A step stopped because the run was cancelled did not fail. */
+    s->state = r->cancelled ? RZ_STEP_CANCELLED : RZ_STEP_FAILED;
+    if (!r->cancelled && st->on_failure != RZ_ON_FAILURE_CONTINUE)
         r->fatal = true;
     settle(r, i);
 }

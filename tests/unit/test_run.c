@@ -549,9 +549,11 @@ static void test_cancel(void **state)
     assert_int_equal(rz_run_cancel(r, 3), RZ_OK);                /* again */
     assert_false(rz_run_done(r));
     assert_int_equal(rz_run_state_get(r), RZ_RUN_RUNNING);
-    /* Running steps report back; no retry once cancelled. */
+    /* Running steps report back: stopped by the cancel, they are cancelled
+     * (not failed, no retry), the reason kept. */
     assert_int_equal(rz_run_fail(r, S(r, "a"), "killed", 4), RZ_OK);
-    assert_int_equal(state_of(r, "a"), RZ_STEP_FAILED);
+    assert_int_equal(state_of(r, "a"), RZ_STEP_CANCELLED);
+    assert_string_equal(rz_run_step_error(r, S(r, "a")), "killed");
     assert_int_equal(rz_run_succeed(r, S(r, "e"), "{}", 5), RZ_OK);
     assert_true(rz_run_done(r));
     assert_int_equal(rz_run_state_get(r), RZ_RUN_CANCELLED);
