@@ -77,7 +77,7 @@ typedef enum rz_policy {
     RZ_POLICY_SPREAD          /* the emptiest node that fits */
 } rz_policy;
 /* Ties under every policy: lower hourly rate, then higher reputation, then
- * the node added first. */
+ * a preferred node (rz_matcher_prefer), then the node added first. */
 
 /* "cheapest", ...; RZ_EINVAL for an unknown name. */
 RZ_EXTERN int rz_policy_parse(const char *name, rz_policy *out);
@@ -90,6 +90,11 @@ RZ_EXTERN void rz_matcher_free(rz_matcher *m);
 /* Add a node (copied; `node` may be freed afterwards). Ids must be unique
  * (RZ_EDUPLICATE). *index (may be NULL) is the node's index. */
 RZ_EXTERN int rz_matcher_add(rz_matcher *m, const rz_caps *node, size_t *index);
+/* Prefer a node (1) or not (0, the default) where the policy's order ties:
+ * a server prefers the nodes that hold a long-poll, so work goes where it
+ * can be handed over at once. Never picks a node the policy ranks worse.
+ * O(groups holding the node x log nodes). RZ_ENOENT for an unknown index. */
+RZ_EXTERN int rz_matcher_prefer(rz_matcher *m, size_t index, int preferred);
 /* Take a node out of placement (it stays indexed so that its reservations
  * can still be released). RZ_ENOENT for an unknown id. */
 RZ_EXTERN int rz_matcher_remove(rz_matcher *m, const char *node_id);

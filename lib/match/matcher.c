@@ -4,8 +4,10 @@
  * A group (every job with the same requirement signature, as HTCondor's
  * autoclusters) holds the nodes that satisfy its static constraints, sorted
  * once by the policy, and a max segment tree over them whose leaf is 0 when
- * the node cannot take one more such job now, else 1 (or 1 + how full the
- * node is, for binpack and spread). Placing is a walk down that tree to the
+ * the node cannot take one more such job now, else a key: 1 (or 1 + how
+ * full the node is, for binpack and spread), then the node's rank among
+ * the candidates the policy's order tells apart, then whether it is
+ * preferred (rz_matcher_prefer). Placing is a walk down that tree to the
  * leftmost best leaf: O(log n). A reservation or release changes one node,
  * and only that node's leaves in the groups that hold it are recomputed. */
 #include <stdlib.h>
@@ -27,6 +29,7 @@ typedef struct mnode {
     uint64_t gpu_free;                 /* bit i: GPU i is free */
     uint32_t n_gpus;
     bool removed;
+    bool preferred;                    /* wins ties the policy leaves */
     memb *memb;                        /* the groups holding this node */
     uint32_t n_memb, cap_memb;
 } mnode;
@@ -39,7 +42,9 @@ typedef struct group {
     uint32_t *node;                    /* candidates in policy order */
     uint64_t *elig;                    /* GPUs of each that suit the job */
     unsigned __int128 *rate;           /* hourly rate on each (x 1024) */
-    uint32_t *tree;                    /* 2 x leaves; [1] is the root */
+    uint32_t *rank;                    /* n - class: equal for candidates
+                                          the policy's order ties */
+    uint64_t *tree;                    /* 2 x leaves; [1] is the root */
 } group;
 
 typedef struct resv {
@@ -84,6 +89,7 @@ static void group_free(group *g)
     free(g->node);
     free(g->elig);
     free(g->rate);
+    free(g->rank);
     free(g->tree);
 }
 
@@ -240,24 +246,29 @@ static bool fits_now(const mnode *n, const group *g, uint64_t elig)
            (uint32_t)__builtin_popcountll(n->gpu_free & elig) >= g->gpus;
 }
 
-static uint32_t key_of(const rz_matcher *m, const mnode *n, const group *g, uint64_t elig)
+/* 0: it cannot take the job now. Else, from the top bits down: the
+ * policy's key (< 2^20), the rank (< 2^32), preferred. Candidates are in
+ * policy order, so without a preferred node the leftmost best leaf is the
+ * one a key of the policy's alone would give. */
+static uint64_t key_of(const rz_matcher *m, const mnode *n, const group *g, uint32_t pos)
 {
-    if (!fits_now(n, g, elig))
+    if (!fits_now(n, g, g->elig[pos]))
         return 0;
+    uint64_t k = 1;
     if (m->policy == RZ_POLICY_BINPACK)
-        return 1 + util(n);
-    if (m->policy == RZ_POLICY_SPREAD)
-        return 1 + UTIL_SCALE - util(n);
-    return 1;
+        k = 1 + util(n);
+    else if (m->policy == RZ_POLICY_SPREAD)
+        k = 1 + UTIL_SCALE - util(n);
+    return k << 33 | (uint64_t)g->rank[pos] << 1 | n->preferred;
 }
 
-static void tree_set(group *g, uint32_t pos, uint32_t key)
+static void tree_set(group *g, uint32_t pos, uint64_t key)
 {
-    uint32_t *t = g->tree;
+    uint64_t *t = g->tree;
     size_t i = g->leaves + pos;
     t[i] = key;
     for (i >>= 1; i; i >>= 1) {
-        uint32_t v = t[2 * i] > t[2 * i + 1] ? t[2 * i] : t[2 * i + 1];
+        uint64_t v = t[2 * i] > t[2 * i + 1] ? t[2 * i] : t[2 * i + 1];
         if (t[i] == v)
             break;   /* nothing above changes */
         t[i] = v;
@@ -267,7 +278,7 @@ static void tree_set(group *g, uint32_t pos, uint32_t key)
 /* The leftmost leaf holding the largest key, or NONE when all are 0. */
 static uint32_t tree_best(const group *g)
 {
-    const uint32_t *t = g->tree;
+    const uint64_t *t = g->tree;
     if (!t[1])
         return NONE;
     size_t i = 1;
@@ -283,7 +294,7 @@ static void refresh(rz_matcher *m, uint32_t ni)
     for (uint32_t k = 0; k < n->n_memb; k++) {
         group *g = &m->groups[n->memb[k].group];
         uint32_t pos = n->memb[k].pos;
-        tree_set(g, pos, key_of(m, n, g, g->elig[pos]));
+        tree_set(g, pos, key_of(m, n, g, pos));
     }
 }
 
@@ -314,6 +325,14 @@ static int cmp_cand(const void *pa, const void *pb)
     if (a->policy == RZ_POLICY_REPUTATION && a->rep != b->rep)
         return a->rep > b->rep ? -1 : 1;
     return cmp_rate(a, b);
+}
+
+/* Does the policy's order tell a and b apart by more than the node? */
+static bool cand_differ(const cand *a, const cand *b)
+{
+    cand x = *b;
+    x.node = a->node;
+    return cmp_cand(a, &x) != 0;
 }
 
 /* GPU jobs: the best compute capability among the suitable GPUs; CPU jobs:
@@ -373,14 +392,19 @@ static int group_fill(rz_matcher *m, group *g, const cand *cs, uint32_t gi,
     g->node = malloc(n * sizeof *g->node);
     g->elig = malloc(n * sizeof *g->elig);
     g->rate = malloc(n * sizeof *g->rate);
+    g->rank = malloc(n * sizeof *g->rank);
     g->tree = calloc(2 * (size_t)g->leaves, sizeof *g->tree);
-    if (!g->node || !g->elig || !g->rate || !g->tree)
+    if (!g->node || !g->elig || !g->rate || !g->rank || !g->tree)
         return rz__error(RZ_ENOMEM, "out of memory");
+    uint32_t rank = g->n;
     for (uint32_t p = 0; p < g->n; p++) {
+        if (p && cand_differ(&cs[p - 1], &cs[p]))
+            rank--;
         g->node[p] = cs[p].node;
         g->elig[p] = cs[p].elig;
         g->rate[p] = cs[p].rate;
-        g->tree[g->leaves + p] = key_of(m, &m->nodes[cs[p].node], g, cs[p].elig);
+        g->rank[p] = rank;
+        g->tree[g->leaves + p] = key_of(m, &m->nodes[cs[p].node], g, p);
         if (add_memb(&m->nodes[cs[p].node], gi, p) != RZ_OK)
             return RZ_ENOMEM;
     }
@@ -560,6 +584,18 @@ int rz_matcher_release(rz_matcher *m, uint64_t ticket)
     m->free_res = slot;
     refresh(m, v->node);
     m->stats.releases++;
+    return RZ_OK;
+}
+
+int rz_matcher_prefer(rz_matcher *m, size_t index, int preferred)
+{
+    if (index >= m->n_nodes)
+        return rz__error(RZ_ENOENT, "no node %zu", index);
+    mnode *n = &m->nodes[index];
+    if (n->preferred != (preferred != 0)) {
+        n->preferred = preferred != 0;
+        refresh(m, (uint32_t)index);
+    }
     return RZ_OK;
 }
 

@@ -243,6 +243,54 @@ static void policies(void **state)
     assert_null(m);
 }
 
+/* A preferred node wins only where the policy's order ties. */
+static void preferred_nodes(void **state)
+{
+    (void)state;
+    const char *cpu = "{\"cpu_cores\":2,\"memory_mb\":1024,\"estimate_seconds\":600}";
+    rz_matcher *m = matcher_of(RZ_POLICY_CHEAPEST, net, 4);
+    /* cpu-cheap (index 2) costs what rtx-4080 costs but has a lower
+     * reputation: a tie-break that comes before preference. */
+    assert_int_equal(rz_matcher_prefer(m, 2, 1), RZ_OK);
+    assert_int_equal(rz_matcher_prefer(m, 0, 1), RZ_OK);   /* dearer */
+    assert_string_equal(place(m, cpu, NULL), "rtx-4080");
+    assert_int_equal(rz_matcher_prefer(m, 4, 1), RZ_ENOENT);
+    rz_matcher_free(m);
+    static const char *const same[] = {
+        "{\"id\":\"s1\",\"cpu\":{\"cores\":4},\"memory_mb\":4096,"
+        "\"prices\":{\"cpu_hour_cents\":1},\"max_concurrent_jobs\":2}",
+        "{\"id\":\"s2\",\"cpu\":{\"cores\":4},\"memory_mb\":4096,"
+        "\"prices\":{\"cpu_hour_cents\":1},\"max_concurrent_jobs\":2}",
+        "{\"id\":\"s3\",\"cpu\":{\"cores\":4},\"memory_mb\":4096,"
+        "\"prices\":{\"cpu_hour_cents\":1},\"max_concurrent_jobs\":2}",
+    };
+    const char *one = "{\"cpu_cores\":1}";
+    for (rz_policy p = RZ_POLICY_CHEAPEST; p <= RZ_POLICY_SPREAD; p++) {
+        m = matcher_of(p, same, 3);
+        uint64_t t = 0;
+        assert_string_equal(place(m, one, &t), "s1");   /* added first */
+        assert_int_equal(rz_matcher_release(m, t), RZ_OK);
+        assert_int_equal(rz_matcher_prefer(m, 2, 1), RZ_OK);
+        assert_string_equal(place(m, one, &t), "s3");
+        assert_int_equal(rz_matcher_release(m, t), RZ_OK);
+        assert_int_equal(rz_matcher_prefer(m, 2, 0), RZ_OK);
+        assert_string_equal(place(m, one, &t), "s1");
+        rz_matcher_free(m);
+    }
+    /* spread: the emptier node beats a preferred fuller one. */
+    m = matcher_of(RZ_POLICY_SPREAD, same, 3);
+    assert_string_equal(place(m, one, NULL), "s1");
+    assert_int_equal(rz_matcher_prefer(m, 0, 1), RZ_OK);
+    assert_string_equal(place(m, one, NULL), "s2");
+    /* A preferred node that is full is passed over. */
+    m = (rz_matcher_free(m), matcher_of(RZ_POLICY_CHEAPEST, same, 3));
+    assert_int_equal(rz_matcher_prefer(m, 1, 1), RZ_OK);
+    assert_string_equal(place(m, one, NULL), "s2");
+    assert_string_equal(place(m, one, NULL), "s2");
+    assert_string_equal(place(m, one, NULL), "s1");
+    rz_matcher_free(m);
+}
+
 static void constraints_and_reasons(void **state)
 {
     (void)state;
@@ -515,6 +563,10 @@ static void property_run(rz_policy policy, uint64_t seed)
             assert_true(strlen(why) > 10);   /* a reason, never "" */
             rz_free(why);
         }
+        /* Nodes are preferred at random: placements stay valid (and the
+         * cheapest, checked above). */
+        if (rnd(4) == 0)
+            assert_int_equal(rz_matcher_prefer(m, rnd(NN), (int)rnd(2)), RZ_OK);
         /* Jobs end at random. */
         if (live && rnd(3) == 0) {
             int j = (int)rnd((uint32_t)i + 1);
@@ -544,7 +596,10 @@ static void property_run(rz_policy policy, uint64_t seed)
     for (int k = 0; k < NN; k++)
         md[k].maxj = rz_caps_get(nodes[k])->max_concurrent_jobs;
     check_usage(m, nodes, md);
-    /* ... and a fresh matcher with the same nodes places like it. */
+    /* ... and, preferring none, a fresh matcher with the same nodes places
+     * like it. */
+    for (int k = 0; k < NN; k++)
+        assert_int_equal(rz_matcher_prefer(m, (size_t)k, 0), RZ_OK);
     rz_matcher *fresh;
     assert_int_equal(rz_matcher_new(&fresh, policy), RZ_OK);
     for (int k = 0; k < NN; k++)
@@ -579,6 +634,7 @@ int main(void)
         cmocka_unit_test(hostile_requirements),
         cmocka_unit_test(cost_formula),
         cmocka_unit_test(policies),
+        cmocka_unit_test(preferred_nodes),
         cmocka_unit_test(constraints_and_reasons),
         cmocka_unit_test(reservations),
         cmocka_unit_test(like_jobs_are_matched_as_one_group),
