@@ -94,6 +94,15 @@ RZ_EXTERN int rz_engine_node_heartbeat(rz_engine *e, uint64_t node,
 /* The node leaves; its jobs go back to the queue. */
 RZ_EXTERN int rz_engine_node_deregister(rz_engine *e, uint64_t node,
                                         uint64_t now_ms);
+/* The server holds a long-poll of `node` (waiting 1) or no longer does (0).
+ * Among the nodes the placement policy ranks equal, a waiting one is chosen
+ * first, so a job can be handed over in the pass of its submission instead
+ * of at the next poll of a busy node; the policy's order is kept otherwise.
+ * A placement on a waiting node ends its wait (the poll is answered with
+ * it). An input like the others (the same calls give the same placements),
+ * but not state: it is not committed and is 0 for every node after open.
+ * RZ_ENOENT for an unknown node; a lost or gone one is ignored. */
+RZ_EXTERN int rz_engine_node_waiting(rz_engine *e, uint64_t node, int waiting);
 /* The payout account of a node: a fixed function of its id. */
 RZ_EXTERN rz_ledger_id rz_engine_node_account(uint64_t node);
 

@@ -604,6 +604,17 @@ static rz__ereqs *gheap_pop(rz__ereqs **h, size_t *n)
     return top;
 }
 
+/* A waiting node's held poll is answered with its first placement: it is
+ * no better a choice than its peers for the next job of the pass. */
+static void waiting_set(rz_engine *e, rz__enode *n, bool waiting)
+{
+    if (n->waiting == waiting)
+        return;
+    n->waiting = waiting;
+    if (n->mindex != RZ_NPOS)
+        rz_matcher_prefer(e->matcher, n->mindex, waiting);
+}
+
 static int assign_one(rz_engine *e, rz__ejob *j)
 {
     rz_placement p;
@@ -612,6 +623,7 @@ static int assign_one(rz_engine *e, rz__ejob *j)
         rc = take_placement(e, j, &p);
     if (rc != RZ_OK)
         return rc;
+    waiting_set(e, rz__engine_node(e, j->node), false);
     j->state = RZ_JOB_ASSIGNED;
     rz__engine_touch_job(e, j);
     rz__engine_emit(e, RZ_EV_JOB_ASSIGNED, j, j->node);
@@ -1239,6 +1251,7 @@ static int requeue(rz_engine *e, rz__ejob *j, uint64_t now)
 
 static int node_drop(rz_engine *e, rz__enode *n, rz_node_state st, uint64_t now)
 {
+    waiting_set(e, n, false);
     n->state = st;
     rz__engine_touch_node(e, n);
     rz_matcher_remove(e->matcher, rz_caps_get(n->caps)->id);
@@ -1336,6 +1349,16 @@ int rz_engine_node_running(rz_engine *e, uint64_t node, const uint64_t *running,
     if (requeued)
         *requeued = k;
     return k ? leave(e, rc) : rc;
+}
+
+int rz_engine_node_waiting(rz_engine *e, uint64_t node, int waiting)
+{
+    rz__enode *n = e ? rz__engine_node(e, node) : NULL;
+    if (!n)
+        return rz__error(RZ_ENOENT, "no node %llu", (unsigned long long)node);
+    if (n->state == RZ_NODE_ACTIVE)
+        waiting_set(e, n, waiting != 0);
+    return RZ_OK;
 }
 
 int rz_engine_node_get(rz_engine *e, uint64_t node, rz_engine_node_info *out)

@@ -32,6 +32,8 @@ typedef struct rz__enode {
     double load;
     uint32_t jobs;            /* assigned or running here */
     uint64_t *held; size_t n_held, cap_held;   /* those jobs' ids */
+    bool waiting;             /* a poll is held (memory only; see
+                                 rz_engine_node_waiting) */
     bool dirty;
 } rz__enode;
 

@@ -1053,6 +1053,61 @@ static void test_deploy_many_steps(void **state)
     check(f);
 }
 
+static uint64_t job_node(fx *f, uint64_t job)
+{
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, job, &ji), RZ_OK);
+    return ji.node;
+}
+
+/* Equal nodes: a waiting one gets the next job; its first placement ends
+ * its wait; without waiting nodes the policy's order is unchanged. */
+static void test_waiting_nodes(void **state)
+{
+    fx *f = *state;
+    uint64_t n1 = node_add(f, 1), n2 = node_add(f, 1), n3 = node_add(f, 1);
+    uint64_t j1 = submit(f, 500, 0, 2);
+    assert_int_equal(rz_engine_tick(f->e, 2), RZ_OK);
+    assert_int_equal(job_node(f, j1), n1);   /* cheapest, then added first */
+    assert_int_equal(rz_engine_node_waiting(f->e, n3, 1), RZ_OK);
+    uint64_t j2 = submit(f, 500, 0, 3);
+    assert_int_equal(rz_engine_tick(f->e, 3), RZ_OK);
+    assert_int_equal(job_node(f, j2), n3);
+    uint64_t j3 = submit(f, 500, 0, 4);   /* n3's wait ended with j2 */
+    assert_int_equal(rz_engine_tick(f->e, 4), RZ_OK);
+    assert_int_equal(job_node(f, j3), n1);
+    /* Two waiting, three jobs in one pass: one each, then the policy. */
+    assert_int_equal(rz_engine_node_waiting(f->e, n2, 1), RZ_OK);
+    assert_int_equal(rz_engine_node_waiting(f->e, n3, 1), RZ_OK);
+    uint64_t j4 = submit(f, 500, 0, 5), j5 = submit(f, 500, 0, 5);
+    uint64_t j6 = submit(f, 500, 0, 5);
+    assert_int_equal(rz_engine_tick(f->e, 5), RZ_OK);
+    assert_int_equal(job_node(f, j4), n2);
+    assert_int_equal(job_node(f, j5), n3);
+    assert_int_equal(job_node(f, j6), n2);   /* n1 is full (2 slots) */
+    /* A full node's wait changes nothing; a withdrawn wait is forgotten. */
+    assert_int_equal(rz_engine_cancel_job(f->e, j5, 6), RZ_OK);
+    assert_int_equal(rz_engine_cancel_job(f->e, j6, 6), RZ_OK);
+    assert_int_equal(rz_engine_node_waiting(f->e, n1, 1), RZ_OK);
+    assert_int_equal(rz_engine_node_waiting(f->e, n3, 1), RZ_OK);
+    assert_int_equal(rz_engine_node_waiting(f->e, n3, 0), RZ_OK);
+    uint64_t j7 = submit(f, 500, 0, 6);
+    assert_int_equal(rz_engine_tick(f->e, 6), RZ_OK);
+    assert_int_equal(job_node(f, j7), n2);
+    assert_int_equal(rz_engine_node_waiting(f->e, 99, 1), RZ_ENOENT);
+    assert_int_equal(rz_engine_node_deregister(f->e, n1, 7), RZ_OK);
+    assert_int_equal(rz_engine_node_waiting(f->e, n1, 1), RZ_OK);   /* gone */
+    check(f);
+    /* Not state: after a restart no node waits. */
+    uint64_t n4 = node_add(f, 8), n5 = node_add(f, 8);
+    assert_int_equal(rz_engine_node_waiting(f->e, n5, 1), RZ_OK);
+    reopen(f);
+    uint64_t j8 = submit(f, 500, 0, 9);
+    assert_int_equal(rz_engine_tick(f->e, 9), RZ_OK);
+    assert_int_equal(job_node(f, j8), n4);
+    check(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1075,6 +1130,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_orphans_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shared_requirements, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_groups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_waiting_nodes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
