@@ -33,6 +33,7 @@ bool orch_node_waiting(orch *o, uint64_t node)
 static void waiter_free(waiter *w)
 {
     orch *o = w->o;
+    rz_engine_node_waiting(o->e, w->node, 0);
     if (w->prev)
         w->prev->next = w->next;
     else
@@ -101,6 +102,8 @@ void orch_hold_poll(req *q, uint64_t node, unsigned wait_s)
     struct timeval tv = { (time_t)wait_s, 0 };
     evtimer_add(w->timer, &tv);
     evhttp_connection_set_closecb(c, waiter_closed, o);
+    /* Placement prefers it among equals: the work goes out in this pass. */
+    rz_engine_node_waiting(o->e, node, 1);
     q->answered = true;   /* the waiter owns the request now */
 }
 
