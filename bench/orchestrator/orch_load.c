@@ -98,7 +98,7 @@ static struct {
     double t0, t_end;
     bool stopping;
     long sent, acked, failed, results, assigned, polls_204;
-    long in_flight;
+    long in_flight;          /* requests but held polls */
     samples submit_lat, assign_from_reply, assign_from_send;
     /* job id -> time its submission was sent and acknowledged */
     double *sent_at, *acked_at, *assigned_at; size_t cap_jobs;
@@ -193,10 +193,18 @@ static bool done(void)
            (g.count > 0 && g.acked + g.failed >= g.count);
 }
 
+/* Latency mode ends when every acknowledged job reached a node (or 5 s
+ * after the end, when one never does); the nodes' held polls are then
+ * dropped, not waited for: so they long-poll up to the end. */
 static void maybe_exit(void)
 {
-    if (done() && g.in_flight == 0)
-        event_base_loopbreak(g.base);
+    if (!done() || g.in_flight != 0)
+        return;
+    if (strcmp(g.mode, "latency") == 0 && g.assigned < g.acked &&
+        now_s() < g.t_end + 5)
+        return;
+    g.stopping = true;
+    event_base_loopbreak(g.base);
 }
 
 /* ---- submissions ---- */
@@ -325,7 +333,8 @@ static void poll_done(struct evhttp_request *r, void *arg)
 {
     node *n = arg;
     double t = now_s();
-    g.in_flight--;
+    if (g.stopping)
+        return;   /* a held poll dropped at the end */
     int code = r ? evhttp_request_get_response_code(r) : 0;
     if (code == 200) {
         char *b = body_text(r);
@@ -347,10 +356,8 @@ static void poll_done(struct evhttp_request *r, void *arg)
     } else if (g.failed++ < 3) {
         fprintf(stderr, "orch_load: poll: HTTP %d\n", code);
     }
-    if (!done())
-        node_poll(n);
-    else
-        maybe_exit();
+    node_poll(n);
+    maybe_exit();
 }
 
 static void node_poll(node *n)
@@ -360,13 +367,8 @@ static void node_poll(node *n)
         die("out of memory");
     add_headers(r, n->auth, false);
     char path[128];
-    double left = g.t_end - now_s();
-    int wait = left > 2 ? (int)left - 1 : 0;
-    if (wait > 25)
-        wait = 25;
-    snprintf(path, sizeof path, "/api/v1/nodes/%llu/jobs?wait=%d",
-             (unsigned long long)n->id, wait);
-    g.in_flight++;
+    snprintf(path, sizeof path, "/api/v1/nodes/%llu/jobs?wait=25",
+             (unsigned long long)n->id);
     if (evhttp_make_request(n->poll, r, EVHTTP_REQ_GET, path) != 0)
         die("cannot send a poll");
 }
