@@ -13,6 +13,7 @@ Phases, each on a fresh server (random port, a temporary --data):
 
 usage: bench/orchestrator/run.py [--build DIR] [--phases submit,get,latency,rss]
        [--seconds S] [--conns C] [--rate R] [--policy P] [--slots N] [--backlog N]
+       [--lat-conns C]
        [--rss-nodes N] [--rss-jobs N] [--tmpdir DIR] [--json FILE]
 """
 import argparse
@@ -188,11 +189,13 @@ def phase_latency(a, tool, exe):
             load(tool, s.port, "--mode", "submit", "--key", key, "--count", a.backlog,
                  "--conns", a.conns, "--body", NOWHERE)
         r = load(tool, s.port, "--mode", "latency", "--key", key, "--nodes", nodes,
-                 "--rate", a.rate, "--conns", 32, "--seconds", a.seconds, "--body", FITS)
+                 "--rate", a.rate, "--conns", a.lat_conns, "--seconds", a.seconds,
+                 "--body", FITS)
         h = dispatch_hist(s.call("GET", "/metrics", key=s.admin))
         print("latency (policy %s, %d slots a node, %d jobs that fit nowhere queued "
               "ahead): " % (a.policy, a.slots, a.backlog) +
-              "%(nodes)d long-polling nodes, %(rate)d submissions/s offered, "
+              "%(nodes)d long-polling nodes, %(rate)d submissions/s offered "
+              "over %(conns)d connections, "
               "%(acked)d acknowledged (%(per_second).0f/s), %(assigned)d assigned, "
               "%(results)d results" % r)
         for k in ("submit_reply", "assigned_after_reply", "assigned_after_send"):
@@ -268,6 +271,8 @@ def main():
                    help="placement policy of the latency phase's server")
     p.add_argument("--slots", type=int, default=4,
                    help="max_concurrent_jobs of the latency phase's nodes")
+    p.add_argument("--lat-conns", type=int, default=32,
+                   help="submission connections of the latency phase")
     p.add_argument("--backlog", type=int, default=0,
                    help="jobs that fit nowhere queued before the latency phase")
     p.add_argument("--rss-nodes", type=int, default=10000)
