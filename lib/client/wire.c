@@ -248,14 +248,19 @@ static cJSON *decode_map(const cbor_item_t *it, int depth)
     for (size_t i = 0; obj && i < n; i++) {
         char *key = decode_text(pairs[i].key);
         cJSON *val = key ? decode_item(pairs[i].value, depth + 1) : NULL;
-        if (!val || cJSON_GetObjectItemCaseSensitive(obj, key)) {
-            cJSON_Delete(val);      /* a duplicate key is malformed */
+        if (!val) {
             cJSON_Delete(obj);
             obj = NULL;
         } else {
             cJSON_AddItemToObject(obj, key, val);
         }
         free(key);
+    }
+    /* A duplicate key is malformed. One hash pass at the end: a lookup per
+     * insert would make a map of n keys cost n^2 (a 1 MB body, a minute). */
+    if (obj && !keys_unique(obj)) {
+        cJSON_Delete(obj);
+        obj = NULL;
     }
     return obj;
 }

@@ -136,6 +136,33 @@ static void test_wire_hostile(void **state)
         expect_bad(cbor, k);
     rz_free(cbor);
 
+    /* A wide map decodes; the same map with its last key repeating its
+     * first is refused (the check spans the whole map). */
+    enum { WIDE = 50000 };
+    unsigned char *wide = malloc(5 + (size_t)WIDE * 8);
+    assert_non_null(wide);
+    size_t w = 0;
+    wide[w++] = 0xba;
+    wide[w++] = 0, wide[w++] = 0, wide[w++] = WIDE >> 8, wide[w++] = WIDE & 0xff;
+    for (int i = 0; i < WIDE; i++) {
+        char key[8];
+        int kl = snprintf(key, sizeof key, "k%d", i);
+        wide[w++] = (unsigned char)(0x60 + kl);
+        memcpy(wide + w, key, (size_t)kl);
+        w += (size_t)kl;
+        wide[w++] = 0x01;
+    }
+    char *wj = NULL;
+    assert_int_equal(rz_wire_decode(wide, w, &wj), RZ_OK);
+    assert_non_null(strstr(wj, "\"k49999\":1"));
+    rz_free(wj);
+    /* The last pair, 0x66 "k49999" 0x01, becomes 0x62 "k0" 0x01. */
+    memcpy(wide + w - 8, "\x62k0\x01", 4);
+    char *dj = NULL;
+    assert_int_equal(rz_wire_decode(wide, w - 4, &dj), RZ_ESYNTAX);
+    assert_null(dj);
+    free(wide);
+
     /* Input over 64 MiB is refused before it is read. */
     size_t big = ((size_t)64 << 20) + 1;
     unsigned char *huge = calloc(1, big);
