@@ -143,8 +143,14 @@ static void act_poll(world *w)
         return;
     rz_engine_assignment a;
     int rc = rz_engine_poll(w->e, w->node[i], w->now, &a);
-    if (rc == RZ_ENOENT)
+    if (rc == RZ_ENOENT) {
+        /* Nothing yet: like a held long-poll, the node waits (or gives up
+         * waiting); placement prefers waiting nodes on ties. */
+        int waiting = below(w, 2) == 0;
+        if (rz_engine_node_waiting(w->e, w->node[i], waiting) != RZ_OK)
+            die(w, "waiting");
         return;
+    }
     if (rc == RZ_ESTATE) {    /* lost before the world noticed: rejoin */
         add_node(w, i);
         return;
