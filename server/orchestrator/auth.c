@@ -192,9 +192,9 @@ int auth_lookup(orch *o, const char *key, principal *out)
     char *rec = get(o, o->db_keys, h, sizeof h, NULL);
     cJSON *doc = parse_json_text(rec);
     free(rec);
-    const char *kind = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "kind"));
-    const char *acct = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "account"));
-    const char *node = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "node"));
+    const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "kind"));
+    const char *acct = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "account"));
+    const char *node = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "node"));
     int rc = RZ_EAUTH;
     if (kind && acct && rz_ledger_id_parse(acct, &out->account) == RZ_OK) {
         if (strcmp(kind, "client") == 0) {
@@ -252,7 +252,7 @@ int auth_node_pk(orch *o, uint64_t node, unsigned char pk[32])
     char *rec = get(o, o->db_nodes, k, 8, NULL);
     cJSON *doc = parse_json_text(rec);
     free(rec);
-    bool ok = hex_decode(cJSON_GetStringValue(cJSON_GetObjectItem(doc, "x25519")),
+    bool ok = hex_decode(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "x25519")),
                          pk, 32);
     cJSON_Delete(doc);
     return ok ? RZ_OK : RZ_ENOENT;

@@ -85,14 +85,14 @@ static cJSON *step_refs(const rz_flow *flow, const cJSON *supplied,
     rz_free(json);
     cJSON *steps = cJSON_CreateObject();
     const cJSON *node;
-    cJSON_ArrayForEach(node, cJSON_GetObjectItem(doc, "nodes")) {
-        const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(node, "id"));
-        const cJSON *creds = cJSON_GetObjectItem(node, "credentials");
+    cJSON_ArrayForEach(node, cJSON_GetObjectItemCaseSensitive(doc, "nodes")) {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(node, "id"));
+        const cJSON *creds = cJSON_GetObjectItemCaseSensitive(node, "credentials");
         if (!id || !cJSON_GetArraySize(creds))
             continue;
         cJSON *list = cJSON_AddArrayToObject(steps, id);
         for (const cJSON *c = creds->child; c; c = c->next) {
-            const char *cid = cJSON_GetStringValue(cJSON_GetObjectItem(c, "credentialId"));
+            const char *cid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "credentialId"));
             if (!cid)
                 continue;
             if (!cJSON_GetObjectItemCaseSensitive(supplied, cid) && !missing[0])
@@ -207,9 +207,9 @@ void r_flow_deploy(req *q)
     cJSON *sealed = cJSON_AddObjectToObject(rec, "sealed");
     for (const cJSON *s = refs->child; s; s = s->next)
         for (const cJSON *r = s->child; r; r = r->next) {
-            const char *cid = cJSON_GetStringValue(cJSON_GetObjectItem(r, "credential_id"));
+            const char *cid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "credential_id"));
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(creds, cid);
-            if (!cJSON_HasObjectItem(sealed, cid))
+            if (!(cJSON_GetObjectItemCaseSensitive(sealed, cid) != NULL))
                 cJSON_AddStringToObject(sealed, cid, v->valuestring);
         }
     cJSON_AddItemToObject(rec, "steps", refs);
@@ -254,8 +254,8 @@ void r_flows_list(req *q)
         rz_free(json);
         cJSON *f = cJSON_CreateObject();
         cJSON_AddNumberToObject(f, "id", (double)ids[i]);
-        const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(st, "flow"));
-        const char *status = cJSON_GetStringValue(cJSON_GetObjectItem(st, "status"));
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(st, "flow"));
+        const char *status = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(st, "status"));
         cJSON_AddStringToObject(f, "flow", name ? name : "");
         cJSON_AddStringToObject(f, "status", status ? status : "unknown");
         cJSON_Delete(st);

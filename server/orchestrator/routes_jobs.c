@@ -145,7 +145,7 @@ static mod_info *mod_info_of(orch *o, const rz_module *m)
     rz_module_manifest_json(m, &man);
     mi->manifest = parse_json_text(man);
     rz_free(man);
-    const cJSON *schema = cJSON_GetObjectItem(mi->manifest, "config");
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(mi->manifest, "config");
     if (cJSON_IsObject(schema)) {
         char *stext = cJSON_PrintUnformatted(schema);
         mi->schema_rc = stext ? rz_schema_compile(&mi->schema, stext, strlen(stext))
@@ -207,11 +207,11 @@ static bool check_config(req *q, const mod_info *mi, const cJSON *config,
 /* The module's requirements and estimate, overridden by the body's. */
 static char *merged_requirements(const cJSON *manifest, const cJSON *given)
 {
-    const cJSON *base = cJSON_GetObjectItem(manifest, "requirements");
+    const cJSON *base = cJSON_GetObjectItemCaseSensitive(manifest, "requirements");
     cJSON *r = cJSON_IsObject(base) ? cJSON_Duplicate(base, 1) : cJSON_CreateObject();
-    const cJSON *est = cJSON_GetObjectItem(cJSON_GetObjectItem(manifest, "estimate"),
+    const cJSON *est = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(manifest, "estimate"),
                                            "seconds");
-    if (r && cJSON_IsNumber(est) && !cJSON_HasObjectItem(r, "estimate_seconds"))
+    if (r && cJSON_IsNumber(est) && !(cJSON_GetObjectItemCaseSensitive(r, "estimate_seconds") != NULL))
         cJSON_AddNumberToObject(r, "estimate_seconds", est->valuedouble);
     for (const cJSON *c = given ? given->child : NULL; r && c; c = c->next) {
         cJSON_DeleteItemFromObjectCaseSensitive(r, c->string);

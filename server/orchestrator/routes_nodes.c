@@ -184,7 +184,7 @@ static cJSON *module_json(orch *o, const char *id, const char *version,
         char *man = NULL;
         if (rz_module_manifest_json(mod, &man) == RZ_OK) {
             cJSON *doc = cJSON_Parse(man);
-            cJSON *t = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "exec"),
+            cJSON *t = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "exec"),
                                            "timeout_s");
             if (cJSON_IsNumber(t) && t->valuedouble > 0)
                 *timeout_s = t->valuedouble;
@@ -249,9 +249,9 @@ static int add_credentials(orch *o, cJSON *list, uint64_t dep, const char *step,
     cJSON_ArrayForEach(r, refs) {
         if (rc != RZ_OK)
             break;
-        const char *field = cJSON_GetStringValue(cJSON_GetObjectItem(r, "field"));
-        const char *cid = cJSON_GetStringValue(cJSON_GetObjectItem(r, "credential_id"));
-        const char *b64 = cJSON_GetStringValue(cJSON_GetObjectItem(sealed, cid ? cid : ""));
+        const char *field = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "field"));
+        const char *cid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "credential_id"));
+        const char *b64 = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(sealed, cid ? cid : ""));
         char *out = NULL;
         rc = field && cid && b64 ? reseal(o, b64, cid, job, pk, now, &out) : RZ_ENOENT;
         if (rc != RZ_OK) {
@@ -318,7 +318,7 @@ int orch_deliver(orch *o, struct evhttp_request *r, uint64_t node, bool cbor)
         uint32_t attempt = a.attempt;
         char step[256], why[400] = "";
         snprintf(step, sizeof step, "%s", a.step);
-        if (add_credentials(o, cJSON_GetObjectItem(doc, "credentials"), dep, step,
+        if (add_credentials(o, cJSON_GetObjectItemCaseSensitive(doc, "credentials"), dep, step,
                             job, node, now, why, sizeof why) == RZ_OK) {
             reply_json(&q, 200, doc);
             return 1;
