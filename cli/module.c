@@ -101,6 +101,34 @@ static void show_ports(const cJSON *m, const char *key)
     printf("\n");
 }
 
+/* The config schema's properties, one per line: "  seconds  number = 1  (the
+ * pause)", required ones marked. */
+static void show_config(const cJSON *schema)
+{
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(schema, "properties"), *p;
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(schema, "required");
+    printf("config:");
+    if (!cJSON_GetArraySize(props))
+        printf(" none");
+    printf("\n");
+    cJSON_ArrayForEach(p, props) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(p, "type");
+        const cJSON *dflt = cJSON_GetObjectItemCaseSensitive(p, "default");
+        const cJSON *desc = cJSON_GetObjectItemCaseSensitive(p, "description");
+        bool required = false;
+        const cJSON *r;
+        cJSON_ArrayForEach(r, req)
+            required = required || (cJSON_IsString(r) && strcmp(r->valuestring, p->string) == 0);
+        char *d = dflt ? cJSON_PrintUnformatted(dflt) : NULL;
+        printf("  %-20s %-8s%s%s%s%s%s\n", p->string,
+               cJSON_IsString(type) ? type->valuestring : "any",
+               required ? " (required)" : "", d ? " = " : "", d ? d : "",
+               cJSON_IsString(desc) ? "  " : "",
+               cJSON_IsString(desc) ? desc->valuestring : "");
+        free(d);
+    }
+}
+
 static void show_text(const rz_module *m, const cJSON *man)
 {
     printf("%s@%s  %s\n", rz_module_id(m), rz_module_version(m), rz_module_name(m));
@@ -124,6 +152,7 @@ static void show_text(const rz_module *m, const cJSON *man)
                    ? "(optional)" : "");
     }
     printf("\n");
+    show_config(cJSON_GetObjectItemCaseSensitive(man, "config"));
     const char *keys[] = { "requirements", "estimate", "api_alternative", "exec" };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(man, keys[i]);
