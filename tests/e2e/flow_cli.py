@@ -265,6 +265,16 @@ class FlowCommands(unittest.TestCase):
         v = rhizos("--version")
         self.assertEqual(v.returncode, 0)
         self.assertRegex(v.stdout, r"rhizos \d+\.\d+\.\d+")
+        # A long option without its value is named in the error.
+        p = rhizos("flow", "run", "x.yaml", "--input")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("option '--input' needs a value", p.stderr)
+
+    def test_module_show_lists_config(self):
+        p = rhizos("module", "show", "rhizos-hummingbot")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertRegex(p.stdout, r"\n  exchange +string +\(required\)")
+        self.assertRegex(p.stdout, r"\n  dryRun +boolean += true")
 
     def test_missing_file_is_a_clear_error(self):
         p = rhizos("flow", "validate", "/nonexistent/flow.yaml")
