@@ -175,11 +175,20 @@ RZ_EXTERN int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
  * run_ms is the run time the node measured; the job costs the node's price
  * for it (the match cost formula), capped at the hold. RZ_OK also for an
  * exact repeat of a result already accepted (nothing changes again);
- * RZ_ESTATE for a node that does not hold the job or a stale attempt. */
+ * RZ_ESTATE for a node that does not hold the job or a stale attempt, and
+ * for a repeat of an accepted attempt with other content. */
 RZ_EXTERN int rz_engine_result(rz_engine *e, uint64_t node, uint64_t job,
                                uint32_t attempt, const char *outputs_json,
                                const char *error, uint64_t run_ms,
                                uint64_t now_ms);
+/* rz_engine_result that also says, in *repeat (may be NULL), whether an
+ * RZ_OK was an exact repeat (1: nothing changed) or this report was taken
+ * (0). A repeat with other content (outputs, error or run_ms) is
+ * RZ_ESTATE. */
+RZ_EXTERN int rz_engine_result_ex(rz_engine *e, uint64_t node, uint64_t job,
+                                  uint32_t attempt, const char *outputs_json,
+                                  const char *error, uint64_t run_ms,
+                                  uint64_t now_ms, int *repeat);
 /* Cancel a standalone job that has not finished: its hold is refunded (a
  * node running it is told by a RZ_EV_JOB_STOP event). RZ_ESTATE when it has
  * finished; deployment steps are cancelled with their deployment. */

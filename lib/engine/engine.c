@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <sodium.h>
 
 #include "engine/engine_impl.h"
 #include "match/match_impl.h"
@@ -1499,24 +1500,77 @@ static bool outputs_ok(const char *outputs)
     return ok;
 }
 
+/* What identifies a report's content: run_ms, then the error or the
+ * outputs as given (NULL outputs are "{}"), tagged so neither can pass for
+ * the other. */
+static void report_digest(const char *outputs_json, const char *error,
+                          uint64_t run_ms, unsigned char out[32])
+{
+    unsigned char ms[8];
+    for (int i = 0; i < 8; i++)
+        ms[i] = (unsigned char)(run_ms >> (8 * i));
+    const char *text = error ? error : outputs_json ? outputs_json : "{}";
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, 32);
+    crypto_generichash_update(&st, ms, sizeof ms);
+    crypto_generichash_update(&st, (const unsigned char *)(error ? "E" : "O"), 1);
+    crypto_generichash_update(&st, (const unsigned char *)text, strlen(text));
+    crypto_generichash_final(&st, out, 32);
+}
+
+/* A report for the attempt already accepted: RZ_OK for the same content
+ * (or one of unknown content: a record from before digests were kept),
+ * RZ_ESTATE for other content. */
+static int result_repeat(rz_engine *e, const rz__ejob *j, const char *outputs_json,
+                         const char *error, uint64_t run_ms)
+{
+    if (!j->done_known)
+        return RZ_OK;
+    unsigned char d[32];
+    report_digest(outputs_json, error, run_ms, d);
+    if (sodium_memcmp(d, j->done_digest, sizeof d) == 0)
+        return RZ_OK;
+    e->stats.results_rejected++;
+    return rz__error(RZ_ESTATE, "attempt %u of job %llu was reported already "
+                     "with other content", j->done_attempt,
+                     (unsigned long long)j->id);
+}
+
 int rz_engine_result(rz_engine *e, uint64_t node, uint64_t job,
                      uint32_t attempt, const char *outputs_json,
                      const char *error, uint64_t run_ms, uint64_t now_ms)
 {
+    return rz_engine_result_ex(e, node, job, attempt, outputs_json, error,
+                               run_ms, now_ms, NULL);
+}
+
+int rz_engine_result_ex(rz_engine *e, uint64_t node, uint64_t job,
+                        uint32_t attempt, const char *outputs_json,
+                        const char *error, uint64_t run_ms, uint64_t now_ms,
+                        int *repeat)
+{
+    if (repeat)
+        *repeat = 0;
     int rc = enter(e, now_ms);
     if (rc != RZ_OK)
         return rc;
     rz__ejob *j = rz__engine_job(e, job);
     if (!j)
         return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
-    if (j->done_attempt && j->done_attempt == attempt && j->done_node == node)
-        return RZ_OK;   /* a repeat of the report already accepted */
+    if (j->done_attempt && j->done_attempt == attempt && j->done_node == node) {
+        rc = result_repeat(e, j, outputs_json, error, run_ms);
+        if (rc == RZ_OK && repeat)
+            *repeat = 1;
+        return rc;
+    }
     if (j->state != RZ_JOB_RUNNING || j->node != node || j->attempt != attempt) {
         e->stats.results_rejected++;
         return rz__error(RZ_ESTATE, "node %llu does not hold attempt %u of job "
                          "%llu", (unsigned long long)node, attempt,
                          (unsigned long long)job);
     }
+    report_digest(outputs_json, error, run_ms, j->done_digest);   /* as sent */
+    j->done_known = true;
     if (!error && !outputs_ok(outputs_json))
         error = "outputs are not a JSON object";
     rz__engine_unplace(e, j, false);

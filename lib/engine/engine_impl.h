@@ -78,6 +78,10 @@ typedef struct rz__ejob {
     int owed;                 /* RZ__OWE_* not yet applied to the ledger */
     uint64_t done_node;       /* the accepted final report: (node, attempt) */
     uint32_t done_attempt;
+    bool done_known;          /* done_digest is set (records written before
+                                 it was kept have none) */
+    unsigned char done_digest[32];   /* of that report's content (engine.c
+                                        report_digest) */
     uint32_t queue_gen;       /* heap entries of older generations are stale */
     uint64_t queued_ms;       /* last enqueue (memory only; 0 after open) */
     uint64_t running_ms;      /* handed to its node (memory only; 0 after

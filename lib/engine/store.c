@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include <cjson/cJSON.h>
+#include <sodium.h>
 
 #include "engine/engine_impl.h"
 
@@ -216,6 +217,11 @@ static char *job_record(const rz__ejob *j)
     add_u64(o, "owed", (uint64_t)j->owed);
     add_u64(o, "done_node", j->done_node);
     add_u64(o, "done_attempt", j->done_attempt);
+    if (j->done_known) {
+        char hex[65];
+        sodium_bin2hex(hex, sizeof hex, j->done_digest, sizeof j->done_digest);
+        add_str(o, "done_digest", hex);
+    }
     if (j->n_declined && !add_declined(o, j)) {
         cJSON_Delete(o);
         return NULL;
@@ -452,6 +458,10 @@ static int load_job(rz_engine *e, const unsigned char *key, size_t klen,
     j->owed = (int)get_u64(rec, "owed");
     j->done_node = get_u64(rec, "done_node");
     j->done_attempt = (uint32_t)get_u64(rec, "done_attempt");
+    const char *dd = get_str(rec, "done_digest");   /* absent: unknown */
+    j->done_known = dd && strlen(dd) == 64 &&
+                    sodium_hex2bin(j->done_digest, sizeof j->done_digest, dd,
+                                   64, NULL, NULL, NULL) == 0;
     if (rc == RZ_OK)
         rc = load_declined(j, rec);
     if (rc == RZ_OK)

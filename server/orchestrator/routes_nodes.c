@@ -384,14 +384,15 @@ void r_node_result(req *q)
         return;
     }
     char *out = outputs ? cJSON_PrintUnformatted(outputs) : NULL;
-    int rc = rz_engine_result(o->e, node, job, (uint32_t)attempt, out, error,
-                              run_ms, orch_now_ms());
+    int repeat = 0;
+    int rc = rz_engine_result_ex(o->e, node, job, (uint32_t)attempt, out, error,
+                                 run_ms, orch_now_ms(), &repeat);
     free(out);
     if (rc != RZ_OK) {
         reply_rz(q, rc);
         return;
     }
-    if (log) {
+    if (log && !repeat) {   /* the log of the report taken, kept once */
         size_t len;
         const char *tail = log_cut(log, &len);
         if (auth_put_log(o, job, tail, len) != RZ_OK)

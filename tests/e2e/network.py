@@ -504,7 +504,22 @@ class Network(Base):
         self.assertEqual((got["job"], got["attempt"]), (job1, 2))
         for node, tok, job, att in ((a, a_tok, job1, 2), (b, b_tok, job2, 1)):
             self.api("POST", "/api/v1/nodes/%d/jobs/%d/result" % (node, job), key=tok,
-                     body={"attempt": att, "run_ms": 40, "outputs": {"message": "hi"}})
+                     body={"attempt": att, "run_ms": 40, "outputs": {"message": "hi"},
+                           "log": "the real log\n"})
+        # A resend of job2's report: the exact repeat is taken (200) and a
+        # different one refused (409); neither rewrites the stored log.
+        kept = self.job(job2)
+        self.assertEqual(kept["log"], "the real log\n")
+        path = "/api/v1/nodes/%d/jobs/%d/result" % (b, job2)
+        self.api("POST", path, key=b_tok, body={"attempt": 1, "run_ms": 40,
+                 "outputs": {"message": "hi"}, "log": "a second log\n"})
+        for forged in ({"outputs": {"message": "forged"}, "run_ms": 40},
+                       {"outputs": {"message": "hi"}, "run_ms": 41},
+                       {"error": "forged", "run_ms": 40}):
+            st, doc = http(self.base, "POST", path, b_tok,
+                           dict(forged, attempt=1, log="forged log\n"))
+            self.assertEqual((st, doc["error"]["code"]), (409, "RZ_ESTATE"), doc)
+        self.assertEqual(self.job(job2), kept)
         jobs = [self.job(job1), self.job(job2)]
         self.assertEqual([(j["status"], j["cost_cents"]) for j in jobs],
                          [("succeeded", 40), ("succeeded", 40)])

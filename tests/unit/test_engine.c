@@ -344,19 +344,36 @@ static void test_stale_duplicate(void **state)
     assert_int_equal(rz_engine_result(f->e, holder, j, 2, "{}", NULL, 10000, 3), RZ_ESTATE);
     assert_int_equal(rz_engine_result(f->e, holder, 999, 1, "{}", NULL, 1, 3), RZ_ENOENT);
     assert_int_equal(rz_engine_result(f->e, holder, j, 1, "{\"n\":3}", NULL, 10000, 4), RZ_OK);
-    /* The same report again (or with other content) changes nothing. */
-    assert_int_equal(rz_engine_result(f->e, holder, j, 1, "{\"n\":3}", NULL, 10000, 5), RZ_OK);
-    assert_int_equal(rz_engine_result(f->e, holder, j, 1, NULL, "late", 1, 6), RZ_OK);
+    /* The same report again changes nothing (and says it was a repeat);
+     * the same attempt with other content is refused. */
+    int repeat = 0;
+    assert_int_equal(rz_engine_result_ex(f->e, holder, j, 1, "{\"n\":3}", NULL,
+                                         10000, 5, &repeat), RZ_OK);
+    assert_int_equal(repeat, 1);
+    assert_int_equal(rz_engine_result(f->e, holder, j, 1, NULL, "late", 1, 6), RZ_ESTATE);
+    assert_int_equal(rz_engine_result_ex(f->e, holder, j, 1, "{\"n\":4}", NULL,
+                                         10000, 6, &repeat), RZ_ESTATE);
+    assert_int_equal(repeat, 0);
+    assert_int_equal(rz_engine_result(f->e, holder, j, 1, "{\"n\":3}", NULL, 10001, 6), RZ_ESTATE);
     assert_int_equal(job_state(f, j), RZ_JOB_SUCCEEDED);
     assert_int_equal(balance(f, f->client), 9800);
     rz_engine_stats st;
     rz_engine_stats_get(f->e, &st);
-    assert_int_equal(st.results_rejected, 2);
+    assert_int_equal(st.results_rejected, 5);
+    /* The accepted report's digest is kept with the job. */
+    reopen(f);
+    assert_int_equal(rz_engine_result(f->e, holder, j, 1, "{\"n\":3}", NULL, 10000, 7), RZ_OK);
+    assert_int_equal(rz_engine_result(f->e, holder, j, 1, "{\"n\":5}", NULL, 10000, 7), RZ_ESTATE);
+    assert_int_equal(job_state(f, j), RZ_JOB_SUCCEEDED);
     /* Outputs that are not an object fail the job (refunded). */
     uint64_t k = submit(f, 500, 0, 7);
     assert_int_equal(rz_engine_poll(f->e, holder, 8, &as), RZ_OK);
     assert_int_equal(rz_engine_result(f->e, holder, k, 1, "[1]", NULL, 10, 9), RZ_OK);
     assert_int_equal(job_state(f, k), RZ_JOB_FAILED);
+    /* Its repeat is recognised by what was sent, not what was stored. */
+    assert_int_equal(rz_engine_result_ex(f->e, holder, k, 1, "[1]", NULL, 10, 10,
+                                         &repeat), RZ_OK);
+    assert_int_equal(repeat, 1);
     assert_int_equal(balance(f, f->client), 9800);
     check(f);
 }
