@@ -44,8 +44,11 @@ function showEstimate(flow) {
   console.log(`estimate: ${money(est.total_cents)}${est.complete ? '' : ' (some steps unpriced)'}`);
 }
 
-function progress(status, last) {
-  for (const [step, s] of Object.entries(status.steps || {}).sort(([a], [b]) => a.localeCompare(b))) {
+// One line per step whose status changed, in plan order (a step after the
+// steps it waits for).
+function progress(status, last, order) {
+  const rank = (step) => (order.has(step) ? order.get(step) : order.size);
+  for (const [step, s] of Object.entries(status.steps || {}).sort(([a], [b]) => rank(a) - rank(b))) {
     if (last.get(step) === s.status) continue;
     last.set(step, s.status);
     const extra = s.attempts > 1 ? ` (attempt ${s.attempts})` : '';
@@ -72,7 +75,11 @@ async function main() {
     for (const d of diags) console.error(diag(d));
     if (!flow.validated) return 1;
     console.log(`flow ${flow.name}: ${flow.steps.length} steps`);
-    flow.plan().forEach((stage, i) => console.log(`  stage ${i + 1}: ${stage.join(' ')}`));
+    const order = new Map();
+    flow.plan().forEach((stage, i) => {
+      console.log(`  stage ${i + 1}: ${stage.join(' ')}`);
+      for (const step of stage) order.set(step, order.size);
+    });
     showEstimate(flow);
 
     let dep;
@@ -87,7 +94,7 @@ async function main() {
     let final = null;
     const last = new Map();
     try {
-      for await (const status of client.watch(dep)) { progress(status, last); final = status; }
+      for await (const status of client.watch(dep)) { progress(status, last, order); final = status; }
     } catch (e) { console.error(`watch: ${e.message} (${e.code})`); return 1; }
     if (!final) return 1;
     console.log(`status: ${final.status} (charged ${money(final.charged_cents || 0)})`);

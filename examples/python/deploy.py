@@ -40,9 +40,12 @@ def show_estimate(flow):
                               "" if est["complete"] else " (some steps unpriced)"))
 
 
-def progress(status, last):
-    """One line per step whose status changed since the previous event."""
-    for step, s in sorted(status.get("steps", {}).items()):
+def progress(status, last, order):
+    """One line per step whose status changed since the previous event, in
+    plan order (a step after the steps it waits for)."""
+    steps = status.get("steps", {})
+    for step in sorted(steps, key=lambda x: order.get(x, len(order))):
+        s = steps[step]
         if last.get(step) != s["status"]:
             last[step] = s["status"]
             extra = " (attempt %d)" % s["attempts"] if s.get("attempts", 0) > 1 else ""
@@ -81,8 +84,10 @@ def main(argv=None):
         if not flow.validated:
             return 1
         print("flow %s: %d steps" % (flow.name, len(flow)))
+        order = {}
         for i, stage in enumerate(flow.plan(), 1):
             print("  stage %d: %s" % (i, " ".join(stage)))
+            order.update((step, len(order)) for step in stage)
         show_estimate(flow)
 
         with rhizos.Client(url, key) as client:
@@ -97,7 +102,7 @@ def main(argv=None):
             final, last = None, {}
             try:
                 for status in client.watch(dep):
-                    progress(status, last)
+                    progress(status, last, order)
                     final = status
             except rhizos.Error as e:
                 print("watch: %s" % e, file=sys.stderr)
