@@ -123,19 +123,26 @@ static int cmd_info(const opts *o)
 
 static int store_benchmark(const char *dir, const char *json)
 {
-    char d[PATH_MAX], path[PATH_MAX + 32], tmp[PATH_MAX + 40];
+    char d[PATH_MAX], path[PATH_MAX + 32];
     snprintf(d, sizeof d, "%s", dir);
     if (node_mkdirs(d) != 0) {
         fprintf(stderr, "rhizos-node: cannot create %s: %s\n", dir, strerror(errno));
         return -1;
     }
     snprintf(path, sizeof path, "%s/node-benchmark.json", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f || fprintf(f, "%s\n", json) < 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
+    size_t n = strlen(json);
+    char *text = malloc(n + 2);
+    if (text) {
+        memcpy(text, json, n);
+        memcpy(text + n, "\n", 2);
+    }
+    /* 0600 like everything else in the data folder. */
+    if (!text || node_write_private(path, text, n + 1) != 0) {
         fprintf(stderr, "rhizos-node: cannot write %s: %s\n", path, strerror(errno));
+        free(text);
         return -1;
     }
+    free(text);
     return 0;
 }
 

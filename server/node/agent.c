@@ -456,6 +456,12 @@ static int setup(agent *a, const node_opts *o)
                 "init --data %s` first)\n", path, o->data_dir);
         return -1;
     }
+    /* Tightened to 0700 if it was opened up since `init`. */
+    if (node_mkdirs(o->data_dir) != 0) {
+        fprintf(stderr, "rhizos-node: %s: cannot make it private (0700): %s\n",
+                o->data_dir, strerror(errno));
+        return -1;
+    }
     if (node_config_load(&a->cfg, path, err, sizeof err) != 0 ||
         node_keys_load(&a->keys, o->data_dir, err, sizeof err) != 0 ||
         node_state_load(&a->st, o->data_dir, err, sizeof err) != 0) {

@@ -34,7 +34,18 @@ int node_mkdirs(const char *path)
         if (r != 0 && errno != EEXIST)
             return -1;
     }
-    return mkdir(buf, 0700) == 0 || errno == EEXIST ? 0 : -1;
+    if (mkdir(buf, 0700) == 0)
+        return 0;
+    /* An existing folder holds keys and results: only its owner may enter
+     * it (chmod fails with EPERM where it is someone else's). */
+    struct stat st;
+    if (errno != EEXIST || stat(buf, &st) != 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return (st.st_mode & 077) == 0 || chmod(buf, 0700) == 0 ? 0 : -1;
 }
 
 char *node_read_file(const char *path, size_t max, size_t *len)

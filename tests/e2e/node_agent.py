@@ -147,6 +147,25 @@ class NodeFiles(unittest.TestCase):
                      "[limits]", "max_concurrent_jobs", "sandbox = true"):
             self.assertIn(want, cfg)
 
+    def test_opened_data_dir_is_tightened_and_benchmark_private(self):
+        os.makedirs(self.data)
+        os.chmod(self.data, 0o777)
+        p = node("init", "--data", self.data, "--orchestrator",
+                 "http://127.0.0.1:9")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(stat.S_IMODE(os.stat(self.data).st_mode), 0o700)
+        os.chmod(self.data, 0o755)
+        old = os.umask(0o022)
+        try:
+            p = node("benchmark", "--data", self.data)
+        finally:
+            os.umask(old)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(stat.S_IMODE(os.stat(self.data).st_mode), 0o700)
+        path = os.path.join(self.data, "node-benchmark.json")
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        self.assertIn("cpu_mops", json.loads(read(path)))
+
     def test_init_twice_refuses_and_force_replaces(self):
         self.assertEqual(node("init", "--data", self.data).returncode, 0)
         key = read(os.path.join(self.data, "keys/ed25519.key"))
