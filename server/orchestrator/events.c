@@ -40,9 +40,8 @@ static void waiter_free(waiter *w)
         o->waiters = w->next;
     if (w->next)
         w->next->prev = w->prev;
-    struct evhttp_connection *c = evhttp_request_get_connection(w->req);
-    if (c)
-        evhttp_connection_set_closecb(c, NULL, NULL);
+    if (evhttp_request_get_connection(w->req) == w->conn)
+        evhttp_connection_set_closecb(w->conn, NULL, NULL);
     event_free(w->timer);
     free(w);
 }
@@ -62,13 +61,22 @@ static void waiter_timeout(evutil_socket_t fd, short ev, void *arg)
     waiter_204(arg);
 }
 
+/* A request libevent detached from its closed connection is ours to free;
+ * one still attached is freed with its connection. */
+static void request_release(struct evhttp_request *r)
+{
+    if (!evhttp_request_get_connection(r))
+        evhttp_request_free(r);
+}
+
 static void waiter_closed(struct evhttp_connection *c, void *arg)
 {
-    (void)c;
     orch *o = arg;
     for (waiter *w = o->waiters; w; w = w->next)
-        if (evhttp_request_get_connection(w->req) == c) {
+        if (w->conn == c) {
+            struct evhttp_request *r = w->req;
             waiter_free(w);
+            request_release(r);
             return;
         }
 }
@@ -93,6 +101,7 @@ void orch_hold_poll(req *q, uint64_t node, unsigned wait_s)
     }
     w->o = o;
     w->req = q->r;
+    w->conn = c;
     w->node = node;
     w->cbor = q->cbor;
     w->next = o->waiters;
@@ -199,20 +208,38 @@ static void watcher_free(watcher *w)
         o->watchers = w->next;
     if (w->next)
         w->next->prev = w->prev;
-    struct evhttp_connection *c = evhttp_request_get_connection(w->req);
-    if (c)
-        evhttp_connection_set_closecb(c, NULL, NULL);
+    if (evhttp_request_get_connection(w->req) == w->conn)
+        evhttp_connection_set_closecb(w->conn, NULL, NULL);
     free(w);
+}
+
+/* End a stream: unlink its watcher, then end (and so free) the request. */
+static void watcher_end(watcher *w)
+{
+    struct evhttp_request *r = w->req;
+    watcher_free(w);
+    evhttp_send_reply_end(r);   /* frees a detached request too */
 }
 
 static void watcher_closed(struct evhttp_connection *c, void *arg)
 {
     orch *o = arg;
     for (watcher *w = o->watchers; w; w = w->next)
-        if (evhttp_request_get_connection(w->req) == c) {
+        if (w->conn == c) {
+            struct evhttp_request *r = w->req;
             watcher_free(w);
+            request_release(r);
             return;
         }
+}
+
+static size_t watchers_of(orch *o, const principal *p)
+{
+    size_t n = 0;
+    for (const watcher *w = o->watchers; w; w = w->next)
+        n += w->who.kind == p->kind && w->who.node == p->node &&
+             memcmp(&w->who.account, &p->account, sizeof p->account) == 0;
+    return n;
 }
 
 static void sse_send(struct evhttp_request *r, const char *event, const char *data)
@@ -225,13 +252,14 @@ static void sse_send(struct evhttp_request *r, const char *event, const char *da
     evbuffer_free(b);
 }
 
-/* Push the status; end the stream once the deployment finished. Returns
- * true when the stream ended. */
+/* Push the status. True when the stream must end: the deployment
+ * finished (the "end" event is sent) or its status cannot be had; the
+ * caller ends it (watcher_end), so no watcher outlives its request. */
 static bool sse_push(orch *o, struct evhttp_request *r, uint64_t dep)
 {
     rz_engine_deploy_info di;
     char *status = flow_status_text(o, dep);
-    bool done = rz_engine_deploy_get(o->e, dep, &di) == RZ_OK &&
+    bool done = rz_engine_deploy_get(o->e, dep, &di) != RZ_OK ||
                 di.state != RZ_RUN_RUNNING;
     if (status) {
         sse_send(r, "status", status);
@@ -239,22 +267,27 @@ static bool sse_push(orch *o, struct evhttp_request *r, uint64_t dep)
             sse_send(r, "end", status);
     }
     free(status);
-    if (done || !status)
-        evhttp_send_reply_end(r);
     return done || !status;
 }
 
 void orch_watch(req *q, uint64_t dep)
 {
     orch *o = q->o;
+    if (watchers_of(o, &q->who) >= ORCH_WATCH_MAX) {
+        reply_limit(q, "this key holds %d event streams already; close one",
+                    ORCH_WATCH_MAX);
+        return;
+    }
     struct evkeyvalq *h = evhttp_request_get_output_headers(q->r);
     evhttp_add_header(h, "Content-Type", "text/event-stream");
     evhttp_add_header(h, "Cache-Control", "no-cache");
     orch_count_code(o, 200);
     evhttp_send_reply_start(q->r, 200, "OK");
     q->answered = true;
-    if (!o->grouped && sse_push(o, q->r, dep))
+    if (!o->grouped && sse_push(o, q->r, dep)) {
+        evhttp_send_reply_end(q->r);
         return;
+    }
     watcher *w = calloc(1, sizeof *w);
     struct evhttp_connection *c = evhttp_request_get_connection(q->r);
     if (!w || !c) {
@@ -264,6 +297,8 @@ void orch_watch(req *q, uint64_t dep)
     }
     w->o = o;
     w->req = q->r;
+    w->conn = c;
+    w->who = q->who;
     w->dep = dep;
     w->dirty = o->grouped;   /* the first push follows the pass's commit */
     w->next = o->watchers;
@@ -287,15 +322,8 @@ static void flush_watchers(orch *o)
         if (!w->dirty)
             continue;
         w->dirty = false;
-        struct evhttp_request *r = w->req;
-        uint64_t dep = w->dep;
-        /* Detach before a push that may end (and free) the request. */
-        rz_engine_deploy_info di;
-        bool ending = rz_engine_deploy_get(o->e, dep, &di) != RZ_OK ||
-                      di.state != RZ_RUN_RUNNING;
-        if (ending)
-            watcher_free(w);
-        sse_push(o, r, dep);
+        if (sse_push(o, w->req, w->dep))
+            watcher_end(w);
     }
 }
 
@@ -473,11 +501,8 @@ void orch_shutdown_streams(orch *o)
 {
     while (o->waiters)
         waiter_204(o->waiters);
-    while (o->watchers) {
-        struct evhttp_request *r = o->watchers->req;
-        watcher_free(o->watchers);
-        evhttp_send_reply_end(r);
-    }
+    while (o->watchers)
+        watcher_end(o->watchers);
 }
 
 /* A comment line now and then keeps idle streams from timing out. */
@@ -485,7 +510,12 @@ void orch_keepalive(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     orch *o = arg;
-    for (watcher *w = o->watchers; w; w = w->next) {
+    for (watcher *w = o->watchers, *next; w; w = next) {
+        next = w->next;
+        if (evhttp_request_get_connection(w->req) != w->conn) {
+            watcher_end(w);   /* its connection is gone: free it */
+            continue;
+        }
         struct evbuffer *b = evbuffer_new();
         if (!b)
             return;

@@ -94,6 +94,7 @@ static const char *reason_of(int code)
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
     case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
     case 503: return "Service Unavailable";
     default: return code < 500 ? "Error" : "Internal Server Error";
     }
@@ -184,6 +185,16 @@ void reply_error(req *q, int rc, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     reply_json(q, http_status_of(rc), error_doc(rc, msg));
+}
+
+void reply_limit(req *q, const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    reply_json(q, 429, error_doc(RZ_EDENIED, msg));
 }
 
 void reply_rz(req *q, int rc)

@@ -27,6 +27,7 @@
 #define ORCH_LOG_MAX (64u * 1024u)      /* a job's log kept from its node */
 #define ORCH_WAIT_MAX 60                 /* long-poll seconds */
 #define ORCH_WAIT_DEFAULT 25
+#define ORCH_WATCH_MAX 64                /* SSE streams one key may hold */
 #define ORCH_CRED_TTL_MS (10u * 60u * 1000u)  /* credentials sealed to a node */
 /* How long a job handed to a node may be missing from its heartbeat's
  * "running" list before it counts as never delivered: half the node
@@ -58,6 +59,9 @@ typedef struct orch_opts {
 typedef struct waiter {
     struct orch *o;
     struct evhttp_request *req;
+    /* Its connection, kept: libevent detaches the request from a closed
+     * connection before the close callback runs. */
+    struct evhttp_connection *conn;
     uint64_t node;
     bool cbor;
     struct event *timer;
@@ -68,6 +72,8 @@ typedef struct waiter {
 typedef struct watcher {
     struct orch *o;
     struct evhttp_request *req;
+    struct evhttp_connection *conn;   /* as the waiter's */
+    principal who;           /* whose stream (the per-key cap) */
     uint64_t dep;
     bool dirty;              /* status changed since last pushed */
     struct watcher *prev, *next;
@@ -139,6 +145,9 @@ void reply_json(req *q, int code, cJSON *doc);       /* takes doc */
 void reply_text(req *q, int code, const char *type, const char *text, size_t len);
 void reply_error(req *q, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* 429 (code RZ_EDENIED): a limit on the caller; retry later. */
+void reply_limit(req *q, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* The library's last error as the reply for rc. */
 void reply_rz(req *q, int rc);
 void reply_diags(req *q, int rc, const rz_diags *d);

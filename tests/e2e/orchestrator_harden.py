@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""End-to-end: rhizos-orchestrator under hostile or careless clients.
+
+SSE streams and long-polls dropped by their clients are freed (the server's
+VmRSS stays put over 2000 of them); a key holds at most 64 streams.
+
+Usage: orchestrator_harden.py ORCHESTRATOR SOURCE_ROOT [RHIZOS_CLI]"""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+EXE, ROOT = sys.argv[1], sys.argv[2]
+CLI = sys.argv[3] if len(sys.argv) > 3 else None
+MAX_BODY = 65536
+CAPS = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
+        "adapters": ["process"], "max_concurrent_jobs": 4,
+        "prices": {"gpu_hour_cents": 0, "cpu_hour_cents": 36000,
+                   "memory_gb_hour_cents": 0}}
+X25519 = "11" * 32
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Server:
+    def __init__(self, tmp, extra=(), nofile=None):
+        self.port = free_port()
+        self.data = os.path.join(tmp, "data")
+        self.admin = "rza_harden_" + os.urandom(8).hex()
+        key_file = os.path.join(tmp, "admin.key")
+        with open(key_file, "w") as f:
+            f.write(self.admin + "\n")
+        self.err_path = os.path.join(tmp, "stderr")
+        argv = [EXE, "--listen", "127.0.0.1:%d" % self.port, "--data", self.data,
+                "--admin-key-file", key_file, "--max-body", str(MAX_BODY),
+                "--modules", os.path.join(ROOT, "examples", "modules"),
+                "--quiet"] + list(extra)
+        if nofile:
+            argv = ["bash", "-c", 'ulimit -n %d && exec "$@"' % nofile, "sh"] + argv
+        self.err = open(self.err_path, "w+")
+        self.proc = subprocess.Popen(argv, stderr=self.err)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                if self.call("GET", "/health")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the orchestrator did not start: " + self.stop())
+
+    def call(self, method, path, body=None, key=None, raw=None, timeout=20):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        headers = {}
+        if key:
+            headers["Authorization"] = "Bearer " + key
+        if raw is None and body is not None:
+            raw = json.dumps(body).encode()
+        if raw is not None:
+            headers["Content-Type"] = "application/json"
+        c.request(method, path, body=raw, headers=headers)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        doc = json.loads(data) if "json" in (r.getheader("Content-Type") or "") else data
+        return r.status, doc
+
+    def rss_kb(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def stderr_bytes(self):
+        return os.path.getsize(self.err_path)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.err.seek(0)
+        text = self.err.read()
+        self.err.close()
+        return text
+
+    def stop_clean(self):
+        err = self.stop()
+        if (self.proc.returncode != 0 or "Sanitizer" in err or
+                "runtime error" in err):
+            raise AssertionError("orchestrator exit %d:\n%s" %
+                                 (self.proc.returncode, err[-4000:]))
+
+
+class Base(unittest.TestCase):
+    extra = ()
+    nofile = None
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.s = Server(self.tmp.name, self.extra, self.nofile)
+
+    def tearDown(self):
+        try:
+            self.s.stop_clean()
+        finally:
+            self.tmp.cleanup()
+
+    def ok(self, method, path, body=None, key=None, code=200):
+        st, doc = self.s.call(method, path, body, key)
+        self.assertEqual(st, code, "%s %s -> %d %r" % (method, path, st, doc))
+        return doc
+
+    def client(self, credits):
+        doc = self.ok("POST", "/api/v1/accounts", {"name": "t"}, self.s.admin, 201)
+        self.ok("POST", "/api/v1/accounts/%s/test-credits" % doc["id"],
+                {"amount_cents": credits}, self.s.admin)
+        return doc["id"], doc["api_key"]
+
+    def node(self):
+        doc = self.ok("POST", "/api/v1/nodes/register",
+                      {"capabilities": CAPS, "x25519_public_key": X25519}, code=201)
+        return doc["id"], doc["token"]
+
+    def deploy(self, key):
+        flow = ("flux: 1\nname: d\nsteps:\n  s:\n    module: echo@1\n"
+                "    timeout_s: 3600\n")
+        return self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, key, 201)["id"]
+
+
+class Streams(Base):
+    def open_stream(self, dep, key):
+        sock = socket.create_connection(("127.0.0.1", self.s.port))
+        sock.sendall(("GET /api/v1/flows/%d/events HTTP/1.1\r\nHost: x\r\n"
+                      "Authorization: Bearer %s\r\n\r\n" % (dep, key)).encode())
+        return sock
+
+    def drop_streams(self, dep, key, n):
+        for _ in range(n):
+            sock = self.open_stream(dep, key)
+            self.assertIn(b"event: status", sock.recv(65536))
+            sock.close()
+
+    def test_dropped_streams_and_polls_are_freed(self):
+        _, key = self.client(100000)
+        dep = self.deploy(key)   # no node: it stays running
+        self.drop_streams(dep, key, 300)   # warm the allocator
+        time.sleep(0.3)
+        before = self.s.rss_kb()
+        self.drop_streams(dep, key, 2000)
+        time.sleep(0.3)
+        grown = self.s.rss_kb() - before
+        # A leaked watcher holds its request, buffers and connection
+        # (several KiB each): 2000 of them would be many MiB.
+        self.assertLess(grown, 1024, "VmRSS grew %d KiB over 2000 streams" % grown)
+        # Dropped streams no longer count against the key's cap.
+        held = [self.open_stream(dep, key) for _ in range(64)]
+        for sock in held:
+            self.assertIn(b"event: status", sock.recv(65536))
+        st, doc = self.s.call("GET", "/api/v1/flows/%d/events" % dep, key=key)
+        self.assertEqual(st, 429, doc)
+        self.assertEqual(doc["error"]["code"], "RZ_EDENIED")
+        for sock in held:
+            sock.close()
+        time.sleep(0.3)
+        # Long-polls dropped by their node: freed too.
+        nid, tok = self.node()
+        raw = ("GET /api/v1/nodes/%d/jobs?wait=30 HTTP/1.1\r\nHost: x\r\n"
+               "Authorization: Bearer %s\r\n\r\n" % (nid, tok)).encode()
+
+        def drop_polls(n):
+            for _ in range(n):
+                sock = socket.create_connection(("127.0.0.1", self.s.port))
+                sock.sendall(raw)
+                sock.close()
+        drop_polls(4000)   # warm the allocator (it settles slowly)
+        time.sleep(0.5)
+        before = self.s.rss_kb()
+        drop_polls(2000)
+        time.sleep(0.5)
+        grown = self.s.rss_kb() - before
+        self.assertLess(grown, 1024, "VmRSS grew %d KiB over 2000 polls" % grown)
+        self.ok("DELETE", "/api/v1/flows/%d" % dep, key=key)
+        self.assertEqual(self.ok("GET", "/health")["status"], "ok")
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0], "-v"])
