@@ -397,6 +397,12 @@ static bool read_body(req *q, bool cbor_in)
     return true;
 }
 
+static bool body_over(req *q)
+{
+    return evbuffer_get_length(evhttp_request_get_input_buffer(q->r)) >
+           q->o->opts.max_body;
+}
+
 /* ---- routing ---- */
 
 static const char *method_name(enum evhttp_cmd_type t)
@@ -519,8 +525,12 @@ static void dispatch(struct evhttp_request *r, void *arg)
         reply_error(&q, RZ_EINVAL, "method %s is not served here", q.method);
     else if (!hit)
         reply_error(&q, RZ_ENOENT, "no route %.200s", path);
-    else if (authenticate(&q, hit->who) &&
-             (!hit->body || read_body(&q, cbor_in)))
+    else if (!authenticate(&q, hit->who))
+        ;
+    else if (hit->fn == r_node_result && body_over(&q))
+        r_node_result_oversize(&q, evbuffer_get_length(
+            evhttp_request_get_input_buffer(r)));
+    else if (!hit->body || read_body(&q, cbor_in))
         hit->fn(&q);
     if (!q.answered)   /* held requests are marked answered by their holder */
         reply_error(&q, RZ_EINTERNAL, "no reply");

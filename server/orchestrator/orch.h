@@ -217,6 +217,8 @@ void r_node_register(req *q);
 void r_node_heartbeat(req *q);
 void r_node_poll(req *q);
 void r_node_result(req *q);
+/* POST .../result with a body over --max-body (authenticated). */
+void r_node_result_oversize(req *q, size_t len);
 void r_node_decline(req *q);
 void r_node_delete(req *q);
 /* Poll the engine for `node`: 1 answered with an assignment, 0 nothing. */

@@ -364,6 +364,26 @@ static char *log_cut(const char *log, size_t *len)
     return (char *)log;
 }
 
+/* A result too big to take: the node's attempt fails with the reason (the
+ * node and job are known from the path) rather than staying running until
+ * reconciliation; the reply is the 413. */
+void r_node_result_oversize(req *q, size_t len)
+{
+    orch *o = q->o;
+    uint64_t node, job;
+    if (!own_node(q, &node) || !get_job_param(q, &job))
+        return;
+    char why[200];
+    snprintf(why, sizeof why, "result of %zu bytes is over the server's limit "
+             "of %zu bytes", len, o->opts.max_body);
+    rz_engine_job_info ji;
+    if (rz_engine_job_get(o->e, job, &ji) == RZ_OK && ji.node == node &&
+        (ji.state == RZ_JOB_RUNNING || ji.state == RZ_JOB_ASSIGNED))
+        rz_engine_result(o->e, node, job, ji.attempt, NULL, why, 0,
+                         orch_now_ms());
+    reply_error(q, RZ_ETOOBIG, "%s", why);
+}
+
 void r_node_result(req *q)
 {
     static const char *const fields[] = { "attempt", "outputs", "error",

@@ -2,7 +2,9 @@
 """End-to-end: rhizos-orchestrator under hostile or careless clients.
 
 SSE streams and long-polls dropped by their clients are freed (the server's
-VmRSS stays put over 2000 of them); a key holds at most 64 streams.
+VmRSS stays put over 2000 of them); a key holds at most 64 streams; a
+node's result over --max-body fails its attempt (413) instead of leaving
+the job running.
 
 Usage: orchestrator_harden.py ORCHESTRATOR SOURCE_ROOT [RHIZOS_CLI]"""
 import http.client
@@ -197,6 +199,41 @@ class Streams(Base):
         self.assertLess(grown, 1024, "VmRSS grew %d KiB over 2000 polls" % grown)
         self.ok("DELETE", "/api/v1/flows/%d" % dep, key=key)
         self.assertEqual(self.ok("GET", "/health")["status"], "ok")
+
+
+
+class Limits(Base):
+    def test_result_over_max_body_fails_the_attempt(self):
+        _, key = self.client(10000)
+        nid, tok = self.node()
+        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_cents": 50},
+                      key, 201)["id"]
+        a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
+        self.assertEqual(a["job"], job)
+        body = {"attempt": a["attempt"], "run_ms": 5,
+                "outputs": {"message": "x" * (MAX_BODY + 10)}}
+        size = len(json.dumps(body))
+        # Another node's token cannot fail it.
+        _, other = self.node()
+        st, _ = self.s.call("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, job),
+                            body, other)
+        self.assertEqual(st, 404)
+        self.assertEqual(self.ok("GET", "/api/v1/jobs/%d" % job, key=key)["status"],
+                         "running")
+        st, doc = self.s.call("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, job),
+                              body, tok)
+        self.assertEqual(st, 413, doc)
+        why = "result of %d bytes is over the server's limit of %d bytes" % (
+            size, MAX_BODY)
+        self.assertEqual(doc["error"], {"code": "RZ_ETOOBIG", "message": why})
+        got = self.ok("GET", "/api/v1/jobs/%d" % job, key=key)
+        self.assertEqual(got["status"], "failed", got)
+        self.assertEqual(got["error"], why)
+        self.assertEqual(self.balance_of(key), (10000, 0))
+
+    def balance_of(self, key):
+        a = self.ok("GET", "/api/v1/accounts/me", key=key)
+        return a["balance_cents"], a["pending_cents"]
 
 
 if __name__ == "__main__":
