@@ -20,7 +20,8 @@ void cli_ledger_usage(void)
            "export  every account and transfer (text, or JSON with --json)\n"
            "\n"
            "The ledger is DIR/ledger; a running writer's state is seen as of\n"
-           "its last checkpoint.\n");
+           "its last checkpoint (a running orchestrator checkpoints within a\n"
+           "few seconds).\n");
 }
 
 static int open_reader(const cli *c, rz_ledger **l)
@@ -65,7 +66,9 @@ static int verify(cli *c, rz_ledger *l)
     } else if (rc == RZ_OK && src == RZ_OK) {
         if (!c->quiet)
             printf("ledger consistent: %llu accounts, %llu transfers, %llu "
-                   "open holds, %llu cents in escrow, %llu cents in fees\n",
+                   "open holds, %llu cents in escrow, %llu cents in fees, "
+                   "as of the last checkpoint (a running orchestrator "
+                   "checkpoints within a few seconds)\n",
                    (unsigned long long)st.accounts,
                    (unsigned long long)st.transfers,
                    (unsigned long long)st.open_pending,

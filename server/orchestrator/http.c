@@ -535,8 +535,10 @@ static void dispatch(struct evhttp_request *r, void *arg)
     if (!q.answered)   /* held requests are marked answered by their holder */
         reply_error(&q, RZ_EINTERNAL, "no reply");
     cJSON_Delete(q.body);
-    if (hit && strcmp(hit->method, "GET") != 0)
+    if (hit && strcmp(hit->method, "GET") != 0) {
         o->changed = true;
+        o->writes++;
+    }
     if (!o->grouped)
         orch_after(o);   /* no group (a broken engine): as before */
 }

@@ -281,6 +281,30 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(o->base, &tv);
 }
 
+/* Other processes (`rhizos ledger verify --data`) read the ledger as of
+ * its last checkpoint; keep that recent. Never inside an open group: its
+ * ops are not acknowledged yet. */
+static void on_ckpt(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    orch *o = arg;
+    uint64_t now = orch_now_ms();
+    bool dirty = o->writes != o->ckpt_writes;
+    bool idle = o->writes == o->ckpt_seen;
+    o->ckpt_seen = o->writes;
+    bool due = (dirty && (idle || now - o->ckpt_at_ms >= 5000)) ||
+               now - o->ckpt_at_ms >= 30000;
+    if (!due || o->grouped || o->stopping)
+        return;
+    if (rz_ledger_checkpoint(rz_engine_ledger(o->e)) != RZ_OK) {
+        fprintf(stderr, ORCH_NAME ": ledger checkpoint: %s\n",
+                rz_error_last()->message);
+        return;
+    }
+    o->ckpt_writes = o->writes;
+    o->ckpt_at_ms = now;
+}
+
 static int start(orch *o)
 {
     if (mkdir(o->opts.data, 0700) != 0 && errno != EEXIST) {
@@ -323,10 +347,12 @@ static int start(orch *o)
     o->sig_term = evsignal_new(o->base, SIGTERM, on_signal, o);
     o->sig_int = evsignal_new(o->base, SIGINT, on_signal, o);
     o->keepalive = event_new(o->base, -1, EV_PERSIST, orch_keepalive, o);
-    struct timeval ka = { 15, 0 };
-    if (!o->sig_term || !o->sig_int || !o->keepalive ||
+    o->ckpt = event_new(o->base, -1, EV_PERSIST, on_ckpt, o);
+    o->ckpt_at_ms = orch_now_ms();
+    struct timeval ka = { 15, 0 }, one = { 1, 0 };
+    if (!o->sig_term || !o->sig_int || !o->keepalive || !o->ckpt ||
         evsignal_add(o->sig_term, NULL) || evsignal_add(o->sig_int, NULL) ||
-        event_add(o->keepalive, &ka))
+        event_add(o->keepalive, &ka) || event_add(o->ckpt, &one))
         return -1;
     signal(SIGPIPE, SIG_IGN);
     orch_arm_wakeup(o);
@@ -350,6 +376,8 @@ static void finish(orch *o)
         event_free(o->sig_int);
     if (o->keepalive)
         event_free(o->keepalive);
+    if (o->ckpt)
+        event_free(o->ckpt);
     while (o->waiters) {   /* only when evhttp never existed */
         waiter *w = o->waiters;
         o->waiters = w->next;

@@ -94,6 +94,12 @@ typedef struct orch {
     struct event *wake, *sig_term, *sig_int, *keepalive;
     bool stopping;
     bool changed;            /* a request may have queued work or freed room */
+    uint64_t writes;         /* requests other than GET so far */
+    /* Ledger freshness for other readers (main.c): checkpoint after ~1 s
+     * idle following writes, at most every 5 s while busy, and every
+     * 30 s regardless (changes made by ticks). */
+    struct event *ckpt;
+    uint64_t ckpt_writes, ckpt_seen, ckpt_at_ms;
 
     rz_engine *e;
     rz_registry *reg;

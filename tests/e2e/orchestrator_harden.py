@@ -4,7 +4,8 @@
 SSE streams and long-polls dropped by their clients are freed (the server's
 VmRSS stays put over 2000 of them); a key holds at most 64 streams; a
 node's result over --max-body fails its attempt (413) instead of leaving
-the job running.
+the job running; the ledger is checkpointed within seconds of a
+settlement, so `rhizos ledger verify --data` beside the server sees it.
 
 Usage: orchestrator_harden.py ORCHESTRATOR SOURCE_ROOT [RHIZOS_CLI]"""
 import http.client
@@ -230,6 +231,35 @@ class Limits(Base):
         self.assertEqual(got["status"], "failed", got)
         self.assertEqual(got["error"], why)
         self.assertEqual(self.balance_of(key), (10000, 0))
+
+    def test_ledger_checkpointed_while_running(self):
+        if not CLI:
+            self.skipTest("no rhizos CLI given")
+
+        def transfers():
+            r = subprocess.run([CLI, "ledger", "verify", "--data", self.s.data,
+                                "--json"], capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            doc = json.loads(r.stdout)
+            self.assertTrue(doc["consistent"])
+            return doc["transfers"]
+        time.sleep(1.5)
+        before = transfers()
+        _, key = self.client(10000)
+        nid, tok = self.node()
+        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_cents": 50},
+                      key, 201)["id"]
+        a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
+        self.ok("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, job),
+                {"attempt": a["attempt"], "outputs": {"message": ">"}, "run_ms": 10}, tok)
+        self.assertEqual(self.ok("GET", "/api/v1/jobs/%d" % job, key=key)["status"],
+                         "succeeded")
+        time.sleep(3)
+        # Credit, hold, settle (and the fee): all seen beside the server.
+        self.assertGreaterEqual(transfers(), before + 3)
+        human = subprocess.run([CLI, "ledger", "verify", "--data", self.s.data],
+                               capture_output=True, text=True, timeout=30).stdout
+        self.assertIn("as of the last checkpoint", human)
 
     def balance_of(self, key):
         a = self.ok("GET", "/api/v1/accounts/me", key=key)
