@@ -203,18 +203,32 @@ static cJSON *heartbeat_body(agent *a)
     return b;
 }
 
+/* o[key] as a whole number in 1..max; 0 when absent, not a number, not
+ * whole or out of range (the orchestrator's numbers are not trusted: a
+ * cast of 1e300 or -1 is undefined). */
+static uint64_t whole_at(const cJSON *o, const char *key, double max)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 1 && v->valuedouble <= max) ||
+        v->valuedouble != (double)(uint64_t)v->valuedouble)
+        return 0;
+    return (uint64_t)v->valuedouble;
+}
+
+#define JOB_ID_MAX 9007199254740992.0   /* 2^53: exact in a double */
+
 static void apply_stops(agent *a, const cJSON *reply, uint64_t gen)
 {
     const cJSON *stop = cJSON_GetObjectItemCaseSensitive(reply, "stop"), *s;
     pthread_mutex_lock(&a->mu);
     cJSON_ArrayForEach(s, stop) {
-        const cJSON *job = cJSON_GetObjectItemCaseSensitive(s, "job");
-        const cJSON *att = cJSON_GetObjectItemCaseSensitive(s, "attempt");
-        for (size_t i = 0; cJSON_IsNumber(job) && i < a->n_slots; i++) {
+        uint64_t job = whole_at(s, "job", JOB_ID_MAX);
+        uint64_t att = whole_at(s, "attempt", UINT32_MAX);
+        int any = !cJSON_GetObjectItemCaseSensitive(s, "attempt");
+        for (size_t i = 0; job && (att || any) && i < a->n_slots; i++) {
             job_slot *sl = &a->slots[i];
-            if (sl->busy && sl->generation == gen &&
-                sl->job == (uint64_t)job->valuedouble &&
-                (!cJSON_IsNumber(att) || sl->attempt == (uint32_t)att->valuedouble))
+            if (sl->busy && sl->generation == gen && sl->job == job &&
+                (any || sl->attempt == att))
                 sl->stop = 1;
         }
     }
@@ -287,23 +301,50 @@ static job_slot *free_slot(agent *a)
     }
 }
 
+/* Another slot's live attempt of `job`: 2 the same attempt, 1 another. */
+static int in_flight(agent *a, const job_slot *s, uint64_t job, uint32_t attempt)
+{
+    int found = 0;
+    for (size_t i = 0; i < a->n_slots; i++) {
+        const job_slot *o = &a->slots[i];
+        if (o != s && o->busy && !o->finished && o->job == job)
+            found = o->attempt == attempt ? 2 : found ? found : 1;
+    }
+    return found;
+}
+
+/* An assignment runs in its own thread; one whose job and attempt are not
+ * whole numbers in range is skipped (nothing to decline it with), one for
+ * a job already running here is declined (or skipped when it is the very
+ * attempt running). job_main declines the other malformed ones. */
 static int start_job(agent *a, job_slot *s, cJSON *asg, uint64_t gen)
 {
-    const cJSON *job = cJSON_GetObjectItemCaseSensitive(asg, "job");
-    const cJSON *att = cJSON_GetObjectItemCaseSensitive(asg, "attempt");
-    if (!cJSON_IsNumber(job) || job->valuedouble < 1 || !cJSON_IsNumber(att)) {
-        fprintf(stderr, "rhizos-node: ignoring an assignment without job "
-                "and attempt\n");
+    uint64_t job = whole_at(asg, "job", JOB_ID_MAX);
+    uint64_t att = whole_at(asg, "attempt", UINT32_MAX);
+    if (!job || !att) {
+        fprintf(stderr, "rhizos-node: ignoring an assignment without a valid "
+                "job and attempt (whole numbers from 1)\n");
         cJSON_Delete(asg);
         return -1;
     }
     pthread_mutex_lock(&a->mu);
+    int dup = in_flight(a, s, job, (uint32_t)att);
+    if (dup == 2) {
+        pthread_mutex_unlock(&a->mu);
+        fprintf(stderr, "rhizos-node: job %" PRIu64 " attempt %u is already "
+                "running here; ignoring its second assignment\n", job,
+                (uint32_t)att);
+        cJSON_Delete(asg);
+        return -1;
+    }
     s->a = a;
     s->busy = 1;
     s->finished = 0;
     s->stop = 0;
-    s->job = (uint64_t)job->valuedouble;
-    s->attempt = (uint32_t)att->valuedouble;
+    s->refuse = dup ? "another attempt of this job is running on this node"
+                    : NULL;
+    s->job = job;
+    s->attempt = (uint32_t)att;
     s->generation = gen;
     s->assignment = asg;
     a->taken++;

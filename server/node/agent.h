@@ -22,6 +22,7 @@ typedef struct job_slot {
     uint32_t attempt;
     uint64_t generation;         /* registration it was assigned under */
     int stop;                    /* 1: orchestrator said stop; 2: shutdown */
+    const char *refuse;          /* declined without a look: why (static) */
     struct cJSON *assignment;    /* owned by the thread while it runs */
 } job_slot;
 

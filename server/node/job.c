@@ -63,18 +63,26 @@ static const char *check_module(agent *a, job *j, char *why, size_t n)
         return "the assignment names no module";
     snprintf(j->module_ref, sizeof j->module_ref, "%s%s%s", j->module_id,
              *j->module_version ? "@" : "", j->module_version);
+    /* The orchestrator resolved the module: it names one exact version and
+     * the digest of its manifest, and the node runs nothing else. */
+    if (!j->digest || strlen(j->digest) != 64)
+        return "the assignment has no module digest";
     if (rz_registry_resolve(a->reg, j->module_id, j->module_version, &j->m)
         != RZ_OK) {
         snprintf(why, n, "module %s is not in this node's registries",
                  j->module_ref);
         return why;
     }
+    if (strcmp(rz_module_version(j->m), j->module_version) != 0) {
+        snprintf(why, n, "module %s: the assignment names a version range, "
+                 "not an exact version", j->module_ref);
+        return why;
+    }
     char hex[65];
-    if (rz_module_digest(j->m, hex) != RZ_OK ||
-        (j->digest && strcmp(hex, j->digest) != 0)) {
+    if (rz_module_digest(j->m, hex) != RZ_OK || strcmp(hex, j->digest) != 0) {
         snprintf(why, n, "module %s differs here (manifest digest %.12s..., "
                  "the orchestrator's %.12s...)", j->module_ref, hex,
-                 j->digest ? j->digest : "");
+                 j->digest);
         return why;
     }
     char *text = NULL;
@@ -498,7 +506,7 @@ void *job_main(void *arg)
     job j = { .s = s, .asg = s->assignment };
     j.step = str_at(j.asg, "step");
     char why[400];
-    const char *no = check_module(a, &j, why, sizeof why);
+    const char *no = s->refuse ? s->refuse : check_module(a, &j, why, sizeof why);
     if (!no)
         no = open_credentials(a, &j);
     if (no) {

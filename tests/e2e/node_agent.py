@@ -226,6 +226,109 @@ def http(base, method, path, key, body=None):
         return e.code, json.loads(e.read() or b"null")
 
 
+class FakeOrchestrator(unittest.TestCase):
+    """An orchestrator that hands out hostile assignments (JSON replies:
+    the agent reads JSON or CBOR; its CBOR bodies are checked as bytes)."""
+
+    def setUp(self):
+        import http.server
+        self.tmp = tempfile.TemporaryDirectory()
+        self.queue, self.posts = [], []
+        self.release = threading.Event()
+        test = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def reply(self, code, doc=None):
+                body = json.dumps(doc).encode() if doc is not None else b""
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except OSError:
+                    pass   # the node stopped meanwhile
+
+            def do_GET(self):
+                if test.queue:
+                    return self.reply(200, test.queue.pop(0))
+                time.sleep(0.2)
+                self.reply(204)
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n)
+                if self.path.endswith("/register"):
+                    return self.reply(201, {"id": 1, "token": "rzn_fake",
+                                            "account": "ab" * 16})
+                if self.path.endswith("/heartbeat"):
+                    return self.reply(200, {"stop": []})
+                test.posts.append((self.path, body))
+                if "/jobs/8/" in self.path and b"another attempt" not in body:
+                    test.release.wait(20)   # keeps job 8 attempt 1 in flight
+                self.reply(200, {"accepted": True})
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.data = os.path.join(self.tmp.name, "node")
+        self.assertEqual(node("init", "--data", self.data).returncode, 0)
+
+    def tearDown(self):
+        self.release.set()
+        self.srv.shutdown()
+        self.srv.server_close()
+        self.tmp.cleanup()
+
+    @staticmethod
+    def attempt_of(body):
+        """The CBOR unsigned integer after the text key "attempt"."""
+        i = body.index(b"gattempt") + 8
+        info = body[i] & 0x1F
+        if info < 24:
+            return info
+        size = {24: 1, 25: 2, 26: 4, 27: 8}[info]
+        return int.from_bytes(body[i + 1:i + 1 + size], "big")
+
+    def declined(self, job):
+        return [b for p, b in self.posts if p.endswith("/jobs/%d/decline" % job)]
+
+    def test_hostile_assignments_are_refused(self):
+        mod = {"id": "echo", "version": "*", "digest": "ab" * 32}
+        asg = lambda job, att, **m: {"job": job, "attempt": att,
+                                     "module": dict(mod, **m), "request": {}}
+        self.queue += [asg(1e300, 1), asg(-1, 1), asg(5, 1.5), asg(6, 0),
+                       asg(6, 1),                       # a version range
+                       asg(7, 1, version="1.0.0", digest=None),
+                       asg(8, 1), asg(8, 2), asg(8, 1)]
+        n = Proc([NODE, "start", "--data", self.data, "--orchestrator",
+                  "http://127.0.0.1:%d" % self.srv.server_address[1],
+                  *sandbox_flags()])
+        try:
+            n.wait_for(lambda: not self.queue and len(self.declined(8)) == 2
+                       and self.declined(6) and self.declined(7), 20,
+                       "the assignments were not all answered")
+            n.wait_for(lambda: any("is already running here" in l for l in n.err),
+                       20, "the second job 8 attempt 1 was not ignored")
+            self.release.set()
+        finally:
+            n.stop()
+        err = "\n".join(n.err)
+        self.assertEqual(err.count("without a valid job and attempt"), 4, err)
+        self.assertEqual(err.count("is already running here"), 1, err)
+        self.assertIn(b"version range", self.declined(6)[0])
+        self.assertIn(b"no module digest", self.declined(7)[0])
+        dup = [b for b in self.declined(8) if b"another attempt" in b]
+        self.assertEqual(len(dup), 1)
+        self.assertEqual(self.attempt_of(dup[0]), 2)
+        first = [b for b in self.declined(8) if self.attempt_of(b) == 1]
+        self.assertEqual(len(first), 1)   # the repeat of attempt 1 ran nothing
+        for job in (1, 5):
+            self.assertFalse([p for p, _ in self.posts if "/jobs/%d/" % job in p])
+
+
 @unittest.skipUnless(ORCH and os.access(ORCH, os.X_OK), "no orchestrator binary")
 class RoundTrip(unittest.TestCase):
     ADMIN = "test-admin-key-0123456789abcdef"
