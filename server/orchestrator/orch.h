@@ -27,6 +27,7 @@
 #define ORCH_LOG_MAX (64u * 1024u)      /* a job's log kept from its node */
 #define ORCH_WAIT_MAX 60                 /* long-poll seconds */
 #define ORCH_WAIT_DEFAULT 25
+#define ORCH_CAPS_MAX 16384u            /* a node's capabilities, as JSON */
 #define ORCH_WATCH_MAX 64                /* SSE streams one key may hold */
 #define ORCH_CRED_TTL_MS (10u * 60u * 1000u)  /* credentials sealed to a node */
 /* How long a job handed to a node may be missing from its heartbeat's

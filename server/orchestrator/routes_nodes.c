@@ -73,6 +73,13 @@ void r_node_register(req *q)
         return;
     }
     char *text = cJSON_PrintUnformatted(caps);
+    /* Anyone may register: what one registration may store is bounded. */
+    if (text && strlen(text) > ORCH_CAPS_MAX) {
+        reply_error(q, RZ_ETOOBIG, "\"capabilities\" has %zu bytes; at most %u",
+                    strlen(text), ORCH_CAPS_MAX);
+        free(text);
+        return;
+    }
     uint64_t id = 0;
     int rc = text ? rz_engine_node_register(o->e, text, strlen(text),
                                             orch_now_ms(), &id) : RZ_ENOMEM;

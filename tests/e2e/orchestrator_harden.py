@@ -2,8 +2,8 @@
 """End-to-end: rhizos-orchestrator under hostile or careless clients.
 
 SSE streams and long-polls dropped by their clients are freed (the server's
-VmRSS stays put over 2000 of them); a key holds at most 64 streams; a
-node's result over --max-body fails its attempt (413) instead of leaving
+VmRSS stays put over 2000 of them); a key holds at most 64 streams;
+registration refuses capabilities over 16 KiB; a node's result over --max-body fails its attempt (413) instead of leaving
 the job running; the ledger is checkpointed within seconds of a
 settlement, so `rhizos ledger verify --data` beside the server sees it.
 
@@ -260,6 +260,16 @@ class Limits(Base):
         human = subprocess.run([CLI, "ledger", "verify", "--data", self.s.data],
                                capture_output=True, text=True, timeout=30).stdout
         self.assertIn("as of the last checkpoint", human)
+
+    def test_registration_capabilities_capped(self):
+        before = self.ok("GET", "/api/v1/nodes", key=self.s.admin)["nodes"]
+        caps = dict(CAPS, labels={"l%d" % i: "v" * 100 for i in range(200)})
+        st, doc = self.s.call("POST", "/api/v1/nodes/register",
+                              {"capabilities": caps, "x25519_public_key": X25519})
+        self.assertEqual(st, 413, doc)
+        self.assertEqual(doc["error"]["code"], "RZ_ETOOBIG")
+        self.assertEqual(self.ok("GET", "/api/v1/nodes", key=self.s.admin)["nodes"],
+                         before)
 
     def balance_of(self, key):
         a = self.ok("GET", "/api/v1/accounts/me", key=key)
