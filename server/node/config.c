@@ -52,7 +52,7 @@ static int perr(parser *p, const char *fmt, ...)
 /* ---- the keys a node knows ---- */
 
 typedef enum { K_URL, K_MODULES, K_SANDBOX, K_HEARTBEAT, K_GPU, K_CPU, K_MEM,
-               K_MAXJOBS, K_MAXMEM } key_id;
+               K_MAXJOBS, K_MAXMEM, K_MAXOUT } key_id;
 
 typedef struct key_def {
     const char *section, *name;
@@ -70,6 +70,7 @@ static const key_def keys[] = {
     { "pricing", "memory_gb_hour_cents", K_MEM, V_INT },
     { "limits", "max_concurrent_jobs", K_MAXJOBS, V_INT },
     { "limits", "max_memory_mb", K_MAXMEM, V_INT },
+    { "limits", "max_output_kb", K_MAXOUT, V_INT },
 };
 
 static const char *const sections[] = {
@@ -335,6 +336,10 @@ static int apply(parser *p, const key_def *k, value *v)
         if ((rc = want_uint(p, k, v, 0, UINT32_MAX, &u)) == 0)
             c->max_memory_mb = (uint32_t)u;
         break;
+    case K_MAXOUT:
+        if ((rc = want_uint(p, k, v, 1, NODE_MAX_OUTPUT_KB, &u)) == 0)
+            c->max_output_kb = (uint32_t)u;
+        break;
     }
     return rc;
 }
@@ -457,6 +462,7 @@ void node_config_defaults(node_config *c)
     c->cpu_hour_cents = 2;
     c->memory_gb_hour_cents = 1;
     c->max_concurrent_jobs = 4;
+    c->max_output_kb = NODE_DEFAULT_OUTPUT_KB;
 }
 
 int node_config_load(node_config *c, const char *path, char *err,
@@ -535,12 +541,14 @@ char *node_config_format(const node_config *c)
             "%llu\nmemory_gb_hour_cents = %llu\n\n[limits]\n"
             "max_concurrent_jobs = %u\n# Address-space limit of one job in "
             "MiB (0: the module's own requirement only).\nmax_memory_mb = "
-            "%u\n\n# Free-form labels jobs can require (region, tier, ...).\n"
-            "[labels]\n",
+            "%u\n# Largest outputs of one job in KiB (1-%u); more fails the "
+            "job.\nmax_output_kb = %u\n\n# Free-form labels jobs can require "
+            "(region, tier, ...).\n[labels]\n",
             (unsigned long long)c->gpu_hour_cents,
             (unsigned long long)c->cpu_hour_cents,
             (unsigned long long)c->memory_gb_hour_cents,
-            c->max_concurrent_jobs, c->max_memory_mb);
+            c->max_concurrent_jobs, c->max_memory_mb, NODE_MAX_OUTPUT_KB,
+            c->max_output_kb);
     for (size_t i = 0; i < c->n_labels; i++) {
         fprintf(f, "%s = ", c->label_keys[i]);
         put_string(f, c->label_values[i]);

@@ -16,6 +16,10 @@
 
 #define MAX_CREDS 32
 #define LOG_CAP (64u * 1024u)
+/* A result body larger than this is never sent: the orchestrator refuses
+ * bodies over its --max-body (default 1 MiB) for good. */
+#define BODY_MAX (1000u * 1024u)
+#define LOG_CUT (4u * 1024u)   /* the log tail kept when a body is too big */
 #define REASON_LINE 300
 
 typedef struct job {
@@ -264,7 +268,8 @@ static char *utf8_copy(const char *s, size_t n)
 
 /* ---- running ---- */
 
-static char *failure_reason(const rz_proc *p, uint32_t timeout_s)
+static char *failure_reason(const rz_proc *p, uint32_t timeout_s,
+                            uint32_t out_kb)
 {
     char buf[REASON_LINE + 64];
     int code = rz_proc_exit_code(p);
@@ -275,7 +280,8 @@ static char *failure_reason(const rz_proc *p, uint32_t timeout_s)
     else if (code < 0)
         snprintf(buf, sizeof buf, "killed by signal %d", -code);
     else if (code == 0)
-        snprintf(buf, sizeof buf, "no JSON object on stdout");
+        snprintf(buf, sizeof buf, "no JSON object on stdout (or outputs "
+                 "over %u KiB)", out_kb);
     else {
         while (len > 0 && isspace((unsigned char)log[len - 1]))
             len--;
@@ -346,6 +352,9 @@ static int spawn(agent *a, job *j, rz_proc **p, uint32_t timeout_s)
     po.timeout_ms = timeout_s > UINT32_MAX / 1000u ? UINT32_MAX : timeout_s * 1000u;
     po.memory_mb = job_memory(a, j);
     po.max_log = LOG_CAP;
+    /* Twice the cap is read, so that outputs just over it are told apart
+     * (run) from no outputs at all. */
+    po.max_output = (size_t)a->cfg.max_output_kb * 2048u;
     int rc = input ? rz_proc_spawn(p, &po) : RZ_ENOMEM;
     cJSON_free(input);
     return rc;
@@ -382,10 +391,18 @@ static void run(agent *a, job *j)
     size_t len = 0;
     const char *log = rz_proc_log(p, &len);
     j->log = len ? utf8_copy(log, len) : NULL;
-    if (rz_proc_exit_code(p) == 0 && outputs && !rz_proc_timed_out(p))
-        j->outputs = strdup(outputs);
-    else
-        j->error = failure_reason(p, timeout_s);
+    uint32_t kb = a->cfg.max_output_kb;
+    if (rz_proc_exit_code(p) == 0 && outputs && !rz_proc_timed_out(p)) {
+        if (strlen(outputs) <= (size_t)kb * 1024u) {
+            j->outputs = strdup(outputs);
+        } else {
+            char buf[64];
+            snprintf(buf, sizeof buf, "outputs over %u KiB", kb);
+            j->error = strdup(buf);
+        }
+    } else {
+        j->error = failure_reason(p, timeout_s, kb);
+    }
     rz_proc_free(p);
 }
 
@@ -407,6 +424,53 @@ static cJSON *result_body(const job *j)
     if (j->log)
         cJSON_AddStringToObject(b, "log", j->log);
     return b;
+}
+
+/* Bytes of the body on the wire (CBOR); SIZE_MAX when it cannot be told. */
+static size_t wire_size(const cJSON *b)
+{
+    char *text = cJSON_PrintUnformatted(b);
+    unsigned char *cbor = NULL;
+    size_t n = SIZE_MAX;
+    if (!text || rz_wire_encode(text, strlen(text), &cbor, &n) != RZ_OK)
+        n = SIZE_MAX;
+    cJSON_free(text);
+    rz_free(cbor);
+    return n;
+}
+
+/* A body the orchestrator takes: the log cut to its last LOG_CUT bytes
+ * first, then the outputs given up for a failure (outputs that grow on the
+ * wire, such as many short floats, can pass the cap and still not fit). */
+static cJSON *fitted_body(job *j)
+{
+    cJSON *b = result_body(j);
+    if (wire_size(b) <= BODY_MAX)
+        return b;
+    if (j->log && strlen(j->log) > LOG_CUT) {
+        const char *tail = j->log + strlen(j->log) - LOG_CUT;
+        while ((*tail & 0xC0) == 0x80)
+            tail++;
+        char *cut = strdup(tail);
+        if (cut) {
+            sodium_memzero(j->log, strlen(j->log));
+            free(j->log);
+            j->log = cut;
+        }
+        cJSON_Delete(b);
+        b = result_body(j);
+        if (wire_size(b) <= BODY_MAX)
+            return b;
+    }
+    char buf[96];
+    snprintf(buf, sizeof buf, "outputs over %u KiB as sent to the "
+             "orchestrator", BODY_MAX / 1024u);
+    free(j->outputs);
+    j->outputs = NULL;
+    free(j->error);
+    j->error = strdup(buf);
+    cJSON_Delete(b);
+    return result_body(j);
 }
 
 /* POST until the orchestrator answers; a connection failure or a 5xx is
@@ -460,7 +524,7 @@ static void decline(agent *a, job *j, const char *reason)
 static void report(agent *a, job *j)
 {
     scrub(j);
-    cJSON *b = result_body(j);
+    cJSON *b = fitted_body(j);
     agent_say(a, j->outputs ? "succeeded" : "failed", j->s, j->module_ref,
               j->outputs ? NULL : j->error, (long long)j->run_ms);
     /* Kept on disk first: a node stopped before the orchestrator has it

@@ -22,12 +22,18 @@ typedef struct node_config {
     uint64_t memory_gb_hour_cents;
     uint32_t max_concurrent_jobs;    /* [limits] (default 4) */
     uint32_t max_memory_mb;          /* [limits] per job; 0: no cap */
+    uint32_t max_output_kb;          /* [limits] outputs of one job (default
+                                        NODE_DEFAULT_OUTPUT_KB) */
     size_t n_labels;                 /* [labels] key = "value" */
     char *label_keys[NODE_CONFIG_MAX_LABELS];
     char *label_values[NODE_CONFIG_MAX_LABELS];
 } node_config;
 
 #define NODE_DEFAULT_URL "http://127.0.0.1:8080"
+/* Outputs, log tail (64 KiB) and the rest of a result stay well under the
+ * orchestrator's default --max-body of 1 MiB. */
+#define NODE_DEFAULT_OUTPUT_KB 512u
+#define NODE_MAX_OUTPUT_KB 896u
 
 void node_config_defaults(node_config *c);
 /* Parse `len` bytes of text named `file` (for messages) over the values

@@ -339,7 +339,8 @@ class RoundTrip(unittest.TestCase):
         env = dict(os.environ, RHIZOS_ADMIN_KEY=self.ADMIN)
         self.orch = Proc([ORCH, "--listen", self.base[7:], "--data",
                           os.path.join(self.tmp.name, "orch"),
-                          "--node-timeout-ms", "3000"], env=env)
+                          "--node-timeout-ms", "3000", "--modules",
+                          os.path.join(ROOT, "tests/e2e/modules")], env=env)
         self.nodes = []
         end = time.time() + 20
         while True:
@@ -403,6 +404,20 @@ class RoundTrip(unittest.TestCase):
         with open(path, "w") as f:
             json.dump(manifest, f)
         return mods
+
+    def test_outputs_over_the_cap_fail_the_job_once(self):
+        # Over the node's cap (512 KiB by default): one failed attempt with
+        # a clear reason, not a body the orchestrator refuses attempt after
+        # attempt. Under it, the outputs and a cut log arrive.
+        self.start_node("big", "--modules", os.path.join(ROOT, "tests/e2e/modules"))
+        over = self.submit("big-output")
+        j = self.wait_job(over)
+        self.assertEqual((j["status"], j["attempt"]), ("failed", 1), j)
+        self.assertIn("outputs over 512 KiB", j["error"])
+        under = self.submit("big-output", config={"kib": 400})
+        j = self.wait_job(under)
+        self.assertEqual(j["status"], "succeeded", j)
+        self.assertEqual(len(j["outputs"]["blob"]), 400 * 1024)
 
     def test_jobs_run_decline_and_survive_a_killed_node(self):
         # A node whose echo differs declines it; the job waits for another.
