@@ -3,8 +3,8 @@
 
 SSE streams and long-polls dropped by their clients are freed (the server's
 VmRSS stays put over 2000 of them); a key holds at most 64 streams;
-registration refuses capabilities over 16 KiB; a node's result over --max-body fails its attempt (413) instead of leaving
-the job running; the ledger is checkpointed within seconds of a
+registration refuses capabilities over 16 KiB; a node's result over
+--max-body fails its attempt (413) instead of leaving the job running; the ledger is checkpointed within seconds of a
 settlement, so `rhizos ledger verify --data` beside the server sees it.
 
 Usage: orchestrator_harden.py ORCHESTRATOR SOURCE_ROOT [RHIZOS_CLI]"""
@@ -27,6 +27,10 @@ CAPS = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
         "prices": {"gpu_hour_cents": 0, "cpu_hour_cents": 36000,
                    "memory_gb_hour_cents": 0}}
 X25519 = "11" * 32
+# A sanitizer keeps freed memory in quarantine: VmRSS says nothing there
+# (the streams are still opened and dropped, for its use-after-free checks).
+with open(EXE, "rb") as _f:
+    SANITIZED = b"__asan_init" in _f.read()
 
 
 def free_port():
@@ -170,7 +174,8 @@ class Streams(Base):
         grown = self.s.rss_kb() - before
         # A leaked watcher holds its request, buffers and connection
         # (several KiB each): 2000 of them would be many MiB.
-        self.assertLess(grown, 1024, "VmRSS grew %d KiB over 2000 streams" % grown)
+        if not SANITIZED:
+            self.assertLess(grown, 1024, "VmRSS grew %d KiB over 2000 streams" % grown)
         # Dropped streams no longer count against the key's cap.
         held = [self.open_stream(dep, key) for _ in range(64)]
         for sock in held:
@@ -197,7 +202,8 @@ class Streams(Base):
         drop_polls(2000)
         time.sleep(0.5)
         grown = self.s.rss_kb() - before
-        self.assertLess(grown, 1024, "VmRSS grew %d KiB over 2000 polls" % grown)
+        if not SANITIZED:
+            self.assertLess(grown, 1024, "VmRSS grew %d KiB over 2000 polls" % grown)
         self.ok("DELETE", "/api/v1/flows/%d" % dep, key=key)
         self.assertEqual(self.ok("GET", "/health")["status"], "ok")
 
