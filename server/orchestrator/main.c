@@ -7,9 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <event2/listener.h>
 #include <sodium.h>
 
 #include "orch.h"
@@ -305,8 +307,49 @@ static void on_ckpt(evutil_socket_t fd, short what, void *arg)
     o->ckpt_at_ms = now;
 }
 
+/* Every connection is a descriptor: take the hard limit, not the (often
+ * 1024) soft one, so it takes far more idle sockets to run out. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* accept() failed. Out of descriptors (EMFILE/ENFILE) the pending
+ * connection keeps the socket readable, so libevent would retry at once,
+ * forever, warning every time. Give back the spare descriptor kept for
+ * this, accept that connection and close it (the client sees it refused
+ * rather than hanging), take the spare again, and say so at most once a
+ * minute. The listener's user data is evhttp's, so the server is found
+ * through `listening`. */
+static orch *listening;
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    (void)arg;
+    orch *o = listening;
+    int err = EVUTIL_SOCKET_ERROR();
+    if ((err == EMFILE || err == ENFILE) && o->spare_fd >= 0) {
+        close(o->spare_fd);
+        int fd = accept(evconnlistener_get_fd(l), NULL, NULL);
+        if (fd >= 0)
+            close(fd);
+        o->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    uint64_t now = orch_now_ms();
+    if (!o->accept_logged_ms || now - o->accept_logged_ms >= 60000) {
+        fprintf(stderr, ORCH_NAME ": cannot accept connections: %s; refusing "
+                "new ones while it lasts\n", evutil_socket_error_to_string(err));
+        o->accept_logged_ms = now;
+    }
+}
+
 static int start(orch *o)
 {
+    raise_fd_limit();
     if (mkdir(o->opts.data, 0700) != 0 && errno != EEXIST) {
         fprintf(stderr, ORCH_NAME ": cannot create %s: %s\n", o->opts.data,
                 strerror(errno));
@@ -329,6 +372,10 @@ static int start(orch *o)
                 strerror(errno));
         return -1;
     }
+    o->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    listening = o;
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(o->sock),
+                                on_accept_error);
     if (!(o->reg = make_registry(&o->opts)))
         return -1;
     rz_engine_opts eo = RZ_ENGINE_OPTS_INIT;
@@ -378,6 +425,8 @@ static void finish(orch *o)
         event_free(o->keepalive);
     if (o->ckpt)
         event_free(o->ckpt);
+    if (o->spare_fd >= 0)
+        close(o->spare_fd);
     while (o->waiters) {   /* only when evhttp never existed */
         waiter *w = o->waiters;
         o->waiters = w->next;
@@ -400,6 +449,7 @@ static void finish(orch *o)
 int main(int argc, char **argv)
 {
     static orch o;
+    o.spare_fd = -1;
     o.opts.max_body = 1024 * 1024;
     o.opts.node_timeout_ms = 30000;
     o.opts.policy = RZ_POLICY_CHEAPEST;

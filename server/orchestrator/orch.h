@@ -101,6 +101,11 @@ typedef struct orch {
      * 30 s regardless (changes made by ticks). */
     struct event *ckpt;
     uint64_t ckpt_writes, ckpt_seen, ckpt_at_ms;
+    /* Out of file descriptors (main.c): a spare descriptor to give back so
+     * the pending connection can be accepted and closed, instead of
+     * libevent's listener spinning on accept() and warning every time. */
+    int spare_fd;
+    uint64_t accept_logged_ms;      /* said so at most once a minute */
 
     rz_engine *e;
     rz_registry *reg;

@@ -282,5 +282,34 @@ class Limits(Base):
         return a["balance_cents"], a["pending_cents"]
 
 
+class OutOfDescriptors(Base):
+    """More half-sent requests than the server has descriptors: it refuses
+    the extra connections (no accept() spin, one line on stderr, not a line
+    per retry) and answers again once they are gone."""
+    nofile = 64
+
+    def test_accept_survives_fd_exhaustion(self):
+        socks = []
+        for _ in range(200):
+            try:
+                c = socket.create_connection(("127.0.0.1", self.s.port), timeout=2)
+                c.sendall(b"GET /health HTTP/1.1\r\nHo")
+                socks.append(c)
+            except OSError:
+                break
+        time.sleep(1.0)
+        for c in socks:
+            c.close()
+        deadline = time.time() + 15
+        status = None
+        while time.time() < deadline and status != 200:
+            try:
+                status = self.s.call("GET", "/health", timeout=2)[0]
+            except OSError:
+                time.sleep(0.1)
+        self.assertEqual(status, 200)
+        self.assertLess(self.s.stderr_bytes(), 4096)
+
+
 if __name__ == "__main__":
     unittest.main(argv=[sys.argv[0], "-v"])
