@@ -326,6 +326,11 @@ RZ_EXTERN int rz_engine_group_begin(rz_engine *e);
 RZ_EXTERN int rz_engine_group_commit(rz_engine *e);
 /* 1 inside a group, else 0. */
 RZ_EXTERN int rz_engine_in_group(rz_engine *e);
+/* Cents the open group will hold from `client` at its commit (0 outside a
+ * group). A server that moves a client's money through the ledger directly
+ * in the same pass (a withdrawal) must leave this much available, or the
+ * group's holds would be refused at the commit. */
+RZ_EXTERN uint64_t rz_engine_group_pending(rz_engine *e, rz_ledger_id client);
 
 /* ---- Time, events, invariants ---- */
 

@@ -1018,6 +1018,15 @@ int rz_engine_in_group(rz_engine *e)
     return e && e->group;
 }
 
+uint64_t rz_engine_group_pending(rz_engine *e, rz_ledger_id client)
+{
+    for (size_t i = 0; e && e->group && i < e->n_gsums; i++)
+        if (e->gsums[i].client.hi == client.hi &&
+            e->gsums[i].client.lo == client.lo)
+            return e->gsums[i].cents;
+    return 0;
+}
+
 static rz__gsum *gsum_of(rz_engine *e, rz_ledger_id client)
 {
     for (size_t i = 0; i < e->n_gsums; i++)

@@ -160,6 +160,16 @@ void r_account_withdraw(req *q)
     if (!visible_account(q, &id, &a) || !body_fields(q, fields) ||
         !amount(q, &cents) || !body_str(q, "address", false, &address))
         return;
+    /* Jobs submitted earlier in this pass hold their money only at the
+     * pass's commit: leave it to them. */
+    uint64_t pending = rz_engine_group_pending(q->o->e, id);
+    uint64_t avail = rz_ledger_available(&a);
+    if (pending && (avail < pending || cents > avail - pending)) {
+        reply_error(q, RZ_EFUNDS, "%llu cents available after the jobs just "
+                    "submitted, %llu asked", (unsigned long long)
+                    (avail > pending ? avail - pending : 0), (unsigned long long)cents);
+        return;
+    }
     rz_ledger_id w = auth_random_id();
     int rc = rz_ledger_withdraw_request(rz_engine_ledger(q->o->e), w, id, cents);
     if (rc != RZ_OK) {

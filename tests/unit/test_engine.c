@@ -940,6 +940,31 @@ static void test_group_commit(void **state)
     check(f);
 }
 
+/* What a group will hold is visible to the server (a withdrawal must leave
+ * it), and a deployment in the same group cannot take it either. */
+static void test_group_pending(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(rz_engine_group_pending(f->e, f->client), 0);
+    assert_int_equal(rz_engine_group_begin(f->e), RZ_OK);
+    uint64_t j = submit(f, 9000, 0, 1);
+    assert_true(j > 0);
+    assert_int_equal(rz_engine_group_pending(f->e, f->client), 9000);
+    assert_int_equal(rz_engine_group_pending(f->e, rz_ledger_id_make(7, 99)), 0);
+    /* 1000 left after the group's hold: a 1800-cent flow does not fit. */
+    const char *flow = "flux: 1\nname: g\nsteps:\n"
+                       "  a: {module: count, max_cost_cents: 900, inputs: {text: x}}\n"
+                       "  b: {module: count, max_cost_cents: 900, inputs: {text: y}}\n";
+    uint64_t d = 0;
+    assert_int_equal(rz_engine_deploy(f->e, flow, strlen(flow), f->client, NULL, 2,
+                                      &d, NULL), RZ_EFUNDS);
+    assert_int_equal(rz_engine_group_commit(f->e), RZ_OK);
+    assert_int_equal(rz_engine_group_pending(f->e, f->client), 0);
+    assert_int_equal(job_state(f, j), RZ_JOB_QUEUED);
+    assert_int_equal(balance(f, f->client), 1000);
+    check(f);
+}
+
 /* A crash between a group's ledger batch and its LMDB commit leaves holds
  * past the last job, with a gap where the ledger refused one: every one is
  * refunded, the gap kept as a cancelled job, no id reused. */
@@ -1144,6 +1169,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_decline_exhausts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_orphans_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shared_requirements, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_groups, setup, teardown),
