@@ -536,13 +536,20 @@ class OrchestratorApi(unittest.TestCase):
         self.assertEqual(lib.rz_vault_node_keypair(npk, nsk), 0)
         opk = u8(*bytes.fromhex(self.ok("GET", "/api/v1/keys", key=self.admin)
                                 ["x25519_public_key"]))
-        out, n = ctypes.c_void_p(), ctypes.c_size_t()
         now = int(time.time() * 1000)
-        self.assertEqual(lib.rz_vault_seal_value(
-            ctypes.byref(out), ctypes.byref(n), b"s3cret", ctypes.c_size_t(6),
-            b"orchestrator", b"openai", ctypes.c_uint64(now + 600000), opk), 0)
-        sealed = ctypes.string_at(out, n.value)
-        lib.rz_free(out)
+
+        def seal(value, cid):
+            out, n = ctypes.c_void_p(), ctypes.c_size_t()
+            self.assertEqual(lib.rz_vault_seal_value(
+                ctypes.byref(out), ctypes.byref(n), value, ctypes.c_size_t(len(value)),
+                b"orchestrator", cid, ctypes.c_uint64(now + 600000), opk), 0)
+            blob = ctypes.string_at(out, n.value)
+            lib.rz_free(out)
+            return blob
+        sealed = seal(b"s3cret", b"openai")
+        # Another credential whose id differs only in case, listed first:
+        # ids are case-sensitive, so it must not stand in for "openai".
+        decoy = seal(b"decoy!", b"OpenAI")
         _, key = self.client(1000)
         reg = self.ok("POST", "/api/v1/nodes/register",
                       {"capabilities": NODE_CAPS, "x25519_public_key": bytes(npk).hex()},
@@ -554,7 +561,8 @@ class OrchestratorApi(unittest.TestCase):
         self.err(422, "RZ_EINVALID", "POST", "/api/v1/flows/deploy", {"flow": flow}, key)
         import base64
         dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": flow, "credentials":
-                      {"openai": base64.b64encode(sealed).decode()}}, key, 201)["id"]
+                      {"OpenAI": base64.b64encode(decoy).decode(),
+                       "openai": base64.b64encode(sealed).decode()}}, key, 201)["id"]
         a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % reg["id"], key=reg["token"])
         self.assertEqual(a["deployment"], dep)
         self.assertEqual(len(a["credentials"]), 1)
