@@ -268,6 +268,42 @@ static void print_nodes(const cJSON *root)
     }
 }
 
+/* Every node: the server answers a page at a time ("next" is the id to
+ * ask after; null or absent on the last page). */
+static int fetch_nodes(rz_client *cl, cJSON **out)
+{
+    cJSON *all = cJSON_CreateObject();
+    cJSON *list = cJSON_AddArrayToObject(all, "nodes");
+    uint64_t after = 0;
+    for (;;) {
+        char path[96], *r = NULL;
+        snprintf(path, sizeof path, "/api/v1/nodes?limit=1000&after=%llu",
+                 (unsigned long long)after);
+        int ex = cli_request(cl, "GET", path, NULL, &r);
+        cJSON *page = ex == EXIT_OK ? cJSON_Parse(r) : NULL;
+        rz_free(r);
+        if (ex != EXIT_OK || !page) {
+            cJSON_Delete(all);
+            if (ex == EXIT_OK)
+                fprintf(stderr, "rhizos: nodes: the orchestrator's reply is not JSON\n");
+            return ex != EXIT_OK ? ex : EXIT_FAILED;
+        }
+        cJSON *nodes = cJSON_GetObjectItemCaseSensitive(page, "nodes"), *n;
+        while (cJSON_IsArray(nodes) && (n = cJSON_DetachItemFromArray(nodes, 0)))
+            cJSON_AddItemToArray(list, n);
+        const cJSON *next = cJSON_GetObjectItemCaseSensitive(page, "next");
+        bool more = cJSON_IsNumber(next) && next->valuedouble > (double)after;
+        if (more)
+            after = (uint64_t)next->valuedouble;
+        cJSON_Delete(page);
+        if (!more)
+            break;
+    }
+    cJSON_AddNullToObject(all, "next");
+    *out = all;
+    return EXIT_OK;
+}
+
 int cli_nodes(cli *c, const char *verb)
 {
     if (wrong_args("nodes", c->nargs, 0, 0))
@@ -275,16 +311,17 @@ int cli_nodes(cli *c, const char *verb)
     rz_client *cl = cli_client(c);
     if (!cl)
         return EXIT_USAGE;
-    char *r = NULL;
-    int ex = cli_request(cl, "GET", "/api/v1/nodes", NULL, &r);
+    cJSON *root = NULL;
+    int ex = fetch_nodes(cl, &root);
     if (ex == EXIT_OK && c->json) {
-        cli_print_json(r);
+        char *text = cJSON_PrintUnformatted(root);
+        if (text)
+            cli_print_json(text);
+        free(text);
     } else if (ex == EXIT_OK) {
-        cJSON *root = cJSON_Parse(r);
         print_nodes(root);
-        cJSON_Delete(root);
     }
-    rz_free(r);
+    cJSON_Delete(root);
     rz_client_free(cl);
     return ex;
 }

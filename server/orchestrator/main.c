@@ -34,6 +34,9 @@ static void usage(FILE *f)
           "                         (default 30000)\n"
           "  --policy P             placement: cheapest, fastest, reputation,\n"
           "                         binpack, spread (default cheapest)\n"
+          "  --register-rate N      node registrations per second from one\n"
+          "                         address, after a burst of 20 (default 1;\n"
+          "                         0: no limit)\n"
           "  --quiet                no startup messages\n"
           "  --routes               print the served routes and exit\n"
           "  --help, --version\n", f);
@@ -177,7 +180,7 @@ static bool parse_size(const char *s, uint64_t max, uint64_t *out)
 static int parse_opts(orch_opts *op, int argc, char **argv)
 {
     enum { O_LISTEN = 256, O_DATA, O_MODULES, O_ADMIN, O_MAXBODY, O_TIMEOUT,
-           O_POLICY, O_QUIET, O_ROUTES, O_HELP, O_VERSION };
+           O_POLICY, O_RATE, O_QUIET, O_ROUTES, O_HELP, O_VERSION };
     static const struct option longs[] = {
         { "listen", required_argument, NULL, O_LISTEN },
         { "data", required_argument, NULL, O_DATA },
@@ -186,6 +189,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         { "max-body", required_argument, NULL, O_MAXBODY },
         { "node-timeout-ms", required_argument, NULL, O_TIMEOUT },
         { "policy", required_argument, NULL, O_POLICY },
+        { "register-rate", required_argument, NULL, O_RATE },
         { "quiet", no_argument, NULL, O_QUIET },
         { "routes", no_argument, NULL, O_ROUTES },
         { "help", no_argument, NULL, O_HELP },
@@ -224,6 +228,16 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
             if (rz_policy_parse(optarg, &op->policy) != RZ_OK) {
                 fprintf(stderr, ORCH_NAME ": --policy: unknown policy \"%s\"\n", optarg);
                 return 2;
+            }
+            break;
+        case O_RATE:
+            if (strcmp(optarg, "0") == 0) {
+                op->register_rate = 0;
+            } else if (!parse_size(optarg, 1000000, &v)) {
+                fprintf(stderr, ORCH_NAME ": --register-rate: 0 to 1000000\n");
+                return 2;
+            } else {
+                op->register_rate = (unsigned)v;
             }
             break;
         case O_QUIET: op->quiet = true; break;
@@ -444,6 +458,7 @@ static void finish(orch *o)
     rz_registry_free(o->reg);
     sodium_free(o->sk);
     free(o->opts.modules);
+    orch_rate_free();
 }
 
 int main(int argc, char **argv)
@@ -453,6 +468,7 @@ int main(int argc, char **argv)
     o.opts.max_body = 1024 * 1024;
     o.opts.node_timeout_ms = 30000;
     o.opts.policy = RZ_POLICY_CHEAPEST;
+    o.opts.register_rate = ORCH_REGISTER_RATE;
     int rc = parse_opts(&o.opts, argc, argv);
     if (rc != 0) {
         free(o.opts.modules);

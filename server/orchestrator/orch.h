@@ -28,6 +28,14 @@
 #define ORCH_WAIT_MAX 60                 /* long-poll seconds */
 #define ORCH_WAIT_DEFAULT 25
 #define ORCH_CAPS_MAX 16384u            /* a node's capabilities, as JSON */
+#define ORCH_CAPS_STR_MAX 1024u         /* any string in them, keys too */
+#define ORCH_LABELS_MAX 64u             /* capabilities.labels entries */
+#define ORCH_LABEL_KEY_MAX 64u
+#define ORCH_LABEL_VALUE_MAX 256u
+#define ORCH_REGISTER_BURST 20u         /* registrations per address at once */
+#define ORCH_REGISTER_RATE 1u           /* ... and refilled per second */
+#define ORCH_NODES_PAGE 100u            /* GET /api/v1/nodes?limit= */
+#define ORCH_NODES_PAGE_MAX 1000u
 #define ORCH_WATCH_MAX 64                /* SSE streams one key may hold */
 #define ORCH_CRED_TTL_MS (10u * 60u * 1000u)  /* credentials sealed to a node */
 /* How long a job handed to a node may be missing from its heartbeat's
@@ -53,6 +61,7 @@ typedef struct orch_opts {
     size_t max_body;
     uint64_t node_timeout_ms;
     rz_policy policy;
+    unsigned register_rate;  /* registrations per second per address; 0: any */
     bool quiet;
 } orch_opts;
 
@@ -226,6 +235,7 @@ void r_stats(req *q);
 void r_keys(req *q);
 void r_nodes_list(req *q);
 void r_node_register(req *q);
+void orch_rate_free(void);   /* the registration buckets */
 void r_node_heartbeat(req *q);
 void r_node_poll(req *q);
 void r_node_result(req *q);

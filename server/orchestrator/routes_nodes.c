@@ -13,28 +13,49 @@ static const char *node_state_name(rz_node_state s)
     return s == RZ_NODE_ACTIVE ? "active" : s == RZ_NODE_LOST ? "lost" : "gone";
 }
 
+static cJSON *node_json(orch *o, uint64_t id, const rz_engine_node_info *ni)
+{
+    char *caps = NULL;
+    cJSON *x = cJSON_CreateObject();
+    cJSON_AddNumberToObject(x, "id", (double)id);
+    cJSON_AddStringToObject(x, "state", node_state_name(ni->state));
+    cJSON_AddNumberToObject(x, "load", ni->load);
+    cJSON_AddNumberToObject(x, "jobs", ni->jobs);
+    rz_engine_node_caps(o->e, id, &caps);
+    cJSON *c = parse_json_text(caps);
+    rz_free(caps);
+    cJSON_AddItemToObject(x, "capabilities", c ? c : cJSON_CreateObject());
+    return x;
+}
+
+/* One page, ids ascending after `after`; "next" is the id to pass as
+ * `after` for the following page, null on the last. */
 void r_nodes_list(req *q)
 {
     orch *o = q->o;
+    uint64_t limit, after;
+    if (!query_u64(q, "limit", ORCH_NODES_PAGE, ORCH_NODES_PAGE_MAX, &limit) ||
+        !query_u64(q, "after", 0, (uint64_t)1 << 53, &after))
+        return;
+    if (limit == 0) {
+        reply_error(q, RZ_EINVAL, "\"limit\" must be a whole number from 1 to %u",
+                    ORCH_NODES_PAGE_MAX);
+        return;
+    }
     cJSON *doc = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(doc, "nodes");
-    uint64_t n = rz_engine_node_count(o->e);
-    for (uint64_t id = 1; id <= n; id++) {
+    uint64_t n = rz_engine_node_count(o->e), id = after, listed = 0;
+    while (id < n && listed < limit) {
         rz_engine_node_info ni;
-        char *caps = NULL;
-        if (rz_engine_node_get(o->e, id, &ni) != RZ_OK)
+        if (rz_engine_node_get(o->e, ++id, &ni) != RZ_OK)
             continue;
-        cJSON *x = cJSON_CreateObject();
-        cJSON_AddNumberToObject(x, "id", (double)id);
-        cJSON_AddStringToObject(x, "state", node_state_name(ni.state));
-        cJSON_AddNumberToObject(x, "load", ni.load);
-        cJSON_AddNumberToObject(x, "jobs", ni.jobs);
-        rz_engine_node_caps(o->e, id, &caps);
-        cJSON *c = parse_json_text(caps);
-        rz_free(caps);
-        cJSON_AddItemToObject(x, "capabilities", c ? c : cJSON_CreateObject());
-        cJSON_AddItemToArray(arr, x);
+        cJSON_AddItemToArray(arr, node_json(o, id, &ni));
+        listed++;
     }
+    if (id < n)
+        cJSON_AddNumberToObject(doc, "next", (double)id);
+    else
+        cJSON_AddNullToObject(doc, "next");
     reply_json(q, 200, doc);
 }
 
@@ -52,6 +73,129 @@ static bool own_node(req *q, uint64_t *node)
     return true;
 }
 
+/* ---- what one registration may store ---- */
+
+/* Any string in the capabilities, at any depth, keys included. */
+static const char *long_string(const cJSON *v, const char **key)
+{
+    for (const cJSON *c = v ? v->child : NULL; c; c = c->next) {
+        if (c->string && strlen(c->string) > ORCH_CAPS_STR_MAX) {
+            *key = c->string;
+            return "a key";
+        }
+        if (cJSON_IsString(c) && strlen(c->valuestring) > ORCH_CAPS_STR_MAX) {
+            *key = c->string ? c->string : (v->string ? v->string : "");
+            return "the value of";
+        }
+        const char *what = long_string(c, key);
+        if (what)
+            return what;
+    }
+    return NULL;
+}
+
+/* capabilities.labels: a bounded map of strings; every string bounded. */
+static bool caps_bounded(req *q, const cJSON *caps)
+{
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(caps, "labels"), *l;
+    if (labels && !cJSON_IsNull(labels)) {
+        if (!cJSON_IsObject(labels)) {
+            reply_error(q, RZ_EINVAL, "\"capabilities.labels\" must be an object");
+            return false;
+        }
+        if ((unsigned)cJSON_GetArraySize(labels) > ORCH_LABELS_MAX) {
+            reply_error(q, RZ_EINVAL, "\"capabilities.labels\" has %d entries; "
+                        "at most %u", cJSON_GetArraySize(labels), ORCH_LABELS_MAX);
+            return false;
+        }
+        cJSON_ArrayForEach(l, labels) {
+            if (strlen(l->string) > ORCH_LABEL_KEY_MAX) {
+                reply_error(q, RZ_EINVAL, "\"capabilities.labels\": a key of "
+                            "%zu bytes; at most %u", strlen(l->string),
+                            ORCH_LABEL_KEY_MAX);
+                return false;
+            }
+            if (!cJSON_IsString(l) || strlen(l->valuestring) > ORCH_LABEL_VALUE_MAX) {
+                reply_error(q, RZ_EINVAL, "\"capabilities.labels.%.64s\" must be "
+                            "a string of at most %u bytes", l->string,
+                            ORCH_LABEL_VALUE_MAX);
+                return false;
+            }
+        }
+    }
+    const char *key = NULL, *what = long_string(caps, &key);
+    if (what) {
+        reply_error(q, RZ_EINVAL, "\"capabilities\": %s \"%.64s\" is over %u "
+                    "bytes", what, key, ORCH_CAPS_STR_MAX);
+        return false;
+    }
+    return true;
+}
+
+/* ---- registration rate, per remote address ----
+ * A token bucket per address in a fixed table (bounded memory whatever
+ * the number of addresses): a slot is keyed by a keyed hash of the
+ * address; a slot another address holds is taken over once its bucket has
+ * refilled, else the two share it (the stricter outcome). */
+#define RATE_SLOTS 4096
+
+typedef struct rate_slot {
+    char addr[48];
+    double tokens;
+    uint64_t at_ms;
+} rate_slot;
+
+static rate_slot *rate_table;
+static unsigned char rate_key[crypto_shorthash_KEYBYTES];
+
+static double refilled(const orch *o, const rate_slot *s, uint64_t now)
+{
+    double t = s->tokens + (double)(now - s->at_ms) / 1000.0 * o->opts.register_rate;
+    return t > ORCH_REGISTER_BURST ? ORCH_REGISTER_BURST : t;
+}
+
+/* Take one token for `addr`; false when its bucket is empty. */
+static bool rate_take(orch *o, const char *addr, uint64_t now)
+{
+    if (o->opts.register_rate == 0)
+        return true;
+    if (!rate_table) {
+        if (!(rate_table = calloc(RATE_SLOTS, sizeof *rate_table)))
+            return true;   /* no table: no limit rather than no service */
+        crypto_shorthash_keygen(rate_key);
+    }
+    unsigned char h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, (const unsigned char *)addr, strlen(addr), rate_key);
+    rate_slot *s = &rate_table[(h[0] | (unsigned)h[1] << 8) % RATE_SLOTS];
+    double t = !s->at_ms ? ORCH_REGISTER_BURST
+             : now >= s->at_ms ? refilled(o, s, now) : s->tokens;
+    if (strcmp(s->addr, addr) != 0 && t >= ORCH_REGISTER_BURST)
+        snprintf(s->addr, sizeof s->addr, "%s", addr);
+    s->at_ms = now;
+    if (t < 1) {
+        s->tokens = t;
+        return false;
+    }
+    s->tokens = t - 1;
+    return true;
+}
+
+void orch_rate_free(void)
+{
+    free(rate_table);
+    rate_table = NULL;
+}
+
+static const char *peer_of(req *q)
+{
+    struct evhttp_connection *c = evhttp_request_get_connection(q->r);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    if (c)
+        evhttp_connection_get_peer(c, &addr, &port);
+    return addr ? addr : "";
+}
+
 void r_node_register(req *q)
 {
     static const char *const fields[] = { "capabilities", "x25519_public_key",
@@ -60,6 +204,12 @@ void r_node_register(req *q)
     cJSON *caps;
     const char *x = NULL, *ed = NULL;
     unsigned char pk[32];
+    if (!rate_take(o, peer_of(q), orch_now_ms())) {
+        reply_limit(q, "too many registrations from this address; at most "
+                    "%u at once and %u a second", ORCH_REGISTER_BURST,
+                    o->opts.register_rate);
+        return;
+    }
     if (!body_fields(q, fields) || !body_obj(q, "capabilities", &caps) ||
         !body_str(q, "x25519_public_key", true, &x) ||
         !body_str(q, "ed25519_public_key", false, &ed))
@@ -77,6 +227,10 @@ void r_node_register(req *q)
     if (text && strlen(text) > ORCH_CAPS_MAX) {
         reply_error(q, RZ_ETOOBIG, "\"capabilities\" has %zu bytes; at most %u",
                     strlen(text), ORCH_CAPS_MAX);
+        free(text);
+        return;
+    }
+    if (!caps_bounded(q, caps)) {
         free(text);
         return;
     }

@@ -3,7 +3,9 @@
 
 SSE streams and long-polls dropped by their clients are freed (the server's
 VmRSS stays put over 2000 of them); a key holds at most 64 streams;
-registration refuses capabilities over 16 KiB; a node's result over
+registration refuses capabilities over 16 KiB, more than 64 labels, long
+labels and strings over 1 KiB, and is rate-limited per address; the node
+list is paged; a node's result over
 --max-body fails its attempt (413) instead of leaving the job running; the ledger is checkpointed within seconds of a
 settlement, so `rhizos ledger verify --data` beside the server sees it.
 
@@ -277,9 +279,130 @@ class Limits(Base):
         self.assertEqual(self.ok("GET", "/api/v1/nodes", key=self.s.admin)["nodes"],
                          before)
 
+    def register(self, caps):
+        return self.s.call("POST", "/api/v1/nodes/register",
+                           {"capabilities": caps, "x25519_public_key": X25519})
+
+    def test_registration_labels_and_strings_bounded(self):
+        before = self.ok("GET", "/api/v1/nodes", key=self.s.admin)["nodes"]
+        bad = [
+            (dict(CAPS, labels={"l%d" % i: "v" for i in range(65)}),
+             "\"capabilities.labels\" has 65 entries; at most 64"),
+            (dict(CAPS, labels={"k" * 65: "v"}),
+             "\"capabilities.labels\": a key of 65 bytes; at most 64"),
+            (dict(CAPS, labels={"zone": "v" * 257}),
+             "\"capabilities.labels.zone\" must be a string of at most 256 bytes"),
+            (dict(CAPS, labels={"zone": 5}),
+             "\"capabilities.labels.zone\" must be a string of at most 256 bytes"),
+            (dict(CAPS, labels=["a"]), "\"capabilities.labels\" must be an object"),
+            (dict(CAPS, cpu={"model": "m" * 1025}),
+             "\"capabilities\": the value of \"model\" is over 1024 bytes"),
+            (dict(CAPS, gpus=[{"notes": ["x", "y" * 1025]}]),
+             "\"capabilities\": the value of \"notes\" is over 1024 bytes"),
+            (dict(CAPS, **{"k" * 1025: 1}),
+             "\"capabilities\": a key \"%s\" is over 1024 bytes" % ("k" * 64)),
+        ]
+        for caps, message in bad:
+            with self.subTest(message=message):
+                st, doc = self.register(caps)
+                self.assertEqual(st, 400, doc)
+                self.assertEqual(doc["error"], {"code": "RZ_EINVAL", "message": message})
+        self.assertEqual(self.ok("GET", "/api/v1/nodes", key=self.s.admin)["nodes"],
+                         before)
+        # At the limits: taken.
+        caps = dict(CAPS, cpu={"cores": 4, "model": "m" * 1024},
+                    labels=dict({"l%d" % i: "v" for i in range(63)},
+                                **{"k" * 64: "v" * 256}))
+        st, doc = self.register(caps)
+        self.assertEqual(st, 201, doc)
+
+    def test_nodes_paged(self):
+        ids = [self.node()[0] for _ in range(7)]
+        seen, after, pages = [], 0, 0
+        while True:
+            doc = self.ok("GET", "/api/v1/nodes?limit=3&after=%d" % after,
+                          key=self.s.admin)
+            seen += [n["id"] for n in doc["nodes"]]
+            pages += 1
+            if doc["next"] is None:
+                break
+            self.assertEqual(doc["next"], seen[-1])
+            after = doc["next"]
+        self.assertEqual(seen, ids)
+        self.assertEqual(pages, 3)
+        whole = self.ok("GET", "/api/v1/nodes", key=self.s.admin)
+        self.assertEqual(([n["id"] for n in whole["nodes"]], whole["next"]), (ids, None))
+        self.assertEqual(self.ok("GET", "/api/v1/nodes?after=7",
+                                 key=self.s.admin), {"nodes": [], "next": None})
+        for bad in ("limit=0", "limit=1001", "limit=x", "after=-1"):
+            st, doc = self.s.call("GET", "/api/v1/nodes?" + bad, key=self.s.admin)
+            self.assertEqual(st, 400, (bad, doc))
+            self.assertEqual(doc["error"]["code"], "RZ_EINVAL")
+        if CLI:
+            env = dict(os.environ, RHIZOS_API_KEY=self.s.admin,
+                       RHIZOS_URL="http://127.0.0.1:%d" % self.s.port)
+            r = subprocess.run([CLI, "nodes", "--json"], capture_output=True,
+                               text=True, timeout=30, env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual([n["id"] for n in json.loads(r.stdout)["nodes"]], ids)
+
     def balance_of(self, key):
         a = self.ok("GET", "/api/v1/accounts/me", key=key)
         return a["balance_cents"], a["pending_cents"]
+
+
+class RegisterRate(Base):
+    """Registrations from one address: a burst of 20, then 2 a second."""
+    extra = ("--register-rate", "2")
+
+    def test_registrations_rate_limited_per_address(self):
+        took, t0 = 0, time.time()
+        while True:
+            st, doc = self.register(CAPS)
+            if st != 201:
+                break
+            took += 1
+            # The burst, plus what refilled while it was spent.
+            self.assertLessEqual(took, 21 + 2 * (time.time() - t0), "no limit")
+        self.assertGreaterEqual(took, 20)
+        self.assertEqual(st, 429, doc)
+        self.assertEqual(doc["error"]["code"], "RZ_EDENIED")
+        self.assertIn("too many registrations", doc["error"]["message"])
+        # Nothing stored for the refused one; other routes still answer.
+        listed = self.ok("GET", "/api/v1/nodes", key=self.s.admin)["nodes"]
+        self.assertEqual(len(listed), took)
+        self.assertEqual(self.ok("GET", "/health")["status"], "ok")
+        # Tokens come back with time.
+        time.sleep(1.2)
+        self.assertEqual(self.register(CAPS)[0], 201)
+
+    register = Limits.register
+
+
+class Unlimited(Base):
+    extra = ("--register-rate", "0")
+
+    def test_register_rate_zero_is_unlimited_and_cli_pages(self):
+        # Over one page of the CLI's (1000), from one address at once.
+        n = 1010
+        for _ in range(n):
+            self.assertEqual(self.register(CAPS)[0], 201)
+        doc = self.ok("GET", "/api/v1/nodes", key=self.s.admin)
+        self.assertEqual((len(doc["nodes"]), doc["next"]), (100, 100))
+        if CLI:
+            env = dict(os.environ, RHIZOS_API_KEY=self.s.admin,
+                       RHIZOS_URL="http://127.0.0.1:%d" % self.s.port)
+            r = subprocess.run([CLI, "nodes", "--json"], capture_output=True,
+                               text=True, timeout=60, env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual([x["id"] for x in json.loads(r.stdout)["nodes"]],
+                             list(range(1, n + 1)))
+            r = subprocess.run([CLI, "nodes"], capture_output=True, text=True,
+                               timeout=60, env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(len(r.stdout.splitlines()), n + 1)   # and the header
+
+    register = Limits.register
 
 
 class OutOfDescriptors(Base):
