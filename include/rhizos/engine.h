@@ -228,9 +228,14 @@ RZ_EXTERN int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
                                rz_ledger_id client, const char *inputs_json,
                                uint64_t now_ms, uint64_t *deployment,
                                rz_diags *diags);
-/* {"id","status","steps":{"<id>":{"status","attempts","outputs","job"}},
- *  "outputs":{...}}: the shape of `rhizos flow run --json` plus each step's
- * job id. Release with rz_free. */
+/* {"id","status","steps":{"<id>":{"status","attempts","outputs","job",
+ *  "job_status","dispatches"}},"outputs":{...}}: the shape of `rhizos flow
+ * run --json` plus each step's job id, the job's own state
+ * (rz_job_state_name) and how many times it was dispatched in all. "status"
+ * and "attempts" are the run's: a step stays "running" on its attempt while
+ * its job, declined or lost by a node, is "queued" again. A step that timed
+ * out before any node took its job says so: "timed out after N s waiting for
+ * a node (no node took it)". Release with rz_free. */
 RZ_EXTERN int rz_engine_deploy_status(rz_engine *e, uint64_t deployment,
                                       char **json);
 RZ_EXTERN int rz_engine_deploy_state(rz_engine *e, uint64_t deployment,

@@ -87,6 +87,13 @@ RZ_EXTERN int rz_run_fail(rz_run *run, size_t step, const char *reason,
  * go to `expired` (up to cap; the caller must stop them). Returns the count. */
 RZ_EXTERN size_t rz_run_tick(rz_run *run, uint64_t now_ms, size_t *expired,
                              size_t cap);
+/* rz_run_tick for one step, with `note` (NULL: none) appended to its
+ * reason ("timed out after N s" + note): for a caller that knows more about
+ * why the step did not finish in time. Returns 1 if the step was RUNNING and
+ * its timeout had passed at `now_ms` (it failed as rz_run_tick would fail
+ * it), 0 if not (nothing changes), or a negative rz_status. */
+RZ_EXTERN int rz_run_expire(rz_run *run, size_t step, const char *note,
+                            uint64_t now_ms);
 /* Earliest time something changes on its own (a retry falls due, a timeout
  * expires); UINT64_MAX if nothing is scheduled. */
 RZ_EXTERN uint64_t rz_run_next_wakeup(const rz_run *run);

@@ -42,7 +42,7 @@ static bool job_open(const rz__ejob *j)
 
 /* ---- status ---- */
 
-static int status_json(const rz__edep *d, char **out)
+static int status_json(rz_engine *e, const rz__edep *d, char **out)
 {
     *out = NULL;
     char *text = NULL;
@@ -58,8 +58,15 @@ static int status_json(const rz__edep *d, char **out)
     cJSON *steps = cJSON_GetObjectItemCaseSensitive(doc, "steps");
     for (cJSON *s = steps ? steps->child : NULL; s; s = s->next) {
         size_t i = rz_flow_step_find(d->flow, s->string);
-        if (i != RZ_NPOS && cJSON_IsObject(s))
-            cJSON_AddNumberToObject(s, "job", (double)(d->first_job + i));
+        if (i == RZ_NPOS || !cJSON_IsObject(s))
+            continue;
+        /* The job's own view: after a decline or a lost node the run's
+         * step is still running (same attempt) while its job waits in the
+         * queue again, dispatched once more. */
+        const rz__ejob *j = step_job(e, d, i);
+        cJSON_AddNumberToObject(s, "job", (double)j->id);
+        cJSON_AddStringToObject(s, "job_status", rz_job_state_name(j->state));
+        cJSON_AddNumberToObject(s, "dispatches", (double)j->attempt);
     }
     *out = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
@@ -69,7 +76,7 @@ static int status_json(const rz__edep *d, char **out)
 static int finish_dep(rz_engine *e, rz__edep *d)
 {
     char *status = NULL;
-    int rc = status_json(d, &status);
+    int rc = status_json(e, d, &status);
     if (rc != RZ_OK)
         return rc;
     d->state = rz_run_state_get(d->run);
@@ -123,13 +130,42 @@ static void step_back(rz_engine *e, rz__edep *d, rz__ejob *j)
     rz__engine_touch_job(e, j);
 }
 
+/* A step whose timeout passes while its job still waits for a node (queued,
+ * or placed but never taken) did not run at all: its reason says so. It
+ * fails through rz_run_expire and is recorded as a failure with that reason,
+ * so a replay (which replays the failure, not the expiry) gives the same
+ * message. Steps whose job is running are left to the tick. */
+static int expire_waiting(rz_engine *e, rz__edep *d, uint64_t now,
+                          size_t *count)
+{
+    int rc = RZ_OK;
+    for (size_t i = 0; i < d->n_steps && rc == RZ_OK; i++) {
+        const rz__ejob *j = step_job(e, d, i);
+        if (j->state != RZ_JOB_QUEUED && j->state != RZ_JOB_ASSIGNED)
+            continue;
+        rc = rz_run_expire(d->run, i, " waiting for a node (no node took it)",
+                           now);
+        if (rc == 1) {
+            (*count)++;
+            rc = rz__engine_dev_add(e, d, RZ__DEV_FAIL, i, now,
+                                    rz_run_step_error(d->run, i));
+        }
+    }
+    return rc;
+}
+
 static int expire(rz_engine *e, rz__edep *d, uint64_t now)
 {
-    size_t buf[64];
-    size_t n = rz_run_tick(d->run, now, buf, RZ_ARRAY_LEN(buf));
-    if (!n)
-        return RZ_OK;
-    int rc = rz__engine_dev_add(e, d, RZ__DEV_TICK, 0, now, NULL);
+    if (rz_run_next_wakeup(d->run) > now)
+        return RZ_OK;   /* no timeout (nor retry) is due */
+    size_t n = 0, buf[64];
+    int rc = expire_waiting(e, d, now, &n);
+    size_t ticked = rc == RZ_OK ? rz_run_tick(d->run, now, buf,
+                                              RZ_ARRAY_LEN(buf)) : 0;
+    if (ticked)
+        rc = rz__engine_dev_add(e, d, RZ__DEV_TICK, 0, now, NULL);
+    if (rc != RZ_OK || n + ticked == 0)
+        return rc;
     /* More than fit in buf were expired as well: their jobs are found by
      * comparing states below. */
     for (size_t i = 0; i < d->n_steps && rc == RZ_OK; i++) {
@@ -481,7 +517,7 @@ int rz_engine_deploy_status(rz_engine *e, uint64_t deployment, char **json)
         *json = rz__strdup(d->final_status);
         return *json ? RZ_OK : no_memory();
     }
-    return status_json(d, json);
+    return status_json(e, d, json);
 }
 
 int rz_engine_deploy_state(rz_engine *e, uint64_t deployment, rz_run_state *out)

@@ -667,6 +667,32 @@ int rz_run_fail(rz_run *run, size_t step, const char *reason, uint64_t now_ms)
     return RZ_OK;
 }
 
+static bool due(const step_rt *s, uint64_t now_ms)
+{
+    return s->state == RZ_STEP_RUNNING && s->has_deadline && s->due_ms <= now_ms;
+}
+
+/* "timed out after N s" and the caller's note. */
+static char *timeout_reason(const rz_run *r, size_t i, const char *note)
+{
+    return rz__asprintf("timed out after %u s%s", timeout_s(step_of(r, i)),
+                        note ? note : "");
+}
+
+int rz_run_expire(rz_run *run, size_t step, const char *note, uint64_t now_ms)
+{
+    int rc = check_step(run, step);
+    if (rc != RZ_OK)
+        return rc;
+    if (!due(&run->st[step], now_ms))
+        return 0;
+    char *why = timeout_reason(run, step, note);
+    if (!why)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    step_failed(run, step, why, now_ms);
+    return 1;
+}
+
 size_t rz_run_tick(rz_run *run, uint64_t now_ms, size_t *expired, size_t cap)
 {
     if (!run)
@@ -675,17 +701,14 @@ size_t rz_run_tick(rz_run *run, uint64_t now_ms, size_t *expired, size_t cap)
     size_t n = 0;
     for (size_t k = 0; k < run->n_timed; k++) {
         size_t i = run->timed[k];
-        const step_rt *s = &run->st[i];
-        if (s->state == RZ_STEP_RUNNING && s->has_deadline && s->due_ms <= now_ms)
+        if (due(&run->st[i], now_ms))
             run->scratch[n++] = i;
     }
     for (size_t k = 0; k < n; k++) {
         size_t i = run->scratch[k];
         if (expired && k < cap)
             expired[k] = i;
-        char *why = rz__asprintf("timed out after %u s",
-                                 timeout_s(step_of(run, i)));
-        step_failed(run, i, why, now_ms);
+        step_failed(run, i, timeout_reason(run, i, NULL), now_ms);
     }
     return n;
 }

@@ -637,6 +637,122 @@ static void test_deploy_timeout_cancel(void **state)
     check(f);
 }
 
+static const char *step_field(cJSON *doc, const char *step, const char *key)
+{
+    cJSON *s = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), step);
+    cJSON *v = cJSON_GetObjectItem(s, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int step_int(cJSON *doc, const char *step, const char *key)
+{
+    cJSON *s = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), step);
+    cJSON *v = cJSON_GetObjectItem(s, key);
+    assert_true(cJSON_IsNumber(v));
+    return v->valueint;
+}
+
+/* The step's error in the status: in backoff, its deployment still runs,
+ * so a reopened engine rebuilds it by replaying the step events. */
+static void assert_step_error(fx *f, uint64_t d, const char *want)
+{
+    cJSON *doc = status(f, d);
+    assert_string_equal(step_field(doc, "s", "status"), "backoff");
+    assert_non_null(step_field(doc, "s", "error"));
+    assert_string_equal(step_field(doc, "s", "error"), want);
+    cJSON_Delete(doc);
+}
+
+/* A step that times out while its job waits for a node (queued, or placed
+ * and never taken) says it never ran; one a node took says only that it
+ * timed out. The messages survive a restart. */
+static void test_timeout_reason(void **state)
+{
+    fx *f = *state;
+    const char *flow =
+        "flux: 1\nname: slow\nsteps:\n"
+        "  s:\n    module: count@1.0.0\n    inputs: {text: \"x\"}\n"
+        "    timeout_s: 1\n"
+        "    retry: {max_attempts: 2, backoff: fixed, initial_ms: 3600000}\n";
+    const char *waiting = "timed out after 1 s waiting for a node "
+                          "(no node took it)";
+    /* No node at all. */
+    uint64_t d1 = deploy_in(f, flow, NULL, 10);
+    assert_int_equal(rz_engine_tick(f->e, 1011), RZ_OK);
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, 1, &ji), RZ_OK);
+    assert_int_equal(ji.state, RZ_JOB_PENDING);   /* waits for its retry */
+    assert_step_error(f, d1, waiting);
+    /* Placed on a node that never picked it up. */
+    uint64_t n = node_add(f, 1100);
+    uint64_t d2 = deploy_in(f, flow, NULL, 1200);
+    assert_int_equal(rz_engine_tick(f->e, 1201), RZ_OK);   /* places it */
+    assert_int_equal(job_state(f, 2), RZ_JOB_ASSIGNED);
+    assert_int_equal(rz_engine_node_heartbeat(f->e, n, 2100, 0), RZ_OK);
+    assert_int_equal(rz_engine_tick(f->e, 2201), RZ_OK);
+    assert_step_error(f, d2, waiting);
+    /* Taken by the node: the plain message. */
+    assert_int_equal(rz_engine_node_heartbeat(f->e, n, 2300, 0), RZ_OK);
+    uint64_t d3 = deploy_in(f, flow, NULL, 2300);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, n, 2301, &a), RZ_OK);
+    assert_int_equal(a.job, 3);
+    assert_int_equal(rz_engine_node_heartbeat(f->e, n, 3200, 0), RZ_OK);
+    assert_int_equal(rz_engine_tick(f->e, 3302), RZ_OK);
+    assert_step_error(f, d3, "timed out after 1 s");
+    check(f);
+    reopen(f);
+    assert_step_error(f, d1, waiting);
+    assert_step_error(f, d2, waiting);
+    assert_step_error(f, d3, "timed out after 1 s");
+    check(f);
+}
+
+/* After a decline the run's step is still running on attempt 1, and the
+ * status shows its job queued again, dispatched twice. */
+static void test_status_job_view(void **state)
+{
+    fx *f = *state;
+    const char *flow =
+        "flux: 1\nname: one\nsteps:\n"
+        "  s:\n    module: count@1.0.0\n    inputs: {text: \"x\"}\n";
+    uint64_t d = deploy_in(f, flow, NULL, 10);
+    cJSON *doc = status(f, d);
+    assert_string_equal(step_field(doc, "s", "status"), "running");
+    assert_string_equal(step_field(doc, "s", "job_status"), "queued");
+    assert_int_equal(step_int(doc, "s", "dispatches"), 1);
+    cJSON_Delete(doc);
+    uint64_t n = node_add(f, 11);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, n, 12, &a), RZ_OK);
+    doc = status(f, d);
+    assert_string_equal(step_field(doc, "s", "job_status"), "running");
+    cJSON_Delete(doc);
+    assert_int_equal(rz_engine_decline(f->e, n, a.job, a.attempt, 13), RZ_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        doc = status(f, d);
+        assert_string_equal(step_field(doc, "s", "status"), "running");
+        assert_int_equal(step_int(doc, "s", "attempts"), 1);
+        assert_int_equal(step_int(doc, "s", "job"), (int)a.job);
+        assert_string_equal(step_field(doc, "s", "job_status"), "queued");
+        assert_int_equal(step_int(doc, "s", "dispatches"), 2);
+        cJSON_Delete(doc);
+        if (!pass)
+            reopen(f);
+    }
+    /* A second node finishes it: the final status keeps the job's view. */
+    uint64_t m = node_add(f, 20);
+    assert_int_equal(rz_engine_poll(f->e, m, 21, &a), RZ_OK);
+    assert_int_equal(rz_engine_result(f->e, m, a.job, 2, "{\"n\":1}", NULL,
+                                      1000, 22), RZ_OK);
+    doc = status(f, d);
+    assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
+    assert_string_equal(step_field(doc, "s", "job_status"), "succeeded");
+    assert_int_equal(step_int(doc, "s", "dispatches"), 2);
+    cJSON_Delete(doc);
+    check(f);
+}
+
 static void test_restart_close(void **state)
 {
     fx *f = *state;
@@ -1165,6 +1281,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_sigkill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphan_hold, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_reason, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_job_view, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decline_exhausts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listings, setup, teardown),

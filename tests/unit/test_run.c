@@ -345,6 +345,40 @@ static void test_timeout(void **state)
     rz_flow_free(f);
 }
 
+/* rz_run_expire: one step, only once its timeout has passed, with a note. */
+static void test_expire_one(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: slow\nsteps:\n"
+                      "  a: {module: noop, timeout_s: 2}\n"
+                      "  b: {module: noop, timeout_s: 2}\n"
+                      "  c: {module: noop}\n");
+    rz_run *r = start_run(f, NULL);
+    size_t a = S(r, "a"), b = S(r, "b"), c = S(r, "c");
+    assert_int_equal(rz_run_expire(r, a, " x", 1000), 0);         /* not running */
+    assert_int_equal(rz_run_start(r, a, 1000), RZ_OK);
+    assert_int_equal(rz_run_start(r, b, 1000), RZ_OK);
+    assert_int_equal(rz_run_start(r, c, 1000), RZ_OK);
+    assert_int_equal(rz_run_expire(r, a, " x", 2999), 0);
+    assert_int_equal(rz_run_step_state(r, a), RZ_STEP_RUNNING);
+    assert_int_equal(rz_run_expire(r, c, " x", 999999), 0);       /* no limit */
+    assert_int_equal(rz_run_expire(r, 9, " x", 3000), RZ_EINVAL);
+    assert_int_equal(rz_run_expire(r, a, " waiting", 3000), 1);
+    assert_int_equal(rz_run_step_state(r, a), RZ_STEP_FAILED);
+    assert_string_equal(rz_run_step_error(r, a), "timed out after 2 s waiting");
+    assert_int_equal(rz_run_expire(r, a, " x", 3000), 0);         /* settled */
+    /* The tick takes the rest, with the plain reason. */
+    size_t exp[2];
+    assert_int_equal(rz_run_tick(r, 3000, exp, 2), 1);
+    assert_int_equal(exp[0], b);
+    assert_string_equal(rz_run_step_error(r, b), "timed out after 2 s");
+    assert_int_equal(rz_run_expire(r, b, NULL, 3000), 0);
+    assert_int_equal(rz_run_succeed(r, c, "{}", 3001), RZ_OK);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
 /* Without its own timeout_s a step takes its module's exec.timeout_s. */
 static void test_module_timeout(void **state)
 {
@@ -988,6 +1022,7 @@ int main(void)
         cmocka_unit_test(test_retry_fixed),
         cmocka_unit_test(test_retry_exponential_capped),
         cmocka_unit_test(test_timeout),
+        cmocka_unit_test(test_expire_one),
         cmocka_unit_test(test_module_timeout),
         cmocka_unit_test(test_when_false_skips_downstream),
         cmocka_unit_test(test_when_true_and_inputs),
