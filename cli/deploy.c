@@ -29,7 +29,9 @@ void cli_deploy_usage(void)
 "lacks are left to the orchestrator), seals the credentials the flow names\n"
 "from the vault to the orchestrator's key, and prints the deployment id\n"
 "(--json: {\"id\": N}). `status --json` prints the shape of `flow run --json`\n"
-"plus each step's job and the money held and charged. `watch` prints a line\n"
+"plus each step's job, the job's own status and dispatches, and the money\n"
+"held and charged; a running step whose job waits for a node shows as\n"
+"\"running (queued for a node)\". `watch` prints a line\n"
 "per step change until the deployment ends (--json: each status as a line)\n"
 "and exits 0 only if it succeeded.\n");
 }
@@ -313,21 +315,39 @@ static void money_words(const cJSON *s, char *buf, size_t cap)
         snprintf(buf, cap, "charged %s of %s held, the rest refunded", charged, held);
 }
 
+/* The run's status of a step, with what its job is doing where the two
+ * differ: a "running" step whose job waits in the queue (not taken yet, or
+ * declined or lost by a node and queued again) has not started anywhere. */
+static const char *step_words(const cJSON *st, char *buf, size_t cap)
+{
+    const char *run = cli_json_str(st, "status", "?");
+    const char *job = cli_json_str(st, "job_status", "");
+    const char *why = strcmp(job, "queued") == 0 ? "queued for a node"
+                    : strcmp(job, "assigned") == 0 ? "sent to a node, not started"
+                    : NULL;
+    if (strcmp(run, "running") != 0 || !why)
+        return run;
+    snprintf(buf, cap, "%s (%s)", run, why);
+    return buf;
+}
+
 static void print_flow_status(const cJSON *s)
 {
     char money[128];
     money_words(s, money, sizeof money);
     printf("flow %lld (%s): %s, %s\n", (long long)cli_json_int(s, "id"),
            cli_json_str(s, "flow", "?"), cli_json_str(s, "status", "?"), money);
-    printf("  %-20s %-10s %8s %8s\n", "STEP", "STATUS", "ATTEMPTS", "JOB");
+    printf("  %-20s %8s %8s  %s\n", "STEP", "ATTEMPTS", "JOB", "STATUS");
     const cJSON *st;
     cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(s, "steps")) {
         char job[24] = "-";
         const cJSON *j = cJSON_GetObjectItemCaseSensitive(st, "job");
         if (cJSON_IsNumber(j))
             snprintf(job, sizeof job, "%lld", (long long)j->valuedouble);
-        printf("  %-20s %-10s %8lld %8s\n", st->string, cli_json_str(st, "status", "?"),
-               (long long)cli_json_int(st, "attempts"), job);
+        char words[96];
+        printf("  %-20s %8lld %8s  %s\n", st->string,
+               (long long)cli_json_int(st, "attempts"), job,
+               step_words(st, words, sizeof words));
         const char *err = cli_json_str(st, "error", NULL);
         if (err)
             printf("  %-20s error: %s\n", "", err);
@@ -373,7 +393,8 @@ static void step_lines(watch *w, const cJSON *s)
 {
     const cJSON *st;
     cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(s, "steps")) {
-        const char *now = cli_json_str(st, "status", "?");
+        char words[96];
+        const char *now = step_words(st, words, sizeof words);
         const cJSON *before = cJSON_GetObjectItemCaseSensitive(w->seen, st->string);
         if (cJSON_IsString(before) && strcmp(before->valuestring, now) == 0)
             continue;
@@ -386,9 +407,13 @@ static void step_lines(watch *w, const cJSON *s)
         else
             printf("[%7.1fs] %-20s %s", now_s() - w->t0, st->string, now);
         const cJSON *j = cJSON_GetObjectItemCaseSensitive(st, "job");
-        if (cJSON_IsNumber(j))
-            printf("  (job %lld, attempt %lld)", (long long)j->valuedouble,
-                   (long long)cli_json_int(st, "attempts"));
+        long long att = cli_json_int(st, "attempts");
+        long long sent = cli_json_int(st, "dispatches");
+        if (cJSON_IsNumber(j) && sent > att)   /* declined or lost, resent */
+            printf("  (job %lld, attempt %lld, dispatch %lld)",
+                   (long long)j->valuedouble, att, sent);
+        else if (cJSON_IsNumber(j))
+            printf("  (job %lld, attempt %lld)", (long long)j->valuedouble, att);
         const char *err = cli_json_str(st, "error", NULL);
         printf("%s%s\n", err ? ": " : "", err ? err : "");
         cJSON_DeleteItemFromObjectCaseSensitive(w->seen, st->string);

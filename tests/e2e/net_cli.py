@@ -273,7 +273,12 @@ class Live(unittest.TestCase):
         self.assertIn("outputs", st)
         held = self.balance(key)["pending_cents"]
         self.assertGreater(held, 0)
-        self.assertIn("source", self.cli("flow", "status", str(fid), key=key).stdout)
+        # No node took the first step: the run says running, its job waits.
+        src = st["steps"]["source"]
+        self.assertEqual((src["status"], src["job_status"], src["dispatches"]),
+                         ("running", "queued", 1))
+        out = self.cli("flow", "status", str(fid), key=key).stdout
+        self.assertRegex(out, r"source .* running \(queued for a node\)")
         c = self.cli_json("flow", "cancel", str(fid), key=key)
         self.assertEqual(c["status"], "cancelled")
         a = self.balance(key)
