@@ -299,8 +299,7 @@ static int fetch_nodes(rz_client *cl, cJSON **out)
         if (!more)
             break;
     }
-    cJSON_AddNullToObject(all, "next");
-    *out = all;
+    *out = all;   /* the whole list: no "next" */
     return EXIT_OK;
 }
 
