@@ -39,6 +39,7 @@ typedef struct cli {
     bool wait;                    /* --wait (run) */
     const char *name;             /* --name N (account create) */
     const char *address;          /* --address A (account withdraw) */
+    const char *limit;            /* --limit N (flow runs), NULL: default */
     char **args;                  /* positionals after "GROUP VERB" */
     int nargs;
 } cli;

@@ -1,5 +1,7 @@
 /* rhizos flow validate | plan | run | runs | export */
+#include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +18,7 @@ void cli_flow_usage(void)
 "       rhizos flow plan FILE           [--json]\n"
 "       rhizos flow run FILE            [--input NAME=VALUE]... [--data DIR]\n"
 "                                       [--jobs N] [--no-sandbox] [--json]\n"
-"       rhizos flow runs                [--data DIR] [--json]\n"
+"       rhizos flow runs                [--data DIR] [--limit N] [--json]\n"
 "       rhizos flow export FILE         [--format json|yaml|cbor]\n"
 "       rhizos flow estimate FILE       [--json] [--prices FILE|DIR]\n"
 );
@@ -28,7 +30,8 @@ void cli_flow_usage(void)
 "with --json, `validate` prints [{\"file\",\"line\",\"column\",\"code\",\"message\"}].\n"
 "`run` executes steps on this machine through the process adapter, in\n"
 "parallel where the graph allows, records the run under --data and exits 0\n"
-"only if the run succeeded.\n");
+"only if the run succeeded. `runs` lists the newest 20 recorded runs\n"
+"(--limit N: N of them, 0: all; --json prints the same list).\n");
 }
 
 static int need_args(const cli *c, const char *verb, int min, int max)
@@ -504,13 +507,39 @@ static int flow_run(cli *c)
     return status;
 }
 
-static void print_runs_table(const char *json)
+#define RUNS_DEFAULT_LIMIT 20
+
+/* --limit: a count of 0 (all) or more; absent: the default. */
+static int parse_limit(const char *s, size_t *out)
 {
-    cJSON *arr = cJSON_Parse(json);
+    if (!s) {
+        *out = RUNS_DEFAULT_LIMIT;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*s < '0' || *s > '9' || *end != '\0' || errno || v > SIZE_MAX)
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+/* Keep the first `limit` runs of the list (newest first; 0: all); returns
+ * how many were dropped. */
+static size_t keep_newest(cJSON *arr, size_t limit)
+{
+    size_t n = (size_t)cJSON_GetArraySize(arr), dropped = 0;
+    for (; limit && n > limit; n--, dropped++)   /* child->prev is the tail */
+        cJSON_Delete(cJSON_DetachItemViaPointer(arr, arr->child->prev));
+    return dropped;
+}
+
+static void print_runs_table(const cJSON *arr, size_t more)
+{
     const cJSON *r;
     if (cJSON_GetArraySize(arr) == 0) {
         printf("no runs recorded\n");
-        cJSON_Delete(arr);
         return;
     }
     printf("%-28s %-10s %5s %9s  %s\n", "RUN", "STATUS", "STEPS", "SECONDS", "FLOW");
@@ -529,25 +558,45 @@ static void print_runs_table(const char *json)
                (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "steps")),
                secs, cJSON_IsString(file) ? file->valuestring : "");
     }
-    cJSON_Delete(arr);
+    if (more)
+        printf("(%zu more; --limit 0 for all)\n", more);
 }
 
 static int flow_runs(cli *c)
 {
+    size_t limit;
     if (need_args(c, "runs", 0, 0) != 0)
         return EXIT_USAGE;
+    if (parse_limit(c->limit, &limit) != 0) {
+        fprintf(stderr, "rhizos: --limit wants a number (0 for all), not '%s'\n",
+                c->limit);
+        return EXIT_USAGE;
+    }
     char *dir = cli_data_dir(c);
     rz_store *st = NULL;
     char *json = NULL;
     int rc = dir ? rz_store_open(&st, dir) : RZ_ENOMEM;
     if (rc == RZ_OK)
         rc = rz_store_list_runs(st, &json);
-    if (rc != RZ_OK)
+    cJSON *arr = rc == RZ_OK ? cJSON_Parse(json) : NULL;
+    if (rc == RZ_OK && !cJSON_IsArray(arr))
+        rc = RZ_ENOMEM;   /* the store wrote it: only memory can fail */
+    if (rc != RZ_OK) {
         cli_error(dir, rc);
-    else if (c->json)
-        printf("%s\n", json);
-    else
-        print_runs_table(json);
+    } else {
+        size_t more = keep_newest(arr, limit);
+        char *text = c->json ? cJSON_PrintUnformatted(arr) : NULL;
+        if (c->json && !text) {
+            rc = RZ_ENOMEM;
+            fprintf(stderr, "rhizos: out of memory\n");
+        } else if (c->json) {
+            printf("%s\n", text);
+        } else {
+            print_runs_table(arr, more);
+        }
+        free(text);
+    }
+    cJSON_Delete(arr);
     rz_free(json);
     rz_store_close(st);
     free(dir);

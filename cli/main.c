@@ -64,6 +64,8 @@ static void usage(FILE *out)
 "  --wait                  wait for the job and print its outputs (run)\n"
 "  --name N                account name (account create)\n"
 "  --address A             payout address (account withdraw)\n"
+"  --limit N               at most N entries, newest first (flow runs:\n"
+"                          default 20, 0 for all)\n"
 "  -q, --quiet             print only results and errors\n"
 "  -h, --help              this help;  rhizos COMMAND --help for more\n"
 "  -V, --version           print the version\n"
@@ -76,7 +78,7 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_NO_SANDBOX, OPT_FORMAT, OPT_ORCH, OPT_KEY, OPT_VAULT, OPT_TYPE,
        OPT_REVEAL, OPT_NODES, OPT_POLICY, OPT_TRUSTED, OPT_PRICES,
        OPT_KEYFILE, OPT_MAX_COST, OPT_PRIORITY, OPT_WAIT, OPT_NAME,
-       OPT_ADDRESS };
+       OPT_ADDRESS, OPT_LIMIT };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -101,6 +103,7 @@ static const struct option long_opts[] = {
     { "wait", no_argument, NULL, OPT_WAIT },
     { "name", required_argument, NULL, OPT_NAME },
     { "address", required_argument, NULL, OPT_ADDRESS },
+    { "limit", required_argument, NULL, OPT_LIMIT },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -139,6 +142,7 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_WAIT: c->wait = true; break;
         case OPT_NAME: c->name = optarg; break;
         case OPT_ADDRESS: c->address = optarg; break;
+        case OPT_LIMIT: c->limit = optarg; break;
         case OPT_REVEAL: c->reveal = true; break;
         case OPT_NODES: c->nodes = optarg; break;
         case OPT_POLICY: c->policy = optarg; break;

@@ -108,6 +108,36 @@ class FlowRunExamples(unittest.TestCase):
         table = rhizos("flow", "runs", data=self.data)
         self.assertIn("succeeded", table.stdout)
 
+    def test_runs_limit(self):
+        # 22 quick runs: the list stops at the newest 20 unless told.
+        for _ in range(22):
+            p = rhizos("flow", "run", os.path.join(FLOWS, "inputs.yaml"), "-q",
+                       data=self.data)
+            self.assertEqual(p.returncode, 0, p.stderr)
+        every = json.loads(rhizos("flow", "runs", "--json", "--limit", "0",
+                                  data=self.data).stdout)
+        self.assertEqual(len(every), 22)
+        starts = [r["started_ms"] for r in every]
+        self.assertEqual(starts, sorted(starts, reverse=True))   # newest first
+        self.assertEqual(json.loads(rhizos("flow", "runs", "--json",
+                                           data=self.data).stdout), every[:20])
+        self.assertEqual(json.loads(rhizos("flow", "runs", "--json", "--limit", "3",
+                                           data=self.data).stdout), every[:3])
+        table = rhizos("flow", "runs", data=self.data).stdout.splitlines()
+        self.assertEqual(len(table), 1 + 20 + 1, table)
+        self.assertEqual(table[-1], "(2 more; --limit 0 for all)")
+        self.assertIn(every[0]["id"], table[1])
+        table = rhizos("flow", "runs", "--limit", "0", data=self.data).stdout
+        self.assertEqual(len(table.splitlines()), 1 + 22)
+        self.assertNotIn("more;", table)
+        self.assertNotIn("more;", rhizos("flow", "runs", "--limit", "22",
+                                         data=self.data).stdout)
+        for bad in ("x", "-1", "", "2x"):
+            p = rhizos("flow", "runs", "--limit", bad, data=self.data)
+            self.assertEqual(p.returncode, 2, bad)
+            self.assertIn("--limit", p.stderr)
+        self.assertIn("--limit N", rhizos("flow", "--help").stdout)
+
     def test_human_output_and_progress(self):
         p = rhizos("flow", "run", os.path.join(FLOWS, "wordcount.yaml"),
                    data=self.data)
