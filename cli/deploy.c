@@ -31,9 +31,9 @@ void cli_deploy_usage(void)
 "(--json: {\"id\": N}). `status --json` prints the shape of `flow run --json`\n"
 "plus each step's job, the job's own status and dispatches, and the money\n"
 "held and charged; a running step whose job waits for a node shows as\n"
-"\"running (queued for a node)\". `watch` prints a line\n"
-"per step change until the deployment ends (--json: each status as a line)\n"
-"and exits 0 only if it succeeded.\n");
+"\"running (queued for a node)\". `watch` prints a line per step change\n"
+"until the deployment ends (--json: each status as a line) and exits 0\n"
+"only if it succeeded.\n");
 }
 
 static bool need(const cli *c, const char *verb, int n)
