@@ -14,7 +14,9 @@
  * the run makes on its own are reported too. One thread, one poll() over
  * every running process.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
@@ -568,10 +570,40 @@ static void remove_dir(char *dir)
     free(dir);
 }
 
+/* A run killed with SIGKILL cannot remove its folder. Folders are named
+ * after the process that made them, so the next run removes those of
+ * processes that are gone (only ours: same owner, a real folder). */
+static void remove_stale_dirs(const char *tmp)
+{
+    DIR *d = opendir(tmp);
+    if (!d)
+        return;
+    const struct dirent *e;
+    while ((e = readdir(d))) {
+        long pid = 0;
+        int end = 0;
+        if (sscanf(e->d_name, "rhizos-run-%ld-%n", &pid, &end) != 1 || !end ||
+            pid <= 0 || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;                   /* alive, or not ours to ask */
+        char *path = rz__asprintf("%s/%s", tmp, e->d_name);
+        struct stat st;
+        if (path && lstat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
+            st.st_uid == geteuid())
+            remove_dir(path);
+        else
+            free(path);
+    }
+    closedir(d);
+}
+
 static int engine_dir(char **out)
 {
-    const char *tmp = getenv("TMPDIR");
-    char *dir = rz__asprintf("%s/rhizos-run-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    const char *env = getenv("TMPDIR");
+    const char *tmp = env && *env ? env : "/tmp";
+    remove_stale_dirs(tmp);
+    char *dir = rz__asprintf("%s/rhizos-run-%ld-XXXXXX", tmp, (long)getpid());
     if (!dir)
         return rz__error(RZ_ENOMEM, "out of memory");
     if (!mkdtemp(dir)) {

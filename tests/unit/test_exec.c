@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1203,6 +1204,53 @@ static void test_runner_invalid(void **state)
     rz_registry_free(reg);
 }
 
+/* The engine folder of a run killed with SIGKILL is removed by the next
+ * run: only folders of processes that are gone (this one's parent is
+ * alive: its folder stays), and only folders. */
+static void test_runner_removes_stale_folders(void **state)
+{
+    (void)state;
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0)
+        _exit(0);
+    assert_int_equal(waitpid(child, NULL, 0), child);
+    char dead[400], alive[400], file[400];
+    snprintf(dead, sizeof dead, "%s/rhizos-run-%ld-abcdef", tmp_root, (long)child);
+    snprintf(alive, sizeof alive, "%s/rhizos-run-%ld-abcdef", tmp_root, (long)getppid());
+    snprintf(file, sizeof file, "%s/rhizos-run-%ld-file", tmp_root, (long)child);
+    assert_int_equal(mkdir(dead, 0700), 0);
+    char inner[500];
+    snprintf(inner, sizeof inner, "%s/ledger", dead);
+    assert_int_equal(mkdir(inner, 0700), 0);
+    assert_int_equal(mkdir(alive, 0700), 0);
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    const char *old = getenv("TMPDIR");
+    char *saved = old ? strdup(old) : NULL;
+    assert_int_equal(setenv("TMPDIR", tmp_root, 1), 0);
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, "branch.yaml", NULL);
+    recorder rec = { .n = 0 };
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    rz_run *run = run_flow(f, &o, &rec);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+    struct stat st;
+    assert_int_equal(stat(dead, &st), -1);
+    assert_int_equal(stat(alive, &st), 0);
+    assert_int_equal(stat(file, &st), 0);
+    if (saved)
+        setenv("TMPDIR", saved, 1);
+    else
+        unsetenv("TMPDIR");
+    free(saved);
+    recorder_free(&rec);
+    rz_run_free(run);
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_tmp, teardown_tmp)
 
 int main(void)
@@ -1237,6 +1285,7 @@ int main(void)
         T(test_runner_wait_is_not_timed),
         T(test_runner_timeout),
         T(test_runner_cancel),
+        T(test_runner_removes_stale_folders),
         T(test_runner_invalid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
