@@ -1,11 +1,32 @@
-/* rhizos/exec.h — executing steps: the process adapter and the local runner.
+/* rhizos/exec.h — executing steps: one attempt of one job through an
+ * adapter, the process adapter underneath, and the local runner.
  *
- * The process adapter (DESIGN §4) runs a module's command with the job
- * request {inputs, config} as JSON on stdin, credentials as RZ_CRED_<NAME>,
- * context as RZ_RUN_ID / RZ_STEP_ID / RZ_ATTEMPT, and reads one JSON object
- * of outputs from stdout (or the file named by $RZ_OUTPUT). Each process runs
- * in a fresh scratch directory, under bubblewrap when it is installed, in its
- * own process group, with rlimits; stderr is kept (bounded) as the log.
+ * An attempt (rz_attempt_*) is what the embedded runner and the node agent
+ * both drive: one run of a resolved module, through the adapter its manifest
+ * names (exec.adapter: "process" today; others plug in beside it). What is
+ * common to every adapter happens here, once (DESIGN §4, §7):
+ *   - the request {inputs, config} goes to the module as JSON on stdin and
+ *     is written to <scratch>/in/request.json (a container sees the scratch
+ *     folder as /rz);
+ *   - outputs are one JSON object: the file <scratch>/out/outputs.json when
+ *     the module wrote it (non-empty; the process adapter names it in
+ *     $RZ_OUTPUT), else stdout;
+ *   - context as RZ_RUN_ID, RZ_STEP_ID, RZ_ATTEMPT (1-based), and RZ_JOB_ID /
+ *     RZ_NODE_ID when given;
+ *   - secrets are delivered by the adapter (the process adapter: environment
+ *     variables RZ_CRED_<NAME>; a container: files) and every value is
+ *     scrubbed from what comes back: raw from the log and the failure
+ *     reason, JSON-escaped from the outputs; unredacted text is wiped before
+ *     it is freed;
+ *   - the log (stderr tail) is made valid UTF-8, outputs over the cap fail
+ *     the attempt, and failures have one wording: "timed out after N s",
+ *     "exit status N: <last log line>", "killed by signal N",
+ *     "outputs over N KiB", "no JSON object on stdout",
+ *     "cannot start: ...", "adapter 'X' is not available on this machine".
+ *
+ * The process adapter (rz_proc_*) runs a module's command in a fresh scratch
+ * directory, under bubblewrap when it is installed, in its own process
+ * group, with rlimits; stderr is kept (bounded) as the log.
  */
 #ifndef RHIZOS_EXEC_H
 #define RHIZOS_EXEC_H
@@ -63,6 +84,95 @@ RZ_EXTERN const char *rz_proc_log(const rz_proc *p, size_t *len);
 RZ_EXTERN void rz_proc_free(rz_proc *p);
 /* 1 if bubblewrap is usable on this machine. */
 RZ_EXTERN int rz_sandbox_available(void);
+
+/* ---- One attempt of one job through an adapter ---- */
+
+typedef struct rz_attempt rz_attempt;
+
+/* A secret the module receives. The value is borrowed until
+ * rz_attempt_start returns (the adapter keeps its own, wiped copy); it must
+ * not hold a NUL byte. The name is the credential's field: the process
+ * adapter sets RZ_CRED_<NAME> (upper-cased, other characters '_'); a
+ * container adapter writes /run/secrets/<name> and sets RZ_CRED_<NAME>_FILE. */
+typedef struct rz_attempt_secret {
+    const char *name;
+    const char *value;
+} rz_attempt_secret;
+
+typedef struct rz_attempt_opts {
+    int version;                   /* RZ_ATTEMPT_OPTS_VERSION */
+    const rz_module *module;       /* resolved, with a local folder */
+    const char *adapter;           /* NULL: the module's exec.adapter */
+    const char *request_json;      /* {inputs, config}; NULL: empty ones */
+    /* Context, passed to the module as RZ_* variables. */
+    const char *run_id;            /* RZ_RUN_ID; NULL: "run" */
+    const char *step_id;           /* RZ_STEP_ID; NULL: "job" */
+    uint32_t attempt;              /* RZ_ATTEMPT, 1-based; 0: 1 */
+    uint64_t job_id;               /* RZ_JOB_ID when non-zero */
+    const char *node_id;           /* RZ_NODE_ID when non-NULL */
+    const char *const *env;        /* extra "NAME=value", NULL-ended */
+    const rz_attempt_secret *secrets;
+    size_t n_secrets;
+    /* Limits; 0: none (max_output: 16 MiB, max_log: 64 KiB). */
+    uint32_t timeout_s;
+    uint32_t memory_mb;
+    uint32_t cpus;                 /* where the adapter can bound it */
+    size_t max_output;             /* bytes of the outputs JSON */
+    size_t max_log;                /* bytes of log tail kept */
+    int sandbox;                   /* 1 auto (bwrap if present), 0 never */
+    int network;                   /* -1: the manifest's exec.network */
+    const char *scratch_parent;    /* NULL: $TMPDIR or /tmp */
+} rz_attempt_opts;
+
+#define RZ_ATTEMPT_OPTS_VERSION 1
+#define RZ_ATTEMPT_OPTS_INIT { RZ_ATTEMPT_OPTS_VERSION, NULL, NULL, NULL, \
+                               NULL, NULL, 0, 0, NULL, NULL, NULL, 0, 0, 0, \
+                               0, 0, 0, 1, -1, NULL }
+
+/* Start an attempt; returns at once. An attempt that cannot start (unknown
+ * or unavailable adapter, command not found, no scratch folder) is still
+ * made, already finished and failed with the reason, so a caller has one
+ * path for every failure. Errors: RZ_EINVAL for bad options (no module),
+ * RZ_ENOMEM. */
+RZ_EXTERN int rz_attempt_start(rz_attempt **out, const rz_attempt_opts *opts);
+
+/* A descriptor that becomes readable when the attempt needs attention (for
+ * poll/epoll/libevent); -1 when it has nothing to wait on (finished, or the
+ * adapter cannot offer one): call rz_attempt_poll without waiting then. */
+RZ_EXTERN int rz_attempt_fd(const rz_attempt *a);
+
+/* Move the attempt along, waiting at most timeout_ms (0: don't wait).
+ * 1 when it has finished and its result is ready, 0 while it runs, or a
+ * negative rz_status. */
+RZ_EXTERN int rz_attempt_poll(rz_attempt *a, int timeout_ms);
+
+/* Stop it (cancel): the attempt finishes failed with "stopped", keeping the
+ * log written so far. Call rz_attempt_poll until it returns 1 for that log. */
+RZ_EXTERN void rz_attempt_stop(rz_attempt *a);
+
+/* After rz_attempt_poll returned 1. Pointers are borrowed until
+ * rz_attempt_free; outputs (ok) or reason (failed) is non-NULL, scrubbed. */
+typedef struct rz_attempt_result {
+    int ok;                        /* 1: succeeded with outputs */
+    const char *outputs;           /* the JSON object, when ok */
+    const char *reason;            /* why it failed, when not ok */
+    const char *log;               /* stderr tail, UTF-8; may be NULL */
+    size_t log_len;
+    uint64_t run_ms;               /* from start to finish */
+    int exit_code;                 /* 0-255, -signal, or -1 if none */
+} rz_attempt_result;
+
+RZ_EXTERN int rz_attempt_result_get(const rz_attempt *a,
+                                    rz_attempt_result *out);
+
+/* Stops it if it still runs, removes its scratch folder, wipes what it kept
+ * of secrets, frees. NULL is fine. */
+RZ_EXTERN void rz_attempt_free(rz_attempt *a);
+
+/* RZ_OK if this machine can run attempts of `adapter` ("process", ...);
+ * else RZ_EUNSUPPORTED with "adapter 'X' is not available on this machine"
+ * (and why, where the adapter says) in rz_error_last(). */
+RZ_EXTERN int rz_attempt_adapter_check(const char *adapter);
 
 /* Local runner: drives an rz_run to completion on this machine. */
 typedef enum rz_event_kind {

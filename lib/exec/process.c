@@ -31,7 +31,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "exec/exec_impl.h"
+#include <sodium.h>
+
+#include "exec/adapter.h"
+#include "module/module_impl.h"
 
 #define DEFAULT_MAX_OUTPUT ((size_t)16 << 20)
 #define MAX_FILE_BYTES ((rlim_t)4 << 30)   /* RLIMIT_FSIZE: 4 GiB per file */
@@ -56,6 +59,7 @@ struct rz_proc {
     char *log;                 /* stderr tail, see log_append */
     size_t log_len, max_log;
     char *scratch, *output_path;
+    bool own_scratch;          /* made here, removed by rz_proc_free */
     bool reaped, timed_out, done;
     bool sandboxed;            /* the child is bwrap */
     int exit_code;
@@ -98,10 +102,14 @@ static void strv_push(strv *s, const char *str)
     strv_push_own(s, rz__strdup(str));
 }
 
+/* Entries may hold secrets (RZ_CRED_*): wiped before they are freed. */
 static void strv_free(strv *s)
 {
-    for (size_t i = 0; i < s->n; i++)
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->v[i])
+            sodium_memzero(s->v[i], strlen(s->v[i]));
         free(s->v[i]);
+    }
     free(s->v);
     memset(s, 0, sizeof *s);
 }
@@ -117,6 +125,7 @@ static void env_set(strv *env, char *entry)
     for (size_t i = 0; i < env->n; i++) {
         if (strncmp(env->v[i], entry, name_len) == 0 &&
             env->v[i][name_len] == '=') {
+            sodium_memzero(env->v[i], strlen(env->v[i]));
             free(env->v[i]);
             env->v[i] = entry;
             return;
@@ -296,6 +305,12 @@ static void rm_tree_at(int dirfd, const char *name, int depth)
     unlinkat(dirfd, name, AT_REMOVEDIR);
 }
 
+void rz__exec_rm_tree(const char *path)
+{
+    if (path)
+        rm_tree_at(AT_FDCWD, path, 0);
+}
+
 static int make_scratch(rz_proc *p, const char *parent)
 {
     if (!parent || !*parent)
@@ -317,6 +332,7 @@ static int make_scratch(rz_proc *p, const char *parent)
                          strerror(e));
     }
     p->scratch = tmpl;
+    p->own_scratch = true;
     p->output_path = rz__asprintf("%s/%s", tmpl, OUTPUT_NAME);
     if (!p->output_path)
         return rz__error(RZ_ENOMEM, "out of memory");
@@ -681,7 +697,7 @@ static rz_proc *proc_alloc(const rz_proc_opts *o)
     return p;
 }
 
-int rz_proc_spawn(rz_proc **out, const rz_proc_opts *opts)
+static int check_opts(rz_proc **out, const rz_proc_opts *opts)
 {
     if (!out)
         return rz__error(RZ_EINVAL, "rz_proc_spawn: out is NULL");
@@ -692,14 +708,15 @@ int rz_proc_spawn(rz_proc **out, const rz_proc_opts *opts)
         return rz__error(RZ_EINVAL, "rz_proc_spawn: invalid options");
     if (opts->max_log > SIZE_MAX / 2)
         return rz__error(RZ_EINVAL, "rz_proc_spawn: max_log too large");
-    rz_proc *p = proc_alloc(opts);
-    if (!p)
-        return rz__error(RZ_ENOMEM, "out of memory");
+    return RZ_OK;
+}
+
+/* p has its scratch folder: build the command line, start, watch. */
+static int spawn(rz_proc **out, rz_proc *p, const rz_proc_opts *opts)
+{
     launch l;
     memset(&l, 0, sizeof l);
-    int rc = make_scratch(p, opts->scratch_parent);
-    if (rc == RZ_OK)
-        rc = prepare(&l, p, opts);
+    int rc = prepare(&l, p, opts);
     if (rc == RZ_OK)
         rc = start_child(p, &l);
     if (rc == RZ_OK)
@@ -711,6 +728,40 @@ int rz_proc_spawn(rz_proc **out, const rz_proc_opts *opts)
     }
     *out = p;
     return RZ_OK;
+}
+
+int rz_proc_spawn(rz_proc **out, const rz_proc_opts *opts)
+{
+    int rc = check_opts(out, opts);
+    if (rc != RZ_OK)
+        return rc;
+    rz_proc *p = proc_alloc(opts);
+    if (!p)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    rc = make_scratch(p, opts->scratch_parent);
+    if (rc != RZ_OK) {
+        rz_proc_free(p);
+        return rc;
+    }
+    return spawn(out, p, opts);
+}
+
+int rz__proc_spawn_in(rz_proc **out, const rz_proc_opts *opts,
+                      const char *scratch, const char *outputs_path)
+{
+    int rc = check_opts(out, opts);
+    if (rc != RZ_OK)
+        return rc;
+    rz_proc *p = proc_alloc(opts);
+    if (!p)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    p->scratch = rz__strdup(scratch);
+    p->output_path = rz__strdup(outputs_path);
+    if (!p->scratch || !p->output_path) {
+        rz_proc_free(p);
+        return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    return spawn(out, p, opts);
 }
 
 /* ---- I/O ---- */
@@ -820,77 +871,15 @@ static void pump(rz_proc *p, size_t budget)
 
 /* ---- completion ---- */
 
-static void set_output_error(rz_proc *p, const char *fmt, ...) RZ_PRINTF(2, 3);
-static void set_output_error(rz_proc *p, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(p->output_error, sizeof p->output_error, fmt, ap);
-    va_end(ap);
-}
-
-/* The $RZ_OUTPUT file: 1 and its text if non-empty, 0 if empty, -1 if it
- * is unusable (too big, replaced by a symlink, a FIFO...). */
-static int read_output_file(rz_proc *p, char **text, size_t *len)
-{
-    int fd = open(p->output_path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
-                  O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT)
-        return 0;
-    struct stat st;
-    int rc = -1;
-    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        set_output_error(p, "$RZ_OUTPUT is not a regular file");
-    } else if (st.st_size == 0) {
-        rc = 0;
-    } else if ((uint64_t)st.st_size > p->max_output) {
-        set_output_error(p, "$RZ_OUTPUT exceeds %zu bytes", p->max_output);
-    } else if (!(*text = malloc((size_t)st.st_size + 1))) {
-        set_output_error(p, "out of memory");
-    } else {
-        ssize_t n = read(fd, *text, (size_t)st.st_size);
-        if (n > 0) {
-            *len = (size_t)n;
-            rc = 1;
-        } else {
-            set_output_error(p, "$RZ_OUTPUT cannot be read");
-        }
-    }
-    if (fd >= 0)
-        close(fd);
-    return rc;
-}
-
-static void parse_outputs(rz_proc *p, const char *text, size_t len,
-                          const char *source)
-{
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    if (j && end)
-        end += strspn(end, " \t\r\n");
-    if (!j || !cJSON_IsObject(j) || (end && end < text + len && *end)) {
-        set_output_error(p, "no JSON object on %s", source);
-    } else if (!(p->outputs = rz__json_print(j, false))) {
-        set_output_error(p, "out of memory");
-    }
-    cJSON_Delete(j);
-}
-
 static void take_outputs(rz_proc *p)
 {
-    char *text = NULL;
-    size_t len = 0;
-    int r = read_output_file(p, &text, &len);
-    if (r > 0)
-        parse_outputs(p, text, len, "$RZ_OUTPUT");
-    else if (r == 0 && p->out_over)
-        set_output_error(p, "stdout exceeds %zu bytes", p->max_output);
-    else if (r == 0 && p->out.failed)
-        set_output_error(p, "out of memory");
-    else if (r == 0)
-        parse_outputs(p, p->out.data ? p->out.data : "", p->out.len,
-                      "stdout");
-    free(text);
+    if (p->out.failed) {
+        snprintf(p->output_error, sizeof p->output_error, "out of memory");
+        return;
+    }
+    rz__exec_outputs(p->output_path, p->max_output, p->out.data, p->out.len,
+                     p->out_over, &p->outputs, p->output_error,
+                     sizeof p->output_error);
 }
 
 /* Reap once the leader has exited: first kill what is left of its group
@@ -1019,7 +1008,7 @@ void rz_proc_free(rz_proc *p)
     close_fd(p, &p->timerfd);
     if (p->epfd >= 0)
         close(p->epfd);
-    if (p->scratch)
+    if (p->scratch && p->own_scratch)
         rm_tree_at(AT_FDCWD, p->scratch, 0);
     free(p->scratch);
     free(p->output_path);
@@ -1029,3 +1018,132 @@ void rz_proc_free(rz_proc *p)
     cJSON_free(p->outputs);
     free(p);
 }
+
+/* ---- the process adapter (adapter.h) ---- */
+
+typedef struct proc_state {
+    rz_proc_opts po;
+    const char *scratch, *outputs_path;
+    char **env;                /* spec env + RZ_CRED_<NAME>=value, wiped */
+    size_t n_env;
+    rz_proc *proc;
+} proc_state;
+
+static int proc_probe(char *why, size_t n)
+{
+    (void)why;
+    (void)n;
+    return 1;
+}
+
+/* "RZ_CRED_" + NAME upper-cased, other characters '_', "=" + value. */
+static char *cred_env(const rz_attempt_secret *s)
+{
+    char *e = rz__asprintf("RZ_CRED_%s=%s", s->name, s->value);
+    for (char *c = e ? e + 8 : NULL; c && *c != '='; c++) {
+        unsigned char ch = (unsigned char)*c;
+        *c = (ch >= 'a' && ch <= 'z') ? (char)(ch - 32)
+           : ((ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')) ? *c
+           : '_';
+    }
+    return e;
+}
+
+static void proc_cleanup(void *state)
+{
+    proc_state *st = state;
+    if (!st)
+        return;
+    rz_proc_free(st->proc);
+    for (size_t i = 0; i < st->n_env; i++)
+        if (st->env[i]) {
+            sodium_memzero(st->env[i], strlen(st->env[i]));
+            free(st->env[i]);
+        }
+    free(st->env);
+    free(st);
+}
+
+static int proc_prepare(void **state, const rz__exec_spec *sp)
+{
+    const rz_module *m = sp->module;
+    *state = NULL;
+    if (!m->command || !m->command[0])
+        return rz__error(RZ_EMANIFEST, "module '%s' has no exec.command",
+                         m->id);
+    proc_state *st = calloc(1, sizeof *st);
+    size_t n = 0;
+    while (sp->env && sp->env[n])
+        n++;
+    if (st)
+        st->env = calloc(n + sp->n_secrets + 1, sizeof *st->env);
+    if (!st || !st->env) {
+        proc_cleanup(st);
+        return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    *state = st;
+    for (size_t i = 0; i < n + sp->n_secrets; i++) {
+        st->env[i] = i < n ? rz__strdup(sp->env[i])
+                           : cred_env(&sp->secrets[i - n]);
+        st->n_env++;
+        if (!st->env[i])
+            return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    rz_proc_opts po = RZ_PROC_OPTS_INIT;
+    po.argv = (const char *const *)m->command;
+    po.module_dir = m->dir;
+    po.env = (const char *const *)st->env;
+    po.input = sp->request;
+    po.input_len = sp->request_len;
+    po.network = sp->network;
+    po.sandbox = sp->sandbox;
+    /* 64-bit product: a timeout of days must not wrap to seconds. */
+    uint64_t ms = (uint64_t)sp->timeout_s * 1000u;
+    po.timeout_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+    po.memory_mb = sp->memory_mb;
+    po.max_output = sp->max_stdout;
+    po.max_log = sp->max_log;
+    st->po = po;
+    st->scratch = sp->scratch;
+    st->outputs_path = sp->outputs_path;
+    return RZ_OK;
+}
+
+static int proc_start(void *state)
+{
+    proc_state *st = state;
+    return rz__proc_spawn_in(&st->proc, &st->po, st->scratch,
+                             st->outputs_path);
+}
+
+static int proc_fd(const void *state)
+{
+    return rz_proc_fd(((const proc_state *)state)->proc);
+}
+
+static int proc_poll(void *state, int timeout_ms)
+{
+    return rz_proc_poll(((proc_state *)state)->proc, timeout_ms);
+}
+
+static void proc_stop(void *state)
+{
+    rz_proc_kill(((proc_state *)state)->proc);
+}
+
+static void proc_collect(void *state, rz__exec_outcome *o)
+{
+    const rz_proc *p = ((proc_state *)state)->proc;
+    o->exit_code = rz_proc_exit_code(p);
+    o->timed_out = rz_proc_timed_out(p);
+    o->oom = false;   /* RLIMIT_AS: an allocation fails, nothing is killed */
+    o->stdout_over = rz__proc_output_over(p);
+    o->outputs = rz_proc_outputs(p);
+    o->output_error = rz__proc_output_error(p);
+    o->log = rz_proc_log(p, &o->log_len);
+}
+
+const rz__adapter rz__process_adapter = {
+    "process", proc_probe, proc_prepare, proc_start, proc_fd, proc_poll,
+    proc_stop, proc_collect, proc_cleanup,
+};

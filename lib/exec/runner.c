@@ -2,9 +2,10 @@
  * engine (docs/engine.md, "Embedded mode"). The flow is deployed to an
  * engine of its own, in a private folder removed afterwards, with one
  * in-process node for this machine; this file is that node: it polls for
- * assignments, runs each with the process adapter (scratch folder, sandbox,
- * rlimits, stdout cap, credentials scrubbed from what comes back, the
- * stderr tail kept as the step's log) and reports the result. The engine's
+ * assignments, runs each as an attempt through its module's adapter
+ * (rz_attempt_*: scratch folder, sandbox, limits, outputs cap, credentials
+ * scrubbed from what comes back, the log tail kept as the step's log) and
+ * reports the result. The engine's
  * run decides everything flow-shaped (readiness, `when`, retries, timeouts,
  * on_failure, cancel), exactly as for a network deployment.
  *
@@ -12,7 +13,7 @@
  * engine applies each step event to it as it records it. Events come from
  * diffing its step states after each of those, so skips and cancellations
  * the run makes on its own are reported too. One thread, one poll() over
- * every running process.
+ * every running attempt.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -26,8 +27,6 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-#include <cjson/cJSON.h>
-#include <sodium.h>
 
 #include "exec/exec_impl.h"
 #include "flow/model.h"
@@ -35,8 +34,7 @@
 #include "rhizos/engine.h"
 
 #define MAX_WAIT_MS 200          /* also bounds the reaction to *cancel */
-#define REASON_LOG_LINE 200      /* bytes of the log quoted in a failure */
-#define REAP_WAIT_MS 2000        /* for the log of a process killed on cancel */
+#define REAP_WAIT_MS 2000        /* for the log of an attempt stopped on cancel */
 /* The local node is never lost: it polls whenever it has room, but a long
  * step (or a suspended laptop) must not make the engine requeue its jobs. */
 #define LOCAL_NODE_TIMEOUT_MS (1ull << 60)
@@ -45,10 +43,7 @@ typedef struct slot {
     size_t step;
     uint64_t job;
     uint32_t attempt;            /* the engine's, reported back */
-    uint64_t started;            /* rz__now_ms() at spawn */
-    rz_proc *proc;
-    uint32_t timeout_s;          /* what the process was given */
-    char **secrets;              /* from opts->step_env, kept to scrub */
+    rz_attempt *att;
 } slot;
 
 typedef struct runner {
@@ -57,7 +52,7 @@ typedef struct runner {
     rz_run *run;                 /* the deployment's replica */
     uint64_t t0;
     unsigned jobs;
-    slot *slots;                 /* running processes, n_slots of them */
+    slot *slots;                 /* running attempts, n_slots of them */
     size_t n_slots;
     rz_step_state *seen;         /* last reported state of every step */
     struct pollfd *pfds;
@@ -128,85 +123,11 @@ static void on_change(void *userdata)
 
 /* ---- running a step ---- */
 
-/* "exit status 3: <last non-empty log line>" and the like. */
-static char *failure_reason(const rz_proc *p, uint32_t timeout_s)
-{
-    int code = rz_proc_exit_code(p);
-    if (rz_proc_timed_out(p))
-        return rz__asprintf("timed out after %u s", timeout_s);
-    if (rz__proc_output_over(p)) {
-        const char *why = rz__proc_output_error(p);
-        return rz__strdup(why ? why : "stdout over the limit");
-    }
-    if (code < 0)
-        return rz__asprintf("killed by signal %d", -code);
-    if (code == 0) {
-        const char *why = rz__proc_output_error(p);
-        return rz__strdup(why ? why : "no JSON object on stdout");
-    }
-    size_t len = 0;
-    const char *log = rz_proc_log(p, &len);
-    while (len > 0 && (log[len - 1] == '\n' || log[len - 1] == '\r' ||
-                       log[len - 1] == ' '))
-        len--;
-    size_t start = len;
-    while (start > 0 && log[start - 1] != '\n')
-        start--;
-    size_t n = len - start;
-    if (n == 0)
-        return rz__asprintf("exit status %d", code);
-    if (n > REASON_LOG_LINE)
-        start = len - (n = REASON_LOG_LINE);
-    return rz__asprintf("exit status %d: %.*s", code, (int)n, log + start);
-}
-
 static uint32_t step_timeout(const rz__step *s)
 {
     if (s->timeout_s)
         return s->timeout_s;
     return s->module ? s->module->timeout_s : 0;
-}
-
-static size_t count_env(const char *const *e)
-{
-    size_t n = 0;
-    while (e && e[n])
-        n++;
-    return n;
-}
-
-/* RZ_RUN_ID, RZ_STEP_ID, RZ_ATTEMPT, the caller's entries, then the step's
- * secrets (borrowed: only the first three are owned here). */
-static char **step_env(runner *r, size_t step, char **secrets)
-{
-    size_t extra = count_env(r->opts->env);
-    size_t n_secrets = count_env((const char *const *)secrets);
-    char **env = calloc(extra + n_secrets + 4, sizeof *env);
-    if (!env)
-        return NULL;
-    env[0] = rz__asprintf("RZ_RUN_ID=%s", rz_run_id(r->run));
-    env[1] = rz__asprintf("RZ_STEP_ID=%s", rz_flow_step_id(r->flow, step));
-    env[2] = rz__asprintf("RZ_ATTEMPT=%u",
-                          (unsigned)rz_run_step_attempts(r->run, step));
-    for (size_t i = 0; i < extra; i++)
-        env[3 + i] = (char *)r->opts->env[i];
-    for (size_t i = 0; i < n_secrets; i++)
-        env[3 + extra + i] = secrets[i];
-    if (!env[0] || !env[1] || !env[2]) {
-        for (int i = 0; i < 3; i++)
-            free(env[i]);
-        free(env);
-        return NULL;
-    }
-    return env;
-}
-
-static void free_env(char **env)
-{
-    if (env)
-        for (int i = 0; i < 3; i++)
-            free(env[i]);
-    free(env);
 }
 
 static void free_secrets(runner *r, char **secrets)
@@ -217,100 +138,94 @@ static void free_secrets(runner *r, char **secrets)
 
 static void drop_slot(runner *r, size_t k)
 {
-    rz_proc_free(r->slots[k].proc);
-    free_secrets(r, r->slots[k].secrets);
+    rz_attempt_free(r->slots[k].att);
     r->slots[k] = r->slots[--r->n_slots];
+}
+
+/* The step's "RZ_CRED_<NAME>=value" entries as the attempt's secrets;
+ * names point into *names, values into the entries. */
+static int to_secrets(char **env, rz_attempt_secret **out, char ***names,
+                      size_t *n)
+{
+    *out = NULL;
+    *names = NULL;
+    *n = 0;
+    size_t count = 0;
+    while (env && env[count])
+        count++;
+    if (count == 0)
+        return RZ_OK;
+    *out = calloc(count, sizeof **out);
+    *names = calloc(count + 1, sizeof **names);
+    if (!*out || !*names)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    for (size_t i = 0; i < count; i++) {
+        const char *eq = strchr(env[i], '=');
+        if (!eq)
+            continue;
+        const char *name = env[i];
+        if (strncmp(name, "RZ_CRED_", 8) == 0)
+            name += 8;
+        if (!((*names)[*n] = rz__strndup(name, (size_t)(eq - name))))
+            return rz__error(RZ_ENOMEM, "out of memory");
+        (*out)[*n] = (rz_attempt_secret){ (*names)[*n], eq + 1 };
+        (*n)++;
+    }
+    return RZ_OK;
+}
+
+static void free_names(rz_attempt_secret *list, char **names)
+{
+    for (size_t i = 0; names && names[i]; i++)
+        free(names[i]);
+    free(names);
+    free(list);
 }
 
 /* The request is the one the engine built for this attempt (upstream
  * outputs wired in by the deployment's run). */
-static int spawn_step(runner *r, size_t step, const rz__step *s,
-                      const char *request, char **secrets, rz_proc **out)
+static int start_step(runner *r, size_t step, const rz__step *s,
+                      const rz_engine_assignment *asg, char **secret_env,
+                      rz_attempt **out)
 {
-    const rz_module *m = s->module;
-    char **env = step_env(r, step, secrets);
-    if (!env)
-        return rz__error(RZ_ENOMEM, "out of memory");
-    rz_proc_opts po = RZ_PROC_OPTS_INIT;
-    po.argv = (const char *const *)m->command;
-    po.module_dir = m->dir;
-    po.env = (const char *const *)env;
-    po.input = request;
-    po.input_len = strlen(request);
-    po.network = m->network;
-    po.sandbox = r->opts->sandbox;
-    /* 64-bit product: a timeout of days must not wrap to seconds. */
-    uint64_t ms = (uint64_t)step_timeout(s) * 1000u;
-    po.timeout_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
-    po.memory_mb = m->memory_mb;
-    int rc = rz_proc_spawn(out, &po);
-    free_env(env);
+    rz_attempt_secret *secrets = NULL;
+    char **names = NULL;
+    size_t n = 0;
+    int rc = to_secrets(secret_env, &secrets, &names, &n);
+    if (rc == RZ_OK) {
+        const rz_module *m = s->module;
+        rz_attempt_opts ao = RZ_ATTEMPT_OPTS_INIT;
+        ao.module = m;
+        ao.request_json = asg->request_json;
+        ao.run_id = rz_run_id(r->run);
+        ao.step_id = rz_flow_step_id(r->flow, step);
+        ao.attempt = rz_run_step_attempts(r->run, step);
+        ao.env = r->opts->env;
+        ao.secrets = secrets;
+        ao.n_secrets = n;
+        ao.timeout_s = step_timeout(s);
+        ao.memory_mb = m->memory_mb;
+        ao.sandbox = r->opts->sandbox;
+        rc = rz_attempt_start(out, &ao);
+    }
+    free_names(secrets, names);
     return rc;
 }
 
-/* ---- what a module hands back ---- */
-
-/* Replace every occurrence of `needle` in *text with a marker. */
-static void redact(char **text, const char *needle)
-{
-    size_t nlen = strlen(needle);
-    if (!text || !*text || nlen == 0 || !strstr(*text, needle))
-        return;
-    rz__buf b = {0};
-    const char *p = *text, *hit;
-    while ((hit = strstr(p, needle))) {
-        rz__buf_append(&b, p, (size_t)(hit - p));
-        rz__buf_puts(&b, "[redacted]");
-        p = hit + nlen;
-    }
-    rz__buf_puts(&b, p);
-    char *out = rz__buf_take(&b);
-    if (out) {
-        free(*text);
-        *text = out;
-    }
-}
-
-/* A module may echo a secret it was given; it never reaches the run record.
- * Values are matched raw (logs, reasons) and JSON-escaped (outputs). */
-static void scrub(const slot *sl, char **outputs, char **reason)
-{
-    for (char **e = sl->secrets; e && *e; e++) {
-        const char *value = strchr(*e, '=');
-        if (!value || !value[1])
-            continue;
-        value++;
-        redact(reason, value);
-        cJSON *js = cJSON_CreateString(value);
-        char *quoted = js ? cJSON_PrintUnformatted(js) : NULL;
-        cJSON_Delete(js);
-        if (quoted && strlen(quoted) > 2) {
-            quoted[strlen(quoted) - 1] = '\0';
-            redact(outputs, quoted + 1);
-        }
-        if (quoted)
-            sodium_memzero(quoted, strlen(quoted));
-        free(quoted);
-    }
-}
-
-/* The stderr tail becomes the step's log in the run record, secrets
- * scrubbed like everything else a module hands back. */
+/* The log tail becomes the step's log in the run record (scrubbed). */
 static void keep_log(runner *r, const slot *sl)
 {
-    size_t len = 0;
-    const char *raw = rz_proc_log(sl->proc, &len);
-    char *log = len ? rz__strndup(raw, len) : NULL;
-    scrub(sl, NULL, &log);
+    rz_attempt_result res;
+    if (rz_attempt_result_get(sl->att, &res) != RZ_OK)
+        res.log = NULL, res.log_len = 0;
     /* Always replace: a quiet retry must not show the last attempt's log. */
-    rz_run_set_step_log(r->run, sl->step, log, log ? strlen(log) : 0);
-    free(log);
+    rz_run_set_step_log(r->run, sl->step, res.log, res.log ? res.log_len : 0);
 }
 
 /* ---- talking to the engine ---- */
 
 /* The local node stops a job (its step timed out, or the run was
- * cancelled): kill the process. On cancel its log is kept, as the process
+ * cancelled): stop the attempt. On cancel its log is kept, as the module
  * got to write it; a timed-out attempt's is not. */
 static void stop_job(runner *r, uint64_t job)
 {
@@ -320,9 +235,10 @@ static void stop_job(runner *r, uint64_t job)
     if (k == r->n_slots)
         return;
     if (r->cancelled) {
-        rz_proc *p = r->slots[k].proc;
-        rz_proc_kill(p);
-        for (int waited = 0; waited < REAP_WAIT_MS && rz_proc_poll(p, 50) == 0;
+        rz_attempt *a = r->slots[k].att;
+        rz_attempt_stop(a);
+        for (int waited = 0;
+             waited < REAP_WAIT_MS && rz_attempt_poll(a, 50) == 0;
              waited += 50)
             ;
         keep_log(r, &r->slots[k]);
@@ -361,20 +277,15 @@ static int report(runner *r, uint64_t job, uint32_t attempt,
 
 /* ---- starting assignments ---- */
 
-/* Why the step cannot run here; NULL if it can (then *secrets is set). */
+/* Why the step cannot run here; NULL if it can (then *secrets is set).
+ * The adapter and the command are the attempt's to judge. */
 static char *cannot_run(runner *r, size_t step, const rz__step *s,
                         char ***secrets)
 {
-    const rz_module *m = s->module;
     *secrets = NULL;
-    if (!m)
+    if (!s->module)
         return rz__asprintf("module '%s' is not resolved (validate the flow "
                             "against a registry first)", s->module_id);
-    if (!m->adapter || strcmp(m->adapter, "process") != 0)
-        return rz__asprintf("adapter '%s' is not available in the embedded "
-                            "runner", m->adapter ? m->adapter : "");
-    if (!m->command || !m->command[0])
-        return rz__asprintf("module '%s' has no exec.command", m->id);
     if (r->opts->step_env &&
         r->opts->step_env(step, secrets, r->opts->userdata) != RZ_OK) {
         *secrets = NULL;
@@ -391,17 +302,16 @@ static int start_assignment(runner *r, const rz_engine_assignment *a)
                          "flow", (unsigned long long)a->job, a->step);
     const rz__step *s = &r->flow->steps[step];
     char **secrets = NULL;
-    rz_proc *p = NULL;
+    rz_attempt *att = NULL;
     char *why = cannot_run(r, step, s, &secrets);
-    if (!why && spawn_step(r, step, s, a->request_json, secrets, &p) != RZ_OK)
+    if (!why && start_step(r, step, s, a, secrets, &att) != RZ_OK)
         why = rz__asprintf("cannot start: %s", rz_error_last()->message);
-    if (p) {
-        r->slots[r->n_slots++] = (slot){ step, a->job, a->attempt,
-                                         rz__now_ms(), p, step_timeout(s),
-                                         secrets };
+    /* The attempt keeps its own copy of each value, to scrub. */
+    free_secrets(r, secrets);
+    if (att) {
+        r->slots[r->n_slots++] = (slot){ step, a->job, a->attempt, att };
         return RZ_OK;
     }
-    free_secrets(r, secrets);
     int rc = report(r, a->job, a->attempt, NULL,
                     why ? why : "out of memory", 0);
     free(why);
@@ -430,21 +340,18 @@ static int take_work(runner *r)
 static int finish_slot(runner *r, size_t k)
 {
     slot *sl = &r->slots[k];
-    const rz_proc *p = sl->proc;
-    char *outputs = rz__strdup(rz_proc_outputs(p));
-    scrub(sl, &outputs, NULL);
+    rz_attempt_result res;
+    int rc = rz_attempt_result_get(sl->att, &res);
+    if (rc != RZ_OK)
+        return rc;
     keep_log(r, sl);
-    bool ok = rz_proc_exit_code(p) == 0 && outputs && !rz_proc_timed_out(p);
-    char *why = NULL;
-    if (!ok) {
-        why = failure_reason(p, sl->timeout_s);
-        scrub(sl, NULL, &why);
-    }
-    uint64_t job = sl->job, run_ms = rz__now_ms() - sl->started;
+    char *outputs = res.ok ? rz__strdup(res.outputs) : NULL;
+    char *why = res.ok ? NULL : rz__strdup(res.reason);
+    uint64_t job = sl->job;
     uint32_t attempt = sl->attempt;
     drop_slot(r, k);   /* before reporting: the report may stop others */
-    int rc = report(r, job, attempt, ok ? outputs : NULL,
-                    ok ? NULL : why ? why : "out of memory", run_ms);
+    rc = report(r, job, attempt, outputs,
+                outputs ? NULL : why ? why : "out of memory", res.run_ms);
     free(why);
     free(outputs);
     return rc;
@@ -483,16 +390,19 @@ static int wait_ms(const runner *r)
 
 static int wait_and_collect(runner *r)
 {
+    int wait = wait_ms(r);
     for (size_t k = 0; k < r->n_slots; k++) {
-        r->pfds[k].fd = rz_proc_fd(r->slots[k].proc);
+        r->pfds[k].fd = rz_attempt_fd(r->slots[k].att);
         r->pfds[k].events = POLLIN;
         r->pfds[k].revents = 0;
+        if (r->pfds[k].fd < 0)
+            wait = 0;   /* finished already, or nothing to wait on */
     }
-    if (poll(r->pfds, r->n_slots, wait_ms(r)) < 0 && errno != EINTR)
+    if (poll(r->pfds, r->n_slots, wait) < 0 && errno != EINTR)
         return rz__error(RZ_EIO, "poll: %s", strerror(errno));
     /* A report may stop other slots (and reorder them): rescan after one. */
     for (size_t k = 0; k < r->n_slots;) {
-        int done = rz_proc_poll(r->slots[k].proc, 0);
+        int done = rz_attempt_poll(r->slots[k].att, 0);
         if (done < 0)
             return done;
         if (!done) {

@@ -60,7 +60,7 @@ class FlowRunExamples(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         doc = json.loads(p.stdout)
         errors = [s.get("error", "") for s in doc["steps"].values()]
-        self.assertTrue(any("not available in the embedded runner" in e
+        self.assertTrue(any("is not available on this machine" in e
                             for e in errors), errors)
 
     def test_wordcount_counts_words(self):

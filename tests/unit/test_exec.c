@@ -1038,8 +1038,8 @@ static void test_runner_failure(void **state)
                         "exit status 3: boom: the widget broke");
     size_t x = rz_flow_step_find(f, "boxed");
     assert_string_equal(rz_run_step_error(run, x),
-                        "adapter 'docker' is not available in the embedded "
-                        "runner");
+                        "adapter 'docker' is not available on this "
+                        "machine");
     assert_int_equal(count_events(&rec, RZ_EVENT_STEP_SKIPPED,
                                   rz_flow_step_find(f, "after")), 1);
     recorder_free(&rec);

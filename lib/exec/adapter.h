@@ -1,0 +1,88 @@
+/* The adapter interface (DESIGN §7): how one attempt runs on one runtime.
+ *
+ * attempt.c owns everything common: the scratch folder with in/request.json
+ * and out/, the RZ_* context, secret scrubbing, UTF-8 cleaning of the log,
+ * the outputs cap and the failure wording. An adapter only runs the thing
+ * and hands back what happened. Adding a runtime is one file that defines
+ * a `const rz__adapter rz__<name>_adapter` (see the weak references in
+ * attempt.c) and one line in lib/exec/meson.build.
+ *
+ * Calls, in order: probe (any time), prepare, start, then fd/poll until
+ * poll returns 1, collect; stop at any time after start; cleanup always
+ * (also after a failed prepare or start), exactly once, on whatever state
+ * prepare left (NULL included).
+ */
+#ifndef RZ_EXEC_ADAPTER_H
+#define RZ_EXEC_ADAPTER_H
+
+#include "exec/exec_impl.h"
+#include "rhizos/module.h"
+
+/* What an adapter is asked to run. Everything is borrowed for the life of
+ * the attempt, except secrets, which are only valid during prepare: an
+ * adapter that needs them later keeps its own copy and wipes it. */
+typedef struct rz__exec_spec {
+    const rz_module *module;
+    const char *scratch;          /* absolute; in/request.json and out/ exist */
+    const char *request_path;     /* <scratch>/in/request.json */
+    const char *outputs_path;     /* <scratch>/out/outputs.json (empty) */
+    const char *request;          /* the same JSON, for stdin */
+    size_t request_len;
+    const char *const *env;       /* RZ_RUN_ID, RZ_STEP_ID, RZ_ATTEMPT,
+                                     RZ_JOB_ID, RZ_NODE_ID, the caller's */
+    const rz_attempt_secret *secrets;
+    size_t n_secrets;
+    uint32_t timeout_s, memory_mb, cpus;
+    size_t max_stdout;            /* bytes of stdout read at most */
+    size_t max_log;
+    int sandbox, network;         /* network resolved: 0 or 1 */
+    /* Labels a runtime can tag its objects with, for reaping. */
+    const char *run_id, *step_id, *node_id;
+    uint32_t attempt;
+    uint64_t job_id;
+} rz__exec_spec;
+
+/* What happened; pointers borrowed from the adapter's state until cleanup. */
+typedef struct rz__exec_outcome {
+    int exit_code;                /* 0-255, -signal; -1 when none */
+    bool timed_out;               /* the adapter enforced spec.timeout_s */
+    bool oom;                     /* killed for memory, where it can tell */
+    bool stdout_over;             /* stdout went past spec.max_stdout */
+    const char *outputs;          /* the JSON object, normalised; or NULL */
+    const char *output_error;     /* why outputs is NULL, if known */
+    const char *log;              /* stderr (or merged logs) tail */
+    size_t log_len;
+} rz__exec_outcome;
+
+typedef struct rz__adapter {
+    const char *name;
+    /* 1 if the runtime answers here, else 0 with why (may stay empty). */
+    int (*probe)(char *why, size_t why_len);
+    /* Everything but starting: command, image, mounts, secrets, limits. */
+    int (*prepare)(void **state, const rz__exec_spec *spec);
+    int (*start)(void *state);
+    int (*fd)(const void *state);             /* -1: none, poll often */
+    int (*poll)(void *state, int timeout_ms); /* 1 finished, 0, <0 error */
+    void (*stop)(void *state);                /* cancel; poll still ends */
+    void (*collect)(void *state, rz__exec_outcome *out);
+    void (*cleanup)(void *state);             /* NULL-safe, frees */
+} rz__adapter;
+
+RZ_HIDDEN extern const rz__adapter rz__process_adapter;
+
+/* The protocol's outputs, shared by adapters: a non-empty outputs file
+ * wins over stdout. Sets *outputs (malloc'ed, normalised JSON) or writes
+ * why not into err. `over`: stdout was cut at its cap. */
+RZ_HIDDEN void rz__exec_outputs(const char *file, size_t max_file,
+                                const char *out, size_t out_len, bool over,
+                                char **outputs, char *err, size_t err_len);
+
+/* Remove a folder and everything in it, symlinks unfollowed. */
+RZ_HIDDEN void rz__exec_rm_tree(const char *path);
+
+/* rz_proc_spawn in a scratch folder the caller made and removes; outputs
+ * come from outputs_path or stdout. */
+RZ_HIDDEN int rz__proc_spawn_in(rz_proc **out, const rz_proc_opts *opts,
+                                const char *scratch, const char *outputs_path);
+
+#endif

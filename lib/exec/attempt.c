@@ -1,0 +1,566 @@
+/* One attempt of one job through an adapter (rhizos/exec.h, adapter.h).
+ *
+ * Everything every runtime shares happens here, once: the scratch folder
+ * with the request file, the RZ_* context, the outputs protocol and cap,
+ * secret scrubbing, UTF-8 cleaning of the log and the failure wording. The
+ * embedded runner (runner.c) and the node agent (server/node/job.c) both
+ * call this and nothing below it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+#include <sodium.h>
+
+#include "exec/adapter.h"
+#include "module/module_impl.h"
+
+#define DEFAULT_MAX_OUTPUT ((size_t)16 << 20)
+#define REASON_LINE 300          /* bytes of the log quoted in a failure */
+#define EMPTY_REQUEST "{\"inputs\":{},\"config\":{}}"
+
+/* Runtimes in their own files. A weak reference is NULL when the file is
+ * not built in, so adding one touches nothing here but this list. */
+extern const rz__adapter rz__docker_adapter __attribute__((weak));
+
+static const rz__adapter *find_adapter(const char *name)
+{
+    const rz__adapter *const all[] = { &rz__process_adapter,
+                                       &rz__docker_adapter };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(all); i++)
+        if (all[i] && strcmp(all[i]->name, name) == 0)
+            return all[i];
+    return NULL;
+}
+
+struct rz_attempt {
+    const rz__adapter *ad;
+    void *state;                 /* the adapter's, NULL after cleanup */
+    char *scratch;               /* removed by rz_attempt_free */
+    char **secrets;              /* sodium_malloc'ed values, to scrub */
+    size_t n_secrets;
+    uint32_t timeout_s;
+    size_t max_output;
+    uint64_t started;
+    bool done, stopped;
+    rz_attempt_result res;
+    char *outputs, *reason, *log;
+};
+
+/* ---- the outputs protocol ---- */
+
+/* 1 and its text if the file is non-empty, 0 if absent or empty, -1 (err
+ * set) if unusable: too big, a symlink, a FIFO... */
+static int read_outputs_file(const char *path, size_t max, char **text,
+                             size_t *len, char *err, size_t err_len)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return 0;
+    struct stat st;
+    int rc = -1;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, err_len, "the outputs file is not a regular file");
+    } else if (st.st_size == 0) {
+        rc = 0;
+    } else if ((uint64_t)st.st_size > max) {
+        snprintf(err, err_len, "the outputs file exceeds %zu bytes", max);
+    } else if (!(*text = malloc((size_t)st.st_size + 1))) {
+        snprintf(err, err_len, "out of memory");
+    } else {
+        ssize_t n = read(fd, *text, (size_t)st.st_size);
+        if (n > 0) {
+            *len = (size_t)n;
+            rc = 1;
+        } else {
+            snprintf(err, err_len, "the outputs file cannot be read");
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+static void parse_outputs(const char *text, size_t len, const char *source,
+                          char **outputs, char *err, size_t err_len)
+{
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (j && end)
+        end += strspn(end, " \t\r\n");
+    if (!j || !cJSON_IsObject(j) || (end && end < text + len && *end))
+        snprintf(err, err_len, "no JSON object on %s", source);
+    else if (!(*outputs = rz__json_print(j, false)))
+        snprintf(err, err_len, "out of memory");
+    cJSON_Delete(j);
+}
+
+void rz__exec_outputs(const char *file, size_t max_file, const char *out,
+                      size_t out_len, bool over, char **outputs, char *err,
+                      size_t err_len)
+{
+    *outputs = NULL;
+    err[0] = '\0';
+    char *text = NULL;
+    size_t len = 0;
+    int r = file ? read_outputs_file(file, max_file, &text, &len, err, err_len)
+                 : 0;
+    if (r > 0)
+        parse_outputs(text, len, "$RZ_OUTPUT", outputs, err, err_len);
+    else if (r == 0 && over)
+        snprintf(err, err_len, "stdout exceeds %zu bytes", max_file);
+    else if (r == 0)
+        parse_outputs(out ? out : "", out_len, "stdout", outputs, err,
+                      err_len);
+    free(text);
+}
+
+/* ---- what comes back: scrubbed, valid UTF-8 ---- */
+
+/* Replace every `needle` in *text with a marker; the unredacted text is
+ * wiped before it is freed. */
+static void redact(char **text, const char *needle)
+{
+    size_t nlen = strlen(needle);
+    if (!*text || nlen == 0 || !strstr(*text, needle))
+        return;
+    rz__buf b = {0};
+    const char *p = *text, *hit;
+    while ((hit = strstr(p, needle))) {
+        rz__buf_append(&b, p, (size_t)(hit - p));
+        rz__buf_puts(&b, "[redacted]");
+        p = hit + nlen;
+    }
+    rz__buf_puts(&b, p);
+    char *out = rz__buf_take(&b);
+    if (!out)
+        return;
+    sodium_memzero(*text, strlen(*text));
+    free(*text);
+    *text = out;
+}
+
+/* A module may echo a secret it was given: values are removed raw from
+ * text (log, reason) and JSON-escaped from the outputs JSON. */
+static void scrub(const rz_attempt *a, char **text, bool json)
+{
+    for (size_t i = 0; i < a->n_secrets; i++) {
+        const char *v = a->secrets[i];
+        if (!json) {
+            redact(text, v);
+            continue;
+        }
+        cJSON *s = cJSON_CreateString(v);
+        char *q = s ? cJSON_PrintUnformatted(s) : NULL;
+        cJSON_Delete(s);
+        size_t ql = q ? strlen(q) : 0;
+        if (ql > 2) {
+            q[ql - 1] = '\0';
+            redact(text, q + 1);
+        }
+        if (q)
+            sodium_memzero(q, ql);
+        cJSON_free(q);
+    }
+}
+
+/* Bytes that are not valid UTF-8 (and NULs) become '?' in place: a log
+ * travels as a JSON or CBOR text string. */
+static void utf8_clean(char *s, size_t n)
+{
+    unsigned char *u = (unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        size_t len = u[i] < 0x80 ? 1 : (u[i] & 0xE0) == 0xC0 ? 2
+                   : (u[i] & 0xF0) == 0xE0 ? 3 : (u[i] & 0xF8) == 0xF0 ? 4 : 0;
+        bool ok = len > 0 && i + len <= n && u[i] != 0 &&
+                  !(len == 2 && u[i] < 0xC2);
+        for (size_t k = 1; ok && k < len; k++)
+            ok = (u[i + k] & 0xC0) == 0x80;
+        if (ok && len == 3)
+            ok = !(u[i] == 0xE0 && u[i + 1] < 0xA0) &&
+                 !(u[i] == 0xED && u[i + 1] >= 0xA0);
+        if (ok && len == 4)
+            ok = !(u[i] == 0xF0 && u[i + 1] < 0x90) &&
+                 !(u[i] == 0xF4 && u[i + 1] >= 0x90) && u[i] <= 0xF4;
+        if (ok)
+            i += len;
+        else
+            u[i++] = '?';
+    }
+}
+
+/* "exit status 3: <last non-empty log line>". */
+static char *exit_reason(int code, const char *log, size_t len)
+{
+    while (len > 0 && (log[len - 1] == '\n' || log[len - 1] == '\r' ||
+                       log[len - 1] == ' ' || log[len - 1] == '\t'))
+        len--;
+    size_t start = len;
+    while (start > 0 && log[start - 1] != '\n')
+        start--;
+    if (len - start > REASON_LINE)
+        start = len - REASON_LINE;
+    if (len == start)
+        return rz__asprintf("exit status %d", code);
+    return rz__asprintf("exit status %d: %.*s", code, (int)(len - start),
+                        log + start);
+}
+
+static char *failure_reason(const rz_attempt *a, const rz__exec_outcome *o,
+                            const char *log, size_t log_len)
+{
+    if (a->stopped)
+        return rz__strdup("stopped");
+    if (o->timed_out)
+        return rz__asprintf("timed out after %" PRIu32 " s", a->timeout_s);
+    if (o->oom)
+        return rz__strdup("killed for using more memory than allowed");
+    if (o->stdout_over || (o->outputs && strlen(o->outputs) > a->max_output))
+        return rz__asprintf("outputs over %zu KiB", a->max_output / 1024);
+    if (o->exit_code < 0)
+        return rz__asprintf("killed by signal %d", -o->exit_code);
+    if (o->exit_code > 0)
+        return exit_reason(o->exit_code, log ? log : "", log_len);
+    return rz__strdup(o->output_error && o->output_error[0]
+                          ? o->output_error : "no JSON object on stdout");
+}
+
+/* Fill the result from what the adapter hands back, then release the
+ * runtime's resources (the scratch folder goes with the attempt). */
+static void finish(rz_attempt *a)
+{
+    rz__exec_outcome o;
+    memset(&o, 0, sizeof o);
+    o.exit_code = -1;
+    a->ad->collect(a->state, &o);
+    a->log = o.log_len ? rz__strndup(o.log, o.log_len) : NULL;
+    scrub(a, &a->log, false);
+    size_t log_len = a->log ? strlen(a->log) : 0;
+    bool ok = !a->stopped && !o.timed_out && !o.oom && !o.stdout_over &&
+              o.exit_code == 0 && o.outputs &&
+              strlen(o.outputs) <= a->max_output;
+    if (ok) {
+        a->outputs = rz__strdup(o.outputs);
+        scrub(a, &a->outputs, true);
+    } else {
+        a->reason = failure_reason(a, &o, a->log, log_len);
+        scrub(a, &a->reason, false);
+    }
+    if (a->log)
+        utf8_clean(a->log, log_len);
+    if (a->reason)
+        utf8_clean(a->reason, strlen(a->reason));
+    a->res.ok = ok && a->outputs;
+    a->res.exit_code = o.exit_code;
+    a->ad->cleanup(a->state);
+    a->state = NULL;
+    a->res.run_ms = rz__now_ms() - a->started;
+    a->done = true;
+}
+
+/* Finished before it started; the reason holds no secret (it is scrubbed
+ * all the same). */
+static void fail_now(rz_attempt *a, char *reason)
+{
+    a->reason = reason ? reason : rz__strdup("out of memory");
+    scrub(a, &a->reason, false);
+    if (a->reason)
+        utf8_clean(a->reason, strlen(a->reason));
+    if (a->ad && a->state)
+        a->ad->cleanup(a->state);
+    a->state = NULL;
+    a->res.exit_code = -1;
+    a->done = true;
+}
+
+/* ---- the scratch folder ---- */
+
+static int write_file(const char *path, const char *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            close(fd);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    return close(fd);
+}
+
+/* <parent>/rz-XXXXXX with in/request.json and an empty out/outputs.json
+ * (present, so a module may simply open it for writing). */
+static int make_scratch(rz_attempt *a, const char *parent, const char *req,
+                        char **in_path, char **out_path)
+{
+    if (!parent || !*parent)
+        parent = getenv("TMPDIR");
+    if (!parent || !*parent)
+        parent = "/tmp";
+    char *real = realpath(parent, NULL);
+    if (!real)
+        return rz__error(RZ_EIO, "scratch parent %s: %s", parent,
+                         strerror(errno));
+    a->scratch = rz__asprintf("%s/rz-XXXXXX", real);
+    free(real);
+    if (!a->scratch)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    if (!mkdtemp(a->scratch)) {
+        int rc = rz__error(RZ_EIO, "scratch folder in %s: %s", parent,
+                           strerror(errno));
+        free(a->scratch);
+        a->scratch = NULL;
+        return rc;
+    }
+    char *in = rz__asprintf("%s/in", a->scratch);
+    char *out = rz__asprintf("%s/out", a->scratch);
+    *in_path = rz__asprintf("%s/in/request.json", a->scratch);
+    *out_path = rz__asprintf("%s/out/outputs.json", a->scratch);
+    int rc = RZ_OK;
+    if (!in || !out || !*in_path || !*out_path)
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    else if (mkdir(in, 0755) != 0 || mkdir(out, 0755) != 0 ||
+             write_file(*in_path, req, strlen(req)) != 0 ||
+             write_file(*out_path, "", 0) != 0)
+        rc = rz__error(RZ_EIO, "scratch folder %s: %s", a->scratch,
+                       strerror(errno));
+    free(in);
+    free(out);
+    return rc;
+}
+
+/* ---- starting ---- */
+
+static int copy_secrets(rz_attempt *a, const rz_attempt_opts *o)
+{
+    if (o->n_secrets == 0)
+        return RZ_OK;
+    a->secrets = calloc(o->n_secrets, sizeof *a->secrets);
+    if (!a->secrets)
+        return RZ_ENOMEM;
+    for (size_t i = 0; i < o->n_secrets; i++) {
+        const char *v = o->secrets[i].value ? o->secrets[i].value : "";
+        size_t n = strlen(v);
+        if (!(a->secrets[i] = sodium_malloc(n + 1)))
+            return RZ_ENOMEM;
+        memcpy(a->secrets[i], v, n + 1);
+        a->n_secrets++;
+    }
+    return RZ_OK;
+}
+
+/* RZ_RUN_ID, RZ_STEP_ID, RZ_ATTEMPT, RZ_JOB_ID, RZ_NODE_ID, the caller's
+ * (borrowed); the first *owned entries are ours to free. */
+static char **context_env(const rz_attempt_opts *o, size_t *owned)
+{
+    size_t extra = 0;
+    while (o->env && o->env[extra])
+        extra++;
+    char **env = calloc(extra + 6, sizeof *env);
+    if (!env)
+        return NULL;
+    size_t n = 0;
+    env[n++] = rz__asprintf("RZ_RUN_ID=%s", o->run_id ? o->run_id : "run");
+    env[n++] = rz__asprintf("RZ_STEP_ID=%s", o->step_id ? o->step_id : "job");
+    env[n++] = rz__asprintf("RZ_ATTEMPT=%" PRIu32,
+                            o->attempt ? o->attempt : 1u);
+    if (o->job_id)
+        env[n++] = rz__asprintf("RZ_JOB_ID=%" PRIu64, o->job_id);
+    if (o->node_id)
+        env[n++] = rz__asprintf("RZ_NODE_ID=%s", o->node_id);
+    *owned = n;
+    bool failed = false;
+    for (size_t i = 0; i < n; i++)
+        failed |= env[i] == NULL;
+    for (size_t i = 0; i < extra; i++)
+        env[n + i] = (char *)o->env[i];
+    if (failed) {
+        for (size_t i = 0; i < n; i++)
+            free(env[i]);
+        free(env);
+        return NULL;
+    }
+    return env;
+}
+
+static void free_env(char **env, size_t owned)
+{
+    for (size_t i = 0; env && i < owned; i++)
+        free(env[i]);
+    free(env);
+}
+
+static char *unavailable(const char *name, const char *why)
+{
+    return rz__asprintf("adapter '%s' is not available on this machine%s%s",
+                        name, why && *why ? ": " : "", why ? why : "");
+}
+
+int rz_attempt_adapter_check(const char *adapter)
+{
+    const char *name = adapter && *adapter ? adapter : "process";
+    const rz__adapter *ad = find_adapter(name);
+    char why[256] = "";
+    if (ad && ad->probe(why, sizeof why))
+        return RZ_OK;
+    char *msg = unavailable(name, why);
+    int rc = rz__error(RZ_EUNSUPPORTED, "%s", msg ? msg : "out of memory");
+    free(msg);
+    return rc;
+}
+
+/* Scratch, context, prepare, start; a failure is the attempt's reason. */
+static void launch(rz_attempt *a, const rz_attempt_opts *o)
+{
+    const char *req = o->request_json ? o->request_json : EMPTY_REQUEST;
+    char *in_path = NULL, *out_path = NULL, **env = NULL;
+    size_t owned = 0;
+    int rc = make_scratch(a, o->scratch_parent, req, &in_path, &out_path);
+    if (rc == RZ_OK && !(env = context_env(o, &owned)))
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    if (rc == RZ_OK) {
+        const rz_module *m = o->module;
+        size_t cap = a->max_output;
+        rz__exec_spec sp = {
+            .module = m, .scratch = a->scratch, .request_path = in_path,
+            .outputs_path = out_path, .request = req,
+            .request_len = strlen(req), .env = (const char *const *)env,
+            .secrets = o->secrets, .n_secrets = o->n_secrets,
+            .timeout_s = o->timeout_s, .memory_mb = o->memory_mb,
+            .cpus = o->cpus,
+            /* Twice the cap is read, so that outputs just over it (or
+             * pretty-printed) are told apart from no outputs at all. */
+            .max_stdout = cap > SIZE_MAX / 2 ? cap : 2 * cap,
+            .max_log = o->max_log, .sandbox = o->sandbox,
+            .network = o->network < 0 ? (m->network ? 1 : 0) : !!o->network,
+            .run_id = o->run_id, .step_id = o->step_id,
+            .node_id = o->node_id, .attempt = o->attempt ? o->attempt : 1,
+            .job_id = o->job_id,
+        };
+        rc = a->ad->prepare(&a->state, &sp);
+        if (rc == RZ_OK)
+            rc = a->ad->start(a->state);
+    }
+    free_env(env, owned);
+    free(in_path);
+    free(out_path);
+    if (rc != RZ_OK)
+        fail_now(a, rz__asprintf("cannot start: %s",
+                                 rz_error_last()->message));
+}
+
+int rz_attempt_start(rz_attempt **out, const rz_attempt_opts *o)
+{
+    if (!out)
+        return rz__error(RZ_EINVAL, "rz_attempt_start: out is NULL");
+    *out = NULL;
+    if (!o || o->version != RZ_ATTEMPT_OPTS_VERSION || !o->module ||
+        (o->n_secrets && !o->secrets))
+        return rz__error(RZ_EINVAL, "rz_attempt_start: invalid options");
+    for (size_t i = 0; i < o->n_secrets; i++)
+        if (!o->secrets[i].name || !*o->secrets[i].name)
+            return rz__error(RZ_EINVAL, "rz_attempt_start: a secret has "
+                             "no name");
+    rz_attempt *a = calloc(1, sizeof *a);
+    if (!a)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    a->started = rz__now_ms();
+    a->timeout_s = o->timeout_s;
+    a->max_output = o->max_output ? o->max_output : DEFAULT_MAX_OUTPUT;
+    if (copy_secrets(a, o) != RZ_OK) {
+        rz_attempt_free(a);
+        return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    const char *name = o->adapter ? o->adapter : o->module->adapter;
+    if (!name || !*name)
+        name = "process";
+    a->ad = find_adapter(name);
+    char why[256] = "";
+    if (!a->ad || !a->ad->probe(why, sizeof why))
+        fail_now(a, unavailable(name, why));
+    else
+        launch(a, o);
+    *out = a;
+    return RZ_OK;
+}
+
+/* ---- running ---- */
+
+int rz_attempt_fd(const rz_attempt *a)
+{
+    return a && !a->done && a->state ? a->ad->fd(a->state) : -1;
+}
+
+int rz_attempt_poll(rz_attempt *a, int timeout_ms)
+{
+    if (!a)
+        return rz__error(RZ_EINVAL, "rz_attempt_poll: no attempt");
+    if (a->done)
+        return 1;
+    int r = a->ad->poll(a->state, timeout_ms);
+    if (r == 1)
+        finish(a);
+    return r;
+}
+
+void rz_attempt_stop(rz_attempt *a)
+{
+    if (!a || a->done)
+        return;
+    a->stopped = true;
+    a->ad->stop(a->state);
+}
+
+int rz_attempt_result_get(const rz_attempt *a, rz_attempt_result *out)
+{
+    if (!a || !out)
+        return rz__error(RZ_EINVAL, "rz_attempt_result_get: invalid "
+                         "arguments");
+    if (!a->done)
+        return rz__error(RZ_ESTATE, "the attempt has not finished");
+    *out = a->res;
+    out->outputs = out->ok ? a->outputs : NULL;
+    out->reason = out->ok ? NULL : a->reason ? a->reason : "out of memory";
+    out->log = a->log;
+    out->log_len = a->log ? strlen(a->log) : 0;
+    return RZ_OK;
+}
+
+static void wipe_free(char *s)
+{
+    if (s)
+        sodium_memzero(s, strlen(s));
+    free(s);
+}
+
+void rz_attempt_free(rz_attempt *a)
+{
+    if (!a)
+        return;
+    if (a->state) {
+        a->ad->stop(a->state);
+        a->ad->cleanup(a->state);
+    }
+    rz__exec_rm_tree(a->scratch);
+    free(a->scratch);
+    for (size_t i = 0; i < a->n_secrets; i++)
+        sodium_free(a->secrets[i]);
+    free(a->secrets);
+    wipe_free(a->outputs);
+    wipe_free(a->reason);
+    wipe_free(a->log);
+    free(a);
+}
