@@ -1,8 +1,8 @@
 /* One assignment: check the module, open its credentials in memory, run it
- * through the process adapter, report the result (retrying until the
- * orchestrator has it), wipe the secrets. */
+ * as one attempt through its adapter (rz_attempt_*: protocol, limits,
+ * scrubbing and failure reasons live there), report the result (retrying
+ * until the orchestrator has it), wipe the secrets. */
 #include <cjson/cJSON.h>
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "agent.h"
 
@@ -20,7 +19,6 @@
  * bodies over its --max-body (default 1 MiB) for good. */
 #define BODY_MAX (1000u * 1024u)
 #define LOG_CUT (4u * 1024u)   /* the log tail kept when a body is too big */
-#define REASON_LINE 300
 
 typedef struct job {
     job_slot *s;
@@ -29,18 +27,12 @@ typedef struct job {
     char module_ref[160];
     const rz_module *m;
     cJSON *manifest;
-    rz_secret *creds[MAX_CREDS];   /* "RZ_CRED_<FIELD>=value" */
+    const char *cred_names[MAX_CREDS];   /* fields, borrowed from asg */
+    rz_secret *creds[MAX_CREDS];         /* values, NUL-terminated */
     size_t n_creds;
     char *outputs, *error, *log;
     uint64_t run_ms;
 } job;
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static const char *str_at(const cJSON *o, const char *key)
 {
@@ -98,35 +90,31 @@ static const char *check_module(agent *a, job *j, char *why, size_t n)
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(ex, "command");
     if (!rz_module_dir(j->m))
         return "the module has no local folder to run from";
-    if (adapter && strcmp(adapter, "process") != 0) {
-        snprintf(why, n, "adapter '%s' is not served by this node", adapter);
+    if (rz_attempt_adapter_check(adapter) != RZ_OK) {
+        snprintf(why, n, "%.300s", rz_error_last()->message);
         return why;
     }
-    if (!cJSON_IsArray(cmd) || cJSON_GetArraySize(cmd) == 0)
+    if ((!adapter || strcmp(adapter, "process") == 0) &&
+        (!cJSON_IsArray(cmd) || cJSON_GetArraySize(cmd) == 0))
         return "the module has no exec.command";
     return NULL;
 }
 
 /* ---- credentials ---- */
 
-/* "RZ_CRED_" + FIELD upper-cased, other characters '_', "=" + value, in a
- * guarded buffer. */
+/* The value, NUL-terminated, in a guarded buffer; the adapter decides how
+ * the module receives it (RZ_CRED_<FIELD>, or a file). */
 static int cred_entry(job *j, const char *field, const rz_secret *value)
 {
-    size_t fl = strlen(field), vl = rz_secret_len(value);
+    size_t vl = rz_secret_len(value);
     rz_secret *e = NULL;
-    if (j->n_creds == MAX_CREDS || rz_secret_alloc(&e, 8 + fl + 1 + vl + 1) != RZ_OK)
+    if (j->n_creds == MAX_CREDS || rz_secret_alloc(&e, vl + 1) != RZ_OK)
         return -1;
     unsigned char *p = rz_secret_bytes(e);
-    memcpy(p, "RZ_CRED_", 8);
-    for (size_t i = 0; i < fl; i++) {
-        unsigned char ch = (unsigned char)toupper((unsigned char)field[i]);
-        p[8 + i] = isalnum(ch) ? ch : '_';
-    }
-    p[8 + fl] = '=';
-    memcpy(p + 9 + fl, rz_secret_data(value), vl);
-    p[9 + fl + vl] = '\0';
-    rz_secret_truncate(e, 9 + fl + vl);
+    memcpy(p, rz_secret_data(value), vl);
+    p[vl] = '\0';
+    rz_secret_truncate(e, vl);
+    j->cred_names[j->n_creds] = field;
     j->creds[j->n_creds++] = e;
     return 0;
 }
@@ -181,120 +169,7 @@ static void wipe_credentials(job *j)
     j->n_creds = 0;
 }
 
-/* ---- scrubbing ---- */
-
-static void redact(char **text, const char *needle)
-{
-    size_t nl = strlen(needle);
-    if (!*text || nl == 0 || !strstr(*text, needle))
-        return;
-    char *out = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&out, &len);
-    if (!f)
-        return;
-    const char *p = *text, *hit;
-    while ((hit = strstr(p, needle))) {
-        fwrite(p, 1, (size_t)(hit - p), f);
-        fputs("[redacted]", f);
-        p = hit + nl;
-    }
-    fputs(p, f);
-    if (fclose(f) != 0) {
-        free(out);
-        return;
-    }
-    sodium_memzero(*text, strlen(*text));
-    free(*text);
-    *text = out;
-}
-
-/* A module may print a secret it was given: values are removed raw from
- * the log and error, JSON-escaped from the outputs text. */
-static void scrub(job *j)
-{
-    for (size_t i = 0; i < j->n_creds; i++) {
-        const char *v = strchr((const char *)rz_secret_data(j->creds[i]), '=');
-        if (!v || !v[1])
-            continue;
-        v++;
-        redact(&j->log, v);
-        redact(&j->error, v);
-        cJSON *s = cJSON_CreateString(v);
-        char *q = s ? cJSON_PrintUnformatted(s) : NULL;
-        cJSON_Delete(s);
-        if (q && strlen(q) > 2) {
-            q[strlen(q) - 1] = '\0';
-            redact(&j->outputs, q + 1);
-        }
-        if (q)
-            sodium_memzero(q, strlen(q));
-        cJSON_free(q);
-    }
-}
-
-/* Bytes that are not valid UTF-8 (and NULs) become '?': the log travels
- * as a CBOR text string. */
-static char *utf8_copy(const char *s, size_t n)
-{
-    char *out = malloc(n + 1);
-    if (!out)
-        return NULL;
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        size_t len = u[i] < 0x80 ? 1 : (u[i] & 0xE0) == 0xC0 ? 2
-                   : (u[i] & 0xF0) == 0xE0 ? 3 : (u[i] & 0xF8) == 0xF0 ? 4 : 0;
-        int ok = len > 0 && i + len <= n && u[i] != 0 &&
-                 !(len == 2 && u[i] < 0xC2);
-        for (size_t k = 1; ok && k < len; k++)
-            ok = (u[i + k] & 0xC0) == 0x80;
-        if (ok && len == 3)
-            ok = !(u[i] == 0xE0 && u[i + 1] < 0xA0) &&
-                 !(u[i] == 0xED && u[i + 1] >= 0xA0);
-        if (ok && len == 4)
-            ok = !(u[i] == 0xF0 && u[i + 1] < 0x90) &&
-                 !(u[i] == 0xF4 && u[i + 1] >= 0x90) && u[i] <= 0xF4;
-        if (ok) {
-            memcpy(out + i, s + i, len);
-            i += len;
-        } else {
-            out[i++] = '?';
-        }
-    }
-    out[n] = '\0';
-    return out;
-}
-
 /* ---- running ---- */
-
-static char *failure_reason(const rz_proc *p, uint32_t timeout_s,
-                            uint32_t out_kb)
-{
-    char buf[REASON_LINE + 64];
-    int code = rz_proc_exit_code(p);
-    size_t len = 0;
-    const char *log = rz_proc_log(p, &len);
-    if (rz_proc_timed_out(p))
-        snprintf(buf, sizeof buf, "timed out after %u s", timeout_s);
-    else if (code < 0)
-        snprintf(buf, sizeof buf, "killed by signal %d", -code);
-    else if (code == 0)
-        snprintf(buf, sizeof buf, "no JSON object on stdout (or outputs "
-                 "over %u KiB)", out_kb);
-    else {
-        while (len > 0 && isspace((unsigned char)log[len - 1]))
-            len--;
-        size_t start = len;
-        while (start > 0 && log[start - 1] != '\n')
-            start--;
-        if (len - start > REASON_LINE)
-            start = len - REASON_LINE;
-        snprintf(buf, sizeof buf, "exit status %d%s%.*s", code,
-                 len > start ? ": " : "", (int)(len - start), log + start);
-    }
-    return utf8_copy(buf, strlen(buf));
-}
 
 static uint32_t job_timeout(const job *j)
 {
@@ -315,47 +190,35 @@ static uint32_t job_memory(agent *a, const job *j)
     return cap && (mb == 0 || mb > cap) ? cap : mb;
 }
 
-/* argv from exec.command; env: context, then credentials (borrowed). */
-static int spawn(agent *a, job *j, rz_proc **p, uint32_t timeout_s)
+/* Context, the request, the limits of this node, credentials (borrowed:
+ * the attempt keeps its own copy to scrub with). */
+static int start(agent *a, job *j, rz_attempt **att)
 {
-    const cJSON *ex = cJSON_GetObjectItemCaseSensitive(j->manifest, "exec");
-    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(ex, "command"), *w;
-    const char *argv[64];
-    size_t n = 0;
-    cJSON_ArrayForEach(w, cmd)
-        if (cJSON_IsString(w) && n < 63)
-            argv[n++] = w->valuestring;
-    argv[n] = NULL;
-    char run_id[40], step_id[160], attempt[32];
+    char run_id[40];
     snprintf(run_id, sizeof run_id, "job-%" PRIu64, j->s->job);
-    snprintf(step_id, sizeof step_id, "RZ_STEP_ID=%s",
-             j->step && *j->step ? j->step : "job");
-    snprintf(attempt, sizeof attempt, "RZ_ATTEMPT=%u", j->s->attempt);
-    char run_env[64];
-    snprintf(run_env, sizeof run_env, "RZ_RUN_ID=%s", run_id);
-    const char *env[MAX_CREDS + 4] = { run_env, step_id, attempt };
+    rz_attempt_secret secrets[MAX_CREDS];
     for (size_t i = 0; i < j->n_creds; i++)
-        env[3 + i] = (const char *)rz_secret_data(j->creds[i]);
-    env[3 + j->n_creds] = NULL;
-
+        secrets[i] = (rz_attempt_secret){
+            j->cred_names[i], (const char *)rz_secret_data(j->creds[i]) };
     const cJSON *req = cJSON_GetObjectItemCaseSensitive(j->asg, "request");
-    char *input = cJSON_IsObject(req) ? cJSON_PrintUnformatted(req)
-                                      : strdup("{\"inputs\":{},\"config\":{}}");
-    rz_proc_opts po = RZ_PROC_OPTS_INIT;
-    po.argv = argv;
-    po.module_dir = rz_module_dir(j->m);
-    po.env = env;
-    po.input = input;
-    po.input_len = input ? strlen(input) : 0;
-    po.network = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ex, "network"));
-    po.sandbox = a->sandbox;
-    po.timeout_ms = timeout_s > UINT32_MAX / 1000u ? UINT32_MAX : timeout_s * 1000u;
-    po.memory_mb = job_memory(a, j);
-    po.max_log = LOG_CAP;
-    /* Twice the cap is read, so that outputs just over it are told apart
-     * (run) from no outputs at all. */
-    po.max_output = (size_t)a->cfg.max_output_kb * 2048u;
-    int rc = input ? rz_proc_spawn(p, &po) : RZ_ENOMEM;
+    char *input = cJSON_IsObject(req) ? cJSON_PrintUnformatted(req) : NULL;
+    if (cJSON_IsObject(req) && !input)
+        return RZ_ENOMEM;
+    rz_attempt_opts ao = RZ_ATTEMPT_OPTS_INIT;
+    ao.module = j->m;
+    ao.request_json = input;
+    ao.run_id = run_id;
+    ao.step_id = j->step && *j->step ? j->step : "job";
+    ao.attempt = j->s->attempt;
+    ao.secrets = secrets;
+    ao.n_secrets = j->n_creds;
+    ao.timeout_s = job_timeout(j);
+    ao.memory_mb = job_memory(a, j);
+    ao.max_log = LOG_CAP;
+    ao.max_output = (size_t)a->cfg.max_output_kb * 1024u;
+    ao.sandbox = a->sandbox;
+    int rc = rz_attempt_start(att, &ao);
+    sodium_memzero(secrets, sizeof secrets);
     cJSON_free(input);
     return rc;
 }
@@ -371,39 +234,27 @@ static int stop_requested(job_slot *s)
 /* Runs to the end or until told to stop; fills outputs/error/log. */
 static void run(agent *a, job *j)
 {
-    uint32_t timeout_s = job_timeout(j);
-    rz_proc *p = NULL;
-    uint64_t t0 = now_ms();
-    if (spawn(a, j, &p, timeout_s) != RZ_OK) {
-        char buf[600];
-        snprintf(buf, sizeof buf, "cannot start: %s", rz_error_last()->message);
-        j->error = utf8_copy(buf, strlen(buf));
+    rz_attempt *att = NULL;
+    if (start(a, j, &att) != RZ_OK) {
+        j->error = strdup("cannot start: out of memory");
         return;
     }
-    int killed = 0;
-    while (rz_proc_poll(p, 200) == 0)
-        if (!killed && stop_requested(j->s)) {
-            rz_proc_kill(p);
-            killed = 1;
+    int stopped = 0;
+    while (rz_attempt_poll(att, 200) == 0)
+        if (!stopped && stop_requested(j->s)) {
+            rz_attempt_stop(att);
+            stopped = 1;
         }
-    j->run_ms = now_ms() - t0;
-    const char *outputs = rz_proc_outputs(p);
-    size_t len = 0;
-    const char *log = rz_proc_log(p, &len);
-    j->log = len ? utf8_copy(log, len) : NULL;
-    uint32_t kb = a->cfg.max_output_kb;
-    if (rz_proc_exit_code(p) == 0 && outputs && !rz_proc_timed_out(p)) {
-        if (strlen(outputs) <= (size_t)kb * 1024u) {
-            j->outputs = strdup(outputs);
-        } else {
-            char buf[64];
-            snprintf(buf, sizeof buf, "outputs over %u KiB", kb);
-            j->error = strdup(buf);
-        }
-    } else {
-        j->error = failure_reason(p, timeout_s, kb);
+    rz_attempt_result res;
+    if (rz_attempt_result_get(att, &res) == RZ_OK) {
+        j->run_ms = res.run_ms;
+        j->log = res.log_len ? strndup(res.log, res.log_len) : NULL;
+        if (res.ok)
+            j->outputs = strdup(res.outputs);
+        else
+            j->error = strdup(res.reason);
     }
-    rz_proc_free(p);
+    rz_attempt_free(att);
 }
 
 /* ---- reporting ---- */
@@ -523,7 +374,6 @@ static void decline(agent *a, job *j, const char *reason)
 
 static void report(agent *a, job *j)
 {
-    scrub(j);
     cJSON *b = fitted_body(j);
     agent_say(a, j->outputs ? "succeeded" : "failed", j->s, j->module_ref,
               j->outputs ? NULL : j->error, (long long)j->run_ms);
