@@ -390,10 +390,12 @@ RZ_EXTERN int rz_engine_check(rz_engine *e);
  * its result. Open that engine without a registry (the flow's modules are
  * resolved already) and with zero reference prices. See docs/engine.md. */
 
-/* Register this machine as a node: capabilities from rz_hw_detect (no GPU
- * or container-runtime probing), zero prices, max_concurrent_jobs = jobs. */
-RZ_EXTERN int rz_engine_local_node(rz_engine *e, unsigned jobs,
-                                   uint64_t now_ms, uint64_t *node);
+/* Register this machine as a node: caps_json is its capabilities as the
+ * caller probed them (rz_hw_detect, rz_caps_to_json; NULL: none), with
+ * prices set to zero and max_concurrent_jobs to jobs. No I/O. */
+RZ_EXTERN int rz_engine_local_node(rz_engine *e, const char *caps_json,
+                                   unsigned jobs, uint64_t now_ms,
+                                   uint64_t *node);
 
 /* A run that follows a local deployment: `run` is a run of the deployed
  * flow made with rz_run_new at the deploy's now_ms with the same inputs.

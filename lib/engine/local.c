@@ -91,21 +91,18 @@ int rz_engine_local_check(rz_engine *e)
 
 /* ---- the local node ---- */
 
-int rz_engine_local_node(rz_engine *e, unsigned jobs, uint64_t now_ms,
-                         uint64_t *node)
+int rz_engine_local_node(rz_engine *e, const char *caps_json, unsigned jobs,
+                         uint64_t now_ms, uint64_t *node)
 {
     if (node)
         *node = 0;
     if (!e || !node || jobs == 0)
         return rz__error(RZ_EINVAL, "rz_engine_local_node: invalid arguments");
-    /* No GPU or container-runtime probing: the embedded node runs process
-     * modules only, and the probes cost more than the rest of a small run. */
-    rz_hw_opts ho = RZ_HW_OPTS_INIT;
-    ho.skip_gpus = 1;
-    ho.skip_runtimes = 1;
+    /* The caller probed the machine: the engine does no I/O of its own. */
+    const char *in = caps_json ? caps_json : "{}";
     rz_caps *caps = NULL;
     char *json = NULL;
-    int rc = rz_hw_detect(&caps, &ho);
+    int rc = rz_caps_parse(&caps, in, strlen(in));
     if (rc == RZ_OK)
         rc = rz_caps_set_prices(caps, 0, 0, 0);
     if (rc == RZ_OK)

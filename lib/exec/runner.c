@@ -32,6 +32,7 @@
 #include "flow/model.h"
 #include "module/module_impl.h"
 #include "rhizos/engine.h"
+#include "rhizos/hw.h"
 
 #define MAX_WAIT_MS 200          /* also bounds the reaction to *cancel */
 #define REAP_WAIT_MS 2000        /* for the log of an attempt stopped on cancel */
@@ -526,6 +527,22 @@ static int engine_dir(char **out)
     return RZ_OK;
 }
 
+/* This machine as the local node sees it. No GPU or container-runtime
+ * probing: embedded steps are process modules, and those probes cost more
+ * than the rest of a small run. */
+static int local_caps(char **out)
+{
+    rz_hw_opts ho = RZ_HW_OPTS_INIT;
+    ho.skip_gpus = 1;
+    ho.skip_runtimes = 1;
+    rz_caps *caps = NULL;
+    int rc = rz_hw_detect(&caps, &ho);
+    if (rc == RZ_OK)
+        rc = rz_caps_to_json(caps, 0, out);
+    rz_caps_free(caps);
+    return rc;
+}
+
 /* Nothing here outlives the run, so nothing is fsync'd; no registry (the
  * flow's modules are resolved) and nothing costs anything. */
 static int engine_start(runner *r)
@@ -540,8 +557,12 @@ static int engine_start(runner *r)
     eo.ref_gpu_hour_cents = eo.ref_cpu_hour_cents = 0;
     eo.ref_memory_gb_hour_cents = 0;
     rc = rz_engine_open(&r->engine, r->dir, &eo);
+    char *caps = NULL;
     if (rc == RZ_OK)
-        rc = rz_engine_local_node(r->engine, r->jobs, r->t0, &r->node);
+        rc = local_caps(&caps);
+    if (rc == RZ_OK)
+        rc = rz_engine_local_node(r->engine, caps, r->jobs, r->t0, &r->node);
+    rz_free(caps);
     if (rc != RZ_OK)
         return rc;
     rz_engine_replica rep = RZ_ENGINE_REPLICA_INIT;

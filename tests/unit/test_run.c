@@ -931,7 +931,10 @@ static void test_replica_follows_deployment(void **state)
     char dir[] = "/tmp/rz-test-local-XXXXXX";
     rz_engine *e = local_engine(dir, NULL);
     uint64_t node = 0, dep = 0;
-    assert_int_equal(rz_engine_local_node(e, 1, 0, &node), RZ_OK);
+    assert_int_equal(rz_engine_local_node(e, "{\"cpu\":{\"cores\":2,"
+                                     "\"threads\":2},\"memory_mb\":4096,"
+                                     "\"adapters\":[\"process\"]}", 1, 0,
+                                     &node), RZ_OK);
     rz_run *r = start_run(f, NULL);
     int changes = 0;
     rz_engine_replica rep = RZ_ENGINE_REPLICA_INIT;
