@@ -197,10 +197,6 @@ typedef struct progress {
     bool tty;
     bool status_shown;
     size_t total;
-    rz_vault *vault;           /* open only when the flow references one */
-    const rz_flow *flow;
-    uint64_t started;          /* wall clock, ms */
-    bool recorded;             /* the run has a record under --data */
 } progress;
 
 static void count_states(const rz_run *run, size_t n, size_t *done,
@@ -250,18 +246,9 @@ static void print_first_line(FILE *out, const char *msg)
     fprintf(out, ": %.*s", (int)(n > 200 ? 200 : n), msg);
 }
 
-static void record_run(const cli *c, const rz_run *run, uint64_t started,
-                       uint64_t finished);
-
 static void on_event(const rz_event *ev, void *ud)
 {
     progress *p = ud;
-    /* A run is on record from its first event, so `flow runs` shows it
-     * while it goes and a killed run still leaves a trace. */
-    if (!p->recorded) {
-        p->recorded = true;
-        record_run(p->c, ev->run, p->started, 0);
-    }
     if (ev->kind == RZ_EVENT_PROGRESS) {
         if (p->tty && !p->c->quiet)
             draw_status(p, ev);
@@ -305,19 +292,6 @@ static int parse_jobs(const char *s, unsigned *out)
 }
 
 static volatile int cancel_flag;
-
-/* Credentials for one step, from the vault opened for this run. */
-static int vault_step_env(size_t step, char ***env, void *ud)
-{
-    progress *p = ud;
-    return rz_vault_resolve_step(p->vault, p->flow, step, env);
-}
-
-static void vault_env_free(char **env, void *ud)
-{
-    (void)ud;
-    rz_vault_env_free(env);
-}
 
 static void on_sigint(int sig)
 {
@@ -409,28 +383,6 @@ static void print_outputs(const rz_run *run)
     cJSON_Delete(doc);
 }
 
-static void record_run(const cli *c, const rz_run *run, uint64_t started,
-                       uint64_t finished)
-{
-    char *dir = cli_data_dir(c);
-    rz_store *st = NULL;
-    int rc = dir ? rz_store_open(&st, dir) : RZ_ENOMEM;
-    if (rc == RZ_OK)
-        rc = rz_store_put_run(st, run, started, finished);
-    if (rc != RZ_OK)
-        fprintf(stderr, "rhizos: warning: run not recorded in %s: %s\n",
-                dir ? dir : "?", rz_error_last()->message);
-    rz_store_close(st);
-    free(dir);
-}
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static int flow_run(cli *c)
 {
     if (need_args(c, "run", 1, 1) != 0)
@@ -453,11 +405,13 @@ static int flow_run(cli *c)
     }
     char run_id[64];
     make_run_id(run_id, sizeof run_id);
-    progress p = { c, cli_stderr_tty(), false, rz_flow_step_count(flow), NULL,
-                   flow, wall_ms(), false };
+    progress p = { c, cli_stderr_tty(), false, rz_flow_step_count(flow) };
     /* Ask for the vault password once, and only if a step needs a secret. */
+    rz_vault *vault = NULL;
+    char *data_dir = cli_data_dir(c);
     if (rz_vault_flow_references(flow) > 0 &&
-        !(p.vault = cli_vault_open_unlocked(c))) {
+        !(vault = cli_vault_open_unlocked(c))) {
+        free(data_dir);
         free(inputs);
         rz_flow_free(flow);
         rz_registry_free(reg);
@@ -471,23 +425,21 @@ static int flow_run(cli *c)
     opts.on_event = on_event;
     opts.userdata = &p;
     opts.cancel = &cancel_flag;
-    if (p.vault) {
-        opts.step_env = vault_step_env;
-        opts.step_env_free = vault_env_free;
-    }
+    opts.vault = vault;
+    /* On record from the start, so `flow runs` shows it while it goes and
+     * a killed run still leaves a trace. */
+    opts.data_dir = data_dir;
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
     if (!c->quiet && !c->json)
         fprintf(stderr, "rhizos: running %s (%zu step%s) as %s\n", c->args[0],
                 p.total, p.total == 1 ? "" : "s", run_id);
-    uint64_t started = p.started;
     rz_run *run = NULL;
     int rc = rz_runner_run(&run, flow, &opts);
     if (p.tty && p.status_shown)
         fputs("\r\033[K", stderr);
     int status = EXIT_FAILED;
     if (run) {
-        record_run(c, run, started, wall_ms());
         char *json = NULL;
         if (c->json && rz_run_to_json(run, &json) == RZ_OK)
             printf("%s\n", json);
@@ -500,7 +452,8 @@ static int flow_run(cli *c)
         cli_error(c->args[0], rc);
     }
     rz_run_free(run);
-    rz_vault_close(p.vault);
+    rz_vault_close(vault);
+    free(data_dir);
     rz_flow_free(flow);
     rz_registry_free(reg);
     free(inputs);

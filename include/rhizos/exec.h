@@ -35,6 +35,7 @@
 #include "rhizos/flow.h"
 #include "rhizos/module.h"
 #include "rhizos/run.h"
+#include "rhizos/vault.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -209,19 +210,28 @@ typedef struct rz_runner_opts {
     rz_event_cb on_event;          /* may be NULL */
     void *userdata;
     volatile int *cancel;          /* set non-zero to cancel; may be NULL */
-    /* Secret environment of one step, e.g. its credentials as
-     * "RZ_CRED_<NAME>=value" (rz_vault_resolve_step). Called before each
+    /* Secret environment of one step: its credentials as
+     * "RZ_CRED_<NAME>=value" (rz_vault_resolve_step's form; the adapter
+     * delivers each as its secret <NAME>). Called before each
      * attempt; an error fails the attempt with rz_error_last()'s message,
      * which must hold no secret. Every value is also scrubbed from the
      * step's outputs and failure reason. The list is released with
      * step_env_free. Both may be NULL. */
     int (*step_env)(size_t step, char ***env, void *userdata);
     void (*step_env_free)(char **env, void *userdata);
+    /* Credentials from an unlocked vault (rz_vault_resolve_step), when
+     * step_env is NULL. Borrowed for the run; may be NULL. */
+    const rz_vault *vault;
+    /* Record the run in the run store of this folder (rz_store_put_run):
+     * when it starts, so a run in progress or killed leaves a trace, and
+     * when it ends. A record that cannot be written is a NOTICE event
+     * ("run not recorded in DIR: ..."), not a failed run. NULL: none. */
+    const char *data_dir;
 } rz_runner_opts;
 
-#define RZ_RUNNER_OPTS_VERSION 1
+#define RZ_RUNNER_OPTS_VERSION 2
 #define RZ_RUNNER_OPTS_INIT { RZ_RUNNER_OPTS_VERSION, 0, NULL, NULL, NULL, 1, \
-                              NULL, NULL, NULL, NULL, NULL }
+                              NULL, NULL, NULL, NULL, NULL, NULL, NULL }
 
 /* Run a validated flow (modules resolved by rz_flow_validate) to the end.
  * *out receives the finished run even when it failed (check its state);

@@ -33,6 +33,7 @@
 #include "module/module_impl.h"
 #include "rhizos/engine.h"
 #include "rhizos/hw.h"
+#include "rhizos/store.h"
 
 #define MAX_WAIT_MS 200          /* also bounds the reaction to *cancel */
 #define REAP_WAIT_MS 2000        /* for the log of an attempt stopped on cancel */
@@ -61,6 +62,8 @@ typedef struct runner {
     uint64_t last_progress;      /* when RZ_EVENT_PROGRESS was last sent */
     char *dir;                   /* the engine's private data folder */
     rz_engine *engine;
+    rz_store *store;             /* opts->data_dir's, open for the run */
+    uint64_t started_wall;       /* for the run's record */
     uint64_t node, dep;
     bool finished;               /* the deployment finished */
 } runner;
@@ -131,10 +134,28 @@ static uint32_t step_timeout(const rz__step *s)
     return s->module ? s->module->timeout_s : 0;
 }
 
+/* ---- credentials ---- */
+
+static int get_secrets(runner *r, size_t step, char ***env)
+{
+    if (r->opts->step_env)
+        return r->opts->step_env(step, env, r->opts->userdata);
+    if (r->opts->vault && rz_vault_flow_references(r->flow) > 0)
+        return rz_vault_resolve_step(r->opts->vault, r->flow, step, env);
+    *env = NULL;
+    return RZ_OK;
+}
+
 static void free_secrets(runner *r, char **secrets)
 {
-    if (secrets && r->opts->step_env_free)
-        r->opts->step_env_free(secrets, r->opts->userdata);
+    if (!secrets)
+        return;
+    if (r->opts->step_env) {
+        if (r->opts->step_env_free)
+            r->opts->step_env_free(secrets, r->opts->userdata);
+    } else {
+        rz_vault_env_free(secrets);
+    }
 }
 
 static void drop_slot(runner *r, size_t k)
@@ -287,8 +308,7 @@ static char *cannot_run(runner *r, size_t step, const rz__step *s,
     if (!s->module)
         return rz__asprintf("module '%s' is not resolved (validate the flow "
                             "against a registry first)", s->module_id);
-    if (r->opts->step_env &&
-        r->opts->step_env(step, secrets, r->opts->userdata) != RZ_OK) {
+    if (get_secrets(r, step, secrets) != RZ_OK) {
         *secrets = NULL;
         return rz__asprintf("credentials: %s", rz_error_last()->message);
     }
@@ -377,6 +397,24 @@ static int check_cancel(runner *r)
     if (rc == RZ_ESTATE)   /* it finished first */
         rc = RZ_OK;
     return rc == RZ_OK ? settle(r, now) : rc;
+}
+
+/* ---- the run's record ---- */
+
+static void record(runner *r, uint64_t finished)
+{
+    const char *dir = r->opts->data_dir;
+    if (!dir)
+        return;
+    int rc = r->store ? RZ_OK : rz_store_open(&r->store, dir);
+    if (rc == RZ_OK)
+        rc = rz_store_put_run(r->store, r->run, r->started_wall, finished);
+    if (rc == RZ_OK)
+        return;
+    char *msg = rz__asprintf("run not recorded in %s: %s", dir,
+                             rz_error_last()->message);
+    emit(r, RZ_EVENT_NOTICE, RZ_NPOS, msg ? msg : "run not recorded");
+    free(msg);
 }
 
 /* ---- the loop ---- */
@@ -605,6 +643,7 @@ static void runner_free(runner *r)
     while (r->n_slots > 0)
         drop_slot(r, r->n_slots - 1);
     rz_engine_close(r->engine);
+    rz_store_close(r->store);
     remove_dir(r->dir);
     free(r->slots);
     free(r->pfds);
@@ -632,10 +671,14 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
                    "namespaces?); steps run without a sandbox"
                  : "bubblewrap not found; steps run without a sandbox");
         report_changes(&r);
+        r.started_wall = rz__wall_ms();
+        record(&r, 0);
         rc = engine_start(&r);
     }
     if (rc == RZ_OK)
         rc = drive(&r);
+    if (rc == RZ_OK)
+        record(&r, rz__wall_ms());
     runner_free(&r);
     if (rc != RZ_OK) {
         rz_run_free(r.run);

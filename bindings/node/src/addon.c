@@ -21,7 +21,6 @@
 #include "rhizos/module.h"
 #include "rhizos/plan.h"
 #include "rhizos/run.h"
-#include "rhizos/store.h"
 #include "rhizos/hw.h"
 #include "rhizos/ledger.h"
 #include "rhizos/match.h"
@@ -633,25 +632,6 @@ typedef struct run_work {
     char *json;          /* the finished run */
 } run_work;
 
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static int vault_step_env(size_t step, char ***env, void *ud)
-{
-    run_work *w = ud;
-    return rz_vault_resolve_step(w->vault->p, w->flow->p, step, env);
-}
-
-static void vault_env_free(char **env, void *ud)
-{
-    (void)ud;
-    rz_vault_env_free(env);
-}
-
 static void run_execute(napi_env env, void *data)
 {
     (void)env;
@@ -661,23 +641,12 @@ static void run_execute(napi_env env, void *data)
     o.inputs_json = w->inputs;
     o.run_id = w->run_id;
     o.sandbox = w->sandbox;
-    if (w->vault) {
-        o.step_env = vault_step_env;
-        o.step_env_free = vault_env_free;
-        o.userdata = w;
-    }
+    o.vault = w->vault ? w->vault->p : NULL;
+    o.data_dir = w->data_dir;
     rz_run *run = NULL;
-    uint64_t started = wall_ms();
     int rc = rz_runner_run(&run, w->flow->p, &o);
     if (run)
         rc = rz_run_to_json(run, &w->json);
-    if (run && rc == RZ_OK && w->data_dir) {
-        rz_store *st = NULL;
-        rc = rz_store_open(&st, w->data_dir);
-        if (rc == RZ_OK)
-            rc = rz_store_put_run(st, run, started, wall_ms());
-        rz_store_close(st);
-    }
     if (rc != RZ_OK)
         w->err = *rz_error_last();
     w->rc = rc;

@@ -55,7 +55,9 @@ class RzRunnerOpts(Structure):
                 ("run_id", c_char_p), ("env", c_void_p), ("sandbox", c_int),
                 ("on_event", EVENT_CB), ("userdata", c_void_p),
                 ("cancel", POINTER(c_int)), ("step_env", STEP_ENV_CB),
-                ("step_env_free", c_void_p)]
+                ("step_env_free", c_void_p), ("vault", c_void_p),
+                ("data_dir", c_char_p)]
+    VERSION = 2   # RZ_RUNNER_OPTS_VERSION
 
 
 class RzPlacement(Structure):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from . import errors
-from ._lib import (EVENT_CB, STEP_ENV_CB, Handle, RzRunnerOpts, dec, enc, lib,
+from ._lib import (EVENT_CB, Handle, RzRunnerOpts, dec, enc, lib,
                    take_string)
 from .flow import Flow
 
@@ -86,7 +86,8 @@ def run(flow: Flow, inputs: Optional[Mapping[str, Any]] = None,
     The flow is validated first against the default registries unless
     flow.validate() already passed. `inputs` are the flow inputs; with
     `data_dir` the run is recorded in that folder's run store (as
-    `rhizos flow run --data DIR` does). `vault` (an unlocked rhizos.Vault)
+    `rhizos flow run --data DIR` does: from its start; a record that
+    cannot be written is a "notice" event, not an error). `vault` (an unlocked rhizos.Vault)
     supplies the steps' credentials. `on_event` is called on this thread
     for each progress event. A run whose steps fail is returned with
     status "failed"; an exception means it could not be carried out.
@@ -104,7 +105,7 @@ def run(flow: Flow, inputs: Optional[Mapping[str, Any]] = None,
     if jobs < 0 or jobs > 4096:
         raise errors.InvalidArgument("jobs must be 0..4096", code="RZ_EINVAL")
     opts = RzRunnerOpts()
-    opts.version = 1
+    opts.version = RzRunnerOpts.VERSION
     opts.jobs = jobs
     opts.inputs_json = enc(inputs_json)
     opts.run_id = enc(run_id or "run-%d-%d" % (_wall_ms(), os.getpid()))
@@ -129,17 +130,11 @@ def run(flow: Flow, inputs: Optional[Mapping[str, Any]] = None,
 
     cb = EVENT_CB(event_cb) if on_event else EVENT_CB()
     opts.on_event = cb
-    env_cb = STEP_ENV_CB()
     if vault is not None:
         vault._use().check()
-
-        def step_env(step, env_out, _ud):
-            return lib.rz_vault_resolve_step(vault._h, flow._h, step, env_out)
-        env_cb = STEP_ENV_CB(step_env)
-        opts.step_env = env_cb
-        opts.step_env_free = cast(lib.rz_vault_env_free, c_void_p).value
+    if data_dir is not None:
+        opts.data_dir = enc(os.fspath(data_dir))
     run_h = c_void_p()
-    started = _wall_ms()
     vault_lock = vault._lock if vault is not None else None
     with flow._use() as fh:
         if vault_lock:
@@ -147,6 +142,7 @@ def run(flow: Flow, inputs: Optional[Mapping[str, Any]] = None,
         try:
             if vault is not None:
                 vault._use().check()
+                opts.vault = vault._h.value
             rc = lib.rz_runner_run(byref(run_h), fh, byref(opts))
         finally:
             if vault_lock:
@@ -158,18 +154,10 @@ def run(flow: Flow, inputs: Optional[Mapping[str, Any]] = None,
             raise failure[0]
         out = c_void_p()
         errors.check(lib.rz_run_to_json(run_h, byref(out)))
-        result = _result(json.loads(take_string(out)))
-        if data_dir is not None:
-            store = _Store(os.fspath(data_dir))
-            try:
-                errors.check(lib.rz_store_put_run(store._h, run_h, started,
-                                                  _wall_ms()), "recording the run")
-            finally:
-                store.close()
-        return result
+        return _result(json.loads(take_string(out)))
     finally:
         lib.rz_run_free(run_h)
-        del cb, env_cb
+        del cb
 
 
 def runs(data_dir: str) -> List[Dict[str, Any]]:
