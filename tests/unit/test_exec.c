@@ -1,4 +1,5 @@
-/* Unit tests of the process adapter (rz_proc_*) and the local runner. */
+/* Unit tests of the process adapter (rz_proc_*), attempts through an
+ * adapter (rz_attempt_*) and the local runner. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1251,6 +1252,297 @@ static void test_runner_removes_stale_folders(void **state)
     rz_registry_free(reg);
 }
 
+
+/* ---- one attempt through an adapter (rz_attempt_*) ---- */
+
+/* A registry with one module `id` running `script`; *m resolved in it. */
+static rz_registry *one_module(const char *id, const char *adapter,
+                               const char *script, const rz_module **m)
+{
+    char reg[300];
+    snprintf(reg, sizeof reg, "%s/attempt-modules", tmp_root);
+    mkdir(reg, 0755);
+    add_module(reg, id, adapter, script);
+    rz_registry *r = NULL;
+    assert_int_equal(rz_registry_new(&r), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(r, reg, NULL), RZ_OK);
+    assert_int_equal(rz_registry_resolve(r, id, "1.0.0", m), RZ_OK);
+    return r;
+}
+
+/* Start and drive to the end through its descriptor, as a poll loop does. */
+static rz_attempt *attempt_run(rz_attempt_opts *o, rz_attempt_result *res)
+{
+    o->scratch_parent = tmp_root;
+    o->sandbox = 0;
+    rz_attempt *a = NULL;
+    if (rz_attempt_start(&a, o) != RZ_OK)
+        fail_msg("rz_attempt_start: %s", rz_error_last()->message);
+    uint64_t give_up = rz__now_ms() + 20000;
+    int r;
+    while ((r = rz_attempt_poll(a, 0)) == 0) {
+        assert_true(rz__now_ms() < give_up);
+        struct pollfd pfd = { rz_attempt_fd(a), POLLIN, 0 };
+        assert_true(pfd.fd >= 0);
+        poll(&pfd, 1, 100);
+    }
+    assert_int_equal(r, 1);
+    assert_int_equal(rz_attempt_fd(a), -1);
+    assert_int_equal(rz_attempt_result_get(a, res), RZ_OK);
+    return a;
+}
+
+static int scratch_entries(void)
+{
+    DIR *d = opendir(tmp_root);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += strncmp(e->d_name, "rz-", 3) == 0;
+    closedir(d);
+    return n;
+}
+
+static void test_attempt_request_file(void **state)
+{
+    (void)state;
+    const rz_module *m = NULL;
+    rz_registry *reg = one_module("req", "process",
+        "stdin=$(cat); file=$(cat in/request.json) || exit 4;"
+        " [ \"$stdin\" = \"$file\" ] || exit 5;"
+        " [ -d out ] || exit 6;"
+        " printf '{\"value\":\"%s|%s|%s|%s|%s\"}' \"$RZ_RUN_ID\""
+        " \"$RZ_STEP_ID\" \"$RZ_ATTEMPT\" \"$RZ_JOB_ID\" \"$RZ_NODE_ID\"\n",
+        &m);
+    const char *req = "{\"inputs\":{\"text\":\"hi\"},\"config\":{\"n\":1}}";
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = m;
+    o.request_json = req;
+    o.run_id = "run-7";
+    o.step_id = "count";
+    o.attempt = 2;
+    o.job_id = 42;
+    o.node_id = "n1";
+    rz_attempt_result res;
+    rz_attempt *a = attempt_run(&o, &res);
+    if (!res.ok)
+        fail_msg("reason: %s", res.reason);
+    assert_string_equal(res.outputs, "{\"value\":\"run-7|count|2|42|n1\"}");
+    assert_null(res.reason);
+    assert_int_equal(res.exit_code, 0);
+    assert_int_equal(scratch_entries(), 1);
+    rz_attempt_free(a);
+    assert_int_equal(scratch_entries(), 0);   /* the scratch folder is gone */
+    rz_registry_free(reg);
+}
+
+static void test_attempt_outputs_file(void **state)
+{
+    (void)state;
+    const rz_module *m = NULL;
+    rz_registry *reg = one_module("outfile", "process",
+        "cat >/dev/null; [ \"$RZ_OUTPUT\" = \"$PWD/out/outputs.json\" ]"
+        " || exit 4; printf '{\"value\": 2}' > out/outputs.json;"
+        " echo 'not json on stdout'\n", &m);
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = m;
+    rz_attempt_result res;
+    rz_attempt *a = attempt_run(&o, &res);
+    if (!res.ok)
+        fail_msg("reason: %s", res.reason);
+    assert_string_equal(res.outputs, "{\"value\":2}");
+    rz_attempt_free(a);
+    rz_registry_free(reg);
+}
+
+static void test_attempt_scrubs_secrets(void **state)
+{
+    (void)state;
+    const rz_module *m = NULL;
+    /* Echoes its secret into the log, the outputs (JSON-escaped) and,
+     * with config fail, its last log line (the failure reason). */
+    rz_registry *reg = one_module("leak", "process",
+        "req=$(cat); v=$(printf '%s' \"$RZ_CRED_API_KEY\" | sed 's/[\"\\\\]/\\\\&/g');"
+        " printf 'the key is %s\\n' \"$RZ_CRED_API_KEY\" >&2;"
+        " case \"$req\" in *fail*) printf 'bad key %s\\n' \"$RZ_CRED_API_KEY\" >&2;"
+        " exit 1;; esac;"
+        " printf '{\"value\":\"key=%s\"}' \"$v\"\n", &m);
+    const char *secret = "s3\"cr\\et";
+    rz_attempt_secret sec = { "api-key", secret };
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = m;
+    o.secrets = &sec;
+    o.n_secrets = 1;
+    rz_attempt_result res;
+    rz_attempt *a = attempt_run(&o, &res);
+    if (!res.ok)
+        fail_msg("reason: %s", res.reason);
+    assert_string_equal(res.outputs, "{\"value\":\"key=[redacted]\"}");
+    assert_non_null(res.log);
+    if (!strstr(res.log, "the key is [redacted]"))
+        fail_msg("log: %s", res.log);
+    assert_null(strstr(res.log, secret));
+    rz_attempt_free(a);
+
+    o.request_json = "{\"inputs\":{},\"config\":{\"fail\":true}}";
+    a = attempt_run(&o, &res);
+    assert_false(res.ok);
+    assert_string_equal(res.reason, "exit status 1: bad key [redacted]");
+    assert_null(strstr(res.log, secret));
+    rz_attempt_free(a);
+    rz_registry_free(reg);
+}
+
+static void test_attempt_unknown_adapter(void **state)
+{
+    (void)state;
+    const rz_module *m = NULL;
+    rz_registry *reg = one_module("boxed", "docker", NULL, &m);
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = m;
+    o.scratch_parent = tmp_root;
+    rz_attempt *a = NULL;
+    assert_int_equal(rz_attempt_start(&a, &o), RZ_OK);
+    /* Finished at once: nothing to wait on, no hang. */
+    assert_int_equal(rz_attempt_fd(a), -1);
+    assert_int_equal(rz_attempt_poll(a, 0), 1);
+    rz_attempt_result res;
+    assert_int_equal(rz_attempt_result_get(a, &res), RZ_OK);
+    assert_false(res.ok);
+    assert_null(res.outputs);
+    assert_string_equal(res.reason,
+                        "adapter 'docker' is not available on this machine");
+    rz_attempt_free(a);
+    assert_int_equal(scratch_entries(), 0);
+    o.adapter = "nope";
+    assert_int_equal(rz_attempt_start(&a, &o), RZ_OK);
+    assert_int_equal(rz_attempt_poll(a, 0), 1);
+    assert_int_equal(rz_attempt_result_get(a, &res), RZ_OK);
+    assert_string_equal(res.reason,
+                        "adapter 'nope' is not available on this machine");
+    rz_attempt_free(a);
+    assert_int_equal(rz_attempt_adapter_check("docker"), RZ_EUNSUPPORTED);
+    assert_string_equal(rz_error_last()->message,
+                        "adapter 'docker' is not available on this machine");
+    assert_int_equal(rz_attempt_adapter_check("process"), RZ_OK);
+    assert_int_equal(rz_attempt_adapter_check(NULL), RZ_OK);
+    rz_registry_free(reg);
+}
+
+static void test_attempt_timeout(void **state)
+{
+    (void)state;
+    const rz_module *m = NULL;
+    rz_registry *reg = one_module("slow", "process",
+        "cat >/dev/null; echo 'waiting' >&2; sleep 30\n", &m);
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = m;
+    o.timeout_s = 1;
+    rz_attempt_result res;
+    uint64_t t0 = rz__now_ms();
+    rz_attempt *a = attempt_run(&o, &res);
+    assert_true(rz__now_ms() - t0 < 10000);
+    assert_false(res.ok);
+    assert_string_equal(res.reason, "timed out after 1 s");
+    assert_true(res.run_ms >= 1000);
+    assert_non_null(strstr(res.log, "waiting"));
+    rz_attempt_free(a);
+    rz_registry_free(reg);
+}
+
+static void test_attempt_stop(void **state)
+{
+    (void)state;
+    const rz_module *m = NULL;
+    rz_registry *reg = one_module("stoppable", "process",
+        "cat >/dev/null; echo 'started' >&2; sleep 30\n", &m);
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = m;
+    o.scratch_parent = tmp_root;
+    o.sandbox = 0;
+    rz_attempt *a = NULL;
+    assert_int_equal(rz_attempt_start(&a, &o), RZ_OK);
+    assert_int_equal(rz_attempt_poll(a, 300), 0);
+    rz_attempt_stop(a);
+    uint64_t give_up = rz__now_ms() + 10000;
+    while (rz_attempt_poll(a, 100) == 0)
+        assert_true(rz__now_ms() < give_up);
+    rz_attempt_result res;
+    assert_int_equal(rz_attempt_result_get(a, &res), RZ_OK);
+    assert_false(res.ok);
+    assert_string_equal(res.reason, "stopped");
+    rz_attempt_free(a);
+    rz_registry_free(reg);
+}
+
+static void test_attempt_output_cap(void **state)
+{
+    (void)state;
+    const rz_module *m = NULL;
+    /* config.n bytes of outputs, near enough. */
+    rz_registry *reg = one_module("sized", "process",
+        "n=$(cat | sed 's/.*\"n\":\\([0-9]*\\).*/\\1/');"
+        " printf '{\"value\":\"'; head -c \"$n\" /dev/zero | tr '\\0' x;"
+        " printf '\"}'\n", &m);
+    static const struct { int n; bool ok; } cases[] = {
+        { 500, true },      /* under the cap */
+        { 1500, false },    /* over it, within what stdout reads */
+        { 5000, false },    /* past what stdout reads */
+    };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(cases); i++) {
+        char req[80];
+        snprintf(req, sizeof req, "{\"inputs\":{},\"config\":{\"n\":%d}}",
+                 cases[i].n);
+        rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+        o.module = m;
+        o.request_json = req;
+        o.max_output = 1024;
+        rz_attempt_result res;
+        rz_attempt *a = attempt_run(&o, &res);
+        assert_int_equal(res.ok, cases[i].ok);
+        if (cases[i].ok)
+            assert_int_equal(strlen(res.outputs), (size_t)cases[i].n + 12);
+        else
+            assert_string_equal(res.reason, "outputs over 1 KiB");
+        rz_attempt_free(a);
+    }
+    rz_registry_free(reg);
+}
+
+static void test_attempt_log_utf8(void **state)
+{
+    (void)state;
+    const rz_module *m = NULL;
+    rz_registry *reg = one_module("bytes", "process",
+        "cat >/dev/null; printf 'ok \\303\\251 bad \\377\\376 end\\n' >&2;"
+        " exit 2\n", &m);
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = m;
+    rz_attempt_result res;
+    rz_attempt *a = attempt_run(&o, &res);
+    assert_false(res.ok);
+    assert_string_equal(res.log, "ok \xc3\xa9 bad ?? end\n");
+    assert_string_equal(res.reason, "exit status 2: ok \xc3\xa9 bad ?? end");
+    rz_attempt_free(a);
+    rz_registry_free(reg);
+}
+
+static void test_attempt_invalid(void **state)
+{
+    (void)state;
+    rz_attempt *a = (rz_attempt *)1;
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    assert_int_equal(rz_attempt_start(&a, &o), RZ_EINVAL);   /* no module */
+    assert_null(a);
+    assert_int_equal(rz_attempt_start(NULL, &o), RZ_EINVAL);
+    assert_int_equal(rz_attempt_poll(NULL, 0), RZ_EINVAL);
+    rz_attempt_result res;
+    assert_int_equal(rz_attempt_result_get(NULL, &res), RZ_EINVAL);
+    rz_attempt_stop(NULL);
+    rz_attempt_free(NULL);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_tmp, teardown_tmp)
 
 int main(void)
@@ -1287,6 +1579,15 @@ int main(void)
         T(test_runner_cancel),
         T(test_runner_removes_stale_folders),
         T(test_runner_invalid),
+        T(test_attempt_request_file),
+        T(test_attempt_outputs_file),
+        T(test_attempt_scrubs_secrets),
+        T(test_attempt_unknown_adapter),
+        T(test_attempt_timeout),
+        T(test_attempt_stop),
+        T(test_attempt_output_cap),
+        T(test_attempt_log_utf8),
+        T(test_attempt_invalid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
