@@ -1,5 +1,5 @@
-/* Internal helpers of the exec area shared by the process adapter and the
- * local runner. */
+/* Internal helpers of the process adapter, for the attempt layer
+ * (adapter.h) and the tests. */
 #ifndef RZ_EXEC_IMPL_H
 #define RZ_EXEC_IMPL_H
 

@@ -210,6 +210,7 @@ static int start(agent *a, job *j, rz_attempt **att)
     ao.run_id = run_id;
     ao.step_id = j->step && *j->step ? j->step : "job";
     ao.attempt = j->s->attempt;
+    ao.job_id = j->s->job;
     ao.secrets = secrets;
     ao.n_secrets = j->n_creds;
     ao.timeout_s = job_timeout(j);
