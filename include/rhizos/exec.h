@@ -225,7 +225,8 @@ typedef struct rz_runner_opts {
     /* Record the run in the run store of this folder (rz_store_put_run):
      * when it starts, so a run in progress or killed leaves a trace, and
      * when it ends. A record that cannot be written is a NOTICE event
-     * ("run not recorded in DIR: ..."), not a failed run. NULL: none. */
+     * ("run not recorded in DIR: ..."), and rz_runner_run returns its
+     * error with the finished run still in *out. NULL: none. */
     const char *data_dir;
 } rz_runner_opts;
 
@@ -235,7 +236,9 @@ typedef struct rz_runner_opts {
 
 /* Run a validated flow (modules resolved by rz_flow_validate) to the end.
  * *out receives the finished run even when it failed (check its state);
- * the return value is an error only when the run could not be carried out. */
+ * the return value is an error when the run could not be carried out
+ * (*out NULL) or, with *out set, when its record (data_dir) could not be
+ * written. */
 RZ_EXTERN int rz_runner_run(rz_run **out, const rz_flow *flow,
                             const rz_runner_opts *opts);
 

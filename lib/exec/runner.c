@@ -401,20 +401,23 @@ static int check_cancel(runner *r)
 
 /* ---- the run's record ---- */
 
-static void record(runner *r, uint64_t finished)
+/* A failure is told as a notice and returned, with rz_error_last() set. */
+static int record(runner *r, uint64_t finished)
 {
     const char *dir = r->opts->data_dir;
     if (!dir)
-        return;
+        return RZ_OK;
     int rc = r->store ? RZ_OK : rz_store_open(&r->store, dir);
     if (rc == RZ_OK)
         rc = rz_store_put_run(r->store, r->run, r->started_wall, finished);
     if (rc == RZ_OK)
-        return;
+        return RZ_OK;
     char *msg = rz__asprintf("run not recorded in %s: %s", dir,
                              rz_error_last()->message);
     emit(r, RZ_EVENT_NOTICE, RZ_NPOS, msg ? msg : "run not recorded");
+    rz__error(rc, "%s", msg ? msg : "run not recorded");
     free(msg);
+    return rc;
 }
 
 /* ---- the loop ---- */
@@ -672,13 +675,12 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
                  : "bubblewrap not found; steps run without a sandbox");
         report_changes(&r);
         r.started_wall = rz__wall_ms();
-        record(&r, 0);
+        (void)record(&r, 0);   /* told; the final record says it again */
         rc = engine_start(&r);
     }
     if (rc == RZ_OK)
         rc = drive(&r);
-    if (rc == RZ_OK)
-        record(&r, rz__wall_ms());
+    int recorded = rc == RZ_OK ? record(&r, rz__wall_ms()) : RZ_OK;
     runner_free(&r);
     if (rc != RZ_OK) {
         rz_run_free(r.run);
@@ -687,5 +689,7 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
     emit(&r, RZ_EVENT_RUN_FINISHED, RZ_NPOS,
          rz_run_state_name(rz_run_state_get(r.run)));
     *out = r.run;
-    return RZ_OK;
+    if (recorded != RZ_OK)   /* after the events, which may set errors */
+        rz__error(recorded, "run not recorded in %s", opts->data_dir);
+    return recorded;
 }

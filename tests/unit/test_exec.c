@@ -26,6 +26,7 @@
 #include "rhizos/flow.h"
 #include "rhizos/module.h"
 #include "rhizos/run.h"
+#include "rhizos/store.h"
 
 /* ---- helpers ---- */
 
@@ -1253,6 +1254,60 @@ static void test_runner_removes_stale_folders(void **state)
 }
 
 
+/* With data_dir the run is on record (finished); a folder that cannot hold
+ * a store gives a notice and the store's error, with the run still out. */
+static void test_runner_records_run(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, NULL,
+        "flux: 1\nname: rec\nsteps:\n  only:\n    module: env\n");
+    char data[400];
+    snprintf(data, sizeof data, "%s/data", tmp_root);
+    recorder rec = { .n = 0 };
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    o.run_id = "rec-1";
+    o.data_dir = data;
+    rz_run *run = run_flow(f, &o, &rec);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+    assert_int_equal(count_events(&rec, RZ_EVENT_NOTICE, RZ_NPOS), 0);
+    rz_run_free(run);
+    rz_store *st = NULL;
+    char *json = NULL;
+    assert_int_equal(rz_store_open(&st, data), RZ_OK);
+    assert_int_equal(rz_store_get_run(st, "rec-1", &json), RZ_OK);
+    cJSON *doc = cJSON_Parse(json);
+    const cJSON *status = cJSON_GetObjectItemCaseSensitive(doc, "status");
+    assert_true(cJSON_IsString(status));
+    assert_string_equal(status->valuestring, "succeeded");
+    cJSON_Delete(doc);
+    rz_free(json);
+    rz_store_close(st);
+    recorder_free(&rec);
+
+    char file[400];
+    snprintf(file, sizeof file, "%s/plain-file", tmp_root);
+    write_file(file, "x", 0644);
+    recorder rec2 = { .n = 0 };
+    o.run_id = "rec-2";
+    o.data_dir = file;
+    o.on_event = record;
+    o.userdata = &rec2;
+    run = NULL;
+    int rc = rz_runner_run(&run, f, &o);
+    assert_true(rc < 0);
+    assert_non_null(run);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+    assert_non_null(strstr(rz_error_last()->message, "run not recorded in"));
+    const rec_event *e = find_event(&rec2, RZ_EVENT_NOTICE, RZ_NPOS);
+    assert_non_null(e);
+    assert_non_null(strstr(e->message, "run not recorded in"));
+    recorder_free(&rec2);
+    rz_run_free(run);
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
 /* ---- one attempt through an adapter (rz_attempt_*) ---- */
 
 /* A registry with one module `id` running `script`; *m resolved in it. */
@@ -1579,6 +1634,7 @@ int main(void)
         T(test_runner_cancel),
         T(test_runner_removes_stale_folders),
         T(test_runner_invalid),
+        T(test_runner_records_run),
         T(test_attempt_request_file),
         T(test_attempt_outputs_file),
         T(test_attempt_scrubs_secrets),

@@ -644,8 +644,9 @@ static void run_execute(napi_env env, void *data)
     o.vault = w->vault ? w->vault->p : NULL;
     o.data_dir = w->data_dir;
     rz_run *run = NULL;
+    /* With a run, an error is its record (dataDir) not written. */
     int rc = rz_runner_run(&run, w->flow->p, &o);
-    if (run)
+    if (run && rc == RZ_OK)
         rc = rz_run_to_json(run, &w->json);
     if (rc != RZ_OK)
         w->err = *rz_error_last();

@@ -86,8 +86,7 @@ def run(flow: Flow, inputs: Optional[Mapping[str, Any]] = None,
     The flow is validated first against the default registries unless
     flow.validate() already passed. `inputs` are the flow inputs; with
     `data_dir` the run is recorded in that folder's run store (as
-    `rhizos flow run --data DIR` does: from its start; a record that
-    cannot be written is a "notice" event, not an error). `vault` (an unlocked rhizos.Vault)
+    `rhizos flow run --data DIR` does, from its start). `vault` (an unlocked rhizos.Vault)
     supplies the steps' credentials. `on_event` is called on this thread
     for each progress event. A run whose steps fail is returned with
     status "failed"; an exception means it could not be carried out.
@@ -152,6 +151,7 @@ def run(flow: Flow, inputs: Optional[Mapping[str, Any]] = None,
             raise errors.from_status(rc if rc < 0 else -26)
         if failure:
             raise failure[0]
+        errors.check(rc, "recording the run")   # the run is there; its record not
         out = c_void_p()
         errors.check(lib.rz_run_to_json(run_h, byref(out)))
         return _result(json.loads(take_string(out)))
