@@ -25,9 +25,10 @@
 #define REASON_LINE 300          /* bytes of the log quoted in a failure */
 #define EMPTY_REQUEST "{\"inputs\":{},\"config\":{}}"
 
-/* Runtimes in their own files. A weak reference is NULL when the file is
- * not built in, so adding one touches nothing here but this list. */
-extern const rz__adapter rz__docker_adapter __attribute__((weak));
+/* Runtimes in their own files (adapter.h). A weak reference is NULL when
+ * the file is not built in, so a new runtime touches nothing here but this
+ * list. */
+RZ_HIDDEN extern const rz__adapter rz__docker_adapter __attribute__((weak));
 
 static const rz__adapter *find_adapter(const char *name)
 {
