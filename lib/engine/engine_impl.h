@@ -51,7 +51,7 @@ typedef struct rz__ereqs {
     size_t refs;
     uint64_t hash;
     /* The group's queued jobs: a heap on (priority desc, id asc), stale
-     * entries dropped lazily (engine.c "the queue"). */
+     * entries dropped lazily (queue.c). */
     rz__heap_ent *q; size_t q_len, q_cap, q_prune_at;
 } rz__ereqs;
 
@@ -206,7 +206,6 @@ RZ_HIDDEN rz__ejob *rz__engine_job(rz_engine *e, uint64_t id);
 RZ_HIDDEN rz__enode *rz__engine_node(rz_engine *e, uint64_t id);
 RZ_HIDDEN rz__edep *rz__engine_dep(rz_engine *e, uint64_t id);
 RZ_HIDDEN rz__ejob *rz__engine_job_new(rz_engine *e);
-RZ_HIDDEN int rz__engine_enqueue(rz_engine *e, rz__ejob *j);
 RZ_HIDDEN void rz__engine_unplace(rz_engine *e, rz__ejob *j, bool stop);
 RZ_HIDDEN void rz__engine_finish(rz_engine *e, rz__ejob *j, rz_job_state st,
                                  int owe);
@@ -227,6 +226,19 @@ RZ_HIDDEN bool rz__engine_declined(const rz__ejob *j, uint64_t node);
 /* The reference maximum cost of requirements without their own: the match
  * cost formula at the options' reference prices (deploy.c). */
 RZ_HIDDEN uint64_t rz__engine_ref_cost(const rz_engine *e, const rz_reqs *r);
+
+/* Place `j` now (RZ_ENOENT: no node has room for it). */
+RZ_HIDDEN int rz__engine_assign_one(rz_engine *e, rz__ejob *j);
+
+/* queue.c */
+/* Queue `j` for its next attempt. */
+RZ_HIDDEN int rz__engine_enqueue(rz_engine *e, rz__ejob *j);
+/* Push a QUEUED job's entry (rz__engine_enqueue, and resume on open). */
+RZ_HIDDEN bool rz__engine_queue_push(rz_engine *e, const rz__ejob *j);
+/* Forget group `g`, whose heap holds stale entries only. */
+RZ_HIDDEN void rz__engine_queue_drop(rz_engine *e, const rz__ereqs *g);
+/* Place queued jobs in priority order while nodes have room. */
+RZ_HIDDEN int rz__engine_assign_all(rz_engine *e);
 
 /* deploy.c */
 RZ_HIDDEN int rz__engine_dep_advance(rz_engine *e, rz__edep *d, uint64_t now);
