@@ -217,8 +217,6 @@ RZ_HIDDEN int rz__engine_leave(rz_engine *e, int rc);
 /* Write the holds a group deferred (before any other hold of a job id). */
 RZ_HIDDEN int rz__engine_group_flush(rz_engine *e);
 RZ_HIDDEN int rz__engine_place_job(rz_engine *e, rz__ejob *j, uint64_t node);
-RZ_HIDDEN int rz__engine_reqs_set(rz_engine *e, rz__ejob *j, const char *json,
-                                  uint64_t max_cost);
 RZ_HIDDEN rz_ledger_id rz__engine_hold_id(uint64_t job);
 RZ_HIDDEN void rz__engine_jobs_truncate(rz_engine *e, size_t n);
 RZ_HIDDEN void rz__engine_emit_dep(rz_engine *e, const rz__edep *d);
@@ -229,6 +227,14 @@ RZ_HIDDEN uint64_t rz__engine_ref_cost(const rz_engine *e, const rz_reqs *r);
 
 /* Place `j` now (RZ_ENOENT: no node has room for it). */
 RZ_HIDDEN int rz__engine_assign_one(rz_engine *e, rz__ejob *j);
+
+/* requirements.c */
+/* The requirements of a job, with max_cost_cents lowered to `max_cost`
+ * (UINT64_MAX: as stored); the job joins the group of the result. */
+RZ_HIDDEN int rz__engine_reqs_set(rz_engine *e, rz__ejob *j, const char *json,
+                                  uint64_t max_cost);
+/* Drop one reference to `x` (NULL: none); the last frees it. */
+RZ_HIDDEN void rz__engine_reqs_release(rz_engine *e, rz__ereqs *x);
 
 /* queue.c */
 /* Queue `j` for its next attempt. */
