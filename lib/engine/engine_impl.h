@@ -214,8 +214,6 @@ RZ_HIDDEN void rz__engine_emit(rz_engine *e, rz_engine_event_type type,
 RZ_HIDDEN int rz__engine_pay(rz_engine *e);
 /* Calls that changed state end here: commit and pay (not inside a group). */
 RZ_HIDDEN int rz__engine_leave(rz_engine *e, int rc);
-/* Write the holds a group deferred (before any other hold of a job id). */
-RZ_HIDDEN int rz__engine_group_flush(rz_engine *e);
 RZ_HIDDEN int rz__engine_place_job(rz_engine *e, rz__ejob *j, uint64_t node);
 RZ_HIDDEN rz_ledger_id rz__engine_hold_id(uint64_t job);
 RZ_HIDDEN void rz__engine_jobs_truncate(rz_engine *e, size_t n);
@@ -227,6 +225,13 @@ RZ_HIDDEN uint64_t rz__engine_ref_cost(const rz_engine *e, const rz_reqs *r);
 
 /* Place `j` now (RZ_ENOENT: no node has room for it). */
 RZ_HIDDEN int rz__engine_assign_one(rz_engine *e, rz__ejob *j);
+
+/* group.c */
+/* Hold for a job submitted inside a group: checked now, written by
+ * rz__engine_group_flush (at the latest at the commit). */
+RZ_HIDDEN int rz__engine_group_hold(rz_engine *e, rz__ejob *j);
+/* Write the holds a group deferred (before any other hold of a job id). */
+RZ_HIDDEN int rz__engine_group_flush(rz_engine *e);
 
 /* requirements.c */
 /* The requirements of a job, with max_cost_cents lowered to `max_cost`
