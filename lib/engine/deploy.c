@@ -476,7 +476,7 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
         rz__engine_touch_job(e, step_job(e, dp, i));
     rz__engine_touch_dep(e, dp);
     rc = rz__engine_dep_advance(e, dp, now_ms);
-    int crc = rz__engine_leave(e, RZ_OK);
+    int crc = rz__engine_commit_call(e, RZ_OK);
     if (rc == RZ_OK)
         rc = crc;
     if (rc == RZ_OK && deployment)
@@ -554,6 +554,6 @@ int rz_engine_deploy_cancel(rz_engine *e, uint64_t deployment, uint64_t now_ms)
     }
     if (rc == RZ_OK)
         rc = rz__engine_dep_advance(e, d, now_ms);
-    int crc = rz__engine_leave(e, RZ_OK);
+    int crc = rz__engine_commit_call(e, RZ_OK);
     return rc != RZ_OK ? rc : crc;
 }

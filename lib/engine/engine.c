@@ -589,7 +589,7 @@ rz_ledger *rz_engine_ledger(rz_engine *e)
 
 /* Calls that change state start here: a broken handle refuses, and the
  * first `now` after open starts every node's heartbeat grace period. */
-static int enter(rz_engine *e, uint64_t now)
+static int begin_call(rz_engine *e, uint64_t now)
 {
     if (!e)
         return rz__error(RZ_EINVAL, "no engine");
@@ -607,7 +607,7 @@ static int enter(rz_engine *e, uint64_t now)
 
 /* Calls that changed state end here: commit, then move the money owed.
  * Inside a group both wait for rz_engine_group_commit. */
-static int leave(rz_engine *e, int rc)
+int rz__engine_commit_call(rz_engine *e, int rc)
 {
     if (e->group)
         return rc;
@@ -618,11 +618,6 @@ static int leave(rz_engine *e, int rc)
     return rc != RZ_OK ? rc : prc;
 }
 
-int rz__engine_leave(rz_engine *e, int rc)
-{
-    return leave(e, rc);
-}
-
 /* ---- nodes ---- */
 
 int rz_engine_node_register(rz_engine *e, const char *caps_json, size_t len,
@@ -630,7 +625,7 @@ int rz_engine_node_register(rz_engine *e, const char *caps_json, size_t len,
 {
     if (node_id)
         *node_id = 0;
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     if (rc != RZ_OK)
         return rc;
     if (!caps_json)
@@ -671,7 +666,7 @@ int rz_engine_node_register(rz_engine *e, const char *caps_json, size_t len,
     }
     rz__engine_touch_node(e, n);
     e->assign_dirty = true;
-    rc = leave(e, RZ_OK);
+    rc = rz__engine_commit_call(e, RZ_OK);
     if (rc == RZ_OK && node_id)
         *node_id = id;
     return rc;
@@ -692,7 +687,7 @@ static rz__enode *live_node(rz_engine *e, uint64_t id, int *rc)
 int rz_engine_node_heartbeat(rz_engine *e, uint64_t node, uint64_t now_ms,
                              double load)
 {
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     rz__enode *n = rc == RZ_OK ? live_node(e, node, &rc) : NULL;
     if (!n)
         return rc;
@@ -741,17 +736,18 @@ static int node_drop(rz_engine *e, rz__enode *n, rz_node_state st, uint64_t now)
 
 int rz_engine_node_deregister(rz_engine *e, uint64_t node, uint64_t now_ms)
 {
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     rz__enode *n = rc == RZ_OK ? live_node(e, node, &rc) : NULL;
     if (!n)
         return rc;
-    return leave(e, node_drop(e, n, RZ_NODE_GONE, now_ms));
+    rc = node_drop(e, n, RZ_NODE_GONE, now_ms);
+    return rz__engine_commit_call(e, rc);
 }
 
 int rz_engine_decline(rz_engine *e, uint64_t node, uint64_t job,
                       uint32_t attempt, uint64_t now_ms)
 {
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     if (rc != RZ_OK)
         return rc;
     rz__ejob *j = rz__engine_job(e, job);
@@ -768,7 +764,7 @@ int rz_engine_decline(rz_engine *e, uint64_t node, uint64_t job,
     j->declined = d;
     j->declined[j->n_declined++] = node;
     rz__engine_touch_job(e, j);
-    return leave(e, requeue(e, j, now_ms));
+    return rz__engine_commit_call(e, requeue(e, j, now_ms));
 }
 
 static bool listed(const uint64_t *ids, size_t n, uint64_t job)
@@ -800,7 +796,7 @@ int rz_engine_node_running(rz_engine *e, uint64_t node, const uint64_t *running,
 {
     if (requeued)
         *requeued = 0;
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     rz__enode *n = rc == RZ_OK ? live_node(e, node, &rc) : NULL;
     if (!n)
         return rc;
@@ -819,7 +815,7 @@ int rz_engine_node_running(rz_engine *e, uint64_t node, const uint64_t *running,
     }
     if (requeued)
         *requeued = k;
-    return k ? leave(e, rc) : rc;
+    return k ? rz__engine_commit_call(e, rc) : rc;
 }
 
 int rz_engine_node_waiting(rz_engine *e, uint64_t node, int waiting)
@@ -874,7 +870,7 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
 {
     if (job_id)
         *job_id = 0;
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     if (rc != RZ_OK)
         return rc;
     if (!spec || spec->version != RZ_ENGINE_JOB_SPEC_VERSION)
@@ -900,7 +896,7 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
     uint64_t id = j->id;
     if (rc == RZ_OK && e->n_gholds >= RZ__GROUP_HOLDS_MAX)
         rc = rz__engine_group_flush(e);
-    rc = leave(e, rc);
+    rc = rz__engine_commit_call(e, rc);
     if (rc == RZ_OK && job_id)
         *job_id = id;
     return rc;
@@ -923,7 +919,7 @@ static void assignment_fill(rz_engine *e, const rz__ejob *j,
 int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
                    rz_engine_assignment *out)
 {
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     rz__enode *n = rc == RZ_OK ? live_node(e, node, &rc) : NULL;
     if (!n)
         return rc;
@@ -941,7 +937,7 @@ int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
         got->running_ms = now_ms;
         rz__engine_touch_job(e, got);
     }
-    rc = leave(e, rc);
+    rc = rz__engine_commit_call(e, rc);
     if (rc != RZ_OK)
         return rc;
     if (!got)
@@ -1021,7 +1017,7 @@ int rz_engine_result_ex(rz_engine *e, uint64_t node, uint64_t job,
 {
     if (repeat)
         *repeat = 0;
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     if (rc != RZ_OK)
         return rc;
     rz__ejob *j = rz__engine_job(e, job);
@@ -1053,7 +1049,7 @@ int rz_engine_result_ex(rz_engine *e, uint64_t node, uint64_t job,
     if (j->deployment) {
         rc = rz__engine_dep_report(e, j, outputs_json ? outputs_json : "{}",
                                    error, now_ms);
-        return leave(e, rc);
+        return rz__engine_commit_call(e, rc);
     }
     if (error) {
         free(j->error);
@@ -1065,7 +1061,7 @@ int rz_engine_result_ex(rz_engine *e, uint64_t node, uint64_t job,
         rz__engine_finish(e, j, RZ_JOB_SUCCEEDED,
                           j->cost ? RZ__OWE_SETTLE : RZ__OWE_REFUND);
     }
-    return leave(e, RZ_OK);
+    return rz__engine_commit_call(e, RZ_OK);
 }
 
 static bool job_open(const rz__ejob *j)
@@ -1075,7 +1071,7 @@ static bool job_open(const rz__ejob *j)
 
 int rz_engine_cancel_job(rz_engine *e, uint64_t job, uint64_t now_ms)
 {
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     if (rc != RZ_OK)
         return rc;
     rz__ejob *j = rz__engine_job(e, job);
@@ -1090,7 +1086,7 @@ int rz_engine_cancel_job(rz_engine *e, uint64_t job, uint64_t now_ms)
                          (unsigned long long)job, rz_job_state_name(j->state));
     rz__engine_unplace(e, j, true);
     rz__engine_finish(e, j, RZ_JOB_CANCELLED, RZ__OWE_REFUND);
-    return leave(e, RZ_OK);
+    return rz__engine_commit_call(e, RZ_OK);
 }
 
 int rz_engine_job_get(rz_engine *e, uint64_t job, rz_engine_job_info *out)
@@ -1123,7 +1119,7 @@ int rz_engine_job_get(rz_engine *e, uint64_t job, rz_engine_job_info *out)
 
 int rz_engine_tick(rz_engine *e, uint64_t now_ms)
 {
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     for (size_t i = 0; rc == RZ_OK && i < e->n_nodes; i++) {
         rz__enode *n = &e->nodes[i];
         if (n->state == RZ_NODE_ACTIVE &&
@@ -1139,7 +1135,7 @@ int rz_engine_tick(rz_engine *e, uint64_t now_ms)
         rc = rz__engine_assign_all(e);
     if (!e || e->broken)
         return rc;
-    return leave(e, rc);
+    return rz__engine_commit_call(e, rc);
 }
 
 uint64_t rz_engine_next_wakeup(rz_engine *e)

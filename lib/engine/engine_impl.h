@@ -212,8 +212,10 @@ RZ_HIDDEN void rz__engine_finish(rz_engine *e, rz__ejob *j, rz_job_state st,
 RZ_HIDDEN void rz__engine_emit(rz_engine *e, rz_engine_event_type type,
                                const rz__ejob *j, uint64_t node);
 RZ_HIDDEN int rz__engine_pay(rz_engine *e);
-/* Calls that changed state end here: commit and pay (not inside a group). */
-RZ_HIDDEN int rz__engine_leave(rz_engine *e, int rc);
+/* Calls that changed state end here: commit what they changed and pay what
+ * they settled (both wait for the group's commit inside a group). Returns
+ * the commit's failure, else `rc`, else the payment's status. */
+RZ_HIDDEN int rz__engine_commit_call(rz_engine *e, int rc);
 RZ_HIDDEN int rz__engine_place_job(rz_engine *e, rz__ejob *j, uint64_t node);
 RZ_HIDDEN rz_ledger_id rz__engine_hold_id(uint64_t job);
 RZ_HIDDEN void rz__engine_jobs_truncate(rz_engine *e, size_t n);

@@ -182,6 +182,6 @@ int rz_engine_group_commit(rz_engine *e)
         return rz__error(RZ_EDB, "an earlier commit failed; reopen the engine");
     int rc = rz__engine_group_flush(e);
     if (rc == RZ_OK)
-        rc = rz__engine_leave(e, RZ_OK);
+        rc = rz__engine_commit_call(e, RZ_OK);
     return rc;
 }
