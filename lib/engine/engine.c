@@ -560,14 +560,14 @@ void rz_engine_close(rz_engine *e)
         job_clear(e, &e->jobs[i]);
     for (size_t i = 0; i < e->n_deps; i++)
         rz__engine_dep_free(&e->deps[i]);
-    for (size_t i = 0; i < e->n_devs; i++)
-        free(e->devs[i].text);
+    for (size_t i = 0; i < e->n_step_events; i++)
+        free(e->step_events[i].text);
     free(e->nodes);
     free(e->node_by_mindex);
     free(e->jobs);
     free(e->deps);
     free(e->active);
-    free(e->devs);
+    free(e->step_events);
     free(e->owed);
     free(e->dirty_nodes);
     free(e->dirty_jobs);

@@ -110,19 +110,19 @@ typedef struct rz__edep {
 } rz__edep;
 
 /* A step event of a deployment, replayed on open to rebuild its rz_run. */
-typedef enum rz__dev_kind {
-    RZ__DEV_START = 1, RZ__DEV_SUCCEED, RZ__DEV_FAIL, RZ__DEV_TICK,
-    RZ__DEV_CANCEL
-} rz__dev_kind;
+typedef enum rz__step_event_kind {
+    RZ__STEP_EVENT_START = 1, RZ__STEP_EVENT_SUCCEED, RZ__STEP_EVENT_FAIL,
+    RZ__STEP_EVENT_TICK, RZ__STEP_EVENT_CANCEL
+} rz__step_event_kind;
 
-typedef struct rz__dev {
+typedef struct rz__step_event {
     uint64_t dep;
     uint32_t seq;
-    rz__dev_kind kind;
+    rz__step_event_kind kind;
     size_t step;
     uint64_t now;
     char *text;               /* outputs (SUCCEED) or reason (FAIL) */
-} rz__dev;
+} rz__step_event;
 
 /* Embedded mode (local.c): deployment `dep` is followed by a replica run
  * that is given each of its step events as it is recorded, and at most
@@ -143,7 +143,8 @@ typedef struct rz__elocal {
 struct rz_engine {
     rz_engine_opts opts;
     MDB_env *env;
-    MDB_dbi db_meta, db_nodes, db_jobs, db_deps, db_devs;
+    MDB_dbi db_meta, db_nodes, db_jobs, db_deps;
+    MDB_dbi db_step_events;   /* named "devs" on disk */
     rz_ledger *ledger;
     rz_matcher *matcher;
 
@@ -157,7 +158,8 @@ struct rz_engine {
     bool assign_dirty;        /* something changed that may allow a placement */
     bool resumed;             /* heartbeat grace given after open */
 
-    rz__dev *devs; size_t n_devs, cap_devs;        /* step events to commit */
+    rz__step_event *step_events;                   /* to commit */
+    size_t n_step_events, cap_step_events;
     uint64_t *dirty_nodes; size_t n_dirty_nodes, cap_dirty_nodes;
     uint64_t *dirty_jobs; size_t n_dirty_jobs, cap_dirty_jobs;
     uint64_t *dirty_deps; size_t n_dirty_deps, cap_dirty_deps;
@@ -189,8 +191,10 @@ RZ_HIDDEN int rz__engine_store_open(rz_engine *e, const char *dir);
 RZ_HIDDEN void rz__engine_store_close(rz_engine *e);
 RZ_HIDDEN int rz__engine_commit(rz_engine *e);
 RZ_HIDDEN int rz__engine_load(rz_engine *e);
-RZ_HIDDEN int rz__engine_dev_add(rz_engine *e, rz__edep *d, rz__dev_kind kind,
-                                 size_t step, uint64_t now, const char *text);
+/* Record a step event of `d` for the next commit (and the replica). */
+RZ_HIDDEN int rz__engine_step_event_add(rz_engine *e, rz__edep *d,
+                                        rz__step_event_kind kind, size_t step,
+                                        uint64_t now, const char *text);
 /* Replay the stored step events of `d` into its run. */
 RZ_HIDDEN int rz__engine_replay(rz_engine *e, rz__edep *d);
 
@@ -264,9 +268,18 @@ RZ_HIDDEN void rz__engine_dep_free(rz__edep *d);
 
 /* local.c: embedded mode hooks. */
 RZ_HIDDEN void rz__engine_local_event(rz_engine *e, const rz__edep *d,
-                                      rz__dev_kind kind, size_t step,
+                                      rz__step_event_kind kind, size_t step,
                                       uint64_t now, const char *text);
 /* How many more steps of `d` may start now; SIZE_MAX without a cap. */
 RZ_HIDDEN size_t rz__engine_local_room(const rz_engine *e, const rz__edep *d);
+
+/* The spellings local.c uses, until it is renamed too (it belongs to a
+ * change in flight elsewhere); nothing else may use them. */
+typedef rz__step_event_kind rz__dev_kind;
+#define RZ__DEV_START RZ__STEP_EVENT_START
+#define RZ__DEV_SUCCEED RZ__STEP_EVENT_SUCCEED
+#define RZ__DEV_FAIL RZ__STEP_EVENT_FAIL
+#define RZ__DEV_TICK RZ__STEP_EVENT_TICK
+#define RZ__DEV_CANCEL RZ__STEP_EVENT_CANCEL
 
 #endif
