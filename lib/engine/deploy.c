@@ -86,7 +86,7 @@ static int finish_dep(rz_engine *e, rz__edep *d)
     rz_flow_free(d->flow);
     d->flow = NULL;
     rz__engine_touch_dep(e, d);
-    rz__engine_emit_dep(e, d);
+    rz__engine_emit_deployment_done(e, d);
     return RZ_OK;
 }
 
@@ -464,7 +464,7 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
         rc = j ? step_job_fill(e, j, &d, &d.flow->steps[i], i, now_ms)
                : no_memory();
     }
-    if (rc == RZ_OK && e->group)   /* a group's holds come first */
+    if (rc == RZ_OK && e->in_group)   /* a group's holds come first */
         rc = rz__engine_group_flush(e);
     if (rc == RZ_OK)
         rc = hold_all(e, &d);

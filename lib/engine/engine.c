@@ -88,7 +88,7 @@ rz__ejob *rz__engine_job_new(rz_engine *e)
 
 static void job_clear(rz_engine *e, rz__ejob *j)
 {
-    rz__engine_reqs_release(e, j->shared);
+    rz__engine_reqs_release(e, j->req_group);
     free(j->module_id);
     free(j->module_version);
     free(j->request);
@@ -160,7 +160,7 @@ int rz_engine_next_event(rz_engine *e, rz_engine_event *out)
     return 1;
 }
 
-static void emit_dep(rz_engine *e, const rz__edep *d)
+void rz__engine_emit_deployment_done(rz_engine *e, const rz__edep *d)
 {
     rz_engine_event ev;
     memset(&ev, 0, sizeof ev);
@@ -548,7 +548,7 @@ void rz_engine_close(rz_engine *e)
 {
     if (!e)
         return;
-    if (e->group)
+    if (e->in_group)
         rz_engine_group_commit(e);
     if (e->env && !e->broken)
         rz__engine_commit(e);   /* owed flags cleared since the last call */
@@ -566,16 +566,16 @@ void rz_engine_close(rz_engine *e)
     free(e->node_by_mindex);
     free(e->jobs);
     free(e->deps);
-    free(e->active);
+    free(e->queued_groups);
     free(e->step_events);
     free(e->owed);
     free(e->dirty_nodes);
     free(e->dirty_jobs);
     free(e->dirty_deps);
     free(e->events);
-    free(e->gholds);
-    free(e->gsums);
-    free(e->rtab);   /* empty: every job released its entry */
+    free(e->group_holds);
+    free(e->group_sums);
+    free(e->req_groups);   /* empty: every job released its entry */
     rz_matcher_free(e->matcher);
     rz_ledger_close(e->ledger);
     rz__engine_store_close(e);
@@ -609,7 +609,7 @@ static int begin_call(rz_engine *e, uint64_t now)
  * Inside a group both wait for rz_engine_group_commit. */
 int rz__engine_commit_call(rz_engine *e, int rc)
 {
-    if (e->group)
+    if (e->in_group)
         return rc;
     int crc = rz__engine_commit(e);
     if (crc != RZ_OK)
@@ -882,7 +882,7 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
     if (!j)
         return no_memory();
     rc = job_fill(e, j, spec, now_ms);
-    if (rc == RZ_OK && e->group)
+    if (rc == RZ_OK && e->in_group)
         rc = rz__engine_group_hold(e, j);
     else if (rc == RZ_OK)
         rc = rz_ledger_hold(e->ledger, rz__engine_hold_id(j->id),
@@ -894,7 +894,7 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
     }
     rc = rz__engine_enqueue(e, j);
     uint64_t id = j->id;
-    if (rc == RZ_OK && e->n_gholds >= RZ__GROUP_HOLDS_MAX)
+    if (rc == RZ_OK && e->n_group_holds >= RZ__GROUP_HOLDS_MAX)
         rc = rz__engine_group_flush(e);
     rc = rz__engine_commit_call(e, rc);
     if (rc == RZ_OK && job_id)
@@ -1180,11 +1180,6 @@ void rz_engine_stats_get(rz_engine *e, rz_engine_stats *out)
         out->deployments_running += e->deps[i].final_status == NULL;
         out->deployments_done += e->deps[i].final_status != NULL;
     }
-}
-
-void rz__engine_emit_dep(rz_engine *e, const rz__edep *d)
-{
-    emit_dep(e, d);
 }
 
 /* ---- listings ---- */

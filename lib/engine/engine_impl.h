@@ -37,15 +37,17 @@ typedef struct rz__enode {
     bool dirty;
 } rz__enode;
 
-/* Requirements shared by every job whose stored text is equal: one parsed
- * copy, counted (a queue of like jobs holds one, not one each). */
+/* An entry of a requirement group's queue (queue.c). */
 typedef struct rz__heap_ent {
     int32_t priority;
     uint64_t job;
     uint32_t gen;
 } rz__heap_ent;
 
-typedef struct rz__ereqs {
+/* A requirement group: the requirements shared by every job whose stored
+ * text is equal, one parsed copy, counted (a queue of like jobs holds one,
+ * not one each; requirements.c). */
+typedef struct rz__req_group {
     char *json;
     rz_reqs *reqs;
     size_t refs;
@@ -53,7 +55,7 @@ typedef struct rz__ereqs {
     /* The group's queued jobs: a heap on (priority desc, id asc), stale
      * entries dropped lazily (queue.c). */
     rz__heap_ent *q; size_t q_len, q_cap, q_prune_at;
-} rz__ereqs;
+} rz__req_group;
 
 typedef struct rz__ejob {
     uint64_t id;
@@ -61,8 +63,8 @@ typedef struct rz__ejob {
     rz_ledger_id client;
     int32_t priority;
     const char *reqs_json;    /* requirements as stored (max cost applied) */
-    const rz_reqs *reqs;      /* both borrowed from `shared` */
-    rz__ereqs *shared;
+    const rz_reqs *reqs;      /* both borrowed from `req_group` */
+    rz__req_group *req_group;
     char *module_id, *module_version, *request;
     uint64_t max_cost;
     uint32_t attempt;
@@ -153,8 +155,11 @@ struct rz_engine {
     rz__ejob *jobs; size_t n_jobs, cap_jobs;       /* jobs[i].id == i + 1 */
     rz__edep *deps; size_t n_deps, cap_deps;
 
-    rz__ereqs **active; size_t n_active, cap_active;   /* groups queued */
-    rz__ereqs **rtab; size_t rtab_n, rtab_cap;      /* shared requirements */
+    /* The requirement groups: an open-addressing table (requirements.c),
+     * and those with queued jobs (queue.c). */
+    rz__req_group **req_groups; size_t n_req_groups, cap_req_groups;
+    rz__req_group **queued_groups;
+    size_t n_queued_groups, cap_queued_groups;
     bool assign_dirty;        /* something changed that may allow a placement */
     bool resumed;             /* heartbeat grace given after open */
 
@@ -170,9 +175,9 @@ struct rz_engine {
 
     /* Group commit (rz_engine_group_begin): jobs whose hold is not in the
      * ledger yet, and what they hold per client. */
-    bool group;
-    uint64_t *gholds; size_t n_gholds, cap_gholds;
-    struct rz__gsum *gsums; size_t n_gsums, cap_gsums;
+    bool in_group;
+    uint64_t *group_holds; size_t n_group_holds, cap_group_holds;
+    struct rz__group_sum *group_sums; size_t n_group_sums, cap_group_sums;
 
     rz_engine_stats stats;
     rz__elocal local;         /* embedded mode (local.c) */
@@ -184,7 +189,10 @@ struct rz_engine {
  * also how far past a missing hold rz_engine_open looks for orphans. */
 #define RZ__GROUP_HOLDS_MAX 1024
 
-typedef struct rz__gsum { rz_ledger_id client; uint64_t cents; } rz__gsum;
+typedef struct rz__group_sum {
+    rz_ledger_id client;
+    uint64_t cents;
+} rz__group_sum;
 
 /* store.c */
 RZ_HIDDEN int rz__engine_store_open(rz_engine *e, const char *dir);
@@ -223,7 +231,9 @@ RZ_HIDDEN int rz__engine_commit_call(rz_engine *e, int rc);
 RZ_HIDDEN int rz__engine_place_job(rz_engine *e, rz__ejob *j, uint64_t node);
 RZ_HIDDEN rz_ledger_id rz__engine_hold_id(uint64_t job);
 RZ_HIDDEN void rz__engine_jobs_truncate(rz_engine *e, size_t n);
-RZ_HIDDEN void rz__engine_emit_dep(rz_engine *e, const rz__edep *d);
+/* RZ_EV_DEPLOYMENT_FINISHED for `d`. */
+RZ_HIDDEN void rz__engine_emit_deployment_done(rz_engine *e,
+                                               const rz__edep *d);
 RZ_HIDDEN bool rz__engine_declined(const rz__ejob *j, uint64_t node);
 /* The reference maximum cost of requirements without their own: the match
  * cost formula at the options' reference prices (deploy.c). */
@@ -245,7 +255,7 @@ RZ_HIDDEN int rz__engine_group_flush(rz_engine *e);
 RZ_HIDDEN int rz__engine_reqs_set(rz_engine *e, rz__ejob *j, const char *json,
                                   uint64_t max_cost);
 /* Drop one reference to `x` (NULL: none); the last frees it. */
-RZ_HIDDEN void rz__engine_reqs_release(rz_engine *e, rz__ereqs *x);
+RZ_HIDDEN void rz__engine_reqs_release(rz_engine *e, rz__req_group *x);
 
 /* queue.c */
 /* Queue `j` for its next attempt. */
@@ -253,7 +263,7 @@ RZ_HIDDEN int rz__engine_enqueue(rz_engine *e, rz__ejob *j);
 /* Push a QUEUED job's entry (rz__engine_enqueue, and resume on open). */
 RZ_HIDDEN bool rz__engine_queue_push(rz_engine *e, const rz__ejob *j);
 /* Forget group `g`, whose heap holds stale entries only. */
-RZ_HIDDEN void rz__engine_queue_drop(rz_engine *e, const rz__ereqs *g);
+RZ_HIDDEN void rz__engine_queue_drop(rz_engine *e, const rz__req_group *g);
 /* Place queued jobs in priority order while nodes have room. */
 RZ_HIDDEN int rz__engine_assign_all(rz_engine *e);
 

@@ -31,44 +31,44 @@ int rz_engine_group_begin(rz_engine *e)
         return rz__error(RZ_EINVAL, "no engine");
     if (e->broken)
         return rz__error(RZ_EDB, "an earlier commit failed; reopen the engine");
-    if (e->group)
+    if (e->in_group)
         return rz__error(RZ_ESTATE, "a group is open already");
-    e->group = true;
+    e->in_group = true;
     return RZ_OK;
 }
 
 int rz_engine_in_group(rz_engine *e)
 {
-    return e && e->group;
+    return e && e->in_group;
 }
 
 uint64_t rz_engine_group_pending(rz_engine *e, rz_ledger_id client)
 {
-    for (size_t i = 0; e && e->group && i < e->n_gsums; i++)
-        if (e->gsums[i].client.hi == client.hi &&
-            e->gsums[i].client.lo == client.lo)
-            return e->gsums[i].cents;
+    for (size_t i = 0; e && e->in_group && i < e->n_group_sums; i++)
+        if (e->group_sums[i].client.hi == client.hi &&
+            e->group_sums[i].client.lo == client.lo)
+            return e->group_sums[i].cents;
     return 0;
 }
 
-static rz__gsum *gsum_of(rz_engine *e, rz_ledger_id client)
+static rz__group_sum *group_sum_of(rz_engine *e, rz_ledger_id client)
 {
-    for (size_t i = 0; i < e->n_gsums; i++)
-        if (e->gsums[i].client.hi == client.hi &&
-            e->gsums[i].client.lo == client.lo)
-            return &e->gsums[i];
-    if (!rz__engine_grow((void **)&e->gsums, &e->cap_gsums, e->n_gsums + 1,
-                         sizeof *e->gsums))
+    for (size_t i = 0; i < e->n_group_sums; i++)
+        if (e->group_sums[i].client.hi == client.hi &&
+            e->group_sums[i].client.lo == client.lo)
+            return &e->group_sums[i];
+    if (!rz__engine_grow((void **)&e->group_sums, &e->cap_group_sums,
+                         e->n_group_sums + 1, sizeof *e->group_sums))
         return NULL;
-    e->gsums[e->n_gsums] = (rz__gsum){ client, 0 };
-    return &e->gsums[e->n_gsums++];
+    e->group_sums[e->n_group_sums] = (rz__group_sum){ client, 0 };
+    return &e->group_sums[e->n_group_sums++];
 }
 
 /* What the ledger would answer to the hold of `amount` more, counting the
  * group's holds not written yet (the checks of a HOLD op: a client
  * account, the limit, no overflow). */
 static int group_precheck(rz_engine *e, rz_ledger_id client, uint64_t amount,
-                          rz__gsum **sum)
+                          rz__group_sum **sum)
 {
     rz_ledger_account a;
     char h[33];
@@ -81,7 +81,7 @@ static int group_precheck(rz_engine *e, rz_ledger_id client, uint64_t amount,
     if (a.kind != RZ_LEDGER_CLIENT)
         return rz__error(RZ_EINVAL, "account %s is of the wrong kind (%u)", h,
                          a.kind);
-    if (!(*sum = gsum_of(e, client)))
+    if (!(*sum = group_sum_of(e, client)))
         return no_memory();
     uint64_t out = a.debits_posted, parts[3] = { a.debits_pending,
                                                  (*sum)->cents, amount };
@@ -105,14 +105,14 @@ static int group_precheck(rz_engine *e, rz_ledger_id client, uint64_t amount,
  * rz__engine_group_flush (at the latest at the commit). */
 int rz__engine_group_hold(rz_engine *e, rz__ejob *j)
 {
-    rz__gsum *sum = NULL;
+    rz__group_sum *sum = NULL;
     int rc = group_precheck(e, j->client, j->max_cost, &sum);
     if (rc != RZ_OK)
         return rc;
-    if (!rz__engine_grow((void **)&e->gholds, &e->cap_gholds, e->n_gholds + 1,
-                         sizeof *e->gholds))
+    if (!rz__engine_grow((void **)&e->group_holds, &e->cap_group_holds,
+                         e->n_group_holds + 1, sizeof *e->group_holds))
         return no_memory();
-    e->gholds[e->n_gholds++] = j->id;
+    e->group_holds[e->n_group_holds++] = j->id;
     sum->cents += j->max_cost;
     return RZ_OK;
 }
@@ -158,16 +158,16 @@ static int flush_chunk(rz_engine *e, const uint64_t *ids, size_t n)
 int rz__engine_group_flush(rz_engine *e)
 {
     int rc = RZ_OK;
-    for (size_t done = 0; rc == RZ_OK && done < e->n_gholds;) {
-        size_t n = e->n_gholds - done;
+    for (size_t done = 0; rc == RZ_OK && done < e->n_group_holds;) {
+        size_t n = e->n_group_holds - done;
         if (n > RZ__GROUP_HOLDS_MAX)
             n = RZ__GROUP_HOLDS_MAX;
-        rc = flush_chunk(e, e->gholds + done, n);
+        rc = flush_chunk(e, e->group_holds + done, n);
         done += n;
     }
     if (rc != RZ_OK)
         e->broken = true;   /* jobs in memory without their holds */
-    e->n_gholds = e->n_gsums = 0;
+    e->n_group_holds = e->n_group_sums = 0;
     return rc;
 }
 
@@ -175,9 +175,9 @@ int rz_engine_group_commit(rz_engine *e)
 {
     if (!e)
         return rz__error(RZ_EINVAL, "no engine");
-    if (!e->group)
+    if (!e->in_group)
         return rz__error(RZ_ESTATE, "no group is open");
-    e->group = false;
+    e->in_group = false;
     if (e->broken)
         return rz__error(RZ_EDB, "an earlier commit failed; reopen the engine");
     int rc = rz__engine_group_flush(e);

@@ -1,5 +1,5 @@
-/* The queue: queued jobs kept per requirement group (rz__ereqs, shared by
- * jobs with equal requirements), each group a binary heap on (priority
+/* The queue: queued jobs kept per requirement group (rz__req_group, shared
+ * by jobs with equal requirements), each group a binary heap on (priority
  * desc, id asc) with lazy deletion, and the pass that places them.
  *
  * Memory only: on open, resume() in engine.c pushes every QUEUED job again,
@@ -7,8 +7,8 @@
  * - a QUEUED job has one live entry, in its group's heap: the entry whose
  *   generation equals the job's queue_gen; every other entry is stale and
  *   dropped when it reaches the top, or when the heap has doubled;
- * - e->active lists exactly the groups whose heap is not empty (between
- *   passes: a pass may empty a group and drops it at its end);
+ * - e->queued_groups lists exactly the groups whose heap is not empty
+ *   (between passes: a pass may empty a group and drops it at its end);
  * - the order of placement depends only on (priority, id), never on memory
  *   addresses or hash order, so a replay with the same calls places alike.
  */
@@ -53,7 +53,7 @@ static void sift_up(rz__heap_ent *h, size_t i)
     h[i] = x;
 }
 
-static rz__heap_ent heap_pop(rz__ereqs *g)
+static rz__heap_ent heap_pop(rz__req_group *g)
 {
     rz__heap_ent top = g->q[0];
     g->q[0] = g->q[--g->q_len];
@@ -70,7 +70,7 @@ static bool heap_live(rz_engine *e, const rz__heap_ent *h)
 
 /* Drop stale entries: the whole heap when it has doubled since the last
  * time (amortised O(1) a push), else those on top. */
-static void group_prune(rz_engine *e, rz__ereqs *g, bool all)
+static void group_prune(rz_engine *e, rz__req_group *g, bool all)
 {
     if (all) {
         size_t k = 0;
@@ -86,27 +86,28 @@ static void group_prune(rz_engine *e, rz__ereqs *g, bool all)
         heap_pop(g);
 }
 
-void rz__engine_queue_drop(rz_engine *e, const rz__ereqs *g)
+void rz__engine_queue_drop(rz_engine *e, const rz__req_group *g)
 {
-    for (size_t i = 0; i < e->n_active; i++)
-        if (e->active[i] == g) {
-            e->active[i] = e->active[--e->n_active];
+    for (size_t i = 0; i < e->n_queued_groups; i++)
+        if (e->queued_groups[i] == g) {
+            e->queued_groups[i] = e->queued_groups[--e->n_queued_groups];
             return;
         }
 }
 
 bool rz__engine_queue_push(rz_engine *e, const rz__ejob *j)
 {
-    rz__ereqs *g = j->shared;
-    if (!g->q_len && !rz__engine_grow((void **)&e->active, &e->cap_active,
-                                      e->n_active + 1, sizeof *e->active))
+    rz__req_group *g = j->req_group;
+    if (!g->q_len &&
+        !rz__engine_grow((void **)&e->queued_groups, &e->cap_queued_groups,
+                         e->n_queued_groups + 1, sizeof *e->queued_groups))
         return false;
     if (g->q_len + 1 >= g->q_prune_at)
         group_prune(e, g, true);
     if (!rz__engine_grow((void **)&g->q, &g->q_cap, g->q_len + 1, sizeof *g->q))
         return false;
     if (!g->q_len)
-        e->active[e->n_active++] = g;
+        e->queued_groups[e->n_queued_groups++] = g;
     g->q[g->q_len] = (rz__heap_ent){ j->priority, j->id, j->queue_gen };
     sift_up(g->q, g->q_len++);
     return true;
@@ -127,12 +128,12 @@ int rz__engine_enqueue(rz_engine *e, rz__ejob *j)
 }
 
 /* Groups ordered by their best queued job, for merging them. */
-static bool group_before(const rz__ereqs *a, const rz__ereqs *b)
+static bool group_before(const rz__req_group *a, const rz__req_group *b)
 {
     return heap_before(&a->q[0], &b->q[0]);
 }
 
-static void gheap_push(rz__ereqs **h, size_t *n, rz__ereqs *g)
+static void order_push(rz__req_group **h, size_t *n, rz__req_group *g)
 {
     size_t i = (*n)++;
     while (i > 0 && group_before(g, h[(i - 1) / 2])) {
@@ -142,9 +143,9 @@ static void gheap_push(rz__ereqs **h, size_t *n, rz__ereqs *g)
     h[i] = g;
 }
 
-static rz__ereqs *gheap_pop(rz__ereqs **h, size_t *n)
+static rz__req_group *order_pop(rz__req_group **h, size_t *n)
 {
-    rz__ereqs *top = h[0], *x = h[--*n];
+    rz__req_group *top = h[0], *x = h[--*n];
     size_t i = 0;
     for (;;) {
         size_t c = 2 * i + 1;
@@ -169,27 +170,27 @@ static rz__ereqs *gheap_pop(rz__ereqs **h, size_t *n)
  * offered. So a pass costs O(groups + placements), not O(queue). */
 int rz__engine_assign_all(rz_engine *e)
 {
-    if (!e->assign_dirty || !e->n_active)
+    if (!e->assign_dirty || !e->n_queued_groups)
         return RZ_OK;
-    rz__ereqs **order = malloc(e->n_active * sizeof *order);
+    rz__req_group **order = malloc(e->n_queued_groups * sizeof *order);
     if (!order)
         return no_memory();
     size_t n = 0;
-    for (size_t i = 0; i < e->n_active;) {
-        rz__ereqs *g = e->active[i];
+    for (size_t i = 0; i < e->n_queued_groups;) {
+        rz__req_group *g = e->queued_groups[i];
         group_prune(e, g, false);
         if (!g->q_len) {
-            e->active[i] = e->active[--e->n_active];
+            e->queued_groups[i] = e->queued_groups[--e->n_queued_groups];
             continue;
         }
-        gheap_push(order, &n, g);
+        order_push(order, &n, g);
         i++;
     }
     int rc = RZ_OK;
     rz__heap_ent *aside = NULL;   /* declined jobs that did not fit */
     size_t n_aside = 0, cap_aside = 0;
     while (n && rc == RZ_OK) {
-        rz__ereqs *g = gheap_pop(order, &n);
+        rz__req_group *g = order_pop(order, &n);
         rz__heap_ent h = heap_pop(g);
         rz__ejob *j = rz__engine_job(e, h.job);
         int prc = rz__engine_assign_one(e, j);
@@ -208,16 +209,16 @@ int rz__engine_assign_all(rz_engine *e)
         }
         group_prune(e, g, false);
         if (g->q_len)
-            gheap_push(order, &n, g);
+            order_push(order, &n, g);
     }
     for (size_t i = 0; i < n_aside; i++) {
-        rz__ereqs *g = rz__engine_job(e, aside[i].job)->shared;
+        rz__req_group *g = rz__engine_job(e, aside[i].job)->req_group;
         g->q[g->q_len] = aside[i];   /* popped from this heap: room is there */
         sift_up(g->q, g->q_len++);
     }
-    for (size_t i = 0; i < e->n_active;) {
-        if (!e->active[i]->q_len)
-            e->active[i] = e->active[--e->n_active];
+    for (size_t i = 0; i < e->n_queued_groups;) {
+        if (!e->queued_groups[i]->q_len)
+            e->queued_groups[i] = e->queued_groups[--e->n_queued_groups];
         else
             i++;
     }

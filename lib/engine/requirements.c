@@ -1,8 +1,8 @@
 /* The requirement-group table: one parsed copy of each distinct
- * requirements text, shared by the jobs that carry it (rz__ereqs, counted),
- * in an open-addressing table keyed by an FNV-1a hash of the text. A group
- * also holds the heap of its queued jobs (queue.c), so like jobs are
- * matched once per pass, not once each.
+ * requirements text, shared by the jobs that carry it (rz__req_group,
+ * counted), in an open-addressing table keyed by an FNV-1a hash of the
+ * text. A group also holds the heap of its queued jobs (queue.c), so like
+ * jobs are matched once per pass, not once each.
  *
  * Memory only: on open, each loaded job sets its stored requirements again
  * (store.c), which rebuilds the table. Invariants:
@@ -35,42 +35,43 @@ static uint64_t text_hash(const char *s)
     return h;
 }
 
-static bool rtab_grow(rz_engine *e)
+static bool table_grow(rz_engine *e)
 {
-    if ((e->rtab_n + 1) * 2 <= e->rtab_cap)
+    if ((e->n_req_groups + 1) * 2 <= e->cap_req_groups)
         return true;
-    size_t cap = e->rtab_cap ? e->rtab_cap * 2 : 64;
-    rz__ereqs **t = calloc(cap, sizeof *t);
+    size_t cap = e->cap_req_groups ? e->cap_req_groups * 2 : 64;
+    rz__req_group **t = calloc(cap, sizeof *t);
     if (!t)
         return false;
-    for (size_t i = 0; i < e->rtab_cap; i++)
-        if (e->rtab[i]) {
-            size_t k = e->rtab[i]->hash & (cap - 1);
+    for (size_t i = 0; i < e->cap_req_groups; i++)
+        if (e->req_groups[i]) {
+            size_t k = e->req_groups[i]->hash & (cap - 1);
             while (t[k])
                 k = (k + 1) & (cap - 1);
-            t[k] = e->rtab[i];
+            t[k] = e->req_groups[i];
         }
-    free(e->rtab);
-    e->rtab = t;
-    e->rtab_cap = cap;
+    free(e->req_groups);
+    e->req_groups = t;
+    e->cap_req_groups = cap;
     return true;
 }
 
-/* The shared entry for `text` (taken), made and parsed if new. */
-static rz__ereqs *reqs_intern(rz_engine *e, char *text, int *rc)
+/* The group of `text` (taken), made and parsed if new. */
+static rz__req_group *reqs_intern(rz_engine *e, char *text, int *rc)
 {
     uint64_t h = text_hash(text);
-    size_t m = e->rtab_cap - 1;
-    for (size_t k = h & m; e->rtab_cap && e->rtab[k]; k = (k + 1) & m)
-        if (e->rtab[k]->hash == h && strcmp(e->rtab[k]->json, text) == 0) {
+    size_t m = e->cap_req_groups - 1;
+    rz__req_group **t = e->req_groups;
+    for (size_t k = h & m; e->cap_req_groups && t[k]; k = (k + 1) & m)
+        if (t[k]->hash == h && strcmp(t[k]->json, text) == 0) {
             free(text);
-            e->rtab[k]->refs++;
-            return e->rtab[k];
+            t[k]->refs++;
+            return t[k];
         }
     rz_reqs *r = NULL;
     *rc = rz_reqs_parse(&r, text, strlen(text));
-    rz__ereqs *x = *rc == RZ_OK ? malloc(sizeof *x) : NULL;
-    if (!x || !rtab_grow(e)) {
+    rz__req_group *x = *rc == RZ_OK ? malloc(sizeof *x) : NULL;
+    if (!x || !table_grow(e)) {
         if (*rc == RZ_OK)
             *rc = no_memory();
         free(x);
@@ -78,34 +79,34 @@ static rz__ereqs *reqs_intern(rz_engine *e, char *text, int *rc)
         free(text);
         return NULL;
     }
-    *x = (rz__ereqs){ .json = text, .reqs = r, .refs = 1, .hash = h,
+    *x = (rz__req_group){ .json = text, .reqs = r, .refs = 1, .hash = h,
                       .q_prune_at = 1024 };
-    m = e->rtab_cap - 1;
+    m = e->cap_req_groups - 1;
     size_t k = h & m;
-    while (e->rtab[k])
+    while (e->req_groups[k])
         k = (k + 1) & m;
-    e->rtab[k] = x;
-    e->rtab_n++;
+    e->req_groups[k] = x;
+    e->n_req_groups++;
     return x;
 }
 
-void rz__engine_reqs_release(rz_engine *e, rz__ereqs *x)
+void rz__engine_reqs_release(rz_engine *e, rz__req_group *x)
 {
     if (!x || --x->refs)
         return;
-    size_t m = e->rtab_cap - 1, i = x->hash & m;
-    while (e->rtab[i] != x)
+    size_t m = e->cap_req_groups - 1, i = x->hash & m;
+    while (e->req_groups[i] != x)
         i = (i + 1) & m;
-    e->rtab[i] = NULL;
-    e->rtab_n--;
+    e->req_groups[i] = NULL;
+    e->n_req_groups--;
     /* Put the rest of the cluster back where a lookup finds it. */
-    for (size_t k = (i + 1) & m; e->rtab[k]; k = (k + 1) & m) {
-        rz__ereqs *y = e->rtab[k];
-        e->rtab[k] = NULL;
+    for (size_t k = (i + 1) & m; e->req_groups[k]; k = (k + 1) & m) {
+        rz__req_group *y = e->req_groups[k];
+        e->req_groups[k] = NULL;
         size_t s = y->hash & m;
-        while (e->rtab[s])
+        while (e->req_groups[s])
             s = (s + 1) & m;
-        e->rtab[s] = y;
+        e->req_groups[s] = y;
     }
     if (x->q_len)
         rz__engine_queue_drop(e, x);   /* only stale entries can be left */
@@ -118,12 +119,12 @@ void rz__engine_reqs_release(rz_engine *e, rz__ereqs *x)
 static int reqs_take(rz_engine *e, rz__ejob *j, char *text)
 {
     int rc = RZ_OK;
-    rz__ereqs *x = reqs_intern(e, text, &rc);
+    rz__req_group *x = reqs_intern(e, text, &rc);
     if (!x)
         return rc;
     /* After interning: `text` may have come from the old group. */
-    rz__engine_reqs_release(e, j->shared);
-    j->shared = x;
+    rz__engine_reqs_release(e, j->req_group);
+    j->req_group = x;
     j->reqs_json = x->json;
     j->reqs = x->reqs;
     return RZ_OK;
