@@ -143,7 +143,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(put_list_get, setup, teardown),
-        cmocka_unit_test_setup_teardown(replace_keeps_one_record_and_survives_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(replace_keeps_one_record_and_survives_reopen, setup,
+                                        teardown),
         cmocka_unit_test(bad_directories),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

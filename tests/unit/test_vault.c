@@ -169,7 +169,8 @@ static void test_round_trip(void **state)
     /* The file holds no name, type, metadata or value in the clear. */
     size_t len;
     unsigned char *img = slurp(f->path, &len);
-    const char *needles[] = { "binance", "exchange_api", "slack-bot", SECRET1, SECRET2, "postgres" };
+    const char *needles[] = { "binance", "exchange_api", "slack-bot", SECRET1, SECRET2,
+                              "postgres" };
     for (size_t i = 0; i < sizeof needles / sizeof *needles; i++)
         assert_null(memmem(img, len, needles[i], strlen(needles[i])));
     free(img);
