@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "module/module_impl.h"
+#include "helpers.h"
 
 #define SERVER RZ_SOURCE_ROOT "/tests/data/registry/server.py"
 
@@ -29,14 +30,6 @@ typedef struct env {
     int port;
     char base[64];          /* http://127.0.0.1:PORT */
 } env;
-
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fputs(text, f) >= 0, 1);
-    assert_int_equal(fclose(f), 0);
-}
 
 static int start_server(env *e)
 {
@@ -72,8 +65,7 @@ static void stop_server(env *e)
 static int setup(void **state)
 {
     env *e = calloc(1, sizeof *e);
-    strcpy(e->tmp, "/tmp/rz-registry-XXXXXX");
-    if (!e || !mkdtemp(e->tmp))
+    if (!e || !tmp_dir_make(e->tmp, sizeof e->tmp, "registry"))
         return -1;
     snprintf(e->www, sizeof e->www, "%s/www", e->tmp);
     snprintf(e->cache, sizeof e->cache, "%s/cache", e->tmp);
@@ -88,9 +80,7 @@ static int teardown(void **state)
 {
     env *e = *state;
     stop_server(e);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->tmp);
-    if (system(cmd) != 0)
+    if (tmp_dir_remove(e->tmp) != 0)
         return -1;
     free(e);
     return 0;
@@ -115,7 +105,7 @@ static void serve(const env *e, const char *name, const char *text)
 {
     char path[160];
     snprintf(path, sizeof path, "%s/%s", e->www, name);
-    write_text(path, text);
+    file_write(path, text);
 }
 
 static char *url(const env *e, const char *path)
@@ -456,7 +446,7 @@ static void test_signatures(void **state)
     snprintf(path, sizeof path, "%s/alpha", dir);
     mkdir(path, 0700);
     snprintf(path, sizeof path, "%s/alpha/module.json", dir);
-    write_text(path, signed_alpha);
+    file_write(path, signed_alpha);
     unsigned char raw[32];
     assert_int_equal(rz__pubkey_decode(pub, raw), RZ_OK);
     char b64[64];
@@ -479,7 +469,7 @@ static void test_signatures(void **state)
     assert_int_equal(rz_registry_add_dir(dreg, dir, NULL), RZ_OK);
     assert_int_equal(rz_registry_count(dreg), 1);
     rz_registry_free(dreg);
-    write_text(path, tampered);
+    file_write(path, tampered);
     assert_int_equal(rz_registry_new(&dreg), RZ_OK);
     assert_int_equal(rz_registry_add_dir(dreg, dir, NULL), RZ_OK);
     assert_int_equal(rz_registry_count(dreg), 0);
