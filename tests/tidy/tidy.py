@@ -44,7 +44,6 @@ LONG_FUNCTIONS = {
     "tests/unit/test_estimate.c:test_choices",
     "tests/unit/test_ledger_crash.c:child",
     "tests/unit/test_match.c:property_run",
-    "tests/unit/test_registry.c:test_signatures",
     "tests/unit/test_run.c:test_replica_follows_deployment",
 }
 
