@@ -41,7 +41,6 @@ LONG_FUNCTIONS = {
     "server/orchestrator/main.c:parse_opts",
     "server/orchestrator/metrics.c:r_metrics",
     "tests/unit/test_client.c:test_wire_hostile",
-    "tests/unit/test_estimate.c:test_choices",
     "tests/unit/test_ledger_crash.c:child",
     "tests/unit/test_match.c:property_run",
     "tests/unit/test_run.c:test_replica_follows_deployment",
