@@ -40,7 +40,6 @@ LONG_FUNCTIONS = {
     "lib/flow/lower.c:lower_step_field",
     "server/orchestrator/main.c:parse_opts",
     "server/orchestrator/metrics.c:r_metrics",
-    "tests/unit/test_client.c:test_wire_hostile",
     "tests/unit/test_ledger_crash.c:child",
     "tests/unit/test_match.c:property_run",
     "tests/unit/test_run.c:test_replica_follows_deployment",
