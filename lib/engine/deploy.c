@@ -86,7 +86,7 @@ static int finish_dep(rz_engine *e, rz__edep *d)
     rz_flow_free(d->flow);
     d->flow = NULL;
     rz__engine_touch_dep(e, d);
-    rz__engine_emit_deployment_done(e, d);
+    rz__engine_emit_deployment_finished(e, d);
     return RZ_OK;
 }
 

@@ -160,7 +160,7 @@ int rz_engine_next_event(rz_engine *e, rz_engine_event *out)
     return 1;
 }
 
-void rz__engine_emit_deployment_done(rz_engine *e, const rz__edep *d)
+void rz__engine_emit_deployment_finished(rz_engine *e, const rz__edep *d)
 {
     rz_engine_event ev;
     memset(&ev, 0, sizeof ev);

@@ -232,8 +232,8 @@ RZ_HIDDEN int rz__engine_place_job(rz_engine *e, rz__ejob *j, uint64_t node);
 RZ_HIDDEN rz_ledger_id rz__engine_hold_id(uint64_t job);
 RZ_HIDDEN void rz__engine_jobs_truncate(rz_engine *e, size_t n);
 /* RZ_EV_DEPLOYMENT_FINISHED for `d`. */
-RZ_HIDDEN void rz__engine_emit_deployment_done(rz_engine *e,
-                                               const rz__edep *d);
+RZ_HIDDEN void rz__engine_emit_deployment_finished(rz_engine *e,
+                                                   const rz__edep *d);
 RZ_HIDDEN bool rz__engine_declined(const rz__ejob *j, uint64_t node);
 /* The reference maximum cost of requirements without their own: the match
  * cost formula at the options' reference prices (deploy.c). */
