@@ -30,7 +30,8 @@ static double now(void)
 
 static rz_caps *make_node(int i)
 {
-    static const char *const kinds[] = { "cpu", "cpu", "cpu", "rtx", "a100", "h100x8", "amd", "arm" };
+    static const char *const kinds[] = { "cpu", "cpu", "cpu", "rtx", "a100", "h100x8",
+                                         "amd", "arm" };
     const char *k = kinds[rnd(8)];
     char gpus[2048] = "", feat[128] = "\"sse4.2\",\"avx2\"";
     unsigned cores = 8u << rnd(4), mem = 16384u << rnd(5), gh = 0;

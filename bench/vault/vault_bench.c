@@ -99,7 +99,8 @@ static void bench_reveal(const char *dir, int entries)
     for (int i = 0; i < entries; i++) {
         char name[32];
         snprintf(name, sizeof name, "key-%d", i);
-        if ((rc = rz_vault_add(v, name, "exchange_api", "{\"n\":1}", val, sizeof val, NULL)) != RZ_OK)
+        rc = rz_vault_add(v, name, "exchange_api", "{\"n\":1}", val, sizeof val, NULL);
+        if (rc != RZ_OK)
             die("add", rc);
     }
     double t0 = now_s();
@@ -113,7 +114,8 @@ static void bench_reveal(const char *dir, int entries)
     fclose(fp);
 
     t0 = now_s();
-    if ((rc = rz_vault_open(&v, path, NULL)) != RZ_OK || (rc = rz_vault_unlock(v, PW, strlen(PW))) != RZ_OK)
+    if ((rc = rz_vault_open(&v, path, NULL)) != RZ_OK ||
+        (rc = rz_vault_unlock(v, PW, strlen(PW))) != RZ_OK)
         die("unlock", rc);
     double t_unlock = now_s() - t0;
 
@@ -162,7 +164,8 @@ static void bench_reveal(const char *dir, int entries)
         unsigned char *box;
         size_t len;
         rz_secret *s;
-        if ((rc = rz_vault_seal(v, ns % (size_t)entries, "job-1", UINT64_MAX, pk, &box, &len)) != RZ_OK ||
+        if ((rc = rz_vault_seal(v, ns % (size_t)entries, "job-1", UINT64_MAX, pk, &box,
+                                &len)) != RZ_OK ||
             (rc = rz_vault_unseal(&s, NULL, box, len, pk, sk, "job-1", 0)) != RZ_OK)
             die("seal", rc);
         rz_secret_free(s);

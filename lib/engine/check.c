@@ -131,7 +131,7 @@ int rz_engine_check(rz_engine *e)
 {
     if (!e)
         return rz__error(RZ_EINVAL, "no engine");
-    if (e->group)
+    if (e->in_group)
         return rz__error(RZ_ESTATE, "a group is open: commit it first");
     int rc = RZ_OK;
     for (size_t i = 0; rc == RZ_OK && i < e->n_nodes; i++)
@@ -139,15 +139,15 @@ int rz_engine_check(rz_engine *e)
     size_t queued = 0, live = 0;
     for (size_t i = 0; rc == RZ_OK && i < e->n_jobs; i++)
         rc = check_job(e, &e->jobs[i], &queued);
-    for (size_t g = 0; rc == RZ_OK && g < e->n_active; g++) {
-        const rz__ereqs *q = e->active[g];
+    for (size_t g = 0; rc == RZ_OK && g < e->n_queued_groups; g++) {
+        const rz__req_group *q = e->queued_groups[g];
         if (!q->q_len)
             rc = BREACH("an empty requirement group is listed as queued");
         for (size_t i = 0; rc == RZ_OK && i < q->q_len; i++) {
             const rz__heap_ent *h = &q->q[i];
             const rz__ejob *j = rz__engine_job(e, h->job);
             bool on = j && j->state == RZ_JOB_QUEUED && j->queue_gen == h->gen;
-            if (on && j->shared != q)
+            if (on && j->req_group != q)
                 rc = BREACH("job %llu is queued in another requirement group",
                             U(j->id));
             live += on;

@@ -86,7 +86,7 @@ static int finish_dep(rz_engine *e, rz__edep *d)
     rz_flow_free(d->flow);
     d->flow = NULL;
     rz__engine_touch_dep(e, d);
-    rz__engine_emit_dep(e, d);
+    rz__engine_emit_deployment_finished(e, d);
     return RZ_OK;
 }
 
@@ -147,7 +147,7 @@ static int expire_waiting(rz_engine *e, rz__edep *d, uint64_t now,
                            now);
         if (rc == 1) {
             (*count)++;
-            rc = rz__engine_dev_add(e, d, RZ__DEV_FAIL, i, now,
+            rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_FAIL, i, now,
                                     rz_run_step_error(d->run, i));
         }
     }
@@ -163,7 +163,7 @@ static int expire(rz_engine *e, rz__edep *d, uint64_t now)
     size_t ticked = rc == RZ_OK ? rz_run_tick(d->run, now, buf,
                                               RZ_ARRAY_LEN(buf)) : 0;
     if (ticked)
-        rc = rz__engine_dev_add(e, d, RZ__DEV_TICK, 0, now, NULL);
+        rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_TICK, 0, now, NULL);
     if (rc != RZ_OK || n + ticked == 0)
         return rc;
     /* More than fit in buf were expired as well: their jobs are found by
@@ -184,7 +184,8 @@ static int start_step(rz_engine *e, rz__edep *d, size_t step, uint64_t now)
     rz__ejob *j = step_job(e, d, step);
     int rc = rz_run_start(d->run, step, now);
     if (rc == RZ_OK)
-        rc = rz__engine_dev_add(e, d, RZ__DEV_START, step, now, NULL);
+        rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_START, step, now,
+                                       NULL);
     if (rc != RZ_OK)
         return rc;
     char *req = NULL;
@@ -203,7 +204,7 @@ static int start_step(rz_engine *e, rz__edep *d, size_t step, uint64_t now)
     snprintf(why, sizeof why, "cannot build the request: %s",
              rz_error_last()->message);
     rz_run_fail(d->run, step, why, now);
-    rc = rz__engine_dev_add(e, d, RZ__DEV_FAIL, step, now, why);
+    rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_FAIL, step, now, why);
     set_text(&j->error, why);
     step_back(e, d, j);
     return rc;
@@ -240,7 +241,8 @@ int rz__engine_dep_report(rz_engine *e, rz__ejob *j, const char *outputs,
     int rc;
     if (!error) {
         rz_run_succeed(d->run, j->step, outputs, now);
-        rc = rz__engine_dev_add(e, d, RZ__DEV_SUCCEED, j->step, now, outputs);
+        rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_SUCCEED, j->step,
+                                       now, outputs);
         if (rc == RZ_OK && rz_run_step_state(d->run, j->step) == RZ_STEP_SUCCEEDED) {
             rc = set_text(&j->outputs, outputs);
             rz__engine_finish(e, j, RZ_JOB_SUCCEEDED,
@@ -251,7 +253,8 @@ int rz__engine_dep_report(rz_engine *e, rz__ejob *j, const char *outputs,
         }
     } else {
         rz_run_fail(d->run, j->step, error, now);
-        rc = rz__engine_dev_add(e, d, RZ__DEV_FAIL, j->step, now, error);
+        rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_FAIL, j->step,
+                                       now, error);
         if (rc == RZ_OK)
             rc = set_text(&j->error, error);
         step_back(e, d, j);
@@ -461,7 +464,7 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
         rc = j ? step_job_fill(e, j, &d, &d.flow->steps[i], i, now_ms)
                : no_memory();
     }
-    if (rc == RZ_OK && e->group)   /* a group's holds come first */
+    if (rc == RZ_OK && e->in_group)   /* a group's holds come first */
         rc = rz__engine_group_flush(e);
     if (rc == RZ_OK)
         rc = hold_all(e, &d);
@@ -476,7 +479,7 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
         rz__engine_touch_job(e, step_job(e, dp, i));
     rz__engine_touch_dep(e, dp);
     rc = rz__engine_dep_advance(e, dp, now_ms);
-    int crc = rz__engine_leave(e, RZ_OK);
+    int crc = rz__engine_commit_call(e, RZ_OK);
     if (rc == RZ_OK)
         rc = crc;
     if (rc == RZ_OK && deployment)
@@ -544,16 +547,18 @@ int rz_engine_deploy_cancel(rz_engine *e, uint64_t deployment, uint64_t now_ms)
     rc = rz_run_cancel(d->run, now_ms);
     d->cancelled = true;
     if (rc == RZ_OK)
-        rc = rz__engine_dev_add(e, d, RZ__DEV_CANCEL, 0, now_ms, NULL);
+        rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_CANCEL, 0, now_ms,
+                                       NULL);
     for (size_t i = 0; rc == RZ_OK && i < d->n_steps; i++) {
         if (rz_run_step_state(d->run, i) != RZ_STEP_RUNNING)
             continue;
         rc = rz_run_fail(d->run, i, "cancelled", now_ms);
         if (rc == RZ_OK)
-            rc = rz__engine_dev_add(e, d, RZ__DEV_FAIL, i, now_ms, "cancelled");
+            rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_FAIL, i,
+                                           now_ms, "cancelled");
     }
     if (rc == RZ_OK)
         rc = rz__engine_dep_advance(e, d, now_ms);
-    int crc = rz__engine_leave(e, RZ_OK);
+    int crc = rz__engine_commit_call(e, RZ_OK);
     return rc != RZ_OK ? rc : crc;
 }

@@ -1,4 +1,4 @@
-/* The engine: nodes, jobs, the priority queue, placement, settlement. */
+/* The engine: nodes, jobs, placement, settlement (the queue in queue.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,101 +86,9 @@ rz__ejob *rz__engine_job_new(rz_engine *e)
     return j;
 }
 
-/* ---- shared requirements: an open-addressing table of rz__ereqs ---- */
-
-static uint64_t text_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;   /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-static bool rtab_grow(rz_engine *e)
-{
-    if ((e->rtab_n + 1) * 2 <= e->rtab_cap)
-        return true;
-    size_t cap = e->rtab_cap ? e->rtab_cap * 2 : 64;
-    rz__ereqs **t = calloc(cap, sizeof *t);
-    if (!t)
-        return false;
-    for (size_t i = 0; i < e->rtab_cap; i++)
-        if (e->rtab[i]) {
-            size_t k = e->rtab[i]->hash & (cap - 1);
-            while (t[k])
-                k = (k + 1) & (cap - 1);
-            t[k] = e->rtab[i];
-        }
-    free(e->rtab);
-    e->rtab = t;
-    e->rtab_cap = cap;
-    return true;
-}
-
-/* The shared entry for `text` (taken), made and parsed if new. */
-static rz__ereqs *reqs_intern(rz_engine *e, char *text, int *rc)
-{
-    uint64_t h = text_hash(text);
-    size_t m = e->rtab_cap - 1;
-    for (size_t k = h & m; e->rtab_cap && e->rtab[k]; k = (k + 1) & m)
-        if (e->rtab[k]->hash == h && strcmp(e->rtab[k]->json, text) == 0) {
-            free(text);
-            e->rtab[k]->refs++;
-            return e->rtab[k];
-        }
-    rz_reqs *r = NULL;
-    *rc = rz_reqs_parse(&r, text, strlen(text));
-    rz__ereqs *x = *rc == RZ_OK ? malloc(sizeof *x) : NULL;
-    if (!x || !rtab_grow(e)) {
-        if (*rc == RZ_OK)
-            *rc = no_memory();
-        free(x);
-        rz_reqs_free(r);
-        free(text);
-        return NULL;
-    }
-    *x = (rz__ereqs){ .json = text, .reqs = r, .refs = 1, .hash = h,
-                      .q_prune_at = 1024 };
-    m = e->rtab_cap - 1;
-    size_t k = h & m;
-    while (e->rtab[k])
-        k = (k + 1) & m;
-    e->rtab[k] = x;
-    e->rtab_n++;
-    return x;
-}
-
-static void active_remove(rz_engine *e, const rz__ereqs *g);
-
-static void reqs_release(rz_engine *e, rz__ereqs *x)
-{
-    if (!x || --x->refs)
-        return;
-    size_t m = e->rtab_cap - 1, i = x->hash & m;
-    while (e->rtab[i] != x)
-        i = (i + 1) & m;
-    e->rtab[i] = NULL;
-    e->rtab_n--;
-    /* Put the rest of the cluster back where a lookup finds it. */
-    for (size_t k = (i + 1) & m; e->rtab[k]; k = (k + 1) & m) {
-        rz__ereqs *y = e->rtab[k];
-        e->rtab[k] = NULL;
-        size_t s = y->hash & m;
-        while (e->rtab[s])
-            s = (s + 1) & m;
-        e->rtab[s] = y;
-    }
-    if (x->q_len)
-        active_remove(e, x);   /* only stale entries can be left */
-    free(x->q);
-    free(x->json);
-    rz_reqs_free(x->reqs);
-    free(x);
-}
-
 static void job_clear(rz_engine *e, rz__ejob *j)
 {
-    reqs_release(e, j->shared);
+    rz__engine_reqs_release(e, j->req_group);
     free(j->module_id);
     free(j->module_version);
     free(j->request);
@@ -211,77 +119,6 @@ const char *rz_job_state_name(rz_job_state s)
     static const char *const names[] = { "pending", "queued", "assigned",
         "running", "succeeded", "failed", "cancelled" };
     return (unsigned)s < RZ_ARRAY_LEN(names) ? names[s] : "unknown";
-}
-
-static int reqs_take(rz_engine *e, rz__ejob *j, char *text)
-{
-    int rc = RZ_OK;
-    rz__ereqs *x = reqs_intern(e, text, &rc);
-    if (!x)
-        return rc;
-    reqs_release(e, j->shared);   /* after: `text` may have come from it */
-    j->shared = x;
-    j->reqs_json = x->json;
-    j->reqs = x->reqs;
-    return RZ_OK;
-}
-
-/* The common cases without a JSON round trip (a submission's hot path):
- * requirements kept as stored, or without a max_cost_cents of their own,
- * which is then written in front. REQS_SLOW: take the general path (it
- * also words the error of text the fast one could not parse). */
-#define REQS_SLOW 1
-static int reqs_fast(rz_engine *e, rz__ejob *j, const char *json,
-                     uint64_t max_cost)
-{
-    const char *p = json ? json : "";
-    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-        p++;
-    if (*p != '{' || (max_cost != UINT64_MAX && strstr(p, "max_cost_cents")))
-        return REQS_SLOW;
-    char *text;
-    if (max_cost == UINT64_MAX) {
-        text = rz__strdup(p);
-    } else {
-        const char *rest = p + 1;
-        while (*rest == ' ' || *rest == '\t' || *rest == '\n' || *rest == '\r')
-            rest++;
-        text = rz__asprintf("{\"max_cost_cents\":%llu%s%s",
-                            (unsigned long long)max_cost, *rest == '}' ? "" : ",",
-                            rest);
-    }
-    if (!text)
-        return no_memory();
-    return reqs_take(e, j, text) == RZ_OK ? RZ_OK : REQS_SLOW;
-}
-
-/* The requirements of a job, with max_cost_cents lowered to `max_cost`
- * (UINT64_MAX: as stored). */
-int rz__engine_reqs_set(rz_engine *e, rz__ejob *j, const char *json,
-                        uint64_t max_cost)
-{
-    int frc = reqs_fast(e, j, json, max_cost);
-    if (frc != REQS_SLOW)
-        return frc;
-    cJSON *doc = json && *json ? cJSON_Parse(json) : cJSON_CreateObject();
-    if (!doc || !cJSON_IsObject(doc)) {
-        cJSON_Delete(doc);
-        return rz__error(json && *json ? RZ_EINVALID : RZ_ENOMEM,
-                         "requirements must be a JSON object");
-    }
-    if (max_cost != UINT64_MAX) {
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(doc, "max_cost_cents");
-        if (!cJSON_IsNumber(m) || m->valuedouble < 0 ||
-            m->valuedouble > (double)max_cost) {
-            cJSON_DeleteItemFromObjectCaseSensitive(doc, "max_cost_cents");
-            cJSON_AddNumberToObject(doc, "max_cost_cents", (double)max_cost);
-        }
-    }
-    char *text = cJSON_PrintUnformatted(doc);
-    cJSON_Delete(doc);
-    if (!text)
-        return no_memory();
-    return reqs_take(e, j, text);
 }
 
 /* ---- events ---- */
@@ -323,7 +160,7 @@ int rz_engine_next_event(rz_engine *e, rz_engine_event *out)
     return 1;
 }
 
-static void emit_dep(rz_engine *e, const rz__edep *d)
+void rz__engine_emit_deployment_finished(rz_engine *e, const rz__edep *d)
 {
     rz_engine_event ev;
     memset(&ev, 0, sizeof ev);
@@ -331,117 +168,6 @@ static void emit_dep(rz_engine *e, const rz__edep *d)
     ev.deployment = d->id;
     ev.run_state = d->state;
     emit_raw(e, &ev);
-}
-
-/* ---- the queue ----
- * Queued jobs are kept per requirement group (rz__ereqs, shared by jobs
- * with equal requirements), each group a binary heap on (priority desc,
- * id asc) with lazy deletion (an entry carries the job's queue generation).
- * e->active lists the groups whose heap is not empty. */
-
-static bool heap_before(const rz__heap_ent *a, const rz__heap_ent *b)
-{
-    return a->priority != b->priority ? a->priority > b->priority : a->job < b->job;
-}
-
-static void sift_down(rz__heap_ent *h, size_t n, size_t i)
-{
-    rz__heap_ent x = h[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && heap_before(&h[c + 1], &h[c]))
-            c++;
-        if (!heap_before(&h[c], &x))
-            break;
-        h[i] = h[c];
-        i = c;
-    }
-    h[i] = x;
-}
-
-static void sift_up(rz__heap_ent *h, size_t i)
-{
-    rz__heap_ent x = h[i];
-    while (i > 0 && heap_before(&x, &h[(i - 1) / 2])) {
-        h[i] = h[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h[i] = x;
-}
-
-static rz__heap_ent heap_pop(rz__ereqs *g)
-{
-    rz__heap_ent top = g->q[0];
-    g->q[0] = g->q[--g->q_len];
-    if (g->q_len)
-        sift_down(g->q, g->q_len, 0);
-    return top;
-}
-
-static bool heap_live(rz_engine *e, const rz__heap_ent *h)
-{
-    const rz__ejob *j = rz__engine_job(e, h->job);
-    return j && j->state == RZ_JOB_QUEUED && j->queue_gen == h->gen;
-}
-
-/* Drop stale entries: the whole heap when it has doubled since the last
- * time (amortised O(1) a push), else those on top. */
-static void group_prune(rz_engine *e, rz__ereqs *g, bool all)
-{
-    if (all) {
-        size_t k = 0;
-        for (size_t i = 0; i < g->q_len; i++)
-            if (heap_live(e, &g->q[i]))
-                g->q[k++] = g->q[i];
-        g->q_len = k;
-        for (size_t i = k / 2; i-- > 0;)
-            sift_down(g->q, k, i);
-        g->q_prune_at = k * 2 > 1024 ? k * 2 : 1024;
-    }
-    while (g->q_len && !heap_live(e, &g->q[0]))
-        heap_pop(g);
-}
-
-static void active_remove(rz_engine *e, const rz__ereqs *g)
-{
-    for (size_t i = 0; i < e->n_active; i++)
-        if (e->active[i] == g) {
-            e->active[i] = e->active[--e->n_active];
-            return;
-        }
-}
-
-static bool queue_push(rz_engine *e, const rz__ejob *j)
-{
-    rz__ereqs *g = j->shared;
-    if (!g->q_len && !rz__engine_grow((void **)&e->active, &e->cap_active,
-                                      e->n_active + 1, sizeof *e->active))
-        return false;
-    if (g->q_len + 1 >= g->q_prune_at)
-        group_prune(e, g, true);
-    if (!rz__engine_grow((void **)&g->q, &g->q_cap, g->q_len + 1, sizeof *g->q))
-        return false;
-    if (!g->q_len)
-        e->active[e->n_active++] = g;
-    g->q[g->q_len] = (rz__heap_ent){ j->priority, j->id, j->queue_gen };
-    sift_up(g->q, g->q_len++);
-    return true;
-}
-
-int rz__engine_enqueue(rz_engine *e, rz__ejob *j)
-{
-    j->state = RZ_JOB_QUEUED;
-    j->attempt++;
-    j->queue_gen++;
-    j->node = 0;
-    j->queued_ms = e->now;
-    rz__engine_touch_job(e, j);
-    e->assign_dirty = true;
-    if (!queue_push(e, j))
-        return no_memory();
-    return RZ_OK;
 }
 
 /* ---- placement ---- */
@@ -569,42 +295,6 @@ static int place_job(rz_engine *e, rz__ejob *j, rz_placement *p)
     return rc;
 }
 
-/* Groups ordered by their best queued job, for merging them. */
-static bool group_before(const rz__ereqs *a, const rz__ereqs *b)
-{
-    return heap_before(&a->q[0], &b->q[0]);
-}
-
-static void gheap_push(rz__ereqs **h, size_t *n, rz__ereqs *g)
-{
-    size_t i = (*n)++;
-    while (i > 0 && group_before(g, h[(i - 1) / 2])) {
-        h[i] = h[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h[i] = g;
-}
-
-static rz__ereqs *gheap_pop(rz__ereqs **h, size_t *n)
-{
-    rz__ereqs *top = h[0], *x = h[--*n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= *n)
-            break;
-        if (c + 1 < *n && group_before(h[c + 1], h[c]))
-            c++;
-        if (!group_before(h[c], x))
-            break;
-        h[i] = h[c];
-        i = c;
-    }
-    if (*n)
-        h[i] = x;
-    return top;
-}
-
 /* A waiting node's held poll is answered with its first placement: it is
  * no better a choice than its peers for the next job of the pass. */
 static void waiting_set(rz_engine *e, rz__enode *n, bool waiting)
@@ -616,7 +306,7 @@ static void waiting_set(rz_engine *e, rz__enode *n, bool waiting)
         rz_matcher_prefer(e->matcher, n->mindex, waiting);
 }
 
-static int assign_one(rz_engine *e, rz__ejob *j)
+int rz__engine_assign_one(rz_engine *e, rz__ejob *j)
 {
     rz_placement p;
     int rc = place_job(e, j, &p);
@@ -630,72 +320,6 @@ static int assign_one(rz_engine *e, rz__ejob *j)
     rz__engine_emit(e, RZ_EV_JOB_ASSIGNED, j, j->node);
     e->stats.assignments++;
     return RZ_OK;
-}
-
-/* Place queued jobs in priority order while nodes have room: the groups'
- * heaps merged by their best job. A job that fits nowhere ends its group's
- * turn (its other jobs ask for the same, and capacity only shrinks during
- * a pass), unless it declined nodes of its own: then the next one is
- * offered. So a pass costs O(groups + placements), not O(queue). */
-static int assign_all(rz_engine *e)
-{
-    if (!e->assign_dirty || !e->n_active)
-        return RZ_OK;
-    rz__ereqs **order = malloc(e->n_active * sizeof *order);
-    if (!order)
-        return no_memory();
-    size_t n = 0;
-    for (size_t i = 0; i < e->n_active;) {
-        rz__ereqs *g = e->active[i];
-        group_prune(e, g, false);
-        if (!g->q_len) {
-            e->active[i] = e->active[--e->n_active];
-            continue;
-        }
-        gheap_push(order, &n, g);
-        i++;
-    }
-    int rc = RZ_OK;
-    rz__heap_ent *aside = NULL;   /* declined jobs that did not fit */
-    size_t n_aside = 0, cap_aside = 0;
-    while (n && rc == RZ_OK) {
-        rz__ereqs *g = gheap_pop(order, &n);
-        rz__heap_ent h = heap_pop(g);
-        rz__ejob *j = rz__engine_job(e, h.job);
-        int prc = assign_one(e, j);
-        if (prc != RZ_OK) {
-            if (prc != RZ_ENOENT)
-                rc = prc;
-            if (j->n_declined && rc == RZ_OK &&
-                rz__engine_grow((void **)&aside, &cap_aside, n_aside + 1,
-                                sizeof *aside)) {
-                aside[n_aside++] = h;
-            } else {
-                g->q[g->q_len] = h;   /* room was there before the pop */
-                sift_up(g->q, g->q_len++);
-                continue;             /* this group's turn is over */
-            }
-        }
-        group_prune(e, g, false);
-        if (g->q_len)
-            gheap_push(order, &n, g);
-    }
-    for (size_t i = 0; i < n_aside; i++) {
-        rz__ereqs *g = rz__engine_job(e, aside[i].job)->shared;
-        g->q[g->q_len] = aside[i];   /* popped from this heap: room is there */
-        sift_up(g->q, g->q_len++);
-    }
-    for (size_t i = 0; i < e->n_active;) {
-        if (!e->active[i]->q_len)
-            e->active[i] = e->active[--e->n_active];
-        else
-            i++;
-    }
-    free(aside);
-    free(order);
-    if (rc == RZ_OK)
-        e->assign_dirty = false;
-    return rc;
 }
 
 /* ---- settlement ---- */
@@ -807,7 +431,7 @@ static int resume(rz_engine *e)
             rc = rz__engine_place_job(e, j, j->node);
         else if (j->state == RZ_JOB_QUEUED) {
             j->queue_gen++;
-            if (!queue_push(e, j))
+            if (!rz__engine_queue_push(e, j))
                 rc = no_memory();
         }
         if (j->owed != RZ__OWE_NONE &&
@@ -924,7 +548,7 @@ void rz_engine_close(rz_engine *e)
 {
     if (!e)
         return;
-    if (e->group)
+    if (e->in_group)
         rz_engine_group_commit(e);
     if (e->env && !e->broken)
         rz__engine_commit(e);   /* owed flags cleared since the last call */
@@ -936,22 +560,22 @@ void rz_engine_close(rz_engine *e)
         job_clear(e, &e->jobs[i]);
     for (size_t i = 0; i < e->n_deps; i++)
         rz__engine_dep_free(&e->deps[i]);
-    for (size_t i = 0; i < e->n_devs; i++)
-        free(e->devs[i].text);
+    for (size_t i = 0; i < e->n_step_events; i++)
+        free(e->step_events[i].text);
     free(e->nodes);
     free(e->node_by_mindex);
     free(e->jobs);
     free(e->deps);
-    free(e->active);
-    free(e->devs);
+    free(e->queued_groups);
+    free(e->step_events);
     free(e->owed);
     free(e->dirty_nodes);
     free(e->dirty_jobs);
     free(e->dirty_deps);
     free(e->events);
-    free(e->gholds);
-    free(e->gsums);
-    free(e->rtab);   /* empty: every job released its entry */
+    free(e->group_holds);
+    free(e->group_sums);
+    free(e->req_groups);   /* empty: every job released its entry */
     rz_matcher_free(e->matcher);
     rz_ledger_close(e->ledger);
     rz__engine_store_close(e);
@@ -965,7 +589,7 @@ rz_ledger *rz_engine_ledger(rz_engine *e)
 
 /* Calls that change state start here: a broken handle refuses, and the
  * first `now` after open starts every node's heartbeat grace period. */
-static int enter(rz_engine *e, uint64_t now)
+static int begin_call(rz_engine *e, uint64_t now)
 {
     if (!e)
         return rz__error(RZ_EINVAL, "no engine");
@@ -983,183 +607,15 @@ static int enter(rz_engine *e, uint64_t now)
 
 /* Calls that changed state end here: commit, then move the money owed.
  * Inside a group both wait for rz_engine_group_commit. */
-static int leave(rz_engine *e, int rc)
+int rz__engine_commit_call(rz_engine *e, int rc)
 {
-    if (e->group)
+    if (e->in_group)
         return rc;
     int crc = rz__engine_commit(e);
     if (crc != RZ_OK)
         return crc;
     int prc = rz__engine_pay(e);
     return rc != RZ_OK ? rc : prc;
-}
-
-int rz__engine_leave(rz_engine *e, int rc)
-{
-    return leave(e, rc);
-}
-
-/* ---- group commit ---- */
-
-int rz_engine_group_begin(rz_engine *e)
-{
-    if (!e)
-        return rz__error(RZ_EINVAL, "no engine");
-    if (e->broken)
-        return rz__error(RZ_EDB, "an earlier commit failed; reopen the engine");
-    if (e->group)
-        return rz__error(RZ_ESTATE, "a group is open already");
-    e->group = true;
-    return RZ_OK;
-}
-
-int rz_engine_in_group(rz_engine *e)
-{
-    return e && e->group;
-}
-
-uint64_t rz_engine_group_pending(rz_engine *e, rz_ledger_id client)
-{
-    for (size_t i = 0; e && e->group && i < e->n_gsums; i++)
-        if (e->gsums[i].client.hi == client.hi &&
-            e->gsums[i].client.lo == client.lo)
-            return e->gsums[i].cents;
-    return 0;
-}
-
-static rz__gsum *gsum_of(rz_engine *e, rz_ledger_id client)
-{
-    for (size_t i = 0; i < e->n_gsums; i++)
-        if (e->gsums[i].client.hi == client.hi &&
-            e->gsums[i].client.lo == client.lo)
-            return &e->gsums[i];
-    if (!rz__engine_grow((void **)&e->gsums, &e->cap_gsums, e->n_gsums + 1,
-                         sizeof *e->gsums))
-        return NULL;
-    e->gsums[e->n_gsums] = (rz__gsum){ client, 0 };
-    return &e->gsums[e->n_gsums++];
-}
-
-/* What the ledger would answer to the hold of `amount` more, counting the
- * group's holds not written yet (the checks of a HOLD op: a client
- * account, the limit, no overflow). */
-static int group_precheck(rz_engine *e, rz_ledger_id client, uint64_t amount,
-                          rz__gsum **sum)
-{
-    rz_ledger_account a;
-    char h[33];
-    int rc = rz_ledger_balance(e->ledger, client, &a);
-    rz_ledger_id_format(client, h);
-    if (rc == RZ_ENOENT)
-        return rz__error(RZ_ENOENT, "no account %s", h);
-    if (rc != RZ_OK)
-        return rc;
-    if (a.kind != RZ_LEDGER_CLIENT)
-        return rz__error(RZ_EINVAL, "account %s is of the wrong kind (%u)", h,
-                         a.kind);
-    if (!(*sum = gsum_of(e, client)))
-        return no_memory();
-    uint64_t out = a.debits_posted, parts[3] = { a.debits_pending,
-                                                 (*sum)->cents, amount };
-    for (int i = 0; i < 3; i++) {
-        if (out > UINT64_MAX - parts[i])
-            return rz__error(RZ_EOVERFLOW, "account %s: the hold overflows", h);
-        out += parts[i];
-    }
-    if ((a.flags & RZ_LEDGER_DEBITS_MUST_NOT_EXCEED_CREDITS) &&
-        out > a.credits_posted) {
-        uint64_t held = a.debits_posted + a.debits_pending + (*sum)->cents;
-        return rz__error(RZ_EFUNDS, "account %s has %llu cents available, "
-                         "%llu needed", h, (unsigned long long)
-                         (a.credits_posted > held ? a.credits_posted - held : 0),
-                         (unsigned long long)amount);
-    }
-    return RZ_OK;
-}
-
-/* Hold for a job submitted inside a group: checked now, written by
- * rz__engine_group_flush (at the latest at the commit). */
-static int group_hold(rz_engine *e, rz__ejob *j)
-{
-    rz__gsum *sum = NULL;
-    int rc = group_precheck(e, j->client, j->max_cost, &sum);
-    if (rc != RZ_OK)
-        return rc;
-    if (!rz__engine_grow((void **)&e->gholds, &e->cap_gholds, e->n_gholds + 1,
-                         sizeof *e->gholds))
-        return no_memory();
-    e->gholds[e->n_gholds++] = j->id;
-    sum->cents += j->max_cost;
-    return RZ_OK;
-}
-
-/* The ledger refused a deferred hold (money left the account outside the
- * engine since the check): the job never held anything, so it fails with
- * nothing owed and a maximum of 0 (rz_engine_check knows the mark). */
-static void hold_refused(rz_engine *e, rz__ejob *j, int status)
-{
-    char why[160];
-    snprintf(why, sizeof why, "its hold was refused at the group commit: %s",
-             rz_strerror(status));
-    rz__engine_unplace(e, j, true);
-    free(j->error);
-    j->error = rz__strdup(why);
-    j->max_cost = 0;
-    rz__engine_finish(e, j, RZ_JOB_FAILED, RZ__OWE_NONE);
-}
-
-static int flush_chunk(rz_engine *e, const uint64_t *ids, size_t n)
-{
-    rz_ledger_op *ops = calloc(n, sizeof *ops);
-    rz_ledger_result *res = calloc(n, sizeof *res);
-    int rc = ops && res ? RZ_OK : no_memory();
-    for (size_t i = 0; rc == RZ_OK && i < n; i++) {
-        const rz__ejob *j = rz__engine_job(e, ids[i]);
-        ops[i].type = RZ_LEDGER_OP_HOLD;
-        ops[i].id = rz__engine_hold_id(j->id);
-        ops[i].job = rz_engine_job_ledger_id(j->id);
-        ops[i].account = j->client;
-        ops[i].amount = j->max_cost;
-    }
-    if (rc == RZ_OK)
-        rc = rz_ledger_submit(e->ledger, ops, n, res);
-    for (size_t i = 0; rc == RZ_OK && i < n; i++)
-        if (res[i].status != RZ_OK)
-            hold_refused(e, rz__engine_job(e, ids[i]), res[i].status);
-    free(ops);
-    free(res);
-    return rc;
-}
-
-int rz__engine_group_flush(rz_engine *e)
-{
-    int rc = RZ_OK;
-    for (size_t done = 0; rc == RZ_OK && done < e->n_gholds;) {
-        size_t n = e->n_gholds - done;
-        if (n > RZ__GROUP_HOLDS_MAX)
-            n = RZ__GROUP_HOLDS_MAX;
-        rc = flush_chunk(e, e->gholds + done, n);
-        done += n;
-    }
-    if (rc != RZ_OK)
-        e->broken = true;   /* jobs in memory without their holds */
-    e->n_gholds = e->n_gsums = 0;
-    return rc;
-}
-
-int rz_engine_group_commit(rz_engine *e)
-{
-    if (!e)
-        return rz__error(RZ_EINVAL, "no engine");
-    if (!e->group)
-        return rz__error(RZ_ESTATE, "no group is open");
-    e->group = false;
-    if (e->broken)
-        return rz__error(RZ_EDB, "an earlier commit failed; reopen the engine");
-    int rc = rz__engine_group_flush(e);
-    if (rc == RZ_OK)
-        rc = leave(e, RZ_OK);
-    return rc;
 }
 
 /* ---- nodes ---- */
@@ -1169,7 +625,7 @@ int rz_engine_node_register(rz_engine *e, const char *caps_json, size_t len,
 {
     if (node_id)
         *node_id = 0;
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     if (rc != RZ_OK)
         return rc;
     if (!caps_json)
@@ -1210,7 +666,7 @@ int rz_engine_node_register(rz_engine *e, const char *caps_json, size_t len,
     }
     rz__engine_touch_node(e, n);
     e->assign_dirty = true;
-    rc = leave(e, RZ_OK);
+    rc = rz__engine_commit_call(e, RZ_OK);
     if (rc == RZ_OK && node_id)
         *node_id = id;
     return rc;
@@ -1231,7 +687,7 @@ static rz__enode *live_node(rz_engine *e, uint64_t id, int *rc)
 int rz_engine_node_heartbeat(rz_engine *e, uint64_t node, uint64_t now_ms,
                              double load)
 {
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     rz__enode *n = rc == RZ_OK ? live_node(e, node, &rc) : NULL;
     if (!n)
         return rc;
@@ -1280,17 +736,18 @@ static int node_drop(rz_engine *e, rz__enode *n, rz_node_state st, uint64_t now)
 
 int rz_engine_node_deregister(rz_engine *e, uint64_t node, uint64_t now_ms)
 {
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     rz__enode *n = rc == RZ_OK ? live_node(e, node, &rc) : NULL;
     if (!n)
         return rc;
-    return leave(e, node_drop(e, n, RZ_NODE_GONE, now_ms));
+    rc = node_drop(e, n, RZ_NODE_GONE, now_ms);
+    return rz__engine_commit_call(e, rc);
 }
 
 int rz_engine_decline(rz_engine *e, uint64_t node, uint64_t job,
                       uint32_t attempt, uint64_t now_ms)
 {
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     if (rc != RZ_OK)
         return rc;
     rz__ejob *j = rz__engine_job(e, job);
@@ -1307,7 +764,7 @@ int rz_engine_decline(rz_engine *e, uint64_t node, uint64_t job,
     j->declined = d;
     j->declined[j->n_declined++] = node;
     rz__engine_touch_job(e, j);
-    return leave(e, requeue(e, j, now_ms));
+    return rz__engine_commit_call(e, requeue(e, j, now_ms));
 }
 
 static bool listed(const uint64_t *ids, size_t n, uint64_t job)
@@ -1339,7 +796,7 @@ int rz_engine_node_running(rz_engine *e, uint64_t node, const uint64_t *running,
 {
     if (requeued)
         *requeued = 0;
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     rz__enode *n = rc == RZ_OK ? live_node(e, node, &rc) : NULL;
     if (!n)
         return rc;
@@ -1358,7 +815,7 @@ int rz_engine_node_running(rz_engine *e, uint64_t node, const uint64_t *running,
     }
     if (requeued)
         *requeued = k;
-    return k ? leave(e, rc) : rc;
+    return k ? rz__engine_commit_call(e, rc) : rc;
 }
 
 int rz_engine_node_waiting(rz_engine *e, uint64_t node, int waiting)
@@ -1413,7 +870,7 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
 {
     if (job_id)
         *job_id = 0;
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     if (rc != RZ_OK)
         return rc;
     if (!spec || spec->version != RZ_ENGINE_JOB_SPEC_VERSION)
@@ -1425,8 +882,8 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
     if (!j)
         return no_memory();
     rc = job_fill(e, j, spec, now_ms);
-    if (rc == RZ_OK && e->group)
-        rc = group_hold(e, j);
+    if (rc == RZ_OK && e->in_group)
+        rc = rz__engine_group_hold(e, j);
     else if (rc == RZ_OK)
         rc = rz_ledger_hold(e->ledger, rz__engine_hold_id(j->id),
                             rz_engine_job_ledger_id(j->id), spec->client,
@@ -1437,9 +894,9 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
     }
     rc = rz__engine_enqueue(e, j);
     uint64_t id = j->id;
-    if (rc == RZ_OK && e->n_gholds >= RZ__GROUP_HOLDS_MAX)
+    if (rc == RZ_OK && e->n_group_holds >= RZ__GROUP_HOLDS_MAX)
         rc = rz__engine_group_flush(e);
-    rc = leave(e, rc);
+    rc = rz__engine_commit_call(e, rc);
     if (rc == RZ_OK && job_id)
         *job_id = id;
     return rc;
@@ -1462,13 +919,13 @@ static void assignment_fill(rz_engine *e, const rz__ejob *j,
 int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
                    rz_engine_assignment *out)
 {
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     rz__enode *n = rc == RZ_OK ? live_node(e, node, &rc) : NULL;
     if (!n)
         return rc;
     if (now_ms > n->last_hb)
         n->last_hb = now_ms;
-    rc = assign_all(e);
+    rc = rz__engine_assign_all(e);
     rz__ejob *got = NULL;
     for (size_t i = 0; rc == RZ_OK && i < n->n_held && !got; i++) {
         rz__ejob *j = rz__engine_job(e, n->held[i]);
@@ -1480,7 +937,7 @@ int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
         got->running_ms = now_ms;
         rz__engine_touch_job(e, got);
     }
-    rc = leave(e, rc);
+    rc = rz__engine_commit_call(e, rc);
     if (rc != RZ_OK)
         return rc;
     if (!got)
@@ -1560,7 +1017,7 @@ int rz_engine_result_ex(rz_engine *e, uint64_t node, uint64_t job,
 {
     if (repeat)
         *repeat = 0;
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     if (rc != RZ_OK)
         return rc;
     rz__ejob *j = rz__engine_job(e, job);
@@ -1592,7 +1049,7 @@ int rz_engine_result_ex(rz_engine *e, uint64_t node, uint64_t job,
     if (j->deployment) {
         rc = rz__engine_dep_report(e, j, outputs_json ? outputs_json : "{}",
                                    error, now_ms);
-        return leave(e, rc);
+        return rz__engine_commit_call(e, rc);
     }
     if (error) {
         free(j->error);
@@ -1604,7 +1061,7 @@ int rz_engine_result_ex(rz_engine *e, uint64_t node, uint64_t job,
         rz__engine_finish(e, j, RZ_JOB_SUCCEEDED,
                           j->cost ? RZ__OWE_SETTLE : RZ__OWE_REFUND);
     }
-    return leave(e, RZ_OK);
+    return rz__engine_commit_call(e, RZ_OK);
 }
 
 static bool job_open(const rz__ejob *j)
@@ -1614,7 +1071,7 @@ static bool job_open(const rz__ejob *j)
 
 int rz_engine_cancel_job(rz_engine *e, uint64_t job, uint64_t now_ms)
 {
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     if (rc != RZ_OK)
         return rc;
     rz__ejob *j = rz__engine_job(e, job);
@@ -1629,7 +1086,7 @@ int rz_engine_cancel_job(rz_engine *e, uint64_t job, uint64_t now_ms)
                          (unsigned long long)job, rz_job_state_name(j->state));
     rz__engine_unplace(e, j, true);
     rz__engine_finish(e, j, RZ_JOB_CANCELLED, RZ__OWE_REFUND);
-    return leave(e, RZ_OK);
+    return rz__engine_commit_call(e, RZ_OK);
 }
 
 int rz_engine_job_get(rz_engine *e, uint64_t job, rz_engine_job_info *out)
@@ -1662,7 +1119,7 @@ int rz_engine_job_get(rz_engine *e, uint64_t job, rz_engine_job_info *out)
 
 int rz_engine_tick(rz_engine *e, uint64_t now_ms)
 {
-    int rc = enter(e, now_ms);
+    int rc = begin_call(e, now_ms);
     for (size_t i = 0; rc == RZ_OK && i < e->n_nodes; i++) {
         rz__enode *n = &e->nodes[i];
         if (n->state == RZ_NODE_ACTIVE &&
@@ -1675,10 +1132,10 @@ int rz_engine_tick(rz_engine *e, uint64_t now_ms)
             rc = rz__engine_dep_advance(e, d, now_ms);
     }
     if (rc == RZ_OK)
-        rc = assign_all(e);
+        rc = rz__engine_assign_all(e);
     if (!e || e->broken)
         return rc;
-    return leave(e, rc);
+    return rz__engine_commit_call(e, rc);
 }
 
 uint64_t rz_engine_next_wakeup(rz_engine *e)
@@ -1723,11 +1180,6 @@ void rz_engine_stats_get(rz_engine *e, rz_engine_stats *out)
         out->deployments_running += e->deps[i].final_status == NULL;
         out->deployments_done += e->deps[i].final_status != NULL;
     }
-}
-
-void rz__engine_emit_dep(rz_engine *e, const rz__edep *d)
-{
-    emit_dep(e, d);
 }
 
 /* ---- listings ---- */

@@ -37,23 +37,25 @@ typedef struct rz__enode {
     bool dirty;
 } rz__enode;
 
-/* Requirements shared by every job whose stored text is equal: one parsed
- * copy, counted (a queue of like jobs holds one, not one each). */
+/* An entry of a requirement group's queue (queue.c). */
 typedef struct rz__heap_ent {
     int32_t priority;
     uint64_t job;
     uint32_t gen;
 } rz__heap_ent;
 
-typedef struct rz__ereqs {
+/* A requirement group: the requirements shared by every job whose stored
+ * text is equal, one parsed copy, counted (a queue of like jobs holds one,
+ * not one each; requirements.c). */
+typedef struct rz__req_group {
     char *json;
     rz_reqs *reqs;
     size_t refs;
     uint64_t hash;
     /* The group's queued jobs: a heap on (priority desc, id asc), stale
-     * entries dropped lazily (engine.c "the queue"). */
+     * entries dropped lazily (queue.c). */
     rz__heap_ent *q; size_t q_len, q_cap, q_prune_at;
-} rz__ereqs;
+} rz__req_group;
 
 typedef struct rz__ejob {
     uint64_t id;
@@ -61,8 +63,8 @@ typedef struct rz__ejob {
     rz_ledger_id client;
     int32_t priority;
     const char *reqs_json;    /* requirements as stored (max cost applied) */
-    const rz_reqs *reqs;      /* both borrowed from `shared` */
-    rz__ereqs *shared;
+    const rz_reqs *reqs;      /* both borrowed from `req_group` */
+    rz__req_group *req_group;
     char *module_id, *module_version, *request;
     uint64_t max_cost;
     uint32_t attempt;
@@ -110,19 +112,19 @@ typedef struct rz__edep {
 } rz__edep;
 
 /* A step event of a deployment, replayed on open to rebuild its rz_run. */
-typedef enum rz__dev_kind {
-    RZ__DEV_START = 1, RZ__DEV_SUCCEED, RZ__DEV_FAIL, RZ__DEV_TICK,
-    RZ__DEV_CANCEL
-} rz__dev_kind;
+typedef enum rz__step_event_kind {
+    RZ__STEP_EVENT_START = 1, RZ__STEP_EVENT_SUCCEED, RZ__STEP_EVENT_FAIL,
+    RZ__STEP_EVENT_TICK, RZ__STEP_EVENT_CANCEL
+} rz__step_event_kind;
 
-typedef struct rz__dev {
+typedef struct rz__step_event {
     uint64_t dep;
     uint32_t seq;
-    rz__dev_kind kind;
+    rz__step_event_kind kind;
     size_t step;
     uint64_t now;
     char *text;               /* outputs (SUCCEED) or reason (FAIL) */
-} rz__dev;
+} rz__step_event;
 
 /* Embedded mode (local.c): deployment `dep` is followed by a replica run
  * that is given each of its step events as it is recorded, and at most
@@ -143,7 +145,8 @@ typedef struct rz__elocal {
 struct rz_engine {
     rz_engine_opts opts;
     MDB_env *env;
-    MDB_dbi db_meta, db_nodes, db_jobs, db_deps, db_devs;
+    MDB_dbi db_meta, db_nodes, db_jobs, db_deps;
+    MDB_dbi db_step_events;   /* named "devs" on disk */
     rz_ledger *ledger;
     rz_matcher *matcher;
 
@@ -152,12 +155,16 @@ struct rz_engine {
     rz__ejob *jobs; size_t n_jobs, cap_jobs;       /* jobs[i].id == i + 1 */
     rz__edep *deps; size_t n_deps, cap_deps;
 
-    rz__ereqs **active; size_t n_active, cap_active;   /* groups queued */
-    rz__ereqs **rtab; size_t rtab_n, rtab_cap;      /* shared requirements */
+    /* The requirement groups: an open-addressing table (requirements.c),
+     * and those with queued jobs (queue.c). */
+    rz__req_group **req_groups; size_t n_req_groups, cap_req_groups;
+    rz__req_group **queued_groups;
+    size_t n_queued_groups, cap_queued_groups;
     bool assign_dirty;        /* something changed that may allow a placement */
     bool resumed;             /* heartbeat grace given after open */
 
-    rz__dev *devs; size_t n_devs, cap_devs;        /* step events to commit */
+    rz__step_event *step_events;                   /* to commit */
+    size_t n_step_events, cap_step_events;
     uint64_t *dirty_nodes; size_t n_dirty_nodes, cap_dirty_nodes;
     uint64_t *dirty_jobs; size_t n_dirty_jobs, cap_dirty_jobs;
     uint64_t *dirty_deps; size_t n_dirty_deps, cap_dirty_deps;
@@ -168,9 +175,9 @@ struct rz_engine {
 
     /* Group commit (rz_engine_group_begin): jobs whose hold is not in the
      * ledger yet, and what they hold per client. */
-    bool group;
-    uint64_t *gholds; size_t n_gholds, cap_gholds;
-    struct rz__gsum *gsums; size_t n_gsums, cap_gsums;
+    bool in_group;
+    uint64_t *group_holds; size_t n_group_holds, cap_group_holds;
+    struct rz__group_sum *group_sums; size_t n_group_sums, cap_group_sums;
 
     rz_engine_stats stats;
     rz__elocal local;         /* embedded mode (local.c) */
@@ -182,15 +189,20 @@ struct rz_engine {
  * also how far past a missing hold rz_engine_open looks for orphans. */
 #define RZ__GROUP_HOLDS_MAX 1024
 
-typedef struct rz__gsum { rz_ledger_id client; uint64_t cents; } rz__gsum;
+typedef struct rz__group_sum {
+    rz_ledger_id client;
+    uint64_t cents;
+} rz__group_sum;
 
 /* store.c */
 RZ_HIDDEN int rz__engine_store_open(rz_engine *e, const char *dir);
 RZ_HIDDEN void rz__engine_store_close(rz_engine *e);
 RZ_HIDDEN int rz__engine_commit(rz_engine *e);
 RZ_HIDDEN int rz__engine_load(rz_engine *e);
-RZ_HIDDEN int rz__engine_dev_add(rz_engine *e, rz__edep *d, rz__dev_kind kind,
-                                 size_t step, uint64_t now, const char *text);
+/* Record a step event of `d` for the next commit (and the replica). */
+RZ_HIDDEN int rz__engine_step_event_add(rz_engine *e, rz__edep *d,
+                                        rz__step_event_kind kind, size_t step,
+                                        uint64_t now, const char *text);
 /* Replay the stored step events of `d` into its run. */
 RZ_HIDDEN int rz__engine_replay(rz_engine *e, rz__edep *d);
 
@@ -206,27 +218,54 @@ RZ_HIDDEN rz__ejob *rz__engine_job(rz_engine *e, uint64_t id);
 RZ_HIDDEN rz__enode *rz__engine_node(rz_engine *e, uint64_t id);
 RZ_HIDDEN rz__edep *rz__engine_dep(rz_engine *e, uint64_t id);
 RZ_HIDDEN rz__ejob *rz__engine_job_new(rz_engine *e);
-RZ_HIDDEN int rz__engine_enqueue(rz_engine *e, rz__ejob *j);
 RZ_HIDDEN void rz__engine_unplace(rz_engine *e, rz__ejob *j, bool stop);
 RZ_HIDDEN void rz__engine_finish(rz_engine *e, rz__ejob *j, rz_job_state st,
                                  int owe);
 RZ_HIDDEN void rz__engine_emit(rz_engine *e, rz_engine_event_type type,
                                const rz__ejob *j, uint64_t node);
 RZ_HIDDEN int rz__engine_pay(rz_engine *e);
-/* Calls that changed state end here: commit and pay (not inside a group). */
-RZ_HIDDEN int rz__engine_leave(rz_engine *e, int rc);
-/* Write the holds a group deferred (before any other hold of a job id). */
-RZ_HIDDEN int rz__engine_group_flush(rz_engine *e);
+/* Calls that changed state end here: commit what they changed and pay what
+ * they settled (both wait for the group's commit inside a group). Returns
+ * the commit's failure, else `rc`, else the payment's status. */
+RZ_HIDDEN int rz__engine_commit_call(rz_engine *e, int rc);
 RZ_HIDDEN int rz__engine_place_job(rz_engine *e, rz__ejob *j, uint64_t node);
-RZ_HIDDEN int rz__engine_reqs_set(rz_engine *e, rz__ejob *j, const char *json,
-                                  uint64_t max_cost);
 RZ_HIDDEN rz_ledger_id rz__engine_hold_id(uint64_t job);
 RZ_HIDDEN void rz__engine_jobs_truncate(rz_engine *e, size_t n);
-RZ_HIDDEN void rz__engine_emit_dep(rz_engine *e, const rz__edep *d);
+/* RZ_EV_DEPLOYMENT_FINISHED for `d`. */
+RZ_HIDDEN void rz__engine_emit_deployment_finished(rz_engine *e,
+                                                   const rz__edep *d);
 RZ_HIDDEN bool rz__engine_declined(const rz__ejob *j, uint64_t node);
 /* The reference maximum cost of requirements without their own: the match
  * cost formula at the options' reference prices (deploy.c). */
 RZ_HIDDEN uint64_t rz__engine_ref_cost(const rz_engine *e, const rz_reqs *r);
+
+/* Place `j` now (RZ_ENOENT: no node has room for it). */
+RZ_HIDDEN int rz__engine_assign_one(rz_engine *e, rz__ejob *j);
+
+/* group.c */
+/* Hold for a job submitted inside a group: checked now, written by
+ * rz__engine_group_flush (at the latest at the commit). */
+RZ_HIDDEN int rz__engine_group_hold(rz_engine *e, rz__ejob *j);
+/* Write the holds a group deferred (before any other hold of a job id). */
+RZ_HIDDEN int rz__engine_group_flush(rz_engine *e);
+
+/* requirements.c */
+/* The requirements of a job, with max_cost_cents lowered to `max_cost`
+ * (UINT64_MAX: as stored); the job joins the group of the result. */
+RZ_HIDDEN int rz__engine_reqs_set(rz_engine *e, rz__ejob *j, const char *json,
+                                  uint64_t max_cost);
+/* Drop one reference to `x` (NULL: none); the last frees it. */
+RZ_HIDDEN void rz__engine_reqs_release(rz_engine *e, rz__req_group *x);
+
+/* queue.c */
+/* Queue `j` for its next attempt. */
+RZ_HIDDEN int rz__engine_enqueue(rz_engine *e, rz__ejob *j);
+/* Push a QUEUED job's entry (rz__engine_enqueue, and resume on open). */
+RZ_HIDDEN bool rz__engine_queue_push(rz_engine *e, const rz__ejob *j);
+/* Forget group `g`, whose heap holds stale entries only. */
+RZ_HIDDEN void rz__engine_queue_drop(rz_engine *e, const rz__req_group *g);
+/* Place queued jobs in priority order while nodes have room. */
+RZ_HIDDEN int rz__engine_assign_all(rz_engine *e);
 
 /* deploy.c */
 RZ_HIDDEN int rz__engine_dep_advance(rz_engine *e, rz__edep *d, uint64_t now);
@@ -239,9 +278,18 @@ RZ_HIDDEN void rz__engine_dep_free(rz__edep *d);
 
 /* local.c: embedded mode hooks. */
 RZ_HIDDEN void rz__engine_local_event(rz_engine *e, const rz__edep *d,
-                                      rz__dev_kind kind, size_t step,
+                                      rz__step_event_kind kind, size_t step,
                                       uint64_t now, const char *text);
 /* How many more steps of `d` may start now; SIZE_MAX without a cap. */
 RZ_HIDDEN size_t rz__engine_local_room(const rz_engine *e, const rz__edep *d);
+
+/* The spellings local.c uses, until it is renamed too (it belongs to a
+ * change in flight elsewhere); nothing else may use them. */
+typedef rz__step_event_kind rz__dev_kind;
+#define RZ__DEV_START RZ__STEP_EVENT_START
+#define RZ__DEV_SUCCEED RZ__STEP_EVENT_SUCCEED
+#define RZ__DEV_FAIL RZ__STEP_EVENT_FAIL
+#define RZ__DEV_TICK RZ__STEP_EVENT_TICK
+#define RZ__DEV_CANCEL RZ__STEP_EVENT_CANCEL
 
 #endif

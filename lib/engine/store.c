@@ -2,7 +2,8 @@
  *   nodes  u64 id (big-endian)            -> node record (JSON)
  *   jobs   u64 id                         -> job record (JSON)
  *   deps   u64 id                         -> deployment record (JSON)
- *   devs   u64 deployment, u32 sequence   -> one step event (JSON)
+ *   devs   u64 deployment, u32 sequence   -> one step event (JSON);
+ *          e->db_step_events in memory, "devs" on disk
  * Big-endian keys keep LMDB's byte order equal to id order, so loading
  * walks each table once in id order. Records are JSON: small, readable
  * with mdb_dump, and tolerant of fields added later. */
@@ -77,7 +78,7 @@ int rz__engine_store_open(rz_engine *e, const char *data_dir)
     if (mrc == 0)
         mrc = mdb_dbi_open(txn, "deps", MDB_CREATE, &e->db_deps);
     if (mrc == 0)
-        mrc = mdb_dbi_open(txn, "devs", MDB_CREATE, &e->db_devs);
+        mrc = mdb_dbi_open(txn, "devs", MDB_CREATE, &e->db_step_events);
     if (mrc == 0) {
         mrc = mdb_txn_commit(txn);
         txn = NULL;
@@ -251,7 +252,7 @@ static char *dep_record(const rz__edep *d)
     return s;
 }
 
-static char *dev_record(const rz__dev *v)
+static char *step_event_record(const rz__step_event *v)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
@@ -276,17 +277,18 @@ static int put(MDB_txn *txn, MDB_dbi dbi, const unsigned char *k, size_t klen,
     return mrc ? db_error(mrc, "write") : RZ_OK;
 }
 
-int rz__engine_dev_add(rz_engine *e, rz__edep *d, rz__dev_kind kind,
-                       size_t step, uint64_t now, const char *text)
+int rz__engine_step_event_add(rz_engine *e, rz__edep *d,
+                              rz__step_event_kind kind, size_t step,
+                              uint64_t now, const char *text)
 {
-    if (!rz__engine_grow((void **)&e->devs, &e->cap_devs, e->n_devs + 1,
-                         sizeof *e->devs))
+    if (!rz__engine_grow((void **)&e->step_events, &e->cap_step_events,
+                         e->n_step_events + 1, sizeof *e->step_events))
         return rz__error(RZ_ENOMEM, "out of memory");
-    rz__dev *v = &e->devs[e->n_devs];
-    *v = (rz__dev){ d->id, d->n_events, kind, step, now, NULL };
+    rz__step_event *v = &e->step_events[e->n_step_events];
+    *v = (rz__step_event){ d->id, d->n_events, kind, step, now, NULL };
     if (text && !(v->text = rz__strdup(text)))
         return rz__error(RZ_ENOMEM, "out of memory");
-    e->n_devs++;
+    e->n_step_events++;
     d->n_events++;
     rz__engine_touch_dep(e, d);
     rz__engine_local_event(e, d, kind, step, now, text);
@@ -312,12 +314,13 @@ static int write_dirty(rz_engine *e, MDB_txn *txn)
         key_u64(k, d->id);
         rc = put(txn, e->db_deps, k, 8, dep_record(d));
     }
-    for (size_t i = 0; rc == RZ_OK && i < e->n_devs; i++) {
-        key_u64(k, e->devs[i].dep);
-        uint32_t s = e->devs[i].seq;
+    for (size_t i = 0; rc == RZ_OK && i < e->n_step_events; i++) {
+        key_u64(k, e->step_events[i].dep);
+        uint32_t s = e->step_events[i].seq;
         k[8] = (unsigned char)(s >> 24); k[9] = (unsigned char)(s >> 16);
         k[10] = (unsigned char)(s >> 8); k[11] = (unsigned char)s;
-        rc = put(txn, e->db_devs, k, 12, dev_record(&e->devs[i]));
+        rc = put(txn, e->db_step_events, k, 12,
+                 step_event_record(&e->step_events[i]));
     }
     return rc;
 }
@@ -330,16 +333,17 @@ static void clear_dirty(rz_engine *e)
         rz__engine_job(e, e->dirty_jobs[i])->dirty = false;
     for (size_t i = 0; i < e->n_dirty_deps; i++)
         rz__engine_dep(e, e->dirty_deps[i])->dirty = false;
-    for (size_t i = 0; i < e->n_devs; i++)
-        free(e->devs[i].text);
-    e->n_dirty_nodes = e->n_dirty_jobs = e->n_dirty_deps = e->n_devs = 0;
+    for (size_t i = 0; i < e->n_step_events; i++)
+        free(e->step_events[i].text);
+    e->n_dirty_nodes = e->n_dirty_jobs = e->n_dirty_deps = e->n_step_events = 0;
 }
 
 /* One write transaction with everything the call changed. A failure leaves
  * memory ahead of the disk, so the handle refuses further changes. */
 int rz__engine_commit(rz_engine *e)
 {
-    if (!e->n_dirty_nodes && !e->n_dirty_jobs && !e->n_dirty_deps && !e->n_devs)
+    if (!e->n_dirty_nodes && !e->n_dirty_jobs && !e->n_dirty_deps &&
+        !e->n_step_events)
         return RZ_OK;
     MDB_txn *txn = NULL;
     int mrc = mdb_txn_begin(e->env, NULL, 0, &txn);
@@ -515,26 +519,26 @@ int rz__engine_load(rz_engine *e)
 
 /* Apply one stored step event to the deployment's run, exactly as the live
  * path did: a start is preceded by the readiness check that promoted it. */
-static int apply_dev(rz__edep *d, const cJSON *rec)
+static int apply_step_event(rz__edep *d, const cJSON *rec)
 {
-    rz__dev_kind kind = (rz__dev_kind)get_u64(rec, "kind");
+    rz__step_event_kind kind = (rz__step_event_kind)get_u64(rec, "kind");
     size_t step = (size_t)get_u64(rec, "step");
     uint64_t now = get_u64(rec, "now");
     const char *text = get_str(rec, "text");
     size_t dummy;
     switch (kind) {
-    case RZ__DEV_START:
+    case RZ__STEP_EVENT_START:
         rz_run_ready(d->run, now, &dummy, 0);
         return rz_run_start(d->run, step, now);
-    case RZ__DEV_SUCCEED:
+    case RZ__STEP_EVENT_SUCCEED:
         rz_run_succeed(d->run, step, text, now);   /* RZ_EINVALID replays too */
         return RZ_OK;
-    case RZ__DEV_FAIL:
+    case RZ__STEP_EVENT_FAIL:
         return rz_run_fail(d->run, step, text, now);
-    case RZ__DEV_TICK:
+    case RZ__STEP_EVENT_TICK:
         rz_run_tick(d->run, now, &dummy, 0);
         return RZ_OK;
-    case RZ__DEV_CANCEL:
+    case RZ__STEP_EVENT_CANCEL:
         d->cancelled = true;
         return rz_run_cancel(d->run, now);
     }
@@ -548,7 +552,7 @@ int rz__engine_replay(rz_engine *e, rz__edep *d)
     if (mrc)
         return db_error(mrc, "begin");
     MDB_cursor *cur = NULL;
-    mrc = mdb_cursor_open(txn, e->db_devs, &cur);
+    mrc = mdb_cursor_open(txn, e->db_step_events, &cur);
     if (mrc) {
         mdb_txn_abort(txn);
         return db_error(mrc, "cursor");
@@ -564,7 +568,7 @@ int rz__engine_replay(rz_engine *e, rz__edep *d)
         if (key.mv_size != 12 || u64_of(key.mv_data) != d->id)
             break;
         cJSON *rec = cJSON_ParseWithLength(val.mv_data, val.mv_size);
-        rc = rec ? apply_dev(d, rec)
+        rc = rec ? apply_step_event(d, rec)
                  : rz__error(RZ_EDB, "engine store: a corrupt step event");
         cJSON_Delete(rec);
         seen++;

@@ -253,7 +253,8 @@ static void put_number(rz__buf *b, double d)
     size_t n;
     /* Integral values travel as CBOR integers, others as float64, so that
      * JSON integers come back as integers; -0 stays a float. */
-    if (d == floor(d) && !(d == 0 && signbit(d)) && d >= -9223372036854775808.0 && d < 9223372036854775808.0)
+    if (d == floor(d) && !(d == 0 && signbit(d)) && d >= -9223372036854775808.0 &&
+        d < 9223372036854775808.0)
         n = d >= 0 ? cbor_encode_uint((uint64_t)d, tmp, sizeof tmp)
                    : cbor_encode_negint((uint64_t)(-1.0 - d), tmp, sizeof tmp);
     else

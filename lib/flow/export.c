@@ -134,7 +134,8 @@ static void step_body(ex *x, cJSON *o, const rz__step *s, bool builder)
     if (!retry_is_default(s)) {
         cJSON *r = obj(x);
         put_num(x, r, "max_attempts", s->retry.max_attempts);
-        put_str(x, r, "backoff", s->retry.backoff == RZ_BACKOFF_EXPONENTIAL ? "exponential" : "fixed");
+        put_str(x, r, "backoff",
+                s->retry.backoff == RZ_BACKOFF_EXPONENTIAL ? "exponential" : "fixed");
         put_num(x, r, "initial_ms", s->retry.initial_ms);
         put_num(x, r, "max_ms", s->retry.max_ms);
         put(x, o, "retry", r);

@@ -517,8 +517,8 @@ int rz__expr_parse(rz__expr **out, const char *text, bool is_condition,
             *err_off = p.msg_off;
         int rc = p.msg && strcmp(p.msg, "out of memory") == 0
                      ? rz__error(RZ_ENOMEM, "out of memory")
-                     : rz__error(RZ_EEXPR, "%s at offset %zu", p.msg ? p.msg : "malformed expression",
-                                 p.msg_off);
+                     : rz__error(RZ_EEXPR, "%s at offset %zu",
+                                 p.msg ? p.msg : "malformed expression", p.msg_off);
         rz__expr_free(e);
         return rc;
     }

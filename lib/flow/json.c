@@ -259,7 +259,9 @@ static cJSON *jnumber(jp *p)
     if (n) {
         n->valuedouble = v;
         /* As cJSON does: valueint saturates. */
-        n->valueint = v >= 2147483647.0 ? 2147483647 : v <= -2147483648.0 ? (-2147483647 - 1) : (int)v;
+        n->valueint = v >= 2147483647.0    ? 2147483647
+                      : v <= -2147483648.0 ? (-2147483647 - 1)
+                                           : (int)v;
     }
     return n;
 }

@@ -386,7 +386,8 @@ static bool emit_value(yaml_emitter_t *e, const cJSON *v)
             !yaml_emitter_emit(e, &ev))
             return false;
         for (const cJSON *c = v->child; c; c = c->next)
-            if (!emit_scalar(e, c->string ? c->string : "", needs_quotes(c->string ? c->string : "")) ||
+            if (!emit_scalar(e, c->string ? c->string : "",
+                             needs_quotes(c->string ? c->string : "")) ||
                 !emit_value(e, c))
                 return false;
         return yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(e, &ev);

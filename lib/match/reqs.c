@@ -126,9 +126,11 @@ static int parse_reqs(rz_reqs *r, const cJSON *req, const cJSON *job, const char
     if (rc == RZ_OK) rc = rz__json_str(req, "mcp_adapter", base, &mcp);
     if (rc == RZ_OK) rc = rz__json_u64(req, "cpu_cores", 1 << 20, base, &cores);
     if (rc == RZ_OK) rc = rz__json_strv(req, "cpu_features", base, &r->features);
-    if (rc == RZ_OK) rc = rz__json_u64(req, "memory_mb", UINT64_C(1) << 40, base, &r->info.memory_mb);
+    if (rc == RZ_OK)
+        rc = rz__json_u64(req, "memory_mb", UINT64_C(1) << 40, base, &r->info.memory_mb);
     if (rc == RZ_OK) rc = parse_gpu(r, req, base);
-    if (rc == RZ_OK) rc = rz__json_u64(req, "storage_gb", UINT64_C(1) << 40, base, &r->info.storage_gb);
+    if (rc == RZ_OK)
+        rc = rz__json_u64(req, "storage_gb", UINT64_C(1) << 40, base, &r->info.storage_gb);
     if (rc == RZ_OK) rc = rz__json_labels(req, "labels", base, &r->labels);
     if (rc == RZ_OK) rc = rz__json_str(req, "region", base, &region);
     if (rc == RZ_OK) rc = rz__json_real(req, "min_reputation", 0, 1, base, &r->info.min_reputation);

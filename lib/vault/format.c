@@ -99,7 +99,8 @@ int rz__vault_parse_header(const unsigned char *img, size_t len,
     if (h->kdf != RZ__VAULT_KDF_ID)
         return rz__error(RZ_EUNSUPPORTED, "vault key derivation id %u is not supported", (unsigned)h->kdf);
     if (h->flags != 0)
-        return rz__error(RZ_EUNSUPPORTED, "vault flags 0x%02x are not supported", (unsigned)h->flags);
+        return rz__error(RZ_EUNSUPPORTED, "vault flags 0x%02x are not supported",
+                         (unsigned)h->flags);
     if (h->opslimit < crypto_pwhash_OPSLIMIT_MIN || h->memlimit < crypto_pwhash_MEMLIMIT_MIN)
         return rz__error(RZ_ESYNTAX, "vault key derivation cost below the minimum");
     if (h->opslimit > max_ops)
@@ -305,7 +306,8 @@ static int decode_entry(reader *r, rz__ventry *e)
     if (!(p = take(r, 4)))
         return bad_body("truncated value");
     uint32_t cl = get_u32(p);
-    if (cl <= RZ__VAULT_TAG_LEN || cl > RZ_VAULT_VALUE_MAX + RZ__VAULT_TAG_LEN || !(p = take(r, cl)))
+    if (cl <= RZ__VAULT_TAG_LEN || cl > RZ_VAULT_VALUE_MAX + RZ__VAULT_TAG_LEN ||
+        !(p = take(r, cl)))
         return bad_body("bad value length");
     if (!(e->ct = malloc(cl)))
         return rz__error(RZ_ENOMEM, "out of memory");

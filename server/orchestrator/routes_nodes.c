@@ -345,8 +345,8 @@ static cJSON *module_json(orch *o, const char *id, const char *version,
         char *man = NULL;
         if (rz_module_manifest_json(mod, &man) == RZ_OK) {
             cJSON *doc = cJSON_Parse(man);
-            cJSON *t = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "exec"),
-                                           "timeout_s");
+            const cJSON *exec = cJSON_GetObjectItemCaseSensitive(doc, "exec");
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(exec, "timeout_s");
             if (cJSON_IsNumber(t) && t->valuedouble > 0)
                 *timeout_s = t->valuedouble;
             cJSON_Delete(doc);

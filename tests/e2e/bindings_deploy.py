@@ -10,15 +10,11 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import unittest
-import urllib.error
-import urllib.request
+
+from harness import Proc, http, run, sandbox_flags, sandbox_works, start_orchestrator
 
 SKIP = 77
 ARGS = sys.argv[1:]
@@ -47,44 +43,12 @@ os.environ["RHIZOS_LIB"] = LIB
 import rhizos  # noqa: E402
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def bwrap_works():
-    """The node sandboxes jobs with bubblewrap; without user namespaces
-    (some containers) it cannot, and the node runs them unsandboxed."""
-    if not shutil.which("bwrap"):
-        return False
-    p = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                        "--unshare-all", "true"], capture_output=True)
-    return p.returncode == 0
-
-
-def http(method, url, key, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Authorization", "Bearer " + key)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        text = r.read()
-        return json.loads(text) if text else None
-
-
-def wait_for(what, check, limit=30.0):
-    """Readiness, not speed: poll until check() is true (fail after limit s)."""
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        try:
-            if check():
-                return
-        except (OSError, urllib.error.URLError, ValueError):
-            pass
-        time.sleep(0.1)
-    raise AssertionError("%s did not happen within %.0f s" % (what, limit))
+def api(base, method, path, key, body=None):
+    """A JSON request that must succeed: the parsed reply."""
+    st, doc = http(base, method, path, key, body)
+    if st >= 300:
+        raise AssertionError("%s %s -> %d %r" % (method, path, st, doc))
+    return doc
 
 
 def expected_outputs():
@@ -92,7 +56,7 @@ def expected_outputs():
     with rhizos.load_flow(WORDCOUNT) as flow:
         assert flow.validate([MODULES]) == []
         with tempfile.TemporaryDirectory() as d:
-            r = rhizos.run(flow, data_dir=d, sandbox=bwrap_works())
+            r = rhizos.run(flow, data_dir=d, sandbox=sandbox_works())
         assert r.ok, r
         return r.outputs
 
@@ -109,64 +73,46 @@ class BindingsDeploy(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
         cls.procs = []
-        port = free_port()
-        cls.url = "http://127.0.0.1:%d" % port
         cls.admin = "rza_" + secrets.token_hex(16)
-        env = dict(os.environ, RHIZOS_ADMIN_KEY=cls.admin, RHIZOS_MODULES=MODULES)
-        cls.orch_log = open(os.path.join(cls.tmp.name, "orchestrator.log"), "w+")
-        cls.procs.append(subprocess.Popen(
-            [ORCH, "--listen", "127.0.0.1:%d" % port,
-             "--data", os.path.join(cls.tmp.name, "orch")],
-            cwd=ROOT, env=env, stdout=cls.orch_log, stderr=subprocess.STDOUT))
-        wait_for("the orchestrator answering /health",
-                 lambda: http("GET", cls.url + "/health", "")["status"] == "ok")
+        env = dict(os.environ, RHIZOS_MODULES=MODULES)
+        cls.orch = start_orchestrator(ORCH, os.path.join(cls.tmp.name, "orch"),
+                                      admin_key=cls.admin, cwd=ROOT, env=env)
+        cls.procs.append(cls.orch)
+        cls.url = cls.orch.base
 
-        acct = http("POST", cls.url + "/api/v1/accounts", cls.admin, {"name": "e2e"})
+        acct = api(cls.url, "POST", "/api/v1/accounts", cls.admin, {"name": "e2e"})
         cls.key = acct["api_key"]
-        http("POST", cls.url + "/api/v1/accounts/%s/test-credits" % acct["id"], cls.admin,
-             {"amount_cents": 100000})
+        api(cls.url, "POST", "/api/v1/accounts/%s/test-credits" % acct["id"], cls.admin,
+            {"amount_cents": 100000})
 
         node_data = os.path.join(cls.tmp.name, "node")
-        sandbox = [] if bwrap_works() else ["--no-sandbox"]
-        subprocess.run([NODE, "init", "--data", node_data, "--orchestrator", cls.url],
-                       cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
-        cls.node_log = open(os.path.join(cls.tmp.name, "node.log"), "w+")
-        cls.procs.append(subprocess.Popen(
-            [NODE, "start", "--data", node_data, "--orchestrator", cls.url,
-             "--modules", MODULES] + sandbox,
-            cwd=ROOT, env=env, stdout=cls.node_log, stderr=subprocess.STDOUT))
-        wait_for("the node registering", lambda: any(
+        p = run([NODE, "init", "--data", node_data, "--orchestrator", cls.url],
+                cwd=ROOT, env=env)
+        if p.returncode != 0:
+            raise AssertionError("rhizos-node init: " + p.stderr)
+        cls.node = Proc([NODE, "start", "--data", node_data, "--orchestrator", cls.url,
+                         "--modules", MODULES] + sandbox_flags(), cwd=ROOT, env=env)
+        cls.procs.append(cls.node)
+        cls.node.wait_for(lambda: any(
             n["state"] == "active"
-            for n in http("GET", cls.url + "/api/v1/nodes", cls.key)["nodes"]))
+            for n in api(cls.url, "GET", "/api/v1/nodes", cls.key)["nodes"]),
+            30, "the node registering")
         cls.expected = expected_outputs()
 
     @classmethod
     def tearDownClass(cls):
         for p in reversed(cls.procs):
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        for log in (getattr(cls, "orch_log", None), getattr(cls, "node_log", None)):
-            if log:
-                log.close()
+            p.stop(timeout=10)
         cls.tmp.cleanup()
 
     def logs(self):
-        out = []
-        for log in (self.orch_log, self.node_log):
-            log.flush()
-            log.seek(0)
-            out.append(log.read()[-4000:])
-        return "\n--- orchestrator ---\n%s\n--- node ---\n%s" % tuple(out)
+        return "\n--- orchestrator ---\n%s\n--- node ---\n%s" % (
+            self.orch.output(), self.node.output())
 
     def deploy_with(self, cmd):
         env = dict(os.environ, RHIZOS_URL=self.url, RHIZOS_API_KEY=self.key,
                    RHIZOS_LIB=LIB, RHIZOS_NODE_ADDON=ADDON, RHIZOS_MODULES=MODULES)
-        p = subprocess.run(cmd + [WORDCOUNT], cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=120)
+        p = run(cmd + [WORDCOUNT], cwd=ROOT, env=env, timeout=120)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr + self.logs())
         self.assertIn("stage 3: count1 count2 count3", p.stdout)
         self.assertIn("estimate: $", p.stdout)

@@ -4,10 +4,11 @@ flows. Usage: flow_cli.py RHIZOS SOURCE_ROOT"""
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import unittest
+
+from harness import run
 
 RHIZOS, ROOT = sys.argv[1], sys.argv[2]
 FLOWS = os.path.join(ROOT, "examples", "flows")
@@ -18,8 +19,7 @@ def rhizos(*args, data=None, stdin=None):
     cmd = [RHIZOS, *args]
     if data:
         cmd += ["--data", data]
-    return subprocess.run(cmd, cwd=ROOT, input=stdin, capture_output=True,
-                          text=True, timeout=120)
+    return run(cmd, cwd=ROOT, stdin=stdin, timeout=120)
 
 
 class FlowRunExamples(unittest.TestCase):
@@ -168,9 +168,8 @@ class FlowCredentials(unittest.TestCase):
         self.tmp.cleanup()
 
     def cli(self, *args, stdin=None, env=None):
-        return subprocess.run([RHIZOS, *args], cwd=ROOT, input=stdin,
-                              capture_output=True, text=True, timeout=120,
-                              env=env or self.env)
+        return run([RHIZOS, *args], cwd=ROOT, stdin=stdin, timeout=120,
+                   env=env or self.env)
 
     def assert_nowhere(self, *texts):
         for t in texts:

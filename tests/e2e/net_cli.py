@@ -12,12 +12,11 @@ Usage: net_cli.py RHIZOS SOURCE_ROOT [ORCHESTRATOR]"""
 import json
 import os
 import re
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import unittest
+
+from harness import cli_env, free_port, run, start_orchestrator
 
 RHIZOS, ROOT = sys.argv[1], sys.argv[2]
 ORCH = sys.argv[3] if len(sys.argv) > 3 else None
@@ -28,23 +27,14 @@ SECRET_FLOW = os.path.join(ROOT, "tests", "e2e", "secret_flow.yaml")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rhizos(*args, url=None, key=None, env=None, stdin=None):
-    e = {k: v for k, v in os.environ.items()
-         if k not in ("RHIZOS_URL", "RHIZOS_API_KEY")}
-    e.update(env or {})
+    e = cli_env(**(env or {}))
     cmd = [RHIZOS]
     if url:
         cmd += ["--orchestrator", url]
     if key:
         cmd += ["--api-key", key]
-    return subprocess.run(cmd + list(args), cwd=ROOT, input=stdin, env=e,
-                          capture_output=True, text=True, timeout=60)
+    return run(cmd + list(args), cwd=ROOT, env=e, stdin=stdin)
 
 
 HEX = "0123456789abcdef0123456789abcdef"
@@ -138,38 +128,18 @@ class Live(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
-        cls.port = free_port()
-        cls.url = "http://127.0.0.1:%d" % cls.port
-        env = dict(os.environ, RHIZOS_ADMIN_KEY=cls.ADMIN)
-        cls.log = open(os.path.join(cls.tmp.name, "orch.log"), "w")
-        cls.proc = subprocess.Popen(
-            [ORCH, "--listen", "127.0.0.1:%d" % cls.port, "--data",
-             os.path.join(cls.tmp.name, "data"), "--modules", E2E_MODULES],
-            cwd=ROOT, env=env, stdout=cls.log, stderr=subprocess.STDOUT)
-        for _ in range(200):
-            if rhizos("status", url=cls.url).returncode == 0:
-                break
-            if cls.proc.poll() is not None:
-                raise RuntimeError("orchestrator exited: " + cls.read_log())
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("orchestrator never answered: " + cls.read_log())
+        cls.proc = start_orchestrator(
+            ORCH, os.path.join(cls.tmp.name, "data"), ["--modules", E2E_MODULES],
+            admin_key=cls.ADMIN, cwd=ROOT)
+        cls.port, cls.url = cls.proc.port, cls.proc.base
 
     @classmethod
     def read_log(cls):
-        cls.log.flush()
-        with open(cls.log.name) as f:
-            return f.read()
+        return "\n".join(cls.proc.out + cls.proc.err)
 
     @classmethod
     def tearDownClass(cls):
-        cls.proc.terminate()
-        try:
-            cls.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            cls.proc.kill()
-            cls.proc.wait()
-        cls.log.close()
+        cls.proc.stop()
         cls.tmp.cleanup()
 
     def cli(self, *args, key=None, code=0):

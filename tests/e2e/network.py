@@ -21,16 +21,15 @@ Usage: network.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT [TEST ...]"
 import json
 import os
 import signal
-import socket
 import stat
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unittest
-import urllib.error
-import urllib.request
+
+from harness import (Proc, cli_env, free_port, http, run, sandbox_flags,
+                     set_config, start_orchestrator, wait_until)
 
 RHIZOS, NODE, ORCH, ROOT = sys.argv[1:5]
 FANOUT = os.path.join(ROOT, "examples", "flows", "fanout.yaml")
@@ -47,119 +46,7 @@ def fee(cents):
     return cents * FEE_BPS // 10000
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def sandbox_flags():
-    """--no-sandbox only where bubblewrap cannot run here."""
-    try:
-        ok = subprocess.run(["bwrap", "--ro-bind", "/", "/", "true"],
-                            capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        ok = False
-    return [] if ok else ["--no-sandbox"]
-
-
 SANDBOX = sandbox_flags()
-
-
-def set_config(data, section, key, value):
-    """Set `key = value` in [section] of DATA/config.toml (added if absent)."""
-    path = os.path.join(data, "config.toml")
-    with open(path) as f:
-        lines = f.read().rstrip("\n").split("\n")
-    cur, at, done = None, None, False
-    for i, line in enumerate(lines):
-        if line.startswith("["):
-            cur = line.strip().strip("[]")
-            if cur == section:
-                at = i
-        elif cur == section and line.split("=")[0].strip() == key:
-            lines[i] = "%s = %s" % (key, value)
-            done = True
-    if not done:
-        if at is None:
-            lines += ["[%s]" % section]
-            at = len(lines) - 1
-        lines.insert(at + 1, "%s = %s" % (key, value))
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-
-
-def http(base, method, path, key=None, body=None, timeout=10):
-    """A JSON request: (status, parsed reply or None)."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(base + path, method=method, data=data)
-    if key:
-        req.add_header("Authorization", "Bearer " + key)
-    if body is not None:
-        req.add_header("Content-Type", "application/json")
-    req.add_header("Accept", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            raw = r.read()
-            return r.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        return e.code, json.loads(raw) if raw else None
-
-
-def wait_until(pred, timeout, what):
-    end = time.time() + timeout
-    while time.time() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
-
-
-class Proc:
-    """A background process whose output lines are collected."""
-
-    def __init__(self, cmd, env=None):
-        self.cmd = cmd
-        self.p = subprocess.Popen(cmd, cwd=ROOT, env=env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.out, self.err, self.threads = [], [], []
-        for stream, sink in ((self.p.stdout, self.out), (self.p.stderr, self.err)):
-            t = threading.Thread(target=self._drain, args=(stream, sink), daemon=True)
-            t.start()
-            self.threads.append(t)
-
-    @staticmethod
-    def _drain(stream, sink):
-        for line in stream:
-            sink.append(line.rstrip("\n"))
-
-    def events(self):
-        evs = []
-        for line in list(self.out):
-            try:
-                evs.append(json.loads(line))
-            except ValueError:
-                pass
-        return evs
-
-    def alive(self):
-        return self.p.poll() is None
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.p.poll() is None:
-            self.p.send_signal(sig)
-            try:
-                self.p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        for t in self.threads:
-            t.join(timeout=5)
-        self.p.stdout.close()
-        self.p.stderr.close()
-        return self.p.returncode
 
 
 class Base(unittest.TestCase):
@@ -188,29 +75,19 @@ class Base(unittest.TestCase):
     # ---- processes ----
 
     def start_orchestrator(self):
-        env = dict(os.environ, RHIZOS_ADMIN_KEY=ADMIN)
-        self.orch = Proc([ORCH, "--listen", "127.0.0.1:%d" % self.port,
-                          "--data", self.data, "--quiet",
-                          "--node-timeout-ms", str(self.node_timeout_ms)], env=env)
-
-        def up():
-            if not self.orch.alive():
-                raise AssertionError("orchestrator exited: %s" % self.orch.err)
-            try:
-                return http(self.base, "GET", "/health", timeout=1)[0] == 200
-            except OSError:
-                return False
-        wait_until(up, 30, "the orchestrator")
+        self.orch = start_orchestrator(
+            ORCH, self.data, ["--quiet", "--node-timeout-ms", str(self.node_timeout_ms)],
+            admin_key=ADMIN, cwd=ROOT, port=self.port)
 
     def stop_orchestrator(self):
         rc = self.orch.stop()
-        self.assertEqual(rc, 0, self.orch.err)   # also: no leak under ASan
+        self.assertEqual(rc, 0, self.orch.output())   # also: no leak under ASan
         self.orch = None
 
     def init_node(self, name, price):
         data = os.path.join(self.tmp.name, name)
-        p = subprocess.run([NODE, "init", "--data", data, "--orchestrator", self.base],
-                           cwd=ROOT, capture_output=True, text=True, timeout=30)
+        p = run([NODE, "init", "--data", data, "--orchestrator", self.base],
+                cwd=ROOT, timeout=30)
         self.assertEqual(p.returncode, 0, p.stderr)
         set_config(data, "pricing", "cpu_hour_cents", price)
         set_config(data, "pricing", "gpu_hour_cents", 0)
@@ -220,7 +97,7 @@ class Base(unittest.TestCase):
         return data
 
     def run_node(self, data):
-        n = Proc([NODE, "start", "--data", data, "--json", *SANDBOX])
+        n = Proc([NODE, "start", "--data", data, "--json", *SANDBOX], cwd=ROOT)
         n.data = data
         self.nodes.append(n)
         return n
@@ -228,11 +105,8 @@ class Base(unittest.TestCase):
     def start_node(self, name, price):
         n = self.run_node(self.init_node(name, price))
 
-        def registered():
-            if not n.alive():
-                raise AssertionError("node %s exited: %s" % (name, n.err))
-            return [e for e in n.events() if e.get("event") == "registered"]
-        reg = wait_until(registered, 30, "node %s to register" % name)[0]
+        reg = n.wait_for(lambda: [e for e in n.events() if e.get("event") == "registered"],
+                         30, "node %s to register" % name)[0]
         n.id, n.account, n.name = reg["node"], reg["account"], name
         return n
 
@@ -242,12 +116,9 @@ class Base(unittest.TestCase):
     # ---- the CLI ----
 
     def cli(self, *args, key=None, code=0, timeout=60):
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("RHIZOS_URL", "RHIZOS_API_KEY")}
-        if key:
-            env["RHIZOS_API_KEY"] = key
-        p = subprocess.run([RHIZOS, "--orchestrator", self.base, *args], cwd=ROOT,
-                           env=env, capture_output=True, text=True, timeout=timeout)
+        env = cli_env(RHIZOS_API_KEY=key) if key else cli_env()
+        p = run([RHIZOS, "--orchestrator", self.base, *args], cwd=ROOT, env=env,
+                timeout=timeout)
         self.assertEqual(p.returncode, code, "%s\n%s%s" % (args, p.stdout, p.stderr))
         return p
 
@@ -319,8 +190,7 @@ class Base(unittest.TestCase):
         return [p for p in pays if p.get("job") == job and p["kind"] == "settle"]
 
     def verify_ledger(self):
-        p = subprocess.run([RHIZOS, "ledger", "verify", "--data", self.data],
-                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+        p = run([RHIZOS, "ledger", "verify", "--data", self.data], cwd=ROOT)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
     def holder(self, job, timeout=30):
@@ -369,10 +239,10 @@ class Network(Base):
         # The parallel branches spread: one job at a time per node.
         self.assertGreater(len({j["node"] for j in jobs}), 1)
         # The same flow embedded gives the same outputs.
-        local = json.loads(subprocess.run(
-            [RHIZOS, "flow", "run", FANOUT, "--json",
-             "--data", os.path.join(self.tmp.name, "embedded")], cwd=ROOT, capture_output=True,
-            text=True, timeout=60, check=True).stdout)
+        p = run([RHIZOS, "flow", "run", FANOUT, "--json",
+                 "--data", os.path.join(self.tmp.name, "embedded")], cwd=ROOT)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        local = json.loads(p.stdout)
         self.assertEqual(local["status"], "succeeded")
         self.assertEqual(st["outputs"], local["outputs"])
         for sid, step in local["steps"].items():
@@ -438,7 +308,7 @@ class Network(Base):
             self.assertEqual(stat.S_IMODE(os.stat(p).st_mode), 0o600)
         # One of them stops before the orchestrator is back.
         stopped = holders[0]
-        self.assertEqual(stopped.stop(), 0, stopped.err)
+        self.assertEqual(stopped.stop(), 0, stopped.output())
         self.nodes.remove(stopped)
         self.assertTrue(os.path.exists(outbox[0]))
         self.start_orchestrator()

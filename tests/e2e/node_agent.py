@@ -8,16 +8,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import stat
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unittest
-import urllib.error
-import urllib.request
+
+from harness import (Proc, free_port, http, run, sandbox_flags, set_config,
+                     start_orchestrator)
 
 NODE, ROOT = sys.argv[1], sys.argv[2]
 ORCH = sys.argv[3] if len(sys.argv) > 3 else ""
@@ -25,95 +24,12 @@ SECRET_FILES = ("keys/ed25519.key", "keys/x25519.key")
 
 
 def node(*args, timeout=30):
-    return subprocess.run([NODE, *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def sandbox_flags():
-    """--no-sandbox only where bubblewrap cannot run here."""
-    try:
-        ok = subprocess.run(["bwrap", "--ro-bind", "/", "/", "true"],
-                            capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        ok = False
-    return [] if ok else ["--no-sandbox"]
+    return run([NODE, *args], cwd=ROOT, timeout=timeout)
 
 
 def read(path):
     with open(path) as f:
         return f.read().strip()
-
-
-def set_config(data, section, key, value):
-    """Replace `key = ...` in [section] of DATA/config.toml."""
-    path = os.path.join(data, "config.toml")
-    lines, cur = read(path).split("\n"), None
-    for i, line in enumerate(lines):
-        if line.startswith("["):
-            cur = line.strip("[]")
-        elif cur == section and line.split("=")[0].strip() == key:
-            lines[i] = "%s = %s" % (key, value)
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-
-
-class Proc:
-    """A background process whose output lines are collected."""
-
-    def __init__(self, cmd, env=None):
-        self.p = subprocess.Popen(cmd, cwd=ROOT, env=env, text=True,
-                                  stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE)
-        self.out, self.err, self.threads = [], [], []
-        for stream, sink in ((self.p.stdout, self.out), (self.p.stderr, self.err)):
-            t = threading.Thread(target=self._drain, args=(stream, sink),
-                                 daemon=True)
-            t.start()
-            self.threads.append(t)
-
-    @staticmethod
-    def _drain(stream, sink):
-        for line in stream:
-            sink.append(line.rstrip("\n"))
-
-    def events(self):
-        evs = []
-        for line in list(self.out):
-            try:
-                evs.append(json.loads(line))
-            except ValueError:
-                pass
-        return evs
-
-    def wait_for(self, pred, timeout, what):
-        end = time.time() + timeout
-        while time.time() < end:
-            if pred():
-                return
-            if self.p.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError("%s; stdout %s stderr %s" % (what, self.out, self.err))
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.p.poll() is None:
-            self.p.send_signal(sig)
-            try:
-                self.p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        for t in self.threads:
-            t.join(timeout=5)
-        self.p.stdout.close()
-        self.p.stderr.close()
-        return self.p.returncode
 
 
 class NodeFiles(unittest.TestCase):
@@ -196,7 +112,7 @@ class NodeFiles(unittest.TestCase):
         port = free_port()
         node("init", "--data", self.data)
         s = Proc([NODE, "start", "--data", self.data, "--orchestrator",
-                  "http://127.0.0.1:%d" % port, *sandbox_flags()])
+                  "http://127.0.0.1:%d" % port, *sandbox_flags()], cwd=ROOT)
         s.wait_for(lambda: any("cannot reach" in l for l in s.err), 20,
                    "no outage message")
         time.sleep(2.5)     # more attempts (1 s, then 2 s backoff)
@@ -211,19 +127,6 @@ class NodeFiles(unittest.TestCase):
         p = node("start", "--data", self.data)
         self.assertEqual(p.returncode, 1)
         self.assertRegex(p.stderr, r"config\.toml:\d+: malformed value")
-
-
-def http(base, method, path, key, body=None):
-    req = urllib.request.Request(base + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None)
-    req.add_header("Authorization", "Bearer " + key)
-    if body is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
 
 
 class FakeOrchestrator(unittest.TestCase):
@@ -305,7 +208,7 @@ class FakeOrchestrator(unittest.TestCase):
                        asg(8, 1), asg(8, 2), asg(8, 1)]
         n = Proc([NODE, "start", "--data", self.data, "--orchestrator",
                   "http://127.0.0.1:%d" % self.srv.server_address[1],
-                  *sandbox_flags()])
+                  *sandbox_flags()], cwd=ROOT)
         try:
             n.wait_for(lambda: not self.queue and len(self.declined(8)) == 2
                        and self.declined(6) and self.declined(7), 20,
@@ -335,23 +238,13 @@ class RoundTrip(unittest.TestCase):
 
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
-        self.base = "http://127.0.0.1:%d" % free_port()
-        env = dict(os.environ, RHIZOS_ADMIN_KEY=self.ADMIN)
-        self.orch = Proc([ORCH, "--listen", self.base[7:], "--data",
-                          os.path.join(self.tmp.name, "orch"),
-                          "--node-timeout-ms", "3000", "--modules",
-                          os.path.join(ROOT, "tests/e2e/modules")], env=env)
+        self.orch = start_orchestrator(
+            ORCH, os.path.join(self.tmp.name, "orch"),
+            ["--node-timeout-ms", "3000", "--modules",
+             os.path.join(ROOT, "tests/e2e/modules")],
+            admin_key=self.ADMIN, cwd=ROOT, timeout=20)
+        self.base = self.orch.base
         self.nodes = []
-        end = time.time() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(self.base + "/health", timeout=1):
-                    break
-            except OSError:
-                if time.time() > end or self.orch.p.poll() is not None:
-                    raise AssertionError("orchestrator did not start: %s" %
-                                         self.orch.err)
-                time.sleep(0.1)
         st, acct = http(self.base, "POST", "/api/v1/accounts", self.ADMIN, {})
         self.assertEqual(st, 201, acct)
         self.key = acct["api_key"]
@@ -369,7 +262,7 @@ class RoundTrip(unittest.TestCase):
         data = os.path.join(self.tmp.name, name)
         self.assertEqual(node("init", "--data", data).returncode, 0)
         n = Proc([NODE, "start", "--data", data, "--orchestrator", self.base,
-                  "--json", *sandbox_flags(), *extra])
+                  "--json", *sandbox_flags(), *extra], cwd=ROOT)
         n.data = data
         n.wait_for(lambda: any(e.get("event") == "registered" for e in n.events()),
                    15, "%s did not register" % name)

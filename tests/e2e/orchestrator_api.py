@@ -15,19 +15,20 @@ A deployment's credential, sealed to the orchestrator through librhizos
 
 Usage: orchestrator_api.py ORCHESTRATOR SOURCE_ROOT [LIBRHIZOS]"""
 import ctypes
-import http.client
 import json
 import os
 import re
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unittest
+from http.client import HTTPConnection
+
+from harness import free_port, http, run, start_orchestrator
 
 EXE, ROOT = sys.argv[1], sys.argv[2]
 LIB = sys.argv[3] if len(sys.argv) > 3 else None
@@ -113,75 +114,35 @@ def cbor_dec(b, i=0):
 
 # ---- the server ----
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+def decode(ctype, data):
+    """A reply by its content type: CBOR, JSON, else text."""
+    if "cbor" in ctype:
+        return cbor_dec(data)[0]
+    if "json" in ctype:
+        return json.loads(data)
+    return data.decode(errors="replace")
 
 
 class Server:
     def __init__(self, data, admin_file):
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [EXE, "--listen", "127.0.0.1:%d" % self.port, "--data", data,
-             "--admin-key-file", admin_file, "--max-body", str(MAX_BODY),
-             "--modules", os.path.join(ROOT, "examples", "modules"),
-             "--modules", os.path.join(ROOT, "tests", "e2e", "modules"), "--quiet"],
-            stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                if self.call("GET", "/health")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("the orchestrator did not start: " + self.stop())
+        self.proc = start_orchestrator(
+            EXE, data, ["--admin-key-file", admin_file, "--max-body", str(MAX_BODY),
+                        "--modules", os.path.join(ROOT, "examples", "modules"),
+                        "--modules", os.path.join(ROOT, "tests", "e2e", "modules"),
+                        "--quiet"], timeout=20)
+        self.port = self.proc.port
 
     def call(self, method, path, body=None, key=None, raw=None, ctype=None,
              accept=None, timeout=30):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        headers = {}
-        if key:
-            headers["Authorization"] = "Bearer " + key
-        if raw is None and body is not None:
-            raw = json.dumps(body).encode()
-            ctype = ctype or "application/json"
-        if ctype:
-            headers["Content-Type"] = ctype
-        if accept:
-            headers["Accept"] = accept
-        c.request(method, path, body=raw, headers=headers)
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-        t = r.getheader("Content-Type") or ""
-        if "cbor" in t:
-            doc = cbor_dec(data)[0]
-        elif "json" in t:
-            doc = json.loads(data)
-        else:
-            doc = data.decode(errors="replace")
-        return r.status, doc
+        return http(self.proc.base, method, path, key=key, body=body, raw=raw,
+                    ctype=ctype, accept=accept, timeout=timeout, decode=decode)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            _, err = self.proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return err
+        self.proc.stop()
 
     def stop_clean(self):
         """Stop; the exit must be clean (0, no sanitizer report)."""
-        err = self.stop()
-        if (self.proc.returncode != 0 or "Sanitizer" in err or
-                "runtime error" in err):
-            raise AssertionError("orchestrator exit %d:\n%s" %
-                                 (self.proc.returncode, err[-4000:]))
+        self.proc.stop_clean()
 
 
 def openapi_routes():
@@ -261,8 +222,9 @@ class OrchestratorApi(unittest.TestCase):
 
     # ---- tests ----
     def test_routes_match_openapi(self):
-        out = subprocess.run([EXE, "--routes"], capture_output=True, text=True,
-                             check=True).stdout
+        p = run([EXE, "--routes"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = p.stdout
         served = {tuple(l.split(" ", 1)) for l in out.splitlines() if l}
         self.assertEqual(served, openapi_routes())
         self.assertGreaterEqual(len(served), 29)
@@ -465,7 +427,7 @@ class OrchestratorApi(unittest.TestCase):
         dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, key, 201)
         self.assertEqual(dep["status"], "running")
         self.assertGreaterEqual(dep["held_cents"], 1)
-        c = http.client.HTTPConnection("127.0.0.1", self.s.port, timeout=20)
+        c = HTTPConnection("127.0.0.1", self.s.port, timeout=20)
         c.request("GET", "/api/v1/flows/%d/events" % dep["id"],
                   headers={"Authorization": "Bearer " + key})
         r = c.getresponse()
@@ -524,9 +486,8 @@ class OrchestratorApi(unittest.TestCase):
             self.skipTest("no librhizos given")
         # A sanitizer-built library cannot be loaded into a plain python
         # (it may even abort it): probe in a child first.
-        probe = subprocess.run([sys.executable, "-c", "import ctypes,sys; "
-                                "ctypes.CDLL(sys.argv[1])", LIB],
-                               capture_output=True)
+        probe = run([sys.executable, "-c", "import ctypes,sys; "
+                     "ctypes.CDLL(sys.argv[1])", LIB])
         if probe.returncode != 0:
             self.skipTest("librhizos cannot be loaded into this python "
                           "(sanitizer build)")
@@ -696,17 +657,16 @@ class Lifecycle(unittest.TestCase):
             s = Server(data, admin_file)
             try:
                 # A second server on the same data fails clearly.
-                other = subprocess.run(
+                other = run(
                     [EXE, "--listen", "127.0.0.1:%d" % free_port(), "--data", data,
-                     "--admin-key-file", admin_file], capture_output=True, text=True,
-                    timeout=30)
+                     "--admin-key-file", admin_file], timeout=30)
                 self.assertEqual(other.returncode, 1)
                 self.assertIn("another orchestrator", other.stderr)
                 # The port taken: a clear error too.
-                taken = subprocess.run(
+                taken = run(
                     [EXE, "--listen", "127.0.0.1:%d" % s.port, "--data",
                      os.path.join(tmp, "d2"), "--admin-key-file", admin_file],
-                    capture_output=True, text=True, timeout=30)
+                    timeout=30)
                 self.assertEqual(taken.returncode, 1)
                 self.assertIn("cannot listen", taken.stderr)
                 self.assertNotIn("rza_lifecycle_key", taken.stderr + other.stderr)
@@ -722,10 +682,10 @@ class Lifecycle(unittest.TestCase):
                 t.start()
                 time.sleep(0.5)
                 t0 = time.time()
-                s.proc.send_signal(signal.SIGTERM)
+                s.proc.p.send_signal(signal.SIGTERM)
                 t.join(20)
                 self.assertEqual(box["r"][0], 204)
-                self.assertEqual(s.proc.wait(20), 0)
+                self.assertEqual(s.proc.p.wait(20), 0)
                 self.assertLess(time.time() - t0, 15)
             finally:
                 s.stop()

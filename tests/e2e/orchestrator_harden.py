@@ -10,16 +10,15 @@ list is paged; a node's result over
 settlement, so `rhizos ledger verify --data` beside the server sees it.
 
 Usage: orchestrator_harden.py ORCHESTRATOR SOURCE_ROOT [RHIZOS_CLI]"""
-import http.client
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 import unittest
+
+from harness import http, run, start_orchestrator
 
 EXE, ROOT = sys.argv[1], sys.argv[2]
 CLI = sys.argv[3] if len(sys.argv) > 3 else None
@@ -35,55 +34,31 @@ with open(EXE, "rb") as _f:
     SANITIZED = b"__asan_init" in _f.read()
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+def decode(ctype, data):
+    """JSON replies parsed, others as bytes."""
+    return json.loads(data) if "json" in ctype else data
 
 
 class Server:
     def __init__(self, tmp, extra=(), nofile=None):
-        self.port = free_port()
         self.data = os.path.join(tmp, "data")
         self.admin = "rza_harden_" + os.urandom(8).hex()
         key_file = os.path.join(tmp, "admin.key")
         with open(key_file, "w") as f:
             f.write(self.admin + "\n")
-        self.err_path = os.path.join(tmp, "stderr")
-        argv = [EXE, "--listen", "127.0.0.1:%d" % self.port, "--data", self.data,
-                "--admin-key-file", key_file, "--max-body", str(MAX_BODY),
-                "--modules", os.path.join(ROOT, "examples", "modules"),
-                "--quiet"] + list(extra)
+        prefix = []
         if nofile:
-            argv = ["bash", "-c", 'ulimit -n %d && exec "$@"' % nofile, "sh"] + argv
-        self.err = open(self.err_path, "w+")
-        self.proc = subprocess.Popen(argv, stderr=self.err)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                if self.call("GET", "/health")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("the orchestrator did not start: " + self.stop())
+            prefix = ["bash", "-c", 'ulimit -n %d && exec "$@"' % nofile, "sh"]
+        self.proc = start_orchestrator(
+            EXE, self.data, ["--admin-key-file", key_file, "--max-body", str(MAX_BODY),
+                             "--modules", os.path.join(ROOT, "examples", "modules"),
+                             "--quiet", *extra], prefix=prefix, timeout=20)
+        self.port = self.proc.port
 
     def call(self, method, path, body=None, key=None, raw=None, timeout=20):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        headers = {}
-        if key:
-            headers["Authorization"] = "Bearer " + key
-        if raw is None and body is not None:
-            raw = json.dumps(body).encode()
-        if raw is not None:
-            headers["Content-Type"] = "application/json"
-        c.request(method, path, body=raw, headers=headers)
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-        doc = json.loads(data) if "json" in (r.getheader("Content-Type") or "") else data
-        return r.status, doc
+        return http(self.proc.base, method, path, key=key, body=body, raw=raw,
+                    ctype="application/json" if raw is not None else None,
+                    timeout=timeout, decode=decode)
 
     def rss_kb(self):
         with open("/proc/%d/status" % self.proc.pid) as f:
@@ -93,27 +68,10 @@ class Server:
         raise AssertionError("no VmRSS")
 
     def stderr_bytes(self):
-        return os.path.getsize(self.err_path)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.err.seek(0)
-        text = self.err.read()
-        self.err.close()
-        return text
+        return sum(len(line) + 1 for line in list(self.proc.err))
 
     def stop_clean(self):
-        err = self.stop()
-        if (self.proc.returncode != 0 or "Sanitizer" in err or
-                "runtime error" in err):
-            raise AssertionError("orchestrator exit %d:\n%s" %
-                                 (self.proc.returncode, err[-4000:]))
+        self.proc.stop_clean()
 
 
 class Base(unittest.TestCase):
@@ -245,8 +203,8 @@ class Limits(Base):
             self.skipTest("no rhizos CLI given")
 
         def transfers():
-            r = subprocess.run([CLI, "ledger", "verify", "--data", self.s.data,
-                                "--json"], capture_output=True, text=True, timeout=30)
+            r = run([CLI, "ledger", "verify", "--data", self.s.data, "--json"],
+                    timeout=30)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             doc = json.loads(r.stdout)
             self.assertTrue(doc["consistent"])
@@ -265,8 +223,8 @@ class Limits(Base):
         time.sleep(3)
         # Credit, hold, settle (and the fee): all seen beside the server.
         self.assertGreaterEqual(transfers(), before + 3)
-        human = subprocess.run([CLI, "ledger", "verify", "--data", self.s.data],
-                               capture_output=True, text=True, timeout=30).stdout
+        human = run([CLI, "ledger", "verify", "--data", self.s.data],
+                    timeout=30).stdout
         self.assertIn("as of the last checkpoint", human)
 
     def test_registration_capabilities_capped(self):
@@ -341,8 +299,7 @@ class Limits(Base):
         if CLI:
             env = dict(os.environ, RHIZOS_API_KEY=self.s.admin,
                        RHIZOS_URL="http://127.0.0.1:%d" % self.s.port)
-            r = subprocess.run([CLI, "nodes", "--json"], capture_output=True,
-                               text=True, timeout=30, env=env)
+            r = run([CLI, "nodes", "--json"], env=env, timeout=30)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual([n["id"] for n in json.loads(r.stdout)["nodes"]], ids)
 
@@ -392,13 +349,11 @@ class Unlimited(Base):
         if CLI:
             env = dict(os.environ, RHIZOS_API_KEY=self.s.admin,
                        RHIZOS_URL="http://127.0.0.1:%d" % self.s.port)
-            r = subprocess.run([CLI, "nodes", "--json"], capture_output=True,
-                               text=True, timeout=60, env=env)
+            r = run([CLI, "nodes", "--json"], env=env)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual([x["id"] for x in json.loads(r.stdout)["nodes"]],
                              list(range(1, n + 1)))
-            r = subprocess.run([CLI, "nodes"], capture_output=True, text=True,
-                               timeout=60, env=env)
+            r = run([CLI, "nodes"], env=env)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(len(r.stdout.splitlines()), n + 1)   # and the header
 

@@ -20,6 +20,7 @@
 #include "engine/engine_impl.h"
 #include "rhizos/engine.h"
 #include "rhizos/module.h"
+#include "helpers.h"
 
 /* 36000 cents per core-hour: 10 s on 2 cores costs exactly 200 cents. */
 #define NODE_CAPS "{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192," \
@@ -33,14 +34,6 @@ typedef struct fx {
     rz_registry *reg;
     rz_ledger_id client;
 } fx;
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
 
 static void add_module(const char *root, const char *id, const char *inputs,
                        const char *outputs)
@@ -56,7 +49,7 @@ static void add_module(const char *root, const char *id, const char *inputs,
              "\"exec\":{\"adapter\":\"process\",\"command\":[\"true\"]}}",
              id, id, inputs, outputs);
     snprintf(path, sizeof path, "%s/%s/module.json", root, id);
-    write_file(path, text);
+    file_write(path, text);
 }
 
 static rz_engine_opts test_opts(const fx *f)
@@ -83,8 +76,7 @@ static void reopen(fx *f)
 static int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/rz-engine-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    assert_non_null(tmp_dir_make(f->dir, sizeof f->dir, "engine"));
     char mods[128];
     snprintf(mods, sizeof mods, "%s/modules", f->dir);
     mkdir(mods, 0700);
@@ -113,9 +105,7 @@ static int teardown(void **state)
     fx *f = *state;
     rz_engine_close(f->e);
     rz_registry_free(f->reg);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tmp_dir_remove(f->dir), 0);
     free(f);
     return 0;
 }

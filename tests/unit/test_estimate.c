@@ -80,7 +80,134 @@ static rz_registry *registry(void)
     return reg;
 }
 
-static void test_choices(void **state)
+/* The estimate of a one-step flow (`body`: the step's YAML). */
+typedef struct one {
+    rz_registry *reg;
+    rz_prices *p;
+    rz_flow *f;
+    rz_estimate *e;
+} one;
+
+static const rz_step_estimate *estimate_one(one *o, const char *body)
+{
+    char yaml[512];
+    snprintf(yaml, sizeof yaml, "flux: 1\nname: t\nsteps:\n  s: %s\n", body);
+    o->reg = registry();
+    o->p = prices();
+    o->f = flow_of(o->reg, yaml);
+    assert_int_equal(rz_estimate_flow(&o->e, o->f, o->p), RZ_OK);
+    assert_int_equal(rz_estimate_count(o->e), 1);
+    return rz_estimate_get(o->e, 0);
+}
+
+static void one_free(one *o)
+{
+    rz_estimate_free(o->e);
+    rz_flow_free(o->f);
+    rz_prices_free(o->p);
+    rz_registry_free(o->reg);
+}
+
+/* 1800 s x (2 cores x 3 + 2 GB x 2) = 0.5 h x 10 = 5 cents exactly. */
+static void test_rent_on_the_cheapest_class(void **state)
+{
+    (void)state;
+    one o;
+    const rz_step_estimate *s = estimate_one(&o, "{module: cheap-cpu}");
+    assert_string_equal(s->step, "s");
+    assert_string_equal(s->module, "cheap-cpu@1.0.0");
+    assert_int_equal(s->estimate_ms, 1800000);
+    assert_true(s->rent_ok);
+    assert_string_equal(s->node_class, "c");
+    assert_int_equal(s->rent_cents, 5);
+    assert_false(s->api_ok);
+    assert_string_equal(s->api_reason, "");
+    assert_int_equal(s->choice, RZ_CHOICE_RENT);
+    assert_int_equal(s->cost_cents, 5);
+    one_free(&o);
+}
+
+/* One second more than cheap-cpu: 5.003 cents, rounded up. */
+static void test_rent_rounds_up(void **state)
+{
+    (void)state;
+    one o;
+    assert_int_equal(estimate_one(&o, "{module: odd-cpu}")->rent_cents, 6);
+    one_free(&o);
+}
+
+/* GPU job: the cheapest class that fits (g-small lacks VRAM, g-pricey costs
+ * more): 1 h x (50 + 3 + 2) = 55. API: 1e6 x 7 + 250000 x 100 = 32e6
+ * micro-cents = 32 cents, cheaper. */
+static void test_api_when_cheaper_than_rent(void **state)
+{
+    (void)state;
+    one o;
+    const rz_step_estimate *s =
+        estimate_one(&o, "{module: gpu-llm, config: {max_tokens: 250000}}");
+    assert_true(s->rent_ok);
+    assert_string_equal(s->node_class, "g-big");
+    assert_int_equal(s->rent_cents, 55);
+    assert_true(s->api_ok);
+    assert_string_equal(s->provider, "p");
+    assert_string_equal(s->api_model, "m");
+    assert_int_equal(s->api_cents, 32);
+    assert_int_equal(s->choice, RZ_CHOICE_API);
+    assert_int_equal(s->cost_cents, 32);
+    one_free(&o);
+}
+
+/* Without config, the manifest's default: 7e6 + 1000 x 100 = 7.1e6 -> 8
+ * cents (rounded up). */
+static void test_api_uses_the_manifest_default(void **state)
+{
+    (void)state;
+    one o;
+    assert_int_equal(estimate_one(&o, "{module: gpu-llm}")->api_cents, 8);
+    one_free(&o);
+}
+
+/* Nothing fits, no API: NONE, with the matcher's reason. */
+static void test_none_says_why(void **state)
+{
+    (void)state;
+    one o;
+    const rz_step_estimate *s = estimate_one(&o, "{module: huge}");
+    assert_false(s->rent_ok);
+    assert_non_null(strstr(s->rent_reason, "VRAM"));
+    assert_int_equal(s->choice, RZ_CHOICE_NONE);
+    assert_int_equal(s->cost_cents, 0);
+    assert_false(rz_estimate_complete(o.e));
+    one_free(&o);
+}
+
+/* No node, API priced: 3 images x 2.5 cents = 7.5 -> 8. */
+static void test_api_only(void **state)
+{
+    (void)state;
+    one o;
+    const rz_step_estimate *s = estimate_one(&o, "{module: api-only}");
+    assert_int_equal(s->choice, RZ_CHOICE_API);
+    assert_int_equal(s->api_cents, 8);
+    one_free(&o);
+}
+
+/* An API unknown to the table: rent, and say why not the API. */
+static void test_unpriced_api_rents(void **state)
+{
+    (void)state;
+    one o;
+    const rz_step_estimate *s = estimate_one(&o, "{module: unpriced-api}");
+    assert_false(s->api_ok);
+    assert_non_null(strstr(s->api_reason, "nobody/m"));
+    assert_int_equal(s->choice, RZ_CHOICE_RENT);
+    assert_int_equal(s->rent_cents, 1);     /* 60 s x 3 c/h -> 0.05 -> 1 */
+    one_free(&o);
+}
+
+/* A flow of all of the above: the total, in the order of the steps, and the
+ * JSON report. */
+static void test_flow_total_and_json(void **state)
 {
     (void)state;
     rz_registry *reg = registry();
@@ -97,55 +224,8 @@ static void test_choices(void **state)
     rz_estimate *e;
     assert_int_equal(rz_estimate_flow(&e, f, p), RZ_OK);
     assert_int_equal(rz_estimate_count(e), 7);
-    const rz_step_estimate *s = rz_estimate_get(e, 0);
-    /* 1800 s x (2 cores x 3 + 2 GB x 2) = 0.5 h x 10 = 5 cents exactly. */
-    assert_string_equal(s->step, "a");
-    assert_string_equal(s->module, "cheap-cpu@1.0.0");
-    assert_int_equal(s->estimate_ms, 1800000);
-    assert_true(s->rent_ok);
-    assert_string_equal(s->node_class, "c");
-    assert_int_equal(s->rent_cents, 5);
-    assert_false(s->api_ok);
-    assert_string_equal(s->api_reason, "");
-    assert_int_equal(s->choice, RZ_CHOICE_RENT);
-    assert_int_equal(s->cost_cents, 5);
-    /* One second more: 5.003 cents, rounded up. */
-    s = rz_estimate_get(e, 1);
-    assert_int_equal(s->rent_cents, 6);
-    /* GPU job: the cheapest class that fits (g-small lacks VRAM, g-pricey
-     * costs more): 1 h x (50 + 3 + 2) = 55. API: 1e6 x 7 + 250000 x 100
-     * = 32e6 micro-cents = 32 cents, cheaper. */
-    s = rz_estimate_get(e, 2);
-    assert_true(s->rent_ok);
-    assert_string_equal(s->node_class, "g-big");
-    assert_int_equal(s->rent_cents, 55);
-    assert_true(s->api_ok);
-    assert_string_equal(s->provider, "p");
-    assert_string_equal(s->api_model, "m");
-    assert_int_equal(s->api_cents, 32);
-    assert_int_equal(s->choice, RZ_CHOICE_API);
-    assert_int_equal(s->cost_cents, 32);
-    /* Without config, the manifest's default: 7e6 + 1000 x 100 = 7.1e6 ->
-     * 8 cents (rounded up). */
-    s = rz_estimate_get(e, 3);
-    assert_int_equal(s->api_cents, 8);
-    /* Nothing fits, no API: NONE, with the matcher's reason. */
-    s = rz_estimate_get(e, 4);
-    assert_false(s->rent_ok);
-    assert_non_null(strstr(s->rent_reason, "VRAM"));
-    assert_int_equal(s->choice, RZ_CHOICE_NONE);
-    assert_int_equal(s->cost_cents, 0);
-    /* No node, API priced: 3 images x 2.5 cents = 7.5 -> 8. */
-    s = rz_estimate_get(e, 5);
-    assert_int_equal(s->choice, RZ_CHOICE_API);
-    assert_int_equal(s->api_cents, 8);
-    /* API unknown to the table: rent, and say why not the API. */
-    s = rz_estimate_get(e, 6);
-    assert_false(s->api_ok);
-    assert_non_null(strstr(s->api_reason, "nobody/m"));
-    assert_int_equal(s->choice, RZ_CHOICE_RENT);
-    assert_int_equal(s->rent_cents, 1);     /* 60 s x 3 c/h -> 0.05 -> 1 */
-
+    assert_string_equal(rz_estimate_get(e, 0)->step, "a");
+    assert_string_equal(rz_estimate_get(e, 6)->step, "g");
     assert_int_equal(rz_estimate_total_cents(e), 5 + 6 + 32 + 8 + 0 + 8 + 1);
     assert_false(rz_estimate_complete(e));
     assert_null(rz_estimate_get(e, 7));
@@ -312,7 +392,14 @@ static void test_catalog_flow(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_choices),
+        cmocka_unit_test(test_rent_on_the_cheapest_class),
+        cmocka_unit_test(test_rent_rounds_up),
+        cmocka_unit_test(test_api_when_cheaper_than_rent),
+        cmocka_unit_test(test_api_uses_the_manifest_default),
+        cmocka_unit_test(test_none_says_why),
+        cmocka_unit_test(test_api_only),
+        cmocka_unit_test(test_unpriced_api_rents),
+        cmocka_unit_test(test_flow_total_and_json),
         cmocka_unit_test(test_saturation),
         cmocka_unit_test(test_bad_tables),
         cmocka_unit_test(test_catalog_flow),

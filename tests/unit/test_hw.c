@@ -72,8 +72,8 @@ static void eight_gpu_box(void **state)
     assert_int_equal(rz_caps_to_json(c, 0, &json), RZ_OK);
     cJSON *doc = cJSON_Parse(json);
     assert_non_null(doc);
-    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "operator"), "name")->valuestring,
-                        "Example Compute LLC");
+    const cJSON *op = cJSON_GetObjectItem(doc, "operator");
+    assert_string_equal(cJSON_GetObjectItem(op, "name")->valuestring, "Example Compute LLC");
     cJSON *g0 = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "gpus"), 0);
     assert_string_equal(cJSON_GetObjectItem(g0, "mig_mode")->valuestring, "disabled");
     assert_string_equal(cJSON_GetObjectItem(g0, "compute_capability")->valuestring, "9.0");

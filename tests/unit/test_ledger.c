@@ -15,6 +15,7 @@
 
 #include "ledger/ledger_impl.h"
 #include "rhizos/rhizos.h"
+#include "helpers.h"
 
 #define ID(n) rz_ledger_id_make(0, (n))
 #define CLIENT ID(100)
@@ -39,8 +40,7 @@ static rz_ledger_opts test_opts(void)
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/rz-ledger-XXXXXX");
-    if (!mkdtemp(f->dir))
+    if (!tmp_dir_make(f->dir, sizeof f->dir, "ledger"))
         return -1;
     rz_ledger_opts o = test_opts();
     if (rz_ledger_open(&f->l, f->dir, &o) != RZ_OK)
@@ -57,9 +57,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     rz_ledger_close(f->l);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    int rc = system(cmd);
+    int rc = tmp_dir_remove(f->dir);
     free(f);
     return rc == 0 ? 0 : -1;
 }

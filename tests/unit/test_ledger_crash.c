@@ -23,6 +23,7 @@
 
 #include "rhizos/ledger.h"
 #include "rhizos/rhizos.h"
+#include "helpers.h"
 
 #define ID(n) rz_ledger_id_make(0, (n))
 enum { NCLIENT = 8, NNODE = 3, MAXOPS = 64 };
@@ -198,12 +199,6 @@ static void drain(acks *a, int fd, long ms)
     }
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
 static bool present(rz_ledger *l, rz_ledger_id id)
 {
     rz_ledger_transfer t;
@@ -254,8 +249,7 @@ static void test_crash(void **state)
 {
     (void)state;
     char dir[64];
-    snprintf(dir, sizeof dir, "/tmp/rz-ledger-crash-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    assert_non_null(tmp_dir_make(dir, sizeof dir, "ledger-crash"));
     rz_ledger *l;
     rz_ledger_opts o = opts();
     assert_int_equal(rz_ledger_open(&l, dir, &o), RZ_OK);
@@ -316,9 +310,7 @@ static void test_crash(void **state)
             (unsigned long long)seed, (unsigned long long)acked,
             (unsigned long long)checked, (unsigned long long)in_flight_there);
     assert_true(acked > 0);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tmp_dir_remove(dir), 0);
 }
 
 int main(void)

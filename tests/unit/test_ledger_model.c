@@ -15,6 +15,7 @@
 
 #include "rhizos/ledger.h"
 #include "rhizos/rhizos.h"
+#include "helpers.h"
 
 #define ID(n) rz_ledger_id_make(0, (n))
 enum { NCLIENT = 4, NNODE = 2, PLATFORM = NCLIENT + NNODE, ESCROW, EXTERNAL,
@@ -406,8 +407,7 @@ static void run_model(uint64_t seed, size_t steps)
     memset(&w, 0, sizeof w);
     rng_state = seed;
     w.next_id = 1000;
-    snprintf(w.dir, sizeof w.dir, "/tmp/rz-ledger-model-XXXXXX");
-    assert_non_null(mkdtemp(w.dir));
+    assert_non_null(tmp_dir_make(w.dir, sizeof w.dir, "ledger-model"));
     assert_int_equal(rz_ledger_open(&w.l, w.dir, opts()), RZ_OK);
     for (int i = 0; i < NCLIENT + NNODE; i++)
         assert_int_equal(rz_ledger_create_account(w.l, acc_id(i),
@@ -430,9 +430,7 @@ static void run_model(uint64_t seed, size_t steps)
     }
     assert_int_equal(rz_ledger_verify(w.l), RZ_OK);
     rz_ledger_close(w.l);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", w.dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tmp_dir_remove(w.dir), 0);
 }
 
 static void test_model(void **state)

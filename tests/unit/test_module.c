@@ -479,7 +479,8 @@ static void test_catalog(void **state)
         assert_true(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(g, "count")) >= 1);
         assert_true(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(g, "vram_mb")) >= 4096);
         assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(g, "min_compute_capability")));
-        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(g, "vendor")), "nvidia");
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(g, "vendor")),
+                            "nvidia");
         assert_true(m->estimate_seconds > 0);
         assert_string_equal(m->adapter, "docker");
         assert_true(cJSON_IsString(at(m, "exec", "image")));

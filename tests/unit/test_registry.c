@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "module/module_impl.h"
+#include "helpers.h"
 
 #define SERVER RZ_SOURCE_ROOT "/tests/data/registry/server.py"
 
@@ -29,14 +30,6 @@ typedef struct env {
     int port;
     char base[64];          /* http://127.0.0.1:PORT */
 } env;
-
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fputs(text, f) >= 0, 1);
-    assert_int_equal(fclose(f), 0);
-}
 
 static int start_server(env *e)
 {
@@ -72,8 +65,7 @@ static void stop_server(env *e)
 static int setup(void **state)
 {
     env *e = calloc(1, sizeof *e);
-    strcpy(e->tmp, "/tmp/rz-registry-XXXXXX");
-    if (!e || !mkdtemp(e->tmp))
+    if (!e || !tmp_dir_make(e->tmp, sizeof e->tmp, "registry"))
         return -1;
     snprintf(e->www, sizeof e->www, "%s/www", e->tmp);
     snprintf(e->cache, sizeof e->cache, "%s/cache", e->tmp);
@@ -88,9 +80,7 @@ static int teardown(void **state)
 {
     env *e = *state;
     stop_server(e);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->tmp);
-    if (system(cmd) != 0)
+    if (tmp_dir_remove(e->tmp) != 0)
         return -1;
     free(e);
     return 0;
@@ -115,7 +105,7 @@ static void serve(const env *e, const char *name, const char *text)
 {
     char path[160];
     snprintf(path, sizeof path, "%s/%s", e->www, name);
-    write_text(path, text);
+    file_write(path, text);
 }
 
 static char *url(const env *e, const char *path)
@@ -356,21 +346,63 @@ static char *sign_text(const char *key, const char *text)
     return out;
 }
 
-static void test_signatures(void **state)
+/* A key pair in the test's folder: the secret key's path, the public hex. */
+static void keypair(const env *e, const char *name, char key[128], char pub[65])
+{
+    snprintf(key, 128, "%s/%s.key", e->tmp, name);
+    assert_int_equal(rz_sign_keygen(key, pub), RZ_OK);
+}
+
+/* `signed_text` with a value changed after signing. */
+static char *tampered_copy(const char *signed_text)
+{
+    cJSON *doc = cJSON_Parse(signed_text);
+    cJSON_ReplaceItemInObject(doc, "name", cJSON_CreateString("Alpha!"));
+    char *out = cJSON_Print(doc);
+    cJSON_Delete(doc);
+    return out;
+}
+
+/* The public key `pub` (hex) in standard base64. */
+static void base64_key(const char *pub, char b64[64])
+{
+    unsigned char raw[32];
+    assert_int_equal(rz__pubkey_decode(pub, raw), RZ_OK);
+    static const char tbl[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < 32; i += 3) {
+        unsigned v = (unsigned)raw[i] << 16 |
+                     (i + 1 < 32 ? (unsigned)raw[i + 1] << 8 : 0) |
+                     (i + 2 < 32 ? raw[i + 2] : 0);
+        b64[o++] = tbl[v >> 18 & 63];
+        b64[o++] = tbl[v >> 12 & 63];
+        b64[o++] = i + 1 < 32 ? tbl[v >> 6 & 63] : '=';
+        b64[o++] = i + 2 < 32 ? tbl[v & 63] : '=';
+    }
+    b64[o] = '\0';
+}
+
+static void test_keygen_is_private_and_never_clobbers(void **state)
 {
     env *e = *state;
     char key[128], key2[128], pub[65], pub2[65];
-    snprintf(key, sizeof key, "%s/pub.key", e->tmp);
-    snprintf(key2, sizeof key2, "%s/other.key", e->tmp);
-    assert_int_equal(rz_sign_keygen(key, pub), RZ_OK);
+    keypair(e, "pub", key, pub);
     assert_int_equal(strlen(pub), 64);
     struct stat st;
     assert_int_equal(stat(key, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
-    assert_int_equal(rz_sign_keygen(key, pub2), RZ_EEXISTS);   /* no clobber */
-    assert_int_equal(rz_sign_keygen(key2, pub2), RZ_OK);
+    assert_int_equal(rz_sign_keygen(key, pub2), RZ_EEXISTS);
+    keypair(e, "other", key2, pub2);
     assert_string_not_equal(pub, pub2);
+}
 
+static void test_verify_names_the_publisher_and_checks_trust(void **state)
+{
+    env *e = *state;
+    char key[128], key2[128], pub[65], pub2[65];
+    keypair(e, "pub", key, pub);
+    keypair(e, "other", key2, pub2);
     char *signed_alpha = sign_text(key, ALPHA);
     char *who = NULL;
     size_t n = strlen(signed_alpha);
@@ -383,23 +415,39 @@ static void test_signatures(void **state)
     assert_int_equal(rz_manifest_verify(signed_alpha, n, bad, 1, NULL), RZ_EINVAL);
     assert_int_equal(rz_manifest_verify(ALPHA, strlen(ALPHA), NULL, 0, NULL), RZ_EAUTH);
     assert_int_equal(rz_manifest_verify("[]", 2, NULL, 0, NULL), RZ_ESYNTAX);
+    rz_free(signed_alpha);
+}
 
-    /* Re-signing replaces the signature; whitespace and key order do not
-     * matter (canonical form), a changed value does. */
+/* Re-signing replaces the signature; whitespace and key order do not
+ * matter (canonical form), a changed value does. */
+static void test_signature_covers_the_canonical_form(void **state)
+{
+    env *e = *state;
+    char key[128], key2[128], pub[65], pub2[65];
+    keypair(e, "pub", key, pub);
+    keypair(e, "other", key2, pub2);
+    char *signed_alpha = sign_text(key, ALPHA);
+    const char *tr[] = { pub }, *tr2[] = { pub2 };
     char *twice = sign_text(key2, signed_alpha);
     assert_int_equal(rz_manifest_verify(twice, strlen(twice), tr2, 1, NULL), RZ_OK);
     cJSON *doc = cJSON_Parse(signed_alpha);
     cJSON *sig = cJSON_DetachItemFromObject(doc, "signature");
     cJSON_AddItemToObject(doc, "signature", sig);   /* moved to the end */
     char *reordered = cJSON_Print(doc);
+    cJSON_Delete(doc);
     assert_int_equal(rz_manifest_verify(reordered, strlen(reordered), tr, 1, NULL), RZ_OK);
-    cJSON_ReplaceItemInObject(doc, "name", cJSON_CreateString("Alpha!"));
-    char *tampered = cJSON_Print(doc);
+    char *tampered = tampered_copy(signed_alpha);
     assert_int_equal(rz_manifest_verify(tampered, strlen(tampered), NULL, 0, NULL), RZ_EAUTH);
     assert_non_null(strstr(rz_error_last()->message, "does not verify"));
-    cJSON_Delete(doc);
+    rz_free(signed_alpha);
+    rz_free(twice);
+    free(reordered);
+    free(tampered);
+}
 
-    /* Malformed signature members. */
+static void test_malformed_signature_members_are_refused(void **state)
+{
+    (void)state;
     static const char *const broken[] = {
         "{\"id\":\"a\",\"signature\":5}",
         "{\"id\":\"a\",\"signature\":{\"publisher\":\"00\",\"sig\":\"AA==\"}}",
@@ -408,24 +456,43 @@ static void test_signatures(void **state)
     for (size_t i = 0; i < sizeof broken / sizeof *broken; i++)
         assert_int_equal(rz_manifest_verify(broken[i], strlen(broken[i]), NULL, 0,
                                             NULL), RZ_EAUTH);
+}
 
-    /* A secret key readable by others is refused. */
+static void test_sign_refuses_a_key_others_can_read(void **state)
+{
+    env *e = *state;
+    char key[128], pub[65];
+    keypair(e, "pub", key, pub);
     assert_int_equal(chmod(key, 0644), 0);
     char *out = (char *)1;
     assert_int_equal(rz_manifest_sign(ALPHA, strlen(ALPHA), key, &out), RZ_EAUTH);
     assert_null(out);
-    assert_int_equal(chmod(key, 0600), 0);
+}
 
-    /* Registry: trusted publishers over HTTP. */
+/* An HTTP index with a signed manifest, a tampered one and an unsigned
+ * one; the public key of the signer in `pub`. */
+static void serve_signed_index(env *e, char pub[65])
+{
+    char key[128];
+    keypair(e, "pub", key, pub);
+    char *signed_alpha = sign_text(key, ALPHA);
+    char *tampered = tampered_copy(signed_alpha);
     serve(e, "signed.json", signed_alpha);
     serve(e, "tampered.json", tampered);
-    char idx[512];
-    snprintf(idx, sizeof idx, "{\"modules\":["
-             "{\"id\":\"alpha\",\"version\":\"1.2.0\",\"manifest\":\"signed.json\"},"
-             "{\"id\":\"alpha\",\"version\":\"1.2.0\",\"manifest\":\"tampered.json\"},"
-             "{\"id\":\"beta\",\"version\":\"0.4.1\",\"manifest\":{\"id\":\"beta\","
-             "\"version\":\"0.4.1\",\"exec\":{\"adapter\":\"docker\"}}}]}");
-    serve(e, "signed-index.json", idx);
+    serve(e, "signed-index.json", "{\"modules\":["
+          "{\"id\":\"alpha\",\"version\":\"1.2.0\",\"manifest\":\"signed.json\"},"
+          "{\"id\":\"alpha\",\"version\":\"1.2.0\",\"manifest\":\"tampered.json\"},"
+          "{\"id\":\"beta\",\"version\":\"0.4.1\",\"manifest\":{\"id\":\"beta\","
+          "\"version\":\"0.4.1\",\"exec\":{\"adapter\":\"docker\"}}}]}");
+    rz_free(signed_alpha);
+    free(tampered);
+}
+
+static void test_trusting_registry_loads_only_signed_modules(void **state)
+{
+    env *e = *state;
+    char pub[65];
+    serve_signed_index(e, pub);
     rz_diags *d;
     assert_int_equal(rz_diags_new(&d), RZ_OK);
     rz_registry *reg = new_reg(e);
@@ -440,55 +507,53 @@ static void test_signatures(void **state)
     assert_true(has_msg(d, "not signed"));
     assert_int_equal(rz_diags_error_count(d), 2);
     rz_registry_free(reg);
+    rz_diags_free(d);
+}
 
-    /* Without trusted keys unsigned modules load, a bad signature does not. */
-    rz_registry *open_reg = new_reg(e);
-    assert_int_equal(rz_registry_add_url(open_reg, url(e, "signed-index.json"), NULL), RZ_OK);
-    assert_int_equal(rz_registry_count(open_reg), 2);
-    assert_int_equal(rz_registry_resolve(open_reg, "beta", NULL, &m), RZ_OK);
+/* Without trusted keys unsigned modules load, a bad signature does not. */
+static void test_open_registry_loads_unsigned_modules(void **state)
+{
+    env *e = *state;
+    char pub[65];
+    serve_signed_index(e, pub);
+    rz_registry *reg = new_reg(e);
+    assert_int_equal(rz_registry_add_url(reg, url(e, "signed-index.json"), NULL), RZ_OK);
+    assert_int_equal(rz_registry_count(reg), 2);
+    const rz_module *m;
+    assert_int_equal(rz_registry_resolve(reg, "beta", NULL, &m), RZ_OK);
     assert_null(rz_module_publisher(m));
-    rz_registry_free(open_reg);
+    rz_registry_free(reg);
+}
 
-    /* Folder registries obey the same rule (base64 keys work too). */
+/* Folder registries obey the same rule (base64 keys work too). */
+static void test_folder_registry_checks_signatures(void **state)
+{
+    env *e = *state;
+    char key[128], pub[65];
+    keypair(e, "pub", key, pub);
+    char *signed_alpha = sign_text(key, ALPHA);
+    char *tampered = tampered_copy(signed_alpha);
     char dir[160], path[200];
     snprintf(dir, sizeof dir, "%s/mods", e->tmp);
     mkdir(dir, 0700);
     snprintf(path, sizeof path, "%s/alpha", dir);
     mkdir(path, 0700);
     snprintf(path, sizeof path, "%s/alpha/module.json", dir);
-    write_text(path, signed_alpha);
-    unsigned char raw[32];
-    assert_int_equal(rz__pubkey_decode(pub, raw), RZ_OK);
+    file_write(path, signed_alpha);
     char b64[64];
-    static const char tbl[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    for (size_t i = 0; i < 32; i += 3) {
-        unsigned v = (unsigned)raw[i] << 16 |
-                     (i + 1 < 32 ? (unsigned)raw[i + 1] << 8 : 0) |
-                     (i + 2 < 32 ? raw[i + 2] : 0);
-        b64[o++] = tbl[v >> 18 & 63];
-        b64[o++] = tbl[v >> 12 & 63];
-        b64[o++] = i + 1 < 32 ? tbl[v >> 6 & 63] : '=';
-        b64[o++] = i + 2 < 32 ? tbl[v & 63] : '=';
-    }
-    b64[o] = '\0';
-    rz_registry *dreg;
-    assert_int_equal(rz_registry_new(&dreg), RZ_OK);
-    assert_int_equal(rz_registry_trust(dreg, b64), RZ_OK);
-    assert_int_equal(rz_registry_add_dir(dreg, dir, NULL), RZ_OK);
-    assert_int_equal(rz_registry_count(dreg), 1);
-    rz_registry_free(dreg);
-    write_text(path, tampered);
-    assert_int_equal(rz_registry_new(&dreg), RZ_OK);
-    assert_int_equal(rz_registry_add_dir(dreg, dir, NULL), RZ_OK);
-    assert_int_equal(rz_registry_count(dreg), 0);
-    rz_registry_free(dreg);
-
-    rz_diags_free(d);
+    base64_key(pub, b64);
+    rz_registry *reg;
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    assert_int_equal(rz_registry_trust(reg, b64), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(reg, dir, NULL), RZ_OK);
+    assert_int_equal(rz_registry_count(reg), 1);
+    rz_registry_free(reg);
+    file_write(path, tampered);
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(reg, dir, NULL), RZ_OK);
+    assert_int_equal(rz_registry_count(reg), 0);
+    rz_registry_free(reg);
     rz_free(signed_alpha);
-    rz_free(twice);
-    free(reordered);
     free(tampered);
 }
 
@@ -536,7 +601,22 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_oversized, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_path_list_urls, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_signatures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keygen_is_private_and_never_clobbers, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_verify_names_the_publisher_and_checks_trust,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_signature_covers_the_canonical_form, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_signature_members_are_refused,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sign_refuses_a_key_others_can_read, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_trusting_registry_loads_only_signed_modules,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_registry_loads_unsigned_modules, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_folder_registry_checks_signatures, setup,
+                                        teardown),
         cmocka_unit_test(test_defaults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,7 +5,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 #include "module/module_impl.h"
 #include "rhizos/engine.h"
 #include "rhizos/run.h"
+#include "helpers.h"
 
 static rz_flow *parse(const char *src, rz_format fmt)
 {
@@ -853,16 +853,6 @@ static void test_refused_flows(void **state)
 
 /* ---- a replica following an engine deployment (embedded mode) ---- */
 
-static int rm_entry(const char *path, const struct stat *sb, int flag,
-                    struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static rz_engine *local_engine(char *dir, const rz_registry *reg)
 {
     assert_non_null(mkdtemp(dir));
@@ -1000,7 +990,7 @@ static void test_replica_follows_deployment(void **state)
     assert_int_equal(dep, 0);
     rz_run_free(r);
     rz_engine_close(e);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    assert_int_equal(tmp_dir_remove(dir), 0);
 
     rz_registry *reg = NULL;
     assert_int_equal(rz_registry_new(&reg), RZ_OK);
@@ -1009,7 +999,7 @@ static void test_replica_follows_deployment(void **state)
     assert_int_equal(rz_engine_local_deploy(e, f, NULL, NULL, 0, &dep),
                      RZ_EINVAL);
     rz_engine_close(e);
-    nftw(dir2, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    assert_int_equal(tmp_dir_remove(dir2), 0);
     rz_registry_free(reg);
     rz_flow_free(g);
     rz_flow_free(f);

@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "rhizos/rhizos.h"
+#include "helpers.h"
 
 static const char *flow_yaml =
     "flux: 1\nname: stored\nsteps:\n"
@@ -25,8 +26,7 @@ typedef struct fixture {
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/rz-store-XXXXXX");
-    if (!mkdtemp(f->dir))
+    if (!tmp_dir_make(f->dir, sizeof f->dir, "store"))
         return -1;
     if (rz_flow_parse(&f->flow, flow_yaml, strlen(flow_yaml), RZ_FORMAT_YAML,
                       "stored.yaml", NULL) != RZ_OK)
@@ -38,9 +38,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    if (system(cmd) != 0)
+    if (tmp_dir_remove(f->dir) != 0)
         return -1;
     rz_flow_free(f->flow);
     free(f);
@@ -143,7 +141,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(put_list_get, setup, teardown),
-        cmocka_unit_test_setup_teardown(replace_keeps_one_record_and_survives_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(replace_keeps_one_record_and_survives_reopen, setup,
+                                        teardown),
         cmocka_unit_test(bad_directories),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -23,6 +23,7 @@
 #include "rhizos/rhizos.h"
 #include "rhizos/vault.h"
 #include "vault/vault_impl.h"
+#include "helpers.h"
 
 #define PW "correct horse battery staple"
 #define SECRET1 "sk-live-7f3a9c1e0b2d4f6a8c0e1f2a3b4c5d6e"
@@ -45,8 +46,7 @@ static rz_vault_opts tiny(void)
 static int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/rz-vault-XXXXXX");
-    if (!mkdtemp(f->dir))
+    if (!tmp_dir_make(f->dir, sizeof f->dir, "vault"))
         return -1;
     snprintf(f->path, sizeof f->path, "%s/vault", f->dir);
     *state = f;
@@ -56,25 +56,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *f = *state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    int rc = system(cmd);
+    int rc = tmp_dir_remove(f->dir);
     free(f);
     return rc == 0 ? 0 : -1;
-}
-
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n + 1);
-    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-    fclose(fp);
-    *len = (size_t)n;
-    return buf;
 }
 
 static void spit(const char *path, const unsigned char *data, size_t len)
@@ -168,8 +152,9 @@ static void test_round_trip(void **state)
 
     /* The file holds no name, type, metadata or value in the clear. */
     size_t len;
-    unsigned char *img = slurp(f->path, &len);
-    const char *needles[] = { "binance", "exchange_api", "slack-bot", SECRET1, SECRET2, "postgres" };
+    unsigned char *img = (unsigned char *)file_read(f->path, &len);
+    const char *needles[] = { "binance", "exchange_api", "slack-bot", SECRET1, SECRET2,
+                              "postgres" };
     for (size_t i = 0; i < sizeof needles / sizeof *needles; i++)
         assert_null(memmem(img, len, needles[i], strlen(needles[i])));
     free(img);
@@ -264,7 +249,7 @@ static void test_wrong_password(void **state)
     fx *f = *state;
     rz_vault_close(make_vault(f->path, 2));
     size_t len0, len1;
-    unsigned char *before = slurp(f->path, &len0);
+    unsigned char *before = (unsigned char *)file_read(f->path, &len0);
     rz_vault *v;
     assert_int_equal(rz_vault_open(&v, f->path, NULL), RZ_OK);
     assert_false(rz_vault_is_unlocked(v));
@@ -282,7 +267,7 @@ static void test_wrong_password(void **state)
     assert_null(s);
     assert_int_equal(rz_vault_save(v), RZ_ESTATE);
     rz_vault_close(v);
-    unsigned char *after = slurp(f->path, &len1);
+    unsigned char *after = (unsigned char *)file_read(f->path, &len1);
     assert_int_equal(len0, len1);
     assert_memory_equal(before, after, len0);
     free(before);
@@ -342,14 +327,14 @@ static void test_passwd(void **state)
     fx *f = *state;
     rz_vault *v = make_vault(f->path, 2);
     size_t len0;
-    unsigned char *before = slurp(f->path, &len0);
+    unsigned char *before = (unsigned char *)file_read(f->path, &len0);
     rz_vault_opts o = tiny();
     o.opslimit = 2;
     assert_int_equal(rz_vault_passwd(v, "new pw", 6, &o), RZ_OK);
     assert_value(v, "binance", SECRET1);   /* still usable in memory */
     rz_vault_close(v);
     size_t len1;
-    unsigned char *after = slurp(f->path, &len1);
+    unsigned char *after = (unsigned char *)file_read(f->path, &len1);
     /* New salt and new keys: the salt differs and so does every byte
      * after the header fields. */
     assert_memory_not_equal(before + 28, after + 28, 16);
@@ -400,7 +385,7 @@ static void test_every_flip_and_truncation(void **state)
     fx *f = *state;
     rz_vault_close(make_vault(f->path, 1));
     size_t len;
-    unsigned char *img = slurp(f->path, &len);
+    unsigned char *img = (unsigned char *)file_read(f->path, &len);
     assert_int_equal(try_image(img, len), RZ_OK);
     static const unsigned char flips[] = { 0x01, 0x80, 0xff };
     size_t detected = 0;
@@ -502,7 +487,7 @@ static void test_kdf_cap(void **state)
     fx *f = *state;
     rz_vault_close(make_vault(f->path, 1));
     size_t len;
-    unsigned char *img = slurp(f->path, &len);
+    unsigned char *img = (unsigned char *)file_read(f->path, &len);
     rz_vault *v;
 
     put64(img + 20, 64ull << 30);   /* a hostile file asks for 64 GiB */

@@ -1,0 +1,237 @@
+"""What the end-to-end scripts share: a free loopback port, one HTTP call,
+processes started in the background with their output kept, waits that
+fail early when the process they wait for has died, and an orchestrator
+started on a free port and answering /health.
+
+The scripts import it from their own folder (python3 puts a script's
+folder first on sys.path). Standard library only."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from http.client import HTTPConnection
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _decode(ctype, data):
+    if not data:
+        return None
+    if "json" in ctype:
+        return json.loads(data)
+    return data.decode(errors="replace")
+
+
+def http(base, method, path, key=None, body=None, raw=None, ctype=None,
+         accept=None, timeout=10, decode=_decode):
+    """One request to `base` ("http://127.0.0.1:PORT") + `path`:
+    (status, reply). `body` is sent as JSON, `raw` as given (with `ctype`);
+    `key` goes in a bearer header. The reply is decode(content type, bytes):
+    by default parsed JSON when it says so, None when empty, else text.
+    Connection failures raise OSError; HTTP errors are only a status."""
+    host, _, port = base.split("://", 1)[-1].rstrip("/").partition(":")
+    c = HTTPConnection(host, int(port or 80), timeout=timeout)
+    headers = {}
+    if key:
+        headers["Authorization"] = "Bearer " + key
+    if raw is None and body is not None:
+        raw = json.dumps(body).encode()
+        ctype = ctype or "application/json"
+    if ctype:
+        headers["Content-Type"] = ctype
+    if accept:
+        headers["Accept"] = accept
+    try:
+        c.request(method, path, body=raw, headers=headers)
+        r = c.getresponse()
+        data = r.read()
+    finally:
+        c.close()
+    return r.status, decode(r.getheader("Content-Type") or "", data)
+
+
+def wait_until(pred, timeout, what, proc=None):
+    """Poll pred() until it returns something true, and return that. An
+    OSError from pred (a server not listening yet) counts as not yet. When
+    `proc` (a Proc) exits first, fail at once with its output."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            got = pred()
+            if got:
+                return got
+        except OSError:
+            pass
+        if proc is not None and not proc.alive():
+            raise AssertionError("%s: the process exited (%s) first:\n%s" %
+                                 (what, proc.p.returncode, proc.output()))
+        if time.monotonic() > end:
+            raise AssertionError("timed out after %g s waiting for %s" %
+                                 (timeout, what))
+        time.sleep(0.05)
+
+
+def run(cmd, cwd=None, env=None, stdin=None, timeout=60):
+    """Run a command to its end: its CompletedProcess, output as text."""
+    return subprocess.run(cmd, cwd=cwd, env=env, input=stdin, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def cli_env(**values):
+    """This environment without the CLI's RHIZOS_URL and RHIZOS_API_KEY (so
+    a test says which orchestrator and key it means), plus `values`."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RHIZOS_URL", "RHIZOS_API_KEY")}
+    env.update(values)
+    return env
+
+
+_sandbox = None
+
+
+def sandbox_works():
+    """Whether bubblewrap can sandbox a job here, the way the node does it
+    (not in containers without user namespaces)."""
+    global _sandbox
+    if _sandbox is None:
+        try:
+            _sandbox = bool(shutil.which("bwrap")) and subprocess.run(
+                ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                 "--unshare-all", "true"], capture_output=True,
+                timeout=10).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            _sandbox = False
+    return _sandbox
+
+
+def sandbox_flags():
+    """--no-sandbox for rhizos-node only where bubblewrap cannot run."""
+    return [] if sandbox_works() else ["--no-sandbox"]
+
+
+def set_config(data, section, key, value):
+    """Set `key = value` in [section] of DATA/config.toml (rhizos-node's),
+    adding the key, and the section, where absent."""
+    path = os.path.join(data, "config.toml")
+    with open(path) as f:
+        lines = f.read().rstrip("\n").split("\n")
+    cur, at, done = None, None, False
+    for i, line in enumerate(lines):
+        if line.startswith("["):
+            cur = line.strip().strip("[]")
+            if cur == section:
+                at = i
+        elif cur == section and line.split("=")[0].strip() == key:
+            lines[i] = "%s = %s" % (key, value)
+            done = True
+    if not done:
+        if at is None:
+            lines += ["[%s]" % section]
+            at = len(lines) - 1
+        lines.insert(at + 1, "%s = %s" % (key, value))
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def sanitizer_report(text):
+    return "Sanitizer" in text or "runtime error" in text
+
+
+class Proc:
+    """A process in the background whose output lines are kept (out, err),
+    read by threads so that a chatty process never blocks on a pipe."""
+
+    def __init__(self, cmd, cwd=None, env=None):
+        self.cmd = cmd
+        self.p = subprocess.Popen(cmd, cwd=cwd, env=env, text=True,
+                                  errors="replace", stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        self.pid = self.p.pid
+        self.out, self.err, self.threads = [], [], []
+        for stream, sink in ((self.p.stdout, self.out), (self.p.stderr, self.err)):
+            t = threading.Thread(target=self._drain, args=(stream, sink),
+                                 daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    @staticmethod
+    def _drain(stream, sink):
+        for line in stream:
+            sink.append(line.rstrip("\n"))
+
+    def events(self):
+        """The JSON lines of stdout (`--json` progress), others skipped."""
+        evs = []
+        for line in list(self.out):
+            try:
+                evs.append(json.loads(line))
+            except ValueError:
+                pass
+        return evs
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stderr_text(self):
+        return "\n".join(self.err)
+
+    def output(self, tail=4000):
+        """The end of stdout and stderr, for a failure message."""
+        return ("--- stdout ---\n%s\n--- stderr ---\n%s" %
+                ("\n".join(self.out)[-tail:], self.stderr_text()[-tail:]))
+
+    def wait_for(self, pred, timeout, what):
+        return wait_until(pred, timeout, what, proc=self)
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        """Signal it (if still running) and reap it: its exit status."""
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        for t in self.threads:
+            t.join(timeout=5)
+        self.p.stdout.close()
+        self.p.stderr.close()
+        return self.p.returncode
+
+    def stop_clean(self):
+        """Stop; the exit must be clean (0, no sanitizer report)."""
+        rc = self.stop()
+        err = self.stderr_text()
+        if rc != 0 or sanitizer_report(err):
+            raise AssertionError("%s exit %d:\n%s" % (self.cmd[0], rc, err[-4000:]))
+
+
+def start_orchestrator(exe, data, args=(), admin_key=None, cwd=None, env=None,
+                       port=None, prefix=(), timeout=30):
+    """rhizos-orchestrator on a loopback port (`port`, or a free one) with
+    --data `data` and `args`, answering /health: a Proc with .port and .base
+    (its URL). `admin_key` is passed as RHIZOS_ADMIN_KEY; `prefix` goes
+    before the command (a wrapper such as a shell that lowers a limit)."""
+    port = port or free_port()
+    env = dict(env if env is not None else os.environ)
+    if admin_key:
+        env["RHIZOS_ADMIN_KEY"] = admin_key
+    cmd = [exe, "--listen", "127.0.0.1:%d" % port, "--data", data, *args]
+    proc = Proc(list(prefix) + cmd, cwd=cwd, env=env)
+    proc.port, proc.base = port, "http://127.0.0.1:%d" % port
+    try:
+        proc.wait_for(lambda: http(proc.base, "GET", "/health", timeout=1)[0] == 200,
+                      timeout, "the orchestrator to answer /health")
+    except AssertionError:
+        proc.stop()
+        raise
+    return proc

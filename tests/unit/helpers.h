@@ -1,0 +1,73 @@
+/* What the unit tests share: scratch folders, whole files, short sleeps.
+ * Include after <cmocka.h> (the file helpers fail the test through its
+ * asserts). Static inline: each test is a program of its own. */
+#ifndef RZ_TEST_HELPERS_H
+#define RZ_TEST_HELPERS_H
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+
+/* A new, empty folder /tmp/rz-NAME-XXXXXX, its path in `buf`: buf, or NULL
+ * when it cannot be made. */
+static inline char *tmp_dir_make(char *buf, size_t cap, const char *name)
+{
+    int n = snprintf(buf, cap, "/tmp/rz-%s-XXXXXX", name);
+    if (n < 0 || (size_t)n >= cap)
+        return NULL;
+    return mkdtemp(buf);
+}
+
+static inline int tmp_dir_remove_entry(const char *path, const struct stat *sb,
+                                       int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path) == 0 ? 0 : -1;
+}
+
+/* Remove `dir` and everything under it (links are not followed): 0, or -1
+ * when something stayed. */
+static inline int tmp_dir_remove(const char *dir)
+{
+    return nftw(dir, tmp_dir_remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : -1;
+}
+
+/* Write `text` to `path` (replaced if it exists). */
+static inline void file_write(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_true(fputs(text, f) >= 0);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* The whole of `path` (malloc'ed, with a NUL after its *len bytes). */
+static inline char *file_read(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    long n = ftell(f);
+    assert_true(n >= 0);
+    assert_int_equal(fseek(f, 0, SEEK_SET), 0);
+    char *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    buf[n] = '\0';
+    if (len)
+        *len = (size_t)n;
+    return buf;
+}
+
+static inline void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+#endif
