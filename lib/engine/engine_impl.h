@@ -283,13 +283,4 @@ RZ_HIDDEN void rz__engine_local_event(rz_engine *e, const rz__edep *d,
 /* How many more steps of `d` may start now; SIZE_MAX without a cap. */
 RZ_HIDDEN size_t rz__engine_local_room(const rz_engine *e, const rz__edep *d);
 
-/* The spellings local.c uses, until it is renamed too (it belongs to a
- * change in flight elsewhere); nothing else may use them. */
-typedef rz__step_event_kind rz__dev_kind;
-#define RZ__DEV_START RZ__STEP_EVENT_START
-#define RZ__DEV_SUCCEED RZ__STEP_EVENT_SUCCEED
-#define RZ__DEV_FAIL RZ__STEP_EVENT_FAIL
-#define RZ__DEV_TICK RZ__STEP_EVENT_TICK
-#define RZ__DEV_CANCEL RZ__STEP_EVENT_CANCEL
-
 #endif

@@ -31,7 +31,7 @@ static bool running(const rz_run *r, size_t step)
 }
 
 void rz__engine_local_event(rz_engine *e, const rz__edep *d,
-                            rz__dev_kind kind, size_t step, uint64_t now,
+                            rz__step_event_kind kind, size_t step, uint64_t now,
                             const char *text)
 {
     rz__elocal *l = &e->local;
@@ -41,29 +41,29 @@ void rz__engine_local_event(rz_engine *e, const rz__edep *d,
     bool was = running(r, step);
     int rc = RZ_OK;
     switch (kind) {
-    case RZ__DEV_START:
+    case RZ__STEP_EVENT_START:
         /* As on replay: the readiness check that promoted the step. */
         rz_run_ready(r, now, NULL, 0);
         rc = rz_run_start(r, step, now);
         break;
-    case RZ__DEV_SUCCEED:
+    case RZ__STEP_EVENT_SUCCEED:
         rz_run_succeed(r, step, text, now);   /* RZ_EINVALID replays too */
         break;
-    case RZ__DEV_FAIL:
+    case RZ__STEP_EVENT_FAIL:
         rc = rz_run_fail(r, step, text, now);
         break;
-    case RZ__DEV_TICK: {
+    case RZ__STEP_EVENT_TICK: {
         size_t n = rz_run_tick(r, now, NULL, 0);
         l->started -= n < l->started ? n : l->started;
         break;
     }
-    case RZ__DEV_CANCEL:
+    case RZ__STEP_EVENT_CANCEL:
         rc = rz_run_cancel(r, now);
         break;
     }
     if (rc != RZ_OK)
         l->diverged = true;
-    else if (kind == RZ__DEV_START)
+    else if (kind == RZ__STEP_EVENT_START)
         l->started++;
     else if (was && !running(r, step) && l->started > 0)
         l->started--;
