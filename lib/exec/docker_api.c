@@ -1,4 +1,5 @@
 /* Docker Engine API client over the engine's unix socket (see docker_api.h). */
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -323,6 +324,23 @@ const char *rz__docker_socket(const rz__docker *d) { return d->socket; }
 const char *rz__docker_api_version(const rz__docker *d) { return d->version; }
 const char *rz__docker_engine(const rz__docker *d) { return d->engine; }
 
+static bool cdi_nvidia_spec(const char *dir)
+{
+    DIR *dh = opendir(dir);
+    if (!dh)
+        return false;
+    bool found = false;
+    struct dirent *e;
+    while (!found && (e = readdir(dh))) {
+        size_t n = strlen(e->d_name);
+        found = strstr(e->d_name, "nvidia") &&
+                ((n > 5 && strcmp(e->d_name + n - 5, ".yaml") == 0) ||
+                 (n > 5 && strcmp(e->d_name + n - 5, ".json") == 0));
+    }
+    closedir(dh);
+    return found;
+}
+
 int rz__docker_info_get(rz__docker *d, rz__docker_info *out)
 {
     memset(out, 0, sizeof *out);
@@ -347,8 +365,13 @@ int rz__docker_info_get(rz__docker *d, rz__docker_info *out)
         if (src && strcmp(src, "cdi") == 0)
             out->cdi = true;
     }
-    if (cJSON_GetArraySize(dirs) > 0 && !devs)
-        out->cdi = true;  /* older engines say only where specs would be */
+    /* Engines before DiscoveredDevices say only where specs would be (and
+     * name those folders even when they are empty): look there, the engine
+     * being on this machine. */
+    const cJSON *dir;
+    cJSON_ArrayForEach(dir, dirs)
+        if (!devs && cJSON_IsString(dir) && cdi_nvidia_spec(dir->valuestring))
+            out->cdi = true;
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(j, "NCPU");
     out->ncpu = cJSON_IsNumber(n) ? n->valueint : 0;
     n = cJSON_GetObjectItemCaseSensitive(j, "MemTotal");
@@ -1090,9 +1113,9 @@ int rz__docker_attach(rz__docker_stream **out, rz__docker *d, const char *id,
     a->fd = (int)sock;
     char *e = esc(d, id);
     char *req = e ? rz__asprintf(
-        "POST /v%s/containers/%s/attach?stream=1&stdin=%d&stdout=1&stderr=1 HTTP/1.1\r\n"
+        "POST /v%s/containers/%s/attach?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\n"
         "Host: d\r\nContent-Length: 0\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
-        d->version, e, in_len ? 1 : 0) : NULL;
+        d->version, e) : NULL;
     free(e);
     if (!req) {
         rz__docker_stream_free(a);
@@ -1118,8 +1141,6 @@ int rz__docker_attach(rz__docker_stream **out, rz__docker *d, const char *id,
         return rz__error(RZ_EEXEC, "container engine at %s refused to attach "
                          "(HTTP %d)", d->socket, code);
     }
-    if (!a->in_len)
-        a->in_closed = true;
     *out = a;
     return RZ_OK;
 }
@@ -1134,6 +1155,12 @@ short rz__docker_stream_events(const rz__docker_stream *a)
 int rz__docker_stream_pump(rz__docker_stream *a)
 {
     while (!a->in_closed) {
+        if (a->in_off == a->in_len) {
+            /* Half-close: the engine passes EOF on to the container's stdin. */
+            shutdown(a->fd, SHUT_WR);
+            a->in_closed = true;
+            break;
+        }
         size_t sent = 0;
         CURLcode rc = curl_easy_send(a->curl, a->in + a->in_off,
                                      a->in_len - a->in_off, &sent);
@@ -1145,11 +1172,6 @@ int rz__docker_stream_pump(rz__docker_stream *a)
             break;
         }
         a->in_off += sent;
-        if (a->in_off == a->in_len) {
-            /* Half-close: the engine passes EOF on to the container's stdin. */
-            shutdown(a->fd, SHUT_WR);
-            a->in_closed = true;
-        }
     }
     char buf[16384];
     for (;;) {

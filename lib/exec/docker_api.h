@@ -125,8 +125,10 @@ RZ_HIDDEN int rz__docker_create(rz__docker *d, const rz__docker_spec *spec,
                                 char **id);
 RZ_HIDDEN int rz__docker_start(rz__docker *d, const char *id);
 
-/* Attach to a created (not yet started) container that has open_stdin:
- * `in` (copied) is written to its stdin, then stdin is closed. stdout and
+/* Attach to a created (not yet started) container that has open_stdin;
+ * then rz__docker_start it, then pump. `in` (copied; may be empty) is
+ * written to its stdin and stdin closed (the connection half-closed: the
+ * engine passes the EOF on, Podman 4.3 included). stdout and
  * stderr are kept up to `cap` bytes each (0 = 16 MiB); what is over is
  * dropped and counted. */
 RZ_HIDDEN int rz__docker_attach(rz__docker_stream **out, rz__docker *d,

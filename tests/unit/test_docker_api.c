@@ -258,6 +258,42 @@ static void test_run_demo(void **state)
     rz__docker_close(d);
 }
 
+static void test_empty_stdin(void **state)
+{
+    (void)state;
+    rz__docker *d = open_engine();
+    static const char *const cmd[] = {"sh", "-c", "cat; echo eof", NULL};
+    rz__docker_spec sp = base_spec(cmd);
+    run_result r = run(d, &sp, "", 20);
+    assert_int_equal(r.exit_code, 0);
+    assert_string_equal(r.out, "eof\n");
+    result_free(&r);
+    /* Big stdin, echoed back while it is still being written. */
+    size_t n = 3 << 20;
+    char *big = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)('a' + i % 26);
+    big[n] = '\0';
+    static const char *const echo[] = {"cat", NULL};
+    sp = base_spec(echo);
+    char *id = NULL;
+    assert_int_equal(rz__docker_create(d, &sp, &id), RZ_OK);
+    rz__docker_stream *s = NULL;
+    assert_int_equal(rz__docker_attach(&s, d, id, big, n, n), RZ_OK);
+    assert_int_equal(rz__docker_start(d, id), RZ_OK);
+    assert_int_equal(rz__docker_stream_run(s, rz__now_ms() + 30000), RZ_OK);
+    size_t len, dropped;
+    const char *out = rz__docker_stream_stdout(s, &len, &dropped);
+    assert_int_equal(len, n);
+    assert_int_equal(dropped, 0);
+    assert_memory_equal(out, big, n);
+    rz__docker_stream_free(s);
+    assert_int_equal(rz__docker_remove(d, id), RZ_OK);
+    free(id);
+    free(big);
+    rz__docker_close(d);
+}
+
 static void test_logs(void **state)
 {
     (void)state;
@@ -554,6 +590,7 @@ int main(void)
     const struct CMUnitTest engine[] = {
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_run_demo),
+        cmocka_unit_test(test_empty_stdin),
         cmocka_unit_test(test_logs),
         cmocka_unit_test(test_oom),
         cmocka_unit_test(test_pids_limit),
