@@ -294,6 +294,69 @@ static void test_empty_stdin(void **state)
     rz__docker_close(d);
 }
 
+/* Secrets as files: a host tmpfs folder bound read-only at /run/secrets
+ * (nothing on disk, nothing in the environment): the container reads it,
+ * the engine's description of the container does not hold it. A tmpfs
+ * mount of the spec's kind is writable scratch for the container. */
+static void test_secret_files(void **state)
+{
+    (void)state;
+    rz__docker *d = open_engine();
+    char dir[] = "/dev/shm/rz-test-secrets-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char file[200];
+    snprintf(file, sizeof file, "%s/token", dir);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fputs("s3cr3t-planted-value", f);
+    fclose(f);
+    chmod(dir, 0755);
+    chmod(file, 0644);
+    char bind[300], sbind[300];
+    snprintf(bind, sizeof bind, "%s:/rz", scratch);
+    snprintf(sbind, sizeof sbind, "%s:/run/secrets:ro", dir);
+    const char *binds[] = {bind, sbind, NULL};
+    static const char *const tmpfs[] = {"/tmp:rw,size=1m", NULL};
+    static const char *const env[] = {"RZ_CRED_TOKEN_FILE=/run/secrets/token", NULL};
+    static const char *const cmd[] = {"sh", "-c",
+        "tr a-z A-Z < \"$RZ_CRED_TOKEN_FILE\"; echo > /run/secrets/x 2>/dev/null "
+        "&& echo writable; echo t > /tmp/t && cat /tmp/t", NULL};
+    rz__docker_spec sp = base_spec(cmd);
+    sp.binds = binds;
+    sp.tmpfs = tmpfs;
+    sp.env = env;
+    sp.open_stdin = false;
+    char *id = NULL;
+    assert_int_equal(rz__docker_create(d, &sp, &id), RZ_OK);
+    assert_int_equal(rz__docker_start(d, id), RZ_OK);
+    int code;
+    assert_int_equal(rz__docker_wait(d, id, 20000, &code), RZ_OK);
+    rz__docker_demux m;
+    assert_int_equal(rz__docker_logs(d, id, 0, &m), RZ_OK);
+    assert_string_equal(m.out.data, "S3CR3T-PLANTED-VALUEt\n");
+    rz__docker_demux_free(&m);
+    char cmdline[400];
+    snprintf(cmdline, sizeof cmdline,
+             "curl -s --unix-socket %s http://d/containers/%s/json",
+             rz__docker_socket(d), id);
+    FILE *p = popen(cmdline, "r");
+    rz__buf js = {0};
+    char chunk[4096];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, p)) > 0)
+        rz__buf_append(&js, chunk, got);
+    pclose(p);
+    assert_non_null(js.data);
+    assert_non_null(strstr(js.data, "RZ_CRED_TOKEN_FILE"));   /* it is the container */
+    assert_null(strstr(js.data, "planted-value"));
+    rz__buf_free(&js);
+    assert_int_equal(rz__docker_remove(d, id), RZ_OK);
+    free(id);
+    unlink(file);
+    rmdir(dir);
+    rz__docker_close(d);
+}
+
 static void test_logs(void **state)
 {
     (void)state;
@@ -591,6 +654,7 @@ int main(void)
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_run_demo),
         cmocka_unit_test(test_empty_stdin),
+        cmocka_unit_test(test_secret_files),
         cmocka_unit_test(test_logs),
         cmocka_unit_test(test_oom),
         cmocka_unit_test(test_pids_limit),
