@@ -1,0 +1,683 @@
+/* Tests of the Docker Engine API client (lib/exec/docker_api.c) against a
+ * real engine: RHIZOS_TEST_DOCKER_HOST names its socket (scripts/containers-up
+ * starts one and writes it, with the demo image and the loopback registry,
+ * to DIR/env). Without it the engine tests are skipped (exit 77) after the
+ * offline ones ran. */
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+
+#include "common/internal.h"
+#include "exec/docker_api.h"
+
+static const char *host, *image, *remote, *digest;
+static char label[64];       /* io.rhizos.test=<this run>, on every container */
+static char scratch[256];
+
+static rz__docker *open_engine(void)
+{
+    rz__docker *d = NULL;
+    int rc = rz__docker_open(&d, host);
+    if (rc != RZ_OK)
+        fail_msg("open %s: %s", host, rz_error_last()->message);
+    return d;
+}
+
+static int setup_scratch(void **state)
+{
+    (void)state;
+    snprintf(scratch, sizeof scratch, "/tmp/rz-test-docker-XXXXXX");
+    if (!mkdtemp(scratch))
+        return -1;
+    char p[300];
+    snprintf(p, sizeof p, "%s/in", scratch);
+    mkdir(p, 0777);
+    snprintf(p, sizeof p, "%s/out", scratch);
+    mkdir(p, 0777);
+    /* The container runs as nobody. */
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "chmod -R 0777 '%s'", scratch);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int teardown_scratch(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* A container of the demo image with the limits an attempt gets. */
+static rz__docker_spec base_spec(const char *const *cmd)
+{
+    static char bind[300];
+    static const char *binds[2];
+    static const char *labels[2];
+    snprintf(bind, sizeof bind, "%s:/rz", scratch);
+    binds[0] = bind;
+    labels[0] = label;
+    return (rz__docker_spec){
+        .image = image, .cmd = cmd, .labels = labels, .binds = binds,
+        .user = "65534:65534", .memory = 64 << 20, .nano_cpus = 500000000,
+        .pids_limit = 64, .open_stdin = true,
+    };
+}
+
+typedef struct run_result {
+    int exit_code;
+    bool oom;
+    char *out, *err;
+} run_result;
+
+/* Create, attach with `in`, start, pump to the end, inspect, remove. */
+static run_result run(rz__docker *d, const rz__docker_spec *spec, const char *in,
+                      int limit_s)
+{
+    char *id = NULL;
+    int rc = rz__docker_create(d, spec, &id);
+    if (rc != RZ_OK)
+        fail_msg("create: %s", rz_error_last()->message);
+    rz__docker_stream *s = NULL;
+    rc = rz__docker_attach(&s, d, id, in, in ? strlen(in) : 0, 1 << 20);
+    if (rc != RZ_OK)
+        fail_msg("attach: %s", rz_error_last()->message);
+    assert_int_equal(rz__docker_start(d, id), RZ_OK);
+    rc = rz__docker_stream_run(s, rz__now_ms() + (uint64_t)limit_s * 1000);
+    if (rc != RZ_OK)
+        fail_msg("stream: %s", rz_error_last()->message);
+    int code;
+    assert_int_equal(rz__docker_wait(d, id, 10000, &code), RZ_OK);
+    rz__docker_state st;
+    assert_int_equal(rz__docker_inspect(d, id, &st), RZ_OK);
+    assert_false(st.running);
+    assert_int_equal(st.exit_code, code);
+    run_result r = {code, st.oom_killed,
+                    rz__strdup(rz__docker_stream_stdout(s, NULL, NULL)),
+                    rz__strdup(rz__docker_stream_stderr(s, NULL, NULL))};
+    rz__docker_stream_free(s);
+    assert_int_equal(rz__docker_remove(d, id), RZ_OK);
+    free(id);
+    return r;
+}
+
+static void result_free(run_result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+/* ---- offline ---- */
+
+static void test_resolve(void **state)
+{
+    (void)state;
+    char *s = NULL;
+    assert_int_equal(rz__docker_resolve(&s, "unix:///x/y.sock"), RZ_OK);
+    assert_string_equal(s, "/x/y.sock");
+    free(s);
+    assert_int_equal(rz__docker_resolve(&s, "/a.sock"), RZ_OK);
+    assert_string_equal(s, "/a.sock");
+    free(s);
+    setenv("DOCKER_HOST", "unix:///from/env.sock", 1);
+    assert_int_equal(rz__docker_resolve(&s, NULL), RZ_OK);
+    assert_string_equal(s, "/from/env.sock");
+    free(s);
+    assert_int_equal(rz__docker_resolve(&s, "/over.sock"), RZ_OK);
+    assert_string_equal(s, "/over.sock");   /* override wins */
+    free(s);
+    setenv("DOCKER_HOST", "tcp://10.0.0.1:2375", 1);
+    assert_int_equal(rz__docker_resolve(&s, NULL), RZ_EUNSUPPORTED);
+    assert_null(s);
+    assert_non_null(strstr(rz_error_last()->message, "DOCKER_HOST"));
+    unsetenv("DOCKER_HOST");
+    assert_int_equal(rz__docker_resolve(&s, NULL), RZ_OK);
+    assert_true(strcmp(s, "/var/run/docker.sock") == 0
+                || strcmp(s, "/run/podman/podman.sock") == 0);
+    free(s);
+}
+
+static void test_ref_split(void **state)
+{
+    (void)state;
+    char *n, *dg;
+    assert_int_equal(rz__docker_ref_split("a/b:1", &n, &dg), RZ_OK);
+    assert_string_equal(n, "a/b:1");
+    assert_null(dg);
+    free(n);
+    const char *h = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    char ref[200];
+    snprintf(ref, sizeof ref, "127.0.0.1:5000/x@%s", h);
+    assert_int_equal(rz__docker_ref_split(ref, &n, &dg), RZ_OK);
+    assert_string_equal(n, "127.0.0.1:5000/x");
+    assert_string_equal(dg, h);
+    free(n);
+    free(dg);
+    assert_int_equal(rz__docker_ref_split("x@sha256:12", &n, &dg), RZ_EINVALID);
+    assert_null(n);
+    assert_int_equal(rz__docker_ref_split("", &n, &dg), RZ_EINVALID);
+}
+
+static void test_demux(void **state)
+{
+    (void)state;
+    const unsigned char s[] = {1, 0, 0, 0, 0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o',
+                               2, 0, 0, 0, 0, 0, 0, 3, 'b', 'a', 'd',
+                               1, 0, 0, 0, 0, 0, 0, 4, '!', '!', '!', '!'};
+    /* Byte by byte: frames split anywhere. Cap 7 keeps "hello!!" only. */
+    rz__docker_demux m;
+    rz__docker_demux_init(&m, 7);
+    for (size_t i = 0; i < sizeof s; i++)
+        assert_int_equal(rz__docker_demux_feed(&m, s + i, 1), RZ_OK);
+    assert_string_equal(m.out.data, "hello!!");
+    assert_int_equal(m.out_dropped, 2);
+    assert_string_equal(m.err.data, "bad");
+    rz__docker_demux_free(&m);
+    rz__docker_demux_init(&m, 0);
+    assert_int_equal(rz__docker_demux_feed(&m, "{\"a\":1}\n", 8), RZ_EPROTOCOL);
+    rz__docker_demux_free(&m);
+}
+
+static void test_unreachable(void **state)
+{
+    (void)state;
+    rz__docker *d = NULL;
+    assert_int_equal(rz__docker_open(&d, "/tmp/rz-no-such-engine.sock"), RZ_ECONNECT);
+    assert_null(d);
+    const char *msg = rz_error_last()->message;
+    assert_non_null(strstr(msg, "/tmp/rz-no-such-engine.sock"));
+    assert_non_null(strstr(msg, "DOCKER_HOST"));
+    /* A socket file nobody listens on. */
+    char path[] = "/tmp/rz-test-deaf-XXXXXX";
+    int tfd = mkstemp(path);
+    assert_true(tfd >= 0);
+    close(tfd);
+    unlink(path);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(rz__docker_open(&d, path), RZ_ECONNECT);
+    assert_non_null(strstr(rz_error_last()->message, path));
+    close(fd);
+    unlink(path);
+}
+
+/* ---- against the engine ---- */
+
+static void test_version(void **state)
+{
+    (void)state;
+    rz__docker *d = open_engine();
+    const char *v = rz__docker_api_version(d);
+    unsigned maj = 0, min = 0;
+    assert_int_equal(sscanf(v, "%u.%u", &maj, &min), 2);
+    assert_true(maj == 1 && min >= 24 && min <= 41);  /* capped at ours */
+    assert_true(strlen(rz__docker_engine(d)) > 2);
+    rz__docker_info info;
+    assert_int_equal(rz__docker_info_get(d, &info), RZ_OK);
+    assert_true(info.ncpu > 0);
+    rz__docker_close(d);
+}
+
+static void test_run_demo(void **state)
+{
+    (void)state;
+    rz__docker *d = open_engine();
+    static const char *const cmd[] = {"sh", "-c",
+        "cat > /rz/in/got; wc -w < /rz/in/got; id -u; echo to-stderr >&2; "
+        "echo x > /rz/out/o; (echo x > /etc/t) 2>/dev/null || echo ro >&2; exit 3", NULL};
+    rz__docker_spec sp = base_spec(cmd);
+    run_result r = run(d, &sp, "{\"inputs\":{\"text\":\"one two three\"}}", 30);
+    assert_int_equal(r.exit_code, 3);
+    assert_false(r.oom);
+    assert_string_equal(r.out, "3\n65534\n");
+    assert_string_equal(r.err, "to-stderr\nro\n");
+    char p[300], *got = NULL;
+    size_t len;
+    snprintf(p, sizeof p, "%s/in/got", scratch);
+    assert_int_equal(rz__read_file(p, 4096, &got, &len), RZ_OK);
+    assert_string_equal(got, "{\"inputs\":{\"text\":\"one two three\"}}");
+    free(got);
+    result_free(&r);
+    rz__docker_close(d);
+}
+
+static void test_empty_stdin(void **state)
+{
+    (void)state;
+    rz__docker *d = open_engine();
+    static const char *const cmd[] = {"sh", "-c", "cat; echo eof", NULL};
+    rz__docker_spec sp = base_spec(cmd);
+    run_result r = run(d, &sp, "", 20);
+    assert_int_equal(r.exit_code, 0);
+    assert_string_equal(r.out, "eof\n");
+    result_free(&r);
+    /* Big stdin, echoed back while it is still being written. */
+    size_t n = 3 << 20;
+    char *big = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)('a' + i % 26);
+    big[n] = '\0';
+    static const char *const echo[] = {"cat", NULL};
+    sp = base_spec(echo);
+    char *id = NULL;
+    assert_int_equal(rz__docker_create(d, &sp, &id), RZ_OK);
+    rz__docker_stream *s = NULL;
+    assert_int_equal(rz__docker_attach(&s, d, id, big, n, n), RZ_OK);
+    assert_int_equal(rz__docker_start(d, id), RZ_OK);
+    assert_int_equal(rz__docker_stream_run(s, rz__now_ms() + 30000), RZ_OK);
+    size_t len, dropped;
+    const char *out = rz__docker_stream_stdout(s, &len, &dropped);
+    assert_int_equal(len, n);
+    assert_int_equal(dropped, 0);
+    assert_memory_equal(out, big, n);
+    rz__docker_stream_free(s);
+    assert_int_equal(rz__docker_remove(d, id), RZ_OK);
+    free(id);
+    free(big);
+    rz__docker_close(d);
+}
+
+/* Secrets as files: a host tmpfs folder bound read-only at /run/secrets
+ * (nothing on disk, nothing in the environment): the container reads it,
+ * the engine's description of the container does not hold it. A tmpfs
+ * mount of the spec's kind is writable scratch for the container. */
+static void test_secret_files(void **state)
+{
+    (void)state;
+    rz__docker *d = open_engine();
+    char dir[] = "/dev/shm/rz-test-secrets-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char file[200];
+    snprintf(file, sizeof file, "%s/token", dir);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fputs("s3cr3t-planted-value", f);
+    fclose(f);
+    chmod(dir, 0755);
+    chmod(file, 0644);
+    char bind[300], sbind[300];
+    snprintf(bind, sizeof bind, "%s:/rz", scratch);
+    snprintf(sbind, sizeof sbind, "%s:/run/secrets:ro", dir);
+    const char *binds[] = {bind, sbind, NULL};
+    static const char *const tmpfs[] = {"/tmp:rw,size=1m", NULL};
+    static const char *const env[] = {"RZ_CRED_TOKEN_FILE=/run/secrets/token", NULL};
+    static const char *const cmd[] = {"sh", "-c",
+        "tr a-z A-Z < \"$RZ_CRED_TOKEN_FILE\"; echo > /run/secrets/x 2>/dev/null "
+        "&& echo writable; echo t > /tmp/t && cat /tmp/t", NULL};
+    rz__docker_spec sp = base_spec(cmd);
+    sp.binds = binds;
+    sp.tmpfs = tmpfs;
+    sp.env = env;
+    sp.open_stdin = false;
+    char *id = NULL;
+    assert_int_equal(rz__docker_create(d, &sp, &id), RZ_OK);
+    assert_int_equal(rz__docker_start(d, id), RZ_OK);
+    int code;
+    assert_int_equal(rz__docker_wait(d, id, 20000, &code), RZ_OK);
+    rz__docker_demux m;
+    assert_int_equal(rz__docker_logs(d, id, 0, &m), RZ_OK);
+    assert_string_equal(m.out.data, "S3CR3T-PLANTED-VALUEt\n");
+    rz__docker_demux_free(&m);
+    char cmdline[400];
+    snprintf(cmdline, sizeof cmdline,
+             "curl -s --unix-socket %s http://d/containers/%s/json",
+             rz__docker_socket(d), id);
+    FILE *p = popen(cmdline, "r");
+    rz__buf js = {0};
+    char chunk[4096];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, p)) > 0)
+        rz__buf_append(&js, chunk, got);
+    pclose(p);
+    assert_non_null(js.data);
+    assert_non_null(strstr(js.data, "RZ_CRED_TOKEN_FILE"));   /* it is the container */
+    assert_null(strstr(js.data, "planted-value"));
+    rz__buf_free(&js);
+    assert_int_equal(rz__docker_remove(d, id), RZ_OK);
+    free(id);
+    unlink(file);
+    rmdir(dir);
+    rz__docker_close(d);
+}
+
+static void test_logs(void **state)
+{
+    (void)state;
+    rz__docker *d = open_engine();
+    static const char *const cmd[] = {"sh", "-c",
+        "i=0; while [ $i -lt 2000 ]; do echo out-line-$i; echo err-$i >&2; "
+        "i=$((i+1)); done", NULL};
+    rz__docker_spec sp = base_spec(cmd);
+    sp.open_stdin = false;
+    char *id = NULL;
+    assert_int_equal(rz__docker_create(d, &sp, &id), RZ_OK);
+    assert_int_equal(rz__docker_start(d, id), RZ_OK);
+    int code;
+    assert_int_equal(rz__docker_wait(d, id, 30000, &code), RZ_OK);
+    assert_int_equal(code, 0);
+    rz__docker_demux m;
+    assert_int_equal(rz__docker_logs(d, id, 1000, &m), RZ_OK);
+    assert_int_equal(m.out.len, 1000);
+    assert_true(m.out_dropped > 10000);
+    assert_true(strncmp(m.out.data, "out-line-0\nout-line-1\n", 22) == 0);
+    assert_true(strncmp(m.err.data, "err-0\nerr-1\n", 12) == 0);
+    assert_null(strstr(m.out.data, "err-"));
+    rz__docker_demux_free(&m);
+    assert_int_equal(rz__docker_remove(d, id), RZ_OK);
+    free(id);
+    rz__docker_close(d);
+}
+
+static void test_oom(void **state)
+{
+    (void)state;
+    rz__docker *d = open_engine();
+    static const char *const cmd[] = {"awk", "BEGIN { s = \"xxxxxxxxxxxxxxxx\"; "
+                                      "while (1) s = s s }", NULL};
+    rz__docker_spec sp = base_spec(cmd);
+    sp.memory = 16 << 20;
+    run_result r = run(d, &sp, NULL, 60);
+    assert_int_equal(r.exit_code, 137);
+    assert_true(r.oom);
+    result_free(&r);
+    rz__docker_close(d);
+}
+
+static void test_pids_limit(void **state)
+{
+    (void)state;
+    rz__docker *d = open_engine();
+    /* A fork bomb held by the pids limit: forks fail, the count stays low. */
+    static const char *const cmd[] = {"sh", "-c",
+        "for i in $(seq 1 200); do (echo s; sleep 2) & done; wait", NULL};
+    rz__docker_spec sp = base_spec(cmd);
+    sp.pids_limit = 20;
+    run_result r = run(d, &sp, NULL, 60);
+    int n = 0;
+    for (const char *p = r.out; (p = strchr(p, 's')); p++)
+        n++;
+    assert_true(n > 1);
+    assert_true(n < 20);
+    assert_non_null(strstr(r.err, "fork"));
+    result_free(&r);
+    rz__docker_close(d);
+}
+
+static bool host_ipv4(char *buf, size_t cap)
+{
+    struct ifaddrs *ifs, *i;
+    bool found = false;
+    if (getifaddrs(&ifs) != 0)
+        return false;
+    for (i = ifs; i && !found; i = i->ifa_next)
+        if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)i->ifa_addr;
+            if (ntohl(a->sin_addr.s_addr) >> 24 != 127) {
+                inet_ntop(AF_INET, &a->sin_addr, buf, (socklen_t)cap);
+                found = true;
+            }
+        }
+    freeifaddrs(ifs);
+    return found;
+}
+
+static void test_network_none(void **state)
+{
+    (void)state;
+    rz__docker *d = open_engine();
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof a), 0);  /* 0.0.0.0:any */
+    assert_int_equal(listen(ls, 4), 0);
+    getsockname(ls, (struct sockaddr *)&a, &al);
+    int port = ntohs(a.sin_port);
+    char ip[64] = "127.0.0.1";
+    host_ipv4(ip, sizeof ip);
+    char script[400];
+    snprintf(script, sizeof script,
+             "ip -o link 2>/dev/null | grep -cv ' lo:'; "
+             "for h in 127.0.0.1 %s; do echo hi | nc -w 2 $h %d && echo reached $h; done; true",
+             ip, port);
+    const char *cmd[] = {"sh", "-c", script, NULL};
+    rz__docker_spec sp = base_spec(cmd);
+    run_result r = run(d, &sp, NULL, 30);
+    assert_null(strstr(r.out, "reached"));
+    struct pollfd pf = {ls, POLLIN, 0};
+    assert_int_equal(poll(&pf, 1, 0), 0);   /* nobody came */
+    close(ls);
+    result_free(&r);
+    rz__docker_close(d);
+}
+
+static void test_stop(void **state)
+{
+    (void)state;
+    rz__docker *d = open_engine();
+    /* Grace honoured: SIGTERM handled, exits on its own. */
+    static const char *const polite[] = {"sh", "-c",
+        "trap 'echo term; exit 3' TERM; echo up; while :; do sleep 0.1; done", NULL};
+    rz__docker_spec sp = base_spec(polite);
+    sp.open_stdin = false;
+    char *id = NULL;
+    assert_int_equal(rz__docker_create(d, &sp, &id), RZ_OK);
+    assert_int_equal(rz__docker_start(d, id), RZ_OK);
+    usleep(500000);
+    uint64_t t0 = rz__now_ms();
+    assert_int_equal(rz__docker_stop(d, id, 10), RZ_OK);
+    assert_true(rz__now_ms() - t0 < 8000);
+    rz__docker_state st;
+    assert_int_equal(rz__docker_inspect(d, id, &st), RZ_OK);
+    assert_false(st.running);
+    assert_int_equal(st.exit_code, 3);
+    assert_int_equal(rz__docker_remove(d, id), RZ_OK);
+    free(id);
+    /* Grace over: SIGKILL; exit 137 under a memory limit is not OOM here. */
+    static const char *const stubborn[] = {"sh", "-c",
+        "trap '' TERM; while :; do sleep 0.1; done", NULL};
+    sp = base_spec(stubborn);
+    sp.open_stdin = false;
+    assert_int_equal(rz__docker_create(d, &sp, &id), RZ_OK);
+    assert_int_equal(rz__docker_start(d, id), RZ_OK);
+    usleep(300000);
+    t0 = rz__now_ms();
+    assert_int_equal(rz__docker_stop(d, id, 1), RZ_OK);
+    assert_true(rz__now_ms() - t0 >= 900);
+    assert_int_equal(rz__docker_inspect(d, id, &st), RZ_OK);
+    assert_false(st.running);
+    assert_int_equal(st.exit_code, 137);
+    assert_false(st.oom_killed);
+    assert_int_equal(rz__docker_remove(d, id), RZ_OK);
+    assert_int_equal(rz__docker_inspect(d, id, &st), RZ_ENOENT);
+    assert_int_equal(rz__docker_remove(d, id), RZ_OK);  /* gone is fine */
+    free(id);
+    rz__docker_close(d);
+}
+
+static void test_list_remove(void **state)
+{
+    (void)state;
+    rz__docker *d = open_engine();
+    char mine[96];
+    snprintf(mine, sizeof mine, "io.rhizos.node=test-%d", (int)getpid());
+    const char *labels[] = {label, mine, NULL};
+    static const char *const cmd[] = {"true", NULL};
+    rz__docker_spec sp = base_spec(cmd);
+    sp.labels = labels;
+    sp.open_stdin = false;
+    char *a = NULL, *b = NULL;
+    assert_int_equal(rz__docker_create(d, &sp, &a), RZ_OK);
+    assert_int_equal(rz__docker_create(d, &sp, &b), RZ_OK);
+    assert_int_equal(rz__docker_start(d, b), RZ_OK);
+    char **ids;
+    size_t n;
+    assert_int_equal(rz__docker_list(d, mine, &ids, &n), RZ_OK);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++)
+        assert_true(strcmp(ids[i], a) == 0 || strcmp(ids[i], b) == 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(rz__docker_remove(d, ids[i]), RZ_OK);
+    rz__docker_ids_free(ids, n);
+    assert_int_equal(rz__docker_list(d, mine, &ids, &n), RZ_OK);
+    assert_int_equal(n, 0);
+    rz__docker_ids_free(ids, n);
+    free(a);
+    free(b);
+    rz__docker_close(d);
+}
+
+typedef struct progress { int calls; } progress;
+
+static int on_progress(void *ud, const char *status, const char *id,
+                       int64_t cur, int64_t tot)
+{
+    (void)status; (void)id; (void)cur; (void)tot;
+    ((progress *)ud)->calls++;
+    return 0;
+}
+
+static void test_pull_digest(void **state)
+{
+    (void)state;
+    if (!remote || !digest)
+        skip();
+    rz__docker *d = open_engine();
+    char ref[400];
+    snprintf(ref, sizeof ref, "%s@%s", remote, digest);
+    assert_int_equal(rz__docker_image_remove(d, ref), RZ_OK);
+    assert_int_equal(rz__docker_image_inspect(d, ref, NULL), RZ_ENOENT);
+    progress p = {0};
+    int rc = rz__docker_pull(d, ref, on_progress, &p, rz__now_ms() + 60000);
+    if (rc != RZ_OK)
+        fail_msg("pull %s: %s", ref, rz_error_last()->message);
+    assert_true(p.calls > 0);
+    cJSON *img = NULL;
+    assert_int_equal(rz__docker_image_inspect(d, ref, &img), RZ_OK);
+    assert_true(rz__docker_image_has_digest(img, digest));
+    cJSON_Delete(img);
+    /* It runs. */
+    static const char *const cmd[] = {"echo", "pulled", NULL};
+    rz__docker_spec sp = base_spec(cmd);
+    sp.image = ref;
+    run_result r = run(d, &sp, NULL, 30);
+    assert_string_equal(r.out, "pulled\n");
+    result_free(&r);
+    rz__docker_close(d);
+}
+
+static void test_pull_wrong_digest(void **state)
+{
+    (void)state;
+    if (!remote)
+        skip();
+    rz__docker *d = open_engine();
+    char ref[400];
+    snprintf(ref, sizeof ref, "%s@sha256:%s", remote,
+             "1111111111111111111111111111111111111111111111111111111111111111");
+    int rc = rz__docker_pull(d, ref, NULL, NULL, rz__now_ms() + 60000);
+    assert_int_equal(rc, RZ_EINVALID);
+    assert_non_null(strstr(rz_error_last()->message, "digest mismatch"));
+    assert_non_null(strstr(rz_error_last()->message, "sha256:1111"));
+    assert_int_equal(rz__docker_image_inspect(d, ref, NULL), RZ_ENOENT);
+    rz__docker_close(d);
+}
+
+static void test_bad_image(void **state)
+{
+    (void)state;
+    rz__docker *d = open_engine();
+    static const char *const cmd[] = {"true", NULL};
+    rz__docker_spec sp = base_spec(cmd);
+    sp.image = "localhost/rz-no-such-image:nope";
+    char **before, **after, *id = NULL;
+    size_t nb, na;
+    assert_int_equal(rz__docker_list(d, label, &before, &nb), RZ_OK);
+    assert_int_equal(rz__docker_create(d, &sp, &id), RZ_ENOENT);
+    assert_null(id);
+    assert_non_null(strstr(rz_error_last()->message, "localhost/rz-no-such-image:nope"));
+    assert_int_equal(rz__docker_list(d, label, &after, &na), RZ_OK);
+    assert_int_equal(na, nb);   /* nothing left behind */
+    rz__docker_ids_free(before, nb);
+    rz__docker_ids_free(after, na);
+    assert_int_equal(rz__docker_image_inspect(d, sp.image, NULL), RZ_ENOENT);
+    assert_non_null(strstr(rz_error_last()->message, "rz-no-such-image"));
+    if (remote) {
+        char ref[400];
+        snprintf(ref, sizeof ref, "%.*s/rz-no-such-image",
+                 (int)(strchr(remote, '/') - remote), remote);
+        assert_int_equal(rz__docker_pull(d, ref, NULL, NULL, rz__now_ms() + 60000),
+                         RZ_ENOENT);
+        assert_non_null(strstr(rz_error_last()->message, "rz-no-such-image"));
+    }
+    rz__docker_close(d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest offline[] = {
+        cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_ref_split),
+        cmocka_unit_test(test_demux),
+        cmocka_unit_test(test_unreachable),
+    };
+    int failed = cmocka_run_group_tests_name("docker_api offline", offline, NULL, NULL);
+    host = getenv("RHIZOS_TEST_DOCKER_HOST");
+    image = getenv("RHIZOS_TEST_IMAGE");
+    remote = getenv("RHIZOS_TEST_REMOTE_IMAGE");
+    digest = getenv("RHIZOS_TEST_IMAGE_DIGEST");
+    if (!host || !*host) {
+        fprintf(stderr, "test_docker_api: RHIZOS_TEST_DOCKER_HOST is not set; engine "
+                "tests skipped (scripts/containers-up starts one and writes DIR/env)\n");
+        return failed ? 1 : 77;
+    }
+    if (!image || !*image)
+        image = "localhost/rhizos-demo:latest";
+    snprintf(label, sizeof label, "io.rhizos.test=%d", (int)getpid());
+    const struct CMUnitTest engine[] = {
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_run_demo),
+        cmocka_unit_test(test_empty_stdin),
+        cmocka_unit_test(test_secret_files),
+        cmocka_unit_test(test_logs),
+        cmocka_unit_test(test_oom),
+        cmocka_unit_test(test_pids_limit),
+        cmocka_unit_test(test_network_none),
+        cmocka_unit_test(test_stop),
+        cmocka_unit_test(test_list_remove),
+        cmocka_unit_test(test_pull_digest),
+        cmocka_unit_test(test_pull_wrong_digest),
+        cmocka_unit_test(test_bad_image),
+    };
+    failed += cmocka_run_group_tests_name("docker_api engine", engine,
+                                          setup_scratch, teardown_scratch);
+    /* Whatever a failed test left behind. */
+    rz__docker *d = NULL;
+    if (rz__docker_open(&d, host) == RZ_OK) {
+        char **ids;
+        size_t n;
+        if (rz__docker_list(d, label, &ids, &n) == RZ_OK) {
+            for (size_t i = 0; i < n; i++)
+                rz__docker_remove(d, ids[i]);
+            rz__docker_ids_free(ids, n);
+        }
+        rz__docker_close(d);
+    }
+    return failed ? 1 : 0;
+}
