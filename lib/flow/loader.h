@@ -9,6 +9,8 @@
 #ifndef RZ_FLOW_LOADER_H
 #define RZ_FLOW_LOADER_H
 
+#include "common/json.h"
+#include "common/text.h"
 #include "flow/model.h"
 
 /* Bump allocator: the model's strings and arrays live here so that a flow
@@ -109,22 +111,9 @@ RZ_HIDDEN void rz__flow_lower(rz__load *ld, cJSON *root);
  * the flow, else of a step). */
 RZ_HIDDEN bool rz__flux_kept_key(const char *k, bool top);
 
-/* Locations in the kept source of each syntax. */
-RZ_HIDDEN void rz__json_locate(const char *src, size_t len, const char *pointer,
-                               uint32_t *line, uint32_t *column);
+/* Locations in the kept YAML source (JSON: rz__json_locate). */
 RZ_HIDDEN void rz__yaml_locate(void *doc, const char *pointer,
                                uint32_t *line, uint32_t *column);
-/* LINE:COLUMN (1-based) of byte `off` in `src`. */
-RZ_HIDDEN void rz__text_position(const char *src, size_t len, size_t off,
-                                 uint32_t *line, uint32_t *column);
-
-/* Append one RFC 6901 reference token (escaping ~ and /) to `b`. */
-RZ_HIDDEN void rz__pointer_push(rz__buf *b, const char *token, size_t n);
-/* Next token of `*p` (which starts at '/'), unescaped into `tok`; false at
- * the end. Tokens longer than `cap` are truncated (they then match nothing). */
-RZ_HIDDEN bool rz__pointer_next(const char **p, char *tok, size_t cap,
-                                size_t *toklen);
-
 /* Scalar resolution shared by the YAML reader and writer (YAML 1.2 core
  * schema). Returns a new cJSON value for a plain scalar. */
 RZ_HIDDEN cJSON *rz__yaml_resolve_plain(const char *s, size_t n);

@@ -1,60 +1,8 @@
-/* JSON pointers (RFC 6901) and the lazy pointer -> LINE:COLUMN mapping. */
+/* The lazy pointer -> LINE:COLUMN mapping of a loaded flow. */
 #include <stdio.h>
 #include <string.h>
 
 #include "flow/loader.h"
-
-void rz__pointer_push(rz__buf *b, const char *token, size_t n)
-{
-    rz__buf_append(b, "/", 1);
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (token[i] != '~' && token[i] != '/')
-            continue;
-        rz__buf_append(b, token + run, i - run);
-        rz__buf_append(b, token[i] == '~' ? "~0" : "~1", 2);
-        run = i + 1;
-    }
-    rz__buf_append(b, token + run, n - run);
-}
-
-bool rz__pointer_next(const char **pp, char *tok, size_t cap, size_t *toklen)
-{
-    const char *p = *pp;
-    if (!p || *p != '/')
-        return false;
-    p++;
-    size_t n = 0;
-    for (; *p && *p != '/'; p++) {
-        char c = *p;
-        if (c == '~' && (p[1] == '0' || p[1] == '1'))
-            c = *++p == '0' ? '~' : '/';
-        if (n + 1 < cap)
-            tok[n] = c;
-        n++;
-    }
-    /* An over-long token is reported by length so it can never match. */
-    tok[n < cap ? n : cap - 1] = '\0';
-    *toklen = n;
-    *pp = p;
-    return true;
-}
-
-void rz__text_position(const char *src, size_t len, size_t off,
-                       uint32_t *line, uint32_t *column)
-{
-    if (off > len)
-        off = len;
-    uint32_t l = 1;
-    size_t bol = 0;
-    for (const char *p = src; (p = memchr(p, '\n', off - (size_t)(p - src)));) {
-        p++;
-        l++;
-        bol = (size_t)(p - src);
-    }
-    *line = l;
-    *column = (uint32_t)(off - bol + 1);
-}
 
 void rz__flow_locate(const rz_flow *f, const char *pointer, uint32_t *line,
                      uint32_t *column)

@@ -1,187 +1,11 @@
-/* Node capabilities as JSON (DESIGN §4): strict readers, the node object in
- * and out, lists of nodes, and a readable summary. */
+/* Node capabilities as JSON (DESIGN §4): the node object in and out, lists
+ * of nodes, and a readable summary. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hw/hw_impl.h"
-
-/* Documents bigger than this are refused before parsing. */
-#define JSON_MAX_BYTES ((size_t)512 << 20)
-
-/* ---- Strict readers ---- */
-
-static int bad(const char *base, const char *name, const char *what)
-{
-    char ptr[256];
-    snprintf(ptr, sizeof ptr, "%s/%s", base, name);
-    return rz__error_at(RZ_EINVALID, "", 0, 0, ptr, "%s: %s", ptr, what);
-}
-
-int rz__json_u64(const cJSON *obj, const char *name, uint64_t max,
-                 const char *base, uint64_t *out)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (!it || cJSON_IsNull(it))
-        return RZ_OK;
-    if (!cJSON_IsNumber(it))
-        return bad(base, name, "must be a number");
-    double v = it->valuedouble;
-    if (!isfinite(v) || v < 0)
-        return bad(base, name, "must be a non-negative number");
-    if (v != floor(v))
-        return bad(base, name, "must be a whole number");
-    if (v > (double)max)
-        return bad(base, name, "is too large");
-    *out = (uint64_t)v;
-    return RZ_OK;
-}
-
-int rz__json_real(const cJSON *obj, const char *name, double lo, double hi,
-                  const char *base, double *out)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (!it || cJSON_IsNull(it))
-        return RZ_OK;
-    if (!cJSON_IsNumber(it))
-        return bad(base, name, "must be a number");
-    double v = it->valuedouble;
-    if (!isfinite(v) || v < lo || v > hi) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "must be between %g and %g", lo, hi);
-        return bad(base, name, msg);
-    }
-    *out = v;
-    return RZ_OK;
-}
-
-int rz__json_str(const cJSON *obj, const char *name, const char *base,
-                 const char **out)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (!it || cJSON_IsNull(it))
-        return RZ_OK;
-    if (!cJSON_IsString(it))
-        return bad(base, name, "must be a string");
-    if (strlen(it->valuestring) > RZ__JSON_STR_MAX)
-        return bad(base, name, "is too long");
-    *out = it->valuestring;
-    return RZ_OK;
-}
-
-int rz__json_obj(const cJSON *obj, const char *name, const char *base,
-                 const cJSON **out)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (!it || cJSON_IsNull(it))
-        return RZ_OK;
-    if (!cJSON_IsObject(it))
-        return bad(base, name, "must be an object");
-    *out = it;
-    return RZ_OK;
-}
-
-int rz__json_strv(const cJSON *obj, const char *name, const char *base,
-                  rz__strv *out)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (!it || cJSON_IsNull(it))
-        return RZ_OK;
-    if (!cJSON_IsArray(it))
-        return bad(base, name, "must be an array of strings");
-    const cJSON *e;
-    cJSON_ArrayForEach(e, it) {
-        if (!cJSON_IsString(e) || strlen(e->valuestring) > RZ__JSON_STR_MAX)
-            return bad(base, name, "must be an array of strings");
-        if (rz__strv_add(out, e->valuestring) != RZ_OK)
-            return RZ_ENOMEM;
-    }
-    return RZ_OK;
-}
-
-int rz__json_labels(const cJSON *obj, const char *name, const char *base,
-                    rz__labels *out)
-{
-    const cJSON *it = NULL;
-    int rc = rz__json_obj(obj, name, base, &it);
-    if (rc != RZ_OK || !it)
-        return rc;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, it) {
-        char buf[64];
-        const char *v = NULL;
-        if (cJSON_IsString(e))
-            v = e->valuestring;
-        else if (cJSON_IsNumber(e) && isfinite(e->valuedouble))
-            v = (snprintf(buf, sizeof buf, "%.17g", e->valuedouble), buf);
-        else if (cJSON_IsBool(e))
-            v = cJSON_IsTrue(e) ? "true" : "false";
-        if (!v || !*e->string || strlen(v) > RZ__JSON_STR_MAX ||
-            strlen(e->string) > RZ__JSON_STR_MAX)
-            return bad(base, name, "must map names to strings");
-        if (rz__labels_set(out, e->string, v) != RZ_OK)
-            return RZ_ENOMEM;
-    }
-    return RZ_OK;
-}
-
-int rz__json_keep_unknown(cJSON *dst, const cJSON *src)
-{
-    if (cJSON_IsArray(dst) && cJSON_IsArray(src)) {
-        cJSON *d = dst->child;
-        for (const cJSON *s = src->child; s && d; s = s->next, d = d->next)
-            if (cJSON_IsObject(d) && cJSON_IsObject(s) &&
-                rz__json_keep_unknown(d, s) != RZ_OK)
-                return RZ_ENOMEM;
-        return RZ_OK;
-    }
-    if (!cJSON_IsObject(dst) || !cJSON_IsObject(src))
-        return RZ_OK;
-    for (const cJSON *s = src->child; s; s = s->next) {
-        cJSON *d = cJSON_GetObjectItemCaseSensitive(dst, s->string);
-        if (d) {
-            if (rz__json_keep_unknown(d, s) != RZ_OK)
-                return RZ_ENOMEM;
-            continue;
-        }
-        cJSON *copy = cJSON_Duplicate(s, 1);
-        if (!copy || !cJSON_AddItemToObject(dst, s->string, copy)) {
-            cJSON_Delete(copy);
-            return rz__error(RZ_ENOMEM, "out of memory");
-        }
-    }
-    return RZ_OK;
-}
-
-int rz__json_list(const cJSON *root, const char *key, const cJSON **arr)
-{
-    if (cJSON_IsObject(root))
-        root = cJSON_GetObjectItemCaseSensitive(root, key);
-    if (!cJSON_IsArray(root))
-        return rz__error_at(RZ_EINVALID, "", 0, 0, "",
-                            "expected an array or an object with \"%s\": [...]", key);
-    *arr = root;
-    return RZ_OK;
-}
-
-int rz__json_parse(cJSON **out, const char *json, size_t len)
-{
-    *out = NULL;
-    if (!json)
-        return rz__error(RZ_EINVAL, "no JSON given");
-    if (len > JSON_MAX_BYTES)
-        return rz__error(RZ_ETOOBIG, "JSON document larger than %zu bytes",
-                         JSON_MAX_BYTES);
-    const char *end = NULL;
-    cJSON *doc = cJSON_ParseWithLengthOpts(json, len, &end, 0);
-    if (!doc) {
-        size_t off = end && end >= json ? (size_t)(end - json) : 0;
-        return rz__error(RZ_ESYNTAX, "malformed JSON near byte %zu", off);
-    }
-    *out = doc;
-    return RZ_OK;
-}
 
 /* ---- The node object in ---- */
 
@@ -197,11 +21,11 @@ static int parse_cc(const cJSON *g, const char *base, uint32_t *maj, uint32_t *m
     else if (cJSON_IsNumber(it) && isfinite(it->valuedouble))
         s = (snprintf(buf, sizeof buf, "%.1f", it->valuedouble), buf);
     else
-        return bad(base, "compute_capability", "must be \"MAJOR.MINOR\"");
+        return rz__json_field_error(base, "compute_capability", "must be \"MAJOR.MINOR\"");
     unsigned a = 0, b = 0;
     int n = 0;
     if (sscanf(s, "%3u.%3u%n", &a, &b, &n) != 2 || s[n] != '\0')
-        return bad(base, "compute_capability", "must be \"MAJOR.MINOR\"");
+        return rz__json_field_error(base, "compute_capability", "must be \"MAJOR.MINOR\"");
     *maj = a;
     *min = b;
     return RZ_OK;
@@ -280,7 +104,7 @@ static int parse_storage(rz_caps *c, const cJSON *st, const char *base)
     if (rc == RZ_OK) rc = rz__json_u64(st, "free_gb", UINT64_C(1) << 40, b, &free_gb);
     if (rc == RZ_OK) rc = rz__json_str(st, "kind", b, &kind);
     if (rc == RZ_OK && free_gb > total && total)
-        rc = bad(b, "free_gb", "is larger than total_gb");
+        rc = rz__json_field_error(b, "free_gb", "is larger than total_gb");
     if (rc == RZ_OK) rc = rz__set_str(&c->storage_kind, kind);
     c->info.storage_total_gb = total;
     c->info.storage_free_gb = free_gb;
@@ -345,7 +169,7 @@ static int parse_fields(rz_caps *c, const cJSON *o, const char *base)
     if (rc == RZ_OK) rc = parse_bench(c, o, base);
     const cJSON *gpus = cJSON_GetObjectItemCaseSensitive(o, "gpus");
     if (rc == RZ_OK && gpus && !cJSON_IsNull(gpus) && !cJSON_IsArray(gpus))
-        rc = bad(base, "gpus", "must be an array");
+        rc = rz__json_field_error(base, "gpus", "must be an array");
     size_t gi = 0;
     const cJSON *g;
     if (rc == RZ_OK && cJSON_IsArray(gpus)) {

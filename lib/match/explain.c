@@ -36,7 +36,7 @@ static bool cc_less(uint32_t a, uint32_t b, uint32_t c, uint32_t d)
 
 static uint32_t gpu_checks(const rz__mview *v, const rz_reqs_info *q, best *b)
 {
-    const rz_caps_info *c = &v->caps->info;
+    const rz_caps_info *c = rz_caps_get(v->caps);
     bool vendor = false, vram = false, cc = false;
     uint32_t eligible = 0;
     for (uint32_t i = 0; i < c->n_gpus; i++) {
@@ -69,7 +69,8 @@ static uint32_t label_checks(const rz_caps *c, const rz_reqs *r, best *b)
 {
     uint32_t f = 0;
     for (size_t k = 0; k < r->features.n; k++) {
-        if (rz__strv_has(&c->features, r->features.v[k]))
+        if (rz__caps_list_has(rz_caps_get(c)->features, rz_caps_get(c)->n_features,
+                              r->features.v[k]))
             b->has_feature[k] = true;
         else
             f |= 1u << F_FEATURES;
@@ -77,23 +78,23 @@ static uint32_t label_checks(const rz_caps *c, const rz_reqs *r, best *b)
     for (size_t k = 0; k < r->labels.n; k++) {
         if (strcmp(r->labels.keys[k], "region") == 0)
             continue;
-        const char *v = rz__labels_get(&c->labels, r->labels.keys[k]);
+        const char *v = rz_caps_label(c, r->labels.keys[k]);
         if (v && strcmp(v, r->labels.vals[k]) == 0)
             b->has_label[k] = true;
         else
             f |= 1u << F_LABELS;
     }
-    if (*r->region && strcmp(c->info.region, r->region) != 0)
+    if (*r->region && strcmp(rz_caps_get(c)->region, r->region) != 0)
         f |= 1u << F_REGION;
     return f;
 }
 
 static uint32_t node_fails(const rz__mview *v, const rz_reqs *r, best *b)
 {
-    const rz_caps_info *c = &v->caps->info;
+    const rz_caps_info *c = rz_caps_get(v->caps);
     const rz_reqs_info *q = &r->info;
     uint32_t f = label_checks(v->caps, r, b);
-    if (*q->adapter && !rz__strv_has(&v->caps->adapters, q->adapter))
+    if (*q->adapter && !rz__caps_list_has(c->adapters, c->n_adapters, q->adapter))
         f |= 1u << F_ADAPTER;
     if (c->reputation > b->rep)
         b->rep = c->reputation;

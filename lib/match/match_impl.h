@@ -2,7 +2,8 @@
 #ifndef RZ_MATCH_IMPL_H
 #define RZ_MATCH_IMPL_H
 
-#include "hw/hw_impl.h"
+#include "common/json.h"
+#include "rhizos/hw.h"
 #include "rhizos/match.h"
 
 struct rz_reqs {
@@ -24,8 +25,15 @@ RZ_HIDDEN uint64_t rz__match_cost(unsigned __int128 rate, uint64_t estimate_ms);
 
 /* Does the GPU satisfy the per-GPU constraints (vram, vendor, capability)? */
 RZ_HIDDEN bool rz__gpu_ok(const rz_gpu_info *g, const rz_reqs_info *r);
-/* The static (hardware, labels, market) constraints, ignoring capacity. */
-RZ_HIDDEN bool rz__match_static(const rz_caps *c, const rz_reqs *r);
+/* The static (hardware, labels, market) constraints, ignoring capacity;
+ * `feature_mask` is rz__caps_feature_mask of the node (kept by callers that
+ * test a node often). */
+RZ_HIDDEN bool rz__match_static(const rz_caps *c, uint64_t feature_mask,
+                                const rz_reqs *r);
+/* The node's CPU features that have a bit, as bits. */
+RZ_HIDDEN uint64_t rz__caps_feature_mask(const rz_caps_info *c);
+/* Is `s` one of the n strings of `v` (a node's features, adapters)? */
+RZ_HIDDEN bool rz__caps_list_has(const char *const *v, size_t n, const char *s);
 
 /* One node as the explainer sees it (matcher.c). */
 typedef struct rz__mview {

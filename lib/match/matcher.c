@@ -22,7 +22,9 @@
 typedef struct memb { uint32_t group, pos; } memb;
 
 typedef struct mnode {
-    rz_caps *caps;
+    rz_caps *caps;                     /* a clone, never changed */
+    const rz_caps_info *info;          /* rz_caps_get(caps) */
+    uint64_t feature_mask;             /* rz__caps_feature_mask */
     uint32_t cores_total, cores_used;
     uint64_t mem_total, mem_used, disk_total, disk_used;
     uint32_t jobs, max_jobs;           /* max_jobs 0: no limit */
@@ -147,12 +149,13 @@ const char *rz_policy_name(rz_policy p)
 
 int rz_matcher_add(rz_matcher *m, const rz_caps *node, size_t *index)
 {
-    if (!node || !*node->info.id)
+    if (!node || !*rz_caps_get(node)->id)
         return rz__error(RZ_EINVAL, "a node needs an id");
     if (m->n_nodes >= UINT32_MAX - 1)
         return rz__error(RZ_ETOOBIG, "too many nodes");
-    if (rz__map_get(&m->ids, node->info.id) != RZ_NPOS)
-        return rz__error(RZ_EDUPLICATE, "node '%s' is already known", node->info.id);
+    if (rz__map_get(&m->ids, rz_caps_get(node)->id) != RZ_NPOS)
+        return rz__error(RZ_EDUPLICATE, "node '%s' is already known",
+                         rz_caps_get(node)->id);
     if (m->n_nodes == m->cap_nodes) {
         size_t cap = m->cap_nodes ? m->cap_nodes * 2 : 64;
         mnode *v = realloc(m->nodes, cap * sizeof *v);
@@ -165,17 +168,19 @@ int rz_matcher_add(rz_matcher *m, const rz_caps *node, size_t *index)
     memset(n, 0, sizeof *n);
     if (rz_caps_clone(&n->caps, node) != RZ_OK)
         return RZ_ENOMEM;
-    if (rz__map_put(&m->ids, n->caps->info.id, m->n_nodes) != RZ_OK) {
+    n->info = rz_caps_get(n->caps);
+    if (rz__map_put(&m->ids, n->info->id, m->n_nodes) != RZ_OK) {
         rz_caps_free(n->caps);
         return rz__error(RZ_ENOMEM, "out of memory");
     }
-    const rz_caps_info *c = &n->caps->info;
+    const rz_caps_info *c = n->info;
     n->cores_total = c->cores ? c->cores : c->threads;
     n->mem_total = c->memory_mb;
     n->disk_total = c->storage_free_gb;
     n->max_jobs = c->max_concurrent_jobs;
     n->n_gpus = (uint32_t)c->n_gpus;
     n->gpu_free = n->n_gpus >= 64 ? UINT64_MAX : (UINT64_C(1) << n->n_gpus) - 1;
+    n->feature_mask = rz__caps_feature_mask(c);
     if (index)
         *index = m->n_nodes;
     m->n_nodes++;
@@ -190,7 +195,7 @@ size_t rz_matcher_count(const rz_matcher *m)
 
 const char *rz_matcher_node_id(const rz_matcher *m, size_t index)
 {
-    return index < m->n_nodes ? m->nodes[index].caps->info.id : NULL;
+    return index < m->n_nodes ? m->nodes[index].info->id : NULL;
 }
 
 int rz_matcher_usage(const rz_matcher *m, size_t index, rz_node_usage *out)
@@ -354,7 +359,7 @@ static double speed_of(const rz_caps_info *c, const rz_reqs_info *q, uint64_t el
 static bool static_fit(const mnode *n, const rz_reqs *r, uint64_t *elig)
 {
     const rz_reqs_info *q = &r->info;
-    const rz_caps_info *c = &n->caps->info;
+    const rz_caps_info *c = n->info;
     if (n->removed || n->cores_total < q->cpu_cores || n->mem_total < q->memory_mb ||
         n->disk_total < q->storage_gb || n->n_gpus < q->gpu_count)
         return false;
@@ -365,7 +370,8 @@ static bool static_fit(const mnode *n, const rz_reqs *r, uint64_t *elig)
                 e |= UINT64_C(1) << i;
     *elig = e;
     /* The string comparisons last: most nodes fail on numbers first. */
-    return (uint32_t)__builtin_popcountll(e) >= q->gpu_count && rz__match_static(n->caps, r);
+    return (uint32_t)__builtin_popcountll(e) >= q->gpu_count &&
+           rz__match_static(n->caps, n->feature_mask, r);
 }
 
 static int add_memb(mnode *n, uint32_t gi, uint32_t pos)
@@ -423,7 +429,7 @@ static int collect(const rz_matcher *m, const rz_reqs *r, cand **out, uint32_t *
         uint64_t elig = 0;
         if (!static_fit(&m->nodes[i], r, &elig))
             continue;
-        const rz_caps_info *c = &m->nodes[i].caps->info;
+        const rz_caps_info *c = m->nodes[i].info;
         cs[k++] = (cand){ i, elig, rz__match_rate(c, &r->info), c->reputation,
                           speed_of(c, &r->info, elig), m->policy };
     }
@@ -555,7 +561,7 @@ int rz_matcher_place(rz_matcher *m, const rz_reqs *r, rz_placement *out)
     n->gpu_free &= ~v->gpus;
     n->jobs++;
     out->node = ni;
-    out->node_id = n->caps->info.id;
+    out->node_id = n->info->id;
     out->cost_cents = rz__match_cost(g->rate[pos], r->info.estimate_ms);
     out->ticket = ((uint64_t)v->gen << 32) | (slot + 1);
     refresh(m, ni);   /* last: may touch every group */

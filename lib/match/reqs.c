@@ -169,13 +169,34 @@ static int parse_id(rz_reqs *r, const cJSON *job)
     return rz__set_str(&r->id, id);
 }
 
+/* ---- Feature bits ----
+ * CPU features the matcher tests as bits; others are compared as strings. */
+
+static const char *const feature_names[] = {
+    "sse2", "sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "avx", "avx2",
+    "fma", "f16c", "bmi1", "bmi2", "aes", "pclmulqdq", "sha", "rdrand",
+    "avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl", "avx512_vnni",
+    "avx512_bf16", "avx512_fp16", "avx_vnni", "vaes", "vpclmulqdq", "gfni",
+    "amx_tile", "amx_bf16", "amx_int8", "neon", "asimd", "fp16", "sve",
+    "sve2", "crc32", "atomics", "dotprod", "i8mm", "bf16", "sha2", "sha3",
+    "pmull", "fphp", "asimdhp", "sm4", "rng",
+};
+
+static int feature_bit(const char *name)
+{
+    for (size_t i = 0; i < RZ_ARRAY_LEN(feature_names); i++)
+        if (strcmp(feature_names[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
 static void features_sync(rz_reqs *r)
 {
     rz__strv_sort_unique(&r->features);
     r->feature_mask = 0;
     r->other_features = false;
     for (size_t i = 0; i < r->features.n; i++) {
-        int bit = rz__feature_bit(r->features.v[i]);
+        int bit = feature_bit(r->features.v[i]);
         if (bit >= 0)
             r->feature_mask |= UINT64_C(1) << bit;
         else
@@ -387,7 +408,7 @@ uint64_t rz__match_cost(unsigned __int128 rate, uint64_t estimate_ms)
 
 uint64_t rz_match_cost(const rz_caps *node, const rz_reqs *reqs)
 {
-    return rz__match_cost(rz__match_rate(&node->info, &reqs->info), reqs->info.estimate_ms);
+    return rz__match_cost(rz__match_rate(rz_caps_get(node), &reqs->info), reqs->info.estimate_ms);
 }
 
 bool rz__gpu_ok(const rz_gpu_info *g, const rz_reqs_info *r)
@@ -401,14 +422,33 @@ bool rz__gpu_ok(const rz_gpu_info *g, const rz_reqs_info *r)
     return g->cc_minor >= r->gpu_cc_minor;
 }
 
-static bool features_ok(const rz_caps *c, const rz_reqs *r)
+uint64_t rz__caps_feature_mask(const rz_caps_info *c)
 {
-    if (r->feature_mask & ~c->feature_mask)
+    uint64_t mask = 0;
+    for (size_t k = 0; k < c->n_features; k++) {
+        int bit = feature_bit(c->features[k]);
+        if (bit >= 0)
+            mask |= UINT64_C(1) << bit;
+    }
+    return mask;
+}
+
+bool rz__caps_list_has(const char *const *v, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i], s) == 0)
+            return true;
+    return false;
+}
+
+static bool features_ok(const rz_caps_info *c, uint64_t mask, const rz_reqs *r)
+{
+    if (r->feature_mask & ~mask)
         return false;
     if (!r->other_features)
         return true;
     for (size_t i = 0; i < r->features.n; i++)
-        if (!rz__strv_has(&c->features, r->features.v[i]))
+        if (!rz__caps_list_has(c->features, c->n_features, r->features.v[i]))
             return false;
     return true;
 }
@@ -416,13 +456,13 @@ static bool features_ok(const rz_caps *c, const rz_reqs *r)
 static bool labels_ok(const rz_caps *c, const rz_reqs *r)
 {
     for (size_t i = 0; i < r->labels.n; i++) {
-        const char *v = rz__labels_get(&c->labels, r->labels.keys[i]);
+        const char *v = rz_caps_label(c, r->labels.keys[i]);
         if (strcmp(r->labels.keys[i], "region") == 0)
             continue;   /* compared as the region below */
         if (!v || strcmp(v, r->labels.vals[i]) != 0)
             return false;
     }
-    return !*r->region || strcmp(c->info.region, r->region) == 0;
+    return !*r->region || strcmp(rz_caps_get(c)->region, r->region) == 0;
 }
 
 static uint32_t capacity_cores(const rz_caps_info *c)
@@ -430,13 +470,14 @@ static uint32_t capacity_cores(const rz_caps_info *c)
     return c->cores ? c->cores : c->threads;
 }
 
-bool rz__match_static(const rz_caps *c, const rz_reqs *r)
+bool rz__match_static(const rz_caps *c, uint64_t feature_mask, const rz_reqs *r)
 {
-    const rz_caps_info *n = &c->info;
+    const rz_caps_info *n = rz_caps_get(c);
     const rz_reqs_info *q = &r->info;
-    if (*q->adapter && !rz__strv_has(&c->adapters, q->adapter))
+    if (*q->adapter && !rz__caps_list_has(n->adapters, n->n_adapters, q->adapter))
         return false;
-    if (n->reputation < q->min_reputation || !features_ok(c, r) || !labels_ok(c, r))
+    if (n->reputation < q->min_reputation || !features_ok(n, feature_mask, r) ||
+        !labels_ok(c, r))
         return false;
     if (q->max_cost_cents != UINT64_MAX &&
         rz__match_cost(rz__match_rate(n, q), q->estimate_ms) > q->max_cost_cents)
@@ -446,9 +487,9 @@ bool rz__match_static(const rz_caps *c, const rz_reqs *r)
 
 int rz_match_fits(const rz_caps *node, const rz_reqs *reqs)
 {
-    const rz_caps_info *n = &node->info;
+    const rz_caps_info *n = rz_caps_get(node);
     const rz_reqs_info *q = &reqs->info;
-    if (!rz__match_static(node, reqs) || capacity_cores(n) < q->cpu_cores ||
+    if (!rz__match_static(node, rz__caps_feature_mask(n), reqs) || capacity_cores(n) < q->cpu_cores ||
         n->memory_mb < q->memory_mb || n->storage_free_gb < q->storage_gb)
         return 0;
     uint32_t gpus = 0;

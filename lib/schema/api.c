@@ -3,7 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "flow/loader.h"
+#include "common/json.h"
+#include "common/text.h"
 #include "schema/schema_impl.h"
 
 /* Parse exactly one JSON value (surrounding whitespace allowed). */
