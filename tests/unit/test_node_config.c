@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "../../server/node/node.h"
+#include "node.h"
 
 static int parse(node_config *c, const char *text, char *err, size_t n)
 {
