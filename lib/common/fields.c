@@ -1,6 +1,7 @@
 /* Typed JSON field readers whose errors name the field's JSON pointer. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/json.h"
@@ -176,5 +177,68 @@ int rz__json_parse(cJSON **out, const char *json, size_t len)
         return rz__error(RZ_ESYNTAX, "malformed JSON near byte %zu", off);
     }
     *out = doc;
+    return RZ_OK;
+}
+
+int rz__json_major_minor(const cJSON *obj, const char *name, const char *base,
+                         uint32_t *major, uint32_t *minor)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!it || cJSON_IsNull(it))
+        return RZ_OK;
+    char buf[64];
+    const char *s = NULL;
+    if (cJSON_IsString(it))
+        s = it->valuestring;
+    else if (cJSON_IsNumber(it) && isfinite(it->valuedouble) && it->valuedouble >= 0 &&
+             it->valuedouble < 1000)
+        s = (snprintf(buf, sizeof buf, "%.1f", it->valuedouble), buf);
+    unsigned a = 0, b = 0;
+    int n = 0;
+    /* A sign would wrap in %u: only digits. */
+    if (!s || !(*s >= '0' && *s <= '9') || sscanf(s, "%3u.%3u%n", &a, &b, &n) != 2 ||
+        s[n] != '\0')
+        return rz__json_field_error(base, name, "must be \"MAJOR.MINOR\"");
+    *major = a;
+    *minor = b;
+    return RZ_OK;
+}
+
+int rz__json_parse_list(void **out, size_t *count, const char *json, size_t len,
+                        const char *key, size_t elem_size, rz__json_item_fn item,
+                        void (*free_list)(void *list, size_t n))
+{
+    *out = NULL;
+    *count = 0;
+    cJSON *doc;
+    const cJSON *arr;
+    int rc = rz__json_parse(&doc, json, len);
+    if (rc != RZ_OK)
+        return rc;
+    if ((rc = rz__json_list(doc, key, &arr)) != RZ_OK) {
+        cJSON_Delete(doc);
+        return rc;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(arr), i = 0;
+    void *list = calloc(n ? n : 1, elem_size);
+    if (!list) {
+        cJSON_Delete(doc);
+        return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr) {
+        char base[64];
+        snprintf(base, sizeof base, "/%zu", i);
+        if ((rc = item(list, i, e, base)) != RZ_OK)
+            break;
+        i++;
+    }
+    cJSON_Delete(doc);
+    if (rc != RZ_OK) {
+        free_list(list, i);
+        return rc;
+    }
+    *out = list;
+    *count = n;
     return RZ_OK;
 }

@@ -54,5 +54,21 @@ RZ_HIDDEN int rz__json_list(const cJSON *root, const char *key,
                             const cJSON **arr);
 /* Parse a whole document with a size cap; RZ_ESYNTAX with the offset. */
 RZ_HIDDEN int rz__json_parse(cJSON **out, const char *json, size_t len);
+/* "MAJOR.MINOR" (a string, or a number such as 8.6), each part 0..999. */
+RZ_HIDDEN int rz__json_major_minor(const cJSON *obj, const char *name,
+                                   const char *base, uint32_t *major,
+                                   uint32_t *minor);
+
+/* Builds element `i` of a `list` of elements from `item` (its pointer
+ * `base`, "/i"). */
+typedef int (*rz__json_item_fn)(void *list, size_t i, const cJSON *item,
+                                const char *base);
+/* Parse a list document (rz__json_list) into a new array of `count`
+ * elements of `elem_size` bytes, one `item` call each; on failure the
+ * elements built so far go to `free_list`, which also frees the array. */
+RZ_HIDDEN int rz__json_parse_list(void **out, size_t *count, const char *json,
+                                  size_t len, const char *key, size_t elem_size,
+                                  rz__json_item_fn item,
+                                  void (*free_list)(void *list, size_t n));
 
 #endif

@@ -9,28 +9,6 @@
 
 /* ---- The node object in ---- */
 
-static int parse_cc(const cJSON *g, const char *base, uint32_t *maj, uint32_t *min)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(g, "compute_capability");
-    if (!it || cJSON_IsNull(it))
-        return RZ_OK;
-    char buf[64];
-    const char *s;
-    if (cJSON_IsString(it))
-        s = it->valuestring;
-    else if (cJSON_IsNumber(it) && isfinite(it->valuedouble))
-        s = (snprintf(buf, sizeof buf, "%.1f", it->valuedouble), buf);
-    else
-        return rz__json_field_error(base, "compute_capability", "must be \"MAJOR.MINOR\"");
-    unsigned a = 0, b = 0;
-    int n = 0;
-    if (sscanf(s, "%3u.%3u%n", &a, &b, &n) != 2 || s[n] != '\0')
-        return rz__json_field_error(base, "compute_capability", "must be \"MAJOR.MINOR\"");
-    *maj = a;
-    *min = b;
-    return RZ_OK;
-}
-
 static int parse_gpu(rz_caps *c, const cJSON *g, const char *base)
 {
     if (!cJSON_IsObject(g))
@@ -44,7 +22,8 @@ static int parse_gpu(rz_caps *c, const cJSON *g, const char *base)
     if (rc == RZ_OK) rc = rz__json_str(g, "bus_id", base, &gi.bus_id);
     if (rc == RZ_OK) rc = rz__json_u64(g, "vram_mb", UINT64_C(1) << 32, base, &gi.vram_mb);
     if (rc == RZ_OK) rc = rz__json_u64(g, "utilization_pct", 100, base, &util);
-    if (rc == RZ_OK) rc = parse_cc(g, base, &gi.cc_major, &gi.cc_minor);
+    if (rc == RZ_OK)
+        rc = rz__json_major_minor(g, "compute_capability", base, &gi.cc_major, &gi.cc_minor);
     if (rc != RZ_OK)
         return rc;
     if (util != UINT64_MAX)
@@ -223,41 +202,23 @@ int rz_caps_parse(rz_caps **out, const char *json, size_t len)
     return rc;
 }
 
+static int caps_item(void *list, size_t i, const cJSON *item, const char *base)
+{
+    return rz__caps_from_cjson(&((rz_caps **)list)[i], item, base);
+}
+
+static void caps_free_list(void *list, size_t n)
+{
+    rz_caps_free_list(list, n);
+}
+
 int rz_caps_parse_list(rz_caps ***out, size_t *count, const char *json, size_t len)
 {
-    *out = NULL;
-    *count = 0;
-    cJSON *doc;
-    const cJSON *arr;
-    int rc = rz__json_parse(&doc, json, len);
-    if (rc != RZ_OK)
-        return rc;
-    if ((rc = rz__json_list(doc, "nodes", &arr)) != RZ_OK) {
-        cJSON_Delete(doc);
-        return rc;
-    }
-    size_t n = (size_t)cJSON_GetArraySize(arr), i = 0;
-    rz_caps **list = calloc(n ? n : 1, sizeof *list);
-    if (!list) {
-        cJSON_Delete(doc);
-        return rz__error(RZ_ENOMEM, "out of memory");
-    }
-    const cJSON *e;
-    cJSON_ArrayForEach(e, arr) {
-        char base[64];
-        snprintf(base, sizeof base, "/%zu", i);
-        if ((rc = rz__caps_from_cjson(&list[i], e, base)) != RZ_OK)
-            break;
-        i++;
-    }
-    cJSON_Delete(doc);
-    if (rc != RZ_OK) {
-        rz_caps_free_list(list, i);
-        return rc;
-    }
+    void *list;
+    int rc = rz__json_parse_list(&list, count, json, len, "nodes", sizeof(rz_caps *),
+                                 caps_item, caps_free_list);
     *out = list;
-    *count = n;
-    return RZ_OK;
+    return rc;
 }
 
 /* ---- The node object out ---- */

@@ -54,30 +54,6 @@ int rz_reqs_label_at(const rz_reqs *r, size_t i, const char **key, const char **
 
 /* ---- Parsing ---- */
 
-static int parse_cc(const cJSON *g, const char *base, uint32_t *maj, uint32_t *min)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(g, "min_compute_capability");
-    if (!it || cJSON_IsNull(it))
-        return RZ_OK;
-    char buf[64];
-    const char *s = NULL;
-    if (cJSON_IsString(it))
-        s = it->valuestring;
-    else if (cJSON_IsNumber(it) && isfinite(it->valuedouble) && it->valuedouble >= 0 &&
-             it->valuedouble < 1000)
-        s = (snprintf(buf, sizeof buf, "%.1f", it->valuedouble), buf);
-    unsigned a = 0, b = 0;
-    int n = 0;
-    if (!s || sscanf(s, "%3u.%3u%n", &a, &b, &n) != 2 || s[n] != '\0') {
-        char ptr[160];
-        snprintf(ptr, sizeof ptr, "%s/min_compute_capability", base);
-        return rz__error_at(RZ_EINVALID, "", 0, 0, ptr, "%s: must be \"MAJOR.MINOR\"", ptr);
-    }
-    *maj = a;
-    *min = b;
-    return RZ_OK;
-}
-
 static int parse_gpu(rz_reqs *r, const cJSON *req, const char *base)
 {
     const cJSON *g = cJSON_GetObjectItemCaseSensitive(req, "gpu");
@@ -97,7 +73,9 @@ static int parse_gpu(rz_reqs *r, const cJSON *req, const char *base)
     int rc = rz__json_u64(g, "count", RZ_CAPS_MAX_GPUS, b, &count);
     if (rc == RZ_OK) rc = rz__json_u64(g, "vram_mb", UINT64_C(1) << 32, b, &r->info.gpu_vram_mb);
     if (rc == RZ_OK) rc = rz__json_str(g, "vendor", b, &vendor);
-    if (rc == RZ_OK) rc = parse_cc(g, b, &r->info.gpu_cc_major, &r->info.gpu_cc_minor);
+    if (rc == RZ_OK)
+        rc = rz__json_major_minor(g, "min_compute_capability", b, &r->info.gpu_cc_major,
+                                  &r->info.gpu_cc_minor);
     if (rc == RZ_OK) rc = rz__set_str(&r->gpu_vendor, vendor);
     /* A GPU section without a count asks for one GPU. */
     r->info.gpu_count = count == UINT64_MAX ? 1 : (uint32_t)count;
@@ -294,41 +272,23 @@ int rz_reqs_parse(rz_reqs **out, const char *json, size_t len)
     return rc;
 }
 
+static int reqs_item(void *list, size_t i, const cJSON *item, const char *base)
+{
+    return reqs_from_cjson(&((rz_reqs **)list)[i], item, base);
+}
+
+static void reqs_free_list(void *list, size_t n)
+{
+    rz_reqs_free_list(list, n);
+}
+
 int rz_reqs_parse_list(rz_reqs ***out, size_t *count, const char *json, size_t len)
 {
-    *out = NULL;
-    *count = 0;
-    cJSON *doc;
-    const cJSON *arr;
-    int rc = rz__json_parse(&doc, json, len);
-    if (rc != RZ_OK)
-        return rc;
-    if ((rc = rz__json_list(doc, "jobs", &arr)) != RZ_OK) {
-        cJSON_Delete(doc);
-        return rc;
-    }
-    size_t n = (size_t)cJSON_GetArraySize(arr), i = 0;
-    rz_reqs **list = calloc(n ? n : 1, sizeof *list);
-    if (!list) {
-        cJSON_Delete(doc);
-        return rz__error(RZ_ENOMEM, "out of memory");
-    }
-    const cJSON *e;
-    cJSON_ArrayForEach(e, arr) {
-        char base[64];
-        snprintf(base, sizeof base, "/%zu", i);
-        if ((rc = reqs_from_cjson(&list[i], e, base)) != RZ_OK)
-            break;
-        i++;
-    }
-    cJSON_Delete(doc);
-    if (rc != RZ_OK) {
-        rz_reqs_free_list(list, i);
-        return rc;
-    }
+    void *list;
+    int rc = rz__json_parse_list(&list, count, json, len, "jobs", sizeof(rz_reqs *),
+                                 reqs_item, reqs_free_list);
     *out = list;
-    *count = n;
-    return RZ_OK;
+    return rc;
 }
 
 int rz_reqs_to_json(const rz_reqs *r, char **out)
