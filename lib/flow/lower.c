@@ -476,121 +476,133 @@ static bool repeated(lower *L, unsigned *seen, unsigned bit, const char *k)
     return false;
 }
 
-#define ONCE(bit) \
-    if (repeated(L, seen, 1u << (bit), k)) \
-        return true
+/* ---- The fields of a step ---- */
 
-/* One field of a step; false if the key is not a known one. */
+typedef void field_fn(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key);
+
+static void field_config(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    if (cJSON_IsObject(c))
+        s->config = take(L, obj, c);
+    else
+        bad(L, RZ_EINVALID, c->string, NULL, "'config' must be a map, not %s", type_name(c));
+}
+
+static void field_credentials(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    lower_creds(L, s, c);
+}
+
+static void field_id(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    if (!id_from_key)
+        s->id = want_string(L, c, c->string, true);
+}
+
+static void field_inputs(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    lower_inputs(L, s, c);
+}
+
+static void field_module(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    lower_module(L, s, c);
+}
+
+/* Checked in lower_step, once moduleVersion is known too. */
+static void field_module_id(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    if (!cJSON_IsString(c))
+        bad(L, RZ_EINVALID, c->string, NULL, "'moduleId' must be a string, not %s",
+            type_name(c));
+}
+
+static void field_module_version(lower *L, rz__step *s, cJSON *obj, cJSON *c,
+                                 bool id_from_key)
+{
+    s->module_spec = want_string(L, c, c->string, true);
+}
+
+static void field_needs(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    lower_needs(L, s, c);
+}
+
+static void field_on_failure(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    lower_on_failure(L, s, c);
+}
+
+static void field_position(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    if (cJSON_IsObject(c))
+        s->position = take(L, obj, c);
+    else
+        bad(L, RZ_EINVALID, c->string, NULL, "'position' must be a map {x, y}, not %s",
+            type_name(c));
+}
+
+static void field_retry(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    lower_retry(L, s, c);
+}
+
+static void field_timeout(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    want_u32(L, c, c->string, NULL, 0, &s->timeout_s);
+}
+
+static void field_when(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    lower_when(L, s, c);
+}
+
+/* The keys a step may hold, in the order hints and the key list name them;
+ * anything else in a FluxGraph step is most likely a typo (`need:` for
+ * `needs:`) that would silently change what runs. */
+static const struct step_field {
+    const char *key;
+    field_fn *lower;   /* NULL: lower_step handles it (ui) */
+    bool listed;       /* named in the "unknown key" message's key list */
+} step_fields[] = {
+    {"module", field_module, true},
+    {"needs", field_needs, true},
+    {"inputs", field_inputs, true},
+    {"config", field_config, true},
+    {"credentials", field_credentials, true},
+    {"when", field_when, true},
+    {"retry", field_retry, true},
+    {"timeout_s", field_timeout, true},
+    {"on_failure", field_on_failure, true},
+    {"position", field_position, true},
+    {"ui", NULL, true},
+    {"id", field_id, false},              /* the builder format's node keys */
+    {"moduleId", field_module_id, false},
+    {"moduleVersion", field_module_version, false},
+};
+
+_Static_assert(RZ_ARRAY_LEN(step_fields) <= 32, "one bit each in `seen`");
+
+/* The index of `k` in step_fields, or -1. */
+static int step_field_of(const char *k)
+{
+    for (size_t i = 0; i < RZ_ARRAY_LEN(step_fields); i++)
+        if (step_fields[i].key[0] == k[0] && strcmp(step_fields[i].key, k) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* One field of a step; false if the key is not one lowered here. */
 static bool lower_step_field(lower *L, rz__step *s, cJSON *obj, cJSON *c,
                              bool id_from_key, unsigned *seen)
 {
-    const char *k = c->string;
-    switch (k[0]) {
-    case 'c':
-        if (strcmp(k, "config") == 0) {
-            ONCE(0);
-            if (cJSON_IsObject(c))
-                s->config = take(L, obj, c);
-            else
-                bad(L, RZ_EINVALID, k, NULL, "'config' must be a map, not %s", type_name(c));
-            return true;
-        }
-        if (strcmp(k, "credentials") == 0) {
-            ONCE(1);
-            lower_creds(L, s, c);
-            return true;
-        }
+    int i = step_field_of(c->string);
+    if (i < 0 || !step_fields[i].lower)
         return false;
-    case 'i':
-        if (strcmp(k, "id") == 0) {
-            ONCE(2);
-            if (!id_from_key)
-                s->id = want_string(L, c, k, true);
-            return true;
-        }
-        if (strcmp(k, "inputs") == 0) {
-            ONCE(3);
-            lower_inputs(L, s, c);
-            return true;
-        }
-        return false;
-    case 'm':
-        if (strcmp(k, "module") == 0) {
-            ONCE(4);
-            lower_module(L, s, c);
-            return true;
-        }
-        if (strcmp(k, "moduleId") == 0) {
-            ONCE(5);
-            /* Checked in lower_step, once moduleVersion is known too. */
-            if (!cJSON_IsString(c))
-                bad(L, RZ_EINVALID, k, NULL, "'moduleId' must be a string, not %s",
-                    type_name(c));
-            return true;
-        }
-        if (strcmp(k, "moduleVersion") == 0) {
-            ONCE(6);
-            s->module_spec = want_string(L, c, k, true);
-            return true;
-        }
-        return false;
-    case 'n':
-        if (strcmp(k, "needs") == 0) {
-            ONCE(7);
-            lower_needs(L, s, c);
-            return true;
-        }
-        return false;
-    case 'o':
-        if (strcmp(k, "on_failure") == 0) {
-            ONCE(8);
-            lower_on_failure(L, s, c);
-            return true;
-        }
-        return false;
-    case 'p':
-        if (strcmp(k, "position") == 0) {
-            ONCE(9);
-            if (cJSON_IsObject(c))
-                s->position = take(L, obj, c);
-            else
-                bad(L, RZ_EINVALID, k, NULL, "'position' must be a map {x, y}, not %s",
-                    type_name(c));
-            return true;
-        }
-        return false;
-    case 'r':
-        if (strcmp(k, "retry") == 0) {
-            ONCE(10);
-            lower_retry(L, s, c);
-            return true;
-        }
-        return false;
-    case 't':
-        if (strcmp(k, "timeout_s") == 0) {
-            ONCE(11);
-            want_u32(L, c, k, NULL, 0, &s->timeout_s);
-            return true;
-        }
-        return false;
-    case 'w':
-        if (strcmp(k, "when") == 0) {
-            ONCE(12);
-            lower_when(L, s, c);
-            return true;
-        }
-        return false;
-    default:
-        return false;
-    }
+    if (!repeated(L, seen, 1u << i, c->string))
+        step_fields[i].lower(L, s, obj, c, id_from_key);
+    return true;
 }
-
-/* Keys a FluxGraph step may hold; anything else is most likely a typo
- * (`need:` for `needs:`) that would silently change what runs. */
-static const char *const step_keys[] = {
-    "module", "needs", "inputs", "config", "credentials", "when", "retry",
-    "timeout_s", "on_failure", "position", "ui", "id", "moduleId", "moduleVersion",
-};
 
 /* Step keys the flow model does not interpret but other parts read from
  * the step's `extra` (the engine: a step's own cost ceiling). */
@@ -614,69 +626,31 @@ static bool known_top_key(const char *k)
 
 static bool known_step_key(const char *k)
 {
-    if (rz__flux_kept_key(k, false))
-        return true;
-    for (size_t i = 0; i < RZ_ARRAY_LEN(step_keys); i++)
-        if (strcmp(k, step_keys[i]) == 0)
-            return true;
-    return false;
-}
-
-/* Edit distance of two short strings, capped at 3 (enough for hints). */
-static size_t distance(const char *a, const char *b)
-{
-    size_t na = strlen(a), nb = strlen(b);
-    if (na > 32 || nb > 32)
-        return 3;
-    size_t row[33];
-    for (size_t j = 0; j <= nb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= na; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= nb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[nb] < 3 ? row[nb] : 3;
-}
-
-static const char *closest(const char *k, const char *const *words, size_t n)
-{
-    const char *best = NULL;
-    size_t bd = 3;
-    for (size_t i = 0; i < n; i++) {
-        size_t d = distance(k, words[i]);
-        if (d < bd) {
-            bd = d;
-            best = words[i];
-        }
-    }
-    return best;
+    return rz__flux_kept_key(k, false) || step_field_of(k) >= 0;
 }
 
 static void unknown_step_key(lower *L, const char *step, const char *k)
 {
-    const char *hint = closest(k, step_keys, RZ_ARRAY_LEN(step_keys));
-    if (hint)
+    rz__suggest sg;
+    rz__suggest_init_limit(&sg, k, 2);
+    for (size_t i = 0; i < RZ_ARRAY_LEN(step_fields); i++)
+        rz__suggest_try(&sg, step_fields[i].key);
+    if (sg.best) {
         bad(L, RZ_EINVALID, k, NULL, "unknown key '%s' in step '%s'; did you mean '%s'?",
-            k, step, hint);
-    else
-        bad(L, RZ_EINVALID, k, NULL, "unknown key '%s' in step '%s' (keys: module, needs, "
-            "inputs, config, credentials, when, retry, timeout_s, on_failure, position, ui)",
-            k, step);
+            k, step, sg.best);
+        return;
+    }
+    rz__buf keys = {0};
+    for (size_t i = 0; i < RZ_ARRAY_LEN(step_fields); i++)
+        if (step_fields[i].listed)
+            rz__buf_printf(&keys, "%s%s", keys.len ? ", " : "", step_fields[i].key);
+    bad(L, RZ_EINVALID, k, NULL, "unknown key '%s' in step '%s' (keys: %s)", k, step,
+        keys.data ? keys.data : "");
+    rz__buf_free(&keys);
 }
 
 /* FluxGraph `ui:` carries what a builder keeps beside a node or a flow
  * (labels, viewport...), so that builder -> YAML -> builder loses nothing. */
-static bool known_step_key(const char *k);
 
 /* A builder keeps these beside the node or flow itself: in `ui:` they would
  * come back as a second key of the same name. */

@@ -241,109 +241,26 @@ static void report_in(vctx *v, int code, const char *ptr, const char *text,
     va_end(ap);
 }
 
-/* RFC 6901: "~" -> "~0", "/" -> "~1". */
-static void pointer_token(rz__buf *b, const char *s)
-{
-    rz__buf_puts(b, "/");
-    for (; *s; s++) {
-        if (*s == '~')
-            rz__buf_puts(b, "~0");
-        else if (*s == '/')
-            rz__buf_puts(b, "~1");
-        else
-            rz__buf_append(b, s, 1);
-    }
-}
-
 /* ---- Suggestions ---- */
-
-/* Optimal string alignment distance: edits plus adjacent transpositions,
- * so "frist" is one step from "first". */
-static size_t edit_distance(const char *a, const char *b, size_t limit)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 64 || lb > 64 || (la > lb ? la - lb : lb - la) > limit)
-        return limit + 1;
-    size_t r0[65], r1[65], r2[65];
-    size_t *prev2 = r0, *prev = r1, *cur = r2;
-    for (size_t j = 0; j <= lb; j++)
-        prev[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        cur[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t best = prev[j - 1] + (a[i - 1] != b[j - 1]);
-            if (prev[j] + 1 < best)
-                best = prev[j] + 1;
-            if (cur[j - 1] + 1 < best)
-                best = cur[j - 1] + 1;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                prev2[j - 2] + 1 < best)
-                best = prev2[j - 2] + 1;
-            cur[j] = best;
-        }
-        size_t *t = prev2;
-        prev2 = prev;
-        prev = cur;
-        cur = t;
-    }
-    return prev[lb];
-}
-
-typedef struct suggest {
-    const char *want;
-    const char *best;
-    size_t dist, limit;
-} suggest;
-
-static void suggest_init(suggest *s, const char *want)
-{
-    size_t n = strlen(want);
-    s->want = want;
-    s->best = NULL;
-    /* Short names are all close to each other: no hint below 3 chars. */
-    s->limit = n < 3 ? 0 : n < 6 ? 1 : n < 10 ? 2 : 3;
-    s->dist = s->limit + 1;
-}
-
-static void suggest_try(suggest *s, const char *cand)
-{
-    if (!cand || strcmp(cand, s->want) == 0)
-        return;
-    size_t d = edit_distance(s->want, cand, s->limit);
-    if (d < s->dist) {
-        s->dist = d;
-        s->best = cand;
-    }
-}
-
-/* "; did you mean 'x'?" or "" (static storage per call site is not needed:
- * the result is used immediately by the caller's printf). */
-static const char *suggest_text(const suggest *s, char *buf, size_t cap)
-{
-    if (!s->best)
-        return "";
-    snprintf(buf, cap, "; did you mean '%s'?", s->best);
-    return buf;
-}
 
 static const char *hint_step(const vctx *v, const char *want, char *buf, size_t cap)
 {
-    suggest s;
-    suggest_init(&s, want);
+    rz__suggest s;
+    rz__suggest_init(&s, want);
     if (v->f->n_steps <= SUGGEST_MAX_CANDIDATES)
         for (size_t i = 0; i < v->f->n_steps; i++)
-            suggest_try(&s, v->f->steps[i].id);
-    return suggest_text(&s, buf, cap);
+            rz__suggest_try(&s, v->f->steps[i].id);
+    return rz__suggest_text(&s, buf, cap);
 }
 
 static const char *hint_port(const rz__port *p, size_t n, const char *want,
                              char *buf, size_t cap)
 {
-    suggest s;
-    suggest_init(&s, want);
+    rz__suggest s;
+    rz__suggest_init(&s, want);
     for (size_t i = 0; i < n; i++)
-        suggest_try(&s, p[i].name);
-    return suggest_text(&s, buf, cap);
+        rz__suggest_try(&s, p[i].name);
+    return rz__suggest_text(&s, buf, cap);
 }
 
 /* ---- Small helpers ---- */
@@ -495,12 +412,12 @@ static void list_versions(const vctx *v, const char *id, char *buf, size_t cap)
 
 static const char *hint_module(const vctx *v, const char *want, char *buf, size_t cap)
 {
-    suggest s;
-    suggest_init(&s, want);
+    rz__suggest s;
+    rz__suggest_init(&s, want);
     size_t n = rz_registry_count(v->reg);
     for (size_t i = 0; i < n; i++)
-        suggest_try(&s, rz_module_id(rz_registry_get(v->reg, i)));
-    return suggest_text(&s, buf, cap);
+        rz__suggest_try(&s, rz_module_id(rz_registry_get(v->reg, i)));
+    return rz__suggest_text(&s, buf, cap);
 }
 
 static void resolve_module(vctx *v, rz__step *s)
@@ -803,7 +720,8 @@ static void scan_value(vctx *v, size_t i, const cJSON *x, rz__buf *path, int dep
     size_t len = path->len, k = 0;
     for (const cJSON *c = x->child; c; c = c->next, k++) {
         if (cJSON_IsObject(x)) {
-            pointer_token(path, c->string ? c->string : "");
+            const char *key = c->string ? c->string : "";
+            rz__pointer_push(path, key, strlen(key));
         } else {
             rz__buf_printf(path, "/%zu", k);
         }
@@ -820,7 +738,7 @@ static void scan_at(vctx *v, size_t i, const cJSON *x, const char *base,
     rz__buf path = {0};
     rz__buf_puts(&path, base ? base : "");
     if (key)
-        pointer_token(&path, key);
+        rz__pointer_push(&path, key, strlen(key));
     scan_value(v, i, x, &path, 0);
     if (path.failed)
         v->oom = RZ_ENOMEM;
@@ -1033,14 +951,14 @@ static void report_unknown_key(vctx *v, size_t i, const char *ptr,
 {
     const rz_module *m = v->f->steps[i].module;
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(m->config, "properties");
-    suggest sg;
+    rz__suggest sg;
     char hint[160];
-    suggest_init(&sg, key);
+    rz__suggest_init(&sg, key);
     const cJSON *p;
     cJSON_ArrayForEach(p, props)
-        suggest_try(&sg, p->string);
+        rz__suggest_try(&sg, p->string);
     report(v, RZ_ECONFIG, ptr, NULL, "module %s has no config '%s'%s", m->id,
-           key, suggest_text(&sg, hint, sizeof hint));
+           key, rz__suggest_text(&sg, hint, sizeof hint));
 }
 
 /* One schema error as a diagnostic at the offending config value. */

@@ -931,6 +931,19 @@ static void duplicate_keys_are_errors(void **state)
     rz_diags_free(d);
 }
 
+/* With no key close to it, the message lists the keys a step may hold
+ * (from the same table the loader dispatches on). */
+static void unknown_step_key_far_from_all_lists_the_keys(void **state)
+{
+    (void)state;
+    rz_diags *d = parse_fail("steps:\n  a: {module: m, zzzzzzzz: 1}\n", RZ_FORMAT_YAML,
+                             RZ_EINVALID);
+    assert_true(has_msg(d, RZ_EINVALID, "unknown key 'zzzzzzzz' in step 'a' (keys: module, "
+                        "needs, inputs, config, credentials, when, retry, timeout_s, "
+                        "on_failure, position, ui)", 0, 0));
+    rz_diags_free(d);
+}
+
 static void unknown_step_keys_are_errors(void **state)
 {
     (void)state;
@@ -1091,6 +1104,7 @@ int main(void)
         cmocka_unit_test(module_ids_are_checked),
         cmocka_unit_test(duplicate_keys_are_errors),
         cmocka_unit_test(unknown_step_keys_are_errors),
+        cmocka_unit_test(unknown_step_key_far_from_all_lists_the_keys),
         cmocka_unit_test(credential_values_warn),
         cmocka_unit_test(numbers_export_exactly),
         cmocka_unit_test(null_and_empty_input),
