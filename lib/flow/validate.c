@@ -18,6 +18,7 @@
 
 #include <yaml.h>
 
+#include "common/graph.h"
 #include "flow/loader.h"
 #include "flow/model.h"
 #include "module/module_impl.h"
@@ -26,8 +27,6 @@
 /* Suggestions compare against every step id; above this many steps the
  * quadratic worst case is not worth a hint. */
 #define SUGGEST_MAX_CANDIDATES 5000
-/* Longest cycle printed in full; longer ones are elided in the middle. */
-#define CYCLE_PRINT_MAX 32
 /* 64-bit words per node in one upstream bitset pass. */
 #define UPSTREAM_WORDS 8
 
@@ -1021,166 +1020,49 @@ static void check_config(vctx *v, size_t i)
                "be checked: %s", step_name(v, i), rz_error_last()->message);
 }
 
-/* ---- Cycles: iterative Tarjan over the predecessor graph ----
- * Tarjan emits a component only after every component it reaches; reaching
- * means "is downstream of" here, so the emission order is a topological
- * order of the flow (sources first). */
+/* ---- Cycles and the order ----
+ * common/graph.c orders the steps (upstream first) and finds the cycles;
+ * everything in or downstream of one is tainted: its order means nothing. */
 
-typedef struct tarjan {
-    size_t *index, *low, *stack, *call, *edge, *comp;
-    unsigned char *on;
-    size_t n_stack, n_call, next_index, n_comp;
-} tarjan;
-
-static void cycle_report(vctx *v, size_t root, const size_t *comp, size_t *parent)
+static const char *cycle_name(const void *ud, size_t i)
 {
-    /* BFS from the first step of the component along predecessor edges
-     * inside it until an edge leads back to the root. */
-    size_t n = v->f->n_steps;
-    size_t *queue = xcalloc(v, n, sizeof *queue);
-    if (!queue)
-        return;
-    size_t head = 0, tail = 0, last = RZ_NPOS;
-    queue[tail++] = root;
-    parent[root] = root;
-    while (head < tail && last == RZ_NPOS) {
-        size_t u = queue[head++];
-        for (size_t k = v->pred_off[u]; k < v->pred_off[u + 1]; k++) {
-            size_t p = v->pred[k];
-            if (p == root) {
-                last = u;
-                break;
-            }
-            if (comp[p] != comp[root] || parent[p] != RZ_NPOS)
-                continue;
-            parent[p] = u;
-            queue[tail++] = p;
-        }
-    }
-    /* Walking parents from `last` gives the cycle in flow order:
-     * root -> last -> ... -> root. */
-    size_t len = 1;
-    for (size_t u = last; u != root; u = parent[u])
-        len++;
+    return step_name(ud, i);
+}
+
+static void cycle_found(void *ud, const size_t *comp, size_t n_comp,
+                        const size_t *cycle, size_t n_cycle)
+{
+    vctx *v = ud;
+    for (size_t k = 0; k < n_comp; k++)
+        v->tainted[comp[k]] = 1;
     rz__buf b = {0};
-    rz__buf_puts(&b, step_name(v, root));
-    size_t k = 1;
-    for (size_t u = last; u != root; u = parent[u], k++) {
-        if (len > CYCLE_PRINT_MAX && k == CYCLE_PRINT_MAX / 2)
-            rz__buf_printf(&b, " -> ... (%zu more)", len - CYCLE_PRINT_MAX);
-        if (len > CYCLE_PRINT_MAX && k >= CYCLE_PRINT_MAX / 2 &&
-            k < CYCLE_PRINT_MAX / 2 + (len - CYCLE_PRINT_MAX))
-            continue;
-        rz__buf_printf(&b, " -> %s", step_name(v, u));
-    }
-    rz__buf_printf(&b, " -> %s", step_name(v, root));
-    free(queue);
+    rz__cycle_text(&b, cycle, n_cycle, cycle_name, v);
     if (b.failed)
         v->oom = RZ_ENOMEM;
-    report(v, RZ_ECYCLE, v->f->steps[root].ptr, NULL, "cycle: %s",
-           b.data ? b.data : step_name(v, root));
+    report(v, RZ_ECYCLE, v->f->steps[cycle[0]].ptr, NULL, "cycle: %s",
+           b.data ? b.data : step_name(v, cycle[0]));
     rz__buf_free(&b);
-}
-
-static bool self_loop(const vctx *v, size_t u)
-{
-    return is_pred(v, u, u);
-}
-
-/* Pop the component rooted at `u`, append it to the order and report it if
- * it is a cycle. */
-static void tarjan_pop(vctx *v, tarjan *t, size_t u, size_t *n_order,
-                       size_t *parent)
-{
-    size_t first = RZ_NPOS, size = 0, w;
-    do {
-        w = t->stack[--t->n_stack];
-        t->on[w] = 0;
-        t->comp[w] = t->n_comp;
-        v->order[(*n_order)++] = w;
-        if (w < first)
-            first = w;
-        size++;
-    } while (w != u);
-    if (size > 1 || self_loop(v, u)) {
-        for (size_t k = *n_order - size; k < *n_order; k++)
-            v->tainted[v->order[k]] = 1;
-        cycle_report(v, first, t->comp, parent);
-    }
-    t->n_comp++;
-}
-
-static void tarjan_visit(tarjan *t, const vctx *v, size_t w)
-{
-    t->index[w] = t->low[w] = t->next_index++;
-    t->stack[t->n_stack++] = w;
-    t->on[w] = 1;
-    t->call[t->n_call] = w;
-    t->edge[t->n_call] = v->pred_off[w];
-    t->n_call++;
-}
-
-static void tarjan_run(vctx *v, tarjan *t, size_t root, size_t *n_order,
-                       size_t *parent)
-{
-    tarjan_visit(t, v, root);
-    while (t->n_call) {
-        size_t u = t->call[t->n_call - 1];
-        if (t->edge[t->n_call - 1] < v->pred_off[u + 1]) {
-            size_t w = v->pred[t->edge[t->n_call - 1]++];
-            if (t->index[w] == RZ_NPOS)
-                tarjan_visit(t, v, w);
-            else if (t->on[w] && t->index[w] < t->low[u])
-                t->low[u] = t->index[w];
-            continue;
-        }
-        if (t->low[u] == t->index[u])
-            tarjan_pop(v, t, u, n_order, parent);
-        if (--t->n_call) {
-            size_t p = t->call[t->n_call - 1];
-            if (t->low[u] < t->low[p])
-                t->low[p] = t->low[u];
-        }
-    }
 }
 
 static void find_cycles(vctx *v)
 {
     size_t n = v->f->n_steps;
-    tarjan t = {0};
-    t.index = xcalloc(v, n, sizeof *t.index);
-    t.low = xcalloc(v, n, sizeof *t.low);
-    t.stack = xcalloc(v, n, sizeof *t.stack);
-    t.call = xcalloc(v, n, sizeof *t.call);
-    t.edge = xcalloc(v, n, sizeof *t.edge);
-    t.comp = xcalloc(v, n, sizeof *t.comp);
-    t.on = xcalloc(v, n, 1);
-    size_t *parent = xcalloc(v, n, sizeof *parent);
     v->order = xcalloc(v, n, sizeof *v->order);
     v->pos = xcalloc(v, n, sizeof *v->pos);
     v->tainted = xcalloc(v, n, 1);
-    if (!v->oom) {
-        for (size_t i = 0; i < n; i++)
-            t.index[i] = t.comp[i] = parent[i] = RZ_NPOS;
-        size_t n_order = 0;
-        for (size_t i = 0; i < n; i++)
-            if (t.index[i] == RZ_NPOS)
-                tarjan_run(v, &t, i, &n_order, parent);
-        for (size_t k = 0; k < n; k++) {
-            size_t u = v->order[k];
-            v->pos[u] = k;
-            for (size_t e = v->pred_off[u]; e < v->pred_off[u + 1] && !v->tainted[u]; e++)
-                v->tainted[u] = v->tainted[v->pred[e]];
-        }
+    if (v->oom)
+        return;
+    rz__graph g = {n, v->pred_off, v->pred};
+    if (rz__graph_order(&g, v->order, cycle_found, v) != RZ_OK) {
+        v->oom = RZ_ENOMEM;
+        return;
     }
-    free(t.index);
-    free(t.low);
-    free(t.stack);
-    free(t.call);
-    free(t.edge);
-    free(t.comp);
-    free(t.on);
-    free(parent);
+    for (size_t k = 0; k < n; k++) {
+        size_t u = v->order[k];
+        v->pos[u] = k;
+        for (size_t e = v->pred_off[u]; e < v->pred_off[u + 1] && !v->tainted[u]; e++)
+            v->tainted[u] = v->tainted[v->pred[e]];
+    }
 }
 
 /* ---- Upstream references left after the cheap checks ----

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/graph.h"
 #include "flow/model.h"
 #include "module/module_impl.h"
 #include "rhizos/plan.h"
@@ -268,105 +269,58 @@ static int critical_path(rz_plan *p, const work *w, size_t end)
 }
 
 /* ---- Cycles ---------------------------------------------------------------
- * Every unplanned step has an unplanned dep (its in-degree never reached
- * zero), so walking unplanned deps from any of them must loop. Walks are
- * coloured (0 new, 1 on this walk, 2 finished) so each step is visited once
- * and every disjoint cycle is reported once. */
+ * Kahn left steps unplanned: every cycle is named by common/graph.c, the
+ * finder and text rz_flow_validate uses too. */
 
-#define CYCLE_TEXT_MAX 800
+typedef struct cycles {
+    const rz_flow *f;
+    rz_diags *diags;
+    bool oom;
+} cycles;
 
-static void describe_cycle(const rz_flow *f, const size_t *cyc, size_t len,
-                           rz__buf *b)
+static const char *cycle_name(const void *ud, size_t i)
 {
-    for (size_t i = 0; i < len; i++) {
-        if (b->len > CYCLE_TEXT_MAX && i + 1 < len) {
-            /* The diagnostic line has to stay readable. */
-            rz__buf_printf(b, " -> ... (%zu more) ... -> %s", len - i - 1,
-                           f->steps[cyc[len - 1]].id);
-            break;
-        }
-        rz__buf_printf(b, "%s%s", i ? " -> " : "", f->steps[cyc[i]].id);
-    }
-    rz__buf_printf(b, " -> %s", f->steps[cyc[0]].id);
+    const rz_flow *f = ud;
+    return f->steps[i].id;
 }
 
-/* The cycle is path[from..len) in upstream-walk order; report it downstream
- * first, starting at its earliest step in the document. */
-static int report_cycle(const rz_flow *f, rz_diags *diags, size_t *path,
-                        size_t from, size_t len)
+static void cycle_found(void *ud, const size_t *comp, size_t n_comp,
+                        const size_t *cycle, size_t n_cycle)
 {
-    size_t *cyc = path + from, m = len - from;
-    for (size_t i = 0; i < m / 2; i++) {
-        size_t t = cyc[i];
-        cyc[i] = cyc[m - 1 - i];
-        cyc[m - 1 - i] = t;
-    }
-    size_t first = 0;
-    for (size_t i = 1; i < m; i++)
-        if (cyc[i] < cyc[first])
-            first = i;
-    size_t *rot = malloc(m * sizeof *rot);
-    if (!rot)
-        return RZ_ENOMEM;
-    for (size_t i = 0; i < m; i++)
-        rot[i] = cyc[(first + i) % m];
+    cycles *c = ud;
     rz__buf b = {0};
-    describe_cycle(f, rot, m, &b);
-    char *text = rz__buf_take(&b);
-    const char *ptr = f->steps[rot[0]].ptr;
-    free(rot);
-    if (!text)
-        return RZ_ENOMEM;
-    rz__flow_diag(f, diags, RZ_ECYCLE, ptr, "cycle: %s", text);
-    free(text);
-    return RZ_OK;
+    rz__cycle_text(&b, cycle, n_cycle, cycle_name, c->f);
+    if (b.failed)
+        c->oom = true;
+    else
+        rz__flow_diag(c->f, c->diags, RZ_ECYCLE, c->f->steps[cycle[0]].ptr, "cycle: %s",
+                      b.data);
+    rz__buf_free(&b);
 }
 
-static int first_open_dep(const rz__step *s, const unsigned char *color,
-                          const work *w, size_t *out)
+static int report_cycles(const rz_flow *f, rz_diags *diags)
 {
-    for (size_t k = 0; k < s->n_deps; k++) {
-        size_t u = s->deps[k];
-        if (w->nd[u].indeg > 0 && color[u] != 2) {
-            *out = u;
-            return 1;
+    size_t n = f->n_steps, e = edge_count(f);
+    size_t *off = malloc((n + 1) * sizeof *off);
+    size_t *dep = malloc((e ? e : 1) * sizeof *dep);
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    cycles c = {f, diags, false};
+    int rc = off && dep && order ? RZ_OK : RZ_ENOMEM;
+    if (rc == RZ_OK) {
+        off[0] = 0;
+        for (size_t i = 0; i < n; i++) {
+            const rz__step *s = &f->steps[i];
+            memcpy(dep + off[i], s->deps, s->n_deps * sizeof *dep);
+            off[i + 1] = off[i] + s->n_deps;
         }
+        rz__graph g = {n, off, dep};
+        rc = rz__graph_order(&g, order, cycle_found, &c);
     }
-    return 0;
-}
-
-static int report_cycles(const rz_flow *f, rz_diags *diags, const work *w)
-{
-    size_t n = f->n_steps;
-    unsigned char *color = calloc(n, 1);
-    size_t *path = malloc(n * sizeof *path);
-    size_t *pos = malloc(n * sizeof *pos);
-    int rc = RZ_OK;
-    if (!color || !path || !pos)
+    free(off);
+    free(dep);
+    free(order);
+    if (rc == RZ_OK && c.oom)
         rc = RZ_ENOMEM;
-    for (size_t start = 0; rc == RZ_OK && start < n; start++) {
-        if (w->nd[start].indeg == 0 || color[start])
-            continue;
-        size_t len = 0, v = start;
-        for (;;) {
-            color[v] = 1;
-            pos[v] = len;
-            path[len++] = v;
-            size_t u;
-            if (!first_open_dep(&f->steps[v], color, w, &u))
-                break;   /* leads only into cycles already reported */
-            if (color[u] == 1) {
-                rc = report_cycle(f, diags, path, pos[u], len);
-                break;
-            }
-            v = u;
-        }
-        for (size_t i = 0; i < len; i++)
-            color[path[i]] = 2;
-    }
-    free(color);
-    free(path);
-    free(pos);
     return rc == RZ_OK ? RZ_ECYCLE : rc;
 }
 
@@ -395,7 +349,7 @@ static int plan_fill(rz_plan *p, work *w, rz_diags *diags)
         return RZ_ENOMEM;
     build_succ(f, w);
     if (kahn(n, w, &p->n_stages, &end) < n)
-        return report_cycles(f, diags, w);
+        return report_cycles(f, diags);
     int rc = critical_path(p, w, end);
     if (rc != RZ_OK)
         return rc;
