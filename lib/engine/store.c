@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 #include <sodium.h>
 
+#include "common/fs.h"
 #include "engine/engine_impl.h"
 
 #define ENGINE_MAP_SIZE (8ull * 1024 * 1024 * 1024)
@@ -40,52 +41,31 @@ static uint64_t u64_of(const unsigned char *k)
     return v;
 }
 
-static int make_dir(const char *path)
-{
-    if (mkdir(path, 0700) != 0 && errno != EEXIST)
-        return rz__error(RZ_EIO, "cannot create %s: %s", path, strerror(errno));
-    return RZ_OK;
-}
-
 int rz__engine_store_open(rz_engine *e, const char *data_dir)
 {
-    int rc = make_dir(data_dir);
+    int rc = rz__mkdir(data_dir);
     char *dir = rz__asprintf("%s/engine", data_dir);
     if (!dir)
         return rz__error(RZ_ENOMEM, "out of memory");
     if (rc == RZ_OK)
-        rc = make_dir(dir);
+        rc = rz__mkdir(dir);
     if (rc != RZ_OK) {
         free(dir);
         return rc;
     }
-    MDB_txn *txn = NULL;
-    int mrc = mdb_env_create(&e->env);
-    if (mrc == 0)
-        mrc = mdb_env_set_maxdbs(e->env, 8);
-    if (mrc == 0)
-        mrc = mdb_env_set_mapsize(e->env, ENGINE_MAP_SIZE);
-    if (mrc == 0)
-        mrc = mdb_env_open(e->env, dir, MDB_NOTLS |
-                           (e->opts.durable ? 0 : MDB_NOSYNC), 0600);
+    static const char *const names[] = {"nodes", "jobs", "deps", "devs"};
+    MDB_dbi dbis[RZ_ARRAY_LEN(names)];
+    int mrc = rz__lmdb_open(&e->env, dir, ENGINE_MAP_SIZE,
+                            e->opts.durable ? 0 : MDB_NOSYNC, names, dbis,
+                            RZ_ARRAY_LEN(names));
     free(dir);
-    if (mrc == 0)
-        mrc = mdb_txn_begin(e->env, NULL, 0, &txn);
-    if (mrc == 0)
-        mrc = mdb_dbi_open(txn, "nodes", MDB_CREATE, &e->db_nodes);
-    if (mrc == 0)
-        mrc = mdb_dbi_open(txn, "jobs", MDB_CREATE, &e->db_jobs);
-    if (mrc == 0)
-        mrc = mdb_dbi_open(txn, "deps", MDB_CREATE, &e->db_deps);
-    if (mrc == 0)
-        mrc = mdb_dbi_open(txn, "devs", MDB_CREATE, &e->db_step_events);
-    if (mrc == 0) {
-        mrc = mdb_txn_commit(txn);
-        txn = NULL;
-    }
-    if (txn)
-        mdb_txn_abort(txn);
-    return mrc ? db_error(mrc, "open") : RZ_OK;
+    if (mrc)
+        return db_error(mrc, "open");
+    e->db_nodes = dbis[0];
+    e->db_jobs = dbis[1];
+    e->db_deps = dbis[2];
+    e->db_step_events = dbis[3];
+    return RZ_OK;
 }
 
 void rz__engine_store_close(rz_engine *e)

@@ -8,6 +8,7 @@
 
 #include <sodium.h>
 
+#include "common/fs.h"
 #include "ledger/ledger_impl.h"
 
 #define DEFAULT_MAP_SIZE (16ull << 30)
@@ -345,38 +346,20 @@ static int replay_one(void *ctx, const rz__ledger_jhdr *h,
     return rc;
 }
 
-static int make_dir(const char *path)
-{
-    if (mkdir(path, 0700) == 0 || errno == EEXIST)
-        return RZ_OK;
-    return rz__error(RZ_EIO, "cannot create %s: %s", path, strerror(errno));
-}
-
 static int open_env(rz_ledger *l, const rz_ledger_opts *o)
 {
-    int mrc = mdb_env_create(&l->env);
-    if (!mrc)
-        mrc = mdb_env_set_maxdbs(l->env, 8);
-    if (!mrc)
-        mrc = mdb_env_set_mapsize(l->env, o->map_size ? o->map_size
-                                                      : DEFAULT_MAP_SIZE);
-    unsigned flags = MDB_NOTLS | (l->read_only ? MDB_RDONLY : 0) |
-                     (o->durable ? 0 : MDB_NOSYNC);
-    if (!mrc)
-        mrc = mdb_env_open(l->env, l->dir, flags, 0600);
-    if (!mrc) {
-        int dead;
-        mdb_reader_check(l->env, &dead);   /* slots of killed readers */
-    }
+    unsigned flags = (l->read_only ? MDB_RDONLY : 0) | (o->durable ? 0 : MDB_NOSYNC);
+    int mrc = rz__lmdb_open(&l->env, l->dir, o->map_size ? o->map_size : DEFAULT_MAP_SIZE,
+                            flags, NULL, NULL, 0);
     return mrc ? rz__ledger_db_error(mrc, "open") : RZ_OK;
 }
 
 static int open_writer(rz_ledger *l, const char *data_dir,
                        const rz_ledger_opts *o)
 {
-    int rc = make_dir(data_dir);
+    int rc = rz__mkdir(data_dir);
     if (rc == RZ_OK)
-        rc = make_dir(l->dir);
+        rc = rz__mkdir(l->dir);
     char *jpath = rc == RZ_OK ? rz__asprintf("%s/journal", l->dir) : NULL;
     if (rc == RZ_OK && !jpath)
         rc = rz__error(RZ_ENOMEM, "out of memory");

@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 #include <sodium.h>
 
+#include "common/fs.h"
 #include "module/module_impl.h"
 
 #define ETAG_MAX 256
@@ -40,29 +41,6 @@ char *rz__registry_default_cache(void)
 }
 
 /* ---- cache files ---- */
-
-/* mkdir -p, private to the user. */
-static int make_dirs(const char *path)
-{
-    char *p = rz__strdup(path);
-    if (!p)
-        return rz__error(RZ_ENOMEM, "out of memory");
-    int rc = RZ_OK;
-    for (char *s = p + 1; rc == RZ_OK; s++) {
-        bool end = *s == '\0';
-        if (*s != '/' && !end)
-            continue;
-        *s = '\0';
-        if (mkdir(p, 0700) != 0 && errno != EEXIST)
-            rc = rz__error(RZ_EIO, "cannot create cache folder %s: %s", p,
-                           strerror(errno));
-        if (end)
-            break;
-        *s = '/';
-    }
-    free(p);
-    return rc;
-}
 
 static char *cache_path(const char *dir, const char *url)
 {
@@ -107,7 +85,7 @@ static void cache_read(const char *path, size_t max, cached *c)
 static void cache_write(const char *dir, const char *path, const char *etag,
                         const char *body, size_t len)
 {
-    if (make_dirs(dir) != RZ_OK)
+    if (rz__mkdirs(dir) != RZ_OK)
         return;
     char *tmp = rz__asprintf("%s.%ld.tmp", path, (long)getpid());
     if (!tmp)

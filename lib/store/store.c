@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 #include <lmdb.h>
 
+#include "common/fs.h"
 #include "common/internal.h"
 #include "rhizos/store.h"
 
@@ -29,65 +30,28 @@ static int db_error(int rc, const char *what)
                      mdb_strerror(rc));
 }
 
-static int make_dirs(const char *dir)
-{
-    char *path = rz__strdup(dir);
-    if (!path)
-        return rz__error(RZ_ENOMEM, "out of memory");
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-            int e = errno;
-            free(path);
-            return rz__error(RZ_EIO, "cannot create %s: %s", dir, strerror(e));
-        }
-        *p = '/';
-    }
-    int rc = RZ_OK;
-    if (mkdir(path, 0700) != 0 && errno != EEXIST)
-        rc = rz__error(RZ_EIO, "cannot create %s: %s", dir, strerror(errno));
-    free(path);
-    return rc;
-}
-
 int rz_store_open(rz_store **out, const char *dir)
 {
     *out = NULL;
     if (!dir || !*dir)
         return rz__error(RZ_EINVAL, "no data directory given");
-    int rc = make_dirs(dir);
+    int rc = rz__mkdirs(dir);
     if (rc != RZ_OK)
         return rc;
     rz_store *st = calloc(1, sizeof *st);
     if (!st)
         return rz__error(RZ_ENOMEM, "out of memory");
-    MDB_txn *txn = NULL;
-    int mrc = mdb_env_create(&st->env);
-    if (mrc == 0)
-        mrc = mdb_env_set_maxdbs(st->env, 8);
-    if (mrc == 0)
-        mrc = mdb_env_set_mapsize(st->env, STORE_MAP_SIZE);
-    if (mrc == 0)
-        mrc = mdb_env_open(st->env, dir, MDB_NOTLS, 0600);
-    if (mrc == 0)
-        mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
-    if (mrc == 0)
-        mrc = mdb_dbi_open(txn, "runs", MDB_CREATE, &st->runs);
-    if (mrc == 0)
-        mrc = mdb_dbi_open(txn, "runs_by_time", MDB_CREATE, &st->by_time);
-    if (mrc == 0) {
-        mrc = mdb_txn_commit(txn);
-        txn = NULL;
-    }
+    static const char *const names[] = {"runs", "runs_by_time"};
+    MDB_dbi dbis[RZ_ARRAY_LEN(names)];
+    int mrc = rz__lmdb_open(&st->env, dir, STORE_MAP_SIZE, 0, names, dbis,
+                            RZ_ARRAY_LEN(names));
     if (mrc != 0) {
         rc = db_error(mrc, dir);
-        if (txn)
-            mdb_txn_abort(txn);
         rz_store_close(st);
         return rc;
     }
+    st->runs = dbis[0];
+    st->by_time = dbis[1];
     *out = st;
     return RZ_OK;
 }

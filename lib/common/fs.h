@@ -1,0 +1,25 @@
+/* Folders and LMDB environments, opened the one way every area needs. */
+#ifndef RZ_COMMON_FS_H
+#define RZ_COMMON_FS_H
+
+#include <lmdb.h>
+
+#include "common/internal.h"
+
+/* Create folder `path` (mode 0700) unless it exists; its parent must.
+ * RZ_EIO naming the folder. */
+RZ_HIDDEN int rz__mkdir(const char *path);
+/* The same, creating missing parents too (mkdir -p). */
+RZ_HIDDEN int rz__mkdirs(const char *path);
+
+/* Open an LMDB environment in folder `dir` (which must exist): up to 8
+ * named databases, `map_size` bytes, MDB_NOTLS | `flags`, reader slots that
+ * killed processes left cleared; then, unless `n` is 0, open the `n`
+ * databases `names` into `dbis` in one write transaction (MDB_CREATE).
+ * Returns 0 or the LMDB error code, for the caller to word; on error *env
+ * is closed and NULL. */
+RZ_HIDDEN int rz__lmdb_open(MDB_env **env, const char *dir, size_t map_size,
+                            unsigned flags, const char *const *names,
+                            MDB_dbi *dbis, size_t n);
+
+#endif
