@@ -43,6 +43,12 @@ static inline rz_ledger_id rz_ledger_id_make(uint64_t hi, uint64_t lo)
     return id;
 }
 
+/* Nonzero when a and b are the same id. */
+static inline int rz_ledger_id_equal(rz_ledger_id a, rz_ledger_id b)
+{
+    return a.hi == b.hi && a.lo == b.lo;
+}
+
 /* The ledger's own accounts. Ids {0, 0..15} are reserved. */
 #define RZ_LEDGER_PLATFORM_ID rz_ledger_id_make(0, 1)  /* fees */
 #define RZ_LEDGER_ESCROW_ID   rz_ledger_id_make(0, 2)  /* held money */

@@ -156,7 +156,7 @@ static size_t id_hash(rz_ledger_id id);
 static size_t tmap_slot(const tmap *m, rz_ledger_id id)
 {
     size_t h = id_hash(id) & (m->nslots - 1);
-    while (m->slots[h] && !rz__ledger_id_eq(m->t[m->slots[h] - 1].id, id))
+    while (m->slots[h] && !rz_ledger_id_equal(m->t[m->slots[h] - 1].id, id))
         h = (h + 1) & (m->nslots - 1);
     return h;
 }
@@ -208,7 +208,7 @@ static int tmap_put(tmap *m, const rz_ledger_transfer *t)
 static int tget(ctx *c, rz_ledger_id id, rz_ledger_transfer *t)
 {
     for (size_t i = c->nst; i-- > 0;)
-        if (rz__ledger_id_eq(c->st[i].t.id, id)) {
+        if (rz_ledger_id_equal(c->st[i].t.id, id)) {
             *t = c->st[i].t;
             return RZ_OK;
         }
@@ -219,7 +219,7 @@ static int tget(ctx *c, rz_ledger_id id, rz_ledger_transfer *t)
     }
     /* An op reads its pending transfer when planned and again when
      * applied: remember the last one (dropped when a chain writes). */
-    if (c->has_last && rz__ledger_id_eq(c->last.id, id)) {
+    if (c->has_last && rz_ledger_id_equal(c->last.id, id)) {
         *t = c->last;
         return RZ_OK;
     }
@@ -265,7 +265,7 @@ static int acct(ctx *c, rz_ledger_id id, size_t *idx)
     if (c->nslots) {
         size_t h = id_hash(id) & (c->nslots - 1);
         for (; c->slots[h]; h = (h + 1) & (c->nslots - 1))
-            if (rz__ledger_id_eq(c->acc[c->slots[h] - 1].a.id, id)) {
+            if (rz_ledger_id_equal(c->acc[c->slots[h] - 1].a.id, id)) {
                 *idx = c->slots[h] - 1;
                 return RZ_OK;
             }
@@ -367,7 +367,7 @@ static int defer_index(ilist *l, rz_ledger_id owner, uint64_t seq,
 static size_t holdmap_slot(const holdmap *m, rz_ledger_id job)
 {
     size_t i = id_hash(job) & (m->cap - 1);
-    while (!rz__ledger_id_zero(m->job[i]) && !rz__ledger_id_eq(m->job[i], job))
+    while (!rz__ledger_id_zero(m->job[i]) && !rz_ledger_id_equal(m->job[i], job))
         i = (i + 1) & (m->cap - 1);
     return i;
 }
@@ -451,7 +451,7 @@ static int sort_entries(ilist *l)
     for (size_t i = 0; rc == RZ_OK && i < n; i++) {
         rz_ledger_id o = l->e[i].owner;
         size_t h = id_hash(o) & (ns - 1);
-        while (slot[h] && !rz__ledger_id_eq(g[slot[h] - 1].owner, o))
+        while (slot[h] && !rz_ledger_id_equal(g[slot[h] - 1].owner, o))
             h = (h + 1) & (ns - 1);
         if (!slot[h]) {
             g[k] = (group){ o, 0, 0, (uint32_t)k };
@@ -802,7 +802,7 @@ static int job_hold(ctx *c, rz_ledger_id job, rz_ledger_transfer *p)
 {
     for (size_t i = c->nst; i-- > 0;)
         if (c->st[i].t.code == RZ_LEDGER_CODE_HOLD &&
-            rz__ledger_id_eq(c->st[i].t.job, job))
+            rz_ledger_id_equal(c->st[i].t.job, job))
             return tget(c, c->st[i].t.id, p);
     rz_ledger_id hold;
     if (holdmap_get(&c->holds, job, &hold)) {
@@ -842,7 +842,7 @@ static int op_hold(ctx *c, const rz_ledger_op *op, rz_ledger_transfer *p)
     if (!rz__ledger_id_zero(op->ref)) {
         int rc = get_pending(c, op->ref, RZ_LEDGER_CODE_HOLD, p);
         if (rc == RZ_OK && !rz__ledger_id_zero(op->job) &&
-            !rz__ledger_id_eq(op->job, p->job))
+            !rz_ledger_id_equal(op->job, p->job))
             return rz__error(RZ_EINVAL, "the hold belongs to another job");
         return rc;
     }
@@ -866,7 +866,7 @@ static int no_open_hold(ctx *c, const rz_ledger_op *op)
         return RZ_OK;
     if (rc != RZ_OK)
         return rc;
-    if (h.state != RZ_LEDGER_OPEN || rz__ledger_id_eq(h.id, op->id))
+    if (h.state != RZ_LEDGER_OPEN || rz_ledger_id_equal(h.id, op->id))
         return RZ_OK;
     char a[33], b[33];
     rz_ledger_id_format(op->job, a);
@@ -891,9 +891,9 @@ static int plan_raw(ctx *c, const rz_ledger_op *op, plan *p)
         if (rc != RZ_OK)
             return rc;
         if ((!rz__ledger_id_zero(op->account) &&
-             !rz__ledger_id_eq(op->account, pend.debit)) ||
+             !rz_ledger_id_equal(op->account, pend.debit)) ||
             (!rz__ledger_id_zero(op->other) &&
-             !rz__ledger_id_eq(op->other, pend.credit)))
+             !rz_ledger_id_equal(op->other, pend.credit)))
             return rz__error(RZ_EINVAL, "accounts differ from the pending "
                              "transfer's");
         uint64_t amount = kind == RZ_LEDGER_VOID || op->amount == 0
@@ -907,7 +907,7 @@ static int plan_raw(ctx *c, const rz_ledger_op *op, plan *p)
         return RZ_OK;
     }
     if (rz__ledger_id_zero(op->account) || rz__ledger_id_zero(op->other) ||
-        rz__ledger_id_eq(op->account, op->other))
+        rz_ledger_id_equal(op->account, op->other))
         return rz__error(RZ_EINVAL, "two different accounts are needed");
     int rc = need_amount(op->amount);
     if (rc != RZ_OK)
@@ -1034,10 +1034,10 @@ static int plan_op(ctx *c, const rz_ledger_op *op, plan *p)
 static bool same_transfer(const rz_ledger_transfer *a,
                           const rz_ledger_transfer *b)
 {
-    return rz__ledger_id_eq(a->debit, b->debit) &&
-           rz__ledger_id_eq(a->credit, b->credit) &&
-           rz__ledger_id_eq(a->pending_id, b->pending_id) &&
-           rz__ledger_id_eq(a->job, b->job) && a->amount == b->amount &&
+    return rz_ledger_id_equal(a->debit, b->debit) &&
+           rz_ledger_id_equal(a->credit, b->credit) &&
+           rz_ledger_id_equal(a->pending_id, b->pending_id) &&
+           rz_ledger_id_equal(a->job, b->job) && a->amount == b->amount &&
            a->timeout == b->timeout && a->flags == b->flags &&
            a->code == b->code;
 }

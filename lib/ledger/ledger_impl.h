@@ -57,10 +57,6 @@ static inline rz_ledger_id rz__ledger_key_id(const uint8_t key[16])
     return rz_ledger_id_make(rz__ledger_get_be64(key),
                              rz__ledger_get_be64(key + 8));
 }
-static inline bool rz__ledger_id_eq(rz_ledger_id a, rz_ledger_id b)
-{
-    return a.hi == b.hi && a.lo == b.lo;
-}
 static inline bool rz__ledger_id_zero(rz_ledger_id a)
 {
     return a.hi == 0 && a.lo == 0;

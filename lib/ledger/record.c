@@ -163,7 +163,7 @@ static int transfer_check(const rz_ledger_transfer *t)
     if (t->flags & ~kind || (kind & (kind - 1)))
         return rz__error(RZ_EINVALID, "transfer flags 0x%x", t->flags);
     if (rz__ledger_id_zero(t->id) || rz__ledger_id_zero(t->debit) ||
-        rz__ledger_id_zero(t->credit) || rz__ledger_id_eq(t->debit, t->credit))
+        rz__ledger_id_zero(t->credit) || rz_ledger_id_equal(t->debit, t->credit))
         return rz__error(RZ_EINVALID, "transfer with a zero or equal account");
     bool pending = kind == RZ_LEDGER_PENDING;
     if (pending != (t->state != RZ_LEDGER_NOT_PENDING) ||

@@ -21,7 +21,7 @@ static size_t idmap_slot(const idmap *m, rz_ledger_id id)
     h ^= h >> 29;
     h *= 0xbf58476d1ce4e5b9ull;
     size_t i = (size_t)(h ^ (h >> 32)) & (m->cap - 1);
-    while (m->vals[i] && !rz__ledger_id_eq(m->keys[i], id))
+    while (m->vals[i] && !rz_ledger_id_equal(m->keys[i], id))
         i = (i + 1) & (m->cap - 1);
     return i;
 }
@@ -152,7 +152,7 @@ static int load_accounts(vctx *v)
         else if (rz__ledger_account_decode(val.mv_data, val.mv_size,
                                            &s->stored) != RZ_OK)
             rc = corrupt("account", kid);
-        else if (!rz__ledger_id_eq(kid, s->stored.id))
+        else if (!rz_ledger_id_equal(kid, s->stored.id))
             rc = corrupt("account key and record differ:", kid);
         else
             rc = idmap_put(&v->accounts, kid, v->nacc++);
@@ -186,7 +186,7 @@ static int each_transfer(vctx *v, transfer_fn fn)
             rc = breach("a transfer key of %zu bytes", key.mv_size);
         else if (rz__ledger_transfer_decode(val.mv_data, val.mv_size, &t))
             rc = corrupt("transfer", kid);
-        else if (!rz__ledger_id_eq(kid, t.id))
+        else if (!rz_ledger_id_equal(kid, t.id))
             rc = corrupt("transfer key and record differ:", kid);
         else
             rc = fn(v, &t);
@@ -273,8 +273,8 @@ static int check_resolver(vctx *v, const rz_ledger_transfer *t)
                       "transfer", HEX(t->id, a), HEX(t->pending_id, b));
     if (rc != RZ_OK)
         return rc == RZ_EDB ? corrupt("transfer", t->pending_id) : rc;
-    if (!rz__ledger_id_eq(p.debit, t->debit) ||
-        !rz__ledger_id_eq(p.credit, t->credit))
+    if (!rz_ledger_id_equal(p.debit, t->debit) ||
+        !rz_ledger_id_equal(p.credit, t->credit))
         return breach("transfer %s names other accounts than the pending %s",
                       HEX(t->id, a), HEX(p.id, b));
     return RZ_OK;
@@ -383,12 +383,12 @@ static int check_index(vctx *v, MDB_dbi dbi, const char *name, uint64_t want)
             rc = breach("%s index entry %" PRIu64 " names transfer %s, which "
                         "is not there", name, seq, HEX(id, h));
         else if (rc == RZ_OK && dbi == v->d->history &&
-                 !rz__ledger_id_eq(owner, t.debit) &&
-                 !rz__ledger_id_eq(owner, t.credit))
+                 !rz_ledger_id_equal(owner, t.debit) &&
+                 !rz_ledger_id_equal(owner, t.credit))
             rc = breach("history of %s lists transfer %s of other accounts",
                         HEX(owner, h), HEX(id, h));
         else if (rc == RZ_OK && dbi == v->d->jobs &&
-                 !rz__ledger_id_eq(owner, t.job))
+                 !rz_ledger_id_equal(owner, t.job))
             rc = breach("job index lists transfer %s under another job",
                         HEX(id, h));
     }

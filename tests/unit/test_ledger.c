@@ -628,7 +628,7 @@ static void test_job_in_one_batch(void **state)
     assert_int_equal(n, 5);
     static const uint64_t ids[] = { 45, 44, 42, 40, 1 };
     for (size_t i = 0; i < n; i++)
-        assert_true(rz__ledger_id_eq(page[i].id, ID(ids[i])));
+        assert_true(rz_ledger_id_equal(page[i].id, ID(ids[i])));
     verify_ok(f->l);
     /* After a reopen (journal replay of the same batch) nothing differs. */
     rz_ledger_close(f->l);
@@ -661,8 +661,8 @@ static void test_history_and_job(void **state)
             last_seq = page[i].seq;
         }
         if (seen == 0) {
-            assert_true(rz__ledger_id_eq(page[0].id, ID(31)));
-            assert_true(rz__ledger_id_eq(page[1].id, ID(30)));
+            assert_true(rz_ledger_id_equal(page[0].id, ID(31)));
+            assert_true(rz_ledger_id_equal(page[1].id, ID(30)));
         }
         seen += n;
         before = n ? page[n - 1].seq : 0;
@@ -718,8 +718,8 @@ static void test_ids(void **state)
                                         &id), RZ_EINVAL);
     rz_ledger_id a = rz_ledger_derive_id(ID(5), 1);
     rz_ledger_id b = rz_ledger_derive_id(ID(5), 2);
-    assert_false(rz__ledger_id_eq(a, b));
-    assert_true(rz__ledger_id_eq(a, rz_ledger_derive_id(ID(5), 1)));
+    assert_false(rz_ledger_id_equal(a, b));
+    assert_true(rz_ledger_id_equal(a, rz_ledger_derive_id(ID(5), 1)));
 }
 
 /* ---- records ---- */
@@ -775,8 +775,8 @@ static void test_records(void **state)
                      RZ_OK);
     assert_int_equal(used, len);
     assert_int_equal(h2.seq, 7);
-    assert_true(rz__ledger_id_eq(dec[1].id, ops[1].id));
-    assert_true(rz__ledger_id_eq(dec[1].account, NODE));
+    assert_true(rz_ledger_id_equal(dec[1].id, ops[1].id));
+    assert_true(rz_ledger_id_equal(dec[1].account, NODE));
     assert_int_equal(dec[1].amount, 1);
     assert_int_equal(dec[1].kind, RZ_LEDGER_CODE_USER);
     for (size_t i = 0; i < len; i += 7) {
@@ -938,9 +938,18 @@ static void test_verify_breaches(void **state)
     assert_non_null(strstr(rz_error_last()->message, "resolved twice"));
 }
 
+static void test_id_equal(void **state)
+{
+    (void)state;
+    assert_true(rz_ledger_id_equal(rz_ledger_id_make(1, 2), rz_ledger_id_make(1, 2)));
+    assert_false(rz_ledger_id_equal(rz_ledger_id_make(1, 2), rz_ledger_id_make(2, 1)));
+    assert_false(rz_ledger_id_equal(rz_ledger_id_make(0, 2), rz_ledger_id_make(1, 2)));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_id_equal),
         cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deposit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_settle_fee, setup, teardown),
