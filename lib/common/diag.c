@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/array.h"
 #include "common/internal.h"
 
 /* Hostile documents can produce a problem per byte; past this we stop
@@ -59,16 +60,12 @@ const rz_diag *rz_diags_get(const rz_diags *d, size_t i)
 static int push(rz_diags *d, rz_severity sev, int code, const char *file,
                 uint32_t line, uint32_t column, const char *pointer, char *msg)
 {
-    if (d->len == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 8;
-        rz_diag *p = realloc(d->items, cap * sizeof *p);
-        if (!p) {
-            free(msg);
-            return RZ_ENOMEM;
-        }
-        d->items = p;
-        d->cap = cap;
+    rz_diag *p = rz__grow(d->items, &d->cap, d->len + 1, sizeof *p, 8);
+    if (!p) {
+        free(msg);
+        return RZ_ENOMEM;
     }
+    d->items = p;
     rz_diag *x = &d->items[d->len];
     x->file = rz__strdup(file ? file : "");
     x->pointer = rz__strdup(pointer ? pointer : "");

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/array.h"
 #include "common/internal.h"
 
 char *rz__strdup(const char *s)
@@ -45,23 +46,14 @@ static bool buf_reserve(rz__buf *b, size_t extra)
 {
     if (b->failed)
         return false;
-    if (b->len + extra + 1 <= b->cap)
-        return true;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + extra + 1) {
-        if (cap > SIZE_MAX / 2) {
-            b->failed = true;
-            return false;
-        }
-        cap *= 2;
-    }
-    char *p = realloc(b->data, cap);
+    char *p = NULL;
+    if (extra < SIZE_MAX - b->len)   /* room for the NUL too */
+        p = rz__grow(b->data, &b->cap, b->len + extra + 1, 1, 64);
     if (!p) {
         b->failed = true;
         return false;
     }
     b->data = p;
-    b->cap = cap;
     return true;
 }
 

@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/array.h"
 #include "flow/model.h"
 #include "module/module_impl.h"
 #include "rhizos/estimate.h"
@@ -296,16 +297,12 @@ static const char *keep(rz_estimate *e, const char *s, int *rc)
 {
     if (*rc != RZ_OK)
         return "";
-    if (e->n_strings == e->cap_strings) {
-        size_t cap = e->cap_strings ? e->cap_strings * 2 : 32;
-        char **g = realloc(e->strings, cap * sizeof *g);
-        if (!g) {
-            *rc = rz__error(RZ_ENOMEM, "out of memory");
-            return "";
-        }
-        e->strings = g;
-        e->cap_strings = cap;
+    char **g = rz__grow(e->strings, &e->cap_strings, e->n_strings + 1, sizeof *g, 32);
+    if (!g) {
+        *rc = rz__error(RZ_ENOMEM, "out of memory");
+        return "";
     }
+    e->strings = g;
     char *c = rz__strdup(s ? s : "");
     if (!c) {
         *rc = rz__error(RZ_ENOMEM, "out of memory");

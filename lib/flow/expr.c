@@ -63,16 +63,10 @@ typedef struct parser {
 
 static bool grow(void **p, size_t *cap, size_t need, size_t size)
 {
-    if (need <= *cap)
-        return true;
-    size_t c = *cap ? *cap * 2 : 8;
-    while (c < need)
-        c *= 2;
-    void *q = realloc(*p, c * size);
+    void *q = rz__grow(*p, cap, need, size, 8);
     if (!q)
         return false;
     *p = q;
-    *cap = c;
     return true;
 }
 

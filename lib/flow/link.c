@@ -21,16 +21,12 @@ static void add(edges *es, size_t src, size_t dst)
 {
     if (src == RZ_NPOS || dst == RZ_NPOS)
         return;
-    if (es->n == es->cap) {
-        size_t cap = es->cap ? es->cap * 2 : 64;
-        edge *v = realloc(es->v, cap * sizeof *v);
-        if (!v) {
-            es->failed = true;
-            return;
-        }
-        es->v = v;
-        es->cap = cap;
+    edge *v = rz__grow(es->v, &es->cap, es->n + 1, sizeof *v, 64);
+    if (!v) {
+        es->failed = true;
+        return;
     }
+    es->v = v;
     es->v[es->n++] = (edge){src, dst};
 }
 

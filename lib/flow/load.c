@@ -139,16 +139,13 @@ static void defer(rz__load *ld, rz_severity sev, int code, uint32_t line,
 {
     if (ld->n_pending == MAX_PENDING)
         return;
-    if (ld->n_pending == ld->cap_pending) {
-        size_t cap = ld->cap_pending ? ld->cap_pending * 2 : 16;
-        rz__pending *p = realloc(ld->pending, cap * sizeof *p);
-        if (!p) {
-            note_status(ld, RZ_ENOMEM);
-            return;
-        }
-        ld->pending = p;
-        ld->cap_pending = cap;
+    rz__pending *grown = rz__grow(ld->pending, &ld->cap_pending, ld->n_pending + 1,
+                                  sizeof *grown, 16);
+    if (!grown) {
+        note_status(ld, RZ_ENOMEM);
+        return;
     }
+    ld->pending = grown;
     rz__pending *p = &ld->pending[ld->n_pending];
     p->code = code;
     p->sev = sev;

@@ -199,17 +199,9 @@ static void keep_extra(lower *L, cJSON **dst, cJSON *parent, cJSON *item)
 
 static void *grow(lower *L, void *arr, size_t *cap, size_t need, size_t size)
 {
-    if (need <= *cap)
-        return arr;
-    size_t c = *cap ? *cap * 2 : 16;
-    while (c < need)
-        c *= 2;
-    void *p = realloc(arr, c * size);
-    if (!p) {
+    void *p = rz__grow(arr, cap, need, size, 16);
+    if (!p)
         no_memory(L);
-        return NULL;
-    }
-    *cap = c;
     return p;
 }
 

@@ -611,16 +611,12 @@ static void check_connections(vctx *v)
 static void push_pending(vctx *v, size_t i, size_t x, const char *ptr,
                          const char *text, uint32_t off)
 {
-    if (v->n_pending == v->cap_pending) {
-        size_t cap = v->cap_pending ? v->cap_pending * 2 : 16;
-        pending_ref *p = realloc(v->pending, cap * sizeof *p);
-        if (!p) {
-            v->oom = RZ_ENOMEM;
-            return;
-        }
-        v->pending = p;
-        v->cap_pending = cap;
+    pending_ref *p = rz__grow(v->pending, &v->cap_pending, v->n_pending + 1, sizeof *p, 16);
+    if (!p) {
+        v->oom = RZ_ENOMEM;
+        return;
     }
+    v->pending = p;
     char *copy = rz__strdup(ptr);
     if (!copy) {
         v->oom = RZ_ENOMEM;

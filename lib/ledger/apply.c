@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/array.h"
 #include "ledger/ledger_impl.h"
 
 typedef struct cached {
@@ -102,16 +103,10 @@ static int nomem(void)
 
 static int grow(void **p, size_t *cap, size_t need, size_t size)
 {
-    if (need <= *cap)
-        return RZ_OK;
-    size_t nc = *cap ? *cap * 2 : 16;
-    while (nc < need)
-        nc *= 2;
-    void *np = realloc(*p, nc * size);
+    void *np = rz__grow(*p, cap, need, size, 16);
     if (!np)
         return nomem();
     *p = np;
-    *cap = nc;
     return RZ_OK;
 }
 

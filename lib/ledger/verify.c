@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/array.h"
 #include "ledger/ledger_impl.h"
 
 /* An id -> index map (open addressing, power-of-two table). */
@@ -134,15 +135,12 @@ static int load_accounts(vctx *v)
     MDB_val key, val;
     for (mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); mrc == 0 && !rc;
          mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        if (v->nacc == cap) {
-            cap = cap ? cap * 2 : 64;
-            sums *n = realloc(v->acc, cap * sizeof *n);
-            if (!n) {
-                rc = rz__error(RZ_ENOMEM, "out of memory");
-                break;
-            }
-            v->acc = n;
+        sums *n = rz__grow(v->acc, &cap, v->nacc + 1, sizeof *n, 64);
+        if (!n) {
+            rc = rz__error(RZ_ENOMEM, "out of memory");
+            break;
         }
+        v->acc = n;
         sums *s = &v->acc[v->nacc];
         memset(s, 0, sizeof *s);
         rz_ledger_id kid = key.mv_size == 16 ? rz__ledger_key_id(key.mv_data)
@@ -208,14 +206,10 @@ static int note_resolution(vctx *v, const rz_ledger_transfer *t)
         return breach("pending transfer %s resolved twice: by %s and by %s",
                       HEX(t->pending_id, a), HEX(v->res[i].by, b),
                       HEX(t->id, c));
-    if (v->nres == v->capres) {
-        size_t cap = v->capres ? v->capres * 2 : 64;
-        resolution *n = realloc(v->res, cap * sizeof *n);
-        if (!n)
-            return rz__error(RZ_ENOMEM, "out of memory");
-        v->res = n;
-        v->capres = cap;
-    }
+    resolution *n = rz__grow(v->res, &v->capres, v->nres + 1, sizeof *n, 64);
+    if (!n)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    v->res = n;
     v->res[v->nres] = (resolution){ t->id, t->flags, t->code, t->amount };
     return idmap_put(&v->resolved, t->pending_id, v->nres++);
 }

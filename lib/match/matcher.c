@@ -156,14 +156,10 @@ int rz_matcher_add(rz_matcher *m, const rz_caps *node, size_t *index)
     if (rz__map_get(&m->ids, rz_caps_get(node)->id) != RZ_NPOS)
         return rz__error(RZ_EDUPLICATE, "node '%s' is already known",
                          rz_caps_get(node)->id);
-    if (m->n_nodes == m->cap_nodes) {
-        size_t cap = m->cap_nodes ? m->cap_nodes * 2 : 64;
-        mnode *v = realloc(m->nodes, cap * sizeof *v);
-        if (!v)
-            return rz__error(RZ_ENOMEM, "out of memory");
-        m->nodes = v;
-        m->cap_nodes = cap;
-    }
+    mnode *v = rz__grow(m->nodes, &m->cap_nodes, m->n_nodes + 1, sizeof *v, 64);
+    if (!v)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    m->nodes = v;
     mnode *n = &m->nodes[m->n_nodes];
     memset(n, 0, sizeof *n);
     if (rz_caps_clone(&n->caps, node) != RZ_OK)
@@ -443,14 +439,10 @@ static int group_build(rz_matcher *m, const rz_reqs *r, size_t *out)
 {
     if (m->n_groups >= MAX_GROUPS)
         clear_groups(m);
-    if (m->n_groups == m->cap_groups) {
-        size_t cap = m->cap_groups ? m->cap_groups * 2 : 16;
-        group *v = realloc(m->groups, cap * sizeof *v);
-        if (!v)
-            return rz__error(RZ_ENOMEM, "out of memory");
-        m->groups = v;
-        m->cap_groups = cap;
-    }
+    group *v = rz__grow(m->groups, &m->cap_groups, m->n_groups + 1, sizeof *v, 16);
+    if (!v)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    m->groups = v;
     cand *cs = NULL;
     uint32_t n = 0;
     int rc = collect(m, r, &cs, &n);
@@ -492,14 +484,10 @@ static int resv_alloc(rz_matcher *m, uint32_t *slot)
     }
     if (m->n_res >= UINT32_MAX - 1)
         return rz__error(RZ_ETOOBIG, "too many reservations");
-    if (m->n_res == m->cap_res) {
-        size_t cap = m->cap_res ? m->cap_res * 2 : 256;
-        resv *v = realloc(m->res, cap * sizeof *v);
-        if (!v)
-            return rz__error(RZ_ENOMEM, "out of memory");
-        m->res = v;
-        m->cap_res = cap;
-    }
+    resv *v = rz__grow(m->res, &m->cap_res, m->n_res + 1, sizeof *v, 256);
+    if (!v)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    m->res = v;
     m->res[m->n_res].gen = 0;
     *slot = (uint32_t)m->n_res++;
     return RZ_OK;

@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 #include <sodium.h>
 
+#include "common/array.h"
 #include "common/fs.h"
 #include "module/module_impl.h"
 
@@ -125,16 +126,10 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
         s->too_big = true;
         return 0;   /* aborts the transfer */
     }
-    if (s->len + n + 1 > s->cap) {
-        size_t cap = s->cap ? s->cap : 4096;
-        while (cap < s->len + n + 1)
-            cap *= 2;
-        char *d = realloc(s->data, cap);
-        if (!d)
-            return 0;
-        s->data = d;
-        s->cap = cap;
-    }
+    char *d = rz__grow(s->data, &s->cap, s->len + n + 1, 1, 4096);
+    if (!d)
+        return 0;
+    s->data = d;
     memcpy(s->data + s->len, p, n);
     s->len += n;
     s->data[s->len] = '\0';

@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 #include <sodium.h>
 
+#include "common/array.h"
 #include "module/module_impl.h"
 
 #define RZ_REGISTRY_TIMEOUT_MS 20000L
@@ -128,14 +129,10 @@ static bool have(const rz_registry *reg, size_t indexed, const rz_module *m)
 
 static int push(rz_registry *reg, rz_module *m)
 {
-    if (reg->len == reg->cap) {
-        size_t cap = reg->cap ? reg->cap * 2 : 16;
-        rz_module **p = realloc(reg->mods, cap * sizeof *p);
-        if (!p)
-            return rz__error(RZ_ENOMEM, "out of memory");
-        reg->mods = p;
-        reg->cap = cap;
-    }
+    rz_module **p = rz__grow(reg->mods, &reg->cap, reg->len + 1, sizeof *p, 16);
+    if (!p)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    reg->mods = p;
     reg->mods[reg->len++] = m;
     return RZ_OK;
 }
@@ -171,15 +168,12 @@ static int list_module_dirs(const char *dir, char ***out, size_t *n_out)
         free(path);
         if (!ok)
             continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            char **p = realloc(names, cap * sizeof *p);
-            if (!p) {
-                rc = RZ_ENOMEM;
-                break;
-            }
-            names = p;
+        char **p = rz__grow(names, &cap, n + 1, sizeof *p, 16);
+        if (!p) {
+            rc = RZ_ENOMEM;
+            break;
         }
+        names = p;
         if (!(names[n] = rz__strdup(e->d_name)))
             rc = RZ_ENOMEM;
         else

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/array.h"
 #include "schema/schema_impl.h"
 
 /* Pointer-keyed open-addressing map: cJSON node -> sc_node. */
@@ -502,14 +503,10 @@ static void compile_definitions(cctx *c, const cJSON *x)
 
 static bool add_ref(cctx *c, sc_node *n)
 {
-    if (c->n_refs == c->cap_refs) {
-        size_t cap = c->cap_refs ? c->cap_refs * 2 : 16;
-        pending_ref *r = realloc(c->refs, cap * sizeof *r);
-        if (!r)
-            return false;
-        c->refs = r;
-        c->cap_refs = cap;
-    }
+    pending_ref *r = rz__grow(c->refs, &c->cap_refs, c->n_refs + 1, sizeof *r, 16);
+    if (!r)
+        return false;
+    c->refs = r;
     char *w = rz__strdup(where(c));
     if (!w)
         return false;
@@ -520,14 +517,10 @@ static bool add_ref(cctx *c, sc_node *n)
 static sc_node *new_node(cctx *c, const cJSON *x)
 {
     rz_schema *s = c->s;
-    if (s->n_nodes == s->cap_nodes) {
-        size_t cap = s->cap_nodes ? s->cap_nodes * 2 : 32;
-        sc_node **v = realloc(s->nodes, cap * sizeof *v);
-        if (!v)
-            return NULL;
-        s->nodes = v;
-        s->cap_nodes = cap;
-    }
+    sc_node **v = rz__grow(s->nodes, &s->cap_nodes, s->n_nodes + 1, sizeof *v, 32);
+    if (!v)
+        return NULL;
+    s->nodes = v;
     sc_node *n = calloc(1, sizeof *n);
     if (!n)
         return NULL;

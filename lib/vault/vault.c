@@ -9,6 +9,7 @@
 
 #include <sodium.h>
 
+#include "common/array.h"
 #include "vault/vault_impl.h"
 
 /* Subkey contexts (8 bytes each, crypto_kdf). */
@@ -737,12 +738,10 @@ static int grow(rz_vault *v)
         return RZ_OK;
     if (v->n >= RZ__VAULT_MAX_ENTRIES)
         return rz__error(RZ_ETOOBIG, "a vault holds at most %u entries", RZ__VAULT_MAX_ENTRIES);
-    size_t cap = v->cap ? v->cap * 2 : 8;
-    rz__ventry *e = realloc(v->entries, cap * sizeof *e);
+    rz__ventry *e = rz__grow(v->entries, &v->cap, v->n + 1, sizeof *e, 8);
     if (!e)
         return rz__error(RZ_ENOMEM, "out of memory");
     v->entries = e;
-    v->cap = cap;
     return RZ_OK;
 }
 
