@@ -1,4 +1,5 @@
-/* Status table, last error, diagnostics lists, buffers and maps. */
+/* Status table, last error, diagnostics lists, buffers and maps; the
+ * toolkit (arrays, folders, LMDB, text, JSON fields, graphs). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +11,14 @@
 #include <cmocka.h>
 #include <cjson/cJSON.h>
 
+#include <sys/stat.h>
+
+#include "common/array.h"
+#include "common/fs.h"
+#include "common/graph.h"
 #include "common/internal.h"
+#include "common/json.h"
+#include "common/text.h"
 #include "rhizos/rhizos.h"
 
 static void status_names_and_text(void **state)
@@ -158,6 +166,256 @@ static void read_file_limits(void **state)
     unlink(path);
 }
 
+/* ---- The toolkit ---- */
+
+static void grow_doubles_from_first(void **state)
+{
+    (void)state;
+    int *v = NULL;
+    size_t cap = 0;
+    v = rz__grow(v, &cap, 1, sizeof *v, 4);
+    assert_non_null(v);
+    assert_int_equal(cap, 4);
+    int *w = rz__grow(v, &cap, 4, sizeof *v, 4);
+    assert_ptr_equal(w, v);   /* room already */
+    v = rz__grow(v, &cap, 9, sizeof *v, 4);
+    assert_non_null(v);
+    assert_int_equal(cap, 16);
+    free(v);
+}
+
+static void grow_refuses_overflow_and_keeps_the_array(void **state)
+{
+    (void)state;
+    size_t cap = 0;
+    char *v = rz__grow(NULL, &cap, 8, 1, 8);
+    assert_non_null(v);
+    assert_null(rz__grow(v, &cap, SIZE_MAX / 2 + 2, 1, 8));   /* doubling overflows */
+    assert_null(rz__grow(v, &cap, SIZE_MAX / 16, 32, 8));     /* bytes overflow */
+    assert_int_equal(cap, 8);
+    v[7] = 'x';   /* still ours */
+    free(v);
+}
+
+static void labels_stay_sorted_and_replace(void **state)
+{
+    (void)state;
+    rz__labels l = {0};
+    assert_int_equal(rz__labels_set(&l, "zone", "b"), RZ_OK);
+    assert_int_equal(rz__labels_set(&l, "gpu", "h100"), RZ_OK);
+    assert_int_equal(rz__labels_set(&l, "zone", "c"), RZ_OK);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.keys[0], "gpu");
+    assert_string_equal(rz__labels_get(&l, "zone"), "c");
+    assert_null(rz__labels_get(&l, "nope"));
+    rz__labels_free(&l);
+}
+
+static void mkdirs_creates_parents(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/rz-common-XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char *deep = rz__asprintf("%s/a/b/c", root);
+    assert_int_equal(rz__mkdirs(deep), RZ_OK);
+    assert_int_equal(rz__mkdirs(deep), RZ_OK);   /* exists: fine */
+    struct stat st;
+    assert_int_equal(stat(deep, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0700);
+    /* One level only: a missing parent is an error naming the folder. */
+    char *orphan = rz__asprintf("%s/x/y", root);
+    assert_int_equal(rz__mkdir(orphan), RZ_EIO);
+    assert_non_null(strstr(rz_error_last()->message, orphan));
+    /* A file in the way stops mkdir -p, naming the folder it could not make. */
+    char *file = rz__asprintf("%s/f", root), *under = rz__asprintf("%s/f/g", root);
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(rz__mkdirs(under), RZ_EIO);
+    assert_non_null(strstr(rz_error_last()->message, under));
+    char *rm = rz__asprintf("rm -rf '%s'", root);
+    assert_int_equal(system(rm), 0);
+    free(rm);
+    free(file);
+    free(under);
+    free(orphan);
+    free(deep);
+}
+
+static void lmdb_open_makes_the_databases(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/rz-lmdb-XXXXXX";
+    assert_non_null(mkdtemp(root));
+    static const char *const names[] = {"one", "two"};
+    MDB_dbi dbis[2];
+    MDB_env *env = NULL;
+    assert_int_equal(rz__lmdb_open(&env, root, 1 << 20, MDB_NOSYNC, names, dbis, 2), 0);
+    assert_non_null(env);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    MDB_val k = {3, "key"}, v = {5, "value"};
+    assert_int_equal(mdb_put(txn, dbis[1], &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    /* A folder that is not there: the LMDB code, and no environment left. */
+    char *gone = rz__asprintf("%s/missing", root);
+    env = (MDB_env *)&env;
+    assert_int_not_equal(rz__lmdb_open(&env, gone, 1 << 20, 0, names, dbis, 2), 0);
+    assert_null(env);
+    char *rm = rz__asprintf("rm -rf '%s'", root);
+    assert_int_equal(system(rm), 0);
+    free(rm);
+    free(gone);
+}
+
+static void utf8_encodes_every_length(void **state)
+{
+    (void)state;
+    char out[4];
+    assert_int_equal(rz__utf8_put(0x41, out), 1);
+    assert_memory_equal(out, "A", 1);
+    assert_int_equal(rz__utf8_put(0xe9, out), 2);
+    assert_memory_equal(out, "\xc3\xa9", 2);
+    assert_int_equal(rz__utf8_put(0x20ac, out), 3);
+    assert_memory_equal(out, "\xe2\x82\xac", 3);
+    assert_int_equal(rz__utf8_put(0x1f600, out), 4);
+    assert_memory_equal(out, "\xf0\x9f\x98\x80", 4);
+}
+
+static void edit_distance_counts_transpositions(void **state)
+{
+    (void)state;
+    assert_int_equal(rz__edit_distance("first", "frist", 3), 1);
+    assert_int_equal(rz__edit_distance("needs", "need", 3), 1);
+    assert_int_equal(rz__edit_distance("kitten", "sitting", 3), 3);
+    assert_int_equal(rz__edit_distance("abc", "xyzxyz", 2), 3);   /* over: limit + 1 */
+}
+
+static void suggest_picks_the_closest_within_the_limit(void **state)
+{
+    (void)state;
+    char buf[64];
+    rz__suggest s;
+    rz__suggest_init(&s, "splti");
+    rz__suggest_try(&s, "count");
+    rz__suggest_try(&s, "split");
+    rz__suggest_try(&s, "splti");   /* the name itself is no hint */
+    assert_string_equal(rz__suggest_text(&s, buf, sizeof buf), "; did you mean 'split'?");
+    rz__suggest_init(&s, "ab");     /* too short for any hint */
+    rz__suggest_try(&s, "ac");
+    assert_string_equal(rz__suggest_text(&s, buf, sizeof buf), "");
+}
+
+static void text_position_counts_lines(void **state)
+{
+    (void)state;
+    uint32_t line, col;
+    rz__text_position("ab\ncd\nef", 8, 4, &line, &col);
+    assert_int_equal(line, 2);
+    assert_int_equal(col, 2);
+    rz__text_position("ab", 2, 99, &line, &col);   /* clamped */
+    assert_int_equal(line, 1);
+    assert_int_equal(col, 3);
+}
+
+static void json_locate_follows_the_pointer(void **state)
+{
+    (void)state;
+    const char *src = "{\n  \"a/b\": [1,\n    {\"x~\": true}]\n}";
+    uint32_t line, col;
+    rz__json_locate(src, strlen(src), "/a~1b/1/x~0", &line, &col);
+    assert_int_equal(line, 3);
+    assert_int_equal(col, 12);
+    rz__json_locate(src, strlen(src), "/a~1b/7", &line, &col);   /* deepest existing */
+    assert_int_equal(line, 2);
+    assert_int_equal(col, 10);
+}
+
+static void json_fields_name_their_pointer(void **state)
+{
+    (void)state;
+    cJSON *o = cJSON_Parse("{\"n\": -1, \"cc\": \"-1.5\", \"ok\": 8.6, \"s\": 3}");
+    assert_non_null(o);
+    uint64_t u = 7;
+    assert_int_equal(rz__json_u64(o, "n", 100, "/gpu", &u), RZ_EINVALID);
+    assert_string_equal(rz_error_last()->pointer, "/gpu/n");
+    assert_int_equal(u, 7);
+    uint32_t maj = 0, min = 0;
+    assert_int_equal(rz__json_major_minor(o, "cc", "", &maj, &min), RZ_EINVALID);
+    assert_string_equal(rz_error_last()->message, "/cc: must be \"MAJOR.MINOR\"");
+    assert_int_equal(rz__json_major_minor(o, "ok", "", &maj, &min), RZ_OK);
+    assert_int_equal(maj, 8);
+    assert_int_equal(min, 6);
+    const char *str = NULL;
+    assert_int_equal(rz__json_str(o, "s", "", &str), RZ_EINVALID);
+    assert_int_equal(rz__json_str(o, "absent", "", &str), RZ_OK);
+    assert_null(str);
+    cJSON_Delete(o);
+}
+
+/* 0 <- 1 <- 2 <- 1 (a cycle of 1 and 2), 3 depends on itself, 4 on 0. */
+static const size_t g_off[] = {0, 0, 2, 3, 4, 5};
+static const size_t g_dep[] = {0, 2, 1, 3, 0};
+
+typedef struct seen_cycles {
+    rz__buf text;
+    size_t comps;
+} seen_cycles;
+
+static const char *digit(const void *ud, size_t i)
+{
+    static const char *const names[] = {"n0", "n1", "n2", "n3", "n4"};
+    (void)ud;
+    return names[i];
+}
+
+static void note_cycle(void *ud, const size_t *comp, size_t n_comp, const size_t *cycle,
+                       size_t n)
+{
+    seen_cycles *s = ud;
+    s->comps += n_comp;
+    rz__cycle_text(&s->text, cycle, n, digit, NULL);
+    rz__buf_puts(&s->text, "; ");
+}
+
+static void graph_orders_and_names_cycles(void **state)
+{
+    (void)state;
+    rz__graph g = {5, g_off, g_dep};
+    size_t order[5];
+    seen_cycles s = {{0}, 0};
+    assert_int_equal(rz__graph_order(&g, order, note_cycle, &s), RZ_OK);
+    assert_string_equal(s.text.data, "n1 -> n2 -> n1; n3 -> n3; ");
+    assert_int_equal(s.comps, 3);
+    assert_int_equal(order[0], 0);   /* what others depend on comes first */
+    rz__buf_free(&s.text);
+}
+
+static const char *ring_name(const void *ud, size_t i)
+{
+    static char names[40][8];
+    (void)ud;
+    snprintf(names[i], sizeof names[i], "s%zu", i);
+    return names[i];
+}
+
+static void cycle_text_elides_the_middle(void **state)
+{
+    (void)state;
+    size_t ring[40];
+    for (size_t i = 0; i < 40; i++)
+        ring[i] = i;
+    rz__buf b = {0};
+    rz__cycle_text(&b, ring, 40, ring_name, NULL);
+    assert_non_null(strstr(b.data, "s0 -> s1 -> "));
+    assert_non_null(strstr(b.data, " -> s15 -> ... (8 more) -> s24 -> "));
+    assert_non_null(strstr(b.data, " -> s39 -> s0"));
+    assert_null(strstr(b.data, "s16"));
+    rz__buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +425,19 @@ int main(void)
         cmocka_unit_test(diags_are_capped),
         cmocka_unit_test(buffer_and_map),
         cmocka_unit_test(read_file_limits),
+        cmocka_unit_test(grow_doubles_from_first),
+        cmocka_unit_test(grow_refuses_overflow_and_keeps_the_array),
+        cmocka_unit_test(labels_stay_sorted_and_replace),
+        cmocka_unit_test(mkdirs_creates_parents),
+        cmocka_unit_test(lmdb_open_makes_the_databases),
+        cmocka_unit_test(utf8_encodes_every_length),
+        cmocka_unit_test(edit_distance_counts_transpositions),
+        cmocka_unit_test(suggest_picks_the_closest_within_the_limit),
+        cmocka_unit_test(text_position_counts_lines),
+        cmocka_unit_test(json_locate_follows_the_pointer),
+        cmocka_unit_test(json_fields_name_their_pointer),
+        cmocka_unit_test(graph_orders_and_names_cycles),
+        cmocka_unit_test(cycle_text_elides_the_middle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
