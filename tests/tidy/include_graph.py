@@ -7,10 +7,14 @@ the source tree against them. Prints FILE:LINE: ... for each forbidden one
 and exits 1; exits 0 when all are allowed.
 
 usage: include_graph.py [SOURCE_ROOT]
+       include_graph.py --self-test SOURCE_ROOT   (plants forbidden includes
+       in a scratch tree under the same docs and expects each one named)
 """
 import os
 import re
+import shutil
 import sys
+import tempfile
 
 SCANNED = ['include', 'lib', 'cli', 'server', 'bindings', 'tests', 'bench', 'examples']
 PROGRAMS = ('cli', 'server', 'bindings', 'bench', 'examples', 'tests')
@@ -149,10 +153,7 @@ def judge(root, rel, top, quote, path, areas, tests):
     return 'not a public header, nor a header beside the including file'
 
 
-def main():
-    root = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
-                           os.path.join(os.path.dirname(__file__), '..', '..'))
-    areas, tests = load_rules(root)
+def scan(root, areas, tests):
     problems, seen = [], 0
     for sub in SCANNED:
         for d, dirs, files in os.walk(os.path.join(root, sub)):
@@ -165,6 +166,58 @@ def main():
                     continue
                 seen += 1
                 problems += check_file(root, rel, areas, tests)
+    return problems, seen
+
+
+PLANTED = {
+    # path: (text, the line a forbidden include is on, or 0 when allowed)
+    'lib/flow/model.h': ('#include "common/internal.h"\n', 0),
+    'lib/flow/loader.h': ('#include "flow/model.h"\n', 0),
+    'lib/common/internal.h': ('#include <stddef.h>\n', 0),
+    'lib/schema/api.c': ('#include "common/internal.h"\n#include "flow/loader.h"\n', 2),
+    'lib/plan/plan.c': ('#include "rhizos/engine.h"\n', 1),
+    'cli/flow.c': ('#include "cli.h"\n#include "rhizos/flow.h"\n#include "flow/model.h"\n', 3),
+    'cli/cli.h': ('#include "rhizos/rhizos.h"\n', 0),
+    'tests/sim/sim.c': ('\n#include "../../lib/flow/model.h"\n', 2),
+    'include/rhizos/flow.h': ('#include <stdint.h>\n#include <cjson/cJSON.h>\n', 2),
+    'include/rhizos/engine.h': ('#include "rhizos/flow.h"\n', 0),
+    'include/rhizos/rhizos.h': ('#include "rhizos/flow.h"\n', 0),
+}
+
+
+def self_test(root):
+    """The check must name exactly the planted forbidden includes."""
+    scratch = tempfile.mkdtemp(prefix='include-graph-')
+    try:
+        os.makedirs(os.path.join(scratch, 'docs'))
+        shutil.copy(os.path.join(root, 'docs', 'architecture.md'),
+                    os.path.join(scratch, 'docs', 'architecture.md'))
+        for path, (text, _) in PLANTED.items():
+            os.makedirs(os.path.dirname(os.path.join(scratch, path)), exist_ok=True)
+            with open(os.path.join(scratch, path), 'w', encoding='utf-8') as f:
+                f.write(text)
+        areas, _ = load_rules(scratch)
+        problems, _ = scan(scratch, areas, {})
+        found = sorted(p.split(': ')[0] for p in problems)
+        want = sorted('%s:%d' % (p, line) for p, (_, line) in PLANTED.items() if line)
+        if found != want:
+            print('self-test: expected %s, got:' % want)
+            for p in problems:
+                print('  ' + p)
+            return 1
+        print('include graph self-test: %d planted forbidden includes named' % len(want))
+        return 0
+    finally:
+        shutil.rmtree(scratch)
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == '--self-test':
+        return self_test(os.path.abspath(sys.argv[2]))
+    root = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
+                           os.path.join(os.path.dirname(__file__), '..', '..'))
+    areas, tests = load_rules(root)
+    problems, seen = scan(root, areas, tests)
     for t in tests:
         if not os.path.exists(os.path.join(root, t)):
             problems.append('docs/architecture.md: listed test %s does not exist' % t)
