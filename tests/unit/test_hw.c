@@ -169,6 +169,11 @@ static void hostile_json(void **state)
         { "{\"gpus\":[{\"vram_mb\":\"lots\"}]}", RZ_EINVALID, "/gpus/0/vram_mb" },
         { "{\"gpus\":[{\"compute_capability\":\"nine\"}]}", RZ_EINVALID,
           "/gpus/0/compute_capability" },
+        /* A sign would wrap to 4294967295 in sscanf's %u. */
+        { "{\"gpus\":[{\"compute_capability\":-1.5}]}", RZ_EINVALID,
+          "/gpus/0/compute_capability" },
+        { "{\"gpus\":[{\"compute_capability\":\"-1.5\"}]}", RZ_EINVALID,
+          "/gpus/0/compute_capability" },
         { "{\"reputation\":1.5}", RZ_EINVALID, "/reputation" },
         { "{\"prices\":{\"gpu_hour_cents\":-3}}", RZ_EINVALID, "/prices/gpu_hour_cents" },
         { "{\"prices\":[]}", RZ_EINVALID, "/prices" },
