@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <sodium.h>
 
+#include "common/array.h"
 #include "engine/engine_impl.h"
 #include "match/match_impl.h"
 
@@ -15,16 +16,10 @@
 
 bool rz__engine_grow(void **arr, size_t *cap, size_t need, size_t size)
 {
-    if (need <= *cap)
-        return true;
-    size_t n = *cap ? *cap * 2 : 16;
-    while (n < need)
-        n *= 2;
-    void *p = realloc(*arr, n * size);
+    void *p = rz__grow(*arr, cap, need, size, 16);
     if (!p)
         return false;
     *arr = p;
-    *cap = n;
     return true;
 }
 
@@ -1184,17 +1179,12 @@ void rz_engine_stats_get(rz_engine *e, rz_engine_stats *out)
 
 /* ---- listings ---- */
 
-static bool same_id(rz_ledger_id a, rz_ledger_id b)
-{
-    return a.hi == b.hi && a.lo == b.lo;
-}
-
 /* The newest first of n records below `before` whose client matches. */
 #define LIST_NEWEST(e, arr, n, client, before, ids, cap, out)                  \
     do {                                                                       \
         uint64_t top_ = (before) && (before) - 1 < (n) ? (before) - 1 : (n);   \
         for (uint64_t id_ = top_; id_ >= 1 && (out) < (cap); id_--)            \
-            if (!(client) || same_id((arr)[id_ - 1].client, *(client)))        \
+            if (!(client) || rz_ledger_id_equal((arr)[id_ - 1].client, *(client))) \
                 (ids)[(out)++] = id_;                                          \
     } while (0)
 

@@ -45,8 +45,7 @@ int rz_engine_in_group(rz_engine *e)
 uint64_t rz_engine_group_pending(rz_engine *e, rz_ledger_id client)
 {
     for (size_t i = 0; e && e->in_group && i < e->n_group_sums; i++)
-        if (e->group_sums[i].client.hi == client.hi &&
-            e->group_sums[i].client.lo == client.lo)
+        if (rz_ledger_id_equal(e->group_sums[i].client, client))
             return e->group_sums[i].cents;
     return 0;
 }
@@ -54,8 +53,7 @@ uint64_t rz_engine_group_pending(rz_engine *e, rz_ledger_id client)
 static rz__group_sum *group_sum_of(rz_engine *e, rz_ledger_id client)
 {
     for (size_t i = 0; i < e->n_group_sums; i++)
-        if (e->group_sums[i].client.hi == client.hi &&
-            e->group_sums[i].client.lo == client.lo)
+        if (rz_ledger_id_equal(e->group_sums[i].client, client))
             return &e->group_sums[i];
     if (!rz__engine_grow((void **)&e->group_sums, &e->cap_group_sums,
                          e->n_group_sums + 1, sizeof *e->group_sums))
