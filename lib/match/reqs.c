@@ -449,8 +449,9 @@ int rz_match_fits(const rz_caps *node, const rz_reqs *reqs)
 {
     const rz_caps_info *n = rz_caps_get(node);
     const rz_reqs_info *q = &reqs->info;
-    if (!rz__match_static(node, rz__caps_feature_mask(n), reqs) || capacity_cores(n) < q->cpu_cores ||
-        n->memory_mb < q->memory_mb || n->storage_free_gb < q->storage_gb)
+    if (!rz__match_static(node, rz__caps_feature_mask(n), reqs) ||
+        capacity_cores(n) < q->cpu_cores || n->memory_mb < q->memory_mb ||
+        n->storage_free_gb < q->storage_gb)
         return 0;
     uint32_t gpus = 0;
     for (size_t i = 0; i < n->n_gpus; i++)

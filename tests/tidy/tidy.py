@@ -37,7 +37,6 @@ LONG_FUNCTIONS = {
     "bindings/node/src/addon.c:js_ledger_op",
     "cli/flow.c:flow_run",
     "lib/flow/json.c:jstring",
-    "lib/flow/lower.c:lower_step_field",
     "server/orchestrator/main.c:parse_opts",
     "server/orchestrator/metrics.c:r_metrics",
     "tests/unit/test_ledger_crash.c:child",
