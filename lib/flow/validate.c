@@ -900,34 +900,19 @@ static void check_creds(vctx *v, size_t i)
 /* ---- Config against the module's JSON Schema (lib/schema) ---- */
 
 /* The module's compiled config schema, built once per module and kept on
- * it. A racing validator may compile it too: the first to publish wins and
- * the other frees its copy. NULL when the module has no schema or it does
- * not compile (reported at the step). */
+ * it. NULL when it does not compile (reported at the step). */
 static const rz_schema *module_schema(vctx *v, size_t i)
 {
     const rz__step *s = &v->f->steps[i];
     rz_module *m = (rz_module *)s->module;
-    void *have = __atomic_load_n(&m->schema_cache, __ATOMIC_ACQUIRE);
-    if (have)
-        return have;
-    rz_schema *sc;
-    int rc = rz__schema_compile(&sc, m->config);
-    if (rc == RZ_ENOMEM) {
+    const rz_schema *sc;
+    int rc = rz__schema_cached(&m->schema_cache, m->config, &sc);
+    if (rc == RZ_ENOMEM)
         v->oom = RZ_ENOMEM;
-        return NULL;
-    }
-    if (rc != RZ_OK) {
+    else if (rc != RZ_OK)
         report(v, RZ_EMANIFEST, s->ptr, NULL, "module %s has an invalid config "
                "schema: %s", m->id, rz_error_last()->message);
-        return NULL;
-    }
-    void *none = NULL;
-    if (!__atomic_compare_exchange_n(&m->schema_cache, &none, sc, false,
-                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-        rz_schema_free(sc);
-        return none;
-    }
-    return sc;
+    return rc == RZ_OK ? sc : NULL;
 }
 
 typedef struct config_check {

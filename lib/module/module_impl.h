@@ -42,8 +42,9 @@ struct rz_module {
      * served by an HTTP index (then `dir` is NULL). */
     char *origin;
     char *publisher;            /* hex key of a verified signature, or NULL */
-    /* The compiled `config` schema (an rz_schema), built on first use by the
-     * flow validator and freed with the module. */
+    /* The compiled `config` schema (an rz_schema), built on first use
+     * (rz__schema_cached: the flow validator, rz_engine_submit_module) and
+     * freed with the module. */
     void *schema_cache;
 };
 

@@ -799,3 +799,22 @@ int rz__schema_compile(rz_schema **out, const cJSON *doc)
     *out = s;
     return RZ_OK;
 }
+
+int rz__schema_cached(void **slot, const cJSON *doc, const rz_schema **out)
+{
+    *out = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (*out)
+        return RZ_OK;
+    rz_schema *s;
+    int rc = rz__schema_compile(&s, doc);
+    if (rc != RZ_OK)
+        return rc;
+    void *none = NULL;
+    if (!__atomic_compare_exchange_n(slot, &none, s, false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE)) {
+        rz_schema_free(s);   /* a racing caller published first */
+        s = none;
+    }
+    *out = s;
+    return RZ_OK;
+}

@@ -115,6 +115,12 @@ RZ_HIDDEN void rz__sc_render(rz__buf *b, const cJSON *x);
 /* Compile a schema tree (copied). RZ_EINVAL / RZ_EUNSUPPORTED / RZ_ENOMEM,
  * with rz_error_last() naming the schema pointer. */
 RZ_HIDDEN int rz__schema_compile(rz_schema **out, const cJSON *doc);
+/* The schema compiled from `doc` once and kept in *slot (a module's
+ * schema_cache), shared by every caller and freed by the slot's owner. A
+ * racing caller may compile it too: the first to publish wins. A schema
+ * that does not compile is not kept: the error comes back each time. */
+RZ_HIDDEN int rz__schema_cached(void **slot, const cJSON *doc,
+                                const rz_schema **out);
 
 /* ---- eval.c ---- */
 typedef struct rz__schema_opts {
