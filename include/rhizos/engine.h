@@ -152,6 +152,43 @@ typedef struct rz_engine_job_spec {
 RZ_EXTERN int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
                                uint64_t now_ms, uint64_t *job_id);
 
+/* A standalone job of a module of the engine's registry, given as a client
+ * gives it (POST /api/v1/jobs). */
+typedef struct rz_engine_module_job {
+    int version;
+    rz_ledger_id client;            /* a client account in the ledger */
+    const char *module;             /* "<id>" or "<id>@<version spec>"
+                                       (rz_registry_resolve's forms); the
+                                       id may carry a "chain://" prefix */
+    const char *inputs_json;        /* a JSON object; NULL: {} */
+    const char *config_json;        /* a JSON object; NULL: {} */
+    const char *requirements_json;  /* a JSON object whose members replace
+                                       the module's; NULL: none */
+    uint64_t max_cost_cents;        /* 0: rz_engine_reference_cost of the
+                                       job's requirements */
+    int32_t priority;               /* higher first; FIFO within a priority */
+} rz_engine_module_job;
+#define RZ_ENGINE_MODULE_JOB_VERSION 1
+#define RZ_ENGINE_MODULE_JOB_INIT { RZ_ENGINE_MODULE_JOB_VERSION, {0, 0}, \
+                                    NULL, NULL, NULL, NULL, 0, 0 }
+
+/* Check a module job the way a deployment step is checked, then submit it
+ * (rz_engine_submit). The module is resolved in the registry of the
+ * options; the config gets the module's defaults, then must satisfy its
+ * JSON Schema; the requirements are the manifest's, with its
+ * estimate.seconds as estimate_seconds, member by member replaced by the
+ * job's; the request the node receives is {"inputs","config"} with that
+ * config. Errors (nothing held, nothing queued; the message in
+ * rz_error_last()): RZ_EINVAL a malformed module reference, a member that
+ * is not a JSON object, or an engine opened without a registry; RZ_EMODULE
+ * no such module; RZ_EINVALID the config breaks the schema (its first
+ * problem, as "config<JSON pointer>: <message>"), the schema does not
+ * compile, or the requirements are malformed; then rz_engine_submit's
+ * (RZ_EFUNDS). */
+RZ_EXTERN int rz_engine_submit_module(rz_engine *e,
+                                      const rz_engine_module_job *spec,
+                                      uint64_t now_ms, uint64_t *job_id);
+
 /* What a node is given to run. Strings are borrowed: valid until the next
  * call into the engine. */
 typedef struct rz_engine_assignment {

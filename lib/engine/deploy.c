@@ -269,18 +269,7 @@ int rz__engine_dep_report(rz_engine *e, rz__ejob *j, const char *outputs,
 /* Requirements of a step: its module's, with the module's estimate. */
 static char *step_reqs(const rz__step *st)
 {
-    const rz_module *m = st->module;
-    cJSON *doc = m && cJSON_IsObject(m->requirements)
-                     ? cJSON_Duplicate(m->requirements, true)
-                     : cJSON_CreateObject();
-    if (!doc)
-        return NULL;
-    if (m && m->estimate_seconds > 0 &&
-        !cJSON_HasObjectItem(doc, "estimate_seconds"))
-        cJSON_AddNumberToObject(doc, "estimate_seconds", m->estimate_seconds);
-    char *s = cJSON_PrintUnformatted(doc);
-    cJSON_Delete(doc);
-    return s;
+    return rz__engine_module_reqs(st->module, NULL);
 }
 
 /* A step's own max_cost_cents, else the reference estimate. */

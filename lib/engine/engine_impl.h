@@ -14,6 +14,7 @@
 
 #include "common/internal.h"
 #include "rhizos/engine.h"
+#include "rhizos/module.h"
 
 /* Namespaces of the engine's ledger ids: {RZ__EID(kind), number}. */
 #define RZ__EID(kind) (0x525a454e47000000ull | (uint64_t)(kind))
@@ -275,6 +276,12 @@ RZ_HIDDEN int rz__engine_dep_report(rz_engine *e, rz__ejob *j,
                                     uint64_t now);
 RZ_HIDDEN int rz__engine_dep_rebuild(rz_engine *e, rz__edep *d);
 RZ_HIDDEN void rz__engine_dep_free(rz__edep *d);
+
+/* submit.c: a module's requirements (its manifest's, with its estimate as
+ * estimate_seconds), member by member replaced by `overrides` (may be
+ * NULL), as JSON text to free; NULL when out of memory. m may be NULL. */
+RZ_HIDDEN char *rz__engine_module_reqs(const rz_module *m,
+                                       const struct cJSON *overrides);
 
 /* local.c: embedded mode hooks. */
 RZ_HIDDEN void rz__engine_local_event(rz_engine *e, const rz__edep *d,

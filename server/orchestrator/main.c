@@ -453,7 +453,6 @@ static void finish(orch *o)
     if (o->base)
         event_base_free(o->base);
     rz_engine_close(o->e);
-    orch_mods_free(o);
     auth_close(o);
     rz_registry_free(o->reg);
     sodium_free(o->sk);

@@ -136,7 +136,6 @@ typedef struct orch {
     bool grouped;
     struct held_reply *held; size_t n_held, cap_held;
 
-    struct mod_info *mods; size_t n_mods, cap_mods;   /* routes_jobs.c */
     stop_list *stops; size_t n_stops;   /* by node id - 1 */
 
     /* metrics */
@@ -251,7 +250,6 @@ void r_job_get(req *q);
 void r_job_cancel(req *q);
 void r_job_refund(req *q);
 cJSON *job_json(orch *o, uint64_t id, bool with_log);
-void orch_mods_free(orch *o);
 void r_account_create(req *q);
 void r_account_get(req *q);
 void r_account_deposit(req *q);

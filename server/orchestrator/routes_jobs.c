@@ -85,143 +85,6 @@ static bool visible_job(req *q, uint64_t *id, rz_engine_job_info *ji)
 
 /* ---- submit ---- */
 
-static bool resolve_module(req *q, const char *spec, const rz_module **m)
-{
-    char id[256];
-    const char *at = strchr(spec, '@');
-    size_t n = at ? (size_t)(at - spec) : strlen(spec);
-    if (!n || n >= sizeof id) {
-        reply_error(q, RZ_EINVAL, "\"module\" must be id[@version]");
-        return false;
-    }
-    memcpy(id, spec, n);
-    id[n] = '\0';
-    const char *bare = strncmp(id, "chain://", 8) == 0 ? id + 8 : id;
-    int rc = rz_registry_resolve(q->o->reg, bare, at ? at + 1 : NULL, m);
-    if (rc != RZ_OK) {
-        reply_error(q, RZ_EMODULE, "no module %.200s in the registry", spec);
-        return false;
-    }
-    return true;
-}
-
-typedef struct schema_ctx { char msg[400]; } schema_ctx;
-
-static int first_error(void *ud, const rz_schema_error *err)
-{
-    schema_ctx *c = ud;
-    snprintf(c->msg, sizeof c->msg, "config%s: %s", err->pointer, err->message);
-    return 1;
-}
-
-/* What a submission needs from a module, made once per module (the
- * registry does not change while the server runs): its manifest parsed and
- * its config schema compiled. */
-typedef struct mod_info {
-    const rz_module *m;
-    cJSON *manifest;
-    rz_schema *schema;       /* NULL: no config schema (or it did not compile) */
-    int schema_rc;           /* rz_schema_compile's status */
-    char schema_err[512];
-} mod_info;
-
-static mod_info *mod_info_of(orch *o, const rz_module *m)
-{
-    for (size_t i = 0; i < o->n_mods; i++)
-        if (o->mods[i].m == m)
-            return &o->mods[i];
-    if (o->n_mods == o->cap_mods) {
-        size_t cap = o->cap_mods ? o->cap_mods * 2 : 16;
-        mod_info *v = realloc(o->mods, cap * sizeof *v);
-        if (!v)
-            return NULL;
-        o->mods = v;
-        o->cap_mods = cap;
-    }
-    mod_info *mi = &o->mods[o->n_mods];
-    memset(mi, 0, sizeof *mi);
-    mi->m = m;
-    char *man = NULL;
-    rz_module_manifest_json(m, &man);
-    mi->manifest = parse_json_text(man);
-    rz_free(man);
-    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(mi->manifest, "config");
-    if (cJSON_IsObject(schema)) {
-        char *stext = cJSON_PrintUnformatted(schema);
-        mi->schema_rc = stext ? rz_schema_compile(&mi->schema, stext, strlen(stext))
-                              : RZ_ENOMEM;
-        if (mi->schema_rc != RZ_OK)
-            snprintf(mi->schema_err, sizeof mi->schema_err, "%s",
-                     rz_error_last()->message);
-        free(stext);
-    }
-    o->n_mods++;
-    return mi;
-}
-
-void orch_mods_free(orch *o)
-{
-    for (size_t i = 0; i < o->n_mods; i++) {
-        cJSON_Delete(o->mods[i].manifest);
-        rz_schema_free(o->mods[i].schema);
-    }
-    free(o->mods);
-    o->mods = NULL;
-    o->n_mods = o->cap_mods = 0;
-}
-
-/* config checked against the module's schema, its defaults filled in. */
-static bool check_config(req *q, const mod_info *mi, const cJSON *config,
-                         char **out)
-{
-    *out = NULL;
-    char *text = cJSON_PrintUnformatted(config);
-    if (!text || (!mi->schema && mi->schema_rc == RZ_OK)) {
-        *out = text;
-        if (!text)
-            reply_error(q, RZ_ENOMEM, "out of memory");
-        return text != NULL;
-    }
-    if (mi->schema_rc != RZ_OK) {
-        free(text);
-        reply_error(q, RZ_EINVALID, "config cannot be checked: %s", mi->schema_err);
-        return false;
-    }
-    schema_ctx c = { "" };
-    char *filled = NULL;
-    int rc = rz_schema_validate(mi->schema, text, strlen(text), first_error, &c);
-    if (rc == RZ_OK)
-        rc = rz_schema_apply_defaults(mi->schema, text, strlen(text), &filled);
-    free(text);
-    if (rc == RZ_EINVALID)
-        reply_error(q, RZ_EINVALID, "%s", c.msg);
-    else if (rc != RZ_OK)
-        reply_error(q, RZ_EINVALID, "config cannot be checked: %s",
-                    rz_error_last()->message);
-    else if (!(*out = strdup(filled)))
-        reply_error(q, RZ_ENOMEM, "out of memory");
-    rz_free(filled);
-    return *out != NULL;
-}
-
-/* The module's requirements and estimate, overridden by the body's. */
-static char *merged_requirements(const cJSON *manifest, const cJSON *given)
-{
-    const cJSON *base = cJSON_GetObjectItemCaseSensitive(manifest, "requirements");
-    cJSON *r = cJSON_IsObject(base) ? cJSON_Duplicate(base, 1) : cJSON_CreateObject();
-    const cJSON *est = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(manifest, "estimate"),
-                                           "seconds");
-    if (r && cJSON_IsNumber(est) && !(cJSON_GetObjectItemCaseSensitive(r, "estimate_seconds") != NULL))
-        cJSON_AddNumberToObject(r, "estimate_seconds", est->valuedouble);
-    for (const cJSON *c = given ? given->child : NULL; r && c; c = c->next) {
-        cJSON_DeleteItemFromObjectCaseSensitive(r, c->string);
-        cJSON_AddItemToObject(r, c->string, cJSON_Duplicate(c, 1));
-    }
-    char *s = r ? cJSON_PrintUnformatted(r) : NULL;
-    cJSON_Delete(r);
-    return s;
-}
-
 static bool module_spec(req *q, const char **spec)
 {
     const char *m = NULL, *t = NULL;
@@ -235,20 +98,25 @@ static bool module_spec(req *q, const char **spec)
     return true;
 }
 
+/* A member of the body as JSON text for the library; NULL when absent. */
+static bool member_text(const cJSON *v, char **out)
+{
+    *out = v ? cJSON_PrintUnformatted(v) : NULL;
+    return !v || *out;
+}
+
 void r_job_submit(req *q)
 {
     static const char *const fields[] = { "module", "type", "inputs", "config",
         "requirements", "max_cost_cents", "priority", NULL };
-    orch *o = q->o;
-    const char *spec;
+    rz_engine_module_job job = RZ_ENGINE_MODULE_JOB_INIT;
     cJSON *inputs, *config, *reqs;
-    uint64_t max_cost = 0;
     bool have_max = false;
-    const rz_module *m = NULL;
-    if (!body_fields(q, fields) || !module_spec(q, &spec) ||
+    if (!body_fields(q, fields) || !module_spec(q, &job.module) ||
         !body_obj(q, "inputs", &inputs) || !body_obj(q, "config", &config) ||
         !body_obj(q, "requirements", &reqs) ||
-        !body_u64(q, "max_cost_cents", false, (uint64_t)1 << 53, &max_cost, &have_max))
+        !body_u64(q, "max_cost_cents", false, (uint64_t)1 << 53,
+                  &job.max_cost_cents, &have_max))
         return;
     const cJSON *prio = cJSON_GetObjectItemCaseSensitive(q->body, "priority");
     double pv = cJSON_IsNumber(prio) ? prio->valuedouble : 0.5;
@@ -256,56 +124,28 @@ void r_job_submit(req *q)
         reply_error(q, RZ_EINVAL, "\"priority\" must be a 32-bit whole number");
         return;
     }
-    if (have_max && !max_cost) {
+    if (have_max && !job.max_cost_cents) {
         reply_error(q, RZ_EINVAL, "\"max_cost_cents\" must be at least 1");
         return;
     }
-    if (!resolve_module(q, spec, &m))
-        return;
-    const mod_info *mi = mod_info_of(o, m);
-    if (!mi) {
-        reply_error(q, RZ_ENOMEM, "out of memory");
-        return;
-    }
-    const cJSON *manifest = mi->manifest;
-    cJSON *empty = cJSON_CreateObject();
-    char *cfg = NULL, *req_text = NULL, *request = NULL;
-    bool ok = check_config(q, mi, config ? config : empty, &cfg);
-    if (ok && !(req_text = merged_requirements(manifest, reqs)))
-        ok = (reply_error(q, RZ_ENOMEM, "out of memory"), false);
-    if (ok) {
-        char *in = cJSON_PrintUnformatted(inputs ? inputs : empty);
-        size_t n = (in ? strlen(in) : 0) + strlen(cfg) + 32;
-        request = in ? malloc(n) : NULL;
-        if (request)
-            snprintf(request, n, "{\"inputs\":%s,\"config\":%s}", in, cfg);
-        free(in);
-        if (!request)
-            ok = (reply_error(q, RZ_ENOMEM, "out of memory"), false);
-    }
-    int rc = RZ_OK;
-    if (ok && !have_max && (rc = rz_engine_reference_cost(o->e, req_text, &max_cost)) != RZ_OK)
-        ok = (reply_rz(q, rc == RZ_ESYNTAX ? RZ_EINVAL : rc), false);
+    job.client = q->who.account;
+    job.priority = prio ? (int32_t)pv : 0;
+    char *in = NULL, *cfg = NULL, *rq = NULL;
     uint64_t id = 0;
-    if (ok) {
-        rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
-        s.client = q->who.account;
-        s.requirements_json = req_text;
-        s.module_id = rz_module_id(m);
-        s.module_version = rz_module_version(m);
-        s.request_json = request;
-        s.max_cost_cents = max_cost;
-        s.priority = prio ? (int32_t)prio->valuedouble : 0;
-        rc = rz_engine_submit(o->e, &s, orch_now_ms(), &id);
-        if (rc != RZ_OK)
-            reply_rz(q, rc);
-    }
+    int rc = member_text(inputs, &in) && member_text(config, &cfg) &&
+             member_text(reqs, &rq) ? RZ_OK : RZ_ENOMEM;
+    job.inputs_json = in;
+    job.config_json = cfg;
+    job.requirements_json = rq;
+    if (rc == RZ_OK)
+        rc = rz_engine_submit_module(q->o->e, &job, orch_now_ms(), &id);
+    free(in);
     free(cfg);
-    free(req_text);
-    free(request);
-    cJSON_Delete(empty);
-    if (ok && rc == RZ_OK)
-        reply_json(q, 201, job_json(o, id, false));
+    free(rq);
+    if (rc != RZ_OK)
+        reply_rz(q, rc);
+    else
+        reply_json(q, 201, job_json(q->o, id, false));
 }
 
 /* ---- read, cancel, refund ---- */
