@@ -13,7 +13,6 @@
 #include "rhizos/client.h"
 #include "rhizos/vault.h"
 
-#define SEAL_TTL_MS (60u * 60u * 1000u)    /* sealed credentials: one hour */
 #define FLOW_MAX_BYTES (64u << 20)
 
 void cli_deploy_usage(void)
@@ -122,19 +121,6 @@ static rz_flow *check_locally(const cli *c, const char *path, const char *text,
     return flow;
 }
 
-/* Every credentialId the flow's steps name, from its canonical JSON. */
-static void collect_ids(const cJSON *v, cJSON *ids)
-{
-    if (cJSON_IsObject(v)) {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(v, "credentialId");
-        if (cJSON_IsString(id) && !cJSON_GetObjectItemCaseSensitive(ids, id->valuestring))
-            cJSON_AddTrueToObject(ids, id->valuestring);
-    }
-    const cJSON *ch;
-    cJSON_ArrayForEach(ch, v)
-        collect_ids(ch, ids);
-}
-
 static bool orchestrator_key(rz_client *cl, unsigned char pk[RZ_VAULT_NODE_PK_BYTES],
                              int *ex)
 {
@@ -157,34 +143,6 @@ static bool orchestrator_key(rz_client *cl, unsigned char pk[RZ_VAULT_NODE_PK_BY
     return ok;
 }
 
-static bool seal_one(const rz_vault *v, const char *id, const unsigned char *pk,
-                     cJSON *out)
-{
-    size_t i = rz_vault_find(v, id);
-    if (i == (size_t)-1) {
-        fprintf(stderr, "rhizos: the flow names credential '%s', which is not in the vault\n", id);
-        return false;
-    }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t expires = (uint64_t)ts.tv_sec * 1000u + SEAL_TTL_MS;
-    unsigned char *sealed = NULL;
-    size_t n = 0;
-    int rc = rz_vault_seal(v, i, "orchestrator", expires, pk, &sealed, &n);
-    if (rc != RZ_OK) {
-        cli_error(id, rc);
-        return false;
-    }
-    size_t cap = sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL);
-    char *b64 = malloc(cap);
-    if (b64)
-        sodium_bin2base64(b64, cap, sealed, n, sodium_base64_VARIANT_ORIGINAL);
-    rz_free(sealed);
-    bool ok = b64 && cJSON_AddStringToObject(out, id, b64);
-    free(b64);
-    return ok;
-}
-
 /* {"<credentialId>":"<base64 sealed>"} for the flow, or NULL when it
  * needs none; *ex says why on failure. */
 static char *sealed_credentials(const cli *c, rz_client *cl, const rz_flow *flow, int *ex)
@@ -192,30 +150,22 @@ static char *sealed_credentials(const cli *c, rz_client *cl, const rz_flow *flow
     *ex = EXIT_OK;
     if (rz_vault_flow_references(flow) == 0)
         return NULL;
-    char *json = NULL;
-    cJSON *doc = NULL, *ids = cJSON_CreateObject(), *out = cJSON_CreateObject();
     unsigned char pk[RZ_VAULT_NODE_PK_BYTES];
     rz_vault *v = NULL;
-    *ex = EXIT_FAILED;
-    size_t json_len = 0;
-    if (rz_flow_to_json(flow, 0, &json, &json_len) == RZ_OK && (doc = cJSON_Parse(json)))
-        collect_ids(doc, ids);
-    if (orchestrator_key(cl, pk, ex) && (v = cli_vault_open_unlocked(c))) {
-        *ex = EXIT_OK;
-        const cJSON *id;
-        cJSON_ArrayForEach(id, ids)
-            if (*ex == EXIT_OK && !seal_one(v, id->string, pk, out))
-                *ex = EXIT_FAILED;
-    } else if (*ex == EXIT_OK) {
-        *ex = EXIT_FAILED;      /* the vault did not open (printed) */
+    char *json = NULL;
+    if (!orchestrator_key(cl, pk, ex))
+        return NULL;
+    if (!(v = cli_vault_open_unlocked(c))) {
+        *ex = EXIT_FAILED;      /* printed */
+        return NULL;
     }
+    int rc = rz_vault_seal_flow(&json, v, flow, pk, 0);
     rz_vault_close(v);
-    char *s = *ex == EXIT_OK ? cJSON_PrintUnformatted(out) : NULL;
-    rz_free(json);
-    cJSON_Delete(doc);
-    cJSON_Delete(ids);
-    cJSON_Delete(out);
-    return s;
+    if (rc != RZ_OK) {
+        cli_error(NULL, rc);
+        *ex = EXIT_FAILED;
+    }
+    return json;
 }
 
 /* The server's diagnostics, under the local file's name. */
@@ -276,7 +226,7 @@ int cli_flow_deploy(cli *c)
         ex = deploy_send(c, cl, path, text, len, inputs, creds);
     if (creds)
         sodium_memzero(creds, strlen(creds));
-    free(creds);
+    rz_free(creds);
     rz_client_free(cl);
     rz_flow_free(flow);
     rz_registry_free(reg);

@@ -232,6 +232,27 @@ RZ_EXTERN int rz_vault_seal(const rz_vault *v, size_t i, const char *job_id,
                             const unsigned char node_pk[RZ_VAULT_NODE_PK_BYTES],
                             unsigned char **out, size_t *out_len);
 
+/* The job id of credentials sealed to an orchestrator for a deployment (it
+ * unseals them with this id, then reseals each to the node of each job). */
+#define RZ_VAULT_ORCHESTRATOR_JOB "orchestrator"
+/* How long such a seal stays valid by default: one hour. */
+#define RZ_VAULT_SEAL_TTL_MS (60u * 60u * 1000u)
+
+/* Seal every credential the steps of `flow` reference to an orchestrator's
+ * key `pk` (GET /api/v1/keys), for job id RZ_VAULT_ORCHESTRATOR_JOB,
+ * expiring at `expires_ms` (ms since the epoch; 0: RZ_VAULT_SEAL_TTL_MS
+ * from now). *json receives {"<credentialId>":"<base64 sealed>",...}, the
+ * "credentials" member of a deployment (docs/api.md): each distinct
+ * credentialId once, matched like rz_vault_find (entry id, or else name);
+ * "{}" for a flow without references. Release with rz_free. Needs an
+ * unlocked vault (RZ_ESTATE). RZ_ENOENT names the first credential the
+ * vault lacks; then *json is NULL and no seal is kept. References without
+ * a credentialId are left to rz_flow_validate. */
+RZ_EXTERN int rz_vault_seal_flow(char **json, const rz_vault *v,
+                                 const rz_flow *flow,
+                                 const unsigned char pk[RZ_VAULT_NODE_PK_BYTES],
+                                 uint64_t expires_ms);
+
 /* Node side: open a sealed credential with the node's key pair, check that
  * it was sealed for `job_id` and has not expired at `now_ms` (0: the system
  * clock). RZ_EAUTH (another key, altered, or another job), RZ_EEXPIRED,

@@ -367,7 +367,8 @@ static int reseal(orch *o, const char *sealed_b64, const char *cred_id,
     if (!sealed)
         return RZ_ESYNTAX;
     rz_secret *s = NULL;
-    int rc = rz_vault_unseal(&s, NULL, sealed, n, o->pk, o->sk, "orchestrator", now);
+    int rc = rz_vault_unseal(&s, NULL, sealed, n, o->pk, o->sk,
+                             RZ_VAULT_ORCHESTRATOR_JOB, now);
     free(sealed);
     if (rc != RZ_OK)
         return rc;

@@ -19,6 +19,9 @@
 
 #include <cmocka.h>
 
+#include <cjson/cJSON.h>
+#include <sodium.h>
+
 #include "flow/model.h"
 #include "rhizos/rhizos.h"
 #include "rhizos/vault.h"
@@ -855,6 +858,114 @@ static void test_resolve_step(void **state)
     rz_vault_close(v);
 }
 
+/* ---- Sealing a flow's credentials to an orchestrator ---------------------- */
+
+static rz_flow *parse_yaml(const char *text)
+{
+    rz_flow *fl;
+    assert_int_equal(rz_flow_parse(&fl, text, strlen(text), RZ_FORMAT_YAML, "f.yaml",
+                                   NULL), RZ_OK);
+    return fl;
+}
+
+/* The sealed value of `id` in `doc`, opened as the orchestrator would. */
+static void assert_sealed(const cJSON *doc, const char *id, const unsigned char *pk,
+                          const unsigned char *sk, uint64_t now, const char *want,
+                          const char *entry_id)
+{
+    const char *b64 = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, id));
+    assert_non_null(b64);
+    unsigned char box[512];
+    size_t len = 0;
+    assert_int_equal(sodium_base642bin(box, sizeof box, b64, strlen(b64), NULL, &len,
+                                       NULL, sodium_base64_VARIANT_ORIGINAL), 0);
+    rz_secret *s;
+    char *cred;
+    assert_int_equal(rz_vault_unseal(&s, &cred, box, len, pk, sk,
+                                     RZ_VAULT_ORCHESTRATOR_JOB, now), RZ_OK);
+    assert_int_equal(rz_secret_len(s), strlen(want));
+    assert_memory_equal(rz_secret_data(s), want, strlen(want));
+    assert_string_equal(cred, entry_id);
+    rz_secret_free(s);
+    rz_free(cred);
+}
+
+/* Each distinct credentialId once, by name or by id, sealed for the
+ * orchestrator's job id with a one-hour default expiry. */
+static void test_seal_flow(void **state)
+{
+    fx *f = *state;
+    unsigned char pk[RZ_VAULT_NODE_PK_BYTES], sk[RZ_VAULT_NODE_SK_BYTES];
+    assert_int_equal(rz_vault_node_keypair(pk, sk), RZ_OK);
+    rz_vault *v = make_vault(f->path, 2);
+    char id[RZ_VAULT_ID_LEN + 1], text[1024];
+    assert_int_equal(rz_vault_add(v, "db", "database_url", NULL, "postgres://x", 12, id),
+                     RZ_OK);
+    snprintf(text, sizeof text, "flux: 1\nname: t\nsteps:\n"
+             "  a:\n    module: m\n    credentials:\n"
+             "      api: {credentialId: binance, type: exchange_api}\n"
+             "      bot: {credentialId: slack-bot, type: my.custom-type}\n"
+             "  b:\n    module: m\n    credentials:\n"
+             "      key: {credentialId: binance, type: exchange_api}\n"
+             "  c:\n    module: m\n    credentials:\n"
+             "      db: {credentialId: %s, type: database_url}\n"
+             "  d:\n    module: m\n", id);
+    rz_flow *fl = parse_yaml(text);
+    uint64_t now = rz__wall_ms();
+    char *json = NULL;
+    assert_int_equal(rz_vault_seal_flow(&json, v, fl, pk, 0), RZ_OK);
+    assert_null(strstr(json, SECRET1));
+    cJSON *doc = cJSON_Parse(json);
+    assert_int_equal(cJSON_GetArraySize(doc), 3);
+    assert_sealed(doc, "binance", pk, sk, now, SECRET1, v->entries[0].id);
+    assert_sealed(doc, "slack-bot", pk, sk, now, SECRET2, v->entries[1].id);
+    assert_sealed(doc, id, pk, sk, now, "postgres://x", id);
+    /* Expired an hour later. */
+    const char *b64 = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "binance"));
+    unsigned char box[512];
+    size_t len = 0;
+    assert_int_equal(sodium_base642bin(box, sizeof box, b64, strlen(b64), NULL, &len,
+                                       NULL, sodium_base64_VARIANT_ORIGINAL), 0);
+    rz_secret *s;
+    assert_int_equal(rz_vault_unseal(&s, NULL, box, len, pk, sk, RZ_VAULT_ORCHESTRATOR_JOB,
+                                     now + RZ_VAULT_SEAL_TTL_MS + 60000), RZ_EEXPIRED);
+    cJSON_Delete(doc);
+    rz_free(json);
+    rz_flow_free(fl);
+    /* A flow without references: an empty object. */
+    fl = parse_yaml("flux: 1\nname: t\nsteps:\n  d:\n    module: m\n");
+    assert_int_equal(rz_vault_seal_flow(&json, v, fl, pk, 0), RZ_OK);
+    assert_string_equal(json, "{}");
+    rz_free(json);
+    rz_flow_free(fl);
+    rz_vault_close(v);
+}
+
+/* A credential the vault lacks is named; a locked vault is refused. */
+static void test_seal_flow_errors(void **state)
+{
+    fx *f = *state;
+    unsigned char pk[RZ_VAULT_NODE_PK_BYTES], sk[RZ_VAULT_NODE_SK_BYTES];
+    assert_int_equal(rz_vault_node_keypair(pk, sk), RZ_OK);
+    rz_vault *v = make_vault(f->path, 2);
+    rz_flow *fl = parse_yaml("flux: 1\nname: t\nsteps:\n"
+                             "  a:\n    module: m\n    credentials:\n"
+                             "      api: {credentialId: binance, type: exchange_api}\n"
+                             "  b:\n    module: m\n    credentials:\n"
+                             "      api: {credentialId: kraken, type: exchange_api}\n");
+    char *json = (char *)"untouched";
+    assert_int_equal(rz_vault_seal_flow(&json, v, fl, pk, 0), RZ_ENOENT);
+    assert_null(json);
+    assert_non_null(strstr(rz_error_last()->message, "'kraken'"));
+    assert_clean_error();
+    rz_vault_lock(v);
+    assert_int_equal(rz_vault_seal_flow(&json, v, fl, pk, 0), RZ_ESTATE);
+    assert_int_equal(rz_vault_seal_flow(&json, NULL, fl, pk, 0), RZ_EINVAL);
+    assert_null(json);
+    rz_flow_free(fl);
+    rz_vault_close(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -873,6 +984,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_random_kills, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resolve_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seal_flow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seal_flow_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
