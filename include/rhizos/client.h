@@ -30,8 +30,11 @@ RZ_EXTERN int rz_client_new(rz_client **out, const char *url, const char *key);
 RZ_EXTERN void rz_client_free(rz_client *c);
 /* Replace the key (a node gets its token from registration). */
 RZ_EXTERN int rz_client_set_key(rz_client *c, const char *key);
-/* Whole-request limit in ms (0: none; default 30000). A long-poll needs
- * more than its wait. Connecting is limited to 10 s regardless. */
+/* Whole-request limit in ms (0: none; RZ_CLIENT_DEFAULT_TIMEOUT_MS until
+ * set). A long-poll needs more than its wait. Connecting is limited to
+ * RZ_CLIENT_CONNECT_TIMEOUT_MS regardless. */
+#define RZ_CLIENT_DEFAULT_TIMEOUT_MS 30000L
+#define RZ_CLIENT_CONNECT_TIMEOUT_MS 10000L
 RZ_EXTERN int rz_client_set_timeout(rz_client *c, long timeout_ms);
 
 /* Body and reply in CBOR (the node protocol); the caller still passes and
@@ -43,7 +46,8 @@ RZ_EXTERN int rz_client_set_timeout(rz_client *c, long timeout_ms);
  * *http_status (may be NULL) gets the status, *reply (may be NULL) the reply
  * body as JSON text or NULL when empty (204). RZ_OK for any 2xx. On an error
  * status *reply still receives the body (with its "diagnostics" for an
- * invalid flow). Replies over 64 MiB are RZ_ETOOBIG. */
+ * invalid flow). Replies over RZ_CLIENT_REPLY_MAX are RZ_ETOOBIG. */
+#define RZ_CLIENT_REPLY_MAX ((size_t)64 << 20)                  /* 64 MiB */
 RZ_EXTERN int rz_client_call(rz_client *c, const char *method,
                              const char *path, const char *body_json,
                              unsigned flags, long *http_status, char **reply);
@@ -79,7 +83,10 @@ RZ_EXTERN int rz_client_flow_cancel(rz_client *c, uint64_t deployment);
  * integral numbers within ±2^53 integers, other numbers doubles, and
  * true/false/null the simple values. Decoding accepts only that subset
  * (byte strings, tags and indefinite lengths are RZ_ESYNTAX), nests at most
- * 64 deep, and refuses input over 64 MiB (RZ_ETOOBIG). */
+ * RZ_WIRE_DEPTH_MAX deep, and refuses input over RZ_WIRE_BYTES_MAX
+ * (RZ_ETOOBIG). */
+#define RZ_WIRE_DEPTH_MAX 64
+#define RZ_WIRE_BYTES_MAX (64u << 20)                           /* 64 MiB */
 RZ_EXTERN int rz_wire_encode(const char *json, size_t len,
                              unsigned char **out, size_t *out_len);
 RZ_EXTERN int rz_wire_decode(const unsigned char *cbor, size_t len,

@@ -38,28 +38,46 @@ extern "C" {
 
 typedef struct rz_engine rz_engine;
 
+/* What RZ_ENGINE_OPTS_INIT holds; a 0 in the fields that say so means the
+ * same. */
+#define RZ_ENGINE_DEFAULT_NODE_TIMEOUT_MS 30000u
+#define RZ_ENGINE_DEFAULT_MAX_ATTEMPTS 5u
+#define RZ_ENGINE_DEFAULT_FEE_BPS 500u              /* 5% */
+#define RZ_ENGINE_DEFAULT_REF_GPU_HOUR_CENTS 400u
+#define RZ_ENGINE_DEFAULT_REF_CPU_HOUR_CENTS 10u
+#define RZ_ENGINE_DEFAULT_REF_MEMORY_GB_HOUR_CENTS 1u
+#define RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT 200u
+#define RZ_ENGINE_DEFAULT_STEP_SECONDS 60u
+
 typedef struct rz_engine_opts {
     int version;
     rz_policy policy;               /* placement policy */
     const rz_registry *registry;    /* modules for deployments; borrowed, must
                                        outlive the engine; NULL: no deploys */
-    uint64_t node_timeout_ms;       /* lost after this long without a
-                                       heartbeat or poll; 0: 30000 */
+    /* A node is lost after this long without a heartbeat or poll;
+     * 0: RZ_ENGINE_DEFAULT_NODE_TIMEOUT_MS. */
+    uint64_t node_timeout_ms;
     uint32_t max_attempts;          /* dispatches of one job (attempt) before
-                                       lost nodes make it fail; 0: 5 */
+                                       lost nodes make it fail; 0:
+                                       RZ_ENGINE_DEFAULT_MAX_ATTEMPTS */
     uint32_t fee_bps;               /* platform fee; 500 = 5% */
     int durable;                    /* 1: fsync every commit (default) */
     /* Reference prices for the maximum cost of a deployment step without its
      * own max_cost_cents: the match cost formula with these prices, the
      * module's requirements and estimate x estimate_factor_pct / 100. */
     uint64_t ref_gpu_hour_cents, ref_cpu_hour_cents, ref_memory_gb_hour_cents;
-    uint32_t estimate_factor_pct;   /* 0: 200 */
-    uint32_t default_step_seconds;  /* estimate of a module without one; 0: 60 */
+    uint32_t estimate_factor_pct;   /* 0: RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT */
+    uint32_t default_step_seconds;  /* estimate of a module without one;
+                                       0: RZ_ENGINE_DEFAULT_STEP_SECONDS */
 } rz_engine_opts;
 
 #define RZ_ENGINE_OPTS_VERSION 1
 #define RZ_ENGINE_OPTS_INIT { RZ_ENGINE_OPTS_VERSION, RZ_POLICY_CHEAPEST, NULL, \
-                              30000, 5, 500, 1, 400, 10, 1, 200, 60 }
+    RZ_ENGINE_DEFAULT_NODE_TIMEOUT_MS, RZ_ENGINE_DEFAULT_MAX_ATTEMPTS,        \
+    RZ_ENGINE_DEFAULT_FEE_BPS, 1, RZ_ENGINE_DEFAULT_REF_GPU_HOUR_CENTS,       \
+    RZ_ENGINE_DEFAULT_REF_CPU_HOUR_CENTS,                                     \
+    RZ_ENGINE_DEFAULT_REF_MEMORY_GB_HOUR_CENTS,                               \
+    RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT, RZ_ENGINE_DEFAULT_STEP_SECONDS }
 
 /* Open (creating if missing) DATA_DIR/engine and DATA_DIR/ledger and resume
  * what was there: settlements a crash interrupted are completed, holds of
@@ -403,7 +421,9 @@ typedef struct rz_engine_event {
 
 /* Decisions since the last call, oldest first: 1 and *out filled, or 0 when
  * there are none. Events live in memory only (a restarted server reads
- * states instead). At most 65536 are kept; older ones are dropped first. */
+ * states instead). At most RZ_ENGINE_EVENTS_MAX are kept; older ones are
+ * dropped first. */
+#define RZ_ENGINE_EVENTS_MAX 65536u
 RZ_EXTERN int rz_engine_next_event(rz_engine *e, rz_engine_event *out);
 
 typedef struct rz_engine_stats {

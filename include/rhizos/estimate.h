@@ -37,7 +37,8 @@ RZ_EXTERN void rz_prices_free(rz_prices *p);
  * nothing: the first table given wins. */
 RZ_EXTERN int rz_prices_add_json(rz_prices *p, const char *json, size_t len,
                                  const char *source);
-/* rz_prices_add_json of a file (at most 16 MiB). */
+/* rz_prices_add_json of a file (at most RZ_PRICES_FILE_MAX bytes). */
+#define RZ_PRICES_FILE_MAX (16u * 1024u * 1024u)               /* 16 MiB */
 RZ_EXTERN int rz_prices_add_file(rz_prices *p, const char *path);
 RZ_EXTERN size_t rz_prices_node_count(const rz_prices *p);
 RZ_EXTERN size_t rz_prices_provider_count(const rz_prices *p);

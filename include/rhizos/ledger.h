@@ -186,19 +186,29 @@ typedef struct rz_ledger_result {
 /* The most operations one batch takes. */
 #define RZ_LEDGER_BATCH_MAX 8190
 
+/* What RZ_LEDGER_OPTS_INIT holds; a 0 in the fields that say so means the
+ * same. */
+#define RZ_LEDGER_DEFAULT_FEE_BPS 500u                      /* 5% */
+#define RZ_LEDGER_DEFAULT_MAP_SIZE (16ull << 30)            /* 16 GiB */
+#define RZ_LEDGER_DEFAULT_JOURNAL_SIZE (64ull << 20)        /* 64 MiB */
+#define RZ_LEDGER_DEFAULT_CHECKPOINT_OPS 65536u
+
 typedef struct rz_ledger_opts {
     int version;
     uint32_t fee_bps;        /* platform fee in basis points (500 = 5%) */
     int read_only;           /* open for reading (no journal replay) */
     int durable;             /* 1: fdatasync every batch (default) */
-    uint64_t map_size;       /* LMDB map size in bytes; 0: 16 GiB */
+    uint64_t map_size;       /* LMDB map size in bytes;
+                                0: RZ_LEDGER_DEFAULT_MAP_SIZE */
     uint64_t journal_size;   /* journal bytes; a full journal forces a
-                                checkpoint; 0: 64 MiB */
-    uint64_t checkpoint_ops; /* checkpoint after this many ops; 0: 65536 */
+                                checkpoint; 0: RZ_LEDGER_DEFAULT_JOURNAL_SIZE */
+    uint64_t checkpoint_ops; /* checkpoint after this many ops;
+                                0: RZ_LEDGER_DEFAULT_CHECKPOINT_OPS */
 } rz_ledger_opts;
 
 #define RZ_LEDGER_OPTS_VERSION 1
-#define RZ_LEDGER_OPTS_INIT { RZ_LEDGER_OPTS_VERSION, 500, 0, 1, 0, 0, 0 }
+#define RZ_LEDGER_OPTS_INIT { RZ_LEDGER_OPTS_VERSION, RZ_LEDGER_DEFAULT_FEE_BPS, \
+                              0, 1, 0, 0, 0 }
 
 /* Open (creating if missing) DATA_DIR/ledger. opts may be NULL (defaults).
  * A writer replays the journal left by a crash before returning. Only one

@@ -59,8 +59,11 @@ RZ_EXTERN int rz_registry_trust(rz_registry *reg, const char *publisher_key);
 /* Cache folder of HTTP indexes; NULL (the default) means
  * $XDG_CACHE_HOME/rhizos/registry, else ~/.cache/rhizos/registry. */
 RZ_EXTERN int rz_registry_set_cache_dir(rz_registry *reg, const char *dir);
-/* Per-request time limit (default 20000 ms) and the largest index accepted
- * (default 16 MiB; a manifest may be 4 MiB). */
+/* Per-request time limit and the largest index accepted (defaults below);
+ * a manifest, local or fetched, may have RZ_MODULE_MANIFEST_MAX bytes. */
+#define RZ_REGISTRY_DEFAULT_TIMEOUT_MS 20000L
+#define RZ_REGISTRY_DEFAULT_INDEX_MAX (16u * 1024u * 1024u)    /* 16 MiB */
+#define RZ_MODULE_MANIFEST_MAX (4u * 1024u * 1024u)            /* 4 MiB */
 RZ_EXTERN int rz_registry_set_http_limits(rz_registry *reg, long timeout_ms,
                                           size_t max_index_bytes);
 

@@ -2,13 +2,17 @@
  *
  * Stage k holds the steps whose dependencies all lie in stages < k, sorted by
  * id. The critical path is the longest chain by estimated seconds (the
- * module's estimate, 1 s when unknown), ties broken by id.
+ * module's estimate, RZ_PLAN_DEFAULT_STEP_SECONDS when unknown), ties broken
+ * by id.
  */
 #ifndef RHIZOS_PLAN_H
 #define RHIZOS_PLAN_H
 
 #include "rhizos/common.h"
 #include "rhizos/flow.h"
+
+/* The weight of a step whose module gives no estimate. */
+#define RZ_PLAN_DEFAULT_STEP_SECONDS 1.0
 
 #ifdef __cplusplus
 extern "C" {

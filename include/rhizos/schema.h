@@ -27,7 +27,8 @@
  *    backtracking limit counts as a failure ("too expensive to match").
  *  - Validation does a bounded amount of work: a schema whose evaluation
  *    explodes (nested anyOf over $ref, ...) fails with RZ_ETOOBIG instead of
- *    hanging; evaluation deeper than 1000 levels fails the same way.
+ *    hanging; evaluation deeper than RZ_SCHEMA_DEPTH_MAX levels fails the
+ *    same way.
  *
  * A compiled schema is immutable: it may be used from several threads at
  * once.
@@ -39,6 +40,10 @@
 #include <stdint.h>
 
 #include "rhizos/common.h"
+
+/* The deepest evaluation (schema levels on the instance path, $ref hops
+ * included). */
+#define RZ_SCHEMA_DEPTH_MAX 1000
 
 #ifdef __cplusplus
 extern "C" {
@@ -89,7 +94,8 @@ RZ_EXTERN int rz_schema_check(const rz_schema *schema, const char *json,
  * added (recursively, through properties, items, allOf and $ref; the
  * defaults themselves are not validated). *out is the resulting JSON text
  * (compact), released with rz_free. RZ_ESYNTAX, RZ_ENOMEM; RZ_ETOOBIG when
- * a recursive schema would add more than 10000 values. */
+ * a recursive schema would add more than RZ_SCHEMA_DEFAULTS_MAX values. */
+#define RZ_SCHEMA_DEFAULTS_MAX 10000
 RZ_EXTERN int rz_schema_apply_defaults(const rz_schema *schema,
                                        const char *json, size_t len,
                                        char **out);

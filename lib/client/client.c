@@ -10,8 +10,6 @@
 
 #include "client/client_internal.h"
 
-#define CONNECT_TIMEOUT_MS 10000L
-#define DEFAULT_TIMEOUT_MS 30000L
 
 /* ---- global init: curl_global_init is not thread-safe, so once ---- */
 
@@ -64,7 +62,7 @@ int rz_client_new(rz_client **out, const char *url, const char *key)
     rz_client *c = calloc(1, sizeof *c);
     if (!c)
         return rz__error(RZ_ENOMEM, "out of memory");
-    c->timeout_ms = DEFAULT_TIMEOUT_MS;
+    c->timeout_ms = RZ_CLIENT_DEFAULT_TIMEOUT_MS;
     c->base = rz__strdup(url);
     c->auth = key ? auth_header(key) : NULL;
     c->curl = curl_easy_init();
@@ -174,7 +172,7 @@ int rz__client_prepare(rz_client *c, const char *path,
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, RZ_CLIENT_CONNECT_TIMEOUT_MS);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     *headers = h;
@@ -234,7 +232,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     reply_buf *r = ud;
     size_t len = size * n;
-    if (r->b.len + len > RZ__CLIENT_MAX_REPLY) {
+    if (r->b.len + len > RZ_CLIENT_REPLY_MAX) {
         r->too_big = true;
         return 0;
     }
@@ -365,7 +363,7 @@ static int perform(rz_client *c, const char *method, const char *path,
         *http_status = status;
     if (r.too_big)
         rc = rz__error(RZ_ETOOBIG, "reply from %s%s is over %zu bytes", c->base,
-                       path, RZ__CLIENT_MAX_REPLY);
+                       path, RZ_CLIENT_REPLY_MAX);
     else if (r.b.failed)
         rc = rz__error(RZ_ENOMEM, "out of memory");
     else if (cc != CURLE_OK)

@@ -7,8 +7,6 @@
 #include "common/internal.h"
 #include "rhizos/client.h"
 
-#define RZ__CLIENT_MAX_REPLY ((size_t)64 << 20)
-
 struct rz_client {
     char *base;          /* no trailing slash */
     char *auth;          /* "Authorization: Bearer ..." or NULL; wiped on free */

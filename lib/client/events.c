@@ -6,7 +6,7 @@
 
 #include "client/client_internal.h"
 
-#define EVENT_MAX_BYTES RZ__CLIENT_MAX_REPLY
+#define EVENT_MAX_BYTES RZ_CLIENT_REPLY_MAX
 
 /* One transfer: the parser plus what the HTTP side needs. */
 typedef struct sse {

@@ -10,9 +10,6 @@
 #include "common/internal.h"
 #include "rhizos/client.h"
 
-#define WIRE_MAX_BYTES (64u << 20)
-#define WIRE_MAX_DEPTH 64
-
 /* Well-formed UTF-8 (no overlongs, surrogates or code points past
  * U+10FFFF): what CBOR text strings must hold, checked both ways so that
  * whatever one side encodes the other decodes. */
@@ -59,7 +56,7 @@ static bool keys_unique(const cJSON *obj)
  * and repeated keys (the CBOR map would repeat them). */
 static bool tree_ok(const cJSON *v, int depth)
 {
-    if (depth > WIRE_MAX_DEPTH + 1)
+    if (depth > RZ_WIRE_DEPTH_MAX + 1)
         return true;        /* too deep: encode_value refuses it anyway */
     if (v->string && !utf8_valid((const unsigned char *)v->string, strlen(v->string)))
         return false;
@@ -135,7 +132,7 @@ static cbor_item_t *encode_array(const cJSON *v, int depth)
 
 static cbor_item_t *encode_value(const cJSON *v, int depth)
 {
-    if (depth > WIRE_MAX_DEPTH)
+    if (depth > RZ_WIRE_DEPTH_MAX)
         return NULL;
     if (cJSON_IsObject(v))
         return encode_object(v, depth);
@@ -159,9 +156,9 @@ int rz_wire_encode(const char *json, size_t len, unsigned char **out,
     *out_len = 0;
     if (!json)
         return rz__error(RZ_EINVAL, "json is NULL");
-    if (len > WIRE_MAX_BYTES)
+    if (len > RZ_WIRE_BYTES_MAX)
         return rz__error(RZ_ETOOBIG, "JSON of %zu bytes is over the %u-byte limit",
-                         len, WIRE_MAX_BYTES);
+                         len, RZ_WIRE_BYTES_MAX);
     if (memchr(json, '\0', len))
         return rz__error(RZ_ESYNTAX, "JSON text with a NUL byte");
     const char *end = NULL;
@@ -185,7 +182,7 @@ int rz_wire_encode(const char *json, size_t len, unsigned char **out,
     cJSON_Delete(root);
     if (!item)
         return rz__error(RZ_ETOOBIG, "JSON nests deeper than %d levels or memory ran out",
-                         WIRE_MAX_DEPTH);
+                         RZ_WIRE_DEPTH_MAX);
     unsigned char *buf = NULL;
     size_t cap = 0;
     size_t n = cbor_serialize_alloc(item, &buf, &cap);
@@ -286,7 +283,7 @@ static cJSON *decode_array(const cbor_item_t *it, int depth)
 
 static cJSON *decode_item(const cbor_item_t *it, int depth)
 {
-    if (depth > WIRE_MAX_DEPTH)
+    if (depth > RZ_WIRE_DEPTH_MAX)
         return NULL;
     switch (cbor_typeof(it)) {
     case CBOR_TYPE_UINT:
@@ -322,7 +319,7 @@ static cJSON *decode_item(const cbor_item_t *it, int depth)
  * indefinite lengths, which decoding refuses anyway, stop the walk. */
 static bool precheck(const unsigned char *p, size_t n, size_t *pos, int depth)
 {
-    if (depth > WIRE_MAX_DEPTH + 1 || *pos >= n)
+    if (depth > RZ_WIRE_DEPTH_MAX + 1 || *pos >= n)
         return false;
     unsigned major = p[*pos] >> 5, info = p[*pos] & 31u;
     (*pos)++;
@@ -365,9 +362,9 @@ int rz_wire_decode(const unsigned char *cbor, size_t len, char **json)
     *json = NULL;
     if (!cbor && len)
         return rz__error(RZ_EINVAL, "cbor is NULL");
-    if (len > WIRE_MAX_BYTES)
+    if (len > RZ_WIRE_BYTES_MAX)
         return rz__error(RZ_ETOOBIG, "CBOR of %zu bytes is over the %u-byte limit",
-                         len, WIRE_MAX_BYTES);
+                         len, RZ_WIRE_BYTES_MAX);
     size_t pos = 0;
     if (!precheck(cbor, len, &pos, 0))
         return rz__error(RZ_ESYNTAX, "malformed CBOR, or outside the JSON subset, "
@@ -388,7 +385,7 @@ int rz_wire_decode(const unsigned char *cbor, size_t len, char **json)
                          "CBOR outside the JSON subset (byte string, tag, "
                          "indefinite length, duplicate key, NUL or non-UTF-8 "
                          "text, or "
-                         "nesting over %d)", WIRE_MAX_DEPTH);
+                         "nesting over %d)", RZ_WIRE_DEPTH_MAX);
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     if (!s)

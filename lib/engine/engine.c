@@ -381,13 +381,13 @@ static void opts_normalise(rz_engine_opts *o, const rz_engine_opts *given)
     rz_engine_opts def = RZ_ENGINE_OPTS_INIT;
     *o = given ? *given : def;
     if (!o->node_timeout_ms)
-        o->node_timeout_ms = 30000;
+        o->node_timeout_ms = RZ_ENGINE_DEFAULT_NODE_TIMEOUT_MS;
     if (!o->max_attempts)
-        o->max_attempts = 5;
+        o->max_attempts = RZ_ENGINE_DEFAULT_MAX_ATTEMPTS;
     if (!o->estimate_factor_pct)
-        o->estimate_factor_pct = 200;
+        o->estimate_factor_pct = RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT;
     if (!o->default_step_seconds)
-        o->default_step_seconds = 60;
+        o->default_step_seconds = RZ_ENGINE_DEFAULT_STEP_SECONDS;
 }
 
 static int open_ledger(rz_engine *e, const char *data_dir)

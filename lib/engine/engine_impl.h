@@ -141,7 +141,7 @@ typedef struct rz__elocal {
     void *userdata;
 } rz__elocal;
 
-#define RZ__EVENTS_MAX 65536
+#define RZ__EVENTS_MAX RZ_ENGINE_EVENTS_MAX
 
 struct rz_engine {
     rz_engine_opts opts;

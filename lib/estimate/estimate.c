@@ -17,7 +17,6 @@
 #include "rhizos/hw.h"
 #include "rhizos/match.h"
 
-#define PRICES_MAX_BYTES (16u * 1024u * 1024u)
 #define UNITS_MAX 64
 
 typedef struct unit_price {
@@ -275,7 +274,7 @@ int rz_prices_add_file(rz_prices *p, const char *path)
         return rz__error(RZ_EINVAL, "prices or path is NULL");
     char *text;
     size_t len;
-    int rc = rz__read_file(path, PRICES_MAX_BYTES, &text, &len);
+    int rc = rz__read_file(path, RZ_PRICES_FILE_MAX, &text, &len);
     if (rc != RZ_OK) {
         rz_error why = *rz_error_last();    /* formatted over below */
         return rz__error_at(rc, path, 0, 0, "", "%s: %s", path, why.message);

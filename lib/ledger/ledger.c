@@ -11,9 +11,6 @@
 #include "common/fs.h"
 #include "ledger/ledger_impl.h"
 
-#define DEFAULT_MAP_SIZE (16ull << 30)
-#define DEFAULT_JOURNAL_SIZE (64ull << 20)
-
 /* ---- small public helpers ---- */
 
 uint64_t rz_ledger_available(const rz_ledger_account *a)
@@ -349,7 +346,8 @@ static int replay_one(void *ctx, const rz__ledger_jhdr *h,
 static int open_env(rz_ledger *l, const rz_ledger_opts *o)
 {
     unsigned flags = (l->read_only ? MDB_RDONLY : 0) | (o->durable ? 0 : MDB_NOSYNC);
-    int mrc = rz__lmdb_open(&l->env, l->dir, o->map_size ? o->map_size : DEFAULT_MAP_SIZE,
+    int mrc = rz__lmdb_open(&l->env, l->dir,
+                            o->map_size ? o->map_size : RZ_LEDGER_DEFAULT_MAP_SIZE,
                             flags, NULL, NULL, 0);
     return mrc ? rz__ledger_db_error(mrc, "open") : RZ_OK;
 }
@@ -366,7 +364,7 @@ static int open_writer(rz_ledger *l, const char *data_dir,
     if (rc == RZ_OK)
         rc = rz__journal_open(&l->journal, jpath,
                               o->journal_size ? o->journal_size
-                                              : DEFAULT_JOURNAL_SIZE,
+                                              : RZ_LEDGER_DEFAULT_JOURNAL_SIZE,
                               o->durable != 0);
     free(jpath);
     if (rc == RZ_OK)
@@ -402,7 +400,8 @@ int rz_ledger_open(rz_ledger **out, const char *data_dir,
     l->journal.fd = l->journal.wfd = -1;
     l->fee_bps = o->fee_bps;
     l->read_only = o->read_only != 0;
-    l->checkpoint_ops = o->checkpoint_ops ? o->checkpoint_ops : 65536;
+    l->checkpoint_ops = o->checkpoint_ops ? o->checkpoint_ops
+                                         : RZ_LEDGER_DEFAULT_CHECKPOINT_OPS;
     l->dir = rz__asprintf("%s/ledger", data_dir);
     int rc = l->dir ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
     struct stat st;

@@ -13,8 +13,6 @@
 #include "module/module_impl.h"
 #include "rhizos/schema.h"
 
-#define MANIFEST_MAX_BYTES (4u * 1024u * 1024u)
-
 typedef struct mctx {
     const char *file;      /* path of module.json, for diagnostics */
     const char *text;
@@ -542,12 +540,12 @@ int rz__module_load(rz_module **out, const char *dir, rz_diags *diags)
         return rz__error(RZ_ENOMEM, "out of memory");
     char *text = NULL;
     size_t len = 0;
-    int rc = rz__read_file(file, MANIFEST_MAX_BYTES, &text, &len);
+    int rc = rz__read_file(file, RZ_MODULE_MANIFEST_MAX, &text, &len);
     if (rc != RZ_OK) {
         if (rc == RZ_ETOOBIG)
             rz__diag(diags, RZ_SEV_ERROR, RZ_EMANIFEST, file, 0, 0, "",
                      "manifest larger than the limit of %u bytes",
-                     MANIFEST_MAX_BYTES);
+                     RZ_MODULE_MANIFEST_MAX);
         else
             rz__diag(diags, RZ_SEV_ERROR, RZ_EMANIFEST, file, 0, 0, "", "%s",
                      rz_error_last()->message);

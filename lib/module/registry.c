@@ -18,9 +18,6 @@
 #include "common/array.h"
 #include "module/module_impl.h"
 
-#define RZ_REGISTRY_TIMEOUT_MS 20000L
-#define RZ_REGISTRY_MAX_INDEX (16u * 1024u * 1024u)
-#define RZ_REGISTRY_MAX_MANIFEST (4u * 1024u * 1024u)
 #define RZ_REGISTRY_MAX_ENTRIES 100000
 
 #define TRUSTED_MAX 64
@@ -43,9 +40,9 @@ int rz_registry_new(rz_registry **out)
     *out = calloc(1, sizeof **out);
     if (!*out)
         return rz__error(RZ_ENOMEM, "out of memory");
-    (*out)->timeout_ms = RZ_REGISTRY_TIMEOUT_MS;
-    (*out)->max_index = RZ_REGISTRY_MAX_INDEX;
-    (*out)->max_manifest = RZ_REGISTRY_MAX_MANIFEST;
+    (*out)->timeout_ms = RZ_REGISTRY_DEFAULT_TIMEOUT_MS;
+    (*out)->max_index = RZ_REGISTRY_DEFAULT_INDEX_MAX;
+    (*out)->max_manifest = RZ_MODULE_MANIFEST_MAX;
     return RZ_OK;
 }
 

@@ -146,7 +146,7 @@ static size_t edge_count(const rz_flow *f)
 static double step_weight(const rz__step *s)
 {
     double est = s->module ? s->module->estimate_seconds : 0;
-    return est > 0 ? est : 1.0;
+    return est > 0 ? est : RZ_PLAN_DEFAULT_STEP_SECONDS;
 }
 
 /* Invert deps (upstream lists) into dependants in CSR form; note weights and

@@ -639,7 +639,7 @@ int rz__schema_eval(const rz_schema *s, const cJSON *instance,
  * ({"properties":{"a":{"$ref":"#","default":{}}}}): both the walk and the
  * number of values added are capped. */
 #define DEFAULTS_MAX_STEPS 100000
-#define DEFAULTS_MAX_ADDED 10000
+#define DEFAULTS_MAX_ADDED RZ_SCHEMA_DEFAULTS_MAX
 
 typedef struct dctx {
     uint64_t budget;

@@ -17,9 +17,9 @@ enum {
     SC_STRING = 32, SC_INTEGER = 64
 };
 
-/* Deepest evaluation (schema levels on the instance path, $ref hops
- * included) and default work budget (schema nodes evaluated). */
-#define SC_MAX_DEPTH 1000
+/* Deepest evaluation (public: RZ_SCHEMA_DEPTH_MAX) and default work budget
+ * (schema nodes evaluated). */
+#define SC_MAX_DEPTH RZ_SCHEMA_DEPTH_MAX
 #define SC_DEFAULT_BUDGET 20000000u
 
 typedef struct sc_node sc_node;
@@ -135,8 +135,9 @@ RZ_HIDDEN int rz__schema_eval(const rz_schema *s, const cJSON *instance,
                               const rz__schema_opts *opts,
                               rz_schema_error_fn fn, void *ud);
 /* Add missing defaults into `instance` in place. RZ_OK, RZ_ENOMEM, or
- * RZ_ETOOBIG when a recursive schema would add more than 10000 values (the
- * instance then holds those added so far). */
+ * RZ_ETOOBIG when a recursive schema would add more than
+ * RZ_SCHEMA_DEFAULTS_MAX values (the instance then holds those added so
+ * far). */
 RZ_HIDDEN int rz__schema_defaults(const rz_schema *s, cJSON *instance);
 
 #endif
