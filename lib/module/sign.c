@@ -19,6 +19,9 @@
 #include "module/module_impl.h"
 
 #define SIG_B64_MAX 128
+
+/* module.h and module_impl.h speak of 32-byte publisher keys. */
+_Static_assert(crypto_sign_PUBLICKEYBYTES == 32, "an Ed25519 public key");
 #define KEYFILE_MAX 1024
 
 static int sodium_ready(void)
@@ -52,8 +55,8 @@ static void to_hex(const unsigned char *b, size_t n, char *out)
 /* ---- Verification ---- */
 
 typedef struct sig_fields {
-    unsigned char pk[32];
-    unsigned char sig[64];
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+    unsigned char sig[crypto_sign_BYTES];
 } sig_fields;
 
 static int read_sig(const cJSON *s, sig_fields *f)

@@ -13,6 +13,26 @@
 
 #include "vault/vault_impl.h"
 
+/* The layout in vault_impl.h, against libsodium's sizes and itself. */
+_Static_assert(RZ__VAULT_KEY_LEN == crypto_aead_xchacha20poly1305_ietf_KEYBYTES &&
+               RZ__VAULT_KEY_LEN == crypto_kdf_KEYBYTES,
+               "keys are XChaCha20-Poly1305 and crypto_kdf keys");
+_Static_assert(RZ__VAULT_NONCE_LEN == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+               "nonces are XChaCha20-Poly1305 nonces");
+_Static_assert(RZ__VAULT_TAG_LEN == crypto_aead_xchacha20poly1305_ietf_ABYTES,
+               "tags are XChaCha20-Poly1305 tags");
+_Static_assert(RZ__VAULT_SALT_LEN == crypto_pwhash_SALTBYTES, "an Argon2id salt");
+_Static_assert(RZ_VAULT_ID_LEN == 2 * RZ__VAULT_RAWID_LEN, "entry ids are hex of raw ids");
+_Static_assert(RZ__VAULT_MAC_LEN >= crypto_generichash_BYTES_MIN &&
+               RZ__VAULT_MAC_LEN <= crypto_generichash_BYTES_MAX,
+               "the header MAC is a BLAKE2b output");
+_Static_assert(RZ__VAULT_MAC_OFF == RZ__VAULT_HDR_LEN &&
+               RZ__VAULT_WRAP_OFF == RZ__VAULT_MAC_OFF + RZ__VAULT_MAC_LEN &&
+               RZ__VAULT_BODY_NONCE_OFF == RZ__VAULT_WRAP_OFF + RZ__VAULT_NONCE_LEN +
+                                           RZ__VAULT_KEY_LEN + RZ__VAULT_TAG_LEN &&
+               RZ__VAULT_BODY_OFF == RZ__VAULT_BODY_NONCE_OFF + RZ__VAULT_NONCE_LEN,
+               "the file layout's offsets follow from its fields");
+
 void (*rz__vault_write_hook)(int step);
 
 int rz__vault_sodium(void)

@@ -16,6 +16,14 @@
 #define SEAL_ID_MAX 1024u
 #define SEAL_FIXED (4u + 8u + 2u + 2u + 4u)
 
+/* vault.h states these sizes without including sodium.h. */
+_Static_assert(RZ_VAULT_SEAL_OVERHEAD == crypto_box_SEALBYTES,
+               "RZ_VAULT_SEAL_OVERHEAD is crypto_box_seal's overhead");
+_Static_assert(RZ_VAULT_NODE_PK_BYTES == crypto_box_PUBLICKEYBYTES,
+               "RZ_VAULT_NODE_PK_BYTES is an X25519 public key");
+_Static_assert(RZ_VAULT_NODE_SK_BYTES == crypto_box_SECRETKEYBYTES,
+               "RZ_VAULT_NODE_SK_BYTES is an X25519 secret key");
+
 int rz_vault_node_keypair(unsigned char pk[RZ_VAULT_NODE_PK_BYTES],
                           unsigned char sk[RZ_VAULT_NODE_SK_BYTES])
 {

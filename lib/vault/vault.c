@@ -91,6 +91,20 @@ void rz_secret_free(rz_secret *s)
 
 /* ---- KDF cost ----------------------------------------------------------- */
 
+/* vault.h names each level's cost and the caps in words and numbers. */
+_Static_assert(crypto_pwhash_OPSLIMIT_MODERATE == 3 &&
+               crypto_pwhash_MEMLIMIT_MODERATE == 256u << 20,
+               "RZ_VAULT_KDF_MODERATE: 3 passes, 256 MiB");
+_Static_assert(crypto_pwhash_OPSLIMIT_INTERACTIVE == 2 &&
+               crypto_pwhash_MEMLIMIT_INTERACTIVE == 64u << 20,
+               "RZ_VAULT_KDF_INTERACTIVE: 2 passes, 64 MiB");
+_Static_assert(crypto_pwhash_OPSLIMIT_SENSITIVE == 4 &&
+               crypto_pwhash_MEMLIMIT_SENSITIVE == 1u << 30,
+               "RZ_VAULT_KDF_SENSITIVE: 4 passes, 1 GiB");
+_Static_assert(RZ_VAULT_MAX_OPSLIMIT == crypto_pwhash_OPSLIMIT_SENSITIVE &&
+               RZ_VAULT_MAX_MEMLIMIT == crypto_pwhash_MEMLIMIT_SENSITIVE,
+               "the caps on opening are SENSITIVE's cost");
+
 static int kdf_cost(const rz_vault_opts *o, uint64_t *ops, uint64_t *mem)
 {
     rz_vault_kdf k = o ? o->kdf : RZ_VAULT_KDF_MODERATE;
