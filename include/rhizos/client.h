@@ -78,7 +78,7 @@ RZ_EXTERN int rz_client_flow_status(rz_client *c, uint64_t deployment,
 /* DELETE /api/v1/flows/{id}. */
 RZ_EXTERN int rz_client_flow_cancel(rz_client *c, uint64_t deployment);
 
-/* ---- Wire format: JSON text <-> CBOR (libcbor) ----
+/* ---- Wire format: JSON text <-> CBOR (libcbor; docs/formats.md) ----
  * Objects become maps with text keys, arrays arrays, strings text strings,
  * integral numbers within ±2^53 integers, other numbers doubles, and
  * true/false/null the simple values. Decoding accepts only that subset

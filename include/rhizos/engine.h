@@ -100,8 +100,9 @@ typedef enum rz_node_state {
     RZ_NODE_GONE = 3       /* deregistered */
 } rz_node_state;
 
-/* Register a node from its capabilities (DESIGN §4; its "id" is replaced by
- * the engine's). Creates the node's payout account in the ledger. */
+/* Register a node from its capabilities (docs/formats.md; its "id" is
+ * replaced by the engine's). Creates the node's payout account in the
+ * ledger. */
 RZ_EXTERN int rz_engine_node_register(rz_engine *e, const char *caps_json,
                                       size_t len, uint64_t now_ms,
                                       uint64_t *node_id);
@@ -152,7 +153,7 @@ RZ_EXTERN const char *rz_job_state_name(rz_job_state s);
 typedef struct rz_engine_job_spec {
     int version;
     rz_ledger_id client;            /* a client account in the ledger */
-    const char *requirements_json;  /* DESIGN §4 requirements; NULL: none */
+    const char *requirements_json;  /* docs/formats.md; NULL: none */
     const char *module_id;          /* NULL: "" */
     const char *module_version;     /* NULL: "" */
     const char *request_json;       /* {"inputs":{...},"config":{...}}; NULL: {} */
@@ -360,10 +361,10 @@ RZ_EXTERN int rz_engine_job_times(rz_engine *e, uint64_t job,
                                   uint64_t *submitted_ms, uint64_t *queued_ms);
 
 /* The maximum cost a deployment step without its own max_cost_cents is
- * given, for `requirements_json` (DESIGN §4, with "estimate_seconds"; NULL:
- * none): the match cost formula at the options' reference prices for the
- * estimate (else default_step_seconds) x estimate_factor_pct / 100, at
- * least 1 cent. A server uses it as a standalone job's default. */
+ * given, for `requirements_json` (docs/formats.md, with
+ * "estimate_seconds"; NULL: none): the match cost formula at the options'
+ * reference prices for the estimate (else default_step_seconds) x
+ * estimate_factor_pct / 100, at least 1 cent. A server uses it as a standalone job's default. */
 RZ_EXTERN int rz_engine_reference_cost(rz_engine *e,
                                        const char *requirements_json,
                                        uint64_t *cents);

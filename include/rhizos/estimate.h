@@ -1,7 +1,7 @@
 /* rhizos/estimate.h — what a flow costs: renting nodes versus API providers.
  *
  * For each step of a validated flow, the cost of renting the cheapest node
- * class of a price table that fits the module's requirements (DESIGN §4:
+ * class of a price table that fits the module's requirements (docs/formats.md:
  * estimate.seconds/3600 x (GPUs x gpu_hour + cores x cpu_hour + memory GB x
  * memory_gb_hour), whole cents rounded up; rz_match_cost), against the cost
  * of the module's `api_alternative` at a provider's prices (whole cents per

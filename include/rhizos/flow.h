@@ -4,7 +4,8 @@
  * It loads from the JSON builder format, the YAML FluxGraph DSL or CBOR into
  * one model. Loading checks syntax and shape; rz_flow_validate checks the
  * graph against a module registry. Both report every problem found into an
- * rz_diags list with FILE:LINE:COLUMN.
+ * rz_diags list with FILE:LINE:COLUMN. The formats: docs/formats.md and
+ * docs/flow-format.md.
  */
 #ifndef RHIZOS_FLOW_H
 #define RHIZOS_FLOW_H

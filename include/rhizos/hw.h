@@ -1,6 +1,6 @@
 /* rhizos/hw.h — what a node has: hardware detection and node capabilities.
  *
- * An rz_caps is one node's capabilities, the object of DESIGN §4 that
+ * An rz_caps is one node's capabilities, the object of docs/formats.md that
  * `rhizos-node info --json` prints, a node registers and `rhizos match
  * --nodes` reads. It comes from detection (rz_hw_detect) or from JSON
  * (rz_caps_parse); fields the library does not know are kept and written
@@ -89,7 +89,7 @@ RZ_EXTERN size_t rz_caps_label_count(const rz_caps *caps);
 RZ_EXTERN int rz_caps_label_at(const rz_caps *caps, size_t i,
                                const char **key, const char **value);
 
-/* Parse one node object (DESIGN §4). Wrong types, negative or absurd
+/* Parse one node object (docs/formats.md). Wrong types, negative or absurd
  * numbers fail with RZ_EINVALID and a JSON pointer in rz_error_last(). */
 RZ_EXTERN int rz_caps_parse(rz_caps **out, const char *json, size_t len);
 /* Parse a list of nodes: a JSON array of node objects, or {"nodes":[...]}.

@@ -1,6 +1,6 @@
 /* rhizos/match.h — which node gets which job.
  *
- * An rz_reqs is one job's requirements (DESIGN §4). A matcher holds nodes
+ * An rz_reqs is one job's requirements (docs/formats.md). A matcher holds nodes
  * (rz_caps), filters them by the hard constraints, scores the rest by a
  * policy and reserves the chosen node's capacity until the job is released,
  * so capacity is never oversubscribed. Identical requirement sets share one

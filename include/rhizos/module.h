@@ -1,13 +1,14 @@
 /* rhizos/module.h — the module registry: manifests from local folders and
  * HTTP indexes, optionally signed.
  *
- * A registry folder holds <module>/module.json manifests (DESIGN §4). An HTTP
- * index is a JSON document {"modules":[{"id","version","manifest": <URL,
- * absolute or relative to the index, or the manifest object>, "sha256"?: <hex
- * digest of the fetched manifest bytes>}]} (docs/modules.md). A module is
- * referenced as "<id>", "<id>@1.2.3", "<id>@1", "<id>@1.2", "<id>@^1.2" or
- * "<id>@~1.2.3", each optionally prefixed "chain://"; the highest matching
- * version wins. "^0.x" follows npm: "^0.2" stays below 0.3.0.
+ * A registry folder holds <module>/module.json manifests (docs/formats.md).
+ * An HTTP index is a JSON document {"modules":[{"id","version","manifest":
+ * <URL, absolute or relative to the index, or the manifest object>,
+ * "sha256"?: <hex digest of the fetched manifest bytes>}]}
+ * (docs/modules.md). A module is referenced as "<id>", "<id>@1.2.3",
+ * "<id>@1", "<id>@1.2", "<id>@^1.2" or "<id>@~1.2.3", each optionally
+ * prefixed "chain://"; the highest matching version wins. "^0.x" follows
+ * npm: "^0.2" stays below 0.3.0.
  */
 #ifndef RHIZOS_MODULE_H
 #define RHIZOS_MODULE_H
