@@ -251,6 +251,7 @@ _PROTOS = {
     "rz_secret_free": (None, [_P]),
     "rz_vault_resolve_step": (c_int, [_P, _P, c_size_t, c_void_p]),
     "rz_vault_flow_references": (c_size_t, [_P]),
+    "rz_vault_seal_flow": (c_int, [_STR_OUT, _P, _P, c_char_p, c_uint64]),
     "rz_vault_env_free": (None, [c_void_p]),
     # estimate
     "rz_prices_new": (c_int, [_PP]),

@@ -19,7 +19,8 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Union
 from . import errors
 from ._lib import (CLIENT_EVENT_CB, Handle, dec, enc, lib, missing_client_calls,
                    take_string)
-from .flow import Diagnostic, Flow, _looks_like_path
+from .flow import Diagnostic, Flow, _looks_like_path, load_flow
+from .vault import Vault
 
 JSON = Dict[str, Any]
 FlowSource = Union[Flow, str, bytes, "os.PathLike[str]", Mapping[str, Any]]
@@ -134,20 +135,49 @@ class Client(Handle):
         return json.loads(reply) if reply else None
 
     def deploy(self, flow: FlowSource, inputs: Optional[Mapping[str, Any]] = None,
-               credentials: Optional[Mapping[str, str]] = None) -> int:
+               credentials: Optional[Mapping[str, str]] = None, *,
+               vault: Optional["Vault"] = None) -> int:
         """Deploy a flow (a Flow, a path, YAML/JSON text, or a builder dict)
-        and return the deployment id. An invalid flow raises ValidationError
-        with the server's .diagnostics; too little money InsufficientFunds."""
+        and return the deployment id. With `vault`, the credentials the flow
+        references are sealed to this orchestrator's key, as `rhizos flow
+        deploy` does (`credentials` gives boxes sealed already instead). An
+        invalid flow raises ValidationError with the server's .diagnostics;
+        too little money InsufficientFunds."""
         self._use().check()
+        if vault is not None and credentials is not None:
+            raise errors.InvalidArgument("give credentials or vault, not both",
+                                         code="RZ_EINVAL")
         body: JSON = {"flow": _flow_text(flow)}
         if inputs is not None:
             body["inputs"] = dict(inputs)
+        if vault is not None:
+            credentials = self._sealed(flow, body["flow"], vault)
         if credentials is not None:
             body["credentials"] = dict(credentials)
         reply = self.request("POST", "/api/v1/flows/deploy", body)
         if not isinstance(reply, dict) or not isinstance(reply.get("id"), int):
             raise errors.ProtocolError("deploy reply has no id", code="RZ_EPROTOCOL")
         return reply["id"]
+
+    def _sealed(self, flow: FlowSource, text: Union[str, JSON],
+                vault: "Vault") -> Optional[Dict[str, str]]:
+        """The flow's credentials sealed to this orchestrator; None when it
+        references none (then neither the key nor the vault is used)."""
+        loaded = flow if isinstance(flow, Flow) else load_flow(
+            json.dumps(text) if isinstance(text, dict) else text)
+        try:
+            with loaded._use() as h:
+                if lib.rz_vault_flow_references(h) == 0:
+                    return None
+            keys = self.request("GET", "/api/v1/keys")
+            key = keys.get("x25519_public_key") if isinstance(keys, dict) else None
+            if not isinstance(key, str) or len(key) != 64:
+                raise errors.ProtocolError("the orchestrator's /api/v1/keys reply has "
+                                           "no usable key", code="RZ_EPROTOCOL")
+            return vault.seal_flow(loaded, key)
+        finally:
+            if loaded is not flow:
+                loaded.close()
 
     def status(self, deployment: int) -> JSON:
         """{"id", "flow", "status", "steps": {id: {"status", "attempts",

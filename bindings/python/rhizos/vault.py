@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from . import errors
-from ._lib import Handle, RzVaultEntry, RzVaultOpts, dec, enc, lib
+from ._lib import (Handle, RzVaultEntry, RzVaultOpts, dec, enc, lib,
+                   take_string)
 
 Secret = Union[str, bytes, bytearray, memoryview]
 _KDFS = {"moderate": 0, "interactive": 1, "sensitive": 2}
@@ -162,6 +163,25 @@ class Vault(Handle):
     def get(self, id_or_name: str, encoding: str = "utf-8") -> str:
         """The decrypted value as text."""
         return self.reveal(id_or_name).decode(encoding)
+
+    def seal_flow(self, flow: Any, public_key: Union[bytes, str],
+                  expires_ms: int = 0) -> Dict[str, str]:
+        """The credentials `flow` (a rhizos.Flow) references, sealed to an
+        orchestrator's X25519 key (32 bytes, or the 64 hex digits of its GET
+        /api/v1/keys): {credentialId: base64 box}, the "credentials" of a
+        deployment (rz_vault_seal_flow). Each box expires at `expires_ms`
+        (ms since the epoch; 0: in an hour). NotFound names a credential
+        the vault lacks."""
+        pk = bytes.fromhex(public_key) if isinstance(public_key, str) else bytes(public_key)
+        if len(pk) != 32:
+            raise errors.InvalidArgument("an X25519 public key is 32 bytes",
+                                         code="RZ_EINVAL")
+        out = c_void_p()
+        with self._use() as h, flow._use() as fh:
+            rc = lib.rz_vault_seal_flow(byref(out), h, fh, pk, int(expires_ms))
+            text = take_string(out)
+        errors.check(rc, "sealing the flow's credentials")
+        return json.loads(text)
 
     def save(self) -> None:
         with self._use() as h:

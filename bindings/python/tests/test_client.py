@@ -1,6 +1,10 @@
 """rhizos.Client against a fake orchestrator serving docs/api.md shapes."""
+import base64
 import gc
 import json
+import os
+import shutil
+import tempfile
 import socket
 import threading
 import time
@@ -10,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import rhizos
 from rhizos import errors
 
-from helpers import flow_path
+from helpers import flow_path, node_keypair, unseal
 
 KEY = "rzk_test"
 ACCOUNT = {"id": "0" * 31 + "a", "kind": "client", "balance_cents": 1000,
@@ -33,6 +37,8 @@ class Fake(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-orchestrator"
     log = []
+    pk = sk = b""           # the orchestrator's X25519 key pair
+    key_asks = 0
 
     def log_message(self, *a):
         pass
@@ -71,6 +77,9 @@ class Fake(BaseHTTPRequestHandler):
             self.sse_raw(b"event: status\ndata: {not json\n\n")
         elif self.path == "/api/v1/stats":
             self.reply(200, {"queue_depth": 0})
+        elif self.path == "/api/v1/keys":
+            Fake.key_asks += 1
+            self.reply(200, {"x25519_public_key": Fake.pk.hex()})
         else:
             self.error(404, "RZ_ENOENT", "no such route")
 
@@ -145,6 +154,7 @@ class TestClient(unittest.TestCase):
         cls.thread = threading.Thread(target=cls.server.serve_forever, daemon=True)
         cls.thread.start()
         cls.url = "http://127.0.0.1:%d" % cls.server.server_address[1]
+        Fake.pk, Fake.sk = node_keypair()
 
     @classmethod
     def tearDownClass(cls):
@@ -171,6 +181,32 @@ class TestClient(unittest.TestCase):
         self.assertEqual(c.status(7)["status"], "running")
         self.assertEqual(c.balance(), ACCOUNT)
         self.assertEqual(c.request("GET", "/api/v1/stats"), {"queue_depth": 0})
+
+    def test_deploy_seals_credentials_from_a_vault(self):
+        c = self.client()
+        tmp = tempfile.mkdtemp(prefix="rz-py-client-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        secret_flow = os.path.join(os.environ.get("RZ_SOURCE_ROOT", "."), "tests",
+                                   "e2e", "secret_flow.yaml")
+        with rhizos.Vault(os.path.join(tmp, "v"), "pw", kdf=(1, 8192)) as v:
+            eid = v.add("openai", "llm_api", "sk-live-123")
+            Fake.log.clear()
+            self.assertEqual(c.deploy(secret_flow, vault=v), 7)
+            box = base64.b64decode(Fake.log[-1]["credentials"]["openai"])
+            self.assertEqual(unseal(box, Fake.pk, Fake.sk), (b"sk-live-123", eid))
+            self.assertNotIn("sk-live", json.dumps(Fake.log[-1]))
+            # A flow without references: no key asked, no credentials sent.
+            asks = Fake.key_asks
+            self.assertEqual(c.deploy(flow_path("wordcount.yaml"), vault=v), 7)
+            self.assertNotIn("credentials", Fake.log[-1])
+            self.assertEqual(Fake.key_asks, asks)
+            with self.assertRaises(rhizos.InvalidArgument):
+                c.deploy(secret_flow, credentials={}, vault=v)
+            v.remove("openai")
+            sent = len(Fake.log)
+            with self.assertRaises(rhizos.NotFound):
+                c.deploy(secret_flow, vault=v)
+            self.assertEqual(len(Fake.log), sent)              # nothing deployed
 
     def test_invalid_flow_carries_diagnostics(self):
         c = self.client()

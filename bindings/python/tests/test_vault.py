@@ -4,9 +4,24 @@ import shutil
 import tempfile
 import unittest
 
+import base64
+
 import rhizos
 
+from helpers import node_keypair, unseal
+
 FAST = (1, 8192)        # the cheapest KDF the library accepts: tests only
+
+
+SECRET_FLOW = """flux: 1
+name: secret-use
+steps:
+  call:
+    module: secret-user@1
+    credentials:
+      api: { credentialId: openai, type: llm_api }
+      again: { credentialId: openai, type: llm_api }
+"""
 
 
 class TestVault(unittest.TestCase):
@@ -95,6 +110,24 @@ class TestVault(unittest.TestCase):
                      lambda: v.remove("k"), lambda: v.save(), lambda: len(v)):
             with self.assertRaises(rhizos.ClosedError):
                 call()
+
+    def test_seal_flow_for_an_orchestrator(self):
+        pk, sk = node_keypair()
+        with rhizos.Vault(self.path, "pw", kdf=FAST) as v, \
+                rhizos.load_flow(SECRET_FLOW) as flow:
+            eid = v.add("openai", "llm_api", "sk-live-xyz")
+            sealed = v.seal_flow(flow, pk.hex())
+            self.assertEqual(list(sealed), ["openai"])       # once per id
+            self.assertNotIn("sk-live", repr(sealed))
+            value, cid = unseal(base64.b64decode(sealed["openai"]), pk, sk)
+            self.assertEqual((value, cid), (b"sk-live-xyz", eid))
+            with self.assertRaises(rhizos.InvalidArgument):
+                v.seal_flow(flow, b"short")
+            v.remove("openai")
+            with self.assertRaises(rhizos.NotFound) as cm:
+                v.seal_flow(flow, pk)
+            self.assertIn("'openai'", str(cm.exception))
+
 
 
 if __name__ == "__main__":
