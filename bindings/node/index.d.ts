@@ -182,6 +182,8 @@ export class Vault {
   get(idOrName: string): string;
   remove(idOrName: string): void;
   save(): void;
+  /** The flow's credentials sealed to an orchestrator's X25519 key: {credentialId: base64}. */
+  sealFlow(flow: Flow, publicKey: Buffer | string, expiresMs?: number): Record<string, string>;
   close(): void;
 }
 
@@ -248,7 +250,7 @@ export class Client {
   request(method: string, path: string, body?: unknown): Promise<any>;
   /** Resolves with the deployment id; RZ_EINVALID with .diagnostics for an invalid flow. */
   deploy(flow: Flow | string | Buffer | Record<string, unknown>, inputs?: Record<string, unknown>,
-    opts?: { credentials?: Record<string, string> }): Promise<number>;
+    opts?: { credentials?: Record<string, string>; vault?: Vault }): Promise<number>;
   status(id: number): Promise<DeploymentStatus>;
   cancel(id: number): Promise<DeploymentStatus>;
   flows(): Promise<Array<{ id: number; flow: string; status: string }>>;

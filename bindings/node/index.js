@@ -292,6 +292,17 @@ class Vault {
   get(idOrName) { return this.reveal(idOrName).toString('utf8'); }
   remove(idOrName) { native.vaultRemove(this._use(), idOrName, this.autosave); }
   save() { native.vaultSave(this._use()); }
+  /**
+   * The credentials `flow` references, sealed to an orchestrator's X25519
+   * key (a 32-byte Buffer, or the 64 hex digits of its GET /api/v1/keys):
+   * {credentialId: base64 box}, the `credentials` of a deployment
+   * (rz_vault_seal_flow). Boxes expire at expiresMs (0: in an hour).
+   */
+  sealFlow(flow, publicKey, expiresMs = 0) {
+    if (!(flow instanceof Flow)) throw Object.assign(new TypeError('sealFlow() wants a Flow'), { code: 'RZ_EINVAL' });
+    const pk = typeof publicKey === 'string' && /^[0-9a-fA-F]{64}$/.test(publicKey) ? Buffer.from(publicKey, 'hex') : publicKey;
+    return JSON.parse(native.vaultSealFlow(this._use(), flow._use(), pk, expiresMs));
+  }
   close() { if (this._h) { native.vaultClose(this._h); this._h = null; } }
   [Symbol.dispose]() { this.close(); }
   toJSON() { return { path: this.path }; }
@@ -387,15 +398,35 @@ class Client {
     });
   }
 
-  /** Deploy a flow (a Flow, a path, YAML/JSON text or a builder object); resolves with the deployment id. */
+  /**
+   * Deploy a flow (a Flow, a path, YAML/JSON text or a builder object);
+   * resolves with the deployment id. opts.vault seals the credentials the
+   * flow references to this orchestrator's key, as `rhizos flow deploy`
+   * does; opts.credentials gives boxes sealed already instead.
+   */
   async deploy(flow, inputs, opts = {}) {
     this._use();
+    if (opts.vault && opts.credentials) throw Object.assign(new TypeError('give credentials or vault, not both'), { code: 'RZ_EINVAL' });
     const body = { flow: flowBody(flow) };
     if (inputs) body.inputs = inputs;
-    if (opts.credentials) body.credentials = opts.credentials;
+    const credentials = opts.vault ? await this._sealed(flow, body.flow, opts.vault) : opts.credentials;
+    if (credentials) body.credentials = credentials;
     const r = await this.request('POST', '/api/v1/flows/deploy', body);
     if (!r || !Number.isSafeInteger(r.id)) throw protocolError('deploy reply has no id');
     return r.id;
+  }
+  /** The flow's credentials sealed to this orchestrator; null when it references none. */
+  async _sealed(flow, body, vault) {
+    const loaded = flow instanceof Flow ? flow : loadFlow(typeof body === 'string' ? body : JSON.stringify(body));
+    try {
+      if (native.flowReferences(loaded._use()) === 0) return null;
+      const keys = await this.request('GET', '/api/v1/keys');
+      const key = keys && keys.x25519_public_key;
+      if (typeof key !== 'string' || !/^[0-9a-fA-F]{64}$/.test(key)) throw protocolError("the orchestrator's /api/v1/keys reply has no usable key");
+      return vault.sealFlow(loaded, key);
+    } finally {
+      if (loaded !== flow) loaded.close();
+    }
   }
   /** {id, flow, status, steps, outputs, held_cents, charged_cents} */
   async status(id) { return this.request('GET', `/api/v1/flows/${deploymentId(id)}/status`); }

@@ -1317,6 +1317,45 @@ static napi_value js_vault_close(napi_env env, napi_callback_info info)
     return close_kind(env, info, K_VAULT);
 }
 
+/* flowReferences(flow) -> how many credential references its steps carry */
+static napi_value js_flow_references(napi_env env, napi_callback_info info)
+{
+    napi_value a[1], out;
+    if (!args(env, info, a, 1))
+        return NULL;
+    box *b = get_box(env, a[0], K_FLOW, true);
+    if (!b)
+        return NULL;
+    CALL(env, napi_create_double(env, (double)rz_vault_flow_references(b->p), &out));
+    return out;
+}
+
+/* vaultSealFlow(v, flow, publicKeyBuffer, expiresMs) -> JSON text
+ * {credentialId: base64} (rz_vault_seal_flow) */
+static napi_value js_vault_seal_flow(napi_env env, napi_callback_info info)
+{
+    napi_value a[4];
+    bool is_buf = false;
+    uint64_t expires = 0;
+    if (!args(env, info, a, 4))
+        return NULL;
+    box *v = get_box(env, a[0], K_VAULT, true);
+    box *f = v ? get_box(env, a[1], K_FLOW, true) : NULL;
+    if (!f || !get_u64(env, a[3], "expiresMs", &expires))
+        return NULL;
+    napi_is_buffer(env, a[2], &is_buf);
+    void *pk = NULL;
+    size_t len = 0;
+    if (is_buf)
+        CALL(env, napi_get_buffer_info(env, a[2], &pk, &len));
+    if (len != RZ_VAULT_NODE_PK_BYTES)
+        return throw_code(env, "RZ_EINVAL", "the public key must be a 32-byte Buffer");
+    char *json = NULL;
+    int rc = rz_vault_seal_flow(&json, v->p, f->p, pk, expires);
+    return rc == RZ_OK ? str_result(env, json, strlen(json))
+                       : throw_rz(env, rc, NULL, "sealing the flow's credentials");
+}
+
 /* ---- module ------------------------------------------------------------- */
 
 #define FN(name, fn) { name, NULL, fn, NULL, NULL, NULL, napi_default, NULL }
@@ -1343,6 +1382,7 @@ static napi_value init(napi_env env, napi_value exports)
         FN("vaultAdd", js_vault_add), FN("vaultRemove", js_vault_remove),
         FN("vaultReveal", js_vault_reveal), FN("vaultSave", js_vault_save),
         FN("vaultClose", js_vault_close),
+        FN("flowReferences", js_flow_references), FN("vaultSealFlow", js_vault_seal_flow),
         FN("clientNew", js_client_new), FN("clientCall", js_client_call),
         FN("clientWatch", js_client_watch), FN("clientWatchStop", js_client_watch_stop),
         FN("clientClose", js_client_close),

@@ -19,6 +19,10 @@ const statusDoc = (id, status, outputs) => ({
 
 const posted = [];
 let foreverOpen = 0;
+let keyAsks = 0;
+// Any 32 bytes are an X25519 public key; the test checks the boxes' shape
+// (the Python suite opens them).
+const ORCH_PK = require('crypto').randomBytes(32);
 
 function send(res, code, doc) {
   const body = JSON.stringify(doc);
@@ -53,6 +57,7 @@ function handler(req, res) {
       return undefined;
     }
     if (req.method === 'GET' && u === '/api/v1/flows/9/events') { sse(res); return res.end('event: status\ndata: {not json\n\n'); }
+    if (req.method === 'GET' && u === '/api/v1/keys') { keyAsks++; return send(res, 200, { x25519_public_key: ORCH_PK.toString('hex') }); }
     if (req.method === 'GET' && u === '/api/v1/slow') return setTimeout(() => send(res, 200, { slow: true }), 300);
     if (req.method === 'POST' && u === '/api/v1/flows/deploy') {
       const doc = JSON.parse(body);
@@ -107,6 +112,40 @@ test('deploy, status, balance, request', async () => {
   const all = await Promise.all([c.balance(), c.status(7), c.balance(), c.status(7)]);
   assert.deepStrictEqual(all.map((x) => x.kind || x.status), ['client', 'running', 'client', 'running']);
   c.close();
+});
+
+test('deploy with a vault seals the credentials the flow references', async () => {
+  const fs = require('fs');
+  const os = require('os');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-node-client-'));
+  const secretFlow = path.join(ROOT, 'tests', 'e2e', 'secret_flow.yaml');
+  const c = new rz.Client(url, KEY);
+  const v = new rz.Vault(path.join(dir, 'v'), 'pw', { kdf: [1, 8192] });
+  try {
+    const id = v.add('openai', 'llm_api', 'sk-live-123');
+    assert.strictEqual(await c.deploy(secretFlow, null, { vault: v }), 7);
+    const sent = posted.at(-1);
+    assert.deepStrictEqual(Object.keys(sent.credentials), ['openai']);
+    const box = Buffer.from(sent.credentials.openai, 'base64');
+    // value + framing (20) + job id "orchestrator" + entry id + seal overhead (48)
+    assert.strictEqual(box.length, 11 + 20 + 12 + id.length + 48);
+    assert.ok(!JSON.stringify(sent).includes('sk-live'));
+    // No references: neither the key nor the vault is used.
+    const asks = keyAsks;
+    assert.strictEqual(await c.deploy(WORDCOUNT, null, { vault: v }), 7);
+    assert.strictEqual(posted.at(-1).credentials, undefined);
+    assert.strictEqual(keyAsks, asks);
+    await rejectsWith(c.deploy(secretFlow, null, { vault: v, credentials: {} }), 'RZ_EINVAL');
+    v.remove('openai');
+    const n = posted.length;
+    await rejectsWith(c.deploy(secretFlow, null, { vault: v }), 'RZ_ENOENT');
+    assert.strictEqual(posted.length, n);
+    assert.throws(() => v.sealFlow(rz.loadFlow(secretFlow), Buffer.alloc(31)), (e) => e.code === 'RZ_EINVAL');
+  } finally {
+    v.close();
+    c.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('the event loop keeps turning during a request', async () => {
