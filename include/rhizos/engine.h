@@ -69,6 +69,10 @@ typedef struct rz_engine_opts {
     uint32_t estimate_factor_pct;   /* 0: RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT */
     uint32_t default_step_seconds;  /* estimate of a module without one;
                                        0: RZ_ENGINE_DEFAULT_STEP_SECONDS */
+    /* How long a job may wait in the queue for a node, for jobs and steps
+     * that do not say (their queue_timeout_ms); 0: no limit. Past it the
+     * job fails with its waiting reason and its hold is refunded. */
+    uint64_t queue_timeout_ms;
 } rz_engine_opts;
 
 #define RZ_ENGINE_OPTS_VERSION 1
@@ -77,7 +81,7 @@ typedef struct rz_engine_opts {
     RZ_ENGINE_DEFAULT_FEE_BPS, 1, RZ_ENGINE_DEFAULT_REF_GPU_HOUR_CENTS,       \
     RZ_ENGINE_DEFAULT_REF_CPU_HOUR_CENTS,                                     \
     RZ_ENGINE_DEFAULT_REF_MEMORY_GB_HOUR_CENTS,                               \
-    RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT, RZ_ENGINE_DEFAULT_STEP_SECONDS }
+    RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT, RZ_ENGINE_DEFAULT_STEP_SECONDS, 0 }
 
 /* Open (creating if missing) DATA_DIR/engine and DATA_DIR/ledger and resume
  * what was there: settlements a crash interrupted are completed, holds of
@@ -159,10 +163,13 @@ typedef struct rz_engine_job_spec {
     const char *request_json;       /* {"inputs":{...},"config":{...}}; NULL: {} */
     uint64_t max_cost_cents;        /* held in escrow; >= 1 */
     int32_t priority;               /* higher first; FIFO within a priority */
+    /* Longest wait in the queue for a node (from each time it is queued);
+     * 0: the engine's opts.queue_timeout_ms. */
+    uint64_t queue_timeout_ms;
 } rz_engine_job_spec;
 #define RZ_ENGINE_JOB_SPEC_VERSION 1
 #define RZ_ENGINE_JOB_SPEC_INIT { RZ_ENGINE_JOB_SPEC_VERSION, {0, 0}, NULL, \
-                                  NULL, NULL, NULL, 0, 0 }
+                                  NULL, NULL, NULL, 0, 0, 0 }
 
 /* Hold max_cost_cents of the client's money and queue the job. RZ_EFUNDS
  * (nothing changes) when the client cannot cover it. The requirements'
@@ -186,10 +193,11 @@ typedef struct rz_engine_module_job {
     uint64_t max_cost_cents;        /* 0: rz_engine_reference_cost of the
                                        job's requirements */
     int32_t priority;               /* higher first; FIFO within a priority */
+    uint64_t queue_timeout_ms;      /* as rz_engine_job_spec's */
 } rz_engine_module_job;
 #define RZ_ENGINE_MODULE_JOB_VERSION 1
 #define RZ_ENGINE_MODULE_JOB_INIT { RZ_ENGINE_MODULE_JOB_VERSION, {0, 0}, \
-                                    NULL, NULL, NULL, NULL, 0, 0 }
+                                    NULL, NULL, NULL, NULL, 0, 0, 0 }
 
 /* Check a module job the way a deployment step is checked, then submit it
  * (rz_engine_submit). The module is resolved in the registry of the
@@ -265,6 +273,17 @@ typedef struct rz_engine_job_info {
     const char *module_id, *module_version;
     const char *outputs_json;  /* NULL until it succeeded */
     const char *error;         /* NULL unless it failed */
+    /* Queued and no active node can run it now: why, per constraint, in
+     * the matcher's words ("no node offers adapter 'docker'", "needs 12288
+     * MB VRAM; the largest free GPU has 8192 MB", "no active node").
+     * Worked out when the job is queued and again when placement is tried
+     * after the nodes changed, per requirement group; memory only (NULL
+     * after open until the next try). NULL when placed or finished, or
+     * when only its turn in the queue keeps it waiting. Borrowed like
+     * `step`. */
+    const char *waiting_reason;
+    uint64_t queue_deadline_ms;  /* queued: fails at this time if still
+                                    waiting; 0: no limit */
 } rz_engine_job_info;
 RZ_EXTERN int rz_engine_job_get(rz_engine *e, uint64_t job,
                                 rz_engine_job_info *out);

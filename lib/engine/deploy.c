@@ -131,7 +131,8 @@ static void step_back(rz_engine *e, rz__edep *d, rz__ejob *j)
 }
 
 /* A step whose timeout passes while its job still waits for a node (queued,
- * or placed but never taken) did not run at all: its reason says so. It
+ * or placed but never taken) did not run at all: its reason says so, with
+ * why no node could run it when that is known (waiting.c). It
  * fails through rz_run_expire and is recorded as a failure with that reason,
  * so a replay (which replays the failure, not the expiry) gives the same
  * message. Steps whose job is running are left to the tick. */
@@ -143,8 +144,16 @@ static int expire_waiting(rz_engine *e, rz__edep *d, uint64_t now,
         const rz__ejob *j = step_job(e, d, i);
         if (j->state != RZ_JOB_QUEUED && j->state != RZ_JOB_ASSIGNED)
             continue;
-        rc = rz_run_expire(d->run, i, " waiting for a node (no node took it)",
-                           now);
+        if (j->state == RZ_JOB_QUEUED)
+            rc = rz__engine_why_refresh(e, j->req_group, true);
+        const char *why = rz__engine_waiting_reason(j);
+        char *note = why ? rz__asprintf(" waiting for a node: %s", why) : NULL;
+        if (rc == RZ_OK && why && !note)
+            rc = no_memory();
+        if (rc == RZ_OK)
+            rc = rz_run_expire(d->run, i, note ? note
+                               : " waiting for a node (no node took it)", now);
+        free(note);
         if (rc == 1) {
             (*count)++;
             rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_FAIL, i, now,
@@ -306,6 +315,7 @@ static int step_job_fill(rz_engine *e, rz__ejob *j, const rz__edep *d,
     j->deployment = d->id;
     j->step = i;
     j->submitted_ms = now;
+    j->queue_timeout_ms = (uint64_t)st->queue_timeout_s * 1000u;
     j->step_id = rz__strdup(st->id);
     j->module_id = rz__strdup(st->module ? st->module->id : st->module_id);
     j->module_version = rz__strdup(st->module ? st->module->version

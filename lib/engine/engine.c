@@ -409,6 +409,7 @@ static int matcher_add_node(rz_engine *e, rz__enode *n)
         return no_memory();
     e->node_by_mindex[idx] = n->id;
     n->mindex = idx;
+    e->nodes_epoch++;
     return RZ_OK;
 }
 
@@ -716,6 +717,7 @@ static int node_drop(rz_engine *e, rz__enode *n, rz_node_state st, uint64_t now)
     n->state = st;
     rz__engine_touch_node(e, n);
     rz_matcher_remove(e->matcher, rz_caps_get(n->caps)->id);
+    e->nodes_epoch++;
     if (st == RZ_NODE_LOST) {
         rz_engine_event ev;
         memset(&ev, 0, sizeof ev);
@@ -846,6 +848,7 @@ static int job_fill(rz_engine *e, rz__ejob *j, const rz_engine_job_spec *s,
     j->client = s->client;
     j->priority = s->priority;
     j->max_cost = s->max_cost_cents;
+    j->queue_timeout_ms = s->queue_timeout_ms;
     j->submitted_ms = now;
     j->module_id = rz__strdup(s->module_id ? s->module_id : "");
     j->module_version = rz__strdup(s->module_version ? s->module_version : "");
@@ -1107,6 +1110,8 @@ int rz_engine_job_get(rz_engine *e, uint64_t job, rz_engine_job_info *out)
     out->module_version = a.module_version;
     out->outputs_json = j->state == RZ_JOB_SUCCEEDED ? j->outputs : NULL;
     out->error = j->state == RZ_JOB_FAILED ? j->error : NULL;
+    out->waiting_reason = rz__engine_waiting_reason(j);
+    out->queue_deadline_ms = j->state == RZ_JOB_QUEUED ? j->queue_deadline : 0;
     return RZ_OK;
 }
 
@@ -1121,6 +1126,8 @@ int rz_engine_tick(rz_engine *e, uint64_t now_ms)
             now_ms - n->last_hb > e->opts.node_timeout_ms && now_ms > n->last_hb)
             rc = node_drop(e, n, RZ_NODE_LOST, now_ms);
     }
+    if (rc == RZ_OK)
+        rc = rz__engine_queue_expire(e, NULL);
     for (size_t i = 0; rc == RZ_OK && i < e->n_deps; i++) {
         rz__edep *d = &e->deps[i];
         if (d->run && rz_run_next_wakeup(d->run) <= now_ms)
@@ -1150,7 +1157,8 @@ uint64_t rz_engine_next_wakeup(rz_engine *e)
             if (w < t)
                 t = w;
         }
-    return t;
+    uint64_t q = rz__engine_queue_next(e);
+    return q < t ? q : t;
 }
 
 void rz_engine_stats_get(rz_engine *e, rz_engine_stats *out)

@@ -56,6 +56,10 @@ typedef struct rz__req_group {
     /* The group's queued jobs: a heap on (priority desc, id asc), stale
      * entries dropped lazily (queue.c). */
     rz__heap_ent *q; size_t q_len, q_cap, q_prune_at;
+    /* Why its jobs fit no active node (waiting.c): NULL not worked out, ""
+     * they fit; as of why_ms and the engine's nodes_epoch then. */
+    char *why;
+    uint64_t why_ms, why_epoch;
 } rz__req_group;
 
 typedef struct rz__ejob {
@@ -87,6 +91,8 @@ typedef struct rz__ejob {
                                         report_digest) */
     uint32_t queue_gen;       /* heap entries of older generations are stale */
     uint64_t queued_ms;       /* last enqueue (memory only; 0 after open) */
+    uint64_t queue_timeout_ms;   /* as submitted; 0: opts.queue_timeout_ms */
+    uint64_t queue_deadline;  /* queued: fails if still queued then; 0: never */
     uint64_t running_ms;      /* handed to its node (memory only; 0 after
                                  open: rz_engine_node_running starts it) */
     uint64_t *declined;       /* nodes that declined it: never placed there */
@@ -162,6 +168,7 @@ struct rz_engine {
     rz__req_group **queued_groups;
     size_t n_queued_groups, cap_queued_groups;
     bool assign_dirty;        /* something changed that may allow a placement */
+    uint64_t nodes_epoch;     /* counts changes to the set of active nodes */
     bool resumed;             /* heartbeat grace given after open */
 
     rz__step_event *step_events;                   /* to commit */
@@ -267,6 +274,19 @@ RZ_HIDDEN bool rz__engine_queue_push(rz_engine *e, const rz__ejob *j);
 RZ_HIDDEN void rz__engine_queue_drop(rz_engine *e, const rz__req_group *g);
 /* Place queued jobs in priority order while nodes have room. */
 RZ_HIDDEN int rz__engine_assign_all(rz_engine *e);
+
+/* waiting.c */
+/* Work out again why g's jobs fit no node, unless what is known is recent
+ * and the nodes are the same (force: even then, unless it is a reason). */
+RZ_HIDDEN int rz__engine_why_refresh(rz_engine *e, rz__req_group *g,
+                                     bool force);
+/* j's waiting reason (NULL: none), for rz_engine_job_get. */
+RZ_HIDDEN const char *rz__engine_waiting_reason(const rz__ejob *j);
+/* Fail queued jobs whose queue deadline passed at e->now (refunded; a step
+ * through its run); the earliest deadline still ahead into *next. */
+RZ_HIDDEN int rz__engine_queue_expire(rz_engine *e, uint64_t *next);
+/* The earliest queue deadline of a queued job; UINT64_MAX if none. */
+RZ_HIDDEN uint64_t rz__engine_queue_next(rz_engine *e);
 
 /* deploy.c */
 RZ_HIDDEN int rz__engine_dep_advance(rz_engine *e, rz__edep *d, uint64_t now);

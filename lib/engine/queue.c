@@ -120,11 +120,14 @@ int rz__engine_enqueue(rz_engine *e, rz__ejob *j)
     j->queue_gen++;
     j->node = 0;
     j->queued_ms = e->now;
+    uint64_t t = j->queue_timeout_ms ? j->queue_timeout_ms
+                                     : e->opts.queue_timeout_ms;
+    j->queue_deadline = t ? e->now + t : 0;
     rz__engine_touch_job(e, j);
     e->assign_dirty = true;
     if (!rz__engine_queue_push(e, j))
         return no_memory();
-    return RZ_OK;
+    return rz__engine_why_refresh(e, j->req_group, false);
 }
 
 /* Groups ordered by their best queued job, for merging them. */
@@ -197,6 +200,8 @@ int rz__engine_assign_all(rz_engine *e)
         if (prc != RZ_OK) {
             if (prc != RZ_ENOENT)
                 rc = prc;
+            else
+                rc = rz__engine_why_refresh(e, g, true);
             if (j->n_declined && rc == RZ_OK &&
                 rz__engine_grow((void **)&aside, &cap_aside, n_aside + 1,
                                 sizeof *aside)) {

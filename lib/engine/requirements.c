@@ -111,6 +111,7 @@ void rz__engine_reqs_release(rz_engine *e, rz__req_group *x)
     if (x->q_len)
         rz__engine_queue_drop(e, x);   /* only stale entries can be left */
     free(x->q);
+    free(x->why);
     free(x->json);
     rz_reqs_free(x->reqs);
     free(x);

@@ -195,6 +195,8 @@ static char *job_record(const rz__ejob *j)
     add_u64(o, "cost", j->cost);
     add_u64(o, "run_ms", j->run_ms);
     add_u64(o, "submitted", j->submitted_ms);
+    add_u64(o, "queue_timeout", j->queue_timeout_ms);
+    add_u64(o, "queue_deadline", j->queue_deadline);
     add_u64(o, "owed", (uint64_t)j->owed);
     add_u64(o, "done_node", j->done_node);
     add_u64(o, "done_attempt", j->done_attempt);
@@ -439,6 +441,8 @@ static int load_job(rz_engine *e, const unsigned char *key, size_t klen,
     j->cost = get_u64(rec, "cost");
     j->run_ms = get_u64(rec, "run_ms");
     j->submitted_ms = get_u64(rec, "submitted");
+    j->queue_timeout_ms = get_u64(rec, "queue_timeout");   /* absent: 0 */
+    j->queue_deadline = get_u64(rec, "queue_deadline");
     j->owed = (int)get_u64(rec, "owed");
     j->done_node = get_u64(rec, "done_node");
     j->done_attempt = (uint32_t)get_u64(rec, "done_attempt");

@@ -175,6 +175,7 @@ int rz_engine_submit_module(rz_engine *e, const rz_engine_module_job *spec,
         s.module_version = m->version;
         s.request_json = request;
         s.priority = spec->priority;
+        s.queue_timeout_ms = spec->queue_timeout_ms;
         rc = rz_engine_submit(e, &s, now_ms, job_id);
     }
     free(request);

@@ -142,6 +142,8 @@ static void step_body(ex *x, cJSON *o, const rz__step *s, bool builder)
     }
     if (s->timeout_s)
         put_num(x, o, "timeout_s", s->timeout_s);
+    if (s->queue_timeout_s)
+        put_num(x, o, "queue_timeout_s", s->queue_timeout_s);
     if (s->on_failure == RZ_ON_FAILURE_CONTINUE)
         put_str(x, o, "on_failure", "continue");
     if (!builder)

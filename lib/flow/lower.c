@@ -544,6 +544,12 @@ static void field_timeout(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_f
     want_u32(L, c, c->string, NULL, 0, &s->timeout_s);
 }
 
+static void field_queue_timeout(lower *L, rz__step *s, cJSON *obj, cJSON *c,
+                                bool id_from_key)
+{
+    want_u32(L, c, c->string, NULL, 1, &s->queue_timeout_s);
+}
+
 static void field_when(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
 {
     lower_when(L, s, c);
@@ -565,6 +571,7 @@ static const struct step_field {
     {"when", field_when, true},
     {"retry", field_retry, true},
     {"timeout_s", field_timeout, true},
+    {"queue_timeout_s", field_queue_timeout, true},
     {"on_failure", field_on_failure, true},
     {"position", field_position, true},
     {"ui", NULL, true},

@@ -62,6 +62,8 @@ typedef struct rz__step {
         uint32_t initial_ms, max_ms;
     } retry;
     uint32_t timeout_s;          /* 0 = none */
+    uint32_t queue_timeout_s;    /* longest wait for a node; 0 = the
+                                    orchestrator's default */
     rz__on_failure on_failure;
     cJSON *extra;                /* unknown keys, kept for round trips; or NULL */
 

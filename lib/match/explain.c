@@ -138,7 +138,7 @@ static void say(rz__buf *o, int f, const rz_reqs *r, const best *b)
     typedef unsigned long long ull;
     switch (f) {
     case F_ADAPTER:
-        rz__buf_printf(o, "needs adapter %s; no node serves it", q->adapter);
+        rz__buf_printf(o, "no node offers adapter '%s'", q->adapter);
         break;
     case F_FEATURES:
         say_first_missing(o, "CPU feature", r->features.v, NULL, b->has_feature,

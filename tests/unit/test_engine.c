@@ -666,13 +666,15 @@ static void test_timeout_reason(void **state)
         "    retry: {max_attempts: 2, backoff: fixed, initial_ms: 3600000}\n";
     const char *waiting = "timed out after 1 s waiting for a node "
                           "(no node took it)";
-    /* No node at all. */
+    const char *no_node = "timed out after 1 s waiting for a node: "
+                          "no active node";
+    /* No node at all: the reason says why. */
     uint64_t d1 = deploy_in(f, flow, NULL, 10);
     assert_int_equal(rz_engine_tick(f->e, 1011), RZ_OK);
     rz_engine_job_info ji;
     assert_int_equal(rz_engine_job_get(f->e, 1, &ji), RZ_OK);
     assert_int_equal(ji.state, RZ_JOB_PENDING);   /* waits for its retry */
-    assert_step_error(f, d1, waiting);
+    assert_step_error(f, d1, no_node);
     /* Placed on a node that never picked it up. */
     uint64_t n = node_add(f, 1100);
     uint64_t d2 = deploy_in(f, flow, NULL, 1200);
@@ -692,7 +694,7 @@ static void test_timeout_reason(void **state)
     assert_step_error(f, d3, "timed out after 1 s");
     check(f);
     reopen(f);
-    assert_step_error(f, d1, waiting);
+    assert_step_error(f, d1, no_node);
     assert_step_error(f, d2, waiting);
     assert_step_error(f, d3, "timed out after 1 s");
     check(f);
@@ -1208,6 +1210,103 @@ static uint64_t job_node(fx *f, uint64_t job)
     return ji.node;
 }
 
+
+static const char *waiting_reason(fx *f, uint64_t job)
+{
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, job, &ji), RZ_OK);
+    return ji.waiting_reason;
+}
+
+/* A queued job that no active node can run says why, per constraint, from
+ * its submission on; the reason follows the nodes and is gone once the job
+ * is placed. Past its queue timeout such a job fails with that reason and
+ * is fully refunded; a reopened engine keeps the deadline. */
+static void test_waiting_reason_queue_timeout(void **state)
+{
+    fx *f = *state;
+    rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
+    s.client = f->client;
+    s.requirements_json = "{\"adapter\":\"docker\",\"estimate_seconds\":10}";
+    s.module_id = "count";
+    s.max_cost_cents = 300;
+    s.queue_timeout_ms = 5000;
+    uint64_t dk = 0;
+    assert_int_equal(rz_engine_submit(f->e, &s, 10, &dk), RZ_OK);
+    assert_string_equal(waiting_reason(f, dk), "no active node");
+    uint64_t n = node_add(f, 20);
+    uint64_t ok = submit(f, 300, 0, 30);   /* fits the process node */
+    assert_null(waiting_reason(f, ok));
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, n, 40, &a), RZ_OK);
+    assert_int_equal(a.job, ok);
+    assert_null(waiting_reason(f, ok));    /* placed: no reason */
+    assert_string_equal(waiting_reason(f, dk),
+                        "no node offers adapter 'docker'");
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, dk, &ji), RZ_OK);
+    assert_int_equal(ji.queue_deadline_ms, 5010);
+    assert_int_equal(rz_engine_next_wakeup(f->e), 1041);   /* heartbeat first */
+    assert_int_equal(rz_engine_node_heartbeat(f->e, n, 1000, 0), RZ_OK);
+    assert_int_equal(rz_engine_result(f->e, n, ok, 1, "{\"n\":1}", NULL, 10000,
+                                      1000), RZ_OK);
+    reopen(f);   /* the deadline is stored; the reason is worked out again */
+    assert_null(waiting_reason(f, dk));
+    assert_int_equal(rz_engine_node_heartbeat(f->e, n, 5000, 0), RZ_OK);
+    assert_int_equal(rz_engine_tick(f->e, 5009), RZ_OK);
+    assert_int_equal(job_state(f, dk), RZ_JOB_QUEUED);
+    assert_string_equal(waiting_reason(f, dk),
+                        "no node offers adapter 'docker'");
+    assert_int_equal(rz_engine_next_wakeup(f->e), 5010);
+    assert_int_equal(rz_engine_tick(f->e, 5010), RZ_OK);
+    assert_int_equal(rz_engine_job_get(f->e, dk, &ji), RZ_OK);
+    assert_int_equal(ji.state, RZ_JOB_FAILED);
+    assert_null(ji.waiting_reason);
+    assert_string_equal(ji.error, "no node could run it within 5 s: no node "
+                        "offers adapter 'docker'");
+    assert_int_equal(balance(f, f->client), 10000 - 200);   /* ok's cost only */
+    check(f);
+}
+
+/* The options' default applies to jobs without their own; a flow step's
+ * queue_timeout_s fails it through its run, like a timeout. */
+static void test_queue_timeout_default_and_step(void **state)
+{
+    fx *f = *state;
+    rz_engine_close(f->e);
+    f->e = NULL;
+    rz_engine_opts o = test_opts(f);
+    o.queue_timeout_ms = 2000;
+    assert_int_equal(rz_engine_open(&f->e, f->dir, &o), RZ_OK);
+    uint64_t j = submit(f, 300, 0, 100);
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
+    assert_int_equal(ji.queue_deadline_ms, 2100);
+    assert_int_equal(rz_engine_tick(f->e, 2100), RZ_OK);
+    assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
+    assert_int_equal(ji.state, RZ_JOB_FAILED);
+    assert_string_equal(ji.error, "no node could run it within 2 s: "
+                        "no active node");
+    const char *flow =
+        "flux: 1\nname: q\nsteps:\n"
+        "  s:\n    module: count@1.0.0\n    inputs: {text: \"x\"}\n"
+        "    queue_timeout_s: 1\n";
+    uint64_t d = deploy_in(f, flow, NULL, 3000);
+    assert_int_equal(rz_engine_tick(f->e, 3999), RZ_OK);
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deploy_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_RUNNING);
+    assert_int_equal(rz_engine_tick(f->e, 4000), RZ_OK);
+    assert_int_equal(rz_engine_deploy_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_FAILED);
+    cJSON *doc = status(f, d);
+    assert_string_equal(step_field(doc, "s", "error"),
+                        "no node could run it within 1 s: no active node");
+    cJSON_Delete(doc);
+    assert_int_equal(balance(f, f->client), 10000);
+    check(f);
+}
+
 /* Equal nodes: a waiting one gets the next job; its first placement ends
  * its wait; without waiting nodes the policy's order is unchanged. */
 static void test_waiting_nodes(void **state)
@@ -1282,6 +1381,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shared_requirements, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_groups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_nodes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_waiting_reason_queue_timeout, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_queue_timeout_default_and_step,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

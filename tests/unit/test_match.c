@@ -305,7 +305,7 @@ static void constraints_and_reasons(void **state)
     assert_string_equal(place(m, "{\"storage_gb\":900}", NULL),
                         "!needs 900 GB storage; the most free on one node is 800 GB");
     assert_string_equal(place(m, "{\"adapter\":\"llm\"}", NULL),
-                        "!needs adapter llm; no node serves it");
+                        "!no node offers adapter 'llm'");
     assert_string_equal(place(m, "{\"cpu_features\":[\"avx2\",\"sve\"]}", NULL),
                         "!needs CPU feature sve; no node has it");
     assert_string_equal(place(m, "{\"labels\":{\"tier\":\"platinum\"}}", NULL),
