@@ -277,7 +277,11 @@ static const char *step_words(const cJSON *st, char *buf, size_t cap)
                     : NULL;
     if (strcmp(run, "running") != 0 || !why)
         return run;
-    snprintf(buf, cap, "%s (%s)", run, why);
+    const char *reason = cli_json_str(st, "waiting_reason", NULL);
+    if (reason && strcmp(job, "queued") == 0)
+        snprintf(buf, cap, "%s (queued for a node: %s)", run, reason);
+    else
+        snprintf(buf, cap, "%s (%s)", run, why);
     return buf;
 }
 
@@ -294,7 +298,7 @@ static void print_flow_status(const cJSON *s)
         const cJSON *j = cJSON_GetObjectItemCaseSensitive(st, "job");
         if (cJSON_IsNumber(j))
             snprintf(job, sizeof job, "%lld", (long long)j->valuedouble);
-        char words[96];
+        char words[320];
         printf("  %-20s %8lld %8s  %s\n", st->string,
                (long long)cli_json_int(st, "attempts"), job,
                step_words(st, words, sizeof words));
@@ -343,7 +347,7 @@ static void step_lines(watch *w, const cJSON *s)
 {
     const cJSON *st;
     cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(s, "steps")) {
-        char words[96];
+        char words[320];
         const char *now = step_words(st, words, sizeof words);
         const cJSON *before = cJSON_GetObjectItemCaseSensitive(w->seen, st->string);
         if (cJSON_IsString(before) && strcmp(before->valuestring, now) == 0)

@@ -360,6 +360,9 @@ static void print_job(const cJSON *j)
     const char *err = cli_json_str(j, "error", NULL);
     if (err)
         printf("  error: %s\n", err);
+    const char *why = cli_json_str(j, "waiting_reason", NULL);
+    if (why)
+        printf("  queued: %s\n", why);
     const cJSON *outs = cJSON_GetObjectItemCaseSensitive(j, "outputs");
     const cJSON *o;
     cJSON_ArrayForEach(o, outs) {
@@ -411,19 +414,31 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* Poll GET /api/v1/jobs/ID until it finishes, backing off to 2 s. */
+/* Poll GET /api/v1/jobs/ID until it finishes, backing off to 2 s. Why it
+ * waits for a node goes to stderr each time it changes. */
 static int wait_job(rz_client *cl, uint64_t id, char **reply)
 {
     char path[64];
     snprintf(path, sizeof path, "/api/v1/jobs/%" PRIu64, id);
     long delay = 100;
+    char *said = NULL;
     for (;;) {
         int ex = cli_request(cl, "GET", path, NULL, reply);
-        if (ex != EXIT_OK)
+        if (ex != EXIT_OK) {
+            free(said);
             return ex;
+        }
         cJSON *j = cJSON_Parse(*reply);
         bool done = job_finished(cli_json_str(j, "status", ""));
+        const char *why = cli_json_str(j, "waiting_reason", NULL);
+        if (!done && why && (!said || strcmp(said, why) != 0)) {
+            fprintf(stderr, "job %" PRIu64 " queued: %s\n", id, why);
+            free(said);
+            said = strdup(why);
+        }
         cJSON_Delete(j);
+        if (done)
+            free(said);
         if (done)
             return EXIT_OK;
         rz_free(*reply);

@@ -67,6 +67,9 @@ static int status_json(rz_engine *e, const rz__edep *d, char **out)
         cJSON_AddNumberToObject(s, "job", (double)j->id);
         cJSON_AddStringToObject(s, "job_status", rz_job_state_name(j->state));
         cJSON_AddNumberToObject(s, "dispatches", (double)j->attempt);
+        if (rz__engine_waiting_reason(j))
+            cJSON_AddStringToObject(s, "waiting_reason",
+                                    rz__engine_waiting_reason(j));
     }
     *out = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);

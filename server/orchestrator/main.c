@@ -32,6 +32,10 @@ static void usage(FILE *f)
           "  --max-body BYTES       request body limit (default 1048576)\n"
           "  --node-timeout-ms N    a node is lost after N ms of silence\n"
           "                         (default 30000)\n"
+          "  --queue-timeout S      a job or step no node takes within S\n"
+          "                         seconds fails, refunded, saying why (default\n"
+          "                         3600; 0: wait forever); a job's or step's\n"
+          "                         queue_timeout_s overrides it\n"
           "  --policy P             placement: cheapest, fastest, reputation,\n"
           "                         binpack, spread (default cheapest)\n"
           "  --register-rate N      node registrations per second from one\n"
@@ -180,7 +184,7 @@ static bool parse_size(const char *s, uint64_t max, uint64_t *out)
 static int parse_opts(orch_opts *op, int argc, char **argv)
 {
     enum { O_LISTEN = 256, O_DATA, O_MODULES, O_ADMIN, O_MAXBODY, O_TIMEOUT,
-           O_POLICY, O_RATE, O_QUIET, O_ROUTES, O_HELP, O_VERSION };
+           O_POLICY, O_RATE, O_QUEUE_TIMEOUT, O_QUIET, O_ROUTES, O_HELP, O_VERSION };
     static const struct option longs[] = {
         { "listen", required_argument, NULL, O_LISTEN },
         { "data", required_argument, NULL, O_DATA },
@@ -189,6 +193,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         { "max-body", required_argument, NULL, O_MAXBODY },
         { "node-timeout-ms", required_argument, NULL, O_TIMEOUT },
         { "policy", required_argument, NULL, O_POLICY },
+        { "queue-timeout", required_argument, NULL, O_QUEUE_TIMEOUT },
         { "register-rate", required_argument, NULL, O_RATE },
         { "quiet", no_argument, NULL, O_QUIET },
         { "routes", no_argument, NULL, O_ROUTES },
@@ -238,6 +243,17 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
                 return 2;
             } else {
                 op->register_rate = (unsigned)v;
+            }
+            break;
+        case O_QUEUE_TIMEOUT:
+            if (strcmp(optarg, "0") == 0) {
+                op->queue_timeout_s = 0;
+            } else if (!parse_size(optarg, 31536000, &v)) {
+                fprintf(stderr, ORCH_NAME ": --queue-timeout: seconds, 0 to "
+                        "31536000\n");
+                return 2;
+            } else {
+                op->queue_timeout_s = v;
             }
             break;
         case O_QUIET: op->quiet = true; break;
@@ -396,6 +412,7 @@ static int start(orch *o)
     eo.registry = o->reg;
     eo.policy = o->opts.policy;
     eo.node_timeout_ms = o->opts.node_timeout_ms;
+    eo.queue_timeout_ms = o->opts.queue_timeout_s * 1000u;
     int rc = rz_engine_open(&o->e, o->opts.data, &eo);
     if (rc != RZ_OK) {
         fprintf(stderr, ORCH_NAME ": cannot open %s: %s%s\n", o->opts.data,
@@ -466,6 +483,7 @@ int main(int argc, char **argv)
     o.spare_fd = -1;
     o.opts.max_body = 1024 * 1024;
     o.opts.node_timeout_ms = 30000;
+    o.opts.queue_timeout_s = 3600;
     o.opts.policy = RZ_POLICY_CHEAPEST;
     o.opts.register_rate = ORCH_REGISTER_RATE;
     int rc = parse_opts(&o.opts, argc, argv);

@@ -60,6 +60,7 @@ typedef struct orch_opts {
     const char *admin_key_file;
     size_t max_body;
     uint64_t node_timeout_ms;
+    uint64_t queue_timeout_s;   /* a job's wait for a node; 0: no limit */
     rz_policy policy;
     unsigned register_rate;  /* registrations per second per address; 0: any */
     bool quiet;

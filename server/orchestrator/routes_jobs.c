@@ -54,6 +54,10 @@ cJSON *job_json(orch *o, uint64_t id, bool with_log)
         cJSON_AddStringToObject(j, "error", ji.error);
     else
         cJSON_AddNullToObject(j, "error");
+    if (ji.waiting_reason)
+        cJSON_AddStringToObject(j, "waiting_reason", ji.waiting_reason);
+    else
+        cJSON_AddNullToObject(j, "waiting_reason");
     if (with_log) {
         char *log = auth_get_log(o, id);
         if (log)
@@ -108,11 +112,13 @@ static bool member_text(const cJSON *v, char **out)
 void r_job_submit(req *q)
 {
     static const char *const fields[] = { "module", "type", "inputs", "config",
-        "requirements", "max_cost_cents", "priority", NULL };
+        "requirements", "max_cost_cents", "priority", "queue_timeout_s", NULL };
     rz_engine_module_job job = RZ_ENGINE_MODULE_JOB_INIT;
     cJSON *inputs, *config, *reqs;
-    bool have_max = false;
+    bool have_max = false, have_qt = false;
+    uint64_t qt = 0;
     if (!body_fields(q, fields) || !module_spec(q, &job.module) ||
+        !body_u64(q, "queue_timeout_s", false, 31536000, &qt, &have_qt) ||
         !body_obj(q, "inputs", &inputs) || !body_obj(q, "config", &config) ||
         !body_obj(q, "requirements", &reqs) ||
         !body_u64(q, "max_cost_cents", false, (uint64_t)1 << 53,
@@ -128,6 +134,11 @@ void r_job_submit(req *q)
         reply_error(q, RZ_EINVAL, "\"max_cost_cents\" must be at least 1");
         return;
     }
+    if (have_qt && !qt) {
+        reply_error(q, RZ_EINVAL, "\"queue_timeout_s\" must be at least 1");
+        return;
+    }
+    job.queue_timeout_ms = qt * 1000u;
     job.client = q->who.account;
     job.priority = prio ? (int32_t)pv : 0;
     char *in = NULL, *cfg = NULL, *rq = NULL;

@@ -208,6 +208,9 @@ class Live(unittest.TestCase):
         self.assertEqual((a["balance_cents"], a["pending_cents"]), (930, 70))
         got = self.cli_json("job", str(job["id"]), key=key)
         self.assertEqual(got["id"], job["id"])
+        self.assertEqual(got["waiting_reason"], "no active node")
+        self.assertIn("queued: no active node",
+                      self.cli("job", str(job["id"]), key=key).stdout)
         self.assertIn(str(job["id"]), self.cli("job", key=key).stdout)
         self.assertEqual(self.cli_json("job", key=key)["jobs"][0]["id"], job["id"])
         r = self.cli_json("cancel", str(job["id"]), key=key)
@@ -247,8 +250,9 @@ class Live(unittest.TestCase):
         src = st["steps"]["source"]
         self.assertEqual((src["status"], src["job_status"], src["dispatches"]),
                          ("running", "queued", 1))
+        self.assertEqual(src["waiting_reason"], "no active node")
         out = self.cli("flow", "status", str(fid), key=key).stdout
-        self.assertRegex(out, r"source .* running \(queued for a node\)")
+        self.assertRegex(out, r"source .* running \(queued for a node: no active node\)")
         c = self.cli_json("flow", "cancel", str(fid), key=key)
         self.assertEqual(c["status"], "cancelled")
         a = self.balance(key)
