@@ -37,6 +37,11 @@ typedef struct cli {
     const char *max_cost;         /* --max-cost CENTS (run) */
     const char *priority;         /* --priority N (run) */
     bool wait;                    /* --wait (run) */
+    const char *configs[64];      /* --config k=v (run) */
+    size_t n_configs;
+    const char *labels[64];       /* --label k=v (run): node labels required */
+    size_t n_labels;
+    const char *queue_timeout;    /* --queue-timeout S (run) */
     const char *name;             /* --name N (account create) */
     const char *address;          /* --address A (account withdraw) */
     const char *limit;            /* --limit N (flow runs), NULL: default */

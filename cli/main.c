@@ -37,8 +37,9 @@ static void usage(FILE *out)
 "Network (--orchestrator URL, --api-key KEY):\n"
 "  status                  the orchestrator's health and counts\n"
 "  nodes                   its nodes\n"
-"  run -t TYPE             submit a job [--input k=v] [--max-cost CENTS]\n"
-"                          [--priority N] [--wait]\n"
+"  run -t TYPE             submit a job [--input k=v] [--config k=v]\n"
+"                          [--label k=v] [--max-cost CENTS] [--priority N]\n"
+"                          [--queue-timeout S] [--wait]\n"
 "  job [ID] · cancel ID    show your jobs or one; cancel one (refunded)\n"
 "  account create|balance|deposit|withdraw|history|credit|confirm\n"
 "                          escrow accounts; see account --help\n"
@@ -62,6 +63,11 @@ static void usage(FILE *out)
 "  --max-cost CENTS        most a job may cost (run)\n"
 "  --priority N            higher runs first (run)\n"
 "  --wait                  wait for the job and print its outputs (run)\n"
+"  --config NAME=VALUE     a config value of the job (run; repeatable)\n"
+"  --label KEY=VALUE       run only on nodes with this label (run;\n"
+"                          repeatable)\n"
+"  --queue-timeout S       fail the job if no node takes it within S\n"
+"                          seconds (run; default: the orchestrator's)\n"
 "  --name N                account name (account create)\n"
 "  --address A             payout address (account withdraw)\n"
 "  --limit N               at most N entries, newest first (flow runs:\n"
@@ -78,7 +84,7 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_NO_SANDBOX, OPT_FORMAT, OPT_ORCH, OPT_KEY, OPT_VAULT, OPT_TYPE,
        OPT_REVEAL, OPT_NODES, OPT_POLICY, OPT_TRUSTED, OPT_PRICES,
        OPT_KEYFILE, OPT_MAX_COST, OPT_PRIORITY, OPT_WAIT, OPT_NAME,
-       OPT_ADDRESS, OPT_LIMIT };
+       OPT_ADDRESS, OPT_LIMIT, OPT_CONFIG, OPT_LABEL, OPT_QUEUE_TIMEOUT };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -101,6 +107,9 @@ static const struct option long_opts[] = {
     { "max-cost", required_argument, NULL, OPT_MAX_COST },
     { "priority", required_argument, NULL, OPT_PRIORITY },
     { "wait", no_argument, NULL, OPT_WAIT },
+    { "config", required_argument, NULL, OPT_CONFIG },
+    { "label", required_argument, NULL, OPT_LABEL },
+    { "queue-timeout", required_argument, NULL, OPT_QUEUE_TIMEOUT },
     { "name", required_argument, NULL, OPT_NAME },
     { "address", required_argument, NULL, OPT_ADDRESS },
     { "limit", required_argument, NULL, OPT_LIMIT },
@@ -140,6 +149,19 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_MAX_COST: c->max_cost = optarg; break;
         case OPT_PRIORITY: c->priority = optarg; break;
         case OPT_WAIT: c->wait = true; break;
+        case OPT_CONFIG:
+        case OPT_LABEL: {
+            const char **v = ch == OPT_CONFIG ? c->configs : c->labels;
+            size_t *n = ch == OPT_CONFIG ? &c->n_configs : &c->n_labels;
+            if (*n == 64) {
+                fprintf(stderr, "rhizos: too many --%s\n",
+                        ch == OPT_CONFIG ? "config" : "label");
+                return -1;
+            }
+            v[(*n)++] = optarg;
+            break;
+        }
+        case OPT_QUEUE_TIMEOUT: c->queue_timeout = optarg; break;
         case OPT_NAME: c->name = optarg; break;
         case OPT_ADDRESS: c->address = optarg; break;
         case OPT_LIMIT: c->limit = optarg; break;

@@ -17,8 +17,9 @@ void cli_net_usage(void)
     printf(
 "usage: rhizos status                  the orchestrator's health and counts\n"
 "       rhizos nodes                   the nodes it knows (a table)\n"
-"       rhizos run -t TYPE [--input NAME=VALUE]... [--max-cost CENTS]\n"
-"                  [--priority N] [--wait]\n"
+"       rhizos run -t TYPE [--input NAME=VALUE]... [--config NAME=VALUE]...\n"
+"                  [--label KEY=VALUE]... [--max-cost CENTS] [--priority N]\n"
+"                  [--queue-timeout S] [--wait]\n"
 "                                      submit one job of module TYPE[@VERSION];\n"
 "                                      --wait waits for it and prints its outputs\n"
 "       rhizos job [ID]                one job (without ID: your jobs, newest first)\n"
@@ -93,25 +94,34 @@ const char *cli_json_str(const cJSON *o, const char *name, const char *dflt)
     return cJSON_IsString(v) ? v->valuestring : dflt;
 }
 
-char *cli_inputs_json(const cli *c)
+/* NAME=VALUE options as a JSON object; VALUE is JSON when it parses as
+ * JSON, else a string (always a string when `strings`). */
+static cJSON *kv_object(const char *const *kvs, size_t n, const char *opt,
+                        bool strings)
 {
     cJSON *obj = cJSON_CreateObject();
-    for (size_t i = 0; obj && i < c->n_inputs; i++) {
-        const char *kv = c->inputs[i];
+    for (size_t i = 0; obj && i < n; i++) {
+        const char *kv = kvs[i];
         const char *eq = strchr(kv, '=');
         if (!eq || eq == kv) {
-            fprintf(stderr, "rhizos: --input wants NAME=VALUE, not '%s'\n", kv);
+            fprintf(stderr, "rhizos: %s wants NAME=VALUE, not '%s'\n", opt, kv);
             cJSON_Delete(obj);
             return NULL;
         }
         char *name = strndup(kv, (size_t)(eq - kv));
-        cJSON *v = cJSON_Parse(eq + 1);
+        cJSON *v = strings ? NULL : cJSON_Parse(eq + 1);
         if (!v)
             v = cJSON_CreateString(eq + 1);
         cJSON_DeleteItemFromObjectCaseSensitive(obj, name);
         cJSON_AddItemToObject(obj, name, v);
         free(name);
     }
+    return obj;
+}
+
+char *cli_inputs_json(const cli *c)
+{
+    cJSON *obj = kv_object(c->inputs, c->n_inputs, "--input", false);
     char *s = obj ? cJSON_PrintUnformatted(obj) : NULL;
     cJSON_Delete(obj);
     return s;
@@ -448,21 +458,40 @@ static int wait_job(rz_client *cl, uint64_t id, char **reply)
     }
 }
 
-static char *job_body(const cli *c, uint64_t max_cost, uint64_t priority)
+static char *job_body(const cli *c, uint64_t max_cost, uint64_t priority,
+                      uint64_t queue_timeout)
 {
-    char *inputs = cli_inputs_json(c);
-    if (!inputs)
-        return NULL;
     cJSON *o = cJSON_CreateObject();
+    cJSON *inputs = kv_object(c->inputs, c->n_inputs, "--input", false);
+    cJSON *config = kv_object(c->configs, c->n_configs, "--config", false);
+    cJSON *labels = kv_object(c->labels, c->n_labels, "--label", true);
+    if (!o || !inputs || !config || !labels) {
+        cJSON_Delete(o);
+        cJSON_Delete(inputs);
+        cJSON_Delete(config);
+        cJSON_Delete(labels);
+        return NULL;
+    }
     cJSON_AddStringToObject(o, "module", c->type);
-    cJSON_AddItemToObject(o, "inputs", cJSON_Parse(inputs));
+    cJSON_AddItemToObject(o, "inputs", inputs);
+    if (c->n_configs)
+        cJSON_AddItemToObject(o, "config", config);
+    else
+        cJSON_Delete(config);
+    if (c->n_labels) {
+        cJSON *reqs = cJSON_AddObjectToObject(o, "requirements");
+        cJSON_AddItemToObject(reqs, "labels", labels);
+    } else {
+        cJSON_Delete(labels);
+    }
     if (c->max_cost)
         cJSON_AddNumberToObject(o, "max_cost_cents", (double)max_cost);
     if (c->priority)
         cJSON_AddNumberToObject(o, "priority", (double)priority);
+    if (c->queue_timeout)
+        cJSON_AddNumberToObject(o, "queue_timeout_s", (double)queue_timeout);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    free(inputs);
     return s;
 }
 
@@ -484,7 +513,14 @@ int cli_run(cli *c, const char *verb)
                 c->priority);
         return EXIT_USAGE;
     }
-    char *body = job_body(c, max_cost, priority);
+    uint64_t queue_timeout = 0;
+    if (c->queue_timeout &&
+        (!cli_parse_u64(c->queue_timeout, 31536000, &queue_timeout) || !queue_timeout)) {
+        fprintf(stderr, "rhizos: --queue-timeout wants seconds from 1 to 31536000, "
+                "not '%s'\n", c->queue_timeout);
+        return EXIT_USAGE;
+    }
+    char *body = job_body(c, max_cost, priority, queue_timeout);
     if (!body)
         return EXIT_USAGE;
     rz_client *cl = cli_client(c);

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Jobs no node can run: the orchestrator says why (the job JSON's
+"waiting_reason", `rhizos job`, `rhizos run --wait`), and a queue timeout
+fails such a job and refunds its hold in full.
+
+A process-only node is registered over the API (no agent needed: it never
+polls); the container module wc-container and a label no node has then
+wait for a reason.
+
+usage: placement.py RHIZOS SOURCE_ROOT ORCHESTRATOR"""
+import json
+import os
+import sys
+import tempfile
+import unittest
+
+from harness import cli_env, http, run, start_orchestrator
+
+RHIZOS, ROOT, ORCH = sys.argv[1], sys.argv[2], sys.argv[3]
+ADMIN = "admin-" + "p" * 40
+NODE_CAPS = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
+             "storage": {"total_gb": 100, "free_gb": 100},
+             "adapters": ["process"],
+             "prices": {"gpu_hour_cents": 0, "cpu_hour_cents": 3600,
+                        "memory_gb_hour_cents": 0},
+             "max_concurrent_jobs": 4}
+DOCKER_WHY = "no node offers adapter 'docker'"
+
+
+class Placement(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.proc = start_orchestrator(ORCH, os.path.join(cls.tmp.name, "data"),
+                                      admin_key=ADMIN, cwd=ROOT)
+        st, reg = http(cls.proc.base, "POST", "/api/v1/nodes/register",
+                       body={"capabilities": NODE_CAPS,
+                             "x25519_public_key": "22" * 32})
+        assert st == 201 or st == 200, (st, reg)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.stop()
+        cls.tmp.cleanup()
+
+    def cli(self, *args, key=None, code=0):
+        cmd = [RHIZOS, "--orchestrator", self.proc.base]
+        if key:
+            cmd += ["--api-key", key]
+        p = run(cmd + list(args), cwd=ROOT, env=cli_env())
+        self.assertEqual(p.returncode, code, "%s\n%s%s" % (args, p.stdout, p.stderr))
+        return p
+
+    def client(self, cents):
+        acct = json.loads(self.cli("account", "create", "--name", "p", "--json",
+                                   key=ADMIN).stdout)
+        self.cli("account", "credit", acct["id"], str(cents), key=ADMIN)
+        return acct["api_key"]
+
+    def balance(self, key):
+        return json.loads(self.cli("account", "balance", "--json", key=key).stdout)
+
+    def test_docker_job_on_process_nodes_says_why(self):
+        key = self.client(1000)
+        job = json.loads(self.cli("run", "-t", "wc-container", "--input", "text=a b",
+                                  "--max-cost", "40", "--json", key=key).stdout)
+        self.assertEqual(job["status"], "queued")
+        self.assertEqual(job["waiting_reason"], DOCKER_WHY)
+        out = self.cli("job", str(job["id"]), key=key).stdout
+        self.assertIn("queued: " + DOCKER_WHY, out)
+        self.cli("cancel", str(job["id"]), key=key)
+        self.assertEqual(self.balance(key)["balance_cents"], 1000)
+
+    def test_queue_timeout_fails_and_refunds(self):
+        key = self.client(1000)
+        p = self.cli("run", "-t", "wc-container", "--input", "text=a", "--max-cost", "40",
+                     "--queue-timeout", "1", "--wait", key=key, code=1)
+        self.assertIn("queued: " + DOCKER_WHY, p.stderr)
+        self.assertIn("no node could run it within 1 s: " + DOCKER_WHY, p.stdout)
+        a = self.balance(key)
+        self.assertEqual((a["balance_cents"], a["pending_cents"]), (1000, 0))
+
+    def test_label_no_node_has(self):
+        key = self.client(1000)
+        job = json.loads(self.cli("run", "-t", "echo", "--input", "text=x",
+                                  "--label", "zone=mars", "--config", "prefix=hi",
+                                  "--max-cost", "5", "--queue-timeout", "1", "--json",
+                                  key=key, code=0).stdout)
+        self.assertEqual(job["waiting_reason"], "needs label zone=mars; no node has it")
+        p = self.cli("run", "-t", "echo", "--queue-timeout", "0", key=key, code=2)
+        self.assertIn("--queue-timeout", p.stderr)
+        st, body = http(self.proc.base, "POST", "/api/v1/jobs", key=key,
+                        body={"module": "echo", "queue_timeout_s": 0})
+        self.assertEqual(st, 400, body)
+        self.assertIn("queue_timeout_s", body["error"]["message"])
+
+
+if __name__ == "__main__":
+    unittest.main(argv=sys.argv[:1], verbosity=2)
