@@ -40,6 +40,9 @@ static void usage(FILE *out)
 "  run -t TYPE             submit a job [--input k=v] [--config k=v]\n"
 "                          [--label k=v] [--max-cost CENTS] [--priority N]\n"
 "                          [--queue-timeout S] [--wait]\n"
+"  run -t docker -i IMAGE  run a container image without a module [--cmd ARG]\n"
+"                          [--gpus N] [--memory MB] [--cpus N] (if the\n"
+"                          orchestrator allows the image)\n"
 "  job [ID] · cancel ID    show your jobs or one; cancel one (refunded)\n"
 "  account create|balance|deposit|withdraw|history|credit|confirm\n"
 "                          escrow accounts; see account --help\n"
@@ -66,6 +69,10 @@ static void usage(FILE *out)
 "  --config NAME=VALUE     a config value of the job (run; repeatable)\n"
 "  --label KEY=VALUE       run only on nodes with this label (run;\n"
 "                          repeatable)\n"
+"  -i, --image IMAGE       container image of `run -t docker`\n"
+"  --cmd ARG               one argument of the image's command (repeatable,\n"
+"                          in order; default: the image's own)\n"
+"  --gpus N, --memory MB, --cpus N   what a `run -i` job needs\n"
 "  --queue-timeout S       fail the job if no node takes it within S\n"
 "                          seconds (run; default: the orchestrator's)\n"
 "  --name N                account name (account create)\n"
@@ -84,7 +91,8 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_NO_SANDBOX, OPT_FORMAT, OPT_ORCH, OPT_KEY, OPT_VAULT, OPT_TYPE,
        OPT_REVEAL, OPT_NODES, OPT_POLICY, OPT_TRUSTED, OPT_PRICES,
        OPT_KEYFILE, OPT_MAX_COST, OPT_PRIORITY, OPT_WAIT, OPT_NAME,
-       OPT_ADDRESS, OPT_LIMIT, OPT_CONFIG, OPT_LABEL, OPT_QUEUE_TIMEOUT };
+       OPT_ADDRESS, OPT_LIMIT, OPT_CONFIG, OPT_LABEL, OPT_QUEUE_TIMEOUT,
+       OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -110,6 +118,11 @@ static const struct option long_opts[] = {
     { "config", required_argument, NULL, OPT_CONFIG },
     { "label", required_argument, NULL, OPT_LABEL },
     { "queue-timeout", required_argument, NULL, OPT_QUEUE_TIMEOUT },
+    { "image", required_argument, NULL, 'i' },
+    { "cmd", required_argument, NULL, OPT_CMD },
+    { "gpus", required_argument, NULL, OPT_GPUS },
+    { "memory", required_argument, NULL, OPT_MEMORY },
+    { "cpus", required_argument, NULL, OPT_CPUS },
     { "name", required_argument, NULL, OPT_NAME },
     { "address", required_argument, NULL, OPT_ADDRESS },
     { "limit", required_argument, NULL, OPT_LIMIT },
@@ -124,7 +137,7 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
     int ch;
     opterr = 0;
     /* The leading ':' makes a missing value ':' rather than '?'. */
-    while ((ch = getopt_long(argc, argv, ":qhVt:", long_opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":qhVt:i:", long_opts, NULL)) != -1) {
         switch (ch) {
         case OPT_JSON: c->json = true; break;
         case OPT_MODULES:
@@ -162,6 +175,17 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
             break;
         }
         case OPT_QUEUE_TIMEOUT: c->queue_timeout = optarg; break;
+        case 'i': c->image = optarg; break;
+        case OPT_CMD:
+            if (c->n_cmd == 64) {
+                fprintf(stderr, "rhizos: too many --cmd\n");
+                return -1;
+            }
+            c->cmd[c->n_cmd++] = optarg;
+            break;
+        case OPT_GPUS: c->gpus = optarg; break;
+        case OPT_MEMORY: c->memory = optarg; break;
+        case OPT_CPUS: c->cpus = optarg; break;
         case OPT_NAME: c->name = optarg; break;
         case OPT_ADDRESS: c->address = optarg; break;
         case OPT_LIMIT: c->limit = optarg; break;

@@ -2,6 +2,7 @@
  * network command shares: one client, error → exit code, money, JSON. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,12 @@ void cli_net_usage(void)
 "                  [--queue-timeout S] [--wait]\n"
 "                                      submit one job of module TYPE[@VERSION];\n"
 "                                      --wait waits for it and prints its outputs\n"
+"       rhizos run -t docker -i IMAGE [--cmd ARG]... [--gpus N] [--memory MB]\n"
+"                  [--cpus N] [--config NAME=VALUE]... [--label KEY=VALUE]...\n"
+"                  [--wait]            run a container image without a module\n"
+"                                      (the orchestrator must allow it:\n"
+"                                      --allow-images); it gets {inputs, config}\n"
+"                                      on stdin and in /rz/in/request.json\n"
 "       rhizos job [ID]                one job (without ID: your jobs, newest first)\n"
 "       rhizos cancel ID               cancel a job that has not finished; its\n"
 "                                      hold is refunded\n"
@@ -348,10 +355,12 @@ static void print_job(const cJSON *j)
     char max[32], cost[32];
     cli_money(cli_json_int(j, "max_cost_cents"), max, sizeof max);
     cli_money(cli_json_int(j, "cost_cents"), cost, sizeof cost);
-    printf("job %lld  %s  module %s", (long long)cli_json_int(j, "id"),
-           cli_json_str(j, "status", "?"), cli_json_str(j, "module", "?"));
-    const char *ver = cli_json_str(j, "version", NULL);
-    printf("%s%s\n", ver ? "@" : "", ver ? ver : "");
+    const char *image = cli_json_str(j, "image", NULL);
+    printf("job %lld  %s  %s %s", (long long)cli_json_int(j, "id"),
+           cli_json_str(j, "status", "?"), image ? "image" : "module",
+           image ? image : cli_json_str(j, "module", "?"));
+    const char *ver = image ? NULL : cli_json_str(j, "version", NULL);
+    printf("%s%s\n", ver && *ver ? "@" : "", ver ? ver : "");
     printf("  attempt %lld, node ", (long long)cli_json_int(j, "attempt"));
     const cJSON *node = cJSON_GetObjectItemCaseSensitive(j, "node");
     if (cJSON_IsNumber(node))
@@ -472,18 +481,49 @@ static char *job_body(const cli *c, uint64_t max_cost, uint64_t priority,
         cJSON_Delete(labels);
         return NULL;
     }
-    cJSON_AddStringToObject(o, "module", c->type);
+    cJSON *reqs = cJSON_CreateObject();
+    if (c->image) {
+        cJSON_AddStringToObject(o, "image", c->image);
+        if (c->n_cmd) {
+            cJSON *cmd = cJSON_AddArrayToObject(o, "command");
+            for (size_t i = 0; i < c->n_cmd; i++)
+                cJSON_AddItemToArray(cmd, cJSON_CreateString(c->cmd[i]));
+        }
+    } else {
+        cJSON_AddStringToObject(o, "module", c->type);
+    }
     cJSON_AddItemToObject(o, "inputs", inputs);
     if (c->n_configs)
         cJSON_AddItemToObject(o, "config", config);
     else
         cJSON_Delete(config);
-    if (c->n_labels) {
-        cJSON *reqs = cJSON_AddObjectToObject(o, "requirements");
+    if (c->n_labels)
         cJSON_AddItemToObject(reqs, "labels", labels);
-    } else {
+    else
         cJSON_Delete(labels);
+    static const struct { size_t off; const char *key, *opt; } res[] = {
+        { offsetof(cli, gpus), "gpu_count", "--gpus" },
+        { offsetof(cli, memory), "memory_mb", "--memory" },
+        { offsetof(cli, cpus), "cpu_cores", "--cpus" },
+    };
+    for (size_t i = 0; i < sizeof res / sizeof res[0]; i++) {
+        const char *v = *(const char *const *)((const char *)c + res[i].off);
+        uint64_t n = 0;
+        if (!v)
+            continue;
+        if (!cli_parse_u64(v, 1u << 30, &n) || !n) {
+            fprintf(stderr, "rhizos: %s wants a whole number from 1, not '%s'\n",
+                    res[i].opt, v);
+            cJSON_Delete(reqs);
+            cJSON_Delete(o);
+            return NULL;
+        }
+        cJSON_AddNumberToObject(reqs, res[i].key, (double)n);
     }
+    if (reqs->child)
+        cJSON_AddItemToObject(o, "requirements", reqs);
+    else
+        cJSON_Delete(reqs);
     if (c->max_cost)
         cJSON_AddNumberToObject(o, "max_cost_cents", (double)max_cost);
     if (c->priority)
@@ -500,8 +540,22 @@ int cli_run(cli *c, const char *verb)
     uint64_t max_cost = 0, priority = 0;
     if (wrong_args("run", c->nargs, 0, 0))
         return EXIT_USAGE;
-    if (!c->type) {
+    if (!c->type && !c->image) {
         fprintf(stderr, "rhizos: run needs -t TYPE (a module id). Try 'rhizos run --help'.\n");
+        return EXIT_USAGE;
+    }
+    if (c->image && c->type && strcmp(c->type, "docker") != 0) {
+        fprintf(stderr, "rhizos: -i IMAGE runs a container: use it with -t docker, "
+                "not -t %s\n", c->type);
+        return EXIT_USAGE;
+    }
+    if (!c->image && (c->n_cmd || c->gpus || c->memory || c->cpus)) {
+        fprintf(stderr, "rhizos: --cmd, --gpus, --memory and --cpus go with "
+                "-t docker -i IMAGE\n");
+        return EXIT_USAGE;
+    }
+    if (!c->image && strcmp(c->type, "docker") == 0) {
+        fprintf(stderr, "rhizos: -t docker needs -i IMAGE\n");
         return EXIT_USAGE;
     }
     if (c->max_cost && !cli_parse_u64(c->max_cost, 9007199254740992ull, &max_cost)) {

@@ -166,10 +166,14 @@ typedef struct rz_engine_job_spec {
     /* Longest wait in the queue for a node (from each time it is queued);
      * 0: the engine's opts.queue_timeout_ms. */
     uint64_t queue_timeout_ms;
+    /* An ad-hoc job without a module (a server allowed its image): what
+     * the node runs, {"adapter":"docker","image":"...","command":[...]?},
+     * handed over with the assignment; NULL: a module job. */
+    const char *exec_json;
 } rz_engine_job_spec;
 #define RZ_ENGINE_JOB_SPEC_VERSION 1
 #define RZ_ENGINE_JOB_SPEC_INIT { RZ_ENGINE_JOB_SPEC_VERSION, {0, 0}, NULL, \
-                                  NULL, NULL, NULL, 0, 0, 0 }
+                                  NULL, NULL, NULL, 0, 0, 0, NULL }
 
 /* Hold max_cost_cents of the client's money and queue the job. RZ_EFUNDS
  * (nothing changes) when the client cannot cover it. The requirements'
@@ -226,6 +230,8 @@ typedef struct rz_engine_assignment {
     const char *module_id, *module_version;
     const char *request_json;
     uint64_t max_cost_cents;
+    const char *exec_json;  /* an ad-hoc job's (rz_engine_job_spec); NULL:
+                               a module job */
 } rz_engine_assignment;
 
 /* A node asks for work (counts as a heartbeat): assigns queued jobs, then
@@ -282,7 +288,8 @@ typedef struct rz_engine_job_info {
      * when only its turn in the queue keeps it waiting. Borrowed like
      * `step`. */
     const char *waiting_reason;
-    uint64_t queue_deadline_ms;  /* queued: fails at this time if still
+    uint64_t queue_deadline_ms;
+    const char *exec_json;       /* an ad-hoc job's; NULL: a module job */  /* queued: fails at this time if still
                                     waiting; 0: no limit */
 } rz_engine_job_info;
 RZ_EXTERN int rz_engine_job_get(rz_engine *e, uint64_t job,

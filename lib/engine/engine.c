@@ -86,6 +86,7 @@ static void job_clear(rz_engine *e, rz__ejob *j)
     rz__engine_reqs_release(e, j->req_group);
     free(j->module_id);
     free(j->module_version);
+    free(j->exec);
     free(j->request);
     free(j->step_id);
     free(j->outputs);
@@ -860,6 +861,17 @@ static int job_fill(rz_engine *e, rz__ejob *j, const rz_engine_job_spec *s,
     cJSON_Delete(req);
     if (!ok)
         return rz__error(RZ_EINVALID, "the request must be a JSON object");
+    if (s->exec_json) {
+        cJSON *x = cJSON_Parse(s->exec_json);
+        ok = cJSON_IsObject(x) &&
+             cJSON_IsString(cJSON_GetObjectItemCaseSensitive(x, "image"));
+        cJSON_Delete(x);
+        if (!ok)
+            return rz__error(RZ_EINVALID, "an ad-hoc job's exec must be a JSON "
+                             "object with an \"image\"");
+        if (!(j->exec = rz__strdup(s->exec_json)))
+            return no_memory();
+    }
     return rz__engine_reqs_set(e, j, s->requirements_json, s->max_cost_cents);
 }
 
@@ -912,6 +924,7 @@ static void assignment_fill(rz_engine *e, const rz__ejob *j,
     out->module_version = j->module_version ? j->module_version : "";
     out->request_json = j->request ? j->request : "{}";
     out->max_cost_cents = j->max_cost;
+    out->exec_json = j->exec;
 }
 
 int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
@@ -1111,6 +1124,7 @@ int rz_engine_job_get(rz_engine *e, uint64_t job, rz_engine_job_info *out)
     out->outputs_json = j->state == RZ_JOB_SUCCEEDED ? j->outputs : NULL;
     out->error = j->state == RZ_JOB_FAILED ? j->error : NULL;
     out->waiting_reason = rz__engine_waiting_reason(j);
+    out->exec_json = j->exec;
     out->queue_deadline_ms = j->state == RZ_JOB_QUEUED ? j->queue_deadline : 0;
     return RZ_OK;
 }

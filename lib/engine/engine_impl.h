@@ -71,6 +71,7 @@ typedef struct rz__ejob {
     const rz_reqs *reqs;      /* both borrowed from `req_group` */
     rz__req_group *req_group;
     char *module_id, *module_version, *request;
+    char *exec;               /* an ad-hoc job's exec JSON; NULL: a module */
     uint64_t max_cost;
     uint32_t attempt;
     uint64_t node;            /* holder (assigned/running) or finisher */

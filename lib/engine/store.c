@@ -184,6 +184,8 @@ static char *job_record(const rz__ejob *j)
     add_str(o, "module", j->module_id);
     add_str(o, "version", j->module_version);
     add_str(o, "request", j->request);
+    if (j->exec)
+        add_str(o, "exec", j->exec);
     add_u64(o, "max_cost", j->max_cost);
     add_u64(o, "attempt", j->attempt);
     add_u64(o, "node", j->node);
@@ -430,6 +432,7 @@ static int load_job(rz_engine *e, const unsigned char *key, size_t klen,
     j->module_id = dup_opt(get_str(rec, "module"), &rc);
     j->module_version = dup_opt(get_str(rec, "version"), &rc);
     j->request = dup_opt(get_str(rec, "request"), &rc);
+    j->exec = dup_opt(get_str(rec, "exec"), &rc);   /* absent: a module job */
     j->max_cost = get_u64(rec, "max_cost");
     j->attempt = (uint32_t)get_u64(rec, "attempt");
     j->node = get_u64(rec, "node");

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent.h"
 
@@ -27,6 +29,8 @@ typedef struct job {
     char module_ref[160];
     const rz_module *m;
     cJSON *manifest;
+    rz_registry *adhoc_reg;              /* an ad-hoc image's module */
+    char adhoc_dir[PATH_MAX];
     const char *cred_names[MAX_CREDS];   /* fields, borrowed from asg */
     rz_secret *creds[MAX_CREDS];         /* values, NUL-terminated */
     size_t n_creds;
@@ -98,6 +102,72 @@ static const char *check_module(agent *a, job *j, char *why, size_t n)
         (!cJSON_IsArray(cmd) || cJSON_GetArraySize(cmd) == 0))
         return "the module has no exec.command";
     return NULL;
+}
+
+/* ---- an ad-hoc image ---- */
+
+/* The orchestrator allowed a client's image without a module (its
+ * --allow-images policy) and marks the assignment so: "adhoc"
+ * {"adapter":"docker","image","command"?} in place of "module". Only such
+ * an assignment runs an image no registry names; it runs as a module whose
+ * manifest is just that exec (DATA/adhoc/JOB/module.json while it runs).
+ * NULL when it can run, else why not. */
+static const char *check_adhoc(agent *a, job *j, const cJSON *adhoc,
+                               char *why, size_t n)
+{
+    const char *image = str_at(adhoc, "image");
+    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(adhoc, "command");
+    const char *adapter = str_at(adhoc, "adapter");
+    if (!image || !*image || !adapter || strcmp(adapter, "docker") != 0 ||
+        (cmd && !cJSON_IsArray(cmd)))
+        return "the ad-hoc assignment names no docker image";
+    snprintf(j->module_ref, sizeof j->module_ref, "image %.140s", image);
+    j->module_id = j->module_ref;
+    if (rz_attempt_adapter_check("docker") != RZ_OK) {
+        snprintf(why, n, "%.300s", rz_error_last()->message);
+        return why;
+    }
+    char mid[40];
+    snprintf(mid, sizeof mid, "adhoc-%" PRIu64, j->s->job);
+    cJSON *man = cJSON_CreateObject();
+    cJSON_AddStringToObject(man, "id", mid);
+    cJSON_AddStringToObject(man, "version", "0.0.0");
+    cJSON_AddStringToObject(man, "name", j->module_ref);
+    cJSON_AddArrayToObject(man, "inputs");
+    cJSON_AddArrayToObject(man, "outputs");
+    cJSON_AddItemToObject(man, "exec", cJSON_Duplicate(adhoc, 1));
+    char *text = cJSON_PrintUnformatted(man);
+    j->manifest = man;
+    snprintf(j->adhoc_dir, sizeof j->adhoc_dir, "%s/adhoc/%s",
+             a->o->data_dir, mid);
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/adhoc", a->o->data_dir);
+    mkdir(path, 0700);
+    mkdir(j->adhoc_dir, 0700);
+    snprintf(path, sizeof path, "%s/module.json", j->adhoc_dir);
+    FILE *f = text ? fopen(path, "w") : NULL;
+    int ok = f && fputs(text, f) >= 0;
+    ok = (f && fclose(f) == 0) && ok;
+    cJSON_free(text);
+    if (!ok || rz_registry_new(&j->adhoc_reg) != RZ_OK ||
+        rz_registry_add_dir(j->adhoc_reg, j->adhoc_dir, NULL) != RZ_OK ||
+        rz_registry_resolve(j->adhoc_reg, mid, "0.0.0", &j->m) != RZ_OK) {
+        snprintf(why, n, "cannot prepare the image's job here: %.300s",
+                 rz_error_last()->message);
+        return why;
+    }
+    return NULL;
+}
+
+static void adhoc_cleanup(job *j)
+{
+    if (!j->adhoc_dir[0])
+        return;
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/module.json", j->adhoc_dir);
+    unlink(path);
+    rmdir(j->adhoc_dir);
+    rz_registry_free(j->adhoc_reg);
 }
 
 /* ---- credentials ---- */
@@ -412,6 +482,7 @@ static void finish(job *j)
     free(j->outputs);
     free(j->error);
     cJSON_Delete(j->manifest);
+    adhoc_cleanup(j);
 }
 
 void *job_main(void *arg)
@@ -421,7 +492,10 @@ void *job_main(void *arg)
     job j = { .s = s, .asg = s->assignment };
     j.step = str_at(j.asg, "step");
     char why[400];
-    const char *no = s->refuse ? s->refuse : check_module(a, &j, why, sizeof why);
+    const cJSON *adhoc = cJSON_GetObjectItemCaseSensitive(j.asg, "adhoc");
+    const char *no = s->refuse ? s->refuse
+                   : cJSON_IsObject(adhoc) ? check_adhoc(a, &j, adhoc, why, sizeof why)
+                   : check_module(a, &j, why, sizeof why);
     if (!no)
         no = open_credentials(a, &j);
     if (no) {

@@ -36,6 +36,9 @@ static void usage(FILE *f)
           "                         seconds fails, refunded, saying why (default\n"
           "                         3600; 0: wait forever); a job's or step's\n"
           "                         queue_timeout_s overrides it\n"
+          "  --allow-images GLOB    clients may run container images matching\n"
+          "                         GLOB without a module (POST /api/v1/jobs\n"
+          "                         {\"image\"}; repeatable; default: none)\n"
           "  --policy P             placement: cheapest, fastest, reputation,\n"
           "                         binpack, spread (default cheapest)\n"
           "  --register-rate N      node registrations per second from one\n"
@@ -184,7 +187,7 @@ static bool parse_size(const char *s, uint64_t max, uint64_t *out)
 static int parse_opts(orch_opts *op, int argc, char **argv)
 {
     enum { O_LISTEN = 256, O_DATA, O_MODULES, O_ADMIN, O_MAXBODY, O_TIMEOUT,
-           O_POLICY, O_RATE, O_QUEUE_TIMEOUT, O_QUIET, O_ROUTES, O_HELP, O_VERSION };
+           O_POLICY, O_RATE, O_QUEUE_TIMEOUT, O_ALLOW_IMAGES, O_QUIET, O_ROUTES, O_HELP, O_VERSION };
     static const struct option longs[] = {
         { "listen", required_argument, NULL, O_LISTEN },
         { "data", required_argument, NULL, O_DATA },
@@ -194,6 +197,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         { "node-timeout-ms", required_argument, NULL, O_TIMEOUT },
         { "policy", required_argument, NULL, O_POLICY },
         { "queue-timeout", required_argument, NULL, O_QUEUE_TIMEOUT },
+        { "allow-images", required_argument, NULL, O_ALLOW_IMAGES },
         { "register-rate", required_argument, NULL, O_RATE },
         { "quiet", no_argument, NULL, O_QUIET },
         { "routes", no_argument, NULL, O_ROUTES },
@@ -256,6 +260,20 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
                 op->queue_timeout_s = v;
             }
             break;
+        case O_ALLOW_IMAGES: {
+            const char **m = realloc(op->allow_images,
+                                     (op->n_allow_images + 1) * sizeof *m);
+            if (!m || !*optarg) {
+                free(m ? (void *)m : (void *)op->allow_images);
+                op->allow_images = NULL;
+                fprintf(stderr, ORCH_NAME ": --allow-images: a glob such as "
+                        "'registry.local/*'\n");
+                return 2;
+            }
+            op->allow_images = m;
+            op->allow_images[op->n_allow_images++] = optarg;
+            break;
+        }
         case O_QUIET: op->quiet = true; break;
         case O_ROUTES: orch_print_routes(); exit(0);
         case 'h': case O_HELP: usage(stdout); exit(0);
@@ -474,6 +492,7 @@ static void finish(orch *o)
     rz_registry_free(o->reg);
     sodium_free(o->sk);
     free(o->opts.modules);
+    free(o->opts.allow_images);
     orch_rate_free();
 }
 
@@ -489,6 +508,7 @@ int main(int argc, char **argv)
     int rc = parse_opts(&o.opts, argc, argv);
     if (rc != 0) {
         free(o.opts.modules);
+        free(o.opts.allow_images);
         return rc;
     }
     if (sodium_init() < 0) {

@@ -61,6 +61,8 @@ typedef struct orch_opts {
     size_t max_body;
     uint64_t node_timeout_ms;
     uint64_t queue_timeout_s;   /* a job's wait for a node; 0: no limit */
+    const char **allow_images; size_t n_allow_images;   /* globs; none: no
+                                                           ad-hoc images */
     rz_policy policy;
     unsigned register_rate;  /* registrations per second per address; 0: any */
     bool quiet;

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fnmatch.h>
+
 #include "orch.h"
 
 #define LIST_MAX 1000
@@ -58,6 +60,13 @@ cJSON *job_json(orch *o, uint64_t id, bool with_log)
         cJSON_AddStringToObject(j, "waiting_reason", ji.waiting_reason);
     else
         cJSON_AddNullToObject(j, "waiting_reason");
+    cJSON *x = ji.exec_json ? cJSON_Parse(ji.exec_json) : NULL;
+    if (x) {   /* an ad-hoc image: what runs */
+        cJSON_AddItemToObject(j, "image", cJSON_DetachItemFromObject(x, "image"));
+        cJSON *cmd = cJSON_DetachItemFromObject(x, "command");
+        cJSON_AddItemToObject(j, "command", cmd ? cmd : cJSON_CreateNull());
+        cJSON_Delete(x);
+    }
     if (with_log) {
         char *log = auth_get_log(o, id);
         if (log)
@@ -89,17 +98,108 @@ static bool visible_job(req *q, uint64_t *id, rz_engine_job_info *ji)
 
 /* ---- submit ---- */
 
-static bool module_spec(req *q, const char **spec)
+static bool module_spec(req *q, const char **spec, const char **image)
 {
     const char *m = NULL, *t = NULL;
-    if (!body_str(q, "module", false, &m) || !body_str(q, "type", false, &t))
+    if (!body_str(q, "module", false, &m) || !body_str(q, "type", false, &t) ||
+        !body_str(q, "image", false, image))
         return false;
-    if (!m == !t) {
-        reply_error(q, RZ_EINVAL, "exactly one of \"module\" and \"type\"");
+    if ((m != NULL) + (t != NULL) + (*image != NULL) != 1) {
+        reply_error(q, RZ_EINVAL, "exactly one of \"module\", \"type\" and "
+                    "\"image\"");
         return false;
     }
     *spec = m ? m : t;
+    if (!*image && cJSON_GetObjectItemCaseSensitive(q->body, "command")) {
+        reply_error(q, RZ_EINVAL, "\"command\" goes with \"image\"");
+        return false;
+    }
     return true;
+}
+
+/* ---- ad-hoc images ---- */
+
+/* The orchestrator's policy: an image runs without a module only when an
+ * --allow-images glob matches it. */
+static bool image_allowed(req *q, const char *image)
+{
+    const orch_opts *op = &q->o->opts;
+    if (!op->n_allow_images) {
+        reply_error(q, RZ_EDENIED, "this orchestrator runs no ad-hoc images; "
+                    "its operator allows them with --allow-images PATTERN");
+        return false;
+    }
+    for (size_t i = 0; i < op->n_allow_images; i++)
+        if (fnmatch(op->allow_images[i], image, 0) == 0)
+            return true;
+    reply_error(q, RZ_EDENIED, "image \"%.200s\" matches no --allow-images "
+                "pattern of this orchestrator", image);
+    return false;
+}
+
+/* {"adapter":"docker","image","command"?} for the node, from the body. */
+static char *image_exec(req *q, const char *image)
+{
+    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(q->body, "command");
+    if (strlen(image) > 512 || !*image) {
+        reply_error(q, RZ_EINVAL, "\"image\" must be 1 to 512 characters");
+        return NULL;
+    }
+    if (cmd && (!cJSON_IsArray(cmd) || cJSON_GetArraySize(cmd) > 256)) {
+        reply_error(q, RZ_EINVAL, "\"command\" must be an array of at most "
+                    "256 strings");
+        return NULL;
+    }
+    for (const cJSON *a = cmd ? cmd->child : NULL; a; a = a->next)
+        if (!cJSON_IsString(a)) {
+            reply_error(q, RZ_EINVAL, "\"command\" must be an array of strings");
+            return NULL;
+        }
+    cJSON *x = cJSON_CreateObject();
+    cJSON_AddStringToObject(x, "adapter", "docker");
+    cJSON_AddStringToObject(x, "image", image);
+    if (cmd)
+        cJSON_AddItemToObject(x, "command", cJSON_Duplicate(cmd, 1));
+    char *s = cJSON_PrintUnformatted(x);
+    cJSON_Delete(x);
+    if (!s)
+        reply_rz(q, RZ_ENOMEM);
+    return s;
+}
+
+/* The job's requirements with the docker adapter; the request {inputs,
+ * config}. */
+static int image_job(orch *o, const rz_engine_module_job *mj, const char *exec,
+                     uint64_t now, uint64_t *id)
+{
+    cJSON *reqs = mj->requirements_json ? cJSON_Parse(mj->requirements_json)
+                                        : cJSON_CreateObject();
+    cJSON *request = cJSON_CreateObject();
+    cJSON *in = mj->inputs_json ? cJSON_Parse(mj->inputs_json) : NULL;
+    cJSON *cfg = mj->config_json ? cJSON_Parse(mj->config_json) : NULL;
+    cJSON_AddItemToObject(request, "inputs", in ? in : cJSON_CreateObject());
+    cJSON_AddItemToObject(request, "config", cfg ? cfg : cJSON_CreateObject());
+    cJSON_DeleteItemFromObjectCaseSensitive(reqs, "adapter");
+    cJSON_AddStringToObject(reqs, "adapter", "docker");
+    char *rq = cJSON_PrintUnformatted(reqs), *rt = cJSON_PrintUnformatted(request);
+    cJSON_Delete(reqs);
+    cJSON_Delete(request);
+    rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
+    s.client = mj->client;
+    s.requirements_json = rq;
+    s.request_json = rt;
+    s.max_cost_cents = mj->max_cost_cents;
+    s.priority = mj->priority;
+    s.queue_timeout_ms = mj->queue_timeout_ms;
+    s.exec_json = exec;
+    int rc = rq && rt ? RZ_OK : RZ_ENOMEM;
+    if (rc == RZ_OK && !s.max_cost_cents)
+        rc = rz_engine_reference_cost(o->e, rq, &s.max_cost_cents);
+    if (rc == RZ_OK)
+        rc = rz_engine_submit(o->e, &s, now, id);
+    cJSON_free(rq);
+    cJSON_free(rt);
+    return rc;
 }
 
 /* A member of the body as JSON text for the library; NULL when absent. */
@@ -112,12 +212,14 @@ static bool member_text(const cJSON *v, char **out)
 void r_job_submit(req *q)
 {
     static const char *const fields[] = { "module", "type", "inputs", "config",
-        "requirements", "max_cost_cents", "priority", "queue_timeout_s", NULL };
+        "requirements", "max_cost_cents", "priority", "queue_timeout_s", "image",
+        "command", NULL };
     rz_engine_module_job job = RZ_ENGINE_MODULE_JOB_INIT;
     cJSON *inputs, *config, *reqs;
     bool have_max = false, have_qt = false;
     uint64_t qt = 0;
-    if (!body_fields(q, fields) || !module_spec(q, &job.module) ||
+    const char *image = NULL;
+    if (!body_fields(q, fields) || !module_spec(q, &job.module, &image) ||
         !body_u64(q, "queue_timeout_s", false, 31536000, &qt, &have_qt) ||
         !body_obj(q, "inputs", &inputs) || !body_obj(q, "config", &config) ||
         !body_obj(q, "requirements", &reqs) ||
@@ -140,6 +242,9 @@ void r_job_submit(req *q)
     }
     job.queue_timeout_ms = qt * 1000u;
     job.client = q->who.account;
+    char *exec = NULL;
+    if (image && (!image_allowed(q, image) || !(exec = image_exec(q, image))))
+        return;
     job.priority = prio ? (int32_t)pv : 0;
     char *in = NULL, *cfg = NULL, *rq = NULL;
     uint64_t id = 0;
@@ -148,8 +253,11 @@ void r_job_submit(req *q)
     job.inputs_json = in;
     job.config_json = cfg;
     job.requirements_json = rq;
-    if (rc == RZ_OK)
+    if (rc == RZ_OK && exec)
+        rc = image_job(q->o, &job, exec, orch_now_ms(), &id);
+    else if (rc == RZ_OK)
         rc = rz_engine_submit_module(q->o->e, &job, orch_now_ms(), &id);
+    cJSON_free(exec);
     free(in);
     free(cfg);
     free(rq);

@@ -446,8 +446,13 @@ static cJSON *assignment_json(orch *o, const rz_engine_assignment *a)
         cJSON_AddStringToObject(doc, "step", a->step);
     else
         cJSON_AddNullToObject(doc, "step");
-    cJSON_AddItemToObject(doc, "module", module_json(o, a->module_id,
-                                                     a->module_version, &timeout_s));
+    cJSON *adhoc = a->exec_json ? cJSON_Parse(a->exec_json) : NULL;
+    if (adhoc)   /* an image the orchestrator allowed; no module */
+        cJSON_AddItemToObject(doc, "adhoc", adhoc);
+    else
+        cJSON_AddItemToObject(doc, "module", module_json(o, a->module_id,
+                                                         a->module_version,
+                                                         &timeout_s));
     cJSON *r = cJSON_Parse(a->request_json);
     cJSON_AddItemToObject(doc, "request", r ? r : cJSON_CreateObject());
     cJSON_AddNumberToObject(doc, "max_cost_cents", (double)a->max_cost_cents);

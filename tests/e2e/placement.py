@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Jobs no node can run: the orchestrator says why (the job JSON's
 "waiting_reason", `rhizos job`, `rhizos run --wait`), and a queue timeout
-fails such a job and refunds its hold in full.
+fails such a job and refunds its hold in full. Ad-hoc images (`rhizos run
+-t docker -i IMAGE`) only under --allow-images; their assignment carries
+the image instead of a module.
 
 A process-only node is registered over the API (no agent needed: it never
 polls); the container module wc-container and a label no node has then
@@ -93,6 +95,77 @@ class Placement(unittest.TestCase):
                         body={"module": "echo", "queue_timeout_s": 0})
         self.assertEqual(st, 400, body)
         self.assertIn("queue_timeout_s", body["error"]["message"])
+
+    def test_images_refused_by_default(self):
+        key = self.client(1000)
+        p = self.cli("run", "-t", "docker", "-i", "localhost/wc", "--cmd", "true",
+                     key=key, code=1)
+        self.assertIn("--allow-images", p.stderr)
+        self.assertEqual(self.balance(key)["pending_cents"], 0)
+        self.cli("run", "-t", "echo", "-i", "localhost/wc", key=key, code=2)
+        self.cli("run", "-t", "docker", key=key, code=2)
+        self.cli("run", "-t", "echo", "--gpus", "1", key=key, code=2)
+
+
+class Images(unittest.TestCase):
+    """--allow-images: a matching image becomes a docker job without a
+    module; the node that takes it gets "adhoc" {image, command}."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.proc = start_orchestrator(ORCH, os.path.join(cls.tmp.name, "data"),
+                                      ["--allow-images", "localhost/*",
+                                       "--allow-images", "busybox:1.36"],
+                                      admin_key=ADMIN, cwd=ROOT)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.stop()
+        cls.tmp.cleanup()
+
+    cli = Placement.cli
+    client = Placement.client
+    balance = Placement.balance
+
+    def test_image_job_placed_on_a_docker_node(self):
+        key = self.client(1000)
+        job = json.loads(self.cli(
+            "run", "-t", "docker", "-i", "localhost/wc", "--cmd", "sh", "--cmd", "-c",
+            "--cmd", "cat /rz/in/request.json", "--memory", "64", "--cpus", "1",
+            "--config", "n=2", "--label", "pool=a", "--max-cost", "30", "--json",
+            key=key).stdout)
+        self.assertEqual((job["image"], job["command"], job["module"]),
+                         ("localhost/wc", ["sh", "-c", "cat /rz/in/request.json"], ""))
+        self.assertEqual(job["waiting_reason"], "no active node")
+        self.assertIn("image localhost/wc", self.cli("job", str(job["id"]), key=key).stdout)
+        # Not matching any pattern: 403 naming the image; nothing held.
+        st, body = http(self.proc.base, "POST", "/api/v1/jobs", key=key,
+                        body={"image": "evil/miner", "max_cost_cents": 5})
+        self.assertEqual(st, 403, body)
+        self.assertIn("evil/miner", body["error"]["message"])
+        for bad in ({"image": "busybox:1.36", "command": "ls"},
+                    {"image": "busybox:1.36", "command": [1]},
+                    {"image": "busybox:1.36", "module": "echo"},
+                    {"module": "echo", "command": ["x"]}):
+            st, body = http(self.proc.base, "POST", "/api/v1/jobs", key=key, body=bad)
+            self.assertEqual(st, 400, (bad, body))
+        self.assertEqual(self.balance(key)["pending_cents"], 30)
+        caps = dict(NODE_CAPS, adapters=["process", "docker"], labels={"pool": "a"})
+        st, reg = http(self.proc.base, "POST", "/api/v1/nodes/register",
+                       body={"capabilities": caps, "x25519_public_key": "33" * 32})
+        self.assertEqual(st, 201, reg)
+        st, a = http(self.proc.base, "GET", "/api/v1/nodes/%d/jobs?wait=0" % reg["id"],
+                     key=reg["token"])
+        self.assertEqual(st, 200, a)
+        self.assertEqual(a["job"], job["id"])
+        self.assertNotIn("module", a)
+        self.assertEqual(a["adhoc"], {"adapter": "docker", "image": "localhost/wc",
+                                      "command": ["sh", "-c", "cat /rz/in/request.json"]})
+        self.assertEqual(a["request"], {"inputs": {}, "config": {"n": 2}})
+        got = json.loads(self.cli("job", str(job["id"]), "--json", key=key).stdout)
+        self.assertEqual(got["status"], "running")
+        self.assertIsNone(got["waiting_reason"])
 
 
 if __name__ == "__main__":

@@ -1307,6 +1307,40 @@ static void test_queue_timeout_default_and_step(void **state)
     check(f);
 }
 
+
+/* An ad-hoc job carries its exec to the node's assignment, across a
+ * reopen; a malformed exec is refused with nothing held. */
+static void test_adhoc_exec(void **state)
+{
+    fx *f = *state;
+    const char *x = "{\"adapter\":\"docker\",\"image\":\"localhost/wc\","
+                    "\"command\":[\"true\"]}";
+    rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
+    s.client = f->client;
+    s.requirements_json = "{\"cpu_cores\":1}";
+    s.max_cost_cents = 50;
+    s.exec_json = "{\"adapter\":\"docker\"}";
+    uint64_t id = 0;
+    assert_int_equal(rz_engine_submit(f->e, &s, 1, &id), RZ_EINVALID);
+    assert_int_equal(balance(f, f->client), 10000);
+    s.exec_json = x;
+    assert_int_equal(rz_engine_submit(f->e, &s, 1, &id), RZ_OK);
+    reopen(f);
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, id, &ji), RZ_OK);
+    assert_string_equal(ji.exec_json, x);
+    uint64_t n = node_add(f, 2);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, n, 3, &a), RZ_OK);
+    assert_int_equal(a.job, id);
+    assert_string_equal(a.exec_json, x);
+    uint64_t m = submit(f, 300, 0, 4);
+    assert_int_equal(rz_engine_poll(f->e, n, 5, &a), RZ_OK);
+    assert_int_equal(a.job, m);
+    assert_null(a.exec_json);   /* a module job */
+    check(f);
+}
+
 /* Equal nodes: a waiting one gets the next job; its first placement ends
  * its wait; without waiting nodes the policy's order is unchanged. */
 static void test_waiting_nodes(void **state)
@@ -1385,6 +1419,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_queue_timeout_default_and_step,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adhoc_exec, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
