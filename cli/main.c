@@ -37,12 +37,9 @@ static void usage(FILE *out)
 "Network (--orchestrator URL, --api-key KEY):\n"
 "  status                  the orchestrator's health and counts\n"
 "  nodes                   its nodes\n"
-"  run -t TYPE             submit a job [--input k=v] [--config k=v]\n"
-"                          [--label k=v] [--max-cost CENTS] [--priority N]\n"
-"                          [--queue-timeout S] [--wait]\n"
-"  run -t docker -i IMAGE  run a container image without a module [--cmd ARG]\n"
-"                          [--gpus N] [--memory MB] [--cpus N] (if the\n"
-"                          orchestrator allows the image)\n"
+"  run -t TYPE             submit a job [--input k=v] [--max-cost CENTS]\n"
+"                          [--priority N] [--wait]; see run --help\n"
+"  run -t docker -i IMAGE  a container image without a module\n"
 "  job [ID] · cancel ID    show your jobs or one; cancel one (refunded)\n"
 "  account create|balance|deposit|withdraw|history|credit|confirm\n"
 "                          escrow accounts; see account --help\n"
@@ -66,15 +63,8 @@ static void usage(FILE *out)
 "  --max-cost CENTS        most a job may cost (run)\n"
 "  --priority N            higher runs first (run)\n"
 "  --wait                  wait for the job and print its outputs (run)\n"
-"  --config NAME=VALUE     a config value of the job (run; repeatable)\n"
-"  --label KEY=VALUE       run only on nodes with this label (run;\n"
-"                          repeatable)\n"
-"  -i, --image IMAGE       container image of `run -t docker`\n"
-"  --cmd ARG               one argument of the image's command (repeatable,\n"
-"                          in order; default: the image's own)\n"
-"  --gpus N, --memory MB, --cpus N   what a `run -i` job needs\n"
-"  --queue-timeout S       fail the job if no node takes it within S\n"
-"                          seconds (run; default: the orchestrator's)\n"
+"  --config, --label, --queue-timeout, --cmd, --gpus, --memory, --cpus\n"
+"                          more for run: see run --help\n"
 "  --name N                account name (account create)\n"
 "  --address A             payout address (account withdraw)\n"
 "  --limit N               at most N entries, newest first (flow runs:\n"
@@ -132,6 +122,33 @@ static const struct option long_opts[] = {
     { NULL, 0, NULL, 0 },
 };
 
+static bool add_arg(const char **v, size_t *n, const char *opt)
+{
+    if (*n == 64) {
+        fprintf(stderr, "rhizos: too many %s\n", opt);
+        return false;
+    }
+    v[(*n)++] = optarg;
+    return true;
+}
+
+/* The options only `run` reads. */
+static bool run_option(cli *c, int ch)
+{
+    switch (ch) {
+    case OPT_CONFIG: return add_arg(c->configs, &c->n_configs, "--config");
+    case OPT_LABEL: return add_arg(c->labels, &c->n_labels, "--label");
+    case OPT_CMD: return add_arg(c->cmd, &c->n_cmd, "--cmd");
+    case OPT_QUEUE_TIMEOUT: c->queue_timeout = optarg; break;
+    case 'i': c->image = optarg; break;
+    case OPT_GPUS: c->gpus = optarg; break;
+    case OPT_MEMORY: c->memory = optarg; break;
+    case OPT_CPUS: c->cpus = optarg; break;
+    case OPT_WAIT: c->wait = true; break;
+    }
+    return true;
+}
+
 static int parse_options(cli *c, int argc, char **argv, bool *help)
 {
     int ch;
@@ -161,31 +178,10 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case 't': c->type = optarg; break;
         case OPT_MAX_COST: c->max_cost = optarg; break;
         case OPT_PRIORITY: c->priority = optarg; break;
-        case OPT_WAIT: c->wait = true; break;
-        case OPT_CONFIG:
-        case OPT_LABEL: {
-            const char **v = ch == OPT_CONFIG ? c->configs : c->labels;
-            size_t *n = ch == OPT_CONFIG ? &c->n_configs : &c->n_labels;
-            if (*n == 64) {
-                fprintf(stderr, "rhizos: too many --%s\n",
-                        ch == OPT_CONFIG ? "config" : "label");
-                return -1;
-            }
-            v[(*n)++] = optarg;
+        case OPT_CONFIG: case OPT_LABEL: case OPT_QUEUE_TIMEOUT: case 'i':
+        case OPT_CMD: case OPT_GPUS: case OPT_MEMORY: case OPT_CPUS: case OPT_WAIT:
+            if (!run_option(c, ch)) return -1;
             break;
-        }
-        case OPT_QUEUE_TIMEOUT: c->queue_timeout = optarg; break;
-        case 'i': c->image = optarg; break;
-        case OPT_CMD:
-            if (c->n_cmd == 64) {
-                fprintf(stderr, "rhizos: too many --cmd\n");
-                return -1;
-            }
-            c->cmd[c->n_cmd++] = optarg;
-            break;
-        case OPT_GPUS: c->gpus = optarg; break;
-        case OPT_MEMORY: c->memory = optarg; break;
-        case OPT_CPUS: c->cpus = optarg; break;
         case OPT_NAME: c->name = optarg; break;
         case OPT_ADDRESS: c->address = optarg; break;
         case OPT_LIMIT: c->limit = optarg; break;

@@ -288,9 +288,9 @@ typedef struct rz_engine_job_info {
      * when only its turn in the queue keeps it waiting. Borrowed like
      * `step`. */
     const char *waiting_reason;
-    uint64_t queue_deadline_ms;
-    const char *exec_json;       /* an ad-hoc job's; NULL: a module job */  /* queued: fails at this time if still
+    uint64_t queue_deadline_ms;  /* queued: fails at this time if still
                                     waiting; 0: no limit */
+    const char *exec_json;       /* an ad-hoc job's; NULL: a module job */
 } rz_engine_job_info;
 RZ_EXTERN int rz_engine_job_get(rz_engine *e, uint64_t job,
                                 rz_engine_job_info *out);

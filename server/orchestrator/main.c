@@ -187,7 +187,8 @@ static bool parse_size(const char *s, uint64_t max, uint64_t *out)
 static int parse_opts(orch_opts *op, int argc, char **argv)
 {
     enum { O_LISTEN = 256, O_DATA, O_MODULES, O_ADMIN, O_MAXBODY, O_TIMEOUT,
-           O_POLICY, O_RATE, O_QUEUE_TIMEOUT, O_ALLOW_IMAGES, O_QUIET, O_ROUTES, O_HELP, O_VERSION };
+           O_POLICY, O_RATE, O_QUEUE_TIMEOUT, O_ALLOW_IMAGES, O_QUIET, O_ROUTES,
+           O_HELP, O_VERSION };
     static const struct option longs[] = {
         { "listen", required_argument, NULL, O_LISTEN },
         { "data", required_argument, NULL, O_DATA },
