@@ -146,7 +146,8 @@ int rz__engine_queue_expire(rz_engine *e, uint64_t *next)
     }
     /* Failing a step may queue others: collect first, then fail in id
      * order, so the outcome does not depend on heap layout. */
-    qsort(l.ids, l.n, sizeof *l.ids, cmp_u64);
+    if (l.n)
+        qsort(l.ids, l.n, sizeof *l.ids, cmp_u64);
     int rc = RZ_OK;
     for (size_t i = 0; i < l.n && rc == RZ_OK; i++) {
         rz__ejob *j = rz__engine_job(e, l.ids[i]);
