@@ -519,6 +519,7 @@ int rz_engine_open(rz_engine **out, const char *data_dir,
     if (!e)
         return no_memory();
     opts_normalise(&e->opts, opts);
+    e->queue_next = UINT64_MAX;
     int rc = rz__engine_store_open(e, data_dir);
     if (rc == RZ_OK)
         rc = open_ledger(e, data_dir);
@@ -1141,7 +1142,7 @@ int rz_engine_tick(rz_engine *e, uint64_t now_ms)
             rc = node_drop(e, n, RZ_NODE_LOST, now_ms);
     }
     if (rc == RZ_OK)
-        rc = rz__engine_queue_expire(e, NULL);
+        rc = rz__engine_queue_expire(e);
     for (size_t i = 0; rc == RZ_OK && i < e->n_deps; i++) {
         rz__edep *d = &e->deps[i];
         if (d->run && rz_run_next_wakeup(d->run) <= now_ms)

@@ -170,6 +170,8 @@ struct rz_engine {
     size_t n_queued_groups, cap_queued_groups;
     bool assign_dirty;        /* something changed that may allow a placement */
     uint64_t nodes_epoch;     /* counts changes to the set of active nodes */
+    uint64_t queue_next;      /* no queue deadline falls before this (may be
+                                 early: a job placed since; waiting.c) */
     bool resumed;             /* heartbeat grace given after open */
 
     rz__step_event *step_events;                   /* to commit */
@@ -284,10 +286,10 @@ RZ_HIDDEN int rz__engine_why_refresh(rz_engine *e, rz__req_group *g,
 /* j's waiting reason (NULL: none), for rz_engine_job_get. */
 RZ_HIDDEN const char *rz__engine_waiting_reason(const rz__ejob *j);
 /* Fail queued jobs whose queue deadline passed at e->now (refunded; a step
- * through its run); the earliest deadline still ahead into *next. */
-RZ_HIDDEN int rz__engine_queue_expire(rz_engine *e, uint64_t *next);
-/* The earliest queue deadline of a queued job; UINT64_MAX if none. */
-RZ_HIDDEN uint64_t rz__engine_queue_next(rz_engine *e);
+ * through its run). O(queued), and only when one may be due. */
+RZ_HIDDEN int rz__engine_queue_expire(rz_engine *e);
+/* No queue deadline is earlier (O(1); UINT64_MAX if none). */
+RZ_HIDDEN uint64_t rz__engine_queue_next(const rz_engine *e);
 
 /* deploy.c */
 RZ_HIDDEN int rz__engine_dep_advance(rz_engine *e, rz__edep *d, uint64_t now);

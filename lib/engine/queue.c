@@ -108,6 +108,8 @@ bool rz__engine_queue_push(rz_engine *e, const rz__ejob *j)
         return false;
     if (!g->q_len)
         e->queued_groups[e->n_queued_groups++] = g;
+    if (j->queue_deadline && j->queue_deadline < e->queue_next)
+        e->queue_next = j->queue_deadline;
     g->q[g->q_len] = (rz__heap_ent){ j->priority, j->id, j->queue_gen };
     sift_up(g->q, g->q_len++);
     return true;

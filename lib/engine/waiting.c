@@ -8,7 +8,10 @@
  * per poll. Memory only: it explains, it decides nothing.
  *
  * The queue deadline (queue_timeout_ms from each enqueue) is stored with
- * the job; a tick fails the jobs still queued past it, through the same
+ * the job, and e->queue_next bounds the earliest from below (set as jobs
+ * are queued, exact after each scan), so neither a tick nor
+ * rz_engine_next_wakeup walks the queue unless a deadline may be due. A
+ * tick fails the jobs still queued past theirs, through the same
  * paths as any failure: a standalone job is refunded, a step fails through
  * its run (which may retry it). */
 #include <stdlib.h>
@@ -134,13 +137,15 @@ static void collect_due(rz__ejob *j, void *arg)
         l->ids[l->n++] = j->id;
 }
 
-int rz__engine_queue_expire(rz_engine *e, uint64_t *next)
+int rz__engine_queue_expire(rz_engine *e)
 {
+    if (e->now < e->queue_next)
+        return RZ_OK;
     due_list l = { .now = e->now, .next = UINT64_MAX };
     each_queued(e, collect_due, &l);
-    if (next)
-        *next = l.next;
+    e->queue_next = l.next;   /* failing a step below may lower it again */
     if (l.failed) {
+        e->queue_next = e->now;
         free(l.ids);
         return rz__error(RZ_ENOMEM, "out of memory");
     }
@@ -158,16 +163,7 @@ int rz__engine_queue_expire(rz_engine *e, uint64_t *next)
     return rc;
 }
 
-static void earliest(rz__ejob *j, void *arg)
+uint64_t rz__engine_queue_next(const rz_engine *e)
 {
-    uint64_t *t = arg;
-    if (j->queue_deadline && j->queue_deadline < *t)
-        *t = j->queue_deadline;
-}
-
-uint64_t rz__engine_queue_next(rz_engine *e)
-{
-    uint64_t t = UINT64_MAX;
-    each_queued(e, earliest, &t);
-    return t;
+    return e->queue_next;
 }
