@@ -4,7 +4,8 @@
  * An attempt (rz_attempt_*) is what the embedded runner and the node agent
  * both drive: one run of a resolved module, through the adapter its manifest
  * names (exec.adapter: "process" today; others plug in beside it). What is
- * common to every adapter happens here, once (DESIGN §4, §7):
+ * common to every adapter happens here, once (docs/formats.md, "Process
+ * adapter protocol"):
  *   - the request {inputs, config} goes to the module as JSON on stdin and
  *     is written to <scratch>/in/request.json (a container sees the scratch
  *     folder as /rz);
@@ -43,6 +44,10 @@ extern "C" {
 
 typedef struct rz_proc rz_proc;
 
+/* What a limit of 0 means in rz_proc_opts. */
+#define RZ_PROC_DEFAULT_MAX_OUTPUT ((size_t)16 << 20)     /* 16 MiB */
+#define RZ_PROC_DEFAULT_MAX_LOG ((size_t)64 << 10)        /* 64 KiB */
+
 typedef struct rz_proc_opts {
     int version;                  /* RZ_PROC_OPTS_VERSION */
     const char *const *argv;      /* argv[0] "./x" resolves against module_dir */
@@ -56,8 +61,10 @@ typedef struct rz_proc_opts {
     uint32_t timeout_ms;          /* 0: none; enforced by killing the group */
     uint32_t memory_mb;           /* RLIMIT_AS; 0: unlimited */
     uint32_t cpu_seconds;         /* RLIMIT_CPU; 0: unlimited */
-    size_t max_output;            /* bytes of stdout kept; 0: 16 MiB */
-    size_t max_log;               /* bytes of stderr kept (tail); 0: 64 KiB */
+    size_t max_output;            /* bytes of stdout kept; 0:
+                                     RZ_PROC_DEFAULT_MAX_OUTPUT */
+    size_t max_log;               /* bytes of stderr kept (tail); 0:
+                                     RZ_PROC_DEFAULT_MAX_LOG */
 } rz_proc_opts;
 
 #define RZ_PROC_OPTS_VERSION 1
@@ -100,6 +107,10 @@ typedef struct rz_attempt_secret {
     const char *value;
 } rz_attempt_secret;
 
+/* What a limit of 0 means in rz_attempt_opts (max_output and max_log). */
+#define RZ_ATTEMPT_DEFAULT_MAX_OUTPUT ((size_t)16 << 20)  /* 16 MiB */
+#define RZ_ATTEMPT_DEFAULT_MAX_LOG ((size_t)64 << 10)     /* 64 KiB */
+
 typedef struct rz_attempt_opts {
     int version;                   /* RZ_ATTEMPT_OPTS_VERSION */
     const rz_module *module;       /* resolved, with a local folder */
@@ -114,7 +125,8 @@ typedef struct rz_attempt_opts {
     const char *const *env;        /* extra "NAME=value", NULL-ended */
     const rz_attempt_secret *secrets;
     size_t n_secrets;
-    /* Limits; 0: none (max_output: 16 MiB, max_log: 64 KiB). */
+    /* Limits; 0: none (max_output: RZ_ATTEMPT_DEFAULT_MAX_OUTPUT, max_log:
+     * RZ_ATTEMPT_DEFAULT_MAX_LOG). */
     uint32_t timeout_s;
     uint32_t memory_mb;
     uint32_t cpus;                 /* where the adapter can bound it */
