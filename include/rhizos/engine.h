@@ -226,25 +226,30 @@ typedef struct rz_engine_assignment {
 RZ_EXTERN int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
                              rz_engine_assignment *out);
 
-/* A node reports attempt `attempt` of `job`: success when `error` is NULL
- * (outputs_json: a JSON object; NULL: {}), else failure with that reason.
- * run_ms is the run time the node measured; the job costs the node's price
- * for it (the match cost formula), capped at the hold. RZ_OK also for an
- * exact repeat of a result already accepted (nothing changes again);
- * RZ_ESTATE for a node that does not hold the job or a stale attempt, and
- * for a repeat of an accepted attempt with other content. */
-RZ_EXTERN int rz_engine_result(rz_engine *e, uint64_t node, uint64_t job,
-                               uint32_t attempt, const char *outputs_json,
-                               const char *error, uint64_t run_ms,
-                               uint64_t now_ms);
-/* rz_engine_result that also says, in *repeat (may be NULL), whether an
- * RZ_OK was an exact repeat (1: nothing changed) or this report was taken
- * (0). A repeat with other content (outputs, error or run_ms) is
- * RZ_ESTATE. */
-RZ_EXTERN int rz_engine_result_ex(rz_engine *e, uint64_t node, uint64_t job,
-                                  uint32_t attempt, const char *outputs_json,
-                                  const char *error, uint64_t run_ms,
-                                  uint64_t now_ms, int *repeat);
+/* What a node reports of one attempt of a job it holds. */
+typedef struct rz_engine_report {
+    int version;                /* RZ_ENGINE_REPORT_VERSION */
+    uint32_t attempt;           /* the assignment's attempt */
+    const char *outputs_json;   /* success (error NULL): a JSON object;
+                                   NULL: {} */
+    const char *error;          /* NULL: success; else why it failed */
+    uint64_t run_ms;            /* the run time the node measured */
+} rz_engine_report;
+#define RZ_ENGINE_REPORT_VERSION 1
+#define RZ_ENGINE_REPORT_INIT { RZ_ENGINE_REPORT_VERSION, 0, NULL, NULL, 0 }
+
+/* Node `node` reports an attempt of `job`: success or failure as the report
+ * says. The job costs the node's price for run_ms (the match cost formula),
+ * capped at the hold. RZ_OK also for an exact repeat of a report already
+ * taken (nothing changes again); *was_repeat (may be NULL) says which:
+ * 1 a repeat, 0 this report was taken. RZ_ESTATE for a node that does not
+ * hold the job or a stale attempt, and for a repeat of a taken attempt
+ * with other content (outputs, error or run_ms); RZ_ENOENT unknown job;
+ * RZ_EINVAL a report of another version. */
+RZ_EXTERN int rz_engine_report_result(rz_engine *e, uint64_t node,
+                                      uint64_t job,
+                                      const rz_engine_report *report,
+                                      uint64_t now_ms, int *was_repeat);
 /* Cancel a standalone job that has not finished: its hold is refunded (a
  * node running it is told by a RZ_EV_JOB_STOP event). RZ_ESTATE when it has
  * finished; deployment steps are cancelled with their deployment. */

@@ -997,21 +997,18 @@ static int result_repeat(rz_engine *e, const rz__ejob *j, const char *outputs_js
                      (unsigned long long)j->id);
 }
 
-int rz_engine_result(rz_engine *e, uint64_t node, uint64_t job,
-                     uint32_t attempt, const char *outputs_json,
-                     const char *error, uint64_t run_ms, uint64_t now_ms)
+int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
+                            const rz_engine_report *report, uint64_t now_ms,
+                            int *was_repeat)
 {
-    return rz_engine_result_ex(e, node, job, attempt, outputs_json, error,
-                               run_ms, now_ms, NULL);
-}
-
-int rz_engine_result_ex(rz_engine *e, uint64_t node, uint64_t job,
-                        uint32_t attempt, const char *outputs_json,
-                        const char *error, uint64_t run_ms, uint64_t now_ms,
-                        int *repeat)
-{
-    if (repeat)
-        *repeat = 0;
+    if (was_repeat)
+        *was_repeat = 0;
+    if (!report || report->version != RZ_ENGINE_REPORT_VERSION)
+        return rz__error(RZ_EINVAL, "rz_engine_report_result: invalid report");
+    uint32_t attempt = report->attempt;
+    const char *outputs_json = report->outputs_json;
+    const char *error = report->error;
+    uint64_t run_ms = report->run_ms;
     int rc = begin_call(e, now_ms);
     if (rc != RZ_OK)
         return rc;
@@ -1020,8 +1017,8 @@ int rz_engine_result_ex(rz_engine *e, uint64_t node, uint64_t job,
         return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
     if (j->done_attempt && j->done_attempt == attempt && j->done_node == node) {
         rc = result_repeat(e, j, outputs_json, error, run_ms);
-        if (rc == RZ_OK && repeat)
-            *repeat = 1;
+        if (rc == RZ_OK && was_repeat)
+            *was_repeat = 1;
         return rc;
     }
     if (j->state != RZ_JOB_RUNNING || j->node != node || j->attempt != attempt) {

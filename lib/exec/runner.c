@@ -289,8 +289,12 @@ static int report(runner *r, uint64_t job, uint32_t attempt,
                   const char *outputs, const char *error, uint64_t run_ms)
 {
     uint64_t now = rz__now_ms();
-    int rc = rz_engine_result(r->engine, r->node, job, attempt, outputs,
-                              error, run_ms, now);
+    rz_engine_report rep = RZ_ENGINE_REPORT_INIT;
+    rep.attempt = attempt;
+    rep.outputs_json = outputs;
+    rep.error = error;
+    rep.run_ms = run_ms;
+    int rc = rz_engine_report_result(r->engine, r->node, job, &rep, now, NULL);
     /* RZ_ESTATE: the engine settled the attempt first (its timeout). */
     if (rc != RZ_OK && rc != RZ_ESTATE)
         return rc;

@@ -488,7 +488,10 @@ int orch_deliver(orch *o, struct evhttp_request *r, uint64_t node, bool cbor)
         /* The attempt cannot start without its credentials: it fails (a
          * deployment's retry policy decides what follows). */
         cJSON_Delete(doc);
-        rz_engine_result(o->e, node, job, attempt, NULL, why, 0, now);
+        rz_engine_report rep = RZ_ENGINE_REPORT_INIT;
+        rep.attempt = attempt;
+        rep.error = why;
+        rz_engine_report_result(o->e, node, job, &rep, now, NULL);
     }
 }
 
@@ -540,9 +543,12 @@ void r_node_result_oversize(req *q, size_t len)
              "of %zu bytes", len, o->opts.max_body);
     rz_engine_job_info ji;
     if (rz_engine_job_get(o->e, job, &ji) == RZ_OK && ji.node == node &&
-        (ji.state == RZ_JOB_RUNNING || ji.state == RZ_JOB_ASSIGNED))
-        rz_engine_result(o->e, node, job, ji.attempt, NULL, why, 0,
-                         orch_now_ms());
+        (ji.state == RZ_JOB_RUNNING || ji.state == RZ_JOB_ASSIGNED)) {
+        rz_engine_report rep = RZ_ENGINE_REPORT_INIT;
+        rep.attempt = ji.attempt;
+        rep.error = why;
+        rz_engine_report_result(o->e, node, job, &rep, orch_now_ms(), NULL);
+    }
     reply_error(q, RZ_ETOOBIG, "%s", why);
 }
 
@@ -567,8 +573,13 @@ void r_node_result(req *q)
     }
     char *out = outputs ? cJSON_PrintUnformatted(outputs) : NULL;
     int repeat = 0;
-    int rc = rz_engine_result_ex(o->e, node, job, (uint32_t)attempt, out, error,
-                                 run_ms, orch_now_ms(), &repeat);
+    rz_engine_report rep = RZ_ENGINE_REPORT_INIT;
+    rep.attempt = (uint32_t)attempt;
+    rep.outputs_json = out;
+    rep.error = error;
+    rep.run_ms = run_ms;
+    int rc = rz_engine_report_result(o->e, node, job, &rep, orch_now_ms(),
+                                     &repeat);
     free(out);
     if (rc != RZ_OK) {
         reply_rz(q, rc);

@@ -179,9 +179,12 @@ static void send_result(world *w, const struct flight *f, bool late)
     bool ok = below(w, 10) < 8;
     char out[64];
     snprintf(out, sizeof out, "{\"v\":%u}", (unsigned)below(w, 10));
-    int rc = rz_engine_result(w->e, f->node, f->job, f->attempt,
-                              ok ? out : NULL, ok ? NULL : "sim failure",
-                              below(w, 200000), w->now);
+    rz_engine_report rep = RZ_ENGINE_REPORT_INIT;
+    rep.attempt = f->attempt;
+    rep.outputs_json = ok ? out : NULL;
+    rep.error = ok ? NULL : "sim failure";
+    rep.run_ms = below(w, 200000);
+    int rc = rz_engine_report_result(w->e, f->node, f->job, &rep, w->now, NULL);
     if (rc != RZ_OK && rc != RZ_ESTATE)
         die(w, "result");
     /* RZ_ESTATE: the job was cancelled, timed out or its node lost
