@@ -130,24 +130,25 @@ typedef struct rz_ledger_transfer {
 
 /* Operations of a batch. Fields each type reads:
  *   CREATE_ACCOUNT    id (the account), kind (CLIENT or NODE)
- *   TRANSFER          id, account (debit), other (credit), amount, flags
- *                     (PENDING/POST/VOID), ref (POST, VOID), timeout
- *                     (PENDING), job, kind (code >= RZ_LEDGER_CODE_USER).
+ *   TRANSFER          id, account (debit), counterparty (credit), amount,
+ *                     flags (PENDING/POST/VOID), pending_id (POST, VOID),
+ *                     timeout (PENDING), job, code (>= RZ_LEDGER_CODE_USER).
  *                     A POST with amount 0 posts the whole pending amount.
  *   DEPOSIT_REQUEST   id, account (client), amount
- *   DEPOSIT_CONFIRM   id, ref (the deposit request)
+ *   DEPOSIT_CONFIRM   id, pending_id (the deposit request)
  *   TEST_CREDIT       id, account (client), amount
  *   HOLD              id, job, account (client), amount, timeout
- *   SETTLE            id, job (or ref: the hold), other (node), amount
- *                     (the actual cost, <= the hold). Ids id, then
- *                     rz_ledger_derive_id(id, 1) (payout) and (id, 2) (fee).
- *   REFUND            id, job (or ref: the hold)
+ *   SETTLE            id, job (or pending_id: the hold), counterparty (the
+ *                     node), amount (the actual cost, <= the hold). Ids id,
+ *                     then rz_ledger_derive_id(id, 1) (payout) and (id, 2)
+ *                     (fee).
+ *   REFUND            id, job (or pending_id: the hold)
  *   WITHDRAW_REQUEST  id, account (client or node), amount
- *   WITHDRAW_COMPLETE id, ref (the request)
- *   WITHDRAW_CANCEL   id, ref (the request)
+ *   WITHDRAW_COMPLETE id, pending_id (the request)
+ *   WITHDRAW_CANCEL   id, pending_id (the request)
  *   TICK              amount (now); voids every open pending transfer with
  *                     0 < timeout <= now, ids rz_ledger_derive_id(pending,
- *                     3); result a = how many.
+ *                     3); the result's expired says how many.
  * RZ_LEDGER_LINKED in flags chains an op to the next: the chain commits
  * whole or not at all (the failing op gets its error, the others
  * RZ_ELINKED). */
@@ -170,17 +171,24 @@ typedef struct rz_ledger_op {
     uint32_t type;                /* rz_ledger_op_type */
     uint32_t flags;
     rz_ledger_id id;
-    rz_ledger_id account, other, ref, job;
+    rz_ledger_id account;         /* the account the op is for */
+    rz_ledger_id counterparty;    /* TRANSFER: credit; SETTLE: the node */
+    rz_ledger_id pending_id;      /* the pending transfer it resolves */
+    rz_ledger_id job;
     uint64_t amount;
     uint64_t timeout;
-    uint32_t kind;
+    uint32_t kind;                /* CREATE_ACCOUNT: rz_ledger_kind */
+    uint32_t code;                /* TRANSFER: rz_ledger_code (user) */
 } rz_ledger_op;
 
 typedef struct rz_ledger_result {
     int status;                   /* RZ_OK or a negative rz_status */
     uint32_t replayed;            /* 1: the id existed with these fields */
-    uint64_t a, b;                /* SETTLE: payout, fee; REFUND, CANCEL:
-                                     amount released; TICK: a = expired */
+    uint64_t amount;              /* SETTLE: the node's payout; a void
+                                     (REFUND, WITHDRAW_CANCEL, TRANSFER
+                                     with VOID): the amount released */
+    uint64_t fee;                 /* SETTLE: the platform's fee */
+    uint64_t expired;             /* TICK: pending transfers it voided */
 } rz_ledger_result;
 
 /* The most operations one batch takes. */

@@ -338,7 +338,7 @@ static void owed_op(const rz__ejob *j, rz_ledger_op *op)
     if (j->owed == RZ__OWE_SETTLE) {
         op->type = RZ_LEDGER_OP_SETTLE;
         op->id = eid(RZ__EID_SETTLE, j->id);
-        op->other = rz_engine_node_account(j->node);
+        op->counterparty = rz_engine_node_account(j->node);
         op->amount = j->cost;
     } else {
         op->type = RZ_LEDGER_OP_REFUND;

@@ -500,7 +500,7 @@ static int ref_op(rz_ledger *l, uint32_t type, rz_ledger_id id,
                   rz_ledger_id ref)
 {
     rz_ledger_op op = make_op(type, id);
-    op.ref = ref;
+    op.pending_id = ref;
     return submit_one(l, &op, NULL);
 }
 
@@ -539,7 +539,7 @@ int rz_ledger_settle(rz_ledger *l, rz_ledger_id id, rz_ledger_id job,
 {
     rz_ledger_op op = make_op(RZ_LEDGER_OP_SETTLE, id);
     op.job = job;
-    op.other = node;
+    op.counterparty = node;
     op.amount = actual_cents;
     return submit_one(l, &op, res);
 }
@@ -571,7 +571,7 @@ int rz_ledger_tick(rz_ledger *l, uint64_t now, uint64_t *expired)
     rz_ledger_result r;
     int rc = submit_one(l, &op, &r);
     if (rc == RZ_OK && expired)
-        *expired = r.a;
+        *expired = r.expired;
     return rc;
 }
 

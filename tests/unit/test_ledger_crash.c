@@ -125,12 +125,12 @@ static void child(const char *dir, uint64_t round, int fd)
                     holds[rnd() % 256] = id;
             } else if (pick < 8) {
                 *op = op_of(RZ_LEDGER_OP_SETTLE, id);
-                op->ref = holds[rnd() % nholds];
-                op->other = node(rnd() % NNODE);
+                op->pending_id = holds[rnd() % nholds];
+                op->counterparty = node(rnd() % NNODE);
                 op->amount = rnd() % 2500;
             } else if (pick < 9) {
                 *op = op_of(RZ_LEDGER_OP_REFUND, id);
-                op->ref = holds[rnd() % nholds];
+                op->pending_id = holds[rnd() % nholds];
             } else {
                 *op = op_of(RZ_LEDGER_OP_TICK, ID(0));
                 op->amount = b;

@@ -98,7 +98,8 @@ class RzLedgerAccount(Structure):
 
 class RzLedgerResult(Structure):
     _fields_ = [("status", c_int), ("replayed", c_uint32),
-                ("a", c_uint64), ("b", c_uint64)]
+                ("amount", c_uint64), ("fee", c_uint64),
+                ("expired", c_uint64)]
 
 
 class RzLedgerOpts(Structure):
