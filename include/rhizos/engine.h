@@ -297,14 +297,14 @@ RZ_EXTERN int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
  * its job, declined or lost by a node, is "queued" again. A step that timed
  * out before any node took its job says so: "timed out after N s waiting for
  * a node (no node took it)". Release with rz_free. */
-RZ_EXTERN int rz_engine_deploy_status(rz_engine *e, uint64_t deployment,
-                                      char **json);
-RZ_EXTERN int rz_engine_deploy_state(rz_engine *e, uint64_t deployment,
-                                     rz_run_state *out);
+RZ_EXTERN int rz_engine_deployment_status(rz_engine *e, uint64_t deployment,
+                                          char **json);
+RZ_EXTERN int rz_engine_deployment_state(rz_engine *e, uint64_t deployment,
+                                         rz_run_state *out);
 /* Cancel: waiting steps are cancelled, running ones stopped, every hold
  * not yet settled refunded. Cancelling a finished deployment is RZ_ESTATE. */
-RZ_EXTERN int rz_engine_deploy_cancel(rz_engine *e, uint64_t deployment,
-                                      uint64_t now_ms);
+RZ_EXTERN int rz_engine_deployment_cancel(rz_engine *e, uint64_t deployment,
+                                          uint64_t now_ms);
 
 /* ---- Declines and listings (for servers) ---- */
 
@@ -337,21 +337,21 @@ RZ_EXTERN int rz_engine_node_running(rz_engine *e, uint64_t node,
 RZ_EXTERN size_t rz_engine_job_list(rz_engine *e, const rz_ledger_id *client,
                                     uint64_t before, uint64_t *ids, size_t cap);
 /* Deployment ids, the same way. */
-RZ_EXTERN size_t rz_engine_deploy_list(rz_engine *e,
-                                       const rz_ledger_id *client,
-                                       uint64_t before, uint64_t *ids,
-                                       size_t cap);
+RZ_EXTERN size_t rz_engine_deployment_list(rz_engine *e,
+                                           const rz_ledger_id *client,
+                                           uint64_t before, uint64_t *ids,
+                                           size_t cap);
 
-typedef struct rz_engine_deploy_info {
+typedef struct rz_engine_deployment_info {
     uint64_t id;
     rz_ledger_id client;       /* the account that deployed and pays */
     rz_run_state state;
     uint64_t created_ms;
     uint64_t first_job;        /* step i is job first_job + i */
     size_t n_steps;
-} rz_engine_deploy_info;
-RZ_EXTERN int rz_engine_deploy_get(rz_engine *e, uint64_t deployment,
-                                   rz_engine_deploy_info *out);
+} rz_engine_deployment_info;
+RZ_EXTERN int rz_engine_deployment_get(rz_engine *e, uint64_t deployment,
+                                       rz_engine_deployment_info *out);
 
 /* Nodes are numbered 1..rz_engine_node_count (lost and gone ones stay). */
 RZ_EXTERN uint64_t rz_engine_node_count(rz_engine *e);

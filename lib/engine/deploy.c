@@ -497,7 +497,7 @@ static rz__edep *find_dep(rz_engine *e, uint64_t id, int *rc)
     return d;
 }
 
-int rz_engine_deploy_status(rz_engine *e, uint64_t deployment, char **json)
+int rz_engine_deployment_status(rz_engine *e, uint64_t deployment, char **json)
 {
     int rc = RZ_OK;
     if (json)
@@ -512,7 +512,7 @@ int rz_engine_deploy_status(rz_engine *e, uint64_t deployment, char **json)
     return status_json(e, d, json);
 }
 
-int rz_engine_deploy_state(rz_engine *e, uint64_t deployment, rz_run_state *out)
+int rz_engine_deployment_state(rz_engine *e, uint64_t deployment, rz_run_state *out)
 {
     int rc = RZ_OK;
     rz__edep *d = find_dep(e, deployment, &rc);
@@ -521,7 +521,7 @@ int rz_engine_deploy_state(rz_engine *e, uint64_t deployment, rz_run_state *out)
     return rc;
 }
 
-int rz_engine_deploy_cancel(rz_engine *e, uint64_t deployment, uint64_t now_ms)
+int rz_engine_deployment_cancel(rz_engine *e, uint64_t deployment, uint64_t now_ms)
 {
     int rc = RZ_OK;
     rz__edep *d = find_dep(e, deployment, &rc);

@@ -1194,8 +1194,8 @@ size_t rz_engine_job_list(rz_engine *e, const rz_ledger_id *client,
     return n;
 }
 
-size_t rz_engine_deploy_list(rz_engine *e, const rz_ledger_id *client,
-                             uint64_t before, uint64_t *ids, size_t cap)
+size_t rz_engine_deployment_list(rz_engine *e, const rz_ledger_id *client,
+                                 uint64_t before, uint64_t *ids, size_t cap)
 {
     size_t n = 0;
     if (e && ids)
@@ -1203,8 +1203,8 @@ size_t rz_engine_deploy_list(rz_engine *e, const rz_ledger_id *client,
     return n;
 }
 
-int rz_engine_deploy_get(rz_engine *e, uint64_t deployment,
-                         rz_engine_deploy_info *out)
+int rz_engine_deployment_get(rz_engine *e, uint64_t deployment,
+                             rz_engine_deployment_info *out)
 {
     rz__edep *d = e ? rz__engine_dep(e, deployment) : NULL;
     if (!d || !out)

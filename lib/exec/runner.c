@@ -397,7 +397,7 @@ static int check_cancel(runner *r)
         return RZ_OK;
     r->cancelled = true;
     uint64_t now = rz__now_ms();
-    int rc = rz_engine_deploy_cancel(r->engine, r->dep, now);
+    int rc = rz_engine_deployment_cancel(r->engine, r->dep, now);
     if (rc == RZ_ESTATE)   /* it finished first */
         rc = RZ_OK;
     return rc == RZ_OK ? settle(r, now) : rc;

@@ -257,9 +257,9 @@ static void sse_send(struct evhttp_request *r, const char *event, const char *da
  * caller ends it (watcher_end), so no watcher outlives its request. */
 static bool sse_push(orch *o, struct evhttp_request *r, uint64_t dep)
 {
-    rz_engine_deploy_info di;
+    rz_engine_deployment_info di;
     char *status = flow_status_text(o, dep);
-    bool done = rz_engine_deploy_get(o->e, dep, &di) != RZ_OK ||
+    bool done = rz_engine_deployment_get(o->e, dep, &di) != RZ_OK ||
                 di.state != RZ_RUN_RUNNING;
     if (status) {
         sse_send(r, "status", status);

@@ -490,7 +490,7 @@ static int drive(fx *f, const uint64_t *nodes, size_t n, uint64_t now,
 static cJSON *status(fx *f, uint64_t d)
 {
     char *json = NULL;
-    assert_int_equal(rz_engine_deploy_status(f->e, d, &json), RZ_OK);
+    assert_int_equal(rz_engine_deployment_status(f->e, d, &json), RZ_OK);
     cJSON *doc = cJSON_Parse(json);
     rz_free(json);
     assert_non_null(doc);
@@ -560,7 +560,7 @@ static void test_deploy_fanout(void **state)
         check(f);
     }
     rz_run_state rs;
-    assert_int_equal(rz_engine_deploy_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_SUCCEEDED);
     cJSON *doc = status(f, d);
     assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
@@ -580,7 +580,7 @@ static void test_deploy_fanout(void **state)
     /* 4 jobs ran at 1 core x 10 s = 100 cents; the skipped one is refunded. */
     assert_money(f, 1, 5, nodes, 3);
     assert_int_equal(balance(f, f->client), 9600);
-    assert_int_equal(rz_engine_deploy_cancel(f->e, d, now), RZ_ESTATE);
+    assert_int_equal(rz_engine_deployment_cancel(f->e, d, now), RZ_ESTATE);
     reopen(f);   /* finished deployments keep their status */
     doc = status(f, d);
     assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
@@ -635,7 +635,7 @@ static void test_deploy_timeout_cancel(void **state)
     assert_int_equal(rz_engine_node_heartbeat(f->e, n, 1000, 0), RZ_OK);
     assert_int_equal(rz_engine_tick(f->e, 1011), RZ_OK);   /* s timed out */
     rz_run_state rs;
-    assert_int_equal(rz_engine_deploy_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_FAILED);
     assert_int_equal(job_state(f, a.job), RZ_JOB_FAILED);
     assert_int_equal(report(f->e, n, a.job, 1, "{}", NULL, 5, 1012), RZ_ESTATE);
@@ -649,8 +649,8 @@ static void test_deploy_timeout_cancel(void **state)
     /* Cancel mid-run: everything refunded, the running node told to stop. */
     uint64_t d2 = deploy(f, FANOUT, 2000);
     assert_int_equal(rz_engine_poll(f->e, n, 2001, &a), RZ_OK);
-    assert_int_equal(rz_engine_deploy_cancel(f->e, d2, 2002), RZ_OK);
-    assert_int_equal(rz_engine_deploy_state(f->e, d2, &rs), RZ_OK);
+    assert_int_equal(rz_engine_deployment_cancel(f->e, d2, 2002), RZ_OK);
+    assert_int_equal(rz_engine_deployment_state(f->e, d2, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_CANCELLED);
     assert_int_equal(job_state(f, a.job), RZ_JOB_CANCELLED);
     assert_int_equal(balance(f, f->client), 10000);
@@ -806,7 +806,7 @@ static void test_restart_close(void **state)
         }
     }
     rz_run_state rs;
-    assert_int_equal(rz_engine_deploy_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_SUCCEEDED);
     assert_money(f, 1, 5, nodes, 2);
     check(f);
@@ -862,7 +862,7 @@ static void test_restart_sigkill(void **state)
         assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
     }
     rz_run_state rs;
-    assert_int_equal(rz_engine_deploy_state(f->e, 1, &rs), RZ_OK);
+    assert_int_equal(rz_engine_deployment_state(f->e, 1, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_SUCCEEDED);
     assert_money(f, 1, 5, nodes, 1);
     check(f);
@@ -984,15 +984,15 @@ static void test_listings(void **state)
     uint64_t d = 0;
     assert_int_equal(rz_engine_deploy(f->e, flow, strlen(flow), f->client, NULL,
                                       4, &d, NULL), RZ_OK);
-    rz_engine_deploy_info di;
-    assert_int_equal(rz_engine_deploy_get(f->e, d, &di), RZ_OK);
+    rz_engine_deployment_info di;
+    assert_int_equal(rz_engine_deployment_get(f->e, d, &di), RZ_OK);
     assert_true(di.client.hi == f->client.hi && di.client.lo == f->client.lo);
     assert_int_equal(di.n_steps, 1);
     assert_int_equal(di.first_job, j3 + 1);
     assert_int_equal(di.state, RZ_RUN_RUNNING);
-    assert_int_equal(rz_engine_deploy_get(f->e, d + 1, &di), RZ_ENOENT);
-    assert_int_equal(rz_engine_deploy_list(f->e, &f->client, 0, ids, 8), 1);
-    assert_int_equal(rz_engine_deploy_list(f->e, &other, 0, ids, 8), 0);
+    assert_int_equal(rz_engine_deployment_get(f->e, d + 1, &di), RZ_ENOENT);
+    assert_int_equal(rz_engine_deployment_list(f->e, &f->client, 0, ids, 8), 1);
+    assert_int_equal(rz_engine_deployment_list(f->e, &other, 0, ids, 8), 0);
 
     uint64_t n = node_add(f, 5);
     assert_int_equal(rz_engine_node_count(f->e), 1);
@@ -1226,7 +1226,7 @@ static void test_deploy_many_steps(void **state)
     free(text);
     assert_int_equal(balance(f, f->client), 10000 - n);
     check(f);
-    assert_int_equal(rz_engine_deploy_cancel(f->e, d, 3), RZ_OK);
+    assert_int_equal(rz_engine_deployment_cancel(f->e, d, 3), RZ_OK);
     assert_int_equal(balance(f, f->client), 10000);
     check(f);
 }

@@ -884,7 +884,7 @@ static rz_engine *local_engine(char *dir, const rz_registry *reg)
 static void assert_follows(rz_engine *e, uint64_t dep, const rz_run *r)
 {
     char *json = NULL;
-    assert_int_equal(rz_engine_deploy_status(e, dep, &json), RZ_OK);
+    assert_int_equal(rz_engine_deployment_status(e, dep, &json), RZ_OK);
     cJSON *doc = cJSON_Parse(json);
     rz_free(json);
     assert_non_null(doc);
