@@ -170,7 +170,7 @@ static void run(size_t nn, size_t nj)
         lat[i] = d;
         total += d;
         rz_matcher_stats s1;
-        rz_matcher_get_stats(m, &s1);
+        rz_matcher_stats_get(m, &s1);
         if (s1.cache_builds != builds) {   /* first job of a new group */
             builds = s1.cache_builds;
             build += d;
@@ -182,7 +182,7 @@ static void run(size_t nn, size_t nj)
     }
     double wall = now() - t0;
     rz_matcher_stats st;
-    rz_matcher_get_stats(m, &st);
+    rz_matcher_stats_get(m, &st);
     qsort(lat, nj, sizeof *lat, cmp_d);
     printf("%7zu nodes  %7zu jobs  placed %7zu  %9.0f placements/s  p50 %6.2f us  p99 %7.2f us\n"
            "               %llu groups built in %.3f s (their first jobs); the other %llu jobs: "

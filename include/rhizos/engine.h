@@ -253,7 +253,7 @@ RZ_EXTERN int rz_engine_report_result(rz_engine *e, uint64_t node,
 /* Cancel a standalone job that has not finished: its hold is refunded (a
  * node running it is told by a RZ_EV_JOB_STOP event). RZ_ESTATE when it has
  * finished; deployment steps are cancelled with their deployment. */
-RZ_EXTERN int rz_engine_cancel_job(rz_engine *e, uint64_t job, uint64_t now_ms);
+RZ_EXTERN int rz_engine_job_cancel(rz_engine *e, uint64_t job, uint64_t now_ms);
 
 typedef struct rz_engine_job_info {
     uint64_t id;

@@ -234,7 +234,7 @@ typedef struct rz_runner_opts {
     /* Credentials from an unlocked vault (rz_vault_resolve_step), when
      * step_env is NULL. Borrowed for the run; may be NULL. */
     const rz_vault *vault;
-    /* Record the run in the run store of this folder (rz_store_put_run):
+    /* Record the run in the run store of this folder (rz_store_run_put):
      * when it starts, so a run in progress or killed leaves a trace, and
      * when it ends. A record that cannot be written is a NOTICE event
      * ("run not recorded in DIR: ..."), and rz_runner_run returns its

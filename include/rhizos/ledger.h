@@ -275,7 +275,7 @@ RZ_EXTERN uint64_t rz_ledger_fee(uint64_t cents, uint32_t fee_bps);
 /* Queries read the last committed state. */
 RZ_EXTERN int rz_ledger_balance(rz_ledger *l, rz_ledger_id account,
                                 rz_ledger_account *out);
-RZ_EXTERN int rz_ledger_get_transfer(rz_ledger *l, rz_ledger_id id,
+RZ_EXTERN int rz_ledger_transfer_get(rz_ledger *l, rz_ledger_id id,
                                      rz_ledger_transfer *out);
 /* Transfers touching `account`, newest first: up to `cap` with seq <
  * before_seq (0: from the newest). The next page: before_seq =

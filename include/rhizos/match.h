@@ -137,7 +137,7 @@ typedef struct rz_matcher_stats {
     uint64_t cache_hits, cache_builds; /* requirement groups reused / built */
     size_t groups;                      /* cached requirement groups now */
 } rz_matcher_stats;
-RZ_EXTERN void rz_matcher_get_stats(const rz_matcher *m, rz_matcher_stats *out);
+RZ_EXTERN void rz_matcher_stats_get(const rz_matcher *m, rz_matcher_stats *out);
 
 #ifdef __cplusplus
 }

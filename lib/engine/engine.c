@@ -480,7 +480,7 @@ static int refund_orphans(rz_engine *e)
     uint64_t last = e->n_jobs;
     for (uint64_t id = e->n_jobs + 1; id <= last + RZ__GROUP_HOLDS_MAX; id++) {
         rz_ledger_transfer t;
-        int rc = rz_ledger_get_transfer(e->ledger, rz__engine_hold_id(id), &t);
+        int rc = rz_ledger_transfer_get(e->ledger, rz__engine_hold_id(id), &t);
         if (rc == RZ_ENOENT)
             continue;
         if (rc != RZ_OK)
@@ -1061,7 +1061,7 @@ static bool job_open(const rz__ejob *j)
     return j->state < RZ_JOB_SUCCEEDED;
 }
 
-int rz_engine_cancel_job(rz_engine *e, uint64_t job, uint64_t now_ms)
+int rz_engine_job_cancel(rz_engine *e, uint64_t job, uint64_t now_ms)
 {
     int rc = begin_call(e, now_ms);
     if (rc != RZ_OK)

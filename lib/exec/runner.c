@@ -413,7 +413,7 @@ static int record(runner *r, uint64_t finished)
         return RZ_OK;
     int rc = r->store ? RZ_OK : rz_store_open(&r->store, dir);
     if (rc == RZ_OK)
-        rc = rz_store_put_run(r->store, r->run, r->started_wall, finished);
+        rc = rz_store_run_put(r->store, r->run, r->started_wall, finished);
     if (rc == RZ_OK)
         return RZ_OK;
     char *msg = rz__asprintf("run not recorded in %s: %s", dir,

@@ -596,7 +596,7 @@ int rz_ledger_balance(rz_ledger *l, rz_ledger_id account,
     return rc;
 }
 
-int rz_ledger_get_transfer(rz_ledger *l, rz_ledger_id id,
+int rz_ledger_transfer_get(rz_ledger *l, rz_ledger_id id,
                            rz_ledger_transfer *out)
 {
     if (!l || !out)

@@ -282,7 +282,7 @@ static void act_cancel(world *w)
     if (rz_engine_job_get(w->e, job, &ji) != RZ_OK)
         die(w, "job_get");
     int rc = ji.deployment ? rz_engine_deployment_cancel(w->e, ji.deployment, w->now)
-                           : rz_engine_cancel_job(w->e, job, w->now);
+                           : rz_engine_job_cancel(w->e, job, w->now);
     if (rc != RZ_OK && rc != RZ_ESTATE)
         die(w, "cancel");
 }
@@ -340,7 +340,7 @@ static void finish(world *w)
         if (ji.state >= RZ_JOB_SUCCEEDED)
             continue;
         int rc = ji.deployment ? rz_engine_deployment_cancel(w->e, ji.deployment, w->now)
-                               : rz_engine_cancel_job(w->e, j, w->now);
+                               : rz_engine_job_cancel(w->e, j, w->now);
         if (rc != RZ_OK && rc != RZ_ESTATE)
             die(w, "final cancel");
     }

@@ -239,12 +239,12 @@ static void test_refunds_and_funds(void **state)
     assert_int_equal(balance(f, f->client), 10000);
     /* Cancel while queued and while running. */
     uint64_t q = submit(f, 300, 0, 4);
-    assert_int_equal(rz_engine_cancel_job(f->e, q, 5), RZ_OK);
-    assert_int_equal(rz_engine_cancel_job(f->e, q, 5), RZ_ESTATE);
+    assert_int_equal(rz_engine_job_cancel(f->e, q, 5), RZ_OK);
+    assert_int_equal(rz_engine_job_cancel(f->e, q, 5), RZ_ESTATE);
     uint64_t r = submit(f, 300, 0, 6);
     assert_int_equal(rz_engine_poll(f->e, n, 7, &a), RZ_OK);
     assert_int_equal(a.job, r);
-    assert_int_equal(rz_engine_cancel_job(f->e, r, 8), RZ_OK);
+    assert_int_equal(rz_engine_job_cancel(f->e, r, 8), RZ_OK);
     assert_int_equal(report(f->e, n, r, 1, "{}", NULL, 10, 9), RZ_ESTATE);
     assert_int_equal(balance(f, f->client), 10000);
     /* Insufficient funds: an error and nothing changes. */
@@ -923,7 +923,7 @@ static void test_decline(void **state)
     assert_int_equal(as.job, k);
     assert_int_equal(report(f->e, b, j, 2, "{\"n\":1}", NULL, 10000, 10), RZ_OK);
     assert_int_equal(balance(f, f->client), 10000 - 200 - 500);
-    assert_int_equal(rz_engine_cancel_job(f->e, k, 11), RZ_OK);
+    assert_int_equal(rz_engine_job_cancel(f->e, k, 11), RZ_OK);
     assert_int_equal(balance(f, f->client), 9800);
     check(f);
 }
@@ -1040,7 +1040,7 @@ static void test_group_commit(void **state)
     rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, n, 2, &a), RZ_OK);
     assert_int_equal(a.job, j1);
-    assert_int_equal(rz_engine_cancel_job(f->e, j2, 2), RZ_OK);
+    assert_int_equal(rz_engine_job_cancel(f->e, j2, 2), RZ_OK);
     assert_int_equal(rz_engine_group_commit(f->e), RZ_OK);
     assert_false(rz_engine_in_group(f->e));
     assert_int_equal(balance(f, f->client), 10000 - 300 - 300 - 9000);
@@ -1136,7 +1136,7 @@ static void test_shared_requirements(void **state)
     assert_string_equal(rz__engine_job(f->e, a)->reqs_json,
                         "{\"max_cost_cents\":200,\"cpu_cores\":2,"
                         "\"estimate_seconds\":10}");
-    assert_int_equal(rz_engine_cancel_job(f->e, a, 2), RZ_OK);
+    assert_int_equal(rz_engine_job_cancel(f->e, a, 2), RZ_OK);
     reopen(f);
     assert_ptr_equal(rz__engine_job(f->e, a)->reqs, rz__engine_job(f->e, b)->reqs);
     uint64_t n = node_add(f, 3);
@@ -1187,7 +1187,7 @@ static void test_queue_groups(void **state)
     assert_int_equal(rz_engine_poll(f->e, n, 5, &a), RZ_OK);
     assert_int_equal(a.job, d);
     assert_int_equal(job_state(f, b), RZ_JOB_ASSIGNED);
-    assert_int_equal(rz_engine_cancel_job(f->e, x[1], 6), RZ_OK);
+    assert_int_equal(rz_engine_job_cancel(f->e, x[1], 6), RZ_OK);
     check(f);
     reopen(f);
     check(f);
@@ -1264,8 +1264,8 @@ static void test_waiting_nodes(void **state)
     assert_int_equal(job_node(f, j5), n3);
     assert_int_equal(job_node(f, j6), n2);   /* n1 is full (2 slots) */
     /* A full node's wait changes nothing; a withdrawn wait is forgotten. */
-    assert_int_equal(rz_engine_cancel_job(f->e, j5, 6), RZ_OK);
-    assert_int_equal(rz_engine_cancel_job(f->e, j6, 6), RZ_OK);
+    assert_int_equal(rz_engine_job_cancel(f->e, j5, 6), RZ_OK);
+    assert_int_equal(rz_engine_job_cancel(f->e, j6, 6), RZ_OK);
     assert_int_equal(rz_engine_node_waiting(f->e, n1, 1), RZ_OK);
     assert_int_equal(rz_engine_node_waiting(f->e, n3, 1), RZ_OK);
     assert_int_equal(rz_engine_node_waiting(f->e, n3, 0), RZ_OK);

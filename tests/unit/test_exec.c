@@ -1275,7 +1275,7 @@ static void test_runner_records_run(void **state)
     rz_store *st = NULL;
     char *json = NULL;
     assert_int_equal(rz_store_open(&st, data), RZ_OK);
-    assert_int_equal(rz_store_get_run(st, "rec-1", &json), RZ_OK);
+    assert_int_equal(rz_store_run_get(st, "rec-1", &json), RZ_OK);
     cJSON *doc = cJSON_Parse(json);
     const cJSON *status = cJSON_GetObjectItemCaseSensitive(doc, "status");
     assert_true(cJSON_IsString(status));

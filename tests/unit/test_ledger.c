@@ -228,7 +228,7 @@ static void test_settle_rejections(void **state)
                      RZ_ENOENT);
     /* Nothing of the failed settles is left behind. */
     rz_ledger_transfer t;
-    assert_int_equal(rz_ledger_get_transfer(f->l, ID(3), &t), RZ_ENOENT);
+    assert_int_equal(rz_ledger_transfer_get(f->l, ID(3), &t), RZ_ENOENT);
     assert_int_equal(avail(f->l, CLIENT), 700);
     /* Refund, then a post after the void. */
     rz_ledger_result r;
@@ -239,7 +239,7 @@ static void test_settle_rejections(void **state)
                      RZ_EVOIDED);
     assert_int_equal(rz_ledger_refund(f->l, ID(6), JOB, NULL), RZ_EVOIDED);
     assert_int_equal(rz_ledger_refund(f->l, ID(4), JOB, NULL), RZ_OK);
-    assert_int_equal(rz_ledger_get_transfer(f->l, ID(2), &t), RZ_OK);
+    assert_int_equal(rz_ledger_transfer_get(f->l, ID(2), &t), RZ_OK);
     assert_int_equal(t.state, RZ_LEDGER_VOIDED);
     /* A settle of zero: the whole hold comes back, nothing is paid. */
     assert_int_equal(rz_ledger_hold(f->l, ID(7), ID(7001), CLIENT, 100, 0),
@@ -304,9 +304,9 @@ static void test_expiry(void **state)
                      RZ_EEXPIRED);
     assert_int_equal(rz_ledger_refund(f->l, ID(6), JOB, NULL), RZ_EEXPIRED);
     rz_ledger_transfer t;
-    assert_int_equal(rz_ledger_get_transfer(f->l, ID(2), &t), RZ_OK);
+    assert_int_equal(rz_ledger_transfer_get(f->l, ID(2), &t), RZ_OK);
     assert_int_equal(t.state, RZ_LEDGER_EXPIRED);
-    assert_int_equal(rz_ledger_get_transfer(f->l,
+    assert_int_equal(rz_ledger_transfer_get(f->l,
                      rz_ledger_derive_id(ID(2), 3), &t), RZ_OK);
     assert_int_equal(t.code, RZ_LEDGER_CODE_EXPIRE);
     /* A hold without timeout never expires; a settled one no longer can. */
@@ -392,7 +392,7 @@ static void test_linked_chain(void **state)
     assert_int_equal(avail(f->l, CLIENT), 100);
     assert_int_equal(avail(f->l, CLIENT2), 0);
     rz_ledger_transfer t;
-    assert_int_equal(rz_ledger_get_transfer(f->l, ID(10), &t), RZ_ENOENT);
+    assert_int_equal(rz_ledger_transfer_get(f->l, ID(10), &t), RZ_ENOENT);
     /* The same chain within the funds commits whole. */
     ops[2].amount = 10;
     assert_int_equal(rz_ledger_submit(f->l, ops, 4, r), RZ_OK);

@@ -202,7 +202,7 @@ static void drain(acks *a, int fd, long ms)
 static bool present(rz_ledger *l, rz_ledger_id id)
 {
     rz_ledger_transfer t;
-    int rc = rz_ledger_get_transfer(l, id, &t);
+    int rc = rz_ledger_transfer_get(l, id, &t);
     if (rc != RZ_OK && rc != RZ_ENOENT)
         fail_msg("get_transfer: %s", rz_error_last()->message);
     return rc == RZ_OK;

@@ -400,7 +400,7 @@ static void like_jobs_are_matched_as_one_group(void **state)
         assert_int_equal(rz_matcher_place(m, r, &p), RZ_OK);
     }
     rz_matcher_stats s;
-    rz_matcher_get_stats(m, &s);
+    rz_matcher_stats_get(m, &s);
     assert_int_equal(s.cache_builds, 1);
     assert_int_equal(s.cache_hits, 99);
     assert_int_equal(s.groups, 1);

@@ -916,7 +916,7 @@ static napi_value js_matcher_stats(napi_env env, napi_callback_info info)
     if (!b)
         return NULL;
     rz_matcher_stats s;
-    rz_matcher_get_stats(b->p, &s);
+    rz_matcher_stats_get(b->p, &s);
     CALL(env, napi_create_object(env, &o));
     set_num(env, o, "placements", (double)s.placements);
     set_num(env, o, "failures", (double)s.failures);
