@@ -72,7 +72,8 @@ RZ_EXTERN int rz_client_deploy(rz_client *c, const char *text, size_t len,
                                const char *inputs_json,
                                const char *credentials_json,
                                uint64_t *deployment, rz_diags *diags);
-/* GET /api/v1/flows/{id}/status. */
+/* GET /api/v1/flows/{id}/status. Not const: a request uses the client's
+ * connection and keeps its last reply. */
 RZ_EXTERN int rz_client_flow_status(rz_client *c, uint64_t deployment,
                                     char **json);
 /* DELETE /api/v1/flows/{id}. */

@@ -133,7 +133,7 @@ typedef struct rz_engine_node_info {
     uint32_t jobs;          /* assigned or running on it now */
     rz_ledger_id account;
 } rz_engine_node_info;
-RZ_EXTERN int rz_engine_node_get(rz_engine *e, uint64_t node,
+RZ_EXTERN int rz_engine_node_get(const rz_engine *e, uint64_t node,
                                  rz_engine_node_info *out);
 
 /* ---- Jobs ---- */
@@ -271,7 +271,7 @@ typedef struct rz_engine_job_info {
     const char *outputs_json;  /* NULL until it succeeded */
     const char *error;         /* NULL unless it failed */
 } rz_engine_job_info;
-RZ_EXTERN int rz_engine_job_get(rz_engine *e, uint64_t job,
+RZ_EXTERN int rz_engine_job_get(const rz_engine *e, uint64_t job,
                                 rz_engine_job_info *out);
 /* The ledger id under which a job's hold and settlement are recorded. */
 RZ_EXTERN rz_ledger_id rz_engine_job_ledger_id(uint64_t job);
@@ -297,9 +297,11 @@ RZ_EXTERN int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
  * its job, declined or lost by a node, is "queued" again. A step that timed
  * out before any node took its job says so: "timed out after N s waiting for
  * a node (no node took it)". Release with rz_free. */
-RZ_EXTERN int rz_engine_deployment_status(rz_engine *e, uint64_t deployment,
+RZ_EXTERN int rz_engine_deployment_status(const rz_engine *e,
+                                          uint64_t deployment,
                                           char **json);
-RZ_EXTERN int rz_engine_deployment_state(rz_engine *e, uint64_t deployment,
+RZ_EXTERN int rz_engine_deployment_state(const rz_engine *e,
+                                         uint64_t deployment,
                                          rz_run_state *out);
 /* Cancel: waiting steps are cancelled, running ones stopped, every hold
  * not yet settled refunded. Cancelling a finished deployment is RZ_ESTATE. */
@@ -334,10 +336,11 @@ RZ_EXTERN int rz_engine_node_running(rz_engine *e, uint64_t node,
 /* Job ids newest first: up to `cap` ids below `before` (0: from the newest)
  * whose client is *client (NULL: every job's), standalone jobs and
  * deployment steps alike. Returns how many were written. O(jobs). */
-RZ_EXTERN size_t rz_engine_job_list(rz_engine *e, const rz_ledger_id *client,
+RZ_EXTERN size_t rz_engine_job_list(const rz_engine *e,
+                                    const rz_ledger_id *client,
                                     uint64_t before, uint64_t *ids, size_t cap);
 /* Deployment ids, the same way. */
-RZ_EXTERN size_t rz_engine_deployment_list(rz_engine *e,
+RZ_EXTERN size_t rz_engine_deployment_list(const rz_engine *e,
                                            const rz_ledger_id *client,
                                            uint64_t before, uint64_t *ids,
                                            size_t cap);
@@ -350,19 +353,20 @@ typedef struct rz_engine_deployment_info {
     uint64_t first_job;        /* step i is job first_job + i */
     size_t n_steps;
 } rz_engine_deployment_info;
-RZ_EXTERN int rz_engine_deployment_get(rz_engine *e, uint64_t deployment,
+RZ_EXTERN int rz_engine_deployment_get(const rz_engine *e, uint64_t deployment,
                                        rz_engine_deployment_info *out);
 
 /* Nodes are numbered 1..rz_engine_node_count (lost and gone ones stay). */
-RZ_EXTERN uint64_t rz_engine_node_count(rz_engine *e);
+RZ_EXTERN uint64_t rz_engine_node_count(const rz_engine *e);
 /* The capabilities a node registered with (its "id" the engine's), as JSON;
  * release with rz_free. */
-RZ_EXTERN int rz_engine_node_caps(rz_engine *e, uint64_t node, char **json);
+RZ_EXTERN int rz_engine_node_caps(const rz_engine *e, uint64_t node,
+                                  char **json);
 
 /* When a job was submitted and last queued (`now` of those calls; queued
  * is kept in memory only: 0 for jobs queued before the engine was opened).
  * For dispatch latency: the time from queued to handed to a node. */
-RZ_EXTERN int rz_engine_job_times(rz_engine *e, uint64_t job,
+RZ_EXTERN int rz_engine_job_times(const rz_engine *e, uint64_t job,
                                   uint64_t *submitted_ms, uint64_t *queued_ms);
 
 /* The maximum cost a deployment step without its own max_cost_cents is
@@ -370,7 +374,7 @@ RZ_EXTERN int rz_engine_job_times(rz_engine *e, uint64_t job,
  * "estimate_seconds"; NULL: none): the match cost formula at the options'
  * reference prices for the estimate (else default_step_seconds) x
  * estimate_factor_pct / 100, at least 1 cent. A server uses it as a standalone job's default. */
-RZ_EXTERN int rz_engine_reference_cost(rz_engine *e,
+RZ_EXTERN int rz_engine_reference_cost(const rz_engine *e,
                                        const char *requirements_json,
                                        uint64_t *cents);
 
@@ -391,12 +395,13 @@ RZ_EXTERN int rz_engine_reference_cost(rz_engine *e,
 RZ_EXTERN int rz_engine_group_begin(rz_engine *e);
 RZ_EXTERN int rz_engine_group_commit(rz_engine *e);
 /* 1 inside a group, else 0. */
-RZ_EXTERN int rz_engine_in_group(rz_engine *e);
+RZ_EXTERN int rz_engine_in_group(const rz_engine *e);
 /* Cents the open group will hold from `client` at its commit (0 outside a
  * group). A server that moves a client's money through the ledger directly
  * in the same pass (a withdrawal) must leave this much available, or the
  * group's holds would be refused at the commit. */
-RZ_EXTERN uint64_t rz_engine_group_pending(rz_engine *e, rz_ledger_id client);
+RZ_EXTERN uint64_t rz_engine_group_pending(const rz_engine *e,
+                                           rz_ledger_id client);
 
 /* ---- Time, events, invariants ---- */
 
@@ -405,7 +410,7 @@ RZ_EXTERN uint64_t rz_engine_group_pending(rz_engine *e, rz_ledger_id client);
 RZ_EXTERN int rz_engine_tick(rz_engine *e, uint64_t now_ms);
 /* Earliest time a tick would change something by itself (a heartbeat
  * deadline, a retry, a timeout); UINT64_MAX if none. */
-RZ_EXTERN uint64_t rz_engine_next_wakeup(rz_engine *e);
+RZ_EXTERN uint64_t rz_engine_next_wakeup(const rz_engine *e);
 
 typedef enum rz_engine_event_type {
     RZ_EV_JOB_ASSIGNED = 1,     /* job placed on node (deliver on its poll) */
@@ -438,12 +443,14 @@ typedef struct rz_engine_stats {
     uint64_t deployments_running, deployments_done;
     uint64_t assignments, requeues, results_rejected, commits;
 } rz_engine_stats;
-RZ_EXTERN void rz_engine_stats_get(rz_engine *e, rz_engine_stats *out);
+RZ_EXTERN void rz_engine_stats_get(const rz_engine *e, rz_engine_stats *out);
 
 /* Check every invariant: no job both queued and placed, no node's capacity
  * oversubscribed, every job's hold open exactly while the job is open,
  * deployments and their steps agree, the ledger verifies. RZ_OK, or
- * RZ_EINTERNAL with the first breach in rz_error_last(). O(jobs + nodes). */
+ * RZ_EINTERNAL with the first breach in rz_error_last(). O(jobs + nodes).
+ * Not const: it remembers which finished jobs' holds it has checked, so a
+ * second check reads only what changed. */
 RZ_EXTERN int rz_engine_check(rz_engine *e);
 
 /* ---- Embedded mode (lib/engine/local.c) ----
@@ -492,7 +499,7 @@ RZ_EXTERN int rz_engine_local_deploy(rz_engine *e, const rz_flow *flow,
 
 /* RZ_OK, or RZ_EINTERNAL once the replica refused a step event (it no
  * longer follows the deployment; a bug, not a user error). */
-RZ_EXTERN int rz_engine_local_check(rz_engine *e);
+RZ_EXTERN int rz_engine_local_check(const rz_engine *e);
 
 #ifdef __cplusplus
 }

@@ -273,18 +273,18 @@ RZ_EXTERN rz_ledger_id rz_ledger_derive_id(rz_ledger_id id, uint32_t n);
 RZ_EXTERN uint64_t rz_ledger_fee(uint64_t cents, uint32_t fee_bps);
 
 /* Queries read the last committed state. */
-RZ_EXTERN int rz_ledger_balance(rz_ledger *l, rz_ledger_id account,
+RZ_EXTERN int rz_ledger_balance(const rz_ledger *l, rz_ledger_id account,
                                 rz_ledger_account *out);
-RZ_EXTERN int rz_ledger_transfer_get(rz_ledger *l, rz_ledger_id id,
+RZ_EXTERN int rz_ledger_transfer_get(const rz_ledger *l, rz_ledger_id id,
                                      rz_ledger_transfer *out);
 /* Transfers touching `account`, newest first: up to `cap` with seq <
  * before_seq (0: from the newest). The next page: before_seq =
  * out[*n - 1].seq. */
-RZ_EXTERN int rz_ledger_history(rz_ledger *l, rz_ledger_id account,
+RZ_EXTERN int rz_ledger_history(const rz_ledger *l, rz_ledger_id account,
                                 uint64_t before_seq, rz_ledger_transfer *out,
                                 size_t cap, size_t *n);
 /* A job's transfers in commit order, up to `cap`; *total is how many. */
-RZ_EXTERN int rz_ledger_job_transfers(rz_ledger *l, rz_ledger_id job,
+RZ_EXTERN int rz_ledger_job_transfers(const rz_ledger *l, rz_ledger_id job,
                                       rz_ledger_transfer *out, size_t cap,
                                       size_t *n, size_t *total);
 
@@ -299,15 +299,15 @@ typedef struct rz_ledger_stats {
     uint64_t batches;             /* durable commits so far */
 } rz_ledger_stats;
 
-RZ_EXTERN int rz_ledger_stats_get(rz_ledger *l, rz_ledger_stats *out);
+RZ_EXTERN int rz_ledger_stats_get(const rz_ledger *l, rz_ledger_stats *out);
 
 /* Check every invariant (docs/ledger.md). RZ_OK, or RZ_EINVALID with the
  * first breach described in rz_error_last()->message. */
-RZ_EXTERN int rz_ledger_verify(rz_ledger *l);
+RZ_EXTERN int rz_ledger_verify(const rz_ledger *l);
 
 /* Every account and transfer: text (one line each) or JSON
  * {"accounts":[...],"transfers":[...]}. Release with rz_free. */
-RZ_EXTERN int rz_ledger_export(rz_ledger *l, int json, char **out);
+RZ_EXTERN int rz_ledger_export(const rz_ledger *l, int json, char **out);
 
 /* 32 lowercase hex digits and a NUL. */
 RZ_EXTERN void rz_ledger_id_format(rz_ledger_id id, char buf[33]);

@@ -119,7 +119,8 @@ RZ_EXTERN int rz_matcher_release(rz_matcher *m, uint64_t ticket);
 /* Why `reqs` fits no node now, per constraint, with the best the nodes
  * offer: "needs 24576 MB VRAM; the largest free GPU has 16384 MB". "" if it
  * fits. O(nodes). Release with rz_free. */
-RZ_EXTERN int rz_matcher_explain(rz_matcher *m, const rz_reqs *reqs, char **out);
+RZ_EXTERN int rz_matcher_explain(const rz_matcher *m, const rz_reqs *reqs,
+                                  char **out);
 
 typedef struct rz_node_usage {
     uint32_t cores_used, cores_total;

@@ -25,9 +25,9 @@ RZ_EXTERN int rz_store_run_put(rz_store *st, const rz_run *run,
 /* Every recorded run, newest first, as a JSON array of
  * {"id","flow","file","status","started_ms","finished_ms","steps":N}.
  * Release with rz_free. */
-RZ_EXTERN int rz_store_run_list(rz_store *st, char **out);
+RZ_EXTERN int rz_store_run_list(const rz_store *st, char **out);
 /* One run's full record. RZ_ENOENT if unknown. Release with rz_free. */
-RZ_EXTERN int rz_store_run_get(rz_store *st, const char *id, char **out);
+RZ_EXTERN int rz_store_run_get(const rz_store *st, const char *id, char **out);
 
 #ifdef __cplusplus
 }

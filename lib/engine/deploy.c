@@ -42,7 +42,7 @@ static bool job_open(const rz__ejob *j)
 
 /* ---- status ---- */
 
-static int status_json(rz_engine *e, const rz__edep *d, char **out)
+static int status_json(const rz_engine *e, const rz__edep *d, char **out)
 {
     *out = NULL;
     char *text = NULL;
@@ -63,7 +63,7 @@ static int status_json(rz_engine *e, const rz__edep *d, char **out)
         /* The job's own view: after a decline or a lost node the run's
          * step is still running (same attempt) while its job waits in the
          * queue again, dispatched once more. */
-        const rz__ejob *j = step_job(e, d, i);
+        const rz__ejob *j = rz__engine_job_const(e, d->first_job + i);
         cJSON_AddNumberToObject(s, "job", (double)j->id);
         cJSON_AddStringToObject(s, "job_status", rz_job_state_name(j->state));
         cJSON_AddNumberToObject(s, "dispatches", (double)j->attempt);
@@ -489,20 +489,20 @@ int rz__engine_dep_rebuild(rz_engine *e, rz__edep *d)
     return rc;
 }
 
-static rz__edep *find_dep(rz_engine *e, uint64_t id, int *rc)
+static const rz__edep *find_dep(const rz_engine *e, uint64_t id, int *rc)
 {
-    rz__edep *d = e ? rz__engine_dep(e, id) : NULL;
+    const rz__edep *d = e ? rz__engine_dep_const(e, id) : NULL;
     if (!d)
         *rc = rz__error(RZ_ENOENT, "no deployment %llu", (unsigned long long)id);
     return d;
 }
 
-int rz_engine_deployment_status(rz_engine *e, uint64_t deployment, char **json)
+int rz_engine_deployment_status(const rz_engine *e, uint64_t deployment, char **json)
 {
     int rc = RZ_OK;
     if (json)
         *json = NULL;
-    rz__edep *d = find_dep(e, deployment, &rc);
+    const rz__edep *d = find_dep(e, deployment, &rc);
     if (!d || !json)
         return d ? rz__error(RZ_EINVAL, "no output pointer") : rc;
     if (d->final_status) {
@@ -512,10 +512,10 @@ int rz_engine_deployment_status(rz_engine *e, uint64_t deployment, char **json)
     return status_json(e, d, json);
 }
 
-int rz_engine_deployment_state(rz_engine *e, uint64_t deployment, rz_run_state *out)
+int rz_engine_deployment_state(const rz_engine *e, uint64_t deployment, rz_run_state *out)
 {
     int rc = RZ_OK;
-    rz__edep *d = find_dep(e, deployment, &rc);
+    const rz__edep *d = find_dep(e, deployment, &rc);
     if (d && out)
         *out = d->run ? rz_run_state_get(d->run) : d->state;
     return rc;
@@ -523,10 +523,11 @@ int rz_engine_deployment_state(rz_engine *e, uint64_t deployment, rz_run_state *
 
 int rz_engine_deployment_cancel(rz_engine *e, uint64_t deployment, uint64_t now_ms)
 {
-    int rc = RZ_OK;
-    rz__edep *d = find_dep(e, deployment, &rc);
+    int rc;
+    rz__edep *d = e ? rz__engine_dep(e, deployment) : NULL;
     if (!d)
-        return rc;
+        return rz__error(RZ_ENOENT, "no deployment %llu",
+                         (unsigned long long)deployment);
     if (e->broken)
         return rz__error(RZ_EDB, "an earlier commit failed; reopen the engine");
     if (!d->run)

@@ -823,9 +823,9 @@ int rz_engine_node_waiting(rz_engine *e, uint64_t node, int waiting)
     return RZ_OK;
 }
 
-int rz_engine_node_get(rz_engine *e, uint64_t node, rz_engine_node_info *out)
+int rz_engine_node_get(const rz_engine *e, uint64_t node, rz_engine_node_info *out)
 {
-    rz__enode *n = e ? rz__engine_node(e, node) : NULL;
+    const rz__enode *n = e ? rz__engine_node_const(e, node) : NULL;
     if (!n || !out)
         return rz__error(RZ_ENOENT, "no node %llu", (unsigned long long)node);
     out->id = n->id;
@@ -897,7 +897,7 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
     return rc;
 }
 
-static void assignment_fill(rz_engine *e, const rz__ejob *j,
+static void assignment_fill(const rz_engine *e, const rz__ejob *j,
                             rz_engine_assignment *out)
 {
     out->job = j->id;
@@ -1081,9 +1081,9 @@ int rz_engine_job_cancel(rz_engine *e, uint64_t job, uint64_t now_ms)
     return rz__engine_commit_call(e, RZ_OK);
 }
 
-int rz_engine_job_get(rz_engine *e, uint64_t job, rz_engine_job_info *out)
+int rz_engine_job_get(const rz_engine *e, uint64_t job, rz_engine_job_info *out)
 {
-    rz__ejob *j = e ? rz__engine_job(e, job) : NULL;
+    const rz__ejob *j = e ? rz__engine_job_const(e, job) : NULL;
     if (!j || !out)
         return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
     memset(out, 0, sizeof *out);
@@ -1130,7 +1130,7 @@ int rz_engine_tick(rz_engine *e, uint64_t now_ms)
     return rz__engine_commit_call(e, rc);
 }
 
-uint64_t rz_engine_next_wakeup(rz_engine *e)
+uint64_t rz_engine_next_wakeup(const rz_engine *e)
 {
     uint64_t t = UINT64_MAX;
     if (!e)
@@ -1150,7 +1150,7 @@ uint64_t rz_engine_next_wakeup(rz_engine *e)
     return t;
 }
 
-void rz_engine_stats_get(rz_engine *e, rz_engine_stats *out)
+void rz_engine_stats_get(const rz_engine *e, rz_engine_stats *out)
 {
     if (!out)
         return;
@@ -1185,7 +1185,7 @@ void rz_engine_stats_get(rz_engine *e, rz_engine_stats *out)
                 (ids)[(out)++] = id_;                                          \
     } while (0)
 
-size_t rz_engine_job_list(rz_engine *e, const rz_ledger_id *client,
+size_t rz_engine_job_list(const rz_engine *e, const rz_ledger_id *client,
                           uint64_t before, uint64_t *ids, size_t cap)
 {
     size_t n = 0;
@@ -1194,7 +1194,7 @@ size_t rz_engine_job_list(rz_engine *e, const rz_ledger_id *client,
     return n;
 }
 
-size_t rz_engine_deployment_list(rz_engine *e, const rz_ledger_id *client,
+size_t rz_engine_deployment_list(const rz_engine *e, const rz_ledger_id *client,
                                  uint64_t before, uint64_t *ids, size_t cap)
 {
     size_t n = 0;
@@ -1203,10 +1203,10 @@ size_t rz_engine_deployment_list(rz_engine *e, const rz_ledger_id *client,
     return n;
 }
 
-int rz_engine_deployment_get(rz_engine *e, uint64_t deployment,
+int rz_engine_deployment_get(const rz_engine *e, uint64_t deployment,
                              rz_engine_deployment_info *out)
 {
-    rz__edep *d = e ? rz__engine_dep(e, deployment) : NULL;
+    const rz__edep *d = e ? rz__engine_dep_const(e, deployment) : NULL;
     if (!d || !out)
         return rz__error(RZ_ENOENT, "no deployment %llu",
                          (unsigned long long)deployment);
@@ -1220,25 +1220,25 @@ int rz_engine_deployment_get(rz_engine *e, uint64_t deployment,
     return RZ_OK;
 }
 
-uint64_t rz_engine_node_count(rz_engine *e)
+uint64_t rz_engine_node_count(const rz_engine *e)
 {
     return e ? e->n_nodes : 0;
 }
 
-int rz_engine_node_caps(rz_engine *e, uint64_t node, char **json)
+int rz_engine_node_caps(const rz_engine *e, uint64_t node, char **json)
 {
     if (json)
         *json = NULL;
-    rz__enode *n = e ? rz__engine_node(e, node) : NULL;
+    const rz__enode *n = e ? rz__engine_node_const(e, node) : NULL;
     if (!n || !json)
         return rz__error(RZ_ENOENT, "no node %llu", (unsigned long long)node);
     return rz_caps_to_json(n->caps, 0, json);
 }
 
-int rz_engine_job_times(rz_engine *e, uint64_t job, uint64_t *submitted_ms,
+int rz_engine_job_times(const rz_engine *e, uint64_t job, uint64_t *submitted_ms,
                         uint64_t *queued_ms)
 {
-    rz__ejob *j = e ? rz__engine_job(e, job) : NULL;
+    const rz__ejob *j = e ? rz__engine_job_const(e, job) : NULL;
     if (!j)
         return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
     if (submitted_ms)
@@ -1248,7 +1248,7 @@ int rz_engine_job_times(rz_engine *e, uint64_t job, uint64_t *submitted_ms,
     return RZ_OK;
 }
 
-int rz_engine_reference_cost(rz_engine *e, const char *requirements_json,
+int rz_engine_reference_cost(const rz_engine *e, const char *requirements_json,
                              uint64_t *cents)
 {
     if (cents)

@@ -79,7 +79,7 @@ size_t rz__engine_local_room(const rz_engine *e, const rz__edep *d)
     return l->started < l->max_started ? l->max_started - l->started : 0;
 }
 
-int rz_engine_local_check(rz_engine *e)
+int rz_engine_local_check(const rz_engine *e)
 {
     if (!e)
         return rz__error(RZ_EINVAL, "no engine");

@@ -164,7 +164,7 @@ static cJSON *summary_of(const MDB_val *v)
     return s;
 }
 
-int rz_store_run_list(rz_store *st, char **out)
+int rz_store_run_list(const rz_store *st, char **out)
 {
     *out = NULL;
     MDB_txn *txn;
@@ -194,7 +194,7 @@ int rz_store_run_list(rz_store *st, char **out)
     return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
 }
 
-int rz_store_run_get(rz_store *st, const char *id, char **out)
+int rz_store_run_get(const rz_store *st, const char *id, char **out)
 {
     *out = NULL;
     MDB_txn *txn;
