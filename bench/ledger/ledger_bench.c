@@ -80,7 +80,8 @@ static void rz_setup(rz_side *z, const char *dir)
     for (size_t i = 0; i < n; i++)
         if (res[i].status != RZ_OK)
             die("setup", rz_status_name(res[i].status));
-    rz_ledger_checkpoint(l);
+    if (rz_ledger_checkpoint(l) != RZ_OK)
+        die("checkpoint", rz_error_last()->message);
     z->l = l;
     z->ops = ops;
     z->res = res;

@@ -157,7 +157,9 @@ static void bench_reveal(const char *dir, int entries)
 
     /* Seal to a node and open there. */
     unsigned char pk[32], sk[32];
-    rz_vault_node_keypair(pk, sk);
+    int krc = rz_vault_node_keypair(pk, sk);
+    if (krc != RZ_OK)
+        die("node keypair", krc);
     size_t ns = 0;
     t0 = now_s();
     do {

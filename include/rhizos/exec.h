@@ -72,7 +72,8 @@ typedef struct rz_proc_opts {
                             NULL, 0, 1, 0, 0, 0, 0, 0 }
 
 /* Start the process; returns at once. */
-RZ_EXTERN int rz_proc_spawn(rz_proc **out, const rz_proc_opts *opts);
+RZ_EXTERN RZ_NODISCARD int rz_proc_spawn(rz_proc **out,
+                                         const rz_proc_opts *opts);
 /* A file descriptor that becomes readable when the process needs attention
  * (for poll/epoll/libevent); call rz_proc_poll then. */
 RZ_EXTERN int rz_proc_fd(const rz_proc *p);
@@ -147,7 +148,8 @@ typedef struct rz_attempt_opts {
  * made, already finished and failed with the reason, so a caller has one
  * path for every failure. Errors: RZ_EINVAL for bad options (no module),
  * RZ_ENOMEM. */
-RZ_EXTERN int rz_attempt_start(rz_attempt **out, const rz_attempt_opts *opts);
+RZ_EXTERN RZ_NODISCARD int rz_attempt_start(rz_attempt **out,
+                                            const rz_attempt_opts *opts);
 
 /* A descriptor that becomes readable when the attempt needs attention (for
  * poll/epoll/libevent); -1 when it has nothing to wait on (finished, or the
@@ -157,7 +159,7 @@ RZ_EXTERN int rz_attempt_fd(const rz_attempt *a);
 /* Move the attempt along, waiting at most timeout_ms (0: don't wait).
  * 1 when it has finished and its result is ready, 0 while it runs, or a
  * negative rz_status. */
-RZ_EXTERN int rz_attempt_poll(rz_attempt *a, int timeout_ms);
+RZ_EXTERN RZ_NODISCARD int rz_attempt_poll(rz_attempt *a, int timeout_ms);
 
 /* Stop it (cancel): the attempt finishes failed with "stopped", keeping the
  * log written so far. Call rz_attempt_poll until it returns 1 for that log. */
@@ -175,8 +177,8 @@ typedef struct rz_attempt_result {
     int exit_code;                 /* 0-255, -signal, or -1 if none */
 } rz_attempt_result;
 
-RZ_EXTERN int rz_attempt_result_get(const rz_attempt *a,
-                                    rz_attempt_result *out);
+RZ_EXTERN RZ_NODISCARD int rz_attempt_result_get(const rz_attempt *a,
+                                                 rz_attempt_result *out);
 
 /* Stops it if it still runs, removes its scratch folder, wipes what it kept
  * of secrets, frees. NULL is fine. */
@@ -185,7 +187,7 @@ RZ_EXTERN void rz_attempt_free(rz_attempt *a);
 /* RZ_OK if this machine can run attempts of `adapter` ("process", ...);
  * else RZ_EUNSUPPORTED with "adapter 'X' is not available on this machine"
  * (and why, where the adapter says) in rz_error_last(). */
-RZ_EXTERN int rz_attempt_adapter_check(const char *adapter);
+RZ_EXTERN RZ_NODISCARD int rz_attempt_adapter_check(const char *adapter);
 
 /* Local runner: drives an rz_run to completion on this machine. */
 typedef enum rz_event_kind {
@@ -251,8 +253,8 @@ typedef struct rz_runner_opts {
  * the return value is an error when the run could not be carried out
  * (*out NULL) or, with *out set, when its record (data_dir) could not be
  * written. */
-RZ_EXTERN int rz_runner_run(rz_run **out, const rz_flow *flow,
-                            const rz_runner_opts *opts);
+RZ_EXTERN RZ_NODISCARD int rz_runner_run(rz_run **out, const rz_flow *flow,
+                                         const rz_runner_opts *opts);
 
 #ifdef __cplusplus
 }

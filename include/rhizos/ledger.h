@@ -221,48 +221,59 @@ typedef struct rz_ledger_opts {
 /* Open (creating if missing) DATA_DIR/ledger. opts may be NULL (defaults).
  * A writer replays the journal left by a crash before returning. Only one
  * writer at a time: a second gets RZ_ESTATE. */
-RZ_EXTERN int rz_ledger_open(rz_ledger **out, const char *data_dir,
-                             const rz_ledger_opts *opts);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_open(rz_ledger **out, const char *data_dir,
+                                          const rz_ledger_opts *opts);
 /* Checkpoints (a writer) and closes. NULL is fine. */
 RZ_EXTERN void rz_ledger_close(rz_ledger *l);
 
 /* Write everything acknowledged so far into LMDB (one durable commit) and
  * start the journal over. Other processes see the ledger as of the last
  * checkpoint; the writing handle always sees its own latest state. */
-RZ_EXTERN int rz_ledger_checkpoint(rz_ledger *l);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_checkpoint(rz_ledger *l);
 
 /* Apply n (1..RZ_LEDGER_BATCH_MAX) ops in one durable commit; results[i]
  * gets op i's outcome. Returns RZ_OK once the batch is durable (whatever
  * the single ops' outcomes), or a negative status if nothing was applied.
  * RZ_EIO after the journal was written means the outcome is only known
  * after reopening; the handle then refuses further writes. */
-RZ_EXTERN int rz_ledger_submit(rz_ledger *l, const rz_ledger_op *ops,
-                               size_t n, rz_ledger_result *results);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_submit(rz_ledger *l,
+                                            const rz_ledger_op *ops, size_t n,
+                                            rz_ledger_result *results);
 
 /* One-op conveniences over rz_ledger_submit; each returns the op's status.
  * `res` may be NULL. */
-RZ_EXTERN int rz_ledger_create_account(rz_ledger *l, rz_ledger_id id,
-                                       rz_ledger_kind kind);
-RZ_EXTERN int rz_ledger_deposit_request(rz_ledger *l, rz_ledger_id id,
-                                        rz_ledger_id client, uint64_t cents);
-RZ_EXTERN int rz_ledger_deposit_confirm(rz_ledger *l, rz_ledger_id id,
-                                        rz_ledger_id request);
-RZ_EXTERN int rz_ledger_test_credit(rz_ledger *l, rz_ledger_id id,
-                                    rz_ledger_id client, uint64_t cents);
-RZ_EXTERN int rz_ledger_hold(rz_ledger *l, rz_ledger_id id, rz_ledger_id job,
-                             rz_ledger_id client, uint64_t max_cents,
-                             uint64_t timeout);
-RZ_EXTERN int rz_ledger_settle(rz_ledger *l, rz_ledger_id id,
-                               rz_ledger_id job, rz_ledger_id node,
-                               uint64_t actual_cents, rz_ledger_result *res);
-RZ_EXTERN int rz_ledger_refund(rz_ledger *l, rz_ledger_id id,
-                               rz_ledger_id job, rz_ledger_result *res);
-RZ_EXTERN int rz_ledger_withdraw_request(rz_ledger *l, rz_ledger_id id,
-                                         rz_ledger_id account,
-                                         uint64_t cents);
-RZ_EXTERN int rz_ledger_withdraw_complete(rz_ledger *l, rz_ledger_id id,
-                                          rz_ledger_id request);
-RZ_EXTERN int rz_ledger_tick(rz_ledger *l, uint64_t now, uint64_t *expired);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_create_account(rz_ledger *l,
+                                                    rz_ledger_id id,
+                                                    rz_ledger_kind kind);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_deposit_request(rz_ledger *l,
+                                                     rz_ledger_id id,
+                                                     rz_ledger_id client,
+                                                     uint64_t cents);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_deposit_confirm(rz_ledger *l,
+                                                     rz_ledger_id id,
+                                                     rz_ledger_id request);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_test_credit(rz_ledger *l, rz_ledger_id id,
+                                                 rz_ledger_id client,
+                                                 uint64_t cents);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_hold(rz_ledger *l, rz_ledger_id id,
+                                          rz_ledger_id job, rz_ledger_id client,
+                                          uint64_t max_cents, uint64_t timeout);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_settle(rz_ledger *l, rz_ledger_id id,
+                                            rz_ledger_id job, rz_ledger_id node,
+                                            uint64_t actual_cents,
+                                            rz_ledger_result *res);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_refund(rz_ledger *l, rz_ledger_id id,
+                                            rz_ledger_id job,
+                                            rz_ledger_result *res);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_withdraw_request(rz_ledger *l,
+                                                      rz_ledger_id id,
+                                                      rz_ledger_id account,
+                                                      uint64_t cents);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_withdraw_complete(rz_ledger *l,
+                                                       rz_ledger_id id,
+                                                       rz_ledger_id request);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_tick(rz_ledger *l, uint64_t now,
+                                          uint64_t *expired);
 
 /* The id of the n-th transfer an op makes beyond its first (SETTLE: 1
  * payout, 2 fee; TICK: 3 with a pending id). A fixed mixing function. */
@@ -273,20 +284,26 @@ RZ_EXTERN rz_ledger_id rz_ledger_derive_id(rz_ledger_id id, uint32_t n);
 RZ_EXTERN uint64_t rz_ledger_fee(uint64_t cents, uint32_t fee_bps);
 
 /* Queries read the last committed state. */
-RZ_EXTERN int rz_ledger_balance(const rz_ledger *l, rz_ledger_id account,
-                                rz_ledger_account *out);
-RZ_EXTERN int rz_ledger_transfer_get(const rz_ledger *l, rz_ledger_id id,
-                                     rz_ledger_transfer *out);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_balance(const rz_ledger *l,
+                                             rz_ledger_id account,
+                                             rz_ledger_account *out);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_transfer_get(const rz_ledger *l,
+                                                  rz_ledger_id id,
+                                                  rz_ledger_transfer *out);
 /* Transfers touching `account`, newest first: up to `cap` with seq <
  * before_seq (0: from the newest). The next page: before_seq =
  * out[*n - 1].seq. */
-RZ_EXTERN int rz_ledger_history(const rz_ledger *l, rz_ledger_id account,
-                                uint64_t before_seq, rz_ledger_transfer *out,
-                                size_t cap, size_t *n);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_history(const rz_ledger *l,
+                                             rz_ledger_id account,
+                                             uint64_t before_seq,
+                                             rz_ledger_transfer *out,
+                                             size_t cap, size_t *n);
 /* A job's transfers in commit order, up to `cap`; *total is how many. */
-RZ_EXTERN int rz_ledger_job_transfers(const rz_ledger *l, rz_ledger_id job,
-                                      rz_ledger_transfer *out, size_t cap,
-                                      size_t *n, size_t *total);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_job_transfers(const rz_ledger *l,
+                                                   rz_ledger_id job,
+                                                   rz_ledger_transfer *out,
+                                                   size_t cap, size_t *n,
+                                                   size_t *total);
 
 typedef struct rz_ledger_stats {
     uint64_t accounts, transfers;
@@ -299,21 +316,23 @@ typedef struct rz_ledger_stats {
     uint64_t batches;             /* durable commits so far */
 } rz_ledger_stats;
 
-RZ_EXTERN int rz_ledger_stats_get(const rz_ledger *l, rz_ledger_stats *out);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_stats_get(const rz_ledger *l,
+                                               rz_ledger_stats *out);
 
 /* Check every invariant (docs/ledger.md). RZ_OK, or RZ_EINVALID with the
  * first breach described in rz_error_last()->message. */
-RZ_EXTERN int rz_ledger_verify(const rz_ledger *l);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_verify(const rz_ledger *l);
 
 /* Every account and transfer: text (one line each) or JSON
  * {"accounts":[...],"transfers":[...]}. Release with rz_free. */
-RZ_EXTERN int rz_ledger_export(const rz_ledger *l, int json, char **out);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_export(const rz_ledger *l, int json,
+                                            char **out);
 
 /* 32 lowercase hex digits and a NUL. */
 RZ_EXTERN void rz_ledger_id_format(rz_ledger_id id, char buf[33]);
 /* "0x" and 1..32 hex digits, exactly 32 hex digits, or a decimal u64.
  * RZ_EINVAL otherwise. */
-RZ_EXTERN int rz_ledger_id_parse(const char *s, rz_ledger_id *out);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_id_parse(const char *s, rz_ledger_id *out);
 
 #ifdef __cplusplus
 }

@@ -203,7 +203,7 @@ static int start_step(rz_engine *e, rz__edep *d, size_t step, uint64_t now)
     char why[600];
     snprintf(why, sizeof why, "cannot build the request: %s",
              rz_error_last()->message);
-    rz_run_fail(d->run, step, why, now);
+    (void)!rz_run_fail(d->run, step, why, now);   /* its state tells */
     rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_FAIL, step, now, why);
     set_text(&j->error, why);
     step_back(e, d, j);
@@ -240,7 +240,9 @@ int rz__engine_dep_report(rz_engine *e, rz__ejob *j, const char *outputs,
                          (unsigned long long)j->id);
     int rc;
     if (!error) {
-        rz_run_succeed(d->run, j->step, outputs, now);
+        /* RZ_EINVALID (outputs off the contract) fails the step: its state
+         * below tells which. */
+        (void)!rz_run_succeed(d->run, j->step, outputs, now);
         rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_SUCCEED, j->step,
                                        now, outputs);
         if (rc == RZ_OK && rz_run_step_state(d->run, j->step) == RZ_STEP_SUCCEEDED) {
@@ -252,7 +254,7 @@ int rz__engine_dep_report(rz_engine *e, rz__ejob *j, const char *outputs,
             step_back(e, d, j);
         }
     } else {
-        rz_run_fail(d->run, j->step, error, now);
+        (void)!rz_run_fail(d->run, j->step, error, now);   /* its state tells */
         rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_FAIL, j->step,
                                        now, error);
         if (rc == RZ_OK)

@@ -194,7 +194,7 @@ static int take_placement(rz_engine *e, rz__ejob *j, const rz_placement *p)
     uint64_t node = p->node < e->cap_mindex ? e->node_by_mindex[p->node] : 0;
     rz__enode *n = rz__engine_node(e, node);
     if (!n || !held_add(n, j->id)) {
-        rz_matcher_release(e->matcher, p->ticket);
+        (void)!rz_matcher_release(e->matcher, p->ticket);   /* ours */
         return n ? no_memory()
                  : rz__error(RZ_EINTERNAL, "placement on an unknown node");
     }
@@ -240,7 +240,7 @@ void rz__engine_unplace(rz_engine *e, rz__ejob *j, bool stop)
 {
     if (!j->placed)
         return;
-    rz_matcher_release(e->matcher, j->ticket);
+    (void)!rz_matcher_release(e->matcher, j->ticket);   /* placed: held */
     rz__enode *n = rz__engine_node(e, j->node);
     if (n)
         held_remove(n, j->id);
@@ -277,7 +277,7 @@ static int place_job(rz_engine *e, rz__ejob *j, rz_placement *p)
     size_t n = 0;
     while (rc == RZ_OK && rz__engine_declined(j, placed_node(e, p))) {
         if (n == DECLINE_PROBES) {
-            rz_matcher_release(e->matcher, p->ticket);
+            (void)!rz_matcher_release(e->matcher, p->ticket);   /* ours */
             rc = rz__error(RZ_ENOENT, "job %llu: only nodes that declined it "
                            "have room", (unsigned long long)j->id);
             break;
@@ -286,7 +286,7 @@ static int place_job(rz_engine *e, rz__ejob *j, rz_placement *p)
         rc = rz_matcher_place(e->matcher, j->reqs, p);
     }
     for (size_t i = 0; i < n; i++)
-        rz_matcher_release(e->matcher, aside[i]);
+        (void)!rz_matcher_release(e->matcher, aside[i]);   /* ours */
     return rc;
 }
 
@@ -298,7 +298,8 @@ static void waiting_set(rz_engine *e, rz__enode *n, bool waiting)
         return;
     n->waiting = waiting;
     if (n->mindex != RZ_NPOS)
-        rz_matcher_prefer(e->matcher, n->mindex, waiting);
+        (void)!rz_matcher_prefer(e->matcher, n->mindex,
+                                waiting);   /* a hint; index is live */
 }
 
 int rz__engine_assign_one(rz_engine *e, rz__ejob *j)
@@ -543,8 +544,10 @@ void rz_engine_close(rz_engine *e)
 {
     if (!e)
         return;
+    /* A failed commit marks the engine broken; what it held is refunded at
+     * the next open (engine.h), so close has nothing more to do. */
     if (e->in_group)
-        rz_engine_group_commit(e);
+        (void)!rz_engine_group_commit(e);
     if (e->env && !e->broken)
         rz__engine_commit(e);   /* owed flags cleared since the last call */
     for (size_t i = 0; i < e->n_nodes; i++) {
@@ -715,7 +718,8 @@ static int node_drop(rz_engine *e, rz__enode *n, rz_node_state st, uint64_t now)
     waiting_set(e, n, false);
     n->state = st;
     rz__engine_touch_node(e, n);
-    rz_matcher_remove(e->matcher, rz_caps_get(n->caps)->id);
+    /* ENOENT: the matcher never had it (registered while lost). */
+    (void)!rz_matcher_remove(e->matcher, rz_caps_get(n->caps)->id);
     if (st == RZ_NODE_LOST) {
         rz_engine_event ev;
         memset(&ev, 0, sizeof ev);

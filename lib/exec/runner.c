@@ -239,9 +239,11 @@ static void keep_log(runner *r, const slot *sl)
 {
     rz_attempt_result res;
     memset(&res, 0, sizeof res);
-    (void)rz_attempt_result_get(sl->att, &res);   /* finished: cannot fail */
+    (void)!rz_attempt_result_get(sl->att, &res);   /* finished: cannot fail */
     /* Always replace: a quiet retry must not show the last attempt's log. */
-    rz_run_set_step_log(r->run, sl->step, res.log, res.log ? res.log_len : 0);
+    /* A log that cannot be kept (out of memory) leaves the step without one. */
+    (void)!rz_run_set_step_log(r->run, sl->step, res.log,
+                               res.log ? res.log_len : 0);
 }
 
 /* ---- talking to the engine ---- */

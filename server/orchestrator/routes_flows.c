@@ -217,7 +217,7 @@ void r_flow_deploy(req *q)
     cJSON_Delete(rec);
     if (rtext && auth_put_creds(o, dep, rtext) != RZ_OK) {
         /* Without its credentials the deployment cannot run: undo it. */
-        rz_engine_deployment_cancel(o->e, dep, orch_now_ms());
+        (void)!rz_engine_deployment_cancel(o->e, dep, orch_now_ms());   /* just made */
         free(rtext);
         reply_error(q, RZ_EDB, "cannot store the deployment's credentials");
         return;

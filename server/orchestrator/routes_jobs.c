@@ -213,7 +213,7 @@ void r_job_refund(req *q)
                 reply_rz(q, rc);
             return;
         }
-        rz_engine_job_get(q->o->e, id, &ji);
+        (void)!rz_engine_job_get(q->o->e, id, &ji);   /* exists: cancelled */
     }
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddNumberToObject(doc, "job", (double)id);

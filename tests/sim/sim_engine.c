@@ -347,7 +347,8 @@ static void finish(world *w)
     uint64_t cost = 0;
     for (uint64_t j = 1; j <= total; j++) {
         rz_engine_job_info ji;
-        rz_engine_job_get(w->e, j, &ji);
+        if (rz_engine_job_get(w->e, j, &ji) != RZ_OK)
+            die(w, "job_get");
         if (ji.state < RZ_JOB_SUCCEEDED)
             die(w, "a job stayed open after cancel");
         cost += ji.cost_cents;

@@ -513,7 +513,7 @@ static uint64_t deploy_in(fx *f, const char *text, const char *inputs,
                               &d, diags);
     if (rc != RZ_OK) {
         char *t = NULL;
-        rz_diags_to_text(diags, &t);
+        (void)!rz_diags_to_text(diags, &t);   /* diagnostics of a failure */
         fprintf(stderr, "deploy: %s %s\n", rz_error_last()->message, t ? t : "");
         rz_free(t);
     }

@@ -851,7 +851,7 @@ static rz_flow *load_flow(const rz_registry *reg, const char *example,
         rc = rz_flow_validate(f, reg, d);
     if (rc != RZ_OK) {
         char *text = NULL;
-        rz_diags_to_text(d, &text);
+        (void)!rz_diags_to_text(d, &text);   /* diagnostics of a failure */
         fail_msg("%s: %s", example ? example : "inline flow",
                  text ? text : rz_error_last()->message);
     }

@@ -38,7 +38,7 @@ static rz_flow *parse(const char *src, rz_format fmt)
     int rc = rz_flow_parse(&f, src, strlen(src), fmt, "t", d);
     if (rc != RZ_OK) {
         char *text = NULL;
-        rz_diags_to_text(d, &text);
+        (void)!rz_diags_to_text(d, &text);   /* diagnostics of a failure */
         fprintf(stderr, "parse failed: %s\n", text ? text : "");
         rz_free(text);
     }
