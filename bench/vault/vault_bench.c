@@ -23,7 +23,7 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void die(const char *what, int rc)
+_Noreturn static void die(const char *what, int rc)
 {
     fprintf(stderr, "vault_bench: %s: %s\n", what, rz_error_last()->message[0]
             ? rz_error_last()->message : rz_strerror(rc));
