@@ -530,7 +530,7 @@ static int flow_runs(cli *c)
     char *json = NULL;
     int rc = dir ? rz_store_open(&st, dir) : RZ_ENOMEM;
     if (rc == RZ_OK)
-        rc = rz_store_list_runs(st, &json);
+        rc = rz_store_run_list(st, &json);
     cJSON *arr = rc == RZ_OK ? cJSON_Parse(json) : NULL;
     if (rc == RZ_OK && !cJSON_IsArray(arr))
         rc = RZ_ENOMEM;   /* the store wrote it: only memory can fail */

@@ -48,7 +48,7 @@ rz_registry *cli_registry(const cli *c)
     for (size_t i = 0; i < c->n_modules; i++)
         if (rz_registry_add(reg, c->modules[i], d) != RZ_OK)
             fprintf(stderr, "rhizos: %s\n", rz_error_last()->message);
-    rz_registry_add_defaults(reg, d);
+    (void)!rz_registry_add_defaults(reg, d);   /* its problems are in d */
     print_registry_diags(d);
     rz_diags_free(d);
     return reg;

@@ -87,7 +87,7 @@ static void attach_benchmark(rz_caps *caps, const char *dir)
     fclose(f);
     rz_hw_bench b;
     if (rz_hw_bench_parse(&b, buf, n) == RZ_OK)
-        rz_caps_set_benchmark(caps, &b);
+        (void)!rz_caps_set_benchmark(caps, &b);   /* parsed: valid */
     else
         fprintf(stderr, "rhizos-node: warning: ignoring %s: %s\n", path,
                 rz_error_last()->message);

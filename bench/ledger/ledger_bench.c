@@ -80,7 +80,8 @@ static void rz_setup(rz_side *z, const char *dir)
     for (size_t i = 0; i < n; i++)
         if (res[i].status != RZ_OK)
             die("setup", rz_status_name(res[i].status));
-    rz_ledger_checkpoint(l);
+    if (rz_ledger_checkpoint(l) != RZ_OK)
+        die("checkpoint", rz_error_last()->message);
     z->l = l;
     z->ops = ops;
     z->res = res;
@@ -113,8 +114,8 @@ static void rz_chunk(rz_side *z, size_t batch, size_t from, size_t cycles,
             memset(&ops[i], 0, sizeof ops[i]);
             ops[i].type = RZ_LEDGER_OP_SETTLE;
             ops[i].id = rz_ledger_id_make(4, c);
-            ops[i].ref = rz_ledger_id_make(2, c);
-            ops[i].other = node(c % NODES);
+            ops[i].pending_id = rz_ledger_id_make(2, c);
+            ops[i].counterparty = node(c % NODES);
             ops[i].amount = hold_cents(c) * 4 / 5;
         }
         if (rz_ledger_submit(l, ops, b, res) != RZ_OK || res[0].status)

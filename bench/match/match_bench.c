@@ -12,6 +12,12 @@
 
 #include "rhizos/rhizos.h"
 
+static void bench_fail(const char *what)
+{
+    fprintf(stderr, "%s: %s\n", what, rz_error_last()->message);
+    exit(1);
+}
+
 static uint64_t rs = 0x2545F4914F6CDD1Du;
 static uint32_t rnd(uint32_t n)
 {
@@ -151,9 +157,11 @@ static void run(size_t nn, size_t nj)
     for (size_t i = 0; i < nj; i++)
         jobs[i] = make_job((int)i);
     rz_matcher *m;
-    rz_matcher_new(&m, RZ_POLICY_CHEAPEST);
+    if (rz_matcher_new(&m, RZ_POLICY_CHEAPEST) != RZ_OK)
+        bench_fail("matcher");
     for (size_t i = 0; i < nn; i++)
-        rz_matcher_add(m, nodes[i], NULL);
+        if (rz_matcher_add(m, nodes[i], NULL) != RZ_OK)
+            bench_fail("add node");
     /* Jobs end in arrival order once `window` are running, so the cluster
      * stays busy without filling up. */
     size_t window = nn * 2, head = 0, tail = 0, ok = 0;
@@ -162,7 +170,7 @@ static void run(size_t nn, size_t nj)
     uint64_t builds = 0;
     for (size_t i = 0; i < nj; i++) {
         if (tail - head == window)
-            rz_matcher_release(m, ring[head++ % window]);
+            (void)!rz_matcher_release(m, ring[head++ % window]);   /* ours */
         rz_placement p;
         double a = now();
         int rc = rz_matcher_place(m, jobs[i], &p);
@@ -170,7 +178,7 @@ static void run(size_t nn, size_t nj)
         lat[i] = d;
         total += d;
         rz_matcher_stats s1;
-        rz_matcher_get_stats(m, &s1);
+        rz_matcher_stats_get(m, &s1);
         if (s1.cache_builds != builds) {   /* first job of a new group */
             builds = s1.cache_builds;
             build += d;
@@ -182,7 +190,7 @@ static void run(size_t nn, size_t nj)
     }
     double wall = now() - t0;
     rz_matcher_stats st;
-    rz_matcher_get_stats(m, &st);
+    rz_matcher_stats_get(m, &st);
     qsort(lat, nj, sizeof *lat, cmp_d);
     printf("%7zu nodes  %7zu jobs  placed %7zu  %9.0f placements/s  p50 %6.2f us  p99 %7.2f us\n"
            "               %llu groups built in %.3f s (their first jobs); the other %llu jobs: "

@@ -23,7 +23,7 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void die(const char *what, int rc)
+_Noreturn static void die(const char *what, int rc)
 {
     fprintf(stderr, "vault_bench: %s: %s\n", what, rz_error_last()->message[0]
             ? rz_error_last()->message : rz_strerror(rc));
@@ -157,7 +157,9 @@ static void bench_reveal(const char *dir, int entries)
 
     /* Seal to a node and open there. */
     unsigned char pk[32], sk[32];
-    rz_vault_node_keypair(pk, sk);
+    int krc = rz_vault_node_keypair(pk, sk);
+    if (krc != RZ_OK)
+        die("node keypair", krc);
     size_t ns = 0;
     t0 = now_s();
     do {

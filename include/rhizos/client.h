@@ -26,16 +26,17 @@ typedef struct rz_client rz_client;
 
 /* `url` like "http://127.0.0.1:8080" (a trailing slash is fine); `key`
  * the Bearer key, NULL for none. Both are copied. */
-RZ_EXTERN int rz_client_new(rz_client **out, const char *url, const char *key);
+RZ_EXTERN RZ_NODISCARD int rz_client_new(rz_client **out, const char *url,
+                                         const char *key);
 RZ_EXTERN void rz_client_free(rz_client *c);
 /* Replace the key (a node gets its token from registration). */
-RZ_EXTERN int rz_client_set_key(rz_client *c, const char *key);
+RZ_EXTERN RZ_NODISCARD int rz_client_set_key(rz_client *c, const char *key);
 /* Whole-request limit in ms (0: none; RZ_CLIENT_DEFAULT_TIMEOUT_MS until
  * set). A long-poll needs more than its wait. Connecting is limited to
  * RZ_CLIENT_CONNECT_TIMEOUT_MS regardless. */
 #define RZ_CLIENT_DEFAULT_TIMEOUT_MS 30000L
 #define RZ_CLIENT_CONNECT_TIMEOUT_MS 10000L
-RZ_EXTERN int rz_client_set_timeout(rz_client *c, long timeout_ms);
+RZ_EXTERN RZ_NODISCARD int rz_client_set_timeout(rz_client *c, long timeout_ms);
 
 /* Body and reply in CBOR (the node protocol); the caller still passes and
  * receives JSON text, converted with rz_wire_encode / rz_wire_decode. */
@@ -48,9 +49,10 @@ RZ_EXTERN int rz_client_set_timeout(rz_client *c, long timeout_ms);
  * status *reply still receives the body (with its "diagnostics" for an
  * invalid flow). Replies over RZ_CLIENT_REPLY_MAX are RZ_ETOOBIG. */
 #define RZ_CLIENT_REPLY_MAX ((size_t)64 << 20)                  /* 64 MiB */
-RZ_EXTERN int rz_client_call(rz_client *c, const char *method,
-                             const char *path, const char *body_json,
-                             unsigned flags, long *http_status, char **reply);
+RZ_EXTERN RZ_NODISCARD int rz_client_call(rz_client *c, const char *method,
+                                          const char *path,
+                                          const char *body_json, unsigned flags,
+                                          long *http_status, char **reply);
 
 /* Server-sent events of `path` (e.g. "/api/v1/flows/7/events"): `cb` is
  * called with each event's name ("status", "end", ...) and data (JSON
@@ -59,8 +61,9 @@ RZ_EXTERN int rz_client_call(rz_client *c, const char *method,
  * applies; a silent connection is dropped after `idle_ms` (0: none). */
 typedef int (*rz_client_event_cb)(void *ud, const char *event,
                                   const char *data);
-RZ_EXTERN int rz_client_events(rz_client *c, const char *path, long idle_ms,
-                               rz_client_event_cb cb, void *ud);
+RZ_EXTERN RZ_NODISCARD int rz_client_events(rz_client *c, const char *path,
+                                            long idle_ms, rz_client_event_cb cb,
+                                            void *ud);
 
 /* ---- Flows (the calls the bindings and `rhizos flow` use) ---- */
 
@@ -68,15 +71,19 @@ RZ_EXTERN int rz_client_events(rz_client *c, const char *path, long idle_ms,
  * NULL; credentials_json: {"<credentialId>":"<base64 sealed>"} or NULL.
  * RZ_EINVALID with the server's diagnostics appended to `diags` (may be
  * NULL). */
-RZ_EXTERN int rz_client_deploy(rz_client *c, const char *text, size_t len,
-                               const char *inputs_json,
-                               const char *credentials_json,
-                               uint64_t *deployment, rz_diags *diags);
-/* GET /api/v1/flows/{id}/status. */
-RZ_EXTERN int rz_client_flow_status(rz_client *c, uint64_t deployment,
-                                    char **json);
+RZ_EXTERN RZ_NODISCARD int rz_client_deploy(rz_client *c, const char *text,
+                                            size_t len, const char *inputs_json,
+                                            const char *credentials_json,
+                                            uint64_t *deployment,
+                                            rz_diags *diags);
+/* GET /api/v1/flows/{id}/status. Not const: a request uses the client's
+ * connection and keeps its last reply. */
+RZ_EXTERN RZ_NODISCARD int rz_client_flow_status(rz_client *c,
+                                                 uint64_t deployment,
+                                                 char **json);
 /* DELETE /api/v1/flows/{id}. */
-RZ_EXTERN int rz_client_flow_cancel(rz_client *c, uint64_t deployment);
+RZ_EXTERN RZ_NODISCARD int rz_client_flow_cancel(rz_client *c,
+                                                 uint64_t deployment);
 
 /* ---- Wire format: JSON text <-> CBOR (libcbor; docs/formats.md) ----
  * Objects become maps with text keys, arrays arrays, strings text strings,
@@ -87,10 +94,10 @@ RZ_EXTERN int rz_client_flow_cancel(rz_client *c, uint64_t deployment);
  * (RZ_ETOOBIG). */
 #define RZ_WIRE_DEPTH_MAX 64
 #define RZ_WIRE_BYTES_MAX (64u << 20)                           /* 64 MiB */
-RZ_EXTERN int rz_wire_encode(const char *json, size_t len,
-                             unsigned char **out, size_t *out_len);
-RZ_EXTERN int rz_wire_decode(const unsigned char *cbor, size_t len,
-                             char **json);
+RZ_EXTERN RZ_NODISCARD int rz_wire_encode(const char *json, size_t len,
+                                          unsigned char **out, size_t *out_len);
+RZ_EXTERN RZ_NODISCARD int rz_wire_decode(const unsigned char *cbor, size_t len,
+                                          char **json);
 
 #ifdef __cplusplus
 }

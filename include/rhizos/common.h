@@ -25,6 +25,15 @@ extern "C" {
 #  define RZ_EXTERN
 #endif
 
+/* On a function returning a status: the compiler warns when a caller
+ * drops it. Ignore one on purpose with (void)! and a comment saying why:
+ * GCC does not take a plain (void) cast as using the value. */
+#if defined(__GNUC__) || defined(__clang__)
+#  define RZ_NODISCARD __attribute__((warn_unused_result))
+#else
+#  define RZ_NODISCARD
+#endif
+
 /* The status table. New codes go at the end; never renumber. */
 #define RZ_STATUS_MAP(X)                                                     \
     X(OK,           0,  "success")                                           \
@@ -114,7 +123,7 @@ typedef struct rz_diag {
 
 typedef struct rz_diags rz_diags;
 
-RZ_EXTERN int rz_diags_new(rz_diags **out);
+RZ_EXTERN RZ_NODISCARD int rz_diags_new(rz_diags **out);
 RZ_EXTERN void rz_diags_free(rz_diags *d);
 RZ_EXTERN size_t rz_diags_count(const rz_diags *d);
 RZ_EXTERN size_t rz_diags_error_count(const rz_diags *d);
@@ -123,9 +132,9 @@ RZ_EXTERN const rz_diag *rz_diags_get(const rz_diags *d, size_t i);
 /* Sort by file, line, column (stable); parsers append in discovery order. */
 RZ_EXTERN void rz_diags_sort(rz_diags *d);
 /* "FILE:LINE:COLUMN: error: MESSAGE\n" per entry; release with rz_free. */
-RZ_EXTERN int rz_diags_to_text(const rz_diags *d, char **out);
+RZ_EXTERN RZ_NODISCARD int rz_diags_to_text(const rz_diags *d, char **out);
 /* [{"file","line","column","code","message"}]; release with rz_free. */
-RZ_EXTERN int rz_diags_to_json(const rz_diags *d, char **out);
+RZ_EXTERN RZ_NODISCARD int rz_diags_to_json(const rz_diags *d, char **out);
 
 #ifdef __cplusplus
 }

@@ -88,8 +88,8 @@ typedef struct rz_engine_opts {
  * submissions that were never acknowledged are refunded, deployments are
  * rebuilt by replaying their recorded step events. opts may be NULL. A
  * second writer on the same DATA_DIR gets RZ_ESTATE. */
-RZ_EXTERN int rz_engine_open(rz_engine **out, const char *data_dir,
-                             const rz_engine_opts *opts);
+RZ_EXTERN RZ_NODISCARD int rz_engine_open(rz_engine **out, const char *data_dir,
+                                          const rz_engine_opts *opts);
 /* Close; NULL is fine. Everything acknowledged is already durable. */
 RZ_EXTERN void rz_engine_close(rz_engine *e);
 /* The engine's ledger (accounts, deposits, verify). Borrowed: valid until
@@ -107,16 +107,19 @@ typedef enum rz_node_state {
 /* Register a node from its capabilities (docs/formats.md; its "id" is
  * replaced by the engine's). Creates the node's payout account in the
  * ledger. */
-RZ_EXTERN int rz_engine_node_register(rz_engine *e, const char *caps_json,
-                                      size_t len, uint64_t now_ms,
-                                      uint64_t *node_id);
+RZ_EXTERN RZ_NODISCARD int rz_engine_node_register(rz_engine *e,
+                                                   const char *caps_json,
+                                                   size_t len, uint64_t now_ms,
+                                                   uint64_t *node_id);
 /* `load` is what the node reports (0..1 utilisation); kept for display.
  * RZ_ENOENT unknown node, RZ_ESTATE for a lost or gone one. */
-RZ_EXTERN int rz_engine_node_heartbeat(rz_engine *e, uint64_t node,
-                                       uint64_t now_ms, double load);
+RZ_EXTERN RZ_NODISCARD int rz_engine_node_heartbeat(rz_engine *e, uint64_t node,
+                                                    uint64_t now_ms,
+                                                    double load);
 /* The node leaves; its jobs go back to the queue. */
-RZ_EXTERN int rz_engine_node_deregister(rz_engine *e, uint64_t node,
-                                        uint64_t now_ms);
+RZ_EXTERN RZ_NODISCARD int rz_engine_node_deregister(rz_engine *e,
+                                                     uint64_t node,
+                                                     uint64_t now_ms);
 /* The server holds a long-poll of `node` (waiting 1) or no longer does (0).
  * Among the nodes the placement policy ranks equal, a waiting one is chosen
  * first, so a job can be handed over in the pass of its submission instead
@@ -125,7 +128,8 @@ RZ_EXTERN int rz_engine_node_deregister(rz_engine *e, uint64_t node,
  * it). An input like the others (the same calls give the same placements),
  * but not state: it is not committed and is 0 for every node after open.
  * RZ_ENOENT for an unknown node; a lost or gone one is ignored. */
-RZ_EXTERN int rz_engine_node_waiting(rz_engine *e, uint64_t node, int waiting);
+RZ_EXTERN RZ_NODISCARD int rz_engine_node_waiting(rz_engine *e, uint64_t node,
+                                                  int waiting);
 /* The payout account of a node: a fixed function of its id. */
 RZ_EXTERN rz_ledger_id rz_engine_node_account(uint64_t node);
 
@@ -137,8 +141,8 @@ typedef struct rz_engine_node_info {
     uint32_t jobs;          /* assigned or running on it now */
     rz_ledger_id account;
 } rz_engine_node_info;
-RZ_EXTERN int rz_engine_node_get(rz_engine *e, uint64_t node,
-                                 rz_engine_node_info *out);
+RZ_EXTERN RZ_NODISCARD int rz_engine_node_get(const rz_engine *e, uint64_t node,
+                                              rz_engine_node_info *out);
 
 /* ---- Jobs ---- */
 
@@ -179,8 +183,9 @@ typedef struct rz_engine_job_spec {
  * (nothing changes) when the client cannot cover it. The requirements'
  * max_cost_cents is lowered to the hold, so only nodes whose estimate fits
  * the hold are chosen. */
-RZ_EXTERN int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
-                               uint64_t now_ms, uint64_t *job_id);
+RZ_EXTERN RZ_NODISCARD int rz_engine_submit(rz_engine *e,
+                                            const rz_engine_job_spec *spec,
+                                            uint64_t now_ms, uint64_t *job_id);
 
 /* A standalone job of a module of the engine's registry, given as a client
  * gives it (POST /api/v1/jobs). */
@@ -216,9 +221,10 @@ typedef struct rz_engine_module_job {
  * problem, as "config<JSON pointer>: <message>"), the schema does not
  * compile, or the requirements are malformed; then rz_engine_submit's
  * (RZ_EFUNDS). */
-RZ_EXTERN int rz_engine_submit_module(rz_engine *e,
-                                      const rz_engine_module_job *spec,
-                                      uint64_t now_ms, uint64_t *job_id);
+RZ_EXTERN RZ_NODISCARD int rz_engine_submit_module(rz_engine *e,
+                                                   const rz_engine_module_job *spec,
+                                                   uint64_t now_ms,
+                                                   uint64_t *job_id);
 
 /* What a node is given to run. Strings are borrowed: valid until the next
  * call into the engine. */
@@ -237,32 +243,40 @@ typedef struct rz_engine_assignment {
 /* A node asks for work (counts as a heartbeat): assigns queued jobs, then
  * hands over one job placed on this node. RZ_OK with *out filled, RZ_ENOENT
  * when there is none, RZ_ESTATE for a lost or gone node. */
-RZ_EXTERN int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
-                             rz_engine_assignment *out);
+RZ_EXTERN RZ_NODISCARD int rz_engine_poll(rz_engine *e, uint64_t node,
+                                          uint64_t now_ms,
+                                          rz_engine_assignment *out);
 
-/* A node reports attempt `attempt` of `job`: success when `error` is NULL
- * (outputs_json: a JSON object; NULL: {}), else failure with that reason.
- * run_ms is the run time the node measured; the job costs the node's price
- * for it (the match cost formula), capped at the hold. RZ_OK also for an
- * exact repeat of a result already accepted (nothing changes again);
- * RZ_ESTATE for a node that does not hold the job or a stale attempt, and
- * for a repeat of an accepted attempt with other content. */
-RZ_EXTERN int rz_engine_result(rz_engine *e, uint64_t node, uint64_t job,
-                               uint32_t attempt, const char *outputs_json,
-                               const char *error, uint64_t run_ms,
-                               uint64_t now_ms);
-/* rz_engine_result that also says, in *repeat (may be NULL), whether an
- * RZ_OK was an exact repeat (1: nothing changed) or this report was taken
- * (0). A repeat with other content (outputs, error or run_ms) is
- * RZ_ESTATE. */
-RZ_EXTERN int rz_engine_result_ex(rz_engine *e, uint64_t node, uint64_t job,
-                                  uint32_t attempt, const char *outputs_json,
-                                  const char *error, uint64_t run_ms,
-                                  uint64_t now_ms, int *repeat);
+/* What a node reports of one attempt of a job it holds. */
+typedef struct rz_engine_report {
+    int version;                /* RZ_ENGINE_REPORT_VERSION */
+    uint32_t attempt;           /* the assignment's attempt */
+    const char *outputs_json;   /* success (error NULL): a JSON object;
+                                   NULL: {} */
+    const char *error;          /* NULL: success; else why it failed */
+    uint64_t run_ms;            /* the run time the node measured */
+} rz_engine_report;
+#define RZ_ENGINE_REPORT_VERSION 1
+#define RZ_ENGINE_REPORT_INIT { RZ_ENGINE_REPORT_VERSION, 0, NULL, NULL, 0 }
+
+/* Node `node` reports an attempt of `job`: success or failure as the report
+ * says. The job costs the node's price for run_ms (the match cost formula),
+ * capped at the hold. RZ_OK also for an exact repeat of a report already
+ * taken (nothing changes again); *was_repeat (may be NULL) says which:
+ * 1 a repeat, 0 this report was taken. RZ_ESTATE for a node that does not
+ * hold the job or a stale attempt, and for a repeat of a taken attempt
+ * with other content (outputs, error or run_ms); RZ_ENOENT unknown job;
+ * RZ_EINVAL a report of another version. */
+RZ_EXTERN RZ_NODISCARD int rz_engine_report_result(rz_engine *e, uint64_t node,
+                                                   uint64_t job,
+                                                   const rz_engine_report *report,
+                                                   uint64_t now_ms,
+                                                   int *was_repeat);
 /* Cancel a standalone job that has not finished: its hold is refunded (a
  * node running it is told by a RZ_EV_JOB_STOP event). RZ_ESTATE when it has
  * finished; deployment steps are cancelled with their deployment. */
-RZ_EXTERN int rz_engine_cancel_job(rz_engine *e, uint64_t job, uint64_t now_ms);
+RZ_EXTERN RZ_NODISCARD int rz_engine_job_cancel(rz_engine *e, uint64_t job,
+                                                uint64_t now_ms);
 
 typedef struct rz_engine_job_info {
     uint64_t id;
@@ -292,8 +306,8 @@ typedef struct rz_engine_job_info {
                                     waiting; 0: no limit */
     const char *exec_json;       /* an ad-hoc job's; NULL: a module job */
 } rz_engine_job_info;
-RZ_EXTERN int rz_engine_job_get(rz_engine *e, uint64_t job,
-                                rz_engine_job_info *out);
+RZ_EXTERN RZ_NODISCARD int rz_engine_job_get(const rz_engine *e, uint64_t job,
+                                             rz_engine_job_info *out);
 /* The ledger id under which a job's hold and settlement are recorded. */
 RZ_EXTERN rz_ledger_id rz_engine_job_ledger_id(uint64_t job);
 
@@ -306,10 +320,12 @@ RZ_EXTERN rz_ledger_id rz_engine_job_ledger_id(uint64_t job);
  * atomic batch (RZ_EFUNDS: nothing held), and start it: every step becomes a
  * job that is queued when the run makes it ready. inputs_json: flow inputs
  * (NULL: none). */
-RZ_EXTERN int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
-                               rz_ledger_id client, const char *inputs_json,
-                               uint64_t now_ms, uint64_t *deployment,
-                               rz_diags *diags);
+RZ_EXTERN RZ_NODISCARD int rz_engine_deploy(rz_engine *e, const char *text,
+                                            size_t len, rz_ledger_id client,
+                                            const char *inputs_json,
+                                            uint64_t now_ms,
+                                            uint64_t *deployment,
+                                            rz_diags *diags);
 /* {"id","status","steps":{"<id>":{"status","attempts","outputs","job",
  *  "job_status","dispatches"}},"outputs":{...}}: the shape of `rhizos flow
  * run --json` plus each step's job id, the job's own state
@@ -318,14 +334,17 @@ RZ_EXTERN int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
  * its job, declined or lost by a node, is "queued" again. A step that timed
  * out before any node took its job says so: "timed out after N s waiting for
  * a node (no node took it)". Release with rz_free. */
-RZ_EXTERN int rz_engine_deploy_status(rz_engine *e, uint64_t deployment,
-                                      char **json);
-RZ_EXTERN int rz_engine_deploy_state(rz_engine *e, uint64_t deployment,
-                                     rz_run_state *out);
+RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_status(const rz_engine *e,
+                                                       uint64_t deployment,
+                                                       char **json);
+RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_state(const rz_engine *e,
+                                                      uint64_t deployment,
+                                                      rz_run_state *out);
 /* Cancel: waiting steps are cancelled, running ones stopped, every hold
  * not yet settled refunded. Cancelling a finished deployment is RZ_ESTATE. */
-RZ_EXTERN int rz_engine_deploy_cancel(rz_engine *e, uint64_t deployment,
-                                      uint64_t now_ms);
+RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_cancel(rz_engine *e,
+                                                       uint64_t deployment,
+                                                       uint64_t now_ms);
 
 /* ---- Declines and listings (for servers) ---- */
 
@@ -335,8 +354,9 @@ RZ_EXTERN int rz_engine_deploy_cancel(rz_engine *e, uint64_t deployment,
  * max_attempts dispatches it fails (refunded; a deployment step fails
  * through its run). RZ_ENOENT unknown job, RZ_ESTATE when the node does not
  * hold that attempt. */
-RZ_EXTERN int rz_engine_decline(rz_engine *e, uint64_t node, uint64_t job,
-                                uint32_t attempt, uint64_t now_ms);
+RZ_EXTERN RZ_NODISCARD int rz_engine_decline(rz_engine *e, uint64_t node,
+                                             uint64_t job, uint32_t attempt,
+                                             uint64_t now_ms);
 
 /* Reconcile with the jobs a node says it is running (its heartbeat's list,
  * `n_running` job ids). A job the engine has had RUNNING on that node for
@@ -347,53 +367,59 @@ RZ_EXTERN int rz_engine_decline(rz_engine *e, uint64_t node, uint64_t job,
  * emitted for the node. After a reopen the grace of each running job starts
  * at its first reconcile. Not a heartbeat. *requeued (may be NULL): how
  * many went back. RZ_ENOENT unknown node, RZ_ESTATE lost or gone. */
-RZ_EXTERN int rz_engine_node_running(rz_engine *e, uint64_t node,
-                                     const uint64_t *running, size_t n_running,
-                                     uint64_t grace_ms, uint64_t now_ms,
-                                     size_t *requeued);
+RZ_EXTERN RZ_NODISCARD int rz_engine_node_running(rz_engine *e, uint64_t node,
+                                                  const uint64_t *running,
+                                                  size_t n_running,
+                                                  uint64_t grace_ms,
+                                                  uint64_t now_ms,
+                                                  size_t *requeued);
 
 /* Job ids newest first: up to `cap` ids below `before` (0: from the newest)
  * whose client is *client (NULL: every job's), standalone jobs and
  * deployment steps alike. Returns how many were written. O(jobs). */
-RZ_EXTERN size_t rz_engine_job_list(rz_engine *e, const rz_ledger_id *client,
+RZ_EXTERN size_t rz_engine_job_list(const rz_engine *e,
+                                    const rz_ledger_id *client,
                                     uint64_t before, uint64_t *ids, size_t cap);
 /* Deployment ids, the same way. */
-RZ_EXTERN size_t rz_engine_deploy_list(rz_engine *e,
-                                       const rz_ledger_id *client,
-                                       uint64_t before, uint64_t *ids,
-                                       size_t cap);
+RZ_EXTERN size_t rz_engine_deployment_list(const rz_engine *e,
+                                           const rz_ledger_id *client,
+                                           uint64_t before, uint64_t *ids,
+                                           size_t cap);
 
-typedef struct rz_engine_deploy_info {
+typedef struct rz_engine_deployment_info {
     uint64_t id;
     rz_ledger_id client;       /* the account that deployed and pays */
     rz_run_state state;
     uint64_t created_ms;
     uint64_t first_job;        /* step i is job first_job + i */
     size_t n_steps;
-} rz_engine_deploy_info;
-RZ_EXTERN int rz_engine_deploy_get(rz_engine *e, uint64_t deployment,
-                                   rz_engine_deploy_info *out);
+} rz_engine_deployment_info;
+RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_get(const rz_engine *e,
+                                                    uint64_t deployment,
+                                                    rz_engine_deployment_info *out);
 
 /* Nodes are numbered 1..rz_engine_node_count (lost and gone ones stay). */
-RZ_EXTERN uint64_t rz_engine_node_count(rz_engine *e);
+RZ_EXTERN uint64_t rz_engine_node_count(const rz_engine *e);
 /* The capabilities a node registered with (its "id" the engine's), as JSON;
  * release with rz_free. */
-RZ_EXTERN int rz_engine_node_caps(rz_engine *e, uint64_t node, char **json);
+RZ_EXTERN RZ_NODISCARD int rz_engine_node_caps(const rz_engine *e,
+                                               uint64_t node, char **json);
 
 /* When a job was submitted and last queued (`now` of those calls; queued
  * is kept in memory only: 0 for jobs queued before the engine was opened).
  * For dispatch latency: the time from queued to handed to a node. */
-RZ_EXTERN int rz_engine_job_times(rz_engine *e, uint64_t job,
-                                  uint64_t *submitted_ms, uint64_t *queued_ms);
+RZ_EXTERN RZ_NODISCARD int rz_engine_job_times(const rz_engine *e, uint64_t job,
+                                               uint64_t *submitted_ms,
+                                               uint64_t *queued_ms);
 
 /* The maximum cost a deployment step without its own max_cost_cents is
  * given, for `requirements_json` (docs/formats.md, with
  * "estimate_seconds"; NULL: none): the match cost formula at the options'
  * reference prices for the estimate (else default_step_seconds) x
  * estimate_factor_pct / 100, at least 1 cent. A server uses it as a standalone job's default. */
-RZ_EXTERN int rz_engine_reference_cost(rz_engine *e,
-                                       const char *requirements_json,
-                                       uint64_t *cents);
+RZ_EXTERN RZ_NODISCARD int rz_engine_reference_cost(const rz_engine *e,
+                                                    const char *requirements_json,
+                                                    uint64_t *cents);
 
 /* ---- Group commit (for servers) ----
  * Between rz_engine_group_begin and rz_engine_group_commit, calls change
@@ -409,24 +435,25 @@ RZ_EXTERN int rz_engine_reference_cost(rz_engine *e,
  * leaves the handle refusing changes (reopen it: what was not committed is
  * gone, orphan holds are refunded). rz_engine_check is refused inside a
  * group; rz_engine_close commits an open group. */
-RZ_EXTERN int rz_engine_group_begin(rz_engine *e);
-RZ_EXTERN int rz_engine_group_commit(rz_engine *e);
+RZ_EXTERN RZ_NODISCARD int rz_engine_group_begin(rz_engine *e);
+RZ_EXTERN RZ_NODISCARD int rz_engine_group_commit(rz_engine *e);
 /* 1 inside a group, else 0. */
-RZ_EXTERN int rz_engine_in_group(rz_engine *e);
+RZ_EXTERN int rz_engine_in_group(const rz_engine *e);
 /* Cents the open group will hold from `client` at its commit (0 outside a
  * group). A server that moves a client's money through the ledger directly
  * in the same pass (a withdrawal) must leave this much available, or the
  * group's holds would be refused at the commit. */
-RZ_EXTERN uint64_t rz_engine_group_pending(rz_engine *e, rz_ledger_id client);
+RZ_EXTERN uint64_t rz_engine_group_pending(const rz_engine *e,
+                                           rz_ledger_id client);
 
 /* ---- Time, events, invariants ---- */
 
 /* Lose silent nodes (re-queueing their jobs), expire step timeouts, start
  * retries that fell due, assign queued jobs. */
-RZ_EXTERN int rz_engine_tick(rz_engine *e, uint64_t now_ms);
+RZ_EXTERN RZ_NODISCARD int rz_engine_tick(rz_engine *e, uint64_t now_ms);
 /* Earliest time a tick would change something by itself (a heartbeat
  * deadline, a retry, a timeout); UINT64_MAX if none. */
-RZ_EXTERN uint64_t rz_engine_next_wakeup(rz_engine *e);
+RZ_EXTERN uint64_t rz_engine_next_wakeup(const rz_engine *e);
 
 typedef enum rz_engine_event_type {
     RZ_EV_JOB_ASSIGNED = 1,     /* job placed on node (deliver on its poll) */
@@ -459,13 +486,15 @@ typedef struct rz_engine_stats {
     uint64_t deployments_running, deployments_done;
     uint64_t assignments, requeues, results_rejected, commits;
 } rz_engine_stats;
-RZ_EXTERN void rz_engine_stats_get(rz_engine *e, rz_engine_stats *out);
+RZ_EXTERN void rz_engine_stats_get(const rz_engine *e, rz_engine_stats *out);
 
 /* Check every invariant: no job both queued and placed, no node's capacity
  * oversubscribed, every job's hold open exactly while the job is open,
  * deployments and their steps agree, the ledger verifies. RZ_OK, or
- * RZ_EINTERNAL with the first breach in rz_error_last(). O(jobs + nodes). */
-RZ_EXTERN int rz_engine_check(rz_engine *e);
+ * RZ_EINTERNAL with the first breach in rz_error_last(). O(jobs + nodes).
+ * Not const: it remembers which finished jobs' holds it has checked, so a
+ * second check reads only what changed. */
+RZ_EXTERN RZ_NODISCARD int rz_engine_check(rz_engine *e);
 
 /* ---- Embedded mode (lib/engine/local.c) ----
  * `rhizos flow run` (rz_runner_run) drives an engine of its own with one
@@ -477,9 +506,10 @@ RZ_EXTERN int rz_engine_check(rz_engine *e);
 /* Register this machine as a node: caps_json is its capabilities as the
  * caller probed them (rz_hw_detect, rz_caps_to_json; NULL: none), with
  * prices set to zero and max_concurrent_jobs to jobs. No I/O. */
-RZ_EXTERN int rz_engine_local_node(rz_engine *e, const char *caps_json,
-                                   unsigned jobs, uint64_t now_ms,
-                                   uint64_t *node);
+RZ_EXTERN RZ_NODISCARD int rz_engine_local_node(rz_engine *e,
+                                                const char *caps_json,
+                                                unsigned jobs, uint64_t now_ms,
+                                                uint64_t *node);
 
 /* A run that follows a local deployment: `run` is a run of the deployed
  * flow made with rz_run_new at the deploy's now_ms with the same inputs.
@@ -506,14 +536,16 @@ typedef struct rz_engine_replica {
  * out, no max_cost_cents); it is paid by a new client account credited with
  * exactly its holds. `replica` may be NULL. RZ_EINVAL for an engine opened
  * with a registry. */
-RZ_EXTERN int rz_engine_local_deploy(rz_engine *e, const rz_flow *flow,
-                                     const char *inputs_json,
-                                     const rz_engine_replica *replica,
-                                     uint64_t now_ms, uint64_t *deployment);
+RZ_EXTERN RZ_NODISCARD int rz_engine_local_deploy(rz_engine *e,
+                                                  const rz_flow *flow,
+                                                  const char *inputs_json,
+                                                  const rz_engine_replica *replica,
+                                                  uint64_t now_ms,
+                                                  uint64_t *deployment);
 
 /* RZ_OK, or RZ_EINTERNAL once the replica refused a step event (it no
  * longer follows the deployment; a bug, not a user error). */
-RZ_EXTERN int rz_engine_local_check(rz_engine *e);
+RZ_EXTERN RZ_NODISCARD int rz_engine_local_check(const rz_engine *e);
 
 #ifdef __cplusplus
 }

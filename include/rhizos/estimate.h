@@ -28,18 +28,18 @@ extern "C" {
 
 typedef struct rz_prices rz_prices;
 
-RZ_EXTERN int rz_prices_new(rz_prices **out);
+RZ_EXTERN RZ_NODISCARD int rz_prices_new(rz_prices **out);
 RZ_EXTERN void rz_prices_free(rz_prices *p);
 /* Add the tables of one JSON document holding "nodes" and/or "providers"
  * (RZ_EINVALID with a JSON pointer in rz_error_last() for a malformed entry
  * or a document with neither; nothing is added then). `source` names the
  * document in errors. Later node classes with an id already present replace
  * nothing: the first table given wins. */
-RZ_EXTERN int rz_prices_add_json(rz_prices *p, const char *json, size_t len,
-                                 const char *source);
+RZ_EXTERN RZ_NODISCARD int rz_prices_add_json(rz_prices *p, const char *json,
+                                              size_t len, const char *source);
 /* rz_prices_add_json of a file (at most RZ_PRICES_FILE_MAX bytes). */
 #define RZ_PRICES_FILE_MAX (16u * 1024u * 1024u)               /* 16 MiB */
-RZ_EXTERN int rz_prices_add_file(rz_prices *p, const char *path);
+RZ_EXTERN RZ_NODISCARD int rz_prices_add_file(rz_prices *p, const char *path);
 RZ_EXTERN size_t rz_prices_node_count(const rz_prices *p);
 RZ_EXTERN size_t rz_prices_provider_count(const rz_prices *p);
 /* "source" and "date" of the first node / provider table; "" if none.
@@ -79,8 +79,9 @@ typedef struct rz_estimate rz_estimate;
 
 /* Estimate a flow that rz_flow_validate accepted (RZ_ESTATE otherwise).
  * A step that cannot be priced is not an error: its choice is NONE. */
-RZ_EXTERN int rz_estimate_flow(rz_estimate **out, const rz_flow *flow,
-                               const rz_prices *prices);
+RZ_EXTERN RZ_NODISCARD int rz_estimate_flow(rz_estimate **out,
+                                            const rz_flow *flow,
+                                            const rz_prices *prices);
 RZ_EXTERN void rz_estimate_free(rz_estimate *e);
 RZ_EXTERN size_t rz_estimate_count(const rz_estimate *e);
 /* Borrowed, valid while `e` lives; NULL out of range. In flow order. */
@@ -89,13 +90,14 @@ RZ_EXTERN const rz_step_estimate *rz_estimate_get(const rz_estimate *e,
 /* Sum of the chosen costs. */
 RZ_EXTERN uint64_t rz_estimate_total_cents(const rz_estimate *e);
 /* 1 when every step was priced (no NONE choice). */
-RZ_EXTERN int rz_estimate_complete(const rz_estimate *e);
+RZ_EXTERN RZ_NODISCARD int rz_estimate_complete(const rz_estimate *e);
 /* {"steps":[{"step","module","estimate_seconds","rent":{"node_class",
  * "cost_cents"}|null,"rent_unavailable"?,"api":{"provider","model",
  * "cost_cents"}|null,"api_unavailable"?,"recommendation","cost_cents"}],
  * "total_cents","complete","prices":{"nodes_date","providers_date"}};
  * cents are written as exact integers. Release with rz_free. */
-RZ_EXTERN int rz_estimate_to_json(const rz_estimate *e, char **out);
+RZ_EXTERN RZ_NODISCARD int rz_estimate_to_json(const rz_estimate *e,
+                                               char **out);
 
 #ifdef __cplusplus
 }

@@ -4,7 +4,8 @@
  * An attempt (rz_attempt_*) is what the embedded runner and the node agent
  * both drive: one run of a resolved module, through the adapter its manifest
  * names (exec.adapter: "process" today; others plug in beside it). What is
- * common to every adapter happens here, once (DESIGN §4, §7):
+ * common to every adapter happens here, once (docs/formats.md, "Process
+ * adapter protocol"):
  *   - the request {inputs, config} goes to the module as JSON on stdin and
  *     is written to <scratch>/in/request.json (a container sees the scratch
  *     folder as /rz);
@@ -43,6 +44,10 @@ extern "C" {
 
 typedef struct rz_proc rz_proc;
 
+/* What a limit of 0 means in rz_proc_opts. */
+#define RZ_PROC_DEFAULT_MAX_OUTPUT ((size_t)16 << 20)     /* 16 MiB */
+#define RZ_PROC_DEFAULT_MAX_LOG ((size_t)64 << 10)        /* 64 KiB */
+
 typedef struct rz_proc_opts {
     int version;                  /* RZ_PROC_OPTS_VERSION */
     const char *const *argv;      /* argv[0] "./x" resolves against module_dir */
@@ -56,8 +61,10 @@ typedef struct rz_proc_opts {
     uint32_t timeout_ms;          /* 0: none; enforced by killing the group */
     uint32_t memory_mb;           /* RLIMIT_AS; 0: unlimited */
     uint32_t cpu_seconds;         /* RLIMIT_CPU; 0: unlimited */
-    size_t max_output;            /* bytes of stdout kept; 0: 16 MiB */
-    size_t max_log;               /* bytes of stderr kept (tail); 0: 64 KiB */
+    size_t max_output;            /* bytes of stdout kept; 0:
+                                     RZ_PROC_DEFAULT_MAX_OUTPUT */
+    size_t max_log;               /* bytes of stderr kept (tail); 0:
+                                     RZ_PROC_DEFAULT_MAX_LOG */
 } rz_proc_opts;
 
 #define RZ_PROC_OPTS_VERSION 1
@@ -65,7 +72,8 @@ typedef struct rz_proc_opts {
                             NULL, 0, 1, 0, 0, 0, 0, 0 }
 
 /* Start the process; returns at once. */
-RZ_EXTERN int rz_proc_spawn(rz_proc **out, const rz_proc_opts *opts);
+RZ_EXTERN RZ_NODISCARD int rz_proc_spawn(rz_proc **out,
+                                         const rz_proc_opts *opts);
 /* A file descriptor that becomes readable when the process needs attention
  * (for poll/epoll/libevent); call rz_proc_poll then. */
 RZ_EXTERN int rz_proc_fd(const rz_proc *p);
@@ -100,6 +108,10 @@ typedef struct rz_attempt_secret {
     const char *value;
 } rz_attempt_secret;
 
+/* What a limit of 0 means in rz_attempt_opts (max_output and max_log). */
+#define RZ_ATTEMPT_DEFAULT_MAX_OUTPUT ((size_t)16 << 20)  /* 16 MiB */
+#define RZ_ATTEMPT_DEFAULT_MAX_LOG ((size_t)64 << 10)     /* 64 KiB */
+
 typedef struct rz_attempt_opts {
     int version;                   /* RZ_ATTEMPT_OPTS_VERSION */
     const rz_module *module;       /* resolved, with a local folder */
@@ -114,7 +126,8 @@ typedef struct rz_attempt_opts {
     const char *const *env;        /* extra "NAME=value", NULL-ended */
     const rz_attempt_secret *secrets;
     size_t n_secrets;
-    /* Limits; 0: none (max_output: 16 MiB, max_log: 64 KiB). */
+    /* Limits; 0: none (max_output: RZ_ATTEMPT_DEFAULT_MAX_OUTPUT, max_log:
+     * RZ_ATTEMPT_DEFAULT_MAX_LOG). */
     uint32_t timeout_s;
     uint32_t memory_mb;
     uint32_t cpus;                 /* where the adapter can bound it */
@@ -135,7 +148,8 @@ typedef struct rz_attempt_opts {
  * made, already finished and failed with the reason, so a caller has one
  * path for every failure. Errors: RZ_EINVAL for bad options (no module),
  * RZ_ENOMEM. */
-RZ_EXTERN int rz_attempt_start(rz_attempt **out, const rz_attempt_opts *opts);
+RZ_EXTERN RZ_NODISCARD int rz_attempt_start(rz_attempt **out,
+                                            const rz_attempt_opts *opts);
 
 /* A descriptor that becomes readable when the attempt needs attention (for
  * poll/epoll/libevent); -1 when it has nothing to wait on (finished, or the
@@ -145,7 +159,7 @@ RZ_EXTERN int rz_attempt_fd(const rz_attempt *a);
 /* Move the attempt along, waiting at most timeout_ms (0: don't wait).
  * 1 when it has finished and its result is ready, 0 while it runs, or a
  * negative rz_status. */
-RZ_EXTERN int rz_attempt_poll(rz_attempt *a, int timeout_ms);
+RZ_EXTERN RZ_NODISCARD int rz_attempt_poll(rz_attempt *a, int timeout_ms);
 
 /* Stop it (cancel): the attempt finishes failed with "stopped", keeping the
  * log written so far. Call rz_attempt_poll until it returns 1 for that log. */
@@ -163,8 +177,8 @@ typedef struct rz_attempt_result {
     int exit_code;                 /* 0-255, -signal, or -1 if none */
 } rz_attempt_result;
 
-RZ_EXTERN int rz_attempt_result_get(const rz_attempt *a,
-                                    rz_attempt_result *out);
+RZ_EXTERN RZ_NODISCARD int rz_attempt_result_get(const rz_attempt *a,
+                                                 rz_attempt_result *out);
 
 /* Stops it if it still runs, removes its scratch folder, wipes what it kept
  * of secrets, frees. NULL is fine. */
@@ -173,7 +187,7 @@ RZ_EXTERN void rz_attempt_free(rz_attempt *a);
 /* RZ_OK if this machine can run attempts of `adapter` ("process", ...);
  * else RZ_EUNSUPPORTED with "adapter 'X' is not available on this machine"
  * (and why, where the adapter says) in rz_error_last(). */
-RZ_EXTERN int rz_attempt_adapter_check(const char *adapter);
+RZ_EXTERN RZ_NODISCARD int rz_attempt_adapter_check(const char *adapter);
 
 /* Local runner: drives an rz_run to completion on this machine. */
 typedef enum rz_event_kind {
@@ -222,7 +236,7 @@ typedef struct rz_runner_opts {
     /* Credentials from an unlocked vault (rz_vault_resolve_step), when
      * step_env is NULL. Borrowed for the run; may be NULL. */
     const rz_vault *vault;
-    /* Record the run in the run store of this folder (rz_store_put_run):
+    /* Record the run in the run store of this folder (rz_store_run_put):
      * when it starts, so a run in progress or killed leaves a trace, and
      * when it ends. A record that cannot be written is a NOTICE event
      * ("run not recorded in DIR: ..."), and rz_runner_run returns its
@@ -239,8 +253,8 @@ typedef struct rz_runner_opts {
  * the return value is an error when the run could not be carried out
  * (*out NULL) or, with *out set, when its record (data_dir) could not be
  * written. */
-RZ_EXTERN int rz_runner_run(rz_run **out, const rz_flow *flow,
-                            const rz_runner_opts *opts);
+RZ_EXTERN RZ_NODISCARD int rz_runner_run(rz_run **out, const rz_flow *flow,
+                                         const rz_runner_opts *opts);
 
 #ifdef __cplusplus
 }

@@ -33,12 +33,12 @@ typedef enum rz_format {
 /* Parse a document held in memory. `filename` names it in diagnostics (may
  * be NULL: "<input>"). On failure *out is NULL, problems are appended to
  * `diags` (may be NULL) and the first is also in rz_error_last(). */
-RZ_EXTERN int rz_flow_parse(rz_flow **out, const void *data, size_t len,
-                            rz_format format, const char *filename,
-                            rz_diags *diags);
+RZ_EXTERN RZ_NODISCARD int rz_flow_parse(rz_flow **out, const void *data,
+                                         size_t len, rz_format format,
+                                         const char *filename, rz_diags *diags);
 /* Read and parse a file ("-" reads stdin). */
-RZ_EXTERN int rz_flow_load(rz_flow **out, const char *path, rz_format format,
-                           rz_diags *diags);
+RZ_EXTERN RZ_NODISCARD int rz_flow_load(rz_flow **out, const char *path,
+                                        rz_format format, rz_diags *diags);
 RZ_EXTERN void rz_flow_free(rz_flow *flow);
 
 /* Check the graph against `reg` (NULL: structure only, modules unchecked):
@@ -46,8 +46,9 @@ RZ_EXTERN void rz_flow_free(rz_flow *flow);
  * unconnected required inputs, expressions, credential references, config,
  * cycles. Returns RZ_OK or RZ_EINVALID with every problem in `diags`.
  * Resolves each step's module; `reg` must outlive the flow after this. */
-RZ_EXTERN int rz_flow_validate(rz_flow *flow, const rz_registry *reg,
-                               rz_diags *diags);
+RZ_EXTERN RZ_NODISCARD int rz_flow_validate(rz_flow *flow,
+                                            const rz_registry *reg,
+                                            rz_diags *diags);
 
 /* Borrowed strings, valid while the flow lives. */
 RZ_EXTERN const char *rz_flow_name(const rz_flow *flow);       /* never NULL */
@@ -66,13 +67,14 @@ enum {
 
 /* Canonical JSON: keys in a fixed order, every credential value stripped
  * (only {credentialId, type} survive). Release with rz_free. */
-RZ_EXTERN int rz_flow_to_json(const rz_flow *flow, unsigned flags,
-                              char **out, size_t *len);
+RZ_EXTERN RZ_NODISCARD int rz_flow_to_json(const rz_flow *flow, unsigned flags,
+                                           char **out, size_t *len);
 /* FluxGraph YAML of the same flow. Release with rz_free. */
-RZ_EXTERN int rz_flow_to_yaml(const rz_flow *flow, char **out, size_t *len);
+RZ_EXTERN RZ_NODISCARD int rz_flow_to_yaml(const rz_flow *flow, char **out,
+                                           size_t *len);
 /* CBOR of the same flow; lossless: parse(to_cbor(f)) exports as f does. */
-RZ_EXTERN int rz_flow_to_cbor(const rz_flow *flow, unsigned char **out,
-                              size_t *len);
+RZ_EXTERN RZ_NODISCARD int rz_flow_to_cbor(const rz_flow *flow,
+                                           unsigned char **out, size_t *len);
 
 #ifdef __cplusplus
 }

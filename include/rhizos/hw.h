@@ -86,33 +86,38 @@ RZ_EXTERN const rz_caps_info *rz_caps_get(const rz_caps *caps);
 RZ_EXTERN const char *rz_caps_label(const rz_caps *caps, const char *key);
 RZ_EXTERN size_t rz_caps_label_count(const rz_caps *caps);
 /* The i-th label (sorted by key); RZ_OK or RZ_ENOENT past the end. */
-RZ_EXTERN int rz_caps_label_at(const rz_caps *caps, size_t i,
-                               const char **key, const char **value);
+RZ_EXTERN RZ_NODISCARD int rz_caps_label_at(const rz_caps *caps, size_t i,
+                                            const char **key,
+                                            const char **value);
 
 /* Parse one node object (docs/formats.md). Wrong types, negative or absurd
  * numbers fail with RZ_EINVALID and a JSON pointer in rz_error_last(). */
-RZ_EXTERN int rz_caps_parse(rz_caps **out, const char *json, size_t len);
+RZ_EXTERN RZ_NODISCARD int rz_caps_parse(rz_caps **out, const char *json,
+                                         size_t len);
 /* Parse a list of nodes: a JSON array of node objects, or {"nodes":[...]}.
  * *out is an array of *count nodes; free it with rz_caps_free_list. */
-RZ_EXTERN int rz_caps_parse_list(rz_caps ***out, size_t *count,
-                                 const char *json, size_t len);
+RZ_EXTERN RZ_NODISCARD int rz_caps_parse_list(rz_caps ***out, size_t *count,
+                                              const char *json, size_t len);
 RZ_EXTERN void rz_caps_free_list(rz_caps **list, size_t count);
 /* The node object, pretty-printed when `pretty`; release with rz_free. */
-RZ_EXTERN int rz_caps_to_json(const rz_caps *caps, int pretty, char **out);
+RZ_EXTERN RZ_NODISCARD int rz_caps_to_json(const rz_caps *caps, int pretty,
+                                           char **out);
 /* A readable multi-line summary; release with rz_free. */
-RZ_EXTERN int rz_caps_to_text(const rz_caps *caps, char **out);
-RZ_EXTERN int rz_caps_clone(rz_caps **out, const rz_caps *caps);
+RZ_EXTERN RZ_NODISCARD int rz_caps_to_text(const rz_caps *caps, char **out);
+RZ_EXTERN RZ_NODISCARD int rz_caps_clone(rz_caps **out, const rz_caps *caps);
 RZ_EXTERN void rz_caps_free(rz_caps *caps);
 
 /* What an operator configures rather than detects. */
-RZ_EXTERN int rz_caps_set_id(rz_caps *caps, const char *id);
-RZ_EXTERN int rz_caps_set_label(rz_caps *caps, const char *key, const char *value);
-RZ_EXTERN int rz_caps_set_prices(rz_caps *caps, uint64_t gpu_hour_cents,
-                                 uint64_t cpu_hour_cents,
-                                 uint64_t memory_gb_hour_cents);
+RZ_EXTERN RZ_NODISCARD int rz_caps_set_id(rz_caps *caps, const char *id);
+RZ_EXTERN RZ_NODISCARD int rz_caps_set_label(rz_caps *caps, const char *key,
+                                             const char *value);
+RZ_EXTERN RZ_NODISCARD int rz_caps_set_prices(rz_caps *caps,
+                                              uint64_t gpu_hour_cents,
+                                              uint64_t cpu_hour_cents,
+                                              uint64_t memory_gb_hour_cents);
 /* reputation in [0,1]; RZ_EINVAL otherwise. */
-RZ_EXTERN int rz_caps_set_market(rz_caps *caps, double reputation,
-                                 uint32_t max_concurrent_jobs);
+RZ_EXTERN RZ_NODISCARD int rz_caps_set_market(rz_caps *caps, double reputation,
+                                              uint32_t max_concurrent_jobs);
 
 /* ---- Detection ---- */
 
@@ -131,7 +136,7 @@ typedef struct rz_hw_opts {
  * are 0, reputation 1, no job limit, adapters "process" (+ "docker" when an
  * engine socket answers). Fails only when hwloc cannot load a topology or
  * memory runs out. */
-RZ_EXTERN int rz_hw_detect(rz_caps **out, const rz_hw_opts *opts);
+RZ_EXTERN RZ_NODISCARD int rz_hw_detect(rz_caps **out, const rz_hw_opts *opts);
 
 /* ---- Benchmark ---- */
 
@@ -142,11 +147,14 @@ typedef struct rz_hw_bench {
 } rz_hw_bench;
 
 /* Measure for about `budget_s` seconds (clamped to 0.1..10). */
-RZ_EXTERN int rz_hw_benchmark(rz_hw_bench *out, double budget_s);
-RZ_EXTERN int rz_caps_set_benchmark(rz_caps *caps, const rz_hw_bench *b);
+RZ_EXTERN RZ_NODISCARD int rz_hw_benchmark(rz_hw_bench *out, double budget_s);
+RZ_EXTERN RZ_NODISCARD int rz_caps_set_benchmark(rz_caps *caps,
+                                                 const rz_hw_bench *b);
 /* {"cpu_mops","memory_mbps","seconds"}; release with rz_free. */
-RZ_EXTERN int rz_hw_bench_to_json(const rz_hw_bench *b, char **out);
-RZ_EXTERN int rz_hw_bench_parse(rz_hw_bench *out, const char *json, size_t len);
+RZ_EXTERN RZ_NODISCARD int rz_hw_bench_to_json(const rz_hw_bench *b,
+                                               char **out);
+RZ_EXTERN RZ_NODISCARD int rz_hw_bench_parse(rz_hw_bench *out, const char *json,
+                                             size_t len);
 
 #ifdef __cplusplus
 }

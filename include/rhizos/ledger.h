@@ -130,24 +130,25 @@ typedef struct rz_ledger_transfer {
 
 /* Operations of a batch. Fields each type reads:
  *   CREATE_ACCOUNT    id (the account), kind (CLIENT or NODE)
- *   TRANSFER          id, account (debit), other (credit), amount, flags
- *                     (PENDING/POST/VOID), ref (POST, VOID), timeout
- *                     (PENDING), job, kind (code >= RZ_LEDGER_CODE_USER).
+ *   TRANSFER          id, account (debit), counterparty (credit), amount,
+ *                     flags (PENDING/POST/VOID), pending_id (POST, VOID),
+ *                     timeout (PENDING), job, code (>= RZ_LEDGER_CODE_USER).
  *                     A POST with amount 0 posts the whole pending amount.
  *   DEPOSIT_REQUEST   id, account (client), amount
- *   DEPOSIT_CONFIRM   id, ref (the deposit request)
+ *   DEPOSIT_CONFIRM   id, pending_id (the deposit request)
  *   TEST_CREDIT       id, account (client), amount
  *   HOLD              id, job, account (client), amount, timeout
- *   SETTLE            id, job (or ref: the hold), other (node), amount
- *                     (the actual cost, <= the hold). Ids id, then
- *                     rz_ledger_derive_id(id, 1) (payout) and (id, 2) (fee).
- *   REFUND            id, job (or ref: the hold)
+ *   SETTLE            id, job (or pending_id: the hold), counterparty (the
+ *                     node), amount (the actual cost, <= the hold). Ids id,
+ *                     then rz_ledger_derive_id(id, 1) (payout) and (id, 2)
+ *                     (fee).
+ *   REFUND            id, job (or pending_id: the hold)
  *   WITHDRAW_REQUEST  id, account (client or node), amount
- *   WITHDRAW_COMPLETE id, ref (the request)
- *   WITHDRAW_CANCEL   id, ref (the request)
+ *   WITHDRAW_COMPLETE id, pending_id (the request)
+ *   WITHDRAW_CANCEL   id, pending_id (the request)
  *   TICK              amount (now); voids every open pending transfer with
  *                     0 < timeout <= now, ids rz_ledger_derive_id(pending,
- *                     3); result a = how many.
+ *                     3); the result's expired says how many.
  * RZ_LEDGER_LINKED in flags chains an op to the next: the chain commits
  * whole or not at all (the failing op gets its error, the others
  * RZ_ELINKED). */
@@ -170,17 +171,24 @@ typedef struct rz_ledger_op {
     uint32_t type;                /* rz_ledger_op_type */
     uint32_t flags;
     rz_ledger_id id;
-    rz_ledger_id account, other, ref, job;
+    rz_ledger_id account;         /* the account the op is for */
+    rz_ledger_id counterparty;    /* TRANSFER: credit; SETTLE: the node */
+    rz_ledger_id pending_id;      /* the pending transfer it resolves */
+    rz_ledger_id job;
     uint64_t amount;
     uint64_t timeout;
-    uint32_t kind;
+    uint32_t kind;                /* CREATE_ACCOUNT: rz_ledger_kind */
+    uint32_t code;                /* TRANSFER: rz_ledger_code (user) */
 } rz_ledger_op;
 
 typedef struct rz_ledger_result {
     int status;                   /* RZ_OK or a negative rz_status */
     uint32_t replayed;            /* 1: the id existed with these fields */
-    uint64_t a, b;                /* SETTLE: payout, fee; REFUND, CANCEL:
-                                     amount released; TICK: a = expired */
+    uint64_t amount;              /* SETTLE: the node's payout; a void
+                                     (REFUND, WITHDRAW_CANCEL, TRANSFER
+                                     with VOID): the amount released */
+    uint64_t fee;                 /* SETTLE: the platform's fee */
+    uint64_t expired;             /* TICK: pending transfers it voided */
 } rz_ledger_result;
 
 /* The most operations one batch takes. */
@@ -213,48 +221,59 @@ typedef struct rz_ledger_opts {
 /* Open (creating if missing) DATA_DIR/ledger. opts may be NULL (defaults).
  * A writer replays the journal left by a crash before returning. Only one
  * writer at a time: a second gets RZ_ESTATE. */
-RZ_EXTERN int rz_ledger_open(rz_ledger **out, const char *data_dir,
-                             const rz_ledger_opts *opts);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_open(rz_ledger **out, const char *data_dir,
+                                          const rz_ledger_opts *opts);
 /* Checkpoints (a writer) and closes. NULL is fine. */
 RZ_EXTERN void rz_ledger_close(rz_ledger *l);
 
 /* Write everything acknowledged so far into LMDB (one durable commit) and
  * start the journal over. Other processes see the ledger as of the last
  * checkpoint; the writing handle always sees its own latest state. */
-RZ_EXTERN int rz_ledger_checkpoint(rz_ledger *l);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_checkpoint(rz_ledger *l);
 
 /* Apply n (1..RZ_LEDGER_BATCH_MAX) ops in one durable commit; results[i]
  * gets op i's outcome. Returns RZ_OK once the batch is durable (whatever
  * the single ops' outcomes), or a negative status if nothing was applied.
  * RZ_EIO after the journal was written means the outcome is only known
  * after reopening; the handle then refuses further writes. */
-RZ_EXTERN int rz_ledger_submit(rz_ledger *l, const rz_ledger_op *ops,
-                               size_t n, rz_ledger_result *results);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_submit(rz_ledger *l,
+                                            const rz_ledger_op *ops, size_t n,
+                                            rz_ledger_result *results);
 
 /* One-op conveniences over rz_ledger_submit; each returns the op's status.
  * `res` may be NULL. */
-RZ_EXTERN int rz_ledger_create_account(rz_ledger *l, rz_ledger_id id,
-                                       rz_ledger_kind kind);
-RZ_EXTERN int rz_ledger_deposit_request(rz_ledger *l, rz_ledger_id id,
-                                        rz_ledger_id client, uint64_t cents);
-RZ_EXTERN int rz_ledger_deposit_confirm(rz_ledger *l, rz_ledger_id id,
-                                        rz_ledger_id request);
-RZ_EXTERN int rz_ledger_test_credit(rz_ledger *l, rz_ledger_id id,
-                                    rz_ledger_id client, uint64_t cents);
-RZ_EXTERN int rz_ledger_hold(rz_ledger *l, rz_ledger_id id, rz_ledger_id job,
-                             rz_ledger_id client, uint64_t max_cents,
-                             uint64_t timeout);
-RZ_EXTERN int rz_ledger_settle(rz_ledger *l, rz_ledger_id id,
-                               rz_ledger_id job, rz_ledger_id node,
-                               uint64_t actual_cents, rz_ledger_result *res);
-RZ_EXTERN int rz_ledger_refund(rz_ledger *l, rz_ledger_id id,
-                               rz_ledger_id job, rz_ledger_result *res);
-RZ_EXTERN int rz_ledger_withdraw_request(rz_ledger *l, rz_ledger_id id,
-                                         rz_ledger_id account,
-                                         uint64_t cents);
-RZ_EXTERN int rz_ledger_withdraw_complete(rz_ledger *l, rz_ledger_id id,
-                                          rz_ledger_id request);
-RZ_EXTERN int rz_ledger_tick(rz_ledger *l, uint64_t now, uint64_t *expired);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_create_account(rz_ledger *l,
+                                                    rz_ledger_id id,
+                                                    rz_ledger_kind kind);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_deposit_request(rz_ledger *l,
+                                                     rz_ledger_id id,
+                                                     rz_ledger_id client,
+                                                     uint64_t cents);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_deposit_confirm(rz_ledger *l,
+                                                     rz_ledger_id id,
+                                                     rz_ledger_id request);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_test_credit(rz_ledger *l, rz_ledger_id id,
+                                                 rz_ledger_id client,
+                                                 uint64_t cents);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_hold(rz_ledger *l, rz_ledger_id id,
+                                          rz_ledger_id job, rz_ledger_id client,
+                                          uint64_t max_cents, uint64_t timeout);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_settle(rz_ledger *l, rz_ledger_id id,
+                                            rz_ledger_id job, rz_ledger_id node,
+                                            uint64_t actual_cents,
+                                            rz_ledger_result *res);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_refund(rz_ledger *l, rz_ledger_id id,
+                                            rz_ledger_id job,
+                                            rz_ledger_result *res);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_withdraw_request(rz_ledger *l,
+                                                      rz_ledger_id id,
+                                                      rz_ledger_id account,
+                                                      uint64_t cents);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_withdraw_complete(rz_ledger *l,
+                                                       rz_ledger_id id,
+                                                       rz_ledger_id request);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_tick(rz_ledger *l, uint64_t now,
+                                          uint64_t *expired);
 
 /* The id of the n-th transfer an op makes beyond its first (SETTLE: 1
  * payout, 2 fee; TICK: 3 with a pending id). A fixed mixing function. */
@@ -265,20 +284,26 @@ RZ_EXTERN rz_ledger_id rz_ledger_derive_id(rz_ledger_id id, uint32_t n);
 RZ_EXTERN uint64_t rz_ledger_fee(uint64_t cents, uint32_t fee_bps);
 
 /* Queries read the last committed state. */
-RZ_EXTERN int rz_ledger_balance(rz_ledger *l, rz_ledger_id account,
-                                rz_ledger_account *out);
-RZ_EXTERN int rz_ledger_get_transfer(rz_ledger *l, rz_ledger_id id,
-                                     rz_ledger_transfer *out);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_balance(const rz_ledger *l,
+                                             rz_ledger_id account,
+                                             rz_ledger_account *out);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_transfer_get(const rz_ledger *l,
+                                                  rz_ledger_id id,
+                                                  rz_ledger_transfer *out);
 /* Transfers touching `account`, newest first: up to `cap` with seq <
  * before_seq (0: from the newest). The next page: before_seq =
  * out[*n - 1].seq. */
-RZ_EXTERN int rz_ledger_history(rz_ledger *l, rz_ledger_id account,
-                                uint64_t before_seq, rz_ledger_transfer *out,
-                                size_t cap, size_t *n);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_history(const rz_ledger *l,
+                                             rz_ledger_id account,
+                                             uint64_t before_seq,
+                                             rz_ledger_transfer *out,
+                                             size_t cap, size_t *n);
 /* A job's transfers in commit order, up to `cap`; *total is how many. */
-RZ_EXTERN int rz_ledger_job_transfers(rz_ledger *l, rz_ledger_id job,
-                                      rz_ledger_transfer *out, size_t cap,
-                                      size_t *n, size_t *total);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_job_transfers(const rz_ledger *l,
+                                                   rz_ledger_id job,
+                                                   rz_ledger_transfer *out,
+                                                   size_t cap, size_t *n,
+                                                   size_t *total);
 
 typedef struct rz_ledger_stats {
     uint64_t accounts, transfers;
@@ -291,21 +316,23 @@ typedef struct rz_ledger_stats {
     uint64_t batches;             /* durable commits so far */
 } rz_ledger_stats;
 
-RZ_EXTERN int rz_ledger_stats_get(rz_ledger *l, rz_ledger_stats *out);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_stats_get(const rz_ledger *l,
+                                               rz_ledger_stats *out);
 
 /* Check every invariant (docs/ledger.md). RZ_OK, or RZ_EINVALID with the
  * first breach described in rz_error_last()->message. */
-RZ_EXTERN int rz_ledger_verify(rz_ledger *l);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_verify(const rz_ledger *l);
 
 /* Every account and transfer: text (one line each) or JSON
  * {"accounts":[...],"transfers":[...]}. Release with rz_free. */
-RZ_EXTERN int rz_ledger_export(rz_ledger *l, int json, char **out);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_export(const rz_ledger *l, int json,
+                                            char **out);
 
 /* 32 lowercase hex digits and a NUL. */
 RZ_EXTERN void rz_ledger_id_format(rz_ledger_id id, char buf[33]);
 /* "0x" and 1..32 hex digits, exactly 32 hex digits, or a decimal u64.
  * RZ_EINVAL otherwise. */
-RZ_EXTERN int rz_ledger_id_parse(const char *s, rz_ledger_id *out);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_id_parse(const char *s, rz_ledger_id *out);
 
 #ifdef __cplusplus
 }

@@ -49,17 +49,19 @@ typedef struct rz_reqs_info {
 /* Parse a requirements object, or a job object {"id", "requirements":{...}}
  * (the handoff's {"requirements":{"mcp_adapter"}, "payload":{"type"}} too).
  * Every field is optional; unknown fields are kept. */
-RZ_EXTERN int rz_reqs_parse(rz_reqs **out, const char *json, size_t len);
+RZ_EXTERN RZ_NODISCARD int rz_reqs_parse(rz_reqs **out, const char *json,
+                                         size_t len);
 /* A list of jobs: a JSON array, or {"jobs":[...]}. */
-RZ_EXTERN int rz_reqs_parse_list(rz_reqs ***out, size_t *count,
-                                 const char *json, size_t len);
+RZ_EXTERN RZ_NODISCARD int rz_reqs_parse_list(rz_reqs ***out, size_t *count,
+                                              const char *json, size_t len);
 RZ_EXTERN void rz_reqs_free_list(rz_reqs **list, size_t count);
 RZ_EXTERN const rz_reqs_info *rz_reqs_get(const rz_reqs *reqs);
 RZ_EXTERN size_t rz_reqs_label_count(const rz_reqs *reqs);
-RZ_EXTERN int rz_reqs_label_at(const rz_reqs *reqs, size_t i,
-                               const char **key, const char **value);
+RZ_EXTERN RZ_NODISCARD int rz_reqs_label_at(const rz_reqs *reqs, size_t i,
+                                            const char **key,
+                                            const char **value);
 /* {"id", "requirements":{...}}; release with rz_free. */
-RZ_EXTERN int rz_reqs_to_json(const rz_reqs *reqs, char **out);
+RZ_EXTERN RZ_NODISCARD int rz_reqs_to_json(const rz_reqs *reqs, char **out);
 RZ_EXTERN void rz_reqs_free(rz_reqs *reqs);
 
 /* Estimated cost of running `reqs` on `node`, whole cents rounded up
@@ -80,24 +82,27 @@ typedef enum rz_policy {
  * a preferred node (rz_matcher_prefer), then the node added first. */
 
 /* "cheapest", ...; RZ_EINVAL for an unknown name. */
-RZ_EXTERN int rz_policy_parse(const char *name, rz_policy *out);
+RZ_EXTERN RZ_NODISCARD int rz_policy_parse(const char *name, rz_policy *out);
 RZ_EXTERN const char *rz_policy_name(rz_policy p);
 
 typedef struct rz_matcher rz_matcher;
 
-RZ_EXTERN int rz_matcher_new(rz_matcher **out, rz_policy policy);
+RZ_EXTERN RZ_NODISCARD int rz_matcher_new(rz_matcher **out, rz_policy policy);
 RZ_EXTERN void rz_matcher_free(rz_matcher *m);
 /* Add a node (copied; `node` may be freed afterwards). Ids must be unique
  * (RZ_EDUPLICATE). *index (may be NULL) is the node's index. */
-RZ_EXTERN int rz_matcher_add(rz_matcher *m, const rz_caps *node, size_t *index);
+RZ_EXTERN RZ_NODISCARD int rz_matcher_add(rz_matcher *m, const rz_caps *node,
+                                          size_t *index);
 /* Prefer a node (1) or not (0, the default) where the policy's order ties:
  * a server prefers the nodes that hold a long-poll, so work goes where it
  * can be handed over at once. Never picks a node the policy ranks worse.
  * O(groups holding the node x log nodes). RZ_ENOENT for an unknown index. */
-RZ_EXTERN int rz_matcher_prefer(rz_matcher *m, size_t index, int preferred);
+RZ_EXTERN RZ_NODISCARD int rz_matcher_prefer(rz_matcher *m, size_t index,
+                                             int preferred);
 /* Take a node out of placement (it stays indexed so that its reservations
  * can still be released). RZ_ENOENT for an unknown id. */
-RZ_EXTERN int rz_matcher_remove(rz_matcher *m, const char *node_id);
+RZ_EXTERN RZ_NODISCARD int rz_matcher_remove(rz_matcher *m,
+                                             const char *node_id);
 RZ_EXTERN size_t rz_matcher_count(const rz_matcher *m);
 RZ_EXTERN const char *rz_matcher_node_id(const rz_matcher *m, size_t index);
 
@@ -112,14 +117,15 @@ typedef struct rz_placement {
  * requirement group. RZ_ENOENT when no node fits now; rz_error_last() then
  * says only whether no node meets the requirements or all that do are busy.
  * rz_matcher_explain() gives the reason per constraint. */
-RZ_EXTERN int rz_matcher_place(rz_matcher *m, const rz_reqs *reqs,
-                               rz_placement *out);
+RZ_EXTERN RZ_NODISCARD int rz_matcher_place(rz_matcher *m, const rz_reqs *reqs,
+                                            rz_placement *out);
 /* Release a placement's reservation; RZ_ENOENT for an unknown ticket. */
-RZ_EXTERN int rz_matcher_release(rz_matcher *m, uint64_t ticket);
+RZ_EXTERN RZ_NODISCARD int rz_matcher_release(rz_matcher *m, uint64_t ticket);
 /* Why `reqs` fits no node now, per constraint, with the best the nodes
  * offer: "needs 24576 MB VRAM; the largest free GPU has 16384 MB". "" if it
  * fits. O(nodes). Release with rz_free. */
-RZ_EXTERN int rz_matcher_explain(rz_matcher *m, const rz_reqs *reqs, char **out);
+RZ_EXTERN RZ_NODISCARD int rz_matcher_explain(const rz_matcher *m,
+                                              const rz_reqs *reqs, char **out);
 
 typedef struct rz_node_usage {
     uint32_t cores_used, cores_total;
@@ -129,15 +135,15 @@ typedef struct rz_node_usage {
     uint32_t jobs;
 } rz_node_usage;
 
-RZ_EXTERN int rz_matcher_usage(const rz_matcher *m, size_t index,
-                               rz_node_usage *out);
+RZ_EXTERN RZ_NODISCARD int rz_matcher_usage(const rz_matcher *m, size_t index,
+                                            rz_node_usage *out);
 
 typedef struct rz_matcher_stats {
     uint64_t placements, failures, releases;
     uint64_t cache_hits, cache_builds; /* requirement groups reused / built */
     size_t groups;                      /* cached requirement groups now */
 } rz_matcher_stats;
-RZ_EXTERN void rz_matcher_get_stats(const rz_matcher *m, rz_matcher_stats *out);
+RZ_EXTERN void rz_matcher_stats_get(const rz_matcher *m, rz_matcher_stats *out);
 
 #ifdef __cplusplus
 }

@@ -22,13 +22,14 @@ extern "C" {
 typedef struct rz_registry rz_registry;
 typedef struct rz_module rz_module;
 
-RZ_EXTERN int rz_registry_new(rz_registry **out);
+RZ_EXTERN RZ_NODISCARD int rz_registry_new(rz_registry **out);
 RZ_EXTERN void rz_registry_free(rz_registry *reg);
 /* Load every <dir>/<name>/module.json. Bad manifests are reported to `diags`
  * (may be NULL) and skipped; RZ_ENOENT if `dir` cannot be read. Folders added
  * earlier win for an identical id@version. */
-RZ_EXTERN int rz_registry_add_dir(rz_registry *reg, const char *dir,
-                                  rz_diags *diags);
+RZ_EXTERN RZ_NODISCARD int rz_registry_add_dir(rz_registry *reg,
+                                               const char *dir,
+                                               rz_diags *diags);
 /* Load every module of an HTTP index (http:// or https:// only), through
  * the on-disk cache (rz_registry_set_cache_dir) with ETag revalidation.
  * Unreachable with a cached copy: the copy is used and a warning added to
@@ -36,45 +37,53 @@ RZ_EXTERN int rz_registry_add_dir(rz_registry *reg, const char *dir,
  * RZ_ESYNTAX for a document that is not an index), rz_error_last() naming
  * the URL and libcurl's reason. Bad entries are reported to `diags` and
  * skipped. */
-RZ_EXTERN int rz_registry_add_url(rz_registry *reg, const char *url,
-                                  rz_diags *diags);
+RZ_EXTERN RZ_NODISCARD int rz_registry_add_url(rz_registry *reg,
+                                               const char *url,
+                                               rz_diags *diags);
 /* rz_registry_add_url for an http(s) URL, else rz_registry_add_dir. */
-RZ_EXTERN int rz_registry_add(rz_registry *reg, const char *dir_or_url,
-                              rz_diags *diags);
+RZ_EXTERN RZ_NODISCARD int rz_registry_add(rz_registry *reg,
+                                           const char *dir_or_url,
+                                           rz_diags *diags);
 /* Add the folders and URLs of a colon-separated list (e.g. $RHIZOS_MODULES).
  * A URL's entry ends at the first ':' after its host[:port]. */
-RZ_EXTERN int rz_registry_add_path_list(rz_registry *reg, const char *list,
-                                        rz_diags *diags);
+RZ_EXTERN RZ_NODISCARD int rz_registry_add_path_list(rz_registry *reg,
+                                                     const char *list,
+                                                     rz_diags *diags);
 /* What the RhizOS programs add after their own --modules: every entry of
  * $RHIZOS_MODULES, then examples/modules of the working directory, else the
  * one of the source tree the running program was built in
  * (<program's folder>/../../examples/modules, as for build/cli/rhizos).
  * Problems are diagnostics; a missing folder is not one. */
-RZ_EXTERN int rz_registry_add_defaults(rz_registry *reg, rz_diags *diags);
+RZ_EXTERN RZ_NODISCARD int rz_registry_add_defaults(rz_registry *reg,
+                                                    rz_diags *diags);
 
 /* Require signatures: once a publisher key (64 hex digits or base64 of the
  * 32-byte Ed25519 key) is trusted, modules added afterwards that are
  * unsigned or signed by another key are refused (an RZ_EAUTH diagnostic,
  * skipped). A signature that does not verify is refused in any case. */
-RZ_EXTERN int rz_registry_trust(rz_registry *reg, const char *publisher_key);
+RZ_EXTERN RZ_NODISCARD int rz_registry_trust(rz_registry *reg,
+                                             const char *publisher_key);
 /* Cache folder of HTTP indexes; NULL (the default) means
  * $XDG_CACHE_HOME/rhizos/registry, else ~/.cache/rhizos/registry. */
-RZ_EXTERN int rz_registry_set_cache_dir(rz_registry *reg, const char *dir);
+RZ_EXTERN RZ_NODISCARD int rz_registry_set_cache_dir(rz_registry *reg,
+                                                     const char *dir);
 /* Per-request time limit and the largest index accepted (defaults below);
  * a manifest, local or fetched, may have RZ_MODULE_MANIFEST_MAX bytes. */
 #define RZ_REGISTRY_DEFAULT_TIMEOUT_MS 20000L
 #define RZ_REGISTRY_DEFAULT_INDEX_MAX (16u * 1024u * 1024u)    /* 16 MiB */
 #define RZ_MODULE_MANIFEST_MAX (4u * 1024u * 1024u)            /* 4 MiB */
-RZ_EXTERN int rz_registry_set_http_limits(rz_registry *reg, long timeout_ms,
-                                          size_t max_index_bytes);
+RZ_EXTERN RZ_NODISCARD int rz_registry_set_http_limits(rz_registry *reg,
+                                                       long timeout_ms,
+                                                       size_t max_index_bytes);
 
 RZ_EXTERN size_t rz_registry_count(const rz_registry *reg);
 /* Borrowed, valid while the registry lives; sorted by id then version. */
 RZ_EXTERN const rz_module *rz_registry_get(const rz_registry *reg, size_t i);
 /* `spec` is the version part ("", "1.2.3", "^1.2", ...); NULL means any.
  * RZ_ENOENT when no module has the id, RZ_EMODULE when no version matches. */
-RZ_EXTERN int rz_registry_resolve(const rz_registry *reg, const char *id,
-                                  const char *spec, const rz_module **out);
+RZ_EXTERN RZ_NODISCARD int rz_registry_resolve(const rz_registry *reg,
+                                               const char *id, const char *spec,
+                                               const rz_module **out);
 
 /* Borrowed strings, valid while the registry lives. */
 RZ_EXTERN const char *rz_module_id(const rz_module *m);
@@ -88,11 +97,12 @@ RZ_EXTERN const char *rz_module_origin(const rz_module *m);
 /* Hex public key of the verified signature, NULL when unsigned. */
 RZ_EXTERN const char *rz_module_publisher(const rz_module *m);
 /* The manifest as canonical JSON. Release with rz_free. */
-RZ_EXTERN int rz_module_manifest_json(const rz_module *m, char **out);
+RZ_EXTERN RZ_NODISCARD int rz_module_manifest_json(const rz_module *m,
+                                                   char **out);
 /* SHA-256 of the canonical manifest as 64 lowercase hex digits: what an
  * orchestrator sends with a job so a node can check that its own copy of
  * the module is the same one. */
-RZ_EXTERN int rz_module_digest(const rz_module *m, char hex[65]);
+RZ_EXTERN RZ_NODISCARD int rz_module_digest(const rz_module *m, char hex[65]);
 
 /* ---- Signing (Ed25519, libsodium) ----
  * The signature covers the canonical manifest: keys sorted at every level,
@@ -101,19 +111,22 @@ RZ_EXTERN int rz_module_digest(const rz_module *m, char hex[65]);
 
 /* New key pair: the secret key goes to a new file (mode 0600, 128 hex
  * digits; RZ_EEXISTS if the file exists), the public key to `public_hex`. */
-RZ_EXTERN int rz_sign_keygen(const char *secret_key_file, char public_hex[65]);
+RZ_EXTERN RZ_NODISCARD int rz_sign_keygen(const char *secret_key_file,
+                                          char public_hex[65]);
 /* Sign manifest text with the key of `secret_key_file` (which must not be
  * readable by group or others: RZ_EAUTH). *out is the manifest with its
  * "signature" member replaced, pretty-printed; release with rz_free. */
-RZ_EXTERN int rz_manifest_sign(const char *json, size_t len,
-                               const char *secret_key_file, char **out);
+RZ_EXTERN RZ_NODISCARD int rz_manifest_sign(const char *json, size_t len,
+                                            const char *secret_key_file,
+                                            char **out);
 /* RZ_OK when the manifest carries a signature that verifies and, if
  * `n_trusted` > 0, was made by one of `trusted`; else RZ_EAUTH (RZ_EINVAL
  * for a malformed trusted key, RZ_ESYNTAX for text that is not a JSON
  * object). *publisher (may be NULL) gets the hex key; release with rz_free. */
-RZ_EXTERN int rz_manifest_verify(const char *json, size_t len,
-                                 const char *const *trusted, size_t n_trusted,
-                                 char **publisher);
+RZ_EXTERN RZ_NODISCARD int rz_manifest_verify(const char *json, size_t len,
+                                              const char *const *trusted,
+                                              size_t n_trusted,
+                                              char **publisher);
 
 #ifdef __cplusplus
 }

@@ -25,7 +25,8 @@ typedef struct rz_plan rz_plan;
  * starting and located at its earliest step in the document (very long
  * cycles are shortened in the middle). The flow must outlive the plan.
  * O(steps + edges) time and memory, no recursion. */
-RZ_EXTERN int rz_plan_build(rz_plan **out, const rz_flow *flow, rz_diags *diags);
+RZ_EXTERN RZ_NODISCARD int rz_plan_build(rz_plan **out, const rz_flow *flow,
+                                         rz_diags *diags);
 RZ_EXTERN void rz_plan_free(rz_plan *plan);
 
 RZ_EXTERN size_t rz_plan_stage_count(const rz_plan *plan);
@@ -40,7 +41,7 @@ RZ_EXTERN double rz_plan_critical_seconds(const rz_plan *plan);
 
 /* {"stages":[["a"],["b","c"]],"critical_path":["a","c"],
  *  "critical_seconds":N,"steps":N}. Release with rz_free. */
-RZ_EXTERN int rz_plan_to_json(const rz_plan *plan, char **out);
+RZ_EXTERN RZ_NODISCARD int rz_plan_to_json(const rz_plan *plan, char **out);
 
 #ifdef __cplusplus
 }

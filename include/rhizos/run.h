@@ -52,9 +52,9 @@ RZ_EXTERN const char *rz_run_state_name(rz_run_state s);
 /* Start a run of a validated flow. `inputs_json` is an object of flow inputs
  * (NULL: none; declared defaults apply; a missing required input is
  * RZ_EINVALID). `run_id` (NULL: "run") is copied. */
-RZ_EXTERN int rz_run_new(rz_run **out, const rz_flow *flow,
-                         const char *inputs_json, const char *run_id,
-                         uint64_t now_ms);
+RZ_EXTERN RZ_NODISCARD int rz_run_new(rz_run **out, const rz_flow *flow,
+                                      const char *inputs_json,
+                                      const char *run_id, uint64_t now_ms);
 RZ_EXTERN void rz_run_free(rz_run *run);
 
 /* Fill `steps` with up to `cap` steps that may start at `now_ms`; returns how
@@ -63,26 +63,29 @@ RZ_EXTERN void rz_run_free(rz_run *run);
 RZ_EXTERN size_t rz_run_ready(rz_run *run, uint64_t now_ms, size_t *steps,
                               size_t cap);
 /* READY -> RUNNING; counts an attempt. */
-RZ_EXTERN int rz_run_start(rz_run *run, size_t step, uint64_t now_ms);
+RZ_EXTERN RZ_NODISCARD int rz_run_start(rz_run *run, size_t step,
+                                        uint64_t now_ms);
 /* The job request of a ready or started step: {"inputs":{...},"config":{...}}
  * with every ${{ }} in `inputs` and in `config` strings resolved (nested
  * objects and arrays too); builder connections feed the source step's
  * output port into the input port (left out if the source produced none),
  * then the step's own `inputs` are applied over them. RZ_EEXPR if an
  * expression cannot be evaluated. Release with rz_free. */
-RZ_EXTERN int rz_run_request(const rz_run *run, size_t step, char **out);
+RZ_EXTERN RZ_NODISCARD int rz_run_request(const rz_run *run, size_t step,
+                                          char **out);
 /* RUNNING -> SUCCEEDED with a JSON object of outputs (NULL: {}). Outputs
  * that are not a JSON object fail the step as rz_run_fail would (retrying
  * if attempts remain; the step's error says why) and return RZ_EINVALID. */
-RZ_EXTERN int rz_run_succeed(rz_run *run, size_t step, const char *outputs_json,
-                             uint64_t now_ms);
+RZ_EXTERN RZ_NODISCARD int rz_run_succeed(rz_run *run, size_t step,
+                                          const char *outputs_json,
+                                          uint64_t now_ms);
 /* RUNNING -> BACKOFF (if attempts remain and the run is not cancelled),
  * FAILED, or CANCELLED once the run is cancelled (the step was stopped by
  * the cancel); `reason` (NULL: "failed") is copied. The retry after failed
  * attempt n falls due initial_ms later (fixed) or initial_ms * 2^(n-1)
  * capped at max_ms (exponential). */
-RZ_EXTERN int rz_run_fail(rz_run *run, size_t step, const char *reason,
-                          uint64_t now_ms);
+RZ_EXTERN RZ_NODISCARD int rz_run_fail(rz_run *run, size_t step,
+                                       const char *reason, uint64_t now_ms);
 /* Fail every RUNNING step whose timeout has passed at `now_ms`; their indices
  * go to `expired` (up to cap; the caller must stop them). Returns the count. */
 RZ_EXTERN size_t rz_run_tick(rz_run *run, uint64_t now_ms, size_t *expired,
@@ -92,8 +95,8 @@ RZ_EXTERN size_t rz_run_tick(rz_run *run, uint64_t now_ms, size_t *expired,
  * why the step did not finish in time. Returns 1 if the step was RUNNING and
  * its timeout had passed at `now_ms` (it failed as rz_run_tick would fail
  * it), 0 if not (nothing changes), or a negative rz_status. */
-RZ_EXTERN int rz_run_expire(rz_run *run, size_t step, const char *note,
-                            uint64_t now_ms);
+RZ_EXTERN RZ_NODISCARD int rz_run_expire(rz_run *run, size_t step,
+                                         const char *note, uint64_t now_ms);
 /* Earliest time something changes on its own (a retry falls due, a timeout
  * expires); UINT64_MAX if nothing is scheduled. */
 RZ_EXTERN uint64_t rz_run_next_wakeup(const rz_run *run);
@@ -101,7 +104,7 @@ RZ_EXTERN uint64_t rz_run_next_wakeup(const rz_run *run);
  * for the caller to stop and report with rz_run_fail, which makes them
  * CANCELLED too (or rz_run_succeed, if they finished first). RZ_ESTATE once
  * the run is done; cancelling twice is fine. */
-RZ_EXTERN int rz_run_cancel(rz_run *run, uint64_t now_ms);
+RZ_EXTERN RZ_NODISCARD int rz_run_cancel(rz_run *run, uint64_t now_ms);
 
 RZ_EXTERN rz_run_state rz_run_state_get(const rz_run *run);
 RZ_EXTERN int rz_run_done(const rz_run *run);   /* 1 when nothing can change */
@@ -117,8 +120,8 @@ RZ_EXTERN const char *rz_run_step_error(const rz_run *run, size_t step);
  * at most the last RZ_RUN_LOG_MAX bytes, control bytes and broken UTF-8
  * replaced by '?'. Replaces any earlier log of the step. */
 #define RZ_RUN_LOG_MAX (64u * 1024u)
-RZ_EXTERN int rz_run_set_step_log(rz_run *run, size_t step, const char *log,
-                                  size_t len);
+RZ_EXTERN RZ_NODISCARD int rz_run_set_step_log(rz_run *run, size_t step,
+                                               const char *log, size_t len);
 /* Borrowed, valid until the log is replaced; NULL if none. */
 RZ_EXTERN const char *rz_run_step_log(const rz_run *run, size_t step);
 
@@ -126,9 +129,10 @@ RZ_EXTERN const char *rz_run_step_log(const rz_run *run, size_t step);
  *  "error"?,"log"?}},"outputs":{"<id>":{...}}}: "outputs" holds the outputs of each
  * final step (one no step depends on) that succeeded, by step id. Release
  * with rz_free. */
-RZ_EXTERN int rz_run_to_json(const rz_run *run, char **out);
+RZ_EXTERN RZ_NODISCARD int rz_run_to_json(const rz_run *run, char **out);
 /* Outputs of one step as a JSON object ("{}" if none). Release with rz_free. */
-RZ_EXTERN int rz_run_step_outputs(const rz_run *run, size_t step, char **out);
+RZ_EXTERN RZ_NODISCARD int rz_run_step_outputs(const rz_run *run, size_t step,
+                                               char **out);
 
 #ifdef __cplusplus
 }

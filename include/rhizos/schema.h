@@ -56,7 +56,8 @@ typedef struct rz_schema rz_schema;
  * schema (a keyword with a wrong value, a bad regex, a $ref to nowhere or a
  * $ref loop; the JSON pointer of the culprit is in rz_error_last());
  * RZ_EUNSUPPORTED: a $ref to another document; RZ_ENOMEM. */
-RZ_EXTERN int rz_schema_compile(rz_schema **out, const char *json, size_t len);
+RZ_EXTERN RZ_NODISCARD int rz_schema_compile(rz_schema **out, const char *json,
+                                             size_t len);
 RZ_EXTERN void rz_schema_free(rz_schema *schema);
 
 /* One validation error. Borrowed: valid during the callback only. */
@@ -79,15 +80,17 @@ typedef int (*rz_schema_error_fn)(void *ud, const rz_schema_error *err);
  * RZ_ETOOBIG the schema needs too much work on this instance; RZ_ENOMEM.
  * Errors inside anyOf/oneOf/not alternatives are summarised by one error
  * on the combinator; allOf, $ref and if/then/else pass theirs through. */
-RZ_EXTERN int rz_schema_validate(const rz_schema *schema, const char *json,
-                                 size_t len, rz_schema_error_fn fn, void *ud);
+RZ_EXTERN RZ_NODISCARD int rz_schema_validate(const rz_schema *schema,
+                                              const char *json, size_t len,
+                                              rz_schema_error_fn fn, void *ud);
 
 /* The same, each error as a diagnostic (code RZ_EINVALID) at the
  * FILE:LINE:COLUMN of the offending value in `json` (`file` names it), with
  * the message "/pointer: message". A syntax error in the instance is one
  * RZ_ESYNTAX diagnostic. `diags` may be NULL. */
-RZ_EXTERN int rz_schema_check(const rz_schema *schema, const char *json,
-                              size_t len, const char *file, rz_diags *diags);
+RZ_EXTERN RZ_NODISCARD int rz_schema_check(const rz_schema *schema,
+                                           const char *json, size_t len,
+                                           const char *file, rz_diags *diags);
 
 /* Fill in defaults: wherever the instance has an object whose schema's
  * `properties` give a `default` for a missing member, a copy of it is
@@ -96,9 +99,9 @@ RZ_EXTERN int rz_schema_check(const rz_schema *schema, const char *json,
  * (compact), released with rz_free. RZ_ESYNTAX, RZ_ENOMEM; RZ_ETOOBIG when
  * a recursive schema would add more than RZ_SCHEMA_DEFAULTS_MAX values. */
 #define RZ_SCHEMA_DEFAULTS_MAX 10000
-RZ_EXTERN int rz_schema_apply_defaults(const rz_schema *schema,
-                                       const char *json, size_t len,
-                                       char **out);
+RZ_EXTERN RZ_NODISCARD int rz_schema_apply_defaults(const rz_schema *schema,
+                                                    const char *json,
+                                                    size_t len, char **out);
 
 #ifdef __cplusplus
 }

@@ -15,19 +15,21 @@ extern "C" {
 
 typedef struct rz_store rz_store;
 
-RZ_EXTERN int rz_store_open(rz_store **out, const char *dir);
+RZ_EXTERN RZ_NODISCARD int rz_store_open(rz_store **out, const char *dir);
 RZ_EXTERN void rz_store_close(rz_store *st);
 
 /* Record (or replace) a run: its JSON as rz_run_to_json gives it, plus the
  * flow file and start/end wall-clock times in ms since the epoch. */
-RZ_EXTERN int rz_store_put_run(rz_store *st, const rz_run *run,
-                               uint64_t started_ms, uint64_t finished_ms);
+RZ_EXTERN RZ_NODISCARD int rz_store_run_put(rz_store *st, const rz_run *run,
+                                            uint64_t started_ms,
+                                            uint64_t finished_ms);
 /* Every recorded run, newest first, as a JSON array of
  * {"id","flow","file","status","started_ms","finished_ms","steps":N}.
  * Release with rz_free. */
-RZ_EXTERN int rz_store_list_runs(rz_store *st, char **out);
+RZ_EXTERN RZ_NODISCARD int rz_store_run_list(const rz_store *st, char **out);
 /* One run's full record. RZ_ENOENT if unknown. Release with rz_free. */
-RZ_EXTERN int rz_store_get_run(rz_store *st, const char *id, char **out);
+RZ_EXTERN RZ_NODISCARD int rz_store_run_get(const rz_store *st, const char *id,
+                                            char **out);
 
 #ifdef __cplusplus
 }

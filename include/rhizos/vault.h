@@ -79,22 +79,23 @@ typedef struct rz_vault_opts {
  * `password` (`pwlen` bytes, may hold any bytes) and write it. The handle
  * comes back unlocked and empty. `opts` may be NULL (MODERATE).
  * RZ_EEXISTS if the file exists. */
-RZ_EXTERN int rz_vault_create(rz_vault **out, const char *path,
-                              const char *password, size_t pwlen,
-                              const rz_vault_opts *opts);
+RZ_EXTERN RZ_NODISCARD int rz_vault_create(rz_vault **out, const char *path,
+                                           const char *password, size_t pwlen,
+                                           const rz_vault_opts *opts);
 
 /* Read the vault at `path` and check its header's shape and KDF cost
  * against the caps; the handle comes back locked. Errors: RZ_ENOENT (no
  * file), RZ_ESYNTAX (not a vault file / truncated header), RZ_EUNSUPPORTED
  * (newer format or unknown KDF), RZ_ETOOBIG (KDF cost above the cap or file
  * too large). `opts` may be NULL. */
-RZ_EXTERN int rz_vault_open(rz_vault **out, const char *path,
-                            const rz_vault_opts *opts);
+RZ_EXTERN RZ_NODISCARD int rz_vault_open(rz_vault **out, const char *path,
+                                         const rz_vault_opts *opts);
 
 /* Same as rz_vault_open for a file image held in memory (it is copied);
  * the handle has no path, so rz_vault_save fails with RZ_ESTATE. */
-RZ_EXTERN int rz_vault_open_mem(rz_vault **out, const void *data, size_t len,
-                                const rz_vault_opts *opts);
+RZ_EXTERN RZ_NODISCARD int rz_vault_open_mem(rz_vault **out, const void *data,
+                                             size_t len,
+                                             const rz_vault_opts *opts);
 
 /* Derive the keys from `password` and decrypt the entry table. A locked
  * handle with a path reads its file again first (it may have changed since
@@ -103,7 +104,8 @@ RZ_EXTERN int rz_vault_open_mem(rz_vault **out, const void *data, size_t len,
  * design); the handle stays locked and the file is untouched. Unlocking an
  * unlocked vault re-reads nothing and returns RZ_OK only if the password is
  * right. */
-RZ_EXTERN int rz_vault_unlock(rz_vault *v, const char *password, size_t pwlen);
+RZ_EXTERN RZ_NODISCARD int rz_vault_unlock(rz_vault *v, const char *password,
+                                           size_t pwlen);
 
 /* Wipe the data key and forget the entries; unsaved changes are discarded.
  * The file is read again by the next unlock. NULL is fine. */
@@ -112,13 +114,15 @@ RZ_EXTERN int rz_vault_is_unlocked(const rz_vault *v);
 
 /* Write the vault atomically (temp file in the same folder, fsync, rename,
  * fsync of the folder). RZ_ESTATE if locked or without a path. */
-RZ_EXTERN int rz_vault_save(rz_vault *v);
+RZ_EXTERN RZ_NODISCARD int rz_vault_save(rz_vault *v);
 
 /* Change the master password: a new salt, KDF cost from `opts` (NULL keeps
  * the current cost), a new data key, every value re-encrypted, and the file
  * written atomically. Entries are kept. Needs an unlocked vault. */
-RZ_EXTERN int rz_vault_passwd(rz_vault *v, const char *new_password,
-                              size_t new_pwlen, const rz_vault_opts *opts);
+RZ_EXTERN RZ_NODISCARD int rz_vault_passwd(rz_vault *v,
+                                           const char *new_password,
+                                           size_t new_pwlen,
+                                           const rz_vault_opts *opts);
 
 /* Lock and free. NULL is fine. */
 RZ_EXTERN void rz_vault_close(rz_vault *v);
@@ -153,7 +157,8 @@ typedef struct rz_vault_entry {
 RZ_EXTERN size_t rz_vault_count(const rz_vault *v);  /* 0 while locked */
 /* Entry `i` in insertion order. Borrowed strings, valid until the vault is
  * changed, locked or closed. RZ_ENOENT if out of range or locked. */
-RZ_EXTERN int rz_vault_get(const rz_vault *v, size_t i, rz_vault_entry *out);
+RZ_EXTERN RZ_NODISCARD int rz_vault_get(const rz_vault *v, size_t i,
+                                        rz_vault_entry *out);
 /* Index of the entry whose id, or else name, is `id_or_name`; (size_t)-1. */
 RZ_EXTERN size_t rz_vault_find(const rz_vault *v, const char *id_or_name);
 
@@ -161,19 +166,21 @@ RZ_EXTERN size_t rz_vault_find(const rz_vault *v, const char *id_or_name);
  * 1..RZ_VAULT_VALUE_MAX bytes and is encrypted at once (the caller's buffer
  * is not kept). The new id is copied to `id_out` if not NULL
  * (RZ_VAULT_ID_LEN + 1 bytes). RZ_EEXISTS if the name is taken. */
-RZ_EXTERN int rz_vault_add(rz_vault *v, const char *name, const char *type,
-                           const char *metadata, const void *value,
-                           size_t value_len, char *id_out);
+RZ_EXTERN RZ_NODISCARD int rz_vault_add(rz_vault *v, const char *name,
+                                        const char *type, const char *metadata,
+                                        const void *value, size_t value_len,
+                                        char *id_out);
 /* Replace an entry's value (and, if `metadata` is not NULL, its metadata);
  * bumps updated_ms. */
-RZ_EXTERN int rz_vault_update(rz_vault *v, const char *id_or_name,
-                              const char *metadata, const void *value,
-                              size_t value_len);
-RZ_EXTERN int rz_vault_remove(rz_vault *v, const char *id_or_name);
+RZ_EXTERN RZ_NODISCARD int rz_vault_update(rz_vault *v, const char *id_or_name,
+                                           const char *metadata,
+                                           const void *value, size_t value_len);
+RZ_EXTERN RZ_NODISCARD int rz_vault_remove(rz_vault *v, const char *id_or_name);
 
 /* Decrypt entry `i`'s value into guarded memory. RZ_EAUTH if its ciphertext
  * does not verify (it was moved, retyped or altered). */
-RZ_EXTERN int rz_vault_reveal(const rz_vault *v, size_t i, rz_secret **out);
+RZ_EXTERN RZ_NODISCARD int rz_vault_reveal(const rz_vault *v, size_t i,
+                                           rz_secret **out);
 
 /* The bytes (followed by a NUL not counted in the length), borrowed until
  * rz_secret_free, which wipes them. NULL is fine. */
@@ -183,7 +190,7 @@ RZ_EXTERN void rz_secret_free(rz_secret *s);
 /* A guarded buffer of `len` zero bytes for the caller to fill (a password
  * read from a terminal), writable through rz_secret_bytes; shorten it with
  * rz_secret_truncate once the real length is known. */
-RZ_EXTERN int rz_secret_alloc(rz_secret **out, size_t len);
+RZ_EXTERN RZ_NODISCARD int rz_secret_alloc(rz_secret **out, size_t len);
 RZ_EXTERN unsigned char *rz_secret_bytes(rz_secret *s);
 /* Shorten to `len` (no-op if longer than now); wipes the cut bytes. */
 RZ_EXTERN void rz_secret_truncate(rz_secret *s, size_t len);
@@ -201,8 +208,9 @@ RZ_EXTERN void rz_secret_truncate(rz_secret *s, size_t len);
  * range). A step without references gives a list holding only NULL.
  * The list lives in guarded memory: release with rz_vault_env_free, which
  * wipes it. On failure *env_out is NULL. */
-RZ_EXTERN int rz_vault_resolve_step(const rz_vault *v, const rz_flow *flow,
-                                    size_t step, char ***env_out);
+RZ_EXTERN RZ_NODISCARD int rz_vault_resolve_step(const rz_vault *v,
+                                                 const rz_flow *flow,
+                                                 size_t step, char ***env_out);
 RZ_EXTERN void rz_vault_env_free(char **env);
 /* How many credential references the flow's steps carry (0: a run needs no
  * vault, so nothing should ask for its password). */
@@ -215,22 +223,26 @@ RZ_EXTERN size_t rz_vault_flow_references(const rz_flow *flow);
 #define RZ_VAULT_SEAL_OVERHEAD 48u   /* crypto_box_seal's added bytes */
 
 /* A fresh X25519 key pair for a node. Keep `sk` in protected memory. */
-RZ_EXTERN int rz_vault_node_keypair(unsigned char pk[RZ_VAULT_NODE_PK_BYTES],
-                                    unsigned char sk[RZ_VAULT_NODE_SK_BYTES]);
+RZ_EXTERN RZ_NODISCARD int rz_vault_node_keypair(unsigned char pk[RZ_VAULT_NODE_PK_BYTES],
+                                                 unsigned char sk[RZ_VAULT_NODE_SK_BYTES]);
 
 /* crypto_box_seal of {value, job id, credential id, expiry} to `node_pk`.
  * Only the holder of the node's secret key can open it. `expires_ms` is
  * absolute (ms since the epoch). *out is released with rz_free. */
-RZ_EXTERN int rz_vault_seal_value(unsigned char **out, size_t *out_len,
-                                  const void *value, size_t value_len,
-                                  const char *job_id, const char *credential_id,
-                                  uint64_t expires_ms,
-                                  const unsigned char node_pk[RZ_VAULT_NODE_PK_BYTES]);
+RZ_EXTERN RZ_NODISCARD int rz_vault_seal_value(unsigned char **out,
+                                               size_t *out_len,
+                                               const void *value,
+                                               size_t value_len,
+                                               const char *job_id,
+                                               const char *credential_id,
+                                               uint64_t expires_ms,
+                                               const unsigned char node_pk[RZ_VAULT_NODE_PK_BYTES]);
 /* Same, for entry `i` of an unlocked vault (credential id = the entry id). */
-RZ_EXTERN int rz_vault_seal(const rz_vault *v, size_t i, const char *job_id,
-                            uint64_t expires_ms,
-                            const unsigned char node_pk[RZ_VAULT_NODE_PK_BYTES],
-                            unsigned char **out, size_t *out_len);
+RZ_EXTERN RZ_NODISCARD int rz_vault_seal(const rz_vault *v, size_t i,
+                                         const char *job_id,
+                                         uint64_t expires_ms,
+                                         const unsigned char node_pk[RZ_VAULT_NODE_PK_BYTES],
+                                         unsigned char **out, size_t *out_len);
 
 /* The job id of credentials sealed to an orchestrator for a deployment (it
  * unseals them with this id, then reseals each to the node of each job). */
@@ -248,21 +260,23 @@ RZ_EXTERN int rz_vault_seal(const rz_vault *v, size_t i, const char *job_id,
  * unlocked vault (RZ_ESTATE). RZ_ENOENT names the first credential the
  * vault lacks; then *json is NULL and no seal is kept. References without
  * a credentialId are left to rz_flow_validate. */
-RZ_EXTERN int rz_vault_seal_flow(char **json, const rz_vault *v,
-                                 const rz_flow *flow,
-                                 const unsigned char pk[RZ_VAULT_NODE_PK_BYTES],
-                                 uint64_t expires_ms);
+RZ_EXTERN RZ_NODISCARD int rz_vault_seal_flow(char **json, const rz_vault *v,
+                                              const rz_flow *flow,
+                                              const unsigned char pk[RZ_VAULT_NODE_PK_BYTES],
+                                              uint64_t expires_ms);
 
 /* Node side: open a sealed credential with the node's key pair, check that
  * it was sealed for `job_id` and has not expired at `now_ms` (0: the system
  * clock). RZ_EAUTH (another key, altered, or another job), RZ_EEXPIRED,
  * RZ_ESYNTAX (malformed inside). `credential_id` (may be NULL) receives the
  * credential id, released with rz_free. */
-RZ_EXTERN int rz_vault_unseal(rz_secret **out, char **credential_id,
-                              const void *sealed, size_t sealed_len,
-                              const unsigned char node_pk[RZ_VAULT_NODE_PK_BYTES],
-                              const unsigned char node_sk[RZ_VAULT_NODE_SK_BYTES],
-                              const char *job_id, uint64_t now_ms);
+RZ_EXTERN RZ_NODISCARD int rz_vault_unseal(rz_secret **out,
+                                           char **credential_id,
+                                           const void *sealed,
+                                           size_t sealed_len,
+                                           const unsigned char node_pk[RZ_VAULT_NODE_PK_BYTES],
+                                           const unsigned char node_sk[RZ_VAULT_NODE_SK_BYTES],
+                                           const char *job_id, uint64_t now_ms);
 
 #ifdef __cplusplus
 }

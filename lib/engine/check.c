@@ -56,7 +56,7 @@ static int check_hold(rz_engine *e, rz__ejob *j)
     if (!open && j->owed != RZ__OWE_NONE)
         return BREACH("job %llu still owes the ledger", U(j->id));
     rz_ledger_transfer t;
-    int rc = rz_ledger_get_transfer(e->ledger, rz__engine_hold_id(j->id), &t);
+    int rc = rz_ledger_transfer_get(e->ledger, rz__engine_hold_id(j->id), &t);
     if (rc != RZ_OK)
         return BREACH("job %llu has no hold", U(j->id));
     if (t.amount != j->max_cost)

@@ -42,7 +42,7 @@ static bool job_open(const rz__ejob *j)
 
 /* ---- status ---- */
 
-static int status_json(rz_engine *e, const rz__edep *d, char **out)
+static int status_json(const rz_engine *e, const rz__edep *d, char **out)
 {
     *out = NULL;
     char *text = NULL;
@@ -63,7 +63,7 @@ static int status_json(rz_engine *e, const rz__edep *d, char **out)
         /* The job's own view: after a decline or a lost node the run's
          * step is still running (same attempt) while its job waits in the
          * queue again, dispatched once more. */
-        const rz__ejob *j = step_job(e, d, i);
+        const rz__ejob *j = rz__engine_job_const(e, d->first_job + i);
         cJSON_AddNumberToObject(s, "job", (double)j->id);
         cJSON_AddStringToObject(s, "job_status", rz_job_state_name(j->state));
         cJSON_AddNumberToObject(s, "dispatches", (double)j->attempt);
@@ -215,7 +215,7 @@ static int start_step(rz_engine *e, rz__edep *d, size_t step, uint64_t now)
     char why[600];
     snprintf(why, sizeof why, "cannot build the request: %s",
              rz_error_last()->message);
-    rz_run_fail(d->run, step, why, now);
+    (void)!rz_run_fail(d->run, step, why, now);   /* its state tells */
     rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_FAIL, step, now, why);
     set_text(&j->error, why);
     step_back(e, d, j);
@@ -252,7 +252,9 @@ int rz__engine_dep_report(rz_engine *e, rz__ejob *j, const char *outputs,
                          (unsigned long long)j->id);
     int rc;
     if (!error) {
-        rz_run_succeed(d->run, j->step, outputs, now);
+        /* RZ_EINVALID (outputs off the contract) fails the step: its state
+         * below tells which. */
+        (void)!rz_run_succeed(d->run, j->step, outputs, now);
         rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_SUCCEED, j->step,
                                        now, outputs);
         if (rc == RZ_OK && rz_run_step_state(d->run, j->step) == RZ_STEP_SUCCEEDED) {
@@ -264,7 +266,7 @@ int rz__engine_dep_report(rz_engine *e, rz__ejob *j, const char *outputs,
             step_back(e, d, j);
         }
     } else {
-        rz_run_fail(d->run, j->step, error, now);
+        (void)!rz_run_fail(d->run, j->step, error, now);   /* its state tells */
         rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_FAIL, j->step,
                                        now, error);
         if (rc == RZ_OK)
@@ -502,20 +504,20 @@ int rz__engine_dep_rebuild(rz_engine *e, rz__edep *d)
     return rc;
 }
 
-static rz__edep *find_dep(rz_engine *e, uint64_t id, int *rc)
+static const rz__edep *find_dep(const rz_engine *e, uint64_t id, int *rc)
 {
-    rz__edep *d = e ? rz__engine_dep(e, id) : NULL;
+    const rz__edep *d = e ? rz__engine_dep_const(e, id) : NULL;
     if (!d)
         *rc = rz__error(RZ_ENOENT, "no deployment %llu", (unsigned long long)id);
     return d;
 }
 
-int rz_engine_deploy_status(rz_engine *e, uint64_t deployment, char **json)
+int rz_engine_deployment_status(const rz_engine *e, uint64_t deployment, char **json)
 {
     int rc = RZ_OK;
     if (json)
         *json = NULL;
-    rz__edep *d = find_dep(e, deployment, &rc);
+    const rz__edep *d = find_dep(e, deployment, &rc);
     if (!d || !json)
         return d ? rz__error(RZ_EINVAL, "no output pointer") : rc;
     if (d->final_status) {
@@ -525,21 +527,22 @@ int rz_engine_deploy_status(rz_engine *e, uint64_t deployment, char **json)
     return status_json(e, d, json);
 }
 
-int rz_engine_deploy_state(rz_engine *e, uint64_t deployment, rz_run_state *out)
+int rz_engine_deployment_state(const rz_engine *e, uint64_t deployment, rz_run_state *out)
 {
     int rc = RZ_OK;
-    rz__edep *d = find_dep(e, deployment, &rc);
+    const rz__edep *d = find_dep(e, deployment, &rc);
     if (d && out)
         *out = d->run ? rz_run_state_get(d->run) : d->state;
     return rc;
 }
 
-int rz_engine_deploy_cancel(rz_engine *e, uint64_t deployment, uint64_t now_ms)
+int rz_engine_deployment_cancel(rz_engine *e, uint64_t deployment, uint64_t now_ms)
 {
-    int rc = RZ_OK;
-    rz__edep *d = find_dep(e, deployment, &rc);
+    int rc;
+    rz__edep *d = e ? rz__engine_dep(e, deployment) : NULL;
     if (!d)
-        return rc;
+        return rz__error(RZ_ENOENT, "no deployment %llu",
+                         (unsigned long long)deployment);
     if (e->broken)
         return rz__error(RZ_EDB, "an earlier commit failed; reopen the engine");
     if (!d->run)

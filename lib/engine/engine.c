@@ -195,7 +195,7 @@ static int take_placement(rz_engine *e, rz__ejob *j, const rz_placement *p)
     uint64_t node = p->node < e->cap_mindex ? e->node_by_mindex[p->node] : 0;
     rz__enode *n = rz__engine_node(e, node);
     if (!n || !held_add(n, j->id)) {
-        rz_matcher_release(e->matcher, p->ticket);
+        (void)!rz_matcher_release(e->matcher, p->ticket);   /* ours */
         return n ? no_memory()
                  : rz__error(RZ_EINTERNAL, "placement on an unknown node");
     }
@@ -241,7 +241,7 @@ void rz__engine_unplace(rz_engine *e, rz__ejob *j, bool stop)
 {
     if (!j->placed)
         return;
-    rz_matcher_release(e->matcher, j->ticket);
+    (void)!rz_matcher_release(e->matcher, j->ticket);   /* placed: held */
     rz__enode *n = rz__engine_node(e, j->node);
     if (n)
         held_remove(n, j->id);
@@ -278,7 +278,7 @@ static int place_job(rz_engine *e, rz__ejob *j, rz_placement *p)
     size_t n = 0;
     while (rc == RZ_OK && rz__engine_declined(j, placed_node(e, p))) {
         if (n == DECLINE_PROBES) {
-            rz_matcher_release(e->matcher, p->ticket);
+            (void)!rz_matcher_release(e->matcher, p->ticket);   /* ours */
             rc = rz__error(RZ_ENOENT, "job %llu: only nodes that declined it "
                            "have room", (unsigned long long)j->id);
             break;
@@ -287,7 +287,7 @@ static int place_job(rz_engine *e, rz__ejob *j, rz_placement *p)
         rc = rz_matcher_place(e->matcher, j->reqs, p);
     }
     for (size_t i = 0; i < n; i++)
-        rz_matcher_release(e->matcher, aside[i]);
+        (void)!rz_matcher_release(e->matcher, aside[i]);   /* ours */
     return rc;
 }
 
@@ -299,7 +299,8 @@ static void waiting_set(rz_engine *e, rz__enode *n, bool waiting)
         return;
     n->waiting = waiting;
     if (n->mindex != RZ_NPOS)
-        rz_matcher_prefer(e->matcher, n->mindex, waiting);
+        (void)!rz_matcher_prefer(e->matcher, n->mindex,
+                                waiting);   /* a hint; index is live */
 }
 
 int rz__engine_assign_one(rz_engine *e, rz__ejob *j)
@@ -339,7 +340,7 @@ static void owed_op(const rz__ejob *j, rz_ledger_op *op)
     if (j->owed == RZ__OWE_SETTLE) {
         op->type = RZ_LEDGER_OP_SETTLE;
         op->id = eid(RZ__EID_SETTLE, j->id);
-        op->other = rz_engine_node_account(j->node);
+        op->counterparty = rz_engine_node_account(j->node);
         op->amount = j->cost;
     } else {
         op->type = RZ_LEDGER_OP_REFUND;
@@ -482,7 +483,7 @@ static int refund_orphans(rz_engine *e)
     uint64_t last = e->n_jobs;
     for (uint64_t id = e->n_jobs + 1; id <= last + RZ__GROUP_HOLDS_MAX; id++) {
         rz_ledger_transfer t;
-        int rc = rz_ledger_get_transfer(e->ledger, rz__engine_hold_id(id), &t);
+        int rc = rz_ledger_transfer_get(e->ledger, rz__engine_hold_id(id), &t);
         if (rc == RZ_ENOENT)
             continue;
         if (rc != RZ_OK)
@@ -546,8 +547,10 @@ void rz_engine_close(rz_engine *e)
 {
     if (!e)
         return;
+    /* A failed commit marks the engine broken; what it held is refunded at
+     * the next open (engine.h), so close has nothing more to do. */
     if (e->in_group)
-        rz_engine_group_commit(e);
+        (void)!rz_engine_group_commit(e);
     if (e->env && !e->broken)
         rz__engine_commit(e);   /* owed flags cleared since the last call */
     for (size_t i = 0; i < e->n_nodes; i++) {
@@ -718,7 +721,8 @@ static int node_drop(rz_engine *e, rz__enode *n, rz_node_state st, uint64_t now)
     waiting_set(e, n, false);
     n->state = st;
     rz__engine_touch_node(e, n);
-    rz_matcher_remove(e->matcher, rz_caps_get(n->caps)->id);
+    /* ENOENT: the matcher never had it (registered while lost). */
+    (void)!rz_matcher_remove(e->matcher, rz_caps_get(n->caps)->id);
     e->nodes_epoch++;
     if (st == RZ_NODE_LOST) {
         rz_engine_event ev;
@@ -827,9 +831,9 @@ int rz_engine_node_waiting(rz_engine *e, uint64_t node, int waiting)
     return RZ_OK;
 }
 
-int rz_engine_node_get(rz_engine *e, uint64_t node, rz_engine_node_info *out)
+int rz_engine_node_get(const rz_engine *e, uint64_t node, rz_engine_node_info *out)
 {
-    rz__enode *n = e ? rz__engine_node(e, node) : NULL;
+    const rz__enode *n = e ? rz__engine_node_const(e, node) : NULL;
     if (!n || !out)
         return rz__error(RZ_ENOENT, "no node %llu", (unsigned long long)node);
     out->id = n->id;
@@ -913,7 +917,7 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
     return rc;
 }
 
-static void assignment_fill(rz_engine *e, const rz__ejob *j,
+static void assignment_fill(const rz_engine *e, const rz__ejob *j,
                             rz_engine_assignment *out)
 {
     out->job = j->id;
@@ -1014,21 +1018,18 @@ static int result_repeat(rz_engine *e, const rz__ejob *j, const char *outputs_js
                      (unsigned long long)j->id);
 }
 
-int rz_engine_result(rz_engine *e, uint64_t node, uint64_t job,
-                     uint32_t attempt, const char *outputs_json,
-                     const char *error, uint64_t run_ms, uint64_t now_ms)
+int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
+                            const rz_engine_report *report, uint64_t now_ms,
+                            int *was_repeat)
 {
-    return rz_engine_result_ex(e, node, job, attempt, outputs_json, error,
-                               run_ms, now_ms, NULL);
-}
-
-int rz_engine_result_ex(rz_engine *e, uint64_t node, uint64_t job,
-                        uint32_t attempt, const char *outputs_json,
-                        const char *error, uint64_t run_ms, uint64_t now_ms,
-                        int *repeat)
-{
-    if (repeat)
-        *repeat = 0;
+    if (was_repeat)
+        *was_repeat = 0;
+    if (!report || report->version != RZ_ENGINE_REPORT_VERSION)
+        return rz__error(RZ_EINVAL, "rz_engine_report_result: invalid report");
+    uint32_t attempt = report->attempt;
+    const char *outputs_json = report->outputs_json;
+    const char *error = report->error;
+    uint64_t run_ms = report->run_ms;
     int rc = begin_call(e, now_ms);
     if (rc != RZ_OK)
         return rc;
@@ -1037,8 +1038,8 @@ int rz_engine_result_ex(rz_engine *e, uint64_t node, uint64_t job,
         return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
     if (j->done_attempt && j->done_attempt == attempt && j->done_node == node) {
         rc = result_repeat(e, j, outputs_json, error, run_ms);
-        if (rc == RZ_OK && repeat)
-            *repeat = 1;
+        if (rc == RZ_OK && was_repeat)
+            *was_repeat = 1;
         return rc;
     }
     if (j->state != RZ_JOB_RUNNING || j->node != node || j->attempt != attempt) {
@@ -1081,7 +1082,7 @@ static bool job_open(const rz__ejob *j)
     return j->state < RZ_JOB_SUCCEEDED;
 }
 
-int rz_engine_cancel_job(rz_engine *e, uint64_t job, uint64_t now_ms)
+int rz_engine_job_cancel(rz_engine *e, uint64_t job, uint64_t now_ms)
 {
     int rc = begin_call(e, now_ms);
     if (rc != RZ_OK)
@@ -1101,9 +1102,9 @@ int rz_engine_cancel_job(rz_engine *e, uint64_t job, uint64_t now_ms)
     return rz__engine_commit_call(e, RZ_OK);
 }
 
-int rz_engine_job_get(rz_engine *e, uint64_t job, rz_engine_job_info *out)
+int rz_engine_job_get(const rz_engine *e, uint64_t job, rz_engine_job_info *out)
 {
-    rz__ejob *j = e ? rz__engine_job(e, job) : NULL;
+    const rz__ejob *j = e ? rz__engine_job_const(e, job) : NULL;
     if (!j || !out)
         return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
     memset(out, 0, sizeof *out);
@@ -1155,7 +1156,7 @@ int rz_engine_tick(rz_engine *e, uint64_t now_ms)
     return rz__engine_commit_call(e, rc);
 }
 
-uint64_t rz_engine_next_wakeup(rz_engine *e)
+uint64_t rz_engine_next_wakeup(const rz_engine *e)
 {
     uint64_t t = UINT64_MAX;
     if (!e)
@@ -1176,7 +1177,7 @@ uint64_t rz_engine_next_wakeup(rz_engine *e)
     return q < t ? q : t;
 }
 
-void rz_engine_stats_get(rz_engine *e, rz_engine_stats *out)
+void rz_engine_stats_get(const rz_engine *e, rz_engine_stats *out)
 {
     if (!out)
         return;
@@ -1211,7 +1212,7 @@ void rz_engine_stats_get(rz_engine *e, rz_engine_stats *out)
                 (ids)[(out)++] = id_;                                          \
     } while (0)
 
-size_t rz_engine_job_list(rz_engine *e, const rz_ledger_id *client,
+size_t rz_engine_job_list(const rz_engine *e, const rz_ledger_id *client,
                           uint64_t before, uint64_t *ids, size_t cap)
 {
     size_t n = 0;
@@ -1220,8 +1221,8 @@ size_t rz_engine_job_list(rz_engine *e, const rz_ledger_id *client,
     return n;
 }
 
-size_t rz_engine_deploy_list(rz_engine *e, const rz_ledger_id *client,
-                             uint64_t before, uint64_t *ids, size_t cap)
+size_t rz_engine_deployment_list(const rz_engine *e, const rz_ledger_id *client,
+                                 uint64_t before, uint64_t *ids, size_t cap)
 {
     size_t n = 0;
     if (e && ids)
@@ -1229,10 +1230,10 @@ size_t rz_engine_deploy_list(rz_engine *e, const rz_ledger_id *client,
     return n;
 }
 
-int rz_engine_deploy_get(rz_engine *e, uint64_t deployment,
-                         rz_engine_deploy_info *out)
+int rz_engine_deployment_get(const rz_engine *e, uint64_t deployment,
+                             rz_engine_deployment_info *out)
 {
-    rz__edep *d = e ? rz__engine_dep(e, deployment) : NULL;
+    const rz__edep *d = e ? rz__engine_dep_const(e, deployment) : NULL;
     if (!d || !out)
         return rz__error(RZ_ENOENT, "no deployment %llu",
                          (unsigned long long)deployment);
@@ -1246,25 +1247,25 @@ int rz_engine_deploy_get(rz_engine *e, uint64_t deployment,
     return RZ_OK;
 }
 
-uint64_t rz_engine_node_count(rz_engine *e)
+uint64_t rz_engine_node_count(const rz_engine *e)
 {
     return e ? e->n_nodes : 0;
 }
 
-int rz_engine_node_caps(rz_engine *e, uint64_t node, char **json)
+int rz_engine_node_caps(const rz_engine *e, uint64_t node, char **json)
 {
     if (json)
         *json = NULL;
-    rz__enode *n = e ? rz__engine_node(e, node) : NULL;
+    const rz__enode *n = e ? rz__engine_node_const(e, node) : NULL;
     if (!n || !json)
         return rz__error(RZ_ENOENT, "no node %llu", (unsigned long long)node);
     return rz_caps_to_json(n->caps, 0, json);
 }
 
-int rz_engine_job_times(rz_engine *e, uint64_t job, uint64_t *submitted_ms,
+int rz_engine_job_times(const rz_engine *e, uint64_t job, uint64_t *submitted_ms,
                         uint64_t *queued_ms)
 {
-    rz__ejob *j = e ? rz__engine_job(e, job) : NULL;
+    const rz__ejob *j = e ? rz__engine_job_const(e, job) : NULL;
     if (!j)
         return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
     if (submitted_ms)
@@ -1274,7 +1275,7 @@ int rz_engine_job_times(rz_engine *e, uint64_t job, uint64_t *submitted_ms,
     return RZ_OK;
 }
 
-int rz_engine_reference_cost(rz_engine *e, const char *requirements_json,
+int rz_engine_reference_cost(const rz_engine *e, const char *requirements_json,
                              uint64_t *cents)
 {
     if (cents)

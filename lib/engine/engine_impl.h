@@ -228,6 +228,22 @@ RZ_HIDDEN bool rz__engine_grow(void **arr, size_t *cap, size_t need, size_t size
 RZ_HIDDEN rz__ejob *rz__engine_job(rz_engine *e, uint64_t id);
 RZ_HIDDEN rz__enode *rz__engine_node(rz_engine *e, uint64_t id);
 RZ_HIDDEN rz__edep *rz__engine_dep(rz_engine *e, uint64_t id);
+/* The same lookups for queries, which change nothing. */
+static inline const rz__ejob *rz__engine_job_const(const rz_engine *e,
+                                                   uint64_t id)
+{
+    return id >= 1 && id <= e->n_jobs ? &e->jobs[id - 1] : NULL;
+}
+static inline const rz__enode *rz__engine_node_const(const rz_engine *e,
+                                                     uint64_t id)
+{
+    return id >= 1 && id <= e->n_nodes ? &e->nodes[id - 1] : NULL;
+}
+static inline const rz__edep *rz__engine_dep_const(const rz_engine *e,
+                                                   uint64_t id)
+{
+    return id >= 1 && id <= e->n_deps ? &e->deps[id - 1] : NULL;
+}
 RZ_HIDDEN rz__ejob *rz__engine_job_new(rz_engine *e);
 RZ_HIDDEN void rz__engine_unplace(rz_engine *e, rz__ejob *j, bool stop);
 RZ_HIDDEN void rz__engine_finish(rz_engine *e, rz__ejob *j, rz_job_state st,

@@ -37,12 +37,12 @@ int rz_engine_group_begin(rz_engine *e)
     return RZ_OK;
 }
 
-int rz_engine_in_group(rz_engine *e)
+int rz_engine_in_group(const rz_engine *e)
 {
     return e && e->in_group;
 }
 
-uint64_t rz_engine_group_pending(rz_engine *e, rz_ledger_id client)
+uint64_t rz_engine_group_pending(const rz_engine *e, rz_ledger_id client)
 {
     for (size_t i = 0; e && e->in_group && i < e->n_group_sums; i++)
         if (rz_ledger_id_equal(e->group_sums[i].client, client))

@@ -47,7 +47,7 @@ void rz__engine_local_event(rz_engine *e, const rz__edep *d,
         rc = rz_run_start(r, step, now);
         break;
     case RZ__STEP_EVENT_SUCCEED:
-        rz_run_succeed(r, step, text, now);   /* RZ_EINVALID replays too */
+        (void)!rz_run_succeed(r, step, text, now);   /* RZ_EINVALID replays too */
         break;
     case RZ__STEP_EVENT_FAIL:
         rc = rz_run_fail(r, step, text, now);
@@ -79,7 +79,7 @@ size_t rz__engine_local_room(const rz_engine *e, const rz__edep *d)
     return l->started < l->max_started ? l->max_started - l->started : 0;
 }
 
-int rz_engine_local_check(rz_engine *e)
+int rz_engine_local_check(const rz_engine *e)
 {
     if (!e)
         return rz__error(RZ_EINVAL, "no engine");

@@ -117,7 +117,7 @@ static rz_ledger_id get_id(const cJSON *o, const char *k)
     rz_ledger_id id = {0, 0};
     const char *s = get_str(o, k);
     if (s)
-        rz_ledger_id_parse(s, &id);
+        (void)!rz_ledger_id_parse(s, &id);   /* malformed: {0,0}, none */
     return id;
 }
 
@@ -518,7 +518,7 @@ static int apply_step_event(rz__edep *d, const cJSON *rec)
         rz_run_ready(d->run, now, &dummy, 0);
         return rz_run_start(d->run, step, now);
     case RZ__STEP_EVENT_SUCCEED:
-        rz_run_succeed(d->run, step, text, now);   /* RZ_EINVALID replays too */
+        (void)!rz_run_succeed(d->run, step, text, now);   /* RZ_EINVALID replays too */
         return RZ_OK;
     case RZ__STEP_EVENT_FAIL:
         return rz_run_fail(d->run, step, text, now);

@@ -21,7 +21,6 @@
 #include "exec/adapter.h"
 #include "module/module_impl.h"
 
-#define DEFAULT_MAX_OUTPUT ((size_t)16 << 20)
 #define REASON_LINE 300          /* bytes of the log quoted in a failure */
 #define EMPTY_REQUEST "{\"inputs\":{},\"config\":{}}"
 
@@ -445,7 +444,8 @@ static void launch(rz_attempt *a, const rz_attempt_opts *o)
             /* Twice the cap is read, so that outputs just over it (or
              * pretty-printed) are told apart from no outputs at all. */
             .max_stdout = cap > SIZE_MAX / 2 ? cap : 2 * cap,
-            .max_log = o->max_log, .sandbox = o->sandbox,
+            .max_log = o->max_log ? o->max_log : RZ_ATTEMPT_DEFAULT_MAX_LOG,
+            .sandbox = o->sandbox,
             .network = o->network < 0 ? (m->network ? 1 : 0) : !!o->network,
             .run_id = o->run_id, .step_id = o->step_id,
             .node_id = o->node_id, .attempt = o->attempt ? o->attempt : 1,
@@ -480,7 +480,7 @@ int rz_attempt_start(rz_attempt **out, const rz_attempt_opts *o)
         return rz__error(RZ_ENOMEM, "out of memory");
     a->started = rz__now_ms();
     a->timeout_s = o->timeout_s;
-    a->max_output = o->max_output ? o->max_output : DEFAULT_MAX_OUTPUT;
+    a->max_output = o->max_output ? o->max_output : RZ_ATTEMPT_DEFAULT_MAX_OUTPUT;
     if (copy_secrets(a, o) != RZ_OK) {
         rz_attempt_free(a);
         return rz__error(RZ_ENOMEM, "out of memory");

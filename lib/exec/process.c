@@ -36,9 +36,7 @@
 #include "exec/adapter.h"
 #include "module/module_impl.h"
 
-#define DEFAULT_MAX_OUTPUT ((size_t)16 << 20)
 #define MAX_FILE_BYTES ((rlim_t)4 << 30)   /* RLIMIT_FSIZE: 4 GiB per file */
-#define DEFAULT_MAX_LOG ((size_t)64 << 10)
 #define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
 #define OUTPUT_NAME ".rz-output.json"
 #define IO_CHUNK 65536
@@ -681,8 +679,8 @@ static rz_proc *proc_alloc(const rz_proc_opts *o)
     p->pid = -1;
     p->epfd = p->pidfd = p->timerfd = -1;
     p->in_fd = p->out_fd = p->err_fd = -1;
-    p->max_output = o->max_output ? o->max_output : DEFAULT_MAX_OUTPUT;
-    p->max_log = o->max_log ? o->max_log : DEFAULT_MAX_LOG;
+    p->max_output = o->max_output ? o->max_output : RZ_PROC_DEFAULT_MAX_OUTPUT;
+    p->max_log = o->max_log ? o->max_log : RZ_PROC_DEFAULT_MAX_LOG;
     p->log = malloc(2 * p->max_log);
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (o->input_len)

@@ -239,9 +239,11 @@ static void keep_log(runner *r, const slot *sl)
 {
     rz_attempt_result res;
     memset(&res, 0, sizeof res);
-    (void)rz_attempt_result_get(sl->att, &res);   /* finished: cannot fail */
+    (void)!rz_attempt_result_get(sl->att, &res);   /* finished: cannot fail */
     /* Always replace: a quiet retry must not show the last attempt's log. */
-    rz_run_set_step_log(r->run, sl->step, res.log, res.log ? res.log_len : 0);
+    /* A log that cannot be kept (out of memory) leaves the step without one. */
+    (void)!rz_run_set_step_log(r->run, sl->step, res.log,
+                               res.log ? res.log_len : 0);
 }
 
 /* ---- talking to the engine ---- */
@@ -289,8 +291,12 @@ static int report(runner *r, uint64_t job, uint32_t attempt,
                   const char *outputs, const char *error, uint64_t run_ms)
 {
     uint64_t now = rz__now_ms();
-    int rc = rz_engine_result(r->engine, r->node, job, attempt, outputs,
-                              error, run_ms, now);
+    rz_engine_report rep = RZ_ENGINE_REPORT_INIT;
+    rep.attempt = attempt;
+    rep.outputs_json = outputs;
+    rep.error = error;
+    rep.run_ms = run_ms;
+    int rc = rz_engine_report_result(r->engine, r->node, job, &rep, now, NULL);
     /* RZ_ESTATE: the engine settled the attempt first (its timeout). */
     if (rc != RZ_OK && rc != RZ_ESTATE)
         return rc;
@@ -393,7 +399,7 @@ static int check_cancel(runner *r)
         return RZ_OK;
     r->cancelled = true;
     uint64_t now = rz__now_ms();
-    int rc = rz_engine_deploy_cancel(r->engine, r->dep, now);
+    int rc = rz_engine_deployment_cancel(r->engine, r->dep, now);
     if (rc == RZ_ESTATE)   /* it finished first */
         rc = RZ_OK;
     return rc == RZ_OK ? settle(r, now) : rc;
@@ -409,7 +415,7 @@ static int record(runner *r, uint64_t finished)
         return RZ_OK;
     int rc = r->store ? RZ_OK : rz_store_open(&r->store, dir);
     if (rc == RZ_OK)
-        rc = rz_store_put_run(r->store, r->run, r->started_wall, finished);
+        rc = rz_store_run_put(r->store, r->run, r->started_wall, finished);
     if (rc == RZ_OK)
         return RZ_OK;
     char *msg = rz__asprintf("run not recorded in %s: %s", dir,

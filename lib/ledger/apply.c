@@ -834,8 +834,8 @@ static int job_hold(ctx *c, rz_ledger_id job, rz_ledger_transfer *p)
 
 static int op_hold(ctx *c, const rz_ledger_op *op, rz_ledger_transfer *p)
 {
-    if (!rz__ledger_id_zero(op->ref)) {
-        int rc = get_pending(c, op->ref, RZ_LEDGER_CODE_HOLD, p);
+    if (!rz__ledger_id_zero(op->pending_id)) {
+        int rc = get_pending(c, op->pending_id, RZ_LEDGER_CODE_HOLD, p);
         if (rc == RZ_OK && !rz__ledger_id_zero(op->job) &&
             !rz_ledger_id_equal(op->job, p->job))
             return rz__error(RZ_EINVAL, "the hold belongs to another job");
@@ -875,40 +875,40 @@ static int plan_raw(ctx *c, const rz_ledger_op *op, plan *p)
                                  RZ_LEDGER_VOID);
     if (kind & (kind - 1))
         return rz__error(RZ_EINVAL, "at most one of pending, post, void");
-    if (op->kind < RZ_LEDGER_CODE_USER)
+    if (op->code < RZ_LEDGER_CODE_USER)
         return rz__error(RZ_EINVAL, "a raw transfer's code must be >= %d",
                          RZ_LEDGER_CODE_USER);
     if (op->timeout && kind != RZ_LEDGER_PENDING)
         return rz__error(RZ_EINVAL, "only a pending transfer has a timeout");
     if (kind == RZ_LEDGER_POST || kind == RZ_LEDGER_VOID) {
         rz_ledger_transfer pend;
-        int rc = get_pending(c, op->ref, 0, &pend);
+        int rc = get_pending(c, op->pending_id, 0, &pend);
         if (rc != RZ_OK)
             return rc;
         if ((!rz__ledger_id_zero(op->account) &&
              !rz_ledger_id_equal(op->account, pend.debit)) ||
-            (!rz__ledger_id_zero(op->other) &&
-             !rz_ledger_id_equal(op->other, pend.credit)))
+            (!rz__ledger_id_zero(op->counterparty) &&
+             !rz_ledger_id_equal(op->counterparty, pend.credit)))
             return rz__error(RZ_EINVAL, "accounts differ from the pending "
                              "transfer's");
         uint64_t amount = kind == RZ_LEDGER_VOID || op->amount == 0
                               ? pend.amount : op->amount;
         if (kind == RZ_LEDGER_VOID && op->amount && op->amount != pend.amount)
             return rz__error(RZ_EINVAL, "a void releases the whole amount");
-        rz_ledger_transfer *t = plan_add(p, op->id, kind, op->kind, pend.debit,
+        rz_ledger_transfer *t = plan_add(p, op->id, kind, op->code, pend.debit,
                                          pend.credit, amount);
-        t->pending_id = op->ref;
+        t->pending_id = op->pending_id;
         t->job = op->job;
         return RZ_OK;
     }
-    if (rz__ledger_id_zero(op->account) || rz__ledger_id_zero(op->other) ||
-        rz_ledger_id_equal(op->account, op->other))
+    if (rz__ledger_id_zero(op->account) || rz__ledger_id_zero(op->counterparty) ||
+        rz_ledger_id_equal(op->account, op->counterparty))
         return rz__error(RZ_EINVAL, "two different accounts are needed");
     int rc = need_amount(op->amount);
     if (rc != RZ_OK)
         return rc;
-    rz_ledger_transfer *t = plan_add(p, op->id, kind, op->kind, op->account,
-                                     op->other, op->amount);
+    rz_ledger_transfer *t = plan_add(p, op->id, kind, op->code, op->account,
+                                     op->counterparty, op->amount);
     t->timeout = op->timeout;
     t->job = op->job;
     return RZ_OK;
@@ -918,7 +918,7 @@ static int plan_resolve(ctx *c, const rz_ledger_op *op, plan *p,
                         uint32_t want, uint32_t flags, uint32_t code)
 {
     rz_ledger_transfer pend;
-    int rc = get_pending(c, op->ref, want, &pend);
+    int rc = get_pending(c, op->pending_id, want, &pend);
     if (rc != RZ_OK)
         return rc;
     rz_ledger_transfer *t = plan_add(p, op->id, flags, code, pend.debit,
@@ -933,7 +933,7 @@ static int plan_settle(ctx *c, const rz_ledger_op *op, plan *p)
     rz_ledger_transfer hold;
     int rc = op_hold(c, op, &hold);
     if (rc == RZ_OK)
-        rc = need_kind(c, op->other, RZ_LEDGER_NODE, RZ_LEDGER_NODE);
+        rc = need_kind(c, op->counterparty, RZ_LEDGER_NODE, RZ_LEDGER_NODE);
     if (rc != RZ_OK)
         return rc;
     uint64_t fee = rz_ledger_fee(op->amount, c->fee_bps);
@@ -944,7 +944,7 @@ static int plan_settle(ctx *c, const rz_ledger_op *op, plan *p)
     t->job = hold.job;
     if (op->amount - fee) {
         t = plan_add(p, rz_ledger_derive_id(op->id, 1), 0,
-                     RZ_LEDGER_CODE_PAYOUT, RZ_LEDGER_ESCROW_ID, op->other,
+                     RZ_LEDGER_CODE_PAYOUT, RZ_LEDGER_ESCROW_ID, op->counterparty,
                      op->amount - fee);
         t->job = hold.job;
     }
@@ -1051,12 +1051,12 @@ static void plan_result(const rz_ledger_op *op, const plan *p,
     if (op->type == RZ_LEDGER_OP_SETTLE) {
         for (size_t i = 1; i < p->n; i++) {
             if (p->t[i].code == RZ_LEDGER_CODE_PAYOUT)
-                res->a = p->t[i].amount;
+                res->amount = p->t[i].amount;
             else
-                res->b = p->t[i].amount;
+                res->fee = p->t[i].amount;
         }
     } else if (p->t[0].flags & RZ_LEDGER_VOID) {
-        res->a = p->t[0].amount;
+        res->amount = p->t[0].amount;
     }
 }
 
@@ -1184,7 +1184,7 @@ static int op_tick(ctx *c, const rz_ledger_op *op, rz_ledger_result *res)
                            "expire: %s", rz_error_last()->message);
     }
     free(due);
-    res->a = n;
+    res->expired = n;
     return rc;
 }
 

@@ -154,7 +154,7 @@ int rz__ledger_meta_write(MDB_txn *txn, const rz__ledger_dbs *d,
     return mrc ? rz__ledger_db_error(mrc, "write meta") : RZ_OK;
 }
 
-int rz__ledger_read_begin(rz_ledger *l, MDB_txn **txn)
+int rz__ledger_read_begin(const rz_ledger *l, MDB_txn **txn)
 {
     if (l->broken)
         return rz__error(RZ_ESTATE, "a write failed; reopen the ledger");
@@ -166,7 +166,7 @@ int rz__ledger_read_begin(rz_ledger *l, MDB_txn **txn)
     return mrc ? rz__ledger_db_error(mrc, "begin read") : RZ_OK;
 }
 
-void rz__ledger_read_end(rz_ledger *l, MDB_txn *txn)
+void rz__ledger_read_end(const rz_ledger *l, MDB_txn *txn)
 {
     if (txn != l->wtxn)
         mdb_txn_abort(txn);
@@ -500,7 +500,7 @@ static int ref_op(rz_ledger *l, uint32_t type, rz_ledger_id id,
                   rz_ledger_id ref)
 {
     rz_ledger_op op = make_op(type, id);
-    op.ref = ref;
+    op.pending_id = ref;
     return submit_one(l, &op, NULL);
 }
 
@@ -539,7 +539,7 @@ int rz_ledger_settle(rz_ledger *l, rz_ledger_id id, rz_ledger_id job,
 {
     rz_ledger_op op = make_op(RZ_LEDGER_OP_SETTLE, id);
     op.job = job;
-    op.other = node;
+    op.counterparty = node;
     op.amount = actual_cents;
     return submit_one(l, &op, res);
 }
@@ -571,13 +571,13 @@ int rz_ledger_tick(rz_ledger *l, uint64_t now, uint64_t *expired)
     rz_ledger_result r;
     int rc = submit_one(l, &op, &r);
     if (rc == RZ_OK && expired)
-        *expired = r.a;
+        *expired = r.expired;
     return rc;
 }
 
 /* ---- queries ---- */
 
-int rz_ledger_balance(rz_ledger *l, rz_ledger_id account,
+int rz_ledger_balance(const rz_ledger *l, rz_ledger_id account,
                       rz_ledger_account *out)
 {
     if (!l || !out)
@@ -596,7 +596,7 @@ int rz_ledger_balance(rz_ledger *l, rz_ledger_id account,
     return rc;
 }
 
-int rz_ledger_get_transfer(rz_ledger *l, rz_ledger_id id,
+int rz_ledger_transfer_get(const rz_ledger *l, rz_ledger_id id,
                            rz_ledger_transfer *out)
 {
     if (!l || !out)
@@ -627,7 +627,7 @@ static int index_transfer(MDB_txn *txn, const rz__ledger_dbs *d,
                                        "transfer") : rc;
 }
 
-int rz_ledger_history(rz_ledger *l, rz_ledger_id account, uint64_t before_seq,
+int rz_ledger_history(const rz_ledger *l, rz_ledger_id account, uint64_t before_seq,
                       rz_ledger_transfer *out, size_t cap, size_t *n)
 {
     if (!l || !n || (cap && !out))
@@ -665,7 +665,7 @@ int rz_ledger_history(rz_ledger *l, rz_ledger_id account, uint64_t before_seq,
     return rc;
 }
 
-int rz_ledger_job_transfers(rz_ledger *l, rz_ledger_id job,
+int rz_ledger_job_transfers(const rz_ledger *l, rz_ledger_id job,
                             rz_ledger_transfer *out, size_t cap, size_t *n,
                             size_t *total)
 {
@@ -703,7 +703,7 @@ int rz_ledger_job_transfers(rz_ledger *l, rz_ledger_id job,
     return rc;
 }
 
-int rz_ledger_stats_get(rz_ledger *l, rz_ledger_stats *out)
+int rz_ledger_stats_get(const rz_ledger *l, rz_ledger_stats *out)
 {
     if (!l || !out)
         return rz__error(RZ_EINVAL, "no ledger or output");

@@ -176,7 +176,7 @@ struct rz_ledger {
 
 /* A transaction to read from: the writer's own (it sees its latest state)
  * or a fresh read-only one. Pair with rz__ledger_read_end. */
-RZ_HIDDEN int rz__ledger_read_begin(rz_ledger *l, MDB_txn **txn);
-RZ_HIDDEN void rz__ledger_read_end(rz_ledger *l, MDB_txn *txn);
+RZ_HIDDEN int rz__ledger_read_begin(const rz_ledger *l, MDB_txn **txn);
+RZ_HIDDEN void rz__ledger_read_end(const rz_ledger *l, MDB_txn *txn);
 
 #endif

@@ -214,8 +214,9 @@ int rz__ledger_transfer_decode(const void *buf, size_t len,
     return transfer_check(t);
 }
 
-/* Op: type u32, flags u32, id, account, other, ref, job, amount, timeout,
- * kind u32, 0 u32. */
+/* Op: type u32, flags u32, id, account, counterparty, pending_id, job,
+ * amount, timeout, code (TRANSFER) or kind (the others) u32, 0 u32. One
+ * slot for both keeps the journal format of when they were one field. */
 void rz__ledger_op_encode(const rz_ledger_op *op,
                           uint8_t out[RZ__LEDGER_OP_SIZE])
 {
@@ -223,12 +224,12 @@ void rz__ledger_op_encode(const rz_ledger_op *op,
     put32(out + 4, op->flags);
     put_id(out + 8, op->id);
     put_id(out + 24, op->account);
-    put_id(out + 40, op->other);
-    put_id(out + 56, op->ref);
+    put_id(out + 40, op->counterparty);
+    put_id(out + 56, op->pending_id);
     put_id(out + 72, op->job);
     put64(out + 88, op->amount);
     put64(out + 96, op->timeout);
-    put32(out + 104, op->kind);
+    put32(out + 104, op->type == RZ_LEDGER_OP_TRANSFER ? op->code : op->kind);
     put32(out + 108, 0);
 }
 
@@ -242,12 +243,15 @@ int rz__ledger_op_decode(const void *buf, size_t len, rz_ledger_op *op)
     op->flags = get32(p + 4);
     op->id = get_id(p + 8);
     op->account = get_id(p + 24);
-    op->other = get_id(p + 40);
-    op->ref = get_id(p + 56);
+    op->counterparty = get_id(p + 40);
+    op->pending_id = get_id(p + 56);
     op->job = get_id(p + 72);
     op->amount = get64(p + 88);
     op->timeout = get64(p + 96);
-    op->kind = get32(p + 104);
+    if (op->type == RZ_LEDGER_OP_TRANSFER)
+        op->code = get32(p + 104);
+    else
+        op->kind = get32(p + 104);
     if (op->type < RZ_LEDGER_OP_CREATE_ACCOUNT || op->type > RZ_LEDGER_OP_TICK)
         return rz__error(RZ_EINVALID, "op type %u", op->type);
     if (op->flags & ~(RZ_LEDGER_LINKED | RZ_LEDGER_PENDING | RZ_LEDGER_POST |

@@ -440,7 +440,7 @@ static int check_counters(vctx *v)
     return RZ_OK;
 }
 
-int rz_ledger_verify(rz_ledger *l)
+int rz_ledger_verify(const rz_ledger *l)
 {
     if (!l)
         return rz__error(RZ_EINVAL, "no ledger");
@@ -545,7 +545,7 @@ static void export_transfer(rz__buf *b, const rz_ledger_transfer *t, int json,
                        state_name(t->state), dr, cr, t->amount, job);
 }
 
-static int export_table(rz_ledger *l, MDB_txn *txn, MDB_dbi dbi, bool accts,
+static int export_table(const rz_ledger *l, MDB_txn *txn, MDB_dbi dbi, bool accts,
                         int json, rz__buf *b)
 {
     MDB_cursor *cur;
@@ -577,7 +577,7 @@ static int export_table(rz_ledger *l, MDB_txn *txn, MDB_dbi dbi, bool accts,
     return rc;
 }
 
-int rz_ledger_export(rz_ledger *l, int json, char **out)
+int rz_ledger_export(const rz_ledger *l, int json, char **out)
 {
     if (out)
         *out = NULL;

@@ -281,7 +281,7 @@ int rz__matcher_explain_into(const rz_matcher *m, const rz_reqs *r, char **out)
     return RZ_OK;
 }
 
-int rz_matcher_explain(rz_matcher *m, const rz_reqs *reqs, char **out)
+int rz_matcher_explain(const rz_matcher *m, const rz_reqs *reqs, char **out)
 {
     return rz__matcher_explain_into(m, reqs, out);
 }

@@ -212,7 +212,7 @@ int rz_matcher_usage(const rz_matcher *m, size_t index, rz_node_usage *out)
     return RZ_OK;
 }
 
-void rz_matcher_get_stats(const rz_matcher *m, rz_matcher_stats *out)
+void rz_matcher_stats_get(const rz_matcher *m, rz_matcher_stats *out)
 {
     *out = m->stats;
     out->groups = m->n_groups;

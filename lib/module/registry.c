@@ -616,7 +616,7 @@ static void add_built_in_tree(rz_registry *reg, rz_diags *diags)
     *slash = '\0';
     char *path = rz__asprintf("%s/../../examples/modules", exe);
     if (path && is_dir(path))
-        rz_registry_add_dir(reg, path, diags);
+        (void)!rz_registry_add_dir(reg, path, diags);   /* problems: diags */
     free(path);
 }
 
@@ -629,7 +629,7 @@ int rz_registry_add_defaults(rz_registry *reg, rz_diags *diags)
     if (rc == RZ_ENOMEM)
         return rc;
     if (is_dir("examples/modules"))
-        rz_registry_add_dir(reg, "examples/modules", diags);
+        (void)!rz_registry_add_dir(reg, "examples/modules", diags);   /* diags */
     else
         add_built_in_tree(reg, diags);
     return rc;

@@ -105,7 +105,7 @@ static uint64_t record_started(const char *json, size_t len)
     return v;
 }
 
-int rz_store_put_run(rz_store *st, const rz_run *run, uint64_t started_ms,
+int rz_store_run_put(rz_store *st, const rz_run *run, uint64_t started_ms,
                      uint64_t finished_ms)
 {
     const char *id = rz_run_id(run);
@@ -164,7 +164,7 @@ static cJSON *summary_of(const MDB_val *v)
     return s;
 }
 
-int rz_store_list_runs(rz_store *st, char **out)
+int rz_store_run_list(const rz_store *st, char **out)
 {
     *out = NULL;
     MDB_txn *txn;
@@ -194,7 +194,7 @@ int rz_store_list_runs(rz_store *st, char **out)
     return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
 }
 
-int rz_store_get_run(rz_store *st, const char *id, char **out)
+int rz_store_run_get(const rz_store *st, const char *id, char **out)
 {
     *out = NULL;
     MDB_txn *txn;

@@ -372,7 +372,7 @@ static void poll_once(agent *a, job_slot *s, unsigned *tries)
         agent_sleep(a, agent_backoff(tries));
         return;
     }
-    rz_client_set_timeout(c, (POLL_WAIT_S + 15) * 1000L);
+    (void)!rz_client_set_timeout(c, (POLL_WAIT_S + 15) * 1000L);   /* > 0 */
     char path[80];
     snprintf(path, sizeof path, "/api/v1/nodes/%" PRIu64 "/jobs?wait=%d",
              node, POLL_WAIT_S);
@@ -456,8 +456,8 @@ static rz_registry *build_registry(agent *a)
         if (rz_registry_add(reg, a->o->modules[i], d) != RZ_OK)
             fprintf(stderr, "rhizos-node: warning: %s\n", rz_error_last()->message);
     if (a->cfg.modules && *a->cfg.modules)
-        rz_registry_add_path_list(reg, a->cfg.modules, d);
-    rz_registry_add_defaults(reg, d);
+        (void)!rz_registry_add_path_list(reg, a->cfg.modules, d);   /* in d */
+    (void)!rz_registry_add_defaults(reg, d);   /* its problems are in d */
     for (size_t i = 0; i < rz_diags_count(d); i++) {
         const rz_diag *x = rz_diags_get(d, i);
         fprintf(stderr, "%s: warning: %s\n", x->file[0] ? x->file : "<registry>",

@@ -47,7 +47,7 @@ static void attach_benchmark(rz_caps *caps, const char *dir)
     char *text = node_read_file(path, 4096, &n);
     rz_hw_bench b;
     if (text && rz_hw_bench_parse(&b, text, n) == RZ_OK)
-        rz_caps_set_benchmark(caps, &b);
+        (void)!rz_caps_set_benchmark(caps, &b);   /* parsed: valid */
     free(text);
 }
 

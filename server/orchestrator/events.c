@@ -33,7 +33,7 @@ bool orch_node_waiting(orch *o, uint64_t node)
 static void waiter_free(waiter *w)
 {
     orch *o = w->o;
-    rz_engine_node_waiting(o->e, w->node, 0);
+    (void)!rz_engine_node_waiting(o->e, w->node, 0);   /* a hint */
     if (w->prev)
         w->prev->next = w->next;
     else
@@ -112,7 +112,7 @@ void orch_hold_poll(req *q, uint64_t node, unsigned wait_s)
     evtimer_add(w->timer, &tv);
     evhttp_connection_set_closecb(c, waiter_closed, o);
     /* Placement prefers it among equals: the work goes out in this pass. */
-    rz_engine_node_waiting(o->e, node, 1);
+    (void)!rz_engine_node_waiting(o->e, node, 1);   /* a hint */
     q->answered = true;   /* the waiter owns the request now */
 }
 
@@ -257,9 +257,9 @@ static void sse_send(struct evhttp_request *r, const char *event, const char *da
  * caller ends it (watcher_end), so no watcher outlives its request. */
 static bool sse_push(orch *o, struct evhttp_request *r, uint64_t dep)
 {
-    rz_engine_deploy_info di;
+    rz_engine_deployment_info di;
     char *status = flow_status_text(o, dep);
-    bool done = rz_engine_deploy_get(o->e, dep, &di) != RZ_OK ||
+    bool done = rz_engine_deployment_get(o->e, dep, &di) != RZ_OK ||
                 di.state != RZ_RUN_RUNNING;
     if (status) {
         sse_send(r, "status", status);
@@ -336,7 +336,7 @@ void orch_after(orch *o)
     /* Placement runs on polls and ticks; a node already waiting must not
      * wait for its next poll to get what was just queued. */
     if (o->changed && o->waiters && !o->stopping)
-        rz_engine_tick(o->e, orch_now_ms());
+        (void)!rz_engine_tick(o->e, orch_now_ms());   /* retried next pass */
     o->changed = false;
     rz_engine_event ev;
     while (rz_engine_next_event(o->e, &ev)) {
@@ -471,7 +471,8 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
     for (waiter *w = o->waiters; w; w = w->next) {
         rz_engine_node_info ni;
         if (rz_engine_node_get(o->e, w->node, &ni) == RZ_OK)
-            rz_engine_node_heartbeat(o->e, w->node, now, ni.load);
+            (void)!rz_engine_node_heartbeat(o->e, w->node, now,
+                                           ni.load);   /* exists: above */
     }
     if (rz_engine_tick(o->e, now) != RZ_OK)
         fprintf(stderr, ORCH_NAME ": tick: %s\n", rz_error_last()->message);

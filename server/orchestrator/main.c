@@ -62,7 +62,7 @@ static rz_registry *make_registry(const orch_opts *op)
     for (size_t i = 0; i < op->n_modules; i++)
         if (rz_registry_add(reg, op->modules[i], d) != RZ_OK)
             fprintf(stderr, ORCH_NAME ": %s\n", rz_error_last()->message);
-    rz_registry_add_defaults(reg, d);
+    (void)!rz_registry_add_defaults(reg, d);   /* its problems are in d */
     for (size_t i = 0; i < rz_diags_count(d) && !op->quiet; i++) {
         const rz_diag *x = rz_diags_get(d, i);
         fprintf(stderr, ORCH_NAME ": %s: warning: %s\n",

@@ -259,7 +259,7 @@ void r_deposit_confirm(req *q)
         return;
     rz_ledger *l = rz_engine_ledger(q->o->e);
     rz_ledger_transfer t;
-    if (rz_ledger_get_transfer(l, dep, &t) != RZ_OK ||
+    if (rz_ledger_transfer_get(l, dep, &t) != RZ_OK ||
         t.code != RZ_LEDGER_CODE_DEPOSIT) {
         reply_error(q, RZ_ENOENT, "no deposit %s", q->params[0]);
         return;

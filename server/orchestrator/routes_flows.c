@@ -13,7 +13,7 @@ static bool same_id(rz_ledger_id a, rz_ledger_id b)
 }
 
 /* Held and charged cents over the deployment's steps. */
-static void step_money(orch *o, const rz_engine_deploy_info *di,
+static void step_money(orch *o, const rz_engine_deployment_info *di,
                        uint64_t *held, uint64_t *charged)
 {
     *held = *charged = 0;
@@ -28,10 +28,10 @@ static void step_money(orch *o, const rz_engine_deploy_info *di,
 
 char *flow_status_text(orch *o, uint64_t dep)
 {
-    rz_engine_deploy_info di;
+    rz_engine_deployment_info di;
     char *json = NULL;
-    if (rz_engine_deploy_get(o->e, dep, &di) != RZ_OK ||
-        rz_engine_deploy_status(o->e, dep, &json) != RZ_OK)
+    if (rz_engine_deployment_get(o->e, dep, &di) != RZ_OK ||
+        rz_engine_deployment_status(o->e, dep, &json) != RZ_OK)
         return NULL;
     cJSON *doc = cJSON_Parse(json);
     rz_free(json);
@@ -46,11 +46,11 @@ char *flow_status_text(orch *o, uint64_t dep)
     return text;
 }
 
-static bool visible_dep(req *q, uint64_t *id, rz_engine_deploy_info *di)
+static bool visible_dep(req *q, uint64_t *id, rz_engine_deployment_info *di)
 {
     if (!param_u64(q, 0, id))
         return false;
-    if (rz_engine_deploy_get(q->o->e, *id, di) != RZ_OK ||
+    if (rz_engine_deployment_get(q->o->e, *id, di) != RZ_OK ||
         (q->who.kind != P_ADMIN && !same_id(di->client, q->who.account))) {
         reply_error(q, RZ_ENOENT, "no deployment %llu", (unsigned long long)*id);
         return false;
@@ -217,15 +217,15 @@ void r_flow_deploy(req *q)
     cJSON_Delete(rec);
     if (rtext && auth_put_creds(o, dep, rtext) != RZ_OK) {
         /* Without its credentials the deployment cannot run: undo it. */
-        rz_engine_deploy_cancel(o->e, dep, orch_now_ms());
+        (void)!rz_engine_deployment_cancel(o->e, dep, orch_now_ms());   /* just made */
         free(rtext);
         reply_error(q, RZ_EDB, "cannot store the deployment's credentials");
         return;
     }
     free(rtext);
-    rz_engine_deploy_info di;
+    rz_engine_deployment_info di;
     uint64_t held = 0, charged = 0;
-    if (rz_engine_deploy_get(o->e, dep, &di) == RZ_OK)
+    if (rz_engine_deployment_get(o->e, dep, &di) == RZ_OK)
         step_money(o, &di, &held, &charged);
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddNumberToObject(doc, "id", (double)dep);
@@ -242,13 +242,13 @@ void r_flows_list(req *q)
     if (!query_u64(q, "limit", 100, LIST_MAX, &limit))
         return;
     uint64_t ids[LIST_MAX];
-    size_t n = rz_engine_deploy_list(q->o->e, q->who.kind == P_ADMIN ? NULL
-                                     : &q->who.account, 0, ids, (size_t)limit);
+    size_t n = rz_engine_deployment_list(q->o->e, q->who.kind == P_ADMIN ? NULL
+                                         : &q->who.account, 0, ids, (size_t)limit);
     cJSON *doc = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(doc, "flows");
     for (size_t i = 0; i < n; i++) {
         char *json = NULL;
-        if (rz_engine_deploy_status(q->o->e, ids[i], &json) != RZ_OK)
+        if (rz_engine_deployment_status(q->o->e, ids[i], &json) != RZ_OK)
             continue;
         cJSON *st = cJSON_Parse(json);
         rz_free(json);
@@ -267,7 +267,7 @@ void r_flows_list(req *q)
 void r_flow_status(req *q)
 {
     uint64_t id;
-    rz_engine_deploy_info di;
+    rz_engine_deployment_info di;
     if (visible_dep(q, &id, &di))
         reply_status(q, id);
 }
@@ -275,7 +275,7 @@ void r_flow_status(req *q)
 void r_flow_events(req *q)
 {
     uint64_t id;
-    rz_engine_deploy_info di;
+    rz_engine_deployment_info di;
     if (visible_dep(q, &id, &di))
         orch_watch(q, id);
 }
@@ -283,10 +283,10 @@ void r_flow_events(req *q)
 void r_flow_cancel(req *q)
 {
     uint64_t id;
-    rz_engine_deploy_info di;
+    rz_engine_deployment_info di;
     if (!visible_dep(q, &id, &di))
         return;
-    int rc = rz_engine_deploy_cancel(q->o->e, id, orch_now_ms());
+    int rc = rz_engine_deployment_cancel(q->o->e, id, orch_now_ms());
     if (rc != RZ_OK)
         reply_rz(q, rc);
     else

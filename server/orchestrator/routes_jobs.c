@@ -307,7 +307,7 @@ void r_job_cancel(req *q)
                     (unsigned long long)ji.deployment);
         return;
     }
-    int rc = rz_engine_cancel_job(q->o->e, id, orch_now_ms());
+    int rc = rz_engine_job_cancel(q->o->e, id, orch_now_ms());
     if (rc != RZ_OK)
         reply_rz(q, rc);
     else
@@ -322,7 +322,7 @@ void r_job_refund(req *q)
         return;
     if (ji.state < RZ_JOB_SUCCEEDED) {
         int rc = ji.deployment ? RZ_ESTATE
-                               : rz_engine_cancel_job(q->o->e, id, orch_now_ms());
+                               : rz_engine_job_cancel(q->o->e, id, orch_now_ms());
         if (rc != RZ_OK) {
             if (ji.deployment)
                 reply_error(q, RZ_ESTATE, "job %llu is a running step of deployment "
@@ -332,7 +332,7 @@ void r_job_refund(req *q)
                 reply_rz(q, rc);
             return;
         }
-        rz_engine_job_get(q->o->e, id, &ji);
+        (void)!rz_engine_job_get(q->o->e, id, &ji);   /* exists: cancelled */
     }
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddNumberToObject(doc, "job", (double)id);

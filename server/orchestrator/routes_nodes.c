@@ -21,7 +21,7 @@ static cJSON *node_json(orch *o, uint64_t id, const rz_engine_node_info *ni)
     cJSON_AddStringToObject(x, "state", node_state_name(ni->state));
     cJSON_AddNumberToObject(x, "load", ni->load);
     cJSON_AddNumberToObject(x, "jobs", ni->jobs);
-    rz_engine_node_caps(o->e, id, &caps);
+    (void)!rz_engine_node_caps(o->e, id, &caps);   /* none: {} below */
     cJSON *c = parse_json_text(caps);
     rz_free(caps);
     cJSON_AddItemToObject(x, "capabilities", c ? c : cJSON_CreateObject());
@@ -250,7 +250,7 @@ void r_node_register(req *q)
         rc = auth_put_key(o, token, &p);
     if (rc != RZ_OK) {
         /* The node exists without a way in; take it out again. */
-        rz_engine_node_deregister(o->e, id, orch_now_ms());
+        (void)!rz_engine_node_deregister(o->e, id, orch_now_ms());   /* just made */
         sodium_memzero(token, sizeof token);
         reply_error(q, rc, "cannot store the node's token");
         return;
@@ -341,7 +341,7 @@ static cJSON *module_json(orch *o, const char *id, const char *version,
     char hex[65] = "";
     *timeout_s = 0;
     if (rz_registry_resolve(o->reg, id, version, &mod) == RZ_OK) {
-        rz_module_digest(mod, hex);
+        (void)!rz_module_digest(mod, hex);   /* none: "" */
         char *man = NULL;
         if (rz_module_manifest_json(mod, &man) == RZ_OK) {
             cJSON *doc = cJSON_Parse(man);
@@ -493,7 +493,11 @@ int orch_deliver(orch *o, struct evhttp_request *r, uint64_t node, bool cbor)
         /* The attempt cannot start without its credentials: it fails (a
          * deployment's retry policy decides what follows). */
         cJSON_Delete(doc);
-        rz_engine_result(o->e, node, job, attempt, NULL, why, 0, now);
+        rz_engine_report rep = RZ_ENGINE_REPORT_INIT;
+        rep.attempt = attempt;
+        rep.error = why;
+        /* RZ_ESTATE: settled meanwhile; the reply says why either way. */
+        (void)!rz_engine_report_result(o->e, node, job, &rep, now, NULL);
     }
 }
 
@@ -545,9 +549,14 @@ void r_node_result_oversize(req *q, size_t len)
              "of %zu bytes", len, o->opts.max_body);
     rz_engine_job_info ji;
     if (rz_engine_job_get(o->e, job, &ji) == RZ_OK && ji.node == node &&
-        (ji.state == RZ_JOB_RUNNING || ji.state == RZ_JOB_ASSIGNED))
-        rz_engine_result(o->e, node, job, ji.attempt, NULL, why, 0,
-                         orch_now_ms());
+        (ji.state == RZ_JOB_RUNNING || ji.state == RZ_JOB_ASSIGNED)) {
+        rz_engine_report rep = RZ_ENGINE_REPORT_INIT;
+        rep.attempt = ji.attempt;
+        rep.error = why;
+        /* The 413 is the answer; RZ_ESTATE means it was settled meanwhile. */
+        (void)!rz_engine_report_result(o->e, node, job, &rep, orch_now_ms(),
+                                       NULL);
+    }
     reply_error(q, RZ_ETOOBIG, "%s", why);
 }
 
@@ -572,8 +581,13 @@ void r_node_result(req *q)
     }
     char *out = outputs ? cJSON_PrintUnformatted(outputs) : NULL;
     int repeat = 0;
-    int rc = rz_engine_result_ex(o->e, node, job, (uint32_t)attempt, out, error,
-                                 run_ms, orch_now_ms(), &repeat);
+    rz_engine_report rep = RZ_ENGINE_REPORT_INIT;
+    rep.attempt = (uint32_t)attempt;
+    rep.outputs_json = out;
+    rep.error = error;
+    rep.run_ms = run_ms;
+    int rc = rz_engine_report_result(o->e, node, job, &rep, orch_now_ms(),
+                                     &repeat);
     free(out);
     if (rc != RZ_OK) {
         reply_rz(q, rc);

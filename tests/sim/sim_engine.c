@@ -179,9 +179,12 @@ static void send_result(world *w, const struct flight *f, bool late)
     bool ok = below(w, 10) < 8;
     char out[64];
     snprintf(out, sizeof out, "{\"v\":%u}", (unsigned)below(w, 10));
-    int rc = rz_engine_result(w->e, f->node, f->job, f->attempt,
-                              ok ? out : NULL, ok ? NULL : "sim failure",
-                              below(w, 200000), w->now);
+    rz_engine_report rep = RZ_ENGINE_REPORT_INIT;
+    rep.attempt = f->attempt;
+    rep.outputs_json = ok ? out : NULL;
+    rep.error = ok ? NULL : "sim failure";
+    rep.run_ms = below(w, 200000);
+    int rc = rz_engine_report_result(w->e, f->node, f->job, &rep, w->now, NULL);
     if (rc != RZ_OK && rc != RZ_ESTATE)
         die(w, "result");
     /* RZ_ESTATE: the job was cancelled, timed out or its node lost
@@ -278,8 +281,8 @@ static void act_cancel(world *w)
     rz_engine_job_info ji;
     if (rz_engine_job_get(w->e, job, &ji) != RZ_OK)
         die(w, "job_get");
-    int rc = ji.deployment ? rz_engine_deploy_cancel(w->e, ji.deployment, w->now)
-                           : rz_engine_cancel_job(w->e, job, w->now);
+    int rc = ji.deployment ? rz_engine_deployment_cancel(w->e, ji.deployment, w->now)
+                           : rz_engine_job_cancel(w->e, job, w->now);
     if (rc != RZ_OK && rc != RZ_ESTATE)
         die(w, "cancel");
 }
@@ -336,15 +339,16 @@ static void finish(world *w)
             die(w, "job_get");
         if (ji.state >= RZ_JOB_SUCCEEDED)
             continue;
-        int rc = ji.deployment ? rz_engine_deploy_cancel(w->e, ji.deployment, w->now)
-                               : rz_engine_cancel_job(w->e, j, w->now);
+        int rc = ji.deployment ? rz_engine_deployment_cancel(w->e, ji.deployment, w->now)
+                               : rz_engine_job_cancel(w->e, j, w->now);
         if (rc != RZ_OK && rc != RZ_ESTATE)
             die(w, "final cancel");
     }
     uint64_t cost = 0;
     for (uint64_t j = 1; j <= total; j++) {
         rz_engine_job_info ji;
-        rz_engine_job_get(w->e, j, &ji);
+        if (rz_engine_job_get(w->e, j, &ji) != RZ_OK)
+            die(w, "job_get");
         if (ji.state < RZ_JOB_SUCCEEDED)
             die(w, "a job stayed open after cancel");
         cost += ji.cost_cents;

@@ -35,6 +35,19 @@ typedef struct fx {
     rz_ledger_id client;
 } fx;
 
+/* A node's report, the fields of rz_engine_report in order. */
+static int report(rz_engine *e, uint64_t node, uint64_t job, uint32_t attempt,
+                  const char *outputs_json, const char *error, uint64_t run_ms,
+                  uint64_t now_ms)
+{
+    rz_engine_report r = RZ_ENGINE_REPORT_INIT;
+    r.attempt = attempt;
+    r.outputs_json = outputs_json;
+    r.error = error;
+    r.run_ms = run_ms;
+    return rz_engine_report_result(e, node, job, &r, now_ms, NULL);
+}
+
 static void add_module(const char *root, const char *id, const char *inputs,
                        const char *outputs)
 {
@@ -175,7 +188,7 @@ static void test_settle_exact(void **state)
     assert_int_equal(job_state(f, j), RZ_JOB_RUNNING);
     check(f);
     assert_int_equal(rz_engine_poll(f->e, n, 3, &a), RZ_ENOENT);
-    assert_int_equal(rz_engine_result(f->e, n, j, 1, "{\"n\":2}", NULL, 10000, 4),
+    assert_int_equal(report(f->e, n, j, 1, "{\"n\":2}", NULL, 10000, 4),
                      RZ_OK);
     rz_engine_job_info ji;
     assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
@@ -199,7 +212,7 @@ static void test_settle_exact(void **state)
     /* A run longer than the hold is capped at the hold. */
     uint64_t j2 = submit(f, 250, 0, 5);
     assert_int_equal(rz_engine_poll(f->e, n, 6, &a), RZ_OK);
-    assert_int_equal(rz_engine_result(f->e, n, j2, 1, NULL, NULL, 3600000, 7), RZ_OK);
+    assert_int_equal(report(f->e, n, j2, 1, NULL, NULL, 3600000, 7), RZ_OK);
     assert_int_equal(rz_engine_job_get(f->e, j2, &ji), RZ_OK);
     assert_int_equal(ji.cost_cents, 250);
     assert_int_equal(balance(f, f->client), 9550);
@@ -218,7 +231,7 @@ static void test_refunds_and_funds(void **state)
     uint64_t j = submit(f, 700, 0, 1);
     rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, n, 2, &a), RZ_OK);
-    assert_int_equal(rz_engine_result(f->e, n, j, 1, NULL, "exit 1", 500, 3), RZ_OK);
+    assert_int_equal(report(f->e, n, j, 1, NULL, "exit 1", 500, 3), RZ_OK);
     rz_engine_job_info ji;
     assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
     assert_int_equal(ji.state, RZ_JOB_FAILED);
@@ -226,13 +239,13 @@ static void test_refunds_and_funds(void **state)
     assert_int_equal(balance(f, f->client), 10000);
     /* Cancel while queued and while running. */
     uint64_t q = submit(f, 300, 0, 4);
-    assert_int_equal(rz_engine_cancel_job(f->e, q, 5), RZ_OK);
-    assert_int_equal(rz_engine_cancel_job(f->e, q, 5), RZ_ESTATE);
+    assert_int_equal(rz_engine_job_cancel(f->e, q, 5), RZ_OK);
+    assert_int_equal(rz_engine_job_cancel(f->e, q, 5), RZ_ESTATE);
     uint64_t r = submit(f, 300, 0, 6);
     assert_int_equal(rz_engine_poll(f->e, n, 7, &a), RZ_OK);
     assert_int_equal(a.job, r);
-    assert_int_equal(rz_engine_cancel_job(f->e, r, 8), RZ_OK);
-    assert_int_equal(rz_engine_result(f->e, n, r, 1, "{}", NULL, 10, 9), RZ_ESTATE);
+    assert_int_equal(rz_engine_job_cancel(f->e, r, 8), RZ_OK);
+    assert_int_equal(report(f->e, n, r, 1, "{}", NULL, 10, 9), RZ_ESTATE);
     assert_int_equal(balance(f, f->client), 10000);
     /* Insufficient funds: an error and nothing changes. */
     rz_engine_stats before, after;
@@ -297,12 +310,12 @@ static void test_lost_node(void **state)
     assert_int_equal(ni.state, RZ_NODE_LOST);
     check(f);
     /* Its late result is refused; it must register again. */
-    assert_int_equal(rz_engine_result(f->e, a, j, 1, "{}", NULL, 10000, 1600), RZ_ESTATE);
+    assert_int_equal(report(f->e, a, j, 1, "{}", NULL, 10000, 1600), RZ_ESTATE);
     assert_int_equal(rz_engine_poll(f->e, a, 1600, &as), RZ_ESTATE);
     assert_int_equal(rz_engine_poll(f->e, b, 1600, &as), RZ_OK);
     assert_int_equal(as.job, j);
     assert_int_equal(as.attempt, 2);
-    assert_int_equal(rz_engine_result(f->e, b, j, 2, "{\"n\":1}", NULL, 10000, 1700), RZ_OK);
+    assert_int_equal(report(f->e, b, j, 2, "{\"n\":1}", NULL, 10000, 1700), RZ_OK);
     assert_int_equal(balance(f, f->client), 9800);   /* charged once */
     assert_int_equal(balance(f, rz_engine_node_account(b)), 190);
     assert_int_equal(balance(f, rz_engine_node_account(a)), 0);
@@ -330,21 +343,27 @@ static void test_stale_duplicate(void **state)
     if (holder == b)
         assert_int_equal(rz_engine_poll(f->e, b, 2, &as), RZ_OK);
     uint64_t other = holder == a ? b : a;
-    assert_int_equal(rz_engine_result(f->e, other, j, 1, "{}", NULL, 10000, 3), RZ_ESTATE);
-    assert_int_equal(rz_engine_result(f->e, holder, j, 2, "{}", NULL, 10000, 3), RZ_ESTATE);
-    assert_int_equal(rz_engine_result(f->e, holder, 999, 1, "{}", NULL, 1, 3), RZ_ENOENT);
-    assert_int_equal(rz_engine_result(f->e, holder, j, 1, "{\"n\":3}", NULL, 10000, 4), RZ_OK);
+    assert_int_equal(report(f->e, other, j, 1, "{}", NULL, 10000, 3), RZ_ESTATE);
+    assert_int_equal(report(f->e, holder, j, 2, "{}", NULL, 10000, 3), RZ_ESTATE);
+    assert_int_equal(report(f->e, holder, 999, 1, "{}", NULL, 1, 3), RZ_ENOENT);
+    assert_int_equal(report(f->e, holder, j, 1, "{\"n\":3}", NULL, 10000, 4), RZ_OK);
     /* The same report again changes nothing (and says it was a repeat);
      * the same attempt with other content is refused. */
     int repeat = 0;
-    assert_int_equal(rz_engine_result_ex(f->e, holder, j, 1, "{\"n\":3}", NULL,
-                                         10000, 5, &repeat), RZ_OK);
+    rz_engine_report same = RZ_ENGINE_REPORT_INIT;
+    same.attempt = 1;
+    same.outputs_json = "{\"n\":3}";
+    same.run_ms = 10000;
+    assert_int_equal(rz_engine_report_result(f->e, holder, j, &same, 5, &repeat),
+                     RZ_OK);
     assert_int_equal(repeat, 1);
-    assert_int_equal(rz_engine_result(f->e, holder, j, 1, NULL, "late", 1, 6), RZ_ESTATE);
-    assert_int_equal(rz_engine_result_ex(f->e, holder, j, 1, "{\"n\":4}", NULL,
-                                         10000, 6, &repeat), RZ_ESTATE);
+    assert_int_equal(report(f->e, holder, j, 1, NULL, "late", 1, 6), RZ_ESTATE);
+    rz_engine_report other_outputs = same;
+    other_outputs.outputs_json = "{\"n\":4}";
+    assert_int_equal(rz_engine_report_result(f->e, holder, j, &other_outputs, 6,
+                                             &repeat), RZ_ESTATE);
     assert_int_equal(repeat, 0);
-    assert_int_equal(rz_engine_result(f->e, holder, j, 1, "{\"n\":3}", NULL, 10001, 6), RZ_ESTATE);
+    assert_int_equal(report(f->e, holder, j, 1, "{\"n\":3}", NULL, 10001, 6), RZ_ESTATE);
     assert_int_equal(job_state(f, j), RZ_JOB_SUCCEEDED);
     assert_int_equal(balance(f, f->client), 9800);
     rz_engine_stats st;
@@ -352,18 +371,29 @@ static void test_stale_duplicate(void **state)
     assert_int_equal(st.results_rejected, 5);
     /* The accepted report's digest is kept with the job. */
     reopen(f);
-    assert_int_equal(rz_engine_result(f->e, holder, j, 1, "{\"n\":3}", NULL, 10000, 7), RZ_OK);
-    assert_int_equal(rz_engine_result(f->e, holder, j, 1, "{\"n\":5}", NULL, 10000, 7), RZ_ESTATE);
+    assert_int_equal(report(f->e, holder, j, 1, "{\"n\":3}", NULL, 10000, 7), RZ_OK);
+    assert_int_equal(report(f->e, holder, j, 1, "{\"n\":5}", NULL, 10000, 7), RZ_ESTATE);
     assert_int_equal(job_state(f, j), RZ_JOB_SUCCEEDED);
     /* Outputs that are not an object fail the job (refunded). */
     uint64_t k = submit(f, 500, 0, 7);
     assert_int_equal(rz_engine_poll(f->e, holder, 8, &as), RZ_OK);
-    assert_int_equal(rz_engine_result(f->e, holder, k, 1, "[1]", NULL, 10, 9), RZ_OK);
+    assert_int_equal(report(f->e, holder, k, 1, "[1]", NULL, 10, 9), RZ_OK);
     assert_int_equal(job_state(f, k), RZ_JOB_FAILED);
     /* Its repeat is recognised by what was sent, not what was stored. */
-    assert_int_equal(rz_engine_result_ex(f->e, holder, k, 1, "[1]", NULL, 10, 10,
-                                         &repeat), RZ_OK);
+    rz_engine_report not_object = RZ_ENGINE_REPORT_INIT;
+    not_object.attempt = 1;
+    not_object.outputs_json = "[1]";
+    not_object.run_ms = 10;
+    assert_int_equal(rz_engine_report_result(f->e, holder, k, &not_object, 10,
+                                             &repeat), RZ_OK);
     assert_int_equal(repeat, 1);
+    /* A report of another version is refused before anything is read. */
+    not_object.version = RZ_ENGINE_REPORT_VERSION + 1;
+    assert_int_equal(rz_engine_report_result(f->e, holder, k, &not_object, 10,
+                                             &repeat), RZ_EINVAL);
+    assert_int_equal(repeat, 0);
+    assert_int_equal(rz_engine_report_result(f->e, holder, k, NULL, 10, NULL),
+                     RZ_EINVAL);
     assert_int_equal(balance(f, f->client), 9800);
     check(f);
 }
@@ -447,8 +477,8 @@ static int drive(fx *f, const uint64_t *nodes, size_t n, uint64_t now,
             uint32_t att = a.attempt;
             int fail = fail_step && strcmp(a.step, fail_step) == 0 && att == 1;
             char *out = fail ? NULL : module_outputs(&a);
-            assert_int_equal(rz_engine_result(f->e, nodes[i], job, att, out,
-                                              fail ? "flaky" : NULL, 10000, now), RZ_OK);
+            assert_int_equal(report(f->e, nodes[i], job, att, out,
+                                    fail ? "flaky" : NULL, 10000, now), RZ_OK);
             free(out);
             ran++;
             check(f);
@@ -460,7 +490,7 @@ static int drive(fx *f, const uint64_t *nodes, size_t n, uint64_t now,
 static cJSON *status(fx *f, uint64_t d)
 {
     char *json = NULL;
-    assert_int_equal(rz_engine_deploy_status(f->e, d, &json), RZ_OK);
+    assert_int_equal(rz_engine_deployment_status(f->e, d, &json), RZ_OK);
     cJSON *doc = cJSON_Parse(json);
     rz_free(json);
     assert_non_null(doc);
@@ -483,7 +513,7 @@ static uint64_t deploy_in(fx *f, const char *text, const char *inputs,
                               &d, diags);
     if (rc != RZ_OK) {
         char *t = NULL;
-        rz_diags_to_text(diags, &t);
+        (void)!rz_diags_to_text(diags, &t);   /* diagnostics of a failure */
         fprintf(stderr, "deploy: %s %s\n", rz_error_last()->message, t ? t : "");
         rz_free(t);
     }
@@ -530,7 +560,7 @@ static void test_deploy_fanout(void **state)
         check(f);
     }
     rz_run_state rs;
-    assert_int_equal(rz_engine_deploy_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_SUCCEEDED);
     cJSON *doc = status(f, d);
     assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
@@ -550,7 +580,7 @@ static void test_deploy_fanout(void **state)
     /* 4 jobs ran at 1 core x 10 s = 100 cents; the skipped one is refunded. */
     assert_money(f, 1, 5, nodes, 3);
     assert_int_equal(balance(f, f->client), 9600);
-    assert_int_equal(rz_engine_deploy_cancel(f->e, d, now), RZ_ESTATE);
+    assert_int_equal(rz_engine_deployment_cancel(f->e, d, now), RZ_ESTATE);
     reopen(f);   /* finished deployments keep their status */
     doc = status(f, d);
     assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
@@ -605,10 +635,10 @@ static void test_deploy_timeout_cancel(void **state)
     assert_int_equal(rz_engine_node_heartbeat(f->e, n, 1000, 0), RZ_OK);
     assert_int_equal(rz_engine_tick(f->e, 1011), RZ_OK);   /* s timed out */
     rz_run_state rs;
-    assert_int_equal(rz_engine_deploy_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_FAILED);
     assert_int_equal(job_state(f, a.job), RZ_JOB_FAILED);
-    assert_int_equal(rz_engine_result(f->e, n, a.job, 1, "{}", NULL, 5, 1012), RZ_ESTATE);
+    assert_int_equal(report(f->e, n, a.job, 1, "{}", NULL, 5, 1012), RZ_ESTATE);
     assert_int_equal(balance(f, f->client), 10000);
     int stops = 0;
     rz_engine_event ev;
@@ -619,8 +649,8 @@ static void test_deploy_timeout_cancel(void **state)
     /* Cancel mid-run: everything refunded, the running node told to stop. */
     uint64_t d2 = deploy(f, FANOUT, 2000);
     assert_int_equal(rz_engine_poll(f->e, n, 2001, &a), RZ_OK);
-    assert_int_equal(rz_engine_deploy_cancel(f->e, d2, 2002), RZ_OK);
-    assert_int_equal(rz_engine_deploy_state(f->e, d2, &rs), RZ_OK);
+    assert_int_equal(rz_engine_deployment_cancel(f->e, d2, 2002), RZ_OK);
+    assert_int_equal(rz_engine_deployment_state(f->e, d2, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_CANCELLED);
     assert_int_equal(job_state(f, a.job), RZ_JOB_CANCELLED);
     assert_int_equal(balance(f, f->client), 10000);
@@ -735,8 +765,8 @@ static void test_status_job_view(void **state)
     /* A second node finishes it: the final status keeps the job's view. */
     uint64_t m = node_add(f, 20);
     assert_int_equal(rz_engine_poll(f->e, m, 21, &a), RZ_OK);
-    assert_int_equal(rz_engine_result(f->e, m, a.job, 2, "{\"n\":1}", NULL,
-                                      1000, 22), RZ_OK);
+    assert_int_equal(report(f->e, m, a.job, 2, "{\"n\":1}", NULL,
+                            1000, 22), RZ_OK);
     doc = status(f, d);
     assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
     assert_string_equal(step_field(doc, "s", "job_status"), "succeeded");
@@ -753,7 +783,7 @@ static void test_restart_close(void **state)
     rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, nodes[0], 2, &a), RZ_OK);   /* split */
     char *out = module_outputs(&a);
-    assert_int_equal(rz_engine_result(f->e, nodes[0], a.job, 1, out, NULL, 10000, 3), RZ_OK);
+    assert_int_equal(report(f->e, nodes[0], a.job, 1, out, NULL, 10000, 3), RZ_OK);
     free(out);
     assert_int_equal(rz_engine_poll(f->e, nodes[0], 4, &a), RZ_OK);   /* a (ties: first node) */
     uint64_t running = a.job;
@@ -773,12 +803,12 @@ static void test_restart_close(void **state)
             rz_engine_job_info ji;
             assert_int_equal(rz_engine_job_get(f->e, running, &ji), RZ_OK);
             if (ji.state == RZ_JOB_RUNNING)   /* still held: report it */
-                assert_int_equal(rz_engine_result(f->e, ji.node, running, 1,
-                                 "{\"n\":1}", NULL, 10000, now), RZ_OK);
+                assert_int_equal(report(f->e, ji.node, running, 1,
+                                        "{\"n\":1}", NULL, 10000, now), RZ_OK);
         }
     }
     rz_run_state rs;
-    assert_int_equal(rz_engine_deploy_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_SUCCEEDED);
     assert_money(f, 1, 5, nodes, 2);
     check(f);
@@ -801,7 +831,7 @@ static void test_restart_sigkill(void **state)
         if (rz_engine_poll(f->e, n, 2, &a) != RZ_OK)
             _exit(3);
         char *out = module_outputs(&a);
-        if (rz_engine_result(f->e, n, a.job, 1, out, NULL, 10000, 3) != RZ_OK)
+        if (report(f->e, n, a.job, 1, out, NULL, 10000, 3) != RZ_OK)
             _exit(4);
         if (rz_engine_poll(f->e, n, 4, &a) != RZ_OK)   /* a step runs */
             _exit(5);
@@ -825,8 +855,8 @@ static void test_restart_sigkill(void **state)
                 rz_engine_assignment a = { .job = j, .module_id = "count",
                     .request_json = "{\"inputs\":{\"text\":\"a b\"}}" };
                 char *out = module_outputs(&a);
-                assert_int_equal(rz_engine_result(f->e, 1, j, ji.attempt, out,
-                                                  NULL, 10000, now), RZ_OK);
+                assert_int_equal(report(f->e, 1, j, ji.attempt, out,
+                                        NULL, 10000, now), RZ_OK);
                 free(out);
             }
         }
@@ -834,7 +864,7 @@ static void test_restart_sigkill(void **state)
         assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
     }
     rz_run_state rs;
-    assert_int_equal(rz_engine_deploy_state(f->e, 1, &rs), RZ_OK);
+    assert_int_equal(rz_engine_deployment_state(f->e, 1, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_SUCCEEDED);
     assert_money(f, 1, 5, nodes, 1);
     check(f);
@@ -893,9 +923,9 @@ static void test_decline(void **state)
     uint64_t k = submit(f, 500, 0, 8);
     assert_int_equal(rz_engine_poll(f->e, a, 9, &as), RZ_OK);
     assert_int_equal(as.job, k);
-    assert_int_equal(rz_engine_result(f->e, b, j, 2, "{\"n\":1}", NULL, 10000, 10), RZ_OK);
+    assert_int_equal(report(f->e, b, j, 2, "{\"n\":1}", NULL, 10000, 10), RZ_OK);
     assert_int_equal(balance(f, f->client), 10000 - 200 - 500);
-    assert_int_equal(rz_engine_cancel_job(f->e, k, 11), RZ_OK);
+    assert_int_equal(rz_engine_job_cancel(f->e, k, 11), RZ_OK);
     assert_int_equal(balance(f, f->client), 9800);
     check(f);
 }
@@ -956,15 +986,15 @@ static void test_listings(void **state)
     uint64_t d = 0;
     assert_int_equal(rz_engine_deploy(f->e, flow, strlen(flow), f->client, NULL,
                                       4, &d, NULL), RZ_OK);
-    rz_engine_deploy_info di;
-    assert_int_equal(rz_engine_deploy_get(f->e, d, &di), RZ_OK);
+    rz_engine_deployment_info di;
+    assert_int_equal(rz_engine_deployment_get(f->e, d, &di), RZ_OK);
     assert_true(di.client.hi == f->client.hi && di.client.lo == f->client.lo);
     assert_int_equal(di.n_steps, 1);
     assert_int_equal(di.first_job, j3 + 1);
     assert_int_equal(di.state, RZ_RUN_RUNNING);
-    assert_int_equal(rz_engine_deploy_get(f->e, d + 1, &di), RZ_ENOENT);
-    assert_int_equal(rz_engine_deploy_list(f->e, &f->client, 0, ids, 8), 1);
-    assert_int_equal(rz_engine_deploy_list(f->e, &other, 0, ids, 8), 0);
+    assert_int_equal(rz_engine_deployment_get(f->e, d + 1, &di), RZ_ENOENT);
+    assert_int_equal(rz_engine_deployment_list(f->e, &f->client, 0, ids, 8), 1);
+    assert_int_equal(rz_engine_deployment_list(f->e, &other, 0, ids, 8), 0);
 
     uint64_t n = node_add(f, 5);
     assert_int_equal(rz_engine_node_count(f->e), 1);
@@ -1012,7 +1042,7 @@ static void test_group_commit(void **state)
     rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, n, 2, &a), RZ_OK);
     assert_int_equal(a.job, j1);
-    assert_int_equal(rz_engine_cancel_job(f->e, j2, 2), RZ_OK);
+    assert_int_equal(rz_engine_job_cancel(f->e, j2, 2), RZ_OK);
     assert_int_equal(rz_engine_group_commit(f->e), RZ_OK);
     assert_false(rz_engine_in_group(f->e));
     assert_int_equal(balance(f, f->client), 10000 - 300 - 300 - 9000);
@@ -1108,7 +1138,7 @@ static void test_shared_requirements(void **state)
     assert_string_equal(rz__engine_job(f->e, a)->reqs_json,
                         "{\"max_cost_cents\":200,\"cpu_cores\":2,"
                         "\"estimate_seconds\":10}");
-    assert_int_equal(rz_engine_cancel_job(f->e, a, 2), RZ_OK);
+    assert_int_equal(rz_engine_job_cancel(f->e, a, 2), RZ_OK);
     reopen(f);
     assert_ptr_equal(rz__engine_job(f->e, a)->reqs, rz__engine_job(f->e, b)->reqs);
     uint64_t n = node_add(f, 3);
@@ -1155,11 +1185,11 @@ static void test_queue_groups(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(job_state(f, x[i]), RZ_JOB_QUEUED);
     check(f);
-    assert_int_equal(rz_engine_result(f->e, n, c, 1, "{\"n\":1}", NULL, 10, 4), RZ_OK);
+    assert_int_equal(report(f->e, n, c, 1, "{\"n\":1}", NULL, 10, 4), RZ_OK);
     assert_int_equal(rz_engine_poll(f->e, n, 5, &a), RZ_OK);
     assert_int_equal(a.job, d);
     assert_int_equal(job_state(f, b), RZ_JOB_ASSIGNED);
-    assert_int_equal(rz_engine_cancel_job(f->e, x[1], 6), RZ_OK);
+    assert_int_equal(rz_engine_job_cancel(f->e, x[1], 6), RZ_OK);
     check(f);
     reopen(f);
     check(f);
@@ -1198,7 +1228,7 @@ static void test_deploy_many_steps(void **state)
     free(text);
     assert_int_equal(balance(f, f->client), 10000 - n);
     check(f);
-    assert_int_equal(rz_engine_deploy_cancel(f->e, d, 3), RZ_OK);
+    assert_int_equal(rz_engine_deployment_cancel(f->e, d, 3), RZ_OK);
     assert_int_equal(balance(f, f->client), 10000);
     check(f);
 }
@@ -1248,8 +1278,7 @@ static void test_waiting_reason_queue_timeout(void **state)
     assert_int_equal(ji.queue_deadline_ms, 5010);
     assert_int_equal(rz_engine_next_wakeup(f->e), 1041);   /* heartbeat first */
     assert_int_equal(rz_engine_node_heartbeat(f->e, n, 1000, 0), RZ_OK);
-    assert_int_equal(rz_engine_result(f->e, n, ok, 1, "{\"n\":1}", NULL, 10000,
-                                      1000), RZ_OK);
+    assert_int_equal(report(f->e, n, ok, 1, "{\"n\":1}", NULL, 10000, 1000), RZ_OK);
     reopen(f);   /* the deadline is stored; the reason is worked out again */
     assert_null(waiting_reason(f, dk));
     assert_int_equal(rz_engine_node_heartbeat(f->e, n, 5000, 0), RZ_OK);
@@ -1294,10 +1323,10 @@ static void test_queue_timeout_default_and_step(void **state)
     uint64_t d = deploy_in(f, flow, NULL, 3000);
     assert_int_equal(rz_engine_tick(f->e, 3999), RZ_OK);
     rz_run_state rs;
-    assert_int_equal(rz_engine_deploy_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_RUNNING);
     assert_int_equal(rz_engine_tick(f->e, 4000), RZ_OK);
-    assert_int_equal(rz_engine_deploy_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_FAILED);
     cJSON *doc = status(f, d);
     assert_string_equal(step_field(doc, "s", "error"),
@@ -1367,8 +1396,8 @@ static void test_waiting_nodes(void **state)
     assert_int_equal(job_node(f, j5), n3);
     assert_int_equal(job_node(f, j6), n2);   /* n1 is full (2 slots) */
     /* A full node's wait changes nothing; a withdrawn wait is forgotten. */
-    assert_int_equal(rz_engine_cancel_job(f->e, j5, 6), RZ_OK);
-    assert_int_equal(rz_engine_cancel_job(f->e, j6, 6), RZ_OK);
+    assert_int_equal(rz_engine_job_cancel(f->e, j5, 6), RZ_OK);
+    assert_int_equal(rz_engine_job_cancel(f->e, j6, 6), RZ_OK);
     assert_int_equal(rz_engine_node_waiting(f->e, n1, 1), RZ_OK);
     assert_int_equal(rz_engine_node_waiting(f->e, n3, 1), RZ_OK);
     assert_int_equal(rz_engine_node_waiting(f->e, n3, 0), RZ_OK);

@@ -851,7 +851,7 @@ static rz_flow *load_flow(const rz_registry *reg, const char *example,
         rc = rz_flow_validate(f, reg, d);
     if (rc != RZ_OK) {
         char *text = NULL;
-        rz_diags_to_text(d, &text);
+        (void)!rz_diags_to_text(d, &text);   /* diagnostics of a failure */
         fail_msg("%s: %s", example ? example : "inline flow",
                  text ? text : rz_error_last()->message);
     }
@@ -1275,7 +1275,7 @@ static void test_runner_records_run(void **state)
     rz_store *st = NULL;
     char *json = NULL;
     assert_int_equal(rz_store_open(&st, data), RZ_OK);
-    assert_int_equal(rz_store_get_run(st, "rec-1", &json), RZ_OK);
+    assert_int_equal(rz_store_run_get(st, "rec-1", &json), RZ_OK);
     cJSON *doc = cJSON_Parse(json);
     const cJSON *status = cJSON_GetObjectItemCaseSensitive(doc, "status");
     assert_true(cJSON_IsString(status));

@@ -169,8 +169,8 @@ static void test_hold_settle_fee(void **state)
     rz_ledger_result r;
     assert_int_equal(rz_ledger_settle(f->l, ID(5), JOB, NODE, 801, &r), RZ_OK);
     /* 5% of 801 = 40.05, rounded down: 40 to the platform, 761 paid. */
-    assert_int_equal(r.b, 40);
-    assert_int_equal(r.a, 761);
+    assert_int_equal(r.fee, 40);
+    assert_int_equal(r.amount, 761);
     assert_int_equal(r.replayed, 0);
     assert_int_equal(avail(f->l, CLIENT), 1000 - 801 + 50);
     assert_int_equal(avail(f->l, NODE), 761);
@@ -182,8 +182,8 @@ static void test_hold_settle_fee(void **state)
     memset(&r, 0, sizeof r);
     assert_int_equal(rz_ledger_settle(f->l, ID(5), JOB, NODE, 801, &r), RZ_OK);
     assert_int_equal(r.replayed, 1);
-    assert_int_equal(r.a, 761);
-    assert_int_equal(r.b, 40);
+    assert_int_equal(r.amount, 761);
+    assert_int_equal(r.fee, 40);
     /* ... with another cost: a distinct error; under a new id: posted. */
     assert_int_equal(rz_ledger_settle(f->l, ID(5), JOB, NODE, 800, NULL),
                      RZ_EEXISTS_DIFFERENT);
@@ -228,25 +228,25 @@ static void test_settle_rejections(void **state)
                      RZ_ENOENT);
     /* Nothing of the failed settles is left behind. */
     rz_ledger_transfer t;
-    assert_int_equal(rz_ledger_get_transfer(f->l, ID(3), &t), RZ_ENOENT);
+    assert_int_equal(rz_ledger_transfer_get(f->l, ID(3), &t), RZ_ENOENT);
     assert_int_equal(avail(f->l, CLIENT), 700);
     /* Refund, then a post after the void. */
     rz_ledger_result r;
     assert_int_equal(rz_ledger_refund(f->l, ID(4), JOB, &r), RZ_OK);
-    assert_int_equal(r.a, 300);
+    assert_int_equal(r.amount, 300);
     assert_int_equal(avail(f->l, CLIENT), 1000);
     assert_int_equal(rz_ledger_settle(f->l, ID(5), JOB, NODE, 10, NULL),
                      RZ_EVOIDED);
     assert_int_equal(rz_ledger_refund(f->l, ID(6), JOB, NULL), RZ_EVOIDED);
     assert_int_equal(rz_ledger_refund(f->l, ID(4), JOB, NULL), RZ_OK);
-    assert_int_equal(rz_ledger_get_transfer(f->l, ID(2), &t), RZ_OK);
+    assert_int_equal(rz_ledger_transfer_get(f->l, ID(2), &t), RZ_OK);
     assert_int_equal(t.state, RZ_LEDGER_VOIDED);
     /* A settle of zero: the whole hold comes back, nothing is paid. */
     assert_int_equal(rz_ledger_hold(f->l, ID(7), ID(7001), CLIENT, 100, 0),
                      RZ_OK);
     assert_int_equal(rz_ledger_settle(f->l, ID(8), ID(7001), NODE, 0, &r),
                      RZ_OK);
-    assert_int_equal(r.a + r.b, 0);
+    assert_int_equal(r.amount + r.fee, 0);
     assert_int_equal(avail(f->l, CLIENT), 1000);
     /* Holds need a job, a client, an amount. */
     assert_int_equal(rz_ledger_hold(f->l, ID(9), ID(0), CLIENT, 1, 0),
@@ -265,13 +265,13 @@ static void test_settle_by_hold_id(void **state)
     rz_ledger_op op = { 0 };
     op.type = RZ_LEDGER_OP_SETTLE;
     op.id = ID(3);
-    op.ref = ID(2);
-    op.other = NODE;
+    op.pending_id = ID(2);
+    op.counterparty = NODE;
     op.amount = 100;
     rz_ledger_result r;
     assert_int_equal(rz_ledger_submit(f->l, &op, 1, &r), RZ_OK);
     assert_int_equal(r.status, RZ_OK);
-    assert_int_equal(r.a, 95);
+    assert_int_equal(r.amount, 95);
     /* A hold id of another job is refused. */
     op.id = ID(4);
     op.job = ID(1234);
@@ -304,9 +304,9 @@ static void test_expiry(void **state)
                      RZ_EEXPIRED);
     assert_int_equal(rz_ledger_refund(f->l, ID(6), JOB, NULL), RZ_EEXPIRED);
     rz_ledger_transfer t;
-    assert_int_equal(rz_ledger_get_transfer(f->l, ID(2), &t), RZ_OK);
+    assert_int_equal(rz_ledger_transfer_get(f->l, ID(2), &t), RZ_OK);
     assert_int_equal(t.state, RZ_LEDGER_EXPIRED);
-    assert_int_equal(rz_ledger_get_transfer(f->l,
+    assert_int_equal(rz_ledger_transfer_get(f->l,
                      rz_ledger_derive_id(ID(2), 3), &t), RZ_OK);
     assert_int_equal(t.code, RZ_LEDGER_CODE_EXPIRE);
     /* A hold without timeout never expires; a settled one no longer can. */
@@ -340,11 +340,11 @@ static void test_withdraw(void **state)
     rz_ledger_op op = { 0 };
     op.type = RZ_LEDGER_OP_WITHDRAW_CANCEL;
     op.id = ID(6);
-    op.ref = ID(5);
+    op.pending_id = ID(5);
     rz_ledger_result r;
     assert_int_equal(rz_ledger_submit(f->l, &op, 1, &r), RZ_OK);
     assert_int_equal(r.status, RZ_OK);
-    assert_int_equal(r.a, 100);
+    assert_int_equal(r.amount, 100);
     assert_int_equal(avail(f->l, CLIENT), 100);
     assert_int_equal(rz_ledger_withdraw_complete(f->l, ID(7), ID(5)),
                      RZ_EVOIDED);
@@ -366,10 +366,10 @@ static rz_ledger_op raw(uint64_t id, rz_ledger_id dr, rz_ledger_id cr,
     op.type = RZ_LEDGER_OP_TRANSFER;
     op.id = ID(id);
     op.account = dr;
-    op.other = cr;
+    op.counterparty = cr;
     op.amount = amount;
     op.flags = flags;
-    op.kind = RZ_LEDGER_CODE_USER;
+    op.code = RZ_LEDGER_CODE_USER;
     return op;
 }
 
@@ -392,7 +392,7 @@ static void test_linked_chain(void **state)
     assert_int_equal(avail(f->l, CLIENT), 100);
     assert_int_equal(avail(f->l, CLIENT2), 0);
     rz_ledger_transfer t;
-    assert_int_equal(rz_ledger_get_transfer(f->l, ID(10), &t), RZ_ENOENT);
+    assert_int_equal(rz_ledger_transfer_get(f->l, ID(10), &t), RZ_ENOENT);
     /* The same chain within the funds commits whole. */
     ops[2].amount = 10;
     assert_int_equal(rz_ledger_submit(f->l, ops, 4, r), RZ_OK);
@@ -414,8 +414,8 @@ static void test_linked_chain(void **state)
                            raw(31, ID(0), ID(0), 20, RZ_LEDGER_POST |
                                                      RZ_LEDGER_LINKED),
                            raw(32, ID(0), ID(0), 0, RZ_LEDGER_VOID) };
-    pp[1].ref = ID(30);
-    pp[2].ref = ID(30);
+    pp[1].pending_id = ID(30);
+    pp[2].pending_id = ID(30);
     assert_int_equal(rz_ledger_submit(f->l, pp, 3, r), RZ_OK);
     assert_int_equal(r[0].status, RZ_ELINKED);
     assert_int_equal(r[1].status, RZ_ELINKED);
@@ -458,11 +458,11 @@ static void test_raw_rejections(void **state)
         raw(21, ID(0), ID(0), 2, RZ_LEDGER_POST),           /* above */
         raw(22, ID(0), ID(0), 3, RZ_LEDGER_VOID),           /* partial void */
     };
-    ops[3].kind = 5;
+    ops[3].code = 5;
     ops[4].timeout = 10;
-    ops[6].ref = ID(777);
+    ops[6].pending_id = ID(777);
     ops[9].type = 99;
-    ops[11].ref = ops[12].ref = ops[13].ref = ID(19);
+    ops[11].pending_id = ops[12].pending_id = ops[13].pending_id = ID(19);
     int want[] = { RZ_EINVAL, RZ_EINVAL, RZ_EINVAL, RZ_EINVAL, RZ_EINVAL,
                    RZ_ENOENT, RZ_ENOENT, RZ_EINVAL, RZ_EINVAL, RZ_EINVAL,
                    RZ_OK, RZ_EINVAL, RZ_EAMOUNT, RZ_EINVAL };
@@ -497,7 +497,7 @@ static void test_overflow(void **state)
     rz_ledger_result r;
     assert_int_equal(rz_ledger_settle(f->l, ID(4), JOB, NODE, UINT64_MAX, &r),
                      RZ_OK);
-    assert_true(r.a + r.b == UINT64_MAX);
+    assert_true(r.amount + r.fee == UINT64_MAX);
     verify_ok(f->l);
 }
 
@@ -587,7 +587,7 @@ static void test_job_in_one_batch(void **state)
     ops[3].type = RZ_LEDGER_OP_SETTLE;             /* by job, no hold id */
     ops[3].id = ID(42);
     ops[3].job = job;
-    ops[3].other = NODE;
+    ops[3].counterparty = NODE;
     ops[3].amount = 30;
     ops[4].type = RZ_LEDGER_OP_REFUND;             /* newest hold: posted */
     ops[4].id = ID(43);
@@ -603,11 +603,11 @@ static void test_job_in_one_batch(void **state)
     assert_int_equal(r[2].status, RZ_OK);
     assert_int_equal(r[2].replayed, 1);
     assert_int_equal(r[3].status, RZ_OK);
-    assert_int_equal(r[3].a + r[3].b, 30);
+    assert_int_equal(r[3].amount + r[3].fee, 30);
     assert_int_equal(r[4].status, RZ_EPOSTED);
     assert_int_equal(r[5].status, RZ_OK);
     assert_int_equal(r[6].status, RZ_OK);
-    assert_int_equal(r[6].a, 50);
+    assert_int_equal(r[6].amount, 50);
     assert_int_equal(avail(f->l, CLIENT), 970);
     rz_ledger_transfer page[10];
     size_t n, total;
@@ -778,7 +778,13 @@ static void test_records(void **state)
     assert_true(rz_ledger_id_equal(dec[1].id, ops[1].id));
     assert_true(rz_ledger_id_equal(dec[1].account, NODE));
     assert_int_equal(dec[1].amount, 1);
-    assert_int_equal(dec[1].kind, RZ_LEDGER_CODE_USER);
+    assert_int_equal(dec[1].code, RZ_LEDGER_CODE_USER);
+    assert_int_equal(dec[1].kind, 0);
+    /* A transfer's code sits where it did when code and kind were one
+     * field: bytes 104..107 of the op, little-endian. */
+    const uint8_t *slot = buf + RZ__LEDGER_JHDR_SIZE + RZ__LEDGER_OP_SIZE + 104;
+    assert_int_equal(slot[0] | slot[1] << 8 | slot[2] << 16 |
+                     (uint32_t)slot[3] << 24, RZ_LEDGER_CODE_USER);
     for (size_t i = 0; i < len; i += 7) {
         buf[i] ^= 1;
         assert_int_not_equal(rz__ledger_record_decode(buf, len, &h2, dec,

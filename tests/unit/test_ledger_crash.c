@@ -125,12 +125,12 @@ static void child(const char *dir, uint64_t round, int fd)
                     holds[rnd() % 256] = id;
             } else if (pick < 8) {
                 *op = op_of(RZ_LEDGER_OP_SETTLE, id);
-                op->ref = holds[rnd() % nholds];
-                op->other = node(rnd() % NNODE);
+                op->pending_id = holds[rnd() % nholds];
+                op->counterparty = node(rnd() % NNODE);
                 op->amount = rnd() % 2500;
             } else if (pick < 9) {
                 *op = op_of(RZ_LEDGER_OP_REFUND, id);
-                op->ref = holds[rnd() % nholds];
+                op->pending_id = holds[rnd() % nholds];
             } else {
                 *op = op_of(RZ_LEDGER_OP_TICK, ID(0));
                 op->amount = b;
@@ -202,7 +202,7 @@ static void drain(acks *a, int fd, long ms)
 static bool present(rz_ledger *l, rz_ledger_id id)
 {
     rz_ledger_transfer t;
-    int rc = rz_ledger_get_transfer(l, id, &t);
+    int rc = rz_ledger_transfer_get(l, id, &t);
     if (rc != RZ_OK && rc != RZ_ENOENT)
         fail_msg("get_transfer: %s", rz_error_last()->message);
     return rc == RZ_OK;

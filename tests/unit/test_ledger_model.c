@@ -146,19 +146,19 @@ static int m_apply(model *m, const rz_ledger_op *op, rz_ledger_result *r)
     case RZ_LEDGER_OP_WITHDRAW_CANCEL: {
         uint32_t want = op->type == RZ_LEDGER_OP_DEPOSIT_CONFIRM
                             ? RZ_LEDGER_CODE_DEPOSIT : RZ_LEDGER_CODE_WITHDRAW;
-        if (!(p = find_p(m, op->ref.lo)))
+        if (!(p = find_p(m, op->pending_id.lo)))
             return RZ_ENOENT;
         if (p->code != want)
             return RZ_EINVAL;
         bool post = op->type != RZ_LEDGER_OP_WITHDRAW_CANCEL;
         int rc = m_resolve(m, p, post, p->amount, RZ_LEDGER_VOIDED);
         if (rc == RZ_OK && !post)
-            r->a = p->amount;
+            r->amount = p->amount;
         return rc;
     }
     case RZ_LEDGER_OP_SETTLE:
     case RZ_LEDGER_OP_REFUND: {
-        if (!(p = find_p(m, op->ref.lo)))
+        if (!(p = find_p(m, op->pending_id.lo)))
             return RZ_ENOENT;
         if (p->code != RZ_LEDGER_CODE_HOLD)
             return RZ_EINVAL;
@@ -167,16 +167,16 @@ static int m_apply(model *m, const rz_ledger_op *op, rz_ledger_result *r)
         if (rc != RZ_OK)
             return rc;
         if (!settle) {
-            r->a = p->amount;
+            r->amount = p->amount;
             return RZ_OK;
         }
         uint64_t fee = rz_ledger_fee(op->amount, 500);
-        int node = acc_index(op->other);
+        int node = acc_index(op->counterparty);
         m->acc[ESCROW].dpost += op->amount;
         m->acc[node].cpost += op->amount - fee;
         m->acc[PLATFORM].cpost += fee;
-        r->a = op->amount - fee;
-        r->b = fee;
+        r->amount = op->amount - fee;
+        r->fee = fee;
         return RZ_OK;
     }
     case RZ_LEDGER_OP_TICK:
@@ -184,7 +184,7 @@ static int m_apply(model *m, const rz_ledger_op *op, rz_ledger_result *r)
             if (m->p[i].state == RZ_LEDGER_OPEN && m->p[i].timeout &&
                 m->p[i].timeout <= op->amount) {
                 m_resolve(m, &m->p[i], false, 0, RZ_LEDGER_EXPIRED);
-                r->a++;
+                r->expired++;
             }
         return RZ_OK;
     }
@@ -240,7 +240,7 @@ static rz_ledger_op random_op(world *w)
         break;
     case 3:
         op.type = RZ_LEDGER_OP_DEPOSIT_CONFIRM;
-        op.ref = ID(pick_pending(w, RZ_LEDGER_CODE_DEPOSIT));
+        op.pending_id = ID(pick_pending(w, RZ_LEDGER_CODE_DEPOSIT));
         break;
     case 4: case 5:
         op.type = RZ_LEDGER_OP_HOLD;
@@ -253,14 +253,14 @@ static rz_ledger_op random_op(world *w)
         model *m = &w->m;
         mpend *p = find_p(m, h);
         op.type = RZ_LEDGER_OP_SETTLE;
-        op.ref = ID(h);
-        op.other = acc_id(NCLIENT + (int)below(NNODE));
+        op.pending_id = ID(h);
+        op.counterparty = acc_id(NCLIENT + (int)below(NNODE));
         op.amount = below((p ? p->amount : 100) + 3);
         break;
     }
     case 8:
         op.type = RZ_LEDGER_OP_REFUND;
-        op.ref = ID(pick_pending(w, RZ_LEDGER_CODE_HOLD));
+        op.pending_id = ID(pick_pending(w, RZ_LEDGER_CODE_HOLD));
         break;
     case 9:
         op.type = RZ_LEDGER_OP_WITHDRAW_REQUEST;
@@ -270,7 +270,7 @@ static rz_ledger_op random_op(world *w)
     default:
         op.type = below(2) ? RZ_LEDGER_OP_WITHDRAW_COMPLETE
                            : RZ_LEDGER_OP_WITHDRAW_CANCEL;
-        op.ref = ID(pick_pending(w, RZ_LEDGER_CODE_WITHDRAW));
+        op.pending_id = ID(pick_pending(w, RZ_LEDGER_CODE_WITHDRAW));
         break;
     }
     return op;
@@ -335,15 +335,17 @@ static void expect(size_t step, size_t i, const rz_ledger_op *op,
                    const rz_ledger_result *want)
 {
     if (got->status != status || (status == RZ_OK &&
-        (got->a != want->a || got->b != want->b ||
-         got->replayed != want->replayed)))
-        fail_msg("step %zu op %zu (type %u id %llu): got %s a=%llu b=%llu "
-                 "replayed=%u, want %s a=%llu b=%llu replayed=%u", step, i,
-                 op->type, (unsigned long long)op->id.lo,
-                 rz_status_name(got->status), (unsigned long long)got->a,
-                 (unsigned long long)got->b, got->replayed,
-                 rz_status_name(status), (unsigned long long)want->a,
-                 (unsigned long long)want->b, want->replayed);
+        (got->amount != want->amount || got->fee != want->fee ||
+         got->expired != want->expired || got->replayed != want->replayed)))
+        fail_msg("step %zu op %zu (type %u id %llu): got %s amount=%llu "
+                 "fee=%llu expired=%llu replayed=%u, want %s amount=%llu "
+                 "fee=%llu expired=%llu replayed=%u", step, i, op->type,
+                 (unsigned long long)op->id.lo, rz_status_name(got->status),
+                 (unsigned long long)got->amount, (unsigned long long)got->fee,
+                 (unsigned long long)got->expired, got->replayed,
+                 rz_status_name(status), (unsigned long long)want->amount,
+                 (unsigned long long)want->fee,
+                 (unsigned long long)want->expired, want->replayed);
 }
 
 /* One batch: plain ops, replays, a tick, or a linked chain. */
@@ -390,7 +392,7 @@ static void step(world *w, size_t s)
             fprintf(stderr, "step %zu op %zu type %u id %llu ref %llu amt %llu"
                     " flags %u: got %s want %s\n", s, i, ops[i].type,
                     (unsigned long long)ops[i].id.lo,
-                    (unsigned long long)ops[i].ref.lo,
+                    (unsigned long long)ops[i].pending_id.lo,
                     (unsigned long long)ops[i].amount, ops[i].flags,
                     rz_status_name(got[i].status), rz_status_name(status[i]));
     for (size_t i = 0; i < n; i++) {

@@ -400,16 +400,16 @@ static void like_jobs_are_matched_as_one_group(void **state)
         assert_int_equal(rz_matcher_place(m, r, &p), RZ_OK);
     }
     rz_matcher_stats s;
-    rz_matcher_get_stats(m, &s);
+    rz_matcher_stats_get(m, &s);
     assert_int_equal(s.cache_builds, 1);
     assert_int_equal(s.cache_hits, 99);
     assert_int_equal(s.groups, 1);
     assert_int_equal(s.placements, 100);
     /* 16 + 8 (2 slots) + 32 + 64 cores: 100 one-core jobs fill by price. */
     rz_node_usage u;
-    rz_matcher_usage(m, 1, &u);
+    assert_int_equal(rz_matcher_usage(m, 1, &u), RZ_OK);
     assert_int_equal(u.cores_used, 16);
-    rz_matcher_usage(m, 2, &u);
+    assert_int_equal(rz_matcher_usage(m, 2, &u), RZ_OK);
     assert_int_equal(u.jobs, 2);
     rz_reqs_free(r);
     rz_matcher_free(m);

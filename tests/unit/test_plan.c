@@ -22,7 +22,7 @@ static rz_flow *parse(const char *src, rz_format fmt)
     int rc = rz_flow_parse(&f, src, strlen(src), fmt, "t", d);
     if (rc != RZ_OK) {
         char *text = NULL;
-        rz_diags_to_text(d, &text);
+        (void)!rz_diags_to_text(d, &text);   /* diagnostics of a failure */
         fprintf(stderr, "parse failed: %s\n", text ? text : "");
         rz_free(text);
     }
@@ -342,7 +342,7 @@ static void golden(const char *name, const char *ext)
     int rc = rz_flow_validate(f, NULL, d);
     if (rc != RZ_OK) {
         char *text = NULL;
-        rz_diags_to_text(d, &text);
+        (void)!rz_diags_to_text(d, &text);   /* diagnostics of a failure */
         fprintf(stderr, "%s", text ? text : "");
         rz_free(text);
     }

@@ -70,11 +70,11 @@ static void put_list_get(void **state)
     assert_int_equal(rz_store_open(&st, f->dir), RZ_OK);
     rz_run *r1 = finished_run(f->flow, "run-1", true);
     rz_run *r2 = finished_run(f->flow, "run-2", false);
-    assert_int_equal(rz_store_put_run(st, r1, 1000, 2000), RZ_OK);
-    assert_int_equal(rz_store_put_run(st, r2, 3000, 3500), RZ_OK);
+    assert_int_equal(rz_store_run_put(st, r1, 1000, 2000), RZ_OK);
+    assert_int_equal(rz_store_run_put(st, r2, 3000, 3500), RZ_OK);
 
     char *json;
-    assert_int_equal(rz_store_list_runs(st, &json), RZ_OK);
+    assert_int_equal(rz_store_run_list(st, &json), RZ_OK);
     cJSON *arr = cJSON_Parse(json);
     rz_free(json);
     assert_int_equal(cJSON_GetArraySize(arr), 2);
@@ -88,7 +88,7 @@ static void put_list_get(void **state)
     assert_string_equal(cJSON_GetObjectItem(second, "status")->valuestring, "succeeded");
     cJSON_Delete(arr);
 
-    assert_int_equal(rz_store_get_run(st, "run-1", &json), RZ_OK);
+    assert_int_equal(rz_store_run_get(st, "run-1", &json), RZ_OK);
     cJSON *rec = cJSON_Parse(json);
     rz_free(json);
     cJSON *b = cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "steps"), "b");
@@ -97,7 +97,7 @@ static void put_list_get(void **state)
     assert_int_equal(cJSON_GetObjectItem(rec, "started_ms")->valueint, 1000);
     cJSON_Delete(rec);
 
-    assert_int_equal(rz_store_get_run(st, "nope", &json), RZ_ENOENT);
+    assert_int_equal(rz_store_run_get(st, "nope", &json), RZ_ENOENT);
     assert_null(json);
     rz_run_free(r1);
     rz_run_free(r2);
@@ -110,14 +110,14 @@ static void replace_keeps_one_record_and_survives_reopen(void **state)
     rz_store *st;
     assert_int_equal(rz_store_open(&st, f->dir), RZ_OK);
     rz_run *r = finished_run(f->flow, "run-x", true);
-    assert_int_equal(rz_store_put_run(st, r, 10, 20), RZ_OK);
-    assert_int_equal(rz_store_put_run(st, r, 50, 60), RZ_OK);
+    assert_int_equal(rz_store_run_put(st, r, 10, 20), RZ_OK);
+    assert_int_equal(rz_store_run_put(st, r, 50, 60), RZ_OK);
     rz_store_close(st);
     rz_run_free(r);
 
     assert_int_equal(rz_store_open(&st, f->dir), RZ_OK);
     char *json;
-    assert_int_equal(rz_store_list_runs(st, &json), RZ_OK);
+    assert_int_equal(rz_store_run_list(st, &json), RZ_OK);
     cJSON *arr = cJSON_Parse(json);
     rz_free(json);
     assert_int_equal(cJSON_GetArraySize(arr), 1);

@@ -777,7 +777,7 @@ static rz_flow *load_flow(const char *db_id)
     int rc = rz_flow_parse(&fl, out, strlen(out), RZ_FORMAT_YAML, "trade.yaml", d);
     if (rc != RZ_OK) {
         char *t = NULL;
-        rz_diags_to_text(d, &t);
+        (void)!rz_diags_to_text(d, &t);   /* diagnostics of a failure */
         fail_msg("flow did not parse: %s", t ? t : "?");
     }
     rz_diags_free(d);

@@ -916,7 +916,7 @@ static napi_value js_matcher_stats(napi_env env, napi_callback_info info)
     if (!b)
         return NULL;
     rz_matcher_stats s;
-    rz_matcher_get_stats(b->p, &s);
+    rz_matcher_stats_get(b->p, &s);
     CALL(env, napi_create_object(env, &o));
     set_num(env, o, "placements", (double)s.placements);
     set_num(env, o, "failures", (double)s.failures);
@@ -1017,8 +1017,9 @@ static napi_value js_ledger_op(napi_env env, napi_callback_info info)
         }
     }
     rz_ledger *l = b->p;
-    rz_ledger_result res = { 0, 0, 0, 0 };
+    rz_ledger_result res = { 0, 0, 0, 0, 0 };
     int rc;
+    int tick = !strcmp(op, "tick");
     if (!strcmp(op, "createClient"))
         rc = rz_ledger_create_account(l, id[0], RZ_LEDGER_CLIENT);
     else if (!strcmp(op, "createNode"))
@@ -1039,8 +1040,8 @@ static napi_value js_ledger_op(napi_env env, napi_callback_info info)
         rc = rz_ledger_settle(l, id[0], id[1], id[2], amt[0], &res);
     else if (!strcmp(op, "refund"))
         rc = rz_ledger_refund(l, id[0], id[1], &res);
-    else if (!strcmp(op, "tick"))
-        rc = rz_ledger_tick(l, amt[0], &res.a);
+    else if (tick)
+        rc = rz_ledger_tick(l, amt[0], &res.expired);
     else if (!strcmp(op, "verify"))
         rc = rz_ledger_verify(l);
     else if (!strcmp(op, "checkpoint"))
@@ -1057,8 +1058,10 @@ static napi_value js_ledger_op(napi_env env, napi_callback_info info)
         return out;
     napi_value va, vb;
     CALL(env, napi_create_array_with_length(env, 2, &out));
-    CALL(env, napi_create_bigint_uint64(env, res.a, &va));
-    CALL(env, napi_create_bigint_uint64(env, res.b, &vb));
+    /* [payout or released amount, fee], or [expired] for a tick. */
+    CALL(env, napi_create_bigint_uint64(env, tick ? res.expired : res.amount,
+                                        &va));
+    CALL(env, napi_create_bigint_uint64(env, res.fee, &vb));
     napi_set_element(env, out, 0, va);
     napi_set_element(env, out, 1, vb);
     return out;

@@ -98,7 +98,8 @@ class RzLedgerAccount(Structure):
 
 class RzLedgerResult(Structure):
     _fields_ = [("status", c_int), ("replayed", c_uint32),
-                ("a", c_uint64), ("b", c_uint64)]
+                ("amount", c_uint64), ("fee", c_uint64),
+                ("expired", c_uint64)]
 
 
 class RzLedgerOpts(Structure):
@@ -182,9 +183,9 @@ _PROTOS = {
     "rz_run_flow": (c_void_p, [_P]),
     "rz_store_open": (c_int, [_PP, c_char_p]),
     "rz_store_close": (None, [_P]),
-    "rz_store_put_run": (c_int, [_P, _P, c_uint64, c_uint64]),
-    "rz_store_list_runs": (c_int, [_P, _STR_OUT]),
-    "rz_store_get_run": (c_int, [_P, c_char_p, _STR_OUT]),
+    "rz_store_run_put": (c_int, [_P, _P, c_uint64, c_uint64]),
+    "rz_store_run_list": (c_int, [_P, _STR_OUT]),
+    "rz_store_run_get": (c_int, [_P, c_char_p, _STR_OUT]),
     # hw + match
     "rz_caps_parse": (c_int, [_PP, c_char_p, c_size_t]),
     "rz_caps_free": (None, [_P]),
@@ -203,7 +204,7 @@ _PROTOS = {
     "rz_matcher_release": (c_int, [_P, c_uint64]),
     "rz_matcher_explain": (c_int, [_P, _P, _STR_OUT]),
     "rz_matcher_usage": (c_int, [_P, c_size_t, POINTER(RzNodeUsage)]),
-    "rz_matcher_get_stats": (None, [_P, POINTER(RzMatcherStats)]),
+    "rz_matcher_stats_get": (None, [_P, POINTER(RzMatcherStats)]),
     "rz_match_cost": (c_uint64, [_P, _P]),
     # ledger
     "rz_ledger_open": (c_int, [_PP, c_char_p, POINTER(RzLedgerOpts)]),

@@ -190,14 +190,14 @@ class Ledger(Handle):
         res = RzLedgerResult()
         self._op("rz_ledger_settle", "settle", _cid(tid), _cid(job), _cid(node),
                  _cents(cents), byref(res))
-        return res.a, res.b
+        return res.amount, res.fee
 
     def refund(self, job: LedgerId, *, id: Optional[LedgerId] = None) -> int:
         """Void a job's hold; returns the cents released to the client."""
         tid = parse_id(id) if id is not None else new_id()
         res = RzLedgerResult()
         self._op("rz_ledger_refund", "refund", _cid(tid), _cid(job), byref(res))
-        return res.a
+        return res.amount
 
     def tick(self, now: int) -> int:
         """Expire pending transfers whose timeout <= now; returns how many."""

@@ -156,7 +156,7 @@ class Matcher(Handle):
     def stats(self) -> Dict[str, int]:
         with self._use() as h:
             s = RzMatcherStats()
-            lib.rz_matcher_get_stats(h, byref(s))
+            lib.rz_matcher_stats_get(h, byref(s))
             return {n: getattr(s, n) for n, _ in RzMatcherStats._fields_}
 
     def __len__(self) -> int:

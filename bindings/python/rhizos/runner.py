@@ -166,7 +166,7 @@ def runs(data_dir: str) -> List[Dict[str, Any]]:
     store = _Store(os.fspath(data_dir))
     try:
         out = c_void_p()
-        errors.check(lib.rz_store_list_runs(store._h, byref(out)))
+        errors.check(lib.rz_store_run_list(store._h, byref(out)))
         return json.loads(take_string(out))
     finally:
         store.close()
@@ -177,7 +177,7 @@ def get_run(data_dir: str, run_id: str) -> Dict[str, Any]:
     store = _Store(os.fspath(data_dir))
     try:
         out = c_void_p()
-        errors.check(lib.rz_store_get_run(store._h, enc(run_id), byref(out)), run_id)
+        errors.check(lib.rz_store_run_get(store._h, enc(run_id), byref(out)), run_id)
         return json.loads(take_string(out))
     finally:
         store.close()
