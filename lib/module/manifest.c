@@ -409,6 +409,27 @@ static int load_command(mctx *c, const cJSON *ex, rz_module *m)
     return RZ_OK;
 }
 
+/* exec.image / pull / read_only: required and checked for the docker
+ * adapter, ignored (but still type-checked) for others. */
+static void load_container(mctx *c, const cJSON *ex, rz_module *m)
+{
+    bool docker = strcmp(m->adapter, "docker") == 0;
+    m->image = get_str(c, ex, "image", "/exec", false);
+    if (docker && (!m->image || !*m->image)) {
+        bad(c, "/exec", "the docker adapter needs 'image' "
+            "(e.g. \"localhost/rhizos-demo:latest\")");
+        m->image = NULL;
+    }
+    m->pull = get_str(c, ex, "pull", "/exec", false);
+    if (m->pull && strcmp(m->pull, "if-not-present") != 0 &&
+        strcmp(m->pull, "always") != 0 && strcmp(m->pull, "never") != 0) {
+        bad(c, "/exec/pull", "'pull' must be \"if-not-present\", \"always\" "
+            "or \"never\"");
+        m->pull = NULL;
+    }
+    m->read_only = get_bool(c, ex, "read_only", "/exec", true);
+}
+
 static int load_exec(mctx *c, const cJSON *root, rz_module *m)
 {
     const cJSON *ex = cJSON_GetObjectItemCaseSensitive(root, "exec");
@@ -425,6 +446,7 @@ static int load_exec(mctx *c, const cJSON *root, rz_module *m)
     if (!m->adapter)
         return RZ_ENOMEM;
     m->network = get_bool(c, ex, "network", "/exec", false);
+    load_container(c, ex, m);
     double t = get_num(c, ex, "timeout_s", "/exec", 0);
     m->timeout_s = t > UINT32_MAX ? UINT32_MAX : (uint32_t)t;
     return load_command(c, ex, m);

@@ -36,6 +36,13 @@ struct rz_module {
     char *adapter;              /* "process", "docker", ... */
     char **command;             /* argv, NULL-terminated (process adapter) */
     bool network;               /* exec.network: wants network in the sandbox */
+    /* Containers (exec.adapter "docker"): the image reference (a tag,
+     * optionally pinned name@sha256:...), exec.pull ("if-not-present",
+     * "always", "never") and exec.read_only (default true). Borrowed from
+     * the manifest; NULL when absent. */
+    const char *image;
+    const char *pull;
+    bool read_only;
     uint32_t timeout_s;         /* exec.timeout_s default, 0 none */
     uint32_t memory_mb;         /* requirements.memory_mb, 0 unknown */
     /* Where it came from: the module.json path, or the URL of a manifest

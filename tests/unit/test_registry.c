@@ -326,7 +326,7 @@ static void test_path_list_urls(void **state)
     env *e = *state;
     serve(e, "index.json", "{\"modules\":[{\"id\":\"beta\",\"version\":\"0.4.1\","
           "\"manifest\":{\"id\":\"beta\",\"version\":\"0.4.1\",\"exec\":"
-          "{\"adapter\":\"docker\"}}}]}");
+          "{\"adapter\":\"docker\",\"image\":\"beta:1\"}}}]}");
     char list[512];
     snprintf(list, sizeof list, "%s/index.json:%s/tests/data/modules/good",
              e->base, RZ_SOURCE_ROOT);
@@ -483,7 +483,7 @@ static void serve_signed_index(env *e, char pub[65])
           "{\"id\":\"alpha\",\"version\":\"1.2.0\",\"manifest\":\"signed.json\"},"
           "{\"id\":\"alpha\",\"version\":\"1.2.0\",\"manifest\":\"tampered.json\"},"
           "{\"id\":\"beta\",\"version\":\"0.4.1\",\"manifest\":{\"id\":\"beta\","
-          "\"version\":\"0.4.1\",\"exec\":{\"adapter\":\"docker\"}}}]}");
+          "\"version\":\"0.4.1\",\"exec\":{\"adapter\":\"docker\",\"image\":\"beta:1\"}}}]}");
     rz_free(signed_alpha);
     free(tampered);
 }
