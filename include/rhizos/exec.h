@@ -23,6 +23,7 @@
  *     the attempt, and failures have one wording: "timed out after N s",
  *     "exit status N: <last log line>", "killed by signal N",
  *     "outputs over N KiB", "no JSON object on stdout",
+ *     "killed for memory (limit N MB)",
  *     "cannot start: ...", "adapter 'X' is not available on this machine".
  *
  * The process adapter (rz_proc_*) runs a module's command in a fresh scratch
@@ -136,12 +137,16 @@ typedef struct rz_attempt_opts {
     int sandbox;                   /* 1 auto (bwrap if present), 0 never */
     int network;                   /* -1: the manifest's exec.network */
     const char *scratch_parent;    /* NULL: $TMPDIR or /tmp */
+    /* The container engine for the docker adapter: "unix:///path" or a
+     * socket path. NULL: DOCKER_HOST, else /var/run/docker.sock, else
+     * /run/podman/podman.sock. (Version 2; version 1 callers get NULL.) */
+    const char *container_host;
 } rz_attempt_opts;
 
-#define RZ_ATTEMPT_OPTS_VERSION 1
+#define RZ_ATTEMPT_OPTS_VERSION 2
 #define RZ_ATTEMPT_OPTS_INIT { RZ_ATTEMPT_OPTS_VERSION, NULL, NULL, NULL, \
                                NULL, NULL, 0, 0, NULL, NULL, NULL, 0, 0, 0, \
-                               0, 0, 0, 1, -1, NULL }
+                               0, 0, 0, 1, -1, NULL, NULL }
 
 /* Start an attempt; returns at once. An attempt that cannot start (unknown
  * or unavailable adapter, command not found, no scratch folder) is still
@@ -188,6 +193,11 @@ RZ_EXTERN void rz_attempt_free(rz_attempt *a);
  * else RZ_EUNSUPPORTED with "adapter 'X' is not available on this machine"
  * (and why, where the adapter says) in rz_error_last(). */
 RZ_EXTERN RZ_NODISCARD int rz_attempt_adapter_check(const char *adapter);
+/* The same against a given container engine (see container_host in
+ * rz_attempt_opts; NULL: the default one). For "docker", the reason names
+ * the socket tried and how to point at another. */
+RZ_EXTERN RZ_NODISCARD int rz_attempt_adapter_check_at(
+    const char *adapter, const char *container_host);
 
 /* Local runner: drives an rz_run to completion on this machine. */
 typedef enum rz_event_kind {
@@ -242,11 +252,14 @@ typedef struct rz_runner_opts {
      * ("run not recorded in DIR: ..."), and rz_runner_run returns its
      * error with the finished run still in *out. NULL: none. */
     const char *data_dir;
+    /* The container engine for docker steps (rz_attempt_opts'
+     * container_host); NULL: the default one. Version 3. */
+    const char *container_host;
 } rz_runner_opts;
 
-#define RZ_RUNNER_OPTS_VERSION 2
+#define RZ_RUNNER_OPTS_VERSION 3
 #define RZ_RUNNER_OPTS_INIT { RZ_RUNNER_OPTS_VERSION, 0, NULL, NULL, NULL, 1, \
-                              NULL, NULL, NULL, NULL, NULL, NULL, NULL }
+                              NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
 
 /* Run a validated flow (modules resolved by rz_flow_validate) to the end.
  * *out receives the finished run even when it failed (check its state);

@@ -40,6 +40,7 @@ typedef struct rz__exec_spec {
     const char *run_id, *step_id, *node_id;
     uint32_t attempt;
     uint64_t job_id;
+    const char *container_host;   /* NULL: the default engine */
 } rz__exec_spec;
 
 /* What happened; pointers borrowed from the adapter's state until cleanup. */
@@ -52,12 +53,16 @@ typedef struct rz__exec_outcome {
     const char *output_error;     /* why outputs is NULL, if known */
     const char *log;              /* stderr (or merged logs) tail */
     size_t log_len;
+    /* The runtime failed around the module (an image pull, the engine
+     * going away): the whole reason, which wins over the rest. */
+    const char *failure;
 } rz__exec_outcome;
 
 typedef struct rz__adapter {
     const char *name;
-    /* 1 if the runtime answers here, else 0 with why (may stay empty). */
-    int (*probe)(char *why, size_t why_len);
+    /* 1 if the runtime answers here (at `host`, for a container engine;
+     * NULL: its default), else 0 with why (may stay empty). */
+    int (*probe)(const char *host, char *why, size_t why_len);
     /* Everything but starting: command, image, mounts, secrets, limits. */
     int (*prepare)(void **state, const rz__exec_spec *spec);
     int (*start)(void *state);

@@ -45,7 +45,7 @@ struct rz_attempt {
     char *scratch;               /* removed by rz_attempt_free */
     char **secrets;              /* sodium_malloc'ed values, to scrub */
     size_t n_secrets;
-    uint32_t timeout_s;
+    uint32_t timeout_s, memory_mb;
     size_t max_output;
     uint64_t started;
     bool done, stopped;
@@ -220,8 +220,13 @@ static char *failure_reason(const rz_attempt *a, const rz__exec_outcome *o,
         return rz__strdup("stopped");
     if (o->timed_out)
         return rz__asprintf("timed out after %" PRIu32 " s", a->timeout_s);
+    if (o->failure)
+        return rz__strdup(o->failure);
+    if (o->oom && a->memory_mb)
+        return rz__asprintf("killed for memory (limit %" PRIu32 " MB)",
+                            a->memory_mb);
     if (o->oom)
-        return rz__strdup("killed for using more memory than allowed");
+        return rz__strdup("killed for memory");
     if (o->stdout_over || (o->outputs && strlen(o->outputs) > a->max_output))
         return rz__asprintf("outputs over %zu KiB", a->max_output / 1024);
     if (o->exit_code < 0)
@@ -243,7 +248,8 @@ static void finish(rz_attempt *a)
     a->log = o.log_len ? rz__strndup(o.log, o.log_len) : NULL;
     scrub(a, &a->log, false);
     size_t log_len = a->log ? strlen(a->log) : 0;
-    bool ok = !a->stopped && !o.timed_out && !o.oom && !o.stdout_over &&
+    bool ok = !a->stopped && !o.failure && !o.timed_out && !o.oom &&
+              !o.stdout_over &&
               o.exit_code == 0 && o.outputs &&
               strlen(o.outputs) <= a->max_output;
     if (ok) {
@@ -411,10 +417,15 @@ static char *unavailable(const char *name, const char *why)
 
 int rz_attempt_adapter_check(const char *adapter)
 {
+    return rz_attempt_adapter_check_at(adapter, NULL);
+}
+
+int rz_attempt_adapter_check_at(const char *adapter, const char *host)
+{
     const char *name = adapter && *adapter ? adapter : "process";
     const rz__adapter *ad = find_adapter(name);
-    char why[256] = "";
-    if (ad && ad->probe(why, sizeof why))
+    char why[512] = "";
+    if (ad && ad->probe(host, why, sizeof why))
         return RZ_OK;
     char *msg = unavailable(name, why);
     int rc = rz__error(RZ_EUNSUPPORTED, "%s", msg ? msg : "out of memory");
@@ -450,6 +461,7 @@ static void launch(rz_attempt *a, const rz_attempt_opts *o)
             .run_id = o->run_id, .step_id = o->step_id,
             .node_id = o->node_id, .attempt = o->attempt ? o->attempt : 1,
             .job_id = o->job_id,
+            .container_host = o->version >= 2 ? o->container_host : NULL,
         };
         rc = a->ad->prepare(&a->state, &sp);
         if (rc == RZ_OK)
@@ -468,7 +480,8 @@ int rz_attempt_start(rz_attempt **out, const rz_attempt_opts *o)
     if (!out)
         return rz__error(RZ_EINVAL, "rz_attempt_start: out is NULL");
     *out = NULL;
-    if (!o || o->version != RZ_ATTEMPT_OPTS_VERSION || !o->module ||
+    if (!o || o->version < 1 || o->version > RZ_ATTEMPT_OPTS_VERSION ||
+        !o->module ||
         (o->n_secrets && !o->secrets))
         return rz__error(RZ_EINVAL, "rz_attempt_start: invalid options");
     for (size_t i = 0; i < o->n_secrets; i++)
@@ -480,6 +493,7 @@ int rz_attempt_start(rz_attempt **out, const rz_attempt_opts *o)
         return rz__error(RZ_ENOMEM, "out of memory");
     a->started = rz__now_ms();
     a->timeout_s = o->timeout_s;
+    a->memory_mb = o->memory_mb;
     a->max_output = o->max_output ? o->max_output : RZ_ATTEMPT_DEFAULT_MAX_OUTPUT;
     if (copy_secrets(a, o) != RZ_OK) {
         rz_attempt_free(a);
@@ -489,8 +503,9 @@ int rz_attempt_start(rz_attempt **out, const rz_attempt_opts *o)
     if (!name || !*name)
         name = "process";
     a->ad = find_adapter(name);
-    char why[256] = "";
-    if (!a->ad || !a->ad->probe(why, sizeof why))
+    char why[512] = "";
+    const char *host = o->version >= 2 ? o->container_host : NULL;
+    if (!a->ad || !a->ad->probe(host, why, sizeof why))
         fail_now(a, unavailable(name, why));
     else
         launch(a, o);

@@ -771,6 +771,15 @@ int rz__docker_stop(rz__docker *d, const char *id, int grace_s)
     return rc;
 }
 
+int rz__docker_kill(rz__docker *d, const char *id, const char *signal)
+{
+    char suffix[48];
+    snprintf(suffix, sizeof suffix, "/kill?signal=%s", signal);
+    remember_stopped(d, id);
+    /* 409: not running (any more): nothing to signal. */
+    return container_op(d, "POST", id, suffix, "signal a container", 409);
+}
+
 int rz__docker_remove(rz__docker *d, const char *id)
 {
     return container_op(d, "DELETE", id, "?force=1&v=1", "remove a container", 404);

@@ -192,6 +192,10 @@ RZ_HIDDEN int rz__docker_logs(rz__docker *d, const char *id, size_t cap,
 /* SIGTERM, then SIGKILL after grace_s seconds. A stopped container's exit
  * 137 is not read as OOM by rz__docker_inspect on this client. */
 RZ_HIDDEN int rz__docker_stop(rz__docker *d, const char *id, int grace_s);
+/* Send a signal ("TERM", "KILL") and return at once; a container that is
+ * not running is fine. Like stop, its exit 137 is not read as OOM. */
+RZ_HIDDEN int rz__docker_kill(rz__docker *d, const char *id,
+                              const char *signal);
 /* Force-remove with its anonymous volumes; removing what is gone is OK. */
 RZ_HIDDEN int rz__docker_remove(rz__docker *d, const char *id);
 

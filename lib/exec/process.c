@@ -1027,8 +1027,9 @@ typedef struct proc_state {
     rz_proc *proc;
 } proc_state;
 
-static int proc_probe(char *why, size_t n)
+static int proc_probe(const char *host, char *why, size_t n)
 {
+    (void)host;
     (void)why;
     (void)n;
     return 1;

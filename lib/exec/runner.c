@@ -17,6 +17,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <stddef.h>
 #include <signal.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -228,6 +229,7 @@ static int start_step(runner *r, size_t step, const rz__step *s,
         ao.timeout_s = step_timeout(s);
         ao.memory_mb = m->memory_mb;
         ao.sandbox = r->opts->sandbox;
+        ao.container_host = r->opts->container_host;
         rc = rz_attempt_start(out, &ao);
     }
     free_names(secrets, names);
@@ -668,8 +670,15 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
     rz_runner_opts defaults = RZ_RUNNER_OPTS_INIT;
     if (!opts)
         opts = &defaults;
-    if (!flow || opts->version != RZ_RUNNER_OPTS_VERSION)
+    if (!flow || opts->version < 2 || opts->version > RZ_RUNNER_OPTS_VERSION)
         return rz__error(RZ_EINVAL, "rz_runner_run: invalid arguments");
+    /* Version 2 ends before container_host. */
+    rz_runner_opts upgraded = RZ_RUNNER_OPTS_INIT;
+    if (opts->version == 2) {
+        memcpy(&upgraded, opts, offsetof(rz_runner_opts, container_host));
+        upgraded.version = RZ_RUNNER_OPTS_VERSION;
+        opts = &upgraded;
+    }
     runner r;
     memset(&r, 0, sizeof r);
     int rc = runner_init(&r, flow, opts);

@@ -1,0 +1,653 @@
+/* The docker adapter (adapter.h): one container per attempt, through the
+ * Docker Engine API client (docker_api.h), never the docker CLI.
+ *
+ * The container sees the attempt's scratch folder at /rz (the request in
+ * /rz/in/request.json and on stdin; outputs in /rz/out/outputs.json or on
+ * stdout), RZ_* context in its environment, secrets only as files of a
+ * tmpfs folder bound read-only at /run/secrets (RZ_CRED_<NAME>_FILE names
+ * each: the environment shows in the engine's inspect output). No network
+ * unless exec.network, a read-only root unless exec.read_only is false,
+ * memory/CPU/pids limits, every capability dropped, no-new-privileges, and
+ * io.rhizos.* labels so a node can reap what a crash left behind.
+ *
+ * Nothing blocks the caller's poll loop for long: a pull runs on its own
+ * thread (its own client) and wakes the loop through a pipe; the container's
+ * stdio is the attach stream's descriptor; a stop is SIGTERM, then SIGKILL
+ * after a grace period, both sent without waiting. Cleanup always removes
+ * the container and wipes the secrets folder.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+#include <sodium.h>
+
+#include "exec/adapter.h"
+#include "exec/docker_api.h"
+#include "module/module_impl.h"
+
+#define PIDS_LIMIT 256
+#define GRACE_MS 3000            /* SIGTERM to SIGKILL */
+#define GONE_MS 10000            /* after SIGKILL, give up on the stream */
+#define DEFAULT_LOG ((size_t)64 << 10)
+#define TMP_MOUNT "/tmp:rw,nosuid,nodev,size=64m"
+#define SECRETS_PARENT "/dev/shm"
+
+/* ---- a pull on its own thread ---- */
+
+/* Shared by the attempt and the pulling thread; whoever lets go last frees
+ * it, so an attempt cleaned up mid-pull never waits for the registry. */
+typedef struct pull_job {
+    pthread_mutex_t mu;
+    int refs;
+    bool done, abort;
+    int rc;
+    char err[512];
+    int pipe[2];                 /* the thread writes a byte when done */
+    char *host, *ref;
+    uint64_t deadline;
+} pull_job;
+
+static void pull_release(pull_job *p)
+{
+    pthread_mutex_lock(&p->mu);
+    int left = --p->refs;
+    pthread_mutex_unlock(&p->mu);
+    if (left > 0)
+        return;
+    pthread_mutex_destroy(&p->mu);
+    close(p->pipe[0]);
+    close(p->pipe[1]);
+    free(p->host);
+    free(p->ref);
+    free(p);
+}
+
+static int pull_progress(void *ud, const char *status, const char *id,
+                         int64_t current, int64_t total)
+{
+    (void)status; (void)id; (void)current; (void)total;
+    pull_job *p = ud;
+    pthread_mutex_lock(&p->mu);
+    bool abort = p->abort;
+    pthread_mutex_unlock(&p->mu);
+    return abort;
+}
+
+static void *pull_main(void *arg)
+{
+    pull_job *p = arg;
+    rz__docker *d = NULL;
+    int rc = rz__docker_open(&d, p->host);
+    if (rc == RZ_OK)
+        rc = rz__docker_pull(d, p->ref, pull_progress, p, p->deadline);
+    pthread_mutex_lock(&p->mu);
+    p->rc = rc;
+    if (rc != RZ_OK)
+        snprintf(p->err, sizeof p->err, "%s", rz_error_last()->message);
+    p->done = true;
+    pthread_mutex_unlock(&p->mu);
+    rz__docker_close(d);
+    ssize_t w = write(p->pipe[1], "x", 1);
+    (void)w;
+    pull_release(p);
+    return NULL;
+}
+
+static int pull_begin(pull_job **out, const char *host, const char *ref,
+                      uint64_t deadline)
+{
+    pull_job *p = calloc(1, sizeof *p);
+    if (!p)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    p->pipe[0] = p->pipe[1] = -1;
+    p->refs = 2;
+    p->deadline = deadline;
+    p->host = host ? rz__strdup(host) : NULL;
+    p->ref = rz__strdup(ref);
+    pthread_attr_t at;
+    pthread_t th;
+    int rc = RZ_OK;
+    if (!p->ref || (host && !p->host)) {
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    } else if (pipe2(p->pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        rc = rz__error(RZ_EIO, "pipe: %s", strerror(errno));
+    } else {
+        pthread_mutex_init(&p->mu, NULL);
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&th, &at, pull_main, p) != 0)
+            rc = rz__error(RZ_EIO, "cannot start a thread for the pull");
+        pthread_attr_destroy(&at);
+        if (rc != RZ_OK)
+            pthread_mutex_destroy(&p->mu);
+    }
+    if (rc != RZ_OK) {
+        if (p->pipe[0] >= 0) {
+            close(p->pipe[0]);
+            close(p->pipe[1]);
+        }
+        free(p->host);
+        free(p->ref);
+        free(p);
+        return rc;
+    }
+    *out = p;
+    return RZ_OK;
+}
+
+/* 1 when the thread has finished (rc and err then hold its result). */
+static int pull_finished(pull_job *p, int *rc, char *err, size_t err_len)
+{
+    char drain[8];
+    while (read(p->pipe[0], drain, sizeof drain) > 0)
+        ;
+    pthread_mutex_lock(&p->mu);
+    bool done = p->done;
+    if (done) {
+        *rc = p->rc;
+        snprintf(err, err_len, "%s", p->err);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return done;
+}
+
+static void pull_abandon(pull_job *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->abort = true;
+    pthread_mutex_unlock(&p->mu);
+    pull_release(p);
+}
+
+/* ---- the attempt ---- */
+
+typedef enum phase { PH_READY, PH_PULL, PH_RUN, PH_DONE } phase;
+
+typedef struct dk_state {
+    rz__docker *d;
+    char *host;
+    const char *image;           /* the module's, borrowed */
+    bool need_pull;
+    rz__docker_spec cs;          /* the lists below are owned */
+    char **env, **labels, **binds, **tmpfs;
+    char *user, *secrets_dir, *outputs_path, *request;
+    size_t request_len, max_stdout, max_log;
+    uint32_t timeout_s;
+    uint64_t deadline;           /* 0: none */
+    phase ph;
+    pull_job *pull;
+    char *id;
+    rz__docker_stream *st;
+    bool timed_out, stopping, killed;
+    uint64_t kill_at;
+    int exit_code;
+    bool oom, stdout_over;
+    char *failure, *outputs;
+    char output_error[256];
+    const char *log;
+    size_t log_len;
+} dk_state;
+
+static int dk_probe(const char *host, char *why, size_t n)
+{
+    rz__docker *d = NULL;
+    if (rz__docker_open(&d, host) == RZ_OK) {
+        rz__docker_close(d);
+        return 1;
+    }
+    snprintf(why, n, "%s", rz_error_last()->message);
+    return 0;
+}
+
+static void free_list(char **v, bool wipe)
+{
+    for (size_t i = 0; v && v[i]; i++) {
+        if (wipe)
+            sodium_memzero(v[i], strlen(v[i]));
+        free(v[i]);
+    }
+    free(v);
+}
+
+static void dk_cleanup(void *state)
+{
+    dk_state *s = state;
+    if (!s)
+        return;
+    pull_abandon(s->pull);
+    rz__docker_stream_free(s->st);
+    if (s->id && s->d)
+        (void)rz__docker_remove(s->d, s->id);
+    rz__docker_close(s->d);
+    if (s->secrets_dir)
+        rz__exec_rm_tree(s->secrets_dir);   /* tmpfs: gone with the unlink */
+    free(s->secrets_dir);
+    free(s->id);
+    free(s->host);
+    free_list(s->env, true);
+    free_list(s->labels, false);
+    free_list(s->binds, false);
+    free_list(s->tmpfs, false);
+    free(s->user);
+    free(s->outputs_path);
+    if (s->request)
+        sodium_memzero(s->request, s->request_len);
+    free(s->request);
+    free(s->failure);
+    free(s->outputs);
+    free(s);
+}
+
+/* A secret's file name: its name with anything but [A-Za-z0-9._-] as '_'
+ * (and no leading dot); the variable is RZ_CRED_<NAME upper-cased>_FILE. */
+static char *secret_file_name(const char *name)
+{
+    char *f = rz__strdup(name);
+    for (char *c = f; c && *c; c++) {
+        unsigned char ch = (unsigned char)*c;
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
+                  (ch == '.' && c != f);
+        if (!ok)
+            *c = '_';
+    }
+    return f;
+}
+
+static char *secret_env(const char *file)
+{
+    char *e = rz__asprintf("RZ_CRED_%s_FILE=/run/secrets/%s", file, file);
+    for (char *c = e ? e + 8 : NULL; c && *c != '='; c++) {
+        unsigned char ch = (unsigned char)*c;
+        *c = (ch >= 'a' && ch <= 'z') ? (char)(ch - 32)
+           : ((ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')) ? *c
+           : '_';
+    }
+    return e;
+}
+
+static int write_secret(const char *dir, const char *file, const char *value)
+{
+    char *path = rz__asprintf("%s/%s", dir, file);
+    if (!path)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                  0400);
+    free(path);
+    size_t len = strlen(value), off = 0;
+    while (fd >= 0 && off < len) {
+        ssize_t w = write(fd, value + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    if (fd < 0 || off < len || close(fd) != 0)
+        return rz__error(RZ_EIO, "cannot write the secret '%s' for the "
+                         "container", file);
+    return RZ_OK;
+}
+
+/* The secrets as files in a fresh 0700 folder on tmpfs (never on disk),
+ * and their RZ_CRED_<NAME>_FILE variables appended to env at *n. */
+static int make_secrets(dk_state *s, const rz__exec_spec *sp, size_t *n)
+{
+    if (sp->n_secrets == 0)
+        return RZ_OK;
+    s->secrets_dir = rz__strdup(SECRETS_PARENT "/rz-secrets-XXXXXX");
+    if (!s->secrets_dir)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    if (!mkdtemp(s->secrets_dir)) {
+        int rc = rz__error(RZ_EIO, "no tmpfs folder for the container's "
+                           "secrets in " SECRETS_PARENT ": %s", strerror(errno));
+        free(s->secrets_dir);
+        s->secrets_dir = NULL;
+        return rc;
+    }
+    for (size_t i = 0; i < sp->n_secrets; i++) {
+        char *file = secret_file_name(sp->secrets[i].name);
+        int rc = file ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
+        if (rc == RZ_OK)
+            rc = write_secret(s->secrets_dir, file,
+                              sp->secrets[i].value ? sp->secrets[i].value : "");
+        if (rc == RZ_OK && !(s->env[(*n)++] = secret_env(file)))
+            rc = rz__error(RZ_ENOMEM, "out of memory");
+        free(file);
+        if (rc != RZ_OK)
+            return rc;
+    }
+    return RZ_OK;
+}
+
+/* NULL-terminated list of up to `max` formatted entries; NULLs skipped. */
+static char **list_of(size_t max)
+{
+    return calloc(max + 1, sizeof(char *));
+}
+
+static int make_labels(dk_state *s, const rz__exec_spec *sp)
+{
+    if (!(s->labels = list_of(6)))
+        return rz__error(RZ_ENOMEM, "out of memory");
+    size_t n = 0;
+    s->labels[n++] = rz__asprintf("io.rhizos.run=%s",
+                                  sp->run_id ? sp->run_id : "run");
+    s->labels[n++] = rz__asprintf("io.rhizos.step=%s",
+                                  sp->step_id ? sp->step_id : "job");
+    s->labels[n++] = rz__asprintf("io.rhizos.attempt=%" PRIu32, sp->attempt);
+    if (sp->job_id)
+        s->labels[n++] = rz__asprintf("io.rhizos.job=%" PRIu64, sp->job_id);
+    if (sp->node_id)
+        s->labels[n++] = rz__asprintf("io.rhizos.node=%s", sp->node_id);
+    for (size_t i = 0; i < n; i++)
+        if (!s->labels[i])
+            return rz__error(RZ_ENOMEM, "out of memory");
+    return RZ_OK;
+}
+
+static int make_mounts(dk_state *s, const rz__exec_spec *sp)
+{
+    if (!(s->binds = list_of(2)) || !(s->tmpfs = list_of(1)))
+        return rz__error(RZ_ENOMEM, "out of memory");
+    s->binds[0] = rz__asprintf("%s:/rz", sp->scratch);
+    if (s->secrets_dir)
+        s->binds[1] = rz__asprintf("%s:/run/secrets:ro", s->secrets_dir);
+    s->tmpfs[0] = rz__strdup(TMP_MOUNT);
+    if (!s->binds[0] || (s->secrets_dir && !s->binds[1]) || !s->tmpfs[0])
+        return rz__error(RZ_ENOMEM, "out of memory");
+    return RZ_OK;
+}
+
+/* Whether the image must be pulled first, by the module's policy. */
+static int check_image(dk_state *s, const rz_module *m)
+{
+    const char *policy = m->pull ? m->pull : "if-not-present";
+    if (strcmp(policy, "always") == 0) {
+        s->need_pull = true;
+        return RZ_OK;
+    }
+    int rc = rz__docker_image_inspect(s->d, s->image, NULL);
+    if (rc == RZ_ENOENT && strcmp(policy, "never") == 0)
+        return rz__error(RZ_ENOENT, "image %s is not present and pull is "
+                         "'never'", s->image);
+    if (rc == RZ_ENOENT) {
+        s->need_pull = true;
+        return RZ_OK;
+    }
+    return rc;
+}
+
+static int describe(dk_state *s, const rz__exec_spec *sp)
+{
+    const rz_module *m = sp->module;
+    rz__docker_spec *c = &s->cs;
+    c->image = s->image;
+    c->cmd = (const char *const *)m->command;   /* NULL: the image's CMD */
+    c->env = (const char *const *)s->env;
+    c->labels = (const char *const *)s->labels;
+    c->binds = (const char *const *)s->binds;
+    c->tmpfs = (const char *const *)s->tmpfs;
+    c->workdir = "/rz";
+    c->network = sp->network != 0;
+    c->writable_rootfs = !m->read_only;
+    c->open_stdin = true;
+    c->memory = (int64_t)sp->memory_mb << 20;
+    c->nano_cpus = (int64_t)sp->cpus * 1000000000;
+    c->pids_limit = PIDS_LIMIT;
+    /* Rootful engines map the container's root to ours: a non-root caller
+     * runs it as itself, so the scratch folder (0700, ours) is usable. */
+    if (geteuid() != 0) {
+        s->user = rz__asprintf("%u:%u", (unsigned)geteuid(),
+                               (unsigned)getegid());
+        if (!s->user)
+            return rz__error(RZ_ENOMEM, "out of memory");
+        c->user = s->user;
+    }
+    return RZ_OK;
+}
+
+static int dk_prepare(void **state, const rz__exec_spec *sp)
+{
+    *state = NULL;
+    const rz_module *m = sp->module;
+    if (!m->image || !*m->image)
+        return rz__error(RZ_EMANIFEST, "module '%s' has no exec.image", m->id);
+    dk_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    *state = s;
+    s->exit_code = -1;
+    s->image = m->image;
+    s->timeout_s = sp->timeout_s;
+    s->max_stdout = sp->max_stdout;
+    s->max_log = sp->max_log ? sp->max_log : DEFAULT_LOG;
+    s->request_len = sp->request_len;
+    s->request = rz__strndup(sp->request ? sp->request : "", sp->request_len);
+    s->outputs_path = rz__strdup(sp->outputs_path);
+    s->host = sp->container_host ? rz__strdup(sp->container_host) : NULL;
+    if (!s->request || !s->outputs_path ||
+        (sp->container_host && !s->host))
+        return rz__error(RZ_ENOMEM, "out of memory");
+    size_t n_env = 0;
+    while (sp->env && sp->env[n_env])
+        n_env++;
+    if (!(s->env = list_of(n_env + sp->n_secrets)))
+        return rz__error(RZ_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n_env; i++)
+        if (!(s->env[i] = rz__strdup(sp->env[i])))
+            return rz__error(RZ_ENOMEM, "out of memory");
+    int rc = rz__docker_open(&s->d, s->host);
+    if (rc == RZ_OK)
+        rc = check_image(s, m);
+    if (rc == RZ_OK)
+        rc = make_secrets(s, sp, &n_env);
+    if (rc == RZ_OK)
+        rc = make_labels(s, sp);
+    if (rc == RZ_OK)
+        rc = make_mounts(s, sp);
+    if (rc == RZ_OK)
+        rc = describe(s, sp);
+    return rc;
+}
+
+/* Create, attach (before start, so no output is missed), start. */
+static int launch_container(dk_state *s)
+{
+    int rc = rz__docker_create(s->d, &s->cs, &s->id);
+    if (rc == RZ_OK)
+        rc = rz__docker_attach(&s->st, s->d, s->id, s->request,
+                               s->request_len, s->max_stdout);
+    if (rc == RZ_OK)
+        rc = rz__docker_start(s->d, s->id);
+    if (rc == RZ_OK)
+        s->ph = PH_RUN;
+    return rc;
+}
+
+static int dk_start(void *state)
+{
+    dk_state *s = state;
+    if (s->timeout_s)
+        s->deadline = rz__now_ms() + (uint64_t)s->timeout_s * 1000u;
+    if (!s->need_pull)
+        return launch_container(s);
+    int rc = pull_begin(&s->pull, s->host, s->image, s->deadline);
+    if (rc == RZ_OK)
+        s->ph = PH_PULL;
+    return rc;
+}
+
+static int dk_fd(const void *state)
+{
+    const dk_state *s = state;
+    if (s->ph == PH_PULL)
+        return s->pull->pipe[0];
+    if (s->ph == PH_RUN)
+        return rz__docker_stream_fd(s->st);
+    return -1;
+}
+
+static void fail_with(dk_state *s, char *reason)
+{
+    free(s->failure);
+    s->failure = reason ? reason : rz__strdup("out of memory");
+    s->ph = PH_DONE;
+}
+
+/* SIGTERM now, SIGKILL after the grace period (from poll). */
+static void begin_stop(dk_state *s)
+{
+    if (s->stopping)
+        return;
+    s->stopping = true;
+    s->kill_at = rz__now_ms() + GRACE_MS;
+    (void)rz__docker_kill(s->d, s->id, "TERM");
+}
+
+/* The stream ended: the container exited. Its state, stdout, stderr. */
+static void finish_container(dk_state *s)
+{
+    rz__docker_state st;
+    if (rz__docker_inspect(s->d, s->id, &st) == RZ_OK) {
+        s->exit_code = st.exit_code;
+        s->oom = st.oom_killed && !s->stopping;
+    } else if (!s->stopping) {
+        fail_with(s, rz__asprintf("the container engine lost the container: "
+                                  "%s", rz_error_last()->message));
+    }
+    size_t out_len, dropped, err_len;
+    const char *out = rz__docker_stream_stdout(s->st, &out_len, &dropped);
+    s->stdout_over = dropped > 0;
+    rz__exec_outputs(s->outputs_path, s->max_stdout, out, out_len,
+                     s->stdout_over, &s->outputs, s->output_error,
+                     sizeof s->output_error);
+    const char *err = rz__docker_stream_stderr(s->st, &err_len, NULL);
+    if (err_len > s->max_log) {
+        err += err_len - s->max_log;
+        err_len = s->max_log;
+    }
+    s->log = err;
+    s->log_len = err_len;
+    s->ph = PH_DONE;
+}
+
+static int poll_pull(dk_state *s, int timeout_ms)
+{
+    if (s->deadline && rz__now_ms() >= s->deadline) {
+        s->timed_out = true;
+        s->ph = PH_DONE;
+        return 1;
+    }
+    struct pollfd pf = {s->pull->pipe[0], POLLIN, 0};
+    (void)poll(&pf, 1, timeout_ms);
+    int rc;
+    char err[512];
+    if (!pull_finished(s->pull, &rc, err, sizeof err))
+        return 0;
+    pull_abandon(s->pull);
+    s->pull = NULL;
+    if (rc == RZ_ETIMEOUT) {
+        s->timed_out = true;
+        s->ph = PH_DONE;
+        return 1;
+    }
+    if (rc != RZ_OK) {
+        fail_with(s, rz__asprintf("cannot pull image %s: %s", s->image, err));
+        return 1;
+    }
+    if (launch_container(s) != RZ_OK) {
+        fail_with(s, rz__asprintf("cannot start: %s",
+                                  rz_error_last()->message));
+        return 1;
+    }
+    return 0;
+}
+
+static int poll_run(dk_state *s, int timeout_ms)
+{
+    uint64_t now = rz__now_ms();
+    uint64_t due = s->stopping ? s->kill_at : s->deadline;
+    if (due && due > now && due - now < (uint64_t)timeout_ms)
+        timeout_ms = (int)(due - now);
+    else if (due && due <= now)
+        timeout_ms = 0;
+    struct pollfd pf = {rz__docker_stream_fd(s->st),
+                        rz__docker_stream_events(s->st), 0};
+    (void)poll(&pf, 1, timeout_ms);
+    int r = rz__docker_stream_pump(s->st);
+    if (r != 0) {
+        finish_container(s);
+        return 1;
+    }
+    now = rz__now_ms();
+    if (!s->stopping && s->deadline && now >= s->deadline) {
+        s->timed_out = true;
+        begin_stop(s);
+    } else if (s->stopping && !s->killed && now >= s->kill_at) {
+        s->killed = true;
+        (void)rz__docker_kill(s->d, s->id, "KILL");
+    } else if (s->killed && now >= s->kill_at + GONE_MS) {
+        finish_container(s);   /* the engine never ended the stream */
+        return 1;
+    }
+    return 0;
+}
+
+static int dk_poll(void *state, int timeout_ms)
+{
+    dk_state *s = state;
+    switch (s->ph) {
+    case PH_PULL:
+        return poll_pull(s, timeout_ms);
+    case PH_RUN:
+        return poll_run(s, timeout_ms);
+    default:
+        return 1;
+    }
+}
+
+static void dk_stop(void *state)
+{
+    dk_state *s = state;
+    if (!s)
+        return;
+    if (s->ph == PH_PULL) {
+        pull_abandon(s->pull);
+        s->pull = NULL;
+        s->ph = PH_DONE;
+    } else if (s->ph == PH_RUN) {
+        begin_stop(s);
+    }
+}
+
+static void dk_collect(void *state, rz__exec_outcome *o)
+{
+    dk_state *s = state;
+    o->exit_code = s->exit_code;
+    o->timed_out = s->timed_out;
+    o->oom = s->oom;
+    o->stdout_over = s->stdout_over;
+    o->outputs = s->outputs;
+    o->output_error = s->output_error[0] ? s->output_error : NULL;
+    o->log = s->log;
+    o->log_len = s->log_len;
+    o->failure = s->failure;
+}
+
+RZ_HIDDEN extern const rz__adapter rz__docker_adapter;
+const rz__adapter rz__docker_adapter = {
+    "docker", dk_probe, dk_prepare, dk_start, dk_fd, dk_poll,
+    dk_stop, dk_collect, dk_cleanup,
+};
