@@ -49,6 +49,7 @@ typedef struct cli {
     const char *name;             /* --name N (account create) */
     const char *address;          /* --address A (account withdraw) */
     const char *limit;            /* --limit N (flow runs), NULL: default */
+    const char *container_host;   /* --container-host URL (flow run) */
     char **args;                  /* positionals after "GROUP VERB" */
     int nargs;
 } cli;

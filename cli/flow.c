@@ -18,6 +18,7 @@ void cli_flow_usage(void)
 "       rhizos flow plan FILE           [--json]\n"
 "       rhizos flow run FILE            [--input NAME=VALUE]... [--data DIR]\n"
 "                                       [--jobs N] [--no-sandbox] [--json]\n"
+"                                       [--container-host unix:///PATH]\n"
 "       rhizos flow runs                [--data DIR] [--limit N] [--json]\n"
 "       rhizos flow export FILE         [--format json|yaml|cbor]\n"
 "       rhizos flow estimate FILE       [--json] [--prices FILE|DIR]\n"
@@ -28,7 +29,9 @@ void cli_flow_usage(void)
 "FILE is a JSON builder document or a FluxGraph YAML file ('-' reads stdin).\n"
 "Problems are printed as FILE:LINE:COLUMN: error: MESSAGE, all at once;\n"
 "with --json, `validate` prints [{\"file\",\"line\",\"column\",\"code\",\"message\"}].\n"
-"`run` executes steps on this machine through the process adapter, in\n"
+"`run` executes steps on this machine through their adapters (host\n"
+"processes; containers through the Docker Engine API at --container-host,\n"
+"else DOCKER_HOST, else /var/run/docker.sock or /run/podman/podman.sock), in\n"
 "parallel where the graph allows, records the run under --data and exits 0\n"
 "only if the run succeeded. `runs` lists the newest 20 recorded runs\n"
 "(--limit N: N of them, 0: all; --json prints the same list).\n");
@@ -403,6 +406,16 @@ static int flow_run(cli *c)
         rz_registry_free(reg);
         return EXIT_FAILED;
     }
+    rz_runner_opts check = RZ_RUNNER_OPTS_INIT;
+    check.container_host = c->container_host;
+    if (rz_runner_check(flow, &check) != RZ_OK) {
+        fprintf(stderr, "rhizos: %s\nrhizos: nothing was run\n",
+                rz_error_last()->message);
+        free(inputs);
+        rz_flow_free(flow);
+        rz_registry_free(reg);
+        return EXIT_FAILED;
+    }
     char run_id[64];
     make_run_id(run_id, sizeof run_id);
     progress p = { c, cli_stderr_tty(), false, rz_flow_step_count(flow) };
@@ -429,6 +442,7 @@ static int flow_run(cli *c)
     /* On record from the start, so `flow runs` shows it while it goes and
      * a killed run still leaves a trace. */
     opts.data_dir = data_dir;
+    opts.container_host = c->container_host;
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
     if (!c->quiet && !c->json)

@@ -69,6 +69,9 @@ static void usage(FILE *out)
 "  --address A             payout address (account withdraw)\n"
 "  --limit N               at most N entries, newest first (flow runs:\n"
 "                          default 20, 0 for all)\n"
+"  --container-host URL    container engine for docker steps (flow run):\n"
+"                          unix:///PATH (default: DOCKER_HOST, then the\n"
+"                          Docker and Podman sockets)\n"
 "  -q, --quiet             print only results and errors\n"
 "  -h, --help              this help;  rhizos COMMAND --help for more\n"
 "  -V, --version           print the version\n"
@@ -82,7 +85,7 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_REVEAL, OPT_NODES, OPT_POLICY, OPT_TRUSTED, OPT_PRICES,
        OPT_KEYFILE, OPT_MAX_COST, OPT_PRIORITY, OPT_WAIT, OPT_NAME,
        OPT_ADDRESS, OPT_LIMIT, OPT_CONFIG, OPT_LABEL, OPT_QUEUE_TIMEOUT,
-       OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS };
+       OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS, OPT_CONTAINER_HOST };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -116,6 +119,7 @@ static const struct option long_opts[] = {
     { "name", required_argument, NULL, OPT_NAME },
     { "address", required_argument, NULL, OPT_ADDRESS },
     { "limit", required_argument, NULL, OPT_LIMIT },
+    { "container-host", required_argument, NULL, OPT_CONTAINER_HOST },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -185,6 +189,7 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_NAME: c->name = optarg; break;
         case OPT_ADDRESS: c->address = optarg; break;
         case OPT_LIMIT: c->limit = optarg; break;
+        case OPT_CONTAINER_HOST: c->container_host = optarg; break;
         case OPT_REVEAL: c->reveal = true; break;
         case OPT_NODES: c->nodes = optarg; break;
         case OPT_POLICY: c->policy = optarg; break;

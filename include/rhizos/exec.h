@@ -199,6 +199,24 @@ RZ_EXTERN RZ_NODISCARD int rz_attempt_adapter_check(const char *adapter);
 RZ_EXTERN RZ_NODISCARD int rz_attempt_adapter_check_at(
     const char *adapter, const char *container_host);
 
+/* What this machine's container engine offers, for a node's capabilities
+ * and for a runner that has docker steps. */
+typedef struct rz_container_info {
+    int answers;                  /* 1: the engine at `socket` answered */
+    int gpu;                      /* 1: it reports an NVIDIA runtime or CDI
+                                     devices (GPU containers) */
+    char socket[256];             /* the socket tried */
+    char engine[96];              /* "Podman Engine 4.3.1", ... */
+    char why[512];                /* when it does not answer: why, and how
+                                     to point at one */
+} rz_container_info;
+
+/* Ask the engine at `container_host` (NULL: DOCKER_HOST, else the default
+ * sockets). RZ_OK whether or not it answers (see out->answers); an error
+ * only for bad arguments or no memory. */
+RZ_EXTERN int rz_container_probe(rz_container_info *out,
+                                 const char *container_host);
+
 /* Local runner: drives an rz_run to completion on this machine. */
 typedef enum rz_event_kind {
     RZ_EVENT_STEP_STARTED = 1,
@@ -260,6 +278,13 @@ typedef struct rz_runner_opts {
 #define RZ_RUNNER_OPTS_VERSION 3
 #define RZ_RUNNER_OPTS_INIT { RZ_RUNNER_OPTS_VERSION, 0, NULL, NULL, NULL, 1, \
                               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
+
+/* Before a run: RZ_OK when this machine can run every step of a validated
+ * flow, else RZ_EUNSUPPORTED, with rz_error_last() naming the steps that
+ * need a container engine, the socket tried and how to point at one
+ * (opts->container_host, DOCKER_HOST). Asks the engine only when a step
+ * runs in a container. `opts` may be NULL. */
+RZ_EXTERN int rz_runner_check(const rz_flow *flow, const rz_runner_opts *opts);
 
 /* Run a validated flow (modules resolved by rz_flow_validate) to the end.
  * *out receives the finished run even when it failed (check its state);

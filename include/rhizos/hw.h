@@ -115,6 +115,16 @@ RZ_EXTERN RZ_NODISCARD int rz_caps_set_prices(rz_caps *caps,
                                               uint64_t gpu_hour_cents,
                                               uint64_t cpu_hour_cents,
                                               uint64_t memory_gb_hour_cents);
+/* What the node serves, as verified by the caller (e.g. "docker" only when
+ * the container engine answers; runtime "nvidia" when it runs GPU
+ * containers). Sorted and deduplicated; RZ_EINVAL for an empty name, and
+ * the caps are unchanged then. */
+RZ_EXTERN RZ_NODISCARD int rz_caps_set_adapters(rz_caps *caps,
+                                                const char *const *adapters,
+                                                size_t n);
+RZ_EXTERN RZ_NODISCARD int rz_caps_set_runtimes(rz_caps *caps,
+                                                const char *const *runtimes,
+                                                size_t n);
 /* reputation in [0,1]; RZ_EINVAL otherwise. */
 RZ_EXTERN RZ_NODISCARD int rz_caps_set_market(rz_caps *caps, double reputation,
                                               uint32_t max_concurrent_jobs);

@@ -210,6 +210,29 @@ static int dk_probe(const char *host, char *why, size_t n)
     return 0;
 }
 
+int rz_container_probe(rz_container_info *out, const char *host)
+{
+    if (!out)
+        return rz__error(RZ_EINVAL, "rz_container_probe: out is NULL");
+    memset(out, 0, sizeof *out);
+    char *sock = NULL;
+    if (rz__docker_resolve(&sock, host) == RZ_OK)
+        snprintf(out->socket, sizeof out->socket, "%s", sock);
+    free(sock);
+    rz__docker *d = NULL;
+    if (rz__docker_open(&d, host) != RZ_OK) {
+        snprintf(out->why, sizeof out->why, "%s", rz_error_last()->message);
+        return RZ_OK;
+    }
+    out->answers = 1;
+    snprintf(out->engine, sizeof out->engine, "%s", rz__docker_engine(d));
+    rz__docker_info info;
+    if (rz__docker_info_get(d, &info) == RZ_OK)
+        out->gpu = info.nvidia_runtime || info.cdi;
+    rz__docker_close(d);
+    return RZ_OK;
+}
+
 static void free_list(char **v, bool wipe)
 {
     for (size_t i = 0; v && v[i]; i++) {

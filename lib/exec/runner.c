@@ -576,16 +576,36 @@ static int engine_dir(char **out)
     return RZ_OK;
 }
 
-/* This machine as the local node sees it. No GPU or container-runtime
- * probing: embedded steps are process modules, and those probes cost more
- * than the rest of a small run. */
-static int local_caps(char **out)
+static bool has_docker_step(const rz_flow *f)
+{
+    for (size_t i = 0; i < f->n_steps; i++) {
+        const rz_module *m = f->steps[i].module;
+        if (m && m->adapter && strcmp(m->adapter, "docker") == 0)
+            return true;
+    }
+    return false;
+}
+
+/* This machine as the local node sees it. No GPU probing, and the container
+ * engine is asked only when a step runs in a container: those probes cost
+ * more than the rest of a small run. */
+static int local_caps(const runner *r, char **out)
 {
     rz_hw_opts ho = RZ_HW_OPTS_INIT;
     ho.skip_gpus = 1;
     ho.skip_runtimes = 1;
     rz_caps *caps = NULL;
     int rc = rz_hw_detect(&caps, &ho);
+    rz_container_info ci;
+    if (rc == RZ_OK && has_docker_step(r->flow) &&
+        rz_container_probe(&ci, r->opts->container_host) == RZ_OK &&
+        ci.answers) {
+        static const char *const both[] = {"docker", "process"};
+        static const char *const engine[] = {"docker"};
+        rc = rz_caps_set_adapters(caps, both, 2);
+        if (rc == RZ_OK)
+            rc = rz_caps_set_runtimes(caps, engine, 1);
+    }
     if (rc == RZ_OK)
         rc = rz_caps_to_json(caps, 0, out);
     rz_caps_free(caps);
@@ -608,7 +628,7 @@ static int engine_start(runner *r)
     rc = rz_engine_open(&r->engine, r->dir, &eo);
     char *caps = NULL;
     if (rc == RZ_OK)
-        rc = local_caps(&caps);
+        rc = local_caps(r, &caps);
     if (rc == RZ_OK)
         rc = rz_engine_local_node(r->engine, caps, r->jobs, r->t0, &r->node);
     rz_free(caps);
@@ -659,6 +679,34 @@ static void runner_free(runner *r)
     free(r->slots);
     free(r->pfds);
     free(r->seen);
+}
+
+int rz_runner_check(const rz_flow *flow, const rz_runner_opts *opts)
+{
+    if (!flow)
+        return rz__error(RZ_EINVAL, "rz_runner_check: no flow");
+    const char *host = opts && opts->version >= 3 ? opts->container_host
+                                                   : NULL;
+    if (!has_docker_step(flow))
+        return RZ_OK;
+    rz_container_info ci;
+    int rc = rz_container_probe(&ci, host);
+    if (rc != RZ_OK || ci.answers)
+        return rc;
+    rz__buf b = {0};
+    rz__buf_puts(&b, "no container engine answers, and ");
+    size_t n = 0;
+    for (size_t i = 0; i < flow->n_steps; i++) {
+        const rz_module *m = flow->steps[i].module;
+        if (m && m->adapter && strcmp(m->adapter, "docker") == 0)
+            rz__buf_printf(&b, "%s'%s' (image %s)", n++ ? ", " : "step ",
+                           flow->steps[i].id, m->image ? m->image : "?");
+    }
+    rz__buf_printf(&b, " need%s one: %s", n == 1 ? "s" : "", ci.why);
+    char *msg = rz__buf_take(&b);
+    rc = rz__error(RZ_EUNSUPPORTED, "%s", msg ? msg : "no container engine");
+    free(msg);
+    return rc;
 }
 
 int rz_runner_run(rz_run **out, const rz_flow *flow,

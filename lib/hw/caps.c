@@ -152,6 +152,39 @@ int rz_caps_set_label(rz_caps *caps, const char *key, const char *value)
     return rc;
 }
 
+/* Replace a list with copies of v[0..n); on failure the list is left as
+ * it was. */
+static int set_strv(rz_caps *caps, rz__strv *dst, const char *const *v,
+                    size_t n)
+{
+    if (n && !v)
+        return rz__error(RZ_EINVAL, "a list of %zu names without names", n);
+    rz__strv fresh = {0};
+    int rc = RZ_OK;
+    for (size_t i = 0; i < n && rc == RZ_OK; i++)
+        rc = v[i] && *v[i] ? rz__strv_add(&fresh, v[i])
+                           : rz__error(RZ_EINVAL, "an empty name in a list");
+    if (rc != RZ_OK) {
+        rz__strv_free(&fresh);
+        return rc;
+    }
+    rz__strv_sort_unique(&fresh);
+    rz__strv_free(dst);
+    *dst = fresh;
+    rz__caps_sync(caps);
+    return RZ_OK;
+}
+
+int rz_caps_set_adapters(rz_caps *caps, const char *const *adapters, size_t n)
+{
+    return set_strv(caps, &caps->adapters, adapters, n);
+}
+
+int rz_caps_set_runtimes(rz_caps *caps, const char *const *runtimes, size_t n)
+{
+    return set_strv(caps, &caps->runtimes, runtimes, n);
+}
+
 int rz_caps_set_prices(rz_caps *caps, uint64_t gpu_hour_cents,
                        uint64_t cpu_hour_cents, uint64_t memory_gb_hour_cents)
 {
