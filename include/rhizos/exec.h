@@ -103,7 +103,8 @@ typedef struct rz_attempt rz_attempt;
  * rz_attempt_start returns (the adapter keeps its own, wiped copy); it must
  * not hold a NUL byte. The name is the credential's field: the process
  * adapter sets RZ_CRED_<NAME> (upper-cased, other characters '_'); a
- * container adapter writes /run/secrets/<name> and sets RZ_CRED_<NAME>_FILE. */
+ * container adapter writes /run/secrets/<name, lower-cased> (a tmpfs folder
+ * bound read-only) and sets RZ_CRED_<NAME>_FILE. */
 typedef struct rz_attempt_secret {
     const char *name;
     const char *value;

@@ -272,14 +272,18 @@ static void dk_cleanup(void *state)
     free(s);
 }
 
-/* A secret's file name: its name with anything but [A-Za-z0-9._-] as '_'
- * (and no leading dot); the variable is RZ_CRED_<NAME upper-cased>_FILE. */
+/* A secret's file name: its name lower-cased (the runner hands names over
+ * from RZ_CRED_<NAME>, the node as declared), anything but [a-z0-9._-] as
+ * '_' and no leading dot; the variable is RZ_CRED_<NAME>_FILE. */
 static char *secret_file_name(const char *name)
 {
     char *f = rz__strdup(name);
     for (char *c = f; c && *c; c++) {
         unsigned char ch = (unsigned char)*c;
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+        if (ch >= 'A' && ch <= 'Z')
+            *c = (char)(ch + 32);
+        ch = (unsigned char)*c;
+        bool ok = (ch >= 'a' && ch <= 'z') ||
                   (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
                   (ch == '.' && c != f);
         if (!ok)
