@@ -22,6 +22,7 @@ typedef struct opts {
     int json, force, no_sandbox, once, quiet;
     const char *data_dir;
     const char *url;
+    const char *container_host;
     const char *modules[MAX_MODULES];
     size_t n_modules;
 } opts;
@@ -50,6 +51,8 @@ static void usage(FILE *out)
 "  --modules DIR|URL   start: a module registry searched first (repeatable;\n"
 "                      then $RHIZOS_MODULES, then examples/modules)\n"
 "  --no-sandbox        start: run jobs without bubblewrap (trusted work only)\n"
+"  --container-host URL  start, info: the container engine (unix:///PATH)\n"
+"                      instead of [container] host of config.toml\n"
 "  --once              start: exit after the first job has finished\n"
 "  --quiet             start: no line per job\n"
 "  --json              machine-readable output\n"
@@ -74,41 +77,39 @@ static void fail(const char *what, int rc)
             *rz_error_last()->message ? rz_error_last()->message : rz_strerror(rc));
 }
 
-/* A stored benchmark, if there is one, joins the capabilities. */
-static void attach_benchmark(rz_caps *caps, const char *dir)
-{
-    char path[PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/node-benchmark.json", dir);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return;
-    char buf[4096];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    rz_hw_bench b;
-    if (rz_hw_bench_parse(&b, buf, n) == RZ_OK)
-        (void)!rz_caps_set_benchmark(caps, &b);   /* parsed: valid */
-    else
-        fprintf(stderr, "rhizos-node: warning: ignoring %s: %s\n", path,
-                rz_error_last()->message);
-}
-
+/* The same object `start` registers: the hardware, the config's prices
+ * and labels, and the adapters this node really serves. */
 static int cmd_info(const opts *o)
 {
-    char dir[PATH_MAX];
+    char dir[PATH_MAX], path[PATH_MAX + 16], err[800];
     data_dir(o, dir, sizeof dir);
-    struct stat st;
-    rz_hw_opts ho = RZ_HW_OPTS_INIT;
-    ho.data_dir = stat(dir, &st) == 0 ? dir : ".";
-    rz_caps *caps;
-    int rc = rz_hw_detect(&caps, &ho);
-    if (rc != RZ_OK) {
-        fail("detecting hardware", rc);
+    node_config cfg;
+    node_config_defaults(&cfg);
+    snprintf(path, sizeof path, "%s/config.toml", dir);
+    if (access(path, F_OK) == 0 &&
+        node_config_load(&cfg, path, err, sizeof err) != 0) {
+        fprintf(stderr, "rhizos-node: %s\n", err);
         return EXIT_FAILED;
     }
-    attach_benchmark(caps, dir);
+    if (o->container_host && node_config_set_container_host(
+            &cfg, o->container_host, err, sizeof err) != 0) {
+        fprintf(stderr, "rhizos-node: %s\n", err);
+        node_config_free(&cfg);
+        return EXIT_USAGE;
+    }
+    char *json = node_capabilities(dir, &cfg, err, sizeof err);
+    node_config_free(&cfg);
+    if (!json) {
+        fprintf(stderr, "rhizos-node: %s\n", err);
+        return EXIT_FAILED;
+    }
+    rz_caps *caps = NULL;
     char *text = NULL;
-    rc = o->json ? rz_caps_to_json(caps, 1, &text) : rz_caps_to_text(caps, &text);
+    int rc = rz_caps_parse(&caps, json, strlen(json));
+    free(json);
+    if (rc == RZ_OK)
+        rc = o->json ? rz_caps_to_json(caps, 1, &text)
+                     : rz_caps_to_text(caps, &text);
     rz_caps_free(caps);
     if (rc != RZ_OK) {
         fail("formatting", rc);
@@ -316,6 +317,7 @@ static int cmd_start(const opts *o)
     }
     node_opts no = { .data_dir = dir, .url = o->url, .modules = o->modules,
                      .n_modules = o->n_modules, .no_sandbox = o->no_sandbox,
+                     .container_host = o->container_host,
                      .once = o->once, .quiet = o->quiet, .json = o->json };
     return node_agent_run(&no) == 0 ? EXIT_OK : EXIT_FAILED;
 }
@@ -329,6 +331,7 @@ int main(int argc, char **argv)
         { "force", no_argument, NULL, 'f' },
         { "modules", required_argument, NULL, 'm' },
         { "no-sandbox", no_argument, NULL, 'S' },
+        { "container-host", required_argument, NULL, 'C' },
         { "once", no_argument, NULL, '1' },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
@@ -344,6 +347,7 @@ int main(int argc, char **argv)
         case 'o': o.url = optarg; break;
         case 'f': o.force = 1; break;
         case 'S': o.no_sandbox = 1; break;
+        case 'C': o.container_host = optarg; break;
         case '1': o.once = 1; break;
         case 'q': o.quiet = 1; break;
         case 'm':

@@ -218,6 +218,17 @@ typedef struct rz_container_info {
 RZ_EXTERN int rz_container_probe(rz_container_info *out,
                                  const char *container_host);
 
+/* Reaping, after a crash or a lost job: remove every container (running or
+ * not) labelled io.rhizos.node=`node_id` whose io.rhizos.job is not held,
+ * as `held(job, userdata)` says (asked after the listing, so a container
+ * started meanwhile is never taken for a dangling one). *removed (may be
+ * NULL) counts them. Errors: the engine's (RZ_ECONNECT when none answers). */
+typedef int (*rz_container_held_fn)(uint64_t job, void *userdata);
+RZ_EXTERN int rz_container_reap(const char *container_host,
+                                const char *node_id,
+                                rz_container_held_fn held, void *userdata,
+                                size_t *removed);
+
 /* Local runner: drives an rz_run to completion on this machine. */
 typedef enum rz_event_kind {
     RZ_EVENT_STEP_STARTED = 1,

@@ -233,6 +233,38 @@ int rz_container_probe(rz_container_info *out, const char *host)
     return RZ_OK;
 }
 
+int rz_container_reap(const char *host, const char *node_id,
+                      rz_container_held_fn held, void *ud, size_t *removed)
+{
+    if (removed)
+        *removed = 0;
+    if (!node_id || !*node_id || !held)
+        return rz__error(RZ_EINVAL, "rz_container_reap: invalid arguments");
+    char *label = rz__asprintf("io.rhizos.node=%s", node_id);
+    if (!label)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    rz__docker *d = NULL;
+    char **ids = NULL, **jobs = NULL;
+    size_t n = 0;
+    int rc = rz__docker_open(&d, host);
+    if (rc == RZ_OK)
+        rc = rz__docker_list_labels(d, label, "io.rhizos.job", &ids, &jobs, &n);
+    for (size_t i = 0; rc == RZ_OK && i < n; i++) {
+        char *end;
+        unsigned long long job = strtoull(jobs[i], &end, 10);
+        if (jobs[i][0] && !*end && held((uint64_t)job, ud))
+            continue;
+        int r = rz__docker_remove(d, ids[i]);
+        if (r == RZ_OK && removed)
+            (*removed)++;
+    }
+    rz__docker_ids_free(ids, n);
+    rz__docker_ids_free(jobs, n);
+    rz__docker_close(d);
+    free(label);
+    return rc;
+}
+
 static void free_list(char **v, bool wipe)
 {
     for (size_t i = 0; v && v[i]; i++) {

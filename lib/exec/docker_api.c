@@ -925,7 +925,30 @@ int rz__docker_logs(rz__docker *d, const char *id, size_t cap,
 
 int rz__docker_list(rz__docker *d, const char *label, char ***ids, size_t *n)
 {
+    return rz__docker_list_labels(d, label, NULL, ids, NULL, n);
+}
+
+/* One container of a listing: its Id, and label `key` (or "") into vals. */
+static bool list_entry(const cJSON *c, const char *key, char **id, char **val)
+{
+    const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "Id"));
+    if (!s)
+        return true;   /* skipped */
+    *id = rz__strdup(s);
+    if (!key)
+        return *id != NULL;
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(c, "Labels");
+    const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, key));
+    *val = rz__strdup(v ? v : "");
+    return *id && *val;
+}
+
+int rz__docker_list_labels(rz__docker *d, const char *label, const char *key,
+                           char ***ids, char ***vals, size_t *n)
+{
     *ids = NULL;
+    if (vals)
+        *vals = NULL;
     *n = 0;
     cJSON *f = cJSON_CreateObject();
     cJSON *l = cJSON_AddArrayToObject(f, "label");
@@ -951,19 +974,26 @@ int rz__docker_list(rz__docker *d, const char *label, char ***ids, size_t *n)
     }
     size_t cnt = (size_t)cJSON_GetArraySize(j);
     char **v = calloc(cnt ? cnt : 1, sizeof *v);
+    char **w = key ? calloc(cnt ? cnt : 1, sizeof *w) : NULL;
+    bool ok = v && (!key || w);
     const cJSON *c;
     size_t k = 0;
     cJSON_ArrayForEach(c, j) {
-        const char *s = v ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "Id")) : NULL;
-        if (s && !(v[k++] = rz__strdup(s)))
+        if (!ok)
             break;
+        ok = list_entry(c, key, &v[k], w ? &w[k] : NULL);
+        if (v[k])
+            k++;
     }
     cJSON_Delete(j);
-    if (!v || (k && !v[k - 1])) {
-        rz__docker_ids_free(v, k);
+    if (!ok) {
+        rz__docker_ids_free(v, cnt);
+        rz__docker_ids_free(w, cnt);
         return RZ_ENOMEM;
     }
     *ids = v;
+    if (vals)
+        *vals = w;
     *n = k;
     return RZ_OK;
 }

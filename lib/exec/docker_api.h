@@ -204,5 +204,10 @@ RZ_HIDDEN int rz__docker_remove(rz__docker *d, const char *id);
 RZ_HIDDEN int rz__docker_list(rz__docker *d, const char *label, char ***ids,
                               size_t *n);
 RZ_HIDDEN void rz__docker_ids_free(char **ids, size_t n);
+/* The same, with each container's label `key` in (*vals)[i] ("" when it
+ * has none); release both with rz__docker_ids_free. */
+RZ_HIDDEN int rz__docker_list_labels(rz__docker *d, const char *label,
+                                     const char *key, char ***ids,
+                                     char ***vals, size_t *n);
 
 #endif

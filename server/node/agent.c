@@ -258,6 +258,50 @@ static void *heartbeats(void *arg)
     return NULL;
 }
 
+/* ---- containers left behind ---- */
+
+#define REAP_EVERY_MS (60 * 1000)
+
+static int holds_job(uint64_t job, void *ud)
+{
+    agent *a = ud;
+    int held = 0;
+    pthread_mutex_lock(&a->mu);
+    for (size_t i = 0; i < a->n_slots && !held; i++)
+        held = a->slots[i].busy && a->slots[i].job == job;
+    pthread_mutex_unlock(&a->mu);
+    return held;
+}
+
+/* Containers labelled with this node whose job it no longer holds (a crash,
+ * a kill -9, a job the orchestrator took back): removed at start-up, before
+ * any job is taken, and then every minute. Only where docker is served. */
+static void reap_containers(agent *a)
+{
+    if (rz_attempt_adapter_check_at("docker", a->cfg.container_host) != RZ_OK)
+        return;
+    size_t removed = 0;
+    if (rz_container_reap(a->cfg.container_host, a->node_id, holds_job, a,
+                          &removed) != RZ_OK || !removed || a->o->quiet)
+        return;
+    pthread_mutex_lock(&a->mu);
+    if (a->o->json)
+        printf("{\"event\":\"reaped\",\"containers\":%zu}\n", removed);
+    else
+        printf("reaped %zu container%s left behind\n", removed,
+               removed == 1 ? "" : "s");
+    fflush(stdout);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void *reaper(void *arg)
+{
+    agent *a = arg;
+    while (!agent_sleep(a, REAP_EVERY_MS))
+        reap_containers(a);
+    return NULL;
+}
+
 /* ---- taking work ---- */
 
 static void reap(agent *a)
@@ -509,6 +553,13 @@ static int setup(agent *a, const node_opts *o)
         fprintf(stderr, "rhizos-node: %s\n", err);
         return -1;
     }
+    if (o->container_host &&
+        node_config_set_container_host(&a->cfg, o->container_host, err,
+                                       sizeof err) != 0) {
+        fprintf(stderr, "rhizos-node: %s\n", err);
+        return -1;
+    }
+    node_hex(a->node_id, a->keys.ed_pk, 16);
     snprintf(a->url, sizeof a->url, "%s", o->url ? o->url
              : a->cfg.orchestrator_url ? a->cfg.orchestrator_url
              : NODE_DEFAULT_URL);
@@ -579,7 +630,9 @@ int node_agent_run(const node_opts *o)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    pthread_t hb, poll, left;
+    pthread_t hb, poll, left, rp;
+    reap_containers(&a);   /* before the first job */
+    int reaping = pthread_create(&rp, NULL, reaper, &a) == 0;
     outbox *ob = outbox_load(&a);
     if (ob && pthread_create(&left, NULL, outbox_main, ob) != 0) {
         outbox_free(ob);
@@ -615,6 +668,8 @@ int node_agent_run(const node_opts *o)
     }
     pthread_join(poll, NULL);
     pthread_join(hb, NULL);
+    if (reaping)
+        pthread_join(rp, NULL);
     if (ob)
         pthread_join(left, NULL);
     outbox_free(ob);

@@ -33,6 +33,10 @@ struct agent {
     node_keys keys;
     rz_registry *reg;
     int sandbox;
+    /* RZ_NODE_ID and the io.rhizos.node label of its containers: the first
+     * 16 bytes of its public key in hex, the same across registrations,
+     * so a restarted node finds what it left behind. */
+    char node_id[33];
 
     pthread_mutex_t mu;          /* guards everything below */
     pthread_cond_t cv;           /* slot freed, stop, state changed */

@@ -52,7 +52,7 @@ static int perr(parser *p, const char *fmt, ...)
 /* ---- the keys a node knows ---- */
 
 typedef enum { K_URL, K_MODULES, K_SANDBOX, K_HEARTBEAT, K_GPU, K_CPU, K_MEM,
-               K_MAXJOBS, K_MAXMEM, K_MAXOUT } key_id;
+               K_MAXJOBS, K_MAXMEM, K_MAXOUT, K_CONTAINER_HOST } key_id;
 
 typedef struct key_def {
     const char *section, *name;
@@ -71,10 +71,11 @@ static const key_def keys[] = {
     { "limits", "max_concurrent_jobs", K_MAXJOBS, V_INT },
     { "limits", "max_memory_mb", K_MAXMEM, V_INT },
     { "limits", "max_output_kb", K_MAXOUT, V_INT },
+    { "container", "host", K_CONTAINER_HOST, V_STRING },
 };
 
 static const char *const sections[] = {
-    "orchestrator", "node", "pricing", "limits", "labels",
+    "orchestrator", "node", "pricing", "limits", "labels", "container",
 };
 
 static const char *type_name(vtype t)
@@ -135,7 +136,7 @@ static int parse_header(parser *p, const char *s, const char *end)
             return 0;
         }
     return perr(p, "unknown section [%s] (known: [orchestrator] [node] "
-                   "[pricing] [limits] [labels])", p->section);
+                   "[pricing] [limits] [labels] [container])", p->section);
 }
 
 static int parse_basic_string(parser *p, const char **sp, const char *end,
@@ -319,6 +320,11 @@ static int apply(parser *p, const key_def *k, value *v)
     switch (k->id) {
     case K_URL: return apply_url(p, v);
     case K_MODULES: return set_string(&c->modules, v);
+    case K_CONTAINER_HOST:
+        if (!v->s || strncmp(v->s, "unix://", 7) != 0 || !v->s[7])
+            return perr(p, "host must be unix:///PATH (the container "
+                        "engine's socket)");
+        return set_string(&c->container_host, v);
     case K_SANDBOX: c->sandbox = v->b; return 0;
     case K_HEARTBEAT:
         if (v->f < 0.1 || v->f > 60)
@@ -490,11 +496,30 @@ void node_config_free(node_config *c)
         return;
     free(c->orchestrator_url);
     free(c->modules);
+    free(c->container_host);
     for (size_t i = 0; i < c->n_labels; i++) {
         free(c->label_keys[i]);
         free(c->label_values[i]);
     }
     node_config_defaults(c);
+}
+
+int node_config_set_container_host(node_config *c, const char *host,
+                                   char *err, size_t errlen)
+{
+    if (!host || strncmp(host, "unix://", 7) != 0 || !host[7]) {
+        snprintf(err, errlen, "--container-host must be unix:///PATH (the "
+                 "container engine's socket), not '%s'", host ? host : "");
+        return -1;
+    }
+    char *copy = strdup(host);
+    if (!copy) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    free(c->container_host);
+    c->container_host = copy;
+    return 0;
 }
 
 /* A basic string: quotes, backslashes and control characters escaped. */
@@ -542,13 +567,24 @@ char *node_config_format(const node_config *c)
             "max_concurrent_jobs = %u\n# Address-space limit of one job in "
             "MiB (0: the module's own requirement only).\nmax_memory_mb = "
             "%u\n# Largest outputs of one job in KiB (1-%u); more fails the "
-            "job.\nmax_output_kb = %u\n\n# Free-form labels jobs can require "
-            "(region, tier, ...).\n[labels]\n",
+            "job.\nmax_output_kb = %u\n",
             (unsigned long long)c->gpu_hour_cents,
             (unsigned long long)c->cpu_hour_cents,
             (unsigned long long)c->memory_gb_hour_cents,
             c->max_concurrent_jobs, c->max_memory_mb, NODE_MAX_OUTPUT_KB,
             c->max_output_kb);
+    fputs("\n# The container engine of docker jobs (Docker Engine API); "
+          "default:\n# DOCKER_HOST, else /var/run/docker.sock, else "
+          "/run/podman/podman.sock.\n[container]\n", f);
+    if (c->container_host) {
+        fputs("host = ", f);
+        put_string(f, c->container_host);
+        fputc('\n', f);
+    } else {
+        fputs("# host = \"unix:///run/podman/podman.sock\"\n", f);
+    }
+    fputs("\n# Free-form labels jobs can require (region, tier, ...).\n"
+          "[labels]\n", f);
     for (size_t i = 0; i < c->n_labels; i++) {
         fprintf(f, "%s = ", c->label_keys[i]);
         put_string(f, c->label_values[i]);

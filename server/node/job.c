@@ -288,6 +288,8 @@ static int start(agent *a, job *j, rz_attempt **att)
     ao.max_log = LOG_CAP;
     ao.max_output = (size_t)a->cfg.max_output_kb * 1024u;
     ao.sandbox = a->sandbox;
+    ao.node_id = a->node_id;
+    ao.container_host = a->cfg.container_host;
     int rc = rz_attempt_start(att, &ao);
     sodium_memzero(secrets, sizeof secrets);
     cJSON_free(input);

@@ -22,6 +22,8 @@ typedef struct node_config {
     uint64_t memory_gb_hour_cents;
     uint32_t max_concurrent_jobs;    /* [limits] (default 4) */
     uint32_t max_memory_mb;          /* [limits] per job; 0: no cap */
+    char *container_host;            /* [container] host: unix:///PATH;
+                                        NULL: DOCKER_HOST and the defaults */
     uint32_t max_output_kb;          /* [limits] outputs of one job (default
                                         NODE_DEFAULT_OUTPUT_KB) */
     size_t n_labels;                 /* [labels] key = "value" */
@@ -46,6 +48,10 @@ int node_config_parse(node_config *c, const char *text, size_t len,
 int node_config_load(node_config *c, const char *path, char *err,
                      size_t errlen);
 void node_config_free(node_config *c);
+/* [container] host from the command line (unix:///PATH); -1 and err when
+ * it is not one. */
+int node_config_set_container_host(node_config *c, const char *host,
+                                   char *err, size_t errlen);
 /* The file `init` writes (malloc'd). */
 char *node_config_format(const node_config *c);
 
@@ -120,6 +126,7 @@ typedef struct node_opts {
     const char *const *modules;      /* --modules, in order */
     size_t n_modules;
     int no_sandbox, once, quiet, json;
+    const char *container_host;      /* --container-host, NULL: config */
 } node_opts;
 
 /* Exit status of the command (0 on SIGTERM/SIGINT). */

@@ -63,17 +63,30 @@ static int apply_config(rz_caps *caps, const node_config *cfg)
     return rc;
 }
 
-/* What the agent really serves: the process adapter only (an engine socket
- * may answer, but this agent does not run containers), and no more memory
- * than one job may take. */
+/* What the agent really serves: processes, and containers only when the
+ * configured engine answers (it is asked, not just its socket found); the
+ * runtime "nvidia" only when that engine runs GPU containers. */
+static int apply_containers(rz_caps *caps, const node_config *cfg)
+{
+    rz_container_info ci;
+    int rc = rz_container_probe(&ci, cfg->container_host);
+    if (rc != RZ_OK)
+        return rc;
+    const char *adapters[] = {"process", "docker"};
+    const char *runtimes[] = {"docker", "nvidia"};
+    rc = rz_caps_set_adapters(caps, adapters, ci.answers ? 2 : 1);
+    if (rc == RZ_OK)
+        rc = rz_caps_set_runtimes(caps, runtimes,
+                                  !ci.answers ? 0 : ci.gpu ? 2 : 1);
+    return rc;
+}
+
+/* No more memory than one job may take. */
 static char *restrict_json(const char *json, const node_config *cfg)
 {
     cJSON *j = cJSON_Parse(json);
     if (!j)
         return NULL;
-    cJSON *adapters = cJSON_CreateArray();
-    cJSON_AddItemToArray(adapters, cJSON_CreateString("process"));
-    cJSON_ReplaceItemInObjectCaseSensitive(j, "adapters", adapters);
     const cJSON *mem = cJSON_GetObjectItemCaseSensitive(j, "memory_mb");
     if (cfg->max_memory_mb && cJSON_IsNumber(mem) &&
         mem->valuedouble > cfg->max_memory_mb)
@@ -90,6 +103,7 @@ char *node_capabilities(const char *dir, const node_config *cfg, char *err,
     rz_hw_opts ho = RZ_HW_OPTS_INIT;
     struct stat st;
     ho.data_dir = stat(dir, &st) == 0 ? dir : ".";
+    ho.skip_runtimes = 1;   /* apply_containers asks the engine itself */
     rz_caps *caps = NULL;
     char *json = NULL, *out = NULL;
     int rc = rz_hw_detect(&caps, &ho);
@@ -97,6 +111,8 @@ char *node_capabilities(const char *dir, const node_config *cfg, char *err,
         attach_benchmark(caps, dir);
         rc = apply_config(caps, cfg);
     }
+    if (rc == RZ_OK)
+        rc = apply_containers(caps, cfg);
     if (rc == RZ_OK)
         rc = rz_caps_to_json(caps, 0, &json);
     if (rc == RZ_OK && !(out = restrict_json(json, cfg)))
