@@ -94,7 +94,7 @@ static const char *check_module(agent *a, job *j, char *why, size_t n)
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(ex, "command");
     if (!rz_module_dir(j->m))
         return "the module has no local folder to run from";
-    if (rz_attempt_adapter_check(adapter) != RZ_OK) {
+    if (rz_attempt_adapter_check_at(adapter, a->cfg.container_host) != RZ_OK) {
         snprintf(why, n, "%.300s", rz_error_last()->message);
         return why;
     }
