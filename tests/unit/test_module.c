@@ -233,13 +233,13 @@ static void test_bad_manifests(void **state)
     (void)state;
     rz_diags *d;
     rz_registry *reg = load(MODS "/bad", &d);
-    if (rz_diags_count(d) != 14)
+    if (rz_diags_count(d) != 17)
         dump(d);
     /* Only the one good manifest among them survives. */
     assert_int_equal(rz_registry_count(reg), 1);
     assert_string_equal(rz_module_id(rz_registry_get(reg, 0)), "okay");
-    assert_int_equal(rz_diags_count(d), 14);
-    assert_int_equal(rz_diags_error_count(d), 14);
+    assert_int_equal(rz_diags_count(d), 17);
+    assert_int_equal(rz_diags_error_count(d), 17);
 
     assert_true(has_diag(d, "bad/syntax/module.json", 4, 29, "JSON syntax error"));
     assert_true(has_diag(d, "bad/notobject/module.json", 1, 1, "must be a JSON object"));
@@ -257,6 +257,12 @@ static void test_bad_manifests(void **state)
     assert_true(has_diag(d, f, 11, 33, "'cpu_cores' must be a non-negative number"));
     assert_true(has_diag(d, f, 11, 54, "'count' must be a non-negative number"));
     assert_true(has_diag(d, f, 12, 11, "the process adapter needs 'command'"));
+
+    const char *c = "bad/container/module.json";
+    assert_true(has_diag(d, c, 5, 11, "the docker adapter needs 'image'"));
+    assert_true(has_diag(d, c, 5, 41, "'pull' must be \"if-not-present\", "
+                         "\"always\" or \"never\""));
+    assert_true(has_diag(d, c, 5, 67, "'read_only' must be true or false"));
     rz_diags_free(d);
     rz_registry_free(reg);
 }
