@@ -338,8 +338,9 @@ class Embedded(unittest.TestCase):
         self.assertIn("--container-host", p.stderr)
         self.assertIn("nothing was run", p.stderr)
         self.assertNotIn("started", p.stderr)
-        self.assertFalse(os.path.exists(os.path.join(self.data, "runs")) and
-                         os.listdir(os.path.join(self.data, "runs")))
+        runs = run([RHIZOS, "flow", "runs", "--json", "--data", self.data],
+                   cwd=ROOT)
+        self.assertEqual(json.loads(runs.stdout), [])
 
 
 if __name__ == "__main__":

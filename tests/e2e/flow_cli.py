@@ -54,14 +54,19 @@ class FlowRunExamples(unittest.TestCase):
                 self.assertEqual(json.loads(p.stdout)["status"], "succeeded")
 
     def test_catalog_flows_say_why_they_cannot_run_here(self):
-        # The catalog's modules run in containers on network nodes.
+        # The catalog's modules run in containers: without an engine that
+        # answers, the run says so, naming the steps, before anything runs.
         path = os.path.join(FLOWS, "catalog", "transcribe-summarize.yaml")
-        p = rhizos("flow", "run", path, "--json", data=self.data)
+        p = rhizos("flow", "run", path, "--json", "--container-host",
+                   "unix:///nonexistent/rhizos-engine.sock", data=self.data)
         self.assertEqual(p.returncode, 1)
-        doc = json.loads(p.stdout)
-        errors = [s.get("error", "") for s in doc["steps"].values()]
-        self.assertTrue(any("is not available on this machine" in e
-                            for e in errors), errors)
+        self.assertEqual(p.stdout, "")
+        self.assertRegex(p.stderr, r"step '\w+' \(image [^)]+\)")
+        self.assertIn("no container engine answers at "
+                      "/nonexistent/rhizos-engine.sock", p.stderr)
+        self.assertIn("nothing was run", p.stderr)
+        runs = rhizos("flow", "runs", "--json", data=self.data)
+        self.assertEqual(json.loads(runs.stdout), [])
 
     def test_wordcount_counts_words(self):
         p, doc = self.run_json("wordcount.yaml")
