@@ -37,6 +37,7 @@
 #define PIDS_LIMIT 256
 #define GRACE_MS 3000            /* SIGTERM to SIGKILL */
 #define GONE_MS 10000            /* after SIGKILL, give up on the stream */
+#define EXIT_WAIT_MS 5000        /* stream ended, exit not yet recorded */
 #define DEFAULT_LOG ((size_t)64 << 10)
 #define TMP_MOUNT "/tmp:rw,nosuid,nodev,size=64m"
 #define SECRETS_PARENT "/dev/shm"
@@ -576,15 +577,31 @@ static void begin_stop(dk_state *s)
 }
 
 /* The stream ended: the container exited. Its state, stdout, stderr. */
+static bool exited(const rz__docker_state *st)
+{
+    return !st->running && (strcmp(st->status, "exited") == 0 ||
+                            strcmp(st->status, "stopped") == 0 ||
+                            strcmp(st->status, "dead") == 0);
+}
+
 static void finish_container(dk_state *s)
 {
     rz__docker_state st;
-    if (rz__docker_inspect(s->d, s->id, &st) == RZ_OK) {
+    int rc = rz__docker_inspect(s->d, s->id, &st);
+    /* The stream can end a moment before the engine records the exit. */
+    int code;
+    if (rc == RZ_OK && !exited(&st) &&
+        rz__docker_wait(s->d, s->id, EXIT_WAIT_MS, &code) == RZ_OK)
+        rc = rz__docker_inspect(s->d, s->id, &st);
+    if (rc == RZ_OK && exited(&st)) {
         s->exit_code = st.exit_code;
         s->oom = st.oom_killed && !s->stopping;
     } else if (!s->stopping) {
-        fail_with(s, rz__asprintf("the container engine lost the container: "
-                                  "%s", rz_error_last()->message));
+        fail_with(s, rc != RZ_OK
+                     ? rz__asprintf("the container engine lost the container: "
+                                    "%s", rz_error_last()->message)
+                     : rz__asprintf("the container's output ended, but the "
+                                    "engine says it is '%s'", st.status));
     }
     size_t out_len, dropped, err_len;
     const char *out = rz__docker_stream_stdout(s->st, &out_len, &dropped);
