@@ -123,7 +123,7 @@ static const char *check_adhoc(agent *a, job *j, const cJSON *adhoc,
         return "the ad-hoc assignment names no docker image";
     snprintf(j->module_ref, sizeof j->module_ref, "image %.140s", image);
     j->module_id = j->module_ref;
-    if (rz_attempt_adapter_check("docker") != RZ_OK) {
+    if (rz_attempt_adapter_check_at("docker", a->cfg.container_host) != RZ_OK) {
         snprintf(why, n, "%.300s", rz_error_last()->message);
         return why;
     }
