@@ -136,7 +136,7 @@ static bool add_arg(const char **v, size_t *n, const char *opt)
     return true;
 }
 
-/* The options only `run` reads. */
+/* The options only `run` (and `flow run`: --container-host) reads. */
 static bool run_option(cli *c, int ch)
 {
     switch (ch) {
@@ -149,6 +149,7 @@ static bool run_option(cli *c, int ch)
     case OPT_MEMORY: c->memory = optarg; break;
     case OPT_CPUS: c->cpus = optarg; break;
     case OPT_WAIT: c->wait = true; break;
+    case OPT_CONTAINER_HOST: c->container_host = optarg; break;
     }
     return true;
 }
@@ -182,14 +183,13 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case 't': c->type = optarg; break;
         case OPT_MAX_COST: c->max_cost = optarg; break;
         case OPT_PRIORITY: c->priority = optarg; break;
-        case OPT_CONFIG: case OPT_LABEL: case OPT_QUEUE_TIMEOUT: case 'i':
+        case OPT_CONFIG: case OPT_LABEL: case OPT_QUEUE_TIMEOUT: case 'i': case OPT_CONTAINER_HOST:
         case OPT_CMD: case OPT_GPUS: case OPT_MEMORY: case OPT_CPUS: case OPT_WAIT:
             if (!run_option(c, ch)) return -1;
             break;
         case OPT_NAME: c->name = optarg; break;
         case OPT_ADDRESS: c->address = optarg; break;
         case OPT_LIMIT: c->limit = optarg; break;
-        case OPT_CONTAINER_HOST: c->container_host = optarg; break;
         case OPT_REVEAL: c->reveal = true; break;
         case OPT_NODES: c->nodes = optarg; break;
         case OPT_POLICY: c->policy = optarg; break;
