@@ -215,8 +215,8 @@ typedef struct rz_container_info {
 /* Ask the engine at `container_host` (NULL: DOCKER_HOST, else the default
  * sockets). RZ_OK whether or not it answers (see out->answers); an error
  * only for bad arguments or no memory. */
-RZ_EXTERN int rz_container_probe(rz_container_info *out,
-                                 const char *container_host);
+RZ_EXTERN RZ_NODISCARD int rz_container_probe(rz_container_info *out,
+                                              const char *container_host);
 
 /* Reaping, after a crash or a lost job: remove every container (running or
  * not) labelled io.rhizos.node=`node_id` whose io.rhizos.job is not held,
@@ -224,10 +224,10 @@ RZ_EXTERN int rz_container_probe(rz_container_info *out,
  * started meanwhile is never taken for a dangling one). *removed (may be
  * NULL) counts them. Errors: the engine's (RZ_ECONNECT when none answers). */
 typedef int (*rz_container_held_fn)(uint64_t job, void *userdata);
-RZ_EXTERN int rz_container_reap(const char *container_host,
-                                const char *node_id,
-                                rz_container_held_fn held, void *userdata,
-                                size_t *removed);
+RZ_EXTERN RZ_NODISCARD int rz_container_reap(const char *container_host,
+                                             const char *node_id,
+                                             rz_container_held_fn held,
+                                             void *userdata, size_t *removed);
 
 /* Local runner: drives an rz_run to completion on this machine. */
 typedef enum rz_event_kind {
@@ -296,7 +296,8 @@ typedef struct rz_runner_opts {
  * need a container engine, the socket tried and how to point at one
  * (opts->container_host, DOCKER_HOST). Asks the engine only when a step
  * runs in a container. `opts` may be NULL. */
-RZ_EXTERN int rz_runner_check(const rz_flow *flow, const rz_runner_opts *opts);
+RZ_EXTERN RZ_NODISCARD int rz_runner_check(const rz_flow *flow,
+                                           const rz_runner_opts *opts);
 
 /* Run a validated flow (modules resolved by rz_flow_validate) to the end.
  * *out receives the finished run even when it failed (check its state);
