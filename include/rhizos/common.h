@@ -108,6 +108,13 @@ RZ_EXTERN void rz_free(void *ptr);
 /* Runtime version of the library, e.g. "0.1.0". */
 RZ_EXTERN const char *rz_version(void);
 
+/* Create folder `path` and any missing parents (mkdir -p), each new one
+ * with permission bits `mode` (e.g. 0700); folders that exist are left as
+ * they are. RZ_EINVAL for an empty path; RZ_EIO naming the folder that
+ * could not be made (or a path that exists and is not a folder), with
+ * errno kept as the system left it. */
+RZ_EXTERN RZ_NODISCARD int rz_fs_mkdirs(const char *path, unsigned mode);
+
 /* Diagnostics: every problem found in one pass, compiler style. */
 typedef enum rz_severity { RZ_SEV_ERROR = 0, RZ_SEV_WARNING = 1, RZ_SEV_NOTE = 2 } rz_severity;
 

@@ -1,20 +1,40 @@
 /* mkdir and mkdir -p; the LMDB open sequence. */
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
 #include "common/fs.h"
 
-int rz__mkdir(const char *path)
+/* mkdir of one folder; an existing one is fine. Only the last folder of a
+ * path is checked to be one: a file in place of a parent fails at the next
+ * mkdir, naming the path below it. errno survives the error text for
+ * callers that word it themselves. */
+static int mkdir_one(const char *path, unsigned mode, bool last)
 {
-    if (mkdir(path, 0700) == 0 || errno == EEXIST)
+    if (mkdir(path, (mode_t)mode) == 0)
         return RZ_OK;
-    return rz__error(RZ_EIO, "cannot create %s: %s", path, strerror(errno));
+    int e = errno;
+    struct stat st;
+    if (e == EEXIST && (!last || (stat(path, &st) == 0 && S_ISDIR(st.st_mode))))
+        return RZ_OK;
+    if (e == EEXIST)
+        e = ENOTDIR;
+    int rc = rz__error(RZ_EIO, "cannot create %s: %s", path, strerror(e));
+    errno = e;
+    return rc;
 }
 
-int rz__mkdirs(const char *path)
+int rz__mkdir(const char *path)
 {
+    return mkdir_one(path, 0700, true);
+}
+
+int rz_fs_mkdirs(const char *path, unsigned mode)
+{
+    if (!path || !*path)
+        return rz__error(RZ_EINVAL, "mkdir: empty path");
     char *p = rz__strdup(path);
     if (!p)
         return rz__error(RZ_ENOMEM, "out of memory");
@@ -23,13 +43,20 @@ int rz__mkdirs(const char *path)
         if (*s != '/')
             continue;
         *s = '\0';
-        rc = rz__mkdir(p);
+        rc = mkdir_one(p, mode, false);
         *s = '/';
     }
     if (rc == RZ_OK)
-        rc = rz__mkdir(p);
+        rc = mkdir_one(p, mode, true);
+    int e = errno;
     free(p);
+    errno = e;
     return rc;
+}
+
+int rz__mkdirs(const char *path)
+{
+    return rz_fs_mkdirs(path, 0700);
 }
 
 static int open_dbs(MDB_env *env, const char *const *names, MDB_dbi *dbis, size_t n)

@@ -1,6 +1,7 @@
 /* Status table, last error, diagnostics lists, buffers and maps; the
  * toolkit (arrays, folders, LMDB, text, JSON fields, graphs). */
 #include <setjmp.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -209,6 +210,35 @@ static void labels_stay_sorted_and_replace(void **state)
     assert_string_equal(rz__labels_get(&l, "zone"), "c");
     assert_null(rz__labels_get(&l, "nope"));
     rz__labels_free(&l);
+}
+
+/* The public mkdir -p: the mode asked for, a file at the path refused with
+ * errno kept for the shells' own wording, an empty path refused. */
+static void fs_mkdirs_public(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/rz-common-XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char *deep = rz__asprintf("%s/p/q", root);
+    mode_t old = umask(022);
+    assert_int_equal(rz_fs_mkdirs(deep, 0750), RZ_OK);
+    umask(old);
+    struct stat st;
+    assert_int_equal(stat(deep, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0750);
+    char *file = rz__asprintf("%s/f", root);
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(rz_fs_mkdirs(file, 0700), RZ_EIO);
+    assert_int_equal(errno, ENOTDIR);
+    assert_non_null(strstr(rz_error_last()->message, file));
+    assert_int_equal(rz_fs_mkdirs("", 0700), RZ_EINVAL);
+    char *rm = rz__asprintf("rm -rf '%s'", root);
+    assert_int_equal(system(rm), 0);
+    free(rm);
+    free(file);
+    free(deep);
 }
 
 static void mkdirs_creates_parents(void **state)
@@ -429,6 +459,7 @@ int main(void)
         cmocka_unit_test(grow_refuses_overflow_and_keeps_the_array),
         cmocka_unit_test(labels_stay_sorted_and_replace),
         cmocka_unit_test(mkdirs_creates_parents),
+        cmocka_unit_test(fs_mkdirs_public),
         cmocka_unit_test(lmdb_open_makes_the_databases),
         cmocka_unit_test(utf8_encodes_every_length),
         cmocka_unit_test(edit_distance_counts_transpositions),
