@@ -68,7 +68,8 @@ static char *vault_path(const cli *c)
     return strdup(buf);
 }
 
-/* mkdir -p of the folder holding `path`, private to the user. */
+/* mkdir -p of the folder holding `path`, private to the user; -1 with
+ * errno set on failure. */
 static int make_parent(const char *path)
 {
     char buf[PATH_MAX];
@@ -77,15 +78,7 @@ static int make_parent(const char *path)
     if (!slash || slash == buf)
         return 0;
     *slash = '\0';
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0700) != 0 && errno != EEXIST ? -1 : 0;
+    return rz_fs_mkdirs(buf, 0700) == RZ_OK ? 0 : -1;
 }
 
 /* ---- Reading secrets ----------------------------------------------------- */

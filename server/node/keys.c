@@ -20,32 +20,12 @@
 
 int node_mkdirs(const char *path)
 {
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-        errno = ENAMETOOLONG;
+    struct stat st;
+    if (rz_fs_mkdirs(path, 0700) != RZ_OK || stat(path, &st) != 0)
         return -1;
-    }
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        int r = mkdir(buf, 0700);
-        *p = '/';
-        if (r != 0 && errno != EEXIST)
-            return -1;
-    }
-    if (mkdir(buf, 0700) == 0)
-        return 0;
     /* An existing folder holds keys and results: only its owner may enter
      * it (chmod fails with EPERM where it is someone else's). */
-    struct stat st;
-    if (errno != EEXIST || stat(buf, &st) != 0)
-        return -1;
-    if (!S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return (st.st_mode & 077) == 0 || chmod(buf, 0700) == 0 ? 0 : -1;
+    return (st.st_mode & 077) == 0 || chmod(path, 0700) == 0 ? 0 : -1;
 }
 
 char *node_read_file(const char *path, size_t max, size_t *len)

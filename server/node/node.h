@@ -86,7 +86,8 @@ void node_state_free(node_state *s);
 
 /* Write `len` bytes to `path` through a 0600 temp file and rename. */
 int node_write_private(const char *path, const void *data, size_t len);
-/* Create `path` and its parents (0700). */
+/* Create `path` and its parents (0700, rz_fs_mkdirs) and make it private
+ * if it was opened up: -1 with errno set otherwise. */
 int node_mkdirs(const char *path);
 /* Whole file, NUL-terminated, at most `max` bytes; NULL with errno set
  * (EFBIG when larger). */

@@ -30,10 +30,14 @@ int auth_open(orch *o)
 {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/auth", o->opts.data);
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, ORCH_NAME ": cannot create %s: %s\n", dir, strerror(errno));
+    if (rz_fs_mkdirs(dir, 0700) != RZ_OK) {
+        fprintf(stderr, ORCH_NAME ": %s\n", rz_error_last()->message);
         return RZ_EIO;
     }
+    /* The library's LMDB open (lib/common/fs.c) is internal: a public one
+     * would put LMDB's types in include/. Until the auth store moves into
+     * the library, this is the one copy outside it, kept in step by hand
+     * (stale reader slots of killed processes cleared the same way). */
     MDB_txn *txn = NULL;
     int mrc = mdb_env_create(&o->auth);
     if (mrc == 0)
@@ -42,6 +46,10 @@ int auth_open(orch *o)
         mrc = mdb_env_set_mapsize(o->auth, AUTH_MAP_SIZE);
     if (mrc == 0)
         mrc = mdb_env_open(o->auth, dir, MDB_NOTLS, 0600);
+    if (mrc == 0) {
+        int dead;
+        mdb_reader_check(o->auth, &dead);
+    }
     if (mrc == 0)
         mrc = mdb_txn_begin(o->auth, NULL, 0, &txn);
     if (mrc == 0)
