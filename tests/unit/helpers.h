@@ -70,4 +70,20 @@ static inline void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+#ifdef RHIZOS_ENGINE_H
+/* A node's report to the engine, the fields of rz_engine_report in order
+ * (for tests that include rhizos/engine.h first). */
+static inline int node_report(rz_engine *e, uint64_t node, uint64_t job,
+                              uint32_t attempt, const char *outputs_json,
+                              const char *error, uint64_t run_ms, uint64_t now_ms)
+{
+    rz_engine_report r = RZ_ENGINE_REPORT_INIT;
+    r.attempt = attempt;
+    r.outputs_json = outputs_json;
+    r.error = error;
+    r.run_ms = run_ms;
+    return rz_engine_report_result(e, node, job, &r, now_ms, NULL);
+}
+#endif
+
 #endif

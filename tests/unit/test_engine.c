@@ -35,19 +35,6 @@ typedef struct fx {
     rz_ledger_id client;
 } fx;
 
-/* A node's report, the fields of rz_engine_report in order. */
-static int report(rz_engine *e, uint64_t node, uint64_t job, uint32_t attempt,
-                  const char *outputs_json, const char *error, uint64_t run_ms,
-                  uint64_t now_ms)
-{
-    rz_engine_report r = RZ_ENGINE_REPORT_INIT;
-    r.attempt = attempt;
-    r.outputs_json = outputs_json;
-    r.error = error;
-    r.run_ms = run_ms;
-    return rz_engine_report_result(e, node, job, &r, now_ms, NULL);
-}
-
 static void add_module(const char *root, const char *id, const char *inputs,
                        const char *outputs)
 {
@@ -188,7 +175,7 @@ static void test_settle_exact(void **state)
     assert_int_equal(job_state(f, j), RZ_JOB_RUNNING);
     check(f);
     assert_int_equal(rz_engine_poll(f->e, n, 3, &a), RZ_ENOENT);
-    assert_int_equal(report(f->e, n, j, 1, "{\"n\":2}", NULL, 10000, 4),
+    assert_int_equal(node_report(f->e, n, j, 1, "{\"n\":2}", NULL, 10000, 4),
                      RZ_OK);
     rz_engine_job_info ji;
     assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
@@ -212,7 +199,7 @@ static void test_settle_exact(void **state)
     /* A run longer than the hold is capped at the hold. */
     uint64_t j2 = submit(f, 250, 0, 5);
     assert_int_equal(rz_engine_poll(f->e, n, 6, &a), RZ_OK);
-    assert_int_equal(report(f->e, n, j2, 1, NULL, NULL, 3600000, 7), RZ_OK);
+    assert_int_equal(node_report(f->e, n, j2, 1, NULL, NULL, 3600000, 7), RZ_OK);
     assert_int_equal(rz_engine_job_get(f->e, j2, &ji), RZ_OK);
     assert_int_equal(ji.cost_cents, 250);
     assert_int_equal(balance(f, f->client), 9550);
@@ -231,7 +218,7 @@ static void test_refunds_and_funds(void **state)
     uint64_t j = submit(f, 700, 0, 1);
     rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, n, 2, &a), RZ_OK);
-    assert_int_equal(report(f->e, n, j, 1, NULL, "exit 1", 500, 3), RZ_OK);
+    assert_int_equal(node_report(f->e, n, j, 1, NULL, "exit 1", 500, 3), RZ_OK);
     rz_engine_job_info ji;
     assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
     assert_int_equal(ji.state, RZ_JOB_FAILED);
@@ -245,7 +232,7 @@ static void test_refunds_and_funds(void **state)
     assert_int_equal(rz_engine_poll(f->e, n, 7, &a), RZ_OK);
     assert_int_equal(a.job, r);
     assert_int_equal(rz_engine_job_cancel(f->e, r, 8), RZ_OK);
-    assert_int_equal(report(f->e, n, r, 1, "{}", NULL, 10, 9), RZ_ESTATE);
+    assert_int_equal(node_report(f->e, n, r, 1, "{}", NULL, 10, 9), RZ_ESTATE);
     assert_int_equal(balance(f, f->client), 10000);
     /* Insufficient funds: an error and nothing changes. */
     rz_engine_stats before, after;
@@ -310,12 +297,12 @@ static void test_lost_node(void **state)
     assert_int_equal(ni.state, RZ_NODE_LOST);
     check(f);
     /* Its late result is refused; it must register again. */
-    assert_int_equal(report(f->e, a, j, 1, "{}", NULL, 10000, 1600), RZ_ESTATE);
+    assert_int_equal(node_report(f->e, a, j, 1, "{}", NULL, 10000, 1600), RZ_ESTATE);
     assert_int_equal(rz_engine_poll(f->e, a, 1600, &as), RZ_ESTATE);
     assert_int_equal(rz_engine_poll(f->e, b, 1600, &as), RZ_OK);
     assert_int_equal(as.job, j);
     assert_int_equal(as.attempt, 2);
-    assert_int_equal(report(f->e, b, j, 2, "{\"n\":1}", NULL, 10000, 1700), RZ_OK);
+    assert_int_equal(node_report(f->e, b, j, 2, "{\"n\":1}", NULL, 10000, 1700), RZ_OK);
     assert_int_equal(balance(f, f->client), 9800);   /* charged once */
     assert_int_equal(balance(f, rz_engine_node_account(b)), 190);
     assert_int_equal(balance(f, rz_engine_node_account(a)), 0);
@@ -343,10 +330,10 @@ static void test_stale_duplicate(void **state)
     if (holder == b)
         assert_int_equal(rz_engine_poll(f->e, b, 2, &as), RZ_OK);
     uint64_t other = holder == a ? b : a;
-    assert_int_equal(report(f->e, other, j, 1, "{}", NULL, 10000, 3), RZ_ESTATE);
-    assert_int_equal(report(f->e, holder, j, 2, "{}", NULL, 10000, 3), RZ_ESTATE);
-    assert_int_equal(report(f->e, holder, 999, 1, "{}", NULL, 1, 3), RZ_ENOENT);
-    assert_int_equal(report(f->e, holder, j, 1, "{\"n\":3}", NULL, 10000, 4), RZ_OK);
+    assert_int_equal(node_report(f->e, other, j, 1, "{}", NULL, 10000, 3), RZ_ESTATE);
+    assert_int_equal(node_report(f->e, holder, j, 2, "{}", NULL, 10000, 3), RZ_ESTATE);
+    assert_int_equal(node_report(f->e, holder, 999, 1, "{}", NULL, 1, 3), RZ_ENOENT);
+    assert_int_equal(node_report(f->e, holder, j, 1, "{\"n\":3}", NULL, 10000, 4), RZ_OK);
     /* The same report again changes nothing (and says it was a repeat);
      * the same attempt with other content is refused. */
     int repeat = 0;
@@ -357,13 +344,13 @@ static void test_stale_duplicate(void **state)
     assert_int_equal(rz_engine_report_result(f->e, holder, j, &same, 5, &repeat),
                      RZ_OK);
     assert_int_equal(repeat, 1);
-    assert_int_equal(report(f->e, holder, j, 1, NULL, "late", 1, 6), RZ_ESTATE);
+    assert_int_equal(node_report(f->e, holder, j, 1, NULL, "late", 1, 6), RZ_ESTATE);
     rz_engine_report other_outputs = same;
     other_outputs.outputs_json = "{\"n\":4}";
     assert_int_equal(rz_engine_report_result(f->e, holder, j, &other_outputs, 6,
                                              &repeat), RZ_ESTATE);
     assert_int_equal(repeat, 0);
-    assert_int_equal(report(f->e, holder, j, 1, "{\"n\":3}", NULL, 10001, 6), RZ_ESTATE);
+    assert_int_equal(node_report(f->e, holder, j, 1, "{\"n\":3}", NULL, 10001, 6), RZ_ESTATE);
     assert_int_equal(job_state(f, j), RZ_JOB_SUCCEEDED);
     assert_int_equal(balance(f, f->client), 9800);
     rz_engine_stats st;
@@ -371,13 +358,13 @@ static void test_stale_duplicate(void **state)
     assert_int_equal(st.results_rejected, 5);
     /* The accepted report's digest is kept with the job. */
     reopen(f);
-    assert_int_equal(report(f->e, holder, j, 1, "{\"n\":3}", NULL, 10000, 7), RZ_OK);
-    assert_int_equal(report(f->e, holder, j, 1, "{\"n\":5}", NULL, 10000, 7), RZ_ESTATE);
+    assert_int_equal(node_report(f->e, holder, j, 1, "{\"n\":3}", NULL, 10000, 7), RZ_OK);
+    assert_int_equal(node_report(f->e, holder, j, 1, "{\"n\":5}", NULL, 10000, 7), RZ_ESTATE);
     assert_int_equal(job_state(f, j), RZ_JOB_SUCCEEDED);
     /* Outputs that are not an object fail the job (refunded). */
     uint64_t k = submit(f, 500, 0, 7);
     assert_int_equal(rz_engine_poll(f->e, holder, 8, &as), RZ_OK);
-    assert_int_equal(report(f->e, holder, k, 1, "[1]", NULL, 10, 9), RZ_OK);
+    assert_int_equal(node_report(f->e, holder, k, 1, "[1]", NULL, 10, 9), RZ_OK);
     assert_int_equal(job_state(f, k), RZ_JOB_FAILED);
     /* Its repeat is recognised by what was sent, not what was stored. */
     rz_engine_report not_object = RZ_ENGINE_REPORT_INIT;
@@ -477,7 +464,7 @@ static int drive(fx *f, const uint64_t *nodes, size_t n, uint64_t now,
             uint32_t att = a.attempt;
             int fail = fail_step && strcmp(a.step, fail_step) == 0 && att == 1;
             char *out = fail ? NULL : module_outputs(&a);
-            assert_int_equal(report(f->e, nodes[i], job, att, out,
+            assert_int_equal(node_report(f->e, nodes[i], job, att, out,
                                     fail ? "flaky" : NULL, 10000, now), RZ_OK);
             free(out);
             ran++;
@@ -638,7 +625,7 @@ static void test_deploy_timeout_cancel(void **state)
     assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_FAILED);
     assert_int_equal(job_state(f, a.job), RZ_JOB_FAILED);
-    assert_int_equal(report(f->e, n, a.job, 1, "{}", NULL, 5, 1012), RZ_ESTATE);
+    assert_int_equal(node_report(f->e, n, a.job, 1, "{}", NULL, 5, 1012), RZ_ESTATE);
     assert_int_equal(balance(f, f->client), 10000);
     int stops = 0;
     rz_engine_event ev;
@@ -765,7 +752,7 @@ static void test_status_job_view(void **state)
     /* A second node finishes it: the final status keeps the job's view. */
     uint64_t m = node_add(f, 20);
     assert_int_equal(rz_engine_poll(f->e, m, 21, &a), RZ_OK);
-    assert_int_equal(report(f->e, m, a.job, 2, "{\"n\":1}", NULL,
+    assert_int_equal(node_report(f->e, m, a.job, 2, "{\"n\":1}", NULL,
                             1000, 22), RZ_OK);
     doc = status(f, d);
     assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
@@ -783,7 +770,7 @@ static void test_restart_close(void **state)
     rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, nodes[0], 2, &a), RZ_OK);   /* split */
     char *out = module_outputs(&a);
-    assert_int_equal(report(f->e, nodes[0], a.job, 1, out, NULL, 10000, 3), RZ_OK);
+    assert_int_equal(node_report(f->e, nodes[0], a.job, 1, out, NULL, 10000, 3), RZ_OK);
     free(out);
     assert_int_equal(rz_engine_poll(f->e, nodes[0], 4, &a), RZ_OK);   /* a (ties: first node) */
     uint64_t running = a.job;
@@ -803,7 +790,7 @@ static void test_restart_close(void **state)
             rz_engine_job_info ji;
             assert_int_equal(rz_engine_job_get(f->e, running, &ji), RZ_OK);
             if (ji.state == RZ_JOB_RUNNING)   /* still held: report it */
-                assert_int_equal(report(f->e, ji.node, running, 1,
+                assert_int_equal(node_report(f->e, ji.node, running, 1,
                                         "{\"n\":1}", NULL, 10000, now), RZ_OK);
         }
     }
@@ -831,7 +818,7 @@ static void test_restart_sigkill(void **state)
         if (rz_engine_poll(f->e, n, 2, &a) != RZ_OK)
             _exit(3);
         char *out = module_outputs(&a);
-        if (report(f->e, n, a.job, 1, out, NULL, 10000, 3) != RZ_OK)
+        if (node_report(f->e, n, a.job, 1, out, NULL, 10000, 3) != RZ_OK)
             _exit(4);
         if (rz_engine_poll(f->e, n, 4, &a) != RZ_OK)   /* a step runs */
             _exit(5);
@@ -855,7 +842,7 @@ static void test_restart_sigkill(void **state)
                 rz_engine_assignment a = { .job = j, .module_id = "count",
                     .request_json = "{\"inputs\":{\"text\":\"a b\"}}" };
                 char *out = module_outputs(&a);
-                assert_int_equal(report(f->e, 1, j, ji.attempt, out,
+                assert_int_equal(node_report(f->e, 1, j, ji.attempt, out,
                                         NULL, 10000, now), RZ_OK);
                 free(out);
             }
@@ -923,7 +910,7 @@ static void test_decline(void **state)
     uint64_t k = submit(f, 500, 0, 8);
     assert_int_equal(rz_engine_poll(f->e, a, 9, &as), RZ_OK);
     assert_int_equal(as.job, k);
-    assert_int_equal(report(f->e, b, j, 2, "{\"n\":1}", NULL, 10000, 10), RZ_OK);
+    assert_int_equal(node_report(f->e, b, j, 2, "{\"n\":1}", NULL, 10000, 10), RZ_OK);
     assert_int_equal(balance(f, f->client), 10000 - 200 - 500);
     assert_int_equal(rz_engine_job_cancel(f->e, k, 11), RZ_OK);
     assert_int_equal(balance(f, f->client), 9800);
@@ -1185,7 +1172,7 @@ static void test_queue_groups(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(job_state(f, x[i]), RZ_JOB_QUEUED);
     check(f);
-    assert_int_equal(report(f->e, n, c, 1, "{\"n\":1}", NULL, 10, 4), RZ_OK);
+    assert_int_equal(node_report(f->e, n, c, 1, "{\"n\":1}", NULL, 10, 4), RZ_OK);
     assert_int_equal(rz_engine_poll(f->e, n, 5, &a), RZ_OK);
     assert_int_equal(a.job, d);
     assert_int_equal(job_state(f, b), RZ_JOB_ASSIGNED);
@@ -1278,7 +1265,7 @@ static void test_waiting_reason_queue_timeout(void **state)
     assert_int_equal(ji.queue_deadline_ms, 5010);
     assert_int_equal(rz_engine_next_wakeup(f->e), 1041);   /* heartbeat first */
     assert_int_equal(rz_engine_node_heartbeat(f->e, n, 1000, 0), RZ_OK);
-    assert_int_equal(report(f->e, n, ok, 1, "{\"n\":1}", NULL, 10000, 1000), RZ_OK);
+    assert_int_equal(node_report(f->e, n, ok, 1, "{\"n\":1}", NULL, 10000, 1000), RZ_OK);
     reopen(f);   /* the deadline is stored; the reason is worked out again */
     assert_null(waiting_reason(f, dk));
     assert_int_equal(rz_engine_node_heartbeat(f->e, n, 5000, 0), RZ_OK);

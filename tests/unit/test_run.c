@@ -17,19 +17,6 @@
 #include "rhizos/run.h"
 #include "helpers.h"
 
-/* A node's report, the fields of rz_engine_report in order. */
-static int report(rz_engine *e, uint64_t node, uint64_t job, uint32_t attempt,
-                  const char *outputs_json, const char *error, uint64_t run_ms,
-                  uint64_t now_ms)
-{
-    rz_engine_report r = RZ_ENGINE_REPORT_INIT;
-    r.attempt = attempt;
-    r.outputs_json = outputs_json;
-    r.error = error;
-    r.run_ms = run_ms;
-    return rz_engine_report_result(e, node, job, &r, now_ms, NULL);
-}
-
 static rz_flow *parse(const char *src, rz_format fmt)
 {
     rz_flow *f = NULL;
@@ -961,12 +948,12 @@ static void test_replica_follows_deployment(void **state)
         assert_int_equal(count_running(r), 1);
         if (strcmp(a.step, "b") == 0 && !b_failed) {
             b_failed = true;
-            assert_int_equal(report(e, node, a.job, a.attempt, NULL,
+            assert_int_equal(node_report(e, node, a.job, a.attempt, NULL,
                                     "flaky", 5, now), RZ_OK);
             /* Retried at once: the replica went through the failure. */
             assert_int_equal(rz_run_step_attempts(r, S(r, "b")), 2);
         } else {
-            assert_int_equal(report(e, node, a.job, a.attempt,
+            assert_int_equal(node_report(e, node, a.job, a.attempt,
                                     "{\"go\":false}", NULL, 5, now),
                              RZ_OK);
         }
