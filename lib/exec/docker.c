@@ -255,6 +255,9 @@ int rz_container_reap(const char *host, const char *node_id,
         unsigned long long job = strtoull(jobs[i], &end, 10);
         if (jobs[i][0] && !*end && held((uint64_t)job, ud))
             continue;
+        /* Killed first: a forced remove stops with the container's grace
+         * period, and a shell as PID 1 ignores SIGTERM. */
+        (void)!rz__docker_kill(d, ids[i], "KILL");   /* 409: already exited */
         int r = rz__docker_remove(d, ids[i]);
         if (r == RZ_OK && removed)
             (*removed)++;

@@ -89,9 +89,12 @@ class ContainerNetwork(network.Base):
         self.assertTrue(containers("io.rhizos.job=%d" % nap))
         again = self.run_node(first.data)
         again.id, again.account, again.name = first.id, first.account, first.name
-        again.wait_for(lambda: [e for e in again.events()
-                                if e.get("event") == "reaped"], 30,
-                       "the restarted node to reap its container")
+        try:   # generous: a loaded 2-core machine answers /version slowly
+            again.wait_for(lambda: [e for e in again.events()
+                                    if e.get("event") == "reaped"], 90,
+                           "the restarted node to reap its container")
+        except AssertionError:
+            raise AssertionError(again.output() + str(self.job(nap)))
         self.cli("flow", "watch", str(dep), key=self.key, timeout=120)
         st = self.status(dep)
         self.assertEqual(st["steps"]["nap"]["outputs"], {"slept": 6})
