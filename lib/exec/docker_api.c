@@ -2,10 +2,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -247,6 +249,58 @@ static int version_cmp(const char *a, const char *b)
     return an < bn ? -1 : an > bn;
 }
 
+/* Podman answers /version in about 0.4 s (its /_ping in under 1 ms), and
+ * each phase of an attempt opens a client of its own: the negotiated
+ * version is kept per socket file for the life of the process, and an open
+ * that finds it only pings. A new engine on the same path is a new socket
+ * file (another inode), which negotiates again. */
+static struct {
+    pthread_mutex_t mu;
+    char socket[256];
+    dev_t dev;
+    ino_t ino;
+    char version[16], engine[96];
+} negotiated = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static bool negotiated_get(rz__docker *d, const struct stat *st)
+{
+    pthread_mutex_lock(&negotiated.mu);
+    bool hit = negotiated.version[0] && strcmp(negotiated.socket, d->socket) == 0 &&
+               negotiated.dev == st->st_dev && negotiated.ino == st->st_ino;
+    if (hit) {
+        memcpy(d->version, negotiated.version, sizeof d->version);
+        memcpy(d->engine, negotiated.engine, sizeof d->engine);
+    }
+    pthread_mutex_unlock(&negotiated.mu);
+    return hit;
+}
+
+static void negotiated_put(const rz__docker *d, const struct stat *st)
+{
+    if (strlen(d->socket) >= sizeof negotiated.socket)
+        return;
+    pthread_mutex_lock(&negotiated.mu);
+    snprintf(negotiated.socket, sizeof negotiated.socket, "%s", d->socket);
+    negotiated.dev = st->st_dev;
+    negotiated.ino = st->st_ino;
+    memcpy(negotiated.version, d->version, sizeof d->version);
+    memcpy(negotiated.engine, d->engine, sizeof d->engine);
+    pthread_mutex_unlock(&negotiated.mu);
+}
+
+/* 1: the engine whose version is cached answers; 0: negotiate again;
+ * <0: it does not answer (the transport's error). */
+static int ping(rz__docker *d)
+{
+    long status = 0;
+    int rc = call(d, "GET", "!/_ping", NULL, &status, NULL, NULL, 0);
+    if (rc != RZ_OK)
+        return rc;
+    return status == 200;
+}
+
+static int negotiate(rz__docker *d);
+
 int rz__docker_open(rz__docker **out, const char *override)
 {
     *out = NULL;
@@ -269,22 +323,42 @@ int rz__docker_open(rz__docker **out, const char *override)
         rz__docker_close(d);
         return rc;
     }
+    struct stat st;
+    bool known = stat(d->socket, &st) == 0 && negotiated_get(d, &st);
+    rc = known ? ping(d) : 0;
+    if (rc == 0) {
+        rc = negotiate(d);
+        if (rc == RZ_OK && stat(d->socket, &st) == 0)
+            negotiated_put(d, &st);
+    } else if (rc == 1) {
+        rc = RZ_OK;
+    }
+    if (rc != RZ_OK) {
+        rz__docker_close(d);
+        return rc;
+    }
+    *out = d;
+    return RZ_OK;
+}
+
+/* GET /version: the highest API version both sides speak, and the
+ * engine's name for messages. */
+static int negotiate(rz__docker *d)
+{
     long status;
     cJSON *v = NULL;
-    rc = call(d, "GET", "!/version", NULL, &status, &v, NULL, 0);
+    int rc = call(d, "GET", "!/version", NULL, &status, &v, NULL, 0);
     if (rc == RZ_OK && (status != 200 || !v))
         rc = rz__error(RZ_EPROTOCOL, "%s answered GET /version with HTTP %ld: "
                        "not a Docker Engine API", d->socket, status);
     if (rc != RZ_OK) {
         cJSON_Delete(v);
-        rz__docker_close(d);
         return rc;
     }
     const char *api = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(v, "ApiVersion"));
     const char *min = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(v, "MinAPIVersion"));
     if (!api) {
         cJSON_Delete(v);
-        rz__docker_close(d);
         return rz__error(RZ_EPROTOCOL, "%s: /version carries no ApiVersion", d->socket);
     }
     const char *use = version_cmp(api, RZ_DOCKER_API_MAX) < 0 ? api : RZ_DOCKER_API_MAX;
@@ -292,7 +366,6 @@ int rz__docker_open(rz__docker **out, const char *override)
         rc = rz__error(RZ_EUNSUPPORTED, "the engine at %s needs API %s or newer; "
                        "RhizOS speaks up to %s", d->socket, min, RZ_DOCKER_API_MAX);
         cJSON_Delete(v);
-        rz__docker_close(d);
         return rc;
     }
     snprintf(d->version, sizeof d->version, "%s", use);
@@ -303,7 +376,6 @@ int rz__docker_open(rz__docker **out, const char *override)
     snprintf(d->engine, sizeof d->engine, "%s %s", name ? name : "Docker Engine",
              ver ? ver : "?");
     cJSON_Delete(v);
-    *out = d;
     return RZ_OK;
 }
 
