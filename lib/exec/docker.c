@@ -198,6 +198,8 @@ typedef struct dk_state {
     char output_error[256];
     const char *log;
     size_t log_len;
+    rz__docker_demux logs;       /* the engine's copy, when the stream lost it */
+    bool have_logs;
 } dk_state;
 
 static int dk_probe(const char *host, char *why, size_t n)
@@ -286,6 +288,8 @@ static void dk_cleanup(void *state)
         return;
     pull_abandon(s->pull);
     rz__docker_stream_free(s->st);
+    if (s->have_logs)
+        rz__docker_demux_free(&s->logs);
     if (s->id && s->d)
         (void)rz__docker_remove(s->d, s->id);
     rz__docker_close(s->d);
@@ -608,11 +612,27 @@ static void finish_container(dk_state *s)
     }
     size_t out_len, dropped, err_len;
     const char *out = rz__docker_stream_stdout(s->st, &out_len, &dropped);
+    const char *err = rz__docker_stream_stderr(s->st, &err_len, NULL);
+    /* Podman 4.3's attach now and then ends without the output of a
+     * container that exits at once; its log file has it. */
+    bool lost = out_len == 0 && !dropped && !s->stopping && rc == RZ_OK;
+    if (lost) {
+        s->have_logs = true;   /* initialised by the call, freed at cleanup */
+        lost = rz__docker_logs(s->d, s->id, s->max_stdout + 1, &s->logs) == RZ_OK;
+    }
+    if (lost) {
+        out = s->logs.out.data;
+        out_len = s->logs.out.len;
+        dropped = s->logs.out_dropped;
+        if (err_len == 0) {
+            err = s->logs.err.data;
+            err_len = s->logs.err.len;
+        }
+    }
     s->stdout_over = dropped > 0;
     rz__exec_outputs(s->outputs_path, s->max_stdout, out, out_len,
                      s->stdout_over, &s->outputs, s->output_error,
                      sizeof s->output_error);
-    const char *err = rz__docker_stream_stderr(s->st, &err_len, NULL);
     if (err_len > s->max_log) {
         err += err_len - s->max_log;
         err_len = s->max_log;
