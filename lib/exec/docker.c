@@ -44,6 +44,8 @@
 
 /* ---- a pull on its own thread ---- */
 
+#define PULL_LAYERS 64           /* counted for progress; more are not */
+
 /* Shared by the attempt and the pulling thread; whoever lets go last frees
  * it, so an attempt cleaned up mid-pull never waits for the registry. */
 typedef struct pull_job {
@@ -55,6 +57,10 @@ typedef struct pull_job {
     int pipe[2];                 /* the thread writes a byte when done */
     char *host, *ref;
     uint64_t deadline;
+    /* Bytes per layer, summed into the status line the runner shows. */
+    struct { char id[72]; int64_t cur, total; } layers[PULL_LAYERS];
+    size_t n_layers;
+    char status[160];
 } pull_job;
 
 static void pull_release(pull_job *p)
@@ -72,12 +78,54 @@ static void pull_release(pull_job *p)
     free(p);
 }
 
+/* The layer's slot, added when new; NULL past PULL_LAYERS. */
+static size_t pull_layer(pull_job *p, const char *id)
+{
+    for (size_t i = 0; i < p->n_layers; i++)
+        if (!strcmp(p->layers[i].id, id))
+            return i;
+    if (p->n_layers == PULL_LAYERS)
+        return PULL_LAYERS;
+    snprintf(p->layers[p->n_layers].id, sizeof p->layers[0].id, "%s", id);
+    p->layers[p->n_layers].cur = p->layers[p->n_layers].total = 0;
+    return p->n_layers++;
+}
+
+/* Downloads are summed over layers ("12.3/40.1 MB"); before any, the
+ * engine's own word ("Pulling fs layer") is the status. */
+static void pull_status_update(pull_job *p, const char *status,
+                               const char *id, int64_t current, int64_t total)
+{
+    if (id && *id && total > 0) {
+        size_t k = pull_layer(p, id);
+        if (k < PULL_LAYERS) {
+            p->layers[k].cur = current < total ? current : total;
+            p->layers[k].total = total;
+        }
+    } else if (id && *id && status && !strcmp(status, "Download complete")) {
+        size_t k = pull_layer(p, id);
+        if (k < PULL_LAYERS)
+            p->layers[k].cur = p->layers[k].total;
+    }
+    int64_t cur = 0, all = 0;
+    for (size_t i = 0; i < p->n_layers; i++) {
+        cur += p->layers[i].cur;
+        all += p->layers[i].total;
+    }
+    if (all > 0)
+        snprintf(p->status, sizeof p->status, "pulling %s: %.1f/%.1f MB",
+                 p->ref, (double)cur / 1e6, (double)all / 1e6);
+    else
+        snprintf(p->status, sizeof p->status, "pulling %s: %s", p->ref,
+                 status && *status ? status : "waiting");
+}
+
 static int pull_progress(void *ud, const char *status, const char *id,
                          int64_t current, int64_t total)
 {
-    (void)status; (void)id; (void)current; (void)total;
     pull_job *p = ud;
     pthread_mutex_lock(&p->mu);
+    pull_status_update(p, status, id, current, total);
     bool abort = p->abort;
     pthread_mutex_unlock(&p->mu);
     return abort;
@@ -114,6 +162,8 @@ static int pull_begin(pull_job **out, const char *host, const char *ref,
     p->deadline = deadline;
     p->host = host ? rz__strdup(host) : NULL;
     p->ref = rz__strdup(ref);
+    if (p->ref)
+        snprintf(p->status, sizeof p->status, "pulling %s", ref);
     pthread_attr_t at;
     pthread_t th;
     int rc = RZ_OK;
@@ -725,8 +775,18 @@ static void dk_collect(void *state, rz__exec_outcome *o)
     o->failure = s->failure;
 }
 
+static void dk_status(void *state, char *buf, size_t len)
+{
+    dk_state *s = state;
+    if (s->ph != PH_PULL || !s->pull)
+        return;
+    pthread_mutex_lock(&s->pull->mu);
+    snprintf(buf, len, "%s", s->pull->status);
+    pthread_mutex_unlock(&s->pull->mu);
+}
+
 RZ_HIDDEN extern const rz__adapter rz__docker_adapter;
 const rz__adapter rz__docker_adapter = {
     "docker", dk_probe, dk_prepare, dk_start, dk_fd, dk_poll,
-    dk_stop, dk_collect, dk_cleanup,
+    dk_stop, dk_collect, dk_cleanup, dk_status,
 };

@@ -325,6 +325,41 @@ class Embedded(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("digest mismatch", p.stdout + p.stderr)
 
+    def test_pull_progress_on_a_tty(self):
+        """The pull's progress reaches the runner's events and `flow run`
+        draws it on the status line of a terminal; without one, nothing."""
+        if not (REMOTE and DIGEST):
+            self.skipTest("no loopback registry (RHIZOS_TEST_REMOTE_IMAGE)")
+        import pty
+        path = self.flow("pulled", "ctr-pinned")
+        cmd = [RHIZOS, "flow", "run", path, "--modules", self.mods, "--data",
+               self.data, "--container-host", HOST]
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdin=follower,
+                                stdout=follower, stderr=follower,
+                                env=dict(os.environ, TERM="xterm"))
+        os.close(follower)
+        seen = b""
+        try:
+            while True:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:            # EIO: the other side closed
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+        finally:
+            os.close(leader)
+            rc = proc.wait(timeout=120)
+        text = seen.decode("utf-8", "replace")
+        self.assertEqual(rc, 0, text)
+        self.assertIn("pulled: pulling %s@sha256:" % REMOTE, text)
+        # Not a terminal: the same run prints no progress line.
+        p = self.cli("flow", "run", path)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn("pulling", p.stdout + p.stderr)
+
     def test_unreachable_engine_runs_nothing(self):
         flow = os.path.join(ROOT, "examples", "flows", "containers",
                             "container-wordcount.yaml")
