@@ -422,13 +422,15 @@ static int write_secret(const char *dir, const char *file, const char *value)
     return RZ_OK;
 }
 
-/* Whether the module declares credential `name` as type registry_auth. */
-static bool is_registry_auth(const rz_module *m, const char *name)
+/* The declared name when the module declares credential `name` (the
+ * runner hands it over upper-cased) as type registry_auth, else NULL. */
+static const char *registry_auth_decl(const rz_module *m, const char *name)
 {
     for (size_t i = 0; i < m->n_creds; i++)
         if (!strcasecmp(m->creds[i].name, name))
-            return m->creds[i].type && !strcmp(m->creds[i].type, "registry_auth");
-    return false;
+            return m->creds[i].type && !strcmp(m->creds[i].type, "registry_auth")
+                       ? m->creds[i].name : NULL;
+    return NULL;
 }
 
 /* The registry_auth credential, kept for the pull; checked now so a bad
@@ -436,14 +438,15 @@ static bool is_registry_auth(const rz_module *m, const char *name)
 static int take_registry_auth(dk_state *s, const rz__exec_spec *sp)
 {
     for (size_t i = 0; i < sp->n_secrets; i++) {
-        if (!is_registry_auth(sp->module, sp->secrets[i].name))
+        const char *decl = registry_auth_decl(sp->module, sp->secrets[i].name);
+        if (!decl)
             continue;
         const char *v = sp->secrets[i].value ? sp->secrets[i].value : "";
         char *auth = NULL, why[512];
         if (rz__docker_registry_auth(&auth, v) != RZ_OK) {
             snprintf(why, sizeof why, "%s", rz_error_last()->message);
             return rz__error(RZ_EINVALID, "credential '%s' (registry_auth): %s",
-                             sp->secrets[i].name, why);
+                             decl, why);
         }
         rz__docker_auth_free(auth);
         rz__docker_auth_free(s->registry_cred);
@@ -470,7 +473,7 @@ static int make_secrets(dk_state *s, const rz__exec_spec *sp, size_t *n)
         return rc;
     }
     for (size_t i = 0; i < sp->n_secrets; i++) {
-        if (is_registry_auth(sp->module, sp->secrets[i].name))
+        if (registry_auth_decl(sp->module, sp->secrets[i].name))
             continue;                 /* the engine's, not the module's */
         char *file = secret_file_name(sp->secrets[i].name);
         int rc = file ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
