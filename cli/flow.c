@@ -238,6 +238,10 @@ static void draw_status(progress *p, const rz_event *ev)
     fprintf(stderr, "  %zu/%zu done, %zu running, %zu queued  %.1fs",
             done, p->total, running, p->total - done - running,
             (double)ev->elapsed_ms / 1000.0);
+    /* A step's own progress (an image pull), on the same redrawn line. */
+    if (ev->kind == RZ_EVENT_PROGRESS && ev->message)
+        fprintf(stderr, "  %s: %.100s",
+                rz_flow_step_id(rz_run_flow(ev->run), ev->step), ev->message);
     p->status_shown = true;
     fflush(stderr);
 }

@@ -240,7 +240,11 @@ typedef enum rz_event_kind {
     RZ_EVENT_RUN_FINISHED,
     RZ_EVENT_NOTICE,           /* something the user should know once */
     RZ_EVENT_PROGRESS          /* nothing changed; a few times a second
-                                  while steps run, for live elapsed time */
+                                  while steps run, for live elapsed time.
+                                  While a step's runtime prepares it (an
+                                  image pull), `step` is that step and
+                                  `message` one line such as "pulling
+                                  IMAGE: 12.3/40.1 MB" */
 } rz_event_kind;
 
 typedef struct rz_event {

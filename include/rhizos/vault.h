@@ -139,7 +139,7 @@ RZ_EXTERN const char *rz_vault_path(const rz_vault *v);
  * custom type. */
 #define RZ_VAULT_TYPES                                                       \
     "exchange_api", "llm_api", "twitter_oauth", "discord_bot",               \
-    "telegram_bot", "database_url", "wallet_private_key"
+    "telegram_bot", "database_url", "wallet_private_key", "registry_auth"
 
 /* 1 if `type` is one of RZ_VAULT_TYPES, 0 otherwise. */
 RZ_EXTERN int rz_vault_type_is_known(const char *type);

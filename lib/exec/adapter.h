@@ -71,6 +71,9 @@ typedef struct rz__adapter {
     void (*stop)(void *state);                /* cancel; poll still ends */
     void (*collect)(void *state, rz__exec_outcome *out);
     void (*cleanup)(void *state);             /* NULL-safe, frees */
+    /* Optional (NULL: none): one line on what the runtime does before the
+     * module runs, e.g. "pulling IMAGE: 12.3/40.1 MB"; "" when nothing. */
+    void (*status)(void *state, char *buf, size_t len);
 } rz__adapter;
 
 RZ_HIDDEN extern const rz__adapter rz__process_adapter;

@@ -515,6 +515,14 @@ int rz_attempt_start(rz_attempt **out, const rz_attempt_opts *o)
 
 /* ---- running ---- */
 
+void rz__attempt_status(const rz_attempt *a, char *buf, size_t len)
+{
+    if (len)
+        buf[0] = '\0';
+    if (a && !a->done && a->state && a->ad->status)
+        a->ad->status(a->state, buf, len);
+}
+
 int rz_attempt_fd(const rz_attempt *a)
 {
     return a && !a->done && a->state ? a->ad->fd(a->state) : -1;

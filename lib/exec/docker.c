@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <sys/stat.h>
 
@@ -44,6 +45,8 @@
 
 /* ---- a pull on its own thread ---- */
 
+#define PULL_LAYERS 64           /* counted for progress; more are not */
+
 /* Shared by the attempt and the pulling thread; whoever lets go last frees
  * it, so an attempt cleaned up mid-pull never waits for the registry. */
 typedef struct pull_job {
@@ -54,7 +57,12 @@ typedef struct pull_job {
     char err[512];
     int pipe[2];                 /* the thread writes a byte when done */
     char *host, *ref;
+    char *cred;                  /* registry_auth credential, or NULL */
     uint64_t deadline;
+    /* Bytes per layer, summed into the status line the runner shows. */
+    struct { char id[72]; int64_t cur, total; } layers[PULL_LAYERS];
+    size_t n_layers;
+    char status[160];
 } pull_job;
 
 static void pull_release(pull_job *p)
@@ -69,15 +77,58 @@ static void pull_release(pull_job *p)
     close(p->pipe[1]);
     free(p->host);
     free(p->ref);
+    rz__docker_auth_free(p->cred);
     free(p);
+}
+
+/* The layer's slot, added when new; NULL past PULL_LAYERS. */
+static size_t pull_layer(pull_job *p, const char *id)
+{
+    for (size_t i = 0; i < p->n_layers; i++)
+        if (!strcmp(p->layers[i].id, id))
+            return i;
+    if (p->n_layers == PULL_LAYERS)
+        return PULL_LAYERS;
+    snprintf(p->layers[p->n_layers].id, sizeof p->layers[0].id, "%s", id);
+    p->layers[p->n_layers].cur = p->layers[p->n_layers].total = 0;
+    return p->n_layers++;
+}
+
+/* Downloads are summed over layers ("12.3/40.1 MB"); before any, the
+ * engine's own word ("Pulling fs layer") is the status. */
+static void pull_status_update(pull_job *p, const char *status,
+                               const char *id, int64_t current, int64_t total)
+{
+    if (id && *id && total > 0) {
+        size_t k = pull_layer(p, id);
+        if (k < PULL_LAYERS) {
+            p->layers[k].cur = current < total ? current : total;
+            p->layers[k].total = total;
+        }
+    } else if (id && *id && status && !strcmp(status, "Download complete")) {
+        size_t k = pull_layer(p, id);
+        if (k < PULL_LAYERS)
+            p->layers[k].cur = p->layers[k].total;
+    }
+    int64_t cur = 0, all = 0;
+    for (size_t i = 0; i < p->n_layers; i++) {
+        cur += p->layers[i].cur;
+        all += p->layers[i].total;
+    }
+    if (all > 0)
+        snprintf(p->status, sizeof p->status, "pulling %s: %.1f/%.1f MB",
+                 p->ref, (double)cur / 1e6, (double)all / 1e6);
+    else
+        snprintf(p->status, sizeof p->status, "pulling %s: %s", p->ref,
+                 status && *status ? status : "waiting");
 }
 
 static int pull_progress(void *ud, const char *status, const char *id,
                          int64_t current, int64_t total)
 {
-    (void)status; (void)id; (void)current; (void)total;
     pull_job *p = ud;
     pthread_mutex_lock(&p->mu);
+    pull_status_update(p, status, id, current, total);
     bool abort = p->abort;
     pthread_mutex_unlock(&p->mu);
     return abort;
@@ -88,6 +139,8 @@ static void *pull_main(void *arg)
     pull_job *p = arg;
     rz__docker *d = NULL;
     int rc = rz__docker_open(&d, p->host);
+    if (rc == RZ_OK && p->cred)
+        rc = rz__docker_set_registry_auth(d, p->cred);
     if (rc == RZ_OK)
         rc = rz__docker_pull(d, p->ref, pull_progress, p, p->deadline);
     pthread_mutex_lock(&p->mu);
@@ -104,7 +157,7 @@ static void *pull_main(void *arg)
 }
 
 static int pull_begin(pull_job **out, const char *host, const char *ref,
-                      uint64_t deadline)
+                      const char *cred, uint64_t deadline)
 {
     pull_job *p = calloc(1, sizeof *p);
     if (!p)
@@ -114,10 +167,13 @@ static int pull_begin(pull_job **out, const char *host, const char *ref,
     p->deadline = deadline;
     p->host = host ? rz__strdup(host) : NULL;
     p->ref = rz__strdup(ref);
+    p->cred = cred ? rz__strdup(cred) : NULL;
+    if (p->ref)
+        snprintf(p->status, sizeof p->status, "pulling %s", ref);
     pthread_attr_t at;
     pthread_t th;
     int rc = RZ_OK;
-    if (!p->ref || (host && !p->host)) {
+    if (!p->ref || (host && !p->host) || (cred && !p->cred)) {
         rc = rz__error(RZ_ENOMEM, "out of memory");
     } else if (pipe2(p->pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
         rc = rz__error(RZ_EIO, "pipe: %s", strerror(errno));
@@ -138,6 +194,7 @@ static int pull_begin(pull_job **out, const char *host, const char *ref,
         }
         free(p->host);
         free(p->ref);
+        rz__docker_auth_free(p->cred);
         free(p);
         return rc;
     }
@@ -183,6 +240,7 @@ typedef struct dk_state {
     rz__docker_spec cs;          /* the lists below are owned */
     char **env, **labels, **binds, **tmpfs;
     char *user, *secrets_dir, *outputs_path, *request;
+    char *registry_cred;         /* for the pull only, never a file */
     size_t request_len, max_stdout, max_log;
     uint32_t timeout_s;
     uint64_t deadline;           /* 0: none */
@@ -309,6 +367,7 @@ static void dk_cleanup(void *state)
     free(s->request);
     free(s->failure);
     free(s->outputs);
+    rz__docker_auth_free(s->registry_cred);
     free(s);
 }
 
@@ -367,6 +426,40 @@ static int write_secret(const char *dir, const char *file, const char *value)
     return RZ_OK;
 }
 
+/* The declared name when the module declares credential `name` (the
+ * runner hands it over upper-cased) as type registry_auth, else NULL. */
+static const char *registry_auth_decl(const rz_module *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_creds; i++)
+        if (!strcasecmp(m->creds[i].name, name))
+            return m->creds[i].type && !strcmp(m->creds[i].type, "registry_auth")
+                       ? m->creds[i].name : NULL;
+    return NULL;
+}
+
+/* The registry_auth credential, kept for the pull; checked now so a bad
+ * one fails before anything runs, naming the credential, never its value. */
+static int take_registry_auth(dk_state *s, const rz__exec_spec *sp)
+{
+    for (size_t i = 0; i < sp->n_secrets; i++) {
+        const char *decl = registry_auth_decl(sp->module, sp->secrets[i].name);
+        if (!decl)
+            continue;
+        const char *v = sp->secrets[i].value ? sp->secrets[i].value : "";
+        char *auth = NULL, why[512];
+        if (rz__docker_registry_auth(&auth, v) != RZ_OK) {
+            snprintf(why, sizeof why, "%s", rz_error_last()->message);
+            return rz__error(RZ_EINVALID, "credential '%s' (registry_auth): %s",
+                             decl, why);
+        }
+        rz__docker_auth_free(auth);
+        rz__docker_auth_free(s->registry_cred);
+        if (!(s->registry_cred = rz__strdup(v)))
+            return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    return RZ_OK;
+}
+
 /* The secrets as files in a fresh 0700 folder on tmpfs (never on disk),
  * and their RZ_CRED_<NAME>_FILE variables appended to env at *n. */
 static int make_secrets(dk_state *s, const rz__exec_spec *sp, size_t *n)
@@ -384,6 +477,8 @@ static int make_secrets(dk_state *s, const rz__exec_spec *sp, size_t *n)
         return rc;
     }
     for (size_t i = 0; i < sp->n_secrets; i++) {
+        if (registry_auth_decl(sp->module, sp->secrets[i].name))
+            continue;                 /* the engine's, not the module's */
         char *file = secret_file_name(sp->secrets[i].name);
         int rc = file ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
         if (rc == RZ_OK)
@@ -519,6 +614,8 @@ static int dk_prepare(void **state, const rz__exec_spec *sp)
     if (rc == RZ_OK)
         rc = check_image(s, m);
     if (rc == RZ_OK)
+        rc = take_registry_auth(s, sp);
+    if (rc == RZ_OK)
         rc = make_secrets(s, sp, &n_env);
     if (rc == RZ_OK)
         rc = make_labels(s, sp);
@@ -550,7 +647,8 @@ static int dk_start(void *state)
         s->deadline = rz__now_ms() + (uint64_t)s->timeout_s * 1000u;
     if (!s->need_pull)
         return launch_container(s);
-    int rc = pull_begin(&s->pull, s->host, s->image, s->deadline);
+    int rc = pull_begin(&s->pull, s->host, s->image, s->registry_cred,
+                        s->deadline);
     if (rc == RZ_OK)
         s->ph = PH_PULL;
     return rc;
@@ -745,8 +843,18 @@ static void dk_collect(void *state, rz__exec_outcome *o)
     o->failure = s->failure;
 }
 
+static void dk_status(void *state, char *buf, size_t len)
+{
+    dk_state *s = state;
+    if (s->ph != PH_PULL || !s->pull)
+        return;
+    pthread_mutex_lock(&s->pull->mu);
+    snprintf(buf, len, "%s", s->pull->status);
+    pthread_mutex_unlock(&s->pull->mu);
+}
+
 RZ_HIDDEN extern const rz__adapter rz__docker_adapter;
 const rz__adapter rz__docker_adapter = {
     "docker", dk_probe, dk_prepare, dk_start, dk_fd, dk_poll,
-    dk_stop, dk_collect, dk_cleanup,
+    dk_stop, dk_collect, dk_cleanup, dk_status,
 };

@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <sodium.h>
 
 #include "exec/docker_api.h"
 
@@ -27,6 +28,7 @@ struct rz__docker {
     long timeout_ms;
     char *stopped[STOPPED_RING];  /* containers this client stopped */
     size_t stopped_next;
+    char *auth;                   /* X-Registry-Auth for pulls, or NULL */
 };
 
 /* ---- endpoint and errors ---- */
@@ -174,9 +176,18 @@ static int http(rz__docker *d, const char *method, const char *path,
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
     }
     hdrs = curl_slist_append(hdrs, "Expect:");
+    /* Only a pull carries the registry's credential. */
+    char *auth = d->auth && !strncmp(path, "/images/create", 14)
+                     ? rz__asprintf("X-Registry-Auth: %s", d->auth) : NULL;
+    if (auth)
+        hdrs = curl_slist_append(hdrs, auth);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     CURLcode rc = curl_easy_perform(c);
     curl_slist_free_all(hdrs);
+    if (auth) {
+        sodium_memzero(auth, strlen(auth));
+        free(auth);
+    }
     free(url);
     *status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
@@ -390,6 +401,7 @@ void rz__docker_close(rz__docker *d)
         curl_easy_cleanup(d->curl);
     for (size_t i = 0; i < STOPPED_RING; i++)
         free(d->stopped[i]);
+    rz__docker_auth_free(d->auth);
     free(d->socket);
     free(d);
 }
@@ -625,6 +637,100 @@ static bool looks_missing(const char *msg)
         if (strstr(msg, hints[i]))
             return true;
     return false;
+}
+
+/* ---- registry auth ---- */
+
+static void wipe_json(cJSON *j)
+{
+    for (cJSON *c = j ? j->child : NULL; c; c = c->next)
+        if (cJSON_IsString(c) && c->valuestring)
+            sodium_memzero(c->valuestring, strlen(c->valuestring));
+    cJSON_Delete(j);
+}
+
+/* {"username", "password", "serveraddress"} from the credential's JSON or
+ * "user:password"; NULL when it is neither. */
+static cJSON *auth_fields(const char *cred)
+{
+    cJSON *out = cJSON_CreateObject();
+    if (!out)
+        return NULL;
+    bool ok = false;
+    if (cred[0] == '{') {
+        cJSON *in = cJSON_Parse(cred);
+        const char *keys[] = {"username", "password", "serveraddress"};
+        ok = in != NULL;
+        for (size_t i = 0; ok && i < RZ_ARRAY_LEN(keys); i++) {
+            const char *v = cJSON_GetStringValue(
+                cJSON_GetObjectItemCaseSensitive(in, keys[i]));
+            if (v)
+                ok = cJSON_AddStringToObject(out, keys[i], v) != NULL;
+            else if (i < 2)
+                ok = false;           /* username and password are needed */
+        }
+        wipe_json(in);
+    } else {
+        const char *colon = strchr(cred, ':');
+        if (colon && colon != cred && colon[1]) {
+            char *user = rz__strndup(cred, (size_t)(colon - cred));
+            ok = user && cJSON_AddStringToObject(out, "username", user) &&
+                 cJSON_AddStringToObject(out, "password", colon + 1);
+            free(user);
+        }
+    }
+    if (!ok) {
+        wipe_json(out);
+        return NULL;
+    }
+    return out;
+}
+
+int rz__docker_registry_auth(char **out, const char *credential)
+{
+    *out = NULL;
+    cJSON *f = credential ? auth_fields(credential) : NULL;
+    if (!f)
+        return rz__error(RZ_EINVALID, "a registry_auth credential is JSON with "
+                         "\"username\" and \"password\" (and \"serveraddress\"), "
+                         "or user:password");
+    char *json = cJSON_PrintUnformatted(f);
+    wipe_json(f);
+    if (!json)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    size_t n = strlen(json);
+    size_t cap = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_URLSAFE);
+    char *b = malloc(cap);
+    if (b)
+        sodium_bin2base64(b, cap, (const unsigned char *)json, n,
+                          sodium_base64_VARIANT_URLSAFE);
+    sodium_memzero(json, n);
+    free(json);
+    if (!b)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    *out = b;
+    return RZ_OK;
+}
+
+void rz__docker_auth_free(char *auth)
+{
+    if (!auth)
+        return;
+    sodium_memzero(auth, strlen(auth));
+    free(auth);
+}
+
+int rz__docker_set_registry_auth(rz__docker *d, const char *credential)
+{
+    char *auth = NULL;
+    if (credential) {
+        int rc = rz__docker_registry_auth(&auth, credential);
+        if (rc != RZ_OK)
+            return rc;
+    }
+    rz__docker_auth_free(d->auth);
+    d->auth = auth;
+    return RZ_OK;
 }
 
 int rz__docker_pull(rz__docker *d, const char *ref, rz__docker_progress_fn cb,

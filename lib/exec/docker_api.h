@@ -84,6 +84,17 @@ RZ_HIDDEN int rz__docker_image_remove(rz__docker *d, const char *image);
 RZ_HIDDEN int rz__docker_ref_split(const char *ref, char **name,
                                    char **digest);
 
+/* The X-Registry-Auth value for a registry_auth credential: its JSON
+ * ({"username", "password", "serveraddress"}; other fields dropped) or
+ * "user:password", as base64url JSON (the Engine API's form). RZ_EINVALID
+ * when it is neither; the message never quotes the value. Release with
+ * rz__docker_auth_free, which wipes it. */
+RZ_HIDDEN int rz__docker_registry_auth(char **out, const char *credential);
+RZ_HIDDEN void rz__docker_auth_free(char *auth);
+/* Every later pull through `d` sends the credential (NULL: none again). */
+RZ_HIDDEN int rz__docker_set_registry_auth(rz__docker *d,
+                                           const char *credential);
+
 /* One line of the pull stream: status ("Downloading", ...), layer id (may be
  * ""), bytes done and total (0 when unknown). Return nonzero to abort. */
 typedef int (*rz__docker_progress_fn)(void *ud, const char *status,

@@ -18,5 +18,8 @@ RZ_HIDDEN int rz__proc_output_over(const rz_proc *p);
 /* 1 if a bwrap program was found on PATH, usable or not (after the probe
  * rz_sandbox_available() runs). */
 RZ_HIDDEN int rz__sandbox_installed(void);
+/* The adapter's one-line status of a running attempt ("" when none), e.g.
+ * an image pull's progress; for the runner's RZ_EVENT_PROGRESS. */
+RZ_HIDDEN void rz__attempt_status(const rz_attempt *a, char *buf, size_t len);
 
 #endif

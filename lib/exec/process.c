@@ -1144,5 +1144,5 @@ static void proc_collect(void *state, rz__exec_outcome *o)
 
 const rz__adapter rz__process_adapter = {
     "process", proc_probe, proc_prepare, proc_start, proc_fd, proc_poll,
-    proc_stop, proc_collect, proc_cleanup,
+    proc_stop, proc_collect, proc_cleanup, NULL,
 };

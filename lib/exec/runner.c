@@ -482,6 +482,14 @@ static void progress_tick(runner *r)
     if (r->n_slots == 0 || now - r->last_progress < PROGRESS_EVERY_MS)
         return;
     r->last_progress = now;
+    char line[160];
+    for (size_t k = 0; k < r->n_slots; k++) {
+        rz__attempt_status(r->slots[k].att, line, sizeof line);
+        if (line[0]) {
+            emit(r, RZ_EVENT_PROGRESS, r->slots[k].step, line);
+            return;
+        }
+    }
     emit(r, RZ_EVENT_PROGRESS, RZ_NPOS, NULL);
 }
 

@@ -66,7 +66,7 @@ def containers(label):
 
 
 def write_module(folder, mid, command, outputs, memory_mb=64, timeout_s=30,
-                 image=IMAGE, pull=None, creds=()):
+                 image=IMAGE, pull=None, creds=(), cred_type="llm_api"):
     d = os.path.join(folder, mid)
     os.makedirs(d)
     ex = {"adapter": "docker", "image": image, "command": command,
@@ -76,7 +76,7 @@ def write_module(folder, mid, command, outputs, memory_mb=64, timeout_s=30,
     m = {"id": mid, "version": "1.0.0", "name": mid, "inputs": [],
          "outputs": [{"name": o, "type": "any"} for o in outputs],
          "config": {"type": "object"},
-         "credentials": [{"name": c, "type": "llm_api", "required": True}
+         "credentials": [{"name": c, "type": cred_type, "required": True}
                          for c in creds],
          "requirements": {"adapter": "docker", "cpu_cores": 1,
                           "memory_mb": memory_mb},
@@ -129,6 +129,11 @@ class Embedded(unittest.TestCase):
         if REMOTE and DIGEST:
             write_module(cls.mods, "ctr-pinned", sh("echo '{\"ok\": true}'"),
                          ["ok"], image="%s@%s" % (REMOTE, DIGEST), pull="always")
+            write_module(cls.mods, "ctr-private", sh(
+                "printf '{\"files\": \"%s\", \"env\": %d}' "
+                "\"$(ls /run/secrets 2>/dev/null)\" $(env | grep -c RZ_CRED)"),
+                ["files", "env"], image="%s@%s" % (REMOTE, DIGEST),
+                pull="always", creds=("registry",), cred_type="registry_auth")
             write_module(cls.mods, "ctr-mismatch", sh("true"), ["x"],
                          image="%s@sha256:%s" % (REMOTE, "0" * 64), pull="always")
         cls.ip = host_ipv4()
@@ -324,6 +329,80 @@ class Embedded(unittest.TestCase):
         p, doc, st = self.run_step("mismatch", "ctr-mismatch")
         self.assertEqual(p.returncode, 1)
         self.assertIn("digest mismatch", p.stdout + p.stderr)
+
+    def test_pull_progress_on_a_tty(self):
+        """The pull's progress reaches the runner's events and `flow run`
+        draws it on the status line of a terminal; without one, nothing."""
+        if not (REMOTE and DIGEST):
+            self.skipTest("no loopback registry (RHIZOS_TEST_REMOTE_IMAGE)")
+        import pty
+        path = self.flow("pulled", "ctr-pinned")
+        cmd = [RHIZOS, "flow", "run", path, "--modules", self.mods, "--data",
+               self.data, "--container-host", HOST]
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdin=follower,
+                                stdout=follower, stderr=follower,
+                                env=dict(os.environ, TERM="xterm"))
+        os.close(follower)
+        seen = b""
+        try:
+            while True:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:            # EIO: the other side closed
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+        finally:
+            os.close(leader)
+            rc = proc.wait(timeout=120)
+        text = seen.decode("utf-8", "replace")
+        self.assertEqual(rc, 0, text)
+        self.assertIn("pulled: pulling %s@sha256:" % REMOTE, text)
+        # Not a terminal: the same run prints no progress line.
+        p = self.cli("flow", "run", path)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn("pulling", p.stdout + p.stderr)
+
+    def test_registry_auth_from_the_vault(self):
+        """A registry_auth credential goes to the pull (the loopback
+        registry needs none, so only that the pull still works is seen
+        live; tests/unit/test_docker_api.c checks the header itself), never
+        into the container, and a malformed one fails naming it only."""
+        if not (REMOTE and DIGEST):
+            self.skipTest("no loopback registry (RHIZOS_TEST_REMOTE_IMAGE)")
+        password = "reg-pass-41c9e0"
+        env = dict(os.environ,
+                   RHIZOS_VAULT=os.path.join(self.work.name, "vault"),
+                   RHIZOS_VAULT_PASSWORD="correct horse",
+                   RHIZOS_VAULT_KDF="interactive")
+        cred = "    credentials:\n      registry: " \
+               "{ credentialId: %s, type: registry_auth }\n"
+        for args, stdin in (
+                (("vault", "init"), None),
+                (("vault", "add", "reg", "--type", "registry_auth"),
+                 json.dumps({"username": "bob", "password": password,
+                             "serveraddress": REMOTE.split("/")[0]}) + "\n"),
+                (("vault", "add", "badreg", "--type", "registry_auth"),
+                 password + "\n")):
+            q = run([RHIZOS, *args], cwd=ROOT, env=env, stdin=stdin)
+            self.assertEqual(q.returncode, 0, q.stderr)
+        p, doc, st = self.run_step("private", "ctr-private", cred % "reg", env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(st["outputs"], {"files": "", "env": 0})
+        p2, doc2, st2 = self.run_step("badauth", "ctr-private", cred % "badreg",
+                                      env=env)
+        self.assertEqual(p2.returncode, 1)
+        self.assertIn("credential 'registry' (registry_auth)", p2.stdout + p2.stderr)
+        for text in (p.stdout, p.stderr, p2.stdout, p2.stderr):
+            self.assertNotIn(password, text)
+        for dirpath, _, files in os.walk(self.work.name):
+            for f in files:
+                if f == "vault":
+                    continue
+                with open(os.path.join(dirpath, f), "rb") as fh:
+                    self.assertNotIn(password.encode(), fh.read(), f)
 
     def test_unreachable_engine_runs_nothing(self):
         flow = os.path.join(ROOT, "examples", "flows", "containers",

@@ -4,13 +4,21 @@ real engine of scripts/containers-up: an orchestrator, rhizos-nodes pointed
 at the engine with --container-host, and the CLI deploying container flows.
 Balances are checked exactly as network.py does. A node killed with -9
 mid-container and restarted reaps the container it left and the job still
-finishes, charged once.
+finishes, charged once. A flow cancelled while its container sleeps on a
+node removes the container and refunds; a credential sealed to a node
+reaches the container only as a file, never its inspect JSON, the job's
+log and outputs, or any file of the node's or orchestrator's data.
 
 Usage: containers_network.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT
 Skipped (exit 77) when RHIZOS_TEST_DOCKER_HOST is unset."""
+import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
+import threading
+import time
 import unittest
 
 HOST = os.environ.get("RHIZOS_TEST_DOCKER_HOST", "")
@@ -20,8 +28,9 @@ if not HOST:
     sys.exit(77)
 
 import network  # noqa: E402  (reads the same argv)
-from containers import containers  # noqa: E402
-from harness import Proc, set_config, start_orchestrator, wait_until  # noqa: E402
+from containers import SECRET, containers, engine, write_module  # noqa: E402
+from harness import (Proc, cli_env, run, set_config,  # noqa: E402
+                     start_orchestrator, wait_until)
 
 ROOT, NODE, ORCH = network.ROOT, network.NODE, network.ORCH
 TEST_MODULES = os.path.join(ROOT, "tests", "e2e", "modules")
@@ -30,11 +39,32 @@ WORDCOUNT = os.path.join(ROOT, "examples", "flows", "containers",
 
 
 class ContainerNetwork(network.Base):
+    @classmethod
+    def setUpClass(cls):
+        # The shared test modules plus two written here, as containers.py
+        # writes its own: the orchestrator and the nodes read the same.
+        cls.mods_dir = tempfile.TemporaryDirectory(prefix="rz-ctr-mods-")
+        cls.mods = os.path.join(cls.mods_dir.name, "modules")
+        shutil.copytree(TEST_MODULES, cls.mods)
+        sh = lambda script: ["sh", "-c", script]   # noqa: E731
+        write_module(cls.mods, "ctr-sleep", sh("sleep 60"), ["x"],
+                     timeout_s=120)
+        write_module(cls.mods, "ctr-secret", sh(
+            "v=$(cat \"$RZ_CRED_API_FILE\"); echo \"using $v\" >&2; "
+            "sleep 5; "
+            "printf '{\"seen\": \"key=%s\", \"length\": %d, \"file\": \"%s\"}' "
+            "\"$v\" ${#v} \"$RZ_CRED_API_FILE\""),
+            ["seen", "length", "file"], creds=("api",))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.mods_dir.cleanup()
+
     def start_orchestrator(self):
         self.orch = start_orchestrator(
             ORCH, self.data, ["--quiet", "--node-timeout-ms",
                               str(self.node_timeout_ms),
-                              "--modules", TEST_MODULES],
+                              "--modules", self.mods],
             admin_key=network.ADMIN, cwd=ROOT, port=self.port)
 
     def init_node(self, name, price):
@@ -44,7 +74,7 @@ class ContainerNetwork(network.Base):
 
     def run_node(self, data):
         n = Proc([NODE, "start", "--data", data, "--json", "--modules",
-                  TEST_MODULES, *network.SANDBOX], cwd=ROOT)
+                  self.mods, *network.SANDBOX], cwd=ROOT)
         n.data = data
         self.nodes.append(n)
         return n
@@ -105,6 +135,99 @@ class ContainerNetwork(network.Base):
         self.check_money(self.client_jobs())
         self.stop_orchestrator()
         self.verify_ledger()
+
+    def test_cancel_mid_container_removes_it_and_refunds(self):
+        node = self.start_node("node1", network.PRICES[0])
+        flow = self.flow_file("sleep.yaml", (
+            "flux: 1\nname: ctr-sleep\nsteps:\n"
+            "  nap:\n    module: ctr-sleep@1\n    max_cost_cents: 50000\n"))
+        dep = self.cli_json("flow", "deploy", flow, key=self.key)["id"]
+        job = self.cli_json("flow", "status", str(dep),
+                            key=self.key)["steps"]["nap"]["job"]
+        label = "io.rhizos.job=%d" % job
+        wait_until(lambda: containers(label), 30, "the container of the job")
+        held = self.api("GET", "/api/v1/accounts/%s" % self.client)
+        self.assertGreater(held["pending_cents"], 0, held)
+        c = self.cli_json("flow", "cancel", str(dep), key=self.key)
+        self.assertEqual(c["status"], "cancelled")
+        # Well before the 60 s sleep ends: the node stops and removes it.
+        try:
+            wait_until(lambda: not containers(label), 20,
+                       "the cancelled container to be removed")
+        except AssertionError:
+            raise AssertionError(node.output())
+        j = self.job(job)
+        self.assertEqual(j["status"], "cancelled", j)
+        # The hold is released: what the engine charged for the cancel
+        # (nothing ran to completion) is debited, the rest refunded.
+        a = self.api("GET", "/api/v1/accounts/%s" % self.client)
+        self.assertEqual(a["pending_cents"], 0, a)
+        self.assertEqual(a["debits_cents"], j["cost_cents"], a)
+        self.assertEqual(a["balance_cents"], network.CREDITS - j["cost_cents"], a)
+        stats = self.api("GET", "/api/v1/payments/stats")
+        self.assertEqual(stats["held_cents"], 0, stats)
+        self.stop_orchestrator()
+        self.verify_ledger()
+
+    def test_secret_on_a_node_only_as_a_file(self):
+        node = self.start_node("node1", network.PRICES[0])
+        env = cli_env(RHIZOS_VAULT=os.path.join(self.tmp.name, "vault"),
+                      RHIZOS_VAULT_PASSWORD="correct horse",
+                      RHIZOS_VAULT_KDF="interactive", RHIZOS_API_KEY=self.key)
+        args = [network.RHIZOS, "--orchestrator", self.base, "--modules", self.mods]
+        for cmd, stdin in ((("vault", "init"), None),
+                           (("vault", "add", "openai", "--type", "llm_api"),
+                            SECRET + "\n")):
+            q = run([*args, *cmd], cwd=ROOT, env=env, stdin=stdin)
+            self.assertEqual(q.returncode, 0, q.stderr)
+        flow = self.flow_file("sec.yaml", (
+            "flux: 1\nname: ctr-secret\nsteps:\n"
+            "  sec:\n    module: ctr-secret@1\n    max_cost_cents: 50000\n"
+            "    credentials:\n"
+            "      api: { credentialId: openai, type: llm_api }\n"))
+        p = run([*args, "flow", "deploy", flow, "--json"], cwd=ROOT, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        dep = json.loads(p.stdout)["id"]
+        job = self.cli_json("flow", "status", str(dep),
+                            key=self.key)["steps"]["sec"]["job"]
+        inspected = []
+
+        def watch():
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not inspected:
+                for cid in containers("io.rhizos.job=%d" % job):
+                    status, body = engine("GET", "/containers/%s/json" % cid)
+                    if status == 200 and body["State"]["Running"]:
+                        inspected.append(json.dumps(body))
+                time.sleep(0.2)
+        t = threading.Thread(target=watch)
+        t.start()
+        w = self.cli("flow", "watch", str(dep), key=self.key, timeout=90)
+        t.join()
+        st = self.status(dep)
+        out = st["steps"]["sec"]["outputs"]
+        self.assertEqual(out["length"], len(SECRET))
+        self.assertEqual(out["seen"], "key=[redacted]")
+        self.assertEqual(out["file"], "/run/secrets/api")
+        self.assertTrue(inspected, "the container was never seen running")
+        self.assertIn("RZ_CRED_API_FILE=/run/secrets/api", inspected[0])
+        j = self.job(job)
+        self.assertTrue(j["log"], j)      # the log was kept, scrubbed
+        self.assertIn("[redacted]", j["log"])
+        for text in (inspected[0], json.dumps(j), json.dumps(st),
+                     w.stdout + w.stderr, p.stdout + p.stderr,
+                     node.output()):
+            self.assertNotIn(SECRET, text)
+        self.stop_orchestrator()
+        node.stop()
+        self.nodes.remove(node)
+        for folder in (self.data, node.data):
+            for dirpath, _, files in os.walk(folder):
+                for f in files:
+                    with open(os.path.join(dirpath, f), "rb") as fh:
+                        self.assertNotIn(SECRET.encode(), fh.read(),
+                                         os.path.join(dirpath, f))
+        self.assertEqual(containers("io.rhizos.job=%d" % job), [])
 
 
 if __name__ == "__main__":

@@ -16,11 +16,14 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <cjson/cJSON.h>
+#include <pthread.h>
+#include <sodium.h>
 
 #include "common/internal.h"
 #include "exec/docker_api.h"
@@ -216,6 +219,154 @@ static void test_unreachable(void **state)
     assert_non_null(strstr(rz_error_last()->message, path));
     close(fd);
     unlink(path);
+}
+
+/* ---- registry auth ---- */
+
+static cJSON *decode_auth(const char *b64)
+{
+    unsigned char bin[512];
+    size_t n = 0;
+    assert_int_equal(sodium_base642bin(bin, sizeof bin - 1, b64, strlen(b64),
+                                       NULL, &n, NULL,
+                                       sodium_base64_VARIANT_URLSAFE), 0);
+    bin[n] = 0;
+    cJSON *j = cJSON_Parse((const char *)bin);
+    assert_non_null(j);
+    return j;
+}
+
+static const char *field(const cJSON *j, const char *k)
+{
+    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, k));
+}
+
+static void test_registry_auth(void **state)
+{
+    (void)state;
+    char *a = NULL;
+    assert_int_equal(rz__docker_registry_auth(&a,
+        "{\"username\": \"bob\", \"password\": \"s3cr-t/+?\", "
+        "\"serveraddress\": \"127.0.0.1:5055\", \"extra\": 1}"), RZ_OK);
+    /* base64url: no '+' or '/' even where the JSON would give them. */
+    assert_null(strpbrk(a, "+/"));
+    cJSON *j = decode_auth(a);
+    assert_string_equal(field(j, "username"), "bob");
+    assert_string_equal(field(j, "password"), "s3cr-t/+?");
+    assert_string_equal(field(j, "serveraddress"), "127.0.0.1:5055");
+    assert_null(cJSON_GetObjectItemCaseSensitive(j, "extra"));
+    cJSON_Delete(j);
+    rz__docker_auth_free(a);
+    assert_int_equal(rz__docker_registry_auth(&a, "alice:pa:ss"), RZ_OK);
+    j = decode_auth(a);
+    assert_string_equal(field(j, "username"), "alice");
+    assert_string_equal(field(j, "password"), "pa:ss");
+    assert_null(field(j, "serveraddress"));
+    cJSON_Delete(j);
+    rz__docker_auth_free(a);
+    /* Neither form: refused, and the value is never quoted back. */
+    const char *bad[] = {"plaintoken-9f2c", ":nouser-9f2c", "user-9f2c:", "",
+                         "{\"username\": \"only-9f2c\"}", "{not json-9f2c"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        a = (char *)"unchanged";
+        assert_int_equal(rz__docker_registry_auth(&a, bad[i]), RZ_EINVALID);
+        assert_null(a);
+        assert_null(strstr(rz_error_last()->message, "9f2c"));
+        assert_non_null(strstr(rz_error_last()->message, "user:password"));
+    }
+}
+
+/* A fake engine on a unix socket: answers what opening a client asks,
+ * then records the request of a pull, answers it with one line and ends. */
+typedef struct fake_engine {
+    int fd;
+    char pull_request[4096];
+} fake_engine;
+
+static void fake_reply(int c, const char *body)
+{
+    char head[256];
+    int n = snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Type: "
+                     "application/json\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n", strlen(body));
+    ssize_t w = write(c, head, (size_t)n);
+    w = write(c, body, strlen(body));
+    (void)w;
+}
+
+static void *fake_main(void *arg)
+{
+    fake_engine *f = arg;
+    for (int served = 0; served < 8 && !f->pull_request[0]; served++) {
+        int c = accept(f->fd, NULL, NULL);
+        if (c < 0)
+            break;
+        char req[4096] = "";
+        size_t len = 0;
+        while (len < sizeof req - 1 && !strstr(req, "\r\n\r\n")) {
+            ssize_t r = read(c, req + len, sizeof req - 1 - len);
+            if (r <= 0)
+                break;
+            len += (size_t)r;
+            req[len] = 0;
+        }
+        req[len] = 0;
+        if (strstr(req, "/version "))
+            fake_reply(c, "{\"ApiVersion\": \"1.41\", \"Version\": \"fake\"}");
+        else if (!strstr(req, "/images/create"))
+            fake_reply(c, "{}");
+        else {
+            snprintf(f->pull_request, sizeof f->pull_request, "%s", req);
+            fake_reply(c, "{\"status\": \"Download complete\"}\n");
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+static void test_registry_auth_sent(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/rz-test-fake-engine-XXXXXX";
+    int tfd = mkstemp(path);
+    assert_true(tfd >= 0);
+    close(tfd);
+    unlink(path);
+    fake_engine f = {.fd = socket(AF_UNIX, SOCK_STREAM, 0)};
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    assert_int_equal(bind(f.fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(f.fd, 4), 0);
+    struct timeval tv = {10, 0};   /* accept gives up: a failure never hangs */
+    assert_int_equal(setsockopt(f.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, fake_main, &f), 0);
+    rz__docker *d = NULL;
+    assert_int_equal(rz__docker_open(&d, path), RZ_OK);
+    /* A bad credential changes nothing and is not quoted. */
+    assert_int_equal(rz__docker_set_registry_auth(d, "nocolon-7e1"), RZ_EINVALID);
+    assert_null(strstr(rz_error_last()->message, "nocolon-7e1"));
+    assert_int_equal(rz__docker_set_registry_auth(d, "bob:hunter2"), RZ_OK);
+    int rc = rz__docker_pull(d, "127.0.0.1:5055/private/img", NULL, NULL,
+                             rz__now_ms() + 10000);
+    if (rc != RZ_OK)
+        print_message("pull: %s\n", rz_error_last()->message);
+    assert_int_equal(rc, RZ_OK);
+    pthread_join(th, NULL);
+    close(f.fd);
+    unlink(path);
+    rz__docker_close(d);
+    assert_non_null(strstr(f.pull_request, "POST /v1.41/images/create?"));
+    char *hdr = strstr(f.pull_request, "X-Registry-Auth: ");
+    assert_non_null(hdr);
+    hdr += strlen("X-Registry-Auth: ");
+    hdr[strcspn(hdr, "\r\n")] = 0;
+    cJSON *j = decode_auth(hdr);
+    assert_string_equal(field(j, "username"), "bob");
+    assert_string_equal(field(j, "password"), "hunter2");
+    cJSON_Delete(j);
+    /* Never in the clear. */
+    assert_null(strstr(f.pull_request, "hunter2"));
 }
 
 /* ---- against the engine ---- */
@@ -636,6 +787,8 @@ int main(void)
         cmocka_unit_test(test_ref_split),
         cmocka_unit_test(test_demux),
         cmocka_unit_test(test_unreachable),
+        cmocka_unit_test(test_registry_auth),
+        cmocka_unit_test(test_registry_auth_sent),
     };
     int failed = cmocka_run_group_tests_name("docker_api offline", offline, NULL, NULL);
     host = getenv("RHIZOS_TEST_DOCKER_HOST");
