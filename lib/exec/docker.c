@@ -256,6 +256,7 @@ typedef struct dk_state {
     char output_error[256];
     const char *log;
     size_t log_len;
+    char pulled[160];            /* the pull's last line, until read once */
     rz__docker_demux logs;       /* the engine's copy, when the stream lost it */
     bool have_logs;
 } dk_state;
@@ -753,6 +754,11 @@ static int poll_pull(dk_state *s, int timeout_ms)
     char err[512];
     if (!pull_finished(s->pull, &rc, err, sizeof err))
         return 0;
+    /* A pull faster than the progress cadence is still seen once. */
+    pthread_mutex_lock(&s->pull->mu);
+    if (rc == RZ_OK)
+        snprintf(s->pulled, sizeof s->pulled, "%s", s->pull->status);
+    pthread_mutex_unlock(&s->pull->mu);
     pull_abandon(s->pull);
     s->pull = NULL;
     if (rc == RZ_ETIMEOUT) {
@@ -846,6 +852,11 @@ static void dk_collect(void *state, rz__exec_outcome *o)
 static void dk_status(void *state, char *buf, size_t len)
 {
     dk_state *s = state;
+    if (s->pulled[0]) {
+        snprintf(buf, len, "%s", s->pulled);
+        s->pulled[0] = '\0';
+        return;
+    }
     if (s->ph != PH_PULL || !s->pull)
         return;
     pthread_mutex_lock(&s->pull->mu);

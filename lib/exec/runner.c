@@ -47,6 +47,7 @@ typedef struct slot {
     uint64_t job;
     uint32_t attempt;            /* the engine's, reported back */
     rz_attempt *att;
+    bool status_shown;           /* its own progress line was sent once */
 } slot;
 
 typedef struct runner {
@@ -338,7 +339,7 @@ static int start_assignment(runner *r, const rz_engine_assignment *a)
     /* The attempt keeps its own copy of each value, to scrub. */
     free_secrets(r, secrets);
     if (att) {
-        r->slots[r->n_slots++] = (slot){ step, a->job, a->attempt, att };
+        r->slots[r->n_slots++] = (slot){ step, a->job, a->attempt, att, false };
         return RZ_OK;
     }
     int rc = report(r, a->job, a->attempt, NULL,
@@ -476,21 +477,30 @@ static bool stalled(const runner *r)
 
 #define PROGRESS_EVERY_MS 250
 
+/* Every PROGRESS_EVERY_MS; and at once for an attempt's first line of its
+ * own (an image pull), which may not last until the next tick. */
 static void progress_tick(runner *r)
 {
     uint64_t now = rz__now_ms();
-    if (r->n_slots == 0 || now - r->last_progress < PROGRESS_EVERY_MS)
+    if (r->n_slots == 0)
         return;
-    r->last_progress = now;
+    bool due = now - r->last_progress >= PROGRESS_EVERY_MS;
     char line[160];
     for (size_t k = 0; k < r->n_slots; k++) {
+        if (!due && r->slots[k].status_shown)
+            continue;
         rz__attempt_status(r->slots[k].att, line, sizeof line);
         if (line[0]) {
+            r->slots[k].status_shown = true;
+            r->last_progress = now;
             emit(r, RZ_EVENT_PROGRESS, r->slots[k].step, line);
             return;
         }
     }
-    emit(r, RZ_EVENT_PROGRESS, RZ_NPOS, NULL);
+    if (due) {
+        r->last_progress = now;
+        emit(r, RZ_EVENT_PROGRESS, RZ_NPOS, NULL);
+    }
 }
 
 static int drive(runner *r)
