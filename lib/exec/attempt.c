@@ -150,8 +150,17 @@ static void redact(char **text, const char *needle)
  * text (log, reason) and JSON-escaped from the outputs JSON. */
 static void scrub(const rz_attempt *a, char **text, bool json)
 {
-    for (size_t i = 0; i < a->n_secrets; i++) {
-        const char *v = a->secrets[i];
+    /* Longest first: a secret inside another would otherwise cut the
+     * longer one and leave its tail. */
+    size_t *order = malloc((a->n_secrets ? a->n_secrets : 1) * sizeof *order);
+    for (size_t i = 0; order && i < a->n_secrets; i++) {
+        size_t k = i, len = strlen(a->secrets[i]);
+        for (; k > 0 && strlen(a->secrets[order[k - 1]]) < len; k--)
+            order[k] = order[k - 1];
+        order[k] = i;
+    }
+    for (size_t n = 0; n < a->n_secrets; n++) {
+        const char *v = a->secrets[order ? order[n] : n];
         if (!json) {
             redact(text, v);
             continue;
@@ -168,6 +177,7 @@ static void scrub(const rz_attempt *a, char **text, bool json)
             sodium_memzero(q, ql);
         cJSON_free(q);
     }
+    free(order);
 }
 
 /* Bytes that are not valid UTF-8 (and NULs) become '?' in place: a log

@@ -349,6 +349,10 @@ static void dk_cleanup(void *state)
     rz__docker_stream_free(s->st);
     if (s->have_logs)
         rz__docker_demux_free(&s->logs);
+    /* Killed first: a forced remove of a running container waits out its
+     * grace period (a shell as PID 1 ignores SIGTERM). */
+    if (s->id && s->d && s->ph == PH_RUN)
+        (void)!rz__docker_kill(s->d, s->id, "KILL");   /* 409: exited */
     if (s->id && s->d)
         (void)rz__docker_remove(s->d, s->id);
     rz__docker_close(s->d);
@@ -427,12 +431,27 @@ static int write_secret(const char *dir, const char *file, const char *value)
     return RZ_OK;
 }
 
-/* The declared name when the module declares credential `name` (the
- * runner hands it over upper-cased) as type registry_auth, else NULL. */
+/* 1 if declared credential name `decl` is `name` as an environment name
+ * (the runner hands names over as RZ_CRED_<NAME>: "registry-login" arrives
+ * as "REGISTRY_LOGIN"), the mapping lib/vault/resolve.c applies. */
+static bool same_cred_name(const char *decl, const char *name)
+{
+    for (; *decl && *name; decl++, name++) {
+        char c = *decl;
+        c = c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A')
+          : (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ? c : '_';
+        if (c != (*name >= 'a' && *name <= 'z' ? *name - 'a' + 'A' : *name))
+            return false;
+    }
+    return *decl == *name;
+}
+
+/* The declared name when the module declares credential `name` as type
+ * registry_auth, else NULL. */
 static const char *registry_auth_decl(const rz_module *m, const char *name)
 {
     for (size_t i = 0; i < m->n_creds; i++)
-        if (!strcasecmp(m->creds[i].name, name))
+        if (same_cred_name(m->creds[i].name, name))
             return m->creds[i].type && !strcmp(m->creds[i].type, "registry_auth")
                        ? m->creds[i].name : NULL;
     return NULL;

@@ -183,6 +183,8 @@ static int http(rz__docker *d, const char *method, const char *path,
         hdrs = curl_slist_append(hdrs, auth);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     CURLcode rc = curl_easy_perform(c);
+    for (struct curl_slist *h = auth ? hdrs : NULL; h; h = h->next)
+        sodium_memzero(h->data, strlen(h->data));   /* the credential's copy */
     curl_slist_free_all(hdrs);
     if (auth) {
         sodium_memzero(auth, strlen(auth));
@@ -603,6 +605,9 @@ static int on_pull_line(void *ud, const char *s, size_t n)
     if (!j)
         return 0;  /* not a JSON line: nothing to report */
     const char *err = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "error"));
+    /* A refused pull (404, 401) answers {"message": ...} as its one line. */
+    if (!err && !cJSON_GetObjectItemCaseSensitive(j, "status"))
+        err = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "message"));
     int rc = 0;
     if (err) {
         snprintf(p->error, sizeof p->error, "%s", err);
@@ -754,7 +759,13 @@ int rz__docker_pull(rz__docker *d, const char *ref, rz__docker_progress_fn cb,
     pull_ctx pc = {cb, ud, ""};
     body_sink s = {.max = MAX_BODY, .line = on_pull_line, .ud = &pc};
     long status;
+    /* No deadline: the pull takes as long as the image needs, not the
+     * control calls' bound. */
+    long saved = d->timeout_ms;
+    if (!deadline_ms)
+        d->timeout_ms = 0;
     rc = http(d, "POST", path, NULL, &status, &s, deadline_ms);
+    d->timeout_ms = saved;
     free(path);
     if (rc == RZ_OK && s.buf.len && !pc.error[0])
         on_pull_line(&pc, s.buf.data, s.buf.len);  /* a last line without \n */
@@ -1485,6 +1496,8 @@ void rz__docker_stream_free(rz__docker_stream *a)
         return;
     if (a->curl)
         curl_easy_cleanup(a->curl);
+    if (a->in)
+        sodium_memzero(a->in, a->in_len);   /* the request may hold inputs */
     free(a->in);
     rz__docker_demux_free(&a->demux);
     free(a);

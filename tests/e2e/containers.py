@@ -133,7 +133,7 @@ class Embedded(unittest.TestCase):
                 "printf '{\"files\": \"%s\", \"env\": %d}' "
                 "\"$(ls /run/secrets 2>/dev/null)\" $(env | grep -c RZ_CRED)"),
                 ["files", "env"], image="%s@%s" % (REMOTE, DIGEST),
-                pull="always", creds=("registry",), cred_type="registry_auth")
+                pull="always", creds=("registry-login",), cred_type="registry_auth")
             write_module(cls.mods, "ctr-mismatch", sh("true"), ["x"],
                          image="%s@sha256:%s" % (REMOTE, "0" * 64), pull="always")
         cls.ip = host_ipv4()
@@ -377,7 +377,9 @@ class Embedded(unittest.TestCase):
                    RHIZOS_VAULT=os.path.join(self.work.name, "vault"),
                    RHIZOS_VAULT_PASSWORD="correct horse",
                    RHIZOS_VAULT_KDF="interactive")
-        cred = "    credentials:\n      registry: " \
+        # A name the environment spells otherwise (REGISTRY_LOGIN): still
+        # the pull's, never a file in the container.
+        cred = "    credentials:\n      registry-login: " \
                "{ credentialId: %s, type: registry_auth }\n"
         for args, stdin in (
                 (("vault", "init"), None),
@@ -394,7 +396,8 @@ class Embedded(unittest.TestCase):
         p2, doc2, st2 = self.run_step("badauth", "ctr-private", cred % "badreg",
                                       env=env)
         self.assertEqual(p2.returncode, 1)
-        self.assertIn("credential 'registry' (registry_auth)", p2.stdout + p2.stderr)
+        self.assertIn("credential 'registry-login' (registry_auth)",
+                      p2.stdout + p2.stderr)
         for text in (p.stdout, p.stderr, p2.stdout, p2.stderr):
             self.assertNotIn(password, text)
         for dirpath, _, files in os.walk(self.work.name):
