@@ -731,18 +731,20 @@ static void finish_container(dk_state *s)
     size_t out_len, dropped, err_len;
     const char *out = rz__docker_stream_stdout(s->st, &out_len, &dropped);
     const char *err = rz__docker_stream_stderr(s->st, &err_len, NULL);
-    /* Podman 4.3's attach now and then ends without the output of a
-     * container that exits at once; its log file has it. */
-    bool lost = out_len == 0 && !dropped && !s->stopping && rc == RZ_OK;
+    /* Podman 4.3's attach now and then ends before the last of a
+     * container's output (all of it when it exits at once); its log file
+     * has it all: the longer stdout wins. */
+    bool lost = !dropped && !s->stopping && rc == RZ_OK;
     if (lost) {
         s->have_logs = true;   /* initialised by the call, freed at cleanup */
-        lost = rz__docker_logs(s->d, s->id, s->max_stdout + 1, &s->logs) == RZ_OK;
+        lost = rz__docker_logs(s->d, s->id, s->max_stdout + 1, &s->logs) == RZ_OK &&
+               s->logs.out.len > out_len;
     }
     if (lost) {
         out = s->logs.out.data;
         out_len = s->logs.out.len;
         dropped = s->logs.out_dropped;
-        if (err_len == 0) {
+        if (s->logs.err.len > err_len) {
             err = s->logs.err.data;
             err_len = s->logs.err.len;
         }

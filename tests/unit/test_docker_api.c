@@ -113,6 +113,20 @@ static run_result run(rz__docker *d, const rz__docker_spec *spec, const char *in
     run_result r = {code, st.oom_killed,
                     rz__strdup(rz__docker_stream_stdout(s, NULL, NULL)),
                     rz__strdup(rz__docker_stream_stderr(s, NULL, NULL))};
+    /* Podman 4.3's attach now and then ends before the last of the output;
+     * the engine's log has it all (the adapter does the same). */
+    rz__docker_demux m;
+    if (rz__docker_logs(d, id, 1 << 20, &m) == RZ_OK) {
+        if (m.out.len > (r.out ? strlen(r.out) : 0)) {
+            free(r.out);
+            r.out = rz__strndup(m.out.data, m.out.len);
+        }
+        if (m.err.len > (r.err ? strlen(r.err) : 0)) {
+            free(r.err);
+            r.err = rz__strndup(m.err.data, m.err.len);
+        }
+    }
+    rz__docker_demux_free(&m);
     rz__docker_stream_free(s);
     assert_int_equal(rz__docker_remove(d, id), RZ_OK);
     free(id);
