@@ -162,8 +162,11 @@ class Streams(Base):
         drop_polls(2000)
         time.sleep(0.5)
         grown = self.s.rss_kb() - before
+        # A leaked poll holds its request and connection (several KiB):
+        # 2000 would be many MiB. The allocator alone was once seen to add
+        # 1.3 MiB here on a loaded 2-core machine (1 run in 4).
         if not SANITIZED:
-            self.assertLess(grown, 1024, "VmRSS grew %d KiB over 2000 polls" % grown)
+            self.assertLess(grown, 3072, "VmRSS grew %d KiB over 2000 polls" % grown)
         self.ok("DELETE", "/api/v1/flows/%d" % dep, key=key)
         self.assertEqual(self.ok("GET", "/health")["status"], "ok")
 
