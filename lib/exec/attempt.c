@@ -322,30 +322,13 @@ static int write_file(const char *path, const char *data, size_t len)
 static int make_scratch(rz_attempt *a, const char *parent, const char *req,
                         char **in_path, char **out_path)
 {
-    if (!parent || !*parent)
-        parent = getenv("TMPDIR");
-    if (!parent || !*parent)
-        parent = "/tmp";
-    char *real = realpath(parent, NULL);
-    if (!real)
-        return rz__error(RZ_EIO, "scratch parent %s: %s", parent,
-                         strerror(errno));
-    a->scratch = rz__asprintf("%s/rz-XXXXXX", real);
-    free(real);
-    if (!a->scratch)
-        return rz__error(RZ_ENOMEM, "out of memory");
-    if (!mkdtemp(a->scratch)) {
-        int rc = rz__error(RZ_EIO, "scratch folder in %s: %s", parent,
-                           strerror(errno));
-        free(a->scratch);
-        a->scratch = NULL;
+    int rc = rz__exec_mkdtemp(parent, &a->scratch);
+    if (rc != RZ_OK)
         return rc;
-    }
     char *in = rz__asprintf("%s/in", a->scratch);
     char *out = rz__asprintf("%s/out", a->scratch);
     *in_path = rz__asprintf("%s/in/request.json", a->scratch);
     *out_path = rz__asprintf("%s/out/outputs.json", a->scratch);
-    int rc = RZ_OK;
     if (!in || !out || !*in_path || !*out_path)
         rc = rz__error(RZ_ENOMEM, "out of memory");
     else if (mkdir(in, 0755) != 0 || mkdir(out, 0755) != 0 ||

@@ -531,29 +531,40 @@ int rz__docker_ref_split(const char *ref, char **name, char **digest)
     return RZ_OK;
 }
 
+/* GET /<kind>/<id>/json: RZ_OK with *status 200 (and *out) or 404 (the
+ * caller words it); another answer is the engine's refusal to `what`. */
+static int get_object(rz__docker *d, const char *kind, const char *id,
+                      const char *what, long *status, cJSON **out)
+{
+    *out = NULL;
+    char *e = esc(d, id);
+    char *path = e ? rz__asprintf("/%s/%s/json", kind, e) : NULL;
+    free(e);
+    if (!path)
+        return RZ_ENOMEM;
+    char msg[512];
+    int rc = call(d, "GET", path, NULL, status, out, msg, sizeof msg);
+    free(path);
+    if (rc == RZ_OK && *status != 200 && *status != 404) {
+        cJSON_Delete(*out);
+        *out = NULL;
+        rc = refused(d, what, *status, msg);
+    }
+    return rc;
+}
+
 int rz__docker_image_inspect(rz__docker *d, const char *image, cJSON **out)
 {
     if (out)
         *out = NULL;
-    char *e = esc(d, image);
-    char *path = e ? rz__asprintf("/images/%s/json", e) : NULL;
-    free(e);
-    if (!path)
-        return RZ_ENOMEM;
     long status;
     cJSON *j = NULL;
-    char msg[256];
-    int rc = call(d, "GET", path, NULL, &status, &j, msg, sizeof msg);
-    free(path);
+    int rc = get_object(d, "images", image, "inspect an image", &status, &j);
     if (rc != RZ_OK)
         return rc;
     if (status == 404)
         return rz__error(RZ_ENOENT, "image '%s' is not in the container engine at %s",
                          image, d->socket);
-    if (status != 200) {
-        cJSON_Delete(j);
-        return refused(d, "inspect an image", status, msg);
-    }
     if (out)
         *out = j;
     else
@@ -1088,25 +1099,14 @@ int rz__docker_inspect(rz__docker *d, const char *id, rz__docker_state *st)
 {
     memset(st, 0, sizeof *st);
     st->exit_code = -1;
-    char *e = esc(d, id);
-    char *path = e ? rz__asprintf("/containers/%s/json", e) : NULL;
-    free(e);
-    if (!path)
-        return RZ_ENOMEM;
     long status;
     cJSON *j = NULL;
-    char msg[512];
-    int rc = call(d, "GET", path, NULL, &status, &j, msg, sizeof msg);
-    free(path);
+    int rc = get_object(d, "containers", id, "inspect a container", &status, &j);
     if (rc != RZ_OK)
         return rc;
     if (status == 404)
         return rz__error(RZ_ENOENT, "no container '%.12s' in the engine at %s", id,
                          d->socket);
-    if (status != 200) {
-        cJSON_Delete(j);
-        return refused(d, "inspect a container", status, msg);
-    }
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "State");
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(j, "HostConfig");
     st->running = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "Running"));

@@ -22,4 +22,8 @@ RZ_HIDDEN int rz__sandbox_installed(void);
  * an image pull's progress; for the runner's RZ_EVENT_PROGRESS. */
 RZ_HIDDEN void rz__attempt_status(const rz_attempt *a, char *buf, size_t len);
 
+/* A new, private (0700) folder <parent>/rz-XXXXXX; parent NULL or "":
+ * $TMPDIR, else /tmp. *out is malloc'ed. */
+RZ_HIDDEN int rz__exec_mkdtemp(const char *parent, char **out);
+
 #endif

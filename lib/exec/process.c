@@ -309,8 +309,9 @@ void rz__exec_rm_tree(const char *path)
         rm_tree_at(AT_FDCWD, path, 0);
 }
 
-static int make_scratch(rz_proc *p, const char *parent)
+int rz__exec_mkdtemp(const char *parent, char **out)
 {
+    *out = NULL;
     if (!parent || !*parent)
         parent = getenv("TMPDIR");
     if (!parent || !*parent)
@@ -329,6 +330,16 @@ static int make_scratch(rz_proc *p, const char *parent)
         return rz__error(RZ_EIO, "scratch directory in %s: %s", parent,
                          strerror(e));
     }
+    *out = tmpl;
+    return RZ_OK;
+}
+
+static int make_scratch(rz_proc *p, const char *parent)
+{
+    char *tmpl;
+    int rc = rz__exec_mkdtemp(parent, &tmpl);
+    if (rc != RZ_OK)
+        return rc;
     p->scratch = tmpl;
     p->own_scratch = true;
     p->output_path = rz__asprintf("%s/%s", tmpl, OUTPUT_NAME);
