@@ -13,6 +13,7 @@
 #include "rhizos/match.h"
 #include "rhizos/vault.h"
 #include "rhizos/ledger.h"
+#include "rhizos/auth.h"
 #include "rhizos/schema.h"
 #include "rhizos/estimate.h"
 #include "rhizos/engine.h"

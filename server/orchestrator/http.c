@@ -197,6 +197,28 @@ void reply_limit(req *q, const char *fmt, ...)
     reply_json(q, 429, error_doc(RZ_EDENIED, msg));
 }
 
+void reply_retry(req *q, unsigned retry_s, const char *fmt, ...)
+{
+    char msg[300], secs[16];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(secs, sizeof secs, "%u", retry_s);
+    evhttp_add_header(evhttp_request_get_output_headers(q->r), "Retry-After", secs);
+    reply_json(q, 429, error_doc(RZ_EDENIED, msg));
+}
+
+const char *orch_peer(req *q)
+{
+    struct evhttp_connection *c = evhttp_request_get_connection(q->r);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    if (c)
+        evhttp_connection_get_peer(c, &addr, &port);
+    return addr ? addr : "";
+}
+
 void reply_rz(req *q, int rc)
 {
     const rz_error *e = rz_error_last();
@@ -467,7 +489,17 @@ static bool authenticate(req *q, unsigned who)
         reply_error(q, RZ_EAUTH, "an API key is required (Authorization: Bearer KEY)");
         return false;
     }
+    /* A locked address or key is not checked at all: a guesser learns
+     * nothing while it waits. */
+    const char *peer = orch_peer(q);
+    unsigned wait_s = auth_wait_s(q->o, peer, h + 7);
+    if (wait_s) {
+        reply_retry(q, wait_s, "too many wrong API keys from this address or "
+                    "of this key; retry in %u s", wait_s);
+        return false;
+    }
     if (auth_lookup(q->o, h + 7, &q->who) != RZ_OK) {
+        auth_failed(q->o, peer, h + 7);
         reply_error(q, RZ_EAUTH, "unknown API key");
         return false;
     }

@@ -28,7 +28,9 @@ static void usage(FILE *f)
           "  --modules DIR|URL      a module registry (repeatable); then\n"
           "                         $RHIZOS_MODULES, then the examples\n"
           "  --admin-key-file F     the admin key (else $RHIZOS_ADMIN_KEY, else\n"
-          "                         DIR/admin.key, made on first start)\n"
+          "                         DIR/admin.key, made on first start); at\n"
+          "                         least 32 printable characters, 8 of them\n"
+          "                         different (e.g. 32 random bytes as hex)\n"
           "  --max-body BYTES       request body limit (default 1048576)\n"
           "  --node-timeout-ms N    a node is lost after N ms of silence\n"
           "                         (default 30000)\n"
@@ -44,6 +46,9 @@ static void usage(FILE *f)
           "  --register-rate N      node registrations per second from one\n"
           "                         address, after a burst of 20 (default 1;\n"
           "                         0: no limit)\n"
+          "  --auth-failures N      wrong API keys from one address, or of one\n"
+          "                         key, before it is answered 429 for 1 s,\n"
+          "                         doubling up to 5 min (default 10; 0: never)\n"
           "  --quiet                no startup messages\n"
           "  --routes               print the served routes and exit\n"
           "  --help, --version\n", f);
@@ -108,6 +113,7 @@ static int admin_key(orch *o)
     char path[4096];
     snprintf(path, sizeof path, "%s/admin.key", o->opts.data);
     char *key = NULL;
+    const char *from = path;
     const char *env = getenv("RHIZOS_ADMIN_KEY");
     if (o->opts.admin_key_file) {
         if (!(key = read_secret(o->opts.admin_key_file))) {
@@ -115,8 +121,10 @@ static int admin_key(orch *o)
                     o->opts.admin_key_file);
             return -1;
         }
+        from = o->opts.admin_key_file;
     } else if (env && *env) {
         key = strdup(env);
+        from = "$RHIZOS_ADMIN_KEY";
     } else if (!(key = read_secret(path))) {
         char fresh[80];
         auth_new_key("rza_", fresh, sizeof fresh);
@@ -135,11 +143,10 @@ static int admin_key(orch *o)
     }
     if (!key)
         return -1;
-    crypto_generichash(o->admin_hash, 32, (unsigned char *)key, strlen(key),
-                       NULL, 0);
+    int rc = auth_set_admin(o, key, from);
     sodium_memzero(key, strlen(key));
     free(key);
-    return 0;
+    return rc == RZ_OK ? 0 : -1;
 }
 
 /* DATA/orchestrator.key: the X25519 pair (public then secret, 64 bytes). */
@@ -187,7 +194,7 @@ static bool parse_size(const char *s, uint64_t max, uint64_t *out)
 static int parse_opts(orch_opts *op, int argc, char **argv)
 {
     enum { O_LISTEN = 256, O_DATA, O_MODULES, O_ADMIN, O_MAXBODY, O_TIMEOUT,
-           O_POLICY, O_RATE, O_QUEUE_TIMEOUT, O_ALLOW_IMAGES, O_QUIET, O_ROUTES,
+           O_POLICY, O_RATE, O_AUTH_FAILURES, O_QUEUE_TIMEOUT, O_ALLOW_IMAGES, O_QUIET, O_ROUTES,
            O_HELP, O_VERSION };
     static const struct option longs[] = {
         { "listen", required_argument, NULL, O_LISTEN },
@@ -200,6 +207,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         { "queue-timeout", required_argument, NULL, O_QUEUE_TIMEOUT },
         { "allow-images", required_argument, NULL, O_ALLOW_IMAGES },
         { "register-rate", required_argument, NULL, O_RATE },
+        { "auth-failures", required_argument, NULL, O_AUTH_FAILURES },
         { "quiet", no_argument, NULL, O_QUIET },
         { "routes", no_argument, NULL, O_ROUTES },
         { "help", no_argument, NULL, O_HELP },
@@ -248,6 +256,16 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
                 return 2;
             } else {
                 op->register_rate = (unsigned)v;
+            }
+            break;
+        case O_AUTH_FAILURES:
+            if (strcmp(optarg, "0") == 0) {
+                op->auth_failures = 0;
+            } else if (!parse_size(optarg, 1000000, &v)) {
+                fprintf(stderr, ORCH_NAME ": --auth-failures: 0 to 1000000\n");
+                return 2;
+            } else {
+                op->auth_failures = (unsigned)v;
             }
             break;
         case O_QUEUE_TIMEOUT:
@@ -506,6 +524,7 @@ int main(int argc, char **argv)
     o.opts.queue_timeout_s = 3600;
     o.opts.policy = RZ_POLICY_CHEAPEST;
     o.opts.register_rate = ORCH_REGISTER_RATE;
+    o.opts.auth_failures = RZ_AUTH_THROTTLE_DEFAULT_MAX_FAILURES;
     int rc = parse_opts(&o.opts, argc, argv);
     if (rc != 0) {
         free(o.opts.modules);

@@ -19,7 +19,6 @@
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <lmdb.h>
 
 #include "rhizos/rhizos.h"
 
@@ -43,15 +42,12 @@
  * timeout (a node heartbeats well within that). */
 #define ORCH_RUNNING_GRACE_MS(o) ((o)->opts.node_timeout_ms / 2)
 
-typedef enum principal_kind {
-    P_NONE = 0, P_ADMIN = 1, P_CLIENT = 2, P_NODE = 4
-} principal_kind;
-
-typedef struct principal {
-    principal_kind kind;
-    rz_ledger_id account;    /* client: its account; node: its payout one */
-    uint64_t node;           /* node: its id */
-} principal;
+/* Who a key names (rhizos/auth.h), by the orchestrator's short names. */
+typedef rz_auth_principal principal;
+#define P_NONE RZ_AUTH_NONE
+#define P_ADMIN RZ_AUTH_ADMIN
+#define P_CLIENT RZ_AUTH_CLIENT
+#define P_NODE RZ_AUTH_NODE
 
 typedef struct orch_opts {
     const char *listen;
@@ -64,6 +60,7 @@ typedef struct orch_opts {
     const char **allow_images; size_t n_allow_images;   /* globs; none: no
                                                            ad-hoc images */
     rz_policy policy;
+    unsigned auth_failures;  /* wrong keys before a lock; 0: no throttle */
     unsigned register_rate;  /* registrations per second per address; 0: any */
     bool quiet;
 } orch_opts;
@@ -122,10 +119,8 @@ typedef struct orch {
     rz_engine *e;
     rz_registry *reg;
 
-    /* DATA/auth */
-    MDB_env *auth;
-    MDB_dbi db_keys, db_nodes, db_creds, db_logs, db_accounts;
-    unsigned char admin_hash[32];
+    rz_auth *auth;           /* DATA/auth, and the admin key's hash */
+    rz_auth_throttle *throttle;   /* wrong keys per address and per key */
     unsigned char pk[RZ_VAULT_NODE_PK_BYTES];
     unsigned char *sk;       /* sodium_malloc'd */
 
@@ -171,6 +166,11 @@ void reply_error(req *q, int status, const char *fmt, ...)
 /* 429 (code RZ_EDENIED): a limit on the caller; retry later. */
 void reply_limit(req *q, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* 429 with Retry-After: retry_s seconds. */
+void reply_retry(req *q, unsigned retry_s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The caller's address ("" if unknown). */
+const char *orch_peer(req *q);
 /* The library's last error as the reply for rc. */
 void reply_rz(req *q, int rc);
 void reply_diags(req *q, int rc, const rz_diags *d);
@@ -189,9 +189,17 @@ cJSON *parse_json_text(const char *text);
 void orch_count_code(orch *o, int code);
 
 /* ---- auth.c ---- */
+/* The store and the throttle; messages on stderr. */
 int auth_open(orch *o);
 void auth_close(orch *o);
+/* The admin key, checked for strength (rhizos/auth.h); a message on stderr
+ * naming `from` when it is too weak. */
+int auth_set_admin(orch *o, const char *key, const char *from);
 int auth_lookup(orch *o, const char *key, principal *out);
+/* Seconds `client` must wait before trying `key` (0: may try now); a
+ * failure to count with auth_failed. */
+unsigned auth_wait_s(orch *o, const char *client, const char *key);
+void auth_failed(orch *o, const char *client, const char *key);
 /* A fresh random key "<prefix><64 hex>" (buf >= 70 bytes). */
 void auth_new_key(const char *prefix, char *buf, size_t cap);
 int auth_put_key(orch *o, const char *key, const principal *p);

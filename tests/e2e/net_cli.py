@@ -123,7 +123,7 @@ class Offline(unittest.TestCase):
 
 @unittest.skipUnless(ORCH and os.access(ORCH, os.X_OK), "no rhizos-orchestrator")
 class Live(unittest.TestCase):
-    ADMIN = "admin-" + "k" * 40
+    ADMIN = "admin-net-cli-" + "k" * 40
 
     @classmethod
     def setUpClass(cls):

@@ -234,7 +234,7 @@ class FakeOrchestrator(unittest.TestCase):
 
 @unittest.skipUnless(ORCH and os.access(ORCH, os.X_OK), "no orchestrator binary")
 class RoundTrip(unittest.TestCase):
-    ADMIN = "test-admin-key-0123456789abcdef"
+    ADMIN = "test-admin-key-0123456789abcdef-node-agent"
 
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()

@@ -129,7 +129,8 @@ class Server:
             EXE, data, ["--admin-key-file", admin_file, "--max-body", str(MAX_BODY),
                         "--modules", os.path.join(ROOT, "examples", "modules"),
                         "--modules", os.path.join(ROOT, "tests", "e2e", "modules"),
-                        "--quiet"], timeout=20)
+                        # the auth matrix tries a wrong key on every route
+                        "--auth-failures", "0", "--quiet"], timeout=20)
         self.port = self.proc.port
 
     def call(self, method, path, body=None, key=None, raw=None, ctype=None,
@@ -652,7 +653,7 @@ class Lifecycle(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             admin_file = os.path.join(tmp, "admin.key")
             with open(admin_file, "w") as f:
-                f.write("rza_lifecycle_key\n")
+                f.write("rza_lifecycle_key_0123456789abcdef\n")
             data = os.path.join(tmp, "data")
             s = Server(data, admin_file)
             try:
@@ -669,10 +670,10 @@ class Lifecycle(unittest.TestCase):
                     timeout=30)
                 self.assertEqual(taken.returncode, 1)
                 self.assertIn("cannot listen", taken.stderr)
-                self.assertNotIn("rza_lifecycle_key", taken.stderr + other.stderr)
-                doc = s.call("POST", "/api/v1/accounts", {}, "rza_lifecycle_key")[1]
+                self.assertNotIn("rza_lifecycle_key_0123456789abcdef", taken.stderr + other.stderr)
+                doc = s.call("POST", "/api/v1/accounts", {}, "rza_lifecycle_key_0123456789abcdef")[1]
                 s.call("POST", "/api/v1/accounts/%s/test-credits" % doc["id"],
-                       {"amount_cents": 77}, "rza_lifecycle_key")
+                       {"amount_cents": 77}, "rza_lifecycle_key_0123456789abcdef")
                 reg = s.call("POST", "/api/v1/nodes/register",
                              {"capabilities": NODE_CAPS, "x25519_public_key": X25519})[1]
                 box = {}

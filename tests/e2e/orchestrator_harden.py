@@ -42,7 +42,7 @@ def decode(ctype, data):
 class Server:
     def __init__(self, tmp, extra=(), nofile=None):
         self.data = os.path.join(tmp, "data")
-        self.admin = "rza_harden_" + os.urandom(8).hex()
+        self.admin = "rza_harden_" + os.urandom(16).hex()
         key_file = os.path.join(tmp, "admin.key")
         with open(key_file, "w") as f:
             f.write(self.admin + "\n")

@@ -19,7 +19,7 @@ import unittest
 from harness import cli_env, http, run, start_orchestrator
 
 RHIZOS, ROOT, ORCH = sys.argv[1], sys.argv[2], sys.argv[3]
-ADMIN = "admin-" + "p" * 40
+ADMIN = "admin-placement-" + "p" * 40
 NODE_CAPS = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
              "storage": {"total_gb": 100, "free_gb": 100},
              "adapters": ["process"],

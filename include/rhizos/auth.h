@@ -1,0 +1,174 @@
+/* rhizos/auth.h — who an API key belongs to, and a brake on guessing keys.
+ *
+ * The store is an LMDB environment in a folder of its own (the
+ * orchestrator's DATA/auth). It holds:
+ *   - principals by key: BLAKE2b-256 of the key -> client (an account) or
+ *     node (a node id and its payout account). A key is never stored, only
+ *     its hash, and never appears in an error message;
+ *   - each node's public keys (X25519 for sealing credentials, Ed25519 for
+ *     signatures), the sealed credentials of a deployment, a job's log as
+ *     its node sent it, and an account's name and wallet address.
+ * The admin key is not stored: rz_auth_admin_set keeps its hash in memory
+ * for the handle's life.
+ *
+ * Transitions: every put is one LMDB write transaction, durable (fsync'd)
+ * when it returns RZ_OK and absent when it returns an error; a put of an
+ * existing key replaces it. Bad input (an empty key, an unknown principal
+ * kind, a node key that is not 64 hex digits) is RZ_EINVAL and changes
+ * nothing. Reads never block writers. A handle is for one thread at a time;
+ * several processes may open the same folder (LMDB serialises writers).
+ *
+ * Errors: RZ_EINVAL (bad input), RZ_EAUTH (an unknown key), RZ_ENOENT (no
+ * such record), RZ_ETOOBIG (the store is full), RZ_EDB (LMDB failed; the
+ * message names it), RZ_EIO (the folder cannot be made), RZ_ENOMEM.
+ */
+#ifndef RHIZOS_AUTH_H
+#define RHIZOS_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rhizos/common.h"
+#include "rhizos/ledger.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rz_auth rz_auth;
+
+/* Bit values, so a route can allow several kinds with one mask. */
+typedef enum rz_auth_kind {
+    RZ_AUTH_NONE = 0,
+    RZ_AUTH_ADMIN = 1,
+    RZ_AUTH_CLIENT = 2,
+    RZ_AUTH_NODE = 4
+} rz_auth_kind;
+
+typedef struct rz_auth_principal {
+    rz_auth_kind kind;
+    rz_ledger_id account;    /* client: its account; node: its payout one */
+    uint64_t node;           /* node: its id (never 0); else 0 */
+} rz_auth_principal;
+
+/* The admin key's strength rule: at least RZ_AUTH_KEY_MIN_LEN characters
+ * (128 bits as hex, 192 as base64), at most RZ_AUTH_KEY_MAX_LEN, printable
+ * ASCII without spaces, and at least RZ_AUTH_KEY_MIN_DISTINCT different
+ * characters (no "aaaa..." or a short pattern repeated). */
+#define RZ_AUTH_KEY_MIN_LEN 32u
+#define RZ_AUTH_KEY_MAX_LEN 256u
+#define RZ_AUTH_KEY_MIN_DISTINCT 8u
+/* A key rz_auth_key_new makes: the prefix, then 64 hex digits (256 bits). */
+#define RZ_AUTH_KEY_NEW_HEX 64u
+
+/* Open (creating the folder and the store if missing) the store in `dir`. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_open(rz_auth **out, const char *dir);
+/* NULL is fine. Forgets the admin key's hash. */
+RZ_EXTERN void rz_auth_close(rz_auth *a);
+
+/* RZ_OK if `key` meets the strength rule above, else RZ_EINVAL with the
+ * rule broken in rz_error_last() (never the key itself). */
+RZ_EXTERN RZ_NODISCARD int rz_auth_key_check(const char *key);
+/* Make `key` the admin key of this handle (its hash, in memory) after
+ * rz_auth_key_check; on RZ_EINVAL the previous admin key stays. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_admin_set(rz_auth *a, const char *key);
+/* Write a fresh random key "<prefix><64 hex>" and its NUL into `buf`.
+ * RZ_EINVAL (buf untouched) if `cap` is too small or `prefix` is NULL. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_key_new(const char *prefix, char *buf,
+                                           size_t cap);
+
+/* Whom `key` names: the admin (if set), a client or a node. RZ_EAUTH if
+ * nobody (an empty or NULL key too); *out is zeroed then. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_key_lookup(const rz_auth *a, const char *key,
+                                              rz_auth_principal *out);
+/* Give `key` to a client (kind RZ_AUTH_CLIENT) or a node (RZ_AUTH_NODE,
+ * node != 0). Other kinds, a NULL or empty key: RZ_EINVAL. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_key_put(rz_auth *a, const char *key,
+                                           const rz_auth_principal *p);
+
+/* A node's public keys as 64 hex digits each; `ed25519_hex` may be NULL. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_node_put(rz_auth *a, uint64_t node,
+                                            const char *x25519_hex,
+                                            const char *ed25519_hex);
+/* The node's X25519 public key. RZ_ENOENT if the node has none. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_node_key_get(const rz_auth *a, uint64_t node,
+                                                unsigned char x25519[32]);
+
+/* An account's display name and wallet address (either may be NULL). */
+RZ_EXTERN RZ_NODISCARD int rz_auth_account_put(rz_auth *a, rz_ledger_id id,
+                                               const char *name,
+                                               const char *wallet);
+/* The account's record {"name"?,"wallet_address"?}. RZ_ENOENT if none.
+ * Release with rz_free. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_account_get(const rz_auth *a, rz_ledger_id id,
+                                               char **out);
+
+/* A deployment's sealed credentials: any non-empty text (the orchestrator
+ * keeps a JSON object). RZ_ENOENT from get if none. Release with rz_free. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_creds_put(rz_auth *a, uint64_t deployment,
+                                             const char *text);
+RZ_EXTERN RZ_NODISCARD int rz_auth_creds_get(const rz_auth *a,
+                                             uint64_t deployment, char **out);
+
+/* A job's log: `len` bytes (0 allowed; `log` may then be NULL). get gives
+ * them NUL-terminated and their length in *len (may be NULL). RZ_ENOENT if
+ * none. Release with rz_free. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_log_put(rz_auth *a, uint64_t job,
+                                           const char *log, size_t len);
+RZ_EXTERN RZ_NODISCARD int rz_auth_log_get(const rz_auth *a, uint64_t job,
+                                           char **out, size_t *len);
+
+/* ---- Failed-key throttle --------------------------------------------------
+ *
+ * Deterministic and free of I/O (the caller passes the time). It counts
+ * failed tries per client (an address, as the caller names it) and per key
+ * tried; a failure older than window_ms before the next one starts the
+ * count again. The max_failures-th failure within the window locks that
+ * client and that key for lock_ms; each further failure once a lock has
+ * passed doubles it, up to max_lock_ms. While either is locked the caller
+ * answers "retry later" without checking the key, so a locked guesser
+ * learns nothing. Successes change nothing (a guesser holding one good key
+ * cannot reset its count with it).
+ *
+ * Memory is bounded: at most `slots` records (clients and keys together),
+ * found by a keyed hash (keys tried are not kept). A name may use one of 16
+ * neighbouring records; when all 16 are taken, the stalest unlocked one is
+ * replaced, else the lock that ends first. */
+typedef struct rz_auth_throttle rz_auth_throttle;
+
+#define RZ_AUTH_THROTTLE_DEFAULT_MAX_FAILURES 10u
+#define RZ_AUTH_THROTTLE_DEFAULT_WINDOW_MS 60000u
+#define RZ_AUTH_THROTTLE_DEFAULT_LOCK_MS 1000u
+#define RZ_AUTH_THROTTLE_DEFAULT_MAX_LOCK_MS 300000u
+#define RZ_AUTH_THROTTLE_DEFAULT_SLOTS 4096u
+
+typedef struct rz_auth_throttle_opts {
+    uint32_t version;         /* 1 */
+    uint32_t max_failures;    /* 0: RZ_AUTH_THROTTLE_DEFAULT_MAX_FAILURES */
+    uint64_t window_ms;       /* 0: ..._DEFAULT_WINDOW_MS */
+    uint64_t lock_ms;         /* 0: ..._DEFAULT_LOCK_MS */
+    uint64_t max_lock_ms;     /* 0: ..._DEFAULT_MAX_LOCK_MS */
+    uint32_t slots;           /* 0: ..._DEFAULT_SLOTS */
+} rz_auth_throttle_opts;
+#define RZ_AUTH_THROTTLE_OPTS_INIT { 1, 0, 0, 0, 0, 0 }
+
+/* `opts` may be NULL (all defaults). RZ_EINVAL for an unknown version or
+ * lock_ms > max_lock_ms. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_throttle_new(rz_auth_throttle **out,
+                                                const rz_auth_throttle_opts *opts);
+RZ_EXTERN void rz_auth_throttle_free(rz_auth_throttle *t);
+/* 0 if `client` and `key` may try at `now_ms`; else the milliseconds until
+ * both may. NULL or empty names are not counted (never locked). */
+RZ_EXTERN uint64_t rz_auth_throttle_wait(const rz_auth_throttle *t,
+                                         const char *client, const char *key,
+                                         uint64_t now_ms);
+/* Count a failed try of `key` by `client` at `now_ms`. */
+RZ_EXTERN void rz_auth_throttle_fail(rz_auth_throttle *t, const char *client,
+                                     const char *key, uint64_t now_ms);
+/* Records in use (for tests and metrics): never more than `slots`. */
+RZ_EXTERN size_t rz_auth_throttle_count(const rz_auth_throttle *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RHIZOS_AUTH_H */

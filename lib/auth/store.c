@@ -1,0 +1,317 @@
+/* The auth store: one LMDB environment, five named databases:
+ *   keys      BLAKE2b-256 of a key      -> {"kind","account","node"?}
+ *   nodes     u64 node (big-endian)     -> {"x25519","ed25519"?}
+ *   creds     u64 deployment            -> the sealed credentials' text
+ *   logs      u64 job                   -> the node's log
+ *   accounts  16-byte account id        -> {"name"?,"wallet_address"?}
+ * Each put is one write transaction (LMDB fsyncs at commit). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <lmdb.h>
+#include <sodium.h>
+
+#include "auth/auth_impl.h"
+#include "common/fs.h"
+#include "rhizos/auth.h"
+
+/* Address space only: LMDB maps the file sparsely. */
+#define AUTH_MAP_SIZE (4ull * 1024 * 1024 * 1024)
+
+enum { DB_KEYS, DB_NODES, DB_CREDS, DB_LOGS, DB_ACCOUNTS, DB_COUNT };
+
+struct rz_auth {
+    MDB_env *env;
+    MDB_dbi dbi[DB_COUNT];
+    bool has_admin;
+    unsigned char admin_hash[32];
+};
+
+static int db_error(int mrc, const char *what)
+{
+    return rz__error(mrc == MDB_MAP_FULL ? RZ_ETOOBIG : RZ_EDB, "auth store %s: %s",
+                     what, mdb_strerror(mrc));
+}
+
+int rz_auth_open(rz_auth **out, const char *dir)
+{
+    *out = NULL;
+    if (!dir || !*dir)
+        return rz__error(RZ_EINVAL, "no auth store folder given");
+    int rc = rz__auth_sodium();
+    if (rc == RZ_OK)
+        rc = rz__mkdirs(dir);
+    if (rc != RZ_OK)
+        return rc;
+    rz_auth *a = calloc(1, sizeof *a);
+    if (!a)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    static const char *const names[DB_COUNT] = {"keys", "nodes", "creds", "logs",
+                                                "accounts"};
+    int mrc = rz__lmdb_open(&a->env, dir, AUTH_MAP_SIZE, 0, names, a->dbi, DB_COUNT);
+    if (mrc != 0) {
+        rc = db_error(mrc, dir);
+        free(a);
+        return rc;
+    }
+    *out = a;
+    return RZ_OK;
+}
+
+void rz_auth_close(rz_auth *a)
+{
+    if (!a)
+        return;
+    if (a->env)
+        mdb_env_close(a->env);
+    sodium_memzero(a->admin_hash, sizeof a->admin_hash);
+    free(a);
+}
+
+int rz_auth_admin_set(rz_auth *a, const char *key)
+{
+    int rc = rz_auth_key_check(key);
+    if (rc != RZ_OK)
+        return rz__error(rc, "the admin key is too weak: %s", rz_error_last()->message);
+    rz__auth_key_hash(key, a->admin_hash);
+    a->has_admin = true;
+    return RZ_OK;
+}
+
+/* ---- records ---- */
+
+static void key_u64(unsigned char k[8], uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        k[i] = (unsigned char)(v >> (56 - 8 * i));
+}
+
+static int put(rz_auth *a, int db, const void *k, size_t kl, const void *v, size_t vl)
+{
+    MDB_txn *txn = NULL;
+    MDB_val key = { kl, (void *)k }, val = { vl, (void *)v };
+    int mrc = mdb_txn_begin(a->env, NULL, 0, &txn);
+    if (mrc == 0)
+        mrc = mdb_put(txn, a->dbi[db], &key, &val, 0);
+    if (mrc == 0) {
+        mrc = mdb_txn_commit(txn);
+        txn = NULL;
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    return mrc ? db_error(mrc, "write") : RZ_OK;
+}
+
+/* A NUL-terminated copy of the value into *out. */
+static int get(const rz_auth *a, int db, const void *k, size_t kl, char **out,
+               size_t *len)
+{
+    *out = NULL;
+    MDB_txn *txn = NULL;
+    MDB_val key = { kl, (void *)k }, val;
+    int mrc = mdb_txn_begin(a->env, NULL, MDB_RDONLY, &txn);
+    if (mrc == 0)
+        mrc = mdb_get(txn, a->dbi[db], &key, &val);
+    int rc = RZ_OK;
+    if (mrc == MDB_NOTFOUND)
+        rc = rz__error(RZ_ENOENT, "no such record");
+    else if (mrc != 0)
+        rc = db_error(mrc, "read");
+    else if (!(*out = malloc(val.mv_size + 1)))
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    if (rc == RZ_OK) {
+        memcpy(*out, val.mv_data, val.mv_size);
+        (*out)[val.mv_size] = '\0';
+        if (len)
+            *len = val.mv_size;
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+/* Put the JSON text of `doc` (taken). */
+static int put_json(rz_auth *a, int db, const void *k, size_t kl, cJSON *doc)
+{
+    char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    int rc = text ? put(a, db, k, kl, text, strlen(text))
+                  : rz__error(RZ_ENOMEM, "out of memory");
+    free(text);
+    return rc;
+}
+
+/* ---- principals ---- */
+
+static int principal_parse(const char *rec, rz_auth_principal *out)
+{
+    cJSON *doc = rec ? cJSON_Parse(rec) : NULL;
+    const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "kind"));
+    const char *acct = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "account"));
+    const char *node = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "node"));
+    int rc = RZ_EAUTH;
+    if (kind && acct && rz_ledger_id_parse(acct, &out->account) == RZ_OK) {
+        if (strcmp(kind, "client") == 0) {
+            out->kind = RZ_AUTH_CLIENT;
+            rc = RZ_OK;
+        } else if (strcmp(kind, "node") == 0 && node) {
+            out->kind = RZ_AUTH_NODE;
+            out->node = strtoull(node, NULL, 10);
+            rc = out->node ? RZ_OK : RZ_EAUTH;
+        }
+    }
+    cJSON_Delete(doc);
+    return rc;
+}
+
+int rz_auth_key_lookup(const rz_auth *a, const char *key, rz_auth_principal *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!key || !*key)
+        return rz__error(RZ_EAUTH, "no API key");
+    unsigned char h[32];
+    rz__auth_key_hash(key, h);
+    if (a->has_admin && rz__auth_hash_equal(h, a->admin_hash)) {
+        out->kind = RZ_AUTH_ADMIN;
+        return RZ_OK;
+    }
+    char *rec = NULL;
+    int rc = get(a, DB_KEYS, h, sizeof h, &rec, NULL);
+    if (rc == RZ_OK)
+        rc = principal_parse(rec, out);
+    else if (rc == RZ_ENOENT)
+        rc = RZ_EAUTH;
+    free(rec);
+    if (rc != RZ_OK) {
+        memset(out, 0, sizeof *out);
+        if (rc == RZ_EAUTH)
+            rz__error(RZ_EAUTH, "unknown API key");
+    }
+    return rc;
+}
+
+int rz_auth_key_put(rz_auth *a, const char *key, const rz_auth_principal *p)
+{
+    if (!key || !*key || !p)
+        return rz__error(RZ_EINVAL, "an API key and its principal are required");
+    if (p->kind != RZ_AUTH_CLIENT && !(p->kind == RZ_AUTH_NODE && p->node))
+        return rz__error(RZ_EINVAL, "a stored key names a client, or a node "
+                         "with a non-zero id");
+    unsigned char h[32];
+    char acct[33], node[24];
+    rz__auth_key_hash(key, h);
+    rz_ledger_id_format(p->account, acct);
+    snprintf(node, sizeof node, "%llu", (unsigned long long)p->node);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "kind", p->kind == RZ_AUTH_NODE ? "node" : "client");
+    cJSON_AddStringToObject(doc, "account", acct);
+    if (p->kind == RZ_AUTH_NODE)
+        cJSON_AddStringToObject(doc, "node", node);
+    return put_json(a, DB_KEYS, h, sizeof h, doc);
+}
+
+/* ---- nodes ---- */
+
+static bool hex32(const char *hex, unsigned char out[32])
+{
+    size_t got = 0;
+    const char *end = NULL;
+    return hex && strlen(hex) == 64 &&
+           sodium_hex2bin(out, 32, hex, 64, NULL, &got, &end) == 0 && got == 32 &&
+           end && *end == '\0';
+}
+
+int rz_auth_node_put(rz_auth *a, uint64_t node, const char *x25519_hex,
+                     const char *ed25519_hex)
+{
+    unsigned char pk[32];
+    if (!node || !hex32(x25519_hex, pk) || (ed25519_hex && !hex32(ed25519_hex, pk)))
+        return rz__error(RZ_EINVAL, "a node needs a non-zero id and public keys "
+                         "of 64 hex digits");
+    unsigned char k[8];
+    key_u64(k, node);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "x25519", x25519_hex);
+    if (ed25519_hex)
+        cJSON_AddStringToObject(doc, "ed25519", ed25519_hex);
+    return put_json(a, DB_NODES, k, sizeof k, doc);
+}
+
+int rz_auth_node_key_get(const rz_auth *a, uint64_t node, unsigned char x25519[32])
+{
+    unsigned char k[8];
+    key_u64(k, node);
+    char *rec = NULL;
+    int rc = get(a, DB_NODES, k, sizeof k, &rec, NULL);
+    cJSON *doc = rec ? cJSON_Parse(rec) : NULL;
+    free(rec);
+    if (rc == RZ_OK &&
+        !hex32(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "x25519")),
+               x25519))
+        rc = rz__error(RZ_ENOENT, "node %llu has no X25519 key",
+                       (unsigned long long)node);
+    cJSON_Delete(doc);
+    return rc;
+}
+
+/* ---- accounts, credentials, logs ---- */
+
+static void key_account(unsigned char k[16], rz_ledger_id id)
+{
+    key_u64(k, id.hi);
+    key_u64(k + 8, id.lo);
+}
+
+int rz_auth_account_put(rz_auth *a, rz_ledger_id id, const char *name,
+                        const char *wallet)
+{
+    unsigned char k[16];
+    key_account(k, id);
+    cJSON *doc = cJSON_CreateObject();
+    if (name)
+        cJSON_AddStringToObject(doc, "name", name);
+    if (wallet)
+        cJSON_AddStringToObject(doc, "wallet_address", wallet);
+    return put_json(a, DB_ACCOUNTS, k, sizeof k, doc);
+}
+
+int rz_auth_account_get(const rz_auth *a, rz_ledger_id id, char **out)
+{
+    unsigned char k[16];
+    key_account(k, id);
+    return get(a, DB_ACCOUNTS, k, sizeof k, out, NULL);
+}
+
+int rz_auth_creds_put(rz_auth *a, uint64_t deployment, const char *text)
+{
+    if (!text || !*text)
+        return rz__error(RZ_EINVAL, "no credentials to keep");
+    unsigned char k[8];
+    key_u64(k, deployment);
+    return put(a, DB_CREDS, k, sizeof k, text, strlen(text));
+}
+
+int rz_auth_creds_get(const rz_auth *a, uint64_t deployment, char **out)
+{
+    unsigned char k[8];
+    key_u64(k, deployment);
+    return get(a, DB_CREDS, k, sizeof k, out, NULL);
+}
+
+int rz_auth_log_put(rz_auth *a, uint64_t job, const char *log, size_t len)
+{
+    if (len && !log)
+        return rz__error(RZ_EINVAL, "no log text");
+    unsigned char k[8];
+    key_u64(k, job);
+    return put(a, DB_LOGS, k, sizeof k, len ? log : "", len);
+}
+
+int rz_auth_log_get(const rz_auth *a, uint64_t job, char **out, size_t *len)
+{
+    unsigned char k[8];
+    key_u64(k, job);
+    return get(a, DB_LOGS, k, sizeof k, out, len);
+}
