@@ -43,7 +43,7 @@ int auth_set_admin(orch *o, const char *key, const char *from)
     int rc = rz_auth_admin_set(o->auth, key);
     if (rc != RZ_OK)
         fprintf(stderr, ORCH_NAME ": refusing the admin key from %s: %s\n"
-                ORCH_NAME ": make one with: head -c 32 /dev/urandom | xxd -p -c 64\n",
+                ORCH_NAME ": make one with: openssl rand -hex 32\n",
                 from, rz_error_last()->message);
     return rc;
 }
