@@ -113,7 +113,15 @@ RZ_EXTERN void rz_vault_lock(rz_vault *v);
 RZ_EXTERN int rz_vault_is_unlocked(const rz_vault *v);
 
 /* Write the vault atomically (temp file in the same folder, fsync, rename,
- * fsync of the folder). RZ_ESTATE if locked or without a path. */
+ * fsync of the folder). Writers of one file take turns under an exclusive
+ * lock on "<path>.lock" (made beside it, mode 0600): holding it, save reads
+ * the file again and, if another writer saved since this handle read it,
+ * applies this handle's changes (entries added, updated, removed) to that
+ * version, which the handle then shows: concurrent writers lose nothing.
+ * RZ_EEXISTS if another writer added a name this handle added too, and
+ * RZ_ESTATE if it changed the password meanwhile (unlock again); nothing
+ * is written then. RZ_ESTATE also if locked or without a path.
+ * rz_vault_passwd takes the same turn. */
 RZ_EXTERN RZ_NODISCARD int rz_vault_save(rz_vault *v);
 
 /* Change the master password: a new salt, KDF cost from `opts` (NULL keeps

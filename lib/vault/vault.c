@@ -238,11 +238,10 @@ static int open_keyblock(const rz_vault *v, const char *pw, size_t pwlen,
 
 /* ---- Body --------------------------------------------------------------- */
 
-static int decrypt_body(const rz_vault *v, const rz__vkeys *k, rz__ventry **e,
-                        size_t *n)
+int rz__vault_decrypt_image(const unsigned char *img, size_t len,
+                            const rz__vkeys *k, rz__ventry **e, size_t *n)
 {
-    const unsigned char *img = v->image;
-    size_t ct_len = v->image_len - RZ__VAULT_BODY_OFF;
+    size_t ct_len = len - RZ__VAULT_BODY_OFF;
     size_t pt_len = ct_len - RZ__VAULT_TAG_LEN;
     unsigned char *pt = sodium_malloc(pt_len ? pt_len : 1);
     if (!pt)
@@ -347,7 +346,7 @@ static int adopt_image(rz_vault *v, unsigned char *img, size_t len)
     return RZ_OK;
 }
 
-static int read_image(const char *path, unsigned char **out, size_t *len)
+int rz__vault_read_image(const char *path, unsigned char **out, size_t *len)
 {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -410,7 +409,7 @@ int rz_vault_open(rz_vault **out, const char *path, const rz_vault_opts *opts)
         return rc;
     unsigned char *img = NULL;
     size_t len = 0;
-    if ((rc = read_image(path, &img, &len)) == RZ_OK)
+    if ((rc = rz__vault_read_image(path, &img, &len)) == RZ_OK)
         rc = adopt_image(v, img, len);
     if (rc != RZ_OK) {
         rz_vault_close(v);
@@ -496,7 +495,7 @@ static int reload(rz_vault *v)
         return RZ_OK;
     unsigned char *img = NULL;
     size_t len = 0;
-    int rc = read_image(v->path, &img, &len);
+    int rc = rz__vault_read_image(v->path, &img, &len);
     return rc == RZ_OK ? adopt_image(v, img, len) : rc;
 }
 
@@ -517,7 +516,7 @@ int rz_vault_unlock(rz_vault *v, const char *password, size_t pwlen)
     }
     rz__ventry *e;
     size_t n;
-    if ((rc = decrypt_body(v, k, &e, &n)) != RZ_OK) {
+    if ((rc = rz__vault_decrypt_image(v->image, v->image_len, k, &e, &n)) != RZ_OK) {
         keys_free(k);
         return rc;
     }
@@ -596,11 +595,19 @@ int rz_vault_save(rz_vault *v)
         return rc;
     if (!v->path)
         return rz__error(RZ_ESTATE, "an in-memory vault cannot be saved");
+    /* Writers take turns: under the lock, first take in what another
+     * writer saved since this handle read the file, then write. */
+    int lock_fd;
+    if ((rc = rz__vault_writer_lock(v->path, &lock_fd)) != RZ_OK)
+        return rc;
     unsigned char *img;
     size_t len;
-    if ((rc = build_image(v->image, v->keys, v->entries, v->n, &img, &len)) != RZ_OK)
-        return rc;
-    return write_image(v, img, len);
+    rc = rz__vault_catch_up(v);
+    if (rc == RZ_OK &&
+        (rc = build_image(v->image, v->keys, v->entries, v->n, &img, &len)) == RZ_OK)
+        rc = write_image(v, img, len);
+    rz__vault_writer_unlock(lock_fd);
+    return rc;
 }
 
 /* Re-encrypt every value from `old` keys into `nk`, on copies of the
@@ -620,8 +627,8 @@ static int rekey_values(const rz_vault *v, const rz__vkeys *nk, rz__ventry *copy
     return RZ_OK;
 }
 
-int rz_vault_passwd(rz_vault *v, const char *pw, size_t pwlen,
-                    const rz_vault_opts *opts)
+static int passwd_locked(rz_vault *v, const char *pw, size_t pwlen,
+                         const rz_vault_opts *opts)
 {
     int rc = need_unlocked(v);
     if (rc == RZ_OK)
@@ -678,6 +685,22 @@ int rz_vault_passwd(rz_vault *v, const char *pw, size_t pwlen,
     v->image = img;
     v->image_len = len;
     return RZ_OK;
+}
+
+int rz_vault_passwd(rz_vault *v, const char *pw, size_t pwlen,
+                    const rz_vault_opts *opts)
+{
+    int rc = need_unlocked(v);
+    if (rc != RZ_OK || !v->path)
+        return passwd_locked(v, pw, pwlen, opts);   /* it says why not */
+    int lock_fd;
+    if ((rc = rz__vault_writer_lock(v->path, &lock_fd)) != RZ_OK)
+        return rc;
+    rc = rz__vault_catch_up(v);
+    if (rc == RZ_OK)
+        rc = passwd_locked(v, pw, pwlen, opts);
+    rz__vault_writer_unlock(lock_fd);
+    return rc;
 }
 
 /* ---- Entries ---------------------------------------------------------- */

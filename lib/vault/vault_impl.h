@@ -130,6 +130,27 @@ RZ_HIDDEN int rz__vault_sodium(void);
 RZ_HIDDEN int rz__vault_write_file(const char *path, const unsigned char *data,
                                    size_t len, bool exclusive);
 
+/* The whole file at `path` (at most RZ__VAULT_MAX_FILE bytes) into *out. */
+RZ_HIDDEN int rz__vault_read_image(const char *path, unsigned char **out,
+                                   size_t *len);
+/* Decrypt the entry table of a file image with the data keys `k`. */
+RZ_HIDDEN int rz__vault_decrypt_image(const unsigned char *img, size_t len,
+                                      const rz__vkeys *k, rz__ventry **e,
+                                      size_t *n);
+
+/* Writers (writers.c). One writer at a time per vault file: an exclusive
+ * flock on "<path>.lock" (created 0600 beside it), held from reading the
+ * file again to renaming the new one into place. */
+RZ_HIDDEN int rz__vault_writer_lock(const char *path, int *fd);
+RZ_HIDDEN void rz__vault_writer_unlock(int fd);
+/* Under the lock: if the file is no longer the image this unlocked handle
+ * read or wrote (another writer saved), apply this handle's changes since
+ * then (entries added, updated, removed: by entry id) to the file's
+ * entries and adopt the result and the file's image. RZ_ESTATE if the
+ * file's keys changed (a new password), RZ_EEXISTS if another writer added
+ * a name this handle added too; the handle is unchanged then. */
+RZ_HIDDEN int rz__vault_catch_up(rz_vault *v);
+
 /* Test hook: called between the steps of a write (1: half the bytes
  * written, 2: all written, 3: fsynced, 4: renamed, before the folder
  * fsync). NULL in production. */

@@ -1,7 +1,8 @@
 /* Credential vault: round trips, wrong passwords, every byte flip and every
  * truncation of a file, moved and retyped entries, KDF caps, password
  * change, crashes in the middle of a write, sealing to a node, and the
- * resolution of a flow's credential references. Every vault here uses a
+ * resolution of a flow's credential references, and concurrent writers
+ * (processes saving at once lose no entry). Every vault here uses a
  * tiny custom KDF cost (1 pass, 8 KiB) so hundreds of unlocks take
  * milliseconds; the cost levels themselves are measured in bench/vault. */
 #include <setjmp.h>
@@ -966,6 +967,146 @@ static void test_seal_flow_errors(void **state)
     rz_vault_close(v);
 }
 
+/* ---- Concurrent writers ------------------------------------------------ */
+
+#define WRITERS 20
+
+/* A child: read the vault, add one entry, wait until every writer has
+ * read it (the pipe closes), then save. Exit status 0 on success. */
+static void writer_child(const char *path, int i, int gate)
+{
+    char name[32], value[32];
+    snprintf(name, sizeof name, "w%02d", i);
+    snprintf(value, sizeof value, "value-%02d", i);
+    rz_vault *v = NULL;
+    char c;
+    int ok = rz_vault_open(&v, path, NULL) == RZ_OK &&
+             rz_vault_unlock(v, PW, strlen(PW)) == RZ_OK &&
+             rz_vault_add(v, name, "llm_api", NULL, value, strlen(value), NULL) == RZ_OK &&
+             read(gate, &c, 1) == 0 && rz_vault_save(v) == RZ_OK;
+    rz_vault_close(v);
+    _exit(ok ? 0 : 1);
+}
+
+static void test_parallel_writers_lose_nothing(void **state)
+{
+    fx *f = *state;
+    rz_vault_close(make_vault(f->path, 1));
+    int gate[2];
+    assert_int_equal(pipe(gate), 0);
+    pid_t pids[WRITERS];
+    for (int i = 0; i < WRITERS; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            close(gate[1]);
+            writer_child(f->path, i, gate[0]);
+        }
+    }
+    close(gate[0]);
+    close(gate[1]);   /* every child saves at once */
+    for (int i = 0; i < WRITERS; i++) {
+        int st = 0;
+        assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    rz_vault *v = reopen(f->path, PW);
+    assert_int_equal(rz_vault_count(v), WRITERS + 1);
+    for (int i = 0; i < WRITERS; i++) {
+        char name[32], value[32];
+        snprintf(name, sizeof name, "w%02d", i);
+        snprintf(value, sizeof value, "value-%02d", i);
+        assert_value(v, name, value);
+    }
+    rz_vault_close(v);
+}
+
+static void test_save_keeps_another_writers_add(void **state)
+{
+    fx *f = *state;
+    rz_vault_close(make_vault(f->path, 1));
+    rz_vault *a = reopen(f->path, PW), *b = reopen(f->path, PW);
+    assert_int_equal(rz_vault_add(a, "from-a", "llm_api", NULL, "a", 1, NULL), RZ_OK);
+    assert_int_equal(rz_vault_save(a), RZ_OK);
+    assert_int_equal(rz_vault_add(b, "from-b", "llm_api", NULL, "b", 1, NULL), RZ_OK);
+    assert_int_equal(rz_vault_save(b), RZ_OK);
+    assert_int_equal(rz_vault_count(b), 3);   /* b now shows a's entry too */
+    rz_vault_close(a);
+    rz_vault_close(b);
+    rz_vault *v = reopen(f->path, PW);
+    assert_value(v, "from-a", "a");
+    assert_value(v, "from-b", "b");
+    rz_vault_close(v);
+}
+
+static void test_save_keeps_another_writers_removal(void **state)
+{
+    fx *f = *state;
+    rz_vault_close(make_vault(f->path, 2));
+    rz_vault *a = reopen(f->path, PW), *b = reopen(f->path, PW);
+    assert_int_equal(rz_vault_remove(a, "slack-bot"), RZ_OK);
+    assert_int_equal(rz_vault_save(a), RZ_OK);
+    assert_int_equal(rz_vault_add(b, "from-b", "llm_api", NULL, "b", 1, NULL), RZ_OK);
+    assert_int_equal(rz_vault_save(b), RZ_OK);
+    rz_vault_close(a);
+    rz_vault_close(b);
+    rz_vault *v = reopen(f->path, PW);
+    assert_int_equal(rz_vault_find(v, "slack-bot"), (size_t)-1);
+    assert_int_equal(rz_vault_count(v), 2);
+    rz_vault_close(v);
+}
+
+static void test_save_applies_this_writers_update_over_another_save(void **state)
+{
+    fx *f = *state;
+    rz_vault_close(make_vault(f->path, 1));
+    rz_vault *a = reopen(f->path, PW), *b = reopen(f->path, PW);
+    assert_int_equal(rz_vault_add(a, "from-a", "llm_api", NULL, "a", 1, NULL), RZ_OK);
+    assert_int_equal(rz_vault_save(a), RZ_OK);
+    assert_int_equal(rz_vault_update(b, "binance", NULL, "rotated", 7), RZ_OK);
+    assert_int_equal(rz_vault_save(b), RZ_OK);
+    rz_vault_close(a);
+    rz_vault_close(b);
+    rz_vault *v = reopen(f->path, PW);
+    assert_value(v, "binance", "rotated");
+    assert_value(v, "from-a", "a");
+    rz_vault_close(v);
+}
+
+static void test_save_refuses_a_name_another_writer_added(void **state)
+{
+    fx *f = *state;
+    rz_vault_close(make_vault(f->path, 1));
+    rz_vault *a = reopen(f->path, PW), *b = reopen(f->path, PW);
+    assert_int_equal(rz_vault_add(a, "dup", "llm_api", NULL, "a", 1, NULL), RZ_OK);
+    assert_int_equal(rz_vault_save(a), RZ_OK);
+    assert_int_equal(rz_vault_add(b, "dup", "llm_api", NULL, "b", 1, NULL), RZ_OK);
+    assert_int_equal(rz_vault_save(b), RZ_EEXISTS);
+    assert_int_equal(rz_vault_count(b), 2);   /* b's own view is kept */
+    rz_vault_close(a);
+    rz_vault_close(b);
+    rz_vault *v = reopen(f->path, PW);
+    assert_value(v, "dup", "a");
+    rz_vault_close(v);
+}
+
+static void test_save_refuses_after_a_password_change_elsewhere(void **state)
+{
+    fx *f = *state;
+    rz_vault_close(make_vault(f->path, 1));
+    rz_vault *a = reopen(f->path, PW), *b = reopen(f->path, PW);
+    rz_vault_opts o = tiny();
+    assert_int_equal(rz_vault_passwd(a, "new password", 12, &o), RZ_OK);
+    assert_int_equal(rz_vault_add(b, "from-b", "llm_api", NULL, "b", 1, NULL), RZ_OK);
+    assert_int_equal(rz_vault_save(b), RZ_ESTATE);
+    assert_clean_error();
+    rz_vault_close(a);
+    rz_vault_close(b);
+    rz_vault *v = reopen(f->path, "new password");
+    assert_int_equal(rz_vault_count(v), 1);
+    rz_vault_close(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -986,6 +1127,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resolve_step, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal_flow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal_flow_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parallel_writers_lose_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_keeps_another_writers_add, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_keeps_another_writers_removal, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_save_applies_this_writers_update_over_another_save,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_refuses_a_name_another_writer_added, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_save_refuses_after_a_password_change_elsewhere,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
