@@ -4,6 +4,7 @@ flows. Usage: flow_cli.py RHIZOS SOURCE_ROOT"""
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -208,6 +209,18 @@ class FlowCredentials(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("[redacted]", p.stdout + p.stderr)
         self.assert_nowhere(p.stdout, p.stderr)
+
+    def test_parallel_vault_adds_lose_nothing(self):
+        # 20 writers at once (issue 14 lost 14 of 20): each waits its turn.
+        procs = [subprocess.Popen([RHIZOS, "vault", "add", "k%02d" % i, "--type", "llm_api"],
+                                  cwd=ROOT, env=self.env, text=True,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE) for i in range(20)]
+        for i, p in enumerate(procs):
+            out, err = p.communicate("value-%d\n" % i, timeout=120)
+            self.assertEqual(p.returncode, 0, err)
+        names = {e["name"] for e in json.loads(self.cli("vault", "list", "--json").stdout)}
+        self.assertEqual(names, {"openai"} | {"k%02d" % i for i in range(20)})
 
     def test_wrong_password_runs_nothing(self):
         env = dict(self.env, RHIZOS_VAULT_PASSWORD="wrong")
