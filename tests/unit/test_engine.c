@@ -211,7 +211,7 @@ static void test_settle_exact(void **state)
     check(f);
 }
 
-static void test_refunds_and_funds(void **state)
+static void test_failed_job_is_refunded(void **state)
 {
     fx *f = *state;
     uint64_t n = node_add(f, 0);
@@ -224,26 +224,53 @@ static void test_refunds_and_funds(void **state)
     assert_int_equal(ji.state, RZ_JOB_FAILED);
     assert_string_equal(ji.error, "exit 1");
     assert_int_equal(balance(f, f->client), 10000);
-    /* Cancel while queued and while running. */
+    check(f);
+}
+
+static void test_cancel_queued_job_is_refunded_once(void **state)
+{
+    fx *f = *state;
     uint64_t q = submit(f, 300, 0, 4);
     assert_int_equal(rz_engine_job_cancel(f->e, q, 5), RZ_OK);
     assert_int_equal(rz_engine_job_cancel(f->e, q, 5), RZ_ESTATE);
+    assert_int_equal(balance(f, f->client), 10000);
+    check(f);
+}
+
+static void test_cancel_running_job_refuses_its_late_result(void **state)
+{
+    fx *f = *state;
+    uint64_t n = node_add(f, 0);
     uint64_t r = submit(f, 300, 0, 6);
+    rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, n, 7, &a), RZ_OK);
     assert_int_equal(a.job, r);
     assert_int_equal(rz_engine_job_cancel(f->e, r, 8), RZ_OK);
     assert_int_equal(node_report(f->e, n, r, 1, "{}", NULL, 10, 9), RZ_ESTATE);
     assert_int_equal(balance(f, f->client), 10000);
-    /* Insufficient funds: an error and nothing changes. */
+    check(f);
+}
+
+static void test_insufficient_funds_change_nothing(void **state)
+{
+    fx *f = *state;
     rz_engine_stats before, after;
     rz_engine_stats_get(f->e, &before);
     assert_int_equal(submit(f, 10001, 0, 10), 0);
     assert_int_equal(rz_error_last()->code, RZ_EFUNDS);
     rz_engine_stats_get(f->e, &after);
     assert_memory_equal(before.jobs, after.jobs, sizeof before.jobs);
-    assert_int_equal(rz_engine_job_get(f->e, r + 1, &ji), RZ_ENOENT);
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, 1, &ji), RZ_ENOENT);
     assert_int_equal(balance(f, f->client), 10000);
-    /* Hostile input: no state change either. */
+    check(f);
+}
+
+static void test_hostile_submit_changes_nothing(void **state)
+{
+    fx *f = *state;
+    rz_engine_stats before, after;
+    rz_engine_stats_get(f->e, &before);
     rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
     s.client = f->client;
     s.max_cost_cents = 10;
@@ -259,10 +286,19 @@ static void test_refunds_and_funds(void **state)
     s.max_cost_cents = 5;
     s.client = rz_ledger_id_make(99, 99);   /* no such account */
     assert_int_not_equal(rz_engine_submit(f->e, &s, 11, &id), RZ_OK);
-    assert_int_not_equal(rz_engine_node_register(f->e, "{\"cpu\":", 7, 12, &id), RZ_OK);
-    assert_int_equal(rz_engine_node_heartbeat(f->e, 999, 12, 0.5), RZ_ENOENT);
     rz_engine_stats_get(f->e, &after);
     assert_memory_equal(before.jobs, after.jobs, sizeof before.jobs);
+    assert_int_equal(balance(f, f->client), 10000);
+    check(f);
+}
+
+static void test_hostile_node_calls_change_nothing(void **state)
+{
+    fx *f = *state;
+    uint64_t id;
+    assert_int_not_equal(rz_engine_node_register(f->e, "{\"cpu\":", 7, 12, &id), RZ_OK);
+    assert_int_equal(rz_engine_node_heartbeat(f->e, 999, 12, 0.5), RZ_ENOENT);
+    assert_int_equal(rz_engine_node_count(f->e), 0);
     check(f);
 }
 
@@ -575,7 +611,7 @@ static void test_deploy_fanout(void **state)
     check(f);
 }
 
-static void test_deploy_errors(void **state)
+static void test_deploy_invalid_flow_gives_diagnostics(void **state)
 {
     fx *f = *state;
     uint64_t d = 0;
@@ -586,12 +622,32 @@ static void test_deploy_errors(void **state)
                                           NULL, 1, &d, diags), RZ_OK);
     assert_true(rz_diags_error_count(diags) > 0);
     rz_diags_free(diags);
+    check(f);
+}
+
+static void test_deploy_refuses_unparseable_text(void **state)
+{
+    fx *f = *state;
+    uint64_t d = 0;
     assert_int_not_equal(rz_engine_deploy(f->e, "{{{", 3, f->client, NULL, 1, &d, NULL),
                          RZ_OK);
-    /* A missing required input. */
+    check(f);
+}
+
+static void test_deploy_refuses_a_missing_required_input(void **state)
+{
+    fx *f = *state;
+    uint64_t d = 0;
     assert_int_not_equal(rz_engine_deploy(f->e, FANOUT, strlen(FANOUT), f->client,
                                           NULL, 1, &d, NULL), RZ_OK);
-    /* Not enough money for every step: nothing held at all. */
+    check(f);
+}
+
+/* Not enough money for every step: nothing held at all. */
+static void test_deploy_without_funds_for_every_step_holds_nothing(void **state)
+{
+    fx *f = *state;
+    uint64_t d = 0;
     rz_ledger_id poor = rz_ledger_id_make(7, 50);
     rz_ledger *l = rz_engine_ledger(f->e);
     assert_int_equal(rz_ledger_create_account(l, poor, RZ_LEDGER_CLIENT), RZ_OK);
@@ -936,53 +992,86 @@ static void test_decline_exhausts(void **state)
 
 /* Listings newest first, by client; deployment info; caps; times; the
  * reference estimate. */
-static void test_listings(void **state)
+/* A second client with 1000 cents; jobs 1 and 3 are f->client's at t=1
+ * and t=3, job 2 the other client's. */
+static rz_ledger_id three_jobs(fx *f, uint64_t j[3])
 {
-    fx *f = *state;
     rz_ledger_id other = rz_ledger_id_make(7, 3);
     rz_ledger *l = rz_engine_ledger(f->e);
     assert_int_equal(rz_ledger_create_account(l, other, RZ_LEDGER_CLIENT), RZ_OK);
     assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 4), other, 1000), RZ_OK);
-    uint64_t j1 = submit(f, 100, 0, 1);
+    j[0] = submit(f, 100, 0, 1);
     rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
     s.client = other;
     s.max_cost_cents = 100;
-    uint64_t j2 = 0;
-    assert_int_equal(rz_engine_submit(f->e, &s, 2, &j2), RZ_OK);
-    uint64_t j3 = submit(f, 100, 0, 3);
-    uint64_t ids[8];
+    assert_int_equal(rz_engine_submit(f->e, &s, 2, &j[1]), RZ_OK);
+    j[2] = submit(f, 100, 0, 3);
+    return other;
+}
+
+static void test_job_list_newest_first_by_client(void **state)
+{
+    fx *f = *state;
+    uint64_t j[3], ids[8];
+    rz_ledger_id other = three_jobs(f, j);
     assert_int_equal(rz_engine_job_list(f->e, NULL, 0, ids, 8), 3);
-    assert_int_equal(ids[0], j3);
-    assert_int_equal(ids[2], j1);
+    assert_int_equal(ids[0], j[2]);
+    assert_int_equal(ids[2], j[0]);
     assert_int_equal(rz_engine_job_list(f->e, &f->client, 0, ids, 8), 2);
-    assert_int_equal(ids[0], j3);
-    assert_int_equal(ids[1], j1);
-    assert_int_equal(rz_engine_job_list(f->e, &f->client, j3, ids, 8), 1);
-    assert_int_equal(ids[0], j1);
+    assert_int_equal(ids[0], j[2]);
+    assert_int_equal(ids[1], j[0]);
     assert_int_equal(rz_engine_job_list(f->e, &other, 0, ids, 1), 1);
-    assert_int_equal(ids[0], j2);
+    assert_int_equal(ids[0], j[1]);
+    check(f);
+}
+
+static void test_job_list_pages_and_caps(void **state)
+{
+    fx *f = *state;
+    uint64_t j[3], ids[8];
+    three_jobs(f, j);
+    assert_int_equal(rz_engine_job_list(f->e, &f->client, j[2], ids, 8), 1);
+    assert_int_equal(ids[0], j[0]);
     assert_int_equal(rz_engine_job_list(f->e, NULL, 0, ids, 0), 0);
-    uint64_t sub = 0, q = 0;
-    assert_int_equal(rz_engine_job_times(f->e, j3, &sub, &q), RZ_OK);
+    check(f);
+}
+
+static void test_job_times(void **state)
+{
+    fx *f = *state;
+    uint64_t j[3], sub = 0, q = 0;
+    three_jobs(f, j);
+    assert_int_equal(rz_engine_job_times(f->e, j[2], &sub, &q), RZ_OK);
     assert_int_equal(sub, 3);
     assert_int_equal(q, 3);
     assert_int_equal(rz_engine_job_times(f->e, 99, &sub, &q), RZ_ENOENT);
+}
 
-    const char *flow = "flux: 1\nname: one\nsteps:\n  c:\n    module: count@1\n"
-                       "    inputs:\n      text: \"a\"\n";
-    uint64_t d = 0;
-    assert_int_equal(rz_engine_deploy(f->e, flow, strlen(flow), f->client, NULL,
-                                      4, &d, NULL), RZ_OK);
+static const char *one_step_flow = "flux: 1\nname: one\nsteps:\n  c:\n    module: count@1\n"
+                                   "    inputs:\n      text: \"a\"\n";
+
+static void test_deployment_get_and_list(void **state)
+{
+    fx *f = *state;
+    uint64_t j[3], ids[8], d = 0;
+    rz_ledger_id other = three_jobs(f, j);
+    assert_int_equal(rz_engine_deploy(f->e, one_step_flow, strlen(one_step_flow),
+                                      f->client, NULL, 4, &d, NULL), RZ_OK);
     rz_engine_deployment_info di;
     assert_int_equal(rz_engine_deployment_get(f->e, d, &di), RZ_OK);
     assert_true(di.client.hi == f->client.hi && di.client.lo == f->client.lo);
     assert_int_equal(di.n_steps, 1);
-    assert_int_equal(di.first_job, j3 + 1);
+    assert_int_equal(di.first_job, j[2] + 1);
     assert_int_equal(di.state, RZ_RUN_RUNNING);
     assert_int_equal(rz_engine_deployment_get(f->e, d + 1, &di), RZ_ENOENT);
     assert_int_equal(rz_engine_deployment_list(f->e, &f->client, 0, ids, 8), 1);
     assert_int_equal(rz_engine_deployment_list(f->e, &other, 0, ids, 8), 0);
+    check(f);
+}
 
+static void test_node_caps(void **state)
+{
+    fx *f = *state;
     uint64_t n = node_add(f, 5);
     assert_int_equal(rz_engine_node_count(f->e), 1);
     char *caps = NULL;
@@ -993,18 +1082,33 @@ static void test_listings(void **state)
     rz_free(caps);
     assert_int_equal(rz_engine_node_caps(f->e, n + 1, &caps), RZ_ENOENT);
     assert_null(caps);
+}
 
-    /* The module's 10 s on 1 core, x2, at 36000 cents/hour: 200 cents,
-     * the same as the deployment step was held for. */
-    uint64_t cents = 0;
+/* The module's 10 s on 1 core, x2, at 36000 cents/hour: 200 cents, the
+ * same as a deployment step is held for. */
+static void test_reference_cost_is_what_a_step_holds(void **state)
+{
+    fx *f = *state;
+    uint64_t cents = 0, d = 0;
+    assert_int_equal(rz_engine_deploy(f->e, one_step_flow, strlen(one_step_flow),
+                                      f->client, NULL, 4, &d, NULL), RZ_OK);
+    node_add(f, 5);
     assert_int_equal(rz_engine_reference_cost(f->e,
         "{\"cpu_cores\":1,\"estimate_seconds\":10}", &cents), RZ_OK);
     assert_int_equal(cents, 200);
+    rz_engine_deployment_info di;
+    assert_int_equal(rz_engine_deployment_get(f->e, d, &di), RZ_OK);
     rz_engine_job_info ji;
     assert_int_equal(rz_engine_job_get(f->e, di.first_job, &ji), RZ_OK);
     assert_int_equal(ji.max_cost_cents, 200);
-    assert_int_equal(rz_engine_reference_cost(f->e, "[", &cents), RZ_ESYNTAX);
     check(f);
+}
+
+static void test_reference_cost_refuses_bad_json(void **state)
+{
+    fx *f = *state;
+    uint64_t cents = 0;
+    assert_int_equal(rz_engine_reference_cost(f->e, "[", &cents), RZ_ESYNTAX);
 }
 
 /* Group commit: calls inside a group are applied in memory, their holds
@@ -1407,35 +1511,48 @@ static void test_waiting_nodes(void **state)
 
 int main(void)
 {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_settle_exact, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_refunds_and_funds, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_priority_fifo, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lost_node, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stale_duplicate, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deploy_fanout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deploy_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deploy_many_steps, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deploy_timeout_cancel, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_restart_close, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_restart_sigkill, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_orphan_hold, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_timeout_reason, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_status_job_view, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_decline, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_decline_exhausts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_listings, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_group_pending, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_group_orphans_gap, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_shared_requirements, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_queue_groups, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_waiting_nodes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_waiting_reason_queue_timeout, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_queue_timeout_default_and_step,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_adhoc_exec, setup, teardown),
+        T(test_settle_exact),
+        T(test_failed_job_is_refunded),
+        T(test_cancel_queued_job_is_refunded_once),
+        T(test_cancel_running_job_refuses_its_late_result),
+        T(test_insufficient_funds_change_nothing),
+        T(test_hostile_submit_changes_nothing),
+        T(test_hostile_node_calls_change_nothing),
+        T(test_priority_fifo),
+        T(test_lost_node),
+        T(test_stale_duplicate),
+        T(test_deploy_fanout),
+        T(test_deploy_invalid_flow_gives_diagnostics),
+        T(test_deploy_refuses_unparseable_text),
+        T(test_deploy_refuses_a_missing_required_input),
+        T(test_deploy_without_funds_for_every_step_holds_nothing),
+        T(test_deploy_many_steps),
+        T(test_deploy_timeout_cancel),
+        T(test_restart_close),
+        T(test_restart_sigkill),
+        T(test_orphan_hold),
+        T(test_timeout_reason),
+        T(test_status_job_view),
+        T(test_decline),
+        T(test_decline_exhausts),
+        T(test_job_list_newest_first_by_client),
+        T(test_job_list_pages_and_caps),
+        T(test_job_times),
+        T(test_deployment_get_and_list),
+        T(test_node_caps),
+        T(test_reference_cost_is_what_a_step_holds),
+        T(test_reference_cost_refuses_bad_json),
+        T(test_group_commit),
+        T(test_group_pending),
+        T(test_group_orphans_gap),
+        T(test_shared_requirements),
+        T(test_queue_groups),
+        T(test_waiting_nodes),
+        T(test_waiting_reason_queue_timeout),
+        T(test_queue_timeout_default_and_step),
+        T(test_adhoc_exec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -192,54 +192,151 @@ static void test_update_remove(void **state)
     rz_vault_close(v);
 }
 
-static void test_bad_input(void **state)
+static void test_add_refuses_a_taken_name(void **state)
 {
     fx *f = *state;
     rz_vault *v = make_vault(f->path, 1);
     assert_int_equal(rz_vault_add(v, "binance", "llm_api", NULL, "x", 1, NULL), RZ_EEXISTS);
+    assert_int_equal(rz_vault_count(v), 1);
+    rz_vault_close(v);
+}
+
+static void test_add_refuses_bad_names(void **state)
+{
+    fx *f = *state;
+    rz_vault *v = make_vault(f->path, 1);
     assert_int_equal(rz_vault_add(v, "", "llm_api", NULL, "x", 1, NULL), RZ_EINVAL);
     assert_int_equal(rz_vault_add(v, "has space", "llm_api", NULL, "x", 1, NULL), RZ_EINVAL);
+    assert_clean_error();
+    assert_int_equal(rz_vault_count(v), 1);
+    rz_vault_close(v);
+}
+
+static void test_add_name_length_limit(void **state)
+{
+    fx *f = *state;
+    rz_vault *v = make_vault(f->path, 1);
     char longname[RZ_VAULT_NAME_MAX + 2];
     memset(longname, 'a', sizeof longname - 1);
     longname[sizeof longname - 1] = '\0';
     assert_int_equal(rz_vault_add(v, longname, "llm_api", NULL, "x", 1, NULL), RZ_EINVAL);
     longname[RZ_VAULT_NAME_MAX] = '\0';
     assert_int_equal(rz_vault_add(v, longname, "llm_api", NULL, "x", 1, NULL), RZ_OK);
+    rz_vault_close(v);
+}
+
+static void test_add_refuses_bad_types(void **state)
+{
+    fx *f = *state;
+    rz_vault *v = make_vault(f->path, 1);
     assert_int_equal(rz_vault_add(v, "t", "Upper", NULL, "x", 1, NULL), RZ_EINVAL);
     assert_int_equal(rz_vault_add(v, "t", "", NULL, "x", 1, NULL), RZ_EINVAL);
+    assert_int_equal(rz_vault_count(v), 1);
+    rz_vault_close(v);
+}
+
+static void test_add_refuses_bad_metadata(void **state)
+{
+    fx *f = *state;
+    rz_vault *v = make_vault(f->path, 1);
     assert_int_equal(rz_vault_add(v, "t", "llm_api", "[1]", "x", 1, NULL), RZ_EINVAL);
     assert_int_equal(rz_vault_add(v, "t", "llm_api", "{bad", "x", 1, NULL), RZ_EINVAL);
+    assert_int_equal(rz_vault_count(v), 1);
+    rz_vault_close(v);
+}
+
+static void test_add_refuses_an_empty_value(void **state)
+{
+    fx *f = *state;
+    rz_vault *v = make_vault(f->path, 1);
     assert_int_equal(rz_vault_add(v, "t", "llm_api", NULL, "", 0, NULL), RZ_EINVAL);
+    assert_int_equal(rz_vault_count(v), 1);
+    rz_vault_close(v);
+}
+
+static void test_add_refuses_an_oversized_value(void **state)
+{
+    fx *f = *state;
+    rz_vault *v = make_vault(f->path, 1);
     char *big = calloc(1, RZ_VAULT_VALUE_MAX + 1);
     assert_int_equal(rz_vault_add(v, "t", "llm_api", NULL, big, RZ_VAULT_VALUE_MAX + 1, NULL),
                      RZ_ETOOBIG);
     free(big);
+    assert_int_equal(rz_vault_count(v), 1);
+    rz_vault_close(v);
+}
+
+static void test_known_types(void **state)
+{
+    (void)state;
     assert_true(rz_vault_type_is_known("wallet_private_key"));
     assert_true(rz_vault_type_is_known("telegram_bot"));
     assert_false(rz_vault_type_is_known("custom_thing"));
     assert_false(rz_vault_type_is_known(NULL));
-    rz_vault_close(v);
+}
 
-    /* Creation never clobbers; opening checks what it reads. */
+static void test_create_never_clobbers(void **state)
+{
+    fx *f = *state;
+    rz_vault_close(make_vault(f->path, 1));
     rz_vault_opts o = tiny();
+    rz_vault *v = (rz_vault *)1;
     assert_int_equal(rz_vault_create(&v, f->path, PW, strlen(PW), &o), RZ_EEXISTS);
     assert_null(v);
+}
+
+static void test_open_missing_file_is_enoent(void **state)
+{
+    fx *f = *state;
     char other[160];
     snprintf(other, sizeof other, "%s/none", f->dir);
+    rz_vault *v = (rz_vault *)1;
     assert_int_equal(rz_vault_open(&v, other, NULL), RZ_ENOENT);
     assert_null(v);
+}
+
+static void test_open_refuses_a_file_that_is_no_vault(void **state)
+{
+    fx *f = *state;
+    char other[160];
+    snprintf(other, sizeof other, "%s/none", f->dir);
+    rz_vault *v;
     spit(other, (const unsigned char *)"hello", 5);
     assert_int_equal(rz_vault_open(&v, other, NULL), RZ_ESYNTAX);
     spit(other, (const unsigned char *)"", 0);
     assert_int_equal(rz_vault_open(&v, other, NULL), RZ_ESYNTAX);
+}
+
+static void test_open_refuses_a_folder(void **state)
+{
+    fx *f = *state;
+    rz_vault *v;
     assert_int_equal(rz_vault_open(&v, f->dir, NULL), RZ_EIO);
+}
+
+static void test_open_refuses_unknown_opts_version(void **state)
+{
+    fx *f = *state;
+    rz_vault_close(make_vault(f->path, 1));
+    rz_vault_opts o = tiny();
     o.version = 99;
+    rz_vault *v;
     assert_int_equal(rz_vault_open(&v, f->path, &o), RZ_EINVAL);
-    o = tiny();
+}
+
+static void test_create_refuses_a_tiny_memlimit(void **state)
+{
+    fx *f = *state;
+    rz_vault_opts o = tiny();
     o.memlimit = 100;
-    snprintf(other, sizeof other, "%s/fresh", f->dir);
-    assert_int_equal(rz_vault_create(&v, other, PW, strlen(PW), &o), RZ_EINVAL);
-    assert_int_equal(access(other, F_OK), -1);
+    rz_vault *v;
+    assert_int_equal(rz_vault_create(&v, f->path, PW, strlen(PW), &o), RZ_EINVAL);
+    assert_int_equal(access(f->path, F_OK), -1);
+}
+
+static void test_null_handles_are_fine(void **state)
+{
+    (void)state;
     rz_vault_close(NULL);
     rz_vault_lock(NULL);
     rz_secret_free(NULL);
@@ -278,7 +375,7 @@ static void test_wrong_password(void **state)
     free(after);
 }
 
-static void test_lock_unlock(void **state)
+static void test_lock_discards_unsaved_changes(void **state)
 {
     fx *f = *state;
     rz_vault *v = make_vault(f->path, 1);
@@ -291,18 +388,39 @@ static void test_lock_unlock(void **state)
     assert_int_equal(rz_vault_unlock(v, PW, strlen(PW)), RZ_OK);
     assert_int_equal(rz_vault_count(v), 1);   /* unsaved change discarded */
     assert_value(v, "binance", SECRET1);
-    /* Unlocking again checks the password but keeps state. */
+    rz_vault_close(v);
+}
+
+static void test_unlock_again_checks_the_password_and_keeps_state(void **state)
+{
+    fx *f = *state;
+    rz_vault *v = make_vault(f->path, 1);
+    assert_int_equal(rz_vault_add(v, "unsaved", "llm_api", NULL, "u", 1, NULL), RZ_OK);
     assert_int_equal(rz_vault_unlock(v, "nope", 4), RZ_EAUTH);
     assert_true(rz_vault_is_unlocked(v));
     assert_int_equal(rz_vault_unlock(v, PW, strlen(PW)), RZ_OK);
+    assert_int_equal(rz_vault_count(v), 2);
+    rz_vault_close(v);
+}
+
+static void test_kdf_cost_and_path(void **state)
+{
+    fx *f = *state;
+    rz_vault *v = make_vault(f->path, 1);
     uint64_t ops, mem;
     rz_vault_kdf_cost(v, &ops, &mem);
     assert_int_equal(ops, 1);
     assert_int_equal(mem, 8192);
     assert_string_equal(rz_vault_path(v), f->path);
+    rz_vault_close(v);
+}
 
-    /* A locked handle reads the file again: another writer's change (here
-     * a whole other vault under another password) is what unlock sees. */
+/* A locked handle reads the file again: another writer's change (here a
+ * whole other vault under another password) is what unlock sees. */
+static void test_unlock_reads_a_file_replaced_while_locked(void **state)
+{
+    fx *f = *state;
+    rz_vault *v = make_vault(f->path, 1);
     rz_vault_lock(v);
     char other[160];
     snprintf(other, sizeof other, "%s/other", f->dir);
@@ -317,16 +435,23 @@ static void test_lock_unlock(void **state)
     assert_int_equal(rz_vault_unlock(v, "pw2", 3), RZ_OK);
     assert_int_equal(rz_vault_count(v), 1);
     assert_value(v, "fresh", "f");
-    /* A file gone bad while locked is refused, and the handle stays usable
-     * for nothing but close. */
+    rz_vault_close(v);
+}
+
+/* A file gone bad while locked is refused, and the handle stays usable
+ * for nothing but close. */
+static void test_unlock_refuses_a_file_gone_bad_while_locked(void **state)
+{
+    fx *f = *state;
+    rz_vault *v = make_vault(f->path, 1);
     rz_vault_lock(v);
     spit(f->path, (const unsigned char *)"garbage", 7);
-    assert_int_equal(rz_vault_unlock(v, "pw2", 3), RZ_ESYNTAX);
+    assert_int_equal(rz_vault_unlock(v, PW, strlen(PW)), RZ_ESYNTAX);
     assert_false(rz_vault_is_unlocked(v));
     rz_vault_close(v);
 }
 
-static void test_passwd(void **state)
+static void test_passwd_new_salt_same_vault_id(void **state)
 {
     fx *f = *state;
     rz_vault *v = make_vault(f->path, 2);
@@ -339,13 +464,20 @@ static void test_passwd(void **state)
     rz_vault_close(v);
     size_t len1;
     unsigned char *after = (unsigned char *)file_read(f->path, &len1);
-    /* New salt and new keys: the salt differs and so does every byte
-     * after the header fields. */
-    assert_memory_not_equal(before + 28, after + 28, 16);
+    assert_memory_not_equal(before + 28, after + 28, 16);   /* salt */
     assert_memory_equal(before + 44, after + 44, 16);   /* vault id kept */
     free(before);
     free(after);
+}
 
+static void test_passwd_new_password_opens_old_does_not(void **state)
+{
+    fx *f = *state;
+    rz_vault *v = make_vault(f->path, 2);
+    rz_vault_opts o = tiny();
+    o.opslimit = 2;
+    assert_int_equal(rz_vault_passwd(v, "new pw", 6, &o), RZ_OK);
+    rz_vault_close(v);
     assert_int_equal(rz_vault_open(&v, f->path, NULL), RZ_OK);
     assert_int_equal(rz_vault_unlock(v, PW, strlen(PW)), RZ_EAUTH);
     assert_int_equal(rz_vault_unlock(v, "new pw", 6), RZ_OK);
@@ -355,13 +487,30 @@ static void test_passwd(void **state)
     assert_int_equal(rz_vault_count(v), 2);
     assert_value(v, "binance", SECRET1);
     assert_value(v, "slack-bot", SECRET2);
-    /* NULL options keep the cost. */
+    rz_vault_close(v);
+}
+
+static void test_passwd_null_opts_keep_the_cost(void **state)
+{
+    fx *f = *state;
+    rz_vault *v = make_vault(f->path, 2);
+    rz_vault_opts o = tiny();
+    o.opslimit = 2;
+    assert_int_equal(rz_vault_passwd(v, "new pw", 6, &o), RZ_OK);
     assert_int_equal(rz_vault_passwd(v, PW, strlen(PW), NULL), RZ_OK);
     rz_vault_close(v);
     v = reopen(f->path, PW);
+    uint64_t ops;
     rz_vault_kdf_cost(v, &ops, NULL);
     assert_int_equal(ops, 2);
     assert_value(v, "slack-bot", SECRET2);
+    rz_vault_close(v);
+}
+
+static void test_passwd_needs_an_unlocked_vault(void **state)
+{
+    fx *f = *state;
+    rz_vault *v = make_vault(f->path, 1);
     rz_vault_lock(v);
     assert_int_equal(rz_vault_passwd(v, "x", 1, NULL), RZ_ESTATE);
     rz_vault_close(v);
@@ -486,55 +635,97 @@ static void put64(unsigned char *p, uint64_t x)
         p[i] = (unsigned char)(x >> (8 * i));
 }
 
-static void test_kdf_cap(void **state)
+/* The vault file at f->path (one entry) as bytes, for editing its header. */
+static unsigned char *vault_image(const fx *f, size_t *len)
 {
-    fx *f = *state;
     rz_vault_close(make_vault(f->path, 1));
-    size_t len;
-    unsigned char *img = (unsigned char *)file_read(f->path, &len);
-    rz_vault *v;
+    return (unsigned char *)file_read(f->path, len);
+}
 
+static void test_open_refuses_a_huge_memlimit(void **state)
+{
+    size_t len;
+    unsigned char *img = vault_image(*state, &len);
+    rz_vault *v;
     put64(img + 20, 64ull << 30);   /* a hostile file asks for 64 GiB */
     assert_int_equal(rz_vault_open_mem(&v, img, len, NULL), RZ_ETOOBIG);
     assert_null(v);
     assert_non_null(strstr(rz_error_last()->message, "65536 MiB"));
     put64(img + 20, (1ull << 30) + 1024);   /* just above 1 GiB */
     assert_int_equal(rz_vault_open_mem(&v, img, len, NULL), RZ_ETOOBIG);
-    put64(img + 20, 8192);
-    put64(img + 12, 5);                      /* above SENSITIVE's passes */
+    free(img);
+}
+
+static void test_open_refuses_too_many_passes(void **state)
+{
+    size_t len;
+    unsigned char *img = vault_image(*state, &len);
+    rz_vault *v;
+    put64(img + 12, 5);   /* above SENSITIVE's passes */
     assert_int_equal(rz_vault_open_mem(&v, img, len, NULL), RZ_ETOOBIG);
     put64(img + 12, UINT64_MAX);
     assert_int_equal(rz_vault_open_mem(&v, img, len, NULL), RZ_ETOOBIG);
+    free(img);
+}
+
+static void test_open_refuses_zero_passes(void **state)
+{
+    size_t len;
+    unsigned char *img = vault_image(*state, &len);
+    rz_vault *v;
     put64(img + 12, 0);
     assert_int_equal(rz_vault_open_mem(&v, img, len, NULL), RZ_ESYNTAX);
-    put64(img + 12, 1);
+    free(img);
+}
+
+static void test_open_accepts_a_cost_within_the_caps(void **state)
+{
+    size_t len;
+    unsigned char *img = vault_image(*state, &len);
+    rz_vault *v;
     assert_int_equal(rz_vault_open_mem(&v, img, len, NULL), RZ_OK);
     rz_vault_close(v);
+    free(img);
+}
 
-    /* Callers can lower the caps. */
+static void test_open_caps_lowered_by_the_caller(void **state)
+{
+    fx *f = *state;
+    rz_vault_close(make_vault(f->path, 1));
     rz_vault_opts o = RZ_VAULT_OPTS_INIT;
     o.max_memlimit = 4096;
+    rz_vault *v;
     assert_int_equal(rz_vault_open(&v, f->path, &o), RZ_ETOOBIG);
-    /* Format version and KDF id are checked before any work. */
+}
+
+/* Format version and KDF id are checked before any work. */
+static void test_open_refuses_a_newer_format_or_kdf(void **state)
+{
+    size_t len;
+    unsigned char *img = vault_image(*state, &len);
+    rz_vault *v;
     img[8] = 2;
     assert_int_equal(rz_vault_open_mem(&v, img, len, NULL), RZ_EUNSUPPORTED);
     img[8] = 1;
     img[10] = 2;
     assert_int_equal(rz_vault_open_mem(&v, img, len, NULL), RZ_EUNSUPPORTED);
     free(img);
+}
 
-    /* Options cannot create what a reader would refuse. */
-    o = tiny();
+/* Options cannot create what a reader would refuse. */
+static void test_create_refuses_costs_a_reader_would_refuse(void **state)
+{
+    fx *f = *state;
+    rz_vault *v;
+    rz_vault_opts o = tiny();
     o.memlimit = (uint64_t)RZ_VAULT_MAX_MEMLIMIT + 1;
-    char other[160];
-    snprintf(other, sizeof other, "%s/other", f->dir);
-    assert_int_equal(rz_vault_create(&v, other, PW, strlen(PW), &o), RZ_EINVAL);
+    assert_int_equal(rz_vault_create(&v, f->path, PW, strlen(PW), &o), RZ_EINVAL);
     o = tiny();
     o.opslimit = RZ_VAULT_MAX_OPSLIMIT + 1;
-    assert_int_equal(rz_vault_create(&v, other, PW, strlen(PW), &o), RZ_EINVAL);
+    assert_int_equal(rz_vault_create(&v, f->path, PW, strlen(PW), &o), RZ_EINVAL);
     o.kdf = (rz_vault_kdf)42;
-    assert_int_equal(rz_vault_create(&v, other, PW, strlen(PW), &o), RZ_EINVAL);
-    assert_int_equal(access(other, F_OK), -1);
+    assert_int_equal(rz_vault_create(&v, f->path, PW, strlen(PW), &o), RZ_EINVAL);
+    assert_int_equal(access(f->path, F_OK), -1);
 }
 
 static void test_body_decoder_hostile(void **state)
@@ -684,65 +875,158 @@ static void test_crash_random_kills(void **state)
 
 /* ---- Sealing to a node -------------------------------------------------- */
 
-static void test_seal(void **state)
+#define SEAL_NOW 1700000000000ull
+
+typedef struct sealed {
+    unsigned char pk[RZ_VAULT_NODE_PK_BYTES], sk[RZ_VAULT_NODE_SK_BYTES];
+    unsigned char *box;
+    size_t len;
+    char id[RZ_VAULT_ID_LEN + 1];
+} sealed;
+
+/* Entry 0 of a two-entry vault sealed to a fresh node key for "job-42",
+ * expiring a minute after SEAL_NOW. */
+static void seal_one(const fx *f, sealed *b)
 {
-    fx *f = *state;
+    assert_int_equal(rz_vault_node_keypair(b->pk, b->sk), RZ_OK);
+    rz_vault *v = make_vault(f->path, 2);
+    assert_int_equal(rz_vault_seal(v, 0, "job-42", SEAL_NOW + 60000, b->pk, &b->box,
+                                   &b->len), RZ_OK);
+    memcpy(b->id, v->entries[0].id, sizeof b->id);
+    rz_vault_close(v);
+}
+
+static int unseal(const sealed *b, size_t len, const char *job, uint64_t now)
+{
+    rz_secret *s = NULL;
+    int rc = rz_vault_unseal(&s, NULL, b->box, len, b->pk, b->sk, job, now);
+    if (rc != RZ_OK)
+        assert_null(s);
+    rz_secret_free(s);
+    return rc;
+}
+
+static void test_node_keypairs_differ(void **state)
+{
+    (void)state;
     unsigned char pk[RZ_VAULT_NODE_PK_BYTES], sk[RZ_VAULT_NODE_SK_BYTES];
     unsigned char pk2[RZ_VAULT_NODE_PK_BYTES], sk2[RZ_VAULT_NODE_SK_BYTES];
     assert_int_equal(rz_vault_node_keypair(pk, sk), RZ_OK);
     assert_int_equal(rz_vault_node_keypair(pk2, sk2), RZ_OK);
     assert_memory_not_equal(pk, pk2, sizeof pk);
+}
 
-    rz_vault *v = make_vault(f->path, 2);
-    uint64_t now = 1700000000000ull;
-    unsigned char *box;
-    size_t len;
-    assert_int_equal(rz_vault_seal(v, 0, "job-42", now + 60000, pk, &box, &len), RZ_OK);
-    assert_null(memmem(box, len, SECRET1, strlen(SECRET1)));
-    assert_null(memmem(box, len, "job-42", 6));
-
+static void test_seal_round_trip(void **state)
+{
+    sealed b;
+    seal_one(*state, &b);
+    assert_null(memmem(b.box, b.len, SECRET1, strlen(SECRET1)));
+    assert_null(memmem(b.box, b.len, "job-42", 6));
     rz_secret *s;
     char *cred;
-    assert_int_equal(rz_vault_unseal(&s, &cred, box, len, pk, sk, "job-42", now), RZ_OK);
+    assert_int_equal(rz_vault_unseal(&s, &cred, b.box, b.len, b.pk, b.sk, "job-42",
+                                     SEAL_NOW), RZ_OK);
     assert_int_equal(rz_secret_len(s), strlen(SECRET1));
     assert_memory_equal(rz_secret_data(s), SECRET1, strlen(SECRET1));
-    assert_string_equal(cred, v->entries[0].id);
+    assert_string_equal(cred, b.id);
     rz_secret_free(s);
     rz_free(cred);
+    rz_free(b.box);
+}
 
-    /* Another job, expiry reached, another node's key, altered bytes. */
-    assert_int_equal(rz_vault_unseal(&s, &cred, box, len, pk, sk, "job-43", now), RZ_EAUTH);
+static void test_unseal_refuses_another_job(void **state)
+{
+    sealed b;
+    seal_one(*state, &b);
+    rz_secret *s;
+    char *cred;
+    assert_int_equal(rz_vault_unseal(&s, &cred, b.box, b.len, b.pk, b.sk, "job-43",
+                                     SEAL_NOW), RZ_EAUTH);
     assert_null(s);
     assert_null(cred);
     assert_clean_error();
-    assert_int_equal(rz_vault_unseal(&s, NULL, box, len, pk, sk, "job-4", now), RZ_EAUTH);
-    assert_int_equal(rz_vault_unseal(&s, NULL, box, len, pk, sk, "job-42", now + 60000),
-                     RZ_EEXPIRED);
-    assert_clean_error();
-    assert_int_equal(rz_vault_unseal(&s, NULL, box, len, pk2, sk2, "job-42", now), RZ_EAUTH);
-    for (size_t i = 0; i < len; i += 7) {
-        box[i] ^= 0x20;
-        assert_int_equal(rz_vault_unseal(&s, NULL, box, len, pk, sk, "job-42", now), RZ_EAUTH);
-        box[i] ^= 0x20;
-    }
-    assert_int_not_equal(rz_vault_unseal(&s, NULL, box, len - 1, pk, sk, "job-42", now), RZ_OK);
-    assert_int_equal(rz_vault_unseal(&s, NULL, box, 10, pk, sk, "job-42", now), RZ_ESYNTAX);
-    assert_int_equal(rz_vault_unseal(&s, NULL, box, len, pk, sk, "", now), RZ_EINVAL);
-    /* now_ms = 0 reads the clock: a box that expired in 2023 is refused. */
-    assert_int_equal(rz_vault_unseal(&s, NULL, box, len, pk, sk, "job-42", 0), RZ_EEXPIRED);
-    rz_free(box);
+    assert_int_equal(unseal(&b, b.len, "job-4", SEAL_NOW), RZ_EAUTH);
+    rz_free(b.box);
+}
 
-    /* Sealing a raw value; bad arguments. */
-    assert_int_equal(rz_vault_seal_value(&box, &len, "v", 1, "j", "c", UINT64_MAX, pk), RZ_OK);
-    assert_int_equal(len, 1 + 1 + 1 + 20 + RZ_VAULT_SEAL_OVERHEAD);
-    assert_int_equal(rz_vault_unseal(&s, NULL, box, len, pk, sk, "j", 0), RZ_OK);
+static void test_unseal_refuses_an_expired_box(void **state)
+{
+    sealed b;
+    seal_one(*state, &b);
+    assert_int_equal(unseal(&b, b.len, "job-42", SEAL_NOW + 60000), RZ_EEXPIRED);
+    assert_clean_error();
+    /* now_ms = 0 reads the clock: a box that expired in 2023 is refused. */
+    assert_int_equal(unseal(&b, b.len, "job-42", 0), RZ_EEXPIRED);
+    rz_free(b.box);
+}
+
+static void test_unseal_refuses_another_nodes_key(void **state)
+{
+    sealed b;
+    seal_one(*state, &b);
+    assert_int_equal(rz_vault_node_keypair(b.pk, b.sk), RZ_OK);
+    assert_int_equal(unseal(&b, b.len, "job-42", SEAL_NOW), RZ_EAUTH);
+    rz_free(b.box);
+}
+
+static void test_unseal_refuses_altered_bytes(void **state)
+{
+    sealed b;
+    seal_one(*state, &b);
+    for (size_t i = 0; i < b.len; i += 7) {
+        b.box[i] ^= 0x20;
+        assert_int_equal(unseal(&b, b.len, "job-42", SEAL_NOW), RZ_EAUTH);
+        b.box[i] ^= 0x20;
+    }
+    rz_free(b.box);
+}
+
+static void test_unseal_refuses_bad_lengths_and_job(void **state)
+{
+    sealed b;
+    seal_one(*state, &b);
+    assert_int_not_equal(unseal(&b, b.len - 1, "job-42", SEAL_NOW), RZ_OK);
+    assert_int_equal(unseal(&b, 10, "job-42", SEAL_NOW), RZ_ESYNTAX);
+    assert_int_equal(unseal(&b, b.len, "", SEAL_NOW), RZ_EINVAL);
+    rz_free(b.box);
+}
+
+static void test_seal_value_round_trip(void **state)
+{
+    (void)state;
+    sealed b;
+    assert_int_equal(rz_vault_node_keypair(b.pk, b.sk), RZ_OK);
+    assert_int_equal(rz_vault_seal_value(&b.box, &b.len, "v", 1, "j", "c", UINT64_MAX,
+                                         b.pk), RZ_OK);
+    assert_int_equal(b.len, 1 + 1 + 1 + 20 + RZ_VAULT_SEAL_OVERHEAD);
+    rz_secret *s;
+    assert_int_equal(rz_vault_unseal(&s, NULL, b.box, b.len, b.pk, b.sk, "j", 0), RZ_OK);
     assert_int_equal(rz_secret_data(s)[0], 'v');
     rz_secret_free(s);
-    rz_free(box);
+    rz_free(b.box);
+}
+
+static void test_seal_value_refuses_bad_arguments(void **state)
+{
+    (void)state;
+    unsigned char pk[RZ_VAULT_NODE_PK_BYTES], sk[RZ_VAULT_NODE_SK_BYTES];
+    assert_int_equal(rz_vault_node_keypair(pk, sk), RZ_OK);
+    unsigned char *box;
+    size_t len;
     assert_int_equal(rz_vault_seal_value(&box, &len, "", 0, "j", "c", 1, pk), RZ_EINVAL);
     assert_int_equal(rz_vault_seal_value(&box, &len, "v", 1, "", "c", 1, pk), RZ_EINVAL);
     assert_int_equal(rz_vault_seal_value(&box, &len, "v", 1, "j", NULL, 1, pk), RZ_EINVAL);
     assert_null(box);
+}
+
+static void test_seal_unknown_entry_is_enoent(void **state)
+{
+    fx *f = *state;
+    unsigned char pk[RZ_VAULT_NODE_PK_BYTES], sk[RZ_VAULT_NODE_SK_BYTES];
+    assert_int_equal(rz_vault_node_keypair(pk, sk), RZ_OK);
+    rz_vault *v = make_vault(f->path, 2);
+    unsigned char *box;
+    size_t len;
     assert_int_equal(rz_vault_seal(v, 9, "j", 1, pk, &box, &len), RZ_ENOENT);
     rz_vault_close(v);
 }
@@ -1109,34 +1393,67 @@ static void test_save_refuses_after_a_password_change_elsewhere(void **state)
 
 int main(void)
 {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_update_remove, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_wrong_password, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lock_unlock, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_passwd, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_every_flip_and_truncation, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_entry_moved_or_retyped, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_kdf_cap, setup, teardown),
+        T(test_round_trip),
+        T(test_update_remove),
+        T(test_add_refuses_a_taken_name),
+        T(test_add_refuses_bad_names),
+        T(test_add_name_length_limit),
+        T(test_add_refuses_bad_types),
+        T(test_add_refuses_bad_metadata),
+        T(test_add_refuses_an_empty_value),
+        T(test_add_refuses_an_oversized_value),
+        T(test_known_types),
+        T(test_create_never_clobbers),
+        T(test_open_missing_file_is_enoent),
+        T(test_open_refuses_a_file_that_is_no_vault),
+        T(test_open_refuses_a_folder),
+        T(test_open_refuses_unknown_opts_version),
+        T(test_create_refuses_a_tiny_memlimit),
+        T(test_null_handles_are_fine),
+        T(test_wrong_password),
+        T(test_lock_discards_unsaved_changes),
+        T(test_unlock_again_checks_the_password_and_keeps_state),
+        T(test_kdf_cost_and_path),
+        T(test_unlock_reads_a_file_replaced_while_locked),
+        T(test_unlock_refuses_a_file_gone_bad_while_locked),
+        T(test_passwd_new_salt_same_vault_id),
+        T(test_passwd_new_password_opens_old_does_not),
+        T(test_passwd_null_opts_keep_the_cost),
+        T(test_passwd_needs_an_unlocked_vault),
+        T(test_every_flip_and_truncation),
+        T(test_entry_moved_or_retyped),
+        T(test_open_refuses_a_huge_memlimit),
+        T(test_open_refuses_too_many_passes),
+        T(test_open_refuses_zero_passes),
+        T(test_open_accepts_a_cost_within_the_caps),
+        T(test_open_caps_lowered_by_the_caller),
+        T(test_open_refuses_a_newer_format_or_kdf),
+        T(test_create_refuses_costs_a_reader_would_refuse),
         cmocka_unit_test(test_body_decoder_hostile),
-        cmocka_unit_test_setup_teardown(test_body_duplicates, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_crash_at_each_step, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_crash_random_kills, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_seal, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_resolve_step, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_seal_flow, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_seal_flow_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_parallel_writers_lose_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_save_keeps_another_writers_add, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_save_keeps_another_writers_removal, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_save_applies_this_writers_update_over_another_save,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_save_refuses_a_name_another_writer_added, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_save_refuses_after_a_password_change_elsewhere,
-                                        setup, teardown),
+        T(test_body_duplicates),
+        T(test_crash_at_each_step),
+        T(test_crash_random_kills),
+        T(test_node_keypairs_differ),
+        T(test_seal_round_trip),
+        T(test_unseal_refuses_another_job),
+        T(test_unseal_refuses_an_expired_box),
+        T(test_unseal_refuses_another_nodes_key),
+        T(test_unseal_refuses_altered_bytes),
+        T(test_unseal_refuses_bad_lengths_and_job),
+        T(test_seal_value_round_trip),
+        T(test_seal_value_refuses_bad_arguments),
+        T(test_seal_unknown_entry_is_enoent),
+        T(test_resolve_step),
+        T(test_seal_flow),
+        T(test_seal_flow_errors),
+        T(test_parallel_writers_lose_nothing),
+        T(test_save_keeps_another_writers_add),
+        T(test_save_keeps_another_writers_removal),
+        T(test_save_applies_this_writers_update_over_another_save),
+        T(test_save_refuses_a_name_another_writer_added),
+        T(test_save_refuses_after_a_password_change_elsewhere),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
