@@ -557,64 +557,103 @@ static void test_scratch_removed(void **state)
     free(dir);
 }
 
-static void test_module_dir_resolution(void **state)
+/* A module folder with hello.sh (prints {"hello": $1}) and an empty
+ * scratch parent, under tmp_root. */
+static void module_dir(char *mod, size_t mcap, char *scratch, size_t scap)
 {
-    (void)state;
-    char mod[300], script[340];
-    snprintf(mod, sizeof mod, "%s/mod", tmp_root);
+    char script[340];
+    snprintf(mod, mcap, "%s/mod", tmp_root);
     assert_int_equal(mkdir(mod, 0755), 0);
     snprintf(script, sizeof script, "%s/hello.sh", mod);
     write_file(script, "#!/bin/sh\nprintf '{\"hello\":\"%s\"}' \"$1\"\n",
                0755);
-    char scratch[300];
-    snprintf(scratch, sizeof scratch, "%s/scratch", tmp_root);
+    snprintf(scratch, scap, "%s/scratch", tmp_root);
     assert_int_equal(mkdir(scratch, 0700), 0);
+}
 
+/* What `argv` run in module folder `mod` says as "hello". */
+static char *hello_of(const char *const *argv, const char *mod, const char *scratch)
+{
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 0;
+    o.argv = argv;
+    o.module_dir = mod;
+    o.scratch_parent = scratch;
+    rz_proc *p = NULL;
+    assert_int_equal(rz_proc_spawn(&p, &o), RZ_OK);
+    finish(p);
+    cJSON *j = outputs_of(p);
+    const char *h = str_field(j, "hello");
+    assert_non_null(h);
+    char *hello = strdup(h);
+    cJSON_Delete(j);
+    rz_proc_free(p);
+    return hello;
+}
+
+static void test_module_dir_runs_a_relative_program(void **state)
+{
+    (void)state;
+    char mod[300], scratch[300];
+    module_dir(mod, sizeof mod, scratch, sizeof scratch);
     const char *direct[] = { "./hello.sh", "world", NULL };
-    const char *via_sh[] = { "sh", "./hello.sh", "./relative", NULL };
-    const char *const *cmds[] = { direct, via_sh };
-    const char *want[] = { "world", NULL };
-    for (size_t i = 0; i < 2; i++) {
-        rz_proc_opts o = RZ_PROC_OPTS_INIT;
-        o.sandbox = 0;
-        o.argv = cmds[i];
-        o.module_dir = mod;
-        o.scratch_parent = scratch;
-        rz_proc *p = NULL;
-        assert_int_equal(rz_proc_spawn(&p, &o), RZ_OK);
-        finish(p);
-        cJSON *j = outputs_of(p);
-        if (want[i]) {
-            assert_string_equal(str_field(j, "hello"), want[i]);
-        } else {   /* every ./ word is resolved, not only the first */
-            char expect[400];
-            snprintf(expect, sizeof expect, "%s/relative", mod);
-            assert_string_equal(str_field(j, "hello"), expect);
-        }
-        cJSON_Delete(j);
-        rz_proc_free(p);
-    }
+    char *hello = hello_of(direct, mod, scratch);
+    assert_string_equal(hello, "world");
+    free(hello);
+}
 
-    /* ./ without a module folder, unknown programs, non-executables. */
+static void test_module_dir_resolves_every_dot_slash_word(void **state)
+{
+    (void)state;
+    char mod[300], scratch[300], expect[400];
+    module_dir(mod, sizeof mod, scratch, sizeof scratch);
+    const char *via_sh[] = { "sh", "./hello.sh", "./relative", NULL };
+    char *hello = hello_of(via_sh, mod, scratch);
+    snprintf(expect, sizeof expect, "%s/relative", mod);
+    assert_string_equal(hello, expect);
+    free(hello);
+}
+
+/* Each refused spawn leaves no scratch folder behind. */
+static void spawn_refused(const char *const *argv, const char *scratch, int want)
+{
     rz_proc_opts o = RZ_PROC_OPTS_INIT;
     o.sandbox = 0;
     o.scratch_parent = scratch;
+    o.argv = argv;
     rz_proc *p = NULL;
-    o.argv = direct;
-    assert_int_equal(rz_proc_spawn(&p, &o), RZ_EINVAL);
+    assert_int_equal(rz_proc_spawn(&p, &o), want);
     assert_null(p);
+    assert_true(dir_is_empty(scratch));
+}
+
+static void test_dot_slash_without_a_module_dir_is_einval(void **state)
+{
+    (void)state;
+    char mod[300], scratch[300];
+    module_dir(mod, sizeof mod, scratch, sizeof scratch);
+    const char *direct[] = { "./hello.sh", "world", NULL };
+    spawn_refused(direct, scratch, RZ_EINVAL);
+}
+
+static void test_unknown_program_is_enoent(void **state)
+{
+    (void)state;
+    char mod[300], scratch[300];
+    module_dir(mod, sizeof mod, scratch, sizeof scratch);
     const char *missing[] = { "rz-no-such-program-anywhere", NULL };
-    o.argv = missing;
-    assert_int_equal(rz_proc_spawn(&p, &o), RZ_ENOENT);
-    assert_null(p);
-    char plain[340];
+    spawn_refused(missing, scratch, RZ_ENOENT);
+}
+
+static void test_non_executable_is_eexec(void **state)
+{
+    (void)state;
+    char mod[300], scratch[300], plain[340];
+    module_dir(mod, sizeof mod, scratch, sizeof scratch);
     snprintf(plain, sizeof plain, "%s/plain.txt", mod);
     write_file(plain, "not a program\n", 0644);
     const char *noexec[] = { plain, NULL };
-    o.argv = noexec;
-    assert_int_equal(rz_proc_spawn(&p, &o), RZ_EEXEC);
-    assert_null(p);
-    assert_true(dir_is_empty(scratch));
+    spawn_refused(noexec, scratch, RZ_EEXEC);
 }
 
 static void test_invalid_options(void **state)
@@ -1632,7 +1671,11 @@ int main(void)
         T(test_environment),
         T(test_limits),
         T(test_scratch_removed),
-        T(test_module_dir_resolution),
+        T(test_module_dir_runs_a_relative_program),
+        T(test_module_dir_resolves_every_dot_slash_word),
+        T(test_dot_slash_without_a_module_dir_is_einval),
+        T(test_unknown_program_is_enoent),
+        T(test_non_executable_is_eexec),
         T(test_invalid_options),
         T(test_sandbox),
         T(test_sandbox_network_and_exit),
