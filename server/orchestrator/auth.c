@@ -2,6 +2,7 @@
  * failed-key throttle, and the small codecs of the routes. These wrappers
  * word the store's errors for the operator (stderr); the routes answer the
  * client. */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,18 +54,35 @@ int auth_lookup(orch *o, const char *key, principal *out)
     return rz_auth_key_lookup(o->auth, key, out);
 }
 
+/* Whom the throttle counts: an IPv6 client by its /64 (one host is
+ * usually given a whole /64, so it could walk its addresses), anyone else
+ * by address. */
+static const char *throttle_client(const char *peer, char buf[INET6_ADDRSTRLEN])
+{
+    struct in6_addr a;
+    if (!strchr(peer, ':') || inet_pton(AF_INET6, peer, &a) != 1 ||
+        IN6_IS_ADDR_V4MAPPED(&a))
+        return peer;
+    memset(a.s6_addr + 8, 0, 8);
+    return inet_ntop(AF_INET6, &a, buf, INET6_ADDRSTRLEN) ? buf : peer;
+}
+
 unsigned auth_wait_s(orch *o, const char *client, const char *key)
 {
     if (!o->throttle)
         return 0;
-    uint64_t ms = rz_auth_throttle_wait(o->throttle, client, key, orch_now_ms());
+    char buf[INET6_ADDRSTRLEN];
+    uint64_t ms = rz_auth_throttle_wait(o->throttle, throttle_client(client, buf), key,
+                                        orch_now_ms());
     return ms ? (unsigned)((ms + 999) / 1000) : 0;
 }
 
 void auth_failed(orch *o, const char *client, const char *key)
 {
+    char buf[INET6_ADDRSTRLEN];
     if (o->throttle)
-        rz_auth_throttle_fail(o->throttle, client, key, orch_now_ms());
+        rz_auth_throttle_fail(o->throttle, throttle_client(client, buf), key,
+                              orch_now_ms());
 }
 
 void auth_new_key(const char *prefix, char *buf, size_t cap)

@@ -196,8 +196,8 @@ void auth_close(orch *o);
  * naming `from` when it is too weak. */
 int auth_set_admin(orch *o, const char *key, const char *from);
 int auth_lookup(orch *o, const char *key, principal *out);
-/* Seconds `client` must wait before trying `key` (0: may try now); a
- * failure to count with auth_failed. */
+/* Seconds `client` (an address; IPv6 counted by its /64) must wait before
+ * trying `key` (0: may try now); a failure to count with auth_failed. */
 unsigned auth_wait_s(orch *o, const char *client, const char *key);
 void auth_failed(orch *o, const char *client, const char *key);
 /* A fresh random key "<prefix><64 hex>" (buf >= 70 bytes). */
