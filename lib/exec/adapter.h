@@ -88,9 +88,17 @@ RZ_HIDDEN void rz__exec_outputs(const char *file, size_t max_file,
 /* Remove a folder and everything in it, symlinks unfollowed. */
 RZ_HIDDEN void rz__exec_rm_tree(const char *path);
 
+/* Sandbox limits beyond rz_proc_opts; 0: the defaults of sandbox.h. */
+typedef struct rz__proc_limits {
+    uint32_t cpus;                /* CPU weight */
+    uint32_t pids_max;
+    uint32_t scratch_mb;          /* the scratch and /tmp tmpfs, each */
+} rz__proc_limits;
+
 /* rz_proc_spawn in a scratch folder the caller made and removes; outputs
- * come from outputs_path or stdout. */
+ * come from outputs_path or stdout. lim may be NULL. */
 RZ_HIDDEN int rz__proc_spawn_in(rz_proc **out, const rz_proc_opts *opts,
-                                const char *scratch, const char *outputs_path);
+                                const char *scratch, const char *outputs_path,
+                                const rz__proc_limits *lim);
 
 #endif

@@ -15,6 +15,15 @@ RZ_HIDDEN const char *rz__proc_output_error(const rz_proc *p);
  * killed for it). */
 RZ_HIDDEN int rz__proc_output_over(const rz_proc *p);
 
+/* After completion, when a sandbox limit decided the failure: the whole
+ * reason ("process limit reached (512 processes); then timed out",
+ * "killed for memory (limit 2048 MB, the default ...)"); else NULL. */
+RZ_HIDDEN const char *rz__proc_limit_reason(const rz_proc *p);
+/* 1 if the step's cgroup saw the kernel kill for memory. */
+RZ_HIDDEN int rz__proc_oom(const rz_proc *p);
+/* NULL when every sandbox layer works here; else what is missing. */
+RZ_HIDDEN const char *rz__sandbox_status(void);
+
 /* 1 if a bwrap program was found on PATH, usable or not (after the probe
  * rz_sandbox_available() runs). */
 RZ_HIDDEN int rz__sandbox_installed(void);

@@ -17,7 +17,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +33,7 @@
 #include <sodium.h>
 
 #include "exec/adapter.h"
+#include "exec/sandbox.h"
 #include "module/module_impl.h"
 
 #define MAX_FILE_BYTES ((rlim_t)4 << 30)   /* RLIMIT_FSIZE: 4 GiB per file */
@@ -60,60 +60,19 @@ struct rz_proc {
     bool own_scratch;          /* made here, removed by rz_proc_free */
     bool reaped, timed_out, done;
     bool sandboxed;            /* the child is bwrap */
+    rz__sbx sbx;               /* its cgroup and descriptors */
+    rz__sbx_report hit;        /* limits the cgroup enforced */
+    uint32_t cpus, scratch_mb, pids_max; /* sandbox limits, 0: defaults */
+    uint32_t memory_mb;        /* asked for; 0: the sandbox's default */
+    uint32_t timeout_ms;
+    char limit_reason[160];
     int exit_code;
     char *outputs;             /* cJSON-allocated */
     char output_error[160];
 };
 
-/* ---- string vectors (argv, envp) ---- */
-
-typedef struct strv {
-    char **v;
-    size_t n, cap;
-    bool failed;
-} strv;
-
-static void strv_push_own(strv *s, char *str)
-{
-    if (!str || s->failed) {
-        free(str);
-        s->failed = true;
-        return;
-    }
-    if (s->n + 2 > s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 16;
-        char **v = realloc(s->v, cap * sizeof *v);
-        if (!v) {
-            free(str);
-            s->failed = true;
-            return;
-        }
-        s->v = v;
-        s->cap = cap;
-    }
-    s->v[s->n++] = str;
-    s->v[s->n] = NULL;
-}
-
-static void strv_push(strv *s, const char *str)
-{
-    strv_push_own(s, rz__strdup(str));
-}
-
-/* Entries may hold secrets (RZ_CRED_*): wiped before they are freed. */
-static void strv_free(strv *s)
-{
-    for (size_t i = 0; i < s->n; i++) {
-        if (s->v[i])
-            sodium_memzero(s->v[i], strlen(s->v[i]));
-        free(s->v[i]);
-    }
-    free(s->v);
-    memset(s, 0, sizeof *s);
-}
-
 /* Set "NAME=value", replacing an entry with the same name. */
-static void env_set(strv *env, char *entry)
+static void env_set(rz__argv *env, char *entry)
 {
     if (!entry) {
         env->failed = true;
@@ -129,7 +88,7 @@ static void env_set(strv *env, char *entry)
             return;
         }
     }
-    strv_push_own(env, entry);
+    rz__argv_push_own(env, entry);
 }
 
 /* ---- paths ---- */
@@ -158,17 +117,7 @@ static char *find_in_path(const char *name, const char *path)
     return NULL;
 }
 
-static bool path_under(const char *path, const char *dir)
-{
-    size_t n = strlen(dir);
-    return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
-}
-
-/* ---- the sandbox ---- */
-
-static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
-static int sandbox_ok;
-static char *bwrap_path;
+/* ---- the sandbox (sandbox.c) ---- */
 
 static char *system_path(void)
 {
@@ -176,99 +125,19 @@ static char *system_path(void)
     return rz__strdup(p && *p ? p : DEFAULT_PATH);
 }
 
-/* bwrap options for a read-only system, private /tmp, /proc and /dev. */
-static void sandbox_base_args(strv *a, int network)
-{
-    static const char *const roots[] = { "/bin", "/sbin", "/lib", "/lib32",
-                                         "/lib64", "/libx32" };
-    strv_push(a, bwrap_path);
-    strv_push(a, "--unshare-all");
-    if (network)
-        strv_push(a, "--share-net");
-    strv_push(a, "--die-with-parent");
-    strv_push(a, "--new-session");
-    strv_push(a, "--ro-bind");
-    strv_push(a, "/usr");
-    strv_push(a, "/usr");
-    for (size_t i = 0; i < RZ_ARRAY_LEN(roots); i++) {
-        struct stat st;
-        char target[PATH_MAX];
-        if (lstat(roots[i], &st) != 0)
-            continue;
-        ssize_t n = S_ISLNK(st.st_mode)
-                        ? readlink(roots[i], target, sizeof target - 1) : -1;
-        if (n > 0) {
-            target[n] = '\0';
-            strv_push(a, "--symlink");
-            strv_push(a, target);
-        } else if (S_ISDIR(st.st_mode)) {
-            strv_push(a, "--ro-bind");
-            strv_push(a, roots[i]);
-        } else {
-            continue;
-        }
-        strv_push(a, roots[i]);
-    }
-    strv_push(a, "--ro-bind-try");
-    strv_push(a, "/etc");
-    strv_push(a, "/etc");
-    strv_push(a, "--proc");
-    strv_push(a, "/proc");
-    strv_push(a, "--dev");
-    strv_push(a, "/dev");
-    strv_push(a, "--tmpfs");
-    strv_push(a, "/tmp");
-}
-
-static void null_stdio(posix_spawn_file_actions_t *fa)
-{
-    posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(fa, 2, "/dev/null", O_WRONLY, 0);
-}
-
-/* Run `bwrap ... true` once: bwrap can be installed yet unusable (no user
- * namespaces in a container), and then we fall back to no sandbox. */
-static void sandbox_probe(void)
-{
-    char *path = system_path();
-    bwrap_path = find_in_path("bwrap", path);
-    char *true_path = find_in_path("true", path);
-    free(path);
-    if (!bwrap_path || !true_path) {
-        free(true_path);
-        return;
-    }
-    strv a = { 0 };
-    sandbox_base_args(&a, 0);
-    strv_push(&a, "--");
-    strv_push_own(&a, true_path);
-    char *envp[] = { "PATH=" DEFAULT_PATH, NULL };
-    posix_spawn_file_actions_t fa;
-    if (!a.failed && posix_spawn_file_actions_init(&fa) == 0) {
-        null_stdio(&fa);
-        pid_t pid;
-        int status = -1;
-        if (posix_spawn(&pid, bwrap_path, &fa, NULL, a.v, envp) == 0) {
-            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-                ;
-        }
-        posix_spawn_file_actions_destroy(&fa);
-        sandbox_ok = status == 0;
-    }
-    strv_free(&a);
-}
-
 int rz_sandbox_available(void)
 {
-    pthread_once(&probe_once, sandbox_probe);
-    return sandbox_ok;
+    return rz__sbx_available();
 }
 
 int rz__sandbox_installed(void)
 {
-    pthread_once(&probe_once, sandbox_probe);
-    return bwrap_path != NULL;
+    return rz__sbx_installed();
+}
+
+const char *rz__sandbox_status(void)
+{
+    return rz__sbx_status();
 }
 
 /* ---- scratch directory ---- */
@@ -357,9 +226,9 @@ static int make_scratch(rz_proc *p, const char *parent)
 /* ---- the command line and environment ---- */
 
 typedef struct launch {
-    strv argv, env;
+    rz__argv argv, env;
     char *exe;          /* what execve runs */
-    struct rlimit as, cpu, nofile;
+    struct rlimit as, cpu, nofile, fsize;
     bool limit_as, limit_cpu;
 } launch;
 
@@ -386,7 +255,7 @@ static int build_env(launch *l, const rz_proc *p, const rz_proc_opts *o,
     return l->env.failed ? rz__error(RZ_ENOMEM, "out of memory") : RZ_OK;
 }
 
-static const char *env_get(const strv *env, const char *name)
+static const char *env_get(const rz__argv *env, const char *name)
 {
     size_t n = strlen(name);
     for (size_t i = 0; i < env->n; i++)
@@ -397,16 +266,16 @@ static const char *env_get(const strv *env, const char *name)
 
 /* The module's words, "./x" resolved against the module folder and the
  * program looked up on the child's PATH. */
-static int resolve_command(strv *words, char **exe, const rz_proc_opts *o,
-                           const char *moddir, const strv *env)
+static int resolve_command(rz__argv *words, char **exe, const rz_proc_opts *o,
+                           const char *moddir, const rz__argv *env)
 {
     for (const char *const *w = o->argv; *w; w++) {
         if (strncmp(*w, "./", 2) == 0) {
             if (!moddir)
                 return rz__error(RZ_EINVAL, "'%s' needs a module folder", *w);
-            strv_push_own(words, rz__asprintf("%s/%s", moddir, *w + 2));
+            rz__argv_push_own(words, rz__asprintf("%s/%s", moddir, *w + 2));
         } else {
-            strv_push(words, *w);
+            rz__argv_push(words, *w);
         }
     }
     if (words->failed)
@@ -419,36 +288,23 @@ static int resolve_command(strv *words, char **exe, const rz_proc_opts *o,
     return RZ_OK;
 }
 
-static void sandbox_args(strv *a, const rz_proc *p, const rz_proc_opts *o,
-                         const char *moddir, const char *exe)
+/* In the sandbox a file cannot outgrow the scratch tmpfs anyway (a full
+ * one answers ENOSPC, just under this); the bound outputs file, the one
+ * that reaches the host's disk, is held to that too (or to what may be
+ * read of it, if more). */
+static rlim_t max_file_bytes(const rz_proc *p)
 {
-    sandbox_base_args(a, o->network);
-    strv_push(a, "--bind");
-    strv_push(a, p->scratch);
-    strv_push(a, p->scratch);
-    if (moddir) {
-        strv_push(a, "--ro-bind");
-        strv_push(a, moddir);
-        strv_push(a, moddir);
-    }
-    /* A program outside the system folders (a virtualenv's python). */
-    char *dir = rz__strdup(exe);
-    char *slash = dir ? strrchr(dir, '/') : NULL;
-    if (slash && slash != dir && dir[0] == '/' && !path_under(dir, "/usr") &&
-        !(moddir && path_under(dir, moddir))) {
-        *slash = '\0';
-        strv_push(a, "--ro-bind-try");
-        strv_push(a, dir);
-        strv_push(a, dir);
-    }
-    free(dir);
-    strv_push(a, "--chdir");
-    strv_push(a, p->scratch);
-    strv_push(a, "--");
+    if (!p->sandboxed)
+        return MAX_FILE_BYTES;
+    rlim_t scratch = (rlim_t)(p->scratch_mb ? p->scratch_mb
+                                            : RZ__SBX_DEFAULT_SCRATCH_MB) << 20;
+    rlim_t out = (rlim_t)p->max_output;
+    return (scratch > out ? scratch : out) + ((rlim_t)1 << 20);
 }
 
-static void set_limits(launch *l, const rz_proc_opts *o)
+static void set_limits(launch *l, const rz_proc_opts *o, const rz_proc *p)
 {
+    l->fsize.rlim_cur = l->fsize.rlim_max = max_file_bytes(p);
     if (o->memory_mb) {
         l->limit_as = true;
         l->as.rlim_cur = l->as.rlim_max = (rlim_t)o->memory_mb << 20;
@@ -471,25 +327,28 @@ static int prepare(launch *l, rz_proc *p, const rz_proc_opts *o)
     if (o->module_dir && !(moddir = realpath(o->module_dir, NULL)))
         return rz__error(RZ_ENOENT, "module folder %s: %s", o->module_dir,
                          strerror(errno));
-    strv words = { 0 };
+    rz__argv words = { 0 };
     char *prog = NULL;
     p->sandboxed = o->sandbox && rz_sandbox_available();
     int rc = build_env(l, p, o, p->sandboxed);
     if (rc == RZ_OK)
         rc = resolve_command(&words, &prog, o, moddir, &l->env);
     if (rc == RZ_OK && p->sandboxed) {
-        sandbox_args(&l->argv, p, o, moddir, prog);
-        l->exe = rz__strdup(bwrap_path);
+        rz__sbx_opts so = { p->scratch, p->output_path, moddir, prog,
+                            o->network, o->memory_mb, p->pids_max, p->cpus,
+                            p->scratch_mb };
+        rc = rz__sbx_prepare(&p->sbx, &l->argv, &so);
+        l->exe = rc == RZ_OK ? rz__strdup(l->argv.v[0]) : NULL;
     } else if (rc == RZ_OK) {
         l->exe = prog;
         prog = NULL;
     }
     for (size_t i = 0; rc == RZ_OK && i < words.n; i++)
-        strv_push(&l->argv, words.v[i]);
+        rz__argv_push(&l->argv, words.v[i]);
     if (rc == RZ_OK && (l->argv.failed || !l->exe))
         rc = rz__error(RZ_ENOMEM, "out of memory");
-    set_limits(l, o);
-    strv_free(&words);
+    set_limits(l, o, p);
+    rz__argv_free(&words);
     free(prog);
     free(moddir);
     return rc;
@@ -497,8 +356,8 @@ static int prepare(launch *l, rz_proc *p, const rz_proc_opts *o)
 
 static void launch_free(launch *l)
 {
-    strv_free(&l->argv);
-    strv_free(&l->env);
+    rz__argv_free(&l->argv);
+    rz__argv_free(&l->env);
     free(l->exe);
 }
 
@@ -523,8 +382,11 @@ static void child_cloexec_from(int lowfd)
 }
 
 static void child_exec(const launch *l, const char *cwd, const int stdio[3],
-                       int errpipe)
+                       int errpipe, const rz__sbx *sbx)
 {
+    /* Above the descriptors handed to bwrap, which go to 3, 4, ... */
+    if ((errpipe = fcntl(errpipe, F_DUPFD_CLOEXEC, 3 + RZ__SBX_MAX_FDS)) < 0)
+        _exit(127);
     sigset_t none;
     sigemptyset(&none);
     struct sigaction dfl;
@@ -543,15 +405,19 @@ static void child_exec(const launch *l, const char *cwd, const int stdio[3],
     for (int i = 0; i < 3; i++)
         if (dup2(hi[i], i) < 0)
             child_fail(errpipe);
-    child_cloexec_from(3);
-    if (chdir(cwd) < 0)
+    /* bwrap, maybe as another uid, finds its way in by --chdir. */
+    if (chdir(sbx ? "/" : cwd) < 0)
         child_fail(errpipe);
+    int from = sbx ? rz__sbx_enter(sbx) : 3;
+    if (from < 0)
+        child_fail(errpipe);
+    child_cloexec_from(from);
     if (setrlimit(RLIMIT_NOFILE, &l->nofile) < 0)
         child_fail(errpipe);
-    struct rlimit zero = { 0, 0 }, fsize = { MAX_FILE_BYTES, MAX_FILE_BYTES };
+    struct rlimit zero = { 0, 0 };
     setrlimit(RLIMIT_CORE, &zero);
     /* A module may write files in its scratch dir, but not fill the disk. */
-    if (setrlimit(RLIMIT_FSIZE, &fsize) < 0)
+    if (setrlimit(RLIMIT_FSIZE, &l->fsize) < 0)
         child_fail(errpipe);
     if (l->limit_as && setrlimit(RLIMIT_AS, &l->as) < 0)
         child_fail(errpipe);
@@ -633,7 +499,9 @@ static int start_child(rz_proc *p, const launch *l)
         goto out;
     }
     if (pid == 0)
-        child_exec(l, p->scratch, stdio, ep[1]);
+        child_exec(l, p->scratch, stdio, ep[1],
+                   p->sandboxed ? &p->sbx : NULL);
+    rz__sbx_started(&p->sbx);
     close(ep[1]);
     ep[1] = -1;
     int child_errno = 0;
@@ -689,6 +557,8 @@ static rz_proc *proc_alloc(const rz_proc_opts *o)
         return NULL;
     p->pid = -1;
     p->epfd = p->pidfd = p->timerfd = -1;
+    for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
+        p->sbx.procs[i] = -1;
     p->in_fd = p->out_fd = p->err_fd = -1;
     p->max_output = o->max_output ? o->max_output : RZ_PROC_DEFAULT_MAX_OUTPUT;
     p->max_log = o->max_log ? o->max_log : RZ_PROC_DEFAULT_MAX_LOG;
@@ -702,6 +572,8 @@ static rz_proc *proc_alloc(const rz_proc_opts *o)
     }
     if (o->input_len)
         memcpy(p->input, o->input, o->input_len);
+    p->memory_mb = o->memory_mb;
+    p->timeout_ms = o->timeout_ms;
     p->input_len = o->input_len;
     return p;
 }
@@ -756,7 +628,8 @@ int rz_proc_spawn(rz_proc **out, const rz_proc_opts *opts)
 }
 
 int rz__proc_spawn_in(rz_proc **out, const rz_proc_opts *opts,
-                      const char *scratch, const char *outputs_path)
+                      const char *scratch, const char *outputs_path,
+                      const rz__proc_limits *lim)
 {
     int rc = check_opts(out, opts);
     if (rc != RZ_OK)
@@ -764,6 +637,11 @@ int rz__proc_spawn_in(rz_proc **out, const rz_proc_opts *opts,
     rz_proc *p = proc_alloc(opts);
     if (!p)
         return rz__error(RZ_ENOMEM, "out of memory");
+    if (lim) {
+        p->cpus = lim->cpus;
+        p->pids_max = lim->pids_max;
+        p->scratch_mb = lim->scratch_mb;
+    }
     p->scratch = rz__strdup(scratch);
     p->output_path = rz__strdup(outputs_path);
     if (!p->scratch || !p->output_path) {
@@ -891,6 +769,44 @@ static void take_outputs(rz_proc *p)
                      sizeof p->output_error);
 }
 
+/* Why a step that hit a cgroup limit failed, in the attempt's wording. A
+ * memory kill under a cap the caller asked for is the attempt's own
+ * "killed for memory (limit N MB)"; the default cap is named here. */
+static void limit_reason(rz_proc *p)
+{
+    char *r = p->limit_reason;
+    size_t n = sizeof p->limit_reason;
+    if (p->exit_code == 0)
+        return;   /* the module coped (a child killed, a fork refused) */
+    if (p->hit.oom && !p->memory_mb) {
+        snprintf(r, n, "killed for memory (limit %u MB, the default when "
+                 "the module asks for no memory_mb)",
+                 RZ__SBX_DEFAULT_MEMORY_MB);
+    } else if (p->hit.pids_hit && !p->hit.oom) {
+        int k = snprintf(r, n, "process limit reached (%u processes); ",
+                         p->sbx.pids_max);
+        size_t at = k > 0 && (size_t)k < n ? (size_t)k : 0;
+        if (p->timed_out)
+            snprintf(r + at, n - at, "then timed out after %u s",
+                     (p->timeout_ms + 999) / 1000);
+        else if (p->exit_code < 0)
+            snprintf(r + at, n - at, "then killed by signal %d",
+                     -p->exit_code);
+        else
+            snprintf(r + at, n - at, "then exit status %d", p->exit_code);
+    }
+}
+
+const char *rz__proc_limit_reason(const rz_proc *p)
+{
+    return p && p->done && p->limit_reason[0] ? p->limit_reason : NULL;
+}
+
+int rz__proc_oom(const rz_proc *p)
+{
+    return p && p->done && p->hit.oom && p->exit_code != 0;
+}
+
 /* Reap once the leader has exited: first kill what is left of its group
  * (the zombie keeps the group id from being reused), then collect what the
  * pipes still hold. */
@@ -906,12 +822,14 @@ static bool try_reap(rz_proc *p)
     while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
         ;
     p->reaped = true;
+    rz__sbx_finish(&p->sbx, &p->hit);
     p->exit_code = WIFSIGNALED(status) ? -WTERMSIG(status)
                                        : WEXITSTATUS(status);
     /* bwrap reports a command killed by signal N as exit status 128+N,
      * the shell convention; undo it so both modes read alike. */
     if (p->sandboxed && p->exit_code > 128 && p->exit_code < 128 + NSIG)
         p->exit_code = -(p->exit_code - 128);
+    limit_reason(p);
     close_fd(p, &p->in_fd);
     pump_read(p, &p->out_fd, false, DRAIN_BUDGET);
     pump_read(p, &p->err_fd, true, DRAIN_BUDGET);
@@ -1015,6 +933,7 @@ void rz_proc_free(rz_proc *p)
     close_fd(p, &p->err_fd);
     close_fd(p, &p->pidfd);
     close_fd(p, &p->timerfd);
+    rz__sbx_finish(&p->sbx, NULL);
     if (p->epfd >= 0)
         close(p->epfd);
     if (p->scratch && p->own_scratch)
@@ -1032,6 +951,7 @@ void rz_proc_free(rz_proc *p)
 
 typedef struct proc_state {
     rz_proc_opts po;
+    rz__proc_limits lim;
     const char *scratch, *outputs_path;
     char **env;                /* spec env + RZ_CRED_<NAME>=value, wiped */
     size_t n_env;
@@ -1114,6 +1034,7 @@ static int proc_prepare(void **state, const rz__exec_spec *sp)
     po.max_output = sp->max_stdout;
     po.max_log = sp->max_log;
     st->po = po;
+    st->lim.cpus = sp->cpus;
     st->scratch = sp->scratch;
     st->outputs_path = sp->outputs_path;
     return RZ_OK;
@@ -1123,7 +1044,7 @@ static int proc_start(void *state)
 {
     proc_state *st = state;
     return rz__proc_spawn_in(&st->proc, &st->po, st->scratch,
-                             st->outputs_path);
+                             st->outputs_path, &st->lim);
 }
 
 static int proc_fd(const void *state)
@@ -1146,7 +1067,12 @@ static void proc_collect(void *state, rz__exec_outcome *o)
     const rz_proc *p = ((proc_state *)state)->proc;
     o->exit_code = rz_proc_exit_code(p);
     o->timed_out = rz_proc_timed_out(p);
-    o->oom = false;   /* RLIMIT_AS: an allocation fails, nothing is killed */
+    /* The step's cgroup tells a kill for memory; under RLIMIT_AS alone an
+     * allocation fails and nothing is killed. */
+    o->oom = rz__proc_oom(p);
+    o->failure = rz__proc_limit_reason(p);
+    if (o->failure)
+        o->timed_out = false;   /* the reason says it, after the cause */
     o->stdout_over = rz__proc_output_over(p);
     o->outputs = rz_proc_outputs(p);
     o->output_error = rz__proc_output_error(p);

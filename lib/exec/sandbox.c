@@ -1,0 +1,858 @@
+/* The process adapter's sandbox (see sandbox.h for the layers).
+ *
+ * Everything that can be decided once is decided in the probe: bwrap's path
+ * and which of its options work, the /etc entries that exist, the compiled
+ * seccomp program, passwd/group, the cgroup roots. A step then costs a few
+ * open/mkdir/write calls and the bwrap exec, and no other process.
+ */
+#include "exec/sandbox.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#ifdef RZ_HAVE_SECCOMP
+#include <seccomp.h>
+#endif
+
+#define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
+#define SHM_MB 64u
+#define RMDIR_TRIES 100          /* x 1 ms while a killed step's tasks exit */
+
+/* ---- string vectors ---- */
+
+void rz__argv_push_own(rz__argv *s, char *str)
+{
+    if (!str || s->failed) {
+        free(str);
+        s->failed = true;
+        return;
+    }
+    if (s->n + 2 > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        char **v = realloc(s->v, cap * sizeof *v);
+        if (!v) {
+            free(str);
+            s->failed = true;
+            return;
+        }
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n++] = str;
+    s->v[s->n] = NULL;
+}
+
+void rz__argv_push(rz__argv *s, const char *str)
+{
+    rz__argv_push_own(s, rz__strdup(str));
+}
+
+void rz__argv_free(rz__argv *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->v[i])
+            sodium_memzero(s->v[i], strlen(s->v[i]));
+        free(s->v[i]);
+    }
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+static void push3(rz__argv *a, const char *opt, const char *x, const char *y)
+{
+    rz__argv_push(a, opt);
+    rz__argv_push(a, x);
+    if (y)
+        rz__argv_push(a, y);
+}
+
+/* ---- what the probe found ---- */
+
+enum cg_kind { CG_MEMORY, CG_PIDS, CG_CPU };
+static const char *const cg_names[] = { "memory", "pids", "cpu" };
+
+static struct {
+    char *bwrap;
+    int ok;                   /* bwrap runs with the options below */
+    bool inner_uid;           /* host is root: --uid/--gid 65534 inside */
+    bool new_opts;            /* --disable-userns, --size (bwrap >= 0.8) */
+    char **etc;               /* allow-listed /etc entries that exist */
+    size_t n_etc;
+    char *passwd, *group;
+    unsigned char *bpf;       /* the seccomp program; NULL: none */
+    size_t bpf_len;
+    int cg_version;           /* 0 none, 1, 2 */
+    char *cg_base[RZ__SBX_CG_MAX];  /* v1: per controller; v2: [0] */
+    char status[512];
+} sb;
+
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static atomic_uint cg_seq;
+
+static void status_add(const char *fmt, const char *arg)
+{
+    size_t n = strlen(sb.status);
+    if (n + 3 >= sizeof sb.status)
+        return;
+    if (n)
+        n += (size_t)snprintf(sb.status + n, sizeof sb.status - n, "; ");
+    snprintf(sb.status + n, sizeof sb.status - n, fmt, arg);
+}
+
+static char *find_bwrap(void)
+{
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        path = DEFAULT_PATH;
+    while (*path) {
+        size_t len = strcspn(path, ":");
+        char *c = rz__asprintf("%.*s/bwrap", (int)len, path);
+        struct stat st;
+        if (c && len && c[0] == '/' && stat(c, &st) == 0 &&
+            S_ISREG(st.st_mode) && access(c, X_OK) == 0)
+            return c;
+        free(c);
+        path += len;
+        if (*path == ':')
+            path++;
+    }
+    return NULL;
+}
+
+/* What interpreters and TLS clients read; never shadow, gshadow, sudoers,
+ * ssl/private, ssh host keys or the machine's own configuration. passwd
+ * and group are synthesized; resolv.conf and hosts only with network. */
+static const char *const etc_allow[] = {
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives",
+    "localtime", "timezone", "nsswitch.conf", "host.conf", "gai.conf",
+    "services", "protocols", "mime.types", "magic", "os-release",
+    "debian_version", "ssl/certs", "ssl/openssl.cnf", "ca-certificates",
+    "ca-certificates.conf", "pki/tls/certs", "pki/ca-trust",
+    "crypto-policies", "java-17-openjdk", "perl",
+};
+static const char *const etc_net[] = { "resolv.conf", "hosts" };
+
+static void find_etc(void)
+{
+    size_t cap = RZ_ARRAY_LEN(etc_allow) + 8;
+    sb.etc = calloc(cap, sizeof *sb.etc);
+    if (!sb.etc)
+        return;
+    for (size_t i = 0; i < RZ_ARRAY_LEN(etc_allow); i++) {
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "/etc/%s", etc_allow[i]);
+        if (access(p, F_OK) == 0 && (sb.etc[sb.n_etc] = rz__strdup(p)))
+            sb.n_etc++;
+    }
+    /* Debian's python3.X folders (sitecustomize). */
+    DIR *d = opendir("/etc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL && sb.n_etc < cap) {
+        if (strncmp(e->d_name, "python3", 7) == 0 &&
+            (sb.etc[sb.n_etc] = rz__asprintf("/etc/%s", e->d_name)))
+            sb.n_etc++;
+    }
+    if (d)
+        closedir(d);
+}
+
+/* Names for the ids a step can meet; nothing of the host's users. */
+static void make_passwd(uid_t uid, gid_t gid)
+{
+    const char *fmt_user = "%s:x:%u:%u:%s:/nonexistent:/usr/sbin/nologin\n";
+    char own[160] = "", own_g[80] = "";
+    if (uid != 0 && uid != RZ__SBX_UID)
+        snprintf(own, sizeof own, fmt_user, "rhizos", (unsigned)uid,
+                 (unsigned)gid, "rhizos step");
+    if (gid != 0 && gid != RZ__SBX_UID)
+        snprintf(own_g, sizeof own_g, "rhizos:x:%u:\n", (unsigned)gid);
+    sb.passwd = rz__asprintf("root:x:0:0:root:/root:/usr/sbin/nologin\n"
+                             "nobody:x:%u:%u:nobody:/nonexistent:"
+                             "/usr/sbin/nologin\n%s", RZ__SBX_UID,
+                             RZ__SBX_UID, own);
+    sb.group = rz__asprintf("root:x:0:\nnogroup:x:%u:\n%s", RZ__SBX_UID,
+                            own_g);
+}
+
+/* ---- seccomp ---- */
+
+#ifdef RZ_HAVE_SECCOMP
+/* Refused with EPERM: debugging other processes, the kernel keyring,
+ * mounts, eBPF, perf, loading kernels or modules, host administration. */
+static const char *const denied_calls[] = {
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp",
+    "keyctl", "add_key", "request_key",
+    "mount", "umount", "umount2", "pivot_root", "move_mount", "open_tree",
+    "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
+    "bpf", "perf_event_open", "userfaultfd",
+    "kexec_load", "kexec_file_load", "init_module", "finit_module",
+    "delete_module", "reboot", "swapon", "swapoff", "syslog", "acct",
+    "quotactl", "setns", "open_by_handle_at", "name_to_handle_at",
+    "lookup_dcookie", "iopl", "ioperm", "settimeofday", "clock_settime",
+    "clock_adjtime", "adjtimex", "vhangup", "personality",
+};
+
+static int deny_rules(scmp_filter_ctx ctx)
+{
+    for (size_t i = 0; i < RZ_ARRAY_LEN(denied_calls); i++) {
+        int nr = seccomp_syscall_resolve_name(denied_calls[i]);
+        if (nr != __NR_SCMP_ERROR &&
+            seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0) != 0)
+            return -1;
+    }
+    /* New user namespaces, also where bwrap cannot disable them: unshare
+     * and clone by flag; clone3 hides its flags in memory, so it answers
+     * ENOSYS and the C library falls back to clone. */
+    const scmp_datum_t nu = CLONE_NEWUSER;
+    if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unshare), 1,
+                         SCMP_A0(SCMP_CMP_MASKED_EQ, nu, nu)) != 0 ||
+        seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+                         SCMP_A0(SCMP_CMP_MASKED_EQ, nu, nu)) != 0)
+        return -1;
+    int nr3 = seccomp_syscall_resolve_name("clone3");
+    if (nr3 != __NR_SCMP_ERROR &&
+        seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr3, 0) != 0)
+        return -1;
+    return 0;
+}
+
+/* Compiled once; other architectures' calls (int 0x80) kill the step. */
+static void build_seccomp(void)
+{
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    int fd = -1;
+    if (!ctx || seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
+                                 SCMP_ACT_KILL_PROCESS) != 0 ||
+        deny_rules(ctx) != 0 ||
+        (fd = memfd_create("rz-seccomp", MFD_CLOEXEC)) < 0 ||
+        seccomp_export_bpf(ctx, fd) != 0)
+        goto out;
+    off_t len = lseek(fd, 0, SEEK_END);
+    if (len <= 0 || len > 65536 || lseek(fd, 0, SEEK_SET) != 0 ||
+        !(sb.bpf = malloc((size_t)len)))
+        goto out;
+    if (read(fd, sb.bpf, (size_t)len) != len) {
+        free(sb.bpf);
+        sb.bpf = NULL;
+        goto out;
+    }
+    sb.bpf_len = (size_t)len;
+out:
+    if (fd >= 0)
+        close(fd);
+    seccomp_release(ctx);
+    if (!sb.bpf)
+        status_add("%s", "no seccomp filter (libseccomp failed)");
+}
+#else
+static void build_seccomp(void)
+{
+    status_add("%s", "no seccomp filter (built without libseccomp)");
+}
+#endif
+
+/* ---- cgroups ---- */
+
+static int write_at(const char *dir, const char *name, const char *value)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    int fd = open(p, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, value, strlen(value));
+    int e = errno;
+    close(fd);
+    errno = e;
+    return n == (ssize_t)strlen(value) ? 0 : -1;
+}
+
+static long long read_key(const char *dir, const char *file, const char *key)
+{
+    char p[PATH_MAX], buf[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    size_t kl = strlen(key);
+    for (char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1
+                                                      : NULL)
+        if (strncmp(l, key, kl) == 0 && l[kl] == ' ')
+            return strtoll(l + kl + 1, NULL, 10);
+    return -1;
+}
+
+/* This process's cgroup path in the hierarchy holding `ctl` (v1), or the
+ * unified one (ctl NULL). */
+static char *own_cgroup(const char *ctl)
+{
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    char line[1024];
+    char *path = NULL;
+    while (f && !path && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2)
+            continue;
+        *c2 = '\0';
+        const char *ctls = c1 + 1;
+        bool match = !ctl ? *ctls == '\0' : false;
+        for (const char *t = ctls; ctl && *t;) {
+            size_t len = strcspn(t, ",");
+            if (len == strlen(ctl) && strncmp(t, ctl, len) == 0)
+                match = true;
+            t += len + (t[len] == ',');
+        }
+        if (match)
+            path = rz__strdup(c2 + 1);
+    }
+    if (f)
+        fclose(f);
+    return path;
+}
+
+/* Mount point of the v1 hierarchy holding `ctl`, or of cgroup2 (NULL). */
+static char *cgroup_mount(const char *ctl)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char line[2048];
+    char *mnt = NULL;
+    while (f && !mnt && fgets(line, sizeof line, f)) {
+        char *fields[6] = { 0 }, *save = NULL, *t = strtok_r(line, " ", &save);
+        for (int i = 0; t && i < 6; i++, t = strtok_r(NULL, " ", &save))
+            fields[i] = t;
+        while (t && strcmp(t, "-") != 0)
+            t = strtok_r(NULL, " ", &save);
+        char *fstype = t ? strtok_r(NULL, " ", &save) : NULL;
+        char *src = fstype ? strtok_r(NULL, " ", &save) : NULL;
+        char *opts = src ? strtok_r(NULL, " \n", &save) : NULL;
+        if (!opts || !fields[4])
+            continue;
+        if (!ctl && strcmp(fstype, "cgroup2") == 0) {
+            mnt = rz__strdup(fields[4]);
+        } else if (ctl && strcmp(fstype, "cgroup") == 0) {
+            for (char *o = strtok_r(opts, ",", &save); o;
+                 o = strtok_r(NULL, ",", &save))
+                if (strcmp(o, ctl) == 0)
+                    mnt = rz__strdup(fields[4]);
+        }
+    }
+    if (f)
+        fclose(f);
+    return mnt;
+}
+
+/* A child can be made (and removed) under `base`. */
+static bool can_nest(const char *base)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/rz-probe-%ld", base, (long)getpid());
+    if (mkdir(p, 0755) != 0)
+        return false;
+    rmdir(p);
+    return true;
+}
+
+static char *cg_join(const char *mnt, const char *path)
+{
+    return rz__asprintf("%s%s", mnt, strcmp(path, "/") ? path : "");
+}
+
+static bool find_cgroup_v2(void)
+{
+    char *mnt = cgroup_mount(NULL), *path = own_cgroup(NULL);
+    char *base = mnt && path ? cg_join(mnt, path) : NULL;
+    free(mnt);
+    free(path);
+    if (!base)
+        return false;
+    char ctl[PATH_MAX], buf[256] = "";
+    snprintf(ctl, sizeof ctl, "%s/cgroup.controllers", base);
+    FILE *f = fopen(ctl, "re");
+    if (f) {
+        if (!fgets(buf, sizeof buf, f))
+            buf[0] = '\0';
+        fclose(f);
+    }
+    if (!strstr(buf, "memory") || !strstr(buf, "pids")) {
+        free(base);   /* hybrid: the unified tree holds no controller */
+        return false;
+    }
+    /* Children get the controllers only if this cgroup hands them down,
+     * which it cannot while it holds processes (ours): then a delegated,
+     * empty cgroup is needed, and we say so. */
+    if (write_at(base, "cgroup.subtree_control", "+memory +pids") != 0 ||
+        !can_nest(base)) {
+        status_add("no cgroup for steps (cgroup v2 at %s does not delegate "
+                   "memory and pids to children: run the node in a "
+                   "delegated cgroup); no pids or memory cap", base);
+        free(base);
+        sb.cg_version = -1;
+        return true;
+    }
+    (void)write_at(base, "cgroup.subtree_control", "+cpu");
+    sb.cg_base[0] = base;
+    sb.cg_version = 2;
+    return true;
+}
+
+static void find_cgroup_v1(void)
+{
+    for (size_t i = 0; i < RZ__SBX_CG_MAX; i++) {
+        char *mnt = cgroup_mount(cg_names[i]), *path = own_cgroup(cg_names[i]);
+        char *base = mnt && path ? cg_join(mnt, path) : NULL;
+        free(mnt);
+        free(path);
+        if (base && can_nest(base)) {
+            sb.cg_base[i] = base;
+            sb.cg_version = 1;
+        } else {
+            free(base);
+            if (i != CG_CPU)
+                status_add("no %s cgroup for steps (cannot create one under "
+                           "this process's cgroup)", cg_names[i]);
+        }
+    }
+}
+
+static void find_cgroups(void)
+{
+    if (!find_cgroup_v2())
+        find_cgroup_v1();
+    if (sb.cg_version < 0)
+        sb.cg_version = 0;
+}
+
+/* ---- the bwrap command line ---- */
+
+/* A pipe holding `data`, for bwrap's --seccomp and --ro-bind-data (it
+ * reads to EOF); -1 on failure. */
+static int data_fd(const void *data, size_t len)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0)
+        return -1;
+    ssize_t w = write(p[1], data, len);
+    close(p[1]);
+    if (w != (ssize_t)len) {
+        close(p[0]);
+        return -1;
+    }
+    return p[0];
+}
+
+/* Hand `fd` to bwrap; returns its number there, or -1 when full or fd<0. */
+static int pass_fd(rz__sbx *s, int fd)
+{
+    if (fd < 0)
+        return -1;
+    if (s->n_fds >= RZ__SBX_MAX_FDS) {
+        close(fd);
+        return -1;
+    }
+    s->fds[s->n_fds] = fd;
+    return 3 + (int)s->n_fds++;
+}
+
+static void push_fd(rz__sbx *s, rz__argv *a, const char *opt, int fd,
+                    const char *dest)
+{
+    int n = pass_fd(s, fd);
+    if (n < 0) {
+        a->failed = true;
+        return;
+    }
+    char num[16];
+    snprintf(num, sizeof num, "%d", n);
+    push3(a, opt, num, dest);
+}
+
+static void push_size(rz__argv *a, uint32_t mb)
+{
+    if (!sb.new_opts)
+        return;
+    rz__argv_push(a, "--size");
+    rz__argv_push_own(a, rz__asprintf("%llu", (unsigned long long)mb << 20));
+}
+
+/* The fixed part: namespaces, identity, the system read-only, /etc's
+ * allow-list, /proc, /dev, a bounded /tmp, the seccomp filter. */
+static void base_args(rz__sbx *s, rz__argv *a, int network)
+{
+    static const char *const roots[] = { "/bin", "/sbin", "/lib", "/lib32",
+                                         "/lib64", "/libx32" };
+    rz__argv_push(a, sb.bwrap);
+    rz__argv_push(a, "--unshare-all");
+    rz__argv_push(a, "--unshare-user");
+    if (network)
+        rz__argv_push(a, "--share-net");
+    if (sb.new_opts)
+        rz__argv_push(a, "--disable-userns");
+    if (sb.inner_uid) {
+        push3(a, "--uid", "65534", NULL);
+        push3(a, "--gid", "65534", NULL);
+        push3(a, "--cap-drop", "ALL", NULL);   /* the bounding set too */
+    }
+    rz__argv_push(a, "--die-with-parent");
+    rz__argv_push(a, "--new-session");
+    push3(a, "--ro-bind", "/usr", "/usr");
+    for (size_t i = 0; i < RZ_ARRAY_LEN(roots); i++) {
+        struct stat st;
+        char target[PATH_MAX];
+        if (lstat(roots[i], &st) != 0)
+            continue;
+        ssize_t n = S_ISLNK(st.st_mode)
+                        ? readlink(roots[i], target, sizeof target - 1) : -1;
+        if (n > 0) {
+            target[n] = '\0';
+            push3(a, "--symlink", target, roots[i]);
+        } else if (S_ISDIR(st.st_mode)) {
+            push3(a, "--ro-bind", roots[i], roots[i]);
+        }
+    }
+    for (size_t i = 0; i < sb.n_etc; i++)
+        push3(a, "--ro-bind-try", sb.etc[i], sb.etc[i]);
+    for (size_t i = 0; network && i < RZ_ARRAY_LEN(etc_net); i++) {
+        char p[64];
+        snprintf(p, sizeof p, "/etc/%s", etc_net[i]);
+        push3(a, "--ro-bind-try", p, p);
+    }
+    if (sb.passwd && sb.group) {
+        push_fd(s, a, "--ro-bind-data",
+                data_fd(sb.passwd, strlen(sb.passwd)), "/etc/passwd");
+        push_fd(s, a, "--ro-bind-data",
+                data_fd(sb.group, strlen(sb.group)), "/etc/group");
+    }
+    push3(a, "--proc", "/proc", NULL);
+    push3(a, "--dev", "/dev", NULL);
+    push_size(a, SHM_MB);
+    push3(a, "--tmpfs", "/dev/shm", NULL);
+    push_size(a, s->scratch_mb ? s->scratch_mb : RZ__SBX_DEFAULT_SCRATCH_MB);
+    push3(a, "--tmpfs", "/tmp", NULL);
+    if (sb.bpf) {
+        int fd = data_fd(sb.bpf, sb.bpf_len);
+        push_fd(s, a, "--seccomp", fd, NULL);
+    }
+}
+
+static bool path_under(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
+/* The scratch folder: a bounded tmpfs at its path, the host's entries
+ * bound into it (read-only), the outputs file writable. What the step
+ * writes beyond that stays in its memory-charged tmpfs. */
+static int scratch_args(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
+{
+    push_size(a, s->scratch_mb);
+    push3(a, "--tmpfs", o->scratch, NULL);
+    DIR *d = opendir(o->scratch);
+    if (!d)
+        return rz__error(RZ_EIO, "scratch %s: %s", o->scratch,
+                         strerror(errno));
+    size_t slen = strlen(o->scratch);
+    bool out_top = false;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char *p = rz__asprintf("%s/%s", o->scratch, e->d_name);
+        bool is_out = p && o->output_path && strcmp(p, o->output_path) == 0;
+        out_top |= is_out;
+        if (p)
+            push3(a, is_out ? "--bind" : "--ro-bind", p, p);
+        free(p);
+    }
+    closedir(d);
+    if (o->output_path && !out_top &&
+        strncmp(o->output_path, o->scratch, slen) == 0 &&
+        o->output_path[slen] == '/')
+        push3(a, "--bind", o->output_path, o->output_path);
+    if (a->failed)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    return RZ_OK;
+}
+
+/* ---- the step's cgroup ---- */
+
+static int cg_limits(const rz__sbx *s, const rz__sbx_opts *o,
+                     const char *dir, int kind)
+{
+    char v[32];
+    unsigned long long mem = (unsigned long long)s->memory_mb << 20;
+    uint32_t cpus = o->cpus ? o->cpus : 1;
+    if (sb.cg_version == 2) {
+        snprintf(v, sizeof v, "%llu", mem);
+        if (write_at(dir, "memory.max", v) != 0)
+            return -1;
+        (void)write_at(dir, "memory.swap.max", "0");
+        snprintf(v, sizeof v, "%u", s->pids_max);
+        if (write_at(dir, "pids.max", v) != 0)
+            return -1;
+        snprintf(v, sizeof v, "%u", cpus > 100 ? 10000u : 100u * cpus);
+        (void)write_at(dir, "cpu.weight", v);
+        return 0;
+    }
+    switch (kind) {
+    case CG_MEMORY:
+        snprintf(v, sizeof v, "%llu", mem);
+        if (write_at(dir, "memory.limit_in_bytes", v) != 0)
+            return -1;
+        (void)write_at(dir, "memory.memsw.limit_in_bytes", v);  /* no swap */
+        return 0;
+    case CG_PIDS:
+        snprintf(v, sizeof v, "%u", s->pids_max);
+        return write_at(dir, "pids.max", v);
+    default:
+        snprintf(v, sizeof v, "%u", cpus > 256 ? 262144u : 1024u * cpus);
+        return write_at(dir, "cpu.shares", v);
+    }
+}
+
+static int cgroup_create(rz__sbx *s, const rz__sbx_opts *o)
+{
+    unsigned seq = atomic_fetch_add(&cg_seq, 1);
+    for (int k = 0; k < RZ__SBX_CG_MAX; k++) {
+        if (!sb.cg_base[k])
+            continue;
+        char *dir = rz__asprintf("%s/rz-%ld-%u", sb.cg_base[k],
+                                 (long)getpid(), seq);
+        if (!dir)
+            return rz__error(RZ_ENOMEM, "out of memory");
+        if (mkdir(dir, 0755) != 0) {
+            int e = errno;
+            free(dir);
+            return rz__error(RZ_EIO, "cgroup for the step: %s", strerror(e));
+        }
+        s->cg[s->n_cg] = dir;
+        char procs[PATH_MAX];
+        snprintf(procs, sizeof procs, "%s/cgroup.procs", dir);
+        s->procs[s->n_cg] = open(procs, O_WRONLY | O_CLOEXEC);
+        s->n_cg++;
+        if (s->procs[s->n_cg - 1] < 0 || cg_limits(s, o, dir, k) != 0)
+            return rz__error(RZ_EIO, "cgroup %s: %s", dir, strerror(errno));
+    }
+    return RZ_OK;
+}
+
+/* ---- the probe ---- */
+
+/* Run `bwrap <base> -- true` the way a step runs. */
+static bool try_bwrap(void)
+{
+    rz__sbx s;
+    memset(&s, 0, sizeof s);
+    for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
+        s.procs[i] = -1;
+    rz__argv a = { 0 };
+    base_args(&s, &a, 0);
+    push3(&a, "--chdir", "/", NULL);
+    rz__argv_push(&a, "--");
+    rz__argv_push(&a, "true");
+    bool ok = false;
+    pid_t pid = a.failed ? -1 : fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 ||
+            dup2(null, 2) < 0)
+            _exit(127);
+        int from = rz__sbx_enter(&s);
+        if (from < 0)
+            _exit(127);
+        for (int fd = from; fd < 1024; fd++)
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
+        char *envp[] = { "PATH=" DEFAULT_PATH, NULL };
+        execve(sb.bwrap, a.v, envp);
+        _exit(127);
+    }
+    int status = -1;
+    if (pid > 0)
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+    ok = pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    rz__sbx_started(&s);
+    rz__argv_free(&a);
+    return ok;
+}
+
+static void probe(void)
+{
+    sb.bwrap = find_bwrap();
+    if (!sb.bwrap) {
+        status_add("%s", "bubblewrap not found");
+        return;
+    }
+    bool root = geteuid() == 0;
+    make_passwd(root ? RZ__SBX_UID : geteuid(), root ? RZ__SBX_UID : getegid());
+    find_etc();
+    build_seccomp();
+    find_cgroups();
+    /* bwrap 0.8's options first; then without them (older bwrap: seccomp
+     * still refuses user namespaces). */
+    sb.inner_uid = root;
+    for (int n = 1; n >= 0 && !sb.ok; n--) {
+        sb.new_opts = n;
+        sb.ok = try_bwrap();
+    }
+    if (!sb.ok)
+        status_add("%s", "bubblewrap cannot create a sandbox here (no user "
+                   "namespaces?)");
+    else if (!sb.new_opts)
+        status_add("%s", "bubblewrap older than 0.8: no --disable-userns, "
+                   "no tmpfs size limits (seccomp refuses user namespaces)");
+}
+
+static void probe_once_fn(void)
+{
+    probe();
+}
+
+int rz__sbx_available(void)
+{
+    pthread_once(&probe_once, probe_once_fn);
+    return sb.ok;
+}
+
+int rz__sbx_installed(void)
+{
+    pthread_once(&probe_once, probe_once_fn);
+    return sb.bwrap != NULL;
+}
+
+const char *rz__sbx_status(void)
+{
+    pthread_once(&probe_once, probe_once_fn);
+    return sb.status[0] ? sb.status : NULL;
+}
+
+int rz__sbx_has_cgroup(void)
+{
+    pthread_once(&probe_once, probe_once_fn);
+    return sb.cg_version > 0;
+}
+
+/* ---- one step ---- */
+
+int rz__sbx_prepare(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
+{
+    memset(s, 0, sizeof *s);
+    for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
+        s->procs[i] = -1;
+    if (!rz__sbx_available())
+        return rz__error(RZ_EUNSUPPORTED, "sandbox not available");
+    s->memory_mb = o->memory_mb ? o->memory_mb : RZ__SBX_DEFAULT_MEMORY_MB;
+    s->pids_max = o->pids_max ? o->pids_max : RZ__SBX_DEFAULT_PIDS;
+    s->scratch_mb = o->scratch_mb ? o->scratch_mb
+                                  : RZ__SBX_DEFAULT_SCRATCH_MB;
+    base_args(s, a, o->network);
+    int rc = scratch_args(s, a, o);
+    if (rc == RZ_OK && o->moddir)
+        push3(a, "--ro-bind", o->moddir, o->moddir);
+    /* A program outside the system folders (a virtualenv's python). */
+    char *dir = rz__strdup(o->exe);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    if (rc == RZ_OK && slash && slash != dir && dir[0] == '/' &&
+        !path_under(dir, "/usr") && !(o->moddir && path_under(dir, o->moddir))) {
+        *slash = '\0';
+        push3(a, "--ro-bind-try", dir, dir);
+    }
+    free(dir);
+    push3(a, "--chdir", o->scratch, NULL);
+    rz__argv_push(a, "--");
+    if (rc == RZ_OK && a->failed)
+        rc = rz__error(RZ_ENOMEM, "sandbox: out of memory or descriptors");
+    if (rc == RZ_OK && sb.cg_version > 0)
+        rc = cgroup_create(s, o);
+    return rc;
+}
+
+int rz__sbx_enter(const rz__sbx *s)
+{
+    for (size_t i = 0; i < s->n_cg; i++)
+        if (s->procs[i] >= 0 && write(s->procs[i], "0", 1) != 1)
+            return -1;
+    int from = 3 + (int)s->n_fds;
+    int tmp[RZ__SBX_MAX_FDS];
+    for (size_t i = 0; i < s->n_fds; i++)
+        if ((tmp[i] = fcntl(s->fds[i], F_DUPFD_CLOEXEC, from)) < 0)
+            return -1;
+    for (size_t i = 0; i < s->n_fds; i++)
+        if (dup2(tmp[i], 3 + (int)i) < 0)
+            return -1;
+    return from;
+}
+
+void rz__sbx_started(rz__sbx *s)
+{
+    for (size_t i = 0; i < s->n_fds; i++)
+        close(s->fds[i]);
+    s->n_fds = 0;
+    for (size_t i = 0; i < s->n_cg; i++) {
+        if (s->procs[i] >= 0)
+            close(s->procs[i]);
+        s->procs[i] = -1;
+    }
+}
+
+static void kill_members(const char *dir)
+{
+    if (sb.cg_version == 2 && write_at(dir, "cgroup.kill", "1") == 0)
+        return;
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/cgroup.procs", dir);
+    FILE *f = fopen(p, "re");
+    long pid;
+    while (f && fscanf(f, "%ld", &pid) == 1)
+        if (pid > 0)
+            kill((pid_t)pid, SIGKILL);
+    if (f)
+        fclose(f);
+}
+
+void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r)
+{
+    rz__sbx_started(s);
+    for (size_t i = 0; i < s->n_cg; i++) {
+        const char *dir = s->cg[i];
+        bool mem = sb.cg_version == 2 || strstr(dir, "/memory") != NULL;
+        if (r && mem && !r->oom)
+            r->oom = read_key(dir, sb.cg_version == 2 ? "memory.events"
+                                                      : "memory.oom_control",
+                              "oom_kill") > 0;
+        if (r && !r->pids_hit)
+            r->pids_hit = read_key(dir, "pids.events", "max") > 0;
+        for (int t = 0; t < RMDIR_TRIES && rmdir(dir) != 0 &&
+                        (errno == EBUSY || errno == EAGAIN); t++) {
+            kill_members(dir);
+            struct timespec ms = { 0, 1000000L };
+            nanosleep(&ms, NULL);
+        }
+        free(s->cg[i]);
+        s->cg[i] = NULL;
+    }
+    s->n_cg = 0;
+}

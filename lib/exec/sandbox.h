@@ -1,0 +1,101 @@
+/* The process adapter's sandbox: bubblewrap, exec'd once per step, with
+ * what it needs prepared here so a step costs no process but bwrap itself.
+ *
+ * Layers, each found at start-up (rz__sbx_probe, once per process):
+ *   - bwrap with every namespace unshared, a root of allow-listed system
+ *     folders and /etc entries (no /etc/shadow, no /etc/ssl/private),
+ *     synthesized passwd/group, nested user namespaces disabled;
+ *   - as uid/gid RZ__SBX_UID with every capability dropped (bounding set
+ *     included) when the host runs as root, else as the host's own user;
+ *     bwrap itself runs as the caller, so it can reach scratch folders
+ *     under private (0700) parents. Outside, the user namespace maps the
+ *     step to the caller's uid: what keeps it from the host's files is
+ *     that it sees only read-only system folders and its own scratch;
+ *   - a seccomp filter (libseccomp, compiled once) refusing ptrace, the
+ *     kernel keyring, mount, bpf, perf, kexec, modules and new user
+ *     namespaces with EPERM;
+ *   - a cgroup per step (v2 where delegated, else v1) with a pids limit,
+ *     a memory cap (a default when none is asked for) and a CPU weight;
+ *   - the scratch folder and /tmp on size-limited tmpfs; only the host
+ *     scratch's entries (in/, the outputs file) are bound in.
+ * A layer that cannot work here is said by rz__sbx_status().
+ */
+#ifndef RZ_EXEC_SANDBOX_H
+#define RZ_EXEC_SANDBOX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/internal.h"
+
+#define RZ__SBX_UID 65534          /* nobody/nogroup */
+#define RZ__SBX_DEFAULT_MEMORY_MB 2048u
+#define RZ__SBX_DEFAULT_PIDS 512u
+#define RZ__SBX_DEFAULT_SCRATCH_MB 256u
+#define RZ__SBX_MAX_FDS 16
+#define RZ__SBX_CG_MAX 3           /* memory, pids, cpu (v1: one dir each) */
+
+/* A NULL-ended vector of malloc'ed strings (argv, envp). */
+typedef struct rz__argv {
+    char **v;
+    size_t n, cap;
+    bool failed;
+} rz__argv;
+
+RZ_HIDDEN void rz__argv_push_own(rz__argv *s, char *str);
+RZ_HIDDEN void rz__argv_push(rz__argv *s, const char *str);
+/* Entries may hold secrets: wiped before they are freed. */
+RZ_HIDDEN void rz__argv_free(rz__argv *s);
+
+/* What one sandboxed step gets. Limits of 0 take the defaults above. */
+typedef struct rz__sbx_opts {
+    const char *scratch;       /* host folder; a tmpfs at the same path */
+    const char *output_path;   /* under scratch; bound writable */
+    const char *moddir;        /* bound read-only; may be NULL */
+    const char *exe;           /* the program; its folder bound if outside */
+    int network;
+    uint32_t memory_mb, pids_max, cpus, scratch_mb;
+} rz__sbx_opts;
+
+/* One step's sandbox, from prepare to finish. */
+typedef struct rz__sbx {
+    int fds[RZ__SBX_MAX_FDS];  /* handed to bwrap as 3, 4, ... */
+    size_t n_fds;
+    int procs[RZ__SBX_CG_MAX]; /* cgroup.procs the child joins */
+    char *cg[RZ__SBX_CG_MAX];  /* the step's cgroup folders */
+    size_t n_cg;
+    uint32_t memory_mb, pids_max, scratch_mb;
+} rz__sbx;
+
+/* What the cgroup saw, read by rz__sbx_finish. */
+typedef struct rz__sbx_report {
+    bool oom;                  /* the kernel killed for memory */
+    bool pids_hit;             /* a fork was refused at pids_max */
+} rz__sbx_report;
+
+/* 1 if bwrap works here with the layers it supports (probes once). */
+RZ_HIDDEN int rz__sbx_available(void);
+/* 1 if a bwrap program is on PATH, usable or not. */
+RZ_HIDDEN int rz__sbx_installed(void);
+/* NULL when every layer works; else one line on what is missing here
+ * ("no cgroup for steps: ..."), for a notice or a node's capabilities. */
+RZ_HIDDEN const char *rz__sbx_status(void);
+/* 1 if steps get a cgroup here. */
+RZ_HIDDEN int rz__sbx_has_cgroup(void);
+
+/* The bwrap command line up to "--" into argv, the descriptors it reads,
+ * the step's cgroup. On error nothing is left to release but *s. */
+RZ_HIDDEN int rz__sbx_prepare(rz__sbx *s, rz__argv *argv,
+                              const rz__sbx_opts *o);
+/* In the forked child, after stdio is in place: cgroups joined, the
+ * descriptors at 3... Async-signal-safe. Returns the first
+ * descriptor number past them, or -1 with errno. */
+RZ_HIDDEN int rz__sbx_enter(const rz__sbx *s);
+/* In the parent once the child runs: its copies of the descriptors. */
+RZ_HIDDEN void rz__sbx_started(rz__sbx *s);
+/* After the leader was reaped: what the cgroup saw, leftovers killed, the
+ * cgroup removed. Safe to call more than once; NULL report fine. */
+RZ_HIDDEN void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r);
+
+#endif
