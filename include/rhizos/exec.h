@@ -28,7 +28,15 @@
  *
  * The process adapter (rz_proc_*) runs a module's command in a fresh scratch
  * directory, under bubblewrap when it is installed, in its own process
- * group, with rlimits; stderr is kept (bounded) as the log.
+ * group, with rlimits; stderr is kept (bounded) as the log. In the sandbox
+ * a step is uid 65534 with no capabilities (when the host is root), sees
+ * read-only system folders and an allow-list of /etc (no shadow, no
+ * private keys), cannot make user namespaces, ptrace, mount, use the
+ * keyring, bpf or perf (seccomp), gets a cgroup (pids, memory, CPU weight)
+ * where this machine allows one, and writes to size-limited tmpfs (256 MiB
+ * for the scratch folder and for /tmp): "process limit reached (N
+ * processes); then ..." and "killed for memory (limit N MB ...)" say
+ * which limit ended it.
  */
 #ifndef RHIZOS_EXEC_H
 #define RHIZOS_EXEC_H
@@ -60,7 +68,9 @@ typedef struct rz_proc_opts {
     int network;                  /* 1: keep network access in the sandbox */
     int sandbox;                  /* 1 auto (bwrap if present), 0 never */
     uint32_t timeout_ms;          /* 0: none; enforced by killing the group */
-    uint32_t memory_mb;           /* RLIMIT_AS; 0: unlimited */
+    uint32_t memory_mb;           /* the step cgroup's cap in the sandbox
+                                     (0: its default, 2048 MiB); else
+                                     RLIMIT_AS (0: unlimited) */
     uint32_t cpu_seconds;         /* RLIMIT_CPU; 0: unlimited */
     size_t max_output;            /* bytes of stdout kept; 0:
                                      RZ_PROC_DEFAULT_MAX_OUTPUT */
@@ -289,11 +299,15 @@ typedef struct rz_runner_opts {
     /* The container engine for docker steps (rz_attempt_opts'
      * container_host); NULL: the default one. Version 3. */
     const char *container_host;
+    /* Memory cap (MiB) of a step whose module asks for no memory_mb; 0:
+     * the sandbox's own default (2048 MiB, under a cgroup). Version 4. */
+    uint32_t default_memory_mb;
 } rz_runner_opts;
 
-#define RZ_RUNNER_OPTS_VERSION 3
+#define RZ_RUNNER_OPTS_VERSION 4
 #define RZ_RUNNER_OPTS_INIT { RZ_RUNNER_OPTS_VERSION, 0, NULL, NULL, NULL, 1, \
-                              NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
+                              NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                              0 }
 
 /* Before a run: RZ_OK when this machine can run every step of a validated
  * flow, else RZ_EUNSUPPORTED, with rz_error_last() naming the steps that

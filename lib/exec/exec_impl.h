@@ -23,6 +23,8 @@ RZ_HIDDEN const char *rz__proc_limit_reason(const rz_proc *p);
 RZ_HIDDEN int rz__proc_oom(const rz_proc *p);
 /* NULL when every sandbox layer works here; else what is missing. */
 RZ_HIDDEN const char *rz__sandbox_status(void);
+/* 1 if sandboxed steps get a cgroup (pids, memory) here. */
+RZ_HIDDEN int rz__sandbox_has_cgroup(void);
 
 /* 1 if a bwrap program was found on PATH, usable or not (after the probe
  * rz_sandbox_available() runs). */

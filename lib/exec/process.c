@@ -140,6 +140,11 @@ const char *rz__sandbox_status(void)
     return rz__sbx_status();
 }
 
+int rz__sandbox_has_cgroup(void)
+{
+    return rz__sbx_has_cgroup();
+}
+
 /* ---- scratch directory ---- */
 
 /* Remove `name` under `dirfd` and everything below it, making unreadable
@@ -305,7 +310,10 @@ static rlim_t max_file_bytes(const rz_proc *p)
 static void set_limits(launch *l, const rz_proc_opts *o, const rz_proc *p)
 {
     l->fsize.rlim_cur = l->fsize.rlim_max = max_file_bytes(p);
-    if (o->memory_mb) {
+    /* Under a cgroup the cap is the cgroup's, which kills with a clear
+     * reason; RLIMIT_AS would count reserved address space (a JVM's, Go's)
+     * and fail allocations instead. */
+    if (o->memory_mb && !(p->sandboxed && rz__sbx_has_cgroup())) {
         l->limit_as = true;
         l->as.rlim_cur = l->as.rlim_max = (rlim_t)o->memory_mb << 20;
     }

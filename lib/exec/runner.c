@@ -228,7 +228,8 @@ static int start_step(runner *r, size_t step, const rz__step *s,
         ao.secrets = secrets;
         ao.n_secrets = n;
         ao.timeout_s = step_timeout(s);
-        ao.memory_mb = m->memory_mb;
+        ao.memory_mb = m->memory_mb ? m->memory_mb
+                                    : r->opts->default_memory_mb;
         ao.sandbox = r->opts->sandbox;
         ao.container_host = r->opts->container_host;
         rc = rz_attempt_start(out, &ao);
@@ -738,10 +739,12 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
         opts = &defaults;
     if (!flow || opts->version < 2 || opts->version > RZ_RUNNER_OPTS_VERSION)
         return rz__error(RZ_EINVAL, "rz_runner_run: invalid arguments");
-    /* Version 2 ends before container_host. */
+    /* Version 2 ends before container_host, 3 before default_memory_mb. */
     rz_runner_opts upgraded = RZ_RUNNER_OPTS_INIT;
-    if (opts->version == 2) {
-        memcpy(&upgraded, opts, offsetof(rz_runner_opts, container_host));
+    if (opts->version < RZ_RUNNER_OPTS_VERSION) {
+        memcpy(&upgraded, opts, opts->version == 2
+                   ? offsetof(rz_runner_opts, container_host)
+                   : offsetof(rz_runner_opts, default_memory_mb));
         upgraded.version = RZ_RUNNER_OPTS_VERSION;
         opts = &upgraded;
     }
@@ -754,6 +757,8 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
                  ? "bubblewrap cannot create a sandbox here (no user "
                    "namespaces?); steps run without a sandbox"
                  : "bubblewrap not found; steps run without a sandbox");
+        else if (opts->sandbox && rz__sandbox_status())
+            emit(&r, RZ_EVENT_NOTICE, RZ_NPOS, rz__sandbox_status());
         report_changes(&r);
         r.started_wall = rz__wall_ms();
         (void)record(&r, 0);   /* told; the final record says it again */

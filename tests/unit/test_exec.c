@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/internal.h"
+#include "exec/adapter.h"
 #include "exec/exec_impl.h"
 #include "rhizos/exec.h"
 #include "rhizos/flow.h"
@@ -1359,6 +1360,191 @@ static void test_runner_records_run(void **state)
     rz_registry_free(reg);
 }
 
+/* ---- hostile modules against the sandbox's limits (issue 14) ---- */
+
+/* Run `script` sandboxed in a scratch folder this test makes, so what it
+ * leaves on the host can be looked at afterwards. */
+static rz_proc *run_hostile(const char *script, uint32_t timeout_ms,
+                            char *scratch, size_t scratch_len)
+{
+    static int seq;
+    snprintf(scratch, scratch_len, "%s/scratch-%d", tmp_root, ++seq);
+    assert_int_equal(mkdir(scratch, 0700), 0);
+    char out[400];
+    snprintf(out, sizeof out, "%s/out.json", scratch);
+    write_file(out, "", 0600);
+    const char *argv[] = { "sh", "-c", script, NULL };
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.argv = argv;
+    o.sandbox = 1;
+    o.timeout_ms = timeout_ms;
+    rz_proc *p = NULL;
+    if (rz__proc_spawn_in(&p, &o, scratch, out, NULL) != RZ_OK)
+        fail_msg("spawn: %s", rz_error_last()->message);
+    finish(p);
+    return p;
+}
+
+static bool log_has(const rz_proc *p, const char *needle)
+{
+    size_t len;
+    const char *log = rz_proc_log(p, &len);
+    char *s = rz__strndup(log, len);
+    bool found = s && strstr(s, needle);
+    free(s);
+    return found;
+}
+
+/* No secret of the host's /etc, no capability, no root. */
+static void test_hostile_etc_and_identity(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available())
+        skip();
+    char scratch[300];
+    rz_proc *p = run_hostile(
+        "for f in /etc/shadow /etc/gshadow /etc/sudoers /etc/ssl/private"
+        " /etc/ssh /root; do test -e $f && echo \"visible: $f\" >&2; done;"
+        "grep -q '^nobody:' /etc/passwd || echo 'no nobody' >&2;"
+        "[ $(grep -c . /etc/passwd) -le 3 ] || echo 'host users' >&2;"
+        "grep '^Cap\\(Eff\\|Prm\\|Bnd\\)' /proc/self/status |"
+        " grep -v '0000000000000000' >&2;"
+        "printf '{\"uid\":%d,\"gid\":%d}' $(id -u) $(id -g)",
+        0, scratch, sizeof scratch);
+    size_t len;
+    const char *log = rz_proc_log(p, &len);
+    if (len)
+        fail_msg("%.*s", (int)len, log);
+    cJSON *j = outputs_of(p);
+    if (geteuid() == 0) {
+        assert_int_equal((int)num_field(j, "uid"), 65534);
+        assert_int_equal((int)num_field(j, "gid"), 65534);
+    } else {
+        assert_int_equal((int)num_field(j, "uid"), (int)geteuid());
+    }
+    cJSON_Delete(j);
+    rz_proc_free(p);
+}
+
+/* A nested user namespace and ptrace are refused; the step says so. */
+static void test_hostile_userns_and_ptrace(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available())
+        skip();
+    char scratch[300];
+    rz_proc *p = run_hostile("unshare -U -r true && exit 9; exit 3",
+                             0, scratch, sizeof scratch);
+    assert_int_equal(rz_proc_exit_code(p), 3);
+    assert_true(log_has(p, "unshare failed"));
+    rz_proc_free(p);
+    /* PTRACE_TRACEME always succeeds unfiltered; keyctl asks for the
+     * session keyring. Python's ctypes, where there is a python3. */
+    if (system("command -v python3 >/dev/null 2>&1") != 0)
+        return;
+    p = run_hostile(
+        "python3 -c 'import ctypes, os, sys\n"
+        "c = ctypes.CDLL(None, use_errno=True)\n"
+        "r = c.ptrace(0, 0, None, None)\n"
+        "print(\"ptrace:\", r, os.strerror(ctypes.get_errno()), file=sys.stderr)\n"
+        "r = c.syscall(250, 0, -3, 0)\n"
+        "print(\"keyctl:\", r, os.strerror(ctypes.get_errno()), file=sys.stderr)\n"
+        "'; echo '{}'", 0, scratch, sizeof scratch);
+    assert_true(log_has(p, "ptrace: -1 Operation not permitted"));
+#if defined(__x86_64__)
+    assert_true(log_has(p, "keyctl: -1 Operation not permitted"));
+#endif
+    rz_proc_free(p);
+}
+
+/* A fork bomb stops at the pids limit, the reason names it, and nothing
+ * of it outlives the step. */
+static void test_hostile_fork_bomb(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || !rz__sandbox_has_cgroup())
+        skip();
+    char script[300], needle[32], scratch[300];
+    int tag = (int)getpid() % 1000;
+    snprintf(needle, sizeof needle, "sleep 81.%d", tag);
+    snprintf(script, sizeof script,
+             "i=0; while [ $i -lt 3000 ]; do sleep 81.%d & i=$((i+1));"
+             " done; wait", tag);
+    rz_proc *p = run_hostile(script, 4000, scratch, sizeof scratch);
+    const char *why = rz__proc_limit_reason(p);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "process limit reached (512 processes)"));
+    assert_true(log_has(p, "fork"));
+    assert_true(process_gone_soon(needle));
+    rz_proc_free(p);
+}
+
+/* 300 MB into the scratch folder: ENOSPC at its 256 MiB tmpfs, nothing on
+ * the host's disk. /tmp is the same. */
+static void test_hostile_scratch_quota(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available())
+        skip();
+    char scratch[300];
+    rz_proc *p = run_hostile(
+        "dd if=/dev/zero of=big bs=1M count=300 2>&1 | grep -i space >&2;"
+        "dd if=/dev/zero of=/tmp/big bs=1M count=300 2>&1 | grep -i space"
+        " >&2; exit 1", 0, scratch, sizeof scratch);
+    assert_int_equal(rz_proc_exit_code(p), 1);
+    assert_true(log_has(p, "'big': No space left on device"));
+    assert_true(log_has(p, "'/tmp/big': No space left on device"));
+    char big[400];
+    snprintf(big, sizeof big, "%s/big", scratch);
+    struct stat st;
+    assert_int_equal(stat(big, &st), -1);
+    rz_proc_free(p);
+}
+
+/* A module with no memory_mb allocating 3 GiB is killed at the runner's
+ * default cap, and the step's reason says which. */
+static void test_hostile_memory_default(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || !rz__sandbox_has_cgroup() ||
+        system("command -v python3 >/dev/null 2>&1") != 0)
+        skip();
+    char reg[300], dir[400], path[450];
+    snprintf(reg, sizeof reg, "%s/hostile", tmp_root);
+    assert_int_equal(mkdir(reg, 0755), 0);
+    snprintf(dir, sizeof dir, "%s/hog", reg);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/module.json", dir);
+    write_file(path,
+               "{\"id\":\"hog\",\"version\":\"1.0.0\",\"name\":\"hog\","
+               "\"outputs\":[{\"name\":\"value\",\"type\":\"any\"}],"
+               "\"requirements\":{\"adapter\":\"process\"},"
+               "\"exec\":{\"adapter\":\"process\","
+               "\"command\":[\"python3\",\"-c\","
+               "\"b = bytearray(3 << 30); print('{}')\"]}}", 0644);
+    rz_registry *r = NULL;
+    assert_int_equal(rz_registry_new(&r), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(r, reg, NULL), RZ_OK);
+    rz_flow *f = load_flow(r, NULL,
+                           "flux: 1\nname: hog\nsteps:\n"
+                           "  hog:\n    module: hog@1.0.0\n");
+    recorder rec = { .n = 0 };
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    o.jobs = 1;
+    o.default_memory_mb = 64;
+    rz_run *run = run_flow(f, &o, &rec);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_FAILED);
+    const rec_event *e = find_event(&rec, RZ_EVENT_STEP_FAILED, 0);
+    assert_non_null(e);
+    assert_non_null(e->message);
+    if (!strstr(e->message, "killed for memory (limit 64 MB)"))
+        fail_msg("%s", e->message);
+    recorder_free(&rec);
+    rz_run_free(run);
+    rz_flow_free(f);
+    rz_registry_free(r);
+}
+
 /* ---- one attempt through an adapter (rz_attempt_*) ---- */
 
 /* A registry with one module `id` running `script`; *m resolved in it. */
@@ -1691,6 +1877,11 @@ int main(void)
         T(test_runner_removes_stale_folders),
         T(test_runner_invalid),
         T(test_runner_records_run),
+        T(test_hostile_etc_and_identity),
+        T(test_hostile_userns_and_ptrace),
+        T(test_hostile_fork_bomb),
+        T(test_hostile_scratch_quota),
+        T(test_hostile_memory_default),
         T(test_attempt_request_file),
         T(test_attempt_outputs_file),
         T(test_attempt_scrubs_secrets),
