@@ -104,6 +104,10 @@ RZ_EXTERN const char *rz_proc_log(const rz_proc *p, size_t *len);
 RZ_EXTERN void rz_proc_free(rz_proc *p);
 /* 1 if bubblewrap is usable on this machine. */
 RZ_EXTERN int rz_sandbox_available(void);
+/* NULL when every layer of the sandbox works here; else one line on what
+ * is missing ("no memory cgroup for steps (...)", "bubblewrap older than
+ * 0.8: ...", "bubblewrap not found"). Static storage. */
+RZ_EXTERN const char *rz_sandbox_status(void);
 
 /* ---- One attempt of one job through an adapter ---- */
 

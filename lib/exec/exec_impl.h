@@ -21,8 +21,6 @@ RZ_HIDDEN int rz__proc_output_over(const rz_proc *p);
 RZ_HIDDEN const char *rz__proc_limit_reason(const rz_proc *p);
 /* 1 if the step's cgroup saw the kernel kill for memory. */
 RZ_HIDDEN int rz__proc_oom(const rz_proc *p);
-/* NULL when every sandbox layer works here; else what is missing. */
-RZ_HIDDEN const char *rz__sandbox_status(void);
 /* 1 if sandboxed steps get a cgroup (pids, memory) here. */
 RZ_HIDDEN int rz__sandbox_has_cgroup(void);
 

@@ -135,7 +135,7 @@ int rz__sandbox_installed(void)
     return rz__sbx_installed();
 }
 
-const char *rz__sandbox_status(void)
+const char *rz_sandbox_status(void)
 {
     return rz__sbx_status();
 }

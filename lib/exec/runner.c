@@ -757,8 +757,8 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
                  ? "bubblewrap cannot create a sandbox here (no user "
                    "namespaces?); steps run without a sandbox"
                  : "bubblewrap not found; steps run without a sandbox");
-        else if (opts->sandbox && rz__sandbox_status())
-            emit(&r, RZ_EVENT_NOTICE, RZ_NPOS, rz__sandbox_status());
+        else if (opts->sandbox && rz_sandbox_status())
+            emit(&r, RZ_EVENT_NOTICE, RZ_NPOS, rz_sandbox_status());
         report_changes(&r);
         r.started_wall = rz__wall_ms();
         (void)record(&r, 0);   /* told; the final record says it again */

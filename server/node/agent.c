@@ -527,6 +527,9 @@ static int choose_sandbox(agent *a)
                 "them unconfined\n");
         return -1;
     }
+    if (rz_sandbox_status())   /* a layer missing here (no cgroup, ...) */
+        fprintf(stderr, "rhizos-node: warning: sandbox: %s\n",
+                rz_sandbox_status());
     a->sandbox = 1;
     return 0;
 }
