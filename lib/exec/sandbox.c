@@ -138,14 +138,13 @@ static char *find_bwrap(void)
 
 /* What interpreters and TLS clients read; never shadow, gshadow, sudoers,
  * ssl/private, ssh host keys or the machine's own configuration. passwd
- * and group are synthesized; resolv.conf and hosts only with network. */
+ * and group are synthesized; resolv.conf and hosts only with network.
+ * Each entry is a bind mount, about 0.4 ms of every step: keep it short. */
 static const char *const etc_allow[] = {
-    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives",
-    "localtime", "timezone", "nsswitch.conf", "host.conf", "gai.conf",
-    "services", "protocols", "mime.types", "magic", "os-release",
-    "debian_version", "ssl/certs", "ssl/openssl.cnf", "ca-certificates",
-    "ca-certificates.conf", "pki/tls/certs", "pki/ca-trust",
-    "crypto-policies", "java-17-openjdk", "perl",
+    "ld.so.cache", "alternatives", "localtime", "nsswitch.conf",
+    "gai.conf", "services", "protocols", "mime.types", "os-release",
+    "ssl/certs", "ssl/openssl.cnf", "pki/tls/certs", "pki/ca-trust",
+    "crypto-policies",
 };
 static const char *const etc_net[] = { "resolv.conf", "hosts" };
 
