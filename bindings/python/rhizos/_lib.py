@@ -56,8 +56,9 @@ class RzRunnerOpts(Structure):
                 ("on_event", EVENT_CB), ("userdata", c_void_p),
                 ("cancel", POINTER(c_int)), ("step_env", STEP_ENV_CB),
                 ("step_env_free", c_void_p), ("vault", c_void_p),
-                ("data_dir", c_char_p), ("container_host", c_char_p)]
-    VERSION = 3   # RZ_RUNNER_OPTS_VERSION
+                ("data_dir", c_char_p), ("container_host", c_char_p),
+                ("default_memory_mb", c_uint32)]
+    VERSION = 4   # RZ_RUNNER_OPTS_VERSION
 
 
 class RzPlacement(Structure):
