@@ -648,6 +648,7 @@ static int cgroup_create(rz__sbx *s, const rz__sbx_opts *o)
             return rz__error(RZ_EIO, "cgroup for the step: %s", strerror(e));
         }
         s->cg[s->n_cg] = dir;
+        s->cg_kind[s->n_cg] = k;
         char procs[PATH_MAX];
         snprintf(procs, sizeof procs, "%s/cgroup.procs", dir);
         s->procs[s->n_cg] = open(procs, O_WRONLY | O_CLOEXEC);
@@ -837,7 +838,7 @@ void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r)
     rz__sbx_started(s);
     for (size_t i = 0; i < s->n_cg; i++) {
         const char *dir = s->cg[i];
-        bool mem = sb.cg_version == 2 || strstr(dir, "/memory") != NULL;
+        bool mem = sb.cg_version == 2 || s->cg_kind[i] == CG_MEMORY;
         if (r && mem && !r->oom)
             r->oom = read_key(dir, sb.cg_version == 2 ? "memory.events"
                                                       : "memory.oom_control",

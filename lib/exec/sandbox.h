@@ -64,6 +64,7 @@ typedef struct rz__sbx {
     size_t n_fds;
     int procs[RZ__SBX_CG_MAX]; /* cgroup.procs the child joins */
     char *cg[RZ__SBX_CG_MAX];  /* the step's cgroup folders */
+    int cg_kind[RZ__SBX_CG_MAX]; /* v1: the controller of each */
     size_t n_cg;
     uint32_t memory_mb, pids_max, scratch_mb;
 } rz__sbx;
