@@ -564,8 +564,9 @@ char *node_config_format(const node_config *c)
     fprintf(f, "\n# What this node charges, in US cents per hour of each "
             "resource.\n[pricing]\ngpu_hour_cents = %llu\ncpu_hour_cents = "
             "%llu\nmemory_gb_hour_cents = %llu\n\n[limits]\n"
-            "max_concurrent_jobs = %u\n# Address-space limit of one job in "
-            "MiB (0: the module's own requirement only).\nmax_memory_mb = "
+            "max_concurrent_jobs = %u\n# Memory cap of one job in MiB, also "
+            "when its module names none (0: the module's own requirement,\n"
+            "# else 2048 in the sandbox).\nmax_memory_mb = "
             "%u\n# Largest outputs of one job in KiB (1-%u); more fails the "
             "job.\nmax_output_kb = %u\n",
             (unsigned long long)c->gpu_hour_cents,
