@@ -205,7 +205,7 @@ static const char *const denied_calls[] = {
     "delete_module", "reboot", "swapon", "swapoff", "syslog", "acct",
     "quotactl", "setns", "open_by_handle_at", "name_to_handle_at",
     "lookup_dcookie", "iopl", "ioperm", "settimeofday", "clock_settime",
-    "clock_adjtime", "adjtimex", "vhangup", "personality",
+    "clock_adjtime", "adjtimex", "vhangup",
 };
 
 static int deny_rules(scmp_filter_ctx ctx)
