@@ -1,8 +1,12 @@
 /* The write-ahead journal. The file is preallocated with zeros and written
  * in place, so fdatasync flushes only data, never a size change. After a
- * checkpoint (LMDB synced) writing starts again at offset 0; records left
- * from the previous round carry smaller sequence numbers, and a torn record
- * fails its checksum, so a scan stops exactly where the last round ends.
+ * checkpoint (LMDB synced) a round starts: a marker at offset 0 naming the
+ * last batch in LMDB, then the batches after it. Records left from earlier
+ * rounds carry sequence numbers LMDB already holds, and a torn record fails
+ * its checksum, so a scan stops exactly where the last round ends. Only the
+ * last record can be torn (each append waits for the one before to be on
+ * disk), so a valid record after the end with a sequence number LMDB does
+ * not hold means a record in the middle went bad: the caller refuses.
  * Appends go through a second descriptor opened with O_DSYNC: one write
  * call that returns once the data is on stable storage, as write +
  * fdatasync would, one system call less (bench/ledger/fsync_probe: median
@@ -70,14 +74,16 @@ static int preallocate(int fd, uint64_t from, uint64_t to, bool durable)
     return fsync(fd) == 0 ? RZ_OK : io_error("fsync");
 }
 
-int rz__journal_open(rz__journal *j, const char *path, uint64_t size,
-                     bool durable)
+int rz__journal_open(rz__journal *j, const char *path, bool create)
 {
     memset(j, 0, sizeof *j);
     j->wfd = -1;
-    j->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    j->marker = UINT64_MAX;
+    j->existed = access(path, F_OK) == 0;
+    j->fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
     if (j->fd < 0)
-        return io_error(path);
+        return errno == ENOENT ? rz__error(RZ_ENOENT, "%s is missing", path)
+                               : io_error(path);
     /* One writer: the lock dies with the process, also on SIGKILL. */
     if (flock(j->fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
@@ -90,23 +96,32 @@ int rz__journal_open(rz__journal *j, const char *path, uint64_t size,
         return io_error("lock");
     }
     struct stat st;
-    int rc = fstat(j->fd, &st) == 0 ? RZ_OK : io_error("stat");
-    j->size = rc == RZ_OK && (uint64_t)st.st_size > size ? (uint64_t)st.st_size
-                                                         : size;
-    if (rc == RZ_OK && (uint64_t)st.st_size < j->size)
-        rc = preallocate(j->fd, (uint64_t)st.st_size, j->size, durable);
+    if (fstat(j->fd, &st) != 0) {
+        int rc = io_error("stat");
+        rz__journal_close(j);
+        return rc;
+    }
+    j->found = j->size = (uint64_t)st.st_size;
+    return RZ_OK;
+}
+
+int rz__journal_prepare(rz__journal *j, const char *path, uint64_t size,
+                        bool durable)
+{
+    int rc = RZ_OK;
+    if (j->size < size) {
+        rc = preallocate(j->fd, j->size, size, durable);
+        if (rc == RZ_OK)
+            j->size = size;
+    }
     if (rc == RZ_OK) {
         j->wfd = durable ? open(path, O_WRONLY | O_DSYNC | O_CLOEXEC)
                          : dup(j->fd);
         if (j->wfd < 0)
             rc = io_error(path);
     }
-    if (rc != RZ_OK) {
-        rz__journal_close(j);
-        return rc;
-    }
     j->durable = durable;
-    return RZ_OK;
+    return rc;
 }
 
 void rz__journal_close(rz__journal *j)
@@ -156,35 +171,116 @@ int rz__journal_append(rz__journal *j, const rz__ledger_jhdr *h,
     return RZ_OK;
 }
 
-void rz__journal_reset(rz__journal *j)
+int rz__journal_restart(rz__journal *j, uint64_t applied)
 {
+    /* A round without batches leaves the marker it began with. */
+    if (j->marker == applied && j->pos == RZ__LEDGER_MARKER_SIZE)
+        return RZ_OK;
+    rz__ledger_jhdr h = { .seq = applied, .size = j->size };
     j->pos = 0;
+    j->marker = UINT64_MAX;
+    int rc = rz__journal_append(j, &h, NULL);
+    if (rc == RZ_OK)
+        j->marker = applied;
+    return rc;
 }
 
-int rz__journal_scan(rz__journal *j, rz__journal_fn fn, void *ctx)
+static uint32_t le32(const uint8_t *p)
 {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+/* Decode the record at off, if there is a valid one. */
+static int record_at(rz__journal *j, uint64_t off, rz__ledger_jhdr *h,
+                     rz_ledger_op *ops, size_t *used, bool *valid)
+{
+    size_t got, plen;
+    *valid = false;
+    int rc = read_all(j->fd, j->buf, RZ__LEDGER_JHDR_SIZE, off, &got);
+    if (rc != RZ_OK || rz__ledger_record_header(j->buf, got, h, &plen) != RZ_OK)
+        return rc;
+    rc = read_all(j->fd, j->buf + RZ__LEDGER_JHDR_SIZE, plen,
+                  off + RZ__LEDGER_JHDR_SIZE, &got);
+    if (rc != RZ_OK)
+        return rc;
+    *valid = rz__ledger_record_decode(j->buf, RZ__LEDGER_JHDR_SIZE + got, h,
+                                      ops, used) == RZ_OK;
+    return RZ_OK;
+}
+
+/* Every record starts at a multiple of 16 (48 + 112 n, 64): look at each
+ * such offset after `from` whose first bytes are the magic. Holes (a
+ * journal that is not durable is sparse) are skipped. */
+static int probe_rest(rz__journal *j, uint64_t from, rz_ledger_op *ops,
+                      rz__journal_scan_info *info)
+{
+    enum { CHUNK = 1 << 20 };
+    uint8_t *chunk = malloc(CHUNK);
+    if (!chunk)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    struct stat st;
+    int rc = fstat(j->fd, &st) == 0 ? RZ_OK : io_error("stat");
+    uint64_t end = rc == RZ_OK ? (uint64_t)st.st_size : 0;
+    uint64_t off = (from + 16) & ~(uint64_t)15;
+    while (rc == RZ_OK && off < end) {
+        off_t data = lseek(j->fd, (off_t)off, SEEK_DATA);
+        if (data < 0)
+            break;   /* ENXIO: only a hole is left */
+        off = (uint64_t)data & ~(uint64_t)15;
+        size_t got;
+        rc = read_all(j->fd, chunk, CHUNK, off, &got);
+        for (size_t i = 0; rc == RZ_OK && i + 4 <= got; i += 16) {
+            if (le32(chunk + i) != RZ__LEDGER_JMAGIC)
+                continue;
+            rz__ledger_jhdr h;
+            size_t used;
+            bool valid;
+            rc = record_at(j, off + i, &h, ops, &used, &valid);
+            if (rc == RZ_OK && valid) {
+                info->valid++;
+                if (h.seq > info->later_seq)
+                    info->later_seq = h.seq;
+            }
+        }
+        if (got < CHUNK)
+            break;
+        off += got;
+    }
+    free(chunk);
+    if (info->later_seq > info->max_seq)
+        info->max_seq = info->later_seq;
+    return rc;
+}
+
+int rz__journal_scan(rz__journal *j, rz__journal_fn fn, void *ctx,
+                     rz__journal_scan_info *info)
+{
+    memset(info, 0, sizeof *info);
     rz_ledger_op *ops = malloc(sizeof *ops * RZ_LEDGER_BATCH_MAX);
     int rc = ops ? reserve(j, rz__ledger_record_size(RZ_LEDGER_BATCH_MAX))
                  : rz__error(RZ_ENOMEM, "out of memory");
     uint64_t off = 0;
     while (rc == RZ_OK) {
-        size_t got, plen, used;
+        size_t used;
+        bool valid;
         rz__ledger_jhdr h;
-        rc = read_all(j->fd, j->buf, RZ__LEDGER_JHDR_SIZE, off, &got);
-        if (rc != RZ_OK)
-            break;
-        if (rz__ledger_record_header(j->buf, got, &h, &plen) != RZ_OK)
-            break;   /* the end of the last round */
-        rc = read_all(j->fd, j->buf + RZ__LEDGER_JHDR_SIZE, plen,
-                      off + RZ__LEDGER_JHDR_SIZE, &got);
-        if (rc != RZ_OK)
-            break;
-        if (rz__ledger_record_decode(j->buf, RZ__LEDGER_JHDR_SIZE + got, &h,
-                                     ops, &used) != RZ_OK)
-            break;   /* torn or stale */
+        rc = record_at(j, off, &h, ops, &used, &valid);
+        if (rc != RZ_OK || !valid)
+            break;   /* torn, stale, or the end of the last round */
+        if (off == 0 && !h.n_ops) {
+            j->marker = h.seq;
+            info->marker_size = h.size;
+        }
+        if (h.seq > info->max_seq)
+            info->max_seq = h.seq;
+        info->valid++;
         rc = fn(ctx, &h, ops);
         off += used;
     }
+    info->end = off;
+    if (rc == RZ_OK)
+        rc = probe_rest(j, off, ops, info);
     free(ops);
     if (rc == RZ_OK)
         rz_error_clear();   /* the records that ended the scan are no error */

@@ -115,6 +115,41 @@ int rz__ledger_db_error(int mrc, const char *what)
 }
 
 static const char META_KEY[] = "meta";
+static const char FORMAT_KEY[] = "format";
+
+static int format_read(rz_ledger *l, MDB_txn *txn)
+{
+    MDB_val key = { sizeof FORMAT_KEY - 1, (void *)FORMAT_KEY }, val;
+    int mrc = mdb_get(txn, l->dbs.meta, &key, &val);
+    l->format = 0;
+    if (mrc == MDB_NOTFOUND)
+        return RZ_OK;
+    if (mrc)
+        return rz__ledger_db_error(mrc, "read format");
+    if (val.mv_size != 4)
+        return rz__error(RZ_EDB, "%s: ledger format record of %zu bytes",
+                         l->dir, val.mv_size);
+    const uint8_t *p = val.mv_data;
+    l->format = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+                (uint32_t)p[2] << 8 | p[3];
+    if (l->format != RZ__LEDGER_FORMAT)
+        return rz__error(RZ_EUNSUPPORTED, "%s: ledger format %u; this "
+                         "version reads format %u (docs/formats.md)", l->dir,
+                         l->format, RZ__LEDGER_FORMAT);
+    return RZ_OK;
+}
+
+static int format_write(rz_ledger *l)
+{
+    uint8_t p[4] = { 0, 0, 0, RZ__LEDGER_FORMAT };
+    MDB_val key = { sizeof FORMAT_KEY - 1, (void *)FORMAT_KEY },
+            val = { sizeof p, p };
+    int mrc = mdb_put(l->wtxn, l->dbs.meta, &key, &val, 0);
+    if (mrc)
+        return rz__ledger_db_error(mrc, "write format");
+    l->format = RZ__LEDGER_FORMAT;
+    return RZ_OK;
+}
 
 int rz__ledger_meta_read(MDB_txn *txn, const rz__ledger_dbs *d,
                          rz__ledger_meta *m)
@@ -231,6 +266,8 @@ static int setup(rz_ledger *l)
     int rc = open_dbs(l, txn);
     if (rc == RZ_OK)
         rc = rz__ledger_meta_read(txn, &l->dbs, &l->meta);
+    if (rc == RZ_OK)
+        rc = format_read(l, txn);
     if (rc == RZ_OK && !l->read_only)
         rc = init_accounts(l, txn);
     if (rc != RZ_OK) {
@@ -263,17 +300,14 @@ static void fail_write(rz_ledger *l)
     l->broken = true;
 }
 
-/* After a checkpoint. Stale records are harmless (all applied); zeroing the
- * first header only spares the next open from reading them. */
+/* After a checkpoint: the marker that starts the next round names the last
+ * batch LMDB now holds, so that a journal lost or emptied later is seen. */
 static int journal_restart(rz_ledger *l)
 {
-    static const uint8_t zeros[RZ__LEDGER_JHDR_SIZE];
-    rz__journal_reset(&l->journal);
-    if (pwrite(l->journal.fd, zeros, sizeof zeros, 0) < 0) {
+    int rc = rz__journal_restart(&l->journal, l->meta.applied);
+    if (rc != RZ_OK)
         l->broken = true;
-        return rz__error(RZ_EIO, "ledger journal: write: %s", strerror(errno));
-    }
-    return RZ_OK;
+    return rc;
 }
 
 static int checkpoint(rz_ledger *l)
@@ -313,7 +347,7 @@ static int apply_batch(rz_ledger *l, uint32_t fee_bps, const rz_ledger_op *ops,
     if (rc == RZ_OK)
         rc = rz__ledger_meta_write(l->wtxn, &l->dbs, &m);
     if (rc == RZ_OK && journal) {
-        rz__ledger_jhdr h = { m.applied, (uint32_t)n, fee_bps };
+        rz__ledger_jhdr h = { m.applied, (uint32_t)n, fee_bps, 0 };
         rc = rz__journal_append(&l->journal, &h, ops);
     }
     if (rc != RZ_OK) {
@@ -329,6 +363,12 @@ static int replay_one(void *ctx, const rz__ledger_jhdr *h,
                       const rz_ledger_op *ops)
 {
     rz_ledger *l = ctx;
+    if (!h->n_ops && h->seq > l->meta.applied)
+        return rz__error(RZ_EDB, "%s/journal begins after batch %llu but "
+                         "%s/data.mdb holds batches only up to %llu: LMDB lost "
+                         "committed batches. " RZ__LEDGER_RECOVER, l->dir,
+                         (unsigned long long)h->seq, l->dir,
+                         (unsigned long long)l->meta.applied);
     if (h->seq <= l->meta.applied)
         return RZ_OK;
     if (h->seq != l->meta.applied + 1)
@@ -352,6 +392,59 @@ static int open_env(rz_ledger *l, const rz_ledger_opts *o)
     return mrc ? rz__ledger_db_error(mrc, "open") : RZ_OK;
 }
 
+/* Whether what the scan saw is a journal that lost acknowledged batches:
+ * a bad record with batches LMDB lacks after it, or (once every round
+ * starts with a marker) no record of the last batch LMDB holds, or a file
+ * shorter than its marker says. A torn last record is none of these. */
+static int journal_check(rz_ledger *l, uint64_t lmdb_applied,
+                         const rz__journal_scan_info *in)
+{
+    const rz__journal *j = &l->journal;
+    if (in->later_seq > l->meta.applied)
+        return rz__error(RZ_EDB, "%s/journal is corrupt at byte %llu: the "
+                         "record there is damaged and acknowledged batches "
+                         "up to %llu follow it (LMDB holds up to %llu); "
+                         "refusing to open. " RZ__LEDGER_RECOVER, l->dir,
+                         (unsigned long long)in->end,
+                         (unsigned long long)in->later_seq,
+                         (unsigned long long)l->meta.applied);
+    if (in->marker_size > j->found)
+        return rz__error(RZ_EDB, "%s/journal is truncated: %llu bytes, its "
+                         "marker says %llu; refusing to open. "
+                         RZ__LEDGER_RECOVER, l->dir,
+                         (unsigned long long)j->found,
+                         (unsigned long long)in->marker_size);
+    if (l->format && (!in->valid || in->max_seq < lmdb_applied))
+        return rz__error(RZ_EDB, "%s/journal %s: %s/data.mdb holds batches "
+                         "up to %llu but the journal has no record of batch "
+                         "%llu or later (it was emptied, replaced or cut "
+                         "short at byte %llu); refusing to open. "
+                         RZ__LEDGER_RECOVER, l->dir,
+                         j->found ? "does not match the database" : "is empty",
+                         l->dir, (unsigned long long)lmdb_applied,
+                         (unsigned long long)lmdb_applied,
+                         (unsigned long long)in->end);
+    return RZ_OK;
+}
+
+static int open_journal(rz_ledger *l, const char *jpath)
+{
+    /* The journal is created before data.mdb: a database without its
+     * journal lost it, and a new empty one would hide that. */
+    struct stat st;
+    char *db = rz__asprintf("%s/data.mdb", l->dir);
+    if (!db)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    bool create = stat(db, &st) != 0 || st.st_size == 0;
+    free(db);
+    int rc = rz__journal_open(&l->journal, jpath, create);
+    if (rc == RZ_ENOENT)
+        rc = rz__error(RZ_EDB, "%s is missing while %s/data.mdb holds a "
+                       "ledger; refusing to open. " RZ__LEDGER_RECOVER, jpath,
+                       l->dir);
+    return rc;
+}
+
 static int open_writer(rz_ledger *l, const char *data_dir,
                        const rz_ledger_opts *o)
 {
@@ -362,21 +455,38 @@ static int open_writer(rz_ledger *l, const char *data_dir,
     if (rc == RZ_OK && !jpath)
         rc = rz__error(RZ_ENOMEM, "out of memory");
     if (rc == RZ_OK)
-        rc = rz__journal_open(&l->journal, jpath,
-                              o->journal_size ? o->journal_size
-                                              : RZ_LEDGER_DEFAULT_JOURNAL_SIZE,
-                              o->durable != 0);
-    free(jpath);
+        rc = open_journal(l, jpath);
     if (rc == RZ_OK)
         rc = open_env(l, o);
     if (rc == RZ_OK)
         rc = setup(l);
     if (rc == RZ_OK)
         rc = begin_write(l);
+    uint64_t lmdb_applied = l->meta.applied;
+    rz__journal_scan_info info;
     if (rc == RZ_OK)
-        rc = rz__journal_scan(&l->journal, replay_one, l);
+        rc = rz__journal_scan(&l->journal, replay_one, l, &info);
+    if (rc == RZ_OK)
+        rc = journal_check(l, lmdb_applied, &info);
+    if (rc == RZ_OK)
+        rc = rz__journal_prepare(&l->journal, jpath,
+                                 o->journal_size ? o->journal_size
+                                                 : RZ_LEDGER_DEFAULT_JOURNAL_SIZE,
+                                 o->durable != 0);
+    free(jpath);
+    /* The marker of the round LMDB is at stays: nothing to write. */
+    if (rc == RZ_OK && l->journal.marker == l->meta.applied)
+        l->journal.pos = RZ__LEDGER_MARKER_SIZE;
     if (rc == RZ_OK)
         rc = checkpoint(l);
+    /* A new ledger, or one from before markers: the format is recorded
+     * only once a marker is on disk, so that a crash between the two never
+     * leaves a format that promises one. */
+    if (rc == RZ_OK && !l->format) {
+        rc = format_write(l);
+        if (rc == RZ_OK)
+            rc = checkpoint(l);
+    }
     return rc;
 }
 

@@ -17,6 +17,14 @@
 #define RZ__LEDGER_TRANSFER_SIZE 128
 #define RZ__LEDGER_OP_SIZE 112
 #define RZ__LEDGER_JHDR_SIZE 48
+#define RZ__LEDGER_MARKER_SIZE 64
+/* Data directories whose journal starts each round with a marker; older
+ * ones have no "format" key in the meta table (docs/formats.md). */
+#define RZ__LEDGER_FORMAT 2
+/* The end of every message that refuses a damaged ledger. */
+#define RZ__LEDGER_RECOVER "Stop, keep the directory as it is, and " \
+    "restore it from a backup: docs/ledger.md, \"Recovery\" " \
+    "(`rhizos-orchestrator check --data DIR` reports what is wrong)"
 #define RZ__LEDGER_JMAGIC 0x4a4c5a52u   /* "RZLJ" little-endian */
 #define RZ__LEDGER_RECORD_VERSION 1
 
@@ -77,14 +85,17 @@ RZ_HIDDEN void rz__ledger_op_encode(const rz_ledger_op *op,
 RZ_HIDDEN int rz__ledger_op_decode(const void *buf, size_t len,
                                    rz_ledger_op *op);
 
-/* A journal record: header, then n ops. */
+/* A journal record: header, then n ops. A record without ops is the marker
+ * that starts a round at offset 0: seq is the last batch in LMDB when the
+ * round began, size the journal's size then. */
 typedef struct rz__ledger_jhdr {
     uint64_t seq;
     uint32_t n_ops;
     uint32_t fee_bps;
+    uint64_t size;
 } rz__ledger_jhdr;
 
-/* Bytes a record of n ops takes. */
+/* Bytes a record of n ops takes (a marker when n is 0). */
 RZ_HIDDEN size_t rz__ledger_record_size(size_t n);
 /* Encode a record into out (rz__ledger_record_size(n) bytes). */
 RZ_HIDDEN void rz__ledger_record_encode(const rz__ledger_jhdr *h,
@@ -107,26 +118,48 @@ typedef struct rz__journal {
     int fd;            /* locked; reads, preallocation */
     int wfd;           /* appends: O_DSYNC when durable, else fd */
     bool durable;
+    bool existed;      /* the file was there before open */
+    uint64_t found;    /* its size then */
     uint64_t size;     /* preallocated bytes */
     uint64_t pos;      /* next write offset */
+    uint64_t marker;   /* seq of the marker at offset 0; UINT64_MAX: none */
     uint8_t *buf;      /* encoding buffer */
     size_t cap;
 } rz__journal;
 
-RZ_HIDDEN int rz__journal_open(rz__journal *j, const char *path,
-                               uint64_t size, bool durable);
+/* What a scan saw beyond the records it handed to its callback. */
+typedef struct rz__journal_scan_info {
+    uint64_t end;        /* offset of the first record that is not valid */
+    uint64_t valid;      /* valid records seen, markers included */
+    uint64_t max_seq;    /* highest seq of any valid record in the file */
+    uint64_t later_seq;  /* highest seq of a valid record after `end`, 0: none */
+    uint64_t marker_size;/* the size the marker at offset 0 recorded, 0: none */
+} rz__journal_scan_info;
+
+/* Open and lock the journal (created only when `create`); nothing is
+ * written until rz__journal_prepare, so a journal the caller refuses after
+ * its scan is left as it was found. */
+RZ_HIDDEN int rz__journal_open(rz__journal *j, const char *path, bool create);
+/* Preallocate to at least `size` bytes and open the append descriptor. */
+RZ_HIDDEN int rz__journal_prepare(rz__journal *j, const char *path,
+                                  uint64_t size, bool durable);
 RZ_HIDDEN void rz__journal_close(rz__journal *j);
 /* Whether a record of `len` bytes fits before the end. */
 RZ_HIDDEN bool rz__journal_fits(const rz__journal *j, size_t len);
 RZ_HIDDEN int rz__journal_append(rz__journal *j, const rz__ledger_jhdr *h,
                                  const rz_ledger_op *ops);
-/* Start over at offset 0 (after LMDB was synced). */
-RZ_HIDDEN void rz__journal_reset(rz__journal *j);
-/* Call fn for each valid record from offset 0 until the first invalid one.
- * fn returns RZ_OK to go on, anything else stops the scan with it. */
+/* Start a round (after LMDB was synced up to batch `applied`): a durable
+ * marker at offset 0, appends after it. */
+RZ_HIDDEN int rz__journal_restart(rz__journal *j, uint64_t applied);
+/* Call fn for each valid record from offset 0 until the first invalid one
+ * (markers included: n_ops 0), then look at the rest of the file for valid
+ * records, so that the caller can tell a torn tail from a bad record with
+ * acknowledged ones after it. fn returns RZ_OK to go on, anything else
+ * stops the scan with it. */
 typedef int (*rz__journal_fn)(void *ctx, const rz__ledger_jhdr *h,
                               const rz_ledger_op *ops);
-RZ_HIDDEN int rz__journal_scan(rz__journal *j, rz__journal_fn fn, void *ctx);
+RZ_HIDDEN int rz__journal_scan(rz__journal *j, rz__journal_fn fn, void *ctx,
+                               rz__journal_scan_info *info);
 
 /* The LMDB side. */
 typedef struct rz__ledger_dbs {
@@ -171,6 +204,7 @@ struct rz_ledger {
     uint32_t fee_bps;
     bool read_only;
     bool broken;           /* a write failed: reopen to recover */
+    uint32_t format;       /* RZ__LEDGER_FORMAT, or 0 before it existed */
     char *dir;
 };
 

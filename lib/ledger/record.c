@@ -264,10 +264,12 @@ int rz__ledger_op_decode(const void *buf, size_t len, rz_ledger_op *op)
 
 /* Journal record header: magic u32, version u16, 0 u16, seq u64, n_ops u32,
  * fee_bps u32, payload bytes u32, 0 u32, then a 16-byte BLAKE2b of the
- * first 32 header bytes and the payload. */
+ * first 32 header bytes and the payload. A round marker has no ops and a
+ * 16-byte payload: the journal's size u64, 0 u64. */
 size_t rz__ledger_record_size(size_t n)
 {
-    return RZ__LEDGER_JHDR_SIZE + n * RZ__LEDGER_OP_SIZE;
+    return n ? RZ__LEDGER_JHDR_SIZE + n * RZ__LEDGER_OP_SIZE
+             : RZ__LEDGER_MARKER_SIZE;
 }
 
 static void record_hash(const uint8_t *hdr, const uint8_t *payload,
@@ -283,8 +285,8 @@ static void record_hash(const uint8_t *hdr, const uint8_t *payload,
 void rz__ledger_record_encode(const rz__ledger_jhdr *h,
                               const rz_ledger_op *ops, uint8_t *out)
 {
-    size_t plen = (size_t)h->n_ops * RZ__LEDGER_OP_SIZE;
-    memset(out, 0, RZ__LEDGER_JHDR_SIZE);
+    size_t plen = rz__ledger_record_size(h->n_ops) - RZ__LEDGER_JHDR_SIZE;
+    memset(out, 0, RZ__LEDGER_JHDR_SIZE + (h->n_ops ? 0 : plen));
     put32(out, RZ__LEDGER_JMAGIC);
     put16(out + 4, RZ__LEDGER_RECORD_VERSION);
     put64(out + 8, h->seq);
@@ -294,6 +296,8 @@ void rz__ledger_record_encode(const rz__ledger_jhdr *h,
     uint8_t *payload = out + RZ__LEDGER_JHDR_SIZE;
     for (uint32_t i = 0; i < h->n_ops; i++)
         rz__ledger_op_encode(&ops[i], payload + (size_t)i * RZ__LEDGER_OP_SIZE);
+    if (!h->n_ops)
+        put64(payload, h->size);
     record_hash(out, payload, plen, out + 32);
 }
 
@@ -310,9 +314,10 @@ int rz__ledger_record_header(const void *buf, size_t len, rz__ledger_jhdr *h,
     h->n_ops = get32(p + 16);
     h->fee_bps = get32(p + 20);
     uint32_t plen = get32(p + 24);
-    if (h->n_ops == 0 || h->n_ops > RZ_LEDGER_BATCH_MAX ||
-        plen != h->n_ops * RZ__LEDGER_OP_SIZE || h->fee_bps > 10000 ||
-        h->seq == 0)
+    h->size = 0;
+    if (h->n_ops > RZ_LEDGER_BATCH_MAX ||
+        plen != rz__ledger_record_size(h->n_ops) - RZ__LEDGER_JHDR_SIZE ||
+        h->fee_bps > 10000 || (h->seq == 0 && h->n_ops))
         return rz__error(RZ_EINVALID, "journal record header out of range");
     *payload = plen;
     return RZ_OK;
@@ -332,6 +337,11 @@ int rz__ledger_record_decode(const void *buf, size_t len, rz__ledger_jhdr *h,
     record_hash(p, p + RZ__LEDGER_JHDR_SIZE, plen, sum);
     if (sodium_memcmp(sum, p + 32, 16) != 0)
         return rz__error(RZ_EINVALID, "journal record checksum mismatch");
+    if (!h->n_ops) {
+        h->size = get64(p + RZ__LEDGER_JHDR_SIZE);
+        if (get64(p + RZ__LEDGER_JHDR_SIZE + 8))
+            return rz__error(RZ_EINVALID, "journal marker: reserved bytes set");
+    }
     for (uint32_t i = 0; i < h->n_ops; i++) {
         rc = rz__ledger_op_decode(p + RZ__LEDGER_JHDR_SIZE +
                                   (size_t)i * RZ__LEDGER_OP_SIZE,

@@ -766,7 +766,7 @@ static void test_records(void **state)
     /* Journal records: round trip, then any flipped byte is caught. */
     rz_ledger_op ops[2] = { raw(1, CLIENT, NODE, 5, 0), raw(2, NODE, CLIENT,
                                                             1, 0) };
-    rz__ledger_jhdr h = { 7, 2, 500 }, h2;
+    rz__ledger_jhdr h = { 7, 2, 500, 0 }, h2;
     size_t len = rz__ledger_record_size(2), used;
     uint8_t *buf = malloc(len);
     rz_ledger_op *dec = malloc(sizeof *dec * RZ_LEDGER_BATCH_MAX);
