@@ -1,0 +1,287 @@
+/* The journal at open: a torn last record is recovered from; a damaged
+ * record with acknowledged batches after it, a missing, emptied or cut-short
+ * journal, and a database that lost committed batches are refused with the
+ * file and offset named, and nothing on disk is changed by the refusal. */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ledger/ledger_impl.h"
+#include "rhizos/ledger.h"
+#include "rhizos/rhizos.h"
+#include "helpers.h"
+
+#define ID(n) rz_ledger_id_make(0, (n))
+#define CLIENT ID(100)
+enum { NBATCH = 100, REC = RZ__LEDGER_JHDR_SIZE + RZ__LEDGER_OP_SIZE };
+
+typedef struct fixture {
+    char dir[64];
+    char journal[128];
+    char db[128];
+} fixture;
+
+static rz_ledger_opts test_opts(void)
+{
+    rz_ledger_opts o = RZ_LEDGER_OPTS_INIT;
+    o.durable = 0;
+    o.map_size = 64u << 20;
+    o.journal_size = 1u << 20;
+    return o;
+}
+
+/* A ledger with CLIENT, closed cleanly; then a writer that acknowledges
+ * NBATCH one-op batches (credit i cents, i = 1..NBATCH) and dies without a
+ * checkpoint: they are only in the journal, at 64 + REC * (i - 1). */
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f || !tmp_dir_make(f->dir, sizeof f->dir, "ledger-journal"))
+        return -1;
+    snprintf(f->journal, sizeof f->journal, "%s/ledger/journal", f->dir);
+    snprintf(f->db, sizeof f->db, "%s/ledger/data.mdb", f->dir);
+    rz_ledger_opts o = test_opts();
+    rz_ledger *l;
+    if (rz_ledger_open(&l, f->dir, &o) != RZ_OK ||
+        rz_ledger_create_account(l, CLIENT, RZ_LEDGER_CLIENT) != RZ_OK)
+        return -1;
+    rz_ledger_close(l);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        if (rz_ledger_open(&l, f->dir, &o) != RZ_OK)
+            _exit(1);
+        for (uint64_t i = 1; i <= NBATCH; i++)
+            if (rz_ledger_test_credit(l, ID(1000 + i), CLIENT, i) != RZ_OK)
+                _exit(2);
+        _exit(0);
+    }
+    int status;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    int rc = tmp_dir_remove(f->dir);
+    free(f);
+    return rc == 0 ? 0 : -1;
+}
+
+static uint64_t avail(rz_ledger *l)
+{
+    rz_ledger_account a;
+    assert_int_equal(rz_ledger_balance(l, CLIENT, &a), RZ_OK);
+    return rz_ledger_available(&a);
+}
+
+static void flip(const char *path, off_t off)
+{
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t b;
+    assert_int_equal(pread(fd, &b, 1, off), 1);
+    b ^= 0x10;
+    assert_int_equal(pwrite(fd, &b, 1, off), 1);
+    close(fd);
+}
+
+static off_t batch_at(uint64_t i)
+{
+    return (off_t)(RZ__LEDGER_MARKER_SIZE + REC * (i - 1));
+}
+
+/* Open must succeed with every batch up to `upto`, and verify. */
+static void opens_with(fixture *f, uint64_t upto)
+{
+    rz_ledger_opts o = test_opts();
+    rz_ledger *l;
+    int rc = rz_ledger_open(&l, f->dir, &o);
+    if (rc != RZ_OK)
+        fail_msg("open: %s", rz_error_last()->message);
+    assert_int_equal(avail(l), upto * (upto + 1) / 2);
+    assert_int_equal(rz_ledger_verify(l), RZ_OK);
+    rz_ledger_close(l);
+}
+
+/* Open must be refused with RZ_EDB and a message holding each of `want`. */
+static void refused(fixture *f, const char *const *want)
+{
+    rz_ledger_opts o = test_opts();
+    rz_ledger *l = (rz_ledger *)1;
+    assert_int_equal(rz_ledger_open(&l, f->dir, &o), RZ_EDB);
+    assert_null(l);
+    const char *msg = rz_error_last()->message;
+    for (; *want; want++)
+        if (!strstr(msg, *want))
+            fail_msg("'%s' not in: %s", *want, msg);
+    assert_non_null(strstr(msg, "docs/ledger.md"));
+}
+
+static void test_torn_tail_recovers(void **state)
+{
+    fixture *f = *state;
+    flip(f->journal, batch_at(NBATCH) + 100);   /* the last record */
+    opens_with(f, NBATCH - 1);
+    opens_with(f, NBATCH - 1);   /* and stays so after the checkpoint */
+}
+
+static void test_flip_mid_journal_refused(void **state)
+{
+    fixture *f = *state;
+    char where[64];
+    snprintf(where, sizeof where, "corrupt at byte %lld",
+             (long long)batch_at(50));
+    const char *want[] = { f->journal, where, "up to", NULL };
+    flip(f->journal, batch_at(50) + 100);        /* an op's bytes */
+    refused(f, want);
+    refused(f, want);   /* the refusal changed nothing */
+    flip(f->journal, batch_at(50) + 100);
+    opens_with(f, NBATCH);   /* every acknowledged batch is still there */
+}
+
+static void test_flip_record_header_refused(void **state)
+{
+    fixture *f = *state;
+    char where[64];
+    snprintf(where, sizeof where, "corrupt at byte %lld",
+             (long long)batch_at(7));
+    const char *want[] = { where, NULL };
+    flip(f->journal, batch_at(7));   /* the magic */
+    refused(f, want);
+    flip(f->journal, 3);             /* and the marker too */
+    snprintf(where, sizeof where, "corrupt at byte 0");
+    refused(f, want);
+}
+
+static void test_missing_journal_refused(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(unlink(f->journal), 0);
+    const char *want[] = { f->journal, "missing", NULL };
+    refused(f, want);
+    assert_int_not_equal(access(f->journal, F_OK), 0);   /* not recreated */
+}
+
+static void test_emptied_journal_refused(void **state)
+{
+    fixture *f = *state;
+    opens_with(f, NBATCH);   /* all in LMDB now: only the marker is needed */
+    assert_int_equal(truncate(f->journal, 0), 0);
+    const char *want[] = { f->journal, "is empty", NULL };
+    refused(f, want);
+}
+
+static void test_zeroed_journal_refused(void **state)
+{
+    fixture *f = *state;
+    opens_with(f, NBATCH);
+    struct stat st;
+    assert_int_equal(stat(f->journal, &st), 0);
+    assert_int_equal(truncate(f->journal, 0), 0);
+    assert_int_equal(truncate(f->journal, st.st_size), 0);
+    const char *want[] = { "no record of batch", NULL };
+    refused(f, want);
+}
+
+static void test_cut_short_journal_refused(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(truncate(f->journal, batch_at(60) + 20), 0);
+    const char *want[] = { f->journal, "truncated", NULL };
+    refused(f, want);
+}
+
+static void test_lost_database_refused(void **state)
+{
+    fixture *f = *state;
+    opens_with(f, NBATCH);
+    char lock[160];
+    snprintf(lock, sizeof lock, "%s/ledger/lock.mdb", f->dir);
+    assert_int_equal(unlink(f->db), 0);
+    unlink(lock);
+    const char *want[] = { "lost committed batches", NULL };
+    refused(f, want);
+}
+
+/* Damage to records LMDB already holds loses nothing: no refusal. */
+static void test_stale_damage_opens(void **state)
+{
+    fixture *f = *state;
+    opens_with(f, NBATCH);   /* checkpointed: the batches are stale now */
+    flip(f->journal, batch_at(20) + 70);
+    opens_with(f, NBATCH);
+}
+
+/* A data directory from before markers: no format key, and a closed
+ * ledger's journal began with a zeroed header. It opens and is upgraded. */
+static void test_previous_format_opens(void **state)
+{
+    fixture *f = *state;
+    opens_with(f, NBATCH);
+    char path[128];
+    snprintf(path, sizeof path, "%s/ledger", f->dir);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi meta;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_set_mapsize(env, 64u << 20), 0);
+    assert_int_equal(mdb_env_open(env, path, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    MDB_val key = { 6, (void *)"format" };
+    assert_int_equal(mdb_del(txn, meta, &key, NULL), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    int fd = open(f->journal, O_RDWR);
+    static const uint8_t zeros[RZ__LEDGER_MARKER_SIZE];
+    assert_int_equal(pwrite(fd, zeros, sizeof zeros, 0), sizeof zeros);
+    close(fd);
+    opens_with(f, NBATCH);
+    /* Upgraded: the marker is back, so emptying is now seen. */
+    assert_int_equal(truncate(f->journal, 0), 0);
+    const char *want[] = { "is empty", NULL };
+    refused(f, want);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_torn_tail_recovers, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_flip_mid_journal_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_flip_record_header_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_missing_journal_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_emptied_journal_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_zeroed_journal_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cut_short_journal_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_lost_database_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stale_damage_opens, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_previous_format_opens, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
