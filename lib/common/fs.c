@@ -1,9 +1,13 @@
 /* mkdir and mkdir -p; the LMDB open sequence. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/fs.h"
 
@@ -70,6 +74,70 @@ static int open_dbs(MDB_env *env, const char *const *names, MDB_dbi *dbis, size_
     if (txn)
         mdb_txn_abort(txn);
     return mrc;
+}
+
+/* LMDB's meta page (pages 0 and 1; the newer txnid wins), as LMDB 0.9
+ * writes it on a 64-bit little- or big-endian host: the page header (16),
+ * magic u32, version u32, address, map size, two 48-byte database records
+ * (the first one's leading u32 is the page size), last page, txnid. */
+enum { META_MAGIC_OFF = 16, META_PSIZE_OFF = 40, META_LASTPG_OFF = 136,
+       META_TXNID_OFF = 144, META_END = 152 };
+#define LMDB_MAGIC 0xBEEFC0DEu
+#define RECOVER "Restore the data directory from a backup: docs/ledger.md, " \
+    "\"Recovery\""
+
+typedef struct lmdb_meta {
+    uint32_t psize;
+    uint64_t last_pg, txnid;
+} lmdb_meta;
+
+static bool meta_at(int fd, uint64_t off, lmdb_meta *m)
+{
+    uint8_t b[META_END];
+    if (pread(fd, b, sizeof b, (off_t)off) != (ssize_t)sizeof b)
+        return false;
+    uint32_t magic;
+    memcpy(&magic, b + META_MAGIC_OFF, 4);
+    memcpy(&m->psize, b + META_PSIZE_OFF, 4);
+    memcpy(&m->last_pg, b + META_LASTPG_OFF, 8);
+    memcpy(&m->txnid, b + META_TXNID_OFF, 8);
+    return magic == LMDB_MAGIC && m->psize >= 512 && m->psize <= 65536 &&
+           (m->psize & (m->psize - 1)) == 0;
+}
+
+int rz__lmdb_check_file(const char *dir)
+{
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/data.mdb", dir) >= sizeof path)
+        return rz__error(RZ_EINVAL, "path too long: %s", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? RZ_OK
+                               : rz__error(RZ_EIO, "%s: %s", path,
+                                           strerror(errno));
+    struct stat st;
+    int rc = fstat(fd, &st) == 0 ? RZ_OK
+                                 : rz__error(RZ_EIO, "%s: %s", path,
+                                             strerror(errno));
+    lmdb_meta m0, m1;
+    bool ok0 = rc == RZ_OK && st.st_size > 0 && meta_at(fd, 0, &m0);
+    bool ok1 = ok0 && meta_at(fd, m0.psize, &m1) && m1.psize == m0.psize;
+    close(fd);
+    if (rc != RZ_OK || st.st_size == 0)
+        return rc;   /* an empty file is a new environment to LMDB */
+    if (!ok0)
+        return rz__error(RZ_EDB, "%s is not an LMDB database or its first "
+                         "page is damaged; refusing to open it. " RECOVER,
+                         path);
+    const lmdb_meta *m = ok1 && m1.txnid > m0.txnid ? &m1 : &m0;
+    uint64_t need = (m->last_pg + 1) * (uint64_t)m->psize;
+    if (!ok1 || m->last_pg + 1 < 2 || (uint64_t)st.st_size < need)
+        return rz__error(RZ_EDB, "%s is %llu bytes but its meta page says "
+                         "%llu (truncated or damaged); refusing to open it "
+                         "(reading it would crash). " RECOVER, path,
+                         (unsigned long long)st.st_size,
+                         (unsigned long long)need);
+    return RZ_OK;
 }
 
 int rz__lmdb_open(MDB_env **env, const char *dir, size_t map_size, unsigned flags,

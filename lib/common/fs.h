@@ -12,6 +12,11 @@ RZ_HIDDEN int rz__mkdir(const char *path);
 /* The same, creating missing parents too (mkdir -p). */
 RZ_HIDDEN int rz__mkdirs(const char *path);
 
+/* Whether dir/data.mdb (if there) is as long as its newest meta page says:
+ * LMDB maps the file and would die of SIGBUS reading past a cut-off end.
+ * RZ_OK, or RZ_EDB naming the file and both sizes. Call before opening. */
+RZ_HIDDEN int rz__lmdb_check_file(const char *dir);
+
 /* Open an LMDB environment in folder `dir` (which must exist): up to 8
  * named databases, `map_size` bytes, MDB_NOTLS | `flags`, reader slots that
  * killed processes left cleared; then, unless `n` is 0, open the `n`

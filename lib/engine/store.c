@@ -53,6 +53,10 @@ int rz__engine_store_open(rz_engine *e, const char *data_dir)
         free(dir);
         return rc;
     }
+    if ((rc = rz__lmdb_check_file(dir)) != RZ_OK) {
+        free(dir);
+        return rc;
+    }
     static const char *const names[] = {"nodes", "jobs", "deps", "devs"};
     MDB_dbi dbis[RZ_ARRAY_LEN(names)];
     int mrc = rz__lmdb_open(&e->env, dir, ENGINE_MAP_SIZE,

@@ -386,6 +386,9 @@ static int replay_one(void *ctx, const rz__ledger_jhdr *h,
 static int open_env(rz_ledger *l, const rz_ledger_opts *o)
 {
     unsigned flags = (l->read_only ? MDB_RDONLY : 0) | (o->durable ? 0 : MDB_NOSYNC);
+    int rc = rz__lmdb_check_file(l->dir);
+    if (rc != RZ_OK)
+        return rc;
     int mrc = rz__lmdb_open(&l->env, l->dir,
                             o->map_size ? o->map_size : RZ_LEDGER_DEFAULT_MAP_SIZE,
                             flags, NULL, NULL, 0);

@@ -36,6 +36,8 @@ int rz_store_open(rz_store **out, const char *dir)
     if (!dir || !*dir)
         return rz__error(RZ_EINVAL, "no data directory given");
     int rc = rz__mkdirs(dir);
+    if (rc == RZ_OK)
+        rc = rz__lmdb_check_file(dir);
     if (rc != RZ_OK)
         return rc;
     rz_store *st = calloc(1, sizeof *st);

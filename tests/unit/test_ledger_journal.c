@@ -218,6 +218,22 @@ static void test_lost_database_refused(void **state)
     refused(f, want);
 }
 
+/* LMDB maps data.mdb: reading past a cut-off end would be SIGBUS. */
+static void test_truncated_database_refused(void **state)
+{
+    fixture *f = *state;
+    opens_with(f, NBATCH);
+    struct stat st;
+    assert_int_equal(stat(f->db, &st), 0);
+    assert_true(st.st_size >= 4 * 4096);
+    assert_int_equal(truncate(f->db, st.st_size / 2), 0);
+    const char *want[] = { f->db, "meta page says", NULL };
+    refused(f, want);
+    assert_int_equal(truncate(f->db, 100), 0);   /* not even a meta page */
+    const char *want2[] = { f->db, "not an LMDB database", NULL };
+    refused(f, want2);
+}
+
 /* Damage to records LMDB already holds loses nothing: no refusal. */
 static void test_stale_damage_opens(void **state)
 {
@@ -277,6 +293,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cut_short_journal_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_lost_database_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_database_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stale_damage_opens, setup,
                                         teardown),
