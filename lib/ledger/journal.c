@@ -105,6 +105,31 @@ int rz__journal_open(rz__journal *j, const char *path, bool create)
     return RZ_OK;
 }
 
+int rz__journal_open_reader(rz__journal *j, const char *path)
+{
+    memset(j, 0, sizeof *j);
+    j->wfd = -1;
+    j->marker = UINT64_MAX;
+    j->existed = true;
+    j->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (j->fd < 0)
+        return errno == ENOENT ? rz__error(RZ_ENOENT, "%s is missing", path)
+                               : io_error(path);
+    struct stat st;
+    int rc = RZ_OK;
+    if (flock(j->fd, LOCK_SH | LOCK_NB) != 0)
+        rc = errno == EWOULDBLOCK
+             ? rz__error(RZ_ESTATE, "the ledger is open for writing")
+             : io_error("lock");
+    else if (fstat(j->fd, &st) != 0)
+        rc = io_error("stat");
+    else
+        j->found = j->size = (uint64_t)st.st_size;
+    if (rc != RZ_OK)
+        rz__journal_close(j);
+    return rc;
+}
+
 int rz__journal_prepare(rz__journal *j, const char *path, uint64_t size,
                         bool durable)
 {

@@ -140,6 +140,9 @@ typedef struct rz__journal_scan_info {
  * written until rz__journal_prepare, so a journal the caller refuses after
  * its scan is left as it was found. */
 RZ_HIDDEN int rz__journal_open(rz__journal *j, const char *path, bool create);
+/* Open for a scan only, under a shared lock: RZ_ESTATE while a writer
+ * holds the journal, RZ_ENOENT when there is none. */
+RZ_HIDDEN int rz__journal_open_reader(rz__journal *j, const char *path);
 /* Preallocate to at least `size` bytes and open the append descriptor. */
 RZ_HIDDEN int rz__journal_prepare(rz__journal *j, const char *path,
                                   uint64_t size, bool durable);

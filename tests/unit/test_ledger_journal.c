@@ -150,8 +150,25 @@ static void test_flip_mid_journal_refused(void **state)
     flip(f->journal, batch_at(50) + 100);        /* an op's bytes */
     refused(f, want);
     refused(f, want);   /* the refusal changed nothing */
+    /* `ledger verify` (a reader) no longer calls it consistent. */
+    rz_ledger_opts o = test_opts();
+    o.read_only = 1;
+    rz_ledger *r;
+    assert_int_equal(rz_ledger_open(&r, f->dir, &o), RZ_EDB);
+    assert_non_null(strstr(rz_error_last()->message, where));
     flip(f->journal, batch_at(50) + 100);
+    assert_int_equal(rz_ledger_open(&r, f->dir, &o), RZ_OK);
+    rz_ledger_close(r);
     opens_with(f, NBATCH);   /* every acknowledged batch is still there */
+    /* Beside a live writer a reader leaves the journal alone. */
+    rz_ledger *w;
+    o.read_only = 0;
+    assert_int_equal(rz_ledger_open(&w, f->dir, &o), RZ_OK);
+    assert_int_equal(rz_ledger_test_credit(w, ID(5000), CLIENT, 1), RZ_OK);
+    o.read_only = 1;
+    assert_int_equal(rz_ledger_open(&r, f->dir, &o), RZ_OK);
+    rz_ledger_close(r);
+    rz_ledger_close(w);
 }
 
 static void test_flip_record_header_refused(void **state)
