@@ -16,6 +16,13 @@ extern "C" {
 typedef struct rz_store rz_store;
 
 RZ_EXTERN RZ_NODISCARD int rz_store_open(rz_store **out, const char *dir);
+
+/* Whether the LMDB database in folder `dir` (dir/data.mdb: a run store's,
+ * or an engine's, ledger's or auth store's folder) is as long as its meta
+ * page says. RZ_OK, also when there is none yet; RZ_EDB naming the file
+ * when it is cut short or has no meta page (LMDB would die of SIGBUS
+ * reading it). Reads two pages; opens and changes nothing. */
+RZ_EXTERN RZ_NODISCARD int rz_store_check_file(const char *dir);
 RZ_EXTERN void rz_store_close(rz_store *st);
 
 /* Record (or replace) a run: its JSON as rz_run_to_json gives it, plus the

@@ -58,6 +58,13 @@ int rz_store_open(rz_store **out, const char *dir)
     return RZ_OK;
 }
 
+int rz_store_check_file(const char *dir)
+{
+    if (!dir || !*dir)
+        return rz__error(RZ_EINVAL, "no directory given");
+    return rz__lmdb_check_file(dir);
+}
+
 void rz_store_close(rz_store *st)
 {
     if (!st)

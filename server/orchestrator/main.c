@@ -19,6 +19,7 @@
 static void usage(FILE *f)
 {
     fputs("usage: " ORCH_NAME " --listen ADDR:PORT --data DIR [options]\n"
+          "       " ORCH_NAME " check --data DIR\n"
           "\n"
           "The RhizOS orchestrator: the REST API of docs/api.md over the engine\n"
           "whose state lives in DIR (engine, ledger, auth).\n"
@@ -445,6 +446,8 @@ static int start(orch *o)
                                 on_accept_error);
     if (!(o->reg = make_registry(&o->opts)))
         return -1;
+    if (orch_stores_check(o->opts.data) != 0)
+        return -1;
     rz_engine_opts eo = RZ_ENGINE_OPTS_INIT;
     eo.registry = o->reg;
     eo.policy = o->opts.policy;
@@ -459,6 +462,15 @@ static int start(orch *o)
     }
     if (auth_open(o) != RZ_OK || admin_key(o) != 0 || server_keypair(o) != 0)
         return -1;
+    /* Never serve from stores that disagree: a job without its hold would
+     * run unpaid (docs/ledger.md, "Recovery"). */
+    if (rz_engine_check(o->e) != RZ_OK) {
+        fprintf(stderr, ORCH_NAME ": %s: the engine and ledger stores fail "
+                "their check (rz_engine_check): %s; refusing to start. Restore the data directory from "
+                "a backup: docs/ledger.md, \"Recovery\"\n", o->opts.data,
+                rz_error_last()->message);
+        return -1;
+    }
     o->sig_term = evsignal_new(o->base, SIGTERM, on_signal, o);
     o->sig_int = evsignal_new(o->base, SIGINT, on_signal, o);
     o->keepalive = event_new(o->base, -1, EV_PERSIST, orch_keepalive, o);
@@ -525,6 +537,8 @@ int main(int argc, char **argv)
     o.opts.policy = RZ_POLICY_CHEAPEST;
     o.opts.register_rate = ORCH_REGISTER_RATE;
     o.opts.auth_failures = RZ_AUTH_THROTTLE_DEFAULT_MAX_FAILURES;
+    if (argc > 1 && strcmp(argv[1], "check") == 0)
+        return orch_check_main(argc - 1, argv + 1);
     int rc = parse_opts(&o.opts, argc, argv);
     if (rc != 0) {
         free(o.opts.modules);

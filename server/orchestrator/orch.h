@@ -279,4 +279,9 @@ char *flow_status_text(orch *o, uint64_t dep);
 void orch_observe_dispatch(orch *o, uint64_t job, uint64_t now);
 uint64_t orch_volume_cents(orch *o);
 
+/* stores.c: the data directory's stores before anything opens them, and
+ * `rhizos-orchestrator check`. 0, or -1 with the reason printed. */
+int orch_stores_check(const char *data);
+int orch_check_main(int argc, char **argv);
+
 #endif
