@@ -225,6 +225,39 @@ static int open_dbs(rz_ledger *l, MDB_txn *txn)
     return RZ_OK;
 }
 
+/* Accounts and transfers written before checksums get one, in place; a
+ * record that has one already is left (a migration cut short by a crash
+ * is finished by the next open). */
+static int migrate_table(MDB_txn *txn, MDB_dbi dbi, const char *name)
+{
+    MDB_cursor *cur;
+    int mrc = mdb_cursor_open(txn, dbi, &cur);
+    if (mrc)
+        return rz__ledger_db_error(mrc, "migrate");
+    int rc = RZ_OK;
+    MDB_val key, val;
+    for (mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); mrc == 0 && !rc;
+         mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        uint8_t rec[RZ__LEDGER_TRANSFER_SIZE];
+        if (val.mv_size > sizeof rec) {
+            rc = rz__error(RZ_EDB, "ledger %s record of %zu bytes", name,
+                           val.mv_size);
+            break;
+        }
+        memcpy(rec, val.mv_data, val.mv_size);
+        rc = rz__ledger_record_upgrade(rec, val.mv_size);
+        if (rc == 1) {
+            MDB_val nv = { val.mv_size, rec };
+            int prc = mdb_cursor_put(cur, &key, &nv, MDB_CURRENT);
+            rc = prc ? rz__ledger_db_error(prc, "migrate") : RZ_OK;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc == RZ_OK && mrc && mrc != MDB_NOTFOUND)
+        rc = rz__ledger_db_error(mrc, "migrate");
+    return rc;
+}
+
 /* The platform, escrow and external accounts exist from the start. */
 static int init_accounts(rz_ledger *l, MDB_txn *txn)
 {
@@ -268,6 +301,10 @@ static int setup(rz_ledger *l)
         rc = rz__ledger_meta_read(txn, &l->dbs, &l->meta);
     if (rc == RZ_OK)
         rc = format_read(l, txn);
+    if (rc == RZ_OK && !l->read_only && !l->format)
+        rc = migrate_table(txn, l->dbs.accounts, "account");
+    if (rc == RZ_OK && !l->read_only && !l->format)
+        rc = migrate_table(txn, l->dbs.transfers, "transfer");
     if (rc == RZ_OK && !l->read_only)
         rc = init_accounts(l, txn);
     if (rc != RZ_OK) {

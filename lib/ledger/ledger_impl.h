@@ -18,15 +18,17 @@
 #define RZ__LEDGER_OP_SIZE 112
 #define RZ__LEDGER_JHDR_SIZE 48
 #define RZ__LEDGER_MARKER_SIZE 64
-/* Data directories whose journal starts each round with a marker; older
- * ones have no "format" key in the meta table (docs/formats.md). */
+/* Data directories whose journal starts each round with a marker and whose
+ * accounts and transfers carry a checksum; older ones have no "format" key
+ * in the meta table and are migrated at a writer's open (docs/formats.md). */
 #define RZ__LEDGER_FORMAT 2
 /* The end of every message that refuses a damaged ledger. */
 #define RZ__LEDGER_RECOVER "Stop, keep the directory as it is, and " \
     "restore it from a backup: docs/ledger.md, \"Recovery\" " \
     "(`rhizos-orchestrator check --data DIR` reports what is wrong)"
 #define RZ__LEDGER_JMAGIC 0x4a4c5a52u   /* "RZLJ" little-endian */
-#define RZ__LEDGER_RECORD_VERSION 1
+#define RZ__LEDGER_RECORD_VERSION 1   /* journal records and ops */
+#define RZ__LEDGER_STORED_VERSION 2   /* accounts, transfers: with a CRC */
 
 /* Keys are big-endian so that LMDB's byte order is numeric order. Inline:
  * every B-tree operation builds a key. */
@@ -84,6 +86,11 @@ RZ_HIDDEN void rz__ledger_op_encode(const rz_ledger_op *op,
                                     uint8_t out[RZ__LEDGER_OP_SIZE]);
 RZ_HIDDEN int rz__ledger_op_decode(const void *buf, size_t len,
                                    rz_ledger_op *op);
+
+/* Turn a version 1 account or transfer record (by its length) into a
+ * checksummed one in place: 1 if changed, RZ_OK if it already was, else an
+ * error. */
+RZ_HIDDEN int rz__ledger_record_upgrade(uint8_t *rec, size_t len);
 
 /* A journal record: header, then n ops. A record without ops is the marker
  * that starts a round at offset 0: seq is the last batch in LMDB when the

@@ -5,6 +5,7 @@
 
 #include <sodium.h>
 
+#include "common/crc32c.h"
 #include "ledger/ledger_impl.h"
 
 /* Little-endian fields; on a little-endian host a plain copy (the byte
@@ -89,13 +90,55 @@ static bool all_zero(const uint8_t *p, size_t n)
     return true;
 }
 
+/* Stored records (accounts, transfers) carry a CRC-32C of all their bytes,
+ * taken with its own slot zero, in what version 1 left reserved. */
+enum { ACCOUNT_CRC = 64, TRANSFER_CRC = 12 };
+
+static uint32_t record_crc(const uint8_t *p, size_t len, size_t slot)
+{
+    static const uint8_t zero[4];
+    uint32_t crc = rz__crc32c(0, p, slot);
+    crc = rz__crc32c(crc, zero, 4);
+    return rz__crc32c(crc, p + slot + 4, len - slot - 4);
+}
+
+static int stored_check(const uint8_t *p, size_t len, size_t slot,
+                        const char *what)
+{
+    if (p[0] == 1)
+        return rz__error(RZ_EDB, "%s record written before checksums "
+                         "(ledger format 1): open the ledger once for "
+                         "writing to migrate it (docs/formats.md)", what);
+    if (p[0] != RZ__LEDGER_STORED_VERSION)
+        return rz__error(RZ_EINVALID, "%s record version %u", what, p[0]);
+    if (get32(p + slot) != record_crc(p, len, slot))
+        return rz__error(RZ_EDB, "%s record fails its checksum: the ledger's "
+                         "data.mdb is damaged. " RZ__LEDGER_RECOVER, what);
+    return RZ_OK;
+}
+
+int rz__ledger_record_upgrade(uint8_t *p, size_t len)
+{
+    size_t slot = len == RZ__LEDGER_ACCOUNT_SIZE ? ACCOUNT_CRC : TRANSFER_CRC;
+    if (len != RZ__LEDGER_ACCOUNT_SIZE && len != RZ__LEDGER_TRANSFER_SIZE)
+        return rz__error(RZ_EDB, "ledger record of %zu bytes", len);
+    if (p[0] == RZ__LEDGER_STORED_VERSION)
+        return RZ_OK;
+    if (p[0] != 1 || !all_zero(p + slot, 4))
+        return rz__error(RZ_EDB, "ledger record version %u, or reserved "
+                         "bytes set: cannot migrate it", p[0]);
+    p[0] = RZ__LEDGER_STORED_VERSION;
+    put32(p + slot, record_crc(p, len, slot));
+    return 1;
+}
+
 /* Account: version u8, kind u8, 0 u16, flags u32, id, debits posted and
- * pending, credits posted and pending, created_seq, 0 u64. */
+ * pending, credits posted and pending, created_seq, crc u32, 0 u32. */
 void rz__ledger_account_encode(const rz_ledger_account *a,
                                uint8_t out[RZ__LEDGER_ACCOUNT_SIZE])
 {
     memset(out, 0, RZ__LEDGER_ACCOUNT_SIZE);
-    out[0] = RZ__LEDGER_RECORD_VERSION;
+    out[0] = RZ__LEDGER_STORED_VERSION;
     out[1] = (uint8_t)a->kind;
     put32(out + 4, a->flags);
     put_id(out + 8, a->id);
@@ -104,6 +147,8 @@ void rz__ledger_account_encode(const rz_ledger_account *a,
     put64(out + 40, a->credits_posted);
     put64(out + 48, a->credits_pending);
     put64(out + 56, a->created_seq);
+    put32(out + ACCOUNT_CRC, record_crc(out, RZ__LEDGER_ACCOUNT_SIZE,
+                                        ACCOUNT_CRC));
 }
 
 int rz__ledger_account_decode(const void *buf, size_t len,
@@ -113,11 +158,12 @@ int rz__ledger_account_decode(const void *buf, size_t len,
     if (len != RZ__LEDGER_ACCOUNT_SIZE)
         return rz__error(RZ_EINVALID, "account record of %zu bytes, not %d",
                          len, RZ__LEDGER_ACCOUNT_SIZE);
-    if (p[0] != RZ__LEDGER_RECORD_VERSION)
-        return rz__error(RZ_EINVALID, "account record version %u", p[0]);
+    int rc = stored_check(p, len, ACCOUNT_CRC, "account");
+    if (rc != RZ_OK)
+        return rc;
     if (p[1] < RZ_LEDGER_CLIENT || p[1] > RZ_LEDGER_EXTERNAL)
         return rz__error(RZ_EINVALID, "account kind %u", p[1]);
-    if (get16(p + 2) || !all_zero(p + 64, 8))
+    if (get16(p + 2) || !all_zero(p + 68, 4))
         return rz__error(RZ_EINVALID, "account record: reserved bytes set");
     memset(a, 0, sizeof *a);
     a->kind = p[1];
@@ -135,13 +181,13 @@ int rz__ledger_account_decode(const void *buf, size_t len,
     return RZ_OK;
 }
 
-/* Transfer: version u8, state u8, 0 u16, flags u32, code u32, 0 u32, id,
+/* Transfer: version u8, state u8, 0 u16, flags u32, code u32, crc u32, id,
  * debit, credit, pending_id, job, amount, timeout, seq, posted_amount. */
 void rz__ledger_transfer_encode(const rz_ledger_transfer *t,
                                 uint8_t out[RZ__LEDGER_TRANSFER_SIZE])
 {
     memset(out, 0, RZ__LEDGER_TRANSFER_SIZE);
-    out[0] = RZ__LEDGER_RECORD_VERSION;
+    out[0] = RZ__LEDGER_STORED_VERSION;
     out[1] = (uint8_t)t->state;
     put32(out + 4, t->flags);
     put32(out + 8, t->code);
@@ -154,6 +200,8 @@ void rz__ledger_transfer_encode(const rz_ledger_transfer *t,
     put64(out + 104, t->timeout);
     put64(out + 112, t->seq);
     put64(out + 120, t->posted_amount);
+    put32(out + TRANSFER_CRC, record_crc(out, RZ__LEDGER_TRANSFER_SIZE,
+                                         TRANSFER_CRC));
 }
 
 static int transfer_check(const rz_ledger_transfer *t)
@@ -194,9 +242,10 @@ int rz__ledger_transfer_decode(const void *buf, size_t len,
     if (len != RZ__LEDGER_TRANSFER_SIZE)
         return rz__error(RZ_EINVALID, "transfer record of %zu bytes, not %d",
                          len, RZ__LEDGER_TRANSFER_SIZE);
-    if (p[0] != RZ__LEDGER_RECORD_VERSION)
-        return rz__error(RZ_EINVALID, "transfer record version %u", p[0]);
-    if (get16(p + 2) || get32(p + 12))
+    int rc = stored_check(p, len, TRANSFER_CRC, "transfer");
+    if (rc != RZ_OK)
+        return rc;
+    if (get16(p + 2))
         return rz__error(RZ_EINVALID, "transfer record: reserved bytes set");
     memset(t, 0, sizeof *t);
     t->state = p[1];

@@ -5,7 +5,8 @@ says the same without changing anything; a copy taken while stopped
 restores (docs/ledger.md, "Recovery").
 
 A ledger that `verify` calls corrupt (an account's credits changed in
-data.mdb), an engine data.mdb cut to half its length, a missing auth store
+data.mdb, its checksum made to match), a record whose checksum fails, an
+engine data.mdb cut to half its length, a missing auth store
 under the others' state.
 
 Usage: orchestrator_stores.py ORCHESTRATOR SOURCE_ROOT"""
@@ -19,6 +20,15 @@ import unittest
 from harness import http, sanitizer_report, start_orchestrator
 
 EXE, ROOT = sys.argv[1], sys.argv[2]
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
 
 
 def check(data):
@@ -79,27 +89,48 @@ class Stores(unittest.TestCase):
         self.assertEqual(a["balance_cents"], 500, a)
         proc.stop_clean()
 
-    def test_corrupt_ledger_refused(self):
-        self.assertEqual(check(self.data).returncode, 0)
+    def edit_account(self, fix_checksum):
+        """Add 1 to the account's credits_posted in every copy of its
+        record in the ledger's data.mdb: its key (16 bytes, big-endian),
+        then the record (version 2), credits at byte 40, CRC-32C at 64."""
         path = os.path.join(self.data, "ledger", "data.mdb")
         with open(path, "rb") as f:
             db = bytearray(f.read())
-        # The account's record follows its key (16 bytes, big-endian) in
-        # the leaf; its credits_posted is at byte 40. Every copy of it.
-        key = bytes.fromhex(self.account) + b"\x01"
+        key = bytes.fromhex(self.account) + b"\x02"
         at, n = db.find(key), 0
         while at >= 0:
-            db[at + 16 + 40] ^= 0x01
+            rec = at + 16
+            db[rec + 40] ^= 0x01
+            if fix_checksum:
+                body = bytes(db[rec:rec + 64]) + b"\0\0\0\0" + bytes(db[rec + 68:rec + 72])
+                db[rec + 64:rec + 68] = crc32c(body).to_bytes(4, "little")
             n += 1
             at = db.find(key, at + 1)
         self.assertGreater(n, 0)
         with open(path, "wb") as f:
             f.write(db)
+
+    def test_corrupt_ledger_refused(self):
+        """Records well formed, sums wrong: what `verify` calls corrupt."""
+        self.assertEqual(check(self.data).returncode, 0)
+        self.edit_account(fix_checksum=True)
         r = check(self.data)
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("credits_posted", r.stderr)
         err = start_refused(self.data, self.key_file)
         self.assertIn("refusing to start", err)
+        self.assertIn("credits_posted", err)
         self.assertIn("Recovery", err)
+        self.restore_and_start()
+
+    def test_damaged_record_refused(self):
+        """A changed byte the checksum catches."""
+        self.edit_account(fix_checksum=False)
+        r = check(self.data)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("fails its checksum", r.stderr)
+        err = start_refused(self.data, self.key_file)
+        self.assertIn("fails its checksum", err)
         self.restore_and_start()
 
     def test_truncated_engine_refused(self):

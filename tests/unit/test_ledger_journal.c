@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "common/crc32c.h"
 #include "ledger/ledger_impl.h"
 #include "rhizos/ledger.h"
 #include "rhizos/rhizos.h"
@@ -260,31 +261,72 @@ static void test_stale_damage_opens(void **state)
     opens_with(f, NBATCH);
 }
 
-/* A data directory from before markers: no format key, and a closed
- * ledger's journal began with a zeroed header. It opens and is upgraded. */
-static void test_previous_format_opens(void **state)
+/* Open the ledger's LMDB as a foreign program would, run fn on its
+ * "accounts", "transfers" and "meta" tables, commit. */
+static void raw_edit(fixture *f, void (*fn)(MDB_txn *, MDB_dbi[3]))
 {
-    fixture *f = *state;
-    opens_with(f, NBATCH);
     char path[128];
     snprintf(path, sizeof path, "%s/ledger", f->dir);
     MDB_env *env;
     MDB_txn *txn;
-    MDB_dbi meta;
+    MDB_dbi dbi[3];
     assert_int_equal(mdb_env_create(&env), 0);
     assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
     assert_int_equal(mdb_env_set_mapsize(env, 64u << 20), 0);
     assert_int_equal(mdb_env_open(env, path, 0, 0600), 0);
     assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-    MDB_val key = { 6, (void *)"format" };
-    assert_int_equal(mdb_del(txn, meta, &key, NULL), 0);
+    assert_int_equal(mdb_dbi_open(txn, "accounts", 0, &dbi[0]), 0);
+    assert_int_equal(mdb_dbi_open(txn, "transfers", 0, &dbi[1]), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi[2]), 0);
+    fn(txn, dbi);
     assert_int_equal(mdb_txn_commit(txn), 0);
     mdb_env_close(env);
+}
+
+/* What the version before markers and checksums wrote: no format key,
+ * records of version 1 with their checksum slot zero. */
+static void make_previous(MDB_txn *txn, MDB_dbi dbi[3])
+{
+    MDB_val key = { 6, (void *)"format" }, val;
+    assert_int_equal(mdb_del(txn, dbi[2], &key, NULL), 0);
+    for (int t = 0; t < 2; t++) {
+        MDB_cursor *cur;
+        assert_int_equal(mdb_cursor_open(txn, dbi[t], &cur), 0);
+        while (mdb_cursor_get(cur, &key, &val, MDB_NEXT) == 0) {
+            uint8_t rec[RZ__LEDGER_TRANSFER_SIZE];
+            memcpy(rec, val.mv_data, val.mv_size);
+            rec[0] = 1;
+            memset(rec + (t == 0 ? 64 : 12), 0, 4);
+            MDB_val nv = { val.mv_size, rec };
+            assert_int_equal(mdb_cursor_put(cur, &key, &nv, MDB_CURRENT), 0);
+        }
+        mdb_cursor_close(cur);
+    }
+}
+
+/* A data directory from before markers and checksums: no format key,
+ * version 1 records, and a closed ledger's journal began with a zeroed
+ * header. A writer's open migrates it. */
+static void test_previous_format_opens(void **state)
+{
+    fixture *f = *state;
+    opens_with(f, NBATCH);
+    raw_edit(f, make_previous);
     int fd = open(f->journal, O_RDWR);
     static const uint8_t zeros[RZ__LEDGER_MARKER_SIZE];
     assert_int_equal(pwrite(fd, zeros, sizeof zeros, 0), sizeof zeros);
     close(fd);
+    /* A reader is told to migrate, and cannot misread. */
+    rz_ledger_opts o = test_opts();
+    o.read_only = 1;
+    rz_ledger *r;
+    int rc = rz_ledger_open(&r, f->dir, &o);
+    if (rc == RZ_OK) {
+        rz_ledger_account a;
+        assert_int_equal(rz_ledger_balance(r, CLIENT, &a), RZ_EDB);
+        assert_non_null(strstr(rz_error_last()->message, "migrate"));
+        rz_ledger_close(r);
+    }
     opens_with(f, NBATCH);
     /* Upgraded: the marker is back, so emptying is now seen. */
     assert_int_equal(truncate(f->journal, 0), 0);
@@ -292,9 +334,50 @@ static void test_previous_format_opens(void **state)
     refused(f, want);
 }
 
+static void bump_client_credits(MDB_txn *txn, MDB_dbi dbi[3])
+{
+    uint8_t k[16];
+    rz__ledger_id_key(CLIENT, k);
+    MDB_val key = { 16, k }, val;
+    assert_int_equal(mdb_get(txn, dbi[0], &key, &val), 0);
+    uint8_t rec[RZ__LEDGER_ACCOUNT_SIZE];
+    memcpy(rec, val.mv_data, sizeof rec);
+    rec[40] ^= 0x04;   /* credits_posted, the checksum left as it was */
+    MDB_val nv = { sizeof rec, rec };
+    assert_int_equal(mdb_put(txn, dbi[0], &key, &nv, 0), 0);
+}
+
+/* A stored record that was changed is refused on read, not misread. */
+static void test_record_checksum(void **state)
+{
+    fixture *f = *state;
+    opens_with(f, NBATCH);
+    raw_edit(f, bump_client_credits);
+    rz_ledger_opts o = test_opts();
+    rz_ledger *l;
+    assert_int_equal(rz_ledger_open(&l, f->dir, &o), RZ_OK);
+    rz_ledger_account a;
+    assert_int_equal(rz_ledger_balance(l, CLIENT, &a), RZ_EDB);
+    assert_non_null(strstr(rz_error_last()->message, "fails its checksum"));
+    assert_int_not_equal(rz_ledger_verify(l), RZ_OK);
+    assert_int_not_equal(rz_ledger_test_credit(l, ID(9000), CLIENT, 1), RZ_OK);
+    rz_ledger_close(l);
+}
+
+/* The published check value of CRC-32C, and continuation. */
+static void test_crc32c(void **state)
+{
+    (void)state;
+    assert_int_equal(rz__crc32c(0, "123456789", 9), 0xE3069283u);
+    assert_int_equal(rz__crc32c(rz__crc32c(0, "1234", 4), "56789", 5),
+                     0xE3069283u);
+    assert_int_equal(rz__crc32c(0, "", 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crc32c),
         cmocka_unit_test_setup_teardown(test_torn_tail_recovers, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_flip_mid_journal_refused, setup,
@@ -316,6 +399,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stale_damage_opens, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_previous_format_opens, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_record_checksum, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
