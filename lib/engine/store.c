@@ -6,7 +6,10 @@
  *          e->db_step_events in memory, "devs" on disk
  * Big-endian keys keep LMDB's byte order equal to id order, so loading
  * walks each table once in id order. Records are JSON: small, readable
- * with mdb_dump, and tolerant of fields added later. */
+ * with mdb_dump, and tolerant of fields added later. Each value starts with
+ * an 8-byte header, "RZc1" and a CRC-32C (little-endian) of the key and the
+ * JSON, checked on every read: LMDB's pages carry no checksum. Values
+ * written before it (bare JSON, "{...") are given one at open. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,7 @@
 #include <cjson/cJSON.h>
 #include <sodium.h>
 
+#include "common/crc32c.h"
 #include "common/fs.h"
 #include "engine/engine_impl.h"
 
@@ -39,6 +43,127 @@ static uint64_t u64_of(const unsigned char *k)
     for (int i = 0; i < 8; i++)
         v = v << 8 | k[i];
     return v;
+}
+
+enum { HDR = 8 };
+static const unsigned char MAGIC[4] = { 'R', 'Z', 'c', '1' };
+
+static uint32_t record_crc(const void *k, size_t klen, const void *json,
+                           size_t len)
+{
+    return rz__crc32c(rz__crc32c(0, k, klen), json, len);
+}
+
+/* The value for key k and `len` bytes of JSON (malloc'ed), or NULL. */
+static unsigned char *wrap(const void *k, size_t klen, const char *json,
+                           size_t len)
+{
+    unsigned char *v = malloc(HDR + len);
+    if (!v)
+        return NULL;
+    uint32_t crc = record_crc(k, klen, json, len);
+    memcpy(v, MAGIC, 4);
+    for (int i = 0; i < 4; i++)
+        v[4 + i] = (unsigned char)(crc >> (8 * i));
+    memcpy(v + HDR, json, len);
+    return v;
+}
+
+/* The JSON in a stored value, its checksum verified. */
+static int unwrap(const MDB_val *k, const MDB_val *v, const char **json,
+                  size_t *len)
+{
+    const unsigned char *p = v->mv_data;
+    unsigned long long id = k->mv_size >= 8 ? (unsigned long long)
+                            u64_of(k->mv_data) : 0;
+    if (v->mv_size < HDR || memcmp(p, MAGIC, 4) != 0)
+        return rz__error(RZ_EDB, "engine store: record %llu has no header: "
+                         "data.mdb is damaged. Restore the data directory "
+                         "from a backup: docs/ledger.md, \"Recovery\"", id);
+    uint32_t crc = (uint32_t)p[4] | (uint32_t)p[5] << 8 |
+                   (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+    if (crc != record_crc(k->mv_data, k->mv_size, p + HDR, v->mv_size - HDR))
+        return rz__error(RZ_EDB, "engine store: record %llu fails its "
+                         "checksum: data.mdb is damaged. Restore the data "
+                         "directory from a backup: docs/ledger.md, "
+                         "\"Recovery\"", id);
+    *json = (const char *)p + HDR;
+    *len = v->mv_size - HDR;
+    return RZ_OK;
+}
+
+/* Give one bare-JSON value its header. */
+static int migrate_one(MDB_txn *txn, MDB_dbi dbi, const unsigned char *kb,
+                       size_t klen)
+{
+    MDB_val k = { klen, (void *)kb }, v;
+    int mrc = mdb_get(txn, dbi, &k, &v);
+    if (mrc)
+        return db_error(mrc, "migrate");
+    unsigned char *w = wrap(kb, klen, v.mv_data, v.mv_size);
+    if (!w)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    MDB_val nv = { HDR + v.mv_size, w };
+    mrc = mdb_put(txn, dbi, &k, &nv, 0);
+    free(w);
+    return mrc ? db_error(mrc, "migrate") : RZ_OK;
+}
+
+/* Give every bare-JSON value (written before checksums, "{...") its
+ * header, in one transaction; values that have one are left, so this is
+ * idempotent. Keys (at most 12 bytes) are listed first: a put that changes
+ * a value's size moves the cursor's page under it. */
+static int migrate(rz_engine *e, const MDB_dbi *dbis, size_t n)
+{
+    enum { KEY = 12 };
+    MDB_txn *txn;
+    int mrc = mdb_txn_begin(e->env, NULL, 0, &txn);
+    if (mrc)
+        return db_error(mrc, "begin");
+    int rc = RZ_OK;
+    bool changed = false;
+    unsigned char *keys = NULL;
+    size_t cap = 0;
+    for (size_t i = 0; i < n && rc == RZ_OK; i++) {
+        size_t nk = 0;
+        MDB_cursor *cur;
+        if ((mrc = mdb_cursor_open(txn, dbis[i], &cur)) != 0) {
+            rc = db_error(mrc, "cursor");
+            break;
+        }
+        MDB_val k, v;
+        for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+             mrc == 0 && rc == RZ_OK;
+             mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (!v.mv_size || *(const char *)v.mv_data != '{')
+                continue;
+            if (k.mv_size != 8 && k.mv_size != KEY)
+                rc = rz__error(RZ_EDB, "engine store: a key of %zu bytes",
+                               k.mv_size);
+            else if (!rz__engine_grow((void **)&keys, &cap, nk + 1, KEY + 1))
+                rc = rz__error(RZ_ENOMEM, "out of memory");
+            else {
+                unsigned char *slot = keys + nk++ * (KEY + 1);
+                slot[0] = (unsigned char)k.mv_size;
+                memcpy(slot + 1, k.mv_data, k.mv_size);
+            }
+        }
+        if (rc == RZ_OK && mrc != MDB_NOTFOUND)
+            rc = db_error(mrc, "read");
+        mdb_cursor_close(cur);
+        for (size_t j = 0; j < nk && rc == RZ_OK; j++) {
+            const unsigned char *slot = keys + j * (KEY + 1);
+            rc = migrate_one(txn, dbis[i], slot + 1, slot[0]);
+            changed = true;
+        }
+    }
+    free(keys);
+    if (rc != RZ_OK || !changed) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    mrc = mdb_txn_commit(txn);
+    return mrc ? db_error(mrc, "commit") : RZ_OK;
 }
 
 int rz__engine_store_open(rz_engine *e, const char *data_dir)
@@ -65,6 +190,8 @@ int rz__engine_store_open(rz_engine *e, const char *data_dir)
     free(dir);
     if (mrc)
         return db_error(mrc, "open");
+    if ((rc = migrate(e, dbis, RZ_ARRAY_LEN(dbis))) != RZ_OK)
+        return rc;
     e->db_nodes = dbis[0];
     e->db_jobs = dbis[1];
     e->db_deps = dbis[2];
@@ -259,9 +386,14 @@ static int put(MDB_txn *txn, MDB_dbi dbi, const unsigned char *k, size_t klen,
 {
     if (!rec)
         return rz__error(RZ_ENOMEM, "out of memory");
-    MDB_val key = { klen, (void *)k }, val = { strlen(rec), rec };
-    int mrc = mdb_put(txn, dbi, &key, &val, 0);
+    size_t len = strlen(rec);
+    unsigned char *w = wrap(k, klen, rec, len);
     free(rec);
+    if (!w)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    MDB_val key = { klen, (void *)k }, val = { HDR + len, w };
+    int mrc = mdb_put(txn, dbi, &key, &val, 0);
+    free(w);
     return mrc ? db_error(mrc, "write") : RZ_OK;
 }
 
@@ -370,7 +502,11 @@ static int walk(rz_engine *e, MDB_txn *txn, MDB_dbi dbi, load_fn fn)
     int rc = RZ_OK;
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == RZ_OK;
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        cJSON *rec = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+        const char *json;
+        size_t len;
+        if ((rc = unwrap(&k, &v, &json, &len)) != RZ_OK)
+            break;
+        cJSON *rec = cJSON_ParseWithLength(json, len);
         if (!rec || k.mv_size < 8)
             rc = rz__error(RZ_EDB, "engine store: a corrupt record");
         else
@@ -558,7 +694,11 @@ int rz__engine_replay(rz_engine *e, rz__edep *d)
          mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
         if (key.mv_size != 12 || u64_of(key.mv_data) != d->id)
             break;
-        cJSON *rec = cJSON_ParseWithLength(val.mv_data, val.mv_size);
+        const char *json;
+        size_t len;
+        if ((rc = unwrap(&key, &val, &json, &len)) != RZ_OK)
+            break;
+        cJSON *rec = cJSON_ParseWithLength(json, len);
         rc = rec ? apply_step_event(d, rec)
                  : rz__error(RZ_EDB, "engine store: a corrupt step event");
         cJSON_Delete(rec);

@@ -1,0 +1,176 @@
+/* The engine's stored records: each carries a CRC-32C checked on load (a
+ * changed byte is refused with RZ_EDB, not misread), and a store written
+ * before checksums (bare JSON values) is given them at open. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <lmdb.h>
+
+#include "rhizos/engine.h"
+#include "rhizos/rhizos.h"
+#include "helpers.h"
+
+#define NODE_CAPS "{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192," \
+    "\"storage\":{\"total_gb\":100,\"free_gb\":100},\"adapters\":[\"process\"]," \
+    "\"prices\":{\"gpu_hour_cents\":0,\"cpu_hour_cents\":36000," \
+    "\"memory_gb_hour_cents\":0},\"max_concurrent_jobs\":2}"
+
+typedef struct fx {
+    char dir[64];
+} fx;
+
+static int open_engine(fx *f, rz_engine **e)
+{
+    rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
+    o.durable = 0;
+    return rz_engine_open(e, f->dir, &o);
+}
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    if (!f || !tmp_dir_make(f->dir, sizeof f->dir, "engine-store"))
+        return -1;
+    rz_engine *e;
+    if (open_engine(f, &e) != RZ_OK)
+        return -1;
+    uint64_t id;
+    for (int i = 0; i < 3; i++)
+        if (rz_engine_node_register(e, NODE_CAPS, strlen(NODE_CAPS), 10,
+                                    &id) != RZ_OK)
+            return -1;
+    rz_engine_close(e);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    int rc = tmp_dir_remove(f->dir);
+    free(f);
+    return rc == 0 ? 0 : -1;
+}
+
+typedef void (*edit_fn)(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v);
+
+/* Run fn on every value of the engine's "nodes" table, as a foreign
+ * program would. */
+static void edit_nodes(fx *f, edit_fn fn)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/engine", f->dir);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_set_mapsize(env, 64u << 20), 0);
+    assert_int_equal(mdb_env_open(env, path, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "nodes", 0, &dbi), 0);
+    /* Keys first: a put that changes a value's size moves the page. */
+    uint64_t ids[16];
+    size_t n = 0;
+    assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+    while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0 && n < 16) {
+        assert_int_equal(k.mv_size, 8);
+        memcpy(&ids[n++], k.mv_data, 8);
+    }
+    mdb_cursor_close(cur);
+    for (size_t i = 0; i < n; i++) {
+        k = (MDB_val){ 8, &ids[i] };
+        assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+        fn(txn, dbi, &k, &v);
+    }
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static void strip_header(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
+{
+    assert_true(v->mv_size > 8);
+    assert_memory_equal(v->mv_data, "RZc1", 4);
+    char *json = malloc(v->mv_size - 8);
+    memcpy(json, (char *)v->mv_data + 8, v->mv_size - 8);
+    MDB_val nv = { v->mv_size - 8, json };
+    assert_int_equal(mdb_put(txn, dbi, k, &nv, 0), 0);
+    free(json);
+}
+
+static int n_headed;
+static void count_headed(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
+{
+    (void)txn, (void)dbi, (void)k;
+    n_headed += v->mv_size > 8 && memcmp(v->mv_data, "RZc1", 4) == 0;
+}
+
+static void flip_json(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
+{
+    char *copy = malloc(v->mv_size);
+    memcpy(copy, v->mv_data, v->mv_size);
+    char *digit = memchr(copy + 8, '4', v->mv_size - 8);   /* "cores":4 */
+    assert_non_null(digit);
+    *digit = '5';
+    MDB_val nv = { v->mv_size, copy };
+    assert_int_equal(mdb_put(txn, dbi, k, &nv, 0), 0);
+    free(copy);
+}
+
+static void nodes_loaded(fx *f)
+{
+    rz_engine *e;
+    int rc = open_engine(f, &e);
+    if (rc != RZ_OK)
+        fail_msg("open: %s", rz_error_last()->message);
+    rz_engine_stats st;
+    rz_engine_stats_get(e, &st);
+    assert_int_equal(st.nodes_active + st.nodes_lost, 3);
+    assert_int_equal(rz_engine_check(e), RZ_OK);
+    rz_engine_close(e);
+}
+
+static void test_previous_store_migrates(void **state)
+{
+    fx *f = *state;
+    edit_nodes(f, strip_header);
+    n_headed = 0;
+    edit_nodes(f, count_headed);
+    assert_int_equal(n_headed, 0);
+    nodes_loaded(f);
+    n_headed = 0;
+    edit_nodes(f, count_headed);
+    assert_int_equal(n_headed, 3);
+    nodes_loaded(f);
+}
+
+static void test_changed_record_refused(void **state)
+{
+    fx *f = *state;
+    nodes_loaded(f);
+    edit_nodes(f, flip_json);
+    rz_engine *e = (rz_engine *)1;
+    assert_int_equal(open_engine(f, &e), RZ_EDB);
+    assert_null(e);
+    assert_non_null(strstr(rz_error_last()->message, "fails its checksum"));
+    assert_non_null(strstr(rz_error_last()->message, "Recovery"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_previous_store_migrates, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_changed_record_refused, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
