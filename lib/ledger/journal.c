@@ -21,6 +21,21 @@
 
 #include "ledger/ledger_impl.h"
 
+/* The journal's file I/O, through a seam a storage-fault simulator
+ * replaces (tests/unit/test_ledger_faults.c); the plain calls otherwise. */
+static ssize_t plain_pwrite(int fd, const void *p, size_t n, off_t off)
+{
+    return pwrite(fd, p, n, off);
+}
+
+static ssize_t plain_pread(int fd, void *p, size_t n, off_t off)
+{
+    return pread(fd, p, n, off);
+}
+
+static const rz__ledger_io plain_io = { plain_pwrite, plain_pread, fsync };
+const rz__ledger_io *rz__ledger_io_seam = &plain_io;
+
 static int io_error(const char *what)
 {
     return rz__error(RZ_EIO, "ledger journal: %s: %s", what, strerror(errno));
@@ -29,7 +44,7 @@ static int io_error(const char *what)
 static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
 {
     while (n) {
-        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        ssize_t w = rz__ledger_io_seam->pwrite(fd, p, n, (off_t)off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -45,7 +60,8 @@ static int read_all(int fd, uint8_t *p, size_t n, uint64_t off, size_t *got)
 {
     *got = 0;
     while (*got < n) {
-        ssize_t r = pread(fd, p + *got, n - *got, (off_t)(off + *got));
+        ssize_t r = rz__ledger_io_seam->pread(fd, p + *got, n - *got,
+                                              (off_t)(off + *got));
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
@@ -71,7 +87,7 @@ static int preallocate(int fd, uint64_t from, uint64_t to, bool durable)
         if (rc != RZ_OK)
             return rc;
     }
-    return fsync(fd) == 0 ? RZ_OK : io_error("fsync");
+    return rz__ledger_io_seam->fsync(fd) == 0 ? RZ_OK : io_error("fsync");
 }
 
 int rz__journal_open(rz__journal *j, const char *path, bool create)
@@ -217,8 +233,8 @@ static uint32_t le32(const uint8_t *p)
 }
 
 /* Decode the record at off, if there is a valid one. */
-static int record_at(rz__journal *j, uint64_t off, rz__ledger_jhdr *h,
-                     rz_ledger_op *ops, size_t *used, bool *valid)
+static int record_read(rz__journal *j, uint64_t off, rz__ledger_jhdr *h,
+                       rz_ledger_op *ops, size_t *used, bool *valid)
 {
     size_t got, plen;
     *valid = false;
@@ -232,6 +248,18 @@ static int record_at(rz__journal *j, uint64_t off, rz__ledger_jhdr *h,
     *valid = rz__ledger_record_decode(j->buf, RZ__LEDGER_JHDR_SIZE + got, h,
                                       ops, used) == RZ_OK;
     return RZ_OK;
+}
+
+/* A record that reads as damaged is read again (up to 3 times): damage in transit
+ * (a flipped bit on the bus, a bad read) must not pass for the end of the
+ * journal. What is damaged on disk stays damaged. */
+static int record_at(rz__journal *j, uint64_t off, rz__ledger_jhdr *h,
+                     rz_ledger_op *ops, size_t *used, bool *valid)
+{
+    int rc = record_read(j, off, h, ops, used, valid);
+    for (int again = 0; again < 3 && rc == RZ_OK && !*valid; again++)
+        rc = record_read(j, off, h, ops, used, valid);
+    return rc;
 }
 
 /* Every record starts at a multiple of 16 (48 + 112 n, 64): look at each

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include <lmdb.h>
 
@@ -118,6 +119,16 @@ RZ_HIDDEN int rz__ledger_record_header(const void *buf, size_t len,
 RZ_HIDDEN int rz__ledger_record_decode(const void *buf, size_t len,
                                        rz__ledger_jhdr *h, rz_ledger_op *ops,
                                        size_t *used);
+
+/* The journal's file I/O (the plain calls unless a test replaces them to
+ * simulate storage faults: torn and failed writes, failed syncs, damaged
+ * reads). Not thread-safe to swap while a ledger is open. */
+typedef struct rz__ledger_io {
+    ssize_t (*pwrite)(int fd, const void *p, size_t n, off_t off);
+    ssize_t (*pread)(int fd, void *p, size_t n, off_t off);
+    int (*fsync)(int fd);
+} rz__ledger_io;
+RZ_HIDDEN extern const rz__ledger_io *rz__ledger_io_seam;
 
 /* The write-ahead journal: a preallocated file written in place from
  * offset 0 after every checkpoint; a batch is one record + fdatasync. */
