@@ -462,15 +462,8 @@ static int start(orch *o)
     }
     if (auth_open(o) != RZ_OK || admin_key(o) != 0 || server_keypair(o) != 0)
         return -1;
-    /* Never serve from stores that disagree: a job without its hold would
-     * run unpaid (docs/ledger.md, "Recovery"). */
-    if (rz_engine_check(o->e) != RZ_OK) {
-        fprintf(stderr, ORCH_NAME ": %s: the engine and ledger stores fail "
-                "their check (rz_engine_check): %s; refusing to start. Restore the data directory from "
-                "a backup: docs/ledger.md, \"Recovery\"\n", o->opts.data,
-                rz_error_last()->message);
+    if (orch_stores_agree(o->e, o->opts.data) != 0)
         return -1;
-    }
     o->sig_term = evsignal_new(o->base, SIGTERM, on_signal, o);
     o->sig_int = evsignal_new(o->base, SIGINT, on_signal, o);
     o->keepalive = event_new(o->base, -1, EV_PERSIST, orch_keepalive, o);

@@ -282,6 +282,7 @@ uint64_t orch_volume_cents(orch *o);
 /* stores.c: the data directory's stores before anything opens them, and
  * `rhizos-orchestrator check`. 0, or -1 with the reason printed. */
 int orch_stores_check(const char *data);
+int orch_stores_agree(rz_engine *e, const char *data);   /* rz_engine_check */
 int orch_check_main(int argc, char **argv);
 
 #endif

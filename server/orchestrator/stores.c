@@ -51,6 +51,19 @@ int orch_stores_check(const char *data)
     return 0;
 }
 
+int orch_stores_agree(rz_engine *e, const char *data)
+{
+    /* Never serve from stores that disagree: a job without its hold would
+     * run unpaid. */
+    if (rz_engine_check(e) == RZ_OK)
+        return 0;
+    fprintf(stderr, ORCH_NAME ": %s: the engine and ledger stores fail their "
+            "check (rz_engine_check): %s; refusing to start. Restore the data "
+            "directory from a backup: docs/ledger.md, \"Recovery\"\n", data,
+            rz_error_last()->message);
+    return -1;
+}
+
 static int check_usage(FILE *f, int rc)
 {
     fputs("usage: " ORCH_NAME " check --data DIR\n"

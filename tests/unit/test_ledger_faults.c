@@ -202,6 +202,76 @@ static const char *scratch_root(void)
            access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
 }
 
+typedef struct tally {
+    unsigned opened, refused, cuts, damaged;
+} tally;
+
+/* The writer under write faults; what it acknowledged in acked[]. */
+static void write_round(const char *dir, uint64_t round, bool *acked,
+                        tally *t)
+{
+    p_cut = (unsigned)(rnd() % 12);
+    p_werr = (unsigned)(rnd() % 30);
+    p_ferr = (unsigned)(rnd() % 100);
+    p_flip = 0;
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        child(dir, round, pfd[1]);
+    }
+    close(pfd[1]);
+    uint64_t i;
+    while (read(pfd[0], &i, sizeof i) == sizeof i)
+        if (i < BATCHES)
+            acked[i] = true;
+    close(pfd[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    int code = WEXITSTATUS(status);
+    if (code != 0 && code != POWER_CUT)
+        fail_msg("round %llu: the writer exited %d", (unsigned long long)round,
+                 code);
+    t->cuts += code == POWER_CUT;
+}
+
+/* The restart, reads damaged now and then: every acknowledged batch is
+ * there, or the open is refused and the disk was damaged. */
+static void check_round(const char *dir, uint64_t round, const bool *acked,
+                        bool damage, tally *t)
+{
+    const rz__ledger_io *plain = rz__ledger_io_seam;
+    p_cut = p_werr = p_ferr = 0;
+    p_flip = 20;
+    clean_reads = 0;
+    rz__ledger_io_seam = &fault_io;
+    rz_ledger_opts o = opts();
+    rz_ledger *l;
+    int rc = rz_ledger_open(&l, dir, &o);
+    rz__ledger_io_seam = plain;
+    if (rc != RZ_OK) {
+        if (!damage || rc != RZ_EDB)
+            fail_msg("round %llu: open refused without damage on disk: %s",
+                     (unsigned long long)round, rz_error_last()->message);
+        t->refused++;
+        return;
+    }
+    t->opened++;
+    for (uint64_t b = 0; b < BATCHES; b++) {
+        rz_ledger_transfer tr;
+        if (acked[b] &&
+            rz_ledger_transfer_get(l, batch_id(round, b), &tr) != RZ_OK)
+            fail_msg("round %llu: acknowledged batch %llu lost%s",
+                     (unsigned long long)round, (unsigned long long)b,
+                     damage ? " (journal damaged on disk)" : "");
+    }
+    assert_int_equal(rz_ledger_verify(l), RZ_OK);
+    rz_ledger_close(l);
+}
+
 static void test_faults(void **state)
 {
     (void)state;
@@ -209,79 +279,26 @@ static void test_faults(void **state)
     uint64_t rounds = e ? strtoull(e, NULL, 10) : 40;
     e = getenv("RZ_LEDGER_FAULT_SEED");
     uint64_t seed = e ? strtoull(e, NULL, 10) : 0x5eed5eedull;
-    unsigned opened = 0, refused = 0, cuts = 0, damaged = 0;
-    const rz__ledger_io *plain = rz__ledger_io_seam;
+    tally t = { 0 };
     for (uint64_t round = 0; round < rounds; round++) {
         rng = seed * 0x9e3779b97f4a7c15ull + round + 1;
         for (int w = 0; w < 8; w++)
             rnd();
-        p_cut = (unsigned)(rnd() % 12);
-        p_werr = (unsigned)(rnd() % 30);
-        p_ferr = (unsigned)(rnd() % 100);
-        p_flip = 0;
         char dir[128];
         snprintf(dir, sizeof dir, "%s/rz-ledger-faults-XXXXXX", scratch_root());
         assert_non_null(mkdtemp(dir));
-        int pfd[2];
-        assert_int_equal(pipe(pfd), 0);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            close(pfd[0]);
-            child(dir, round, pfd[1]);
-        }
-        close(pfd[1]);
         bool *acked = calloc(BATCHES, sizeof *acked);
-        uint64_t i;
-        while (read(pfd[0], &i, sizeof i) == sizeof i)
-            if (i < BATCHES)
-                acked[i] = true;
-        close(pfd[0]);
-        int status;
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        assert_true(WIFEXITED(status));
-        int code = WEXITSTATUS(status);
-        if (code != 0 && code != POWER_CUT)
-            fail_msg("round %llu: the writer exited %d", (unsigned long long)round,
-                     code);
-        cuts += code == POWER_CUT;
+        write_round(dir, round, acked, &t);
         bool damage = rnd() % 3 == 0 && damage_interior(dir);
-        damaged += damage;
-        /* The restart: reads damaged now and then, never a write fault. */
-        p_cut = p_werr = p_ferr = 0;
-        p_flip = 20;
-        clean_reads = 0;
-        rz__ledger_io_seam = &fault_io;
-        rz_ledger_opts o = opts();
-        rz_ledger *l;
-        int rc = rz_ledger_open(&l, dir, &o);
-        rz__ledger_io_seam = plain;
-        if (rc != RZ_OK) {
-            if (!damage || rc != RZ_EDB)
-                fail_msg("round %llu: open refused without damage on disk: "
-                         "%s", (unsigned long long)round,
-                         rz_error_last()->message);
-            refused++;
-        } else {
-            opened++;
-            for (uint64_t b = 0; b < BATCHES; b++) {
-                rz_ledger_transfer t;
-                if (acked[b] &&
-                    rz_ledger_transfer_get(l, batch_id(round, b), &t) != RZ_OK)
-                    fail_msg("round %llu: acknowledged batch %llu lost%s",
-                             (unsigned long long)round,
-                             (unsigned long long)b,
-                             damage ? " (journal damaged on disk)" : "");
-            }
-            assert_int_equal(rz_ledger_verify(l), RZ_OK);
-            rz_ledger_close(l);
-        }
+        t.damaged += damage;
+        check_round(dir, round, acked, damage, &t);
         free(acked);
         assert_int_equal(tmp_dir_remove(dir), 0);
     }
     print_message("%llu rounds: %u power cuts, %u damaged on disk, %u opened "
                   "with every acknowledged batch, %u refused\n",
-                  (unsigned long long)rounds, cuts, damaged, opened, refused);
+                  (unsigned long long)rounds, t.cuts, t.damaged, t.opened,
+                  t.refused);
 }
 
 int main(void)
