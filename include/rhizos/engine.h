@@ -495,6 +495,10 @@ RZ_EXTERN void rz_engine_stats_get(const rz_engine *e, rz_engine_stats *out);
  * Not const: it remembers which finished jobs' holds it has checked, so a
  * second check reads only what changed. */
 RZ_EXTERN RZ_NODISCARD int rz_engine_check(rz_engine *e);
+/* The same with rz_ledger_verify_sample(ledger, n) in place of the full
+ * ledger verify: what a server runs at every start (the engine's side and
+ * its holds in the ledger are still checked whole). */
+RZ_EXTERN RZ_NODISCARD int rz_engine_check_sampled(rz_engine *e, size_t n);
 
 /* ---- Embedded mode (lib/engine/local.c) ----
  * `rhizos flow run` (rz_runner_run) drives an engine of its own with one

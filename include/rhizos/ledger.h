@@ -322,6 +322,13 @@ RZ_EXTERN RZ_NODISCARD int rz_ledger_stats_get(const rz_ledger *l,
 /* Check every invariant (docs/ledger.md). RZ_OK, or RZ_EINVALID with the
  * first breach described in rz_error_last()->message. */
 RZ_EXTERN RZ_NODISCARD int rz_ledger_verify(const rz_ledger *l);
+/* What a server can afford at every start: rz_ledger_verify when the ledger
+ * holds at most n accounts and transfers together; else the record counts
+ * against the counters and about n random records read back (checksums,
+ * keys). A full verify reads every record several times (about 8 s per
+ * million transfers). RZ_OK, or an error as rz_ledger_verify's. */
+RZ_EXTERN RZ_NODISCARD int rz_ledger_verify_sample(const rz_ledger *l,
+                                                   size_t n);
 
 /* Every account and transfer: text (one line each) or JSON
  * {"accounts":[...],"transfers":[...]}. Release with rz_free. */

@@ -127,7 +127,8 @@ static int check_dep(rz_engine *e, const rz__edep *d)
     return RZ_OK;
 }
 
-int rz_engine_check(rz_engine *e)
+/* sample 0: the whole ledger; else rz_ledger_verify_sample's n. */
+static int check_all(rz_engine *e, size_t sample)
 {
     if (!e)
         return rz__error(RZ_EINVAL, "no engine");
@@ -157,7 +158,18 @@ int rz_engine_check(rz_engine *e)
         rc = BREACH("%zu jobs are queued but the queue holds %zu", queued, live);
     for (size_t i = 0; rc == RZ_OK && i < e->n_deps; i++)
         rc = check_dep(e, &e->deps[i]);
-    if (rc == RZ_OK && rz_ledger_verify(e->ledger) != RZ_OK)
+    if (rc == RZ_OK && (sample ? rz_ledger_verify_sample(e->ledger, sample)
+                               : rz_ledger_verify(e->ledger)) != RZ_OK)
         rc = BREACH("ledger: %s", rz_error_last()->message);
     return rc;
+}
+
+int rz_engine_check(rz_engine *e)
+{
+    return check_all(e, 0);
+}
+
+int rz_engine_check_sampled(rz_engine *e, size_t n)
+{
+    return check_all(e, n ? n : 1);
 }

@@ -50,6 +50,8 @@ static void usage(FILE *f)
           "  --auth-failures N      wrong API keys from one address, or of one\n"
           "                         key, before it is answered 429 for 1 s,\n"
           "                         doubling up to 5 min (default 10; 0: never)\n"
+          "  --verify-on-open       verify the whole ledger at start, however\n"
+          "                         big (else a sample past 100000 records)\n"
           "  --quiet                no startup messages\n"
           "  --routes               print the served routes and exit\n"
           "  --help, --version\n", f);
@@ -196,6 +198,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
 {
     enum { O_LISTEN = 256, O_DATA, O_MODULES, O_ADMIN, O_MAXBODY, O_TIMEOUT,
            O_POLICY, O_RATE, O_AUTH_FAILURES, O_QUEUE_TIMEOUT, O_ALLOW_IMAGES, O_QUIET, O_ROUTES,
+           O_VERIFY_ON_OPEN,
            O_HELP, O_VERSION };
     static const struct option longs[] = {
         { "listen", required_argument, NULL, O_LISTEN },
@@ -210,6 +213,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         { "register-rate", required_argument, NULL, O_RATE },
         { "auth-failures", required_argument, NULL, O_AUTH_FAILURES },
         { "quiet", no_argument, NULL, O_QUIET },
+        { "verify-on-open", no_argument, NULL, O_VERIFY_ON_OPEN },
         { "routes", no_argument, NULL, O_ROUTES },
         { "help", no_argument, NULL, O_HELP },
         { "version", no_argument, NULL, O_VERSION },
@@ -295,6 +299,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
             break;
         }
         case O_QUIET: op->quiet = true; break;
+        case O_VERIFY_ON_OPEN: op->verify_on_open = true; break;
         case O_ROUTES: orch_print_routes(); exit(0);
         case 'h': case O_HELP: usage(stdout); exit(0);
         case O_VERSION: printf(ORCH_NAME " %s\n", rz_version()); exit(0);
@@ -462,7 +467,7 @@ static int start(orch *o)
     }
     if (auth_open(o) != RZ_OK || admin_key(o) != 0 || server_keypair(o) != 0)
         return -1;
-    if (orch_stores_agree(o->e, o->opts.data) != 0)
+    if (orch_stores_agree(o->e, o->opts.data, o->opts.verify_on_open) != 0)
         return -1;
     o->sig_term = evsignal_new(o->base, SIGTERM, on_signal, o);
     o->sig_int = evsignal_new(o->base, SIGINT, on_signal, o);

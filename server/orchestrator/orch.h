@@ -63,6 +63,7 @@ typedef struct orch_opts {
     unsigned auth_failures;  /* wrong keys before a lock; 0: no throttle */
     unsigned register_rate;  /* registrations per second per address; 0: any */
     bool quiet;
+    bool verify_on_open;   /* the whole ledger verified at start */
 } orch_opts;
 
 /* A node's long-poll, held until work comes or its wait ends. */
@@ -282,7 +283,7 @@ uint64_t orch_volume_cents(orch *o);
 /* stores.c: the data directory's stores before anything opens them, and
  * `rhizos-orchestrator check`. 0, or -1 with the reason printed. */
 int orch_stores_check(const char *data);
-int orch_stores_agree(rz_engine *e, const char *data);   /* rz_engine_check */
+int orch_stores_agree(rz_engine *e, const char *data, bool full);
 int orch_check_main(int argc, char **argv);
 
 #endif

@@ -6,7 +6,7 @@ restores (docs/ledger.md, "Recovery").
 
 A ledger that `verify` calls corrupt (an account's credits changed in
 data.mdb, its checksum made to match), a record whose checksum fails, an
-engine data.mdb cut to half its length, a missing auth store
+engine data.mdb cut to half its length, a missing auth store or ledger
 under the others' state.
 
 Usage: orchestrator_stores.py ORCHESTRATOR SOURCE_ROOT"""
@@ -150,6 +150,14 @@ class Stores(unittest.TestCase):
         err = start_refused(self.data, self.key_file)
         self.assertIn("auth/data.mdb is missing", err)
         self.assertFalse(os.path.exists(os.path.join(self.data, "auth")))
+        self.restore_and_start()
+
+    def test_missing_ledger_refused(self):
+        """A deleted ledger would start empty under the engine's jobs."""
+        shutil.rmtree(os.path.join(self.data, "ledger"))
+        self.assertEqual(check(self.data).returncode, 1)
+        err = start_refused(self.data, self.key_file)
+        self.assertIn("ledger/data.mdb is missing", err)
         self.restore_and_start()
 
     def test_check_usage(self):
