@@ -46,7 +46,7 @@ struct rz_attempt {
     char **secrets;              /* sodium_malloc'ed values, to scrub */
     size_t n_secrets;
     uint32_t timeout_s, memory_mb;
-    size_t max_output;
+    size_t max_output, max_log;
     uint64_t started;
     bool done, stopped;
     rz_attempt_result res;
@@ -206,6 +206,43 @@ static void utf8_clean(char *s, size_t n)
     }
 }
 
+/* The longest secret's length; 0 when none. */
+static size_t longest_secret(const rz_attempt *a)
+{
+    size_t l = 0;
+    for (size_t i = 0; i < a->n_secrets; i++) {
+        size_t n = strlen(a->secrets[i]);
+        l = n > l ? n : l;
+    }
+    return l;
+}
+
+/* Where the kept tail of a log of `len` bytes starts: its last max_log
+ * bytes, unless that cut falls inside a secret, then just past it (a
+ * suffix is not found by scrub). The adapter keeps longest-1 bytes more
+ * than max_log, so a secret straddling our cut is whole in the buffer;
+ * one cut by the adapter lies entirely before our cut. */
+static size_t tail_start(const rz_attempt *a, const char *log, size_t len)
+{
+    if (len <= a->max_log)
+        return 0;
+    size_t cut = len - a->max_log;
+    for (bool moved = true; moved;) {
+        moved = false;
+        for (size_t i = 0; i < a->n_secrets; i++) {
+            size_t n = strlen(a->secrets[i]);
+            size_t from = cut >= n ? cut - n + 1 : 0;
+            for (size_t s = from; n && s < cut && s + n <= len; s++)
+                if (s + n > cut && memcmp(log + s, a->secrets[i], n) == 0) {
+                    cut = s + n;
+                    moved = true;
+                    break;
+                }
+        }
+    }
+    return cut;
+}
+
 /* "exit status 3: <last non-empty log line>". */
 static char *exit_reason(int code, const char *log, size_t len)
 {
@@ -255,7 +292,9 @@ static void finish(rz_attempt *a)
     memset(&o, 0, sizeof o);
     o.exit_code = -1;
     a->ad->collect(a->state, &o);
-    a->log = o.log_len ? rz__strndup(o.log, o.log_len) : NULL;
+    size_t from = o.log ? tail_start(a, o.log, o.log_len) : 0;
+    a->log = o.log_len > from ? rz__strndup(o.log + from, o.log_len - from)
+                              : NULL;
     scrub(a, &a->log, false);
     size_t log_len = a->log ? strlen(a->log) : 0;
     bool ok = !a->stopped && !o.failure && !o.timed_out && !o.oom &&
@@ -437,7 +476,7 @@ static void launch(rz_attempt *a, const rz_attempt_opts *o)
         rc = rz__error(RZ_ENOMEM, "out of memory");
     if (rc == RZ_OK) {
         const rz_module *m = o->module;
-        size_t cap = a->max_output;
+        size_t cap = a->max_output, extra = longest_secret(a);
         rz__exec_spec sp = {
             .module = m, .scratch = a->scratch, .request_path = in_path,
             .outputs_path = out_path, .request = req,
@@ -448,7 +487,8 @@ static void launch(rz_attempt *a, const rz_attempt_opts *o)
             /* Twice the cap is read, so that outputs just over it (or
              * pretty-printed) are told apart from no outputs at all. */
             .max_stdout = cap > SIZE_MAX / 2 ? cap : 2 * cap,
-            .max_log = o->max_log ? o->max_log : RZ_ATTEMPT_DEFAULT_MAX_LOG,
+            /* Room for a secret straddling the cut (tail_start). */
+            .max_log = a->max_log + (extra ? extra - 1 : 0),
             .sandbox = o->sandbox,
             .network = o->network < 0 ? (m->network ? 1 : 0) : !!o->network,
             .run_id = o->run_id, .step_id = o->step_id,
@@ -488,6 +528,7 @@ int rz_attempt_start(rz_attempt **out, const rz_attempt_opts *o)
     a->timeout_s = o->timeout_s;
     a->memory_mb = o->memory_mb;
     a->max_output = o->max_output ? o->max_output : RZ_ATTEMPT_DEFAULT_MAX_OUTPUT;
+    a->max_log = o->max_log ? o->max_log : RZ_ATTEMPT_DEFAULT_MAX_LOG;
     if (copy_secrets(a, o) != RZ_OK) {
         rz_attempt_free(a);
         return rz__error(RZ_ENOMEM, "out of memory");

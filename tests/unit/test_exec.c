@@ -1686,6 +1686,44 @@ static void test_attempt_scrubs_secrets(void **state)
     rz_registry_free(reg);
 }
 
+/* A secret the log tail's cut falls inside: no suffix of it survives. */
+static void test_attempt_scrubs_secret_at_cut(void **state)
+{
+    (void)state;
+    const rz_module *m = NULL;
+    rz_registry *reg = one_module("cutleak", "process",
+        "cat >/dev/null; printf 'lead %s%s\\n' \"$RZ_CRED_API_KEY\""
+        " \"$(printf '%095d' 0)\" >&2; exit 1\n", &m);
+    const char *secret = "TOPSECRET-XYZ";
+    rz_attempt_secret sec = { "api-key", secret };
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = m;
+    o.secrets = &sec;
+    o.n_secrets = 1;
+    o.max_log = 100;   /* 5 + 13 + 96 bytes: the cut is 9 bytes into it */
+    rz_attempt_result res;
+    rz_attempt *a = attempt_run(&o, &res);
+    assert_false(res.ok);
+    assert_non_null(res.log);
+    assert_true(res.log_len <= 100);
+    assert_null(strstr(res.log, "XYZ"));
+    assert_null(strstr(res.log, "ET-"));
+    char zeros[97];
+    memset(zeros, '0', 95);
+    zeros[95] = '\n';
+    zeros[96] = '\0';
+    assert_string_equal(res.log, zeros);
+    rz_attempt_free(a);
+
+    /* Whole inside the tail: redacted as ever. */
+    o.max_log = 200;
+    a = attempt_run(&o, &res);
+    assert_non_null(res.log);
+    assert_non_null(strstr(res.log, "lead [redacted]0000"));
+    rz_attempt_free(a);
+    rz_registry_free(reg);
+}
+
 static void test_attempt_unknown_adapter(void **state)
 {
     (void)state;
@@ -1885,6 +1923,7 @@ int main(void)
         T(test_attempt_request_file),
         T(test_attempt_outputs_file),
         T(test_attempt_scrubs_secrets),
+        T(test_attempt_scrubs_secret_at_cut),
         T(test_attempt_unknown_adapter),
         T(test_attempt_timeout),
         T(test_attempt_stop),
