@@ -253,6 +253,18 @@ static void print_first_line(FILE *out, const char *msg)
     fprintf(out, ": %.*s", (int)(n > 200 ? 200 : n), msg);
 }
 
+/* A step's log lines as they come: "[  1.20s] step | line". */
+static void print_log_lines(FILE *out, const rz_event *ev)
+{
+    const char *step = rz_flow_step_id(rz_run_flow(ev->run), ev->step);
+    double t = (double)ev->elapsed_ms / 1000.0;
+    for (const char *l = ev->message; l && *l;) {
+        size_t n = strcspn(l, "\n");
+        fprintf(out, "[%7.2fs] %-20s | %.*s\n", t, step, (int)n, l);
+        l += n + (l[n] == '\n');
+    }
+}
+
 static void on_event(const rz_event *ev, void *ud)
 {
     progress *p = ud;
@@ -269,6 +281,8 @@ static void on_event(const rz_event *ev, void *ud)
     double t = (double)ev->elapsed_ms / 1000.0;
     if (ev->kind == RZ_EVENT_NOTICE) {
         fprintf(out, "rhizos: note: %s\n", ev->message ? ev->message : "");
+    } else if (ev->kind == RZ_EVENT_STEP_LOG) {
+        print_log_lines(out, ev);
     } else if (ev->kind != RZ_EVENT_RUN_FINISHED) {
         const rz_flow *flow = rz_run_flow(ev->run);
         fprintf(out, "[%7.2fs] %-20s %s", t, rz_flow_step_id(flow, ev->step),

@@ -258,7 +258,13 @@ typedef enum rz_event_kind {
                                   While a step's runtime prepares it (an
                                   image pull), `step` is that step and
                                   `message` one line such as "pulling
-                                  IMAGE: 12.3/40.1 MB" */
+                                  IMAGE: 12.3/40.1 MB" */,
+    RZ_EVENT_STEP_LOG          /* a running step's log (stderr) lines as
+                                  they come, where its runtime streams
+                                  them (docker): `message` one or more
+                                  lines, '\n'-separated, scrubbed of its
+                                  secrets. The log in the step's result
+                                  stays the authoritative tail */
 } rz_event_kind;
 
 typedef struct rz_event {

@@ -74,6 +74,12 @@ typedef struct rz__adapter {
     /* Optional (NULL: none): one line on what the runtime does before the
      * module runs, e.g. "pulling IMAGE: 12.3/40.1 MB"; "" when nothing. */
     void (*status)(void *state, char *buf, size_t len);
+    /* Optional (NULL: the log only comes at the end): the module's log
+     * (stderr) as it grows, for live log lines: *total counts every byte
+     * it wrote so far, the text returned is the last *len of them (or the
+     * first, once a cap stops its growth: then *total stays *len). NULL
+     * when none yet. Borrowed until the next call on the state. */
+    const char *(*log_so_far)(void *state, size_t *len, uint64_t *total);
 } rz__adapter;
 
 RZ_HIDDEN extern const rz__adapter rz__process_adapter;

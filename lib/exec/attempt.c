@@ -51,6 +51,10 @@ struct rz_attempt {
     bool done, stopped;
     rz_attempt_result res;
     char *outputs, *reason, *log;
+    /* Live log lines (rz__attempt_log_lines): bytes of log_so_far taken,
+     * and what was taken but not yet handed out (wiped when freed). */
+    uint64_t live_seen;
+    rz__buf live;
 };
 
 /* ---- the outputs protocol ---- */
@@ -549,6 +553,64 @@ int rz_attempt_start(rz_attempt **out, const rz_attempt_opts *o)
 
 /* ---- running ---- */
 
+#define LIVE_LINE_MAX 4096   /* a longer line is handed out in pieces */
+
+/* What the adapter's log grew by since the last look, into a->live. */
+static void live_take(rz_attempt *a)
+{
+    if (a->done || !a->state || !a->ad->log_so_far)
+        return;
+    size_t len = 0;
+    uint64_t total = 0;
+    const char *log = a->ad->log_so_far(a->state, &len, &total);
+    if (!log || total <= a->live_seen)
+        return;
+    /* More than the adapter still holds is new: the lines between are
+     * only in no live event (the result's tail may have them). */
+    uint64_t fresh = total - a->live_seen;
+    size_t n = fresh < len ? (size_t)fresh : len;
+    size_t at = a->live.len;
+    rz__buf_append(&a->live, log + len - n, n);
+    a->live_seen = total;
+    for (size_t i = at; a->live.data && i < a->live.len; i++)
+        if (a->live.data[i] == '\0')
+            a->live.data[i] = '?';   /* scrub works on C strings */
+}
+
+char *rz__attempt_log_lines(rz_attempt *a, bool flush)
+{
+    if (!a)
+        return NULL;
+    live_take(a);
+    if (!a->live.data || a->live.len == 0)
+        return NULL;
+    char *text = rz__strndup(a->live.data, a->live.len);
+    sodium_memzero(a->live.data, a->live.len);
+    a->live.len = 0;
+    scrub(a, &text, false);
+    if (!text)
+        return NULL;
+    size_t len = strlen(text), hold = longest_secret(a);
+    /* A secret's first bytes may end the text: hold back what could be. */
+    size_t limit = flush ? len : len > hold ? len - (hold ? hold - 1 : 0) : 0;
+    size_t cut = limit;
+    while (cut > 0 && text[cut - 1] != '\n')
+        cut--;
+    if (cut == 0 && (flush || limit > LIVE_LINE_MAX))
+        cut = limit;
+    rz__buf_append(&a->live, text + cut, len - cut);
+    char *out = cut ? rz__strndup(text, cut) : NULL;
+    sodium_memzero(text, len);
+    free(text);
+    if (!out)
+        return NULL;
+    size_t n = strlen(out);
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+        out[--n] = '\0';
+    utf8_clean(out, n);
+    return out;
+}
+
 void rz__attempt_status(const rz_attempt *a, char *buf, size_t len)
 {
     if (len)
@@ -569,8 +631,10 @@ int rz_attempt_poll(rz_attempt *a, int timeout_ms)
     if (a->done)
         return 1;
     int r = a->ad->poll(a->state, timeout_ms);
-    if (r == 1)
+    if (r == 1) {
+        live_take(a);   /* the last of it, before the state goes */
         finish(a);
+    }
     return r;
 }
 
@@ -620,5 +684,8 @@ void rz_attempt_free(rz_attempt *a)
     wipe_free(a->outputs);
     wipe_free(a->reason);
     wipe_free(a->log);
+    if (a->live.data)
+        sodium_memzero(a->live.data, a->live.len);
+    free(a->live.data);
     free(a);
 }

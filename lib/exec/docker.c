@@ -886,7 +886,17 @@ static void dk_status(void *state, char *buf, size_t len)
 }
 
 RZ_HIDDEN extern const rz__adapter rz__docker_adapter;
+/* The attach stream keeps stderr from its start (up to its cap). */
+static const char *dk_log_so_far(void *state, size_t *len, uint64_t *total)
+{
+    dk_state *s = state;
+    *len = 0;
+    const char *log = s->st ? rz__docker_stream_stderr(s->st, len, NULL) : NULL;
+    *total = *len;
+    return log;
+}
+
 const rz__adapter rz__docker_adapter = {
     "docker", dk_probe, dk_prepare, dk_start, dk_fd, dk_poll,
-    dk_stop, dk_collect, dk_cleanup, dk_status,
+    dk_stop, dk_collect, dk_cleanup, dk_status, dk_log_so_far,
 };

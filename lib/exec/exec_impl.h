@@ -31,6 +31,14 @@ RZ_HIDDEN int rz__sandbox_installed(void);
  * an image pull's progress; for the runner's RZ_EVENT_PROGRESS. */
 RZ_HIDDEN void rz__attempt_status(const rz_attempt *a, char *buf, size_t len);
 
+/* The log lines an attempt wrote since the last call, scrubbed of its
+ * secrets and UTF-8 clean, as one malloc'ed text without the last newline;
+ * NULL when no whole line is new. A line is held back while a secret could
+ * still straddle its end; `flush` (once the attempt finished) gives the
+ * rest. Only for adapters that stream their log (log_so_far); for the
+ * runner's RZ_EVENT_STEP_LOG. */
+RZ_HIDDEN char *rz__attempt_log_lines(rz_attempt *a, bool flush);
+
 /* A new, private (0700) folder <parent>/rz-XXXXXX; parent NULL or "":
  * $TMPDIR, else /tmp. *out is malloc'ed. */
 RZ_HIDDEN int rz__exec_mkdtemp(const char *parent, char **out);

@@ -56,6 +56,7 @@ struct rz_proc {
     bool out_over;             /* stdout went past max_output */
     char *log;                 /* stderr tail, see log_append */
     size_t log_len, max_log;
+    uint64_t log_total;        /* every byte written to stderr */
     char *scratch, *output_path;
     bool own_scratch;          /* made here, removed by rz_proc_free */
     bool reaped, timed_out, done;
@@ -666,6 +667,7 @@ int rz__proc_spawn_in(rz_proc **out, const rz_proc_opts *opts,
 static void log_append(rz_proc *p, const char *data, size_t n)
 {
     size_t max = p->max_log;
+    p->log_total += n;
     if (n >= max) {
         memcpy(p->log, data + n - max, max);
         p->log_len = max;
@@ -1087,7 +1089,15 @@ static void proc_collect(void *state, rz__exec_outcome *o)
     o->log = rz_proc_log(p, &o->log_len);
 }
 
+static const char *proc_log_so_far(void *state, size_t *len,
+                                   uint64_t *total)
+{
+    const rz_proc *p = ((proc_state *)state)->proc;
+    *total = p ? p->log_total : 0;
+    return rz_proc_log(p, len);
+}
+
 const rz__adapter rz__process_adapter = {
     "process", proc_probe, proc_prepare, proc_start, proc_fd, proc_poll,
-    proc_stop, proc_collect, proc_cleanup, NULL,
+    proc_stop, proc_collect, proc_cleanup, NULL, proc_log_so_far,
 };

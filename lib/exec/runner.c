@@ -440,6 +440,15 @@ static int wait_ms(const runner *r)
     return next - now < MAX_WAIT_MS ? (int)(next - now) : MAX_WAIT_MS;
 }
 
+/* A step's log lines as they come (adapters that stream them). */
+static void live_log(runner *r, size_t k, bool done)
+{
+    char *lines = rz__attempt_log_lines(r->slots[k].att, done);
+    if (lines)
+        emit(r, RZ_EVENT_STEP_LOG, r->slots[k].step, lines);
+    free(lines);
+}
+
 static int wait_and_collect(runner *r)
 {
     int wait = wait_ms(r);
@@ -457,6 +466,7 @@ static int wait_and_collect(runner *r)
         int done = rz_attempt_poll(r->slots[k].att, 0);
         if (done < 0)
             return done;
+        live_log(r, k, done == 1);
         if (!done) {
             k++;
             continue;

@@ -768,6 +768,7 @@ typedef struct rec_event {
     rz_event_kind kind;
     size_t step;
     uint32_t attempt;
+    uint64_t elapsed_ms;
     char *message;
 } rec_event;
 
@@ -786,6 +787,7 @@ static void record(const rz_event *e, void *ud)
         x->kind = e->kind;
         x->step = e->step;
         x->attempt = e->attempt;
+        x->elapsed_ms = e->elapsed_ms;
         x->message = rz__strdup(e->message);
     }
     if (r->cancel && e->kind == RZ_EVENT_STEP_STARTED)
@@ -875,6 +877,9 @@ static rz_registry *test_registry(void)
     add_module(reg, "nap", "process",
                "cat >/dev/null; sleep 1.5; echo '{\"value\":1}'\n");
     add_module(reg, "boxed", "docker", NULL);
+    add_module(reg, "talk", "process",
+               "cat >/dev/null; echo 'first line' >&2; sleep 1;"
+               " echo 'second line' >&2; echo '{\"value\":1}'\n");
     snprintf(examples, sizeof examples, "%s/examples/modules",
              RZ_SOURCE_ROOT);
     rz_registry *r = NULL;
@@ -1118,6 +1123,38 @@ static void test_runner_env(void **state)
     cJSON *out = step_outputs(run, f, "probe");
     assert_string_equal(str_field(out, "value"), "run-42|probe|1|s3cret");
     cJSON_Delete(out);
+    recorder_free(&rec);
+    rz_run_free(run);
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
+/* A step's log lines reach the events as they come, not at its end. */
+static void test_runner_live_log(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, NULL,
+        "flux: 1\nname: talk\nsteps:\n  chat:\n    module: talk\n");
+    recorder rec = { .n = 0 };
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    rz_run *run = run_flow(f, &o, &rec);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+    size_t first = RZ_NPOS, second = RZ_NPOS, done = RZ_NPOS;
+    for (size_t i = 0; i < rec.n; i++) {
+        const rec_event *e = &rec.ev[i];
+        if (e->kind == RZ_EVENT_STEP_LOG && strstr(e->message, "first line"))
+            first = i;
+        if (e->kind == RZ_EVENT_STEP_LOG && strstr(e->message, "second line"))
+            second = i;
+        if (e->kind == RZ_EVENT_STEP_SUCCEEDED)
+            done = i;
+    }
+    assert_true(first != RZ_NPOS && second != RZ_NPOS && done != RZ_NPOS);
+    assert_true(first < second && second < done);
+    /* The module sleeps 1 s between its lines. */
+    assert_true(rec.ev[done].elapsed_ms >= rec.ev[first].elapsed_ms + 500);
+    assert_string_equal(rec.ev[first].message, "first line");
     recorder_free(&rec);
     rz_run_free(run);
     rz_flow_free(f);
@@ -1724,6 +1761,52 @@ static void test_attempt_scrubs_secret_at_cut(void **state)
     rz_registry_free(reg);
 }
 
+/* Live lines hold back what may be the start of a secret: one written in
+ * two pieces, a newline in it, is never handed out in part. */
+static void test_attempt_live_lines_scrubbed(void **state)
+{
+    (void)state;
+    const rz_module *m = NULL;
+    rz_registry *reg = one_module("halves", "process",
+        "cat >/dev/null; printf 'early\\nkey=AAAA\\n' >&2; sleep 0.5;"
+        " printf 'BBBB done\\n' >&2; echo '{\"value\":1}'\n", &m);
+    rz_attempt_secret sec = { "api-key", "AAAA\nBBBB" };
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = m;
+    o.secrets = &sec;
+    o.n_secrets = 1;
+    o.scratch_parent = tmp_root;
+    o.sandbox = 0;
+    rz_attempt *a = NULL;
+    assert_int_equal(rz_attempt_start(&a, &o), RZ_OK);
+    rz__buf all = {0};
+    bool early_before_end = false;
+    uint64_t give_up = rz__now_ms() + 20000;
+    int r;
+    while ((r = rz_attempt_poll(a, 50)) == 0) {
+        assert_true(rz__now_ms() < give_up);
+        char *l = rz__attempt_log_lines(a, false);
+        if (l && strstr(l, "early"))
+            early_before_end = true;
+        if (l)
+            rz__buf_printf(&all, "%s\n", l);
+        free(l);
+    }
+    assert_int_equal(r, 1);
+    char *l = rz__attempt_log_lines(a, true);
+    if (l)
+        rz__buf_printf(&all, "%s\n", l);
+    free(l);
+    assert_null(rz__attempt_log_lines(a, true));
+    char *text = rz__buf_take(&all);
+    assert_non_null(text);
+    assert_true(early_before_end);
+    assert_string_equal(text, "early\nkey=[redacted] done\n");
+    free(text);
+    rz_attempt_free(a);
+    rz_registry_free(reg);
+}
+
 static void test_attempt_unknown_adapter(void **state)
 {
     (void)state;
@@ -1908,6 +1991,7 @@ int main(void)
         T(test_runner_branch),
         T(test_runner_failure),
         T(test_runner_env),
+        T(test_runner_live_log),
         T(test_runner_parallel),
         T(test_runner_wait_is_not_timed),
         T(test_runner_timeout),
@@ -1924,6 +2008,7 @@ int main(void)
         T(test_attempt_outputs_file),
         T(test_attempt_scrubs_secrets),
         T(test_attempt_scrubs_secret_at_cut),
+        T(test_attempt_live_lines_scrubbed),
         T(test_attempt_unknown_adapter),
         T(test_attempt_timeout),
         T(test_attempt_stop),
