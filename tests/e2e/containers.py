@@ -117,6 +117,9 @@ class Embedded(unittest.TestCase):
             "printf '{\"seen\": \"key=%s\", \"length\": %d, \"file\": \"%s\"}' "
             "\"$v\" ${#v} \"$RZ_CRED_API_FILE\""),
             ["seen", "length", "file"], creds=("api",))
+        write_module(cls.mods, "ctr-talk", sh(
+            "echo 'first line' >&2; sleep 3; echo 'second line' >&2; "
+            "echo '{\"ok\": true}'"), ["ok"])
         write_module(cls.mods, "ctr-missing", sh("true"), ["x"],
                      image="localhost/rhizos-no-such-image:latest")
         write_module(cls.mods, "ctr-never", sh("true"), ["x"],
@@ -242,6 +245,32 @@ class Embedded(unittest.TestCase):
         self.assertIn("timed out after 3 s", p.stdout + p.stderr)
         self.assert_no_container(doc["id"])
         self.assertEqual(containers("io.rhizos.step=slow"), [])
+
+    def test_log_lines_live(self):
+        """A container step's log lines reach `flow run` as they come: the
+        first is shown while the step still sleeps before its second."""
+        path = self.flow("talk", "ctr-talk")
+        proc = subprocess.Popen(
+            [RHIZOS, "flow", "run", path, "--modules", self.mods, "--data",
+             self.data, "--container-host", HOST], cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        seen = []
+        try:
+            for line in proc.stderr:
+                seen.append((time.monotonic(), line.rstrip("\n")))
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        lines = [l for _, l in seen]
+        self.assertEqual(proc.returncode, 0, "\n".join(lines))
+        first = [t for t, l in seen if l.endswith("talk                 | first line")]
+        second = [t for t, l in seen if l.endswith("| second line")]
+        done = [t for t, l in seen if "talk" in l and l.endswith("succeeded")]
+        self.assertTrue(first and second and done, "\n".join(lines))
+        self.assertGreater(done[0] - first[0], 1.5, "\n".join(lines))
+        self.assertLessEqual(second[0], done[0])
 
     def test_cancel_removes_container(self):
         path = self.flow("cancelme", "ctr-sleep")
