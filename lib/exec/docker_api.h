@@ -1,7 +1,8 @@
 /* Docker Engine API client (internal): the docker adapter's only way to the
  * engine. HTTP over the engine's unix socket with libcurl; no docker CLI.
  * Works against Docker Engine and Podman's Docker-compatible service; the
- * API version is negotiated from GET /version (capped at 1.41).
+ * API version is the API-Version header of GET /_ping (GET /version when an
+ * engine sends none), capped at 1.41.
  *
  * Blocking and the caller's event loop:
  * - Control calls (version, info, inspect, create, start, stop, remove,

@@ -295,6 +295,9 @@ static void test_registry_auth(void **state)
 typedef struct fake_engine {
     int fd;
     char pull_request[4096];
+    const char *ping_headers;   /* extra headers of its /_ping, or NULL */
+    int versions, pings;        /* GET /version and /_ping served */
+    int serve;                  /* connections to serve; 0: 8 */
 } fake_engine;
 
 static void fake_reply(int c, const char *body)
@@ -311,7 +314,8 @@ static void fake_reply(int c, const char *body)
 static void *fake_main(void *arg)
 {
     fake_engine *f = arg;
-    for (int served = 0; served < 8 && !f->pull_request[0]; served++) {
+    int most = f->serve ? f->serve : 8;
+    for (int served = 0; served < most && !f->pull_request[0]; served++) {
         int c = accept(f->fd, NULL, NULL);
         if (c < 0)
             break;
@@ -325,8 +329,21 @@ static void *fake_main(void *arg)
             req[len] = 0;
         }
         req[len] = 0;
-        if (strstr(req, "/version "))
+        if (strstr(req, "/_ping ") && f->ping_headers) {
+            f->pings++;
+            char head[512];
+            int n = snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\n%s"
+                             "Content-Length: 2\r\nConnection: close\r\n"
+                             "\r\nOK", f->ping_headers);
+            ssize_t w = write(c, head, (size_t)n);
+            (void)w;
+        } else if (strstr(req, "/_ping ")) {
+            f->pings++;
+            fake_reply(c, "{}");
+        } else if (strstr(req, "/version ")) {
+            f->versions++;
             fake_reply(c, "{\"ApiVersion\": \"1.41\", \"Version\": \"fake\"}");
+        }
         else if (!strstr(req, "/images/create"))
             fake_reply(c, "{}");
         else {
@@ -381,6 +398,70 @@ static void test_registry_auth_sent(void **state)
     cJSON_Delete(j);
     /* Never in the clear. */
     assert_null(strstr(f.pull_request, "hunter2"));
+}
+
+static void fake_listen(fake_engine *f, char *path)
+{
+    int tfd = mkstemp(path);
+    assert_true(tfd >= 0);
+    close(tfd);
+    unlink(path);
+    f->fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    assert_int_equal(bind(f->fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(f->fd, 4), 0);
+    struct timeval tv = {10, 0};
+    assert_int_equal(setsockopt(f->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+}
+
+/* The version comes from /_ping's API-Version header, capped at ours, and
+ * the engine's name from its Server header: no /version asked. */
+static void test_version_from_ping(void **state)
+{
+    (void)state;
+    static const struct { const char *hdrs, *version, *engine; } cases[] = {
+        {"Api-Version: 1.40\r\nServer: Libpod/4.3.1 (linux)\r\n", "1.40",
+         "Podman Engine 4.3.1"},
+        {"API-Version: 1.45\r\nServer: Docker/26.1.0 (linux)\r\n", "1.41",
+         "Docker Engine 26.1.0"},
+    };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(cases); i++) {
+        char path[] = "/tmp/rz-test-fake-engine-XXXXXX";
+        fake_engine f = {.ping_headers = cases[i].hdrs, .serve = 1};
+        fake_listen(&f, path);
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, fake_main, &f), 0);
+        rz__docker *d = NULL;
+        int rc = rz__docker_open(&d, path);
+        pthread_join(th, NULL);
+        close(f.fd);
+        unlink(path);
+        if (rc != RZ_OK)
+            fail_msg("open: %s", rz_error_last()->message);
+        assert_string_equal(rz__docker_api_version(d), cases[i].version);
+        assert_string_equal(rz__docker_engine(d), cases[i].engine);
+        assert_int_equal(f.pings, 1);
+        assert_int_equal(f.versions, 0);
+        rz__docker_close(d);
+    }
+    /* No API-Version: /version after all. */
+    char path[] = "/tmp/rz-test-fake-engine-XXXXXX";
+    fake_engine f = {.serve = 2};
+    fake_listen(&f, path);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, fake_main, &f), 0);
+    rz__docker *d = NULL;
+    int rc = rz__docker_open(&d, path);
+    pthread_join(th, NULL);
+    close(f.fd);
+    unlink(path);
+    assert_int_equal(rc, RZ_OK);
+    assert_string_equal(rz__docker_api_version(d), "1.41");
+    assert_string_equal(rz__docker_engine(d), "Docker Engine fake");
+    assert_int_equal(f.pings, 1);
+    assert_int_equal(f.versions, 1);
+    rz__docker_close(d);
 }
 
 /* ---- against the engine ---- */
@@ -803,6 +884,7 @@ int main(void)
         cmocka_unit_test(test_unreachable),
         cmocka_unit_test(test_registry_auth),
         cmocka_unit_test(test_registry_auth_sent),
+        cmocka_unit_test(test_version_from_ping),
     };
     int failed = cmocka_run_group_tests_name("docker_api offline", offline, NULL, NULL);
     host = getenv("RHIZOS_TEST_DOCKER_HOST");
