@@ -39,6 +39,10 @@ RZ_HIDDEN void rz__attempt_status(const rz_attempt *a, char *buf, size_t len);
  * runner's RZ_EVENT_STEP_LOG. */
 RZ_HIDDEN char *rz__attempt_log_lines(rz_attempt *a, bool flush);
 
+/* rz_container_probe without asking whether the engine runs GPU
+ * containers (out->gpu stays 0): for callers that only need it to answer. */
+RZ_HIDDEN int rz__container_answers(rz_container_info *out, const char *host);
+
 /* A new, private (0700) folder <parent>/rz-XXXXXX; parent NULL or "":
  * $TMPDIR, else /tmp. *out is malloc'ed. */
 RZ_HIDDEN int rz__exec_mkdtemp(const char *parent, char **out);

@@ -627,7 +627,7 @@ static int local_caps(const runner *r, char **out)
     int rc = rz_hw_detect(&caps, &ho);
     rz_container_info ci;
     if (rc == RZ_OK && has_docker_step(r->flow) &&
-        rz_container_probe(&ci, r->opts->container_host) == RZ_OK &&
+        rz__container_answers(&ci, r->opts->container_host) == RZ_OK &&
         ci.answers) {
         static const char *const both[] = {"docker", "process"};
         static const char *const engine[] = {"docker"};
@@ -719,7 +719,7 @@ int rz_runner_check(const rz_flow *flow, const rz_runner_opts *opts)
     if (!has_docker_step(flow))
         return RZ_OK;
     rz_container_info ci;
-    int rc = rz_container_probe(&ci, host);
+    int rc = rz__container_answers(&ci, host);
     if (rc != RZ_OK || ci.answers)
         return rc;
     rz__buf b = {0};
