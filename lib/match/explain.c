@@ -9,12 +9,12 @@
 #include "match/match_impl.h"
 
 enum {
-    F_ADAPTER, F_FEATURES, F_LABELS, F_REGION, F_REPUTATION, F_CORES, F_MEMORY,
+    F_ADAPTER, F_GPU_CTR, F_FEATURES, F_LABELS, F_REGION, F_REPUTATION, F_CORES, F_MEMORY,
     F_STORAGE, F_SLOTS, F_VENDOR, F_VRAM, F_CC, F_GPUS, F_COST, F_COUNT
 };
 
 static const char *const short_names[F_COUNT] = {
-    "adapter", "CPU features", "labels", "region", "reputation", "cores",
+    "adapter", "GPU containers", "CPU features", "labels", "region", "reputation", "cores",
     "memory", "storage", "job slots", "GPU vendor", "VRAM", "compute capability",
     "GPU count", "cost",
 };
@@ -96,6 +96,8 @@ static uint32_t node_fails(const rz__mview *v, const rz_reqs *r, best *b)
     uint32_t f = label_checks(v->caps, r, b);
     if (*q->adapter && !rz__caps_list_has(c->adapters, c->n_adapters, q->adapter))
         f |= 1u << F_ADAPTER;
+    else if (!rz__gpu_containers_ok(c, q))
+        f |= 1u << F_GPU_CTR;
     if (c->reputation > b->rep)
         b->rep = c->reputation;
     if (c->reputation < q->min_reputation) f |= 1u << F_REPUTATION;
@@ -139,6 +141,10 @@ static void say(rz__buf *o, int f, const rz_reqs *r, const best *b)
     switch (f) {
     case F_ADAPTER:
         rz__buf_printf(o, "no node offers adapter '%s'", q->adapter);
+        break;
+    case F_GPU_CTR:
+        rz__buf_printf(o, "needs GPU containers; no node's container engine "
+                       "reports an NVIDIA runtime or CDI devices");
         break;
     case F_FEATURES:
         say_first_missing(o, "CPU feature", r->features.v, NULL, b->has_feature,

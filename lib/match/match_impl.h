@@ -32,6 +32,11 @@ RZ_HIDDEN bool rz__match_static(const rz_caps *c, uint64_t feature_mask,
                                 const rz_reqs *r);
 /* The node's CPU features that have a bit, as bits. */
 RZ_HIDDEN uint64_t rz__caps_feature_mask(const rz_caps_info *c);
+/* A docker job that needs GPUs only goes to a node whose engine runs GPU
+ * containers: it advertises the runtime "nvidia" (an NVIDIA runtime or CDI
+ * devices); a process job's GPUs need no engine. */
+RZ_HIDDEN bool rz__gpu_containers_ok(const rz_caps_info *n,
+                                     const rz_reqs_info *q);
 /* Is `s` one of the n strings of `v` (a node's features, adapters)? */
 RZ_HIDDEN bool rz__caps_list_has(const char *const *v, size_t n, const char *s);
 

@@ -430,11 +430,19 @@ static uint32_t capacity_cores(const rz_caps_info *c)
     return c->cores ? c->cores : c->threads;
 }
 
+bool rz__gpu_containers_ok(const rz_caps_info *n, const rz_reqs_info *q)
+{
+    return q->gpu_count == 0 || strcmp(q->adapter, "docker") != 0 ||
+           rz__caps_list_has(n->runtimes, n->n_runtimes, "nvidia");
+}
+
 bool rz__match_static(const rz_caps *c, uint64_t feature_mask, const rz_reqs *r)
 {
     const rz_caps_info *n = rz_caps_get(c);
     const rz_reqs_info *q = &r->info;
     if (*q->adapter && !rz__caps_list_has(n->adapters, n->n_adapters, q->adapter))
+        return false;
+    if (!rz__gpu_containers_ok(n, q))
         return false;
     if (n->reputation < q->min_reputation || !features_ok(n, feature_mask, r) ||
         !labels_ok(c, r))

@@ -627,6 +627,43 @@ static void properties(void **state)
             property_run(p, seed * 0x9E3779B97F4A7C15u + p);
 }
 
+/* A docker job that needs a GPU goes only where the engine runs GPU
+ * containers (runtime "nvidia"); a process job's GPU needs no engine. */
+static void gpu_containers(void **state)
+{
+    (void)state;
+    rz_matcher *m = NULL;
+    assert_int_equal(rz_matcher_new(&m, RZ_POLICY_CHEAPEST), RZ_OK);
+    rz_caps *plain = node("{\"id\":\"plain\",\"cpu\":{\"cores\":8},"
+        "\"memory_mb\":16384,\"gpus\":[{\"vendor\":\"nvidia\",\"vram_mb\":8192}],"
+        "\"adapters\":[\"process\",\"docker\"],\"runtimes\":[\"docker\"]}");
+    assert_int_equal(rz_matcher_add(m, plain, NULL), RZ_OK);
+    const char *gpu_docker = "{\"requirements\":{\"adapter\":\"docker\","
+                             "\"gpu\":{\"count\":1}}}";
+    assert_string_equal(place(m, gpu_docker, NULL),
+                        "!needs GPU containers; no node's container engine reports "
+                        "an NVIDIA runtime or CDI devices");
+    uint64_t t = 0;
+    assert_string_equal(place(m, "{\"requirements\":{\"adapter\":\"process\","
+                                 "\"gpu\":{\"count\":1}}}", &t), "plain");
+    assert_int_equal(rz_matcher_release(m, t), RZ_OK);
+    assert_string_equal(place(m, "{\"requirements\":{\"adapter\":\"docker\"}}", &t),
+                        "plain");
+    assert_int_equal(rz_matcher_release(m, t), RZ_OK);
+    rz_reqs *r = job(gpu_docker);
+    assert_false(rz_match_fits(plain, r));
+    rz_caps *gpu = node("{\"id\":\"gpu\",\"cpu\":{\"cores\":8},"
+        "\"memory_mb\":16384,\"gpus\":[{\"vendor\":\"nvidia\",\"vram_mb\":8192}],"
+        "\"adapters\":[\"process\",\"docker\"],\"runtimes\":[\"docker\",\"nvidia\"]}");
+    assert_true(rz_match_fits(gpu, r));
+    assert_int_equal(rz_matcher_add(m, gpu, NULL), RZ_OK);
+    assert_string_equal(place(m, gpu_docker, NULL), "gpu");
+    rz_reqs_free(r);
+    rz_caps_free(plain);
+    rz_caps_free(gpu);
+    rz_matcher_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -639,6 +676,7 @@ int main(void)
         cmocka_unit_test(reservations),
         cmocka_unit_test(like_jobs_are_matched_as_one_group),
         cmocka_unit_test(properties),
+        cmocka_unit_test(gpu_containers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
