@@ -156,12 +156,17 @@ typedef struct rz_attempt_opts {
      * socket path. NULL: DOCKER_HOST, else /var/run/docker.sock, else
      * /run/podman/podman.sock. (Version 2; version 1 callers get NULL.) */
     const char *container_host;
+    /* The GPUs reserved for this attempt, NULL-ended (device indexes such
+     * as "0", or UUIDs); NULL: none. A docker step gets exactly these
+     * (never all of them), and fails where the engine runs no GPU
+     * containers. (Version 3.) */
+    const char *const *gpu_ids;
 } rz_attempt_opts;
 
-#define RZ_ATTEMPT_OPTS_VERSION 2
+#define RZ_ATTEMPT_OPTS_VERSION 3
 #define RZ_ATTEMPT_OPTS_INIT { RZ_ATTEMPT_OPTS_VERSION, NULL, NULL, NULL, \
                                NULL, NULL, 0, 0, NULL, NULL, NULL, 0, 0, 0, \
-                               0, 0, 0, 1, -1, NULL, NULL }
+                               0, 0, 0, 1, -1, NULL, NULL, NULL }
 
 /* Start an attempt; returns at once. An attempt that cannot start (unknown
  * or unavailable adapter, command not found, no scratch folder) is still

@@ -41,6 +41,7 @@ typedef struct rz__exec_spec {
     uint32_t attempt;
     uint64_t job_id;
     const char *container_host;   /* NULL: the default engine */
+    const char *const *gpu_ids;   /* reserved GPUs, NULL-ended; NULL: none */
 } rz__exec_spec;
 
 /* What happened; pointers borrowed from the adapter's state until cleanup. */

@@ -499,6 +499,7 @@ static void launch(rz_attempt *a, const rz_attempt_opts *o)
             .node_id = o->node_id, .attempt = o->attempt ? o->attempt : 1,
             .job_id = o->job_id,
             .container_host = o->version >= 2 ? o->container_host : NULL,
+            .gpu_ids = o->version >= 3 ? o->gpu_ids : NULL,
         };
         rc = a->ad->prepare(&a->state, &sp);
         if (rc == RZ_OK)

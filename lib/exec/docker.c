@@ -238,7 +238,7 @@ typedef struct dk_state {
     const char *image;           /* the module's, borrowed */
     bool need_pull;
     rz__docker_spec cs;          /* the lists below are owned */
-    char **env, **labels, **binds, **tmpfs;
+    char **env, **labels, **binds, **tmpfs, **gpus;
     char *user, *secrets_dir, *outputs_path, *request;
     char *registry_cred;         /* for the pull only, never a file */
     size_t request_len, max_stdout, max_log;
@@ -292,7 +292,7 @@ static int probe_at(rz_container_info *out, const char *host, bool gpu)
     snprintf(out->engine, sizeof out->engine, "%s", rz__docker_engine(d));
     rz__docker_info info;
     if (gpu && rz__docker_info_get(d, &info) == RZ_OK)
-        out->gpu = info.nvidia_runtime || info.cdi;
+        out->gpu = rz__docker_gpu_mode_of(&info) != RZ__DOCKER_GPU_NONE;
     rz__docker_close(d);
     return RZ_OK;
 }
@@ -377,6 +377,7 @@ static void dk_cleanup(void *state)
     free_list(s->labels, false);
     free_list(s->binds, false);
     free_list(s->tmpfs, false);
+    free_list(s->gpus, false);
     free(s->user);
     free(s->outputs_path);
     if (s->request)
@@ -583,6 +584,36 @@ static int check_image(dk_state *s, const rz_module *m)
     return rc;
 }
 
+/* Exactly the GPUs reserved for the attempt, as the engine takes them;
+ * a step that needs GPUs fails on an engine that runs no GPU containers
+ * rather than run without them. */
+static int give_gpus(dk_state *s, const rz__exec_spec *sp)
+{
+    size_t n = 0;
+    while (sp->gpu_ids && sp->gpu_ids[n])
+        n++;
+    if (n == 0)
+        return RZ_OK;
+    rz__docker_info info;
+    int rc = rz__docker_info_get(s->d, &info);
+    if (rc != RZ_OK)
+        return rc;
+    rz__docker_gpu_mode mode = rz__docker_gpu_mode_of(&info);
+    if (mode == RZ__DOCKER_GPU_NONE)
+        return rz__error(RZ_EUNSUPPORTED, "the container engine at %s runs no "
+                         "GPU containers (no NVIDIA runtime or CDI devices), "
+                         "and this step needs %zu GPU%s",
+                         rz__docker_socket(s->d), n, n == 1 ? "" : "s");
+    if (!(s->gpus = list_of(n)))
+        return rz__error(RZ_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        if (!(s->gpus[i] = rz__strdup(sp->gpu_ids[i])))
+            return rz__error(RZ_ENOMEM, "out of memory");
+    s->cs.gpu_ids = (const char *const *)s->gpus;
+    s->cs.gpu_cdi = mode == RZ__DOCKER_GPU_CDI;
+    return RZ_OK;
+}
+
 static int describe(dk_state *s, const rz__exec_spec *sp)
 {
     const rz_module *m = sp->module;
@@ -600,6 +631,9 @@ static int describe(dk_state *s, const rz__exec_spec *sp)
     c->memory = (int64_t)sp->memory_mb << 20;
     c->nano_cpus = (int64_t)sp->cpus * 1000000000;
     c->pids_limit = PIDS_LIMIT;
+    int rc = give_gpus(s, sp);
+    if (rc != RZ_OK)
+        return rc;
     /* Rootful engines map the container's root to ours: a non-root caller
      * runs it as itself, so the scratch folder (0700, ours) is usable. */
     if (geteuid() != 0) {

@@ -524,19 +524,10 @@ int rz__docker_info_get(rz__docker *d, rz__docker_info *out)
     return rc;
 }
 
-static int info_fetch(rz__docker *d, rz__docker_info *out)
+/* What /info tells about GPU containers and the machine. */
+static void info_parse(const cJSON *j, rz__docker_info *out)
 {
     memset(out, 0, sizeof *out);
-    long status;
-    cJSON *j = NULL;
-    char msg[256];
-    int rc = call(d, "GET", "/info", NULL, &status, &j, msg, sizeof msg);
-    if (rc != RZ_OK)
-        return rc;
-    if (status != 200) {
-        cJSON_Delete(j);
-        return refused(d, "describe itself (/info)", status, msg);
-    }
     const cJSON *rt, *runtimes = cJSON_GetObjectItemCaseSensitive(j, "Runtimes");
     cJSON_ArrayForEach(rt, runtimes)
         if (rt->string && strncmp(rt->string, "nvidia", 6) == 0)
@@ -545,7 +536,9 @@ static int info_fetch(rz__docker *d, rz__docker_info *out)
     const cJSON *dev, *devs = cJSON_GetObjectItemCaseSensitive(j, "DiscoveredDevices");
     cJSON_ArrayForEach(dev, devs) {
         const char *src = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(dev, "Source"));
-        if (src && strcmp(src, "cdi") == 0)
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(dev, "ID"));
+        if (src && strcmp(src, "cdi") == 0 && id &&
+            strncmp(id, "nvidia.com/gpu", 14) == 0)
             out->cdi = true;
     }
     /* Engines before DiscoveredDevices say only where specs would be (and
@@ -561,6 +554,42 @@ static int info_fetch(rz__docker *d, rz__docker_info *out)
     out->mem_total = cJSON_IsNumber(n) ? (int64_t)n->valuedouble : 0;
     const char *cg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "CgroupDriver"));
     snprintf(out->cgroup_driver, sizeof out->cgroup_driver, "%s", cg ? cg : "");
+}
+
+int rz__docker_info_parse(const char *json, rz__docker_info *out)
+{
+    cJSON *j = json ? cJSON_Parse(json) : NULL;
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        memset(out, 0, sizeof *out);
+        return rz__error(RZ_EPROTOCOL, "/info is not a JSON object");
+    }
+    info_parse(j, out);
+    cJSON_Delete(j);
+    return RZ_OK;
+}
+
+rz__docker_gpu_mode rz__docker_gpu_mode_of(const rz__docker_info *info)
+{
+    return info->nvidia_runtime ? RZ__DOCKER_GPU_NVIDIA
+           : info->cdi          ? RZ__DOCKER_GPU_CDI
+                                : RZ__DOCKER_GPU_NONE;
+}
+
+static int info_fetch(rz__docker *d, rz__docker_info *out)
+{
+    memset(out, 0, sizeof *out);
+    long status;
+    cJSON *j = NULL;
+    char msg[256];
+    int rc = call(d, "GET", "/info", NULL, &status, &j, msg, sizeof msg);
+    if (rc != RZ_OK)
+        return rc;
+    if (status != 200) {
+        cJSON_Delete(j);
+        return refused(d, "describe itself (/info)", status, msg);
+    }
+    info_parse(j, out);
     cJSON_Delete(j);
     return RZ_OK;
 }
@@ -897,7 +926,7 @@ static cJSON *pairs_object(const char *const *v, char sep)
     return o;
 }
 
-static char *create_body(const rz__docker_spec *s)
+char *rz__docker_create_body(const rz__docker_spec *s)
 {
     cJSON *b = cJSON_CreateObject();
     cJSON_AddStringToObject(b, "Image", s->image);
@@ -968,7 +997,7 @@ int rz__docker_create(rz__docker *d, const rz__docker_spec *spec, char **id)
     *id = NULL;
     if (!spec->image || !*spec->image)
         return rz__error(RZ_EINVALID, "a container needs an image");
-    char *body = create_body(spec);
+    char *body = rz__docker_create_body(spec);
     char *path = NULL;
     if (spec->name) {
         char *e = esc(d, spec->name);

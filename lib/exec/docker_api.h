@@ -68,6 +68,20 @@ typedef struct rz__docker_info {
     char cgroup_driver[32];
 } rz__docker_info;
 RZ_HIDDEN int rz__docker_info_get(rz__docker *d, rz__docker_info *out);
+/* The same from an /info body (RZ_EPROTOCOL when not a JSON object). CDI
+ * counts when DiscoveredDevices lists an nvidia.com/gpu device, or, from
+ * engines without that field, a CDISpecDirs folder holds an nvidia spec. */
+RZ_HIDDEN int rz__docker_info_parse(const char *json, rz__docker_info *out);
+
+/* How the engine gives a container GPUs: DeviceRequests for the NVIDIA
+ * runtime (preferred where both), CDI device names, or not at all. A node
+ * advertises GPU containers unless NONE. */
+typedef enum rz__docker_gpu_mode {
+    RZ__DOCKER_GPU_NONE = 0,
+    RZ__DOCKER_GPU_NVIDIA,
+    RZ__DOCKER_GPU_CDI
+} rz__docker_gpu_mode;
+RZ_HIDDEN rz__docker_gpu_mode rz__docker_gpu_mode_of(const rz__docker_info *info);
 
 /* Image inspect. *out (may be NULL) receives the engine's JSON, release with
  * cJSON_Delete. RZ_ENOENT when the engine does not have the image. */
@@ -131,6 +145,10 @@ typedef struct rz__docker_spec {
     bool gpu_cdi;                   /* CDI names nvidia.com/gpu=ID instead of
                                        the nvidia runtime's device ids */
 } rz__docker_spec;
+
+/* The create request's JSON (for rz__docker_create; malloc'ed, NULL when
+ * out of memory): GPUs only as spec->gpu_ids, never "all". */
+RZ_HIDDEN char *rz__docker_create_body(const rz__docker_spec *spec);
 
 /* Always: CapDrop ALL, no-new-privileges. *id: release with free. */
 RZ_HIDDEN int rz__docker_create(rz__docker *d, const rz__docker_spec *spec,

@@ -51,6 +51,7 @@ struct agent {
     size_t n_slots;
     uint64_t *outbox;            /* jobs whose results wait in DATA/outbox */
     size_t n_outbox;
+    uint64_t gpus_busy;          /* bit i: GPU i is a running job's */
 };
 
 /* A client for the current registration: *node and *generation say which.

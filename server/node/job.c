@@ -260,9 +260,60 @@ static uint32_t job_memory(agent *a, const job *j)
     return cap && (mb == 0 || mb > cap) ? cap : mb;
 }
 
+/* ---- GPUs ---- */
+
+/* The GPUs the step asks for (requirements.gpu.count). */
+static uint32_t job_gpus(const job *j)
+{
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(j->manifest,
+                                                        "requirements");
+    double n = num_at(cJSON_GetObjectItemCaseSensitive(req, "gpu"), "count");
+    return n > 0 && n <= 64 ? (uint32_t)n : 0;
+}
+
+/* The orchestrator reserved a count of this node's GPUs; which ones is the
+ * node's to say: the lowest free indexes, held until the job ends. ids
+ * gets "0", "3", ... (NULL-ended, in `names`). NULL when it can, else why
+ * not. */
+static const char *take_gpus(agent *a, uint32_t n, uint64_t *mask,
+                             char names[][4], const char **ids,
+                             char *why, size_t len)
+{
+    *mask = 0;
+    ids[0] = NULL;
+    if (n == 0)
+        return NULL;
+    pthread_mutex_lock(&a->mu);
+    uint32_t total = a->st.n_gpus < 64 ? a->st.n_gpus : 64, k = 0;
+    for (uint32_t i = 0; i < total && k < n; i++)
+        if (!(a->gpus_busy >> i & 1u)) {
+            *mask |= UINT64_C(1) << i;
+            snprintf(names[k], 4, "%u", i);
+            ids[k] = names[k];
+            k++;
+        }
+    if (k == n)
+        a->gpus_busy |= *mask;
+    pthread_mutex_unlock(&a->mu);
+    ids[k == n ? k : 0] = NULL;
+    if (k == n)
+        return NULL;
+    *mask = 0;
+    snprintf(why, len, "needs %" PRIu32 " GPU%s; %" PRIu32 " of this node's "
+             "%" PRIu32 " are free", n, n == 1 ? "" : "s", k, total);
+    return why;
+}
+
+static void give_back_gpus(agent *a, uint64_t mask)
+{
+    pthread_mutex_lock(&a->mu);
+    a->gpus_busy &= ~mask;
+    pthread_mutex_unlock(&a->mu);
+}
+
 /* Context, the request, the limits of this node, credentials (borrowed:
  * the attempt keeps its own copy to scrub with). */
-static int start(agent *a, job *j, rz_attempt **att)
+static int start(agent *a, job *j, rz_attempt **att, const char *const *gpus)
 {
     char run_id[40];
     snprintf(run_id, sizeof run_id, "job-%" PRIu64, j->s->job);
@@ -290,6 +341,7 @@ static int start(agent *a, job *j, rz_attempt **att)
     ao.sandbox = a->sandbox;
     ao.node_id = a->node_id;
     ao.container_host = a->cfg.container_host;
+    ao.gpu_ids = gpus[0] ? gpus : NULL;
     int rc = rz_attempt_start(att, &ao);
     sodium_memzero(secrets, sizeof secrets);
     cJSON_free(input);
@@ -308,7 +360,17 @@ static int stop_requested(job_slot *s)
 static void run(agent *a, job *j)
 {
     rz_attempt *att = NULL;
-    if (start(a, j, &att) != RZ_OK) {
+    char names[64][4], why[160];
+    const char *gpus[65];
+    uint64_t held = 0;
+    const char *no = take_gpus(a, job_gpus(j), &held, names, gpus, why,
+                               sizeof why);
+    if (no) {
+        j->error = strdup(no);
+        return;
+    }
+    if (start(a, j, &att, gpus) != RZ_OK) {
+        give_back_gpus(a, held);
         j->error = strdup("cannot start: out of memory");
         return;
     }
@@ -328,6 +390,7 @@ static void run(agent *a, job *j)
             j->error = strdup(res.reason);
     }
     rz_attempt_free(att);
+    give_back_gpus(a, held);
 }
 
 /* ---- reporting ---- */

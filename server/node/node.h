@@ -76,6 +76,8 @@ typedef struct node_state {
     char account[33];
     char url[512];                   /* where it registered */
     char *token;                     /* sodium_malloc; NULL when none */
+    uint32_t n_gpus;                 /* advertised at registration (not
+                                        saved): job GPUs are their indexes */
 } node_state;
 
 /* DATA/state.json plus DATA/token. A missing state is id 0, not an error. */

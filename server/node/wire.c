@@ -175,6 +175,9 @@ int node_register(const char *dir, const char *url, const node_config *cfg,
     char *caps = node_capabilities(dir, cfg, err, errlen);
     if (!caps)
         return RZ_EINTERNAL;
+    cJSON *parsed = cJSON_Parse(caps);
+    int n_gpus = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(parsed, "gpus"));
+    cJSON_Delete(parsed);
     cJSON *body = register_body(caps, keys), *reply = NULL;
     free(caps);
     rz_client *c = NULL;
@@ -191,6 +194,8 @@ int node_register(const char *dir, const char *url, const node_config *cfg,
                  "or account", url);
     else if (node_state_save(st, dir, err, errlen) != 0)
         rc = RZ_EIO;
+    if (rc == RZ_OK)
+        st->n_gpus = n_gpus > 0 ? (uint32_t)n_gpus : 0;
     if (reply) {
         /* The token was in the reply's memory too. */
         cJSON *tok = cJSON_GetObjectItemCaseSensitive(reply, "token");

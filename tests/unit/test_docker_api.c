@@ -464,6 +464,100 @@ static void test_version_from_ping(void **state)
     rz__docker_close(d);
 }
 
+/* A node advertises GPU containers from what /info says, and a step's
+ * devices go the way the engine takes them. */
+static void test_info_gpu_mode(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/rz-test-cdi-XXXXXX", empty[] = "/tmp/rz-test-cdi-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_non_null(mkdtemp(empty));
+    char spec[64];
+    snprintf(spec, sizeof spec, "%s/nvidia.yaml", dir);
+    FILE *f = fopen(spec, "w");
+    assert_non_null(f);
+    fputs("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\n", f);
+    fclose(f);
+    char with_spec[256], without_spec[256];
+    snprintf(with_spec, sizeof with_spec,
+             "{\"NCPU\": 8, \"CDISpecDirs\": [\"%s\"]}", dir);
+    snprintf(without_spec, sizeof without_spec,
+             "{\"NCPU\": 8, \"CDISpecDirs\": [\"%s\", \"/nonexistent\"]}", empty);
+    const struct { const char *body; rz__docker_gpu_mode mode; } cases[] = {
+        /* Docker with the NVIDIA toolkit's runtime */
+        {"{\"NCPU\": 8, \"Runtimes\": {\"runc\": {}, \"nvidia\": "
+         "{\"path\": \"nvidia-container-runtime\"}}}", RZ__DOCKER_GPU_NVIDIA},
+        /* Docker 25+ with CDI devices found */
+        {"{\"Runtimes\": {\"runc\": {}}, \"CDISpecDirs\": [\"/etc/cdi\"], "
+         "\"DiscoveredDevices\": [{\"Source\": \"cdi\", \"ID\": "
+         "\"nvidia.com/gpu=0\"}]}", RZ__DOCKER_GPU_CDI},
+        /* CDI devices, none of them a GPU */
+        {"{\"DiscoveredDevices\": [{\"Source\": \"cdi\", \"ID\": "
+         "\"vendor.example/fpga=0\"}]}", RZ__DOCKER_GPU_NONE},
+        /* An older engine: only where specs would be */
+        {with_spec, RZ__DOCKER_GPU_CDI},
+        {without_spec, RZ__DOCKER_GPU_NONE},
+        /* Podman here: runc and crun, nothing for GPUs */
+        {"{\"NCPU\": 2, \"Runtimes\": {\"crun\": {}, \"runc\": {}}, "
+         "\"CgroupDriver\": \"cgroupfs\"}", RZ__DOCKER_GPU_NONE},
+        {"{}", RZ__DOCKER_GPU_NONE},
+    };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(cases); i++) {
+        rz__docker_info info;
+        assert_int_equal(rz__docker_info_parse(cases[i].body, &info), RZ_OK);
+        if (rz__docker_gpu_mode_of(&info) != cases[i].mode)
+            fail_msg("case %zu: mode %d", i, (int)rz__docker_gpu_mode_of(&info));
+    }
+    rz__docker_info info;
+    assert_int_equal(rz__docker_info_parse("[1]", &info), RZ_EPROTOCOL);
+    assert_int_equal(rz__docker_info_parse("not json", &info), RZ_EPROTOCOL);
+    unlink(spec);
+    rmdir(dir);
+    rmdir(empty);
+}
+
+static cJSON *device_requests(const rz__docker_spec *sp)
+{
+    char *body = rz__docker_create_body(sp);
+    assert_non_null(body);
+    assert_null(strstr(body, "\"all\""));
+    assert_null(strstr(body, "\"Count\""));   /* never "-1: all GPUs" */
+    cJSON *j = cJSON_Parse(body);
+    free(body);
+    assert_non_null(j);
+    cJSON *h = cJSON_GetObjectItemCaseSensitive(j, "HostConfig");
+    cJSON *r = cJSON_DetachItemFromObjectCaseSensitive(h, "DeviceRequests");
+    cJSON_Delete(j);
+    return r;
+}
+
+/* The create request carries exactly the reserved GPUs. */
+static void test_create_gpus(void **state)
+{
+    (void)state;
+    const char *ids[] = {"1", "3", NULL};
+    rz__docker_spec sp = {.image = "img", .gpu_ids = ids};
+    cJSON *r = device_requests(&sp);
+    char *text = cJSON_PrintUnformatted(r);
+    assert_string_equal(text, "[{\"Driver\":\"nvidia\",\"DeviceIDs\":[\"1\",\"3\"],"
+                              "\"Capabilities\":[[\"gpu\"]]}]");
+    cJSON_free(text);
+    cJSON_Delete(r);
+    sp.gpu_cdi = true;
+    r = device_requests(&sp);
+    text = cJSON_PrintUnformatted(r);
+    assert_string_equal(text, "[{\"Driver\":\"cdi\",\"DeviceIDs\":"
+                              "[\"nvidia.com/gpu=1\",\"nvidia.com/gpu=3\"]}]");
+    cJSON_free(text);
+    cJSON_Delete(r);
+    /* None reserved: no device request at all. */
+    const char *none[] = {NULL};
+    sp.gpu_ids = none;
+    assert_null(device_requests(&sp));
+    sp.gpu_ids = NULL;
+    assert_null(device_requests(&sp));
+}
+
 /* ---- against the engine ---- */
 
 static void test_version(void **state)
@@ -885,6 +979,8 @@ int main(void)
         cmocka_unit_test(test_registry_auth),
         cmocka_unit_test(test_registry_auth_sent),
         cmocka_unit_test(test_version_from_ping),
+        cmocka_unit_test(test_info_gpu_mode),
+        cmocka_unit_test(test_create_gpus),
     };
     int failed = cmocka_run_group_tests_name("docker_api offline", offline, NULL, NULL);
     host = getenv("RHIZOS_TEST_DOCKER_HOST");
