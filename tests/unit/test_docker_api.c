@@ -27,6 +27,8 @@
 
 #include "common/internal.h"
 #include "exec/docker_api.h"
+#include "rhizos/exec.h"
+#include "rhizos/module.h"
 
 static const char *host, *image, *remote, *digest;
 static char label[64];       /* io.rhizos.test=<this run>, on every container */
@@ -939,6 +941,71 @@ static void test_pull_wrong_digest(void **state)
     rz__docker_close(d);
 }
 
+/* A step that needs GPUs, on an engine without GPU containers (this one):
+ * it fails saying so, and no container is made. */
+static void test_gpu_step_without_gpu_engine(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/rz-test-gpu-mod-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char mdir[64], path[96];
+    snprintf(mdir, sizeof mdir, "%s/gpu-step", dir);
+    assert_int_equal(mkdir(mdir, 0755), 0);
+    snprintf(path, sizeof path, "%s/module.json", mdir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"id\":\"gpu-step\",\"version\":\"1.0.0\",\"name\":\"g\","
+            "\"inputs\":[],\"outputs\":[],\"requirements\":{\"adapter\":"
+            "\"docker\",\"gpu\":{\"count\":1}},\"exec\":{\"adapter\":\"docker\","
+            "\"image\":\"%s\",\"command\":[\"true\"]}}", image);
+    fclose(f);
+    rz_registry *reg = NULL;
+    const rz_module *m = NULL;
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(reg, dir, NULL), RZ_OK);
+    assert_int_equal(rz_registry_resolve(reg, "gpu-step", "1.0.0", &m), RZ_OK);
+    rz__docker *d = open_engine();
+    /* (Also what links the docker adapter into this static test.) */
+    rz_container_info ci;
+    assert_int_equal(rz_container_probe(&ci, host), RZ_OK);
+    assert_true(ci.answers);
+    if (ci.gpu) {
+        rz__docker_close(d);
+        rz_registry_free(reg);
+        skip();   /* an engine that runs GPU containers: not this check */
+    }
+    char **before, **after;
+    size_t nb, na;
+    assert_int_equal(rz__docker_list(d, "io.rhizos.run=gpu-run", &before, &nb), RZ_OK);
+    const char *ids[] = {"0", NULL};
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = m;
+    o.container_host = host;
+    o.gpu_ids = ids;
+    o.run_id = "gpu-run";
+    rz_attempt *a = NULL;
+    assert_int_equal(rz_attempt_start(&a, &o), RZ_OK);
+    uint64_t give_up = rz__now_ms() + 30000;
+    while (rz_attempt_poll(a, 100) == 0)
+        assert_true(rz__now_ms() < give_up);
+    rz_attempt_result res;
+    assert_int_equal(rz_attempt_result_get(a, &res), RZ_OK);
+    assert_false(res.ok);
+    if (!strstr(res.reason, "runs no GPU containers"))
+        fail_msg("reason: %s", res.reason);
+    assert_non_null(strstr(res.reason, "needs 1 GPU"));
+    rz_attempt_free(a);
+    assert_int_equal(rz__docker_list(d, "io.rhizos.run=gpu-run", &after, &na), RZ_OK);
+    assert_int_equal(na, nb);
+    rz__docker_ids_free(before, nb);
+    rz__docker_ids_free(after, na);
+    rz__docker_close(d);
+    rz_registry_free(reg);
+    unlink(path);
+    rmdir(mdir);
+    rmdir(dir);
+}
+
 static void test_bad_image(void **state)
 {
     (void)state;
@@ -1009,6 +1076,7 @@ int main(void)
         cmocka_unit_test(test_pull_digest),
         cmocka_unit_test(test_pull_wrong_digest),
         cmocka_unit_test(test_bad_image),
+        cmocka_unit_test(test_gpu_step_without_gpu_engine),
     };
     failed += cmocka_run_group_tests_name("docker_api engine", engine,
                                           setup_scratch, teardown_scratch);
