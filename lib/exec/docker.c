@@ -259,6 +259,12 @@ typedef struct dk_state {
     char pulled[160];            /* the pull's last line, until read once */
     rz__docker_demux logs;       /* the engine's copy, when the stream lost it */
     bool have_logs;
+    /* stderr without the engine's own attach errors: as it comes (the last
+     * 2 x max_log bytes of it; raw bytes read, bytes kept in all), and the
+     * final log. */
+    rz__buf live_err, final_err;
+    size_t live_raw;
+    uint64_t live_total;
 } dk_state;
 
 static int dk_probe(const char *host, char *why, size_t n)
@@ -378,6 +384,8 @@ static void dk_cleanup(void *state)
     free_list(s->binds, false);
     free_list(s->tmpfs, false);
     free_list(s->gpus, false);
+    rz__buf_free(&s->live_err);
+    rz__buf_free(&s->final_err);
     free(s->user);
     free(s->outputs_path);
     if (s->request)
@@ -799,6 +807,9 @@ static void finish_container(dk_state *s)
     rz__exec_outputs(s->outputs_path, s->max_stdout, out, out_len,
                      s->stdout_over, &s->outputs, s->output_error,
                      sizeof s->output_error);
+    (void)rz__docker_clean_stderr(&s->final_err, err, err_len, true);
+    err = s->final_err.data;
+    err_len = err ? s->final_err.len : 0;
     if (err_len > s->max_log) {
         err += err_len - s->max_log;
         err_len = s->max_log;
@@ -933,13 +944,28 @@ static void dk_status(void *state, char *buf, size_t len)
 
 RZ_HIDDEN extern const rz__adapter rz__docker_adapter;
 /* The attach stream keeps stderr from its start (up to its cap). */
+/* The attach stream's stderr, whole lines, without the engine's noise. */
 static const char *dk_log_so_far(void *state, size_t *len, uint64_t *total)
 {
     dk_state *s = state;
-    *len = 0;
-    const char *log = s->st ? rz__docker_stream_stderr(s->st, len, NULL) : NULL;
-    *total = *len;
-    return log;
+    size_t raw = 0;
+    const char *err = s->st ? rz__docker_stream_stderr(s->st, &raw, NULL)
+                            : NULL;
+    if (err && raw > s->live_raw) {
+        size_t before = s->live_err.len;
+        s->live_raw += rz__docker_clean_stderr(&s->live_err, err + s->live_raw,
+                                    raw - s->live_raw, false);
+        s->live_total += s->live_err.len - before;
+        size_t keep = s->max_log;
+        if (s->live_err.len > 2 * keep) {   /* only the tail is looked at */
+            memmove(s->live_err.data,
+                    s->live_err.data + s->live_err.len - keep, keep);
+            s->live_err.len = keep;
+        }
+    }
+    *len = s->live_err.len;
+    *total = s->live_total;
+    return s->live_err.data;
 }
 
 const rz__adapter rz__docker_adapter = {

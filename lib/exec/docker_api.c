@@ -594,6 +594,40 @@ static int info_fetch(rz__docker *d, rz__docker_info *out)
     return RZ_OK;
 }
 
+/* Podman 4.3 writes its own error into the attach stream's stderr when
+ * the connection ends first ("Error: read unixpacket @->/proc/self/fd/15/
+ * attach: read: connection reset by peer", or "Error: write unixpacket
+ * ...: write: broken pipe"): not the module's log. */
+static bool attach_noise(const char *line, size_t n)
+{
+    static const char *const heads[] = {"Error: read unixpacket ",
+                                        "Error: write unixpacket "};
+    size_t h = 0;
+    for (size_t k = 0; k < RZ_ARRAY_LEN(heads) && !h; k++)
+        if (n >= strlen(heads[k]) && memcmp(line, heads[k], strlen(heads[k])) == 0)
+            h = strlen(heads[k]);
+    for (size_t i = h; h && i + 9 <= n; i++)
+        if (memcmp(line + i, "/attach: ", 9) == 0)
+            return true;
+    return false;
+}
+
+size_t rz__docker_clean_stderr(rz__buf *dst, const char *p, size_t n,
+                               bool all)
+{
+    size_t at = 0;
+    while (at < n) {
+        const char *nl = memchr(p + at, '\n', n - at);
+        if (!nl && !all)
+            break;
+        size_t len = nl ? (size_t)(nl - (p + at)) + 1 : n - at;
+        if (!attach_noise(p + at, len))
+            rz__buf_append(dst, p + at, len);
+        at += len;
+    }
+    return at;
+}
+
 /* ---- images ---- */
 
 int rz__docker_ref_split(const char *ref, char **name, char **digest)

@@ -196,6 +196,15 @@ RZ_HIDDEN int rz__docker_demux_feed(rz__docker_demux *m, const void *p,
                                     size_t n);
 RZ_HIDDEN void rz__docker_demux_free(rz__docker_demux *m);
 
+/* Appends the whole lines of p[0..n) (`all`: the last one even without
+ * its newline) to dst, less the error Podman 4.3 writes into an attach
+ * stream's stderr when the connection ends first ("Error: read unixpacket
+ * @->/proc/self/fd/N/attach: ...", "Error: write unixpacket ..."), which
+ * is not the module's. Returns the
+ * bytes consumed. */
+RZ_HIDDEN size_t rz__docker_clean_stderr(rz__buf *dst, const char *p,
+                                         size_t n, bool all);
+
 /* Block until the container exits or timeout_ms passes (RZ_ETIMEOUT). */
 RZ_HIDDEN int rz__docker_wait(rz__docker *d, const char *id, long timeout_ms,
                               int *exit_code);
