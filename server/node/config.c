@@ -3,11 +3,13 @@
  * Lines are blank, a comment (# ...), a section header [name], or
  * key = value where value is a "basic string" (escapes \" \\ \n \t \r),
  * a 'literal string', an integer (digits, optional sign and _ separators),
- * a float (digits with a fraction and/or exponent) or true/false, each
- * optionally followed by a comment. Everything else (arrays, inline
- * tables, dotted keys, multi-line strings) is refused with FILE:LINE.
+ * a float (digits with a fraction and/or exponent), true/false or an array
+ * of strings on one line (["a", 'b']), each optionally followed by a
+ * comment. Everything else (other arrays, inline tables, dotted keys,
+ * multi-line strings) is refused with FILE:LINE.
  */
 #include <errno.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -17,11 +19,13 @@
 
 #include "node.h"
 
-typedef enum { V_STRING, V_INT, V_FLOAT, V_BOOL } vtype;
+typedef enum { V_STRING, V_INT, V_FLOAT, V_BOOL, V_STRV } vtype;
 
 typedef struct value {
     vtype type;
     char *s;            /* V_STRING, malloc'd */
+    char **sv;          /* V_STRV, n_sv malloc'd strings */
+    size_t n_sv;
     int64_t i;
     double f;
     int b;
@@ -52,7 +56,8 @@ static int perr(parser *p, const char *fmt, ...)
 /* ---- the keys a node knows ---- */
 
 typedef enum { K_URL, K_MODULES, K_SANDBOX, K_HEARTBEAT, K_GPU, K_CPU, K_MEM,
-               K_MAXJOBS, K_MAXMEM, K_MAXOUT, K_CONTAINER_HOST } key_id;
+               K_MAXJOBS, K_MAXMEM, K_MAXOUT, K_CONTAINER_HOST,
+               K_ALLOW_IMAGES } key_id;
 
 typedef struct key_def {
     const char *section, *name;
@@ -72,6 +77,7 @@ static const key_def keys[] = {
     { "limits", "max_memory_mb", K_MAXMEM, V_INT },
     { "limits", "max_output_kb", K_MAXOUT, V_INT },
     { "container", "host", K_CONTAINER_HOST, V_STRING },
+    { "container", "allow_images", K_ALLOW_IMAGES, V_STRV },
 };
 
 static const char *const sections[] = {
@@ -84,6 +90,7 @@ static const char *type_name(vtype t)
     case V_STRING: return "a string";
     case V_INT: return "an integer";
     case V_FLOAT: return "a number";
+    case V_STRV: return "an array of strings";
     default: return "true or false";
     }
 }
@@ -257,6 +264,58 @@ static int parse_number(parser *p, const char **sp, const char *end, value *v)
     return 0;
 }
 
+static void value_free(value *v)
+{
+    free(v->s);
+    v->s = NULL;
+    for (size_t i = 0; i < v->n_sv; i++)
+        free(v->sv[i]);
+    free(v->sv);
+    v->sv = NULL;
+    v->n_sv = 0;
+}
+
+/* ["a", 'b', ] on one line: strings only. */
+static int parse_string_array(parser *p, const char **sp, const char *end,
+                              value *v)
+{
+    const char *s = skip_ws(*sp + 1, end);
+    v->type = V_STRV;
+    while (s < end && *s != ']') {
+        value item = {0};
+        if (*s == '"' && !(end - s >= 3 && s[1] == '"' && s[2] == '"')) {
+            if (parse_basic_string(p, &s, end, &item) != 0)
+                return -1;
+        } else if (*s == '\'') {
+            if (parse_literal_string(p, &s, end, &item) != 0)
+                return -1;
+        } else {
+            return perr(p, "an array may hold only strings, on one line");
+        }
+        if (v->n_sv == NODE_CONFIG_MAX_LIST) {
+            free(item.s);
+            return perr(p, "more than %u entries in an array",
+                        NODE_CONFIG_MAX_LIST);
+        }
+        char **more = realloc(v->sv, (v->n_sv + 1) * sizeof *more);
+        if (!more) {
+            free(item.s);
+            return perr(p, "out of memory");
+        }
+        v->sv = more;
+        v->sv[v->n_sv++] = item.s;
+        s = skip_ws(s, end);
+        if (s < end && *s == ',')
+            s = skip_ws(s + 1, end);
+        else if (s < end && *s != ']')
+            return perr(p, "expected ',' or ']' in the array");
+    }
+    if (s >= end)
+        return perr(p, "unterminated array (arrays are on one line)");
+    *sp = s + 1;
+    return 0;
+}
+
 static int parse_value(parser *p, const char **sp, const char *end, value *v)
 {
     const char *s = *sp;
@@ -269,8 +328,10 @@ static int parse_value(parser *p, const char **sp, const char *end, value *v)
     }
     if (*s == '\'')
         return parse_literal_string(p, sp, end, v);
-    if (*s == '[' || *s == '{')
-        return perr(p, "arrays and inline tables are not supported");
+    if (*s == '[')
+        return parse_string_array(p, sp, end, v);
+    if (*s == '{')
+        return perr(p, "inline tables are not supported");
     for (int b = 0; b < 2; b++) {
         const char *word = b ? "true" : "false";
         size_t n = strlen(word);
@@ -312,6 +373,23 @@ static int apply_url(parser *p, value *v)
     return set_string(&p->c->orchestrator_url, v);
 }
 
+/* Image globs (fnmatch, as --allow-images of the orchestrator). */
+static int apply_allow_images(parser *p, value *v)
+{
+    node_config *c = p->c;
+    for (size_t i = 0; i < v->n_sv; i++)
+        if (!v->sv[i][0] || strlen(v->sv[i]) > 512)
+            return perr(p, "allow_images: a pattern is 1 to 512 characters");
+    for (size_t i = 0; i < c->n_allow_images; i++)
+        free(c->allow_images[i]);
+    free(c->allow_images);
+    c->allow_images = v->sv;
+    c->n_allow_images = v->n_sv;
+    v->sv = NULL;
+    v->n_sv = 0;
+    return 0;
+}
+
 static int apply(parser *p, const key_def *k, value *v)
 {
     node_config *c = p->c;
@@ -325,6 +403,7 @@ static int apply(parser *p, const key_def *k, value *v)
             return perr(p, "host must be unix:///PATH (the container "
                         "engine's socket)");
         return set_string(&c->container_host, v);
+    case K_ALLOW_IMAGES: return apply_allow_images(p, v);
     case K_SANDBOX: c->sandbox = v->b; return 0;
     case K_HEARTBEAT:
         if (v->f < 0.1 || v->f > 60)
@@ -418,7 +497,7 @@ static int parse_assignment(parser *p, const char *s, const char *end)
         rc = perr(p, "unexpected text after the value");
     if (rc == 0)
         rc = assign(p, key, &v);
-    free(v.s);
+    value_free(&v);
     return rc;
 }
 
@@ -497,11 +576,22 @@ void node_config_free(node_config *c)
     free(c->orchestrator_url);
     free(c->modules);
     free(c->container_host);
+    for (size_t i = 0; i < c->n_allow_images; i++)
+        free(c->allow_images[i]);
+    free(c->allow_images);
     for (size_t i = 0; i < c->n_labels; i++) {
         free(c->label_keys[i]);
         free(c->label_values[i]);
     }
     node_config_defaults(c);
+}
+
+int node_config_image_allowed(const node_config *c, const char *image)
+{
+    for (size_t i = 0; image && i < c->n_allow_images; i++)
+        if (fnmatch(c->allow_images[i], image, 0) == 0)
+            return 1;
+    return 0;
 }
 
 int node_config_set_container_host(node_config *c, const char *host,
@@ -583,6 +673,19 @@ char *node_config_format(const node_config *c)
         fputc('\n', f);
     } else {
         fputs("# host = \"unix:///run/podman/podman.sock\"\n", f);
+    }
+    fputs("# Images a client may run here without a module (rhizos run -t "
+          "docker -i IMAGE),\n# as globs; none by default.\n", f);
+    if (c->n_allow_images) {
+        fputs("allow_images = [", f);
+        for (size_t i = 0; i < c->n_allow_images; i++) {
+            if (i)
+                fputs(", ", f);
+            put_string(f, c->allow_images[i]);
+        }
+        fputs("]\n", f);
+    } else {
+        fputs("# allow_images = [\"registry.example/tools/*\"]\n", f);
     }
     fputs("\n# Free-form labels jobs can require (region, tier, ...).\n"
           "[labels]\n", f);

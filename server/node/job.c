@@ -110,7 +110,7 @@ static const char *check_module(agent *a, job *j, char *why, size_t n)
  * --allow-images policy) and marks the assignment so: "adhoc"
  * {"adapter":"docker","image","command"?} in place of "module". Only such
  * an assignment runs an image no registry names; it runs as a module whose
- * manifest is just that exec (DATA/adhoc/JOB/module.json while it runs).
+ * manifest is just that exec (DATA/adhoc/ID/ID/module.json while it runs).
  * NULL when it can run, else why not. */
 static const char *check_adhoc(agent *a, job *j, const cJSON *adhoc,
                                char *why, size_t n)
@@ -123,6 +123,16 @@ static const char *check_adhoc(agent *a, job *j, const cJSON *adhoc,
         return "the ad-hoc assignment names no docker image";
     snprintf(j->module_ref, sizeof j->module_ref, "image %.140s", image);
     j->module_id = j->module_ref;
+    /* The node's operator opts in too: the orchestrator's policy is not
+     * this machine's. */
+    if (!a->cfg.n_allow_images)
+        return "this node runs no ad-hoc images (its operator allows them "
+               "with [container] allow_images)";
+    if (!node_config_image_allowed(&a->cfg, image)) {
+        snprintf(why, n, "image \"%.200s\" matches no [container] "
+                 "allow_images pattern of this node", image);
+        return why;
+    }
     if (rz_attempt_adapter_check_at("docker", a->cfg.container_host) != RZ_OK) {
         snprintf(why, n, "%.300s", rz_error_last()->message);
         return why;
@@ -138,13 +148,16 @@ static const char *check_adhoc(agent *a, job *j, const cJSON *adhoc,
     cJSON_AddItemToObject(man, "exec", cJSON_Duplicate(adhoc, 1));
     char *text = cJSON_PrintUnformatted(man);
     j->manifest = man;
+    /* A registry folder holds module folders: DATA/adhoc/ID/ID/module.json. */
     snprintf(j->adhoc_dir, sizeof j->adhoc_dir, "%s/adhoc/%s",
              a->o->data_dir, mid);
-    char path[PATH_MAX + 16];
+    char path[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/adhoc", a->o->data_dir);
     mkdir(path, 0700);
     mkdir(j->adhoc_dir, 0700);
-    snprintf(path, sizeof path, "%s/module.json", j->adhoc_dir);
+    snprintf(path, sizeof path, "%s/%s", j->adhoc_dir, mid);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/%s/module.json", j->adhoc_dir, mid);
     FILE *f = text ? fopen(path, "w") : NULL;
     int ok = f && fputs(text, f) >= 0;
     ok = (f && fclose(f) == 0) && ok;
@@ -163,9 +176,13 @@ static void adhoc_cleanup(job *j)
 {
     if (!j->adhoc_dir[0])
         return;
-    char path[PATH_MAX + 16];
-    snprintf(path, sizeof path, "%s/module.json", j->adhoc_dir);
+    char path[PATH_MAX + 64];
+    const char *mid = strrchr(j->adhoc_dir, '/');
+    mid = mid ? mid + 1 : j->adhoc_dir;   /* DATA/adhoc/ID: ID */
+    snprintf(path, sizeof path, "%s/%.40s/module.json", j->adhoc_dir, mid);
     unlink(path);
+    snprintf(path, sizeof path, "%s/%.40s", j->adhoc_dir, mid);
+    rmdir(path);
     rmdir(j->adhoc_dir);
     rz_registry_free(j->adhoc_reg);
 }

@@ -11,6 +11,7 @@
 
 #define NODE_CONFIG_MAX_BYTES (64u * 1024u)
 #define NODE_CONFIG_MAX_LABELS 64u
+#define NODE_CONFIG_MAX_LIST 64u     /* entries of an array value */
 
 typedef struct node_config {
     char *orchestrator_url;          /* [orchestrator] url */
@@ -24,6 +25,10 @@ typedef struct node_config {
     uint32_t max_memory_mb;          /* [limits] per job; 0: no cap */
     char *container_host;            /* [container] host: unix:///PATH;
                                         NULL: DOCKER_HOST and the defaults */
+    char **allow_images;             /* [container] allow_images: globs of
+                                        images run without a module; none
+                                        by default */
+    size_t n_allow_images;
     uint32_t max_output_kb;          /* [limits] outputs of one job (default
                                         NODE_DEFAULT_OUTPUT_KB) */
     size_t n_labels;                 /* [labels] key = "value" */
@@ -52,6 +57,12 @@ void node_config_free(node_config *c);
  * it is not one. */
 int node_config_set_container_host(node_config *c, const char *host,
                                    char *err, size_t errlen);
+/* The label a node advertises when it runs ad-hoc images, and which the
+ * orchestrator requires of an ad-hoc image's job (a [labels] key cannot
+ * hold the '.'). */
+#define NODE_ADHOC_LABEL "rhizos.adhoc_images"
+/* 1 when an allow_images glob matches `image`, else 0. */
+int node_config_image_allowed(const node_config *c, const char *image);
 /* The file `init` writes (malloc'd). */
 char *node_config_format(const node_config *c);
 

@@ -78,6 +78,10 @@ static int apply_containers(rz_caps *caps, const node_config *cfg)
     if (rc == RZ_OK)
         rc = rz_caps_set_runtimes(caps, runtimes,
                                   !ci.answers ? 0 : ci.gpu ? 2 : 1);
+    /* Ad-hoc images only where the operator allows some (the orchestrator
+     * requires this label of such jobs). */
+    if (rc == RZ_OK && ci.answers && cfg->n_allow_images)
+        rc = rz_caps_set_label(caps, NODE_ADHOC_LABEL, "yes");
     return rc;
 }
 

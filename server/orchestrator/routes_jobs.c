@@ -119,6 +119,10 @@ static bool module_spec(req *q, const char **spec, const char **image)
 
 /* ---- ad-hoc images ---- */
 
+/* rhizos-node's NODE_ADHOC_LABEL: what a node that allows ad-hoc images
+ * advertises. */
+#define ADHOC_LABEL "rhizos.adhoc_images"
+
 /* The orchestrator's policy: an image runs without a module only when an
  * --allow-images glob matches it. */
 static bool image_allowed(req *q, const char *image)
@@ -181,6 +185,15 @@ static int image_job(orch *o, const rz_engine_module_job *mj, const char *exec,
     cJSON_AddItemToObject(request, "config", cfg ? cfg : cJSON_CreateObject());
     cJSON_DeleteItemFromObjectCaseSensitive(reqs, "adapter");
     cJSON_AddStringToObject(reqs, "adapter", "docker");
+    /* Only a node whose operator allows ad-hoc images (rhizos-node's
+     * [container] allow_images) advertises this label. */
+    cJSON *labels = cJSON_GetObjectItemCaseSensitive(reqs, "labels");
+    if (!cJSON_IsObject(labels)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(reqs, "labels");
+        labels = cJSON_AddObjectToObject(reqs, "labels");
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(labels, ADHOC_LABEL);
+    cJSON_AddStringToObject(labels, ADHOC_LABEL, "yes");
     char *rq = cJSON_PrintUnformatted(reqs), *rt = cJSON_PrintUnformatted(request);
     cJSON_Delete(reqs);
     cJSON_Delete(request);

@@ -28,7 +28,8 @@ if not HOST:
     sys.exit(77)
 
 import network  # noqa: E402  (reads the same argv)
-from containers import SECRET, containers, engine, write_module  # noqa: E402
+from containers import (IMAGE, SECRET, containers, engine,  # noqa: E402
+                        write_module)
 from harness import (Proc, cli_env, run, set_config,  # noqa: E402
                      start_orchestrator, wait_until)
 
@@ -64,7 +65,8 @@ class ContainerNetwork(network.Base):
         self.orch = start_orchestrator(
             ORCH, self.data, ["--quiet", "--node-timeout-ms",
                               str(self.node_timeout_ms),
-                              "--modules", self.mods],
+                              "--modules", self.mods,
+                              "--allow-images", "localhost/*"],
             admin_key=network.ADMIN, cwd=ROOT, port=self.port)
 
     def init_node(self, name, price):
@@ -78,6 +80,34 @@ class ContainerNetwork(network.Base):
         n.data = data
         self.nodes.append(n)
         return n
+
+    def test_adhoc_image_needs_the_node_operator_too(self):
+        """The orchestrator allows the image, but a node runs one only
+        under its own [container] allow_images: the node without it is not
+        offered the job (and says why), the one with it runs it."""
+        self.start_node("node1", network.PRICES[0])
+        job = self.cli_json("run", "-t", "docker", "-i", IMAGE, "--cmd", "sh",
+                            "--cmd", "-c", "--cmd", "echo '{\"ok\": 1}'",
+                            "--memory", "64", "--max-cost", "50000", key=self.key)
+        wait_until(lambda: "rhizos.adhoc_images" in
+                   (self.job(job["id"]).get("waiting_reason") or ""), 30,
+                   "the job's reason to name the label")
+        self.assertEqual(self.job(job["id"])["status"], "queued")
+        data = self.init_node("node2", network.PRICES[1])
+        set_config(data, "container", "allow_images", '["localhost/*"]')
+        n = self.run_node(data)
+        reg = n.wait_for(lambda: [e for e in n.events()
+                                  if e.get("event") == "registered"],
+                         30, "node2 to register")[0]
+        try:
+            wait_until(lambda: self.job(job["id"])["status"] in
+                       ("succeeded", "failed"), 60, "the image's job to finish")
+        except AssertionError:
+            raise AssertionError(str(self.job(job["id"])) + n.output())
+        j = self.job(job["id"])
+        self.assertEqual((j["status"], j["node"]), ("succeeded", reg["node"]),
+                         str(j) + n.output())
+        self.assertEqual(j["outputs"], {"ok": 1})
 
     def test_container_flow_pays_exactly(self):
         node = self.start_node("node1", network.PRICES[0])

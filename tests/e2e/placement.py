@@ -2,8 +2,9 @@
 """Jobs no node can run: the orchestrator says why (the job JSON's
 "waiting_reason", `rhizos job`, `rhizos run --wait`), and a queue timeout
 fails such a job and refunds its hold in full. Ad-hoc images (`rhizos run
--t docker -i IMAGE`) only under --allow-images; their assignment carries
-the image instead of a module.
+-t docker -i IMAGE`) only under --allow-images, and only on a node that
+advertises rhizos.adhoc_images (its [container] allow_images); their
+assignment carries the image instead of a module.
 
 A process-only node is registered over the API (no agent needed: it never
 polls); the container module wc-container and a label no node has then
@@ -151,7 +152,19 @@ class Images(unittest.TestCase):
             st, body = http(self.proc.base, "POST", "/api/v1/jobs", key=key, body=bad)
             self.assertEqual(st, 400, (bad, body))
         self.assertEqual(self.balance(key)["pending_cents"], 30)
+        # A docker node whose operator allows no ad-hoc images does not
+        # advertise the label such a job requires: it is not offered it.
         caps = dict(NODE_CAPS, adapters=["process", "docker"], labels={"pool": "a"})
+        st, plain = http(self.proc.base, "POST", "/api/v1/nodes/register",
+                         body={"capabilities": caps, "x25519_public_key": "44" * 32})
+        self.assertEqual(st, 201, plain)
+        st, a = http(self.proc.base, "GET", "/api/v1/nodes/%d/jobs?wait=0" % plain["id"],
+                     key=plain["token"])
+        self.assertNotEqual((a or {}).get("job"), job["id"])
+        got = json.loads(self.cli("job", str(job["id"]), "--json", key=key).stdout)
+        self.assertIn("rhizos.adhoc_images", got["waiting_reason"] or "")
+        caps = dict(NODE_CAPS, adapters=["process", "docker"],
+                    labels={"pool": "a", "rhizos.adhoc_images": "yes"})
         st, reg = http(self.proc.base, "POST", "/api/v1/nodes/register",
                        body={"capabilities": caps, "x25519_public_key": "33" * 32})
         self.assertEqual(st, 201, reg)

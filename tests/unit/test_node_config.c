@@ -128,7 +128,7 @@ static const bad_case bad[] = {
     { "[pricing]\ngpu_hour_cents = 99999999999999999999\n", "node.toml:2: integer out of range" },
     { "[pricing]\ngpu_hour_cents = -1\n", "node.toml:2: gpu_hour_cents must be between 0 and" },
     { "[pricing]\ngpu_hour_cents = 1.5\n", "node.toml:2: gpu_hour_cents must be an integer" },
-    { "[pricing]\ngpu_hour_cents = [1]\n", "node.toml:2: arrays and inline tables" },
+    { "[pricing]\ngpu_hour_cents = [1]\n", "node.toml:2: an array may hold only strings" },
     { "[pricing]\ncpu_hour_cents = 1\ncpu_hour_cents = 2\n", "node.toml:3: key 'cpu_hour_cents' appears twice in [pricing]" },
     { "[pricing]\ndisk_hour_cents = 1\n", "node.toml:2: unknown key 'disk_hour_cents' in [pricing]" },
     { "[limits]\nmax_concurrent_jobs = 0\n", "node.toml:2: max_concurrent_jobs must be between 1 and 1024" },
@@ -140,6 +140,13 @@ static const bad_case bad[] = {
     { "[labels]\nregion = 5\n", "node.toml:2: label region must be a string" },
     { "[labels]\na = \"x\"\na = \"y\"\n", "node.toml:3: key 'a' appears twice in [labels]" },
     { "[labels]\na = \"x\x01\"\n", "node.toml:2: control character in a string" },
+    { "[container]\nallow_images = [1]\n", "node.toml:2: an array may hold only strings" },
+    { "[container]\nallow_images = [\"a\" \"b\"]\n", "node.toml:2: expected ',' or ']'" },
+    { "[container]\nallow_images = [\"a\",\n", "node.toml:2: unterminated array" },
+    { "[container]\nallow_images = \"a/*\"\n", "node.toml:2: allow_images must be an array of strings" },
+    { "[container]\nallow_images = [\"\"]\n", "node.toml:2: allow_images: a pattern is 1 to 512" },
+    { "[limits]\nmax_memory_mb = [\"1\"]\n", "node.toml:2: max_memory_mb must be an integer" },
+    { "[container]\nallow_images = {}\n", "node.toml:2: inline tables are not supported" },
 };
 
 static void malformed_lines(void **state)
@@ -154,6 +161,30 @@ static void malformed_lines(void **state)
                      bad[i].text, rc, err, bad[i].want);
         node_config_free(&c);
     }
+}
+
+/* [container] allow_images: none by default, globs as fnmatch reads them. */
+static void allow_images(void **state)
+{
+    (void)state;
+    node_config c;
+    char err[512] = "";
+    assert_int_equal(parse(&c, "", err, sizeof err), 0);
+    assert_int_equal(c.n_allow_images, 0);
+    assert_int_equal(node_config_image_allowed(&c, "busybox:1.36"), 0);
+    node_config_free(&c);
+    assert_int_equal(parse(&c, "[container]\nallow_images = [\"localhost/*\", "
+                               "'busybox:1.36' , ]  # two\n", err, sizeof err), 0);
+    assert_int_equal(c.n_allow_images, 2);
+    assert_string_equal(c.allow_images[1], "busybox:1.36");
+    assert_int_equal(node_config_image_allowed(&c, "localhost/wc:latest"), 1);
+    assert_int_equal(node_config_image_allowed(&c, "busybox:1.36"), 1);
+    assert_int_equal(node_config_image_allowed(&c, "busybox:latest"), 0);
+    assert_int_equal(node_config_image_allowed(&c, "evil/localhost/x"), 0);
+    node_config_free(&c);
+    assert_int_equal(parse(&c, "[container]\nallow_images = []\n", err, sizeof err), 0);
+    assert_int_equal(c.n_allow_images, 0);
+    node_config_free(&c);
 }
 
 static void nul_byte(void **state)
@@ -242,6 +273,10 @@ static void format_round_trip(void **state)
     c.label_keys[0] = strdup("region");
     c.label_values[0] = strdup("us \"east\"");
     c.n_labels = 1;
+    char *globs[] = {strdup("localhost/*"), strdup("a\"b")};
+    c.allow_images = malloc(sizeof globs);
+    memcpy(c.allow_images, globs, sizeof globs);
+    c.n_allow_images = 2;
     char *text = node_config_format(&c);
     assert_non_null(text);
     char *path = temp_file(text, strlen(text));
@@ -258,6 +293,8 @@ static void format_round_trip(void **state)
     assert_int_equal(d.gpu_hour_cents, 50);
     assert_int_equal(d.n_labels, 1);
     assert_string_equal(d.label_values[0], "us \"east\"");
+    assert_int_equal(d.n_allow_images, 2);
+    assert_string_equal(d.allow_images[1], "a\"b");
     unlink(path);
     free(path);
     free(text);
@@ -272,6 +309,7 @@ int main(void)
         cmocka_unit_test(good_file),
         cmocka_unit_test(number_kinds),
         cmocka_unit_test(malformed_lines),
+        cmocka_unit_test(allow_images),
         cmocka_unit_test(nul_byte),
         cmocka_unit_test(too_many_labels),
         cmocka_unit_test(oversized_file),
