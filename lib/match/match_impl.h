@@ -34,7 +34,9 @@ RZ_HIDDEN bool rz__match_static(const rz_caps *c, uint64_t feature_mask,
 RZ_HIDDEN uint64_t rz__caps_feature_mask(const rz_caps_info *c);
 /* A docker job that needs GPUs only goes to a node whose engine runs GPU
  * containers: it advertises the runtime "nvidia" (an NVIDIA runtime or CDI
- * devices); a process job's GPUs need no engine. */
+ * devices); a process job's GPUs need no engine. A node that lists no
+ * runtimes at all (a hand-written catalog for estimates; rhizos-node
+ * always lists "docker" with its engine) is taken at its adapters' word. */
 RZ_HIDDEN bool rz__gpu_containers_ok(const rz_caps_info *n,
                                      const rz_reqs_info *q);
 /* Is `s` one of the n strings of `v` (a node's features, adapters)? */

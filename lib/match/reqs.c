@@ -433,6 +433,7 @@ static uint32_t capacity_cores(const rz_caps_info *c)
 bool rz__gpu_containers_ok(const rz_caps_info *n, const rz_reqs_info *q)
 {
     return q->gpu_count == 0 || strcmp(q->adapter, "docker") != 0 ||
+           n->n_runtimes == 0 ||
            rz__caps_list_has(n->runtimes, n->n_runtimes, "nvidia");
 }
 

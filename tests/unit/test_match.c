@@ -658,6 +658,12 @@ static void gpu_containers(void **state)
     assert_true(rz_match_fits(gpu, r));
     assert_int_equal(rz_matcher_add(m, gpu, NULL), RZ_OK);
     assert_string_equal(place(m, gpu_docker, NULL), "gpu");
+    /* No runtimes listed at all (a hand-written catalog): its word. */
+    rz_caps *listed = node("{\"id\":\"catalog\",\"cpu\":{\"cores\":8},"
+        "\"memory_mb\":16384,\"gpus\":[{\"vendor\":\"nvidia\",\"vram_mb\":8192}],"
+        "\"adapters\":[\"process\",\"docker\"]}");
+    assert_true(rz_match_fits(listed, r));
+    rz_caps_free(listed);
     rz_reqs_free(r);
     rz_caps_free(plain);
     rz_caps_free(gpu);
