@@ -70,6 +70,17 @@ int agent_stopping(agent *a);
 void agent_say(agent *a, const char *event, const job_slot *s,
                const char *module, const char *detail, long long run_ms);
 
+/* job.c: the GPUs of a job. The orchestrator reserved a count of this
+ * node's GPUs; which ones is the node's to say: the lowest indexes below
+ * st.n_gpus that no running job holds, held (bits in *mask) until
+ * agent_give_back_gpus. ids gets "0", "3", ... (NULL-ended; the strings in
+ * `names`, 64 of 4 bytes). NULL when it could, else why not (in `why`),
+ * with nothing taken. */
+const char *agent_take_gpus(agent *a, uint32_t n, uint64_t *mask,
+                            char names[][4], const char **ids, char *why,
+                            size_t len);
+void agent_give_back_gpus(agent *a, uint64_t mask);
+
 /* job.c: the thread of one assignment. */
 void *job_main(void *slot);
 

@@ -288,13 +288,9 @@ static uint32_t job_gpus(const job *j)
     return n > 0 && n <= 64 ? (uint32_t)n : 0;
 }
 
-/* The orchestrator reserved a count of this node's GPUs; which ones is the
- * node's to say: the lowest free indexes, held until the job ends. ids
- * gets "0", "3", ... (NULL-ended, in `names`). NULL when it can, else why
- * not. */
-static const char *take_gpus(agent *a, uint32_t n, uint64_t *mask,
-                             char names[][4], const char **ids,
-                             char *why, size_t len)
+const char *agent_take_gpus(agent *a, uint32_t n, uint64_t *mask,
+                            char names[][4], const char **ids, char *why,
+                            size_t len)
 {
     *mask = 0;
     ids[0] = NULL;
@@ -321,7 +317,7 @@ static const char *take_gpus(agent *a, uint32_t n, uint64_t *mask,
     return why;
 }
 
-static void give_back_gpus(agent *a, uint64_t mask)
+void agent_give_back_gpus(agent *a, uint64_t mask)
 {
     pthread_mutex_lock(&a->mu);
     a->gpus_busy &= ~mask;
@@ -380,14 +376,14 @@ static void run(agent *a, job *j)
     char names[64][4], why[160];
     const char *gpus[65];
     uint64_t held = 0;
-    const char *no = take_gpus(a, job_gpus(j), &held, names, gpus, why,
+    const char *no = agent_take_gpus(a, job_gpus(j), &held, names, gpus, why,
                                sizeof why);
     if (no) {
         j->error = strdup(no);
         return;
     }
     if (start(a, j, &att, gpus) != RZ_OK) {
-        give_back_gpus(a, held);
+        agent_give_back_gpus(a, held);
         j->error = strdup("cannot start: out of memory");
         return;
     }
@@ -407,7 +403,7 @@ static void run(agent *a, job *j)
             j->error = strdup(res.reason);
     }
     rz_attempt_free(att);
-    give_back_gpus(a, held);
+    agent_give_back_gpus(a, held);
 }
 
 /* ---- reporting ---- */

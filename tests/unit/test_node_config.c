@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "agent.h"
 #include "node.h"
 
 static int parse(node_config *c, const char *text, char *err, size_t n)
@@ -187,6 +188,48 @@ static void allow_images(void **state)
     node_config_free(&c);
 }
 
+/* A job's GPUs: the lowest free indexes, exactly its count, or none. */
+static void gpu_ids(void **state)
+{
+    (void)state;
+    agent a;
+    memset(&a, 0, sizeof a);
+    assert_int_equal(pthread_mutex_init(&a.mu, NULL), 0);
+    a.st.n_gpus = 4;
+    char names[64][4], why[160];
+    const char *ids[65];
+    uint64_t first, second, third;
+    assert_null(agent_take_gpus(&a, 0, &first, names, ids, why, sizeof why));
+    assert_null(ids[0]);
+    assert_int_equal(first, 0);
+    assert_null(agent_take_gpus(&a, 2, &first, names, ids, why, sizeof why));
+    assert_string_equal(ids[0], "0");
+    assert_string_equal(ids[1], "1");
+    assert_null(ids[2]);
+    char names2[64][4];
+    assert_null(agent_take_gpus(&a, 1, &second, names2, ids, why, sizeof why));
+    assert_string_equal(ids[0], "2");
+    assert_null(ids[1]);
+    /* Two more than are free: refused, nothing taken. */
+    const char *no = agent_take_gpus(&a, 2, &third, names2, ids, why, sizeof why);
+    assert_non_null(no);
+    assert_string_equal(no, "needs 2 GPUs; 1 of this node's 4 are free");
+    assert_int_equal(third, 0);
+    assert_null(ids[0]);
+    assert_int_equal(a.gpus_busy, 0x7);
+    agent_give_back_gpus(&a, first);
+    assert_null(agent_take_gpus(&a, 2, &third, names2, ids, why, sizeof why));
+    assert_string_equal(ids[0], "0");
+    assert_string_equal(ids[1], "1");
+    agent_give_back_gpus(&a, second);
+    agent_give_back_gpus(&a, third);
+    assert_int_equal(a.gpus_busy, 0);
+    /* A node without GPUs. */
+    a.st.n_gpus = 0;
+    assert_non_null(agent_take_gpus(&a, 1, &first, names, ids, why, sizeof why));
+    pthread_mutex_destroy(&a.mu);
+}
+
 static void nul_byte(void **state)
 {
     (void)state;
@@ -310,6 +353,7 @@ int main(void)
         cmocka_unit_test(number_kinds),
         cmocka_unit_test(malformed_lines),
         cmocka_unit_test(allow_images),
+        cmocka_unit_test(gpu_ids),
         cmocka_unit_test(nul_byte),
         cmocka_unit_test(too_many_labels),
         cmocka_unit_test(oversized_file),
