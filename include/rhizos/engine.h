@@ -48,6 +48,10 @@ typedef struct rz_engine rz_engine;
 #define RZ_ENGINE_DEFAULT_REF_MEMORY_GB_HOUR_CENTS 1u
 #define RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT 200u
 #define RZ_ENGINE_DEFAULT_STEP_SECONDS 60u
+/* A report bills at most the time the engine saw pass from handing the job
+ * to its node (rz_engine_poll) to the report, plus this much (the default
+ * of rz_engine_opts.run_tolerance_ms). */
+#define RZ_ENGINE_RUN_TOLERANCE_MS 1000u
 
 typedef struct rz_engine_opts {
     int version;
@@ -73,6 +77,10 @@ typedef struct rz_engine_opts {
      * that do not say (their queue_timeout_ms); 0: no limit. Past it the
      * job fails with its waiting reason and its hold is refunded. */
     uint64_t queue_timeout_ms;
+    /* How much more run time than the engine saw pass between handing a
+     * job over and its report a node may bill (rz_engine_report_result);
+     * 0: RZ_ENGINE_RUN_TOLERANCE_MS. */
+    uint64_t run_tolerance_ms;
 } rz_engine_opts;
 
 #define RZ_ENGINE_OPTS_VERSION 1
@@ -81,7 +89,8 @@ typedef struct rz_engine_opts {
     RZ_ENGINE_DEFAULT_FEE_BPS, 1, RZ_ENGINE_DEFAULT_REF_GPU_HOUR_CENTS,       \
     RZ_ENGINE_DEFAULT_REF_CPU_HOUR_CENTS,                                     \
     RZ_ENGINE_DEFAULT_REF_MEMORY_GB_HOUR_CENTS,                               \
-    RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT, RZ_ENGINE_DEFAULT_STEP_SECONDS, 0 }
+    RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT, RZ_ENGINE_DEFAULT_STEP_SECONDS, 0, \
+    RZ_ENGINE_RUN_TOLERANCE_MS }
 
 /* Open (creating if missing) DATA_DIR/engine and DATA_DIR/ledger and resume
  * what was there: settlements a crash interrupted are completed, holds of
@@ -260,8 +269,10 @@ typedef struct rz_engine_report {
 #define RZ_ENGINE_REPORT_INIT { RZ_ENGINE_REPORT_VERSION, 0, NULL, NULL, 0 }
 
 /* Node `node` reports an attempt of `job`: success or failure as the report
- * says. The job costs the node's price for run_ms (the match cost formula),
- * capped at the hold. RZ_OK also for an exact repeat of a report already
+ * says. The job costs the node's price for its run time (the match cost
+ * formula), capped at the hold; the run time billed (and shown as the
+ * job's run_ms) is run_ms, but never more than now_ms minus the time of the
+ * poll that handed the job over, plus the options' run_tolerance_ms. RZ_OK also for an exact repeat of a report already
  * taken (nothing changes again); *was_repeat (may be NULL) says which:
  * 1 a repeat, 0 this report was taken. RZ_ESTATE for a node that does not
  * hold the job or a stale attempt, and for a repeat of a taken attempt

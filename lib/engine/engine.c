@@ -390,6 +390,8 @@ static void opts_normalise(rz_engine_opts *o, const rz_engine_opts *given)
         o->estimate_factor_pct = RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT;
     if (!o->default_step_seconds)
         o->default_step_seconds = RZ_ENGINE_DEFAULT_STEP_SECONDS;
+    if (!o->run_tolerance_ms)
+        o->run_tolerance_ms = RZ_ENGINE_RUN_TOLERANCE_MS;
 }
 
 static int open_ledger(rz_engine *e, const char *data_dir)
@@ -951,6 +953,7 @@ int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
     if (got) {
         got->state = RZ_JOB_RUNNING;
         got->running_ms = now_ms;
+        got->handed_ms = now_ms;
         rz__engine_touch_job(e, got);
     }
     rc = rz__engine_commit_call(e, rc);
@@ -961,6 +964,21 @@ int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
     if (out)
         assignment_fill(e, got, out);
     return RZ_OK;
+}
+
+/* The run time a report may bill: what the node says, never more than the
+ * engine saw pass since it handed the job over (plus the stated tolerance),
+ * so a node cannot claim hours for a run of a second. A job stored before
+ * the hand-over time was kept counts from its submission; a clock that went
+ * back leaves only the tolerance. */
+static uint64_t billable_ms(const rz_engine *e, const rz__ejob *j,
+                            uint64_t reported, uint64_t now_ms)
+{
+    uint64_t slack = e->opts.run_tolerance_ms;
+    uint64_t from = j->handed_ms ? j->handed_ms : j->submitted_ms;
+    uint64_t seen = now_ms > from ? now_ms - from : 0;
+    uint64_t cap = seen > UINT64_MAX - slack ? UINT64_MAX : seen + slack;
+    return reported < cap ? reported : cap;
 }
 
 /* What the job cost on its node: the node's prices for run_ms, capped. */
@@ -1056,9 +1074,9 @@ int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
     j->node = node;
     j->done_node = node;
     j->done_attempt = attempt;
-    j->run_ms = run_ms;
+    j->run_ms = billable_ms(e, j, run_ms, now_ms);
     if (!error)
-        j->cost = actual_cost(e, j, run_ms);
+        j->cost = actual_cost(e, j, j->run_ms);
     if (j->deployment) {
         rc = rz__engine_dep_report(e, j, outputs_json ? outputs_json : "{}",
                                    error, now_ms);

@@ -96,6 +96,8 @@ typedef struct rz__ejob {
     uint64_t queue_deadline;  /* queued: fails if still queued then; 0: never */
     uint64_t running_ms;      /* handed to its node (memory only; 0 after
                                  open: rz_engine_node_running starts it) */
+    uint64_t handed_ms;       /* handed to its node (stored): the start of
+                                 the run time it may bill; 0: unknown */
     uint64_t *declined;       /* nodes that declined it: never placed there */
     size_t n_declined;
     bool dirty;

@@ -327,6 +327,7 @@ static char *job_record(const rz__ejob *j)
     add_str(o, "error", j->error);
     add_u64(o, "cost", j->cost);
     add_u64(o, "run_ms", j->run_ms);
+    add_u64(o, "handed", j->handed_ms);
     add_u64(o, "submitted", j->submitted_ms);
     add_u64(o, "queue_timeout", j->queue_timeout_ms);
     add_u64(o, "queue_deadline", j->queue_deadline);
@@ -583,6 +584,7 @@ static int load_job(rz_engine *e, const unsigned char *key, size_t klen,
     j->error = dup_opt(get_str(rec, "error"), &rc);
     j->cost = get_u64(rec, "cost");
     j->run_ms = get_u64(rec, "run_ms");
+    j->handed_ms = get_u64(rec, "handed");   /* absent: 0 */
     j->submitted_ms = get_u64(rec, "submitted");
     j->queue_timeout_ms = get_u64(rec, "queue_timeout");   /* absent: 0 */
     j->queue_deadline = get_u64(rec, "queue_deadline");

@@ -59,6 +59,10 @@ static rz_engine_opts test_opts(const fx *f)
     o.registry = f->reg;
     o.node_timeout_ms = 1000;
     o.ref_cpu_hour_cents = 36000;   /* 10 s x 200% on 1 core: 200 cents */
+    /* These tests step the clock by a few ms around runs of seconds; the
+     * bound of the run time by the clock has its own test
+     * (test_run_time_bounded). */
+    o.run_tolerance_ms = UINT64_MAX / 2;
     return o;
 }
 
@@ -208,6 +212,50 @@ static void test_settle_exact(void **state)
     uint64_t j3 = submit(f, 150, 0, 8);
     assert_int_equal(rz_engine_poll(f->e, n, 9, &a), RZ_ENOENT);
     assert_int_equal(job_state(f, j3), RZ_JOB_QUEUED);
+    check(f);
+}
+
+/* A node cannot bill more run time than the engine saw pass since it
+ * handed the job over (plus the tolerance), whatever it reports. */
+static void test_run_time_bounded(void **state)
+{
+    fx *f = *state;
+    rz_engine_close(f->e);
+    rz_engine_opts o = test_opts(f);
+    o.run_tolerance_ms = 0;   /* the default */
+    assert_int_equal(rz_engine_open(&f->e, f->dir, &o), RZ_OK);
+    uint64_t n = node_add(f, 1000);
+    uint64_t j = submit(f, 500, 0, 1000);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, n, 2000, &a), RZ_OK);
+    /* 2^53 ms claimed half a second later: billed 0.5 s + tolerance. */
+    assert_int_equal(node_report(f->e, n, j, 1, "{\"n\":1}", NULL,
+                                 (uint64_t)1 << 53, 2500), RZ_OK);
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
+    assert_int_equal(ji.state, RZ_JOB_SUCCEEDED);
+    assert_int_equal(ji.run_ms, 500 + RZ_ENGINE_RUN_TOLERANCE_MS);
+    /* 2 cores at 36000 cents/h: 1.5 s is 30 cents, far below the hold. */
+    assert_int_equal(ji.cost_cents, 30);
+    assert_int_equal(balance(f, f->client), 10000 - 30);
+    /* The hand-over time is stored: a reopen keeps the bound. */
+    uint64_t k = submit(f, 500, 0, 3000);
+    assert_int_equal(rz_engine_poll(f->e, n, 4000, &a), RZ_OK);
+    assert_int_equal(a.job, k);
+    rz_engine_close(f->e);
+    assert_int_equal(rz_engine_open(&f->e, f->dir, &o), RZ_OK);
+    assert_int_equal(rz_engine_node_heartbeat(f->e, n, 5000, 0), RZ_OK);
+    assert_int_equal(node_report(f->e, n, k, 1, "{\"n\":1}", NULL, 3600000,
+                                 14000), RZ_OK);
+    assert_int_equal(rz_engine_job_get(f->e, k, &ji), RZ_OK);
+    assert_int_equal(ji.run_ms, 10000 + RZ_ENGINE_RUN_TOLERANCE_MS);
+    /* An honest report below the bound is billed as reported. */
+    uint64_t m = submit(f, 500, 0, 15000);
+    assert_int_equal(rz_engine_poll(f->e, n, 16000, &a), RZ_OK);
+    assert_int_equal(node_report(f->e, n, m, 1, "{\"n\":1}", NULL, 4000,
+                                 20500), RZ_OK);
+    assert_int_equal(rz_engine_job_get(f->e, m, &ji), RZ_OK);
+    assert_int_equal(ji.run_ms, 4000);
     check(f);
 }
 
@@ -1514,6 +1562,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_settle_exact),
+        T(test_run_time_bounded),
         T(test_failed_job_is_refunded),
         T(test_cancel_queued_job_is_refunded_once),
         T(test_cancel_running_job_refuses_its_late_result),
