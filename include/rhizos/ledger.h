@@ -101,6 +101,7 @@ typedef enum rz_ledger_code {
     RZ_LEDGER_CODE_WITHDRAW_COMPLETE = 10,
     RZ_LEDGER_CODE_WITHDRAW_CANCEL = 11,
     RZ_LEDGER_CODE_EXPIRE = 12,          /* void by rz_ledger_tick */
+    RZ_LEDGER_CODE_DEPOSIT_CANCEL = 13,  /* void of a deposit request */
     RZ_LEDGER_CODE_USER = 1000
 } rz_ledger_code;
 
@@ -134,8 +135,10 @@ typedef struct rz_ledger_transfer {
  *                     flags (PENDING/POST/VOID), pending_id (POST, VOID),
  *                     timeout (PENDING), job, code (>= RZ_LEDGER_CODE_USER).
  *                     A POST with amount 0 posts the whole pending amount.
- *   DEPOSIT_REQUEST   id, account (client), amount
+ *   DEPOSIT_REQUEST   id, account (client), amount, timeout (0: never
+ *                     expires)
  *   DEPOSIT_CONFIRM   id, pending_id (the deposit request)
+ *   DEPOSIT_CANCEL    id, pending_id (the deposit request)
  *   TEST_CREDIT       id, account (client), amount
  *   HOLD              id, job, account (client), amount, timeout
  *   SETTLE            id, job (or pending_id: the hold), counterparty (the
@@ -164,7 +167,8 @@ typedef enum rz_ledger_op_type {
     RZ_LEDGER_OP_WITHDRAW_REQUEST = 9,
     RZ_LEDGER_OP_WITHDRAW_COMPLETE = 10,
     RZ_LEDGER_OP_WITHDRAW_CANCEL = 11,
-    RZ_LEDGER_OP_TICK = 12
+    RZ_LEDGER_OP_TICK = 12,
+    RZ_LEDGER_OP_DEPOSIT_CANCEL = 13
 } rz_ledger_op_type;
 
 typedef struct rz_ledger_op {
@@ -252,6 +256,9 @@ RZ_EXTERN RZ_NODISCARD int rz_ledger_deposit_request(rz_ledger *l,
 RZ_EXTERN RZ_NODISCARD int rz_ledger_deposit_confirm(rz_ledger *l,
                                                      rz_ledger_id id,
                                                      rz_ledger_id request);
+RZ_EXTERN RZ_NODISCARD int rz_ledger_deposit_cancel(rz_ledger *l,
+                                                    rz_ledger_id id,
+                                                    rz_ledger_id request);
 RZ_EXTERN RZ_NODISCARD int rz_ledger_test_credit(rz_ledger *l, rz_ledger_id id,
                                                  rz_ledger_id client,
                                                  uint64_t cents);

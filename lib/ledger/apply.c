@@ -970,14 +970,22 @@ static int plan_op(ctx *c, const rz_ledger_op *op, plan *p)
             rc = need_amount(op->amount);
         if (rc == RZ_OK) {
             bool dep = op->type == RZ_LEDGER_OP_DEPOSIT_REQUEST;
-            plan_add(p, op->id, dep ? RZ_LEDGER_PENDING : 0,
-                     dep ? RZ_LEDGER_CODE_DEPOSIT : RZ_LEDGER_CODE_TEST_CREDIT,
-                     RZ_LEDGER_EXTERNAL_ID, op->account, op->amount);
+            t = plan_add(p, op->id, dep ? RZ_LEDGER_PENDING : 0,
+                         dep ? RZ_LEDGER_CODE_DEPOSIT
+                             : RZ_LEDGER_CODE_TEST_CREDIT,
+                         RZ_LEDGER_EXTERNAL_ID, op->account, op->amount);
+            /* An unpaid request expires, so none holds the external
+             * account's totals forever. */
+            if (dep)
+                t->timeout = op->timeout;
         }
         return rc;
     case RZ_LEDGER_OP_DEPOSIT_CONFIRM:
         return plan_resolve(c, op, p, RZ_LEDGER_CODE_DEPOSIT, RZ_LEDGER_POST,
                             RZ_LEDGER_CODE_DEPOSIT_CONFIRM);
+    case RZ_LEDGER_OP_DEPOSIT_CANCEL:
+        return plan_resolve(c, op, p, RZ_LEDGER_CODE_DEPOSIT, RZ_LEDGER_VOID,
+                            RZ_LEDGER_CODE_DEPOSIT_CANCEL);
     case RZ_LEDGER_OP_HOLD:
         if (rz__ledger_id_zero(op->job))
             return rz__error(RZ_EINVAL, "a hold needs a job id");

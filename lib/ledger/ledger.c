@@ -700,6 +700,12 @@ int rz_ledger_deposit_confirm(rz_ledger *l, rz_ledger_id id,
     return ref_op(l, RZ_LEDGER_OP_DEPOSIT_CONFIRM, id, request);
 }
 
+int rz_ledger_deposit_cancel(rz_ledger *l, rz_ledger_id id,
+                             rz_ledger_id request)
+{
+    return ref_op(l, RZ_LEDGER_OP_DEPOSIT_CANCEL, id, request);
+}
+
 int rz_ledger_test_credit(rz_ledger *l, rz_ledger_id id, rz_ledger_id client,
                           uint64_t cents)
 {

@@ -301,7 +301,7 @@ int rz__ledger_op_decode(const void *buf, size_t len, rz_ledger_op *op)
         op->code = get32(p + 104);
     else
         op->kind = get32(p + 104);
-    if (op->type < RZ_LEDGER_OP_CREATE_ACCOUNT || op->type > RZ_LEDGER_OP_TICK)
+    if (op->type < RZ_LEDGER_OP_CREATE_ACCOUNT || op->type > RZ_LEDGER_OP_DEPOSIT_CANCEL)
         return rz__error(RZ_EINVALID, "op type %u", op->type);
     if (op->flags & ~(RZ_LEDGER_LINKED | RZ_LEDGER_PENDING | RZ_LEDGER_POST |
                       RZ_LEDGER_VOID))

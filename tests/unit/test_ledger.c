@@ -317,6 +317,58 @@ static void test_expiry(void **state)
     verify_ok(f->l);
 }
 
+/* A deposit request expires at its timeout or is cancelled; either frees
+ * the external account's pending total, so unpaid requests cannot pile up
+ * there for good. */
+static void test_deposit_expiry_cancel(void **state)
+{
+    fixture *f = *state;
+    fund(f->l, 1, CLIENT, 1);
+    rz_ledger_op op;
+    memset(&op, 0, sizeof op);
+    op.type = RZ_LEDGER_OP_DEPOSIT_REQUEST;
+    op.id = ID(2);
+    op.account = CLIENT;
+    op.amount = (uint64_t)1 << 62;
+    op.timeout = 100;
+    rz_ledger_result r;
+    assert_int_equal(rz_ledger_submit(f->l, &op, 1, &r), RZ_OK);
+    assert_int_equal(r.status, RZ_OK);
+    rz_ledger_account ext;
+    assert_int_equal(rz_ledger_balance(f->l, RZ_LEDGER_EXTERNAL_ID, &ext), RZ_OK);
+    assert_int_equal(ext.debits_pending, (uint64_t)1 << 62);
+    uint64_t n = 0;
+    assert_int_equal(rz_ledger_tick(f->l, 100, &n), RZ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rz_ledger_balance(f->l, RZ_LEDGER_EXTERNAL_ID, &ext), RZ_OK);
+    assert_int_equal(ext.debits_pending, 0);
+    assert_int_equal(rz_ledger_deposit_confirm(f->l, ID(3), ID(2)), RZ_EEXPIRED);
+    /* Cancelled: gone from the totals, and no longer confirmable. */
+    assert_int_equal(rz_ledger_deposit_request(f->l, ID(4), CLIENT, 500), RZ_OK);
+    assert_int_equal(rz_ledger_deposit_cancel(f->l, ID(5), ID(4)), RZ_OK);
+    assert_int_equal(rz_ledger_deposit_cancel(f->l, ID(5), ID(4)), RZ_OK);   /* replay */
+    assert_int_equal(rz_ledger_deposit_confirm(f->l, ID(6), ID(4)), RZ_EVOIDED);
+    rz_ledger_transfer t;
+    assert_int_equal(rz_ledger_transfer_get(f->l, ID(4), &t), RZ_OK);
+    assert_int_equal(t.state, RZ_LEDGER_VOIDED);
+    assert_int_equal(rz_ledger_transfer_get(f->l, ID(5), &t), RZ_OK);
+    assert_int_equal(t.code, RZ_LEDGER_CODE_DEPOSIT_CANCEL);
+    assert_int_equal(rz_ledger_balance(f->l, RZ_LEDGER_EXTERNAL_ID, &ext), RZ_OK);
+    assert_int_equal(ext.debits_pending, 0);
+    assert_int_equal(avail(f->l, CLIENT), 1);
+    /* Only a deposit request is cancelled this way. */
+    assert_int_equal(rz_ledger_withdraw_request(f->l, ID(7), CLIENT, 1), RZ_OK);
+    assert_int_not_equal(rz_ledger_deposit_cancel(f->l, ID(8), ID(7)), RZ_OK);
+    verify_ok(f->l);
+    /* The journal replays the new op. */
+    rz_ledger_close(f->l);
+    f->l = NULL;
+    assert_int_equal(rz_ledger_open(&f->l, f->dir, NULL), RZ_OK);
+    assert_int_equal(rz_ledger_transfer_get(f->l, ID(4), &t), RZ_OK);
+    assert_int_equal(t.state, RZ_LEDGER_VOIDED);
+    verify_ok(f->l);
+}
+
 /* ---- withdrawals ---- */
 
 static void test_withdraw(void **state)
@@ -999,6 +1051,7 @@ int main(void)
         cmocka_unit_test(test_id_equal),
         cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deposit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deposit_expiry_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_settle_fee, setup, teardown),
         cmocka_unit_test(test_fee_rounding),
         cmocka_unit_test_setup_teardown(test_settle_rejections, setup,
