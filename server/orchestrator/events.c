@@ -273,9 +273,9 @@ static bool sse_push(orch *o, struct evhttp_request *r, uint64_t dep)
 void orch_watch(req *q, uint64_t dep)
 {
     orch *o = q->o;
-    if (watchers_of(o, &q->who) >= ORCH_WATCH_MAX) {
-        reply_limit(q, "this key holds %d event streams already; close one",
-                    ORCH_WATCH_MAX);
+    if (watchers_of(o, &q->who) >= o->opts.watch_max) {
+        reply_limit(q, "this key holds %u event streams already; close one",
+                    o->opts.watch_max);
         return;
     }
     struct evkeyvalq *h = evhttp_request_get_output_headers(q->r);

@@ -51,6 +51,7 @@ static const route routes[] = {
     { "GET",    "/api/v1/accounts/{id}/payments",          W_ANY,    false, r_account_payments },
     { "GET",    "/api/v1/payments/stats",                  W_ADMIN,  false, r_payments_stats },
     { "POST",   "/api/v1/deposits/{id}/confirm",           W_ADMIN,  false, r_deposit_confirm },
+    { "DELETE", "/api/v1/deposits/{id}",                   W_ANY,    false, r_deposit_cancel },
     { "POST",   "/api/v1/flows/deploy",                    W_CLIENT, true,  r_flow_deploy },
     { "GET",    "/api/v1/flows",                           W_CLIENT | W_ADMIN, false, r_flows_list },
     { "GET",    "/api/v1/flows/{id}/status",               W_CLIENT | W_ADMIN, false, r_flow_status },
@@ -105,6 +106,17 @@ void reply_text(req *q, int code, const char *type, const char *text, size_t len
     if (q->answered)
         return;
     q->answered = true;
+    /* An audited operation's reply leaves only once its outcome is on
+     * record. */
+    static const char audit_fail[] = "{\"error\":{\"code\":\"RZ_EIO\","
+        "\"message\":\"the audit log cannot be written; the outcome of this "
+        "operation is not recorded\"}}";
+    if (q->audit_of && !audit_end(q, code)) {
+        code = 500;
+        type = "application/json";
+        text = audit_fail;
+        len = sizeof audit_fail - 1;
+    }
     struct evkeyvalq *h = evhttp_request_get_output_headers(q->r);
     struct evbuffer *b = evbuffer_new();
     if (type)
@@ -557,12 +569,13 @@ static void dispatch(struct evhttp_request *r, void *arg)
         reply_error(&q, RZ_EINVAL, "method %s is not served here", q.method);
     else if (!hit)
         reply_error(&q, RZ_ENOENT, "no route %.200s", path);
-    else if (!authenticate(&q, hit->who))
+    else if (!authenticate(&q, hit->who) || !quota_rate_take(&q))
         ;
     else if (hit->fn == r_node_result && body_over(&q))
         r_node_result_oversize(&q, evbuffer_get_length(
             evhttp_request_get_input_buffer(r)));
-    else if (!hit->body || read_body(&q, cbor_in))
+    else if ((!hit->body || read_body(&q, cbor_in)) &&
+             (!quota_audited(&q, hit->fn) || audit_begin(&q, path)))
         hit->fn(&q);
     if (!q.answered)   /* held requests are marked answered by their holder */
         reply_error(&q, RZ_EINTERNAL, "no reply");

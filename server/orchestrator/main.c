@@ -54,7 +54,21 @@ static void usage(FILE *f)
           "                         big (else a sample past 100000 records)\n"
           "  --quiet                no startup messages\n"
           "  --routes               print the served routes and exit\n"
-          "  --help, --version\n", f);
+          "  --help, --version\n"
+          "\n"
+          "Per-account limits (0 turns a rate off; docs/api.md \"Limits\"):\n"
+          "  --request-rate N       requests a second per key after a burst\n"
+          "  --request-burst N      (defaults 100 and 1000; 429 + Retry-After)\n"
+          "  --max-streams N        event streams one key holds (default 64)\n"
+          "  --max-open-deposits N  open deposit requests (default 16)\n"
+          "  --max-pending-withdrawals N  pending withdrawals (default 16)\n"
+          "  --max-deposit-cents N  one deposit request (default 100000000)\n"
+          "  --deposit-ttl S        an unpaid deposit request expires after S\n"
+          "                         seconds (default 86400)\n"
+          "\n"
+          "  " ORCH_NAME " audit --data DIR [--verify]\n"
+          "                         print (or only verify) the audit log of\n"
+          "                         every admin and money operation\n", f);
 }
 
 /* The same order as the CLI: --modules, then rz_registry_add_defaults
@@ -194,12 +208,42 @@ static bool parse_size(const char *s, uint64_t max, uint64_t *out)
     return true;
 }
 
+/* The per-account limits, i counting from --request-rate in parse_opts's
+ * order: whole numbers; only the rate may be 0 (off). */
+static bool limit_opt(orch_opts *op, int i, const char *arg)
+{
+    static const struct { const char *name; uint64_t max; } lim[] = {
+        { "--request-rate", 1000000 }, { "--request-burst", 1000000 },
+        { "--max-streams", 100000 }, { "--max-open-deposits", 100000 },
+        { "--max-pending-withdrawals", 100000 },
+        { "--max-deposit-cents", (uint64_t)1 << 53 },
+        { "--deposit-ttl", 31536000 } };
+    uint64_t v = 0;
+    bool zero = i == 0 && strcmp(arg, "0") == 0;
+    if (!zero && !parse_size(arg, lim[i].max, &v)) {
+        fprintf(stderr, ORCH_NAME ": %s: %s1 to %llu\n", lim[i].name,
+                i == 0 ? "0 (off) or " : "", (unsigned long long)lim[i].max);
+        return false;
+    }
+    switch (i) {
+    case 0: op->request_rate = (unsigned)v; break;
+    case 1: op->request_burst = (unsigned)v; break;
+    case 2: op->watch_max = (unsigned)v; break;
+    case 3: op->open_deposits = (unsigned)v; break;
+    case 4: op->pending_withdrawals = (unsigned)v; break;
+    case 5: op->deposit_max_cents = v; break;
+    default: op->deposit_ttl_s = v; break;
+    }
+    return true;
+}
+
 static int parse_opts(orch_opts *op, int argc, char **argv)
 {
     enum { O_LISTEN = 256, O_DATA, O_MODULES, O_ADMIN, O_MAXBODY, O_TIMEOUT,
            O_POLICY, O_RATE, O_AUTH_FAILURES, O_QUEUE_TIMEOUT, O_ALLOW_IMAGES, O_QUIET, O_ROUTES,
            O_VERIFY_ON_OPEN,
-           O_HELP, O_VERSION };
+           O_HELP, O_VERSION, O_REQ_RATE, O_REQ_BURST, O_STREAMS, O_DEPOSITS,
+           O_WITHDRAWALS, O_DEPOSIT_MAX, O_DEPOSIT_TTL };
     static const struct option longs[] = {
         { "listen", required_argument, NULL, O_LISTEN },
         { "data", required_argument, NULL, O_DATA },
@@ -212,6 +256,13 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         { "allow-images", required_argument, NULL, O_ALLOW_IMAGES },
         { "register-rate", required_argument, NULL, O_RATE },
         { "auth-failures", required_argument, NULL, O_AUTH_FAILURES },
+        { "request-rate", required_argument, NULL, O_REQ_RATE },
+        { "request-burst", required_argument, NULL, O_REQ_BURST },
+        { "max-streams", required_argument, NULL, O_STREAMS },
+        { "max-open-deposits", required_argument, NULL, O_DEPOSITS },
+        { "max-pending-withdrawals", required_argument, NULL, O_WITHDRAWALS },
+        { "max-deposit-cents", required_argument, NULL, O_DEPOSIT_MAX },
+        { "deposit-ttl", required_argument, NULL, O_DEPOSIT_TTL },
         { "quiet", no_argument, NULL, O_QUIET },
         { "verify-on-open", no_argument, NULL, O_VERIFY_ON_OPEN },
         { "routes", no_argument, NULL, O_ROUTES },
@@ -298,6 +349,11 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
             op->allow_images[op->n_allow_images++] = optarg;
             break;
         }
+        case O_REQ_RATE: case O_REQ_BURST: case O_STREAMS: case O_DEPOSITS:
+        case O_WITHDRAWALS: case O_DEPOSIT_MAX: case O_DEPOSIT_TTL:
+            if (!limit_opt(op, c - O_REQ_RATE, optarg))
+                return 2;
+            break;
         case O_QUIET: op->quiet = true; break;
         case O_VERIFY_ON_OPEN: op->verify_on_open = true; break;
         case O_ROUTES: orch_print_routes(); exit(0);
@@ -369,6 +425,8 @@ static void on_ckpt(evutil_socket_t fd, short what, void *arg)
     o->ckpt_seen = o->writes;
     bool due = (dirty && (idle || now - o->ckpt_at_ms >= 5000)) ||
                now - o->ckpt_at_ms >= 30000;
+    if (!o->grouped && !o->stopping)
+        quota_expire(o, false);
     if (!due || o->grouped || o->stopping)
         return;
     if (rz_ledger_checkpoint(rz_engine_ledger(o->e)) != RZ_OK) {
@@ -465,7 +523,8 @@ static int start(orch *o)
                 ? " (is another orchestrator using it?)" : "");
         return -1;
     }
-    if (auth_open(o) != RZ_OK || admin_key(o) != 0 || server_keypair(o) != 0)
+    if (auth_open(o) != RZ_OK || admin_key(o) != 0 || server_keypair(o) != 0 ||
+        audit_open(o) != 0)
         return -1;
     if (orch_stores_agree(o->e, o->opts.data, o->opts.verify_on_open) != 0)
         return -1;
@@ -523,6 +582,7 @@ static void finish(orch *o)
     free(o->opts.modules);
     free(o->opts.allow_images);
     orch_rate_free();
+    quota_free();
 }
 
 int main(int argc, char **argv)
@@ -535,6 +595,15 @@ int main(int argc, char **argv)
     o.opts.policy = RZ_POLICY_CHEAPEST;
     o.opts.register_rate = ORCH_REGISTER_RATE;
     o.opts.auth_failures = RZ_AUTH_THROTTLE_DEFAULT_MAX_FAILURES;
+    o.opts.deposit_ttl_s = ORCH_DEPOSIT_TTL_S;
+    o.opts.deposit_max_cents = ORCH_DEPOSIT_MAX_CENTS;
+    o.opts.open_deposits = ORCH_OPEN_DEPOSITS;
+    o.opts.pending_withdrawals = ORCH_PENDING_WITHDRAWALS;
+    o.opts.watch_max = ORCH_WATCH_MAX;
+    o.opts.request_rate = ORCH_REQUEST_RATE;
+    o.opts.request_burst = ORCH_REQUEST_BURST;
+    if (argc > 1 && strcmp(argv[1], "audit") == 0)
+        return orch_audit_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "check") == 0)
         return orch_check_main(argc - 1, argv + 1);
     int rc = parse_opts(&o.opts, argc, argv);

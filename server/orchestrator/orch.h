@@ -35,7 +35,8 @@
 #define ORCH_REGISTER_RATE 1u           /* ... and refilled per second */
 #define ORCH_NODES_PAGE 100u            /* GET /api/v1/nodes?limit= */
 #define ORCH_NODES_PAGE_MAX 1000u
-#define ORCH_WATCH_MAX 64                /* SSE streams one key may hold */
+#define ORCH_WATCH_MAX 64                /* SSE streams one key may hold
+                                            (default of --max-streams) */
 #define ORCH_CRED_TTL_MS (10u * 60u * 1000u)  /* credentials sealed to a node */
 /* How long a job handed to a node may be missing from its heartbeat's
  * "running" list before it counts as never delivered: half the node
@@ -64,7 +65,22 @@ typedef struct orch_opts {
     unsigned register_rate;  /* registrations per second per address; 0: any */
     bool quiet;
     bool verify_on_open;   /* the whole ledger verified at start */
+    /* Per-account limits (quota.c; docs/api.md "Limits"). */
+    uint64_t deposit_ttl_s;        /* an unpaid deposit request expires */
+    uint64_t deposit_max_cents;    /* one deposit request at most */
+    unsigned open_deposits;        /* open deposit requests per account */
+    unsigned pending_withdrawals;  /* pending withdrawals per account */
+    unsigned watch_max;            /* SSE streams per key */
+    unsigned request_rate;         /* requests a second per key; 0: any */
+    unsigned request_burst;        /* ... after a burst of this many */
 } orch_opts;
+
+#define ORCH_DEPOSIT_TTL_S 86400u
+#define ORCH_DEPOSIT_MAX_CENTS 100000000u   /* $1,000,000 */
+#define ORCH_OPEN_DEPOSITS 16u
+#define ORCH_PENDING_WITHDRAWALS 16u
+#define ORCH_REQUEST_RATE 100u
+#define ORCH_REQUEST_BURST 1000u
 
 /* A node's long-poll, held until work comes or its wait ends. */
 typedef struct waiter {
@@ -137,6 +153,12 @@ typedef struct orch {
 
     stop_list *stops; size_t n_stops;   /* by node id - 1 */
 
+    /* The audit log (audit.c): where it is and the end of its chain. */
+    char audit_path[4096];
+    uint64_t audit_seq, audit_bytes;
+    char audit_last[65];
+    uint64_t deposit_tick_ms;      /* last expiry pass over deposits */
+
     /* metrics */
     uint64_t http_codes[600];
     uint64_t lat_count[ORCH_LAT_BUCKETS + 1];
@@ -154,6 +176,7 @@ typedef struct req {
     cJSON *body;             /* parsed body (an object) or NULL */
     bool cbor;               /* answer in CBOR */
     bool answered;
+    uint64_t audit_of;       /* its audit begin record; 0: not audited */
 } req;
 
 /* ---- http.c ---- */
@@ -220,6 +243,30 @@ void hex_encode(const unsigned char *in, size_t n, char *out);
 char *b64_encode(const unsigned char *in, size_t n);
 unsigned char *b64_decode(const char *in, size_t *n);
 
+/* ---- audit.c ---- */
+int audit_open(orch *o);
+/* Record that q starts (its caller, route and amount), durably; false:
+ * answered 500, do nothing. */
+bool audit_begin(req *q, const char *path);
+/* Record q's outcome durably before its reply goes; false: it failed. */
+bool audit_end(req *q, int code);
+/* `rhizos-orchestrator audit --data DIR [--verify]` (argv[0] "audit"). */
+int orch_audit_main(int argc, char **argv);
+
+/* ---- quota.c ---- */
+/* Is q (a route run by fn) an admin or money operation? */
+bool quota_audited(const req *q, void (*fn)(req *q));
+/* Take one request from the caller's bucket; false: answered 429 with
+ * Retry-After. The admin key is not limited. */
+bool quota_rate_take(req *q);
+/* How many of the account's deposit requests (code RZ_LEDGER_CODE_DEPOSIT)
+ * or withdrawals (RZ_LEDGER_CODE_WITHDRAW) are open. */
+size_t quota_open_count(orch *o, rz_ledger_id account, uint32_t code);
+/* Expire the deposit requests that are due (at most every 30 s
+ * unless `force`). */
+void quota_expire(orch *o, bool force);
+void quota_free(void);
+
 /* ---- events.c ---- */
 void orch_after(orch *o);
 /* Open the pass's group (once) and queue its flush. */
@@ -270,6 +317,7 @@ void r_account_withdraw(req *q);
 void r_account_payments(req *q);
 void r_payments_stats(req *q);
 void r_deposit_confirm(req *q);
+void r_deposit_cancel(req *q);
 void r_flow_deploy(req *q);
 void r_flows_list(req *q);
 void r_flow_status(req *q);

@@ -102,16 +102,60 @@ static bool amount(req *q, uint64_t *out)
     return *out != 0;
 }
 
+/* Below the account's cap of open `code` transfers (deposit requests or
+ * withdrawals)? Else answered 429. Requests past their time are expired
+ * first, so they never hold a place. */
+static bool below_cap(req *q, rz_ledger_id id, uint32_t code, unsigned cap,
+                      const char *what)
+{
+    size_t n = quota_open_count(q->o, id, code);
+    if (n >= cap && code == RZ_LEDGER_CODE_DEPOSIT) {
+        quota_expire(q->o, true);
+        n = quota_open_count(q->o, id, code);
+    }
+    if (n == SIZE_MAX) {
+        reply_rz(q, RZ_ENOMEM);
+        return false;
+    }
+    if (n >= cap) {
+        reply_limit(q, "this account has %zu open %s; at most %u", n, what, cap);
+        return false;
+    }
+    return true;
+}
+
 void r_account_deposit(req *q)
 {
     static const char *const fields[] = { "amount_cents", NULL };
     rz_ledger_id id;
     rz_ledger_account a;
     uint64_t cents;
+    const orch_opts *op = &q->o->opts;
     if (!visible_account(q, &id, &a) || !body_fields(q, fields) || !amount(q, &cents))
         return;
+    if (cents > op->deposit_max_cents) {
+        reply_error(q, RZ_EINVAL, "\"amount_cents\": one deposit request is at "
+                    "most %llu cents", (unsigned long long)op->deposit_max_cents);
+        return;
+    }
+    if (!below_cap(q, id, RZ_LEDGER_CODE_DEPOSIT, op->open_deposits,
+                   "deposit requests (cancel one or let it expire)"))
+        return;
+    /* Unpaid, it expires: no request holds the shared external account's
+     * totals for good. */
+    uint64_t expires = orch_now_ms() + op->deposit_ttl_s * 1000u;
     rz_ledger_id dep = auth_random_id();
-    int rc = rz_ledger_deposit_request(rz_engine_ledger(q->o->e), dep, id, cents);
+    rz_ledger_op lop;
+    memset(&lop, 0, sizeof lop);
+    lop.type = RZ_LEDGER_OP_DEPOSIT_REQUEST;
+    lop.id = dep;
+    lop.account = id;
+    lop.amount = cents;
+    lop.timeout = expires;
+    rz_ledger_result res;
+    int rc = rz_ledger_submit(rz_engine_ledger(q->o->e), &lop, 1, &res);
+    if (rc == RZ_OK)
+        rc = res.status;
     if (rc != RZ_OK) {
         reply_rz(q, rc);
         return;
@@ -125,6 +169,7 @@ void r_account_deposit(req *q)
     cJSON_AddNumberToObject(doc, "amount_cents", (double)cents);
     cJSON_AddStringToObject(doc, "address", addr);
     cJSON_AddStringToObject(doc, "status", "pending");
+    cJSON_AddNumberToObject(doc, "expires_at_ms", (double)expires);
     reply_json(q, 201, doc);
 }
 
@@ -164,6 +209,9 @@ void r_account_withdraw(req *q)
      * pass's commit: leave it to them. */
     uint64_t pending = rz_engine_group_pending(q->o->e, id);
     uint64_t avail = rz_ledger_available(&a);
+    if (!below_cap(q, id, RZ_LEDGER_CODE_WITHDRAW, q->o->opts.pending_withdrawals,
+                   "withdrawals"))
+        return;
     if (pending && (avail < pending || cents > avail - pending)) {
         reply_error(q, RZ_EFUNDS, "%llu cents available after the jobs just "
                     "submitted, %llu asked", (unsigned long long)
@@ -187,7 +235,7 @@ static const char *kind_name(uint32_t code)
 {
     static const char *const names[] = { "transfer", "deposit", "deposit_confirm",
         "test_credit", "hold", "settle", "payout", "fee", "refund", "withdraw",
-        "withdraw_complete", "withdraw_cancel", "expire" };
+        "withdraw_complete", "withdraw_cancel", "expire", "deposit_cancel" };
     return code < sizeof names / sizeof names[0] ? names[code] : "transfer";
 }
 
@@ -264,6 +312,9 @@ void r_deposit_confirm(req *q)
         reply_error(q, RZ_ENOENT, "no deposit %s", q->params[0]);
         return;
     }
+    /* One past its time is expired first, never confirmed. */
+    if (t.timeout && t.timeout <= orch_now_ms() && t.state == RZ_LEDGER_OPEN)
+        quota_expire(q->o, true);
     /* A fixed id for the confirmation makes a repeat a replay. */
     int rc = rz_ledger_deposit_confirm(l, rz_ledger_derive_id(dep, 16), dep);
     if (rc != RZ_OK) {
@@ -273,6 +324,34 @@ void r_deposit_confirm(req *q)
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "deposit_id", q->params[0]);
     cJSON_AddStringToObject(doc, "status", "confirmed");
+    cJSON_AddNumberToObject(doc, "amount_cents", (double)t.amount);
+    reply_json(q, 200, doc);
+}
+
+/* DELETE /api/v1/deposits/{id}: the account's owner (or the admin) takes
+ * back a deposit request nobody paid. Others' requests are 404 like
+ * missing ones. */
+void r_deposit_cancel(req *q)
+{
+    rz_ledger_id dep;
+    if (!param_account(q, 0, &dep))
+        return;
+    rz_ledger *l = rz_engine_ledger(q->o->e);
+    rz_ledger_transfer t;
+    if (rz_ledger_transfer_get(l, dep, &t) != RZ_OK ||
+        t.code != RZ_LEDGER_CODE_DEPOSIT ||
+        (q->who.kind != P_ADMIN && !same_id(t.credit, q->who.account))) {
+        reply_error(q, RZ_ENOENT, "no deposit %s", q->params[0]);
+        return;
+    }
+    int rc = rz_ledger_deposit_cancel(l, rz_ledger_derive_id(dep, 17), dep);
+    if (rc != RZ_OK) {
+        reply_rz(q, rc);
+        return;
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "deposit_id", q->params[0]);
+    cJSON_AddStringToObject(doc, "status", "cancelled");
     cJSON_AddNumberToObject(doc, "amount_cents", (double)t.amount);
     reply_json(q, 200, doc);
 }

@@ -1,0 +1,138 @@
+/* Per-account limits: the request rate of each key (a token bucket), open
+ * deposit requests and pending withdrawals, and the expiry of unpaid
+ * deposit requests. Memory is bounded: the buckets live in a fixed table;
+ * the open counts are read from the ledger. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/keyvalq_struct.h>
+
+#include "orch.h"
+
+#define BUCKETS 4096u     /* keys tracked at once */
+#define PROBE 8u          /* slots looked at per key */
+#define SCAN_MAX 4096u    /* an account's newest transfers counted */
+
+typedef struct bucket {
+    rz_ledger_id id;      /* {0,0}: free */
+    uint64_t node;        /* node tokens: their node; 0 for clients */
+    double tokens;
+    uint64_t at_ms;       /* last refill */
+} bucket;
+
+static bucket *table;
+
+bool quota_audited(const req *q, void (*fn)(req *q))
+{
+    if (q->who.kind == P_ADMIN && strcmp(q->method, "GET") != 0)
+        return true;
+    return fn == r_account_deposit || fn == r_account_withdraw ||
+           fn == r_account_credit || fn == r_deposit_confirm ||
+           fn == r_deposit_cancel || fn == r_job_refund;
+}
+
+static size_t slot_of(rz_ledger_id id, uint64_t node)
+{
+    uint64_t h = id.hi * 0x9e3779b97f4a7c15ull ^ id.lo ^ (node * 0xff51afd7ed558ccdull);
+    h ^= h >> 29;
+    return (size_t)(h % BUCKETS);
+}
+
+/* The caller's bucket. A full table gives up the slot refilled longest ago
+ * (most likely full again anyway): a key evicted that way starts over with
+ * a full burst. */
+static bucket *bucket_of(const principal *p, double burst, uint64_t now)
+{
+    if (!table && !(table = calloc(BUCKETS, sizeof *table)))
+        return NULL;
+    size_t s = slot_of(p->account, p->node), oldest = s;
+    for (size_t i = 0; i < PROBE; i++) {
+        bucket *b = &table[(s + i) % BUCKETS];
+        if (rz_ledger_id_equal(b->id, p->account) && b->node == p->node)
+            return b;
+        if (!b->id.hi && !b->id.lo) {
+            oldest = (s + i) % BUCKETS;
+            break;
+        }
+        if (b->at_ms < table[oldest].at_ms)
+            oldest = (s + i) % BUCKETS;
+    }
+    bucket *b = &table[oldest];
+    b->id = p->account;
+    b->node = p->node;
+    b->tokens = burst;
+    b->at_ms = now;
+    return b;
+}
+
+bool quota_rate_take(req *q)
+{
+    unsigned rate = q->o->opts.request_rate;
+    if (!rate || q->who.kind == P_ADMIN || q->who.kind == P_NONE)
+        return true;
+    double burst = q->o->opts.request_burst ? q->o->opts.request_burst : rate;
+    uint64_t now = orch_now_ms();
+    bucket *b = bucket_of(&q->who, burst, now);
+    if (!b)
+        return true;   /* no memory for the table: do not refuse everyone */
+    if (now > b->at_ms) {
+        b->tokens += (double)(now - b->at_ms) * rate / 1000.0;
+        if (b->tokens > burst)
+            b->tokens = burst;
+        b->at_ms = now;
+    }
+    if (b->tokens >= 1.0) {
+        b->tokens -= 1.0;
+        return true;
+    }
+    unsigned wait = (unsigned)((1.0 - b->tokens) / rate) + 1;   /* rounded up */
+    char after[24];
+    snprintf(after, sizeof after, "%u", wait ? wait : 1);
+    evhttp_add_header(evhttp_request_get_output_headers(q->r), "Retry-After",
+                      after);
+    reply_limit(q, "too many requests from this key: at most %u a second "
+                "after a burst of %.0f; retry after %s s", rate, burst, after);
+    return false;
+}
+
+void quota_free(void)
+{
+    free(table);
+    table = NULL;
+}
+
+size_t quota_open_count(orch *o, rz_ledger_id account, uint32_t code)
+{
+    rz_ledger *l = rz_engine_ledger(o->e);
+    enum { PAGE = 256 };
+    rz_ledger_transfer *t = malloc(PAGE * sizeof *t);
+    if (!t)
+        return SIZE_MAX;
+    size_t open = 0, seen = 0, n = 0;
+    uint64_t before = 0;
+    do {
+        if (rz_ledger_history(l, account, before, t, PAGE, &n) != RZ_OK) {
+            open = SIZE_MAX;
+            break;
+        }
+        for (size_t i = 0; i < n; i++)
+            open += t[i].code == code && t[i].state == RZ_LEDGER_OPEN;
+        seen += n;
+        before = n ? t[n - 1].seq : 0;
+    } while (n == PAGE && seen < SCAN_MAX);
+    free(t);
+    return open;
+}
+
+void quota_expire(orch *o, bool force)
+{
+    uint64_t now = orch_now_ms();
+    if (!force && now - o->deposit_tick_ms < 30000)
+        return;
+    o->deposit_tick_ms = now;
+    uint64_t n = 0;
+    if (rz_ledger_tick(rz_engine_ledger(o->e), now, &n) != RZ_OK)
+        fprintf(stderr, ORCH_NAME ": expiring deposit requests: %s\n",
+                rz_error_last()->message);
+}
