@@ -111,6 +111,10 @@ class Base(unittest.TestCase):
 
 
 class Streams(Base):
+    # Thousands of streams from one key in seconds: past the default
+    # request rate, which is not what is tested here.
+    extra = ("--request-rate", "0")
+
     def open_stream(self, dep, key):
         sock = socket.create_connection(("127.0.0.1", self.s.port))
         sock.sendall(("GET /api/v1/flows/%d/events HTTP/1.1\r\nHost: x\r\n"

@@ -1,0 +1,374 @@
+#!/usr/bin/env python3
+"""End-to-end: one client cannot exhaust what others share, a node cannot
+bill more than it ran, and every admin and money operation is in a
+tamper-evident audit log that fails closed.
+
+- A node reporting run_ms 2^53 a moment after taking its job is billed the
+  time the server saw pass (plus 1 s), not the whole hold.
+- A client flooding deposit requests is stopped at its cap (429) and at the
+  per-request maximum; others still deposit and are confirmed, also after a
+  restart; requests expire (--deposit-ttl) and can be cancelled.
+- A key's request rate (429 with Retry-After), its event streams and its
+  pending withdrawals are capped; another key is unaffected.
+- The audit log holds a begin and an end record for each admin and money
+  route, no key; `audit --verify` finds an altered or removed record; an
+  audit log that cannot be written (a full disk, simulated with /dev/full)
+  makes the operation fail with 500 and change nothing.
+
+Usage: orchestrator_abuse.py ORCHESTRATOR SOURCE_ROOT"""
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+import unittest
+from http.client import HTTPConnection
+
+from harness import http, run, start_orchestrator
+
+EXE, ROOT = sys.argv[1], sys.argv[2]
+CAPS = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
+        "adapters": ["process"], "max_concurrent_jobs": 4,
+        "prices": {"gpu_hour_cents": 0, "cpu_hour_cents": 36000,
+                   "memory_gb_hour_cents": 0}}
+X25519 = "11" * 32
+
+
+def decode(ctype, data):
+    return json.loads(data) if "json" in ctype else data
+
+
+class Server:
+    def __init__(self, tmp, extra=()):
+        self.tmp = tmp
+        self.data = os.path.join(tmp, "data")
+        self.admin = "rza_abuse_" + os.urandom(16).hex()
+        self.key_file = os.path.join(tmp, "admin.key")
+        with open(self.key_file, "w") as f:
+            f.write(self.admin + "\n")
+        self.extra = list(extra)
+        self.start()
+
+    def start(self):
+        self.proc = start_orchestrator(
+            EXE, self.data, ["--admin-key-file", self.key_file,
+                             "--modules", os.path.join(ROOT, "examples", "modules"),
+                             "--quiet", *self.extra], timeout=20)
+        self.port = self.proc.port
+
+    def restart(self):
+        self.proc.stop_clean()
+        self.start()
+
+    def call(self, method, path, body=None, key=None):
+        return http(self.proc.base, method, path, key=key, body=body, timeout=20,
+                    decode=decode)
+
+    def get_with_headers(self, path, key):
+        c = HTTPConnection("127.0.0.1", self.port, timeout=20)
+        try:
+            c.request("GET", path, headers={"Authorization": "Bearer " + key})
+            r = c.getresponse()
+            return r.status, json.loads(r.read()), r.getheader("Retry-After")
+        finally:
+            c.close()
+
+    def audit(self, *args):
+        return run([EXE, "audit", "--data", self.data, *args], timeout=30)
+
+
+class Base(unittest.TestCase):
+    extra = ()
+
+    def setUp(self):
+        self.tmpd = tempfile.TemporaryDirectory()
+        self.s = Server(self.tmpd.name, self.extra)
+
+    def tearDown(self):
+        try:
+            self.s.proc.stop_clean()
+        finally:
+            self.tmpd.cleanup()
+
+    def ok(self, method, path, body=None, key=None, code=200):
+        st, doc = self.s.call(method, path, body, key)
+        self.assertEqual(st, code, "%s %s -> %d %r" % (method, path, st, doc))
+        return doc
+
+    def client(self, credits=0):
+        doc = self.ok("POST", "/api/v1/accounts", {"name": "t"}, self.s.admin, 201)
+        if credits:
+            self.ok("POST", "/api/v1/accounts/%s/test-credits" % doc["id"],
+                    {"amount_cents": credits}, self.s.admin)
+        return doc["id"], doc["api_key"]
+
+    def node(self):
+        doc = self.ok("POST", "/api/v1/nodes/register",
+                      {"capabilities": CAPS, "x25519_public_key": X25519}, code=201)
+        return doc["id"], doc["token"]
+
+    def balance(self, acct, key):
+        return self.ok("GET", "/api/v1/accounts/%s" % acct, key=key)["balance_cents"]
+
+
+class RunTime(Base):
+    def test_reported_run_time_is_bounded_by_the_server_clock(self):
+        acct, key = self.client(10000)
+        nid, tok = self.node()
+        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_cents": 5000,
+                      "inputs": {"message": "x"}}, key, 201)["id"]
+        a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
+        self.assertEqual(a["job"], job)
+        self.ok("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, job),
+                {"attempt": a["attempt"], "outputs": {"message": "x"},
+                 "run_ms": 2 ** 53}, tok)
+        got = self.ok("GET", "/api/v1/jobs/%d" % job, key=key)
+        self.assertEqual(got["status"], "succeeded")
+        # Well under 2 s seen by the server: at most 2 s x 10 cents/s.
+        self.assertLessEqual(got["cost_cents"], 20, got)
+        self.assertLess(got["run_ms"], 5000, got)
+        self.assertGreaterEqual(self.balance(acct, key), 10000 - 20)
+        n = self.ok("GET", "/api/v1/accounts/me", key=tok)
+        self.assertLessEqual(n["balance_cents"], 20)
+
+
+class Deposits(Base):
+    extra = ("--max-open-deposits", "4", "--deposit-ttl", "2")
+
+    def deposit(self, acct, key, cents=100):
+        return self.s.call("POST", "/api/v1/accounts/%s/deposit" % acct,
+                           {"amount_cents": cents}, key)
+
+    def test_one_client_cannot_block_deposits(self):
+        bad, bkey = self.client()
+        good, gkey = self.client()
+        # The attack that filled the shared external account: 2^53 each.
+        st, doc = self.deposit(bad, bkey, 2 ** 53)
+        self.assertEqual(st, 400, doc)
+        self.assertIn("at most 100000000 cents", doc["error"]["message"])
+        codes = [self.deposit(bad, bkey, 100000000)[0] for _ in range(40)]
+        self.assertEqual(codes[:4], [201] * 4)
+        self.assertEqual(set(codes[4:]), {429})
+        # Another client is unaffected, before and after a restart.
+        for restart in (False, True):
+            if restart:
+                self.s.restart()
+            st, d = self.deposit(good, gkey, 700)
+            self.assertEqual(st, 201, d)
+            self.assertGreater(d["expires_at_ms"], time.time() * 1000)
+            self.ok("POST", "/api/v1/deposits/%s/confirm" % d["deposit_id"],
+                    key=self.s.admin)
+        self.assertEqual(self.balance(good, gkey), 1400)
+        # Cancelling frees a place; others' requests are not one's to cancel.
+        st, d = self.deposit(good, gkey, 5)
+        self.assertEqual(st, 201)
+        st, _ = self.s.call("DELETE", "/api/v1/deposits/%s" % d["deposit_id"],
+                            key=bkey)
+        self.assertEqual(st, 404)
+        self.ok("DELETE", "/api/v1/deposits/%s" % d["deposit_id"], key=gkey)
+        st, doc = self.s.call("POST", "/api/v1/deposits/%s/confirm" % d["deposit_id"],
+                              key=self.s.admin)
+        self.assertEqual((st, doc["error"]["code"]), (409, "RZ_EVOIDED"))
+        self.assertEqual(self.balance(good, gkey), 1400)
+        # Past the TTL the flood's requests expire: no longer confirmable,
+        # and they free the attacker's places too.
+        time.sleep(2.2)
+        st, d = self.deposit(bad, bkey, 1)
+        self.assertEqual(st, 201, d)
+        pays = self.ok("GET", "/api/v1/accounts/%s/payments" % bad, key=bkey)["payments"]
+        self.assertEqual(sum(p["status"] == "expired" for p in pays), 4, pays)
+        old = [p["id"] for p in pays if p["status"] == "expired"][0]
+        st, doc = self.s.call("POST", "/api/v1/deposits/%s/confirm" % old,
+                              key=self.s.admin)
+        self.assertEqual((st, doc["error"]["code"]), (409, "RZ_EEXPIRED"))
+        self.assertEqual(self.balance(bad, bkey), 0)
+
+
+class Rate(Base):
+    extra = ("--request-rate", "5", "--request-burst", "10", "--max-streams", "2",
+             "--max-pending-withdrawals", "2")
+
+    def test_rate_streams_withdrawals_per_key(self):
+        a, akey = self.client(1000)
+        b, bkey = self.client(1000)
+        codes = []
+        for _ in range(30):
+            st, doc, after = self.s.get_with_headers("/api/v1/accounts/me", akey)
+            codes.append(st)
+            if st == 429:
+                self.assertEqual(doc["error"]["code"], "RZ_EDENIED")
+                self.assertGreaterEqual(int(after), 1)
+        self.assertIn(429, codes)
+        self.assertLessEqual(codes.count(200), 14)
+        # Another key is served meanwhile.
+        self.assertEqual(self.s.call("GET", "/api/v1/accounts/me", key=bkey)[0], 200)
+        time.sleep(1.2)   # refilled
+        # Withdrawals: two pending at most for a key.
+        for i in range(3):
+            st, doc = self.s.call("POST", "/api/v1/accounts/%s/withdraw" % b,
+                                  {"amount_cents": 10, "address": "w"}, bkey)
+            self.assertEqual(st, 201 if i < 2 else 429, doc)
+        time.sleep(1.2)
+        # Streams: two per key.
+        flow = ("flux: 1\nname: d\nsteps:\n  s:\n    module: echo@1\n"
+                "    timeout_s: 3600\n")
+        dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, akey, 201)["id"]
+        socks = []
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", self.s.port))
+            s.sendall(("GET /api/v1/flows/%d/events HTTP/1.1\r\nHost: x\r\n"
+                       "Authorization: Bearer %s\r\n\r\n" % (dep, akey)).encode())
+            self.assertIn(b"event: status", s.recv(65536))
+            socks.append(s)
+        st, doc = self.s.call("GET", "/api/v1/flows/%d/events" % dep, key=akey)
+        self.assertEqual(st, 429, doc)
+        for s in socks:
+            s.close()
+
+
+class Audit(Base):
+    def records(self):
+        r = self.s.audit()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    def test_every_admin_and_money_route_is_recorded(self):
+        acct, key = self.client(1000)
+        st, d = self.s.call("POST", "/api/v1/accounts/%s/deposit" % acct,
+                            {"amount_cents": 300}, key)
+        self.assertEqual(st, 201)
+        self.ok("POST", "/api/v1/deposits/%s/confirm" % d["deposit_id"], key=self.s.admin)
+        st, d2 = self.s.call("POST", "/api/v1/accounts/%s/deposit" % acct,
+                             {"amount_cents": 5}, key)
+        self.ok("DELETE", "/api/v1/deposits/%s" % d2["deposit_id"], key=key)
+        self.ok("POST", "/api/v1/accounts/%s/withdraw" % acct,
+                {"amount_cents": 10, "address": "w"}, key, 201)
+        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_cents": 50},
+                      key, 201)["id"]
+        self.ok("POST", "/api/v1/jobs/%d/refund" % job, key=key)
+        nid, _ = self.node()
+        node_st, _ = self.s.call("DELETE", "/api/v1/nodes/%d" % nid, key=self.s.admin)
+        self.assertIn(node_st, (200, 204))
+        # A refused money operation is recorded with its status too.
+        st, _ = self.s.call("POST", "/api/v1/accounts/%s/withdraw" % acct,
+                            {"amount_cents": 10 ** 9, "address": "w"}, key)
+        self.assertEqual(st, 402)
+        recs = self.records()
+        begins = {r["seq"]: r for r in recs if r["phase"] == "begin"}
+        ends = {r["of"]: r for r in recs if r["phase"] == "end"}
+        self.assertEqual(set(begins), set(ends))
+        # (op's last path segment, who, status) in order; the job's submit
+        # and cancel by its client are not money routes of the audit.
+        ops = [(begins[s]["op"].split("/")[-1], begins[s]["who"], ends[s]["status"])
+               for s in sorted(begins)]
+        who = "client:" + acct
+        self.assertEqual(ops, [
+            ("accounts", "admin", 201),
+            ("test-credits", "admin", 200),
+            ("deposit", who, 201),
+            ("confirm", "admin", 200),
+            ("deposit", who, 201),
+            (d2["deposit_id"], who, 200),
+            ("withdraw", who, 201),
+            ("refund", who, 200),
+            (str(nid), "admin", node_st),
+            ("withdraw", who, 402),
+        ])
+        self.assertTrue(all(r["time_ms"] > 0 for r in recs))
+        self.assertEqual([r["amount_cents"] for r in recs
+                          if r["phase"] == "begin" and r["op"].endswith("/deposit")],
+                         [300, 5])
+        with open(os.path.join(self.s.data, "audit.log")) as f:
+            text = f.read()
+        self.assertNotIn(key, text)
+        self.assertNotIn(self.s.admin, text)
+        self.assertNotIn("rzk_", text)
+        # The chain survives a restart and goes on from where it was.
+        n = len(recs)
+        self.s.restart()
+        self.client()
+        self.assertEqual(len(self.records()), n + 2)
+        r = self.s.audit("--verify")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("%d records" % (n + 2), r.stdout)
+
+    def test_tampering_is_found(self):
+        acct, key = self.client(1000)
+        self.s.call("POST", "/api/v1/accounts/%s/deposit" % acct, {"amount_cents": 300}, key)
+        self.s.proc.stop_clean()
+        path = os.path.join(self.s.data, "audit.log")
+        with open(path) as f:
+            lines = f.read().splitlines(True)
+        self.assertEqual(len(lines), 6)
+        good = "".join(lines)
+
+        def verify_fails(text, what):
+            with open(path, "w") as f:
+                f.write(text)
+            r = self.s.audit("--verify")
+            self.assertEqual(r.returncode, 1, r.stdout)
+            self.assertIn(what, r.stderr)
+            return r.stderr
+        # An amount altered.
+        verify_fails(good.replace('"amount_cents":300', '"amount_cents":900'),
+                     "record 5 (byte %d) was altered" % len("".join(lines[:4])))
+        # A record removed.
+        verify_fails("".join(lines[:2] + lines[3:]), "record 3")
+        # Any edit of a record changes its hash.
+        verify_fails("".join(lines[:2]) + lines[2].replace('"phase":"begin"',
+                     '"phase":"begun"') + "".join(lines[3:]), "record 3")
+        # A torn last record.
+        verify_fails(good[:-10], "record 6")
+        # The server refuses to start on a broken log.
+        with open(path, "w") as f:
+            f.write("".join(lines[:2] + lines[3:]))
+        with self.assertRaises(AssertionError):
+            self.s.start()
+        with open(path, "w") as f:
+            f.write(good)
+        self.assertEqual(self.s.audit("--verify").returncode, 0)
+        self.s.start()
+
+    def test_unwritable_audit_log_fails_closed(self):
+        acct, key = self.client(1000)
+        path = os.path.join(self.s.data, "audit.log")
+        os.rename(path, path + ".real")
+        os.symlink("/dev/full", path)   # every write: ENOSPC
+        try:
+            st, doc = self.s.call("POST", "/api/v1/accounts/%s/test-credits" % acct,
+                                  {"amount_cents": 5}, self.s.admin)
+            self.assertEqual(st, 500, doc)
+            self.assertEqual(doc["error"]["code"], "RZ_EIO")
+            st, doc = self.s.call("POST", "/api/v1/accounts/%s/deposit" % acct,
+                                  {"amount_cents": 5}, key)
+            self.assertEqual(st, 500, doc)
+            st, doc = self.s.call("POST", "/api/v1/accounts", {"name": "x"},
+                                  self.s.admin)
+            self.assertEqual(st, 500, doc)
+            self.assertNotIn("api_key", doc)
+        finally:
+            os.unlink(path)
+            os.rename(path + ".real", path)
+        # Nothing happened: no credit, no deposit request, no account.
+        self.assertEqual(self.balance(acct, key), 1000)
+        pays = self.ok("GET", "/api/v1/accounts/%s/payments" % acct, key=key)["payments"]
+        self.assertEqual([p["kind"] for p in pays], ["test_credit"])
+        stats = self.ok("GET", "/api/v1/payments/stats", key=self.s.admin)
+        self.assertEqual(stats["accounts"], 1 + 3)   # platform, escrow, external
+        # A deleted log is not started over: it fails too.
+        os.rename(path, path + ".gone")
+        st, _ = self.s.call("POST", "/api/v1/accounts/%s/test-credits" % acct,
+                            {"amount_cents": 5}, self.s.admin)
+        self.assertEqual(st, 500)
+        os.rename(path + ".gone", path)
+        # Writable again: served, and the chain holds.
+        self.ok("POST", "/api/v1/accounts/%s/test-credits" % acct,
+                {"amount_cents": 5}, self.s.admin)
+        self.assertEqual(self.balance(acct, key), 1005)
+        r = self.s.audit("--verify")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0], "-v"])
