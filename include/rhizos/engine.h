@@ -457,6 +457,13 @@ RZ_EXTERN int rz_engine_in_group(const rz_engine *e);
 RZ_EXTERN uint64_t rz_engine_group_pending(const rz_engine *e,
                                            rz_ledger_id client);
 
+/* What `client` has open: standalone jobs not finished (pending, queued,
+ * assigned or running) and deployments still running; either out-param
+ * may be NULL. For a server's per-account limits. O(jobs + deployments),
+ * in memory. */
+RZ_EXTERN void rz_engine_client_open(const rz_engine *e, rz_ledger_id client,
+                                     uint64_t *jobs, uint64_t *deployments);
+
 /* ---- Time, events, invariants ---- */
 
 /* Lose silent nodes (re-queueing their jobs), expire step timeouts, start

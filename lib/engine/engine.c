@@ -1248,6 +1248,26 @@ size_t rz_engine_deployment_list(const rz_engine *e, const rz_ledger_id *client,
     return n;
 }
 
+void rz_engine_client_open(const rz_engine *e, rz_ledger_id client,
+                           uint64_t *jobs, uint64_t *deployments)
+{
+    uint64_t nj = 0, nd = 0;
+    for (size_t i = 0; e && i < e->n_jobs; i++) {
+        const rz__ejob *j = &e->jobs[i];
+        nj += !j->deployment && j->state < RZ_JOB_SUCCEEDED &&
+              rz_ledger_id_equal(j->client, client);
+    }
+    for (size_t i = 0; e && i < e->n_deps; i++) {
+        const rz__edep *d = &e->deps[i];
+        rz_run_state s = d->run ? rz_run_state_get(d->run) : d->state;
+        nd += s == RZ_RUN_RUNNING && rz_ledger_id_equal(d->client, client);
+    }
+    if (jobs)
+        *jobs = nj;
+    if (deployments)
+        *deployments = nd;
+}
+
 int rz_engine_deployment_get(const rz_engine *e, uint64_t deployment,
                              rz_engine_deployment_info *out)
 {

@@ -65,6 +65,8 @@ static void usage(FILE *f)
           "  --max-deposit-cents N  one deposit request (default 100000000)\n"
           "  --deposit-ttl S        an unpaid deposit request expires after S\n"
           "                         seconds (default 86400)\n"
+          "  --max-queued-jobs N    unfinished jobs per account (default 1000)\n"
+          "  --max-running-deployments N  (default 100)\n"
           "\n"
           "  " ORCH_NAME " audit --data DIR [--verify]\n"
           "                         print (or only verify) the audit log of\n"
@@ -217,7 +219,8 @@ static bool limit_opt(orch_opts *op, int i, const char *arg)
         { "--max-streams", 100000 }, { "--max-open-deposits", 100000 },
         { "--max-pending-withdrawals", 100000 },
         { "--max-deposit-cents", (uint64_t)1 << 53 },
-        { "--deposit-ttl", 31536000 } };
+        { "--deposit-ttl", 31536000 }, { "--max-queued-jobs", 10000000 },
+        { "--max-running-deployments", 10000000 } };
     uint64_t v = 0;
     bool zero = i == 0 && strcmp(arg, "0") == 0;
     if (!zero && !parse_size(arg, lim[i].max, &v)) {
@@ -232,7 +235,9 @@ static bool limit_opt(orch_opts *op, int i, const char *arg)
     case 3: op->open_deposits = (unsigned)v; break;
     case 4: op->pending_withdrawals = (unsigned)v; break;
     case 5: op->deposit_max_cents = v; break;
-    default: op->deposit_ttl_s = v; break;
+    case 6: op->deposit_ttl_s = v; break;
+    case 7: op->queued_jobs = (unsigned)v; break;
+    default: op->running_deployments = (unsigned)v; break;
     }
     return true;
 }
@@ -243,7 +248,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
            O_POLICY, O_RATE, O_AUTH_FAILURES, O_QUEUE_TIMEOUT, O_ALLOW_IMAGES, O_QUIET, O_ROUTES,
            O_VERIFY_ON_OPEN,
            O_HELP, O_VERSION, O_REQ_RATE, O_REQ_BURST, O_STREAMS, O_DEPOSITS,
-           O_WITHDRAWALS, O_DEPOSIT_MAX, O_DEPOSIT_TTL };
+           O_WITHDRAWALS, O_DEPOSIT_MAX, O_DEPOSIT_TTL, O_JOBS, O_DEPS };
     static const struct option longs[] = {
         { "listen", required_argument, NULL, O_LISTEN },
         { "data", required_argument, NULL, O_DATA },
@@ -263,6 +268,8 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         { "max-pending-withdrawals", required_argument, NULL, O_WITHDRAWALS },
         { "max-deposit-cents", required_argument, NULL, O_DEPOSIT_MAX },
         { "deposit-ttl", required_argument, NULL, O_DEPOSIT_TTL },
+        { "max-queued-jobs", required_argument, NULL, O_JOBS },
+        { "max-running-deployments", required_argument, NULL, O_DEPS },
         { "quiet", no_argument, NULL, O_QUIET },
         { "verify-on-open", no_argument, NULL, O_VERIFY_ON_OPEN },
         { "routes", no_argument, NULL, O_ROUTES },
@@ -350,7 +357,8 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
             break;
         }
         case O_REQ_RATE: case O_REQ_BURST: case O_STREAMS: case O_DEPOSITS:
-        case O_WITHDRAWALS: case O_DEPOSIT_MAX: case O_DEPOSIT_TTL:
+        case O_WITHDRAWALS: case O_DEPOSIT_MAX: case O_DEPOSIT_TTL: case O_JOBS:
+        case O_DEPS:
             if (!limit_opt(op, c - O_REQ_RATE, optarg))
                 return 2;
             break;
@@ -602,6 +610,8 @@ int main(int argc, char **argv)
     o.opts.watch_max = ORCH_WATCH_MAX;
     o.opts.request_rate = ORCH_REQUEST_RATE;
     o.opts.request_burst = ORCH_REQUEST_BURST;
+    o.opts.queued_jobs = ORCH_QUEUED_JOBS;
+    o.opts.running_deployments = ORCH_RUNNING_DEPLOYMENTS;
     if (argc > 1 && strcmp(argv[1], "audit") == 0)
         return orch_audit_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "check") == 0)

@@ -73,6 +73,8 @@ typedef struct orch_opts {
     unsigned watch_max;            /* SSE streams per key */
     unsigned request_rate;         /* requests a second per key; 0: any */
     unsigned request_burst;        /* ... after a burst of this many */
+    unsigned queued_jobs;          /* open standalone jobs per account */
+    unsigned running_deployments;  /* running deployments per account */
 } orch_opts;
 
 #define ORCH_DEPOSIT_TTL_S 86400u
@@ -81,6 +83,8 @@ typedef struct orch_opts {
 #define ORCH_PENDING_WITHDRAWALS 16u
 #define ORCH_REQUEST_RATE 100u
 #define ORCH_REQUEST_BURST 1000u
+#define ORCH_QUEUED_JOBS 1000u
+#define ORCH_RUNNING_DEPLOYMENTS 100u
 
 /* A node's long-poll, held until work comes or its wait ends. */
 typedef struct waiter {
@@ -259,6 +263,9 @@ bool quota_audited(const req *q, void (*fn)(req *q));
 /* Take one request from the caller's bucket; false: answered 429 with
  * Retry-After. The admin key is not limited. */
 bool quota_rate_take(req *q);
+/* Room for one more job (deployment false) or deployment of the caller's
+ * account? Else answered 429. */
+bool quota_client_room(req *q, bool deployment);
 /* How many of the account's deposit requests (code RZ_LEDGER_CODE_DEPOSIT)
  * or withdrawals (RZ_LEDGER_CODE_WITHDRAW) are open. */
 size_t quota_open_count(orch *o, rz_ledger_id account, uint32_t code);

@@ -136,3 +136,18 @@ void quota_expire(orch *o, bool force)
         fprintf(stderr, ORCH_NAME ": expiring deposit requests: %s\n",
                 rz_error_last()->message);
 }
+
+bool quota_client_room(req *q, bool deployment)
+{
+    uint64_t jobs = 0, deps = 0;
+    rz_engine_client_open(q->o->e, q->who.account, &jobs, &deps);
+    unsigned cap = deployment ? q->o->opts.running_deployments
+                              : q->o->opts.queued_jobs;
+    uint64_t n = deployment ? deps : jobs;
+    if (n < cap)
+        return true;
+    reply_limit(q, "this account has %llu %s; at most %u (wait for one to "
+                "finish or cancel one)", (unsigned long long)n,
+                deployment ? "running deployments" : "unfinished jobs", cap);
+    return false;
+}

@@ -173,7 +173,8 @@ void r_flow_deploy(req *q)
     orch *o = q->o;
     cJSON *inputs, *creds;
     if (!body_fields(q, fields) || !body_obj(q, "inputs", &inputs) ||
-        !body_obj(q, "credentials", &creds) || !check_sealed(q, creds))
+        !body_obj(q, "credentials", &creds) || !check_sealed(q, creds) ||
+        !quota_client_room(q, true))
         return;
     char *text = flow_text(q);
     if (!text)

@@ -237,7 +237,7 @@ void r_job_submit(req *q)
         !body_obj(q, "inputs", &inputs) || !body_obj(q, "config", &config) ||
         !body_obj(q, "requirements", &reqs) ||
         !body_u64(q, "max_cost_cents", false, (uint64_t)1 << 53,
-                  &job.max_cost_cents, &have_max))
+                  &job.max_cost_cents, &have_max) || !quota_client_room(q, false))
         return;
     const cJSON *prio = cJSON_GetObjectItemCaseSensitive(q->body, "priority");
     double pv = cJSON_IsNumber(prio) ? prio->valuedouble : 0.5;

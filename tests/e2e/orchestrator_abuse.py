@@ -187,7 +187,8 @@ class Deposits(Base):
 
 class Rate(Base):
     extra = ("--request-rate", "5", "--request-burst", "10", "--max-streams", "2",
-             "--max-pending-withdrawals", "2")
+             "--max-pending-withdrawals", "2", "--max-queued-jobs", "2",
+             "--max-running-deployments", "1")
 
     def test_rate_streams_withdrawals_per_key(self):
         a, akey = self.client(1000)
@@ -225,6 +226,19 @@ class Rate(Base):
         self.assertEqual(st, 429, doc)
         for s in socks:
             s.close()
+        time.sleep(1.2)
+        # One running deployment and two unfinished jobs per account; the
+        # other account still submits; a finished one frees its place.
+        st, doc = self.s.call("POST", "/api/v1/flows/deploy", {"flow": flow}, akey)
+        self.assertEqual(st, 429, doc)
+        self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, bkey, 201)
+        job = {"module": "echo", "max_cost_cents": 5}
+        ids = [self.ok("POST", "/api/v1/jobs", job, akey, 201)["id"] for _ in range(2)]
+        st, doc = self.s.call("POST", "/api/v1/jobs", job, akey)
+        self.assertEqual(st, 429, doc)
+        self.ok("POST", "/api/v1/jobs", job, bkey, 201)
+        self.ok("DELETE", "/api/v1/jobs/%d" % ids[0], key=akey)
+        self.ok("POST", "/api/v1/jobs", job, akey, 201)
 
 
 class Audit(Base):

@@ -259,6 +259,26 @@ static void test_run_time_bounded(void **state)
     check(f);
 }
 
+/* A client's open standalone jobs, for a server's per-account limits. */
+static void test_client_open(void **state)
+{
+    fx *f = *state;
+    uint64_t jobs = 9, deps = 9;
+    rz_engine_client_open(f->e, f->client, &jobs, &deps);
+    assert_int_equal(jobs, 0);
+    assert_int_equal(deps, 0);
+    uint64_t a = submit(f, 100, 0, 1), b = submit(f, 100, 0, 2);
+    assert_true(a && b);
+    rz_engine_client_open(f->e, f->client, &jobs, NULL);
+    assert_int_equal(jobs, 2);
+    rz_engine_client_open(f->e, rz_ledger_id_make(7, 99), &jobs, &deps);
+    assert_int_equal(jobs, 0);
+    assert_int_equal(rz_engine_job_cancel(f->e, a, 3), RZ_OK);
+    rz_engine_client_open(f->e, f->client, &jobs, &deps);
+    assert_int_equal(jobs, 1);
+    assert_int_equal(deps, 0);
+}
+
 static void test_failed_job_is_refunded(void **state)
 {
     fx *f = *state;
@@ -1563,6 +1583,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_settle_exact),
         T(test_run_time_bounded),
+        T(test_client_open),
         T(test_failed_job_is_refunded),
         T(test_cancel_queued_job_is_refunded_once),
         T(test_cancel_running_job_refuses_its_late_result),
