@@ -272,8 +272,9 @@ typedef struct rz_engine_report {
  * says. The job costs the node's price for its run time (the match cost
  * formula), capped at the hold; the run time billed (and shown as the
  * job's run_ms) is run_ms, but never more than now_ms minus the time of the
- * poll that handed the job over, plus the options' run_tolerance_ms. RZ_OK also for an exact repeat of a report already
- * taken (nothing changes again); *was_repeat (may be NULL) says which:
+ * poll that handed the job over, plus the options' run_tolerance_ms. RZ_OK
+ * also for an exact repeat of a report already taken (nothing changes
+ * again); *was_repeat (may be NULL) says which:
  * 1 a repeat, 0 this report was taken. RZ_ESTATE for a node that does not
  * hold the job or a stale attempt, and for a repeat of a taken attempt
  * with other content (outputs, error or run_ms); RZ_ENOENT unknown job;

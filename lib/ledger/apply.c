@@ -956,6 +956,27 @@ static int plan_settle(ctx *c, const rz_ledger_op *op, plan *p)
     return RZ_OK;
 }
 
+/* A deposit request (pending) or a test credit: external -> client. */
+static int plan_credit(ctx *c, const rz_ledger_op *op, plan *p)
+{
+    int rc = need_kind(c, op->account, RZ_LEDGER_CLIENT, RZ_LEDGER_CLIENT);
+    if (rc == RZ_OK)
+        rc = need_amount(op->amount);
+    if (rc != RZ_OK)
+        return rc;
+    bool dep = op->type == RZ_LEDGER_OP_DEPOSIT_REQUEST;
+    rz_ledger_transfer *t = plan_add(p, op->id, dep ? RZ_LEDGER_PENDING : 0,
+                                     dep ? RZ_LEDGER_CODE_DEPOSIT
+                                         : RZ_LEDGER_CODE_TEST_CREDIT,
+                                     RZ_LEDGER_EXTERNAL_ID, op->account,
+                                     op->amount);
+    /* An unpaid request expires, so none holds the external account's
+     * totals forever. */
+    if (dep)
+        t->timeout = op->timeout;
+    return RZ_OK;
+}
+
 static int plan_op(ctx *c, const rz_ledger_op *op, plan *p)
 {
     int rc;
@@ -965,21 +986,7 @@ static int plan_op(ctx *c, const rz_ledger_op *op, plan *p)
         return plan_raw(c, op, p);
     case RZ_LEDGER_OP_DEPOSIT_REQUEST:
     case RZ_LEDGER_OP_TEST_CREDIT:
-        rc = need_kind(c, op->account, RZ_LEDGER_CLIENT, RZ_LEDGER_CLIENT);
-        if (rc == RZ_OK)
-            rc = need_amount(op->amount);
-        if (rc == RZ_OK) {
-            bool dep = op->type == RZ_LEDGER_OP_DEPOSIT_REQUEST;
-            t = plan_add(p, op->id, dep ? RZ_LEDGER_PENDING : 0,
-                         dep ? RZ_LEDGER_CODE_DEPOSIT
-                             : RZ_LEDGER_CODE_TEST_CREDIT,
-                         RZ_LEDGER_EXTERNAL_ID, op->account, op->amount);
-            /* An unpaid request expires, so none holds the external
-             * account's totals forever. */
-            if (dep)
-                t->timeout = op->timeout;
-        }
-        return rc;
+        return plan_credit(c, op, p);
     case RZ_LEDGER_OP_DEPOSIT_CONFIRM:
         return plan_resolve(c, op, p, RZ_LEDGER_CODE_DEPOSIT, RZ_LEDGER_POST,
                             RZ_LEDGER_CODE_DEPOSIT_CONFIRM);
