@@ -236,6 +236,10 @@ bool audit_begin(req *q, const char *path)
     add_who(doc, q);
     char what[300];
     snprintf(what, sizeof what, "%s %.250s", q->method, path);
+    /* The path is the caller's bytes: printable ASCII only in the log. */
+    for (char *c = what; *c; c++)
+        if (*c < 0x20 || *c > 0x7e)
+            *c = '?';
     cJSON_AddStringToObject(doc, "op", what);
     /* The one body member worth keeping; everything else may be private. */
     const cJSON *amt = cJSON_GetObjectItemCaseSensitive(q->body, "amount_cents");
