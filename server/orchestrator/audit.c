@@ -257,16 +257,14 @@ bool audit_begin(req *q, const char *path)
     return true;
 }
 
-bool audit_end(req *q, int code)
+bool audit_end(orch *o, uint64_t of, int code)
 {
-    uint64_t of = q->audit_of;
-    q->audit_of = 0;
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddNumberToObject(doc, "time_ms", (double)orch_now_ms());
     cJSON_AddStringToObject(doc, "phase", "end");
     cJSON_AddNumberToObject(doc, "of", (double)of);
     cJSON_AddNumberToObject(doc, "status", code);
-    int rc = append(q->o, doc);
+    int rc = append(o, doc);
     cJSON_Delete(doc);
     if (rc != RZ_OK)
         fprintf(stderr, ORCH_NAME ": audit: %s\n", audit_err);

@@ -372,10 +372,10 @@ typedef struct held_reply {
     int code;
     const char *reason;
     struct evbuffer *body;
+    uint64_t audit_of;       /* its audit begin record; 0: none */
 } held_reply;
 
-bool orch_hold_reply(orch *o, struct evhttp_request *r, int code,
-                     const char *reason, struct evbuffer *body)
+bool orch_hold_room(orch *o)
 {
     if (!o->grouped)
         return false;
@@ -387,8 +387,34 @@ bool orch_hold_reply(orch *o, struct evhttp_request *r, int code,
         o->held = h;
         o->cap_held = cap;
     }
-    o->held[o->n_held++] = (held_reply){ r, code, reason, body };
     return true;
+}
+
+bool orch_hold_reply(orch *o, struct evhttp_request *r, int code,
+                     const char *reason, struct evbuffer *body,
+                     uint64_t audit_of)
+{
+    if (!orch_hold_room(o))
+        return false;
+    o->held[o->n_held++] = (held_reply){ r, code, reason, body, audit_of };
+    return true;
+}
+
+/* Replace a held reply by a JSON error (500). */
+static void held_fail(orch *o, held_reply *h, const char *json)
+{
+    if (!h->body)
+        h->body = evbuffer_new();
+    else
+        evbuffer_drain(h->body, evbuffer_get_length(h->body));
+    if (h->body)
+        evbuffer_add(h->body, json, strlen(json));
+    evhttp_remove_header(evhttp_request_get_output_headers(h->r), "Content-Type");
+    evhttp_add_header(evhttp_request_get_output_headers(h->r), "Content-Type",
+                      "application/json");
+    orch_count_code(o, 500);
+    h->code = 500;
+    h->reason = "Internal Server Error";
 }
 
 /* The pass's requests are in; make what they changed durable, then answer
@@ -409,21 +435,10 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     }
     for (size_t i = 0; i < o->n_held; i++) {
         held_reply *h = &o->held[i];
-        if (rc != RZ_OK) {
-            if (!h->body)
-                h->body = evbuffer_new();
-            else
-                evbuffer_drain(h->body, evbuffer_get_length(h->body));
-            if (h->body)
-                evbuffer_add(h->body, msg, strlen(msg));
-            evhttp_remove_header(evhttp_request_get_output_headers(h->r),
-                                 "Content-Type");
-            evhttp_add_header(evhttp_request_get_output_headers(h->r),
-                              "Content-Type", "application/json");
-            orch_count_code(o, 500);
-            h->code = 500;
-            h->reason = "Internal Server Error";
-        }
+        if (rc != RZ_OK)
+            held_fail(o, h, msg);
+        if (h->audit_of && !audit_end(o, h->audit_of, h->code))
+            held_fail(o, h, AUDIT_FAIL_JSON);
         evhttp_send_reply(h->r, h->code, h->reason, h->body);
         if (h->body)
             evbuffer_free(h->body);

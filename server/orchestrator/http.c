@@ -107,11 +107,12 @@ void reply_text(req *q, int code, const char *type, const char *text, size_t len
         return;
     q->answered = true;
     /* An audited operation's reply leaves only once its outcome is on
-     * record. */
-    static const char audit_fail[] = "{\"error\":{\"code\":\"RZ_EIO\","
-        "\"message\":\"the audit log cannot be written; the outcome of this "
-        "operation is not recorded\"}}";
-    if (q->audit_of && !audit_end(q, code)) {
+     * record: now, or for a held reply after the group's commit. */
+    static const char audit_fail[] = AUDIT_FAIL_JSON;
+    uint64_t of = q->audit_of;
+    q->audit_of = 0;
+    bool hold = orch_hold_room(q->o);
+    if (of && !hold && !audit_end(q->o, of, code)) {
         code = 500;
         type = "application/json";
         text = audit_fail;
@@ -125,7 +126,7 @@ void reply_text(req *q, int code, const char *type, const char *text, size_t len
         evbuffer_add(b, text, len);
     orch_count_code(q->o, code);
     struct evbuffer *body = code == 204 ? NULL : b;
-    if (!orch_hold_reply(q->o, q->r, code, reason_of(code), body))
+    if (!hold || !orch_hold_reply(q->o, q->r, code, reason_of(code), body, of))
         evhttp_send_reply(q->r, code, reason_of(code), body);
     else if (body)
         b = NULL;   /* kept; sent once the pass's commit is durable */

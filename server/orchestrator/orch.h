@@ -252,8 +252,13 @@ int audit_open(orch *o);
 /* Record that q starts (its caller, route and amount), durably; false:
  * answered 500, do nothing. */
 bool audit_begin(req *q, const char *path);
-/* Record q's outcome durably before its reply goes; false: it failed. */
-bool audit_end(req *q, int code);
+/* Record the outcome (HTTP status) of the operation whose begin record is
+ * `of`, durably, before its reply goes; false: it failed (the reply must
+ * become AUDIT_FAIL_JSON, a 500). */
+bool audit_end(orch *o, uint64_t of, int code);
+#define AUDIT_FAIL_JSON "{\"error\":{\"code\":\"RZ_EIO\",\"message\":\"the " \
+    "audit log cannot be written; the outcome of this operation is not "   \
+    "recorded\"}}"
 /* `rhizos-orchestrator audit --data DIR [--verify]` (argv[0] "audit"). */
 int orch_audit_main(int argc, char **argv);
 
@@ -278,10 +283,16 @@ void quota_free(void);
 void orch_after(orch *o);
 /* Open the pass's group (once) and queue its flush. */
 void orch_group_open(orch *o);
-/* Keep a reply until the group is durable (takes body; NULL: none). False
- * when no group is open: send it now. */
+/* Room for one more held reply? False when no group is open or there is
+ * no memory: the reply is sent now. */
+bool orch_hold_room(orch *o);
+/* Keep a reply until the group is durable (takes body; NULL: none); its
+ * audit end record (audit_of, 0: none) is written then, with the status
+ * that is sent. False when it cannot be held (orch_hold_room): send it
+ * now. */
 bool orch_hold_reply(orch *o, struct evhttp_request *r, int code,
-                     const char *reason, struct evbuffer *body);
+                     const char *reason, struct evbuffer *body,
+                     uint64_t audit_of);
 void orch_group_discard(orch *o);
 void orch_hold_poll(req *q, uint64_t node, unsigned wait_s);
 void orch_watch(req *q, uint64_t dep);
