@@ -97,8 +97,10 @@ static void child(const char *dir, uint64_t round, int fd)
     rz_ledger_id holds[256];
     size_t nholds = 0;
     uint64_t next = 1;
-    rz_ledger_op ops[MAXOPS + 2];
-    rz_ledger_result res[MAXOPS + 2];
+    /* Markers around up to MAXOPS ops, one more when the last is a linked
+     * pair. */
+    rz_ledger_op ops[MAXOPS + 3];
+    rz_ledger_result res[MAXOPS + 3];
     for (uint64_t b = 0;; b++) {
         size_t n = 0;
         ops[n] = op_of(RZ_LEDGER_OP_TEST_CREDIT, marker(round, b, 0));
@@ -154,7 +156,7 @@ static void child(const char *dir, uint64_t round, int fd)
             _exit(4);
         }
         uint32_t cnt = (uint32_t)n;
-        ackrec recs[MAXOPS + 2];
+        ackrec recs[MAXOPS + 3];
         for (size_t i = 0; i < n; i++) {
             recs[i].hi = ops[i].id.hi;
             recs[i].lo = ops[i].id.lo;
