@@ -45,7 +45,7 @@ int rz_auth_open(rz_auth **out, const char *dir)
         rc = rz__mkdirs(dir);
     if (rc != RZ_OK)
         return rc;
-    rz_auth *a = calloc(1, sizeof *a);
+    rz_auth *a = rz__calloc(1, sizeof *a);
     if (!a)
         return rz__error(RZ_ENOMEM, "out of memory");
     static const char *const names[DB_COUNT] = {"keys", "nodes", "creds", "logs",
@@ -119,7 +119,7 @@ static int get(const rz_auth *a, int db, const void *k, size_t kl, char **out,
         rc = rz__error(RZ_ENOENT, "no such record");
     else if (mrc != 0)
         rc = db_error(mrc, "read");
-    else if (!(*out = malloc(val.mv_size + 1)))
+    else if (!(*out = rz__malloc(val.mv_size + 1)))
         rc = rz__error(RZ_ENOMEM, "out of memory");
     if (rc == RZ_OK) {
         memcpy(*out, val.mv_data, val.mv_size);

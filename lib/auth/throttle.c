@@ -54,9 +54,9 @@ int rz_auth_throttle_new(rz_auth_throttle **out, const rz_auth_throttle_opts *op
     int rc = rz__auth_sodium();
     if (rc != RZ_OK)
         return rc;
-    rz_auth_throttle *t = calloc(1, sizeof *t);
+    rz_auth_throttle *t = rz__calloc(1, sizeof *t);
     if (t)
-        t->v = calloc(o.slots, sizeof *t->v);
+        t->v = rz__calloc(o.slots, sizeof *t->v);
     if (!t || !t->v) {
         rz_auth_throttle_free(t);
         return rz__error(RZ_ENOMEM, "out of memory");

@@ -59,7 +59,7 @@ int rz_client_new(rz_client **out, const char *url, const char *key)
     if (curl_init_rc != CURLE_OK)
         return rz__error(RZ_EINTERNAL, "libcurl did not initialise: %s",
                          curl_easy_strerror(curl_init_rc));
-    rz_client *c = calloc(1, sizeof *c);
+    rz_client *c = rz__calloc(1, sizeof *c);
     if (!c)
         return rz__error(RZ_ENOMEM, "out of memory");
     c->timeout_ms = RZ_CLIENT_DEFAULT_TIMEOUT_MS;

@@ -17,7 +17,7 @@ void *rz__grow(void *arr, size_t *cap, size_t need, size_t size, size_t first)
     }
     if (size && c > SIZE_MAX / size)
         return NULL;
-    void *p = realloc(arr, c * size);
+    void *p = rz__realloc(arr, c * size);
     if (!p)
         return NULL;
     *cap = c;

@@ -21,7 +21,7 @@ struct rz_diags {
 
 int rz_diags_new(rz_diags **out)
 {
-    *out = calloc(1, sizeof **out);
+    *out = rz__calloc(1, sizeof **out);
     return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
 }
 

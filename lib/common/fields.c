@@ -220,7 +220,7 @@ int rz__json_parse_list(void **out, size_t *count, const char *json, size_t len,
         return rc;
     }
     size_t n = (size_t)cJSON_GetArraySize(arr), i = 0;
-    void *list = calloc(n ? n : 1, elem_size);
+    void *list = rz__calloc(n ? n : 1, elem_size);
     if (!list) {
         cJSON_Delete(doc);
         return rz__error(RZ_ENOMEM, "out of memory");

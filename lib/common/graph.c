@@ -115,9 +115,9 @@ int rz__graph_order(const rz__graph *g, size_t *order, rz__cycle_fn *on_cycle, v
     tarjan t = {.g = g, .order = order, .on_cycle = on_cycle, .ud = ud};
     size_t **arrays[] = {&t.index, &t.low, &t.stack, &t.call, &t.edge, &t.comp,
                          &t.parent, &t.queue, &t.cycle};
-    bool ok = (t.on = calloc(n1, 1)) != NULL;
+    bool ok = (t.on = rz__calloc(n1, 1)) != NULL;
     for (size_t i = 0; i < RZ_ARRAY_LEN(arrays); i++)
-        ok = (*arrays[i] = malloc(n1 * sizeof **arrays[i])) && ok;
+        ok = (*arrays[i] = rz__malloc(n1 * sizeof **arrays[i])) && ok;
     if (ok) {
         for (size_t i = 0; i < n; i++)
             t.index[i] = t.comp[i] = t.parent[i] = RZ_NPOS;

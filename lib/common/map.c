@@ -19,9 +19,9 @@ int rz__map_init(rz__map *m, size_t expected)
     size_t cap = 16;
     while (cap < expected * 2)
         cap *= 2;
-    m->keys = calloc(cap, sizeof *m->keys);
-    m->hashes = malloc(cap * sizeof *m->hashes);
-    m->vals = malloc(cap * sizeof *m->vals);
+    m->keys = rz__calloc(cap, sizeof *m->keys);
+    m->hashes = rz__malloc(cap * sizeof *m->hashes);
+    m->vals = rz__malloc(cap * sizeof *m->vals);
     if (!m->keys || !m->hashes || !m->vals) {
         free(m->keys);
         free(m->hashes);

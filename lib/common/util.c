@@ -17,7 +17,7 @@ char *rz__strndup(const char *s, size_t n)
 {
     if (!s)
         return NULL;
-    char *p = malloc(n + 1);
+    char *p = rz__malloc(n + 1);
     if (p) {
         memcpy(p, s, n);
         p[n] = '\0';
@@ -33,7 +33,7 @@ char *rz__asprintf(const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return NULL;
-    char *p = malloc((size_t)n + 1);
+    char *p = rz__malloc((size_t)n + 1);
     if (!p)
         return NULL;
     va_start(ap, fmt);

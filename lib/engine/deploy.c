@@ -342,8 +342,8 @@ static int step_job_fill(rz_engine *e, rz__ejob *j, const rz__edep *d,
 /* Holds of steps [from, from + n) in one linked batch: all or none. */
 static int hold_batch(rz_engine *e, const rz__edep *d, size_t from, size_t n)
 {
-    rz_ledger_op *ops = calloc(n, sizeof *ops);
-    rz_ledger_result *res = calloc(n, sizeof *res);
+    rz_ledger_op *ops = rz__calloc(n, sizeof *ops);
+    rz_ledger_result *res = rz__calloc(n, sizeof *res);
     int rc = ops && res ? RZ_OK : no_memory();
     for (size_t i = 0; rc == RZ_OK && i < n; i++) {
         const rz__ejob *j = step_job(e, d, from + i);

@@ -121,7 +121,7 @@ const char *rz_job_state_name(rz_job_state s)
 
 static void emit_raw(rz_engine *e, const rz_engine_event *ev)
 {
-    if (!e->events && !(e->events = calloc(RZ__EVENTS_MAX, sizeof *e->events)))
+    if (!e->events && !(e->events = rz__calloc(RZ__EVENTS_MAX, sizeof *e->events)))
         return;   /* events are advisory; states stay authoritative */
     if (e->ev_len == RZ__EVENTS_MAX) {
         e->ev_head = (e->ev_head + 1) % RZ__EVENTS_MAX;
@@ -518,7 +518,7 @@ int rz_engine_open(rz_engine **out, const char *data_dir,
     if (opts && opts->version != RZ_ENGINE_OPTS_VERSION)
         return rz__error(RZ_EINVAL, "engine options of an unknown version %d",
                          opts->version);
-    rz_engine *e = calloc(1, sizeof *e);
+    rz_engine *e = rz__calloc(1, sizeof *e);
     if (!e)
         return no_memory();
     opts_normalise(&e->opts, opts);
@@ -763,7 +763,7 @@ int rz_engine_decline(rz_engine *e, uint64_t node, uint64_t job,
         return rz__error(RZ_ESTATE, "node %llu does not hold attempt %u of job "
                          "%llu", (unsigned long long)node, attempt,
                          (unsigned long long)job);
-    uint64_t *d = realloc(j->declined, (j->n_declined + 1) * sizeof *d);
+    uint64_t *d = rz__realloc(j->declined, (j->n_declined + 1) * sizeof *d);
     if (!d)
         return no_memory();
     j->declined = d;

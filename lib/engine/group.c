@@ -132,8 +132,8 @@ static void hold_refused(rz_engine *e, rz__ejob *j, int status)
 
 static int flush_chunk(rz_engine *e, const uint64_t *ids, size_t n)
 {
-    rz_ledger_op *ops = calloc(n, sizeof *ops);
-    rz_ledger_result *res = calloc(n, sizeof *res);
+    rz_ledger_op *ops = rz__calloc(n, sizeof *ops);
+    rz_ledger_result *res = rz__calloc(n, sizeof *res);
     int rc = ops && res ? RZ_OK : no_memory();
     for (size_t i = 0; rc == RZ_OK && i < n; i++) {
         const rz__ejob *j = rz__engine_job(e, ids[i]);

@@ -177,7 +177,7 @@ int rz__engine_assign_all(rz_engine *e)
 {
     if (!e->assign_dirty || !e->n_queued_groups)
         return RZ_OK;
-    rz__req_group **order = malloc(e->n_queued_groups * sizeof *order);
+    rz__req_group **order = rz__malloc(e->n_queued_groups * sizeof *order);
     if (!order)
         return no_memory();
     size_t n = 0;

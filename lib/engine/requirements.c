@@ -40,7 +40,7 @@ static bool table_grow(rz_engine *e)
     if ((e->n_req_groups + 1) * 2 <= e->cap_req_groups)
         return true;
     size_t cap = e->cap_req_groups ? e->cap_req_groups * 2 : 64;
-    rz__req_group **t = calloc(cap, sizeof *t);
+    rz__req_group **t = rz__calloc(cap, sizeof *t);
     if (!t)
         return false;
     for (size_t i = 0; i < e->cap_req_groups; i++)
@@ -70,7 +70,7 @@ static rz__req_group *reqs_intern(rz_engine *e, char *text, int *rc)
         }
     rz_reqs *r = NULL;
     *rc = rz_reqs_parse(&r, text, strlen(text));
-    rz__req_group *x = *rc == RZ_OK ? malloc(sizeof *x) : NULL;
+    rz__req_group *x = *rc == RZ_OK ? rz__malloc(sizeof *x) : NULL;
     if (!x || !table_grow(e)) {
         if (*rc == RZ_OK)
             *rc = no_memory();

@@ -58,7 +58,7 @@ static uint32_t record_crc(const void *k, size_t klen, const void *json,
 static unsigned char *wrap(const void *k, size_t klen, const char *json,
                            size_t len)
 {
-    unsigned char *v = malloc(HDR + len);
+    unsigned char *v = rz__malloc(HDR + len);
     if (!v)
         return NULL;
     uint32_t crc = record_crc(k, klen, json, len);
@@ -292,7 +292,7 @@ static int load_declined(rz__ejob *j, const cJSON *rec)
     int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
     if (n <= 0)
         return RZ_OK;
-    j->declined = calloc((size_t)n, sizeof *j->declined);
+    j->declined = rz__calloc((size_t)n, sizeof *j->declined);
     if (!j->declined)
         return rz__error(RZ_ENOMEM, "out of memory");
     const cJSON *v;

@@ -66,7 +66,7 @@ int rz_prices_new(rz_prices **out)
 {
     if (!out)
         return rz__error(RZ_EINVAL, "out is NULL");
-    *out = calloc(1, sizeof **out);
+    *out = rz__calloc(1, sizeof **out);
     return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
 }
 
@@ -127,7 +127,7 @@ static int parse_units(const cJSON *cpm, provider *p, const char *source,
     if (n == 0 || n > UNITS_MAX)
         return bad_entry(source, ptr, "'cents_per_million' must be an object "
                          "of 1-64 {\"<unit>\": <whole cents>}");
-    p->units = calloc((size_t)n, sizeof *p->units);
+    p->units = rz__calloc((size_t)n, sizeof *p->units);
     if (!p->units)
         return rz__error(RZ_ENOMEM, "out of memory");
     const cJSON *u;
@@ -166,7 +166,7 @@ static int add_providers(rz_prices *p, const cJSON *arr, const char *source)
     if (!cJSON_IsArray(arr))
         return bad_entry(source, "/providers", "must be an array");
     size_t n = (size_t)cJSON_GetArraySize(arr);
-    provider *tmp = calloc(n ? n : 1, sizeof *tmp);
+    provider *tmp = rz__calloc(n ? n : 1, sizeof *tmp);
     if (!tmp)
         return rz__error(RZ_ENOMEM, "out of memory");
     size_t k = 0;
@@ -178,7 +178,7 @@ static int add_providers(rz_prices *p, const cJSON *arr, const char *source)
         k++;
     }
     provider *grown = rc == RZ_OK
-        ? realloc(p->provs, (p->n_provs + k + 1) * sizeof *grown) : NULL;
+        ? rz__realloc(p->provs, (p->n_provs + k + 1) * sizeof *grown) : NULL;
     if (rc == RZ_OK && !grown)
         rc = rz__error(RZ_ENOMEM, "out of memory");
     if (rc != RZ_OK) {
@@ -212,7 +212,7 @@ static int parse_nodes(const cJSON *doc, const char *source, rz_caps ***list,
 
 static int commit_nodes(rz_prices *p, rz_caps **list, size_t n)
 {
-    rz_caps **grown = realloc(p->nodes, (p->n_nodes + n + 1) * sizeof *grown);
+    rz_caps **grown = rz__realloc(p->nodes, (p->n_nodes + n + 1) * sizeof *grown);
     if (!grown) {
         rz_caps_free_list(list, n);
         return rz__error(RZ_ENOMEM, "out of memory");
@@ -533,8 +533,8 @@ int rz_estimate_flow(rz_estimate **out, const rz_flow *flow,
         if (!flow->steps[i].module)
             return rz__error(RZ_ESTATE, "step '%s' has no resolved module: "
                              "validate the flow first", flow->steps[i].id);
-    rz_estimate *e = calloc(1, sizeof *e);
-    if (!e || !(e->steps = calloc(flow->n_steps ? flow->n_steps : 1,
+    rz_estimate *e = rz__calloc(1, sizeof *e);
+    if (!e || !(e->steps = rz__calloc(flow->n_steps ? flow->n_steps : 1,
                                   sizeof *e->steps))) {
         free(e);
         return rz__error(RZ_ENOMEM, "out of memory");

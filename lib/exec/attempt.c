@@ -75,7 +75,7 @@ static int read_outputs_file(const char *path, size_t max, char **text,
         rc = 0;
     } else if ((uint64_t)st.st_size > max) {
         snprintf(err, err_len, "the outputs file exceeds %zu bytes", max);
-    } else if (!(*text = malloc((size_t)st.st_size + 1))) {
+    } else if (!(*text = rz__malloc((size_t)st.st_size + 1))) {
         snprintf(err, err_len, "out of memory");
     } else {
         ssize_t n = read(fd, *text, (size_t)st.st_size);
@@ -156,7 +156,7 @@ static void scrub(const rz_attempt *a, char **text, bool json)
 {
     /* Longest first: a secret inside another would otherwise cut the
      * longer one and leave its tail. */
-    size_t *order = malloc((a->n_secrets ? a->n_secrets : 1) * sizeof *order);
+    size_t *order = rz__malloc((a->n_secrets ? a->n_secrets : 1) * sizeof *order);
     for (size_t i = 0; order && i < a->n_secrets; i++) {
         size_t k = i, len = strlen(a->secrets[i]);
         for (; k > 0 && strlen(a->secrets[order[k - 1]]) < len; k--)
@@ -390,7 +390,7 @@ static int copy_secrets(rz_attempt *a, const rz_attempt_opts *o)
 {
     if (o->n_secrets == 0)
         return RZ_OK;
-    a->secrets = calloc(o->n_secrets, sizeof *a->secrets);
+    a->secrets = rz__calloc(o->n_secrets, sizeof *a->secrets);
     if (!a->secrets)
         return RZ_ENOMEM;
     for (size_t i = 0; i < o->n_secrets; i++) {
@@ -411,7 +411,7 @@ static char **context_env(const rz_attempt_opts *o, size_t *owned)
     size_t extra = 0;
     while (o->env && o->env[extra])
         extra++;
-    char **env = calloc(extra + 6, sizeof *env);
+    char **env = rz__calloc(extra + 6, sizeof *env);
     if (!env)
         return NULL;
     size_t n = 0;
@@ -526,7 +526,7 @@ int rz_attempt_start(rz_attempt **out, const rz_attempt_opts *o)
         if (!o->secrets[i].name || !*o->secrets[i].name)
             return rz__error(RZ_EINVAL, "rz_attempt_start: a secret has "
                              "no name");
-    rz_attempt *a = calloc(1, sizeof *a);
+    rz_attempt *a = rz__calloc(1, sizeof *a);
     if (!a)
         return rz__error(RZ_ENOMEM, "out of memory");
     a->started = rz__now_ms();

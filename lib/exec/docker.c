@@ -159,7 +159,7 @@ static void *pull_main(void *arg)
 static int pull_begin(pull_job **out, const char *host, const char *ref,
                       const char *cred, uint64_t deadline)
 {
-    pull_job *p = calloc(1, sizeof *p);
+    pull_job *p = rz__calloc(1, sizeof *p);
     if (!p)
         return rz__error(RZ_ENOMEM, "out of memory");
     p->pipe[0] = p->pipe[1] = -1;
@@ -537,7 +537,7 @@ static int make_secrets(dk_state *s, const rz__exec_spec *sp, size_t *n)
 /* NULL-terminated list of up to `max` formatted entries; NULLs skipped. */
 static char **list_of(size_t max)
 {
-    return calloc(max + 1, sizeof(char *));
+    return rz__calloc(max + 1, sizeof(char *));
 }
 
 static int make_labels(dk_state *s, const rz__exec_spec *sp)
@@ -660,7 +660,7 @@ static int dk_prepare(void **state, const rz__exec_spec *sp)
     const rz_module *m = sp->module;
     if (!m->image || !*m->image)
         return rz__error(RZ_EMANIFEST, "module '%s' has no exec.image", m->id);
-    dk_state *s = calloc(1, sizeof *s);
+    dk_state *s = rz__calloc(1, sizeof *s);
     if (!s)
         return rz__error(RZ_ENOMEM, "out of memory");
     *state = s;

@@ -381,7 +381,7 @@ static bool from_ping(rz__docker *d)
 int rz__docker_open(rz__docker **out, const char *override)
 {
     *out = NULL;
-    rz__docker *d = calloc(1, sizeof *d);
+    rz__docker *d = rz__calloc(1, sizeof *d);
     if (!d)
         return RZ_ENOMEM;
     int rc = rz__docker_resolve(&d->socket, override);
@@ -841,7 +841,7 @@ int rz__docker_registry_auth(char **out, const char *credential)
         return rz__error(RZ_ENOMEM, "out of memory");
     size_t n = strlen(json);
     size_t cap = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_URLSAFE);
-    char *b = malloc(cap);
+    char *b = rz__malloc(cap);
     if (b)
         sodium_bin2base64(b, cap, (const unsigned char *)json, n,
                           sodium_base64_VARIANT_URLSAFE);
@@ -1322,8 +1322,8 @@ int rz__docker_list_labels(rz__docker *d, const char *label, const char *key,
         return refused(d, "list containers", status, msg);
     }
     size_t cnt = (size_t)cJSON_GetArraySize(j);
-    char **v = calloc(cnt ? cnt : 1, sizeof *v);
-    char **w = key ? calloc(cnt ? cnt : 1, sizeof *w) : NULL;
+    char **v = rz__calloc(cnt ? cnt : 1, sizeof *v);
+    char **w = key ? rz__calloc(cnt ? cnt : 1, sizeof *w) : NULL;
     bool ok = v && (!key || w);
     const cJSON *c;
     size_t k = 0;
@@ -1466,13 +1466,13 @@ int rz__docker_attach(rz__docker_stream **out, rz__docker *d, const char *id,
                       const void *in, size_t in_len, size_t cap)
 {
     *out = NULL;
-    rz__docker_stream *a = calloc(1, sizeof *a);
+    rz__docker_stream *a = rz__calloc(1, sizeof *a);
     if (!a)
         return RZ_ENOMEM;
     rz__docker_demux_init(&a->demux, cap);
     a->fd = -1;
     if (in_len) {
-        a->in = malloc(in_len);
+        a->in = rz__malloc(in_len);
         if (!a->in) {
             rz__docker_stream_free(a);
             return RZ_ENOMEM;

@@ -561,7 +561,7 @@ static int setup_io(rz_proc *p, const rz_proc_opts *o)
 
 static rz_proc *proc_alloc(const rz_proc_opts *o)
 {
-    rz_proc *p = calloc(1, sizeof *p);
+    rz_proc *p = rz__calloc(1, sizeof *p);
     if (!p)
         return NULL;
     p->pid = -1;
@@ -571,10 +571,10 @@ static rz_proc *proc_alloc(const rz_proc_opts *o)
     p->in_fd = p->out_fd = p->err_fd = -1;
     p->max_output = o->max_output ? o->max_output : RZ_PROC_DEFAULT_MAX_OUTPUT;
     p->max_log = o->max_log ? o->max_log : RZ_PROC_DEFAULT_MAX_LOG;
-    p->log = malloc(2 * p->max_log);
+    p->log = rz__malloc(2 * p->max_log);
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (o->input_len)
-        p->input = malloc(o->input_len);
+        p->input = rz__malloc(o->input_len);
     if (!p->log || p->epfd < 0 || (o->input_len && !p->input)) {
         rz_proc_free(p);
         return NULL;
@@ -1011,12 +1011,12 @@ static int proc_prepare(void **state, const rz__exec_spec *sp)
     if (!m->command || !m->command[0])
         return rz__error(RZ_EMANIFEST, "module '%s' has no exec.command",
                          m->id);
-    proc_state *st = calloc(1, sizeof *st);
+    proc_state *st = rz__calloc(1, sizeof *st);
     size_t n = 0;
     while (sp->env && sp->env[n])
         n++;
     if (st)
-        st->env = calloc(n + sp->n_secrets + 1, sizeof *st->env);
+        st->env = rz__calloc(n + sp->n_secrets + 1, sizeof *st->env);
     if (!st || !st->env) {
         proc_cleanup(st);
         return rz__error(RZ_ENOMEM, "out of memory");

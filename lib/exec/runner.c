@@ -179,8 +179,8 @@ static int to_secrets(char **env, rz_attempt_secret **out, char ***names,
         count++;
     if (count == 0)
         return RZ_OK;
-    *out = calloc(count, sizeof **out);
-    *names = calloc(count + 1, sizeof **names);
+    *out = rz__calloc(count, sizeof **out);
+    *names = rz__calloc(count + 1, sizeof **names);
     if (!*out || !*names)
         return rz__error(RZ_ENOMEM, "out of memory");
     for (size_t i = 0; i < count; i++) {
@@ -683,9 +683,9 @@ static int runner_init(runner *r, const rz_flow *flow,
     r->jobs = opts->jobs ? opts->jobs : (cpus > 0 ? (unsigned)cpus : 1);
     if (r->jobs > n)
         r->jobs = n ? (unsigned)n : 1;
-    r->slots = calloc(r->jobs, sizeof *r->slots);
-    r->pfds = calloc(r->jobs, sizeof *r->pfds);
-    r->seen = calloc(n ? n : 1, sizeof *r->seen);
+    r->slots = rz__calloc(r->jobs, sizeof *r->slots);
+    r->pfds = rz__calloc(r->jobs, sizeof *r->pfds);
+    r->seen = rz__calloc(n ? n : 1, sizeof *r->seen);
     if (!r->slots || !r->pfds || !r->seen)
         return rz__error(RZ_ENOMEM, "out of memory");
     r->t0 = rz__now_ms();

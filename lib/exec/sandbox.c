@@ -46,7 +46,7 @@ void rz__argv_push_own(rz__argv *s, char *str)
     }
     if (s->n + 2 > s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 16;
-        char **v = realloc(s->v, cap * sizeof *v);
+        char **v = rz__realloc(s->v, cap * sizeof *v);
         if (!v) {
             free(str);
             s->failed = true;
@@ -151,7 +151,7 @@ static const char *const etc_net[] = { "resolv.conf", "hosts" };
 static void find_etc(void)
 {
     size_t cap = RZ_ARRAY_LEN(etc_allow) + 8;
-    sb.etc = calloc(cap, sizeof *sb.etc);
+    sb.etc = rz__calloc(cap, sizeof *sb.etc);
     if (!sb.etc)
         return;
     for (size_t i = 0; i < RZ_ARRAY_LEN(etc_allow); i++) {
@@ -245,7 +245,7 @@ static void build_seccomp(void)
         goto out;
     off_t len = lseek(fd, 0, SEEK_END);
     if (len <= 0 || len > 65536 || lseek(fd, 0, SEEK_SET) != 0 ||
-        !(sb.bpf = malloc((size_t)len)))
+        !(sb.bpf = rz__malloc((size_t)len)))
         goto out;
     if (read(fd, sb.bpf, (size_t)len) != len) {
         free(sb.bpf);

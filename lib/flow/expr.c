@@ -487,7 +487,7 @@ int rz__expr_parse(rz__expr **out, const char *text, bool is_condition,
         *err_off = 0;
     if (!text)
         return rz__error(RZ_EINVAL, "rz__expr_parse: NULL text");
-    rz__expr *e = calloc(1, sizeof *e);
+    rz__expr *e = rz__calloc(1, sizeof *e);
     if (!e || !(e->text = rz__strdup(text))) {
         free(e);
         return rz__error(RZ_ENOMEM, "out of memory");

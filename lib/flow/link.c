@@ -85,9 +85,9 @@ int rz__flow_link(rz_flow *f)
     size_t n = f->n_steps;
     edges es = {0};
     collect(f, &es);
-    size_t *start = calloc(n + 1, sizeof *start);
-    size_t *last = malloc((n ? n : 1) * sizeof *last);
-    edge *sorted = malloc((es.n ? es.n : 1) * sizeof *sorted);
+    size_t *start = rz__calloc(n + 1, sizeof *start);
+    size_t *last = rz__malloc((n ? n : 1) * sizeof *last);
+    edge *sorted = rz__malloc((es.n ? es.n : 1) * sizeof *sorted);
     if (es.failed || !start || !last || !sorted) {
         free(es.v);
         free(start);

@@ -26,7 +26,7 @@ static void *arena_raw(rz__arena *a, size_t n, size_t align)
     size_t at = c ? (c->used + align - 1) & ~(align - 1) : 0;
     if (!c || at > c->cap || c->cap - at < n) {
         size_t cap = n > ARENA_CHUNK / 4 ? n : ARENA_CHUNK;
-        rz__arena_chunk *nc = malloc(sizeof *nc + cap);
+        rz__arena_chunk *nc = rz__malloc(sizeof *nc + cap);
         if (!nc)
             return NULL;
         nc->cap = cap;
@@ -380,7 +380,7 @@ static int parse(rz_flow **out, char *owned, const void *data, size_t len,
                  rz_format format, const char *filename, rz_diags *diags)
 {
     *out = NULL;
-    rz__flow_impl *fi = calloc(1, sizeof *fi);
+    rz__flow_impl *fi = rz__calloc(1, sizeof *fi);
     rz_flow *f = fi ? &fi->pub : NULL;
     if (f)
         f->file = rz__strdup(filename ? filename : "<input>");

@@ -975,7 +975,7 @@ static void flux_top_extra(lower *L)
 
 lower *rz__lower_new(rz__load *ld, bool arena_tree)
 {
-    lower *L = calloc(1, sizeof *L);
+    lower *L = rz__calloc(1, sizeof *L);
     if (L) {
         L->ld = ld;
         L->f = ld->f;

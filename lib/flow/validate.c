@@ -86,7 +86,7 @@ static bool build_lines(vctx *v)
     size_t n = 1;
     for (size_t i = 0; i < f->src_len; i++)
         n += f->src[i] == '\n';
-    v->line_starts = malloc(n * sizeof *v->line_starts);
+    v->line_starts = rz__malloc(n * sizeof *v->line_starts);
     if (!v->line_starts)
         return false;
     v->line_starts[0] = 0;
@@ -334,7 +334,7 @@ static bool has_expr(const cJSON *x)
 
 static void *xcalloc(vctx *v, size_t n, size_t size)
 {
-    void *p = calloc(n ? n : 1, size);
+    void *p = rz__calloc(n ? n : 1, size);
     if (!p)
         v->oom = RZ_ENOMEM;
     return p;

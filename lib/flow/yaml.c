@@ -254,7 +254,7 @@ cJSON *rz__yaml_tree(rz__load *ld, const void *data, size_t len)
     if (!brackets_ok(ld, data, len))
         return NULL;
     yaml_parser_t parser;
-    yaml_document_t *doc = calloc(1, sizeof *doc);
+    yaml_document_t *doc = rz__calloc(1, sizeof *doc);
     if (!doc || !yaml_parser_initialize(&parser)) {
         free(doc);
         rz__load_diag_at(ld, RZ_ENOMEM, 0, 0, NULL, "out of memory");

@@ -50,7 +50,7 @@ static double measure_cpu(double budget)
 
 static double measure_memory(double budget)
 {
-    char *a = malloc(MEM_BYTES), *b = malloc(MEM_BYTES);
+    char *a = rz__malloc(MEM_BYTES), *b = rz__malloc(MEM_BYTES);
     if (!a || !b) {
         free(a);
         free(b);

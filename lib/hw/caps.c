@@ -9,7 +9,7 @@
 int rz__caps_new(rz_caps **out)
 {
     *out = NULL;
-    rz_caps *c = calloc(1, sizeof *c);
+    rz_caps *c = rz__calloc(1, sizeof *c);
     if (!c)
         return rz__error(RZ_ENOMEM, "out of memory");
     char **strs[] = { &c->id, &c->cpu_vendor, &c->cpu_model, &c->arch,
@@ -40,7 +40,7 @@ int rz__caps_add_gpu(rz_caps *c, const rz_gpu_info *g)
     if (c->info.n_gpus >= RZ_CAPS_MAX_GPUS)
         return rz__error(RZ_EINVALID, "more than %d GPUs on one node",
                          RZ_CAPS_MAX_GPUS);
-    rz_gpu_info *v = realloc(c->gpus, (c->info.n_gpus + 1) * sizeof *v);
+    rz_gpu_info *v = rz__realloc(c->gpus, (c->info.n_gpus + 1) * sizeof *v);
     if (!v)
         return rz__error(RZ_ENOMEM, "out of memory");
     c->gpus = v;

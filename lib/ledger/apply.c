@@ -167,7 +167,7 @@ static const rz_ledger_transfer *tmap_get(const tmap *m, rz_ledger_id id)
 static int tmap_rehash(tmap *m)
 {
     size_t ns = m->nslots ? m->nslots * 2 : 64;
-    uint32_t *s = calloc(ns, sizeof *s);
+    uint32_t *s = rz__calloc(ns, sizeof *s);
     if (!s)
         return rz__error(RZ_ENOMEM, "out of memory");
     free(m->slots);
@@ -239,7 +239,7 @@ static size_t id_hash(rz_ledger_id id)
 static int rehash(ctx *c)
 {
     size_t ns = c->nslots ? c->nslots * 2 : 64;
-    size_t *s = calloc(ns, sizeof *s);
+    size_t *s = rz__calloc(ns, sizeof *s);
     if (!s)
         return nomem();
     for (size_t i = 0; i < c->nacc; i++) {
@@ -370,8 +370,8 @@ static size_t holdmap_slot(const holdmap *m, rz_ledger_id job)
 static int holdmap_grow(holdmap *m)
 {
     holdmap n = { NULL, NULL, 0, m->cap ? m->cap * 2 : 64 };
-    n.job = calloc(n.cap, sizeof *n.job);
-    n.hold = calloc(n.cap, sizeof *n.hold);
+    n.job = rz__calloc(n.cap, sizeof *n.job);
+    n.hold = rz__calloc(n.cap, sizeof *n.hold);
     if (!n.job || !n.hold) {
         free(n.job);
         free(n.hold);
@@ -437,11 +437,11 @@ static int sort_entries(ilist *l)
     size_t n = l->n, ns = 16, k = 0;
     while (ns < 2 * n)
         ns *= 2;
-    uint32_t *slot = calloc(ns, sizeof *slot);   /* group + 1, 0 empty */
-    uint32_t *of = malloc(n * sizeof *of);       /* entry -> group */
-    group *g = malloc(n * sizeof *g);
-    size_t *at = malloc(n * sizeof *at);         /* by first appearance */
-    ientry *out = malloc(n * sizeof *out);
+    uint32_t *slot = rz__calloc(ns, sizeof *slot);   /* group + 1, 0 empty */
+    uint32_t *of = rz__malloc(n * sizeof *of);       /* entry -> group */
+    group *g = rz__malloc(n * sizeof *g);
+    size_t *at = rz__malloc(n * sizeof *at);         /* by first appearance */
+    ientry *out = rz__malloc(n * sizeof *out);
     int rc = slot && of && g && at && out ? RZ_OK : nomem();
     for (size_t i = 0; rc == RZ_OK && i < n; i++) {
         rz_ledger_id o = l->e[i].owner;
@@ -492,7 +492,7 @@ static int flush_transfers(ctx *c)
 {
     if (!c->bt.n)
         return RZ_OK;
-    tkey *order = malloc(c->bt.n * sizeof *order);
+    tkey *order = rz__malloc(c->bt.n * sizeof *order);
     if (!order)
         return nomem();
     for (size_t i = 0; i < c->bt.n; i++)

@@ -186,7 +186,7 @@ static int reserve(rz__journal *j, size_t len)
 {
     if (len <= j->cap)
         return RZ_OK;
-    uint8_t *nb = realloc(j->buf, len);
+    uint8_t *nb = rz__realloc(j->buf, len);
     if (!nb)
         return rz__error(RZ_ENOMEM, "out of memory");
     j->buf = nb;
@@ -269,7 +269,7 @@ static int probe_rest(rz__journal *j, uint64_t from, rz_ledger_op *ops,
                       rz__journal_scan_info *info)
 {
     enum { CHUNK = 1 << 20 };
-    uint8_t *chunk = malloc(CHUNK);
+    uint8_t *chunk = rz__malloc(CHUNK);
     if (!chunk)
         return rz__error(RZ_ENOMEM, "out of memory");
     struct stat st;
@@ -310,7 +310,7 @@ int rz__journal_scan(rz__journal *j, rz__journal_fn fn, void *ctx,
                      rz__journal_scan_info *info)
 {
     memset(info, 0, sizeof *info);
-    rz_ledger_op *ops = malloc(sizeof *ops * RZ_LEDGER_BATCH_MAX);
+    rz_ledger_op *ops = rz__malloc(sizeof *ops * RZ_LEDGER_BATCH_MAX);
     int rc = ops ? reserve(j, rz__ledger_record_size(RZ_LEDGER_BATCH_MAX))
                  : rz__error(RZ_ENOMEM, "out of memory");
     uint64_t off = 0;

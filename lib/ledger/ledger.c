@@ -417,7 +417,7 @@ static int replay_one(void *ctx, const rz__ledger_jhdr *h,
         l->meta.applied++;
         return RZ_OK;
     }
-    rz_ledger_result *res = malloc(sizeof *res * h->n_ops);
+    rz_ledger_result *res = rz__malloc(sizeof *res * h->n_ops);
     if (!res)
         return rz__error(RZ_ENOMEM, "out of memory");
     int rc = apply_batch(l, h->fee_bps, ops, h->n_ops, res, false);
@@ -576,7 +576,7 @@ int rz_ledger_open(rz_ledger **out, const char *data_dir,
                          "above 10000 basis points");
     if (sodium_init() < 0)
         return rz__error(RZ_EINTERNAL, "libsodium failed to initialise");
-    rz_ledger *l = calloc(1, sizeof *l);
+    rz_ledger *l = rz__calloc(1, sizeof *l);
     if (!l)
         return rz__error(RZ_ENOMEM, "out of memory");
     l->journal.fd = l->journal.wfd = -1;

@@ -32,8 +32,8 @@ static size_t idmap_slot(const idmap *m, rz_ledger_id id)
 static int idmap_grow(idmap *m)
 {
     idmap n = { NULL, NULL, m->cap ? m->cap * 2 : 64, 0 };
-    n.keys = calloc(n.cap, sizeof *n.keys);
-    n.vals = calloc(n.cap, sizeof *n.vals);
+    n.keys = rz__calloc(n.cap, sizeof *n.keys);
+    n.vals = rz__calloc(n.cap, sizeof *n.vals);
     if (!n.keys || !n.vals) {
         free(n.keys);
         free(n.vals);

@@ -242,8 +242,8 @@ int rz__matcher_explain_into(const rz_matcher *m, const rz_reqs *r, char **out)
 {
     *out = NULL;
     best b = { .cost = UINT64_MAX };
-    b.has_feature = calloc(r->features.n + 1, sizeof *b.has_feature);
-    b.has_label = calloc(r->labels.n + 1, sizeof *b.has_label);
+    b.has_feature = rz__calloc(r->features.n + 1, sizeof *b.has_feature);
+    b.has_label = rz__calloc(r->labels.n + 1, sizeof *b.has_label);
     rz__buf o = {0};
     if (!b.has_feature || !b.has_label) {
         free(b.has_feature);

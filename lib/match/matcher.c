@@ -76,7 +76,7 @@ int rz_matcher_new(rz_matcher **out, rz_policy policy)
     *out = NULL;
     if ((unsigned)policy > RZ_POLICY_SPREAD)
         return rz__error(RZ_EINVAL, "unknown policy %d", (int)policy);
-    rz_matcher *m = calloc(1, sizeof *m);
+    rz_matcher *m = rz__calloc(1, sizeof *m);
     if (!m)
         return rz__error(RZ_ENOMEM, "out of memory");
     m->policy = policy;
@@ -374,7 +374,7 @@ static int add_memb(mnode *n, uint32_t gi, uint32_t pos)
 {
     if (n->n_memb == n->cap_memb) {
         uint32_t cap = n->cap_memb ? n->cap_memb * 2 : 8;
-        memb *v = realloc(n->memb, cap * sizeof *v);
+        memb *v = rz__realloc(n->memb, cap * sizeof *v);
         if (!v)
             return rz__error(RZ_ENOMEM, "out of memory");
         n->memb = v;
@@ -391,11 +391,11 @@ static int group_fill(rz_matcher *m, group *g, const cand *cs, uint32_t gi,
     while (g->leaves < g->n)
         g->leaves *= 2;
     size_t n = g->n ? g->n : 1;
-    g->node = malloc(n * sizeof *g->node);
-    g->elig = malloc(n * sizeof *g->elig);
-    g->rate = malloc(n * sizeof *g->rate);
-    g->rank = malloc(n * sizeof *g->rank);
-    g->tree = calloc(2 * (size_t)g->leaves, sizeof *g->tree);
+    g->node = rz__malloc(n * sizeof *g->node);
+    g->elig = rz__malloc(n * sizeof *g->elig);
+    g->rate = rz__malloc(n * sizeof *g->rate);
+    g->rank = rz__malloc(n * sizeof *g->rank);
+    g->tree = rz__calloc(2 * (size_t)g->leaves, sizeof *g->tree);
     if (!g->node || !g->elig || !g->rate || !g->rank || !g->tree)
         return rz__error(RZ_ENOMEM, "out of memory");
     uint32_t rank = g->n;
@@ -417,7 +417,7 @@ static int group_fill(rz_matcher *m, group *g, const cand *cs, uint32_t gi,
 
 static int collect(const rz_matcher *m, const rz_reqs *r, cand **out, uint32_t *count)
 {
-    cand *cs = malloc((m->n_nodes ? m->n_nodes : 1) * sizeof *cs);
+    cand *cs = rz__malloc((m->n_nodes ? m->n_nodes : 1) * sizeof *cs);
     if (!cs)
         return rz__error(RZ_ENOMEM, "out of memory");
     uint32_t k = 0;

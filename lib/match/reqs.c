@@ -228,7 +228,7 @@ static int reqs_from_cjson(rz_reqs **out, const cJSON *obj, const char *base)
     if (!cJSON_IsObject(obj))
         return rz__error_at(RZ_EINVALID, "", 0, 0, base,
                             "%s: a job must be a JSON object", *base ? base : "/");
-    rz_reqs *r = calloc(1, sizeof *r);
+    rz_reqs *r = rz__calloc(1, sizeof *r);
     if (!r)
         return rz__error(RZ_ENOMEM, "out of memory");
     const cJSON *req = obj;

@@ -255,7 +255,7 @@ int rz__http_fetch(const char *url, const char *cache_dir, size_t max,
         }
     }
     if (rc == RZ_OK && out->from_cache) {
-        out->body = malloc(c.len + 1);
+        out->body = rz__malloc(c.len + 1);
         out->len = c.len;
         if (out->body) {
             memcpy(out->body, c.body, c.len);

@@ -267,7 +267,7 @@ static int load_ports(mctx *c, const cJSON *root, const char *key, bool inputs,
         return RZ_OK;
     }
     size_t n = (size_t)cJSON_GetArraySize(arr);
-    rz__port *ports = calloc(n ? n : 1, sizeof *ports);
+    rz__port *ports = rz__calloc(n ? n : 1, sizeof *ports);
     if (!ports)
         return RZ_ENOMEM;
     size_t k = 0;
@@ -324,7 +324,7 @@ static int load_creds(mctx *c, const cJSON *root, rz_module *m)
         return RZ_OK;
     }
     size_t n = (size_t)cJSON_GetArraySize(arr);
-    m->creds = calloc(n ? n : 1, sizeof *m->creds);
+    m->creds = rz__calloc(n ? n : 1, sizeof *m->creds);
     if (!m->creds)
         return RZ_ENOMEM;
     const cJSON *it;
@@ -391,7 +391,7 @@ static int load_command(mctx *c, const cJSON *ex, rz_module *m)
         bad(c, "/exec/command", "'command' must be a non-empty array of strings");
         return RZ_OK;
     }
-    m->command = calloc((size_t)n + 1, sizeof *m->command);
+    m->command = rz__calloc((size_t)n + 1, sizeof *m->command);
     if (!m->command)
         return RZ_ENOMEM;
     int k = 0;
@@ -533,7 +533,7 @@ int rz__module_load_text(rz_module **out, const char *file, const char *text,
     mctx c = {.file = file, .text = text, .len = len, .diags = diags};
     cJSON *root = NULL;
     int rc;
-    rz_module *m = calloc(1, sizeof *m);
+    rz_module *m = rz__calloc(1, sizeof *m);
     if (!m) {
         rc = RZ_ENOMEM;
     } else if ((rc = parse_text(&c, &root)) == RZ_OK) {
@@ -661,7 +661,7 @@ static int sort_keys(cJSON *v)
             return RZ_ENOMEM;
     if (!cJSON_IsObject(v) || n < 2)
         return RZ_OK;
-    cJSON **items = malloc(n * sizeof *items);
+    cJSON **items = rz__malloc(n * sizeof *items);
     if (!items)
         return RZ_ENOMEM;
     size_t i = 0;

@@ -37,7 +37,7 @@ int rz_registry_new(rz_registry **out)
 {
     if (!out)
         return rz__error(RZ_EINVAL, "out is NULL");
-    *out = calloc(1, sizeof **out);
+    *out = rz__calloc(1, sizeof **out);
     if (!*out)
         return rz__error(RZ_ENOMEM, "out of memory");
     (*out)->timeout_ms = RZ_REGISTRY_DEFAULT_TIMEOUT_MS;

@@ -105,7 +105,7 @@ int rz__manifest_check_sig(const cJSON *manifest, char **publisher)
     if (bad)
         return rz__error(RZ_EAUTH, "signature does not verify: the manifest "
                          "was changed after signing, or signed by another key");
-    *publisher = malloc(65);
+    *publisher = rz__malloc(65);
     if (!*publisher)
         return rz__error(RZ_ENOMEM, "out of memory");
     to_hex(f.pk, 32, *publisher);

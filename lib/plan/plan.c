@@ -104,7 +104,7 @@ static int rank_by_id(const rz_flow *f, node *nd)
     size_t n = f->n_steps;
     if (n == 0)
         return RZ_OK;
-    id_key *keys = malloc(2 * n * sizeof *keys);
+    id_key *keys = rz__malloc(2 * n * sizeof *keys);
     if (!keys)
         return RZ_ENOMEM;
     for (size_t i = 0; i < n; i++) {
@@ -257,7 +257,7 @@ static int critical_path(rz_plan *p, const work *w, size_t end)
     size_t len = 0;
     for (size_t v = end; v != RZ_NPOS; v = next_best(w, v))
         len++;
-    p->crit = malloc((len ? len : 1) * sizeof *p->crit);
+    p->crit = rz__malloc((len ? len : 1) * sizeof *p->crit);
     if (!p->crit)
         return RZ_ENOMEM;
     size_t i = len;
@@ -301,9 +301,9 @@ static void cycle_found(void *ud, const size_t *comp, size_t n_comp,
 static int report_cycles(const rz_flow *f, rz_diags *diags)
 {
     size_t n = f->n_steps, e = edge_count(f);
-    size_t *off = malloc((n + 1) * sizeof *off);
-    size_t *dep = malloc((e ? e : 1) * sizeof *dep);
-    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    size_t *off = rz__malloc((n + 1) * sizeof *off);
+    size_t *dep = rz__malloc((e ? e : 1) * sizeof *dep);
+    size_t *order = rz__malloc((n ? n : 1) * sizeof *order);
     cycles c = {f, diags, false};
     int rc = off && dep && order ? RZ_OK : RZ_ENOMEM;
     if (rc == RZ_OK) {
@@ -329,10 +329,10 @@ static int report_cycles(const rz_flow *f, rz_diags *diags)
 static int work_alloc(work *w, size_t n, size_t e)
 {
     size_t n1 = n ? n : 1;
-    w->nd = malloc(n1 * sizeof *w->nd);
-    w->succ_off = malloc((n + 1) * sizeof *w->succ_off);
-    w->succ = malloc((e ? e : 1) * sizeof *w->succ);
-    w->topo = malloc(n1 * sizeof *w->topo);
+    w->nd = rz__malloc(n1 * sizeof *w->nd);
+    w->succ_off = rz__malloc((n + 1) * sizeof *w->succ_off);
+    w->succ = rz__malloc((e ? e : 1) * sizeof *w->succ);
+    w->topo = rz__malloc(n1 * sizeof *w->topo);
     if (!w->nd || !w->succ_off || !w->succ || !w->topo)
         return RZ_ENOMEM;
     return RZ_OK;
@@ -353,8 +353,8 @@ static int plan_fill(rz_plan *p, work *w, rz_diags *diags)
     int rc = critical_path(p, w, end);
     if (rc != RZ_OK)
         return rc;
-    p->order = malloc((n ? n : 1) * sizeof *p->order);
-    p->stage_off = malloc((p->n_stages + 1) * sizeof *p->stage_off);
+    p->order = rz__malloc((n ? n : 1) * sizeof *p->order);
+    p->stage_off = rz__malloc((p->n_stages + 1) * sizeof *p->stage_off);
     if (!p->order || !p->stage_off)
         return RZ_ENOMEM;
     fill_stages(p, w);
@@ -376,7 +376,7 @@ int rz_plan_build(rz_plan **out, const rz_flow *flow, rz_diags *diags)
         if (rc != RZ_OK)
             return rc;
     }
-    rz_plan *p = calloc(1, sizeof *p);
+    rz_plan *p = rz__calloc(1, sizeof *p);
     if (!p)
         return rz__error(RZ_ENOMEM, "out of memory");
     p->flow = flow;

@@ -413,10 +413,10 @@ static int build_edges(rz_run *r)
     for (size_t k = 0; k < f->n_conns; k++)
         if (f->conns[k].dst < n && f->conns[k].src < n)
             c++;
-    r->succ_off = calloc(n + 1, sizeof *r->succ_off);
-    r->succ = malloc((e ? e : 1) * sizeof *r->succ);
-    r->conn_off = calloc(n + 1, sizeof *r->conn_off);
-    r->conn = malloc((c ? c : 1) * sizeof *r->conn);
+    r->succ_off = rz__calloc(n + 1, sizeof *r->succ_off);
+    r->succ = rz__malloc((e ? e : 1) * sizeof *r->succ);
+    r->conn_off = rz__calloc(n + 1, sizeof *r->conn_off);
+    r->conn = rz__malloc((c ? c : 1) * sizeof *r->conn);
     if (!r->succ_off || !r->succ || !r->conn_off || !r->conn)
         return rz__error(RZ_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
@@ -461,11 +461,11 @@ static int run_alloc(rz_run *r, const char *run_id)
 {
     size_t n1 = r->n ? r->n : 1;
     r->id = rz__strdup(run_id ? run_id : "run");
-    r->st = calloc(n1, sizeof *r->st);
-    r->ready = malloc(n1 * sizeof *r->ready);
-    r->timed = malloc(n1 * sizeof *r->timed);
-    r->stack = malloc(n1 * sizeof *r->stack);
-    r->scratch = malloc(n1 * sizeof *r->scratch);
+    r->st = rz__calloc(n1, sizeof *r->st);
+    r->ready = rz__malloc(n1 * sizeof *r->ready);
+    r->timed = rz__malloc(n1 * sizeof *r->timed);
+    r->stack = rz__malloc(n1 * sizeof *r->stack);
+    r->scratch = rz__malloc(n1 * sizeof *r->scratch);
     if (!r->id || !r->st || !r->ready || !r->timed || !r->stack || !r->scratch)
         return rz__error(RZ_ENOMEM, "out of memory");
     return RZ_OK;
@@ -489,7 +489,7 @@ int rz_run_new(rz_run **out, const rz_flow *flow, const char *inputs_json,
     int rc = check_acyclic(flow);
     if (rc != RZ_OK)
         return rc;
-    rz_run *r = calloc(1, sizeof *r);
+    rz_run *r = rz__calloc(1, sizeof *r);
     if (!r)
         return rz__error(RZ_ENOMEM, "out of memory");
     r->flow = flow;
@@ -797,7 +797,7 @@ static size_t utf8_len(const unsigned char *p, size_t left)
  * and tabs; every other control byte or broken UTF-8 becomes '?'. */
 static char *log_text(const char *log, size_t len)
 {
-    char *out = malloc(len + 1);
+    char *out = rz__malloc(len + 1);
     if (!out)
         return NULL;
     const unsigned char *p = (const unsigned char *)log;

@@ -59,7 +59,7 @@ static bool pmap_put(pmap *m, const cJSON *k, sc_node *v)
 {
     if ((m->len + 1) * 2 > m->cap) {
         size_t cap = m->cap ? m->cap * 2 : 64;
-        pmap n = {calloc(cap, sizeof *n.keys), calloc(cap, sizeof *n.vals), cap, 0};
+        pmap n = {rz__calloc(cap, sizeof *n.keys), rz__calloc(cap, sizeof *n.vals), cap, 0};
         if (!n.keys || !n.vals) {
             free(n.keys);
             free(n.vals);
@@ -256,7 +256,7 @@ static void compile_list(cctx *c, sc_list *l, const cJSON *arr,
         return;
     }
     size_t n = (size_t)cJSON_GetArraySize(arr);
-    l->v = calloc(n, sizeof *l->v);
+    l->v = rz__calloc(n, sizeof *l->v);
     if (!l->v) {
         oom(c);
         return;
@@ -278,7 +278,7 @@ static void compile_props(cctx *c, sc_node *n, const cJSON *props)
         return;
     }
     size_t count = (size_t)cJSON_GetArraySize(props);
-    n->props = calloc(count ? count : 1, sizeof *n->props);
+    n->props = rz__calloc(count ? count : 1, sizeof *n->props);
     if (!n->props || rz__map_init(&n->props_index, count) != RZ_OK) {
         oom(c);
         return;
@@ -303,7 +303,7 @@ static void compile_pprops(cctx *c, sc_node *n, const cJSON *pp)
         return;
     }
     size_t count = (size_t)cJSON_GetArraySize(pp);
-    n->pprops = calloc(count ? count : 1, sizeof *n->pprops);
+    n->pprops = rz__calloc(count ? count : 1, sizeof *n->pprops);
     if (!n->pprops) {
         oom(c);
         return;
@@ -328,7 +328,7 @@ static bool string_array(cctx *c, const cJSON *arr, const char *name,
         return false;
     }
     size_t count = (size_t)cJSON_GetArraySize(arr);
-    *out = calloc(count ? count : 1, sizeof **out);
+    *out = rz__calloc(count ? count : 1, sizeof **out);
     if (!*out) {
         oom(c);
         return false;
@@ -351,7 +351,7 @@ static void compile_deps(cctx *c, sc_node *n, const cJSON *deps)
         return;
     }
     size_t count = (size_t)cJSON_GetArraySize(deps);
-    n->deps = calloc(count ? count : 1, sizeof *n->deps);
+    n->deps = rz__calloc(count ? count : 1, sizeof *n->deps);
     if (!n->deps) {
         oom(c);
         return;
@@ -412,7 +412,7 @@ static void compile_arrays(cctx *c, sc_node *n, const cJSON *x)
         if (cJSON_IsArray(v)) {
             n->items_is_list = true;
             size_t count = (size_t)cJSON_GetArraySize(v);
-            n->items_list.v = calloc(count ? count : 1, sizeof *n->items_list.v);
+            n->items_list.v = rz__calloc(count ? count : 1, sizeof *n->items_list.v);
             if (!n->items_list.v) {
                 oom(c);
                 return;
@@ -521,7 +521,7 @@ static sc_node *new_node(cctx *c, const cJSON *x)
     if (!v)
         return NULL;
     s->nodes = v;
-    sc_node *n = calloc(1, sizeof *n);
+    sc_node *n = rz__calloc(1, sizeof *n);
     if (!n)
         return NULL;
     s->nodes[s->n_nodes++] = n;
@@ -599,7 +599,7 @@ static int hexval(char ch)
 /* URI fragment -> JSON pointer text (percent-decoded); NULL if malformed. */
 static char *fragment_decode(const char *frag)
 {
-    char *out = malloc(strlen(frag) + 1), *o = out;
+    char *out = rz__malloc(strlen(frag) + 1), *o = out;
     if (!out)
         return NULL;
     for (const char *p = frag; *p; p++) {
@@ -622,7 +622,7 @@ static char *fragment_decode(const char *frag)
 /* The value at JSON pointer `ptr` in `root`, or NULL. */
 static const cJSON *pointer_get(const cJSON *root, const char *ptr)
 {
-    char *tok = malloc(strlen(ptr) + 1);
+    char *tok = rz__malloc(strlen(ptr) + 1);
     if (!tok)
         return NULL;
     const cJSON *x = root;
@@ -769,7 +769,7 @@ int rz__schema_compile(rz_schema **out, const cJSON *doc)
     *out = NULL;
     if (!doc)
         return rz__error(RZ_EINVAL, "schema is NULL");
-    rz_schema *s = calloc(1, sizeof *s);
+    rz_schema *s = rz__calloc(1, sizeof *s);
     cctx c = {.s = s};
     if (!s || !(s->doc = cJSON_Duplicate(doc, true)) ||
         !(s->mctx = match_limits()) ||

@@ -259,8 +259,8 @@ static int cmp_hash(const void *a, const void *b)
 static bool find_duplicate(ectx *c, const cJSON *arr, size_t n, size_t *i,
                            size_t *j)
 {
-    const cJSON **items = malloc((n ? n : 1) * sizeof *items);
-    uint64_t (*h)[2] = n > 16 ? malloc(n * sizeof *h) : NULL;
+    const cJSON **items = rz__malloc((n ? n : 1) * sizeof *items);
+    uint64_t (*h)[2] = n > 16 ? rz__malloc(n * sizeof *h) : NULL;
     if (!items || (n > 16 && !h)) {
         free(items);
         free(h);

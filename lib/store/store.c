@@ -40,7 +40,7 @@ int rz_store_open(rz_store **out, const char *dir)
         rc = rz__lmdb_check_file(dir);
     if (rc != RZ_OK)
         return rc;
-    rz_store *st = calloc(1, sizeof *st);
+    rz_store *st = rz__calloc(1, sizeof *st);
     if (!st)
         return rz__error(RZ_ENOMEM, "out of memory");
     static const char *const names[] = {"runs", "runs_by_time"};

@@ -329,7 +329,7 @@ static int decode_entry(reader *r, rz__ventry *e)
     if (cl <= RZ__VAULT_TAG_LEN || cl > RZ_VAULT_VALUE_MAX + RZ__VAULT_TAG_LEN ||
         !(p = take(r, cl)))
         return bad_body("bad value length");
-    if (!(e->ct = malloc(cl)))
+    if (!(e->ct = rz__malloc(cl)))
         return rz__error(RZ_ENOMEM, "out of memory");
     memcpy(e->ct, p, cl);
     e->ct_len = cl;
@@ -371,7 +371,7 @@ int rz__vault_body_decode(const unsigned char *p, size_t len, rz__ventry **out,
     /* Every entry takes at least 79 bytes: refuse counts the data can't hold. */
     if (n > RZ__VAULT_MAX_ENTRIES || (size_t)n > r.left / 79)
         return bad_body("entry count out of range");
-    rz__ventry *e = calloc(n ? n : 1, sizeof *e);
+    rz__ventry *e = rz__calloc(n ? n : 1, sizeof *e);
     if (!e)
         return rz__error(RZ_ENOMEM, "out of memory");
     int rc = RZ_OK;

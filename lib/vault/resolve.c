@@ -132,8 +132,8 @@ int rz_vault_resolve_step(const rz_vault *v, const rz_flow *flow, size_t step,
                          flow->name ? flow->name : "");
     const rz__step *s = &flow->steps[step];
     size_t n = s->n_creds;
-    size_t *idx = calloc(n + 1, sizeof *idx);
-    rz_secret **vals = calloc(n + 1, sizeof *vals);
+    size_t *idx = rz__calloc(n + 1, sizeof *idx);
+    rz_secret **vals = rz__calloc(n + 1, sizeof *vals);
     int rc = (!idx || !vals) ? rz__error(RZ_ENOMEM, "out of memory") : RZ_OK;
     size_t total = 0;
     if (rc == RZ_OK)

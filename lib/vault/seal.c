@@ -78,7 +78,7 @@ int rz_vault_seal_value(unsigned char **out, size_t *out_len, const void *value,
     size_t jl = strlen(job_id), cl = strlen(credential_id);
     size_t pt_len = SEAL_FIXED + jl + cl + value_len;
     unsigned char *pt = sodium_malloc(pt_len);
-    unsigned char *ct = malloc(pt_len + crypto_box_SEALBYTES);
+    unsigned char *ct = rz__malloc(pt_len + crypto_box_SEALBYTES);
     if (!pt || !ct) {
         sodium_free(pt);
         free(ct);

@@ -21,7 +21,7 @@ static int add_sealed(const rz_vault *v, size_t i, const char *id,
     if (rc != RZ_OK)
         return rc;
     size_t cap = sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL);
-    char *b64 = malloc(cap);
+    char *b64 = rz__malloc(cap);
     if (b64)
         sodium_bin2base64(b64, cap, sealed, n, sodium_base64_VARIANT_ORIGINAL);
     rz_free(sealed);

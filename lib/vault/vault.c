@@ -268,7 +268,7 @@ static int build_image(const unsigned char *keyblock, const rz__vkeys *k,
     if (len > RZ__VAULT_MAX_FILE)
         return rz__error(RZ_ETOOBIG, "vault would exceed %u MiB", RZ__VAULT_MAX_FILE >> 20);
     unsigned char *pt = sodium_malloc(pt_len);
-    unsigned char *img = malloc(len);
+    unsigned char *img = rz__malloc(len);
     if (!pt || !img) {
         sodium_free(pt);
         free(img);
@@ -292,7 +292,7 @@ static int encrypt_value(const rz_vault *v, const rz__vkeys *k, rz__ventry *e,
 {
     unsigned char ad[2 * RZ__VAULT_RAWID_LEN + RZ_VAULT_TYPE_MAX];
     size_t adlen = rz__vault_value_ad(v, e, ad, sizeof ad);
-    unsigned char *ct = malloc(len + RZ__VAULT_TAG_LEN);
+    unsigned char *ct = rz__malloc(len + RZ__VAULT_TAG_LEN);
     if (!ct)
         return rz__error(RZ_ENOMEM, "out of memory");
     randombytes_buf(e->nonce, sizeof e->nonce);
@@ -360,7 +360,7 @@ int rz__vault_read_image(const char *path, unsigned char **out, size_t *len)
         rc = rz__error(RZ_EIO, "%s: not a regular file", path);
     else if ((uint64_t)st.st_size > RZ__VAULT_MAX_FILE)
         rc = rz__error(RZ_ETOOBIG, "%s: larger than %u MiB", path, RZ__VAULT_MAX_FILE >> 20);
-    else if (!(buf = malloc((size_t)st.st_size + 1)))
+    else if (!(buf = rz__malloc((size_t)st.st_size + 1)))
         rc = rz__error(RZ_ENOMEM, "out of memory");
     while (rc == RZ_OK && got < (size_t)st.st_size) {
         ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
@@ -388,7 +388,7 @@ static int vault_new(rz_vault **out, const char *path, const rz_vault_opts *opts
         rc = rz__vault_sodium();
     if (rc != RZ_OK)
         return rc;
-    rz_vault *v = calloc(1, sizeof *v);
+    rz_vault *v = rz__calloc(1, sizeof *v);
     if (!v || (path && !(v->path = rz__strdup(path)))) {
         free(v);
         return rz__error(RZ_ENOMEM, "out of memory");
@@ -431,7 +431,7 @@ int rz_vault_open_mem(rz_vault **out, const void *data, size_t len,
     int rc = vault_new(&v, NULL, opts);
     if (rc != RZ_OK)
         return rc;
-    unsigned char *img = malloc(len ? len : 1);
+    unsigned char *img = rz__malloc(len ? len : 1);
     if (!img)
         rc = rz__error(RZ_ENOMEM, "out of memory");
     else {
@@ -644,7 +644,7 @@ static int passwd_locked(rz_vault *v, const char *pw, size_t pwlen,
         return rc;
     randombytes_buf(h.salt, sizeof h.salt);
     /* Shallow copies share names with v->entries; only ct/nonce are new. */
-    rz__ventry *copy = calloc(v->n ? v->n : 1, sizeof *copy);
+    rz__ventry *copy = rz__calloc(v->n ? v->n : 1, sizeof *copy);
     rz__vkeys *nk = keys_from_dek(NULL);
     if (!copy || !nk)
         rc = rz__error(RZ_ENOMEM, "out of memory");

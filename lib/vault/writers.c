@@ -62,7 +62,7 @@ static int entry_dup(const rz__ventry *e, rz__ventry *out)
     out->name = rz__strdup(e->name);
     out->type = rz__strdup(e->type);
     out->metadata = rz__strdup(e->metadata);
-    out->ct = malloc(e->ct_len);
+    out->ct = rz__malloc(e->ct_len);
     if (!out->name || !out->type || !out->metadata || !out->ct) {
         rz__vault_entry_clear(out);
         return rz__error(RZ_ENOMEM, "out of memory");
