@@ -98,6 +98,11 @@ RZ_EXTERN RZ_NODISCARD int rz_wire_encode(const char *json, size_t len,
                                           unsigned char **out, size_t *out_len);
 RZ_EXTERN RZ_NODISCARD int rz_wire_decode(const unsigned char *cbor, size_t len,
                                           char **json);
+/* What a strict server refuses in JSON text (decoded CBOR included) before
+ * parsing it: strings that are not UTF-8, a \u0000 escape, or an integer
+ * literal past 2^53 (it would not stay exact). RZ_ESYNTAX naming the byte;
+ * RZ_OK otherwise, including for JSON that is malformed in other ways. */
+RZ_EXTERN RZ_NODISCARD int rz_wire_check_json(const char *json, size_t len);
 
 #ifdef __cplusplus
 }

@@ -8,37 +8,9 @@
 #include <cjson/cJSON.h>
 
 #include "common/internal.h"
+#include "common/json.h"
+#include "common/text.h"
 #include "rhizos/client.h"
-
-/* Well-formed UTF-8 (no overlongs, surrogates or code points past
- * U+10FFFF): what CBOR text strings must hold, checked both ways so that
- * whatever one side encodes the other decodes. */
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k = (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
-                 : (c & 0xf8) == 0xf0 ? 3 : 0;
-        if (k == 0 || n - i <= k)
-            return false;
-        uint32_t cp = c & (0x3fu >> k);
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + j] & 0x3fu);
-        }
-        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) ||
-            (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += k + 1;
-    }
-    return true;
-}
 
 static bool keys_unique(const cJSON *obj)
 {
@@ -58,10 +30,10 @@ static bool tree_ok(const cJSON *v, int depth)
 {
     if (depth > RZ_WIRE_DEPTH_MAX + 1)
         return true;        /* too deep: encode_value refuses it anyway */
-    if (v->string && !utf8_valid((const unsigned char *)v->string, strlen(v->string)))
+    if (v->string && !rz__utf8_valid((const unsigned char *)v->string, strlen(v->string)))
         return false;
     if (cJSON_IsString(v))
-        return utf8_valid((const unsigned char *)v->valuestring, strlen(v->valuestring));
+        return rz__utf8_valid((const unsigned char *)v->valuestring, strlen(v->valuestring));
     if (cJSON_IsObject(v) && !keys_unique(v))
         return false;
     for (const cJSON *c = v->child; c; c = c->next)
@@ -230,7 +202,7 @@ static char *decode_text(const cbor_item_t *it)
         return NULL;
     size_t n = cbor_string_length(it);
     const unsigned char *p = cbor_string_handle(it);
-    if (memchr(p, 0, n) || !utf8_valid(p, n))
+    if (memchr(p, 0, n) || !rz__utf8_valid(p, n))
         return NULL;        /* a NUL cannot live in a C string */
     return rz__strndup((const char *)p, n);
 }
@@ -392,4 +364,11 @@ int rz_wire_decode(const unsigned char *cbor, size_t len, char **json)
         return rz__error(RZ_ENOMEM, "out of memory");
     *json = s;
     return RZ_OK;
+}
+
+int rz_wire_check_json(const char *json, size_t len)
+{
+    if (!json && len)
+        return rz__error(RZ_EINVAL, "json is NULL");
+    return len ? rz__json_text_check(json, len) : RZ_OK;
 }

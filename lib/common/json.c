@@ -1,13 +1,16 @@
 /* JSON text with exact numbers. cJSON prints a number with a tolerance
  * (2^53 comes out as 9.00719925474099e+15, -0 as 0); a module's inputs, its
  * outputs and the run record must carry what was given, bit for bit. */
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cjson/cJSON.h>
 
 #include "common/internal.h"
+#include "common/text.h"
 
 void rz__number_format(double d, char *buf, size_t cap)
 {
@@ -52,4 +55,66 @@ char *rz__json_print(const cJSON *v, bool pretty)
         out = pretty ? cJSON_Print(copy) : cJSON_PrintUnformatted(copy);
     cJSON_Delete(copy);
     return out;
+}
+
+/* The integer literal at `p` (digits only, `n` of them) is past 2^53: a
+ * double would round it, so an id or an amount would silently change. */
+static bool digits_past_2_53(const char *p, size_t n)
+{
+    static const char lim[] = "9007199254740992";
+    while (n > 1 && *p == '0') {
+        p++;
+        n--;
+    }
+    if (n != sizeof lim - 1)
+        return n > sizeof lim - 1;
+    return memcmp(p, lim, n) > 0;
+}
+
+int rz__json_text_check(const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        if (u[i] == '"') {
+            size_t j = ++i;
+            while (j < len && u[j] != '"') {
+                if (u[j] == '\\' && j + 1 < len) {
+                    if (u[j + 1] == 'u' && j + 5 < len && memcmp(s + j + 2, "0000", 4) == 0)
+                        return rz__error(RZ_ESYNTAX, "a \\u0000 escape at byte %zu: "
+                                         "text may not hold NUL characters", j);
+                    j += 2;
+                } else {
+                    j++;
+                }
+            }
+            if (!rz__utf8_valid(u + i, j - i)) {
+                size_t k = i;   /* the first bad byte, for the message */
+                while (k < j && rz__utf8_valid(u + i, k + 1 - i))
+                    k++;
+                while (k > i && (u[k] & 0xc0) == 0x80)
+                    k--;
+                return rz__error(RZ_ESYNTAX, "text that is not UTF-8 at byte %zu", k);
+            }
+            i = j + 1;
+            continue;
+        }
+        if (u[i] == '-' || (u[i] >= '0' && u[i] <= '9')) {
+            size_t d0 = i + (u[i] == '-'), j = d0;
+            while (j < len && u[j] >= '0' && u[j] <= '9')
+                j++;
+            bool fraction = j < len && (u[j] == '.' || u[j] == 'e' || u[j] == 'E');
+            if (!fraction && digits_past_2_53(s + d0, j - d0))
+                return rz__error(RZ_ESYNTAX, "the integer at byte %zu is past 2^53 "
+                                 "(9007199254740992): it cannot be kept exact", i);
+            while (j < len && (isalnum(u[j]) || u[j] == '.' || u[j] == '+' || u[j] == '-'))
+                j++;
+            i = j;
+            continue;
+        }
+        if (u[i] >= 0x80)
+            return rz__error(RZ_ESYNTAX, "a byte 0x%02x outside any string at byte %zu",
+                             u[i], i);
+        i++;
+    }
+    return RZ_OK;
 }

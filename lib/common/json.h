@@ -52,6 +52,12 @@ RZ_HIDDEN int rz__json_keep_unknown(cJSON *dst, const cJSON *src);
 /* A list document: an array, or an object holding the array under `key`. */
 RZ_HIDDEN int rz__json_list(const cJSON *root, const char *key,
                             const cJSON **arr);
+/* What a strict reader refuses before cJSON sees the text (cJSON keeps
+ * any bytes in strings and rounds every number to a double): text that is
+ * not UTF-8, a \u0000 escape, an integer literal past 2^53 (one with a
+ * fraction or an exponent is a float, approximate by nature). RZ_ESYNTAX
+ * naming the byte; RZ_OK for anything else, malformed JSON included. */
+RZ_HIDDEN int rz__json_text_check(const char *s, size_t len);
 /* Parse a whole document with a size cap; RZ_ESYNTAX with the offset. */
 RZ_HIDDEN int rz__json_parse(cJSON **out, const char *json, size_t len);
 /* "MAJOR.MINOR" (a string, or a number such as 8.6), each part 0..999. */

@@ -88,13 +88,25 @@ static void attach(cdec *cd, cJSON *item, bool container, bool is_map, uint64_t 
     pop_finished(cd);
 }
 
+/* A double holds integers exactly up to 2^53: past it one would be
+ * silently rounded, so it is refused. */
+#define EXACT_MAX ((uint64_t)1 << 53)
+
 static void on_uint(cdec *cd, uint64_t v)
 {
+    if (v > EXACT_MAX) {
+        fail(cd, "an integer past 2^53 (it would not stay exact)");
+        return;
+    }
     attach(cd, cJSON_CreateNumber((double)v), false, false, 0);
 }
 
 static void on_negint(cdec *cd, uint64_t v)
 {
+    if (v >= EXACT_MAX) {
+        fail(cd, "an integer below -2^53 (it would not stay exact)");
+        return;
+    }
     attach(cd, cJSON_CreateNumber(-1.0 - (double)v), false, false, 0);
 }
 
@@ -132,6 +144,10 @@ static void cb_string(void *c, cbor_data data, size_t len)
     cdec *cd = c;
     if (memchr(data, '\0', len)) {
         fail(cd, "text string contains a NUL byte");
+        return;
+    }
+    if (!rz__utf8_valid(data, len)) {
+        fail(cd, "text string is not UTF-8");
         return;
     }
     char *s = rz__strndup((const char *)data, len);

@@ -92,6 +92,19 @@ static int hex4(const char *s)
 }
 
 /* At '"': the string's bytes, unescaped, NUL-terminated, in the arena. */
+/* Strings are UTF-8: one that is not would be kept and served as it came. */
+static bool utf8_ok(jp *p, size_t from, size_t to)
+{
+    const unsigned char *u = (const unsigned char *)p->s;
+    if (rz__utf8_valid(u + from, to - from))
+        return true;
+    size_t k = from;
+    while (k < to && u[k] < 0x80)
+        k++;
+    jfail(p, k, "text in UTF-8");
+    return false;
+}
+
 static char *jstring(jp *p)
 {
     size_t start = ++p->i;
@@ -100,6 +113,8 @@ static char *jstring(jp *p)
     while (j < p->len && s[j] != '"' && s[j] != '\\' && (unsigned char)s[j] >= 0x20)
         j++;
     if (j < p->len && s[j] == '"') {       /* no escapes: one copy */
+        if (!utf8_ok(p, start, j))
+            return NULL;
         char *out = rz__arena_strndup(p->cur, s + start, j - start);
         p->i = j + 1;
         if (!out)
@@ -126,8 +141,14 @@ static char *jstring(jp *p)
             return NULL;
         }
         if (c != '\\') {
-            out[o++] = (char)c;
-            j++;
+            size_t k = j;   /* a run of raw bytes, checked as one */
+            while (k < p->len && s[k] != '"' && s[k] != '\\' && (unsigned char)s[k] >= 0x20)
+                k++;
+            if (!utf8_ok(p, j, k))
+                return NULL;
+            memcpy(out + o, s + j, k - j);
+            o += k - j;
+            j = k;
             continue;
         }
         if (j + 1 >= p->len)
@@ -157,6 +178,10 @@ static char *jstring(jp *p)
                     cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
                     j += 6;
                 }
+            }
+            if (cp >= 0xd800 && cp < 0xe000) {
+                jfail(p, j - 6, "no unpaired surrogate escapes (not UTF-8)");
+                return NULL;
             }
             if (cp == 0) {
                 jfail(p, j - 6, "no NUL characters in strings");
@@ -199,6 +224,7 @@ static cJSON *jnumber(jp *p)
     for (size_t k = 0; k < d && k < 18; k++)
         iv = iv * 10 + (uint64_t)(s[j + k] - '0');
     integral = d <= 15;
+    size_t digits_at_j = j;
     j += d;
     if (j < p->len && s[j] == '.') {
         size_t f = digits_at(p, j + 1);
@@ -220,6 +246,11 @@ static cJSON *jnumber(jp *p)
         }
         j += e;
         integral = false;
+    }
+    bool is_int = j == digits_at_j + d;
+    if (is_int && (d > 16 || (d == 16 && memcmp(s + digits_at_j, "9007199254740992", 16) > 0))) {
+        jfail(p, start, "an integer within 2^53 (a larger one would not stay exact)");
+        return NULL;
     }
     double v;
     if (integral) {

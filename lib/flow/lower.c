@@ -509,9 +509,13 @@ static void field_module_id(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id
             type_name(c));
 }
 
+/* "" is no version, as null is: the builder sends it for "any", and
+ * "id@" would otherwise export a spec that reloads as none. */
 static void field_module_version(lower *L, rz__step *s, cJSON *obj, cJSON *c,
                                  bool id_from_key)
 {
+    if (cJSON_IsString(c) && !c->valuestring[0])
+        return;
     s->module_spec = want_string(L, c, c->string, true);
 }
 
@@ -676,6 +680,18 @@ static void lower_ui(lower *L, cJSON **dst, cJSON *ui, bool top)
     }
 }
 
+/* A step's own budget, checked as the job route checks a job's: a whole
+ * number of cents from 1 to 2^53. A bad one used to be dropped for the
+ * reference estimate without a word. */
+static void check_max_cost(lower *L, const cJSON *c)
+{
+    double d = cJSON_IsNumber(c) ? c->valuedouble : 0;
+    if (!cJSON_IsNumber(c) || d != floor(d) || d < 1 || d > 9007199254740992.0)
+        bad(L, RZ_EINVALID, c->string, NULL, "'max_cost_cents' must be a whole number "
+            "of cents from 1 to 9007199254740992, not %s",
+            cJSON_IsNumber(c) ? "a number outside that" : type_name(c));
+}
+
 /* `obj` is the step's map; `key_id` its id when it comes from a steps map. */
 static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
 {
@@ -701,6 +717,8 @@ static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
         }
         if (cJSON_IsNull(c))
             continue;   /* an empty field is an absent one */
+        if (strcmp(c->string, "max_cost_cents") == 0)
+            check_max_cost(L, c);
         if (key_id && strcmp(c->string, "ui") == 0)
             lower_ui(L, &s->extra, c, false);
         else if (!lower_step_field(L, s, obj, c, key_id != NULL, &seen))
@@ -712,7 +730,8 @@ static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
     const cJSON *mi = cJSON_GetObjectItemCaseSensitive(obj, "moduleId");
     const cJSON *mv = cJSON_GetObjectItemCaseSensitive(obj, "moduleVersion");
     if (cJSON_IsString(mi))
-        finish_module_id(L, s, mi->valuestring, mv && !cJSON_IsNull(mv));
+        finish_module_id(L, s, mi->valuestring, mv && !cJSON_IsNull(mv) &&
+                         !(cJSON_IsString(mv) && !mv->valuestring[0]));
     /* A present but malformed module field was reported already. */
     if (!s->module_id && (!mk || cJSON_IsNull(mk)) && (!mi || cJSON_IsNull(mi)))
         bad(L, RZ_EINVALID, NULL, NULL, "%s '%s' names no module ('%s')",

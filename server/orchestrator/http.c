@@ -413,6 +413,15 @@ static bool read_body(req *q, bool cbor_in)
         data = json;
         len = strlen(json);
     }
+    /* At the door: text that is not UTF-8 or a number a double would round
+     * would be stored and served as it came (a node's label, a result's
+     * error), breaking strict clients. */
+    if (rz_wire_check_json(data, len) != RZ_OK) {
+        reply_error(q, RZ_ESYNTAX, "%s body: %s", cbor_in ? "CBOR" : "JSON",
+                    rz_error_last()->message);
+        rz_free(json);
+        return false;
+    }
     const char *end = NULL;
     q->body = len ? cJSON_ParseWithLengthOpts(data, len, &end, 0)
                   : cJSON_CreateObject();

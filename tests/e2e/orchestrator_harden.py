@@ -7,7 +7,9 @@ registration refuses capabilities over 16 KiB, more than 64 labels, long
 labels and strings over 1 KiB, and is rate-limited per address; the node
 list is paged; a node's result over
 --max-body fails its attempt (413) instead of leaving the job running; the ledger is checkpointed within seconds of a
-settlement, so `rhizos ledger verify --data` beside the server sees it.
+settlement, so `rhizos ledger verify --data` beside the server sees it;
+bodies with text that is not UTF-8 or integers past 2^53 are refused at the
+door, JSON and CBOR alike (400, nothing stored).
 
 Usage: orchestrator_harden.py ORCHESTRATOR SOURCE_ROOT [RHIZOS_CLI]"""
 import json
@@ -108,6 +110,76 @@ class Base(unittest.TestCase):
         flow = ("flux: 1\nname: d\nsteps:\n  s:\n    module: echo@1\n"
                 "    timeout_s: 3600\n")
         return self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, key, 201)["id"]
+
+
+def cbor(v):
+    """The few CBOR shapes the strict-input tests send (no library here)."""
+    def head(major, n):
+        if n < 24:
+            return bytes([major << 5 | n])
+        for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+            if n < 1 << (8 * size):
+                return bytes([major << 5 | info]) + n.to_bytes(size, "big")
+        raise ValueError(n)
+    if isinstance(v, bool):
+        return b"\xf5" if v else b"\xf4"
+    if isinstance(v, int):
+        return head(0, v) if v >= 0 else head(1, -1 - v)
+    if isinstance(v, bytes):        # text string bytes, sent as they are
+        return head(3, len(v)) + v
+    if isinstance(v, str):
+        return cbor(v.encode())
+    if isinstance(v, list):
+        return head(4, len(v)) + b"".join(cbor(x) for x in v)
+    if isinstance(v, dict):
+        return head(5, len(v)) + b"".join(cbor(k) + cbor(x) for k, x in v.items())
+    raise TypeError(v)
+
+
+class StrictInput(Base):
+    def nodes(self):
+        return self.ok("GET", "/api/v1/nodes", key=self.s.admin)["nodes"]
+
+    def refused(self, raw, ctype, message):
+        before = self.nodes()
+        st, doc = http(self.s.proc.base, "POST", "/api/v1/nodes/register", raw=raw,
+                       ctype=ctype, accept="application/json", decode=decode)
+        self.assertEqual(st, 400, doc)
+        self.assertEqual(doc["error"]["code"], "RZ_ESYNTAX")
+        self.assertIn(message, doc["error"]["message"])
+        self.assertEqual(self.nodes(), before)
+        json.dumps(self.nodes(), ensure_ascii=False).encode("utf-8")   # strict
+
+    def test_label_not_utf8_refused_json_and_cbor(self):
+        caps = json.dumps(dict(CAPS, labels={"zone": "@@"}))
+        body = ('{"capabilities": %s, "x25519_public_key": "%s"}' % (caps, X25519)).encode()
+        for bad in (b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"a\xe2\x82"):
+            with self.subTest(bad=bad):
+                self.refused(body.replace(b"@@", bad), "application/json",
+                             "JSON body: text that is not UTF-8 at byte")
+        self.refused(body.replace(b"@@", b"\\u0000"), "application/json", "\\u0000")
+        labels = {"zone": b"\xff"}
+        self.refused(cbor({"capabilities": dict(CAPS, labels=labels),
+                           "x25519_public_key": X25519}), "application/cbor",
+                     "malformed CBOR body")
+
+    def test_integers_past_2_53_refused_json_and_cbor(self):
+        for n in (2 ** 53 + 1, 2 ** 64 - 1, -(2 ** 53) - 1):
+            with self.subTest(n=n):
+                caps = dict(CAPS, memory_mb=n)
+                self.refused(json.dumps({"capabilities": caps,
+                                         "x25519_public_key": X25519}).encode(),
+                             "application/json", "is past 2^53")
+                self.refused(cbor({"capabilities": caps, "x25519_public_key": X25519}),
+                             "application/cbor", "CBOR body: the integer at byte")
+        # UTF-8 beyond ASCII is taken.
+        caps = dict(CAPS, labels={"zone": "caf\u00e9"})
+        st, doc = self.register(caps)
+        self.assertEqual(st, 201, doc)
+
+    def register(self, caps):
+        return self.s.call("POST", "/api/v1/nodes/register",
+                           {"capabilities": caps, "x25519_public_key": X25519})
 
 
 class Streams(Base):

@@ -581,6 +581,99 @@ static void hostile_cbor_fails_cleanly(void **state)
     free(deep);
 }
 
+/* ---- strict input (issue 14, finding 6) ---- */
+
+/* A step's max_cost_cents is checked as the job route checks a job's: the
+ * bad ones used to be replaced by the reference estimate without a word. */
+static void step_budget_is_validated(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"0", "-5", "1.5", "\"12\"", "true", "[1]"};
+    for (size_t i = 0; i < RZ_ARRAY_LEN(bad); i++) {
+        char text[256];
+        snprintf(text, sizeof text, "{\"flux\":1,\"steps\":{\"a\":{\"module\":\"echo@1\","
+                 "\n\"max_cost_cents\":%s}}}", bad[i]);
+        rz_diags *d = parse_fail(text, RZ_FORMAT_JSON, RZ_EINVALID);
+        expect_diag(d, "/steps/a/max_cost_cents", RZ_EINVALID, 2, 18);
+        rz_diags_free(d);
+    }
+    /* Builder nodes too, and YAML. */
+    rz_diags *d = parse_fail("{\"nodes\":[{\"id\":\"a\",\"moduleId\":\"echo\",\"max_cost_cents\":0}]}",
+                             RZ_FORMAT_JSON, RZ_EINVALID);
+    expect_diag(d, "/nodes/0/max_cost_cents", RZ_EINVALID, 1, 56);
+    rz_diags_free(d);
+    d = parse_fail("flux: 1\nsteps:\n  a:\n    module: echo@1\n    max_cost_cents: -1\n",
+                   RZ_FORMAT_YAML, RZ_EINVALID);
+    expect_diag(d, "/steps/a/max_cost_cents", RZ_EINVALID, 5, 21);
+    rz_diags_free(d);
+    const char *good = "{\"flux\":1,\"steps\":{\"a\":{\"module\":\"echo@1\",\"max_cost_cents\":9007199254740992}}}";
+    rz_flow_free(parse_ok(good, strlen(good), RZ_FORMAT_JSON));
+}
+
+/* A builder's empty moduleVersion is no version, as null is: it exported as
+ * "echo@" and reloaded as "echo", which the flow_json fuzzer caught. */
+static void empty_module_version_is_none(void **state)
+{
+    (void)state;
+    const char *a = "{\"nodes\":[{\"id\":\"a\",\"moduleId\":\"echo\",\"moduleVersion\":\"\"}]}";
+    const char *b = "{\"nodes\":[{\"id\":\"a\",\"moduleId\":\"echo\"}]}";
+    const char *c = "{\"nodes\":[{\"id\":\"a\",\"moduleId\":\"echo@1\",\"moduleVersion\":\"\"}]}";
+    rz_flow *fa = parse_ok(a, strlen(a), RZ_FORMAT_JSON);
+    rz_flow *fb = parse_ok(b, strlen(b), RZ_FORMAT_JSON);
+    rz_flow *fc = parse_ok(c, strlen(c), RZ_FORMAT_JSON);
+    char *ja = NULL, *jb = NULL, *jc = NULL;
+    assert_int_equal(rz_flow_to_json(fa, 0, &ja, NULL), RZ_OK);
+    assert_int_equal(rz_flow_to_json(fb, 0, &jb, NULL), RZ_OK);
+    assert_int_equal(rz_flow_to_json(fc, 0, &jc, NULL), RZ_OK);
+    assert_string_equal(ja, jb);
+    assert_non_null(strstr(jc, "\"moduleVersion\":\"1\""));
+    rz_flow *g = parse_ok(ja, strlen(ja), RZ_FORMAT_JSON);
+    char *jg = NULL;
+    assert_int_equal(rz_flow_to_json(g, 0, &jg, NULL), RZ_OK);
+    assert_string_equal(ja, jg);
+    rz_free(ja);
+    rz_free(jb);
+    rz_free(jc);
+    rz_free(jg);
+    rz_flow_free(fa);
+    rz_flow_free(fb);
+    rz_flow_free(fc);
+    rz_flow_free(g);
+}
+
+/* Text that is not UTF-8 and integers a double would round are refused in
+ * JSON and CBOR alike, with where. */
+static void not_utf8_and_inexact_integers_refused(void **state)
+{
+    (void)state;
+    static const char *const json_bad[] = {
+        "{\"flux\":1,\"name\":\"\xff\",\"steps\":{\"a\":{\"module\":\"echo@1\"}}}",
+        "{\"flux\":1,\"name\":\"ok\\n\xc0\xaf\",\"steps\":{\"a\":{\"module\":\"echo@1\"}}}",
+        "{\"flux\":1,\"name\":\"\\ud800\",\"steps\":{\"a\":{\"module\":\"echo@1\"}}}",
+        "{\"flux\":1,\"steps\":{\"a\":{\"module\":\"echo@1\",\"timeout_s\":9007199254740993}}}",
+        "{\"flux\":1,\"steps\":{\"a\":{\"module\":\"echo@1\",\"config\":{\"x\":-18446744073709551616}}}}",
+    };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(json_bad); i++)
+        rz_diags_free(parse_fail(json_bad[i], RZ_FORMAT_JSON, RZ_ESYNTAX));
+    /* {"flux": 1, "name": <bad>} in CBOR */
+    static const struct { unsigned char b[24]; size_t n; } cbor_bad[] = {
+        {{0xa2, 0x64, 'f', 'l', 'u', 'x', 0x01, 0x64, 'n', 'a', 'm', 'e', 0x61, 0xff}, 14},
+        {{0xa2, 0x64, 'f', 'l', 'u', 'x', 0x01, 0x64, 'n', 'a', 'm', 'e', 0x1b,
+          0x00, 0x20, 0, 0, 0, 0, 0, 0x01}, 21},
+        {{0xa2, 0x64, 'f', 'l', 'u', 'x', 0x01, 0x64, 'n', 'a', 'm', 'e', 0x3b,
+          0x00, 0x20, 0, 0, 0, 0, 0, 0x00}, 21},
+    };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(cbor_bad); i++) {
+        rz_flow *f = (rz_flow *)1;
+        assert_int_equal(rz_flow_parse(&f, cbor_bad[i].b, cbor_bad[i].n, RZ_FORMAT_CBOR,
+                                       NULL, NULL), RZ_ESYNTAX);
+        assert_null(f);
+    }
+    const char *ok = "{\"flux\":1,\"name\":\"caf\xc3\xa9 \\ud83d\\ude00\",\"steps\":{\"a\":"
+                     "{\"module\":\"echo@1\",\"config\":{\"x\":[9007199254740992,-9007199254740992,1e300]}}}}";
+    rz_flow_free(parse_ok(ok, strlen(ok), RZ_FORMAT_JSON));
+}
+
 /* ---- export and round trips ---- */
 
 static void json_cbor_json_round_trip(void **state)
@@ -1093,6 +1186,9 @@ int main(void)
         cmocka_unit_test(oversized_input_is_refused),
         cmocka_unit_test(billion_laughs_is_refused),
         cmocka_unit_test(hostile_cbor_fails_cleanly),
+        cmocka_unit_test(step_budget_is_validated),
+        cmocka_unit_test(empty_module_version_is_none),
+        cmocka_unit_test(not_utf8_and_inexact_integers_refused),
         cmocka_unit_test(json_cbor_json_round_trip),
         cmocka_unit_test(yaml_round_trips),
         cmocka_unit_test(tricky_scalars_round_trip),
