@@ -24,15 +24,16 @@ static cJSON *obj(ex *x)
     return o;
 }
 
-/* Add v under k, taking ownership; NULL v marks failure. */
-static void put(ex *x, cJSON *o, const char *k, cJSON *v)
+/* Add v under k, taking ownership; NULL v marks failure. False when v is
+ * not in o (it is then freed). */
+static bool put(ex *x, cJSON *o, const char *k, cJSON *v)
 {
-    if (!v || !o) {
+    if (!v || !o || !cJSON_AddItemToObject(o, k, v)) {
         x->failed = true;
         cJSON_Delete(v);
-        return;
+        return false;
     }
-    cJSON_AddItemToObject(o, k, v);
+    return true;
 }
 
 static void put_str(ex *x, cJSON *o, const char *k, const char *s)
@@ -62,7 +63,8 @@ static void put_extra(ex *x, cJSON *o, const cJSON *extra, bool builder, bool to
     cJSON *dst = o;
     if (!builder) {
         dst = o ? obj(x) : NULL;
-        put(x, o, "ui", dst);
+        if (!put(x, o, "ui", dst))
+            return;
     }
     for (const cJSON *c = extra->child; dst && c; c = c->next)
         put_ref(x, builder || rz__flux_kept_key(c->string, top) ? o : dst, c->string, c);

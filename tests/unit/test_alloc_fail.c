@@ -1,0 +1,277 @@
+/* Allocation failure injection, as SQLite does it: each scenario (a flow
+ * parsed from JSON, YAML and CBOR and exported; a ledger opened and given
+ * ops; an engine opened, a job submitted, run and reported) is run once to
+ * count its allocations, then again with the Nth one failing, and every
+ * later one too, for N over the whole run. Each run must end without a
+ * crash, return RZ_OK or an error with a message, and leak nothing (the
+ * sanitizer build checks at exit). cJSON allocates through the same seam
+ * (its hooks); LMDB, libyaml and libcbor (built without custom allocators
+ * on Debian) keep their own malloc.
+ *
+ * CI tries at most RZ_ALLOC_FAIL_TRIES (default 300) values of N per
+ * scenario, spread evenly and always including the first 50;
+ * RHIZOS_ALLOC_FAIL_ALL=1 tries every N (minutes under ASan). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/internal.h"
+#include "rhizos/engine.h"
+#include "rhizos/flow.h"
+#include "rhizos/ledger.h"
+#include "rhizos/module.h"
+#include "helpers.h"
+
+#ifndef RZ_SOURCE_ROOT
+#define RZ_SOURCE_ROOT "."
+#endif
+
+typedef struct tally {
+    long total, tried, failed_clean, ok;
+} tally;
+
+static void report_failure(const char *what, int rc)
+{
+    const rz_error *e = rz_error_last();
+    if (rc != RZ_OK && (!e || !e->message[0]))
+        fprintf(stderr, "%s: rc %d (%s) without a message\n", what,
+                rc, rz_status_name(rc));
+    assert_true(rc == RZ_OK || (rc < 0 && e && e->message[0]));
+}
+
+/* Run `fn` with every chosen N failing; `fn` returns a status. */
+static void each_failure(const char *name, int (*fn)(void *), void *ctx)
+{
+    rz__alloc_fail_at(LONG_MAX);    /* armed to count, never failing */
+    int rc = fn(ctx);
+    long total = rz__alloc_calls();
+    rz__alloc_fail_at(0);
+    if (rc != RZ_OK)
+        fprintf(stderr, "%s: clean run: %s\n", name, rz_error_last()->message);
+    assert_int_equal(rc, RZ_OK);
+    assert_true(total > 0);
+    const char *all = getenv("RHIZOS_ALLOC_FAIL_ALL");
+    const char *tries_env = getenv("RZ_ALLOC_FAIL_TRIES");
+    long tries = tries_env ? atol(tries_env) : 300;
+    long stride = 1;
+    if (!(all && *all == '1') && tries > 0 && total > tries)
+        stride = (total + tries - 1) / tries;
+    tally t = {total, 0, 0, 0};
+    for (long n = 1; n <= total; n += n < 50 ? 1 : stride) {
+        rz_error_clear();
+        rz__alloc_fail_at(n);
+        rc = fn(ctx);
+        long calls = rz__alloc_calls();
+        rz__alloc_fail_at(0);
+        t.tried++;
+        if (calls < n) {       /* the run took another path: fewer calls */
+            report_failure(name, rc);
+            continue;
+        }
+        char what[96];
+        snprintf(what, sizeof what, "%s, allocation %ld of %ld", name, n, total);
+        report_failure(what, rc);
+        if (rc == RZ_OK)
+            t.ok++;
+        else
+            t.failed_clean++;
+    }
+    fprintf(stderr, "%s: %ld allocations, %ld failure points tried: %ld clean errors, "
+            "%ld completed anyway\n", name, t.total, t.tried, t.failed_clean, t.ok);
+}
+
+/* ---- flows ---- */
+
+typedef struct flow_ctx {
+    char *text;
+    size_t len;
+    rz_format fmt;
+} flow_ctx;
+
+static int flow_scenario(void *p)
+{
+    flow_ctx *c = p;
+    rz_diags *d = NULL;
+    int rc = rz_diags_new(&d);
+    if (rc != RZ_OK)
+        return rc;
+    rz_flow *f = NULL, *g = NULL;
+    char *json = NULL, *yaml = NULL;
+    unsigned char *cbor = NULL;
+    size_t n = 0, yn = 0;
+    rc = rz_flow_parse(&f, c->text, c->len, c->fmt, "doc", d);
+    if (rc == RZ_OK)
+        rc = rz_flow_to_json(f, 0, &json, NULL);
+    if (rc == RZ_OK)
+        rc = rz_flow_to_cbor(f, &cbor, &n);
+    if (rc == RZ_OK)
+        rc = rz_flow_parse(&g, cbor, n, RZ_FORMAT_CBOR, "cbor", NULL);
+    if (rc == RZ_OK)
+        rc = rz_flow_to_yaml(g, &yaml, &yn);
+    rz_free(json);
+    rz_free(yaml);
+    rz_free(cbor);
+    rz_flow_free(f);
+    rz_flow_free(g);
+    rz_diags_free(d);
+    return rc;
+}
+
+static void flow_file(const char *name, rz_format fmt)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/tests/data/flows/%s", RZ_SOURCE_ROOT, name);
+    flow_ctx c = {.fmt = fmt};
+    c.text = file_read(path, &c.len);
+    assert_non_null(c.text);
+    each_failure(name, flow_scenario, &c);
+    free(c.text);
+}
+
+static void flows_json_yaml_cbor(void **state)
+{
+    (void)state;
+    flow_file("builder.json", RZ_FORMAT_JSON);
+    flow_file("wordcount.yaml", RZ_FORMAT_YAML);
+}
+
+/* ---- the ledger ---- */
+
+static int ledger_scenario(void *p)
+{
+    (void)p;
+    char dir[64];
+    if (!tmp_dir_make(dir, sizeof dir, "allocfail"))
+        return rz__error(RZ_EIO, "no temporary folder");
+    rz_ledger_opts o = RZ_LEDGER_OPTS_INIT;
+    o.durable = 0;
+    o.map_size = 16u << 20;
+    o.journal_size = 1u << 20;
+    rz_ledger *l = NULL;
+    rz_ledger_id client = rz_ledger_id_make(9, 1), node = rz_ledger_id_make(9, 2);
+    rz_ledger_id job = rz_ledger_id_make(9, 3);
+    int rc = rz_ledger_open(&l, dir, &o);
+    if (rc == RZ_OK)
+        rc = rz_ledger_create_account(l, client, RZ_LEDGER_CLIENT);
+    if (rc == RZ_OK)
+        rc = rz_ledger_create_account(l, node, RZ_LEDGER_NODE);
+    if (rc == RZ_OK)
+        rc = rz_ledger_test_credit(l, rz_ledger_id_make(9, 4), client, 1000);
+    if (rc == RZ_OK)
+        rc = rz_ledger_hold(l, rz_ledger_id_make(9, 5), job, client, 500, 0);
+    if (rc == RZ_OK)
+        rc = rz_ledger_settle(l, rz_ledger_id_make(9, 6), job, node, 200, NULL);
+    if (rc == RZ_OK)
+        rc = rz_ledger_checkpoint(l);
+    if (rc == RZ_OK)
+        rc = rz_ledger_verify(l);
+    if (rc == RZ_OK) {
+        char *out = NULL;
+        rc = rz_ledger_export(l, 1, &out);
+        rz_free(out);
+    }
+    rz_ledger_close(l);
+    assert_int_equal(tmp_dir_remove(dir), 0);
+    return rc;
+}
+
+static void ledger_open_and_ops(void **state)
+{
+    (void)state;
+    each_failure("ledger", ledger_scenario, NULL);
+}
+
+/* ---- the engine ---- */
+
+#define NODE_CAPS "{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192," \
+    "\"storage\":{\"total_gb\":100,\"free_gb\":100},\"adapters\":[\"process\"]," \
+    "\"prices\":{\"gpu_hour_cents\":0,\"cpu_hour_cents\":36000," \
+    "\"memory_gb_hour_cents\":0},\"max_concurrent_jobs\":2}"
+
+static int engine_scenario(void *p)
+{
+    rz_registry *reg = p;
+    char dir[64];
+    if (!tmp_dir_make(dir, sizeof dir, "allocfail"))
+        return rz__error(RZ_EIO, "no temporary folder");
+    rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
+    o.durable = 0;
+    o.registry = reg;
+    o.ref_cpu_hour_cents = 36000;
+    rz_engine *e = NULL;
+    rz_ledger_id client = rz_ledger_id_make(7, 1);
+    uint64_t node = 0, job = 0;
+    int rc = rz_engine_open(&e, dir, &o);
+    if (rc == RZ_OK)
+        rc = rz_ledger_create_account(rz_engine_ledger(e), client, RZ_LEDGER_CLIENT);
+    if (rc == RZ_OK)
+        rc = rz_ledger_test_credit(rz_engine_ledger(e), rz_ledger_id_make(7, 2), client,
+                                   10000);
+    if (rc == RZ_OK)
+        rc = rz_engine_node_register(e, NODE_CAPS, strlen(NODE_CAPS), 0, &node);
+    if (rc == RZ_OK) {
+        rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
+        s.client = client;
+        s.requirements_json = "{\"cpu_cores\":2,\"estimate_seconds\":10}";
+        s.module_id = "count";
+        s.module_version = "1.0.0";
+        s.request_json = "{\"inputs\":{\"text\":\"a b\"},\"config\":{}}";
+        s.max_cost_cents = 500;
+        rc = rz_engine_submit(e, &s, 1, &job);
+    }
+    rz_engine_assignment a;
+    if (rc == RZ_OK)
+        rc = rz_engine_poll(e, node, 2, &a);
+    if (rc == RZ_OK)
+        rc = node_report(e, node, job, 1, "{\"n\":2}", NULL, 10000, 4);
+    if (rc == RZ_OK)
+        rc = rz_engine_check(e);
+    rz_engine_close(e);
+    assert_int_equal(tmp_dir_remove(dir), 0);
+    return rc;
+}
+
+static void engine_submit_and_report(void **state)
+{
+    (void)state;
+    char mods[64];
+    assert_non_null(tmp_dir_make(mods, sizeof mods, "allocfail-mods"));
+    char path[128];
+    snprintf(path, sizeof path, "%s/count", mods);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/count/module.json", mods);
+    file_write(path, "{\"id\":\"count\",\"version\":\"1.0.0\",\"name\":\"count\","
+               "\"description\":\"test\",\"inputs\":[{\"name\":\"text\",\"type\":\"string\"}],"
+               "\"outputs\":[{\"name\":\"n\",\"type\":\"integer\"}],"
+               "\"requirements\":{\"adapter\":\"process\",\"cpu_cores\":1},"
+               "\"estimate\":{\"seconds\":10},"
+               "\"exec\":{\"adapter\":\"process\",\"command\":[\"true\"]}}");
+    rz_registry *reg = NULL;
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(reg, mods, NULL), RZ_OK);
+    each_failure("engine", engine_scenario, reg);
+    rz_registry_free(reg);
+    assert_int_equal(tmp_dir_remove(mods), 0);
+}
+
+int main(void)
+{
+    /* cJSON's nodes and strings come through the seam too. */
+    cJSON_Hooks hooks = {rz__malloc, free};
+    cJSON_InitHooks(&hooks);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(flows_json_yaml_cbor),
+        cmocka_unit_test(ledger_open_and_ops),
+        cmocka_unit_test(engine_submit_and_report),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
