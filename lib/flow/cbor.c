@@ -64,9 +64,14 @@ static void attach(cdec *cd, cJSON *item, bool container, bool is_map, uint64_t 
             return;
         }
         if (top->is_map) {
-            cJSON_AddItemToObject(top->node, top->key, item);
+            bool added = cJSON_AddItemToObject(top->node, top->key, item);
             free(top->key);
             top->key = NULL;
+            if (!added) {
+                cJSON_Delete(item);
+                fail(cd, "out of memory");
+                return;
+            }
             /* The keyset borrows the key copy the object owns. */
             uint32_t l, c;
             if (item->string && rz__keyset_seen(&top->keys, item->string, 0, 0, &l, &c)) {

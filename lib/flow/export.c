@@ -47,11 +47,21 @@ static void put_num(ex *x, cJSON *o, const char *k, double d)
     put(x, o, k, cJSON_CreateNumber(d));
 }
 
-/* A reference to a value the flow owns. */
+/* A reference to a value the flow owns. Made here, not with
+ * cJSON_AddItemReferenceToObject, which leaks the reference when the key's
+ * copy cannot be allocated. */
 static void put_ref(ex *x, cJSON *o, const char *k, const cJSON *v)
 {
-    if (v && o && !cJSON_AddItemReferenceToObject(o, k, (cJSON *)v))
-        x->failed = true;
+    if (!v || !o)
+        return;
+    cJSON *r = cJSON_CreateNull();
+    if (r) {
+        *r = *v;
+        r->next = r->prev = NULL;
+        r->string = NULL;
+        r->type |= cJSON_IsReference;   /* cJSON_Delete leaves v's parts alone */
+    }
+    put(x, o, k, r);
 }
 
 /* Unknown keys kept from a builder document: beside the known ones in the

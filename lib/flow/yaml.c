@@ -156,10 +156,13 @@ static cJSON *convert_map(conv *cv, yaml_node_t *n, unsigned depth, rz__keyset *
             cJSON_Delete(obj);
             return NULL;
         }
-        if (dup)
+        if (dup) {
             cJSON_Delete(v);
-        else
-            cJSON_AddItemToObject(obj, (const char *)k->data.scalar.value, v);
+        } else if (!cJSON_AddItemToObject(obj, (const char *)k->data.scalar.value, v)) {
+            cJSON_Delete(v);
+            cJSON_Delete(obj);
+            return NULL;
+        }
     }
     return obj;
 }

@@ -221,90 +221,119 @@ int rz_caps_parse_list(rz_caps ***out, size_t *count, const char *json, size_t l
     return rc;
 }
 
-/* ---- The node object out ---- */
+/* ---- The node object out ----
+ * Every add is checked: a node written without its prices or adapters
+ * because memory ran out would be matched and billed wrongly. */
+
+static cJSON *chk(bool *ok, cJSON *v)
+{
+    if (!v)
+        *ok = false;
+    return v;
+}
+
+/* Add v (taking it) under k of o; v is freed when it cannot be added. */
+static void add(bool *ok, cJSON *o, const char *k, cJSON *v)
+{
+    if (!v || !o || !cJSON_AddItemToObject(o, k, v)) {
+        cJSON_Delete(v);
+        *ok = false;
+    }
+}
+
+static void push(bool *ok, cJSON *arr, cJSON *v)
+{
+    if (!v || !arr || !cJSON_AddItemToArray(arr, v)) {
+        cJSON_Delete(v);
+        *ok = false;
+    }
+}
 
 static cJSON *strv_json(const rz__strv *s)
 {
     return cJSON_CreateStringArray((const char *const *)s->v, (int)s->n);
 }
 
-static cJSON *gpu_json(const rz_gpu_info *g)
+static cJSON *gpu_json(bool *ok, const rz_gpu_info *g)
 {
-    cJSON *o = cJSON_CreateObject();
+    cJSON *o = chk(ok, cJSON_CreateObject());
     char cc[32];
     snprintf(cc, sizeof cc, "%u.%u", g->cc_major, g->cc_minor);
-    cJSON_AddStringToObject(o, "vendor", g->vendor);
-    cJSON_AddStringToObject(o, "model", g->model);
-    cJSON_AddNumberToObject(o, "vram_mb", (double)g->vram_mb);
+    chk(ok, cJSON_AddStringToObject(o, "vendor", g->vendor));
+    chk(ok, cJSON_AddStringToObject(o, "model", g->model));
+    chk(ok, cJSON_AddNumberToObject(o, "vram_mb", (double)g->vram_mb));
     if (g->cc_major || g->cc_minor)
-        cJSON_AddStringToObject(o, "compute_capability", cc);
-    cJSON_AddStringToObject(o, "driver", g->driver);
+        chk(ok, cJSON_AddStringToObject(o, "compute_capability", cc));
+    chk(ok, cJSON_AddStringToObject(o, "driver", g->driver));
     if (*g->cuda_version)
-        cJSON_AddStringToObject(o, "cuda_version", g->cuda_version);
+        chk(ok, cJSON_AddStringToObject(o, "cuda_version", g->cuda_version));
     if (*g->bus_id)
-        cJSON_AddStringToObject(o, "bus_id", g->bus_id);
+        chk(ok, cJSON_AddStringToObject(o, "bus_id", g->bus_id));
     if (g->utilization_pct >= 0)
-        cJSON_AddNumberToObject(o, "utilization_pct", g->utilization_pct);
+        chk(ok, cJSON_AddNumberToObject(o, "utilization_pct", g->utilization_pct));
     return o;
 }
 
-static cJSON *cpu_json(const rz_caps *c)
+static cJSON *cpu_json(bool *ok, const rz_caps *c)
 {
     const rz_caps_info *i = &c->info;
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "vendor", i->cpu_vendor);
-    cJSON_AddStringToObject(o, "model", i->cpu_model);
+    cJSON *o = chk(ok, cJSON_CreateObject());
+    chk(ok, cJSON_AddStringToObject(o, "vendor", i->cpu_vendor));
+    chk(ok, cJSON_AddStringToObject(o, "model", i->cpu_model));
     if (*i->arch)
-        cJSON_AddStringToObject(o, "arch", i->arch);
-    cJSON_AddNumberToObject(o, "cores", i->cores);
-    cJSON_AddNumberToObject(o, "threads", i->threads);
+        chk(ok, cJSON_AddStringToObject(o, "arch", i->arch));
+    chk(ok, cJSON_AddNumberToObject(o, "cores", i->cores));
+    chk(ok, cJSON_AddNumberToObject(o, "threads", i->threads));
     if (i->packages)
-        cJSON_AddNumberToObject(o, "packages", i->packages);
+        chk(ok, cJSON_AddNumberToObject(o, "packages", i->packages));
     if (i->numa_nodes)
-        cJSON_AddNumberToObject(o, "numa_nodes", i->numa_nodes);
+        chk(ok, cJSON_AddNumberToObject(o, "numa_nodes", i->numa_nodes));
     if (i->l1d_kb || i->l2_kb || i->l3_kb) {
-        cJSON *ca = cJSON_AddObjectToObject(o, "caches");
-        cJSON_AddNumberToObject(ca, "l1d_kb", (double)i->l1d_kb);
-        cJSON_AddNumberToObject(ca, "l2_kb", (double)i->l2_kb);
-        cJSON_AddNumberToObject(ca, "l3_kb", (double)i->l3_kb);
+        cJSON *ca = chk(ok, cJSON_AddObjectToObject(o, "caches"));
+        chk(ok, cJSON_AddNumberToObject(ca, "l1d_kb", (double)i->l1d_kb));
+        chk(ok, cJSON_AddNumberToObject(ca, "l2_kb", (double)i->l2_kb));
+        chk(ok, cJSON_AddNumberToObject(ca, "l3_kb", (double)i->l3_kb));
     }
-    cJSON_AddItemToObject(o, "features", strv_json(&c->features));
+    if (c->features.v)   /* a list never set is left out */
+        add(ok, o, "features", strv_json(&c->features));
     return o;
 }
 
-static cJSON *caps_json(const rz_caps *c)
+static cJSON *caps_json(bool *ok, const rz_caps *c)
 {
     const rz_caps_info *i = &c->info;
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", i->id);
-    cJSON_AddItemToObject(o, "cpu", cpu_json(c));
-    cJSON_AddNumberToObject(o, "memory_mb", (double)i->memory_mb);
+    cJSON *o = chk(ok, cJSON_CreateObject());
+    chk(ok, cJSON_AddStringToObject(o, "id", i->id));
+    add(ok, o, "cpu", cpu_json(ok, c));
+    chk(ok, cJSON_AddNumberToObject(o, "memory_mb", (double)i->memory_mb));
     if (i->memory_available_mb)
-        cJSON_AddNumberToObject(o, "memory_available_mb", (double)i->memory_available_mb);
-    cJSON *st = cJSON_AddObjectToObject(o, "storage");
-    cJSON_AddNumberToObject(st, "total_gb", (double)i->storage_total_gb);
-    cJSON_AddNumberToObject(st, "free_gb", (double)i->storage_free_gb);
-    cJSON_AddStringToObject(st, "kind", i->storage_kind);
-    cJSON *gpus = cJSON_AddArrayToObject(o, "gpus");
+        chk(ok, cJSON_AddNumberToObject(o, "memory_available_mb", (double)i->memory_available_mb));
+    cJSON *st = chk(ok, cJSON_AddObjectToObject(o, "storage"));
+    chk(ok, cJSON_AddNumberToObject(st, "total_gb", (double)i->storage_total_gb));
+    chk(ok, cJSON_AddNumberToObject(st, "free_gb", (double)i->storage_free_gb));
+    chk(ok, cJSON_AddStringToObject(st, "kind", i->storage_kind));
+    cJSON *gpus = chk(ok, cJSON_AddArrayToObject(o, "gpus"));
     for (size_t k = 0; k < i->n_gpus; k++)
-        cJSON_AddItemToArray(gpus, gpu_json(&i->gpus[k]));
-    cJSON_AddItemToObject(o, "adapters", strv_json(&c->adapters));
-    cJSON_AddItemToObject(o, "runtimes", strv_json(&c->runtimes));
-    cJSON *labels = cJSON_AddObjectToObject(o, "labels");
+        push(ok, gpus, gpu_json(ok, &i->gpus[k]));
+    if (c->adapters.v)   /* a list never set is left out */
+        add(ok, o, "adapters", strv_json(&c->adapters));
+    if (c->runtimes.v)   /* a list never set is left out */
+        add(ok, o, "runtimes", strv_json(&c->runtimes));
+    cJSON *labels = chk(ok, cJSON_AddObjectToObject(o, "labels"));
     for (size_t k = 0; k < c->labels.n; k++)
-        cJSON_AddStringToObject(labels, c->labels.keys[k], c->labels.vals[k]);
+        chk(ok, cJSON_AddStringToObject(labels, c->labels.keys[k], c->labels.vals[k]));
     if (*c->region)
-        cJSON_AddStringToObject(o, "region", c->region);
-    cJSON *pr = cJSON_AddObjectToObject(o, "prices");
-    cJSON_AddNumberToObject(pr, "gpu_hour_cents", (double)i->gpu_hour_cents);
-    cJSON_AddNumberToObject(pr, "cpu_hour_cents", (double)i->cpu_hour_cents);
-    cJSON_AddNumberToObject(pr, "memory_gb_hour_cents", (double)i->memory_gb_hour_cents);
-    cJSON_AddNumberToObject(o, "reputation", i->reputation);
-    cJSON_AddNumberToObject(o, "max_concurrent_jobs", i->max_concurrent_jobs);
+        chk(ok, cJSON_AddStringToObject(o, "region", c->region));
+    cJSON *pr = chk(ok, cJSON_AddObjectToObject(o, "prices"));
+    chk(ok, cJSON_AddNumberToObject(pr, "gpu_hour_cents", (double)i->gpu_hour_cents));
+    chk(ok, cJSON_AddNumberToObject(pr, "cpu_hour_cents", (double)i->cpu_hour_cents));
+    chk(ok, cJSON_AddNumberToObject(pr, "memory_gb_hour_cents", (double)i->memory_gb_hour_cents));
+    chk(ok, cJSON_AddNumberToObject(o, "reputation", i->reputation));
+    chk(ok, cJSON_AddNumberToObject(o, "max_concurrent_jobs", i->max_concurrent_jobs));
     if (c->has_benchmark) {
-        cJSON *b = cJSON_AddObjectToObject(o, "benchmark");
-        cJSON_AddNumberToObject(b, "cpu_mops", i->bench_cpu_mops);
-        cJSON_AddNumberToObject(b, "memory_mbps", i->bench_memory_mbps);
+        cJSON *b = chk(ok, cJSON_AddObjectToObject(o, "benchmark"));
+        chk(ok, cJSON_AddNumberToObject(b, "cpu_mops", i->bench_cpu_mops));
+        chk(ok, cJSON_AddNumberToObject(b, "memory_mbps", i->bench_memory_mbps));
     }
     return o;
 }
@@ -312,8 +341,9 @@ static cJSON *caps_json(const rz_caps *c)
 int rz_caps_to_json(const rz_caps *caps, int pretty, char **out)
 {
     *out = NULL;
-    cJSON *o = caps_json(caps);
-    if (!o || (caps->doc && rz__json_keep_unknown(o, caps->doc) != RZ_OK)) {
+    bool ok = true;
+    cJSON *o = caps_json(&ok, caps);
+    if (!ok || (caps->doc && rz__json_keep_unknown(o, caps->doc) != RZ_OK)) {
         cJSON_Delete(o);
         return rz__error(RZ_ENOMEM, "out of memory");
     }

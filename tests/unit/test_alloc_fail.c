@@ -8,9 +8,9 @@
  * (its hooks); LMDB, libyaml and libcbor (built without custom allocators
  * on Debian) keep their own malloc.
  *
- * CI tries at most RZ_ALLOC_FAIL_TRIES (default 300) values of N per
- * scenario, spread evenly and always including the first 50;
- * RHIZOS_ALLOC_FAIL_ALL=1 tries every N (minutes under ASan). */
+ * Every N is tried (about 2,800 runs: 2 s plain, 6 s under ASan); to
+ * bound a slower machine, RZ_ALLOC_FAIL_TRIES=K tries K values of N per
+ * scenario, spread evenly, the first 50 always among them. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -59,11 +59,10 @@ static void each_failure(const char *name, int (*fn)(void *), void *ctx)
         fprintf(stderr, "%s: clean run: %s\n", name, rz_error_last()->message);
     assert_int_equal(rc, RZ_OK);
     assert_true(total > 0);
-    const char *all = getenv("RHIZOS_ALLOC_FAIL_ALL");
     const char *tries_env = getenv("RZ_ALLOC_FAIL_TRIES");
-    long tries = tries_env ? atol(tries_env) : 300;
+    long tries = tries_env ? atol(tries_env) : 0;
     long stride = 1;
-    if (!(all && *all == '1') && tries > 0 && total > tries)
+    if (tries > 0 && total > tries)
         stride = (total + tries - 1) / tries;
     tally t = {total, 0, 0, 0};
     for (long n = 1; n <= total; n += n < 50 ? 1 : stride) {
