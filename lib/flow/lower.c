@@ -681,8 +681,8 @@ static void lower_ui(lower *L, cJSON **dst, cJSON *ui, bool top)
 }
 
 /* A step's own budget, checked as the job route checks a job's: a whole
- * number of cents from 1 to 2^53. A bad one used to be dropped for the
- * reference estimate without a word. */
+ * number of cents from 1 to 2^53. The engine would otherwise fall back to
+ * the reference estimate without a word. */
 static void check_max_cost(lower *L, const cJSON *c)
 {
     double d = cJSON_IsNumber(c) ? c->valuedouble : 0;

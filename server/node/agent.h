@@ -83,6 +83,11 @@ void agent_give_back_gpus(agent *a, uint64_t mask);
 
 /* job.c: the thread of one assignment. */
 void *job_main(void *slot);
+/* What job_main checks before it runs the slot's assignment, and nothing
+ * more (the fuzz target's seam): NULL when it would run, else why not
+ * (static text or `why`). Nothing is run or sent; the slot keeps its
+ * assignment. */
+const char *job_vet(agent *a, job_slot *s, char *why, size_t n);
 
 /* outbox.c: DATA/outbox/<job>-<attempt>.json, results not yet accepted. */
 typedef struct outbox outbox;
@@ -97,6 +102,11 @@ int outbox_final(int rc, long status);
 /* Results an earlier run left for this registration (others are dropped);
  * NULL when none. Deliver them with outbox_main on a thread. */
 outbox *outbox_load(agent *a);
+/* One outbox file's text: 0 with its job, attempt and result (the caller
+ * frees it) when it is a result of registration `node` at `url`, else -1.
+ * (outbox_load's check; the fuzz target's seam.) */
+int outbox_parse(const char *text, size_t len, uint64_t node, const char *url,
+                 uint64_t *job, uint32_t *attempt, struct cJSON **result);
 void *outbox_main(void *outbox);
 void outbox_free(outbox *ob);
 

@@ -563,19 +563,33 @@ static void finish(job *j)
     adhoc_cleanup(j);
 }
 
+/* NULL when the assignment can run here (its module resolved, its
+ * credentials opened into `j`), else why not. */
+static const char *vet(agent *a, job *j, char *why, size_t n)
+{
+    j->step = str_at(j->asg, "step");
+    const cJSON *adhoc = cJSON_GetObjectItemCaseSensitive(j->asg, "adhoc");
+    const char *no = j->s->refuse ? j->s->refuse
+                   : cJSON_IsObject(adhoc) ? check_adhoc(a, j, adhoc, why, n)
+                   : check_module(a, j, why, n);
+    return no ? no : open_credentials(a, j);
+}
+
+const char *job_vet(agent *a, job_slot *s, char *why, size_t n)
+{
+    job j = { .s = s, .asg = s->assignment };
+    const char *no = vet(a, &j, why, n);
+    finish(&j);
+    return no;
+}
+
 void *job_main(void *arg)
 {
     job_slot *s = arg;
     agent *a = s->a;
     job j = { .s = s, .asg = s->assignment };
-    j.step = str_at(j.asg, "step");
     char why[400];
-    const cJSON *adhoc = cJSON_GetObjectItemCaseSensitive(j.asg, "adhoc");
-    const char *no = s->refuse ? s->refuse
-                   : cJSON_IsObject(adhoc) ? check_adhoc(a, &j, adhoc, why, sizeof why)
-                   : check_module(a, &j, why, sizeof why);
-    if (!no)
-        no = open_credentials(a, &j);
+    const char *no = vet(a, &j, why, sizeof why);
     if (no) {
         decline(a, &j, no);
     } else {

@@ -86,32 +86,52 @@ typedef struct entry {
     cJSON *result;
 } entry;
 
-static int parse_entry(agent *a, const char *path, entry *e)
+/* A whole number from 1 to `max` (ids and attempts: exact in a double),
+ * else 0. The file is the node's own, but a torn or edited one must not
+ * turn into a wrong id. */
+static uint64_t whole(const cJSON *v, double max)
 {
-    size_t len = 0;
-    char *text = node_read_file(path, OUTBOX_FILE_MAX, &len);
-    cJSON *doc = text ? cJSON_Parse(text) : NULL;
-    free(text);
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 1 && v->valuedouble <= max) ||
+        v->valuedouble != (double)(uint64_t)v->valuedouble)
+        return 0;
+    return (uint64_t)v->valuedouble;
+}
+
+int outbox_parse(const char *text, size_t len, uint64_t node_id, const char *url_want,
+                 uint64_t *job_out, uint32_t *attempt_out, cJSON **result)
+{
+    *result = NULL;
+    cJSON *doc = text ? cJSON_ParseWithLength(text, len) : NULL;
     const cJSON *node = cJSON_GetObjectItemCaseSensitive(doc, "node");
     const cJSON *url = cJSON_GetObjectItemCaseSensitive(doc, "orchestrator");
-    const cJSON *job = cJSON_GetObjectItemCaseSensitive(doc, "job");
-    const cJSON *att = cJSON_GetObjectItemCaseSensitive(doc, "attempt");
+    uint64_t job = whole(cJSON_GetObjectItemCaseSensitive(doc, "job"), 9007199254740992.0);
+    uint64_t att = whole(cJSON_GetObjectItemCaseSensitive(doc, "attempt"), UINT32_MAX);
     cJSON *res = cJSON_DetachItemFromObjectCaseSensitive(doc, "result");
     /* Only a result of this very registration can still be accepted. */
-    int ok = cJSON_IsNumber(node) && cJSON_IsString(url) && cJSON_IsNumber(job) &&
-             cJSON_IsNumber(att) && cJSON_IsObject(res) && job->valuedouble >= 1 &&
-             (uint64_t)node->valuedouble == a->st.id && !a->need_register &&
-             strcmp(url->valuestring, a->url) == 0;
+    int ok = cJSON_IsString(url) && job && att && cJSON_IsObject(res) &&
+             whole(node, 9007199254740992.0) == node_id && node_id &&
+             strcmp(url->valuestring, url_want) == 0;
     if (ok) {
-        snprintf(e->path, sizeof e->path, "%s", path);
-        e->job = (uint64_t)job->valuedouble;
-        e->attempt = (uint32_t)att->valuedouble;
-        e->result = res;
+        *job_out = job;
+        *attempt_out = (uint32_t)att;
+        *result = res;
     } else {
         cJSON_Delete(res);
     }
     cJSON_Delete(doc);
     return ok ? 0 : -1;
+}
+
+static int parse_entry(agent *a, const char *path, entry *e)
+{
+    size_t len = 0;
+    char *text = node_read_file(path, OUTBOX_FILE_MAX, &len);
+    int rc = a->need_register ? -1
+           : outbox_parse(text, len, a->st.id, a->url, &e->job, &e->attempt, &e->result);
+    free(text);
+    if (rc == 0)
+        snprintf(e->path, sizeof e->path, "%s", path);
+    return rc;
 }
 
 struct outbox {

@@ -583,8 +583,8 @@ static void hostile_cbor_fails_cleanly(void **state)
 
 /* ---- strict input (issue 14, finding 6) ---- */
 
-/* A step's max_cost_cents is checked as the job route checks a job's: the
- * bad ones used to be replaced by the reference estimate without a word. */
+/* A step's max_cost_cents is checked as the job route checks a job's, not
+ * replaced by the reference estimate without a word. */
 static void step_budget_is_validated(void **state)
 {
     (void)state;
