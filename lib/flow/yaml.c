@@ -111,12 +111,37 @@ static void mark_diag(conv *cv, int code, yaml_mark_t m, const char *msg)
                      NULL, "%s", msg);
 }
 
-static cJSON *scalar(const yaml_node_t *n)
+/* A plain integer a double would round (past 2^53) is refused, as in JSON
+ * and CBOR: the value would silently change. */
+static bool inexact_int(const char *s, size_t n, const cJSON *v)
+{
+    if (!cJSON_IsNumber(v) || fabs(v->valuedouble) < 9007199254740992.0)
+        return false;
+    if (n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'o')) {
+        char buf[64];
+        if (n >= sizeof buf)
+            return false;
+        memcpy(buf, s + 2, n - 2);
+        buf[n - 2] = '\0';
+        errno = 0;
+        unsigned long long u = strtoull(buf, NULL, s[1] == 'x' ? 16 : 8);
+        return errno == ERANGE || u > (1ull << 53);
+    }
+    return rz__json_text_check(s, n) != RZ_OK;
+}
+
+static cJSON *scalar(conv *cv, const yaml_node_t *n)
 {
     const char *s = (const char *)n->data.scalar.value;
     size_t len = n->data.scalar.length;
     if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
         cJSON *v = rz__yaml_resolve_plain(s, len);
+        if (v && inexact_int(s, len, v)) {
+            cJSON_Delete(v);
+            mark_diag(cv, RZ_ESYNTAX, n->start_mark,
+                      "an integer past 2^53 (it would not stay exact); quote it for text");
+            return NULL;
+        }
         if (v)
             return v;
     }
@@ -180,7 +205,7 @@ static cJSON *convert(conv *cv, yaml_node_t *n, unsigned depth)
         return NULL;
     }
     if (n->type == YAML_SCALAR_NODE)
-        return scalar(n);
+        return scalar(cv, n);
     if (n->type == YAML_SEQUENCE_NODE) {
         cJSON *arr = cJSON_CreateArray();
         for (yaml_node_item_t *it = n->data.sequence.items.start;

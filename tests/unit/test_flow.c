@@ -669,6 +669,16 @@ static void not_utf8_and_inexact_integers_refused(void **state)
                                        NULL, NULL), RZ_ESYNTAX);
         assert_null(f);
     }
+    static const char *const yaml_bad[] = {
+        "flux: 1\nsteps:\n  a:\n    module: echo@1\n    config: {x: 9007199254740993}\n",
+        "flux: 1\nsteps:\n  a:\n    module: echo@1\n    config: {x: -18446744073709551616}\n",
+        "flux: 1\nsteps:\n  a:\n    module: echo@1\n    config: {x: 0x20000000000001}\n",
+    };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(yaml_bad); i++)
+        rz_diags_free(parse_fail(yaml_bad[i], RZ_FORMAT_YAML, RZ_ESYNTAX));
+    const char *yok = "flux: 1\nsteps:\n  a:\n    module: echo@1\n    config: "
+                      "{x: 9007199254740992, y: 0x20000000000000, z: 1.5e300, t: '9007199254740993'}\n";
+    rz_flow_free(parse_ok(yok, strlen(yok), RZ_FORMAT_YAML));
     const char *ok = "{\"flux\":1,\"name\":\"caf\xc3\xa9 \\ud83d\\ude00\",\"steps\":{\"a\":"
                      "{\"module\":\"echo@1\",\"config\":{\"x\":[9007199254740992,-9007199254740992,1e300]}}}}";
     rz_flow_free(parse_ok(ok, strlen(ok), RZ_FORMAT_JSON));
