@@ -87,14 +87,9 @@ int rz__json_text_check(const char *s, size_t len)
                     j++;
                 }
             }
-            if (!rz__utf8_valid(u + i, j - i)) {
-                size_t k = i;   /* the first bad byte, for the message */
-                while (k < j && rz__utf8_valid(u + i, k + 1 - i))
-                    k++;
-                while (k > i && (u[k] & 0xc0) == 0x80)
-                    k--;
-                return rz__error(RZ_ESYNTAX, "text that is not UTF-8 at byte %zu", k);
-            }
+            size_t bad = rz__utf8_bad_at(u + i, j - i);
+            if (bad != j - i)
+                return rz__error(RZ_ESYNTAX, "text that is not UTF-8 at byte %zu", i + bad);
             i = j + 1;
             continue;
         }

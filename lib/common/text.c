@@ -110,7 +110,7 @@ const char *rz__suggest_text(const rz__suggest *s, char *buf, size_t cap)
 /* Well-formed UTF-8 (no overlongs, surrogates or code points past
  * U+10FFFF): what CBOR text strings must hold, and what every text the
  * library takes in must be. */
-bool rz__utf8_valid(const unsigned char *s, size_t n)
+size_t rz__utf8_bad_at(const unsigned char *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
         unsigned c = s[i];
@@ -121,18 +121,23 @@ bool rz__utf8_valid(const unsigned char *s, size_t n)
         size_t k = (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
                  : (c & 0xf8) == 0xf0 ? 3 : 0;
         if (k == 0 || n - i <= k)
-            return false;
+            return i;
         uint32_t cp = c & (0x3fu >> k);
         for (size_t j = 1; j <= k; j++) {
             if ((s[i + j] & 0xc0) != 0x80)
-                return false;
+                return i;
             cp = (cp << 6) | (s[i + j] & 0x3fu);
         }
         if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) ||
             (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
             (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
+            return i;
         i += k + 1;
     }
-    return true;
+    return n;
+}
+
+bool rz__utf8_valid(const unsigned char *s, size_t n)
+{
+    return rz__utf8_bad_at(s, n) == n;
 }

@@ -14,6 +14,8 @@ RZ_HIDDEN void rz__text_position(const char *src, size_t len, size_t off,
 RZ_HIDDEN size_t rz__utf8_put(uint32_t cp, char out[4]);
 /* Well-formed UTF-8: no overlongs, surrogates or code points past U+10FFFF. */
 RZ_HIDDEN bool rz__utf8_valid(const unsigned char *s, size_t n);
+/* Where the first sequence that is not well-formed starts; `n` if none. */
+RZ_HIDDEN size_t rz__utf8_bad_at(const unsigned char *s, size_t n);
 
 /* Optimal string alignment distance (edits plus adjacent transpositions,
  * so "frist" is one step from "first"); `limit` + 1 when it is larger than

@@ -96,12 +96,10 @@ static int hex4(const char *s)
 static bool utf8_ok(jp *p, size_t from, size_t to)
 {
     const unsigned char *u = (const unsigned char *)p->s;
-    if (rz__utf8_valid(u + from, to - from))
+    size_t bad = rz__utf8_bad_at(u + from, to - from);
+    if (bad == to - from)
         return true;
-    size_t k = from;
-    while (k < to && u[k] < 0x80)
-        k++;
-    jfail(p, k, "text in UTF-8");
+    jfail(p, from + bad, "text in UTF-8");
     return false;
 }
 

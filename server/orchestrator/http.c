@@ -417,8 +417,8 @@ static bool read_body(req *q, bool cbor_in)
      * would be stored and served as it came (a node's label, a result's
      * error), breaking strict clients. */
     if (rz_wire_check_json(data, len) != RZ_OK) {
-        reply_error(q, RZ_ESYNTAX, "%s body: %s", cbor_in ? "CBOR" : "JSON",
-                    rz_error_last()->message);
+        reply_error(q, RZ_ESYNTAX, "%s: %s", cbor_in ? "CBOR body (bytes of its JSON form)"
+                    : "JSON body", rz_error_last()->message);
         rz_free(json);
         return false;
     }

@@ -171,7 +171,7 @@ class StrictInput(Base):
                                          "x25519_public_key": X25519}).encode(),
                              "application/json", "is past 2^53")
                 self.refused(cbor({"capabilities": caps, "x25519_public_key": X25519}),
-                             "application/cbor", "CBOR body: the integer at byte")
+                             "application/cbor", "CBOR body (bytes of its JSON form): the integer at byte")
         # UTF-8 beyond ASCII is taken.
         caps = dict(CAPS, labels={"zone": "caf\u00e9"})
         st, doc = self.register(caps)

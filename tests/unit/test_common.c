@@ -446,10 +446,51 @@ static void cycle_text_elides_the_middle(void **state)
     rz__buf_free(&b);
 }
 
+/* The strict reader's check: text in UTF-8, no \u0000, integers within
+ * 2^53; the first bad byte named; linear on a long string. */
+static void json_text_check_strict(void **state)
+{
+    (void)state;
+    static const struct { const char *text; int rc; const char *where; } cases[] = {
+        {"{\"a\":\"caf\xc3\xa9\",\"b\":[9007199254740992,-9007199254740992,1.5e300]}", RZ_OK, NULL},
+        {"{\"a\":\"x\\\"\xc3\xa9\\u00e9\"}", RZ_OK, NULL},
+        {"{\"a\":\"ok\xc3\xa9\xff\"}", RZ_ESYNTAX, "at byte 10"},
+        {"{\"a\":\"\xed\xa0\x80\"}", RZ_ESYNTAX, "at byte 6"},
+        {"{\"a\":\"\xf4\x90\x80\x80\"}", RZ_ESYNTAX, "at byte 6"},
+        {"{\"a\":\"\xc0\xaf\"}", RZ_ESYNTAX, "at byte 6"},
+        {"{\"a\":\"\\u0000\"}", RZ_ESYNTAX, "\\u0000"},
+        {"{\"a\":9007199254740993}", RZ_ESYNTAX, "at byte 5 is past 2^53"},
+        {"[-18446744073709551616]", RZ_ESYNTAX, "at byte 1 is past 2^53"},
+        {"[00000009007199254740992]", RZ_OK, NULL},
+        {"[9007199254740993.0, 9007199254740993e0]", RZ_OK, NULL},
+        {"[1,\xff]", RZ_ESYNTAX, "outside any string"},
+    };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(cases); i++) {
+        int rc = rz__json_text_check(cases[i].text, strlen(cases[i].text));
+        if (rc != cases[i].rc)
+            fprintf(stderr, "case %zu: %s\n", i, rz_error_last()->message);
+        assert_int_equal(rc, cases[i].rc);
+        if (cases[i].where)
+            assert_non_null(strstr(rz_error_last()->message, cases[i].where));
+    }
+    /* 8 MiB of text with its one bad byte at the end: one pass. */
+    size_t n = 8u << 20;
+    char *big = malloc(n + 4);
+    assert_non_null(big);
+    big[0] = '"';
+    memset(big + 1, 'a', n);
+    big[n] = '\xff';
+    big[n + 1] = '"';
+    assert_int_equal(rz__json_text_check(big, n + 2), RZ_ESYNTAX);
+    assert_int_equal(rz__utf8_bad_at((unsigned char *)big + 1, n), n - 1);
+    free(big);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(status_names_and_text),
+        cmocka_unit_test(json_text_check_strict),
         cmocka_unit_test(last_error_is_thread_local_detail),
         cmocka_unit_test(diags_collect_sort_and_print),
         cmocka_unit_test(diags_are_capped),
