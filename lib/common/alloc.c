@@ -8,6 +8,7 @@
 #include "common/internal.h"
 
 static _Atomic long fail_at;    /* 0: never; else the call number that fails */
+static _Atomic bool fail_on;    /* every call after it fails too */
 static _Atomic long calls;      /* counted only while armed */
 
 static bool should_fail(void)
@@ -16,12 +17,13 @@ static bool should_fail(void)
     if (n == 0)
         return false;
     long c = atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed) + 1;
-    return c >= n;   /* once failing, keep failing: callers must not retry into success */
+    return c == n || (c > n && atomic_load_explicit(&fail_on, memory_order_relaxed));
 }
 
-void rz__alloc_fail_at(long n)
+void rz__alloc_fail_at(long n, bool persist)
 {
     atomic_store(&calls, 0);
+    atomic_store(&fail_on, persist);
     atomic_store(&fail_at, n);
 }
 

@@ -30,13 +30,13 @@ RZ_HIDDEN int rz__vdiag(rz_diags *diags, rz_severity sev, int code,
                         const char *pointer, const char *fmt, va_list ap);
 
 /* malloc, calloc and realloc as the library calls them: release with free.
- * A test arms rz__alloc_fail_at(n) to make the nth call from then on, and
- * every later one, return NULL (0 disarms); rz__alloc_calls() counts the
- * calls made since arming. Not for production use: tests only. */
+ * A test arms rz__alloc_fail_at(n, persist) to make the nth call from then
+ * on return NULL, and with `persist` every later one too (0 disarms);
+ * rz__alloc_calls() counts the calls made since arming. Tests only. */
 RZ_HIDDEN void *rz__malloc(size_t n);
 RZ_HIDDEN void *rz__calloc(size_t n, size_t size);
 RZ_HIDDEN void *rz__realloc(void *p, size_t n);
-RZ_HIDDEN void rz__alloc_fail_at(long n);
+RZ_HIDDEN void rz__alloc_fail_at(long n, bool persist);
 RZ_HIDDEN long rz__alloc_calls(void);
 
 RZ_HIDDEN char *rz__strdup(const char *s);          /* NULL-safe */

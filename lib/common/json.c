@@ -113,3 +113,168 @@ int rz__json_text_check(const char *s, size_t len)
     }
     return RZ_OK;
 }
+
+/* ---- a syntax check that allocates nothing ----
+ * It tells a document cJSON could not parse for want of memory from one it
+ * refuses; it accepts what cJSON accepts of RFC 8259 (nesting up to cJSON's
+ * limit, surrogate escapes in pairs). */
+
+#define VALID_DEPTH_MAX 1000   /* CJSON_NESTING_LIMIT */
+
+typedef struct vp {
+    const char *p, *end;
+} vp;
+
+static void v_ws(vp *v)
+{
+    while (v->p < v->end && (*v->p == ' ' || *v->p == '\t' || *v->p == '\n' || *v->p == '\r'))
+        v->p++;
+}
+
+static bool v_lit(vp *v, const char *word)
+{
+    size_t n = strlen(word);
+    if ((size_t)(v->end - v->p) < n || memcmp(v->p, word, n) != 0)
+        return false;
+    v->p += n;
+    return true;
+}
+
+static long v_hex4(vp *v)
+{
+    if (v->end - v->p < 4)
+        return -1;
+    long cp = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = *v->p++;
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0)
+            return -1;
+        cp = cp * 16 + d;
+    }
+    return cp;
+}
+
+static bool v_string(vp *v)
+{
+    v->p++;   /* the opening quote */
+    while (v->p < v->end) {
+        unsigned char c = (unsigned char)*v->p++;
+        if (c == '"')
+            return true;
+        if (c < 0x20)
+            return false;
+        if (c != '\\')
+            continue;
+        if (v->p == v->end)
+            return false;
+        char e = *v->p++;
+        if (e != 'u') {
+            if (!strchr("\"\\/bfnrt", e) || !e)
+                return false;
+            continue;
+        }
+        long cp = v_hex4(v);
+        if (cp < 0 || (cp >= 0xdc00 && cp <= 0xdfff))
+            return false;
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            if (!v_lit(v, "\\u"))
+                return false;
+            long lo = v_hex4(v);
+            if (lo < 0xdc00 || lo > 0xdfff)
+                return false;
+        }
+    }
+    return false;
+}
+
+static bool v_digits(vp *v)
+{
+    const char *s = v->p;
+    while (v->p < v->end && *v->p >= '0' && *v->p <= '9')
+        v->p++;
+    return v->p > s;
+}
+
+static bool v_number(vp *v)
+{
+    if (*v->p == '-')
+        v->p++;
+    if (v->p < v->end && *v->p == '0')
+        v->p++;
+    else if (!v_digits(v))
+        return false;
+    if (v->p < v->end && *v->p == '.') {
+        v->p++;
+        if (!v_digits(v))
+            return false;
+    }
+    if (v->p < v->end && (*v->p == 'e' || *v->p == 'E')) {
+        v->p++;
+        if (v->p < v->end && (*v->p == '+' || *v->p == '-'))
+            v->p++;
+        if (!v_digits(v))
+            return false;
+    }
+    return true;
+}
+
+static bool v_value(vp *v, int depth);
+
+static bool v_container(vp *v, int depth, char close, bool members)
+{
+    if (depth >= VALID_DEPTH_MAX)
+        return false;
+    v->p++;
+    v_ws(v);
+    if (v->p < v->end && *v->p == close) {
+        v->p++;
+        return true;
+    }
+    for (;;) {
+        if (members) {
+            if (v->p == v->end || *v->p != '"' || !v_string(v))
+                return false;
+            v_ws(v);
+            if (v->p == v->end || *v->p++ != ':')
+                return false;
+        }
+        if (!v_value(v, depth + 1))
+            return false;
+        v_ws(v);
+        if (v->p == v->end)
+            return false;
+        char c = *v->p++;
+        if (c == close)
+            return true;
+        if (c != ',')
+            return false;
+        v_ws(v);
+    }
+}
+
+static bool v_value(vp *v, int depth)
+{
+    v_ws(v);
+    if (v->p == v->end)
+        return false;
+    switch (*v->p) {
+    case '{': return v_container(v, depth, '}', true);
+    case '[': return v_container(v, depth, ']', false);
+    case '"': return v_string(v);
+    case 't': return v_lit(v, "true");
+    case 'f': return v_lit(v, "false");
+    case 'n': return v_lit(v, "null");
+    default:  return v_number(v);
+    }
+}
+
+bool rz__json_valid(const char *s, size_t len)
+{
+    vp v = {s, s + len};
+    if (!v_value(&v, 0))
+        return false;
+    v_ws(&v);
+    return v.p == v.end;
+}

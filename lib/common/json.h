@@ -58,6 +58,10 @@ RZ_HIDDEN int rz__json_list(const cJSON *root, const char *key,
  * fraction or an exponent is a float, approximate by nature). RZ_ESYNTAX
  * naming the byte; RZ_OK for anything else, malformed JSON included. */
 RZ_HIDDEN int rz__json_text_check(const char *s, size_t len);
+/* Whether `s` is one JSON value cJSON parses (RFC 8259, nesting up to
+ * cJSON's limit), allocating nothing: after cJSON_Parse returned NULL, true
+ * means memory ran out, not that the text is malformed. */
+RZ_HIDDEN bool rz__json_valid(const char *s, size_t len);
 /* Parse a whole document with a size cap; RZ_ESYNTAX with the offset. */
 RZ_HIDDEN int rz__json_parse(cJSON **out, const char *json, size_t len);
 /* "MAJOR.MINOR" (a string, or a number such as 8.6), each part 0..999. */

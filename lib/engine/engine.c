@@ -7,6 +7,7 @@
 #include <sodium.h>
 
 #include "common/array.h"
+#include "common/json.h"
 #include "engine/engine_impl.h"
 #include "match/match_impl.h"
 
@@ -990,14 +991,18 @@ static uint64_t actual_cost(rz_engine *e, const rz__ejob *j, uint64_t run_ms)
     return c < j->max_cost ? c : j->max_cost;
 }
 
-static bool outputs_ok(const char *outputs)
+/* RZ_OK for an object (or none), RZ_EINVALID for anything else, RZ_ENOMEM
+ * when memory ran out reading it: a job must not fail for that. */
+static int outputs_check(const char *outputs)
 {
     if (!outputs)
-        return true;
+        return RZ_OK;
     cJSON *o = cJSON_Parse(outputs);
+    if (!o && rz__json_valid(outputs, strlen(outputs)))
+        return rz__error(RZ_ENOMEM, "out of memory reading a job's outputs");
     bool ok = cJSON_IsObject(o);
     cJSON_Delete(o);
-    return ok;
+    return ok ? RZ_OK : RZ_EINVALID;
 }
 
 /* What identifies a report's content: run_ms, then the error or the
@@ -1066,10 +1071,19 @@ int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
                          "%llu", (unsigned long long)node, attempt,
                          (unsigned long long)job);
     }
-    report_digest(outputs_json, error, run_ms, j->done_digest);   /* as sent */
-    j->done_known = true;
-    if (!error && !outputs_ok(outputs_json))
+    rc = error ? RZ_OK : outputs_check(outputs_json);
+    if (rc == RZ_ENOMEM)
+        return rc;
+    if (rc != RZ_OK)
         error = "outputs are not a JSON object";
+    /* Copied before anything changes: a job must not end without its
+     * error or outputs because memory ran out. */
+    char *kept = j->deployment ? NULL
+               : rz__strdup(error ? error : outputs_json ? outputs_json : "{}");
+    if (!j->deployment && !kept)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    report_digest(outputs_json, report->error, run_ms, j->done_digest);   /* as sent */
+    j->done_known = true;
     rz__engine_unplace(e, j, false);
     j->node = node;
     j->done_node = node;
@@ -1084,11 +1098,11 @@ int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
     }
     if (error) {
         free(j->error);
-        j->error = rz__strdup(error);
+        j->error = kept;
         rz__engine_finish(e, j, RZ_JOB_FAILED, RZ__OWE_REFUND);
     } else {
         free(j->outputs);
-        j->outputs = rz__strdup(outputs_json ? outputs_json : "{}");
+        j->outputs = kept;
         rz__engine_finish(e, j, RZ_JOB_SUCCEEDED,
                           j->cost ? RZ__OWE_SETTLE : RZ__OWE_REFUND);
     }

@@ -142,7 +142,7 @@ static void defer(rz__load *ld, rz_severity sev, int code, uint32_t line,
     rz__pending *grown = rz__grow(ld->pending, &ld->cap_pending, ld->n_pending + 1,
                                   sizeof *grown, 16);
     if (!grown) {
-        note_status(ld, RZ_ENOMEM);
+        note_status(ld, rz__error(RZ_ENOMEM, "out of memory keeping a diagnostic"));
         return;
     }
     ld->pending = grown;
@@ -156,7 +156,7 @@ static void defer(rz__load *ld, rz_severity sev, int code, uint32_t line,
     if (!p->pointer || !p->message) {
         free(p->pointer);
         free(p->message);
-        note_status(ld, RZ_ENOMEM);
+        note_status(ld, rz__error(RZ_ENOMEM, "out of memory keeping a diagnostic"));
         return;
     }
     ld->n_pending++;

@@ -114,9 +114,10 @@ RZ_HIDDEN bool rz__flux_kept_key(const char *k, bool top);
 /* Locations in the kept YAML source (JSON: rz__json_locate). */
 RZ_HIDDEN void rz__yaml_locate(void *doc, const char *pointer,
                                uint32_t *line, uint32_t *column);
-/* Scalar resolution shared by the YAML reader and writer (YAML 1.2 core
- * schema). Returns a new cJSON value for a plain scalar. */
-RZ_HIDDEN cJSON *rz__yaml_resolve_plain(const char *s, size_t n);
+/* Scalar resolution of the YAML reader (YAML 1.2 core schema): *out a new
+ * cJSON value for a plain scalar, NULL when it is a string; RZ_ENOMEM (a
+ * string is then not assumed). */
+RZ_HIDDEN int rz__yaml_resolve_plain(const char *s, size_t n, cJSON **out);
 
 /* Writers over a canonical export tree. */
 RZ_HIDDEN int rz__yaml_emit(const cJSON *root, char **out, size_t *len);

@@ -67,34 +67,52 @@ static bool is_decimal(const char *s, size_t n)
     return i == n;
 }
 
-/* NULL: the scalar is a string (or memory ran out: the caller then makes
- * a string, whose failure it reports). */
-cJSON *rz__yaml_resolve_plain(const char *s, size_t n)
+/* What a plain scalar is, allocating nothing: 0 for a string, else the
+ * cJSON type, with a number's value in *d. */
+static int plain_type(const char *s, size_t n, double *d)
 {
     if (n == 0 || is_any(s, n, null_words))
-        return cJSON_CreateNull();
+        return cJSON_NULL;
     if (is_any(s, n, true_words))
-        return cJSON_CreateTrue();
+        return cJSON_True;
     if (is_any(s, n, false_words))
-        return cJSON_CreateFalse();
+        return cJSON_False;
     char buf[64];
-    if (n < sizeof buf) {
-        memcpy(buf, s, n);
-        buf[n] = '\0';
-        if (is_decimal(s, n))
-            return cJSON_CreateNumber(strtod(buf, NULL));
-        if (n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'o')) {
-            const char *set = s[1] == 'x' ? "0123456789abcdefABCDEF" : "01234567";
-            if (digits(s, n, 2, set) == n - 2)
-                return cJSON_CreateNumber((double)strtoull(buf + 2, NULL, s[1] == 'x' ? 16 : 8));
-        }
-        size_t sign = s[0] == '-' || s[0] == '+';
-        if (is_any(s + sign, n - sign, inf_words))
-            return cJSON_CreateNumber(s[0] == '-' ? -INFINITY : INFINITY);
-        if (is_any(s, n, nan_words))
-            return cJSON_CreateNumber(NAN);
+    if (n >= sizeof buf)
+        return 0;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    if (is_decimal(s, n)) {
+        *d = strtod(buf, NULL);
+        return cJSON_Number;
     }
-    return NULL; /* a string */
+    if (n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'o')) {
+        const char *set = s[1] == 'x' ? "0123456789abcdefABCDEF" : "01234567";
+        if (digits(s, n, 2, set) == n - 2) {
+            *d = (double)strtoull(buf + 2, NULL, s[1] == 'x' ? 16 : 8);
+            return cJSON_Number;
+        }
+    }
+    size_t sign = s[0] == '-' || s[0] == '+';
+    if (is_any(s + sign, n - sign, inf_words)) {
+        *d = s[0] == '-' ? -INFINITY : INFINITY;
+        return cJSON_Number;
+    }
+    if (is_any(s, n, nan_words)) {
+        *d = NAN;
+        return cJSON_Number;
+    }
+    return 0;
+}
+
+int rz__yaml_resolve_plain(const char *s, size_t n, cJSON **out)
+{
+    double d = 0;
+    int t = plain_type(s, n, &d);
+    *out = t == cJSON_NULL ? cJSON_CreateNull() : t == cJSON_True ? cJSON_CreateTrue()
+         : t == cJSON_False ? cJSON_CreateFalse() : t == cJSON_Number ? cJSON_CreateNumber(d)
+         : NULL;
+    return t && !*out ? RZ_ENOMEM : RZ_OK;
 }
 
 /* ---- document -> tree ---- */
@@ -135,7 +153,9 @@ static cJSON *scalar(conv *cv, const yaml_node_t *n)
     const char *s = (const char *)n->data.scalar.value;
     size_t len = n->data.scalar.length;
     if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
-        cJSON *v = rz__yaml_resolve_plain(s, len);
+        cJSON *v = NULL;
+        if (rz__yaml_resolve_plain(s, len, &v) != RZ_OK)
+            return NULL;   /* out of memory, reported by the caller */
         if (v && inexact_int(s, len, v)) {
             cJSON_Delete(v);
             mark_diag(cv, RZ_ESYNTAX, n->start_mark,
@@ -374,9 +394,8 @@ static const char *const yaml11_words[] = {
 static bool needs_quotes(const char *s)
 {
     size_t n = strlen(s);
-    cJSON *v = rz__yaml_resolve_plain(s, n);
-    cJSON_Delete(v);
-    return v || is_any(s, n, yaml11_words);
+    double d;
+    return plain_type(s, n, &d) != 0 || is_any(s, n, yaml11_words);
 }
 
 static bool emit_scalar(yaml_emitter_t *e, const char *s, bool quote)
