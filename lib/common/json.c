@@ -117,7 +117,9 @@ int rz__json_text_check(const char *s, size_t len)
 /* ---- a syntax check that allocates nothing ----
  * It tells a document cJSON could not parse for want of memory from one it
  * refuses; it accepts what cJSON accepts of RFC 8259 (nesting up to cJSON's
- * limit, surrogate escapes in pairs). */
+ * limit, surrogate escapes in pairs, numbers of at most 63 bytes). When in
+ * doubt it refuses: the caller then treats the text as malformed, as it
+ * did before this check existed. */
 
 #define VALID_DEPTH_MAX 1000   /* CJSON_NESTING_LIMIT */
 
@@ -189,6 +191,8 @@ static bool v_string(vp *v)
     return false;
 }
 
+static bool v_number_syntax(vp *v);
+
 static bool v_digits(vp *v)
 {
     const char *s = v->p;
@@ -198,6 +202,14 @@ static bool v_digits(vp *v)
 }
 
 static bool v_number(vp *v)
+{
+    const char *start = v->p;
+    if (!v_number_syntax(v))
+        return false;
+    return v->p - start <= 63;   /* cJSON 1.7.15 reads at most 63 bytes of one */
+}
+
+static bool v_number_syntax(vp *v)
 {
     if (*v->p == '-')
         v->p++;

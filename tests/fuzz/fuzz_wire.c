@@ -4,13 +4,18 @@
  *   even: the rest is CBOR from a peer -> rz_wire_decode; what decodes must
  *         encode again, and one more round trip must give the same JSON
  *         (after the first pass numbers are in their one printed form);
- *   odd:  the rest is JSON text -> rz_wire_encode; what encodes must decode.
+ *   odd:  the rest is JSON text -> rz_wire_encode; what encodes must decode;
+ *         and what the allocation-free syntax check takes, cJSON parses
+ *         (else a report would be refused as out of memory for ever).
  * Any other outcome than a clean error or a stable round trip aborts. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
+#include "common/json.h"
 #include "rhizos/client.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -46,8 +51,26 @@ static void fuzz_decode(const uint8_t *data, size_t size)
     rz_free(two);
 }
 
+static void fuzz_valid(const uint8_t *data, size_t size)
+{
+    char *text = malloc(size + 1);
+    if (!text)
+        return;
+    memcpy(text, data, size);
+    text[size] = '\0';
+    size_t len = strlen(text);
+    if (rz__json_valid(text, len)) {
+        cJSON *v = cJSON_ParseWithOpts(text, NULL, 1);
+        if (!v)
+            abort();
+        cJSON_Delete(v);
+    }
+    free(text);
+}
+
 static void fuzz_encode(const uint8_t *data, size_t size)
 {
+    fuzz_valid(data, size);
     unsigned char *cbor = NULL;
     size_t n = 0;
     if (rz_wire_encode((const char *)data, size, &cbor, &n) != RZ_OK) {

@@ -10,7 +10,7 @@
  * allocates through the same seam (its hooks); LMDB, libyaml and libcbor
  * (built without custom allocators on Debian) keep their own malloc.
  *
- * Every N is tried (about 5,600 runs: 3 s plain, 12 s under ASan); to
+ * Every N is tried (about 5,500 runs: 3 s plain, 11 s under ASan); to
  * bound a slower machine, RZ_ALLOC_FAIL_TRIES=K tries K values of N per
  * scenario and mode, spread evenly, the first 50 always among them. */
 #include <stdarg.h>

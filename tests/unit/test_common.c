@@ -486,11 +486,48 @@ static void json_text_check_strict(void **state)
     free(big);
 }
 
+/* The allocation-free syntax check takes nothing cJSON refuses, so an
+ * outputs document cJSON could not read for want of memory is told from a
+ * malformed one. */
+static void json_valid_agrees_with_cjson(void **state)
+{
+    (void)state;
+    static const char *const docs[] = {
+        "{}", "[]", " {\"a\" : [1, -0.5e+3, true, false, null, \"x\\u00e9\\ud83d\\ude00\"]} ",
+        "{", "[1,]", "{\"a\"}", "{\"a\":1,}", "01", "1.", "-", ".5", "1e", "tru",
+        "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"\\x\"", "\"a\nb\"",
+        "[1] 2", "", "   ", "\"unterminated",
+        "[1234567890123456789012345678901234567890123456789012345678901]",
+        "[12345678901234567890123456789012345678901234567890123456789012345]",
+    };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(docs); i++) {
+        cJSON *c = cJSON_ParseWithOpts(docs[i], NULL, 1);
+        bool ok = rz__json_valid(docs[i], strlen(docs[i]));
+        /* What it takes cJSON takes (it may refuse some of cJSON's
+         * leniencies, such as "01": then memory is not blamed). */
+        if (ok && !c)
+            fprintf(stderr, "case %zu: %s: taken here, not by cJSON\n", i, docs[i]);
+        assert_true(!ok || c != NULL);
+        assert_int_equal(ok, i < 3 || (i == 22));
+        cJSON_Delete(c);
+    }
+    /* Nesting: cJSON's limit is 1000 levels. */
+    char deep[2100];
+    for (int levels = 999; levels <= 1001; levels++) {
+        memset(deep, '[', (size_t)levels);
+        memset(deep + levels, ']', (size_t)levels);
+        cJSON *c = cJSON_ParseWithLength(deep, (size_t)levels * 2);
+        assert_int_equal(rz__json_valid(deep, (size_t)levels * 2), c != NULL);
+        cJSON_Delete(c);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(status_names_and_text),
         cmocka_unit_test(json_text_check_strict),
+        cmocka_unit_test(json_valid_agrees_with_cjson),
         cmocka_unit_test(last_error_is_thread_local_detail),
         cmocka_unit_test(diags_collect_sort_and_print),
         cmocka_unit_test(diags_are_capped),
