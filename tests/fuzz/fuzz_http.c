@@ -8,8 +8,9 @@
  * long-poll or event stream is then dropped by closing it, as a client
  * would). A crash, a sanitizer report or a leak is a finding.
  *
- * The admin key is "rza_fuzz_admin" (the seeds use it); state persists
- * across inputs, as in a running server. */
+ * The admin key is ADMIN_KEY (the seeds use it); wrong keys are not
+ * throttled (one peer sends everything); state persists across inputs, as
+ * in a running server. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -29,7 +30,7 @@
 #define RZ_SOURCE_ROOT "."
 #endif
 
-#define ADMIN_KEY "rza_fuzz_admin"
+#define ADMIN_KEY "rza_fuzz_0123456789abcdef0123456789abcdef"
 #define PASSES 400
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -51,6 +52,7 @@ static void setup(void)
     O.opts.policy = RZ_POLICY_CHEAPEST;
     O.opts.register_rate = 0;   /* one peer sends everything */
     O.opts.quiet = true;
+    O.opts.auth_failures = 0;   /* no throttle: one peer sends everything */
     if (!(O.base = event_base_new()) || orch_http_start(&O) != 0)
         abort();
     if (rz_registry_new(&O.reg) != RZ_OK ||
@@ -61,10 +63,9 @@ static void setup(void)
     eo.durable = 0;
     eo.node_timeout_ms = O.opts.node_timeout_ms;
     eo.queue_timeout_ms = O.opts.queue_timeout_s * 1000u;
-    if (rz_engine_open(&O.e, dir, &eo) != RZ_OK || auth_open(&O) != RZ_OK)
+    if (rz_engine_open(&O.e, dir, &eo) != RZ_OK || auth_open(&O) != RZ_OK ||
+        auth_set_admin(&O, ADMIN_KEY, "the fuzz target") != RZ_OK)
         abort();
-    crypto_generichash(O.admin_hash, 32, (const unsigned char *)ADMIN_KEY,
-                       strlen(ADMIN_KEY), NULL, 0);
     unsigned char kp[64];
     if (!(O.sk = sodium_malloc(RZ_VAULT_NODE_SK_BYTES)) ||
         rz_vault_node_keypair(kp, kp + 32) != RZ_OK)
