@@ -52,7 +52,18 @@ static void setup(void)
     O.opts.policy = RZ_POLICY_CHEAPEST;
     O.opts.register_rate = 0;   /* one peer sends everything */
     O.opts.quiet = true;
-    O.opts.auth_failures = 0;   /* no throttle: one peer sends everything */
+    /* main.c's defaults, but no throttle or request rate: one peer sends
+     * everything. */
+    O.opts.auth_failures = 0;
+    O.opts.request_rate = 0;
+    O.opts.request_burst = ORCH_REQUEST_BURST;
+    O.opts.deposit_ttl_s = ORCH_DEPOSIT_TTL_S;
+    O.opts.deposit_max_cents = ORCH_DEPOSIT_MAX_CENTS;
+    O.opts.open_deposits = ORCH_OPEN_DEPOSITS;
+    O.opts.pending_withdrawals = ORCH_PENDING_WITHDRAWALS;
+    O.opts.watch_max = ORCH_WATCH_MAX;
+    O.opts.queued_jobs = ORCH_QUEUED_JOBS;
+    O.opts.running_deployments = ORCH_RUNNING_DEPLOYMENTS;
     if (!(O.base = event_base_new()) || orch_http_start(&O) != 0)
         abort();
     if (rz_registry_new(&O.reg) != RZ_OK ||
@@ -72,6 +83,8 @@ static void setup(void)
         abort();
     memcpy(O.pk, kp, 32);
     memcpy(O.sk, kp + 32, 32);
+    if (audit_open(&O) != 0)   /* money and admin routes fail closed without it */
+        abort();
     orch_arm_wakeup(&O);
 
     addr.sun_family = AF_UNIX;
