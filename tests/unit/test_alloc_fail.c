@@ -284,7 +284,7 @@ static int engine_scenario(void *p)
     if (rc == RZ_OK)
         rc = rz_engine_poll(e, node, 2, &a);
     if (rc == RZ_OK)
-        rc = node_report(e, node, job, 1, "{\"n\":2}", NULL, 10000, 4);
+        rc = node_report(e, node, job, 1, "{\"n\":2}", NULL, 10000, 10002);
     if (rc == RZ_OK)
         rc = rz_engine_check(e);
     disarm();
