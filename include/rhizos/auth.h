@@ -168,6 +168,125 @@ RZ_EXTERN void rz_auth_throttle_fail(rz_auth_throttle *t, const char *client,
 /* Records in use (for tests and metrics): never more than `slots`. */
 RZ_EXTERN size_t rz_auth_throttle_count(const rz_auth_throttle *t);
 
+/* ---- Node identity --------------------------------------------------------
+ *
+ * A node is its Ed25519 key (docs/api.md "Node identity"). It proves
+ * possession by signing a request: the message below, with the Unix time in
+ * milliseconds and a fresh random nonce, checked against the server's clock
+ * (bounded skew) and a replay cache. The first registration of a key binds
+ * it to a node id for good; later ones get the same id (and so the same
+ * payout account). A retired key is refused from then on. */
+
+#define RZ_AUTH_NONCE_HEX 32u      /* 16 random bytes */
+#define RZ_AUTH_SIG_HEX 128u       /* an Ed25519 signature */
+#define RZ_AUTH_DIGEST_HEX 64u     /* SHA-256 */
+
+typedef struct rz_auth_node_proof {
+    const char *action;            /* "register" or "retire" */
+    const char *ed25519_hex;       /* 64 lowercase hex digits */
+    const char *x25519_hex;        /* register: 64 lowercase hex; retire: NULL */
+    uint64_t timestamp_ms;         /* Unix time */
+    const char *nonce_hex;         /* RZ_AUTH_NONCE_HEX lowercase hex */
+} rz_auth_node_proof;
+
+/* The signed bytes, NUL-terminated in buf, their length in *len:
+ *   "rhizos-node-v1\naction=A\ned25519=E\nx25519=X\ntimestamp_ms=T\nnonce=N\n"
+ * (X empty for retire). RZ_EINVAL for a field not of its form or a buffer
+ * too small. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_proof_message(const rz_auth_node_proof *p,
+                                                 char *buf, size_t cap,
+                                                 size_t *len);
+/* Sign with the node's 64-byte libsodium secret key; 128 hex digits and a
+ * NUL into sig_hex. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_proof_sign(const rz_auth_node_proof *p,
+                                              const unsigned char sk[64],
+                                              char sig_hex[RZ_AUTH_SIG_HEX + 1]);
+/* RZ_OK when sig_hex is ed25519_hex's signature of the message; RZ_EAUTH
+ * when it is not, RZ_EINVAL when a field is malformed. Freshness is the
+ * replay cache's business. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_proof_verify(const rz_auth_node_proof *p,
+                                                const char *sig_hex);
+
+/* A node's result, as signed:
+ *   "rhizos-result-v1\njob=J\nattempt=A\noutcome=outputs|error\nsha256=H\n"
+ * with H the SHA-256 (lowercase hex) of `text`: the outputs object as
+ * compact JSON (what the job's record keeps) or the error text. */
+typedef struct rz_auth_result {
+    uint64_t job;                  /* not 0 */
+    uint32_t attempt;
+    int failed;                    /* 1: text is the error */
+    const char *text;
+    size_t text_len;
+} rz_auth_result;
+
+RZ_EXTERN void rz_auth_digest_hex(const void *data, size_t len,
+                                  char hex[RZ_AUTH_DIGEST_HEX + 1]);
+RZ_EXTERN RZ_NODISCARD int rz_auth_result_message(const rz_auth_result *r,
+                                                  char *buf, size_t cap,
+                                                  size_t *len);
+RZ_EXTERN RZ_NODISCARD int rz_auth_result_sign(const rz_auth_result *r,
+                                               const unsigned char sk[64],
+                                               char sig_hex[RZ_AUTH_SIG_HEX + 1]);
+/* RZ_OK, RZ_EAUTH (does not verify with pk), RZ_EINVAL (malformed). */
+RZ_EXTERN RZ_NODISCARD int rz_auth_result_verify(const rz_auth_result *r,
+                                                 const unsigned char pk[32],
+                                                 const char *sig_hex);
+
+/* The node id a key is bound to, and whether it was retired. RZ_ENOENT
+ * when the key was never bound. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_identity_find(const rz_auth *a,
+                                                 const unsigned char ed25519[32],
+                                                 uint64_t *node, int *retired);
+/* In one transaction: bind the key to `node` (or confirm the binding),
+ * record the node's keys, make `token` the node's key (principal: the node
+ * and `account`) and revoke the token of its previous registration. The
+ * key bound to another node: RZ_EEXISTS; a retired key: RZ_EDENIED; a node
+ * id recorded without a binding (a legacy node): RZ_EEXISTS. Nothing
+ * changes on error. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_identity_bind(rz_auth *a,
+                                                 const unsigned char ed25519[32],
+                                                 uint64_t node,
+                                                 const char *x25519_hex,
+                                                 const char *token,
+                                                 rz_ledger_id account);
+/* The node's Ed25519 key on record, whether its registration proved it
+ * (bound) and whether it was retired. RZ_ENOENT when it has none. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_node_identity(const rz_auth *a, uint64_t node,
+                                                 unsigned char ed25519[32],
+                                                 int *bound, int *retired);
+/* Retire the node: its bound key is refused from now on; its token and
+ * records stay (its payout account stays reachable). RZ_ENOENT for a node
+ * without keys on record. Retiring twice is RZ_OK. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_identity_retire(rz_auth *a, uint64_t node);
+
+/* A job's signed-result record (any non-empty text; the orchestrator keeps
+ * JSON). RZ_ENOENT from get if none. Release with rz_free. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_result_put(rz_auth *a, uint64_t job,
+                                              const char *text);
+RZ_EXTERN RZ_NODISCARD int rz_auth_result_get(const rz_auth *a, uint64_t job,
+                                              char **out);
+
+/* ---- Replay cache ----------------------------------------------------------
+ *
+ * Deterministic (the caller passes the time), memory bounded by `slots`. A
+ * signed request is taken once: its timestamp within window_ms of now, its
+ * nonce not seen while that timestamp is in the window. */
+typedef struct rz_auth_replay rz_auth_replay;
+
+/* slots >= 16, window_ms > 0, else RZ_EINVAL. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_replay_new(rz_auth_replay **out, size_t slots,
+                                              uint64_t window_ms);
+RZ_EXTERN void rz_auth_replay_free(rz_auth_replay *r);
+/* RZ_OK (now recorded), RZ_EEXPIRED (timestamp out of the window),
+ * RZ_EEXISTS (seen: a replay), RZ_ETOOBIG (no room among the nonce's
+ * slots: retry later), RZ_EINVAL (not a nonce). */
+RZ_EXTERN RZ_NODISCARD int rz_auth_replay_check(rz_auth_replay *r,
+                                                const char *nonce_hex,
+                                                uint64_t timestamp_ms,
+                                                uint64_t now_ms);
+/* Nonces held at now_ms (for tests): never more than `slots`. */
+RZ_EXTERN size_t rz_auth_replay_count(const rz_auth_replay *r, uint64_t now_ms);
+
 #ifdef __cplusplus
 }
 #endif

@@ -120,6 +120,14 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_node_register(rz_engine *e,
                                                    const char *caps_json,
                                                    size_t len, uint64_t now_ms,
                                                    uint64_t *node_id);
+/* Node `node` registers again (its key is bound to this id): a lost or
+ * gone one is active again with these capabilities and a fresh heartbeat;
+ * an active one counts a heartbeat and takes the new capabilities when it
+ * holds no job (else it keeps its own until then: its jobs' reservations
+ * are on them). Its payout account is the same. RZ_ENOENT unknown node. */
+RZ_EXTERN RZ_NODISCARD int rz_engine_node_rejoin(rz_engine *e, uint64_t node,
+                                                 const char *caps_json,
+                                                 size_t len, uint64_t now_ms);
 /* `load` is what the node reports (0..1 utilisation); kept for display.
  * RZ_ENOENT unknown node, RZ_ESTATE for a lost or gone one. */
 RZ_EXTERN RZ_NODISCARD int rz_engine_node_heartbeat(rz_engine *e, uint64_t node,

@@ -103,6 +103,11 @@ RZ_EXTERN RZ_NODISCARD int rz_matcher_prefer(rz_matcher *m, size_t index,
  * can still be released). RZ_ENOENT for an unknown id. */
 RZ_EXTERN RZ_NODISCARD int rz_matcher_remove(rz_matcher *m,
                                              const char *node_id);
+/* A removed node comes back into placement with new capabilities (copied;
+ * the same id, the same index into *index). RZ_ENOENT for an unknown id,
+ * RZ_ESTATE for a node not removed or still holding reservations. */
+RZ_EXTERN RZ_NODISCARD int rz_matcher_readd(rz_matcher *m, const rz_caps *node,
+                                            size_t *index);
 RZ_EXTERN size_t rz_matcher_count(const rz_matcher *m);
 RZ_EXTERN const char *rz_matcher_node_id(const rz_matcher *m, size_t index);
 

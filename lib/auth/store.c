@@ -4,7 +4,11 @@
  *   creds     u64 deployment            -> the sealed credentials' text
  *   logs      u64 job                   -> the node's log
  *   accounts  16-byte account id        -> {"name"?,"wallet_address"?}
+ *   ids       32-byte Ed25519 key        -> {"node","retired"?}
+ *   results   u64 job                   -> the signed result's record
  * Each put is one write transaction (LMDB fsyncs at commit). */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +24,8 @@
 /* Address space only: LMDB maps the file sparsely. */
 #define AUTH_MAP_SIZE (4ull * 1024 * 1024 * 1024)
 
-enum { DB_KEYS, DB_NODES, DB_CREDS, DB_LOGS, DB_ACCOUNTS, DB_COUNT };
+enum { DB_KEYS, DB_NODES, DB_CREDS, DB_LOGS, DB_ACCOUNTS, DB_IDS, DB_RESULTS,
+       DB_COUNT };
 
 struct rz_auth {
     MDB_env *env;
@@ -49,7 +54,7 @@ int rz_auth_open(rz_auth **out, const char *dir)
     if (!a)
         return rz__error(RZ_ENOMEM, "out of memory");
     static const char *const names[DB_COUNT] = {"keys", "nodes", "creds", "logs",
-                                                "accounts"};
+                                                "accounts", "ids", "results"};
     int mrc = rz__lmdb_open(&a->env, dir, AUTH_MAP_SIZE, 0, names, a->dbi, DB_COUNT);
     if (mrc != 0) {
         rc = db_error(mrc, dir);
@@ -314,4 +319,231 @@ int rz_auth_log_get(const rz_auth *a, uint64_t job, char **out, size_t *len)
     unsigned char k[8];
     key_u64(k, job);
     return get(a, DB_LOGS, k, sizeof k, out, len);
+}
+
+/* ---- node identities ---- */
+
+/* The record at `k` parsed, NULL when absent (*mrc 0) or on error. */
+static cJSON *txn_json(MDB_txn *txn, MDB_dbi db, const void *k, size_t kl,
+                       int *mrc)
+{
+    MDB_val key = { kl, (void *)k }, val;
+    *mrc = mdb_get(txn, db, &key, &val);
+    if (*mrc == MDB_NOTFOUND) {
+        *mrc = 0;
+        return NULL;
+    }
+    return *mrc ? NULL : cJSON_ParseWithLength(val.mv_data, val.mv_size);
+}
+
+/* Put the JSON text of `doc` (taken) in the transaction. */
+static int txn_put_json(MDB_txn *txn, MDB_dbi db, const void *k, size_t kl,
+                        cJSON *doc)
+{
+    char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    if (!text)
+        return ENOMEM;
+    MDB_val key = { kl, (void *)k }, val = { strlen(text), text };
+    int mrc = mdb_put(txn, db, &key, &val, 0);
+    free(text);
+    return mrc;
+}
+
+static int txn_error(int mrc)
+{
+    return mrc == ENOMEM ? rz__error(RZ_ENOMEM, "out of memory")
+                         : db_error(mrc, "write");
+}
+
+static uint64_t rec_node(const cJSON *rec)
+{
+    const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "node"));
+    return s ? strtoull(s, NULL, 10) : 0;
+}
+
+static int rec_flag(const cJSON *rec, const char *name)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, name));
+}
+
+int rz_auth_identity_find(const rz_auth *a, const unsigned char ed25519[32],
+                          uint64_t *node, int *retired)
+{
+    *node = 0;
+    if (retired)
+        *retired = 0;
+    char *rec = NULL;
+    int rc = get(a, DB_IDS, ed25519, 32, &rec, NULL);
+    cJSON *doc = rec ? cJSON_Parse(rec) : NULL;
+    free(rec);
+    if (rc == RZ_OK && !(*node = rec_node(doc)))
+        rc = rz__error(RZ_EDB, "auth store: an identity record without a node");
+    if (rc == RZ_OK && retired)
+        *retired = rec_flag(doc, "retired");
+    cJSON_Delete(doc);
+    return rc;
+}
+
+/* The checks of rz_auth_identity_bind inside its transaction: the key's
+ * record, and the node's, whose old token goes. */
+static int bind_txn(rz_auth *a, MDB_txn *txn, const unsigned char ed[32],
+                    uint64_t node, const unsigned char tok[32], int *rc)
+{
+    int mrc;
+    cJSON *id = txn_json(txn, a->dbi[DB_IDS], ed, 32, &mrc);
+    if (!mrc && id && rec_node(id) != node)
+        *rc = rz__error(RZ_EEXISTS, "this key is node %llu's",
+                        (unsigned long long)rec_node(id));
+    else if (!mrc && id && rec_flag(id, "retired"))
+        *rc = rz__error(RZ_EDENIED, "node %llu's key was retired",
+                        (unsigned long long)node);
+    cJSON_Delete(id);
+    if (mrc || *rc != RZ_OK)
+        return mrc;
+    unsigned char k[8];
+    key_u64(k, node);
+    cJSON *old = txn_json(txn, a->dbi[DB_NODES], k, 8, &mrc);
+    const char *h = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(old, "token"));
+    unsigned char oh[32];
+    size_t got = 0;
+    if (!mrc && h && sodium_hex2bin(oh, 32, h, strlen(h), NULL, &got, NULL) == 0 &&
+        got == 32 && !rz__auth_hash_equal(oh, tok)) {
+        MDB_val key = { 32, oh };
+        mrc = mdb_del(txn, a->dbi[DB_KEYS], &key, NULL);
+        if (mrc == MDB_NOTFOUND)
+            mrc = 0;
+    }
+    if (!mrc && old && !cJSON_GetObjectItemCaseSensitive(old, "bound"))
+        *rc = rz__error(RZ_EEXISTS, "node %llu was registered without a key "
+                        "binding", (unsigned long long)node);
+    cJSON_Delete(old);
+    return mrc;
+}
+
+int rz_auth_identity_bind(rz_auth *a, const unsigned char ed25519[32],
+                          uint64_t node, const char *x25519_hex,
+                          const char *token, rz_ledger_id account)
+{
+    unsigned char x[32];
+    if (!node || !hex32(x25519_hex, x) || !token || !*token)
+        return rz__error(RZ_EINVAL, "a binding needs a node id, an X25519 key "
+                         "of 64 hex digits and a token");
+    unsigned char tok[32], k[8];
+    char ed_hex[65], tok_hex[65], node_s[24], acct[33];
+    rz__auth_key_hash(token, tok);
+    sodium_bin2hex(ed_hex, sizeof ed_hex, ed25519, 32);
+    sodium_bin2hex(tok_hex, sizeof tok_hex, tok, 32);
+    snprintf(node_s, sizeof node_s, "%llu", (unsigned long long)node);
+    rz_ledger_id_format(account, acct);
+    key_u64(k, node);
+    MDB_txn *txn = NULL;
+    int rc = RZ_OK;
+    int mrc = mdb_txn_begin(a->env, NULL, 0, &txn);
+    if (!mrc)
+        mrc = bind_txn(a, txn, ed25519, node, tok, &rc);
+    if (!mrc && rc == RZ_OK) {
+        cJSON *id = cJSON_CreateObject();
+        cJSON_AddStringToObject(id, "node", node_s);
+        mrc = txn_put_json(txn, a->dbi[DB_IDS], ed25519, 32, id);
+    }
+    if (!mrc && rc == RZ_OK) {
+        cJSON *n = cJSON_CreateObject();
+        cJSON_AddStringToObject(n, "x25519", x25519_hex);
+        cJSON_AddStringToObject(n, "ed25519", ed_hex);
+        cJSON_AddTrueToObject(n, "bound");
+        cJSON_AddStringToObject(n, "token", tok_hex);
+        mrc = txn_put_json(txn, a->dbi[DB_NODES], k, 8, n);
+    }
+    if (!mrc && rc == RZ_OK) {
+        cJSON *p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "kind", "node");
+        cJSON_AddStringToObject(p, "account", acct);
+        cJSON_AddStringToObject(p, "node", node_s);
+        mrc = txn_put_json(txn, a->dbi[DB_KEYS], tok, 32, p);
+    }
+    if (!mrc && rc == RZ_OK) {
+        mrc = mdb_txn_commit(txn);
+        txn = NULL;
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    sodium_memzero(tok, sizeof tok);
+    sodium_memzero(tok_hex, sizeof tok_hex);
+    return mrc ? txn_error(mrc) : rc;
+}
+
+int rz_auth_node_identity(const rz_auth *a, uint64_t node,
+                          unsigned char ed25519[32], int *bound, int *retired)
+{
+    unsigned char k[8];
+    key_u64(k, node);
+    char *rec = NULL;
+    int rc = get(a, DB_NODES, k, sizeof k, &rec, NULL);
+    cJSON *doc = rec ? cJSON_Parse(rec) : NULL;
+    free(rec);
+    if (rc == RZ_OK &&
+        !hex32(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "ed25519")),
+               ed25519))
+        rc = rz__error(RZ_ENOENT, "node %llu has no Ed25519 key",
+                       (unsigned long long)node);
+    if (bound)
+        *bound = rc == RZ_OK && rec_flag(doc, "bound");
+    if (retired)
+        *retired = rc == RZ_OK && rec_flag(doc, "retired");
+    cJSON_Delete(doc);
+    return rc;
+}
+
+int rz_auth_identity_retire(rz_auth *a, uint64_t node)
+{
+    unsigned char k[8];
+    key_u64(k, node);
+    MDB_txn *txn = NULL;
+    int rc = RZ_OK;
+    int mrc = mdb_txn_begin(a->env, NULL, 0, &txn);
+    cJSON *n = !mrc ? txn_json(txn, a->dbi[DB_NODES], k, 8, &mrc) : NULL;
+    unsigned char ed[32];
+    bool has_ed = hex32(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(n, "ed25519")), ed);
+    if (!mrc && !n)
+        rc = rz__error(RZ_ENOENT, "node %llu has no keys on record",
+                       (unsigned long long)node);
+    if (!mrc && rc == RZ_OK && !rec_flag(n, "retired")) {
+        cJSON_AddTrueToObject(n, "retired");
+        mrc = txn_put_json(txn, a->dbi[DB_NODES], k, 8, n);
+        n = NULL;
+        /* A bound key is refused from now on; a legacy node's key was never
+         * proven, so it binds nothing. */
+        cJSON *id = !mrc && has_ed ? txn_json(txn, a->dbi[DB_IDS], ed, 32, &mrc) : NULL;
+        if (!mrc && id && rec_node(id) == node && !rec_flag(id, "retired")) {
+            cJSON_AddTrueToObject(id, "retired");
+            mrc = txn_put_json(txn, a->dbi[DB_IDS], ed, 32, id);
+            id = NULL;
+        }
+        cJSON_Delete(id);
+    }
+    cJSON_Delete(n);
+    if (!mrc && rc == RZ_OK) {
+        mrc = mdb_txn_commit(txn);
+        txn = NULL;
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    return mrc ? txn_error(mrc) : rc;
+}
+
+int rz_auth_result_put(rz_auth *a, uint64_t job, const char *text)
+{
+    if (!text || !*text)
+        return rz__error(RZ_EINVAL, "no result record to keep");
+    unsigned char k[8];
+    key_u64(k, job);
+    return put(a, DB_RESULTS, k, sizeof k, text, strlen(text));
+}
+
+int rz_auth_result_get(const rz_auth *a, uint64_t job, char **out)
+{
+    unsigned char k[8];
+    key_u64(k, job);
+    return get(a, DB_RESULTS, k, sizeof k, out, NULL);
 }

@@ -69,6 +69,9 @@ RZ_HIDDEN void rz__map_free(rz__map *m);
 /* RZ_OK, RZ_EEXISTS (value left unchanged) or RZ_ENOMEM. */
 RZ_HIDDEN int rz__map_put(rz__map *m, const char *key, size_t val);
 RZ_HIDDEN size_t rz__map_get(const rz__map *m, const char *key); /* RZ_NPOS */
+/* The entry of a key equal to `key` now borrows `key` (the old string is
+ * about to go); RZ_ENOENT if there is none. */
+RZ_HIDDEN int rz__map_rekey(rz__map *m, const char *key);
 
 /* Read a whole file ("-" is stdin) up to `max` bytes; RZ_ETOOBIG beyond. */
 RZ_HIDDEN int rz__read_file(const char *path, size_t max, char **out,

@@ -87,3 +87,17 @@ size_t rz__map_get(const rz__map *m, const char *key)
             return m->vals[i];
     return RZ_NPOS;
 }
+
+int rz__map_rekey(rz__map *m, const char *key)
+{
+    if (!m->cap)
+        return RZ_ENOENT;
+    size_t mask = m->cap - 1;
+    uint64_t h = hash_str(key);
+    for (size_t i = h & mask; m->keys[i]; i = (i + 1) & mask)
+        if (m->hashes[i] == h && strcmp(m->keys[i], key) == 0) {
+            m->keys[i] = key;
+            return RZ_OK;
+        }
+    return RZ_ENOENT;
+}

@@ -624,6 +624,27 @@ int rz__engine_commit_call(rz_engine *e, int rc)
 
 /* ---- nodes ---- */
 
+/* caps parsed from JSON with the engine's id and label set. */
+static int node_caps(rz_caps **out, const char *json, size_t len, uint64_t id)
+{
+    *out = NULL;
+    if (!json)
+        return rz__error(RZ_EINVAL, "no capabilities given");
+    rz_caps *caps = NULL;
+    int rc = rz_caps_parse(&caps, json, len);
+    char ids[24];
+    snprintf(ids, sizeof ids, "%llu", (unsigned long long)id);
+    if (rc == RZ_OK)
+        rc = rz_caps_set_id(caps, ids);
+    if (rc == RZ_OK)
+        rc = rz_caps_set_label(caps, NODE_LABEL, ids);
+    if (rc != RZ_OK)
+        rz_caps_free(caps);
+    else
+        *out = caps;
+    return rc;
+}
+
 int rz_engine_node_register(rz_engine *e, const char *caps_json, size_t len,
                             uint64_t now_ms, uint64_t *node_id)
 {
@@ -632,20 +653,13 @@ int rz_engine_node_register(rz_engine *e, const char *caps_json, size_t len,
     int rc = begin_call(e, now_ms);
     if (rc != RZ_OK)
         return rc;
-    if (!caps_json)
-        return rz__error(RZ_EINVAL, "no capabilities given");
+    uint64_t id = e->n_nodes + 1;
     rz_caps *caps = NULL;
-    rc = rz_caps_parse(&caps, caps_json, len);
+    rc = node_caps(&caps, caps_json, len, id);
     if (rc != RZ_OK)
         return rc;
-    uint64_t id = e->n_nodes + 1;
-    char ids[24];
-    snprintf(ids, sizeof ids, "%llu", (unsigned long long)id);
-    rc = rz_caps_set_id(caps, ids);
-    if (rc == RZ_OK)
-        rc = rz_caps_set_label(caps, NODE_LABEL, ids);
-    if (rc == RZ_OK && !rz__engine_grow((void **)&e->nodes, &e->cap_nodes,
-                                        e->n_nodes + 1, sizeof *e->nodes))
+    if (!rz__engine_grow((void **)&e->nodes, &e->cap_nodes, e->n_nodes + 1,
+                         sizeof *e->nodes))
         rc = no_memory();
     if (rc == RZ_OK) {
         rc = rz_ledger_create_account(e->ledger, rz_engine_node_account(id),
@@ -748,6 +762,66 @@ int rz_engine_node_deregister(rz_engine *e, uint64_t node, uint64_t now_ms)
         return rc;
     rc = node_drop(e, n, RZ_NODE_GONE, now_ms);
     return rz__engine_commit_call(e, rc);
+}
+
+int rz_engine_node_rejoin(rz_engine *e, uint64_t node, const char *caps_json,
+                          size_t len, uint64_t now_ms)
+{
+    int rc = begin_call(e, now_ms);
+    if (rc != RZ_OK)
+        return rc;
+    rz__enode *n = rz__engine_node(e, node);
+    if (!n)
+        return rz__error(RZ_ENOENT, "no node %llu", (unsigned long long)node);
+    rz_caps *caps = NULL;
+    rc = node_caps(&caps, caps_json, len, node);
+    if (rc != RZ_OK)
+        return rc;
+    bool active = n->state == RZ_NODE_ACTIVE;
+    if (active && n->n_held) {   /* a heartbeat; its caps stay for now */
+        rz_caps_free(caps);
+        if (now_ms > n->last_hb)
+            n->last_hb = now_ms;
+        return RZ_OK;
+    }
+    if (active) {
+        waiting_set(e, n, false);
+        (void)!rz_matcher_remove(e->matcher, rz_caps_get(n->caps)->id);
+        e->nodes_epoch++;
+    }
+    /* The matcher keeps a node it took out (its index stays valid); after
+     * a reopen it never had a lost one. */
+    size_t idx;
+    rc = rz_matcher_readd(e->matcher, caps, &idx);
+    if (rc == RZ_OK) {
+        e->node_by_mindex[idx] = n->id;
+        n->mindex = idx;
+        e->nodes_epoch++;
+        rz_caps_free(n->caps);
+        n->caps = caps;
+    } else if (rc == RZ_ENOENT) {
+        rz_caps *old = n->caps;
+        n->caps = caps;
+        rc = matcher_add_node(e, n);
+        rz_caps_free(rc == RZ_OK ? old : caps);
+        if (rc != RZ_OK)
+            n->caps = old;
+    } else {
+        rz_caps_free(caps);
+    }
+    if (rc != RZ_OK) {
+        /* Out of the matcher now: an active node can no longer be placed
+         * on, so it is lost (it may register again). */
+        if (active)   /* rc says why; the drop's own outcome adds nothing */
+            (void)!rz__engine_commit_call(e, node_drop(e, n, RZ_NODE_LOST,
+                                                       now_ms));
+        return rc;
+    }
+    n->state = RZ_NODE_ACTIVE;
+    n->last_hb = now_ms > n->last_hb ? now_ms : n->last_hb;
+    rz__engine_touch_node(e, n);
+    e->assign_dirty = true;
+    return rz__engine_commit_call(e, RZ_OK);
 }
 
 int rz_engine_decline(rz_engine *e, uint64_t node, uint64_t job,

@@ -147,6 +147,19 @@ const char *rz_policy_name(rz_policy p)
 
 /* ---- Nodes ---- */
 
+/* Capacities and features of n from its caps; nothing used. */
+static void node_fill(mnode *n)
+{
+    const rz_caps_info *c = n->info;
+    n->cores_total = c->cores ? c->cores : c->threads;
+    n->mem_total = c->memory_mb;
+    n->disk_total = c->storage_free_gb;
+    n->max_jobs = c->max_concurrent_jobs;
+    n->n_gpus = (uint32_t)c->n_gpus;
+    n->gpu_free = n->n_gpus >= 64 ? UINT64_MAX : (UINT64_C(1) << n->n_gpus) - 1;
+    n->feature_mask = rz__caps_feature_mask(c);
+}
+
 int rz_matcher_add(rz_matcher *m, const rz_caps *node, size_t *index)
 {
     if (!node || !*rz_caps_get(node)->id)
@@ -169,18 +182,40 @@ int rz_matcher_add(rz_matcher *m, const rz_caps *node, size_t *index)
         rz_caps_free(n->caps);
         return rz__error(RZ_ENOMEM, "out of memory");
     }
-    const rz_caps_info *c = n->info;
-    n->cores_total = c->cores ? c->cores : c->threads;
-    n->mem_total = c->memory_mb;
-    n->disk_total = c->storage_free_gb;
-    n->max_jobs = c->max_concurrent_jobs;
-    n->n_gpus = (uint32_t)c->n_gpus;
-    n->gpu_free = n->n_gpus >= 64 ? UINT64_MAX : (UINT64_C(1) << n->n_gpus) - 1;
-    n->feature_mask = rz__caps_feature_mask(c);
+    node_fill(n);
     if (index)
         *index = m->n_nodes;
     m->n_nodes++;
     clear_groups(m);   /* every cached candidate set may now be missing it */
+    return RZ_OK;
+}
+
+int rz_matcher_readd(rz_matcher *m, const rz_caps *node, size_t *index)
+{
+    if (!node || !*rz_caps_get(node)->id)
+        return rz__error(RZ_EINVAL, "a node needs an id");
+    size_t i = rz__map_get(&m->ids, rz_caps_get(node)->id);
+    if (i == RZ_NPOS)
+        return rz__error(RZ_ENOENT, "no node '%s'", rz_caps_get(node)->id);
+    mnode *n = &m->nodes[i];
+    uint64_t all = n->n_gpus >= 64 ? UINT64_MAX : (UINT64_C(1) << n->n_gpus) - 1;
+    if (!n->removed || n->jobs || n->cores_used || n->mem_used || n->disk_used ||
+        n->gpu_free != all)
+        return rz__error(RZ_ESTATE, "node '%s' is %s", n->info->id,
+                         n->removed ? "still holding reservations" : "in placement");
+    rz_caps *c = NULL;
+    if (rz_caps_clone(&c, node) != RZ_OK)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    (void)!rz__map_rekey(&m->ids, rz_caps_get(c)->id);   /* found above */
+    rz_caps_free(n->caps);
+    n->caps = c;
+    n->info = rz_caps_get(c);
+    node_fill(n);
+    n->removed = false;
+    n->preferred = false;
+    if (index)
+        *index = i;
+    clear_groups(m);   /* its candidate sets changed with its caps */
     return RZ_OK;
 }
 

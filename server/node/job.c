@@ -521,9 +521,25 @@ static void decline(agent *a, job *j, const char *reason)
         agent_say(a, "decline-refused", j->s, NULL, rz_strerror(rc), -1);
 }
 
+/* The node's signature of the result as sent (docs/api.md "Node
+ * identity"): the orchestrator checks it and keeps it with the job. */
+static void sign_result(agent *a, job *j, cJSON *b)
+{
+    const cJSON *out = cJSON_GetObjectItemCaseSensitive(b, "outputs");
+    const char *err = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "error"));
+    char *text = out ? cJSON_PrintUnformatted(out) : NULL;
+    const char *t = out ? text : err;
+    char sig[RZ_AUTH_SIG_HEX + 1];
+    rz_auth_result r = { j->s->job, j->s->attempt, !out, t, t ? strlen(t) : 0 };
+    if (t && rz_auth_result_sign(&r, a->keys.ed_sk, sig) == RZ_OK)
+        cJSON_AddStringToObject(b, "signature", sig);
+    cJSON_free(text);
+}
+
 static void report(agent *a, job *j)
 {
     cJSON *b = fitted_body(j);
+    sign_result(a, j, b);
     agent_say(a, j->outputs ? "succeeded" : "failed", j->s, j->module_ref,
               j->outputs ? NULL : j->error, (long long)j->run_ms);
     /* Kept on disk first: a node stopped before the orchestrator has it

@@ -129,6 +129,8 @@ char *node_capabilities(const char *dir, const node_config *cfg, char *err,
 int node_register(const char *dir, const char *url, const node_config *cfg,
                   const node_keys *keys, node_state *st, char *err,
                   size_t errlen);
+/* Unix time in milliseconds (what signed requests carry). */
+uint64_t node_unix_ms(void);
 /* True for the answers that mean "this registration no longer counts". */
 int node_status_lost(int rc);
 

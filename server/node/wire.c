@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "rhizos/rhizos.h"
 #include "node.h"
@@ -131,11 +132,26 @@ char *node_capabilities(const char *dir, const node_config *cfg, char *err,
 
 /* ---- registration ---- */
 
+uint64_t node_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The registration, signed by the node's key over a fresh timestamp and
+ * nonce (docs/api.md "Node identity"): it proves the key is ours. */
 static cJSON *register_body(const char *caps_json, const node_keys *k)
 {
-    char x[65], ed[65];
+    char x[65], ed[65], nonce[RZ_AUTH_NONCE_HEX + 1], sig[RZ_AUTH_SIG_HEX + 1];
+    unsigned char nb[RZ_AUTH_NONCE_HEX / 2];
     node_hex(x, k->x_pk, sizeof k->x_pk);
     node_hex(ed, k->ed_pk, sizeof k->ed_pk);
+    randombytes_buf(nb, sizeof nb);
+    node_hex(nonce, nb, sizeof nb);
+    rz_auth_node_proof p = { "register", ed, x, node_unix_ms(), nonce };
+    if (rz_auth_proof_sign(&p, k->ed_sk, sig) != RZ_OK)
+        return NULL;
     cJSON *body = cJSON_CreateObject();
     cJSON *caps = cJSON_Parse(caps_json);
     if (!body || !caps) {
@@ -146,6 +162,9 @@ static cJSON *register_body(const char *caps_json, const node_keys *k)
     cJSON_AddItemToObject(body, "capabilities", caps);
     cJSON_AddStringToObject(body, "x25519_public_key", x);
     cJSON_AddStringToObject(body, "ed25519_public_key", ed);
+    cJSON_AddNumberToObject(body, "timestamp_ms", (double)p.timestamp_ms);
+    cJSON_AddStringToObject(body, "nonce", nonce);
+    cJSON_AddStringToObject(body, "signature", sig);
     return body;
 }
 

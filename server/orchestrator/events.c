@@ -482,8 +482,16 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
     orch *o = arg;
     orch_group_open(o);
     uint64_t now = orch_now_ms();
-    /* A held long-poll is a node waiting for work: it is alive. */
-    for (waiter *w = o->waiters; w; w = w->next) {
+    /* A held long-poll is a node waiting for work: it is alive, unless its
+     * connection closed (a node killed outright): that poll is dropped and
+     * counts for nothing, so the node is lost on its own deadline (not at
+     * the end of the poll's wait, up to ORCH_WAIT_MAX s later). */
+    for (waiter *w = o->waiters, *next; w; w = next) {
+        next = w->next;
+        if (!conn_alive(w->req)) {
+            waiter_204(w);   /* as wake_node does: libevent closes it */
+            continue;
+        }
         rz_engine_node_info ni;
         if (rz_engine_node_get(o->e, w->node, &ni) == RZ_OK)
             (void)!rz_engine_node_heartbeat(o->e, w->node, now,

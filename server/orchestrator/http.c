@@ -33,6 +33,8 @@ static const route routes[] = {
     { "GET",    "/api/v1/keys",                            W_ANY,    false, r_keys },
     { "GET",    "/api/v1/nodes",                           W_CLIENT | W_ADMIN, false, r_nodes_list },
     { "POST",   "/api/v1/nodes/register",                  W_ANYONE, true,  r_node_register },
+    { "POST",   "/api/v1/nodes/retire",                    W_ANYONE, true,  r_node_retire },
+    { "POST",   "/api/v1/nodes/{id}/retire",               W_ADMIN,  false, r_node_retire_admin },
     { "POST",   "/api/v1/nodes/{id}/heartbeat",            W_NODE,   true,  r_node_heartbeat },
     { "GET",    "/api/v1/nodes/{id}/jobs",                 W_NODE,   false, r_node_poll },
     { "POST",   "/api/v1/nodes/{id}/jobs/{job}/result",    W_NODE,   true,  r_node_result },

@@ -33,6 +33,10 @@
 #define ORCH_LABEL_VALUE_MAX 256u
 #define ORCH_REGISTER_BURST 20u         /* registrations per address at once */
 #define ORCH_REGISTER_RATE 1u           /* ... and refilled per second */
+/* A node's signed request (register, retire): its timestamp within this
+ * of the server's clock; nonces kept in a table of this many slots. */
+#define ORCH_PROOF_SKEW_MS 120000u
+#define ORCH_PROOF_SLOTS 65536u
 #define ORCH_NODES_PAGE 100u            /* GET /api/v1/nodes?limit= */
 #define ORCH_NODES_PAGE_MAX 1000u
 #define ORCH_WATCH_MAX 64                /* SSE streams one key may hold
@@ -319,6 +323,11 @@ void r_node_result(req *q);
 void r_node_result_oversize(req *q, size_t len);
 void r_node_decline(req *q);
 void r_node_delete(req *q);
+void r_node_retire(req *q);         /* POST /nodes/retire, signed by the key */
+void r_node_retire_admin(req *q);   /* POST /nodes/{id}/retire, admin */
+/* A job's node and its signed result: "node_id", "result_signature",
+ * "result_digest", "result_verified" added to the job's JSON. */
+void orch_job_attest(orch *o, cJSON *j, const rz_engine_job_info *ji);
 /* Poll the engine for `node`: 1 answered with an assignment, 0 nothing. */
 int orch_deliver(orch *o, struct evhttp_request *r, uint64_t node, bool cbor);
 void r_job_submit(req *q);

@@ -37,6 +37,7 @@ cJSON *job_json(orch *o, uint64_t id, bool with_log)
     cJSON_AddStringToObject(j, "status", rz_job_state_name(ji.state));
     add_u64(j, "attempt", ji.attempt);
     add_opt_u64(j, "node", ji.node);
+    orch_job_attest(o, j, &ji);
     cJSON_AddStringToObject(j, "module", ji.module_id);
     cJSON_AddStringToObject(j, "version", ji.module_version);
     add_opt_u64(j, "deployment", ji.deployment);

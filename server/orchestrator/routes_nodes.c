@@ -25,6 +25,19 @@ static cJSON *node_json(orch *o, uint64_t id, const rz_engine_node_info *ni)
     cJSON *c = parse_json_text(caps);
     rz_free(caps);
     cJSON_AddItemToObject(x, "capabilities", c ? c : cJSON_CreateObject());
+    unsigned char ed[32];
+    int bound = 0, retired = 0;
+    if (rz_auth_node_identity(o->auth, id, ed, &bound, &retired) == RZ_OK) {
+        char hex[65];
+        hex_encode(ed, 32, hex);
+        cJSON_AddStringToObject(x, "public_key", hex);
+    } else {
+        cJSON_AddNullToObject(x, "public_key");
+    }
+    /* "bound": its registration proved the key; "legacy": made before
+     * keys were bound (docs/api.md). */
+    cJSON_AddStringToObject(x, "identity", bound ? "bound" : "legacy");
+    cJSON_AddBoolToObject(x, "retired", retired);
     return x;
 }
 
@@ -180,10 +193,14 @@ static bool rate_take(orch *o, const char *addr, uint64_t now)
     return true;
 }
 
+static rz_auth_replay *replay;
+
 void orch_rate_free(void)
 {
     free(rate_table);
     rate_table = NULL;
+    rz_auth_replay_free(replay);
+    replay = NULL;
 }
 
 static const char *peer_of(req *q)
@@ -196,73 +213,201 @@ static const char *peer_of(req *q)
     return addr ? addr : "";
 }
 
+/* ---- proofs of a node's key ---- */
+
+/* The fields of a signed request into *p (action set by the caller) and
+ * checked: signature, then freshness. A reply is sent when false. */
+static bool proof_take(req *q, rz_auth_node_proof *p, const char **sig)
+{
+    uint64_t ts;
+    if (!body_str(q, "ed25519_public_key", true, &p->ed25519_hex) ||
+        !body_u64(q, "timestamp_ms", true, (uint64_t)1 << 53, &ts, NULL) ||
+        !body_str(q, "nonce", true, &p->nonce_hex) ||
+        !body_str(q, "signature", true, sig))
+        return false;
+    p->timestamp_ms = ts;
+    int rc = rz_auth_proof_verify(p, *sig);
+    if (rc != RZ_OK) {
+        /* Not the key's owner: 401, the message says which field. */
+        reply_error(q, rc == RZ_EAUTH ? RZ_EAUTH : RZ_EINVAL, "%s",
+                    rz_error_last()->message);
+        return false;
+    }
+    if (!replay && rz_auth_replay_new(&replay, ORCH_PROOF_SLOTS,
+                                      ORCH_PROOF_SKEW_MS) != RZ_OK) {
+        reply_rz(q, RZ_ENOMEM);
+        return false;
+    }
+    rc = rz_auth_replay_check(replay, p->nonce_hex, p->timestamp_ms,
+                              orch_now_ms());
+    if (rc == RZ_ETOOBIG)
+        reply_retry(q, 5, "%s", rz_error_last()->message);
+    else if (rc != RZ_OK)
+        reply_error(q, rc == RZ_EINVAL ? RZ_EINVAL : RZ_EAUTH, "%s",
+                    rz_error_last()->message);
+    return rc == RZ_OK;
+}
+
+/* The capabilities of a registration, bounded, as compact JSON (malloc'd);
+ * NULL with a reply sent. */
+static char *caps_text(req *q)
+{
+    cJSON *caps;
+    if (!body_obj(q, "capabilities", &caps))
+        return NULL;
+    if (!caps) {
+        reply_error(q, RZ_EINVAL, "\"capabilities\" is required");
+        return NULL;
+    }
+    char *text = cJSON_PrintUnformatted(caps);
+    if (!text) {
+        reply_rz(q, RZ_ENOMEM);
+        return NULL;
+    }
+    /* Anyone may register: what one registration may store is bounded. */
+    if (strlen(text) > ORCH_CAPS_MAX) {
+        reply_error(q, RZ_ETOOBIG, "\"capabilities\" has %zu bytes; at most %u",
+                    strlen(text), ORCH_CAPS_MAX);
+        free(text);
+        return NULL;
+    }
+    if (!caps_bounded(q, caps)) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* A new node for a key never seen, or the same node again: the engine's
+ * side. *fresh: a new id (to take back if the binding fails). A reply is
+ * sent when false. */
+static bool engine_join(req *q, const unsigned char ed[32], const char *caps,
+                        uint64_t *id, bool *fresh)
+{
+    orch *o = q->o;
+    int retired = 0;
+    int rc = rz_auth_identity_find(o->auth, ed, id, &retired);
+    *fresh = rc == RZ_ENOENT;
+    if (rc == RZ_OK && retired) {
+        reply_error(q, RZ_EDENIED, "node %llu's key was retired; make a new "
+                    "one (rhizos-node init --force)", (unsigned long long)*id);
+        return false;
+    }
+    if (rc == RZ_OK)
+        rc = rz_engine_node_rejoin(o->e, *id, caps, strlen(caps), orch_now_ms());
+    else if (rc == RZ_ENOENT)
+        rc = rz_engine_node_register(o->e, caps, strlen(caps), orch_now_ms(), id);
+    if (rc != RZ_OK)
+        reply_rz(q, rc);
+    return rc == RZ_OK;
+}
+
 void r_node_register(req *q)
 {
     static const char *const fields[] = { "capabilities", "x25519_public_key",
-                                          "ed25519_public_key", NULL };
+                                          "ed25519_public_key", "timestamp_ms",
+                                          "nonce", "signature", NULL };
     orch *o = q->o;
-    cJSON *caps;
-    const char *x = NULL, *ed = NULL;
-    unsigned char pk[32];
+    rz_auth_node_proof p = { "register", NULL, NULL, 0, NULL };
+    const char *sig = NULL;
+    unsigned char ed[32];
     if (!rate_take(o, peer_of(q), orch_now_ms())) {
         reply_limit(q, "too many registrations from this address; at most "
                     "%u at once and %u a second", ORCH_REGISTER_BURST,
                     o->opts.register_rate);
         return;
     }
-    if (!body_fields(q, fields) || !body_obj(q, "capabilities", &caps) ||
-        !body_str(q, "x25519_public_key", true, &x) ||
-        !body_str(q, "ed25519_public_key", false, &ed))
+    if (!body_fields(q, fields) ||
+        !body_str(q, "x25519_public_key", true, &p.x25519_hex))
         return;
-    if (!caps) {
-        reply_error(q, RZ_EINVAL, "\"capabilities\" is required");
+    char *text = caps_text(q);
+    if (!text)
         return;
-    }
-    if (!hex_decode(x, pk, 32) || (ed && !hex_decode(ed, pk, 32))) {
-        reply_error(q, RZ_EINVAL, "public keys are 64 hex digits");
-        return;
-    }
-    char *text = cJSON_PrintUnformatted(caps);
-    /* Anyone may register: what one registration may store is bounded. */
-    if (text && strlen(text) > ORCH_CAPS_MAX) {
-        reply_error(q, RZ_ETOOBIG, "\"capabilities\" has %zu bytes; at most %u",
-                    strlen(text), ORCH_CAPS_MAX);
+    if (!proof_take(q, &p, &sig)) {
         free(text);
         return;
     }
-    if (!caps_bounded(q, caps)) {
-        free(text);
-        return;
-    }
+    hex_decode(p.ed25519_hex, ed, 32);   /* checked by the proof */
     uint64_t id = 0;
-    int rc = text ? rz_engine_node_register(o->e, text, strlen(text),
-                                            orch_now_ms(), &id) : RZ_ENOMEM;
+    bool fresh = false;
+    bool joined = engine_join(q, ed, text, &id, &fresh);
     free(text);
-    if (rc != RZ_OK) {
-        reply_rz(q, rc);
+    if (!joined)
         return;
-    }
     char token[80];
-    principal p = { P_NODE, rz_engine_node_account(id), id };
+    rz_ledger_id account = rz_engine_node_account(id);
     auth_new_key("rzn_", token, sizeof token);
-    rc = auth_put_node(o, id, x, ed);
-    if (rc == RZ_OK)
-        rc = auth_put_key(o, token, &p);
+    int rc = rz_auth_identity_bind(o->auth, ed, id, p.x25519_hex, token, account);
     if (rc != RZ_OK) {
-        /* The node exists without a way in; take it out again. */
-        (void)!rz_engine_node_deregister(o->e, id, orch_now_ms());   /* just made */
+        if (fresh)   /* the node exists without a way in; take it out again */
+            (void)!rz_engine_node_deregister(o->e, id, orch_now_ms());
         sodium_memzero(token, sizeof token);
-        reply_error(q, rc, "cannot store the node's token");
+        reply_error(q, rc, "cannot bind the node's key: %s",
+                    rz_error_last()->message);
         return;
     }
     char acct[33];
-    rz_ledger_id_format(p.account, acct);
+    rz_ledger_id_format(account, acct);
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddNumberToObject(doc, "id", (double)id);
     cJSON_AddStringToObject(doc, "token", token);
     cJSON_AddStringToObject(doc, "account", acct);
+    cJSON_AddBoolToObject(doc, "new", fresh);
     sodium_memzero(token, sizeof token);
-    reply_json(q, 201, doc);
+    reply_json(q, fresh ? 201 : 200, doc);
+}
+
+/* Retired: the key is refused from now on, the node leaves if it is still
+ * there; its token still opens its payout account. */
+static void retire(req *q, uint64_t node)
+{
+    orch *o = q->o;
+    int rc = rz_auth_identity_retire(o->auth, node);
+    if (rc != RZ_OK) {
+        reply_rz(q, rc);
+        return;
+    }
+    rz_engine_node_info ni;
+    if (rz_engine_node_get(o->e, node, &ni) == RZ_OK &&
+        ni.state == RZ_NODE_ACTIVE) {
+        rc = rz_engine_node_deregister(o->e, node, orch_now_ms());
+        if (rc != RZ_OK) {
+            reply_rz(q, rc);
+            return;
+        }
+        orch_waiter_drop_node(o, node);
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddNumberToObject(doc, "id", (double)node);
+    cJSON_AddStringToObject(doc, "state", "retired");
+    reply_json(q, 200, doc);
+}
+
+void r_node_retire(req *q)
+{
+    static const char *const fields[] = { "ed25519_public_key", "timestamp_ms",
+                                          "nonce", "signature", NULL };
+    rz_auth_node_proof p = { "retire", NULL, NULL, 0, NULL };
+    const char *sig;
+    unsigned char ed[32];
+    uint64_t node = 0;
+    if (!body_fields(q, fields) || !proof_take(q, &p, &sig))
+        return;
+    hex_decode(p.ed25519_hex, ed, 32);
+    int rc = rz_auth_identity_find(q->o->auth, ed, &node, NULL);
+    if (rc != RZ_OK) {
+        reply_error(q, rc, rc == RZ_ENOENT ? "this key names no node" : "%s",
+                    rz_error_last()->message);
+        return;
+    }
+    retire(q, node);
+}
+
+void r_node_retire_admin(req *q)
+{
+    uint64_t node;
+    if (own_node(q, &node))
+        retire(q, node);
 }
 
 static bool check_running(req *q)
@@ -560,10 +705,47 @@ void r_node_result_oversize(req *q, size_t len)
     reply_error(q, RZ_ETOOBIG, "%s", why);
 }
 
+/* The node's signature of its result, checked with its key: required of a
+ * node whose key is bound, checked when given by a legacy one. `rec` gets
+ * the record kept with the job (NULL: none). A reply is sent when false. */
+static bool result_signed(req *q, uint64_t node, const rz_auth_result *r,
+                          const char *sig, char **rec)
+{
+    unsigned char pk[32];
+    int bound = 0;
+    *rec = NULL;
+    bool has_key = rz_auth_node_identity(q->o->auth, node, pk, &bound, NULL) == RZ_OK;
+    if (!sig && !bound)
+        return true;
+    if (!sig) {
+        reply_error(q, RZ_EDENIED, "a result must be signed by the node's key "
+                    "(\"signature\"; docs/api.md)");
+        return false;
+    }
+    int rc = has_key ? rz_auth_result_verify(r, pk, sig) : RZ_EAUTH;
+    if (rc != RZ_OK) {
+        reply_error(q, rc == RZ_EINVAL ? RZ_EINVAL : RZ_EDENIED, "result "
+                    "refused: %s", has_key ? rz_error_last()->message
+                                           : "the node has no key on record");
+        return false;
+    }
+    char digest[RZ_AUTH_DIGEST_HEX + 1];
+    rz_auth_digest_hex(r->text, r->text_len, digest);
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddNumberToObject(d, "node", (double)node);
+    cJSON_AddNumberToObject(d, "attempt", r->attempt);
+    cJSON_AddStringToObject(d, "outcome", r->failed ? "error" : "outputs");
+    cJSON_AddStringToObject(d, "sha256", digest);
+    cJSON_AddStringToObject(d, "signature", sig);
+    *rec = cJSON_PrintUnformatted(d);
+    cJSON_Delete(d);
+    return true;
+}
+
 void r_node_result(req *q)
 {
     static const char *const fields[] = { "attempt", "outputs", "error",
-                                          "run_ms", "log", NULL };
+                                          "run_ms", "log", "signature", NULL };
     orch *o = q->o;
     uint64_t node, job, attempt, run_ms;
     cJSON *outputs;
@@ -579,7 +761,20 @@ void r_node_result(req *q)
         reply_error(q, RZ_EINVAL, "exactly one of \"outputs\" and \"error\"");
         return;
     }
-    char *out = outputs ? cJSON_PrintUnformatted(outputs) : NULL;
+    const char *sig;
+    if (!body_str(q, "signature", false, &sig))
+        return;
+    char *out = outputs ? cJSON_PrintUnformatted(outputs) : NULL, *rec = NULL;
+    if (outputs && !out) {
+        reply_rz(q, RZ_ENOMEM);
+        return;
+    }
+    rz_auth_result res = { job, (uint32_t)attempt, !outputs, out ? out : error,
+                           strlen(out ? out : error) };
+    if (!result_signed(q, node, &res, sig, &rec)) {
+        free(out);
+        return;
+    }
     int repeat = 0;
     rz_engine_report rep = RZ_ENGINE_REPORT_INIT;
     rep.attempt = (uint32_t)attempt;
@@ -590,9 +785,16 @@ void r_node_result(req *q)
                                      &repeat);
     free(out);
     if (rc != RZ_OK) {
+        free(rec);
         reply_rz(q, rc);
         return;
     }
+    /* Kept once the engine took the report: a stale attempt's signature
+     * never replaces the one of the result the job shows. */
+    if (rec && !repeat && rz_auth_result_put(o->auth, job, rec) != RZ_OK)
+        fprintf(stderr, ORCH_NAME ": job %llu: its result signature was not "
+                "kept\n", (unsigned long long)job);
+    free(rec);
     if (log && !repeat) {   /* the log of the report taken, kept once */
         size_t len;
         const char *tail = log_cut(log, &len);
@@ -641,4 +843,54 @@ void r_node_delete(req *q)
     cJSON_AddNumberToObject(doc, "id", (double)node);
     cJSON_AddStringToObject(doc, "state", "gone");
     reply_json(q, 200, doc);
+}
+
+/* ---- attribution ---- */
+
+/* Does the record's signature hold now: the node's key over the job, the
+ * attempt and the digest of the text the job keeps? */
+static bool attest_holds(orch *o, const cJSON *rec, const rz_engine_job_info *ji)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(rec, "node");
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(rec, "attempt");
+    const char *outcome = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "outcome"));
+    const char *sig = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "signature"));
+    const char *text = ji->state == RZ_JOB_SUCCEEDED ? ji->outputs_json : ji->error;
+    unsigned char pk[32];
+    if (!cJSON_IsNumber(n) || (uint64_t)n->valuedouble != ji->node ||
+        !cJSON_IsNumber(a) || (uint32_t)a->valuedouble != ji->attempt ||
+        !outcome || !sig || !text ||
+        strcmp(outcome, ji->state == RZ_JOB_SUCCEEDED ? "outputs" : "error") != 0 ||
+        rz_auth_node_identity(o->auth, ji->node, pk, NULL, NULL) != RZ_OK)
+        return false;
+    rz_auth_result r = { ji->id, ji->attempt, ji->state != RZ_JOB_SUCCEEDED,
+                         text, strlen(text) };
+    return rz_auth_result_verify(&r, pk, sig) == RZ_OK;
+}
+
+void orch_job_attest(orch *o, cJSON *j, const rz_engine_job_info *ji)
+{
+    if (ji->node)
+        cJSON_AddNumberToObject(j, "node_id", (double)ji->node);
+    else
+        cJSON_AddNullToObject(j, "node_id");
+    char *text = NULL;
+    cJSON *rec = NULL;
+    if (ji->state == RZ_JOB_SUCCEEDED || ji->state == RZ_JOB_FAILED) {
+        if (rz_auth_result_get(o->auth, ji->id, &text) == RZ_OK)
+            rec = cJSON_Parse(text);
+        rz_free(text);
+    }
+    const char *sig = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "signature"));
+    const char *dig = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "sha256"));
+    if (sig && dig) {
+        cJSON_AddStringToObject(j, "result_signature", sig);
+        cJSON_AddStringToObject(j, "result_digest", dig);
+        cJSON_AddBoolToObject(j, "result_verified", attest_holds(o, rec, ji));
+    } else {
+        cJSON_AddNullToObject(j, "result_signature");
+        cJSON_AddNullToObject(j, "result_digest");
+        cJSON_AddFalseToObject(j, "result_verified");
+    }
+    cJSON_Delete(rec);
 }

@@ -4,7 +4,11 @@ fail early when the process they wait for has died, and an orchestrator
 started on a free port and answering /health.
 
 The scripts import it from their own folder (python3 puts a script's
-folder first on sys.path). Standard library only."""
+folder first on sys.path). Standard library only, and libsodium (the
+project's own dependency) through ctypes for node keys."""
+import ctypes
+import ctypes.util
+import hashlib
 import json
 import os
 import shutil
@@ -57,6 +61,77 @@ def http(base, method, path, key=None, body=None, raw=None, ctype=None,
     finally:
         c.close()
     return r.status, decode(r.getheader("Content-Type") or "", data)
+
+
+_sodium = None
+
+
+def _lib():
+    global _sodium
+    if _sodium is None:
+        _sodium = ctypes.CDLL(ctypes.util.find_library("sodium") or "libsodium.so")
+        if _sodium.sodium_init() < 0:
+            raise OSError("libsodium cannot start")
+    return _sodium
+
+
+def compact(doc):
+    """A JSON value as the orchestrator keeps it (compact, UTF-8 as is):
+    the text a node's result signature covers."""
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+class NodeKey:
+    """A node's Ed25519 key (libsodium, the project's own dependency) and
+    the requests it signs, byte for byte as docs/api.md "Node identity"
+    defines them."""
+
+    def __init__(self, x25519=None):
+        self.pk = ctypes.create_string_buffer(32)
+        self.sk = ctypes.create_string_buffer(64)
+        _lib().crypto_sign_keypair(self.pk, self.sk)
+        self.hex = self.pk.raw.hex()
+        self.x25519 = x25519 or os.urandom(32).hex()
+
+    def sign(self, message):
+        sig = ctypes.create_string_buffer(64)
+        _lib().crypto_sign_detached(sig, None, message, ctypes.c_ulonglong(len(message)),
+                                    self.sk)
+        return sig.raw.hex()
+
+    def proof(self, action, ts=None, nonce=None, x25519=None):
+        """The signed fields of a register or retire request."""
+        ts = int(time.time() * 1000) if ts is None else ts
+        nonce = nonce or os.urandom(16).hex()
+        x = (x25519 or self.x25519) if action == "register" else ""
+        msg = ("rhizos-node-v1\naction=%s\ned25519=%s\nx25519=%s\n"
+               "timestamp_ms=%d\nnonce=%s\n" % (action, self.hex, x, ts, nonce))
+        return {"ed25519_public_key": self.hex, "timestamp_ms": ts,
+                "nonce": nonce, "signature": self.sign(msg.encode())}
+
+    def register_body(self, caps, **kw):
+        body = {"capabilities": caps, "x25519_public_key": kw.get("x25519") or self.x25519}
+        body.update(self.proof("register", **kw))
+        return body
+
+    def sign_result(self, job, attempt, outputs=None, error=None):
+        text = compact(outputs) if error is None else error
+        msg = ("rhizos-result-v1\njob=%d\nattempt=%d\noutcome=%s\nsha256=%s\n"
+               % (job, attempt, "outputs" if error is None else "error",
+                  hashlib.sha256(text.encode()).hexdigest()))
+        return self.sign(msg.encode())
+
+    def result_body(self, job, attempt, outputs=None, error=None, **extra):
+        """A result body with its signature; `extra` (run_ms, log) as given."""
+        body = {"attempt": attempt}
+        if error is None:
+            body["outputs"] = outputs
+        else:
+            body["error"] = error
+        body.update(extra)
+        body.setdefault("run_ms", 1)
+        body["signature"] = self.sign_result(job, attempt, outputs, error)
+        return body
 
 
 def wait_until(pred, timeout, what, proc=None):
