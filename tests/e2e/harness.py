@@ -121,6 +121,12 @@ class NodeKey:
                   hashlib.sha256(text.encode()).hexdigest()))
         return self.sign(msg.encode())
 
+    def signed(self, job, body):
+        """`body` (a result: attempt, outputs or error, ...) with its
+        signature."""
+        return dict(body, signature=self.sign_result(
+            job, body["attempt"], body.get("outputs"), body.get("error")))
+
     def result_body(self, job, attempt, outputs=None, error=None, **extra):
         """A result body with its signature; `extra` (run_ms, log) as given."""
         body = {"attempt": attempt}

@@ -28,8 +28,10 @@ import threading
 import time
 import unittest
 
-from harness import (Proc, cli_env, free_port, http, run, sandbox_flags,
+from harness import (NodeKey, Proc, cli_env, free_port, http, run, sandbox_flags,
                      set_config, start_orchestrator, wait_until)
+
+KEYS = {}   # fake node id -> its NodeKey, to sign its results
 
 RHIZOS, NODE, ORCH, ROOT = sys.argv[1:5]
 FANOUT = os.path.join(ROOT, "examples", "flows", "fanout.yaml")
@@ -210,8 +212,10 @@ class Base(unittest.TestCase):
                 "prices": {"gpu_hour_cents": 0, "cpu_hour_cents": 3600000,
                            "memory_gb_hour_cents": 0},
                 "max_concurrent_jobs": slots}
+        nk = NodeKey("22" * 32)
         doc = self.api("POST", "/api/v1/nodes/register", key=None, code=201,
-                       body={"capabilities": caps, "x25519_public_key": "22" * 32})
+                       body=nk.register_body(caps))
+        KEYS[doc["id"]] = nk
         return doc["id"], doc["token"], doc["account"]
 
     def submit(self):
@@ -349,8 +353,9 @@ class Network(Base):
                   self.job(job1), self.job(job2))
         for node, tok, job in ((a, a_tok, job2), (b, b_tok, job1), (a, a_tok, 999)):
             st, doc = http(self.base, "POST", "/api/v1/nodes/%d/jobs/%d/result"
-                           % (node, job), tok, {"attempt": 1, "run_ms": 5,
-                                                "outputs": {"message": "forged"}})
+                           % (node, job), tok, KEYS[node].signed(job, {
+                               "attempt": 1, "run_ms": 5,
+                               "outputs": {"message": "forged"}}))
             self.assertIn(st, (404, 409), doc)
             if job != 999:
                 self.assertEqual((st, doc["error"]["code"]), (409, "RZ_ESTATE"))
@@ -367,27 +372,31 @@ class Network(Base):
             return self.job(job1)["attempt"] == 2
         wait_until(requeued, 15, "job %d to be re-queued" % job1)
         st, doc = http(self.base, "POST", "/api/v1/nodes/%d/jobs/%d/result" % (a, job1),
-                       a_tok, {"attempt": 1, "run_ms": 5, "outputs": {"message": "x"}})
+                       a_tok, KEYS[a].signed(job1, {"attempt": 1, "run_ms": 5,
+                                                     "outputs": {"message": "x"}}))
         self.assertEqual(st, 409, doc)
         # Its second attempt runs and settles once; b finishes job2.
         got = self.api("GET", "/api/v1/nodes/%d/jobs?wait=5" % a, key=a_tok)
         self.assertEqual((got["job"], got["attempt"]), (job1, 2))
         for node, tok, job, att in ((a, a_tok, job1, 2), (b, b_tok, job2, 1)):
             self.api("POST", "/api/v1/nodes/%d/jobs/%d/result" % (node, job), key=tok,
-                     body={"attempt": att, "run_ms": 40, "outputs": {"message": "hi"},
-                           "log": "the real log\n"})
+                     body=KEYS[node].signed(job, {
+                         "attempt": att, "run_ms": 40, "outputs": {"message": "hi"},
+                         "log": "the real log\n"}))
         # A resend of job2's report: the exact repeat is taken (200) and a
         # different one refused (409); neither rewrites the stored log.
         kept = self.job(job2)
         self.assertEqual(kept["log"], "the real log\n")
         path = "/api/v1/nodes/%d/jobs/%d/result" % (b, job2)
-        self.api("POST", path, key=b_tok, body={"attempt": 1, "run_ms": 40,
-                 "outputs": {"message": "hi"}, "log": "a second log\n"})
+        self.api("POST", path, key=b_tok, body=KEYS[b].signed(job2, {
+                 "attempt": 1, "run_ms": 40, "outputs": {"message": "hi"},
+                 "log": "a second log\n"}))
         for forged in ({"outputs": {"message": "forged"}, "run_ms": 40},
                        {"outputs": {"message": "hi"}, "run_ms": 41},
                        {"error": "forged", "run_ms": 40}):
             st, doc = http(self.base, "POST", path, b_tok,
-                           dict(forged, attempt=1, log="forged log\n"))
+                           KEYS[b].signed(job2, dict(forged, attempt=1,
+                                                     log="forged log\n")))
             self.assertEqual((st, doc["error"]["code"]), (409, "RZ_ESTATE"), doc)
         self.assertEqual(self.job(job2), kept)
         jobs = [self.job(job1), self.job(job2)]

@@ -28,7 +28,7 @@ import time
 import unittest
 from http.client import HTTPConnection
 
-from harness import free_port, http, run, start_orchestrator
+from harness import NodeKey, free_port, http, run, start_orchestrator
 
 EXE, ROOT = sys.argv[1], sys.argv[2]
 LIB = sys.argv[3] if len(sys.argv) > 3 else None
@@ -164,6 +164,8 @@ def openapi_routes():
 
 
 class OrchestratorApi(unittest.TestCase):
+    node_keys = {}   # node id -> its NodeKey, to sign its results
+
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
@@ -212,9 +214,10 @@ class OrchestratorApi(unittest.TestCase):
         return a["balance_cents"], a["pending_cents"]
 
     def node(self):
+        nk = NodeKey(X25519)
         doc = self.ok("POST", "/api/v1/nodes/register",
-                      {"capabilities": NODE_CAPS, "x25519_public_key": X25519},
-                      code=201)
+                      nk.register_body(NODE_CAPS), code=201)
+        self.node_keys[doc["id"]] = nk
         self.assertTrue(doc["token"].startswith("rzn_"))
         # Tests share the server: a node must not take another test's work.
         self.addCleanup(self.s.call, "DELETE", "/api/v1/nodes/%d" % doc["id"],
@@ -382,18 +385,18 @@ class OrchestratorApi(unittest.TestCase):
         self.assertEqual(a["credentials"], [])
         # Results for an attempt it does not hold are refused.
         R = "/api/v1/nodes/%d/jobs/%d/result" % (nid, job["id"])
-        self.err(409, "RZ_ESTATE", "POST", R, {"attempt": 2, "outputs": {},
-                 "run_ms": 1}, tok)
+        nk = self.node_keys[nid]
+        self.err(409, "RZ_ESTATE", "POST", R, nk.result_body(job["id"], 2, {}), tok)
         self.err(400, "RZ_EINVAL", "POST", R, {"attempt": 1, "outputs": {},
                  "error": "x", "run_ms": 1}, tok)
         # 3 s on 1 core at 36000 cents/hour: 30 cents; fee 5% (1). The
         # server bills no more than it saw pass since the hand-over (plus
         # 1 s), so the run takes 2 s here.
         time.sleep(2.05)
-        self.ok("POST", R, {"attempt": 1, "outputs": {"message": ">hi"},
-                "run_ms": 3000, "log": "hello log"}, tok)
-        self.ok("POST", R, {"attempt": 1, "outputs": {"message": ">hi"},
-                "run_ms": 3000}, tok)   # an exact repeat
+        self.ok("POST", R, nk.result_body(job["id"], 1, {"message": ">hi"},
+                run_ms=3000, log="hello log"), tok)
+        self.ok("POST", R, nk.result_body(job["id"], 1, {"message": ">hi"},
+                run_ms=3000), tok)   # an exact repeat
         got = self.ok("GET", "/api/v1/jobs/%d" % job["id"], key=key)
         self.assertEqual(got["status"], "succeeded")
         self.assertEqual(got["cost_cents"], 30)
@@ -444,8 +447,8 @@ class OrchestratorApi(unittest.TestCase):
         self.assertEqual(a["deployment"], dep["id"])
         time.sleep(2.65)   # 3.6 s billed: at most 1 s more than it took
         self.ok("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, a["job"]),
-                {"attempt": a["attempt"], "outputs": {"message": "hello"},
-                 "run_ms": 3600}, tok)
+                nk.result_body(a["job"], a["attempt"], {"message": "hello"},
+                               run_ms=3600), tok)
         rest = r.read().decode()   # the server closes the stream at the end
         c.close()
         self.assertIn("event: end\n", rest)
@@ -518,8 +521,7 @@ class OrchestratorApi(unittest.TestCase):
         decoy = seal(b"decoy!", b"OpenAI")
         _, key = self.client(1000)
         reg = self.ok("POST", "/api/v1/nodes/register",
-                      {"capabilities": NODE_CAPS, "x25519_public_key": bytes(npk).hex()},
-                      code=201)
+                      NodeKey(bytes(npk).hex()).register_body(NODE_CAPS), code=201)
         self.addCleanup(self.s.call, "DELETE", "/api/v1/nodes/%d" % reg["id"],
                         key=self.admin)
         with open(os.path.join(ROOT, "tests", "e2e", "secret_flow.yaml")) as f:
@@ -574,6 +576,8 @@ class OrchestratorApi(unittest.TestCase):
             ("GET", "/api/v1/keys"): {C, A, N},
             ("GET", "/api/v1/nodes"): {C, A},
             ("POST", "/api/v1/nodes/register"): {ANY},
+            ("POST", "/api/v1/nodes/retire"): {ANY},
+            ("POST", "/api/v1/nodes/{id}/retire"): {A},
             ("POST", "/api/v1/nodes/{id}/heartbeat"): {N},
             ("GET", "/api/v1/nodes/{id}/jobs"): {N},
             ("POST", "/api/v1/nodes/{id}/jobs/{job}/result"): {N},
@@ -603,8 +607,7 @@ class OrchestratorApi(unittest.TestCase):
         bodies = {"/api/v1/jobs": {"module": "echo", "max_cost_cents": 1},
                   "/api/v1/flows/deploy": {"flow": flow},
                   "/api/v1/accounts": {},
-                  "/api/v1/nodes/register": {"capabilities": NODE_CAPS,
-                                             "x25519_public_key": X25519}}
+                  "/api/v1/nodes/register": NodeKey(X25519).register_body(NODE_CAPS)}
         keys = {"none": None, "bad": "rzk_" + "f" * 64, "other": key_b,
                 "node": tok, "admin": self.admin}
         kind = {"none": None, "bad": None, "other": C, "node": N, "admin": A}
@@ -680,7 +683,7 @@ class Lifecycle(unittest.TestCase):
                 s.call("POST", "/api/v1/accounts/%s/test-credits" % doc["id"],
                        {"amount_cents": 77}, "rza_lifecycle_key_0123456789abcdef")
                 reg = s.call("POST", "/api/v1/nodes/register",
-                             {"capabilities": NODE_CAPS, "x25519_public_key": X25519})[1]
+                             NodeKey(X25519).register_body(NODE_CAPS))[1]
                 box = {}
                 t = threading.Thread(target=lambda: box.update(r=s.call(
                     "GET", "/api/v1/nodes/%d/jobs?wait=30" % reg["id"],

@@ -20,7 +20,7 @@ import tempfile
 import time
 import unittest
 
-from harness import http, run, start_orchestrator
+from harness import NodeKey, http, run, start_orchestrator
 
 EXE, ROOT = sys.argv[1], sys.argv[2]
 CLI = sys.argv[3] if len(sys.argv) > 3 else None
@@ -83,6 +83,7 @@ class Base(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
         self.s = Server(self.tmp.name, self.extra, self.nofile)
+        self.keys = {}   # node id -> its NodeKey, to sign its results
 
     def tearDown(self):
         try:
@@ -102,8 +103,10 @@ class Base(unittest.TestCase):
         return doc["id"], doc["api_key"]
 
     def node(self):
-        doc = self.ok("POST", "/api/v1/nodes/register",
-                      {"capabilities": CAPS, "x25519_public_key": X25519}, code=201)
+        nk = NodeKey(X25519)
+        doc = self.ok("POST", "/api/v1/nodes/register", nk.register_body(CAPS),
+                      code=201)
+        self.keys[doc["id"]] = nk
         return doc["id"], doc["token"]
 
     def deploy(self, key):
@@ -296,7 +299,8 @@ class Limits(Base):
                       key, 201)["id"]
         a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
         self.ok("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, job),
-                {"attempt": a["attempt"], "outputs": {"message": ">"}, "run_ms": 10}, tok)
+                self.keys[nid].result_body(job, a["attempt"], {"message": ">"},
+                                           run_ms=10), tok)
         self.assertEqual(self.ok("GET", "/api/v1/jobs/%d" % job, key=key)["status"],
                          "succeeded")
         time.sleep(3)
@@ -310,7 +314,7 @@ class Limits(Base):
         before = self.ok("GET", "/api/v1/nodes", key=self.s.admin)["nodes"]
         caps = dict(CAPS, labels={"l%d" % i: "v" * 100 for i in range(200)})
         st, doc = self.s.call("POST", "/api/v1/nodes/register",
-                              {"capabilities": caps, "x25519_public_key": X25519})
+                              NodeKey(X25519).register_body(caps))
         self.assertEqual(st, 413, doc)
         self.assertEqual(doc["error"]["code"], "RZ_ETOOBIG")
         self.assertEqual(self.ok("GET", "/api/v1/nodes", key=self.s.admin)["nodes"],
@@ -318,7 +322,7 @@ class Limits(Base):
 
     def register(self, caps):
         return self.s.call("POST", "/api/v1/nodes/register",
-                           {"capabilities": caps, "x25519_public_key": X25519})
+                           NodeKey(X25519).register_body(caps))
 
     def test_registration_labels_and_strings_bounded(self):
         before = self.ok("GET", "/api/v1/nodes", key=self.s.admin)["nodes"]

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import unittest
 
-from harness import cli_env, http, run, start_orchestrator
+from harness import NodeKey, cli_env, http, run, start_orchestrator
 
 RHIZOS, ROOT, ORCH = sys.argv[1], sys.argv[2], sys.argv[3]
 ADMIN = "admin-placement-" + "p" * 40
@@ -37,8 +37,7 @@ class Placement(unittest.TestCase):
         cls.proc = start_orchestrator(ORCH, os.path.join(cls.tmp.name, "data"),
                                       admin_key=ADMIN, cwd=ROOT)
         st, reg = http(cls.proc.base, "POST", "/api/v1/nodes/register",
-                       body={"capabilities": NODE_CAPS,
-                             "x25519_public_key": "22" * 32})
+                       body=NodeKey("22" * 32).register_body(NODE_CAPS))
         assert st == 201 or st == 200, (st, reg)
 
     @classmethod
@@ -166,7 +165,7 @@ class Images(unittest.TestCase):
         caps = dict(NODE_CAPS, adapters=["process", "docker"],
                     labels={"pool": "a", "rhizos.adhoc_images": "yes"})
         st, reg = http(self.proc.base, "POST", "/api/v1/nodes/register",
-                       body={"capabilities": caps, "x25519_public_key": "33" * 32})
+                       body=NodeKey("33" * 32).register_body(caps))
         self.assertEqual(st, 201, reg)
         st, a = http(self.proc.base, "GET", "/api/v1/nodes/%d/jobs?wait=0" % reg["id"],
                      key=reg["token"])
