@@ -6,15 +6,16 @@
  *   submit    CONNS connections, each submitting POST /api/v1/jobs in a
  *             closed loop for SECONDS (or until COUNT were acknowledged):
  *             acknowledged submissions per second and the reply latency.
- *   latency   NODES fake nodes (tokens from --nodes FILE: "id token" lines)
+ *   latency   NODES fake nodes (from --nodes FILE: "id token key" lines)
  *             long-poll GET /api/v1/nodes/{id}/jobs?wait=25 and report a
  *             result for every assignment at once; submissions are paced at
  *             RATE per second over up to CONNS connections. Per job: the
  *             time from the submit reply (and from sending it) to the node
  *             receiving the assignment.
  *   register  COUNT node registrations over CONNS connections (nodes of 4
- *             cores, 8 GiB, max_concurrent_jobs SLOTS, default 4); prints
- *             "id token" lines to --out FILE.
+ *             cores, 8 GiB, max_concurrent_jobs SLOTS, default 4), each
+ *             with a fresh Ed25519 key it signs with; prints "id token key"
+ *             lines (key: its secret key in hex) to --out FILE.
  *
  * Prints one JSON object with the figures on stdout.
  * usage: orch_load --port P --mode M [--key K] [--conns C] [--seconds S]
@@ -30,21 +31,25 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
+#include <sodium.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "rhizos/auth.h"
+
 static const char DEFAULT_BODY[] =
     "{\"module\":\"echo@1\",\"inputs\":{\"message\":\"hi\"},"
     "\"max_cost_cents\":1}";
+#define X25519_HEX "1111111111111111111111111111111111111111111111111111111111111111"
 static const char NODE_CAPS_FMT[] =
     "{\"capabilities\":{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192,"
     "\"storage\":{\"total_gb\":100,\"free_gb\":100},\"adapters\":[\"process\"],"
     "\"prices\":{\"gpu_hour_cents\":0,\"cpu_hour_cents\":1,"
     "\"memory_gb_hour_cents\":0},\"max_concurrent_jobs\":%d},"
-    "\"x25519_public_key\":\"1111111111111111111111111111111111111111111111"
-    "111111111111111111\"}";
+    "\"x25519_public_key\":\"" X25519_HEX "\",\"ed25519_public_key\":\"%s\","
+    "\"timestamp_ms\":%llu,\"nonce\":\"%s\",\"signature\":\"%s\"}";
 
 typedef struct samples { double *v; size_t n, cap; } samples;
 
@@ -111,12 +116,14 @@ static struct {
 struct conn {
     struct evhttp_connection *c;
     double t_sent;
+    char sk_hex[129];        /* register: the key of the node in flight */
 };
 
 struct node {
     struct evhttp_connection *poll, *report;
     uint64_t id;
     char auth[128];
+    unsigned char sk[64];    /* signs its results */
 };
 
 static void die(const char *msg)
@@ -228,8 +235,8 @@ static void submit_done(struct evhttp_request *r, void *arg)
             cJSON *d = cJSON_Parse(b);
             const cJSON *tok = cJSON_GetObjectItemCaseSensitive(d, "token");
             if (g.out && cJSON_IsString(tok))
-                fprintf(g.out, "%llu %s\n", (unsigned long long)id,
-                        tok->valuestring);
+                fprintf(g.out, "%llu %s %s\n", (unsigned long long)id,
+                        tok->valuestring, k->sk_hex);
             cJSON_Delete(d);
         } else if (id) {
             job_times_grow(id);
@@ -257,6 +264,27 @@ static void submit_done(struct evhttp_request *r, void *arg)
         submit(k);
 }
 
+/* A registration signed by a fresh key (docs/api.md "Node identity"). */
+static void register_body(conn *k, char *buf, size_t cap)
+{
+    unsigned char pk[32], sk[64], nb[16];
+    char pk_hex[65], nonce[33], sig[RZ_AUTH_SIG_HEX + 1];
+    crypto_sign_keypair(pk, sk);
+    randombytes_buf(nb, sizeof nb);
+    sodium_bin2hex(pk_hex, sizeof pk_hex, pk, sizeof pk);
+    sodium_bin2hex(nonce, sizeof nonce, nb, sizeof nb);
+    sodium_bin2hex(k->sk_hex, sizeof k->sk_hex, sk, sizeof sk);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    rz_auth_node_proof p = { "register", pk_hex, X25519_HEX,
+                             (uint64_t)ts.tv_sec * 1000u +
+                             (uint64_t)ts.tv_nsec / 1000000u, nonce };
+    if (rz_auth_proof_sign(&p, sk, sig) != RZ_OK)
+        die("cannot sign a registration");
+    snprintf(buf, cap, NODE_CAPS_FMT, g.slots, pk_hex,
+             (unsigned long long)p.timestamp_ms, nonce, sig);
+}
+
 static void submit(conn *k)
 {
     bool reg = strcmp(g.mode, "register") == 0;
@@ -266,8 +294,9 @@ static void submit(conn *k)
     char auth[256];
     snprintf(auth, sizeof auth, "Bearer %s", g.key ? g.key : "");
     add_headers(r, reg ? NULL : auth, true);
-    char caps[sizeof NODE_CAPS_FMT + 16];
-    snprintf(caps, sizeof caps, NODE_CAPS_FMT, g.slots);
+    char caps[sizeof NODE_CAPS_FMT + 512];
+    if (reg)
+        register_body(k, caps, sizeof caps);
     const char *b = reg ? caps : g.body;
     evbuffer_add(evhttp_request_get_output_buffer(r), b, strlen(b));
     k->t_sent = now_s();
@@ -318,11 +347,14 @@ static void node_report(node *n, uint64_t job, uint64_t attempt)
     if (!r)
         die("out of memory");
     add_headers(r, n->auth, true);
-    char path[128], body[128];
+    char path[128], body[320], sig[RZ_AUTH_SIG_HEX + 1];
     snprintf(path, sizeof path, "/api/v1/nodes/%llu/jobs/%llu/result",
              (unsigned long long)n->id, (unsigned long long)job);
-    snprintf(body, sizeof body, "{\"attempt\":%llu,\"outputs\":{},\"run_ms\":1}",
-             (unsigned long long)attempt);
+    rz_auth_result res = { job, (uint32_t)attempt, 0, "{}", 2 };
+    if (rz_auth_result_sign(&res, n->sk, sig) != RZ_OK)
+        die("cannot sign a result");
+    snprintf(body, sizeof body, "{\"attempt\":%llu,\"outputs\":{},\"run_ms\":1,"
+             "\"signature\":\"%s\"}", (unsigned long long)attempt, sig);
     evbuffer_add(evhttp_request_get_output_buffer(r), body, strlen(body));
     g.in_flight++;
     if (evhttp_make_request(n->report, r, EVHTTP_REQ_POST, path) != 0)
@@ -381,8 +413,8 @@ static node *load_nodes(size_t *count)
     node *v = NULL;
     size_t n = 0, cap = 0;
     unsigned long long id;
-    char tok[100];
-    while (fscanf(f, "%llu %99s", &id, tok) == 2) {
+    char tok[100], sk[129];
+    while (fscanf(f, "%llu %99s %128s", &id, tok, sk) == 3) {
         if (n == cap) {
             cap = cap ? cap * 2 : 128;
             if (!(v = realloc(v, cap * sizeof *v)))
@@ -392,6 +424,9 @@ static node *load_nodes(size_t *count)
         memset(x, 0, sizeof *x);
         x->id = id;
         snprintf(x->auth, sizeof x->auth, "Bearer %s", tok);
+        if (sodium_hex2bin(x->sk, sizeof x->sk, sk, strlen(sk), NULL, NULL,
+                           NULL) != 0)
+            die("--nodes: a key is not 128 hex digits");
         x->poll = new_conn();
         x->report = new_conn();
     }
@@ -456,6 +491,8 @@ static void print_lat(const char *name, samples *s, bool last)
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
+    if (sodium_init() < 0)
+        die("libsodium cannot start");
     g.base = event_base_new();
     if (!g.base)
         die("no event base");
