@@ -1577,6 +1577,113 @@ static void test_waiting_nodes(void **state)
     check(f);
 }
 
+/* ---- a node registering again (its key bound to its id) ---- */
+
+#define ONE_SLOT_CAPS "{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192," \
+    "\"storage\":{\"total_gb\":100,\"free_gb\":100},\"adapters\":[\"process\"]," \
+    "\"prices\":{\"gpu_hour_cents\":0,\"cpu_hour_cents\":36000," \
+    "\"memory_gb_hour_cents\":0},\"max_concurrent_jobs\":1}"
+
+static bool caps_have(fx *f, uint64_t node, const char *text)
+{
+    char *caps = NULL;
+    assert_int_equal(rz_engine_node_caps(f->e, node, &caps), RZ_OK);
+    bool yes = strstr(caps, text) != NULL;
+    rz_free(caps);
+    return yes;
+}
+
+static void test_lost_node_rejoins_with_its_account(void **state)
+{
+    fx *f = *state;
+    uint64_t a = node_add(f, 0);
+    uint64_t j = submit(f, 500, 0, 1);
+    rz_engine_assignment as;
+    assert_int_equal(rz_engine_poll(f->e, a, 2, &as), RZ_OK);
+    assert_int_equal(node_report(f->e, a, j, 1, "{\"n\":1}", NULL, 10000, 3), RZ_OK);
+    uint64_t earned = balance(f, rz_engine_node_account(a));
+    assert_true(earned > 0);
+    assert_int_equal(rz_engine_tick(f->e, 1500), RZ_OK);
+    rz_engine_node_info ni;
+    assert_int_equal(rz_engine_node_get(f->e, a, &ni), RZ_OK);
+    assert_int_equal(ni.state, RZ_NODE_LOST);
+    assert_int_equal(rz_engine_node_heartbeat(f->e, a, 1600, 0), RZ_ESTATE);
+    assert_int_equal(rz_engine_node_rejoin(f->e, a, ONE_SLOT_CAPS,
+                                           strlen(ONE_SLOT_CAPS), 1700), RZ_OK);
+    assert_int_equal(rz_engine_node_get(f->e, a, &ni), RZ_OK);
+    assert_int_equal(ni.state, RZ_NODE_ACTIVE);
+    assert_true(rz_ledger_id_equal(ni.account, rz_engine_node_account(a)));
+    assert_int_equal(balance(f, rz_engine_node_account(a)), earned);
+    assert_int_equal(rz_engine_node_count(f->e), 1);
+    assert_true(caps_have(f, a, "\"max_concurrent_jobs\":1"));
+    /* Placed on again, with its new capabilities. */
+    uint64_t k = submit(f, 500, 0, 1800);
+    assert_int_equal(rz_engine_poll(f->e, a, 1800, &as), RZ_OK);
+    assert_int_equal(as.job, k);
+    check(f);
+}
+
+static void test_lost_node_rejoins_after_reopen(void **state)
+{
+    fx *f = *state;
+    uint64_t a = node_add(f, 0);
+    assert_int_equal(rz_engine_tick(f->e, 1500), RZ_OK);
+    reopen(f);   /* the matcher is rebuilt without the lost node */
+    assert_int_equal(rz_engine_node_rejoin(f->e, a, NODE_CAPS, strlen(NODE_CAPS),
+                                           2000), RZ_OK);
+    uint64_t k = submit(f, 500, 0, 2001);
+    rz_engine_assignment as;
+    assert_int_equal(rz_engine_poll(f->e, a, 2002, &as), RZ_OK);
+    assert_int_equal(as.job, k);
+    reopen(f);   /* and it stays active */
+    rz_engine_node_info ni;
+    assert_int_equal(rz_engine_node_get(f->e, a, &ni), RZ_OK);
+    assert_int_equal(ni.state, RZ_NODE_ACTIVE);
+    check(f);
+}
+
+static void test_active_node_holding_a_job_keeps_its_caps(void **state)
+{
+    fx *f = *state;
+    uint64_t a = node_add(f, 0);
+    uint64_t j = submit(f, 500, 0, 1);
+    rz_engine_assignment as;
+    assert_int_equal(rz_engine_poll(f->e, a, 2, &as), RZ_OK);
+    assert_int_equal(rz_engine_node_rejoin(f->e, a, ONE_SLOT_CAPS,
+                                           strlen(ONE_SLOT_CAPS), 900), RZ_OK);
+    assert_true(caps_have(f, a, "\"max_concurrent_jobs\":2"));
+    assert_int_equal(job_state(f, j), RZ_JOB_RUNNING);
+    /* It counted as a sign of life: not lost at 1500. */
+    assert_int_equal(rz_engine_tick(f->e, 1500), RZ_OK);
+    assert_int_equal(node_report(f->e, a, j, 1, "{\"n\":1}", NULL, 10000, 1600), RZ_OK);
+    /* Holding nothing, it takes the new capabilities. */
+    assert_int_equal(rz_engine_node_rejoin(f->e, a, ONE_SLOT_CAPS,
+                                           strlen(ONE_SLOT_CAPS), 1700), RZ_OK);
+    assert_true(caps_have(f, a, "\"max_concurrent_jobs\":1"));
+    uint64_t k = submit(f, 500, 0, 1800);
+    assert_int_equal(rz_engine_poll(f->e, a, 1800, &as), RZ_OK);
+    assert_int_equal(as.job, k);
+    check(f);
+}
+
+static void test_rejoin_gone_unknown_and_bad_caps(void **state)
+{
+    fx *f = *state;
+    uint64_t a = node_add(f, 0);
+    assert_int_equal(rz_engine_node_deregister(f->e, a, 10), RZ_OK);
+    assert_int_equal(rz_engine_node_rejoin(f->e, a, "{", 1, 20), RZ_ESYNTAX);
+    rz_engine_node_info ni;
+    assert_int_equal(rz_engine_node_get(f->e, a, &ni), RZ_OK);
+    assert_int_equal(ni.state, RZ_NODE_GONE);
+    assert_int_equal(rz_engine_node_rejoin(f->e, a, NODE_CAPS, strlen(NODE_CAPS),
+                                           30), RZ_OK);
+    assert_int_equal(rz_engine_node_get(f->e, a, &ni), RZ_OK);
+    assert_int_equal(ni.state, RZ_NODE_ACTIVE);
+    assert_int_equal(rz_engine_node_rejoin(f->e, 99, NODE_CAPS, strlen(NODE_CAPS),
+                                           40), RZ_ENOENT);
+    check(f);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1584,6 +1691,10 @@ int main(void)
         T(test_settle_exact),
         T(test_run_time_bounded),
         T(test_client_open),
+        T(test_lost_node_rejoins_with_its_account),
+        T(test_lost_node_rejoins_after_reopen),
+        T(test_active_node_holding_a_job_keeps_its_caps),
+        T(test_rejoin_gone_unknown_and_bad_caps),
         T(test_failed_job_is_refunded),
         T(test_cancel_queued_job_is_refunded_once),
         T(test_cancel_running_job_refuses_its_late_result),
