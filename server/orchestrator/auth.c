@@ -148,13 +148,6 @@ int auth_put_key(orch *o, const char *key, const principal *p)
     return rc == RZ_OK ? rc : say(rc, "write");
 }
 
-int auth_put_node(orch *o, uint64_t node, const char *x25519_hex,
-                  const char *ed25519_hex)
-{
-    int rc = rz_auth_node_put(o->auth, node, x25519_hex, ed25519_hex);
-    return rc == RZ_OK ? rc : say(rc, "write");
-}
-
 int auth_node_pk(orch *o, uint64_t node, unsigned char pk[32])
 {
     return rz_auth_node_key_get(o->auth, node, pk) == RZ_OK ? RZ_OK : RZ_ENOENT;

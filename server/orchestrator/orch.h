@@ -235,8 +235,6 @@ void auth_failed(orch *o, const char *client, const char *key);
 /* A fresh random key "<prefix><64 hex>" (buf >= 70 bytes). */
 void auth_new_key(const char *prefix, char *buf, size_t cap);
 int auth_put_key(orch *o, const char *key, const principal *p);
-int auth_put_node(orch *o, uint64_t node, const char *x25519_hex,
-                  const char *ed25519_hex);
 int auth_node_pk(orch *o, uint64_t node, unsigned char pk[32]);
 int auth_put_account(orch *o, rz_ledger_id id, const char *name,
                      const char *wallet);

@@ -391,13 +391,18 @@ void r_node_retire(req *q)
     const char *sig;
     unsigned char ed[32];
     uint64_t node = 0;
+    /* Open to anyone like registration, so counted with it. */
+    if (!rate_take(q->o, peer_of(q), orch_now_ms())) {
+        reply_limit(q, "too many signed node requests from this address");
+        return;
+    }
     if (!body_fields(q, fields) || !proof_take(q, &p, &sig))
         return;
     hex_decode(p.ed25519_hex, ed, 32);
     int rc = rz_auth_identity_find(q->o->auth, ed, &node, NULL);
     if (rc != RZ_OK) {
-        reply_error(q, rc, rc == RZ_ENOENT ? "this key names no node" : "%s",
-                    rz_error_last()->message);
+        reply_error(q, rc, "%s", rc == RZ_ENOENT ? "this key names no node"
+                                                 : rz_error_last()->message);
         return;
     }
     retire(q, node);
