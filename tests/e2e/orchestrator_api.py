@@ -451,6 +451,9 @@ class OrchestratorApi(unittest.TestCase):
                                run_ms=3600), tok)
         rest = r.read().decode()   # the server closes the stream at the end
         c.close()
+        step_job = self.ok("GET", "/api/v1/jobs/%d" % a["job"], key=key)
+        self.assertEqual((step_job["node_id"], step_job["result_verified"]),
+                         (nid, True), step_job)
         self.assertIn("event: end\n", rest)
         end = rest.split("event: end\ndata: ", 1)[1].split("\n", 1)[0]
         self.assertEqual(json.loads(end)["status"], "succeeded")

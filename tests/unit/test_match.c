@@ -670,6 +670,41 @@ static void gpu_containers(void **state)
     rz_matcher_free(m);
 }
 
+/* A node taken out comes back with new capabilities under its id and
+ * index, once it holds nothing. */
+static void removed_node_readded(void **state)
+{
+    (void)state;
+    rz_matcher *m = NULL;
+    assert_int_equal(rz_matcher_new(&m, RZ_POLICY_CHEAPEST), RZ_OK);
+    rz_caps *small = node("{\"id\":\"n1\",\"cpu\":{\"cores\":2},\"memory_mb\":1024,"
+                          "\"adapters\":[\"process\"]}");
+    rz_caps *big = node("{\"id\":\"n1\",\"cpu\":{\"cores\":16},\"memory_mb\":65536,"
+                        "\"adapters\":[\"process\"]}");
+    rz_caps *other = node("{\"id\":\"n2\",\"cpu\":{\"cores\":1},\"adapters\":[\"process\"]}");
+    size_t idx = 9, again = 9;
+    assert_int_equal(rz_matcher_add(m, small, &idx), RZ_OK);
+    const char *eight = "{\"cpu_cores\":8}";
+    assert_string_equal(place(m, eight, NULL), "!needs 8 cores; the most free on "
+                        "one node is 2");
+    assert_int_equal(rz_matcher_readd(m, big, NULL), RZ_ESTATE);   /* not removed */
+    uint64_t t = 0;
+    assert_string_equal(place(m, "{\"cpu_cores\":1}", &t), "n1");
+    assert_int_equal(rz_matcher_remove(m, "n1"), RZ_OK);
+    assert_int_equal(rz_matcher_readd(m, big, NULL), RZ_ESTATE);   /* holds a job */
+    assert_int_equal(rz_matcher_release(m, t), RZ_OK);
+    assert_int_equal(rz_matcher_readd(m, other, NULL), RZ_ENOENT);
+    assert_int_equal(rz_matcher_readd(m, big, &again), RZ_OK);
+    rz_caps_free(big);   /* copied */
+    assert_int_equal(again, idx);
+    assert_int_equal(rz_matcher_count(m), 1);
+    assert_string_equal(place(m, eight, NULL), "n1");
+    assert_string_equal(rz_matcher_node_id(m, idx), "n1");
+    rz_caps_free(small);
+    rz_caps_free(other);
+    rz_matcher_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -680,6 +715,7 @@ int main(void)
         cmocka_unit_test(preferred_nodes),
         cmocka_unit_test(constraints_and_reasons),
         cmocka_unit_test(reservations),
+        cmocka_unit_test(removed_node_readded),
         cmocka_unit_test(like_jobs_are_matched_as_one_group),
         cmocka_unit_test(properties),
         cmocka_unit_test(gpu_containers),
