@@ -25,7 +25,7 @@ import time
 import unittest
 from http.client import HTTPConnection
 
-from harness import http, run, start_orchestrator
+from harness import NodeKey, http, run, start_orchestrator
 
 EXE, ROOT = sys.argv[1], sys.argv[2]
 CAPS = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
@@ -104,8 +104,9 @@ class Base(unittest.TestCase):
         return doc["id"], doc["api_key"]
 
     def node(self):
+        self.node_key = NodeKey(X25519)   # signs the node's results
         doc = self.ok("POST", "/api/v1/nodes/register",
-                      {"capabilities": CAPS, "x25519_public_key": X25519}, code=201)
+                      self.node_key.register_body(CAPS), code=201)
         return doc["id"], doc["token"]
 
     def balance(self, acct, key):
@@ -121,8 +122,8 @@ class RunTime(Base):
         a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
         self.assertEqual(a["job"], job)
         self.ok("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, job),
-                {"attempt": a["attempt"], "outputs": {"message": "x"},
-                 "run_ms": 2 ** 53}, tok)
+                self.node_key.result_body(job, a["attempt"], {"message": "x"},
+                                     run_ms=2 ** 53), tok)
         got = self.ok("GET", "/api/v1/jobs/%d" % job, key=key)
         self.assertEqual(got["status"], "succeeded")
         # Well under 2 s seen by the server: at most 2 s x 10 cents/s.

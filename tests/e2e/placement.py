@@ -155,7 +155,7 @@ class Images(unittest.TestCase):
         # advertise the label such a job requires: it is not offered it.
         caps = dict(NODE_CAPS, adapters=["process", "docker"], labels={"pool": "a"})
         st, plain = http(self.proc.base, "POST", "/api/v1/nodes/register",
-                         body={"capabilities": caps, "x25519_public_key": "44" * 32})
+                         body=NodeKey("44" * 32).register_body(caps))
         self.assertEqual(st, 201, plain)
         st, a = http(self.proc.base, "GET", "/api/v1/nodes/%d/jobs?wait=0" % plain["id"],
                      key=plain["token"])
