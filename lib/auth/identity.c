@@ -186,9 +186,9 @@ int rz_auth_replay_new(rz_auth_replay **out, size_t slots, uint64_t window_ms)
     int rc = rz__auth_sodium();
     if (rc != RZ_OK)
         return rc;
-    rz_auth_replay *r = calloc(1, sizeof *r);
+    rz_auth_replay *r = rz__calloc(1, sizeof *r);
     if (r)
-        r->v = calloc(slots, sizeof *r->v);
+        r->v = rz__calloc(slots, sizeof *r->v);
     if (!r || !r->v) {
         free(r);
         return rz__error(RZ_ENOMEM, "out of memory");
