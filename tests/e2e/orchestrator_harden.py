@@ -182,7 +182,7 @@ class StrictInput(Base):
 
     def register(self, caps):
         return self.s.call("POST", "/api/v1/nodes/register",
-                           {"capabilities": caps, "x25519_public_key": X25519})
+                           NodeKey(X25519).register_body(caps))
 
 
 class Streams(Base):
