@@ -436,12 +436,17 @@ static void find_cgroup_v1(void)
     }
 }
 
+static void cg_sweep(const char *base);
+
 static void find_cgroups(void)
 {
     if (!find_cgroup_v2())
         find_cgroup_v1();
     if (sb.cg_version < 0)
         sb.cg_version = 0;
+    for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
+        if (sb.cg_base[i])
+            cg_sweep(sb.cg_base[i]);
 }
 
 /* ---- the bwrap command line ---- */
@@ -632,6 +637,47 @@ static int cg_limits(const rz__sbx *s, const rz__sbx_opts *o,
     }
 }
 
+static void kill_members(const char *dir);
+
+/* Empty `dir` of tasks and remove it; 0 once it is gone. */
+static int cg_remove(const char *dir)
+{
+    for (int t = 0; t < RMDIR_TRIES; t++) {
+        if (rmdir(dir) == 0 || errno == ENOENT)
+            return 0;
+        if (errno != EBUSY && errno != EAGAIN)
+            return -1;
+        kill_members(dir);
+        struct timespec ms = { 0, 1000000L };
+        nanosleep(&ms, NULL);
+    }
+    return -1;
+}
+
+/* A runner killed before its steps ended (kill -9) leaves their cgroups
+ * behind, named rz-PID-SEQ: remove those of processes that are gone, so
+ * they neither pile up nor collide with a later process given that PID. */
+static void cg_sweep(const char *base)
+{
+    DIR *d = opendir(base);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        long pid;
+        unsigned seq;
+        char end;
+        if (sscanf(e->d_name, "rz-%ld-%u%c", &pid, &seq, &end) != 2 ||
+            pid <= 0 || pid == (long)getpid() ||
+            kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;   /* not ours, or its process lives */
+        char *dir = rz__asprintf("%s/%s", base, e->d_name);
+        if (dir)
+            (void)cg_remove(dir);   /* best effort: a stale, empty folder */
+        free(dir);
+    }
+    if (d)
+        closedir(d);
+}
+
 static int cgroup_create(rz__sbx *s, const rz__sbx_opts *o)
 {
     unsigned seq = atomic_fetch_add(&cg_seq, 1);
@@ -642,7 +688,12 @@ static int cgroup_create(rz__sbx *s, const rz__sbx_opts *o)
                                  (long)getpid(), seq);
         if (!dir)
             return rz__error(RZ_ENOMEM, "out of memory");
-        if (mkdir(dir, 0755) != 0) {
+        /* Our SEQs are unique: an existing folder is a dead process's
+         * that had our PID. */
+        int made = mkdir(dir, 0755);
+        if (made != 0 && errno == EEXIST && cg_remove(dir) == 0)
+            made = mkdir(dir, 0755);
+        if (made != 0) {
             int e = errno;
             free(dir);
             return rz__error(RZ_EIO, "cgroup for the step: %s", strerror(e));
@@ -845,12 +896,7 @@ void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r)
                               "oom_kill") > 0;
         if (r && !r->pids_hit)
             r->pids_hit = read_key(dir, "pids.events", "max") > 0;
-        for (int t = 0; t < RMDIR_TRIES && rmdir(dir) != 0 &&
-                        (errno == EBUSY || errno == EAGAIN); t++) {
-            kill_members(dir);
-            struct timespec ms = { 0, 1000000L };
-            nanosleep(&ms, NULL);
-        }
+        (void)cg_remove(dir);   /* a leftover is swept at the next start */
         free(s->cg[i]);
         s->cg[i] = NULL;
     }
