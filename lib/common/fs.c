@@ -130,7 +130,9 @@ int rz__lmdb_check_file(const char *dir)
                          "page is damaged; refusing to open it. " RECOVER,
                          path);
     const lmdb_meta *m = ok1 && m1.txnid > m0.txnid ? &m1 : &m0;
-    uint64_t need = (m->last_pg + 1) * (uint64_t)m->psize;
+    /* A damaged page number must not wrap the product into range. */
+    bool wraps = ok1 && m->last_pg >= UINT64_MAX / m->psize;
+    uint64_t need = wraps ? UINT64_MAX : (m->last_pg + 1) * (uint64_t)m->psize;
     if (!ok1 || m->last_pg + 1 < 2 || (uint64_t)st.st_size < need)
         return rz__error(RZ_EDB, "%s is %llu bytes but its meta page says "
                          "%llu (truncated or damaged); refusing to open it "

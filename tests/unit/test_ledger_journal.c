@@ -252,6 +252,26 @@ static void test_truncated_database_refused(void **state)
     refused(f, want2);
 }
 
+/* A damaged meta page whose last page number times the page size wraps
+ * past 2^64 must not pass for one that fits the file. */
+static void test_meta_last_page_overflow_refused(void **state)
+{
+    fixture *f = *state;
+    opens_with(f, NBATCH);
+    int fd = open(f->db, O_RDWR);
+    assert_true(fd >= 0);
+    uint32_t psize;
+    assert_int_equal(pread(fd, &psize, 4, 40), 4);
+    assert_true(psize >= 512 && (psize & (psize - 1)) == 0);
+    /* (last + 1) * psize == 2^64 + psize: wraps to one page. */
+    uint64_t last = (UINT64_MAX / psize) + 1;
+    for (int m = 0; m < 2; m++)
+        assert_int_equal(pwrite(fd, &last, 8, (off_t)m * psize + 136), 8);
+    close(fd);
+    const char *want[] = { f->db, "meta page says", NULL };
+    refused(f, want);
+}
+
 /* Damage to records LMDB already holds loses nothing: no refusal. */
 static void test_stale_damage_opens(void **state)
 {
@@ -426,6 +446,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_truncated_database_refused, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_meta_last_page_overflow_refused,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_damage_opens, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_previous_format_opens, setup,
