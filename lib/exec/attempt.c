@@ -567,11 +567,20 @@ static void live_take(rz_attempt *a)
     if (!log || total <= a->live_seen)
         return;
     /* More than the adapter still holds is new: the lines between are
-     * only in no live event (the result's tail may have them). */
+     * only in no live event (the result's tail may have them). Across
+     * such a gap no secret can be matched whole: what was held back may
+     * be a secret's start and the window's first bytes its end, so the
+     * first goes and the second is cut as the final log's tail is. */
     uint64_t fresh = total - a->live_seen;
-    size_t n = fresh < len ? (size_t)fresh : len;
+    size_t from = len - (fresh < len ? (size_t)fresh : len);
+    if (fresh > len) {
+        if (a->live.data)
+            sodium_memzero(a->live.data, a->live.len);
+        a->live.len = 0;
+        from = tail_start(a, log, len);
+    }
     size_t at = a->live.len;
-    rz__buf_append(&a->live, log + len - n, n);
+    rz__buf_append(&a->live, log + from, len - from);
     a->live_seen = total;
     for (size_t i = at; a->live.data && i < a->live.len; i++)
         if (a->live.data[i] == '\0')
