@@ -390,6 +390,10 @@ static int copy_secrets(rz_attempt *a, const rz_attempt_opts *o)
 {
     if (o->n_secrets == 0)
         return RZ_OK;
+    /* sodium_malloc aborts the process unless libsodium was started,
+     * and nothing else may have started it (a binding's first call). */
+    if (sodium_init() < 0)
+        return RZ_ENOMEM;
     a->secrets = rz__calloc(o->n_secrets, sizeof *a->secrets);
     if (!a->secrets)
         return RZ_ENOMEM;

@@ -1807,6 +1807,34 @@ static void test_attempt_live_lines_scrubbed(void **state)
     rz_registry_free(reg);
 }
 
+/* An attempt with secrets in a process where nothing started libsodium
+ * yet (a binding's first call): keeping them must not abort the process.
+ * First in the list, before anything else starts it. */
+static void test_attempt_secrets_first_call(void **state)
+{
+    (void)state;
+    const rz_module *m = NULL;
+    rz_registry *reg = one_module("first", "process",
+        "cat >/dev/null; echo '{\"value\":1}'\n", &m);
+    rz_attempt_secret sec = { "api-key", "SECRETVALUE123" };
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = m;
+    o.secrets = &sec;
+    o.n_secrets = 1;
+    o.scratch_parent = tmp_root;
+    o.sandbox = 0;
+    rz_attempt *a = NULL;
+    assert_int_equal(rz_attempt_start(&a, &o), RZ_OK);
+    uint64_t give_up = rz__now_ms() + 20000;
+    while (rz_attempt_poll(a, 50) == 0)
+        assert_true(rz__now_ms() < give_up);
+    rz_attempt_result res;
+    assert_int_equal(rz_attempt_result_get(a, &res), RZ_OK);
+    assert_true(res.ok);
+    rz_attempt_free(a);
+    rz_registry_free(reg);
+}
+
 /* Live lines after bytes the adapter no longer held (more log than it
  * keeps between two looks): the window may start inside a secret, and
  * that tail of it is never handed out. Here the whole 119 bytes come at
@@ -2009,6 +2037,7 @@ static void test_attempt_invalid(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        T(test_attempt_secrets_first_call),
         T(test_stdout_json),
         T(test_output_file),
         T(test_bad_outputs),
