@@ -54,6 +54,8 @@ typedef struct rz__exec_outcome {
     const char *output_error;     /* why outputs is NULL, if known */
     const char *log;              /* stderr (or merged logs) tail */
     size_t log_len;
+    bool log_end_cut;             /* the log stops where a cap cut it, not
+                                     where the module's output ended */
     /* The runtime failed around the module (an image pull, the engine
      * going away): the whole reason, which wins over the rest. */
     const char *failure;

@@ -297,8 +297,12 @@ static void finish(rz_attempt *a)
     o.exit_code = -1;
     a->ad->collect(a->state, &o);
     size_t from = o.log ? tail_start(a, o.log, o.log_len) : 0;
-    a->log = o.log_len > from ? rz__strndup(o.log + from, o.log_len - from)
-                              : NULL;
+    /* A log cut at a cap may end with a secret's first bytes, which
+     * scrub cannot know for one: what could be one goes. */
+    size_t end = o.log_len, hold = longest_secret(a);
+    if (o.log_end_cut && hold)
+        end -= end < hold - 1 ? end : hold - 1;
+    a->log = end > from ? rz__strndup(o.log + from, end - from) : NULL;
     scrub(a, &a->log, false);
     size_t log_len = a->log ? strlen(a->log) : 0;
     bool ok = !a->stopped && !o.failure && !o.timed_out && !o.oom &&

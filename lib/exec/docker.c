@@ -263,6 +263,7 @@ typedef struct dk_state {
      * 2 x max_log bytes of it; raw bytes read, bytes kept in all), and the
      * final log. */
     rz__buf live_err, final_err;
+    bool log_end_cut;
     size_t live_raw;
     uint64_t live_total;
 } dk_state;
@@ -784,7 +785,8 @@ static void finish_container(dk_state *s)
     }
     size_t out_len, dropped, err_len;
     const char *out = rz__docker_stream_stdout(s->st, &out_len, &dropped);
-    const char *err = rz__docker_stream_stderr(s->st, &err_len, NULL);
+    size_t err_dropped;
+    const char *err = rz__docker_stream_stderr(s->st, &err_len, &err_dropped);
     /* Podman 4.3's attach now and then ends before the last of a
      * container's output (all of it when it exits at once); its log file
      * has it all: the longer stdout wins. */
@@ -801,6 +803,7 @@ static void finish_container(dk_state *s)
         if (s->logs.err.len > err_len) {
             err = s->logs.err.data;
             err_len = s->logs.err.len;
+            err_dropped = s->logs.err_dropped;
         }
     }
     s->stdout_over = dropped > 0;
@@ -816,6 +819,7 @@ static void finish_container(dk_state *s)
     }
     s->log = err;
     s->log_len = err_len;
+    s->log_end_cut = err_dropped > 0;   /* stderr keeps its head */
     s->ph = PH_DONE;
 }
 
@@ -924,6 +928,7 @@ static void dk_collect(void *state, rz__exec_outcome *o)
     o->output_error = s->output_error[0] ? s->output_error : NULL;
     o->log = s->log;
     o->log_len = s->log_len;
+    o->log_end_cut = s->log_end_cut;
     o->failure = s->failure;
 }
 

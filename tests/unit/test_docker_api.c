@@ -1038,6 +1038,61 @@ static void test_gpu_step_without_gpu_engine(void **state)
     rmdir(dir);
 }
 
+/* A log cut at the stream's cap (stderr past 2 x max_output is dropped)
+ * may end inside a secret: that start of it is never in the result. */
+static void test_log_cut_inside_secret(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/rz-test-cut-mod-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char mdir[64], path[96];
+    snprintf(mdir, sizeof mdir, "%s/cut-log", dir);
+    assert_int_equal(mkdir(mdir, 0755), 0);
+    snprintf(path, sizeof path, "%s/module.json", mdir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    /* 1994 bytes, then the secret across the 2000-byte cap. */
+    fprintf(f, "{\"id\":\"cut-log\",\"version\":\"1.0.0\",\"name\":\"c\","
+            "\"inputs\":[],\"outputs\":[],\"exec\":{\"adapter\":\"docker\","
+            "\"image\":\"%s\",\"command\":[\"sh\",\"-c\",\"printf '%%1994s' "
+            "'' | tr ' ' x >&2; printf 'SECRETVALUE123\\\\n' >&2; "
+            "echo '{}'\"]}}", image);
+    fclose(f);
+    rz_registry *reg = NULL;
+    const rz_module *m = NULL;
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(reg, dir, NULL), RZ_OK);
+    assert_int_equal(rz_registry_resolve(reg, "cut-log", "1.0.0", &m), RZ_OK);
+    rz_attempt_secret sec = { "api-key", "SECRETVALUE123" };
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = m;
+    o.container_host = host;
+    o.run_id = "cut-run";
+    o.secrets = &sec;
+    o.n_secrets = 1;
+    o.max_output = 1000;
+    rz_attempt *a = NULL;
+    assert_int_equal(rz_attempt_start(&a, &o), RZ_OK);
+    uint64_t give_up = rz__now_ms() + 60000;
+    while (rz_attempt_poll(a, 100) == 0)
+        assert_true(rz__now_ms() < give_up);
+    rz_attempt_result res;
+    assert_int_equal(rz_attempt_result_get(a, &res), RZ_OK);
+    if (!res.log || !strstr(res.log, "xxxx"))
+        fail_msg("no log: %s", res.reason ? res.reason : "?");
+    for (size_t k = 4; k < strlen(sec.value); k++) {
+        char part[32];
+        snprintf(part, sizeof part, "%.*s", (int)k, sec.value);
+        if (strstr(res.log, part))
+            fail_msg("the secret's first %zu bytes in the log", k);
+    }
+    rz_attempt_free(a);
+    rz_registry_free(reg);
+    unlink(path);
+    rmdir(mdir);
+    rmdir(dir);
+}
+
 static void test_bad_image(void **state)
 {
     (void)state;
@@ -1110,6 +1165,7 @@ int main(void)
         cmocka_unit_test(test_pull_wrong_digest),
         cmocka_unit_test(test_bad_image),
         cmocka_unit_test(test_gpu_step_without_gpu_engine),
+        cmocka_unit_test(test_log_cut_inside_secret),
     };
     failed += cmocka_run_group_tests_name("docker_api engine", engine,
                                           setup_scratch, teardown_scratch);
