@@ -49,6 +49,7 @@ struct rz_attempt {
     size_t max_output, max_log;
     uint64_t started;
     bool done, stopped;
+    bool log_end_cut;            /* the adapter's log stopped at a cap */
     rz_attempt_result res;
     char *outputs, *reason, *log;
     /* Live log lines (rz__attempt_log_lines): bytes of log_so_far taken,
@@ -300,6 +301,7 @@ static void finish(rz_attempt *a)
     /* A log cut at a cap may end with a secret's first bytes, which
      * scrub cannot know for one: what could be one goes. */
     size_t end = o.log_len, hold = longest_secret(a);
+    a->log_end_cut = o.log_end_cut;
     if (o.log_end_cut && hold)
         end -= end < hold - 1 ? end : hold - 1;
     a->log = end > from ? rz__strndup(o.log + from, end - from) : NULL;
@@ -609,14 +611,18 @@ char *rz__attempt_log_lines(rz_attempt *a, bool flush)
     if (!text)
         return NULL;
     size_t len = strlen(text), hold = longest_secret(a);
-    /* A secret's first bytes may end the text: hold back what could be. */
-    size_t limit = flush ? len : len > hold ? len - (hold ? hold - 1 : 0) : 0;
+    /* A secret's first bytes may end the text: hold back what could be.
+     * At the end of a log a cap cut, what was held back never goes. */
+    bool drop = flush && a->log_end_cut && hold;
+    size_t limit = flush && !drop ? len
+                   : len > hold ? len - (hold ? hold - 1 : 0) : 0;
     size_t cut = limit;
-    while (cut > 0 && text[cut - 1] != '\n')
+    while (!drop && cut > 0 && text[cut - 1] != '\n')
         cut--;
     if (cut == 0 && (flush || limit > LIVE_LINE_MAX))
         cut = limit;
-    rz__buf_append(&a->live, text + cut, len - cut);
+    if (!drop)
+        rz__buf_append(&a->live, text + cut, len - cut);
     char *out = cut ? rz__strndup(text, cut) : NULL;
     sodium_memzero(text, len);
     free(text);

@@ -27,6 +27,7 @@
 
 #include "common/internal.h"
 #include "exec/docker_api.h"
+#include "exec/exec_impl.h"
 #include "rhizos/exec.h"
 #include "rhizos/module.h"
 
@@ -1093,6 +1094,70 @@ static void test_log_cut_inside_secret(void **state)
     rmdir(dir);
 }
 
+/* The same for live lines: a secret with a newline whose first line is
+ * the last the stream kept (its cap) is not handed out at the end. */
+static void test_live_lines_cut_inside_secret(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/rz-test-cutl-mod-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char mdir[64], path[96];
+    snprintf(mdir, sizeof mdir, "%s/cut-live", dir);
+    assert_int_equal(mkdir(mdir, 0755), 0);
+    snprintf(path, sizeof path, "%s/module.json", mdir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    /* 1994 x, newline, "AAAA\n" ends at the 2000-byte cap; "BBBB" lost. */
+    fprintf(f, "{\"id\":\"cut-live\",\"version\":\"1.0.0\",\"name\":\"c\","
+            "\"inputs\":[],\"outputs\":[],\"exec\":{\"adapter\":\"docker\","
+            "\"image\":\"%s\",\"command\":[\"sh\",\"-c\",\"printf '%%1994s' "
+            "'' | tr ' ' x >&2; printf '\\\\nAAAA\\\\nBBBB\\\\n' >&2; "
+            "echo '{}'\"]}}", image);
+    fclose(f);
+    rz_registry *reg = NULL;
+    const rz_module *m = NULL;
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(reg, dir, NULL), RZ_OK);
+    assert_int_equal(rz_registry_resolve(reg, "cut-live", "1.0.0", &m), RZ_OK);
+    rz_attempt_secret sec = { "api-key", "AAAA\nBBBB" };
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = m;
+    o.container_host = host;
+    o.run_id = "cutl-run";
+    o.secrets = &sec;
+    o.n_secrets = 1;
+    o.max_output = 1000;
+    rz_attempt *a = NULL;
+    assert_int_equal(rz_attempt_start(&a, &o), RZ_OK);
+    rz__buf all = {0};
+    uint64_t give_up = rz__now_ms() + 60000;
+    int r;
+    while ((r = rz_attempt_poll(a, 100)) == 0) {
+        assert_true(rz__now_ms() < give_up);
+        char *l = rz__attempt_log_lines(a, false);
+        if (l)
+            rz__buf_printf(&all, "%s\n", l);
+        free(l);
+    }
+    assert_int_equal(r, 1);
+    char *l = rz__attempt_log_lines(a, true);
+    if (l)
+        rz__buf_printf(&all, "%s\n", l);
+    free(l);
+    assert_null(rz__attempt_log_lines(a, true));
+    char *text = rz__buf_take(&all);
+    if (!text || !strstr(text, "xxxx"))
+        fail_msg("no live lines");
+    if (strstr(text, "AAAA"))
+        fail_msg("the secret's first line went out live");
+    free(text);
+    rz_attempt_free(a);
+    rz_registry_free(reg);
+    unlink(path);
+    rmdir(mdir);
+    rmdir(dir);
+}
+
 static void test_bad_image(void **state)
 {
     (void)state;
@@ -1166,6 +1231,7 @@ int main(void)
         cmocka_unit_test(test_bad_image),
         cmocka_unit_test(test_gpu_step_without_gpu_engine),
         cmocka_unit_test(test_log_cut_inside_secret),
+        cmocka_unit_test(test_live_lines_cut_inside_secret),
     };
     failed += cmocka_run_group_tests_name("docker_api engine", engine,
                                           setup_scratch, teardown_scratch);
