@@ -82,6 +82,7 @@ typedef struct chain {
     uint64_t seq;                /* records read */
     char last[HASH_HEX + 1];     /* hash of the last one */
     uint64_t bytes;              /* where the next one goes */
+    bool torn;                   /* the last line ends without its newline */
 } chain;
 
 /* Walk the log: every line well formed, its prev the hash before, its hash
@@ -105,6 +106,9 @@ static int walk(const char *path, chain *c, FILE *print)
         c->bytes += (uint64_t)n;
         uint64_t rec = c->seq + 1;
         if (line[n - 1] != '\n') {
+            /* Only the last line can lack it: a crash mid-append. */
+            c->torn = true;
+            c->bytes = at;
             rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %"
                               PRIu64 ") is cut short", path, rec, at);
             break;
@@ -153,6 +157,21 @@ int audit_open(orch *o)
     audit_path(o->opts.data, o->audit_path, sizeof o->audit_path);
     chain c;
     int rc = walk(o->audit_path, &c, NULL);
+    /* A torn last line is a crash inside append(): as a begin record it
+     * never became durable, so its operation never ran; as an end record
+     * the operation stands and the log shows a begin without an end, the
+     * same as when writing the end failed. Cut it, and say so. */
+    if (rc != RZ_OK && c.torn) {
+        if (truncate(o->audit_path, (off_t)c.bytes) != 0) {
+            fprintf(stderr, ORCH_NAME ": cannot cut the torn last record of "
+                    "%s: %s\n", o->audit_path, strerror(errno));
+            return -1;
+        }
+        fprintf(stderr, ORCH_NAME ": %s; it was torn by a crash while being "
+                "written and is removed (its operation did not complete "
+                "under audit)\n", audit_err);
+        rc = walk(o->audit_path, &c, NULL);
+    }
     if (rc != RZ_OK) {
         fprintf(stderr, ORCH_NAME ": the audit log is broken: %s (see "
                 "`" ORCH_NAME " audit --data %s --verify`)\n",

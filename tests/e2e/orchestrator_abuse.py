@@ -333,8 +333,15 @@ class Audit(Base):
         # Any edit of a record changes its hash.
         verify_fails("".join(lines[:2]) + lines[2].replace('"phase":"begin"',
                      '"phase":"begun"') + "".join(lines[3:]), "record 3")
-        # A torn last record.
+        # A torn last record: verify names it; a start cuts it (a crash
+        # mid-append) and says so, and the chain is whole again.
         verify_fails(good[:-10], "record 6")
+        self.s.start()
+        self.s.proc.stop_clean()
+        self.assertIn("record 6", self.s.proc.stderr_text())
+        with open(path) as f:
+            self.assertEqual(f.read(), "".join(lines[:5]))
+        self.assertEqual(self.s.audit("--verify").returncode, 0)
         # The server refuses to start on a broken log.
         with open(path, "w") as f:
             f.write("".join(lines[:2] + lines[3:]))
