@@ -10,7 +10,7 @@
 #include "cli.h"
 #include "rhizos/client.h"
 
-#define MAX_CENTS 9007199254740992ull    /* exact in a JSON number */
+#define MAX_MICROS 9007199254740992ull    /* exact in a JSON number */
 
 void cli_account_usage(void)
 {
@@ -18,15 +18,17 @@ void cli_account_usage(void)
 "usage: rhizos account create [--name N]        a client account and its API key\n"
 "                                               (admin key; the key is shown once)\n"
 "       rhizos account balance [ID|me]          available and held money\n"
-"       rhizos account deposit AMOUNT_CENTS     ask for a deposit address\n"
-"       rhizos account withdraw AMOUNT_CENTS [--address A]\n"
+"       rhizos account deposit AMOUNT           ask for a deposit address\n"
+"       rhizos account withdraw AMOUNT [--address A]\n"
+"       rhizos account withdrawals [ID|me]      withdrawals and their status\n"
 "       rhizos account history [ID|me]          payments, newest first\n"
-"       rhizos account credit ID AMOUNT_CENTS   test credits (admin)\n"
+"       rhizos account credit ID AMOUNT         test credits (admin)\n"
 "       rhizos account confirm DEPOSIT_ID       mark a deposit paid (admin)\n"
 "\n"
-"Amounts are whole cents (1234 is $12.34). ID is an account id (32 hex\n"
-"digits); without one, the account of --api-key. --json prints the\n"
-"orchestrator's JSON with integer cents.\n");
+"AMOUNT is in dollars with at most 6 decimals (12.34, $0.50, 0.000834: the\n"
+"ledger counts micro-dollars). ID is an account id (32 hex digits); without\n"
+"one, the account of --api-key. --json prints the orchestrator's JSON, whose\n"
+"amounts are integer micro-dollars (*_micros).\n");
 }
 
 static bool hex_id(const char *s)
@@ -49,11 +51,12 @@ static bool account_arg(const char *s)
     return false;
 }
 
-static bool amount_arg(const char *s, uint64_t *cents)
+static bool amount_arg(const char *s, uint64_t *micros)
 {
-    if (cli_parse_u64(s, MAX_CENTS, cents) && *cents > 0)
+    if (cli_parse_dollars(s, MAX_MICROS, micros) && *micros > 0)
         return true;
-    fprintf(stderr, "rhizos: account: the amount is whole cents above 0, not '%s'\n", s);
+    fprintf(stderr, "rhizos: account: the amount is dollars above 0 with at most "
+                    "6 decimals (12.34, 0.000834), not '%s'\n", s);
     return false;
 }
 
@@ -88,8 +91,8 @@ static int my_account(rz_client *cl, char id[33])
 static void print_account(const cJSON *a)
 {
     char bal[32], held[32];
-    cli_money(cli_json_int(a, "balance_cents"), bal, sizeof bal);
-    cli_money(cli_json_int(a, "pending_cents"), held, sizeof held);
+    cli_money(cli_json_int(a, "balance_micros"), bal, sizeof bal);
+    cli_money(cli_json_int(a, "pending_micros"), held, sizeof held);
     printf("account %s (%s)\n  available %s\n  held      %s\n",
            cli_json_str(a, "id", "?"), cli_json_str(a, "kind", "?"), bal, held);
 }
@@ -106,7 +109,7 @@ static void print_payments(const cJSON *root)
     const cJSON *p;
     cJSON_ArrayForEach(p, list) {
         char amt[32], job[24] = "-";
-        cli_money(cli_json_int(p, "amount_cents"), amt, sizeof amt);
+        cli_money(cli_json_int(p, "amount_micros"), amt, sizeof amt);
         const cJSON *j = cJSON_GetObjectItemCaseSensitive(p, "job");
         if (cJSON_IsNumber(j))
             snprintf(job, sizeof job, "%lld", (long long)j->valuedouble);
@@ -116,10 +119,10 @@ static void print_payments(const cJSON *root)
     }
 }
 
-static char *amount_body(uint64_t cents, const char *address)
+static char *amount_body(uint64_t micros, const char *address)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "amount_cents", (double)cents);
+    cJSON_AddNumberToObject(o, "amount_micros", (double)micros);
     if (address)
         cJSON_AddStringToObject(o, "address", address);
     char *s = cJSON_PrintUnformatted(o);
@@ -163,20 +166,20 @@ static int do_balance(cli *c, rz_client *cl, char **r)
     return ex;
 }
 
-static int do_move(cli *c, rz_client *cl, char **r, bool deposit, uint64_t cents)
+static int do_move(cli *c, rz_client *cl, char **r, bool deposit, uint64_t micros)
 {
     char id[33], path[96];
     int ex = my_account(cl, id);
     if (ex != EXIT_OK)
         return ex;
     snprintf(path, sizeof path, "/api/v1/accounts/%s/%s", id, deposit ? "deposit" : "withdraw");
-    char *body = amount_body(cents, deposit ? NULL : c->address);
+    char *body = amount_body(micros, deposit ? NULL : c->address);
     ex = cli_request(cl, "POST", path, body, r);
     free(body);
     if (ex == EXIT_OK && !c->json) {
         cJSON *o = cJSON_Parse(*r);
         char amt[32];
-        cli_money(cli_json_int(o, "amount_cents"), amt, sizeof amt);
+        cli_money(cli_json_int(o, "amount_micros"), amt, sizeof amt);
         if (deposit)
             printf("deposit %s of %s %s\n  pay to %s\n", cli_json_str(o, "deposit_id", "?"),
                    amt, cli_json_str(o, "status", "?"), cli_json_str(o, "address", "?"));
@@ -208,11 +211,50 @@ static int do_history(cli *c, rz_client *cl, char **r)
     return ex;
 }
 
-static int do_credit(cli *c, rz_client *cl, char **r, uint64_t cents)
+static void print_withdrawals(const cJSON *root)
+{
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "withdrawals");
+    if (cJSON_GetArraySize(list) == 0) {
+        printf("no withdrawals\n");
+        return;
+    }
+    printf("%-32s %14s %-10s %s\n", "ID", "AMOUNT", "STATUS", "ADDRESS / TX");
+    const cJSON *w;
+    cJSON_ArrayForEach(w, list) {
+        char amt[32];
+        cli_money(cli_json_int(w, "amount_micros"), amt, sizeof amt);
+        printf("%-32s %14s %-10s %s%s%s\n", cli_json_str(w, "id", "?"), amt,
+               cli_json_str(w, "status", "?"), cli_json_str(w, "address", "-"),
+               cJSON_GetObjectItemCaseSensitive(w, "tx") ? " / " : "",
+               cli_json_str(w, "tx", ""));
+    }
+}
+
+static int do_withdrawals(cli *c, rz_client *cl, char **r, const char *id)
+{
+    char me[33], path[96];
+    int ex = EXIT_OK;
+    if (!id || !strcmp(id, "me")) {
+        ex = my_account(cl, me);
+        id = me;
+    }
+    if (ex != EXIT_OK)
+        return ex;
+    snprintf(path, sizeof path, "/api/v1/accounts/%s/withdrawals", id);
+    ex = cli_request(cl, "GET", path, NULL, r);
+    if (ex == EXIT_OK && !c->json) {
+        cJSON *o = cJSON_Parse(*r);
+        print_withdrawals(o);
+        cJSON_Delete(o);
+    }
+    return ex;
+}
+
+static int do_credit(cli *c, rz_client *cl, char **r, uint64_t micros)
 {
     char path[96];
     snprintf(path, sizeof path, "/api/v1/accounts/%s/test-credits", c->args[0]);
-    char *body = amount_body(cents, NULL);
+    char *body = amount_body(micros, NULL);
     int ex = cli_request(cl, "POST", path, body, r);
     free(body);
     if (ex == EXIT_OK && !c->json) {
@@ -231,7 +273,7 @@ static int do_confirm(cli *c, rz_client *cl, char **r)
     if (ex == EXIT_OK && !c->json) {
         cJSON *o = cJSON_Parse(*r);
         char amt[32];
-        cli_money(cli_json_int(o, "amount_cents"), amt, sizeof amt);
+        cli_money(cli_json_int(o, "amount_micros"), amt, sizeof amt);
         printf("deposit %s of %s %s\n", cli_json_str(o, "deposit_id", "?"), amt,
                cli_json_str(o, "status", "?"));
         cJSON_Delete(o);
@@ -240,17 +282,18 @@ static int do_confirm(cli *c, rz_client *cl, char **r)
 }
 
 /* Arguments of each verb; 0 when they are fine. */
-static int check(cli *c, const char *verb, uint64_t *cents)
+static int check(cli *c, const char *verb, uint64_t *micros)
 {
     if (!strcmp(verb, "create"))
         return nargs_ok(c, verb, 0, 0) ? 0 : -1;
-    if (!strcmp(verb, "balance") || !strcmp(verb, "history"))
+    if (!strcmp(verb, "balance") || !strcmp(verb, "history") ||
+        !strcmp(verb, "withdrawals"))
         return nargs_ok(c, verb, 0, 1) && (!c->nargs || account_arg(c->args[0])) ? 0 : -1;
     if (!strcmp(verb, "deposit") || !strcmp(verb, "withdraw"))
-        return nargs_ok(c, verb, 1, 1) && amount_arg(c->args[0], cents) ? 0 : -1;
+        return nargs_ok(c, verb, 1, 1) && amount_arg(c->args[0], micros) ? 0 : -1;
     if (!strcmp(verb, "credit"))
         return nargs_ok(c, verb, 2, 2) && account_arg(c->args[0]) &&
-               strcmp(c->args[0], "me") && amount_arg(c->args[1], cents) ? 0 : -1;
+               strcmp(c->args[0], "me") && amount_arg(c->args[1], micros) ? 0 : -1;
     if (!strcmp(verb, "confirm")) {
         if (!nargs_ok(c, verb, 1, 1))
             return -1;
@@ -267,8 +310,8 @@ static int check(cli *c, const char *verb, uint64_t *cents)
 
 int cli_account(cli *c, const char *verb)
 {
-    uint64_t cents = 0;
-    if (check(c, verb, &cents) != 0)
+    uint64_t micros = 0;
+    if (check(c, verb, &micros) != 0)
         return EXIT_USAGE;
     rz_client *cl = cli_client(c);
     if (!cl)
@@ -280,13 +323,101 @@ int cli_account(cli *c, const char *verb)
     else if (!strcmp(verb, "balance"))
         ex = do_balance(c, cl, &r);
     else if (!strcmp(verb, "deposit") || !strcmp(verb, "withdraw"))
-        ex = do_move(c, cl, &r, !strcmp(verb, "deposit"), cents);
+        ex = do_move(c, cl, &r, !strcmp(verb, "deposit"), micros);
     else if (!strcmp(verb, "history"))
         ex = do_history(c, cl, &r);
+    else if (!strcmp(verb, "withdrawals"))
+        ex = do_withdrawals(c, cl, &r, c->nargs ? c->args[0] : NULL);
     else if (!strcmp(verb, "credit"))
-        ex = do_credit(c, cl, &r, cents);
+        ex = do_credit(c, cl, &r, micros);
     else
         ex = do_confirm(c, cl, &r);
+    if (ex == EXIT_OK && c->json)
+        cli_print_json(r);
+    rz_free(r);
+    rz_client_free(cl);
+    return ex;
+}
+
+/* ---- rhizos admin: the treasury's side ---- */
+
+void cli_admin_usage(void)
+{
+    printf(
+"usage: rhizos admin withdrawals                 the newest withdrawals of every\n"
+"                                                account (admin key)\n"
+"       rhizos admin withdrawal complete ID --tx REF\n"
+"                                                paid out: record the external\n"
+"                                                transaction, post the hold\n"
+"       rhizos admin withdrawal fail ID [--tx REF] [--reason TEXT]\n"
+"                                                not paid: the money goes back\n"
+"                                                to the account's available\n"
+"\n"
+"A withdrawal is pending until one of these; a completed one cannot fail and\n"
+"a failed one cannot complete. Repeating the same call is harmless.\n");
+}
+
+static int withdrawal_verb(cli *c, rz_client *cl, char **r)
+{
+    const char *what = c->nargs ? c->args[0] : "";
+    bool complete = !strcmp(what, "complete");
+    if ((!complete && strcmp(what, "fail")) || c->nargs != 2 || !hex_id(c->args[1]) ||
+        (complete && !c->tx)) {
+        fprintf(stderr, "rhizos: admin withdrawal: want complete ID --tx REF or "
+                        "fail ID [--tx REF] [--reason TEXT] (ID: 32 hex digits). "
+                        "Try 'rhizos admin --help'.\n");
+        return EXIT_USAGE;
+    }
+    cJSON *o = cJSON_CreateObject();
+    if (c->tx)
+        cJSON_AddStringToObject(o, "tx", c->tx);
+    if (c->reason && !complete)
+        cJSON_AddStringToObject(o, "reason", c->reason);
+    char *body = cJSON_PrintUnformatted(o), path[96];
+    cJSON_Delete(o);
+    snprintf(path, sizeof path, "/api/v1/withdrawals/%s/%s", c->args[1], what);
+    int ex = cli_request(cl, "POST", path, body, r);
+    free(body);
+    if (ex == EXIT_OK && !c->json) {
+        cJSON *w = cJSON_Parse(*r);
+        char amt[32];
+        cli_money(cli_json_int(w, "amount_micros"), amt, sizeof amt);
+        printf("withdrawal %s of %s %s%s%s\n", cli_json_str(w, "id", "?"), amt,
+               cli_json_str(w, "status", "?"),
+               cJSON_GetObjectItemCaseSensitive(w, "tx") ? ", tx " : "",
+               cli_json_str(w, "tx", ""));
+        cJSON_Delete(w);
+    }
+    return ex;
+}
+
+int cli_admin(cli *c, const char *verb)
+{
+    bool list = !strcmp(verb, "withdrawals");
+    if (!list && strcmp(verb, "withdrawal")) {
+        fprintf(stderr, "rhizos: unknown command 'admin %s'. Try 'rhizos admin "
+                        "--help'.\n", verb);
+        return EXIT_USAGE;
+    }
+    if (list && c->nargs) {
+        fprintf(stderr, "rhizos: admin withdrawals takes no arguments\n");
+        return EXIT_USAGE;
+    }
+    rz_client *cl = cli_client(c);
+    if (!cl)
+        return EXIT_USAGE;
+    char *r = NULL;
+    int ex;
+    if (list) {
+        ex = cli_request(cl, "GET", "/api/v1/withdrawals", NULL, &r);
+        if (ex == EXIT_OK && !c->json) {
+            cJSON *o = cJSON_Parse(r);
+            print_withdrawals(o);
+            cJSON_Delete(o);
+        }
+    } else {
+        ex = withdrawal_verb(c, cl, &r);
+    }
     if (ex == EXIT_OK && c->json)
         cli_print_json(r);
     rz_free(r);

@@ -48,6 +48,8 @@ typedef struct cli {
     const char *gpus, *memory, *cpus;   /* --gpus N, --memory MB, --cpus N */
     const char *name;             /* --name N (account create) */
     const char *address;          /* --address A (account withdraw) */
+    const char *tx;               /* --tx REF (admin withdrawal) */
+    const char *reason;           /* --reason TEXT (admin withdrawal fail) */
     const char *limit;            /* --limit N (flow runs), NULL: default */
     const char *container_host;   /* --container-host URL (flow run) */
     char **args;                  /* positionals after "GROUP VERB" */
@@ -97,6 +99,8 @@ int cli_cancel(cli *c, const char *verb);
 void cli_net_usage(void);
 int cli_account(cli *c, const char *verb);
 void cli_account_usage(void);
+int cli_admin(cli *c, const char *verb);
+void cli_admin_usage(void);
 int cli_flow_deploy(cli *c);
 int cli_flow_status(cli *c);
 int cli_flow_watch(cli *c);
@@ -109,8 +113,13 @@ int cli_net_fail(const char *what, int rc);
 /* One JSON request; EXIT_OK with *reply (rz_free) or the printed failure. */
 int cli_request(struct rz_client *cl, const char *method, const char *path,
                 const char *body, char **reply);
-/* "$12.34" / "-$0.05" from integer cents. */
-void cli_money(int64_t cents, char *buf, size_t cap);
+/* Dollars from integer micro-dollars with as many decimals as needed, at
+ * least 2: "$12.34", "-$0.05", "$0.000834". */
+void cli_money_u64(uint64_t micros, bool negative, char *buf, size_t cap);
+void cli_money(int64_t micros, char *buf, size_t cap);
+/* Dollars as typed ("12.34", "$0.000834", "5"; at most 6 decimals) into
+ * exact micro-dollars, <= max. False on anything else. */
+bool cli_parse_dollars(const char *s, uint64_t max, uint64_t *out);
 /* Pretty JSON on stdout. */
 void cli_print_json(const char *json);
 /* A decimal number up to `max`, nothing else. */

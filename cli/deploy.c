@@ -257,8 +257,8 @@ static void print_outputs(const cJSON *outputs)
 static void money_words(const cJSON *s, char *buf, size_t cap)
 {
     char held[32], charged[32];
-    cli_money(cli_json_int(s, "held_cents"), held, sizeof held);
-    cli_money(cli_json_int(s, "charged_cents"), charged, sizeof charged);
+    cli_money(cli_json_int(s, "held_micros"), held, sizeof held);
+    cli_money(cli_json_int(s, "charged_micros"), charged, sizeof charged);
     if (strcmp(cli_json_str(s, "status", "?"), "running") == 0)
         snprintf(buf, cap, "holds %s, charged %s so far", held, charged);
     else

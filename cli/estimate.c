@@ -99,9 +99,9 @@ static rz_flow *load_valid(const char *path, const rz_registry *reg)
     return flow;
 }
 
-static void money(char *buf, size_t cap, uint64_t cents)
+static void money(char *buf, size_t cap, uint64_t micros)
 {
-    snprintf(buf, cap, "$%" PRIu64 ".%02" PRIu64, cents / 100, cents % 100);
+    cli_money_u64(micros, false, buf, cap);
 }
 
 static void print_text(const rz_estimate *e, const rz_prices *p)
@@ -112,11 +112,11 @@ static void print_text(const rz_estimate *e, const rz_prices *p)
         const rz_step_estimate *s = rz_estimate_get(e, i);
         char rent[64] = "-", api[96] = "-", m[32];
         if (s->rent_ok) {
-            money(m, sizeof m, s->rent_cents);
+            money(m, sizeof m, s->rent_micros);
             snprintf(rent, sizeof rent, "%s %s", m, s->node_class);
         }
         if (s->api_ok) {
-            money(m, sizeof m, s->api_cents);
+            money(m, sizeof m, s->api_micros);
             snprintf(api, sizeof api, "%s %s/%s", m, s->provider, s->api_model);
         }
         printf("%-16s %-28s %-26s %-34s %s\n", s->step, s->module, rent, api,
@@ -127,8 +127,8 @@ static void print_text(const rz_estimate *e, const rz_prices *p)
             printf("%16s   no API price: %s\n", "", s->api_reason);
     }
     char total[32];
-    money(total, sizeof total, rz_estimate_total_cents(e));
-    printf("total: %s (%" PRIu64 " cents)%s\n", total, rz_estimate_total_cents(e),
+    money(total, sizeof total, rz_estimate_total_micros(e));
+    printf("total: %s (%" PRIu64 " micros)%s\n", total, rz_estimate_total_micros(e),
            rz_estimate_complete(e) ? "" : ", some steps could not be priced");
     printf("prices: nodes of %s, providers of %s\n",
            *rz_prices_nodes_date(p) ? rz_prices_nodes_date(p) : "-",

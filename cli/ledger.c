@@ -66,15 +66,15 @@ static int verify(cli *c, rz_ledger *l)
     } else if (rc == RZ_OK && src == RZ_OK) {
         if (!c->quiet)
             printf("ledger consistent: %llu accounts, %llu transfers, %llu "
-                   "open holds, %llu cents in escrow, %llu cents in fees, "
+                   "open holds, %llu micros in escrow, %llu micros in fees, "
                    "as of the last checkpoint (a running orchestrator "
                    "checkpoints within a few seconds)\n",
                    (unsigned long long)st.accounts,
                    (unsigned long long)st.transfers,
                    (unsigned long long)st.open_pending,
-                   (unsigned long long)(st.escrow_held_cents +
-                                        st.escrow_cents),
-                   (unsigned long long)st.fees_cents);
+                   (unsigned long long)(st.escrow_held_micros +
+                                        st.escrow_micros),
+                   (unsigned long long)st.fees_micros);
     } else {
         cli_error("ledger verify", rc);
     }

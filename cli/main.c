@@ -37,12 +37,12 @@ static void usage(FILE *out)
 "Network (--orchestrator URL, --api-key KEY):\n"
 "  status                  the orchestrator's health and counts\n"
 "  nodes                   its nodes\n"
-"  run -t TYPE             submit a job [--input k=v] [--max-cost CENTS]\n"
+"  run -t TYPE             submit a job [--input k=v] [--max-cost DOLLARS]\n"
 "                          [--priority N] [--wait]; see run --help\n"
 "  run -t docker -i IMAGE  a container image without a module\n"
 "  job [ID] · cancel ID    show your jobs or one; cancel one (refunded)\n"
-"  account create|balance|deposit|withdraw|history|credit|confirm\n"
-"                          escrow accounts; see account --help\n"
+"  account VERB ...        escrow accounts: balance, withdraw...; account --help\n"
+"  admin withdrawal ...    the treasury's side of withdrawals; admin --help\n"
 "  flow deploy FILE · flow status|watch|cancel ID   flows on the network\n"
 "\n"
 "Options:\n"
@@ -60,13 +60,13 @@ static void usage(FILE *out)
 "                          http://127.0.0.1:8080)\n"
 "  --api-key KEY           API key (env RHIZOS_API_KEY)\n"
 "  -t, --type TYPE         module of `run` (also the vault entry type)\n"
-"  --max-cost CENTS        most a job may cost (run)\n"
+"  --max-cost DOLLARS      most a job may cost (run), e.g. 0.05\n"
 "  --priority N            higher runs first (run)\n"
 "  --wait                  wait for the job and print its outputs (run)\n"
 "  --config, --label, --queue-timeout, --cmd, --gpus, --memory, --cpus\n"
 "                          more for run: see run --help\n"
-"  --name N                account name (account create)\n"
-"  --address A             payout address (account withdraw)\n"
+"  --name N, --address A   account name (create), payout address (withdraw)\n"
+"  --tx REF, --reason TEXT a withdrawal's transaction, why it failed (admin)\n"
 "  --limit N               at most N entries, newest first (flow runs:\n"
 "                          default 20, 0 for all)\n"
 "  --container-host URL    container engine for docker steps (flow run):\n"
@@ -84,7 +84,7 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_NO_SANDBOX, OPT_FORMAT, OPT_ORCH, OPT_KEY, OPT_VAULT, OPT_TYPE,
        OPT_REVEAL, OPT_NODES, OPT_POLICY, OPT_TRUSTED, OPT_PRICES,
        OPT_KEYFILE, OPT_MAX_COST, OPT_PRIORITY, OPT_WAIT, OPT_NAME,
-       OPT_ADDRESS, OPT_LIMIT, OPT_CONFIG, OPT_LABEL, OPT_QUEUE_TIMEOUT,
+       OPT_ADDRESS, OPT_TX, OPT_REASON, OPT_LIMIT, OPT_CONFIG, OPT_LABEL, OPT_QUEUE_TIMEOUT,
        OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS, OPT_CONTAINER_HOST };
 
 static const struct option long_opts[] = {
@@ -118,6 +118,8 @@ static const struct option long_opts[] = {
     { "cpus", required_argument, NULL, OPT_CPUS },
     { "name", required_argument, NULL, OPT_NAME },
     { "address", required_argument, NULL, OPT_ADDRESS },
+    { "tx", required_argument, NULL, OPT_TX },
+    { "reason", required_argument, NULL, OPT_REASON },
     { "limit", required_argument, NULL, OPT_LIMIT },
     { "container-host", required_argument, NULL, OPT_CONTAINER_HOST },
     { "quiet", no_argument, NULL, 'q' },
@@ -125,6 +127,14 @@ static const struct option long_opts[] = {
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
 };
+
+/* The options of account and admin verbs. */
+static void account_option(cli *c, int ch)
+{
+    const char **slot = ch == OPT_NAME ? &c->name : ch == OPT_ADDRESS ? &c->address
+                      : ch == OPT_TX ? &c->tx : &c->reason;
+    *slot = optarg;
+}
 
 static bool add_arg(const char **v, size_t *n, const char *opt)
 {
@@ -187,8 +197,8 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_CMD: case OPT_GPUS: case OPT_MEMORY: case OPT_CPUS: case OPT_WAIT:
             if (!run_option(c, ch)) return -1;
             break;
-        case OPT_NAME: c->name = optarg; break;
-        case OPT_ADDRESS: c->address = optarg; break;
+        case OPT_NAME: case OPT_ADDRESS: case OPT_TX: case OPT_REASON:
+            account_option(c, ch); break;
         case OPT_LIMIT: c->limit = optarg; break;
         case OPT_REVEAL: c->reveal = true; break;
         case OPT_NODES: c->nodes = optarg; break;
@@ -248,6 +258,7 @@ static const struct {
     { "job", 0, cli_job, cli_net_usage },
     { "cancel", 0, cli_cancel, cli_net_usage },
     { "account", 1, cli_account, cli_account_usage },
+    { "admin", 1, cli_admin, cli_admin_usage },
 };
 
 int main(int argc, char **argv)

@@ -17,7 +17,7 @@ void cli_match_usage(void)
 "its capacity as it goes. NODES.json: an array of node capabilities (what\n"
 "`rhizos-node info --json` prints); JOBS.json: [{\"id\", \"requirements\":{...}}].\n"
 "Policies: cheapest (default), fastest, reputation, binpack, spread.\n"
-"--json prints {\"placements\":[{\"job\",\"node\",\"cost_cents\",\"reason\"}],...}.\n"
+"--json prints {\"placements\":[{\"job\",\"node\",\"cost_micros\",\"reason\"}],...}.\n"
 "Exit status: 0 every job placed, 1 some job fits no node or a file is\n"
 "invalid, 2 usage error.\n");
 }
@@ -70,7 +70,7 @@ static int place_all(rz_matcher *m, rz_reqs **jobs, size_t n, outcome *res)
         int rc = rz_matcher_place(m, jobs[i], &p);
         if (rc == RZ_OK) {
             res[i].node = p.node_id;
-            res[i].cost = p.cost_cents;
+            res[i].cost = p.cost_micros;
         } else if (rc == RZ_ENOENT) {
             if (rz_matcher_explain(m, jobs[i], &res[i].reason) != RZ_OK)
                 res[i].reason = NULL;
@@ -92,16 +92,18 @@ static void print_text(rz_reqs **jobs, size_t n, const outcome *res)
         if (!*id)
             snprintf(label, sizeof label, "#%zu", i + 1), id = label;
         if (res[i].node) {
-            printf("%-20s -> %-20s %llu cents\n", id, res[i].node,
-                   (unsigned long long)res[i].cost);
+            char m[32];
+            cli_money_u64(res[i].cost, false, m, sizeof m);
+            printf("%-20s -> %-20s %s\n", id, res[i].node, m);
             placed++;
             total += res[i].cost;
         } else {
             printf("%-20s -> (none): %s\n", id, res[i].reason ? res[i].reason : "");
         }
     }
-    printf("placed %zu of %zu jobs; estimated cost %llu cents\n", placed, n,
-           (unsigned long long)total);
+    char m[32];
+    cli_money_u64(total, false, m, sizeof m);
+    printf("placed %zu of %zu jobs; estimated cost %s\n", placed, n, m);
 }
 
 static int print_json(rz_reqs **jobs, size_t n, const outcome *res, const char *policy)
@@ -116,13 +118,13 @@ static int print_json(rz_reqs **jobs, size_t n, const outcome *res, const char *
         cJSON_AddItemToObject(p, "job", *id ? cJSON_CreateString(id) : cJSON_CreateNull());
         if (res[i].node) {
             cJSON_AddStringToObject(p, "node", res[i].node);
-            cJSON_AddNumberToObject(p, "cost_cents", (double)res[i].cost);
+            cJSON_AddNumberToObject(p, "cost_micros", (double)res[i].cost);
             cJSON_AddNullToObject(p, "reason");
             placed++;
             total += res[i].cost;
         } else {
             cJSON_AddNullToObject(p, "node");
-            cJSON_AddNullToObject(p, "cost_cents");
+            cJSON_AddNullToObject(p, "cost_micros");
             cJSON_AddStringToObject(p, "reason", res[i].reason ? res[i].reason : "");
         }
         cJSON_AddItemToArray(arr, p);
@@ -130,7 +132,7 @@ static int print_json(rz_reqs **jobs, size_t n, const outcome *res, const char *
     cJSON_AddStringToObject(o, "policy", policy);
     cJSON_AddNumberToObject(o, "placed", (double)placed);
     cJSON_AddNumberToObject(o, "unplaced", (double)(n - placed));
-    cJSON_AddNumberToObject(o, "total_cost_cents", (double)total);
+    cJSON_AddNumberToObject(o, "total_cost_micros", (double)total);
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
     if (!s)

@@ -19,7 +19,7 @@ void cli_net_usage(void)
 "usage: rhizos status                  the orchestrator's health and counts\n"
 "       rhizos nodes                   the nodes it knows (a table)\n"
 "       rhizos run -t TYPE [--input NAME=VALUE]... [--config NAME=VALUE]...\n"
-"                  [--label KEY=VALUE]... [--max-cost CENTS] [--priority N]\n"
+"                  [--label KEY=VALUE]... [--max-cost DOLLARS] [--priority N]\n"
 "                  [--queue-timeout S] [--wait]\n"
 "                                      submit one job of module TYPE[@VERSION];\n"
 "                                      --wait waits for it and prints its outputs\n"
@@ -40,7 +40,7 @@ void cli_net_usage(void)
 "\n"
 "Every network command talks to --orchestrator URL (env RHIZOS_URL, default\n"
 "http://127.0.0.1:8080) with --api-key KEY (env RHIZOS_API_KEY). --json prints\n"
-"the orchestrator's JSON (docs/api.md); money stays integer cents there and is\n"
+"the orchestrator's JSON (docs/api.md); money stays integer micros there and is\n"
 "shown as dollars otherwise. `status --json` prints {\"url\",\"health\",\"stats\"}\n"
 "(stats null without a key).\n"
 "Exit status: 0 ok, 1 refused or failed (a job that --wait saw fail), 2 usage,\n"
@@ -66,10 +66,54 @@ int cli_net_fail(const char *what, int rc)
     return rc == RZ_ECONNECT ? EXIT_UNREACHABLE : EXIT_FAILED;
 }
 
-void cli_money(int64_t cents, char *buf, size_t cap)
+void cli_money_u64(uint64_t micros, bool negative, char *buf, size_t cap)
 {
-    uint64_t a = cents < 0 ? (uint64_t)0 - (uint64_t)cents : (uint64_t)cents;
-    snprintf(buf, cap, "%s$%" PRIu64 ".%02" PRIu64, cents < 0 ? "-" : "", a / 100, a % 100);
+    char frac[8];
+    snprintf(frac, sizeof frac, "%06" PRIu64, micros % 1000000);
+    size_t n = 6;
+    while (n > 2 && frac[n - 1] == '0')   /* as many decimals as needed, >= 2 */
+        n--;
+    frac[n] = '\0';
+    snprintf(buf, cap, "%s$%" PRIu64 ".%s", negative ? "-" : "", micros / 1000000, frac);
+}
+
+void cli_money(int64_t micros, char *buf, size_t cap)
+{
+    uint64_t a = micros < 0 ? (uint64_t)0 - (uint64_t)micros : (uint64_t)micros;
+    cli_money_u64(a, micros < 0, buf, cap);
+}
+
+bool cli_parse_dollars(const char *s, uint64_t max, uint64_t *out)
+{
+    if (*s == '$')
+        s++;
+    uint64_t whole = 0, frac = 0;
+    int nd = 0, nf = -1;
+    for (; *s; s++) {
+        if (*s == '.' && nf < 0 && nd > 0) {
+            nf = 0;
+        } else if (*s >= '0' && *s <= '9') {
+            if (nf >= 0) {
+                if (++nf > 6)
+                    return false;   /* below a micro-dollar */
+                frac = frac * 10 + (uint64_t)(*s - '0');
+            } else {
+                if (++nd > 13)
+                    return false;
+                whole = whole * 10 + (uint64_t)(*s - '0');
+            }
+        } else {
+            return false;
+        }
+    }
+    if (nd == 0 || nf == 0)
+        return false;
+    for (int i = nf < 0 ? 0 : nf; i < 6; i++)
+        frac *= 10;
+    if (whole > (max - frac) / 1000000)
+        return false;
+    *out = whole * 1000000 + frac;
+    return true;
 }
 
 void cli_print_json(const char *json)
@@ -263,9 +307,9 @@ static void describe_prices(const cJSON *caps, char *buf, size_t cap)
 {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(caps, "prices");
     snprintf(buf, cap, "gpu %lldc/h cpu %lldc/h mem %lldc/GB-h",
-             (long long)cli_json_int(p, "gpu_hour_cents"),
-             (long long)cli_json_int(p, "cpu_hour_cents"),
-             (long long)cli_json_int(p, "memory_gb_hour_cents"));
+             (long long)cli_json_int(p, "gpu_hour_micros"),
+             (long long)cli_json_int(p, "cpu_hour_micros"),
+             (long long)cli_json_int(p, "memory_gb_hour_micros"));
 }
 
 static void print_nodes(const cJSON *root)
@@ -358,8 +402,8 @@ static bool job_finished(const char *status)
 static void print_job(const cJSON *j)
 {
     char max[32], cost[32];
-    cli_money(cli_json_int(j, "max_cost_cents"), max, sizeof max);
-    cli_money(cli_json_int(j, "cost_cents"), cost, sizeof cost);
+    cli_money(cli_json_int(j, "max_cost_micros"), max, sizeof max);
+    cli_money(cli_json_int(j, "cost_micros"), cost, sizeof cost);
     const char *image = cli_json_str(j, "image", NULL);
     printf("job %lld  %s  %s %s", (long long)cli_json_int(j, "id"),
            cli_json_str(j, "status", "?"), image ? "image" : "module",
@@ -408,8 +452,8 @@ static void print_jobs(const cJSON *root)
     const cJSON *j;
     cJSON_ArrayForEach(j, jobs) {
         char max[32], cost[32], node[24] = "-";
-        cli_money(cli_json_int(j, "max_cost_cents"), max, sizeof max);
-        cli_money(cli_json_int(j, "cost_cents"), cost, sizeof cost);
+        cli_money(cli_json_int(j, "max_cost_micros"), max, sizeof max);
+        cli_money(cli_json_int(j, "cost_micros"), cost, sizeof cost);
         const cJSON *n = cJSON_GetObjectItemCaseSensitive(j, "node");
         if (cJSON_IsNumber(n))
             snprintf(node, sizeof node, "%lld", (long long)n->valuedouble);
@@ -530,7 +574,7 @@ static char *job_body(const cli *c, uint64_t max_cost, uint64_t priority,
     else
         cJSON_Delete(reqs);
     if (c->max_cost)
-        cJSON_AddNumberToObject(o, "max_cost_cents", (double)max_cost);
+        cJSON_AddNumberToObject(o, "max_cost_micros", (double)max_cost);
     if (c->priority)
         cJSON_AddNumberToObject(o, "priority", (double)priority);
     if (c->queue_timeout)
@@ -563,8 +607,10 @@ int cli_run(cli *c, const char *verb)
         fprintf(stderr, "rhizos: -t docker needs -i IMAGE\n");
         return EXIT_USAGE;
     }
-    if (c->max_cost && !cli_parse_u64(c->max_cost, 9007199254740992ull, &max_cost)) {
-        fprintf(stderr, "rhizos: --max-cost wants whole cents, not '%s'\n", c->max_cost);
+    if (c->max_cost && (!cli_parse_dollars(c->max_cost, 9007199254740992ull, &max_cost) ||
+                        !max_cost)) {
+        fprintf(stderr, "rhizos: --max-cost wants dollars above 0 with at most 6 "
+                "decimals (0.05, $1.25, 0.000834), not '%s'\n", c->max_cost);
         return EXIT_USAGE;
     }
     if (c->priority && !cli_parse_u64(c->priority, 1000000, &priority)) {
@@ -661,8 +707,8 @@ int cli_cancel(cli *c, const char *verb)
     } else if (ex == EXIT_OK) {
         cJSON *o = cJSON_Parse(refund);
         char back[32], charged[32];
-        cli_money(cli_json_int(o, "refunded_cents"), back, sizeof back);
-        cli_money(cli_json_int(o, "charged_cents"), charged, sizeof charged);
+        cli_money(cli_json_int(o, "refunded_micros"), back, sizeof back);
+        cli_money(cli_json_int(o, "charged_micros"), charged, sizeof charged);
         printf("cancelled job %" PRIu64 ": refunded %s, charged %s\n", id, back, charged);
         cJSON_Delete(o);
     }

@@ -47,7 +47,7 @@ ADMIN = "bench-admin-" + "b" * 32
 def flow_text(k):
     s = "flux: 1\nname: ctr-bench-%d\nsteps:\n" % k
     for i in range(1, k + 1):
-        s += "  s%d:\n    module: ctr-true@1\n    max_cost_cents: 50000\n" % i
+        s += "  s%d:\n    module: ctr-true@1\n    max_cost_micros: 50000\n" % i
         if i > 1:
             s += "    needs: [s%d]\n" % (i - 1)
     return s
@@ -147,7 +147,7 @@ class Node:
         if p.returncode:
             raise SystemExit("rhizos-node init: " + p.stderr)
         set_config(data, "container", "host", '"%s"' % host)
-        set_config(data, "pricing", "cpu_hour_cents", 1)
+        set_config(data, "pricing", "cpu_hour_micros", 1)
         set_config(data, "limits", "max_concurrent_jobs", 1)
         set_config(data, "node", "heartbeat_s", 0.5)
         self.node = Proc([node, "start", "--data", data, "--json", "--modules",

@@ -35,7 +35,7 @@ static void die(const char *what, const char *msg)
 
 static rz_ledger_id client(uint64_t i) { return rz_ledger_id_make(0, 1000 + i); }
 static rz_ledger_id node(uint64_t i) { return rz_ledger_id_make(0, 5000 + i); }
-static uint64_t hold_cents(uint64_t c) { return 100 + c % 900; }
+static uint64_t hold_micros(uint64_t c) { return 100 + c % 900; }
 
 /* ---- rhizos ---- */
 
@@ -105,7 +105,7 @@ static void rz_chunk(rz_side *z, size_t batch, size_t from, size_t cycles,
             ops[i].id = rz_ledger_id_make(2, c);
             ops[i].job = rz_ledger_id_make(3, c);
             ops[i].account = client(c % CLIENTS);
-            ops[i].amount = hold_cents(c);
+            ops[i].amount = hold_micros(c);
         }
         if (rz_ledger_submit(l, ops, b, res) != RZ_OK || res[0].status)
             die("hold", rz_error_last()->message);
@@ -116,7 +116,7 @@ static void rz_chunk(rz_side *z, size_t batch, size_t from, size_t cycles,
             ops[i].id = rz_ledger_id_make(4, c);
             ops[i].pending_id = rz_ledger_id_make(2, c);
             ops[i].counterparty = node(c % NODES);
-            ops[i].amount = hold_cents(c) * 4 / 5;
+            ops[i].amount = hold_micros(c) * 4 / 5;
         }
         if (rz_ledger_submit(l, ops, b, res) != RZ_OK || res[0].status)
             die("settle", rz_error_last()->message);
@@ -188,7 +188,7 @@ static void insert(sq *s, int64_t id, int64_t dr, int64_t cr, int64_t amt,
 
 static void sq_hold(sq *s, uint64_t c, int64_t ts)
 {
-    int64_t cl = (int64_t)(1000 + c % CLIENTS), amt = (int64_t)hold_cents(c);
+    int64_t cl = (int64_t)(1000 + c % CLIENTS), amt = (int64_t)hold_micros(c);
     bind(s->funds, 1, cl);
     if (sqlite3_step(s->funds) != SQLITE_ROW)
         die("funds", sqlite3_errmsg(s->db));
@@ -216,7 +216,7 @@ static void sq_settle(sq *s, uint64_t c, int64_t ts)
     sqlite3_reset(s->get_hold);
     if (state != 1)
         die("settle", "hold not open");
-    int64_t actual = (int64_t)(hold_cents(c) * 4 / 5);
+    int64_t actual = (int64_t)(hold_micros(c) * 4 / 5);
     int64_t fee = (int64_t)rz_ledger_fee((uint64_t)actual, 500);
     int64_t nd = (int64_t)(5000 + c % NODES), id = (int64_t)(4000000000 + c);
     insert(s, id, cl, 2, actual, hid, (int64_t)c, 5, 4, 0, ts);

@@ -68,7 +68,7 @@ static rz_caps *make_node(int i)
              "{\"id\":\"node-%d\",\"cpu\":{\"cores\":%u,\"features\":[%s]},\"memory_mb\":%u,"
              "\"storage\":{\"total_gb\":2000,\"free_gb\":%u},\"gpus\":[%s],"
              "\"adapters\":[\"process\"%s],\"labels\":{\"region\":\"%s\"},"
-             "\"prices\":{\"gpu_hour_cents\":%u,\"cpu_hour_cents\":%u,\"memory_gb_hour_cents\":%u},"
+             "\"prices\":{\"gpu_hour_micros\":%u,\"cpu_hour_micros\":%u,\"memory_gb_hour_micros\":%u},"
              "\"reputation\":%.2f,\"max_concurrent_jobs\":%u}",
              i, cores, feat, mem, 200 + rnd(1800), gpus, rnd(3) ? ",\"docker\"" : "",
              regions[rnd(4)], gh, 1 + rnd(5), rnd(2), 0.5 + rnd(50) / 100.0, 8 + rnd(24));
@@ -100,7 +100,7 @@ static rz_reqs *make_job(int i)
     else
         snprintf(buf, sizeof buf, "{\"id\":\"j%d\",\"requirements\":{\"cpu_cores\":2,"
                  "\"cpu_features\":[\"%s\"],\"labels\":{\"region\":\"%s\"},%s\"min_reputation\":0.9,"
-                 "\"max_cost_cents\":500,\"estimate_seconds\":%u}}", i, rnd(2) ? "avx512f" : "neon",
+                 "\"max_cost_micros\":500,\"estimate_seconds\":%u}}", i, rnd(2) ? "avx512f" : "neon",
                  rnd(2) ? "eu-west" : "ap-south",
                  rnd(2) ? "\"gpu\":{\"count\":1,\"vendor\":\"amd\"}," : "", est);
     rz_reqs *q = NULL;

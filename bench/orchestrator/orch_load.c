@@ -41,13 +41,13 @@
 
 static const char DEFAULT_BODY[] =
     "{\"module\":\"echo@1\",\"inputs\":{\"message\":\"hi\"},"
-    "\"max_cost_cents\":1}";
+    "\"max_cost_micros\":1}";
 #define X25519_HEX "1111111111111111111111111111111111111111111111111111111111111111"
 static const char NODE_CAPS_FMT[] =
     "{\"capabilities\":{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192,"
     "\"storage\":{\"total_gb\":100,\"free_gb\":100},\"adapters\":[\"process\"],"
-    "\"prices\":{\"gpu_hour_cents\":0,\"cpu_hour_cents\":1,"
-    "\"memory_gb_hour_cents\":0},\"max_concurrent_jobs\":%d},"
+    "\"prices\":{\"gpu_hour_micros\":0,\"cpu_hour_micros\":1,"
+    "\"memory_gb_hour_micros\":0},\"max_concurrent_jobs\":%d},"
     "\"x25519_public_key\":\"" X25519_HEX "\",\"ed25519_public_key\":\"%s\","
     "\"timestamp_ms\":%llu,\"nonce\":\"%s\",\"signature\":\"%s\"}";
 

@@ -29,9 +29,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-NOWHERE = ('{"module":"echo@1","inputs":{"message":"hi"},"max_cost_cents":1,'
+NOWHERE = ('{"module":"echo@1","inputs":{"message":"hi"},"max_cost_micros":1,'
            '"requirements":{"labels":{"bench":"nowhere"}}}')
-FITS = '{"module":"echo@1","inputs":{"message":"hi"},"max_cost_cents":1}'
+FITS = '{"module":"echo@1","inputs":{"message":"hi"},"max_cost_micros":1}'
 
 
 def free_port():
@@ -82,7 +82,7 @@ class Server:
     def client(self, credits):
         doc = self.call("POST", "/api/v1/accounts", {"name": "bench"}, self.admin)
         self.call("POST", "/api/v1/accounts/%s/test-credits" % doc["id"],
-                  {"amount_cents": credits}, self.admin)
+                  {"amount_micros": credits}, self.admin)
         return doc["api_key"]
 
     def memory(self):

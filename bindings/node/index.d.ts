@@ -140,13 +140,13 @@ export class Ledger {
   readonly closed: boolean;
   createAccount(id: LedgerId, kind?: 'client' | 'node'): void;
   /** Each money operation returns its transfer id (pass it back to retry idempotently). */
-  testCredit(account: LedgerId, cents: Cents, opts?: OpOptions): LedgerId;
-  depositRequest(account: LedgerId, cents: Cents, opts?: OpOptions): LedgerId;
+  testCredit(account: LedgerId, micros: Cents, opts?: OpOptions): LedgerId;
+  depositRequest(account: LedgerId, micros: Cents, opts?: OpOptions): LedgerId;
   depositConfirm(request: LedgerId, opts?: OpOptions): LedgerId;
-  withdrawRequest(account: LedgerId, cents: Cents, opts?: OpOptions): LedgerId;
+  withdrawRequest(account: LedgerId, micros: Cents, opts?: OpOptions): LedgerId;
   withdrawComplete(request: LedgerId, opts?: OpOptions): LedgerId;
-  hold(job: LedgerId, client: LedgerId, cents: Cents, opts?: OpOptions & { timeout?: Cents }): LedgerId;
-  settle(job: LedgerId, node: LedgerId, cents: Cents, opts?: OpOptions): { payout: bigint; fee: bigint };
+  hold(job: LedgerId, client: LedgerId, micros: Cents, opts?: OpOptions & { timeout?: Cents }): LedgerId;
+  settle(job: LedgerId, node: LedgerId, micros: Cents, opts?: OpOptions): { payout: bigint; fee: bigint };
   refund(job: LedgerId, opts?: OpOptions): bigint;
   tick(now: Cents): bigint;
   verify(): true;
@@ -191,17 +191,17 @@ export interface StepEstimate {
   step: string;
   module: string;
   estimate_seconds: number;
-  rent: { node_class: string; cost_cents: number } | null;
+  rent: { node_class: string; cost_micros: number } | null;
   rent_unavailable?: string;
-  api: { provider: string; model: string; cost_cents: number } | null;
+  api: { provider: string; model: string; cost_micros: number } | null;
   api_unavailable?: string;
   recommendation: 'rent' | 'api' | 'none';
-  cost_cents: number;
+  cost_micros: number;
 }
 
 export interface Estimate {
   steps: StepEstimate[];
-  total_cents: number;
+  total_micros: number;
   complete: boolean;
   prices: { nodes_date: string; providers_date: string };
 }
@@ -224,17 +224,17 @@ export interface DeploymentStatus {
   status: 'running' | 'succeeded' | 'failed' | 'cancelled' | string;
   steps: Record<string, DeploymentStep>;
   outputs: Record<string, Record<string, unknown>>;
-  held_cents: number;
-  charged_cents: number;
+  held_micros: number;
+  charged_micros: number;
 }
 
 export interface AccountInfo {
   id: string;
   kind: 'client' | 'node';
-  balance_cents: number;
-  pending_cents: number;
-  credits_cents: number;
-  debits_cents: number;
+  balance_micros: number;
+  pending_micros: number;
+  credits_micros: number;
+  debits_micros: number;
 }
 
 export interface ClientOptions {

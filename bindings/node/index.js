@@ -229,15 +229,15 @@ class Ledger {
     if (kind !== 'client' && kind !== 'node') throw Object.assign(new RangeError("kind is 'client' or 'node'"), { code: 'RZ_EINVAL' });
     this._op(kind === 'client' ? 'createClient' : 'createNode', [id]);
   }
-  testCredit(account, cents, opts = {}) { const id = opts.id || newId(); this._op('testCredit', [id, account], [cents]); return id; }
-  depositRequest(account, cents, opts = {}) { const id = opts.id || newId(); this._op('depositRequest', [id, account], [cents]); return id; }
+  testCredit(account, micros, opts = {}) { const id = opts.id || newId(); this._op('testCredit', [id, account], [micros]); return id; }
+  depositRequest(account, micros, opts = {}) { const id = opts.id || newId(); this._op('depositRequest', [id, account], [micros]); return id; }
   depositConfirm(request, opts = {}) { const id = opts.id || newId(); this._op('depositConfirm', [id, request]); return id; }
-  withdrawRequest(account, cents, opts = {}) { const id = opts.id || newId(); this._op('withdrawRequest', [id, account], [cents]); return id; }
+  withdrawRequest(account, micros, opts = {}) { const id = opts.id || newId(); this._op('withdrawRequest', [id, account], [micros]); return id; }
   withdrawComplete(request, opts = {}) { const id = opts.id || newId(); this._op('withdrawComplete', [id, request]); return id; }
-  hold(job, client, cents, opts = {}) { const id = opts.id || newId(); this._op('hold', [id, job, client], [cents, opts.timeout || 0]); return id; }
+  hold(job, client, micros, opts = {}) { const id = opts.id || newId(); this._op('hold', [id, job, client], [micros, opts.timeout || 0]); return id; }
   /** @returns {{payout: bigint, fee: bigint}} */
-  settle(job, node, cents, opts = {}) { const [payout, fee] = this._op('settle', [opts.id || newId(), job, node], [cents]); return { payout, fee }; }
-  /** @returns {bigint} cents released to the client */
+  settle(job, node, micros, opts = {}) { const [payout, fee] = this._op('settle', [opts.id || newId(), job, node], [micros]); return { payout, fee }; }
+  /** @returns {bigint} micros released to the client */
   refund(job, opts = {}) { return this._op('refund', [opts.id || newId(), job])[0]; }
   tick(now) { return this._op('tick', [], [now])[0]; }
   verify() { this._op('verify', []); return true; }
@@ -322,7 +322,7 @@ function defaultPrices() {
 /**
  * What a validated flow costs, renting nodes versus API providers:
  * {steps: [{step, module, estimate_seconds, rent, api, recommendation,
- * cost_cents}], total_cents, complete, prices}. opts.prices: table files
+ * cost_micros}], total_micros, complete, prices}. opts.prices: table files
  * or folders (nodes.json + providers.json); default data/prices.
  */
 function estimate(flow, opts = {}) {
@@ -428,13 +428,13 @@ class Client {
       if (loaded !== flow) loaded.close();
     }
   }
-  /** {id, flow, status, steps, outputs, held_cents, charged_cents} */
+  /** {id, flow, status, steps, outputs, held_micros, charged_micros} */
   async status(id) { return this.request('GET', `/api/v1/flows/${deploymentId(id)}/status`); }
   /** Cancel a running deployment; resolves with its status (RZ_ESTATE once finished). */
   async cancel(id) { return this.request('DELETE', `/api/v1/flows/${deploymentId(id)}`); }
   /** This key's deployments. */
   async flows() { return ((await this.request('GET', '/api/v1/flows')) || {}).flows || []; }
-  /** This key's account: {id, kind, balance_cents, pending_cents, credits_cents, debits_cents}. */
+  /** This key's account: {id, kind, balance_micros, pending_micros, credits_micros, debits_micros}. */
   async balance() { return this.request('GET', '/api/v1/accounts/me'); }
 
   /**

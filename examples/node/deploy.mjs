@@ -39,9 +39,9 @@ function showEstimate(flow) {
   let est;
   try { est = rz.estimate(flow); } catch (e) { console.log(`estimate: unavailable (${e.message})`); return; }
   for (const s of est.steps) {
-    console.log(`  ${s.step.padEnd(12)} ${s.module.padEnd(24)} ${s.recommendation.padEnd(5)} ${money(s.cost_cents)}`);
+    console.log(`  ${s.step.padEnd(12)} ${s.module.padEnd(24)} ${s.recommendation.padEnd(5)} ${money(s.cost_micros)}`);
   }
-  console.log(`estimate: ${money(est.total_cents)}${est.complete ? '' : ' (some steps unpriced)'}`);
+  console.log(`estimate: ${money(est.total_micros)}${est.complete ? '' : ' (some steps unpriced)'}`);
 }
 
 // One line per step whose status changed, in plan order (a step after the
@@ -97,7 +97,7 @@ async function main() {
       for await (const status of client.watch(dep)) { progress(status, last, order); final = status; }
     } catch (e) { console.error(`watch: ${e.message} (${e.code})`); return 1; }
     if (!final) return 1;
-    console.log(`status: ${final.status} (charged ${money(final.charged_cents || 0)})`);
+    console.log(`status: ${final.status} (charged ${money(final.charged_micros || 0)})`);
     console.log(JSON.stringify(final.outputs || {}, null, 2));
     return final.status === 'succeeded' ? 0 : 1;
   } finally {

@@ -35,8 +35,8 @@ def show_estimate(flow):
         return
     for s in est["steps"]:
         print("  %-12s %-24s %-5s %s" % (s["step"], s["module"], s["recommendation"],
-                                          money(s["cost_cents"])))
-    print("estimate: %s%s" % (money(est["total_cents"]),
+                                          money(s["cost_micros"])))
+    print("estimate: %s%s" % (money(est["total_micros"]),
                               "" if est["complete"] else " (some steps unpriced)"))
 
 
@@ -109,7 +109,7 @@ def main(argv=None):
                 return 1
     if final is None:
         return 1
-    print("status: %s (charged %s)" % (final["status"], money(final.get("charged_cents", 0))))
+    print("status: %s (charged %s)" % (final["status"], money(final.get("charged_micros", 0))))
     print(json.dumps(final.get("outputs", {}), indent=2, sort_keys=True))
     return 0 if final["status"] == "succeeded" else 1
 

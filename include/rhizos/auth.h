@@ -7,7 +7,8 @@
  *     its hash, and never appears in an error message;
  *   - each node's public keys (X25519 for sealing credentials, Ed25519 for
  *     signatures), the sealed credentials of a deployment, a job's log as
- *     its node sent it, and an account's name and wallet address.
+ *     its node sent it, an account's name and wallet address (indexed by
+ *     the address), and what a withdrawal's ledger record does not hold.
  * The admin key is not stored: rz_auth_admin_set keeps its hash in memory
  * for the handle's life.
  *
@@ -94,7 +95,13 @@ RZ_EXTERN RZ_NODISCARD int rz_auth_node_put(rz_auth *a, uint64_t node,
 RZ_EXTERN RZ_NODISCARD int rz_auth_node_key_get(const rz_auth *a, uint64_t node,
                                                 unsigned char x25519[32]);
 
-/* An account's display name and wallet address (either may be NULL). */
+/* The longest wallet address (an external reference) an account takes. */
+#define RZ_AUTH_WALLET_MAX 200u
+
+/* An account's display name and wallet address (either may be NULL). The
+ * address also indexes the account (rz_auth_wallet_account), in the same
+ * transaction; an empty or longer address than RZ_AUTH_WALLET_MAX is
+ * RZ_EINVAL. */
 RZ_EXTERN RZ_NODISCARD int rz_auth_account_put(rz_auth *a, rz_ledger_id id,
                                                const char *name,
                                                const char *wallet);
@@ -102,6 +109,20 @@ RZ_EXTERN RZ_NODISCARD int rz_auth_account_put(rz_auth *a, rz_ledger_id id,
  * Release with rz_free. */
 RZ_EXTERN RZ_NODISCARD int rz_auth_account_get(const rz_auth *a, rz_ledger_id id,
                                                char **out);
+
+/* The account whose record holds `wallet` (the last put with it).
+ * RZ_ENOENT if none. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_wallet_account(const rz_auth *a,
+                                                  const char *wallet,
+                                                  rz_ledger_id *out);
+
+/* What the ledger does not keep of a withdrawal (its address, the
+ * external transaction reference, why it failed): a JSON object, replaced
+ * whole by each put. RZ_ENOENT from get if none. Release with rz_free. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_withdrawal_put(rz_auth *a, rz_ledger_id id,
+                                                  const char *json);
+RZ_EXTERN RZ_NODISCARD int rz_auth_withdrawal_get(const rz_auth *a,
+                                                  rz_ledger_id id, char **out);
 
 /* A deployment's sealed credentials: any non-empty text (the orchestrator
  * keeps a JSON object). RZ_ENOENT from get if none. Release with rz_free. */

@@ -43,9 +43,9 @@ typedef struct rz_engine rz_engine;
 #define RZ_ENGINE_DEFAULT_NODE_TIMEOUT_MS 30000u
 #define RZ_ENGINE_DEFAULT_MAX_ATTEMPTS 5u
 #define RZ_ENGINE_DEFAULT_FEE_BPS 500u              /* 5% */
-#define RZ_ENGINE_DEFAULT_REF_GPU_HOUR_CENTS 400u
-#define RZ_ENGINE_DEFAULT_REF_CPU_HOUR_CENTS 10u
-#define RZ_ENGINE_DEFAULT_REF_MEMORY_GB_HOUR_CENTS 1u
+#define RZ_ENGINE_DEFAULT_REF_GPU_HOUR_MICROS 4000000u   /* $4.00 */
+#define RZ_ENGINE_DEFAULT_REF_CPU_HOUR_MICROS 100000u    /* $0.10 */
+#define RZ_ENGINE_DEFAULT_REF_MEMORY_GB_HOUR_MICROS 10000u /* $0.01 */
 #define RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT 200u
 #define RZ_ENGINE_DEFAULT_STEP_SECONDS 60u
 /* A report bills at most the time the engine saw pass from handing the job
@@ -67,9 +67,9 @@ typedef struct rz_engine_opts {
     uint32_t fee_bps;               /* platform fee; 500 = 5% */
     int durable;                    /* 1: fsync every commit (default) */
     /* Reference prices for the maximum cost of a deployment step without its
-     * own max_cost_cents: the match cost formula with these prices, the
+     * own max_cost_micros: the match cost formula with these prices, the
      * module's requirements and estimate x estimate_factor_pct / 100. */
-    uint64_t ref_gpu_hour_cents, ref_cpu_hour_cents, ref_memory_gb_hour_cents;
+    uint64_t ref_gpu_hour_micros, ref_cpu_hour_micros, ref_memory_gb_hour_micros;
     uint32_t estimate_factor_pct;   /* 0: RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT */
     uint32_t default_step_seconds;  /* estimate of a module without one;
                                        0: RZ_ENGINE_DEFAULT_STEP_SECONDS */
@@ -86,9 +86,9 @@ typedef struct rz_engine_opts {
 #define RZ_ENGINE_OPTS_VERSION 1
 #define RZ_ENGINE_OPTS_INIT { RZ_ENGINE_OPTS_VERSION, RZ_POLICY_CHEAPEST, NULL, \
     RZ_ENGINE_DEFAULT_NODE_TIMEOUT_MS, RZ_ENGINE_DEFAULT_MAX_ATTEMPTS,        \
-    RZ_ENGINE_DEFAULT_FEE_BPS, 1, RZ_ENGINE_DEFAULT_REF_GPU_HOUR_CENTS,       \
-    RZ_ENGINE_DEFAULT_REF_CPU_HOUR_CENTS,                                     \
-    RZ_ENGINE_DEFAULT_REF_MEMORY_GB_HOUR_CENTS,                               \
+    RZ_ENGINE_DEFAULT_FEE_BPS, 1, RZ_ENGINE_DEFAULT_REF_GPU_HOUR_MICROS,       \
+    RZ_ENGINE_DEFAULT_REF_CPU_HOUR_MICROS,                                     \
+    RZ_ENGINE_DEFAULT_REF_MEMORY_GB_HOUR_MICROS,                               \
     RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT, RZ_ENGINE_DEFAULT_STEP_SECONDS, 0, \
     RZ_ENGINE_RUN_TOLERANCE_MS }
 
@@ -182,7 +182,7 @@ typedef struct rz_engine_job_spec {
     const char *module_id;          /* NULL: "" */
     const char *module_version;     /* NULL: "" */
     const char *request_json;       /* {"inputs":{...},"config":{...}}; NULL: {} */
-    uint64_t max_cost_cents;        /* held in escrow; >= 1 */
+    uint64_t max_cost_micros;        /* held in escrow; >= 1 */
     int32_t priority;               /* higher first; FIFO within a priority */
     /* Longest wait in the queue for a node (from each time it is queued);
      * 0: the engine's opts.queue_timeout_ms. */
@@ -196,9 +196,9 @@ typedef struct rz_engine_job_spec {
 #define RZ_ENGINE_JOB_SPEC_INIT { RZ_ENGINE_JOB_SPEC_VERSION, {0, 0}, NULL, \
                                   NULL, NULL, NULL, 0, 0, 0, NULL }
 
-/* Hold max_cost_cents of the client's money and queue the job. RZ_EFUNDS
+/* Hold max_cost_micros of the client's money and queue the job. RZ_EFUNDS
  * (nothing changes) when the client cannot cover it. The requirements'
- * max_cost_cents is lowered to the hold, so only nodes whose estimate fits
+ * max_cost_micros is lowered to the hold, so only nodes whose estimate fits
  * the hold are chosen. */
 RZ_EXTERN RZ_NODISCARD int rz_engine_submit(rz_engine *e,
                                             const rz_engine_job_spec *spec,
@@ -216,7 +216,7 @@ typedef struct rz_engine_module_job {
     const char *config_json;        /* a JSON object; NULL: {} */
     const char *requirements_json;  /* a JSON object whose members replace
                                        the module's; NULL: none */
-    uint64_t max_cost_cents;        /* 0: rz_engine_reference_cost of the
+    uint64_t max_cost_micros;        /* 0: rz_engine_reference_cost of the
                                        job's requirements */
     int32_t priority;               /* higher first; FIFO within a priority */
     uint64_t queue_timeout_ms;      /* as rz_engine_job_spec's */
@@ -252,7 +252,7 @@ typedef struct rz_engine_assignment {
     const char *step;       /* step id, "" for standalone jobs */
     const char *module_id, *module_version;
     const char *request_json;
-    uint64_t max_cost_cents;
+    uint64_t max_cost_micros;
     const char *exec_json;  /* an ad-hoc job's (rz_engine_job_spec); NULL:
                                a module job */
 } rz_engine_assignment;
@@ -305,8 +305,8 @@ typedef struct rz_engine_job_info {
     uint64_t node;             /* holder now, or the one that finished it */
     int32_t priority;
     rz_ledger_id client;
-    uint64_t max_cost_cents;
-    uint64_t cost_cents;       /* charged; set once it succeeded */
+    uint64_t max_cost_micros;
+    uint64_t cost_micros;       /* charged; set once it succeeded */
     uint64_t run_ms;
     uint64_t deployment;       /* 0: standalone */
     const char *step;          /* borrowed like rz_engine_assignment */
@@ -336,7 +336,7 @@ RZ_EXTERN rz_ledger_id rz_engine_job_ledger_id(uint64_t job);
 /* Parse `text` (YAML or JSON flow document), validate it against the
  * registry of the options (problems go to `diags`, which may be NULL:
  * RZ_EINVALID), hold every step's maximum cost (the step's own
- * max_cost_cents, else the reference estimate of rz_engine_opts) in one
+ * max_cost_micros, else the reference estimate of rz_engine_opts) in one
  * atomic batch (RZ_EFUNDS: nothing held), and start it: every step becomes a
  * job that is queued when the run makes it ready. inputs_json: flow inputs
  * (NULL: none). */
@@ -432,14 +432,14 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_job_times(const rz_engine *e, uint64_t job,
                                                uint64_t *submitted_ms,
                                                uint64_t *queued_ms);
 
-/* The maximum cost a deployment step without its own max_cost_cents is
+/* The maximum cost a deployment step without its own max_cost_micros is
  * given, for `requirements_json` (docs/formats.md, with
  * "estimate_seconds"; NULL: none): the match cost formula at the options'
  * reference prices for the estimate (else default_step_seconds) x
  * estimate_factor_pct / 100, at least 1 cent. A server uses it as a standalone job's default. */
 RZ_EXTERN RZ_NODISCARD int rz_engine_reference_cost(const rz_engine *e,
                                                     const char *requirements_json,
-                                                    uint64_t *cents);
+                                                    uint64_t *micros);
 
 /* ---- Group commit (for servers) ----
  * Between rz_engine_group_begin and rz_engine_group_commit, calls change
@@ -451,7 +451,7 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_reference_cost(const rz_engine *e,
  * checks its client's funds against the ledger less the holds the group
  * has not written yet; should the ledger refuse such a hold at the commit
  * after all (money taken out of the ledger directly meanwhile), the job
- * fails with max_cost_cents 0 and an error saying so. A failed commit
+ * fails with max_cost_micros 0 and an error saying so. A failed commit
  * leaves the handle refusing changes (reopen it: what was not committed is
  * gone, orphan holds are refunded). rz_engine_check is refused inside a
  * group; rz_engine_close commits an open group. */
@@ -564,7 +564,7 @@ typedef struct rz_engine_replica {
 
 /* Deploy a validated flow to run locally. The document is the flow's JSON
  * export, made to need no registry (each step's effective timeout written
- * out, no max_cost_cents); it is paid by a new client account credited with
+ * out, no max_cost_micros); it is paid by a new client account credited with
  * exactly its holds. `replica` may be NULL. RZ_EINVAL for an engine opened
  * with a registry. */
 RZ_EXTERN RZ_NODISCARD int rz_engine_local_deploy(rz_engine *e,

@@ -3,15 +3,15 @@
  * For each step of a validated flow, the cost of renting the cheapest node
  * class of a price table that fits the module's requirements (docs/formats.md:
  * estimate.seconds/3600 x (GPUs x gpu_hour + cores x cpu_hour + memory GB x
- * memory_gb_hour), whole cents rounded up; rz_match_cost), against the cost
- * of the module's `api_alternative` at a provider's prices (whole cents per
- * million units, so ceil(sum(units x price) / 1e6) cents), and which to pick.
- * Money is integer USDC cents throughout; sums saturate at UINT64_MAX.
+ * memory_gb_hour), whole micro-dollars rounded up; rz_match_cost), against the cost
+ * of the module's `api_alternative` at a provider's prices (whole micro-dollars per
+ * million units, so ceil(sum(units x price) / 1e6) micros), and which to pick.
+ * Money is integer micro-dollars (1e-6 USD) throughout; sums saturate at UINT64_MAX.
  *
  * Price tables (data/prices/, docs/modules.md):
  *   nodes:     {"source", "date", "nodes": [<node capabilities object>...]}
  *   providers: {"source", "date", "providers": [{"provider", "model",
- *               "cents_per_million": {"<unit>": <cents>, ...}}]}
+ *               "micros_per_million": {"<unit>": <micros>, ...}}]}
  */
 #ifndef RHIZOS_ESTIMATE_H
 #define RHIZOS_ESTIMATE_H
@@ -63,16 +63,16 @@ typedef struct rz_step_estimate {
     uint64_t estimate_ms;       /* estimate.seconds x 1000, rounded up */
     int rent_ok;                /* a node class fits */
     const char *node_class;     /* its id */
-    uint64_t rent_cents;
+    uint64_t rent_micros;
     const char *rent_reason;    /* why none fits, when !rent_ok */
     int api_ok;                 /* the module has an api_alternative priced
                                    by the provider table */
     const char *provider, *api_model;
-    uint64_t api_cents;
+    uint64_t api_micros;
     const char *api_reason;     /* why no API price, "" if the module has
                                    no api_alternative */
     rz_choice choice;
-    uint64_t cost_cents;        /* of the choice; 0 for NONE */
+    uint64_t cost_micros;        /* of the choice; 0 for NONE */
 } rz_step_estimate;
 
 typedef struct rz_estimate rz_estimate;
@@ -88,14 +88,14 @@ RZ_EXTERN size_t rz_estimate_count(const rz_estimate *e);
 RZ_EXTERN const rz_step_estimate *rz_estimate_get(const rz_estimate *e,
                                                   size_t i);
 /* Sum of the chosen costs. */
-RZ_EXTERN uint64_t rz_estimate_total_cents(const rz_estimate *e);
+RZ_EXTERN uint64_t rz_estimate_total_micros(const rz_estimate *e);
 /* 1 when every step was priced (no NONE choice). */
 RZ_EXTERN RZ_NODISCARD int rz_estimate_complete(const rz_estimate *e);
 /* {"steps":[{"step","module","estimate_seconds","rent":{"node_class",
- * "cost_cents"}|null,"rent_unavailable"?,"api":{"provider","model",
- * "cost_cents"}|null,"api_unavailable"?,"recommendation","cost_cents"}],
- * "total_cents","complete","prices":{"nodes_date","providers_date"}};
- * cents are written as exact integers. Release with rz_free. */
+ * "cost_micros"}|null,"rent_unavailable"?,"api":{"provider","model",
+ * "cost_micros"}|null,"api_unavailable"?,"recommendation","cost_micros"}],
+ * "total_micros","complete","prices":{"nodes_date","providers_date"}};
+ * micros are written as exact integers. Release with rz_free. */
 RZ_EXTERN RZ_NODISCARD int rz_estimate_to_json(const rz_estimate *e,
                                                char **out);
 

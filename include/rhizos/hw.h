@@ -73,7 +73,7 @@ typedef struct rz_caps_info {
     size_t n_runtimes;
     const char *region;          /* "region" or labels.region; "" none */
     /* market */
-    uint64_t gpu_hour_cents, cpu_hour_cents, memory_gb_hour_cents;
+    uint64_t gpu_hour_micros, cpu_hour_micros, memory_gb_hour_micros;
     double reputation;           /* 0..1; 1 when not given */
     uint32_t max_concurrent_jobs;/* 0: no limit beyond the resources */
     /* benchmark (rz_hw_benchmark); 0 when not measured */
@@ -112,9 +112,9 @@ RZ_EXTERN RZ_NODISCARD int rz_caps_set_id(rz_caps *caps, const char *id);
 RZ_EXTERN RZ_NODISCARD int rz_caps_set_label(rz_caps *caps, const char *key,
                                              const char *value);
 RZ_EXTERN RZ_NODISCARD int rz_caps_set_prices(rz_caps *caps,
-                                              uint64_t gpu_hour_cents,
-                                              uint64_t cpu_hour_cents,
-                                              uint64_t memory_gb_hour_cents);
+                                              uint64_t gpu_hour_micros,
+                                              uint64_t cpu_hour_micros,
+                                              uint64_t memory_gb_hour_micros);
 /* What the node serves, as verified by the caller (e.g. "docker" only when
  * the container engine answers; runtime "nvidia" when it runs GPU
  * containers). Sorted and deduplicated; RZ_EINVAL for an empty name, and

@@ -1,8 +1,14 @@
 /* rhizos/ledger.h — the escrow ledger: double-entry accounts and transfers.
  *
- * Semantics after TigerBeetle (see docs/ledger.md). Money is integer cents
- * (u64, USDC). Every transfer has a caller-chosen 128-bit id; replaying an
- * id with the same fields returns the first result (RZ_OK, `replayed` set),
+ * Semantics after TigerBeetle (see docs/ledger.md). Money is integer
+ * micro-dollars ("micros", 1e-6 USD, USDC's own 6 decimals) in a u64: at
+ * most RZ_LEDGER_AMOUNT_MAX (about $18.4 trillion); a sum or product that
+ * would pass it fails with RZ_EOVERFLOW and changes nothing. A directory
+ * written in cents (ledger format 2 and before) is converted on a
+ * writer's open (every amount x 10,000, one transaction); a reader refuses
+ * it with RZ_EUNSUPPORTED naming `rhizos-orchestrator migrate`.
+ *
+ * Every transfer has a caller-chosen 128-bit id; replaying an id with the same fields returns the first result (RZ_OK, `replayed` set),
  * with other fields RZ_EEXISTS_DIFFERENT. A rejected operation leaves no
  * trace, so its ids stay free.
  *
@@ -48,6 +54,10 @@ static inline int rz_ledger_id_equal(rz_ledger_id a, rz_ledger_id b)
 {
     return a.hi == b.hi && a.lo == b.lo;
 }
+
+/* The largest amount a u64 of micro-dollars holds:
+ * $18,446,744,073,709.551615. */
+#define RZ_LEDGER_AMOUNT_MAX UINT64_MAX
 
 /* The ledger's own accounts. Ids {0, 0..15} are reserved. */
 #define RZ_LEDGER_PLATFORM_ID rz_ledger_id_make(0, 1)  /* fees */
@@ -119,7 +129,7 @@ typedef struct rz_ledger_transfer {
     rz_ledger_id debit, credit;   /* accounts */
     rz_ledger_id pending_id;      /* for POST and VOID: what they resolve */
     rz_ledger_id job;             /* {0,0}: none */
-    uint64_t amount;              /* cents; for a VOID the amount released */
+    uint64_t amount;              /* micros; for a VOID the amount released */
     uint64_t timeout;             /* pending only: expires at tick(now >=
                                      timeout); 0: never */
     uint64_t seq;                 /* commit order, assigned by the ledger */
@@ -252,7 +262,7 @@ RZ_EXTERN RZ_NODISCARD int rz_ledger_create_account(rz_ledger *l,
 RZ_EXTERN RZ_NODISCARD int rz_ledger_deposit_request(rz_ledger *l,
                                                      rz_ledger_id id,
                                                      rz_ledger_id client,
-                                                     uint64_t cents);
+                                                     uint64_t micros);
 RZ_EXTERN RZ_NODISCARD int rz_ledger_deposit_confirm(rz_ledger *l,
                                                      rz_ledger_id id,
                                                      rz_ledger_id request);
@@ -261,13 +271,13 @@ RZ_EXTERN RZ_NODISCARD int rz_ledger_deposit_cancel(rz_ledger *l,
                                                     rz_ledger_id request);
 RZ_EXTERN RZ_NODISCARD int rz_ledger_test_credit(rz_ledger *l, rz_ledger_id id,
                                                  rz_ledger_id client,
-                                                 uint64_t cents);
+                                                 uint64_t micros);
 RZ_EXTERN RZ_NODISCARD int rz_ledger_hold(rz_ledger *l, rz_ledger_id id,
                                           rz_ledger_id job, rz_ledger_id client,
-                                          uint64_t max_cents, uint64_t timeout);
+                                          uint64_t max_micros, uint64_t timeout);
 RZ_EXTERN RZ_NODISCARD int rz_ledger_settle(rz_ledger *l, rz_ledger_id id,
                                             rz_ledger_id job, rz_ledger_id node,
-                                            uint64_t actual_cents,
+                                            uint64_t actual_micros,
                                             rz_ledger_result *res);
 RZ_EXTERN RZ_NODISCARD int rz_ledger_refund(rz_ledger *l, rz_ledger_id id,
                                             rz_ledger_id job,
@@ -275,10 +285,16 @@ RZ_EXTERN RZ_NODISCARD int rz_ledger_refund(rz_ledger *l, rz_ledger_id id,
 RZ_EXTERN RZ_NODISCARD int rz_ledger_withdraw_request(rz_ledger *l,
                                                       rz_ledger_id id,
                                                       rz_ledger_id account,
-                                                      uint64_t cents);
+                                                      uint64_t micros);
 RZ_EXTERN RZ_NODISCARD int rz_ledger_withdraw_complete(rz_ledger *l,
                                                        rz_ledger_id id,
                                                        rz_ledger_id request);
+/* Release a pending withdrawal back to the account's available money
+ * (WITHDRAW_CANCEL). A completed one answers RZ_EPOSTED, a cancelled one
+ * RZ_EVOIDED (the same id again: a replay). */
+RZ_EXTERN RZ_NODISCARD int rz_ledger_withdraw_cancel(rz_ledger *l,
+                                                     rz_ledger_id id,
+                                                     rz_ledger_id request);
 RZ_EXTERN RZ_NODISCARD int rz_ledger_tick(rz_ledger *l, uint64_t now,
                                           uint64_t *expired);
 
@@ -286,9 +302,17 @@ RZ_EXTERN RZ_NODISCARD int rz_ledger_tick(rz_ledger *l, uint64_t now,
  * payout, 2 fee; TICK: 3 with a pending id). A fixed mixing function. */
 RZ_EXTERN rz_ledger_id rz_ledger_derive_id(rz_ledger_id id, uint32_t n);
 
-/* The fee of an actual cost: floor(cents * fee_bps / 10000), rounded down
- * in the node's favour; the client always pays exactly the actual cost. */
-RZ_EXTERN uint64_t rz_ledger_fee(uint64_t cents, uint32_t fee_bps);
+/* The platform's fee on an actual cost of `micros`:
+ *   fee = round(micros x fee_bps / 10000), halves rounded up
+ *       = (micros x fee_bps + 5000) / 10000 in integers (no overflow: it is
+ *         computed as q x fee_bps + (r x fee_bps + 5000) / 10000 with
+ *         micros = 10000 q + r).
+ * The node gets micros - fee (the remainder): the client always pays
+ * exactly the actual cost and the two parts always add up to it. Rounding
+ * to nearest keeps the platform's total within 0.5 micro-dollar per job of
+ * fee_bps over any number of jobs (at 5%: 1-9 micros pay no fee, 10-29
+ * pay 1). fee_bps above 10000 counts as 10000. */
+RZ_EXTERN uint64_t rz_ledger_fee(uint64_t micros, uint32_t fee_bps);
 
 /* Queries read the last committed state. */
 RZ_EXTERN RZ_NODISCARD int rz_ledger_balance(const rz_ledger *l,
@@ -314,11 +338,11 @@ RZ_EXTERN RZ_NODISCARD int rz_ledger_job_transfers(const rz_ledger *l,
 
 typedef struct rz_ledger_stats {
     uint64_t accounts, transfers;
-    uint64_t escrow_held_cents;   /* pending holds, not yet settled */
-    uint64_t escrow_cents;        /* posted into escrow, not paid out */
-    uint64_t fees_cents;          /* platform's posted credits */
-    uint64_t deposited_cents;     /* external -> accounts, posted */
-    uint64_t withdrawn_cents;     /* accounts -> external, posted */
+    uint64_t escrow_held_micros;   /* pending holds, not yet settled */
+    uint64_t escrow_micros;        /* posted into escrow, not paid out */
+    uint64_t fees_micros;          /* platform's posted credits */
+    uint64_t deposited_micros;     /* external -> accounts, posted */
+    uint64_t withdrawn_micros;     /* accounts -> external, posted */
     uint64_t open_pending;        /* pending transfers still open */
     uint64_t batches;             /* durable commits so far */
 } rz_ledger_stats;

@@ -10,7 +10,7 @@
  * Capacity of a node: cpu.cores (else threads), memory_mb, storage.free_gb,
  * each GPU as a whole device, and max_concurrent_jobs (0: no limit).
  * Estimated cost = estimate_seconds/3600 x (GPUs x gpu_hour + cores x
- * cpu_hour + memory GB x memory_gb_hour), in whole cents rounded up.
+ * cpu_hour + memory GB x memory_gb_hour), in whole micro-dollars rounded up.
  */
 #ifndef RHIZOS_MATCH_H
 #define RHIZOS_MATCH_H
@@ -42,7 +42,7 @@ typedef struct rz_reqs_info {
     uint64_t storage_gb;
     const char *region;          /* "" any */
     double min_reputation;       /* 0 when not given */
-    uint64_t max_cost_cents;     /* UINT64_MAX when not given */
+    uint64_t max_cost_micros;     /* UINT64_MAX when not given */
     uint64_t estimate_ms;        /* estimate_seconds x 1000, rounded up */
 } rz_reqs_info;
 
@@ -64,7 +64,7 @@ RZ_EXTERN RZ_NODISCARD int rz_reqs_label_at(const rz_reqs *reqs, size_t i,
 RZ_EXTERN RZ_NODISCARD int rz_reqs_to_json(const rz_reqs *reqs, char **out);
 RZ_EXTERN void rz_reqs_free(rz_reqs *reqs);
 
-/* Estimated cost of running `reqs` on `node`, whole cents rounded up
+/* Estimated cost of running `reqs` on `node`, whole micro-dollars rounded up
  * (saturates at UINT64_MAX). */
 RZ_EXTERN uint64_t rz_match_cost(const rz_caps *node, const rz_reqs *reqs);
 /* 1 when the node, entirely free, satisfies every hard constraint. */
@@ -114,7 +114,7 @@ RZ_EXTERN const char *rz_matcher_node_id(const rz_matcher *m, size_t index);
 typedef struct rz_placement {
     size_t node;              /* index in the matcher */
     const char *node_id;      /* borrowed: valid while the matcher lives */
-    uint64_t cost_cents;      /* estimated */
+    uint64_t cost_micros;      /* estimated */
     uint64_t ticket;          /* hand back to rz_matcher_release */
 } rz_placement;
 

@@ -6,6 +6,8 @@
  *   accounts  16-byte account id        -> {"name"?,"wallet_address"?}
  *   ids       32-byte Ed25519 key        -> {"node","retired"?}
  *   results   u64 job                   -> the signed result's record
+ *   refs      "w" + wallet address      -> the account's 16-byte id
+ *             "x" + 16-byte withdrawal  -> its record (JSON)
  * Each put is one write transaction (LMDB fsyncs at commit). */
 #include <errno.h>
 #include <stdbool.h>
@@ -25,7 +27,7 @@
 #define AUTH_MAP_SIZE (4ull * 1024 * 1024 * 1024)
 
 enum { DB_KEYS, DB_NODES, DB_CREDS, DB_LOGS, DB_ACCOUNTS, DB_IDS, DB_RESULTS,
-       DB_COUNT };
+       DB_REFS, DB_COUNT };
 
 struct rz_auth {
     MDB_env *env;
@@ -54,7 +56,8 @@ int rz_auth_open(rz_auth **out, const char *dir)
     if (!a)
         return rz__error(RZ_ENOMEM, "out of memory");
     static const char *const names[DB_COUNT] = {"keys", "nodes", "creds", "logs",
-                                                "accounts", "ids", "results"};
+                                                "accounts", "ids", "results",
+                                                "refs"};
     int mrc = rz__lmdb_open(&a->env, dir, AUTH_MAP_SIZE, 0, names, a->dbi, DB_COUNT);
     if (mrc != 0) {
         rc = db_error(mrc, dir);
@@ -269,17 +272,99 @@ static void key_account(unsigned char k[16], rz_ledger_id id)
     key_u64(k + 8, id.lo);
 }
 
+/* "w" + the wallet address: the key of its account in DB_REFS. */
+static size_t wallet_key(unsigned char *k, size_t cap, const char *wallet)
+{
+    size_t n = strlen(wallet);
+    if (n + 1 > cap)
+        return 0;
+    k[0] = 'w';
+    memcpy(k + 1, wallet, n);
+    return n + 1;
+}
+
 int rz_auth_account_put(rz_auth *a, rz_ledger_id id, const char *name,
                         const char *wallet)
 {
-    unsigned char k[16];
+    unsigned char k[16], wk[RZ_AUTH_WALLET_MAX + 1];
     key_account(k, id);
+    size_t wkl = wallet ? wallet_key(wk, sizeof wk, wallet) : 0;
+    if (wallet && (!*wallet || !wkl))
+        return rz__error(RZ_EINVAL, "a wallet address has 1 to %u bytes",
+                         RZ_AUTH_WALLET_MAX);
     cJSON *doc = cJSON_CreateObject();
     if (name)
         cJSON_AddStringToObject(doc, "name", name);
     if (wallet)
         cJSON_AddStringToObject(doc, "wallet_address", wallet);
-    return put_json(a, DB_ACCOUNTS, k, sizeof k, doc);
+    char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    if (!text)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    /* The record and the wallet's index in one transaction. */
+    MDB_txn *txn = NULL;
+    MDB_val key = { sizeof k, k }, val = { strlen(text), text };
+    MDB_val wkey = { wkl, wk }, wval = { sizeof k, k };
+    int mrc = mdb_txn_begin(a->env, NULL, 0, &txn);
+    if (mrc == 0)
+        mrc = mdb_put(txn, a->dbi[DB_ACCOUNTS], &key, &val, 0);
+    if (mrc == 0 && wallet)
+        mrc = mdb_put(txn, a->dbi[DB_REFS], &wkey, &wval, 0);
+    if (mrc == 0) {
+        mrc = mdb_txn_commit(txn);
+        txn = NULL;
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    free(text);
+    return mrc ? db_error(mrc, "write") : RZ_OK;
+}
+
+int rz_auth_wallet_account(const rz_auth *a, const char *wallet,
+                           rz_ledger_id *out)
+{
+    unsigned char wk[RZ_AUTH_WALLET_MAX + 1];
+    size_t wkl = wallet ? wallet_key(wk, sizeof wk, wallet) : 0;
+    if (!wkl || !out)
+        return rz__error(RZ_EINVAL, "a wallet address has 1 to %u bytes",
+                         RZ_AUTH_WALLET_MAX);
+    char *rec = NULL;
+    size_t len = 0;
+    int rc = get(a, DB_REFS, wk, wkl, &rec, &len);
+    if (rc == RZ_OK && len != 16)
+        rc = rz__error(RZ_EDB, "auth store: a wallet index of %zu bytes", len);
+    if (rc == RZ_OK) {
+        const unsigned char *p = (const unsigned char *)rec;
+        out->hi = out->lo = 0;
+        for (int i = 0; i < 8; i++) {
+            out->hi = out->hi << 8 | p[i];
+            out->lo = out->lo << 8 | p[8 + i];
+        }
+    }
+    free(rec);
+    return rc;
+}
+
+static void withdrawal_key(unsigned char k[17], rz_ledger_id id)
+{
+    k[0] = 'x';
+    key_account(k + 1, id);
+}
+
+int rz_auth_withdrawal_put(rz_auth *a, rz_ledger_id id, const char *json)
+{
+    if (!json || *json != '{')
+        return rz__error(RZ_EINVAL, "a withdrawal record is a JSON object");
+    unsigned char k[17];
+    withdrawal_key(k, id);
+    return put(a, DB_REFS, k, sizeof k, json, strlen(json));
+}
+
+int rz_auth_withdrawal_get(const rz_auth *a, rz_ledger_id id, char **out)
+{
+    unsigned char k[17];
+    withdrawal_key(k, id);
+    return get(a, DB_REFS, k, sizeof k, out, NULL);
 }
 
 int rz_auth_account_get(const rz_auth *a, rz_ledger_id id, char **out)

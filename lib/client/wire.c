@@ -47,7 +47,7 @@ static bool tree_ok(const cJSON *v, int depth)
 static cbor_item_t *encode_number(double d)
 {
     /* Integral values within 2^53 are exact in a double: send them as
-     * integers, which is what ids and cents are. */
+     * integers, which is what ids and micros are. */
     if (d == floor(d) && fabs(d) <= 9007199254740992.0 && !(d == 0 && signbit(d))) {
         if (d >= 0)
             return cbor_build_uint64((uint64_t)d);

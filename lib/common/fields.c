@@ -35,6 +35,37 @@ int rz__json_u64(const cJSON *obj, const char *name, uint64_t max,
     return RZ_OK;
 }
 
+int rz__json_money(const cJSON *obj, const char *name, uint64_t max,
+                   const char *base, uint64_t *out, bool *found)
+{
+    char old[64];
+    size_t n = strlen(name);
+    if (found)
+        *found = false;
+    if (n < 7 || n - 7 + sizeof "_cents" > sizeof old ||
+        strcmp(name + n - 7, "_micros") != 0)
+        return rz__error(RZ_EINTERNAL, "money field '%s'", name);
+    snprintf(old, sizeof old, "%.*s_cents", (int)(n - 7), name);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, name);
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(obj, old);
+    if (m && c)
+        return rz__json_field_error(base, old, "replaced by the micro-dollar "
+                                    "field beside it; give one");
+    if (!c || cJSON_IsNull(c)) {
+        if (found)
+            *found = m && !cJSON_IsNull(m);
+        return rz__json_u64(obj, name, max, base, out);
+    }
+    uint64_t cents = 0;
+    int rc = rz__json_u64(obj, old, max / 10000, base, &cents);
+    if (rc != RZ_OK)
+        return rc;
+    *out = cents * 10000;
+    if (found)
+        *found = true;
+    return RZ_OK;
+}
+
 int rz__json_real(const cJSON *obj, const char *name, double lo, double hi,
                   const char *base, double *out)
 {

@@ -148,7 +148,7 @@ int rz__lmdb_open(MDB_env **env, const char *dir, size_t map_size, unsigned flag
     *env = NULL;
     int mrc = mdb_env_create(env);
     if (mrc == 0)
-        mrc = mdb_env_set_maxdbs(*env, 8);
+        mrc = mdb_env_set_maxdbs(*env, 16);
     if (mrc == 0)
         mrc = mdb_env_set_mapsize(*env, map_size);
     if (mrc == 0)

@@ -34,6 +34,13 @@ RZ_HIDDEN int rz__json_field_error(const char *base, const char *name,
                                    const char *what);
 RZ_HIDDEN int rz__json_u64(const cJSON *obj, const char *name, uint64_t max,
                            const char *base, uint64_t *out);
+/* A money field "<x>_micros" (whole micro-dollars, <= max), or for one
+ * release its cents spelling "<x>_cents" converted exactly (x 10,000,
+ * checked against max). Both at once, or a bad value: RZ_EINVALID naming
+ * the field. `name` must end in "_micros". Absent: RZ_OK, *out untouched;
+ * *found (may be NULL) says whether either was there. */
+RZ_HIDDEN int rz__json_money(const cJSON *obj, const char *name, uint64_t max,
+                             const char *base, uint64_t *out, bool *found);
 RZ_HIDDEN int rz__json_real(const cJSON *obj, const char *name, double lo,
                             double hi, const char *base, double *out);
 /* Strings up to RZ__JSON_STR_MAX bytes; *out borrowed from the document. */

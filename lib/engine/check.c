@@ -60,7 +60,7 @@ static int check_hold(rz_engine *e, rz__ejob *j)
     if (rc != RZ_OK)
         return BREACH("job %llu has no hold", U(j->id));
     if (t.amount != j->max_cost)
-        return BREACH("job %llu holds %llu cents, not %llu", U(j->id),
+        return BREACH("job %llu holds %llu micros, not %llu", U(j->id),
                       U(t.amount), U(j->max_cost));
     if (open)
         return t.state == RZ_LEDGER_OPEN ? RZ_OK

@@ -286,14 +286,19 @@ static char *step_reqs(const rz__step *st)
     return rz__engine_module_reqs(st->module, NULL);
 }
 
-/* A step's own max_cost_cents, else the reference estimate. */
+/* A step's own max_cost_micros, else the reference estimate. */
 static uint64_t step_max_cost(const rz_engine *e, const rz__step *st,
                               const rz_reqs *r)
 {
     const cJSON *m = st->extra
-        ? cJSON_GetObjectItemCaseSensitive(st->extra, "max_cost_cents") : NULL;
+        ? cJSON_GetObjectItemCaseSensitive(st->extra, "max_cost_micros") : NULL;
     if (cJSON_IsNumber(m) && m->valuedouble >= 1 && m->valuedouble < 1e15)
         return (uint64_t)m->valuedouble;
+    /* The cents spelling, for one release: exact (x 10,000). */
+    const cJSON *c = st->extra
+        ? cJSON_GetObjectItemCaseSensitive(st->extra, "max_cost_cents") : NULL;
+    if (!m && cJSON_IsNumber(c) && c->valuedouble >= 1 && c->valuedouble < 1e11)
+        return (uint64_t)c->valuedouble * 10000;
     return rz__engine_ref_cost(e, r);
 }
 
@@ -306,9 +311,9 @@ uint64_t rz__engine_ref_cost(const rz_engine *e, const rz_reqs *r)
           est % 100 * e->opts.estimate_factor_pct / 100;
     rz_caps_info ref;
     memset(&ref, 0, sizeof ref);
-    ref.gpu_hour_cents = e->opts.ref_gpu_hour_cents;
-    ref.cpu_hour_cents = e->opts.ref_cpu_hour_cents;
-    ref.memory_gb_hour_cents = e->opts.ref_memory_gb_hour_cents;
+    ref.gpu_hour_micros = e->opts.ref_gpu_hour_micros;
+    ref.cpu_hour_micros = e->opts.ref_cpu_hour_micros;
+    ref.memory_gb_hour_micros = e->opts.ref_memory_gb_hour_micros;
     uint64_t c = rz__match_cost(rz__match_rate(&ref, ri), est);
     return c ? c : 1;
 }
@@ -358,7 +363,7 @@ static int hold_batch(rz_engine *e, const rz__edep *d, size_t from, size_t n)
         rc = rz_ledger_submit(e->ledger, ops, n, res);
     for (size_t i = 0; rc == RZ_OK && i < n; i++)
         if (res[i].status != RZ_OK && res[i].status != RZ_ELINKED)
-            rc = rz__error(res[i].status, "step %s: cannot hold %llu cents: %s",
+            rc = rz__error(res[i].status, "step %s: cannot hold %llu micros: %s",
                            step_job(e, d, from + i)->step_id,
                            (unsigned long long)ops[i].amount,
                            rz_strerror(res[i].status));
@@ -383,7 +388,7 @@ static int can_cover(rz_engine *e, const rz__edep *d)
     if (rc != RZ_OK)
         return rc;
     if (rz_ledger_available(&a) < sum)
-        return rz__error(RZ_EFUNDS, "the deployment needs %llu cents held; "
+        return rz__error(RZ_EFUNDS, "the deployment needs %llu micros held; "
                          "%llu available", (unsigned long long)sum,
                          (unsigned long long)rz_ledger_available(&a));
     return RZ_OK;

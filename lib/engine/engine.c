@@ -930,7 +930,7 @@ static int job_fill(rz_engine *e, rz__ejob *j, const rz_engine_job_spec *s,
 {
     j->client = s->client;
     j->priority = s->priority;
-    j->max_cost = s->max_cost_cents;
+    j->max_cost = s->max_cost_micros;
     j->queue_timeout_ms = s->queue_timeout_ms;
     j->submitted_ms = now;
     j->module_id = rz__strdup(s->module_id ? s->module_id : "");
@@ -954,7 +954,7 @@ static int job_fill(rz_engine *e, rz__ejob *j, const rz_engine_job_spec *s,
         if (!(j->exec = rz__strdup(s->exec_json)))
             return no_memory();
     }
-    return rz__engine_reqs_set(e, j, s->requirements_json, s->max_cost_cents);
+    return rz__engine_reqs_set(e, j, s->requirements_json, s->max_cost_micros);
 }
 
 int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
@@ -967,8 +967,8 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
         return rc;
     if (!spec || spec->version != RZ_ENGINE_JOB_SPEC_VERSION)
         return rz__error(RZ_EINVAL, "no job spec, or one of an unknown version");
-    if (!spec->max_cost_cents)
-        return rz__error(RZ_EINVAL, "max_cost_cents must be at least 1");
+    if (!spec->max_cost_micros)
+        return rz__error(RZ_EINVAL, "max_cost_micros must be at least 1");
     size_t before = e->n_jobs;
     rz__ejob *j = rz__engine_job_new(e);
     if (!j)
@@ -979,7 +979,7 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
     else if (rc == RZ_OK)
         rc = rz_ledger_hold(e->ledger, rz__engine_hold_id(j->id),
                             rz_engine_job_ledger_id(j->id), spec->client,
-                            spec->max_cost_cents, 0);
+                            spec->max_cost_micros, 0);
     if (rc != RZ_OK) {
         rz__engine_jobs_truncate(e, before);
         return rc;
@@ -1005,7 +1005,7 @@ static void assignment_fill(const rz_engine *e, const rz__ejob *j,
     out->module_id = j->module_id ? j->module_id : "";
     out->module_version = j->module_version ? j->module_version : "";
     out->request_json = j->request ? j->request : "{}";
-    out->max_cost_cents = j->max_cost;
+    out->max_cost_micros = j->max_cost;
     out->exec_json = j->exec;
 }
 
@@ -1220,8 +1220,8 @@ int rz_engine_job_get(const rz_engine *e, uint64_t job, rz_engine_job_info *out)
     out->node = j->node;
     out->priority = j->priority;
     out->client = j->client;
-    out->max_cost_cents = j->max_cost;
-    out->cost_cents = j->state == RZ_JOB_SUCCEEDED ? j->cost : 0;
+    out->max_cost_micros = j->max_cost;
+    out->cost_micros = j->state == RZ_JOB_SUCCEEDED ? j->cost : 0;
     out->run_ms = j->run_ms;
     out->deployment = j->deployment;
     rz_engine_assignment a;
@@ -1402,18 +1402,18 @@ int rz_engine_job_times(const rz_engine *e, uint64_t job, uint64_t *submitted_ms
 }
 
 int rz_engine_reference_cost(const rz_engine *e, const char *requirements_json,
-                             uint64_t *cents)
+                             uint64_t *micros)
 {
-    if (cents)
-        *cents = 0;
-    if (!e || !cents)
+    if (micros)
+        *micros = 0;
+    if (!e || !micros)
         return rz__error(RZ_EINVAL, "no engine or no output");
     rz_reqs *r = NULL;
     const char *text = requirements_json ? requirements_json : "{}";
     int rc = rz_reqs_parse(&r, text, strlen(text));
     if (rc != RZ_OK)
         return rc;
-    *cents = rz__engine_ref_cost(e, r);
+    *micros = rz__engine_ref_cost(e, r);
     rz_reqs_free(r);
     return RZ_OK;
 }

@@ -204,7 +204,7 @@ struct rz_engine {
 
 typedef struct rz__group_sum {
     rz_ledger_id client;
-    uint64_t cents;
+    uint64_t micros;
 } rz__group_sum;
 
 /* store.c */
@@ -279,7 +279,7 @@ RZ_HIDDEN int rz__engine_group_hold(rz_engine *e, rz__ejob *j);
 RZ_HIDDEN int rz__engine_group_flush(rz_engine *e);
 
 /* requirements.c */
-/* The requirements of a job, with max_cost_cents lowered to `max_cost`
+/* The requirements of a job, with max_cost_micros lowered to `max_cost`
  * (UINT64_MAX: as stored); the job joins the group of the result. */
 RZ_HIDDEN int rz__engine_reqs_set(rz_engine *e, rz__ejob *j, const char *json,
                                   uint64_t max_cost);

@@ -46,7 +46,7 @@ uint64_t rz_engine_group_pending(const rz_engine *e, rz_ledger_id client)
 {
     for (size_t i = 0; e && e->in_group && i < e->n_group_sums; i++)
         if (rz_ledger_id_equal(e->group_sums[i].client, client))
-            return e->group_sums[i].cents;
+            return e->group_sums[i].micros;
     return 0;
 }
 
@@ -82,7 +82,7 @@ static int group_precheck(rz_engine *e, rz_ledger_id client, uint64_t amount,
     if (!(*sum = group_sum_of(e, client)))
         return no_memory();
     uint64_t out = a.debits_posted, parts[3] = { a.debits_pending,
-                                                 (*sum)->cents, amount };
+                                                 (*sum)->micros, amount };
     for (int i = 0; i < 3; i++) {
         if (out > UINT64_MAX - parts[i])
             return rz__error(RZ_EOVERFLOW, "account %s: the hold overflows", h);
@@ -90,8 +90,8 @@ static int group_precheck(rz_engine *e, rz_ledger_id client, uint64_t amount,
     }
     if ((a.flags & RZ_LEDGER_DEBITS_MUST_NOT_EXCEED_CREDITS) &&
         out > a.credits_posted) {
-        uint64_t held = a.debits_posted + a.debits_pending + (*sum)->cents;
-        return rz__error(RZ_EFUNDS, "account %s has %llu cents available, "
+        uint64_t held = a.debits_posted + a.debits_pending + (*sum)->micros;
+        return rz__error(RZ_EFUNDS, "account %s has %llu micros available, "
                          "%llu needed", h, (unsigned long long)
                          (a.credits_posted > held ? a.credits_posted - held : 0),
                          (unsigned long long)amount);
@@ -111,7 +111,7 @@ int rz__engine_group_hold(rz_engine *e, rz__ejob *j)
                          e->n_group_holds + 1, sizeof *e->group_holds))
         return no_memory();
     e->group_holds[e->n_group_holds++] = j->id;
-    sum->cents += j->max_cost;
+    sum->micros += j->max_cost;
     return RZ_OK;
 }
 

@@ -130,7 +130,7 @@ static const char *doc_step_id(const cJSON *steps, const cJSON *s)
 
 /* The flow as a document that needs no registry: each step's effective
  * timeout written out (the module's, where the step has none, since the
- * engine's copy is validated without modules), and no max_cost_cents (the
+ * engine's copy is validated without modules), and no max_cost_micros (the
  * local node charges nothing; every hold is the reference cost). */
 static int local_document(const rz_flow *flow, char **out)
 {
@@ -154,6 +154,7 @@ static int local_document(const rz_flow *flow, char **out)
         if (i == RZ_NPOS || !cJSON_IsObject(s))
             continue;
         const rz__step *st = &flow->steps[i];
+        cJSON_DeleteItemFromObjectCaseSensitive(s, "max_cost_micros");
         cJSON_DeleteItemFromObjectCaseSensitive(s, "max_cost_cents");
         if (!st->timeout_s && st->module && st->module->timeout_s)
             ok = cJSON_AddNumberToObject(s, "timeout_s",

@@ -11,7 +11,7 @@
  * - no two entries hold equal texts, and every entry is reachable from its
  *   home slot by probing without an empty slot in between (a removal puts
  *   the rest of its cluster back);
- * - the stored text is what decides: max_cost_cents is written into it
+ * - the stored text is what decides: max_cost_micros is written into it
  *   before it is interned, so jobs that differ in it are in different
  *   groups.
  */
@@ -132,7 +132,7 @@ static int reqs_take(rz_engine *e, rz__ejob *j, char *text)
 }
 
 /* The common cases without a JSON round trip (a submission's hot path):
- * requirements kept as stored, or without a max_cost_cents of their own,
+ * requirements kept as stored, or without a max_cost_micros of their own,
  * which is then written in front. REQS_SLOW: take the general path (it
  * also words the error of text the fast one could not parse). */
 #define REQS_SLOW 1
@@ -142,7 +142,8 @@ static int reqs_fast(rz_engine *e, rz__ejob *j, const char *json,
     const char *p = json ? json : "";
     while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
         p++;
-    if (*p != '{' || (max_cost != UINT64_MAX && strstr(p, "max_cost_cents")))
+    if (*p != '{' || strstr(p, "max_cost_cents") ||
+        (max_cost != UINT64_MAX && strstr(p, "max_cost_micros")))
         return REQS_SLOW;
     char *text;
     if (max_cost == UINT64_MAX) {
@@ -151,7 +152,7 @@ static int reqs_fast(rz_engine *e, rz__ejob *j, const char *json,
         const char *rest = p + 1;
         while (*rest == ' ' || *rest == '\t' || *rest == '\n' || *rest == '\r')
             rest++;
-        text = rz__asprintf("{\"max_cost_cents\":%llu%s%s",
+        text = rz__asprintf("{\"max_cost_micros\":%llu%s%s",
                             (unsigned long long)max_cost, *rest == '}' ? "" : ",",
                             rest);
     }
@@ -160,7 +161,23 @@ static int reqs_fast(rz_engine *e, rz__ejob *j, const char *json,
     return reqs_take(e, j, text) == RZ_OK ? RZ_OK : REQS_SLOW;
 }
 
-/* The requirements of a job, with max_cost_cents lowered to `max_cost`
+/* max_cost_cents (accepted for one release, and in jobs stored before
+ * micro-dollars) becomes max_cost_micros, exactly. A bad value or both
+ * keys are left for the parser to refuse. */
+static void cents_to_micros(cJSON *doc)
+{
+    cJSON *c = cJSON_GetObjectItemCaseSensitive(doc, "max_cost_cents");
+    if (!cJSON_IsNumber(c) || c->valuedouble < 0 ||
+        c->valuedouble != (double)(uint64_t)c->valuedouble ||
+        c->valuedouble > (double)((UINT64_C(1) << 53) / 10000) ||
+        cJSON_GetObjectItemCaseSensitive(doc, "max_cost_micros"))
+        return;
+    double micros = c->valuedouble * 10000;
+    cJSON_DeleteItemFromObjectCaseSensitive(doc, "max_cost_cents");
+    cJSON_AddNumberToObject(doc, "max_cost_micros", micros);
+}
+
+/* The requirements of a job, with max_cost_micros lowered to `max_cost`
  * (UINT64_MAX: as stored). */
 int rz__engine_reqs_set(rz_engine *e, rz__ejob *j, const char *json,
                         uint64_t max_cost)
@@ -174,12 +191,13 @@ int rz__engine_reqs_set(rz_engine *e, rz__ejob *j, const char *json,
         return rz__error(json && *json ? RZ_EINVALID : RZ_ENOMEM,
                          "requirements must be a JSON object");
     }
+    cents_to_micros(doc);
     if (max_cost != UINT64_MAX) {
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(doc, "max_cost_cents");
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(doc, "max_cost_micros");
         if (!cJSON_IsNumber(m) || m->valuedouble < 0 ||
             m->valuedouble > (double)max_cost) {
-            cJSON_DeleteItemFromObjectCaseSensitive(doc, "max_cost_cents");
-            cJSON_AddNumberToObject(doc, "max_cost_cents", (double)max_cost);
+            cJSON_DeleteItemFromObjectCaseSensitive(doc, "max_cost_micros");
+            cJSON_AddNumberToObject(doc, "max_cost_micros", (double)max_cost);
         }
     }
     char *text = cJSON_PrintUnformatted(doc);

@@ -237,6 +237,26 @@ static uint64_t get_u64(const cJSON *o, const char *k)
     return cJSON_IsString(v) ? strtoull(v->valuestring, NULL, 10) : 0;
 }
 
+/* An amount: "<k>_micros", or "<k>" from before micro-dollars (cents,
+ * converted exactly) so that an old store is never misread. */
+static int get_money(const cJSON *o, const char *k, uint64_t job,
+                     uint64_t *out)
+{
+    char key[40];
+    snprintf(key, sizeof key, "%s_micros", k);
+    if (cJSON_GetObjectItemCaseSensitive(o, key)) {
+        *out = get_u64(o, key);
+        return RZ_OK;
+    }
+    uint64_t cents = get_u64(o, k);
+    if (cents > UINT64_MAX / 10000)
+        return rz__error(RZ_EOVERFLOW, "engine store: job %llu: %s of %llu "
+                         "cents is past 2^64-1 micro-dollars",
+                         (unsigned long long)job, k, (unsigned long long)cents);
+    *out = cents * 10000;
+    return RZ_OK;
+}
+
 static const char *get_str(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -317,7 +337,7 @@ static char *job_record(const rz__ejob *j)
     add_str(o, "request", j->request);
     if (j->exec)
         add_str(o, "exec", j->exec);
-    add_u64(o, "max_cost", j->max_cost);
+    add_u64(o, "max_cost_micros", j->max_cost);
     add_u64(o, "attempt", j->attempt);
     add_u64(o, "node", j->node);
     add_u64(o, "deployment", j->deployment);
@@ -325,7 +345,7 @@ static char *job_record(const rz__ejob *j)
     add_str(o, "step_id", j->step_id);
     add_str(o, "outputs", j->outputs);
     add_str(o, "error", j->error);
-    add_u64(o, "cost", j->cost);
+    add_u64(o, "cost_micros", j->cost);
     add_u64(o, "run_ms", j->run_ms);
     add_u64(o, "handed", j->handed_ms);
     add_u64(o, "submitted", j->submitted_ms);
@@ -574,7 +594,7 @@ static int load_job(rz_engine *e, const unsigned char *key, size_t klen,
     j->module_version = dup_opt(get_str(rec, "version"), &rc);
     j->request = dup_opt(get_str(rec, "request"), &rc);
     j->exec = dup_opt(get_str(rec, "exec"), &rc);   /* absent: a module job */
-    j->max_cost = get_u64(rec, "max_cost");
+    rc = get_money(rec, "max_cost", id, &j->max_cost);
     j->attempt = (uint32_t)get_u64(rec, "attempt");
     j->node = get_u64(rec, "node");
     j->deployment = get_u64(rec, "deployment");
@@ -582,7 +602,8 @@ static int load_job(rz_engine *e, const unsigned char *key, size_t klen,
     j->step_id = dup_opt(get_str(rec, "step_id"), &rc);
     j->outputs = dup_opt(get_str(rec, "outputs"), &rc);
     j->error = dup_opt(get_str(rec, "error"), &rc);
-    j->cost = get_u64(rec, "cost");
+    if (rc == RZ_OK)
+        rc = get_money(rec, "cost", id, &j->cost);
     j->run_ms = get_u64(rec, "run_ms");
     j->handed_ms = get_u64(rec, "handed");   /* absent: 0 */
     j->submitted_ms = get_u64(rec, "submitted");

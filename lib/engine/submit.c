@@ -151,7 +151,7 @@ static int prepare(rz_engine *e, const rz_engine_module_job *spec,
     }
     if (!(*request = request_of(inputs, config)))
         return no_memory();
-    *max_cost = spec->max_cost_cents;
+    *max_cost = spec->max_cost_micros;
     return *max_cost ? RZ_OK : rz_engine_reference_cost(e, *reqs, max_cost);
 }
 
@@ -167,7 +167,7 @@ int rz_engine_submit_module(rz_engine *e, const rz_engine_module_job *spec,
     const rz_module *m = NULL;
     char *request = NULL, *reqs = NULL;
     rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
-    int rc = prepare(e, spec, &m, &request, &reqs, &s.max_cost_cents);
+    int rc = prepare(e, spec, &m, &request, &reqs, &s.max_cost_micros);
     if (rc == RZ_OK) {
         s.client = spec->client;
         s.requirements_json = reqs;

@@ -1,6 +1,6 @@
 /* Flow cost estimates: node rental (through lib/match's cost formula and
  * fit test, so the estimate and the placement agree) versus API providers.
- * Integer cents only; every product and sum is overflow-checked and
+ * Integer micros only; every product and sum is overflow-checked and
  * saturates. */
 #include <inttypes.h>
 #include <limits.h>
@@ -21,7 +21,7 @@
 
 typedef struct unit_price {
     char *unit;
-    uint64_t cents_per_million;
+    uint64_t micros_per_million;
 } unit_price;
 
 typedef struct provider {
@@ -109,8 +109,8 @@ static int bad_entry(const char *source, const char *ptr, const char *what)
                         ptr, what);
 }
 
-/* A whole number of cents in [0, 2^53] (exact in a double). */
-static bool whole_cents(const cJSON *v, uint64_t *out)
+/* A whole number of micros in [0, 2^53] (exact in a double). */
+static bool whole_micros(const cJSON *v, uint64_t *out)
 {
     if (!cJSON_IsNumber(v) || v->valuedouble < 0 ||
         v->valuedouble > 9007199254740992.0 ||
@@ -120,22 +120,25 @@ static bool whole_cents(const cJSON *v, uint64_t *out)
     return true;
 }
 
-static int parse_units(const cJSON *cpm, provider *p, const char *source,
-                       const char *ptr)
+/* scale: 1, or 10000 for the cents spelling (cents_per_million). */
+static int parse_units(const cJSON *cpm, uint64_t scale, provider *p,
+                       const char *source, const char *ptr)
 {
     int n = cJSON_IsObject(cpm) ? cJSON_GetArraySize(cpm) : 0;
     if (n == 0 || n > UNITS_MAX)
-        return bad_entry(source, ptr, "'cents_per_million' must be an object "
-                         "of 1-64 {\"<unit>\": <whole cents>}");
+        return bad_entry(source, ptr, "'micros_per_million' must be an object "
+                         "of 1-64 {\"<unit>\": <whole micro-dollars>}");
     p->units = rz__calloc((size_t)n, sizeof *p->units);
     if (!p->units)
         return rz__error(RZ_ENOMEM, "out of memory");
     const cJSON *u;
     cJSON_ArrayForEach(u, cpm) {
         unit_price *up = &p->units[p->n_units];
-        if (!whole_cents(u, &up->cents_per_million))
+        if (!whole_micros(u, &up->micros_per_million) ||
+            up->micros_per_million > (UINT64_C(1) << 53) / scale)
             return bad_entry(source, ptr, "each price must be a whole, "
-                             "non-negative number of cents");
+                             "non-negative number of micro-dollars up to 2^53");
+        up->micros_per_million *= scale;
         if (!(up->unit = rz__strdup(u->string)))
             return rz__error(RZ_ENOMEM, "out of memory");
         p->n_units++;
@@ -157,8 +160,13 @@ static int parse_provider(const cJSON *e, provider *p, const char *source,
     if (!(p->provider = rz__strdup(pv->valuestring)) ||
         !(p->model = rz__strdup(md->valuestring)))
         return rz__error(RZ_ENOMEM, "out of memory");
-    return parse_units(cJSON_GetObjectItemCaseSensitive(e, "cents_per_million"),
-                       p, source, ptr);
+    const cJSON *mpm = cJSON_GetObjectItemCaseSensitive(e, "micros_per_million");
+    const cJSON *cpm = cJSON_GetObjectItemCaseSensitive(e, "cents_per_million");
+    if (mpm && cpm)
+        return bad_entry(source, ptr, "give 'micros_per_million' or the older "
+                         "'cents_per_million', not both");
+    return mpm || !cpm ? parse_units(mpm, 1, p, source, ptr)
+                       : parse_units(cpm, 10000, p, source, ptr);
 }
 
 static int add_providers(rz_prices *p, const cJSON *arr, const char *source)
@@ -383,7 +391,7 @@ static int estimate_rent(rz_estimate *e, const rz_prices *p,
     }
     if (best != RZ_NPOS) {
         s->rent_ok = 1;
-        s->rent_cents = best_cost;
+        s->rent_micros = best_cost;
         s->node_class = keep(e, rz_caps_get(p->nodes[best])->id, &rc);
     } else {
         rc = no_fit_reason(e, p, q, s);
@@ -418,18 +426,18 @@ static bool unit_count(const cJSON *v, const cJSON *config, uint64_t *out)
         const cJSON *key = cJSON_GetObjectItemCaseSensitive(v, "config");
         const cJSON *cv = cJSON_IsString(key) && cJSON_IsObject(config)
             ? cJSON_GetObjectItemCaseSensitive(config, key->valuestring) : NULL;
-        if (cv && whole_cents(cv, out))
+        if (cv && whole_micros(cv, out))
             return true;
         v = cJSON_GetObjectItemCaseSensitive(v, "default");
     }
-    return whole_cents(v, out);
+    return whole_micros(v, out);
 }
 
 /* Sets *why (static text or kept) when the API side cannot be priced. */
 static int api_price(const provider *pv, const cJSON *units,
-                     const cJSON *config, uint64_t *cents, const char **why)
+                     const cJSON *config, uint64_t *micros, const char **why)
 {
-    uint64_t micro = 0;     /* cents x 1e6 */
+    uint64_t micro = 0;     /* micros x 1e6 */
     const cJSON *u;
     if (!cJSON_IsObject(units) || !units->child) {
         *why = "api_alternative needs 'units' {\"<unit>\": <count>}";
@@ -446,9 +454,9 @@ static int api_price(const provider *pv, const cJSON *units,
             *why = "api_alternative units must be whole numbers";
             return RZ_EINVAL;
         }
-        micro = sat_add(micro, sat_mul(n, up->cents_per_million));
+        micro = sat_add(micro, sat_mul(n, up->micros_per_million));
     }
-    *cents = micro == UINT64_MAX ? UINT64_MAX
+    *micros = micro == UINT64_MAX ? UINT64_MAX
            : micro / 1000000u + (micro % 1000000u != 0);
     return RZ_OK;
 }
@@ -482,7 +490,7 @@ static int estimate_api(rz_estimate *e, const rz_prices *p, const rz_module *m,
     }
     const char *why = NULL;
     if (api_price(prov, cJSON_GetObjectItemCaseSensitive(alt, "units"), config,
-                  &s->api_cents, &why) == RZ_OK)
+                  &s->api_micros, &why) == RZ_OK)
         s->api_ok = 1;
     else
         s->api_reason = keep(e, why, &rc);
@@ -491,12 +499,12 @@ static int estimate_api(rz_estimate *e, const rz_prices *p, const rz_module *m,
 
 static void choose(rz_step_estimate *s)
 {
-    if (s->api_ok && (!s->rent_ok || s->api_cents < s->rent_cents)) {
+    if (s->api_ok && (!s->rent_ok || s->api_micros < s->rent_micros)) {
         s->choice = RZ_CHOICE_API;
-        s->cost_cents = s->api_cents;
+        s->cost_micros = s->api_micros;
     } else if (s->rent_ok) {
         s->choice = RZ_CHOICE_RENT;
-        s->cost_cents = s->rent_cents;
+        s->cost_micros = s->rent_micros;
     }
 }
 
@@ -548,7 +556,7 @@ int rz_estimate_flow(rz_estimate **out, const rz_flow *flow,
     for (size_t i = 0; rc == RZ_OK && i < flow->n_steps; i++) {
         rc = estimate_step(e, prices, &flow->steps[i], &e->steps[i]);
         e->n++;
-        e->total = sat_add(e->total, e->steps[i].cost_cents);
+        e->total = sat_add(e->total, e->steps[i].cost_micros);
         if (e->steps[i].choice == RZ_CHOICE_NONE)
             e->complete = false;
     }
@@ -580,14 +588,14 @@ const rz_step_estimate *rz_estimate_get(const rz_estimate *e, size_t i)
     return e && i < e->n ? &e->steps[i] : NULL;
 }
 
-uint64_t rz_estimate_total_cents(const rz_estimate *e) { return e ? e->total : 0; }
+uint64_t rz_estimate_total_micros(const rz_estimate *e) { return e ? e->total : 0; }
 int rz_estimate_complete(const rz_estimate *e) { return e && e->complete; }
 
 /* ---- JSON ---- */
 
 /* Cents as exact decimal integers: cJSON would print a double with 15
  * significant digits. */
-static cJSON *add_cents(cJSON *o, const char *key, uint64_t c)
+static cJSON *add_micros(cJSON *o, const char *key, uint64_t c)
 {
     char buf[24];
     snprintf(buf, sizeof buf, "%" PRIu64, c);
@@ -608,7 +616,7 @@ static bool step_json(cJSON *arr, const rz_step_estimate *s)
     ok = ok && r;
     if (ok && s->rent_ok)
         ok = cJSON_AddStringToObject(r, "node_class", s->node_class) &&
-             add_cents(r, "cost_cents", s->rent_cents);
+             add_micros(r, "cost_micros", s->rent_micros);
     else if (ok)
         ok = cJSON_AddStringToObject(o, "rent_unavailable", s->rent_reason);
     cJSON *a = s->api_ok ? cJSON_AddObjectToObject(o, "api")
@@ -617,12 +625,12 @@ static bool step_json(cJSON *arr, const rz_step_estimate *s)
     if (ok && s->api_ok)
         ok = cJSON_AddStringToObject(a, "provider", s->provider) &&
              cJSON_AddStringToObject(a, "model", s->api_model) &&
-             add_cents(a, "cost_cents", s->api_cents);
+             add_micros(a, "cost_micros", s->api_micros);
     else if (ok && *s->api_reason)
         ok = cJSON_AddStringToObject(o, "api_unavailable", s->api_reason);
     return ok && cJSON_AddStringToObject(o, "recommendation",
                                          rz_choice_name(s->choice)) &&
-           add_cents(o, "cost_cents", s->cost_cents);
+           add_micros(o, "cost_micros", s->cost_micros);
 }
 
 int rz_estimate_to_json(const rz_estimate *e, char **out)
@@ -638,7 +646,7 @@ int rz_estimate_to_json(const rz_estimate *e, char **out)
     for (size_t i = 0; ok && i < e->n; i++)
         ok = step_json(steps, &e->steps[i]);
     cJSON *pr = ok ? cJSON_CreateObject() : NULL;
-    ok = ok && add_cents(root, "total_cents", e->total) &&
+    ok = ok && add_micros(root, "total_micros", e->total) &&
          cJSON_AddBoolToObject(root, "complete", e->complete) && pr &&
          cJSON_AddItemToObject(root, "prices", pr);
     if (!ok)

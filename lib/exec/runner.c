@@ -652,8 +652,8 @@ static int engine_start(runner *r)
     eo.durable = 0;
     eo.node_timeout_ms = LOCAL_NODE_TIMEOUT_MS;
     eo.fee_bps = 0;
-    eo.ref_gpu_hour_cents = eo.ref_cpu_hour_cents = 0;
-    eo.ref_memory_gb_hour_cents = 0;
+    eo.ref_gpu_hour_micros = eo.ref_cpu_hour_micros = 0;
+    eo.ref_memory_gb_hour_micros = 0;
     rc = rz_engine_open(&r->engine, r->dir, &eo);
     char *caps = NULL;
     if (rc == RZ_OK)

@@ -611,7 +611,8 @@ static bool lower_step_field(lower *L, rz__step *s, cJSON *obj, cJSON *c,
  * the step's `extra` (the engine: a step's own cost ceiling). */
 bool rz__flux_kept_key(const char *k, bool top)
 {
-    return top ? strncmp(k, "x-", 2) == 0 : strcmp(k, "max_cost_cents") == 0;
+    return top ? strncmp(k, "x-", 2) == 0 : (strcmp(k, "max_cost_micros") == 0 ||
+                                            strcmp(k, "max_cost_cents") == 0);
 }
 
 static const char *const top_keys[] = {
@@ -681,15 +682,18 @@ static void lower_ui(lower *L, cJSON **dst, cJSON *ui, bool top)
 }
 
 /* A step's own budget, checked as the job route checks a job's: a whole
- * number of cents from 1 to 2^53. The engine would otherwise fall back to
- * the reference estimate without a word. */
+ * number of micro-dollars from 1 to 2^53 (or, for one release, of cents
+ * up to 2^53 / 10000 as max_cost_cents). The engine would otherwise fall
+ * back to the reference estimate without a word. */
 static void check_max_cost(lower *L, const cJSON *c)
 {
+    bool cents = strcmp(c->string, "max_cost_cents") == 0;
+    double max = cents ? 900719925474.0 : 9007199254740992.0;
     double d = cJSON_IsNumber(c) ? c->valuedouble : 0;
-    if (!cJSON_IsNumber(c) || d != floor(d) || d < 1 || d > 9007199254740992.0)
-        bad(L, RZ_EINVALID, c->string, NULL, "'max_cost_cents' must be a whole number "
-            "of cents from 1 to 9007199254740992, not %s",
-            cJSON_IsNumber(c) ? "a number outside that" : type_name(c));
+    if (!cJSON_IsNumber(c) || d != floor(d) || d < 1 || d > max)
+        bad(L, RZ_EINVALID, c->string, NULL, "'%s' must be a whole number of %s "
+            "from 1 to %.0f, not %s", c->string, cents ? "cents" : "micro-dollars",
+            max, cJSON_IsNumber(c) ? "a number outside that" : type_name(c));
 }
 
 /* `obj` is the step's map; `key_id` its id when it comes from a steps map. */
@@ -717,7 +721,8 @@ static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
         }
         if (cJSON_IsNull(c))
             continue;   /* an empty field is an absent one */
-        if (strcmp(c->string, "max_cost_cents") == 0)
+        if (strcmp(c->string, "max_cost_micros") == 0 ||
+            strcmp(c->string, "max_cost_cents") == 0)
             check_max_cost(L, c);
         if (key_id && strcmp(c->string, "ui") == 0)
             lower_ui(L, &s->extra, c, false);

@@ -185,12 +185,12 @@ int rz_caps_set_runtimes(rz_caps *caps, const char *const *runtimes, size_t n)
     return set_strv(caps, &caps->runtimes, runtimes, n);
 }
 
-int rz_caps_set_prices(rz_caps *caps, uint64_t gpu_hour_cents,
-                       uint64_t cpu_hour_cents, uint64_t memory_gb_hour_cents)
+int rz_caps_set_prices(rz_caps *caps, uint64_t gpu_hour_micros,
+                       uint64_t cpu_hour_micros, uint64_t memory_gb_hour_micros)
 {
-    caps->info.gpu_hour_cents = gpu_hour_cents;
-    caps->info.cpu_hour_cents = cpu_hour_cents;
-    caps->info.memory_gb_hour_cents = memory_gb_hour_cents;
+    caps->info.gpu_hour_micros = gpu_hour_micros;
+    caps->info.cpu_hour_micros = cpu_hour_micros;
+    caps->info.memory_gb_hour_micros = memory_gb_hour_micros;
     return RZ_OK;
 }
 

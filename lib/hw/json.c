@@ -94,17 +94,17 @@ static int parse_market(rz_caps *c, const cJSON *o, const char *base)
 {
     const cJSON *prices = NULL;
     uint64_t maxj = 0;
-    const uint64_t pmax = UINT64_C(1) << 40;   /* 11 billion dollars an hour */
+    const uint64_t pmax = UINT64_C(1) << 53;   /* 9 billion dollars an hour */
     int rc = rz__json_obj(o, "prices", base, &prices);
     if (rc == RZ_OK && prices) {
         char b[128];
         snprintf(b, sizeof b, "%s/prices", base);
-        rc = rz__json_u64(prices, "gpu_hour_cents", pmax, b, &c->info.gpu_hour_cents);
+        rc = rz__json_money(prices, "gpu_hour_micros", pmax, b, &c->info.gpu_hour_micros, NULL);
         if (rc == RZ_OK)
-            rc = rz__json_u64(prices, "cpu_hour_cents", pmax, b, &c->info.cpu_hour_cents);
+            rc = rz__json_money(prices, "cpu_hour_micros", pmax, b, &c->info.cpu_hour_micros, NULL);
         if (rc == RZ_OK)
-            rc = rz__json_u64(prices, "memory_gb_hour_cents", pmax, b,
-                              &c->info.memory_gb_hour_cents);
+            rc = rz__json_money(prices, "memory_gb_hour_micros", pmax, b,
+                                &c->info.memory_gb_hour_micros, NULL);
     }
     if (rc == RZ_OK) rc = rz__json_real(o, "reputation", 0, 1, base, &c->info.reputation);
     if (rc == RZ_OK) rc = rz__json_u64(o, "max_concurrent_jobs", 1 << 24, base, &maxj);
@@ -325,9 +325,9 @@ static cJSON *caps_json(bool *ok, const rz_caps *c)
     if (*c->region)
         chk(ok, cJSON_AddStringToObject(o, "region", c->region));
     cJSON *pr = chk(ok, cJSON_AddObjectToObject(o, "prices"));
-    chk(ok, cJSON_AddNumberToObject(pr, "gpu_hour_cents", (double)i->gpu_hour_cents));
-    chk(ok, cJSON_AddNumberToObject(pr, "cpu_hour_cents", (double)i->cpu_hour_cents));
-    chk(ok, cJSON_AddNumberToObject(pr, "memory_gb_hour_cents", (double)i->memory_gb_hour_cents));
+    chk(ok, cJSON_AddNumberToObject(pr, "gpu_hour_micros", (double)i->gpu_hour_micros));
+    chk(ok, cJSON_AddNumberToObject(pr, "cpu_hour_micros", (double)i->cpu_hour_micros));
+    chk(ok, cJSON_AddNumberToObject(pr, "memory_gb_hour_micros", (double)i->memory_gb_hour_micros));
     chk(ok, cJSON_AddNumberToObject(o, "reputation", i->reputation));
     chk(ok, cJSON_AddNumberToObject(o, "max_concurrent_jobs", i->max_concurrent_jobs));
     if (c->has_benchmark) {
@@ -347,6 +347,12 @@ int rz_caps_to_json(const rz_caps *caps, int pretty, char **out)
         cJSON_Delete(o);
         return rz__error(RZ_ENOMEM, "out of memory");
     }
+    /* The cents spelling of a price was read into its micros field. */
+    cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "prices");
+    static const char *const old[] = { "gpu_hour_cents", "cpu_hour_cents",
+                                       "memory_gb_hour_cents" };
+    for (size_t k = 0; k < sizeof old / sizeof old[0]; k++)
+        cJSON_DeleteItemFromObjectCaseSensitive(pr, old[k]);
     char *s = pretty ? cJSON_Print(o) : cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!s)

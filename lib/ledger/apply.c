@@ -629,7 +629,7 @@ static int check_limit(const rz_ledger_account *a, uint64_t amount)
         char h[33];
         rz_ledger_id_format(a->id, h);
         uint64_t avail = rz_ledger_available(a);
-        return rz__error(RZ_EFUNDS, "account %s has %llu cents available, "
+        return rz__error(RZ_EFUNDS, "account %s has %llu micros available, "
                          "%llu needed", h, (unsigned long long)avail,
                          (unsigned long long)amount);
     }
@@ -692,7 +692,7 @@ static int apply_resolve(ctx *c, rz_ledger_transfer *t, uint32_t void_state)
         return pending_state_error(&p);
     bool post = t->flags & RZ_LEDGER_POST;
     if (post && t->amount > p.amount)
-        return rz__error(RZ_EAMOUNT, "post of %llu cents above the %llu held",
+        return rz__error(RZ_EAMOUNT, "post of %llu micros above the %llu held",
                          (unsigned long long)t->amount,
                          (unsigned long long)p.amount);
     size_t di, ci;
@@ -936,7 +936,7 @@ static int plan_settle(ctx *c, const rz_ledger_op *op, plan *p)
         rc = need_kind(c, op->counterparty, RZ_LEDGER_NODE, RZ_LEDGER_NODE);
     if (rc != RZ_OK)
         return rc;
-    uint64_t fee = rz_ledger_fee(op->amount, c->fee_bps);
+    uint64_t fee = rz__ledger_fee_rule(op->amount, c->fee_bps);
     rz_ledger_transfer *t = plan_add(p, op->id, RZ_LEDGER_POST,
                                      RZ_LEDGER_CODE_SETTLE, hold.debit,
                                      hold.credit, op->amount);

@@ -23,12 +23,25 @@ uint64_t rz_ledger_available(const rz_ledger_account *a)
     return a->credits_posted - out;
 }
 
-uint64_t rz_ledger_fee(uint64_t cents, uint32_t fee_bps)
+uint64_t rz_ledger_fee(uint64_t micros, uint32_t fee_bps)
 {
     if (fee_bps > 10000)
         fee_bps = 10000;
-    /* floor(cents * bps / 10000) without a 128-bit product. */
-    return (cents / 10000) * fee_bps + (cents % 10000) * fee_bps / 10000;
+    /* round(micros * bps / 10000), halves up, without a 128-bit product:
+     * micros = q * 10000 + r, so the exact fee is q * bps + r * bps / 10000
+     * and only the second term has a fraction. q * bps <= micros. */
+    return (micros / 10000) * fee_bps + ((micros % 10000) * fee_bps + 5000) / 10000;
+}
+
+uint64_t rz__ledger_fee_rule(uint64_t amount, uint32_t jfee)
+{
+    uint32_t bps = jfee & ~RZ__LEDGER_JFEE_MICROS;
+    if (jfee & RZ__LEDGER_JFEE_MICROS)
+        return rz_ledger_fee(amount, bps);
+    /* Batches acknowledged before micro-dollars: cents, fee floored. */
+    if (bps > 10000)
+        bps = 10000;
+    return (amount / 10000) * bps + (amount % 10000) * bps / 10000;
 }
 
 static uint64_t mix64(uint64_t x)
@@ -132,11 +145,87 @@ static int format_read(rz_ledger *l, MDB_txn *txn)
     const uint8_t *p = val.mv_data;
     l->format = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
                 (uint32_t)p[2] << 8 | p[3];
-    if (l->format != RZ__LEDGER_FORMAT)
+    if (l->format != RZ__LEDGER_FORMAT && l->format != RZ__LEDGER_FORMAT_CENTS)
         return rz__error(RZ_EUNSUPPORTED, "%s: ledger format %u; this "
                          "version reads format %u (docs/formats.md)", l->dir,
                          l->format, RZ__LEDGER_FORMAT);
     return RZ_OK;
+}
+
+/* A reader never reads cents as micro-dollars. */
+static int format_reader_check(const rz_ledger *l)
+{
+    if (l->format == RZ__LEDGER_FORMAT)
+        return RZ_OK;
+    return rz__error(RZ_EUNSUPPORTED, "%s holds amounts in cents (ledger "
+                     "format %u); this version counts micro-dollars. Convert "
+                     "it once, with nothing else running on it: "
+                     "`rhizos-orchestrator migrate --data DIR` (starting "
+                     "rhizos-orchestrator on it does the same; docs/formats.md)",
+                     l->dir, l->format ? l->format : 1);
+}
+
+static int scale_u64(uint64_t *v, const char *what, const rz_ledger_id *id)
+{
+    if (*v > UINT64_MAX / RZ__LEDGER_MICROS_PER_CENT) {
+        char h[33];
+        rz_ledger_id_format(*id, h);
+        return rz__error(RZ_EOVERFLOW, "%s %s: %llu cents are more than "
+                         "2^64-1 micro-dollars; cannot convert the ledger",
+                         what, h, (unsigned long long)*v);
+    }
+    *v *= RZ__LEDGER_MICROS_PER_CENT;
+    return RZ_OK;
+}
+
+/* Every amount of a cents ledger (format 2 or before) times 10,000, in
+ * the writer's transaction: the next checkpoint commits it together with
+ * the new format, so a crash leaves either all cents or all micros. */
+static int to_micros(rz_ledger *l, MDB_dbi dbi, bool accounts)
+{
+    MDB_cursor *cur;
+    int mrc = mdb_cursor_open(l->wtxn, dbi, &cur);
+    if (mrc)
+        return rz__ledger_db_error(mrc, "convert to micro-dollars");
+    int rc = RZ_OK;
+    MDB_val key, val;
+    for (mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); mrc == 0 && !rc;
+         mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        uint8_t rec[RZ__LEDGER_TRANSFER_SIZE];
+        size_t len = accounts ? RZ__LEDGER_ACCOUNT_SIZE : RZ__LEDGER_TRANSFER_SIZE;
+        if (accounts) {
+            rz_ledger_account a;
+            rc = rz__ledger_account_decode(val.mv_data, val.mv_size, &a);
+            if (rc == RZ_OK)
+                rc = scale_u64(&a.debits_posted, "account", &a.id);
+            if (rc == RZ_OK)
+                rc = scale_u64(&a.debits_pending, "account", &a.id);
+            if (rc == RZ_OK)
+                rc = scale_u64(&a.credits_posted, "account", &a.id);
+            if (rc == RZ_OK)
+                rc = scale_u64(&a.credits_pending, "account", &a.id);
+            if (rc == RZ_OK)
+                rz__ledger_account_encode(&a, rec);
+        } else {
+            rz_ledger_transfer t;
+            rc = rz__ledger_transfer_decode(val.mv_data, val.mv_size, &t);
+            if (rc == RZ_OK)
+                rc = scale_u64(&t.amount, "transfer", &t.id);
+            if (rc == RZ_OK)
+                rc = scale_u64(&t.posted_amount, "transfer", &t.id);
+            if (rc == RZ_OK)
+                rz__ledger_transfer_encode(&t, rec);
+        }
+        if (rc == RZ_OK) {
+            MDB_val nv = { len, rec };
+            int prc = mdb_cursor_put(cur, &key, &nv, MDB_CURRENT);
+            rc = prc ? rz__ledger_db_error(prc, "convert to micro-dollars") : RZ_OK;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc == RZ_OK && mrc && mrc != MDB_NOTFOUND)
+        rc = rz__ledger_db_error(mrc, "convert to micro-dollars");
+    return rc;
 }
 
 static int format_write(rz_ledger *l)
@@ -527,8 +616,12 @@ static int open_writer(rz_ledger *l, const char *data_dir,
     /* A new ledger, or one from before markers: the format is recorded
      * only once a marker is on disk, so that a crash between the two never
      * leaves a format that promises one. */
-    if (rc == RZ_OK && !l->format) {
-        rc = format_write(l);
+    if (rc == RZ_OK && l->format != RZ__LEDGER_FORMAT) {
+        rc = to_micros(l, l->dbs.accounts, true);
+        if (rc == RZ_OK)
+            rc = to_micros(l, l->dbs.transfers, false);
+        if (rc == RZ_OK)
+            rc = format_write(l);
         if (rc == RZ_OK)
             rc = checkpoint(l);
     }
@@ -595,6 +688,8 @@ int rz_ledger_open(rz_ledger **out, const char *data_dir,
         rc = setup(l);
     if (rc == RZ_OK && l->read_only)
         rc = check_reader(l);
+    if (rc == RZ_OK && l->read_only)
+        rc = format_reader_check(l);
     if (rc != RZ_OK) {
         l->broken = true;   /* no checkpoint on the way out */
         rz_ledger_close(l);
@@ -637,7 +732,8 @@ int rz_ledger_submit(rz_ledger *l, const rz_ledger_op *ops, size_t n,
         if (rc != RZ_OK)
             return rc;
     }
-    return apply_batch(l, l->fee_bps, ops, n, results, true);
+    return apply_batch(l, l->fee_bps | RZ__LEDGER_JFEE_MICROS, ops, n, results,
+                       true);
 }
 
 /* ---- one-op conveniences ---- */
@@ -672,11 +768,11 @@ int rz_ledger_create_account(rz_ledger *l, rz_ledger_id id,
 }
 
 static int account_op(rz_ledger *l, uint32_t type, rz_ledger_id id,
-                      rz_ledger_id account, uint64_t cents)
+                      rz_ledger_id account, uint64_t micros)
 {
     rz_ledger_op op = make_op(type, id);
     op.account = account;
-    op.amount = cents;
+    op.amount = micros;
     return submit_one(l, &op, NULL);
 }
 
@@ -689,9 +785,9 @@ static int ref_op(rz_ledger *l, uint32_t type, rz_ledger_id id,
 }
 
 int rz_ledger_deposit_request(rz_ledger *l, rz_ledger_id id,
-                              rz_ledger_id client, uint64_t cents)
+                              rz_ledger_id client, uint64_t micros)
 {
-    return account_op(l, RZ_LEDGER_OP_DEPOSIT_REQUEST, id, client, cents);
+    return account_op(l, RZ_LEDGER_OP_DEPOSIT_REQUEST, id, client, micros);
 }
 
 int rz_ledger_deposit_confirm(rz_ledger *l, rz_ledger_id id,
@@ -707,30 +803,30 @@ int rz_ledger_deposit_cancel(rz_ledger *l, rz_ledger_id id,
 }
 
 int rz_ledger_test_credit(rz_ledger *l, rz_ledger_id id, rz_ledger_id client,
-                          uint64_t cents)
+                          uint64_t micros)
 {
-    return account_op(l, RZ_LEDGER_OP_TEST_CREDIT, id, client, cents);
+    return account_op(l, RZ_LEDGER_OP_TEST_CREDIT, id, client, micros);
 }
 
 int rz_ledger_hold(rz_ledger *l, rz_ledger_id id, rz_ledger_id job,
-                   rz_ledger_id client, uint64_t max_cents, uint64_t timeout)
+                   rz_ledger_id client, uint64_t max_micros, uint64_t timeout)
 {
     rz_ledger_op op = make_op(RZ_LEDGER_OP_HOLD, id);
     op.job = job;
     op.account = client;
-    op.amount = max_cents;
+    op.amount = max_micros;
     op.timeout = timeout;
     return submit_one(l, &op, NULL);
 }
 
 int rz_ledger_settle(rz_ledger *l, rz_ledger_id id, rz_ledger_id job,
-                     rz_ledger_id node, uint64_t actual_cents,
+                     rz_ledger_id node, uint64_t actual_micros,
                      rz_ledger_result *res)
 {
     rz_ledger_op op = make_op(RZ_LEDGER_OP_SETTLE, id);
     op.job = job;
     op.counterparty = node;
-    op.amount = actual_cents;
+    op.amount = actual_micros;
     return submit_one(l, &op, res);
 }
 
@@ -743,15 +839,21 @@ int rz_ledger_refund(rz_ledger *l, rz_ledger_id id, rz_ledger_id job,
 }
 
 int rz_ledger_withdraw_request(rz_ledger *l, rz_ledger_id id,
-                               rz_ledger_id account, uint64_t cents)
+                               rz_ledger_id account, uint64_t micros)
 {
-    return account_op(l, RZ_LEDGER_OP_WITHDRAW_REQUEST, id, account, cents);
+    return account_op(l, RZ_LEDGER_OP_WITHDRAW_REQUEST, id, account, micros);
 }
 
 int rz_ledger_withdraw_complete(rz_ledger *l, rz_ledger_id id,
                                 rz_ledger_id request)
 {
     return ref_op(l, RZ_LEDGER_OP_WITHDRAW_COMPLETE, id, request);
+}
+
+int rz_ledger_withdraw_cancel(rz_ledger *l, rz_ledger_id id,
+                              rz_ledger_id request)
+{
+    return ref_op(l, RZ_LEDGER_OP_WITHDRAW_CANCEL, id, request);
 }
 
 int rz_ledger_tick(rz_ledger *l, uint64_t now, uint64_t *expired)
@@ -920,10 +1022,10 @@ int rz_ledger_stats_get(const rz_ledger *l, rz_ledger_stats *out)
     out->transfers = m.transfers;
     out->batches = m.batches;
     out->open_pending = m.open_pending;
-    out->escrow_held_cents = esc.credits_pending;
-    out->escrow_cents = rz_ledger_available(&esc);
-    out->fees_cents = plat.credits_posted;
-    out->deposited_cents = ext.debits_posted;
-    out->withdrawn_cents = ext.credits_posted;
+    out->escrow_held_micros = esc.credits_pending;
+    out->escrow_micros = rz_ledger_available(&esc);
+    out->fees_micros = plat.credits_posted;
+    out->deposited_micros = ext.debits_posted;
+    out->withdrawn_micros = ext.credits_posted;
     return RZ_OK;
 }

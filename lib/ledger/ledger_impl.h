@@ -22,7 +22,16 @@
 /* Data directories whose journal starts each round with a marker and whose
  * accounts and transfers carry a checksum; older ones have no "format" key
  * in the meta table and are migrated at a writer's open (docs/formats.md). */
-#define RZ__LEDGER_FORMAT 2
+#define RZ__LEDGER_FORMAT 3
+/* Format 2 held amounts in cents; format 3 in micro-dollars. A writer's
+ * open multiplies every amount of an older directory by
+ * RZ__LEDGER_MICROS_PER_CENT in one transaction (docs/formats.md). */
+#define RZ__LEDGER_FORMAT_CENTS 2
+#define RZ__LEDGER_MICROS_PER_CENT 10000u
+/* In a journal record's fee_bps: the batch was applied in micro-dollars
+ * with the fee rounded half up (rz_ledger_fee). Records without it are
+ * from the cents version (fee floored) and replay as they were applied. */
+#define RZ__LEDGER_JFEE_MICROS 0x80000000u
 /* The end of every message that refuses a damaged ledger. */
 #define RZ__LEDGER_RECOVER "Stop, keep the directory as it is, and " \
     "restore it from a backup: docs/ledger.md, \"Recovery\" " \
@@ -201,7 +210,12 @@ RZ_HIDDEN int rz__ledger_meta_write(MDB_txn *txn, const rz__ledger_dbs *d,
                                     const rz__ledger_meta *m);
 RZ_HIDDEN int rz__ledger_db_error(int mrc, const char *what);
 
-/* Apply a batch inside txn; fills results. Returns RZ_OK or a database /
+/* The fee of `amount` under a journal record's fee_bps field (its
+ * RZ__LEDGER_JFEE_MICROS bit says which rule). */
+RZ_HIDDEN uint64_t rz__ledger_fee_rule(uint64_t amount, uint32_t jfee);
+
+/* Apply a batch inside txn; fills results. fee_bps as in a journal record
+ * (with RZ__LEDGER_JFEE_MICROS for today's rule). Returns RZ_OK or a database /
  * memory error (then the txn must be aborted). Updates *m. */
 RZ_HIDDEN int rz__ledger_apply(MDB_txn *txn, const rz__ledger_dbs *d,
                                rz__ledger_meta *m, uint32_t fee_bps,

@@ -366,7 +366,8 @@ int rz__ledger_record_header(const void *buf, size_t len, rz__ledger_jhdr *h,
     h->size = 0;
     if (h->n_ops > RZ_LEDGER_BATCH_MAX ||
         plen != rz__ledger_record_size(h->n_ops) - RZ__LEDGER_JHDR_SIZE ||
-        h->fee_bps > 10000 || (h->seq == 0 && h->n_ops))
+        (h->fee_bps & ~RZ__LEDGER_JFEE_MICROS) > 10000 ||
+        (h->seq == 0 && h->n_ops))
         return rz__error(RZ_EINVALID, "journal record header out of range");
     *payload = plen;
     return RZ_OK;

@@ -252,7 +252,7 @@ static int check_pending(vctx *v, const rz_ledger_transfer *t)
                       "says %u", HEX(t->id, a), t->state, HEX(r->by, b), want);
     if (post ? (r->amount > t->amount || r->amount != t->posted_amount)
              : r->amount != t->amount)
-        return breach("pending transfer %s of %" PRIu64 " cents: resolution "
+        return breach("pending transfer %s of %" PRIu64 " micros: resolution "
                       "%s moved %" PRIu64, HEX(t->id, a), t->amount,
                       HEX(r->by, b), r->amount);
     return RZ_OK;

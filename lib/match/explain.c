@@ -109,11 +109,11 @@ static uint32_t node_fails(const rz__mview *v, const rz_reqs *r, best *b)
     if (v->disk_free < q->storage_gb) f |= 1u << F_STORAGE;
     if (v->slots_full) f |= 1u << F_SLOTS;
     if (q->gpu_count) f |= gpu_checks(v, q, b);
-    if (!f && q->max_cost_cents != UINT64_MAX) {
+    if (!f && q->max_cost_micros != UINT64_MAX) {
         uint64_t cost = rz__match_cost(rz__match_rate(c, q), q->estimate_ms);
         if (cost < b->cost)
             b->cost = cost;
-        if (cost > q->max_cost_cents)
+        if (cost > q->max_cost_micros)
             f |= 1u << F_COST;
     }
     return f;
@@ -198,8 +198,8 @@ static void say(rz__buf *o, int f, const rz_reqs *r, const best *b)
                        b->gpus_eligible);
         break;
     case F_COST:
-        rz__buf_printf(o, "costs at least %llu cents on every node that fits, over "
-                       "the maximum of %llu", (ull)b->cost, (ull)q->max_cost_cents);
+        rz__buf_printf(o, "costs at least %llu micros on every node that fits, over "
+                       "the maximum of %llu", (ull)b->cost, (ull)q->max_cost_micros);
         break;
     }
 }

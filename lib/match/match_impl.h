@@ -18,8 +18,8 @@ struct rz_reqs {
     cJSON *doc;               /* the parsed document (unknown fields) */
 };
 
-/* Per-hour rate of `r` on `c` in cents x 1024 (memory is in MB), and the
- * estimated cost in whole cents rounded up (saturating). */
+/* Per-hour rate of `r` on `c` in micros x 1024 (memory is in MB), and the
+ * estimated cost in whole micro-dollars rounded up (saturating). */
 RZ_HIDDEN unsigned __int128 rz__match_rate(const rz_caps_info *c, const rz_reqs_info *r);
 RZ_HIDDEN uint64_t rz__match_cost(unsigned __int128 rate, uint64_t estimate_ms);
 

@@ -585,7 +585,7 @@ int rz_matcher_place(rz_matcher *m, const rz_reqs *r, rz_placement *out)
     n->jobs++;
     out->node = ni;
     out->node_id = n->info->id;
-    out->cost_cents = rz__match_cost(g->rate[pos], r->info.estimate_ms);
+    out->cost_micros = rz__match_cost(g->rate[pos], r->info.estimate_ms);
     out->ticket = ((uint64_t)v->gen << 32) | (slot + 1);
     refresh(m, ni);   /* last: may touch every group */
     m->stats.placements++;

@@ -112,7 +112,8 @@ static int parse_reqs(rz_reqs *r, const cJSON *req, const cJSON *job, const char
     if (rc == RZ_OK) rc = rz__json_labels(req, "labels", base, &r->labels);
     if (rc == RZ_OK) rc = rz__json_str(req, "region", base, &region);
     if (rc == RZ_OK) rc = rz__json_real(req, "min_reputation", 0, 1, base, &r->info.min_reputation);
-    if (rc == RZ_OK) rc = rz__json_u64(req, "max_cost_cents", UINT64_C(1) << 53, base, &cost);
+    if (rc == RZ_OK)
+        rc = rz__json_money(req, "max_cost_micros", UINT64_C(1) << 53, base, &cost, NULL);
     if (rc == RZ_OK) rc = parse_estimate(r, req, job, base);
     if (rc != RZ_OK)
         return rc;
@@ -129,7 +130,7 @@ static int parse_reqs(rz_reqs *r, const cJSON *req, const cJSON *job, const char
         rc = rz__set_str(&r->region, region ? region : lr);
     }
     r->info.cpu_cores = (uint32_t)cores;
-    r->info.max_cost_cents = cost;
+    r->info.max_cost_micros = cost;
     return rc;
 }
 
@@ -194,10 +195,10 @@ static int make_sig(rz_reqs *r)
                    (unsigned long long)i->gpu_vram_mb, strlen(r->gpu_vendor),
                    r->gpu_vendor, i->gpu_cc_major, i->gpu_cc_minor,
                    (unsigned long long)i->storage_gb, strlen(r->region), r->region,
-                   i->min_reputation, (unsigned long long)i->max_cost_cents,
+                   i->min_reputation, (unsigned long long)i->max_cost_micros,
                    /* The estimate only constrains with a cost limit; the
                     * cost itself is computed per placement. */
-                   (unsigned long long)(i->max_cost_cents == UINT64_MAX ? 0 : i->estimate_ms));
+                   (unsigned long long)(i->max_cost_micros == UINT64_MAX ? 0 : i->estimate_ms));
     for (size_t k = 0; k < r->features.n; k++)
         rz__buf_printf(&b, "f%zu:%s", strlen(r->features.v[k]), r->features.v[k]);
     for (size_t k = 0; k < r->labels.n; k++)
@@ -326,8 +327,8 @@ int rz_reqs_to_json(const rz_reqs *r, char **out)
     if (*i->region)
         cJSON_AddStringToObject(q, "region", i->region);
     cJSON_AddNumberToObject(q, "min_reputation", i->min_reputation);
-    if (i->max_cost_cents != UINT64_MAX)
-        cJSON_AddNumberToObject(q, "max_cost_cents", (double)i->max_cost_cents);
+    if (i->max_cost_micros != UINT64_MAX)
+        cJSON_AddNumberToObject(q, "max_cost_micros", (double)i->max_cost_micros);
     cJSON_AddNumberToObject(q, "estimate_seconds", (double)i->estimate_ms / 1000.0);
     const cJSON *src = r->doc;
     const cJSON *inner = src ? cJSON_GetObjectItemCaseSensitive(src, "requirements") : NULL;
@@ -352,9 +353,9 @@ int rz_reqs_to_json(const rz_reqs *r, char **out)
 unsigned __int128 rz__match_rate(const rz_caps_info *c, const rz_reqs_info *r)
 {
     typedef unsigned __int128 u128;
-    return (u128)r->gpu_count * c->gpu_hour_cents * 1024 +
-           (u128)r->cpu_cores * c->cpu_hour_cents * 1024 +
-           (u128)r->memory_mb * c->memory_gb_hour_cents;
+    return (u128)r->gpu_count * c->gpu_hour_micros * 1024 +
+           (u128)r->cpu_cores * c->cpu_hour_micros * 1024 +
+           (u128)r->memory_mb * c->memory_gb_hour_micros;
 }
 
 uint64_t rz__match_cost(unsigned __int128 rate, uint64_t estimate_ms)
@@ -362,8 +363,8 @@ uint64_t rz__match_cost(unsigned __int128 rate, uint64_t estimate_ms)
     typedef unsigned __int128 u128;
     const u128 div = (u128)3600 * 1000 * 1024;
     u128 num = rate * estimate_ms;   /* rate < 2^81, ms < 2^40: fits */
-    u128 cents = (num + div - 1) / div;
-    return cents > UINT64_MAX ? UINT64_MAX : (uint64_t)cents;
+    u128 micros = (num + div - 1) / div;
+    return micros > UINT64_MAX ? UINT64_MAX : (uint64_t)micros;
 }
 
 uint64_t rz_match_cost(const rz_caps *node, const rz_reqs *reqs)
@@ -448,8 +449,8 @@ bool rz__match_static(const rz_caps *c, uint64_t feature_mask, const rz_reqs *r)
     if (n->reputation < q->min_reputation || !features_ok(n, feature_mask, r) ||
         !labels_ok(c, r))
         return false;
-    if (q->max_cost_cents != UINT64_MAX &&
-        rz__match_cost(rz__match_rate(n, q), q->estimate_ms) > q->max_cost_cents)
+    if (q->max_cost_micros != UINT64_MAX &&
+        rz__match_cost(rz__match_rate(n, q), q->estimate_ms) > q->max_cost_micros)
         return false;
     return true;
 }

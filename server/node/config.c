@@ -21,6 +21,9 @@
 
 typedef enum { V_STRING, V_INT, V_FLOAT, V_BOOL, V_STRV } vtype;
 
+/* A price per hour: at most $1,000,000. */
+#define PRICE_MAX UINT64_C(1000000000000)
+
 typedef struct value {
     vtype type;
     char *s;            /* V_STRING, malloc'd */
@@ -56,6 +59,7 @@ static int perr(parser *p, const char *fmt, ...)
 /* ---- the keys a node knows ---- */
 
 typedef enum { K_URL, K_MODULES, K_SANDBOX, K_HEARTBEAT, K_GPU, K_CPU, K_MEM,
+               K_GPU_CENTS, K_CPU_CENTS, K_MEM_CENTS,
                K_MAXJOBS, K_MAXMEM, K_MAXOUT, K_CONTAINER_HOST,
                K_ALLOW_IMAGES } key_id;
 
@@ -70,9 +74,13 @@ static const key_def keys[] = {
     { "node", "modules", K_MODULES, V_STRING },
     { "node", "sandbox", K_SANDBOX, V_BOOL },
     { "node", "heartbeat_s", K_HEARTBEAT, V_FLOAT },
-    { "pricing", "gpu_hour_cents", K_GPU, V_INT },
-    { "pricing", "cpu_hour_cents", K_CPU, V_INT },
-    { "pricing", "memory_gb_hour_cents", K_MEM, V_INT },
+    { "pricing", "gpu_hour_micros", K_GPU, V_INT },
+    { "pricing", "cpu_hour_micros", K_CPU, V_INT },
+    { "pricing", "memory_gb_hour_micros", K_MEM, V_INT },
+    /* Files written before micro-dollars: cents, converted exactly. */
+    { "pricing", "gpu_hour_cents", K_GPU_CENTS, V_INT },
+    { "pricing", "cpu_hour_cents", K_CPU_CENTS, V_INT },
+    { "pricing", "memory_gb_hour_cents", K_MEM_CENTS, V_INT },
     { "limits", "max_concurrent_jobs", K_MAXJOBS, V_INT },
     { "limits", "max_memory_mb", K_MAXMEM, V_INT },
     { "limits", "max_output_kb", K_MAXOUT, V_INT },
@@ -410,9 +418,15 @@ static int apply(parser *p, const key_def *k, value *v)
             return perr(p, "heartbeat_s must be between 0.1 and 60");
         c->heartbeat_s = v->f;
         return 0;
-    case K_GPU: rc = want_uint(p, k, v, 0, 100000000, &c->gpu_hour_cents); break;
-    case K_CPU: rc = want_uint(p, k, v, 0, 100000000, &c->cpu_hour_cents); break;
-    case K_MEM: rc = want_uint(p, k, v, 0, 100000000, &c->memory_gb_hour_cents); break;
+    case K_GPU: rc = want_uint(p, k, v, 0, PRICE_MAX, &c->gpu_hour_micros); break;
+    case K_CPU: rc = want_uint(p, k, v, 0, PRICE_MAX, &c->cpu_hour_micros); break;
+    case K_MEM: rc = want_uint(p, k, v, 0, PRICE_MAX, &c->memory_gb_hour_micros); break;
+    case K_GPU_CENTS: case K_CPU_CENTS: case K_MEM_CENTS:
+        if ((rc = want_uint(p, k, v, 0, PRICE_MAX / 10000, &u)) == 0)
+            *(k->id == K_GPU_CENTS ? &c->gpu_hour_micros
+              : k->id == K_CPU_CENTS ? &c->cpu_hour_micros
+              : &c->memory_gb_hour_micros) = u * 10000;
+        break;
     case K_MAXJOBS:
         if ((rc = want_uint(p, k, v, 1, 1024, &u)) == 0)
             c->max_concurrent_jobs = (uint32_t)u;
@@ -543,9 +557,9 @@ void node_config_defaults(node_config *c)
     c->sandbox = 1;
     c->heartbeat_s = 5;
     /* The node-agent handoff's example prices and limit. */
-    c->gpu_hour_cents = 50;
-    c->cpu_hour_cents = 2;
-    c->memory_gb_hour_cents = 1;
+    c->gpu_hour_micros = 500000;      /* $0.50 */
+    c->cpu_hour_micros = 20000;       /* $0.02 */
+    c->memory_gb_hour_micros = 10000; /* $0.01 */
     c->max_concurrent_jobs = 4;
     c->max_output_kb = NODE_DEFAULT_OUTPUT_KB;
 }
@@ -651,17 +665,17 @@ char *node_config_format(const node_config *c)
     } else {
         fputs("# modules = \"/srv/modules:/opt/more-modules\"\n", f);
     }
-    fprintf(f, "\n# What this node charges, in US cents per hour of each "
-            "resource.\n[pricing]\ngpu_hour_cents = %llu\ncpu_hour_cents = "
-            "%llu\nmemory_gb_hour_cents = %llu\n\n[limits]\n"
+    fprintf(f, "\n# What this node charges, in micro-dollars (1e-6 USD; 1000000 is $1)\n"
+            "# per hour of each resource.\n[pricing]\ngpu_hour_micros = %llu\ncpu_hour_micros = "
+            "%llu\nmemory_gb_hour_micros = %llu\n\n[limits]\n"
             "max_concurrent_jobs = %u\n# Memory cap of one job in MiB, also "
             "when its module names none (0: the module's own requirement,\n"
             "# else 2048 in the sandbox).\nmax_memory_mb = "
             "%u\n# Largest outputs of one job in KiB (1-%u); more fails the "
             "job.\nmax_output_kb = %u\n",
-            (unsigned long long)c->gpu_hour_cents,
-            (unsigned long long)c->cpu_hour_cents,
-            (unsigned long long)c->memory_gb_hour_cents,
+            (unsigned long long)c->gpu_hour_micros,
+            (unsigned long long)c->cpu_hour_micros,
+            (unsigned long long)c->memory_gb_hour_micros,
             c->max_concurrent_jobs, c->max_memory_mb, NODE_MAX_OUTPUT_KB,
             c->max_output_kb);
     fputs("\n# The container engine of docker jobs (Docker Engine API); "

@@ -18,9 +18,9 @@ typedef struct node_config {
     char *modules;                   /* [node] modules: colon list; NULL none */
     int sandbox;                     /* [node] sandbox (default true) */
     double heartbeat_s;              /* [node] heartbeat_s (default 5) */
-    uint64_t gpu_hour_cents;         /* [pricing] */
-    uint64_t cpu_hour_cents;
-    uint64_t memory_gb_hour_cents;
+    uint64_t gpu_hour_micros;         /* [pricing] */
+    uint64_t cpu_hour_micros;
+    uint64_t memory_gb_hour_micros;
     uint32_t max_concurrent_jobs;    /* [limits] (default 4) */
     uint32_t max_memory_mb;          /* [limits] per job; 0: no cap */
     char *container_host;            /* [container] host: unix:///PATH;

@@ -54,8 +54,8 @@ static void attach_benchmark(rz_caps *caps, const char *dir)
 
 static int apply_config(rz_caps *caps, const node_config *cfg)
 {
-    int rc = rz_caps_set_prices(caps, cfg->gpu_hour_cents, cfg->cpu_hour_cents,
-                                cfg->memory_gb_hour_cents);
+    int rc = rz_caps_set_prices(caps, cfg->gpu_hour_micros, cfg->cpu_hour_micros,
+                                cfg->memory_gb_hour_micros);
     if (rc == RZ_OK)
         rc = rz_caps_set_market(caps, rz_caps_get(caps)->reputation,
                                 cfg->max_concurrent_jobs);

@@ -261,9 +261,12 @@ bool audit_begin(req *q, const char *path)
             *c = '?';
     cJSON_AddStringToObject(doc, "op", what);
     /* The one body member worth keeping; everything else may be private. */
-    const cJSON *amt = cJSON_GetObjectItemCaseSensitive(q->body, "amount_cents");
+    const cJSON *amt = cJSON_GetObjectItemCaseSensitive(q->body, "amount_micros");
+    const cJSON *old = cJSON_GetObjectItemCaseSensitive(q->body, "amount_cents");
     if (cJSON_IsNumber(amt))
-        cJSON_AddNumberToObject(doc, "amount_cents", amt->valuedouble);
+        cJSON_AddNumberToObject(doc, "amount_micros", amt->valuedouble);
+    else if (cJSON_IsNumber(old))   /* the cents spelling, as the route reads it */
+        cJSON_AddNumberToObject(doc, "amount_micros", old->valuedouble * 10000);
     int rc = append(q->o, doc);
     cJSON_Delete(doc);
     if (rc != RZ_OK) {

@@ -50,7 +50,13 @@ static const route routes[] = {
     { "POST",   "/api/v1/accounts/{id}/deposit",           W_CLIENT | W_NODE, true, r_account_deposit },
     { "POST",   "/api/v1/accounts/{id}/test-credits",      W_ADMIN,  true,  r_account_credit },
     { "POST",   "/api/v1/accounts/{id}/withdraw",          W_CLIENT | W_NODE, true, r_account_withdraw },
+    { "GET",    "/api/v1/accounts/{id}/withdrawals",       W_ANY,    false, r_account_withdrawals },
     { "GET",    "/api/v1/accounts/{id}/payments",          W_ANY,    false, r_account_payments },
+    { "GET",    "/api/v1/withdrawals",                     W_ADMIN,  false, r_withdrawals_list },
+    { "GET",    "/api/v1/withdrawals/{id}",                W_ANY,    false, r_withdrawal_get },
+    { "POST",   "/api/v1/withdrawals/{id}/complete",       W_ADMIN,  true,  r_withdrawal_complete },
+    { "POST",   "/api/v1/withdrawals/{id}/fail",           W_ADMIN,  true,  r_withdrawal_fail },
+    { "POST",   "/api/v1/withdrawals/{id}/cancel",         W_CLIENT | W_NODE, false, r_withdrawal_cancel },
     { "GET",    "/api/v1/payments/stats",                  W_ADMIN,  false, r_payments_stats },
     { "POST",   "/api/v1/deposits/{id}/confirm",           W_ADMIN,  false, r_deposit_confirm },
     { "DELETE", "/api/v1/deposits/{id}",                   W_ANY,    false, r_deposit_cancel },
@@ -266,12 +272,21 @@ cJSON *parse_json_text(const char *text)
     return text ? cJSON_Parse(text) : NULL;
 }
 
+/* "x_cents" for an allowed "x_micros" (accepted for one release). */
+static bool cents_of(const char *field, const char *allowed)
+{
+    size_t n = strlen(field), a = strlen(allowed);
+    return n > 6 && a > 7 && strcmp(field + n - 6, "_cents") == 0 &&
+           strcmp(allowed + a - 7, "_micros") == 0 && n - 6 == a - 7 &&
+           strncmp(field, allowed, n - 6) == 0;
+}
+
 bool body_fields(req *q, const char *const *allowed)
 {
     for (const cJSON *c = q->body ? q->body->child : NULL; c; c = c->next) {
         bool ok = false;
         for (size_t i = 0; allowed[i] && !ok; i++)
-            ok = strcmp(c->string, allowed[i]) == 0;
+            ok = strcmp(c->string, allowed[i]) == 0 || cents_of(c->string, allowed[i]);
         if (!ok) {
             reply_error(q, RZ_EINVAL, "unknown field \"%.64s\"", c->string);
             return false;
@@ -280,9 +295,42 @@ bool body_fields(req *q, const char *const *allowed)
     return true;
 }
 
+/* A "x_micros" field given as "x_cents": exact, x 10,000, within max. */
+static int body_cents(req *q, const char *name, uint64_t max, uint64_t *out)
+{
+    char old[64];
+    size_t n = strlen(name);
+    if (n < 7 || n > 50 || strcmp(name + n - 7, "_micros") != 0)
+        return 0;
+    snprintf(old, sizeof old, "%.*s_cents", (int)(n - 7), name);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(q->body, old);
+    if (!v)
+        return 0;
+    if (cJSON_GetObjectItemCaseSensitive(q->body, name)) {
+        reply_error(q, RZ_EINVAL, "give \"%s\" or the older \"%s\", not both",
+                    name, old);
+        return -1;
+    }
+    double d = v->valuedouble;
+    if (!cJSON_IsNumber(v) || d < 0 || d > (double)(max / 10000) ||
+        d != (double)(uint64_t)d) {
+        reply_error(q, RZ_EINVAL, "\"%s\" must be a whole number from 0 to "
+                    "%llu (cents; \"%s\" takes micro-dollars)", old,
+                    (unsigned long long)(max / 10000), name);
+        return -1;
+    }
+    *out = (uint64_t)d * 10000;
+    return 1;
+}
+
 bool body_u64(req *q, const char *name, bool required, uint64_t max,
               uint64_t *out, bool *present)
 {
+    int crc = body_cents(q, name, max, out);
+    if (present)
+        *present = crc == 1;
+    if (crc)
+        return crc == 1;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(q->body, name);
     if (present)
         *present = v != NULL;

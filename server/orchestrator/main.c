@@ -20,6 +20,7 @@ static void usage(FILE *f)
 {
     fputs("usage: " ORCH_NAME " --listen ADDR:PORT --data DIR [options]\n"
           "       " ORCH_NAME " check --data DIR\n"
+          "       " ORCH_NAME " migrate --data DIR\n"
           "\n"
           "The RhizOS orchestrator: the REST API of docs/api.md over the engine\n"
           "whose state lives in DIR (engine, ledger, auth).\n"
@@ -62,7 +63,8 @@ static void usage(FILE *f)
           "  --max-streams N        event streams one key holds (default 64)\n"
           "  --max-open-deposits N  open deposit requests (default 16)\n"
           "  --max-pending-withdrawals N  pending withdrawals (default 16)\n"
-          "  --max-deposit-cents N  one deposit request (default 100000000)\n"
+          "  --max-deposit-micros N one deposit request, micro-dollars (default\n"
+          "                         1000000000000: $1,000,000)\n"
           "  --deposit-ttl S        an unpaid deposit request expires after S\n"
           "                         seconds (default 86400)\n"
           "  --max-queued-jobs N    unfinished jobs per account (default 1000)\n"
@@ -218,7 +220,7 @@ static bool limit_opt(orch_opts *op, int i, const char *arg)
         { "--request-rate", 1000000 }, { "--request-burst", 1000000 },
         { "--max-streams", 100000 }, { "--max-open-deposits", 100000 },
         { "--max-pending-withdrawals", 100000 },
-        { "--max-deposit-cents", (uint64_t)1 << 53 },
+        { "--max-deposit-micros", (uint64_t)1 << 53 },
         { "--deposit-ttl", 31536000 }, { "--max-queued-jobs", 10000000 },
         { "--max-running-deployments", 10000000 } };
     uint64_t v = 0;
@@ -234,7 +236,7 @@ static bool limit_opt(orch_opts *op, int i, const char *arg)
     case 2: op->watch_max = (unsigned)v; break;
     case 3: op->open_deposits = (unsigned)v; break;
     case 4: op->pending_withdrawals = (unsigned)v; break;
-    case 5: op->deposit_max_cents = v; break;
+    case 5: op->deposit_max_micros = v; break;
     case 6: op->deposit_ttl_s = v; break;
     case 7: op->queued_jobs = (unsigned)v; break;
     default: op->running_deployments = (unsigned)v; break;
@@ -266,7 +268,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         { "max-streams", required_argument, NULL, O_STREAMS },
         { "max-open-deposits", required_argument, NULL, O_DEPOSITS },
         { "max-pending-withdrawals", required_argument, NULL, O_WITHDRAWALS },
-        { "max-deposit-cents", required_argument, NULL, O_DEPOSIT_MAX },
+        { "max-deposit-micros", required_argument, NULL, O_DEPOSIT_MAX },
         { "deposit-ttl", required_argument, NULL, O_DEPOSIT_TTL },
         { "max-queued-jobs", required_argument, NULL, O_JOBS },
         { "max-running-deployments", required_argument, NULL, O_DEPS },
@@ -604,7 +606,7 @@ int main(int argc, char **argv)
     o.opts.register_rate = ORCH_REGISTER_RATE;
     o.opts.auth_failures = RZ_AUTH_THROTTLE_DEFAULT_MAX_FAILURES;
     o.opts.deposit_ttl_s = ORCH_DEPOSIT_TTL_S;
-    o.opts.deposit_max_cents = ORCH_DEPOSIT_MAX_CENTS;
+    o.opts.deposit_max_micros = ORCH_DEPOSIT_MAX_MICROS;
     o.opts.open_deposits = ORCH_OPEN_DEPOSITS;
     o.opts.pending_withdrawals = ORCH_PENDING_WITHDRAWALS;
     o.opts.watch_max = ORCH_WATCH_MAX;
@@ -616,6 +618,8 @@ int main(int argc, char **argv)
         return orch_audit_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "check") == 0)
         return orch_check_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "migrate") == 0)
+        return orch_migrate_main(argc - 1, argv + 1);
     int rc = parse_opts(&o.opts, argc, argv);
     if (rc != 0) {
         free(o.opts.modules);

@@ -64,7 +64,7 @@ void r_stats(req *q)
 }
 
 /* The sum of what succeeded jobs were charged: the ledger's volume. */
-uint64_t orch_volume_cents(orch *o)
+uint64_t orch_volume_micros(orch *o)
 {
     uint64_t sum = 0, ids[256], before = 0;
     size_t n;
@@ -72,7 +72,7 @@ uint64_t orch_volume_cents(orch *o)
         for (size_t i = 0; i < n; i++) {
             rz_engine_job_info ji;
             if (rz_engine_job_get(o->e, ids[i], &ji) == RZ_OK)
-                sum += ji.cost_cents;
+                sum += ji.cost_micros;
         }
         before = ids[n - 1];
     }
@@ -125,15 +125,15 @@ void r_metrics(req *q)
                         "rhizos_dispatch_latency_seconds_count %llu\n",
                         (unsigned long long)o->lat_n, o->lat_sum,
                         (unsigned long long)o->lat_n);
-    evbuffer_add_printf(b, "# HELP rhizos_ledger_fees_cents Platform fees posted.\n"
-                        "# TYPE rhizos_ledger_fees_cents counter\nrhizos_ledger_fees_cents %llu\n"
-                        "# HELP rhizos_ledger_held_cents Money held in escrow now.\n"
-                        "# TYPE rhizos_ledger_held_cents gauge\nrhizos_ledger_held_cents %llu\n"
-                        "# HELP rhizos_ledger_volume_cents What succeeded jobs were charged.\n"
-                        "# TYPE rhizos_ledger_volume_cents counter\nrhizos_ledger_volume_cents %llu\n",
-                        (unsigned long long)ls.fees_cents,
-                        (unsigned long long)ls.escrow_held_cents,
-                        (unsigned long long)orch_volume_cents(o));
+    evbuffer_add_printf(b, "# HELP rhizos_ledger_fees_micros Platform fees posted.\n"
+                        "# TYPE rhizos_ledger_fees_micros counter\nrhizos_ledger_fees_micros %llu\n"
+                        "# HELP rhizos_ledger_held_micros Money held in escrow now.\n"
+                        "# TYPE rhizos_ledger_held_micros gauge\nrhizos_ledger_held_micros %llu\n"
+                        "# HELP rhizos_ledger_volume_micros What succeeded jobs were charged.\n"
+                        "# TYPE rhizos_ledger_volume_micros counter\nrhizos_ledger_volume_micros %llu\n",
+                        (unsigned long long)ls.fees_micros,
+                        (unsigned long long)ls.escrow_held_micros,
+                        (unsigned long long)orch_volume_micros(o));
     evbuffer_add_printf(b, "# HELP rhizos_http_requests_total Replies by status.\n"
                         "# TYPE rhizos_http_requests_total counter\n");
     o->http_codes[200]++;   /* this reply */

@@ -71,7 +71,7 @@ typedef struct orch_opts {
     bool verify_on_open;   /* the whole ledger verified at start */
     /* Per-account limits (quota.c; docs/api.md "Limits"). */
     uint64_t deposit_ttl_s;        /* an unpaid deposit request expires */
-    uint64_t deposit_max_cents;    /* one deposit request at most */
+    uint64_t deposit_max_micros;   /* one deposit request at most */
     unsigned open_deposits;        /* open deposit requests per account */
     unsigned pending_withdrawals;  /* pending withdrawals per account */
     unsigned watch_max;            /* SSE streams per key */
@@ -82,7 +82,7 @@ typedef struct orch_opts {
 } orch_opts;
 
 #define ORCH_DEPOSIT_TTL_S 86400u
-#define ORCH_DEPOSIT_MAX_CENTS 100000000u   /* $1,000,000 */
+#define ORCH_DEPOSIT_MAX_MICROS 1000000000000ull   /* $1,000,000 */
 #define ORCH_OPEN_DEPOSITS 16u
 #define ORCH_PENDING_WITHDRAWALS 16u
 #define ORCH_REQUEST_RATE 100u
@@ -339,6 +339,12 @@ void r_account_get(req *q);
 void r_account_deposit(req *q);
 void r_account_credit(req *q);
 void r_account_withdraw(req *q);
+void r_account_withdrawals(req *q);
+void r_withdrawals_list(req *q);
+void r_withdrawal_get(req *q);
+void r_withdrawal_complete(req *q);
+void r_withdrawal_fail(req *q);
+void r_withdrawal_cancel(req *q);
 void r_account_payments(req *q);
 void r_payments_stats(req *q);
 void r_deposit_confirm(req *q);
@@ -348,15 +354,16 @@ void r_flows_list(req *q);
 void r_flow_status(req *q);
 void r_flow_events(req *q);
 void r_flow_cancel(req *q);
-/* The status object of a deployment with held and charged cents. */
+/* The status object of a deployment with held and charged micros. */
 char *flow_status_text(orch *o, uint64_t dep);
 void orch_observe_dispatch(orch *o, uint64_t job, uint64_t now);
-uint64_t orch_volume_cents(orch *o);
+uint64_t orch_volume_micros(orch *o);
 
 /* stores.c: the data directory's stores before anything opens them, and
  * `rhizos-orchestrator check`. 0, or -1 with the reason printed. */
 int orch_stores_check(const char *data);
 int orch_stores_agree(rz_engine *e, const char *data, bool full);
 int orch_check_main(int argc, char **argv);
+int orch_migrate_main(int argc, char **argv);
 
 #endif

@@ -12,7 +12,7 @@ static bool same_id(rz_ledger_id a, rz_ledger_id b)
     return a.hi == b.hi && a.lo == b.lo;
 }
 
-/* Held and charged cents over the deployment's steps. */
+/* Held and charged micros over the deployment's steps. */
 static void step_money(orch *o, const rz_engine_deployment_info *di,
                        uint64_t *held, uint64_t *charged)
 {
@@ -21,8 +21,8 @@ static void step_money(orch *o, const rz_engine_deployment_info *di,
         rz_engine_job_info ji;
         if (rz_engine_job_get(o->e, di->first_job + i, &ji) != RZ_OK)
             continue;
-        *held += ji.max_cost_cents;
-        *charged += ji.cost_cents;
+        *held += ji.max_cost_micros;
+        *charged += ji.cost_micros;
     }
 }
 
@@ -39,8 +39,8 @@ char *flow_status_text(orch *o, uint64_t dep)
         return NULL;
     uint64_t held, charged;
     step_money(o, &di, &held, &charged);
-    cJSON_AddNumberToObject(doc, "held_cents", (double)held);
-    cJSON_AddNumberToObject(doc, "charged_cents", (double)charged);
+    cJSON_AddNumberToObject(doc, "held_micros", (double)held);
+    cJSON_AddNumberToObject(doc, "charged_micros", (double)charged);
     char *text = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
     return text;
@@ -231,7 +231,7 @@ void r_flow_deploy(req *q)
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddNumberToObject(doc, "id", (double)dep);
     cJSON_AddStringToObject(doc, "status", rz_run_state_name(di.state));
-    cJSON_AddNumberToObject(doc, "held_cents", (double)held);
+    cJSON_AddNumberToObject(doc, "held_micros", (double)held);
     reply_json(q, 201, doc);
 }
 

@@ -48,8 +48,8 @@ cJSON *job_json(orch *o, uint64_t id, bool with_log)
     char prio[16];
     snprintf(prio, sizeof prio, "%d", (int)ji.priority);
     cJSON_AddRawToObject(j, "priority", prio);
-    add_u64(j, "max_cost_cents", ji.max_cost_cents);
-    add_u64(j, "cost_cents", ji.cost_cents);
+    add_u64(j, "max_cost_micros", ji.max_cost_micros);
+    add_u64(j, "cost_micros", ji.cost_micros);
     add_u64(j, "run_ms", ji.run_ms);
     cJSON *out = ji.outputs_json ? cJSON_Parse(ji.outputs_json) : NULL;
     cJSON_AddItemToObject(j, "outputs", out ? out : cJSON_CreateNull());
@@ -202,13 +202,13 @@ static int image_job(orch *o, const rz_engine_module_job *mj, const char *exec,
     s.client = mj->client;
     s.requirements_json = rq;
     s.request_json = rt;
-    s.max_cost_cents = mj->max_cost_cents;
+    s.max_cost_micros = mj->max_cost_micros;
     s.priority = mj->priority;
     s.queue_timeout_ms = mj->queue_timeout_ms;
     s.exec_json = exec;
     int rc = rq && rt ? RZ_OK : RZ_ENOMEM;
-    if (rc == RZ_OK && !s.max_cost_cents)
-        rc = rz_engine_reference_cost(o->e, rq, &s.max_cost_cents);
+    if (rc == RZ_OK && !s.max_cost_micros)
+        rc = rz_engine_reference_cost(o->e, rq, &s.max_cost_micros);
     if (rc == RZ_OK)
         rc = rz_engine_submit(o->e, &s, now, id);
     cJSON_free(rq);
@@ -226,7 +226,7 @@ static bool member_text(const cJSON *v, char **out)
 void r_job_submit(req *q)
 {
     static const char *const fields[] = { "module", "type", "inputs", "config",
-        "requirements", "max_cost_cents", "priority", "queue_timeout_s", "image",
+        "requirements", "max_cost_micros", "priority", "queue_timeout_s", "image",
         "command", NULL };
     rz_engine_module_job job = RZ_ENGINE_MODULE_JOB_INIT;
     cJSON *inputs, *config, *reqs;
@@ -237,8 +237,8 @@ void r_job_submit(req *q)
         !body_u64(q, "queue_timeout_s", false, 31536000, &qt, &have_qt) ||
         !body_obj(q, "inputs", &inputs) || !body_obj(q, "config", &config) ||
         !body_obj(q, "requirements", &reqs) ||
-        !body_u64(q, "max_cost_cents", false, (uint64_t)1 << 53,
-                  &job.max_cost_cents, &have_max) || !quota_client_room(q, false))
+        !body_u64(q, "max_cost_micros", false, (uint64_t)1 << 53,
+                  &job.max_cost_micros, &have_max) || !quota_client_room(q, false))
         return;
     const cJSON *prio = cJSON_GetObjectItemCaseSensitive(q->body, "priority");
     double pv = cJSON_IsNumber(prio) ? prio->valuedouble : 0.5;
@@ -246,8 +246,8 @@ void r_job_submit(req *q)
         reply_error(q, RZ_EINVAL, "\"priority\" must be a 32-bit whole number");
         return;
     }
-    if (have_max && !job.max_cost_cents) {
-        reply_error(q, RZ_EINVAL, "\"max_cost_cents\" must be at least 1");
+    if (have_max && !job.max_cost_micros) {
+        reply_error(q, RZ_EINVAL, "\"max_cost_micros\" must be at least 1");
         return;
     }
     if (have_qt && !qt) {
@@ -350,8 +350,8 @@ void r_job_refund(req *q)
     }
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddNumberToObject(doc, "job", (double)id);
-    cJSON_AddNumberToObject(doc, "refunded_cents",
-                            (double)(ji.max_cost_cents - ji.cost_cents));
-    cJSON_AddNumberToObject(doc, "charged_cents", (double)ji.cost_cents);
+    cJSON_AddNumberToObject(doc, "refunded_micros",
+                            (double)(ji.max_cost_micros - ji.cost_micros));
+    cJSON_AddNumberToObject(doc, "charged_micros", (double)ji.cost_micros);
     reply_json(q, 200, doc);
 }

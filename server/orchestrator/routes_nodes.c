@@ -605,7 +605,7 @@ static cJSON *assignment_json(orch *o, const rz_engine_assignment *a)
                                                          &timeout_s));
     cJSON *r = cJSON_Parse(a->request_json);
     cJSON_AddItemToObject(doc, "request", r ? r : cJSON_CreateObject());
-    cJSON_AddNumberToObject(doc, "max_cost_cents", (double)a->max_cost_cents);
+    cJSON_AddNumberToObject(doc, "max_cost_micros", (double)a->max_cost_micros);
     cJSON_AddArrayToObject(doc, "credentials");
     if (timeout_s > 0)
         cJSON_AddNumberToObject(doc, "timeout_s", timeout_s);

@@ -129,3 +129,53 @@ int orch_check_main(int argc, char **argv)
            "invariants checked\n", data);
     return 0;
 }
+
+/* `migrate --data DIR`: bring a stopped orchestrator's stores to this
+ * version's formats. The ledger is converted from cents to micro-dollars
+ * at a writer's open (one transaction); job records are read in either
+ * unit (their field names say which), so only the ledger needs it. */
+int orch_migrate_main(int argc, char **argv)
+{
+    if (argc != 3 || strcmp(argv[1], "--data") != 0) {
+        fputs("usage: " ORCH_NAME " migrate --data DIR\n"
+              "\n"
+              "Convert a stopped orchestrator's data directory to this version:\n"
+              "ledger amounts from cents to micro-dollars (x 10,000, exactly, in\n"
+              "one transaction). Starting the orchestrator on it does the same;\n"
+              "readers (check, rhizos ledger) refuse an unconverted ledger.\n"
+              "Exit 0: converted or already current; 1: refused (why on stderr).\n",
+              argc == 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
+        return argc == 2 && !strcmp(argv[1], "--help") ? 0 : 2;
+    }
+    const char *data = argv[2];
+    if (orch_stores_check(data) != 0)
+        return 1;
+    if (!holds_state(data, "ledger")) {
+        printf("%s: no state yet\n", data);
+        return 0;
+    }
+    rz_ledger_opts lo = RZ_LEDGER_OPTS_INIT;
+    lo.read_only = 1;
+    rz_ledger *l;
+    int rc = rz_ledger_open(&l, data, &lo);
+    rz_ledger_close(l);
+    if (rc == RZ_OK) {
+        printf("%s: the ledger already counts micro-dollars\n", data);
+        return 0;
+    }
+    if (rc != RZ_EUNSUPPORTED) {
+        fprintf(stderr, ORCH_NAME " migrate: %s\n", rz_error_last()->message);
+        return 1;
+    }
+    lo.read_only = 0;
+    rc = rz_ledger_open(&l, data, &lo);
+    if (rc == RZ_OK)
+        rc = rz_ledger_verify(l);
+    rz_ledger_close(l);
+    if (rc != RZ_OK) {
+        fprintf(stderr, ORCH_NAME " migrate: %s\n", rz_error_last()->message);
+        return 1;
+    }
+    printf("%s: ledger converted from cents to micro-dollars\n", data);
+    return 0;
+}

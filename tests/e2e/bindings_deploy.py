@@ -83,7 +83,7 @@ class BindingsDeploy(unittest.TestCase):
         acct = api(cls.url, "POST", "/api/v1/accounts", cls.admin, {"name": "e2e"})
         cls.key = acct["api_key"]
         api(cls.url, "POST", "/api/v1/accounts/%s/test-credits" % acct["id"], cls.admin,
-            {"amount_cents": 100000})
+            {"amount_micros": 100000})
 
         node_data = os.path.join(cls.tmp.name, "node")
         p = run([NODE, "init", "--data", node_data, "--orchestrator", cls.url],

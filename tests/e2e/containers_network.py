@@ -112,7 +112,7 @@ class ContainerNetwork(network.Base):
     def test_container_flow_pays_exactly(self):
         node = self.start_node("node1", network.PRICES[0])
         with open(WORDCOUNT) as f:   # the example, with a price cap per step
-            text = f.read().replace("    module: ", "    max_cost_cents: 50000\n"
+            text = f.read().replace("    module: ", "    max_cost_micros: 50000\n"
                                     "    module: ")
         dep = self.deploy_and_watch(self.flow_file("wordcount.yaml", text))
         st = self.status(dep)
@@ -122,7 +122,7 @@ class ContainerNetwork(network.Base):
         for j in jobs:
             self.assertEqual((j["status"], j["node"]), ("succeeded", node.id), j)
         charged = self.check_money(jobs)
-        self.assertEqual(st["charged_cents"], charged, st)
+        self.assertEqual(st["charged_micros"], charged, st)
         count = st["steps"]["count"]["job"]
         self.assertEqual(len(self.settlements(count)), 1)
         self.assertEqual(containers("io.rhizos.job=%d" % count), [])
@@ -133,7 +133,7 @@ class ContainerNetwork(network.Base):
         first = self.start_node("node1", network.PRICES[0])
         flow = self.flow_file("nap.yaml", (
             "flux: 1\nname: ctr-nap\nsteps:\n"
-            "  nap:\n    module: ctr-nap@1\n    max_cost_cents: 50000\n"))
+            "  nap:\n    module: ctr-nap@1\n    max_cost_micros: 50000\n"))
         dep = self.cli_json("flow", "deploy", flow, key=self.key)["id"]
         nap = self.cli_json("flow", "status", str(dep),
                             key=self.key)["steps"]["nap"]["job"]
@@ -170,14 +170,14 @@ class ContainerNetwork(network.Base):
         node = self.start_node("node1", network.PRICES[0])
         flow = self.flow_file("sleep.yaml", (
             "flux: 1\nname: ctr-sleep\nsteps:\n"
-            "  nap:\n    module: ctr-sleep@1\n    max_cost_cents: 50000\n"))
+            "  nap:\n    module: ctr-sleep@1\n    max_cost_micros: 50000\n"))
         dep = self.cli_json("flow", "deploy", flow, key=self.key)["id"]
         job = self.cli_json("flow", "status", str(dep),
                             key=self.key)["steps"]["nap"]["job"]
         label = "io.rhizos.job=%d" % job
         wait_until(lambda: containers(label), 30, "the container of the job")
         held = self.api("GET", "/api/v1/accounts/%s" % self.client)
-        self.assertGreater(held["pending_cents"], 0, held)
+        self.assertGreater(held["pending_micros"], 0, held)
         c = self.cli_json("flow", "cancel", str(dep), key=self.key)
         self.assertEqual(c["status"], "cancelled")
         # Well before the 60 s sleep ends: the node stops and removes it.
@@ -191,11 +191,11 @@ class ContainerNetwork(network.Base):
         # The hold is released: what the engine charged for the cancel
         # (nothing ran to completion) is debited, the rest refunded.
         a = self.api("GET", "/api/v1/accounts/%s" % self.client)
-        self.assertEqual(a["pending_cents"], 0, a)
-        self.assertEqual(a["debits_cents"], j["cost_cents"], a)
-        self.assertEqual(a["balance_cents"], network.CREDITS - j["cost_cents"], a)
+        self.assertEqual(a["pending_micros"], 0, a)
+        self.assertEqual(a["debits_micros"], j["cost_micros"], a)
+        self.assertEqual(a["balance_micros"], network.CREDITS - j["cost_micros"], a)
         stats = self.api("GET", "/api/v1/payments/stats")
-        self.assertEqual(stats["held_cents"], 0, stats)
+        self.assertEqual(stats["held_micros"], 0, stats)
         self.stop_orchestrator()
         self.verify_ledger()
 
@@ -212,7 +212,7 @@ class ContainerNetwork(network.Base):
             self.assertEqual(q.returncode, 0, q.stderr)
         flow = self.flow_file("sec.yaml", (
             "flux: 1\nname: ctr-secret\nsteps:\n"
-            "  sec:\n    module: ctr-secret@1\n    max_cost_cents: 50000\n"
+            "  sec:\n    module: ctr-secret@1\n    max_cost_micros: 50000\n"
             "    credentials:\n"
             "      api: { credentialId: openai, type: llm_api }\n"))
         p = run([*args, "flow", "deploy", flow, "--json"], cwd=ROOT, env=env)

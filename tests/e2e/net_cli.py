@@ -156,7 +156,7 @@ class Live(unittest.TestCase):
         self.assertTrue(acct["api_key"].startswith("rzk_"))
         if cents:
             a = self.cli_json("account", "credit", acct["id"], str(cents), key=self.ADMIN)
-            self.assertEqual(a["balance_cents"], cents)
+            self.assertEqual(a["balance_micros"], cents)
         return acct["id"], acct["api_key"]
 
     def balance(self, key):
@@ -175,21 +175,21 @@ class Live(unittest.TestCase):
     def test_accounts(self):
         aid, key = self.new_client(1234)
         a = self.balance(key)
-        self.assertEqual((a["id"], a["balance_cents"], a["pending_cents"]), (aid, 1234, 0))
+        self.assertEqual((a["id"], a["balance_micros"], a["pending_micros"]), (aid, 1234, 0))
         self.assertIn("$12.34", self.cli("account", "balance", key=key).stdout)
         self.assertEqual(self.cli_json("account", "balance", aid, key=self.ADMIN)["id"], aid)
         hist = self.cli_json("account", "history", key=key)
-        self.assertTrue(any(p["amount_cents"] == 1234 for p in hist["payments"]))
+        self.assertTrue(any(p["amount_micros"] == 1234 for p in hist["payments"]))
         self.assertEqual(self.cli_json("account", "history", aid, key=self.ADMIN), hist)
         # A deposit waits for the admin's confirmation, then counts.
         d = self.cli_json("account", "deposit", "500", key=key)
-        self.assertEqual((d["amount_cents"], d["status"]), (500, "pending"))
-        self.assertEqual(self.balance(key)["balance_cents"], 1234)
+        self.assertEqual((d["amount_micros"], d["status"]), (500, "pending"))
+        self.assertEqual(self.balance(key)["balance_micros"], 1234)
         c = self.cli_json("account", "confirm", d["deposit_id"], key=self.ADMIN)
         self.assertEqual(c["status"], "confirmed")
-        self.assertEqual(self.balance(key)["balance_cents"], 1734)
+        self.assertEqual(self.balance(key)["balance_micros"], 1734)
         w = self.cli_json("account", "withdraw", "34", "--address", "addr-1", key=key)
-        self.assertEqual((w["amount_cents"], w["status"]), (34, "pending"))
+        self.assertEqual((w["amount_micros"], w["status"]), (34, "pending"))
         # Not for clients: creating accounts, test credits, confirming.
         self.cli("account", "create", key=key, code=1)
         self.cli("account", "credit", aid, "5", key=key, code=1)
@@ -202,10 +202,10 @@ class Live(unittest.TestCase):
         job = self.cli_json("run", "-t", "echo", "--input", "text=hi", "--max-cost", "70",
                             "--priority", "3", key=key)
         self.assertIn(job["status"], ("pending", "queued"))   # no nodes
-        self.assertEqual((job["max_cost_cents"], job["priority"]), (70, 3))
+        self.assertEqual((job["max_cost_micros"], job["priority"]), (70, 3))
         self.assertEqual(job["module"], "echo")
         a = self.balance(key)
-        self.assertEqual((a["balance_cents"], a["pending_cents"]), (930, 70))
+        self.assertEqual((a["balance_micros"], a["pending_micros"]), (930, 70))
         got = self.cli_json("job", str(job["id"]), key=key)
         self.assertEqual(got["id"], job["id"])
         self.assertEqual(got["waiting_reason"], "no active node")
@@ -214,9 +214,9 @@ class Live(unittest.TestCase):
         self.assertIn(str(job["id"]), self.cli("job", key=key).stdout)
         self.assertEqual(self.cli_json("job", key=key)["jobs"][0]["id"], job["id"])
         r = self.cli_json("cancel", str(job["id"]), key=key)
-        self.assertEqual((r["refunded_cents"], r["charged_cents"]), (70, 0))
+        self.assertEqual((r["refunded_micros"], r["charged_micros"]), (70, 0))
         a = self.balance(key)
-        self.assertEqual((a["balance_cents"], a["pending_cents"]), (1000, 0))
+        self.assertEqual((a["balance_micros"], a["pending_micros"]), (1000, 0))
         self.assertEqual(self.cli_json("job", str(job["id"]), key=key)["status"], "cancelled")
         self.cli("cancel", str(job["id"]), key=key, code=1)    # finished: 409
         # Another client sees nothing of it.
@@ -225,7 +225,7 @@ class Live(unittest.TestCase):
         self.cli("cancel", str(job["id"]), key=other, code=1)
         # More than the balance: refused, nothing held.
         self.cli("run", "-t", "echo", "--max-cost", "5000", key=key, code=1)
-        self.assertEqual(self.balance(key)["pending_cents"], 0)
+        self.assertEqual(self.balance(key)["pending_micros"], 0)
         # Human output: dollars.
         job2 = self.cli("run", "-t", "echo", "--max-cost", "25", key=key).stdout
         self.assertIn("$0.25", job2)
@@ -244,7 +244,7 @@ class Live(unittest.TestCase):
             self.assertIn("status", step)
             self.assertIn("attempts", step)
         self.assertIn("outputs", st)
-        held = self.balance(key)["pending_cents"]
+        held = self.balance(key)["pending_micros"]
         self.assertGreater(held, 0)
         # No node took the first step: the run says running, its job waits.
         src = st["steps"]["source"]
@@ -256,7 +256,7 @@ class Live(unittest.TestCase):
         c = self.cli_json("flow", "cancel", str(fid), key=key)
         self.assertEqual(c["status"], "cancelled")
         a = self.balance(key)
-        self.assertEqual((a["balance_cents"], a["pending_cents"]), (100000, 0))
+        self.assertEqual((a["balance_micros"], a["pending_micros"]), (100000, 0))
         # watch on a finished deployment: its last status, then exit 1 (not succeeded).
         p = self.cli("flow", "watch", str(fid), "--json", key=key, code=1)
         lines = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
@@ -279,7 +279,7 @@ class Live(unittest.TestCase):
         p = rhizos(*args, "flow", "deploy", SECRET_FLOW, env=env)
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn("openai", p.stderr)
-        self.assertEqual(self.balance(key)["pending_cents"], 0)
+        self.assertEqual(self.balance(key)["pending_micros"], 0)
         p = rhizos(*args, "vault", "add", "openai", "--type", "llm_api", env=env,
                    stdin=secret)
         self.assertEqual(p.returncode, 0, p.stderr)
@@ -303,7 +303,7 @@ class Live(unittest.TestCase):
             m = DIAG.search(p.stderr)
             self.assertTrue(m, p.stderr)
             self.assertEqual(m.group(1), f.name)
-        self.assertEqual(self.balance(key)["pending_cents"], 0)
+        self.assertEqual(self.balance(key)["pending_micros"], 0)
 
 
 if __name__ == "__main__":

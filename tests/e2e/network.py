@@ -65,7 +65,7 @@ class Base(unittest.TestCase):
         acct = self.cli_json("account", "create", "--name", "network", key=ADMIN)
         self.client, self.key = acct["id"], acct["api_key"]
         a = self.cli_json("account", "credit", self.client, str(CREDITS), key=ADMIN)
-        self.assertEqual(a["balance_cents"], CREDITS)
+        self.assertEqual(a["balance_micros"], CREDITS)
 
     def tearDown(self):
         for n in self.nodes:
@@ -91,9 +91,9 @@ class Base(unittest.TestCase):
         p = run([NODE, "init", "--data", data, "--orchestrator", self.base],
                 cwd=ROOT, timeout=30)
         self.assertEqual(p.returncode, 0, p.stderr)
-        set_config(data, "pricing", "cpu_hour_cents", price)
-        set_config(data, "pricing", "gpu_hour_cents", 0)
-        set_config(data, "pricing", "memory_gb_hour_cents", 0)
+        set_config(data, "pricing", "cpu_hour_micros", price)
+        set_config(data, "pricing", "gpu_hour_micros", 0)
+        set_config(data, "pricing", "memory_gb_hour_micros", 0)
         set_config(data, "limits", "max_concurrent_jobs", 1)
         set_config(data, "node", "heartbeat_s", 0.5)
         return data
@@ -161,26 +161,26 @@ class Base(unittest.TestCase):
         by_node, charged, fees = {}, 0, 0
         for j in jobs:
             self.assertIn(j["status"], ("succeeded", "failed", "cancelled"), j)
-            cost = j["cost_cents"]
+            cost = j["cost_micros"]
             charged += cost
             fees += fee(cost)
             if cost:
                 by_node[j["node"]] = by_node.get(j["node"], 0) + cost - fee(cost)
         self.assertGreater(charged, 0, "jobs must cost something")
         a = self.api("GET", "/api/v1/accounts/%s" % self.client)
-        self.assertEqual(a["debits_cents"], charged, a)
-        self.assertEqual(a["pending_cents"], 0, a)
-        self.assertEqual(a["balance_cents"], CREDITS - charged, a)
-        self.assertEqual(a["credits_cents"], CREDITS, a)
+        self.assertEqual(a["debits_micros"], charged, a)
+        self.assertEqual(a["pending_micros"], 0, a)
+        self.assertEqual(a["balance_micros"], CREDITS - charged, a)
+        self.assertEqual(a["credits_micros"], CREDITS, a)
         payees = payees or [(n.id, n.account) for n in self.nodes]
         self.assertTrue(set(by_node) <= {nid for nid, _ in payees}, by_node)
         for nid, account in payees:
             acct = self.api("GET", "/api/v1/accounts/%s" % account)
-            self.assertEqual(acct["credits_cents"], by_node.get(nid, 0), (nid, acct))
-            self.assertEqual(acct["balance_cents"], by_node.get(nid, 0), (nid, acct))
+            self.assertEqual(acct["credits_micros"], by_node.get(nid, 0), (nid, acct))
+            self.assertEqual(acct["balance_micros"], by_node.get(nid, 0), (nid, acct))
         stats = self.api("GET", "/api/v1/payments/stats")
-        self.assertEqual(stats["fees_cents"], fees, stats)
-        self.assertEqual(stats["held_cents"], 0, stats)
+        self.assertEqual(stats["fees_micros"], fees, stats)
+        self.assertEqual(stats["held_micros"], 0, stats)
         return charged
 
     def client_jobs(self):
@@ -209,8 +209,8 @@ class Base(unittest.TestCase):
         caps = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
                 "storage": {"total_gb": 100, "free_gb": 100},
                 "adapters": ["process"],
-                "prices": {"gpu_hour_cents": 0, "cpu_hour_cents": 3600000,
-                           "memory_gb_hour_cents": 0},
+                "prices": {"gpu_hour_micros": 0, "cpu_hour_micros": 3600000,
+                           "memory_gb_hour_micros": 0},
                 "max_concurrent_jobs": slots}
         nk = NodeKey("22" * 32)
         doc = self.api("POST", "/api/v1/nodes/register", key=None, code=201,
@@ -221,7 +221,7 @@ class Base(unittest.TestCase):
     def submit(self):
         return self.api("POST", "/api/v1/jobs", key=self.key, code=201,
                         body={"module": "echo", "inputs": {"message": "hi"},
-                              "max_cost_cents": 500})["id"]
+                              "max_cost_micros": 500})["id"]
 
 
 class Network(Base):
@@ -238,7 +238,7 @@ class Network(Base):
             self.assertIn(j["node"], {n.id for n in nodes}, j)
             self.assertEqual((j["deployment"], j["step"]), (dep, sid))
             self.assertEqual(j["outputs"], step["outputs"])
-            self.assertGreater(j["cost_cents"], 0, j)
+            self.assertGreater(j["cost_micros"], 0, j)
             jobs.append(j)
         # The parallel branches spread: one job at a time per node.
         self.assertGreater(len({j["node"] for j in jobs}), 1)
@@ -253,7 +253,7 @@ class Network(Base):
             self.assertEqual(st["steps"][sid]["outputs"], step["outputs"], sid)
         self.assertEqual(st["outputs"]["merge"]["total"], 29)
         charged = self.check_money(jobs)
-        self.assertEqual(st["charged_cents"], charged, st)
+        self.assertEqual(st["charged_micros"], charged, st)
         for j in jobs:
             self.assertEqual(len(self.settlements(j["id"])), 1, j)
         self.stop_orchestrator()
@@ -263,10 +263,10 @@ class Network(Base):
         self.start_nodes()
         flow = self.flow_file("nap.yaml", (
             "flux: 1\nname: nap\nsteps:\n"
-            "  nap:\n    module: sleep@1\n    max_cost_cents: 50000\n"
+            "  nap:\n    module: sleep@1\n    max_cost_micros: 50000\n"
             "    config: {seconds: 2}\n"
             "  after:\n    module: text-source@1\n    needs: [nap]\n"
-            "    max_cost_cents: 2000\n    inputs: {text: rested}\n"))
+            "    max_cost_micros: 2000\n    inputs: {text: rested}\n"))
         dep = self.cli_json("flow", "deploy", flow, key=self.key)["id"]
         nap = self.cli_json("flow", "status", str(dep), key=self.key)["steps"]["nap"]["job"]
         first = self.holder(nap)
@@ -286,12 +286,12 @@ class Network(Base):
         nodes = self.start_nodes()
         flow = self.flow_file("naps.yaml", (
             "flux: 1\nname: naps\nsteps:\n"
-            "  nap1:\n    module: sleep@1\n    max_cost_cents: 50000\n"
+            "  nap1:\n    module: sleep@1\n    max_cost_micros: 50000\n"
             "    config: {seconds: 1.5}\n"
-            "  nap2:\n    module: sleep@1\n    max_cost_cents: 50000\n"
+            "  nap2:\n    module: sleep@1\n    max_cost_micros: 50000\n"
             "    config: {seconds: 1.5}\n"
             "  tail:\n    module: text-source@1\n    needs: [nap1, nap2]\n"
-            "    max_cost_cents: 2000\n    inputs: {text: awake}\n"))
+            "    max_cost_micros: 2000\n    inputs: {text: awake}\n"))
         dep = self.cli_json("flow", "deploy", flow, key=self.key)["id"]
         steps = self.cli_json("flow", "status", str(dep), key=self.key)["steps"]
         naps = [steps["nap1"]["job"], steps["nap2"]["job"]]
@@ -400,7 +400,7 @@ class Network(Base):
             self.assertEqual((st, doc["error"]["code"]), (409, "RZ_ESTATE"), doc)
         self.assertEqual(self.job(job2), kept)
         jobs = [self.job(job1), self.job(job2)]
-        self.assertEqual([(j["status"], j["cost_cents"]) for j in jobs],
+        self.assertEqual([(j["status"], j["cost_micros"]) for j in jobs],
                          [("succeeded", 40), ("succeeded", 40)])
         self.assertEqual(len(self.settlements(job1)), 1)
         self.check_money(jobs, [(a, a_acct), (b, b_acct)])

@@ -59,7 +59,7 @@ class NodeFiles(unittest.TestCase):
             self.assertNotIn(secret[:32], p.stdout + p.stderr)
         self.assertIn(read(os.path.join(self.data, "keys/ed25519.pub")), p.stdout)
         cfg = read(os.path.join(self.data, "config.toml"))
-        for want in ('url = "http://127.0.0.1:9"', "[pricing]", "gpu_hour_cents",
+        for want in ('url = "http://127.0.0.1:9"', "[pricing]", "gpu_hour_micros",
                      "[limits]", "max_concurrent_jobs", "sandbox = true"):
             self.assertIn(want, cfg)
 
@@ -249,7 +249,7 @@ class RoundTrip(unittest.TestCase):
         self.assertEqual(st, 201, acct)
         self.key = acct["api_key"]
         st, body = http(self.base, "POST", "/api/v1/accounts/%s/test-credits"
-                        % acct["id"], self.ADMIN, {"amount_cents": 100000})
+                        % acct["id"], self.ADMIN, {"amount_micros": 100000})
         self.assertEqual(st, 200, body)
 
     def tearDown(self):
@@ -272,7 +272,7 @@ class RoundTrip(unittest.TestCase):
 
     def submit(self, module, **fields):
         st, job = http(self.base, "POST", "/api/v1/jobs", self.key,
-                       dict(module=module, max_cost_cents=100, **fields))
+                       dict(module=module, max_cost_micros=100, **fields))
         self.assertEqual(st, 201, job)
         return job["id"]
 

@@ -30,8 +30,8 @@ from harness import NodeKey, http, run, start_orchestrator
 EXE, ROOT = sys.argv[1], sys.argv[2]
 CAPS = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
         "adapters": ["process"], "max_concurrent_jobs": 4,
-        "prices": {"gpu_hour_cents": 0, "cpu_hour_cents": 36000,
-                   "memory_gb_hour_cents": 0}}
+        "prices": {"gpu_hour_micros": 0, "cpu_hour_micros": 36000,
+                   "memory_gb_hour_micros": 0}}
 X25519 = "11" * 32
 
 
@@ -100,7 +100,7 @@ class Base(unittest.TestCase):
         doc = self.ok("POST", "/api/v1/accounts", {"name": "t"}, self.s.admin, 201)
         if credits:
             self.ok("POST", "/api/v1/accounts/%s/test-credits" % doc["id"],
-                    {"amount_cents": credits}, self.s.admin)
+                    {"amount_micros": credits}, self.s.admin)
         return doc["id"], doc["api_key"]
 
     def node(self):
@@ -110,14 +110,14 @@ class Base(unittest.TestCase):
         return doc["id"], doc["token"]
 
     def balance(self, acct, key):
-        return self.ok("GET", "/api/v1/accounts/%s" % acct, key=key)["balance_cents"]
+        return self.ok("GET", "/api/v1/accounts/%s" % acct, key=key)["balance_micros"]
 
 
 class RunTime(Base):
     def test_reported_run_time_is_bounded_by_the_server_clock(self):
         acct, key = self.client(10000)
         nid, tok = self.node()
-        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_cents": 5000,
+        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_micros": 5000,
                       "inputs": {"message": "x"}}, key, 201)["id"]
         a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
         self.assertEqual(a["job"], job)
@@ -126,12 +126,12 @@ class RunTime(Base):
                                      run_ms=2 ** 53), tok)
         got = self.ok("GET", "/api/v1/jobs/%d" % job, key=key)
         self.assertEqual(got["status"], "succeeded")
-        # Well under 2 s seen by the server: at most 2 s x 10 cents/s.
-        self.assertLessEqual(got["cost_cents"], 20, got)
+        # Well under 2 s seen by the server: at most 2 s x 10 micros/s.
+        self.assertLessEqual(got["cost_micros"], 20, got)
         self.assertLess(got["run_ms"], 5000, got)
         self.assertGreaterEqual(self.balance(acct, key), 10000 - 20)
         n = self.ok("GET", "/api/v1/accounts/me", key=tok)
-        self.assertLessEqual(n["balance_cents"], 20)
+        self.assertLessEqual(n["balance_micros"], 20)
 
 
 class Deposits(Base):
@@ -139,7 +139,7 @@ class Deposits(Base):
 
     def deposit(self, acct, key, cents=100):
         return self.s.call("POST", "/api/v1/accounts/%s/deposit" % acct,
-                           {"amount_cents": cents}, key)
+                           {"amount_micros": cents}, key)
 
     def test_one_client_cannot_block_deposits(self):
         bad, bkey = self.client()
@@ -147,7 +147,7 @@ class Deposits(Base):
         # The attack that filled the shared external account: 2^53 each.
         st, doc = self.deposit(bad, bkey, 2 ** 53)
         self.assertEqual(st, 400, doc)
-        self.assertIn("at most 100000000 cents", doc["error"]["message"])
+        self.assertIn("at most 1000000000000 micros", doc["error"]["message"])
         codes = [self.deposit(bad, bkey, 100000000)[0] for _ in range(40)]
         self.assertEqual(codes[:4], [201] * 4)
         self.assertEqual(set(codes[4:]), {429})
@@ -209,7 +209,7 @@ class Rate(Base):
         # Withdrawals: two pending at most for a key.
         for i in range(3):
             st, doc = self.s.call("POST", "/api/v1/accounts/%s/withdraw" % b,
-                                  {"amount_cents": 10, "address": "w"}, bkey)
+                                  {"amount_micros": 10, "address": "w"}, bkey)
             self.assertEqual(st, 201 if i < 2 else 429, doc)
         time.sleep(1.2)
         # Streams: two per key.
@@ -233,7 +233,7 @@ class Rate(Base):
         st, doc = self.s.call("POST", "/api/v1/flows/deploy", {"flow": flow}, akey)
         self.assertEqual(st, 429, doc)
         self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, bkey, 201)
-        job = {"module": "echo", "max_cost_cents": 5}
+        job = {"module": "echo", "max_cost_micros": 5}
         ids = [self.ok("POST", "/api/v1/jobs", job, akey, 201)["id"] for _ in range(2)]
         st, doc = self.s.call("POST", "/api/v1/jobs", job, akey)
         self.assertEqual(st, 429, doc)
@@ -251,15 +251,15 @@ class Audit(Base):
     def test_every_admin_and_money_route_is_recorded(self):
         acct, key = self.client(1000)
         st, d = self.s.call("POST", "/api/v1/accounts/%s/deposit" % acct,
-                            {"amount_cents": 300}, key)
+                            {"amount_micros": 300}, key)
         self.assertEqual(st, 201)
         self.ok("POST", "/api/v1/deposits/%s/confirm" % d["deposit_id"], key=self.s.admin)
         st, d2 = self.s.call("POST", "/api/v1/accounts/%s/deposit" % acct,
-                             {"amount_cents": 5}, key)
+                             {"amount_micros": 5}, key)
         self.ok("DELETE", "/api/v1/deposits/%s" % d2["deposit_id"], key=key)
         self.ok("POST", "/api/v1/accounts/%s/withdraw" % acct,
-                {"amount_cents": 10, "address": "w"}, key, 201)
-        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_cents": 50},
+                {"amount_micros": 10, "address": "w"}, key, 201)
+        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_micros": 50},
                       key, 201)["id"]
         self.ok("POST", "/api/v1/jobs/%d/refund" % job, key=key)
         nid, _ = self.node()
@@ -267,7 +267,7 @@ class Audit(Base):
         self.assertIn(node_st, (200, 204))
         # A refused money operation is recorded with its status too.
         st, _ = self.s.call("POST", "/api/v1/accounts/%s/withdraw" % acct,
-                            {"amount_cents": 10 ** 9, "address": "w"}, key)
+                            {"amount_micros": 10 ** 9, "address": "w"}, key)
         self.assertEqual(st, 402)
         recs = self.records()
         begins = {r["seq"]: r for r in recs if r["phase"] == "begin"}
@@ -291,7 +291,7 @@ class Audit(Base):
             ("withdraw", who, 402),
         ])
         self.assertTrue(all(r["time_ms"] > 0 for r in recs))
-        self.assertEqual([r["amount_cents"] for r in recs
+        self.assertEqual([r["amount_micros"] for r in recs
                           if r["phase"] == "begin" and r["op"].endswith("/deposit")],
                          [300, 5])
         with open(os.path.join(self.s.data, "audit.log")) as f:
@@ -310,7 +310,7 @@ class Audit(Base):
 
     def test_tampering_is_found(self):
         acct, key = self.client(1000)
-        self.s.call("POST", "/api/v1/accounts/%s/deposit" % acct, {"amount_cents": 300}, key)
+        self.s.call("POST", "/api/v1/accounts/%s/deposit" % acct, {"amount_micros": 300}, key)
         self.s.proc.stop_clean()
         path = os.path.join(self.s.data, "audit.log")
         with open(path) as f:
@@ -326,7 +326,7 @@ class Audit(Base):
             self.assertIn(what, r.stderr)
             return r.stderr
         # An amount altered.
-        verify_fails(good.replace('"amount_cents":300', '"amount_cents":900'),
+        verify_fails(good.replace('"amount_micros":300', '"amount_micros":900'),
                      "record 5 (byte %d) was altered" % len("".join(lines[:4])))
         # A record removed.
         verify_fails("".join(lines[:2] + lines[3:]), "record 3")
@@ -359,11 +359,11 @@ class Audit(Base):
         os.symlink("/dev/full", path)   # every write: ENOSPC
         try:
             st, doc = self.s.call("POST", "/api/v1/accounts/%s/test-credits" % acct,
-                                  {"amount_cents": 5}, self.s.admin)
+                                  {"amount_micros": 5}, self.s.admin)
             self.assertEqual(st, 500, doc)
             self.assertEqual(doc["error"]["code"], "RZ_EIO")
             st, doc = self.s.call("POST", "/api/v1/accounts/%s/deposit" % acct,
-                                  {"amount_cents": 5}, key)
+                                  {"amount_micros": 5}, key)
             self.assertEqual(st, 500, doc)
             st, doc = self.s.call("POST", "/api/v1/accounts", {"name": "x"},
                                   self.s.admin)
@@ -381,12 +381,12 @@ class Audit(Base):
         # A deleted log is not started over: it fails too.
         os.rename(path, path + ".gone")
         st, _ = self.s.call("POST", "/api/v1/accounts/%s/test-credits" % acct,
-                            {"amount_cents": 5}, self.s.admin)
+                            {"amount_micros": 5}, self.s.admin)
         self.assertEqual(st, 500)
         os.rename(path + ".gone", path)
         # Writable again: served, and the chain holds.
         self.ok("POST", "/api/v1/accounts/%s/test-credits" % acct,
-                {"amount_cents": 5}, self.s.admin)
+                {"amount_micros": 5}, self.s.admin)
         self.assertEqual(self.balance(acct, key), 1005)
         r = self.s.audit("--verify")
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -36,8 +36,8 @@ MAX_BODY = 65536
 NODE_CAPS = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
              "storage": {"total_gb": 100, "free_gb": 100},
              "adapters": ["process"],
-             "prices": {"gpu_hour_cents": 0, "cpu_hour_cents": 36000,
-                        "memory_gb_hour_cents": 0},
+             "prices": {"gpu_hour_micros": 0, "cpu_hour_micros": 36000,
+                        "memory_gb_hour_micros": 0},
              "max_concurrent_jobs": 4}
 X25519 = "11" * 32
 
@@ -205,13 +205,13 @@ class OrchestratorApi(unittest.TestCase):
         self.assertRegex(doc["id"], r"^[0-9a-f]{32}$")
         if credits:
             a = self.ok("POST", "/api/v1/accounts/%s/test-credits" % doc["id"],
-                        {"amount_cents": credits}, self.admin)
-            self.assertEqual(a["balance_cents"], credits)
+                        {"amount_micros": credits}, self.admin)
+            self.assertEqual(a["balance_micros"], credits)
         return doc["id"], doc["api_key"]
 
     def balance(self, key):
         a = self.ok("GET", "/api/v1/accounts/me", key=key)
-        return a["balance_cents"], a["pending_cents"]
+        return a["balance_micros"], a["pending_micros"]
 
     def node(self):
         nk = NodeKey(X25519)
@@ -247,14 +247,14 @@ class OrchestratorApi(unittest.TestCase):
         for name in ("rhizos_jobs{state=\"queued\"}", "rhizos_nodes{state=\"active\"}",
                      "rhizos_queue_depth", "rhizos_deployments{state=\"running\"}",
                      "rhizos_dispatch_latency_seconds_bucket{le=\"+Inf\"}",
-                     "rhizos_ledger_fees_cents", "rhizos_ledger_held_cents",
-                     "rhizos_ledger_volume_cents", "rhizos_http_requests_total{code=\"200\"}"):
+                     "rhizos_ledger_fees_micros", "rhizos_ledger_held_micros",
+                     "rhizos_ledger_volume_micros", "rhizos_http_requests_total{code=\"200\"}"):
             self.assertIn(name, m)
 
     def test_queue_cancel_refund(self):
         _, key = self.client(10000)
         job = self.ok("POST", "/api/v1/jobs", {"module": "echo@1", "inputs":
-                      {"message": "hi"}, "max_cost_cents": 700}, key, 201)
+                      {"message": "hi"}, "max_cost_micros": 700}, key, 201)
         self.assertEqual(job["status"], "queued")
         self.assertIsNone(job["node"])
         self.assertEqual(job["module"], "echo")
@@ -262,14 +262,14 @@ class OrchestratorApi(unittest.TestCase):
         self.assertEqual(self.balance(key), (9300, 700))
         # The default maximum is the engine's reference estimate (>= 1).
         j2 = self.ok("POST", "/api/v1/jobs", {"type": "echo"}, key, 201)
-        self.assertGreaterEqual(j2["max_cost_cents"], 1)
+        self.assertGreaterEqual(j2["max_cost_micros"], 1)
         got = self.ok("DELETE", "/api/v1/jobs/%d" % job["id"], key=key)
         self.assertEqual(got["status"], "cancelled")
         self.err(409, "RZ_ESTATE", "DELETE", "/api/v1/jobs/%d" % job["id"], key=key)
         ref = self.ok("POST", "/api/v1/jobs/%d/refund" % job["id"], key=key)
-        self.assertEqual((ref["refunded_cents"], ref["charged_cents"]), (700, 0))
+        self.assertEqual((ref["refunded_micros"], ref["charged_micros"]), (700, 0))
         ref = self.ok("POST", "/api/v1/jobs/%d/refund" % j2["id"], key=key)
-        self.assertEqual(ref["charged_cents"], 0)
+        self.assertEqual(ref["charged_micros"], 0)
         self.assertEqual(self.balance(key), (10000, 0))
         jobs = self.ok("GET", "/api/v1/jobs?limit=5", key=key)["jobs"]
         self.assertEqual([j["id"] for j in jobs], [j2["id"], job["id"]])
@@ -286,16 +286,16 @@ class OrchestratorApi(unittest.TestCase):
             (400, "RZ_EINVAL", dict(body={"module": "echo", "evil": 1})),
             (400, "RZ_EINVAL", dict(body={"module": "echo", "type": "echo"})),
             (400, "RZ_EINVAL", dict(body={"module": 7})),
-            (400, "RZ_EINVAL", dict(body={"module": "echo", "max_cost_cents": -5})),
-            (400, "RZ_EINVAL", dict(body={"module": "echo", "max_cost_cents": 1e300})),
-            (400, "RZ_EINVAL", dict(body={"module": "echo", "max_cost_cents": 1.5})),
-            (400, "RZ_EINVAL", dict(body={"module": "echo", "max_cost_cents": "9"})),
-            (400, "RZ_EINVAL", dict(body={"module": "echo", "max_cost_cents": 0})),
+            (400, "RZ_EINVAL", dict(body={"module": "echo", "max_cost_micros": -5})),
+            (400, "RZ_EINVAL", dict(body={"module": "echo", "max_cost_micros": 1e300})),
+            (400, "RZ_EINVAL", dict(body={"module": "echo", "max_cost_micros": 1.5})),
+            (400, "RZ_EINVAL", dict(body={"module": "echo", "max_cost_micros": "9"})),
+            (400, "RZ_EINVAL", dict(body={"module": "echo", "max_cost_micros": 0})),
             (400, "RZ_EINVAL", dict(body={"module": "echo", "priority": 2 ** 40})),
             (400, "RZ_EINVAL", dict(body={"module": "echo", "inputs": []})),
             (413, "RZ_ETOOBIG", dict(body={"module": "echo", "inputs":
                                            {"x": "a" * (MAX_BODY + 10)}})),
-            (402, "RZ_EFUNDS", dict(body={"module": "echo", "max_cost_cents": 1001})),
+            (402, "RZ_EFUNDS", dict(body={"module": "echo", "max_cost_micros": 1001})),
             (422, "RZ_EMODULE", dict(body={"module": "no-such-module"})),
             (422, "RZ_EINVALID", dict(body={"module": "echo", "config": {"bogus": 1}})),
             (422, "RZ_EINVALID", dict(body={"module": "echo", "config": {"prefix": 5}})),
@@ -311,7 +311,7 @@ class OrchestratorApi(unittest.TestCase):
         self.assertEqual(st, 413)
         # CBOR bodies are accepted where JSON is.
         doc = self.ok("POST", J, key=key, code=201,
-                      raw=cbor_enc({"module": "echo", "max_cost_cents": 3}),
+                      raw=cbor_enc({"module": "echo", "max_cost_micros": 3}),
                       ctype="application/cbor")
         self.ok("DELETE", "%s/%d" % (J, doc["id"]), key=key)
         after = (self.balance(key), self.ok("GET", J, key=key))
@@ -319,10 +319,10 @@ class OrchestratorApi(unittest.TestCase):
         self.assertEqual(len(after[1]["jobs"]), len(before[1]["jobs"]) + 1)
         # Accounts: bad amounts and unknown fields change nothing either.
         path = "/api/v1/accounts/%s/test-credits" % acct
-        self.err(400, "RZ_EINVAL", "POST", path, {"amount_cents": -1}, self.admin)
-        self.err(400, "RZ_EINVAL", "POST", path, {"amount_cents": 5, "x": 1}, self.admin)
+        self.err(400, "RZ_EINVAL", "POST", path, {"amount_micros": -1}, self.admin)
+        self.err(400, "RZ_EINVAL", "POST", path, {"amount_micros": 5, "x": 1}, self.admin)
         self.err(402, "RZ_EFUNDS", "POST", "/api/v1/accounts/%s/withdraw" % acct,
-                 {"amount_cents": 999999}, key)
+                 {"amount_micros": 999999}, key)
         self.assertEqual(self.balance(key), before[0])
 
     def test_invalid_flow_422(self):
@@ -371,7 +371,7 @@ class OrchestratorApi(unittest.TestCase):
         time.sleep(0.3)
         job = self.ok("POST", "/api/v1/jobs", {"module": "echo@1", "inputs":
                       {"message": "hi"}, "config": {"prefix": ">"},
-                      "max_cost_cents": 1000}, key, 201)
+                      "max_cost_micros": 1000}, key, 201)
         t.join(25)
         st, a = box["r"]
         self.assertEqual(st, 200, a)
@@ -399,24 +399,24 @@ class OrchestratorApi(unittest.TestCase):
                 run_ms=3000), tok)   # an exact repeat
         got = self.ok("GET", "/api/v1/jobs/%d" % job["id"], key=key)
         self.assertEqual(got["status"], "succeeded")
-        self.assertEqual(got["cost_cents"], 30)
+        self.assertEqual(got["cost_micros"], 30)
         self.assertEqual(got["outputs"], {"message": ">hi"})
         self.assertEqual(got["log"], "hello log")
         self.assertEqual(got["node"], nid)
         self.assertEqual(self.balance(key), (9970, 0))
         n = self.ok("GET", "/api/v1/accounts/%s" % nacct, key=tok)
-        self.assertEqual((n["kind"], n["balance_cents"]), ("node", 29))
+        self.assertEqual((n["kind"], n["balance_micros"]), ("node", 28))   # fee 1.5 -> 2
         ref = self.ok("POST", "/api/v1/jobs/%d/refund" % job["id"], key=key)
-        self.assertEqual((ref["refunded_cents"], ref["charged_cents"]), (970, 30))
+        self.assertEqual((ref["refunded_micros"], ref["charged_micros"]), (970, 30))
         pays = self.ok("GET", "/api/v1/accounts/%s/payments" % acct, key=key)["payments"]
         self.assertIn("settle", [p["kind"] for p in pays])
         self.assertTrue(any(p.get("job") == job["id"] for p in pays))
         stats = self.ok("GET", "/api/v1/payments/stats", key=self.admin)
-        self.assertGreaterEqual(stats["fees_cents"], 1)
-        self.assertGreaterEqual(stats["volume_cents"], 30)
+        self.assertGreaterEqual(stats["fees_micros"], 1)
+        self.assertGreaterEqual(stats["volume_micros"], 30)
 
         # Decline: the job goes back and never to this node again.
-        j2 = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_cents": 50},
+        j2 = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_micros": 50},
                      key, 201)
         a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=0" % nid, key=tok)
         self.assertEqual(a["job"], j2["id"])
@@ -433,7 +433,7 @@ class OrchestratorApi(unittest.TestCase):
                 "    inputs:\n      message: hello\n")
         dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, key, 201)
         self.assertEqual(dep["status"], "running")
-        self.assertGreaterEqual(dep["held_cents"], 1)
+        self.assertGreaterEqual(dep["held_micros"], 1)
         c = HTTPConnection("127.0.0.1", self.s.port, timeout=20)
         c.request("GET", "/api/v1/flows/%d/events" % dep["id"],
                   headers={"Authorization": "Bearer " + key})
@@ -459,7 +459,7 @@ class OrchestratorApi(unittest.TestCase):
         self.assertEqual(json.loads(end)["status"], "succeeded")
         st = self.ok("GET", "/api/v1/flows/%d/status" % dep["id"], key=key)
         self.assertEqual(st["steps"]["say"]["status"], "succeeded")
-        self.assertEqual(st["charged_cents"], min(10, st["held_cents"]))
+        self.assertEqual(st["charged_micros"], min(10, st["held_micros"]))
         self.err(409, "RZ_ESTATE", "DELETE", "/api/v1/flows/%d" % dep["id"], key=key)
         flows = self.ok("GET", "/api/v1/flows", key=key)["flows"]
         self.assertEqual(flows[0], {"id": dep["id"], "flow": "one", "status": "succeeded"})
@@ -476,7 +476,7 @@ class OrchestratorApi(unittest.TestCase):
         time.sleep(0.3)
         sock.close()
         time.sleep(0.3)
-        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_cents": 9},
+        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_micros": 9},
                       key, 201)
         a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=0" % nid, key=tok)
         self.assertEqual(a["job"], job["id"])
@@ -560,14 +560,14 @@ class OrchestratorApi(unittest.TestCase):
         acct_a, key_a = self.client(5000)
         acct_b, key_b = self.client(5000)
         nid, tok, nacct = self.node()
-        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_cents": 20},
+        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_micros": 20},
                       key_a, 201)["id"]
         flow = "flux: 1\nname: m\nsteps:\n  s:\n    module: echo@1\n"
         dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, key_a, 201)["id"]
         self.addCleanup(self.s.call, "DELETE", "/api/v1/jobs/%d" % job, key=self.admin)
         self.addCleanup(self.s.call, "DELETE", "/api/v1/flows/%d" % dep, key=self.admin)
         dreq = self.ok("POST", "/api/v1/accounts/%s/deposit" % acct_a,
-                       {"amount_cents": 5}, key_a, 201)["deposit_id"]
+                       {"amount_micros": 5}, key_a, 201)["deposit_id"]
         before_a, before_b = self.balance(key_a), self.balance(key_b)
         # Who may use each route; everyone else must fail. Ids are A's (a
         # client), the node's own, or A's deposit.
@@ -607,7 +607,7 @@ class OrchestratorApi(unittest.TestCase):
             ("DELETE", "/api/v1/flows/{id}"): {A},
         }
         self.assertEqual(set(allowed), openapi_routes())
-        bodies = {"/api/v1/jobs": {"module": "echo", "max_cost_cents": 1},
+        bodies = {"/api/v1/jobs": {"module": "echo", "max_cost_micros": 1},
                   "/api/v1/flows/deploy": {"flow": flow},
                   "/api/v1/accounts": {},
                   "/api/v1/nodes/register": NodeKey(X25519).register_body(NODE_CAPS)}
@@ -627,7 +627,7 @@ class OrchestratorApi(unittest.TestCase):
                 concrete = path.replace("{id}", str(dep))
             else:
                 concrete = path.replace("{id}", str(job))
-            body = bodies.get(path, {"amount_cents": 1, "attempt": 1, "run_ms": 1,
+            body = bodies.get(path, {"amount_micros": 1, "attempt": 1, "run_ms": 1,
                                      "outputs": {}}) if method == "POST" else None
             if path.endswith("/decline"):
                 body = {"attempt": 1}
@@ -684,7 +684,7 @@ class Lifecycle(unittest.TestCase):
                 self.assertNotIn("rza_lifecycle_key_0123456789abcdef", taken.stderr + other.stderr)
                 doc = s.call("POST", "/api/v1/accounts", {}, "rza_lifecycle_key_0123456789abcdef")[1]
                 s.call("POST", "/api/v1/accounts/%s/test-credits" % doc["id"],
-                       {"amount_cents": 77}, "rza_lifecycle_key_0123456789abcdef")
+                       {"amount_micros": 77}, "rza_lifecycle_key_0123456789abcdef")
                 reg = s.call("POST", "/api/v1/nodes/register",
                              NodeKey(X25519).register_body(NODE_CAPS))[1]
                 box = {}
@@ -704,7 +704,7 @@ class Lifecycle(unittest.TestCase):
             s = Server(data, admin_file)
             try:
                 st, acct = s.call("GET", "/api/v1/accounts/me", key=doc["api_key"])
-                self.assertEqual((st, acct["balance_cents"]), (200, 77))
+                self.assertEqual((st, acct["balance_micros"]), (200, 77))
             finally:
                 s.stop_clean()
 

@@ -27,8 +27,8 @@ CLI = sys.argv[3] if len(sys.argv) > 3 else None
 MAX_BODY = 65536
 CAPS = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
         "adapters": ["process"], "max_concurrent_jobs": 4,
-        "prices": {"gpu_hour_cents": 0, "cpu_hour_cents": 36000,
-                   "memory_gb_hour_cents": 0}}
+        "prices": {"gpu_hour_micros": 0, "cpu_hour_micros": 36000,
+                   "memory_gb_hour_micros": 0}}
 X25519 = "11" * 32
 # A sanitizer keeps freed memory in quarantine: VmRSS says nothing there
 # (the streams are still opened and dropped, for its use-after-free checks).
@@ -99,7 +99,7 @@ class Base(unittest.TestCase):
     def client(self, credits):
         doc = self.ok("POST", "/api/v1/accounts", {"name": "t"}, self.s.admin, 201)
         self.ok("POST", "/api/v1/accounts/%s/test-credits" % doc["id"],
-                {"amount_cents": credits}, self.s.admin)
+                {"amount_micros": credits}, self.s.admin)
         return doc["id"], doc["api_key"]
 
     def node(self):
@@ -255,7 +255,7 @@ class Limits(Base):
     def test_result_over_max_body_fails_the_attempt(self):
         _, key = self.client(10000)
         nid, tok = self.node()
-        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_cents": 50},
+        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_micros": 50},
                       key, 201)["id"]
         a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
         self.assertEqual(a["job"], job)
@@ -295,7 +295,7 @@ class Limits(Base):
         before = transfers()
         _, key = self.client(10000)
         nid, tok = self.node()
-        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_cents": 50},
+        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_micros": 50},
                       key, 201)["id"]
         a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
         self.ok("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, job),
@@ -388,7 +388,7 @@ class Limits(Base):
 
     def balance_of(self, key):
         a = self.ok("GET", "/api/v1/accounts/me", key=key)
-        return a["balance_cents"], a["pending_cents"]
+        return a["balance_micros"], a["pending_micros"]
 
 
 class RegisterRate(Base):

@@ -61,7 +61,7 @@ class Stores(unittest.TestCase):
         self.account = acct["id"]
         st, _ = http(proc.base, "POST",
                      "/api/v1/accounts/%s/test-credits" % self.account,
-                     key=self.admin, body={"amount_cents": 500})
+                     key=self.admin, body={"amount_micros": 500})
         self.assertEqual(st, 200)
         proc.stop_clean()
         # The documented backup: a copy of the whole directory, stopped.
@@ -86,7 +86,7 @@ class Stores(unittest.TestCase):
         st, a = http(proc.base, "GET", "/api/v1/accounts/" + self.account,
                      key=self.admin)
         self.assertEqual(st, 200, a)
-        self.assertEqual(a["balance_cents"], 500, a)
+        self.assertEqual(a["balance_micros"], 500, a)
         proc.stop_clean()
 
     def edit_account(self, fix_checksum):

@@ -24,8 +24,8 @@ ADMIN = "admin-placement-" + "p" * 40
 NODE_CAPS = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
              "storage": {"total_gb": 100, "free_gb": 100},
              "adapters": ["process"],
-             "prices": {"gpu_hour_cents": 0, "cpu_hour_cents": 3600,
-                        "memory_gb_hour_cents": 0},
+             "prices": {"gpu_hour_micros": 0, "cpu_hour_micros": 3600,
+                        "memory_gb_hour_micros": 0},
              "max_concurrent_jobs": 4}
 DOCKER_WHY = "no node offers adapter 'docker'"
 
@@ -71,7 +71,7 @@ class Placement(unittest.TestCase):
         out = self.cli("job", str(job["id"]), key=key).stdout
         self.assertIn("queued: " + DOCKER_WHY, out)
         self.cli("cancel", str(job["id"]), key=key)
-        self.assertEqual(self.balance(key)["balance_cents"], 1000)
+        self.assertEqual(self.balance(key)["balance_micros"], 1000)
 
     def test_queue_timeout_fails_and_refunds(self):
         key = self.client(1000)
@@ -80,7 +80,7 @@ class Placement(unittest.TestCase):
         self.assertIn("queued: " + DOCKER_WHY, p.stderr)
         self.assertIn("no node could run it within 1 s: " + DOCKER_WHY, p.stdout)
         a = self.balance(key)
-        self.assertEqual((a["balance_cents"], a["pending_cents"]), (1000, 0))
+        self.assertEqual((a["balance_micros"], a["pending_micros"]), (1000, 0))
 
     def test_label_no_node_has(self):
         key = self.client(1000)
@@ -101,7 +101,7 @@ class Placement(unittest.TestCase):
         p = self.cli("run", "-t", "docker", "-i", "localhost/wc", "--cmd", "true",
                      key=key, code=1)
         self.assertIn("--allow-images", p.stderr)
-        self.assertEqual(self.balance(key)["pending_cents"], 0)
+        self.assertEqual(self.balance(key)["pending_micros"], 0)
         self.cli("run", "-t", "echo", "-i", "localhost/wc", key=key, code=2)
         self.cli("run", "-t", "docker", key=key, code=2)
         self.cli("run", "-t", "echo", "--gpus", "1", key=key, code=2)
@@ -141,7 +141,7 @@ class Images(unittest.TestCase):
         self.assertIn("image localhost/wc", self.cli("job", str(job["id"]), key=key).stdout)
         # Not matching any pattern: 403 naming the image; nothing held.
         st, body = http(self.proc.base, "POST", "/api/v1/jobs", key=key,
-                        body={"image": "evil/miner", "max_cost_cents": 5})
+                        body={"image": "evil/miner", "max_cost_micros": 5})
         self.assertEqual(st, 403, body)
         self.assertIn("evil/miner", body["error"]["message"])
         for bad in ({"image": "busybox:1.36", "command": "ls"},
@@ -150,7 +150,7 @@ class Images(unittest.TestCase):
                     {"module": "echo", "command": ["x"]}):
             st, body = http(self.proc.base, "POST", "/api/v1/jobs", key=key, body=bad)
             self.assertEqual(st, 400, (bad, body))
-        self.assertEqual(self.balance(key)["pending_cents"], 30)
+        self.assertEqual(self.balance(key)["pending_micros"], 30 * M)
         # A docker node whose operator allows no ad-hoc images does not
         # advertise the label such a job requires: it is not offered it.
         caps = dict(NODE_CAPS, adapters=["process", "docker"], labels={"pool": "a"})

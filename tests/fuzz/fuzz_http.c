@@ -58,7 +58,7 @@ static void setup(void)
     O.opts.request_rate = 0;
     O.opts.request_burst = ORCH_REQUEST_BURST;
     O.opts.deposit_ttl_s = ORCH_DEPOSIT_TTL_S;
-    O.opts.deposit_max_cents = ORCH_DEPOSIT_MAX_CENTS;
+    O.opts.deposit_max_micros = ORCH_DEPOSIT_MAX_MICROS;
     O.opts.open_deposits = ORCH_OPEN_DEPOSITS;
     O.opts.pending_withdrawals = ORCH_PENDING_WITHDRAWALS;
     O.opts.watch_max = ORCH_WATCH_MAX;

@@ -85,8 +85,8 @@ static void add_node(world *w, size_t slot)
     snprintf(caps, sizeof caps,
              "{\"cpu\":{\"cores\":%u},\"memory_mb\":%u,"
              "\"storage\":{\"total_gb\":50,\"free_gb\":50},"
-             "\"prices\":{\"cpu_hour_cents\":%u,\"gpu_hour_cents\":0,"
-             "\"memory_gb_hour_cents\":%u},\"max_concurrent_jobs\":%u}",
+             "\"prices\":{\"cpu_hour_micros\":%u,\"gpu_hour_micros\":0,"
+             "\"memory_gb_hour_micros\":%u},\"max_concurrent_jobs\":%u}",
              cores, mem, cpu_price, mem_price, slots);
     uint64_t id;
     if (rz_engine_node_register(w->e, caps, strlen(caps), w->now, &id) != RZ_OK)
@@ -108,7 +108,7 @@ static void act_submit(world *w)
     s.client = w->clients[below(w, 8)];
     s.requirements_json = reqs;
     s.module_id = "sim";
-    s.max_cost_cents = 1 + below(w, below(w, 50) ? 3000 : 2000000);
+    s.max_cost_micros = 1 + below(w, below(w, 50) ? 3000 : 2000000);
     s.priority = (int32_t)below(w, 3);
     uint64_t id;
     int rc = rz_engine_submit(w->e, &s, w->now, &id);
@@ -119,12 +119,12 @@ static void act_submit(world *w)
 
 static const char *FLOW =
     "flux: 1\nname: sim\nsteps:\n"
-    "  a: {module: m, max_cost_cents: 400}\n"
+    "  a: {module: m, max_cost_micros: 400}\n"
     "  b: {module: m, needs: [a], retry: {max_attempts: 3, initial_ms: 50},"
-    " max_cost_cents: 400}\n"
-    "  c: {module: m, needs: [a], timeout_s: 2, max_cost_cents: 400}\n"
-    "  d: {module: m, needs: [b, c], on_failure: continue, max_cost_cents: 400}\n"
-    "  e: {module: m, needs: [d], when: \"steps.b.outputs.v > 5\", max_cost_cents: 400}\n";
+    " max_cost_micros: 400}\n"
+    "  c: {module: m, needs: [a], timeout_s: 2, max_cost_micros: 400}\n"
+    "  d: {module: m, needs: [b, c], on_failure: continue, max_cost_micros: 400}\n"
+    "  e: {module: m, needs: [d], when: \"steps.b.outputs.v > 5\", max_cost_micros: 400}\n";
 
 static void act_deploy(world *w)
 {
@@ -351,7 +351,7 @@ static void finish(world *w)
             die(w, "job_get");
         if (ji.state < RZ_JOB_SUCCEEDED)
             die(w, "a job stayed open after cancel");
-        cost += ji.cost_cents;
+        cost += ji.cost_micros;
     }
     uint64_t paid = 0;
     for (int c = 0; c < 8; c++) {

@@ -246,8 +246,8 @@ static void ledger_open_and_ops(void **state)
 
 #define NODE_CAPS "{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192," \
     "\"storage\":{\"total_gb\":100,\"free_gb\":100},\"adapters\":[\"process\"]," \
-    "\"prices\":{\"gpu_hour_cents\":0,\"cpu_hour_cents\":36000," \
-    "\"memory_gb_hour_cents\":0},\"max_concurrent_jobs\":2}"
+    "\"prices\":{\"gpu_hour_micros\":0,\"cpu_hour_micros\":36000," \
+    "\"memory_gb_hour_micros\":0},\"max_concurrent_jobs\":2}"
 
 static int engine_scenario(void *p)
 {
@@ -258,7 +258,7 @@ static int engine_scenario(void *p)
     rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
     o.durable = 0;
     o.registry = reg;
-    o.ref_cpu_hour_cents = 36000;
+    o.ref_cpu_hour_micros = 36000;
     rz_engine *e = NULL;
     rz_ledger_id client = rz_ledger_id_make(7, 1);
     uint64_t node = 0, job = 0;
@@ -277,7 +277,7 @@ static int engine_scenario(void *p)
         s.module_id = "count";
         s.module_version = "1.0.0";
         s.request_json = "{\"inputs\":{\"text\":\"a b\"},\"config\":{}}";
-        s.max_cost_cents = 500;
+        s.max_cost_micros = 500;
         rc = rz_engine_submit(e, &s, 1, &job);
     }
     rz_engine_assignment a;
@@ -295,11 +295,11 @@ static int engine_scenario(void *p)
             fprintf(stderr, "job state %d, error %s\n", (int)ji.state,
                     ji.error ? ji.error : "(none)");
         assert_int_equal(ji.state, RZ_JOB_SUCCEEDED);
-        assert_int_equal(ji.cost_cents, 200);
+        assert_int_equal(ji.cost_micros, 200);
         assert_string_equal(ji.outputs_json, "{\"n\":2}");
         char *caps = NULL;   /* stored whole: prices, adapters and all */
         assert_int_equal(rz_engine_node_caps(e, node, &caps), RZ_OK);
-        assert_non_null(strstr(caps, "\"cpu_hour_cents\":36000"));
+        assert_non_null(strstr(caps, "\"cpu_hour_micros\":36000"));
         assert_non_null(strstr(caps, "\"adapters\":[\"process\"]"));
         rz_free(caps);
         rz_ledger_account acc;

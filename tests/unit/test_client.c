@@ -784,7 +784,7 @@ static void test_events_idle(void **state)
 static void test_deploy(void **state)
 {
     canned ok, bad, status, conflict;
-    const char *ok_body = "{\"id\":12,\"status\":\"running\",\"held_cents\":30}";
+    const char *ok_body = "{\"id\":12,\"status\":\"running\",\"held_micros\":30}";
     json_reply(&ok, "201 Created", "application/json", ok_body, strlen(ok_body));
     const char *bad_body =
         "{\"error\":{\"code\":\"RZ_EINVALID\",\"message\":\"the flow is invalid\"},"
@@ -796,7 +796,7 @@ static void test_deploy(void **state)
         "\"severity\":\"warning\",\"message\":\"unused credential\"}]}";
     json_reply(&bad, "422 Unprocessable Entity", "application/json", bad_body, strlen(bad_body));
     const char *st_body = "{\"id\":12,\"flow\":\"wc\",\"status\":\"running\",\"steps\":{},"
-                          "\"outputs\":{},\"held_cents\":30,\"charged_cents\":0}";
+                          "\"outputs\":{},\"held_micros\":30,\"charged_micros\":0}";
     json_reply(&status, "200 OK", "application/json", st_body, strlen(st_body));
     const char *cf_body = "{\"error\":{\"code\":\"RZ_ESTATE\",\"message\":\"finished\"}}";
     json_reply(&conflict, "409 Conflict", "application/json", cf_body, strlen(cf_body));
@@ -851,7 +851,7 @@ static void test_deploy_body(void **state)
 {
     /* The server sees {"flow": text, "inputs": {...}, "credentials": {...}}. */
     canned ok;
-    const char *ok_body = "{\"id\":1,\"status\":\"running\",\"held_cents\":0}";
+    const char *ok_body = "{\"id\":1,\"status\":\"running\",\"held_micros\":0}";
     json_reply(&ok, "201 Created", "application/json", ok_body, strlen(ok_body));
     server *s = server_start(&ok.r, 1);
     rz_client *c = client_for(s, "rzk_k");

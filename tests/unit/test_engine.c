@@ -25,8 +25,8 @@
 /* 36000 cents per core-hour: 10 s on 2 cores costs exactly 200 cents. */
 #define NODE_CAPS "{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192," \
     "\"storage\":{\"total_gb\":100,\"free_gb\":100},\"adapters\":[\"process\"]," \
-    "\"prices\":{\"gpu_hour_cents\":0,\"cpu_hour_cents\":36000," \
-    "\"memory_gb_hour_cents\":0},\"max_concurrent_jobs\":2}"
+    "\"prices\":{\"gpu_hour_micros\":0,\"cpu_hour_micros\":36000," \
+    "\"memory_gb_hour_micros\":0},\"max_concurrent_jobs\":2}"
 
 typedef struct fx {
     char dir[64];
@@ -58,7 +58,7 @@ static rz_engine_opts test_opts(const fx *f)
     o.durable = 0;
     o.registry = f->reg;
     o.node_timeout_ms = 1000;
-    o.ref_cpu_hour_cents = 36000;   /* 10 s x 200% on 1 core: 200 cents */
+    o.ref_cpu_hour_micros = 36000;   /* 10 s x 200% on 1 core: 200 cents */
     /* These tests step the clock by a few ms around runs of seconds; the
      * bound of the run time by the clock has its own test
      * (test_run_time_bounded). */
@@ -138,7 +138,7 @@ static uint64_t submit(fx *f, uint64_t max, int32_t prio, uint64_t now)
     s.module_id = "count";
     s.module_version = "1.0.0";
     s.request_json = "{\"inputs\":{\"text\":\"a b\"},\"config\":{}}";
-    s.max_cost_cents = max;
+    s.max_cost_micros = max;
     s.priority = prio;
     uint64_t id = 0;
     int rc = rz_engine_submit(f->e, &s, now, &id);
@@ -184,7 +184,7 @@ static void test_settle_exact(void **state)
     rz_engine_job_info ji;
     assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
     assert_int_equal(ji.state, RZ_JOB_SUCCEEDED);
-    assert_int_equal(ji.cost_cents, 200);
+    assert_int_equal(ji.cost_micros, 200);
     assert_string_equal(ji.outputs_json, "{\"n\":2}");
     /* Client pays the actual cost, node 95%, platform 5%. */
     assert_int_equal(balance(f, f->client), 9800);
@@ -205,9 +205,9 @@ static void test_settle_exact(void **state)
     assert_int_equal(rz_engine_poll(f->e, n, 6, &a), RZ_OK);
     assert_int_equal(node_report(f->e, n, j2, 1, NULL, NULL, 3600000, 7), RZ_OK);
     assert_int_equal(rz_engine_job_get(f->e, j2, &ji), RZ_OK);
-    assert_int_equal(ji.cost_cents, 250);
+    assert_int_equal(ji.cost_micros, 250);
     assert_int_equal(balance(f, f->client), 9550);
-    assert_int_equal(balance(f, RZ_LEDGER_PLATFORM_ID), 10 + 12);
+    assert_int_equal(balance(f, RZ_LEDGER_PLATFORM_ID), 10 + 13);   /* 12.5 -> 13 */
     /* A hold below the node's estimate is never placed there. */
     uint64_t j3 = submit(f, 150, 0, 8);
     assert_int_equal(rz_engine_poll(f->e, n, 9, &a), RZ_ENOENT);
@@ -236,7 +236,7 @@ static void test_run_time_bounded(void **state)
     assert_int_equal(ji.state, RZ_JOB_SUCCEEDED);
     assert_int_equal(ji.run_ms, 500 + RZ_ENGINE_RUN_TOLERANCE_MS);
     /* 2 cores at 36000 cents/h: 1.5 s is 30 cents, far below the hold. */
-    assert_int_equal(ji.cost_cents, 30);
+    assert_int_equal(ji.cost_micros, 30);
     assert_int_equal(balance(f, f->client), 10000 - 30);
     /* The hand-over time is stored: a reopen keeps the bound. */
     uint64_t k = submit(f, 500, 0, 3000);
@@ -341,7 +341,7 @@ static void test_hostile_submit_changes_nothing(void **state)
     rz_engine_stats_get(f->e, &before);
     rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
     s.client = f->client;
-    s.max_cost_cents = 10;
+    s.max_cost_micros = 10;
     s.requirements_json = "{\"cpu_cores\": \"many\"";
     uint64_t id;
     assert_int_not_equal(rz_engine_submit(f->e, &s, 11, &id), RZ_OK);
@@ -349,9 +349,9 @@ static void test_hostile_submit_changes_nothing(void **state)
     s.request_json = "[1,2]";
     assert_int_not_equal(rz_engine_submit(f->e, &s, 11, &id), RZ_OK);
     s.request_json = NULL;
-    s.max_cost_cents = 0;
+    s.max_cost_micros = 0;
     assert_int_equal(rz_engine_submit(f->e, &s, 11, &id), RZ_EINVAL);
-    s.max_cost_cents = 5;
+    s.max_cost_micros = 5;
     s.client = rz_ledger_id_make(99, 99);   /* no such account */
     assert_int_not_equal(rz_engine_submit(f->e, &s, 11, &id), RZ_OK);
     rz_engine_stats_get(f->e, &after);
@@ -626,8 +626,8 @@ static void assert_money(fx *f, uint64_t first_job, uint64_t last_job,
     for (uint64_t j = first_job; j <= last_job; j++) {
         rz_engine_job_info ji;
         assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
-        total += ji.cost_cents;
-        fees += rz_ledger_fee(ji.cost_cents, 500);
+        total += ji.cost_micros;
+        fees += rz_ledger_fee(ji.cost_micros, 500);
     }
     for (size_t i = 0; i < n; i++)
         paid += balance(f, rz_engine_node_account(nodes[i]));
@@ -735,14 +735,14 @@ static void test_deploy_timeout_cancel(void **state)
     const char *flow =
         "flux: 1\nname: slow\nsteps:\n"
         "  s:\n    module: count@1.0.0\n    inputs: {text: \"x\"}\n"
-        "    timeout_s: 1\n    max_cost_cents: 150\n"
+        "    timeout_s: 1\n    max_cost_micros: 150\n"
         "  t:\n    module: count@1.0.0\n    needs: [s]\n    inputs: {text: \"y\"}\n";
     uint64_t n = node_add(f, 0);
     uint64_t d = deploy_in(f, flow, NULL, 10);
     rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, n, 20, &a), RZ_OK);
     assert_string_equal(a.step, "s");
-    assert_int_equal(a.max_cost_cents, 150);
+    assert_int_equal(a.max_cost_micros, 150);
     assert_int_equal(rz_engine_node_heartbeat(f->e, n, 1000, 0), RZ_OK);
     assert_int_equal(rz_engine_tick(f->e, 1011), RZ_OK);   /* s timed out */
     rz_run_state rs;
@@ -1071,7 +1071,7 @@ static rz_ledger_id three_jobs(fx *f, uint64_t j[3])
     j[0] = submit(f, 100, 0, 1);
     rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
     s.client = other;
-    s.max_cost_cents = 100;
+    s.max_cost_micros = 100;
     assert_int_equal(rz_engine_submit(f->e, &s, 2, &j[1]), RZ_OK);
     j[2] = submit(f, 100, 0, 3);
     return other;
@@ -1168,7 +1168,7 @@ static void test_reference_cost_is_what_a_step_holds(void **state)
     assert_int_equal(rz_engine_deployment_get(f->e, d, &di), RZ_OK);
     rz_engine_job_info ji;
     assert_int_equal(rz_engine_job_get(f->e, di.first_job, &ji), RZ_OK);
-    assert_int_equal(ji.max_cost_cents, 200);
+    assert_int_equal(ji.max_cost_micros, 200);
     check(f);
 }
 
@@ -1223,7 +1223,7 @@ static void test_group_commit(void **state)
     rz_engine_job_info ji;
     assert_int_equal(rz_engine_job_get(f->e, j5, &ji), RZ_OK);
     assert_int_equal(ji.state, RZ_JOB_FAILED);
-    assert_int_equal(ji.max_cost_cents, 0);
+    assert_int_equal(ji.max_cost_micros, 0);
     assert_non_null(strstr(ji.error, "refused"));
     check(f);
     reopen(f);
@@ -1250,8 +1250,8 @@ static void test_group_pending(void **state)
     assert_int_equal(rz_engine_group_pending(f->e, rz_ledger_id_make(7, 99)), 0);
     /* 1000 left after the group's hold: a 1800-cent flow does not fit. */
     const char *flow = "flux: 1\nname: g\nsteps:\n"
-                       "  a: {module: count, max_cost_cents: 900, inputs: {text: x}}\n"
-                       "  b: {module: count, max_cost_cents: 900, inputs: {text: y}}\n";
+                       "  a: {module: count, max_cost_micros: 900, inputs: {text: x}}\n"
+                       "  b: {module: count, max_cost_micros: 900, inputs: {text: y}}\n";
     uint64_t d = 0;
     assert_int_equal(rz_engine_deploy(f->e, flow, strlen(flow), f->client, NULL, 2,
                                       &d, NULL), RZ_EFUNDS);
@@ -1295,7 +1295,7 @@ static void test_shared_requirements(void **state)
     assert_ptr_not_equal(rz__engine_job(f->e, a)->reqs,
                          rz__engine_job(f->e, c)->reqs);
     assert_string_equal(rz__engine_job(f->e, a)->reqs_json,
-                        "{\"max_cost_cents\":200,\"cpu_cores\":2,"
+                        "{\"max_cost_micros\":200,\"cpu_cores\":2,"
                         "\"estimate_seconds\":10}");
     assert_int_equal(rz_engine_job_cancel(f->e, a, 2), RZ_OK);
     reopen(f);
@@ -1314,7 +1314,7 @@ static uint64_t submit_reqs(fx *f, const char *reqs, uint64_t max, int32_t prio)
     s.requirements_json = reqs;
     s.module_id = "count";
     s.request_json = "{\"inputs\":{\"text\":\"a\"},\"config\":{}}";
-    s.max_cost_cents = max;
+    s.max_cost_micros = max;
     s.priority = prio;
     uint64_t id = 0;
     assert_int_equal(rz_engine_submit(f->e, &s, 1, &id), RZ_OK);
@@ -1356,7 +1356,7 @@ static void test_queue_groups(void **state)
     assert_int_equal(job_state(f, x[2]), RZ_JOB_QUEUED);
 }
 
-/* A flow of "count" steps, each with its own max_cost_cents. */
+/* A flow of "count" steps, each with its own max_cost_micros. */
 static char *many_steps(size_t n, unsigned cost)
 {
     size_t cap = 64 + n * 96;
@@ -1365,7 +1365,7 @@ static char *many_steps(size_t n, unsigned cost)
     size_t len = (size_t)snprintf(t, cap, "flux: 1\nname: many\nsteps:\n");
     for (size_t i = 0; i < n; i++)
         len += (size_t)snprintf(t + len, cap - len,
-                                "  s%zu:\n    module: count\n    max_cost_cents: %u\n"
+                                "  s%zu:\n    module: count\n    max_cost_micros: %u\n"
                                 "    inputs:\n      text: hi\n", i, cost);
     return t;
 }
@@ -1418,7 +1418,7 @@ static void test_waiting_reason_queue_timeout(void **state)
     s.client = f->client;
     s.requirements_json = "{\"adapter\":\"docker\",\"estimate_seconds\":10}";
     s.module_id = "count";
-    s.max_cost_cents = 300;
+    s.max_cost_micros = 300;
     s.queue_timeout_ms = 5000;
     uint64_t dk = 0;
     assert_int_equal(rz_engine_submit(f->e, &s, 10, &dk), RZ_OK);
@@ -1506,7 +1506,7 @@ static void test_adhoc_exec(void **state)
     rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
     s.client = f->client;
     s.requirements_json = "{\"cpu_cores\":1}";
-    s.max_cost_cents = 50;
+    s.max_cost_micros = 50;
     s.exec_json = "{\"adapter\":\"docker\"}";
     uint64_t id = 0;
     assert_int_equal(rz_engine_submit(f->e, &s, 1, &id), RZ_EINVALID);

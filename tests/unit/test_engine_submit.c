@@ -18,8 +18,8 @@
 #include "rhizos/module.h"
 
 #define NODE_CAPS "{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192," \
-    "\"adapters\":[\"process\"],\"prices\":{\"gpu_hour_cents\":0," \
-    "\"cpu_hour_cents\":36000,\"memory_gb_hour_cents\":0}," \
+    "\"adapters\":[\"process\"],\"prices\":{\"gpu_hour_micros\":0," \
+    "\"cpu_hour_micros\":36000,\"memory_gb_hour_micros\":0}," \
     "\"max_concurrent_jobs\":2}"
 
 /* "greeting" is required and has a default: the default satisfies it. */
@@ -54,7 +54,7 @@ static int setup(void **state)
     rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
     o.durable = 0;
     o.registry = f->reg;
-    o.ref_cpu_hour_cents = 36000;   /* 10 s x 200% on 1 core: 200 cents */
+    o.ref_cpu_hour_micros = 36000;   /* 10 s x 200% on 1 core: 200 cents */
     snprintf(path, sizeof path, "%s/data", f->dir);
     assert_int_equal(rz_engine_open(&f->e, path, &o), RZ_OK);
     f->client = rz_ledger_id_make(7, 1);
@@ -101,14 +101,14 @@ static void test_defaults_reach_the_node(void **state)
     rz_engine_module_job j = greet_job(f);
     j.inputs_json = "{\"who\":\"ann\"}";
     j.config_json = "{\"times\":2}";
-    j.max_cost_cents = 300;
+    j.max_cost_micros = 300;
     assert_int_equal(rz_engine_submit_module(f->e, &j, 2, &job), RZ_OK);
     rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, node, 3, &a), RZ_OK);
     assert_int_equal(a.job, job);
     assert_string_equal(a.module_id, "greet");
     assert_string_equal(a.module_version, "1.2.0");
-    assert_int_equal(a.max_cost_cents, 300);
+    assert_int_equal(a.max_cost_micros, 300);
     cJSON *req = cJSON_Parse(a.request_json);
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(req, "config");
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(req, "inputs");
@@ -132,11 +132,11 @@ static void test_reference_cost_of_merged_requirements(void **state)
     assert_int_equal(rz_engine_submit_module(f->e, &j, 1, &job), RZ_OK);
     rz_engine_job_info ji;
     assert_int_equal(rz_engine_job_get(f->e, job, &ji), RZ_OK);
-    assert_int_equal(ji.max_cost_cents, 200);
+    assert_int_equal(ji.max_cost_micros, 200);
     j.requirements_json = "{\"cpu_cores\":2}";
     assert_int_equal(rz_engine_submit_module(f->e, &j, 2, &job), RZ_OK);
     assert_int_equal(rz_engine_job_get(f->e, job, &ji), RZ_OK);
-    assert_int_equal(ji.max_cost_cents, 400);
+    assert_int_equal(ji.max_cost_micros, 400);
     assert_int_equal(available(f), 400);
 }
 
@@ -170,7 +170,7 @@ static void test_bad_jobs_change_nothing(void **state)
         j.inputs_json = cases[i].inputs;
         j.config_json = cases[i].config;
         j.requirements_json = cases[i].reqs;
-        j.max_cost_cents = cases[i].max;
+        j.max_cost_micros = cases[i].max;
         uint64_t job = 99;
         int rc = rz_engine_submit_module(f->e, &j, 1, &job);
         if (rc != cases[i].rc || !strstr(rz_error_last()->message, cases[i].message))

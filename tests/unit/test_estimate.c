@@ -21,25 +21,25 @@ static const char *const TABLE =
     " \"nodes\":["
     "  {\"id\":\"c\",\"cpu\":{\"cores\":4},\"memory_mb\":8192,"
     "   \"adapters\":[\"process\"],"
-    "   \"prices\":{\"gpu_hour_cents\":0,\"cpu_hour_cents\":3,\"memory_gb_hour_cents\":2}},"
+    "   \"prices\":{\"gpu_hour_micros\":0,\"cpu_hour_micros\":3,\"memory_gb_hour_micros\":2}},"
     "  {\"id\":\"g-small\",\"cpu\":{\"cores\":8},\"memory_mb\":32768,"
     "   \"gpus\":[{\"vendor\":\"nvidia\",\"vram_mb\":8192,\"compute_capability\":\"8.6\"}],"
     "   \"adapters\":[\"process\",\"docker\"],"
-    "   \"prices\":{\"gpu_hour_cents\":10,\"cpu_hour_cents\":3,\"memory_gb_hour_cents\":2}},"
+    "   \"prices\":{\"gpu_hour_micros\":10,\"cpu_hour_micros\":3,\"memory_gb_hour_micros\":2}},"
     "  {\"id\":\"g-pricey\",\"cpu\":{\"cores\":8},\"memory_mb\":32768,"
     "   \"gpus\":[{\"vendor\":\"nvidia\",\"vram_mb\":24576,\"compute_capability\":\"8.0\"}],"
     "   \"adapters\":[\"docker\"],"
-    "   \"prices\":{\"gpu_hour_cents\":80,\"cpu_hour_cents\":3,\"memory_gb_hour_cents\":2}},"
+    "   \"prices\":{\"gpu_hour_micros\":80,\"cpu_hour_micros\":3,\"memory_gb_hour_micros\":2}},"
     "  {\"id\":\"g-big\",\"cpu\":{\"cores\":8},\"memory_mb\":32768,"
     "   \"gpus\":[{\"vendor\":\"nvidia\",\"vram_mb\":24576,\"compute_capability\":\"8.0\"}],"
     "   \"adapters\":[\"docker\"],"
-    "   \"prices\":{\"gpu_hour_cents\":50,\"cpu_hour_cents\":3,\"memory_gb_hour_cents\":2}}"
+    "   \"prices\":{\"gpu_hour_micros\":50,\"cpu_hour_micros\":3,\"memory_gb_hour_micros\":2}}"
     " ],"
     " \"providers\":["
     "  {\"provider\":\"p\",\"model\":\"m\","
-    "   \"cents_per_million\":{\"input_token\":7,\"output_token\":100}},"
-    "  {\"provider\":\"p\",\"model\":\"img\",\"cents_per_million\":{\"image\":2500000}},"
-    "  {\"provider\":\"p\",\"model\":\"max\",\"cents_per_million\":{\"image\":9007199254740992}}"
+    "   \"micros_per_million\":{\"input_token\":7,\"output_token\":100}},"
+    "  {\"provider\":\"p\",\"model\":\"img\",\"micros_per_million\":{\"image\":2500000}},"
+    "  {\"provider\":\"p\",\"model\":\"max\",\"micros_per_million\":{\"image\":9007199254740992}}"
     " ]}";
 
 static rz_prices *prices(void)
@@ -119,11 +119,11 @@ static void test_rent_on_the_cheapest_class(void **state)
     assert_int_equal(s->estimate_ms, 1800000);
     assert_true(s->rent_ok);
     assert_string_equal(s->node_class, "c");
-    assert_int_equal(s->rent_cents, 5);
+    assert_int_equal(s->rent_micros, 5);
     assert_false(s->api_ok);
     assert_string_equal(s->api_reason, "");
     assert_int_equal(s->choice, RZ_CHOICE_RENT);
-    assert_int_equal(s->cost_cents, 5);
+    assert_int_equal(s->cost_micros, 5);
     one_free(&o);
 }
 
@@ -132,7 +132,7 @@ static void test_rent_rounds_up(void **state)
 {
     (void)state;
     one o;
-    assert_int_equal(estimate_one(&o, "{module: odd-cpu}")->rent_cents, 6);
+    assert_int_equal(estimate_one(&o, "{module: odd-cpu}")->rent_micros, 6);
     one_free(&o);
 }
 
@@ -147,13 +147,13 @@ static void test_api_when_cheaper_than_rent(void **state)
         estimate_one(&o, "{module: gpu-llm, config: {max_tokens: 250000}}");
     assert_true(s->rent_ok);
     assert_string_equal(s->node_class, "g-big");
-    assert_int_equal(s->rent_cents, 55);
+    assert_int_equal(s->rent_micros, 55);
     assert_true(s->api_ok);
     assert_string_equal(s->provider, "p");
     assert_string_equal(s->api_model, "m");
-    assert_int_equal(s->api_cents, 32);
+    assert_int_equal(s->api_micros, 32);
     assert_int_equal(s->choice, RZ_CHOICE_API);
-    assert_int_equal(s->cost_cents, 32);
+    assert_int_equal(s->cost_micros, 32);
     one_free(&o);
 }
 
@@ -163,7 +163,7 @@ static void test_api_uses_the_manifest_default(void **state)
 {
     (void)state;
     one o;
-    assert_int_equal(estimate_one(&o, "{module: gpu-llm}")->api_cents, 8);
+    assert_int_equal(estimate_one(&o, "{module: gpu-llm}")->api_micros, 8);
     one_free(&o);
 }
 
@@ -176,7 +176,7 @@ static void test_none_says_why(void **state)
     assert_false(s->rent_ok);
     assert_non_null(strstr(s->rent_reason, "VRAM"));
     assert_int_equal(s->choice, RZ_CHOICE_NONE);
-    assert_int_equal(s->cost_cents, 0);
+    assert_int_equal(s->cost_micros, 0);
     assert_false(rz_estimate_complete(o.e));
     one_free(&o);
 }
@@ -188,7 +188,7 @@ static void test_api_only(void **state)
     one o;
     const rz_step_estimate *s = estimate_one(&o, "{module: api-only}");
     assert_int_equal(s->choice, RZ_CHOICE_API);
-    assert_int_equal(s->api_cents, 8);
+    assert_int_equal(s->api_micros, 8);
     one_free(&o);
 }
 
@@ -201,7 +201,7 @@ static void test_unpriced_api_rents(void **state)
     assert_false(s->api_ok);
     assert_non_null(strstr(s->api_reason, "nobody/m"));
     assert_int_equal(s->choice, RZ_CHOICE_RENT);
-    assert_int_equal(s->rent_cents, 1);     /* 60 s x 3 c/h -> 0.05 -> 1 */
+    assert_int_equal(s->rent_micros, 1);     /* 60 s x 3 c/h -> 0.05 -> 1 */
     one_free(&o);
 }
 
@@ -226,7 +226,7 @@ static void test_flow_total_and_json(void **state)
     assert_int_equal(rz_estimate_count(e), 7);
     assert_string_equal(rz_estimate_get(e, 0)->step, "a");
     assert_string_equal(rz_estimate_get(e, 6)->step, "g");
-    assert_int_equal(rz_estimate_total_cents(e), 5 + 6 + 32 + 8 + 0 + 8 + 1);
+    assert_int_equal(rz_estimate_total_micros(e), 5 + 6 + 32 + 8 + 0 + 8 + 1);
     assert_false(rz_estimate_complete(e));
     assert_null(rz_estimate_get(e, 7));
 
@@ -234,13 +234,13 @@ static void test_flow_total_and_json(void **state)
     assert_int_equal(rz_estimate_to_json(e, &json), RZ_OK);
     cJSON *doc = cJSON_Parse(json);
     assert_non_null(doc);
-    assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "total_cents")), 60);
+    assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "total_micros")), 60);
     assert_true(cJSON_IsFalse(cJSON_GetObjectItem(doc, "complete")));
     cJSON *steps = cJSON_GetObjectItem(doc, "steps");
     cJSON *c = cJSON_GetArrayItem(steps, 2);
     assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(c, "recommendation")), "api");
     assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItem(
-        cJSON_GetObjectItem(c, "rent"), "cost_cents")), 55);
+        cJSON_GetObjectItem(c, "rent"), "cost_micros")), 55);
     assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(
         cJSON_GetObjectItem(c, "rent"), "node_class")), "g-big");
     cJSON *h = cJSON_GetArrayItem(steps, 4);
@@ -266,14 +266,14 @@ static void test_saturation(void **state)
                               "  c: {module: cheap-cpu}\n");
     rz_estimate *e;
     assert_int_equal(rz_estimate_flow(&e, f, p), RZ_OK);
-    assert_int_equal(rz_estimate_get(e, 0)->api_cents, UINT64_MAX);
-    assert_int_equal(rz_estimate_total_cents(e), UINT64_MAX);
+    assert_int_equal(rz_estimate_get(e, 0)->api_micros, UINT64_MAX);
+    assert_int_equal(rz_estimate_total_micros(e), UINT64_MAX);
     assert_true(rz_estimate_complete(e));
     char *json;
     assert_int_equal(rz_estimate_to_json(e, &json), RZ_OK);
     /* Exact integers in the JSON text, even past 2^53. */
-    assert_non_null(strstr(json, "\"total_cents\":18446744073709551615,"));
-    assert_non_null(strstr(json, "\"cost_cents\":5}"));
+    assert_non_null(strstr(json, "\"total_micros\":18446744073709551615,"));
+    assert_non_null(strstr(json, "\"cost_micros\":5}"));
     rz_free(json);
     rz_estimate_free(e);
     rz_flow_free(f);
@@ -316,20 +316,20 @@ static void test_bad_tables(void **state)
     expect_bad("{\"providers\":{}}", RZ_EINVALID, "must be an array");
     expect_bad("{\"providers\":[{\"provider\":\"p\"}]}", RZ_EINVALID, "'model'");
     expect_bad("{\"providers\":[{\"provider\":\"p\",\"model\":\"m\"}]}",
-               RZ_EINVALID, "cents_per_million");
+               RZ_EINVALID, "micros_per_million");
     expect_bad("{\"providers\":[{\"provider\":\"p\",\"model\":\"m\","
-               "\"cents_per_million\":{}}]}", RZ_EINVALID, "cents_per_million");
+               "\"micros_per_million\":{}}]}", RZ_EINVALID, "micros_per_million");
     expect_bad("{\"providers\":[{\"provider\":\"p\",\"model\":\"m\","
-               "\"cents_per_million\":{\"t\":1.5}}]}", RZ_EINVALID, "whole");
+               "\"micros_per_million\":{\"t\":1.5}}]}", RZ_EINVALID, "whole");
     expect_bad("{\"providers\":[{\"provider\":\"p\",\"model\":\"m\","
-               "\"cents_per_million\":{\"t\":-1}}]}", RZ_EINVALID, "whole");
+               "\"micros_per_million\":{\"t\":-1}}]}", RZ_EINVALID, "whole");
     expect_bad("{\"providers\":[{\"provider\":\"p\",\"model\":\"m\","
-               "\"cents_per_million\":{\"t\":1e300}}]}", RZ_EINVALID, "whole");
+               "\"micros_per_million\":{\"t\":1e300}}]}", RZ_EINVALID, "whole");
     expect_bad("{\"providers\":[{\"provider\":\"p\",\"model\":\"m\","
-               "\"cents_per_million\":{\"t\":\"1\"}}]}", RZ_EINVALID, "whole");
+               "\"micros_per_million\":{\"t\":\"1\"}}]}", RZ_EINVALID, "whole");
     /* A bad node drops the whole document, its good providers included. */
     expect_bad("{\"nodes\":[{\"id\":\"n\",\"memory_mb\":-5}],\"providers\":[{\"provider\":"
-               "\"p\",\"model\":\"m\",\"cents_per_million\":{\"t\":1}}]}",
+               "\"p\",\"model\":\"m\",\"micros_per_million\":{\"t\":1}}]}",
                RZ_EINVALID, "bad.json: node table");
     expect_bad("{\"nodes\":5}", RZ_EINVALID, NULL);
 
@@ -371,17 +371,17 @@ static void test_catalog_flow(void **state)
         for (size_t i = 0; i < rz_estimate_count(e); i++) {
             const rz_step_estimate *s = rz_estimate_get(e, i);
             assert_true(s->rent_ok);
-            assert_true(s->cost_cents >= 1);
-            sum += s->cost_cents;
+            assert_true(s->cost_micros >= 1);
+            sum += s->cost_micros;
             if (strcmp(s->step, "transcript") == 0) {
-                /* 45 minutes from the step's config at 0.6 cents/minute. */
+                /* 45 minutes from the step's config at $0.006/minute. */
                 assert_true(s->api_ok);
-                assert_int_equal(s->api_cents, 27);
+                assert_int_equal(s->api_micros, 270000);
                 assert_string_equal(s->node_class, "gpu-rtx3090");
                 assert_int_equal(s->choice, RZ_CHOICE_RENT);
             }
         }
-        assert_int_equal(rz_estimate_total_cents(e), sum);
+        assert_int_equal(rz_estimate_total_micros(e), sum);
         rz_estimate_free(e);
         rz_flow_free(f);
     }

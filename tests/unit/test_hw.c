@@ -63,7 +63,7 @@ static void eight_gpu_box(void **state)
     assert_string_equal(i->storage_kind, "nvme");
     assert_string_equal(i->region, "us-east");
     assert_string_equal(rz_caps_label(c, "interconnect"), "nvlink4");
-    assert_int_equal(i->gpu_hour_cents, 249);
+    assert_int_equal(i->gpu_hour_micros, 249);
     assert_int_equal(i->max_concurrent_jobs, 16);
     assert_true(i->reputation > 0.969 && i->reputation < 0.971);
 
@@ -175,7 +175,7 @@ static void hostile_json(void **state)
         { "{\"gpus\":[{\"compute_capability\":\"-1.5\"}]}", RZ_EINVALID,
           "/gpus/0/compute_capability" },
         { "{\"reputation\":1.5}", RZ_EINVALID, "/reputation" },
-        { "{\"prices\":{\"gpu_hour_cents\":-3}}", RZ_EINVALID, "/prices/gpu_hour_cents" },
+        { "{\"prices\":{\"gpu_hour_micros\":-3}}", RZ_EINVALID, "/prices/gpu_hour_micros" },
         { "{\"prices\":[]}", RZ_EINVALID, "/prices" },
         { "{\"labels\":{\"a\":[1]}}", RZ_EINVALID, "/labels" },
         { "{\"adapters\":[\"process\",3]}", RZ_EINVALID, "/adapters" },
@@ -309,7 +309,7 @@ static void setters(void **state)
     assert_int_equal(rz_caps_set_market(c, 0.5, 4), RZ_OK);
     const rz_caps_info *i = rz_caps_get(c);
     assert_string_equal(i->id, "renamed");
-    assert_int_equal(i->cpu_hour_cents, 2);
+    assert_int_equal(i->cpu_hour_micros, 2);
     assert_int_equal(i->max_concurrent_jobs, 4);
     assert_int_equal(rz_caps_label_count(c), 3);
     const char *k, *v;

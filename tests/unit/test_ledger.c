@@ -192,10 +192,10 @@ static void test_hold_settle_fee(void **state)
     assert_int_equal(avail(f->l, NODE), 761);
     rz_ledger_stats st;
     assert_int_equal(rz_ledger_stats_get(f->l, &st), RZ_OK);
-    assert_int_equal(st.fees_cents, 40);
-    assert_int_equal(st.escrow_held_cents, 0);
+    assert_int_equal(st.fees_micros, 40);
+    assert_int_equal(st.escrow_held_micros, 0);
     assert_int_equal(st.open_pending, 0);
-    assert_int_equal(st.deposited_cents, 1050);
+    assert_int_equal(st.deposited_micros, 1050);
     verify_ok(f->l);
 }
 
@@ -203,11 +203,15 @@ static void test_fee_rounding(void **state)
 {
     (void)state;
     assert_int_equal(rz_ledger_fee(0, 500), 0);
-    assert_int_equal(rz_ledger_fee(19, 500), 0);      /* 0.95 -> 0 */
-    assert_int_equal(rz_ledger_fee(20, 500), 1);
-    assert_int_equal(rz_ledger_fee(801, 500), 40);
+    assert_int_equal(rz_ledger_fee(9, 500), 0);       /* 0.45 -> 0 */
+    assert_int_equal(rz_ledger_fee(10, 500), 1);      /* 0.5 -> 1: halves up */
+    assert_int_equal(rz_ledger_fee(19, 500), 1);      /* 0.95 -> 1 */
+    assert_int_equal(rz_ledger_fee(29, 500), 1);      /* 1.45 -> 1 */
+    assert_int_equal(rz_ledger_fee(30, 500), 2);      /* 1.5 -> 2 */
+    assert_int_equal(rz_ledger_fee(801, 500), 40);    /* 40.05 -> 40 */
     assert_int_equal(rz_ledger_fee(10000, 10000), 10000);
-    assert_int_equal(rz_ledger_fee(UINT64_MAX, 500), UINT64_MAX / 20);
+    /* (2^64 - 1) / 20 = 922337203685477580.75 -> ...581. */
+    assert_int_equal(rz_ledger_fee(UINT64_MAX, 500), UINT64_MAX / 20 + 1);
     assert_int_equal(rz_ledger_fee(UINT64_MAX, 10000), UINT64_MAX);
     assert_int_equal(rz_ledger_fee(12345, 0), 0);
 }

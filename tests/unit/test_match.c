@@ -71,7 +71,7 @@ static void requirement_shapes(void **state)
                      "\"gpu\":{\"count\":2,\"vram_mb\":24576,\"vendor\":\"nvidia\","
                      "\"min_compute_capability\":\"8.6\"},\"storage_gb\":20,"
                      "\"labels\":{\"tier\":\"gold\"},\"region\":\"eu\",\"min_reputation\":0.8,"
-                     "\"max_cost_cents\":500,\"estimate_seconds\":90.5,\"future\":{\"x\":1}}}");
+                     "\"max_cost_micros\":500,\"estimate_seconds\":90.5,\"future\":{\"x\":1}}}");
     const rz_reqs_info *i = rz_reqs_get(r);
     assert_string_equal(i->id, "j1");
     assert_string_equal(i->adapter, "docker");
@@ -82,7 +82,7 @@ static void requirement_shapes(void **state)
     assert_int_equal(i->gpu_cc_major, 8);
     assert_int_equal(i->gpu_cc_minor, 6);
     assert_string_equal(i->region, "eu");
-    assert_int_equal(i->max_cost_cents, 500);
+    assert_int_equal(i->max_cost_micros, 500);
     assert_int_equal(i->estimate_ms, 90500);
     char *json = NULL;
     assert_int_equal(rz_reqs_to_json(r, &json), RZ_OK);
@@ -98,13 +98,13 @@ static void requirement_shapes(void **state)
     r = job("{}");
     assert_int_equal(rz_reqs_get(r)->cpu_cores, 1);
     assert_string_equal(rz_reqs_get(r)->adapter, "");
-    assert_int_equal(rz_reqs_get(r)->max_cost_cents, UINT64_MAX);
+    assert_int_equal(rz_reqs_get(r)->max_cost_micros, UINT64_MAX);
     rz_reqs_free(r);
     /* The handoff's job shape. */
-    r = job("{\"requirements\":{\"mcp_adapter\":\"docker\",\"max_cost_cents\":100,"
+    r = job("{\"requirements\":{\"mcp_adapter\":\"docker\",\"max_cost_micros\":100,"
             "\"currency\":\"USDC\"},\"payload\":{\"type\":\"docker\",\"image\":\"hello-world\"}}");
     assert_string_equal(rz_reqs_get(r)->adapter, "docker");
-    assert_int_equal(rz_reqs_get(r)->max_cost_cents, 100);
+    assert_int_equal(rz_reqs_get(r)->max_cost_micros, 100);
     rz_reqs_free(r);
     r = job("{\"requirements\":{},\"payload\":{\"type\":\"llm\"}}");
     assert_string_equal(rz_reqs_get(r)->adapter, "llm");
@@ -128,8 +128,8 @@ static void hostile_requirements(void **state)
         { "{\"gpu\":{\"count\":65}}", RZ_EINVALID, "/gpu/count" },
         { "{\"gpu\":{\"min_compute_capability\":[8]}}", RZ_EINVALID,
           "/gpu/min_compute_capability" },
-        { "{\"max_cost_cents\":1e300}", RZ_EINVALID, "/max_cost_cents" },
-        { "{\"max_cost_cents\":-100}", RZ_EINVALID, "/max_cost_cents" },
+        { "{\"max_cost_micros\":1e300}", RZ_EINVALID, "/max_cost_micros" },
+        { "{\"max_cost_micros\":-100}", RZ_EINVALID, "/max_cost_micros" },
         { "{\"estimate_seconds\":\"long\"}", RZ_EINVALID, "/estimate_seconds" },
         { "{\"estimate_seconds\":1e12}", RZ_EINVALID, "/estimate_seconds" },
         { "{\"min_reputation\":2}", RZ_EINVALID, "/min_reputation" },
@@ -161,8 +161,8 @@ static void cost_formula(void **state)
     (void)state;
     rz_caps *c = node("{\"id\":\"n\",\"cpu\":{\"cores\":8},\"memory_mb\":65536,"
                       "\"gpus\":[{\"vendor\":\"nvidia\",\"vram_mb\":24000}],"
-                      "\"prices\":{\"gpu_hour_cents\":100,\"cpu_hour_cents\":3,"
-                      "\"memory_gb_hour_cents\":2}}");
+                      "\"prices\":{\"gpu_hour_micros\":100,\"cpu_hour_micros\":3,"
+                      "\"memory_gb_hour_micros\":2}}");
     /* 1 h x (1 x 100 + 2 x 3 + 1.5 GB x 2) = 109 cents. */
     rz_reqs *r = job("{\"gpu\":{\"count\":1},\"cpu_cores\":2,\"memory_mb\":1536,"
                      "\"estimate_seconds\":3600}");
@@ -178,7 +178,7 @@ static void cost_formula(void **state)
     rz_reqs_free(r);
     /* Absurd but valid prices saturate rather than wrap. */
     rz_caps *rich = node("{\"id\":\"r\",\"cpu\":{\"cores\":1048576},"
-                         "\"prices\":{\"cpu_hour_cents\":1099511627776}}");
+                         "\"prices\":{\"cpu_hour_micros\":1099511627776}}");
     r = job("{\"cpu_cores\":1048576,\"estimate_seconds\":999999999}");
     assert_true(rz_match_cost(rich, r) > UINT64_C(1) << 60);
     rz_reqs_free(r);
@@ -192,20 +192,20 @@ static const char *const net[] = {
     "{\"vendor\":\"nvidia\",\"vram_mb\":40960,\"compute_capability\":\"8.0\"},"
     "{\"vendor\":\"nvidia\",\"vram_mb\":40960,\"compute_capability\":\"8.0\"}],"
     "\"adapters\":[\"process\",\"docker\"],\"labels\":{\"region\":\"us-east\"},"
-    "\"prices\":{\"gpu_hour_cents\":180,\"cpu_hour_cents\":2},\"reputation\":0.95}",
+    "\"prices\":{\"gpu_hour_micros\":180,\"cpu_hour_micros\":2},\"reputation\":0.95}",
     "{\"id\":\"rtx-4080\",\"cpu\":{\"cores\":16},\"memory_mb\":65536,"
     "\"storage\":{\"total_gb\":900,\"free_gb\":500},\"gpus\":["
     "{\"vendor\":\"nvidia\",\"vram_mb\":16384,\"compute_capability\":\"8.9\"}],"
     "\"labels\":{\"region\":\"eu-west\"},\"benchmark\":{\"cpu_mops\":3000,\"memory_mbps\":1},"
-    "\"prices\":{\"gpu_hour_cents\":60,\"cpu_hour_cents\":1},\"reputation\":0.88}",
+    "\"prices\":{\"gpu_hour_micros\":60,\"cpu_hour_micros\":1},\"reputation\":0.88}",
     "{\"id\":\"cpu-cheap\",\"cpu\":{\"cores\":8,\"features\":[\"avx2\"]},\"memory_mb\":32768,"
     "\"storage\":{\"total_gb\":100,\"free_gb\":50},\"labels\":{\"region\":\"eu-west\"},"
     "\"benchmark\":{\"cpu_mops\":1000,\"memory_mbps\":1},"
-    "\"prices\":{\"cpu_hour_cents\":1},\"reputation\":0.7,\"max_concurrent_jobs\":2}",
+    "\"prices\":{\"cpu_hour_micros\":1},\"reputation\":0.7,\"max_concurrent_jobs\":2}",
     "{\"id\":\"cpu-big\",\"cpu\":{\"cores\":64,\"features\":[\"avx2\",\"avx512f\"]},"
     "\"memory_mb\":524288,\"storage\":{\"total_gb\":100,\"free_gb\":90},"
     "\"labels\":{\"region\":\"us-east\",\"tier\":\"gold\"},"
-    "\"prices\":{\"cpu_hour_cents\":3},\"reputation\":0.99}",
+    "\"prices\":{\"cpu_hour_micros\":3},\"reputation\":0.99}",
 };
 
 static void policies(void **state)
@@ -258,11 +258,11 @@ static void preferred_nodes(void **state)
     rz_matcher_free(m);
     static const char *const same[] = {
         "{\"id\":\"s1\",\"cpu\":{\"cores\":4},\"memory_mb\":4096,"
-        "\"prices\":{\"cpu_hour_cents\":1},\"max_concurrent_jobs\":2}",
+        "\"prices\":{\"cpu_hour_micros\":1},\"max_concurrent_jobs\":2}",
         "{\"id\":\"s2\",\"cpu\":{\"cores\":4},\"memory_mb\":4096,"
-        "\"prices\":{\"cpu_hour_cents\":1},\"max_concurrent_jobs\":2}",
+        "\"prices\":{\"cpu_hour_micros\":1},\"max_concurrent_jobs\":2}",
         "{\"id\":\"s3\",\"cpu\":{\"cores\":4},\"memory_mb\":4096,"
-        "\"prices\":{\"cpu_hour_cents\":1},\"max_concurrent_jobs\":2}",
+        "\"prices\":{\"cpu_hour_micros\":1},\"max_concurrent_jobs\":2}",
     };
     const char *one = "{\"cpu_cores\":1}";
     for (rz_policy p = RZ_POLICY_CHEAPEST; p <= RZ_POLICY_SPREAD; p++) {
@@ -322,8 +322,8 @@ static void constraints_and_reasons(void **state)
                         "!needs 3 GPUs meeting its GPU requirements; the most free on one "
                         "node is 1");
     assert_string_equal(place(m, "{\"cpu_cores\":8,\"estimate_seconds\":36000,"
-                                 "\"max_cost_cents\":50}", NULL),
-                        "!costs at least 80 cents on every node that fits, over the "
+                                 "\"max_cost_micros\":50}", NULL),
+                        "!costs at least 80 micros on every node that fits, over the "
                         "maximum of 50");
     /* Each constraint met somewhere, never together. */
     assert_string_equal(place(m, "{\"cpu_features\":[\"avx512f\"],\"region\":\"eu-west\"}", NULL),
@@ -456,7 +456,7 @@ static rz_caps *random_node(int i)
                                 g ? "," : "", vendor, vram, 7 + cc, cc * 3 % 10);
     snprintf(buf + len, sizeof buf - len,
              "],\"adapters\":[\"process\"%s],\"labels\":{\"region\":\"%s\"},"
-             "\"prices\":{\"gpu_hour_cents\":%u,\"cpu_hour_cents\":%u,\"memory_gb_hour_cents\":%u},"
+             "\"prices\":{\"gpu_hour_micros\":%u,\"cpu_hour_micros\":%u,\"memory_gb_hour_micros\":%u},"
              "\"reputation\":%.2f,\"max_concurrent_jobs\":%u}",
              rnd(2) ? ",\"docker\"" : "", regions[rnd(3)], rnd(300), rnd(10), rnd(3),
              rnd(101) / 100.0, rnd(3) ? 0 : 1 + rnd(6));
@@ -479,7 +479,7 @@ static rz_reqs *random_job(int i)
              i, 1 + rnd(shape < 2 ? 2 : 16), 512 * rnd(shape < 2 ? 2 : 64), rnd(20), gpu,
              rnd(4) ? "" : ",\"adapter\":\"docker\"",
              rnd(5) ? "" : ",\"cpu_features\":[\"avx2\"]", 60 * rnd(120),
-             rnd(6) ? "" : ",\"max_cost_cents\":200");
+             rnd(6) ? "" : ",\"max_cost_micros\":200");
     return job(buf);
 }
 
@@ -541,11 +541,11 @@ static void property_run(rz_policy policy, uint64_t seed)
         if (rc == RZ_OK) {
             uint32_t k = (uint32_t)p.node;
             assert_true(model_fits(nodes[k], &md[k], jobs[i]));   /* hard constraints */
-            assert_int_equal(p.cost_cents, rz_match_cost(nodes[k], jobs[i]));
+            assert_int_equal(p.cost_micros, rz_match_cost(nodes[k], jobs[i]));
             if (policy == RZ_POLICY_CHEAPEST)
                 for (int o = 0; o < NN; o++)
                     if (model_fits(nodes[o], &md[o], jobs[i]))
-                        assert_true(rz_match_cost(nodes[o], jobs[i]) >= p.cost_cents);
+                        assert_true(rz_match_cost(nodes[o], jobs[i]) >= p.cost_micros);
             const rz_reqs_info *q = rz_reqs_get(jobs[i]);
             md[k].cores += q->cpu_cores;
             md[k].mem += q->memory_mb;

@@ -30,9 +30,9 @@ static void defaults(void **state)
     assert_null(c.modules);
     assert_int_equal(c.sandbox, 1);
     assert_true(c.heartbeat_s == 5);
-    assert_int_equal(c.gpu_hour_cents, 50);
-    assert_int_equal(c.cpu_hour_cents, 2);
-    assert_int_equal(c.memory_gb_hour_cents, 1);
+    assert_int_equal(c.gpu_hour_micros, 500000);
+    assert_int_equal(c.cpu_hour_micros, 20000);
+    assert_int_equal(c.memory_gb_hour_micros, 10000);
     assert_int_equal(c.max_concurrent_jobs, 4);
     assert_int_equal(c.max_memory_mb, 0);
     assert_int_equal(c.n_labels, 0);
@@ -52,9 +52,9 @@ static void good_file(void **state)
         "heartbeat_s = 2.5\n"
         "modules = '/srv/mods:/opt/m'\n"
         "  [pricing]  \n"
-        "gpu_hour_cents = 1_250\n"
-        "cpu_hour_cents = +3\n"
-        "memory_gb_hour_cents = 0\n"
+        "gpu_hour_micros = 1_250\n"
+        "cpu_hour_micros = +3\n"
+        "memory_gb_hour_micros = 0\n"
         "[limits]\n"
         "max_concurrent_jobs = 8\n"
         "max_memory_mb = 32768\n"
@@ -68,9 +68,9 @@ static void good_file(void **state)
     assert_string_equal(c.modules, "/srv/mods:/opt/m");
     assert_int_equal(c.sandbox, 0);
     assert_true(c.heartbeat_s == 2.5);
-    assert_int_equal(c.gpu_hour_cents, 1250);
-    assert_int_equal(c.cpu_hour_cents, 3);
-    assert_int_equal(c.memory_gb_hour_cents, 0);
+    assert_int_equal(c.gpu_hour_micros, 1250);
+    assert_int_equal(c.cpu_hour_micros, 3);
+    assert_int_equal(c.memory_gb_hour_micros, 0);
     assert_int_equal(c.max_concurrent_jobs, 8);
     assert_int_equal(c.max_memory_mb, 32768);
     assert_int_equal(c.n_labels, 2);
@@ -122,16 +122,16 @@ static const bad_case bad[] = {
     { "[orchestrator]\nurl = \"http://x\" y\n", "node.toml:2: unexpected text after the value" },
     { "[orchestrator]\nurl = \"ftp://x\"\n", "node.toml:2: url must start with http:// or https://" },
     { "[orchestrator]\nurl = 5\n", "node.toml:2: url must be a string" },
-    { "[pricing]\ngpu_hour_cents = 12abc\n", "node.toml:2: malformed value" },
-    { "[pricing]\ngpu_hour_cents = 1__0\n", "node.toml:2: malformed value" },
-    { "[pricing]\ngpu_hour_cents = yes\n", "node.toml:2: malformed value" },
-    { "[pricing]\ngpu_hour_cents = 1 2\n", "node.toml:2: unexpected text after the value" },
-    { "[pricing]\ngpu_hour_cents = 99999999999999999999\n", "node.toml:2: integer out of range" },
-    { "[pricing]\ngpu_hour_cents = -1\n", "node.toml:2: gpu_hour_cents must be between 0 and" },
-    { "[pricing]\ngpu_hour_cents = 1.5\n", "node.toml:2: gpu_hour_cents must be an integer" },
-    { "[pricing]\ngpu_hour_cents = [1]\n", "node.toml:2: an array may hold only strings" },
-    { "[pricing]\ncpu_hour_cents = 1\ncpu_hour_cents = 2\n", "node.toml:3: key 'cpu_hour_cents' appears twice in [pricing]" },
-    { "[pricing]\ndisk_hour_cents = 1\n", "node.toml:2: unknown key 'disk_hour_cents' in [pricing]" },
+    { "[pricing]\ngpu_hour_micros = 12abc\n", "node.toml:2: malformed value" },
+    { "[pricing]\ngpu_hour_micros = 1__0\n", "node.toml:2: malformed value" },
+    { "[pricing]\ngpu_hour_micros = yes\n", "node.toml:2: malformed value" },
+    { "[pricing]\ngpu_hour_micros = 1 2\n", "node.toml:2: unexpected text after the value" },
+    { "[pricing]\ngpu_hour_micros = 99999999999999999999\n", "node.toml:2: integer out of range" },
+    { "[pricing]\ngpu_hour_micros = -1\n", "node.toml:2: gpu_hour_micros must be between 0 and" },
+    { "[pricing]\ngpu_hour_micros = 1.5\n", "node.toml:2: gpu_hour_micros must be an integer" },
+    { "[pricing]\ngpu_hour_micros = [1]\n", "node.toml:2: an array may hold only strings" },
+    { "[pricing]\ncpu_hour_micros = 1\ncpu_hour_micros = 2\n", "node.toml:3: key 'cpu_hour_micros' appears twice in [pricing]" },
+    { "[pricing]\ndisk_hour_micros = 1\n", "node.toml:2: unknown key 'disk_hour_micros' in [pricing]" },
     { "[limits]\nmax_concurrent_jobs = 0\n", "node.toml:2: max_concurrent_jobs must be between 1 and 1024" },
     { "[limits]\nmax_memory_mb = 5000000000\n", "node.toml:2: max_memory_mb must be between 0 and" },
     { "[node]\nsandbox = \"yes\"\n", "node.toml:2: sandbox must be true or false" },
@@ -312,7 +312,7 @@ static void format_round_trip(void **state)
     c.sandbox = 0;
     c.max_concurrent_jobs = 2;
     c.max_memory_mb = 1024;
-    c.cpu_hour_cents = 7;
+    c.cpu_hour_micros = 7;
     c.label_keys[0] = strdup("region");
     c.label_values[0] = strdup("us \"east\"");
     c.n_labels = 1;
@@ -332,8 +332,8 @@ static void format_round_trip(void **state)
     assert_int_equal(d.sandbox, 0);
     assert_int_equal(d.max_concurrent_jobs, 2);
     assert_int_equal(d.max_memory_mb, 1024);
-    assert_int_equal(d.cpu_hour_cents, 7);
-    assert_int_equal(d.gpu_hour_cents, 50);
+    assert_int_equal(d.cpu_hour_micros, 7);
+    assert_int_equal(d.gpu_hour_micros, 500000);
     assert_int_equal(d.n_labels, 1);
     assert_string_equal(d.label_values[0], "us \"east\"");
     assert_int_equal(d.n_allow_images, 2);
@@ -345,10 +345,29 @@ static void format_round_trip(void **state)
     node_config_free(&d);
 }
 
+/* A file written before micro-dollars: its cents are converted exactly. */
+static void cents_prices(void **state)
+{
+    (void)state;
+    node_config c;
+    char err[512] = "";
+    assert_int_equal(parse(&c, "[pricing]\ngpu_hour_cents = 30\ncpu_hour_cents = 2\n"
+                               "memory_gb_hour_cents = 1\n", err, sizeof err), 0);
+    assert_int_equal(c.gpu_hour_micros, 300000);
+    assert_int_equal(c.cpu_hour_micros, 20000);
+    assert_int_equal(c.memory_gb_hour_micros, 10000);
+    node_config_free(&c);
+    assert_int_not_equal(parse(&c, "[pricing]\ngpu_hour_cents = 100000001\n", err,
+                               sizeof err), 0);
+    assert_non_null(strstr(err, "gpu_hour_cents must be between 0 and"));
+    node_config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults),
+        cmocka_unit_test(cents_prices),
         cmocka_unit_test(good_file),
         cmocka_unit_test(number_kinds),
         cmocka_unit_test(malformed_lines),

@@ -859,8 +859,8 @@ static rz_engine *local_engine(char *dir, const rz_registry *reg)
     rz_engine_opts eo = RZ_ENGINE_OPTS_INIT;
     eo.durable = 0;
     eo.registry = reg;
-    eo.ref_gpu_hour_cents = eo.ref_cpu_hour_cents = 0;
-    eo.ref_memory_gb_hour_cents = 0;
+    eo.ref_gpu_hour_micros = eo.ref_cpu_hour_micros = 0;
+    eo.ref_memory_gb_hour_micros = 0;
     rz_engine *e = NULL;
     assert_int_equal(rz_engine_open(&e, dir, &eo), RZ_OK);
     return e;
@@ -908,7 +908,7 @@ static void test_replica_follows_deployment(void **state)
 {
     (void)state;
     rz_flow *f = yaml("flux: 1\nname: rep\nsteps:\n"
-                      "  a: {module: m, max_cost_cents: 500}\n"
+                      "  a: {module: m, max_cost_micros: 500}\n"
                       "  b:\n    module: m\n    needs: [a]\n"
                       "    retry: {max_attempts: 2, initial_ms: 0}\n"
                       "  c: {module: m}\n"
@@ -932,7 +932,7 @@ static void test_replica_follows_deployment(void **state)
     rep.max_started = 1;
     rep.on_change = count_change;
     rep.userdata = &changes;
-    /* The step's own max_cost_cents is left out: the holds are the
+    /* The step's own max_cost_micros is left out: the holds are the
      * reference cost, which is all the client was credited. */
     assert_int_equal(rz_engine_local_deploy(e, f, NULL, &rep, 0, &dep), RZ_OK);
     assert_int_equal(dep, 1);

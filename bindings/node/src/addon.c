@@ -843,7 +843,7 @@ static napi_value js_matcher_place(napi_env env, napi_callback_info info)
         return throw_rz(env, rc, NULL, "job");
     CALL(env, napi_create_object(env, &o));
     set_str(env, o, "node", pl.node_id);
-    set_num(env, o, "costCents", (double)pl.cost_cents);
+    set_num(env, o, "costCents", (double)pl.cost_micros);
     set_big(env, o, "ticket", pl.ticket);
     return o;
 }
@@ -1123,11 +1123,11 @@ static napi_value js_ledger_stats(napi_env env, napi_callback_info info)
     CALL(env, napi_create_object(env, &o));
     set_big(env, o, "accounts", s.accounts);
     set_big(env, o, "transfers", s.transfers);
-    set_big(env, o, "escrowHeldCents", s.escrow_held_cents);
-    set_big(env, o, "escrowCents", s.escrow_cents);
-    set_big(env, o, "feesCents", s.fees_cents);
-    set_big(env, o, "depositedCents", s.deposited_cents);
-    set_big(env, o, "withdrawnCents", s.withdrawn_cents);
+    set_big(env, o, "escrowHeldCents", s.escrow_held_micros);
+    set_big(env, o, "escrowCents", s.escrow_micros);
+    set_big(env, o, "feesCents", s.fees_micros);
+    set_big(env, o, "depositedCents", s.deposited_micros);
+    set_big(env, o, "withdrawnCents", s.withdrawn_micros);
     set_big(env, o, "openPending", s.open_pending);
     return o;
 }

@@ -10,11 +10,11 @@ const rz = require('..');
 const ROOT = process.env.RZ_SOURCE_ROOT || path.resolve(__dirname, '..', '..', '..');
 const WORDCOUNT = path.join(ROOT, 'examples', 'flows', 'wordcount.yaml');
 const KEY = 'rzk_test';
-const ACCOUNT = { id: '0'.repeat(31) + 'a', kind: 'client', balance_cents: 1000, pending_cents: 0, credits_cents: 1000, debits_cents: 0 };
+const ACCOUNT = { id: '0'.repeat(31) + 'a', kind: 'client', balance_micros: 1000, pending_micros: 0, credits_micros: 1000, debits_micros: 0 };
 const statusDoc = (id, status, outputs) => ({
   id, flow: 'wordcount', status,
   steps: { merge: { status, attempts: 1, outputs: outputs || {}, job: 3 } },
-  outputs: outputs ? { merge: outputs } : {}, held_cents: 0, charged_cents: 4,
+  outputs: outputs ? { merge: outputs } : {}, held_micros: 0, charged_micros: 4,
 });
 
 const posted = [];
@@ -68,7 +68,7 @@ function handler(req, res) {
         });
       }
       if (doc.inputs && doc.inputs.text === 'poor') return fail(res, 402, 'RZ_EFUNDS', 'balance too low');
-      return send(res, 201, { id: 7, status: 'running', held_cents: 12 });
+      return send(res, 201, { id: 7, status: 'running', held_micros: 12 });
     }
     if (req.method === 'DELETE') return fail(res, 409, 'RZ_ESTATE', 'deployment 7 has finished');
     return fail(res, 404, 'RZ_ENOENT', 'no such route');
@@ -246,7 +246,7 @@ test('estimate a validated flow', () => {
   assert.deepStrictEqual(f.validate(), []);
   const est = rz.estimate(f);
   assert.deepStrictEqual(est.steps.map((s) => s.step), ['source', 'split', 'count1', 'count2', 'count3', 'merge']);
-  assert.strictEqual(est.total_cents, est.steps.reduce((a, s) => a + s.cost_cents, 0));
+  assert.strictEqual(est.total_micros, est.steps.reduce((a, s) => a + s.cost_micros, 0));
   assert.strictEqual(est.complete, true);
   assert.deepStrictEqual(rz.estimate(f, { prices: [path.join(ROOT, 'data', 'prices')] }), est);
   assert.throws(() => rz.estimate(f, { prices: ['/nonexistent/prices.json'] }), (e) => e.code === 'RZ_ENOENT');

@@ -134,7 +134,7 @@ test('matcher places, reserves, releases and explains', () => {
   m.close();
   const one = new rz.Matcher();
   one.addNode({ id: 'g', cpu: { cores: 8 }, memory_mb: 32768,
-    gpus: [{ vendor: 'nvidia', vram_mb: 24576, compute_capability: '8.9' }], prices: { gpu_hour_cents: 100 } });
+    gpus: [{ vendor: 'nvidia', vram_mb: 24576, compute_capability: '8.9' }], prices: { gpu_hour_micros: 100 } });
   const job = { id: 'j', requirements: { gpu: { count: 1 }, estimate_seconds: 1800 } };
   const p = one.place(job);
   assert.deepStrictEqual([p.job, p.node, p.costCents, typeof p.ticket], ['j', 'g', 50, 'bigint']);

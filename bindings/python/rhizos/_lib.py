@@ -63,7 +63,7 @@ class RzRunnerOpts(Structure):
 
 class RzPlacement(Structure):
     _fields_ = [("node", c_size_t), ("node_id", c_char_p),
-                ("cost_cents", c_uint64), ("ticket", c_uint64)]
+                ("cost_micros", c_uint64), ("ticket", c_uint64)]
 
 
 class RzNodeUsage(Structure):
@@ -111,8 +111,8 @@ class RzLedgerOpts(Structure):
 
 class RzLedgerStats(Structure):
     _fields_ = [(n, c_uint64) for n in (
-        "accounts", "transfers", "escrow_held_cents", "escrow_cents",
-        "fees_cents", "deposited_cents", "withdrawn_cents", "open_pending",
+        "accounts", "transfers", "escrow_held_micros", "escrow_micros",
+        "fees_micros", "deposited_micros", "withdrawn_micros", "open_pending",
         "batches")]
 
 

@@ -181,7 +181,7 @@ class Client(Handle):
 
     def status(self, deployment: int) -> JSON:
         """{"id", "flow", "status", "steps": {id: {"status", "attempts",
-        "outputs", "error"?, "job"}}, "outputs", "held_cents", "charged_cents"}"""
+        "outputs", "error"?, "job"}}, "outputs", "held_micros", "charged_micros"}"""
         return self.request("GET", "/api/v1/flows/%d/status" % _dep(deployment))
 
     def cancel(self, deployment: int) -> JSON:
@@ -194,8 +194,8 @@ class Client(Handle):
         return (self.request("GET", "/api/v1/flows") or {}).get("flows", [])
 
     def balance(self) -> JSON:
-        """This key's account: {"id", "kind", "balance_cents" (available),
-        "pending_cents" (held), "credits_cents", "debits_cents"}."""
+        """This key's account: {"id", "kind", "balance_micros" (available),
+        "pending_micros" (held), "credits_micros", "debits_micros"}."""
         return self.request("GET", "/api/v1/accounts/me")
 
     def watch(self, deployment: int, *, idle_timeout: Optional[float] = None

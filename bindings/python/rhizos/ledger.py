@@ -1,6 +1,6 @@
 """The escrow ledger (rz_ledger): double-entry accounts, holds, settlement.
 
-Money is integer cents. Ids are 128-bit: pass an int (0 .. 2**128-1) or a
+Money is integer micros. Ids are 128-bit: pass an int (0 .. 2**128-1) or a
 string ("0x..." hex, 32 hex digits, or decimal). Operations are idempotent
 per id: every call takes an optional `id`; when left out a random one is
 made and returned, so a caller that retries should pass the id it got.
@@ -74,14 +74,14 @@ def _cid(value: LedgerId) -> RzLedgerId:
 
 def _cents(v: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < (1 << 64):
-        raise errors.InvalidArgument("cents must be an int from 0 to 2**64-1, not %r"
+        raise errors.InvalidArgument("micros must be an int from 0 to 2**64-1, not %r"
                                      % (v,), code="RZ_EINVAL")
     return v
 
 
 @dataclass(frozen=True)
 class Account:
-    """An account's balances in cents; `available` is what it may spend."""
+    """An account's balances in micros; `available` is what it may spend."""
     id: int
     kind: str
     debits_posted: int
@@ -136,20 +136,20 @@ class Ledger(Handle):
         with self._use() as h:
             errors.check(getattr(lib, fn)(h, *args), ctx)
 
-    def test_credit(self, account: LedgerId, cents: int, *,
+    def test_credit(self, account: LedgerId, micros: int, *,
                     id: Optional[LedgerId] = None) -> int:
         """Credit an account from outside (test money); returns the id."""
         tid = parse_id(id) if id is not None else new_id()
         self._op("rz_ledger_test_credit", "test credit", _cid(tid), _cid(account),
-                 _cents(cents))
+                 _cents(micros))
         return tid
 
-    def deposit_request(self, account: LedgerId, cents: int, *,
+    def deposit_request(self, account: LedgerId, micros: int, *,
                         id: Optional[LedgerId] = None) -> int:
         """A pending deposit (money on its way in); confirm it with deposit_confirm."""
         tid = parse_id(id) if id is not None else new_id()
         self._op("rz_ledger_deposit_request", "deposit", _cid(tid), _cid(account),
-                 _cents(cents))
+                 _cents(micros))
         return tid
 
     def deposit_confirm(self, request: LedgerId, *, id: Optional[LedgerId] = None) -> int:
@@ -157,11 +157,11 @@ class Ledger(Handle):
         self._op("rz_ledger_deposit_confirm", "deposit confirm", _cid(tid), _cid(request))
         return tid
 
-    def withdraw_request(self, account: LedgerId, cents: int, *,
+    def withdraw_request(self, account: LedgerId, micros: int, *,
                          id: Optional[LedgerId] = None) -> int:
         tid = parse_id(id) if id is not None else new_id()
         self._op("rz_ledger_withdraw_request", "withdraw", _cid(tid), _cid(account),
-                 _cents(cents))
+                 _cents(micros))
         return tid
 
     def withdraw_complete(self, request: LedgerId, *,
@@ -172,28 +172,28 @@ class Ledger(Handle):
         return tid
 
     # -- escrow -----------------------------------------------------------
-    def hold(self, job: LedgerId, client: LedgerId, cents: int, *, timeout: int = 0,
+    def hold(self, job: LedgerId, client: LedgerId, micros: int, *, timeout: int = 0,
              id: Optional[LedgerId] = None) -> int:
-        """Reserve up to `cents` of the client's money for a job (into
+        """Reserve up to `micros` of the client's money for a job (into
         escrow, pending). InsufficientFunds if it has less available."""
         tid = parse_id(id) if id is not None else new_id()
         self._op("rz_ledger_hold", "hold", _cid(tid), _cid(job), _cid(client),
-                 _cents(cents), _cents(timeout))
+                 _cents(micros), _cents(timeout))
         return tid
 
-    def settle(self, job: LedgerId, node: LedgerId, cents: int, *,
+    def settle(self, job: LedgerId, node: LedgerId, micros: int, *,
                id: Optional[LedgerId] = None) -> Tuple[int, int]:
         """Charge the actual cost (<= the hold) of a job: the node is paid
         the cost minus the platform fee, the rest of the hold goes back.
-        Returns (payout, fee) in cents."""
+        Returns (payout, fee) in micros."""
         tid = parse_id(id) if id is not None else new_id()
         res = RzLedgerResult()
         self._op("rz_ledger_settle", "settle", _cid(tid), _cid(job), _cid(node),
-                 _cents(cents), byref(res))
+                 _cents(micros), byref(res))
         return res.amount, res.fee
 
     def refund(self, job: LedgerId, *, id: Optional[LedgerId] = None) -> int:
-        """Void a job's hold; returns the cents released to the client."""
+        """Void a job's hold; returns the micros released to the client."""
         tid = parse_id(id) if id is not None else new_id()
         res = RzLedgerResult()
         self._op("rz_ledger_refund", "refund", _cid(tid), _cid(job), byref(res))
@@ -227,6 +227,6 @@ class Ledger(Handle):
     def checkpoint(self) -> None:
         self._op("rz_ledger_checkpoint", "checkpoint")
 
-    def fee(self, cents: int) -> int:
+    def fee(self, micros: int) -> int:
         """The platform fee of an actual cost under this ledger's fee_bps."""
-        return lib.rz_ledger_fee(_cents(cents), self.fee_bps)
+        return lib.rz_ledger_fee(_cents(micros), self.fee_bps)

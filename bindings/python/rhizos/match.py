@@ -21,11 +21,11 @@ def _text(obj: JSONLike) -> bytes:
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a job went: the node id, the estimated cost in whole cents, and
+    """Where a job went: the node id, the estimated cost in whole micro-dollars, and
     the ticket that release() takes back."""
     job: str
     node: str
-    cost_cents: int
+    cost_micros: int
     ticket: int
 
 
@@ -105,22 +105,22 @@ class Matcher(Handle):
                 if rc == -4:       # RZ_ENOENT: nothing fits now
                     return None
                 errors.check(rc, "place")
-                return Placement(reqs.id, dec(pl.node_id), pl.cost_cents, pl.ticket)
+                return Placement(reqs.id, dec(pl.node_id), pl.cost_micros, pl.ticket)
         finally:
             reqs.close()
 
     def place_all(self, jobs: Iterable[JSONLike]) -> List[Dict[str, Any]]:
         """Place jobs in order, as `rhizos match --json` does: [{"job",
-        "node" (None if none), "cost_cents", "reason"}]."""
+        "node" (None if none), "cost_micros", "reason"}]."""
         out = []
         for j in jobs:
             p = self.place(j)
             if p:
-                out.append({"job": p.job, "node": p.node, "cost_cents": p.cost_cents,
+                out.append({"job": p.job, "node": p.node, "cost_micros": p.cost_micros,
                             "ticket": p.ticket})
             else:
                 out.append({"job": _job_id(j), "node": None,
-                            "cost_cents": 0, "reason": self.explain(j)})
+                            "cost_micros": 0, "reason": self.explain(j)})
         return out
 
     def release(self, placement: Union[Placement, int]) -> None:
@@ -170,7 +170,7 @@ def _job_id(job: JSONLike) -> str:
 
 
 def estimate_cost(node: JSONLike, job: JSONLike) -> int:
-    """Estimated cost in whole cents of running `job` on `node`."""
+    """Estimated cost in whole micro-dollars of running `job` on `node`."""
     caps, reqs = _Caps(node), _Reqs(job)
     try:
         return lib.rz_match_cost(caps._h, reqs._h)

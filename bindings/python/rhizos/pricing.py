@@ -82,10 +82,10 @@ def estimate(flow: Flow, prices: Optional[Union[Prices, Sequence[PathLike]]] = N
     """The cost estimate of a validated flow:
 
         {"steps": [{"step", "module", "estimate_seconds",
-                    "rent": {"node_class", "cost_cents"} | None,
-                    "api": {"provider", "model", "cost_cents"} | None,
-                    "recommendation": "rent" | "api" | "none", "cost_cents"}],
-         "total_cents", "complete", "prices": {"nodes_date", "providers_date"}}
+                    "rent": {"node_class", "cost_micros"} | None,
+                    "api": {"provider", "model", "cost_micros"} | None,
+                    "recommendation": "rent" | "api" | "none", "cost_micros"}],
+         "total_micros", "complete", "prices": {"nodes_date", "providers_date"}}
 
     `prices`: a Prices, a list of table files/folders, or None for the
     defaults. An unvalidated flow raises StateError.

@@ -17,8 +17,8 @@ from rhizos import errors
 from helpers import flow_path, node_keypair, unseal
 
 KEY = "rzk_test"
-ACCOUNT = {"id": "0" * 31 + "a", "kind": "client", "balance_cents": 1000,
-           "pending_cents": 0, "credits_cents": 1000, "debits_cents": 0}
+ACCOUNT = {"id": "0" * 31 + "a", "kind": "client", "balance_micros": 1000,
+           "pending_micros": 0, "credits_micros": 1000, "debits_micros": 0}
 
 
 def status_doc(dep, status, outputs=None):
@@ -26,7 +26,7 @@ def status_doc(dep, status, outputs=None):
             "steps": {"merge": {"status": status, "attempts": 1,
                                 "outputs": outputs or {}, "job": 3}},
             "outputs": {"merge": outputs} if outputs else {},
-            "held_cents": 0, "charged_cents": 4}
+            "held_micros": 0, "charged_micros": 4}
 
 
 class Fake(BaseHTTPRequestHandler):
@@ -97,7 +97,7 @@ class Fake(BaseHTTPRequestHandler):
         elif body.get("inputs", {}).get("text") == "poor":
             self.error(402, "RZ_EFUNDS", "balance too low")
         else:
-            self.reply(201, {"id": 7, "status": "running", "held_cents": 12})
+            self.reply(201, {"id": 7, "status": "running", "held_micros": 12})
 
     def do_DELETE(self):
         if not self.authed():
@@ -335,7 +335,7 @@ class TestEstimate(unittest.TestCase):
             est = rhizos.estimate(f)
             self.assertEqual([s["step"] for s in est["steps"]],
                              ["source", "split", "count1", "count2", "count3", "merge"])
-            self.assertEqual(est["total_cents"], sum(s["cost_cents"] for s in est["steps"]))
+            self.assertEqual(est["total_micros"], sum(s["cost_micros"] for s in est["steps"]))
             self.assertTrue(est["complete"])
             with rhizos.Prices() as p:
                 self.assertGreater(p.node_classes, 0)

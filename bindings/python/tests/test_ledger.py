@@ -22,21 +22,21 @@ class TestLedger(unittest.TestCase):
             credit = l.test_credit(client, 10_000)
             l.test_credit(client, 10_000, id=credit)        # replay: no double credit
             self.assertEqual(l.balance(client).available, 10_000)
-            l.hold(job=1, client=client, cents=5_000)
+            l.hold(job=1, client=client, micros=5_000)
             b = l.balance(client)
             self.assertEqual((b.available, b.debits_pending), (5_000, 5_000))
-            payout, fee = l.settle(job=1, node=node, cents=4_000)
+            payout, fee = l.settle(job=1, node=node, micros=4_000)
             self.assertEqual((payout, fee), (3_800, 200))   # 5% fee by default
             self.assertEqual(l.fee(4_000), 200)
             self.assertEqual(l.balance(client).available, 6_000)
             self.assertEqual(l.balance(node).available, 3_800)
             self.assertEqual(l.balance(rhizos.ledger.PLATFORM).credits_posted, 200)
-            l.hold(job=2, client=client, cents=1_000)
+            l.hold(job=2, client=client, micros=1_000)
             self.assertEqual(l.refund(job=2), 1_000)
             self.assertEqual(l.balance(client).available, 6_000)
             self.assertTrue(l.verify())
             st = l.stats()
-            self.assertEqual(st["fees_cents"], 200)
+            self.assertEqual(st["fees_micros"], 200)
             self.assertEqual(st["open_pending"], 0)
             exp = l.export()
             self.assertGreaterEqual(len(exp["transfers"]), 5)
@@ -50,16 +50,16 @@ class TestLedger(unittest.TestCase):
             l.create_account(70, "client")
             l.test_credit(70, 100)
             with self.assertRaises(rhizos.InsufficientFunds) as cm:
-                l.hold(job=9, client=70, cents=101)
+                l.hold(job=9, client=70, micros=101)
             self.assertEqual(cm.exception.code, "RZ_EFUNDS")
             self.assertIn("100", cm.exception.message)
             with self.assertRaises(rhizos.NotFound):
                 l.balance(12345)
             with self.assertRaises(rhizos.NotFound):
                 l.refund(job=404)
-            l.hold(job=9, client=70, cents=50)
+            l.hold(job=9, client=70, micros=50)
             with self.assertRaises(rhizos.Error) as cm:
-                l.settle(job=9, node=70, cents=60)          # above the hold
+                l.settle(job=9, node=70, micros=60)          # above the hold
             self.assertTrue(cm.exception.code.startswith("RZ_E"))
             tid = l.test_credit(70, 5)
             with self.assertRaises(rhizos.Error) as cm:
@@ -79,7 +79,7 @@ class TestLedger(unittest.TestCase):
         with rhizos.Ledger(self.dir, durable=False) as l:
             l.create_account(50, "client")
             l.test_credit(50, 300)
-            l.hold(job=1, client=50, cents=300, timeout=1000)
+            l.hold(job=1, client=50, micros=300, timeout=1000)
             self.assertEqual(l.tick(999), 0)
             self.assertEqual(l.tick(1000), 1)
             self.assertEqual(l.balance(50).available, 300)

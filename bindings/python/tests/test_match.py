@@ -28,18 +28,18 @@ class TestMatch(unittest.TestCase):
         huge = [p for p in got if p["job"] == "huge-vram"][0]
         self.assertEqual(huge["reason"],
                          "needs 81920 MB VRAM; the largest free GPU has 40960 MB")
-        self.assertEqual([p for p in got if p["job"] == "train-70b"][0]["cost_cents"], 260)
+        self.assertEqual([p for p in got if p["job"] == "train-70b"][0]["cost_micros"], 260)
 
     def test_reserve_and_release(self):
         node = {"id": "one-gpu", "cpu": {"cores": 8}, "memory_mb": 32768,
                 "gpus": [{"vendor": "nvidia", "vram_mb": 24576,
                           "compute_capability": "8.9"}],
-                "prices": {"gpu_hour_cents": 100}}
+                "prices": {"gpu_hour_micros": 100}}
         job = {"id": "j", "requirements": {"gpu": {"count": 1}, "estimate_seconds": 1800}}
         with rhizos.Matcher() as m:
             self.assertEqual(m.add_node(node), 0)
             p = m.place(job)
-            self.assertEqual((p.job, p.node, p.cost_cents), ("j", "one-gpu", 50))
+            self.assertEqual((p.job, p.node, p.cost_micros), ("j", "one-gpu", 50))
             self.assertIsNone(m.place(job))           # the only GPU is taken
             self.assertIn("GPU", m.explain(job))
             self.assertEqual(m.usage("one-gpu")["gpus_used"], 1)
@@ -74,7 +74,7 @@ class TestMatch(unittest.TestCase):
 
     def test_cost_estimate(self):
         node = {"id": "n", "cpu": {"cores": 4}, "memory_mb": 4096,
-                "prices": {"cpu_hour_cents": 10}}
+                "prices": {"cpu_hour_micros": 10}}
         self.assertEqual(rhizos.estimate_cost(
             node, {"cpu_cores": 2, "estimate_seconds": 3600}), 20)
 
