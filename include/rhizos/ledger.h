@@ -8,8 +8,9 @@
  * writer's open (every amount x 10,000, one transaction); a reader refuses
  * it with RZ_EUNSUPPORTED naming `rhizos-orchestrator migrate`.
  *
- * Every transfer has a caller-chosen 128-bit id; replaying an id with the same fields returns the first result (RZ_OK, `replayed` set),
- * with other fields RZ_EEXISTS_DIFFERENT. A rejected operation leaves no
+ * Every transfer has a caller-chosen 128-bit id; replaying an id with the
+ * same fields returns the first result (RZ_OK, `replayed` set), with other
+ * fields RZ_EEXISTS_DIFFERENT. A rejected operation leaves no
  * trace, so its ids stay free.
  *
  * A ledger lives in DATA_DIR/ledger/ (an LMDB environment plus a

@@ -25,6 +25,7 @@ DIAG = re.compile(r"^(.+):(\d+):(\d+): error: (.+)$", re.M)
 E2E_MODULES = os.path.join(ROOT, "tests", "e2e", "modules")
 SECRET_FLOW = os.path.join(ROOT, "tests", "e2e", "secret_flow.yaml")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
+M = 10000   # micro-dollars in a cent: the test's amounts are in cents
 
 
 def rhizos(*args, url=None, key=None, env=None, stdin=None):
@@ -50,7 +51,7 @@ NETWORK_COMMANDS = [
 ]
 
 USAGE_ERRORS = [
-    ["run"], ["run", "-t", "echo", "extra"], ["run", "-t", "echo", "--max-cost", "1.5"],
+    ["run"], ["run", "-t", "echo", "extra"], ["run", "-t", "echo", "--max-cost", "1.2345678"],
     ["run", "-t", "echo", "--priority", "-1"], ["run", "-t", "echo", "--input", "=x"],
     ["job", "abc"], ["job", "1", "2"], ["cancel"], ["cancel", "-1x"],
     ["status", "now"], ["nodes", "x"],
@@ -111,8 +112,8 @@ class Offline(unittest.TestCase):
             self.assertIn(word, p.stdout)
         p = rhizos("account", "--help")
         self.assertEqual(p.returncode, 0)
-        for verb in ("create", "balance", "deposit", "withdraw", "history",
-                     "credit", "confirm"):
+        for verb in ("create", "balance", "deposit", "withdraw", "withdrawals",
+                     "history", "credit", "confirm"):
             self.assertIn("account " + verb, p.stdout)
         for cmd in (["run", "--help"], ["status", "--help"], ["flow", "--help"]):
             p = rhizos(*cmd)
@@ -151,12 +152,14 @@ class Live(unittest.TestCase):
         return json.loads(self.cli(*args, "--json", key=key).stdout)
 
     def new_client(self, cents):
+        """A client credited with `cents` (typed as dollars: the CLI's unit)."""
         acct = self.cli_json("account", "create", "--name", "e2e", key=self.ADMIN)
         self.assertRegex(acct["id"], HEX32)
         self.assertTrue(acct["api_key"].startswith("rzk_"))
         if cents:
-            a = self.cli_json("account", "credit", acct["id"], str(cents), key=self.ADMIN)
-            self.assertEqual(a["balance_micros"], cents)
+            a = self.cli_json("account", "credit", acct["id"],
+                              "%d.%02d" % divmod(cents, 100), key=self.ADMIN)
+            self.assertEqual(a["balance_micros"], cents * M)
         return acct["id"], acct["api_key"]
 
     def balance(self, key):
@@ -175,21 +178,52 @@ class Live(unittest.TestCase):
     def test_accounts(self):
         aid, key = self.new_client(1234)
         a = self.balance(key)
-        self.assertEqual((a["id"], a["balance_micros"], a["pending_micros"]), (aid, 1234, 0))
+        self.assertEqual((a["id"], a["balance_micros"], a["pending_micros"]), (aid, 1234 * M, 0))
         self.assertIn("$12.34", self.cli("account", "balance", key=key).stdout)
         self.assertEqual(self.cli_json("account", "balance", aid, key=self.ADMIN)["id"], aid)
         hist = self.cli_json("account", "history", key=key)
-        self.assertTrue(any(p["amount_micros"] == 1234 for p in hist["payments"]))
+        self.assertTrue(any(p["amount_micros"] == 1234 * M for p in hist["payments"]))
         self.assertEqual(self.cli_json("account", "history", aid, key=self.ADMIN), hist)
         # A deposit waits for the admin's confirmation, then counts.
-        d = self.cli_json("account", "deposit", "500", key=key)
-        self.assertEqual((d["amount_micros"], d["status"]), (500, "pending"))
-        self.assertEqual(self.balance(key)["balance_micros"], 1234)
+        d = self.cli_json("account", "deposit", "5.00", key=key)
+        self.assertEqual((d["amount_micros"], d["status"]), (500 * M, "pending"))
+        self.assertEqual(self.balance(key)["balance_micros"], 1234 * M)
         c = self.cli_json("account", "confirm", d["deposit_id"], key=self.ADMIN)
         self.assertEqual(c["status"], "confirmed")
-        self.assertEqual(self.balance(key)["balance_micros"], 1734)
-        w = self.cli_json("account", "withdraw", "34", "--address", "addr-1", key=key)
-        self.assertEqual((w["amount_micros"], w["status"]), (34, "pending"))
+        self.assertEqual(self.balance(key)["balance_micros"], 1734 * M)
+        w = self.cli_json("account", "withdraw", "0.34", "--address", "addr-1", key=key)
+        self.assertEqual((w["amount_micros"], w["status"]), (34 * M, "pending"))
+        # Withdrawals: pending -> completed (with the transaction) or failed
+        # (the money comes back); never both, never twice.
+        wid = w["withdrawal_id"]
+        ws = self.cli_json("account", "withdrawals", key=key)["withdrawals"]
+        self.assertEqual([(x["id"], x["status"], x["address"]) for x in ws],
+                         [(wid, "pending", "addr-1")])
+        self.assertIn("$0.34", self.cli("account", "withdrawals", key=key).stdout)
+        self.cli("admin", "withdrawal", "complete", wid, "--tx", "0xabc", key=key, code=1)
+        self.cli("admin", "withdrawal", "complete", wid, key=self.ADMIN, code=2)
+        done = self.cli_json("admin", "withdrawal", "complete", wid, "--tx", "0xabc",
+                             key=self.ADMIN)
+        self.assertEqual((done["status"], done["tx"]), ("completed", "0xabc"))
+        again = self.cli_json("admin", "withdrawal", "complete", wid, "--tx", "0xabc",
+                              key=self.ADMIN)
+        self.assertEqual(again, done)
+        self.cli("admin", "withdrawal", "complete", wid, "--tx", "0xdef",
+                 key=self.ADMIN, code=1)
+        self.cli("admin", "withdrawal", "fail", wid, key=self.ADMIN, code=1)
+        a = self.balance(key)
+        self.assertEqual((a["balance_micros"], a["pending_micros"]), (1700 * M, 0))
+        w2 = self.cli_json("account", "withdraw", "1", key=key)["withdrawal_id"]
+        self.assertEqual(self.balance(key)["pending_micros"], 100 * M)
+        f = self.cli_json("admin", "withdrawal", "fail", w2, "--reason", "bounced",
+                          key=self.ADMIN)
+        self.assertEqual((f["status"], f["reason"]), ("failed", "bounced"))
+        self.cli("admin", "withdrawal", "complete", w2, "--tx", "t", key=self.ADMIN, code=1)
+        a = self.balance(key)
+        self.assertEqual((a["balance_micros"], a["pending_micros"]), (1700 * M, 0))
+        listed = self.cli("admin", "withdrawals", key=self.ADMIN).stdout
+        self.assertRegex(listed, wid + r" +\$0\.34 +completed +addr-1 / 0xabc")
+        self.assertRegex(listed, w2 + r" +\$1\.00 +failed")
         # Not for clients: creating accounts, test credits, confirming.
         self.cli("account", "create", key=key, code=1)
         self.cli("account", "credit", aid, "5", key=key, code=1)
@@ -199,13 +233,13 @@ class Live(unittest.TestCase):
 
     def test_job_queued_then_cancelled_refunds_exactly(self):
         _, key = self.new_client(1000)
-        job = self.cli_json("run", "-t", "echo", "--input", "text=hi", "--max-cost", "70",
+        job = self.cli_json("run", "-t", "echo", "--input", "text=hi", "--max-cost", "0.70",
                             "--priority", "3", key=key)
         self.assertIn(job["status"], ("pending", "queued"))   # no nodes
-        self.assertEqual((job["max_cost_micros"], job["priority"]), (70, 3))
+        self.assertEqual((job["max_cost_micros"], job["priority"]), (70 * M, 3))
         self.assertEqual(job["module"], "echo")
         a = self.balance(key)
-        self.assertEqual((a["balance_micros"], a["pending_micros"]), (930, 70))
+        self.assertEqual((a["balance_micros"], a["pending_micros"]), (930 * M, 70 * M))
         got = self.cli_json("job", str(job["id"]), key=key)
         self.assertEqual(got["id"], job["id"])
         self.assertEqual(got["waiting_reason"], "no active node")
@@ -214,9 +248,9 @@ class Live(unittest.TestCase):
         self.assertIn(str(job["id"]), self.cli("job", key=key).stdout)
         self.assertEqual(self.cli_json("job", key=key)["jobs"][0]["id"], job["id"])
         r = self.cli_json("cancel", str(job["id"]), key=key)
-        self.assertEqual((r["refunded_micros"], r["charged_micros"]), (70, 0))
+        self.assertEqual((r["refunded_micros"], r["charged_micros"]), (70 * M, 0))
         a = self.balance(key)
-        self.assertEqual((a["balance_micros"], a["pending_micros"]), (1000, 0))
+        self.assertEqual((a["balance_micros"], a["pending_micros"]), (1000 * M, 0))
         self.assertEqual(self.cli_json("job", str(job["id"]), key=key)["status"], "cancelled")
         self.cli("cancel", str(job["id"]), key=key, code=1)    # finished: 409
         # Another client sees nothing of it.
@@ -224,10 +258,10 @@ class Live(unittest.TestCase):
         self.cli("job", str(job["id"]), key=other, code=1)
         self.cli("cancel", str(job["id"]), key=other, code=1)
         # More than the balance: refused, nothing held.
-        self.cli("run", "-t", "echo", "--max-cost", "5000", key=key, code=1)
+        self.cli("run", "-t", "echo", "--max-cost", "50", key=key, code=1)
         self.assertEqual(self.balance(key)["pending_micros"], 0)
         # Human output: dollars.
-        job2 = self.cli("run", "-t", "echo", "--max-cost", "25", key=key).stdout
+        job2 = self.cli("run", "-t", "echo", "--max-cost", "0.25", key=key).stdout
         self.assertIn("$0.25", job2)
 
     def test_flow_deploy_status_cancel(self):
@@ -256,7 +290,7 @@ class Live(unittest.TestCase):
         c = self.cli_json("flow", "cancel", str(fid), key=key)
         self.assertEqual(c["status"], "cancelled")
         a = self.balance(key)
-        self.assertEqual((a["balance_micros"], a["pending_micros"]), (100000, 0))
+        self.assertEqual((a["balance_micros"], a["pending_micros"]), (100000 * M, 0))
         # watch on a finished deployment: its last status, then exit 1 (not succeeded).
         p = self.cli("flow", "watch", str(fid), "--json", key=key, code=1)
         lines = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
