@@ -37,15 +37,17 @@ RHIZOS, NODE, ORCH, ROOT = sys.argv[1:5]
 FANOUT = os.path.join(ROOT, "examples", "flows", "fanout.yaml")
 ADMIN = "network-admin-" + "a" * 32
 FEE_BPS = 500
-# cents per hour of one core: 1 cent per ms at the first node; nodes differ
-PRICES = (3600000, 5400000, 7200000)
+# micro-dollars per hour of one core: 1 cent (10,000 micros) per ms at the
+# first node; nodes differ
+PRICES = (36000000000, 54000000000, 72000000000)
 NODE_TIMEOUT_MS = 3000
-CREDITS = 1000000
+CREDITS = 10000 * 1000000   # $10,000 in micro-dollars
 
 
-def fee(cents):
-    """rz_ledger_fee: floor(cents * fee_bps / 10000), in the node's favour."""
-    return cents * FEE_BPS // 10000
+def fee(micros):
+    """rz_ledger_fee: micros * fee_bps / 10000 rounded half up; the rest to
+    the node."""
+    return (micros * FEE_BPS + 5000) // 10000
 
 
 SANDBOX = sandbox_flags()
@@ -64,7 +66,8 @@ class Base(unittest.TestCase):
         self.start_orchestrator()
         acct = self.cli_json("account", "create", "--name", "network", key=ADMIN)
         self.client, self.key = acct["id"], acct["api_key"]
-        a = self.cli_json("account", "credit", self.client, str(CREDITS), key=ADMIN)
+        a = self.cli_json("account", "credit", self.client, str(CREDITS // 1000000),
+                          key=ADMIN)
         self.assertEqual(a["balance_micros"], CREDITS)
 
     def tearDown(self):
@@ -209,7 +212,7 @@ class Base(unittest.TestCase):
         caps = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
                 "storage": {"total_gb": 100, "free_gb": 100},
                 "adapters": ["process"],
-                "prices": {"gpu_hour_micros": 0, "cpu_hour_micros": 3600000,
+                "prices": {"gpu_hour_micros": 0, "cpu_hour_micros": 36000000000,
                            "memory_gb_hour_micros": 0},
                 "max_concurrent_jobs": slots}
         nk = NodeKey("22" * 32)
@@ -221,7 +224,7 @@ class Base(unittest.TestCase):
     def submit(self):
         return self.api("POST", "/api/v1/jobs", key=self.key, code=201,
                         body={"module": "echo", "inputs": {"message": "hi"},
-                              "max_cost_micros": 500})["id"]
+                              "max_cost_micros": 5000000})["id"]
 
 
 class Network(Base):
@@ -263,10 +266,10 @@ class Network(Base):
         self.start_nodes()
         flow = self.flow_file("nap.yaml", (
             "flux: 1\nname: nap\nsteps:\n"
-            "  nap:\n    module: sleep@1\n    max_cost_micros: 50000\n"
+            "  nap:\n    module: sleep@1\n    max_cost_micros: 500000000\n"
             "    config: {seconds: 2}\n"
             "  after:\n    module: text-source@1\n    needs: [nap]\n"
-            "    max_cost_micros: 2000\n    inputs: {text: rested}\n"))
+            "    max_cost_micros: 20000000\n    inputs: {text: rested}\n"))
         dep = self.cli_json("flow", "deploy", flow, key=self.key)["id"]
         nap = self.cli_json("flow", "status", str(dep), key=self.key)["steps"]["nap"]["job"]
         first = self.holder(nap)
@@ -286,12 +289,12 @@ class Network(Base):
         nodes = self.start_nodes()
         flow = self.flow_file("naps.yaml", (
             "flux: 1\nname: naps\nsteps:\n"
-            "  nap1:\n    module: sleep@1\n    max_cost_micros: 50000\n"
+            "  nap1:\n    module: sleep@1\n    max_cost_micros: 500000000\n"
             "    config: {seconds: 1.5}\n"
-            "  nap2:\n    module: sleep@1\n    max_cost_micros: 50000\n"
+            "  nap2:\n    module: sleep@1\n    max_cost_micros: 500000000\n"
             "    config: {seconds: 1.5}\n"
             "  tail:\n    module: text-source@1\n    needs: [nap1, nap2]\n"
-            "    max_cost_micros: 2000\n    inputs: {text: awake}\n"))
+            "    max_cost_micros: 20000000\n    inputs: {text: awake}\n"))
         dep = self.cli_json("flow", "deploy", flow, key=self.key)["id"]
         steps = self.cli_json("flow", "status", str(dep), key=self.key)["steps"]
         naps = [steps["nap1"]["job"], steps["nap2"]["job"]]
@@ -401,7 +404,7 @@ class Network(Base):
         self.assertEqual(self.job(job2), kept)
         jobs = [self.job(job1), self.job(job2)]
         self.assertEqual([(j["status"], j["cost_micros"]) for j in jobs],
-                         [("succeeded", 40), ("succeeded", 40)])
+                         [("succeeded", 400000), ("succeeded", 400000)])   # 40 ms at 1 cent a ms
         self.assertEqual(len(self.settlements(job1)), 1)
         self.check_money(jobs, [(a, a_acct), (b, b_acct)])
         self.stop_orchestrator()

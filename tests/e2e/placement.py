@@ -24,10 +24,11 @@ ADMIN = "admin-placement-" + "p" * 40
 NODE_CAPS = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
              "storage": {"total_gb": 100, "free_gb": 100},
              "adapters": ["process"],
-             "prices": {"gpu_hour_micros": 0, "cpu_hour_micros": 3600,
+             "prices": {"gpu_hour_micros": 0, "cpu_hour_micros": 36000000,
                         "memory_gb_hour_micros": 0},
              "max_concurrent_jobs": 4}
 DOCKER_WHY = "no node offers adapter 'docker'"
+M = 10000   # micro-dollars in a cent: the test's amounts are in cents
 
 
 class Placement(unittest.TestCase):
@@ -56,7 +57,8 @@ class Placement(unittest.TestCase):
     def client(self, cents):
         acct = json.loads(self.cli("account", "create", "--name", "p", "--json",
                                    key=ADMIN).stdout)
-        self.cli("account", "credit", acct["id"], str(cents), key=ADMIN)
+        self.cli("account", "credit", acct["id"], "%d.%02d" % divmod(cents, 100),
+                 key=ADMIN)
         return acct["api_key"]
 
     def balance(self, key):
@@ -65,28 +67,28 @@ class Placement(unittest.TestCase):
     def test_docker_job_on_process_nodes_says_why(self):
         key = self.client(1000)
         job = json.loads(self.cli("run", "-t", "wc-container", "--input", "text=a b",
-                                  "--max-cost", "40", "--json", key=key).stdout)
+                                  "--max-cost", "0.40", "--json", key=key).stdout)
         self.assertEqual(job["status"], "queued")
         self.assertEqual(job["waiting_reason"], DOCKER_WHY)
         out = self.cli("job", str(job["id"]), key=key).stdout
         self.assertIn("queued: " + DOCKER_WHY, out)
         self.cli("cancel", str(job["id"]), key=key)
-        self.assertEqual(self.balance(key)["balance_micros"], 1000)
+        self.assertEqual(self.balance(key)["balance_micros"], 1000 * M)
 
     def test_queue_timeout_fails_and_refunds(self):
         key = self.client(1000)
-        p = self.cli("run", "-t", "wc-container", "--input", "text=a", "--max-cost", "40",
+        p = self.cli("run", "-t", "wc-container", "--input", "text=a", "--max-cost", "0.40",
                      "--queue-timeout", "1", "--wait", key=key, code=1)
         self.assertIn("queued: " + DOCKER_WHY, p.stderr)
         self.assertIn("no node could run it within 1 s: " + DOCKER_WHY, p.stdout)
         a = self.balance(key)
-        self.assertEqual((a["balance_micros"], a["pending_micros"]), (1000, 0))
+        self.assertEqual((a["balance_micros"], a["pending_micros"]), (1000 * M, 0))
 
     def test_label_no_node_has(self):
         key = self.client(1000)
         job = json.loads(self.cli("run", "-t", "echo", "--input", "text=x",
                                   "--label", "zone=mars", "--config", "prefix=hi",
-                                  "--max-cost", "5", "--queue-timeout", "1", "--json",
+                                  "--max-cost", "0.05", "--queue-timeout", "1", "--json",
                                   key=key, code=0).stdout)
         self.assertEqual(job["waiting_reason"], "needs label zone=mars; no node has it")
         p = self.cli("run", "-t", "echo", "--queue-timeout", "0", key=key, code=2)
@@ -133,7 +135,7 @@ class Images(unittest.TestCase):
         job = json.loads(self.cli(
             "run", "-t", "docker", "-i", "localhost/wc", "--cmd", "sh", "--cmd", "-c",
             "--cmd", "cat /rz/in/request.json", "--memory", "64", "--cpus", "1",
-            "--config", "n=2", "--label", "pool=a", "--max-cost", "30", "--json",
+            "--config", "n=2", "--label", "pool=a", "--max-cost", "0.30", "--json",
             key=key).stdout)
         self.assertEqual((job["image"], job["command"], job["module"]),
                          ("localhost/wc", ["sh", "-c", "cat /rz/in/request.json"], ""))

@@ -63,7 +63,7 @@ static void eight_gpu_box(void **state)
     assert_string_equal(i->storage_kind, "nvme");
     assert_string_equal(i->region, "us-east");
     assert_string_equal(rz_caps_label(c, "interconnect"), "nvlink4");
-    assert_int_equal(i->gpu_hour_micros, 249);
+    assert_int_equal(i->gpu_hour_micros, 2490000);   /* $2.49 */
     assert_int_equal(i->max_concurrent_jobs, 16);
     assert_true(i->reputation > 0.969 && i->reputation < 0.971);
 
@@ -176,6 +176,10 @@ static void hostile_json(void **state)
           "/gpus/0/compute_capability" },
         { "{\"reputation\":1.5}", RZ_EINVALID, "/reputation" },
         { "{\"prices\":{\"gpu_hour_micros\":-3}}", RZ_EINVALID, "/prices/gpu_hour_micros" },
+        /* The cents spelling is read for one release; both at once is not. */
+        { "{\"prices\":{\"gpu_hour_micros\":3,\"gpu_hour_cents\":3}}", RZ_EINVALID,
+          "/prices/gpu_hour_cents" },
+        { "{\"prices\":{\"gpu_hour_cents\":1e15}}", RZ_EINVALID, "/prices/gpu_hour_cents" },
         { "{\"prices\":[]}", RZ_EINVALID, "/prices" },
         { "{\"labels\":{\"a\":[1]}}", RZ_EINVALID, "/labels" },
         { "{\"adapters\":[\"process\",3]}", RZ_EINVALID, "/adapters" },
@@ -316,6 +320,17 @@ static void setters(void **state)
     assert_int_equal(rz_caps_label_at(c, 2, &k, &v), RZ_OK);
     assert_string_equal(k, "zone");
     assert_int_equal(rz_caps_label_at(c, 3, &k, &v), RZ_ENOENT);
+    rz_caps_free(c);
+    /* Cents from before micro-dollars: exact, and written back as micros. */
+    static const char old[] = "{\"prices\":{\"gpu_hour_cents\":30,\"cpu_hour_micros\":7}}";
+    assert_int_equal(rz_caps_parse(&c, old, sizeof old - 1), RZ_OK);
+    assert_int_equal(rz_caps_get(c)->gpu_hour_micros, 300000);
+    assert_int_equal(rz_caps_get(c)->cpu_hour_micros, 7);
+    char *js = NULL;
+    assert_int_equal(rz_caps_to_json(c, 0, &js), RZ_OK);
+    assert_non_null(strstr(js, "\"gpu_hour_micros\":300000"));
+    assert_null(strstr(js, "_cents"));
+    rz_free(js);
     rz_caps_free(c);
     rz_caps_free(NULL);
     rz_caps_free_list(NULL, 3);
