@@ -95,8 +95,8 @@ export interface RunOptions {
 /** Runs on a worker thread; the event loop keeps turning. */
 export function run(flow: Flow, inputs?: Record<string, unknown>, opts?: RunOptions): Promise<RunResult>;
 
-export interface Placement { job: string; node: string; costCents: number; ticket: bigint; }
-export interface Unplaced { job: string; node: null; costCents: 0; reason: string; }
+export interface Placement { job: string; node: string; costMicros: number; ticket: bigint; }
+export interface Unplaced { job: string; node: null; costMicros: 0; reason: string; }
 
 export class Matcher {
   constructor(policy?: 'cheapest' | 'fastest' | 'reputation' | 'binpack' | 'spread', nodes?: Array<object | string>);
@@ -117,7 +117,7 @@ export class Matcher {
 export function detectHardware(): Record<string, any>;
 
 export type LedgerId = bigint | number | string;
-export type Cents = bigint | number;
+export type Micros = bigint | number;
 
 export interface Account {
   id: string;
@@ -140,15 +140,16 @@ export class Ledger {
   readonly closed: boolean;
   createAccount(id: LedgerId, kind?: 'client' | 'node'): void;
   /** Each money operation returns its transfer id (pass it back to retry idempotently). */
-  testCredit(account: LedgerId, micros: Cents, opts?: OpOptions): LedgerId;
-  depositRequest(account: LedgerId, micros: Cents, opts?: OpOptions): LedgerId;
+  testCredit(account: LedgerId, micros: Micros, opts?: OpOptions): LedgerId;
+  depositRequest(account: LedgerId, micros: Micros, opts?: OpOptions): LedgerId;
   depositConfirm(request: LedgerId, opts?: OpOptions): LedgerId;
-  withdrawRequest(account: LedgerId, micros: Cents, opts?: OpOptions): LedgerId;
+  withdrawRequest(account: LedgerId, micros: Micros, opts?: OpOptions): LedgerId;
   withdrawComplete(request: LedgerId, opts?: OpOptions): LedgerId;
-  hold(job: LedgerId, client: LedgerId, micros: Cents, opts?: OpOptions & { timeout?: Cents }): LedgerId;
-  settle(job: LedgerId, node: LedgerId, micros: Cents, opts?: OpOptions): { payout: bigint; fee: bigint };
+  withdrawCancel(request: LedgerId, opts?: OpOptions): LedgerId;
+  hold(job: LedgerId, client: LedgerId, micros: Micros, opts?: OpOptions & { timeout?: Micros }): LedgerId;
+  settle(job: LedgerId, node: LedgerId, micros: Micros, opts?: OpOptions): { payout: bigint; fee: bigint };
   refund(job: LedgerId, opts?: OpOptions): bigint;
-  tick(now: Cents): bigint;
+  tick(now: Micros): bigint;
   verify(): true;
   checkpoint(): void;
   balance(account: LedgerId): Account;
@@ -228,6 +229,16 @@ export interface DeploymentStatus {
   charged_micros: number;
 }
 
+export interface Withdrawal {
+  id: string;
+  account: string;
+  amount_micros: number;
+  status: 'pending' | 'completed' | 'failed' | 'cancelled';
+  seq: number;
+  address?: string;
+  tx?: string;
+  reason?: string;
+}
 export interface AccountInfo {
   id: string;
   kind: 'client' | 'node';
@@ -255,6 +266,8 @@ export class Client {
   cancel(id: number): Promise<DeploymentStatus>;
   flows(): Promise<Array<{ id: number; flow: string; status: string }>>;
   balance(): Promise<AccountInfo>;
+  withdraw(micros: number, address?: string): Promise<{ withdrawal_id: string; amount_micros: number; status: 'pending' }>;
+  withdrawals(): Promise<Withdrawal[]>;
   /** Status objects as they change, ending when the deployment finished. */
   watch(id: number, opts?: { idleTimeout?: number }): AsyncIterableIterator<DeploymentStatus>;
   close(): void;

@@ -175,13 +175,13 @@ class Matcher {
   addNode(node) { return native.matcherAdd(this._use(), asJSON(node)); }
   removeNode(id) { native.matcherRemove(this._use(), id); }
   get nodes() { return native.matcherNodes(this._use()); }
-  /** {job, node, costCents, ticket} or null when no node fits now. */
+  /** {job, node, costMicros, ticket} or null when no node fits now. */
   place(job) {
     const p = native.matcherPlace(this._use(), asJSON(job));
     return p && { job: jobId(job), ...p };
   }
   placeAll(jobs) {
-    return jobs.map((j) => this.place(j) || { job: jobId(j), node: null, costCents: 0, reason: this.explain(j) });
+    return jobs.map((j) => this.place(j) || { job: jobId(j), node: null, costMicros: 0, reason: this.explain(j) });
   }
   release(placement) {
     const t = placement && typeof placement === 'object' ? placement.ticket : placement;
@@ -234,6 +234,8 @@ class Ledger {
   depositConfirm(request, opts = {}) { const id = opts.id || newId(); this._op('depositConfirm', [id, request]); return id; }
   withdrawRequest(account, micros, opts = {}) { const id = opts.id || newId(); this._op('withdrawRequest', [id, account], [micros]); return id; }
   withdrawComplete(request, opts = {}) { const id = opts.id || newId(); this._op('withdrawComplete', [id, request]); return id; }
+  /** Void a pending withdrawal: its money is available again. */
+  withdrawCancel(request, opts = {}) { const id = opts.id || newId(); this._op('withdrawCancel', [id, request]); return id; }
   hold(job, client, micros, opts = {}) { const id = opts.id || newId(); this._op('hold', [id, job, client], [micros, opts.timeout || 0]); return id; }
   /** @returns {{payout: bigint, fee: bigint}} */
   settle(job, node, micros, opts = {}) { const [payout, fee] = this._op('settle', [opts.id || newId(), job, node], [micros]); return { payout, fee }; }
@@ -436,6 +438,13 @@ class Client {
   async flows() { return ((await this.request('GET', '/api/v1/flows')) || {}).flows || []; }
   /** This key's account: {id, kind, balance_micros, pending_micros, credits_micros, debits_micros}. */
   async balance() { return this.request('GET', '/api/v1/accounts/me'); }
+  /** Ask to withdraw `micros` (held until the treasury completes or fails it). */
+  async withdraw(micros, address) {
+    return this.request('POST', '/api/v1/accounts/me/withdraw',
+      address === undefined ? { amount_micros: micros } : { amount_micros: micros, address });
+  }
+  /** This key's withdrawals, newest first: [{id, account, amount_micros, status, address?, tx?, reason?}]. */
+  async withdrawals() { return ((await this.request('GET', '/api/v1/accounts/me/withdrawals')) || {}).withdrawals || []; }
 
   /**
    * Follow a deployment: an async iterator of its status objects (at once,

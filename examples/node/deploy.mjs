@@ -18,7 +18,8 @@ const require = createRequire(import.meta.url);
 let rz;
 try { rz = require('rhizos'); } catch { rz = require(path.join(root, 'bindings', 'node')); }
 
-const money = (c) => `$${Math.floor(c / 100)}.${String(c % 100).padStart(2, '0')}`;
+// Dollars from micro-dollars, with as many decimals as needed (at least 2).
+const money = (m) => `$${Math.floor(m / 1e6)}.${String(m % 1e6).padStart(6, '0').replace(/0+$/, '').padEnd(2, '0')}`;
 const diag = (d) => `${d.file}:${d.line}:${d.column}: ${d.severity || 'error'}: ${d.message}`;
 
 function parseArgs(argv) {

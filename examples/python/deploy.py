@@ -23,8 +23,10 @@ except ImportError:                      # run from a checkout
     import rhizos
 
 
-def money(cents):
-    return "$%d.%02d" % (cents // 100, cents % 100)
+def money(micros):
+    """Dollars from micro-dollars, with as many decimals as needed (>= 2)."""
+    frac = ("%06d" % (micros % 1000000)).rstrip("0").ljust(2, "0")
+    return "$%d.%s" % (micros // 1000000, frac)
 
 
 def show_estimate(flow):

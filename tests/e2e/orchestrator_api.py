@@ -389,7 +389,7 @@ class OrchestratorApi(unittest.TestCase):
         self.err(409, "RZ_ESTATE", "POST", R, nk.result_body(job["id"], 2, {}), tok)
         self.err(400, "RZ_EINVAL", "POST", R, {"attempt": 1, "outputs": {},
                  "error": "x", "run_ms": 1}, tok)
-        # 3 s on 1 core at 36000 cents/hour: 30 cents; fee 5% (1). The
+        # 3 s on 1 core at 36000 micros/hour: 30 micros; fee 5% (1.5 -> 2). The
         # server bills no more than it saw pass since the hand-over (plus
         # 1 s), so the run takes 2 s here.
         time.sleep(2.05)
@@ -568,6 +568,8 @@ class OrchestratorApi(unittest.TestCase):
         self.addCleanup(self.s.call, "DELETE", "/api/v1/flows/%d" % dep, key=self.admin)
         dreq = self.ok("POST", "/api/v1/accounts/%s/deposit" % acct_a,
                        {"amount_micros": 5}, key_a, 201)["deposit_id"]
+        wreq = self.ok("POST", "/api/v1/accounts/%s/withdraw" % acct_a,
+                       {"amount_micros": 7}, key_a, 201)["withdrawal_id"]
         before_a, before_b = self.balance(key_a), self.balance(key_b)
         # Who may use each route; everyone else must fail. Ids are A's (a
         # client), the node's own, or A's deposit.
@@ -597,6 +599,12 @@ class OrchestratorApi(unittest.TestCase):
             ("POST", "/api/v1/accounts/{id}/test-credits"): {A},
             ("POST", "/api/v1/accounts/{id}/withdraw"): set(),
             ("GET", "/api/v1/accounts/{id}/payments"): {A},
+            ("GET", "/api/v1/accounts/{id}/withdrawals"): {A},
+            ("GET", "/api/v1/withdrawals"): {A},
+            ("GET", "/api/v1/withdrawals/{id}"): {A},
+            ("POST", "/api/v1/withdrawals/{id}/complete"): {A},
+            ("POST", "/api/v1/withdrawals/{id}/fail"): {A},
+            ("POST", "/api/v1/withdrawals/{id}/cancel"): set(),
             ("GET", "/api/v1/payments/stats"): {A},
             ("POST", "/api/v1/deposits/{id}/confirm"): {A},
             ("DELETE", "/api/v1/deposits/{id}"): {A},
@@ -610,6 +618,9 @@ class OrchestratorApi(unittest.TestCase):
         bodies = {"/api/v1/jobs": {"module": "echo", "max_cost_micros": 1},
                   "/api/v1/flows/deploy": {"flow": flow},
                   "/api/v1/accounts": {},
+                  "/api/v1/withdrawals/{id}/complete": {"tx": "t"},
+                  "/api/v1/withdrawals/{id}/fail": {},
+                  "/api/v1/withdrawals/{id}/cancel": None,
                   "/api/v1/nodes/register": NodeKey(X25519).register_body(NODE_CAPS)}
         keys = {"none": None, "bad": "rzk_" + "f" * 64, "other": key_b,
                 "node": tok, "admin": self.admin}
@@ -621,6 +632,8 @@ class OrchestratorApi(unittest.TestCase):
                 concrete = path.replace("{id}", acct_a)
             elif path.startswith("/api/v1/deposits"):
                 concrete = path.replace("{id}", dreq)
+            elif path.startswith("/api/v1/withdrawals"):
+                concrete = path.replace("{id}", wreq)
             elif path.startswith("/api/v1/nodes/{id}"):
                 concrete = path.replace("{id}", str(nid)).replace("{job}", str(job))
             elif path.startswith("/api/v1/flows/{id}"):
@@ -657,6 +670,11 @@ class OrchestratorApi(unittest.TestCase):
             d = self.ok("POST", "/api/v1/deposits/%s/confirm" % dreq, key=self.admin)
             self.assertEqual(d["status"], "confirmed")
         self.assertEqual(self.balance(key_a)[0], before_a[0] + 5)
+        # Still pending after all that; its owner takes it back.
+        w = self.ok("GET", "/api/v1/withdrawals/%s" % wreq, key=key_a)
+        self.assertEqual((w["status"], w["amount_micros"]), ("pending", 7))
+        self.ok("POST", "/api/v1/withdrawals/%s/cancel" % wreq, key=key_a)
+        self.assertEqual(self.balance(key_a)[0], before_a[0] + 5 + 7)
 
 
 class Lifecycle(unittest.TestCase):

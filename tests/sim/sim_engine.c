@@ -372,7 +372,7 @@ static void finish(world *w)
     printf("sim: seed %llu: %lu steps, %lu nodes, %lu jobs submitted, %lu "
            "deployments, %lu results accepted, %lu rejected, %lu nodes lost, "
            "%lu restarts, %lu declines, %lu assignments lost and %lu "
-           "re-queued by heartbeats, %llu cents charged\n",
+           "re-queued by heartbeats, %llu micros charged\n",
            (unsigned long long)w->seed, w->steps, (unsigned long)w->n_nodes,
            w->submitted, w->deployed, w->results, w->rejected, w->lost,
            w->restarts, w->declined, w->dropped, w->reconciled,

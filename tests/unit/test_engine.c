@@ -22,7 +22,7 @@
 #include "rhizos/module.h"
 #include "helpers.h"
 
-/* 36000 cents per core-hour: 10 s on 2 cores costs exactly 200 cents. */
+/* 36000 micros per core-hour: 10 s on 2 cores costs exactly 200 micros. */
 #define NODE_CAPS "{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192," \
     "\"storage\":{\"total_gb\":100,\"free_gb\":100},\"adapters\":[\"process\"]," \
     "\"prices\":{\"gpu_hour_micros\":0,\"cpu_hour_micros\":36000," \
@@ -58,7 +58,7 @@ static rz_engine_opts test_opts(const fx *f)
     o.durable = 0;
     o.registry = f->reg;
     o.node_timeout_ms = 1000;
-    o.ref_cpu_hour_micros = 36000;   /* 10 s x 200% on 1 core: 200 cents */
+    o.ref_cpu_hour_micros = 36000;   /* 10 s x 200% on 1 core: 200 micros */
     /* These tests step the clock by a few ms around runs of seconds; the
      * bound of the run time by the clock has its own test
      * (test_run_time_bounded). */
@@ -235,7 +235,7 @@ static void test_run_time_bounded(void **state)
     assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
     assert_int_equal(ji.state, RZ_JOB_SUCCEEDED);
     assert_int_equal(ji.run_ms, 500 + RZ_ENGINE_RUN_TOLERANCE_MS);
-    /* 2 cores at 36000 cents/h: 1.5 s is 30 cents, far below the hold. */
+    /* 2 cores at 36000 micros/h: 1.5 s is 30 micros, far below the hold. */
     assert_int_equal(ji.cost_micros, 30);
     assert_int_equal(balance(f, f->client), 10000 - 30);
     /* The hand-over time is stored: a reopen keeps the bound. */
@@ -641,7 +641,7 @@ static void test_deploy_fanout(void **state)
     fx *f = *state;
     uint64_t nodes[3] = { node_add(f, 0), node_add(f, 0), node_add(f, 0) };
     uint64_t d = deploy(f, FANOUT, 1);
-    /* Five steps held at 200 cents each (reference estimate). */
+    /* Five steps held at 200 micros each (reference estimate). */
     assert_int_equal(balance(f, f->client), 9000);
     check(f);
     uint64_t now = 2;
@@ -668,7 +668,7 @@ static void test_deploy_fanout(void **state)
         finished += ev.type == RZ_EV_DEPLOYMENT_FINISHED && ev.deployment == d &&
                     ev.run_state == RZ_RUN_SUCCEEDED;
     assert_int_equal(finished, 1);
-    /* 4 jobs ran at 1 core x 10 s = 100 cents; the skipped one is refunded. */
+    /* 4 jobs ran at 1 core x 10 s = 100 micros; the skipped one is refunded. */
     assert_money(f, 1, 5, nodes, 3);
     assert_int_equal(balance(f, f->client), 9600);
     assert_int_equal(rz_engine_deployment_cancel(f->e, d, now), RZ_ESTATE);
@@ -1060,7 +1060,7 @@ static void test_decline_exhausts(void **state)
 
 /* Listings newest first, by client; deployment info; caps; times; the
  * reference estimate. */
-/* A second client with 1000 cents; jobs 1 and 3 are f->client's at t=1
+/* A second client with 1000 micros; jobs 1 and 3 are f->client's at t=1
  * and t=3, job 2 the other client's. */
 static rz_ledger_id three_jobs(fx *f, uint64_t j[3])
 {
@@ -1152,18 +1152,18 @@ static void test_node_caps(void **state)
     assert_null(caps);
 }
 
-/* The module's 10 s on 1 core, x2, at 36000 cents/hour: 200 cents, the
+/* The module's 10 s on 1 core, x2, at 36000 micros/hour: 200 micros, the
  * same as a deployment step is held for. */
 static void test_reference_cost_is_what_a_step_holds(void **state)
 {
     fx *f = *state;
-    uint64_t cents = 0, d = 0;
+    uint64_t micros = 0, d = 0;
     assert_int_equal(rz_engine_deploy(f->e, one_step_flow, strlen(one_step_flow),
                                       f->client, NULL, 4, &d, NULL), RZ_OK);
     node_add(f, 5);
     assert_int_equal(rz_engine_reference_cost(f->e,
-        "{\"cpu_cores\":1,\"estimate_seconds\":10}", &cents), RZ_OK);
-    assert_int_equal(cents, 200);
+        "{\"cpu_cores\":1,\"estimate_seconds\":10}", &micros), RZ_OK);
+    assert_int_equal(micros, 200);
     rz_engine_deployment_info di;
     assert_int_equal(rz_engine_deployment_get(f->e, d, &di), RZ_OK);
     rz_engine_job_info ji;
@@ -1175,8 +1175,8 @@ static void test_reference_cost_is_what_a_step_holds(void **state)
 static void test_reference_cost_refuses_bad_json(void **state)
 {
     fx *f = *state;
-    uint64_t cents = 0;
-    assert_int_equal(rz_engine_reference_cost(f->e, "[", &cents), RZ_ESYNTAX);
+    uint64_t micros = 0;
+    assert_int_equal(rz_engine_reference_cost(f->e, "[", &micros), RZ_ESYNTAX);
 }
 
 /* Group commit: calls inside a group are applied in memory, their holds
@@ -1376,7 +1376,7 @@ static void test_deploy_many_steps(void **state)
 {
     fx *f = *state;
     size_t n = RZ_LEDGER_BATCH_MAX + 810;     /* 9000 */
-    char *poor = many_steps(n, 2);            /* 18000 cents > 10000 */
+    char *poor = many_steps(n, 2);            /* 18000 micros > 10000 */
     uint64_t d = 0;
     assert_int_equal(rz_engine_deploy(f->e, poor, strlen(poor), f->client, NULL,
                                       1, &d, NULL), RZ_EFUNDS);

@@ -54,7 +54,7 @@ static int setup(void **state)
     rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
     o.durable = 0;
     o.registry = f->reg;
-    o.ref_cpu_hour_micros = 36000;   /* 10 s x 200% on 1 core: 200 cents */
+    o.ref_cpu_hour_micros = 36000;   /* 10 s x 200% on 1 core: 200 micros */
     snprintf(path, sizeof path, "%s/data", f->dir);
     assert_int_equal(rz_engine_open(&f->e, path, &o), RZ_OK);
     f->client = rz_ledger_id_make(7, 1);

@@ -108,7 +108,7 @@ static void one_free(one *o)
     rz_registry_free(o->reg);
 }
 
-/* 1800 s x (2 cores x 3 + 2 GB x 2) = 0.5 h x 10 = 5 cents exactly. */
+/* 1800 s x (2 cores x 3 + 2 GB x 2) = 0.5 h x 10 = 5 micros exactly. */
 static void test_rent_on_the_cheapest_class(void **state)
 {
     (void)state;
@@ -127,7 +127,7 @@ static void test_rent_on_the_cheapest_class(void **state)
     one_free(&o);
 }
 
-/* One second more than cheap-cpu: 5.003 cents, rounded up. */
+/* One second more than cheap-cpu: 5.003 micros, rounded up. */
 static void test_rent_rounds_up(void **state)
 {
     (void)state;
@@ -138,7 +138,7 @@ static void test_rent_rounds_up(void **state)
 
 /* GPU job: the cheapest class that fits (g-small lacks VRAM, g-pricey costs
  * more): 1 h x (50 + 3 + 2) = 55. API: 1e6 x 7 + 250000 x 100 = 32e6
- * micro-cents = 32 cents, cheaper. */
+ * micros x 1e6 = 32 micros, cheaper. */
 static void test_api_when_cheaper_than_rent(void **state)
 {
     (void)state;
@@ -158,7 +158,7 @@ static void test_api_when_cheaper_than_rent(void **state)
 }
 
 /* Without config, the manifest's default: 7e6 + 1000 x 100 = 7.1e6 -> 8
- * cents (rounded up). */
+ * micros (rounded up). */
 static void test_api_uses_the_manifest_default(void **state)
 {
     (void)state;
@@ -181,7 +181,7 @@ static void test_none_says_why(void **state)
     one_free(&o);
 }
 
-/* No node, API priced: 3 images x 2.5 cents = 7.5 -> 8. */
+/* No node, API priced: 3 images x 2.5 micros = 7.5 -> 8. */
 static void test_api_only(void **state)
 {
     (void)state;

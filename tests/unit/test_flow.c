@@ -583,7 +583,8 @@ static void hostile_cbor_fails_cleanly(void **state)
 
 /* ---- strict input (issue 14, finding 6) ---- */
 
-/* A step's max_cost_cents is checked as the job route checks a job's, not
+/* A step's max_cost_micros (or max_cost_cents) is checked as the job route
+ * checks a job's, not
  * replaced by the reference estimate without a word. */
 static void step_budget_is_validated(void **state)
 {
@@ -606,8 +607,17 @@ static void step_budget_is_validated(void **state)
                    RZ_FORMAT_YAML, RZ_EINVALID);
     expect_diag(d, "/steps/a/max_cost_cents", RZ_EINVALID, 5, 21);
     rz_diags_free(d);
-    const char *good = "{\"flux\":1,\"steps\":{\"a\":{\"module\":\"echo@1\",\"max_cost_cents\":9007199254740992}}}";
+    /* Micro-dollars up to 2^53; the cents spelling up to 2^53 / 10,000. */
+    const char *good = "{\"flux\":1,\"steps\":{\"a\":{\"module\":\"echo@1\",\"max_cost_micros\":9007199254740992}}}";
     rz_flow_free(parse_ok(good, strlen(good), RZ_FORMAT_JSON));
+    good = "{\"flux\":1,\"steps\":{\"a\":{\"module\":\"echo@1\",\"max_cost_cents\":900719925474}}}";
+    rz_flow_free(parse_ok(good, strlen(good), RZ_FORMAT_JSON));
+    d = parse_fail("{\"flux\":1,\"steps\":{\"a\":{\"module\":\"echo@1\",\"max_cost_cents\":900719925475}}}",
+                   RZ_FORMAT_JSON, RZ_EINVALID);
+    rz_diags_free(d);
+    d = parse_fail("{\"flux\":1,\"steps\":{\"a\":{\"module\":\"echo@1\",\"max_cost_micros\":0}}}",
+                   RZ_FORMAT_JSON, RZ_EINVALID);
+    rz_diags_free(d);
 }
 
 /* A builder's empty moduleVersion is no version, as null is: it exported as

@@ -163,12 +163,12 @@ static void cost_formula(void **state)
                       "\"gpus\":[{\"vendor\":\"nvidia\",\"vram_mb\":24000}],"
                       "\"prices\":{\"gpu_hour_micros\":100,\"cpu_hour_micros\":3,"
                       "\"memory_gb_hour_micros\":2}}");
-    /* 1 h x (1 x 100 + 2 x 3 + 1.5 GB x 2) = 109 cents. */
+    /* 1 h x (1 x 100 + 2 x 3 + 1.5 GB x 2) = 109 micros. */
     rz_reqs *r = job("{\"gpu\":{\"count\":1},\"cpu_cores\":2,\"memory_mb\":1536,"
                      "\"estimate_seconds\":3600}");
     assert_int_equal(rz_match_cost(c, r), 109);
     rz_reqs_free(r);
-    /* One second of one core at 3 cents an hour rounds up to a cent. */
+    /* One second of one core at 3 micros an hour rounds up to a micro. */
     r = job("{\"estimate_seconds\":1}");
     assert_int_equal(rz_match_cost(c, r), 1);
     rz_reqs_free(r);

@@ -818,7 +818,7 @@ static napi_value js_matcher_nodes(napi_env env, napi_callback_info info)
     return arr;
 }
 
-/* matcherPlace(m, jobJson) -> {node, costCents, ticket} | null */
+/* matcherPlace(m, jobJson) -> {node, costMicros, ticket} | null */
 static napi_value js_matcher_place(napi_env env, napi_callback_info info)
 {
     napi_value a[2], o;
@@ -843,7 +843,7 @@ static napi_value js_matcher_place(napi_env env, napi_callback_info info)
         return throw_rz(env, rc, NULL, "job");
     CALL(env, napi_create_object(env, &o));
     set_str(env, o, "node", pl.node_id);
-    set_num(env, o, "costCents", (double)pl.cost_micros);
+    set_num(env, o, "costMicros", (double)pl.cost_micros);
     set_big(env, o, "ticket", pl.ticket);
     return o;
 }
@@ -1034,6 +1034,8 @@ static napi_value js_ledger_op(napi_env env, napi_callback_info info)
         rc = rz_ledger_withdraw_request(l, id[0], id[1], amt[0]);
     else if (!strcmp(op, "withdrawComplete"))
         rc = rz_ledger_withdraw_complete(l, id[0], id[1]);
+    else if (!strcmp(op, "withdrawCancel"))
+        rc = rz_ledger_withdraw_cancel(l, id[0], id[1]);
     else if (!strcmp(op, "hold"))
         rc = rz_ledger_hold(l, id[0], id[1], id[2], amt[0], amt[1]);
     else if (!strcmp(op, "settle"))
@@ -1123,11 +1125,11 @@ static napi_value js_ledger_stats(napi_env env, napi_callback_info info)
     CALL(env, napi_create_object(env, &o));
     set_big(env, o, "accounts", s.accounts);
     set_big(env, o, "transfers", s.transfers);
-    set_big(env, o, "escrowHeldCents", s.escrow_held_micros);
-    set_big(env, o, "escrowCents", s.escrow_micros);
-    set_big(env, o, "feesCents", s.fees_micros);
-    set_big(env, o, "depositedCents", s.deposited_micros);
-    set_big(env, o, "withdrawnCents", s.withdrawn_micros);
+    set_big(env, o, "escrowHeldMicros", s.escrow_held_micros);
+    set_big(env, o, "escrowMicros", s.escrow_micros);
+    set_big(env, o, "feesMicros", s.fees_micros);
+    set_big(env, o, "depositedMicros", s.deposited_micros);
+    set_big(env, o, "withdrawnMicros", s.withdrawn_micros);
     set_big(env, o, "openPending", s.open_pending);
     return o;
 }

@@ -128,7 +128,7 @@ test('matcher places, reserves, releases and explains', () => {
   const got = m.placeAll(jobs);
   const by = Object.fromEntries(got.map((p) => [p.job, p]));
   assert.strictEqual(by['train-70b'].node, 'a100-box');
-  assert.strictEqual(by['train-70b'].costCents, 260);
+  assert.strictEqual(by['train-70b'].costMicros, 2600000);   // $2.60
   assert.strictEqual(by['huge-vram'].node, null);
   assert.strictEqual(by['huge-vram'].reason, 'needs 81920 MB VRAM; the largest free GPU has 40960 MB');
   m.close();
@@ -137,7 +137,7 @@ test('matcher places, reserves, releases and explains', () => {
     gpus: [{ vendor: 'nvidia', vram_mb: 24576, compute_capability: '8.9' }], prices: { gpu_hour_micros: 100 } });
   const job = { id: 'j', requirements: { gpu: { count: 1 }, estimate_seconds: 1800 } };
   const p = one.place(job);
-  assert.deepStrictEqual([p.job, p.node, p.costCents, typeof p.ticket], ['j', 'g', 50, 'bigint']);
+  assert.deepStrictEqual([p.job, p.node, p.costMicros, typeof p.ticket], ['j', 'g', 50, 'bigint']);
   assert.strictEqual(one.place(job), null);
   assert.match(one.explain(job), /GPU/);
   assert.strictEqual(one.usage('g').gpusUsed, 1);
@@ -175,7 +175,18 @@ test('ledger: hold, settle, refund, errors, persistence', () => {
   assert.throws(() => l.testCredit(0x1001, 5, { id: credit }), { code: 'RZ_EEXISTS_DIFFERENT' });
   assert.throws(() => new rz.Ledger(dir), { code: 'RZ_ESTATE' });  // one writer
   assert.strictEqual(l.verify(), true);
-  assert.strictEqual(l.stats().feesCents, 200n);
+  assert.strictEqual(l.stats().feesMicros, 200n);
+  // Withdrawals: cancelled ones come back and never complete; completed ones never cancel.
+  const w = l.withdrawRequest(0x1001, 1000);
+  assert.strictEqual(l.balance(0x1001).available, 5000n);
+  l.withdrawCancel(w);
+  assert.strictEqual(l.balance(0x1001).available, 6000n);
+  assert.throws(() => l.withdrawComplete(w), { code: 'RZ_EVOIDED' });
+  const w2 = l.withdrawRequest(0x1001, 500);
+  l.withdrawComplete(w2);
+  assert.throws(() => l.withdrawCancel(w2), { code: 'RZ_EPOSTED' });
+  assert.strictEqual(l.stats().withdrawnMicros, 500n);
+  l.testCredit(0x1001, 500);
   assert.ok(l.export().transfers.length >= 5);
   l.close();
   const again = new rz.Ledger(dir);

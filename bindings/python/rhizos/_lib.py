@@ -223,6 +223,7 @@ _PROTOS = {
                                  POINTER(RzLedgerResult)]),
     "rz_ledger_withdraw_request": (c_int, [_P, RzLedgerId, RzLedgerId, c_uint64]),
     "rz_ledger_withdraw_complete": (c_int, [_P, RzLedgerId, RzLedgerId]),
+    "rz_ledger_withdraw_cancel": (c_int, [_P, RzLedgerId, RzLedgerId]),
     "rz_ledger_tick": (c_int, [_P, c_uint64, POINTER(c_uint64)]),
     "rz_ledger_balance": (c_int, [_P, RzLedgerId, POINTER(RzLedgerAccount)]),
     "rz_ledger_available": (c_uint64, [POINTER(RzLedgerAccount)]),

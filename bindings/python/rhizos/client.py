@@ -198,6 +198,21 @@ class Client(Handle):
         "pending_micros" (held), "credits_micros", "debits_micros"}."""
         return self.request("GET", "/api/v1/accounts/me")
 
+    def withdraw(self, micros: int, address: Optional[str] = None) -> JSON:
+        """Ask to withdraw `micros` (held until the treasury completes or
+        fails it): {"withdrawal_id", "amount_micros", "status": "pending"}."""
+        body: dict = {"amount_micros": micros}
+        if address is not None:
+            body["address"] = address
+        return self.request("POST", "/api/v1/accounts/me/withdraw", body)
+
+    def withdrawals(self) -> list:
+        """This key's withdrawals, newest first: [{"id", "account",
+        "amount_micros", "status" (pending, completed, failed, cancelled),
+        "address"?, "tx"?, "reason"?}]."""
+        return (self.request("GET", "/api/v1/accounts/me/withdrawals") or {}).get(
+            "withdrawals", [])
+
     def watch(self, deployment: int, *, idle_timeout: Optional[float] = None
               ) -> Iterator[JSON]:
         """Follow a deployment: yields its status dict at once and on every

@@ -1,6 +1,8 @@
 """The escrow ledger (rz_ledger): double-entry accounts, holds, settlement.
 
-Money is integer micros. Ids are 128-bit: pass an int (0 .. 2**128-1) or a
+Money is integer micro-dollars ("micros", 1e-6 USD; 1_000_000 is $1). The
+platform fee is round-half-up fee_bps of a settled cost (rz_ledger_fee), the
+rest to the node. Ids are 128-bit: pass an int (0 .. 2**128-1) or a
 string ("0x..." hex, 32 hex digits, or decimal). Operations are idempotent
 per id: every call takes an optional `id`; when left out a random one is
 made and returned, so a caller that retries should pass the id it got.
@@ -72,7 +74,7 @@ def _cid(value: LedgerId) -> RzLedgerId:
     return RzLedgerId(n >> 64, n & ((1 << 64) - 1))
 
 
-def _cents(v: int) -> int:
+def _micros(v: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < (1 << 64):
         raise errors.InvalidArgument("micros must be an int from 0 to 2**64-1, not %r"
                                      % (v,), code="RZ_EINVAL")
@@ -141,7 +143,7 @@ class Ledger(Handle):
         """Credit an account from outside (test money); returns the id."""
         tid = parse_id(id) if id is not None else new_id()
         self._op("rz_ledger_test_credit", "test credit", _cid(tid), _cid(account),
-                 _cents(micros))
+                 _micros(micros))
         return tid
 
     def deposit_request(self, account: LedgerId, micros: int, *,
@@ -149,7 +151,7 @@ class Ledger(Handle):
         """A pending deposit (money on its way in); confirm it with deposit_confirm."""
         tid = parse_id(id) if id is not None else new_id()
         self._op("rz_ledger_deposit_request", "deposit", _cid(tid), _cid(account),
-                 _cents(micros))
+                 _micros(micros))
         return tid
 
     def deposit_confirm(self, request: LedgerId, *, id: Optional[LedgerId] = None) -> int:
@@ -161,13 +163,22 @@ class Ledger(Handle):
                          id: Optional[LedgerId] = None) -> int:
         tid = parse_id(id) if id is not None else new_id()
         self._op("rz_ledger_withdraw_request", "withdraw", _cid(tid), _cid(account),
-                 _cents(micros))
+                 _micros(micros))
         return tid
 
     def withdraw_complete(self, request: LedgerId, *,
                           id: Optional[LedgerId] = None) -> int:
         tid = parse_id(id) if id is not None else new_id()
         self._op("rz_ledger_withdraw_complete", "withdraw complete", _cid(tid),
+                 _cid(request))
+        return tid
+
+    def withdraw_cancel(self, request: LedgerId, *,
+                        id: Optional[LedgerId] = None) -> int:
+        """Void a pending withdrawal: its money is available again. A
+        completed one raises (RZ_EPOSTED)."""
+        tid = parse_id(id) if id is not None else new_id()
+        self._op("rz_ledger_withdraw_cancel", "withdraw cancel", _cid(tid),
                  _cid(request))
         return tid
 
@@ -178,7 +189,7 @@ class Ledger(Handle):
         escrow, pending). InsufficientFunds if it has less available."""
         tid = parse_id(id) if id is not None else new_id()
         self._op("rz_ledger_hold", "hold", _cid(tid), _cid(job), _cid(client),
-                 _cents(micros), _cents(timeout))
+                 _micros(micros), _micros(timeout))
         return tid
 
     def settle(self, job: LedgerId, node: LedgerId, micros: int, *,
@@ -189,7 +200,7 @@ class Ledger(Handle):
         tid = parse_id(id) if id is not None else new_id()
         res = RzLedgerResult()
         self._op("rz_ledger_settle", "settle", _cid(tid), _cid(job), _cid(node),
-                 _cents(micros), byref(res))
+                 _micros(micros), byref(res))
         return res.amount, res.fee
 
     def refund(self, job: LedgerId, *, id: Optional[LedgerId] = None) -> int:
@@ -202,7 +213,7 @@ class Ledger(Handle):
     def tick(self, now: int) -> int:
         """Expire pending transfers whose timeout <= now; returns how many."""
         n = c_uint64()
-        self._op("rz_ledger_tick", "tick", _cents(now), byref(n))
+        self._op("rz_ledger_tick", "tick", _micros(now), byref(n))
         return n.value
 
     # -- whole-ledger -----------------------------------------------------
@@ -229,4 +240,4 @@ class Ledger(Handle):
 
     def fee(self, micros: int) -> int:
         """The platform fee of an actual cost under this ledger's fee_bps."""
-        return lib.rz_ledger_fee(_cents(micros), self.fee_bps)
+        return lib.rz_ledger_fee(_micros(micros), self.fee_bps)

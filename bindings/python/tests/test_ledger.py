@@ -45,6 +45,26 @@ class TestLedger(unittest.TestCase):
             self.assertEqual(l.balance(client).available, 6_000)
             self.assertEqual(l.balance(node).kind, "node")
 
+    def test_withdrawals_and_fee_rounding(self):
+        with rhizos.Ledger(self.dir, durable=False) as l:
+            l.create_account(80, "client")
+            l.test_credit(80, 1_000)
+            w = l.withdraw_request(80, 300)
+            self.assertEqual(l.balance(80).available, 700)
+            l.withdraw_cancel(w)
+            self.assertEqual(l.balance(80).available, 1_000)
+            with self.assertRaises(rhizos.Error) as cm:
+                l.withdraw_complete(w)                       # cancelled: never completes
+            self.assertEqual(cm.exception.code, "RZ_EVOIDED")
+            w = l.withdraw_request(80, 250)
+            l.withdraw_complete(w)
+            with self.assertRaises(rhizos.Error) as cm:
+                l.withdraw_cancel(w)                         # completed: never cancelled
+            self.assertEqual(cm.exception.code, "RZ_EPOSTED")
+            self.assertEqual(l.stats()["withdrawn_micros"], 250)
+            # Half a micro-dollar rounds up, the rest goes to the node.
+            self.assertEqual([l.fee(n) for n in (9, 10, 29, 30, 801)], [0, 1, 1, 2, 40])
+
     def test_errors_carry_codes(self):
         with rhizos.Ledger(self.dir, durable=False) as l:
             l.create_account(70, "client")

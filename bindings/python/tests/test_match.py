@@ -28,7 +28,7 @@ class TestMatch(unittest.TestCase):
         huge = [p for p in got if p["job"] == "huge-vram"][0]
         self.assertEqual(huge["reason"],
                          "needs 81920 MB VRAM; the largest free GPU has 40960 MB")
-        self.assertEqual([p for p in got if p["job"] == "train-70b"][0]["cost_micros"], 260)
+        self.assertEqual([p for p in got if p["job"] == "train-70b"][0]["cost_micros"], 2600000)   # $2.60
 
     def test_reserve_and_release(self):
         node = {"id": "one-gpu", "cpu": {"cores": 8}, "memory_mb": 32768,
