@@ -56,7 +56,9 @@ class Server:
              "--admin-key-file", admin_file, "--quiet",
              "--modules", os.path.join(ROOT, "examples", "modules"),
              "--node-timeout-ms", "3600000", "--policy", policy,
-             "--register-rate", "0"])   # it registers thousands from one address
+             "--register-rate", "0",    # it registers thousands from one address
+             # and one client key submits them all: no per-key quotas
+             "--request-rate", "0", "--max-queued-jobs", "10000000"])
         for _ in range(200):
             try:
                 self.call("GET", "/health")

@@ -462,6 +462,19 @@ static int apply_label(parser *p, const char *key, value *v)
     return 0;
 }
 
+/* The index in keys[] of a price's other spelling (micros / cents), or
+ * SIZE_MAX. */
+static size_t price_twin(key_id id)
+{
+    key_id twin = id == K_GPU ? K_GPU_CENTS : id == K_GPU_CENTS ? K_GPU
+                : id == K_CPU ? K_CPU_CENTS : id == K_CPU_CENTS ? K_CPU
+                : id == K_MEM ? K_MEM_CENTS : id == K_MEM_CENTS ? K_MEM : id;
+    for (size_t i = 0; twin != id && i < sizeof keys / sizeof *keys; i++)
+        if (keys[i].id == twin)
+            return i;
+    return SIZE_MAX;
+}
+
 static int assign(parser *p, const char *key, value *v)
 {
     if (!p->section[0])
@@ -474,6 +487,10 @@ static int assign(parser *p, const char *key, value *v)
             continue;
         if (p->seen_keys & (1ull << i))
             return perr(p, "key '%s' appears twice in [%s]", key, p->section);
+        size_t other = price_twin(k->id);
+        if (other != SIZE_MAX && (p->seen_keys & (1ull << other)))
+            return perr(p, "'%s' and '%s' set the same price: keep one", key,
+                        keys[other].name);
         p->seen_keys |= 1ull << i;
         if (k->type == V_FLOAT && v->type == V_INT) {
             v->type = V_FLOAT;

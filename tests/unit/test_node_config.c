@@ -361,6 +361,10 @@ static void cents_prices(void **state)
                                sizeof err), 0);
     assert_non_null(strstr(err, "gpu_hour_cents must be between 0 and"));
     node_config_free(&c);
+    assert_int_not_equal(parse(&c, "[pricing]\ncpu_hour_micros = 5\ncpu_hour_cents = 1\n",
+                               err, sizeof err), 0);
+    assert_non_null(strstr(err, "set the same price: keep one"));
+    node_config_free(&c);
 }
 
 int main(void)
