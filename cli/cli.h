@@ -34,7 +34,7 @@ typedef struct cli {
     size_t n_inputs;
     const char *orchestrator;
     const char *api_key;
-    const char *max_cost;         /* --max-cost CENTS (run) */
+    const char *max_cost;         /* --max-cost DOLLARS (run) */
     const char *priority;         /* --priority N (run) */
     bool wait;                    /* --wait (run) */
     const char *configs[64];      /* --config k=v (run) */
