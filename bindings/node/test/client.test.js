@@ -18,6 +18,8 @@ const statusDoc = (id, status, outputs) => ({
 });
 
 const posted = [];
+const WITHDRAWAL = { id: `${'0'.repeat(31)}b`, account: `${'0'.repeat(31)}a`, amount_micros: 834,
+  status: 'completed', seq: 3, address: '0xabc', tx: '0xfeed' };
 let foreverOpen = 0;
 let keyAsks = 0;
 // Any 32 bytes are an X25519 public key; the test checks the boxes' shape
@@ -41,6 +43,12 @@ function handler(req, res) {
   req.on('end', () => {
     const u = req.url;
     if (req.method === 'GET' && u === '/api/v1/accounts/me') return send(res, 200, ACCOUNT);
+    if (req.method === 'GET' && u === '/api/v1/accounts/me/withdrawals') return send(res, 200, { withdrawals: [WITHDRAWAL] });
+    if (req.method === 'POST' && u === '/api/v1/accounts/me/withdraw') {
+      const doc = JSON.parse(body);
+      posted.push(doc);
+      return send(res, 201, { withdrawal_id: WITHDRAWAL.id, amount_micros: doc.amount_micros, status: 'pending' });
+    }
     if (req.method === 'GET' && u === '/api/v1/flows/7/status') return send(res, 200, statusDoc(7, 'running'));
     if (req.method === 'GET' && u === '/api/v1/flows/7/events') {
       sse(res);
@@ -108,6 +116,11 @@ test('deploy, status, balance, request', async () => {
   assert.deepStrictEqual(posted.at(-1).flow, { nodes: [], connections: [] });
   assert.strictEqual((await c.status(7)).status, 'running');
   assert.deepStrictEqual(await c.balance(), ACCOUNT);
+  assert.strictEqual((await c.withdraw(834, '0xabc')).amount_micros, 834);
+  assert.deepStrictEqual(posted.at(-1), { amount_micros: 834, address: '0xabc' });
+  await c.withdraw(5);
+  assert.deepStrictEqual(posted.at(-1), { amount_micros: 5 });
+  assert.deepStrictEqual(await c.withdrawals(), [WITHDRAWAL]);
   // several at once take turns on the one connection
   const all = await Promise.all([c.balance(), c.status(7), c.balance(), c.status(7)]);
   assert.deepStrictEqual(all.map((x) => x.kind || x.status), ['client', 'running', 'client', 'running']);

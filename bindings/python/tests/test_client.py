@@ -17,6 +17,8 @@ from rhizos import errors
 from helpers import flow_path, node_keypair, unseal
 
 KEY = "rzk_test"
+WITHDRAWAL = {"id": "0" * 31 + "b", "account": "0" * 31 + "a", "amount_micros": 834,
+              "status": "completed", "seq": 3, "address": "0xabc", "tx": "0xfeed"}
 ACCOUNT = {"id": "0" * 31 + "a", "kind": "client", "balance_micros": 1000,
            "pending_micros": 0, "credits_micros": 1000, "debits_micros": 0}
 
@@ -65,6 +67,8 @@ class Fake(BaseHTTPRequestHandler):
             return
         if self.path == "/api/v1/accounts/me":
             self.reply(200, ACCOUNT)
+        elif self.path == "/api/v1/accounts/me/withdrawals":
+            self.reply(200, {"withdrawals": [WITHDRAWAL]})
         elif self.path == "/api/v1/flows/7/status":
             self.reply(200, status_doc(7, "running"))
         elif self.path == "/api/v1/flows/7/events":
@@ -88,7 +92,10 @@ class Fake(BaseHTTPRequestHandler):
             return
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         Fake.log.append(body)
-        if self.path != "/api/v1/flows/deploy":
+        if self.path == "/api/v1/accounts/me/withdraw":
+            self.reply(201, {"withdrawal_id": WITHDRAWAL["id"],
+                             "amount_micros": body["amount_micros"], "status": "pending"})
+        elif self.path != "/api/v1/flows/deploy":
             self.error(404, "RZ_ENOENT", "no such route")
         elif "broken" in json.dumps(body["flow"]):
             self.error(422, "RZ_EINVALID", "the flow is not valid",
@@ -207,6 +214,15 @@ class TestClient(unittest.TestCase):
             with self.assertRaises(rhizos.NotFound):
                 c.deploy(secret_flow, vault=v)
             self.assertEqual(len(Fake.log), sent)              # nothing deployed
+
+    def test_withdraw_and_list(self):
+        c = self.client()
+        w = c.withdraw(834, address="0xabc")
+        self.assertEqual((w["amount_micros"], w["status"]), (834, "pending"))
+        self.assertEqual(Fake.log[-1], {"amount_micros": 834, "address": "0xabc"})
+        c.withdraw(5)
+        self.assertEqual(Fake.log[-1], {"amount_micros": 5})
+        self.assertEqual(c.withdrawals(), [WITHDRAWAL])
 
     def test_invalid_flow_carries_diagnostics(self):
         c = self.client()
