@@ -20,7 +20,7 @@ NODE, ROOT, ORCH = sys.argv[1], sys.argv[2], sys.argv[3]
 ADMIN = "test-admin-key-0123456789abcdef-identity"
 TIMEOUT_MS = 3000
 CAPS = {"cpu": {"cores": 4}, "memory_mb": 4096, "adapters": ["process"],
-        "prices": {"cpu_hour_cents": 1000}}
+        "prices": {"cpu_hour_micros": 1000}}
 
 
 class Identity(unittest.TestCase):
@@ -36,7 +36,7 @@ class Identity(unittest.TestCase):
         acct = self.ok("POST", "/api/v1/accounts", ADMIN, {}, code=201)
         self.key = acct["api_key"]
         self.ok("POST", "/api/v1/accounts/%s/test-credits" % acct["id"], ADMIN,
-                {"amount_cents": 100000})
+                {"amount_micros": 100000})
 
     def tearDown(self):
         for p in self.procs:
@@ -64,7 +64,7 @@ class Identity(unittest.TestCase):
     def run_echo(self, message):
         job = self.ok("POST", "/api/v1/jobs", self.key,
                       {"module": "echo", "inputs": {"message": message},
-                       "max_cost_cents": 100}, code=201)["id"]
+                       "max_cost_micros": 100}, code=201)["id"]
         end = time.time() + 30
         while time.time() < end:
             j = self.ok("GET", "/api/v1/jobs/%d" % job, self.key)
@@ -90,7 +90,7 @@ class Identity(unittest.TestCase):
         self.assertTrue(j["result_verified"], j)
         with open(os.path.join(data, "token")) as f:
             token = f.read().strip()
-        earned = self.ok("GET", "/api/v1/accounts/%s" % account, token)["balance_cents"]
+        earned = self.ok("GET", "/api/v1/accounts/%s" % account, token)["balance_micros"]
         self.assertGreater(earned, 0)
 
         # kill -9 while its long-poll is held: lost within the timeout of
@@ -117,7 +117,7 @@ class Identity(unittest.TestCase):
         with open(os.path.join(data, "token")) as f:
             token = f.read().strip()
         self.assertEqual(self.ok("GET", "/api/v1/accounts/%s" % account,
-                                 token)["balance_cents"], earned)
+                                 token)["balance_micros"], earned)
         j = self.run_echo("again")
         self.assertEqual((j["status"], j["node_id"]), ("succeeded", nid), j)
 
@@ -186,7 +186,7 @@ class Identity(unittest.TestCase):
         nid, tok = reg["id"], reg["token"]
         job = self.ok("POST", "/api/v1/jobs", self.key,
                       {"module": "echo", "inputs": {"message": "x"},
-                       "max_cost_cents": 100}, code=201)["id"]
+                       "max_cost_micros": 100}, code=201)["id"]
         a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, tok)
         self.assertEqual(a["job"], job)
         path = "/api/v1/nodes/%d/jobs/%d/result" % (nid, job)

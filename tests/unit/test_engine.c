@@ -1581,8 +1581,8 @@ static void test_waiting_nodes(void **state)
 
 #define ONE_SLOT_CAPS "{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192," \
     "\"storage\":{\"total_gb\":100,\"free_gb\":100},\"adapters\":[\"process\"]," \
-    "\"prices\":{\"gpu_hour_cents\":0,\"cpu_hour_cents\":36000," \
-    "\"memory_gb_hour_cents\":0},\"max_concurrent_jobs\":1}"
+    "\"prices\":{\"gpu_hour_micros\":0,\"cpu_hour_micros\":36000," \
+    "\"memory_gb_hour_micros\":0},\"max_concurrent_jobs\":1}"
 
 static bool caps_have(fx *f, uint64_t node, const char *text)
 {
