@@ -11,9 +11,11 @@
 #include <cjson/cJSON.h>
 
 #include "engine/engine_impl.h"
+#include "flow/loader.h"
 #include "flow/model.h"
 #include "match/match_impl.h"
 #include "module/module_impl.h"
+#include "run/changes.h"
 
 static int no_memory(void)
 {
@@ -105,10 +107,15 @@ static int set_text(char **dst, const char *src)
 }
 
 /* Steps the run settled without a job outcome (skipped, cancelled, failed
- * by a timeout or a bad request) release their jobs and holds. */
+ * by a timeout or a bad request) release their jobs and holds. Only steps
+ * whose state changed since the last pass are looked at: a step's cost
+ * must not grow with the deployment. */
 static void sync_steps(rz_engine *e, rz__edep *d)
 {
-    for (size_t i = 0; i < d->n_steps; i++) {
+    const size_t *changed;
+    size_t n = rz__run_take_changes(d->run, &changed);
+    for (size_t k = 0; k < n; k++) {
+        size_t i = changed[k];
         rz__ejob *j = step_job(e, d, i);
         rz_step_state s = rz_run_step_state(d->run, i);
         if (!job_open(j) || (s != RZ_STEP_FAILED && s != RZ_STEP_SKIPPED &&
@@ -426,7 +433,12 @@ static int load_flow(rz_flow **out, const rz_engine *e, const char *text,
     if (rc != RZ_OK) {
         rz_flow_free(*out);
         *out = NULL;
+        return rc;
     }
+    /* The YAML node tree only places diagnostics, all given by now; it is
+     * the largest part of a parsed flow (~1.5 KB a step). */
+    rz__yaml_doc_free((*out)->yaml_doc);
+    (*out)->yaml_doc = NULL;
     return rc;
 }
 

@@ -118,6 +118,7 @@ typedef struct rz__edep {
     rz_run_state state;
     uint32_t n_events;        /* step events recorded */
     bool cancelled;           /* a CANCEL event was applied */
+    bool flow_stored;         /* text and inputs are in "dflow" (store.c) */
     bool dirty;
 } rz__edep;
 
@@ -157,6 +158,7 @@ struct rz_engine {
     MDB_env *env;
     MDB_dbi db_meta, db_nodes, db_jobs, db_deps;
     MDB_dbi db_step_events;   /* named "devs" on disk */
+    MDB_dbi db_dep_flows;     /* "dflow": each deployment's text, once */
     rz_ledger *ledger;
     rz_matcher *matcher;
 

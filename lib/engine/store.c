@@ -2,8 +2,16 @@
  *   nodes  u64 id (big-endian)            -> node record (JSON)
  *   jobs   u64 id                         -> job record (JSON)
  *   deps   u64 id                         -> deployment record (JSON)
+ *   dflow  u64 id                         -> the deployment's flow text and
+ *          inputs (JSON), written once with its first commit
  *   devs   u64 deployment, u32 sequence   -> one step event (JSON);
  *          e->db_step_events in memory, "devs" on disk
+ * A commit writes what the call changed and nothing else: a step costs its
+ * job's record, its step events and the small deployment record (state and
+ * event count), never the flow, so a commit's cost does not grow with the
+ * deployment (the final status, once, when it finishes). Deployment
+ * records written before "dflow" carry the flow themselves; they are read
+ * as they are, and the deployment's next commit moves the flow out.
  * Big-endian keys keep LMDB's byte order equal to id order, so loading
  * walks each table once in id order. Records are JSON: small, readable
  * with mdb_dump, and tolerant of fields added later. Each value starts with
@@ -182,7 +190,8 @@ int rz__engine_store_open(rz_engine *e, const char *data_dir)
         free(dir);
         return rc;
     }
-    static const char *const names[] = {"nodes", "jobs", "deps", "devs"};
+    static const char *const names[] = {"nodes", "jobs", "deps", "devs",
+                                        "dflow"};
     MDB_dbi dbis[RZ_ARRAY_LEN(names)];
     int mrc = rz__lmdb_open(&e->env, dir, ENGINE_MAP_SIZE,
                             e->opts.durable ? 0 : MDB_NOSYNC, names, dbis,
@@ -196,6 +205,7 @@ int rz__engine_store_open(rz_engine *e, const char *data_dir)
     e->db_jobs = dbis[1];
     e->db_deps = dbis[2];
     e->db_step_events = dbis[3];
+    e->db_dep_flows = dbis[4];
     return RZ_OK;
 }
 
@@ -223,6 +233,14 @@ static void add_u64(cJSON *o, const char *k, uint64_t v)
         *--p = (char)('0' + v % 10);
     while (v /= 10);
     cJSON_AddStringToObject(o, k, p);   /* strings: doubles lose bits */
+}
+
+/* A field a loader reads as 0 when absent: left out when 0, which is most
+ * of a job's fields most of its life (records are written once a step). */
+static void add_nz(cJSON *o, const char *k, uint64_t v)
+{
+    if (v)
+        add_u64(o, k, v);
 }
 
 static void add_str(cJSON *o, const char *k, const char *v)
@@ -330,30 +348,30 @@ static char *job_record(const rz__ejob *j)
     add_u64(o, "id", j->id);
     add_u64(o, "state", (uint64_t)j->state);
     add_id(o, "client", j->client);
-    add_u64(o, "priority", (uint64_t)(uint32_t)j->priority);
+    add_nz(o, "priority", (uint64_t)(uint32_t)j->priority);
     add_str(o, "reqs", j->reqs_json);
     add_str(o, "module", j->module_id);
     add_str(o, "version", j->module_version);
     add_str(o, "request", j->request);
     if (j->exec)
         add_str(o, "exec", j->exec);
-    add_u64(o, "max_cost_micros", j->max_cost);
-    add_u64(o, "attempt", j->attempt);
-    add_u64(o, "node", j->node);
-    add_u64(o, "deployment", j->deployment);
-    add_u64(o, "step", (uint64_t)j->step);
+    add_nz(o, "max_cost_micros", j->max_cost);
+    add_nz(o, "attempt", j->attempt);
+    add_nz(o, "node", j->node);
+    add_nz(o, "deployment", j->deployment);
+    add_nz(o, "step", (uint64_t)j->step);
     add_str(o, "step_id", j->step_id);
     add_str(o, "outputs", j->outputs);
     add_str(o, "error", j->error);
-    add_u64(o, "cost_micros", j->cost);
-    add_u64(o, "run_ms", j->run_ms);
-    add_u64(o, "handed", j->handed_ms);
-    add_u64(o, "submitted", j->submitted_ms);
-    add_u64(o, "queue_timeout", j->queue_timeout_ms);
-    add_u64(o, "queue_deadline", j->queue_deadline);
-    add_u64(o, "owed", (uint64_t)j->owed);
-    add_u64(o, "done_node", j->done_node);
-    add_u64(o, "done_attempt", j->done_attempt);
+    add_nz(o, "cost_micros", j->cost);
+    add_nz(o, "run_ms", j->run_ms);
+    add_nz(o, "handed", j->handed_ms);
+    add_nz(o, "submitted", j->submitted_ms);
+    add_nz(o, "queue_timeout", j->queue_timeout_ms);
+    add_nz(o, "queue_deadline", j->queue_deadline);
+    add_nz(o, "owed", (uint64_t)j->owed);
+    add_nz(o, "done_node", j->done_node);
+    add_nz(o, "done_attempt", j->done_attempt);
     if (j->done_known) {
         char hex[65];
         sodium_bin2hex(hex, sizeof hex, j->done_digest, sizeof j->done_digest);
@@ -368,6 +386,8 @@ static char *job_record(const rz__ejob *j)
     return s;
 }
 
+/* The deployment's flow lives in "dflow" (dep_flow_record): this one is
+ * rewritten on every step event and must stay small. */
 static char *dep_record(const rz__edep *d)
 {
     cJSON *o = cJSON_CreateObject();
@@ -375,8 +395,6 @@ static char *dep_record(const rz__edep *d)
         return NULL;
     add_u64(o, "id", d->id);
     add_id(o, "client", d->client);
-    add_str(o, "text", d->text);
-    add_str(o, "inputs", d->inputs);
     add_u64(o, "created", d->created_ms);
     add_u64(o, "first_job", d->first_job);
     add_u64(o, "steps", d->n_steps);
@@ -388,13 +406,25 @@ static char *dep_record(const rz__edep *d)
     return s;
 }
 
+static char *dep_flow_record(const rz__edep *d)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    add_str(o, "text", d->text);
+    add_str(o, "inputs", d->inputs);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
 static char *step_event_record(const rz__step_event *v)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
     add_u64(o, "kind", (uint64_t)v->kind);
-    add_u64(o, "step", (uint64_t)v->step);
+    add_nz(o, "step", (uint64_t)v->step);
     add_u64(o, "now", v->now);
     add_str(o, "text", v->text);
     char *s = cJSON_PrintUnformatted(o);
@@ -453,7 +483,10 @@ static int write_dirty(rz_engine *e, MDB_txn *txn)
     for (size_t i = 0; rc == RZ_OK && i < e->n_dirty_deps; i++) {
         rz__edep *d = rz__engine_dep(e, e->dirty_deps[i]);
         key_u64(k, d->id);
-        rc = put(txn, e->db_deps, k, 8, dep_record(d));
+        if (!d->flow_stored)   /* new, or a record that held its flow */
+            rc = put(txn, e->db_dep_flows, k, 8, dep_flow_record(d));
+        if (rc == RZ_OK)
+            rc = put(txn, e->db_deps, k, 8, dep_record(d));
     }
     for (size_t i = 0; rc == RZ_OK && i < e->n_step_events; i++) {
         key_u64(k, e->step_events[i].dep);
@@ -472,8 +505,11 @@ static void clear_dirty(rz_engine *e)
         rz__engine_node(e, e->dirty_nodes[i])->dirty = false;
     for (size_t i = 0; i < e->n_dirty_jobs; i++)
         rz__engine_job(e, e->dirty_jobs[i])->dirty = false;
-    for (size_t i = 0; i < e->n_dirty_deps; i++)
-        rz__engine_dep(e, e->dirty_deps[i])->dirty = false;
+    for (size_t i = 0; i < e->n_dirty_deps; i++) {
+        rz__edep *d = rz__engine_dep(e, e->dirty_deps[i]);
+        d->dirty = false;
+        d->flow_stored = true;
+    }
     for (size_t i = 0; i < e->n_step_events; i++)
         free(e->step_events[i].text);
     e->n_dirty_nodes = e->n_dirty_jobs = e->n_dirty_deps = e->n_step_events = 0;
@@ -639,16 +675,48 @@ static int load_dep(rz_engine *e, const unsigned char *key, size_t klen,
     int rc = RZ_OK;
     d->id = id;
     d->client = get_id(rec, "client");
+    /* A record from before "dflow" holds the flow; else load_dep_flow. */
     d->text = dup_opt(get_str(rec, "text"), &rc);
     d->inputs = dup_opt(get_str(rec, "inputs"), &rc);
+    d->flow_stored = !d->text;
     d->created_ms = get_u64(rec, "created");
     d->first_job = get_u64(rec, "first_job");
     d->n_steps = (size_t)get_u64(rec, "steps");
     d->state = (rz_run_state)get_u64(rec, "state");
     d->n_events = (uint32_t)get_u64(rec, "events");
     d->final_status = dup_opt(get_str(rec, "final"), &rc);
+    return rc;
+}
+
+/* The flow of a deployment whose record does not hold it. */
+static int load_dep_flow(rz_engine *e, MDB_txn *txn, rz__edep *d)
+{
+    if (!d->flow_stored)
+        return RZ_OK;
+    unsigned char k[12];
+    key_u64(k, d->id);
+    MDB_val key = { 8, k }, val;
+    int mrc = mdb_get(txn, e->db_dep_flows, &key, &val);
+    if (mrc == MDB_NOTFOUND)
+        return rz__error(RZ_EDB, "engine store: deployment %llu without a "
+                         "flow", (unsigned long long)d->id);
+    if (mrc)
+        return db_error(mrc, "read");
+    const char *json;
+    size_t len;
+    int rc = unwrap(&key, &val, &json, &len);
+    if (rc != RZ_OK)
+        return rc;
+    cJSON *rec = cJSON_ParseWithLength(json, len);
+    if (!rec)
+        return rz__error(RZ_EDB, "engine store: deployment %llu: a corrupt "
+                         "flow record", (unsigned long long)d->id);
+    d->text = dup_opt(get_str(rec, "text"), &rc);
+    d->inputs = dup_opt(get_str(rec, "inputs"), &rc);
+    cJSON_Delete(rec);
     if (rc == RZ_OK && !d->text)
-        rc = rz__error(RZ_EDB, "engine store: deployment without a flow");
+        rc = rz__error(RZ_EDB, "engine store: deployment %llu without a flow",
+                       (unsigned long long)d->id);
     return rc;
 }
 
@@ -663,6 +731,8 @@ int rz__engine_load(rz_engine *e)
         rc = walk(e, txn, e->db_jobs, load_job);
     if (rc == RZ_OK)
         rc = walk(e, txn, e->db_deps, load_dep);
+    for (size_t i = 0; rc == RZ_OK && i < e->n_deps; i++)
+        rc = load_dep_flow(e, txn, &e->deps[i]);
     mdb_txn_abort(txn);
     return rc;
 }

@@ -35,6 +35,7 @@
 #include "rhizos/engine.h"
 #include "rhizos/hw.h"
 #include "rhizos/store.h"
+#include "run/changes.h"
 
 #define MAX_WAIT_MS 200          /* also bounds the reaction to *cancel */
 #define REAP_WAIT_MS 2000        /* for the log of an attempt stopped on cancel */
@@ -106,10 +107,14 @@ static rz_event_kind change_event(rz_step_state was, rz_step_state now)
     return 0;
 }
 
+/* Only steps the run says changed are compared: O(changes) per event, so a
+ * step's cost does not grow with the flow. */
 static void report_changes(runner *r)
 {
-    size_t n = rz_flow_step_count(r->flow);
-    for (size_t i = 0; i < n; i++) {
+    const size_t *changed;
+    size_t n = rz__run_take_changes(r->run, &changed);
+    for (size_t k = 0; k < n; k++) {
+        size_t i = changed[k];
         rz_step_state now = rz_run_step_state(r->run, i);
         rz_step_state was = r->seen[i];
         if (now == was)

@@ -23,6 +23,7 @@
 
 #include "flow/model.h"
 #include "module/module_impl.h"
+#include "run/changes.h"
 #include "rhizos/plan.h"
 #include "rhizos/run.h"
 
@@ -34,6 +35,7 @@ typedef struct step_rt {
     bool has_deadline;     /* RUNNING with a timeout */
     bool in_ready;         /* listed in run->ready */
     bool in_timed;         /* listed in run->timed */
+    bool in_changed;       /* listed in run->changed */
     char *error;           /* failure or skip reason, or NULL */
     char *log;             /* stderr tail of the last attempt, or NULL */
     cJSON *outputs;        /* object once succeeded, else NULL */
@@ -55,6 +57,11 @@ struct rz_run {
     size_t *timed; size_t n_timed;
     size_t *stack;              /* settle propagation, n slots */
     size_t *scratch;            /* tick's expired steps, n slots */
+    /* Steps whose state changed since rz__run_take_changes last took them,
+     * each once: a caller follows the run in O(changes), not O(steps).
+     * `taken` is the list it took last, kept until it takes again. */
+    size_t *changed; size_t n_changed;
+    size_t *taken;
     size_t settled;
     bool cancelled;
     bool fatal;                 /* a step failed with on_failure: fail */
@@ -162,9 +169,19 @@ static int eval_value(const rz_run *r, const cJSON *v, cJSON **out)
 
 /* ---- Work lists ----------------------------------------------------------- */
 
+/* Every change of a step's state goes through here. */
+static void set_state(rz_run *r, size_t i, rz_step_state st)
+{
+    r->st[i].state = st;
+    if (!r->st[i].in_changed) {
+        r->st[i].in_changed = true;
+        r->changed[r->n_changed++] = i;
+    }
+}
+
 static void push_ready(rz_run *r, size_t i)
 {
-    r->st[i].state = RZ_STEP_READY;
+    set_state(r, i, RZ_STEP_READY);
     if (!r->st[i].in_ready) {
         r->st[i].in_ready = true;
         r->ready[r->n_ready++] = i;
@@ -232,7 +249,7 @@ static bool activate(rz_run *r, size_t i)
     int rc = rz__expr_eval(s->when, resolve_ref, r, &v);
     if (rc != RZ_OK) {
         set_error(s, rz__asprintf("when: %s", rz_error_last()->message));
-        s->state = RZ_STEP_FAILED;
+        set_state(r, i, RZ_STEP_FAILED);
         if (step_of(r, i)->on_failure != RZ_ON_FAILURE_CONTINUE)
             r->fatal = true;
         return true;
@@ -244,7 +261,7 @@ static bool activate(rz_run *r, size_t i)
         return false;
     }
     set_error(s, rz__asprintf("condition is false: %s", step_of(r, i)->when));
-    s->state = RZ_STEP_SKIPPED;
+    set_state(r, i, RZ_STEP_SKIPPED);
     return true;
 }
 
@@ -264,8 +281,8 @@ static void settle(rz_run *r, size_t i)
             if (ds->state != RZ_STEP_PENDING)
                 continue;
             if (blocked) {
-                ds->state = r->st[u].state == RZ_STEP_CANCELLED
-                                ? RZ_STEP_CANCELLED : RZ_STEP_SKIPPED;
+                set_state(r, d, r->st[u].state == RZ_STEP_CANCELLED
+                                    ? RZ_STEP_CANCELLED : RZ_STEP_SKIPPED);
                 set_error(ds, block_reason(r, u));
                 r->stack[sp++] = d;
             } else if (--ds->waiting == 0 && activate(r, d)) {
@@ -301,13 +318,13 @@ static void step_failed(rz_run *r, size_t i, char *reason, uint64_t now_ms)
     s->has_deadline = false;
     uint32_t max = st->retry.max_attempts ? st->retry.max_attempts : 1;
     if (!r->cancelled && s->attempts < max) {
-        s->state = RZ_STEP_BACKOFF;
+        set_state(r, i, RZ_STEP_BACKOFF);
         s->due_ms = add_sat(now_ms, backoff_delay(st, s->attempts));
         push_timed(r, i);
         return;
     }
     /* A step stopped because the run was cancelled did not fail. */
-    s->state = r->cancelled ? RZ_STEP_CANCELLED : RZ_STEP_FAILED;
+    set_state(r, i, r->cancelled ? RZ_STEP_CANCELLED : RZ_STEP_FAILED);
     if (!r->cancelled && st->on_failure != RZ_ON_FAILURE_CONTINUE)
         r->fatal = true;
     settle(r, i);
@@ -466,7 +483,10 @@ static int run_alloc(rz_run *r, const char *run_id)
     r->timed = rz__malloc(n1 * sizeof *r->timed);
     r->stack = rz__malloc(n1 * sizeof *r->stack);
     r->scratch = rz__malloc(n1 * sizeof *r->scratch);
-    if (!r->id || !r->st || !r->ready || !r->timed || !r->stack || !r->scratch)
+    r->changed = rz__malloc(n1 * sizeof *r->changed);
+    r->taken = rz__malloc(n1 * sizeof *r->taken);
+    if (!r->id || !r->st || !r->ready || !r->timed || !r->stack ||
+        !r->scratch || !r->changed || !r->taken)
         return rz__error(RZ_ENOMEM, "out of memory");
     return RZ_OK;
 }
@@ -537,7 +557,29 @@ void rz_run_free(rz_run *run)
     free(run->timed);
     free(run->stack);
     free(run->scratch);
+    free(run->changed);
+    free(run->taken);
     free(run);
+}
+
+static int by_index(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
+size_t rz__run_take_changes(rz_run *run, const size_t **steps)
+{
+    size_t n = run->n_changed;
+    qsort(run->changed, n, sizeof *run->changed, by_index);
+    for (size_t k = 0; k < n; k++)
+        run->st[run->changed[k]].in_changed = false;
+    run->n_changed = 0;
+    size_t *t = run->taken;
+    run->taken = run->changed;
+    run->changed = t;
+    *steps = run->taken;
+    return n;
 }
 
 /* ---- Transitions ---------------------------------------------------------- */
@@ -609,7 +651,7 @@ int rz_run_start(rz_run *run, size_t step, uint64_t now_ms)
     step_rt *s = &run->st[step];
     if (s->state != RZ_STEP_READY)
         return wrong_state(run, step, "start");
-    s->state = RZ_STEP_RUNNING;
+    set_state(run, step, RZ_STEP_RUNNING);
     s->attempts++;
     uint32_t t = timeout_s(step_of(run, step));
     s->has_deadline = t > 0;
@@ -646,7 +688,7 @@ int rz_run_succeed(rz_run *run, size_t step, const char *outputs_json,
                          why);
     }
     s->outputs = o;
-    s->state = RZ_STEP_SUCCEEDED;
+    set_state(run, step, RZ_STEP_SUCCEEDED);
     s->has_deadline = false;
     set_error(s, NULL);
     settle(run, step);
@@ -736,7 +778,7 @@ int rz_run_cancel(rz_run *run, uint64_t now_ms)
         step_rt *s = &run->st[i];
         if (s->state == RZ_STEP_PENDING || s->state == RZ_STEP_READY ||
             s->state == RZ_STEP_BACKOFF) {
-            s->state = RZ_STEP_CANCELLED;
+            set_state(run, i, RZ_STEP_CANCELLED);
             set_error(s, NULL);
             run->settled++;
         }

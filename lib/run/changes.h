@@ -1,0 +1,17 @@
+/* What changed in a run since its owner last looked (lib/run/run.c), so the
+ * engine and the local runner follow a run of N steps in O(changes) per
+ * event instead of comparing every step. */
+#ifndef RZ_RUN_CHANGES_H
+#define RZ_RUN_CHANGES_H
+
+#include <stddef.h>
+
+#include "common/internal.h"
+#include "rhizos/run.h"
+
+/* The steps whose state changed since the last call (since rz_run_new for
+ * the first), each once, in index order; *steps is valid until the next
+ * call. Their current states are rz_run_step_state's. */
+RZ_HIDDEN size_t rz__run_take_changes(rz_run *run, const size_t **steps);
+
+#endif
