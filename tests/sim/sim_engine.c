@@ -5,7 +5,12 @@
  * invariant checked after every step (after TigerBeetle's VOPR).
  *
  *   sim_engine [SEED]            RZ_SIM_SEED, RZ_SIM_STEPS (default 1000),
- *                                RZ_SIM_NODES (default 1000)
+ *                                RZ_SIM_NODES (default 1000), RZ_SIM_BIG
+ * RZ_SIM_BIG=N also deploys, at the start, one deployment of N steps (a
+ * tree with retries, timeouts and failures that continue) and runs the
+ * world until it has finished, faults and restarts included: the checks
+ * after every step are the same. CI runs N=2000; RZ_SIM_BIG=100000 is the
+ * large run (minutes).
  * A failure prints the seed and step; run again with that seed to replay:
  * the world and the engine are both deterministic. */
 #include <stdbool.h>
@@ -32,6 +37,9 @@ typedef struct world {
     rz_ledger_id clients[8];
     unsigned long submitted, deployed, results, rejected, restarts, lost;
     unsigned long declined, dropped, reconciled;
+    size_t big;                   /* steps of the big deployment; 0: none */
+    uint64_t big_dep;
+    rz_ledger_id rich;            /* who pays for it */
 } world;
 
 static uint64_t rnd(world *w)
@@ -134,6 +142,58 @@ static void act_deploy(world *w)
     if (rc != RZ_OK && rc != RZ_EFUNDS)
         die(w, "deploy");
     w->deployed += rc == RZ_OK;
+}
+
+/* A tree: step i needs step (i-1)/2; retries keep most of it alive
+ * through the world's 20% failures, every 7th failure continues, every
+ * 11th step can time out (its results take up to 3 s; a lost node longer). */
+static char *big_flow(size_t n)
+{
+    size_t cap = 128 + n * 160, len = 0;
+    char *s = malloc(cap);
+    if (!s)
+        abort();
+    len += (size_t)snprintf(s, cap, "flux: 1\nname: big\nsteps:\n");
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(s + len, cap - len, "  s%zu: {module: m, "
+                                "max_cost_cents: 1, retry: {max_attempts: 4,"
+                                " initial_ms: 50}", i);
+        if (i)
+            len += (size_t)snprintf(s + len, cap - len, ", needs: [s%zu]",
+                                    (i - 1) / 2);
+        if (i % 7 == 3)
+            len += (size_t)snprintf(s + len, cap - len,
+                                    ", on_failure: continue");
+        if (i % 11 == 5)
+            len += (size_t)snprintf(s + len, cap - len, ", timeout_s: 4");
+        len += (size_t)snprintf(s + len, cap - len, "}\n");
+    }
+    return s;
+}
+
+static void deploy_big(world *w)
+{
+    rz_ledger_id rich = w->rich = rz_ledger_id_make(0x5151, 100);
+    rz_ledger *l = rz_engine_ledger(w->e);
+    if (rz_ledger_create_account(l, rich, RZ_LEDGER_CLIENT) != RZ_OK ||
+        rz_ledger_test_credit(l, rz_ledger_id_make(0x5152, 100), rich,
+                              10 * (uint64_t)w->big) != RZ_OK)
+        die(w, "big client");
+    char *flow = big_flow(w->big);
+    if (rz_engine_deploy(w->e, flow, strlen(flow), rich, NULL, w->now,
+                         &w->big_dep, NULL) != RZ_OK)
+        die(w, "big deploy");
+    free(flow);
+}
+
+static bool big_running(world *w)
+{
+    rz_run_state st;
+    if (!w->big)
+        return false;
+    if (rz_engine_deployment_state(w->e, w->big_dep, &st) != RZ_OK)
+        die(w, "big state");
+    return st == RZ_RUN_RUNNING;
 }
 
 static void act_poll(world *w)
@@ -281,6 +341,8 @@ static void act_cancel(world *w)
     rz_engine_job_info ji;
     if (rz_engine_job_get(w->e, job, &ji) != RZ_OK)
         die(w, "job_get");
+    if (w->big && ji.deployment == w->big_dep)
+        return;                   /* it is to run to its end */
     int rc = ji.deployment ? rz_engine_deployment_cancel(w->e, ji.deployment, w->now)
                            : rz_engine_job_cancel(w->e, job, w->now);
     if (rc != RZ_OK && rc != RZ_ESTATE)
@@ -320,7 +382,12 @@ static void step(world *w)
     rz_engine_event ev;
     while (rz_engine_next_event(w->e, &ev))
         ;
-    if (rz_engine_check(w->e) != RZ_OK)
+    /* With a big deployment the engine's side is still checked whole every
+     * step, the ledger (every record read, O(transfers)) by a sample of
+     * it but whole every 100 steps and at the end. */
+    int rc = w->big && w->step % 100 ? rz_engine_check_sampled(w->e, 64)
+                                     : rz_engine_check(w->e);
+    if (rc != RZ_OK)
         die(w, "invariant");
 }
 
@@ -354,9 +421,10 @@ static void finish(world *w)
         cost += ji.cost_micros;
     }
     uint64_t paid = 0;
-    for (int c = 0; c < 8; c++) {
+    for (int c = 0; c < (w->big ? 9 : 8); c++) {
         rz_ledger_account a;
-        if (rz_ledger_balance(rz_engine_ledger(w->e), w->clients[c], &a) != RZ_OK)
+        rz_ledger_id who = c < 8 ? w->clients[c] : w->rich;
+        if (rz_ledger_balance(rz_engine_ledger(w->e), who, &a) != RZ_OK)
             die(w, "balance");
         if (a.debits_pending)
             die(w, "money still held after every job closed");
@@ -419,8 +487,32 @@ int main(int argc, char **argv)
     w.alive = calloc(w.n_nodes, sizeof *w.alive);
     for (size_t i = 0; i < w.n_nodes; i++)
         add_node(&w, i);
-    for (w.step = 1; w.step <= w.steps; w.step++)
+    w.big = env_num("RZ_SIM_BIG", 0);
+    if (w.big)
+        deploy_big(&w);
+    /* The big deployment runs to its end, within a bound far past what
+     * its steps need (about 8 are placed per world step). */
+    unsigned long cap = w.steps + 40 * (unsigned long)w.big;
+    for (w.step = 1; w.step <= w.steps || (big_running(&w) && w.step <= cap);
+         w.step++)
         step(&w);
+    if (big_running(&w))
+        die(&w, "the big deployment did not finish");
+    if (w.big) {
+        rz_engine_deployment_info di;
+        if (rz_engine_deployment_get(w.e, w.big_dep, &di) != RZ_OK)
+            die(&w, "big info");
+        unsigned long ok = 0;
+        for (size_t i = 0; i < di.n_steps; i++) {
+            rz_engine_job_info ji;
+            if (rz_engine_job_get(w.e, di.first_job + i, &ji) != RZ_OK)
+                die(&w, "big job");
+            ok += ji.state == RZ_JOB_SUCCEEDED;
+        }
+        printf("sim: big deployment of %zu steps %s (%lu steps succeeded) "
+               "after %lu world steps\n", w.big, rz_run_state_name(di.state),
+               ok, w.step - 1);
+    }
     finish(&w);
     rz_engine_close(w.e);
     free(w.node);
