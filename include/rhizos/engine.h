@@ -360,6 +360,30 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_status(const rz_engine *e,
 RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_state(const rz_engine *e,
                                                       uint64_t deployment,
                                                       rz_run_state *out);
+/* What changed, for event streams that send changes instead of whole
+ * statuses. Every commit that touches a step's job (it was started, queued,
+ * placed, taken, reported, retried, skipped, cancelled) appends the step to
+ * the running deployment's change log; a step logged again leaves its older
+ * entry, so each step is listed once, at its latest change. Writes up to
+ * `cap` indices of steps changed after log position `since` (0: all since
+ * the engine opened) and sets *next (may be NULL) to the position to pass
+ * next time; a `since` past the end gives 0 steps and the end. O(entries
+ * after since), not O(steps). The log is memory only: a reopened engine
+ * starts again at 0 (a server tells its streams apart by its start), and it
+ * is dropped when the deployment finishes (0 steps; its final status says
+ * all). Unknown deployment: 0 and *next = 0. */
+RZ_EXTERN size_t rz_engine_deployment_changes(const rz_engine *e,
+                                              uint64_t deployment,
+                                              uint64_t since, size_t *steps,
+                                              size_t cap, uint64_t *next);
+/* One step of a running deployment as rz_engine_deployment_status writes it
+ * under "steps", plus "step": its id. RZ_ESTATE once the deployment has
+ * finished (rz_engine_deployment_status has it), RZ_ENOENT no such
+ * deployment or step. Release with rz_free. */
+RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_step_status(const rz_engine *e,
+                                                            uint64_t deployment,
+                                                            size_t step,
+                                                            char **json);
 /* Cancel: waiting steps are cancelled, running ones stopped, every hold
  * not yet settled refunded. Cancelling a finished deployment is RZ_ESTATE. */
 RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_cancel(rz_engine *e,

@@ -29,7 +29,33 @@ void rz__engine_dep_free(rz__edep *d)
     free(d->text);
     free(d->inputs);
     free(d->final_status);
+    rz__engine_dep_log_free(d);
     memset(d, 0, sizeof *d);
+}
+
+/* ---- change log (rz_engine_deployment_changes) ---- */
+
+void rz__engine_dep_log(rz__edep *d, size_t step)
+{
+    if (step >= d->n_steps || d->n_log >= RZ__LOG_DEAD - 1)
+        return;
+    if (!d->log_at && !(d->log_at = calloc(d->n_steps, sizeof *d->log_at)))
+        return;   /* out of memory: streams fall back to snapshots */
+    if (!rz__engine_grow((void **)&d->log, &d->cap_log, d->n_log + 1,
+                         sizeof *d->log))
+        return;
+    if (d->log_at[step])
+        d->log[d->log_at[step] - 1] = RZ__LOG_DEAD;
+    d->log[d->n_log++] = (uint32_t)step;
+    d->log_at[step] = (uint32_t)d->n_log;
+}
+
+void rz__engine_dep_log_free(rz__edep *d)
+{
+    free(d->log);
+    free(d->log_at);
+    d->log = d->log_at = NULL;
+    d->n_log = d->cap_log = 0;
 }
 
 static rz__ejob *step_job(rz_engine *e, const rz__edep *d, size_t step)
@@ -86,6 +112,7 @@ static int finish_dep(rz_engine *e, rz__edep *d)
         return rc;
     d->state = rz_run_state_get(d->run);
     d->final_status = status;
+    rz__engine_dep_log_free(d);   /* streams end with the final status */
     rz_run_free(d->run);
     d->run = NULL;
     rz_flow_free(d->flow);
@@ -542,6 +569,53 @@ int rz_engine_deployment_status(const rz_engine *e, uint64_t deployment, char **
         return *json ? RZ_OK : no_memory();
     }
     return status_json(e, d, json);
+}
+
+size_t rz_engine_deployment_changes(const rz_engine *e, uint64_t deployment,
+                                    uint64_t since, size_t *steps, size_t cap,
+                                    uint64_t *next)
+{
+    int rc = RZ_OK;
+    const rz__edep *d = find_dep(e, deployment, &rc);
+    uint64_t end = d ? d->n_log : 0, pos = since < end ? since : end;
+    size_t n = 0;
+    for (; pos < end && n < cap; pos++)
+        if (d->log[pos] != RZ__LOG_DEAD)
+            steps[n++] = d->log[pos];
+    if (next)
+        *next = pos;
+    return n;
+}
+
+int rz_engine_deployment_step_status(const rz_engine *e, uint64_t deployment,
+                                     size_t step, char **json)
+{
+    int rc = RZ_OK;
+    if (json)
+        *json = NULL;
+    const rz__edep *d = find_dep(e, deployment, &rc);
+    if (!d || !json)
+        return d ? rz__error(RZ_EINVAL, "no output pointer") : rc;
+    if (!d->run)
+        return rz__error(RZ_ESTATE, "deployment %llu has finished",
+                         (unsigned long long)deployment);
+    if (step >= d->n_steps)
+        return rz__error(RZ_ENOENT, "deployment %llu has no step %zu",
+                         (unsigned long long)deployment, step);
+    cJSON *s = rz__run_step_json(d->run, step);
+    if (!s)
+        return no_memory();
+    const rz__ejob *j = rz__engine_job_const(e, d->first_job + step);
+    const char *why = rz__engine_waiting_reason(j);
+    bool ok = cJSON_AddStringToObject(s, "step", rz_flow_step_id(d->flow, step)) &&
+              cJSON_AddNumberToObject(s, "job", (double)j->id) &&
+              cJSON_AddStringToObject(s, "job_status",
+                                      rz_job_state_name(j->state)) &&
+              cJSON_AddNumberToObject(s, "dispatches", (double)j->attempt) &&
+              (!why || cJSON_AddStringToObject(s, "waiting_reason", why));
+    *json = ok ? cJSON_PrintUnformatted(s) : NULL;
+    cJSON_Delete(s);
+    return *json ? RZ_OK : no_memory();
 }
 
 int rz_engine_deployment_state(const rz_engine *e, uint64_t deployment, rz_run_state *out)

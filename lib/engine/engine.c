@@ -48,6 +48,11 @@ void rz__engine_touch_node(rz_engine *e, rz__enode *n)
 
 void rz__engine_touch_job(rz_engine *e, rz__ejob *j)
 {
+    if (!j->dirty && j->deployment) {   /* once a commit, like the record */
+        rz__edep *d = rz__engine_dep(e, j->deployment);
+        if (d && d->run)
+            rz__engine_dep_log(d, j->step);
+    }
     touch(&e->dirty_jobs, &e->n_dirty_jobs, &e->cap_dirty_jobs, &j->dirty, j->id);
 }
 

@@ -120,7 +120,21 @@ typedef struct rz__edep {
     bool cancelled;           /* a CANCEL event was applied */
     bool flow_stored;         /* text and inputs are in "dflow" (store.c) */
     bool dirty;
+    /* Change log for streams (rz_engine_deployment_changes; memory only,
+     * dropped when it finishes): step indices in the order their jobs were
+     * touched, a step's older entry marked RZ__LOG_DEAD when it is logged
+     * again, so each step is listed once, at its latest change; log_at[i]
+     * is the position (1-based) of step i's entry, 0 none. */
+    uint32_t *log; size_t n_log, cap_log;
+    uint32_t *log_at;
 } rz__edep;
+
+#define RZ__LOG_DEAD UINT32_MAX
+
+/* deploy.c: step `step` of `d` changed (its job was touched). */
+RZ_HIDDEN void rz__engine_dep_log(rz__edep *d, size_t step);
+/* Drop the change log (the deployment finished). */
+RZ_HIDDEN void rz__engine_dep_log_free(rz__edep *d);
 
 /* A step event of a deployment, replayed on open to rebuild its rz_run. */
 typedef enum rz__step_event_kind {

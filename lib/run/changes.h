@@ -14,4 +14,9 @@
  * call. Their current states are rz_run_step_state's. */
 RZ_HIDDEN size_t rz__run_take_changes(rz_run *run, const size_t **steps);
 
+/* Step `step` as rz_run_to_json writes it under "steps" (a new object to
+ * delete; NULL out of memory or out of range). */
+struct cJSON;
+RZ_HIDDEN struct cJSON *rz__run_step_json(const rz_run *run, size_t step);
+
 #endif

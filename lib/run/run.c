@@ -999,6 +999,11 @@ static cJSON *step_json(const rz_run *r, size_t i)
     return o;
 }
 
+cJSON *rz__run_step_json(const rz_run *run, size_t step)
+{
+    return step < run->n ? step_json(run, step) : NULL;
+}
+
 /* A final step is one no other step depends on. */
 static bool is_final(const rz_run *r, size_t i)
 {

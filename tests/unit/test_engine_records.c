@@ -7,6 +7,7 @@
  * deployment record, and a store written before that layout (the flow in
  * the deployment record, bare JSON) is read and moved on. */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,8 +42,16 @@ static const char FLOW[] =
     "  f: {module: m, needs: [a], max_cost_cents: 50}\n"
     "  g: {module: m, needs: [f, e], on_failure: continue, max_cost_cents: 50}\n";
 
+/* A stream's view of one deployment: its status as first read, kept up to
+ * date with the steps rz_engine_deployment_changes names. */
+typedef struct mirror {
+    cJSON *doc;               /* NULL: not followed yet */
+    uint64_t pos;
+} mirror;
+
 typedef struct world {
     char dir[64];
+    mirror m[128];
     rz_engine *e;
     uint64_t rng, now, node;
     rz_ledger_id client;
@@ -140,6 +149,91 @@ static void read_back_equals(world *w, int call)
     assert_int_equal(rz_engine_check(w->e), RZ_OK);
 }
 
+static cJSON *status_doc(rz_engine *e, uint64_t dep)
+{
+    char *json = NULL;
+    assert_int_equal(rz_engine_deployment_status(e, dep, &json), RZ_OK);
+    cJSON *doc = cJSON_Parse(json), *st;
+    rz_free(json);
+    assert_non_null(doc);
+    cJSON_ArrayForEach(st, cJSON_GetObjectItem(doc, "steps"))
+        cJSON_DeleteItemFromObject(st, "waiting_reason");   /* memory only */
+    return doc;
+}
+
+/* Every running deployment's mirror, brought up to date from its changes
+ * alone, equals its status: the change log misses nothing. A reopen
+ * starts the log again, so mirrors are then read afresh (`fresh`). */
+static void mirrors_follow(world *w, bool fresh)
+{
+    uint64_t ids[1024];
+    size_t n = rz_engine_deployment_list(w->e, NULL, 0, ids, 1024);
+    for (size_t i = 0; i < n; i++) {
+        rz_run_state st;
+        assert_int_equal(rz_engine_deployment_state(w->e, ids[i], &st), RZ_OK);
+        assert_true(ids[i] < 128);
+        mirror *m = &w->m[ids[i]];
+        if (st != RZ_RUN_RUNNING) {
+            cJSON_Delete(m->doc);
+            m->doc = NULL;
+            continue;
+        }
+        size_t steps[16];
+        uint64_t next;
+        if (!m->doc || fresh) {
+            cJSON_Delete(m->doc);
+            m->doc = status_doc(w->e, ids[i]);
+            (void)rz_engine_deployment_changes(w->e, ids[i], UINT64_MAX,
+                                               steps, 16, &m->pos);
+            continue;
+        }
+        size_t k;
+        while ((k = rz_engine_deployment_changes(w->e, ids[i], m->pos, steps,
+                                                 16, &next)) > 0) {
+            for (size_t s = 0; s < k; s++) {
+                char *json = NULL;
+                assert_int_equal(rz_engine_deployment_step_status(
+                                     w->e, ids[i], steps[s], &json), RZ_OK);
+                cJSON *one = cJSON_Parse(json);
+                rz_free(json);
+                assert_non_null(one);
+                cJSON *id = cJSON_DetachItemFromObject(one, "step");
+                assert_true(cJSON_IsString(id));
+                cJSON_DeleteItemFromObject(one, "waiting_reason");
+                cJSON_ReplaceItemInObject(cJSON_GetObjectItem(m->doc, "steps"),
+                                          id->valuestring, one);
+                cJSON_Delete(id);
+            }
+            assert_true(next > m->pos);
+            m->pos = next;
+        }
+        assert_int_equal(next, m->pos);
+        cJSON *now = status_doc(w->e, ids[i]);
+        char *a = cJSON_PrintUnformatted(cJSON_GetObjectItem(m->doc, "steps"));
+        char *b = cJSON_PrintUnformatted(cJSON_GetObjectItem(now, "steps"));
+        if (strcmp(a, b) != 0) {
+            cJSON *x, *y;
+            cJSON_ArrayForEach(x, cJSON_GetObjectItem(m->doc, "steps")) {
+                y = cJSON_GetObjectItem(cJSON_GetObjectItem(now, "steps"),
+                                        x->string);
+                if (!cJSON_Compare(x, y, true)) {
+                    char *p = cJSON_PrintUnformatted(x);
+                    char *q = cJSON_PrintUnformatted(y);
+                    print_error("step %s: followed %s, status %s\n",
+                                x->string, p, q);
+                    cJSON_free(p);
+                    cJSON_free(q);
+                }
+            }
+            fail_msg("deployment %llu: changes missed",
+                     (unsigned long long)ids[i]);
+        }
+        cJSON_free(a);
+        cJSON_free(b);
+        cJSON_Delete(now);
+    }
+}
+
 static void act(world *w)
 {
     w->now += below(w, 400);
@@ -209,6 +303,8 @@ static void world_start(world *w, uint64_t seed)
 
 static void world_end(world *w)
 {
+    for (size_t i = 0; i < 128; i++)
+        cJSON_Delete(w->m[i].doc);
     rz_engine_close(w->e);
     assert_int_equal(tmp_dir_remove(w->dir), 0);
 }
@@ -223,7 +319,9 @@ static void test_read_back_after_every_commit(void **state)
         world_start(&w, seed);
         for (int i = 0; i < calls; i++) {
             act(&w);
+            mirrors_follow(&w, false);
             read_back_equals(&w, i);
+            mirrors_follow(&w, true);
         }
         world_end(&w);
     }
