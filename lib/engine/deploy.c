@@ -39,7 +39,7 @@ void rz__engine_dep_log(rz__edep *d, size_t step)
 {
     if (step >= d->n_steps || d->n_log >= RZ__LOG_DEAD - 1)
         return;
-    if (!d->log_at && !(d->log_at = calloc(d->n_steps, sizeof *d->log_at)))
+    if (!d->log_at && !(d->log_at = rz__calloc(d->n_steps, sizeof *d->log_at)))
         return;   /* out of memory: streams fall back to snapshots */
     if (!rz__engine_grow((void **)&d->log, &d->cap_log, d->n_log + 1,
                          sizeof *d->log))
