@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -202,6 +203,7 @@ cJSON *orch_stops_take(orch *o, uint64_t node)
 static void watcher_free(watcher *w)
 {
     orch *o = w->o;
+    free(w->resume);
     if (w->prev)
         w->prev->next = w->next;
     else
@@ -242,14 +244,131 @@ static size_t watchers_of(orch *o, const principal *p)
     return n;
 }
 
-static void sse_send(struct evhttp_request *r, const char *event, const char *data)
+static void sse_send_id(struct evhttp_request *r, const char *id,
+                        const char *event, const char *data)
 {
     struct evbuffer *b = evbuffer_new();
     if (!b)
         return;
+    if (id)
+        evbuffer_add_printf(b, "id: %s\n", id);
     evbuffer_add_printf(b, "event: %s\ndata: %s\n\n", event, data);
     evhttp_send_reply_chunk(r, b);
     evbuffer_free(b);
+}
+
+static void sse_send(struct evhttp_request *r, const char *event, const char *data)
+{
+    sse_send_id(r, NULL, event, data);
+}
+
+static void event_id(const orch *o, uint64_t pos, char id[48])
+{
+    snprintf(id, 48, "%llu-%llu", (unsigned long long)o->stream_epoch,
+             (unsigned long long)pos);
+}
+
+/* The end of the deployment's change log now. */
+static uint64_t log_end(orch *o, uint64_t dep)
+{
+    size_t none;
+    uint64_t end = 0;
+    (void)rz_engine_deployment_changes(o->e, dep, UINT64_MAX, &none, 0, &end);
+    return end;
+}
+
+/* Last-Event-ID (or ?since=) "<epoch>-<position>" of this process: the
+ * position to resume from; false for none, or an id of another run. */
+static bool resume_at(orch *o, const char *v, uint64_t *pos)
+{
+    unsigned long long ep, at;
+    char tail;
+    if (!v || sscanf(v, "%llu-%llu%c", &ep, &at, &tail) != 2 ||
+        ep != o->stream_epoch)
+        return false;
+    *pos = at;
+    return true;
+}
+
+static bool sse_push_changes(orch *o, watcher *w);
+
+/* A stream of changes starts with the whole status, its id the log's end
+ * now, unless it resumes from an id of this process (then the steps
+ * changed since follow). True when the stream must end. */
+static bool start_changes(orch *o, watcher *w)
+{
+    rz_engine_deployment_info di;
+    w->started = true;
+    bool resumed = resume_at(o, w->resume, &w->seq);
+    free(w->resume);
+    w->resume = NULL;
+    if (rz_engine_deployment_get(o->e, w->dep, &di) != RZ_OK)
+        return true;
+    bool done = di.state != RZ_RUN_RUNNING;
+    if (resumed && !done)
+        return sse_push_changes(o, w);   /* what changed since, now */
+    w->seq = log_end(o, w->dep);
+    char id[48];
+    event_id(o, w->seq, id);
+    char *status = flow_status_text(o, w->dep);
+    if (status)
+        sse_send_id(w->req, id, done ? "end" : "status", status);
+    free(status);
+    return done || !status;
+}
+
+/* A stream of changes: the steps changed since the watcher's position, one
+ * "step" event each, the batch's last one carrying the id to resume from;
+ * O(changes), not O(steps). At the end, "end" with the whole status, as
+ * for every stream. True when the stream must end. */
+static bool sse_push_changes(orch *o, watcher *w)
+{
+    if (!w->started)
+        return start_changes(o, w);
+    rz_engine_deployment_info di;
+    if (rz_engine_deployment_get(o->e, w->dep, &di) != RZ_OK)
+        return true;
+    char id[48];
+    if (di.state != RZ_RUN_RUNNING) {
+        char *status = flow_status_text(o, w->dep);
+        event_id(o, w->seq, id);
+        if (status)
+            sse_send_id(w->req, id, "end", status);
+        free(status);
+        return true;
+    }
+    size_t steps[256], n;
+    uint64_t next;
+    while ((n = rz_engine_deployment_changes(o->e, w->dep, w->seq, steps,
+                                             sizeof steps / sizeof *steps, &next)) > 0) {
+        for (size_t i = 0; i < n; i++) {
+            char *json = NULL;
+            if (rz_engine_deployment_step_status(o->e, w->dep, steps[i],
+                                                 &json) != RZ_OK)
+                continue;
+            if (i + 1 == n)
+                event_id(o, next, id);
+            sse_send_id(w->req, i + 1 == n ? id : NULL, "step", json);
+            rz_free(json);
+        }
+        w->seq = next;
+    }
+    return false;
+}
+
+/* A query parameter's value (copied to buf), or NULL. */
+static const char *query_get(struct evhttp_request *r, const char *name,
+                             char *buf, size_t cap)
+{
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(r));
+    struct evkeyvalq qs;
+    if (!query || evhttp_parse_query_str(query, &qs) != 0)
+        return NULL;
+    const char *v = evhttp_find_header(&qs, name);
+    if (v)
+        snprintf(buf, cap, "%s", v);
+    evhttp_clear_headers(&qs);
+    return v ? buf : NULL;
 }
 
 /* Push the status. True when the stream must end: the deployment
@@ -278,29 +397,45 @@ void orch_watch(req *q, uint64_t dep)
                     o->opts.watch_max);
         return;
     }
+    if (!o->stream_epoch)
+        o->stream_epoch = (uint64_t)time(NULL);
+    /* ?changes=1 or a Last-Event-ID (?since= for clients that cannot set
+     * headers) asks for a stream of changes. */
+    char cbuf[16], sbuf[64];
+    const char *last_id = evhttp_find_header(
+        evhttp_request_get_input_headers(q->r), "Last-Event-ID");
+    if (!last_id)
+        last_id = query_get(q->r, "since", sbuf, sizeof sbuf);
+    const char *ch = query_get(q->r, "changes", cbuf, sizeof cbuf);
+    bool changes = last_id || (ch && strcmp(ch, "0") != 0);
     struct evkeyvalq *h = evhttp_request_get_output_headers(q->r);
     evhttp_add_header(h, "Content-Type", "text/event-stream");
     evhttp_add_header(h, "Cache-Control", "no-cache");
     orch_count_code(o, 200);
     evhttp_send_reply_start(q->r, 200, "OK");
     q->answered = true;
-    if (!o->grouped && sse_push(o, q->r, dep)) {
-        evhttp_send_reply_end(q->r);
-        return;
-    }
     watcher *w = calloc(1, sizeof *w);
     struct evhttp_connection *c = evhttp_request_get_connection(q->r);
-    if (!w || !c) {
+    if (!w || !c || (last_id && !(w->resume = strdup(last_id)))) {
         free(w);
         evhttp_send_reply_end(q->r);
         return;
     }
     w->o = o;
     w->req = q->r;
+    w->dep = dep;
+    w->changes = changes;
+    /* Inside a group the first push follows the pass's commit. */
+    if (!o->grouped && (changes ? start_changes(o, w)
+                                : sse_push(o, q->r, dep))) {
+        free(w->resume);
+        free(w);
+        evhttp_send_reply_end(q->r);
+        return;
+    }
     w->conn = c;
     w->who = q->who;
-    w->dep = dep;
-    w->dirty = o->grouped;   /* the first push follows the pass's commit */
+    w->dirty = o->grouped;
     w->next = o->watchers;
     if (o->watchers)
         o->watchers->prev = w;
@@ -315,14 +450,17 @@ static void mark_dep(orch *o, uint64_t dep)
             w->dirty = true;
 }
 
+/* Streams of changes look at the log every pass (a job placed or taken
+ * raises no event here), O(changes); the others get the whole status when
+ * a job of theirs finished. */
 static void flush_watchers(orch *o)
 {
     for (watcher *w = o->watchers, *next; w; w = next) {
         next = w->next;
-        if (!w->dirty)
+        if (!w->dirty && !w->changes)
             continue;
         w->dirty = false;
-        if (sse_push(o, w->req, w->dep))
+        if (w->changes ? sse_push_changes(o, w) : sse_push(o, w->req, w->dep))
             watcher_end(w);
     }
 }

@@ -111,6 +111,13 @@ typedef struct watcher {
     principal who;           /* whose stream (the per-key cap) */
     uint64_t dep;
     bool dirty;              /* status changed since last pushed */
+    /* A stream of changes (?changes=1 or Last-Event-ID): "step" events
+     * from the engine's change log after position `seq`, instead of the
+     * whole status every time. */
+    bool changes;
+    bool started;            /* its first status (or resume) was sent */
+    char *resume;            /* Last-Event-ID until then, or NULL */
+    uint64_t seq;
     struct watcher *prev, *next;
 } watcher;
 
@@ -151,6 +158,9 @@ typedef struct orch {
 
     waiter *waiters;
     watcher *watchers;
+    /* Event ids are "<epoch>-<position>": the engine's change log starts
+     * again with the process, so an id from another run is not resumed. */
+    uint64_t stream_epoch;
 
     /* Group commit (events.c): the requests of one event-loop pass change
      * the engine in memory; their replies wait in `held` until the pass's

@@ -464,6 +464,85 @@ class OrchestratorApi(unittest.TestCase):
         flows = self.ok("GET", "/api/v1/flows", key=key)["flows"]
         self.assertEqual(flows[0], {"id": dep["id"], "flow": "one", "status": "succeeded"})
 
+    def test_sse_changes(self):
+        """?changes=1: the status once, then one "step" event per changed
+        step with an id; a stream resumed with Last-Event-ID gets only what
+        changed since; an id of another run (or none) gets the status."""
+        _, key = self.client(1000)
+        nid, tok, _ = self.node()
+        flow = ("flux: 1\nname: three\nsteps:\n"
+                "  a: {module: echo@1}\n"
+                "  b: {module: echo@1, needs: [a]}\n"
+                "  c: {module: echo@1, needs: [a]}\n")
+        dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, key, 201)["id"]
+
+        def stream(headers=None, query="?changes=1"):
+            c = HTTPConnection("127.0.0.1", self.s.port, timeout=20)
+            h = {"Authorization": "Bearer " + key}
+            h.update(headers or {})
+            c.request("GET", "/api/v1/flows/%d/events%s" % (dep, query), headers=h)
+            r = c.getresponse()
+            self.assertEqual(r.status, 200)
+            return c, r
+
+        def next_event(r):
+            ev = {}
+            while True:
+                line = r.readline().decode()
+                self.assertTrue(line, "the stream ended early")
+                if line == "\n" and "event" in ev:
+                    return ev
+                if line.startswith(":"):
+                    continue
+                k, _, v = line.rstrip("\n").partition(": ")
+                ev[k] = v
+
+        def finish(step_job):
+            a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
+            self.ok("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, a["job"]),
+                    {"attempt": a["attempt"], "outputs": {"message": "x"},
+                     "run_ms": 1}, tok)
+            return a["step"]
+
+        c, r = stream()
+        first = next_event(r)
+        self.assertEqual(first["event"], "status")
+        self.assertRegex(first["id"], r"^[0-9]+-[0-9]+$")
+        self.assertEqual(json.loads(first["data"])["steps"]["a"]["status"], "running")
+        self.assertEqual(finish(None), "a")
+        seen, last = {}, first["id"]
+        while not ("b" in seen and "c" in seen and seen.get("a") == "succeeded"):
+            ev = next_event(r)
+            self.assertEqual(ev["event"], "step")
+            d = json.loads(ev["data"])
+            self.assertEqual(set(d) >= {"step", "status", "attempts", "job",
+                                        "job_status", "dispatches"}, True, d)
+            seen[d["step"]] = d["status"]
+            last = ev.get("id", last)
+        c.close()
+        self.assertNotEqual(last, first["id"])
+        # Resumed: what changed since (the step just finished among it),
+        # no whole status first.
+        done = finish(None)
+        c, r = stream({"Last-Event-ID": last}, query="")
+        while True:
+            ev = next_event(r)
+            self.assertEqual(ev["event"], "step", ev)
+            d = json.loads(ev["data"])
+            if d["step"] == done and d["status"] == "succeeded":
+                break
+        c.close()
+        # An id of another run: the whole status again.
+        c, r = stream({"Last-Event-ID": "1-5"}, query="")
+        self.assertEqual(next_event(r)["event"], "status")
+        finish(None)
+        ev = next_event(r)
+        while ev["event"] == "step":
+            ev = next_event(r)
+        self.assertEqual(ev["event"], "end")
+        self.assertEqual(json.loads(ev["data"])["status"], "succeeded")
+        c.close()
+
     def test_disconnects(self):
         """A poll or stream whose client went away is never answered into
         the void: the work waits for the node's next poll."""
