@@ -376,6 +376,23 @@ static void step_lines(watch *w, const cJSON *s)
     fflush(stdout);
 }
 
+/* A stream of changes: one step's status, {"step":"<id>",...}, shown as
+ * step_lines shows it in a whole status. */
+static int on_step(watch *w, cJSON *s)
+{
+    cJSON *id = cJSON_DetachItemFromObjectCaseSensitive(s, "step");
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *steps = doc ? cJSON_AddObjectToObject(doc, "steps") : NULL;
+    if (cJSON_IsString(id) && steps &&
+        cJSON_AddItemToObject(steps, id->valuestring, s))
+        step_lines(w, doc);
+    else
+        cJSON_Delete(s);
+    cJSON_Delete(id);
+    cJSON_Delete(doc);
+    return 0;
+}
+
 static int on_event(void *ud, const char *event, const char *data)
 {
     watch *w = ud;
@@ -384,6 +401,8 @@ static int on_event(void *ud, const char *event, const char *data)
         cJSON_Delete(s);
         return 0;           /* not a status: nothing of ours */
     }
+    if (strcmp(event, "step") == 0)
+        return on_step(w, s);
     if (!w->last && strcmp(event, "end") == 0)
         w->finished_before = true;
     if (w->c->json) {
@@ -429,7 +448,10 @@ int cli_flow_watch(cli *c)
         return EXIT_USAGE;
     watch w = { c, now_s(), cJSON_CreateObject(), NULL, false, false };
     char path[64];
-    snprintf(path, sizeof path, "/api/v1/flows/%" PRIu64 "/events", id);
+    /* Changes, not the whole status at every change (--json prints each
+     * status as it comes, so it keeps those). */
+    snprintf(path, sizeof path, "/api/v1/flows/%" PRIu64 "/events%s", id,
+             c->json ? "" : "?changes=1");
     int rc = rz_client_events(cl, path, 0, on_event, &w);
     if (rc == RZ_OK && !w.ended) {
         /* The stream closed early: ask once where the deployment stands. */
