@@ -73,12 +73,7 @@ static bool job_open(const rz__ejob *j)
 static int status_json(const rz_engine *e, const rz__edep *d, char **out)
 {
     *out = NULL;
-    char *text = NULL;
-    int rc = rz_run_to_json(d->run, &text);
-    if (rc != RZ_OK)
-        return rc;
-    cJSON *doc = cJSON_Parse(text);
-    rz_free(text);
+    cJSON *doc = rz__run_json(d->run);   /* not printed and parsed again */
     if (!doc)
         return no_memory();
     cJSON_DeleteItemFromObjectCaseSensitive(doc, "id");

@@ -2,7 +2,15 @@
  *
  * Everything lives in memory (arrays indexed by id) and is mirrored in LMDB:
  * a call marks what it touched dirty and commits it in one write transaction
- * at its end (rz__engine_commit). Money moves in the ledger, ordered so that
+ * at its end (rz__engine_commit). A commit holds what the call changed and
+ * nothing else, so its cost does not grow with a deployment: per step, that
+ * step's job record, its step events (appended, never rewritten) and the
+ * deployment's small record (state, event count); the flow text and inputs
+ * are written once, with the deployment's first commit ("dflow"), and its
+ * final status once, when it finishes. On open each deployment's run is
+ * rebuilt from its flow by replaying its step events; a transaction is all
+ * or nothing, so a crash leaves the state of the last acknowledged call.
+ * Money moves in the ledger, ordered so that
  * a crash between the two stores is repaired on open: holds go to the ledger
  * before the job that owns them is committed (an orphan hold is refunded on
  * open), settlements and refunds are committed as owed first and paid after

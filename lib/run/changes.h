@@ -18,5 +18,8 @@ RZ_HIDDEN size_t rz__run_take_changes(rz_run *run, const size_t **steps);
  * delete; NULL out of memory or out of range). */
 struct cJSON;
 RZ_HIDDEN struct cJSON *rz__run_step_json(const rz_run *run, size_t step);
+/* The run as rz_run_to_json writes it, as a tree to delete (NULL: out of
+ * memory): a caller that adds to it need not print and parse it again. */
+RZ_HIDDEN struct cJSON *rz__run_json(const rz_run *run);
 
 #endif

@@ -1047,6 +1047,11 @@ static cJSON *run_json(const rz_run *r)
     return root;
 }
 
+cJSON *rz__run_json(const rz_run *run)
+{
+    return run_json(run);
+}
+
 int rz_run_to_json(const rz_run *run, char **out)
 {
     *out = NULL;

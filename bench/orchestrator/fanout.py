@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Per-step overhead of the network path (issue 22): the same fan-out flow
+of trivial `/bin/sh` steps (one root, N-1 steps that need it) run embedded
+(`rhizos flow run --jobs 2`) and through an orchestrator and two
+`rhizos-node`s of one slot each (`rhizos flow deploy` + `rhizos flow
+watch`), alternately, on loopback. Prints the wall time of each, per step,
+the ratio, and the CPU the orchestrator spent.
+
+usage: bench/orchestrator/fanout.py [--build DIR] [--steps N] [--rounds R]
+       [--sandbox] [--watch json|changes]
+"""
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+from harness import Proc, cli_env, run, set_config, start_orchestrator  # noqa: E402
+
+ADMIN = "bench-admin-" + "b" * 32
+NOP = {
+    "id": "nop", "version": "1.0.0", "name": "nop", "description": "nothing",
+    "inputs": [], "outputs": [], "config": {"type": "object"}, "credentials": [],
+    "requirements": {"adapter": "process", "cpu_cores": 1, "memory_mb": 16},
+    "estimate": {"seconds": 0.01},
+    "exec": {"adapter": "process", "command": ["/bin/sh", "-c", "echo {}"],
+             "timeout_s": 60},
+}
+
+
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def write_flow(path, n):
+    steps = {"s0": {"module": "nop@1", "max_cost_cents": 1}}
+    for i in range(1, n):
+        steps["s%d" % i] = {"module": "nop@1", "needs": ["s0"], "max_cost_cents": 1}
+    with open(path, "w") as f:
+        json.dump({"flux": 1, "name": "fanout%d" % n, "steps": steps}, f)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--sandbox", action="store_true")
+    ap.add_argument("--watch", choices=("changes", "json"), default="changes",
+                    help="json: the stream of whole statuses (flow watch --json)")
+    a = ap.parse_args()
+    rhizos = os.path.join(a.build, "cli", "rhizos")
+    node = os.path.join(a.build, "server", "rhizos-node")
+    orch_exe = os.path.join(a.build, "server", "rhizos-orchestrator")
+    tmp = tempfile.TemporaryDirectory(prefix="rz-fanout-")
+    mods = os.path.join(tmp.name, "modules", "nop")
+    os.makedirs(mods)
+    with open(os.path.join(mods, "module.json"), "w") as f:
+        json.dump(NOP, f)
+    moddir = os.path.dirname(mods)
+    flow = os.path.join(tmp.name, "flow.json")
+    write_flow(flow, a.steps)
+    box = [] if a.sandbox else ["--no-sandbox"]
+
+    orch = start_orchestrator(orch_exe, os.path.join(tmp.name, "orch"),
+                              ["--quiet", "--modules", moddir], admin_key=ADMIN,
+                              cwd=ROOT)
+    nodes = []
+    try:
+        def cli(*args, key=ADMIN, timeout=600):
+            p = run([rhizos, "--orchestrator", orch.base, *args], cwd=ROOT,
+                    env=cli_env(RHIZOS_API_KEY=key), timeout=timeout)
+            if p.returncode not in (0, 1):
+                sys.exit("%s: %s%s" % (args, p.stdout, p.stderr))
+            return p
+        acct = json.loads(cli("account", "create", "--name", "bench", "--json").stdout)
+        cli("account", "credit", acct["id"], str(10 * a.steps + 1000))
+        for i in range(2):
+            data = os.path.join(tmp.name, "node%d" % i)
+            p = run([node, "init", "--data", data, "--orchestrator", orch.base],
+                    cwd=ROOT, timeout=30)
+            if p.returncode:
+                sys.exit(p.stderr)
+            set_config(data, "node", "modules", json.dumps(moddir))
+            set_config(data, "limits", "max_concurrent_jobs", 1)
+            set_config(data, "pricing", "cpu_hour_cents", 0)
+            set_config(data, "pricing", "gpu_hour_cents", 0)
+            set_config(data, "pricing", "memory_gb_hour_cents", 0)
+            n = Proc([node, "start", "--data", data, "--json", *box], cwd=ROOT)
+            nodes.append(n)
+            n.wait_for(lambda n=n: [e for e in n.events()
+                                    if e.get("event") == "registered"],
+                       30, "node to register")
+        watch = ["flow", "watch"] + (["--json"] if a.watch == "json" else [])
+        rows = []
+        for r in range(a.rounds):
+            t = time.monotonic()
+            p = run([rhizos, "flow", "run", flow, "--modules", moddir, "--jobs", "2",
+                     *box], cwd=ROOT, timeout=3600)
+            emb = time.monotonic() - t
+            if p.returncode:
+                sys.exit(p.stderr[-2000:])
+            c0 = cpu_s(orch.p.pid)
+            t = time.monotonic()
+            dep = json.loads(cli("flow", "deploy", flow, "--json",
+                                 key=acct["api_key"]).stdout)["id"]
+            w = cli(*watch, str(dep), key=acct["api_key"], timeout=3600)
+            net = time.monotonic() - t
+            oc = cpu_s(orch.p.pid) - c0
+            if w.returncode:
+                sys.exit("the deployment did not succeed: %s %s" % (w.stdout[:300], w.stderr[-500:]))
+            rows.append((emb, net, oc))
+            print("round %d: embedded %.2f s (%.2f ms/step), network %.2f s "
+                  "(%.2f ms/step), ratio %.2f, orchestrator CPU %.2f s; load %s"
+                  % (r + 1, emb, 1000 * emb / a.steps, net, 1000 * net / a.steps,
+                     net / emb, oc, open("/proc/loadavg").read().split()[0]),
+                  flush=True)
+        best = min(rows, key=lambda x: x[1] / x[0])
+        print("%d steps, watch %s: best ratio %.2f (embedded %.2f s, network "
+              "%.2f s); repeat: bench/orchestrator/fanout.py --steps %d"
+              % (a.steps, a.watch, best[1] / best[0], best[0], best[1], a.steps))
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGTERM)
+        orch.stop(signal.SIGTERM)
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
