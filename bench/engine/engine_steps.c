@@ -60,6 +60,60 @@ static char *flow_text(size_t n)
     return s;
 }
 
+/* Poll, report and tick until the deployment ends, printing CPU per step
+ * for each tenth of it; the state it ended in. */
+static rz_run_state drive(rz_engine *e, uint64_t node, uint64_t dep, size_t n,
+                          unsigned slots, size_t *done_out)
+{
+    uint64_t *held = calloc(slots, sizeof *held);
+    uint32_t *att = calloc(slots, sizeof *att);
+    if (!held || !att)
+        exit(2);
+    size_t n_held = 0, done = 0, mark = 0;
+    uint64_t now = 1000;
+    double t_mark = cpu_s();
+    printf("%10s %14s\n", "steps", "CPU us/step");
+    rz_run_state st = RZ_RUN_RUNNING;
+    while (st == RZ_RUN_RUNNING) {
+        now++;
+        rz_engine_assignment a;
+        while (n_held < slots && rz_engine_poll(e, node, now, &a) == RZ_OK) {
+            held[n_held] = a.job;
+            att[n_held++] = a.attempt;
+        }
+        for (size_t i = 0; i < n_held; i++) {
+            rz_engine_report r = RZ_ENGINE_REPORT_INIT;
+            r.attempt = att[i];
+            r.outputs_json = "{}";
+            r.run_ms = 1;
+            if (rz_engine_report_result(e, node, held[i], &r, now, NULL) != RZ_OK)
+                die("report");
+            done++;
+        }
+        n_held = 0;
+        if (rz_engine_tick(e, now) != RZ_OK)
+            die("tick");
+        rz_engine_event ev;
+        while (rz_engine_next_event(e, &ev))
+            ;
+        if (rz_engine_deployment_state(e, dep, &st) != RZ_OK)
+            die("state");
+        if (done - mark >= n / 10 || st != RZ_RUN_RUNNING) {
+            double t = cpu_s();
+            printf("%10zu %14.1f\n", done, (t - t_mark) * 1e6 /
+                   (double)(done - mark ? done - mark : 1));
+            t_mark = t;
+            if (getenv("RZ_STEPS_RSS"))
+                rss("");
+            mark = done;
+        }
+    }
+    free(held);
+    free(att);
+    *done_out = done;
+    return st;
+}
+
 int main(int argc, char **argv)
 {
     size_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 1000;
@@ -101,47 +155,10 @@ int main(int argc, char **argv)
     if (getenv("RZ_STEPS_DEPLOY_ONLY"))
         _exit(0);
     double t_deploy = cpu_s() - t0;
-    uint64_t *held = calloc(slots, sizeof *held);
-    uint32_t *att = calloc(slots, sizeof *att);
-    size_t n_held = 0, done = 0, mark = 0;
-    double t_mark = cpu_s(), t_run = t_mark;
     printf("%zu steps, %u slots: deploy %.1f ms\n", n, slots, t_deploy * 1e3);
-    printf("%10s %14s\n", "steps", "CPU us/step");
-    rz_run_state st = RZ_RUN_RUNNING;
-    while (st == RZ_RUN_RUNNING) {
-        now++;
-        rz_engine_assignment a;
-        while (n_held < slots && rz_engine_poll(e, node, now, &a) == RZ_OK) {
-            held[n_held] = a.job;
-            att[n_held++] = a.attempt;
-        }
-        for (size_t i = 0; i < n_held; i++) {
-            rz_engine_report r = RZ_ENGINE_REPORT_INIT;
-            r.attempt = att[i];
-            r.outputs_json = "{}";
-            r.run_ms = 1;
-            if (rz_engine_report_result(e, node, held[i], &r, now, NULL) != RZ_OK)
-                die("report");
-            done++;
-        }
-        n_held = 0;
-        if (rz_engine_tick(e, now) != RZ_OK)
-            die("tick");
-        rz_engine_event ev;
-        while (rz_engine_next_event(e, &ev))
-            ;
-        if (rz_engine_deployment_state(e, dep, &st) != RZ_OK)
-            die("state");
-        if (done - mark >= n / 10 || st != RZ_RUN_RUNNING) {
-            double t = cpu_s();
-            printf("%10zu %14.1f\n", done, (t - t_mark) * 1e6 /
-                   (double)(done - mark ? done - mark : 1));
-            t_mark = t;
-            if (getenv("RZ_STEPS_RSS"))
-                rss("");
-            mark = done;
-        }
-    }
+    size_t done = 0;
+    double t_run = cpu_s();
+    rz_run_state st = drive(e, node, dep, n, slots, &done);
     double total = cpu_s() - t_run;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

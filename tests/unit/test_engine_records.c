@@ -460,7 +460,7 @@ static void test_previous_layout_read(void **state)
     raw r;
     raw_open(&r, w.dir);
     char *d = raw_get(&r, "deps", dep);
-    /* {"id":...} -> {"text":"<flow>","id":...}, as the old layout wrote. */
+    /* {"id":...} -> {"text":"<flow>","id":...}: a record holding its flow. */
     cJSON *o = cJSON_Parse(d), *text = cJSON_CreateString(FLOW);
     assert_non_null(o);
     cJSON_AddItemReferenceToObject(o, "text", text);
