@@ -9,7 +9,7 @@
  * RZ_SIM_BIG=N also deploys, at the start, one deployment of N steps (a
  * tree with retries, timeouts and failures that continue) and runs the
  * world until it has finished, faults and restarts included: the checks
- * after every step are the same. CI runs N=2000; RZ_SIM_BIG=100000 is the
+ * after every step are the same. CI runs N=1000; RZ_SIM_BIG=100000 is the
  * large run (minutes).
  * A failure prints the seed and step; run again with that seed to replay:
  * the world and the engine are both deterministic. */

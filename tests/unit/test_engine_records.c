@@ -5,7 +5,10 @@
  * every call, reopens the engine from disk and compares everything a
  * caller can see. Also: the flow text is stored once, apart from the
  * deployment record, and a store written before that layout (the flow in
- * the deployment record, bare JSON) is read and moved on. */
+ * the deployment record, bare JSON) is read and moved on. After every
+ * call, too, a status followed from rz_engine_deployment_changes alone
+ * equals the status. RZ_RECORDS_CALLS (default 120) calls per seed, 3
+ * seeds (1.5 s; 8 s under ASan). */
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdarg.h>
@@ -313,7 +316,7 @@ static void test_read_back_after_every_commit(void **state)
 {
     (void)state;
     const char *env = getenv("RZ_RECORDS_CALLS");
-    int calls = env && *env ? atoi(env) : 250;
+    int calls = env && *env ? atoi(env) : 120;
     for (uint64_t seed = 1; seed <= 3; seed++) {
         world w;
         world_start(&w, seed);
