@@ -470,6 +470,7 @@ class OrchestratorApi(unittest.TestCase):
         changed since; an id of another run (or none) gets the status."""
         _, key = self.client(1000)
         nid, tok, _ = self.node()
+        nk = self.node_keys[nid]
         flow = ("flux: 1\nname: three\nsteps:\n"
                 "  a: {module: echo@1}\n"
                 "  b: {module: echo@1, needs: [a]}\n"
@@ -500,8 +501,8 @@ class OrchestratorApi(unittest.TestCase):
         def finish(step_job):
             a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
             self.ok("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, a["job"]),
-                    {"attempt": a["attempt"], "outputs": {"message": "x"},
-                     "run_ms": 1}, tok)
+                    nk.result_body(a["job"], a["attempt"], {"message": "x"},
+                                   run_ms=1), tok)
             return a["step"]
 
         c, r = stream()
