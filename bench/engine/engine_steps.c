@@ -53,9 +53,9 @@ static char *flow_text(size_t n)
     for (size_t i = 0; i < n; i++) {
         if (i)
             len += (size_t)sprintf(s + len, "  s%zu: {module: m, needs: [s%zu],"
-                                   " max_cost_cents: 1}\n", i, (i - 1) / 2);
+                                   " max_cost_micros: 10000}\n", i, (i - 1) / 2);
         else
-            len += (size_t)sprintf(s + len, "  s0: {module: m, max_cost_cents: 1}\n");
+            len += (size_t)sprintf(s + len, "  s0: {module: m, max_cost_micros: 10000}\n");
     }
     return s;
 }
@@ -139,8 +139,8 @@ int main(int argc, char **argv)
     snprintf(caps, sizeof caps,
              "{\"cpu\":{\"cores\":64},\"memory_mb\":65536,"
              "\"storage\":{\"total_gb\":50,\"free_gb\":50},"
-             "\"prices\":{\"cpu_hour_cents\":0,\"gpu_hour_cents\":0,"
-             "\"memory_gb_hour_cents\":0},\"max_concurrent_jobs\":%u}", slots);
+             "\"prices\":{\"cpu_hour_micros\":0,\"gpu_hour_micros\":0,"
+             "\"memory_gb_hour_micros\":0},\"max_concurrent_jobs\":%u}", slots);
     uint64_t now = 1000, node, dep;
     if (rz_engine_node_register(e, caps, strlen(caps), now, &node) != RZ_OK)
         die("register");

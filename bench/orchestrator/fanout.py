@@ -39,9 +39,9 @@ def cpu_s(pid):
 
 
 def write_flow(path, n):
-    steps = {"s0": {"module": "nop@1", "max_cost_cents": 1}}
+    steps = {"s0": {"module": "nop@1", "max_cost_micros": 10000}}
     for i in range(1, n):
-        steps["s%d" % i] = {"module": "nop@1", "needs": ["s0"], "max_cost_cents": 1}
+        steps["s%d" % i] = {"module": "nop@1", "needs": ["s0"], "max_cost_micros": 10000}
     with open(path, "w") as f:
         json.dump({"flux": 1, "name": "fanout%d" % n, "steps": steps}, f)
 
@@ -89,9 +89,9 @@ def main():
                 sys.exit(p.stderr)
             set_config(data, "node", "modules", json.dumps(moddir))
             set_config(data, "limits", "max_concurrent_jobs", 1)
-            set_config(data, "pricing", "cpu_hour_cents", 0)
-            set_config(data, "pricing", "gpu_hour_cents", 0)
-            set_config(data, "pricing", "memory_gb_hour_cents", 0)
+            set_config(data, "pricing", "cpu_hour_micros", 0)
+            set_config(data, "pricing", "gpu_hour_micros", 0)
+            set_config(data, "pricing", "memory_gb_hour_micros", 0)
             n = Proc([node, "start", "--data", data, "--json", *box], cwd=ROOT)
             nodes.append(n)
             n.wait_for(lambda n=n: [e for e in n.events()

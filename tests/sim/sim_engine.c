@@ -156,7 +156,7 @@ static char *big_flow(size_t n)
     len += (size_t)snprintf(s, cap, "flux: 1\nname: big\nsteps:\n");
     for (size_t i = 0; i < n; i++) {
         len += (size_t)snprintf(s + len, cap - len, "  s%zu: {module: m, "
-                                "max_cost_cents: 1, retry: {max_attempts: 4,"
+                                "max_cost_micros: 10000, retry: {max_attempts: 4,"
                                 " initial_ms: 50}", i);
         if (i)
             len += (size_t)snprintf(s + len, cap - len, ", needs: [s%zu]",
@@ -177,7 +177,7 @@ static void deploy_big(world *w)
     rz_ledger *l = rz_engine_ledger(w->e);
     if (rz_ledger_create_account(l, rich, RZ_LEDGER_CLIENT) != RZ_OK ||
         rz_ledger_test_credit(l, rz_ledger_id_make(0x5152, 100), rich,
-                              10 * (uint64_t)w->big) != RZ_OK)
+                              100000 * (uint64_t)w->big) != RZ_OK)
         die(w, "big client");
     char *flow = big_flow(w->big);
     if (rz_engine_deploy(w->e, flow, strlen(flow), rich, NULL, w->now,

@@ -28,22 +28,22 @@
 
 #define NODE_CAPS "{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192," \
     "\"storage\":{\"total_gb\":100,\"free_gb\":100}," \
-    "\"prices\":{\"gpu_hour_cents\":0,\"cpu_hour_cents\":3600," \
-    "\"memory_gb_hour_cents\":0},\"max_concurrent_jobs\":3}"
+    "\"prices\":{\"gpu_hour_micros\":0,\"cpu_hour_micros\":36000000," \
+    "\"memory_gb_hour_micros\":0},\"max_concurrent_jobs\":3}"
 
 /* Every feature of a run that leaves step events: retries with backoff, a
  * timeout, a failure that continues, a `when` on an upstream output. */
 static const char FLOW[] =
     "flux: 1\nname: prop\ninputs:\n  x: {type: number, default: 0}\nsteps:\n"
-    "  a: {module: m, max_cost_cents: 50}\n"
+    "  a: {module: m, max_cost_micros: 500000}\n"
     "  b: {module: m, needs: [a], retry: {max_attempts: 3, initial_ms: 40},"
-    " max_cost_cents: 50}\n"
-    "  c: {module: m, needs: [a], timeout_s: 1, max_cost_cents: 50}\n"
-    "  d: {module: m, needs: [b, c], on_failure: continue, max_cost_cents: 50}\n"
+    " max_cost_micros: 500000}\n"
+    "  c: {module: m, needs: [a], timeout_s: 1, max_cost_micros: 500000}\n"
+    "  d: {module: m, needs: [b, c], on_failure: continue, max_cost_micros: 500000}\n"
     "  e: {module: m, needs: [d], when: \"steps.b.outputs.v > 5\","
-    " max_cost_cents: 50}\n"
-    "  f: {module: m, needs: [a], max_cost_cents: 50}\n"
-    "  g: {module: m, needs: [f, e], on_failure: continue, max_cost_cents: 50}\n";
+    " max_cost_micros: 500000}\n"
+    "  f: {module: m, needs: [a], max_cost_micros: 500000}\n"
+    "  g: {module: m, needs: [f, e], on_failure: continue, max_cost_micros: 500000}\n";
 
 /* A stream's view of one deployment: its status as first read, kept up to
  * date with the steps rz_engine_deployment_changes names. */
@@ -126,7 +126,7 @@ static char *snapshot(rz_engine *e)
         assert_int_equal(rz_engine_job_get(e, ids[i], &ji), RZ_OK);
         snprintf(line, sizeof line, "job %llu %d a%u n%llu c%llu r%llu q%llu %s %s %s\n",
                  (unsigned long long)ji.id, (int)ji.state, ji.attempt,
-                 (unsigned long long)ji.node, (unsigned long long)ji.cost_cents,
+                 (unsigned long long)ji.node, (unsigned long long)ji.cost_micros,
                  (unsigned long long)ji.run_ms,
                  (unsigned long long)ji.queue_deadline_ms, ji.step,
                  ji.outputs_json ? ji.outputs_json : "-",
@@ -298,7 +298,7 @@ static void world_start(world *w, uint64_t seed)
     assert_int_equal(rz_ledger_create_account(l, w->client, RZ_LEDGER_CLIENT),
                      RZ_OK);
     assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(0x5152, 1),
-                                           w->client, 100000), RZ_OK);
+                                           w->client, 1000000000), RZ_OK);
     assert_int_equal(rz_engine_node_register(w->e, NODE_CAPS,
                                              strlen(NODE_CAPS), w->now,
                                              &w->node), RZ_OK);

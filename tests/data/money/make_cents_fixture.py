@@ -55,10 +55,13 @@ def main():
         w = ok(proc, "POST", "/api/v1/accounts/%s/withdraw" % n["account"],
                {"amount_cents": 50, "address": "addr-old"}, n["token"], 201)
         ok(proc, "DELETE", "/api/v1/nodes/%d" % n["id"], key=ADMIN)
-        # Still held: a job no node takes.
+        # Still held: a job no node takes. Its queue timeout is the longest
+        # allowed, a year: the test opens this directory long after it was
+        # made (remake the fixture before 2027-12-04).
         held = ok(proc, "POST", "/api/v1/jobs",
                   {"module": "echo@1", "inputs": {"message": "hi"},
-                   "max_cost_cents": 500}, c["api_key"], 201)
+                   "max_cost_cents": 500, "queue_timeout_s": 31536000},
+                  c["api_key"], 201)
         state = {
             "admin_key": ADMIN, "client": c["id"], "client_key": c["api_key"],
             "node_account": n["account"], "node_token": n["token"],
