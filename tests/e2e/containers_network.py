@@ -88,7 +88,7 @@ class ContainerNetwork(network.Base):
         self.start_node("node1", network.PRICES[0])
         job = self.cli_json("run", "-t", "docker", "-i", IMAGE, "--cmd", "sh",
                             "--cmd", "-c", "--cmd", "echo '{\"ok\": 1}'",
-                            "--memory", "64", "--max-cost", "50000", key=self.key)
+                            "--memory", "64", "--max-cost", "500", key=self.key)
         wait_until(lambda: "rhizos.adhoc_images" in
                    (self.job(job["id"]).get("waiting_reason") or ""), 30,
                    "the job's reason to name the label")
@@ -112,7 +112,7 @@ class ContainerNetwork(network.Base):
     def test_container_flow_pays_exactly(self):
         node = self.start_node("node1", network.PRICES[0])
         with open(WORDCOUNT) as f:   # the example, with a price cap per step
-            text = f.read().replace("    module: ", "    max_cost_micros: 50000\n"
+            text = f.read().replace("    module: ", "    max_cost_micros: 500000000\n"
                                     "    module: ")
         dep = self.deploy_and_watch(self.flow_file("wordcount.yaml", text))
         st = self.status(dep)
@@ -133,7 +133,7 @@ class ContainerNetwork(network.Base):
         first = self.start_node("node1", network.PRICES[0])
         flow = self.flow_file("nap.yaml", (
             "flux: 1\nname: ctr-nap\nsteps:\n"
-            "  nap:\n    module: ctr-nap@1\n    max_cost_micros: 50000\n"))
+            "  nap:\n    module: ctr-nap@1\n    max_cost_micros: 500000000\n"))
         dep = self.cli_json("flow", "deploy", flow, key=self.key)["id"]
         nap = self.cli_json("flow", "status", str(dep),
                             key=self.key)["steps"]["nap"]["job"]
@@ -170,7 +170,7 @@ class ContainerNetwork(network.Base):
         node = self.start_node("node1", network.PRICES[0])
         flow = self.flow_file("sleep.yaml", (
             "flux: 1\nname: ctr-sleep\nsteps:\n"
-            "  nap:\n    module: ctr-sleep@1\n    max_cost_micros: 50000\n"))
+            "  nap:\n    module: ctr-sleep@1\n    max_cost_micros: 500000000\n"))
         dep = self.cli_json("flow", "deploy", flow, key=self.key)["id"]
         job = self.cli_json("flow", "status", str(dep),
                             key=self.key)["steps"]["nap"]["job"]
@@ -212,7 +212,7 @@ class ContainerNetwork(network.Base):
             self.assertEqual(q.returncode, 0, q.stderr)
         flow = self.flow_file("sec.yaml", (
             "flux: 1\nname: ctr-secret\nsteps:\n"
-            "  sec:\n    module: ctr-secret@1\n    max_cost_micros: 50000\n"
+            "  sec:\n    module: ctr-secret@1\n    max_cost_micros: 500000000\n"
             "    credentials:\n"
             "      api: { credentialId: openai, type: llm_api }\n"))
         p = run([*args, "flow", "deploy", flow, "--json"], cwd=ROOT, env=env)
