@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""The runner benchmark (issue 22): one DAG of trivial `/bin/sh` steps run by
+`rhizos flow run` (embedded; sandbox on and off) and by `make -j2` and
+`ninja -j2`, two slots each, alternating in the same run.
+
+The DAG is bench/gen_dag.py's (N nodes, 4 edges per node, seed 42). Every
+step of every tool is one /bin/sh printing `{}`: rhizos runs the module
+bench/runner/modules/sh (`/bin/sh -c "echo {}"`), make and ninja a recipe
+`echo {} > $@`, which they hand to /bin/sh -c. Each run gets a fresh output
+or data folder, so nothing is up to date and no run history grows.
+
+Per size and tool, the median of -n runs of: wall time, CPU (user+sys of the
+tool and all its children, from wait4) per step, and the peak RSS of the
+tool's own process. Ratios are rhizos / make and rhizos / ninja of the
+median walls. The load average (1 min) is read before each row's runs.
+
+usage: bench/runner/run.py [--build DIR] [-n N] [--sizes 1,200,2000]
+                           [--big] [--tools rhizos,nosandbox,make,ninja]
+                           [--tmpdir DIR] [--json FILE]
+--big adds 20,000 steps (several minutes on 2 cores).
+"""
+import argparse
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import gen_dag  # noqa: E402
+import random  # noqa: E402
+
+
+def dag(n):
+    """(ids, needs) of gen_dag's graph of n nodes, 4 edges per node."""
+    e = min(4 * n, n * (n - 1) // 2)
+    _, edges = gen_dag.make_edges(n, e, random.Random(42))
+    needs = [[] for _ in range(n)]
+    for a, b in edges:
+        needs[b].append(a)
+    return needs
+
+
+def write_flow(path, needs):
+    with open(path, "w") as f:
+        f.write('{"id":"bench","name":"runner-bench","version":"1.0.0",\n"nodes":[\n')
+        f.write(",\n".join('{"id":"n%d","moduleId":"sh","needs":[%s]}'
+                           % (i, ",".join('"n%d"' % a for a in ns))
+                           for i, ns in enumerate(needs)))
+        f.write('\n],\n"connections":[]}\n')
+
+
+def write_make(path, needs):
+    with open(path, "w") as f:
+        f.write("all: %s\n" % " ".join("n%d" % i for i in range(len(needs))))
+        for i, ns in enumerate(needs):
+            f.write("n%d: %s\n\t@echo {} > $@\n" % (i, " ".join("n%d" % a for a in ns)))
+
+
+def write_ninja(path, needs):
+    with open(path, "w") as f:
+        f.write("rule sh\n  command = echo {} > $out\n")
+        for i, ns in enumerate(needs):
+            dep = (" | " + " ".join("n%d" % a for a in ns)) if ns else ""
+            f.write("build n%d: sh%s\n" % (i, dep))
+
+
+def timed(argv, cwd, env=None):
+    """(wall s, cpu s, peak RSS KiB, rc) of one process and its children."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    err = p.stderr.read().decode(errors="replace")
+    p.stderr.close()
+    if p.returncode != 0:
+        sys.exit("bench/runner: %s failed (%d):\n%s" % (" ".join(argv), p.returncode, err[-2000:]))
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss
+
+
+def tools(build, names):
+    rz = os.path.join(build, "cli", "rhizos")
+    mods = os.path.join(HERE, "modules")
+    have = {"make": shutil.which("make"), "ninja": shutil.which("ninja")}
+    out = []
+    for name in names:
+        if name == "rhizos":
+            out.append((name, lambda d, w: [rz, "flow", "run", os.path.join(w, "flow.json"),
+                                            "--jobs", "2", "--data", d, "--modules", mods]))
+        elif name == "nosandbox":
+            out.append((name, lambda d, w: [rz, "flow", "run", os.path.join(w, "flow.json"),
+                                            "--jobs", "2", "--data", d, "--modules", mods,
+                                            "--no-sandbox"]))
+        elif name in have and have[name]:
+            if name == "make":
+                out.append((name, lambda d, w: ["make", "-j2", "-s", "-C", d, "-f",
+                                                os.path.join(w, "Makefile")]))
+            else:
+                out.append((name, lambda d, w: ["ninja", "-j2", "--quiet", "-C", d, "-f",
+                                                os.path.join(w, "build.ninja")]))
+        else:
+            sys.exit("bench/runner: no %s here (scripts/bootstrap --no-build installs it)" % name)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("-n", type=int, default=5, help="runs per size and tool")
+    ap.add_argument("--sizes", default="1,200,2000")
+    ap.add_argument("--big", action="store_true", help="also 20,000 steps")
+    ap.add_argument("--tools", default="rhizos,nosandbox,make,ninja")
+    ap.add_argument("--tmpdir", default=None)
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    sizes = [int(s) for s in a.sizes.split(",") if s]
+    if a.big and 20000 not in sizes:
+        sizes.append(20000)
+    ts = tools(os.path.abspath(a.build), a.tools.split(","))
+    base = tempfile.mkdtemp(prefix="rz-runner-", dir=a.tmpdir)
+    rows = []
+    try:
+        for n in sizes:
+            work = os.path.join(base, "w%d" % n)
+            os.makedirs(work)
+            needs = dag(n)
+            write_flow(os.path.join(work, "flow.json"), needs)
+            write_make(os.path.join(work, "Makefile"), needs)
+            write_ninja(os.path.join(work, "build.ninja"), needs)
+            load = os.getloadavg()[0]
+            res = {name: [] for name, _ in ts}
+            for r in range(a.n):
+                # alternate: each round starts with the next tool
+                order = ts[r % len(ts):] + ts[:r % len(ts)]
+                for name, argv in order:
+                    d = os.path.join(base, "run")
+                    shutil.rmtree(d, ignore_errors=True)
+                    os.makedirs(d)
+                    res[name].append(timed(argv(d, work), d))
+            row = {"steps": n, "load": load, "load_after": os.getloadavg()[0]}
+            for name, runs in res.items():
+                row[name] = {"wall_s": statistics.median(x[0] for x in runs),
+                             "cpu_ms_per_step": statistics.median(x[1] for x in runs) * 1000 / n,
+                             "rss_kib": max(x[2] for x in runs)}
+            rows.append(row)
+            show(row, [name for name, _ in ts])
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print("\nrepeat: %s" % " ".join(shlex.quote(x) for x in
+                                     [os.path.relpath(__file__, ROOT)] + sys.argv[1:]))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+def show(row, names):
+    n = row["steps"]
+    print("\n%d steps (load %.2f -> %.2f)" % (n, row["load"], row["load_after"]))
+    print("  %-10s %9s %12s %9s %10s %10s" % ("tool", "wall s", "CPU ms/step",
+                                              "RSS MiB", "/ make", "/ ninja"))
+    for name in names:
+        x = row[name]
+        ratio = lambda peer: ("%.2fx" % (x["wall_s"] / row[peer]["wall_s"])
+                              if peer in row and row[peer]["wall_s"] > 0 else "-")
+        print("  %-10s %9.3f %12.2f %9.1f %10s %10s" % (
+            name, x["wall_s"], x["cpu_ms_per_step"], x["rss_kib"] / 1024,
+            ratio("make"), ratio("ninja")))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
