@@ -510,16 +510,6 @@ static int parse_limit(const char *s, size_t *out)
     return 0;
 }
 
-/* Keep the first `limit` runs of the list (newest first; 0: all); returns
- * how many were dropped. */
-static size_t keep_newest(cJSON *arr, size_t limit)
-{
-    size_t n = (size_t)cJSON_GetArraySize(arr), dropped = 0;
-    for (; limit && n > limit; n--, dropped++)   /* child->prev is the tail */
-        cJSON_Delete(cJSON_DetachItemViaPointer(arr, arr->child->prev));
-    return dropped;
-}
-
 static void print_runs_table(const cJSON *arr, size_t more)
 {
     const cJSON *r;
@@ -560,16 +550,18 @@ static int flow_runs(cli *c)
     char *dir = cli_data_dir(c);
     rz_store *st = NULL;
     char *json = NULL;
+    size_t total = 0;
     int rc = dir ? rz_store_open(&st, dir) : RZ_ENOMEM;
     if (rc == RZ_OK)
-        rc = rz_store_run_list(st, &json);
+        rc = rz_store_run_list_newest(st, limit, &json, &total);
     cJSON *arr = rc == RZ_OK ? cJSON_Parse(json) : NULL;
     if (rc == RZ_OK && !cJSON_IsArray(arr))
         rc = RZ_ENOMEM;   /* the store wrote it: only memory can fail */
     if (rc != RZ_OK) {
         cli_error(dir, rc);
     } else {
-        size_t more = keep_newest(arr, limit);
+        size_t shown = (size_t)cJSON_GetArraySize(arr);
+        size_t more = total > shown ? total - shown : 0;
         char *text = c->json ? cJSON_PrintUnformatted(arr) : NULL;
         if (c->json && !text) {
             rc = RZ_ENOMEM;

@@ -14,9 +14,14 @@ tool and all its children, from wait4) per step, and the peak RSS of the
 tool's own process. Ratios are rhizos / make and rhizos / ninja of the
 median walls. The load average (1 min) is read before each row's runs.
 
+With --runs K, it instead times `rhizos flow runs` (newest 20) and
+`flow runs --limit 0 --json` over a store of K recorded runs of 20 steps
+each, filled once by build/bench/runner/runs_fill (ninja -C build
+bench/runner/runs_fill); the goal is under 50 ms at 10,000.
+
 usage: bench/runner/run.py [--build DIR] [-n N] [--sizes 1,200,2000]
                            [--big] [--tools rhizos,nosandbox,make,ninja]
-                           [--tmpdir DIR] [--json FILE]
+                           [--tmpdir DIR] [--json FILE] [--runs K]
 --big adds 20,000 steps (several minutes on 2 cores).
 """
 import argparse
@@ -71,19 +76,41 @@ def write_ninja(path, needs):
             f.write("build n%d: sh%s\n" % (i, dep))
 
 
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
 def timed(argv, cwd, env=None):
-    """(wall s, cpu s, peak RSS KiB, rc) of one process and its children."""
+    """(wall s, cpu s, peak RSS KiB or 0, rc) of one process and its children.
+
+    Peak RSS comes from GNU time(1), which forks the tool from its own small
+    process: anything spawned from this Python (fork or posix_spawn) would
+    start with Python's peak RSS and hide the tool's. Without GNU time the
+    RSS column says "-"."""
+    errpath = os.path.join(cwd, ".stderr")
+    rusage = os.path.join(cwd, ".rusage")
+    full = ([GNU_TIME, "-f", "%M", "-o", rusage] if GNU_TIME else []) + argv
+    prog = full[0] if os.path.isabs(full[0]) else shutil.which(full[0])
     t0 = time.perf_counter()
-    p = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
+    pid = os.posix_spawn(prog, full, env if env is not None else os.environ,
+                         file_actions=[
+                             (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                             (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+                             (os.POSIX_SPAWN_OPEN, 2, errpath,
+                              os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)])
+    _, status, ru = os.wait4(pid, 0)
     wall = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    err = p.stderr.read().decode(errors="replace")
-    p.stderr.close()
-    if p.returncode != 0:
-        sys.exit("bench/runner: %s failed (%d):\n%s" % (" ".join(argv), p.returncode, err[-2000:]))
-    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss
+    rc = os.waitstatus_to_exitcode(status)
+    if rc != 0:
+        with open(errpath, errors="replace") as f:
+            err = f.read()
+        sys.exit("bench/runner: %s failed (%d):\n%s" % (" ".join(argv), rc, err[-2000:]))
+    rss = 0
+    if GNU_TIME:
+        with open(rusage) as f:
+            rss = int(f.read().split()[-1])
+        os.unlink(rusage)
+    os.unlink(errpath)
+    return wall, ru.ru_utime + ru.ru_stime, rss
 
 
 def tools(build, names):
@@ -121,7 +148,11 @@ def main():
     ap.add_argument("--tools", default="rhizos,nosandbox,make,ninja")
     ap.add_argument("--tmpdir", default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--runs", type=int, default=0,
+                    help="time `flow runs` over K stored runs instead")
     a = ap.parse_args()
+    if a.runs:
+        return bench_runs(a)
     sizes = [int(s) for s in a.sizes.split(",") if s]
     if a.big and 20000 not in sizes:
         sizes.append(20000)
@@ -162,6 +193,33 @@ def main():
             json.dump(rows, f, indent=1)
 
 
+def bench_runs(a):
+    build = os.path.abspath(a.build)
+    fill = os.path.join(build, "bench", "runner", "runs_fill")
+    if not os.path.exists(fill):
+        sys.exit("bench/runner: build runs_fill first: ninja -C %s bench/runner/runs_fill" % a.build)
+    base = tempfile.mkdtemp(prefix="rz-runs-", dir=a.tmpdir)
+    try:
+        data = os.path.join(base, "data")
+        t0 = time.perf_counter()
+        subprocess.run([fill, data, str(a.runs), "20"], check=True)
+        print("filled %d runs in %.1f s" % (a.runs, time.perf_counter() - t0))
+        rz = os.path.join(build, "cli", "rhizos")
+        print("%-34s %9s %9s %7s" % ("command", "median ms", "min ms", "load"))
+        for argv, n in (([rz, "flow", "runs", "--data", data], max(a.n, 15)),
+                        ([rz, "flow", "runs", "--data", data, "--limit", "5"], max(a.n, 15)),
+                        ([rz, "flow", "runs", "--data", data, "--limit", "0", "--json"], a.n),
+                        ([rz, "--version"], max(a.n, 15))):
+            load = os.getloadavg()[0]
+            walls = [timed(argv, base)[0] * 1000 for _ in range(n)]
+            print("%-34s %9.1f %9.1f %7.2f" % (" ".join(argv[1:]).replace(data, "DATA")[:34],
+                                               statistics.median(walls), min(walls), load))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print("\nrepeat: %s" % " ".join(shlex.quote(x) for x in
+                                     [os.path.relpath(__file__, ROOT)] + sys.argv[1:]))
+
+
 def show(row, names):
     n = row["steps"]
     print("\n%d steps (load %.2f -> %.2f)" % (n, row["load"], row["load_after"]))
@@ -171,8 +229,9 @@ def show(row, names):
         x = row[name]
         ratio = lambda peer: ("%.2fx" % (x["wall_s"] / row[peer]["wall_s"])
                               if peer in row and row[peer]["wall_s"] > 0 else "-")
-        print("  %-10s %9.3f %12.2f %9.1f %10s %10s" % (
-            name, x["wall_s"], x["cpu_ms_per_step"], x["rss_kib"] / 1024,
+        print("  %-10s %9.3f %12.2f %9s %10s %10s" % (
+            name, x["wall_s"], x["cpu_ms_per_step"],
+            "%.1f" % (x["rss_kib"] / 1024) if x["rss_kib"] else "-",
             ratio("make"), ratio("ninja")))
     sys.stdout.flush()
 

@@ -34,6 +34,12 @@ RZ_EXTERN RZ_NODISCARD int rz_store_run_put(rz_store *st, const rz_run *run,
  * {"id","flow","file","status","started_ms","finished_ms","steps":N}.
  * Release with rz_free. */
 RZ_EXTERN RZ_NODISCARD int rz_store_run_list(const rz_store *st, char **out);
+/* The newest `limit` runs (0: all), the same way, reading only their
+ * records (the time index orders them), and the number of runs recorded in
+ * *total (may be NULL): listing 20 of 10,000 costs 20 reads. */
+RZ_EXTERN RZ_NODISCARD int rz_store_run_list_newest(const rz_store *st,
+                                                    size_t limit, char **out,
+                                                    size_t *total);
 /* One run's full record. RZ_ENOENT if unknown. Release with rz_free. */
 RZ_EXTERN RZ_NODISCARD int rz_store_run_get(const rz_store *st, const char *id,
                                             char **out);

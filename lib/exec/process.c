@@ -1,10 +1,10 @@
 /* The process adapter: one module command as a child process.
  *
  * The child is started with clone(CLONE_VM | CLONE_VFORK) into its own
- * session (so its process group can be killed as a whole), with pipes for stdin/stdout/stderr, a clean
- * environment, rlimits and a fresh scratch directory as cwd and HOME. Under
- * bubblewrap, when it works here, the system is mounted read-only and the
- * network is unshared unless asked for.
+ * session (so its process group can be killed as a whole), with pipes for
+ * stdin/stdout/stderr, a clean environment, rlimits and a fresh scratch
+ * directory as cwd and HOME. Under bubblewrap, when it works here, the
+ * system is mounted read-only and the network is unshared unless asked for.
  *
  * All I/O is non-blocking and multiplexed on one epoll descriptor that also
  * watches a pidfd (exit) and a timerfd (deadline), so a caller can wait on

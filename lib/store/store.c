@@ -175,7 +175,17 @@ static cJSON *summary_of(const MDB_val *v)
 
 int rz_store_run_list(const rz_store *st, char **out)
 {
+    return rz_store_run_list_newest(st, 0, out, NULL);
+}
+
+int rz_store_run_list_newest(const rz_store *st, size_t limit, char **out,
+                             size_t *total)
+{
     *out = NULL;
+    if (total)
+        *total = 0;
+    if (!st)
+        return rz__error(RZ_EINVAL, "no store");
     MDB_txn *txn;
     MDB_cursor *cur;
     int mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
@@ -186,15 +196,20 @@ int rz_store_run_list(const rz_store *st, char **out)
         mdb_txn_abort(txn);
         return db_error(mrc, "cursor");
     }
+    MDB_stat ms;
+    if (total && mdb_stat(txn, st->by_time, &ms) == 0)
+        *total = ms.ms_entries;
     cJSON *arr = cJSON_CreateArray();
     MDB_val k, v, rec;
-    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST); mrc == 0 && arr;
+    size_t n = 0;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+         mrc == 0 && arr && (!limit || n < limit);
          mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
         if (mdb_get(txn, st->runs, &v, &rec) != 0)
             continue;
         cJSON *s = summary_of(&rec);
-        if (s)
-            cJSON_AddItemToArray(arr, s);
+        if (s && cJSON_AddItemToArray(arr, s))
+            n++;
     }
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);

@@ -126,6 +126,52 @@ static void replace_keeps_one_record_and_survives_reopen(void **state)
     rz_store_close(st);
 }
 
+/* The newest N by start time, whatever the order of writing; the total
+ * counts every run. */
+static const char *id_at(const cJSON *arr, int i)
+{
+    return cJSON_GetObjectItem(cJSON_GetArrayItem(arr, i), "id")->valuestring;
+}
+
+static void list_newest_reads_only_the_newest(void **state)
+{
+    fixture *f = *state;
+    rz_store *st;
+    assert_int_equal(rz_store_open(&st, f->dir), RZ_OK);
+    static const uint64_t starts[] = { 500, 100, 900, 300, 700 };
+    for (size_t i = 0; i < 5; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "run-%llu", (unsigned long long)starts[i]);
+        rz_run *r = finished_run(f->flow, id, true);
+        assert_int_equal(rz_store_run_put(st, r, starts[i], starts[i] + 1), RZ_OK);
+        rz_run_free(r);
+    }
+    char *json;
+    size_t total = 0;
+    assert_int_equal(rz_store_run_list_newest(st, 2, &json, &total), RZ_OK);
+    assert_int_equal(total, 5);
+    cJSON *arr = cJSON_Parse(json);
+    rz_free(json);
+    assert_int_equal(cJSON_GetArraySize(arr), 2);
+    assert_string_equal(id_at(arr, 0), "run-900");
+    assert_string_equal(id_at(arr, 1), "run-700");
+    cJSON_Delete(arr);
+    /* 0 is every run; a limit past the end is every run too. */
+    assert_int_equal(rz_store_run_list_newest(st, 0, &json, NULL), RZ_OK);
+    arr = cJSON_Parse(json);
+    rz_free(json);
+    assert_int_equal(cJSON_GetArraySize(arr), 5);
+    assert_string_equal(id_at(arr, 4), "run-100");
+    cJSON_Delete(arr);
+    assert_int_equal(rz_store_run_list_newest(st, 50, &json, &total), RZ_OK);
+    arr = cJSON_Parse(json);
+    rz_free(json);
+    assert_int_equal(cJSON_GetArraySize(arr), 5);
+    assert_int_equal(total, 5);
+    cJSON_Delete(arr);
+    rz_store_close(st);
+}
+
 static void bad_directories(void **state)
 {
     (void)state;
@@ -143,6 +189,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(put_list_get, setup, teardown),
         cmocka_unit_test_setup_teardown(replace_keeps_one_record_and_survives_reopen, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(list_newest_reads_only_the_newest, setup, teardown),
         cmocka_unit_test(bad_directories),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
