@@ -186,6 +186,7 @@ _PROTOS = {
     "rz_store_close": (None, [_P]),
     "rz_store_run_put": (c_int, [_P, _P, c_uint64, c_uint64]),
     "rz_store_run_list": (c_int, [_P, _STR_OUT]),
+    "rz_store_run_list_newest": (c_int, [_P, c_size_t, _STR_OUT, _SIZE_OUT]),
     "rz_store_run_get": (c_int, [_P, c_char_p, _STR_OUT]),
     # hw + match
     "rz_caps_parse": (c_int, [_PP, c_char_p, c_size_t]),

@@ -160,13 +160,16 @@ def run(flow: Flow, inputs: Optional[Mapping[str, Any]] = None,
         del cb
 
 
-def runs(data_dir: str) -> List[Dict[str, Any]]:
+def runs(data_dir: str, limit: int = 0) -> List[Dict[str, Any]]:
     """The runs recorded in `data_dir`, newest first: [{"id", "flow",
-    "file", "status", "started_ms", "finished_ms", "steps"}]."""
+    "file", "status", "started_ms", "finished_ms", "steps"}]; with `limit`,
+    only the newest `limit` (only those records are read)."""
+    if limit < 0:
+        raise ValueError("limit must be >= 0")
     store = _Store(os.fspath(data_dir))
     try:
         out = c_void_p()
-        errors.check(lib.rz_store_run_list(store._h, byref(out)))
+        errors.check(lib.rz_store_run_list_newest(store._h, limit, byref(out), None))
         return json.loads(take_string(out))
     finally:
         store.close()

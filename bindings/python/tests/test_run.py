@@ -47,6 +47,9 @@ class TestRun(unittest.TestCase):
         listed = rhizos.runs(data)
         self.assertEqual([x["id"] for x in listed], ["py-run-1"])
         self.assertEqual(listed[0]["status"], "succeeded")
+        self.assertEqual(rhizos.runs(data, limit=1), listed)
+        with self.assertRaises(ValueError):
+            rhizos.runs(data, limit=-1)
         self.assertEqual(rhizos.get_run(data, "py-run-1")["status"], "succeeded")
         with self.assertRaises(rhizos.NotFound):
             rhizos.get_run(data, "no-such-run")
