@@ -35,6 +35,8 @@ static struct {
     CURLUcode (*url_set)(CURLU *, CURLUPart, const char *, unsigned int);
 } fn;
 static bool loaded;
+static char why[256];   /* why it did not load, written once */
+static char msg[320];   /* curl_easy_strerror's answer then */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 #define SYM(field, name) \
@@ -43,7 +45,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void load(void)
 {
     static const char *const names[] = { RZ_CURL_SONAME, "libcurl.so", NULL };
-    void *h = rz__lazy_open(names);
+    void *h = rz__lazy_open(names, why, sizeof why);
     bool ok = h != NULL;
     SYM(global_init, "curl_global_init");
     SYM(easy_init, "curl_easy_init");
@@ -64,6 +66,11 @@ static void load(void)
     SYM(url_get, "curl_url_get");
     SYM(url_set, "curl_url_set");
     loaded = ok;   /* a library without one of them is not used at all */
+    if (!ok) {
+        const char *e = why[0] ? why : dlerror();
+        snprintf(msg, sizeof msg, "libcurl is not available: %s",
+                 e ? e : "a function is missing");
+    }
 }
 
 static bool have(void)
@@ -132,11 +139,8 @@ CURLcode curl_easy_getinfo(CURL *c, CURLINFO info, ...)
 
 const char *curl_easy_strerror(CURLcode code)
 {
-    if (!have()) {
-        static char why[300];   /* one reason for the process: it never changes */
-        snprintf(why, sizeof why, "libcurl is not available: %s", rz__lazy_why());
-        return why;
-    }
+    if (!have())
+        return msg;
     return fn.easy_strerror(code);
 }
 

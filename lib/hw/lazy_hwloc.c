@@ -23,6 +23,7 @@ static struct {
     hwloc_obj_t (*get_obj_by_depth)(hwloc_topology_t, int, unsigned);
 } fn;
 static bool loaded;
+static char why[256];   /* kept for a debugger: the caller sees ENOSYS */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 #define SYM(field, name) \
@@ -31,7 +32,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void load(void)
 {
     static const char *const names[] = { RZ_HWLOC_SONAME, "libhwloc.so", NULL };
-    void *h = rz__lazy_open(names);
+    void *h = rz__lazy_open(names, why, sizeof why);
     bool ok = h != NULL;
     SYM(topology_init, "hwloc_topology_init");
     SYM(topology_load, "hwloc_topology_load");
