@@ -210,7 +210,7 @@ static void errors_with_offsets(void **state)
     expect_error("${{ steps.a.outputs. }}", false, 20, "expected an output port");
     expect_error("${{ inputs }}", false, 10, "expected '.'");
     expect_error("${{ env.HOME }}", false, 4, "unknown name 'env'");
-    expect_error("${{ 1 + 2 }}", false, 6, "expected '}}'");
+    expect_error("${{ 1 ^ 2 }}", false, 6, "expected '}}'");
     expect_error("ab ${{ inputs.x", false, 3, "unterminated");
     expect_error("${{ }}", false, 4, "expected a value");
     expect_error("${{ 'open }}", false, 4, "unterminated string");

@@ -438,7 +438,7 @@ static void test_json_expr_columns(void **state)
         "{\"nodes\": [\n"
         "  {\"id\": \"a\", \"moduleId\": \"count\", \"inputs\": {\"text\": \"${{ steps.zz.outputs.x }}\"}},\n"
         "  {\"id\": \"b\", \"moduleId\": \"count\", \"inputs\": {\"text\": \"\\u0041 ${{ steps.zz.outputs.x }}\"}},\n"
-        "  {\"id\": \"c\", \"moduleId\": \"count\", \"inputs\": {\"text\": \"x ${{ 1 + }}\"}}\n"
+        "  {\"id\": \"c\", \"moduleId\": \"count\", \"inputs\": {\"text\": \"x ${{ 1 ^ 2 }}\"}}\n"
         "]}\n";
     rz_diags *d;
     const char *F = "cols.json";
@@ -446,7 +446,7 @@ static void test_json_expr_columns(void **state)
     expect(d, F, 2, 60, RZ_EUNKNOWN, "reference to unknown step 'zz'");
     /* An escape before the reference: the string's own column. */
     expect(d, F, 3, 55, RZ_EUNKNOWN, "reference to unknown step 'zz'");
-    expect(d, F, 4, 64, RZ_EEXPR, "malformed expression: expected '}}', found '+'");
+    expect(d, F, 4, 64, RZ_EEXPR, "malformed expression: expected '}}', found '^'");
     assert_int_equal(rz_diags_count(d), 3);
     assert_string_equal(rz_diags_get(d, 2)->pointer, "/nodes/2/inputs/text");
     rz_diags_free(d);
