@@ -902,6 +902,11 @@ static bool compare(nkind k, const cJSON *a, const cJSON *b)
     return false;   /* no order across types or among containers */
 }
 
+static bool exact_int(double x)
+{
+    return x == floor(x) && fabs(x) < EXACT_LIMIT;
+}
+
 /* How a value reads inside a template string (and in format and join). */
 static void stringify(rz__buf *b, const cJSON *v)
 {
@@ -909,8 +914,7 @@ static void stringify(rz__buf *b, const cJSON *v)
         rz__buf_puts(b, v->valuestring);
     } else if (!v || cJSON_IsNull(v)) {
         /* absent values read as nothing */
-    } else if (cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) &&
-               fabs(v->valuedouble) < 1e15) {
+    } else if (cJSON_IsNumber(v) && exact_int(v->valuedouble)) {
         rz__buf_printf(b, "%.0f", v->valuedouble);
     } else {
         char *s = cJSON_PrintUnformatted(v);
@@ -920,11 +924,6 @@ static void stringify(rz__buf *b, const cJSON *v)
             b->failed = true;
         cJSON_free(s);
     }
-}
-
-static bool exact_int(double x)
-{
-    return x == floor(x) && fabs(x) < EXACT_LIMIT;
 }
 
 static cJSON *arith(evalctx *cx, const node *nd, const cJSON *a, const cJSON *b)
