@@ -1267,12 +1267,35 @@ static cJSON *eval_node(evalctx *cx, size_t id)
     }
 }
 
-/* The result of a failed evaluation. */
-static int eval_error(const evalctx *cx)
+/* Evaluate into *out; on failure *out is NULL and cx says why (no message:
+ * out of memory). */
+static void eval_all(const rz__expr *e, evalctx *cx, cJSON **out)
 {
-    if (!cx->msg)
-        return rz__error(RZ_ENOMEM, "out of memory");
-    return rz__error(RZ_EEXPR, "%s at offset %zu", cx->msg, cx->off);
+    *out = NULL;
+    if (e->whole) {
+        *out = eval_node(cx, e->parts[0].root);
+        return;
+    }
+    rz__buf b = {0};
+    for (size_t i = 0; i < e->n_parts && !cx->msg; i++) {
+        const part *pt = &e->parts[i];
+        if (pt->text) {
+            rz__buf_append(&b, pt->text, pt->len);
+            continue;
+        }
+        cJSON *v = eval_node(cx, pt->root);
+        if (!v)
+            b.failed = true;
+        else
+            stringify(&b, v);
+        cJSON_Delete(v);
+        if (b.len > RZ_EXPR_MAX_STRING)
+            efail(cx, e->nodes[pt->root].off, "result longer than %u bytes",
+                  RZ_EXPR_MAX_STRING);
+    }
+    if (!cx->msg && !b.failed)
+        *out = cJSON_CreateString(b.data ? b.data : "");
+    rz__buf_free(&b);
 }
 
 int rz__expr_eval(const rz__expr *e, rz__resolve_fn resolve, void *ud, cJSON **out)
@@ -1281,33 +1304,35 @@ int rz__expr_eval(const rz__expr *e, rz__resolve_fn resolve, void *ud, cJSON **o
     if (!e)
         return rz__error(RZ_EINVAL, "rz__expr_eval: NULL expression");
     evalctx cx = {.e = e, .resolve = resolve, .ud = ud, .budget = RZ_EXPR_BUDGET};
-    if (e->whole) {
-        *out = eval_node(&cx, e->parts[0].root);
-        return *out ? RZ_OK : eval_error(&cx);
-    }
-    rz__buf b = {0};
-    for (size_t i = 0; i < e->n_parts && !cx.msg; i++) {
-        const part *pt = &e->parts[i];
-        if (pt->text) {
-            rz__buf_append(&b, pt->text, pt->len);
-            continue;
-        }
-        cJSON *v = eval_node(&cx, pt->root);
-        if (!v)
-            b.failed = true;
-        else
-            stringify(&b, v);
-        cJSON_Delete(v);
-        if (b.len > RZ_EXPR_MAX_STRING)
-            efail(&cx, e->nodes[pt->root].off, "result longer than %u bytes",
-                  RZ_EXPR_MAX_STRING);
-    }
-    if (cx.msg || b.failed) {
-        rz__buf_free(&b);
-        return eval_error(&cx);
-    }
-    char *s = rz__buf_take(&b);
-    *out = cJSON_CreateString(s ? s : "");
-    free(s);
-    return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
+    eval_all(e, &cx, out);
+    if (*out)
+        return RZ_OK;
+    if (!cx.msg)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    return rz__error(RZ_EEXPR, "%s at offset %zu", cx.msg, cx.off);
+}
+
+int rz__expr_check(const rz__expr *e, char *err, size_t errlen, size_t *err_off)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    if (err_off)
+        *err_off = 0;
+    if (!e)
+        return rz__error(RZ_EINVAL, "rz__expr_check: NULL expression");
+    if (e->n_refs)
+        return RZ_OK;   /* depends on values known only when it runs */
+    evalctx cx = {.e = e, .budget = RZ_EXPR_BUDGET};
+    cJSON *v;
+    eval_all(e, &cx, &v);
+    cJSON_Delete(v);
+    if (v)
+        return RZ_OK;
+    if (!cx.msg)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    if (err && errlen)
+        snprintf(err, errlen, "%s", cx.msg);
+    if (err_off)
+        *err_off = cx.off;
+    return rz__error(RZ_EEXPR, "%s at offset %zu", cx.msg, cx.off);
 }

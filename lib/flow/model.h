@@ -158,6 +158,12 @@ typedef const cJSON *(*rz__resolve_fn)(const rz__ref *ref, void *ud);
  * with "... at offset N" (N: byte offset in the text). */
 RZ_HIDDEN int rz__expr_eval(const rz__expr *e, rz__resolve_fn resolve, void *ud,
                             cJSON **out);
+/* An expression without references is evaluated now: RZ_EEXPR with the
+ * message in `err` and the offset in *err_off if that fails (1 / 0,
+ * length(5), a bound passed). One with references is RZ_OK: its values are
+ * known only when it runs. */
+RZ_HIDDEN int rz__expr_check(const rz__expr *e, char *err, size_t errlen,
+                             size_t *err_off);
 /* Truthiness for `when`: false, null, 0, "" and absent are false. */
 RZ_HIDDEN bool rz__json_truthy(const cJSON *v);
 

@@ -55,8 +55,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < rz__expr_ref_count(e); i++)
         if (!rz__expr_ref(e, i)->name || rz__expr_ref(e, i)->offset > size - 1)
             abort();
+    /* Without references the check and the evaluation agree. */
+    int checked = rz__expr_check(e, err, sizeof err, &off);
     cJSON *v = NULL;
     rc = rz__expr_eval(e, resolve, ctx, &v);
+    if (rz__expr_ref_count(e) == 0 && checked != RZ_ENOMEM && rc != RZ_ENOMEM &&
+        (checked == RZ_OK) != (rc == RZ_OK))
+        abort();
     if (rc == RZ_OK) {
         if (!v || (cJSON_IsString(v) && strlen(v->valuestring) > RZ_EXPR_MAX_STRING +
                                                                      size))

@@ -264,6 +264,29 @@ static void hostile_expressions(void **state)
     expect("!!!!!!!!false", true, "false");
 }
 
+/* Constant expressions can be checked before any run. */
+static void check_constants(void **state)
+{
+    (void)state;
+    rz__expr *e;
+    char err[128];
+    size_t off;
+    assert_int_equal(rz__expr_parse(&e, "x ${{ 1 + 1 }} ${{ 2 / 0 }}", false, NULL, 0, NULL), RZ_OK);
+    assert_int_equal(rz__expr_check(e, err, sizeof err, &off), RZ_EEXPR);
+    assert_string_equal(err, "division by zero");
+    assert_int_equal(off, 21);
+    rz__expr_free(e);
+    /* References make it a run-time matter. */
+    assert_int_equal(rz__expr_parse(&e, "inputs.x / 0", true, NULL, 0, NULL), RZ_OK);
+    assert_int_equal(rz__expr_check(e, err, sizeof err, &off), RZ_OK);
+    assert_string_equal(err, "");
+    rz__expr_free(e);
+    assert_int_equal(rz__expr_parse(&e, "length('abc') == 3 ? 'y' : 1 / 0", true, NULL, 0, NULL), RZ_OK);
+    assert_int_equal(rz__expr_check(e, err, sizeof err, &off), RZ_OK);
+    rz__expr_free(e);
+    assert_int_equal(rz__expr_check(NULL, err, sizeof err, &off), RZ_EINVAL);
+}
+
 static void eval_without_resolver(void **state)
 {
     (void)state;
@@ -567,6 +590,7 @@ int main(void)
         cmocka_unit_test(errors_with_offsets),
         cmocka_unit_test(hostile_expressions),
         cmocka_unit_test(eval_without_resolver),
+        cmocka_unit_test(check_constants),
         cmocka_unit_test(arithmetic),
         cmocka_unit_test(ternary_and_indexing),
         cmocka_unit_test(run_fields),

@@ -498,6 +498,23 @@ static void test_expr_diagnostics(void **state)
         "  {\"id\": \"a\", \"moduleId\": \"split\", \"inputs\": {\"text\": \"x\"}},\n"
         "  {\"id\": \"b\", \"moduleId\": \"count\", \"needs\": [\"a\"], \"when\": \"steps.a.status == 'failed'\", \"inputs\": {\"text\": \"${{ join(steps.a.outputs.chunks, ', ' }}\"}}\n"
         "]}\n";
+    /* Constant expressions are evaluated now: their errors are located too. */
+    const char *konst =
+        "flux: 1\n"
+        "steps:\n"
+        "  a:\n"
+        "    module: count\n"
+        "    when: \"1 + 1 == 2 && length(5) > 0\"\n"
+        "    inputs:\n"
+        "      text: \"n=${{ 10 % 3 }} ${{ format('{0}{1}', 'x') }}\"\n";
+    assert_int_equal(validate(konst, RZ_FORMAT_YAML, "k.yaml", g_reg, NULL, &d), RZ_EINVALID);
+    expect(d, "k.yaml", 5, 26, RZ_EEXPR, "expression cannot be evaluated: length() takes "
+           "a string, an array or an object, not a number");
+    expect(d, "k.yaml", 7, 34, RZ_EEXPR, "expression cannot be evaluated: format(): {1} but "
+           "1 argument after the format string");
+    assert_int_equal(rz_diags_count(d), 2);
+    rz_diags_free(d);
+
     F = "expr.json";
     assert_int_equal(validate(json, RZ_FORMAT_JSON, F, g_reg, NULL, &d), RZ_EINVALID);
     expect(d, F, 3, 148, RZ_EEXPR, "malformed expression: expected ',' or ')' in the "
