@@ -10,10 +10,14 @@
  * skipped, cancelled, or failed with on_failure: fail is SKIPPED at once,
  * and so on downstream; a dependency that failed with on_failure: continue
  * counts as done and its outputs are absent (expressions see null).
- * Independent branches keep running after a failure. The run is done when
- * every step has settled: CANCELLED if cancelled, else FAILED if a step
- * failed with on_failure: fail, else SUCCEEDED. Every call is O(what it
- * touches); a whole run is O(steps + edges).
+ * Expressions also read how a settled dependency ran: steps.X.status (the
+ * rz_step_state_name), .error, .attempts and .duration_ms (the `now` of its
+ * first start to that of its last end), so a `when` on a failed step's
+ * status makes an error handler. Independent branches keep running after a
+ * failure. The run is done when every step has settled: CANCELLED if
+ * cancelled, else FAILED if a step failed with on_failure: fail, else
+ * SUCCEEDED. Every call is O(what it touches); a whole run is
+ * O(steps + edges).
  */
 #ifndef RHIZOS_RUN_H
 #define RHIZOS_RUN_H

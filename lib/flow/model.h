@@ -107,20 +107,37 @@ RZ_HIDDEN int rz__flow_link(rz_flow *f);
 
 /* ---- Expressions: ${{ ... }} templates and conditions (lib/flow/expr.c) ----
  *
- * Grammar: literals (numbers, 'str' / "str", true, false, null), references
- * steps.<id>.outputs.<port>[.<key>...] and inputs.<name>[.<key>...], unary !,
- * binary == != < <= > >= && || and parentheses. A string value is either one
- * whole ${{ expr }} (evaluates to the typed value) or a template mixing text
- * and ${{ }} parts (evaluates to a string). `when` accepts a bare expression
- * or ${{ expr }}. */
+ * GitHub-Actions-shaped. Literals (numbers, 'str' / "str", true, false,
+ * null); references steps.<id>.outputs.<port>[.<key>...],
+ * steps.<id>.status|error|attempts|duration_ms and inputs.<name>[.<key>...];
+ * indexing a[i], a['k'], a.k; calls length contains startsWith endsWith
+ * format join toJSON fromJSON default; operators, lowest first:
+ * c ? a : b, ||, &&, == !=, < <= > >=, + -, * / %, unary !. A string value
+ * is either one whole ${{ expr }} (evaluates to the typed value) or a
+ * template mixing text and ${{ }} parts (evaluates to a string). `when`
+ * accepts a bare expression or ${{ expr }}. docs/flow-format.md has the
+ * semantics; the bounds are the RZ_EXPR_MAX_* below. */
+#define RZ_EXPR_MAX_NESTING 64          /* (), [], calls, ?:, ! deep */
+#define RZ_EXPR_MAX_HEIGHT 256          /* operator chains, a + b + ... */
+#define RZ_EXPR_MAX_NODES 4096          /* terms in one text */
+#define RZ_EXPR_MAX_ARGS 16             /* arguments of one call */
+#define RZ_EXPR_MAX_STRING (512u * 1024u)   /* any string an evaluation builds */
+#define RZ_EXPR_BUDGET (4u * 1024u * 1024u) /* string bytes one evaluation builds */
 typedef struct rz__expr rz__expr;
 
 typedef enum rz__ref_kind { RZ_REF_STEP = 1, RZ_REF_INPUT = 2 } rz__ref_kind;
 
+/* What a step reference reads: its outputs, or how it ran. */
+typedef enum rz__ref_field {
+    RZ_FIELD_OUTPUTS = 0, RZ_FIELD_STATUS, RZ_FIELD_ERROR, RZ_FIELD_ATTEMPTS,
+    RZ_FIELD_DURATION_MS
+} rz__ref_field;
+
 typedef struct rz__ref {
     rz__ref_kind kind;
     const char *name;     /* step id or input name (borrowed from the expr) */
-    const char *port;     /* output port for steps, NULL for inputs */
+    const char *port;     /* output port for steps' outputs, else NULL */
+    rz__ref_field field;  /* steps: outputs (with a port) or a run field */
     uint32_t offset;      /* byte offset of the reference in the text */
 } rz__ref;
 
@@ -136,9 +153,17 @@ RZ_HIDDEN const rz__ref *rz__expr_ref(const rz__expr *e, size_t i);
 
 /* Resolve a reference to a value (borrowed; NULL = absent, evaluates as null). */
 typedef const cJSON *(*rz__resolve_fn)(const rz__ref *ref, void *ud);
-/* Evaluate; *out is a new cJSON value the caller frees. */
+/* Evaluate; *out is a new cJSON value the caller frees. A value of the
+ * wrong type for an operator or function, or a bound passed, is RZ_EEXPR
+ * with "... at offset N" (N: byte offset in the text). */
 RZ_HIDDEN int rz__expr_eval(const rz__expr *e, rz__resolve_fn resolve, void *ud,
                             cJSON **out);
+/* An expression without references is evaluated now: RZ_EEXPR with the
+ * message in `err` and the offset in *err_off if that fails (1 / 0,
+ * length(5), a bound passed). One with references is RZ_OK: its values are
+ * known only when it runs. */
+RZ_HIDDEN int rz__expr_check(const rz__expr *e, char *err, size_t errlen,
+                             size_t *err_off);
 /* Truthiness for `when`: false, null, 0, "" and absent are false. */
 RZ_HIDDEN bool rz__json_truthy(const cJSON *v);
 

@@ -698,6 +698,13 @@ static void check_expr(vctx *v, size_t i, const char *text, const char *ptr,
     size_t n = rz__expr_ref_count(e);
     for (size_t k = 0; k < n; k++)
         check_ref(v, i, rz__expr_ref(e, k), ptr, text);
+    /* A constant expression that cannot be evaluated fails every run. */
+    rc = rz__expr_check(e, err, sizeof err, &off);
+    if (rc == RZ_ENOMEM)
+        v->oom = rc;
+    else if (rc != RZ_OK)
+        report_in(v, RZ_EEXPR, ptr, text, off, "expression cannot be evaluated: %s",
+                  err);
     rz__expr_free(e);
 }
 

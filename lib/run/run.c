@@ -40,6 +40,10 @@ typedef struct step_rt {
     char *log;             /* stderr tail of the last attempt, or NULL */
     cJSON *outputs;        /* object once succeeded, else NULL */
     rz__expr *when;        /* parsed condition or NULL */
+    uint64_t started_ms;   /* first attempt's start */
+    uint64_t ended_ms;     /* last attempt's end (success or failure) */
+    cJSON *field;          /* last steps.X.<field> value handed to an
+                              expression (resolved values are borrowed) */
 } step_rt;
 
 struct rz_run {
@@ -94,6 +98,35 @@ static const rz__step *step_of(const rz_run *r, size_t i)
 
 /* ---- Expressions ---------------------------------------------------------- */
 
+/* steps.X.status, .error, .attempts, .duration_ms: how step i ran. The
+ * value lives in the step's slot until the next such reference, which is
+ * long enough: the evaluator copies a resolved value at once. */
+static const cJSON *run_field(const rz_run *r, size_t i, rz__ref_field f)
+{
+    step_rt *s = &r->st[i];
+    cJSON_Delete(s->field);
+    s->field = NULL;
+    switch (f) {
+    case RZ_FIELD_STATUS:
+        s->field = cJSON_CreateString(rz_step_state_name(s->state));
+        break;
+    case RZ_FIELD_ERROR:
+        s->field = s->error ? cJSON_CreateString(s->error) : cJSON_CreateNull();
+        break;
+    case RZ_FIELD_ATTEMPTS:
+        s->field = cJSON_CreateNumber(s->attempts);
+        break;
+    case RZ_FIELD_DURATION_MS:
+        s->field = cJSON_CreateNumber(
+            s->attempts && s->ended_ms > s->started_ms
+                ? (double)(s->ended_ms - s->started_ms) : 0);
+        break;
+    default:
+        break;
+    }
+    return s->field;
+}
+
 static const cJSON *resolve_ref(const rz__ref *ref, void *ud)
 {
     const rz_run *r = ud;
@@ -102,7 +135,11 @@ static const cJSON *resolve_ref(const rz__ref *ref, void *ud)
     if (ref->kind != RZ_REF_STEP)
         return NULL;
     size_t i = rz_flow_step_find(r->flow, ref->name);
-    if (i == RZ_NPOS || i >= r->n || !r->st[i].outputs)
+    if (i == RZ_NPOS || i >= r->n)
+        return NULL;
+    if (ref->field != RZ_FIELD_OUTPUTS)
+        return run_field(r, i, ref->field);
+    if (!r->st[i].outputs)
         return NULL;   /* not run, skipped or failed: absent */
     if (!ref->port)
         return r->st[i].outputs;
@@ -316,6 +353,7 @@ static void step_failed(rz_run *r, size_t i, char *reason, uint64_t now_ms)
     const rz__step *st = step_of(r, i);
     set_error(s, reason);
     s->has_deadline = false;
+    s->ended_ms = now_ms;
     uint32_t max = st->retry.max_attempts ? st->retry.max_attempts : 1;
     if (!r->cancelled && s->attempts < max) {
         set_state(r, i, RZ_STEP_BACKOFF);
@@ -545,6 +583,7 @@ void rz_run_free(rz_run *run)
         free(run->st[i].log);
         cJSON_Delete(run->st[i].outputs);
         rz__expr_free(run->st[i].when);
+        cJSON_Delete(run->st[i].field);
     }
     free(run->st);
     free(run->id);
@@ -652,7 +691,8 @@ int rz_run_start(rz_run *run, size_t step, uint64_t now_ms)
     if (s->state != RZ_STEP_READY)
         return wrong_state(run, step, "start");
     set_state(run, step, RZ_STEP_RUNNING);
-    s->attempts++;
+    if (s->attempts++ == 0)
+        s->started_ms = now_ms;
     uint32_t t = timeout_s(step_of(run, step));
     s->has_deadline = t > 0;
     if (t) {
@@ -690,6 +730,7 @@ int rz_run_succeed(rz_run *run, size_t step, const char *outputs_json,
     s->outputs = o;
     set_state(run, step, RZ_STEP_SUCCEEDED);
     s->has_deadline = false;
+    s->ended_ms = now_ms;
     set_error(s, NULL);
     settle(run, step);
     return RZ_OK;

@@ -98,6 +98,28 @@ class FlowRunExamples(unittest.TestCase):
         self.assertIn("skipped", states)
         self.assertIn("succeeded", states)
 
+    def test_fallback_runs_when_primary_fails(self):
+        # primary fails both attempts: the fallback reads its status, error
+        # and attempts; the failure is handled, so the run succeeds.
+        p, doc = self.run_json("fallback.yaml")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(doc["status"], "succeeded")
+        st = doc["steps"]
+        self.assertEqual(st["primary"]["status"], "failed")
+        self.assertEqual(st["primary"]["attempts"], 2)
+        self.assertEqual(st["fallback"]["status"], "succeeded")
+        msg = st["fallback"]["outputs"]["message"]
+        self.assertTrue(msg.startswith("primary failed after 2 attempts: "), msg)
+        self.assertIn("fails on purpose", msg)
+        self.assertEqual(st["report"]["outputs"]["message"], "handled: failed")
+        # primary recovers on its second attempt: the fallback is skipped.
+        p, doc = self.run_json("fallback.yaml", "--input", "failures=1")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        st = doc["steps"]
+        self.assertEqual(st["fallback"]["status"], "skipped")
+        self.assertEqual(st["report"]["outputs"]["message"],
+                         "primary succeeded on attempt 2")
+
     def test_inputs_flow_takes_input(self):
         p, doc = self.run_json("inputs.yaml", "--input", "who=Ada")
         self.assertEqual(p.returncode, 0, p.stderr)
@@ -322,6 +344,19 @@ class FlowCommands(unittest.TestCase):
                 self.assertTrue(it["code"].startswith("RZ_E"))
         finally:
             os.unlink(f.name)
+
+    def test_bad_expression_is_located_inside_it(self):
+        bad = ("flux: 1\nname: bad\nsteps:\n"
+               "  a:\n    module: echo@1\n"
+               "  b:\n    module: echo@1\n    needs: [a]\n"
+               "    when: \"${{ steps.a.status == 'failed' && lenght(steps.a.error) }}\"\n")
+        p = rhizos("flow", "validate", "-", stdin=bad)
+        self.assertEqual(p.returncode, 1)
+        m = DIAG.match(p.stderr.splitlines()[0])
+        self.assertIsNotNone(m, p.stderr)
+        line = bad.splitlines()[int(m.group(2)) - 1]
+        self.assertEqual(line[int(m.group(3)) - 1:].split("(")[0], "lenght", p.stderr)
+        self.assertIn("unknown function 'lenght'", m.group(4))
 
     def test_syntax_error_has_location(self):
         p = rhizos("flow", "validate", "-", stdin='{"nodes": [1, 2,, 3]}')

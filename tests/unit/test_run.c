@@ -555,6 +555,80 @@ static void test_on_failure_continue(void **state)
     rz_flow_free(f);
 }
 
+/* ---- error handlers: steps.X.status / error / attempts / duration_ms ---- */
+
+#define FALLBACK_FLOW \
+    "flux: 1\nname: fb\nsteps:\n" \
+    "  primary:\n    module: noop\n    on_failure: continue\n" \
+    "    retry: {max_attempts: 2, initial_ms: 10}\n" \
+    "  fallback:\n    module: noop\n    needs: [primary]\n" \
+    "    when: \"${{ steps.primary.status == 'failed' }}\"\n" \
+    "    inputs:\n" \
+    "      why: \"${{ steps.primary.error }}\"\n" \
+    "      tries: \"${{ steps.primary.attempts }}\"\n" \
+    "      took: \"${{ steps.primary.duration_ms }}\"\n" \
+    "      note: \"${{ format('{0} after {1} tries', steps.primary.status, steps.primary.attempts) }}\"\n"
+
+static void test_fallback_runs_after_failure(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml(FALLBACK_FLOW);
+    rz_run *r = start_run(f, NULL);
+    assert_string_equal(ready_ids(r, 0), "primary");
+    assert_int_equal(rz_run_start(r, S(r, "primary"), 0), RZ_OK);
+    assert_int_equal(rz_run_fail(r, S(r, "primary"), "exit 3", 5), RZ_OK);
+    assert_int_equal(state_of(r, "primary"), RZ_STEP_BACKOFF);
+    assert_string_equal(ready_ids(r, 15), "primary");
+    assert_int_equal(rz_run_start(r, S(r, "primary"), 15), RZ_OK);
+    assert_int_equal(rz_run_fail(r, S(r, "primary"), "boom", 40), RZ_OK);
+    assert_int_equal(state_of(r, "primary"), RZ_STEP_FAILED);
+    assert_string_equal(ready_ids(r, 40), "fallback");
+    expect_request(r, "fallback", "{\"inputs\":{\"why\":\"boom\",\"tries\":2,\"took\":40,"
+                   "\"note\":\"failed after 2 tries\"},\"config\":{}}");
+    run_ok(r, "fallback", "{}", 41);
+    /* The failure was handled: on_failure: continue keeps the run green. */
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+static void test_fallback_skipped_after_success(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml(FALLBACK_FLOW);
+    rz_run *r = start_run(f, NULL);
+    run_ok(r, "primary", "{}", 0);
+    assert_int_equal(state_of(r, "fallback"), RZ_STEP_SKIPPED);
+    assert_non_null(strstr(rz_run_step_error(r, S(r, "fallback")), "condition is false"));
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* A condition that cannot be evaluated (here 1 / 0) fails the step with the
+ * offset inside the expression, and the run with it. */
+static void test_when_eval_error(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: we\nsteps:\n"
+                      "  a: {module: noop}\n"
+                      "  b:\n    module: noop\n    needs: [a]\n"
+                      "    when: \"${{ steps.a.attempts / 0 > 1 }}\"\n"
+                      "  c:\n    module: noop\n    needs: [a]\n"
+                      "    inputs: {x: \"${{ length(steps.a.attempts) }}\"}\n");
+    rz_run *r = start_run(f, NULL);
+    run_ok(r, "a", "{}", 0);
+    assert_int_equal(state_of(r, "b"), RZ_STEP_FAILED);
+    assert_string_equal(rz_run_step_error(r, S(r, "b")),
+                        "when: division by zero at offset 21");
+    char *req = NULL;
+    assert_int_equal(rz_run_request(r, S(r, "c"), &req), RZ_EEXPR);
+    assert_null(req);
+    assert_non_null(strstr(rz_error_last()->message, "step 'c': input 'x': length() takes"));
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
 /* ---- cancel ---- */
 
 static void test_cancel(void **state)
@@ -1029,6 +1103,9 @@ int main(void)
         cmocka_unit_test(test_outputs_must_be_object),
         cmocka_unit_test(test_refused_flows),
         cmocka_unit_test(test_step_logs),
+        cmocka_unit_test(test_fallback_runs_after_failure),
+        cmocka_unit_test(test_fallback_skipped_after_success),
+        cmocka_unit_test(test_when_eval_error),
         cmocka_unit_test(test_exact_numbers),
         cmocka_unit_test(test_replica_follows_deployment),
     };

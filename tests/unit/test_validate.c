@@ -438,7 +438,7 @@ static void test_json_expr_columns(void **state)
         "{\"nodes\": [\n"
         "  {\"id\": \"a\", \"moduleId\": \"count\", \"inputs\": {\"text\": \"${{ steps.zz.outputs.x }}\"}},\n"
         "  {\"id\": \"b\", \"moduleId\": \"count\", \"inputs\": {\"text\": \"\\u0041 ${{ steps.zz.outputs.x }}\"}},\n"
-        "  {\"id\": \"c\", \"moduleId\": \"count\", \"inputs\": {\"text\": \"x ${{ 1 + }}\"}}\n"
+        "  {\"id\": \"c\", \"moduleId\": \"count\", \"inputs\": {\"text\": \"x ${{ 1 ^ 2 }}\"}}\n"
         "]}\n";
     rz_diags *d;
     const char *F = "cols.json";
@@ -446,9 +446,80 @@ static void test_json_expr_columns(void **state)
     expect(d, F, 2, 60, RZ_EUNKNOWN, "reference to unknown step 'zz'");
     /* An escape before the reference: the string's own column. */
     expect(d, F, 3, 55, RZ_EUNKNOWN, "reference to unknown step 'zz'");
-    expect(d, F, 4, 64, RZ_EEXPR, "malformed expression: expected '}}', found '+'");
+    expect(d, F, 4, 64, RZ_EEXPR, "malformed expression: expected '}}', found '^'");
     assert_int_equal(rz_diags_count(d), 3);
     assert_string_equal(rz_diags_get(d, 2)->pointer, "/nodes/2/inputs/text");
+    rz_diags_free(d);
+}
+
+/* Expressions: run fields validate, and a bad expression is located at its
+ * column inside ${{ }}, in both formats. */
+static void test_expr_diagnostics(void **state)
+{
+    (void)state;
+    const char *src =
+        "flux: 1\n"
+        "steps:\n"
+        "  split:\n"
+        "    module: split@1.2\n"
+        "    inputs:\n"
+        "      text: hello\n"
+        "  count:\n"
+        "    module: count\n"
+        "    needs: [split]\n"
+        "    when: \"${{ steps.split.status == 'failed' && steps.split.attempts > 1 }}\"\n"
+        "    inputs:\n"
+        "      text: \"${{ format('{0}: {1}', steps.split.status, steps.split.error) }}\"\n"
+        "  bad:\n"
+        "    module: count\n"
+        "    needs: [split]\n"
+        "    when: \"${{ steps.split.status == 'failed' && lenght(steps.split.error) }}\"\n"
+        "    inputs:\n"
+        "      text: \"${{ steps.nope.status + steps.count.duration_ms }}\"\n"
+        "  worse:\n"
+        "    module: count\n"
+        "    inputs:\n"
+        "      text: \"${{ inputs.x ? 'a' 'b' }}\"\n";
+    rz_diags *d;
+    const char *F = "expr.yaml";
+    assert_int_equal(validate(src, RZ_FORMAT_YAML, F, g_reg, NULL, &d), RZ_EINVALID);
+    expect(d, F, 16, 50, RZ_EEXPR, "malformed expression: unknown function 'lenght' "
+           "(known: length, contains, startsWith, endsWith, format, join, toJSON, "
+           "fromJSON, default)");
+    expect(d, F, 18, 18, RZ_EUNKNOWN, "reference to unknown step 'nope'");
+    expect(d, F, 18, 38, RZ_EUPSTREAM, "step 'bad' uses outputs of 'count', which is "
+           "not upstream of it (add 'count' to its needs)");
+    expect(d, F, 22, 33, RZ_EEXPR, "malformed expression: expected ':' (c ? a : b)");
+    assert_int_equal(rz_diags_count(d), 4);
+    rz_diags_free(d);
+
+    const char *json =
+        "{\"nodes\": [\n"
+        "  {\"id\": \"a\", \"moduleId\": \"split\", \"inputs\": {\"text\": \"x\"}},\n"
+        "  {\"id\": \"b\", \"moduleId\": \"count\", \"needs\": [\"a\"], \"when\": \"steps.a.status == 'failed'\", \"inputs\": {\"text\": \"${{ join(steps.a.outputs.chunks, ', ' }}\"}}\n"
+        "]}\n";
+    /* Constant expressions are evaluated now: their errors are located too. */
+    const char *konst =
+        "flux: 1\n"
+        "steps:\n"
+        "  a:\n"
+        "    module: count\n"
+        "    when: \"1 + 1 == 2 && length(5) > 0\"\n"
+        "    inputs:\n"
+        "      text: \"n=${{ 10 % 3 }} ${{ format('{0}{1}', 'x') }}\"\n";
+    assert_int_equal(validate(konst, RZ_FORMAT_YAML, "k.yaml", g_reg, NULL, &d), RZ_EINVALID);
+    expect(d, "k.yaml", 5, 26, RZ_EEXPR, "expression cannot be evaluated: length() takes "
+           "a string, an array or an object, not a number");
+    expect(d, "k.yaml", 7, 34, RZ_EEXPR, "expression cannot be evaluated: format(): {1} but "
+           "1 argument after the format string");
+    assert_int_equal(rz_diags_count(d), 2);
+    rz_diags_free(d);
+
+    F = "expr.json";
+    assert_int_equal(validate(json, RZ_FORMAT_JSON, F, g_reg, NULL, &d), RZ_EINVALID);
+    expect(d, F, 3, 148, RZ_EEXPR, "malformed expression: expected ',' or ')' in the "
+           "arguments of join()");
+    assert_int_equal(rz_diags_count(d), 1);
     rz_diags_free(d);
 }
 
@@ -620,6 +691,7 @@ int main(void)
         cmocka_unit_test(test_cycles),
         cmocka_unit_test(test_upstream),
         cmocka_unit_test(test_json_expr_columns),
+        cmocka_unit_test(test_expr_diagnostics),
         cmocka_unit_test(test_credentials),
         cmocka_unit_test(test_golden),
         cmocka_unit_test(test_large),
