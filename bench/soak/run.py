@@ -39,11 +39,18 @@ no sanitizer report.
 Exit status: 0 when no growth past the thresholds and every invariant
 holds; 1 otherwise (the summary says which).
 
+--mix stateless drives only what adds no lasting state (reads, bad
+requests, watchers of finished deployments, refused cancels) over accounts,
+jobs and deployments made first: the orchestrator keeps every job in
+memory, so only this mix can show a leak apart from what it holds.
+
 usage: bench/soak/run.py [--build DIR] [--duration S] [--nodes N]
-       [--node-churn M] [--orch-restart K] [--sample S] [--warmup S]
-       [--rate R] [--workers W] [--seed N] [--csv FILE] [--json FILE]
+       [--steady-nodes N] [--node-churn M] [--orch-restart K] [--sample S]
+       [--warmup S] [--window S] [--mix full|stateless] [--rate R]
+       [--workers W] [--accounts N] [--seed N] [--csv FILE] [--json FILE]
        [--workdir DIR] [--keep] [--rss-growth FRAC] [--rss-slack MIB]
-       [--fd-growth N]
+       [--fd-growth N] [--drain S]
+(--help lists them all with their defaults.)
 Standard library only; uses tests/e2e/harness.py."""
 import argparse
 import collections
@@ -853,7 +860,8 @@ def kill_all(s):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--duration", type=float, default=3600)
     ap.add_argument("--nodes", type=int, default=3)
