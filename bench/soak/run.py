@@ -862,17 +862,23 @@ def kill_all(s):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--duration", type=float, default=3600)
-    ap.add_argument("--nodes", type=int, default=3)
-    ap.add_argument("--node-slots", type=int, default=2)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"),
+                    help="the meson build folder")
+    ap.add_argument("--duration", type=float, default=3600,
+                    help="seconds of load")
+    ap.add_argument("--nodes", type=int, default=3,
+                    help="rhizos-node processes")
+    ap.add_argument("--node-slots", type=int, default=2,
+                    help="max_concurrent_jobs of each node")
     ap.add_argument("--steady-nodes", type=int, default=1,
                     help="nodes never churned (their growth is read over the "
                     "whole run); at least one node is always churned")
-    ap.add_argument("--cpu-hour-cents", type=int, default=3600)
+    ap.add_argument("--cpu-hour-cents", type=int, default=3600,
+                    help="the nodes' CPU price")
     ap.add_argument("--node-churn", type=float, default=60, help="seconds; 0: none")
     ap.add_argument("--orch-restart", type=float, default=300, help="seconds; 0: none")
-    ap.add_argument("--sample", type=float, default=10)
+    ap.add_argument("--sample", type=float, default=10,
+                    help="seconds between samples")
     ap.add_argument("--warmup", type=float, default=None,
                     help="seconds (default: 10%% of the duration, 60 to 600)")
     ap.add_argument("--window", type=float, default=None,
@@ -881,19 +887,28 @@ def main():
                     help="full: the mixed load; stateless: reads, bad requests, "
                     "watchers and refused cancels over state made first")
     ap.add_argument("--rate", type=float, default=15, help="operations a second")
-    ap.add_argument("--workers", type=int, default=3)
-    ap.add_argument("--accounts", type=int, default=40)
-    ap.add_argument("--deposit-ttl", type=int, default=120)
-    ap.add_argument("--seed", type=int, default=14)
-    ap.add_argument("--csv", default=None)
-    ap.add_argument("--json", default=None)
-    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--workers", type=int, default=3,
+                    help="load threads")
+    ap.add_argument("--accounts", type=int, default=40,
+                    help="client accounts before new ones are rare")
+    ap.add_argument("--deposit-ttl", type=int, default=120,
+                    help="the orchestrator's --deposit-ttl")
+    ap.add_argument("--seed", type=int, default=14,
+                    help="of the load's choices")
+    ap.add_argument("--csv", default=None,
+                    help="the samples (default: a file in the temp folder)")
+    ap.add_argument("--json", default=None,
+                    help="the summary as JSON")
+    ap.add_argument("--workdir", default=None,
+                    help="data folders here, kept (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--rss-growth", type=float, default=0.25,
                     help="fail when end RSS > warm RSS x (1 + FRAC) + slack")
     ap.add_argument("--rss-slack", type=float, default=8, help="MiB")
-    ap.add_argument("--fd-growth", type=int, default=16)
-    ap.add_argument("--drain", type=float, default=180)
+    ap.add_argument("--fd-growth", type=int, default=16,
+                    help="fail when end fds > warm fds + N")
+    ap.add_argument("--drain", type=float, default=180,
+                    help="seconds for jobs to end after the load")
     a = ap.parse_args()
     if a.warmup is None:
         a.warmup = min(600, max(60, a.duration * 0.1))
