@@ -74,12 +74,21 @@ from harness import (Proc, free_port, http, run, sandbox_flags,  # noqa: E402
                      sanitizer_report, set_config, wait_until)
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+MICROS = 10000   # micro-dollars a cent: the ledger's unit since issue 15
 FLOWS = ("inputs.yaml", "branch.yaml", "wordcount.yaml", "fanout.yaml")
 LMDB_MAGIC = 0xBEEFC0DE
 
 
 def now():
     return time.monotonic()
+
+
+def money(doc, name):
+    """A reply's amount `name` in micro-dollars, whichever unit the server
+    speaks (`name_micros`, or the older `name_cents`)."""
+    if name + "_micros" in doc:
+        return doc[name + "_micros"]
+    return doc[name + "_cents"] * MICROS
 
 
 # ---- sampling ----
@@ -292,6 +301,7 @@ class Soak:
         self.stop_load = threading.Event()
         self.stderr_bad = []     # sanitizer reports, unexpected exits
         self.restarts = collections.Counter()
+        self.micros = True     # told apart by the first account's reply
         self.t0 = now()
 
     # -- processes --
@@ -341,7 +351,10 @@ class Soak:
         set_config(d, "limits", "max_concurrent_jobs", str(self.a.node_slots))
         # Prices that make a job cost whole cents (1 cent a CPU second), so
         # the money checks see charges and payouts.
-        set_config(d, "pricing", "cpu_hour_cents", str(self.a.cpu_hour_cents))
+        with open(os.path.join(d, "config.toml")) as f:
+            micros = "cpu_hour_micros" in f.read()
+        set_config(d, "pricing", "cpu_hour_micros" if micros else "cpu_hour_cents",
+                   str(self.a.cpu_hour_cents * (MICROS if micros else 1)))
 
     def start_node(self, i):
         p = Proc([self.node_exe, "start", "--data", self.node_data[i],
@@ -361,6 +374,12 @@ class Soak:
         return rc
 
     # -- calls --
+
+    def amount(self, name, cents):
+        """{name_micros: ...} or {name_cents: ...}, as the server speaks."""
+        if self.micros:
+            return {name + "_micros": cents * MICROS}
+        return {name + "_cents": cents}
 
     def call(self, op, method, path, key=None, body=None, raw=None, ctype=None,
              ok=(200,), timeout=15):
@@ -409,6 +428,9 @@ class Soak:
         if st != 201:
             return None
         acct = Account(doc["id"], doc["api_key"])
+        st, d = self.call("account", "GET", "/api/v1/accounts/%s" % acct.id, self.admin)
+        if st == 200:
+            self.micros = "balance_micros" in d
         self.credit(acct, 20000)
         with self.lock:
             self.accounts.append(acct)
@@ -416,19 +438,19 @@ class Soak:
 
     def credit(self, acct, cents):
         st, _ = self.call("test-credit", "POST", "/api/v1/accounts/%s/test-credits"
-                          % acct.id, self.admin, {"amount_cents": cents})
+                          % acct.id, self.admin, self.amount("amount", cents))
         with acct.lock:
             if st == 200:
-                acct.in_acked += cents
+                acct.in_acked += cents * MICROS
             elif st is None:
-                acct.in_unknown += cents
+                acct.in_unknown += cents * MICROS
 
     # -- operations (each one step of the load) --
 
     def op_deposit(self, acct):
         cents = self.rng.randint(1, 5000)
         st, d = self.call("deposit", "POST", "/api/v1/accounts/%s/deposit" % acct.id,
-                          acct.key, {"amount_cents": cents}, ok=(201,))
+                          acct.key, self.amount("amount", cents), ok=(201,))
         if st != 201:
             return
         roll = self.rng.random()
@@ -442,10 +464,10 @@ class Soak:
                           % d["deposit_id"], self.admin, ok=(200, 409))
         with acct.lock:
             if st == 200:
-                acct.in_acked += cents
+                acct.in_acked += cents * MICROS
                 acct.deposits_confirmed.add(d["deposit_id"])
             elif st is None:
-                acct.in_unknown += cents
+                acct.in_unknown += cents * MICROS
 
     def op_job(self, acct, cancel=False):
         mod = self.rng.choice((
@@ -457,7 +479,7 @@ class Soak:
         ))
         if cancel:
             mod = {"module": "sleep", "config": {"seconds": 3}}
-        mod["max_cost_cents"] = self.rng.randint(5, 60)
+        mod.update(self.amount("max_cost", self.rng.randint(5, 60)))
         st, j = self.call("job", "POST", "/api/v1/jobs", acct.key, mod, ok=(201,))
         if st != 201:
             return
@@ -528,13 +550,13 @@ class Soak:
     def op_withdraw(self, acct):
         cents = self.rng.randint(1, 20)
         st, w = self.call("withdraw", "POST", "/api/v1/accounts/%s/withdraw" % acct.id,
-                          acct.key, {"amount_cents": cents, "address": "soak"},
+                          acct.key, dict(self.amount("amount", cents), address="soak"),
                           ok=(201, 402))
         with acct.lock:
             if st == 201:
-                acct.withdraw_acked[w["withdrawal_id"]] = cents
+                acct.withdraw_acked[w["withdrawal_id"]] = cents * MICROS
             elif st is None:
-                acct.withdraw_unknown += cents
+                acct.withdraw_unknown += cents * MICROS
 
     def op_read(self, acct):
         path, key = self.rng.choice((
@@ -561,11 +583,13 @@ class Soak:
                       ctype="application/json", ok=bad)
         elif kind == 4:
             self.call("bad-number", "POST", "/api/v1/accounts/%s/deposit" % acct.id,
-                      acct.key, raw=b'{"amount_cents":18014398509481985}',
+                      acct.key, raw=(b'{"amount_micros":18014398509481985}' if self.micros
+                                     else b'{"amount_cents":18014398509481985}'),
                       ctype="application/json", ok=bad)
         elif kind == 5:
             self.call("bad-module", "POST", "/api/v1/jobs", acct.key,
-                      {"module": "no-such-module", "max_cost_cents": 5}, ok=bad)
+                      dict({"module": "no-such-module"}, **self.amount("max_cost", 5)),
+                      ok=bad)
         elif kind == 6:
             self.call("bad-flow", "POST", "/api/v1/flows/deploy", acct.key,
                       {"flow": "flux: 1\nname: x\nsteps:\n  a:\n    module: nope@1\n"},
@@ -726,9 +750,9 @@ class Soak:
                     broken.append("job %d still %s" % (jid, j["status"]))
                 if what == "cancelled" and j["status"] != "cancelled":
                     broken.append("job %d cancel acknowledged, now %s" % (jid, j["status"]))
-                if j["cost_cents"] > j["max_cost_cents"]:
+                if money(j, "cost") > money(j, "max_cost"):
                     broken.append("job %d cost %d over its max %d" %
-                                  (jid, j["cost_cents"], j["max_cost_cents"]))
+                                  (jid, money(j, "cost"), money(j, "max_cost")))
             for fid, what in acct.flows.items():
                 st, f = self.call("final", "GET", "/api/v1/flows/%d/status" % fid, acct.key)
                 if st != 200:
@@ -750,33 +774,40 @@ class Soak:
                     p = by_id.get(did)
                     if complete and (p is None or p["status"] not in ("posted", "done")):
                         broken.append("deposit %s confirmed, payments say %s" % (did, p))
-            cr, de = doc["credits_cents"], doc["debits_cents"]
+            cr, de = money(doc, "credits"), money(doc, "debits")
+            pend, bal = money(doc, "pending"), money(doc, "balance")
             sum_credits += cr
             if not acct.in_acked <= cr <= acct.in_acked + acct.in_unknown:
                 broken.append("account %s credits %d, acknowledged %d (+%d unknown)"
                               % (acct.id, cr, acct.in_acked, acct.in_unknown))
             if len(jobs) < 1000:
-                cost = sum(j["cost_cents"] for j in jobs.values())
+                cost = sum(money(j, "cost") for j in jobs.values())
                 if de != cost:
                     broken.append("account %s debits %d, its jobs cost %d"
                                   % (acct.id, de, cost))
             wd = sum(acct.withdraw_acked.values())
-            if not wd <= doc["pending_cents"] <= wd + acct.withdraw_unknown:
+            if not wd <= pend <= wd + acct.withdraw_unknown:
                 broken.append("account %s pending %d, withdrawals acknowledged %d "
-                              "(+%d unknown)" % (acct.id, doc["pending_cents"], wd,
+                              "(+%d unknown)" % (acct.id, pend, wd,
                                                  acct.withdraw_unknown))
-            if doc["balance_cents"] + doc["pending_cents"] != cr - de:
+            if bal + pend != cr - de:
                 broken.append("account %s balance %d + pending %d != credits %d - "
-                              "debits %d" % (acct.id, doc["balance_cents"],
-                                             doc["pending_cents"], cr, de))
+                              "debits %d" % (acct.id, bal, pend, cr, de))
         st, stats = self.call("final", "GET", "/api/v1/payments/stats", self.admin)
         if st == 200:
             self.pay_stats = stats
-            if stats["deposits_cents"] != sum_credits:
+            if money(stats, "deposits") != sum_credits:
                 broken.append("payments/stats deposits %d != the accounts' credits %d"
-                              % (stats["deposits_cents"], sum_credits))
-            if stats["held_cents"] != 0:
-                broken.append("payments/stats still holds %d cents" % stats["held_cents"])
+                              % (money(stats, "deposits"), sum_credits))
+            if "withdrawals_pending_micros" in stats:
+                wd = sum(sum(x.withdraw_acked.values()) for x in self.accounts)
+                unk = sum(x.withdraw_unknown for x in self.accounts)
+                got = stats["withdrawals_pending_micros"]
+                if not wd <= got <= wd + unk:
+                    broken.append("payments/stats withdrawals pending %d, acknowledged "
+                                  "%d (+%d unknown)" % (got, wd, unk))
+            if money(stats, "held") != 0:
+                broken.append("payments/stats still holds %d micros" % money(stats, "held"))
         else:
             broken.append("payments/stats: %s" % st)
         return broken
@@ -1000,8 +1031,8 @@ def soak(s, a):
               "jobs_cancel_acked": sum(v == "cancelled" for x in s.accounts
                                        for v in x.jobs.values()),
               "flows_acked": sum(len(x.flows) for x in s.accounts),
-              "money_in_acked_cents": sum(x.in_acked for x in s.accounts),
-              "money_in_unknown_cents": sum(x.in_unknown for x in s.accounts),
+              "money_in_acked_micros": sum(x.in_acked for x in s.accounts),
+              "money_in_unknown_micros": sum(x.in_unknown for x in s.accounts),
               "withdrawals_acked": sum(len(x.withdraw_acked) for x in s.accounts),
               "payments_stats": getattr(s, "pay_stats", None),
               "check": getattr(s, "check_out", ""), "audit": getattr(s, "audit_out", ""),
@@ -1056,7 +1087,8 @@ def soak(s, a):
           "%d withdrawals, %d cents in (+%d unknown)" %
           (report["accounts"], report["jobs_acked"], report["jobs_cancel_acked"],
            report["flows_acked"], report["withdrawals_acked"],
-           report["money_in_acked_cents"], report["money_in_unknown_cents"]))
+           report["money_in_acked_micros"] // MICROS,
+           report["money_in_unknown_micros"] // MICROS))
     print("restarts: %s" % json.dumps(dict(s.restarts), sort_keys=True))
     print("refused while the orchestrator restarted: %s" %
           json.dumps(report["unavailable"], sort_keys=True))
