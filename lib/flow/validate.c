@@ -606,6 +606,124 @@ static void check_connections(vctx *v)
     }
 }
 
+/* ---- One value per input port ----
+ * The run feeds a port from every connection into it, then from the
+ * step's `inputs`: the last one would win without a word. Checked by
+ * name, so it holds without a registry too: the connections sorted by
+ * (target step, port), then each step's `inputs` looked up among them. */
+
+typedef struct feed {
+    size_t dst;
+    const char *port;
+    size_t conn;
+} feed;
+
+static int cmp_feed(const void *a, const void *b)
+{
+    const feed *x = a, *y = b;
+    if (x->dst != y->dst)
+        return x->dst < y->dst ? -1 : 1;
+    int c = strcmp(x->port, y->port);
+    if (c)
+        return c;
+    return x->conn < y->conn ? -1 : x->conn > y->conn;
+}
+
+/* "connection 'c1' (from a.out)", or "connection #3 (...)" without an id. */
+static void conn_label(const rz__conn *cn, size_t c, char *buf, size_t cap)
+{
+    if (cn->id)
+        snprintf(buf, cap, "connection '%s' (from %s.%s)", cn->id,
+                 cn->src_node ? cn->src_node : "?", cn->src_port ? cn->src_port : "?");
+    else
+        snprintf(buf, cap, "connection #%zu (from %s.%s)", c,
+                 cn->src_node ? cn->src_node : "?", cn->src_port ? cn->src_port : "?");
+}
+
+static void check_conn_ids(vctx *v)
+{
+    rz_flow *f = v->f;
+    rz__map ids;
+    if (rz__map_init(&ids, f->n_conns) != RZ_OK) {
+        v->oom = RZ_ENOMEM;
+        return;
+    }
+    for (size_t c = 0; c < f->n_conns; c++) {
+        const rz__conn *cn = &f->conns[c];
+        if (!cn->id)
+            continue;
+        int rc = rz__map_put(&ids, cn->id, c);
+        if (rc == RZ_ENOMEM) {
+            v->oom = RZ_ENOMEM;
+            break;
+        }
+        if (rc != RZ_EEXISTS)
+            continue;
+        const rz__conn *first = &f->conns[rz__map_get(&ids, cn->id)];
+        char *fp = rz__asprintf("%s/id", first->ptr ? first->ptr : "");
+        uint32_t line = 0, col = 0;
+        rz__flow_locate(f, fp ? fp : "", &line, &col);
+        free(fp);
+        report(v, RZ_EDUPLICATE, cn->ptr, "/id", "duplicate connection id '%s' "
+               "(first defined at line %u)", cn->id, line);
+    }
+    rz__map_free(&ids);
+}
+
+static void check_feeds(vctx *v)
+{
+    rz_flow *f = v->f;
+    feed *fd = xcalloc(v, f->n_conns, sizeof *fd);
+    if (!fd)
+        return;
+    size_t n = 0;
+    for (size_t c = 0; c < f->n_conns; c++) {
+        const rz__conn *cn = &f->conns[c];
+        size_t a, b;
+        conn_ends(v, cn, &a, &b);
+        if (b != RZ_NPOS && cn->dst_port)
+            fd[n++] = (feed){b, cn->dst_port, c};
+    }
+    qsort(fd, n, sizeof *fd, cmp_feed);
+    char l1[256], l2[256];
+    /* Every extra one is named beside the first into the port. */
+    for (size_t k = 1, j = 0; k < n; k++) {
+        if (fd[k].dst != fd[j].dst || strcmp(fd[k].port, fd[j].port) != 0) {
+            j = k;
+            continue;
+        }
+        const rz__conn *cn = &f->conns[fd[k].conn];
+        conn_label(&f->conns[fd[j].conn], fd[j].conn, l1, sizeof l1);
+        conn_label(cn, fd[k].conn, l2, sizeof l2);
+        report(v, RZ_EDUPLICATE, cn->ptr, "/target/port", "input '%s' of step '%s' "
+               "gets two values: %s and %s", fd[k].port, step_name(v, fd[k].dst), l1, l2);
+    }
+    for (size_t i = 0; i < f->n_steps && n; i++) {
+        const rz__step *s = &f->steps[i];
+        for (size_t k = 0; k < s->n_inputs; k++) {
+            if (!s->inputs[k].name)
+                continue;
+            feed key = {i, s->inputs[k].name, 0};
+            /* The first connection into the port, if any: lower bound. */
+            size_t lo = 0, hi = n;
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (cmp_feed(&fd[mid], &key) < 0)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            if (lo == n || fd[lo].dst != i || strcmp(fd[lo].port, key.port) != 0)
+                continue;
+            conn_label(&f->conns[fd[lo].conn], fd[lo].conn, l1, sizeof l1);
+            report(v, RZ_EDUPLICATE, s->inputs[k].ptr, NULL, "input '%s' of step '%s' "
+                   "gets two values: its 'inputs' value and %s", key.port,
+                   step_name(v, i), l1);
+        }
+    }
+    free(fd);
+}
+
 /* ---- Expressions and references ---- */
 
 static void push_pending(vctx *v, size_t i, size_t x, const char *ptr,
@@ -1203,6 +1321,10 @@ int rz_flow_validate(rz_flow *flow, const rz_registry *reg, rz_diags *diags)
         build_graph(&v);
     if (!v.oom)
         check_connections(&v);
+    if (!v.oom)
+        check_conn_ids(&v);
+    if (!v.oom)
+        check_feeds(&v);
     if (!v.oom)
         check_steps(&v);
     if (!v.oom)

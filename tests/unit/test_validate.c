@@ -612,6 +612,61 @@ static void test_golden(void **state)
     assert_true(n >= 4);
 }
 
+/* ---- One value per input port; connection ids unique ---- */
+
+static const char *const feeds_json =
+    "{\"nodes\": [\n"
+    "  {\"id\": \"a\", \"moduleId\": \"split\"},\n"
+    "  {\"id\": \"b\", \"moduleId\": \"split\"},\n"
+    "  {\"id\": \"c\", \"moduleId\": \"count\", \"inputs\": {\"text\": \"hi\"}}\n"
+    " ],\n"                                                                     /* 5 */
+    " \"connections\": [\n"
+    "  {\"id\": \"c1\", \"source\": {\"nodeId\": \"a\", \"port\": \"first\"}, \"target\": {\"nodeId\": \"c\", \"port\": \"text\"}},\n"
+    "  {\"id\": \"c2\", \"source\": {\"nodeId\": \"b\", \"port\": \"first\"}, \"target\": {\"nodeId\": \"c\", \"port\": \"text\"}},\n"
+    "  {\"id\": \"c1\", \"source\": {\"nodeId\": \"a\", \"port\": \"first\"}, \"target\": {\"nodeId\": \"b\", \"port\": \"text\"}}\n"
+    " ]}\n";
+
+static const char *const feeds_yaml =
+    "flux: 1\n"
+    "steps:\n"
+    "  a: {module: split, inputs: {text: x}}\n"
+    "  b: {module: split, inputs: {text: y}}\n"
+    "  c:\n"                                                                    /* 5 */
+    "    module: count\n"
+    "    needs: [a, b]\n"
+    "    inputs:\n"
+    "      text: ${{ steps.a.outputs.first }}\n"
+    "connections:\n"                                                            /* 10 */
+    "  - source: {nodeId: b, port: first}\n"
+    "    target: {nodeId: c, port: text}\n";
+
+static void test_one_value_per_port(void **state)
+{
+    (void)state;
+    rz_diags *d;
+    const char *F = "feeds.json";
+    /* Without a registry too: ports are compared by name. */
+    for (int with_reg = 0; with_reg < 2; with_reg++) {
+        assert_int_equal(validate(feeds_json, RZ_FORMAT_JSON, F, with_reg ? g_reg : NULL,
+                                  NULL, &d), RZ_EINVALID);
+        expect(d, F, 8, 94, RZ_EDUPLICATE, "input 'text' of step 'c' gets two values: "
+               "connection 'c1' (from a.first) and connection 'c2' (from b.first)");
+        expect(d, F, 4, 55, RZ_EDUPLICATE, "input 'text' of step 'c' gets two values: "
+               "its 'inputs' value and connection 'c1' (from a.first)");
+        expect(d, F, 9, 10, RZ_EDUPLICATE, "duplicate connection id 'c1' (first defined "
+               "at line 7)");
+        assert_int_equal(rz_diags_count(d), with_reg ? 4 : 3);
+        rz_diags_free(d);
+    }
+    F = "feeds.yaml";
+    assert_int_equal(validate(feeds_yaml, RZ_FORMAT_YAML, F, g_reg, NULL, &d),
+                     RZ_EINVALID);
+    expect(d, F, 9, 13, RZ_EDUPLICATE, "input 'text' of step 'c' gets two values: "
+           "its 'inputs' value and connection #0 (from b.first)");
+    assert_int_equal(rz_diags_count(d), 1);
+    rz_diags_free(d);
+}
+
 /* ---- Size: 100k steps, ~400k connections, builder JSON ---- */
 
 static void test_large(void **state)
@@ -621,19 +676,32 @@ static void test_large(void **state)
     rz__buf b = {0};
     unsigned seed = 12345;
     rz__buf_puts(&b, "{\"id\":\"big\",\"nodes\":[");
-    for (int i = 0; i < N; i++)
-        rz__buf_printf(&b, "%s{\"id\":\"n%d\",\"moduleId\":\"merge\"%s}", i ? "," : "",
-                       i, i < 8 ? ",\"inputs\":{\"counts\":1}" : "");
+    /* Four edges into each node: one value per input port (three ports),
+     * and a `needs`. */
+    size_t edges = 0, conns = 0;
+    for (int i = 0; i < N; i++) {
+        int span = i < 1000 ? i : 1000;
+        seed = seed * 1103515245u + 12345u;
+        rz__buf_printf(&b, "%s{\"id\":\"n%d\",\"moduleId\":\"merge\"", i ? "," : "", i);
+        if (i < 8)
+            rz__buf_puts(&b, ",\"inputs\":{\"counts\":1}");
+        else
+            rz__buf_printf(&b, ",\"needs\":[\"n%d\"]",
+                           i - 1 - (int)((seed >> 8) % (unsigned)span)), edges++;
+        rz__buf_puts(&b, "}");
+    }
     rz__buf_puts(&b, "],\"connections\":[");
-    size_t edges = 0;
+    static const char *const ports[3][2] = {
+        {"total", "counts"}, {"total", "weight"}, {"summary", "label"}};
     for (int i = 8; i < N; i++)
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 3; k++) {
             seed = seed * 1103515245u + 12345u;
             int span = i < 1000 ? i : 1000;
             int j = i - 1 - (int)((seed >> 8) % (unsigned)span);
-            rz__buf_printf(&b, "%s{\"source\":{\"nodeId\":\"n%d\",\"port\":\"total\"},"
-                           "\"target\":{\"nodeId\":\"n%d\",\"port\":\"counts\"}}",
-                           edges++ ? "," : "", j, i);
+            rz__buf_printf(&b, "%s{\"source\":{\"nodeId\":\"n%d\",\"port\":\"%s\"},"
+                           "\"target\":{\"nodeId\":\"n%d\",\"port\":\"%s\"}}",
+                           conns++ ? "," : "", j, ports[k][0], i, ports[k][1]);
+            edges++;
         }
     rz__buf_puts(&b, "]}");
     assert_false(b.failed);
@@ -694,6 +762,7 @@ int main(void)
         cmocka_unit_test(test_expr_diagnostics),
         cmocka_unit_test(test_credentials),
         cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_one_value_per_port),
         cmocka_unit_test(test_large),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
