@@ -320,6 +320,19 @@ static void on_sigint(int sig)
     cancel_flag = 1;
 }
 
+/* A \u0000 escape (one not itself escaped) in JSON text. */
+static bool has_nul_escape(const char *s)
+{
+    for (const char *p = s; (p = strstr(p, "\\u0000")); p++) {
+        size_t slashes = 0;
+        while (p - (ptrdiff_t)slashes > s && p[-(ptrdiff_t)slashes - 1] == '\\')
+            slashes++;
+        if (slashes % 2 == 0)
+            return true;
+    }
+    return false;
+}
+
 /* Flow inputs from --input NAME=VALUE: VALUE as JSON if it parses, else a
  * string, so `--input n=3` is a number and `--input text=hello` a string. */
 static char *inputs_json(const cli *c)
@@ -333,8 +346,16 @@ static char *inputs_json(const cli *c)
             cJSON_Delete(obj);
             return NULL;
         }
-        char *name = strndup(kv, (size_t)(eq - kv));
         cJSON *v = cJSON_Parse(eq + 1);
+        /* cJSON ends a string at \u0000: the rest would vanish unseen. */
+        if (v && has_nul_escape(eq + 1)) {
+            fprintf(stderr, "rhizos: --input %.*s: a NUL character (\\u0000) in "
+                    "the value\n", (int)(eq - kv), kv);
+            cJSON_Delete(v);
+            cJSON_Delete(obj);
+            return NULL;
+        }
+        char *name = strndup(kv, (size_t)(eq - kv));
         if (!v)
             v = cJSON_CreateString(eq + 1);
         cJSON_DeleteItemFromObjectCaseSensitive(obj, name);

@@ -211,8 +211,11 @@ static cJSON *inputs_tree(ex *x, const rz_flow *f)
         const rz__flow_input *in = &f->inputs[i];
         cJSON *d = obj(x);
         put_str(x, d, "type", in->type);
+        /* Left out, an input is required exactly when it has no default. */
         if (in->required)
             put(x, d, "required", cJSON_CreateTrue());
+        else if (!in->def)
+            put(x, d, "required", cJSON_CreateFalse());
         put_ref(x, d, "default", in->def);
         put(x, o, in->name, d);
     }

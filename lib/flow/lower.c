@@ -151,13 +151,20 @@ static char *want_string(lower *L, const cJSON *v, const char *key, bool lenient
 static bool want_u32(lower *L, const cJSON *v, const char *k1, const char *k2,
                      uint32_t min, uint32_t *out)
 {
-    double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
-    if (!cJSON_IsNumber(v) || d != floor(d) || d < min || d > UINT32_MAX) {
-        const char *name = k2 ? k2 : k1;
-        if (min)
-            bad(L, RZ_EINVALID, k1, k2, "'%s' must be a positive integer", name);
-        else
-            bad(L, RZ_EINVALID, k1, k2, "'%s' must be a non-negative integer", name);
+    const char *name = k2 ? k2 : k1;
+    const char *kind = min ? "a positive integer" : "a non-negative integer";
+    if (!cJSON_IsNumber(v)) {
+        bad(L, RZ_EINVALID, k1, k2, "'%s' must be %s, not %s", name, kind, type_name(v));
+        return false;
+    }
+    double d = v->valuedouble;
+    if (!isfinite(d) || d != floor(d)) {
+        bad(L, RZ_EINVALID, k1, k2, "'%s' must be %s, not a fraction", name, kind);
+        return false;
+    }
+    if (d < min || d > UINT32_MAX) {
+        bad(L, RZ_EINVALID, k1, k2, "'%s' is out of range: %.0f is not between %u "
+            "and 4294967295", name, d, min);
         return false;
     }
     *out = (uint32_t)d;
@@ -696,6 +703,43 @@ static void check_max_cost(lower *L, const cJSON *c)
             max, cJSON_IsNumber(c) ? "a number outside that" : type_name(c));
 }
 
+/* One rule for step ids in every syntax, so that each can be named in
+ * ${{ steps.<id> }}: [A-Za-z_][A-Za-z0-9_-]{0,63}. */
+#define STEP_ID_MAX 64
+
+static bool step_id_ok(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > STEP_ID_MAX || !(id[0] == '_' || (id[0] >= 'a' && id[0] <= 'z') ||
+                                      (id[0] >= 'A' && id[0] <= 'Z')))
+        return false;
+    for (size_t i = 1; i < n; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static void check_step_id(lower *L, const rz__step *s, bool from_key)
+{
+    if (!s->id || step_id_ok(s->id))
+        return;
+    size_t n = strlen(s->id);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s->id[i] < 0x20 || (unsigned char)s->id[i] >= 0x7f) {
+            bad(L, RZ_EINVALID, from_key ? NULL : "id", NULL, "step id holds byte 0x%02x: "
+                "an id starts with a letter or '_' and holds only letters, digits, '_' "
+                "and '-', %d characters at most", (unsigned char)s->id[i], STEP_ID_MAX);
+            return;
+        }
+    bad(L, RZ_EINVALID, from_key ? NULL : "id", NULL, "step id '%.*s%s' is not valid: "
+        "an id starts with a letter or '_' and holds only letters, digits, '_' and "
+        "'-', %d characters at most", n > 80 ? 80 : (int)n, s->id, n > 80 ? "..." : "",
+        STEP_ID_MAX);
+}
+
 /* `obj` is the step's map; `key_id` its id when it comes from a steps map. */
 static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
 {
@@ -731,6 +775,7 @@ static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
     }
     if (!s->id)
         bad(L, RZ_EINVALID, NULL, NULL, "node is missing its 'id'");
+    check_step_id(L, s, key_id != NULL);
     const cJSON *mk = cJSON_GetObjectItemCaseSensitive(obj, "module");
     const cJSON *mi = cJSON_GetObjectItemCaseSensitive(obj, "moduleId");
     const cJSON *mv = cJSON_GetObjectItemCaseSensitive(obj, "moduleVersion");
@@ -901,14 +946,17 @@ static void check_input_type(lower *L, rz__flow_input *in)
             in->name, type_name(in->def), in->type);
 }
 
+/* `required` left out means: required unless there is a default. */
 static void lower_input_decl(lower *L, rz__flow_input *in, cJSON *decl)
 {
+    bool said = false;
     for (cJSON *c = decl->child, *next; c; c = next) {
         next = c->next;
         const char *k = c->string;
         if (strcmp(k, "type") == 0) {
             in->type = cJSON_IsNull(c) ? NULL : want_string(L, c, k, false);
         } else if (strcmp(k, "required") == 0) {
+            said = true;
             if (cJSON_IsBool(c))
                 in->required = cJSON_IsTrue(c);
             else
@@ -924,6 +972,8 @@ static void lower_input_decl(lower *L, rz__flow_input *in, cJSON *decl)
                 "unknown input field '%s' (type, required, default, description)", k);
         }
     }
+    if (!said)
+        in->required = !in->def;
 }
 
 static void lower_flow_inputs(lower *L, cJSON *map)
@@ -950,6 +1000,59 @@ static void lower_flow_inputs(lower *L, cJSON *map)
         }
         else if (!cJSON_IsNull(c))   /* name: <default> */
             in->def = take(L, map, c);
+        else                         /* name: (nothing) */
+            in->required = true;
+        pop(L, m);
+    }
+    pop(L, m0);
+}
+
+/* ---- triggers ----
+ * Kept verbatim for the scheduler to come, but checked now: a trigger that
+ * would never fire must not pass as one that will. Each entry is a map of
+ * one type to its settings: `manual: {}` or `cron: "m h dom mon dow"`. */
+
+static void check_trigger(lower *L, const cJSON *t)
+{
+    if (!cJSON_IsObject(t) || !t->child || t->child->next) {
+        bad(L, RZ_EINVALID, NULL, NULL, "a trigger must be a map of exactly one type "
+            "to its settings (manual: {} or cron: \"0 * * * *\"), not %s",
+            cJSON_IsObject(t) ? (t->child ? "several" : "an empty map") : type_name(t));
+        return;
+    }
+    const cJSON *c = t->child;
+    const char *k = c->string;
+    if (strcmp(k, "manual") == 0) {
+        if (!cJSON_IsNull(c) && !(cJSON_IsObject(c) && !c->child))
+            bad(L, RZ_EINVALID, k, NULL, "a manual trigger takes no settings ({})");
+    } else if (strcmp(k, "cron") == 0) {
+        size_t fields = 0;
+        for (const char *p = cJSON_IsString(c) ? c->valuestring : ""; *p;) {
+            p += strspn(p, " \t");
+            if (*p)
+                fields++;
+            p += strcspn(p, " \t");
+        }
+        if (!cJSON_IsString(c) || fields != 5)
+            bad(L, RZ_EINVALID, k, NULL, "'cron' must be a string of 5 fields "
+                "(minute hour day-of-month month day-of-week), not %s",
+                cJSON_IsString(c) ? "that" : type_name(c));
+    } else {
+        bad(L, RZ_EINVALID, k, NULL, "unknown trigger type '%s' (manual, cron)", k);
+    }
+}
+
+static void check_triggers(lower *L, const cJSON *v)
+{
+    if (!cJSON_IsArray(v)) {
+        bad(L, RZ_EINVALID, "triggers", NULL, "'triggers' must be a list, not %s",
+            type_name(v));
+        return;
+    }
+    size_t m0 = push_key(L, "triggers"), i = 0;
+    for (const cJSON *t = v->child; t; t = t->next, i++) {
+        size_t m = push_index(L, i);
+        check_trigger(L, t);
         pop(L, m);
     }
     pop(L, m0);
@@ -1037,8 +1140,10 @@ void rz__lower_root(lower *L, cJSON *root, bool streamed_nodes, bool streamed_co
             if (!cJSON_IsNumber(c) || c->valuedouble != 1)
                 bad(L, RZ_EINVALID, k, NULL, "unsupported 'flux' version (expected 1)");
         } else if (strcmp(k, "triggers") == 0) {
-            if (!f->triggers && !cJSON_IsNull(c))
+            if (!f->triggers && !cJSON_IsNull(c)) {
+                check_triggers(L, c);
                 f->triggers = take(L, root, c);
+            }
         } else if (strcmp(k, "nodes") == 0) {
             nodes = nodes ? nodes : c;
         } else if (strcmp(k, "steps") == 0) {

@@ -148,10 +148,22 @@ static bool inexact_int(const char *s, size_t n, const cJSON *v)
     return rz__json_text_check(s, n) != RZ_OK;
 }
 
+/* A "\0" escape puts a NUL in a scalar: the C string would end there and
+ * silently drop the rest, so it is refused as JSON refuses \u0000. */
+static bool has_nul(conv *cv, const yaml_node_t *n)
+{
+    if (!memchr(n->data.scalar.value, 0, n->data.scalar.length))
+        return false;
+    mark_diag(cv, RZ_ESYNTAX, n->start_mark, "a NUL character (\\0) in a string");
+    return true;
+}
+
 static cJSON *scalar(conv *cv, const yaml_node_t *n)
 {
     const char *s = (const char *)n->data.scalar.value;
     size_t len = n->data.scalar.length;
+    if (has_nul(cv, n))
+        return NULL;
     if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
         cJSON *v = NULL;
         if (rz__yaml_resolve_plain(s, len, &v) != RZ_OK)
@@ -192,6 +204,19 @@ static cJSON *convert_map(conv *cv, yaml_node_t *n, unsigned depth, rz__keyset *
         yaml_node_t *k = yaml_document_get_node(cv->doc, p->key);
         if (k->type != YAML_SCALAR_NODE) {
             mark_diag(cv, RZ_ESYNTAX, k->start_mark, "mapping keys must be scalars");
+            cJSON_Delete(obj);
+            return NULL;
+        }
+        if (has_nul(cv, k)) {
+            cJSON_Delete(obj);
+            return NULL;
+        }
+        /* libyaml reads `<<` as an ordinary key: it would reach the flow
+         * as a key named "<<" instead of merging. */
+        if (k->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+            strcmp((const char *)k->data.scalar.value, "<<") == 0) {
+            mark_diag(cv, RZ_ESYNTAX, k->start_mark, "YAML merge keys ('<<') are not "
+                      "supported; write the keys out (an alias of a whole value works)");
             cJSON_Delete(obj);
             return NULL;
         }
@@ -297,6 +322,24 @@ static bool brackets_ok(rz__load *ld, const char *s, size_t len)
     return true;
 }
 
+/* A flow file is one document: a second one ("---") would otherwise be
+ * dropped without a word. True (reported) if the stream holds another. */
+static bool second_document(rz__load *ld, yaml_parser_t *p)
+{
+    yaml_document_t next;
+    if (!yaml_parser_load(p, &next)) {
+        parser_error(ld, p);
+        return true;
+    }
+    yaml_node_t *root = yaml_document_get_root_node(&next);
+    if (root)
+        rz__load_diag_at(ld, RZ_ESYNTAX, (uint32_t)next.start_mark.line + 1,
+                         (uint32_t)next.start_mark.column + 1, NULL,
+                         "a second YAML document: a flow file holds exactly one");
+    yaml_document_delete(&next);
+    return root != NULL;
+}
+
 cJSON *rz__yaml_tree(rz__load *ld, const void *data, size_t len)
 {
     if (!brackets_ok(ld, data, len))
@@ -315,8 +358,11 @@ cJSON *rz__yaml_tree(rz__load *ld, const void *data, size_t len)
         free(doc);
         return NULL;
     }
+    bool more = second_document(ld, &parser);
     yaml_parser_delete(&parser);
     ld->f->yaml_doc = doc;
+    if (more)
+        return NULL;
     yaml_node_t *root = yaml_document_get_root_node(doc);
     if (!root) {
         rz__load_diag_at(ld, RZ_EINVALID, 1, 1, NULL, "empty document");

@@ -775,9 +775,10 @@ static void tricky_scalars_round_trip(void **state)
     (void)state;
     const char *doc =
         "steps:\n"
-        "  \"odd/id~x\":\n"
+        "  odd_id-x:\n"
         "    module: m\n"
         "    config:\n"
+        "      \"odd/key~x\": 1\n"
         "      empty: \"\"\n"
         "      tilde: \"~\"\n"
         "      null_word: \"null\"\n"
@@ -802,8 +803,8 @@ static void tricky_scalars_round_trip(void **state)
     assert_non_null(strstr(j, "\"big\":12345678901234"));
     assert_non_null(strstr(j, "\"real\":1000"));
     assert_non_null(strstr(j, "\"float_word\":\"1e3\""));
-    assert_string_equal(f->steps[0].id, "odd/id~x");
-    assert_string_equal(f->steps[0].ptr, "/steps/odd~1id~0x");
+    assert_string_equal(f->steps[0].id, "odd_id-x");
+    assert_non_null(strstr(j, "\"odd/key~x\":1"));
     rz_free(j);
     rz_free(j2);
     rz_free(y);
@@ -1190,6 +1191,157 @@ static void yaml_depth_location(void **state)
     rz__buf_free(&b);
 }
 
+/* ---- Strict contracts (issue 16) ---- */
+
+/* A diagnostic at line:col whose message holds `part`. */
+static void expect_msg(const rz_diags *d, uint32_t line, uint32_t col, int code,
+                       const char *part)
+{
+    for (size_t i = 0; i < rz_diags_count(d); i++) {
+        const rz_diag *x = rz_diags_get(d, i);
+        if (x->line == line && x->column == col && x->code == code &&
+            strstr(x->message, part))
+            return;
+    }
+    fprintf(stderr, "no diagnostic %u:%u '%s'; got:\n", line, col, part);
+    for (size_t i = 0; i < rz_diags_count(d); i++) {
+        const rz_diag *x = rz_diags_get(d, i);
+        fprintf(stderr, "  %u:%u %s\n", x->line, x->column, x->message);
+    }
+    fail();
+}
+
+/* A second document was dropped without a word; a "\0" escape cut a string
+ * short; `<<` came through as a key named "<<". */
+static void yaml_documents_nul_and_merge_keys(void **state)
+{
+    (void)state;
+    rz_diags *d = parse_fail("flux: 1\nsteps:\n  a: {module: echo}\n---\n"
+                             "steps:\n  b: {module: echo}\n", RZ_FORMAT_YAML, RZ_ESYNTAX);
+    expect_msg(d, 4, 1, RZ_ESYNTAX, "a second YAML document");
+    rz_diags_free(d);
+    /* An explicit start and an end marker are one document. */
+    const char *one = "---\nflux: 1\nsteps:\n  a: {module: echo}\n...\n";
+    rz_flow_free(parse_ok(one, strlen(one), RZ_FORMAT_YAML));
+
+    d = parse_fail("flux: 1\nsteps:\n  a:\n    module: echo\n    config: {t: \"ab\\0cd\"}\n",
+                   RZ_FORMAT_YAML, RZ_ESYNTAX);
+    expect_msg(d, 5, 17, RZ_ESYNTAX, "a NUL character");
+    rz_diags_free(d);
+    d = parse_fail("flux: 1\nsteps:\n  \"a\\0b\": {module: echo}\n", RZ_FORMAT_YAML,
+                   RZ_ESYNTAX);
+    expect_msg(d, 3, 3, RZ_ESYNTAX, "a NUL character");
+    rz_diags_free(d);
+
+    d = parse_fail("flux: 1\nx-base: &base {module: echo}\nsteps:\n  a:\n    <<: *base\n",
+                   RZ_FORMAT_YAML, RZ_ESYNTAX);
+    expect_msg(d, 5, 5, RZ_ESYNTAX, "merge keys ('<<') are not supported");
+    rz_diags_free(d);
+    /* A quoted "<<" is an ordinary key (here an unknown step key). */
+    d = parse_fail("flux: 1\nsteps:\n  a:\n    module: echo\n    \"<<\": 1\n",
+                   RZ_FORMAT_YAML, RZ_EINVALID);
+    expect_msg(d, 5, 11, RZ_EINVALID, "unknown key '<<'");
+    rz_diags_free(d);
+}
+
+/* One id rule in both formats: what ${{ steps.<id> }} can name. */
+static void step_ids_follow_one_rule(void **state)
+{
+    (void)state;
+    rz_diags *d = parse_fail("flux: 1\nsteps:\n  a.b: {module: echo}\n  9x: {module: echo}\n",
+                             RZ_FORMAT_YAML, RZ_EINVALID);
+    expect_msg(d, 3, 3, RZ_EINVALID, "step id 'a.b' is not valid");
+    expect_msg(d, 4, 3, RZ_EINVALID, "step id '9x' is not valid");
+    rz_diags_free(d);
+    d = parse_fail("{\"nodes\":[{\"id\":\"a b\",\"moduleId\":\"echo\"},\n"
+                   "{\"id\":\"\",\"moduleId\":\"echo\"}]}", RZ_FORMAT_JSON, RZ_EINVALID);
+    expect_diag(d, "/nodes/0/id", RZ_EINVALID, 1, 17);
+    expect_diag(d, "/nodes/1/id", RZ_EINVALID, 2, 7);
+    rz_diags_free(d);
+    char id[80];
+    memset(id, 'x', 65);
+    id[65] = '\0';
+    char text[256];
+    snprintf(text, sizeof text, "{\"nodes\":[{\"id\":\"%s\",\"moduleId\":\"echo\"}]}", id);
+    d = parse_fail(text, RZ_FORMAT_JSON, RZ_EINVALID);
+    expect_msg(d, 1, 17, RZ_EINVALID, "64 characters at most");
+    rz_diags_free(d);
+    id[64] = '\0';   /* 64 is fine, and so are '_', '-' and capitals */
+    snprintf(text, sizeof text, "{\"nodes\":[{\"id\":\"%s\",\"moduleId\":\"echo\"},"
+             "{\"id\":\"_A-9\",\"moduleId\":\"echo\"}]}", id);
+    rz_flow_free(parse_ok(text, strlen(text), RZ_FORMAT_JSON));
+}
+
+/* A number out of range says so, apart from one of the wrong kind. */
+static void numbers_out_of_range_say_so(void **state)
+{
+    (void)state;
+    rz_diags *d = parse_fail("flux: 1\nsteps:\n  a:\n    module: echo\n"
+                             "    timeout_s: 5000000000\n    retry: {max_attempts: 0}\n"
+                             "    queue_timeout_s: 1.5\n", RZ_FORMAT_YAML, RZ_EINVALID);
+    expect_msg(d, 5, 16, RZ_EINVALID, "'timeout_s' is out of range: 5000000000 is not "
+               "between 0 and 4294967295");
+    expect_msg(d, 6, 27, RZ_EINVALID, "'max_attempts' is out of range: 0 is not between 1");
+    expect_msg(d, 7, 22, RZ_EINVALID, "'queue_timeout_s' must be a positive integer, "
+               "not a fraction");
+    rz_diags_free(d);
+    d = parse_fail("{\"nodes\":[{\"id\":\"a\",\"moduleId\":\"echo\",\"timeout_s\":-1,"
+                   "\"retry\":{\"initial_ms\":\"5\"}}]}", RZ_FORMAT_JSON, RZ_EINVALID);
+    expect_msg(d, 1, 51, RZ_EINVALID, "'timeout_s' is out of range: -1");
+    expect_msg(d, 1, 76, RZ_EINVALID, "'initial_ms' must be a non-negative integer, "
+               "not a string");
+    rz_diags_free(d);
+}
+
+/* Triggers are not run yet: one that would never fire is refused. */
+static void triggers_are_checked(void **state)
+{
+    (void)state;
+    rz_diags *d = parse_fail("flux: 1\ntriggers:\n  - manual: {}\n  - webhook: {}\n"
+                             "  - cron: \"0 * *\"\n  - {manual: {}, cron: \"* * * * *\"}\n"
+                             "  - manual: {x: 1}\nsteps:\n  a: {module: echo}\n",
+                             RZ_FORMAT_YAML, RZ_EINVALID);
+    expect_msg(d, 4, 5, RZ_EINVALID, "unknown trigger type 'webhook' (manual, cron)");
+    expect_msg(d, 5, 11, RZ_EINVALID, "'cron' must be a string of 5 fields");
+    expect_msg(d, 6, 5, RZ_EINVALID, "exactly one type");
+    expect_msg(d, 7, 5, RZ_EINVALID, "a manual trigger takes no settings");
+    assert_int_equal(rz_diags_error_count(d), 4);
+    rz_diags_free(d);
+    d = parse_fail("{\"triggers\":{\"cron\":1},\"nodes\":[{\"id\":\"a\",\"moduleId\":\"echo\"}]}",
+                   RZ_FORMAT_JSON, RZ_EINVALID);
+    expect_diag(d, "/triggers", RZ_EINVALID, 1, 13);
+    rz_diags_free(d);
+    d = parse_fail("{\"triggers\":[{\"poll\":null}],\"nodes\":[{\"id\":\"a\",\"moduleId\":\"echo\"}]}",
+                   RZ_FORMAT_JSON, RZ_EINVALID);
+    expect_msg(d, 1, 22, RZ_EINVALID, "unknown trigger type 'poll'");
+    rz_diags_free(d);
+}
+
+/* A flow input with no default is required unless it says otherwise, and
+ * an export keeps which. */
+static void inputs_without_default_are_required(void **state)
+{
+    (void)state;
+    const char *y = "flux: 1\ninputs:\n  a: {type: string}\n  b: {type: string, required: false}\n"
+                    "  c: 3\n  d:\n  e: {default: x}\nsteps:\n  s: {module: echo}\n";
+    rz_flow *f = parse_ok(y, strlen(y), RZ_FORMAT_YAML);
+    assert_int_equal(f->n_inputs, 5);
+    assert_true(f->inputs[0].required);
+    assert_false(f->inputs[1].required);
+    assert_false(f->inputs[2].required);
+    assert_true(f->inputs[3].required);
+    assert_false(f->inputs[4].required);
+    char *out = NULL;
+    size_t len = 0;
+    assert_int_equal(rz_flow_to_json(f, 0, &out, &len), RZ_OK);
+    rz_flow *g = parse_ok(out, len, RZ_FORMAT_JSON);
+    for (size_t i = 0; i < f->n_inputs; i++)
+        assert_int_equal(g->inputs[i].required, f->inputs[i].required);
+    rz_free(out);
+    rz_flow_free(g);
+    rz_flow_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1226,6 +1378,11 @@ int main(void)
         cmocka_unit_test(null_and_empty_input),
         cmocka_unit_test(input_types_are_checked),
         cmocka_unit_test(yaml_depth_location),
+        cmocka_unit_test(yaml_documents_nul_and_merge_keys),
+        cmocka_unit_test(step_ids_follow_one_rule),
+        cmocka_unit_test(numbers_out_of_range_say_so),
+        cmocka_unit_test(triggers_are_checked),
+        cmocka_unit_test(inputs_without_default_are_required),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
