@@ -74,12 +74,17 @@ RZ_EXTERN RZ_NODISCARD int rz_run_start(rz_run *run, size_t step,
  * objects and arrays too); builder connections feed the source step's
  * output port into the input port (left out if the source produced none),
  * then the step's own `inputs` are applied over them. RZ_EEXPR if an
- * expression cannot be evaluated. Release with rz_free. */
+ * expression cannot be evaluated; RZ_EINVALID if a required input of the
+ * step's module would receive null (the step must not start). Release with
+ * rz_free. */
 RZ_EXTERN RZ_NODISCARD int rz_run_request(const rz_run *run, size_t step,
                                           char **out);
 /* RUNNING -> SUCCEEDED with a JSON object of outputs (NULL: {}). Outputs
- * that are not a JSON object fail the step as rz_run_fail would (retrying
- * if attempts remain; the step's error says why) and return RZ_EINVALID. */
+ * that are not a JSON object, or (module "outputs_check": "strict", the
+ * default) that lack an output the module declares or hold one of another
+ * type, fail the step as rz_run_fail would (retrying if attempts remain; the
+ * step's error says why) and return RZ_EINVALID. With "warn" the step
+ * succeeds and the run record shows a "warning". */
 RZ_EXTERN RZ_NODISCARD int rz_run_succeed(rz_run *run, size_t step,
                                           const char *outputs_json,
                                           uint64_t now_ms);

@@ -481,6 +481,12 @@ static int load_header(mctx *c, const cJSON *root, rz_module *m)
     m->description = rz__strdup(desc ? desc : "");
     if (!m->id || !m->version || !m->name || !m->description)
         return RZ_ENOMEM;
+    const cJSON *oc = cJSON_GetObjectItemCaseSensitive(root, "outputs_check");
+    if (oc && !(cJSON_IsString(oc) && (strcmp(oc->valuestring, "strict") == 0 ||
+                                       strcmp(oc->valuestring, "warn") == 0)))
+        bad(c, "/outputs_check", "'outputs_check' must be \"strict\" or \"warn\"");
+    else
+        m->outputs_warn = oc && strcmp(oc->valuestring, "warn") == 0;
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(root, "config");
     if (cfg && !cJSON_IsObject(cfg))
         bad(c, "/config", "'config' must be a JSON Schema object");

@@ -28,6 +28,10 @@ struct rz_module {
     cJSON *manifest;            /* the whole document */
     rz__port *inputs; size_t n_inputs;
     rz__port *outputs; size_t n_outputs;
+    bool outputs_warn;          /* "outputs_check": "warn": a step whose
+                                   outputs miss the declared ones succeeds
+                                   with a warning ("strict", the default,
+                                   fails it) */
     const cJSON *config;        /* JSON Schema (borrowed from manifest) or NULL */
     rz__cred_decl *creds; size_t n_creds;
     const cJSON *requirements;  /* borrowed from manifest or NULL */

@@ -15,12 +15,14 @@
  * Cost: the dependants are one CSR array and every step settles exactly once,
  * so a whole run is O(V + E) plus the work its caller asks for. Propagation
  * uses an explicit stack, never recursion, so long chains are safe. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
+#include "common/json.h"
 #include "flow/model.h"
 #include "module/module_impl.h"
 #include "run/changes.h"
@@ -38,6 +40,8 @@ typedef struct step_rt {
     bool in_changed;       /* listed in run->changed */
     char *error;           /* failure or skip reason, or NULL */
     char *log;             /* stderr tail of the last attempt, or NULL */
+    char *warning;         /* outputs off the manifest ("outputs_check":
+                              "warn"), or NULL */
     cJSON *outputs;        /* object once succeeded, else NULL */
     rz__expr *when;        /* parsed condition or NULL */
     uint64_t started_ms;   /* first attempt's start */
@@ -409,6 +413,9 @@ static int unknown_input(const rz_flow *f, const char *name)
 
 static int collect_inputs(rz_run *r, const char *inputs_json)
 {
+    /* cJSON would end a string at a \u0000 and drop the rest unseen. */
+    if (inputs_json && rz__json_text_check(inputs_json, strlen(inputs_json)) != RZ_OK)
+        return rz__error(RZ_EINVALID, "flow inputs: %s", rz_error_last()->message);
     r->inputs = inputs_json ? cJSON_Parse(inputs_json) : cJSON_CreateObject();
     if (!r->inputs)
         return inputs_json ? rz__error(RZ_EINVALID, "flow inputs are not valid JSON")
@@ -581,6 +588,7 @@ void rz_run_free(rz_run *run)
     for (size_t i = 0; run->st && i < run->n; i++) {
         free(run->st[i].error);
         free(run->st[i].log);
+        free(run->st[i].warning);
         cJSON_Delete(run->st[i].outputs);
         rz__expr_free(run->st[i].when);
         cJSON_Delete(run->st[i].field);
@@ -702,6 +710,46 @@ int rz_run_start(rz_run *run, size_t step, uint64_t now_ms)
     return RZ_OK;
 }
 
+static bool has_type(const cJSON *x, const char *t)
+{
+    if (!t || strcmp(t, "any") == 0) return true;
+    if (strcmp(t, "string") == 0) return cJSON_IsString(x);
+    if (strcmp(t, "number") == 0) return cJSON_IsNumber(x);
+    if (strcmp(t, "integer") == 0)
+        return cJSON_IsNumber(x) && isfinite(x->valuedouble) &&
+               x->valuedouble == floor(x->valuedouble);
+    if (strcmp(t, "boolean") == 0) return cJSON_IsBool(x);
+    if (strcmp(t, "object") == 0) return cJSON_IsObject(x);
+    if (strcmp(t, "array") == 0) return cJSON_IsArray(x);
+    return true;
+}
+
+static const char *type_of(const cJSON *x)
+{
+    return cJSON_IsString(x) ? "a string" : cJSON_IsNumber(x) ? "a number"
+         : cJSON_IsBool(x) ? "a boolean" : cJSON_IsObject(x) ? "an object"
+         : cJSON_IsArray(x) ? "an array" : "null";
+}
+
+/* The outputs against the module's declared ones: every one present and of
+ * its type (a downstream step would otherwise get null, or a value of the
+ * wrong kind, without a word). NULL if they match, else why (malloc'd). */
+static char *outputs_off(const rz_run *r, size_t step, const cJSON *o)
+{
+    const rz_module *m = step_of(r, step)->module;
+    for (size_t k = 0; m && k < m->n_outputs; k++) {
+        const rz__port *p = &m->outputs[k];
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, p->name);
+        if (!v)
+            return rz__asprintf("module %s@%s declares output '%s', which the step "
+                                "did not return", m->id, m->version, p->name);
+        if (!has_type(v, p->type))
+            return rz__asprintf("output '%s' is %s but module %s@%s declares it %s",
+                                p->name, type_of(v), m->id, m->version, p->type);
+    }
+    return NULL;
+}
+
 int rz_run_succeed(rz_run *run, size_t step, const char *outputs_json,
                    uint64_t now_ms)
 {
@@ -727,6 +775,16 @@ int rz_run_succeed(rz_run *run, size_t step, const char *outputs_json,
         return rz__error(RZ_EINVALID, "step '%s': %s", step_of(run, step)->id,
                          why);
     }
+    char *off = outputs_off(run, step, o);
+    const rz_module *m = step_of(run, step)->module;
+    if (off && !m->outputs_warn) {
+        cJSON_Delete(o);
+        step_failed(run, step, off, now_ms);
+        return rz__error(RZ_EINVALID, "step '%s': %s", step_of(run, step)->id,
+                         s->error ? s->error : "outputs off the manifest");
+    }
+    free(s->warning);
+    s->warning = off;
     s->outputs = o;
     set_state(run, step, RZ_STEP_SUCCEEDED);
     s->has_deadline = false;
@@ -971,6 +1029,24 @@ static int request_inputs(const rz_run *r, size_t step, cJSON *inputs)
     return RZ_OK;
 }
 
+/* A required module input that would arrive as null (nothing given, a
+ * source that returned none, an expression that came out null) fails the
+ * step here, before a node sees it. */
+static int check_required(const rz_run *r, size_t step, const cJSON *inputs)
+{
+    const rz__step *st = step_of(r, step);
+    const rz_module *m = st->module;
+    for (size_t k = 0; m && k < m->n_inputs; k++) {
+        const rz__port *p = &m->inputs[k];
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(inputs, p->name);
+        if (p->required && (!v || cJSON_IsNull(v)))
+            return rz__error(RZ_EINVALID, "required input '%s' of step '%s' (module "
+                             "%s@%s) would receive null", p->name, st->id, m->id,
+                             m->version);
+    }
+    return RZ_OK;
+}
+
 int rz_run_request(const rz_run *run, size_t step, char **out)
 {
     *out = NULL;
@@ -991,6 +1067,8 @@ int rz_run_request(const rz_run *run, size_t step, char **out)
     rc = set_key(req, "inputs", inputs);
     if (rc == RZ_OK)
         rc = request_inputs(run, step, inputs);
+    if (rc == RZ_OK)
+        rc = check_required(run, step, inputs);
     if (rc == RZ_OK) {
         const cJSON *cfg = step_of(run, step)->config;
         rc = cfg ? eval_value(run, cfg, &config) : RZ_OK;
@@ -1033,7 +1111,8 @@ static cJSON *step_json(const rz_run *r, size_t i)
         return NULL;
     }
     if ((s->error && !cJSON_AddStringToObject(o, "error", s->error)) ||
-        (s->log && !cJSON_AddStringToObject(o, "log", s->log))) {
+        (s->log && !cJSON_AddStringToObject(o, "log", s->log)) ||
+        (s->warning && !cJSON_AddStringToObject(o, "warning", s->warning))) {
         cJSON_Delete(o);
         return NULL;
     }

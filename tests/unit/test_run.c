@@ -679,7 +679,8 @@ static const char *INPUT_FLOW =
     "  name: {type: string, required: true}\n"
     "  region: {type: string, required: true}\n"
     "  n: {type: number, default: 3}\n"
-    "  opt: {type: string}\n"
+    "  opt: {type: string, required: false}\n"
+    "  req: {type: string}\n"
     "steps:\n"
     "  a:\n    module: noop\n"
     "    inputs: {who: \"${{ inputs.name }}\", n: \"${{ inputs.n }}\","
@@ -692,9 +693,16 @@ static void test_inputs_required_and_defaults(void **state)
     rz_run *r = (rz_run *)&r;
     assert_int_equal(rz_run_new(&r, f, NULL, NULL, 0), RZ_EINVALID);
     assert_null(r);
-    assert_non_null(strstr(rz_error_last()->message, "'name', 'region'"));
-    assert_int_equal(rz_run_new(&r, f, "{\"name\":\"ann\"}", NULL, 0), RZ_EINVALID);
+    /* No default and no `required`: required too. */
+    assert_non_null(strstr(rz_error_last()->message, "'name', 'region', 'req'"));
+    assert_int_equal(rz_run_new(&r, f, "{\"name\":\"ann\",\"req\":\"x\"}", NULL, 0),
+                     RZ_EINVALID);
     assert_non_null(strstr(rz_error_last()->message, "input: 'region'"));
+    /* cJSON would cut the string at the NUL and go on without a word. */
+    assert_int_equal(rz_run_new(&r, f, "{\"name\":\"a\\u0000b\",\"region\":\"eu\","
+                                       "\"req\":\"x\"}", NULL, 0), RZ_EINVALID);
+    assert_null(r);
+    assert_non_null(strstr(rz_error_last()->message, "NUL"));
     assert_int_equal(rz_run_new(&r, f, "[1,2]", NULL, 0), RZ_EINVALID);
     assert_non_null(strstr(rz_error_last()->message, "object"));
     assert_int_equal(rz_run_new(&r, f, "{\"name\":", NULL, 0), RZ_EINVALID);
@@ -706,27 +714,107 @@ static void test_inputs_required_and_defaults(void **state)
                                        "\"extra\":true}", NULL, 0), RZ_EINVALID);
     assert_null(r);
     assert_non_null(strstr(rz_error_last()->message, "unknown flow input 'extra'"));
-    assert_non_null(strstr(rz_error_last()->message, "name, region, n, opt"));
+    assert_non_null(strstr(rz_error_last()->message, "name, region, n, opt, req"));
 
-    r = start_run(f, "{\"name\":\"ann\",\"region\":\"eu\"}");
+    r = start_run(f, "{\"name\":\"ann\",\"region\":\"eu\",\"req\":\"x\"}");
     expect_request(r, "a", "{\"inputs\":{\"who\":\"ann\",\"n\":3,\"o\":null},"
                            "\"config\":{}}");
     rz_run_free(r);
     /* A given value beats the default. */
-    r = start_run(f, "{\"name\":\"bo\",\"region\":\"us\",\"n\":7.5}");
+    r = start_run(f, "{\"name\":\"bo\",\"region\":\"us\",\"n\":7.5,\"req\":\"x\"}");
     expect_request(r, "a", "{\"inputs\":{\"who\":\"bo\",\"n\":7.5,\"o\":null},"
                            "\"config\":{}}");
     rz_run_free(r);
     /* Given values must have the declared type. */
     r = NULL;
     assert_int_equal(rz_run_new(&r, f, "{\"name\":\"bo\",\"region\":\"us\","
-                                       "\"n\":[1]}", NULL, 0), RZ_EINVALID);
+                                       "\"n\":[1],\"req\":\"x\"}", NULL, 0), RZ_EINVALID);
     assert_null(r);
     assert_string_equal(rz_error_last()->message, "flow input 'n' must be a number");
-    assert_int_equal(rz_run_new(&r, f, "{\"name\":5,\"region\":\"us\"}", NULL, 0),
+    assert_int_equal(rz_run_new(&r, f, "{\"name\":5,\"region\":\"us\",\"req\":\"x\"}", NULL, 0),
                      RZ_EINVALID);
     assert_string_equal(rz_error_last()->message, "flow input 'name' must be a string");
     rz_flow_free(f);
+}
+
+/* ---- contracts with the module: required inputs, declared outputs ---- */
+
+static rz_flow *validated(rz_registry *reg, const char *src)
+{
+    rz_flow *f = yaml(src);
+    rz_diags *d;
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    int rc = rz_flow_validate(f, reg, d);
+    if (rc != RZ_OK) {
+        char *t = NULL;
+        (void)!rz_diags_to_text(d, &t);
+        fprintf(stderr, "%s", t ? t : "");
+        rz_free(t);
+    }
+    assert_int_equal(rc, RZ_OK);
+    rz_diags_free(d);
+    return f;
+}
+
+static void test_module_contracts(void **state)
+{
+    (void)state;
+    rz_registry *reg;
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(reg, RZ_SOURCE_ROOT "/tests/data/modules/good",
+                                         NULL), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(reg, RZ_SOURCE_ROOT "/tests/data/modules/outcheck",
+                                         NULL), RZ_OK);
+    rz_flow *f = validated(reg,
+        "flux: 1\ninputs:\n  t: {type: string, required: false}\n"
+        "steps:\n  c:\n    module: count\n    inputs: {text: \"${{ inputs.t }}\"}\n"
+        "  w: {module: warnmod}\n");
+    /* A required input that would be null: no request, a clear reason. */
+    rz_run *r = start_run(f, NULL);
+    size_t c = S(r, "c"), w = S(r, "w");
+    assert_int_equal(rz_run_start(r, c, 0), RZ_OK);
+    char *req = NULL;
+    assert_int_equal(rz_run_request(r, c, &req), RZ_EINVALID);
+    assert_null(req);
+    assert_string_equal(rz_error_last()->message, "required input 'text' of step 'c' "
+                        "(module count@1.0.0) would receive null");
+    rz_run_free(r);
+
+    /* Outputs against the manifest: strict by default. */
+    r = start_run(f, "{\"t\":\"hello\"}");
+    assert_int_equal(rz_run_start(r, c, 0), RZ_OK);
+    assert_int_equal(rz_run_request(r, c, &req), RZ_OK);
+    rz_free(req);
+    assert_int_equal(rz_run_succeed(r, c, "{\"count\":2}", 1), RZ_EINVALID);
+    assert_int_equal(rz_run_step_state(r, c), RZ_STEP_FAILED);
+    assert_string_equal(rz_run_step_error(r, c), "module count@1.0.0 declares output "
+                        "'words', which the step did not return");
+    rz_run_free(r);
+    r = start_run(f, "{\"t\":\"hello\"}");
+    assert_int_equal(rz_run_start(r, c, 0), RZ_OK);
+    assert_int_equal(rz_run_succeed(r, c, "{\"count\":\"2\",\"words\":{}}", 1),
+                     RZ_EINVALID);
+    assert_string_equal(rz_run_step_error(r, c), "output 'count' is a string but "
+                        "module count@1.0.0 declares it integer");
+    /* "outputs_check": "warn": the step succeeds, the record says why. */
+    assert_int_equal(rz_run_start(r, w, 0), RZ_OK);
+    assert_int_equal(rz_run_succeed(r, w, "{\"n\":1.5}", 1), RZ_OK);
+    assert_int_equal(rz_run_step_state(r, w), RZ_STEP_SUCCEEDED);
+    char *json = NULL;
+    assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
+    assert_non_null(strstr(json, "\"warning\":\"output 'n' is a number but module "
+                                 "warnmod@1.0.0 declares it integer\""));
+    rz_free(json);
+    rz_run_free(r);
+    /* All there and of the right types. */
+    r = start_run(f, "{\"t\":\"hello\"}");
+    assert_int_equal(rz_run_start(r, c, 0), RZ_OK);
+    assert_int_equal(rz_run_succeed(r, c, "{\"count\":2,\"words\":{\"a\":1},\"more\":1}", 1),
+                     RZ_OK);
+    assert_int_equal(rz_run_step_state(r, c), RZ_STEP_SUCCEEDED);
+    rz_run_free(r);
+    rz_flow_free(f);
+    rz_registry_free(reg);
 }
 
 /* ---- requests ---- */
@@ -1098,6 +1186,7 @@ int main(void)
         cmocka_unit_test(test_on_failure_continue),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_inputs_required_and_defaults),
+        cmocka_unit_test(test_module_contracts),
         cmocka_unit_test(test_request_templates),
         cmocka_unit_test(test_request_connections),
         cmocka_unit_test(test_outputs_must_be_object),
