@@ -358,6 +358,68 @@ class FlowCommands(unittest.TestCase):
         self.assertEqual(line[int(m.group(3)) - 1:].split("(")[0], "lenght", p.stderr)
         self.assertIn("unknown function 'lenght'", m.group(4))
 
+    def validate_text(self, suffix, text):
+        with tempfile.NamedTemporaryFile("w", suffix=suffix, delete=False) as f:
+            f.write(text)
+        try:
+            return rhizos("flow", "validate", f.name), f.name
+        finally:
+            os.unlink(f.name)
+
+    def test_strict_contracts_are_located(self):
+        # Each a flow that passed without a word before: exit 1 and a
+        # FILE:LINE:COLUMN diagnostic, in both formats.
+        conn = ('{"id": "%s", "source": {"nodeId": "%s", "port": "message"}, '
+                '"target": {"nodeId": "c", "port": "message"}}')
+        nodes = ('"nodes": [{"id": "a", "moduleId": "echo"}, {"id": "b", "moduleId": '
+                 '"echo"}, {"id": "c", "moduleId": "echo"}]')
+        cases = [
+            (".json", '{%s,\n"connections": [\n%s,\n%s]}\n'
+             % (nodes, conn % ("c1", "a"), conn % ("c2", "b")), 4,
+             "input 'message' of step 'c' gets two values: connection 'c1' (from "
+             "a.message) and connection 'c2' (from b.message)"),
+            (".json", '{%s,\n"connections": [\n%s,\n%s]}\n'
+             % (nodes, conn % ("c1", "a"), conn.replace('"c", "port"', '"b", "port"')
+                % ("c1", "a")), 4, "duplicate connection id 'c1'"),
+            (".yaml", "flux: 1\nsteps:\n  a: {module: echo}\n  c:\n    module: echo\n"
+             "    needs: [a]\n    inputs: {message: hi}\nconnections:\n"
+             "  - {source: {nodeId: a, port: message}, target: {nodeId: c, port: message}}\n",
+             7, "input 'message' of step 'c' gets two values: its 'inputs' value"),
+            (".yaml", "flux: 1\nsteps:\n  a: {module: echo}\n---\nflux: 1\n", 4,
+             "a second YAML document"),
+            (".yaml", 'flux: 1\nsteps:\n  a:\n    module: echo\n    inputs: {message: "x\\0y"}\n',
+             5, "a NUL character"),
+            (".yaml", "flux: 1\nx-e: &e {module: echo}\nsteps:\n  a:\n    <<: *e\n", 5,
+             "merge keys ('<<') are not supported"),
+            (".yaml", "flux: 1\nsteps:\n  a.b: {module: echo}\n", 3,
+             "step id 'a.b' is not valid"),
+            (".json", '{"nodes": [\n{"id": "a b", "moduleId": "echo"}]}\n', 2,
+             "step id 'a b' is not valid"),
+            (".yaml", "flux: 1\nsteps:\n  a:\n    module: echo\n    timeout_s: 5000000000\n",
+             5, "'timeout_s' is out of range"),
+            (".json", '{"nodes": [\n{"id": "a", "moduleId": "echo", "timeout_s": -3}]}\n',
+             2, "'timeout_s' is out of range"),
+            (".yaml", "flux: 1\ntriggers:\n  - webhook: {}\nsteps:\n  a: {module: echo}\n",
+             3, "unknown trigger type 'webhook'"),
+            (".json", '{"triggers": [\n{"cron": "* *"}],\n"nodes": [{"id": "a", '
+             '"moduleId": "echo"}]}\n', 2, "'cron' must be a string of 5 fields"),
+        ]
+        for suffix, text, line, want in cases:
+            with self.subTest(want=want, suffix=suffix):
+                p, name = self.validate_text(suffix, text)
+                self.assertEqual(p.returncode, 1, p.stderr)
+                hits = [m for m in map(DIAG.match, p.stderr.splitlines())
+                        if m and want in m.group(4)]
+                self.assertEqual(len(hits), 1, p.stderr)
+                self.assertEqual(hits[0].group(1), name)
+                self.assertEqual(int(hits[0].group(2)), line, p.stderr)
+
+    def test_input_with_nul_is_refused(self):
+        p = rhizos("flow", "run", os.path.join(FLOWS, "wordcount.yaml"), "--input",
+                   'text="to be\\u0000 or not"')
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("a NUL character", p.stderr)
+
     def test_syntax_error_has_location(self):
         p = rhizos("flow", "validate", "-", stdin='{"nodes": [1, 2,, 3]}')
         self.assertEqual(p.returncode, 1)

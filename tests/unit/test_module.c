@@ -233,18 +233,20 @@ static void test_bad_manifests(void **state)
     (void)state;
     rz_diags *d;
     rz_registry *reg = load(MODS "/bad", &d);
-    if (rz_diags_count(d) != 17)
+    if (rz_diags_count(d) != 18)
         dump(d);
     /* Only the one good manifest among them survives. */
     assert_int_equal(rz_registry_count(reg), 1);
     assert_string_equal(rz_module_id(rz_registry_get(reg, 0)), "okay");
-    assert_int_equal(rz_diags_count(d), 17);
-    assert_int_equal(rz_diags_error_count(d), 17);
+    assert_int_equal(rz_diags_count(d), 18);
+    assert_int_equal(rz_diags_error_count(d), 18);
 
     assert_true(has_diag(d, "bad/syntax/module.json", 4, 29, "JSON syntax error"));
     assert_true(has_diag(d, "bad/notobject/module.json", 1, 1, "must be a JSON object"));
     assert_true(has_diag(d, "bad/empty/module.json", 1, 1, "JSON syntax error"));
     assert_true(has_diag(d, "bad/noexec/module.json", 1, 1, "missing required field 'exec'"));
+    assert_true(has_diag(d, "bad/outcheck/module.json", 2, 19,
+                         "'outputs_check' must be \"strict\" or \"warn\""));
 
     const char *f = "bad/fields/module.json";
     assert_true(has_diag(d, f, 2, 9, "module id 'bad id!'"));

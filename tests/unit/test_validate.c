@@ -669,31 +669,32 @@ static void test_one_value_per_port(void **state)
 
 /* ---- Size: 100k steps, ~400k connections, builder JSON ---- */
 
-static void test_large(void **state)
+/* N merge steps, four edges into each past the first 8: one value per
+ * input port (three ports, from random earlier steps) and a `needs`.
+ * Returns the number of edges. */
+static size_t dense_graph(rz__buf *out, int n)
 {
-    (void)state;
-    enum { N = 100000 };
-    rz__buf b = {0};
+    rz__buf b = *out;
     unsigned seed = 12345;
     rz__buf_puts(&b, "{\"id\":\"big\",\"nodes\":[");
-    /* Four edges into each node: one value per input port (three ports),
-     * and a `needs`. */
     size_t edges = 0, conns = 0;
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < n; i++) {
         int span = i < 1000 ? i : 1000;
         seed = seed * 1103515245u + 12345u;
         rz__buf_printf(&b, "%s{\"id\":\"n%d\",\"moduleId\":\"merge\"", i ? "," : "", i);
-        if (i < 8)
+        if (i < 8) {
             rz__buf_puts(&b, ",\"inputs\":{\"counts\":1}");
-        else
+        } else {
             rz__buf_printf(&b, ",\"needs\":[\"n%d\"]",
-                           i - 1 - (int)((seed >> 8) % (unsigned)span)), edges++;
+                           i - 1 - (int)((seed >> 8) % (unsigned)span));
+            edges++;
+        }
         rz__buf_puts(&b, "}");
     }
     rz__buf_puts(&b, "],\"connections\":[");
     static const char *const ports[3][2] = {
         {"total", "counts"}, {"total", "weight"}, {"summary", "label"}};
-    for (int i = 8; i < N; i++)
+    for (int i = 8; i < n; i++)
         for (int k = 0; k < 3; k++) {
             seed = seed * 1103515245u + 12345u;
             int span = i < 1000 ? i : 1000;
@@ -704,6 +705,16 @@ static void test_large(void **state)
             edges++;
         }
     rz__buf_puts(&b, "]}");
+    *out = b;
+    return edges;
+}
+
+static void test_large(void **state)
+{
+    (void)state;
+    enum { N = 100000 };
+    rz__buf b = {0};
+    size_t edges = dense_graph(&b, N);
     assert_false(b.failed);
     rz_flow *f;
     rz_diags *d;
