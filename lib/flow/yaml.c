@@ -441,7 +441,9 @@ static bool needs_quotes(const char *s)
 {
     size_t n = strlen(s);
     double d;
-    return plain_type(s, n, &d) != 0 || is_any(s, n, yaml11_words);
+    /* A plain "<<" would read back as a merge key, which is refused. */
+    return plain_type(s, n, &d) != 0 || is_any(s, n, yaml11_words) ||
+           strcmp(s, "<<") == 0;
 }
 
 static bool emit_scalar(yaml_emitter_t *e, const char *s, bool quote)

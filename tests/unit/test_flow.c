@@ -1242,6 +1242,16 @@ static void yaml_documents_nul_and_merge_keys(void **state)
                    RZ_FORMAT_YAML, RZ_EINVALID);
     expect_msg(d, 5, 11, RZ_EINVALID, "unknown key '<<'");
     rz_diags_free(d);
+    /* ... and a config key "<<" exports quoted, so that it reads back. */
+    const char *cfg = "{\"nodes\":[{\"id\":\"a\",\"moduleId\":\"echo\",\"config\":{\"<<\":1}}]}";
+    rz_flow *f = parse_ok(cfg, strlen(cfg), RZ_FORMAT_JSON);
+    char *y = NULL;
+    size_t ylen = 0;
+    assert_int_equal(rz_flow_to_yaml(f, &y, &ylen), RZ_OK);
+    assert_non_null(strstr(y, "\"<<\": 1"));
+    rz_flow_free(parse_ok(y, ylen, RZ_FORMAT_YAML));
+    rz_free(y);
+    rz_flow_free(f);
 }
 
 /* One id rule in both formats: what ${{ steps.<id> }} can name. */
