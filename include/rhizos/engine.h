@@ -81,7 +81,26 @@ typedef struct rz_engine_opts {
      * job over and its report a node may bill (rz_engine_report_result);
      * 0: RZ_ENGINE_RUN_TOLERANCE_MS. */
     uint64_t run_tolerance_ms;
+    /* Capability challenges (docs/node.md, "Verification"). 0: off, every
+     * node's claims are taken at its word (embedded mode, simulators).
+     * Else a node's CPU, memory and GPU claims are unverified from its
+     * registration until it answers a challenge (rz_engine_node_challenge),
+     * and a new challenge falls due at intervals drawn between half and
+     * one and a half times this. */
+    uint64_t challenge_interval_ms;
+    /* Nonces and intervals are a function of this, the node and the
+     * challenge's number: a server passes a random one at each start. */
+    uint64_t challenge_seed;
+    uint32_t challenge_cpu_iterations;  /* hash-chain length; 0: default */
+    uint32_t challenge_memory_mb;   /* most memory one challenge asks to
+                                       fill; 0: default */
+    uint64_t challenge_grace_ms;    /* added to every time limit (the
+                                       network, a busy node); 0: default */
 } rz_engine_opts;
+
+#define RZ_ENGINE_DEFAULT_CHALLENGE_CPU_ITERATIONS 200000u
+#define RZ_ENGINE_DEFAULT_CHALLENGE_MEMORY_MB 64u
+#define RZ_ENGINE_DEFAULT_CHALLENGE_GRACE_MS 10000u
 
 #define RZ_ENGINE_OPTS_VERSION 1
 #define RZ_ENGINE_OPTS_INIT { RZ_ENGINE_OPTS_VERSION, RZ_POLICY_CHEAPEST, NULL, \
@@ -90,7 +109,7 @@ typedef struct rz_engine_opts {
     RZ_ENGINE_DEFAULT_REF_CPU_HOUR_MICROS,                                     \
     RZ_ENGINE_DEFAULT_REF_MEMORY_GB_HOUR_MICROS,                               \
     RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT, RZ_ENGINE_DEFAULT_STEP_SECONDS, 0, \
-    RZ_ENGINE_RUN_TOLERANCE_MS }
+    RZ_ENGINE_RUN_TOLERANCE_MS, 0, 0, 0, 0, 0 }
 
 /* Open (creating if missing) DATA_DIR/engine and DATA_DIR/ledger and resume
  * what was there: settlements a crash interrupted are completed, holds of
@@ -550,6 +569,83 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_check(rz_engine *e);
  * ledger verify: what a server runs at every start (the engine's side and
  * its holds in the ledger are still checked whole). */
 RZ_EXTERN RZ_NODISCARD int rz_engine_check_sampled(rz_engine *e, size_t n);
+
+/* ---- Verification: reputation and capability challenges (verify.c) ----
+ * See docs/node.md. */
+
+/* A node's record, counted by the engine (stored with the node). */
+typedef struct rz_engine_record {
+    uint64_t succeeded;          /* attempts it reported done */
+    uint64_t failed;             /* attempts it reported failed */
+    uint64_t declined;           /* assignments it turned down */
+    uint64_t lost;               /* times it went silent holding jobs */
+    uint64_t challenges_passed, challenges_failed;   /* failed: wrong,
+                                                        late or unanswered */
+    uint64_t disagreed;          /* outputs outvoted by other replicas */
+} rz_engine_record;
+
+/* Reputation from a record, in [0, 1] rounded down to 0.01:
+ *   good = succeeded + challenges_passed
+ *   bad  = failed + declined / 2 + 2 lost + 4 challenges_failed
+ *          + 4 disagreed
+ *   reputation = (good + 4) / (good + bad + 4)
+ * A new node starts at 1; a fault weighs by how much it says about the
+ * node (a decline is honest; an unanswered challenge or an outvoted result
+ * is not), and every success earns some of it back. */
+RZ_EXTERN double rz_engine_reputation(const rz_engine_record *r);
+
+typedef enum rz_verify_state {
+    RZ_VERIFY_OFF = 0,        /* challenges off: claims taken at their word */
+    RZ_VERIFY_UNVERIFIED,     /* some claim not (or no longer) verified */
+    RZ_VERIFY_PENDING,        /* unverified, a challenge outstanding */
+    RZ_VERIFY_VERIFIED        /* every claim passed its latest challenge */
+} rz_verify_state;
+/* "off", "unverified", "pending", "verified". */
+RZ_EXTERN const char *rz_verify_state_name(rz_verify_state s);
+
+typedef struct rz_engine_node_trust {
+    double reputation;           /* rz_engine_reputation(&record) */
+    rz_verify_state state;
+    uint32_t claims;             /* RZ_CAP_* it claims (CPU; memory when
+                                    memory_mb > 0; GPU when it lists any) */
+    uint32_t unverified;         /* RZ_CAP_* not verified (0 when off) */
+    uint64_t challenge_deadline_ms;   /* outstanding challenge; 0: none */
+    rz_engine_record record;
+} rz_engine_node_trust;
+RZ_EXTERN RZ_NODISCARD int rz_engine_node_trust_get(const rz_engine *e,
+                                                    uint64_t node,
+                                                    rz_engine_node_trust *out);
+
+/* The challenge `node` is to answer now, as JSON to release with rz_free:
+ * {"seq","nonce","cpu":{"iterations"},"memory":{"mb"}?,"gpu":{"n"}?,
+ *  "time_limit_ms"}: the outstanding one again, else a new one when one is
+ * due (from registration on, then at random intervals). The time limit
+ * runs from the first time it is handed out and is derived from the
+ * node's claimed speed (its benchmark) plus challenge_grace_ms. RZ_ENOENT
+ * when none is due or challenges are off; RZ_ENOENT/RZ_ESTATE for an
+ * unknown, lost or gone node. */
+RZ_EXTERN RZ_NODISCARD int rz_engine_node_challenge(rz_engine *e, uint64_t node,
+                                                    uint64_t now_ms,
+                                                    char **json);
+/* The node's answer to its outstanding challenge (rz_challenge_answer's
+ * JSON). Each claim whose answer is right and on time is verified, every
+ * other claim unverified; *passed (may be NULL) is 1 when all were right.
+ * A wrong, late or malformed answer is a failed challenge, not an error
+ * (RZ_OK, *passed 0). RZ_ENOENT when no challenge is outstanding or `seq`
+ * is not its number; RZ_ENOENT/RZ_ESTATE for an unknown, lost or gone
+ * node. */
+RZ_EXTERN RZ_NODISCARD int rz_engine_node_answer(rz_engine *e, uint64_t node,
+                                                 const char *answer_json,
+                                                 size_t len, uint64_t now_ms,
+                                                 int *passed);
+/* What a node computes for a challenge (rz_engine_node_challenge's JSON):
+ * {"seq","cpu":"<hex>","memory":"<hex>"?,"gpu":"<hex>"?}, to release with
+ * rz_free. The memory part allocates and fills the buffer asked for; when
+ * that fails the answer leaves "memory" out (the claim fails). The GPU
+ * part computes its matrix product on the CPU (docs/node.md: the GPU path
+ * is not proven on real GPUs). RZ_EINVAL for a malformed challenge. */
+RZ_EXTERN RZ_NODISCARD int rz_challenge_answer(const char *challenge_json,
+                                               size_t len, char **answer_json);
 
 /* ---- Embedded mode (lib/engine/local.c) ----
  * `rhizos flow run` (rz_runner_run) drives an engine of its own with one

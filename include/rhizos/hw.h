@@ -79,7 +79,16 @@ typedef struct rz_caps_info {
     /* benchmark (rz_hw_benchmark); 0 when not measured */
     double bench_cpu_mops;       /* integer + float ops per second / 1e6, one thread */
     double bench_memory_mbps;    /* memcpy bandwidth, MB/s */
+    /* Claims not verified by the orchestrator's challenges (RZ_CAP_*
+     * bits; docs/node.md). Never read from JSON: 0 (taken at its word)
+     * unless set by rz_caps_set_trust, as an engine does. */
+    uint32_t unverified;
 } rz_caps_info;
+
+/* Kinds of claim a challenge verifies (rz_caps_info.unverified). */
+#define RZ_CAP_CPU 1u
+#define RZ_CAP_MEMORY 2u
+#define RZ_CAP_GPU 4u
 
 RZ_EXTERN const rz_caps_info *rz_caps_get(const rz_caps *caps);
 /* Value of label `key`, or NULL. Borrowed like rz_caps_get(). */
@@ -128,6 +137,11 @@ RZ_EXTERN RZ_NODISCARD int rz_caps_set_runtimes(rz_caps *caps,
 /* reputation in [0,1]; RZ_EINVAL otherwise. */
 RZ_EXTERN RZ_NODISCARD int rz_caps_set_market(rz_caps *caps, double reputation,
                                               uint32_t max_concurrent_jobs);
+/* What the orchestrator measured rather than what the node said: its
+ * reputation in [0,1] and the RZ_CAP_* claims not verified. RZ_EINVAL
+ * (nothing changed) for a reputation outside [0,1] or an unknown bit. */
+RZ_EXTERN RZ_NODISCARD int rz_caps_set_trust(rz_caps *caps, double reputation,
+                                             uint32_t unverified);
 
 /* ---- Detection ---- */
 

@@ -44,6 +44,11 @@ typedef struct rz_reqs_info {
     double min_reputation;       /* 0 when not given */
     uint64_t max_cost_micros;     /* UINT64_MAX when not given */
     uint64_t estimate_ms;        /* estimate_seconds x 1000, rounded up */
+    /* "verified": only nodes whose claims this job relies on (CPU and
+     * memory; GPUs when it asks for any) passed the orchestrator's
+     * challenges (rz_caps_info.unverified). Default: 1 when it asks for a
+     * GPU, else 0. */
+    int verified;
 } rz_reqs_info;
 
 /* Parse a requirements object, or a job object {"id", "requirements":{...}}
@@ -99,6 +104,14 @@ RZ_EXTERN RZ_NODISCARD int rz_matcher_add(rz_matcher *m, const rz_caps *node,
  * O(groups holding the node x log nodes). RZ_ENOENT for an unknown index. */
 RZ_EXTERN RZ_NODISCARD int rz_matcher_prefer(rz_matcher *m, size_t index,
                                              int preferred);
+/* Set a node's reputation and unverified claims (rz_caps_set_trust) as
+ * its orchestrator measured them. A change drops every cached candidate
+ * set (the next placement of each group rebuilds it: O(nodes log nodes)),
+ * so callers change it rarely (an engine rounds reputation). RZ_ENOENT for
+ * an unknown index, RZ_EINVAL as rz_caps_set_trust. */
+RZ_EXTERN RZ_NODISCARD int rz_matcher_set_trust(rz_matcher *m, size_t index,
+                                                double reputation,
+                                                uint32_t unverified);
 /* Take a node out of placement (it stays indexed so that its reservations
  * can still be released). RZ_ENOENT for an unknown id. */
 RZ_EXTERN RZ_NODISCARD int rz_matcher_remove(rz_matcher *m,

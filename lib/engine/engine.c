@@ -614,6 +614,11 @@ static int begin_call(rz_engine *e, uint64_t now)
     return RZ_OK;
 }
 
+int rz__engine_begin(rz_engine *e, uint64_t now)
+{
+    return begin_call(e, now);
+}
+
 /* Calls that changed state end here: commit, then move the money owed.
  * Inside a group both wait for rz_engine_group_commit. */
 int rz__engine_commit_call(rz_engine *e, int rc)
@@ -681,7 +686,9 @@ int rz_engine_node_register(rz_engine *e, const char *caps_json, size_t len,
     *n = (rz__enode){ .id = id, .state = RZ_NODE_ACTIVE, .caps = caps,
                       .mindex = RZ_NPOS, .registered_ms = now_ms,
                       .last_hb = now_ms };
-    rc = matcher_add_node(e, n);
+    rc = rz__verify_register(e, n, now_ms);
+    if (rc == RZ_OK)
+        rc = matcher_add_node(e, n);
     if (rc != RZ_OK) {
         rz_caps_free(caps);
         e->n_nodes--;
@@ -752,6 +759,8 @@ static int node_drop(rz_engine *e, rz__enode *n, rz_node_state st, uint64_t now)
         ev.type = RZ_EV_NODE_LOST;
         ev.node = n->id;
         emit_raw(e, &ev);
+        if (n->n_held)   /* lost while running: the clients waited */
+            rz__verify_outcome(e, n->id, RZ__OUT_LOST);
     }
     int rc = RZ_OK;
     while (rc == RZ_OK && n->n_held)
@@ -849,6 +858,7 @@ int rz_engine_decline(rz_engine *e, uint64_t node, uint64_t job,
     j->declined = d;
     j->declined[j->n_declined++] = node;
     rz__engine_touch_job(e, j);
+    rz__verify_outcome(e, node, RZ__OUT_DECLINED);
     return rz__engine_commit_call(e, requeue(e, j, now_ms));
 }
 
@@ -1170,6 +1180,7 @@ int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
     j->run_ms = billable_ms(e, j, run_ms, now_ms);
     if (!error)
         j->cost = actual_cost(e, j, j->run_ms);
+    rz__verify_outcome(e, node, error ? RZ__OUT_FAILED : RZ__OUT_SUCCEEDED);
     if (j->deployment) {
         rc = rz__engine_dep_report(e, j, outputs_json ? outputs_json : "{}",
                                    error, now_ms);
@@ -1254,6 +1265,8 @@ int rz_engine_tick(rz_engine *e, uint64_t now_ms)
             rc = node_drop(e, n, RZ_NODE_LOST, now_ms);
     }
     if (rc == RZ_OK)
+        rz__verify_tick(e);
+    if (rc == RZ_OK)
         rc = rz__engine_queue_expire(e);
     for (size_t i = 0; rc == RZ_OK && i < e->n_deps; i++) {
         rz__edep *d = &e->deps[i];
@@ -1285,6 +1298,9 @@ uint64_t rz_engine_next_wakeup(const rz_engine *e)
                 t = w;
         }
     uint64_t q = rz__engine_queue_next(e);
+    uint64_t v = rz__verify_next(e);
+    if (v < t)
+        t = v;
     return q < t ? q : t;
 }
 

@@ -32,6 +32,15 @@ enum { RZ__EID_JOB = 1, RZ__EID_HOLD = 2, RZ__EID_SETTLE = 3,
 /* A settlement owed to the ledger (job.owed). */
 enum { RZ__OWE_NONE = 0, RZ__OWE_SETTLE = 1, RZ__OWE_REFUND = 2 };
 
+/* A node's capability challenge (verify.c): seq and the record are
+ * stored, the rest is memory only (after a reopen a new one falls due). */
+typedef struct rz__echal {
+    uint32_t seq;             /* challenges issued to the node so far */
+    bool pending;             /* challenge `seq` is outstanding */
+    uint64_t deadline;        /* its answer is late after this */
+    uint64_t next_due;        /* a new one may be issued from then */
+} rz__echal;
+
 typedef struct rz__enode {
     uint64_t id;
     rz_node_state state;
@@ -44,6 +53,9 @@ typedef struct rz__enode {
     bool waiting;             /* a poll is held (memory only; see
                                  rz_engine_node_waiting) */
     bool dirty;
+    rz_engine_record rec;     /* its record, for its reputation */
+    uint32_t claims, unverified;   /* RZ_CAP_* bits (verify.c) */
+    rz__echal ch;
 } rz__enode;
 
 /* An entry of a requirement group's queue (queue.c). */
@@ -277,6 +289,9 @@ RZ_HIDDEN void rz__engine_finish(rz_engine *e, rz__ejob *j, rz_job_state st,
 RZ_HIDDEN void rz__engine_emit(rz_engine *e, rz_engine_event_type type,
                                const rz__ejob *j, uint64_t node);
 RZ_HIDDEN int rz__engine_pay(rz_engine *e);
+/* Calls that change state start here: RZ_EDB once a commit failed;
+ * e->now = now. */
+RZ_HIDDEN int rz__engine_begin(rz_engine *e, uint64_t now);
 /* Calls that changed state end here: commit what they changed and pay what
  * they settled (both wait for the group's commit inside a group). Returns
  * the commit's failure, else `rc`, else the payment's status. */
@@ -347,6 +362,26 @@ RZ_HIDDEN void rz__engine_dep_free(rz__edep *d);
  * NULL), as JSON text to free; NULL when out of memory. m may be NULL. */
 RZ_HIDDEN char *rz__engine_module_reqs(const rz_module *m,
                                        const struct cJSON *overrides);
+
+/* verify.c: reputation and challenges. */
+typedef enum rz__outcome {
+    RZ__OUT_SUCCEEDED, RZ__OUT_FAILED, RZ__OUT_DECLINED, RZ__OUT_LOST,
+    RZ__OUT_DISAGREED
+} rz__outcome;
+/* A new node: its claims from its caps, unverified when challenges are on,
+ * its first challenge due now, its trust written into its caps (before the
+ * matcher copies them). */
+RZ_HIDDEN int rz__verify_register(rz_engine *e, rz__enode *n, uint64_t now);
+/* Count an outcome in n's record; the matcher sees the new reputation. */
+RZ_HIDDEN void rz__verify_outcome(rz_engine *e, uint64_t node, rz__outcome o);
+/* Fail challenges past their deadline at e->now. */
+RZ_HIDDEN void rz__verify_tick(rz_engine *e);
+/* The earliest outstanding challenge deadline + 1 (UINT64_MAX: none). */
+RZ_HIDDEN uint64_t rz__verify_next(const rz_engine *e);
+/* The node record's verification members (store.c). */
+RZ_HIDDEN bool rz__verify_save(struct cJSON *rec, const rz__enode *n);
+RZ_HIDDEN int rz__verify_load(rz_engine *e, rz__enode *n,
+                              const struct cJSON *rec);
 
 /* local.c: embedded mode hooks. */
 RZ_HIDDEN void rz__engine_local_event(rz_engine *e, const rz__edep *d,

@@ -303,7 +303,7 @@ static char *node_record(const rz__enode *n)
     add_u64(o, "registered", n->registered_ms);
     add_str(o, "caps", caps);
     rz_free(caps);
-    char *s = cJSON_PrintUnformatted(o);
+    char *s = rz__verify_save(o, n) ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     return s;
 }
@@ -598,7 +598,7 @@ static int load_node(rz_engine *e, const unsigned char *key, size_t klen,
     n->registered_ms = get_u64(rec, "registered");
     n->mindex = RZ_NPOS;
     e->n_nodes++;
-    return RZ_OK;
+    return rz__verify_load(e, n, rec);
 }
 
 static char *dup_opt(const char *s, int *rc)

@@ -204,6 +204,17 @@ int rz_caps_set_market(rz_caps *caps, double reputation,
     return RZ_OK;
 }
 
+int rz_caps_set_trust(rz_caps *caps, double reputation, uint32_t unverified)
+{
+    if (!(reputation >= 0.0 && reputation <= 1.0) ||
+        (unverified & ~(RZ_CAP_CPU | RZ_CAP_MEMORY | RZ_CAP_GPU)))
+        return rz__error(RZ_EINVAL, "reputation must be between 0 and 1 and "
+                         "unverified a set of RZ_CAP_* bits");
+    caps->info.reputation = reputation;
+    caps->info.unverified = unverified;
+    return RZ_OK;
+}
+
 int rz_caps_set_benchmark(rz_caps *caps, const rz_hw_bench *b)
 {
     if (!b || !(b->cpu_mops >= 0) || !(b->memory_mbps >= 0))

@@ -10,13 +10,13 @@
 
 enum {
     F_ADAPTER, F_GPU_CTR, F_FEATURES, F_LABELS, F_REGION, F_REPUTATION, F_CORES, F_MEMORY,
-    F_STORAGE, F_SLOTS, F_VENDOR, F_VRAM, F_CC, F_GPUS, F_COST, F_COUNT
+    F_STORAGE, F_SLOTS, F_VENDOR, F_VRAM, F_CC, F_GPUS, F_COST, F_VERIFIED, F_COUNT
 };
 
 static const char *const short_names[F_COUNT] = {
     "adapter", "GPU containers", "CPU features", "labels", "region", "reputation", "cores",
     "memory", "storage", "job slots", "GPU vendor", "VRAM", "compute capability",
-    "GPU count", "cost",
+    "GPU count", "cost", "verified",
 };
 
 /* The best the network offers, per constraint. */
@@ -98,6 +98,7 @@ static uint32_t node_fails(const rz__mview *v, const rz_reqs *r, best *b)
         f |= 1u << F_ADAPTER;
     else if (!rz__gpu_containers_ok(c, q))
         f |= 1u << F_GPU_CTR;
+    if (!rz__match_verified(c, q)) f |= 1u << F_VERIFIED;
     if (c->reputation > b->rep)
         b->rep = c->reputation;
     if (c->reputation < q->min_reputation) f |= 1u << F_REPUTATION;
@@ -156,6 +157,11 @@ static void say(rz__buf *o, int f, const rz_reqs *r, const best *b)
         break;
     case F_REGION:
         rz__buf_printf(o, "needs region %s; no node is in it", q->region);
+        break;
+    case F_VERIFIED:
+        rz__buf_puts(o, q->gpu_count ? "needs verified GPUs, CPU and memory; no "
+                     "node's passed their challenges" : "needs verified CPU and "
+                     "memory; no node's passed their challenges");
         break;
     case F_REPUTATION:
         rz__buf_printf(o, "needs reputation %.2f; the best node has %.2f",

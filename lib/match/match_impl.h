@@ -39,6 +39,9 @@ RZ_HIDDEN uint64_t rz__caps_feature_mask(const rz_caps_info *c);
  * always lists "docker" with its engine) is taken at its adapters' word. */
 RZ_HIDDEN bool rz__gpu_containers_ok(const rz_caps_info *n,
                                      const rz_reqs_info *q);
+/* A job asking for verified claims: the node's claims it relies on passed
+ * their challenges (CPU and memory; GPUs when it asks for any). */
+RZ_HIDDEN bool rz__match_verified(const rz_caps_info *n, const rz_reqs_info *q);
 /* Is `s` one of the n strings of `v` (a node's features, adapters)? */
 RZ_HIDDEN bool rz__caps_list_has(const char *const *v, size_t n, const char *s);
 

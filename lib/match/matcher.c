@@ -628,6 +628,20 @@ int rz_matcher_prefer(rz_matcher *m, size_t index, int preferred)
     return RZ_OK;
 }
 
+int rz_matcher_set_trust(rz_matcher *m, size_t index, double reputation,
+                         uint32_t unverified)
+{
+    if (index >= m->n_nodes)
+        return rz__error(RZ_ENOENT, "no node at index %zu", index);
+    const rz_caps_info *c = m->nodes[index].info;
+    if (c->reputation == reputation && c->unverified == unverified)
+        return RZ_OK;
+    int rc = rz_caps_set_trust(m->nodes[index].caps, reputation, unverified);
+    if (rc == RZ_OK)
+        clear_groups(m);   /* eligibility and order may both have changed */
+    return rc;
+}
+
 int rz_matcher_remove(rz_matcher *m, const char *node_id)
 {
     size_t i = node_id ? rz__map_get(&m->ids, node_id) : RZ_NPOS;

@@ -96,6 +96,20 @@ static int parse_estimate(rz_reqs *r, const cJSON *req, const cJSON *job, const 
     return rc;
 }
 
+/* After the GPU count: a GPU job asks for verified claims unless it says. */
+static int parse_verified(rz_reqs *r, const cJSON *req, const char *base)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, "verified");
+    if (!v || cJSON_IsNull(v)) {
+        r->info.verified = r->info.gpu_count > 0;
+        return RZ_OK;
+    }
+    if (!cJSON_IsBool(v))
+        return rz__json_field_error(base, "verified", "must be true or false");
+    r->info.verified = cJSON_IsTrue(v);
+    return RZ_OK;
+}
+
 static int parse_reqs(rz_reqs *r, const cJSON *req, const cJSON *job, const char *base)
 {
     const char *adapter = NULL, *mcp = NULL, *region = NULL;
@@ -115,6 +129,7 @@ static int parse_reqs(rz_reqs *r, const cJSON *req, const cJSON *job, const char
     if (rc == RZ_OK)
         rc = rz__json_money(req, "max_cost_micros", UINT64_C(1) << 53, base, &cost, NULL);
     if (rc == RZ_OK) rc = parse_estimate(r, req, job, base);
+    if (rc == RZ_OK) rc = parse_verified(r, req, base);
     if (rc != RZ_OK)
         return rc;
     /* The handoff's job shape names the adapter mcp_adapter, or only in
@@ -189,7 +204,7 @@ static int make_sig(rz_reqs *r)
 {
     const rz_reqs_info *i = &r->info;
     rz__buf b = {0};
-    rz__buf_printf(&b, "%zu:%s|%u|%llu|%u|%llu|%zu:%s|%u.%u|%llu|%zu:%s|%.17g|%llu|%llu|",
+    rz__buf_printf(&b, "%zu:%s|%u|%llu|%u|%llu|%zu:%s|%u.%u|%llu|%zu:%s|%.17g|%llu|%llu|%d|",
                    strlen(r->adapter), r->adapter, i->cpu_cores,
                    (unsigned long long)i->memory_mb, i->gpu_count,
                    (unsigned long long)i->gpu_vram_mb, strlen(r->gpu_vendor),
@@ -198,7 +213,8 @@ static int make_sig(rz_reqs *r)
                    i->min_reputation, (unsigned long long)i->max_cost_micros,
                    /* The estimate only constrains with a cost limit; the
                     * cost itself is computed per placement. */
-                   (unsigned long long)(i->max_cost_micros == UINT64_MAX ? 0 : i->estimate_ms));
+                   (unsigned long long)(i->max_cost_micros == UINT64_MAX ? 0 : i->estimate_ms),
+                   i->verified);
     for (size_t k = 0; k < r->features.n; k++)
         rz__buf_printf(&b, "f%zu:%s", strlen(r->features.v[k]), r->features.v[k]);
     for (size_t k = 0; k < r->labels.n; k++)
@@ -330,6 +346,8 @@ int rz_reqs_to_json(const rz_reqs *r, char **out)
     if (i->max_cost_micros != UINT64_MAX)
         cJSON_AddNumberToObject(q, "max_cost_micros", (double)i->max_cost_micros);
     cJSON_AddNumberToObject(q, "estimate_seconds", (double)i->estimate_ms / 1000.0);
+    if (i->verified != (i->gpu_count > 0))   /* the default is left out */
+        cJSON_AddBoolToObject(q, "verified", i->verified);
     const cJSON *src = r->doc;
     const cJSON *inner = src ? cJSON_GetObjectItemCaseSensitive(src, "requirements") : NULL;
     int rc = RZ_OK;
@@ -438,13 +456,19 @@ bool rz__gpu_containers_ok(const rz_caps_info *n, const rz_reqs_info *q)
            rz__caps_list_has(n->runtimes, n->n_runtimes, "nvidia");
 }
 
+bool rz__match_verified(const rz_caps_info *n, const rz_reqs_info *q)
+{
+    uint32_t relied = RZ_CAP_CPU | RZ_CAP_MEMORY | (q->gpu_count ? RZ_CAP_GPU : 0);
+    return !q->verified || !(n->unverified & relied);
+}
+
 bool rz__match_static(const rz_caps *c, uint64_t feature_mask, const rz_reqs *r)
 {
     const rz_caps_info *n = rz_caps_get(c);
     const rz_reqs_info *q = &r->info;
     if (*q->adapter && !rz__caps_list_has(n->adapters, n->n_adapters, q->adapter))
         return false;
-    if (!rz__gpu_containers_ok(n, q))
+    if (!rz__gpu_containers_ok(n, q) || !rz__match_verified(n, q))
         return false;
     if (n->reputation < q->min_reputation || !features_ok(n, feature_mask, r) ||
         !labels_ok(c, r))

@@ -1030,11 +1030,17 @@ static void test_decline(void **state)
     assert_int_equal(as.job, j);
     assert_int_equal(as.attempt, 2);
     check(f);
-    /* Other jobs still go to a. */
-    uint64_t k = submit(f, 500, 0, 8);
-    assert_int_equal(rz_engine_poll(f->e, a, 9, &as), RZ_OK);
-    assert_int_equal(as.job, k);
     assert_int_equal(node_report(f->e, b, j, 2, "{\"n\":1}", NULL, 10000, 10), RZ_OK);
+    /* The decline is in a's record and costs it some reputation (b wins
+     * a tie now), but a still gets other jobs. */
+    rz_engine_node_trust t;
+    assert_int_equal(rz_engine_node_trust_get(f->e, a, &t), RZ_OK);
+    assert_int_equal(t.record.declined, 1);
+    assert_true(t.reputation < 1.0);
+    assert_int_equal(rz_engine_node_deregister(f->e, b, 10), RZ_OK);
+    uint64_t k = submit(f, 500, 0, 10);
+    assert_int_equal(rz_engine_poll(f->e, a, 10, &as), RZ_OK);
+    assert_int_equal(as.job, k);
     assert_int_equal(balance(f, f->client), 10000 - 200 - 500);
     assert_int_equal(rz_engine_job_cancel(f->e, k, 11), RZ_OK);
     assert_int_equal(balance(f, f->client), 9800);
