@@ -434,13 +434,31 @@ int rz_engine_node_answer(rz_engine *e, uint64_t node, const char *answer_json,
     return rz__engine_commit_call(e, RZ_OK);
 }
 
+/* When a node's outstanding challenge is late; for a verified node whose
+ * next one fell due but was not fetched, the same time counted from when
+ * it fell due (it cannot keep its state by not asking). UINT64_MAX: never. */
+static uint64_t late_after(const rz_engine *e, const rz__enode *n)
+{
+    if (n->state != RZ_NODE_ACTIVE || !challenges_on(e))
+        return UINT64_MAX;
+    if (n->ch.pending)
+        return n->ch.deadline;
+    if (n->unverified)   /* nothing to lose by not asking */
+        return UINT64_MAX;
+    chal c;
+    chal_of(e, n, n->ch.seq + 1, &c);
+    return n->ch.next_due + c.limit_ms;
+}
+
 void rz__verify_tick(rz_engine *e)
 {
     for (size_t i = 0; i < e->n_nodes; i++) {
         rz__enode *n = &e->nodes[i];
-        if (n->state == RZ_NODE_ACTIVE && n->ch.pending &&
-            e->now > n->ch.deadline)
+        if (e->now > late_after(e, n)) {
+            if (!n->ch.pending)
+                n->ch.seq++;   /* the one it did not fetch */
             conclude(e, n, n->claims);   /* unanswered: nothing verified */
+        }
     }
 }
 
@@ -448,10 +466,9 @@ uint64_t rz__verify_next(const rz_engine *e)
 {
     uint64_t t = UINT64_MAX;
     for (size_t i = 0; i < e->n_nodes; i++) {
-        const rz__enode *n = &e->nodes[i];
-        if (n->state == RZ_NODE_ACTIVE && n->ch.pending &&
-            n->ch.deadline + 1 < t)
-            t = n->ch.deadline + 1;
+        uint64_t d = late_after(e, &e->nodes[i]);
+        if (d != UINT64_MAX && d + 1 < t)
+            t = d + 1;
     }
     return t;
 }

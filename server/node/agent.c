@@ -178,6 +178,7 @@ static int register_now(agent *a, unsigned *tries)
             a->slots[i].stop = 1;
     pthread_mutex_unlock(&a->mu);
     say_registered(a);
+    agent_challenge(a);   /* the first: until answered, claims are unproven */
     return 0;
 }
 
@@ -254,6 +255,7 @@ static void *heartbeats(void *arg)
         cJSON_Delete(reply);
         cJSON_Delete(body);
         rz_client_free(c);
+        agent_challenge(a);   /* one falls due now and then */
     }
     return NULL;
 }

@@ -61,6 +61,9 @@ rz_client *agent_client(agent *a, uint64_t *node, uint64_t *generation);
  * that it is unreachable and when it is back; flags re-registration for
  * a registration the orchestrator no longer knows. */
 void agent_note(agent *a, int rc, uint64_t generation);
+/* challenge.c: fetch the orchestrator's capability challenge, if one is
+ * due, and answer it. */
+void agent_challenge(agent *a);
 /* Sleep up to `ms`, waking early when the agent stops. 1 if stopping. */
 int agent_sleep(agent *a, long ms);
 /* Next exponential backoff delay: 1 s doubling to 30 s, jittered. */

@@ -40,6 +40,8 @@ static const route routes[] = {
     { "POST",   "/api/v1/nodes/{id}/jobs/{job}/result",    W_NODE,   true,  r_node_result },
     { "POST",   "/api/v1/nodes/{id}/jobs/{job}/decline",   W_NODE,   true,  r_node_decline },
     { "DELETE", "/api/v1/nodes/{id}",                      W_NODE | W_ADMIN, false, r_node_delete },
+    { "GET",    "/api/v1/nodes/{id}/challenge",            W_NODE | W_ADMIN, false, r_node_challenge_get },
+    { "POST",   "/api/v1/nodes/{id}/challenge",            W_NODE,   true,  r_node_challenge_answer },
     { "POST",   "/api/v1/jobs",                            W_CLIENT, true,  r_job_submit },
     { "GET",    "/api/v1/jobs",                            W_CLIENT | W_ADMIN, false, r_jobs_list },
     { "GET",    "/api/v1/jobs/{id}",                       W_CLIENT | W_ADMIN, false, r_job_get },

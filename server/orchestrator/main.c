@@ -36,6 +36,13 @@ static void usage(FILE *f)
           "  --max-body BYTES       request body limit (default 1048576)\n"
           "  --node-timeout-ms N    a node is lost after N ms of silence\n"
           "                         (default 30000)\n"
+          "  --challenge-interval-ms N  capability challenges (docs/node.md):\n"
+          "                         a node's claims are unverified until it\n"
+          "                         answers one, then re-checked about every\n"
+          "                         N ms (default 600000; 0: off, claims taken\n"
+          "                         at their word)\n"
+          "  --challenge-grace-ms N added to every challenge's time limit\n"
+          "                         (default 10000)\n"
           "  --queue-timeout S      a job or step no node takes within S\n"
           "                         seconds fails, refunded, saying why (default\n"
           "                         3600; 0: wait forever); a job's or step's\n"
@@ -250,7 +257,8 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
            O_POLICY, O_RATE, O_AUTH_FAILURES, O_QUEUE_TIMEOUT, O_ALLOW_IMAGES, O_QUIET, O_ROUTES,
            O_VERIFY_ON_OPEN,
            O_HELP, O_VERSION, O_REQ_RATE, O_REQ_BURST, O_STREAMS, O_DEPOSITS,
-           O_WITHDRAWALS, O_DEPOSIT_MAX, O_DEPOSIT_TTL, O_JOBS, O_DEPS };
+           O_WITHDRAWALS, O_DEPOSIT_MAX, O_DEPOSIT_TTL, O_JOBS, O_DEPS,
+           O_CHALLENGE_INTERVAL, O_CHALLENGE_GRACE };
     static const struct option longs[] = {
         { "listen", required_argument, NULL, O_LISTEN },
         { "data", required_argument, NULL, O_DATA },
@@ -258,6 +266,8 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         { "admin-key-file", required_argument, NULL, O_ADMIN },
         { "max-body", required_argument, NULL, O_MAXBODY },
         { "node-timeout-ms", required_argument, NULL, O_TIMEOUT },
+        { "challenge-interval-ms", required_argument, NULL, O_CHALLENGE_INTERVAL },
+        { "challenge-grace-ms", required_argument, NULL, O_CHALLENGE_GRACE },
         { "policy", required_argument, NULL, O_POLICY },
         { "queue-timeout", required_argument, NULL, O_QUEUE_TIMEOUT },
         { "allow-images", required_argument, NULL, O_ALLOW_IMAGES },
@@ -306,6 +316,19 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
                 return 2;
             }
             op->node_timeout_ms = v;
+            break;
+        case O_CHALLENGE_INTERVAL:
+        case O_CHALLENGE_GRACE:
+            if (strcmp(optarg, "0") != 0 && !parse_size(optarg, 86400000, &v)) {
+                fprintf(stderr, ORCH_NAME ": --%s: 0 to 86400000\n",
+                        c == O_CHALLENGE_GRACE ? "challenge-grace-ms"
+                                               : "challenge-interval-ms");
+                return 2;
+            }
+            if (c == O_CHALLENGE_GRACE)
+                op->challenge_grace_ms = strcmp(optarg, "0") ? v : 0;
+            else
+                op->challenge_interval_ms = strcmp(optarg, "0") ? v : 0;
             break;
         case O_POLICY:
             if (rz_policy_parse(optarg, &op->policy) != RZ_OK) {
@@ -526,6 +549,9 @@ static int start(orch *o)
     eo.policy = o->opts.policy;
     eo.node_timeout_ms = o->opts.node_timeout_ms;
     eo.queue_timeout_ms = o->opts.queue_timeout_s * 1000u;
+    eo.challenge_interval_ms = o->opts.challenge_interval_ms;
+    eo.challenge_grace_ms = o->opts.challenge_grace_ms;
+    randombytes_buf(&eo.challenge_seed, sizeof eo.challenge_seed);
     int rc = rz_engine_open(&o->e, o->opts.data, &eo);
     if (rc != RZ_OK) {
         fprintf(stderr, ORCH_NAME ": cannot open %s: %s%s\n", o->opts.data,
@@ -601,6 +627,7 @@ int main(int argc, char **argv)
     o.spare_fd = -1;
     o.opts.max_body = 1024 * 1024;
     o.opts.node_timeout_ms = 30000;
+    o.opts.challenge_interval_ms = 600000;
     o.opts.queue_timeout_s = 3600;
     o.opts.policy = RZ_POLICY_CHEAPEST;
     o.opts.register_rate = ORCH_REGISTER_RATE;

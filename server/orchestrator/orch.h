@@ -61,6 +61,8 @@ typedef struct orch_opts {
     const char *admin_key_file;
     size_t max_body;
     uint64_t node_timeout_ms;
+    uint64_t challenge_interval_ms;   /* 0: no capability challenges */
+    uint64_t challenge_grace_ms;      /* 0: the engine's default */
     uint64_t queue_timeout_s;   /* a job's wait for a node; 0: no limit */
     const char **allow_images; size_t n_allow_images;   /* globs; none: no
                                                            ad-hoc images */
@@ -336,6 +338,12 @@ void r_node_retire_admin(req *q);   /* POST /nodes/{id}/retire, admin */
 /* A job's node and its signed result: "node_id", "result_signature",
  * "result_digest", "result_verified" added to the job's JSON. */
 void orch_job_attest(orch *o, cJSON *j, const rz_engine_job_info *ji);
+/* routes_verify.c: GET/POST /api/v1/nodes/{id}/challenge, and a node's
+ * verification as JSON ({"state","reputation","unverified"}; full: also
+ * "claims" and "record"). */
+void r_node_challenge_get(req *q);
+void r_node_challenge_answer(req *q);
+cJSON *verify_json(orch *o, uint64_t node, bool full);
 /* Poll the engine for `node`: 1 answered with an assignment, 0 nothing. */
 int orch_deliver(orch *o, struct evhttp_request *r, uint64_t node, bool cbor);
 void r_job_submit(req *q);

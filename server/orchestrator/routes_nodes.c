@@ -38,6 +38,7 @@ static cJSON *node_json(orch *o, uint64_t id, const rz_engine_node_info *ni)
      * keys were bound (docs/api.md). */
     cJSON_AddStringToObject(x, "identity", bound ? "bound" : "legacy");
     cJSON_AddBoolToObject(x, "retired", retired);
+    cJSON_AddItemToObject(x, "verification", verify_json(o, id, true));
     return x;
 }
 

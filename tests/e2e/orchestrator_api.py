@@ -668,6 +668,8 @@ class OrchestratorApi(unittest.TestCase):
             ("POST", "/api/v1/nodes/{id}/jobs/{job}/result"): {N},
             ("POST", "/api/v1/nodes/{id}/jobs/{job}/decline"): {N},
             ("DELETE", "/api/v1/nodes/{id}"): {N, A},
+            ("GET", "/api/v1/nodes/{id}/challenge"): {N, A},
+            ("POST", "/api/v1/nodes/{id}/challenge"): {N},
             ("POST", "/api/v1/jobs"): {C},
             ("GET", "/api/v1/jobs"): {C, A},
             ("GET", "/api/v1/jobs/{id}"): {A},

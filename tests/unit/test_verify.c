@@ -216,6 +216,16 @@ static void test_challenge_gates_placement(void **state)
     assert_int_equal(rz_engine_poll(f->e, n, 12, &as), RZ_OK);
     assert_true(as.job == gj || as.job == vj);
     assert_int_equal(rz_engine_check(f->e), RZ_OK);
+    /* Verified, it cannot stay so by not fetching the next challenge: once
+     * one is due and its time has passed, its claims are unverified. */
+    uint64_t wake = rz_engine_next_wakeup(f->e);
+    assert_true(wake > 12 + 30000 && wake < 12 + 90000 + 1000);
+    assert_int_equal(rz_engine_tick(f->e, wake - 1), RZ_OK);
+    assert_int_equal(trust(f, n).state, RZ_VERIFY_VERIFIED);
+    assert_int_equal(rz_engine_tick(f->e, wake), RZ_OK);
+    t = trust(f, n);
+    assert_int_equal(t.state, RZ_VERIFY_UNVERIFIED);
+    assert_int_equal(t.record.challenges_failed, 1);
 }
 
 /* A wrong GPU digest unverifies the GPUs only; a wrong CPU digest the

@@ -1,0 +1,47 @@
+/* The built-in challenge runner: the orchestrator checks a node's claimed
+ * CPU, memory and GPUs with a small job of its own (docs/node.md,
+ * "Verification"); the node fetches it and answers with the library's
+ * rz_challenge_answer. Not a module: nothing to install or trust. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "agent.h"
+
+void agent_challenge(agent *a)
+{
+    uint64_t node = 0, gen = 0;
+    rz_client *c = agent_client(a, &node, &gen);
+    if (!c)
+        return;
+    char path[80];
+    snprintf(path, sizeof path, "/api/v1/nodes/%" PRIu64 "/challenge", node);
+    long status = 0;
+    cJSON *ch = NULL;
+    int rc = node_call(c, "GET", path, NULL, 0, &status, &ch);
+    agent_note(a, rc, gen);
+    char *text = rc == RZ_OK && status == 200 && ch ? cJSON_PrintUnformatted(ch)
+                                                    : NULL;
+    char *answer = NULL;
+    cJSON *body = NULL, *reply = NULL;
+    if (text && rz_challenge_answer(text, strlen(text), &answer) == RZ_OK &&
+        (body = cJSON_Parse(answer)) != NULL) {
+        rc = node_call(c, "POST", path, body, 0, &status, &reply);
+        agent_note(a, rc, gen);
+        const cJSON *passed = cJSON_GetObjectItemCaseSensitive(reply, "passed");
+        if (rc == RZ_OK && !a->o->quiet && !cJSON_IsTrue(passed))
+            fprintf(stderr, "rhizos-node: the orchestrator did not verify this "
+                    "node's claims (its challenge was failed)\n");
+    } else if (text) {
+        fprintf(stderr, "rhizos-node: cannot answer the orchestrator's "
+                "challenge: %s\n", rz_error_last()->message);
+    }
+    cJSON_Delete(reply);
+    cJSON_Delete(body);
+    rz_free(answer);
+    cJSON_free(text);
+    cJSON_Delete(ch);
+    rz_client_free(c);
+}
