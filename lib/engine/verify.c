@@ -58,14 +58,19 @@ static bool challenges_on(const rz_engine *e)
     return e->opts.challenge_interval_ms != 0;
 }
 
-/* Write n's trust into its caps and the matcher's copy. */
+/* Write n's trust into its caps and the matcher's copy; a change may
+ * allow or forbid placements and changes waiting reasons. */
 static void sync_trust(rz_engine *e, rz__enode *n)
 {
     double rep = rz_engine_reputation(&n->rec);
+    const rz_caps_info *ci = rz_caps_get(n->caps);
+    if (ci->reputation == rep && ci->unverified == n->unverified)
+        return;
     (void)!rz_caps_set_trust(n->caps, rep, n->unverified);   /* valid */
-    if (n->mindex != RZ_NPOS &&
-        rz_matcher_set_trust(e->matcher, n->mindex, rep, n->unverified) == RZ_OK)
-        e->assign_dirty = true;
+    if (n->mindex != RZ_NPOS)   /* valid index and values */
+        (void)!rz_matcher_set_trust(e->matcher, n->mindex, rep, n->unverified);
+    e->assign_dirty = true;
+    e->nodes_epoch++;
 }
 
 static uint32_t claims_of(const rz_caps *caps)
@@ -244,17 +249,9 @@ typedef struct chal {
     uint64_t limit_ms;
 } chal;
 
-static void chal_of(const rz_engine *e, const rz__enode *n, uint32_t seq,
-                    chal *c)
+/* Its size and time limit (no nonce: cheap enough for every wakeup). */
+static void chal_params(const rz_engine *e, const rz__enode *n, chal *c)
 {
-    unsigned char in[20];
-    uint64_t parts[2] = { e->opts.challenge_seed, n->id };
-    for (int p = 0; p < 2; p++)
-        for (int i = 0; i < 8; i++)
-            in[p * 8 + i] = (unsigned char)(parts[p] >> (8 * i));
-    for (int i = 0; i < 4; i++)
-        in[16 + i] = (unsigned char)(seq >> (8 * i));
-    crypto_generichash(c->nonce, 32, in, sizeof in, NULL, 0);
     const rz_caps_info *ci = rz_caps_get(n->caps);
     uint32_t cap_mb = e->opts.challenge_memory_mb
                     ? e->opts.challenge_memory_mb
@@ -276,6 +273,20 @@ static void chal_of(const rz_engine *e, const rz__enode *n, uint32_t seq,
                    ? e->opts.challenge_grace_ms
                    : RZ_ENGINE_DEFAULT_CHALLENGE_GRACE_MS;
     c->limit_ms = grace + (uint64_t)ceil(4.0 * work);
+}
+
+static void chal_of(const rz_engine *e, const rz__enode *n, uint32_t seq,
+                    chal *c)
+{
+    unsigned char in[20];
+    uint64_t parts[2] = { e->opts.challenge_seed, n->id };
+    for (int p = 0; p < 2; p++)
+        for (int i = 0; i < 8; i++)
+            in[p * 8 + i] = (unsigned char)(parts[p] >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        in[16 + i] = (unsigned char)(seq >> (8 * i));
+    crypto_generichash(c->nonce, 32, in, sizeof in, NULL, 0);
+    chal_params(e, n, c);
 }
 
 static char *chal_json(const chal *c, uint32_t seq)
@@ -330,7 +341,6 @@ static void conclude(rz_engine *e, rz__enode *n, uint32_t failed)
     else
         n->rec.challenges_passed++;
     rz__engine_touch_node(e, n);
-    e->nodes_epoch++;   /* waiting reasons may change */
     sync_trust(e, n);
 }
 
@@ -446,7 +456,7 @@ static uint64_t late_after(const rz_engine *e, const rz__enode *n)
     if (n->unverified)   /* nothing to lose by not asking */
         return UINT64_MAX;
     chal c;
-    chal_of(e, n, n->ch.seq + 1, &c);
+    chal_params(e, n, &c);
     return n->ch.next_due + c.limit_ms;
 }
 
