@@ -159,9 +159,8 @@ static void say(rz__buf *o, int f, const rz_reqs *r, const best *b)
         rz__buf_printf(o, "needs region %s; no node is in it", q->region);
         break;
     case F_VERIFIED:
-        rz__buf_puts(o, q->gpu_count ? "needs verified GPUs, CPU and memory; no "
-                     "node's passed their challenges" : "needs verified CPU and "
-                     "memory; no node's passed their challenges");
+        rz__buf_printf(o, "needs verified %s; no node's passed its challenges",
+                       q->gpu_count ? "GPUs, CPU and memory" : "CPU and memory");
         break;
     case F_REPUTATION:
         rz__buf_printf(o, "needs reputation %.2f; the best node has %.2f",

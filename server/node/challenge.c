@@ -3,6 +3,7 @@
  * "Verification"); the node fetches it and answers with the library's
  * rz_challenge_answer. Not a module: nothing to install or trust. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -10,7 +11,11 @@
 
 #include "agent.h"
 
-void agent_challenge(agent *a)
+/* One at a time: the poller (after registering) and the heartbeat thread
+ * both ask, and a second answer to the same challenge would be refused. */
+static pthread_mutex_t one = PTHREAD_MUTEX_INITIALIZER;
+
+static void challenge_once(agent *a)
 {
     uint64_t node = 0, gen = 0;
     rz_client *c = agent_client(a, &node, &gen);
@@ -29,7 +34,10 @@ void agent_challenge(agent *a)
     if (text && rz_challenge_answer(text, strlen(text), &answer) == RZ_OK &&
         (body = cJSON_Parse(answer)) != NULL) {
         rc = node_call(c, "POST", path, body, 0, &status, &reply);
-        agent_note(a, rc, gen);
+        /* A refusal here (the challenge expired meanwhile) says nothing
+         * about the registration: only an outage is noted. */
+        if (rc == RZ_ECONNECT)
+            agent_note(a, rc, gen);
         const cJSON *passed = cJSON_GetObjectItemCaseSensitive(reply, "passed");
         if (rc == RZ_OK && !a->o->quiet && !cJSON_IsTrue(passed))
             fprintf(stderr, "rhizos-node: the orchestrator did not verify this "
@@ -44,4 +52,12 @@ void agent_challenge(agent *a)
     cJSON_free(text);
     cJSON_Delete(ch);
     rz_client_free(c);
+}
+
+void agent_challenge(agent *a)
+{
+    if (pthread_mutex_trylock(&one) != 0)
+        return;   /* the other thread is answering it */
+    challenge_once(a);
+    pthread_mutex_unlock(&one);
 }
