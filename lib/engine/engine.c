@@ -803,6 +803,8 @@ int rz_engine_node_rejoin(rz_engine *e, uint64_t node, const char *caps_json,
         (void)!rz_matcher_remove(e->matcher, rz_caps_get(n->caps)->id);
         e->nodes_epoch++;
     }
+    /* Its record stays; what it claims now is to be proven again. */
+    rz__verify_rejoin(e, n, caps, now_ms);
     /* The matcher keeps a node it took out (its index stays valid); after
      * a reopen it never had a lost one. */
     size_t idx;

@@ -372,6 +372,11 @@ typedef enum rz__outcome {
  * its first challenge due now, its trust written into its caps (before the
  * matcher copies them). */
 RZ_HIDDEN int rz__verify_register(rz_engine *e, rz__enode *n, uint64_t now);
+/* n registers again with `caps` (not yet its own): its claims from them,
+ * unverified again when challenges are on, a challenge due now, its trust
+ * written into them. */
+RZ_HIDDEN void rz__verify_rejoin(rz_engine *e, rz__enode *n, rz_caps *caps,
+                                 uint64_t now);
 /* Count an outcome in n's record; the matcher sees the new reputation. */
 RZ_HIDDEN void rz__verify_outcome(rz_engine *e, uint64_t node, rz__outcome o);
 /* Fail challenges past their deadline at e->now. */

@@ -105,6 +105,17 @@ int rz__verify_register(rz_engine *e, rz__enode *n, uint64_t now)
                              n->unverified);
 }
 
+void rz__verify_rejoin(rz_engine *e, rz__enode *n, rz_caps *caps, uint64_t now)
+{
+    n->claims = claims_of(caps);
+    n->unverified = challenges_on(e) ? n->claims : 0;
+    n->ch.pending = false;
+    n->ch.deadline = 0;
+    n->ch.next_due = now;
+    (void)!rz_caps_set_trust(caps, rz_engine_reputation(&n->rec),
+                             n->unverified);   /* valid values */
+}
+
 /* ---- The record in the node's stored JSON ---- */
 
 static bool put_u64(cJSON *o, const char *k, uint64_t v)

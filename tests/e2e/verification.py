@@ -17,7 +17,7 @@ import tempfile
 import time
 import unittest
 
-from harness import http, run, start_orchestrator, wait_until
+from harness import NodeKey, http, run, start_orchestrator, wait_until
 
 EXE, ROOT = sys.argv[1], sys.argv[2]
 LIB = sys.argv[3] if len(sys.argv) > 3 else None
@@ -87,9 +87,9 @@ class Verification(unittest.TestCase):
         return doc["api_key"]
 
     def register(self, gpus, memory_mb):
+        self.key = NodeKey(X25519)
         doc = self.call("POST", "/api/v1/nodes/register",
-                        {"capabilities": caps(gpus, memory_mb),
-                         "x25519_public_key": X25519}, code=201)
+                        self.key.register_body(caps(gpus, memory_mb)), code=201)
         self.addCleanup(http, self.base, "DELETE", "/api/v1/nodes/%d" % doc["id"],
                         key=self.admin)
         return doc["id"], doc["token"], doc["account"]
@@ -195,8 +195,9 @@ class Verification(unittest.TestCase):
         self.assertEqual(a["job"], job)
         time.sleep(1.05)
         self.call("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, job),
-                  {"attempt": a["attempt"], "outputs": {"message": "hi"},
-                   "run_ms": 1000}, tok)
+                  self.key.signed(job, {"attempt": a["attempt"],
+                                        "outputs": {"message": "hi"},
+                                        "run_ms": 1000}), tok)
         got = self.call("GET", "/api/v1/jobs/%d" % job, key=key)
         self.assertEqual(got["status"], "succeeded")
         self.assertEqual(got["node"], nid)

@@ -313,6 +313,28 @@ static void test_challenge_deterministic(void **state)
     }
 }
 
+/* A node registering again (the same key: the same node) keeps its record
+ * but proves what it claims now again. */
+static void test_rejoin_reproves(void **state)
+{
+    fx *f = *state;
+    uint64_t n = node_add(f, CPU_CAPS, 1);
+    assert_int_equal(answer(f, n, 2, "cpu"), 0);
+    assert_int_equal(answer(f, n, 100000, NULL), 1);
+    assert_int_equal(trust(f, n).state, RZ_VERIFY_VERIFIED);
+    assert_int_equal(rz_engine_node_rejoin(f->e, n, GPU_CAPS, strlen(GPU_CAPS),
+                                           100010), RZ_OK);
+    rz_engine_node_trust t = trust(f, n);
+    assert_int_equal(t.claims, RZ_CAP_CPU | RZ_CAP_MEMORY | RZ_CAP_GPU);
+    assert_int_equal(t.unverified, t.claims);
+    assert_int_equal(t.record.challenges_failed, 1);
+    assert_int_equal(t.record.challenges_passed, 1);
+    /* (1 + 4) / (1 + 4 + 4) = 0.555..: its own "reputation":1 is ignored. */
+    assert_true(fabs(t.reputation - 0.55) < 1e-12);
+    assert_int_equal(answer(f, n, 100020, NULL), 1);
+    assert_int_equal(trust(f, n).state, RZ_VERIFY_VERIFIED);
+}
+
 /* With challenges off every claim is taken at its word (state "off"). */
 static void test_challenges_off(void **state)
 {
@@ -341,6 +363,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_challenge_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_challenge_deterministic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_challenges_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rejoin_reproves, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
