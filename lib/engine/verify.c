@@ -455,16 +455,17 @@ int rz_engine_node_answer(rz_engine *e, uint64_t node, const char *answer_json,
     return rz__engine_commit_call(e, RZ_OK);
 }
 
-/* When a node's outstanding challenge is late; for a verified node whose
- * next one fell due but was not fetched, the same time counted from when
- * it fell due (it cannot keep its state by not asking). UINT64_MAX: never. */
+/* When a node's outstanding challenge is late; for a node with a verified
+ * claim whose next one fell due but was not fetched, the same time counted
+ * from when it fell due (it cannot keep a claim verified by not asking).
+ * UINT64_MAX: never. */
 static uint64_t late_after(const rz_engine *e, const rz__enode *n)
 {
     if (n->state != RZ_NODE_ACTIVE || !challenges_on(e))
         return UINT64_MAX;
     if (n->ch.pending)
         return n->ch.deadline;
-    if (n->unverified)   /* nothing to lose by not asking */
+    if (n->unverified == n->claims)   /* nothing to lose by not asking */
         return UINT64_MAX;
     chal c;
     chal_params(e, n, &c);
