@@ -540,6 +540,8 @@ int rz_engine_open(rz_engine **out, const char *data_dir,
         rc = refund_orphans(e);
     if (rc == RZ_OK)
         rc = resume(e);
+    if (rc == RZ_OK)
+        rz__verify_resume(e);
     if (rc != RZ_OK) {
         int keep = rc;
         rz_error err = *rz_error_last();

@@ -377,6 +377,8 @@ RZ_HIDDEN int rz__verify_register(rz_engine *e, rz__enode *n, uint64_t now);
  * written into them. */
 RZ_HIDDEN void rz__verify_rejoin(rz_engine *e, rz__enode *n, rz_caps *caps,
                                  uint64_t now);
+/* After open placed the jobs nodes held: their trust into the matcher. */
+RZ_HIDDEN void rz__verify_resume(rz_engine *e);
 /* Count an outcome in n's record; the matcher sees the new reputation. */
 RZ_HIDDEN void rz__verify_outcome(rz_engine *e, uint64_t node, rz__outcome o);
 /* Fail challenges past their deadline at e->now. */

@@ -168,8 +168,15 @@ int rz__verify_load(rz_engine *e, rz__enode *n, const cJSON *rec)
     n->unverified = !challenges_on(e) ? 0
                   : known ? (uint32_t)unv & n->claims : n->claims;
     n->ch = (rz__echal){ .seq = (uint32_t)take_u64(rec, "ch_seq", NULL) };
-    return rz_caps_set_trust(n->caps, rz_engine_reputation(&n->rec),
-                             n->unverified);
+    /* Neutral until rz__verify_resume: the jobs it held when the engine
+     * stopped are placed on it again first, whatever its trust since. */
+    return rz_caps_set_trust(n->caps, 1.0, 0);
+}
+
+void rz__verify_resume(rz_engine *e)
+{
+    for (size_t i = 0; i < e->n_nodes; i++)
+        sync_trust(e, &e->nodes[i]);
 }
 
 /* ---- The computations, shared by the checker and the node ---- */

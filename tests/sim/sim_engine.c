@@ -40,6 +40,7 @@ typedef struct world {
     size_t big;                   /* steps of the big deployment; 0: none */
     uint64_t big_dep;
     rz_ledger_id rich;            /* who pays for it */
+    unsigned long ch_right, ch_wrong, ch_silent;
 } world;
 
 static uint64_t rnd(world *w)
@@ -108,10 +109,11 @@ static void act_submit(world *w)
     unsigned cores = 1 + (unsigned)below(w, 4);
     unsigned mem = 256 * (unsigned)below(w, 16);
     unsigned secs = 1 + (unsigned)below(w, 120);
+    int verified = below(w, 4) == 0;   /* only on nodes that proved it */
     char reqs[256];
     snprintf(reqs, sizeof reqs,
-             "{\"cpu_cores\":%u,\"memory_mb\":%u,\"estimate_seconds\":%u}",
-             cores, mem, secs);
+             "{\"cpu_cores\":%u,\"memory_mb\":%u,\"estimate_seconds\":%u%s}",
+             cores, mem, secs, verified ? ",\"verified\":true" : "");
     rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
     s.client = w->clients[below(w, 8)];
     s.requirements_json = reqs;
@@ -349,6 +351,37 @@ static void act_cancel(world *w)
         die(w, "cancel");
 }
 
+/* A node fetches its capability challenge, if one is due, and answers it
+ * right, wrong or not at all. */
+static void act_challenge(world *w)
+{
+    size_t i = below(w, w->n_nodes);
+    uint64_t fate = below(w, 10);
+    if (!w->alive[i])
+        return;
+    char *ch = NULL, *ans = NULL;
+    int rc = rz_engine_node_challenge(w->e, w->node[i], w->now, &ch);
+    if (rc == RZ_ENOENT || rc == RZ_ESTATE)   /* none due; lost meanwhile */
+        return;
+    if (rc != RZ_OK)
+        die(w, "challenge");
+    if (fate >= 8) {
+        w->ch_silent++;
+    } else {
+        if (rz_challenge_answer(ch, strlen(ch), &ans) != RZ_OK)
+            die(w, "challenge answer");
+        if (fate == 7)   /* a made-up CPU digest */
+            memcpy(strstr(ans, "\"cpu\":\"") + 7, "00", 2);
+        int passed = -1;
+        if (rz_engine_node_answer(w->e, w->node[i], ans, strlen(ans), w->now,
+                                  &passed) != RZ_OK || passed != (fate < 7))
+            die(w, "challenge answered");
+        *(fate < 7 ? &w->ch_right : &w->ch_wrong) += 1;
+    }
+    rz_free(ch);
+    rz_free(ans);
+}
+
 static void step(world *w)
 {
     w->now += below(w, 200);
@@ -377,6 +410,8 @@ static void step(world *w)
     act_results(w);
     if (below(w, 3) == 0)
         act_heartbeats(w);
+    if (below(w, 2) == 0)
+        act_challenge(w);
     if (rz_engine_tick(w->e, w->now) != RZ_OK)
         die(w, "tick");
     rz_engine_event ev;
@@ -437,14 +472,25 @@ static void finish(world *w)
     }
     if (rz_engine_check(w->e) != RZ_OK)
         die(w, "final invariant");
+    /* Every node's reputation is the formula's over its record; only what
+     * it claims is unverified. */
+    for (uint64_t n = 1; n <= rz_engine_node_count(w->e); n++) {
+        rz_engine_node_trust t;
+        if (rz_engine_node_trust_get(w->e, n, &t) != RZ_OK)
+            die(w, "trust");
+        if (t.reputation != rz_engine_reputation(&t.record) ||
+            (t.unverified & ~t.claims))
+            die(w, "trust invariant");
+    }
     printf("sim: seed %llu: %lu steps, %lu nodes, %lu jobs submitted, %lu "
            "deployments, %lu results accepted, %lu rejected, %lu nodes lost, "
            "%lu restarts, %lu declines, %lu assignments lost and %lu "
-           "re-queued by heartbeats, %llu micros charged\n",
+           "re-queued by heartbeats, %lu/%lu/%lu challenges answered "
+           "right/wrong/not, %llu micros charged\n",
            (unsigned long long)w->seed, w->steps, (unsigned long)w->n_nodes,
            w->submitted, w->deployed, w->results, w->rejected, w->lost,
-           w->restarts, w->declined, w->dropped, w->reconciled,
-           (unsigned long long)cost);
+           w->restarts, w->declined, w->dropped, w->reconciled, w->ch_right,
+           w->ch_wrong, w->ch_silent, (unsigned long long)cost);
 }
 
 static unsigned long env_num(const char *name, unsigned long def)
@@ -473,6 +519,11 @@ int main(int argc, char **argv)
     o.durable = 0;
     o.node_timeout_ms = 5000;
     o.max_attempts = 4;
+    o.challenge_interval_ms = 20000;   /* small challenges, often */
+    o.challenge_seed = w.seed;
+    o.challenge_cpu_iterations = 64;
+    o.challenge_memory_mb = 1;
+    o.challenge_grace_ms = 1000;
     w.opts = o;
     open_engine(&w);
     rz_ledger *l = rz_engine_ledger(w.e);

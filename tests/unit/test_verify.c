@@ -335,6 +335,32 @@ static void test_rejoin_reproves(void **state)
     assert_int_equal(trust(f, n).state, RZ_VERIFY_VERIFIED);
 }
 
+/* A job placed on a node while it was verified is placed there again on
+ * reopen though the node failed a challenge since (the simulator found
+ * the engine refusing to open); new verified jobs still avoid it. */
+static void test_reopen_keeps_placement(void **state)
+{
+    fx *f = *state;
+    uint64_t n = node_add(f, CPU_CAPS, 1);
+    assert_int_equal(answer(f, n, 2, NULL), 1);
+    uint64_t j = submit(f, "{\"verified\":true,\"estimate_seconds\":1}", 3);
+    rz_engine_assignment as;
+    assert_int_equal(rz_engine_poll(f->e, n, 4, &as), RZ_OK);
+    assert_int_equal(as.job, j);
+    assert_int_equal(answer(f, n, 100000, "cpu"), 0);
+    rz_engine_close(f->e);
+    open_engine(f, 60000);
+    assert_int_equal(rz_engine_check(f->e), RZ_OK);
+    assert_int_equal(trust(f, n).unverified, RZ_CAP_CPU);
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
+    assert_int_equal(ji.state, RZ_JOB_RUNNING);
+    uint64_t k = submit(f, "{\"verified\":true,\"estimate_seconds\":1}", 100001);
+    assert_int_equal(rz_engine_poll(f->e, n, 100002, &as), RZ_ENOENT);
+    assert_int_equal(rz_engine_job_get(f->e, k, &ji), RZ_OK);
+    assert_int_equal(ji.state, RZ_JOB_QUEUED);
+}
+
 /* With challenges off every claim is taken at its word (state "off"). */
 static void test_challenges_off(void **state)
 {
@@ -364,6 +390,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_challenge_deterministic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_challenges_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejoin_reproves, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_keeps_placement, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
