@@ -17,13 +17,13 @@
 
 #define CPU_CAPS "{\"cpu\":{\"cores\":4},\"memory_mb\":4," \
     "\"storage\":{\"total_gb\":10,\"free_gb\":10},\"adapters\":[\"process\"]," \
-    "\"prices\":{\"cpu_hour_cents\":3600}}"
+    "\"prices\":{\"cpu_hour_micros\":36000000}}"
 /* Claims 8 GPUs and a reputation it has not earned. */
 #define GPU_CAPS "{\"cpu\":{\"cores\":4},\"memory_mb\":4," \
     "\"storage\":{\"total_gb\":10,\"free_gb\":10},\"adapters\":[\"process\"]," \
     "\"gpus\":[{\"vendor\":\"nvidia\",\"model\":\"H100\",\"vram_mb\":81920}," \
     "{},{},{},{},{},{},{}],\"reputation\":1," \
-    "\"prices\":{\"cpu_hour_cents\":3600,\"gpu_hour_cents\":3600}}"
+    "\"prices\":{\"cpu_hour_micros\":36000000,\"gpu_hour_micros\":36000000}}"
 
 typedef struct fx {
     char dir[64];
@@ -53,7 +53,7 @@ static int setup(void **state)
     rz_ledger *l = rz_engine_ledger(f->e);
     assert_int_equal(rz_ledger_create_account(l, f->client, RZ_LEDGER_CLIENT), RZ_OK);
     assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 2), f->client,
-                                           100000), RZ_OK);
+                                           1000000000), RZ_OK);
     *state = f;
     return 0;
 }
@@ -81,7 +81,7 @@ static uint64_t submit(fx *f, const char *reqs, uint64_t now)
     s.client = f->client;
     s.requirements_json = reqs;
     s.module_id = "m";
-    s.max_cost_cents = 1000;
+    s.max_cost_micros = 10000000;
     uint64_t id = 0;
     assert_int_equal(rz_engine_submit(f->e, &s, now, &id), RZ_OK);
     return id;
