@@ -31,16 +31,13 @@ def caps(gpus, memory_mb):
             "adapters": ["process"],
             "gpus": [{"vendor": "nvidia", "model": "H100", "vram_mb": 81920,
                       "compute_capability": "9.0"}] * gpus,
-            "prices": {"gpu_hour_cents": 0, "cpu_hour_cents": 36000,
-                       "memory_gb_hour_cents": 0},
+            "prices": {"gpu_hour_micros": 0, "cpu_hour_micros": 360000000,
+                       "memory_gb_hour_micros": 0},
             "reputation": 1.0, "max_concurrent_jobs": 4}
 
 
 def money(doc, name):
-    """An amount whichever unit the server speaks (cents, or micros)."""
-    if name + "_micros" in doc:
-        return doc[name + "_micros"]
-    return doc[name + "_cents"]
+    return doc[name + "_micros"]
 
 
 def load_lib():
@@ -83,7 +80,7 @@ class Verification(unittest.TestCase):
     def client(self):
         doc = self.call("POST", "/api/v1/accounts", {"name": "c"}, self.admin, 201)
         self.call("POST", "/api/v1/accounts/%s/test-credits" % doc["id"],
-                  {"amount_cents": 10000}, self.admin)
+                  {"amount_micros": 100000000}, self.admin)
         return doc["api_key"]
 
     def register(self, gpus, memory_mb):
@@ -102,7 +99,7 @@ class Verification(unittest.TestCase):
         return self.call("POST", "/api/v1/jobs",
                          {"module": "echo", "inputs": {"message": "hi"},
                           "requirements": {"gpu": {"count": 1}},
-                          "max_cost_cents": 100}, key, 201)["id"]
+                          "max_cost_micros": 1000000}, key, 201)["id"]
 
     def assert_not_given(self, nid, tok, job, key):
         st, doc = http(self.base, "GET", "/api/v1/nodes/%d/jobs?wait=0" % nid, key=tok)

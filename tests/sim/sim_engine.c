@@ -493,6 +493,16 @@ static void finish(world *w)
            w->ch_wrong, w->ch_silent, (unsigned long long)cost);
 }
 
+/* Small capability challenges, often, among the faults (act_challenge). */
+static void challenges_on(rz_engine_opts *o, uint64_t seed)
+{
+    o->challenge_interval_ms = 20000;
+    o->challenge_seed = seed;
+    o->challenge_cpu_iterations = 64;
+    o->challenge_memory_mb = 1;
+    o->challenge_grace_ms = 1000;
+}
+
 static unsigned long env_num(const char *name, unsigned long def)
 {
     const char *v = getenv(name);
@@ -519,11 +529,7 @@ int main(int argc, char **argv)
     o.durable = 0;
     o.node_timeout_ms = 5000;
     o.max_attempts = 4;
-    o.challenge_interval_ms = 20000;   /* small challenges, often */
-    o.challenge_seed = w.seed;
-    o.challenge_cpu_iterations = 64;
-    o.challenge_memory_mb = 1;
-    o.challenge_grace_ms = 1000;
+    challenges_on(&o, w.seed);
     w.opts = o;
     open_engine(&w);
     rz_ledger *l = rz_engine_ledger(w.e);
