@@ -140,6 +140,23 @@ static int get(const rz_auth *a, int db, const void *k, size_t kl, char **out,
     return rc;
 }
 
+/* The tables keyed by one 64-bit id (a deployment's credentials, a job's
+ * log or result record): the id as the big-endian key. */
+static int put_by_id(rz_auth *a, int db, uint64_t id, const void *v, size_t vl)
+{
+    unsigned char k[8];
+    key_u64(k, id);
+    return put(a, db, k, sizeof k, v, vl);
+}
+
+static int get_by_id(const rz_auth *a, int db, uint64_t id, char **out,
+                     size_t *len)
+{
+    unsigned char k[8];
+    key_u64(k, id);
+    return get(a, db, k, sizeof k, out, len);
+}
+
 /* Put the JSON text of `doc` (taken). */
 static int put_json(rz_auth *a, int db, const void *k, size_t kl, cJSON *doc)
 {
@@ -378,32 +395,24 @@ int rz_auth_creds_put(rz_auth *a, uint64_t deployment, const char *text)
 {
     if (!text || !*text)
         return rz__error(RZ_EINVAL, "no credentials to keep");
-    unsigned char k[8];
-    key_u64(k, deployment);
-    return put(a, DB_CREDS, k, sizeof k, text, strlen(text));
+    return put_by_id(a, DB_CREDS, deployment, text, strlen(text));
 }
 
 int rz_auth_creds_get(const rz_auth *a, uint64_t deployment, char **out)
 {
-    unsigned char k[8];
-    key_u64(k, deployment);
-    return get(a, DB_CREDS, k, sizeof k, out, NULL);
+    return get_by_id(a, DB_CREDS, deployment, out, NULL);
 }
 
 int rz_auth_log_put(rz_auth *a, uint64_t job, const char *log, size_t len)
 {
     if (len && !log)
         return rz__error(RZ_EINVAL, "no log text");
-    unsigned char k[8];
-    key_u64(k, job);
-    return put(a, DB_LOGS, k, sizeof k, len ? log : "", len);
+    return put_by_id(a, DB_LOGS, job, len ? log : "", len);
 }
 
 int rz_auth_log_get(const rz_auth *a, uint64_t job, char **out, size_t *len)
 {
-    unsigned char k[8];
-    key_u64(k, job);
-    return get(a, DB_LOGS, k, sizeof k, out, len);
+    return get_by_id(a, DB_LOGS, job, out, len);
 }
 
 /* ---- node identities ---- */
@@ -621,14 +630,10 @@ int rz_auth_result_put(rz_auth *a, uint64_t job, const char *text)
 {
     if (!text || !*text)
         return rz__error(RZ_EINVAL, "no result record to keep");
-    unsigned char k[8];
-    key_u64(k, job);
-    return put(a, DB_RESULTS, k, sizeof k, text, strlen(text));
+    return put_by_id(a, DB_RESULTS, job, text, strlen(text));
 }
 
 int rz_auth_result_get(const rz_auth *a, uint64_t job, char **out)
 {
-    unsigned char k[8];
-    key_u64(k, job);
-    return get(a, DB_RESULTS, k, sizeof k, out, NULL);
+    return get_by_id(a, DB_RESULTS, job, out, NULL);
 }
