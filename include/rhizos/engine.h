@@ -557,6 +557,10 @@ typedef struct rz_engine_stats {
     uint64_t assignments, requeues, results_rejected, commits;
 } rz_engine_stats;
 RZ_EXTERN void rz_engine_stats_get(const rz_engine *e, rz_engine_stats *out);
+/* What succeeded jobs were charged in all (the sum of their cost_micros,
+ * as rz_engine_job_get gives it): O(jobs in memory), without reading the
+ * finished jobs' records. 0 for NULL. */
+RZ_EXTERN uint64_t rz_engine_volume_micros(const rz_engine *e);
 
 /* Check every invariant: no job both queued and placed, no node's capacity
  * oversubscribed, every job's hold open exactly while the job is open,

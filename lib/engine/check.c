@@ -92,6 +92,13 @@ static int check_job(rz_engine *e, rz__ejob *j, size_t *queued)
     return check_hold(e, j);
 }
 
+static int check_gone(rz_engine *e, rz__ejob *j)
+{
+    if (j->state < RZ_JOB_SUCCEEDED)
+        return BREACH("open job %llu is not in memory", U(j->id));
+    return check_hold(e, j);
+}
+
 static bool step_agrees(rz_step_state s, rz_job_state j)
 {
     switch (s) {
@@ -138,8 +145,15 @@ static int check_all(rz_engine *e, size_t sample)
     for (size_t i = 0; rc == RZ_OK && i < e->n_nodes; i++)
         rc = check_node(e, &e->nodes[i]);
     size_t queued = 0, live = 0;
-    for (size_t i = 0; rc == RZ_OK && i < e->n_jobs; i++)
-        rc = check_job(e, &e->jobs[i], &queued);
+    for (size_t i = 0; rc == RZ_OK && i < e->n_live_jobs; i++)
+        rc = check_job(e, e->jobs[i], &queued);
+    /* Finished jobs that left memory: once per open (they do not change;
+     * one that leaves later was checked here while in memory, when the
+     * checks run between calls as the simulator runs them). */
+    if (rc == RZ_OK && !e->gone_checked)
+        rc = rz__engine_store_each_gone(e, check_gone);
+    if (rc == RZ_OK)
+        e->gone_checked = true;
     for (size_t g = 0; rc == RZ_OK && g < e->n_queued_groups; g++) {
         const rz__req_group *q = e->queued_groups[g];
         if (!q->q_len)
@@ -156,8 +170,8 @@ static int check_all(rz_engine *e, size_t sample)
     }
     if (rc == RZ_OK && live != queued)
         rc = BREACH("%zu jobs are queued but the queue holds %zu", queued, live);
-    for (size_t i = 0; rc == RZ_OK && i < e->n_deps; i++)
-        rc = check_dep(e, &e->deps[i]);
+    for (size_t i = 0; rc == RZ_OK && i < e->n_live_deps; i++)
+        rc = check_dep(e, e->deps[i]);
     if (rc == RZ_OK && (sample ? rz_ledger_verify_sample(e->ledger, sample)
                                : rz_ledger_verify(e->ledger)) != RZ_OK)
         rc = BREACH("ledger: %s", rz_error_last()->message);

@@ -86,7 +86,7 @@ static int status_json(const rz_engine *e, const rz__edep *d, char **out)
         /* The job's own view: after a decline or a lost node the run's
          * step is still running (same attempt) while its job waits in the
          * queue again, dispatched once more. */
-        const rz__ejob *j = rz__engine_job_const(e, d->first_job + i);
+        const rz__ejob *j = rz__engine_job(e, d->first_job + i);
         cJSON_AddNumberToObject(s, "job", (double)j->id);
         cJSON_AddStringToObject(s, "job_status", rz_job_state_name(j->state));
         cJSON_AddNumberToObject(s, "dispatches", (double)j->attempt);
@@ -483,9 +483,14 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
         return rz__error(e && e->broken ? RZ_EDB : RZ_EINVAL,
                          e && e->broken ? "an earlier commit failed"
                                         : "no engine or no flow");
-    if (!rz__engine_grow((void **)&e->deps, &e->cap_deps, e->n_deps + 1,
-                         sizeof *e->deps))
+    if (!e->in_group)
+        rz__engine_evict(e);   /* as every call that changes state */
+    rz__edep *dp = rz__malloc(sizeof *dp);
+    if (!dp || !rz__engine_live_add_dep(e, dp)) {
+        free(dp);
         return no_memory();
+    }
+    e->n_live_deps--;   /* listed once it is held and committed */
     rz__edep d;
     memset(&d, 0, sizeof d);
     d.id = e->n_deps + 1;
@@ -514,10 +519,12 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
     if (rc != RZ_OK) {
         rz__engine_jobs_truncate(e, before);
         rz__engine_dep_free(&d);
+        free(dp);
         return rc;
     }
-    rz__edep *dp = &e->deps[e->n_deps++];
     *dp = d;
+    e->deps[e->n_live_deps++] = dp;   /* room was made above */
+    e->n_deps++;
     for (size_t i = 0; i < dp->n_steps; i++)
         rz__engine_touch_job(e, step_job(e, dp, i));
     rz__engine_touch_dep(e, dp);
@@ -545,9 +552,11 @@ int rz__engine_dep_rebuild(rz_engine *e, rz__edep *d)
 
 static const rz__edep *find_dep(const rz_engine *e, uint64_t id, int *rc)
 {
-    const rz__edep *d = e ? rz__engine_dep_const(e, id) : NULL;
+    const rz__edep *d = e ? rz__engine_dep_read(e, id) : NULL;
     if (!d)
-        *rc = rz__error(RZ_ENOENT, "no deployment %llu", (unsigned long long)id);
+        *rc = e ? rz_error_last()->code
+                : rz__error(RZ_ENOENT, "no deployment %llu",
+                            (unsigned long long)id);
     return d;
 }
 
@@ -570,8 +579,8 @@ size_t rz_engine_deployment_changes(const rz_engine *e, uint64_t deployment,
                                     uint64_t since, size_t *steps, size_t cap,
                                     uint64_t *next)
 {
-    int rc = RZ_OK;
-    const rz__edep *d = find_dep(e, deployment, &rc);
+    const rz__edep *d = e ? rz__engine_dep(e, deployment) : NULL;   /* a
+        finished one (in memory or not) has no changes left */
     uint64_t end = d ? d->n_log : 0, pos = since < end ? since : end;
     size_t n = 0;
     for (; pos < end && n < cap; pos++)
@@ -600,7 +609,7 @@ int rz_engine_deployment_step_status(const rz_engine *e, uint64_t deployment,
     cJSON *s = rz__run_step_json(d->run, step);
     if (!s)
         return no_memory();
-    const rz__ejob *j = rz__engine_job_const(e, d->first_job + step);
+    const rz__ejob *j = rz__engine_job(e, d->first_job + step);
     const char *why = rz__engine_waiting_reason(j);
     bool ok = cJSON_AddStringToObject(s, "step", rz_flow_step_id(d->flow, step)) &&
               cJSON_AddNumberToObject(s, "job", (double)j->id) &&
@@ -625,13 +634,15 @@ int rz_engine_deployment_state(const rz_engine *e, uint64_t deployment, rz_run_s
 int rz_engine_deployment_cancel(rz_engine *e, uint64_t deployment, uint64_t now_ms)
 {
     int rc;
+    if (e && !e->broken && !e->in_group)
+        rz__engine_evict(e);
     rz__edep *d = e ? rz__engine_dep(e, deployment) : NULL;
-    if (!d)
+    if (!d && (!e || !rz__engine_dep_read(e, deployment)))
         return rz__error(RZ_ENOENT, "no deployment %llu",
                          (unsigned long long)deployment);
     if (e->broken)
         return rz__error(RZ_EDB, "an earlier commit failed; reopen the engine");
-    if (!d->run)
+    if (!d || !d->run)
         return rz__error(RZ_ESTATE, "deployment %llu has finished",
                          (unsigned long long)deployment);
     e->now = now_ms;

@@ -29,6 +29,10 @@ static int no_memory(void)
     return rz__error(RZ_ENOMEM, "out of memory");
 }
 
+static int gone_job(rz_engine *e, uint64_t job, uint64_t node,
+                    uint32_t attempt, const rz_engine_report *report,
+                    int *was_repeat);
+
 static void touch(uint64_t **list, size_t *n, size_t *cap, bool *flag, uint64_t id)
 {
     if (*flag)
@@ -61,50 +65,32 @@ void rz__engine_touch_dep(rz_engine *e, rz__edep *d)
     touch(&e->dirty_deps, &e->n_dirty_deps, &e->cap_dirty_deps, &d->dirty, d->id);
 }
 
-rz__ejob *rz__engine_job(rz_engine *e, uint64_t id)
-{
-    return id >= 1 && id <= e->n_jobs ? &e->jobs[id - 1] : NULL;
-}
-
 rz__enode *rz__engine_node(rz_engine *e, uint64_t id)
 {
     return id >= 1 && id <= e->n_nodes ? &e->nodes[id - 1] : NULL;
 }
 
-rz__edep *rz__engine_dep(rz_engine *e, uint64_t id)
-{
-    return id >= 1 && id <= e->n_deps ? &e->deps[id - 1] : NULL;
-}
-
 rz__ejob *rz__engine_job_new(rz_engine *e)
 {
-    if (!rz__engine_grow((void **)&e->jobs, &e->cap_jobs, e->n_jobs + 1,
-                         sizeof *e->jobs))
+    rz__ejob *j = rz__calloc(1, sizeof *j);
+    if (!j || !rz__engine_live_add_job(e, j)) {
+        free(j);
         return NULL;
-    rz__ejob *j = &e->jobs[e->n_jobs++];
-    memset(j, 0, sizeof *j);
-    j->id = e->n_jobs;
+    }
+    j->id = ++e->n_jobs;
     return j;
 }
 
-static void job_clear(rz_engine *e, rz__ejob *j)
-{
-    rz__engine_reqs_release(e, j->req_group);
-    free(j->module_id);
-    free(j->module_version);
-    free(j->exec);
-    free(j->request);
-    free(j->step_id);
-    free(j->outputs);
-    free(j->error);
-    free(j->declined);
-}
-
-/* Drop the newest jobs back to `n` (a rejected submission or deployment). */
+/* Drop the newest jobs back to `n` (a rejected submission or deployment):
+ * they are the last ones in memory. */
 void rz__engine_jobs_truncate(rz_engine *e, size_t n)
 {
-    while (e->n_jobs > n)
-        job_clear(e, &e->jobs[--e->n_jobs]);
+    while (e->n_live_jobs && e->jobs[e->n_live_jobs - 1]->id > n) {
+        rz__ejob *j = e->jobs[--e->n_live_jobs];
+        rz__engine_job_clear(e, j);
+        free(j);
+    }
+    e->n_jobs = n;
 }
 
 static rz_ledger_id eid(int kind, uint64_t n)
@@ -431,8 +417,8 @@ static int resume(rz_engine *e)
     for (size_t i = 0; rc == RZ_OK && i < e->n_nodes; i++)
         if (e->nodes[i].state == RZ_NODE_ACTIVE)
             rc = matcher_add_node(e, &e->nodes[i]);
-    for (size_t i = 0; rc == RZ_OK && i < e->n_jobs; i++) {
-        rz__ejob *j = &e->jobs[i];
+    for (size_t i = 0; rc == RZ_OK && i < e->n_live_jobs; i++) {
+        rz__ejob *j = e->jobs[i];
         if (j->state == RZ_JOB_ASSIGNED || j->state == RZ_JOB_RUNNING)
             rc = rz__engine_place_job(e, j, j->node);
         else if (j->state == RZ_JOB_QUEUED) {
@@ -446,9 +432,9 @@ static int resume(rz_engine *e)
             e->owed[e->n_owed++] = j->id;
         j->hold_checked = false;
     }
-    for (size_t i = 0; rc == RZ_OK && i < e->n_deps; i++)
-        if (!e->deps[i].final_status)
-            rc = rz__engine_dep_rebuild(e, &e->deps[i]);
+    for (size_t i = 0; rc == RZ_OK && i < e->n_live_deps; i++)
+        if (!e->deps[i]->final_status)
+            rc = rz__engine_dep_rebuild(e, e->deps[i]);
     if (rc == RZ_OK)
         rc = rz__engine_pay(e);
     if (rc == RZ_OK)
@@ -535,6 +521,8 @@ int rz_engine_open(rz_engine **out, const char *data_dir,
     if (rc == RZ_OK)
         rc = rz_matcher_new(&e->matcher, e->opts.policy);
     if (rc == RZ_OK)
+        rc = rz__engine_cache_new(e);
+    if (rc == RZ_OK)
         rc = rz__engine_load(e);
     if (rc == RZ_OK)
         rc = refund_orphans(e);
@@ -567,10 +555,16 @@ void rz_engine_close(rz_engine *e)
         rz_caps_free(e->nodes[i].caps);
         free(e->nodes[i].held);
     }
-    for (size_t i = 0; i < e->n_jobs; i++)
-        job_clear(e, &e->jobs[i]);
-    for (size_t i = 0; i < e->n_deps; i++)
-        rz__engine_dep_free(&e->deps[i]);
+    for (size_t i = 0; i < e->n_live_jobs; i++) {
+        rz__engine_job_clear(e, e->jobs[i]);
+        free(e->jobs[i]);
+    }
+    for (size_t i = 0; i < e->n_live_deps; i++) {
+        rz__engine_dep_free(e->deps[i]);
+        free(e->deps[i]);
+    }
+    rz__engine_cache_free(e);
+    free(e->evict);
     for (size_t i = 0; i < e->n_step_events; i++)
         free(e->step_events[i].text);
     free(e->nodes);
@@ -613,6 +607,8 @@ static int begin_call(rz_engine *e, uint64_t now)
         e->resumed = true;
     }
     e->now = now;
+    if (!e->in_group)
+        rz__engine_evict(e);   /* what finished by the last call's commit */
     return RZ_OK;
 }
 
@@ -850,7 +846,7 @@ int rz_engine_decline(rz_engine *e, uint64_t node, uint64_t job,
         return rc;
     rz__ejob *j = rz__engine_job(e, job);
     if (!j)
-        return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
+        return gone_job(e, job, node, attempt, NULL, NULL);
     if ((j->state != RZ_JOB_ASSIGNED && j->state != RZ_JOB_RUNNING) ||
         j->node != node || j->attempt != attempt)
         return rz__error(RZ_ESTATE, "node %llu does not hold attempt %u of job "
@@ -1134,6 +1130,31 @@ static int result_repeat(rz_engine *e, const rz__ejob *j, const char *outputs_js
                      (unsigned long long)j->id);
 }
 
+/* A report or decline for a job that is no longer in memory (finished):
+ * an exact repeat of its accepted report is taken as one, else the node
+ * does not hold it, as when it was in memory. */
+static int gone_job(rz_engine *e, uint64_t job, uint64_t node,
+                    uint32_t attempt, const rz_engine_report *report,
+                    int *was_repeat)
+{
+    const rz__ejob *j = rz__engine_job_read(e, job);
+    if (!j)
+        return rz_error_last()->code;
+    if (report && j->done_attempt && j->done_attempt == attempt &&
+        j->done_node == node) {
+        int rc = result_repeat(e, j, report->outputs_json, report->error,
+                               report->run_ms);
+        if (rc == RZ_OK && was_repeat)
+            *was_repeat = 1;
+        return rc;
+    }
+    if (report)
+        e->stats.results_rejected++;
+    return rz__error(RZ_ESTATE, "node %llu does not hold attempt %u of job "
+                     "%llu", (unsigned long long)node, attempt,
+                     (unsigned long long)job);
+}
+
 int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
                             const rz_engine_report *report, uint64_t now_ms,
                             int *was_repeat)
@@ -1151,7 +1172,7 @@ int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
         return rc;
     rz__ejob *j = rz__engine_job(e, job);
     if (!j)
-        return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
+        return gone_job(e, job, node, attempt, report, was_repeat);
     if (j->done_attempt && j->done_attempt == attempt && j->done_node == node) {
         rc = result_repeat(e, j, outputs_json, error, run_ms);
         if (rc == RZ_OK && was_repeat)
@@ -1214,15 +1235,16 @@ int rz_engine_job_cancel(rz_engine *e, uint64_t job, uint64_t now_ms)
     if (rc != RZ_OK)
         return rc;
     rz__ejob *j = rz__engine_job(e, job);
-    if (!j)
+    const rz__ejob *r = j ? j : rz__engine_job_read(e, job);
+    if (!r)
         return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
-    if (j->deployment)
+    if (r->deployment)
         return rz__error(RZ_EINVAL, "job %llu is a step of deployment %llu; "
                          "cancel the deployment", (unsigned long long)job,
-                         (unsigned long long)j->deployment);
-    if (!job_open(j))
+                         (unsigned long long)r->deployment);
+    if (!j || !job_open(j))
         return rz__error(RZ_ESTATE, "job %llu has finished (%s)",
-                         (unsigned long long)job, rz_job_state_name(j->state));
+                         (unsigned long long)job, rz_job_state_name(r->state));
     rz__engine_unplace(e, j, true);
     rz__engine_finish(e, j, RZ_JOB_CANCELLED, RZ__OWE_REFUND);
     return rz__engine_commit_call(e, RZ_OK);
@@ -1230,7 +1252,7 @@ int rz_engine_job_cancel(rz_engine *e, uint64_t job, uint64_t now_ms)
 
 int rz_engine_job_get(const rz_engine *e, uint64_t job, rz_engine_job_info *out)
 {
-    const rz__ejob *j = e ? rz__engine_job_const(e, job) : NULL;
+    const rz__ejob *j = e ? rz__engine_job_read(e, job) : NULL;
     if (!j || !out)
         return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
     memset(out, 0, sizeof *out);
@@ -1272,8 +1294,8 @@ int rz_engine_tick(rz_engine *e, uint64_t now_ms)
         rz__verify_tick(e);
     if (rc == RZ_OK)
         rc = rz__engine_queue_expire(e);
-    for (size_t i = 0; rc == RZ_OK && i < e->n_deps; i++) {
-        rz__edep *d = &e->deps[i];
+    for (size_t i = 0; rc == RZ_OK && i < e->n_live_deps; i++) {
+        rz__edep *d = e->deps[i];
         if (d->run && rz_run_next_wakeup(d->run) <= now_ms)
             rc = rz__engine_dep_advance(e, d, now_ms);
     }
@@ -1295,9 +1317,9 @@ uint64_t rz_engine_next_wakeup(const rz_engine *e)
             if (d < t)
                 t = d;
         }
-    for (size_t i = 0; i < e->n_deps; i++)
-        if (e->deps[i].run) {
-            uint64_t w = rz_run_next_wakeup(e->deps[i].run);
+    for (size_t i = 0; i < e->n_live_deps; i++)
+        if (e->deps[i]->run) {
+            uint64_t w = rz_run_next_wakeup(e->deps[i]->run);
             if (w < t)
                 t = w;
         }
@@ -1323,55 +1345,65 @@ void rz_engine_stats_get(const rz_engine *e, rz_engine_stats *out)
         out->nodes_active += e->nodes[i].state == RZ_NODE_ACTIVE;
         out->nodes_lost += e->nodes[i].state == RZ_NODE_LOST;
     }
-    for (size_t i = 0; i < e->n_jobs; i++)
-        if ((unsigned)e->jobs[i].state <= RZ_JOB_CANCELLED)
-            out->jobs[e->jobs[i].state]++;
-    for (size_t i = 0; i < e->n_deps; i++) {
-        out->deployments_running += e->deps[i].final_status == NULL;
-        out->deployments_done += e->deps[i].final_status != NULL;
+    memcpy(out->jobs, e->gone_jobs, sizeof out->jobs);   /* left memory */
+    out->deployments_done = e->gone_deps;
+    for (size_t i = 0; i < e->n_live_jobs; i++)
+        if ((unsigned)e->jobs[i]->state <= RZ_JOB_CANCELLED)
+            out->jobs[e->jobs[i]->state]++;
+    for (size_t i = 0; i < e->n_live_deps; i++) {
+        out->deployments_running += e->deps[i]->final_status == NULL;
+        out->deployments_done += e->deps[i]->final_status != NULL;
     }
+}
+
+uint64_t rz_engine_volume_micros(const rz_engine *e)
+{
+    if (!e)
+        return 0;
+    uint64_t sum = e->gone_volume;
+    for (size_t i = 0; i < e->n_live_jobs; i++)
+        sum += e->jobs[i]->state == RZ_JOB_SUCCEEDED ? e->jobs[i]->cost : 0;
+    return sum;
 }
 
 /* ---- listings ---- */
 
-/* The newest first of n records below `before` whose client matches. */
-#define LIST_NEWEST(e, arr, n, client, before, ids, cap, out)                  \
-    do {                                                                       \
-        uint64_t top_ = (before) && (before) - 1 < (n) ? (before) - 1 : (n);   \
-        for (uint64_t id_ = top_; id_ >= 1 && (out) < (cap); id_--)            \
-            if (!(client) || rz_ledger_id_equal((arr)[id_ - 1].client, *(client))) \
-                (ids)[(out)++] = id_;                                          \
-    } while (0)
+/* The newest first of the records below `before` whose client matches:
+ * live ones from memory, the rest from the store. */
+static uint64_t list_top(uint64_t before, uint64_t n)
+{
+    return before && before - 1 < n ? before - 1 : n;
+}
 
 size_t rz_engine_job_list(const rz_engine *e, const rz_ledger_id *client,
                           uint64_t before, uint64_t *ids, size_t cap)
 {
-    size_t n = 0;
-    if (e && ids)
-        LIST_NEWEST(e, e->jobs, e->n_jobs, client, before, ids, cap, n);
-    return n;
+    if (!e || !ids)
+        return 0;
+    return rz__engine_store_list(e, false, client, list_top(before, e->n_jobs),
+                                 ids, cap);
 }
 
 size_t rz_engine_deployment_list(const rz_engine *e, const rz_ledger_id *client,
                                  uint64_t before, uint64_t *ids, size_t cap)
 {
-    size_t n = 0;
-    if (e && ids)
-        LIST_NEWEST(e, e->deps, e->n_deps, client, before, ids, cap, n);
-    return n;
+    if (!e || !ids)
+        return 0;
+    return rz__engine_store_list(e, true, client, list_top(before, e->n_deps),
+                                 ids, cap);
 }
 
 void rz_engine_client_open(const rz_engine *e, rz_ledger_id client,
                            uint64_t *jobs, uint64_t *deployments)
 {
     uint64_t nj = 0, nd = 0;
-    for (size_t i = 0; e && i < e->n_jobs; i++) {
-        const rz__ejob *j = &e->jobs[i];
+    for (size_t i = 0; e && i < e->n_live_jobs; i++) {
+        const rz__ejob *j = e->jobs[i];
         nj += !j->deployment && j->state < RZ_JOB_SUCCEEDED &&
               rz_ledger_id_equal(j->client, client);
     }
-    for (size_t i = 0; e && i < e->n_deps; i++) {
-        const rz__edep *d = &e->deps[i];
+    for (size_t i = 0; e && i < e->n_live_deps; i++) {
+        const rz__edep *d = e->deps[i];
         rz_run_state s = d->run ? rz_run_state_get(d->run) : d->state;
         nd += s == RZ_RUN_RUNNING && rz_ledger_id_equal(d->client, client);
     }
@@ -1384,7 +1416,7 @@ void rz_engine_client_open(const rz_engine *e, rz_ledger_id client,
 int rz_engine_deployment_get(const rz_engine *e, uint64_t deployment,
                              rz_engine_deployment_info *out)
 {
-    const rz__edep *d = e ? rz__engine_dep_const(e, deployment) : NULL;
+    const rz__edep *d = e ? rz__engine_dep_read(e, deployment) : NULL;
     if (!d || !out)
         return rz__error(RZ_ENOENT, "no deployment %llu",
                          (unsigned long long)deployment);
@@ -1416,7 +1448,7 @@ int rz_engine_node_caps(const rz_engine *e, uint64_t node, char **json)
 int rz_engine_job_times(const rz_engine *e, uint64_t job, uint64_t *submitted_ms,
                         uint64_t *queued_ms)
 {
-    const rz__ejob *j = e ? rz__engine_job_const(e, job) : NULL;
+    const rz__ejob *j = e ? rz__engine_job_read(e, job) : NULL;
     if (!j)
         return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
     if (submitted_ms)

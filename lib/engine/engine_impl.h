@@ -14,7 +14,16 @@
  * a crash between the two stores is repaired on open: holds go to the ledger
  * before the job that owns them is committed (an orphan hold is refunded on
  * open), settlements and refunds are committed as owed first and paid after
- * (an owed one is paid again on open; ledger ids make that a replay). */
+ * (an owed one is paid again on open; ledger ids make that a replay).
+ *
+ * Memory holds live work only (live.c): jobs that are not finished, owe
+ * the ledger, or belong to a running deployment, and running deployments.
+ * Once a finished one's final record is committed it leaves memory at the
+ * start of the next call that changes state (pointers stay valid until
+ * then); queries read it back from the store, the one copy of it. Open
+ * loads the same set, so a crash loses nothing that was in memory only:
+ * what was evicted had been committed, and what was not yet committed is
+ * rebuilt as before. */
 #ifndef RZ_ENGINE_IMPL_H
 #define RZ_ENGINE_IMPL_H
 
@@ -198,8 +207,18 @@ struct rz_engine {
 
     rz__enode *nodes; size_t n_nodes, cap_nodes;   /* nodes[i].id == i + 1 */
     uint64_t *node_by_mindex; size_t cap_mindex;   /* matcher index -> id */
-    rz__ejob *jobs; size_t n_jobs, cap_jobs;       /* jobs[i].id == i + 1 */
-    rz__edep *deps; size_t n_deps, cap_deps;
+    /* Live work only (live.c), sorted by id; n_jobs and n_deps are the
+     * ids given so far (the next is n + 1), live or not. */
+    rz__ejob **jobs; size_t n_live_jobs, cap_jobs;
+    rz__edep **deps; size_t n_live_deps, cap_deps;
+    uint64_t n_jobs, n_deps;
+    uint64_t *evict; size_t n_evict, cap_evict;   /* finished, committed:
+                                                    candidates (live.c) */
+    uint64_t gone_jobs[RZ_JOB_CANCELLED + 1];     /* left memory, by state */
+    uint64_t gone_deps;
+    uint64_t gone_volume;     /* cost of the succeeded ones that left */
+    bool gone_checked;        /* rz_engine_check walked the stored ones */
+    struct rz__ecache *cache; /* finished ones read back (live.c) */
 
     /* The requirement groups: an open-addressing table (requirements.c),
      * and those with queued jobs (queue.c). */
@@ -263,24 +282,13 @@ RZ_HIDDEN void rz__engine_touch_dep(rz_engine *e, rz__edep *d);
 RZ_HIDDEN bool rz__engine_grow(void **arr, size_t *cap, size_t need, size_t size);
 
 /* engine.c */
-RZ_HIDDEN rz__ejob *rz__engine_job(rz_engine *e, uint64_t id);
+RZ_HIDDEN rz__ejob *rz__engine_job(const rz_engine *e, uint64_t id);
 RZ_HIDDEN rz__enode *rz__engine_node(rz_engine *e, uint64_t id);
-RZ_HIDDEN rz__edep *rz__engine_dep(rz_engine *e, uint64_t id);
-/* The same lookups for queries, which change nothing. */
-static inline const rz__ejob *rz__engine_job_const(const rz_engine *e,
-                                                   uint64_t id)
-{
-    return id >= 1 && id <= e->n_jobs ? &e->jobs[id - 1] : NULL;
-}
+RZ_HIDDEN rz__edep *rz__engine_dep(const rz_engine *e, uint64_t id);
 static inline const rz__enode *rz__engine_node_const(const rz_engine *e,
                                                      uint64_t id)
 {
     return id >= 1 && id <= e->n_nodes ? &e->nodes[id - 1] : NULL;
-}
-static inline const rz__edep *rz__engine_dep_const(const rz_engine *e,
-                                                   uint64_t id)
-{
-    return id >= 1 && id <= e->n_deps ? &e->deps[id - 1] : NULL;
 }
 RZ_HIDDEN rz__ejob *rz__engine_job_new(rz_engine *e);
 RZ_HIDDEN void rz__engine_unplace(rz_engine *e, rz__ejob *j, bool stop);
@@ -309,6 +317,47 @@ RZ_HIDDEN uint64_t rz__engine_ref_cost(const rz_engine *e, const rz_reqs *r);
 
 /* Place `j` now (RZ_ENOENT: no node has room for it). */
 RZ_HIDDEN int rz__engine_assign_one(rz_engine *e, rz__ejob *j);
+
+/* live.c: what is in memory. rz__engine_job/rz__engine_dep find live ones
+ * only (NULL: unknown or finished and gone). */
+RZ_HIDDEN bool rz__engine_live_add_job(rz_engine *e, rz__ejob *j);
+RZ_HIDDEN bool rz__engine_live_add_dep(rz_engine *e, rz__edep *d);
+RZ_HIDDEN void rz__engine_job_clear(rz_engine *e, rz__ejob *j);
+/* j (finished, committed) may leave memory: kept while it owes the ledger
+ * or its deployment runs. */
+RZ_HIDDEN bool rz__engine_job_done(const rz_engine *e, const rz__ejob *j);
+/* After a commit: `id` was written in its final state (a job, or with
+ * dep set a deployment); it leaves at the next rz__engine_evict. */
+RZ_HIDDEN void rz__engine_evict_later(rz_engine *e, uint64_t id, bool dep);
+/* Drop the candidates from memory (start of a call that changes state). */
+RZ_HIDDEN void rz__engine_evict(rz_engine *e);
+/* A job or deployment live or read back from the store (valid until the
+ * next call into the engine; read-only). NULL: none (RZ_ENOENT set, or
+ * the store's error). */
+RZ_HIDDEN const rz__ejob *rz__engine_job_read(const rz_engine *e, uint64_t id);
+RZ_HIDDEN const rz__edep *rz__engine_dep_read(const rz_engine *e, uint64_t id);
+RZ_HIDDEN int rz__engine_cache_new(rz_engine *e);
+RZ_HIDDEN void rz__engine_cache_free(rz_engine *e);
+/* For tests: how many jobs and deployments memory holds. */
+RZ_HIDDEN size_t rz__engine_live_jobs(const rz_engine *e);
+RZ_HIDDEN size_t rz__engine_live_deps(const rz_engine *e);
+
+/* store.c: one record read back (fields as load gives them; a job joins no
+ * requirement group, a deployment gets no flow). RZ_ENOENT: none. */
+RZ_HIDDEN int rz__engine_store_job(const rz_engine *e, uint64_t id,
+                                   rz__ejob *out);
+RZ_HIDDEN int rz__engine_store_dep(const rz_engine *e, uint64_t id,
+                                   rz__edep *out);
+/* The newest ids below `top` + 1 in table `deps` or jobs, live ones as
+ * memory has them, stored ones as the store does, whose client matches
+ * (NULL: any). */
+RZ_HIDDEN size_t rz__engine_store_list(const rz_engine *e, bool deps,
+                                       const rz_ledger_id *client,
+                                       uint64_t top, uint64_t *ids,
+                                       size_t cap);
+/* Calls fn for every stored job not in memory (rz_engine_check). */
+RZ_HIDDEN int rz__engine_store_each_gone(rz_engine *e,
+                                         int (*fn)(rz_engine *, rz__ejob *));
 
 /* group.c */
 /* Hold for a job submitted inside a group: checked now, written by

@@ -499,16 +499,23 @@ static int write_dirty(rz_engine *e, MDB_txn *txn)
     return rc;
 }
 
+/* Records now final on disk become candidates to leave memory (live.c). */
 static void clear_dirty(rz_engine *e)
 {
     for (size_t i = 0; i < e->n_dirty_nodes; i++)
         rz__engine_node(e, e->dirty_nodes[i])->dirty = false;
-    for (size_t i = 0; i < e->n_dirty_jobs; i++)
-        rz__engine_job(e, e->dirty_jobs[i])->dirty = false;
+    for (size_t i = 0; i < e->n_dirty_jobs; i++) {
+        rz__ejob *j = rz__engine_job(e, e->dirty_jobs[i]);
+        j->dirty = false;
+        if (rz__engine_job_done(e, j))
+            rz__engine_evict_later(e, j->id, false);
+    }
     for (size_t i = 0; i < e->n_dirty_deps; i++) {
         rz__edep *d = rz__engine_dep(e, e->dirty_deps[i]);
         d->dirty = false;
         d->flow_stored = true;
+        if (d->final_status)
+            rz__engine_evict_later(e, d->id, true);
     }
     for (size_t i = 0; i < e->n_step_events; i++)
         free(e->step_events[i].text);
@@ -611,18 +618,11 @@ static char *dup_opt(const char *s, int *rc)
     return d;
 }
 
-static int load_job(rz_engine *e, const unsigned char *key, size_t klen,
-                    const cJSON *rec)
+/* A job record's fields into j (zeroed), but its requirements. */
+static int parse_job(rz__ejob *j, uint64_t id, const cJSON *rec)
 {
-    (void)klen;
-    uint64_t id = u64_of(key);
-    if (id != e->n_jobs + 1)
-        return rz__error(RZ_EDB, "engine store: job %llu out of sequence",
-                         (unsigned long long)id);
-    rz__ejob *j = rz__engine_job_new(e);
-    if (!j)
-        return rz__error(RZ_ENOMEM, "out of memory");
     int rc = RZ_OK;
+    j->id = id;
     j->state = (rz_job_state)get_u64(rec, "state");
     j->client = get_id(rec, "client");
     j->priority = (int32_t)(uint32_t)get_u64(rec, "priority");
@@ -654,24 +654,46 @@ static int load_job(rz_engine *e, const unsigned char *key, size_t klen,
                                    64, NULL, NULL, NULL) == 0;
     if (rc == RZ_OK)
         rc = load_declined(j, rec);
-    if (rc == RZ_OK)
-        rc = rz__engine_reqs_set(e, j, get_str(rec, "reqs"), UINT64_MAX);
     return rc;
 }
 
-static int load_dep(rz_engine *e, const unsigned char *key, size_t klen,
+/* Memory gets live work only (engine_impl.h): open jobs, jobs owing the
+ * ledger, and the steps of running deployments (loaded before the jobs). */
+static int load_job(rz_engine *e, const unsigned char *key, size_t klen,
                     const cJSON *rec)
 {
     (void)klen;
     uint64_t id = u64_of(key);
-    if (id != e->n_deps + 1)
-        return rz__error(RZ_EDB, "engine store: deployment %llu out of sequence",
+    if (id != e->n_jobs + 1)
+        return rz__error(RZ_EDB, "engine store: job %llu out of sequence",
                          (unsigned long long)id);
-    if (!rz__engine_grow((void **)&e->deps, &e->cap_deps, e->n_deps + 1,
-                         sizeof *e->deps))
+    rz__ejob *j = rz__calloc(1, sizeof *j);
+    if (!j)
         return rz__error(RZ_ENOMEM, "out of memory");
-    rz__edep *d = &e->deps[e->n_deps++];
-    memset(d, 0, sizeof *d);
+    int rc = parse_job(j, id, rec);
+    e->n_jobs++;
+    if (rc == RZ_OK && rz__engine_job_done(e, j)) {
+        if ((unsigned)j->state <= RZ_JOB_CANCELLED)
+            e->gone_jobs[j->state]++;
+        e->gone_volume += j->state == RZ_JOB_SUCCEEDED ? j->cost : 0;
+        rz__engine_job_clear(e, j);
+        free(j);
+        return RZ_OK;
+    }
+    if (rc == RZ_OK)
+        rc = rz__engine_reqs_set(e, j, get_str(rec, "reqs"), UINT64_MAX);
+    if (rc == RZ_OK && !rz__engine_live_add_job(e, j))
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    if (rc != RZ_OK) {
+        rz__engine_job_clear(e, j);
+        free(j);
+    }
+    return rc;
+}
+
+/* A deployment record's fields into d (zeroed), but its flow. */
+static int parse_dep(rz__edep *d, uint64_t id, const cJSON *rec)
+{
     int rc = RZ_OK;
     d->id = id;
     d->client = get_id(rec, "client");
@@ -685,6 +707,31 @@ static int load_dep(rz_engine *e, const unsigned char *key, size_t klen,
     d->state = (rz_run_state)get_u64(rec, "state");
     d->n_events = (uint32_t)get_u64(rec, "events");
     d->final_status = dup_opt(get_str(rec, "final"), &rc);
+    return rc;
+}
+
+static int load_dep(rz_engine *e, const unsigned char *key, size_t klen,
+                    const cJSON *rec)
+{
+    (void)klen;
+    uint64_t id = u64_of(key);
+    if (id != e->n_deps + 1)
+        return rz__error(RZ_EDB, "engine store: deployment %llu out of sequence",
+                         (unsigned long long)id);
+    e->n_deps++;
+    rz__edep *d = rz__calloc(1, sizeof *d);
+    if (!d)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    int rc = parse_dep(d, id, rec);
+    bool keep = rc == RZ_OK && !d->final_status;   /* finished: gone */
+    if (keep && !rz__engine_live_add_dep(e, d))
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    if (rc == RZ_OK && !keep)
+        e->gone_deps++;
+    if (rc != RZ_OK || !keep) {
+        rz__engine_dep_free(d);
+        free(d);
+    }
     return rc;
 }
 
@@ -727,12 +774,12 @@ int rz__engine_load(rz_engine *e)
     if (mrc)
         return db_error(mrc, "begin");
     int rc = walk(e, txn, e->db_nodes, load_node);
+    if (rc == RZ_OK)   /* before the jobs: a running one keeps its steps */
+        rc = walk(e, txn, e->db_deps, load_dep);
     if (rc == RZ_OK)
         rc = walk(e, txn, e->db_jobs, load_job);
-    if (rc == RZ_OK)
-        rc = walk(e, txn, e->db_deps, load_dep);
-    for (size_t i = 0; rc == RZ_OK && i < e->n_deps; i++)
-        rc = load_dep_flow(e, txn, &e->deps[i]);
+    for (size_t i = 0; rc == RZ_OK && i < e->n_live_deps; i++)
+        rc = load_dep_flow(e, txn, e->deps[i]);
     mdb_txn_abort(txn);
     return rc;
 }
@@ -802,5 +849,155 @@ int rz__engine_replay(rz_engine *e, rz__edep *d)
     if (rc == RZ_OK && seen != d->n_events)
         rc = rz__error(RZ_EDB, "deployment %llu: %u of %u step events found",
                        (unsigned long long)d->id, seen, d->n_events);
+    return rc;
+}
+
+/* ---- reading back what left memory ---- */
+
+/* The JSON of record `id` of `dbi` in txn, its checksum verified. */
+static int get_record(MDB_txn *txn, MDB_dbi dbi, uint64_t id,
+                      const char **json, size_t *len)
+{
+    unsigned char k[12];
+    key_u64(k, id);
+    MDB_val key = { 8, k }, val;
+    int mrc = mdb_get(txn, dbi, &key, &val);
+    if (mrc == MDB_NOTFOUND)
+        return rz__error(RZ_ENOENT, "no record %llu", (unsigned long long)id);
+    if (mrc)
+        return db_error(mrc, "read");
+    return unwrap(&key, &val, json, len);
+}
+
+typedef int (*parse_fn)(void *out, uint64_t id, const cJSON *rec);
+
+static int parse_job_v(void *out, uint64_t id, const cJSON *rec)
+{
+    return parse_job(out, id, rec);
+}
+
+static int parse_dep_v(void *out, uint64_t id, const cJSON *rec)
+{
+    return parse_dep(out, id, rec);
+}
+
+static int read_one(const rz_engine *e, MDB_dbi dbi, uint64_t id,
+                    parse_fn fn, void *out, const char *what)
+{
+    MDB_txn *txn = NULL;
+    int mrc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn);
+    if (mrc)
+        return db_error(mrc, "begin");
+    const char *json;
+    size_t len;
+    int rc = get_record(txn, dbi, id, &json, &len);
+    if (rc == RZ_ENOENT)
+        rc = rz__error(RZ_ENOENT, "no %s %llu", what, (unsigned long long)id);
+    cJSON *rec = rc == RZ_OK ? cJSON_ParseWithLength(json, len) : NULL;
+    if (rc == RZ_OK && !rec)
+        rc = rz__error(RZ_EDB, "engine store: %s %llu: a corrupt record",
+                       what, (unsigned long long)id);
+    if (rc == RZ_OK)
+        rc = fn(out, id, rec);
+    cJSON_Delete(rec);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int rz__engine_store_job(const rz_engine *e, uint64_t id, rz__ejob *out)
+{
+    return read_one(e, e->db_jobs, id, parse_job_v, out, "job");
+}
+
+int rz__engine_store_dep(const rz_engine *e, uint64_t id, rz__edep *out)
+{
+    return read_one(e, e->db_deps, id, parse_dep_v, out, "deployment");
+}
+
+/* Whether a stored record names `client` (records are written by
+ * cJSON_PrintUnformatted: the member is exactly "client":"<id>"). */
+static bool record_client_is(MDB_txn *txn, MDB_dbi dbi, uint64_t id,
+                             const char *needle, size_t nlen)
+{
+    const char *json;
+    size_t len;
+    if (get_record(txn, dbi, id, &json, &len) != RZ_OK)
+        return false;   /* a damaged record is left out of listings */
+    return memmem(json, len, needle, nlen) != NULL;
+}
+
+size_t rz__engine_store_list(const rz_engine *e, bool deps,
+                             const rz_ledger_id *client, uint64_t top,
+                             uint64_t *ids, size_t cap)
+{
+    char needle[64] = "";
+    size_t nlen = 0;
+    if (client) {
+        char buf[33];
+        rz_ledger_id_format(*client, buf);
+        nlen = (size_t)snprintf(needle, sizeof needle, "\"client\":\"%s\"",
+                                buf);
+    }
+    MDB_txn *txn = NULL;
+    if (client && mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn))
+        return 0;
+    size_t n = 0;
+    for (uint64_t id = top; id >= 1 && n < cap; id--) {
+        const rz_ledger_id *c = NULL;
+        if (deps) {
+            const rz__edep *d = rz__engine_dep(e, id);
+            c = d ? &d->client : NULL;
+        } else {
+            const rz__ejob *j = rz__engine_job(e, id);
+            c = j ? &j->client : NULL;
+        }
+        bool match = !client ||
+                     (c ? rz_ledger_id_equal(*c, *client)
+                        : record_client_is(txn, deps ? e->db_deps : e->db_jobs,
+                                           id, needle, nlen));
+        if (match)
+            ids[n++] = id;
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    return n;
+}
+
+int rz__engine_store_each_gone(rz_engine *e, int (*fn)(rz_engine *, rz__ejob *))
+{
+    MDB_txn *txn = NULL;
+    int mrc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn);
+    if (mrc)
+        return db_error(mrc, "begin");
+    MDB_cursor *cur = NULL;
+    if ((mrc = mdb_cursor_open(txn, e->db_jobs, &cur)) != 0) {
+        mdb_txn_abort(txn);
+        return db_error(mrc, "cursor");
+    }
+    MDB_val k, v;
+    int rc = RZ_OK;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == RZ_OK;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        uint64_t id = k.mv_size == 8 ? u64_of(k.mv_data) : 0;
+        if (!id || rz__engine_job(e, id))
+            continue;
+        const char *json;
+        size_t len;
+        if ((rc = unwrap(&k, &v, &json, &len)) != RZ_OK)
+            break;
+        cJSON *rec = cJSON_ParseWithLength(json, len);
+        rz__ejob j;
+        memset(&j, 0, sizeof j);
+        rc = rec ? parse_job(&j, id, rec)
+                 : rz__error(RZ_EDB, "engine store: a corrupt record");
+        cJSON_Delete(rec);
+        if (rc == RZ_OK)
+            rc = fn(e, &j);
+        rz__engine_job_clear(e, &j);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (rc == RZ_OK && mrc != MDB_NOTFOUND && mrc != 0)
+        rc = db_error(mrc, "read");
     return rc;
 }

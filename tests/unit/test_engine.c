@@ -679,6 +679,169 @@ static void test_deploy_fanout(void **state)
     check(f);
 }
 
+/* What a finished job or deployment answers, as text, to compare it before
+ * it left memory, after, and after a reopen. */
+static char *job_text(fx *f, uint64_t job)
+{
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, job, &ji), RZ_OK);
+    uint64_t sub = 0;
+    assert_int_equal(rz_engine_job_times(f->e, job, &sub, NULL), RZ_OK);
+    char *t = malloc(4096);
+    snprintf(t, 4096, "%llu %d %u %llu %d %llu %llu %llu %llu %s %s %s %s %s "
+             "%s %llu", (unsigned long long)ji.id, (int)ji.state, ji.attempt,
+             (unsigned long long)ji.node, ji.priority,
+             (unsigned long long)ji.max_cost_micros,
+             (unsigned long long)ji.cost_micros, (unsigned long long)ji.run_ms,
+             (unsigned long long)ji.deployment, ji.step, ji.module_id,
+             ji.module_version, ji.outputs_json ? ji.outputs_json : "-",
+             ji.error ? ji.error : "-", ji.exec_json ? ji.exec_json : "-",
+             (unsigned long long)sub);
+    return t;
+}
+
+static void assert_same_answers(fx *f, char **texts, uint64_t n, uint64_t dep,
+                                const char *dep_status,
+                                const rz_engine_stats *st)
+{
+    for (uint64_t j = 1; j <= n; j++) {
+        char *t = job_text(f, j);
+        assert_string_equal(t, texts[j - 1]);
+        free(t);
+    }
+    char *json = NULL;
+    assert_int_equal(rz_engine_deployment_status(f->e, dep, &json), RZ_OK);
+    assert_string_equal(json, dep_status);
+    rz_free(json);
+    rz_engine_deployment_info di;
+    assert_int_equal(rz_engine_deployment_get(f->e, dep, &di), RZ_OK);
+    assert_int_equal(di.state, RZ_RUN_SUCCEEDED);
+    assert_int_equal(di.first_job, n - 4);
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deployment_state(f->e, dep, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_SUCCEEDED);
+    uint64_t ids[64];
+    rz_ledger_id other = rz_ledger_id_make(7, 99);
+    assert_int_equal(rz_engine_job_list(f->e, &f->client, 0, ids, 64), n);
+    assert_int_equal(ids[0], n);
+    assert_int_equal(rz_engine_job_list(f->e, &f->client, 5, ids, 2), 2);
+    assert_int_equal(ids[0], 4);
+    assert_int_equal(rz_engine_job_list(f->e, &other, 0, ids, 64), 0);
+    assert_int_equal(rz_engine_deployment_list(f->e, &f->client, 0, ids, 64), 1);
+    assert_int_equal(rz_engine_deployment_list(f->e, &other, 0, ids, 64), 0);
+    uint64_t volume = 0;
+    for (uint64_t j = 1; j <= n; j++) {
+        rz_engine_job_info ji;
+        assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
+        volume += ji.cost_micros;
+    }
+    assert_true(volume > 0);
+    assert_int_equal(rz_engine_volume_micros(f->e), volume);
+    rz_engine_stats now;
+    rz_engine_stats_get(f->e, &now);
+    assert_memory_equal(now.jobs, st->jobs, sizeof now.jobs);
+    assert_int_equal(now.deployments_done, st->deployments_done);
+    assert_int_equal(now.deployments_running, st->deployments_running);
+    /* A finished job refuses what it refused in memory. */
+    assert_int_equal(rz_engine_job_cancel(f->e, 1, 10000), RZ_ESTATE);
+    assert_int_equal(rz_engine_job_cancel(f->e, n, 10000), RZ_EINVAL);
+    assert_int_equal(rz_engine_deployment_cancel(f->e, dep, 10000), RZ_ESTATE);
+    assert_int_equal(rz_engine_job_get(f->e, n + 1, &(rz_engine_job_info){0}),
+                     RZ_ENOENT);
+    check(f);
+}
+
+/* Finished jobs and deployments leave memory once their final record is
+ * committed; every query answers as before, with and without a reopen. */
+static void test_finished_leave_memory(void **state)
+{
+    fx *f = *state;
+    uint64_t node = node_add(f, 0);
+    enum { N = 12 };
+    uint64_t now = 1;
+    for (int i = 0; i < N; i++, now++) {
+        uint64_t j = submit(f, 300, 0, now);
+        rz_engine_assignment a;
+        assert_int_equal(rz_engine_poll(f->e, node, now, &a), RZ_OK);
+        assert_int_equal(a.job, j);
+        assert_int_equal(node_report(f->e, node, j, 1, i % 3 ? "{\"n\":1}" : NULL,
+                                     i % 3 ? NULL : "broke", 5000, now), RZ_OK);
+    }
+    uint64_t c = submit(f, 300, 0, now++);
+    assert_int_equal(rz_engine_job_cancel(f->e, c, now++), RZ_OK);
+    uint64_t nodes[1] = { node };
+    uint64_t d = deploy(f, FANOUT, now++);
+    for (int round = 0; round < 10; round++, now += 150) {
+        drive(f, nodes, 1, now, NULL);
+        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
+    }
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_SUCCEEDED);
+    uint64_t n = N + 1 + 5;
+    char *texts[N + 1 + 5];
+    for (uint64_t j = 1; j <= n; j++)
+        texts[j - 1] = job_text(f, j);
+    char *dep_status = NULL;
+    assert_int_equal(rz_engine_deployment_status(f->e, d, &dep_status), RZ_OK);
+    rz_engine_stats st;
+    rz_engine_stats_get(f->e, &st);
+    assert_int_equal(st.jobs[RZ_JOB_SUCCEEDED] + st.jobs[RZ_JOB_FAILED] +
+                     st.jobs[RZ_JOB_CANCELLED], n);
+    /* Two more calls: the last settlements are committed, then dropped. */
+    assert_int_equal(rz_engine_tick(f->e, now++), RZ_OK);
+    assert_int_equal(rz_engine_tick(f->e, now++), RZ_OK);
+    assert_int_equal(rz__engine_live_jobs(f->e), 0);
+    assert_int_equal(rz__engine_live_deps(f->e), 0);
+    assert_null(rz__engine_job(f->e, 1));
+    /* A repeat of an accepted report is still one. */
+    int again = 0;
+    rz_engine_report r = RZ_ENGINE_REPORT_INIT;
+    r.attempt = 1;
+    r.outputs_json = "{\"n\":1}";
+    r.run_ms = 5000;
+    assert_int_equal(rz_engine_report_result(f->e, node, 2, &r, now++, &again),
+                     RZ_OK);
+    assert_int_equal(again, 1);
+    r.run_ms = 6000;
+    assert_int_equal(rz_engine_report_result(f->e, node, 2, &r, now++, &again),
+                     RZ_ESTATE);
+    assert_same_answers(f, texts, n, d, dep_status, &st);
+    reopen(f);
+    assert_int_equal(rz__engine_live_jobs(f->e), 0);
+    assert_same_answers(f, texts, n, d, dep_status, &st);
+    /* Live work stays: a queued job is the only one in memory. */
+    uint64_t q = submit(f, 300, 0, now++);
+    assert_int_equal(rz__engine_live_jobs(f->e), 1);
+    assert_non_null(rz__engine_job(f->e, q));
+    reopen(f);
+    assert_int_equal(rz__engine_live_jobs(f->e), 1);
+    assert_int_equal(rz__engine_live_deps(f->e), 0);
+    st.jobs[RZ_JOB_QUEUED]++;
+    assert_int_equal(rz_engine_job_cancel(f->e, q, now++), RZ_OK);
+    st.jobs[RZ_JOB_QUEUED]--;
+    st.jobs[RZ_JOB_CANCELLED]++;
+    char *tq = job_text(f, q);
+    char *all[N + 1 + 5 + 1];
+    memcpy(all, texts, sizeof texts);
+    all[n] = tq;
+    assert_int_equal(rz_engine_tick(f->e, now++), RZ_OK);
+    assert_int_equal(rz_engine_tick(f->e, now++), RZ_OK);
+    assert_int_equal(rz__engine_live_jobs(f->e), 0);
+    /* the listing now has n + 1 jobs: compare what assert_same_answers
+     * compares on the first n, then the new one */
+    for (uint64_t j = 1; j <= n + 1; j++) {
+        char *t = job_text(f, j);
+        assert_string_equal(t, all[j - 1]);
+        free(t);
+    }
+    free(tq);
+    for (uint64_t j = 0; j < n; j++)
+        free(texts[j]);
+    rz_free(dep_status);
+    check(f);
+}
+
 static void test_deploy_invalid_flow_gives_diagnostics(void **state)
 {
     fx *f = *state;
@@ -1303,9 +1466,11 @@ static void test_shared_requirements(void **state)
     assert_string_equal(rz__engine_job(f->e, a)->reqs_json,
                         "{\"max_cost_micros\":200,\"cpu_cores\":2,"
                         "\"estimate_seconds\":10}");
+    uint64_t d = submit(f, 200, 0, 1);
     assert_int_equal(rz_engine_job_cancel(f->e, a, 2), RZ_OK);
     reopen(f);
-    assert_ptr_equal(rz__engine_job(f->e, a)->reqs, rz__engine_job(f->e, b)->reqs);
+    assert_null(rz__engine_job(f->e, a));   /* finished: not in memory */
+    assert_ptr_equal(rz__engine_job(f->e, d)->reqs, rz__engine_job(f->e, b)->reqs);
     uint64_t n = node_add(f, 3);
     rz_engine_assignment x;
     assert_int_equal(rz_engine_poll(f->e, n, 4, &x), RZ_OK);
@@ -1740,6 +1905,7 @@ int main(void)
         T(test_waiting_reason_queue_timeout),
         T(test_queue_timeout_default_and_step),
         T(test_adhoc_exec),
+        T(test_finished_leave_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

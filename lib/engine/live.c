@@ -1,0 +1,240 @@
+/* What the engine keeps in memory: live work only (engine_impl.h). Jobs and
+ * deployments sit in arrays of pointers sorted by id (ids only grow, so a
+ * new one is appended), found by binary search and walked in id order as
+ * before. A finished one whose final record is committed is a candidate;
+ * the next call that changes state drops the candidates, so a pointer a
+ * call handed out stays valid until the next call, as engine.h promises.
+ * Queries of finished ones read the store into a small cache. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_impl.h"
+
+/* Read-back copies: a few, so that one query reading two records (a step
+ * and its deployment) keeps both. */
+#define CACHE_SLOTS 4
+
+struct rz__ecache {
+    rz__ejob job[CACHE_SLOTS];
+    rz__edep dep[CACHE_SLOTS];
+    unsigned next_job, next_dep;
+};
+
+/* The index of the first element whose id is >= id. */
+#define LOWER_BOUND(arr, n, id, out)                                          \
+    do {                                                                      \
+        size_t lo_ = 0, hi_ = (n);                                            \
+        while (lo_ < hi_) {                                                   \
+            size_t mid_ = lo_ + (hi_ - lo_) / 2;                              \
+            if ((arr)[mid_]->id < (id))                                       \
+                lo_ = mid_ + 1;                                               \
+            else                                                              \
+                hi_ = mid_;                                                   \
+        }                                                                     \
+        (out) = lo_;                                                          \
+    } while (0)
+
+rz__ejob *rz__engine_job(const rz_engine *e, uint64_t id)
+{
+    size_t i;
+    LOWER_BOUND(e->jobs, e->n_live_jobs, id, i);
+    return i < e->n_live_jobs && e->jobs[i]->id == id ? e->jobs[i] : NULL;
+}
+
+rz__edep *rz__engine_dep(const rz_engine *e, uint64_t id)
+{
+    size_t i;
+    LOWER_BOUND(e->deps, e->n_live_deps, id, i);
+    return i < e->n_live_deps && e->deps[i]->id == id ? e->deps[i] : NULL;
+}
+
+bool rz__engine_live_add_job(rz_engine *e, rz__ejob *j)
+{
+    if (!rz__engine_grow((void **)&e->jobs, &e->cap_jobs, e->n_live_jobs + 1,
+                         sizeof *e->jobs))
+        return false;
+    e->jobs[e->n_live_jobs++] = j;   /* ids only grow: still sorted */
+    return true;
+}
+
+bool rz__engine_live_add_dep(rz_engine *e, rz__edep *d)
+{
+    if (!rz__engine_grow((void **)&e->deps, &e->cap_deps, e->n_live_deps + 1,
+                         sizeof *e->deps))
+        return false;
+    e->deps[e->n_live_deps++] = d;
+    return true;
+}
+
+void rz__engine_job_clear(rz_engine *e, rz__ejob *j)
+{
+    rz__engine_reqs_release(e, j->req_group);
+    free(j->module_id);
+    free(j->module_version);
+    free(j->exec);
+    free(j->request);
+    free(j->step_id);
+    free(j->outputs);
+    free(j->error);
+    free(j->declined);
+}
+
+bool rz__engine_job_done(const rz_engine *e, const rz__ejob *j)
+{
+    if (j->state < RZ_JOB_SUCCEEDED || j->owed != RZ__OWE_NONE || j->dirty)
+        return false;
+    const rz__edep *d = j->deployment ? rz__engine_dep(e, j->deployment) : NULL;
+    return !d || d->final_status;
+}
+
+void rz__engine_evict_later(rz_engine *e, uint64_t id, bool dep)
+{
+    /* Tagged: deployments with the top bit (ids never reach it). Out of
+     * memory here only keeps the record in memory a while longer: a later
+     * commit of the same record (or close) releases it. */
+    uint64_t v = dep ? id | 1ull << 63 : id;
+    if (rz__engine_grow((void **)&e->evict, &e->cap_evict, e->n_evict + 1,
+                        sizeof *e->evict))
+        e->evict[e->n_evict++] = v;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* A deployment leaving takes its finished steps along (those still owing
+ * the ledger follow after their payment's commit). */
+static void evict_dep_jobs(rz_engine *e, const rz__edep *d)
+{
+    for (size_t i = 0; i < d->n_steps; i++) {
+        const rz__ejob *j = rz__engine_job(e, d->first_job + i);
+        if (j)
+            rz__engine_evict_later(e, j->id, false);
+    }
+}
+
+void rz__engine_evict(rz_engine *e)
+{
+    if (!e->n_evict)
+        return;
+    /* Deployments first: their jobs become candidates of this pass. */
+    size_t k = 0;
+    for (size_t i = 0; i < e->n_live_deps; i++) {
+        rz__edep *d = e->deps[i];
+        bool cand = false;
+        for (size_t c = 0; c < e->n_evict && !cand; c++)
+            cand = e->evict[c] == (d->id | 1ull << 63);
+        if (cand && d->final_status && !d->dirty) {
+            evict_dep_jobs(e, d);
+            rz__engine_dep_free(d);
+            free(d);
+            e->gone_deps++;
+            continue;
+        }
+        e->deps[k++] = d;
+    }
+    e->n_live_deps = k;
+    qsort(e->evict, e->n_evict, sizeof *e->evict, cmp_u64);
+    k = 0;
+    size_t c = 0;
+    for (size_t i = 0; i < e->n_live_jobs; i++) {
+        rz__ejob *j = e->jobs[i];
+        while (c < e->n_evict && e->evict[c] < j->id)
+            c++;
+        if (c < e->n_evict && e->evict[c] == j->id &&
+            rz__engine_job_done(e, j)) {
+            e->gone_jobs[j->state]++;
+            e->gone_volume += j->state == RZ_JOB_SUCCEEDED ? j->cost : 0;
+            rz__engine_job_clear(e, j);
+            free(j);
+            continue;
+        }
+        e->jobs[k++] = j;
+    }
+    e->n_live_jobs = k;
+    e->n_evict = 0;
+}
+
+static struct rz__ecache *cache(const rz_engine *e)
+{
+    return e->cache;   /* allocated at open: queries take a const engine */
+}
+
+const rz__ejob *rz__engine_job_read(const rz_engine *e, uint64_t id)
+{
+    const rz__ejob *j = rz__engine_job(e, id);
+    if (j)
+        return j;
+    if (!id || id > e->n_jobs || !cache(e)) {
+        rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)id);
+        return NULL;
+    }
+    struct rz__ecache *c = cache(e);
+    for (unsigned i = 0; i < CACHE_SLOTS; i++)
+        if (c->job[i].id == id)
+            return &c->job[i];
+    rz__ejob *slot = &c->job[c->next_job];
+    c->next_job = (c->next_job + 1) % CACHE_SLOTS;
+    rz__engine_job_clear((rz_engine *)e, slot);   /* it joined no group */
+    memset(slot, 0, sizeof *slot);
+    if (rz__engine_store_job(e, id, slot) != RZ_OK) {
+        rz__engine_job_clear((rz_engine *)e, slot);
+        memset(slot, 0, sizeof *slot);
+        return NULL;
+    }
+    return slot;
+}
+
+const rz__edep *rz__engine_dep_read(const rz_engine *e, uint64_t id)
+{
+    const rz__edep *d = rz__engine_dep(e, id);
+    if (d)
+        return d;
+    if (!id || id > e->n_deps || !cache(e)) {
+        rz__error(RZ_ENOENT, "no deployment %llu", (unsigned long long)id);
+        return NULL;
+    }
+    struct rz__ecache *c = cache(e);
+    for (unsigned i = 0; i < CACHE_SLOTS; i++)
+        if (c->dep[i].id == id)
+            return &c->dep[i];
+    rz__edep *slot = &c->dep[c->next_dep];
+    c->next_dep = (c->next_dep + 1) % CACHE_SLOTS;
+    rz__engine_dep_free(slot);
+    if (rz__engine_store_dep(e, id, slot) != RZ_OK) {
+        rz__engine_dep_free(slot);
+        return NULL;
+    }
+    return slot;
+}
+
+void rz__engine_cache_free(rz_engine *e)
+{
+    struct rz__ecache *c = e->cache;
+    if (!c)
+        return;
+    for (unsigned i = 0; i < CACHE_SLOTS; i++) {
+        rz__engine_job_clear(e, &c->job[i]);
+        rz__engine_dep_free(&c->dep[i]);
+    }
+    free(c);
+    e->cache = NULL;
+}
+
+int rz__engine_cache_new(rz_engine *e)
+{
+    e->cache = rz__calloc(1, sizeof *e->cache);
+    return e->cache ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
+}
+
+size_t rz__engine_live_jobs(const rz_engine *e)
+{
+    return e ? e->n_live_jobs : 0;
+}
+
+size_t rz__engine_live_deps(const rz_engine *e)
+{
+    return e ? e->n_live_deps : 0;
+}
