@@ -525,8 +525,12 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
     *dp = d;
     e->deps[e->n_live_deps++] = dp;   /* room was made above */
     e->n_deps++;
+    /* A pending step's job gets its record when it first changes (queued,
+     * skipped, cancelled): the deploy's commit holds the deployment, its
+     * flow and the steps ready now, not N job records (a reopen derives
+     * the others: rz__engine_dep_rebuild). Streams list every step once. */
     for (size_t i = 0; i < dp->n_steps; i++)
-        rz__engine_touch_job(e, step_job(e, dp, i));
+        rz__engine_dep_log(dp, i);
     rz__engine_touch_dep(e, dp);
     rc = rz__engine_dep_advance(e, dp, now_ms);
     int crc = rz__engine_commit_call(e, RZ_OK);
@@ -537,12 +541,61 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
     return rc;
 }
 
+static int cmp_job(const void *a, const void *b)
+{
+    uint64_t x = (*(rz__ejob *const *)a)->id, y = (*(rz__ejob *const *)b)->id;
+    return (x > y) - (x < y);
+}
+
+/* The jobs of steps that never changed since the deploy have no record:
+ * made again as the deploy made them, pending, with the amount their hold
+ * in the ledger has (held at deploy, so options changed since do not
+ * change it). */
+static int unwritten_jobs(rz_engine *e, rz__edep *d)
+{
+    size_t added = 0;
+    int rc = RZ_OK;
+    for (size_t i = 0; rc == RZ_OK && i < d->n_steps; i++) {
+        uint64_t id = d->first_job + i;
+        if (rz__engine_job(e, id))
+            continue;
+        rz_ledger_transfer t;
+        rc = rz_ledger_transfer_get(e->ledger, rz__engine_hold_id(id), &t);
+        if (rc != RZ_OK) {
+            rc = rz__error(RZ_EDB, "deployment %llu: step %zu has no job "
+                           "record and no hold", (unsigned long long)d->id, i);
+            break;
+        }
+        rz__ejob *j = rz__calloc(1, sizeof *j);
+        if (!j || !rz__engine_grow((void **)&e->jobs, &e->cap_jobs,
+                                   e->n_live_jobs + added + 1,
+                                   sizeof *e->jobs)) {
+            free(j);
+            rc = no_memory();
+            break;
+        }
+        j->id = id;
+        e->jobs[e->n_live_jobs + added++] = j;   /* sorted below */
+        rc = step_job_fill(e, j, d, &d->flow->steps[i], i, d->created_ms);
+        if (rc == RZ_OK && j->max_cost != t.amount) {
+            j->max_cost = t.amount;
+            rc = rz__engine_reqs_set(e, j, j->reqs_json, j->max_cost);
+        }
+    }
+    e->n_live_jobs += added;
+    if (added)
+        qsort(e->jobs, e->n_live_jobs, sizeof *e->jobs, cmp_job);
+    return rc;
+}
+
 int rz__engine_dep_rebuild(rz_engine *e, rz__edep *d)
 {
     int rc = load_flow(&d->flow, e, d->text, strlen(d->text), NULL, true);
     if (rc == RZ_OK && rz_flow_step_count(d->flow) != d->n_steps)
         rc = rz__error(RZ_EDB, "deployment %llu: the flow changed",
                        (unsigned long long)d->id);
+    if (rc == RZ_OK)
+        rc = unwritten_jobs(e, d);
     if (rc == RZ_OK)
         rc = new_run(d, d->created_ms);
     if (rc == RZ_OK)

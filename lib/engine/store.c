@@ -657,6 +657,21 @@ static int parse_job(rz__ejob *j, uint64_t id, const cJSON *rec)
     return rc;
 }
 
+/* Ids [from, to) are steps of running deployments: pending steps have no
+ * record until their job first changes (deploy.c). */
+static bool unwritten_steps(const rz_engine *e, uint64_t from, uint64_t to)
+{
+    size_t k = 0;
+    for (uint64_t id = from; id < to; id++) {
+        while (k < e->n_live_deps &&
+               e->deps[k]->first_job + e->deps[k]->n_steps <= id)
+            k++;
+        if (k == e->n_live_deps || e->deps[k]->first_job > id)
+            return false;
+    }
+    return true;
+}
+
 /* Memory gets live work only (engine_impl.h): open jobs, jobs owing the
  * ledger, and the steps of running deployments (loaded before the jobs). */
 static int load_job(rz_engine *e, const unsigned char *key, size_t klen,
@@ -664,9 +679,10 @@ static int load_job(rz_engine *e, const unsigned char *key, size_t klen,
 {
     (void)klen;
     uint64_t id = u64_of(key);
-    if (id != e->n_jobs + 1)
+    if (id <= e->n_jobs || !unwritten_steps(e, e->n_jobs + 1, id))
         return rz__error(RZ_EDB, "engine store: job %llu out of sequence",
                          (unsigned long long)id);
+    e->n_jobs = id - 1;
     rz__ejob *j = rz__calloc(1, sizeof *j);
     if (!j)
         return rz__error(RZ_ENOMEM, "out of memory");
@@ -778,6 +794,16 @@ int rz__engine_load(rz_engine *e)
         rc = walk(e, txn, e->db_deps, load_dep);
     if (rc == RZ_OK)
         rc = walk(e, txn, e->db_jobs, load_job);
+    /* The last deployment's last steps may have no record yet. */
+    for (size_t i = 0; rc == RZ_OK && i < e->n_live_deps; i++) {
+        uint64_t end = e->deps[i]->first_job + e->deps[i]->n_steps - 1;
+        if (e->deps[i]->n_steps && end > e->n_jobs) {
+            if (!unwritten_steps(e, e->n_jobs + 1, end + 1))
+                rc = rz__error(RZ_EDB, "engine store: job %llu out of "
+                               "sequence", (unsigned long long)e->n_jobs + 1);
+            e->n_jobs = end;
+        }
+    }
     for (size_t i = 0; rc == RZ_OK && i < e->n_live_deps; i++)
         rc = load_dep_flow(e, txn, e->deps[i]);
     mdb_txn_abort(txn);

@@ -1088,6 +1088,80 @@ static void test_restart_close(void **state)
     check(f);
 }
 
+/* A deploy writes the records of the steps that start, not of every step:
+ * the others are made again from the flow at open, with their holds'
+ * amounts (reference prices changed since do not change them). After a
+ * SIGKILL right after the deploy the deployment ends as without one. */
+static void test_deploy_lazy_records(void **state)
+{
+    fx *f = *state;
+    rz_engine_close(f->e);
+    f->e = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        reopen(f);
+        node_add(f, 0);
+        deploy(f, FANOUT, 1);
+        rz__ejob j;
+        memset(&j, 0, sizeof j);
+        if (rz__engine_store_job(f->e, 1, &j) != RZ_OK)   /* split: queued */
+            _exit(3);
+        rz__engine_job_clear(f->e, &j);
+        for (uint64_t id = 2; id <= 5; id++) {   /* pending: no record */
+            memset(&j, 0, sizeof j);
+            if (rz__engine_store_job(f->e, id, &j) != RZ_ENOENT)
+                _exit(4);
+        }
+        raise(SIGKILL);
+        _exit(6);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGKILL);
+    rz_engine_opts o = test_opts(f);
+    o.ref_cpu_hour_micros = 72000;   /* new steps would hold twice as much */
+    assert_int_equal(rz_engine_open(&f->e, f->dir, &o), RZ_OK);
+    check(f);
+    assert_int_equal(balance(f, f->client), 9000);
+    for (uint64_t id = 1; id <= 5; id++) {
+        rz_engine_job_info ji;
+        assert_int_equal(rz_engine_job_get(f->e, id, &ji), RZ_OK);
+        assert_int_equal(ji.state, id == 1 ? RZ_JOB_QUEUED : RZ_JOB_PENDING);
+        assert_int_equal(ji.max_cost_micros, 200);   /* as held */
+        assert_int_equal(ji.deployment, 1);
+        uint64_t sub = 0;
+        assert_int_equal(rz_engine_job_times(f->e, id, &sub, NULL), RZ_OK);
+        assert_int_equal(sub, 1);
+    }
+    assert_int_equal(rz_engine_deploy(f->e, FANOUT, strlen(FANOUT), f->client,
+                                      "{\"text\":\"x\"}", 2, &(uint64_t){0},
+                                      NULL), RZ_OK);
+    rz_engine_job_info ji;   /* a new deployment holds at today's prices */
+    assert_int_equal(rz_engine_job_get(f->e, 6, &ji), RZ_OK);
+    assert_int_equal(ji.max_cost_micros, 400);
+    assert_int_equal(rz_engine_deployment_cancel(f->e, 2, 3), RZ_OK);
+    uint64_t nodes[1] = { 1 };
+    uint64_t now = 100;
+    for (int round = 0; round < 10; round++, now += 150) {
+        drive(f, nodes, 1, now, "a");
+        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
+        check(f);
+    }
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deployment_state(f->e, 1, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_SUCCEEDED);
+    cJSON *doc = status(f, 1);
+    assert_string_equal(step_status(doc, "never"), "skipped");
+    assert_string_equal(step_status(doc, "merge"), "succeeded");
+    cJSON_Delete(doc);
+    assert_money(f, 1, 5, nodes, 1);
+    assert_int_equal(balance(f, f->client), 9600);
+    reopen(f);
+    check(f);
+}
+
 /* A child drives the engine and is killed with SIGKILL mid-deployment; the
  * parent reopens and finishes. */
 static void test_restart_sigkill(void **state)
@@ -1906,6 +1980,7 @@ int main(void)
         T(test_queue_timeout_default_and_step),
         T(test_adhoc_exec),
         T(test_finished_leave_memory),
+        T(test_deploy_lazy_records),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
