@@ -133,7 +133,7 @@ int main(int argc, char **argv)
     rz_ledger *l = rz_engine_ledger(e);
     if (rz_ledger_create_account(l, client, RZ_LEDGER_CLIENT) != RZ_OK ||
         rz_ledger_test_credit(l, rz_ledger_id_make(0x5152, 1), client,
-                              10 * (uint64_t)n) != RZ_OK)
+                              10000 * (uint64_t)n) != RZ_OK)
         die("client");
     char caps[400];
     snprintf(caps, sizeof caps,

@@ -70,33 +70,105 @@ static bool job_open(const rz__ejob *j)
 
 /* ---- status ---- */
 
+/* A text built piece by piece (status_json); `bad` once memory ran out. */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool bad;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s)
+{
+    size_t n = strlen(s);
+    if (b->bad || !rz__engine_grow((void **)&b->p, &b->cap, b->len + n + 1, 1)) {
+        b->bad = true;
+        return;
+    }
+    memcpy(b->p + b->len, s, n + 1);
+    b->len += n;
+}
+
+/* `v` printed as cJSON prints it inside a document; then deleted. */
+static void sb_item(sbuf *b, cJSON *v)
+{
+    char *t = v ? cJSON_PrintUnformatted(v) : NULL;
+    if (!t)
+        b->bad = true;
+    else
+        sb_add(b, t);
+    free(t);
+    cJSON_Delete(v);
+}
+
+/* Step i as the run gives it, with its job's own view: after a decline or
+ * a lost node the run's step is still running (same attempt) while its job
+ * waits in the queue again, dispatched once more. */
+static cJSON *step_status_json(const rz_engine *e, const rz__edep *d, size_t i)
+{
+    cJSON *s = rz__run_step_json(d->run, i);
+    const rz__ejob *j = rz__engine_job(e, d->first_job + i);
+    const char *why = j ? rz__engine_waiting_reason(j) : NULL;
+    if (s && j &&
+        !(cJSON_AddNumberToObject(s, "job", (double)j->id) &&
+          cJSON_AddStringToObject(s, "job_status", rz_job_state_name(j->state)) &&
+          cJSON_AddNumberToObject(s, "dispatches", (double)j->attempt) &&
+          (!why || cJSON_AddStringToObject(s, "waiting_reason", why)))) {
+        cJSON_Delete(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* The run's document (rz_run_to_json's members, "id" the deployment's
+ * number, last) with each step's job view, written one step at a time:
+ * the same text as printing the whole tree, without holding a tree of
+ * every step (~1 KiB a step) at once. */
 static int status_json(const rz_engine *e, const rz__edep *d, char **out)
 {
     *out = NULL;
-    cJSON *doc = rz__run_json(d->run);   /* not printed and parsed again */
-    if (!doc)
+    size_t n = d->n_steps;
+    bool *succ = rz__calloc(n ? n : 1, sizeof *succ);   /* has a successor */
+    if (!succ)
         return no_memory();
-    cJSON_DeleteItemFromObjectCaseSensitive(doc, "id");
-    cJSON_AddNumberToObject(doc, "id", (double)d->id);
-    cJSON *steps = cJSON_GetObjectItemCaseSensitive(doc, "steps");
-    for (cJSON *s = steps ? steps->child : NULL; s; s = s->next) {
-        size_t i = rz_flow_step_find(d->flow, s->string);
-        if (i == RZ_NPOS || !cJSON_IsObject(s))
-            continue;
-        /* The job's own view: after a decline or a lost node the run's
-         * step is still running (same attempt) while its job waits in the
-         * queue again, dispatched once more. */
-        const rz__ejob *j = rz__engine_job(e, d->first_job + i);
-        cJSON_AddNumberToObject(s, "job", (double)j->id);
-        cJSON_AddStringToObject(s, "job_status", rz_job_state_name(j->state));
-        cJSON_AddNumberToObject(s, "dispatches", (double)j->attempt);
-        if (rz__engine_waiting_reason(j))
-            cJSON_AddStringToObject(s, "waiting_reason",
-                                    rz__engine_waiting_reason(j));
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < d->flow->steps[i].n_deps; k++)
+            succ[d->flow->steps[i].deps[k]] = true;
+    sbuf b = { NULL, 0, 0, false };
+    sb_add(&b, "{\"flow\":");
+    sb_item(&b, cJSON_CreateString(rz_flow_name(d->flow)));
+    sb_add(&b, ",\"status\":");
+    sb_item(&b, cJSON_CreateString(rz_run_state_name(rz_run_state_get(d->run))));
+    for (int pass = 0; pass < 2 && !b.bad; pass++) {
+        sb_add(&b, pass ? "},\"outputs\":{" : ",\"steps\":{");
+        bool first = true;
+        for (size_t i = 0; i < n && !b.bad; i++) {
+            if (pass && (succ[i] ||
+                         rz_run_step_state(d->run, i) != RZ_STEP_SUCCEEDED))
+                continue;
+            cJSON *s = step_status_json(e, d, i);
+            cJSON *v = pass && s ? cJSON_DetachItemFromObjectCaseSensitive(s,
+                                                                  "outputs")
+                                 : s;
+            if (pass)
+                cJSON_Delete(s);
+            if (!first)
+                sb_add(&b, ",");
+            first = false;
+            sb_item(&b, cJSON_CreateString(d->flow->steps[i].id));
+            sb_add(&b, ":");
+            sb_item(&b, v);
+        }
     }
-    *out = cJSON_PrintUnformatted(doc);
-    cJSON_Delete(doc);
-    return *out ? RZ_OK : no_memory();
+    sb_add(&b, "},\"id\":");
+    sb_item(&b, cJSON_CreateNumber((double)d->id));
+    sb_add(&b, "}");
+    free(succ);
+    if (b.bad) {
+        free(b.p);
+        return no_memory();
+    }
+    *out = b.p;
+    return RZ_OK;
 }
 
 static int finish_dep(rz_engine *e, rz__edep *d)
@@ -112,6 +184,7 @@ static int finish_dep(rz_engine *e, rz__edep *d)
     d->run = NULL;
     rz_flow_free(d->flow);
     d->flow = NULL;
+    rz__engine_trim(d->n_steps);
     rz__engine_touch_dep(e, d);
     rz__engine_emit_deployment_finished(e, d);
     return RZ_OK;
@@ -532,6 +605,7 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
     for (size_t i = 0; i < dp->n_steps; i++)
         rz__engine_dep_log(dp, i);
     rz__engine_touch_dep(e, dp);
+    rz__engine_trim(dp->n_steps);
     rc = rz__engine_dep_advance(e, dp, now_ms);
     int crc = rz__engine_commit_call(e, RZ_OK);
     if (rc == RZ_OK)

@@ -199,6 +199,7 @@ typedef struct rz__elocal {
 struct rz_engine {
     rz_engine_opts opts;
     MDB_env *env;
+    void *map; size_t map_len;   /* data.mdb's mapping (store.c); NULL unknown */
     MDB_dbi db_meta, db_nodes, db_jobs, db_deps;
     MDB_dbi db_step_events;   /* named "devs" on disk */
     MDB_dbi db_dep_flows;     /* "dflow": each deployment's text, once */
@@ -267,6 +268,10 @@ RZ_HIDDEN int rz__engine_store_open(rz_engine *e, const char *dir);
 RZ_HIDDEN void rz__engine_store_close(rz_engine *e);
 RZ_HIDDEN int rz__engine_commit(rz_engine *e);
 RZ_HIDDEN int rz__engine_load(rz_engine *e);
+/* Drop the store's mapped pages from RSS (every SHED_COMMITS commits). */
+RZ_HIDDEN void rz__engine_store_shed(rz_engine *e);
+/* After a big deployment's parse or end: give freed heap pages back. */
+RZ_HIDDEN void rz__engine_trim(size_t steps);
 /* Record a step event of `d` for the next commit (and the replica). */
 RZ_HIDDEN int rz__engine_step_event_add(rz_engine *e, rz__edep *d,
                                         rz__step_event_kind kind, size_t step,

@@ -7,6 +7,9 @@
  * Queries of finished ones read the store into a small cache. */
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "engine/engine_impl.h"
 
@@ -237,4 +240,18 @@ size_t rz__engine_live_jobs(const rz_engine *e)
 size_t rz__engine_live_deps(const rz_engine *e)
 {
     return e ? e->n_live_deps : 0;
+}
+
+/* A big flow's parse builds a YAML tree several times the size of what is
+ * kept (~1 KiB a step), freed after validation, and its end a status of
+ * every step: glibc keeps those pages, interleaved with what lives on, so
+ * a 100,000-step run's RSS would stay at the peak. */
+void rz__engine_trim(size_t steps)
+{
+#ifdef __GLIBC__
+    if (steps >= 4096)
+        malloc_trim(0);
+#else
+    (void)steps;
+#endif
 }

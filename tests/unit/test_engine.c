@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "engine/engine_impl.h"
+#include "run/changes.h"
 #include "rhizos/engine.h"
 #include "rhizos/module.h"
 #include "helpers.h"
@@ -636,6 +637,64 @@ static void assert_money(fx *f, uint64_t first_job, uint64_t last_job,
     assert_int_equal(balance(f, RZ_LEDGER_PLATFORM_ID), fees);
 }
 
+/* The status as one cJSON tree printed whole (how the engine built it
+ * before it wrote it step by step): the text must be the same. */
+static void assert_status_as_tree(fx *f, uint64_t dep)
+{
+    const rz__edep *d = rz__engine_dep(f->e, dep);
+    assert_non_null(d);
+    assert_non_null(d->run);
+    cJSON *doc = rz__run_json(d->run);
+    cJSON_DeleteItemFromObjectCaseSensitive(doc, "id");
+    cJSON_AddNumberToObject(doc, "id", (double)d->id);
+    cJSON *steps = cJSON_GetObjectItemCaseSensitive(doc, "steps");
+    for (cJSON *s = steps->child; s; s = s->next) {
+        size_t i = rz_flow_step_find(d->flow, s->string);
+        const rz__ejob *j = rz__engine_job(f->e, d->first_job + i);
+        cJSON_AddNumberToObject(s, "job", (double)j->id);
+        cJSON_AddStringToObject(s, "job_status", rz_job_state_name(j->state));
+        cJSON_AddNumberToObject(s, "dispatches", (double)j->attempt);
+        if (rz__engine_waiting_reason(j))
+            cJSON_AddStringToObject(s, "waiting_reason",
+                                    rz__engine_waiting_reason(j));
+    }
+    char *want = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    char *got = NULL;
+    assert_int_equal(rz_engine_deployment_status(f->e, dep, &got), RZ_OK);
+    assert_string_equal(got, want);
+    rz_free(got);
+    free(want);
+}
+
+/* A final step's outputs are in the status while another still runs. */
+static void test_status_text(void **state)
+{
+    fx *f = *state;
+    static const char *two =
+        "flux: 1\nname: two\ninputs:\n  text: {type: string, required: true}\n"
+        "steps:\n"
+        "  x: {module: count@1.0.0, inputs: {text: \"${{ inputs.text }}\"}}\n"
+        "  y-2: {module: count@1.0.0, inputs: {text: \"${{ inputs.text }}\"}}\n";
+    uint64_t n = node_add(f, 0);
+    uint64_t d = deploy(f, two, 1);
+    assert_status_as_tree(f, d);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, n, 2, &a), RZ_OK);
+    uint64_t job = a.job;
+    char *out = module_outputs(&a);
+    assert_int_equal(rz_engine_poll(f->e, n, 3, &a), RZ_OK);
+    assert_status_as_tree(f, d);
+    assert_int_equal(node_report(f->e, n, job, 1, out, NULL, 10000, 4), RZ_OK);
+    free(out);
+    assert_status_as_tree(f, d);
+    char *text = NULL;
+    assert_int_equal(rz_engine_deployment_status(f->e, d, &text), RZ_OK);
+    assert_non_null(strstr(text, "\"outputs\":{\""));
+    rz_free(text);
+    check(f);
+}
+
 static void test_deploy_fanout(void **state)
 {
     fx *f = *state;
@@ -646,6 +705,8 @@ static void test_deploy_fanout(void **state)
     check(f);
     uint64_t now = 2;
     for (int round = 0; round < 10; round++, now += 150) {
+        if (rz__engine_dep(f->e, d) && rz__engine_dep(f->e, d)->run)
+            assert_status_as_tree(f, d);
         drive(f, nodes, 3, now, "a");
         assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
         check(f);
@@ -1981,6 +2042,7 @@ int main(void)
         T(test_adhoc_exec),
         T(test_finished_leave_memory),
         T(test_deploy_lazy_records),
+        T(test_status_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
