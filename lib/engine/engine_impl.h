@@ -7,9 +7,13 @@
  * step's job record, its step events (appended, never rewritten) and the
  * deployment's small record (state, event count); the flow text and inputs
  * are written once, with the deployment's first commit ("dflow"), and its
- * final status once, when it finishes. On open each deployment's run is
- * rebuilt from its flow by replaying its step events; a transaction is all
- * or nothing, so a crash leaves the state of the last acknowledged call.
+ * final status once, when it finishes. A step's job gets its record when
+ * it first changes (queued, skipped, cancelled), not at the deploy: a
+ * pending step's job is made again on open from the flow, with the amount
+ * of its hold in the ledger (held, and committed there, before the deploy
+ * is). On open each deployment's run is rebuilt from its flow by replaying
+ * its step events; a transaction is all or nothing, so a crash leaves the
+ * state of the last acknowledged call.
  * Money moves in the ledger, ordered so that
  * a crash between the two stores is repaired on open: holds go to the ledger
  * before the job that owns them is committed (an orphan hold is refunded on

@@ -6,6 +6,9 @@
  *          inputs (JSON), written once with its first commit
  *   devs   u64 deployment, u32 sequence   -> one step event (JSON);
  *          e->db_step_events in memory, "devs" on disk
+ * A pending step's job has no record until it first changes: ids of
+ * running deployments' steps may be missing (rz__engine_dep_rebuild makes
+ * those jobs again); any other gap is corruption.
  * A commit writes what the call changed and nothing else: a step costs its
  * job's record, its step events and the small deployment record (state and
  * event count), never the flow, so a commit's cost does not grow with the
@@ -407,7 +410,14 @@ static char *dep_record(const rz__edep *d)
     add_u64(o, "steps", d->n_steps);
     add_u64(o, "state", (uint64_t)d->state);
     add_u64(o, "events", d->n_events);
-    add_str(o, "final", d->final_status);
+    /* Borrowed, not copied: a big deployment's status is megabytes. */
+    cJSON *fin = d->final_status ? cJSON_CreateStringReference(d->final_status)
+                                 : NULL;
+    if (d->final_status && (!fin || !cJSON_AddItemToObject(o, "final", fin))) {
+        cJSON_Delete(fin);
+        cJSON_Delete(o);
+        return NULL;
+    }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
@@ -445,13 +455,18 @@ static int put(MDB_txn *txn, MDB_dbi dbi, const unsigned char *k, size_t klen,
     if (!rec)
         return rz__error(RZ_ENOMEM, "out of memory");
     size_t len = strlen(rec);
-    unsigned char *w = wrap(k, klen, rec, len);
+    /* Written in place (MDB_RESERVE), not copied once more. */
+    MDB_val key = { klen, (void *)k }, val = { HDR + len, NULL };
+    int mrc = mdb_put(txn, dbi, &key, &val, MDB_RESERVE);
+    if (!mrc) {
+        uint32_t crc = record_crc(k, klen, rec, len);
+        unsigned char *v = val.mv_data;
+        memcpy(v, MAGIC, 4);
+        for (int i = 0; i < 4; i++)
+            v[4 + i] = (unsigned char)(crc >> (8 * i));
+        memcpy(v + HDR, rec, len);
+    }
     free(rec);
-    if (!w)
-        return rz__error(RZ_ENOMEM, "out of memory");
-    MDB_val key = { klen, (void *)k }, val = { HDR + len, w };
-    int mrc = mdb_put(txn, dbi, &key, &val, 0);
-    free(w);
     return mrc ? db_error(mrc, "write") : RZ_OK;
 }
 
@@ -523,6 +538,8 @@ static void clear_dirty(rz_engine *e)
         d->flow_stored = true;
         if (d->final_status)
             rz__engine_evict_later(e, d->id, true);
+        if (d->final_status && d->n_steps >= 4096)
+            rz__engine_store_shed(e);   /* its status: megabytes of pages */
     }
     for (size_t i = 0; i < e->n_step_events; i++)
         free(e->step_events[i].text);
