@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "common/fs.h"
@@ -164,4 +166,37 @@ int rz__lmdb_open(MDB_env **env, const char *dir, size_t map_size, unsigned flag
         *env = NULL;
     }
     return mrc;
+}
+
+void rz__lmdb_map_find(MDB_env *env, size_t map_size, void **addr, size_t *len)
+{
+    *addr = NULL;
+    *len = 0;
+    int fd;
+    struct stat st;
+    if (mdb_env_get_fd(env, &fd) != 0 || fstat(fd, &st) != 0)
+        return;
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi, off, ino;
+        unsigned maj, min;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu", &lo, &hi, perms, &off,
+                   &maj, &min, &ino) == 7 && ino == (unsigned long)st.st_ino &&
+            makedev(maj, min) == st.st_dev && off == 0 && perms[3] == 's' &&
+            hi - lo >= map_size) {
+            *addr = (void *)lo;
+            *len = hi - lo;
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+}
+
+void rz__lmdb_shed(void *addr, size_t len)
+{
+    if (addr)
+        (void)madvise(addr, len, MADV_DONTNEED);
 }

@@ -27,4 +27,16 @@ RZ_HIDDEN int rz__lmdb_open(MDB_env **env, const char *dir, size_t map_size,
                             unsigned flags, const char *const *names,
                             MDB_dbi *dbis, size_t n);
 
+/* Where LMDB mapped env's data file (the shared mapping of its inode of at
+ * least `map_size` bytes in /proc/self/maps; mdb_env_info's address is
+ * only the fixed-map hint). *addr NULL when not found (not Linux). */
+RZ_HIDDEN void rz__lmdb_map_find(MDB_env *env, size_t map_size, void **addr,
+                                 size_t *len);
+/* Drop that map's pages from the process's page tables (MADV_DONTNEED):
+ * every page a read touched otherwise stays counted in RSS, which then
+ * grows with the store. Safe on LMDB's read-only shared map without
+ * MDB_WRITEMAP: the pages stay in the page cache (LMDB writes with pwrite)
+ * and the next read faults them back in. addr NULL: nothing. */
+RZ_HIDDEN void rz__lmdb_shed(void *addr, size_t len);
+
 #endif

@@ -25,9 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 
 #include <cjson/cJSON.h>
 #include <sodium.h>
@@ -39,8 +37,6 @@
 #define ENGINE_MAP_SIZE (8ull * 1024 * 1024 * 1024)
 /* Commits between two rz__engine_store_shed. */
 #define SHED_COMMITS 1024
-
-static void find_map(rz_engine *e);
 
 static int db_error(int rc, const char *what)
 {
@@ -210,7 +206,7 @@ int rz__engine_store_open(rz_engine *e, const char *data_dir)
         return db_error(mrc, "open");
     if ((rc = migrate(e, dbis, RZ_ARRAY_LEN(dbis))) != RZ_OK)
         return rc;
-    find_map(e);
+    rz__lmdb_map_find(e->env, ENGINE_MAP_SIZE, &e->map, &e->map_len);
     e->db_nodes = dbis[0];
     e->db_jobs = dbis[1];
     e->db_deps = dbis[2];
@@ -576,43 +572,11 @@ int rz__engine_commit(rz_engine *e)
     return RZ_OK;
 }
 
-/* The store's mapped pages out of the process's page tables: every page a
- * walk or a commit has read stays counted in its RSS otherwise, and that
- * grows with the store, not with the live work. MADV_DONTNEED on LMDB's
- * read-only shared map drops nothing: the pages stay in the page cache
- * (LMDB writes with pwrite), and the next read faults them back in. */
+/* The store's mapped pages out of RSS (rz__lmdb_shed): it would grow with
+ * the store, not with the live work. */
 void rz__engine_store_shed(rz_engine *e)
 {
-    if (e->map)
-        (void)madvise(e->map, e->map_len, MADV_DONTNEED);
-}
-
-/* Where LMDB mapped data.mdb (mdb_env_info's address is the fixed-map
- * hint, NULL here): the shared mapping of its inode in /proc/self/maps.
- * None found (not Linux): no shedding. */
-static void find_map(rz_engine *e)
-{
-    int fd;
-    struct stat st;
-    if (mdb_env_get_fd(e->env, &fd) != 0 || fstat(fd, &st) != 0)
-        return;
-    FILE *f = fopen("/proc/self/maps", "r");
-    char line[512];
-    while (f && fgets(line, sizeof line, f)) {
-        unsigned long lo, hi, off, ino;
-        unsigned maj, min;
-        char perms[8];
-        if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu", &lo, &hi, perms, &off,
-                   &maj, &min, &ino) == 7 && ino == (unsigned long)st.st_ino &&
-            makedev(maj, min) == st.st_dev && off == 0 && perms[3] == 's' &&
-            hi - lo >= ENGINE_MAP_SIZE) {
-            e->map = (void *)lo;
-            e->map_len = hi - lo;
-            break;
-        }
-    }
-    if (f)
-        fclose(f);
+    rz__lmdb_shed(e->map, e->map_len);
 }
 
 /* ---- loading ---- */
