@@ -160,7 +160,9 @@ static int local_document(const rz_flow *flow, char **out)
             ok = cJSON_AddNumberToObject(s, "timeout_s",
                                          st->module->timeout_s) != NULL;
     }
-    *out = ok ? rz__json_print(doc, false) : NULL;
+    /* rz__json_print's numbers, on this tree (its own, about to go): not a
+     * copy of a 100,000-step document. */
+    *out = ok && rz__json_raw_numbers(doc) ? cJSON_PrintUnformatted(doc) : NULL;
     cJSON_Delete(doc);
     return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
 }

@@ -445,6 +445,7 @@ static int checkpoint(rz_ledger *l)
         return rz__ledger_db_error(mrc, "checkpoint commit");
     }
     l->ops_since = 0;
+    rz__lmdb_shed(l->map, l->map_len);   /* RSS follows the live data */
     int rc = journal_restart(l);
     return rc == RZ_OK ? begin_write(l) : rc;
 }
@@ -520,9 +521,10 @@ static int open_env(rz_ledger *l, const rz_ledger_opts *o)
     int rc = rz__lmdb_check_file(l->dir);
     if (rc != RZ_OK)
         return rc;
-    int mrc = rz__lmdb_open(&l->env, l->dir,
-                            o->map_size ? o->map_size : RZ_LEDGER_DEFAULT_MAP_SIZE,
-                            flags, NULL, NULL, 0);
+    size_t size = o->map_size ? o->map_size : RZ_LEDGER_DEFAULT_MAP_SIZE;
+    int mrc = rz__lmdb_open(&l->env, l->dir, size, flags, NULL, NULL, 0);
+    if (!mrc)
+        rz__lmdb_map_find(l->env, size, &l->map, &l->map_len);
     return mrc ? rz__ledger_db_error(mrc, "open") : RZ_OK;
 }
 

@@ -230,6 +230,7 @@ RZ_HIDDEN int rz__ledger_get_transfer(MDB_txn *txn, const rz__ledger_dbs *d,
 
 struct rz_ledger {
     MDB_env *env;
+    void *map; size_t map_len;   /* data.mdb's mapping: shed at checkpoints */
     rz__ledger_dbs dbs;
     rz__journal journal;
     MDB_txn *wtxn;         /* writer: every batch since the last checkpoint */
