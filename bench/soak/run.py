@@ -41,8 +41,10 @@ holds; 1 otherwise (the summary says which).
 
 --mix stateless drives only what adds no lasting state (reads, bad
 requests, watchers of finished deployments, refused cancels) over accounts,
-jobs and deployments made first: the orchestrator keeps every job in
-memory, so only this mix can show a leak apart from what it holds.
+jobs and deployments made first. (The engine keeps only live work in
+memory since 2026-12-05; the stores' files still grow with every job, and
+their mapped pages count in RSS as RssFile, so RssAnon is the leak check
+of the full mix.)
 
 usage: bench/soak/run.py [--build DIR] [--duration S] [--nodes N]
        [--steady-nodes N] [--node-churn M] [--orch-restart K] [--sample S]
