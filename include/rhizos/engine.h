@@ -567,7 +567,8 @@ RZ_EXTERN uint64_t rz_engine_volume_micros(const rz_engine *e);
  * deployments and their steps agree, the ledger verifies. RZ_OK, or
  * RZ_EINTERNAL with the first breach in rz_error_last(). O(jobs + nodes).
  * Not const: it remembers which finished jobs' holds it has checked, so a
- * second check reads only what changed. */
+ * second check reads only what changed; finished jobs no longer in memory
+ * are read from the store and checked by the first check after open. */
 RZ_EXTERN RZ_NODISCARD int rz_engine_check(rz_engine *e);
 /* The same with rz_ledger_verify_sample(ledger, n) in place of the full
  * ledger verify: what a server runs at every start (the engine's side and
