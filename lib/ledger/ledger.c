@@ -483,6 +483,8 @@ static int apply_batch(rz_ledger *l, uint32_t fee_bps, const rz_ledger_op *ops,
     }
     l->meta = m;
     l->ops_since += n;
+    if (m.batches % 1024 == 0)   /* pages the open transaction read */
+        rz__lmdb_shed(l->map, l->map_len);
     return RZ_OK;
 }
 
