@@ -699,6 +699,7 @@ int rz_ledger_open(rz_ledger **out, const char *data_dir,
         rz_ledger_close(l);
         return rc;
     }
+    rz__lmdb_shed(l->map, l->map_len);   /* what recovery and checks read */
     *out = l;
     return RZ_OK;
 }

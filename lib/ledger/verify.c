@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "common/array.h"
+#include "common/fs.h"
 #include "ledger/ledger_impl.h"
 
 /* An id -> index map (open addressing, power-of-two table). */
@@ -470,6 +471,7 @@ int rz_ledger_verify(const rz_ledger *l)
     if (!rc)
         rc = check_expiry(&v);
     rz__ledger_read_end(l, v.txn);
+    rz__lmdb_shed(l->map, l->map_len);   /* it read every page */
     free(v.acc);
     free(v.res);
     idmap_free(&v.accounts);
