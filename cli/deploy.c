@@ -31,8 +31,9 @@ void cli_deploy_usage(void)
 "plus each step's job, the job's own status and dispatches, and the money\n"
 "held and charged; a running step whose job waits for a node shows as\n"
 "\"running (queued for a node)\". `watch` prints a line per step change\n"
-"until the deployment ends (--json: each status as a line) and exits 0\n"
-"only if it succeeded.\n");
+"and the log lines of running steps as their nodes send them (\"[t] step |\n"
+"line\") until the deployment ends (--json: each status as a line) and\n"
+"exits 0 only if it succeeded.\n");
 }
 
 static bool need(const cli *c, const char *verb, int n)
@@ -393,6 +394,23 @@ static int on_step(watch *w, cJSON *s)
     return 0;
 }
 
+/* A running step's log lines as its node sends them, shown as `flow run`
+ * shows a local step's: "[t] step | line". */
+static int on_log(watch *w, cJSON *s)
+{
+    const char *step = cli_json_str(s, "step", "?");
+    const char *l = cli_json_str(s, "lines", NULL);
+    double t = now_s() - w->t0;
+    while (l && *l) {
+        size_t n = strcspn(l, "\n");
+        printf("[%7.1fs] %-20s | %.*s\n", t, step, (int)n, l);
+        l += n + (l[n] == '\n');
+    }
+    fflush(stdout);
+    cJSON_Delete(s);
+    return 0;
+}
+
 static int on_event(void *ud, const char *event, const char *data)
 {
     watch *w = ud;
@@ -403,6 +421,8 @@ static int on_event(void *ud, const char *event, const char *data)
     }
     if (strcmp(event, "step") == 0)
         return on_step(w, s);
+    if (strcmp(event, "step_log") == 0)
+        return on_log(w, s);
     if (!w->last && strcmp(event, "end") == 0)
         w->finished_before = true;
     if (w->c->json) {

@@ -205,6 +205,17 @@ typedef struct rz_attempt_result {
 RZ_EXTERN RZ_NODISCARD int rz_attempt_result_get(const rz_attempt *a,
                                                  rz_attempt_result *out);
 
+/* The log lines written since the last call, as they come (adapters that
+ * stream their log: process, docker), scrubbed of the attempt's secrets
+ * and UTF-8 clean: *out gets them '\n'-separated without the last newline
+ * (release with rz_free), or NULL when no whole line is new. A line is
+ * held back while a secret could still straddle its end; `flush` (once
+ * rz_attempt_poll returned 1) gives the rest. Lines a fast writer pushes
+ * past the adapter's log window before a call are not given (the result's
+ * log tail stays the authoritative one). Errors: RZ_EINVAL (NULL). */
+RZ_EXTERN RZ_NODISCARD int rz_attempt_log_lines(rz_attempt *a, int flush,
+                                                char **out);
+
 /* Stops it if it still runs, removes its scratch folder, wipes what it kept
  * of secrets, frees. NULL is fine. */
 RZ_EXTERN void rz_attempt_free(rz_attempt *a);

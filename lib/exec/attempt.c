@@ -222,6 +222,19 @@ static size_t longest_secret(const rz_attempt *a)
     return l;
 }
 
+/* The longest secret with a newline in it (0: none). Only such a one can
+ * straddle a cut made just after a newline. */
+static size_t longest_secret_nl(const rz_attempt *a)
+{
+    size_t l = 0;
+    for (size_t i = 0; i < a->n_secrets; i++) {
+        size_t n = strlen(a->secrets[i]);
+        if (n > l && memchr(a->secrets[i], '\n', n))
+            l = n;
+    }
+    return l;
+}
+
 /* Where the kept tail of a log of `len` bytes starts: its last max_log
  * bytes, unless that cut falls inside a secret, then just past it (a
  * suffix is not found by scrub). The adapter keeps longest-1 bytes more
@@ -611,12 +624,17 @@ char *rz__attempt_log_lines(rz_attempt *a, bool flush)
     if (!text)
         return NULL;
     size_t len = strlen(text), hold = longest_secret(a);
+    size_t hold_nl = longest_secret_nl(a);
     /* A secret's first bytes may end the text: hold back what could be.
-     * At the end of a log a cap cut, what was held back never goes. */
+     * Whole lines go at once unless a secret has a newline in it (a cut
+     * just after a newline splits no other). At the end of a log a cap
+     * cut, what was held back never goes. */
     bool drop = flush && a->log_end_cut && hold;
     size_t limit = flush && !drop ? len
                    : len > hold ? len - (hold ? hold - 1 : 0) : 0;
-    size_t cut = limit;
+    size_t lines = flush || drop ? limit
+                   : len > hold_nl ? len - (hold_nl ? hold_nl - 1 : 0) : 0;
+    size_t cut = lines;
     while (!drop && cut > 0 && text[cut - 1] != '\n')
         cut--;
     if (cut == 0 && (flush || limit > LIVE_LINE_MAX))
@@ -633,6 +651,16 @@ char *rz__attempt_log_lines(rz_attempt *a, bool flush)
         out[--n] = '\0';
     utf8_clean(out, n);
     return out;
+}
+
+int rz_attempt_log_lines(rz_attempt *a, int flush, char **out)
+{
+    if (out)
+        *out = NULL;
+    if (!a || !out)
+        return rz__error(RZ_EINVAL, "rz_attempt_log_lines: NULL argument");
+    *out = rz__attempt_log_lines(a, flush != 0);
+    return RZ_OK;
 }
 
 void rz__attempt_status(const rz_attempt *a, char *buf, size_t len)

@@ -609,6 +609,7 @@ static void finish(orch *o)
     for (size_t i = 0; i < o->n_stops; i++)
         free(o->stops[i].v);
     free(o->stops);
+    orch_live_free(o);
     if (o->base)
         event_base_free(o->base);
     rz_engine_close(o->e);

@@ -24,6 +24,7 @@
 
 #define ORCH_NAME "rhizos-orchestrator"
 #define ORCH_LOG_MAX (64u * 1024u)      /* a job's log kept from its node */
+#define ORCH_LOG_CHUNK_MAX (64u * 1024u) /* one live log chunk (routes_logs.c) */
 #define ORCH_WAIT_MAX 60                 /* long-poll seconds */
 #define ORCH_WAIT_DEFAULT 25
 #define ORCH_CAPS_MAX 16384u            /* a node's capabilities, as JSON */
@@ -118,6 +119,8 @@ typedef struct watcher {
      * whole status every time. */
     bool changes;
     bool started;            /* its first status (or resume) was sent */
+    bool logs;               /* a status stream with ?logs=1: "step_log"
+                                events too (streams of changes always) */
     char *resume;            /* Last-Event-ID until then, or NULL */
     uint64_t seq;
     struct watcher *prev, *next;
@@ -172,6 +175,8 @@ typedef struct orch {
     struct held_reply *held; size_t n_held, cap_held;
 
     stop_list *stops; size_t n_stops;   /* by node id - 1 */
+    /* Where each running attempt's live log stands (routes_logs.c). */
+    struct live_pos *live; size_t n_live, cap_live;
 
     /* The audit log (audit.c): where it is and the end of its chain. */
     char audit_path[4096];
@@ -316,6 +321,10 @@ void orch_shutdown_streams(orch *o);
 void orch_keepalive(evutil_socket_t fd, short what, void *arg);
 void orch_arm_wakeup(orch *o);
 void orch_waiter_drop_node(orch *o, uint64_t node);
+/* A "step_log" event (`json`) to the deployment's streams of changes, and
+ * to its status streams that asked for logs (?logs=1). No id: it does not
+ * move the point a stream resumes from. */
+void orch_watch_log(orch *o, uint64_t dep, const char *json);
 bool orch_node_waiting(orch *o, uint64_t node);
 
 /* ---- routes_*.c ---- */
@@ -332,6 +341,13 @@ void r_node_result(req *q);
 /* POST .../result with a body over --max-body (authenticated). */
 void r_node_result_oversize(req *q, size_t len);
 void r_node_decline(req *q);
+/* The node of the path ({id}), the caller's own (a node token names one);
+ * false: answered 404. */
+bool own_node(req *q, uint64_t *node);
+/* routes_logs.c: POST .../jobs/{job}/log, a running job's log lines. */
+typedef struct live_pos live_pos;
+void r_node_log(req *q);
+void orch_live_free(orch *o);
 void r_node_delete(req *q);
 void r_node_retire(req *q);         /* POST /nodes/retire, signed by the key */
 void r_node_retire_admin(req *q);   /* POST /nodes/{id}/retire, admin */

@@ -74,7 +74,7 @@ void r_nodes_list(req *q)
 }
 
 /* The node of the path, which must be the caller's own (admin: any). */
-static bool own_node(req *q, uint64_t *node)
+bool own_node(req *q, uint64_t *node)
 {
     if (!param_u64(q, 0, node))
         return false;

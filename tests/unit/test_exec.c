@@ -1807,6 +1807,52 @@ static void test_attempt_live_lines_scrubbed(void **state)
     rz_registry_free(reg);
 }
 
+/* A whole line goes as soon as it is written, secrets or not (only a
+ * secret with a newline in it can straddle a line's end), scrubbed; the
+ * public rz_attempt_log_lines gives what the runner's events give. */
+static void test_attempt_live_line_not_held(void **state)
+{
+    (void)state;
+    const rz_module *m = NULL;
+    rz_registry *reg = one_module("quiet", "process",
+        "cat >/dev/null; printf 'first SECRETVALUE123\\n' >&2; sleep 1;"
+        " printf 'second\\n' >&2; echo '{\"value\":1}'\n", &m);
+    rz_attempt_secret sec = { "api-key", "SECRETVALUE123" };
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = m;
+    o.secrets = &sec;
+    o.n_secrets = 1;
+    o.scratch_parent = tmp_root;
+    o.sandbox = 0;
+    rz_attempt *a = NULL;
+    assert_int_equal(rz_attempt_start(&a, &o), RZ_OK);
+    char *first = NULL;
+    uint64_t give_up = rz__now_ms() + 20000;
+    int r;
+    while ((r = rz_attempt_poll(a, 50)) == 0) {
+        assert_true(rz__now_ms() < give_up);
+        char *l = NULL;
+        assert_int_equal(rz_attempt_log_lines(a, 0, &l), RZ_OK);
+        if (l && !first)
+            first = l;
+        else
+            rz_free(l);
+    }
+    assert_int_equal(r, 1);
+    assert_non_null(first);   /* before the end, not at the flush */
+    assert_string_equal(first, "first [redacted]");
+    rz_free(first);
+    char *rest = NULL;
+    assert_int_equal(rz_attempt_log_lines(a, 1, &rest), RZ_OK);
+    if (rest)
+        assert_null(strstr(rest, "SECRETVALUE"));
+    rz_free(rest);
+    assert_int_equal(rz_attempt_log_lines(NULL, 0, &rest), RZ_EINVAL);
+    assert_null(rest);
+    rz_attempt_free(a);
+    rz_registry_free(reg);
+}
+
 /* An attempt with secrets in a process where nothing started libsodium
  * yet (a binding's first call): keeping them must not abort the process.
  * First in the list, before anything else starts it. */
@@ -2086,6 +2132,7 @@ int main(void)
         T(test_attempt_scrubs_secret_at_cut),
         T(test_attempt_live_lines_scrubbed),
         T(test_attempt_live_lines_gap_scrubbed),
+        T(test_attempt_live_line_not_held),
         T(test_attempt_unknown_adapter),
         T(test_attempt_timeout),
         T(test_attempt_stop),
