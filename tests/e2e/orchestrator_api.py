@@ -667,6 +667,7 @@ class OrchestratorApi(unittest.TestCase):
             ("GET", "/api/v1/nodes/{id}/jobs"): {N},
             ("POST", "/api/v1/nodes/{id}/jobs/{job}/result"): {N},
             ("POST", "/api/v1/nodes/{id}/jobs/{job}/decline"): {N},
+            ("POST", "/api/v1/nodes/{id}/jobs/{job}/log"): {N},
             ("DELETE", "/api/v1/nodes/{id}"): {N, A},
             ("GET", "/api/v1/nodes/{id}/challenge"): {N, A},
             ("POST", "/api/v1/nodes/{id}/challenge"): {N},
@@ -726,6 +727,8 @@ class OrchestratorApi(unittest.TestCase):
                                      "outputs": {}}) if method == "POST" else None
             if path.endswith("/decline"):
                 body = {"attempt": 1}
+            if path.endswith("/log"):
+                body = {"attempt": 1, "offset": 0, "lines": "x\n"}
             if path.endswith("/heartbeat"):
                 body = {"load": 0.5}
             for name, k in keys.items():
