@@ -182,33 +182,42 @@ static int send_waiting(live_log *l, unsigned *tries)
     return 0;
 }
 
+static int past(const struct timespec *end)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return now.tv_sec > end->tv_sec ||
+           (now.tv_sec == end->tv_sec && now.tv_nsec >= end->tv_nsec);
+}
+
 static void *live_main(void *arg)
 {
     live_log *l = arg;
     unsigned tries = 0;
-    long wait = LIVE_EVERY_MS;
+    int again = 0;
     struct timespec end = {0};
     for (;;) {
-        struct timespec t;
-        deadline_in(&t, wait);
+        if (again) {
+            /* A failed try waits a little longer each time, up to 2 s:
+             * the lines are for watching, not worth a long queue. */
+            agent_sleep(l->a, tries < 3 ? 250L << tries : 2000L);
+        } else {
+            struct timespec t;
+            deadline_in(&t, LIVE_EVERY_MS);
+            pthread_mutex_lock(&l->mu);
+            while (!l->finishing && l->len < LIVE_CHUNK &&
+                   pthread_cond_timedwait(&l->cv, &l->mu, &t) != ETIMEDOUT)
+                ;
+            pthread_mutex_unlock(&l->mu);
+        }
         pthread_mutex_lock(&l->mu);
-        while (!l->finishing && l->len < LIVE_CHUNK &&
-               pthread_cond_timedwait(&l->cv, &l->mu, &t) != ETIMEDOUT)
-            ;
         int finishing = l->finishing;
         pthread_mutex_unlock(&l->mu);
         if (finishing && !end.tv_sec)
             deadline_in(&end, LIVE_FINISH_MS);
-        int again = send_waiting(l, &tries);
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        if (finishing && (!again || agent_stopping(l->a) ||
-                          now.tv_sec > end.tv_sec ||
-                          (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec)))
+        again = send_waiting(l, &tries);
+        if (finishing && (!again || agent_stopping(l->a) || past(&end)))
             break;
-        /* A refused try waits a little longer each time, up to 2 s: the
-         * lines are for watching, not worth a long queue. */
-        wait = again ? (tries < 3 ? 250L << tries : 2000L) : LIVE_EVERY_MS;
     }
     return NULL;
 }

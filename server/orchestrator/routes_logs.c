@@ -198,7 +198,7 @@ void r_node_log(req *q)
     }
     char gap[96] = "";
     if (offset > p->next)
-        snprintf(gap, sizeof gap, "[%llu bytes of log not streamed]\n",
+        snprintf(gap, sizeof gap, "[%llu bytes of the log missing here]\n",
                  (unsigned long long)(offset - p->next));
     int rc = append_log(o, job, fresh, gap, lines, n);
     if (rc != RZ_OK) {

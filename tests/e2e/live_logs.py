@@ -176,7 +176,7 @@ class LiveLogs(network.Base):
             doc = json.loads(first[3])
             self.assertEqual((doc["job"], doc["step"], doc["attempt"], doc["offset"]),
                              (job, "talk", 1, 0), doc)
-            self.assertIn("first line", doc["lines"])
+            self.assertIn("first line, key [redacted]\n", doc["lines"])
             self.assertIsNone(first[2], "a step_log event moves no resume point")
             # A stream resumed from its first event's id gets the later lines.
             resumed = Stream(self.base, path, self.key, last_id=s.events[0][2])
@@ -260,7 +260,7 @@ class LiveLogs(network.Base):
         st, doc = self.post(a, a_tok, job1, {"attempt": 1, "offset": 20, "lines": "late\n"})
         self.assertEqual(st, 200, doc)
         self.assertEqual(self.job(job1)["log"],
-                         kept + "[8 bytes of log not streamed]\nlate\n")
+                         kept + "[8 bytes of the log missing here]\nlate\n")
         # The result replaces the streamed log; then the log is closed.
         self.api("POST", "/api/v1/nodes/%d/jobs/%d/result" % (a, job1), key=a_tok,
                  body=network.KEYS[a].signed(job1, {
