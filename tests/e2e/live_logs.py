@@ -207,6 +207,10 @@ class LiveLogs(network.Base):
         everything = "\n".join(s.raw + resumed.raw + watch.out + watch.err) + log
         self.assertNotIn(SECRET, everything)
         self.assertNotIn(SECRET, "\n".join(n.output() for n in self.nodes))
+        # Both stop cleanly (under ASan: nothing leaked by the log's paths).
+        node = self.nodes.pop()
+        node.stop_clean()
+        self.stop_orchestrator()
 
     # ---- the route against fake nodes ----
 
