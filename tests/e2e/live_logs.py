@@ -13,12 +13,17 @@ Then the route against a hostile or confused node (fake nodes speaking the
 protocol): a retried chunk is taken once; an oversized chunk, another
 node's job, an unknown job, a stale attempt, bytes that are not UTF-8, a
 chunk overlapping what was taken, and a chunk after the result each get a
-clear 4xx and store nothing.
+clear 4xx and store nothing. And the node against an orchestrator played
+here: a refused chunk is sent again at the same offset, the chunks taken
+are the whole log and come before the result, and a chunk refused for
+good ends the stream but not the job.
 
 Usage: live_logs.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT"""
+import hashlib
 import json
 import os
 import shutil
+import struct
 import sys
 import tempfile
 import threading
@@ -32,7 +37,7 @@ from harness import Proc, cli_env, http, run, wait_until  # noqa: E402
 ROOT, NODE, ORCH, RHIZOS = network.ROOT, network.NODE, network.ORCH, network.RHIZOS
 TEST_MODULES = os.path.join(ROOT, "tests", "e2e", "modules")
 SECRET = "sk-live-stream-0123456789"
-NAP = 2.0   # seconds between the step's lines
+NAP = 1.0   # seconds between the step's lines
 
 MODULE = {
     "id": "live-log", "version": "1.0.0", "name": "Live log",
@@ -157,6 +162,7 @@ class LiveLogs(network.Base):
         dep = self.deploy_with_secret()
         path = "/api/v1/flows/%d/events?changes=1" % dep
         s = Stream(self.base, path, self.key)
+        resumed = None
         watch = Proc([RHIZOS, "--orchestrator", self.base, "flow", "watch", str(dep)],
                      cwd=ROOT, env=cli_env(RHIZOS_API_KEY=self.key))
         try:
@@ -187,6 +193,8 @@ class LiveLogs(network.Base):
             self.assertEqual(watch.p.wait(timeout=30), 0, watch.output())
         finally:
             s.close()
+            if resumed:
+                resumed.close()
             watch.stop()
         done = s.of("end")[0][0]
         succeeded = [e[0] for e in s.of("step")
@@ -273,6 +281,162 @@ class LiveLogs(network.Base):
         st, doc = self.post(a, a_tok, job1, {"attempt": 1, "offset": 25, "lines": "after\n"})
         self.assertEqual(st, 409, doc)
         self.assertEqual(self.job(job1)["log"], "hello\nagain\nlate\n")
+
+
+def cbor(data, i=0):
+    """(value, next index) of the CBOR item at data[i]: what the node's
+    bodies hold (maps, text, integers, floats, booleans, null)."""
+    major, info = data[i] >> 5, data[i] & 0x1F
+    i += 1
+    if major == 7:
+        if info == 27:
+            return struct.unpack(">d", data[i:i + 8])[0], i + 8
+        if info == 26:
+            return struct.unpack(">f", data[i:i + 4])[0], i + 4
+        return {20: False, 21: True, 22: None}[info], i
+    if info < 24:
+        n = info
+    else:
+        size = {24: 1, 25: 2, 26: 4, 27: 8}[info]
+        n = int.from_bytes(data[i:i + size], "big")
+        i += size
+    if major == 0:
+        return n, i
+    if major == 1:
+        return -1 - n, i
+    if major in (2, 3):
+        raw = data[i:i + n]
+        return (raw.decode() if major == 3 else raw), i + n
+    if major == 4:
+        out = []
+        for _ in range(n):
+            v, i = cbor(data, i)
+            out.append(v)
+        return out, i
+    out = {}
+    for _ in range(n):
+        k, i = cbor(data, i)
+        out[k], i = cbor(data, i)
+    return out, i
+
+
+class NodeSide(unittest.TestCase):
+    """The real rhizos-node against an orchestrator played here: a chunk
+    refused for a while (503) is sent again at the same offset, the
+    chunks taken make up the step's log exactly, all before the result;
+    a chunk refused for good (409) ends the stream, not the job."""
+
+    def setUp(self):
+        import http.server
+        self.tmp = tempfile.TemporaryDirectory(prefix="rz-live-node-")
+        self.mods = os.path.join(self.tmp.name, "modules")
+        d = os.path.join(self.mods, "live-log")
+        os.makedirs(d)
+        with open(os.path.join(d, "module.json"), "w") as f:
+            json.dump(MODULE, f)
+        with open(os.path.join(d, "talk.py"), "w") as f:
+            f.write(SCRIPT)
+        digest = hashlib.sha256(json.dumps(MODULE, sort_keys=True, separators=(",", ":"))
+                                .encode()).hexdigest()
+        self.queue = [{"job": job, "attempt": 1, "step": "talk",
+                       "module": {"id": "live-log", "version": "1.0.0",
+                                  "digest": digest},
+                       "request": {"inputs": {}, "config": {}}} for job in (3, 4)]
+        self.posts, self.lock = [], threading.Lock()
+        self.refuse = {3: [503], 4: [409]}   # answers to each job's first chunks
+        test = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def reply(self, code, doc=None):
+                body = json.dumps(doc).encode() if doc is not None else b""
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except OSError:
+                    pass
+
+            def do_GET(self):
+                if self.path.endswith("/challenge"):
+                    return self.reply(204)
+                with test.lock:
+                    # One job at a time: the next once the last has its result.
+                    done = len([p for p in test.posts if p[0].endswith("/result")])
+                    asg = test.queue.pop(0) if test.queue and \
+                        done == 2 - len(test.queue) else None
+                if asg:
+                    return self.reply(200, asg)
+                time.sleep(0.2)
+                self.reply(204)
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n)
+                if self.path.endswith("/register"):
+                    return self.reply(201, {"id": 1, "token": "rzn_fake",
+                                            "account": "ab" * 16})
+                if self.path.endswith("/heartbeat"):
+                    return self.reply(200, {"stop": []})
+                doc = cbor(body)[0] if body[:1] != b"{" else json.loads(body)
+                job = int(self.path.split("/jobs/")[1].split("/")[0])
+                code = 200
+                with test.lock:
+                    if self.path.endswith("/log") and test.refuse[job]:
+                        code = test.refuse[job].pop(0)
+                    test.posts.append((self.path, job, doc, code))
+                if code != 200:
+                    return self.reply(code, {"error": {"code": "X", "message": "no"}})
+                self.reply(200, {"accepted": True})
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.data = os.path.join(self.tmp.name, "node")
+        p = run([NODE, "init", "--data", self.data], cwd=ROOT)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def tearDown(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+        self.tmp.cleanup()
+
+    def of(self, job, kind):
+        with self.lock:
+            return [p for p in self.posts if p[1] == job and p[0].endswith("/" + kind)]
+
+    def test_retries_resume_at_the_offset_and_a_refusal_ends_the_stream(self):
+        n = Proc([NODE, "start", "--data", self.data, "--orchestrator",
+                  "http://127.0.0.1:%d" % self.srv.server_address[1],
+                  "--modules", self.mods, *network.SANDBOX], cwd=ROOT)
+        try:
+            n.wait_for(lambda: self.of(4, "result"), 6 * NAP + 30, "both results\n" +
+                       json.dumps([p[:2] + (p[3],) for p in self.posts]))
+        finally:
+            self.assertEqual(n.stop(), 0, n.output())
+        logs, result = self.of(3, "log"), self.of(3, "result")
+        self.assertEqual(result[0][2].get("outputs"), {"ok": True}, result)
+        # The refused first chunk came again, at the same offset.
+        self.assertEqual([p[3] for p in logs[:2]], [503, 200], logs)
+        self.assertEqual(logs[0][2]["offset"], 0)
+        self.assertEqual(logs[1][2]["offset"], 0)
+        self.assertTrue(logs[1][2]["lines"].startswith(logs[0][2]["lines"]))
+        # The chunks taken follow each other and are the whole log.
+        taken, at = "", 0
+        for _, _, doc, code in logs[1:]:
+            self.assertEqual((code, doc["attempt"], doc["offset"]), (200, 1, at), logs)
+            taken += doc["lines"]
+            at += len(doc["lines"].encode())
+        self.assertEqual(taken, "first line, key none\nsecond line\nthird line\n")
+        with self.lock:
+            order = [p[0].rsplit("/", 1)[1] for p in self.posts if p[1] == 3]
+        self.assertEqual(order[-1], "result", order)   # every chunk before it
+        # Job 4: its first chunk refused for good, no more chunks; it ran on.
+        self.assertEqual([p[3] for p in self.of(4, "log")], [409])
+        self.assertEqual(self.of(4, "result")[0][2].get("outputs"), {"ok": True})
 
 
 if __name__ == "__main__":
