@@ -162,6 +162,10 @@ class LiveLogs(network.Base):
         dep = self.deploy_with_secret()
         path = "/api/v1/flows/%d/events?changes=1" % dep
         s = Stream(self.base, path, self.key)
+        # Status streams: step_log events only when asked (the bindings'
+        # watch() reads statuses).
+        plain = Stream(self.base, "/api/v1/flows/%d/events" % dep, self.key)
+        logs = Stream(self.base, "/api/v1/flows/%d/events?logs=1" % dep, self.key)
         resumed = None
         watch = Proc([RHIZOS, "--orchestrator", self.base, "flow", "watch", str(dep)],
                      cwd=ROOT, env=cli_env(RHIZOS_API_KEY=self.key))
@@ -191,8 +195,11 @@ class LiveLogs(network.Base):
             wait_until(lambda: s.of("end"), 3 * NAP + 30, "the end")
             wait_until(lambda: resumed.of("end"), 10, "the resumed stream's end")
             self.assertEqual(watch.p.wait(timeout=30), 0, watch.output())
+            wait_until(lambda: plain.of("end") and logs.of("end"), 10,
+                       "the status streams' end")
         finally:
-            s.close()
+            for stream in (s, plain, logs):
+                stream.close()
             if resumed:
                 resumed.close()
             watch.stop()
@@ -201,6 +208,8 @@ class LiveLogs(network.Base):
                      if json.loads(e[3]).get("status") == "succeeded"]
         self.assertLess(first[0], min(succeeded + [done]) - NAP / 2,
                         "the first line came at least a nap before the end")
+        self.assertEqual(plain.of("step_log"), [])
+        self.assertIn("first line", "".join(e[3] for e in logs.of("step_log")))
         later = "".join(json.loads(e[3])["lines"] for e in resumed.of("step_log"))
         self.assertIn("third line", later)
         # flow watch: the line before the step's success, as `flow run` shows it.
@@ -212,7 +221,8 @@ class LiveLogs(network.Base):
         log = self.job(job)["log"]
         for line in ("first line", "second line", "third line"):
             self.assertEqual(log.count(line), 1, log)
-        everything = "\n".join(s.raw + resumed.raw + watch.out + watch.err) + log
+        everything = "\n".join(s.raw + resumed.raw + logs.raw + watch.out +
+                               watch.err) + log
         self.assertNotIn(SECRET, everything)
         self.assertNotIn(SECRET, "\n".join(n.output() for n in self.nodes))
         # Both stop cleanly (under ASan: nothing leaked by the log's paths).
