@@ -445,10 +445,20 @@ void orch_watch(req *q, uint64_t dep)
     evhttp_connection_set_closecb(c, watcher_closed, o);
 }
 
+/* Bytes waiting to go to a stream's reader. */
+static size_t backlog(const watcher *w)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(w->conn);
+    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
 void orch_watch_log(orch *o, uint64_t dep, const char *json)
 {
+    /* A reader that does not keep up misses log lines (the job's log has
+     * them) rather than the server keeping them for it without bound. */
     for (watcher *w = o->watchers; w; w = w->next)
-        if (w->dep == dep && (w->changes ? w->started : w->logs))
+        if (w->dep == dep && (w->changes ? w->started : w->logs) &&
+            backlog(w) < ORCH_SSE_LOG_BACKLOG)
             sse_send(w->req, "step_log", json);
 }
 

@@ -25,6 +25,8 @@
 #define ORCH_NAME "rhizos-orchestrator"
 #define ORCH_LOG_MAX (64u * 1024u)      /* a job's log kept from its node */
 #define ORCH_LOG_CHUNK_MAX (64u * 1024u) /* one live log chunk (routes_logs.c) */
+#define ORCH_SSE_LOG_BACKLOG (1024u * 1024u)  /* a stream's unsent bytes past
+                                                which step_log events skip it */
 #define ORCH_WAIT_MAX 60                 /* long-poll seconds */
 #define ORCH_WAIT_DEFAULT 25
 #define ORCH_CAPS_MAX 16384u            /* a node's capabilities, as JSON */
