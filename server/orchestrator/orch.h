@@ -25,6 +25,8 @@
 #define ORCH_NAME "rhizos-orchestrator"
 #define ORCH_LOG_MAX (64u * 1024u)      /* a job's log kept from its node */
 #define ORCH_LOG_CHUNK_MAX (64u * 1024u) /* one live log chunk (routes_logs.c) */
+#define ORCH_LIVE_PUT_MS 2000u         /* a streamed log stored at most this
+                                           often (routes_logs.c) */
 #define ORCH_SSE_LOG_BACKLOG (1024u * 1024u)  /* a stream's unsent bytes past
                                                 which step_log events skip it */
 #define ORCH_WAIT_MAX 60                 /* long-poll seconds */
@@ -349,6 +351,12 @@ bool own_node(req *q, uint64_t *node);
 /* routes_logs.c: POST .../jobs/{job}/log, a running job's log lines. */
 typedef struct live_pos live_pos;
 void r_node_log(req *q);
+/* A running job's streamed log (NULL: none streamed): GET shows it. */
+const char *orch_live_log(orch *o, uint64_t job);
+/* The job's attempt reported: forget its stream; `keep` stores what was
+ * streamed first (a result without a log of its own). */
+void orch_live_end(orch *o, uint64_t job, bool keep);
+/* At shutdown: store what is not stored yet, free. */
 void orch_live_free(orch *o);
 void r_node_delete(req *q);
 void r_node_retire(req *q);         /* POST /nodes/retire, signed by the key */

@@ -70,10 +70,11 @@ cJSON *job_json(orch *o, uint64_t id, bool with_log)
         cJSON_AddItemToObject(j, "command", cmd ? cmd : cJSON_CreateNull());
         cJSON_Delete(x);
     }
-    if (with_log) {
-        char *log = auth_get_log(o, id);
-        if (log)
-            cJSON_AddStringToObject(j, "log", log);
+    if (with_log) {   /* a running job's: what its node streamed so far */
+        const char *live = orch_live_log(o, id);
+        char *log = live ? NULL : auth_get_log(o, id);
+        if (live || log)
+            cJSON_AddStringToObject(j, "log", live ? live : log);
         else
             cJSON_AddNullToObject(j, "log");
         free(log);

@@ -10,9 +10,12 @@
  * The first chunk of an attempt replaces what an earlier attempt left.
  * The result's log, when it comes, replaces the streamed one: it is the
  * attempt's authoritative tail, the same lines, so nothing shows twice.
- * Where each attempt's stream stands is kept in memory only: after a
- * restart of the orchestrator, a running attempt's next chunk starts its
- * log again. */
+ *
+ * A running job's streamed log lives in memory (what GET shows) and
+ * reaches the store at most every ORCH_LIVE_PUT_MS: a synced store write
+ * per chunk would cost the one event loop ~10 ms each. Where each
+ * attempt's stream stands is memory only too: after a restart of the
+ * orchestrator, a running attempt's next chunk starts its log again. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +26,28 @@ struct live_pos {
     uint64_t job;
     uint32_t attempt;
     uint64_t next;             /* bytes of the attempt's stream taken */
+    char *log;                 /* the job's log now (its last ORCH_LOG_MAX
+                                  bytes), NUL-terminated; NULL: none */
+    size_t len;
+    uint64_t put_ms;           /* when it was last stored */
+    bool dirty;                /* lines not stored yet */
 };
+
+static void pos_clear(live_pos *p)
+{
+    free(p->log);
+    p->log = NULL;
+    p->len = 0;
+    p->dirty = false;
+}
+
+/* Store what the store lacks of it. */
+static void pos_put(orch *o, live_pos *p)
+{
+    if (p->dirty && auth_put_log(o, p->job, p->log, p->len) == RZ_OK)
+        p->dirty = false;
+    p->put_ms = orch_now_ms();
+}
 
 static bool job_live(orch *o, uint64_t job)
 {
@@ -46,6 +70,10 @@ static live_pos *pos_of(orch *o, uint64_t job)
         for (size_t i = 0; i < o->n_live; i++)
             if (job_live(o, o->live[i].job))
                 o->live[k++] = o->live[i];
+            else {   /* ended without a result (cancelled, node lost) */
+                pos_put(o, &o->live[i]);
+                pos_clear(&o->live[i]);
+            }
         o->n_live = k;
     }
     if (o->n_live == o->cap_live) {
@@ -57,12 +85,41 @@ static live_pos *pos_of(orch *o, uint64_t job)
         o->cap_live = cap;
     }
     live_pos *p = &o->live[o->n_live++];
-    *p = (live_pos){ job, 0, 0 };
+    *p = (live_pos){ .job = job };
     return p;
+}
+
+static live_pos *pos_find(orch *o, uint64_t job)
+{
+    for (size_t i = 0; i < o->n_live; i++)
+        if (o->live[i].job == job)
+            return &o->live[i];
+    return NULL;
+}
+
+const char *orch_live_log(orch *o, uint64_t job)
+{
+    live_pos *p = pos_find(o, job);
+    return p && p->attempt ? p->log : NULL;
+}
+
+void orch_live_end(orch *o, uint64_t job, bool keep)
+{
+    live_pos *p = pos_find(o, job);
+    if (!p)
+        return;
+    if (keep)
+        pos_put(o, p);
+    pos_clear(p);
+    *p = o->live[--o->n_live];
 }
 
 void orch_live_free(orch *o)
 {
+    for (size_t i = 0; i < o->n_live; i++) {
+        pos_put(o, &o->live[i]);   /* a stop keeps what was streamed */
+        pos_clear(&o->live[i]);
+    }
     free(o->live);
     o->live = NULL;
     o->n_live = o->cap_live = 0;
@@ -97,33 +154,36 @@ static bool chunk_fits(req *q, uint64_t node, uint64_t job, uint64_t attempt,
     return true;
 }
 
-/* The stored log with `add` (len n) after it, cut to its last
- * ORCH_LOG_MAX bytes on a UTF-8 boundary, stored. */
-static int append_log(orch *o, uint64_t job, bool fresh, const char *gap,
-                      const char *add, size_t n)
+/* The job's log with `gap` and `add` (len n) after it, cut to its last
+ * ORCH_LOG_MAX bytes on a UTF-8 boundary; stored when the last store is
+ * ORCH_LIVE_PUT_MS old (the first chunk at once). */
+static int append_log(orch *o, live_pos *p, const char *gap, const char *add,
+                      size_t n)
 {
-    char *old = fresh ? NULL : auth_get_log(o, job);
-    size_t ol = old ? strlen(old) : 0, gl = strlen(gap);
-    char *all = malloc(ol + gl + n + 1);
-    if (!all) {
-        free(old);
+    size_t gl = strlen(gap), len = p->len + gl + n;
+    char *all = malloc(len + 1);
+    if (!all)
         return RZ_ENOMEM;
-    }
-    memcpy(all, old ? old : "", ol);
-    memcpy(all + ol, gap, gl);
-    memcpy(all + ol + gl, add, n);
-    size_t len = ol + gl + n;
+    if (p->len)
+        memcpy(all, p->log, p->len);
+    memcpy(all + p->len, gap, gl);
+    memcpy(all + p->len + gl, add, n);
     all[len] = '\0';
-    free(old);
-    const char *tail = all;
+    size_t from = 0;
     if (len > ORCH_LOG_MAX) {
-        tail = all + len - ORCH_LOG_MAX;
-        while (((unsigned char)*tail & 0xC0) == 0x80)
-            tail++;
+        from = len - ORCH_LOG_MAX;
+        while (((unsigned char)all[from] & 0xC0) == 0x80)
+            from++;
+        memmove(all, all + from, len - from + 1);
     }
-    int rc = auth_put_log(o, job, tail, len - (size_t)(tail - all));
-    free(all);
-    return rc;
+    bool first = !p->log;
+    free(p->log);
+    p->log = all;
+    p->len = len - from;
+    p->dirty = true;
+    if (first || orch_now_ms() >= p->put_ms + ORCH_LIVE_PUT_MS)
+        pos_put(o, p);
+    return RZ_OK;
 }
 
 static void answer(req *q, uint64_t next, bool duplicate)
@@ -185,9 +245,10 @@ void r_node_log(req *q)
         return;
     }
     bool fresh = p->attempt != attempt;
-    if (fresh)
-        *p = (live_pos){ job, (uint32_t)attempt, 0 };
-    else if (offset + n <= p->next) {
+    if (fresh) {
+        pos_clear(p);
+        *p = (live_pos){ .job = job, .attempt = (uint32_t)attempt };
+    } else if (offset + n <= p->next) {
         answer(q, p->next, true);   /* taken already: a retried POST */
         return;
     } else if (offset < p->next) {
@@ -200,10 +261,8 @@ void r_node_log(req *q)
     if (offset > p->next)
         snprintf(gap, sizeof gap, "[%llu bytes of the log missing here]\n",
                  (unsigned long long)(offset - p->next));
-    int rc = append_log(o, job, fresh, gap, lines, n);
+    int rc = append_log(o, p, gap, lines, n);
     if (rc != RZ_OK) {
-        if (fresh)
-            p->attempt = 0;
         reply_rz(q, rc);
         return;
     }

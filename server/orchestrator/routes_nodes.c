@@ -808,6 +808,8 @@ void r_node_result(req *q)
             fprintf(stderr, ORCH_NAME ": job %llu: its log was not kept\n",
                     (unsigned long long)job);
     }
+    if (!repeat)   /* the streamed log: replaced, or kept when none came */
+        orch_live_end(o, job, !log);
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddTrueToObject(doc, "accepted");
     reply_json(q, 200, doc);

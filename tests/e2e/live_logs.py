@@ -291,6 +291,13 @@ class LiveLogs(network.Base):
         st, doc = self.post(a, a_tok, job1, {"attempt": 1, "offset": 25, "lines": "after\n"})
         self.assertEqual(st, 409, doc)
         self.assertEqual(self.job(job1)["log"], "hello\nagain\nlate\n")
+        # A result with no log of its own keeps the streamed one.
+        st, doc = self.post(b, b_tok, job2, {"attempt": 1, "offset": 0, "lines": "only\n"})
+        self.assertEqual(st, 200, doc)
+        self.api("POST", "/api/v1/nodes/%d/jobs/%d/result" % (b, job2), key=b_tok,
+                 body=network.KEYS[b].signed(job2, {
+                     "attempt": 1, "run_ms": 40, "outputs": {"message": "hi"}}))
+        self.assertEqual(self.job(job2)["log"], "only\n")
 
 
 def cbor(data, i=0):
