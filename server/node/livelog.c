@@ -148,7 +148,8 @@ static int post(live_log *l, const char *text, size_t n, uint64_t offset)
            status == 429 || status == 0 ? 0 : -1;
 }
 
-/* Send what waits, a chunk at a time; 0 when it all went, else why not. */
+/* Send what waits, a chunk at a time: 0 when it all went (or the stream
+ * ended), 1 to try again later. */
 static int send_waiting(live_log *l, unsigned *tries)
 {
     pthread_mutex_lock(&l->mu);
