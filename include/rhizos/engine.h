@@ -48,10 +48,11 @@ typedef struct rz_engine rz_engine;
 #define RZ_ENGINE_DEFAULT_REF_MEMORY_GB_HOUR_MICROS 10000u /* $0.01 */
 #define RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT 200u
 #define RZ_ENGINE_DEFAULT_STEP_SECONDS 60u
-/* A report bills at most the time the engine saw pass from handing the job
- * to its node (rz_engine_poll) to the report, plus this much (the default
- * of rz_engine_opts.run_tolerance_ms). */
-#define RZ_ENGINE_RUN_TOLERANCE_MS 1000u
+/* A report bills at most the time the engine measured from handing the
+ * job to its node (rz_engine_poll) to the report's arrival, plus this much
+ * (the default of rz_engine_opts.run_tolerance_ms): none, the engine's
+ * clock is the basis of what is billed. */
+#define RZ_ENGINE_RUN_TOLERANCE_MS 0u
 
 typedef struct rz_engine_opts {
     int version;
@@ -77,9 +78,10 @@ typedef struct rz_engine_opts {
      * that do not say (their queue_timeout_ms); 0: no limit. Past it the
      * job fails with its waiting reason and its hold is refunded. */
     uint64_t queue_timeout_ms;
-    /* How much more run time than the engine saw pass between handing a
+    /* How much more run time than the engine measured between handing a
      * job over and its report a node may bill (rz_engine_report_result);
-     * 0: RZ_ENGINE_RUN_TOLERANCE_MS. */
+     * 0 (the default): none, billed = min(reported, measured). An embedder
+     * whose clock is coarser than its nodes' may allow a little. */
     uint64_t run_tolerance_ms;
     /* Capability challenges (docs/node.md, "Verification"). 0: off, every
      * node's claims are taken at its word (embedded mode, simulators).
@@ -298,8 +300,9 @@ typedef struct rz_engine_report {
 /* Node `node` reports an attempt of `job`: success or failure as the report
  * says. The job costs the node's price for its run time (the match cost
  * formula), capped at the hold; the run time billed (and shown as the
- * job's run_ms) is run_ms, but never more than now_ms minus the time of the
- * poll that handed the job over, plus the options' run_tolerance_ms. RZ_OK
+ * job's run_ms) is the engine's own measure, now_ms minus the time of the
+ * poll that handed the job over (plus the options' run_tolerance_ms, 0 by
+ * default), bounded by the node's run_ms: min(reported, measured). RZ_OK
  * also for an exact repeat of a report already taken (nothing changes
  * again); *was_repeat (may be NULL) says which:
  * 1 a repeat, 0 this report was taken. RZ_ESTATE for a node that does not

@@ -396,8 +396,6 @@ static void opts_normalise(rz_engine_opts *o, const rz_engine_opts *given)
         o->estimate_factor_pct = RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT;
     if (!o->default_step_seconds)
         o->default_step_seconds = RZ_ENGINE_DEFAULT_STEP_SECONDS;
-    if (!o->run_tolerance_ms)
-        o->run_tolerance_ms = RZ_ENGINE_RUN_TOLERANCE_MS;
 }
 
 static int open_ledger(rz_engine *e, const char *data_dir)
@@ -1060,11 +1058,13 @@ int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
     return RZ_OK;
 }
 
-/* The run time a report may bill: what the node says, never more than the
- * engine saw pass since it handed the job over (plus the stated tolerance),
- * so a node cannot claim hours for a run of a second. A job stored before
- * the hand-over time was kept counts from its submission; a clock that went
- * back leaves only the tolerance. */
+/* The run time a report bills: the engine's own measure, from handing the
+ * job over to the report's arrival (plus the stated tolerance, none by
+ * default), bounded by what the node says: a node cannot claim hours for a
+ * run of a second, and a node that ran less than the engine saw (the
+ * network, its queue) bills what it ran. A job stored before the hand-over
+ * time was kept counts from its submission; a clock that went back leaves
+ * only the tolerance. */
 static uint64_t billable_ms(const rz_engine *e, const rz__ejob *j,
                             uint64_t reported, uint64_t now_ms)
 {

@@ -215,30 +215,39 @@ static void test_settle_exact(void **state)
     check(f);
 }
 
-/* A node cannot bill more run time than the engine saw pass since it
- * handed the job over (plus the tolerance), whatever it reports. */
+/* The engine bills from its own clock: the time it measured from handing
+ * the job over to the report's arrival, bounded by what the node reports
+ * (min of the two), never more. */
 static void test_run_time_bounded(void **state)
 {
     fx *f = *state;
     rz_engine_close(f->e);
     rz_engine_opts o = test_opts(f);
-    o.run_tolerance_ms = 0;   /* the default */
+    o.run_tolerance_ms = 0;   /* the default: none */
     assert_int_equal(rz_engine_open(&f->e, f->dir, &o), RZ_OK);
     uint64_t n = node_add(f, 1000);
     uint64_t j = submit(f, 500, 0, 1000);
     rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, n, 2000, &a), RZ_OK);
-    /* 2^53 ms claimed half a second later: billed 0.5 s + tolerance. */
+    /* 2^53 ms claimed half a second later: billed the 0.5 s measured. */
     assert_int_equal(node_report(f->e, n, j, 1, "{\"n\":1}", NULL,
                                  (uint64_t)1 << 53, 2500), RZ_OK);
     rz_engine_job_info ji;
     assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
     assert_int_equal(ji.state, RZ_JOB_SUCCEEDED);
-    assert_int_equal(ji.run_ms, 500 + RZ_ENGINE_RUN_TOLERANCE_MS);
-    /* 2 cores at 36000 micros/h: 1.5 s is 30 micros, far below the hold. */
-    assert_int_equal(ji.cost_micros, 30);
-    assert_int_equal(balance(f, f->client), 10000 - 30);
-    /* The hand-over time is stored: a reopen keeps the bound. */
+    assert_int_equal(ji.run_ms, 500);
+    /* 2 cores at 36000 micros/h: 0.5 s is 10 micros, far below the hold. */
+    assert_int_equal(ji.cost_micros, 10);
+    assert_int_equal(balance(f, f->client), 10000 - 10);
+    /* One millisecond more than measured is not billed either. */
+    uint64_t x = submit(f, 500, 0, 2500);
+    assert_int_equal(rz_engine_poll(f->e, n, 2600, &a), RZ_OK);
+    assert_int_equal(a.job, x);
+    assert_int_equal(node_report(f->e, n, x, 1, "{\"n\":1}", NULL, 1001,
+                                 3600), RZ_OK);
+    assert_int_equal(rz_engine_job_get(f->e, x, &ji), RZ_OK);
+    assert_int_equal(ji.run_ms, 1000);
+    /* The hand-over time is stored: a reopen keeps the measure. */
     uint64_t k = submit(f, 500, 0, 3000);
     assert_int_equal(rz_engine_poll(f->e, n, 4000, &a), RZ_OK);
     assert_int_equal(a.job, k);
@@ -248,14 +257,28 @@ static void test_run_time_bounded(void **state)
     assert_int_equal(node_report(f->e, n, k, 1, "{\"n\":1}", NULL, 3600000,
                                  14000), RZ_OK);
     assert_int_equal(rz_engine_job_get(f->e, k, &ji), RZ_OK);
-    assert_int_equal(ji.run_ms, 10000 + RZ_ENGINE_RUN_TOLERANCE_MS);
-    /* An honest report below the bound is billed as reported. */
+    assert_int_equal(ji.run_ms, 10000);
+    /* A node that ran less than the engine saw (the network, its queue)
+     * bills what it reports. */
     uint64_t m = submit(f, 500, 0, 15000);
     assert_int_equal(rz_engine_poll(f->e, n, 16000, &a), RZ_OK);
     assert_int_equal(node_report(f->e, n, m, 1, "{\"n\":1}", NULL, 4000,
                                  20500), RZ_OK);
     assert_int_equal(rz_engine_job_get(f->e, m, &ji), RZ_OK);
     assert_int_equal(ji.run_ms, 4000);
+    /* An explicit allowance adds to the measure, still bounded by the
+     * report. */
+    rz_engine_close(f->e);
+    o.run_tolerance_ms = 250;
+    assert_int_equal(rz_engine_open(&f->e, f->dir, &o), RZ_OK);
+    assert_int_equal(rz_engine_node_heartbeat(f->e, n, 21000, 0), RZ_OK);
+    uint64_t t = submit(f, 500, 0, 21000);
+    assert_int_equal(rz_engine_poll(f->e, n, 21000, &a), RZ_OK);
+    assert_int_equal(a.job, t);
+    assert_int_equal(node_report(f->e, n, t, 1, "{\"n\":1}", NULL, 9999,
+                                 22000), RZ_OK);
+    assert_int_equal(rz_engine_job_get(f->e, t, &ji), RZ_OK);
+    assert_int_equal(ji.run_ms, 1250);
     check(f);
 }
 
