@@ -4,7 +4,7 @@ bill more than it ran, and every admin and money operation is in a
 tamper-evident audit log that fails closed.
 
 - A node reporting run_ms 2^53 a moment after taking its job is billed the
-  time the server saw pass (plus 1 s), not the whole hold.
+  time the server measured (min of the two), not the whole hold.
 - A client flooding deposit requests is stopped at its cap (429) and at the
   per-request maximum; others still deposit and are confirmed, also after a
   restart; requests expire (--deposit-ttl) and can be cancelled.
