@@ -282,7 +282,8 @@ static int place_job(rz_engine *e, rz__ejob *j, rz_placement *p)
     int rc = rz_matcher_place(e->matcher, j->reqs, p);
     uint64_t aside[DECLINE_PROBES];
     size_t n = 0;
-    while (rc == RZ_OK && rz__engine_declined(j, placed_node(e, p))) {
+    while (rc == RZ_OK && (rz__engine_declined(j, placed_node(e, p)) ||
+                           rz__replica_excluded(e, j, placed_node(e, p)))) {
         if (n == DECLINE_PROBES) {
             (void)!rz_matcher_release(e->matcher, p->ticket);   /* ours */
             rc = rz__error(RZ_ENOENT, "job %llu: only nodes that declined it "
@@ -329,6 +330,8 @@ int rz__engine_assign_one(rz_engine *e, rz__ejob *j)
 
 void rz__engine_finish(rz_engine *e, rz__ejob *j, rz_job_state st, int owe)
 {
+    if (rz__replica_finish(e, j, st))
+        return;   /* a run of an undecided replicated job (replica.c) */
     j->state = st;
     j->owed = owe;
     rz__engine_touch_job(e, j);
@@ -431,7 +434,8 @@ static int resume(rz_engine *e)
             rc = matcher_add_node(e, &e->nodes[i]);
     for (size_t i = 0; rc == RZ_OK && i < e->n_jobs; i++) {
         rz__ejob *j = &e->jobs[i];
-        if (j->state == RZ_JOB_ASSIGNED || j->state == RZ_JOB_RUNNING)
+        if ((j->state == RZ_JOB_ASSIGNED || j->state == RZ_JOB_RUNNING) &&
+            !j->vote)   /* a replica that voted waits unplaced */
             rc = rz__engine_place_job(e, j, j->node);
         else if (j->state == RZ_JOB_QUEUED) {
             j->queue_gen++;
@@ -850,7 +854,7 @@ int rz_engine_decline(rz_engine *e, uint64_t node, uint64_t job,
     if (!j)
         return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
     if ((j->state != RZ_JOB_ASSIGNED && j->state != RZ_JOB_RUNNING) ||
-        j->node != node || j->attempt != attempt)
+        j->node != node || j->attempt != attempt || j->vote)
         return rz__error(RZ_ESTATE, "node %llu does not hold attempt %u of job "
                          "%llu", (unsigned long long)node, attempt,
                          (unsigned long long)job);
@@ -982,16 +986,23 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
     int rc = begin_call(e, now_ms);
     if (rc != RZ_OK)
         return rc;
-    if (!spec || spec->version != RZ_ENGINE_JOB_SPEC_VERSION)
+    if (!spec || spec->version < 1 || spec->version > RZ_ENGINE_JOB_SPEC_VERSION)
         return rz__error(RZ_EINVAL, "no job spec, or one of an unknown version");
     if (!spec->max_cost_micros)
         return rz__error(RZ_EINVAL, "max_cost_micros must be at least 1");
+    uint32_t k = spec->version >= 2 ? spec->replicas : 0;
+    if (k > RZ_ENGINE_REPLICAS_MAX)
+        return rz__error(RZ_EINVAL, "replicas must be 2 to %u (1 or 0: one "
+                         "run), not %u", RZ_ENGINE_REPLICAS_MAX, k);
     size_t before = e->n_jobs;
     rz__ejob *j = rz__engine_job_new(e);
     if (!j)
         return no_memory();
     rc = job_fill(e, j, spec, now_ms);
-    if (rc == RZ_OK && e->in_group)
+    uint64_t id = j->id;
+    if (rc == RZ_OK && k >= 2)   /* every run's hold, together */
+        rc = rz__replica_submit(e, id, k);
+    else if (rc == RZ_OK && e->in_group)
         rc = rz__engine_group_hold(e, j);
     else if (rc == RZ_OK)
         rc = rz_ledger_hold(e->ledger, rz__engine_hold_id(j->id),
@@ -1001,8 +1012,8 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
         rz__engine_jobs_truncate(e, before);
         return rc;
     }
-    rc = rz__engine_enqueue(e, j);
-    uint64_t id = j->id;
+    if (rc == RZ_OK)
+        rc = rz__engine_enqueue(e, rz__engine_job(e, id));
     if (rc == RZ_OK && e->n_group_holds >= RZ__GROUP_HOLDS_MAX)
         rc = rz__engine_group_flush(e);
     rc = rz__engine_commit_call(e, rc);
@@ -1158,7 +1169,8 @@ int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
             *was_repeat = 1;
         return rc;
     }
-    if (j->state != RZ_JOB_RUNNING || j->node != node || j->attempt != attempt) {
+    if (j->state != RZ_JOB_RUNNING || j->node != node || j->attempt != attempt ||
+        j->vote) {
         e->stats.results_rejected++;
         return rz__error(RZ_ESTATE, "node %llu does not hold attempt %u of job "
                          "%llu", (unsigned long long)node, attempt,
@@ -1184,6 +1196,9 @@ int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
     j->run_ms = billable_ms(e, j, run_ms, now_ms);
     if (!error)
         j->cost = actual_cost(e, j, j->run_ms);
+    if (j->rep_head)   /* a vote: paid, or not, at the verdict */
+        return rz__engine_commit_call(e, rz__replica_report(e, j, outputs_json,
+                                                            error, kept));
     rz__verify_outcome(e, node, error ? RZ__OUT_FAILED : RZ__OUT_SUCCEEDED);
     if (j->deployment) {
         rc = rz__engine_dep_report(e, j, outputs_json ? outputs_json : "{}",
@@ -1254,6 +1269,16 @@ int rz_engine_job_get(const rz_engine *e, uint64_t job, rz_engine_job_info *out)
     out->waiting_reason = rz__engine_waiting_reason(j);
     out->exec_json = j->exec;
     out->queue_deadline_ms = j->state == RZ_JOB_QUEUED ? j->queue_deadline : 0;
+    if (j->rep_head && j->rep_head != j->id)
+        out->replica_of = j->rep_head;
+    if (j->rep_head == j->id) {
+        rz_engine_replica_run r[RZ_ENGINE_REPLICAS_MAX];
+        size_t n = rz_engine_job_replicas(e, j->id, r, RZ_ENGINE_REPLICAS_MAX);
+        out->replicas = (uint32_t)n;
+        out->cost_micros = 0;
+        for (size_t i = 0; i < n; i++)
+            out->cost_micros += r[i].cost_micros;
+    }
     return RZ_OK;
 }
 

@@ -122,7 +122,20 @@ typedef struct rz__ejob {
     size_t n_declined;
     bool dirty;
     bool hold_checked;        /* rz_engine_check saw its final ledger state */
+    /* Redundant execution (replica.c): the set is the head (the job the
+     * client sees) and the jobs rep_first .. rep_first + replicas - 2. */
+    uint64_t rep_head;        /* the set's head; 0: not replicated */
+    uint64_t rep_first;       /* on the head: its first replica */
+    uint8_t replicas;         /* on the head: runs in the set (2..5) */
+    uint8_t vote;             /* RZ__VOTE_*: its run's outcome is in; it
+                                 stays RUNNING, unplaced, until the verdict */
+    uint8_t verdict;          /* RZ__VERDICT_*, once every run voted */
+    unsigned char out_digest[32];   /* SHA-256 of the outputs it reported */
 } rz__ejob;
+
+enum { RZ__VOTE_NONE = 0, RZ__VOTE_OK, RZ__VOTE_FAILED };
+enum { RZ__VERDICT_NONE = 0, RZ__VERDICT_AGREED, RZ__VERDICT_DISAGREED,
+       RZ__VERDICT_FAILED, RZ__VERDICT_NO_MAJORITY, RZ__VERDICT_CANCELLED };
 
 typedef struct rz__edep {
     uint64_t id;
@@ -389,6 +402,26 @@ RZ_HIDDEN uint64_t rz__verify_next(const rz_engine *e);
 RZ_HIDDEN bool rz__verify_save(struct cJSON *rec, const rz__enode *n);
 RZ_HIDDEN int rz__verify_load(rz_engine *e, rz__enode *n,
                               const struct cJSON *rec);
+
+/* replica.c: redundant execution. */
+/* Hold and queue the k - 1 replicas of head `id` (its own hold is taken
+ * with theirs, in one linked batch outside a group). */
+RZ_HIDDEN int rz__replica_submit(rz_engine *e, uint64_t id, uint32_t k);
+/* A sibling of j runs, ran or is placed on `node`: j must go elsewhere. */
+RZ_HIDDEN bool rz__replica_excluded(const rz_engine *e, const rz__ejob *j,
+                                    uint64_t node);
+/* j's run reported (j unplaced, its run_ms and cost set): its vote, and the
+ * verdict once every run of its set voted. `kept` (owned): the outputs or
+ * the error as reported. */
+RZ_HIDDEN int rz__replica_report(rz_engine *e, rz__ejob *j,
+                                 const char *outputs, const char *error,
+                                 char *kept);
+/* rz__engine_finish on a member of an undecided set: a cancel cancels the
+ * set; any other end is the member's vote (a failure). true: handled. */
+RZ_HIDDEN bool rz__replica_finish(rz_engine *e, rz__ejob *j, rz_job_state st);
+/* The job record's replica members (store.c). */
+RZ_HIDDEN bool rz__replica_save(struct cJSON *rec, const rz__ejob *j);
+RZ_HIDDEN void rz__replica_load(rz__ejob *j, const struct cJSON *rec);
 
 /* local.c: embedded mode hooks. */
 RZ_HIDDEN void rz__engine_local_event(rz_engine *e, const rz__edep *d,

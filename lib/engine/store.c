@@ -377,7 +377,7 @@ static char *job_record(const rz__ejob *j)
         sodium_bin2hex(hex, sizeof hex, j->done_digest, sizeof j->done_digest);
         add_str(o, "done_digest", hex);
     }
-    if (j->n_declined && !add_declined(o, j)) {
+    if ((j->n_declined && !add_declined(o, j)) || !rz__replica_save(o, j)) {
         cJSON_Delete(o);
         return NULL;
     }
@@ -652,6 +652,7 @@ static int load_job(rz_engine *e, const unsigned char *key, size_t klen,
     j->done_known = dd && strlen(dd) == 64 &&
                     sodium_hex2bin(j->done_digest, sizeof j->done_digest, dd,
                                    64, NULL, NULL, NULL) == 0;
+    rz__replica_load(j, rec);
     if (rc == RZ_OK)
         rc = load_declined(j, rec);
     if (rc == RZ_OK)

@@ -160,7 +160,8 @@ int rz_engine_submit_module(rz_engine *e, const rz_engine_module_job *spec,
 {
     if (job_id)
         *job_id = 0;
-    if (!e || !spec || spec->version != RZ_ENGINE_MODULE_JOB_VERSION)
+    if (!e || !spec || spec->version < 1 ||
+        spec->version > RZ_ENGINE_MODULE_JOB_VERSION)
         return rz__error(RZ_EINVAL, "no engine, or no job of a known version");
     if (!e->opts.registry)
         return rz__error(RZ_EINVAL, "the engine was opened without a registry");
@@ -176,6 +177,7 @@ int rz_engine_submit_module(rz_engine *e, const rz_engine_module_job *spec,
         s.request_json = request;
         s.priority = spec->priority;
         s.queue_timeout_ms = spec->queue_timeout_ms;
+        s.replicas = spec->version >= 2 ? spec->replicas : 0;
         rc = rz_engine_submit(e, &s, now_ms, job_id);
     }
     free(request);
