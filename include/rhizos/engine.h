@@ -357,9 +357,11 @@ typedef struct rz_engine_job_info {
                                     waiting; 0: no limit */
     const char *exec_json;       /* an ad-hoc job's; NULL: a module job */
     /* Redundant execution: on the job a client submitted, how many runs it
-     * asked for (0: one) and then cost_micros is what all its paid runs
-     * cost together; on each other run, the job it is a replica of (0:
-     * none). */
+     * asked for (0: one); its max_cost_micros is then what all its runs
+     * hold (k x the maximum of one) and cost_micros what its paid runs cost
+     * together. On each other run, the job it is a replica of (0: none),
+     * and max_cost_micros and cost_micros 0: its money is counted on that
+     * job (rz_engine_job_replicas shows each run's). */
     uint32_t replicas;
     uint64_t replica_of;
 } rz_engine_job_info;

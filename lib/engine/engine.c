@@ -1269,12 +1269,17 @@ int rz_engine_job_get(const rz_engine *e, uint64_t job, rz_engine_job_info *out)
     out->waiting_reason = rz__engine_waiting_reason(j);
     out->exec_json = j->exec;
     out->queue_deadline_ms = j->state == RZ_JOB_QUEUED ? j->queue_deadline : 0;
-    if (j->rep_head && j->rep_head != j->id)
+    /* A replicated job's money is all on the job the client submitted:
+     * sums over jobs (volume, refunds) count each micro once. */
+    if (j->rep_head && j->rep_head != j->id) {
         out->replica_of = j->rep_head;
+        out->max_cost_micros = out->cost_micros = 0;
+    }
     if (j->rep_head == j->id) {
         rz_engine_replica_run r[RZ_ENGINE_REPLICAS_MAX];
         size_t n = rz_engine_job_replicas(e, j->id, r, RZ_ENGINE_REPLICAS_MAX);
         out->replicas = (uint32_t)n;
+        out->max_cost_micros = j->max_cost * n;
         out->cost_micros = 0;
         for (size_t i = 0; i < n; i++)
             out->cost_micros += r[i].cost_micros;

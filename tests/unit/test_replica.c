@@ -163,7 +163,9 @@ static void test_liar_not_paid(void **state)
     /* Three holds of the maximum. */
     assert_int_equal(acct(f, f->client).debits_pending, 3 * MAX_COST);
     assert_int_equal(info(f, job).replicas, 3);
+    assert_int_equal(info(f, job).max_cost_micros, 3 * MAX_COST);
     assert_int_equal(info(f, job + 1).replica_of, job);
+    assert_int_equal(info(f, job + 1).max_cost_micros, 0);
     take_runs(f, job, 3, who);
     assert_int_equal(report(f, who[0], job, "{\"y\":42}", NULL, 2000), RZ_OK);
     assert_int_equal(report(f, who[2], job + 2, "{\"y\":666}", NULL, 2000), RZ_OK);
@@ -215,6 +217,7 @@ static void test_liar_not_paid(void **state)
     open_engine(f);
     check(f);
     assert_int_equal(info(f, job).cost_micros, 2 * 36);
+    assert_int_equal(info(f, job + 1).cost_micros, 0);   /* counted once */
 }
 
 /* The client's run is the liar: the job still succeeds with the
