@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""End-to-end: redundant execution, one liar among three nodes.
+
+An orchestrator, two real `rhizos-node`s and a third node speaking the raw
+API that posts invented outputs (signed with its own key, so the lie is
+attributable). A client submits a job with `verify: {replicas: 3}`: the
+three runs go to three distinct nodes, the two honest runs agree, the
+liar's run disagrees. The job succeeds with the honest outputs; the two
+honest nodes are paid their runs (cost less the fee); the liar is paid
+nothing and its record counts a disagreement (its reputation falls); the
+client is charged exactly the two honest runs and nothing stays held.
+`verify` outside {"replicas": 1..5} is refused with a clear error.
+
+Usage: replicas.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT"""
+import sys
+import threading
+import time
+import unittest
+
+from harness import http
+from network import ADMIN, CREDITS, KEYS, PRICES, Base, fee
+
+
+class Replicas(Base):
+    def liar(self, nid, tok, taken):
+        """Take one run and answer it with invented outputs."""
+        st, a = http(self.base, "GET", "/api/v1/nodes/%d/jobs?wait=20" % nid, tok,
+                     timeout=30)
+        if st != 200:
+            taken.append(None)
+            return
+        taken.append(a["job"])
+        time.sleep(0.05)   # the run time it reports has passed
+        http(self.base, "POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, a["job"]),
+             tok, KEYS[nid].signed(a["job"], {"attempt": a["attempt"], "run_ms": 20,
+                                              "outputs": {"message": "invented"}}))
+
+    def test_liar_is_not_paid(self):
+        honest = [self.start_node("honest%d" % i, PRICES[0]) for i in (1, 2)]
+        lid, ltok, lacct = self.fake_node()
+        taken = []
+        t = threading.Thread(target=self.liar, args=(lid, ltok, taken), daemon=True)
+        t.start()
+        time.sleep(0.3)   # its poll is held when the job comes
+        for bad in ({"replicas": 6}, {"replicas": 0}, {"replicas": 2.5}, {"k": 2}, 3):
+            st, doc = http(self.base, "POST", "/api/v1/jobs", self.key,
+                           {"module": "echo", "verify": bad})
+            self.assertEqual((st, doc["error"]["code"]), (400, "RZ_EINVAL"), doc)
+            self.assertIn("replicas", doc["error"]["message"])
+        job = self.api("POST", "/api/v1/jobs", key=self.key, code=201,
+                       body={"module": "echo", "inputs": {"message": "hi"},
+                             "max_cost_micros": 5000000,
+                             "verify": {"replicas": 3}})
+        self.assertEqual(job["verify"], {"replicas": 3})
+        self.assertEqual(job["max_cost_micros"], 3 * 5000000)   # three holds
+        t.join(40)
+        self.assertTrue(taken and taken[0], "the liar got no run")
+
+        def done():
+            j = self.job(job["id"])
+            return j if j["status"] not in ("queued", "assigned", "running") else None
+        from harness import wait_until
+        got = wait_until(done, 60, "the replicated job to finish")
+        self.assertEqual(got["status"], "succeeded", got)
+        self.assertEqual(got["outputs"], {"message": "hi"})
+        runs = got["replicas"]
+        self.assertEqual(len(runs), 3, runs)
+        self.assertEqual(len({r["node"] for r in runs}), 3, runs)   # distinct nodes
+        by_node = {r["node"]: r for r in runs}
+        self.assertEqual(set(by_node), {lid} | {n.id for n in honest})
+        lie = by_node[lid]
+        self.assertEqual((lie["verdict"], lie["paid"], lie["cost_micros"]),
+                         ("disagreed", False, 0), lie)
+        self.assertEqual(lie["job"], taken[0])
+        for n in honest:
+            r = by_node[n.id]
+            self.assertEqual((r["verdict"], r["paid"]), ("agreed", True), r)
+            self.assertGreater(r["cost_micros"], 0, r)
+            self.assertEqual(r["digest"], by_node[honest[0].id]["digest"])
+        self.assertNotEqual(lie["digest"], by_node[honest[0].id]["digest"])
+        # A run's own record points at the job.
+        self.assertEqual(self.job(lie["job"])["replica_of"], job["id"])
+        # Money: the client pays the two honest runs, each honest node its
+        # run less the fee, the liar nothing; nothing stays held.
+        charged = sum(by_node[n.id]["cost_micros"] for n in honest)
+        self.assertEqual(got["cost_micros"], charged)
+        a = self.api("GET", "/api/v1/accounts/%s" % self.client)
+        self.assertEqual((a["debits_micros"], a["pending_micros"]), (charged, 0), a)
+        self.assertEqual(a["balance_micros"], CREDITS - charged)
+        for n in honest:
+            c = by_node[n.id]["cost_micros"]
+            acct = self.api("GET", "/api/v1/accounts/%s" % n.account)
+            self.assertEqual(acct["balance_micros"], c - fee(c), (n.id, acct))
+        liar_acct = self.api("GET", "/api/v1/accounts/%s" % lacct)
+        self.assertEqual(liar_acct["balance_micros"], 0, liar_acct)
+        stats = self.api("GET", "/api/v1/payments/stats")
+        self.assertEqual(stats["held_micros"], 0, stats)
+        self.assertEqual(stats["fees_micros"],
+                         sum(fee(by_node[n.id]["cost_micros"]) for n in honest))
+        # Reputation: the liar's record counts the disagreement.
+        nodes = {n["id"]: n for n in
+                 self.api("GET", "/api/v1/nodes?limit=1000")["nodes"]}
+        rec = nodes[lid]["verification"]["record"]
+        self.assertEqual((rec["disagreed"], rec["succeeded"]), (1, 0), rec)
+        for n in honest:
+            hrec = nodes[n.id]["verification"]["record"]
+            self.assertEqual((hrec["succeeded"], hrec["disagreed"]), (1, 0), hrec)
+            self.assertLess(nodes[lid]["verification"]["reputation"],
+                            nodes[n.id]["verification"]["reputation"])
+        self.verify_ledger()
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0], "-v"])
