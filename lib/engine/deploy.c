@@ -443,6 +443,31 @@ static int hold_all(rz_engine *e, const rz__edep *d)
     return rc;
 }
 
+/* verify.replicas on a step: the flow format takes it, but a deployment's
+ * steps run once each here (a step's retries and timeouts would have to
+ * restart a whole replica set); a standalone job takes it (replica.c).
+ * Refused rather than run unverified. Embedded mode (no registry) has one
+ * node: its steps run once, as documented. */
+static int steps_replicas(const rz_engine *e, const rz_flow *f, rz_diags *diags)
+{
+    int rc = RZ_OK;
+    for (size_t i = 0; e->opts.registry && i < f->n_steps; i++) {
+        const rz__step *st = &f->steps[i];
+        if (st->replicas < 2)
+            continue;
+        char ptr[512];
+        snprintf(ptr, sizeof ptr, "%s/verify/replicas", st->ptr ? st->ptr : "");
+        rc = rz__flow_diag(f, diags, RZ_EINVALID, ptr, "step '%s': verify "
+                           "replicas on a deployed flow's step is not "
+                           "supported yet; submit it as a job with \"verify\" "
+                           "(POST /api/v1/jobs)", st->id ? st->id : "");
+    }
+    if (rc != RZ_OK)
+        rz__error(rc, "a step asks for verify replicas, which deployed flows "
+                  "do not support yet");
+    return rc;
+}
+
 static int load_flow(rz_flow **out, const rz_engine *e, const char *text,
                      size_t len, rz_diags *diags, bool fallback)
 {
@@ -450,6 +475,8 @@ static int load_flow(rz_flow **out, const rz_engine *e, const char *text,
     if (rc != RZ_OK)
         return rc;
     rc = rz_flow_validate(*out, e->opts.registry, diags);
+    if (rc == RZ_OK && !fallback)
+        rc = steps_replicas(e, *out, diags);
     if (rc != RZ_OK && fallback && e->opts.registry)
         rc = rz_flow_validate(*out, NULL, NULL);   /* modules gone since */
     if (rc != RZ_OK) {

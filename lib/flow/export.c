@@ -158,6 +158,11 @@ static void step_body(ex *x, cJSON *o, const rz__step *s, bool builder)
         put_num(x, o, "queue_timeout_s", s->queue_timeout_s);
     if (s->on_failure == RZ_ON_FAILURE_CONTINUE)
         put_str(x, o, "on_failure", "continue");
+    if (s->replicas > 1) {
+        cJSON *v = obj(x);
+        put_num(x, v, "replicas", s->replicas);
+        put(x, o, "verify", v);
+    }
     if (!builder)
         put_ref(x, o, "position", s->position);
     put_extra(x, o, s->extra, builder, false);

@@ -443,6 +443,30 @@ static void lower_retry(lower *L, rz__step *s, const cJSON *v)
     }
 }
 
+/* verify: {replicas: k}: run the step on k distinct nodes and keep the
+ * majority's outputs (docs/flow-format.md); 1 is one run. */
+static void lower_verify(lower *L, rz__step *s, const cJSON *v)
+{
+    if (!cJSON_IsObject(v)) {
+        bad(L, RZ_EINVALID, "verify", NULL, "'verify' must be a map "
+            "{replicas: 2..%u}, not %s", RZ__STEP_REPLICAS_MAX, type_name(v));
+        return;
+    }
+    for (const cJSON *c = v->child; c; c = c->next) {
+        const char *k = c->string;
+        if (strcmp(k, "replicas") != 0) {
+            bad(L, RZ_EINVALID, "verify", k, "unknown verify field '%s' "
+                "(replicas)", k);
+        } else if (cJSON_IsNumber(c) && c->valuedouble == floor(c->valuedouble) &&
+                   (c->valuedouble < 1 || c->valuedouble > RZ__STEP_REPLICAS_MAX)) {
+            bad(L, RZ_EINVALID, "verify", k, "'replicas' is out of range: %.0f "
+                "is not between 1 and %u", c->valuedouble, RZ__STEP_REPLICAS_MAX);
+        } else {
+            want_u32(L, c, "verify", k, 1, &s->replicas);
+        }
+    }
+}
+
 static void lower_when(lower *L, rz__step *s, const cJSON *v)
 {
     if (cJSON_IsString(v))
@@ -561,6 +585,11 @@ static void field_queue_timeout(lower *L, rz__step *s, cJSON *obj, cJSON *c,
     want_u32(L, c, c->string, NULL, 1, &s->queue_timeout_s);
 }
 
+static void field_verify(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    lower_verify(L, s, c);
+}
+
 static void field_when(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
 {
     lower_when(L, s, c);
@@ -584,6 +613,7 @@ static const struct step_field {
     {"timeout_s", field_timeout, true},
     {"queue_timeout_s", field_queue_timeout, true},
     {"on_failure", field_on_failure, true},
+    {"verify", field_verify, true},
     {"position", field_position, true},
     {"ui", NULL, true},
     {"id", field_id, false},              /* the builder format's node keys */

@@ -45,6 +45,10 @@ typedef struct rz__flow_input {
     char *ptr;
 } rz__flow_input;
 
+/* verify.replicas of a step: at most this many runs (the engine's
+ * RZ_ENGINE_REPLICAS_MAX). */
+#define RZ__STEP_REPLICAS_MAX 5u
+
 typedef struct rz__step {
     char *id;
     char *ptr;            /* "/nodes/3" or "/steps/split" */
@@ -65,6 +69,8 @@ typedef struct rz__step {
     uint32_t queue_timeout_s;    /* longest wait for a node; 0 = the
                                     orchestrator's default */
     rz__on_failure on_failure;
+    uint32_t replicas;           /* verify.replicas: runs on distinct nodes
+                                    whose majority is kept; 0/1 = one */
     cJSON *extra;                /* unknown keys, kept for round trips; or NULL */
 
     /* Filled by rz_flow_validate / rz__flow_link: */

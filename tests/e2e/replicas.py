@@ -109,6 +109,21 @@ class Replicas(Base):
                             nodes[n.id]["verification"]["reputation"])
         self.verify_ledger()
 
+    def test_flow_step_replicas_refused_at_deploy(self):
+        """A deployed flow's steps run once each: a step asking for
+        replicas is refused with a located diagnostic, nothing held."""
+        flow = ("flux: 1\nname: v\nsteps:\n  a:\n    module: echo@1\n"
+                "    verify: {replicas: 3}\n")
+        st, doc = http(self.base, "POST", "/api/v1/flows/deploy", self.key,
+                       {"flow": flow})
+        self.assertEqual(st, 422, doc)
+        d = doc["diagnostics"][0]
+        self.assertEqual((d["line"], d["pointer"]), (6, "/steps/a/verify/replicas"), d)
+        self.assertIn("verify replicas on a deployed flow's step is not supported",
+                      d["message"])
+        a = self.api("GET", "/api/v1/accounts/%s" % self.client)
+        self.assertEqual(a["pending_micros"], 0, a)
+
 
 if __name__ == "__main__":
     unittest.main(argv=[sys.argv[0], "-v"])

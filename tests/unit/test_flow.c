@@ -1054,7 +1054,7 @@ static void unknown_step_key_far_from_all_lists_the_keys(void **state)
                              RZ_EINVALID);
     assert_true(has_msg(d, RZ_EINVALID, "unknown key 'zzzzzzzz' in step 'a' (keys: module, "
                         "needs, inputs, config, credentials, when, retry, timeout_s, "
-                        "queue_timeout_s, on_failure, position, ui)", 0, 0));
+                        "queue_timeout_s, on_failure, verify, position, ui)", 0, 0));
     rz_diags_free(d);
 }
 
@@ -1303,6 +1303,39 @@ static void numbers_out_of_range_say_so(void **state)
     rz_diags_free(d);
 }
 
+/* verify: {replicas: k}, k 1..5, checked with a location in both formats
+ * and kept by an export. */
+static void verify_replicas_checked(void **state)
+{
+    (void)state;
+    rz_diags *d = parse_fail("flux: 1\nsteps:\n  a:\n    module: echo\n"
+                             "    verify: {replicas: 6}\n  b:\n    module: echo\n"
+                             "    verify: {replicas: 2.5, k: 1}\n  c:\n"
+                             "    module: echo\n    verify: 3\n",
+                             RZ_FORMAT_YAML, RZ_EINVALID);
+    expect_msg(d, 5, 24, RZ_EINVALID, "'replicas' is out of range: 6 is not "
+               "between 1 and 5");
+    expect_msg(d, 8, 24, RZ_EINVALID, "'replicas' must be a positive integer, "
+               "not a fraction");
+    expect_msg(d, 8, 32, RZ_EINVALID, "unknown verify field 'k' (replicas)");
+    expect_msg(d, 11, 13, RZ_EINVALID, "'verify' must be a map {replicas: 2..5}, "
+               "not a number");
+    rz_diags_free(d);
+    d = parse_fail("{\"nodes\":[{\"id\":\"a\",\"moduleId\":\"echo\","
+                   "\"verify\":{\"replicas\":0}}]}", RZ_FORMAT_JSON, RZ_EINVALID);
+    expect_msg(d, 1, 60, RZ_EINVALID, "'replicas' is out of range: 0 is not "
+               "between 1 and 5");
+    rz_diags_free(d);
+    const char *ok = "flux: 1\nsteps:\n  a:\n    module: echo\n"
+                     "    verify: {replicas: 3}\n";
+    rz_flow *f = parse_ok(ok, strlen(ok), RZ_FORMAT_YAML);
+    char *json = NULL;
+    assert_int_equal(rz_flow_to_json(f, 0, &json, NULL), RZ_OK);
+    assert_non_null(strstr(json, "\"verify\":{\"replicas\":3}"));
+    rz_free(json);
+    rz_flow_free(f);
+}
+
 /* Triggers are not run yet: one that would never fire is refused. */
 static void triggers_are_checked(void **state)
 {
@@ -1391,6 +1424,7 @@ int main(void)
         cmocka_unit_test(yaml_documents_nul_and_merge_keys),
         cmocka_unit_test(step_ids_follow_one_rule),
         cmocka_unit_test(numbers_out_of_range_say_so),
+        cmocka_unit_test(verify_replicas_checked),
         cmocka_unit_test(triggers_are_checked),
         cmocka_unit_test(inputs_without_default_are_required),
     };
