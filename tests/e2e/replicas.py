@@ -12,6 +12,7 @@ client is charged exactly the two honest runs and nothing stays held.
 `verify` outside {"replicas": 1..5} is refused with a clear error.
 
 Usage: replicas.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT"""
+import signal
 import sys
 import threading
 import time
@@ -107,6 +108,50 @@ class Replicas(Base):
             self.assertEqual((hrec["succeeded"], hrec["disagreed"]), (1, 0), hrec)
             self.assertLess(nodes[lid]["verification"]["reputation"],
                             nodes[n.id]["verification"]["reputation"])
+        self.verify_ledger()
+
+    def test_orchestrator_killed_between_votes(self):
+        """Two of three runs reported, the orchestrator is killed (-9) and
+        restarted: the third report decides; nothing is lost or paid
+        twice."""
+        fakes = [self.fake_node() for _ in range(3)]
+        job = self.api("POST", "/api/v1/jobs", key=self.key, code=201,
+                       body={"module": "echo", "inputs": {"message": "hi"},
+                             "max_cost_micros": 5000000,
+                             "verify": {"replicas": 3}})["id"]
+        got = {}
+        for nid, tok, _ in fakes:
+            st, a = http(self.base, "GET", "/api/v1/nodes/%d/jobs?wait=0" % nid, tok)
+            self.assertEqual(st, 200, a)
+            got[nid] = a
+        self.assertEqual(sorted(a["job"] for a in got.values()),
+                         [job, job + 1, job + 2])
+        time.sleep(0.05)
+
+        def post(nid, tok, outputs):
+            a = got[nid]
+            self.api("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, a["job"]),
+                     key=tok, body=KEYS[nid].signed(a["job"], {
+                         "attempt": a["attempt"], "run_ms": 20, "outputs": outputs}))
+        post(fakes[0][0], fakes[0][1], {"message": "hi"})
+        post(fakes[1][0], fakes[1][1], {"message": "hi"})
+        self.assertEqual(self.job(job)["status"], "running")
+        self.orch.stop(signal.SIGKILL)
+        self.start_orchestrator()
+        j = self.job(job)
+        self.assertEqual([r["verdict"] for r in j["replicas"]], ["pending"] * 3, j)
+        post(fakes[2][0], fakes[2][1], {"message": "hi"})
+        j = self.job(job)
+        self.assertEqual((j["status"], j["outputs"]), ("succeeded", {"message": "hi"}))
+        self.assertEqual([r["verdict"] for r in j["replicas"]], ["agreed"] * 3, j)
+        # 20 ms at 1 cent a ms: 200000 micros a run, three runs paid once.
+        self.assertEqual(j["cost_micros"], 3 * 200000, j)
+        a = self.api("GET", "/api/v1/accounts/%s" % self.client)
+        self.assertEqual((a["debits_micros"], a["pending_micros"]), (3 * 200000, 0), a)
+        for nid, _, acct in fakes:
+            n = self.api("GET", "/api/v1/accounts/%s" % acct)
+            self.assertEqual(n["balance_micros"], 200000 - fee(200000), (nid, n))
+        self.stop_orchestrator()
         self.verify_ledger()
 
     def test_flow_step_replicas_refused_at_deploy(self):
