@@ -360,8 +360,9 @@ typedef struct rz_engine_job_info {
      * asked for (0: one); its max_cost_micros is then what all its runs
      * hold (k x the maximum of one) and cost_micros what its paid runs cost
      * together. On each other run, the job it is a replica of (0: none),
-     * and max_cost_micros and cost_micros 0: its money is counted on that
-     * job (rz_engine_job_replicas shows each run's). */
+     * max_cost_micros and cost_micros 0 (its money is counted on that job;
+     * rz_engine_job_replicas shows each run's), and a step's deployment
+     * and step. */
     uint32_t replicas;
     uint64_t replica_of;
 } rz_engine_job_info;

@@ -116,7 +116,7 @@ static int check_job(rz_engine *e, rz__ejob *j, size_t *queued)
             return BREACH("job %llu is placed on a node that is not active",
                           U(j->id));
     }
-    if (j->state == RZ_JOB_PENDING && !j->deployment)
+    if (j->state == RZ_JOB_PENDING && !j->deployment && !j->rep_head)
         return BREACH("standalone job %llu is pending", U(j->id));
     *queued += j->state == RZ_JOB_QUEUED;
     return check_hold(e, j);

@@ -235,7 +235,10 @@ static int start_step(rz_engine *e, rz__edep *d, size_t step, uint64_t now)
         free(j->request);
         j->request = rz__strdup(req);
         rz_free(req);
-        return j->request ? rz__engine_enqueue(e, j) : no_memory();
+        rc = j->request ? rz__engine_enqueue(e, j) : no_memory();
+        if (rc == RZ_OK && j->rep_head)   /* its replicas run now too */
+            rc = rz__replica_step_start(e, j);
+        return rc;
     }
     if (rc == RZ_ENOMEM)
         return rc;
@@ -279,6 +282,8 @@ int rz__engine_dep_report(rz_engine *e, rz__ejob *j, const char *outputs,
     if (!d || !d->run)
         return rz__error(RZ_EINTERNAL, "job %llu: its deployment has finished",
                          (unsigned long long)j->id);
+    if (error && rz__replica_step_failed(e, j))
+        return RZ_OK;   /* a replicated step's run: a vote (replica.c) */
     int rc;
     if (!error) {
         /* RZ_EINVALID (outputs off the contract) fails the step: its state
@@ -393,7 +398,8 @@ static int hold_batch(rz_engine *e, const rz__edep *d, size_t from, size_t n)
     for (size_t i = 0; rc == RZ_OK && i < n; i++)
         if (res[i].status != RZ_OK && res[i].status != RZ_ELINKED)
             rc = rz__error(res[i].status, "step %s: cannot hold %llu micros: %s",
-                           step_job(e, d, from + i)->step_id,
+                           step_job(e, d, from + i)->step_id
+                               ? step_job(e, d, from + i)->step_id : "?",
                            (unsigned long long)ops[i].amount,
                            rz_strerror(res[i].status));
     free(ops);
@@ -403,10 +409,10 @@ static int hold_batch(rz_engine *e, const rz__edep *d, size_t from, size_t n)
 
 /* The client can cover every hold: checked before a deployment too big for
  * one ledger batch is held in several. */
-static int can_cover(rz_engine *e, const rz__edep *d)
+static int can_cover(rz_engine *e, const rz__edep *d, size_t n)
 {
     uint64_t sum = 0;
-    for (size_t i = 0; i < d->n_steps; i++) {
+    for (size_t i = 0; i < n; i++) {
         uint64_t m = step_job(e, d, i)->max_cost;
         if (m > UINT64_MAX - sum)
             return rz__error(RZ_EOVERFLOW, "the steps' holds overflow 64 bits");
@@ -430,10 +436,10 @@ static int can_cover(rz_engine *e, const rz__edep *d)
  * repaired on open like any hold of a job that was never committed. */
 static int hold_all(rz_engine *e, const rz__edep *d)
 {
-    size_t n = d->n_steps;
+    size_t n = e->n_jobs + 1 - d->first_job;   /* steps, then replicas */
     if (n <= RZ_LEDGER_BATCH_MAX)
         return n ? hold_batch(e, d, 0, n) : RZ_OK;
-    int rc = can_cover(e, d);
+    int rc = can_cover(e, d, n);
     for (size_t from = 0; rc == RZ_OK && from < n; from += RZ_LEDGER_BATCH_MAX) {
         size_t k = n - from < RZ_LEDGER_BATCH_MAX ? n - from : RZ_LEDGER_BATCH_MAX;
         rc = hold_batch(e, d, from, k);
@@ -443,28 +449,39 @@ static int hold_all(rz_engine *e, const rz__edep *d)
     return rc;
 }
 
-/* verify.replicas on a step: the flow format takes it, but a deployment's
- * steps run once each here (a step's retries and timeouts would have to
- * restart a whole replica set); a standalone job takes it (replica.c).
- * Refused rather than run unverified. Embedded mode (no registry) has one
- * node: its steps run once, as documented. */
+/* verify.replicas on a step (replica.c): the runs are made and held at
+ * deploy, queued when the step starts, and decided once. So a step asking
+ * for replicas may not retry (a retry would need a new set), and may not
+ * have credentials (its secrets would go to k nodes). Embedded mode
+ * (rz_engine_local_deploy: one node) runs such a step once. */
+static bool embedded(const rz_engine *e)   /* the deployment being made */
+{
+    return e->local.dep && e->local.dep == e->n_deps + 1;
+}
+
 static int steps_replicas(const rz_engine *e, const rz_flow *f, rz_diags *diags)
 {
     int rc = RZ_OK;
-    for (size_t i = 0; e->opts.registry && i < f->n_steps; i++) {
+    for (size_t i = 0; !embedded(e) && i < f->n_steps; i++) {
         const rz__step *st = &f->steps[i];
         if (st->replicas < 2)
             continue;
         char ptr[512];
         snprintf(ptr, sizeof ptr, "%s/verify/replicas", st->ptr ? st->ptr : "");
-        rc = rz__flow_diag(f, diags, RZ_EINVALID, ptr, "step '%s': verify "
-                           "replicas on a deployed flow's step is not "
-                           "supported yet; submit it as a job with \"verify\" "
-                           "(POST /api/v1/jobs)", st->id ? st->id : "");
+        if (st->retry.max_attempts > 1)
+            rc = rz__flow_diag(f, diags, RZ_EINVALID, ptr, "step '%s': verify "
+                               "replicas and retry together are not supported "
+                               "yet (each run is decided once)",
+                               st->id ? st->id : "");
+        if (st->n_creds)
+            rc = rz__flow_diag(f, diags, RZ_EINVALID, ptr, "step '%s': a step "
+                               "with credentials cannot ask for replicas (its "
+                               "secrets would go to %u nodes)",
+                               st->id ? st->id : "", st->replicas);
     }
     if (rc != RZ_OK)
-        rz__error(rc, "a step asks for verify replicas, which deployed flows "
-                  "do not support yet");
+        rz__error(rc, "a step asks for verify replicas with retry or "
+                  "credentials");
     return rc;
 }
 
@@ -534,6 +551,11 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
         rc = j ? step_job_fill(e, j, &d, &d.flow->steps[i], i, now_ms)
                : no_memory();
     }
+    /* Replicated steps' runs follow the steps (held with them). */
+    for (size_t i = 0; rc == RZ_OK && !embedded(e) && i < d.n_steps; i++)
+        if (d.flow->steps[i].replicas >= 2)
+            rc = rz__replica_step_new(e, d.first_job + i,
+                                      d.flow->steps[i].replicas);
     if (rc == RZ_OK && e->in_group)   /* a group's holds come first */
         rc = rz__engine_group_flush(e);
     if (rc == RZ_OK)
@@ -545,8 +567,8 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
     }
     rz__edep *dp = &e->deps[e->n_deps++];
     *dp = d;
-    for (size_t i = 0; i < dp->n_steps; i++)
-        rz__engine_touch_job(e, step_job(e, dp, i));
+    for (uint64_t id = dp->first_job; id <= e->n_jobs; id++)   /* + replicas */
+        rz__engine_touch_job(e, rz__engine_job(e, id));
     rz__engine_touch_dep(e, dp);
     rc = rz__engine_dep_advance(e, dp, now_ms);
     int crc = rz__engine_commit_call(e, RZ_OK);

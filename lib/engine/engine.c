@@ -1183,9 +1183,10 @@ int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
         error = "outputs are not a JSON object";
     /* Copied before anything changes: a job must not end without its
      * error or outputs because memory ran out. */
-    char *kept = j->deployment ? NULL
+    bool keep = !j->deployment || j->rep_head;
+    char *kept = !keep ? NULL
                : rz__strdup(error ? error : outputs_json ? outputs_json : "{}");
-    if (!j->deployment && !kept)
+    if (keep && !kept)
         return rz__error(RZ_ENOMEM, "out of memory");
     report_digest(outputs_json, report->error, run_ms, j->done_digest);   /* as sent */
     j->done_known = true;
@@ -1231,10 +1232,12 @@ int rz_engine_job_cancel(rz_engine *e, uint64_t job, uint64_t now_ms)
     rz__ejob *j = rz__engine_job(e, job);
     if (!j)
         return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
-    if (j->deployment)
-        return rz__error(RZ_EINVAL, "job %llu is a step of deployment %llu; "
-                         "cancel the deployment", (unsigned long long)job,
-                         (unsigned long long)j->deployment);
+    uint64_t dep = j->deployment ? j->deployment
+                 : j->rep_head ? rz__engine_job(e, j->rep_head)->deployment : 0;
+    if (dep)
+        return rz__error(RZ_EINVAL, "job %llu is a step (or a run of a step) "
+                         "of deployment %llu; cancel the deployment",
+                         (unsigned long long)job, (unsigned long long)dep);
     if (!job_open(j))
         return rz__error(RZ_ESTATE, "job %llu has finished (%s)",
                          (unsigned long long)job, rz_job_state_name(j->state));
@@ -1274,6 +1277,7 @@ int rz_engine_job_get(const rz_engine *e, uint64_t job, rz_engine_job_info *out)
     if (j->rep_head && j->rep_head != j->id) {
         out->replica_of = j->rep_head;
         out->max_cost_micros = out->cost_micros = 0;
+        out->deployment = rz__engine_job_const(e, j->rep_head)->deployment;
     }
     if (j->rep_head == j->id) {
         rz_engine_replica_run r[RZ_ENGINE_REPLICAS_MAX];

@@ -410,6 +410,14 @@ RZ_HIDDEN int rz__replica_submit(rz_engine *e, uint64_t id, uint32_t k);
 /* A sibling of j runs, ran or is placed on `node`: j must go elsewhere. */
 RZ_HIDDEN bool rz__replica_excluded(const rz_engine *e, const rz__ejob *j,
                                     uint64_t node);
+/* A deployment step's set, made at deploy (its holds are taken with the
+ * steps'); its replicas wait PENDING until the step starts. */
+RZ_HIDDEN int rz__replica_step_new(rz_engine *e, uint64_t id, uint32_t k);
+/* The step of head h started (its request is built): queue its replicas. */
+RZ_HIDDEN int rz__replica_step_start(rz_engine *e, rz__ejob *h);
+/* A step's head failed outside a report (its nodes lost too often): its
+ * vote; true when that is what it was (rz__engine_dep_report returns). */
+RZ_HIDDEN bool rz__replica_step_failed(rz_engine *e, rz__ejob *j);
 /* j's run reported (j unplaced, its run_ms and cost set): its vote, and the
  * verdict once every run of its set voted. `kept` (owned): the outputs or
  * the error as reported. */

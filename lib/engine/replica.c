@@ -99,7 +99,8 @@ static int hold_set(rz_engine *e, const rz__ejob *h)
     return rc;
 }
 
-int rz__replica_submit(rz_engine *e, uint64_t id, uint32_t k)
+/* The k - 1 replica jobs of head `id`, made now (ids follow). */
+static int make_set(rz_engine *e, uint64_t id, uint32_t k)
 {
     rz__ejob *p = rz__engine_job(e, id);
     if (p->max_cost > UINT64_MAX / k)
@@ -113,13 +114,49 @@ int rz__replica_submit(rz_engine *e, uint64_t id, uint32_t k)
         if (i == 1)
             p->rep_first = r->id;
         int rc = copy_job(e, r, p);
+        if (rc == RZ_OK && p->step_id && !(r->step_id = rz__strdup(p->step_id)))
+            rc = no_memory();
         if (rc != RZ_OK)
             return rc;
     }
     p->rep_head = id;
     p->replicas = (uint8_t)k;
+    return RZ_OK;
+}
+
+int rz__replica_step_new(rz_engine *e, uint64_t id, uint32_t k)
+{
+    return make_set(e, id, k);   /* held with the deployment's steps */
+}
+
+int rz__replica_step_start(rz_engine *e, rz__ejob *h)
+{
+    uint64_t id = h->id;
+    for (uint32_t i = 1; i < h->replicas; i++) {
+        h = rz__engine_job(e, id);
+        rz__ejob *r = member(e, h, i);
+        if (r->state != RZ_JOB_PENDING)
+            continue;   /* started before a reopen */
+        char *req = rz__strdup(h->request ? h->request : "{}");
+        if (!req)
+            return no_memory();
+        free(r->request);
+        r->request = req;
+        int rc = rz__engine_enqueue(e, r);
+        if (rc != RZ_OK)
+            return rc;
+    }
+    return RZ_OK;
+}
+
+int rz__replica_submit(rz_engine *e, uint64_t id, uint32_t k)
+{
+    int rc = make_set(e, id, k);
+    if (rc != RZ_OK)
+        return rc;
+    rz__ejob *p = rz__engine_job(e, id);
     /* A group's deferred holds go first: hold ids follow job ids. */
-    int rc = e->in_group ? rz__engine_group_flush(e) : RZ_OK;
+    rc = e->in_group ? rz__engine_group_flush(e) : RZ_OK;
     if (rc == RZ_OK)
         rc = hold_set(e, p);
     for (uint32_t i = 1; rc == RZ_OK && i < k; i++)
@@ -207,7 +244,14 @@ static int verdict_majority(rz_engine *e, rz__ejob *h, const rz__ejob *w)
             m->cost = 0;
         uint8_t v = agreed ? RZ__VERDICT_AGREED : m->vote == RZ__VOTE_OK
                   ? RZ__VERDICT_DISAGREED : RZ__VERDICT_FAILED;
-        if (m == h) {
+        if (m == h && h->deployment) {
+            /* The step succeeds through its run with the majority's
+             * outputs; its own run is paid only if it agreed. */
+            if (!agreed)
+                h->cost = 0;
+            h->verdict = v;
+            rc = rz__engine_dep_report(e, h, outputs, NULL, e->now);
+        } else if (m == h) {
             /* The job succeeds with the majority's outputs; its own run is
              * paid only if it agreed. */
             rc = set_text(&h->outputs, outputs);
@@ -237,12 +281,20 @@ static int verdict_none(rz_engine *e, rz__ejob *h)
              "outputs, no outputs were reported by more than %u): nobody is "
              "paid", k, ok, k / 2);
     int rc = set_text(&h->error, why);
+    uint64_t id = h->id;
+    bool step = h->deployment != 0;
     for (uint32_t i = k; rc == RZ_OK && i-- > 0;) {
         rz__ejob *m = member(e, h, i);
         m->cost = 0;
-        settle(e, m, m->vote == RZ__VOTE_OK ? RZ__VERDICT_NO_MAJORITY
-                                            : RZ__VERDICT_FAILED,
-               RZ_JOB_FAILED);
+        uint8_t v = m->vote == RZ__VOTE_OK ? RZ__VERDICT_NO_MAJORITY
+                                           : RZ__VERDICT_FAILED;
+        if (m == h && step) {
+            m->verdict = v;   /* the step fails through its run */
+            rc = rz__engine_dep_report(e, m, NULL, why, e->now);
+        } else {
+            settle(e, m, v, RZ_JOB_FAILED);
+        }
+        h = rz__engine_job(e, id);
     }
     return rc;
 }
@@ -277,6 +329,18 @@ int rz__replica_report(rz_engine *e, rz__ejob *j, const char *outputs,
     return decide(e, head_of(e, j));
 }
 
+bool rz__replica_step_failed(rz_engine *e, rz__ejob *j)
+{
+    if (!j->rep_head || j->rep_head != j->id || j->verdict != RZ__VERDICT_NONE)
+        return false;
+    j->state = RZ_JOB_RUNNING;
+    j->vote = RZ__VOTE_FAILED;
+    j->cost = 0;
+    rz__engine_touch_job(e, j);
+    (void)!decide(e, j);
+    return true;
+}
+
 static void cancel_set(rz_engine *e, rz__ejob *h)
 {
     for (uint32_t i = 0; i < h->replicas; i++) {
@@ -296,6 +360,18 @@ bool rz__replica_finish(rz_engine *e, rz__ejob *j, rz_job_state st)
     if (st == RZ_JOB_CANCELLED) {
         cancel_set(e, h);
         return true;
+    }
+    if (j == h && h->deployment) {
+        /* Its run failed the step (a timeout): the other runs are
+         * cancelled, the step's job ends as its run says. */
+        h->verdict = RZ__VERDICT_FAILED;
+        h->cost = 0;
+        for (uint32_t i = 1; i < h->replicas; i++) {
+            rz__ejob *m = member(e, h, i);
+            if (m->state < RZ_JOB_SUCCEEDED)
+                settle(e, m, RZ__VERDICT_CANCELLED, RZ_JOB_CANCELLED);
+        }
+        return false;
     }
     /* It ends without outputs: its vote is a failure; it waits, unplaced,
      * for the others (a failure to decide is an error kept in memory

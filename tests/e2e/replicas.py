@@ -79,8 +79,9 @@ class Replicas(Base):
             self.assertGreater(r["cost_micros"], 0, r)
             self.assertEqual(r["digest"], by_node[honest[0].id]["digest"])
         self.assertNotEqual(lie["digest"], by_node[honest[0].id]["digest"])
-        # A run's own record points at the job.
-        self.assertEqual(self.job(lie["job"])["replica_of"], job["id"])
+        # Each other run's own record points at the job.
+        for r in runs[1:]:
+            self.assertEqual(self.job(r["job"])["replica_of"], job["id"])
         # Money: the client pays the two honest runs, each honest node its
         # run less the fee, the liar nothing; nothing stays held.
         charged = sum(by_node[n.id]["cost_micros"] for n in honest)
@@ -154,21 +155,72 @@ class Replicas(Base):
         self.stop_orchestrator()
         self.verify_ledger()
 
-    def test_flow_step_replicas_refused_at_deploy(self):
-        """A deployed flow's steps run once each: a step asking for
-        replicas is refused with a located diagnostic, nothing held."""
-        flow = ("flux: 1\nname: v\nsteps:\n  a:\n    module: echo@1\n"
-                "    verify: {replicas: 3}\n")
+    def test_flow_step_with_replicas(self):
+        """A deployed flow's step with verify: {replicas: 3} runs on three
+        nodes, one lying: the step keeps the majority's outputs, the next
+        step reads them, the liar is not paid. retry with verify, or
+        credentials with verify, is refused with a located diagnostic."""
+        bad = ("flux: 1\nname: v\nsteps:\n  a:\n    module: echo@1\n"
+               "    retry: 3\n    verify: {replicas: 3}\n")
         st, doc = http(self.base, "POST", "/api/v1/flows/deploy", self.key,
-                       {"flow": flow})
+                       {"flow": bad})
         self.assertEqual(st, 422, doc)
         d = doc["diagnostics"][0]
-        self.assertEqual((d["line"], d["pointer"]), (6, "/steps/a/verify/replicas"), d)
-        self.assertIn("verify replicas on a deployed flow's step is not supported",
-                      d["message"])
-        a = self.api("GET", "/api/v1/accounts/%s" % self.client)
-        self.assertEqual(a["pending_micros"], 0, a)
+        self.assertEqual((d["line"], d["pointer"]), (7, "/steps/a/verify/replicas"), d)
+        self.assertIn("verify replicas and retry together", d["message"])
+        fakes = {nid: (tok, acct) for nid, tok, acct in
+                 (self.fake_node() for _ in range(3))}
+        liar = min(fakes)
+        flow = ("flux: 1\nname: v\nsteps:\n  a:\n    module: echo@1\n"
+                "    max_cost_micros: 5000000\n    verify: {replicas: 3}\n"
+                "    inputs: {message: hi}\n"
+                "  b:\n    module: echo@1\n    needs: [a]\n    max_cost_micros: 5000000\n"
+                "    inputs: {message: \"${{ steps.a.outputs.message }}\"}\n")
+        dep = self.api("POST", "/api/v1/flows/deploy", key=self.key, code=201,
+                       body={"flow": flow})
+        self.assertEqual(dep["held_micros"], 4 * 5000000)   # 3 runs of a, b
 
+        def serve(want):
+            """Each fake node takes what it is given and answers: the liar
+            lies. Returns {job: node}."""
+            done = {}
+            for nid, (tok, _) in fakes.items():
+                st, a = http(self.base, "GET", "/api/v1/nodes/%d/jobs?wait=0" % nid, tok)
+                if st != 200:
+                    continue
+                time.sleep(0.03)
+                msg = "lie" if nid == liar else want
+                self.api("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, a["job"]),
+                         key=tok, body=KEYS[nid].signed(a["job"], {
+                             "attempt": a["attempt"], "run_ms": 20,
+                             "outputs": {"message": msg}}))
+                done[a["job"]] = nid
+            return done
+        runs = serve("hi")
+        self.assertEqual(len(runs), 3, runs)
+        st = self.api("GET", "/api/v1/flows/%d/status" % dep["id"], key=self.key)
+        a_job = st["steps"]["a"]["job"]
+        self.assertEqual(st["steps"]["a"]["outputs"], {"message": "hi"}, st)
+        ja = self.job(a_job)
+        self.assertEqual({r["node"]: r["verdict"] for r in ja["replicas"]},
+                         {n: ("disagreed" if n == liar else "agreed") for n in fakes})
+        for _ in range(3):   # b: whoever takes it (the liar's b lies too)
+            if serve("hi"):
+                break
+        st = self.api("GET", "/api/v1/flows/%d/status" % dep["id"], key=self.key)
+        self.assertEqual(st["steps"]["a"]["status"], "succeeded", st)
+        self.assertEqual(st["steps"]["b"]["status"], "succeeded", st)
+        liar_acct = self.api("GET", "/api/v1/accounts/%s" % fakes[liar][1])
+        jb = self.job(st["steps"]["b"]["job"])
+        earned_b = jb["cost_micros"] - fee(jb["cost_micros"]) if jb["node"] == liar else 0
+        self.assertEqual(liar_acct["balance_micros"], earned_b, liar_acct)
+        self.assertEqual(ja["cost_micros"], 2 * 200000, ja)   # two honest runs
+        self.assertEqual(st["charged_micros"], ja["cost_micros"] + jb["cost_micros"], st)
+        a = self.api("GET", "/api/v1/accounts/%s" % self.client)
+        self.assertEqual((a["debits_micros"], a["pending_micros"]),
+                         (st["charged_micros"], 0), a)
+        self.stop_orchestrator()
+        self.verify_ledger()
 
 if __name__ == "__main__":
     unittest.main(argv=[sys.argv[0], "-v"])

@@ -132,10 +132,11 @@ static void act_submit(world *w)
 
 static const char *FLOW =
     "flux: 1\nname: sim\nsteps:\n"
-    "  a: {module: m, max_cost_micros: 400}\n"
+    "  a: {module: m, max_cost_micros: 400, verify: {replicas: 3}}\n"
     "  b: {module: m, needs: [a], retry: {max_attempts: 3, initial_ms: 50},"
     " max_cost_micros: 400}\n"
-    "  c: {module: m, needs: [a], timeout_s: 2, max_cost_micros: 400}\n"
+    "  c: {module: m, needs: [a], timeout_s: 2, max_cost_micros: 400,"
+    " verify: {replicas: 2}}\n"
     "  d: {module: m, needs: [b, c], on_failure: continue, max_cost_micros: 400}\n"
     "  e: {module: m, needs: [d], when: \"steps.b.outputs.v > 5\", max_cost_micros: 400}\n";
 
