@@ -9,7 +9,9 @@ liar's run disagrees. The job succeeds with the honest outputs; the two
 honest nodes are paid their runs (cost less the fee); the liar is paid
 nothing and its record counts a disagreement (its reputation falls); the
 client is charged exactly the two honest runs and nothing stays held.
-`verify` outside {"replicas": 1..5} is refused with a clear error.
+`verify` outside {"replicas": 1..5} is refused with a clear error. The
+orchestrator killed between votes loses nothing; a deployed flow's step
+with replicas keeps the majority's outputs for the next step.
 
 Usage: replicas.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT"""
 import signal
