@@ -111,6 +111,12 @@ class Replicas(Base):
             self.assertEqual((hrec["succeeded"], hrec["disagreed"]), (1, 0), hrec)
             self.assertLess(nodes[lid]["verification"]["reputation"],
                             nodes[n.id]["verification"]["reputation"])
+        # The CLI shows the runs; --replicas is checked before anything is sent.
+        out = self.cli("job", str(job["id"]), key=self.key).stdout
+        self.assertEqual(out.count(": agreed, paid $"), 2, out)
+        self.assertIn("on node %d: disagreed, paid $0" % lid, out)
+        p = self.cli("run", "-t", "echo", "--replicas", "9", key=self.key, code=2)
+        self.assertIn("--replicas wants a whole number from 1 to 5", p.stderr)
         self.verify_ledger()
 
     def test_orchestrator_killed_between_votes(self):
