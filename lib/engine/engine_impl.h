@@ -14,7 +14,9 @@
  * a crash between the two stores is repaired on open: holds go to the ledger
  * before the job that owns them is committed (an orphan hold is refunded on
  * open), settlements and refunds are committed as owed first and paid after
- * (an owed one is paid again on open; ledger ids make that a replay). */
+ * (an owed one is paid again on open; ledger ids make that a replay).
+ * A replicated job's votes are members of its runs' job records, and its
+ * verdict finishes every run in the commit of the last vote (replica.c). */
 #ifndef RZ_ENGINE_IMPL_H
 #define RZ_ENGINE_IMPL_H
 
