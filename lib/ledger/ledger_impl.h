@@ -192,9 +192,29 @@ RZ_HIDDEN int rz__journal_scan(rz__journal *j, rz__journal_fn fn, void *ctx,
                                rz__journal_scan_info *info);
 
 /* The LMDB side. */
+/* open: the open pending transfers of each account, by code: key account
+ * (16) + code (4, big-endian), one sorted duplicate per transfer id (16),
+ * so that a count is one B-tree lookup. Written with the transfer's state
+ * in the same transaction; 0 in a reader of a directory no writer of this
+ * version has opened yet (it is built at a writer's open). */
 typedef struct rz__ledger_dbs {
-    MDB_dbi accounts, transfers, history, jobs, expiry, meta;
+    MDB_dbi accounts, transfers, history, jobs, expiry, meta, open;
 } rz__ledger_dbs;
+
+static inline void rz__ledger_open_key(rz_ledger_id account, uint32_t code,
+                                       uint8_t k[20])
+{
+    rz__ledger_id_key(account, k);
+    k[16] = (uint8_t)(code >> 24);
+    k[17] = (uint8_t)(code >> 16);
+    k[18] = (uint8_t)(code >> 8);
+    k[19] = (uint8_t)code;
+}
+
+/* Add (open) or remove the index entries of pending transfer t, under its
+ * debit and its credit account. */
+RZ_HIDDEN int rz__ledger_open_index(MDB_txn *txn, const rz__ledger_dbs *d,
+                                    const rz_ledger_transfer *t, bool open);
 
 /* Counters kept in the meta table. */
 typedef struct rz__ledger_meta {

@@ -296,7 +296,8 @@ bool quota_rate_take(req *q);
 bool quota_client_room(req *q, bool deployment);
 /* How many of the account's deposit requests (code RZ_LEDGER_CODE_DEPOSIT)
  * or withdrawals (RZ_LEDGER_CODE_WITHDRAW) are open. */
-size_t quota_open_count(orch *o, rz_ledger_id account, uint32_t code);
+int quota_open_count(orch *o, rz_ledger_id account, uint32_t code,
+                     uint64_t *n);
 /* Expire the deposit requests that are due (at most every 30 s
  * unless `force`). */
 void quota_expire(orch *o, bool force);

@@ -8,6 +8,8 @@ tamper-evident audit log that fails closed.
 - A client flooding deposit requests is stopped at its cap (429) and at the
   per-request maximum; others still deposit and are confirmed, also after a
   restart; requests expire (--deposit-ttl) and can be cancelled.
+- Thousands of requests made and cancelled do not hide older open ones
+  from the cap (it counts from the ledger's open-transfer index).
 - A key's request rate (429 with Retry-After), its event streams and its
   pending withdrawals are capped; another key is unaffected.
 - The audit log holds a begin and an end record for each admin and money
@@ -185,6 +187,38 @@ class Deposits(Base):
                               key=self.s.admin)
         self.assertEqual((st, doc["error"]["code"]), (409, "RZ_EEXPIRED"))
         self.assertEqual(self.balance(bad, bkey), 0)
+
+
+class DepositBypass(Base):
+    """The cap counts every open request, not the newest transfers: a few
+    thousand requests made and cancelled (two transfers each) used to push
+    older open ones out of a 4,096-transfer window."""
+    extra = ("--max-open-deposits", "4", "--request-rate", "100000")
+
+    def test_cancelled_requests_do_not_hide_open_ones(self):
+        acct, key = self.client()
+        path = "/api/v1/accounts/%s/deposit" % acct
+        for _ in range(3):
+            self.ok("POST", path, {"amount_micros": 7}, key, 201)
+        c = HTTPConnection("127.0.0.1", self.s.port, timeout=20)
+        hdr = {"Authorization": "Bearer " + key,
+               "Content-Type": "application/json"}
+        try:
+            for _ in range(2100):
+                c.request("POST", path, json.dumps({"amount_micros": 1}), hdr)
+                r = c.getresponse()
+                d = json.loads(r.read())
+                self.assertEqual(r.status, 201, d)
+                c.request("DELETE", "/api/v1/deposits/%s" % d["deposit_id"],
+                          headers=hdr)
+                r = c.getresponse()
+                r.read()
+                self.assertEqual(r.status, 200)
+        finally:
+            c.close()
+        codes = [self.s.call("POST", path, {"amount_micros": 7}, key)[0]
+                 for _ in range(4)]
+        self.assertEqual(codes, [201, 429, 429, 429])
 
 
 class Rate(Base):
