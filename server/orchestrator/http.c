@@ -634,9 +634,11 @@ static void dispatch(struct evhttp_request *r, void *arg)
         reply_error(&q, RZ_ENOENT, "no route %.200s", path);
     else if (!authenticate(&q, hit->who) || !quota_rate_take(&q))
         ;
-    else if (hit->fn == r_node_result && body_over(&q))
-        r_node_result_oversize(&q, evbuffer_get_length(
-            evhttp_request_get_input_buffer(r)));
+    else if (hit->fn == r_node_result && body_over(&q)) {
+        if (audit_begin(&q, path))
+            r_node_result_oversize(&q, evbuffer_get_length(
+                evhttp_request_get_input_buffer(r)));
+    }
     else if ((!hit->body || read_body(&q, cbor_in)) &&
              (!quota_audited(&q, hit->fn) || audit_begin(&q, path)))
         hit->fn(&q);

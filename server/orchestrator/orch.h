@@ -23,6 +23,7 @@
 #include "rhizos/rhizos.h"
 
 #define ORCH_NAME "rhizos-orchestrator"
+#define AUDIT_KEY_BYTES 32               /* DATA/audit.key */
 #define ORCH_LOG_MAX (64u * 1024u)      /* a job's log kept from its node */
 #define ORCH_LOG_CHUNK_MAX (64u * 1024u) /* one live log chunk (routes_logs.c) */
 #define ORCH_LIVE_PUT_MS 2000u         /* a streamed log stored at most this
@@ -186,6 +187,7 @@ typedef struct orch {
     char audit_path[4096];
     uint64_t audit_seq, audit_bytes;
     char audit_last[65];
+    unsigned char audit_key[AUDIT_KEY_BYTES];   /* DATA/audit.key */
     uint64_t deposit_tick_ms;      /* last expiry pass over deposits */
 
     /* metrics */
@@ -286,7 +288,8 @@ bool audit_end(orch *o, uint64_t of, int code);
 int orch_audit_main(int argc, char **argv);
 
 /* ---- quota.c ---- */
-/* Is q (a route run by fn) an admin or money operation? */
+/* Is q (a route run by fn) an admin or money operation, or a job's
+ * submit, cancel or result (all in the audit log)? */
 bool quota_audited(const req *q, void (*fn)(req *q));
 /* Take one request from the caller's bucket; false: answered 429 with
  * Retry-After. The admin key is not limited. */

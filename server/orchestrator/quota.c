@@ -28,7 +28,8 @@ bool quota_audited(const req *q, void (*fn)(req *q))
         return true;
     return fn == r_account_deposit || fn == r_account_withdraw ||
            fn == r_account_credit || fn == r_deposit_confirm ||
-           fn == r_deposit_cancel || fn == r_job_refund;
+           fn == r_deposit_cancel || fn == r_job_refund ||
+           fn == r_job_submit || fn == r_job_cancel || fn == r_node_result;
 }
 
 static size_t slot_of(rz_ledger_id id, uint64_t node)
