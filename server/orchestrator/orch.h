@@ -248,7 +248,8 @@ void orch_count_code(orch *o, int code);
 int auth_open(orch *o);
 void auth_close(orch *o);
 /* The admin key, checked for strength (rhizos/auth.h); a message on stderr
- * naming `from` when it is too weak. */
+ * naming `from` when it is too weak. check: before any store is open. */
+int auth_check_admin(const char *key, const char *from);
 int auth_set_admin(orch *o, const char *key, const char *from);
 int auth_lookup(orch *o, const char *key, principal *out);
 /* Seconds `client` (an address; IPv6 counted by its /64) must wait before
