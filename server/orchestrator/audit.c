@@ -376,12 +376,7 @@ static void add_who(cJSON *doc, const req *q)
     default: snprintf(who, sizeof who, "anyone"); break;
     }
     cJSON_AddStringToObject(doc, "who", who);
-    struct evhttp_connection *c = evhttp_request_get_connection(q->r);
-    char *addr = NULL;
-    ev_uint16_t port = 0;
-    if (c)
-        evhttp_connection_get_peer(c, &addr, &port);
-    cJSON_AddStringToObject(doc, "peer", addr ? addr : "");
+    cJSON_AddStringToObject(doc, "peer", orch_peer((req *)q));
 }
 
 bool audit_begin(req *q, const char *path)

@@ -393,7 +393,7 @@ void orch_watch(req *q, uint64_t dep)
 {
     orch *o = q->o;
     if (watchers_of(o, &q->who) >= o->opts.watch_max) {
-        reply_limit(q, "this key holds %u event streams already; close one",
+        reply_limit(q, 0, "this key holds %u event streams already; close one",
                     o->opts.watch_max);
         return;
     }

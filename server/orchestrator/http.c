@@ -211,25 +211,18 @@ void reply_error(req *q, int rc, const char *fmt, ...)
     reply_json(q, http_status_of(rc), error_doc(rc, msg));
 }
 
-void reply_limit(req *q, const char *fmt, ...)
-{
-    char msg[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    reply_json(q, 429, error_doc(RZ_EDENIED, msg));
-}
-
-void reply_retry(req *q, unsigned retry_s, const char *fmt, ...)
+void reply_limit(req *q, unsigned retry_s, const char *fmt, ...)
 {
     char msg[300], secs[16];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    snprintf(secs, sizeof secs, "%u", retry_s);
-    evhttp_add_header(evhttp_request_get_output_headers(q->r), "Retry-After", secs);
+    if (retry_s) {
+        snprintf(secs, sizeof secs, "%u", retry_s);
+        evhttp_add_header(evhttp_request_get_output_headers(q->r),
+                          "Retry-After", secs);
+    }
     reply_json(q, 429, error_doc(RZ_EDENIED, msg));
 }
 
@@ -569,7 +562,7 @@ static bool authenticate(req *q, unsigned who)
     const char *peer = orch_peer(q);
     unsigned wait_s = auth_wait_s(q->o, peer, h + 7);
     if (wait_s) {
-        reply_retry(q, wait_s, "too many wrong API keys from this address or "
+        reply_limit(q, wait_s, "too many wrong API keys from this address or "
                     "of this key; retry in %u s", wait_s);
         return false;
     }

@@ -218,11 +218,9 @@ void reply_json(req *q, int code, cJSON *doc);       /* takes doc */
 void reply_text(req *q, int code, const char *type, const char *text, size_t len);
 void reply_error(req *q, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* 429 (code RZ_EDENIED): a limit on the caller; retry later. */
-void reply_limit(req *q, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-/* 429 with Retry-After: retry_s seconds. */
-void reply_retry(req *q, unsigned retry_s, const char *fmt, ...)
+/* 429 (code RZ_EDENIED): a limit on the caller; retry later, with
+ * Retry-After: retry_s seconds when not 0. */
+void reply_limit(req *q, unsigned retry_s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The caller's address ("" if unknown). */
 const char *orch_peer(req *q);

@@ -87,12 +87,8 @@ bool quota_rate_take(req *q)
         return true;
     }
     unsigned wait = (unsigned)((1.0 - b->tokens) / rate) + 1;   /* rounded up */
-    char after[24];
-    snprintf(after, sizeof after, "%u", wait ? wait : 1);
-    evhttp_add_header(evhttp_request_get_output_headers(q->r), "Retry-After",
-                      after);
-    reply_limit(q, "too many requests from this key: at most %u a second "
-                "after a burst of %.0f; retry after %s s", rate, burst, after);
+    reply_limit(q, wait, "too many requests from this key: at most %u a second "
+                "after a burst of %.0f; retry after %u s", rate, burst, wait);
     return false;
 }
 
@@ -129,7 +125,7 @@ bool quota_client_room(req *q, bool deployment)
     uint64_t n = deployment ? deps : jobs;
     if (n < cap)
         return true;
-    reply_limit(q, "this account has %llu %s; at most %u (wait for one to "
+    reply_limit(q, 0, "this account has %llu %s; at most %u (wait for one to "
                 "finish or cancel one)", (unsigned long long)n,
                 deployment ? "running deployments" : "unfinished jobs", cap);
     return false;

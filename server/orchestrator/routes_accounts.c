@@ -137,7 +137,7 @@ static bool below_cap(req *q, rz_ledger_id id, uint32_t code, unsigned cap,
         return false;
     }
     if (n >= cap) {
-        reply_limit(q, "this account has %llu open %s; at most %u",
+        reply_limit(q, 0, "this account has %llu open %s; at most %u",
                     (unsigned long long)n, what, cap);
         return false;
     }
