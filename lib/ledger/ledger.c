@@ -713,9 +713,13 @@ static int check_reader(rz_ledger *l)
     }
     uint64_t lmdb_applied = l->meta.applied;
     rz__journal_scan_info info;
-    if (rc == RZ_OK)
+    /* A journal settled since the last checkpoint (the usual state of a
+     * stopped server) needs no scan; a writer's open always scans. */
+    bool settled = rc == RZ_OK && l->format &&
+                   rz__journal_settled(&l->journal, lmdb_applied);
+    if (rc == RZ_OK && !settled)
         rc = rz__journal_scan(&l->journal, replay_one, l, &info);
-    if (rc == RZ_OK)
+    if (rc == RZ_OK && !settled)
         rc = journal_check(l, lmdb_applied, &info);
     l->meta.applied = lmdb_applied;
     rz__journal_close(&l->journal);

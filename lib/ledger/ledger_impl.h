@@ -191,6 +191,15 @@ typedef int (*rz__journal_fn)(void *ctx, const rz__ledger_jhdr *h,
 RZ_HIDDEN int rz__journal_scan(rz__journal *j, rz__journal_fn fn, void *ctx,
                                rz__journal_scan_info *info);
 
+/* Whether a reader may skip the scan, proven from two records: the
+ * marker at offset 0 names the last batch LMDB holds (`applied`), the file
+ * is as long as the marker says, and right after it lies a valid record of
+ * an earlier round (seq <= applied). A round's first append goes there and
+ * each append is durable before the next starts, so no batch was
+ * journaled since LMDB took them all, and a damaged record with
+ * acknowledged ones after it cannot be. Anything else: false (scan). */
+RZ_HIDDEN bool rz__journal_settled(rz__journal *j, uint64_t applied);
+
 /* The LMDB side. */
 /* open: the open pending transfers of each account, by code: key account
  * (16) + code (4, big-endian), one sorted duplicate per transfer id (16),
