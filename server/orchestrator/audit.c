@@ -8,7 +8,7 @@
  *
  * Failing closed: an operation is only started once its "begin" record is
  * durable, and its reply only leaves once its "end" record (the HTTP
- * status) is: a failed begin answers 503 with nothing done, a failed end
+ * status) is: a failed begin answers 500 with nothing done, a failed end
  * turns the reply into a 500 (the operation's own effect then stands, with
  * its begin record and no end). Records name the caller, the route, the
  * path's ids and the amounts, never a key, token or body.
@@ -141,6 +141,53 @@ typedef struct chain {
  * record cannot be checked, an error). `print` (may be NULL) gets each
  * line. RZ_OK, or RZ_EINVALID with the record named in audit_err. A
  * missing file is an empty log. */
+/* One whole line (without its newline) as record c->seq + 1 at byte `at`:
+ * RZ_OK with c moved past it, or RZ_EINVALID. */
+static int take_line(const char *path, const unsigned char *key, chain *c,
+                     const char *line, size_t n, uint64_t at)
+{
+    uint64_t rec = c->seq + 1;
+    char body[LINE_MAX_BYTES], stated[HASH_HEX + 1], mine[HASH_HEX + 1];
+    cJSON *doc = NULL;
+    if (!split_line(line, n, body, sizeof body, stated) ||
+        !(doc = cJSON_Parse(body)))
+        return fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %" PRIu64
+                    ") is malformed", path, rec, at);
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(doc, "seq");
+    const cJSON *prev = cJSON_GetObjectItemCaseSensitive(doc, "prev");
+    bool keyed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "keyed"));
+    hash_line(keyed ? key : NULL, body, strlen(body), mine);
+    int rc = RZ_OK;
+    if (keyed && !key)
+        rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " is keyed and there "
+                  "is no audit.key beside the log to check it with "
+                  "(restore it from the backup of the data directory)",
+                  path, rec);
+    else if (!keyed && c->keyed)
+        rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %" PRIu64
+                  ") is not keyed but records before it are: it was "
+                  "inserted or altered", path, rec, at);
+    else if (!cJSON_IsNumber(seq) || seq->valuedouble != (double)rec)
+        rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %" PRIu64
+                  ") has the wrong sequence number: a record was removed or "
+                  "inserted", path, rec, at);
+    else if (!cJSON_IsString(prev) || strcmp(prev->valuestring, c->last) != 0)
+        rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %" PRIu64
+                  ") does not follow the record before it (its prev hash "
+                  "differs)", path, rec, at);
+    else if (strcmp(mine, stated) != 0)
+        rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %" PRIu64
+                  ") was altered (its hash differs)", path, rec, at);
+    cJSON_Delete(doc);
+    if (rc != RZ_OK)
+        return rc;
+    memcpy(c->before, c->last, sizeof c->before);
+    memcpy(c->last, stated, sizeof c->last);
+    c->seq = rec;
+    c->keyed |= keyed;
+    return RZ_OK;
+}
+
 static int walk(const char *path, const unsigned char *key, chain *c,
                 FILE *print)
 {
@@ -153,64 +200,24 @@ static int walk(const char *path, const unsigned char *key, chain *c,
                                : fail(RZ_EIO, "cannot read %s: %s", path,
                                               strerror(errno));
     c->exists = true;
-    char *line = NULL, body[LINE_MAX_BYTES];
+    char *line = NULL;
     size_t cap = 0;
     ssize_t n;
     int rc = RZ_OK;
     while (rc == RZ_OK && (n = getline(&line, &cap, f)) > 0) {
         uint64_t at = c->bytes;
-        c->bytes += (uint64_t)n;
-        uint64_t rec = c->seq + 1;
         if (line[n - 1] != '\n') {
             /* Only the last line can lack it: a crash mid-append. */
             c->torn = true;
-            c->bytes = at;
             rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %"
-                              PRIu64 ") is cut short", path, rec, at);
+                      PRIu64 ") is cut short", path, c->seq + 1, at);
             break;
         }
         line[--n] = '\0';
-        char stated[HASH_HEX + 1], mine[HASH_HEX + 1];
-        cJSON *doc = NULL;
-        if (!split_line(line, (size_t)n, body, sizeof body, stated) ||
-            !(doc = cJSON_Parse(body))) {
-            rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %"
-                              PRIu64 ") is malformed", path, rec, at);
-            break;
-        }
-        const cJSON *seq = cJSON_GetObjectItemCaseSensitive(doc, "seq");
-        const cJSON *prev = cJSON_GetObjectItemCaseSensitive(doc, "prev");
-        bool keyed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "keyed"));
-        hash_line(keyed ? key : NULL, body, strlen(body), mine);
-        if (keyed && !key)
-            rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " is keyed and there "
-                      "is no audit.key beside the log to check it with "
-                      "(restore it from the backup of the data directory)",
-                      path, rec);
-        else if (!keyed && c->keyed)
-            rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %" PRIu64
-                      ") is not keyed but records before it are: it was "
-                      "inserted or altered", path, rec, at);
-        else if (!cJSON_IsNumber(seq) || seq->valuedouble != (double)rec)
-            rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %"
-                              PRIu64 ") has the wrong sequence number: a record "
-                              "was removed or inserted", path, rec, at);
-        else if (!cJSON_IsString(prev) || strcmp(prev->valuestring, c->last) != 0)
-            rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %"
-                              PRIu64 ") does not follow the record before it "
-                              "(its prev hash differs)", path, rec, at);
-        else if (strcmp(mine, stated) != 0)
-            rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %"
-                              PRIu64 ") was altered (its hash differs)", path,
-                              rec, at);
-        cJSON_Delete(doc);
-        if (rc != RZ_OK)
-            break;
-        memcpy(c->before, c->last, sizeof c->before);
-        memcpy(c->last, stated, sizeof c->last);
-        c->seq = rec;
-        c->keyed |= keyed;
-        if (print)
+        rc = take_line(path, key, c, line, (size_t)n, at);
+        if (rc == RZ_OK)
+            c->bytes += (uint64_t)n + 1;
+        if (rc == RZ_OK && print)
             fprintf(print, "%s\n", line);
     }
     if (rc == RZ_OK && ferror(f))
@@ -492,6 +499,31 @@ static int accept_log(const char *data, const char *path)
     return 0;
 }
 
+int audit_check(const char *data, FILE *print, uint64_t *records)
+{
+    char path[4096];
+    audit_path(data, path, sizeof path);
+    unsigned char key[AUDIT_KEY_BYTES];
+    int have = key_read(data, key);
+    chain c;
+    int rc = have < 0 ? RZ_EIO : walk(path, have ? key : NULL, &c, print);
+    sodium_memzero(key, sizeof key);
+    rz_auth *a = rc == RZ_OK ? auth_of(data) : NULL;
+    uint64_t hseq = 0;
+    unsigned char hbin[HASH_BYTES];
+    if (a && rz_auth_audit_head_get(a, &hseq, hbin) == RZ_OK &&
+        head_check(path, &c, hseq, hbin) < 0)
+        rc = RZ_EINVALID;
+    rz_auth_close(a);
+    *records = rc == RZ_OK ? c.seq : 0;
+    return rc == RZ_OK ? 0 : -1;
+}
+
+const char *audit_error(void)
+{
+    return audit_err;
+}
+
 static int audit_usage(FILE *f, int rc)
 {
     fputs("usage: " ORCH_NAME " audit --data DIR [--verify | --accept]\n\n"
@@ -534,24 +566,13 @@ int orch_audit_main(int argc, char **argv)
     audit_path(data, path, sizeof path);
     if (accept)
         return accept_log(data, path);
-    unsigned char key[AUDIT_KEY_BYTES];
-    int have = key_read(data, key);
-    chain c;
-    int rc = have < 0 ? RZ_EIO : walk(path, have ? key : NULL, &c, verify ? NULL : stdout);
-    sodium_memzero(key, sizeof key);
-    rz_auth *a = rc == RZ_OK ? auth_of(data) : NULL;
-    uint64_t hseq = 0;
-    unsigned char hbin[HASH_BYTES];
-    if (a && rz_auth_audit_head_get(a, &hseq, hbin) == RZ_OK &&
-        head_check(path, &c, hseq, hbin) < 0)
-        rc = RZ_EINVALID;
-    rz_auth_close(a);
-    if (rc != RZ_OK) {
+    uint64_t n = 0;
+    if (audit_check(data, verify ? NULL : stdout, &n) != 0) {
         fflush(stdout);
         fprintf(stderr, ORCH_NAME " audit: %s\n", audit_err);
         return 1;
     }
     if (verify)
-        printf("%s: %" PRIu64 " records, the hash chain holds\n", path, c.seq);
+        printf("%s: %" PRIu64 " records, the hash chain holds\n", path, n);
     return 0;
 }

@@ -283,7 +283,12 @@ bool audit_end(orch *o, uint64_t of, int code);
 #define AUDIT_FAIL_JSON "{\"error\":{\"code\":\"RZ_EIO\",\"message\":\"the " \
     "audit log cannot be written; the outcome of this operation is not "   \
     "recorded\"}}"
-/* `rhizos-orchestrator audit --data DIR [--verify]` (argv[0] "audit"). */
+/* Check DATA's audit log (its chain, keyed with DATA/audit.key, and its
+ * end against the head the auth store keeps) without changing anything;
+ * `print` (may be NULL) gets each record. 0, or -1 with audit_error(). */
+int audit_check(const char *data, FILE *print, uint64_t *records);
+const char *audit_error(void);
+/* `rhizos-orchestrator audit --data DIR [--verify|--accept]` (argv[0] "audit"). */
 int orch_audit_main(int argc, char **argv);
 
 /* ---- quota.c ---- */
