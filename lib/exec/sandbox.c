@@ -92,6 +92,7 @@ static struct {
     char *bwrap;
     int ok;                   /* bwrap runs with the options below */
     bool inner_uid;           /* host is root: --uid/--gid 65534 inside */
+    bool helper;              /* steps start through sandbox_helper.c */
     bool new_opts;            /* --disable-userns, --size (bwrap >= 0.8) */
     char **etc;               /* allow-listed /etc entries that exist */
     size_t n_etc;
@@ -561,12 +562,6 @@ static void base_args(rz__sbx *s, rz__argv *a, int network)
     }
 }
 
-static bool path_under(const char *path, const char *dir)
-{
-    size_t n = strlen(dir);
-    return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
-}
-
 /* The scratch folder: a bounded tmpfs at its path, the host's entries
  * bound into it (read-only), the outputs file writable. What the step
  * writes beyond that stays in its memory-charged tmpfs. */
@@ -750,18 +745,76 @@ static bool try_bwrap(void)
     return ok;
 }
 
+/* Start the helper and run `true` through it the way a step runs. */
+static bool try_helper(void)
+{
+    rz__sbx_tmpl t = { sb.etc, sb.n_etc, sb.passwd, sb.group, sb.bpf,
+                       sb.bpf_len };
+    if (!sb.passwd || !sb.group || rz__sbx_helper_start(&t) != 0)
+        return false;
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC), ep[2] = { -1, -1 };
+    char dir[] = "/tmp/rz-probe-XXXXXX";
+    bool made = mkdtemp(dir) != NULL;
+    bool ok = false;
+    if (null >= 0 && made && pipe2(ep, O_CLOEXEC) == 0) {
+        char *argv[] = { "true", NULL }, *envp[] = { NULL };
+        rz__sbx s;
+        memset(&s, 0, sizeof s);
+        for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
+            s.procs[i] = -1;
+        s.helper = true;
+        rz__sbx_launch l;
+        memset(&l, 0, sizeof l);
+        l.scratch = dir;
+        l.exe = "/bin/true";
+        l.argv = argv;
+        l.envp = envp;
+        l.fsize.rlim_cur = l.fsize.rlim_max = RLIM_INFINITY;
+        l.nofile.rlim_cur = l.nofile.rlim_max = 64;
+        int stdio[3] = { null, null, null };
+        pid_t pid = -1;
+        int rc = rz__sbx_spawn(&pid, &s, &l, stdio, ep[1]);
+        close(ep[1]);
+        int e = 0;
+        ssize_t n = read(ep[0], &e, sizeof e);
+        int status = -1;
+        if (rc == RZ_OK)
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        ok = rc == RZ_OK && n == 0 && WIFEXITED(status) &&
+             WEXITSTATUS(status) == 0;
+        close(ep[0]);
+    }
+    if (null >= 0)
+        close(null);
+    if (made)
+        rmdir(dir);
+    return ok;
+}
+
 static void probe(void)
 {
     sb.bwrap = find_bwrap();
-    if (!sb.bwrap) {
-        status_add("%s", "bubblewrap not found");
-        return;
-    }
     bool root = geteuid() == 0;
     make_passwd(root ? RZ__SBX_UID : geteuid(), root ? RZ__SBX_UID : getegid());
     find_etc();
     build_seccomp();
     find_cgroups();
+    /* As root, the helper: cheaper, and the step is nobody on the host
+     * too. RHIZOS_SANDBOX=bwrap keeps bwrap (for comparison). */
+    const char *want = getenv("RHIZOS_SANDBOX");
+    if (root && !(want && strcmp(want, "bwrap") == 0)) {
+        sb.ok = try_helper();
+        sb.helper = sb.ok;
+        if (sb.ok)
+            return;
+        status_add("%s", "the sandbox helper cannot start here; using "
+                   "bubblewrap");
+    }
+    if (!sb.bwrap) {
+        status_add("%s", "bubblewrap not found");
+        return;
+    }
     /* bwrap 0.8's options first; then without them (older bwrap: seccomp
      * still refuses user namespaces). */
     sb.inner_uid = root;
@@ -791,7 +844,7 @@ int rz__sbx_available(void)
 int rz__sbx_installed(void)
 {
     pthread_once(&probe_once, probe_once_fn);
-    return sb.bwrap != NULL;
+    return sb.bwrap != NULL || sb.helper;
 }
 
 const char *rz__sbx_status(void)
@@ -819,6 +872,13 @@ int rz__sbx_prepare(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
     s->pids_max = o->pids_max ? o->pids_max : RZ__SBX_DEFAULT_PIDS;
     s->scratch_mb = o->scratch_mb ? o->scratch_mb
                                   : RZ__SBX_DEFAULT_SCRATCH_MB;
+    if (sb.helper) {
+        s->helper = true;
+        s->network = o->network;
+        if (o->moddir && !(s->moddir = rz__strdup(o->moddir)))
+            return rz__error(RZ_ENOMEM, "out of memory");
+        return sb.cg_version > 0 ? cgroup_create(s, o) : RZ_OK;
+    }
     base_args(s, a, o->network);
     int rc = scratch_args(s, a, o);
     if (rc == RZ_OK && o->moddir)
@@ -827,7 +887,8 @@ int rz__sbx_prepare(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
     char *dir = rz__strdup(o->exe);
     char *slash = dir ? strrchr(dir, '/') : NULL;
     if (rc == RZ_OK && slash && slash != dir && dir[0] == '/' &&
-        !path_under(dir, "/usr") && !(o->moddir && path_under(dir, o->moddir))) {
+        !rz__sbx_path_under(dir, "/usr") &&
+        !(o->moddir && rz__sbx_path_under(dir, o->moddir))) {
         *slash = '\0';
         push3(a, "--ro-bind-try", dir, dir);
     }
@@ -855,6 +916,20 @@ int rz__sbx_enter(const rz__sbx *s)
         if (dup2(tmp[i], 3 + (int)i) < 0)
             return -1;
     return from;
+}
+
+int rz__sbx_spawn(pid_t *pid, rz__sbx *s, rz__sbx_launch *l,
+                  const int stdio[3], int errpipe)
+{
+    l->moddir = s->moddir;
+    l->network = s->network;
+    l->scratch_mb = s->scratch_mb ? s->scratch_mb : RZ__SBX_DEFAULT_SCRATCH_MB;
+    l->cg_procs = s->procs;
+    l->n_cg = s->n_cg;
+    char why[256] = "";
+    if (rz__sbx_helper_spawn(pid, l, stdio, errpipe, why, sizeof why) != 0)
+        return rz__error(RZ_EEXEC, "%s", why);
+    return RZ_OK;
 }
 
 void rz__sbx_started(rz__sbx *s)
@@ -901,4 +976,6 @@ void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r)
         s->cg[i] = NULL;
     }
     s->n_cg = 0;
+    free(s->moddir);
+    s->moddir = NULL;
 }

@@ -28,6 +28,7 @@
 #include <sys/types.h>
 
 #include "common/internal.h"
+#include "exec/sandbox_helper.h"
 
 #define RZ__SBX_UID 65534          /* nobody/nogroup */
 #define RZ__SBX_DEFAULT_MEMORY_MB 2048u
@@ -67,6 +68,9 @@ typedef struct rz__sbx {
     int cg_kind[RZ__SBX_CG_MAX]; /* v1: the controller of each */
     size_t n_cg;
     uint32_t memory_mb, pids_max, scratch_mb;
+    bool helper;               /* started by the helper, not bwrap */
+    char *moddir;              /* helper: the module folder, or NULL */
+    int network;
 } rz__sbx;
 
 /* What the cgroup saw, read by rz__sbx_finish. */
@@ -86,13 +90,20 @@ RZ_HIDDEN const char *rz__sbx_status(void);
 RZ_HIDDEN int rz__sbx_has_cgroup(void);
 
 /* The bwrap command line up to "--" into argv, the descriptors it reads,
- * the step's cgroup. On error nothing is left to release but *s. */
+ * the step's cgroup; or, where the helper runs steps (s->helper), the
+ * cgroup only and argv untouched. On error nothing is left to release
+ * but *s. */
 RZ_HIDDEN int rz__sbx_prepare(rz__sbx *s, rz__argv *argv,
                               const rz__sbx_opts *o);
 /* In the forked child, after stdio is in place: cgroups joined, the
  * descriptors at 3... Async-signal-safe. Returns the first
  * descriptor number past them, or -1 with errno. */
 RZ_HIDDEN int rz__sbx_enter(const rz__sbx *s);
+/* Helper mode: start the step (exe, argv, envp, scratch, outputs and
+ * rlimits from l; the rest from s). *pid is our child, its session leader.
+ * RZ_EEXEC with the reason when it cannot start. */
+RZ_HIDDEN int rz__sbx_spawn(pid_t *pid, rz__sbx *s, rz__sbx_launch *l,
+                            const int stdio[3], int errpipe);
 /* In the parent once the child runs: its copies of the descriptors. */
 RZ_HIDDEN void rz__sbx_started(rz__sbx *s);
 /* After the leader was reaped: what the cgroup saw, leftovers killed, the
