@@ -23,6 +23,7 @@
 #include "common/internal.h"
 #include "exec/adapter.h"
 #include "exec/exec_impl.h"
+#include "exec/sandbox_helper.h"
 #include "rhizos/exec.h"
 #include "rhizos/flow.h"
 #include "rhizos/module.h"
@@ -1463,6 +1464,92 @@ static void test_hostile_etc_and_identity(void **state)
     rz_proc_free(p);
 }
 
+/* The uid of the live process with `needle` in its command line, as the
+ * host sees it (the real uid of /proc/PID/status); -1 if none. */
+static long host_uid_of(const char *needle)
+{
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    struct dirent *e;
+    long uid = -1;
+    while (uid < 0 && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[4096];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        int fd = open(path, O_RDONLY);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+        if (fd >= 0)
+            close(fd);
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i] == '\0')
+                buf[i] = ' ';
+        if (n <= 0 || (buf[n] = '\0', !strstr(buf, needle)))
+            continue;
+        snprintf(path, sizeof path, "/proc/%s/status", e->d_name);
+        FILE *f = fopen(path, "r");
+        char line[256];
+        while (f && fgets(line, sizeof line, f))
+            if (strncmp(line, "Uid:", 4) == 0)
+                uid = strtol(line + 4, NULL, 10);
+        if (f)
+            fclose(f);
+    }
+    closedir(d);
+    return uid;
+}
+
+/* Run as root, the step is not root on the host either (issue 14): its
+ * process, seen from outside every namespace, has the unprivileged uid. */
+static void test_hostile_host_uid(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || geteuid() != 0)
+        skip();
+    char needle[32], script[64];
+    snprintf(needle, sizeof needle, "sleep 84.%d", (int)getpid() % 1000);
+    snprintf(script, sizeof script, "%s; echo '{}'", needle);
+    const char *argv[] = { "sh", "-c", script, NULL };
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    o.argv = argv;
+    o.scratch_parent = tmp_root;
+    rz_proc *p = NULL;
+    assert_int_equal(rz_proc_spawn(&p, &o), RZ_OK);
+    long uid = -1;
+    for (int i = 0; i < 250 && uid < 0; i++) {
+        uid = host_uid_of(needle);
+        if (uid < 0)
+            sleep_ms(20);
+    }
+    rz_proc_kill(p);
+    finish(p);
+    rz_proc_free(p);
+    assert_int_equal(uid, 65534);
+    assert_true(process_gone_soon(needle));
+}
+
+/* A helper that dies is replaced: the next step still runs, sandboxed. */
+static void test_sandbox_helper_restarts(void **state)
+{
+    (void)state;
+    pid_t helper = rz__sbx_helper_pid();
+    if (!rz_sandbox_available() || helper <= 0)
+        skip();
+    assert_int_equal(kill(helper, SIGKILL), 0);
+    sleep_ms(50);
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    rz_proc *p = run_sh(&o, "printf '{\"uid\":%d}' $(id -u)");
+    assert_int_equal(rz_proc_exit_code(p), 0);
+    cJSON *j = outputs_of(p);
+    assert_int_equal((int)num_field(j, "uid"), 65534);
+    cJSON_Delete(j);
+    rz_proc_free(p);
+    pid_t now = rz__sbx_helper_pid();
+    assert_true(now > 0 && now != helper);
+}
+
 /* A nested user namespace and ptrace are refused; the step says so. */
 static void test_hostile_userns_and_ptrace(void **state)
 {
@@ -2122,6 +2209,8 @@ int main(void)
         T(test_runner_invalid),
         T(test_runner_records_run),
         T(test_hostile_etc_and_identity),
+        T(test_hostile_host_uid),
+        T(test_sandbox_helper_restarts),
         T(test_hostile_userns_and_ptrace),
         T(test_hostile_fork_bomb),
         T(test_hostile_scratch_quota),
