@@ -498,6 +498,15 @@ static void launch(rz_attempt *a, const rz_attempt_opts *o)
     const char *req = o->request_json ? o->request_json : EMPTY_REQUEST;
     char *in_path = NULL, *out_path = NULL, **env = NULL;
     size_t owned = 0;
+    uint32_t max = o->version >= 4 && o->max_scratch_mb
+                       ? o->max_scratch_mb : RZ_ATTEMPT_DEFAULT_MAX_SCRATCH_MB;
+    if (o->module->scratch_mb > max) {
+        fail_now(a, rz__asprintf("the module asks for %" PRIu32 " MiB of "
+                                 "scratch space (requirements.scratch_mb), "
+                                 "over this runner's maximum of %" PRIu32
+                                 " MiB", o->module->scratch_mb, max));
+        return;
+    }
     int rc = make_scratch(a, o->scratch_parent, req, &in_path, &out_path);
     if (rc == RZ_OK && !(env = context_env(o, &owned)))
         rc = rz__error(RZ_ENOMEM, "out of memory");
@@ -510,7 +519,7 @@ static void launch(rz_attempt *a, const rz_attempt_opts *o)
             .request_len = strlen(req), .env = (const char *const *)env,
             .secrets = o->secrets, .n_secrets = o->n_secrets,
             .timeout_s = o->timeout_s, .memory_mb = o->memory_mb,
-            .cpus = o->cpus,
+            .cpus = o->cpus, .scratch_mb = m->scratch_mb,
             /* Twice the cap is read, so that outputs just over it (or
              * pretty-printed) are told apart from no outputs at all. */
             .max_stdout = cap > SIZE_MAX / 2 ? cap : 2 * cap,

@@ -1105,6 +1105,7 @@ static int proc_prepare(void **state, const rz__exec_spec *sp)
     po.max_log = sp->max_log;
     st->po = po;
     st->lim.cpus = sp->cpus;
+    st->lim.scratch_mb = sp->scratch_mb;
     st->scratch = sp->scratch;
     st->outputs_path = sp->outputs_path;
     return RZ_OK;

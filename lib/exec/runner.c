@@ -236,6 +236,7 @@ static int start_step(runner *r, size_t step, const rz__step *s,
         ao.memory_mb = m->memory_mb ? m->memory_mb
                                     : r->opts->default_memory_mb;
         ao.sandbox = r->opts->sandbox;
+        ao.max_scratch_mb = r->opts->max_scratch_mb;
         ao.container_host = r->opts->container_host;
         rc = rz_attempt_start(out, &ao);
     }
@@ -754,12 +755,15 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
         opts = &defaults;
     if (!flow || opts->version < 2 || opts->version > RZ_RUNNER_OPTS_VERSION)
         return rz__error(RZ_EINVAL, "rz_runner_run: invalid arguments");
-    /* Version 2 ends before container_host, 3 before default_memory_mb. */
+    /* Version 2 ends before container_host, 3 before default_memory_mb,
+     * 4 before max_scratch_mb. */
     rz_runner_opts upgraded = RZ_RUNNER_OPTS_INIT;
     if (opts->version < RZ_RUNNER_OPTS_VERSION) {
         memcpy(&upgraded, opts, opts->version == 2
                    ? offsetof(rz_runner_opts, container_host)
-                   : offsetof(rz_runner_opts, default_memory_mb));
+                   : opts->version == 3
+                   ? offsetof(rz_runner_opts, default_memory_mb)
+                   : offsetof(rz_runner_opts, max_scratch_mb));
         upgraded.version = RZ_RUNNER_OPTS_VERSION;
         opts = &upgraded;
     }

@@ -42,6 +42,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -845,6 +846,24 @@ static _Noreturn void step_exec(const step *s, const rz__sbx_tmpl *t)
     fail_to(ep);
 }
 
+/* A step that failed with its scratch or /tmp full gets that said as the
+ * last line of its log, which the attempt's reason quotes. */
+static void say_if_full(const step *s, int err)
+{
+    const char *where[] = { s->scratch, "/tmp" };
+    const char *name[] = { "scratch folder", "/tmp" };
+    for (int i = 0; i < 2; i++) {
+        struct statvfs v;
+        if (statvfs(where[i], &v) == 0 &&
+            (unsigned long long)v.f_bavail * v.f_frsize < (64u << 10)) {
+            dprintf(err, "\nrhizos: the step's %s is full (%u MiB; a module "
+                    "asks for more with requirements.scratch_mb)\n", name[i],
+                    s->h.scratch_mb);
+            return;
+        }
+    }
+}
+
 static void on_chld(int sig)
 {
     (void)sig;
@@ -879,6 +898,7 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
         step_exec(s, t);
     if (leader < 0)
         fail_to(ep);
+    int err = fcntl(fd_at(s, FD_ERR), F_DUPFD_CLOEXEC, 3);
     for (int i = 0; i < s->n_fds; i++)
         close(s->fds[i]);
     struct pollfd pf = { life, POLLIN, 0 };
@@ -886,9 +906,12 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
         int status;
         pid_t r;
         while ((r = waitpid(-1, &status, WNOHANG)) > 0)
-            if (r == leader)
+            if (r == leader) {
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                    say_if_full(s, err);
                 _exit(WIFSIGNALED(status) ? 128 + WTERMSIG(status)
                                           : WEXITSTATUS(status));
+            }
         if (ppoll(&pf, 1, NULL, &old) > 0 && pf.revents)
             _exit(128 + SIGKILL);   /* the runner is gone */
     }

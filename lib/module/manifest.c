@@ -13,6 +13,9 @@
 #include "module/module_impl.h"
 #include "rhizos/schema.h"
 
+/* requirements.scratch_mb: a runner bounds it further (its maximum). */
+#define MAX_SCRATCH_MB (1u << 20)
+
 typedef struct mctx {
     const char *file;      /* path of module.json, for diagnostics */
     const char *text;
@@ -374,6 +377,12 @@ static void load_requirements(mctx *c, const cJSON *root, rz_module *m)
     double mem = get_num(c, req, "memory_mb", "/requirements", 0);
     m->memory_mb = mem > UINT32_MAX ? UINT32_MAX : (uint32_t)mem;
     get_num(c, req, "storage_gb", "/requirements", 0);
+    double scratch = get_num(c, req, "scratch_mb", "/requirements", 0);
+    if (scratch > MAX_SCRATCH_MB || scratch != (double)(uint32_t)scratch)
+        bad(c, "/requirements/scratch_mb", "'scratch_mb' must be a whole "
+            "number of MiB, at most %u", MAX_SCRATCH_MB);
+    else
+        m->scratch_mb = (uint32_t)scratch;
     check_gpu(c, req);
 }
 

@@ -49,6 +49,7 @@ struct rz_module {
     bool read_only;
     uint32_t timeout_s;         /* exec.timeout_s default, 0 none */
     uint32_t memory_mb;         /* requirements.memory_mb, 0 unknown */
+    uint32_t scratch_mb;        /* requirements.scratch_mb, 0 the default */
     /* Where it came from: the module.json path, or the URL of a manifest
      * served by an HTTP index (then `dir` is NULL). */
     char *origin;

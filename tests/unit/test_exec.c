@@ -1669,6 +1669,73 @@ static void test_hostile_memory_default(void **state)
     rz_registry_free(r);
 }
 
+/* Run a one-step flow of a module asking for `scratch_mb`, writing 20 MB
+ * into its scratch folder, under a runner whose maximum is `max_mb`; the
+ * step's failure message (NULL if it succeeded). */
+static char *run_scratch_module(const char *id, unsigned scratch_mb,
+                                unsigned max_mb)
+{
+    char reg[300], dir[400], path[450], manifest[1024], flow[200];
+    snprintf(reg, sizeof reg, "%s/%s-reg", tmp_root, id);
+    assert_int_equal(mkdir(reg, 0755), 0);
+    snprintf(dir, sizeof dir, "%s/%s", reg, id);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/module.json", dir);
+    snprintf(manifest, sizeof manifest,
+             "{\"id\":\"%s\",\"version\":\"1.0.0\",\"name\":\"w\","
+             "\"requirements\":{\"adapter\":\"process\",\"scratch_mb\":%u},"
+             "\"exec\":{\"adapter\":\"process\",\"command\":[\"sh\",\"-c\","
+             "\"dd if=/dev/zero of=big bs=1M count=20 2>/dev/null || exit 3;"
+             " echo '{}'\"]}}", id, scratch_mb);
+    write_file(path, manifest, 0644);
+    rz_registry *r = NULL;
+    assert_int_equal(rz_registry_new(&r), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(r, reg, NULL), RZ_OK);
+    snprintf(flow, sizeof flow,
+             "flux: 1\nname: w\nsteps:\n  w:\n    module: %s@1.0.0\n", id);
+    rz_flow *f = load_flow(r, NULL, flow);
+    recorder rec = { .n = 0 };
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    o.jobs = 1;
+    o.max_scratch_mb = max_mb;
+    rz_run *run = run_flow(f, &o, &rec);
+    const rec_event *e = find_event(&rec, RZ_EVENT_STEP_FAILED, 0);
+    char *msg = e && e->message ? rz__strdup(e->message) : NULL;
+    if (!e)
+        assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+    recorder_free(&rec);
+    rz_run_free(run);
+    rz_flow_free(f);
+    rz_registry_free(r);
+    return msg;
+}
+
+/* requirements.scratch_mb sizes the scratch tmpfs: 20 MB fit in 32, not
+ * in 8 (the reason says which space was full), and a module cannot ask
+ * for more than the runner allows. */
+static void test_hostile_scratch_per_manifest(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available())
+        skip();
+    char *msg = run_scratch_module("roomy", 32, 0);
+    if (msg)
+        fail_msg("%s", msg);
+    msg = run_scratch_module("cramped", 8, 0);
+    assert_non_null(msg);
+    if (!strstr(msg, "exit status 3") ||
+        (rz__sbx_helper_pid() > 0 &&
+         !strstr(msg, "the step's scratch folder is full (8 MiB")))
+        fail_msg("%s", msg);
+    free(msg);
+    msg = run_scratch_module("greedy", 64, 16);
+    assert_non_null(msg);
+    if (!strstr(msg, "asks for 64 MiB of scratch space (requirements."
+                     "scratch_mb), over this runner's maximum of 16 MiB"))
+        fail_msg("%s", msg);
+    free(msg);
+}
+
 /* ---- one attempt through an adapter (rz_attempt_*) ---- */
 
 /* A registry with one module `id` running `script`; *m resolved in it. */
@@ -2214,6 +2281,7 @@ int main(void)
         T(test_hostile_userns_and_ptrace),
         T(test_hostile_fork_bomb),
         T(test_hostile_scratch_quota),
+        T(test_hostile_scratch_per_manifest),
         T(test_hostile_memory_default),
         T(test_attempt_request_file),
         T(test_attempt_outputs_file),
