@@ -603,7 +603,8 @@ static int cg_limits(const rz__sbx *s, const rz__sbx_opts *o,
 {
     char v[32];
     unsigned long long mem = (unsigned long long)s->memory_mb << 20;
-    uint32_t cpus = o->cpus ? o->cpus : 1;
+    (void)o;
+    uint32_t cpus = s->cpus ? s->cpus : 1;
     if (sb.cg_version == 2) {
         snprintf(v, sizeof v, "%llu", mem);
         if (write_at(dir, "memory.max", v) != 0)
@@ -619,6 +620,9 @@ static int cg_limits(const rz__sbx *s, const rz__sbx_opts *o,
     switch (kind) {
     case CG_MEMORY:
         snprintf(v, sizeof v, "%llu", mem);
+        /* memsw may never be below the limit: raised first when a reused
+         * cell's limit goes up, lowered after when it goes down. */
+        (void)write_at(dir, "memory.memsw.limit_in_bytes", v);
         if (write_at(dir, "memory.limit_in_bytes", v) != 0)
             return -1;
         (void)write_at(dir, "memory.memsw.limit_in_bytes", v);  /* no swap */
@@ -703,6 +707,193 @@ static int cgroup_create(rz__sbx *s, const rz__sbx_opts *o)
             return rz__error(RZ_EIO, "cgroup %s: %s", dir, strerror(errno));
     }
     return RZ_OK;
+}
+
+/* ---- cells: the helper's cgroups, one per concurrent step, reused ----
+ *
+ * Moving a process into a cgroup (v1) waits for an RCU grace period:
+ * 4-13 ms a step on this loaded machine, most of what the sandbox cost
+ * once bwrap was gone. A cell is a set of cgroups with a process of the
+ * helper's inside (the zygote) that starts steps, which are born there.
+ * The limits are written per step; the OOM and pids counters are read
+ * before and after; leftovers are killed at the end as before. */
+
+#define MAX_CELLS 256
+
+typedef struct cell {
+    char *cg[RZ__SBX_CG_MAX];
+    int kind[RZ__SBX_CG_MAX];
+    size_t n_cg;
+    int zsock;
+    pid_t zpid;
+    bool busy;
+} cell;
+
+static pthread_mutex_t cells_mu = PTHREAD_MUTEX_INITIALIZER;
+static cell *cells[MAX_CELLS];
+
+static void cell_free(cell *c)
+{
+    if (!c)
+        return;
+    if (c->zsock >= 0)
+        close(c->zsock);
+    if (c->zpid > 0) {
+        kill(c->zpid, SIGKILL);
+        while (waitpid(c->zpid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    for (size_t i = 0; i < c->n_cg; i++) {
+        (void)cg_remove(c->cg[i]);
+        free(c->cg[i]);
+    }
+    free(c);
+}
+
+static int cell_new(const rz__sbx_opts *o, cell **out)
+{
+    rz__sbx tmp;
+    memset(&tmp, 0, sizeof tmp);
+    for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
+        tmp.procs[i] = -1;
+    cell *c = rz__calloc(1, sizeof *c);
+    if (!c)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    c->zsock = -1;
+    int rc = cgroup_create(&tmp, o);
+    c->n_cg = tmp.n_cg;
+    for (size_t i = 0; i < tmp.n_cg; i++) {
+        c->cg[i] = tmp.cg[i];
+        c->kind[i] = tmp.cg_kind[i];
+    }
+    if (rc == RZ_OK) {
+        int e = rz__sbx_helper_cell(tmp.procs, tmp.n_cg, &c->zsock, &c->zpid);
+        if (e != 0)
+            rc = rz__error(RZ_EEXEC, "the sandbox helper cannot start a "
+                           "process for the step's cgroup: %s; step not run",
+                           strerror(-e));
+    }
+    rz__sbx_started(&tmp);   /* closes the cgroup.procs descriptors */
+    if (rc != RZ_OK) {
+        cell_free(c);
+        return rc;
+    }
+    *out = c;
+    return RZ_OK;
+}
+
+static long long cg_counter(const char *dir, int kind, bool oom)
+{
+    if (oom && (sb.cg_version == 2 || kind == CG_MEMORY))
+        return read_key(dir, sb.cg_version == 2 ? "memory.events"
+                                                : "memory.oom_control",
+                        "oom_kill");
+    if (!oom && (sb.cg_version == 2 || kind == CG_PIDS))
+        return read_key(dir, "pids.events", "max");
+    return -1;
+}
+
+/* A free cell (made when none is), its limits set for this step. */
+static int cell_take(rz__sbx *s, const rz__sbx_opts *o)
+{
+    pthread_mutex_lock(&cells_mu);
+    size_t i = 0, free_slot = MAX_CELLS;
+    for (; i < MAX_CELLS; i++) {
+        if (cells[i] && !cells[i]->busy)
+            break;
+        if (!cells[i] && free_slot == MAX_CELLS)
+            free_slot = i;
+    }
+    if (i < MAX_CELLS)
+        cells[i]->busy = true;
+    else if (free_slot < MAX_CELLS)
+        cells[free_slot] = NULL;
+    pthread_mutex_unlock(&cells_mu);
+    if (i == MAX_CELLS) {
+        if (free_slot == MAX_CELLS)
+            return rz__error(RZ_ESTATE, "too many sandboxed steps at once");
+        cell *c = NULL;
+        int rc = cell_new(o, &c);
+        if (rc != RZ_OK)
+            return rc;
+        c->busy = true;
+        pthread_mutex_lock(&cells_mu);
+        for (i = 0; i < MAX_CELLS && cells[i]; i++)
+            ;
+        if (i < MAX_CELLS)
+            cells[i] = c;
+        pthread_mutex_unlock(&cells_mu);
+        if (i == MAX_CELLS) {
+            cell_free(c);
+            return rz__error(RZ_ESTATE, "too many sandboxed steps at once");
+        }
+    }
+    cell *c = cells[i];
+    s->in_cell = true;
+    s->cell = i;
+    s->n_cg = c->n_cg;
+    s->oom0 = s->pids0 = 0;
+    for (size_t k = 0; k < c->n_cg; k++) {
+        s->cg[k] = c->cg[k];
+        s->cg_kind[k] = c->kind[k];
+        if (cg_limits(s, o, c->cg[k], c->kind[k]) != 0)
+            return rz__error(RZ_EIO, "cgroup %s: %s", c->cg[k],
+                             strerror(errno));
+        long long v = cg_counter(c->cg[k], c->kind[k], true);
+        s->oom0 = v > s->oom0 ? v : s->oom0;
+        v = cg_counter(c->cg[k], c->kind[k], false);
+        s->pids0 = v > s->pids0 ? v : s->pids0;
+    }
+    return RZ_OK;
+}
+
+/* Give the cell back (or drop it, its zygote gone); s forgets it. */
+static void cell_release(rz__sbx *s, bool drop)
+{
+    if (!s->in_cell)
+        return;
+    pthread_mutex_lock(&cells_mu);
+    cell *c = cells[s->cell];
+    if (drop)
+        cells[s->cell] = NULL;
+    else
+        c->busy = false;
+    pthread_mutex_unlock(&cells_mu);
+    if (drop)
+        cell_free(c);
+    for (size_t k = 0; k < s->n_cg; k++)
+        s->cg[k] = NULL;
+    s->n_cg = 0;
+    s->in_cell = false;
+}
+
+size_t rz__sbx_cell_pids(pid_t *out, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&cells_mu);
+    for (size_t i = 0; i < MAX_CELLS && n < max; i++)
+        if (cells[i])
+            out[n++] = cells[i]->zpid;
+    pthread_mutex_unlock(&cells_mu);
+    return n;
+}
+
+static void kill_members_but(const char *dir, pid_t keep);
+
+/* What the cell's counters say of this step; its leftovers killed. */
+static void cell_finish(rz__sbx *s, rz__sbx_report *r)
+{
+    pid_t zpid = cells[s->cell]->zpid;
+    for (size_t k = 0; k < s->n_cg; k++) {
+        long long oom = cg_counter(s->cg[k], s->cg_kind[k], true);
+        long long pids = cg_counter(s->cg[k], s->cg_kind[k], false);
+        if (r && oom > s->oom0)
+            r->oom = true;
+        if (r && pids > s->pids0)
+            r->pids_hit = true;
+        kill_members_but(s->cg[k], zpid);
+    }
+    cell_release(s, false);
 }
 
 /* ---- the probe ---- */
@@ -872,12 +1063,13 @@ int rz__sbx_prepare(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
     s->pids_max = o->pids_max ? o->pids_max : RZ__SBX_DEFAULT_PIDS;
     s->scratch_mb = o->scratch_mb ? o->scratch_mb
                                   : RZ__SBX_DEFAULT_SCRATCH_MB;
+    s->cpus = o->cpus;
     if (sb.helper) {
         s->helper = true;
         s->network = o->network;
         if (o->moddir && !(s->moddir = rz__strdup(o->moddir)))
             return rz__error(RZ_ENOMEM, "out of memory");
-        return sb.cg_version > 0 ? cgroup_create(s, o) : RZ_OK;
+        return sb.cg_version > 0 ? cell_take(s, o) : RZ_OK;
     }
     base_args(s, a, o->network);
     int rc = scratch_args(s, a, o);
@@ -925,11 +1117,24 @@ int rz__sbx_spawn(pid_t *pid, rz__sbx *s, rz__sbx_launch *l,
     l->network = s->network;
     l->scratch_mb = s->scratch_mb ? s->scratch_mb : RZ__SBX_DEFAULT_SCRATCH_MB;
     l->cg_procs = s->procs;
-    l->n_cg = s->n_cg;
+    l->n_cg = s->in_cell ? 0 : s->n_cg;
     char why[256] = "";
-    if (rz__sbx_helper_spawn(pid, l, stdio, errpipe, why, sizeof why) != 0)
-        return rz__error(RZ_EEXEC, "%s", why);
-    return RZ_OK;
+    /* A cell whose zygote died is dropped and another taken (each try
+     * drops one, so this ends). */
+    for (int tries = 0;; tries++) {
+        int cellfd = s->in_cell ? cells[s->cell]->zsock : -1;
+        int e = rz__sbx_helper_spawn(pid, l, stdio, errpipe, cellfd, why,
+                                     sizeof why);
+        if (e == 0)
+            return RZ_OK;
+        if (e != -EPIPE || !s->in_cell || tries > MAX_CELLS)
+            break;
+        cell_release(s, true);
+        rz__sbx_opts o = { .cpus = s->cpus };
+        if (cell_take(s, &o) != RZ_OK)
+            return RZ_EEXEC;   /* its error says why */
+    }
+    return rz__error(RZ_EEXEC, "%s", why);
 }
 
 void rz__sbx_started(rz__sbx *s)
@@ -942,6 +1147,19 @@ void rz__sbx_started(rz__sbx *s)
             close(s->procs[i]);
         s->procs[i] = -1;
     }
+}
+
+static void kill_members_but(const char *dir, pid_t keep)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/cgroup.procs", dir);
+    FILE *f = fopen(p, "re");
+    long pid;
+    while (f && fscanf(f, "%ld", &pid) == 1)
+        if (pid > 0 && pid != (long)keep)
+            kill((pid_t)pid, SIGKILL);
+    if (f)
+        fclose(f);
 }
 
 static void kill_members(const char *dir)
@@ -962,6 +1180,8 @@ static void kill_members(const char *dir)
 void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r)
 {
     rz__sbx_started(s);
+    if (s->in_cell)
+        cell_finish(s, r);
     for (size_t i = 0; i < s->n_cg; i++) {
         const char *dir = s->cg[i];
         bool mem = sb.cg_version == 2 || s->cg_kind[i] == CG_MEMORY;

@@ -69,6 +69,10 @@ typedef struct rz__sbx {
     size_t n_cg;
     uint32_t memory_mb, pids_max, scratch_mb;
     bool helper;               /* started by the helper, not bwrap */
+    bool in_cell;              /* helper: cg[] are cell `cell`'s, borrowed */
+    size_t cell;
+    long long oom0, pids0;     /* the cell's counters before the step */
+    uint32_t cpus;
     char *moddir;              /* helper: the module folder, or NULL */
     int network;
 } rz__sbx;
@@ -106,6 +110,8 @@ RZ_HIDDEN int rz__sbx_spawn(pid_t *pid, rz__sbx *s, rz__sbx_launch *l,
                             const int stdio[3], int errpipe);
 /* In the parent once the child runs: its copies of the descriptors. */
 RZ_HIDDEN void rz__sbx_started(rz__sbx *s);
+/* The pids of the cells' processes (helper mode), for tests. */
+RZ_HIDDEN size_t rz__sbx_cell_pids(pid_t *out, size_t max);
 /* After the leader was reaped: what the cgroup saw, leftovers killed, the
  * cgroup removed. Safe to call more than once; NULL report fine. */
 RZ_HIDDEN void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r);

@@ -313,10 +313,12 @@ static int write_request(const rz__sbx_launch *l, const binds *b)
     return fd >= 0 ? fd : -EIO;
 }
 
-/* One request and its answer; caller holds mu. 1: the helper is gone. */
-static int exchange(const int *fds, size_t n_fds, pid_t *pid)
+/* One request and its answer on `to`; *got (if not NULL) a descriptor
+ * that came with the answer, or -1. 1: the other side is gone. */
+static int exchange(int to, char kind, const int *fds, size_t n_fds,
+                    pid_t *pid, int *got)
 {
-    char dummy = 'r';
+    char dummy = kind;
     struct iovec iov = { &dummy, 1 };
     union {
         struct cmsghdr h;
@@ -332,22 +334,64 @@ static int exchange(const int *fds, size_t n_fds, pid_t *pid)
     c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
     memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
     ssize_t n;
-    while ((n = sendmsg(sock, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+    while ((n = sendmsg(to, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
         ;
     if (n != 1)
         return 1;
     int32_t answer = 0;
-    while ((n = recv(sock, &answer, sizeof answer, 0)) < 0 && errno == EINTR)
+    struct iovec aiov = { &answer, sizeof answer };
+    memset(&u, 0, sizeof u);
+    struct msghdr a = { .msg_iov = &aiov, .msg_iovlen = 1,
+                        .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+    while ((n = recvmsg(to, &a, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
         ;
+    int fd = -1;
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&a); n > 0 && h;
+         h = CMSG_NXTHDR(&a, h))
+        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS &&
+            h->cmsg_len >= CMSG_LEN(sizeof(int)))
+            memcpy(&fd, CMSG_DATA(h), sizeof fd);
+    if (got)
+        *got = fd;
+    else if (fd >= 0)
+        close(fd);
     if (n != (ssize_t)sizeof answer)
         return 1;
     *pid = answer;
     return 0;
 }
 
+int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg, int *zsock,
+                        pid_t *zpid)
+{
+    *zsock = -1;
+    *zpid = -1;
+    pthread_mutex_lock(&mu);
+    int rc = 0;
+    for (int tries = 0; tries < 2; tries++) {
+        if (sock < 0 && (rc = helper_spawn_locked()) != 0)
+            break;
+        pid_t pid = -1;
+        if (exchange(sock, 'z', cg_procs, n_cg, &pid, zsock) == 0) {
+            rc = pid > 0 && *zsock >= 0 ? 0 : (pid < 0 ? pid : -EIO);
+            if (rc == 0)
+                *zpid = pid;
+            break;
+        }
+        helper_stop();
+        rc = -EPIPE;
+    }
+    pthread_mutex_unlock(&mu);
+    if (rc != 0 && *zsock >= 0) {
+        close(*zsock);
+        *zsock = -1;
+    }
+    return rc;
+}
+
 int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
-                         const int stdio[3], int errpipe, char *why,
-                         size_t why_len)
+                         const int stdio[3], int errpipe, int cell,
+                         char *why, size_t why_len)
 {
     *pid = -1;
     int fds[MAX_FDS], n = 0, rc = 0;
@@ -381,6 +425,16 @@ int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
         fds[n++] = b.fd[i];
     for (size_t i = 0; i < l->n_cg; i++)
         fds[n++] = l->cg_procs[i];
+    if (cell >= 0) {
+        /* The cell is this step's alone: no lock. Its zygote gone, the
+         * caller takes another cell. */
+        if (exchange(cell, 'r', fds, (size_t)n, pid, NULL) != 0) {
+            rc = -EPIPE;
+            snprintf(why, why_len, "the sandbox's process for this cgroup "
+                     "died; step not run");
+        }
+        goto done;
+    }
     pthread_mutex_lock(&mu);
     /* A helper that died (killed, crashed) is restarted once; a step never
      * runs without one. */
@@ -390,7 +444,7 @@ int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
                      "(re)started: %s; step not run", strerror(-rc));
             break;
         }
-        if (exchange(fds, (size_t)n, pid) == 0)
+        if (exchange(sock, 'r', fds, (size_t)n, pid, NULL) == 0)
             break;
         helper_stop();
         if (tries == 1) {
@@ -400,6 +454,7 @@ int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
         }
     }
     pthread_mutex_unlock(&mu);
+done:
     if (ftruncate(memfd, 0) != 0) {
         /* closed below all the same */
     }
@@ -917,9 +972,9 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
     }
 }
 
-static int recv_step(int s, step *st)
+static int recv_step(int s, step *st, char *kind)
 {
-    char dummy;
+    char dummy = 0;
     struct iovec iov = { &dummy, 1 };
     union {
         struct cmsghdr h;
@@ -932,6 +987,7 @@ static int recv_step(int s, step *st)
         ;
     if (n <= 0)
         return -1;   /* the runner closed its end */
+    *kind = dummy;
     memset(st, 0, sizeof *st);
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
@@ -957,6 +1013,93 @@ static void step_free(step *st)
     free(st->buf);
     free(st->argv);
     free(st->envp);
+}
+
+/* A zygote: a process that sits in one cell's cgroups, so the steps it
+ * starts are born there; moving a process into a cgroup v1 costs an RCU
+ * grace period (milliseconds under load), a fork costs nothing of it. */
+static _Noreturn void serve(int s, int life, bool is_helper);
+
+static int32_t make_zygote(step *st, int s, int life, int *peer)
+{
+    int sv[2];
+    *peer = -1;
+    if (st->n_fds > 3 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC,
+                                    0, sv) != 0)
+        return -EINVAL;
+    long pid = syscall(SYS_clone, CLONE_PARENT, NULL, NULL, NULL, NULL);
+    if (pid == 0) {
+        close(s);
+        close(sv[0]);
+        for (int i = 0; i < st->n_fds; i++)
+            if (write(st->fds[i], "0", 1) != 1)
+                _exit(1);
+        for (int i = 0; i < st->n_fds; i++)
+            close(st->fds[i]);
+        prctl(PR_SET_NAME, "rz-sandbox-cell", 0, 0, 0);
+        serve(sv[1], life, false);
+    }
+    int e = errno;
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        return -e;
+    }
+    *peer = sv[0];
+    return (int32_t)pid;
+}
+
+/* Answer with `answer` and, when fd >= 0, that descriptor. */
+static int reply(int s, int32_t answer, int fd)
+{
+    struct iovec iov = { &answer, sizeof answer };
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (fd >= 0) {
+        m.msg_control = u.buf;
+        m.msg_controllen = sizeof u.buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    }
+    return sendmsg(s, &m, MSG_NOSIGNAL) == (ssize_t)sizeof answer ? 0 : -1;
+}
+
+static _Noreturn void serve(int s, int life, bool is_helper)
+{
+    const long ns = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+    for (;;) {
+        step st;
+        char kind = 0;
+        if (recv_step(s, &st, &kind) != 0)
+            _exit(0);
+        int32_t answer = -EINVAL;
+        int peer = -1;
+        if (kind == 'z' && is_helper) {
+            answer = make_zygote(&st, s, life, &peer);
+        } else if (kind == 'r' && parse_step(&st) == 0) {
+            long flags = CLONE_PARENT | ns |
+                         (st.h.network ? 0 : CLONE_NEWNET);
+            long pid = syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+            if (pid == 0) {
+                close(s);
+                step_init(&st, &tmpl, life);
+            }
+            answer = pid > 0 ? (int32_t)pid : -errno;
+        }
+        step_free(&st);
+        int r = reply(s, answer, peer);
+        if (peer >= 0)
+            close(peer);
+        if (r != 0)
+            _exit(0);
+    }
 }
 
 static _Noreturn void helper_main(int s, int life)
@@ -985,24 +1128,6 @@ static _Noreturn void helper_main(int s, int life)
     if (send(s, &status, sizeof status, MSG_NOSIGNAL) != sizeof status ||
         status != 0)
         _exit(1);
-    const long ns = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
-    for (;;) {
-        step st;
-        if (recv_step(s, &st) != 0)
-            _exit(0);
-        int32_t answer = -EINVAL;
-        if (parse_step(&st) == 0) {
-            long flags = CLONE_PARENT | ns |
-                         (st.h.network ? 0 : CLONE_NEWNET);
-            long pid = syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
-            if (pid == 0) {
-                close(s);
-                step_init(&st, &tmpl, life);
-            }
-            answer = pid > 0 ? (int32_t)pid : -errno;
-        }
-        step_free(&st);
-        if (send(s, &answer, sizeof answer, MSG_NOSIGNAL) != sizeof answer)
-            _exit(0);
-    }
+    serve(s, life, true);
+
 }

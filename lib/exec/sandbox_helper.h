@@ -51,8 +51,14 @@ RZ_HIDDEN int rz__sbx_helper_start(const rz__sbx_tmpl *t);
  * are borrowed (the caller closes its copies). 0, or -errno with the
  * reason in why. */
 RZ_HIDDEN int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
-                                   const int stdio[3], int errpipe,
+                                   const int stdio[3], int errpipe, int cell,
                                    char *why, size_t why_len);
+/* A cell: a process of the helper's (a child of ours) that has joined the
+ * cgroups whose cgroup.procs are given, and starts the steps sent on
+ * *zsock (`cell` above) there, with no cgroup move per step. 0 or
+ * -errno; -EPIPE from a spawn on a cell: its process is gone. */
+RZ_HIDDEN int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg,
+                                  int *zsock, pid_t *zpid);
 /* The helper's pid, -1 when none runs (for tests). */
 RZ_HIDDEN pid_t rz__sbx_helper_pid(void);
 

@@ -23,7 +23,7 @@
 #include "common/internal.h"
 #include "exec/adapter.h"
 #include "exec/exec_impl.h"
-#include "exec/sandbox_helper.h"
+#include "exec/sandbox.h"
 #include "rhizos/exec.h"
 #include "rhizos/flow.h"
 #include "rhizos/module.h"
@@ -1529,14 +1529,18 @@ static void test_hostile_host_uid(void **state)
     assert_true(process_gone_soon(needle));
 }
 
-/* A helper that dies is replaced: the next step still runs, sandboxed. */
+/* A helper that dies is replaced, and so are the processes that start
+ * steps in each cgroup: the next step still runs, sandboxed. */
 static void test_sandbox_helper_restarts(void **state)
 {
     (void)state;
-    pid_t helper = rz__sbx_helper_pid();
+    pid_t helper = rz__sbx_helper_pid(), cells[64];
     if (!rz_sandbox_available() || helper <= 0)
         skip();
+    size_t n = rz__sbx_cell_pids(cells, 64);
     assert_int_equal(kill(helper, SIGKILL), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(kill(cells[i], SIGKILL), 0);
     sleep_ms(50);
     rz_proc_opts o = RZ_PROC_OPTS_INIT;
     o.sandbox = 1;
