@@ -1,9 +1,10 @@
 /* The process adapter's sandbox (see sandbox.h for the layers).
  *
- * Everything that can be decided once is decided in the probe: bwrap's path
- * and which of its options work, the /etc entries that exist, the compiled
- * seccomp program, passwd/group, the cgroup roots. A step then costs a few
- * open/mkdir/write calls and the bwrap exec, and no other process.
+ * Everything that can be decided once is decided in the probe: whether the
+ * helper runs (as root), else bwrap's path and which of its options work,
+ * the /etc entries that exist, the compiled seccomp program, passwd/group,
+ * the cgroup roots. Through bwrap a step then costs a few open/mkdir/write
+ * calls and the bwrap exec; through the helper, a request and a clone.
  */
 #include "exec/sandbox.h"
 

@@ -1,16 +1,20 @@
-/* The process adapter's sandbox: bubblewrap, exec'd once per step, with
- * what it needs prepared here so a step costs no process but bwrap itself.
+/* The process adapter's sandbox. As root, steps start through the
+ * pre-started helper (sandbox_helper.h: the root built once, each step a
+ * clone into new namespaces, born in a reused cgroup "cell"); otherwise,
+ * or with RHIZOS_SANDBOX=bwrap, bubblewrap exec'd once per step with what
+ * it needs prepared here.
  *
  * Layers, each found at start-up (rz__sbx_probe, once per process):
  *   - bwrap with every namespace unshared, a root of allow-listed system
  *     folders and /etc entries (no /etc/shadow, no /etc/ssl/private),
  *     synthesized passwd/group, nested user namespaces disabled;
  *   - as uid/gid RZ__SBX_UID with every capability dropped (bounding set
- *     included) when the host runs as root, else as the host's own user;
- *     bwrap itself runs as the caller, so it can reach scratch folders
- *     under private (0700) parents. Outside, the user namespace maps the
- *     step to the caller's uid: what keeps it from the host's files is
- *     that it sees only read-only system folders and its own scratch;
+ *     included) when the host runs as root (through the helper: 65534 on
+ *     the host too), else as the host's own user; bwrap itself runs as
+ *     the caller, so it can reach scratch folders under private (0700)
+ *     parents. Outside, bwrap's user namespace maps the step to the
+ *     caller's uid: what keeps it from the host's files is that it sees
+ *     only read-only system folders and its own scratch;
  *   - a seccomp filter (libseccomp, compiled once) refusing ptrace, the
  *     kernel keyring, mount, bpf, perf, kexec, modules and new user
  *     namespaces with EPERM;
