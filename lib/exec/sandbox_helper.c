@@ -389,6 +389,41 @@ int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg, int *zsock,
     return rc;
 }
 
+/* Send a step's request to its cell (cell >= 0) or to the helper itself,
+ * which is restarted once if it died; a step never runs without one. */
+static int send_step(int cell, const int *fds, size_t n, pid_t *pid,
+                     char *why, size_t why_len)
+{
+    if (cell >= 0) {
+        /* The cell is this step's alone: no lock. Its zygote gone, the
+         * caller takes another cell. */
+        if (exchange(cell, 'r', fds, n, pid, NULL) == 0)
+            return 0;
+        snprintf(why, why_len, "the sandbox's process for this cgroup died; "
+                 "step not run");
+        return -EPIPE;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&mu);
+    for (int tries = 0; rc == 0 && tries < 2; tries++) {
+        if (sock < 0 && (rc = helper_spawn_locked()) != 0) {
+            snprintf(why, why_len, "the sandbox helper could not be "
+                     "(re)started: %s; step not run", strerror(-rc));
+            break;
+        }
+        if (exchange(sock, 'r', fds, n, pid, NULL) == 0)
+            break;
+        helper_stop();
+        if (tries == 1) {
+            rc = -EPIPE;
+            snprintf(why, why_len, "the sandbox helper died twice; step not "
+                     "run");
+        }
+    }
+    pthread_mutex_unlock(&mu);
+    return rc;
+}
+
 int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
                          const int stdio[3], int errpipe, int cell,
                          char *why, size_t why_len)
@@ -425,36 +460,7 @@ int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
         fds[n++] = b.fd[i];
     for (size_t i = 0; i < l->n_cg; i++)
         fds[n++] = l->cg_procs[i];
-    if (cell >= 0) {
-        /* The cell is this step's alone: no lock. Its zygote gone, the
-         * caller takes another cell. */
-        if (exchange(cell, 'r', fds, (size_t)n, pid, NULL) != 0) {
-            rc = -EPIPE;
-            snprintf(why, why_len, "the sandbox's process for this cgroup "
-                     "died; step not run");
-        }
-        goto done;
-    }
-    pthread_mutex_lock(&mu);
-    /* A helper that died (killed, crashed) is restarted once; a step never
-     * runs without one. */
-    for (int tries = 0; rc == 0 && tries < 2; tries++) {
-        if (sock < 0 && (rc = helper_spawn_locked()) != 0) {
-            snprintf(why, why_len, "the sandbox helper could not be "
-                     "(re)started: %s; step not run", strerror(-rc));
-            break;
-        }
-        if (exchange(sock, 'r', fds, (size_t)n, pid, NULL) == 0)
-            break;
-        helper_stop();
-        if (tries == 1) {
-            rc = -EPIPE;
-            snprintf(why, why_len, "the sandbox helper died twice; step not "
-                     "run");
-        }
-    }
-    pthread_mutex_unlock(&mu);
-done:
+    rc = send_step(cell, fds, (size_t)n, pid, why, why_len);
     if (ftruncate(memfd, 0) != 0) {
         /* closed below all the same */
     }
@@ -948,7 +954,9 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_chld;
     sigaction(SIGCHLD, &sa, NULL);
-    pid_t leader = fork();
+    /* Not fork(): the runner's atfork handlers (node's libuv reopens its
+     * signal pipe) would run here and could take the step's descriptors. */
+    pid_t leader = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
     if (leader == 0)
         step_exec(s, t);
     if (leader < 0)
