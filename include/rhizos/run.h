@@ -9,7 +9,12 @@
  * is then evaluated (false: SKIPPED). A step with a dependency that was
  * skipped, cancelled, or failed with on_failure: fail is SKIPPED at once,
  * and so on downstream; a dependency that failed with on_failure: continue
- * counts as done and its outputs are absent (expressions see null).
+ * counts as done and its outputs are absent (expressions see null). A step
+ * with a `join:` other than all_succeeded waits for every dependency
+ * instead, then runs if its rule is met (any_succeeded, all_done,
+ * none_failed, one_failed: docs/flow-format.md) or is SKIPPED with the rule
+ * as its reason; none_failed gives up at the first failure, a cancelled
+ * dependency cancels it.
  * Expressions also read how a settled dependency ran: steps.X.status (the
  * rz_step_state_name), .error, .attempts and .duration_ms (the `now` of its
  * first start to that of its last end), so a `when` on a failed step's

@@ -163,6 +163,8 @@ static void step_body(ex *x, cJSON *o, const rz__step *s, bool builder)
         put_num(x, v, "replicas", s->replicas);
         put(x, o, "verify", v);
     }
+    if (s->join != RZ_JOIN_ALL_SUCCEEDED && !s->is_exit)
+        put_str(x, o, "join", rz__join_name(s->join));
     if (!builder)
         put_ref(x, o, "position", s->position);
     put_extra(x, o, s->extra, builder, false);

@@ -488,6 +488,26 @@ static void lower_on_failure(lower *L, rz__step *s, const cJSON *v)
         bad(L, RZ_EINVALID, "on_failure", NULL, "'on_failure' must be fail or continue");
 }
 
+static const char *const join_names[] = {
+    "all_succeeded", "any_succeeded", "all_done", "none_failed", "one_failed",
+};
+
+const char *rz__join_name(rz__join j)
+{
+    return (size_t)j < RZ_ARRAY_LEN(join_names) ? join_names[j] : NULL;
+}
+
+static void lower_join(lower *L, rz__step *s, const cJSON *v)
+{
+    for (size_t i = 0; cJSON_IsString(v) && i < RZ_ARRAY_LEN(join_names); i++)
+        if (strcmp(v->valuestring, join_names[i]) == 0) {
+            s->join = (rz__join)i;
+            return;
+        }
+    bad(L, RZ_EINVALID, "join", NULL, "'join' must be all_succeeded, any_succeeded, "
+        "all_done, none_failed or one_failed");
+}
+
 /* A known key seen again in the same map: the first one counts. */
 static bool repeated(lower *L, unsigned *seen, unsigned bit, const char *k)
 {
@@ -560,6 +580,11 @@ static void field_on_failure(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool i
     lower_on_failure(L, s, c);
 }
 
+static void field_join(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    lower_join(L, s, c);
+}
+
 static void field_position(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
 {
     if (cJSON_IsObject(c))
@@ -614,6 +639,7 @@ static const struct step_field {
     {"queue_timeout_s", field_queue_timeout, true},
     {"on_failure", field_on_failure, true},
     {"verify", field_verify, true},
+    {"join", field_join, true},
     {"position", field_position, true},
     {"ui", NULL, true},
     {"id", field_id, false},              /* the builder format's node keys */

@@ -15,6 +15,13 @@
 
 typedef enum rz__backoff { RZ_BACKOFF_FIXED = 0, RZ_BACKOFF_EXPONENTIAL = 1 } rz__backoff;
 typedef enum rz__on_failure { RZ_ON_FAILURE_FAIL = 0, RZ_ON_FAILURE_CONTINUE = 1 } rz__on_failure;
+/* When a step may run once its deps settle (`join:`, Airflow's trigger rules). */
+typedef enum rz__join {
+    RZ_JOIN_ALL_SUCCEEDED = 0, RZ_JOIN_ANY_SUCCEEDED, RZ_JOIN_ALL_DONE,
+    RZ_JOIN_NONE_FAILED, RZ_JOIN_ONE_FAILED
+} rz__join;
+/* "all_succeeded", ... ; NULL out of range. */
+RZ_HIDDEN const char *rz__join_name(rz__join j);
 
 typedef struct rz__cred {
     char *field;          /* the module's credential name, e.g. "api" */
@@ -71,6 +78,9 @@ typedef struct rz__step {
     rz__on_failure on_failure;
     uint32_t replicas;           /* verify.replicas: runs on distinct nodes
                                     whose majority is kept; 0/1 = one */
+    rz__join join;
+    bool is_exit;                /* the flow's on_exit step: runs last, after
+                                    every other step (join all_done) */
     cJSON *extra;                /* unknown keys, kept for round trips; or NULL */
 
     /* Filled by rz_flow_validate / rz__flow_link: */
@@ -92,6 +102,8 @@ struct rz_flow {
     rz__flow_input *inputs; size_t n_inputs;
     rz__step *steps; size_t n_steps;
     rz__conn *conns; size_t n_conns;
+    rz__input *outputs; size_t n_outputs;   /* flow outputs: name -> value
+                                               or ${{ }} over steps */
 
     rz__map index;        /* step id -> index (first occurrence wins) */
     bool linked;          /* deps computed */

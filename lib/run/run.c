@@ -6,6 +6,8 @@
  * - A step with a dep that was skipped, or that failed with on_failure: fail,
  *   is skipped at once, and so on down the graph. A dep that failed with
  *   on_failure: continue counts as done; its outputs are simply absent.
+ *   A step with another `join:` counts its deps' outcomes instead and is
+ *   decided once all have settled (none_failed: at the first failure).
  * - Independent branches keep running after a failure; the run ends when
  *   every step has settled: CANCELLED if cancelled, else FAILED if a step
  *   failed with on_failure: fail, else SUCCEEDED.
@@ -48,6 +50,10 @@ typedef struct step_rt {
     uint64_t ended_ms;     /* last attempt's end (success or failure) */
     cJSON *field;          /* last steps.X.<field> value handed to an
                               expression (resolved values are borrowed) */
+    uint32_t n_ok;         /* join: settled deps that succeeded */
+    uint32_t n_failed;     /* join: settled deps that failed, or were
+                              skipped because a failure upstream */
+    bool upstream_failed;  /* SKIPPED because a failure upstream */
 } step_rt;
 
 struct rz_run {
@@ -306,6 +312,74 @@ static bool activate(rz_run *r, size_t i)
     return true;
 }
 
+/* Dep `u` of a step counts as failed for a join: it failed, or was skipped
+ * because something above it failed (Airflow's upstream_failed). */
+static bool failed_for_join(const rz_run *r, size_t u)
+{
+    return r->st[u].state == RZ_STEP_FAILED ||
+           (r->st[u].state == RZ_STEP_SKIPPED && r->st[u].upstream_failed);
+}
+
+/* Settle `d` as skipped (or cancelled, after a cancelled `u`) with `why`. */
+static void skip_step(rz_run *r, size_t d, size_t u, char *why)
+{
+    step_rt *ds = &r->st[d];
+    bool cancel = u != RZ_NPOS && r->st[u].state == RZ_STEP_CANCELLED;
+    set_state(r, d, cancel ? RZ_STEP_CANCELLED : RZ_STEP_SKIPPED);
+    ds->upstream_failed = !cancel && u != RZ_NPOS && failed_for_join(r, u);
+    set_error(ds, why);
+}
+
+/* Whether a step with `join` whose deps have all settled may run. */
+static bool join_met(const rz_run *r, size_t d)
+{
+    const step_rt *ds = &r->st[d];
+    switch (step_of(r, d)->join) {
+    case RZ_JOIN_ANY_SUCCEEDED: return ds->n_ok > 0;
+    case RZ_JOIN_ONE_FAILED: return ds->n_failed > 0;
+    case RZ_JOIN_NONE_FAILED: return ds->n_failed == 0;
+    default: return true;   /* all_done */
+    }
+}
+
+static char *join_unmet_reason(const rz_run *r, size_t d)
+{
+    rz__join j = step_of(r, d)->join;
+    const char *why = j == RZ_JOIN_ANY_SUCCEEDED ? "none of its needs succeeded"
+                    : j == RZ_JOIN_ONE_FAILED ? "none of its needs failed"
+                    : "a need failed";
+    return rz__asprintf("join %s not met: %s", rz__join_name(j), why);
+}
+
+/* Dep `u` of `d` (join other than all_succeeded) settled. Returns true if
+ * `d` settled in turn. A cancelled dep cancels `d` (the run is being
+ * cancelled); none_failed gives up at the first failure; the others wait
+ * for every dep, then run or are skipped with the rule that was not met. */
+static bool join_dep_settled(rz_run *r, size_t d, size_t u)
+{
+    step_rt *ds = &r->st[d];
+    const char *uid = step_of(r, u)->id;
+    if (r->st[u].state == RZ_STEP_SUCCEEDED)
+        ds->n_ok++;
+    if (failed_for_join(r, u))
+        ds->n_failed++;
+    if (r->st[u].state == RZ_STEP_CANCELLED) {
+        skip_step(r, d, u, rz__asprintf("upstream step '%s' was cancelled", uid));
+        return true;
+    }
+    if (step_of(r, d)->join == RZ_JOIN_NONE_FAILED && ds->n_failed) {
+        skip_step(r, d, u, rz__asprintf("join none_failed not met: upstream step "
+                                        "'%s' failed", uid));
+        return true;
+    }
+    if (--ds->waiting)
+        return false;
+    if (join_met(r, d))
+        return activate(r, d);
+    skip_step(r, d, RZ_NPOS, join_unmet_reason(r, d));
+    return true;
+}
+
 /* `i` just reached a final state: count it and let its dependants move,
  * iteratively, as far as the news travels. */
 static void settle(rz_run *r, size_t i)
@@ -321,10 +395,11 @@ static void settle(rz_run *r, size_t i)
             step_rt *ds = &r->st[d];
             if (ds->state != RZ_STEP_PENDING)
                 continue;
-            if (blocked) {
-                set_state(r, d, r->st[u].state == RZ_STEP_CANCELLED
-                                    ? RZ_STEP_CANCELLED : RZ_STEP_SKIPPED);
-                set_error(ds, block_reason(r, u));
+            if (step_of(r, d)->join != RZ_JOIN_ALL_SUCCEEDED) {
+                if (join_dep_settled(r, d, u))
+                    r->stack[sp++] = d;
+            } else if (blocked) {
+                skip_step(r, d, u, block_reason(r, u));
                 r->stack[sp++] = d;
             } else if (--ds->waiting == 0 && activate(r, d)) {
                 r->stack[sp++] = d;

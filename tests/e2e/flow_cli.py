@@ -98,6 +98,19 @@ class FlowRunExamples(unittest.TestCase):
         self.assertIn("skipped", states)
         self.assertIn("succeeded", states)
 
+    def test_join_runs_after_either_branch(self):
+        # if/else: exactly one branch runs; `report` (join: any_succeeded)
+        # runs after whichever it was.
+        for value, ran, other in (("42", "high", "low"), ("3", "low", "high")):
+            p, doc = self.run_json("join.yaml", "--input", "value=" + value)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            st = doc["steps"]
+            self.assertEqual(st[ran]["status"], "succeeded")
+            self.assertEqual(st[other]["status"], "skipped")
+            self.assertEqual(st["report"]["status"], "succeeded")
+            self.assertEqual(st["report"]["outputs"]["message"],
+                             st[ran]["outputs"]["message"])
+
     def test_fallback_runs_when_primary_fails(self):
         # primary fails both attempts: the fallback reads its status, error
         # and attempts; the failure is handled, so the run succeeds.

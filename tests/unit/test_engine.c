@@ -702,6 +702,38 @@ static void test_deploy_fanout(void **state)
     check(f);
 }
 
+/* A join on the network: one branch skipped by its condition, the merge
+ * runs after the other (join: any_succeeded), and a restart replays it. */
+static void test_deploy_join(void **state)
+{
+    fx *f = *state;
+    uint64_t nodes[1] = { node_add(f, 0) };
+    const char *flow =
+        "flux: 1\nname: j\ninputs: {text: {type: string}}\nsteps:\n"
+        "  split: {module: split@1.0.0, inputs: {text: \"${{ inputs.text }}\"}}\n"
+        "  a:\n    module: count@1.0.0\n    needs: [split]\n    when: false\n"
+        "    inputs: {text: \"${{ steps.split.outputs.left }}\"}\n"
+        "  b:\n    module: count@1.0.0\n    needs: [split]\n"
+        "    inputs: {text: \"${{ steps.split.outputs.right }}\"}\n"
+        "  merge:\n    module: merge@1.0.0\n    needs: [a, b]\n    join: any_succeeded\n"
+        "    inputs: {x: \"${{ default(steps.a.outputs.n, 100) }}\", y: \"${{ steps.b.outputs.n }}\"}\n";
+    uint64_t d = deploy(f, flow, 1);
+    for (uint64_t now = 2; now < 10; now++) {
+        drive(f, nodes, 1, now, NULL);
+        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
+    }
+    reopen(f);
+    cJSON *doc = status(f, d);
+    assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
+    assert_string_equal(step_status(doc, "a"), "skipped");
+    assert_string_equal(step_status(doc, "merge"), "succeeded");
+    cJSON *m = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "merge");
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(m, "outputs"),
+                                         "sum")->valueint, 102);   /* 100 + "four five" */
+    cJSON_Delete(doc);
+    check(f);
+}
+
 static void test_deploy_invalid_flow_gives_diagnostics(void **state)
 {
     fx *f = *state;
@@ -1734,6 +1766,7 @@ int main(void)
         T(test_lost_node),
         T(test_stale_duplicate),
         T(test_deploy_fanout),
+        T(test_deploy_join),
         T(test_deploy_invalid_flow_gives_diagnostics),
         T(test_deploy_refuses_unparseable_text),
         T(test_deploy_refuses_a_missing_required_input),

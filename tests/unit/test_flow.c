@@ -1054,7 +1054,7 @@ static void unknown_step_key_far_from_all_lists_the_keys(void **state)
                              RZ_EINVALID);
     assert_true(has_msg(d, RZ_EINVALID, "unknown key 'zzzzzzzz' in step 'a' (keys: module, "
                         "needs, inputs, config, credentials, when, retry, timeout_s, "
-                        "queue_timeout_s, on_failure, verify, position, ui)", 0, 0));
+                        "queue_timeout_s, on_failure, verify, join, position, ui)", 0, 0));
     rz_diags_free(d);
 }
 
@@ -1385,6 +1385,64 @@ static void inputs_without_default_are_required(void **state)
     rz_flow_free(f);
 }
 
+/* ---- the flow language: joins, on_exit, flow outputs ---- */
+
+/* A flow through every syntax and back gives the same canonical JSON. */
+static void expect_round_trips(const char *yaml_src, const char *needle)
+{
+    rz_flow *f = parse_ok(yaml_src, strlen(yaml_src), RZ_FORMAT_YAML);
+    char *j = to_json(f), *y, *b;
+    assert_non_null(strstr(j, needle));
+    size_t yn, bn, cn;
+    unsigned char *cbor;
+    assert_int_equal(rz_flow_to_yaml(f, &y, &yn), RZ_OK);
+    assert_int_equal(rz_flow_to_cbor(f, &cbor, &cn), RZ_OK);
+    assert_int_equal(rz_flow_to_json(f, RZ_EXPORT_BUILDER, &b, &bn), RZ_OK);
+    const struct { const void *p; size_t n; rz_format fmt; } back[] = {
+        {y, yn, RZ_FORMAT_YAML}, {cbor, cn, RZ_FORMAT_CBOR}, {j, strlen(j), RZ_FORMAT_JSON},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        rz_flow *g = parse_ok(back[i].p, back[i].n, back[i].fmt);
+        char *jg = to_json(g);
+        assert_string_equal(j, jg);
+        rz_free(jg);
+        rz_flow_free(g);
+    }
+    /* The builder shape keeps it too (compared in builder shape). */
+    rz_flow *g = parse_ok(b, bn, RZ_FORMAT_JSON);
+    char *b2;
+    assert_int_equal(rz_flow_to_json(g, RZ_EXPORT_BUILDER, &b2, NULL), RZ_OK);
+    assert_string_equal(b, b2);
+    rz_free(b2);
+    rz_flow_free(g);
+    rz_free(b);
+    rz_free(cbor);
+    rz_free(y);
+    rz_free(j);
+    rz_flow_free(f);
+}
+
+static void join_loads_and_round_trips(void **state)
+{
+    (void)state;
+    expect_round_trips("flux: 1\nname: j\nsteps:\n  a: {module: m}\n  b: {module: m}\n"
+                       "  c: {module: m, needs: [a, b], join: any_succeeded}\n",
+                       "\"join\":\"any_succeeded\"");
+    const char *y = "flux: 1\nsteps:\n  a: {module: m}\n"
+                    "  b: {module: m, needs: [a], join: some}\n";
+    rz_diags *d = parse_fail(y, RZ_FORMAT_YAML, RZ_EINVALID);
+    expect_diag(d, "/steps/b/join", RZ_EINVALID, 4, 36);
+    assert_true(has_msg(d, RZ_EINVALID, "'join' must be all_succeeded, any_succeeded, "
+                        "all_done, none_failed or one_failed", 4, 36));
+    rz_diags_free(d);
+    const char *js = "{\"nodes\": [{\"id\": \"a\", \"moduleId\": \"m\", \"join\": 3}]}";
+    d = parse_fail(js, RZ_FORMAT_JSON, RZ_EINVALID);
+    uint32_t l, c;
+    where(js, "3}", &l, &c);
+    expect_diag(d, "/nodes/0/join", RZ_EINVALID, l, c);
+    rz_diags_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1406,6 +1464,7 @@ int main(void)
         cmocka_unit_test(not_utf8_and_inexact_integers_refused),
         cmocka_unit_test(json_cbor_json_round_trip),
         cmocka_unit_test(yaml_round_trips),
+        cmocka_unit_test(join_loads_and_round_trips),
         cmocka_unit_test(tricky_scalars_round_trip),
         cmocka_unit_test(credentials_are_stripped),
         cmocka_unit_test(export_arguments),
