@@ -383,8 +383,9 @@ static void make_run_id(char *buf, size_t cap)
              r & 0xffff);
 }
 
-/* One line per output port, "step.port: value" as compact JSON, long values
- * cut: the whole record is one --json away. */
+/* One line per output port, "step.port: value" (or "name: value" for a
+ * flow output, step NULL) as compact JSON, long values cut: the whole
+ * record is one --json away. */
 static void print_output_line(const char *step, const cJSON *port)
 {
     enum { MAX_SHOWN = 160 };
@@ -392,11 +393,13 @@ static void print_output_line(const char *step, const cJSON *port)
     if (!text)
         return;
     size_t len = strlen(text);
+    const char *dot = step ? "." : "";
+    step = step ? step : "";
     if (len > MAX_SHOWN)
-        printf("  %s.%s: %.*s... (%zu bytes; --json shows all)\n", step,
+        printf("  %s%s%s: %.*s... (%zu bytes; --json shows all)\n", step, dot,
                port->string, MAX_SHOWN, text, len);
     else
-        printf("  %s.%s: %s\n", step, port->string, text);
+        printf("  %s%s%s: %s\n", step, dot, port->string, text);
     free(text);
 }
 
@@ -418,9 +421,24 @@ static void print_outputs(const rz_run *run)
     }
     if (cJSON_GetArraySize(outs) > 0)
         printf("outputs:\n");
-    cJSON_ArrayForEach(o, outs)
-        cJSON_ArrayForEach(port, o)
-            print_output_line(o->string, port);
+    if (rz_flow_output_count(rz_run_flow(run)))   /* the flow's own, by name */
+        cJSON_ArrayForEach(o, outs)
+            print_output_line(NULL, o);
+    else
+        cJSON_ArrayForEach(o, outs)
+            cJSON_ArrayForEach(port, o)
+                print_output_line(o->string, port);
+    const cJSON *failed = cJSON_GetObjectItemCaseSensitive(doc, "failed_steps");
+    const cJSON *run_err = cJSON_GetObjectItemCaseSensitive(doc, "error");
+    if (cJSON_IsString(run_err))
+        printf("error: %s\n", run_err->valuestring);
+    if (cJSON_GetArraySize(failed) > 0 && cJSON_IsString(st) &&
+        strcmp(st->valuestring, "succeeded") == 0) {
+        printf("failed (handled):");
+        cJSON_ArrayForEach(o, failed)
+            printf(" %s", cJSON_IsString(o) ? o->valuestring : "?");
+        printf("\n");
+    }
     printf("run %s %s\n", rz_run_id(run), cJSON_IsString(st) ? st->valuestring : "?");
     cJSON_Delete(doc);
 }

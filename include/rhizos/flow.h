@@ -59,6 +59,9 @@ RZ_EXTERN const char *rz_flow_step_id(const rz_flow *flow, size_t i);
 RZ_EXTERN const char *rz_flow_step_module(const rz_flow *flow, size_t i);
 /* Index of the step with this id, or (size_t)-1. */
 RZ_EXTERN size_t rz_flow_step_find(const rz_flow *flow, const char *id);
+/* How many outputs the flow declares (`outputs:`); a run's "outputs" are
+ * then these, by name, rather than each final step's outputs by step id. */
+RZ_EXTERN size_t rz_flow_output_count(const rz_flow *flow);
 
 enum {
     RZ_EXPORT_PRETTY = 1 << 0,   /* indented output */

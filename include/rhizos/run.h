@@ -18,7 +18,9 @@
  * Expressions also read how a settled dependency ran: steps.X.status (the
  * rz_step_state_name), .error, .attempts and .duration_ms (the `now` of its
  * first start to that of its last end), so a `when` on a failed step's
- * status makes an error handler. Independent branches keep running after a
+ * status makes an error handler. The flow's on_exit step depends on every
+ * other step (join all_done) and reads flow.status / flow.failed_steps.
+ * Independent branches keep running after a
  * failure. The run is done when every step has settled: CANCELLED if
  * cancelled, else FAILED if a step failed with on_failure: fail, else
  * SUCCEEDED. Every call is O(what it touches); a whole run is
@@ -140,9 +142,13 @@ RZ_EXTERN RZ_NODISCARD int rz_run_set_step_log(rz_run *run, size_t step,
 RZ_EXTERN const char *rz_run_step_log(const rz_run *run, size_t step);
 
 /* {"id","flow","status","steps":{"<id>":{"status","attempts","outputs",
- *  "error"?,"log"?}},"outputs":{"<id>":{...}}}: "outputs" holds the outputs of each
- * final step (one no step depends on) that succeeded, by step id. Release
- * with rz_free. */
+ *  "error"?,"log"?}},"outputs":{...},"error"?,"failed_steps"?:[ids]}:
+ * "outputs" holds the flow's declared outputs by name (null until the run
+ * is done; "error" says why they could not be evaluated, which fails the
+ * run) or, for a flow that declares none, the outputs of each final step
+ * (one no step but on_exit depends on) that succeeded, by step id.
+ * "failed_steps" lists the steps that failed, when any did. Release with
+ * rz_free. */
 RZ_EXTERN RZ_NODISCARD int rz_run_to_json(const rz_run *run, char **out);
 /* Outputs of one step as a JSON object ("{}" if none). Release with rz_free. */
 RZ_EXTERN RZ_NODISCARD int rz_run_step_outputs(const rz_run *run, size_t step,

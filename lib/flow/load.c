@@ -499,6 +499,11 @@ rz_format rz_flow_format(const rz_flow *f)
     return f ? f->format : RZ_FORMAT_AUTO;
 }
 
+size_t rz_flow_output_count(const rz_flow *f)
+{
+    return f ? f->n_outputs : 0;
+}
+
 size_t rz_flow_step_count(const rz_flow *f)
 {
     return f ? f->n_steps : 0;

@@ -680,7 +680,7 @@ bool rz__flux_kept_key(const char *k, bool top)
 
 static const char *const top_keys[] = {
     "flux", "id", "name", "version", "description", "createdAt", "updatedAt",
-    "triggers", "inputs", "nodes", "steps", "connections",
+    "triggers", "inputs", "nodes", "steps", "connections", "on_exit", "outputs",
 };
 
 static bool known_top_key(const char *k)
@@ -1114,6 +1114,54 @@ static void check_triggers(lower *L, const cJSON *v)
     pop(L, m0);
 }
 
+/* The flow's on_exit step: a step map (either syntax's keys) whose id is
+ * `on_exit`; it runs after every other step, so it takes no needs or join. */
+#define EXIT_STEP_ID "on_exit"
+
+static void lower_exit(lower *L, cJSON *c)
+{
+    size_t m = push_key(L, "on_exit");
+    rz__step *s = new_step(L);
+    if (s) {
+        lower_step(L, s, c, EXIT_STEP_ID);
+        s->is_exit = true;
+        if (s->n_needs)
+            bad(L, RZ_EINVALID, "needs", NULL, "the on_exit step runs after every "
+                "other step: it takes no 'needs'");
+        if (s->join != RZ_JOIN_ALL_SUCCEEDED)
+            bad(L, RZ_EINVALID, "join", NULL, "the on_exit step runs after every "
+                "other step whatever their state: it takes no 'join'");
+        s->join = RZ_JOIN_ALL_DONE;
+    }
+    pop(L, m);
+}
+
+/* outputs: name -> value, usually ${{ steps.X.outputs.P }} (checked by the
+ * validator, evaluated when the run ends). */
+static void lower_flow_outputs(lower *L, cJSON *map)
+{
+    rz_flow *f = L->f;
+    if (!cJSON_IsObject(map)) {
+        bad(L, RZ_EINVALID, "outputs", NULL, "'outputs' must be a map of name -> "
+            "value, not %s", type_name(map));
+        return;
+    }
+    f->outputs = alloc(L, child_count(map) * sizeof *f->outputs);
+    if (!f->outputs)
+        return;
+    size_t m0 = push_key(L, "outputs");
+    for (cJSON *c = map->child, *next; c; c = next) {
+        next = c->next;
+        rz__input *o = &f->outputs[f->n_outputs++];
+        size_t m = push_key(L, c->string);
+        o->name = sdup(L, c->string);
+        o->ptr = ptr_here(L);
+        o->value = take(L, map, c);
+        pop(L, m);
+    }
+    pop(L, m0);
+}
+
 /* ---- top level ---- */
 
 static bool top_string(lower *L, cJSON *c, const char *k)
@@ -1150,7 +1198,7 @@ static void flux_top_extra(lower *L)
         } else {
             bad(L, RZ_EINVALID, c->string, NULL, "unknown top-level key '%s' (keys: flux, "
                 "id, name, version, description, createdAt, updatedAt, triggers, inputs, "
-                "steps, connections, ui)", c->string);
+                "steps, connections, on_exit, outputs, ui)", c->string);
         }
     }
     cJSON_Delete(held);
@@ -1187,6 +1235,7 @@ void rz__lower_root(lower *L, cJSON *root, bool streamed_nodes, bool streamed_co
         return;
     }
     cJSON *nodes = NULL, *steps = NULL, *conns = NULL, *inputs = NULL;
+    cJSON *on_exit = NULL, *outputs = NULL;
     for (cJSON *c = root->child, *next; c; c = next) {
         next = c->next;
         const char *k = c->string;
@@ -1208,6 +1257,10 @@ void rz__lower_root(lower *L, cJSON *root, bool streamed_nodes, bool streamed_co
             conns = conns ? conns : c;
         } else if (strcmp(k, "inputs") == 0) {
             inputs = inputs ? inputs : c;
+        } else if (strcmp(k, "on_exit") == 0) {
+            on_exit = on_exit ? on_exit : c;
+        } else if (strcmp(k, "outputs") == 0) {
+            outputs = outputs ? outputs : c;
         } else {
             keep_extra(L, &f->extra, root, c);
         }
@@ -1228,6 +1281,10 @@ void rz__lower_root(lower *L, cJSON *root, bool streamed_nodes, bool streamed_co
         lower_conns(L, conns);
     if (inputs && !cJSON_IsNull(inputs))
         lower_flow_inputs(L, inputs);
+    if (on_exit && !cJSON_IsNull(on_exit))
+        lower_exit(L, on_exit);
+    if (outputs && !cJSON_IsNull(outputs))
+        lower_flow_outputs(L, outputs);
 }
 
 void rz__flow_lower(rz__load *ld, cJSON *root)

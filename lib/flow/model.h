@@ -127,7 +127,8 @@ RZ_HIDDEN int rz__flow_link(rz_flow *f);
  *
  * GitHub-Actions-shaped. Literals (numbers, 'str' / "str", true, false,
  * null); references steps.<id>.outputs.<port>[.<key>...],
- * steps.<id>.status|error|attempts|duration_ms and inputs.<name>[.<key>...];
+ * steps.<id>.status|error|attempts|duration_ms, inputs.<name>[.<key>...]
+ * and flow.status|failed_steps;
  * indexing a[i], a['k'], a.k; calls length contains startsWith endsWith
  * format join toJSON fromJSON default; operators, lowest first:
  * c ? a : b, ||, &&, == !=, < <= > >=, + -, * / %, unary !. A string value
@@ -143,7 +144,8 @@ RZ_HIDDEN int rz__flow_link(rz_flow *f);
 #define RZ_EXPR_BUDGET (4u * 1024u * 1024u) /* string bytes one evaluation builds */
 typedef struct rz__expr rz__expr;
 
-typedef enum rz__ref_kind { RZ_REF_STEP = 1, RZ_REF_INPUT = 2 } rz__ref_kind;
+/* RZ_REF_FLOW: flow.status / flow.failed_steps, known to the on_exit step. */
+typedef enum rz__ref_kind { RZ_REF_STEP = 1, RZ_REF_INPUT = 2, RZ_REF_FLOW = 3 } rz__ref_kind;
 
 /* What a step reference reads: its outputs, or how it ran. */
 typedef enum rz__ref_field {
@@ -153,7 +155,8 @@ typedef enum rz__ref_field {
 
 typedef struct rz__ref {
     rz__ref_kind kind;
-    const char *name;     /* step id or input name (borrowed from the expr) */
+    const char *name;     /* step id, input name, or the flow field
+                             (borrowed from the expr) */
     const char *port;     /* output port for steps' outputs, else NULL */
     rz__ref_field field;  /* steps: outputs (with a port) or a run field */
     uint32_t offset;      /* byte offset of the reference in the text */

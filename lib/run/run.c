@@ -79,6 +79,10 @@ struct rz_run {
     size_t settled;
     bool cancelled;
     bool fatal;                 /* a step failed with on_failure: fail */
+    cJSON *flow_field;          /* last flow.<field> handed to an expression */
+    cJSON *outputs;             /* the flow's declared outputs, evaluated when
+                                   the last step settles; NULL until then */
+    char *outputs_error;        /* why they could not be, or NULL */
 };
 
 static const char *const step_names[] = {
@@ -137,9 +141,42 @@ static const cJSON *run_field(const rz_run *r, size_t i, rz__ref_field f)
     return s->field;
 }
 
+/* The run's status as the on_exit step sees it (the other steps have all
+ * settled): what it would end with if on_exit succeeded. */
+static const char *flow_status(const rz_run *r)
+{
+    return r->cancelled ? "cancelled" : r->fatal ? "failed" : "succeeded";
+}
+
+/* Ids of the steps that failed (on_failure: continue ones too), in flow
+ * order; the on_exit step is not among them. */
+static cJSON *failed_steps(const rz_run *r)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; a && i < r->n; i++)
+        if (r->st[i].state == RZ_STEP_FAILED && !step_of(r, i)->is_exit &&
+            !cJSON_AddItemToArray(a, cJSON_CreateString(step_of(r, i)->id))) {
+            cJSON_Delete(a);
+            return NULL;
+        }
+    return a;
+}
+
+/* flow.status, flow.failed_steps; lives in the run's slot like run_field. */
+static const cJSON *flow_ref(const rz_run *r, const char *name)
+{
+    rz_run *w = (rz_run *)r;   /* a cache only: what the run is stays put */
+    cJSON_Delete(w->flow_field);
+    w->flow_field = strcmp(name, "status") == 0 ? cJSON_CreateString(flow_status(r))
+                                                : failed_steps(r);
+    return w->flow_field;
+}
+
 static const cJSON *resolve_ref(const rz__ref *ref, void *ud)
 {
     const rz_run *r = ud;
+    if (ref->kind == RZ_REF_FLOW)
+        return flow_ref(r, ref->name);
     if (ref->kind == RZ_REF_INPUT)
         return cJSON_GetObjectItemCaseSensitive(r->inputs, ref->name);
     if (ref->kind != RZ_REF_STEP)
@@ -380,6 +417,36 @@ static bool join_dep_settled(rz_run *r, size_t d, size_t u)
     return true;
 }
 
+/* The flow's declared outputs, once every step has settled (so the run's
+ * JSON and a replay agree). One that cannot be evaluated fails the run:
+ * an output the flow promised is missing. */
+static void finish_outputs(rz_run *r)
+{
+    const rz_flow *f = r->flow;
+    if (!f->n_outputs || r->outputs || r->outputs_error)
+        return;
+    cJSON *o = cJSON_CreateObject();
+    for (size_t k = 0; o && k < f->n_outputs; k++) {
+        cJSON *v = NULL;
+        int rc = eval_value(r, f->outputs[k].value, &v);
+        if (rc != RZ_OK) {
+            r->outputs_error = rz__asprintf("flow output '%s': %s", f->outputs[k].name,
+                                            rz_error_last()->message);
+            r->fatal = r->fatal || !r->cancelled;
+            break;
+        }
+        if (!cJSON_AddItemToObject(o, f->outputs[k].name, v)) {
+            cJSON_Delete(v);
+            r->outputs_error = rz__strdup("out of memory evaluating the flow's outputs");
+            break;
+        }
+    }
+    if (r->outputs_error)
+        cJSON_Delete(o);
+    else
+        r->outputs = o;
+}
+
 /* `i` just reached a final state: count it and let its dependants move,
  * iteratively, as far as the news travels. */
 static void settle(rz_run *r, size_t i)
@@ -406,6 +473,8 @@ static void settle(rz_run *r, size_t i)
             }
         }
     }
+    if (r->settled == r->n)
+        finish_outputs(r);
 }
 
 static uint64_t add_sat(uint64_t a, uint64_t b)
@@ -670,6 +739,9 @@ void rz_run_free(rz_run *run)
     }
     free(run->st);
     free(run->id);
+    cJSON_Delete(run->flow_field);
+    cJSON_Delete(run->outputs);
+    free(run->outputs_error);
     cJSON_Delete(run->inputs);
     free(run->succ_off);
     free(run->succ);
@@ -957,6 +1029,8 @@ int rz_run_cancel(rz_run *run, uint64_t now_ms)
             run->settled++;
         }
     }
+    if (run->settled == run->n)
+        finish_outputs(run);
     return RZ_OK;
 }
 
@@ -1199,10 +1273,16 @@ cJSON *rz__run_step_json(const rz_run *run, size_t step)
     return step < run->n ? step_json(run, step) : NULL;
 }
 
-/* A final step is one no other step depends on. */
+/* A final step is one no other step depends on (the on_exit step, which
+ * depends on all, aside; it is never final itself). */
 static bool is_final(const rz_run *r, size_t i)
 {
-    return r->succ_off[i] == r->succ_off[i + 1];
+    if (step_of(r, i)->is_exit)
+        return false;
+    for (size_t k = r->succ_off[i]; k < r->succ_off[i + 1]; k++)
+        if (!step_of(r, r->succ[k])->is_exit)
+            return false;
+    return true;
 }
 
 static bool add_step(const rz_run *r, size_t i, cJSON *steps, cJSON *outs)
@@ -1213,11 +1293,42 @@ static bool add_step(const rz_run *r, size_t i, cJSON *steps, cJSON *outs)
         cJSON_Delete(sj);
         return false;
     }
-    if (r->st[i].state != RZ_STEP_SUCCEEDED || !is_final(r, i))
+    if (r->st[i].state != RZ_STEP_SUCCEEDED || !is_final(r, i) || r->flow->n_outputs)
         return true;
     cJSON *o = cJSON_Duplicate(r->st[i].outputs, true);
     if (!o || !cJSON_AddItemToObject(outs, id, o)) {
         cJSON_Delete(o);
+        return false;
+    }
+    return true;
+}
+
+/* A flow that declares outputs shows them (null while the run is going);
+ * "failed_steps" says which steps failed even when the run succeeded
+ * (on_failure: continue). */
+static bool add_flow_results(const rz_run *r, cJSON *root, cJSON *outs)
+{
+    const rz_flow *f = r->flow;
+    for (size_t k = 0; k < f->n_outputs; k++) {
+        const cJSON *v = r->outputs ? cJSON_GetObjectItemCaseSensitive(
+                                          r->outputs, f->outputs[k].name) : NULL;
+        cJSON *c = v ? cJSON_Duplicate(v, true) : cJSON_CreateNull();
+        if (!c || !cJSON_AddItemToObject(outs, f->outputs[k].name, c)) {
+            cJSON_Delete(c);
+            return false;
+        }
+    }
+    if (r->outputs_error && !cJSON_AddStringToObject(root, "error", r->outputs_error))
+        return false;
+    cJSON *failed = failed_steps(r);
+    if (!failed)
+        return false;
+    if (!cJSON_GetArraySize(failed)) {
+        cJSON_Delete(failed);
+        return true;
+    }
+    if (!cJSON_AddItemToObject(root, "failed_steps", failed)) {
+        cJSON_Delete(failed);
         return false;
     }
     return true;
@@ -1235,6 +1346,8 @@ static cJSON *run_json(const rz_run *r)
     ok = outs != NULL;
     for (size_t i = 0; ok && i < r->n; i++)
         ok = add_step(r, i, steps, outs);
+    if (ok)
+        ok = add_flow_results(r, root, outs);
     if (!ok) {
         cJSON_Delete(root);
         return NULL;

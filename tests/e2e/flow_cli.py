@@ -111,6 +111,22 @@ class FlowRunExamples(unittest.TestCase):
             self.assertEqual(st["report"]["outputs"]["message"],
                              st[ran]["outputs"]["message"])
 
+    def test_on_exit_and_flow_outputs(self):
+        # primary fails (handled): on_exit runs last and sees it; the
+        # flow's declared outputs are the record's "outputs".
+        p, doc = self.run_json("on_exit.yaml")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(doc["status"], "succeeded")
+        self.assertEqual(doc["failed_steps"], ["primary"])
+        self.assertEqual(doc["outputs"], {
+            "primary": "failed", "attempts": 2,
+            "alert": "run succeeded; failed steps: [primary]"})
+        p = rhizos("flow", "run", os.path.join(FLOWS, "on_exit.yaml"), "--input",
+                   "failures=0", data=self.data)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn('alert: "run succeeded; failed steps: []"', p.stdout)
+        self.assertNotIn("failed (handled)", p.stdout)
+
     def test_fallback_runs_when_primary_fails(self):
         # primary fails both attempts: the fallback reads its status, error
         # and attempts; the failure is handled, so the run succeeds.

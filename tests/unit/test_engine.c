@@ -734,6 +734,41 @@ static void test_deploy_join(void **state)
     check(f);
 }
 
+/* on_exit and flow outputs on the network: the exit step is a job that runs
+ * last, and the status shows the flow's declared outputs, also after a
+ * restart. */
+static void test_deploy_on_exit_outputs(void **state)
+{
+    fx *f = *state;
+    uint64_t nodes[1] = { node_add(f, 0) };
+    const char *flow =
+        "flux: 1\nname: x\ninputs: {text: {type: string}}\nsteps:\n"
+        "  split: {module: split@1.0.0, inputs: {text: \"${{ inputs.text }}\"}}\n"
+        "  b:\n    module: count@1.0.0\n    needs: [split]\n"
+        "    inputs: {text: \"${{ steps.split.outputs.right }}\"}\n"
+        "on_exit:\n  module: merge@1.0.0\n"
+        "  inputs: {x: \"${{ flow.status == 'succeeded' ? 1000 : 0 }}\", y: \"${{ steps.b.outputs.n }}\"}\n"
+        "outputs:\n  total: \"${{ steps.on_exit.outputs.sum }}\"\n";
+    uint64_t d = deploy(f, flow, 1);
+    for (uint64_t now = 2; now < 10; now++) {
+        drive(f, nodes, 1, now, NULL);
+        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
+    }
+    cJSON *doc = status(f, d);
+    assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
+    assert_string_equal(step_status(doc, "on_exit"), "succeeded");
+    cJSON *outs = cJSON_GetObjectItem(doc, "outputs");
+    assert_int_equal(cJSON_GetArraySize(outs), 1);
+    assert_int_equal(cJSON_GetObjectItem(outs, "total")->valueint, 1002);
+    cJSON_Delete(doc);
+    reopen(f);
+    doc = status(f, d);
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "outputs"),
+                                         "total")->valueint, 1002);
+    cJSON_Delete(doc);
+    check(f);
+}
+
 static void test_deploy_invalid_flow_gives_diagnostics(void **state)
 {
     fx *f = *state;
@@ -1767,6 +1802,7 @@ int main(void)
         T(test_stale_duplicate),
         T(test_deploy_fanout),
         T(test_deploy_join),
+        T(test_deploy_on_exit_outputs),
         T(test_deploy_invalid_flow_gives_diagnostics),
         T(test_deploy_refuses_unparseable_text),
         T(test_deploy_refuses_a_missing_required_input),

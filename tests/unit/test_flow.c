@@ -1428,6 +1428,18 @@ static void join_loads_and_round_trips(void **state)
     expect_round_trips("flux: 1\nname: j\nsteps:\n  a: {module: m}\n  b: {module: m}\n"
                        "  c: {module: m, needs: [a, b], join: any_succeeded}\n",
                        "\"join\":\"any_succeeded\"");
+    expect_round_trips("flux: 1\nname: e\nsteps:\n  a: {module: m}\n"
+                       "on_exit:\n  module: alert@1\n  inputs: {s: \"${{ flow.status }}\"}\n"
+                       "  retry: 2\n"
+                       "outputs:\n  n: \"${{ steps.a.outputs.n }}\"\n  k: 5\n",
+                       "\"on_exit\":{\"module\":\"alert@1\",\"inputs\":{\"s\":");
+    rz_diags *d0 = parse_fail("flux: 1\nsteps:\n  a: {module: m}\n"
+                              "on_exit: {module: m, needs: [a], join: all_done}\n"
+                              "outputs: [1]\n", RZ_FORMAT_YAML, RZ_EINVALID);
+    expect_diag(d0, "/on_exit/needs", RZ_EINVALID, 4, 22);
+    expect_diag(d0, "/on_exit/join", RZ_EINVALID, 4, 40);
+    expect_diag(d0, "/outputs", RZ_EINVALID, 5, 1);   /* a list: at its key */
+    rz_diags_free(d0);
     const char *y = "flux: 1\nsteps:\n  a: {module: m}\n"
                     "  b: {module: m, needs: [a], join: some}\n";
     rz_diags *d = parse_fail(y, RZ_FORMAT_YAML, RZ_EINVALID);

@@ -266,7 +266,8 @@ static void test_retry_fixed(void **state)
     assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
     expect_json(r, "{\"id\":\"r1\",\"flow\":\"fixed\",\"status\":\"failed\","
                    "\"steps\":{\"a\":{\"status\":\"failed\",\"attempts\":3,"
-                   "\"outputs\":{},\"error\":\"failed\"}},\"outputs\":{}}");
+                   "\"outputs\":{},\"error\":\"failed\"}},\"outputs\":{},"
+                   "\"failed_steps\":[\"a\"]}");
     rz_run_free(r);
     rz_flow_free(f);
 }
@@ -525,7 +526,7 @@ static void test_on_failure_fail(void **state)
     assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
     assert_non_null(strstr(json, "\"a\":{\"status\":\"failed\",\"attempts\":1,"
                                  "\"outputs\":{},\"error\":\"exit status 3\"}"));
-    assert_non_null(strstr(json, "\"outputs\":{\"x\":{\"k\":1}}}"));
+    assert_non_null(strstr(json, "\"outputs\":{\"x\":{\"k\":1}},\"failed_steps\":[\"a\"]}"));
     rz_free(json);
     rz_run_free(r);
     rz_flow_free(f);
@@ -1332,6 +1333,95 @@ static void test_join_builder_and_cancel(void **state)
     rz_flow_free(f);
 }
 
+/* ---- on_exit and flow outputs ---- */
+
+#define EXIT_FLOW \
+    "flux: 1\nname: ex\nsteps:\n" \
+    "  a: {module: noop, on_failure: continue}\n" \
+    "  b: {module: noop}\n" \
+    "on_exit:\n  module: noop\n" \
+    "  inputs:\n    status: \"${{ flow.status }}\"\n" \
+    "    failed: \"${{ join(flow.failed_steps, ' ') }}\"\n" \
+    "    b: \"${{ steps.b.status }}\"\n" \
+    "outputs:\n  total: \"${{ steps.b.outputs.n + 1 }}\"\n" \
+    "  a_said: \"${{ steps.a.outputs.v }}\"\n"
+
+/* on_exit runs last, whatever happened, and reads how the run went; the
+ * flow's outputs are its own (not the final steps' ones). */
+static void test_on_exit_and_outputs(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml(EXIT_FLOW);
+    rz_run *r = start_run(f, NULL);
+    assert_string_equal(ready_ids(r, 0), "a,b");
+    assert_int_equal(rz_run_start(r, S(r, "a"), 0), RZ_OK);
+    assert_int_equal(rz_run_fail(r, S(r, "a"), "boom", 1), RZ_OK);
+    assert_string_equal(ready_ids(r, 1), "b");
+    run_ok(r, "b", "{\"n\":41}", 2);
+    assert_string_equal(ready_ids(r, 2), "on_exit");
+    expect_request(r, "on_exit", "{\"inputs\":{\"status\":\"succeeded\",\"failed\":\"a\","
+                                 "\"b\":\"succeeded\"},\"config\":{}}");
+    assert_false(rz_run_done(r));
+    char *json = NULL;
+    assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
+    assert_non_null(strstr(json, "\"outputs\":{\"total\":null,\"a_said\":null}"));
+    rz_free(json);
+    run_ok(r, "on_exit", "{}", 3);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
+    /* a failed but was handled: the run succeeded and says a failed. */
+    assert_non_null(strstr(json, "\"outputs\":{\"total\":42,\"a_said\":null},"
+                                 "\"failed_steps\":[\"a\"]}"));
+    rz_free(json);
+    rz_run_free(r);
+
+    /* A fatal failure: on_exit still runs and sees "failed". */
+    r = start_run(f, NULL);
+    run_ok(r, "a", "{\"v\":1}", 0);
+    assert_int_equal(rz_run_start(r, S(r, "b"), 0), RZ_OK);
+    assert_int_equal(rz_run_fail(r, S(r, "b"), "boom", 1), RZ_OK);
+    assert_string_equal(ready_ids(r, 1), "on_exit");
+    expect_request(r, "on_exit", "{\"inputs\":{\"status\":\"failed\",\"failed\":\"b\","
+                                 "\"b\":\"failed\"},\"config\":{}}");
+    run_ok(r, "on_exit", "{}", 2);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
+    rz_run_free(r);
+
+    /* on_exit failing fails a run that would have succeeded. */
+    r = start_run(f, NULL);
+    run_ok(r, "a", "{}", 0);
+    run_ok(r, "b", "{\"n\":1}", 0);
+    assert_int_equal(rz_run_start(r, S(r, "on_exit"), 1), RZ_OK);
+    assert_int_equal(rz_run_fail(r, S(r, "on_exit"), "alert failed", 2), RZ_OK);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
+    rz_run_free(r);
+
+    /* A cancel cancels it too. */
+    r = start_run(f, NULL);
+    assert_int_equal(rz_run_cancel(r, 0), RZ_OK);
+    assert_int_equal(state_of(r, "on_exit"), RZ_STEP_CANCELLED);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_CANCELLED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* An output that cannot be evaluated fails the run, saying which. */
+static void test_flow_output_error(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: o\nsteps:\n  a: {module: noop}\n"
+                      "outputs:\n  n: \"${{ steps.a.outputs.s * 2 }}\"\n");
+    rz_run *r = start_run(f, NULL);
+    run_ok(r, "a", "{\"s\":\"text\"}", 0);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
+    char *json = NULL;
+    assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
+    assert_non_null(strstr(json, "\"outputs\":{\"n\":null},\"error\":\"flow output 'n': "));
+    rz_free(json);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1363,6 +1453,8 @@ int main(void)
         cmocka_unit_test(test_exact_numbers),
         cmocka_unit_test(test_replica_follows_deployment),
         cmocka_unit_test(test_join_if_else),
+        cmocka_unit_test(test_on_exit_and_outputs),
+        cmocka_unit_test(test_flow_output_error),
         cmocka_unit_test(test_join_any_unmet),
         cmocka_unit_test(test_join_all_done),
         cmocka_unit_test(test_join_none_failed),
