@@ -19,7 +19,7 @@ void cli_flow_usage(void)
 "       rhizos flow run FILE            [--input NAME=VALUE]... [--data DIR]\n"
 "                                       [--jobs N] [--no-sandbox] [--json]\n"
 "                                       [--container-host unix:///PATH]\n"
-"       rhizos flow runs                [--data DIR] [--limit N] [--json]\n"
+"       rhizos flow runs [RUN_ID]       [--data DIR] [--limit N] [--json]\n"
 "       rhizos flow export FILE         [--format json|yaml|cbor]\n"
 "       rhizos flow estimate FILE       [--json] [--prices FILE|DIR]\n"
 );
@@ -34,7 +34,9 @@ void cli_flow_usage(void)
 "else DOCKER_HOST, else /var/run/docker.sock or /run/podman/podman.sock), in\n"
 "parallel where the graph allows, records the run under --data and exits 0\n"
 "only if the run succeeded. `runs` lists the newest 20 recorded runs\n"
-"(--limit N: N of them, 0: all; --json prints the same list).\n");
+"(--limit N: N of them, 0: all; --json prints the same list); `runs RUN_ID`\n"
+"shows one run: its steps with status, attempts, times, inputs, outputs,\n"
+"errors and logs (--json: the whole record).\n");
 }
 
 static int need_args(const cli *c, const char *verb, int min, int max)
@@ -576,11 +578,107 @@ static void print_runs_table(const cJSON *arr, size_t more)
         printf("(%zu more; --limit 0 for all)\n", more);
 }
 
+/* "12.34s" between two wall-clock ms values, "-" without an end. */
+static void span(char *buf, size_t cap, const cJSON *o)
+{
+    const cJSON *t0 = cJSON_GetObjectItemCaseSensitive(o, "started_ms");
+    const cJSON *t1 = cJSON_GetObjectItemCaseSensitive(o, "finished_ms");
+    if (cJSON_IsNumber(t0) && cJSON_IsNumber(t1) && t1->valuedouble >= t0->valuedouble &&
+        t1->valuedouble > 0)
+        snprintf(buf, cap, "%.2fs", (t1->valuedouble - t0->valuedouble) / 1000.0);
+    else
+        snprintf(buf, cap, "-");
+}
+
+static void print_json_field(const char *label, const cJSON *v)
+{
+    char *text = v ? cJSON_PrintUnformatted(v) : NULL;
+    if (text)
+        printf("    %-8s %s\n", label, text);
+    free(text);
+}
+
+/* One recorded run in detail: the header, the flow's outputs, then each
+ * step with how it ran, what it got and gave, why it failed, its log. */
+static void print_run_detail(const cJSON *rec)
+{
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "id"));
+    const char *status = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "status"));
+    const char *file = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "file"));
+    const char *err = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "error"));
+    char took[32];
+    span(took, sizeof took, rec);
+    printf("run %s %s (%s) %s\n", id ? id : "?", status ? status : "?", took,
+           file ? file : "");
+    if (err)
+        printf("error: %s\n", err);
+    const cJSON *outs = cJSON_GetObjectItemCaseSensitive(rec, "outputs"), *o;
+    if (cJSON_GetArraySize(outs) > 0) {
+        printf("outputs:\n");
+        cJSON_ArrayForEach(o, outs)
+            print_json_field(o->string, o);
+    }
+    const cJSON *steps = cJSON_GetObjectItemCaseSensitive(rec, "steps"), *s;
+    cJSON_ArrayForEach(s, steps) {
+        const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "status"));
+        span(took, sizeof took, s);
+        printf("step %s: %s, %d attempt%s, %s\n", s->string, st ? st : "?",
+               (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "attempts")),
+               (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "attempts")) == 1
+                   ? "" : "s", took);
+        const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "error"));
+        if (why)
+            printf("    %-8s %s\n", "error", why);
+        const cJSON *in = cJSON_GetObjectItemCaseSensitive(s, "inputs");
+        if (cJSON_GetArraySize(in) > 0)
+            print_json_field("inputs", in);
+        const cJSON *out = cJSON_GetObjectItemCaseSensitive(s, "outputs");
+        if (cJSON_GetArraySize(out) > 0)
+            print_json_field("outputs", out);
+        const char *log = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "log"));
+        for (const char *p = log; p && *p;) {
+            const char *nl = strchr(p, '\n');
+            int n = nl ? (int)(nl - p) : (int)strlen(p);
+            printf("    | %.*s\n", n, p);
+            p += n + (nl != NULL);
+        }
+    }
+}
+
+static int flow_run_show(cli *c, const char *id)
+{
+    char *dir = cli_data_dir(c);
+    rz_store *st = NULL;
+    char *json = NULL;
+    int rc = dir ? rz_store_open(&st, dir) : RZ_ENOMEM;
+    if (rc == RZ_OK)
+        rc = rz_store_run_get(st, id, &json);
+    cJSON *rec = rc == RZ_OK ? cJSON_Parse(json) : NULL;
+    if (rc == RZ_ENOENT)
+        fprintf(stderr, "rhizos: no run '%s' recorded in %s (rhizos flow runs lists "
+                "them)\n", id, dir);
+    else if (rc != RZ_OK)
+        cli_error(dir, rc);
+    else if (!rec)
+        fprintf(stderr, "rhizos: out of memory\n");
+    else if (c->json)
+        printf("%s\n", json);
+    else
+        print_run_detail(rec);
+    cJSON_Delete(rec);
+    rz_free(json);
+    rz_store_close(st);
+    free(dir);
+    return rc == RZ_OK && rec ? EXIT_OK : EXIT_FAILED;
+}
+
 static int flow_runs(cli *c)
 {
     size_t limit;
-    if (need_args(c, "runs", 0, 0) != 0)
+    if (need_args(c, "runs", 0, 1) != 0)
         return EXIT_USAGE;
+    if (c->nargs == 1)
+        return flow_run_show(c, c->args[0]);
     if (parse_limit(c->limit, &limit) != 0) {
         fprintf(stderr, "rhizos: --limit wants a number (0 for all), not '%s'\n",
                 c->limit);

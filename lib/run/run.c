@@ -1196,6 +1196,18 @@ static int check_required(const rz_run *r, size_t step, const cJSON *inputs)
     return RZ_OK;
 }
 
+struct cJSON *rz__run_step_inputs(const rz_run *run, size_t step)
+{
+    if (!run || step >= run->n || !run->st[step].attempts)
+        return NULL;
+    cJSON *inputs = cJSON_CreateObject();
+    if (inputs && request_inputs(run, step, inputs) != RZ_OK) {
+        cJSON_Delete(inputs);
+        return NULL;
+    }
+    return inputs;
+}
+
 int rz_run_request(const rz_run *run, size_t step, char **out)
 {
     *out = NULL;
@@ -1266,6 +1278,18 @@ static cJSON *step_json(const rz_run *r, size_t i)
         return NULL;
     }
     return o;
+}
+
+bool rz__run_step_times(const rz_run *run, size_t step, uint64_t *started,
+                        uint64_t *ended)
+{
+    if (!run || step >= run->n || !run->st[step].attempts)
+        return false;
+    const step_rt *s = &run->st[step];
+    uint64_t c = run->created_ms;
+    *started = s->started_ms > c ? s->started_ms - c : 0;
+    *ended = s->ended_ms > c ? s->ended_ms - c : 0;
+    return true;
 }
 
 cJSON *rz__run_step_json(const rz_run *run, size_t step)

@@ -13,6 +13,7 @@
 #include "common/fs.h"
 #include "common/internal.h"
 #include "rhizos/store.h"
+#include "run/changes.h"
 
 /* Runs are small; 1 GiB of address space is plenty and costs nothing until
  * used (LMDB maps the file sparsely). */
@@ -86,6 +87,28 @@ static size_t time_key(char *buf, size_t cap, uint64_t t, const char *id)
     return 8 + n;
 }
 
+/* What `rhizos flow runs RUN_ID` shows beyond the run's JSON: each step
+ * that started gets its wall-clock start and end (from the run's own clock,
+ * offset by the run's start) and the inputs it was given. */
+static void add_step_details(const rz_run *run, cJSON *rec, uint64_t started)
+{
+    const rz_flow *flow = rz_run_flow(run);
+    cJSON *steps = cJSON_GetObjectItemCaseSensitive(rec, "steps");
+    for (size_t i = 0; i < rz_flow_step_count(flow); i++) {
+        uint64_t t0, t1;
+        cJSON *sj = cJSON_GetObjectItemCaseSensitive(steps, rz_flow_step_id(flow, i));
+        if (!sj || !rz__run_step_times(run, i, &t0, &t1))
+            continue;
+        cJSON_AddNumberToObject(sj, "started_ms", (double)(started + t0));
+        rz_step_state st = rz_run_step_state(run, i);
+        if (st >= RZ_STEP_SUCCEEDED && t1 >= t0)
+            cJSON_AddNumberToObject(sj, "finished_ms", (double)(started + t1));
+        cJSON *in = rz__run_step_inputs(run, i);   /* NULL: the step's error says */
+        if (in && !cJSON_AddItemToObject(sj, "inputs", in))
+            cJSON_Delete(in);
+    }
+}
+
 static char *build_record(const rz_run *run, uint64_t started, uint64_t finished)
 {
     char *json = NULL;
@@ -100,6 +123,7 @@ static char *build_record(const rz_run *run, uint64_t started, uint64_t finished
     cJSON_AddStringToObject(rec, "file", rz_flow_file(flow));
     cJSON_AddNumberToObject(rec, "started_ms", (double)started);
     cJSON_AddNumberToObject(rec, "finished_ms", (double)finished);
+    add_step_details(run, rec, started);
     char *s = rz__json_print(rec, false);
     cJSON_Delete(rec);
     return s;

@@ -156,6 +156,29 @@ class FlowRunExamples(unittest.TestCase):
         p, doc = self.run_json("inputs.yaml")
         self.assertIn("Hello, world!", json.dumps(doc["outputs"]))
 
+    def test_one_run_in_detail(self):
+        _, doc = self.run_json("on_exit.yaml")
+        p = rhizos("flow", "runs", doc["id"], "--json", data=self.data)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rec = json.loads(p.stdout)
+        self.assertEqual(rec["id"], doc["id"])
+        self.assertEqual(rec["outputs"], doc["outputs"])
+        self.assertEqual(rec["failed_steps"], ["primary"])
+        report = rec["steps"]["report"]
+        self.assertEqual(report["inputs"], {"message": "primary: failed"})
+        self.assertLessEqual(rec["started_ms"], report["started_ms"])
+        self.assertLessEqual(report["started_ms"], report["finished_ms"])
+        self.assertLessEqual(report["finished_ms"], rec["finished_ms"])
+        self.assertIn("fails on purpose", rec["steps"]["primary"]["error"])
+        p = rhizos("flow", "runs", doc["id"], data=self.data)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("step primary: failed, 2 attempts", p.stdout)
+        self.assertIn('inputs   {"message":"primary: failed"}', p.stdout)
+        self.assertIn("| flaky: attempt 2 fails on purpose", p.stdout)
+        p = rhizos("flow", "runs", "run-nosuch", data=self.data)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("no run 'run-nosuch' recorded", p.stderr)
+
     def test_runs_are_recorded(self):
         self.run_json("wordcount.yaml")
         self.run_json("branch.yaml")
