@@ -323,52 +323,6 @@ static void on_sigint(int sig)
 }
 
 /* A \u0000 escape (one not itself escaped) in JSON text. */
-static bool has_nul_escape(const char *s)
-{
-    for (const char *p = s; (p = strstr(p, "\\u0000")); p++) {
-        size_t slashes = 0;
-        while (p - (ptrdiff_t)slashes > s && p[-(ptrdiff_t)slashes - 1] == '\\')
-            slashes++;
-        if (slashes % 2 == 0)
-            return true;
-    }
-    return false;
-}
-
-/* Flow inputs from --input NAME=VALUE: VALUE as JSON if it parses, else a
- * string, so `--input n=3` is a number and `--input text=hello` a string. */
-static char *inputs_json(const cli *c)
-{
-    cJSON *obj = cJSON_CreateObject();
-    for (size_t i = 0; obj && i < c->n_inputs; i++) {
-        const char *kv = c->inputs[i];
-        const char *eq = strchr(kv, '=');
-        if (!eq || eq == kv) {
-            fprintf(stderr, "rhizos: --input wants NAME=VALUE, not '%s'\n", kv);
-            cJSON_Delete(obj);
-            return NULL;
-        }
-        cJSON *v = cJSON_Parse(eq + 1);
-        /* cJSON ends a string at \u0000: the rest would vanish unseen. */
-        if (v && has_nul_escape(eq + 1)) {
-            fprintf(stderr, "rhizos: --input %.*s: a NUL character (\\u0000) in "
-                    "the value\n", (int)(eq - kv), kv);
-            cJSON_Delete(v);
-            cJSON_Delete(obj);
-            return NULL;
-        }
-        char *name = strndup(kv, (size_t)(eq - kv));
-        if (!v)
-            v = cJSON_CreateString(eq + 1);
-        cJSON_DeleteItemFromObjectCaseSensitive(obj, name);
-        cJSON_AddItemToObject(obj, name, v);
-        free(name);
-    }
-    char *s = obj ? cJSON_PrintUnformatted(obj) : NULL;
-    cJSON_Delete(obj);
-    return s;
-}
-
 static void make_run_id(char *buf, size_t cap)
 {
     time_t now = time(NULL);
@@ -455,7 +409,7 @@ static int flow_run(cli *c)
                 c->jobs_arg);
         return EXIT_USAGE;
     }
-    char *inputs = inputs_json(c);
+    char *inputs = cli_inputs_json(c);
     if (!inputs)
         return EXIT_USAGE;
     rz_registry *reg = cli_registry(c);

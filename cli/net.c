@@ -177,11 +177,20 @@ static cJSON *kv_object(const char *const *kvs, size_t n, const char *opt,
     return obj;
 }
 
+/* Flow inputs from --input NAME=VALUE, by the library's rule (VALUE as JSON
+ * if it parses, else a string; no NUL), for `flow run` and `flow deploy`
+ * alike. Returns malloc'd JSON, or NULL having said why. */
 char *cli_inputs_json(const cli *c)
 {
-    cJSON *obj = kv_object(c->inputs, c->n_inputs, "--input", false);
-    char *s = obj ? cJSON_PrintUnformatted(obj) : NULL;
-    cJSON_Delete(obj);
+    char *lib = NULL;
+    if (rz_flow_inputs_parse(&lib, c->inputs, c->n_inputs) != RZ_OK) {
+        fprintf(stderr, "rhizos: --%s\n", rz_error_last()->message);
+        return NULL;
+    }
+    char *s = strdup(lib);   /* the callers free() it */
+    rz_free(lib);
+    if (!s)
+        fprintf(stderr, "rhizos: out of memory\n");
     return s;
 }
 

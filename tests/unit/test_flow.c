@@ -1455,6 +1455,37 @@ static void join_loads_and_round_trips(void **state)
     rz_diags_free(d);
 }
 
+/* NAME=VALUE inputs: JSON when it parses, else a string; no NUL gets by. */
+static void inputs_from_pairs(void **state)
+{
+    (void)state;
+    const char *ok[] = {"n=3", "text=hello world", "on=true", "obj={\"a\":[1]}", "n=4",
+                        "empty="};
+    char *out = NULL;
+    assert_int_equal(rz_flow_inputs_parse(&out, ok, 6), RZ_OK);
+    assert_string_equal(out, "{\"text\":\"hello world\",\"on\":true,\"obj\":{\"a\":[1]},"
+                             "\"n\":4,\"empty\":\"\"}");
+    rz_free(out);
+    assert_int_equal(rz_flow_inputs_parse(&out, NULL, 0), RZ_OK);
+    assert_string_equal(out, "{}");
+    rz_free(out);
+    const char *nul[] = {"a=1", "t=\"x\\u0000y\""};
+    out = (char *)1;
+    assert_int_equal(rz_flow_inputs_parse(&out, nul, 2), RZ_EINVALID);
+    assert_null(out);
+    assert_string_equal(rz_error_last()->message,
+                        "input t: a NUL character (\\u0000) in the value");
+    /* Escaped backslash before u0000 is no NUL: text with a backslash. */
+    const char *esc[] = {"t=\"x\\\\u0000y\""};
+    assert_int_equal(rz_flow_inputs_parse(&out, esc, 1), RZ_OK);
+    assert_string_equal(out, "{\"t\":\"x\\\\u0000y\"}");
+    rz_free(out);
+    const char *bad[] = {"=3"};
+    assert_int_equal(rz_flow_inputs_parse(&out, bad, 1), RZ_EINVALID);
+    assert_string_equal(rz_error_last()->message, "input '=3' is not NAME=VALUE");
+    assert_int_equal(rz_flow_inputs_parse(NULL, bad, 1), RZ_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1477,6 +1508,7 @@ int main(void)
         cmocka_unit_test(json_cbor_json_round_trip),
         cmocka_unit_test(yaml_round_trips),
         cmocka_unit_test(join_loads_and_round_trips),
+        cmocka_unit_test(inputs_from_pairs),
         cmocka_unit_test(tricky_scalars_round_trip),
         cmocka_unit_test(credentials_are_stripped),
         cmocka_unit_test(export_arguments),
