@@ -162,10 +162,13 @@ static char *sealed_credentials(const cli *c, rz_client *cl, const rz_flow *flow
     }
     int rc = rz_vault_seal_flow(&json, v, flow, pk, 0);
     rz_vault_close(v);
-    if (rc != RZ_OK) {
+    const rz_error *e = rz_error_last();
+    if (rc != RZ_OK && e->code == rc && e->line)   /* located at the reference */
+        fprintf(stderr, "%s:%u:%u: error: %s\n", e->file, e->line, e->column, e->message);
+    else if (rc != RZ_OK)
         cli_error(NULL, rc);
+    if (rc != RZ_OK)
         *ex = EXIT_FAILED;
-    }
     return json;
 }
 
