@@ -5,6 +5,7 @@
  * them all in one go. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -649,6 +650,20 @@ const rz__port *rz__module_input(const rz_module *m, const char *name)
 const rz__port *rz__module_output(const rz_module *m, const char *name)
 {
     return m && name ? find_port(m->outputs, m->n_outputs, name) : NULL;
+}
+
+bool rz__port_type_ok(const char *t, const cJSON *x)
+{
+    if (!t || strcmp(t, "any") == 0) return true;
+    if (strcmp(t, "string") == 0) return cJSON_IsString(x);
+    if (strcmp(t, "number") == 0) return cJSON_IsNumber(x);
+    if (strcmp(t, "integer") == 0)
+        return cJSON_IsNumber(x) && isfinite(x->valuedouble) &&
+               x->valuedouble == floor(x->valuedouble);
+    if (strcmp(t, "boolean") == 0) return cJSON_IsBool(x);
+    if (strcmp(t, "object") == 0) return cJSON_IsObject(x);
+    if (strcmp(t, "array") == 0) return cJSON_IsArray(x);
+    return true;
 }
 
 const char *rz_module_id(const rz_module *m) { return m ? m->id : NULL; }

@@ -859,16 +859,7 @@ int rz_run_start(rz_run *run, size_t step, uint64_t now_ms)
 
 static bool has_type(const cJSON *x, const char *t)
 {
-    if (!t || strcmp(t, "any") == 0) return true;
-    if (strcmp(t, "string") == 0) return cJSON_IsString(x);
-    if (strcmp(t, "number") == 0) return cJSON_IsNumber(x);
-    if (strcmp(t, "integer") == 0)
-        return cJSON_IsNumber(x) && isfinite(x->valuedouble) &&
-               x->valuedouble == floor(x->valuedouble);
-    if (strcmp(t, "boolean") == 0) return cJSON_IsBool(x);
-    if (strcmp(t, "object") == 0) return cJSON_IsObject(x);
-    if (strcmp(t, "array") == 0) return cJSON_IsArray(x);
-    return true;
+    return rz__port_type_ok(t, x);
 }
 
 static const char *type_of(const cJSON *x)

@@ -299,6 +299,10 @@ class OrchestratorApi(unittest.TestCase):
             (422, "RZ_EMODULE", dict(body={"module": "no-such-module"})),
             (422, "RZ_EINVALID", dict(body={"module": "echo", "config": {"bogus": 1}})),
             (422, "RZ_EINVALID", dict(body={"module": "echo", "config": {"prefix": 5}})),
+            # Inputs are checked against the module's, as a flow step's are.
+            (422, "RZ_EINVALID", dict(body={"module": "echo", "inputs": {"mesage": "x"}})),
+            (422, "RZ_EINVALID", dict(body={"module": "compare", "inputs": {}})),
+            (400, "RZ_ETYPE", dict(body={"module": "compare", "inputs": {"value": "x"}})),
             (400, "RZ_ESYNTAX", dict(raw=b"\xff\x00", ctype="application/cbor")),
             (400, "RZ_ESYNTAX", dict(raw=b"\x5f\x41\x00\xff", ctype="application/cbor")),
         ]
