@@ -132,6 +132,19 @@ RZ_EXTERN uint32_t rz_run_step_attempts(const rz_run *run, size_t step);
  * state; NULL if none. */
 RZ_EXTERN const char *rz_run_step_error(const rz_run *run, size_t step);
 
+/* When step `step` first started and last ended, in ms after the run's
+ * creation (the `now_ms` of rz_run_new); *ended_ms is 0 while it has not
+ * ended. RZ_ESTATE if it never started. */
+RZ_EXTERN RZ_NODISCARD int rz_run_step_times(const rz_run *run, size_t step,
+                                             uint64_t *started_ms,
+                                             uint64_t *ended_ms);
+/* The inputs step `step` was given, as a JSON object, rebuilt from the
+ * settled steps and flow inputs it reads (as rz_run_request built them):
+ * for a record of what ran. RZ_ESTATE if it never started, RZ_EEXPR /
+ * RZ_EINVALID if they cannot be built. Release with rz_free. */
+RZ_EXTERN RZ_NODISCARD int rz_run_step_inputs(const rz_run *run, size_t step,
+                                              char **out);
+
 /* Keep a step's log (the stderr of its last attempt) in the run record:
  * at most the last RZ_RUN_LOG_MAX bytes, control bytes and broken UTF-8
  * replaced by '?'. Replaces any earlier log of the step. */

@@ -476,6 +476,33 @@ static void sort_sizes(size_t *a, size_t n)
 }
 
 /* Report unknown names and build the predecessor lists. */
+/* Each step's `needs` looked up once into need_idx (RZ_NPOS: unknown, or
+ * the on_exit step, both reported), counted into pred_off. */
+static void resolve_needs(vctx *v, size_t *need_idx)
+{
+    rz_flow *f = v->f;
+    char hint[160], sfx[48];
+    size_t at = 0;
+    for (size_t i = 0; i < f->n_steps; i++) {
+        rz__step *s = &f->steps[i];
+        for (size_t k = 0; k < s->n_needs; k++) {
+            size_t p = need_idx[at++] = step_index(v, s->needs[k]);
+            snprintf(sfx, sizeof sfx, "/needs/%zu", k);
+            if (p != RZ_NPOS && f->steps[p].is_exit) {
+                report(v, RZ_EUPSTREAM, s->ptr, sfx, "step '%s' needs the on_exit "
+                       "step, which runs after every other step", step_name(v, i));
+                need_idx[at - 1] = RZ_NPOS;
+            } else if (p != RZ_NPOS) {
+                v->pred_off[i + 1]++;
+            } else {
+                report(v, RZ_EUNKNOWN, s->ptr, sfx, "step '%s' needs unknown step "
+                       "'%s'%s", step_name(v, i), s->needs[k] ? s->needs[k] : "",
+                       hint_step(v, s->needs[k] ? s->needs[k] : "", hint, sizeof hint));
+            }
+        }
+    }
+}
+
 static void build_graph(vctx *v)
 {
     rz_flow *f = v->f;
@@ -490,30 +517,8 @@ static void build_graph(vctx *v)
     size_t *need_idx = xcalloc(v, n_needs ? n_needs : 1, sizeof *need_idx);
     if (!need_idx)
         return;
+    resolve_needs(v, need_idx);
     char hint[160];
-    for (size_t i = 0; i < n; i++) {
-        rz__step *s = &f->steps[i];
-        for (size_t k = 0; k < s->n_needs; k++) {
-            size_t p = need_idx[at++] = step_index(v, s->needs[k]);
-            if (p != RZ_NPOS && f->steps[p].is_exit) {
-                char sfx[48];
-                snprintf(sfx, sizeof sfx, "/needs/%zu", k);
-                report(v, RZ_EUPSTREAM, s->ptr, sfx, "step '%s' needs the on_exit "
-                       "step, which runs after every other step", step_name(v, i));
-                need_idx[at - 1] = RZ_NPOS;
-                continue;
-            }
-            if (p != RZ_NPOS) {
-                v->pred_off[i + 1]++;
-                continue;
-            }
-            char sfx[48];
-            snprintf(sfx, sizeof sfx, "/needs/%zu", k);
-            report(v, RZ_EUNKNOWN, s->ptr, sfx, "step '%s' needs unknown step '%s'%s",
-                   step_name(v, i), s->needs[k] ? s->needs[k] : "",
-                   hint_step(v, s->needs[k] ? s->needs[k] : "", hint, sizeof hint));
-        }
-    }
     for (size_t c = 0; c < f->n_conns; c++) {
         rz__conn *cn = &f->conns[c];
         size_t a, b;

@@ -22,14 +22,4 @@ RZ_HIDDEN struct cJSON *rz__run_step_json(const rz_run *run, size_t step);
  * memory): a caller that adds to it need not print and parse it again. */
 RZ_HIDDEN struct cJSON *rz__run_json(const rz_run *run);
 
-/* The inputs step `step` was given (rebuilt from the settled steps it
- * reads), as a new object to delete; NULL if it never started or they
- * cannot be built. For the run's record. */
-RZ_HIDDEN struct cJSON *rz__run_step_inputs(const rz_run *run, size_t step);
-
-/* When step `step` first started and last ended, in ms after the run was
- * created (its rz_run_new `now_ms`); false if it never started. */
-RZ_HIDDEN bool rz__run_step_times(const rz_run *run, size_t step,
-                                  uint64_t *started, uint64_t *ended);
-
 #endif

@@ -414,6 +414,7 @@ static bool join_dep_settled(rz_run *r, size_t d, size_t u)
     if (join_met(r, d))
         return activate(r, d);
     skip_step(r, d, RZ_NPOS, join_unmet_reason(r, d));
+    ds->upstream_failed = ds->n_failed > 0;   /* any_succeeded after failures */
     return true;
 }
 
@@ -1187,16 +1188,20 @@ static int check_required(const rz_run *r, size_t step, const cJSON *inputs)
     return RZ_OK;
 }
 
-struct cJSON *rz__run_step_inputs(const rz_run *run, size_t step)
+int rz_run_step_inputs(const rz_run *run, size_t step, char **out)
 {
-    if (!run || step >= run->n || !run->st[step].attempts)
-        return NULL;
+    *out = NULL;
+    int rc = check_step(run, step);
+    if (rc != RZ_OK)
+        return rc;
+    if (!run->st[step].attempts)
+        return rz__error(RZ_ESTATE, "step '%s' never started", step_of(run, step)->id);
     cJSON *inputs = cJSON_CreateObject();
-    if (inputs && request_inputs(run, step, inputs) != RZ_OK) {
-        cJSON_Delete(inputs);
-        return NULL;
-    }
-    return inputs;
+    rc = inputs ? request_inputs(run, step, inputs) : rz__error(RZ_ENOMEM, "out of memory");
+    if (rc == RZ_OK && !(*out = cJSON_PrintUnformatted(inputs)))
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    cJSON_Delete(inputs);
+    return rc;
 }
 
 int rz_run_request(const rz_run *run, size_t step, char **out)
@@ -1271,16 +1276,20 @@ static cJSON *step_json(const rz_run *r, size_t i)
     return o;
 }
 
-bool rz__run_step_times(const rz_run *run, size_t step, uint64_t *started,
-                        uint64_t *ended)
+int rz_run_step_times(const rz_run *run, size_t step, uint64_t *started_ms,
+                      uint64_t *ended_ms)
 {
-    if (!run || step >= run->n || !run->st[step].attempts)
-        return false;
+    int rc = check_step(run, step);
+    if (rc != RZ_OK)
+        return rc;
     const step_rt *s = &run->st[step];
+    if (!s->attempts)
+        return rz__error(RZ_ESTATE, "step '%s' never started", step_of(run, step)->id);
     uint64_t c = run->created_ms;
-    *started = s->started_ms > c ? s->started_ms - c : 0;
-    *ended = s->ended_ms > c ? s->ended_ms - c : 0;
-    return true;
+    bool ended = s->state >= RZ_STEP_SUCCEEDED && s->ended_ms >= s->started_ms;
+    *started_ms = s->started_ms > c ? s->started_ms - c : 0;
+    *ended_ms = ended && s->ended_ms > c ? s->ended_ms - c : 0;
+    return RZ_OK;
 }
 
 cJSON *rz__run_step_json(const rz_run *run, size_t step)

@@ -13,7 +13,6 @@
 #include "common/fs.h"
 #include "common/internal.h"
 #include "rhizos/store.h"
-#include "run/changes.h"
 
 /* Runs are small; 1 GiB of address space is plenty and costs nothing until
  * used (LMDB maps the file sparsely). */
@@ -97,15 +96,18 @@ static void add_step_details(const rz_run *run, cJSON *rec, uint64_t started)
     for (size_t i = 0; i < rz_flow_step_count(flow); i++) {
         uint64_t t0, t1;
         cJSON *sj = cJSON_GetObjectItemCaseSensitive(steps, rz_flow_step_id(flow, i));
-        if (!sj || !rz__run_step_times(run, i, &t0, &t1))
+        if (!sj || rz_run_step_times(run, i, &t0, &t1) != RZ_OK)
             continue;
         cJSON_AddNumberToObject(sj, "started_ms", (double)(started + t0));
-        rz_step_state st = rz_run_step_state(run, i);
-        if (st >= RZ_STEP_SUCCEEDED && t1 >= t0)
+        if (t1)
             cJSON_AddNumberToObject(sj, "finished_ms", (double)(started + t1));
-        cJSON *in = rz__run_step_inputs(run, i);   /* NULL: the step's error says */
-        if (in && !cJSON_AddItemToObject(sj, "inputs", in))
-            cJSON_Delete(in);
+        char *in = NULL;
+        if (rz_run_step_inputs(run, i, &in) != RZ_OK)
+            continue;   /* inputs that cannot be built: the step's error says */
+        cJSON *v = cJSON_Parse(in);
+        rz_free(in);
+        if (v && !cJSON_AddItemToObject(sj, "inputs", v))
+            cJSON_Delete(v);
     }
 }
 
