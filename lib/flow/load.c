@@ -470,6 +470,8 @@ void rz_flow_free(rz_flow *f)
     free(f->conns);
     for (size_t i = 0; i < f->n_inputs; i++)
         cJSON_Delete(f->inputs[i].def);
+    for (size_t i = 0; i < f->n_outputs; i++)
+        cJSON_Delete(f->outputs[i].value);
     cJSON_Delete(f->triggers);
     cJSON_Delete(f->extra);
     rz__map_free(&f->index);
