@@ -241,17 +241,28 @@ int cli_flow_deploy(cli *c)
 
 /* ---- status ---- */
 
+static void print_output(const char *step, const cJSON *port)
+{
+    char *v = cJSON_PrintUnformatted(port);
+    if (v && strlen(v) > 200)
+        strcpy(v + 197, "...");
+    printf("  %s%s%s: %s\n", step ? step : "", step ? "." : "", port->string,
+           v ? v : "?");
+    free(v);
+}
+
+/* A final step's outputs by port ("step.port: value"), or a flow's
+ * declared output that is not an object ("name: value"). */
 static void print_outputs(const cJSON *outputs)
 {
     const cJSON *step, *port;
     cJSON_ArrayForEach(step, outputs) {
-        cJSON_ArrayForEach(port, step) {
-            char *v = cJSON_PrintUnformatted(port);
-            if (v && strlen(v) > 200)
-                strcpy(v + 197, "...");
-            printf("  %s.%s: %s\n", step->string, port->string, v ? v : "?");
-            free(v);
+        if (!cJSON_IsObject(step)) {
+            print_output(NULL, step);
+            continue;
         }
+        cJSON_ArrayForEach(port, step)
+            print_output(step->string, port);
     }
 }
 
@@ -311,6 +322,13 @@ static void print_flow_status(const cJSON *s)
             printf("  %-20s error: %s\n", "", err);
     }
     print_outputs(cJSON_GetObjectItemCaseSensitive(s, "outputs"));
+    const cJSON *failed = cJSON_GetObjectItemCaseSensitive(s, "failed_steps"), *f;
+    if (cJSON_GetArraySize(failed) > 0) {
+        printf("  failed steps:");
+        cJSON_ArrayForEach(f, failed)
+            printf(" %s", cJSON_IsString(f) ? f->valuestring : "?");
+        printf("\n");
+    }
 }
 
 int cli_flow_status(cli *c)

@@ -287,6 +287,9 @@ class Network(Base):
                                  {k: v["status"] for k, v in local["steps"].items()})
         self.assertEqual(st["outputs"]["alert"], "run succeeded; failed steps: [primary]")
         self.assertEqual(st["failed_steps"], ["primary"])
+        text = self.cli("flow", "status", str(dep), key=self.key).stdout
+        self.assertIn('  alert: "run succeeded; failed steps: [primary]"', text)
+        self.assertIn("  failed steps: primary", text)
 
     def test_node_killed_mid_job_finishes_elsewhere_charged_once(self):
         self.start_nodes()
