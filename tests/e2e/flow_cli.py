@@ -455,6 +455,24 @@ class FlowCommands(unittest.TestCase):
              3, "unknown trigger type 'webhook'"),
             (".json", '{"triggers": [\n{"cron": "* *"}],\n"nodes": [{"id": "a", '
              '"moduleId": "echo"}]}\n', 2, "'cron' must be a string of 5 fields"),
+            # Joins, on_exit and flow outputs, in both formats.
+            (".yaml", "flux: 1\nsteps:\n  a: {module: echo}\n  b:\n    module: echo\n"
+             "    needs: [a]\n    join: some\n", 7, "'join' must be all_succeeded"),
+            (".json", '{"nodes": [{"id": "a", "moduleId": "echo"},\n{"id": "b", '
+             '"moduleId": "echo", "needs": ["a"], "join": "any"}]}\n', 2,
+             "'join' must be all_succeeded"),
+            (".yaml", "flux: 1\nsteps:\n  a:\n    module: echo\n"
+             "    inputs: {message: \"${{ flow.status }}\"}\n", 5,
+             "flow.status is known only in the on_exit step"),
+            (".json", '{"nodes": [{"id": "a", "moduleId": "echo"}],\n"on_exit": '
+             '{"moduleId": "echo", "needs": ["a"]}}\n', 2,
+             "the on_exit step runs after every other step: it takes no 'needs'"),
+            (".yaml", "flux: 1\nsteps:\n  a: {module: echo}\n"
+             "outputs:\n  m: \"${{ steps.a.outputs.mesage }}\"\n", 5,
+             "step 'a' (module echo@1.0.0) has no output 'mesage'"),
+            (".json", '{"nodes": [{"id": "a", "moduleId": "echo"}],\n"outputs": '
+             '{"m": "${{ steps.ghost.outputs.x }}"}}\n', 2,
+             "reference to unknown step 'ghost'"),
         ]
         for suffix, text, line, want in cases:
             with self.subTest(want=want, suffix=suffix):
