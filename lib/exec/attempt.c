@@ -43,6 +43,8 @@ struct rz_attempt {
     const rz__adapter *ad;
     void *state;                 /* the adapter's, NULL after cleanup */
     char *scratch;               /* removed by rz_attempt_free */
+    rz__scratch_pool *pool;      /* where scratch goes back, or NULL */
+    bool recyclable;             /* finished, its processes reaped */
     char **secrets;              /* sodium_malloc'ed values, to scrub */
     size_t n_secrets;
     uint32_t timeout_s, memory_mb;
@@ -339,6 +341,7 @@ static void finish(rz_attempt *a)
     a->res.exit_code = o.exit_code;
     a->ad->cleanup(a->state);
     a->state = NULL;
+    a->recyclable = !a->stopped && !o.timed_out;
     a->res.run_ms = rz__now_ms() - a->started;
     a->done = true;
 }
@@ -384,7 +387,15 @@ static int write_file(const char *path, const char *data, size_t len)
 static int make_scratch(rz_attempt *a, const char *parent, const char *req,
                         char **in_path, char **out_path)
 {
-    int rc = rz__exec_mkdtemp(parent, &a->scratch);
+    a->scratch = rz__scratch_take(a->pool, req);
+    if (a->scratch) {
+        *in_path = rz__asprintf("%s/in/request.json", a->scratch);
+        *out_path = rz__asprintf("%s/out/outputs.json", a->scratch);
+        return *in_path && *out_path ? RZ_OK
+                                     : rz__error(RZ_ENOMEM, "out of memory");
+    }
+    int rc = rz__exec_mkdtemp(a->pool ? rz__scratch_pool_parent(a->pool)
+                                      : parent, &a->scratch);
     if (rc != RZ_OK)
         return rc;
     char *in = rz__asprintf("%s/in", a->scratch);
@@ -547,6 +558,12 @@ static void launch(rz_attempt *a, const rz_attempt_opts *o)
 
 int rz_attempt_start(rz_attempt **out, const rz_attempt_opts *o)
 {
+    return rz__attempt_start_pooled(out, o, NULL);
+}
+
+int rz__attempt_start_pooled(rz_attempt **out, const rz_attempt_opts *o,
+                             rz__scratch_pool *pool)
+{
     if (!out)
         return rz__error(RZ_EINVAL, "rz_attempt_start: out is NULL");
     *out = NULL;
@@ -574,6 +591,9 @@ int rz_attempt_start(rz_attempt **out, const rz_attempt_opts *o)
     if (!name || !*name)
         name = "process";
     a->ad = find_adapter(name);
+    /* Only an unsandboxed process leaves a folder nothing else holds. */
+    if (a->ad == &rz__process_adapter && !o->sandbox)
+        a->pool = pool;
     char why[512] = "";
     const char *host = o->version >= 2 ? o->container_host : NULL;
     if (!a->ad || !a->ad->probe(host, why, sizeof why))
@@ -737,8 +757,12 @@ void rz_attempt_free(rz_attempt *a)
         a->ad->stop(a->state);
         a->ad->cleanup(a->state);
     }
-    rz__exec_rm_tree(a->scratch);
-    free(a->scratch);
+    if (a->recyclable && a->pool) {
+        rz__scratch_give(a->pool, a->scratch);
+    } else {
+        rz__exec_rm_tree(a->scratch);
+        free(a->scratch);
+    }
     for (size_t i = 0; i < a->n_secrets; i++)
         sodium_free(a->secrets[i]);
     free(a->secrets);

@@ -64,6 +64,7 @@ typedef struct runner {
     bool cancelled;
     uint64_t last_progress;      /* when RZ_EVENT_PROGRESS was last sent */
     char *dir;                   /* the engine's private data folder */
+    rz__scratch_pool *scratch;   /* unsandboxed steps' folders, reused */
     rz_engine *engine;
     rz_store *store;             /* opts->data_dir's, open for the run */
     uint64_t started_wall;       /* for the run's record */
@@ -238,7 +239,7 @@ static int start_step(runner *r, size_t step, const rz__step *s,
         ao.sandbox = r->opts->sandbox;
         ao.max_scratch_mb = r->opts->max_scratch_mb;
         ao.container_host = r->opts->container_host;
-        rc = rz_attempt_start(out, &ao);
+        rc = rz__attempt_start_pooled(out, &ao, r->scratch);
     }
     free_names(secrets, names);
     return rc;
@@ -701,6 +702,9 @@ static int runner_init(runner *r, const rz_flow *flow,
         return rc;
     for (size_t i = 0; i < n; i++)
         r->seen[i] = RZ_STEP_PENDING;
+    /* Without a pool every step makes its own folder, as before. */
+    if (!opts->sandbox && rz__scratch_pool_new(&r->scratch, NULL) != RZ_OK)
+        r->scratch = NULL;
     return RZ_OK;
 }
 
@@ -708,6 +712,7 @@ static void runner_free(runner *r)
 {
     while (r->n_slots > 0)
         drop_slot(r, r->n_slots - 1);
+    rz__scratch_pool_free(r->scratch);
     rz_engine_close(r->engine);
     rz_store_close(r->store);
     remove_dir(r->dir);

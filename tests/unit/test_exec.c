@@ -878,6 +878,20 @@ static rz_registry *test_registry(void)
     add_module(reg, "nap", "process",
                "cat >/dev/null; sleep 1.5; echo '{\"value\":1}'\n");
     add_module(reg, "boxed", "docker", NULL);
+    /* The scratch folder as a step finds it: its path, every entry, and
+     * whether in/request.json is what came on stdin. */
+    add_module(reg, "look", "process",
+               "req=$(cat); cd \"$HOME\" || exit 1;"
+               " same=no; [ \"$req\" = \"$(cat in/request.json)\" ] && same=yes;"
+               " [ -s out/outputs.json ] && same=dirty;"
+               " printf '{\"value\":\"%s|%s|%s\"}' \"$HOME\""
+               " \"$(find . | sort | tr '\\n' ' ')\" \"$same\"\n");
+    /* Leaves its folder in a state no step may find: an extra file, a
+     * request with a second name outside, unreadable. */
+    add_module(reg, "litter", "process",
+               "cat >/dev/null; cd \"$HOME\"; echo junk > junk;"
+               " ln in/request.json ../leak; chmod 0 in/request.json;"
+               " echo '{\"value\":1}'\n");
     add_module(reg, "talk", "process",
                "cat >/dev/null; echo 'first line' >&2; sleep 1;"
                " echo 'second line' >&2; echo '{\"value\":1}'\n");
@@ -1270,6 +1284,70 @@ static void test_runner_cancel(void **state)
     assert_int_equal(count_events(&rec, RZ_EVENT_STEP_CANCELLED,
                                   rz_flow_step_find(f, "later")), 1);
     assert_true(process_gone_soon("sleep 61.25"));
+    recorder_free(&rec);
+    rz_run_free(run);
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
+static const char *look_of(const rz_run *run, const rz_flow *f,
+                           const char *id, char *buf, size_t len)
+{
+    cJSON *out = step_outputs(run, f, id);
+    snprintf(buf, len, "%s", str_field(out, "value"));
+    cJSON_Delete(out);
+    return buf;
+}
+
+/* Unsandboxed steps reuse the folders of finished ones: every step still
+ * gets its own path and finds exactly the protocol's layout, whatever the
+ * step before left; nothing stays behind after the run. */
+static void test_runner_scratch_reuse(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, NULL,
+        "flux: 1\nname: reuse\nsteps:\n"
+        "  a:\n    module: look\n"
+        "  b:\n    module: look\n    needs: [a]\n"
+        "  c:\n    module: litter\n    needs: [b]\n"
+        "  d:\n    module: look\n    needs: [c]\n"
+        "  e:\n    module: look\n    needs: [d]\n");
+    char parent[300];
+    snprintf(parent, sizeof parent, "%s/scratch", tmp_root);
+    assert_int_equal(mkdir(parent, 0700), 0);
+    const char *old = getenv("TMPDIR");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("TMPDIR", parent, 1);
+    recorder rec = { .n = 0 };
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    o.sandbox = 0;
+    o.jobs = 1;
+    rz_run *run = run_flow(f, &o, &rec);
+    if (saved)
+        setenv("TMPDIR", saved, 1);
+    else
+        unsetenv("TMPDIR");
+    free(saved);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+    const char *clean = "|. ./in ./in/request.json ./out ./out/outputs.json |yes";
+    char seen[5][600];
+    const char *ids[] = { "a", "b", "d", "e" };
+    for (size_t i = 0; i < 4; i++) {
+        look_of(run, f, ids[i], seen[i], sizeof seen[i]);
+        assert_non_null(strstr(seen[i], clean));
+        assert_int_equal(strncmp(seen[i], parent, strlen(parent)), 0);
+        for (size_t k = 0; k < i; k++)   /* a path is never seen twice */
+            assert_int_not_equal(strncmp(seen[i], seen[k],
+                                         strcspn(seen[i], "|") + 1), 0);
+    }
+    /* Only the engine's folder may remain until its cleanup; no rz-*. */
+    DIR *d = opendir(parent);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        assert_int_not_equal(strncmp(e->d_name, "rz-", 3), 0);
+    closedir(d);
     recorder_free(&rec);
     rz_run_free(run);
     rz_flow_free(f);
@@ -2278,6 +2356,7 @@ int main(void)
         T(test_runner_cancel),
         T(test_runner_removes_stale_folders),
         T(test_runner_invalid),
+        T(test_runner_scratch_reuse),
         T(test_runner_records_run),
         T(test_hostile_etc_and_identity),
         T(test_hostile_host_uid),
