@@ -622,14 +622,15 @@ static bool has_docker_step(const rz_flow *f)
     return false;
 }
 
-/* This machine as the local node sees it. No GPU probing, and the container
- * engine is asked only when a step runs in a container: those probes cost
- * more than the rest of a small run. */
+/* This machine as the local node sees it. No GPU probing, no hwloc, and
+ * the container engine is asked only when a step runs in a container: those
+ * probes cost more than the rest of a small run. */
 static int local_caps(const runner *r, char **out)
 {
     rz_hw_opts ho = RZ_HW_OPTS_INIT;
     ho.skip_gpus = 1;
     ho.skip_runtimes = 1;
+    ho.light_topology = 1;   /* hwloc's load alone costs a short run's time */
     rz_caps *caps = NULL;
     int rc = rz_hw_detect(&caps, &ho);
     rz_container_info ci;
