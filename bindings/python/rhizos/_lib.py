@@ -83,7 +83,7 @@ class RzMatcherStats(Structure):
 class RzHwOpts(Structure):
     _fields_ = [("version", c_int), ("data_dir", c_char_p), ("sysfs_root", c_char_p),
                 ("nvml_path", c_char_p), ("skip_gpus", c_int),
-                ("skip_runtimes", c_int)]
+                ("skip_runtimes", c_int), ("light_topology", c_int)]
 
 
 class RzLedgerId(Structure):
