@@ -86,8 +86,8 @@ void rz__scratch_give(rz__scratch_pool *p, char *folder)
 }
 
 /* The folder lists exactly `a` and `b` (b may be NULL), of the given
- * types; fd is fresh. Read with getdents64 into a small buffer: opendir's 32 KiB buffer
- * per folder was a tenth of the runner's CPU in malloc. */
+ * types; fd is fresh. Read with getdents64 into a small buffer: opendir's
+ * 32 KiB buffer per folder was a tenth of the runner's CPU in malloc. */
 static bool lists_exactly(int fd, const char *a, unsigned char ta,
                           const char *b, unsigned char tb)
 {
