@@ -42,6 +42,7 @@ typedef struct cli {
     const char *labels[64];       /* --label k=v (run): node labels required */
     size_t n_labels;
     const char *queue_timeout;    /* --queue-timeout S (run) */
+    const char *replicas;         /* --replicas K (run) */
     const char *image;            /* -i IMAGE (run -t docker) */
     const char *cmd[64];          /* --cmd ARG (run -i): the container's argv */
     size_t n_cmd;

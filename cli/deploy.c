@@ -31,8 +31,9 @@ void cli_deploy_usage(void)
 "plus each step's job, the job's own status and dispatches, and the money\n"
 "held and charged; a running step whose job waits for a node shows as\n"
 "\"running (queued for a node)\". `watch` prints a line per step change\n"
-"until the deployment ends (--json: each status as a line) and exits 0\n"
-"only if it succeeded.\n");
+"and the log lines of running steps as their nodes send them (\"[t] step |\n"
+"line\") until the deployment ends (--json: each status as a line) and\n"
+"exits 0 only if it succeeded.\n");
 }
 
 static bool need(const cli *c, const char *verb, int n)
@@ -161,10 +162,13 @@ static char *sealed_credentials(const cli *c, rz_client *cl, const rz_flow *flow
     }
     int rc = rz_vault_seal_flow(&json, v, flow, pk, 0);
     rz_vault_close(v);
-    if (rc != RZ_OK) {
+    const rz_error *e = rz_error_last();
+    if (rc != RZ_OK && e->code == rc && e->line)   /* located at the reference */
+        fprintf(stderr, "%s:%u:%u: error: %s\n", e->file, e->line, e->column, e->message);
+    else if (rc != RZ_OK)
         cli_error(NULL, rc);
+    if (rc != RZ_OK)
         *ex = EXIT_FAILED;
-    }
     return json;
 }
 
@@ -237,17 +241,28 @@ int cli_flow_deploy(cli *c)
 
 /* ---- status ---- */
 
+static void print_output(const char *step, const cJSON *port)
+{
+    char *v = cJSON_PrintUnformatted(port);
+    if (v && strlen(v) > 200)
+        strcpy(v + 197, "...");
+    printf("  %s%s%s: %s\n", step ? step : "", step ? "." : "", port->string,
+           v ? v : "?");
+    free(v);
+}
+
+/* A final step's outputs by port ("step.port: value"), or a flow's
+ * declared output that is not an object ("name: value"). */
 static void print_outputs(const cJSON *outputs)
 {
     const cJSON *step, *port;
     cJSON_ArrayForEach(step, outputs) {
-        cJSON_ArrayForEach(port, step) {
-            char *v = cJSON_PrintUnformatted(port);
-            if (v && strlen(v) > 200)
-                strcpy(v + 197, "...");
-            printf("  %s.%s: %s\n", step->string, port->string, v ? v : "?");
-            free(v);
+        if (!cJSON_IsObject(step)) {
+            print_output(NULL, step);
+            continue;
         }
+        cJSON_ArrayForEach(port, step)
+            print_output(step->string, port);
     }
 }
 
@@ -307,6 +322,13 @@ static void print_flow_status(const cJSON *s)
             printf("  %-20s error: %s\n", "", err);
     }
     print_outputs(cJSON_GetObjectItemCaseSensitive(s, "outputs"));
+    const cJSON *failed = cJSON_GetObjectItemCaseSensitive(s, "failed_steps"), *f;
+    if (cJSON_GetArraySize(failed) > 0) {
+        printf("  failed steps:");
+        cJSON_ArrayForEach(f, failed)
+            printf(" %s", cJSON_IsString(f) ? f->valuestring : "?");
+        printf("\n");
+    }
 }
 
 int cli_flow_status(cli *c)
@@ -393,6 +415,23 @@ static int on_step(watch *w, cJSON *s)
     return 0;
 }
 
+/* A running step's log lines as its node sends them, shown as `flow run`
+ * shows a local step's: "[t] step | line". */
+static int on_log(watch *w, cJSON *s)
+{
+    const char *step = cli_json_str(s, "step", "?");
+    const char *l = cli_json_str(s, "lines", NULL);
+    double t = now_s() - w->t0;
+    while (l && *l) {
+        size_t n = strcspn(l, "\n");
+        printf("[%7.1fs] %-20s | %.*s\n", t, step, (int)n, l);
+        l += n + (l[n] == '\n');
+    }
+    fflush(stdout);
+    cJSON_Delete(s);
+    return 0;
+}
+
 static int on_event(void *ud, const char *event, const char *data)
 {
     watch *w = ud;
@@ -403,6 +442,8 @@ static int on_event(void *ud, const char *event, const char *data)
     }
     if (strcmp(event, "step") == 0)
         return on_step(w, s);
+    if (strcmp(event, "step_log") == 0)
+        return on_log(w, s);
     if (!w->last && strcmp(event, "end") == 0)
         w->finished_before = true;
     if (w->c->json) {

@@ -19,7 +19,7 @@ void cli_flow_usage(void)
 "       rhizos flow run FILE            [--input NAME=VALUE]... [--data DIR]\n"
 "                                       [--jobs N] [--no-sandbox] [--json]\n"
 "                                       [--container-host unix:///PATH]\n"
-"       rhizos flow runs                [--data DIR] [--limit N] [--json]\n"
+"       rhizos flow runs [RUN_ID]       [--data DIR] [--limit N] [--json]\n"
 "       rhizos flow export FILE         [--format json|yaml|cbor]\n"
 "       rhizos flow estimate FILE       [--json] [--prices FILE|DIR]\n"
 );
@@ -34,7 +34,9 @@ void cli_flow_usage(void)
 "else DOCKER_HOST, else /var/run/docker.sock or /run/podman/podman.sock), in\n"
 "parallel where the graph allows, records the run under --data and exits 0\n"
 "only if the run succeeded. `runs` lists the newest 20 recorded runs\n"
-"(--limit N: N of them, 0: all; --json prints the same list).\n");
+"(--limit N: N of them, 0: all; --json prints the same list); `runs RUN_ID`\n"
+"shows one run: its steps with status, attempts, times, inputs, outputs,\n"
+"errors and logs (--json: the whole record).\n");
 }
 
 static int need_args(const cli *c, const char *verb, int min, int max)
@@ -321,52 +323,6 @@ static void on_sigint(int sig)
 }
 
 /* A \u0000 escape (one not itself escaped) in JSON text. */
-static bool has_nul_escape(const char *s)
-{
-    for (const char *p = s; (p = strstr(p, "\\u0000")); p++) {
-        size_t slashes = 0;
-        while (p - (ptrdiff_t)slashes > s && p[-(ptrdiff_t)slashes - 1] == '\\')
-            slashes++;
-        if (slashes % 2 == 0)
-            return true;
-    }
-    return false;
-}
-
-/* Flow inputs from --input NAME=VALUE: VALUE as JSON if it parses, else a
- * string, so `--input n=3` is a number and `--input text=hello` a string. */
-static char *inputs_json(const cli *c)
-{
-    cJSON *obj = cJSON_CreateObject();
-    for (size_t i = 0; obj && i < c->n_inputs; i++) {
-        const char *kv = c->inputs[i];
-        const char *eq = strchr(kv, '=');
-        if (!eq || eq == kv) {
-            fprintf(stderr, "rhizos: --input wants NAME=VALUE, not '%s'\n", kv);
-            cJSON_Delete(obj);
-            return NULL;
-        }
-        cJSON *v = cJSON_Parse(eq + 1);
-        /* cJSON ends a string at \u0000: the rest would vanish unseen. */
-        if (v && has_nul_escape(eq + 1)) {
-            fprintf(stderr, "rhizos: --input %.*s: a NUL character (\\u0000) in "
-                    "the value\n", (int)(eq - kv), kv);
-            cJSON_Delete(v);
-            cJSON_Delete(obj);
-            return NULL;
-        }
-        char *name = strndup(kv, (size_t)(eq - kv));
-        if (!v)
-            v = cJSON_CreateString(eq + 1);
-        cJSON_DeleteItemFromObjectCaseSensitive(obj, name);
-        cJSON_AddItemToObject(obj, name, v);
-        free(name);
-    }
-    char *s = obj ? cJSON_PrintUnformatted(obj) : NULL;
-    cJSON_Delete(obj);
-    return s;
-}
-
 static void make_run_id(char *buf, size_t cap)
 {
     time_t now = time(NULL);
@@ -383,8 +339,9 @@ static void make_run_id(char *buf, size_t cap)
              r & 0xffff);
 }
 
-/* One line per output port, "step.port: value" as compact JSON, long values
- * cut: the whole record is one --json away. */
+/* One line per output port, "step.port: value" (or "name: value" for a
+ * flow output, step NULL) as compact JSON, long values cut: the whole
+ * record is one --json away. */
 static void print_output_line(const char *step, const cJSON *port)
 {
     enum { MAX_SHOWN = 160 };
@@ -392,11 +349,13 @@ static void print_output_line(const char *step, const cJSON *port)
     if (!text)
         return;
     size_t len = strlen(text);
+    const char *dot = step ? "." : "";
+    step = step ? step : "";
     if (len > MAX_SHOWN)
-        printf("  %s.%s: %.*s... (%zu bytes; --json shows all)\n", step,
+        printf("  %s%s%s: %.*s... (%zu bytes; --json shows all)\n", step, dot,
                port->string, MAX_SHOWN, text, len);
     else
-        printf("  %s.%s: %s\n", step, port->string, text);
+        printf("  %s%s%s: %s\n", step, dot, port->string, text);
     free(text);
 }
 
@@ -418,9 +377,24 @@ static void print_outputs(const rz_run *run)
     }
     if (cJSON_GetArraySize(outs) > 0)
         printf("outputs:\n");
-    cJSON_ArrayForEach(o, outs)
-        cJSON_ArrayForEach(port, o)
-            print_output_line(o->string, port);
+    if (rz_flow_output_count(rz_run_flow(run)))   /* the flow's own, by name */
+        cJSON_ArrayForEach(o, outs)
+            print_output_line(NULL, o);
+    else
+        cJSON_ArrayForEach(o, outs)
+            cJSON_ArrayForEach(port, o)
+                print_output_line(o->string, port);
+    const cJSON *failed = cJSON_GetObjectItemCaseSensitive(doc, "failed_steps");
+    const cJSON *run_err = cJSON_GetObjectItemCaseSensitive(doc, "error");
+    if (cJSON_IsString(run_err))
+        printf("error: %s\n", run_err->valuestring);
+    if (cJSON_GetArraySize(failed) > 0 && cJSON_IsString(st) &&
+        strcmp(st->valuestring, "succeeded") == 0) {
+        printf("failed (handled):");
+        cJSON_ArrayForEach(o, failed)
+            printf(" %s", cJSON_IsString(o) ? o->valuestring : "?");
+        printf("\n");
+    }
     printf("run %s %s\n", rz_run_id(run), cJSON_IsString(st) ? st->valuestring : "?");
     cJSON_Delete(doc);
 }
@@ -435,7 +409,7 @@ static int flow_run(cli *c)
                 c->jobs_arg);
         return EXIT_USAGE;
     }
-    char *inputs = inputs_json(c);
+    char *inputs = cli_inputs_json(c);
     if (!inputs)
         return EXIT_USAGE;
     rz_registry *reg = cli_registry(c);
@@ -558,11 +532,107 @@ static void print_runs_table(const cJSON *arr, size_t more)
         printf("(%zu more; --limit 0 for all)\n", more);
 }
 
+/* "12.34s" between two wall-clock ms values, "-" without an end. */
+static void span(char *buf, size_t cap, const cJSON *o)
+{
+    const cJSON *t0 = cJSON_GetObjectItemCaseSensitive(o, "started_ms");
+    const cJSON *t1 = cJSON_GetObjectItemCaseSensitive(o, "finished_ms");
+    if (cJSON_IsNumber(t0) && cJSON_IsNumber(t1) && t1->valuedouble >= t0->valuedouble &&
+        t1->valuedouble > 0)
+        snprintf(buf, cap, "%.2fs", (t1->valuedouble - t0->valuedouble) / 1000.0);
+    else
+        snprintf(buf, cap, "-");
+}
+
+static void print_json_field(const char *label, const cJSON *v)
+{
+    char *text = v ? cJSON_PrintUnformatted(v) : NULL;
+    if (text)
+        printf("    %-8s %s\n", label, text);
+    free(text);
+}
+
+/* One recorded run in detail: the header, the flow's outputs, then each
+ * step with how it ran, what it got and gave, why it failed, its log. */
+static void print_run_detail(const cJSON *rec)
+{
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "id"));
+    const char *status = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "status"));
+    const char *file = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "file"));
+    const char *err = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "error"));
+    char took[32];
+    span(took, sizeof took, rec);
+    printf("run %s %s (%s) %s\n", id ? id : "?", status ? status : "?", took,
+           file ? file : "");
+    if (err)
+        printf("error: %s\n", err);
+    const cJSON *outs = cJSON_GetObjectItemCaseSensitive(rec, "outputs"), *o;
+    if (cJSON_GetArraySize(outs) > 0) {
+        printf("outputs:\n");
+        cJSON_ArrayForEach(o, outs)
+            print_json_field(o->string, o);
+    }
+    const cJSON *steps = cJSON_GetObjectItemCaseSensitive(rec, "steps"), *s;
+    cJSON_ArrayForEach(s, steps) {
+        const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "status"));
+        span(took, sizeof took, s);
+        printf("step %s: %s, %d attempt%s, %s\n", s->string, st ? st : "?",
+               (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "attempts")),
+               (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "attempts")) == 1
+                   ? "" : "s", took);
+        const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "error"));
+        if (why)
+            printf("    %-8s %s\n", "error", why);
+        const cJSON *in = cJSON_GetObjectItemCaseSensitive(s, "inputs");
+        if (cJSON_GetArraySize(in) > 0)
+            print_json_field("inputs", in);
+        const cJSON *out = cJSON_GetObjectItemCaseSensitive(s, "outputs");
+        if (cJSON_GetArraySize(out) > 0)
+            print_json_field("outputs", out);
+        const char *log = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "log"));
+        for (const char *p = log; p && *p;) {
+            const char *nl = strchr(p, '\n');
+            int n = nl ? (int)(nl - p) : (int)strlen(p);
+            printf("    | %.*s\n", n, p);
+            p += n + (nl != NULL);
+        }
+    }
+}
+
+static int flow_run_show(cli *c, const char *id)
+{
+    char *dir = cli_data_dir(c);
+    rz_store *st = NULL;
+    char *json = NULL;
+    int rc = dir ? rz_store_open(&st, dir) : RZ_ENOMEM;
+    if (rc == RZ_OK)
+        rc = rz_store_run_get(st, id, &json);
+    cJSON *rec = rc == RZ_OK ? cJSON_Parse(json) : NULL;
+    if (rc == RZ_ENOENT)
+        fprintf(stderr, "rhizos: no run '%s' recorded in %s (rhizos flow runs lists "
+                "them)\n", id, dir);
+    else if (rc != RZ_OK)
+        cli_error(dir, rc);
+    else if (!rec)
+        fprintf(stderr, "rhizos: out of memory\n");
+    else if (c->json)
+        printf("%s\n", json);
+    else
+        print_run_detail(rec);
+    cJSON_Delete(rec);
+    rz_free(json);
+    rz_store_close(st);
+    free(dir);
+    return rc == RZ_OK && rec ? EXIT_OK : EXIT_FAILED;
+}
+
 static int flow_runs(cli *c)
 {
     size_t limit;
-    if (need_args(c, "runs", 0, 0) != 0)
+    if (need_args(c, "runs", 0, 1) != 0)
         return EXIT_USAGE;
+    if (c->nargs == 1)
+        return flow_run_show(c, c->args[0]);
     if (parse_limit(c->limit, &limit) != 0) {
         fprintf(stderr, "rhizos: --limit wants a number (0 for all), not '%s'\n",
                 c->limit);

@@ -63,7 +63,7 @@ static void usage(FILE *out)
 "  --max-cost DOLLARS      most a job may cost (run), e.g. 0.05\n"
 "  --priority N            higher runs first (run)\n"
 "  --wait                  wait for the job and print its outputs (run)\n"
-"  --config, --label, --queue-timeout, --cmd, --gpus, --memory, --cpus\n"
+"  --config --label --queue-timeout --replicas --cmd --gpus --memory --cpus\n"
 "                          more for run: see run --help\n"
 "  --name N, --address A   account name (create), payout address (withdraw)\n"
 "  --tx REF, --reason TEXT a withdrawal's transaction, why it failed (admin)\n"
@@ -85,6 +85,7 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_REVEAL, OPT_NODES, OPT_POLICY, OPT_TRUSTED, OPT_PRICES,
        OPT_KEYFILE, OPT_MAX_COST, OPT_PRIORITY, OPT_WAIT, OPT_NAME,
        OPT_ADDRESS, OPT_TX, OPT_REASON, OPT_LIMIT, OPT_CONFIG, OPT_LABEL, OPT_QUEUE_TIMEOUT,
+       OPT_REPS,
        OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS, OPT_CONTAINER_HOST };
 
 static const struct option long_opts[] = {
@@ -111,6 +112,7 @@ static const struct option long_opts[] = {
     { "config", required_argument, NULL, OPT_CONFIG },
     { "label", required_argument, NULL, OPT_LABEL },
     { "queue-timeout", required_argument, NULL, OPT_QUEUE_TIMEOUT },
+    { "replicas", required_argument, NULL, OPT_REPS },
     { "image", required_argument, NULL, 'i' },
     { "cmd", required_argument, NULL, OPT_CMD },
     { "gpus", required_argument, NULL, OPT_GPUS },
@@ -154,6 +156,7 @@ static bool run_option(cli *c, int ch)
     case OPT_LABEL: return add_arg(c->labels, &c->n_labels, "--label");
     case OPT_CMD: return add_arg(c->cmd, &c->n_cmd, "--cmd");
     case OPT_QUEUE_TIMEOUT: c->queue_timeout = optarg; break;
+    case OPT_REPS: c->replicas = optarg; break;
     case 'i': c->image = optarg; break;
     case OPT_GPUS: c->gpus = optarg; break;
     case OPT_MEMORY: c->memory = optarg; break;
@@ -194,7 +197,7 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_MAX_COST: c->max_cost = optarg; break;
         case OPT_PRIORITY: c->priority = optarg; break;
         case OPT_CONFIG: case OPT_LABEL: case OPT_QUEUE_TIMEOUT: case 'i': case OPT_CONTAINER_HOST:
-        case OPT_CMD: case OPT_GPUS: case OPT_MEMORY: case OPT_CPUS: case OPT_WAIT:
+        case OPT_CMD: case OPT_GPUS: case OPT_MEMORY: case OPT_CPUS: case OPT_WAIT: case OPT_REPS:
             if (!run_option(c, ch)) return -1;
             break;
         case OPT_NAME: case OPT_ADDRESS: case OPT_TX: case OPT_REASON:

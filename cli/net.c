@@ -20,7 +20,7 @@ void cli_net_usage(void)
 "       rhizos nodes                   the nodes it knows (a table)\n"
 "       rhizos run -t TYPE [--input NAME=VALUE]... [--config NAME=VALUE]...\n"
 "                  [--label KEY=VALUE]... [--max-cost DOLLARS] [--priority N]\n"
-"                  [--queue-timeout S] [--wait]\n"
+"                  [--queue-timeout S] [--replicas K] [--wait]\n"
 "                                      submit one job of module TYPE[@VERSION];\n"
 "                                      --wait waits for it and prints its outputs\n"
 "       rhizos run -t docker -i IMAGE [--cmd ARG]... [--gpus N] [--memory MB]\n"
@@ -32,6 +32,8 @@ void cli_net_usage(void)
 "  run options: --config NAME=VALUE a config value (JSON if it parses, else a\n"
 "               string); --label KEY=VALUE only nodes with that label;\n"
 "               --queue-timeout S fail (refunded) if no node takes it in S s;\n"
+"               --replicas K run it on K (2..5) distinct nodes and keep the\n"
+"               majority's outputs; only agreeing runs are paid (K holds);\n"
 "               --cmd ARG one argument of the image's command, in order\n"
 "               (default: its own); --gpus N, --memory MB, --cpus N its needs\n"
 "       rhizos job [ID]                one job (without ID: your jobs, newest first)\n"
@@ -175,11 +177,20 @@ static cJSON *kv_object(const char *const *kvs, size_t n, const char *opt,
     return obj;
 }
 
+/* Flow inputs from --input NAME=VALUE, by the library's rule (VALUE as JSON
+ * if it parses, else a string; no NUL), for `flow run` and `flow deploy`
+ * alike. Returns malloc'd JSON, or NULL having said why. */
 char *cli_inputs_json(const cli *c)
 {
-    cJSON *obj = kv_object(c->inputs, c->n_inputs, "--input", false);
-    char *s = obj ? cJSON_PrintUnformatted(obj) : NULL;
-    cJSON_Delete(obj);
+    char *lib = NULL;
+    if (rz_flow_inputs_parse(&lib, c->inputs, c->n_inputs) != RZ_OK) {
+        fprintf(stderr, "rhizos: --%s\n", rz_error_last()->message);
+        return NULL;
+    }
+    char *s = strdup(lib);   /* the callers free() it */
+    rz_free(lib);
+    if (!s)
+        fprintf(stderr, "rhizos: out of memory\n");
     return s;
 }
 
@@ -399,6 +410,26 @@ static bool job_finished(const char *status)
            !strcmp(status, "cancelled");
 }
 
+/* A replicated job's runs: node, verdict, cost, digest prefix. */
+static void print_replicas(const cJSON *j)
+{
+    const cJSON *runs = cJSON_GetObjectItemCaseSensitive(j, "replicas"), *r;
+    if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "replica_of")))
+        printf("  a run of job %lld\n", (long long)cli_json_int(j, "replica_of"));
+    cJSON_ArrayForEach(r, runs) {
+        char cost[32], node[24] = "-";
+        cli_money(cli_json_int(r, "cost_micros"), cost, sizeof cost);
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(r, "node");
+        if (cJSON_IsNumber(n))
+            snprintf(node, sizeof node, "%lld", (long long)n->valuedouble);
+        const char *d = cli_json_str(r, "digest", NULL);
+        printf("  run job %lld on node %s: %s, paid %s%s%.12s\n",
+               (long long)cli_json_int(r, "job"), node,
+               cli_json_str(r, "verdict", "?"), cost, d ? ", outputs " : "",
+               d ? d : "");
+    }
+}
+
 static void print_job(const cJSON *j)
 {
     char max[32], cost[32];
@@ -431,6 +462,7 @@ static void print_job(const cJSON *j)
     const char *why = cli_json_str(j, "waiting_reason", NULL);
     if (why)
         printf("  queued: %s\n", why);
+    print_replicas(j);
     const cJSON *outs = cJSON_GetObjectItemCaseSensitive(j, "outputs");
     const cJSON *o;
     cJSON_ArrayForEach(o, outs) {
@@ -516,6 +548,21 @@ static int wait_job(rz_client *cl, uint64_t id, char **reply)
     }
 }
 
+/* --replicas K as "verify": {"replicas": K}; false (said why) if bad. */
+static bool add_verify(const cli *c, cJSON *o)
+{
+    uint64_t k = 0;
+    if (c->replicas && (!cli_parse_u64(c->replicas, 5, &k) || k < 1)) {
+        fprintf(stderr, "rhizos: --replicas wants a whole number from 1 to 5, "
+                "not '%s'\n", c->replicas);
+        return false;
+    }
+    cJSON *v = k ? cJSON_AddObjectToObject(o, "verify") : NULL;
+    if (v)
+        cJSON_AddNumberToObject(v, "replicas", (double)k);
+    return true;
+}
+
 static char *job_body(const cli *c, uint64_t max_cost, uint64_t priority,
                       uint64_t queue_timeout)
 {
@@ -579,6 +626,10 @@ static char *job_body(const cli *c, uint64_t max_cost, uint64_t priority,
         cJSON_AddNumberToObject(o, "priority", (double)priority);
     if (c->queue_timeout)
         cJSON_AddNumberToObject(o, "queue_timeout_s", (double)queue_timeout);
+    if (!add_verify(c, o)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;

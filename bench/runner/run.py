@@ -21,6 +21,7 @@ bench/runner/runs_fill); the goal is under 50 ms at 10,000.
 
 usage: bench/runner/run.py [--build DIR] [-n N] [--sizes 1,200,2000]
                            [--big] [--tools rhizos,nosandbox,make,ninja]
+                           (also: bwrap, the sandbox through bubblewrap per step)
                            [--tmpdir DIR] [--json FILE] [--runs K]
 --big adds 20,000 steps (several minutes on 2 cores).
 """
@@ -126,6 +127,11 @@ def tools(build, names):
             out.append((name, lambda d, w: [rz, "flow", "run", os.path.join(w, "flow.json"),
                                             "--jobs", "2", "--data", d, "--modules", mods,
                                             "--no-sandbox"]))
+        elif name == "bwrap":
+            # the sandbox as it was before the helper: bubblewrap per step
+            out.append((name, lambda d, w: ["env", "RHIZOS_SANDBOX=bwrap", rz, "flow", "run",
+                                            os.path.join(w, "flow.json"), "--jobs", "2",
+                                            "--data", d, "--modules", mods]))
         elif name in have and have[name]:
             if name == "make":
                 out.append((name, lambda d, w: ["make", "-j2", "-s", "-C", d, "-f",
@@ -233,6 +239,11 @@ def show(row, names):
             name, x["wall_s"], x["cpu_ms_per_step"],
             "%.1f" % (x["rss_kib"] / 1024) if x["rss_kib"] else "-",
             ratio("make"), ratio("ninja")))
+    if "nosandbox" in row:
+        for name in ("rhizos", "bwrap"):
+            if name in row:
+                print("  %s adds %.2f ms of wall time per step over --no-sandbox" % (
+                    name, (row[name]["wall_s"] - row["nosandbox"]["wall_s"]) * 1000 / n))
     sys.stdout.flush()
 
 

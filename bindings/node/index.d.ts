@@ -94,6 +94,8 @@ export interface RunOptions {
 
 /** Runs on a worker thread; the event loop keeps turning. */
 export function run(flow: Flow, inputs?: Record<string, unknown>, opts?: RunOptions): Promise<RunResult>;
+/** Flow inputs from 'NAME=VALUE' texts, by the CLI's --input rule. */
+export function inputsFromPairs(pairs: string[]): Record<string, unknown>;
 
 export interface Placement { job: string; node: string; costMicros: number; ticket: bigint; }
 export interface Unplaced { job: string; node: null; costMicros: 0; reason: string; }

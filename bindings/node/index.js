@@ -160,6 +160,15 @@ async function run(flow, inputs = {}, opts = {}) {
   return r;
 }
 
+/**
+ * Flow inputs from 'NAME=VALUE' texts by the CLI's --input rule (the
+ * library's rz_flow_inputs_parse): VALUE as JSON if it parses, else a
+ * string; a later NAME wins; a NUL (\\u0000) in a value is an error.
+ */
+function inputsFromPairs(pairs) {
+  return JSON.parse(native.flowInputsParse(pairs));
+}
+
 // ---- matcher -------------------------------------------------------------
 
 const asJSON = (v) => (typeof v === 'string' ? v : JSON.stringify(v));
@@ -525,6 +534,6 @@ module.exports = {
   version: require('./package.json').version,
   libraryVersion: native.version(),
   statusName: native.statusName,
-  loadFlow, Flow, run, Matcher, detectHardware, Ledger, Vault, newId,
+  loadFlow, Flow, run, inputsFromPairs, Matcher, detectHardware, Ledger, Vault, newId,
   estimate, Client,
 };

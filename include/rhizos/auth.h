@@ -139,6 +139,17 @@ RZ_EXTERN RZ_NODISCARD int rz_auth_log_put(rz_auth *a, uint64_t job,
 RZ_EXTERN RZ_NODISCARD int rz_auth_log_get(const rz_auth *a, uint64_t job,
                                            char **out, size_t *len);
 
+/* The head of the orchestrator's audit log: its last record's sequence
+ * number and 32-byte hash, kept apart from the log so that a log removed,
+ * cut short or rewritten while the server is stopped is seen at its next
+ * start. put is durable when it returns (one fsync'd commit). get: RZ_ENOENT
+ * while none was put. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_audit_head_put(rz_auth *a, uint64_t seq,
+                                                  const unsigned char hash[32]);
+RZ_EXTERN RZ_NODISCARD int rz_auth_audit_head_get(const rz_auth *a,
+                                                  uint64_t *seq,
+                                                  unsigned char hash[32]);
+
 /* ---- Failed-key throttle --------------------------------------------------
  *
  * Deterministic and free of I/O (the caller passes the time). It counts

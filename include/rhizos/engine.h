@@ -48,10 +48,11 @@ typedef struct rz_engine rz_engine;
 #define RZ_ENGINE_DEFAULT_REF_MEMORY_GB_HOUR_MICROS 10000u /* $0.01 */
 #define RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT 200u
 #define RZ_ENGINE_DEFAULT_STEP_SECONDS 60u
-/* A report bills at most the time the engine saw pass from handing the job
- * to its node (rz_engine_poll) to the report, plus this much (the default
- * of rz_engine_opts.run_tolerance_ms). */
-#define RZ_ENGINE_RUN_TOLERANCE_MS 1000u
+/* A report bills at most the time the engine measured from handing the
+ * job to its node (rz_engine_poll) to the report's arrival, plus this much
+ * (the default of rz_engine_opts.run_tolerance_ms): none, the engine's
+ * clock is the basis of what is billed. */
+#define RZ_ENGINE_RUN_TOLERANCE_MS 0u
 
 typedef struct rz_engine_opts {
     int version;
@@ -77,9 +78,10 @@ typedef struct rz_engine_opts {
      * that do not say (their queue_timeout_ms); 0: no limit. Past it the
      * job fails with its waiting reason and its hold is refunded. */
     uint64_t queue_timeout_ms;
-    /* How much more run time than the engine saw pass between handing a
+    /* How much more run time than the engine measured between handing a
      * job over and its report a node may bill (rz_engine_report_result);
-     * 0: RZ_ENGINE_RUN_TOLERANCE_MS. */
+     * 0 (the default): none, billed = min(reported, measured). An embedder
+     * whose clock is coarser than its nodes' may allow a little. */
     uint64_t run_tolerance_ms;
     /* Capability challenges (docs/node.md, "Verification"). 0: off, every
      * node's claims are taken at its word (embedded mode, simulators).
@@ -210,10 +212,18 @@ typedef struct rz_engine_job_spec {
      * the node runs, {"adapter":"docker","image":"...","command":[...]?},
      * handed over with the assignment; NULL: a module job. */
     const char *exec_json;
+    /* Version 2: redundant execution (docs/engine.md, "Replicas"). 0 or 1:
+     * one run. 2..RZ_ENGINE_REPLICAS_MAX: the job runs on that many
+     * distinct nodes (so distinct payout accounts), each run holding
+     * max_cost_micros (k holds in all, taken together or not at all); the
+     * outputs a strict majority agrees on (SHA-256 of the outputs text) are
+     * the job's, the agreeing runs are paid, the others are refunded. */
+    uint32_t replicas;
 } rz_engine_job_spec;
-#define RZ_ENGINE_JOB_SPEC_VERSION 1
+#define RZ_ENGINE_JOB_SPEC_VERSION 2
 #define RZ_ENGINE_JOB_SPEC_INIT { RZ_ENGINE_JOB_SPEC_VERSION, {0, 0}, NULL, \
-                                  NULL, NULL, NULL, 0, 0, 0, NULL }
+                                  NULL, NULL, NULL, 0, 0, 0, NULL, 0 }
+#define RZ_ENGINE_REPLICAS_MAX 5u
 
 /* Hold max_cost_micros of the client's money and queue the job. RZ_EFUNDS
  * (nothing changes) when the client cannot cover it. The requirements'
@@ -239,10 +249,11 @@ typedef struct rz_engine_module_job {
                                        job's requirements */
     int32_t priority;               /* higher first; FIFO within a priority */
     uint64_t queue_timeout_ms;      /* as rz_engine_job_spec's */
+    uint32_t replicas;              /* version 2: as rz_engine_job_spec's */
 } rz_engine_module_job;
-#define RZ_ENGINE_MODULE_JOB_VERSION 1
+#define RZ_ENGINE_MODULE_JOB_VERSION 2
 #define RZ_ENGINE_MODULE_JOB_INIT { RZ_ENGINE_MODULE_JOB_VERSION, {0, 0}, \
-                                    NULL, NULL, NULL, NULL, 0, 0, 0 }
+                                    NULL, NULL, NULL, NULL, 0, 0, 0, 0 }
 
 /* Check a module job the way a deployment step is checked, then submit it
  * (rz_engine_submit). The module is resolved in the registry of the
@@ -298,8 +309,9 @@ typedef struct rz_engine_report {
 /* Node `node` reports an attempt of `job`: success or failure as the report
  * says. The job costs the node's price for its run time (the match cost
  * formula), capped at the hold; the run time billed (and shown as the
- * job's run_ms) is run_ms, but never more than now_ms minus the time of the
- * poll that handed the job over, plus the options' run_tolerance_ms. RZ_OK
+ * job's run_ms) is the engine's own measure, now_ms minus the time of the
+ * poll that handed the job over (plus the options' run_tolerance_ms, 0 by
+ * default), bounded by the node's run_ms: min(reported, measured). RZ_OK
  * also for an exact repeat of a report already taken (nothing changes
  * again); *was_repeat (may be NULL) says which:
  * 1 a repeat, 0 this report was taken. RZ_ESTATE for a node that does not
@@ -344,9 +356,41 @@ typedef struct rz_engine_job_info {
     uint64_t queue_deadline_ms;  /* queued: fails at this time if still
                                     waiting; 0: no limit */
     const char *exec_json;       /* an ad-hoc job's; NULL: a module job */
+    /* Redundant execution: on the job a client submitted, how many runs it
+     * asked for (0: one); its max_cost_micros is then what all its runs
+     * hold (k x the maximum of one) and cost_micros what its paid runs cost
+     * together. On each other run, the job it is a replica of (0: none),
+     * max_cost_micros and cost_micros 0 (its money is counted on that job;
+     * rz_engine_job_replicas shows each run's), and a step's deployment
+     * and step. */
+    uint32_t replicas;
+    uint64_t replica_of;
 } rz_engine_job_info;
 RZ_EXTERN RZ_NODISCARD int rz_engine_job_get(const rz_engine *e, uint64_t job,
                                              rz_engine_job_info *out);
+
+/* One run of a replicated job (rz_engine_job_replicas). */
+typedef struct rz_engine_replica_run {
+    uint64_t job;               /* the run's job id (the first is the job's) */
+    uint64_t node;              /* the node that ran it (or holds it); 0 none */
+    rz_job_state state;
+    /* "pending" (not all runs reported), "agreed" (in the majority: paid),
+     * "disagreed" (outputs differ from the majority's: not paid, the
+     * node's `disagreed` count grows), "failed" (an error or it never
+     * reported: not paid), "no_majority" (no strict majority: nobody is
+     * paid, the job fails), "cancelled". */
+    const char *verdict;
+    int has_digest;             /* it reported outputs */
+    unsigned char digest[32];   /* SHA-256 of its outputs text */
+    uint64_t cost_micros;       /* paid for it (agreed only) */
+    uint64_t run_ms;
+} rz_engine_replica_run;
+
+/* The runs of job `job` (the job a client submitted, or any of its runs),
+ * the first being the job itself, at most `max` into `out`. Returns how
+ * many runs the job has (0: it is not replicated, or unknown). */
+RZ_EXTERN size_t rz_engine_job_replicas(const rz_engine *e, uint64_t job,
+                                        rz_engine_replica_run *out, size_t max);
 /* The ledger id under which a job's hold and settlement are recorded. */
 RZ_EXTERN rz_ledger_id rz_engine_job_ledger_id(uint64_t job);
 

@@ -161,12 +161,17 @@ typedef struct rz_attempt_opts {
      * (never all of them), and fails where the engine runs no GPU
      * containers. (Version 3.) */
     const char *const *gpu_ids;
+    /* The most scratch space (MiB) a module may ask for with
+     * requirements.scratch_mb; a module asking for more fails to start,
+     * saying so. 0: RZ_ATTEMPT_DEFAULT_MAX_SCRATCH_MB. (Version 4.) */
+    uint32_t max_scratch_mb;
 } rz_attempt_opts;
 
-#define RZ_ATTEMPT_OPTS_VERSION 3
+#define RZ_ATTEMPT_DEFAULT_MAX_SCRATCH_MB 1024u
+#define RZ_ATTEMPT_OPTS_VERSION 4
 #define RZ_ATTEMPT_OPTS_INIT { RZ_ATTEMPT_OPTS_VERSION, NULL, NULL, NULL, \
                                NULL, NULL, 0, 0, NULL, NULL, NULL, 0, 0, 0, \
-                               0, 0, 0, 1, -1, NULL, NULL, NULL }
+                               0, 0, 0, 1, -1, NULL, NULL, NULL, 0 }
 
 /* Start an attempt; returns at once. An attempt that cannot start (unknown
  * or unavailable adapter, command not found, no scratch folder) is still
@@ -204,6 +209,17 @@ typedef struct rz_attempt_result {
 
 RZ_EXTERN RZ_NODISCARD int rz_attempt_result_get(const rz_attempt *a,
                                                  rz_attempt_result *out);
+
+/* The log lines written since the last call, as they come (adapters that
+ * stream their log: process, docker), scrubbed of the attempt's secrets
+ * and UTF-8 clean: *out gets them '\n'-separated without the last newline
+ * (release with rz_free), or NULL when no whole line is new. A line is
+ * held back while a secret could still straddle its end; `flush` (once
+ * rz_attempt_poll returned 1) gives the rest. Lines a fast writer pushes
+ * past the adapter's log window before a call are not given (the result's
+ * log tail stays the authoritative one). Errors: RZ_EINVAL (NULL). */
+RZ_EXTERN RZ_NODISCARD int rz_attempt_log_lines(rz_attempt *a, int flush,
+                                                char **out);
 
 /* Stops it if it still runs, removes its scratch folder, wipes what it kept
  * of secrets, frees. NULL is fine. */
@@ -317,12 +333,15 @@ typedef struct rz_runner_opts {
     /* Memory cap (MiB) of a step whose module asks for no memory_mb; 0:
      * the sandbox's own default (2048 MiB, under a cgroup). Version 4. */
     uint32_t default_memory_mb;
+    /* The most scratch space (MiB) a step's module may ask for
+     * (rz_attempt_opts' max_scratch_mb); 0: the default. Version 5. */
+    uint32_t max_scratch_mb;
 } rz_runner_opts;
 
-#define RZ_RUNNER_OPTS_VERSION 4
+#define RZ_RUNNER_OPTS_VERSION 5
 #define RZ_RUNNER_OPTS_INIT { RZ_RUNNER_OPTS_VERSION, 0, NULL, NULL, NULL, 1, \
                               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-                              0 }
+                              0, 0 }
 
 /* Before a run: RZ_OK when this machine can run every step of a validated
  * flow, else RZ_EUNSUPPORTED, with rz_error_last() naming the steps that

@@ -59,6 +59,18 @@ RZ_EXTERN const char *rz_flow_step_id(const rz_flow *flow, size_t i);
 RZ_EXTERN const char *rz_flow_step_module(const rz_flow *flow, size_t i);
 /* Index of the step with this id, or (size_t)-1. */
 RZ_EXTERN size_t rz_flow_step_find(const rz_flow *flow, const char *id);
+/* Flow inputs from NAME=VALUE texts (what `rhizos flow run --input` takes):
+ * VALUE is read as JSON if it parses as JSON (`n=3` a number, `on=true` a
+ * boolean), else taken as a string; a later NAME replaces an earlier one.
+ * RZ_EINVALID for a pair without NAME= or a VALUE holding a NUL (\u0000,
+ * which JSON readers cut strings at). *out: a JSON object for rz_run_new
+ * or a deployment's inputs; release with rz_free. */
+RZ_EXTERN RZ_NODISCARD int rz_flow_inputs_parse(char **out,
+                                                const char *const *pairs,
+                                                size_t n);
+/* How many outputs the flow declares (`outputs:`); a run's "outputs" are
+ * then these, by name, rather than each final step's outputs by step id. */
+RZ_EXTERN size_t rz_flow_output_count(const rz_flow *flow);
 
 enum {
     RZ_EXPORT_PRETTY = 1 << 0,   /* indented output */

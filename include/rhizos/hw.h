@@ -145,7 +145,7 @@ RZ_EXTERN RZ_NODISCARD int rz_caps_set_trust(rz_caps *caps, double reputation,
 
 /* ---- Detection ---- */
 
-#define RZ_HW_OPTS_VERSION 1
+#define RZ_HW_OPTS_VERSION 2
 typedef struct rz_hw_opts {
     int version;              /* RZ_HW_OPTS_VERSION */
     const char *data_dir;     /* storage is measured here; NULL: "." */
@@ -153,8 +153,13 @@ typedef struct rz_hw_opts {
     const char *nvml_path;    /* NULL: "libnvidia-ml.so.1" */
     int skip_gpus;            /* nonzero: no NVML / DRM probing */
     int skip_runtimes;        /* nonzero: no engine socket probing */
+    /* Version 2. Nonzero: packages, cores, threads, NUMA nodes, vendor
+     * and model from /proc/cpuinfo and sysfs, without hwloc (caches are 0,
+     * unknown); hwloc all the same where cpuinfo has no core ids. For a
+     * caller that only needs what matching reads (cores, memory), fast. */
+    int light_topology;
 } rz_hw_opts;
-#define RZ_HW_OPTS_INIT { RZ_HW_OPTS_VERSION, NULL, NULL, NULL, 0, 0 }
+#define RZ_HW_OPTS_INIT { RZ_HW_OPTS_VERSION, NULL, NULL, NULL, 0, 0, 0 }
 
 /* Detect this machine. `opts` may be NULL. The id is the host name; prices
  * are 0, reputation 1, no job limit, adapters "process" (+ "docker" when an

@@ -330,6 +330,13 @@ RZ_EXTERN RZ_NODISCARD int rz_ledger_history(const rz_ledger *l,
                                              uint64_t before_seq,
                                              rz_ledger_transfer *out,
                                              size_t cap, size_t *n);
+/* How many open pending transfers with `code` `account` is the debit or
+ * credit account of, exactly (an index kept with the transfers; one lookup).
+ * RZ_EUNSUPPORTED from a read-only open of a directory no writer of this
+ * version has opened yet. */
+RZ_EXTERN RZ_NODISCARD int rz_ledger_open_count(const rz_ledger *l,
+                                                rz_ledger_id account,
+                                                uint32_t code, uint64_t *n);
 /* A job's transfers in commit order, up to `cap`; *total is how many. */
 RZ_EXTERN RZ_NODISCARD int rz_ledger_job_transfers(const rz_ledger *l,
                                                    rz_ledger_id job,

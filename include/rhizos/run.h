@@ -9,11 +9,18 @@
  * is then evaluated (false: SKIPPED). A step with a dependency that was
  * skipped, cancelled, or failed with on_failure: fail is SKIPPED at once,
  * and so on downstream; a dependency that failed with on_failure: continue
- * counts as done and its outputs are absent (expressions see null).
+ * counts as done and its outputs are absent (expressions see null). A step
+ * with a `join:` other than all_succeeded waits for every dependency
+ * instead, then runs if its rule is met (any_succeeded, all_done,
+ * none_failed, one_failed: docs/flow-format.md) or is SKIPPED with the rule
+ * as its reason; none_failed gives up at the first failure, a cancelled
+ * dependency cancels it.
  * Expressions also read how a settled dependency ran: steps.X.status (the
  * rz_step_state_name), .error, .attempts and .duration_ms (the `now` of its
  * first start to that of its last end), so a `when` on a failed step's
- * status makes an error handler. Independent branches keep running after a
+ * status makes an error handler. The flow's on_exit step depends on every
+ * other step (join all_done) and reads flow.status / flow.failed_steps.
+ * Independent branches keep running after a
  * failure. The run is done when every step has settled: CANCELLED if
  * cancelled, else FAILED if a step failed with on_failure: fail, else
  * SUCCEEDED. Every call is O(what it touches); a whole run is
@@ -125,6 +132,19 @@ RZ_EXTERN uint32_t rz_run_step_attempts(const rz_run *run, size_t step);
  * state; NULL if none. */
 RZ_EXTERN const char *rz_run_step_error(const rz_run *run, size_t step);
 
+/* When step `step` first started and last ended, in ms after the run's
+ * creation (the `now_ms` of rz_run_new); *ended_ms is 0 while it has not
+ * ended. RZ_ESTATE if it never started. */
+RZ_EXTERN RZ_NODISCARD int rz_run_step_times(const rz_run *run, size_t step,
+                                             uint64_t *started_ms,
+                                             uint64_t *ended_ms);
+/* The inputs step `step` was given, as a JSON object, rebuilt from the
+ * settled steps and flow inputs it reads (as rz_run_request built them):
+ * for a record of what ran. RZ_ESTATE if it never started, RZ_EEXPR /
+ * RZ_EINVALID if they cannot be built. Release with rz_free. */
+RZ_EXTERN RZ_NODISCARD int rz_run_step_inputs(const rz_run *run, size_t step,
+                                              char **out);
+
 /* Keep a step's log (the stderr of its last attempt) in the run record:
  * at most the last RZ_RUN_LOG_MAX bytes, control bytes and broken UTF-8
  * replaced by '?'. Replaces any earlier log of the step. */
@@ -135,9 +155,13 @@ RZ_EXTERN RZ_NODISCARD int rz_run_set_step_log(rz_run *run, size_t step,
 RZ_EXTERN const char *rz_run_step_log(const rz_run *run, size_t step);
 
 /* {"id","flow","status","steps":{"<id>":{"status","attempts","outputs",
- *  "error"?,"log"?}},"outputs":{"<id>":{...}}}: "outputs" holds the outputs of each
- * final step (one no step depends on) that succeeded, by step id. Release
- * with rz_free. */
+ *  "error"?,"log"?}},"outputs":{...},"error"?,"failed_steps"?:[ids]}:
+ * "outputs" holds the flow's declared outputs by name (null until the run
+ * is done; "error" says why they could not be evaluated, which fails the
+ * run) or, for a flow that declares none, the outputs of each final step
+ * (one no step but on_exit depends on) that succeeded, by step id.
+ * "failed_steps" lists the steps that failed, when any did. Release with
+ * rz_free. */
 RZ_EXTERN RZ_NODISCARD int rz_run_to_json(const rz_run *run, char **out);
 /* Outputs of one step as a JSON object ("{}" if none). Release with rz_free. */
 RZ_EXTERN RZ_NODISCARD int rz_run_step_outputs(const rz_run *run, size_t step,

@@ -266,8 +266,11 @@ RZ_EXTERN RZ_NODISCARD int rz_vault_seal(const rz_vault *v, size_t i,
  * credentialId once, matched like rz_vault_find (entry id, or else name);
  * "{}" for a flow without references. Release with rz_free. Needs an
  * unlocked vault (RZ_ESTATE). RZ_ENOENT names the first credential the
- * vault lacks; then *json is NULL and no seal is kept. References without
- * a credentialId are left to rz_flow_validate. */
+ * vault lacks; RZ_ETYPE a reference whose entry has another type than it
+ * asks for (located: file, line, column and pointer of the reference in
+ * rz_error_last()), as rz_vault_resolve_step checks before a local run;
+ * then *json is NULL and no seal is kept. References without a
+ * credentialId are left to rz_flow_validate. */
 RZ_EXTERN RZ_NODISCARD int rz_vault_seal_flow(char **json, const rz_vault *v,
                                               const rz_flow *flow,
                                               const unsigned char pk[RZ_VAULT_NODE_PK_BYTES],

@@ -8,6 +8,8 @@
  *   results   u64 job                   -> the signed result's record
  *   refs      "w" + wallet address      -> the account's 16-byte id
  *             "x" + 16-byte withdrawal  -> its record (JSON)
+ *             "a"                       -> the audit log's head: seq (u64
+ *                                          big-endian) + hash (32)
  * Each put is one write transaction (LMDB fsyncs at commit). */
 #include <errno.h>
 #include <stdbool.h>
@@ -636,4 +638,37 @@ int rz_auth_result_put(rz_auth *a, uint64_t job, const char *text)
 int rz_auth_result_get(const rz_auth *a, uint64_t job, char **out)
 {
     return get_by_id(a, DB_RESULTS, job, out, NULL);
+}
+
+/* ---- the audit log's head ---- */
+
+int rz_auth_audit_head_put(rz_auth *a, uint64_t seq, const unsigned char hash[32])
+{
+    if (!a || !hash)
+        return rz__error(RZ_EINVAL, "no auth store or hash");
+    unsigned char v[40];
+    key_u64(v, seq);
+    memcpy(v + 8, hash, 32);
+    return put(a, DB_REFS, "a", 1, v, sizeof v);
+}
+
+int rz_auth_audit_head_get(const rz_auth *a, uint64_t *seq, unsigned char hash[32])
+{
+    if (!a || !seq || !hash)
+        return rz__error(RZ_EINVAL, "no auth store or output");
+    char *v = NULL;
+    size_t len = 0;
+    int rc = get(a, DB_REFS, "a", 1, &v, &len);
+    if (rc == RZ_OK && len != 40)
+        rc = rz__error(RZ_EDB, "auth store: the audit head record has %zu "
+                       "bytes, not 40", len);
+    if (rc == RZ_OK) {
+        const unsigned char *p = (const unsigned char *)v;
+        *seq = 0;
+        for (int i = 0; i < 8; i++)
+            *seq = *seq << 8 | p[i];
+        memcpy(hash, p + 8, 32);
+    }
+    free(v);
+    return rc;
 }

@@ -75,9 +75,41 @@ static int check_hold(rz_engine *e, rz__ejob *j)
     return RZ_OK;
 }
 
+/* A replicated job's runs (replica.c): a run that voted waits unplaced
+ * with its hold open until the verdict, which finishes every run at once;
+ * runs of one set never share a node while placed. */
+static int check_replica(rz_engine *e, const rz__ejob *j)
+{
+    /* A decided set's head may have left memory before this run (which
+     * still owes the ledger): read back. */
+    const rz__ejob *h = rz__engine_job_read(e, j->rep_head);
+    if (!h || h->rep_head != h->id || h->replicas < 2 ||
+        (j != h && (j->id < h->rep_first ||
+                    j->id >= h->rep_first + h->replicas - 1)))
+        return BREACH("job %llu: its replica set is broken", U(j->id));
+    if ((j->verdict != RZ__VERDICT_NONE) != (j->state >= RZ_JOB_SUCCEEDED) ||
+        (j->vote && j->state < RZ_JOB_SUCCEEDED && j->state != RZ_JOB_RUNNING))
+        return BREACH("job %llu: verdict %u in state %s", U(j->id), j->verdict,
+                      rz_job_state_name(j->state));
+    if ((j->verdict != RZ__VERDICT_NONE) != (h->verdict != RZ__VERDICT_NONE))
+        return BREACH("job %llu: decided apart from its set", U(j->id));
+    for (uint32_t i = 0; j->placed && i < h->replicas; i++) {
+        const rz__ejob *m = rz__engine_job(e, i ? h->rep_first + i - 1 : h->id);
+        if (m && m != j && m->placed && m->node == j->node)
+            return BREACH("jobs %llu and %llu of one replica set share node "
+                          "%llu", U(j->id), U(m->id), U(j->node));
+    }
+    return RZ_OK;
+}
+
 static int check_job(rz_engine *e, rz__ejob *j, size_t *queued)
 {
-    if (j->placed != placed_state(j->state))
+    if (j->rep_head) {
+        int rc = check_replica(e, j);
+        if (rc != RZ_OK)
+            return rc;
+    }
+    if (j->placed != (placed_state(j->state) && !j->vote))
         return BREACH("job %llu is %s but %splaced", U(j->id),
                       rz_job_state_name(j->state), j->placed ? "" : "not ");
     if (j->placed) {
@@ -86,7 +118,7 @@ static int check_job(rz_engine *e, rz__ejob *j, size_t *queued)
             return BREACH("job %llu is placed on a node that is not active",
                           U(j->id));
     }
-    if (j->state == RZ_JOB_PENDING && !j->deployment)
+    if (j->state == RZ_JOB_PENDING && !j->deployment && !j->rep_head)
         return BREACH("standalone job %llu is pending", U(j->id));
     *queued += j->state == RZ_JOB_QUEUED;
     return check_hold(e, j);

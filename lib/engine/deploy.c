@@ -119,50 +119,56 @@ static cJSON *step_status_json(const rz_engine *e, const rz__edep *d, size_t i)
     return s;
 }
 
+/* `v` printed as cJSON prints it inside a document (borrowed). */
+static void sb_print(sbuf *b, const cJSON *v)
+{
+    char *t = cJSON_PrintUnformatted(v);
+    if (!t)
+        b->bad = true;
+    else
+        sb_add(b, t);
+    free(t);
+}
+
 /* The run's document (rz_run_to_json's members, "id" the deployment's
  * number, last) with each step's job view, written one step at a time:
  * the same text as printing the whole tree, without holding a tree of
- * every step (~1 KiB a step) at once. */
+ * every step (~1 KiB a step) at once. The other members (outputs, an
+ * error, failed steps) come from the run as it writes them. */
 static int status_json(const rz_engine *e, const rz__edep *d, char **out)
 {
     *out = NULL;
-    size_t n = d->n_steps;
-    bool *succ = rz__calloc(n ? n : 1, sizeof *succ);   /* has a successor */
-    if (!succ)
+    cJSON *doc = rz__run_json_summary(d->run);
+    if (!doc)
         return no_memory();
-    for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; k < d->flow->steps[i].n_deps; k++)
-            succ[d->flow->steps[i].deps[k]] = true;
     sbuf b = { NULL, 0, 0, false };
-    sb_add(&b, "{\"flow\":");
-    sb_item(&b, cJSON_CreateString(rz_flow_name(d->flow)));
-    sb_add(&b, ",\"status\":");
-    sb_item(&b, cJSON_CreateString(rz_run_state_name(rz_run_state_get(d->run))));
-    for (int pass = 0; pass < 2 && !b.bad; pass++) {
-        sb_add(&b, pass ? "},\"outputs\":{" : ",\"steps\":{");
-        bool first = true;
-        for (size_t i = 0; i < n && !b.bad; i++) {
-            if (pass && (succ[i] ||
-                         rz_run_step_state(d->run, i) != RZ_STEP_SUCCEEDED))
-                continue;
-            cJSON *s = step_status_json(e, d, i);
-            cJSON *v = pass && s ? cJSON_DetachItemFromObjectCaseSensitive(s,
-                                                                  "outputs")
-                                 : s;
-            if (pass)
-                cJSON_Delete(s);
-            if (!first)
-                sb_add(&b, ",");
-            first = false;
-            sb_item(&b, cJSON_CreateString(d->flow->steps[i].id));
-            sb_add(&b, ":");
-            sb_item(&b, v);
+    sb_add(&b, "{");
+    bool first = true;
+    for (const cJSON *c = doc->child; c && !b.bad; c = c->next) {
+        if (strcmp(c->string, "id") == 0)
+            continue;
+        if (strcmp(c->string, "outputs") == 0) {   /* the steps go before */
+            sb_add(&b, ",\"steps\":{");
+            for (size_t i = 0; i < d->n_steps && !b.bad; i++) {
+                if (i)
+                    sb_add(&b, ",");
+                sb_item(&b, cJSON_CreateString(d->flow->steps[i].id));
+                sb_add(&b, ":");
+                sb_item(&b, step_status_json(e, d, i));
+            }
+            sb_add(&b, "}");
         }
+        if (!first)
+            sb_add(&b, ",");
+        first = false;
+        sb_item(&b, cJSON_CreateString(c->string));
+        sb_add(&b, ":");
+        sb_print(&b, c);
     }
-    sb_add(&b, "},\"id\":");
+    cJSON_Delete(doc);
+    sb_add(&b, ",\"id\":");
     sb_item(&b, cJSON_CreateNumber((double)d->id));
     sb_add(&b, "}");
-    free(succ);
     if (b.bad) {
         free(b.p);
         return no_memory();
@@ -308,7 +314,10 @@ static int start_step(rz_engine *e, rz__edep *d, size_t step, uint64_t now)
         free(j->request);
         j->request = rz__strdup(req);
         rz_free(req);
-        return j->request ? rz__engine_enqueue(e, j) : no_memory();
+        rc = j->request ? rz__engine_enqueue(e, j) : no_memory();
+        if (rc == RZ_OK && j->rep_head)   /* its replicas run now too */
+            rc = rz__replica_step_start(e, j);
+        return rc;
     }
     if (rc == RZ_ENOMEM)
         return rc;
@@ -352,6 +361,8 @@ int rz__engine_dep_report(rz_engine *e, rz__ejob *j, const char *outputs,
     if (!d || !d->run)
         return rz__error(RZ_EINTERNAL, "job %llu: its deployment has finished",
                          (unsigned long long)j->id);
+    if (error && rz__replica_step_failed(e, j))
+        return RZ_OK;   /* a replicated step's run: a vote (replica.c) */
     int rc;
     if (!error) {
         /* RZ_EINVALID (outputs off the contract) fails the step: its state
@@ -466,7 +477,8 @@ static int hold_batch(rz_engine *e, const rz__edep *d, size_t from, size_t n)
     for (size_t i = 0; rc == RZ_OK && i < n; i++)
         if (res[i].status != RZ_OK && res[i].status != RZ_ELINKED)
             rc = rz__error(res[i].status, "step %s: cannot hold %llu micros: %s",
-                           step_job(e, d, from + i)->step_id,
+                           step_job(e, d, from + i)->step_id
+                               ? step_job(e, d, from + i)->step_id : "?",
                            (unsigned long long)ops[i].amount,
                            rz_strerror(res[i].status));
     free(ops);
@@ -476,10 +488,10 @@ static int hold_batch(rz_engine *e, const rz__edep *d, size_t from, size_t n)
 
 /* The client can cover every hold: checked before a deployment too big for
  * one ledger batch is held in several. */
-static int can_cover(rz_engine *e, const rz__edep *d)
+static int can_cover(rz_engine *e, const rz__edep *d, size_t n)
 {
     uint64_t sum = 0;
-    for (size_t i = 0; i < d->n_steps; i++) {
+    for (size_t i = 0; i < n; i++) {
         uint64_t m = step_job(e, d, i)->max_cost;
         if (m > UINT64_MAX - sum)
             return rz__error(RZ_EOVERFLOW, "the steps' holds overflow 64 bits");
@@ -503,16 +515,52 @@ static int can_cover(rz_engine *e, const rz__edep *d)
  * repaired on open like any hold of a job that was never committed. */
 static int hold_all(rz_engine *e, const rz__edep *d)
 {
-    size_t n = d->n_steps;
+    size_t n = e->n_jobs + 1 - d->first_job;   /* steps, then replicas */
     if (n <= RZ_LEDGER_BATCH_MAX)
         return n ? hold_batch(e, d, 0, n) : RZ_OK;
-    int rc = can_cover(e, d);
+    int rc = can_cover(e, d, n);
     for (size_t from = 0; rc == RZ_OK && from < n; from += RZ_LEDGER_BATCH_MAX) {
         size_t k = n - from < RZ_LEDGER_BATCH_MAX ? n - from : RZ_LEDGER_BATCH_MAX;
         rc = hold_batch(e, d, from, k);
         if (rc != RZ_OK && from > 0)
             e->broken = true;   /* earlier holds stand: reopen repairs them */
     }
+    return rc;
+}
+
+/* verify.replicas on a step (replica.c): the runs are made and held at
+ * deploy, queued when the step starts, and decided once. So a step asking
+ * for replicas may not retry (a retry would need a new set), and may not
+ * have credentials (its secrets would go to k nodes). Embedded mode
+ * (rz_engine_local_deploy: one node) runs such a step once. */
+static bool embedded(const rz_engine *e)   /* the deployment being made */
+{
+    return e->local.dep && e->local.dep == e->n_deps + 1;
+}
+
+static int steps_replicas(const rz_engine *e, const rz_flow *f, rz_diags *diags)
+{
+    int rc = RZ_OK;
+    for (size_t i = 0; !embedded(e) && i < f->n_steps; i++) {
+        const rz__step *st = &f->steps[i];
+        if (st->replicas < 2)
+            continue;
+        char ptr[512];
+        snprintf(ptr, sizeof ptr, "%s/verify/replicas", st->ptr ? st->ptr : "");
+        if (st->retry.max_attempts > 1)
+            rc = rz__flow_diag(f, diags, RZ_EINVALID, ptr, "step '%s': verify "
+                               "replicas and retry together are not supported "
+                               "yet (each run is decided once)",
+                               st->id ? st->id : "");
+        if (st->n_creds)
+            rc = rz__flow_diag(f, diags, RZ_EINVALID, ptr, "step '%s': a step "
+                               "with credentials cannot ask for replicas (its "
+                               "secrets would go to %u nodes)",
+                               st->id ? st->id : "", st->replicas);
+    }
+    if (rc != RZ_OK)
+        rz__error(rc, "a step asks for verify replicas with retry or "
+                  "credentials");
     return rc;
 }
 
@@ -523,6 +571,8 @@ static int load_flow(rz_flow **out, const rz_engine *e, const char *text,
     if (rc != RZ_OK)
         return rc;
     rc = rz_flow_validate(*out, e->opts.registry, diags);
+    if (rc == RZ_OK && !fallback)
+        rc = steps_replicas(e, *out, diags);
     if (rc != RZ_OK && fallback && e->opts.registry)
         rc = rz_flow_validate(*out, NULL, NULL);   /* modules gone since */
     if (rc != RZ_OK) {
@@ -585,6 +635,11 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
         rc = j ? step_job_fill(e, j, &d, &d.flow->steps[i], i, now_ms)
                : no_memory();
     }
+    /* Replicated steps' runs follow the steps (held with them). */
+    for (size_t i = 0; rc == RZ_OK && !embedded(e) && i < d.n_steps; i++)
+        if (d.flow->steps[i].replicas >= 2)
+            rc = rz__replica_step_new(e, d.first_job + i,
+                                      d.flow->steps[i].replicas);
     if (rc == RZ_OK && e->in_group)   /* a group's holds come first */
         rc = rz__engine_group_flush(e);
     if (rc == RZ_OK)
@@ -601,9 +656,17 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
     /* A pending step's job gets its record when it first changes (queued,
      * skipped, cancelled): the deploy's commit holds the deployment, its
      * flow and the steps ready now, not N job records (a reopen derives
-     * the others: rz__engine_dep_rebuild). Streams list every step once. */
-    for (size_t i = 0; i < dp->n_steps; i++)
+     * the others: rz__engine_dep_rebuild). A replicated step's job and its
+     * runs are written now: open finds its set as the deploy made it (ids,
+     * holds), never derived. Streams list every step once. */
+    for (size_t i = 0; i < dp->n_steps; i++) {
         rz__engine_dep_log(dp, i);
+        rz__ejob *j = rz__engine_job(e, dp->first_job + i);
+        if (j->rep_head)
+            rz__engine_touch_job(e, j);
+    }
+    for (uint64_t id = dp->first_job + dp->n_steps; id <= e->n_jobs; id++)
+        rz__engine_touch_job(e, rz__engine_job(e, id));   /* the runs */
     rz__engine_touch_dep(e, dp);
     rz__engine_trim(dp->n_steps);
     rc = rz__engine_dep_advance(e, dp, now_ms);

@@ -268,7 +268,8 @@ static int place_job(rz_engine *e, rz__ejob *j, rz_placement *p)
     int rc = rz_matcher_place(e->matcher, j->reqs, p);
     uint64_t aside[DECLINE_PROBES];
     size_t n = 0;
-    while (rc == RZ_OK && rz__engine_declined(j, placed_node(e, p))) {
+    while (rc == RZ_OK && (rz__engine_declined(j, placed_node(e, p)) ||
+                           rz__replica_excluded(e, j, placed_node(e, p)))) {
         if (n == DECLINE_PROBES) {
             (void)!rz_matcher_release(e->matcher, p->ticket);   /* ours */
             rc = rz__error(RZ_ENOENT, "job %llu: only nodes that declined it "
@@ -315,6 +316,8 @@ int rz__engine_assign_one(rz_engine *e, rz__ejob *j)
 
 void rz__engine_finish(rz_engine *e, rz__ejob *j, rz_job_state st, int owe)
 {
+    if (rz__replica_finish(e, j, st))
+        return;   /* a run of an undecided replicated job (replica.c) */
     j->state = st;
     j->owed = owe;
     rz__engine_touch_job(e, j);
@@ -382,8 +385,6 @@ static void opts_normalise(rz_engine_opts *o, const rz_engine_opts *given)
         o->estimate_factor_pct = RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT;
     if (!o->default_step_seconds)
         o->default_step_seconds = RZ_ENGINE_DEFAULT_STEP_SECONDS;
-    if (!o->run_tolerance_ms)
-        o->run_tolerance_ms = RZ_ENGINE_RUN_TOLERANCE_MS;
 }
 
 static int open_ledger(rz_engine *e, const char *data_dir)
@@ -419,7 +420,8 @@ static int resume(rz_engine *e)
             rc = matcher_add_node(e, &e->nodes[i]);
     for (size_t i = 0; rc == RZ_OK && i < e->n_live_jobs; i++) {
         rz__ejob *j = e->jobs[i];
-        if (j->state == RZ_JOB_ASSIGNED || j->state == RZ_JOB_RUNNING)
+        if ((j->state == RZ_JOB_ASSIGNED || j->state == RZ_JOB_RUNNING) &&
+            !j->vote)   /* a replica that voted waits unplaced */
             rc = rz__engine_place_job(e, j, j->node);
         else if (j->state == RZ_JOB_QUEUED) {
             j->queue_gen++;
@@ -848,7 +850,7 @@ int rz_engine_decline(rz_engine *e, uint64_t node, uint64_t job,
     if (!j)
         return gone_job(e, job, node, attempt, NULL, NULL);
     if ((j->state != RZ_JOB_ASSIGNED && j->state != RZ_JOB_RUNNING) ||
-        j->node != node || j->attempt != attempt)
+        j->node != node || j->attempt != attempt || j->vote)
         return rz__error(RZ_ESTATE, "node %llu does not hold attempt %u of job "
                          "%llu", (unsigned long long)node, attempt,
                          (unsigned long long)job);
@@ -980,16 +982,23 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
     int rc = begin_call(e, now_ms);
     if (rc != RZ_OK)
         return rc;
-    if (!spec || spec->version != RZ_ENGINE_JOB_SPEC_VERSION)
+    if (!spec || spec->version < 1 || spec->version > RZ_ENGINE_JOB_SPEC_VERSION)
         return rz__error(RZ_EINVAL, "no job spec, or one of an unknown version");
     if (!spec->max_cost_micros)
         return rz__error(RZ_EINVAL, "max_cost_micros must be at least 1");
+    uint32_t k = spec->version >= 2 ? spec->replicas : 0;
+    if (k > RZ_ENGINE_REPLICAS_MAX)
+        return rz__error(RZ_EINVAL, "replicas must be 2 to %u (1 or 0: one "
+                         "run), not %u", RZ_ENGINE_REPLICAS_MAX, k);
     size_t before = e->n_jobs;
     rz__ejob *j = rz__engine_job_new(e);
     if (!j)
         return no_memory();
     rc = job_fill(e, j, spec, now_ms);
-    if (rc == RZ_OK && e->in_group)
+    uint64_t id = j->id;
+    if (rc == RZ_OK && k >= 2)   /* every run's hold, together */
+        rc = rz__replica_submit(e, id, k);
+    else if (rc == RZ_OK && e->in_group)
         rc = rz__engine_group_hold(e, j);
     else if (rc == RZ_OK)
         rc = rz_ledger_hold(e->ledger, rz__engine_hold_id(j->id),
@@ -999,8 +1008,8 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
         rz__engine_jobs_truncate(e, before);
         return rc;
     }
-    rc = rz__engine_enqueue(e, j);
-    uint64_t id = j->id;
+    if (rc == RZ_OK)
+        rc = rz__engine_enqueue(e, rz__engine_job(e, id));
     if (rc == RZ_OK && e->n_group_holds >= RZ__GROUP_HOLDS_MAX)
         rc = rz__engine_group_flush(e);
     rc = rz__engine_commit_call(e, rc);
@@ -1056,11 +1065,13 @@ int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
     return RZ_OK;
 }
 
-/* The run time a report may bill: what the node says, never more than the
- * engine saw pass since it handed the job over (plus the stated tolerance),
- * so a node cannot claim hours for a run of a second. A job stored before
- * the hand-over time was kept counts from its submission; a clock that went
- * back leaves only the tolerance. */
+/* The run time a report bills: the engine's own measure, from handing the
+ * job over to the report's arrival (plus the stated tolerance, none by
+ * default), bounded by what the node says: a node cannot claim hours for a
+ * run of a second, and a node that ran less than the engine saw (the
+ * network, its queue) bills what it ran. A job stored before the hand-over
+ * time was kept counts from its submission; a clock that went back leaves
+ * only the tolerance. */
 static uint64_t billable_ms(const rz_engine *e, const rz__ejob *j,
                             uint64_t reported, uint64_t now_ms)
 {
@@ -1179,7 +1190,8 @@ int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
             *was_repeat = 1;
         return rc;
     }
-    if (j->state != RZ_JOB_RUNNING || j->node != node || j->attempt != attempt) {
+    if (j->state != RZ_JOB_RUNNING || j->node != node || j->attempt != attempt ||
+        j->vote) {
         e->stats.results_rejected++;
         return rz__error(RZ_ESTATE, "node %llu does not hold attempt %u of job "
                          "%llu", (unsigned long long)node, attempt,
@@ -1192,9 +1204,10 @@ int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
         error = "outputs are not a JSON object";
     /* Copied before anything changes: a job must not end without its
      * error or outputs because memory ran out. */
-    char *kept = j->deployment ? NULL
+    bool keep = !j->deployment || j->rep_head;
+    char *kept = !keep ? NULL
                : rz__strdup(error ? error : outputs_json ? outputs_json : "{}");
-    if (!j->deployment && !kept)
+    if (keep && !kept)
         return rz__error(RZ_ENOMEM, "out of memory");
     report_digest(outputs_json, report->error, run_ms, j->done_digest);   /* as sent */
     j->done_known = true;
@@ -1205,6 +1218,9 @@ int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
     j->run_ms = billable_ms(e, j, run_ms, now_ms);
     if (!error)
         j->cost = actual_cost(e, j, j->run_ms);
+    if (j->rep_head)   /* a vote: paid, or not, at the verdict */
+        return rz__engine_commit_call(e, rz__replica_report(e, j, outputs_json,
+                                                            error, kept));
     rz__verify_outcome(e, node, error ? RZ__OUT_FAILED : RZ__OUT_SUCCEEDED);
     if (j->deployment) {
         rc = rz__engine_dep_report(e, j, outputs_json ? outputs_json : "{}",
@@ -1238,10 +1254,13 @@ int rz_engine_job_cancel(rz_engine *e, uint64_t job, uint64_t now_ms)
     const rz__ejob *r = j ? j : rz__engine_job_read(e, job);
     if (!r)
         return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
-    if (r->deployment)
-        return rz__error(RZ_EINVAL, "job %llu is a step of deployment %llu; "
-                         "cancel the deployment", (unsigned long long)job,
-                         (unsigned long long)r->deployment);
+    const rz__ejob *h = r->rep_head && r->rep_head != r->id
+                      ? rz__engine_job_read(e, r->rep_head) : NULL;
+    uint64_t dep = r->deployment ? r->deployment : h ? h->deployment : 0;
+    if (dep)
+        return rz__error(RZ_EINVAL, "job %llu is a step (or a run of a step) "
+                         "of deployment %llu; cancel the deployment",
+                         (unsigned long long)job, (unsigned long long)dep);
     if (!j || !job_open(j))
         return rz__error(RZ_ESTATE, "job %llu has finished (%s)",
                          (unsigned long long)job, rz_job_state_name(r->state));
@@ -1276,6 +1295,23 @@ int rz_engine_job_get(const rz_engine *e, uint64_t job, rz_engine_job_info *out)
     out->waiting_reason = rz__engine_waiting_reason(j);
     out->exec_json = j->exec;
     out->queue_deadline_ms = j->state == RZ_JOB_QUEUED ? j->queue_deadline : 0;
+    /* A replicated job's money is all on the job the client submitted:
+     * sums over jobs (volume, refunds) count each micro once. */
+    if (j->rep_head && j->rep_head != j->id) {
+        out->replica_of = j->rep_head;
+        out->max_cost_micros = out->cost_micros = 0;
+        const rz__ejob *h = rz__engine_job_read(e, j->rep_head);
+        out->deployment = h ? h->deployment : 0;
+    }
+    if (j->rep_head == j->id) {
+        rz_engine_replica_run r[RZ_ENGINE_REPLICAS_MAX];
+        size_t n = rz_engine_job_replicas(e, j->id, r, RZ_ENGINE_REPLICAS_MAX);
+        out->replicas = (uint32_t)n;
+        out->max_cost_micros = j->max_cost * n;
+        out->cost_micros = 0;
+        for (size_t i = 0; i < n; i++)
+            out->cost_micros += r[i].cost_micros;
+    }
     return RZ_OK;
 }
 

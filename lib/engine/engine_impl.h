@@ -8,7 +8,8 @@
  * deployment's small record (state, event count); the flow text and inputs
  * are written once, with the deployment's first commit ("dflow"), and its
  * final status once, when it finishes. A step's job gets its record when
- * it first changes (queued, skipped, cancelled), not at the deploy: a
+ * it first changes (queued, skipped, cancelled), not at the deploy (but a
+ * replicated step's, below): a
  * pending step's job is made again on open from the flow, with the amount
  * of its hold in the ledger (held, and committed there, before the deploy
  * is). On open each deployment's run is rebuilt from its flow by replaying
@@ -20,6 +21,9 @@
  * open), settlements and refunds are committed as owed first and paid after
  * (an owed one is paid again on open; ledger ids make that a replay).
  *
+ * A replicated job's votes are members of its runs' job records, and its
+ * verdict finishes every run in the commit of the last vote (replica.c).
+ *
  * Memory holds live work only (live.c): jobs that are not finished, owe
  * the ledger, or belong to a running deployment, and running deployments.
  * Once a finished one's final record is committed it leaves memory at the
@@ -27,7 +31,13 @@
  * then); queries read it back from the store, the one copy of it. Open
  * loads the same set, so a crash loses nothing that was in memory only:
  * what was evicted had been committed, and what was not yet committed is
- * rebuilt as before. */
+ * rebuilt as before. A replica set needs no rule of its own: its verdict
+ * finishes all its runs in one call, so while it is undecided every run is
+ * open and in memory (replica.c works on live runs only), and once decided
+ * each run leaves like any finished job (queries of a decided set read its
+ * runs back: rz__engine_job_read). A replicated step's job and its runs
+ * are written at the deploy (their set is made and held then), not lazily:
+ * open never has to derive a set. */
 #ifndef RZ_ENGINE_IMPL_H
 #define RZ_ENGINE_IMPL_H
 
@@ -135,7 +145,20 @@ typedef struct rz__ejob {
     size_t n_declined;
     bool dirty;
     bool hold_checked;        /* rz_engine_check saw its final ledger state */
+    /* Redundant execution (replica.c): the set is the head (the job the
+     * client sees) and the jobs rep_first .. rep_first + replicas - 2. */
+    uint64_t rep_head;        /* the set's head; 0: not replicated */
+    uint64_t rep_first;       /* on the head: its first replica */
+    uint8_t replicas;         /* on the head: runs in the set (2..5) */
+    uint8_t vote;             /* RZ__VOTE_*: its run's outcome is in; it
+                                 stays RUNNING, unplaced, until the verdict */
+    uint8_t verdict;          /* RZ__VERDICT_*, once every run voted */
+    unsigned char out_digest[32];   /* SHA-256 of the outputs it reported */
 } rz__ejob;
+
+enum { RZ__VOTE_NONE = 0, RZ__VOTE_OK, RZ__VOTE_FAILED };
+enum { RZ__VERDICT_NONE = 0, RZ__VERDICT_AGREED, RZ__VERDICT_DISAGREED,
+       RZ__VERDICT_FAILED, RZ__VERDICT_NO_MAJORITY, RZ__VERDICT_CANCELLED };
 
 typedef struct rz__edep {
     uint64_t id;
@@ -447,6 +470,34 @@ RZ_HIDDEN uint64_t rz__verify_next(const rz_engine *e);
 RZ_HIDDEN bool rz__verify_save(struct cJSON *rec, const rz__enode *n);
 RZ_HIDDEN int rz__verify_load(rz_engine *e, rz__enode *n,
                               const struct cJSON *rec);
+
+/* replica.c: redundant execution. */
+/* Hold and queue the k - 1 replicas of head `id` (its own hold is taken
+ * with theirs, in one linked batch outside a group). */
+RZ_HIDDEN int rz__replica_submit(rz_engine *e, uint64_t id, uint32_t k);
+/* A sibling of j runs, ran or is placed on `node`: j must go elsewhere. */
+RZ_HIDDEN bool rz__replica_excluded(const rz_engine *e, const rz__ejob *j,
+                                    uint64_t node);
+/* A deployment step's set, made at deploy (its holds are taken with the
+ * steps'); its replicas wait PENDING until the step starts. */
+RZ_HIDDEN int rz__replica_step_new(rz_engine *e, uint64_t id, uint32_t k);
+/* The step of head h started (its request is built): queue its replicas. */
+RZ_HIDDEN int rz__replica_step_start(rz_engine *e, rz__ejob *h);
+/* A step's head failed outside a report (its nodes lost too often): its
+ * vote; true when that is what it was (rz__engine_dep_report returns). */
+RZ_HIDDEN bool rz__replica_step_failed(rz_engine *e, rz__ejob *j);
+/* j's run reported (j unplaced, its run_ms and cost set): its vote, and the
+ * verdict once every run of its set voted. `kept` (owned): the outputs or
+ * the error as reported. */
+RZ_HIDDEN int rz__replica_report(rz_engine *e, rz__ejob *j,
+                                 const char *outputs, const char *error,
+                                 char *kept);
+/* rz__engine_finish on a member of an undecided set: a cancel cancels the
+ * set; any other end is the member's vote (a failure). true: handled. */
+RZ_HIDDEN bool rz__replica_finish(rz_engine *e, rz__ejob *j, rz_job_state st);
+/* The job record's replica members (store.c). */
+RZ_HIDDEN bool rz__replica_save(struct cJSON *rec, const rz__ejob *j);
+RZ_HIDDEN void rz__replica_load(rz__ejob *j, const struct cJSON *rec);
 
 /* local.c: embedded mode hooks. */
 RZ_HIDDEN void rz__engine_local_event(rz_engine *e, const rz__edep *d,

@@ -13,9 +13,11 @@
 
 #include "engine/engine_impl.h"
 
-/* Read-back copies: a few, so that one query reading two records (a step
- * and its deployment) keeps both. */
-#define CACHE_SLOTS 4
+/* Read-back copies: a few, so that one query reading several records keeps
+ * the first (a step and its deployment; a replicated job and its up to
+ * RZ_ENGINE_REPLICAS_MAX runs, rz_engine_job_get). Round robin: a record
+ * stays valid for the next CACHE_SLOTS - 1 reads of others. */
+#define CACHE_SLOTS 8
 
 struct rz__ecache {
     rz__ejob job[CACHE_SLOTS];

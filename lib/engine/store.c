@@ -383,7 +383,7 @@ static char *job_record(const rz__ejob *j)
         sodium_bin2hex(hex, sizeof hex, j->done_digest, sizeof j->done_digest);
         add_str(o, "done_digest", hex);
     }
-    if (j->n_declined && !add_declined(o, j)) {
+    if ((j->n_declined && !add_declined(o, j)) || !rz__replica_save(o, j)) {
         cJSON_Delete(o);
         return NULL;
     }
@@ -658,7 +658,8 @@ static int parse_job(rz__ejob *j, uint64_t id, const cJSON *rec)
     j->module_version = dup_opt(get_str(rec, "version"), &rc);
     j->request = dup_opt(get_str(rec, "request"), &rc);
     j->exec = dup_opt(get_str(rec, "exec"), &rc);   /* absent: a module job */
-    rc = get_money(rec, "max_cost", id, &j->max_cost);
+    if (rc == RZ_OK)
+        rc = get_money(rec, "max_cost", id, &j->max_cost);
     j->attempt = (uint32_t)get_u64(rec, "attempt");
     j->node = get_u64(rec, "node");
     j->deployment = get_u64(rec, "deployment");
@@ -680,6 +681,7 @@ static int parse_job(rz__ejob *j, uint64_t id, const cJSON *rec)
     j->done_known = dd && strlen(dd) == 64 &&
                     sodium_hex2bin(j->done_digest, sizeof j->done_digest, dd,
                                    64, NULL, NULL, NULL) == 0;
+    rz__replica_load(j, rec);
     if (rc == RZ_OK)
         rc = load_declined(j, rec);
     return rc;

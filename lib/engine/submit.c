@@ -109,6 +109,40 @@ static int check_config(const rz_module *m, cJSON *config)
     return rc;
 }
 
+/* The inputs against the module's declared inputs, as a flow step's are:
+ * no unknown name, each of its port's type, every required one given and
+ * not null. */
+static int check_inputs(const rz_module *m, const cJSON *inputs)
+{
+    const cJSON *v;
+    cJSON_ArrayForEach(v, inputs) {
+        const rz__port *p = rz__module_input(m, v->string);
+        if (!p) {
+            rz__buf names = {0};
+            for (size_t k = 0; k < m->n_inputs; k++)
+                rz__buf_printf(&names, "%s%s", k ? ", " : "", m->inputs[k].name);
+            int rc = rz__error(RZ_EINVALID, "module %s@%s has no input '%.100s' "
+                               "(inputs: %s)", m->id, m->version, v->string,
+                               names.data ? names.data : "none");
+            rz__buf_free(&names);
+            return rc;
+        }
+        if (!cJSON_IsNull(v) && !rz__port_type_ok(p->type, v))
+            return rz__error(RZ_ETYPE, "input '%s' of module %s@%s is %s, not %s",
+                             p->name, m->id, m->version, p->type,
+                             cJSON_IsString(v) ? "a string" : cJSON_IsNumber(v)
+                                 ? "a number" : cJSON_IsBool(v) ? "a boolean"
+                                 : cJSON_IsArray(v) ? "an array" : "an object");
+    }
+    for (size_t k = 0; k < m->n_inputs; k++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(inputs, m->inputs[k].name);
+        if (m->inputs[k].required && (!x || cJSON_IsNull(x)))
+            return rz__error(RZ_EINVALID, "required input '%s' of module %s@%s is "
+                             "missing", m->inputs[k].name, m->id, m->version);
+    }
+    return RZ_OK;
+}
+
 /* {"inputs":...,"config":...}, taking both. */
 static char *request_of(cJSON *inputs, cJSON *config)
 {
@@ -140,6 +174,8 @@ static int prepare(rz_engine *e, const rz_engine_module_job *spec,
     if (rc == RZ_OK)
         rc = object_of(spec->requirements_json, "requirements", &given);
     if (rc == RZ_OK)
+        rc = check_inputs(*m, inputs);
+    if (rc == RZ_OK)
         rc = check_config(*m, config);
     if (rc == RZ_OK && !(*reqs = rz__engine_module_reqs(*m, given)))
         rc = no_memory();
@@ -160,7 +196,8 @@ int rz_engine_submit_module(rz_engine *e, const rz_engine_module_job *spec,
 {
     if (job_id)
         *job_id = 0;
-    if (!e || !spec || spec->version != RZ_ENGINE_MODULE_JOB_VERSION)
+    if (!e || !spec || spec->version < 1 ||
+        spec->version > RZ_ENGINE_MODULE_JOB_VERSION)
         return rz__error(RZ_EINVAL, "no engine, or no job of a known version");
     if (!e->opts.registry)
         return rz__error(RZ_EINVAL, "the engine was opened without a registry");
@@ -176,6 +213,7 @@ int rz_engine_submit_module(rz_engine *e, const rz_engine_module_job *spec,
         s.request_json = request;
         s.priority = spec->priority;
         s.queue_timeout_ms = spec->queue_timeout_ms;
+        s.replicas = spec->version >= 2 ? spec->replicas : 0;
         rc = rz_engine_submit(e, &s, now_ms, job_id);
     }
     free(request);

@@ -33,6 +33,7 @@ typedef struct rz__exec_spec {
     const rz_attempt_secret *secrets;
     size_t n_secrets;
     uint32_t timeout_s, memory_mb, cpus;
+    uint32_t scratch_mb;          /* the scratch and /tmp; 0: the default */
     size_t max_stdout;            /* bytes of stdout read at most */
     size_t max_log;
     int sandbox, network;         /* network resolved: 0 or 1 */

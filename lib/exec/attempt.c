@@ -43,6 +43,8 @@ struct rz_attempt {
     const rz__adapter *ad;
     void *state;                 /* the adapter's, NULL after cleanup */
     char *scratch;               /* removed by rz_attempt_free */
+    rz__scratch_pool *pool;      /* where scratch goes back, or NULL */
+    bool recyclable;             /* finished, its processes reaped */
     char **secrets;              /* sodium_malloc'ed values, to scrub */
     size_t n_secrets;
     uint32_t timeout_s, memory_mb;
@@ -222,6 +224,19 @@ static size_t longest_secret(const rz_attempt *a)
     return l;
 }
 
+/* The longest secret with a newline in it (0: none). Only such a one can
+ * straddle a cut made just after a newline. */
+static size_t longest_secret_nl(const rz_attempt *a)
+{
+    size_t l = 0;
+    for (size_t i = 0; i < a->n_secrets; i++) {
+        size_t n = strlen(a->secrets[i]);
+        if (n > l && memchr(a->secrets[i], '\n', n))
+            l = n;
+    }
+    return l;
+}
+
 /* Where the kept tail of a log of `len` bytes starts: its last max_log
  * bytes, unless that cut falls inside a secret, then just past it (a
  * suffix is not found by scrub). The adapter keeps longest-1 bytes more
@@ -326,6 +341,7 @@ static void finish(rz_attempt *a)
     a->res.exit_code = o.exit_code;
     a->ad->cleanup(a->state);
     a->state = NULL;
+    a->recyclable = !a->stopped && !o.timed_out;
     a->res.run_ms = rz__now_ms() - a->started;
     a->done = true;
 }
@@ -371,7 +387,15 @@ static int write_file(const char *path, const char *data, size_t len)
 static int make_scratch(rz_attempt *a, const char *parent, const char *req,
                         char **in_path, char **out_path)
 {
-    int rc = rz__exec_mkdtemp(parent, &a->scratch);
+    a->scratch = rz__scratch_take(a->pool, req);
+    if (a->scratch) {
+        *in_path = rz__asprintf("%s/in/request.json", a->scratch);
+        *out_path = rz__asprintf("%s/out/outputs.json", a->scratch);
+        return *in_path && *out_path ? RZ_OK
+                                     : rz__error(RZ_ENOMEM, "out of memory");
+    }
+    int rc = rz__exec_mkdtemp(a->pool ? rz__scratch_pool_parent(a->pool)
+                                      : parent, &a->scratch);
     if (rc != RZ_OK)
         return rc;
     char *in = rz__asprintf("%s/in", a->scratch);
@@ -485,6 +509,15 @@ static void launch(rz_attempt *a, const rz_attempt_opts *o)
     const char *req = o->request_json ? o->request_json : EMPTY_REQUEST;
     char *in_path = NULL, *out_path = NULL, **env = NULL;
     size_t owned = 0;
+    uint32_t max = o->version >= 4 && o->max_scratch_mb
+                       ? o->max_scratch_mb : RZ_ATTEMPT_DEFAULT_MAX_SCRATCH_MB;
+    if (o->module->scratch_mb > max) {
+        fail_now(a, rz__asprintf("the module asks for %" PRIu32 " MiB of "
+                                 "scratch space (requirements.scratch_mb), "
+                                 "over this runner's maximum of %" PRIu32
+                                 " MiB", o->module->scratch_mb, max));
+        return;
+    }
     int rc = make_scratch(a, o->scratch_parent, req, &in_path, &out_path);
     if (rc == RZ_OK && !(env = context_env(o, &owned)))
         rc = rz__error(RZ_ENOMEM, "out of memory");
@@ -497,7 +530,7 @@ static void launch(rz_attempt *a, const rz_attempt_opts *o)
             .request_len = strlen(req), .env = (const char *const *)env,
             .secrets = o->secrets, .n_secrets = o->n_secrets,
             .timeout_s = o->timeout_s, .memory_mb = o->memory_mb,
-            .cpus = o->cpus,
+            .cpus = o->cpus, .scratch_mb = m->scratch_mb,
             /* Twice the cap is read, so that outputs just over it (or
              * pretty-printed) are told apart from no outputs at all. */
             .max_stdout = cap > SIZE_MAX / 2 ? cap : 2 * cap,
@@ -524,6 +557,12 @@ static void launch(rz_attempt *a, const rz_attempt_opts *o)
 }
 
 int rz_attempt_start(rz_attempt **out, const rz_attempt_opts *o)
+{
+    return rz__attempt_start_pooled(out, o, NULL);
+}
+
+int rz__attempt_start_pooled(rz_attempt **out, const rz_attempt_opts *o,
+                             rz__scratch_pool *pool)
 {
     if (!out)
         return rz__error(RZ_EINVAL, "rz_attempt_start: out is NULL");
@@ -552,6 +591,9 @@ int rz_attempt_start(rz_attempt **out, const rz_attempt_opts *o)
     if (!name || !*name)
         name = "process";
     a->ad = find_adapter(name);
+    /* Only an unsandboxed process leaves a folder nothing else holds. */
+    if (a->ad == &rz__process_adapter && !o->sandbox)
+        a->pool = pool;
     char why[512] = "";
     const char *host = o->version >= 2 ? o->container_host : NULL;
     if (!a->ad || !a->ad->probe(host, why, sizeof why))
@@ -611,12 +653,17 @@ char *rz__attempt_log_lines(rz_attempt *a, bool flush)
     if (!text)
         return NULL;
     size_t len = strlen(text), hold = longest_secret(a);
+    size_t hold_nl = longest_secret_nl(a);
     /* A secret's first bytes may end the text: hold back what could be.
-     * At the end of a log a cap cut, what was held back never goes. */
+     * Whole lines go at once unless a secret has a newline in it (a cut
+     * just after a newline splits no other). At the end of a log a cap
+     * cut, what was held back never goes. */
     bool drop = flush && a->log_end_cut && hold;
     size_t limit = flush && !drop ? len
                    : len > hold ? len - (hold ? hold - 1 : 0) : 0;
-    size_t cut = limit;
+    size_t lines = flush || drop ? limit
+                   : len > hold_nl ? len - (hold_nl ? hold_nl - 1 : 0) : 0;
+    size_t cut = lines;
     while (!drop && cut > 0 && text[cut - 1] != '\n')
         cut--;
     if (cut == 0 && (flush || limit > LIVE_LINE_MAX))
@@ -633,6 +680,16 @@ char *rz__attempt_log_lines(rz_attempt *a, bool flush)
         out[--n] = '\0';
     utf8_clean(out, n);
     return out;
+}
+
+int rz_attempt_log_lines(rz_attempt *a, int flush, char **out)
+{
+    if (out)
+        *out = NULL;
+    if (!a || !out)
+        return rz__error(RZ_EINVAL, "rz_attempt_log_lines: NULL argument");
+    *out = rz__attempt_log_lines(a, flush != 0);
+    return RZ_OK;
 }
 
 void rz__attempt_status(const rz_attempt *a, char *buf, size_t len)
@@ -700,8 +757,12 @@ void rz_attempt_free(rz_attempt *a)
         a->ad->stop(a->state);
         a->ad->cleanup(a->state);
     }
-    rz__exec_rm_tree(a->scratch);
-    free(a->scratch);
+    if (a->recyclable && a->pool) {
+        rz__scratch_give(a->pool, a->scratch);
+    } else {
+        rz__exec_rm_tree(a->scratch);
+        free(a->scratch);
+    }
     for (size_t i = 0; i < a->n_secrets; i++)
         sodium_free(a->secrets[i]);
     free(a->secrets);

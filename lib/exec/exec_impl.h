@@ -47,4 +47,23 @@ RZ_HIDDEN int rz__container_answers(rz_container_info *out, const char *host);
  * $TMPDIR, else /tmp. *out is malloc'ed. */
 RZ_HIDDEN int rz__exec_mkdtemp(const char *parent, char **out);
 
+/* Scratch folders that finished unsandboxed attempts leave for the next
+ * (scratch.c): one pool per runner, not shared between threads. parent as
+ * rz__exec_mkdtemp's. Freeing the pool removes the folders it keeps. */
+typedef struct rz__scratch_pool rz__scratch_pool;
+RZ_HIDDEN int rz__scratch_pool_new(rz__scratch_pool **out, const char *parent);
+RZ_HIDDEN void rz__scratch_pool_free(rz__scratch_pool *p);
+RZ_HIDDEN const char *rz__scratch_pool_parent(const rz__scratch_pool *p);
+/* A kept folder, renamed to a fresh name and holding exactly
+ * in/request.json (= req) and an empty out/outputs.json; NULL when none
+ * is kept (or none was sound: those are removed). Malloc'ed. */
+RZ_HIDDEN char *rz__scratch_take(rz__scratch_pool *p, const char *req);
+/* Back to the pool (owned from here), or removed when p is NULL or full. */
+RZ_HIDDEN void rz__scratch_give(rz__scratch_pool *p, char *folder);
+/* rz_attempt_start whose scratch folder comes from and goes back to pool
+ * (NULL: none) when it runs unsandboxed in a process. */
+RZ_HIDDEN int rz__attempt_start_pooled(rz_attempt **out,
+                                       const rz_attempt_opts *o,
+                                       rz__scratch_pool *pool);
+
 #endif

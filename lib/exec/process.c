@@ -349,7 +349,12 @@ static int prepare(launch *l, rz_proc *p, const rz_proc_opts *o)
                             o->network, o->memory_mb, p->pids_max, p->cpus,
                             p->scratch_mb };
         rc = rz__sbx_prepare(&p->sbx, &l->argv, &so);
-        l->exe = rc == RZ_OK ? rz__strdup(l->argv.v[0]) : NULL;
+        if (rc == RZ_OK && p->sbx.helper) {
+            l->exe = prog;   /* the helper runs it; no bwrap in front */
+            prog = NULL;
+        } else {
+            l->exe = rc == RZ_OK ? rz__strdup(l->argv.v[0]) : NULL;
+        }
     } else if (rc == RZ_OK) {
         l->exe = prog;
         prog = NULL;
@@ -550,8 +555,18 @@ static int start_child(rz_proc *p, const launch *l)
     int stdio[3] = { in[0], out[1], err[1] };
     child_args ca = { l, p->scratch, stdio, ep[1],
                       p->sandboxed ? &p->sbx : NULL };
-    pid_t pid = spawn_vm(&ca);
-    if (pid < 0) {
+    pid_t pid = -1;
+    if (p->sandboxed && p->sbx.helper) {
+        rz__sbx_launch sl = {
+            .scratch = p->scratch, .output_path = p->output_path,
+            .exe = l->exe, .argv = l->argv.v, .envp = l->env.v,
+            .fsize = l->fsize, .nofile = l->nofile, .as = l->as,
+            .cpu = l->cpu, .limit_as = l->limit_as,
+            .limit_cpu = l->limit_cpu,
+        };
+        if ((rc = rz__sbx_spawn(&pid, &p->sbx, &sl, stdio, ep[1])) != RZ_OK)
+            goto out;
+    } else if ((pid = spawn_vm(&ca)) < 0) {
         rc = rz__error(RZ_EIO, "clone: %s", strerror(errno));
         goto out;
     }
@@ -1090,6 +1105,7 @@ static int proc_prepare(void **state, const rz__exec_spec *sp)
     po.max_log = sp->max_log;
     st->po = po;
     st->lim.cpus = sp->cpus;
+    st->lim.scratch_mb = sp->scratch_mb;
     st->scratch = sp->scratch;
     st->outputs_path = sp->outputs_path;
     return RZ_OK;

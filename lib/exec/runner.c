@@ -27,6 +27,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 
 
 #include "exec/exec_impl.h"
@@ -64,6 +66,7 @@ typedef struct runner {
     bool cancelled;
     uint64_t last_progress;      /* when RZ_EVENT_PROGRESS was last sent */
     char *dir;                   /* the engine's private data folder */
+    rz__scratch_pool *scratch;   /* unsandboxed steps' folders, reused */
     rz_engine *engine;
     rz_store *store;             /* opts->data_dir's, open for the run */
     uint64_t started_wall;       /* for the run's record */
@@ -236,8 +239,9 @@ static int start_step(runner *r, size_t step, const rz__step *s,
         ao.memory_mb = m->memory_mb ? m->memory_mb
                                     : r->opts->default_memory_mb;
         ao.sandbox = r->opts->sandbox;
+        ao.max_scratch_mb = r->opts->max_scratch_mb;
         ao.container_host = r->opts->container_host;
-        rc = rz_attempt_start(out, &ao);
+        rc = rz__attempt_start_pooled(out, &ao, r->scratch);
     }
     free_names(secrets, names);
     return rc;
@@ -592,11 +596,33 @@ static void remove_stale_dirs(const char *tmp)
     closedir(d);
 }
 
-static int engine_dir(char **out)
+#define SHM_DIR "/dev/shm"
+#define SHM_BYTES_PER_STEP (16u << 10)   /* ten times what a step takes */
+
+/* Where the engine's folder goes: $TMPDIR when set; else a memory file
+ * system when there is one with room to spare for this flow (creating
+ * and removing LMDB files on ext4 is a fifth of a short run), else /tmp.
+ * Nothing in it outlives the run. */
+static const char *engine_parent(size_t steps)
 {
     const char *env = getenv("TMPDIR");
-    const char *tmp = env && *env ? env : "/tmp";
+    if (env && *env)
+        return env;
+    struct statfs fs;
+    uint64_t need = (uint64_t)steps * SHM_BYTES_PER_STEP + (1u << 20);
+    if (statfs(SHM_DIR, &fs) == 0 && fs.f_type == TMPFS_MAGIC &&
+        access(SHM_DIR, W_OK | X_OK) == 0 &&
+        (uint64_t)fs.f_bavail * (uint64_t)fs.f_bsize / 4 > need)
+        return SHM_DIR;
+    return "/tmp";
+}
+
+static int engine_dir(char **out, size_t steps)
+{
+    const char *tmp = engine_parent(steps);
     remove_stale_dirs(tmp);
+    if (strcmp(tmp, SHM_DIR) == 0)
+        remove_stale_dirs("/tmp");   /* of runs that chose it */
     char *dir = rz__asprintf("%s/rhizos-run-%ld-XXXXXX", tmp, (long)getpid());
     if (!dir)
         return rz__error(RZ_ENOMEM, "out of memory");
@@ -620,14 +646,15 @@ static bool has_docker_step(const rz_flow *f)
     return false;
 }
 
-/* This machine as the local node sees it. No GPU probing, and the container
- * engine is asked only when a step runs in a container: those probes cost
- * more than the rest of a small run. */
+/* This machine as the local node sees it. No GPU probing, no hwloc, and
+ * the container engine is asked only when a step runs in a container: those
+ * probes cost more than the rest of a small run. */
 static int local_caps(const runner *r, char **out)
 {
     rz_hw_opts ho = RZ_HW_OPTS_INIT;
     ho.skip_gpus = 1;
     ho.skip_runtimes = 1;
+    ho.light_topology = 1;   /* hwloc's load alone costs a short run's time */
     rz_caps *caps = NULL;
     int rc = rz_hw_detect(&caps, &ho);
     rz_container_info ci;
@@ -650,7 +677,7 @@ static int local_caps(const runner *r, char **out)
  * flow's modules are resolved) and nothing costs anything. */
 static int engine_start(runner *r)
 {
-    int rc = engine_dir(&r->dir);
+    int rc = engine_dir(&r->dir, rz_flow_step_count(r->flow));
     if (rc != RZ_OK)
         return rc;
     rz_engine_opts eo = RZ_ENGINE_OPTS_INIT;
@@ -700,6 +727,9 @@ static int runner_init(runner *r, const rz_flow *flow,
         return rc;
     for (size_t i = 0; i < n; i++)
         r->seen[i] = RZ_STEP_PENDING;
+    /* Without a pool every step makes its own folder, as before. */
+    if (!opts->sandbox && rz__scratch_pool_new(&r->scratch, NULL) != RZ_OK)
+        r->scratch = NULL;
     return RZ_OK;
 }
 
@@ -707,6 +737,7 @@ static void runner_free(runner *r)
 {
     while (r->n_slots > 0)
         drop_slot(r, r->n_slots - 1);
+    rz__scratch_pool_free(r->scratch);
     rz_engine_close(r->engine);
     rz_store_close(r->store);
     remove_dir(r->dir);
@@ -754,12 +785,15 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
         opts = &defaults;
     if (!flow || opts->version < 2 || opts->version > RZ_RUNNER_OPTS_VERSION)
         return rz__error(RZ_EINVAL, "rz_runner_run: invalid arguments");
-    /* Version 2 ends before container_host, 3 before default_memory_mb. */
+    /* Version 2 ends before container_host, 3 before default_memory_mb,
+     * 4 before max_scratch_mb. */
     rz_runner_opts upgraded = RZ_RUNNER_OPTS_INIT;
     if (opts->version < RZ_RUNNER_OPTS_VERSION) {
         memcpy(&upgraded, opts, opts->version == 2
                    ? offsetof(rz_runner_opts, container_host)
-                   : offsetof(rz_runner_opts, default_memory_mb));
+                   : opts->version == 3
+                   ? offsetof(rz_runner_opts, default_memory_mb)
+                   : offsetof(rz_runner_opts, max_scratch_mb));
         upgraded.version = RZ_RUNNER_OPTS_VERSION;
         opts = &upgraded;
     }

@@ -1,9 +1,10 @@
 /* The process adapter's sandbox (see sandbox.h for the layers).
  *
- * Everything that can be decided once is decided in the probe: bwrap's path
- * and which of its options work, the /etc entries that exist, the compiled
- * seccomp program, passwd/group, the cgroup roots. A step then costs a few
- * open/mkdir/write calls and the bwrap exec, and no other process.
+ * Everything that can be decided once is decided in the probe: whether the
+ * helper runs (as root), else bwrap's path and which of its options work,
+ * the /etc entries that exist, the compiled seccomp program, passwd/group,
+ * the cgroup roots. Through bwrap a step then costs a few open/mkdir/write
+ * calls and the bwrap exec; through the helper, a request and a clone.
  */
 #include "exec/sandbox.h"
 
@@ -92,6 +93,7 @@ static struct {
     char *bwrap;
     int ok;                   /* bwrap runs with the options below */
     bool inner_uid;           /* host is root: --uid/--gid 65534 inside */
+    bool helper;              /* steps start through sandbox_helper.c */
     bool new_opts;            /* --disable-userns, --size (bwrap >= 0.8) */
     char **etc;               /* allow-listed /etc entries that exist */
     size_t n_etc;
@@ -561,12 +563,6 @@ static void base_args(rz__sbx *s, rz__argv *a, int network)
     }
 }
 
-static bool path_under(const char *path, const char *dir)
-{
-    size_t n = strlen(dir);
-    return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
-}
-
 /* The scratch folder: a bounded tmpfs at its path, the host's entries
  * bound into it (read-only), the outputs file writable. What the step
  * writes beyond that stays in its memory-charged tmpfs. */
@@ -608,7 +604,8 @@ static int cg_limits(const rz__sbx *s, const rz__sbx_opts *o,
 {
     char v[32];
     unsigned long long mem = (unsigned long long)s->memory_mb << 20;
-    uint32_t cpus = o->cpus ? o->cpus : 1;
+    (void)o;
+    uint32_t cpus = s->cpus ? s->cpus : 1;
     if (sb.cg_version == 2) {
         snprintf(v, sizeof v, "%llu", mem);
         if (write_at(dir, "memory.max", v) != 0)
@@ -624,6 +621,9 @@ static int cg_limits(const rz__sbx *s, const rz__sbx_opts *o,
     switch (kind) {
     case CG_MEMORY:
         snprintf(v, sizeof v, "%llu", mem);
+        /* memsw may never be below the limit: raised first when a reused
+         * cell's limit goes up, lowered after when it goes down. */
+        (void)write_at(dir, "memory.memsw.limit_in_bytes", v);
         if (write_at(dir, "memory.limit_in_bytes", v) != 0)
             return -1;
         (void)write_at(dir, "memory.memsw.limit_in_bytes", v);  /* no swap */
@@ -710,6 +710,193 @@ static int cgroup_create(rz__sbx *s, const rz__sbx_opts *o)
     return RZ_OK;
 }
 
+/* ---- cells: the helper's cgroups, one per concurrent step, reused ----
+ *
+ * Moving a process into a cgroup (v1) waits for an RCU grace period:
+ * 4-13 ms a step on this loaded machine, most of what the sandbox cost
+ * once bwrap was gone. A cell is a set of cgroups with a process of the
+ * helper's inside (the zygote) that starts steps, which are born there.
+ * The limits are written per step; the OOM and pids counters are read
+ * before and after; leftovers are killed at the end as before. */
+
+#define MAX_CELLS 256
+
+typedef struct cell {
+    char *cg[RZ__SBX_CG_MAX];
+    int kind[RZ__SBX_CG_MAX];
+    size_t n_cg;
+    int zsock;
+    pid_t zpid;
+    bool busy;
+} cell;
+
+static pthread_mutex_t cells_mu = PTHREAD_MUTEX_INITIALIZER;
+static cell *cells[MAX_CELLS];
+
+static void cell_free(cell *c)
+{
+    if (!c)
+        return;
+    if (c->zsock >= 0)
+        close(c->zsock);
+    if (c->zpid > 0) {
+        kill(c->zpid, SIGKILL);
+        while (waitpid(c->zpid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    for (size_t i = 0; i < c->n_cg; i++) {
+        (void)cg_remove(c->cg[i]);
+        free(c->cg[i]);
+    }
+    free(c);
+}
+
+static int cell_new(const rz__sbx_opts *o, cell **out)
+{
+    rz__sbx tmp;
+    memset(&tmp, 0, sizeof tmp);
+    for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
+        tmp.procs[i] = -1;
+    cell *c = rz__calloc(1, sizeof *c);
+    if (!c)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    c->zsock = -1;
+    int rc = cgroup_create(&tmp, o);
+    c->n_cg = tmp.n_cg;
+    for (size_t i = 0; i < tmp.n_cg; i++) {
+        c->cg[i] = tmp.cg[i];
+        c->kind[i] = tmp.cg_kind[i];
+    }
+    if (rc == RZ_OK) {
+        int e = rz__sbx_helper_cell(tmp.procs, tmp.n_cg, &c->zsock, &c->zpid);
+        if (e != 0)
+            rc = rz__error(RZ_EEXEC, "the sandbox helper cannot start a "
+                           "process for the step's cgroup: %s; step not run",
+                           strerror(-e));
+    }
+    rz__sbx_started(&tmp);   /* closes the cgroup.procs descriptors */
+    if (rc != RZ_OK) {
+        cell_free(c);
+        return rc;
+    }
+    *out = c;
+    return RZ_OK;
+}
+
+static long long cg_counter(const char *dir, int kind, bool oom)
+{
+    if (oom && (sb.cg_version == 2 || kind == CG_MEMORY))
+        return read_key(dir, sb.cg_version == 2 ? "memory.events"
+                                                : "memory.oom_control",
+                        "oom_kill");
+    if (!oom && (sb.cg_version == 2 || kind == CG_PIDS))
+        return read_key(dir, "pids.events", "max");
+    return -1;
+}
+
+/* A free cell (made when none is), its limits set for this step. */
+static int cell_take(rz__sbx *s, const rz__sbx_opts *o)
+{
+    pthread_mutex_lock(&cells_mu);
+    size_t i = 0, free_slot = MAX_CELLS;
+    for (; i < MAX_CELLS; i++) {
+        if (cells[i] && !cells[i]->busy)
+            break;
+        if (!cells[i] && free_slot == MAX_CELLS)
+            free_slot = i;
+    }
+    if (i < MAX_CELLS)
+        cells[i]->busy = true;
+    else if (free_slot < MAX_CELLS)
+        cells[free_slot] = NULL;
+    pthread_mutex_unlock(&cells_mu);
+    if (i == MAX_CELLS) {
+        if (free_slot == MAX_CELLS)
+            return rz__error(RZ_ESTATE, "too many sandboxed steps at once");
+        cell *c = NULL;
+        int rc = cell_new(o, &c);
+        if (rc != RZ_OK)
+            return rc;
+        c->busy = true;
+        pthread_mutex_lock(&cells_mu);
+        for (i = 0; i < MAX_CELLS && cells[i]; i++)
+            ;
+        if (i < MAX_CELLS)
+            cells[i] = c;
+        pthread_mutex_unlock(&cells_mu);
+        if (i == MAX_CELLS) {
+            cell_free(c);
+            return rz__error(RZ_ESTATE, "too many sandboxed steps at once");
+        }
+    }
+    cell *c = cells[i];
+    s->in_cell = true;
+    s->cell = i;
+    s->n_cg = c->n_cg;
+    s->oom0 = s->pids0 = 0;
+    for (size_t k = 0; k < c->n_cg; k++) {
+        s->cg[k] = c->cg[k];
+        s->cg_kind[k] = c->kind[k];
+        if (cg_limits(s, o, c->cg[k], c->kind[k]) != 0)
+            return rz__error(RZ_EIO, "cgroup %s: %s", c->cg[k],
+                             strerror(errno));
+        long long v = cg_counter(c->cg[k], c->kind[k], true);
+        s->oom0 = v > s->oom0 ? v : s->oom0;
+        v = cg_counter(c->cg[k], c->kind[k], false);
+        s->pids0 = v > s->pids0 ? v : s->pids0;
+    }
+    return RZ_OK;
+}
+
+/* Give the cell back (or drop it, its zygote gone); s forgets it. */
+static void cell_release(rz__sbx *s, bool drop)
+{
+    if (!s->in_cell)
+        return;
+    pthread_mutex_lock(&cells_mu);
+    cell *c = cells[s->cell];
+    if (drop)
+        cells[s->cell] = NULL;
+    else
+        c->busy = false;
+    pthread_mutex_unlock(&cells_mu);
+    if (drop)
+        cell_free(c);
+    for (size_t k = 0; k < s->n_cg; k++)
+        s->cg[k] = NULL;
+    s->n_cg = 0;
+    s->in_cell = false;
+}
+
+size_t rz__sbx_cell_pids(pid_t *out, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&cells_mu);
+    for (size_t i = 0; i < MAX_CELLS && n < max; i++)
+        if (cells[i])
+            out[n++] = cells[i]->zpid;
+    pthread_mutex_unlock(&cells_mu);
+    return n;
+}
+
+static void kill_members_but(const char *dir, pid_t keep);
+
+/* What the cell's counters say of this step; its leftovers killed. */
+static void cell_finish(rz__sbx *s, rz__sbx_report *r)
+{
+    pid_t zpid = cells[s->cell]->zpid;
+    for (size_t k = 0; k < s->n_cg; k++) {
+        long long oom = cg_counter(s->cg[k], s->cg_kind[k], true);
+        long long pids = cg_counter(s->cg[k], s->cg_kind[k], false);
+        if (r && oom > s->oom0)
+            r->oom = true;
+        if (r && pids > s->pids0)
+            r->pids_hit = true;
+        kill_members_but(s->cg[k], zpid);
+    }
+    cell_release(s, false);
+}
+
 /* ---- the probe ---- */
 
 /* Run `bwrap <base> -- true` the way a step runs. */
@@ -750,18 +937,76 @@ static bool try_bwrap(void)
     return ok;
 }
 
+/* Start the helper and run `true` through it the way a step runs. */
+static bool try_helper(void)
+{
+    rz__sbx_tmpl t = { sb.etc, sb.n_etc, sb.passwd, sb.group, sb.bpf,
+                       sb.bpf_len };
+    if (!sb.passwd || !sb.group || rz__sbx_helper_start(&t) != 0)
+        return false;
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC), ep[2] = { -1, -1 };
+    char dir[] = "/tmp/rz-probe-XXXXXX";
+    bool made = mkdtemp(dir) != NULL;
+    bool ok = false;
+    if (null >= 0 && made && pipe2(ep, O_CLOEXEC) == 0) {
+        char *argv[] = { "true", NULL }, *envp[] = { NULL };
+        rz__sbx s;
+        memset(&s, 0, sizeof s);
+        for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
+            s.procs[i] = -1;
+        s.helper = true;
+        rz__sbx_launch l;
+        memset(&l, 0, sizeof l);
+        l.scratch = dir;
+        l.exe = "/bin/true";
+        l.argv = argv;
+        l.envp = envp;
+        l.fsize.rlim_cur = l.fsize.rlim_max = RLIM_INFINITY;
+        l.nofile.rlim_cur = l.nofile.rlim_max = 64;
+        int stdio[3] = { null, null, null };
+        pid_t pid = -1;
+        int rc = rz__sbx_spawn(&pid, &s, &l, stdio, ep[1]);
+        close(ep[1]);
+        int e = 0;
+        ssize_t n = read(ep[0], &e, sizeof e);
+        int status = -1;
+        if (rc == RZ_OK)
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        ok = rc == RZ_OK && n == 0 && WIFEXITED(status) &&
+             WEXITSTATUS(status) == 0;
+        close(ep[0]);
+    }
+    if (null >= 0)
+        close(null);
+    if (made)
+        rmdir(dir);
+    return ok;
+}
+
 static void probe(void)
 {
     sb.bwrap = find_bwrap();
-    if (!sb.bwrap) {
-        status_add("%s", "bubblewrap not found");
-        return;
-    }
     bool root = geteuid() == 0;
     make_passwd(root ? RZ__SBX_UID : geteuid(), root ? RZ__SBX_UID : getegid());
     find_etc();
     build_seccomp();
     find_cgroups();
+    /* As root, the helper: cheaper, and the step is nobody on the host
+     * too. RHIZOS_SANDBOX=bwrap keeps bwrap (for comparison). */
+    const char *want = getenv("RHIZOS_SANDBOX");
+    if (root && !(want && strcmp(want, "bwrap") == 0)) {
+        sb.ok = try_helper();
+        sb.helper = sb.ok;
+        if (sb.ok)
+            return;
+        status_add("%s", "the sandbox helper cannot start here; using "
+                   "bubblewrap");
+    }
+    if (!sb.bwrap) {
+        status_add("%s", "bubblewrap not found");
+        return;
+    }
     /* bwrap 0.8's options first; then without them (older bwrap: seccomp
      * still refuses user namespaces). */
     sb.inner_uid = root;
@@ -791,7 +1036,7 @@ int rz__sbx_available(void)
 int rz__sbx_installed(void)
 {
     pthread_once(&probe_once, probe_once_fn);
-    return sb.bwrap != NULL;
+    return sb.bwrap != NULL || sb.helper;
 }
 
 const char *rz__sbx_status(void)
@@ -819,6 +1064,14 @@ int rz__sbx_prepare(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
     s->pids_max = o->pids_max ? o->pids_max : RZ__SBX_DEFAULT_PIDS;
     s->scratch_mb = o->scratch_mb ? o->scratch_mb
                                   : RZ__SBX_DEFAULT_SCRATCH_MB;
+    s->cpus = o->cpus;
+    if (sb.helper) {
+        s->helper = true;
+        s->network = o->network;
+        if (o->moddir && !(s->moddir = rz__strdup(o->moddir)))
+            return rz__error(RZ_ENOMEM, "out of memory");
+        return sb.cg_version > 0 ? cell_take(s, o) : RZ_OK;
+    }
     base_args(s, a, o->network);
     int rc = scratch_args(s, a, o);
     if (rc == RZ_OK && o->moddir)
@@ -827,7 +1080,8 @@ int rz__sbx_prepare(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
     char *dir = rz__strdup(o->exe);
     char *slash = dir ? strrchr(dir, '/') : NULL;
     if (rc == RZ_OK && slash && slash != dir && dir[0] == '/' &&
-        !path_under(dir, "/usr") && !(o->moddir && path_under(dir, o->moddir))) {
+        !rz__sbx_path_under(dir, "/usr") &&
+        !(o->moddir && rz__sbx_path_under(dir, o->moddir))) {
         *slash = '\0';
         push3(a, "--ro-bind-try", dir, dir);
     }
@@ -857,6 +1111,33 @@ int rz__sbx_enter(const rz__sbx *s)
     return from;
 }
 
+int rz__sbx_spawn(pid_t *pid, rz__sbx *s, rz__sbx_launch *l,
+                  const int stdio[3], int errpipe)
+{
+    l->moddir = s->moddir;
+    l->network = s->network;
+    l->scratch_mb = s->scratch_mb ? s->scratch_mb : RZ__SBX_DEFAULT_SCRATCH_MB;
+    l->cg_procs = s->procs;
+    l->n_cg = s->in_cell ? 0 : s->n_cg;
+    char why[256] = "";
+    /* A cell whose zygote died is dropped and another taken (each try
+     * drops one, so this ends). */
+    for (int tries = 0;; tries++) {
+        int cellfd = s->in_cell ? cells[s->cell]->zsock : -1;
+        int e = rz__sbx_helper_spawn(pid, l, stdio, errpipe, cellfd, why,
+                                     sizeof why);
+        if (e == 0)
+            return RZ_OK;
+        if (e != -EPIPE || !s->in_cell || tries > MAX_CELLS)
+            break;
+        cell_release(s, true);
+        rz__sbx_opts o = { .cpus = s->cpus };
+        if (cell_take(s, &o) != RZ_OK)
+            return RZ_EEXEC;   /* its error says why */
+    }
+    return rz__error(RZ_EEXEC, "%s", why);
+}
+
 void rz__sbx_started(rz__sbx *s)
 {
     for (size_t i = 0; i < s->n_fds; i++)
@@ -867,6 +1148,19 @@ void rz__sbx_started(rz__sbx *s)
             close(s->procs[i]);
         s->procs[i] = -1;
     }
+}
+
+static void kill_members_but(const char *dir, pid_t keep)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/cgroup.procs", dir);
+    FILE *f = fopen(p, "re");
+    long pid;
+    while (f && fscanf(f, "%ld", &pid) == 1)
+        if (pid > 0 && pid != (long)keep)
+            kill((pid_t)pid, SIGKILL);
+    if (f)
+        fclose(f);
 }
 
 static void kill_members(const char *dir)
@@ -887,6 +1181,8 @@ static void kill_members(const char *dir)
 void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r)
 {
     rz__sbx_started(s);
+    if (s->in_cell)
+        cell_finish(s, r);
     for (size_t i = 0; i < s->n_cg; i++) {
         const char *dir = s->cg[i];
         bool mem = sb.cg_version == 2 || s->cg_kind[i] == CG_MEMORY;
@@ -901,4 +1197,6 @@ void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r)
         s->cg[i] = NULL;
     }
     s->n_cg = 0;
+    free(s->moddir);
+    s->moddir = NULL;
 }

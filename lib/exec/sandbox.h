@@ -1,16 +1,20 @@
-/* The process adapter's sandbox: bubblewrap, exec'd once per step, with
- * what it needs prepared here so a step costs no process but bwrap itself.
+/* The process adapter's sandbox. As root, steps start through the
+ * pre-started helper (sandbox_helper.h: the root built once, each step a
+ * clone into new namespaces, born in a reused cgroup "cell"); otherwise,
+ * or with RHIZOS_SANDBOX=bwrap, bubblewrap exec'd once per step with what
+ * it needs prepared here.
  *
  * Layers, each found at start-up (rz__sbx_probe, once per process):
  *   - bwrap with every namespace unshared, a root of allow-listed system
  *     folders and /etc entries (no /etc/shadow, no /etc/ssl/private),
  *     synthesized passwd/group, nested user namespaces disabled;
  *   - as uid/gid RZ__SBX_UID with every capability dropped (bounding set
- *     included) when the host runs as root, else as the host's own user;
- *     bwrap itself runs as the caller, so it can reach scratch folders
- *     under private (0700) parents. Outside, the user namespace maps the
- *     step to the caller's uid: what keeps it from the host's files is
- *     that it sees only read-only system folders and its own scratch;
+ *     included) when the host runs as root (through the helper: 65534 on
+ *     the host too), else as the host's own user; bwrap itself runs as
+ *     the caller, so it can reach scratch folders under private (0700)
+ *     parents. Outside, bwrap's user namespace maps the step to the
+ *     caller's uid: what keeps it from the host's files is that it sees
+ *     only read-only system folders and its own scratch;
  *   - a seccomp filter (libseccomp, compiled once) refusing ptrace, the
  *     kernel keyring, mount, bpf, perf, kexec, modules and new user
  *     namespaces with EPERM;
@@ -28,6 +32,7 @@
 #include <sys/types.h>
 
 #include "common/internal.h"
+#include "exec/sandbox_helper.h"
 
 #define RZ__SBX_UID 65534          /* nobody/nogroup */
 #define RZ__SBX_DEFAULT_MEMORY_MB 2048u
@@ -67,6 +72,13 @@ typedef struct rz__sbx {
     int cg_kind[RZ__SBX_CG_MAX]; /* v1: the controller of each */
     size_t n_cg;
     uint32_t memory_mb, pids_max, scratch_mb;
+    bool helper;               /* started by the helper, not bwrap */
+    bool in_cell;              /* helper: cg[] are cell `cell`'s, borrowed */
+    size_t cell;
+    long long oom0, pids0;     /* the cell's counters before the step */
+    uint32_t cpus;
+    char *moddir;              /* helper: the module folder, or NULL */
+    int network;
 } rz__sbx;
 
 /* What the cgroup saw, read by rz__sbx_finish. */
@@ -86,15 +98,24 @@ RZ_HIDDEN const char *rz__sbx_status(void);
 RZ_HIDDEN int rz__sbx_has_cgroup(void);
 
 /* The bwrap command line up to "--" into argv, the descriptors it reads,
- * the step's cgroup. On error nothing is left to release but *s. */
+ * the step's cgroup; or, where the helper runs steps (s->helper), the
+ * cgroup only and argv untouched. On error nothing is left to release
+ * but *s. */
 RZ_HIDDEN int rz__sbx_prepare(rz__sbx *s, rz__argv *argv,
                               const rz__sbx_opts *o);
 /* In the forked child, after stdio is in place: cgroups joined, the
  * descriptors at 3... Async-signal-safe. Returns the first
  * descriptor number past them, or -1 with errno. */
 RZ_HIDDEN int rz__sbx_enter(const rz__sbx *s);
+/* Helper mode: start the step (exe, argv, envp, scratch, outputs and
+ * rlimits from l; the rest from s). *pid is our child, its session leader.
+ * RZ_EEXEC with the reason when it cannot start. */
+RZ_HIDDEN int rz__sbx_spawn(pid_t *pid, rz__sbx *s, rz__sbx_launch *l,
+                            const int stdio[3], int errpipe);
 /* In the parent once the child runs: its copies of the descriptors. */
 RZ_HIDDEN void rz__sbx_started(rz__sbx *s);
+/* The pids of the cells' processes (helper mode), for tests. */
+RZ_HIDDEN size_t rz__sbx_cell_pids(pid_t *out, size_t max);
 /* After the leader was reaped: what the cgroup saw, leftovers killed, the
  * cgroup removed. Safe to call more than once; NULL report fine. */
 RZ_HIDDEN void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r);

@@ -158,6 +158,13 @@ static void step_body(ex *x, cJSON *o, const rz__step *s, bool builder)
         put_num(x, o, "queue_timeout_s", s->queue_timeout_s);
     if (s->on_failure == RZ_ON_FAILURE_CONTINUE)
         put_str(x, o, "on_failure", "continue");
+    if (s->replicas > 1) {
+        cJSON *v = obj(x);
+        put_num(x, v, "replicas", s->replicas);
+        put(x, o, "verify", v);
+    }
+    if (s->join != RZ_JOIN_ALL_SUCCEEDED && !s->is_exit)
+        put_str(x, o, "join", rz__join_name(s->join));
     if (!builder)
         put_ref(x, o, "position", s->position);
     put_extra(x, o, s->extra, builder, false);
@@ -256,16 +263,28 @@ static cJSON *flow_tree(const rz_flow *f, bool builder)
     put_ref(&x, o, "triggers", f->triggers);
     if (f->n_inputs)
         put(&x, o, "inputs", inputs_tree(&x, f));
+    /* The on_exit step is lowered last: it leaves the steps list. */
+    const rz__step *exit_step = f->n_steps && f->steps[f->n_steps - 1].is_exit
+                                    ? &f->steps[f->n_steps - 1] : NULL;
+    size_t n_steps = f->n_steps - (exit_step != NULL);
     if (builder) {
-        put(&x, o, "nodes", list(&x, f->n_steps, f->steps, sizeof *f->steps, one_node));
+        put(&x, o, "nodes", list(&x, n_steps, f->steps, sizeof *f->steps, one_node));
     } else {
         cJSON *steps = obj(&x);
-        for (size_t i = 0; steps && i < f->n_steps; i++)
+        for (size_t i = 0; steps && i < n_steps; i++)
             put(&x, steps, f->steps[i].id ? f->steps[i].id : "", step_tree(&x, &f->steps[i]));
         put(&x, o, "steps", steps);
     }
     if (builder || f->n_conns)
         put(&x, o, "connections", list(&x, f->n_conns, f->conns, sizeof *f->conns, one_conn));
+    if (exit_step)
+        put(&x, o, "on_exit", builder ? node_tree(&x, exit_step) : step_tree(&x, exit_step));
+    if (f->n_outputs) {
+        cJSON *outs = obj(&x);
+        for (size_t i = 0; outs && i < f->n_outputs; i++)
+            put_ref(&x, outs, f->outputs[i].name, f->outputs[i].value);
+        put(&x, o, "outputs", outs);
+    }
     put_extra(&x, o, f->extra, builder, true);
     if (x.failed) {
         cJSON_Delete(o);

@@ -191,10 +191,21 @@ static bool parse_ref(parser *p, rz__ref_kind kind, size_t start, size_t *out)
 {
     rz__expr *e = p->e;
     rz__ref r = {.kind = kind, .offset = (uint32_t)start};
-    if (!expect_dot(p, kind == RZ_REF_STEP ? "steps" : "inputs"))
+    static const char *const heads[] = {
+        [RZ_REF_STEP] = "steps", [RZ_REF_INPUT] = "inputs", [RZ_REF_FLOW] = "flow",
+    };
+    static const char *const what[] = {
+        [RZ_REF_STEP] = "a step id", [RZ_REF_INPUT] = "an input name",
+        [RZ_REF_FLOW] = "'status' or 'failed_steps'",
+    };
+    if (!expect_dot(p, heads[kind]))
         return false;
-    if (!(r.name = segment(p, kind == RZ_REF_STEP ? "a step id" : "an input name")))
+    size_t name_at = p->i;
+    if (!(r.name = segment(p, what[kind])))
         return false;
+    if (kind == RZ_REF_FLOW && strcmp(r.name, "status") != 0 &&
+        strcmp(r.name, "failed_steps") != 0)
+        return fail(p, name_at, "expected flow.status or flow.failed_steps");
     if (kind == RZ_REF_STEP) {
         if (!expect_dot(p, r.name))
             return false;
@@ -408,9 +419,11 @@ static bool parse_primary(parser *p, size_t *out)
             return parse_ref(p, RZ_REF_STEP, start, out);
         if (n == 6 && memcmp(w, "inputs", 6) == 0)
             return parse_ref(p, RZ_REF_INPUT, start, out);
+        if (n == 4 && memcmp(w, "flow", 4) == 0)
+            return parse_ref(p, RZ_REF_FLOW, start, out);
         snprintf(p->msgbuf, sizeof p->msgbuf,
                  "unknown name '%.*s' (expected steps.<id>..., inputs.<name>, "
-                 "true, false, null or a function call)", (int)(n > 40 ? 40 : n), w);
+                 "flow.status, true, false, null or a function call)", (int)(n > 40 ? 40 : n), w);
         return fail(p, start, p->msgbuf);
     }
     if (at(p, "}}") || p->i >= p->n)

@@ -470,6 +470,8 @@ void rz_flow_free(rz_flow *f)
     free(f->conns);
     for (size_t i = 0; i < f->n_inputs; i++)
         cJSON_Delete(f->inputs[i].def);
+    for (size_t i = 0; i < f->n_outputs; i++)
+        cJSON_Delete(f->outputs[i].value);
     cJSON_Delete(f->triggers);
     cJSON_Delete(f->extra);
     rz__map_free(&f->index);
@@ -497,6 +499,11 @@ const char *rz_flow_file(const rz_flow *f)
 rz_format rz_flow_format(const rz_flow *f)
 {
     return f ? f->format : RZ_FORMAT_AUTO;
+}
+
+size_t rz_flow_output_count(const rz_flow *f)
+{
+    return f ? f->n_outputs : 0;
 }
 
 size_t rz_flow_step_count(const rz_flow *f)

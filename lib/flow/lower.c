@@ -443,6 +443,30 @@ static void lower_retry(lower *L, rz__step *s, const cJSON *v)
     }
 }
 
+/* verify: {replicas: k}: run the step on k distinct nodes and keep the
+ * majority's outputs (docs/flow-format.md); 1 is one run. */
+static void lower_verify(lower *L, rz__step *s, const cJSON *v)
+{
+    if (!cJSON_IsObject(v)) {
+        bad(L, RZ_EINVALID, "verify", NULL, "'verify' must be a map "
+            "{replicas: 2..%u}, not %s", RZ__STEP_REPLICAS_MAX, type_name(v));
+        return;
+    }
+    for (const cJSON *c = v->child; c; c = c->next) {
+        const char *k = c->string;
+        if (strcmp(k, "replicas") != 0) {
+            bad(L, RZ_EINVALID, "verify", k, "unknown verify field '%s' "
+                "(replicas)", k);
+        } else if (cJSON_IsNumber(c) && c->valuedouble == floor(c->valuedouble) &&
+                   (c->valuedouble < 1 || c->valuedouble > RZ__STEP_REPLICAS_MAX)) {
+            bad(L, RZ_EINVALID, "verify", k, "'replicas' is out of range: %.0f "
+                "is not between 1 and %u", c->valuedouble, RZ__STEP_REPLICAS_MAX);
+        } else {
+            want_u32(L, c, "verify", k, 1, &s->replicas);
+        }
+    }
+}
+
 static void lower_when(lower *L, rz__step *s, const cJSON *v)
 {
     if (cJSON_IsString(v))
@@ -462,6 +486,26 @@ static void lower_on_failure(lower *L, rz__step *s, const cJSON *v)
         s->on_failure = RZ_ON_FAILURE_CONTINUE;
     else
         bad(L, RZ_EINVALID, "on_failure", NULL, "'on_failure' must be fail or continue");
+}
+
+static const char *const join_names[] = {
+    "all_succeeded", "any_succeeded", "all_done", "none_failed", "one_failed",
+};
+
+const char *rz__join_name(rz__join j)
+{
+    return (size_t)j < RZ_ARRAY_LEN(join_names) ? join_names[j] : NULL;
+}
+
+static void lower_join(lower *L, rz__step *s, const cJSON *v)
+{
+    for (size_t i = 0; cJSON_IsString(v) && i < RZ_ARRAY_LEN(join_names); i++)
+        if (strcmp(v->valuestring, join_names[i]) == 0) {
+            s->join = (rz__join)i;
+            return;
+        }
+    bad(L, RZ_EINVALID, "join", NULL, "'join' must be all_succeeded, any_succeeded, "
+        "all_done, none_failed or one_failed");
 }
 
 /* A known key seen again in the same map: the first one counts. */
@@ -536,6 +580,11 @@ static void field_on_failure(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool i
     lower_on_failure(L, s, c);
 }
 
+static void field_join(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    lower_join(L, s, c);
+}
+
 static void field_position(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
 {
     if (cJSON_IsObject(c))
@@ -561,6 +610,11 @@ static void field_queue_timeout(lower *L, rz__step *s, cJSON *obj, cJSON *c,
     want_u32(L, c, c->string, NULL, 1, &s->queue_timeout_s);
 }
 
+static void field_verify(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    lower_verify(L, s, c);
+}
+
 static void field_when(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
 {
     lower_when(L, s, c);
@@ -584,6 +638,8 @@ static const struct step_field {
     {"timeout_s", field_timeout, true},
     {"queue_timeout_s", field_queue_timeout, true},
     {"on_failure", field_on_failure, true},
+    {"verify", field_verify, true},
+    {"join", field_join, true},
     {"position", field_position, true},
     {"ui", NULL, true},
     {"id", field_id, false},              /* the builder format's node keys */
@@ -624,7 +680,7 @@ bool rz__flux_kept_key(const char *k, bool top)
 
 static const char *const top_keys[] = {
     "flux", "id", "name", "version", "description", "createdAt", "updatedAt",
-    "triggers", "inputs", "nodes", "steps", "connections",
+    "triggers", "inputs", "nodes", "steps", "connections", "on_exit", "outputs",
 };
 
 static bool known_top_key(const char *k)
@@ -1058,6 +1114,54 @@ static void check_triggers(lower *L, const cJSON *v)
     pop(L, m0);
 }
 
+/* The flow's on_exit step: a step map (either syntax's keys) whose id is
+ * `on_exit`; it runs after every other step, so it takes no needs or join. */
+#define EXIT_STEP_ID "on_exit"
+
+static void lower_exit(lower *L, cJSON *c)
+{
+    size_t m = push_key(L, "on_exit");
+    rz__step *s = new_step(L);
+    if (s) {
+        lower_step(L, s, c, EXIT_STEP_ID);
+        s->is_exit = true;
+        if (s->n_needs)
+            bad(L, RZ_EINVALID, "needs", NULL, "the on_exit step runs after every "
+                "other step: it takes no 'needs'");
+        if (s->join != RZ_JOIN_ALL_SUCCEEDED)
+            bad(L, RZ_EINVALID, "join", NULL, "the on_exit step runs after every "
+                "other step whatever their state: it takes no 'join'");
+        s->join = RZ_JOIN_ALL_DONE;
+    }
+    pop(L, m);
+}
+
+/* outputs: name -> value, usually ${{ steps.X.outputs.P }} (checked by the
+ * validator, evaluated when the run ends). */
+static void lower_flow_outputs(lower *L, cJSON *map)
+{
+    rz_flow *f = L->f;
+    if (!cJSON_IsObject(map)) {
+        bad(L, RZ_EINVALID, "outputs", NULL, "'outputs' must be a map of name -> "
+            "value, not %s", type_name(map));
+        return;
+    }
+    f->outputs = alloc(L, child_count(map) * sizeof *f->outputs);
+    if (!f->outputs)
+        return;
+    size_t m0 = push_key(L, "outputs");
+    for (cJSON *c = map->child, *next; c; c = next) {
+        next = c->next;
+        rz__input *o = &f->outputs[f->n_outputs++];
+        size_t m = push_key(L, c->string);
+        o->name = sdup(L, c->string);
+        o->ptr = ptr_here(L);
+        o->value = take(L, map, c);
+        pop(L, m);
+    }
+    pop(L, m0);
+}
+
 /* ---- top level ---- */
 
 static bool top_string(lower *L, cJSON *c, const char *k)
@@ -1094,7 +1198,7 @@ static void flux_top_extra(lower *L)
         } else {
             bad(L, RZ_EINVALID, c->string, NULL, "unknown top-level key '%s' (keys: flux, "
                 "id, name, version, description, createdAt, updatedAt, triggers, inputs, "
-                "steps, connections, ui)", c->string);
+                "steps, connections, on_exit, outputs, ui)", c->string);
         }
     }
     cJSON_Delete(held);
@@ -1131,6 +1235,7 @@ void rz__lower_root(lower *L, cJSON *root, bool streamed_nodes, bool streamed_co
         return;
     }
     cJSON *nodes = NULL, *steps = NULL, *conns = NULL, *inputs = NULL;
+    cJSON *on_exit = NULL, *outputs = NULL;
     for (cJSON *c = root->child, *next; c; c = next) {
         next = c->next;
         const char *k = c->string;
@@ -1152,6 +1257,10 @@ void rz__lower_root(lower *L, cJSON *root, bool streamed_nodes, bool streamed_co
             conns = conns ? conns : c;
         } else if (strcmp(k, "inputs") == 0) {
             inputs = inputs ? inputs : c;
+        } else if (strcmp(k, "on_exit") == 0) {
+            on_exit = on_exit ? on_exit : c;
+        } else if (strcmp(k, "outputs") == 0) {
+            outputs = outputs ? outputs : c;
         } else {
             keep_extra(L, &f->extra, root, c);
         }
@@ -1172,6 +1281,10 @@ void rz__lower_root(lower *L, cJSON *root, bool streamed_nodes, bool streamed_co
         lower_conns(L, conns);
     if (inputs && !cJSON_IsNull(inputs))
         lower_flow_inputs(L, inputs);
+    if (on_exit && !cJSON_IsNull(on_exit))
+        lower_exit(L, on_exit);
+    if (outputs && !cJSON_IsNull(outputs))
+        lower_flow_outputs(L, outputs);
 }
 
 void rz__flow_lower(rz__load *ld, cJSON *root)

@@ -15,6 +15,13 @@
 
 typedef enum rz__backoff { RZ_BACKOFF_FIXED = 0, RZ_BACKOFF_EXPONENTIAL = 1 } rz__backoff;
 typedef enum rz__on_failure { RZ_ON_FAILURE_FAIL = 0, RZ_ON_FAILURE_CONTINUE = 1 } rz__on_failure;
+/* When a step may run once its deps settle (`join:`, Airflow's trigger rules). */
+typedef enum rz__join {
+    RZ_JOIN_ALL_SUCCEEDED = 0, RZ_JOIN_ANY_SUCCEEDED, RZ_JOIN_ALL_DONE,
+    RZ_JOIN_NONE_FAILED, RZ_JOIN_ONE_FAILED
+} rz__join;
+/* "all_succeeded", ... ; NULL out of range. */
+RZ_HIDDEN const char *rz__join_name(rz__join j);
 
 typedef struct rz__cred {
     char *field;          /* the module's credential name, e.g. "api" */
@@ -45,6 +52,10 @@ typedef struct rz__flow_input {
     char *ptr;
 } rz__flow_input;
 
+/* verify.replicas of a step: at most this many runs (the engine's
+ * RZ_ENGINE_REPLICAS_MAX). */
+#define RZ__STEP_REPLICAS_MAX 5u
+
 typedef struct rz__step {
     char *id;
     char *ptr;            /* "/nodes/3" or "/steps/split" */
@@ -65,6 +76,11 @@ typedef struct rz__step {
     uint32_t queue_timeout_s;    /* longest wait for a node; 0 = the
                                     orchestrator's default */
     rz__on_failure on_failure;
+    uint32_t replicas;           /* verify.replicas: runs on distinct nodes
+                                    whose majority is kept; 0/1 = one */
+    rz__join join;
+    bool is_exit;                /* the flow's on_exit step: runs last, after
+                                    every other step (join all_done) */
     cJSON *extra;                /* unknown keys, kept for round trips; or NULL */
 
     /* Filled by rz_flow_validate / rz__flow_link: */
@@ -86,6 +102,8 @@ struct rz_flow {
     rz__flow_input *inputs; size_t n_inputs;
     rz__step *steps; size_t n_steps;
     rz__conn *conns; size_t n_conns;
+    rz__input *outputs; size_t n_outputs;   /* flow outputs: name -> value
+                                               or ${{ }} over steps */
 
     rz__map index;        /* step id -> index (first occurrence wins) */
     bool linked;          /* deps computed */
@@ -109,7 +127,8 @@ RZ_HIDDEN int rz__flow_link(rz_flow *f);
  *
  * GitHub-Actions-shaped. Literals (numbers, 'str' / "str", true, false,
  * null); references steps.<id>.outputs.<port>[.<key>...],
- * steps.<id>.status|error|attempts|duration_ms and inputs.<name>[.<key>...];
+ * steps.<id>.status|error|attempts|duration_ms, inputs.<name>[.<key>...]
+ * and flow.status|failed_steps;
  * indexing a[i], a['k'], a.k; calls length contains startsWith endsWith
  * format join toJSON fromJSON default; operators, lowest first:
  * c ? a : b, ||, &&, == !=, < <= > >=, + -, * / %, unary !. A string value
@@ -125,7 +144,8 @@ RZ_HIDDEN int rz__flow_link(rz_flow *f);
 #define RZ_EXPR_BUDGET (4u * 1024u * 1024u) /* string bytes one evaluation builds */
 typedef struct rz__expr rz__expr;
 
-typedef enum rz__ref_kind { RZ_REF_STEP = 1, RZ_REF_INPUT = 2 } rz__ref_kind;
+/* RZ_REF_FLOW: flow.status / flow.failed_steps, known to the on_exit step. */
+typedef enum rz__ref_kind { RZ_REF_STEP = 1, RZ_REF_INPUT = 2, RZ_REF_FLOW = 3 } rz__ref_kind;
 
 /* What a step reference reads: its outputs, or how it ran. */
 typedef enum rz__ref_field {
@@ -135,7 +155,8 @@ typedef enum rz__ref_field {
 
 typedef struct rz__ref {
     rz__ref_kind kind;
-    const char *name;     /* step id or input name (borrowed from the expr) */
+    const char *name;     /* step id, input name, or the flow field
+                             (borrowed from the expr) */
     const char *port;     /* output port for steps' outputs, else NULL */
     rz__ref_field field;  /* steps: outputs (with a port) or a run field */
     uint32_t offset;      /* byte offset of the reference in the text */

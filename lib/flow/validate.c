@@ -476,6 +476,33 @@ static void sort_sizes(size_t *a, size_t n)
 }
 
 /* Report unknown names and build the predecessor lists. */
+/* Each step's `needs` looked up once into need_idx (RZ_NPOS: unknown, or
+ * the on_exit step, both reported), counted into pred_off. */
+static void resolve_needs(vctx *v, size_t *need_idx)
+{
+    rz_flow *f = v->f;
+    char hint[160], sfx[48];
+    size_t at = 0;
+    for (size_t i = 0; i < f->n_steps; i++) {
+        rz__step *s = &f->steps[i];
+        for (size_t k = 0; k < s->n_needs; k++) {
+            size_t p = need_idx[at++] = step_index(v, s->needs[k]);
+            snprintf(sfx, sizeof sfx, "/needs/%zu", k);
+            if (p != RZ_NPOS && f->steps[p].is_exit) {
+                report(v, RZ_EUPSTREAM, s->ptr, sfx, "step '%s' needs the on_exit "
+                       "step, which runs after every other step", step_name(v, i));
+                need_idx[at - 1] = RZ_NPOS;
+            } else if (p != RZ_NPOS) {
+                v->pred_off[i + 1]++;
+            } else {
+                report(v, RZ_EUNKNOWN, s->ptr, sfx, "step '%s' needs unknown step "
+                       "'%s'%s", step_name(v, i), s->needs[k] ? s->needs[k] : "",
+                       hint_step(v, s->needs[k] ? s->needs[k] : "", hint, sizeof hint));
+            }
+        }
+    }
+}
+
 static void build_graph(vctx *v)
 {
     rz_flow *f = v->f;
@@ -490,22 +517,8 @@ static void build_graph(vctx *v)
     size_t *need_idx = xcalloc(v, n_needs ? n_needs : 1, sizeof *need_idx);
     if (!need_idx)
         return;
+    resolve_needs(v, need_idx);
     char hint[160];
-    for (size_t i = 0; i < n; i++) {
-        rz__step *s = &f->steps[i];
-        for (size_t k = 0; k < s->n_needs; k++) {
-            size_t p = need_idx[at++] = step_index(v, s->needs[k]);
-            if (p != RZ_NPOS) {
-                v->pred_off[i + 1]++;
-                continue;
-            }
-            char sfx[48];
-            snprintf(sfx, sizeof sfx, "/needs/%zu", k);
-            report(v, RZ_EUNKNOWN, s->ptr, sfx, "step '%s' needs unknown step '%s'%s",
-                   step_name(v, i), s->needs[k] ? s->needs[k] : "",
-                   hint_step(v, s->needs[k] ? s->needs[k] : "", hint, sizeof hint));
-        }
-    }
     for (size_t c = 0; c < f->n_conns; c++) {
         rz__conn *cn = &f->conns[c];
         size_t a, b;
@@ -518,6 +531,11 @@ static void build_graph(vctx *v)
             report(v, RZ_EUNKNOWN, cn->ptr, "/target/nodeId", "connection to "
                    "unknown node '%s'%s", cn->dst_node ? cn->dst_node : "",
                    hint_step(v, cn->dst_node ? cn->dst_node : "", hint, sizeof hint));
+        if (a != RZ_NPOS && f->steps[a].is_exit) {
+            report(v, RZ_EUPSTREAM, cn->ptr, "/source/nodeId", "a connection cannot "
+                   "leave the on_exit step: it runs after every other step");
+            a = RZ_NPOS;
+        }
         if (a != RZ_NPOS && b != RZ_NPOS)
             v->pred_off[b + 1]++;
     }
@@ -542,7 +560,7 @@ static void build_graph(vctx *v)
     for (size_t c = 0; c < f->n_conns; c++) {
         size_t a, b;
         conn_ends(v, &f->conns[c], &a, &b);
-        if (a != RZ_NPOS && b != RZ_NPOS)
+        if (a != RZ_NPOS && b != RZ_NPOS && !f->steps[a].is_exit)
             v->pred[v->pred_off[b] + fill[b]++] = a;
     }
     free(fill);
@@ -755,6 +773,15 @@ static void report_not_upstream(vctx *v, size_t i, size_t x, const char *ptr,
 static void check_upstream(vctx *v, size_t i, size_t x, const char *ptr,
                            const char *text, uint32_t off)
 {
+    /* Flow outputs (i: none) are read once every step has settled, and the
+     * on_exit step runs after all the others. */
+    if (i == RZ_NPOS || v->f->steps[i].is_exit)
+        return;
+    if (v->f->steps[x].is_exit) {
+        report_in(v, RZ_EUPSTREAM, ptr, text, off, "step '%s' refers to the "
+                  "on_exit step, which runs after every other step", step_name(v, i));
+        return;
+    }
     if (is_pred(v, i, x))
         return;
     size_t lo = v->pred_off[i], hi = v->pred_off[i + 1];
@@ -770,6 +797,12 @@ static void check_ref(vctx *v, size_t i, const rz__ref *r, const char *ptr,
 {
     char hint[160];
     const char *name = r->name ? r->name : "";
+    if (r->kind == RZ_REF_FLOW) {
+        if (i == RZ_NPOS || !v->f->steps[i].is_exit)
+            report_in(v, RZ_EUPSTREAM, ptr, text, r->offset, "flow.%s is known only "
+                      "in the on_exit step, once every other step has settled", name);
+        return;
+    }
     if (r->kind == RZ_REF_INPUT) {
         if (rz__map_get(&v->flow_inputs, name) == RZ_NPOS)
             report_in(v, RZ_EUNKNOWN, ptr, text, r->offset,
@@ -1275,6 +1308,13 @@ static void alloc_given(vctx *v)
     v->given = xcalloc(v, v->in_base[n], 1);
 }
 
+/* Flow outputs: expressions over the steps and inputs, read at the end. */
+static void check_flow_outputs(vctx *v)
+{
+    for (size_t k = 0; k < v->f->n_outputs && !v->oom; k++)
+        scan_at(v, RZ_NPOS, v->f->outputs[k].value, v->f->outputs[k].ptr, NULL);
+}
+
 static void check_steps(vctx *v)
 {
     for (size_t i = 0; i < v->f->n_steps && !v->oom; i++) {
@@ -1327,6 +1367,8 @@ int rz_flow_validate(rz_flow *flow, const rz_registry *reg, rz_diags *diags)
         check_feeds(&v);
     if (!v.oom)
         check_steps(&v);
+    if (!v.oom)
+        check_flow_outputs(&v);
     if (!v.oom)
         find_cycles(&v);
     if (!v.oom)

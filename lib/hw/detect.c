@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hwloc.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,129 @@ static int detect_topology(rz_caps *c)
     if (rc == RZ_OK)
         rc = rz__set_str(&c->cpu_model, model);
     hwloc_topology_destroy(t);
+    return rc;
+}
+
+/* ---- Topology without hwloc (rz_hw_opts.light_topology) ---- */
+
+#define LIGHT_MAX_CPUS 1024      /* more: hwloc, which handles them better */
+
+/* Processors outside the affinity mask are left out, as hwloc leaves out
+ * what the cgroup's cpuset disallows. */
+typedef struct cpuinfo_scan {
+    cpu_set_t allowed;
+    uint32_t threads, n_pairs;
+    bool in;                     /* the processor being read is allowed */
+    long pkg, core;              /* of the processor being read; -1 none */
+    long pairs[LIGHT_MAX_CPUS][2];
+    char vendor[64], model[160];
+} cpuinfo_scan;
+
+static void add_pair(cpuinfo_scan *s)
+{
+    for (uint32_t i = 0; i < s->n_pairs; i++)
+        if (s->pairs[i][0] == s->pkg && s->pairs[i][1] == s->core)
+            return;
+    s->pairs[s->n_pairs][0] = s->pkg;
+    s->pairs[s->n_pairs][1] = s->core;
+    s->n_pairs++;
+}
+
+/* The text after "name<tabs>: " on a cpuinfo line, or NULL. */
+static const char *field(const char *line, const char *name)
+{
+    size_t n = strlen(name);
+    if (strncmp(line, name, n) != 0)
+        return NULL;
+    line += n + strspn(line + n, " \t");
+    return *line == ':' ? line + 1 + strspn(line + 1, " ") : NULL;
+}
+
+static bool scan_cpuinfo(cpuinfo_scan *s)
+{
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return false;
+    char line[512];
+    const char *v;
+    bool ok = true;
+    s->pkg = s->core = -1;
+    if (sched_getaffinity(0, sizeof s->allowed, &s->allowed) != 0) {
+        fclose(f);
+        return false;
+    }
+    while (ok && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if ((v = field(line, "processor"))) {
+            long cpu = strtol(v, NULL, 10);
+            s->in = cpu >= 0 && cpu < CPU_SETSIZE && CPU_ISSET(cpu, &s->allowed);
+            s->threads += s->in;
+            s->pkg = s->core = -1;
+        } else if ((v = field(line, "physical id"))) {
+            s->pkg = strtol(v, NULL, 10);
+        } else if ((v = field(line, "core id"))) {
+            s->core = strtol(v, NULL, 10);
+        } else if ((v = field(line, "vendor_id")) && !s->vendor[0]) {
+            snprintf(s->vendor, sizeof s->vendor, "%s", v);
+        } else if ((v = field(line, "model name")) && !s->model[0]) {
+            snprintf(s->model, sizeof s->model, "%s", v);
+        }
+        if (s->in && s->pkg >= 0 && s->core >= 0) {
+            ok = s->n_pairs < LIGHT_MAX_CPUS;
+            if (ok)
+                add_pair(s);
+            s->pkg = s->core = -1;
+        }
+    }
+    fclose(f);
+    return ok && s->threads > 0 && s->n_pairs > 0;
+}
+
+static uint32_t count_prefixed(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    uint32_t n = 0;
+    size_t len = strlen(prefix);
+    const struct dirent *e;
+    while ((e = readdir(d)))
+        n += strncmp(e->d_name, prefix, len) == 0 &&
+             e->d_name[len] >= '0' && e->d_name[len] <= '9';
+    closedir(d);
+    return n;
+}
+
+/* 1 done, 0 not possible here (the caller asks hwloc), <0 error. */
+static int light_topology(rz_caps *c)
+{
+    cpuinfo_scan *s = rz__calloc(1, sizeof *s);
+    if (!s)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    int rc = 0;
+    if (scan_cpuinfo(s)) {
+        rz_caps_info *i = &c->info;
+        long pkgs[LIGHT_MAX_CPUS];
+        uint32_t np = 0;
+        for (uint32_t k = 0; k < s->n_pairs; k++) {
+            uint32_t j = 0;
+            while (j < np && pkgs[j] != s->pairs[k][0])
+                j++;
+            if (j == np)
+                pkgs[np++] = s->pairs[k][0];
+        }
+        i->packages = np;
+        i->cores = s->n_pairs;
+        i->threads = s->threads;
+        i->numa_nodes = count_prefixed("/sys/devices/system/node", "node");
+        if (i->numa_nodes == 0)
+            i->numa_nodes = 1;
+        rc = rz__set_str(&c->cpu_vendor, s->vendor);
+        if (rc == RZ_OK)
+            rc = rz__set_str(&c->cpu_model, s->model);
+        rc = rc == RZ_OK ? 1 : rc;
+    }
+    free(s);
     return rc;
 }
 
@@ -246,7 +370,10 @@ static int detect_all(rz_caps *c, const rz_hw_opts *o)
 {
     const char *sysfs = o->sysfs_root ? o->sysfs_root : "/sys";
     int rc = detect_identity(c);
-    if (rc == RZ_OK) rc = detect_topology(c);
+    if (rc == RZ_OK && o->version >= 2 && o->light_topology)
+        rc = light_topology(c);
+    if (rc == 0) rc = detect_topology(c);
+    else if (rc == 1) rc = RZ_OK;
     if (rc == RZ_OK) rc = rz__hw_cpu_features(c);
     detect_memory(c);
     if (rc == RZ_OK) rc = detect_storage(c, o->data_dir ? o->data_dir : ".", sysfs);
@@ -266,8 +393,8 @@ int rz_hw_detect(rz_caps **out, const rz_hw_opts *opts)
 {
     rz_hw_opts defaults = RZ_HW_OPTS_INIT;
     *out = NULL;
-    if (opts && opts->version != RZ_HW_OPTS_VERSION)
-        return rz__error(RZ_EINVAL, "rz_hw_opts.version %d is not %d",
+    if (opts && (opts->version < 1 || opts->version > RZ_HW_OPTS_VERSION))
+        return rz__error(RZ_EINVAL, "rz_hw_opts.version %d is not 1 to %d",
                          opts->version, RZ_HW_OPTS_VERSION);
     rz_caps *c;
     int rc = rz__caps_new(&c);

@@ -11,7 +11,8 @@
  * table: LMDB then finds most next keys on the leaf page the cursor is on
  * instead of walking down from the root. Until then the batch reads its
  * own transfers from a map (tget), and the hold of a job from a job ->
- * newest hold map. The expiry index is written at once (a tick reads it). */
+ * newest hold map. The expiry and open indexes are written at once, in
+ * chain order (a transfer opened and resolved in one batch leaves none). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -562,6 +563,9 @@ static int flush_one(ctx *c, const staged *s)
             t->code == RZ_LEDGER_CODE_HOLD)
             rc = holdmap_put(&c->holds, t->job, t->id);
     }
+    /* A new pending transfer opens; a staged old one was just resolved. */
+    if (rc == RZ_OK && (!s->is_new || t->state == RZ_LEDGER_OPEN))
+        rc = rz__ledger_open_index(c->txn, c->d, t, s->is_new);
     if (rc != RZ_OK || !t->timeout)
         return rc;
     MDB_val key = { (size_t)expiry_key(t, k), k }, val = { 0, "" };

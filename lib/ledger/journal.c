@@ -339,3 +339,19 @@ int rz__journal_scan(rz__journal *j, rz__journal_fn fn, void *ctx,
         rz_error_clear();   /* the records that ended the scan are no error */
     return rc;
 }
+
+bool rz__journal_settled(rz__journal *j, uint64_t applied)
+{
+    rz_ledger_op *ops = rz__malloc(sizeof *ops * RZ_LEDGER_BATCH_MAX);
+    bool settled = false, valid = false;
+    rz__ledger_jhdr m, h;
+    size_t used;
+    if (ops && reserve(j, rz__ledger_record_size(RZ_LEDGER_BATCH_MAX)) == RZ_OK &&
+        record_at(j, 0, &m, ops, &used, &valid) == RZ_OK && valid &&
+        !m.n_ops && m.seq == applied && m.size <= j->found &&
+        record_at(j, used, &h, ops, &used, &valid) == RZ_OK && valid)
+        settled = h.seq <= applied;
+    free(ops);
+    rz_error_clear();
+    return settled;
+}

@@ -311,7 +311,72 @@ static int open_dbs(rz_ledger *l, MDB_txn *txn)
         if (mrc)
             return rz__ledger_db_error(mrc, "open table");
     }
+    /* Older directories have no open index until a writer builds it. */
+    int mrc = mdb_dbi_open(txn, "open", flags | MDB_DUPSORT | MDB_DUPFIXED,
+                           &l->dbs.open);
+    if (mrc == MDB_NOTFOUND && l->read_only) {
+        l->dbs.open = 0;
+        return RZ_OK;
+    }
+    return mrc ? rz__ledger_db_error(mrc, "open table") : RZ_OK;
+}
+
+int rz__ledger_open_index(MDB_txn *txn, const rz__ledger_dbs *d,
+                          const rz_ledger_transfer *t, bool open)
+{
+    rz_ledger_id side[2] = { t->debit, t->credit };
+    uint8_t id[16];
+    rz__ledger_id_key(t->id, id);
+    for (size_t i = 0; i < 2; i++) {
+        uint8_t k[20];
+        rz__ledger_open_key(side[i], t->code, k);
+        MDB_val key = { sizeof k, k }, val = { sizeof id, id };
+        int mrc = open ? mdb_put(txn, d->open, &key, &val, MDB_NODUPDATA)
+                       : mdb_del(txn, d->open, &key, &val);
+        if (mrc == MDB_KEYEXIST || mrc == MDB_NOTFOUND)
+            return rz__error(RZ_EDB, "open-transfer index: entry %s",
+                             open ? "already there" : "missing");
+        if (mrc)
+            return rz__ledger_db_error(mrc, "open-transfer index");
+    }
     return RZ_OK;
+}
+
+static const char OPEN_INDEX_KEY[] = "open_index";
+
+/* A directory from before the open index gets it from its transfers, in
+ * the transaction that records that it has it: a crash leaves both or
+ * neither. */
+static int open_index_build(rz_ledger *l, MDB_txn *txn)
+{
+    MDB_val mk = { sizeof OPEN_INDEX_KEY - 1, (void *)OPEN_INDEX_KEY }, mv;
+    int mrc = mdb_get(txn, l->dbs.meta, &mk, &mv);
+    if (mrc != MDB_NOTFOUND)
+        return mrc ? rz__ledger_db_error(mrc, "read meta") : RZ_OK;
+    mrc = mdb_drop(txn, l->dbs.open, 0);
+    MDB_cursor *cur;
+    if (!mrc)
+        mrc = mdb_cursor_open(txn, l->dbs.transfers, &cur);
+    if (mrc)
+        return rz__ledger_db_error(mrc, "build the open-transfer index");
+    int rc = RZ_OK;
+    MDB_val key, val;
+    for (mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); mrc == 0 && !rc;
+         mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        rz_ledger_transfer t;
+        rc = rz__ledger_transfer_decode(val.mv_data, val.mv_size, &t);
+        if (rc == RZ_OK && t.state == RZ_LEDGER_OPEN)
+            rc = rz__ledger_open_index(txn, &l->dbs, &t, true);
+    }
+    mdb_cursor_close(cur);
+    if (rc == RZ_OK && mrc && mrc != MDB_NOTFOUND)
+        rc = rz__ledger_db_error(mrc, "build the open-transfer index");
+    if (rc != RZ_OK)
+        return rc;
+    uint8_t one = 1;
+    mv = (MDB_val){ 1, &one };
+    mrc = mdb_put(txn, l->dbs.meta, &mk, &mv, 0);
+    return mrc ? rz__ledger_db_error(mrc, "write meta") : RZ_OK;
 }
 
 /* Accounts and transfers written before checksums get one, in place; a
@@ -396,6 +461,8 @@ static int setup(rz_ledger *l)
         rc = migrate_table(txn, l->dbs.transfers, "transfer");
     if (rc == RZ_OK && !l->read_only)
         rc = init_accounts(l, txn);
+    if (rc == RZ_OK && !l->read_only)
+        rc = open_index_build(l, txn);
     if (rc != RZ_OK) {
         mdb_txn_abort(txn);
         return rc;
@@ -650,9 +717,13 @@ static int check_reader(rz_ledger *l)
     }
     uint64_t lmdb_applied = l->meta.applied;
     rz__journal_scan_info info;
-    if (rc == RZ_OK)
+    /* A journal settled since the last checkpoint (the usual state of a
+     * stopped server) needs no scan; a writer's open always scans. */
+    bool settled = rc == RZ_OK && l->format &&
+                   rz__journal_settled(&l->journal, lmdb_applied);
+    if (rc == RZ_OK && !settled)
         rc = rz__journal_scan(&l->journal, replay_one, l, &info);
-    if (rc == RZ_OK)
+    if (rc == RZ_OK && !settled)
         rc = journal_check(l, lmdb_applied, &info);
     l->meta.applied = lmdb_applied;
     rz__journal_close(&l->journal);
@@ -957,6 +1028,40 @@ int rz_ledger_history(const rz_ledger *l, rz_ledger_id account, uint64_t before_
     }
     if (rc == RZ_OK && mrc && mrc != MDB_NOTFOUND)
         rc = rz__ledger_db_error(mrc, "history");
+    mdb_cursor_close(cur);
+    rz__ledger_read_end(l, txn);
+    return rc;
+}
+
+int rz_ledger_open_count(const rz_ledger *l, rz_ledger_id account,
+                         uint32_t code, uint64_t *n)
+{
+    if (!l || !n)
+        return rz__error(RZ_EINVAL, "no ledger or output");
+    *n = 0;
+    if (!l->dbs.open)
+        return rz__error(RZ_EUNSUPPORTED, "%s has no open-transfer index yet "
+                         "(a writer's open builds it)", l->dir);
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = rz__ledger_read_begin(l, &txn);
+    if (rc != RZ_OK)
+        return rc;
+    int mrc = mdb_cursor_open(txn, l->dbs.open, &cur);
+    if (mrc) {
+        rz__ledger_read_end(l, txn);
+        return rz__ledger_db_error(mrc, "cursor");
+    }
+    uint8_t k[20];
+    rz__ledger_open_key(account, code, k);
+    MDB_val key = { sizeof k, k }, val;
+    mrc = mdb_cursor_get(cur, &key, &val, MDB_SET);
+    size_t count = 0;
+    if (!mrc)
+        mrc = mdb_cursor_count(cur, &count);
+    if (mrc && mrc != MDB_NOTFOUND)
+        rc = rz__ledger_db_error(mrc, "open-transfer index");
+    *n = count;
     mdb_cursor_close(cur);
     rz__ledger_read_end(l, txn);
     return rc;

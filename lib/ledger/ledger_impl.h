@@ -191,10 +191,39 @@ typedef int (*rz__journal_fn)(void *ctx, const rz__ledger_jhdr *h,
 RZ_HIDDEN int rz__journal_scan(rz__journal *j, rz__journal_fn fn, void *ctx,
                                rz__journal_scan_info *info);
 
+/* Whether a reader may skip the scan, proven from two records: the
+ * marker at offset 0 names the last batch LMDB holds (`applied`), the file
+ * is as long as the marker says, and right after it lies a valid record of
+ * an earlier round (seq <= applied). A round's first append goes there and
+ * each append is durable before the next starts, so no batch was
+ * journaled since LMDB took them all, and a damaged record with
+ * acknowledged ones after it cannot be. Anything else: false (scan). */
+RZ_HIDDEN bool rz__journal_settled(rz__journal *j, uint64_t applied);
+
 /* The LMDB side. */
+/* open: the open pending transfers of each account, by code: key account
+ * (16) + code (4, big-endian), one sorted duplicate per transfer id (16),
+ * so that a count is one B-tree lookup. Written with the transfer's state
+ * in the same transaction; 0 in a reader of a directory no writer of this
+ * version has opened yet (it is built at a writer's open). */
 typedef struct rz__ledger_dbs {
-    MDB_dbi accounts, transfers, history, jobs, expiry, meta;
+    MDB_dbi accounts, transfers, history, jobs, expiry, meta, open;
 } rz__ledger_dbs;
+
+static inline void rz__ledger_open_key(rz_ledger_id account, uint32_t code,
+                                       uint8_t k[20])
+{
+    rz__ledger_id_key(account, k);
+    k[16] = (uint8_t)(code >> 24);
+    k[17] = (uint8_t)(code >> 16);
+    k[18] = (uint8_t)(code >> 8);
+    k[19] = (uint8_t)code;
+}
+
+/* Add (open) or remove the index entries of pending transfer t, under its
+ * debit and its credit account. */
+RZ_HIDDEN int rz__ledger_open_index(MDB_txn *txn, const rz__ledger_dbs *d,
+                                    const rz_ledger_transfer *t, bool open);
 
 /* Counters kept in the meta table. */
 typedef struct rz__ledger_meta {

@@ -432,6 +432,50 @@ static int check_expiry(vctx *v)
     return rc;
 }
 
+/* Every entry of the open index names an open pending transfer of its
+ * code under its debit or credit account; two per open transfer. */
+static int check_open(vctx *v)
+{
+    if (!v->d->open)   /* a reader of a directory not yet migrated */
+        return RZ_OK;
+    MDB_cursor *cur;
+    int mrc = mdb_cursor_open(v->txn, v->d->open, &cur);
+    if (mrc)
+        return rz__ledger_db_error(mrc, "cursor");
+    uint64_t n = 0;
+    int rc = RZ_OK;
+    MDB_val key, val;
+    char h[33];
+    for (mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); mrc == 0 && !rc;
+         mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        rz_ledger_transfer t;
+        n++;
+        if (key.mv_size != 20 || val.mv_size != 16) {
+            rc = breach("malformed open-transfer index entry");
+            break;
+        }
+        const uint8_t *k = key.mv_data;
+        rz_ledger_id owner = rz__ledger_key_id(k);
+        uint32_t code = (uint32_t)k[16] << 24 | (uint32_t)k[17] << 16 |
+                        (uint32_t)k[18] << 8 | k[19];
+        rz_ledger_id id = rz__ledger_key_id(val.mv_data);
+        rc = rz__ledger_get_transfer(v->txn, v->d, id, &t);
+        if (rc == RZ_ENOENT ||
+            (rc == RZ_OK && (t.state != RZ_LEDGER_OPEN || t.code != code ||
+                             (!rz_ledger_id_equal(owner, t.debit) &&
+                              !rz_ledger_id_equal(owner, t.credit)))))
+            rc = breach("open-transfer index lists %s, not an open pending "
+                        "transfer of that code and account", HEX(id, h));
+    }
+    mdb_cursor_close(cur);
+    if (!rc && mrc && mrc != MDB_NOTFOUND)
+        rc = rz__ledger_db_error(mrc, "open-transfer index");
+    if (!rc && n != 2 * v->open)
+        rc = breach("open-transfer index has %" PRIu64 " entries for %" PRIu64
+                    " open pending transfers (two each)", n, v->open);
+    return rc;
+}
+
 static int check_counters(vctx *v)
 {
     if (v->transfers != v->meta.transfers)
@@ -470,6 +514,8 @@ int rz_ledger_verify(const rz_ledger *l)
         rc = check_index(&v, v.d->jobs, "job", v.with_job);
     if (!rc)
         rc = check_expiry(&v);
+    if (!rc)
+        rc = check_open(&v);
     rz__ledger_read_end(l, v.txn);
     rz__lmdb_shed(l->map, l->map_len);   /* it read every page */
     free(v.acc);
@@ -541,6 +587,12 @@ static int sample_counts(vctx *v)
     if (h.ms_entries != 2 * v->meta.transfers)
         return breach("history index has %zu entries for %" PRIu64
                       " transfers", h.ms_entries, v->meta.transfers);
+    if (v->d->open && (mrc = mdb_stat(v->txn, v->d->open, &h)) != 0)
+        return rz__ledger_db_error(mrc, "stat");
+    if (v->d->open && h.ms_entries != 2 * v->meta.open_pending)
+        return breach("open-transfer index has %zu entries for %" PRIu64
+                      " open pending transfers", h.ms_entries,
+                      v->meta.open_pending);
     return RZ_OK;
 }
 

@@ -5,6 +5,7 @@
  * them all in one go. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,9 @@
 
 #include "module/module_impl.h"
 #include "rhizos/schema.h"
+
+/* requirements.scratch_mb: a runner bounds it further (its maximum). */
+#define MAX_SCRATCH_MB (1u << 20)
 
 typedef struct mctx {
     const char *file;      /* path of module.json, for diagnostics */
@@ -374,6 +378,12 @@ static void load_requirements(mctx *c, const cJSON *root, rz_module *m)
     double mem = get_num(c, req, "memory_mb", "/requirements", 0);
     m->memory_mb = mem > UINT32_MAX ? UINT32_MAX : (uint32_t)mem;
     get_num(c, req, "storage_gb", "/requirements", 0);
+    double scratch = get_num(c, req, "scratch_mb", "/requirements", 0);
+    if (scratch > MAX_SCRATCH_MB || scratch != (double)(uint32_t)scratch)
+        bad(c, "/requirements/scratch_mb", "'scratch_mb' must be a whole "
+            "number of MiB, at most %u", MAX_SCRATCH_MB);
+    else
+        m->scratch_mb = (uint32_t)scratch;
     check_gpu(c, req);
 }
 
@@ -640,6 +650,20 @@ const rz__port *rz__module_input(const rz_module *m, const char *name)
 const rz__port *rz__module_output(const rz_module *m, const char *name)
 {
     return m && name ? find_port(m->outputs, m->n_outputs, name) : NULL;
+}
+
+bool rz__port_type_ok(const char *t, const cJSON *x)
+{
+    if (!t || strcmp(t, "any") == 0) return true;
+    if (strcmp(t, "string") == 0) return cJSON_IsString(x);
+    if (strcmp(t, "number") == 0) return cJSON_IsNumber(x);
+    if (strcmp(t, "integer") == 0)
+        return cJSON_IsNumber(x) && isfinite(x->valuedouble) &&
+               x->valuedouble == floor(x->valuedouble);
+    if (strcmp(t, "boolean") == 0) return cJSON_IsBool(x);
+    if (strcmp(t, "object") == 0) return cJSON_IsObject(x);
+    if (strcmp(t, "array") == 0) return cJSON_IsArray(x);
+    return true;
 }
 
 const char *rz_module_id(const rz_module *m) { return m ? m->id : NULL; }

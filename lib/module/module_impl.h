@@ -49,6 +49,7 @@ struct rz_module {
     bool read_only;
     uint32_t timeout_s;         /* exec.timeout_s default, 0 none */
     uint32_t memory_mb;         /* requirements.memory_mb, 0 unknown */
+    uint32_t scratch_mb;        /* requirements.scratch_mb, 0 the default */
     /* Where it came from: the module.json path, or the URL of a manifest
      * served by an HTTP index (then `dir` is NULL). */
     char *origin;
@@ -62,6 +63,9 @@ struct rz_module {
 /* Port lookup by name; NULL if the module has none. */
 RZ_HIDDEN const rz__port *rz__module_input(const rz_module *m, const char *name);
 RZ_HIDDEN const rz__port *rz__module_output(const rz_module *m, const char *name);
+/* Whether `v` is of port type `type` ("integer": a whole number; "any",
+ * NULL or an unknown type: anything). */
+RZ_HIDDEN bool rz__port_type_ok(const char *type, const cJSON *v);
 
 /* ---- Versions (semver.c) ----
  * A version is strictly MAJOR.MINOR.PATCH (decimal, no leading zeros). A spec

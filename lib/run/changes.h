@@ -21,5 +21,8 @@ RZ_HIDDEN struct cJSON *rz__run_step_json(const rz_run *run, size_t step);
 /* The run as rz_run_to_json writes it, as a tree to delete (NULL: out of
  * memory): a caller that adds to it need not print and parse it again. */
 RZ_HIDDEN struct cJSON *rz__run_json(const rz_run *run);
+/* The same without "steps" (every other member, in the same order): for a
+ * caller that writes the steps one at a time. */
+RZ_HIDDEN struct cJSON *rz__run_json_summary(const rz_run *run);
 
 #endif

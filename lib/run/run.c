@@ -6,6 +6,8 @@
  * - A step with a dep that was skipped, or that failed with on_failure: fail,
  *   is skipped at once, and so on down the graph. A dep that failed with
  *   on_failure: continue counts as done; its outputs are simply absent.
+ *   A step with another `join:` counts its deps' outcomes instead and is
+ *   decided once all have settled (none_failed: at the first failure).
  * - Independent branches keep running after a failure; the run ends when
  *   every step has settled: CANCELLED if cancelled, else FAILED if a step
  *   failed with on_failure: fail, else SUCCEEDED.
@@ -48,6 +50,10 @@ typedef struct step_rt {
     uint64_t ended_ms;     /* last attempt's end (success or failure) */
     cJSON *field;          /* last steps.X.<field> value handed to an
                               expression (resolved values are borrowed) */
+    uint32_t n_ok;         /* join: settled deps that succeeded */
+    uint32_t n_failed;     /* join: settled deps that failed, or were
+                              skipped because a failure upstream */
+    bool upstream_failed;  /* SKIPPED because a failure upstream */
 } step_rt;
 
 struct rz_run {
@@ -73,6 +79,10 @@ struct rz_run {
     size_t settled;
     bool cancelled;
     bool fatal;                 /* a step failed with on_failure: fail */
+    cJSON *flow_field;          /* last flow.<field> handed to an expression */
+    cJSON *outputs;             /* the flow's declared outputs, evaluated when
+                                   the last step settles; NULL until then */
+    char *outputs_error;        /* why they could not be, or NULL */
 };
 
 static const char *const step_names[] = {
@@ -131,9 +141,42 @@ static const cJSON *run_field(const rz_run *r, size_t i, rz__ref_field f)
     return s->field;
 }
 
+/* The run's status as the on_exit step sees it (the other steps have all
+ * settled): what it would end with if on_exit succeeded. */
+static const char *flow_status(const rz_run *r)
+{
+    return r->cancelled ? "cancelled" : r->fatal ? "failed" : "succeeded";
+}
+
+/* Ids of the steps that failed (on_failure: continue ones too), in flow
+ * order; the on_exit step is not among them. */
+static cJSON *failed_steps(const rz_run *r)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; a && i < r->n; i++)
+        if (r->st[i].state == RZ_STEP_FAILED && !step_of(r, i)->is_exit &&
+            !cJSON_AddItemToArray(a, cJSON_CreateString(step_of(r, i)->id))) {
+            cJSON_Delete(a);
+            return NULL;
+        }
+    return a;
+}
+
+/* flow.status, flow.failed_steps; lives in the run's slot like run_field. */
+static const cJSON *flow_ref(const rz_run *r, const char *name)
+{
+    rz_run *w = (rz_run *)r;   /* a cache only: what the run is stays put */
+    cJSON_Delete(w->flow_field);
+    w->flow_field = strcmp(name, "status") == 0 ? cJSON_CreateString(flow_status(r))
+                                                : failed_steps(r);
+    return w->flow_field;
+}
+
 static const cJSON *resolve_ref(const rz__ref *ref, void *ud)
 {
     const rz_run *r = ud;
+    if (ref->kind == RZ_REF_FLOW)
+        return flow_ref(r, ref->name);
     if (ref->kind == RZ_REF_INPUT)
         return cJSON_GetObjectItemCaseSensitive(r->inputs, ref->name);
     if (ref->kind != RZ_REF_STEP)
@@ -306,6 +349,105 @@ static bool activate(rz_run *r, size_t i)
     return true;
 }
 
+/* Dep `u` of a step counts as failed for a join: it failed, or was skipped
+ * because something above it failed (Airflow's upstream_failed). */
+static bool failed_for_join(const rz_run *r, size_t u)
+{
+    return r->st[u].state == RZ_STEP_FAILED ||
+           (r->st[u].state == RZ_STEP_SKIPPED && r->st[u].upstream_failed);
+}
+
+/* Settle `d` as skipped (or cancelled, after a cancelled `u`) with `why`. */
+static void skip_step(rz_run *r, size_t d, size_t u, char *why)
+{
+    step_rt *ds = &r->st[d];
+    bool cancel = u != RZ_NPOS && r->st[u].state == RZ_STEP_CANCELLED;
+    set_state(r, d, cancel ? RZ_STEP_CANCELLED : RZ_STEP_SKIPPED);
+    ds->upstream_failed = !cancel && u != RZ_NPOS && failed_for_join(r, u);
+    set_error(ds, why);
+}
+
+/* Whether a step with `join` whose deps have all settled may run. */
+static bool join_met(const rz_run *r, size_t d)
+{
+    const step_rt *ds = &r->st[d];
+    switch (step_of(r, d)->join) {
+    case RZ_JOIN_ANY_SUCCEEDED: return ds->n_ok > 0;
+    case RZ_JOIN_ONE_FAILED: return ds->n_failed > 0;
+    case RZ_JOIN_NONE_FAILED: return ds->n_failed == 0;
+    default: return true;   /* all_done */
+    }
+}
+
+static char *join_unmet_reason(const rz_run *r, size_t d)
+{
+    rz__join j = step_of(r, d)->join;
+    const char *why = j == RZ_JOIN_ANY_SUCCEEDED ? "none of its needs succeeded"
+                    : j == RZ_JOIN_ONE_FAILED ? "none of its needs failed"
+                    : "a need failed";
+    return rz__asprintf("join %s not met: %s", rz__join_name(j), why);
+}
+
+/* Dep `u` of `d` (join other than all_succeeded) settled. Returns true if
+ * `d` settled in turn. A cancelled dep cancels `d` (the run is being
+ * cancelled); none_failed gives up at the first failure; the others wait
+ * for every dep, then run or are skipped with the rule that was not met. */
+static bool join_dep_settled(rz_run *r, size_t d, size_t u)
+{
+    step_rt *ds = &r->st[d];
+    const char *uid = step_of(r, u)->id;
+    if (r->st[u].state == RZ_STEP_SUCCEEDED)
+        ds->n_ok++;
+    if (failed_for_join(r, u))
+        ds->n_failed++;
+    if (r->st[u].state == RZ_STEP_CANCELLED) {
+        skip_step(r, d, u, rz__asprintf("upstream step '%s' was cancelled", uid));
+        return true;
+    }
+    if (step_of(r, d)->join == RZ_JOIN_NONE_FAILED && ds->n_failed) {
+        skip_step(r, d, u, rz__asprintf("join none_failed not met: upstream step "
+                                        "'%s' failed", uid));
+        return true;
+    }
+    if (--ds->waiting)
+        return false;
+    if (join_met(r, d))
+        return activate(r, d);
+    skip_step(r, d, RZ_NPOS, join_unmet_reason(r, d));
+    ds->upstream_failed = ds->n_failed > 0;   /* any_succeeded after failures */
+    return true;
+}
+
+/* The flow's declared outputs, once every step has settled (so the run's
+ * JSON and a replay agree). One that cannot be evaluated fails the run:
+ * an output the flow promised is missing. */
+static void finish_outputs(rz_run *r)
+{
+    const rz_flow *f = r->flow;
+    if (!f->n_outputs || r->outputs || r->outputs_error)
+        return;
+    cJSON *o = cJSON_CreateObject();
+    for (size_t k = 0; o && k < f->n_outputs; k++) {
+        cJSON *v = NULL;
+        int rc = eval_value(r, f->outputs[k].value, &v);
+        if (rc != RZ_OK) {
+            r->outputs_error = rz__asprintf("flow output '%s': %s", f->outputs[k].name,
+                                            rz_error_last()->message);
+            r->fatal = r->fatal || !r->cancelled;
+            break;
+        }
+        if (!cJSON_AddItemToObject(o, f->outputs[k].name, v)) {
+            cJSON_Delete(v);
+            r->outputs_error = rz__strdup("out of memory evaluating the flow's outputs");
+            break;
+        }
+    }
+    if (r->outputs_error)
+        cJSON_Delete(o);
+    else
+        r->outputs = o;
+}
+
 /* `i` just reached a final state: count it and let its dependants move,
  * iteratively, as far as the news travels. */
 static void settle(rz_run *r, size_t i)
@@ -321,16 +463,19 @@ static void settle(rz_run *r, size_t i)
             step_rt *ds = &r->st[d];
             if (ds->state != RZ_STEP_PENDING)
                 continue;
-            if (blocked) {
-                set_state(r, d, r->st[u].state == RZ_STEP_CANCELLED
-                                    ? RZ_STEP_CANCELLED : RZ_STEP_SKIPPED);
-                set_error(ds, block_reason(r, u));
+            if (step_of(r, d)->join != RZ_JOIN_ALL_SUCCEEDED) {
+                if (join_dep_settled(r, d, u))
+                    r->stack[sp++] = d;
+            } else if (blocked) {
+                skip_step(r, d, u, block_reason(r, u));
                 r->stack[sp++] = d;
             } else if (--ds->waiting == 0 && activate(r, d)) {
                 r->stack[sp++] = d;
             }
         }
     }
+    if (r->settled == r->n)
+        finish_outputs(r);
 }
 
 static uint64_t add_sat(uint64_t a, uint64_t b)
@@ -595,6 +740,9 @@ void rz_run_free(rz_run *run)
     }
     free(run->st);
     free(run->id);
+    cJSON_Delete(run->flow_field);
+    cJSON_Delete(run->outputs);
+    free(run->outputs_error);
     cJSON_Delete(run->inputs);
     free(run->succ_off);
     free(run->succ);
@@ -712,16 +860,7 @@ int rz_run_start(rz_run *run, size_t step, uint64_t now_ms)
 
 static bool has_type(const cJSON *x, const char *t)
 {
-    if (!t || strcmp(t, "any") == 0) return true;
-    if (strcmp(t, "string") == 0) return cJSON_IsString(x);
-    if (strcmp(t, "number") == 0) return cJSON_IsNumber(x);
-    if (strcmp(t, "integer") == 0)
-        return cJSON_IsNumber(x) && isfinite(x->valuedouble) &&
-               x->valuedouble == floor(x->valuedouble);
-    if (strcmp(t, "boolean") == 0) return cJSON_IsBool(x);
-    if (strcmp(t, "object") == 0) return cJSON_IsObject(x);
-    if (strcmp(t, "array") == 0) return cJSON_IsArray(x);
-    return true;
+    return rz__port_type_ok(t, x);
 }
 
 static const char *type_of(const cJSON *x)
@@ -882,6 +1021,8 @@ int rz_run_cancel(rz_run *run, uint64_t now_ms)
             run->settled++;
         }
     }
+    if (run->settled == run->n)
+        finish_outputs(run);
     return RZ_OK;
 }
 
@@ -1047,6 +1188,22 @@ static int check_required(const rz_run *r, size_t step, const cJSON *inputs)
     return RZ_OK;
 }
 
+int rz_run_step_inputs(const rz_run *run, size_t step, char **out)
+{
+    *out = NULL;
+    int rc = check_step(run, step);
+    if (rc != RZ_OK)
+        return rc;
+    if (!run->st[step].attempts)
+        return rz__error(RZ_ESTATE, "step '%s' never started", step_of(run, step)->id);
+    cJSON *inputs = cJSON_CreateObject();
+    rc = inputs ? request_inputs(run, step, inputs) : rz__error(RZ_ENOMEM, "out of memory");
+    if (rc == RZ_OK && !(*out = cJSON_PrintUnformatted(inputs)))
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    cJSON_Delete(inputs);
+    return rc;
+}
+
 int rz_run_request(const rz_run *run, size_t step, char **out)
 {
     *out = NULL;
@@ -1119,26 +1276,49 @@ static cJSON *step_json(const rz_run *r, size_t i)
     return o;
 }
 
+int rz_run_step_times(const rz_run *run, size_t step, uint64_t *started_ms,
+                      uint64_t *ended_ms)
+{
+    int rc = check_step(run, step);
+    if (rc != RZ_OK)
+        return rc;
+    const step_rt *s = &run->st[step];
+    if (!s->attempts)
+        return rz__error(RZ_ESTATE, "step '%s' never started", step_of(run, step)->id);
+    uint64_t c = run->created_ms;
+    bool ended = s->state >= RZ_STEP_SUCCEEDED && s->ended_ms >= s->started_ms;
+    *started_ms = s->started_ms > c ? s->started_ms - c : 0;
+    *ended_ms = ended && s->ended_ms > c ? s->ended_ms - c : 0;
+    return RZ_OK;
+}
+
 cJSON *rz__run_step_json(const rz_run *run, size_t step)
 {
     return step < run->n ? step_json(run, step) : NULL;
 }
 
-/* A final step is one no other step depends on. */
+/* A final step is one no other step depends on (the on_exit step, which
+ * depends on all, aside; it is never final itself). */
 static bool is_final(const rz_run *r, size_t i)
 {
-    return r->succ_off[i] == r->succ_off[i + 1];
+    if (step_of(r, i)->is_exit)
+        return false;
+    for (size_t k = r->succ_off[i]; k < r->succ_off[i + 1]; k++)
+        if (!step_of(r, r->succ[k])->is_exit)
+            return false;
+    return true;
 }
 
+/* steps NULL: the step's object is left out (rz__run_json_summary). */
 static bool add_step(const rz_run *r, size_t i, cJSON *steps, cJSON *outs)
 {
     const char *id = step_of(r, i)->id;
-    cJSON *sj = step_json(r, i);
-    if (!sj || !cJSON_AddItemToObject(steps, id, sj)) {
+    cJSON *sj = steps ? step_json(r, i) : NULL;
+    if (steps && (!sj || !cJSON_AddItemToObject(steps, id, sj))) {
         cJSON_Delete(sj);
         return false;
     }
-    if (r->st[i].state != RZ_STEP_SUCCEEDED || !is_final(r, i))
+    if (r->st[i].state != RZ_STEP_SUCCEEDED || !is_final(r, i) || r->flow->n_outputs)
         return true;
     cJSON *o = cJSON_Duplicate(r->st[i].outputs, true);
     if (!o || !cJSON_AddItemToObject(outs, id, o)) {
@@ -1148,18 +1328,53 @@ static bool add_step(const rz_run *r, size_t i, cJSON *steps, cJSON *outs)
     return true;
 }
 
-static cJSON *run_json(const rz_run *r)
+/* A flow that declares outputs shows them (null while the run is going);
+ * "failed_steps" says which steps failed even when the run succeeded
+ * (on_failure: continue). */
+static bool add_flow_results(const rz_run *r, cJSON *root, cJSON *outs)
+{
+    const rz_flow *f = r->flow;
+    for (size_t k = 0; k < f->n_outputs; k++) {
+        const cJSON *v = r->outputs ? cJSON_GetObjectItemCaseSensitive(
+                                          r->outputs, f->outputs[k].name) : NULL;
+        cJSON *c = v ? cJSON_Duplicate(v, true) : cJSON_CreateNull();
+        if (!c || !cJSON_AddItemToObject(outs, f->outputs[k].name, c)) {
+            cJSON_Delete(c);
+            return false;
+        }
+    }
+    if (r->outputs_error && !cJSON_AddStringToObject(root, "error", r->outputs_error))
+        return false;
+    cJSON *failed = failed_steps(r);
+    if (!failed)
+        return false;
+    if (!cJSON_GetArraySize(failed)) {
+        cJSON_Delete(failed);
+        return true;
+    }
+    if (!cJSON_AddItemToObject(root, "failed_steps", failed)) {
+        cJSON_Delete(failed);
+        return false;
+    }
+    return true;
+}
+
+static cJSON *run_json(const rz_run *r, bool with_steps)
 {
     cJSON *root = cJSON_CreateObject();
     bool ok = root && cJSON_AddStringToObject(root, "id", r->id) &&
               cJSON_AddStringToObject(root, "flow", rz_flow_name(r->flow)) &&
               cJSON_AddStringToObject(root, "status",
                                       rz_run_state_name(rz_run_state_get(r)));
-    cJSON *steps = ok ? cJSON_AddObjectToObject(root, "steps") : NULL;
-    cJSON *outs = steps ? cJSON_AddObjectToObject(root, "outputs") : NULL;
+    cJSON *steps = ok && with_steps ? cJSON_AddObjectToObject(root, "steps")
+                                    : NULL;
+    cJSON *outs = ok && (steps || !with_steps)
+                ? cJSON_AddObjectToObject(root, "outputs") : NULL;
     ok = outs != NULL;
     for (size_t i = 0; ok && i < r->n; i++)
         ok = add_step(r, i, steps, outs);
+    if (ok)
+        ok = add_flow_results(r, root, outs);
     if (!ok) {
         cJSON_Delete(root);
         return NULL;
@@ -1169,7 +1384,12 @@ static cJSON *run_json(const rz_run *r)
 
 cJSON *rz__run_json(const rz_run *run)
 {
-    return run_json(run);
+    return run_json(run, true);
+}
+
+cJSON *rz__run_json_summary(const rz_run *run)
+{
+    return run_json(run, false);
 }
 
 int rz_run_to_json(const rz_run *run, char **out)
@@ -1177,7 +1397,7 @@ int rz_run_to_json(const rz_run *run, char **out)
     *out = NULL;
     if (!run)
         return rz__error(RZ_EINVAL, "run is NULL");
-    cJSON *root = run_json(run);
+    cJSON *root = run_json(run, true);
     *out = root ? rz__json_print(root, false) : NULL;
     cJSON_Delete(root);
     return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");

@@ -86,6 +86,31 @@ static size_t time_key(char *buf, size_t cap, uint64_t t, const char *id)
     return 8 + n;
 }
 
+/* What `rhizos flow runs RUN_ID` shows beyond the run's JSON: each step
+ * that started gets its wall-clock start and end (from the run's own clock,
+ * offset by the run's start) and the inputs it was given. */
+static void add_step_details(const rz_run *run, cJSON *rec, uint64_t started)
+{
+    const rz_flow *flow = rz_run_flow(run);
+    cJSON *steps = cJSON_GetObjectItemCaseSensitive(rec, "steps");
+    for (size_t i = 0; i < rz_flow_step_count(flow); i++) {
+        uint64_t t0, t1;
+        cJSON *sj = cJSON_GetObjectItemCaseSensitive(steps, rz_flow_step_id(flow, i));
+        if (!sj || rz_run_step_times(run, i, &t0, &t1) != RZ_OK)
+            continue;
+        cJSON_AddNumberToObject(sj, "started_ms", (double)(started + t0));
+        if (t1)
+            cJSON_AddNumberToObject(sj, "finished_ms", (double)(started + t1));
+        char *in = NULL;
+        if (rz_run_step_inputs(run, i, &in) != RZ_OK)
+            continue;   /* inputs that cannot be built: the step's error says */
+        cJSON *v = cJSON_Parse(in);
+        rz_free(in);
+        if (v && !cJSON_AddItemToObject(sj, "inputs", v))
+            cJSON_Delete(v);
+    }
+}
+
 static char *build_record(const rz_run *run, uint64_t started, uint64_t finished)
 {
     char *json = NULL;
@@ -100,6 +125,7 @@ static char *build_record(const rz_run *run, uint64_t started, uint64_t finished
     cJSON_AddStringToObject(rec, "file", rz_flow_file(flow));
     cJSON_AddNumberToObject(rec, "started_ms", (double)started);
     cJSON_AddNumberToObject(rec, "finished_ms", (double)finished);
+    add_step_details(run, rec, started);
     char *s = rz__json_print(rec, false);
     cJSON_Delete(rec);
     return s;

@@ -30,8 +30,26 @@ static int add_sealed(const rz_vault *v, size_t i, const char *id,
     return ok ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
 }
 
-/* Every distinct credentialId of the flow's steps, sealed once. References
- * without an id are malformed: the validator reports those, not this. */
+/* The entry a reference names must be of the type it asks for, as
+ * rz_vault_resolve_step checks before a local run: a discord_bot token must
+ * never reach a step as its llm_api key. Located at the reference. */
+static int check_type(const rz_vault *v, size_t i, const rz_flow *flow,
+                      const rz__step *st, const rz__cred *c)
+{
+    const char *type = v->entries[i].type;
+    if (!c->type || strcmp(type, c->type) == 0)
+        return RZ_OK;   /* no type: malformed, the validator's to report */
+    uint32_t line = 0, col = 0;
+    rz__flow_locate(flow, c->ptr, &line, &col);
+    return rz__error_at(RZ_ETYPE, rz_flow_file(flow), line, col, c->ptr,
+                        "step '%s' credential '%s': vault entry '%s' has type '%s', "
+                        "the reference asks for '%s'", st->id,
+                        c->field ? c->field : "", c->credential_id, type, c->type);
+}
+
+/* Every distinct credentialId of the flow's steps, sealed once, after
+ * checking every reference's type. References without an id are
+ * malformed: the validator reports those, not this. */
 static int seal_all(const rz_vault *v, const rz_flow *flow,
                     const unsigned char *pk, uint64_t expires_ms, cJSON *out)
 {
@@ -40,13 +58,16 @@ static int seal_all(const rz_vault *v, const rz_flow *flow,
         const rz__step *st = &flow->steps[s];
         for (size_t c = 0; rc == RZ_OK && c < st->n_creds; c++) {
             const char *id = st->creds[c].credential_id;
-            if (!id || cJSON_GetObjectItemCaseSensitive(out, id))
+            if (!id)
                 continue;
             size_t i = rz_vault_find(v, id);
-            rc = i == RZ_NPOS
-                     ? rz__error(RZ_ENOENT, "the flow names credential '%s', "
-                                 "which is not in the vault", id)
-                     : add_sealed(v, i, id, pk, expires_ms, out);
+            if (i == RZ_NPOS)
+                rc = rz__error(RZ_ENOENT, "the flow names credential '%s', "
+                               "which is not in the vault", id);
+            else
+                rc = check_type(v, i, flow, st, &st->creds[c]);
+            if (rc == RZ_OK && !cJSON_GetObjectItemCaseSensitive(out, id))
+                rc = add_sealed(v, i, id, pk, expires_ms, out);
         }
     }
     return rc;

@@ -92,6 +92,17 @@ void *job_main(void *slot);
  * assignment. */
 const char *job_vet(agent *a, job_slot *s, char *why, size_t n);
 
+/* livelog.c: a running job's log lines, sent as they come (batched, in
+ * a thread of their own, bounded). NULL when it cannot start: the job runs
+ * all the same, its log goes with the result. */
+typedef struct live_log live_log;
+live_log *live_log_start(agent *a, job_slot *s);
+/* Lines already scrubbed (rz_attempt_log_lines), '\n'-separated; never
+ * waits on the network. NULL `l` is fine. */
+void live_log_add(live_log *l, const char *lines);
+/* Send what waits (for at most about 2 s), stop the thread, free. */
+void live_log_finish(live_log *l);
+
 /* outbox.c: DATA/outbox/<job>-<attempt>.json, results not yet accepted. */
 typedef struct outbox outbox;
 /* Keep `result` (the body of POST .../result) for `node` before sending

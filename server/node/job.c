@@ -369,6 +369,16 @@ static int stop_requested(job_slot *s)
     return stop;
 }
 
+/* The lines the attempt has scrubbed since the last look, to the live
+ * view (a poll of 200 ms at most apart). */
+static void stream(rz_attempt *att, live_log *live, int flush)
+{
+    char *lines = NULL;
+    if (live && rz_attempt_log_lines(att, flush, &lines) == RZ_OK)
+        live_log_add(live, lines);
+    rz_free(lines);
+}
+
 /* Runs to the end or until told to stop; fills outputs/error/log. */
 static void run(agent *a, job *j)
 {
@@ -387,12 +397,19 @@ static void run(agent *a, job *j)
         j->error = strdup("cannot start: out of memory");
         return;
     }
-    int stopped = 0;
-    while (rz_attempt_poll(att, 200) == 0)
+    int stopped = 0, done;
+    live_log *live = live_log_start(a, j->s);
+    while ((done = rz_attempt_poll(att, 200)) == 0) {
+        stream(att, live, 0);
         if (!stopped && stop_requested(j->s)) {
             rz_attempt_stop(att);
             stopped = 1;
         }
+    }
+    if (done == 1)
+        stream(att, live, 1);
+    /* The live lines go before the result, which then replaces them. */
+    live_log_finish(live);
     rz_attempt_result res;
     if (rz_attempt_result_get(att, &res) == RZ_OK) {
         j->run_ms = res.run_ms;

@@ -1,17 +1,26 @@
-/* The audit log: every admin and money operation, append-only at
- * DATA/audit.log, one JSON object a line, each carrying the BLAKE2b hash
- * (crypto_generichash) of the line before it ("prev") and of itself
- * ("hash", over the line's text without that member).
+/* The audit log: every admin and money operation and every job submit,
+ * cancel and result, append-only at DATA/audit.log, one JSON object a
+ * line, each carrying the hash of the line before it ("prev") and its own
+ * ("hash", over the line's text without that member): BLAKE2b keyed with
+ * DATA/audit.key (32 random bytes, made at the first start, never logged)
+ * for records marked "keyed" (all this version writes), unkeyed for older
+ * ones. Once a record is keyed every later one must be.
  *
  * Failing closed: an operation is only started once its "begin" record is
- * on disk (written and fsync'd), and its reply only leaves once its "end"
- * record (the HTTP status) is: a failed begin answers 503 with nothing
- * done, a failed end turns the reply into a 500 (the operation's own
- * effect then stands, with its begin record and no end). Records name the
- * caller, the route, the path's ids and the amount, never a key, token or
- * body. The file is opened for each record, never created again once it
- * exists: a deleted or replaced log fails every audited call instead of
- * starting a fresh chain. */
+ * durable, and its reply only leaves once its "end" record (the HTTP
+ * status) is: a failed begin answers 500 with nothing done, a failed end
+ * turns the reply into a 500 (the operation's own effect then stands, with
+ * its begin record and no end). Records name the caller, the route, the
+ * path's ids and the amounts, never a key, token or body.
+ *
+ * The head (last seq and hash) is kept in the auth store too. A record is
+ * durable in the log first (write + fdatasync), then the head moves (one
+ * fsync'd LMDB commit). A crash between leaves the log one record ahead of
+ * the head: accepted at the next start when that record follows the head.
+ * A crash inside the write leaves a torn last line that never became
+ * durable and that the head never named: cut, with a notice. Anything else
+ * (a log behind its head: removed or cut short; a record at the head's
+ * position with another hash: rewritten) refuses the start. */
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -45,16 +54,55 @@ static int fail(int rc, const char *fmt, ...)
     return rc;
 }
 
-static void hash_line(const char *body, size_t len, char hex[HASH_HEX + 1])
+/* key NULL: an unkeyed record (written before keys). */
+static void hash_line(const unsigned char *key, const char *body, size_t len,
+                      char hex[HASH_HEX + 1])
 {
     unsigned char h[HASH_BYTES];
-    crypto_generichash(h, sizeof h, (const unsigned char *)body, len, NULL, 0);
+    crypto_generichash(h, sizeof h, (const unsigned char *)body, len, key,
+                       key ? AUDIT_KEY_BYTES : 0);
     sodium_bin2hex(hex, HASH_HEX + 1, h, sizeof h);
 }
 
 static void audit_path(const char *data, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/audit.log", data);
+}
+
+/* DATA/audit.key into key: 1 read, 0 none there, -1 unreadable (audit_err). */
+static int key_read(const char *data, unsigned char key[AUDIT_KEY_BYTES])
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/audit.key", data);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : fail(-1, "cannot read %s: %s", path,
+                                          strerror(errno));
+    unsigned char buf[AUDIT_KEY_BYTES + 1];
+    ssize_t n = read(fd, buf, sizeof buf);
+    close(fd);
+    if (n == AUDIT_KEY_BYTES)
+        memcpy(key, buf, AUDIT_KEY_BYTES);
+    sodium_memzero(buf, sizeof buf);
+    return n == AUDIT_KEY_BYTES ? 1 : fail(-1, "%s is not an audit key "
+                                           "(%d bytes expected)", path,
+                                           AUDIT_KEY_BYTES);
+}
+
+static int key_make(const char *data, unsigned char key[AUDIT_KEY_BYTES])
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/audit.key", data);
+    randombytes_buf(key, AUDIT_KEY_BYTES);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write(fd, key, AUDIT_KEY_BYTES) == AUDIT_KEY_BYTES &&
+              fsync(fd) == 0;
+    int err = errno;
+    if (fd >= 0)
+        close(fd);
+    if (!ok && fd >= 0)
+        unlink(path);
+    return ok ? 0 : fail(-1, "cannot write %s: %s", path, strerror(err));
 }
 
 /* Split a stored line into its hashed body (the text before the hash
@@ -81,68 +129,95 @@ static bool split_line(const char *line, size_t len, char *body, size_t cap,
 typedef struct chain {
     uint64_t seq;                /* records read */
     char last[HASH_HEX + 1];     /* hash of the last one */
+    char before[HASH_HEX + 1];   /* hash of the one before it */
     uint64_t bytes;              /* where the next one goes */
     bool torn;                   /* the last line ends without its newline */
+    bool keyed;                  /* a keyed record was seen */
+    bool exists;                 /* the file is there */
 } chain;
 
 /* Walk the log: every line well formed, its prev the hash before, its hash
- * its own. `print` (may be NULL) gets each line. RZ_OK, or RZ_EINVALID with
- * the record named in rz_error_last(). A missing file is an empty log. */
-static int walk(const char *path, chain *c, FILE *print)
+ * its own (keyed with `key` where the record says so; key NULL: a keyed
+ * record cannot be checked, an error). `print` (may be NULL) gets each
+ * line. RZ_OK, or RZ_EINVALID with the record named in audit_err. A
+ * missing file is an empty log. */
+/* One whole line (without its newline) as record c->seq + 1 at byte `at`:
+ * RZ_OK with c moved past it, or RZ_EINVALID. */
+static int take_line(const char *path, const unsigned char *key, chain *c,
+                     const char *line, size_t n, uint64_t at)
+{
+    uint64_t rec = c->seq + 1;
+    char body[LINE_MAX_BYTES], stated[HASH_HEX + 1], mine[HASH_HEX + 1];
+    cJSON *doc = NULL;
+    if (!split_line(line, n, body, sizeof body, stated) ||
+        !(doc = cJSON_Parse(body)))
+        return fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %" PRIu64
+                    ") is malformed", path, rec, at);
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(doc, "seq");
+    const cJSON *prev = cJSON_GetObjectItemCaseSensitive(doc, "prev");
+    bool keyed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "keyed"));
+    hash_line(keyed ? key : NULL, body, strlen(body), mine);
+    int rc = RZ_OK;
+    if (keyed && !key)
+        rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " is keyed and there "
+                  "is no audit.key beside the log to check it with "
+                  "(restore it from the backup of the data directory)",
+                  path, rec);
+    else if (!keyed && c->keyed)
+        rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %" PRIu64
+                  ") is not keyed but records before it are: it was "
+                  "inserted or altered", path, rec, at);
+    else if (!cJSON_IsNumber(seq) || seq->valuedouble != (double)rec)
+        rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %" PRIu64
+                  ") has the wrong sequence number: a record was removed or "
+                  "inserted", path, rec, at);
+    else if (!cJSON_IsString(prev) || strcmp(prev->valuestring, c->last) != 0)
+        rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %" PRIu64
+                  ") does not follow the record before it (its prev hash "
+                  "differs)", path, rec, at);
+    else if (strcmp(mine, stated) != 0)
+        rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %" PRIu64
+                  ") was altered (its hash differs)", path, rec, at);
+    cJSON_Delete(doc);
+    if (rc != RZ_OK)
+        return rc;
+    memcpy(c->before, c->last, sizeof c->before);
+    memcpy(c->last, stated, sizeof c->last);
+    c->seq = rec;
+    c->keyed |= keyed;
+    return RZ_OK;
+}
+
+static int walk(const char *path, const unsigned char *key, chain *c,
+                FILE *print)
 {
     memset(c, 0, sizeof *c);
     memset(c->last, '0', HASH_HEX);
+    memset(c->before, '0', HASH_HEX);
     FILE *f = fopen(path, "r");
     if (!f)
         return errno == ENOENT ? RZ_OK
                                : fail(RZ_EIO, "cannot read %s: %s", path,
                                               strerror(errno));
-    char *line = NULL, body[LINE_MAX_BYTES];
+    c->exists = true;
+    char *line = NULL;
     size_t cap = 0;
     ssize_t n;
     int rc = RZ_OK;
     while (rc == RZ_OK && (n = getline(&line, &cap, f)) > 0) {
         uint64_t at = c->bytes;
-        c->bytes += (uint64_t)n;
-        uint64_t rec = c->seq + 1;
         if (line[n - 1] != '\n') {
             /* Only the last line can lack it: a crash mid-append. */
             c->torn = true;
-            c->bytes = at;
             rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %"
-                              PRIu64 ") is cut short", path, rec, at);
+                      PRIu64 ") is cut short", path, c->seq + 1, at);
             break;
         }
         line[--n] = '\0';
-        char stated[HASH_HEX + 1], mine[HASH_HEX + 1];
-        cJSON *doc = NULL;
-        if (!split_line(line, (size_t)n, body, sizeof body, stated) ||
-            !(doc = cJSON_Parse(body))) {
-            rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %"
-                              PRIu64 ") is malformed", path, rec, at);
-            break;
-        }
-        const cJSON *seq = cJSON_GetObjectItemCaseSensitive(doc, "seq");
-        const cJSON *prev = cJSON_GetObjectItemCaseSensitive(doc, "prev");
-        hash_line(body, strlen(body), mine);
-        if (!cJSON_IsNumber(seq) || seq->valuedouble != (double)rec)
-            rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %"
-                              PRIu64 ") has the wrong sequence number: a record "
-                              "was removed or inserted", path, rec, at);
-        else if (!cJSON_IsString(prev) || strcmp(prev->valuestring, c->last) != 0)
-            rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %"
-                              PRIu64 ") does not follow the record before it "
-                              "(its prev hash differs)", path, rec, at);
-        else if (strcmp(mine, stated) != 0)
-            rc = fail(RZ_EINVALID, "%s: record %" PRIu64 " (byte %"
-                              PRIu64 ") was altered (its hash differs)", path,
-                              rec, at);
-        cJSON_Delete(doc);
-        if (rc != RZ_OK)
-            break;
-        memcpy(c->last, stated, sizeof c->last);
-        c->seq = rec;
-        if (print)
+        rc = take_line(path, key, c, line, (size_t)n, at);
+        if (rc == RZ_OK)
+            c->bytes += (uint64_t)n + 1;
+        if (rc == RZ_OK && print)
             fprintf(print, "%s\n", line);
     }
     if (rc == RZ_OK && ferror(f))
@@ -152,11 +227,70 @@ static int walk(const char *path, chain *c, FILE *print)
     return rc;
 }
 
+/* The log as walked against the head the auth store keeps: 0 agree, 1 the
+ * log is one record ahead (a crash between its fsync and the head's), -1
+ * not (why in audit_err). */
+static int head_check(const char *path, const chain *c, uint64_t hseq,
+                      const unsigned char hbin[HASH_BYTES])
+{
+    char hhex[HASH_HEX + 1];
+    sodium_bin2hex(hhex, sizeof hhex, hbin, HASH_BYTES);
+    if (c->seq == hseq && strcmp(c->last, hhex) == 0)
+        return 0;
+    if (c->seq == hseq + 1 && strcmp(c->before, hhex) == 0)
+        return 1;
+    if (c->seq < hseq)
+        return fail(-1, "%s %s: it ends at record %" PRIu64 " but record %"
+                    PRIu64 " was written (the auth store keeps the head of "
+                    "the chain)", path, c->exists ? "is behind" : "is missing",
+                    c->seq, hseq);
+    return fail(-1, "%s has diverged from the head the auth store keeps "
+                "(record %" PRIu64 "): records were rewritten or added",
+                path, hseq);
+}
+
+static const char RECOVER[] =
+    "Stop, keep the data directory as it is, and restore audit.log (with "
+    "audit.key) from a backup: docs/api.md, \"Audit log\". To accept the loss "
+    "and go on from the log as it is: `" ORCH_NAME " audit --data DIR "
+    "--accept` (recorded in the log)";
+
+static int head_put(orch *o, uint64_t seq, const char hex[HASH_HEX + 1])
+{
+    unsigned char bin[HASH_BYTES];
+    if (sodium_hex2bin(bin, sizeof bin, hex, HASH_HEX, NULL, NULL, NULL) != 0 ||
+        rz_auth_audit_head_put(o->auth, seq, bin) != RZ_OK)
+        return fail(RZ_EIO, "cannot keep the audit head in the auth store: %s",
+                    rz_error_last()->message);
+    return RZ_OK;
+}
+
+/* Key, log, head: any disagreement refuses the start before the log is
+ * touched; only then is a torn last record cut. */
 int audit_open(orch *o)
 {
     audit_path(o->opts.data, o->audit_path, sizeof o->audit_path);
+    int have = key_read(o->opts.data, o->audit_key);
     chain c;
-    int rc = walk(o->audit_path, &c, NULL);
+    int rc = have < 0 ? RZ_EIO
+                      : walk(o->audit_path, have ? o->audit_key : NULL, &c, NULL);
+    uint64_t hseq = 0;
+    unsigned char hbin[HASH_BYTES];
+    int hrc = RZ_ENOENT, ahead = 0;
+    if (rc == RZ_OK || (rc != RZ_OK && c.torn)) {
+        hrc = rz_auth_audit_head_get(o->auth, &hseq, hbin);
+        if (hrc != RZ_OK && hrc != RZ_ENOENT) {
+            fprintf(stderr, ORCH_NAME ": the audit head in the auth store: "
+                    "%s\n", rz_error_last()->message);
+            return -1;
+        }
+        /* No head: a new directory, or one from before heads were kept. */
+        if (hrc == RZ_OK && (ahead = head_check(o->audit_path, &c, hseq, hbin)) < 0) {
+            fprintf(stderr, ORCH_NAME ": refusing to start: %s. %s\n",
+                    audit_err, RECOVER);
+            return -1;
+        }
+    }
     /* A torn last line is a crash inside append(): as a begin record it
      * never became durable, so its operation never ran; as an end record
      * the operation stands and the log shows a begin without an end, the
@@ -170,12 +304,18 @@ int audit_open(orch *o)
         fprintf(stderr, ORCH_NAME ": %s; it was torn by a crash while being "
                 "written and is removed (its operation did not complete "
                 "under audit)\n", audit_err);
-        rc = walk(o->audit_path, &c, NULL);
+        rc = walk(o->audit_path, have ? o->audit_key : NULL, &c, NULL);
     }
     if (rc != RZ_OK) {
         fprintf(stderr, ORCH_NAME ": the audit log is broken: %s (see "
-                "`" ORCH_NAME " audit --data %s --verify`)\n",
+                "`" ORCH_NAME " audit --data %s --verify`). Restore audit.log "
+                "and audit.key from a backup: docs/api.md, \"Audit log\"\n",
                 audit_err, o->opts.data);
+        return -1;
+    }
+    if ((!have && key_make(o->opts.data, o->audit_key) != 0) ||
+        ((hrc == RZ_ENOENT || ahead) && head_put(o, c.seq, c.last) != RZ_OK)) {
+        fprintf(stderr, ORCH_NAME ": %s\n", audit_err);
         return -1;
     }
     o->audit_seq = c.seq;
@@ -189,6 +329,7 @@ int audit_open(orch *o)
 static int append(orch *o, cJSON *doc)
 {
     uint64_t seq = o->audit_seq + 1;
+    cJSON_AddTrueToObject(doc, "keyed");
     cJSON_AddNumberToObject(doc, "seq", (double)seq);
     cJSON_AddStringToObject(doc, "prev", o->audit_last);
     char *body = cJSON_PrintUnformatted(doc);
@@ -198,7 +339,7 @@ static int append(orch *o, cJSON *doc)
     }
     char hash[HASH_HEX + 1], line[LINE_MAX_BYTES + 2];
     size_t bl = strlen(body);
-    hash_line(body, bl, hash);
+    hash_line(o->audit_key, body, bl, hash);
     int len = snprintf(line, sizeof line, "%.*s,\"hash\":\"%s\"}\n", (int)(bl - 1),
                        body, hash);
     free(body);
@@ -212,12 +353,15 @@ static int append(orch *o, cJSON *doc)
     int err = w == len ? 0 : w < 0 ? errno : ENOSPC;
     if (!err && fdatasync(fd) != 0)
         err = errno;
-    if (err && ftruncate(fd, (off_t)o->audit_bytes) != 0)
+    /* Durable in the log, then the head: see the crash story above. */
+    int rc = err ? fail(RZ_EIO, "cannot write %s: %s", o->audit_path,
+                        strerror(err))
+                 : head_put(o, seq, hash);
+    if (rc != RZ_OK && ftruncate(fd, (off_t)o->audit_bytes) != 0)
         (void)0;   /* the next open's walk reports the torn line */
     close(fd);
-    if (err)
-        return fail(RZ_EIO, "cannot write %s: %s", o->audit_path,
-                            strerror(err));
+    if (rc != RZ_OK)
+        return rc;
     o->audit_seq = seq;
     o->audit_bytes += (uint64_t)len;
     memcpy(o->audit_last, hash, sizeof o->audit_last);
@@ -239,12 +383,7 @@ static void add_who(cJSON *doc, const req *q)
     default: snprintf(who, sizeof who, "anyone"); break;
     }
     cJSON_AddStringToObject(doc, "who", who);
-    struct evhttp_connection *c = evhttp_request_get_connection(q->r);
-    char *addr = NULL;
-    ev_uint16_t port = 0;
-    if (c)
-        evhttp_connection_get_peer(c, &addr, &port);
-    cJSON_AddStringToObject(doc, "peer", addr ? addr : "");
+    cJSON_AddStringToObject(doc, "peer", orch_peer((req *)q));
 }
 
 bool audit_begin(req *q, const char *path)
@@ -260,13 +399,16 @@ bool audit_begin(req *q, const char *path)
         if (*c < 0x20 || *c > 0x7e)
             *c = '?';
     cJSON_AddStringToObject(doc, "op", what);
-    /* The one body member worth keeping; everything else may be private. */
+    /* The amounts are worth keeping; everything else may be private. */
     const cJSON *amt = cJSON_GetObjectItemCaseSensitive(q->body, "amount_micros");
     const cJSON *old = cJSON_GetObjectItemCaseSensitive(q->body, "amount_cents");
+    const cJSON *cap = cJSON_GetObjectItemCaseSensitive(q->body, "max_cost_micros");
     if (cJSON_IsNumber(amt))
         cJSON_AddNumberToObject(doc, "amount_micros", amt->valuedouble);
     else if (cJSON_IsNumber(old))   /* the cents spelling, as the route reads it */
         cJSON_AddNumberToObject(doc, "amount_micros", old->valuedouble * 10000);
+    if (cJSON_IsNumber(cap))   /* a job's budget */
+        cJSON_AddNumberToObject(doc, "max_cost_micros", cap->valuedouble);
     int rc = append(q->o, doc);
     cJSON_Delete(doc);
     if (rc != RZ_OK) {
@@ -293,44 +435,144 @@ bool audit_end(orch *o, uint64_t of, int code)
     return rc == RZ_OK;
 }
 
+/* The auth store of DATA, if it holds one (never created here). */
+static rz_auth *auth_of(const char *data)
+{
+    char dir[4096], db[4200];
+    struct stat st;
+    snprintf(dir, sizeof dir, "%s/auth", data);
+    snprintf(db, sizeof db, "%s/data.mdb", dir);
+    rz_auth *a = NULL;
+    if (stat(db, &st) == 0 && st.st_size > 0 && rz_auth_open(&a, dir) != RZ_OK)
+        fprintf(stderr, ORCH_NAME " audit: %s\n", rz_error_last()->message);
+    return a;
+}
+
+/* --accept: the operator takes the log as it is (after a loss that no
+ * backup covers): a torn tail is cut, the head moves to the log's end, and
+ * a record says so and what was lost. The chain itself must hold. */
+static int accept_log(const char *data, const char *path)
+{
+    static orch o;
+    o.opts.data = data;
+    snprintf(o.audit_path, sizeof o.audit_path, "%s", path);
+    if (!(o.auth = auth_of(data))) {
+        fprintf(stderr, ORCH_NAME " audit: no auth store in %s\n", data);
+        return 1;
+    }
+    int have = key_read(data, o.audit_key);
+    chain c;
+    int rc = have < 0 ? RZ_EIO : walk(path, have ? o.audit_key : NULL, &c, NULL);
+    if (rc != RZ_OK && c.torn && truncate(path, (off_t)c.bytes) == 0)
+        rc = RZ_OK;
+    uint64_t hseq = 0;
+    unsigned char hbin[HASH_BYTES];
+    if (rc == RZ_OK && !have && key_make(data, o.audit_key) != 0)
+        rc = RZ_EIO;
+    int hrc = rc == RZ_OK ? rz_auth_audit_head_get(o.auth, &hseq, hbin) : rc;
+    cJSON *doc = NULL;
+    if (rc == RZ_OK && (hrc == RZ_OK || hrc == RZ_ENOENT)) {
+        o.audit_seq = c.seq;
+        o.audit_bytes = c.bytes;
+        memcpy(o.audit_last, c.last, sizeof o.audit_last);
+        doc = cJSON_CreateObject();
+        cJSON_AddNumberToObject(doc, "time_ms", (double)orch_now_ms());
+        cJSON_AddStringToObject(doc, "phase", "accept");
+        cJSON_AddStringToObject(doc, "who", "operator");
+        cJSON_AddNumberToObject(doc, "head_was", (double)hseq);
+        rc = head_put(&o, c.seq, c.last);
+        if (rc == RZ_OK)
+            rc = append(&o, doc);
+        cJSON_Delete(doc);
+    } else if (rc == RZ_OK) {
+        rc = fail(RZ_EIO, "%s", rz_error_last()->message);
+    }
+    rz_auth_close(o.auth);
+    sodium_memzero(o.audit_key, sizeof o.audit_key);
+    if (rc != RZ_OK) {
+        fprintf(stderr, ORCH_NAME " audit: %s\n", audit_err);
+        return 1;
+    }
+    printf("%s: accepted as it is: %" PRIu64 " records (the head said %"
+           PRIu64 "); record %" PRIu64 " says so\n", path, c.seq, hseq,
+           o.audit_seq);
+    return 0;
+}
+
+int audit_check(const char *data, FILE *print, uint64_t *records)
+{
+    char path[4096];
+    audit_path(data, path, sizeof path);
+    unsigned char key[AUDIT_KEY_BYTES];
+    int have = key_read(data, key);
+    chain c;
+    int rc = have < 0 ? RZ_EIO : walk(path, have ? key : NULL, &c, print);
+    sodium_memzero(key, sizeof key);
+    rz_auth *a = rc == RZ_OK ? auth_of(data) : NULL;
+    uint64_t hseq = 0;
+    unsigned char hbin[HASH_BYTES];
+    if (a && rz_auth_audit_head_get(a, &hseq, hbin) == RZ_OK &&
+        head_check(path, &c, hseq, hbin) < 0)
+        rc = RZ_EINVALID;
+    rz_auth_close(a);
+    *records = rc == RZ_OK ? c.seq : 0;
+    return rc == RZ_OK ? 0 : -1;
+}
+
+const char *audit_error(void)
+{
+    return audit_err;
+}
+
+static int audit_usage(FILE *f, int rc)
+{
+    fputs("usage: " ORCH_NAME " audit --data DIR [--verify | --accept]\n\n"
+          "Print DIR/audit.log (every admin and money operation, and job\n"
+          "submit, cancel and result), checking its hash chain (keyed with\n"
+          "DIR/audit.key) and that it ends where the auth store says;\n"
+          "--verify prints only the verdict. A broken chain names the first\n"
+          "bad record and exits 1. --accept (server stopped): after a loss no\n"
+          "backup covers, take the log as it is and record that in it.\n", f);
+    return rc;
+}
+
 int orch_audit_main(int argc, char **argv)
 {
     const char *data = NULL;
-    bool verify = false;
+    bool verify = false, accept = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
             data = argv[++i];
         else if (strcmp(argv[i], "--verify") == 0)
             verify = true;
-        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: " ORCH_NAME " audit --data DIR [--verify]\n\n"
-                   "Print DIR/audit.log (every admin and money operation), "
-                   "checking its\nhash chain; --verify prints only the "
-                   "verdict. A broken chain names the\nfirst bad record and "
-                   "exits 1.\n");
-            return 0;
-        } else {
+        else if (strcmp(argv[i], "--accept") == 0)
+            accept = true;
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return audit_usage(stdout, 0);
+        else {
             fprintf(stderr, ORCH_NAME " audit: unexpected argument \"%s\"\n",
                     argv[i]);
-            return 2;
+            return audit_usage(stderr, 2);
         }
     }
-    if (!data) {
-        fprintf(stderr, ORCH_NAME " audit: --data DIR is required\n");
+    if (!data || (verify && accept)) {
+        fprintf(stderr, ORCH_NAME " audit: --data DIR is required (and one of "
+                "--verify, --accept at most)\n");
         return 2;
     }
     if (sodium_init() < 0)
         return 1;
     char path[4096];
     audit_path(data, path, sizeof path);
-    chain c;
-    int rc = walk(path, &c, verify ? NULL : stdout);
-    if (rc != RZ_OK) {
+    if (accept)
+        return accept_log(data, path);
+    uint64_t n = 0;
+    if (audit_check(data, verify ? NULL : stdout, &n) != 0) {
         fflush(stdout);
         fprintf(stderr, ORCH_NAME " audit: %s\n", audit_err);
         return 1;
     }
     if (verify)
-        printf("%s: %" PRIu64 " records, the hash chain holds\n", path, c.seq);
+        printf("%s: %" PRIu64 " records, the hash chain holds\n", path, n);
     return 0;
 }

@@ -39,14 +39,24 @@ void auth_close(orch *o)
     o->throttle = NULL;
 }
 
+static int refuse_admin(int rc, const char *from, const char *why)
+{
+    fprintf(stderr, ORCH_NAME ": refusing the admin key from %s: %s%s\n"
+            ORCH_NAME ": make one with: openssl rand -hex 32\n",
+            from, why, rz_error_last()->message);
+    return rc;
+}
+
+int auth_check_admin(const char *key, const char *from)
+{
+    int rc = rz_auth_key_check(key);
+    return rc == RZ_OK ? RZ_OK : refuse_admin(rc, from, "the admin key is too weak: ");
+}
+
 int auth_set_admin(orch *o, const char *key, const char *from)
 {
     int rc = rz_auth_admin_set(o->auth, key);
-    if (rc != RZ_OK)
-        fprintf(stderr, ORCH_NAME ": refusing the admin key from %s: %s\n"
-                ORCH_NAME ": make one with: openssl rand -hex 32\n",
-                from, rz_error_last()->message);
-    return rc;
+    return rc == RZ_OK ? RZ_OK : refuse_admin(rc, from, "");
 }
 
 int auth_lookup(orch *o, const char *key, principal *out)

@@ -393,7 +393,7 @@ void orch_watch(req *q, uint64_t dep)
 {
     orch *o = q->o;
     if (watchers_of(o, &q->who) >= o->opts.watch_max) {
-        reply_limit(q, "this key holds %u event streams already; close one",
+        reply_limit(q, 0, "this key holds %u event streams already; close one",
                     o->opts.watch_max);
         return;
     }
@@ -401,13 +401,14 @@ void orch_watch(req *q, uint64_t dep)
         o->stream_epoch = (uint64_t)time(NULL);
     /* ?changes=1 or a Last-Event-ID (?since= for clients that cannot set
      * headers) asks for a stream of changes. */
-    char cbuf[16], sbuf[64];
+    char cbuf[16], sbuf[64], lbuf[16];
     const char *last_id = evhttp_find_header(
         evhttp_request_get_input_headers(q->r), "Last-Event-ID");
     if (!last_id)
         last_id = query_get(q->r, "since", sbuf, sizeof sbuf);
     const char *ch = query_get(q->r, "changes", cbuf, sizeof cbuf);
     bool changes = last_id || (ch && strcmp(ch, "0") != 0);
+    const char *lg = query_get(q->r, "logs", lbuf, sizeof lbuf);
     struct evkeyvalq *h = evhttp_request_get_output_headers(q->r);
     evhttp_add_header(h, "Content-Type", "text/event-stream");
     evhttp_add_header(h, "Cache-Control", "no-cache");
@@ -425,6 +426,7 @@ void orch_watch(req *q, uint64_t dep)
     w->req = q->r;
     w->dep = dep;
     w->changes = changes;
+    w->logs = lg && strcmp(lg, "0") != 0;
     /* Inside a group the first push follows the pass's commit. */
     if (!o->grouped && (changes ? start_changes(o, w)
                                 : sse_push(o, q->r, dep))) {
@@ -441,6 +443,23 @@ void orch_watch(req *q, uint64_t dep)
         o->watchers->prev = w;
     o->watchers = w;
     evhttp_connection_set_closecb(c, watcher_closed, o);
+}
+
+/* Bytes waiting to go to a stream's reader. */
+static size_t backlog(const watcher *w)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(w->conn);
+    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
+void orch_watch_log(orch *o, uint64_t dep, const char *json)
+{
+    /* A reader that does not keep up misses log lines (the job's log has
+     * them) rather than the server keeping them for it without bound. */
+    for (watcher *w = o->watchers; w; w = w->next)
+        if (w->dep == dep && (w->changes ? w->started : w->logs) &&
+            backlog(w) < ORCH_SSE_LOG_BACKLOG)
+            sse_send(w->req, "step_log", json);
 }
 
 static void mark_dep(orch *o, uint64_t dep)

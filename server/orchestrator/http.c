@@ -39,6 +39,7 @@ static const route routes[] = {
     { "GET",    "/api/v1/nodes/{id}/jobs",                 W_NODE,   false, r_node_poll },
     { "POST",   "/api/v1/nodes/{id}/jobs/{job}/result",    W_NODE,   true,  r_node_result },
     { "POST",   "/api/v1/nodes/{id}/jobs/{job}/decline",   W_NODE,   true,  r_node_decline },
+    { "POST",   "/api/v1/nodes/{id}/jobs/{job}/log",       W_NODE,   true,  r_node_log },
     { "DELETE", "/api/v1/nodes/{id}",                      W_NODE | W_ADMIN, false, r_node_delete },
     { "GET",    "/api/v1/nodes/{id}/challenge",            W_NODE | W_ADMIN, false, r_node_challenge_get },
     { "POST",   "/api/v1/nodes/{id}/challenge",            W_NODE,   true,  r_node_challenge_answer },
@@ -210,25 +211,18 @@ void reply_error(req *q, int rc, const char *fmt, ...)
     reply_json(q, http_status_of(rc), error_doc(rc, msg));
 }
 
-void reply_limit(req *q, const char *fmt, ...)
-{
-    char msg[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    reply_json(q, 429, error_doc(RZ_EDENIED, msg));
-}
-
-void reply_retry(req *q, unsigned retry_s, const char *fmt, ...)
+void reply_limit(req *q, unsigned retry_s, const char *fmt, ...)
 {
     char msg[300], secs[16];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    snprintf(secs, sizeof secs, "%u", retry_s);
-    evhttp_add_header(evhttp_request_get_output_headers(q->r), "Retry-After", secs);
+    if (retry_s) {
+        snprintf(secs, sizeof secs, "%u", retry_s);
+        evhttp_add_header(evhttp_request_get_output_headers(q->r),
+                          "Retry-After", secs);
+    }
     reply_json(q, 429, error_doc(RZ_EDENIED, msg));
 }
 
@@ -568,7 +562,7 @@ static bool authenticate(req *q, unsigned who)
     const char *peer = orch_peer(q);
     unsigned wait_s = auth_wait_s(q->o, peer, h + 7);
     if (wait_s) {
-        reply_retry(q, wait_s, "too many wrong API keys from this address or "
+        reply_limit(q, wait_s, "too many wrong API keys from this address or "
                     "of this key; retry in %u s", wait_s);
         return false;
     }
@@ -633,9 +627,11 @@ static void dispatch(struct evhttp_request *r, void *arg)
         reply_error(&q, RZ_ENOENT, "no route %.200s", path);
     else if (!authenticate(&q, hit->who) || !quota_rate_take(&q))
         ;
-    else if (hit->fn == r_node_result && body_over(&q))
-        r_node_result_oversize(&q, evbuffer_get_length(
-            evhttp_request_get_input_buffer(r)));
+    else if (hit->fn == r_node_result && body_over(&q)) {
+        if (audit_begin(&q, path))
+            r_node_result_oversize(&q, evbuffer_get_length(
+                evhttp_request_get_input_buffer(r)));
+    }
     else if ((!hit->body || read_body(&q, cbor_in)) &&
              (!quota_audited(&q, hit->fn) || audit_begin(&q, path)))
         hit->fn(&q);

@@ -136,44 +136,70 @@ static int write_private(const char *path, const void *data, size_t len)
     return ok ? 0 : -1;
 }
 
-static int admin_key(orch *o)
+/* The admin key from --admin-key-file, $RHIZOS_ADMIN_KEY or DATA/admin.key,
+ * read and checked before anything is created or opened, so that a
+ * refused start changes nothing on disk. *key NULL with 0: there is none
+ * yet (admin_key_make writes one once the directory exists). */
+static int admin_key_load(orch *o, char **key, const char **from)
 {
-    char path[4096];
+    static char path[4096];
     snprintf(path, sizeof path, "%s/admin.key", o->opts.data);
-    char *key = NULL;
-    const char *from = path;
     const char *env = getenv("RHIZOS_ADMIN_KEY");
+    *key = NULL;
+    *from = path;
     if (o->opts.admin_key_file) {
-        if (!(key = read_secret(o->opts.admin_key_file))) {
+        *from = o->opts.admin_key_file;
+        if (!(*key = read_secret(o->opts.admin_key_file))) {
             fprintf(stderr, ORCH_NAME ": cannot read the admin key from %s\n",
                     o->opts.admin_key_file);
             return -1;
         }
-        from = o->opts.admin_key_file;
     } else if (env && *env) {
-        key = strdup(env);
-        from = "$RHIZOS_ADMIN_KEY";
-    } else if (!(key = read_secret(path))) {
-        char fresh[80];
-        auth_new_key("rza_", fresh, sizeof fresh);
-        size_t n = strlen(fresh);
-        fresh[n] = '\n';
-        if (write_private(path, fresh, n + 1) != 0) {
-            fprintf(stderr, ORCH_NAME ": cannot write %s: %s\n", path,
-                    strerror(errno));
-            sodium_memzero(fresh, sizeof fresh);
+        *from = "$RHIZOS_ADMIN_KEY";
+        if (!(*key = strdup(env)))
             return -1;
-        }
-        fresh[n] = '\0';
-        key = strdup(fresh);
-        sodium_memzero(fresh, sizeof fresh);
-        fprintf(stderr, ORCH_NAME ": made an admin key; it is in %s\n", path);
+    } else {
+        *key = read_secret(path);
     }
-    if (!key)
+    if (*key && auth_check_admin(*key, *from) != RZ_OK) {
+        sodium_memzero(*key, strlen(*key));
+        free(*key);
+        *key = NULL;
         return -1;
-    int rc = auth_set_admin(o, key, from);
-    sodium_memzero(key, strlen(key));
-    free(key);
+    }
+    return 0;
+}
+
+static char *admin_key_make(const char *path)
+{
+    char fresh[80];
+    auth_new_key("rza_", fresh, sizeof fresh);
+    size_t n = strlen(fresh);
+    fresh[n] = '\n';
+    if (write_private(path, fresh, n + 1) != 0) {
+        fprintf(stderr, ORCH_NAME ": cannot write %s: %s\n", path,
+                strerror(errno));
+        sodium_memzero(fresh, sizeof fresh);
+        return NULL;
+    }
+    fresh[n] = '\0';
+    char *key = strdup(fresh);
+    sodium_memzero(fresh, sizeof fresh);
+    fprintf(stderr, ORCH_NAME ": made an admin key; it is in %s\n", path);
+    return key;
+}
+
+/* key: the one admin_key_load read (the caller's), or NULL: make one. */
+static int admin_key_set(orch *o, const char *key, const char *from)
+{
+    char *made = key ? NULL : admin_key_make(from);
+    if (!key && !made)
+        return -1;
+    int rc = auth_set_admin(o, key ? key : made, from);
+    if (made) {
+        sodium_memzero(made, strlen(made));
+        free(made);
+    }
     return rc == RZ_OK ? 0 : -1;
 }
 
@@ -511,19 +537,20 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
     }
 }
 
-static int start(orch *o)
+/* Everything that can refuse without touching the disk comes first. */
+static int start(orch *o, const char *key, const char *key_from)
 {
     raise_fd_limit();
-    if (mkdir(o->opts.data, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, ORCH_NAME ": cannot create %s: %s\n", o->opts.data,
-                strerror(errno));
-        return -1;
-    }
     char host[256];
     uint16_t port;
     if (!split_listen(o->opts.listen, host, sizeof host, &port)) {
         fprintf(stderr, ORCH_NAME ": --listen: expected ADDR:PORT, not \"%s\"\n",
                 o->opts.listen);
+        return -1;
+    }
+    if (mkdir(o->opts.data, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, ORCH_NAME ": cannot create %s: %s\n", o->opts.data,
+                strerror(errno));
         return -1;
     }
     if (!(o->base = event_base_new()) || orch_http_start(o) != 0) {
@@ -559,8 +586,8 @@ static int start(orch *o)
                 ? " (is another orchestrator using it?)" : "");
         return -1;
     }
-    if (auth_open(o) != RZ_OK || admin_key(o) != 0 || server_keypair(o) != 0 ||
-        audit_open(o) != 0)
+    if (auth_open(o) != RZ_OK || admin_key_set(o, key, key_from) != 0 ||
+        server_keypair(o) != 0 || audit_open(o) != 0)
         return -1;
     if (orch_stores_agree(o->e, o->opts.data, o->opts.verify_on_open) != 0)
         return -1;
@@ -609,12 +636,14 @@ static void finish(orch *o)
     for (size_t i = 0; i < o->n_stops; i++)
         free(o->stops[i].v);
     free(o->stops);
+    orch_live_free(o);
     if (o->base)
         event_base_free(o->base);
     rz_engine_close(o->e);
     auth_close(o);
     rz_registry_free(o->reg);
     sodium_free(o->sk);
+    sodium_memzero(o->audit_key, sizeof o->audit_key);
     free(o->opts.modules);
     free(o->opts.allow_images);
     orch_rate_free();
@@ -657,7 +686,18 @@ int main(int argc, char **argv)
         fprintf(stderr, ORCH_NAME ": libsodium cannot start\n");
         return 1;
     }
-    if (start(&o) != 0) {
+    char *key = NULL;
+    const char *key_from = NULL;
+    if (admin_key_load(&o, &key, &key_from) != 0) {
+        finish(&o);
+        return 1;
+    }
+    rc = start(&o, key, key_from);
+    if (key) {
+        sodium_memzero(key, strlen(key));
+        free(key);
+    }
+    if (rc != 0) {
         finish(&o);
         return 1;
     }

@@ -23,7 +23,13 @@
 #include "rhizos/rhizos.h"
 
 #define ORCH_NAME "rhizos-orchestrator"
+#define AUDIT_KEY_BYTES 32               /* DATA/audit.key */
 #define ORCH_LOG_MAX (64u * 1024u)      /* a job's log kept from its node */
+#define ORCH_LOG_CHUNK_MAX (64u * 1024u) /* one live log chunk (routes_logs.c) */
+#define ORCH_LIVE_PUT_MS 2000u         /* a streamed log stored at most this
+                                           often (routes_logs.c) */
+#define ORCH_SSE_LOG_BACKLOG (1024u * 1024u)  /* a stream's unsent bytes past
+                                                which step_log events skip it */
 #define ORCH_WAIT_MAX 60                 /* long-poll seconds */
 #define ORCH_WAIT_DEFAULT 25
 #define ORCH_CAPS_MAX 16384u            /* a node's capabilities, as JSON */
@@ -118,6 +124,8 @@ typedef struct watcher {
      * whole status every time. */
     bool changes;
     bool started;            /* its first status (or resume) was sent */
+    bool logs;               /* a status stream with ?logs=1: "step_log"
+                                events too (streams of changes always) */
     char *resume;            /* Last-Event-ID until then, or NULL */
     uint64_t seq;
     struct watcher *prev, *next;
@@ -172,11 +180,14 @@ typedef struct orch {
     struct held_reply *held; size_t n_held, cap_held;
 
     stop_list *stops; size_t n_stops;   /* by node id - 1 */
+    /* Where each running attempt's live log stands (routes_logs.c). */
+    struct live_pos *live; size_t n_live, cap_live;
 
     /* The audit log (audit.c): where it is and the end of its chain. */
     char audit_path[4096];
     uint64_t audit_seq, audit_bytes;
     char audit_last[65];
+    unsigned char audit_key[AUDIT_KEY_BYTES];   /* DATA/audit.key */
     uint64_t deposit_tick_ms;      /* last expiry pass over deposits */
 
     /* metrics */
@@ -207,11 +218,9 @@ void reply_json(req *q, int code, cJSON *doc);       /* takes doc */
 void reply_text(req *q, int code, const char *type, const char *text, size_t len);
 void reply_error(req *q, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* 429 (code RZ_EDENIED): a limit on the caller; retry later. */
-void reply_limit(req *q, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-/* 429 with Retry-After: retry_s seconds. */
-void reply_retry(req *q, unsigned retry_s, const char *fmt, ...)
+/* 429 (code RZ_EDENIED): a limit on the caller; retry later, with
+ * Retry-After: retry_s seconds when not 0. */
+void reply_limit(req *q, unsigned retry_s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The caller's address ("" if unknown). */
 const char *orch_peer(req *q);
@@ -237,7 +246,8 @@ void orch_count_code(orch *o, int code);
 int auth_open(orch *o);
 void auth_close(orch *o);
 /* The admin key, checked for strength (rhizos/auth.h); a message on stderr
- * naming `from` when it is too weak. */
+ * naming `from` when it is too weak. check: before any store is open. */
+int auth_check_admin(const char *key, const char *from);
 int auth_set_admin(orch *o, const char *key, const char *from);
 int auth_lookup(orch *o, const char *key, principal *out);
 /* Seconds `client` (an address; IPv6 counted by its /64) must wait before
@@ -273,11 +283,17 @@ bool audit_end(orch *o, uint64_t of, int code);
 #define AUDIT_FAIL_JSON "{\"error\":{\"code\":\"RZ_EIO\",\"message\":\"the " \
     "audit log cannot be written; the outcome of this operation is not "   \
     "recorded\"}}"
-/* `rhizos-orchestrator audit --data DIR [--verify]` (argv[0] "audit"). */
+/* Check DATA's audit log (its chain, keyed with DATA/audit.key, and its
+ * end against the head the auth store keeps) without changing anything;
+ * `print` (may be NULL) gets each record. 0, or -1 with audit_error(). */
+int audit_check(const char *data, FILE *print, uint64_t *records);
+const char *audit_error(void);
+/* `rhizos-orchestrator audit --data DIR [--verify|--accept]` (argv[0] "audit"). */
 int orch_audit_main(int argc, char **argv);
 
 /* ---- quota.c ---- */
-/* Is q (a route run by fn) an admin or money operation? */
+/* Is q (a route run by fn) an admin or money operation, or a job's
+ * submit, cancel or result (all in the audit log)? */
 bool quota_audited(const req *q, void (*fn)(req *q));
 /* Take one request from the caller's bucket; false: answered 429 with
  * Retry-After. The admin key is not limited. */
@@ -287,7 +303,8 @@ bool quota_rate_take(req *q);
 bool quota_client_room(req *q, bool deployment);
 /* How many of the account's deposit requests (code RZ_LEDGER_CODE_DEPOSIT)
  * or withdrawals (RZ_LEDGER_CODE_WITHDRAW) are open. */
-size_t quota_open_count(orch *o, rz_ledger_id account, uint32_t code);
+int quota_open_count(orch *o, rz_ledger_id account, uint32_t code,
+                     uint64_t *n);
 /* Expire the deposit requests that are due (at most every 30 s
  * unless `force`). */
 void quota_expire(orch *o, bool force);
@@ -316,6 +333,10 @@ void orch_shutdown_streams(orch *o);
 void orch_keepalive(evutil_socket_t fd, short what, void *arg);
 void orch_arm_wakeup(orch *o);
 void orch_waiter_drop_node(orch *o, uint64_t node);
+/* A "step_log" event (`json`) to the deployment's streams of changes, and
+ * to its status streams that asked for logs (?logs=1). No id: it does not
+ * move the point a stream resumes from. */
+void orch_watch_log(orch *o, uint64_t dep, const char *json);
 bool orch_node_waiting(orch *o, uint64_t node);
 
 /* ---- routes_*.c ---- */
@@ -332,6 +353,19 @@ void r_node_result(req *q);
 /* POST .../result with a body over --max-body (authenticated). */
 void r_node_result_oversize(req *q, size_t len);
 void r_node_decline(req *q);
+/* The node of the path ({id}), the caller's own (a node token names one);
+ * false: answered 404. */
+bool own_node(req *q, uint64_t *node);
+/* routes_logs.c: POST .../jobs/{job}/log, a running job's log lines. */
+typedef struct live_pos live_pos;
+void r_node_log(req *q);
+/* A running job's streamed log (NULL: none streamed): GET shows it. */
+const char *orch_live_log(orch *o, uint64_t job);
+/* The job's attempt reported: forget its stream; `keep` stores what was
+ * streamed first (a result without a log of its own). */
+void orch_live_end(orch *o, uint64_t job, bool keep);
+/* At shutdown: store what is not stored yet, free. */
+void orch_live_free(orch *o);
 void r_node_delete(req *q);
 void r_node_retire(req *q);         /* POST /nodes/retire, signed by the key */
 void r_node_retire_admin(req *q);   /* POST /nodes/{id}/retire, admin */

@@ -1,7 +1,7 @@
 /* Per-account limits: the request rate of each key (a token bucket), open
  * deposit requests and pending withdrawals, and the expiry of unpaid
  * deposit requests. Memory is bounded: the buckets live in a fixed table;
- * the open counts are read from the ledger. */
+ * the open counts are exact, from the ledger's index of open transfers. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +12,6 @@
 
 #define BUCKETS 4096u     /* keys tracked at once */
 #define PROBE 8u          /* slots looked at per key */
-#define SCAN_MAX 4096u    /* an account's newest transfers counted */
 
 typedef struct bucket {
     rz_ledger_id id;      /* {0,0}: free */
@@ -29,7 +28,8 @@ bool quota_audited(const req *q, void (*fn)(req *q))
         return true;
     return fn == r_account_deposit || fn == r_account_withdraw ||
            fn == r_account_credit || fn == r_deposit_confirm ||
-           fn == r_deposit_cancel || fn == r_job_refund;
+           fn == r_deposit_cancel || fn == r_job_refund ||
+           fn == r_job_submit || fn == r_job_cancel || fn == r_node_result;
 }
 
 static size_t slot_of(rz_ledger_id id, uint64_t node)
@@ -87,12 +87,8 @@ bool quota_rate_take(req *q)
         return true;
     }
     unsigned wait = (unsigned)((1.0 - b->tokens) / rate) + 1;   /* rounded up */
-    char after[24];
-    snprintf(after, sizeof after, "%u", wait ? wait : 1);
-    evhttp_add_header(evhttp_request_get_output_headers(q->r), "Retry-After",
-                      after);
-    reply_limit(q, "too many requests from this key: at most %u a second "
-                "after a burst of %.0f; retry after %s s", rate, burst, after);
+    reply_limit(q, wait, "too many requests from this key: at most %u a second "
+                "after a burst of %.0f; retry after %u s", rate, burst, wait);
     return false;
 }
 
@@ -102,27 +98,10 @@ void quota_free(void)
     table = NULL;
 }
 
-size_t quota_open_count(orch *o, rz_ledger_id account, uint32_t code)
+int quota_open_count(orch *o, rz_ledger_id account, uint32_t code,
+                     uint64_t *n)
 {
-    rz_ledger *l = rz_engine_ledger(o->e);
-    enum { PAGE = 256 };
-    rz_ledger_transfer *t = malloc(PAGE * sizeof *t);
-    if (!t)
-        return SIZE_MAX;
-    size_t open = 0, seen = 0, n = 0;
-    uint64_t before = 0;
-    do {
-        if (rz_ledger_history(l, account, before, t, PAGE, &n) != RZ_OK) {
-            open = SIZE_MAX;
-            break;
-        }
-        for (size_t i = 0; i < n; i++)
-            open += t[i].code == code && t[i].state == RZ_LEDGER_OPEN;
-        seen += n;
-        before = n ? t[n - 1].seq : 0;
-    } while (n == PAGE && seen < SCAN_MAX);
-    free(t);
-    return open;
+    return rz_ledger_open_count(rz_engine_ledger(o->e), account, code, n);
 }
 
 void quota_expire(orch *o, bool force)
@@ -146,7 +125,7 @@ bool quota_client_room(req *q, bool deployment)
     uint64_t n = deployment ? deps : jobs;
     if (n < cap)
         return true;
-    reply_limit(q, "this account has %llu %s; at most %u (wait for one to "
+    reply_limit(q, 0, "this account has %llu %s; at most %u (wait for one to "
                 "finish or cancel one)", (unsigned long long)n,
                 deployment ? "running deployments" : "unfinished jobs", cap);
     return false;

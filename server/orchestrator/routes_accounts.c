@@ -126,17 +126,19 @@ static bool amount(req *q, uint64_t *out)
 static bool below_cap(req *q, rz_ledger_id id, uint32_t code, unsigned cap,
                       const char *what)
 {
-    size_t n = quota_open_count(q->o, id, code);
-    if (n >= cap && code == RZ_LEDGER_CODE_DEPOSIT) {
+    uint64_t n = 0;
+    int rc = quota_open_count(q->o, id, code, &n);
+    if (rc == RZ_OK && n >= cap && code == RZ_LEDGER_CODE_DEPOSIT) {
         quota_expire(q->o, true);
-        n = quota_open_count(q->o, id, code);
+        rc = quota_open_count(q->o, id, code, &n);
     }
-    if (n == SIZE_MAX) {
-        reply_rz(q, RZ_ENOMEM);
+    if (rc != RZ_OK) {
+        reply_rz(q, rc);
         return false;
     }
     if (n >= cap) {
-        reply_limit(q, "this account has %zu open %s; at most %u", n, what, cap);
+        reply_limit(q, 0, "this account has %llu open %s; at most %u",
+                    (unsigned long long)n, what, cap);
         return false;
     }
     return true;

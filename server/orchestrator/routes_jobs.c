@@ -27,6 +27,43 @@ static void add_opt_u64(cJSON *o, const char *k, uint64_t v)
         cJSON_AddNullToObject(o, k);
 }
 
+/* A replicated job's runs (docs/api.md, "Redundant execution"): on the job
+ * the client submitted, "verify" and each run's node, digest and verdict;
+ * on another run, the job it is a replica of. */
+static void replicas_json(orch *o, cJSON *j, const rz_engine_job_info *ji)
+{
+    if (ji->replica_of) {
+        add_u64(j, "replica_of", ji->replica_of);
+        return;
+    }
+    if (!ji->replicas)
+        return;
+    rz_engine_replica_run r[RZ_ENGINE_REPLICAS_MAX];
+    size_t n = rz_engine_job_replicas(o->e, ji->id, r, RZ_ENGINE_REPLICAS_MAX);
+    cJSON *v = cJSON_AddObjectToObject(j, "verify");
+    add_u64(v, "replicas", ji->replicas);
+    cJSON *arr = cJSON_AddArrayToObject(j, "replicas");
+    for (size_t i = 0; i < n && i < RZ_ENGINE_REPLICAS_MAX; i++) {
+        cJSON *x = cJSON_CreateObject();
+        add_u64(x, "job", r[i].job);
+        add_opt_u64(x, "node", r[i].node);
+        cJSON_AddStringToObject(x, "status", rz_job_state_name(r[i].state));
+        if (r[i].has_digest) {
+            char hex[65];
+            for (int b = 0; b < 32; b++)
+                snprintf(hex + 2 * b, 3, "%02x", r[i].digest[b]);
+            cJSON_AddStringToObject(x, "digest", hex);
+        } else {
+            cJSON_AddNullToObject(x, "digest");
+        }
+        cJSON_AddStringToObject(x, "verdict", r[i].verdict);
+        cJSON_AddBoolToObject(x, "paid", strcmp(r[i].verdict, "agreed") == 0);
+        add_u64(x, "cost_micros", r[i].cost_micros);
+        add_u64(x, "run_ms", r[i].run_ms);
+        cJSON_AddItemToArray(arr, x);
+    }
+}
+
 cJSON *job_json(orch *o, uint64_t id, bool with_log)
 {
     rz_engine_job_info ji;
@@ -53,6 +90,7 @@ cJSON *job_json(orch *o, uint64_t id, bool with_log)
     add_u64(j, "max_cost_micros", ji.max_cost_micros);
     add_u64(j, "cost_micros", ji.cost_micros);
     add_u64(j, "run_ms", ji.run_ms);
+    replicas_json(o, j, &ji);
     cJSON *out = ji.outputs_json ? cJSON_Parse(ji.outputs_json) : NULL;
     cJSON_AddItemToObject(j, "outputs", out ? out : cJSON_CreateNull());
     if (ji.error)
@@ -70,10 +108,11 @@ cJSON *job_json(orch *o, uint64_t id, bool with_log)
         cJSON_AddItemToObject(j, "command", cmd ? cmd : cJSON_CreateNull());
         cJSON_Delete(x);
     }
-    if (with_log) {
-        char *log = auth_get_log(o, id);
-        if (log)
-            cJSON_AddStringToObject(j, "log", log);
+    if (with_log) {   /* a running job's: what its node streamed so far */
+        const char *live = orch_live_log(o, id);
+        char *log = live ? NULL : auth_get_log(o, id);
+        if (live || log)
+            cJSON_AddStringToObject(j, "log", live ? live : log);
         else
             cJSON_AddNullToObject(j, "log");
         free(log);
@@ -207,6 +246,7 @@ static int image_job(orch *o, const rz_engine_module_job *mj, const char *exec,
     s.max_cost_micros = mj->max_cost_micros;
     s.priority = mj->priority;
     s.queue_timeout_ms = mj->queue_timeout_ms;
+    s.replicas = mj->replicas;
     s.exec_json = exec;
     int rc = rq && rt ? RZ_OK : RZ_ENOMEM;
     if (rc == RZ_OK && !s.max_cost_micros)
@@ -216,6 +256,26 @@ static int image_job(orch *o, const rz_engine_module_job *mj, const char *exec,
     cJSON_free(rq);
     cJSON_free(rt);
     return rc;
+}
+
+/* "verify": {"replicas": k}, k 1..RZ_ENGINE_REPLICAS_MAX (1: one run). */
+static bool verify_spec(req *q, uint32_t *replicas)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(q->body, "verify");
+    *replicas = 0;
+    if (!v)
+        return true;
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(v, "replicas");
+    bool only = cJSON_IsObject(v) && v->child && !v->child->next && k;
+    if (!only || !cJSON_IsNumber(k) || k->valuedouble < 1 ||
+        k->valuedouble > RZ_ENGINE_REPLICAS_MAX ||
+        k->valuedouble != (double)(int)k->valuedouble) {
+        reply_error(q, RZ_EINVAL, "\"verify\" must be {\"replicas\": k} with k "
+                    "a whole number from 1 to %u", RZ_ENGINE_REPLICAS_MAX);
+        return false;
+    }
+    *replicas = (uint32_t)k->valuedouble;
+    return true;
 }
 
 /* A member of the body as JSON text for the library; NULL when absent. */
@@ -229,7 +289,7 @@ void r_job_submit(req *q)
 {
     static const char *const fields[] = { "module", "type", "inputs", "config",
         "requirements", "max_cost_micros", "priority", "queue_timeout_s", "image",
-        "command", NULL };
+        "command", "verify", NULL };
     rz_engine_module_job job = RZ_ENGINE_MODULE_JOB_INIT;
     cJSON *inputs, *config, *reqs;
     bool have_max = false, have_qt = false;
@@ -256,6 +316,8 @@ void r_job_submit(req *q)
         reply_error(q, RZ_EINVAL, "\"queue_timeout_s\" must be at least 1");
         return;
     }
+    if (!verify_spec(q, &job.replicas))
+        return;
     job.queue_timeout_ms = qt * 1000u;
     job.client = q->who.account;
     char *exec = NULL;
@@ -349,6 +411,10 @@ void r_job_refund(req *q)
             return;
         }
         (void)!rz_engine_job_get(q->o->e, id, &ji);   /* exists: cancelled */
+    }
+    if (ji.replica_of) {   /* a replicated job's money is on its first job */
+        id = ji.replica_of;
+        (void)!rz_engine_job_get(q->o->e, id, &ji);   /* exists */
     }
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddNumberToObject(doc, "job", (double)id);

@@ -74,7 +74,7 @@ void r_nodes_list(req *q)
 }
 
 /* The node of the path, which must be the caller's own (admin: any). */
-static bool own_node(req *q, uint64_t *node)
+bool own_node(req *q, uint64_t *node)
 {
     if (!param_u64(q, 0, node))
         return false;
@@ -204,16 +204,6 @@ void orch_rate_free(void)
     replay = NULL;
 }
 
-static const char *peer_of(req *q)
-{
-    struct evhttp_connection *c = evhttp_request_get_connection(q->r);
-    char *addr = NULL;
-    ev_uint16_t port = 0;
-    if (c)
-        evhttp_connection_get_peer(c, &addr, &port);
-    return addr ? addr : "";
-}
-
 /* ---- proofs of a node's key ---- */
 
 /* The fields of a signed request into *p (action set by the caller) and
@@ -242,7 +232,7 @@ static bool proof_take(req *q, rz_auth_node_proof *p, const char **sig)
     rc = rz_auth_replay_check(replay, p->nonce_hex, p->timestamp_ms,
                               orch_now_ms());
     if (rc == RZ_ETOOBIG)
-        reply_retry(q, 5, "%s", rz_error_last()->message);
+        reply_limit(q, 5, "%s", rz_error_last()->message);
     else if (rc != RZ_OK)
         reply_error(q, rc == RZ_EINVAL ? RZ_EINVAL : RZ_EAUTH, "%s",
                     rz_error_last()->message);
@@ -312,8 +302,8 @@ void r_node_register(req *q)
     rz_auth_node_proof p = { "register", NULL, NULL, 0, NULL };
     const char *sig = NULL;
     unsigned char ed[32];
-    if (!rate_take(o, peer_of(q), orch_now_ms())) {
-        reply_limit(q, "too many registrations from this address; at most "
+    if (!rate_take(o, orch_peer(q), orch_now_ms())) {
+        reply_limit(q, 0, "too many registrations from this address; at most "
                     "%u at once and %u a second", ORCH_REGISTER_BURST,
                     o->opts.register_rate);
         return;
@@ -393,8 +383,8 @@ void r_node_retire(req *q)
     unsigned char ed[32];
     uint64_t node = 0;
     /* Open to anyone like registration, so counted with it. */
-    if (!rate_take(q->o, peer_of(q), orch_now_ms())) {
-        reply_limit(q, "too many signed node requests from this address");
+    if (!rate_take(q->o, orch_peer(q), orch_now_ms())) {
+        reply_limit(q, 0, "too many signed node requests from this address");
         return;
     }
     if (!body_fields(q, fields) || !proof_take(q, &p, &sig))
@@ -808,6 +798,8 @@ void r_node_result(req *q)
             fprintf(stderr, ORCH_NAME ": job %llu: its log was not kept\n",
                     (unsigned long long)job);
     }
+    if (!repeat)   /* the streamed log: replaced, or kept when none came */
+        orch_live_end(o, job, !log);
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddTrueToObject(doc, "accepted");
     reply_json(q, 200, doc);

@@ -77,9 +77,11 @@ static int check_usage(FILE *f, int rc)
           "the engine, ledger and auth stores all there (or none), each\n"
           "data.mdb whole, the ledger's journal (damaged records with\n"
           "acknowledged batches after them, lost or cut-short journals) and\n"
-          "every ledger invariant. Exit 0: no damage found; 1: damaged (the\n"
-          "reason on stderr); 2: usage. The engine and ledger are also\n"
-          "cross-checked at every start. Recovery: docs/ledger.md.\n", f);
+          "every ledger invariant, and the audit log (its keyed chain and its\n"
+          "end against the head the auth store keeps). Exit 0: no damage\n"
+          "found; 1: damaged (the reason on stderr); 2: usage. The engine\n"
+          "and ledger are also cross-checked at every start. Recovery:\n"
+          "docs/ledger.md; of the audit log: docs/api.md.\n", f);
     return rc;
 }
 
@@ -125,8 +127,14 @@ int orch_check_main(int argc, char **argv)
         fprintf(stderr, ORCH_NAME " check: %s\n", rz_error_last()->message);
         return 1;
     }
+    uint64_t records = 0;
+    if (audit_check(data, NULL, &records) != 0) {
+        fprintf(stderr, ORCH_NAME " check: %s\n", audit_error());
+        return 1;
+    }
     printf("%s: engine, ledger and auth stores whole; ledger journal and "
-           "invariants checked\n", data);
+           "invariants checked; audit log of %llu records whole and at its "
+           "head\n", data, (unsigned long long)records);
     return 0;
 }
 

@@ -98,6 +98,35 @@ class FlowRunExamples(unittest.TestCase):
         self.assertIn("skipped", states)
         self.assertIn("succeeded", states)
 
+    def test_join_runs_after_either_branch(self):
+        # if/else: exactly one branch runs; `report` (join: any_succeeded)
+        # runs after whichever it was.
+        for value, ran, other in (("42", "high", "low"), ("3", "low", "high")):
+            p, doc = self.run_json("join.yaml", "--input", "value=" + value)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            st = doc["steps"]
+            self.assertEqual(st[ran]["status"], "succeeded")
+            self.assertEqual(st[other]["status"], "skipped")
+            self.assertEqual(st["report"]["status"], "succeeded")
+            self.assertEqual(st["report"]["outputs"]["message"],
+                             st[ran]["outputs"]["message"])
+
+    def test_on_exit_and_flow_outputs(self):
+        # primary fails (handled): on_exit runs last and sees it; the
+        # flow's declared outputs are the record's "outputs".
+        p, doc = self.run_json("on_exit.yaml")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(doc["status"], "succeeded")
+        self.assertEqual(doc["failed_steps"], ["primary"])
+        self.assertEqual(doc["outputs"], {
+            "primary": "failed", "attempts": 2,
+            "alert": "run succeeded; failed steps: [primary]"})
+        p = rhizos("flow", "run", os.path.join(FLOWS, "on_exit.yaml"), "--input",
+                   "failures=0", data=self.data)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn('alert: "run succeeded; failed steps: []"', p.stdout)
+        self.assertNotIn("failed (handled)", p.stdout)
+
     def test_fallback_runs_when_primary_fails(self):
         # primary fails both attempts: the fallback reads its status, error
         # and attempts; the failure is handled, so the run succeeds.
@@ -126,6 +155,29 @@ class FlowRunExamples(unittest.TestCase):
         self.assertIn("Hello, Ada!", json.dumps(doc["outputs"]))
         p, doc = self.run_json("inputs.yaml")
         self.assertIn("Hello, world!", json.dumps(doc["outputs"]))
+
+    def test_one_run_in_detail(self):
+        _, doc = self.run_json("on_exit.yaml")
+        p = rhizos("flow", "runs", doc["id"], "--json", data=self.data)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rec = json.loads(p.stdout)
+        self.assertEqual(rec["id"], doc["id"])
+        self.assertEqual(rec["outputs"], doc["outputs"])
+        self.assertEqual(rec["failed_steps"], ["primary"])
+        report = rec["steps"]["report"]
+        self.assertEqual(report["inputs"], {"message": "primary: failed"})
+        self.assertLessEqual(rec["started_ms"], report["started_ms"])
+        self.assertLessEqual(report["started_ms"], report["finished_ms"])
+        self.assertLessEqual(report["finished_ms"], rec["finished_ms"])
+        self.assertIn("fails on purpose", rec["steps"]["primary"]["error"])
+        p = rhizos("flow", "runs", doc["id"], data=self.data)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("step primary: failed, 2 attempts", p.stdout)
+        self.assertIn('inputs   {"message":"primary: failed"}', p.stdout)
+        self.assertIn("| flaky: attempt 2 fails on purpose", p.stdout)
+        p = rhizos("flow", "runs", "run-nosuch", data=self.data)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("no run 'run-nosuch' recorded", p.stderr)
 
     def test_runs_are_recorded(self):
         self.run_json("wordcount.yaml")
@@ -403,6 +455,24 @@ class FlowCommands(unittest.TestCase):
              3, "unknown trigger type 'webhook'"),
             (".json", '{"triggers": [\n{"cron": "* *"}],\n"nodes": [{"id": "a", '
              '"moduleId": "echo"}]}\n', 2, "'cron' must be a string of 5 fields"),
+            # Joins, on_exit and flow outputs, in both formats.
+            (".yaml", "flux: 1\nsteps:\n  a: {module: echo}\n  b:\n    module: echo\n"
+             "    needs: [a]\n    join: some\n", 7, "'join' must be all_succeeded"),
+            (".json", '{"nodes": [{"id": "a", "moduleId": "echo"},\n{"id": "b", '
+             '"moduleId": "echo", "needs": ["a"], "join": "any"}]}\n', 2,
+             "'join' must be all_succeeded"),
+            (".yaml", "flux: 1\nsteps:\n  a:\n    module: echo\n"
+             "    inputs: {message: \"${{ flow.status }}\"}\n", 5,
+             "flow.status is known only in the on_exit step"),
+            (".json", '{"nodes": [{"id": "a", "moduleId": "echo"}],\n"on_exit": '
+             '{"moduleId": "echo", "needs": ["a"]}}\n', 2,
+             "the on_exit step runs after every other step: it takes no 'needs'"),
+            (".yaml", "flux: 1\nsteps:\n  a: {module: echo}\n"
+             "outputs:\n  m: \"${{ steps.a.outputs.mesage }}\"\n", 5,
+             "step 'a' (module echo@1.0.0) has no output 'mesage'"),
+            (".json", '{"nodes": [{"id": "a", "moduleId": "echo"}],\n"outputs": '
+             '{"m": "${{ steps.ghost.outputs.x }}"}}\n', 2,
+             "reference to unknown step 'ghost'"),
         ]
         for suffix, text, line, want in cases:
             with self.subTest(want=want, suffix=suffix):

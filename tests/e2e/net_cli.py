@@ -233,7 +233,7 @@ class Live(unittest.TestCase):
 
     def test_job_queued_then_cancelled_refunds_exactly(self):
         _, key = self.new_client(1000)
-        job = self.cli_json("run", "-t", "echo", "--input", "text=hi", "--max-cost", "0.70",
+        job = self.cli_json("run", "-t", "echo", "--input", "message=hi", "--max-cost", "0.70",
                             "--priority", "3", key=key)
         self.assertIn(job["status"], ("pending", "queued"))   # no nodes
         self.assertEqual((job["max_cost_micros"], job["priority"]), (70 * M, 3))

@@ -4,18 +4,25 @@ bill more than it ran, and every admin and money operation is in a
 tamper-evident audit log that fails closed.
 
 - A node reporting run_ms 2^53 a moment after taking its job is billed the
-  time the server saw pass (plus 1 s), not the whole hold.
+  time the server measured (min of the two), not the whole hold.
 - A client flooding deposit requests is stopped at its cap (429) and at the
   per-request maximum; others still deposit and are confirmed, also after a
   restart; requests expire (--deposit-ttl) and can be cancelled.
+- Thousands of requests made and cancelled do not hide older open ones
+  from the cap (it counts from the ledger's open-transfer index).
 - A key's request rate (429 with Retry-After), its event streams and its
   pending withdrawals are capped; another key is unaffected.
 - The audit log holds a begin and an end record for each admin and money
-  route, no key; `audit --verify` finds an altered or removed record; an
+  route and each job submit, cancel and result, no key; its hashes are
+  keyed with audit.key; `audit --verify` finds an altered or removed
+  record; a log removed, cut short or rewritten while the server is stopped
+  refuses the start (its head is kept in the auth store) until restored or
+  accepted (`audit --accept`); an
   audit log that cannot be written (a full disk, simulated with /dev/full)
   makes the operation fail with 500 and change nothing.
 
 Usage: orchestrator_abuse.py ORCHESTRATOR SOURCE_ROOT"""
+import hashlib
 import json
 import os
 import socket
@@ -25,7 +32,7 @@ import time
 import unittest
 from http.client import HTTPConnection
 
-from harness import NodeKey, http, run, start_orchestrator
+from harness import NodeKey, free_port, http, run, start_orchestrator
 
 EXE, ROOT = sys.argv[1], sys.argv[2]
 CAPS = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
@@ -187,6 +194,45 @@ class Deposits(Base):
         self.assertEqual(self.balance(bad, bkey), 0)
 
 
+class DepositBypass(Base):
+    """The cap counts every open request, not the newest transfers: a few
+    thousand requests made and cancelled (two transfers each) used to push
+    older open ones out of a 4,096-transfer window."""
+    extra = ("--max-open-deposits", "4", "--request-rate", "100000")
+
+    def setUp(self):
+        # 4,200 audited requests, each two fsync'd records: on tmpfs where
+        # there is one, so the test measures the count, not the disk.
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        self.tmpd = tempfile.TemporaryDirectory(dir=shm)
+        self.s = Server(self.tmpd.name, self.extra)
+
+    def test_cancelled_requests_do_not_hide_open_ones(self):
+        acct, key = self.client()
+        path = "/api/v1/accounts/%s/deposit" % acct
+        for _ in range(3):
+            self.ok("POST", path, {"amount_micros": 7}, key, 201)
+        c = HTTPConnection("127.0.0.1", self.s.port, timeout=20)
+        hdr = {"Authorization": "Bearer " + key,
+               "Content-Type": "application/json"}
+        try:
+            for _ in range(2100):
+                c.request("POST", path, json.dumps({"amount_micros": 1}), hdr)
+                r = c.getresponse()
+                d = json.loads(r.read())
+                self.assertEqual(r.status, 201, d)
+                c.request("DELETE", "/api/v1/deposits/%s" % d["deposit_id"],
+                          headers=hdr)
+                r = c.getresponse()
+                r.read()
+                self.assertEqual(r.status, 200)
+        finally:
+            c.close()
+        codes = [self.s.call("POST", path, {"amount_micros": 7}, key)[0]
+                 for _ in range(4)]
+        self.assertEqual(codes, [201, 429, 429, 429])
+
+
 class Rate(Base):
     extra = ("--request-rate", "5", "--request-burst", "10", "--max-streams", "2",
              "--max-pending-withdrawals", "2", "--max-queued-jobs", "2",
@@ -263,7 +309,18 @@ class Audit(Base):
         job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_micros": 50},
                       key, 201)["id"]
         self.ok("POST", "/api/v1/jobs/%d/refund" % job, key=key)
-        nid, _ = self.node()
+        # A job's submit, cancel and result are recorded too.
+        job2 = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_micros": 40,
+                       "inputs": {"message": "x"}}, key, 201)["id"]
+        nid, tok = self.node()
+        a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
+        self.assertEqual(a["job"], job2)
+        self.ok("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, job2),
+                self.node_key.result_body(job2, a["attempt"], {"message": "x"},
+                                          run_ms=5), tok)
+        job3 = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_micros": 30},
+                       key, 201)["id"]
+        self.ok("DELETE", "/api/v1/jobs/%d" % job3, key=key)
         node_st, _ = self.s.call("DELETE", "/api/v1/nodes/%d" % nid, key=self.s.admin)
         self.assertIn(node_st, (200, 204))
         # A refused money operation is recorded with its status too.
@@ -274,8 +331,7 @@ class Audit(Base):
         begins = {r["seq"]: r for r in recs if r["phase"] == "begin"}
         ends = {r["of"]: r for r in recs if r["phase"] == "end"}
         self.assertEqual(set(begins), set(ends))
-        # (op's last path segment, who, status) in order; the job's submit
-        # and cancel by its client are not money routes of the audit.
+        # (op's last path segment, who, status) in order.
         ops = [(begins[s]["op"].split("/")[-1], begins[s]["who"], ends[s]["status"])
                for s in sorted(begins)]
         who = "client:" + acct
@@ -287,7 +343,12 @@ class Audit(Base):
             ("deposit", who, 201),
             (d2["deposit_id"], who, 200),
             ("withdraw", who, 201),
+            ("jobs", who, 201),
             ("refund", who, 200),
+            ("jobs", who, 201),
+            ("result", "node:%d" % nid, 200),
+            ("jobs", who, 201),
+            (str(job3), who, 200),
             (str(nid), "admin", node_st),
             ("withdraw", who, 402),
         ])
@@ -295,11 +356,24 @@ class Audit(Base):
         self.assertEqual([r["amount_micros"] for r in recs
                           if r["phase"] == "begin" and r["op"].endswith("/deposit")],
                          [300, 5])
+        self.assertEqual([r["max_cost_micros"] for r in recs
+                          if r["phase"] == "begin" and r["op"] == "POST /api/v1/jobs"],
+                         [50, 40, 30])
+        # Keyed: each hash is BLAKE2b keyed with audit.key, which the log
+        # never shows.
+        with open(os.path.join(self.s.data, "audit.key"), "rb") as f:
+            akey = f.read()
+        self.assertEqual(len(akey), 32)
+        for line in open(os.path.join(self.s.data, "audit.log")):
+            body, h = line.rstrip("\n").rsplit(',"hash":"', 1)
+            self.assertEqual(hashlib.blake2b((body + "}").encode(), digest_size=32,
+                                             key=akey).hexdigest(), h[:-2])
         with open(os.path.join(self.s.data, "audit.log")) as f:
             text = f.read()
         self.assertNotIn(key, text)
         self.assertNotIn(self.s.admin, text)
         self.assertNotIn("rzk_", text)
+        self.assertNotIn(akey.hex(), text)
         # The chain survives a restart and goes on from where it was.
         n = len(recs)
         self.s.restart()
@@ -334,14 +408,15 @@ class Audit(Base):
         # Any edit of a record changes its hash.
         verify_fails("".join(lines[:2]) + lines[2].replace('"phase":"begin"',
                      '"phase":"begun"') + "".join(lines[3:]), "record 3")
-        # A torn last record: verify names it; a start cuts it (a crash
-        # mid-append) and says so, and the chain is whole again.
-        verify_fails(good[:-10], "record 6")
+        # A torn last record (a crash mid-append: never durable, so past
+        # the head the auth store keeps): verify names it; a start cuts it
+        # and says so, and the chain is whole again.
+        verify_fails(good + lines[5][:40], "record 7")
         self.s.start()
         self.s.proc.stop_clean()
-        self.assertIn("record 6", self.s.proc.stderr_text())
+        self.assertIn("record 7", self.s.proc.stderr_text())
         with open(path) as f:
-            self.assertEqual(f.read(), "".join(lines[:5]))
+            self.assertEqual(f.read(), good)
         self.assertEqual(self.s.audit("--verify").returncode, 0)
         # The server refuses to start on a broken log.
         with open(path, "w") as f:
@@ -352,6 +427,84 @@ class Audit(Base):
             f.write(good)
         self.assertEqual(self.s.audit("--verify").returncode, 0)
         self.s.start()
+
+    def start_refused(self):
+        r = run([EXE, "--listen", "127.0.0.1:%d" % free_port(), "--data", self.s.data,
+                 "--admin-key-file", self.s.key_file, "--quiet",
+                 "--modules", os.path.join(ROOT, "examples", "modules")],
+                timeout=30)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        return r.stderr
+
+    def test_log_lost_while_stopped_is_found(self):
+        acct, key = self.client(1000)
+        self.s.call("POST", "/api/v1/accounts/%s/deposit" % acct, {"amount_micros": 300}, key)
+        self.s.proc.stop_clean()
+        path = os.path.join(self.s.data, "audit.log")
+        with open(path) as f:
+            good = f.read()
+        lines = good.splitlines(True)
+        with open(os.path.join(self.s.data, "audit.key"), "rb") as f:
+            akey = f.read()
+
+        def refused(text, what, recovery="audit --data DIR --accept"):
+            if text is None:
+                os.unlink(path)
+            else:
+                with open(path, "w") as f:
+                    f.write(text)
+            err = self.start_refused()
+            self.assertIn(what, err)
+            self.assertIn(path, err)
+            self.assertIn(recovery, err)
+            r = self.s.audit("--verify")
+            self.assertEqual(r.returncode, 1, r.stdout)
+        # Removed, cut by whole records (a chain that holds on its own), or
+        # its last record rewritten with the key (the head still differs).
+        refused(None, "is missing: it ends at record 0 but record 6")
+        refused("".join(lines[:4]), "is behind: it ends at record 4 but record 6")
+        body, _ = lines[5].rstrip("\n").rsplit(',"hash":"', 1)
+        body = body.replace('"status":201', '"status":500')
+        forged = body + ',"hash":"%s"}\n' % hashlib.blake2b(
+            (body + "}").encode(), digest_size=32, key=akey).hexdigest()
+        refused("".join(lines[:5]) + forged, "has diverged")
+        # Without the key a rewritten chain is found by the log alone.
+        body, _ = lines[4].rstrip("\n").rsplit(',"hash":"', 1)
+        body = body.replace('"amount_micros":300', '"amount_micros":900')
+        unkeyed = body + ',"hash":"%s"}\n' % hashlib.blake2b(
+            (body + "}").encode(), digest_size=32).hexdigest()
+        refused("".join(lines[:4]) + unkeyed, "record 5", "from a backup")
+        # One durable record past the head (a crash between the log's fsync
+        # and the head's commit) follows the head: accepted.
+        last = lines[5].rstrip("\n").rsplit(',"hash":"', 1)[1][:-2]
+        body = ('{"time_ms":1,"phase":"end","of":5,"status":201,"keyed":true,'
+                '"seq":7,"prev":"%s"' % last)
+        ahead = body + ',"hash":"%s"}\n' % hashlib.blake2b(
+            (body + "}").encode(), digest_size=32, key=akey).hexdigest()
+        with open(path, "w") as f:
+            f.write(good + ahead)
+        self.s.start()
+        self.s.proc.stop_clean()
+        self.assertIn("7 records", self.s.audit("--verify").stdout)
+        # Restored from an older backup: behind the head again.
+        with open(path, "w") as f:
+            f.write(good)
+        self.assertIn("is behind: it ends at record 6 but record 7",
+                      self.start_refused())
+        with open(path, "w") as f:
+            f.write(good + ahead)
+        self.s.start()
+        self.s.proc.stop_clean()
+        with open(path, "w") as f:
+            f.write("".join(lines[:2]))
+        r = self.s.audit("--accept")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("the head said 7", r.stdout)
+        self.s.start()
+        self.client()
+        recs = [json.loads(x) for x in self.s.audit().stdout.splitlines()]
+        self.assertEqual([r["phase"] for r in recs[2:]], ["accept", "begin", "end"])
+        self.assertEqual(recs[2]["head_was"], 7)
 
     def test_unwritable_audit_log_fails_closed(self):
         acct, key = self.client(1000)
@@ -370,6 +523,9 @@ class Audit(Base):
                                   self.s.admin)
             self.assertEqual(st, 500, doc)
             self.assertNotIn("api_key", doc)
+            st, doc = self.s.call("POST", "/api/v1/jobs",
+                                  {"module": "echo", "max_cost_micros": 5}, key)
+            self.assertEqual(st, 500, doc)
         finally:
             os.unlink(path)
             os.rename(path + ".real", path)
@@ -379,6 +535,7 @@ class Audit(Base):
         self.assertEqual([p["kind"] for p in pays], ["test_credit"])
         stats = self.ok("GET", "/api/v1/payments/stats", key=self.s.admin)
         self.assertEqual(stats["accounts"], 1 + 3)   # platform, escrow, external
+        self.assertEqual(self.ok("GET", "/api/v1/jobs", key=key)["jobs"], [])
         # A deleted log is not started over: it fails too.
         os.rename(path, path + ".gone")
         st, _ = self.s.call("POST", "/api/v1/accounts/%s/test-credits" % acct,

@@ -3,7 +3,8 @@
 guessed keys.
 
 A one-character (or patterned) admin key, from a file or the environment,
-is refused at start with a message that states the rule and not the key.
+is refused at start with a message that states the rule and not the key,
+before any store is opened: a refused start changes nothing on disk.
 A burst of wrong keys from one address is answered 401 ten times, then 429
 with Retry-After (without checking the key, so even the right one waits on
 that address); the same wrong key from another address is refused 429
@@ -73,6 +74,47 @@ class AdminKeyStrength(unittest.TestCase):
             self.assertEqual(p.returncode, 1, p.stderr)
             self.assertIn("different characters", p.stderr)
             self.assertNotIn("ab" * 20, p.stderr)
+
+
+    def snapshot(self, root):
+        """Every file under root: (path, size, mtime_ns, bytes)."""
+        out = []
+        for d, _, files in os.walk(root):
+            for name in sorted(files):
+                p = os.path.join(d, name)
+                st = os.stat(p)
+                with open(p, "rb") as f:
+                    out.append((p, st.st_size, st.st_mtime_ns, f.read()))
+        return sorted(out)
+
+    def test_refused_start_changes_nothing_on_disk(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            data = os.path.join(tmp, "data")
+            # A new directory is not even made.
+            p = self.start(tmp, "Q", via_file=False)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertFalse(os.path.exists(data))
+            # One with state: not a byte or a time changes, whether the weak
+            # key comes from the environment or from DATA/admin.key.
+            good = os.urandom(24).hex()
+            srv = start_orchestrator(EXE, data, ["--quiet"], admin_key=good, cwd=ROOT)
+            srv.stop_clean()
+            before = self.snapshot(data)
+            self.assertTrue(any(p.endswith("ledger/data.mdb") for p, *_ in before))
+            time.sleep(0.05)
+            p = self.start(tmp, "Q", via_file=False)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertEqual(self.snapshot(data), before)
+            with open(os.path.join(data, "admin.key"), "w") as f:
+                f.write("ab" * 20 + "\n")
+            before = self.snapshot(data)
+            env = dict(os.environ)
+            env.pop("RHIZOS_ADMIN_KEY", None)
+            p = run([EXE, "--listen", "127.0.0.1:%d" % free_port(), "--data", data,
+                     "--quiet"], env=env, timeout=30)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn(os.path.join(data, "admin.key"), p.stderr)
+            self.assertEqual(self.snapshot(data), before)
 
 
 class WrongKeyThrottle(unittest.TestCase):

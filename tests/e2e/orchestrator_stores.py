@@ -160,6 +160,17 @@ class Stores(unittest.TestCase):
         self.assertIn("ledger/data.mdb is missing", err)
         self.restore_and_start()
 
+    def test_lost_audit_log_refused(self):
+        """The audit log removed while stopped: check and start see it."""
+        os.unlink(os.path.join(self.data, "audit.log"))
+        r = check(self.data)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("audit.log is missing", r.stderr)
+        err = start_refused(self.data, self.key_file)
+        self.assertIn("audit.log is missing", err)
+        self.assertFalse(os.path.exists(os.path.join(self.data, "audit.log")))
+        self.restore_and_start()
+
     def test_check_usage(self):
         r = subprocess.run([EXE, "check"], capture_output=True, text=True)
         self.assertEqual(r.returncode, 2)

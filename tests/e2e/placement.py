@@ -86,7 +86,7 @@ class Placement(unittest.TestCase):
 
     def test_label_no_node_has(self):
         key = self.client(1000)
-        job = json.loads(self.cli("run", "-t", "echo", "--input", "text=x",
+        job = json.loads(self.cli("run", "-t", "echo", "--input", "message=x",
                                   "--label", "zone=mars", "--config", "prefix=hi",
                                   "--max-cost", "0.05", "--queue-timeout", "1", "--json",
                                   key=key, code=0).stdout)

@@ -21,6 +21,8 @@ static const cJSON *resolve(const rz__ref *r, void *ud)
     const cJSON *c = ud;
     if (r->kind == RZ_REF_INPUT)
         return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItem(c, "inputs"), r->name);
+    if (r->kind == RZ_REF_FLOW)
+        return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItem(c, "flow"), r->name);
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItem(c, "steps"), r->name);
     if (r->field != RZ_FIELD_OUTPUTS)
         return cJSON_GetObjectItemCaseSensitive(s, fields[r->field]);
@@ -34,7 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                           " \"l\": [1, \"x\", null, [2], {\"k\": true}], \"j\": \"{\\\"a\\\":[1]}\"},"
                           " \"steps\": {\"a\": {\"outputs\": {\"o\": {\"k\": [1, 2]}, \"t\": \"{0}{0}\"},"
                           " \"status\": \"failed\", \"error\": \"boom\", \"attempts\": 2,"
-                          " \"duration_ms\": 10}}}");
+                          " \"duration_ms\": 10}},"
+                          " \"flow\": {\"status\": \"failed\", \"failed_steps\": [\"a\"]}}");
     if (!ctx || size < 1 || memchr(data + 1, '\0', size - 1))
         return 0;
     char *text = malloc(size);

@@ -124,6 +124,9 @@ static void act_submit(world *w)
     s.module_id = "sim";
     s.max_cost_micros = 1 + below(w, below(w, 50) ? 3000 : 2000000);
     s.priority = (int32_t)below(w, 3);
+    /* One in eight on 2..4 distinct nodes (their outputs are random: the
+     * runs agree or not, fail, are lost, cancelled, reopened). */
+    s.replicas = below(w, 8) == 0 ? 2 + (uint32_t)below(w, 3) : 0;
     uint64_t id;
     int rc = rz_engine_submit(w->e, &s, w->now, &id);
     if (rc != RZ_OK && rc != RZ_EFUNDS)
@@ -133,10 +136,11 @@ static void act_submit(world *w)
 
 static const char *FLOW =
     "flux: 1\nname: sim\nsteps:\n"
-    "  a: {module: m, max_cost_micros: 400}\n"
+    "  a: {module: m, max_cost_micros: 400, verify: {replicas: 3}}\n"
     "  b: {module: m, needs: [a], retry: {max_attempts: 3, initial_ms: 50},"
     " max_cost_micros: 400}\n"
-    "  c: {module: m, needs: [a], timeout_s: 2, max_cost_micros: 400}\n"
+    "  c: {module: m, needs: [a], timeout_s: 2, max_cost_micros: 400,"
+    " verify: {replicas: 2}}\n"
     "  d: {module: m, needs: [b, c], on_failure: continue, max_cost_micros: 400}\n"
     "  e: {module: m, needs: [d], when: \"steps.b.outputs.v > 5\", max_cost_micros: 400}\n";
 
@@ -374,16 +378,24 @@ static void act_challenge(world *w)
     } else {
         if (rz_challenge_answer(ch, strlen(ch), &ans) != RZ_OK)
             die(w, "challenge answer");
-        if (fate == 7)   /* a made-up CPU digest */
-            memcpy(strstr(ans, "\"cpu\":\"") + 7, "00", 2);
+        if (fate == 7) {   /* a made-up CPU digest (not the true one) */
+            char *d = strstr(ans, "\"cpu\":\"") + 7;
+            memcpy(d, d[0] == '0' && d[1] == '0' ? "ff" : "00", 2);
+        }
         /* One fetched earlier and left may be late by now (the tick that
          * would fail it comes after this). */
         rz_engine_node_trust t;
         if (rz_engine_node_trust_get(w->e, w->node[i], &t) != RZ_OK)
             die(w, "trust");
         int passed = -1, late = w->now > t.challenge_deadline_ms;
-        if (rz_engine_node_answer(w->e, w->node[i], ans, strlen(ans), w->now,
-                                  &passed) != RZ_OK || passed != (fate < 7 && !late))
+        int arc = rz_engine_node_answer(w->e, w->node[i], ans, strlen(ans),
+                                        w->now, &passed);
+        if (arc == RZ_ESTATE) {   /* the engine found it lost meanwhile */
+            rz_free(ch);
+            rz_free(ans);
+            return;
+        }
+        if (arc != RZ_OK || passed != (fate < 7 && !late))
             die(w, "challenge answered");
         *(fate < 7 ? &w->ch_right : &w->ch_wrong) += 1;
     }
@@ -471,6 +483,26 @@ static void finished_leave_memory(world *w, uint64_t total, uint64_t cost)
     }
 }
 
+/* A replicated job's charge is its paid runs' sum; a run is paid only
+ * when it agreed with a majority, and then the job succeeded. */
+static void replicated_check(world *w, const rz_engine_job_info *ji,
+                             unsigned long *by_state)
+{
+    rz_engine_replica_run r[RZ_ENGINE_REPLICAS_MAX];
+    size_t n = rz_engine_job_replicas(w->e, ji->id, r, RZ_ENGINE_REPLICAS_MAX);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool agreed = strcmp(r[i].verdict, "agreed") == 0;
+        if ((r[i].cost_micros && !agreed) ||
+            (agreed && ji->state != RZ_JOB_SUCCEEDED))
+            die(w, "a replica paid without a majority");
+        sum += r[i].cost_micros;
+    }
+    if (n != ji->replicas || sum != ji->cost_micros)
+        die(w, "a replicated job's charge");
+    by_state[ji->state]++;
+}
+
 static void finish(world *w)
 {
     rz_engine_stats st;
@@ -490,6 +522,7 @@ static void finish(world *w)
             die(w, "final cancel");
     }
     uint64_t cost = 0;
+    unsigned long rep[RZ_JOB_CANCELLED + 1] = {0};
     for (uint64_t j = 1; j <= total; j++) {
         rz_engine_job_info ji;
         if (rz_engine_job_get(w->e, j, &ji) != RZ_OK)
@@ -497,6 +530,8 @@ static void finish(world *w)
         if (ji.state < RZ_JOB_SUCCEEDED)
             die(w, "a job stayed open after cancel");
         cost += ji.cost_micros;
+        if (ji.replicas)
+            replicated_check(w, &ji, rep);
     }
     uint64_t paid = 0;
     for (int c = 0; c < (w->big ? 9 : 8); c++) {
@@ -530,11 +565,13 @@ static void finish(world *w)
            "deployments, %lu results accepted, %lu rejected, %lu nodes lost, "
            "%lu restarts, %lu declines, %lu assignments lost and %lu "
            "re-queued by heartbeats, %lu/%lu/%lu challenges answered "
-           "right/wrong/not, %llu micros charged\n",
+           "right/wrong/not, %llu micros charged; replicated jobs %lu "
+           "succeeded, %lu failed, %lu cancelled\n",
            (unsigned long long)w->seed, w->steps, (unsigned long)w->n_nodes,
            w->submitted, w->deployed, w->results, w->rejected, w->lost,
            w->restarts, w->declined, w->dropped, w->reconciled, w->ch_right,
-           w->ch_wrong, w->ch_silent, (unsigned long long)cost);
+           w->ch_wrong, w->ch_silent, (unsigned long long)cost,
+           rep[RZ_JOB_SUCCEEDED], rep[RZ_JOB_FAILED], rep[RZ_JOB_CANCELLED]);
 }
 
 /* Small capability challenges, often, among the faults (act_challenge). */

@@ -226,6 +226,25 @@ static void test_admin_key_is_not_stored(void **state)
     assert_int_equal(rz_auth_key_lookup(f->a, STRONG, &out), RZ_EAUTH);
 }
 
+static void test_audit_head_round_trips_and_survives_reopen(void **state)
+{
+    fixture *f = *state;
+    uint64_t seq = 99;
+    unsigned char h[32], got[32];
+    assert_int_equal(rz_auth_audit_head_get(f->a, &seq, got), RZ_ENOENT);
+    for (int i = 0; i < 32; i++)
+        h[i] = (unsigned char)(i * 7 + 1);
+    assert_int_equal(rz_auth_audit_head_put(f->a, 1, h), RZ_OK);
+    h[0] ^= 0xff;
+    assert_int_equal(rz_auth_audit_head_put(f->a, (uint64_t)1 << 40, h), RZ_OK);
+    rz_auth_close(f->a);
+    assert_int_equal(rz_auth_open(&f->a, f->dir), RZ_OK);
+    assert_int_equal(rz_auth_audit_head_get(f->a, &seq, got), RZ_OK);
+    assert_int_equal(seq, (uint64_t)1 << 40);
+    assert_memory_equal(got, h, 32);
+    assert_int_equal(rz_auth_audit_head_put(f->a, 1, NULL), RZ_EINVAL);
+}
+
 static void test_open_refuses_no_folder(void **state)
 {
     (void)state;
@@ -490,6 +509,7 @@ int main(void)
         F(test_key_put_replaces),
         F(test_keys_survive_reopen),
         F(test_admin_key_is_not_stored),
+        F(test_audit_head_round_trips_and_survives_reopen),
         T(test_open_refuses_no_folder),
         F(test_node_key_round_trips),
         F(test_node_put_refuses_bad_hex),

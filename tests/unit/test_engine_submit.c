@@ -88,6 +88,7 @@ static rz_engine_module_job greet_job(const fx *f)
     rz_engine_module_job j = RZ_ENGINE_MODULE_JOB_INIT;
     j.client = f->client;
     j.module = "greet@1";
+    j.inputs_json = "{\"who\":\"ann\"}";
     return j;
 }
 
@@ -155,6 +156,15 @@ static void test_bad_jobs_change_nothing(void **state)
         { "nope", NULL, NULL, NULL, 0, RZ_EMODULE, "no module nope in the registry" },
         { "greet@2", NULL, NULL, NULL, 0, RZ_EMODULE, "no module greet@2 in the registry" },
         { "greet", "[1]", NULL, NULL, 0, RZ_EINVAL, "inputs must be a JSON object" },
+        /* Inputs are checked against the module's, as a flow step's are. */
+        { "greet", "{}", NULL, NULL, 0, RZ_EINVALID,
+          "required input 'who' of module greet@1.2.0 is missing" },
+        { "greet", "{\"who\":null}", NULL, NULL, 0, RZ_EINVALID,
+          "required input 'who' of module greet@1.2.0 is missing" },
+        { "greet", "{\"who\":5}", NULL, NULL, 0, RZ_ETYPE,
+          "input 'who' of module greet@1.2.0 is string, not a number" },
+        { "greet", "{\"who\":\"a\",\"whom\":1}", NULL, NULL, 0, RZ_EINVALID,
+          "module greet@1.2.0 has no input 'whom' (inputs: who)" },
         { "greet", NULL, "{\"times\":", NULL, 0, RZ_EINVAL, "config must be a JSON object" },
         { "greet", NULL, NULL, "7", 0, RZ_EINVAL, "requirements must be a JSON object" },
         { "greet", NULL, "{\"times\":\"x\"}", NULL, 0, RZ_EINVALID, "config/times: " },
@@ -167,7 +177,8 @@ static void test_bad_jobs_change_nothing(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         rz_engine_module_job j = greet_job(f);
         j.module = cases[i].module;
-        j.inputs_json = cases[i].inputs;
+        if (cases[i].inputs)
+            j.inputs_json = cases[i].inputs;
         j.config_json = cases[i].config;
         j.requirements_json = cases[i].reqs;
         j.max_cost_micros = cases[i].max;

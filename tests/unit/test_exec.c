@@ -23,6 +23,7 @@
 #include "common/internal.h"
 #include "exec/adapter.h"
 #include "exec/exec_impl.h"
+#include "exec/sandbox.h"
 #include "rhizos/exec.h"
 #include "rhizos/flow.h"
 #include "rhizos/module.h"
@@ -877,6 +878,20 @@ static rz_registry *test_registry(void)
     add_module(reg, "nap", "process",
                "cat >/dev/null; sleep 1.5; echo '{\"value\":1}'\n");
     add_module(reg, "boxed", "docker", NULL);
+    /* The scratch folder as a step finds it: its path, every entry, and
+     * whether in/request.json is what came on stdin. */
+    add_module(reg, "look", "process",
+               "req=$(cat); cd \"$HOME\" || exit 1;"
+               " same=no; [ \"$req\" = \"$(cat in/request.json)\" ] && same=yes;"
+               " [ -s out/outputs.json ] && same=dirty;"
+               " printf '{\"value\":\"%s|%s|%s\"}' \"$HOME\""
+               " \"$(find . | sort | tr '\\n' ' ')\" \"$same\"\n");
+    /* Leaves its folder in a state no step may find: an extra file, a
+     * request with a second name outside, unreadable. */
+    add_module(reg, "litter", "process",
+               "cat >/dev/null; cd \"$HOME\"; echo junk > junk;"
+               " ln in/request.json ../leak; chmod 0 in/request.json;"
+               " echo '{\"value\":1}'\n");
     add_module(reg, "talk", "process",
                "cat >/dev/null; echo 'first line' >&2; sleep 1;"
                " echo 'second line' >&2; echo '{\"value\":1}'\n");
@@ -1275,6 +1290,74 @@ static void test_runner_cancel(void **state)
     rz_registry_free(reg);
 }
 
+static const char *look_of(const rz_run *run, const rz_flow *f,
+                           const char *id, char *buf, size_t len)
+{
+    cJSON *out = step_outputs(run, f, id);
+    snprintf(buf, len, "%s", str_field(out, "value"));
+    cJSON_Delete(out);
+    return buf;
+}
+
+/* Unsandboxed steps reuse the folders of finished ones: every step finds
+ * exactly the protocol's layout, whatever the step before left (a folder
+ * in any other state is replaced); nothing stays behind after the run. */
+static void test_runner_scratch_reuse(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, NULL,
+        "flux: 1\nname: reuse\nsteps:\n"
+        "  a:\n    module: look\n"
+        "  b:\n    module: look\n    needs: [a]\n"
+        "  c:\n    module: litter\n    needs: [b]\n"
+        "  d:\n    module: look\n    needs: [c]\n"
+        "  e:\n    module: look\n    needs: [d]\n");
+    char parent[300];
+    snprintf(parent, sizeof parent, "%s/scratch", tmp_root);
+    assert_int_equal(mkdir(parent, 0700), 0);
+    const char *old = getenv("TMPDIR");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("TMPDIR", parent, 1);
+    recorder rec = { .n = 0 };
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    o.sandbox = 0;
+    o.jobs = 1;
+    rz_run *run = run_flow(f, &o, &rec);
+    if (saved)
+        setenv("TMPDIR", saved, 1);
+    else
+        unsetenv("TMPDIR");
+    free(saved);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+    const char *clean = "|. ./in ./in/request.json ./out ./out/outputs.json |yes";
+    char seen[5][600];
+    const char *ids[] = { "a", "b", "d", "e" };
+    for (size_t i = 0; i < 4; i++) {
+        look_of(run, f, ids[i], seen[i], sizeof seen[i]);
+        assert_non_null(strstr(seen[i], clean));
+        assert_int_equal(strncmp(seen[i], parent, strlen(parent)), 0);
+    }
+    /* One slot: b had a's folder, refilled; d had a new one after c's
+     * litter, and e had d's. */
+    size_t len = strcspn(seen[0], "|") + 1;
+    assert_int_equal(strncmp(seen[0], seen[1], len), 0);
+    assert_int_not_equal(strncmp(seen[1], seen[2], len), 0);
+    len = strcspn(seen[2], "|") + 1;
+    assert_int_equal(strncmp(seen[2], seen[3], len), 0);
+    /* Only the engine's folder may remain until its cleanup; no rz-*. */
+    DIR *d = opendir(parent);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        assert_int_not_equal(strncmp(e->d_name, "rz-", 3), 0);
+    closedir(d);
+    recorder_free(&rec);
+    rz_run_free(run);
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
 static void test_runner_invalid(void **state)
 {
     (void)state;
@@ -1463,6 +1546,96 @@ static void test_hostile_etc_and_identity(void **state)
     rz_proc_free(p);
 }
 
+/* The uid of the live process with `needle` in its command line, as the
+ * host sees it (the real uid of /proc/PID/status); -1 if none. */
+static long host_uid_of(const char *needle)
+{
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    struct dirent *e;
+    long uid = -1;
+    while (uid < 0 && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[4096];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        int fd = open(path, O_RDONLY);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+        if (fd >= 0)
+            close(fd);
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i] == '\0')
+                buf[i] = ' ';
+        if (n <= 0 || (buf[n] = '\0', !strstr(buf, needle)))
+            continue;
+        snprintf(path, sizeof path, "/proc/%s/status", e->d_name);
+        FILE *f = fopen(path, "r");
+        char line[256];
+        while (f && fgets(line, sizeof line, f))
+            if (strncmp(line, "Uid:", 4) == 0)
+                uid = strtol(line + 4, NULL, 10);
+        if (f)
+            fclose(f);
+    }
+    closedir(d);
+    return uid;
+}
+
+/* Run as root, the step is not root on the host either (issue 14): its
+ * process, seen from outside every namespace, has the unprivileged uid. */
+static void test_hostile_host_uid(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || geteuid() != 0)
+        skip();
+    char needle[32], script[64];
+    snprintf(needle, sizeof needle, "sleep 84.%d", (int)getpid() % 1000);
+    snprintf(script, sizeof script, "%s; echo '{}'", needle);
+    const char *argv[] = { "sh", "-c", script, NULL };
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    o.argv = argv;
+    o.scratch_parent = tmp_root;
+    rz_proc *p = NULL;
+    assert_int_equal(rz_proc_spawn(&p, &o), RZ_OK);
+    long uid = -1;
+    for (int i = 0; i < 250 && uid < 0; i++) {
+        uid = host_uid_of(needle);
+        if (uid < 0)
+            sleep_ms(20);
+    }
+    rz_proc_kill(p);
+    finish(p);
+    rz_proc_free(p);
+    assert_int_equal(uid, 65534);
+    assert_true(process_gone_soon(needle));
+}
+
+/* A helper that dies is replaced, and so are the processes that start
+ * steps in each cgroup: the next step still runs, sandboxed. */
+static void test_sandbox_helper_restarts(void **state)
+{
+    (void)state;
+    pid_t helper = rz__sbx_helper_pid(), cells[64];
+    if (!rz_sandbox_available() || helper <= 0)
+        skip();
+    size_t n = rz__sbx_cell_pids(cells, 64);
+    assert_int_equal(kill(helper, SIGKILL), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(kill(cells[i], SIGKILL), 0);
+    sleep_ms(50);
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    rz_proc *p = run_sh(&o, "printf '{\"uid\":%d}' $(id -u)");
+    assert_int_equal(rz_proc_exit_code(p), 0);
+    cJSON *j = outputs_of(p);
+    assert_int_equal((int)num_field(j, "uid"), 65534);
+    cJSON_Delete(j);
+    rz_proc_free(p);
+    pid_t now = rz__sbx_helper_pid();
+    assert_true(now > 0 && now != helper);
+}
+
 /* A nested user namespace and ptrace are refused; the step says so. */
 static void test_hostile_userns_and_ptrace(void **state)
 {
@@ -1580,6 +1753,73 @@ static void test_hostile_memory_default(void **state)
     rz_run_free(run);
     rz_flow_free(f);
     rz_registry_free(r);
+}
+
+/* Run a one-step flow of a module asking for `scratch_mb`, writing 20 MB
+ * into its scratch folder, under a runner whose maximum is `max_mb`; the
+ * step's failure message (NULL if it succeeded). */
+static char *run_scratch_module(const char *id, unsigned scratch_mb,
+                                unsigned max_mb)
+{
+    char reg[300], dir[400], path[450], manifest[1024], flow[200];
+    snprintf(reg, sizeof reg, "%s/%s-reg", tmp_root, id);
+    assert_int_equal(mkdir(reg, 0755), 0);
+    snprintf(dir, sizeof dir, "%s/%s", reg, id);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/module.json", dir);
+    snprintf(manifest, sizeof manifest,
+             "{\"id\":\"%s\",\"version\":\"1.0.0\",\"name\":\"w\","
+             "\"requirements\":{\"adapter\":\"process\",\"scratch_mb\":%u},"
+             "\"exec\":{\"adapter\":\"process\",\"command\":[\"sh\",\"-c\","
+             "\"dd if=/dev/zero of=big bs=1M count=20 2>/dev/null || exit 3;"
+             " echo '{}'\"]}}", id, scratch_mb);
+    write_file(path, manifest, 0644);
+    rz_registry *r = NULL;
+    assert_int_equal(rz_registry_new(&r), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(r, reg, NULL), RZ_OK);
+    snprintf(flow, sizeof flow,
+             "flux: 1\nname: w\nsteps:\n  w:\n    module: %s@1.0.0\n", id);
+    rz_flow *f = load_flow(r, NULL, flow);
+    recorder rec = { .n = 0 };
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    o.jobs = 1;
+    o.max_scratch_mb = max_mb;
+    rz_run *run = run_flow(f, &o, &rec);
+    const rec_event *e = find_event(&rec, RZ_EVENT_STEP_FAILED, 0);
+    char *msg = e && e->message ? rz__strdup(e->message) : NULL;
+    if (!e)
+        assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+    recorder_free(&rec);
+    rz_run_free(run);
+    rz_flow_free(f);
+    rz_registry_free(r);
+    return msg;
+}
+
+/* requirements.scratch_mb sizes the scratch tmpfs: 20 MB fit in 32, not
+ * in 8 (the reason says which space was full), and a module cannot ask
+ * for more than the runner allows. */
+static void test_hostile_scratch_per_manifest(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available())
+        skip();
+    char *msg = run_scratch_module("roomy", 32, 0);
+    if (msg)
+        fail_msg("%s", msg);
+    msg = run_scratch_module("cramped", 8, 0);
+    assert_non_null(msg);
+    if (!strstr(msg, "exit status 3") ||
+        (rz__sbx_helper_pid() > 0 &&
+         !strstr(msg, "the step's scratch folder is full (8 MiB")))
+        fail_msg("%s", msg);
+    free(msg);
+    msg = run_scratch_module("greedy", 64, 16);
+    assert_non_null(msg);
+    if (!strstr(msg, "asks for 64 MiB of scratch space (requirements."
+                     "scratch_mb), over this runner's maximum of 16 MiB"))
+        fail_msg("%s", msg);
+    free(msg);
 }
 
 /* ---- one attempt through an adapter (rz_attempt_*) ---- */
@@ -1803,6 +2043,52 @@ static void test_attempt_live_lines_scrubbed(void **state)
     assert_true(early_before_end);
     assert_string_equal(text, "early\nkey=[redacted] done\n");
     free(text);
+    rz_attempt_free(a);
+    rz_registry_free(reg);
+}
+
+/* A whole line goes as soon as it is written, secrets or not (only a
+ * secret with a newline in it can straddle a line's end), scrubbed; the
+ * public rz_attempt_log_lines gives what the runner's events give. */
+static void test_attempt_live_line_not_held(void **state)
+{
+    (void)state;
+    const rz_module *m = NULL;
+    rz_registry *reg = one_module("quiet", "process",
+        "cat >/dev/null; printf 'first SECRETVALUE123\\n' >&2; sleep 1;"
+        " printf 'second\\n' >&2; echo '{\"value\":1}'\n", &m);
+    rz_attempt_secret sec = { "api-key", "SECRETVALUE123" };
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = m;
+    o.secrets = &sec;
+    o.n_secrets = 1;
+    o.scratch_parent = tmp_root;
+    o.sandbox = 0;
+    rz_attempt *a = NULL;
+    assert_int_equal(rz_attempt_start(&a, &o), RZ_OK);
+    char *first = NULL;
+    uint64_t give_up = rz__now_ms() + 20000;
+    int r;
+    while ((r = rz_attempt_poll(a, 50)) == 0) {
+        assert_true(rz__now_ms() < give_up);
+        char *l = NULL;
+        assert_int_equal(rz_attempt_log_lines(a, 0, &l), RZ_OK);
+        if (l && !first)
+            first = l;
+        else
+            rz_free(l);
+    }
+    assert_int_equal(r, 1);
+    assert_non_null(first);   /* before the end, not at the flush */
+    assert_string_equal(first, "first [redacted]");
+    rz_free(first);
+    char *rest = NULL;
+    assert_int_equal(rz_attempt_log_lines(a, 1, &rest), RZ_OK);
+    if (rest)
+        assert_null(strstr(rest, "SECRETVALUE"));
+    rz_free(rest);
+    assert_int_equal(rz_attempt_log_lines(NULL, 0, &rest), RZ_EINVAL);
+    assert_null(rest);
     rz_attempt_free(a);
     rz_registry_free(reg);
 }
@@ -2074,11 +2360,15 @@ int main(void)
         T(test_runner_cancel),
         T(test_runner_removes_stale_folders),
         T(test_runner_invalid),
+        T(test_runner_scratch_reuse),
         T(test_runner_records_run),
         T(test_hostile_etc_and_identity),
+        T(test_hostile_host_uid),
+        T(test_sandbox_helper_restarts),
         T(test_hostile_userns_and_ptrace),
         T(test_hostile_fork_bomb),
         T(test_hostile_scratch_quota),
+        T(test_hostile_scratch_per_manifest),
         T(test_hostile_memory_default),
         T(test_attempt_request_file),
         T(test_attempt_outputs_file),
@@ -2086,6 +2376,7 @@ int main(void)
         T(test_attempt_scrubs_secret_at_cut),
         T(test_attempt_live_lines_scrubbed),
         T(test_attempt_live_lines_gap_scrubbed),
+        T(test_attempt_live_line_not_held),
         T(test_attempt_unknown_adapter),
         T(test_attempt_timeout),
         T(test_attempt_stop),

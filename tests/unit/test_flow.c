@@ -1054,7 +1054,7 @@ static void unknown_step_key_far_from_all_lists_the_keys(void **state)
                              RZ_EINVALID);
     assert_true(has_msg(d, RZ_EINVALID, "unknown key 'zzzzzzzz' in step 'a' (keys: module, "
                         "needs, inputs, config, credentials, when, retry, timeout_s, "
-                        "queue_timeout_s, on_failure, position, ui)", 0, 0));
+                        "queue_timeout_s, on_failure, verify, join, position, ui)", 0, 0));
     rz_diags_free(d);
 }
 
@@ -1303,6 +1303,39 @@ static void numbers_out_of_range_say_so(void **state)
     rz_diags_free(d);
 }
 
+/* verify: {replicas: k}, k 1..5, checked with a location in both formats
+ * and kept by an export. */
+static void verify_replicas_checked(void **state)
+{
+    (void)state;
+    rz_diags *d = parse_fail("flux: 1\nsteps:\n  a:\n    module: echo\n"
+                             "    verify: {replicas: 6}\n  b:\n    module: echo\n"
+                             "    verify: {replicas: 2.5, k: 1}\n  c:\n"
+                             "    module: echo\n    verify: 3\n",
+                             RZ_FORMAT_YAML, RZ_EINVALID);
+    expect_msg(d, 5, 24, RZ_EINVALID, "'replicas' is out of range: 6 is not "
+               "between 1 and 5");
+    expect_msg(d, 8, 24, RZ_EINVALID, "'replicas' must be a positive integer, "
+               "not a fraction");
+    expect_msg(d, 8, 32, RZ_EINVALID, "unknown verify field 'k' (replicas)");
+    expect_msg(d, 11, 13, RZ_EINVALID, "'verify' must be a map {replicas: 2..5}, "
+               "not a number");
+    rz_diags_free(d);
+    d = parse_fail("{\"nodes\":[{\"id\":\"a\",\"moduleId\":\"echo\","
+                   "\"verify\":{\"replicas\":0}}]}", RZ_FORMAT_JSON, RZ_EINVALID);
+    expect_msg(d, 1, 60, RZ_EINVALID, "'replicas' is out of range: 0 is not "
+               "between 1 and 5");
+    rz_diags_free(d);
+    const char *ok = "flux: 1\nsteps:\n  a:\n    module: echo\n"
+                     "    verify: {replicas: 3}\n";
+    rz_flow *f = parse_ok(ok, strlen(ok), RZ_FORMAT_YAML);
+    char *json = NULL;
+    assert_int_equal(rz_flow_to_json(f, 0, &json, NULL), RZ_OK);
+    assert_non_null(strstr(json, "\"verify\":{\"replicas\":3}"));
+    rz_free(json);
+    rz_flow_free(f);
+}
+
 /* Triggers are not run yet: one that would never fire is refused. */
 static void triggers_are_checked(void **state)
 {
@@ -1352,6 +1385,107 @@ static void inputs_without_default_are_required(void **state)
     rz_flow_free(f);
 }
 
+/* ---- the flow language: joins, on_exit, flow outputs ---- */
+
+/* A flow through every syntax and back gives the same canonical JSON. */
+static void expect_round_trips(const char *yaml_src, const char *needle)
+{
+    rz_flow *f = parse_ok(yaml_src, strlen(yaml_src), RZ_FORMAT_YAML);
+    char *j = to_json(f), *y, *b;
+    assert_non_null(strstr(j, needle));
+    size_t yn, bn, cn;
+    unsigned char *cbor;
+    assert_int_equal(rz_flow_to_yaml(f, &y, &yn), RZ_OK);
+    assert_int_equal(rz_flow_to_cbor(f, &cbor, &cn), RZ_OK);
+    assert_int_equal(rz_flow_to_json(f, RZ_EXPORT_BUILDER, &b, &bn), RZ_OK);
+    const struct { const void *p; size_t n; rz_format fmt; } back[] = {
+        {y, yn, RZ_FORMAT_YAML}, {cbor, cn, RZ_FORMAT_CBOR}, {j, strlen(j), RZ_FORMAT_JSON},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        rz_flow *g = parse_ok(back[i].p, back[i].n, back[i].fmt);
+        char *jg = to_json(g);
+        assert_string_equal(j, jg);
+        rz_free(jg);
+        rz_flow_free(g);
+    }
+    /* The builder shape keeps it too (compared in builder shape). */
+    rz_flow *g = parse_ok(b, bn, RZ_FORMAT_JSON);
+    char *b2;
+    assert_int_equal(rz_flow_to_json(g, RZ_EXPORT_BUILDER, &b2, NULL), RZ_OK);
+    assert_string_equal(b, b2);
+    rz_free(b2);
+    rz_flow_free(g);
+    rz_free(b);
+    rz_free(cbor);
+    rz_free(y);
+    rz_free(j);
+    rz_flow_free(f);
+}
+
+static void join_loads_and_round_trips(void **state)
+{
+    (void)state;
+    expect_round_trips("flux: 1\nname: j\nsteps:\n  a: {module: m}\n  b: {module: m}\n"
+                       "  c: {module: m, needs: [a, b], join: any_succeeded}\n",
+                       "\"join\":\"any_succeeded\"");
+    expect_round_trips("flux: 1\nname: e\nsteps:\n  a: {module: m}\n"
+                       "on_exit:\n  module: alert@1\n  inputs: {s: \"${{ flow.status }}\"}\n"
+                       "  retry: 2\n"
+                       "outputs:\n  n: \"${{ steps.a.outputs.n }}\"\n  k: 5\n",
+                       "\"on_exit\":{\"module\":\"alert@1\",\"inputs\":{\"s\":");
+    rz_diags *d0 = parse_fail("flux: 1\nsteps:\n  a: {module: m}\n"
+                              "on_exit: {module: m, needs: [a], join: all_done}\n"
+                              "outputs: [1]\n", RZ_FORMAT_YAML, RZ_EINVALID);
+    expect_diag(d0, "/on_exit/needs", RZ_EINVALID, 4, 22);
+    expect_diag(d0, "/on_exit/join", RZ_EINVALID, 4, 40);
+    expect_diag(d0, "/outputs", RZ_EINVALID, 5, 1);   /* a list: at its key */
+    rz_diags_free(d0);
+    const char *y = "flux: 1\nsteps:\n  a: {module: m}\n"
+                    "  b: {module: m, needs: [a], join: some}\n";
+    rz_diags *d = parse_fail(y, RZ_FORMAT_YAML, RZ_EINVALID);
+    expect_diag(d, "/steps/b/join", RZ_EINVALID, 4, 36);
+    assert_true(has_msg(d, RZ_EINVALID, "'join' must be all_succeeded, any_succeeded, "
+                        "all_done, none_failed or one_failed", 4, 36));
+    rz_diags_free(d);
+    const char *js = "{\"nodes\": [{\"id\": \"a\", \"moduleId\": \"m\", \"join\": 3}]}";
+    d = parse_fail(js, RZ_FORMAT_JSON, RZ_EINVALID);
+    uint32_t l, c;
+    where(js, "3}", &l, &c);
+    expect_diag(d, "/nodes/0/join", RZ_EINVALID, l, c);
+    rz_diags_free(d);
+}
+
+/* NAME=VALUE inputs: JSON when it parses, else a string; no NUL gets by. */
+static void inputs_from_pairs(void **state)
+{
+    (void)state;
+    const char *ok[] = {"n=3", "text=hello world", "on=true", "obj={\"a\":[1]}", "n=4",
+                        "empty="};
+    char *out = NULL;
+    assert_int_equal(rz_flow_inputs_parse(&out, ok, 6), RZ_OK);
+    assert_string_equal(out, "{\"text\":\"hello world\",\"on\":true,\"obj\":{\"a\":[1]},"
+                             "\"n\":4,\"empty\":\"\"}");
+    rz_free(out);
+    assert_int_equal(rz_flow_inputs_parse(&out, NULL, 0), RZ_OK);
+    assert_string_equal(out, "{}");
+    rz_free(out);
+    const char *nul[] = {"a=1", "t=\"x\\u0000y\""};
+    out = (char *)1;
+    assert_int_equal(rz_flow_inputs_parse(&out, nul, 2), RZ_EINVALID);
+    assert_null(out);
+    assert_string_equal(rz_error_last()->message,
+                        "input t: a NUL character (\\u0000) in the value");
+    /* Escaped backslash before u0000 is no NUL: text with a backslash. */
+    const char *esc[] = {"t=\"x\\\\u0000y\""};
+    assert_int_equal(rz_flow_inputs_parse(&out, esc, 1), RZ_OK);
+    assert_string_equal(out, "{\"t\":\"x\\\\u0000y\"}");
+    rz_free(out);
+    const char *bad[] = {"=3"};
+    assert_int_equal(rz_flow_inputs_parse(&out, bad, 1), RZ_EINVALID);
+    assert_string_equal(rz_error_last()->message, "input '=3' is not NAME=VALUE");
+    assert_int_equal(rz_flow_inputs_parse(NULL, bad, 1), RZ_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1373,6 +1507,8 @@ int main(void)
         cmocka_unit_test(not_utf8_and_inexact_integers_refused),
         cmocka_unit_test(json_cbor_json_round_trip),
         cmocka_unit_test(yaml_round_trips),
+        cmocka_unit_test(join_loads_and_round_trips),
+        cmocka_unit_test(inputs_from_pairs),
         cmocka_unit_test(tricky_scalars_round_trip),
         cmocka_unit_test(credentials_are_stripped),
         cmocka_unit_test(export_arguments),
@@ -1391,6 +1527,7 @@ int main(void)
         cmocka_unit_test(yaml_documents_nul_and_merge_keys),
         cmocka_unit_test(step_ids_follow_one_rule),
         cmocka_unit_test(numbers_out_of_range_say_so),
+        cmocka_unit_test(verify_replicas_checked),
         cmocka_unit_test(triggers_are_checked),
         cmocka_unit_test(inputs_without_default_are_required),
     };

@@ -258,6 +258,36 @@ static void detect_this_machine(void **state)
     assert_null(c);
 }
 
+/* Without hwloc the counts matching reads are hwloc's; caches unknown.
+ * Version 1 of the options (no light_topology field) still works. */
+static void detect_light_topology(void **state)
+{
+    (void)state;
+    rz_hw_opts o = RZ_HW_OPTS_INIT;
+    o.skip_gpus = 1;
+    o.skip_runtimes = 1;
+    rz_caps *full = NULL, *light = NULL;
+    assert_int_equal(rz_hw_detect(&full, &o), RZ_OK);
+    o.light_topology = 1;
+    assert_int_equal(rz_hw_detect(&light, &o), RZ_OK);
+    const rz_caps_info *f = rz_caps_get(full), *l = rz_caps_get(light);
+    assert_int_equal(l->threads, f->threads);
+    assert_true(l->memory_mb >= 64 && l->memory_mb <= f->memory_mb);
+    assert_string_equal(l->arch, f->arch);
+    assert_true(l->numa_nodes >= 1);
+#if defined(__x86_64__)   /* cpuinfo has core ids there: no fallback */
+    assert_int_equal(l->cores, f->cores);
+    assert_int_equal(l->packages, f->packages);
+    assert_string_equal(l->cpu_vendor, f->cpu_vendor);
+    assert_int_equal(l->l3_kb, 0);
+#endif
+    rz_caps_free(full);
+    rz_caps_free(light);
+    o.version = 1;
+    assert_int_equal(rz_hw_detect(&light, &o), RZ_OK);
+    rz_caps_free(light);
+}
+
 /* AMD through a recorded sysfs tree; NVML absent is no error. */
 static void detect_amd_from_sysfs(void **state)
 {
@@ -345,6 +375,7 @@ int main(void)
         cmocka_unit_test(node_list_shapes),
         cmocka_unit_test(hostile_json),
         cmocka_unit_test(detect_this_machine),
+        cmocka_unit_test(detect_light_topology),
         cmocka_unit_test(detect_amd_from_sysfs),
         cmocka_unit_test(benchmark),
         cmocka_unit_test(setters),

@@ -1041,6 +1041,189 @@ static void test_verify_breaches(void **state)
     assert_non_null(strstr(rz_error_last()->message, "resolved twice"));
 }
 
+/* ---- a reader skips the scan of a settled journal ---- */
+
+static size_t preads;
+static const rz__ledger_io *plain;
+
+static ssize_t counting_pread(int fd, void *p, size_t n, off_t off)
+{
+    preads++;
+    return plain->pread(fd, p, n, off);
+}
+
+static size_t reader_preads(const char *dir)
+{
+    rz__ledger_io io = *rz__ledger_io_seam;
+    plain = rz__ledger_io_seam;
+    io.pread = counting_pread;
+    rz__ledger_io_seam = &io;
+    preads = 0;
+    rz_ledger_opts o = test_opts();
+    o.read_only = 1;
+    rz_ledger *r = NULL;
+    int rc = rz_ledger_open(&r, dir, &o);
+    rz__ledger_io_seam = plain;
+    if (rc != RZ_OK)
+        fail_msg("reader: %s", rz_error_last()->message);
+    assert_int_equal(avail(r, CLIENT), 300 * 301 / 2);
+    rz_ledger_close(r);
+    return preads;
+}
+
+/* After a clean close the marker names LMDB's last batch and a record of
+ * the round before lies after it: a reader reads those two, not the whole
+ * journal. A writer that died with batches only in the journal leaves a
+ * record of this round there: the reader scans, as a writer always does. */
+static void test_reader_skips_a_settled_journal(void **state)
+{
+    fixture *f = *state;
+    for (uint64_t i = 1; i <= 300; i++)
+        fund(f->l, i, CLIENT, i);
+    rz_ledger_close(f->l);
+    f->l = NULL;
+    size_t settled = reader_preads(f->dir);
+    assert_true(settled <= 8);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        rz_ledger *l;
+        rz_ledger_opts o = test_opts();
+        if (rz_ledger_open(&l, f->dir, &o) != RZ_OK ||
+            rz_ledger_test_credit(l, ID(999), CLIENT2, 1) != RZ_OK)
+            _exit(1);
+        _exit(0);   /* no close: the batch is in the journal only */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(reader_preads(f->dir) > 8 * settled);
+    rz_ledger_opts o = test_opts();
+    assert_int_equal(rz_ledger_open(&f->l, f->dir, &o), RZ_OK);
+    assert_int_equal(avail(f->l, CLIENT2), 1);
+}
+
+/* ---- the open-transfer index (per-account caps count from it) ---- */
+
+static uint64_t open_n(rz_ledger *l, rz_ledger_id acct, uint32_t code)
+{
+    uint64_t n = 99;
+    if (rz_ledger_open_count(l, acct, code, &n) != RZ_OK)
+        fail_msg("open count: %s", rz_error_last()->message);
+    return n;
+}
+
+static int deposit_timed(rz_ledger *l, uint64_t id, uint64_t timeout)
+{
+    rz_ledger_op op = { 0 };
+    op.type = RZ_LEDGER_OP_DEPOSIT_REQUEST;
+    op.id = ID(id);
+    op.account = CLIENT;
+    op.amount = 5;
+    op.timeout = timeout;
+    rz_ledger_result r;
+    int rc = rz_ledger_submit(l, &op, 1, &r);
+    return rc == RZ_OK ? r.status : rc;
+}
+
+static void drop_open_index(MDB_txn *txn, MDB_dbi *dbi)
+{
+    (void)dbi;
+    MDB_dbi open, meta;
+    assert_int_equal(mdb_dbi_open(txn, "open", 0, &open), 0);
+    assert_int_equal(mdb_drop(txn, open, 1), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    MDB_val key = { 10, "open_index" };
+    assert_int_equal(mdb_del(txn, meta, &key, NULL), 0);
+}
+
+static void lose_open_entry(MDB_txn *txn, MDB_dbi *dbi)
+{
+    (void)dbi;
+    MDB_dbi open;
+    assert_int_equal(mdb_dbi_open(txn, "open", MDB_DUPSORT | MDB_DUPFIXED,
+                                  &open), 0);
+    uint8_t k[20], v[16];
+    rz__ledger_open_key(CLIENT, RZ_LEDGER_CODE_DEPOSIT, k);
+    rz__ledger_id_key(ID(1000), v);
+    MDB_val key = { sizeof k, k }, val = { sizeof v, v };
+    assert_int_equal(mdb_del(txn, open, &key, &val), 0);
+}
+
+/* Exact counts across request, confirm, cancel, expiry, replay and the
+ * migration of a directory from before the index; thousands of resolved
+ * requests do not hide an open one (the quota bypass of issue 14). */
+static void test_open_index(void **state)
+{
+    fixture *f = *state;
+    const uint32_t DEP = RZ_LEDGER_CODE_DEPOSIT, WD = RZ_LEDGER_CODE_WITHDRAW;
+    assert_int_equal(deposit_timed(f->l, 1000, 0), RZ_OK);
+    assert_int_equal(deposit_timed(f->l, 1001, 0), RZ_OK);
+    assert_int_equal(deposit_timed(f->l, 1002, 50), RZ_OK);
+    assert_int_equal(open_n(f->l, CLIENT, DEP), 3);
+    assert_int_equal(open_n(f->l, RZ_LEDGER_EXTERNAL_ID, DEP), 3);
+    assert_int_equal(open_n(f->l, CLIENT2, DEP), 0);
+    assert_int_equal(open_n(f->l, CLIENT, WD), 0);
+    for (uint64_t i = 0; i < 3000; i++) {
+        assert_int_equal(deposit_timed(f->l, 2000 + 2 * i, 0), RZ_OK);
+        assert_int_equal(rz_ledger_deposit_cancel(f->l, ID(2001 + 2 * i),
+                                                  ID(2000 + 2 * i)), RZ_OK);
+    }
+    assert_int_equal(open_n(f->l, CLIENT, DEP), 3);
+    assert_int_equal(rz_ledger_deposit_confirm(f->l, ID(1100), ID(1001)),
+                     RZ_OK);
+    assert_int_equal(open_n(f->l, CLIENT, DEP), 2);
+    uint64_t n = 0;
+    assert_int_equal(rz_ledger_tick(f->l, 50, &n), RZ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(open_n(f->l, CLIENT, DEP), 1);
+    /* Withdrawals and holds count under their own codes. */
+    assert_int_equal(rz_ledger_withdraw_request(f->l, ID(1200), CLIENT, 2),
+                     RZ_OK);
+    assert_int_equal(rz_ledger_withdraw_request(f->l, ID(1201), CLIENT, 2),
+                     RZ_OK);
+    assert_int_equal(rz_ledger_hold(f->l, ID(1202), JOB, CLIENT, 1, 0), RZ_OK);
+    assert_int_equal(open_n(f->l, CLIENT, WD), 2);
+    assert_int_equal(open_n(f->l, CLIENT, RZ_LEDGER_CODE_HOLD), 1);
+    assert_int_equal(rz_ledger_withdraw_complete(f->l, ID(1203), ID(1200)),
+                     RZ_OK);
+    assert_int_equal(open_n(f->l, CLIENT, WD), 1);
+    assert_int_equal(rz_ledger_settle(f->l, ID(1204), JOB, NODE, 1, NULL),
+                     RZ_OK);
+    assert_int_equal(open_n(f->l, CLIENT, RZ_LEDGER_CODE_HOLD), 0);
+    verify_ok(f->l);
+    /* Replayed from the journal (no checkpoint since) and after one. */
+    rz_ledger_opts o = test_opts();
+    rz_ledger_close(f->l);
+    assert_int_equal(rz_ledger_open(&f->l, f->dir, &o), RZ_OK);
+    assert_int_equal(open_n(f->l, CLIENT, DEP), 1);
+    assert_int_equal(open_n(f->l, CLIENT, WD), 1);
+    verify_ok(f->l);
+    rz_ledger_close(f->l);
+    f->l = NULL;
+    /* An older directory: a reader says the index is not there yet, a
+     * writer builds it. */
+    tamper(f->dir, drop_open_index);
+    o.read_only = 1;
+    assert_int_equal(rz_ledger_open(&f->l, f->dir, &o), RZ_OK);
+    assert_int_equal(rz_ledger_open_count(f->l, CLIENT, DEP, &n),
+                     RZ_EUNSUPPORTED);
+    verify_ok(f->l);
+    rz_ledger_close(f->l);
+    o.read_only = 0;
+    assert_int_equal(rz_ledger_open(&f->l, f->dir, &o), RZ_OK);
+    assert_int_equal(open_n(f->l, CLIENT, DEP), 1);
+    assert_int_equal(open_n(f->l, RZ_LEDGER_EXTERNAL_ID, WD), 1);
+    verify_ok(f->l);
+    rz_ledger_close(f->l);
+    /* verify sees an index that lost an entry. */
+    tamper(f->dir, lose_open_entry);
+    assert_int_equal(rz_ledger_open(&f->l, f->dir, &o), RZ_OK);
+    assert_int_equal(rz_ledger_verify(f->l), RZ_EINVALID);
+    assert_non_null(strstr(rz_error_last()->message, "open-transfer index"));
+    assert_int_equal(rz_ledger_verify_sample(f->l, 1), RZ_EINVALID);
+}
+
 static void test_id_equal(void **state)
 {
     (void)state;
@@ -1078,6 +1261,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen_and_reader, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_journal_replay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reader_skips_a_settled_journal,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_breaches, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -233,13 +233,15 @@ static void test_bad_manifests(void **state)
     (void)state;
     rz_diags *d;
     rz_registry *reg = load(MODS "/bad", &d);
-    if (rz_diags_count(d) != 18)
+    if (rz_diags_count(d) != 19)
         dump(d);
     /* Only the one good manifest among them survives. */
     assert_int_equal(rz_registry_count(reg), 1);
     assert_string_equal(rz_module_id(rz_registry_get(reg, 0)), "okay");
-    assert_int_equal(rz_diags_count(d), 18);
-    assert_int_equal(rz_diags_error_count(d), 18);
+    assert_int_equal(rz_diags_count(d), 19);
+    assert_int_equal(rz_diags_error_count(d), 19);
+    assert_true(has_diag(d, "bad/scratch/module.json", 3, 56,
+                         "'scratch_mb' must be a whole number of MiB"));
 
     assert_true(has_diag(d, "bad/syntax/module.json", 4, 29, "JSON syntax error"));
     assert_true(has_diag(d, "bad/notobject/module.json", 1, 1, "must be a JSON object"));

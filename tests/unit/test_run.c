@@ -266,7 +266,8 @@ static void test_retry_fixed(void **state)
     assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
     expect_json(r, "{\"id\":\"r1\",\"flow\":\"fixed\",\"status\":\"failed\","
                    "\"steps\":{\"a\":{\"status\":\"failed\",\"attempts\":3,"
-                   "\"outputs\":{},\"error\":\"failed\"}},\"outputs\":{}}");
+                   "\"outputs\":{},\"error\":\"failed\"}},\"outputs\":{},"
+                   "\"failed_steps\":[\"a\"]}");
     rz_run_free(r);
     rz_flow_free(f);
 }
@@ -525,7 +526,7 @@ static void test_on_failure_fail(void **state)
     assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
     assert_non_null(strstr(json, "\"a\":{\"status\":\"failed\",\"attempts\":1,"
                                  "\"outputs\":{},\"error\":\"exit status 3\"}"));
-    assert_non_null(strstr(json, "\"outputs\":{\"x\":{\"k\":1}}}"));
+    assert_non_null(strstr(json, "\"outputs\":{\"x\":{\"k\":1}},\"failed_steps\":[\"a\"]}"));
     rz_free(json);
     rz_run_free(r);
     rz_flow_free(f);
@@ -1167,6 +1168,260 @@ static void test_replica_follows_deployment(void **state)
     rz_flow_free(f);
 }
 
+/* ---- joins ---- */
+
+#define IF_ELSE_FLOW \
+    "flux: 1\nname: ie\nsteps:\n" \
+    "  check: {module: noop}\n" \
+    "  high: {module: noop, needs: [check], when: \"${{ steps.check.outputs.above }}\"}\n" \
+    "  low: {module: noop, needs: [check], when: \"${{ !steps.check.outputs.above }}\"}\n" \
+    "  merge:\n    module: noop\n    needs: [high, low]\n    join: any_succeeded\n" \
+    "    inputs:\n      m: \"${{ default(steps.high.outputs.m, steps.low.outputs.m) }}\"\n"
+
+/* The if/else case: the merge runs after whichever branch ran. */
+static void test_join_if_else(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml(IF_ELSE_FLOW);
+    for (int above = 0; above < 2; above++) {
+        rz_run *r = start_run(f, NULL);
+        run_ok(r, "check", above ? "{\"above\":true}" : "{\"above\":false}", 0);
+        const char *ran = above ? "high" : "low", *other = above ? "low" : "high";
+        assert_int_equal(state_of(r, other), RZ_STEP_SKIPPED);
+        assert_string_equal(ready_ids(r, 1), ran);
+        run_ok(r, ran, above ? "{\"m\":\"H\"}" : "{\"m\":\"L\"}", 1);
+        assert_string_equal(ready_ids(r, 2), "merge");
+        expect_request(r, "merge", above ? "{\"inputs\":{\"m\":\"H\"},\"config\":{}}"
+                                         : "{\"inputs\":{\"m\":\"L\"},\"config\":{}}");
+        run_ok(r, "merge", "{}", 3);
+        assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+        rz_run_free(r);
+    }
+    rz_flow_free(f);
+}
+
+/* any_succeeded after needs that all were skipped: never met, skipped with
+ * the rule as the reason; so are the steps after it. */
+static void test_join_any_unmet(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: j\nsteps:\n"
+                      "  a: {module: noop, when: false}\n"
+                      "  b: {module: noop, when: false}\n"
+                      "  m: {module: noop, needs: [a, b], join: any_succeeded}\n"
+                      "  after: {module: noop, needs: [m]}\n");
+    rz_run *r = start_run(f, NULL);
+    assert_int_equal(state_of(r, "m"), RZ_STEP_SKIPPED);
+    assert_string_equal(rz_run_step_error(r, S(r, "m")),
+                        "join any_succeeded not met: none of its needs succeeded");
+    assert_int_equal(state_of(r, "after"), RZ_STEP_SKIPPED);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* all_done runs after a failure (cleanup); the run still fails. It waits
+ * for every need, also those still running when the first one failed. */
+static void test_join_all_done(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: j\nsteps:\n"
+                      "  a: {module: noop}\n  b: {module: noop}\n"
+                      "  after_a: {module: noop, needs: [a]}\n"
+                      "  clean: {module: noop, needs: [after_a, b], join: all_done}\n");
+    rz_run *r = start_run(f, NULL);
+    assert_int_equal(rz_run_start(r, S(r, "b"), 0), RZ_OK);
+    assert_int_equal(rz_run_start(r, S(r, "a"), 0), RZ_OK);
+    assert_int_equal(rz_run_fail(r, S(r, "a"), "boom", 1), RZ_OK);
+    assert_int_equal(state_of(r, "after_a"), RZ_STEP_SKIPPED);
+    assert_int_equal(state_of(r, "clean"), RZ_STEP_PENDING);
+    assert_int_equal(rz_run_succeed(r, S(r, "b"), "{}", 2), RZ_OK);
+    assert_string_equal(ready_ids(r, 2), "clean");
+    run_ok(r, "clean", "{}", 3);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* none_failed: skipped needs are fine; a failed one, or one skipped because
+ * of a failure above it, skips the step at once. */
+static void test_join_none_failed(void **state)
+{
+    (void)state;
+    const char *src = "flux: 1\nname: j\nsteps:\n"
+                      "  a: {module: noop, on_failure: continue}\n"
+                      "  off: {module: noop, when: false}\n"
+                      "  slow: {module: noop}\n"
+                      "  n: {module: noop, needs: [a, off, slow], join: none_failed}\n";
+    rz_flow *f = yaml(src);
+    rz_run *r = start_run(f, NULL);
+    run_ok(r, "a", "{}", 0);
+    run_ok(r, "slow", "{}", 0);
+    assert_string_equal(ready_ids(r, 1), "n");
+    rz_run_free(r);
+
+    r = start_run(f, NULL);
+    assert_int_equal(rz_run_start(r, S(r, "a"), 0), RZ_OK);
+    assert_int_equal(rz_run_fail(r, S(r, "a"), "boom", 1), RZ_OK);
+    assert_int_equal(state_of(r, "n"), RZ_STEP_SKIPPED);   /* slow still pending */
+    assert_string_equal(rz_run_step_error(r, S(r, "n")),
+                        "join none_failed not met: upstream step 'a' failed");
+    rz_run_free(r);
+    rz_flow_free(f);
+
+    f = yaml("flux: 1\nname: j\nsteps:\n"
+             "  a: {module: noop}\n  b: {module: noop, needs: [a]}\n"
+             "  n: {module: noop, needs: [b], join: none_failed}\n"
+             "  o: {module: noop, needs: [b], join: one_failed}\n");
+    r = start_run(f, NULL);
+    assert_int_equal(rz_run_start(r, S(r, "a"), 0), RZ_OK);
+    assert_int_equal(rz_run_fail(r, S(r, "a"), "boom", 1), RZ_OK);
+    assert_int_equal(state_of(r, "n"), RZ_STEP_SKIPPED);
+    /* b was skipped because a failed: one_failed counts it as failed. */
+    assert_string_equal(ready_ids(r, 1), "o");
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* one_failed: an alert that runs only when something failed. */
+static void test_join_one_failed(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: j\nsteps:\n"
+                      "  a: {module: noop}\n  b: {module: noop}\n"
+                      "  alert: {module: noop, needs: [a, b], join: one_failed}\n");
+    rz_run *r = start_run(f, NULL);
+    run_ok(r, "a", "{}", 0);
+    run_ok(r, "b", "{}", 0);
+    assert_int_equal(state_of(r, "alert"), RZ_STEP_SKIPPED);
+    assert_string_equal(rz_run_step_error(r, S(r, "alert")),
+                        "join one_failed not met: none of its needs failed");
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    rz_run_free(r);
+
+    r = start_run(f, NULL);
+    run_ok(r, "a", "{}", 0);
+    assert_int_equal(rz_run_start(r, S(r, "b"), 0), RZ_OK);
+    assert_int_equal(rz_run_fail(r, S(r, "b"), "boom", 1), RZ_OK);
+    assert_string_equal(ready_ids(r, 1), "alert");
+    run_ok(r, "alert", "{}", 2);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* The same join in the builder format, and a cancel reaching a join. */
+static void test_join_builder_and_cancel(void **state)
+{
+    (void)state;
+    rz_flow *f = parse("{\"nodes\":[{\"id\":\"a\",\"moduleId\":\"noop\",\"when\":false},"
+                       "{\"id\":\"b\",\"moduleId\":\"noop\"},"
+                       "{\"id\":\"m\",\"moduleId\":\"noop\",\"needs\":[\"a\",\"b\"],"
+                       "\"join\":\"any_succeeded\"}],\"connections\":[]}", RZ_FORMAT_JSON);
+    rz_run *r = start_run(f, NULL);
+    run_ok(r, "b", "{}", 0);
+    assert_string_equal(ready_ids(r, 0), "m");
+    rz_run_free(r);
+
+    r = start_run(f, NULL);
+    assert_int_equal(rz_run_start(r, S(r, "b"), 0), RZ_OK);
+    assert_int_equal(rz_run_cancel(r, 1), RZ_OK);
+    assert_int_equal(rz_run_fail(r, S(r, "b"), "cancelled", 2), RZ_OK);
+    assert_int_equal(state_of(r, "m"), RZ_STEP_CANCELLED);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_CANCELLED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* ---- on_exit and flow outputs ---- */
+
+#define EXIT_FLOW \
+    "flux: 1\nname: ex\nsteps:\n" \
+    "  a: {module: noop, on_failure: continue}\n" \
+    "  b: {module: noop}\n" \
+    "on_exit:\n  module: noop\n" \
+    "  inputs:\n    status: \"${{ flow.status }}\"\n" \
+    "    failed: \"${{ join(flow.failed_steps, ' ') }}\"\n" \
+    "    b: \"${{ steps.b.status }}\"\n" \
+    "outputs:\n  total: \"${{ steps.b.outputs.n + 1 }}\"\n" \
+    "  a_said: \"${{ steps.a.outputs.v }}\"\n"
+
+/* on_exit runs last, whatever happened, and reads how the run went; the
+ * flow's outputs are its own (not the final steps' ones). */
+static void test_on_exit_and_outputs(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml(EXIT_FLOW);
+    rz_run *r = start_run(f, NULL);
+    assert_string_equal(ready_ids(r, 0), "a,b");
+    assert_int_equal(rz_run_start(r, S(r, "a"), 0), RZ_OK);
+    assert_int_equal(rz_run_fail(r, S(r, "a"), "boom", 1), RZ_OK);
+    assert_string_equal(ready_ids(r, 1), "b");
+    run_ok(r, "b", "{\"n\":41}", 2);
+    assert_string_equal(ready_ids(r, 2), "on_exit");
+    expect_request(r, "on_exit", "{\"inputs\":{\"status\":\"succeeded\",\"failed\":\"a\","
+                                 "\"b\":\"succeeded\"},\"config\":{}}");
+    assert_false(rz_run_done(r));
+    char *json = NULL;
+    assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
+    assert_non_null(strstr(json, "\"outputs\":{\"total\":null,\"a_said\":null}"));
+    rz_free(json);
+    run_ok(r, "on_exit", "{}", 3);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
+    /* a failed but was handled: the run succeeded and says a failed. */
+    assert_non_null(strstr(json, "\"outputs\":{\"total\":42,\"a_said\":null},"
+                                 "\"failed_steps\":[\"a\"]}"));
+    rz_free(json);
+    rz_run_free(r);
+
+    /* A fatal failure: on_exit still runs and sees "failed". */
+    r = start_run(f, NULL);
+    run_ok(r, "a", "{\"v\":1}", 0);
+    assert_int_equal(rz_run_start(r, S(r, "b"), 0), RZ_OK);
+    assert_int_equal(rz_run_fail(r, S(r, "b"), "boom", 1), RZ_OK);
+    assert_string_equal(ready_ids(r, 1), "on_exit");
+    expect_request(r, "on_exit", "{\"inputs\":{\"status\":\"failed\",\"failed\":\"b\","
+                                 "\"b\":\"failed\"},\"config\":{}}");
+    run_ok(r, "on_exit", "{}", 2);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
+    rz_run_free(r);
+
+    /* on_exit failing fails a run that would have succeeded. */
+    r = start_run(f, NULL);
+    run_ok(r, "a", "{}", 0);
+    run_ok(r, "b", "{\"n\":1}", 0);
+    assert_int_equal(rz_run_start(r, S(r, "on_exit"), 1), RZ_OK);
+    assert_int_equal(rz_run_fail(r, S(r, "on_exit"), "alert failed", 2), RZ_OK);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
+    rz_run_free(r);
+
+    /* A cancel cancels it too. */
+    r = start_run(f, NULL);
+    assert_int_equal(rz_run_cancel(r, 0), RZ_OK);
+    assert_int_equal(state_of(r, "on_exit"), RZ_STEP_CANCELLED);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_CANCELLED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* An output that cannot be evaluated fails the run, saying which. */
+static void test_flow_output_error(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: o\nsteps:\n  a: {module: noop}\n"
+                      "outputs:\n  n: \"${{ steps.a.outputs.s * 2 }}\"\n");
+    rz_run *r = start_run(f, NULL);
+    run_ok(r, "a", "{\"s\":\"text\"}", 0);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
+    char *json = NULL;
+    assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
+    assert_non_null(strstr(json, "\"outputs\":{\"n\":null},\"error\":\"flow output 'n': "));
+    rz_free(json);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1197,6 +1452,14 @@ int main(void)
         cmocka_unit_test(test_when_eval_error),
         cmocka_unit_test(test_exact_numbers),
         cmocka_unit_test(test_replica_follows_deployment),
+        cmocka_unit_test(test_join_if_else),
+        cmocka_unit_test(test_on_exit_and_outputs),
+        cmocka_unit_test(test_flow_output_error),
+        cmocka_unit_test(test_join_any_unmet),
+        cmocka_unit_test(test_join_all_done),
+        cmocka_unit_test(test_join_none_failed),
+        cmocka_unit_test(test_join_one_failed),
+        cmocka_unit_test(test_join_builder_and_cancel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -759,6 +759,44 @@ static void test_large(void **state)
     rz__buf_free(&b);
 }
 
+/* ---- on_exit and flow outputs ---- */
+
+static void test_exit_and_outputs(void **state)
+{
+    (void)state;
+    rz_diags *d;
+    const char *ok = "flux: 1\nname: x\nsteps:\n"
+                     "  c: {module: count, inputs: {text: hi}}\n"
+                     "on_exit:\n  module: count\n"
+                     "  inputs: {text: \"${{ flow.status }} ${{ steps.c.outputs.count }}\"}\n"
+                     "outputs:\n  n: \"${{ steps.c.outputs.count }}\"\n";
+    int rc = validate(ok, RZ_FORMAT_YAML, "f.yaml", g_reg, NULL, &d);
+    if (rc != RZ_OK)
+        dump(d);
+    assert_int_equal(rc, RZ_OK);
+    rz_diags_free(d);
+
+    const char *bad = "flux: 1\nname: x\nsteps:\n"
+                      "  c: {module: count, inputs: {text: \"${{ flow.status }}\"}}\n"
+                      "  d: {module: count, needs: [on_exit], inputs: {text: a}}\n"
+                      "on_exit:\n  module: count\n  inputs: {text: a}\n"
+                      "outputs:\n  n: \"${{ steps.c.outputs.cuont }}\"\n"
+                      "  m: \"${{ steps.ghost.outputs.x }}\"\n"
+                      "  s: \"${{ flow.status }}\"\n";
+    assert_int_equal(validate(bad, RZ_FORMAT_YAML, "f.yaml", g_reg, NULL, &d),
+                     RZ_EINVALID);
+    expect(d, "f.yaml", 4, 42, RZ_EUPSTREAM, "flow.status is known only in the "
+           "on_exit step, once every other step has settled");
+    expect(d, "f.yaml", 5, 30, RZ_EUPSTREAM, "step 'd' needs the on_exit step, which "
+           "runs after every other step");
+    expect(d, "f.yaml", 10, 11, RZ_EUNKNOWN, "step 'c' (module count@1.0.0) has no "
+           "output 'cuont'; did you mean 'count'?");
+    expect(d, "f.yaml", 11, 11, RZ_EUNKNOWN, "reference to unknown step 'ghost'");
+    expect(d, "f.yaml", 12, 11, RZ_EUPSTREAM, "flow.status is known only in the "
+           "on_exit step, once every other step has settled");
+    rz_diags_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -775,6 +813,7 @@ int main(void)
         cmocka_unit_test(test_golden),
         cmocka_unit_test(test_one_value_per_port),
         cmocka_unit_test(test_large),
+        cmocka_unit_test(test_exit_and_outputs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1243,6 +1243,21 @@ static void test_seal_flow_errors(void **state)
     assert_null(json);
     assert_non_null(strstr(rz_error_last()->message, "'kraken'"));
     assert_clean_error();
+    /* An entry of another type than the reference asks for: refused as a
+     * local run refuses it, located at the reference, nothing sealed. */
+    rz_flow *wrong = parse_yaml("flux: 1\nname: t\nsteps:\n"
+                                "  a:\n    module: m\n    credentials:\n"
+                                "      llm: {credentialId: slack-bot, type: llm_api}\n");
+    json = (char *)"untouched";
+    assert_int_equal(rz_vault_seal_flow(&json, v, wrong, pk, 0), RZ_ETYPE);
+    assert_null(json);
+    assert_string_equal(rz_error_last()->message, "step 'a' credential 'llm': vault "
+                        "entry 'slack-bot' has type 'my.custom-type', the reference "
+                        "asks for 'llm_api'");
+    assert_int_equal(rz_error_last()->line, 7);
+    assert_int_equal(rz_error_last()->column, 7);   /* the reference's key */
+    assert_string_equal(rz_error_last()->pointer, "/steps/a/credentials/llm");
+    rz_flow_free(wrong);
     rz_vault_lock(v);
     assert_int_equal(rz_vault_seal_flow(&json, v, fl, pk, 0), RZ_ESTATE);
     assert_int_equal(rz_vault_seal_flow(&json, NULL, fl, pk, 0), RZ_EINVAL);

@@ -1361,6 +1361,38 @@ static napi_value js_vault_seal_flow(napi_env env, napi_callback_info info)
                        : throw_rz(env, rc, NULL, "sealing the flow's credentials");
 }
 
+/* flowInputsParse(["NAME=VALUE", ...]) -> JSON text (rz_flow_inputs_parse) */
+static napi_value js_flow_inputs_parse(napi_env env, napi_callback_info info)
+{
+    napi_value a[1];
+    bool is_array = false;
+    uint32_t n = 0;
+    if (!args(env, info, a, 1))
+        return NULL;
+    napi_is_array(env, a[0], &is_array);
+    if (!is_array)
+        return throw_code(env, "RZ_EINVAL", "pairs must be an array of strings");
+    CALL(env, napi_get_array_length(env, a[0], &n));
+    char **pairs = calloc(n ? n : 1, sizeof *pairs);
+    if (!pairs)
+        return throw_code(env, "RZ_ENOMEM", "out of memory");
+    bool ok = true;
+    for (uint32_t i = 0; ok && i < n; i++) {
+        napi_value e;
+        ok = napi_get_element(env, a[0], i, &e) == napi_ok &&
+             (pairs[i] = get_str(env, e, "each pair")) != NULL;
+    }
+    char *json = NULL;
+    int rc = ok ? rz_flow_inputs_parse(&json, (const char *const *)pairs, n) : RZ_OK;
+    for (uint32_t i = 0; i < n; i++)
+        free(pairs[i]);
+    free(pairs);
+    if (!ok)
+        return NULL;   /* get_str threw */
+    return rc == RZ_OK ? str_result(env, json, strlen(json))
+                       : throw_rz(env, rc, NULL, "reading the inputs");
+}
+
 /* ---- module ------------------------------------------------------------- */
 
 #define FN(name, fn) { name, NULL, fn, NULL, NULL, NULL, napi_default, NULL }
@@ -1373,6 +1405,7 @@ static napi_value init(napi_env env, napi_value exports)
         FN("flowInfo", js_flow_info), FN("flowValidate", js_flow_validate),
         FN("flowPlan", js_flow_plan), FN("flowExport", js_flow_export),
         FN("flowClose", js_flow_close), FN("flowEstimate", js_flow_estimate),
+        FN("flowInputsParse", js_flow_inputs_parse),
         FN("run", js_run),
         FN("matcherNew", js_matcher_new), FN("matcherAdd", js_matcher_add),
         FN("matcherRemove", js_matcher_remove), FN("matcherNodes", js_matcher_nodes),

@@ -241,3 +241,23 @@ test('raw handles are type-checked', () => {
   assert.throws(() => f.plan(), { code: 'RZ_EINVAL' });
   m.close();
 });
+
+test('joins, on_exit and flow outputs; inputs from NAME=VALUE pairs', async () => {
+  assert.deepStrictEqual(rz.inputsFromPairs(['n=3', 't=hi', 'n=4']), { t: 'hi', n: 4 });
+  assert.throws(() => rz.inputsFromPairs(['t="a\\u0000b"']),
+    (e) => e.code === 'RZ_EINVALID' && /NUL/.test(e.message));
+  assert.throws(() => rz.inputsFromPairs(['novalue']), (e) => e.code === 'RZ_EINVALID');
+  const j = rz.loadFlow(path.join(FLOWS, 'join.yaml'));
+  j.validate([MODULES]);
+  const r = await rz.run(j, rz.inputsFromPairs(['value=3']));
+  assert.strictEqual(r.status, 'succeeded');
+  assert.strictEqual(r.steps.high.status, 'skipped');
+  assert.deepStrictEqual(r.outputs, { message: '3 is at or below the threshold', branch: 'low' });
+  j.close();
+  const x = rz.loadFlow(path.join(FLOWS, 'on_exit.yaml'));
+  x.validate([MODULES]);
+  const e = await rz.run(x);
+  assert.deepStrictEqual(e.failed_steps, ['primary']);
+  assert.strictEqual(e.outputs.alert, 'run succeeded; failed steps: [primary]');
+  x.close();
+});

@@ -29,7 +29,8 @@ from .flow import Diagnostic, Flow, Registry, Step, load_flow
 from .ledger import Account, Ledger, format_id, new_id, parse_id
 from .match import Matcher, Placement, detect_hardware, estimate_cost
 from .pricing import Prices, estimate
-from .runner import Event, RunResult, StepResult, get_run, run, runs
+from .runner import (Event, RunResult, StepResult, get_run, inputs_from_pairs, run,
+                     runs)
 from .vault import Vault, VaultEntry
 
 __version__ = "0.1.0"
@@ -41,7 +42,7 @@ __all__ = [
     "AuthError", "InsufficientFunds", "PermissionDenied", "ConnectError",
     "ProtocolError",
     "Diagnostic", "Flow", "Registry", "Step", "load_flow",
-    "run", "runs", "get_run", "RunResult", "StepResult", "Event",
+    "run", "runs", "get_run", "inputs_from_pairs", "RunResult", "StepResult", "Event",
     "Matcher", "Placement", "estimate_cost", "detect_hardware",
     "Ledger", "Account", "new_id", "parse_id", "format_id",
     "Vault", "VaultEntry", "Prices", "estimate", "Client",

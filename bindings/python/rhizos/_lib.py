@@ -83,7 +83,7 @@ class RzMatcherStats(Structure):
 class RzHwOpts(Structure):
     _fields_ = [("version", c_int), ("data_dir", c_char_p), ("sysfs_root", c_char_p),
                 ("nvml_path", c_char_p), ("skip_gpus", c_int),
-                ("skip_runtimes", c_int)]
+                ("skip_runtimes", c_int), ("light_topology", c_int)]
 
 
 class RzLedgerId(Structure):
@@ -162,6 +162,7 @@ _PROTOS = {
     "rz_flow_to_json": (c_int, [_P, c_uint, _STR_OUT, _SIZE_OUT]),
     "rz_flow_to_yaml": (c_int, [_P, _STR_OUT, _SIZE_OUT]),
     "rz_flow_to_cbor": (c_int, [_P, _STR_OUT, _SIZE_OUT]),
+    "rz_flow_inputs_parse": (c_int, [_STR_OUT, POINTER(c_char_p), c_size_t]),
     # registry
     "rz_registry_new": (c_int, [_PP]),
     "rz_registry_free": (None, [_P]),

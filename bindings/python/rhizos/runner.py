@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from ctypes import byref, c_int, c_void_p, cast
+from ctypes import byref, c_char_p, c_int, c_void_p, cast
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from . import errors
 from ._lib import (EVENT_CB, Handle, RzRunnerOpts, dec, enc, lib,
@@ -33,7 +33,8 @@ class StepResult:
 @dataclass
 class RunResult:
     """A finished run: .status ("succeeded", "failed", "cancelled"), .steps
-    by id, .outputs (those of each final step that succeeded, by step id)."""
+    by id, .outputs (the flow's declared `outputs:` by name; for a flow
+    without them, those of each final step that succeeded, by step id)."""
     id: str
     flow: str
     status: str
@@ -158,6 +159,17 @@ def run(flow: Flow, inputs: Optional[Mapping[str, Any]] = None,
     finally:
         lib.rz_run_free(run_h)
         del cb
+
+
+def inputs_from_pairs(pairs: Sequence[str]) -> Dict[str, Any]:
+    """Flow inputs from "NAME=VALUE" texts, by the CLI's --input rule (the
+    library's): VALUE as JSON if it parses, else a string; a later NAME
+    wins. InvalidArgument-like Error for a pair without NAME= or a VALUE
+    holding a NUL (\\u0000)."""
+    arr = (c_char_p * max(len(pairs), 1))(*[enc(p) for p in pairs])
+    out = c_void_p()
+    errors.check(lib.rz_flow_inputs_parse(byref(out), arr, len(pairs)))
+    return json.loads(take_string(out))
 
 
 def runs(data_dir: str, limit: int = 0) -> List[Dict[str, Any]]:

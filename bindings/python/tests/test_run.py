@@ -54,6 +54,34 @@ class TestRun(unittest.TestCase):
         with self.assertRaises(rhizos.NotFound):
             rhizos.get_run(data, "no-such-run")
 
+    def test_join_on_exit_and_flow_outputs(self):
+        data = os.path.join(self.tmp, "data")
+        with rhizos.load_flow(flow_path("join.yaml")) as f:
+            self.assertEqual(f.validate([MODULES]), [])
+            r = rhizos.run(f, rhizos.inputs_from_pairs(["value=3"]))
+        self.assertTrue(r.ok)
+        self.assertEqual(r.steps["high"].status, "skipped")
+        self.assertEqual(r.outputs, {"message": "3 is at or below the threshold",
+                                     "branch": "low"})
+        with rhizos.load_flow(flow_path("on_exit.yaml")) as f:
+            f.validate([MODULES])
+            r = rhizos.run(f, data_dir=data, run_id="py-exit")
+        self.assertTrue(r.ok)
+        self.assertEqual(r.raw["failed_steps"], ["primary"])
+        self.assertEqual(r.outputs["alert"], "run succeeded; failed steps: [primary]")
+        rec = rhizos.get_run(data, "py-exit")
+        self.assertEqual(rec["steps"]["report"]["inputs"], {"message": "primary: failed"})
+
+    def test_inputs_from_pairs(self):
+        self.assertEqual(rhizos.inputs_from_pairs(["n=3", "t=hi", "n=4"]),
+                         {"t": "hi", "n": 4})
+        self.assertEqual(rhizos.inputs_from_pairs([]), {})
+        with self.assertRaises(rhizos.Error) as cm:
+            rhizos.inputs_from_pairs(['t="a\\u0000b"'])
+        self.assertIn("NUL", cm.exception.message)
+        with self.assertRaises(rhizos.Error):
+            rhizos.inputs_from_pairs(["novalue"])
+
     def test_retries_counted(self):
         with rhizos.load_flow(flow_path("flaky.yaml")) as f:
             r = rhizos.run(f)            # validated against the default registry

@@ -1,0 +1,1141 @@
+/* The pre-started sandbox helper (see sandbox_helper.h).
+ *
+ * bwrap exec'd per step cost 6-14 ms here, nearly all of it building a new
+ * root (some 40 bind mounts, pivot_root) and exec'ing bwrap itself. The
+ * helper builds that root once, in a mount namespace of its own, and per
+ * step only copies it: a clone into new mount, pid, net, ipc and uts
+ * namespaces, then the few mounts that differ per step (/proc, /tmp,
+ * /dev/shm, the scratch tmpfs and its binds, the module's folder).
+ *
+ * The step's processes are the runner's children (CLONE_PARENT), so the
+ * runner waits for them, kills their group and reads their exit as it did
+ * bwrap's. Each step is two processes, as under bwrap: `init` (pid 1 of
+ * the step's pid namespace, root, no exec) that reaps and exits with the
+ * step's status (128+N for a signal), and the step itself, which runs as
+ * the host's uid/gid 65534 (no user namespace: seen from the host too, it
+ * is nobody), with no capability (bounding set included), no new
+ * privileges and the seccomp filter.
+ *
+ * Everything after fork() here runs in a single-threaded copy of the
+ * runner and touches none of the library's state.
+ */
+#include "exec/sandbox_helper.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define REQ_MAGIC 0x727a7362u         /* "rzsb" */
+#define MAX_REQ_BYTES (8u << 20)
+#define MAX_FDS 40
+#define MAX_BINDS 24
+#define SHM_MB 64u
+#define CHOWN_DEPTH 32
+#define STEP_UID 65534
+
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+
+/* The request, in a memfd: this header, then NUL-ended strings: scratch,
+ * program, argv[argc], envp[envc], then per bind "<r|w><d|f>/target".
+ * The descriptors come alongside in this order: memfd, stdin, stdout,
+ * stderr, error pipe, scratch (O_PATH), each bind's detached mount tree
+ * (open_tree clones: a tree of another mount namespace cannot be cloned
+ * from inside the helper's), cgroup.procs x n_cg. */
+typedef struct req_hdr {
+    uint32_t magic, network, scratch_mb, argc, envc, n_cg, n_binds;
+    struct rlimit fsize, nofile, as, cpu;
+    uint32_t limit_as, limit_cpu;
+    uint64_t strings_len;
+} req_hdr;
+
+/* ---- the runner's side ---- */
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static int sock = -1;           /* to the helper; -1: not running */
+static int life_w = -1;         /* closes when the runner exits */
+static pid_t helper = -1;
+static rz__sbx_tmpl tmpl;       /* borrowed from sandbox.c, for restarts */
+
+static _Noreturn void helper_main(int s, int life);
+
+/* Reap a helper that is gone (or make it go); caller holds mu. */
+static void helper_stop(void)
+{
+    if (sock >= 0)
+        close(sock);
+    if (life_w >= 0)
+        close(life_w);
+    sock = life_w = -1;
+    if (helper > 0) {
+        kill(helper, SIGKILL);
+        while (waitpid(helper, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    helper = -1;
+}
+
+/* Caller holds mu. The helper answers one int once its root is built:
+ * 0, or the errno of what failed. */
+static int helper_spawn_locked(void)
+{
+    int sv[2], life[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        return -errno;
+    if (pipe2(life, O_CLOEXEC) != 0) {
+        int e = errno;
+        close(sv[0]);
+        close(sv[1]);
+        return -e;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        close(life[1]);
+        helper_main(sv[1], life[0]);
+    }
+    int e = errno;
+    close(sv[1]);
+    close(life[0]);
+    if (pid < 0) {
+        close(sv[0]);
+        close(life[1]);
+        return -e;
+    }
+    sock = sv[0];
+    life_w = life[1];
+    helper = pid;
+    int status = EIO;
+    ssize_t n;
+    while ((n = recv(sock, &status, sizeof status, 0)) < 0 && errno == EINTR)
+        ;
+    if (n != (ssize_t)sizeof status || status != 0) {
+        helper_stop();
+        return -(n == (ssize_t)sizeof status ? status : EIO);
+    }
+    return 0;
+}
+
+int rz__sbx_helper_start(const rz__sbx_tmpl *t)
+{
+    pthread_mutex_lock(&mu);
+    tmpl = *t;
+    int rc = sock >= 0 ? 0 : helper_spawn_locked();
+    pthread_mutex_unlock(&mu);
+    return rc;
+}
+
+pid_t rz__sbx_helper_pid(void)
+{
+    pthread_mutex_lock(&mu);
+    pid_t p = helper;
+    pthread_mutex_unlock(&mu);
+    return p;
+}
+
+static void put_str(char **at, const char *s)
+{
+    size_t n = strlen(s ? s : "") + 1;
+    memcpy(*at, s ? s : "", n);
+    *at += n;
+}
+
+static size_t vec_len(char *const *v, uint32_t *count)
+{
+    size_t n = 0;
+    *count = 0;
+    for (; v && v[*count]; (*count)++)
+        n += strlen(v[*count]) + 1;
+    return n;
+}
+
+/* What the step gets of the host: a detached clone of each mount. */
+typedef struct binds {
+    char *target[MAX_BINDS];
+    int fd[MAX_BINDS];
+    size_t n;
+} binds;
+
+static int bind_add(binds *b, const char *path, bool rw)
+{
+    struct stat st;
+    if (b->n >= MAX_BINDS)
+        return -E2BIG;
+    if (lstat(path, &st) != 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+        return 0;   /* links, fifos: not handed in */
+    size_t len = strlen(path);
+    char *t = malloc(len + 3);
+    if (!t)
+        return -ENOMEM;
+    t[0] = rw ? 'w' : 'r';
+    t[1] = S_ISDIR(st.st_mode) ? 'd' : 'f';
+    memcpy(t + 2, path, len + 1);
+    int fd = (int)syscall(SYS_open_tree, AT_FDCWD, path,
+                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+                          AT_SYMLINK_NOFOLLOW);
+    if (fd < 0) {
+        int e = errno;
+        free(t);
+        return -e;
+    }
+    b->target[b->n] = t;
+    b->fd[b->n++] = fd;
+    return 0;
+}
+
+static void binds_free(binds *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->target[i]);
+        close(b->fd[i]);
+    }
+    b->n = 0;
+}
+
+/* The scratch's entries read-only, the outputs file writable, the module's
+ * folder and the program's (outside the system folders) read-only. */
+static int collect_binds(binds *b, const rz__sbx_launch *l)
+{
+    DIR *d = opendir(l->scratch);
+    if (!d)
+        return -errno;
+    const char *out = l->output_path;
+    size_t slen = strlen(l->scratch);
+    bool out_inside = out && rz__sbx_path_under(out, l->scratch) &&
+                      out[slen] == '/', out_top = false;
+    int rc = 0;
+    struct dirent *e;
+    char p[PATH_MAX];
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(p, sizeof p, "%s/%s", l->scratch, e->d_name);
+        bool is_out = out_inside && strcmp(p, out) == 0;
+        out_top |= is_out;
+        rc = bind_add(b, p, is_out);
+    }
+    closedir(d);
+    if (rc == 0 && out_inside && !out_top)
+        rc = bind_add(b, out, true);
+    if (rc == 0 && l->moddir && !rz__sbx_path_is_system(l->moddir))
+        rc = bind_add(b, l->moddir, false);
+    /* The program's own folder, when it is outside the system's. */
+    char dir[PATH_MAX] = "";
+    const char *slash = strrchr(l->exe, '/');
+    if (slash && slash != l->exe && l->exe[0] == '/' &&
+        (size_t)(slash - l->exe) < sizeof dir)
+        memcpy(dir, l->exe, (size_t)(slash - l->exe));
+    if (rc == 0 && dir[0] && !rz__sbx_path_is_system(dir) &&
+        !rz__sbx_path_under(dir, l->scratch) &&
+        !(l->moddir && rz__sbx_path_under(dir, l->moddir)))
+        rc = bind_add(b, dir, false);
+    return rc;
+}
+
+/* The request in a memfd; -errno on failure. */
+static int write_request(const rz__sbx_launch *l, const binds *b)
+{
+    req_hdr h;
+    memset(&h, 0, sizeof h);
+    h.magic = REQ_MAGIC;
+    h.network = (uint32_t)l->network;
+    h.scratch_mb = l->scratch_mb;
+    h.n_cg = (uint32_t)l->n_cg;
+    h.n_binds = (uint32_t)b->n;
+    h.fsize = l->fsize;
+    h.nofile = l->nofile;
+    h.as = l->as;
+    h.cpu = l->cpu;
+    h.limit_as = l->limit_as;
+    h.limit_cpu = l->limit_cpu;
+    size_t n = vec_len(l->argv, &h.argc) + vec_len(l->envp, &h.envc);
+    n += strlen(l->scratch) + strlen(l->exe) + 2;
+    for (size_t i = 0; i < b->n; i++)
+        n += strlen(b->target[i]) + 1;
+    if (n > MAX_REQ_BYTES)
+        return -E2BIG;
+    h.strings_len = n;
+    char *buf = malloc(sizeof h + n);
+    if (!buf)
+        return -ENOMEM;
+    memcpy(buf, &h, sizeof h);
+    char *at = buf + sizeof h;
+    put_str(&at, l->scratch);
+    put_str(&at, l->exe);
+    for (uint32_t i = 0; i < h.argc; i++)
+        put_str(&at, l->argv[i]);
+    for (uint32_t i = 0; i < h.envc; i++)
+        put_str(&at, l->envp[i]);
+    for (size_t i = 0; i < b->n; i++)
+        put_str(&at, b->target[i]);
+    int fd = memfd_create("rz-step", MFD_CLOEXEC);
+    size_t len = sizeof h + n, off = 0;
+    while (fd >= 0 && off < len) {
+        ssize_t w = write(fd, buf + off, len - off);
+        if (w <= 0) {
+            close(fd);
+            fd = -1;
+            break;
+        }
+        off += (size_t)w;
+    }
+    explicit_bzero(buf, len);   /* the environment may hold secrets */
+    free(buf);
+    return fd >= 0 ? fd : -EIO;
+}
+
+/* One request and its answer on `to`; *got (if not NULL) a descriptor
+ * that came with the answer, or -1. 1: the other side is gone. */
+static int exchange(int to, char kind, const int *fds, size_t n_fds,
+                    pid_t *pid, int *got)
+{
+    char dummy = kind;
+    struct iovec iov = { &dummy, 1 };
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+    } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = u.buf,
+                        .msg_controllen = CMSG_SPACE(sizeof(int) * n_fds) };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
+    ssize_t n;
+    while ((n = sendmsg(to, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
+    if (n != 1)
+        return 1;
+    int32_t answer = 0;
+    struct iovec aiov = { &answer, sizeof answer };
+    memset(&u, 0, sizeof u);
+    struct msghdr a = { .msg_iov = &aiov, .msg_iovlen = 1,
+                        .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+    while ((n = recvmsg(to, &a, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+        ;
+    int fd = -1;
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&a); n > 0 && h;
+         h = CMSG_NXTHDR(&a, h))
+        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS &&
+            h->cmsg_len >= CMSG_LEN(sizeof(int)))
+            memcpy(&fd, CMSG_DATA(h), sizeof fd);
+    if (got)
+        *got = fd;
+    else if (fd >= 0)
+        close(fd);
+    if (n != (ssize_t)sizeof answer)
+        return 1;
+    *pid = answer;
+    return 0;
+}
+
+int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg, int *zsock,
+                        pid_t *zpid)
+{
+    *zsock = -1;
+    *zpid = -1;
+    pthread_mutex_lock(&mu);
+    int rc = 0;
+    for (int tries = 0; tries < 2; tries++) {
+        if (sock < 0 && (rc = helper_spawn_locked()) != 0)
+            break;
+        pid_t pid = -1;
+        if (exchange(sock, 'z', cg_procs, n_cg, &pid, zsock) == 0) {
+            rc = pid > 0 && *zsock >= 0 ? 0 : (pid < 0 ? pid : -EIO);
+            if (rc == 0)
+                *zpid = pid;
+            break;
+        }
+        helper_stop();
+        rc = -EPIPE;
+    }
+    pthread_mutex_unlock(&mu);
+    if (rc != 0 && *zsock >= 0) {
+        close(*zsock);
+        *zsock = -1;
+    }
+    return rc;
+}
+
+/* Send a step's request to its cell (cell >= 0) or to the helper itself,
+ * which is restarted once if it died; a step never runs without one. */
+static int send_step(int cell, const int *fds, size_t n, pid_t *pid,
+                     char *why, size_t why_len)
+{
+    if (cell >= 0) {
+        /* The cell is this step's alone: no lock. Its zygote gone, the
+         * caller takes another cell. */
+        if (exchange(cell, 'r', fds, n, pid, NULL) == 0)
+            return 0;
+        snprintf(why, why_len, "the sandbox's process for this cgroup died; "
+                 "step not run");
+        return -EPIPE;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&mu);
+    for (int tries = 0; rc == 0 && tries < 2; tries++) {
+        if (sock < 0 && (rc = helper_spawn_locked()) != 0) {
+            snprintf(why, why_len, "the sandbox helper could not be "
+                     "(re)started: %s; step not run", strerror(-rc));
+            break;
+        }
+        if (exchange(sock, 'r', fds, n, pid, NULL) == 0)
+            break;
+        helper_stop();
+        if (tries == 1) {
+            rc = -EPIPE;
+            snprintf(why, why_len, "the sandbox helper died twice; step not "
+                     "run");
+        }
+    }
+    pthread_mutex_unlock(&mu);
+    return rc;
+}
+
+int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
+                         const int stdio[3], int errpipe, int cell,
+                         char *why, size_t why_len)
+{
+    *pid = -1;
+    int fds[MAX_FDS], n = 0, rc = 0;
+    binds b = { .n = 0 };
+    if (l->n_cg > 3)
+        return -EINVAL;
+    int sfd = open(l->scratch, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (sfd < 0 || (rc = collect_binds(&b, l)) != 0) {
+        rc = rc ? rc : -errno;
+        snprintf(why, why_len, "sandbox: the step's folders: %s",
+                 strerror(-rc));
+        if (sfd >= 0)
+            close(sfd);
+        binds_free(&b);
+        return rc;
+    }
+    int memfd = write_request(l, &b);
+    if (memfd < 0) {
+        snprintf(why, why_len, "sandbox request: %s", strerror(-memfd));
+        close(sfd);
+        binds_free(&b);
+        return memfd;
+    }
+    fds[n++] = memfd;
+    fds[n++] = stdio[0];
+    fds[n++] = stdio[1];
+    fds[n++] = stdio[2];
+    fds[n++] = errpipe;
+    fds[n++] = sfd;
+    for (size_t i = 0; i < b.n; i++)
+        fds[n++] = b.fd[i];
+    for (size_t i = 0; i < l->n_cg; i++)
+        fds[n++] = l->cg_procs[i];
+    rc = send_step(cell, fds, (size_t)n, pid, why, why_len);
+    if (ftruncate(memfd, 0) != 0) {
+        /* closed below all the same */
+    }
+    close(memfd);
+    close(sfd);
+    binds_free(&b);
+    if (rc == 0 && *pid < 0) {
+        rc = *pid;
+        snprintf(why, why_len, "the sandbox helper could not start the "
+                 "step: %s", strerror(-rc));
+        *pid = -1;
+    }
+    return rc;
+}
+
+/* ---- the helper's side: the root, built once ---- */
+
+static const char *const sys_dirs[] = { "/usr", "/bin", "/sbin", "/lib",
+                                        "/lib32", "/lib64", "/libx32" };
+
+bool rz__sbx_path_under(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
+bool rz__sbx_path_is_system(const char *path)
+{
+    for (size_t i = 0; i < sizeof sys_dirs / sizeof *sys_dirs; i++)
+        if (rz__sbx_path_under(path, sys_dirs[i]))
+            return true;
+    return false;
+}
+
+/* mkdir -p of `path` (absolute) under the current root; the last component
+ * a file when `file`. */
+static int make_path(const char *path, bool file)
+{
+    char p[PATH_MAX];
+    size_t n = strlen(path);
+    if (n >= sizeof p || path[0] != '/')
+        return -1;
+    memcpy(p, path, n + 1);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *s = '/';
+    }
+    struct stat st;
+    if (file && lstat(p, &st) == 0)
+        return 0;   /* there already (maybe in a read-only bind) */
+    if (file) {
+        int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return -1;
+        close(fd);
+        return 0;
+    }
+    return mkdir(p, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+/* A read-only bind of the host's `src` at `dst` in the new root `root`. */
+static int bind_ro(const char *src, const char *root, const char *dst,
+                   bool must)
+{
+    struct stat st;
+    if (stat(src, &st) != 0)
+        return must ? -1 : 0;
+    char t[PATH_MAX];
+    snprintf(t, sizeof t, "%s%s", root, dst);
+    if (make_path(t, !S_ISDIR(st.st_mode)) != 0 ||
+        mount(src, t, NULL, MS_BIND | MS_REC, NULL) != 0 ||
+        mount(NULL, t, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID |
+              MS_NODEV, NULL) != 0)
+        return -1;
+    return 0;
+}
+
+static int write_file_at(const char *root, const char *path, const char *s)
+{
+    char t[PATH_MAX];
+    snprintf(t, sizeof t, "%s%s", root, path);
+    int fd = open(t, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    size_t n = strlen(s);
+    ssize_t w = write(fd, s, n);
+    close(fd);
+    return w == (ssize_t)n ? 0 : -1;
+}
+
+/* /dev as bwrap's --dev has it: the harmless devices and the usual links. */
+static int make_dev(const char *root)
+{
+    static const struct { const char *name; unsigned maj, min; } devs[] = {
+        { "null", 1, 3 }, { "zero", 1, 5 }, { "full", 1, 7 },
+        { "random", 1, 8 }, { "urandom", 1, 9 }, { "tty", 5, 0 },
+    };
+    static const char *const links[][2] = {
+        { "/proc/self/fd", "fd" }, { "/proc/self/fd/0", "stdin" },
+        { "/proc/self/fd/1", "stdout" }, { "/proc/self/fd/2", "stderr" },
+        { "/proc/kcore", "core" },
+    };
+    char t[PATH_MAX];
+    snprintf(t, sizeof t, "%s/dev", root);
+    /* Its own mount: the root is nodev, the devices here must open. */
+    if (make_path(t, false) != 0 ||
+        mount("rz-dev", t, "tmpfs", MS_NOSUID, "mode=0755,size=64k") != 0)
+        return -1;
+    snprintf(t, sizeof t, "%s/dev/shm", root);
+    if (make_path(t, false) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof devs / sizeof *devs; i++) {
+        snprintf(t, sizeof t, "%s/dev/%s", root, devs[i].name);
+        if (mknod(t, S_IFCHR | 0666, makedev(devs[i].maj, devs[i].min)) != 0)
+            return -1;
+        chmod(t, 0666);   /* past the umask */
+    }
+    for (size_t i = 0; i < sizeof links / sizeof *links; i++) {
+        snprintf(t, sizeof t, "%s/dev/%s", root, links[i][1]);
+        if (symlink(links[i][0], t) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The root every step copies: a tmpfs with the system folders and /etc's
+ * allow-list bound read-only, passwd/group, /dev; then pivot_root into it
+ * so that no host mount is left in this namespace (a step's copy costs
+ * only what it holds). */
+static int build_root(const rz__sbx_tmpl *t)
+{
+    const char *root = "/tmp";   /* a mount point that exists; ours alone */
+    if (unshare(CLONE_NEWNS) != 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("rz-root", root, "tmpfs", MS_NOSUID | MS_NODEV,
+              "mode=0755,size=4m") != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof sys_dirs / sizeof *sys_dirs; i++) {
+        struct stat st;
+        char target[PATH_MAX], at[PATH_MAX];
+        if (lstat(sys_dirs[i], &st) != 0)
+            continue;
+        ssize_t n = S_ISLNK(st.st_mode)
+                        ? readlink(sys_dirs[i], target, sizeof target - 1)
+                        : -1;
+        snprintf(at, sizeof at, "%s%s", root, sys_dirs[i]);
+        if (n > 0) {
+            target[n] = '\0';
+            if (symlink(target, at) != 0)
+                return -1;
+        } else if (S_ISDIR(st.st_mode) &&
+                   bind_ro(sys_dirs[i], root, sys_dirs[i], true) != 0) {
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < t->n_etc; i++)
+        if (bind_ro(t->etc[i], root, t->etc[i], false) != 0)
+            return -1;
+    static const char *const dirs[] = { "/proc", "/tmp", "/etc", "/.old" };
+    char p[PATH_MAX];
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+        snprintf(p, sizeof p, "%s%s", root, dirs[i]);
+        if (make_path(p, false) != 0)
+            return -1;
+    }
+    if (write_file_at(root, "/etc/passwd", t->passwd) != 0 ||
+        write_file_at(root, "/etc/group", t->group) != 0 ||
+        make_dev(root) != 0)
+        return -1;
+    /* Network steps get the resolver's files too; they are bound in every
+     * root, and only a step with network has a use for them. */
+    (void)bind_ro("/etc/resolv.conf", root, "/etc/resolv.conf", false);
+    (void)bind_ro("/etc/hosts", root, "/etc/hosts", false);
+    snprintf(p, sizeof p, "%s/.old", root);
+    if (chdir(root) != 0 || syscall(SYS_pivot_root, ".", ".old") != 0 ||
+        chdir("/") != 0 || umount2("/.old", MNT_DETACH) != 0 ||
+        rmdir("/.old") != 0)
+        return -1;
+    return 0;
+}
+
+/* ---- the helper's side: one step ---- */
+
+typedef struct step {
+    req_hdr h;
+    char *buf;
+    const char *scratch, *exe;
+    char **argv, **envp;
+    const char *bind[MAX_BINDS];
+    int fds[MAX_FDS];
+    int n_fds;
+} step;
+
+static int fd_at(const step *s, int i)
+{
+    return i < s->n_fds ? s->fds[i] : -1;
+}
+
+enum { FD_MEM, FD_IN, FD_OUT, FD_ERR, FD_ERRPIPE, FD_SCRATCH, FD_REST };
+
+static const char *next_str(char **at, char *end)
+{
+    char *s = *at;
+    char *z = s < end ? memchr(s, '\0', (size_t)(end - s)) : NULL;
+    if (!z)
+        return NULL;
+    *at = z + 1;
+    return s;
+}
+
+/* Parse what the memfd holds; 0 or -1. */
+static int parse_step(step *s)
+{
+    int fd = fd_at(s, FD_MEM);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < (off_t)sizeof s->h ||
+        st.st_size > (off_t)(MAX_REQ_BYTES + sizeof s->h))
+        return -1;
+    size_t len = (size_t)st.st_size;
+    s->buf = malloc(len + 1);
+    if (!s->buf || pread(fd, s->buf, len, 0) != (ssize_t)len)
+        return -1;
+    memcpy(&s->h, s->buf, sizeof s->h);
+    if (s->h.magic != REQ_MAGIC || s->h.strings_len != len - sizeof s->h ||
+        s->h.argc == 0 || s->h.argc > (1u << 20) || s->h.envc > (1u << 20) ||
+        s->h.n_binds > MAX_BINDS || s->h.n_cg > 3 ||
+        s->n_fds != FD_REST + (int)s->h.n_binds + (int)s->h.n_cg)
+        return -1;
+    char *at = s->buf + sizeof s->h, *end = s->buf + len;
+    if (!(s->scratch = next_str(&at, end)) || !(s->exe = next_str(&at, end)))
+        return -1;
+    s->argv = calloc(s->h.argc + 1, sizeof *s->argv);
+    s->envp = calloc(s->h.envc + 1, sizeof *s->envp);
+    if (!s->argv || !s->envp)
+        return -1;
+    for (uint32_t i = 0; i < s->h.argc; i++)
+        if (!(s->argv[i] = (char *)next_str(&at, end)))
+            return -1;
+    for (uint32_t i = 0; i < s->h.envc; i++)
+        if (!(s->envp[i] = (char *)next_str(&at, end)))
+            return -1;
+    for (uint32_t i = 0; i < s->h.n_binds; i++) {
+        const char *b = next_str(&at, end);
+        if (!b || (b[0] != 'r' && b[0] != 'w') ||
+            (b[1] != 'd' && b[1] != 'f') || b[2] != '/')
+            return -1;
+        s->bind[i] = b;
+    }
+    return s->scratch[0] == '/' ? 0 : -1;
+}
+
+/* Hand the host's folder entries to the step's uid: it is not root on the
+ * host any more, and the runner (root) made them. */
+static void chown_tree(int dirfd, int depth)
+{
+    /* A description of its own: a dup would share the caller's offset. */
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        fchownat(dirfd, e->d_name, STEP_UID, STEP_UID, AT_SYMLINK_NOFOLLOW);
+        if (e->d_type == DT_DIR && depth < CHOWN_DEPTH) {
+            int sub = openat(dirfd, e->d_name,
+                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0) {
+                chown_tree(sub, depth + 1);
+                close(sub);
+            }
+        }
+    }
+    closedir(d);
+}
+
+/* Attach a detached tree the runner cloned at `dst`. */
+static int attach(int tree, const char *dst, bool ro)
+{
+    int rc = (int)syscall(SYS_move_mount, tree, "", AT_FDCWD, dst,
+                          MOVE_MOUNT_F_EMPTY_PATH);
+    if (rc == 0 && ro)
+        rc = mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY |
+                   MS_NOSUID | MS_NODEV, NULL);
+    return rc;
+}
+
+static int tmpfs_at(const char *dst, uint32_t mb, const char *mode, bool own)
+{
+    char opts[96];
+    snprintf(opts, sizeof opts, "mode=%s,size=%llu%s", mode,
+             (unsigned long long)mb << 20,
+             own ? ",uid=65534,gid=65534" : "");
+    return mount("tmpfs", dst, "tmpfs", MS_NOSUID | MS_NODEV, opts);
+}
+
+/* A mount point for `path` (a host path that the root lacks): under /tmp
+ * it is made in the step's /tmp; elsewhere its top folder gets a small
+ * tmpfs of the step's own, so nothing a step makes is seen by another. */
+static int mount_point(const char *path, bool file, char tops[][NAME_MAX + 2],
+                       int *n_tops)
+{
+    if (!rz__sbx_path_under(path, "/tmp")) {
+        char top[NAME_MAX + 2];
+        size_t n = strcspn(path + 1, "/");
+        if (n == 0 || n > NAME_MAX || path[1 + n] != '/')
+            return -1;
+        snprintf(top, sizeof top, "/%.*s", (int)n, path + 1);
+        if (!strcmp(top, "/proc") || !strcmp(top, "/dev") ||
+            !strcmp(top, "/etc") || rz__sbx_path_is_system(top))
+            return -1;
+        bool done = false;
+        for (int i = 0; i < *n_tops; i++)
+            done |= strcmp(tops[i], top) == 0;
+        if (!done) {
+            if ((mkdir(top, 0755) != 0 && errno != EEXIST) ||
+                tmpfs_at(top, 1, "0755", false) != 0)
+                return -1;
+            snprintf(tops[(*n_tops)++], NAME_MAX + 2, "%s", top);
+        }
+    }
+    return make_path(path, file);
+}
+
+/* Loopback up, as bwrap does: servers on 127.0.0.1 inside a step work. */
+static void loopback_up(void)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.ifr_name, sizeof r.ifr_name, "lo");
+    if (fd >= 0 && ioctl(fd, SIOCGIFFLAGS, &r) == 0) {
+        r.ifr_flags |= IFF_UP | IFF_RUNNING;
+        ioctl(fd, SIOCSIFFLAGS, &r);
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
+/* The step's own mounts, in its copy of the root. */
+static int step_mounts(const step *s)
+{
+    char tops[4][NAME_MAX + 2];
+    int n_tops = 0;
+    uint32_t mb = s->h.scratch_mb;
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              NULL) != 0 ||
+        tmpfs_at("/tmp", mb, "1777", false) != 0 ||
+        tmpfs_at("/dev/shm", SHM_MB, "1777", false) != 0 ||
+        mount_point(s->scratch, false, tops, &n_tops) != 0 ||
+        tmpfs_at(s->scratch, mb, "0755", true) != 0)
+        return -1;
+    /* The host's entries, each at its own path, in the order the runner
+     * gave them (the scratch's before what is nested in them). */
+    chown_tree(fd_at(s, FD_SCRATCH), 0);
+    int rc = 0;
+    for (uint32_t i = 0; rc == 0 && i < s->h.n_binds; i++) {
+        const char *b = s->bind[i], *dst = b + 2;
+        bool inside = rz__sbx_path_under(dst, s->scratch);
+        rc = (inside ? make_path(dst, b[1] == 'f')
+                     : mount_point(dst, b[1] == 'f', tops, &n_tops)) == 0 &&
+             attach(fd_at(s, FD_REST + (int)i), dst, b[0] == 'r') == 0
+                 ? 0 : -1;
+    }
+    /* Nothing of the root is the step's to change. */
+    for (int i = 0; rc == 0 && i < n_tops; i++)
+        rc = mount(NULL, tops[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY |
+                   MS_NOSUID | MS_NODEV, NULL);
+    if (rc == 0)
+        rc = mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY |
+                   MS_NOSUID | MS_NODEV, NULL);
+    if (rc == 0 && !s->h.network)
+        loopback_up();
+    return rc;
+}
+
+static _Noreturn void fail_to(int errpipe)
+{
+    int e = errno ? errno : EIO;
+    ssize_t w = write(errpipe, &e, sizeof e);
+    (void)w;
+    _exit(127);
+}
+
+/* The step: its stdio, limits, then nobody with nothing, then exec. */
+static _Noreturn void step_exec(const step *s, const rz__sbx_tmpl *t)
+{
+    int ep = fd_at(s, FD_ERRPIPE);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &dfl, NULL);   /* fails harmlessly where invalid */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* Above 2 first, so no dup2 clobbers another. */
+    if ((ep = fcntl(ep, F_DUPFD_CLOEXEC, 3)) < 0)
+        _exit(127);
+    int hi[3];
+    for (int i = 0; i < 3; i++)
+        if ((hi[i] = fcntl(fd_at(s, FD_IN + i), F_DUPFD_CLOEXEC, 3)) < 0)
+            fail_to(ep);
+    for (int i = 0; i < 3; i++)
+        if (dup2(hi[i], i) < 0)
+            fail_to(ep);
+    if (syscall(SYS_close_range, 3u, ~0u, 4u /* CLOEXEC */) != 0)
+        for (int fd = 3; fd < 65536; fd++)
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
+    struct rlimit zero = { 0, 0 };
+    setrlimit(RLIMIT_CORE, &zero);
+    if (setrlimit(RLIMIT_NOFILE, &s->h.nofile) != 0 ||
+        setrlimit(RLIMIT_FSIZE, &s->h.fsize) != 0 ||
+        (s->h.limit_as && setrlimit(RLIMIT_AS, &s->h.as) != 0) ||
+        (s->h.limit_cpu && setrlimit(RLIMIT_CPU, &s->h.cpu) != 0))
+        fail_to(ep);
+    if (chdir(s->scratch) != 0 ||
+        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        fail_to(ep);
+    for (int cap = 0; cap <= 63; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+            fail_to(ep);
+    gid_t g = STEP_UID;
+    if (setgroups(0, &g) != 0 || setresgid(g, g, g) != 0 ||
+        setresuid(STEP_UID, STEP_UID, STEP_UID) != 0)
+        fail_to(ep);
+    if (t->bpf) {
+        struct sock_fprog prog = {
+            .len = (unsigned short)(t->bpf_len / sizeof(struct sock_filter)),
+            .filter = (struct sock_filter *)t->bpf,
+        };
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+            fail_to(ep);
+    }
+    execve(s->exe, s->argv, s->envp);
+    fail_to(ep);
+}
+
+/* A step that failed with its scratch or /tmp full gets that said as the
+ * last line of its log, which the attempt's reason quotes. */
+static void say_if_full(const step *s, int err)
+{
+    const char *where[] = { s->scratch, "/tmp" };
+    const char *name[] = { "scratch folder", "/tmp" };
+    for (int i = 0; i < 2; i++) {
+        struct statvfs v;
+        if (statvfs(where[i], &v) == 0 &&
+            (unsigned long long)v.f_bavail * v.f_frsize < (64u << 10)) {
+            dprintf(err, "\nrhizos: the step's %s is full (%u MiB; a module "
+                    "asks for more with requirements.scratch_mb)\n", name[i],
+                    s->h.scratch_mb);
+            return;
+        }
+    }
+}
+
+static void on_chld(int sig)
+{
+    (void)sig;
+}
+
+/* pid 1 of the step's namespaces: mounts, then the step, then reaps until
+ * it ends; gone with it (every other task of the namespace goes too) or
+ * when the runner exits (its end of the life pipe closes). */
+static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
+                                int life)
+{
+    int ep = fd_at(s, FD_ERRPIPE);
+    if (setsid() < 0)
+        fail_to(ep);
+    for (uint32_t i = 0; i < s->h.n_cg; i++) {
+        int fd = fd_at(s, FD_REST + (int)s->h.n_binds + (int)i);
+        if (write(fd, "0", 1) != 1)
+            fail_to(ep);
+    }
+    if (step_mounts(s) != 0)
+        fail_to(ep);
+    sigset_t chld, old;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, &old);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_chld;
+    sigaction(SIGCHLD, &sa, NULL);
+    /* Not fork(): the runner's atfork handlers (node's libuv reopens its
+     * signal pipe) would run here and could take the step's descriptors. */
+    pid_t leader = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+    if (leader == 0)
+        step_exec(s, t);
+    if (leader < 0)
+        fail_to(ep);
+    int err = fcntl(fd_at(s, FD_ERR), F_DUPFD_CLOEXEC, 3);
+    for (int i = 0; i < s->n_fds; i++)
+        close(s->fds[i]);
+    struct pollfd pf = { life, POLLIN, 0 };
+    for (;;) {
+        int status;
+        pid_t r;
+        while ((r = waitpid(-1, &status, WNOHANG)) > 0)
+            if (r == leader) {
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                    say_if_full(s, err);
+                _exit(WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                          : WEXITSTATUS(status));
+            }
+        if (ppoll(&pf, 1, NULL, &old) > 0 && pf.revents)
+            _exit(128 + SIGKILL);   /* the runner is gone */
+    }
+}
+
+static int recv_step(int s, step *st, char *kind)
+{
+    char dummy = 0;
+    struct iovec iov = { &dummy, 1 };
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+    } u;
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+    ssize_t n;
+    while ((n = recvmsg(s, &m, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+        ;
+    if (n <= 0)
+        return -1;   /* the runner closed its end */
+    *kind = dummy;
+    memset(st, 0, sizeof *st);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            for (int i = 0; i < k; i++) {
+                int fd;
+                memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+                if (st->n_fds < MAX_FDS)
+                    st->fds[st->n_fds++] = fd;
+                else
+                    close(fd);
+            }
+        }
+    return 0;
+}
+
+static void step_free(step *st)
+{
+    for (int i = 0; i < st->n_fds; i++)
+        close(st->fds[i]);
+    if (st->buf)
+        explicit_bzero(st->buf, sizeof st->h + st->h.strings_len);
+    free(st->buf);
+    free(st->argv);
+    free(st->envp);
+}
+
+/* A zygote: a process that sits in one cell's cgroups, so the steps it
+ * starts are born there; moving a process into a cgroup v1 costs an RCU
+ * grace period (milliseconds under load), a fork costs nothing of it. */
+static _Noreturn void serve(int s, int life, bool is_helper);
+
+static int32_t make_zygote(step *st, int s, int life, int *peer)
+{
+    int sv[2];
+    *peer = -1;
+    if (st->n_fds > 3 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC,
+                                    0, sv) != 0)
+        return -EINVAL;
+    long pid = syscall(SYS_clone, CLONE_PARENT, NULL, NULL, NULL, NULL);
+    if (pid == 0) {
+        close(s);
+        close(sv[0]);
+        for (int i = 0; i < st->n_fds; i++)
+            if (write(st->fds[i], "0", 1) != 1)
+                _exit(1);
+        for (int i = 0; i < st->n_fds; i++)
+            close(st->fds[i]);
+        prctl(PR_SET_NAME, "rz-sandbox-cell", 0, 0, 0);
+        serve(sv[1], life, false);
+    }
+    int e = errno;
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        return -e;
+    }
+    *peer = sv[0];
+    return (int32_t)pid;
+}
+
+/* Answer with `answer` and, when fd >= 0, that descriptor. */
+static int reply(int s, int32_t answer, int fd)
+{
+    struct iovec iov = { &answer, sizeof answer };
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (fd >= 0) {
+        m.msg_control = u.buf;
+        m.msg_controllen = sizeof u.buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    }
+    return sendmsg(s, &m, MSG_NOSIGNAL) == (ssize_t)sizeof answer ? 0 : -1;
+}
+
+static _Noreturn void serve(int s, int life, bool is_helper)
+{
+    const long ns = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+    for (;;) {
+        step st;
+        char kind = 0;
+        if (recv_step(s, &st, &kind) != 0)
+            _exit(0);
+        int32_t answer = -EINVAL;
+        int peer = -1;
+        if (kind == 'z' && is_helper) {
+            answer = make_zygote(&st, s, life, &peer);
+        } else if (kind == 'r' && parse_step(&st) == 0) {
+            long flags = CLONE_PARENT | ns |
+                         (st.h.network ? 0 : CLONE_NEWNET);
+            long pid = syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+            if (pid == 0) {
+                close(s);
+                step_init(&st, &tmpl, life);
+            }
+            answer = pid > 0 ? (int32_t)pid : -errno;
+        }
+        step_free(&st);
+        int r = reply(s, answer, peer);
+        if (peer >= 0)
+            close(peer);
+        if (r != 0)
+            _exit(0);
+    }
+}
+
+static _Noreturn void helper_main(int s, int life)
+{
+    /* Only our two descriptors: the runner's others are not ours to hold. */
+    int keep_hi = s < life ? life : s;
+    if (syscall(SYS_close_range, (unsigned)keep_hi + 1, ~0u, 0u) != 0)
+        for (int fd = keep_hi + 1; fd < 65536; fd++)
+            close(fd);
+    for (int fd = 3; fd < keep_hi; fd++)
+        if (fd != s && fd != life)
+            close(fd);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
+    prctl(PR_SET_NAME, "rz-sandbox", 0, 0, 0);
+    int status = build_root(&tmpl) == 0 ? 0 : (errno ? errno : EIO);
+    if (send(s, &status, sizeof status, MSG_NOSIGNAL) != sizeof status ||
+        status != 0)
+        _exit(1);
+    serve(s, life, true);
+
+}

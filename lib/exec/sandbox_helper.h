@@ -1,0 +1,70 @@
+/* The pre-started sandbox helper: one process per runner, started at the
+ * sandbox probe when the host runs as root, that builds the steps' root
+ * once (namespaces, the read-only binds of the allow-listed system
+ * folders, passwd/group, /dev) and per step clones a copy of it into new
+ * namespaces with only the step's own mounts added.
+ *
+ * A step started here is the runner's own child (its init process, pid 1
+ * of the step's pid namespace, exiting with the step's status, 128+N for
+ * signal N, as bwrap does), in its own session, so the runner waits for it
+ * and kills its group as before. The step runs as the host's uid/gid 65534
+ * with no capability, no new privileges and the seccomp filter.
+ *
+ * If the helper dies, the next spawn restarts it once; if that fails the
+ * spawn fails with the reason. A step never runs unsandboxed for it.
+ */
+#ifndef RZ_EXEC_SANDBOX_HELPER_H
+#define RZ_EXEC_SANDBOX_HELPER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include "common/internal.h"
+
+/* What every step's root holds; borrowed for the life of the process. */
+typedef struct rz__sbx_tmpl {
+    char *const *etc;          /* /etc entries bound read-only */
+    size_t n_etc;
+    const char *passwd, *group;
+    const unsigned char *bpf;  /* the seccomp program; NULL: none */
+    size_t bpf_len;
+} rz__sbx_tmpl;
+
+/* One step. Paths absolute; moddir may be NULL. */
+typedef struct rz__sbx_launch {
+    const char *scratch, *output_path, *moddir, *exe;
+    char *const *argv, *const *envp;
+    int network;
+    uint32_t scratch_mb;
+    struct rlimit fsize, nofile, as, cpu;
+    bool limit_as, limit_cpu;
+    const int *cg_procs;       /* cgroup.procs the step joins */
+    size_t n_cg;
+} rz__sbx_launch;
+
+/* Start the helper (once; later calls only update nothing). 0 or -errno. */
+RZ_HIDDEN int rz__sbx_helper_start(const rz__sbx_tmpl *t);
+/* Start a step; *pid is the runner's child to wait for. The descriptors
+ * are borrowed (the caller closes its copies). 0, or -errno with the
+ * reason in why. */
+RZ_HIDDEN int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
+                                   const int stdio[3], int errpipe, int cell,
+                                   char *why, size_t why_len);
+/* A cell: a process of the helper's (a child of ours) that has joined the
+ * cgroups whose cgroup.procs are given, and starts the steps sent on
+ * *zsock (`cell` above) there, with no cgroup move per step. 0 or
+ * -errno; -EPIPE from a spawn on a cell: its process is gone. */
+RZ_HIDDEN int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg,
+                                  int *zsock, pid_t *zpid);
+/* The helper's pid, -1 when none runs (for tests). */
+RZ_HIDDEN pid_t rz__sbx_helper_pid(void);
+
+/* `path` is `dir` or below it. */
+RZ_HIDDEN bool rz__sbx_path_under(const char *path, const char *dir);
+/* `path` is under a system folder every step sees read-only (/usr...). */
+RZ_HIDDEN bool rz__sbx_path_is_system(const char *path);
+
+#endif

@@ -1,0 +1,460 @@
+#!/usr/bin/env python3
+"""End-to-end: a job's log lines reach the client while it runs on a node.
+
+A real orchestrator and `rhizos-node` on loopback, and a step that prints a
+line (with its credential in it), sleeps, prints another, sleeps and prints
+a third: the first line is in the job's log (GET /api/v1/jobs/{id}) and on
+the deployment's event stream (a step_log event), scrubbed of the secret,
+before the step ends; `rhizos flow watch` prints it as `flow run` does; a
+stream resumed with Last-Event-ID gets the later lines; at the end each
+line is in the log once (the result's log replaced the streamed one).
+
+Then the route against a hostile or confused node (fake nodes speaking the
+protocol): a retried chunk is taken once; an oversized chunk, another
+node's job, an unknown job, a stale attempt, bytes that are not UTF-8, a
+chunk overlapping what was taken, and a chunk after the result each get a
+clear 4xx and store nothing. And the node against an orchestrator played
+here: a refused chunk is sent again at the same offset, the chunks taken
+are the whole log and come before the result, and a chunk refused for
+good ends the stream but not the job.
+
+Usage: live_logs.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT"""
+import hashlib
+import json
+import os
+import shutil
+import struct
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from http.client import HTTPConnection
+
+import network  # noqa: E402  (reads the same argv)
+from harness import Proc, cli_env, http, run, wait_until  # noqa: E402
+
+ROOT, NODE, ORCH, RHIZOS = network.ROOT, network.NODE, network.ORCH, network.RHIZOS
+TEST_MODULES = os.path.join(ROOT, "tests", "e2e", "modules")
+SECRET = "sk-live-stream-0123456789"
+NAP = 1.0   # seconds between the step's lines
+
+MODULE = {
+    "id": "live-log", "version": "1.0.0", "name": "Live log",
+    "description": "Test module: three log lines, a nap between each; the "
+                   "first carries its credential.",
+    "inputs": [], "outputs": [{"name": "ok", "type": "boolean"}],
+    "credentials": [{"name": "api", "type": "llm_api", "required": False}],
+    "requirements": {"adapter": "process", "cpu_cores": 1, "memory_mb": 64},
+    "estimate": {"seconds": 5},
+    "exec": {"adapter": "process", "command": ["python3", "./talk.py"],
+             "timeout_s": 30},
+}
+SCRIPT = """import json, os, sys, time
+json.load(sys.stdin)
+print("first line, key " + os.environ.get("RZ_CRED_API", "none"),
+      file=sys.stderr, flush=True)
+time.sleep(%g)
+print("second line", file=sys.stderr, flush=True)
+time.sleep(%g)
+print("third line", file=sys.stderr, flush=True)
+json.dump({"ok": True}, sys.stdout)
+""" % (NAP, NAP)
+FLOW = """flux: 1
+name: live
+steps:
+  talk:
+    module: live-log@1
+    max_cost_micros: 500000000
+    credentials:
+      api: { credentialId: streamkey, type: llm_api }
+"""
+
+
+class Stream:
+    """An SSE stream read on a thread: events as (time, event, id, data)."""
+
+    def __init__(self, base, path, key, last_id=None):
+        host, _, port = base.split("://", 1)[1].partition(":")
+        self.c = HTTPConnection(host, int(port), timeout=60)
+        headers = {"Authorization": "Bearer " + key}
+        if last_id:
+            headers["Last-Event-ID"] = last_id
+        self.c.request("GET", path, headers=headers)
+        self.r = self.c.getresponse()
+        self.events, self.raw = [], []
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+
+    def _read(self):
+        ev, eid, data = None, None, []
+        try:
+            for line in self.r:
+                line = line.decode().rstrip("\n")
+                self.raw.append(line)
+                if line.startswith("event: "):
+                    ev = line[7:]
+                elif line.startswith("id: "):
+                    eid = line[4:]
+                elif line.startswith("data: "):
+                    data.append(line[6:])
+                elif line == "" and ev:
+                    self.events.append((time.monotonic(), ev, eid, "\n".join(data)))
+                    if ev == "end":
+                        return
+                    ev, eid, data = None, None, []
+        except (OSError, ValueError):
+            pass
+
+    def of(self, kind):
+        return [e for e in list(self.events) if e[1] == kind]
+
+    def close(self):
+        self.c.close()
+
+
+class LiveLogs(network.Base):
+    @classmethod
+    def setUpClass(cls):
+        cls.mods_dir = tempfile.TemporaryDirectory(prefix="rz-live-mods-")
+        cls.mods = os.path.join(cls.mods_dir.name, "modules")
+        shutil.copytree(TEST_MODULES, cls.mods)
+        d = os.path.join(cls.mods, "live-log")
+        os.makedirs(d)
+        with open(os.path.join(d, "module.json"), "w") as f:
+            json.dump(MODULE, f)
+        with open(os.path.join(d, "talk.py"), "w") as f:
+            f.write(SCRIPT)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.mods_dir.cleanup()
+
+    def start_orchestrator(self):
+        self.orch = network.start_orchestrator(
+            ORCH, self.data, ["--quiet", "--node-timeout-ms",
+                              str(self.node_timeout_ms), "--modules", self.mods],
+            admin_key=network.ADMIN, cwd=ROOT, port=self.port)
+
+    def run_node(self, data):
+        n = Proc([NODE, "start", "--data", data, "--json", "--modules",
+                  self.mods, *network.SANDBOX], cwd=ROOT)
+        n.data = data
+        self.nodes.append(n)
+        return n
+
+    def deploy_with_secret(self):
+        vault = os.path.join(self.tmp.name, "e2e.vault")
+        env = cli_env(RHIZOS_VAULT=vault, RHIZOS_VAULT_PASSWORD="e2e password",
+                      RHIZOS_API_KEY=self.key)
+        args = [RHIZOS, "--orchestrator", self.base, "--modules", self.mods]
+        for cmd, stdin in ((["vault", "init"], None),
+                           (["vault", "add", "streamkey", "--type", "llm_api"], SECRET)):
+            p = run(args + cmd, cwd=ROOT, env=env, stdin=stdin)
+            self.assertEqual(p.returncode, 0, p.stderr)
+        p = run(args + ["flow", "deploy", self.flow_file("live.yaml", FLOW), "--json"],
+                cwd=ROOT, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)["id"]
+
+    def test_lines_reach_the_client_before_the_step_ends(self):
+        self.start_node("node1", network.PRICES[0])
+        dep = self.deploy_with_secret()
+        path = "/api/v1/flows/%d/events?changes=1" % dep
+        s = Stream(self.base, path, self.key)
+        # Status streams: step_log events only when asked (the bindings'
+        # watch() reads statuses).
+        plain = Stream(self.base, "/api/v1/flows/%d/events" % dep, self.key)
+        logs = Stream(self.base, "/api/v1/flows/%d/events?logs=1" % dep, self.key)
+        resumed = None
+        watch = Proc([RHIZOS, "--orchestrator", self.base, "flow", "watch", str(dep)],
+                     cwd=ROOT, env=cli_env(RHIZOS_API_KEY=self.key))
+        try:
+            job = wait_until(lambda: self.api("GET", "/api/v1/flows/%d/status" % dep,
+                                              key=self.key)["steps"]["talk"].get("job"),
+                             30, "the step's job")
+            # The first line, in the job's log while the job still runs.
+            j = wait_until(lambda: (lambda j: j if "first line" in (j.get("log") or "")
+                                    else None)(self.job(job)), 3 * NAP + 20,
+                           "the first line in the job's log")
+            self.assertEqual(j["status"], "running", j)
+            self.assertNotIn("third line", j["log"])
+            self.assertNotIn(SECRET, j["log"])
+            # ... and on the stream, before the step's end.
+            wait_until(lambda: s.of("step_log"), 10, "a step_log event")
+            first = s.of("step_log")[0]
+            doc = json.loads(first[3])
+            self.assertEqual((doc["job"], doc["step"], doc["attempt"], doc["offset"]),
+                             (job, "talk", 1, 0), doc)
+            self.assertIn("first line, key [redacted]\n", doc["lines"])
+            self.assertIsNone(first[2], "a step_log event moves no resume point")
+            # A stream resumed from its first event's id gets the later lines.
+            resumed = Stream(self.base, path, self.key, last_id=s.events[0][2])
+            watch.wait_for(lambda: any("| first line" in l for l in watch.out), 10,
+                           "flow watch to print the first line")
+            wait_until(lambda: s.of("end"), 3 * NAP + 30, "the end")
+            wait_until(lambda: resumed.of("end"), 10, "the resumed stream's end")
+            self.assertEqual(watch.p.wait(timeout=30), 0, watch.output())
+            wait_until(lambda: plain.of("end") and logs.of("end"), 10,
+                       "the status streams' end")
+        finally:
+            for stream in (s, plain, logs):
+                stream.close()
+            if resumed:
+                resumed.close()
+            watch.stop()
+        done = s.of("end")[0][0]
+        succeeded = [e[0] for e in s.of("step")
+                     if json.loads(e[3]).get("status") == "succeeded"]
+        self.assertLess(first[0], min(succeeded + [done]) - NAP / 2,
+                        "the first line came at least a nap before the end")
+        self.assertEqual(plain.of("step_log"), [])
+        self.assertIn("first line", "".join(e[3] for e in logs.of("step_log")))
+        later = "".join(json.loads(e[3])["lines"] for e in resumed.of("step_log"))
+        self.assertIn("third line", later)
+        # flow watch: the line before the step's success, as `flow run` shows it.
+        out = watch.out
+        at = [i for i, l in enumerate(out) if "| first line" in l]
+        ok = [i for i, l in enumerate(out) if "talk" in l and "succeeded" in l]
+        self.assertTrue(at and ok and at[0] < ok[0], "\n".join(out))
+        # At the end: each line once (the result's log replaced the streamed one).
+        log = self.job(job)["log"]
+        for line in ("first line", "second line", "third line"):
+            self.assertEqual(log.count(line), 1, log)
+        everything = "\n".join(s.raw + resumed.raw + logs.raw + watch.out +
+                               watch.err) + log
+        self.assertNotIn(SECRET, everything)
+        self.assertNotIn(SECRET, "\n".join(n.output() for n in self.nodes))
+        # Both stop cleanly (under ASan: nothing leaked by the log's paths).
+        node = self.nodes.pop()
+        node.stop_clean()
+        self.stop_orchestrator()
+
+    # ---- the route against fake nodes ----
+
+    def post(self, node, tok, job, body=None, raw=None, ctype=None):
+        return http(self.base, "POST", "/api/v1/nodes/%d/jobs/%d/log" % (node, job),
+                    tok, body, raw=raw, ctype=ctype)
+
+    def test_bad_chunks_are_refused_and_store_nothing(self):
+        a, a_tok, _ = self.fake_node()
+        b, b_tok, _ = self.fake_node()
+        job1 = self.submit()
+        got = self.api("GET", "/api/v1/nodes/%d/jobs?wait=0" % a, key=a_tok)
+        self.assertEqual((got["job"], got["attempt"]), (job1, 1))
+        job2 = self.submit()
+        got = self.api("GET", "/api/v1/nodes/%d/jobs?wait=0" % b, key=b_tok)
+        self.assertEqual(got["job"], job2)
+        chunk = {"attempt": 1, "offset": 0, "lines": "hello\n"}
+        st, doc = self.post(a, a_tok, job1, chunk)
+        self.assertEqual((st, doc["duplicate"], doc["next_offset"]), (200, False, 6), doc)
+        st, doc = self.post(a, a_tok, job1, chunk)   # a retried POST
+        self.assertEqual((st, doc["duplicate"]), (200, True), doc)
+        st, doc = self.post(a, a_tok, job1, {"attempt": 1, "offset": 6, "lines": "again\n"})
+        self.assertEqual(st, 200, doc)
+        kept = "hello\nagain\n"
+        self.assertEqual(self.job(job1)["log"], kept)
+        cases = [
+            ("oversized", a, a_tok, job1, {"attempt": 1, "offset": 12,
+                                           "lines": "x" * (64 * 1024 + 1)}, 413),
+            ("another node's job", b, b_tok, job1, dict(chunk, offset=12), 403),
+            ("another node's path", a, b_tok, job1, dict(chunk, offset=12), 404),
+            ("unknown job", a, a_tok, 99999, chunk, 404),
+            ("stale attempt", a, a_tok, job1, {"attempt": 2, "offset": 12,
+                                               "lines": "x\n"}, 409),
+            ("overlap", a, a_tok, job1, {"attempt": 1, "offset": 8, "lines": "zzzzzz\n"}, 409),
+            ("no lines", a, a_tok, job1, {"attempt": 1, "offset": 12}, 400),
+            ("empty lines", a, a_tok, job1, {"attempt": 1, "offset": 12, "lines": ""}, 400),
+            ("unknown field", a, a_tok, job1, dict(chunk, offset=12, x=1), 400),
+            ("negative offset", a, a_tok, job1, dict(chunk, offset=-1), 400),
+            ("client key", a, self.key, job1, dict(chunk, offset=12), 403),
+        ]
+        for what, node, tok, job, body, code in cases:
+            st, doc = self.post(node, tok, job, body)
+            self.assertEqual(st, code, (what, doc))
+            self.assertIn("error", doc, what)
+        bad = b'{"attempt":1,"offset":12,"lines":"caf\xe9\\n"}'
+        st, doc = self.post(a, a_tok, job1, raw=bad, ctype="application/json")
+        self.assertEqual(st, 400, doc)
+        self.assertEqual(self.job(job1)["log"], kept)
+        self.assertIsNone(self.job(job2)["log"])
+        # A gap (lines the node dropped) is said, not hidden.
+        st, doc = self.post(a, a_tok, job1, {"attempt": 1, "offset": 20, "lines": "late\n"})
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(self.job(job1)["log"],
+                         kept + "[8 bytes of the log missing here]\nlate\n")
+        # The result replaces the streamed log; then the log is closed.
+        self.api("POST", "/api/v1/nodes/%d/jobs/%d/result" % (a, job1), key=a_tok,
+                 body=network.KEYS[a].signed(job1, {
+                     "attempt": 1, "run_ms": 40, "outputs": {"message": "hi"},
+                     "log": "hello\nagain\nlate\n"}))
+        st, doc = self.post(a, a_tok, job1, {"attempt": 1, "offset": 25, "lines": "after\n"})
+        self.assertEqual(st, 409, doc)
+        self.assertEqual(self.job(job1)["log"], "hello\nagain\nlate\n")
+        # A result with no log of its own keeps the streamed one.
+        st, doc = self.post(b, b_tok, job2, {"attempt": 1, "offset": 0, "lines": "only\n"})
+        self.assertEqual(st, 200, doc)
+        self.api("POST", "/api/v1/nodes/%d/jobs/%d/result" % (b, job2), key=b_tok,
+                 body=network.KEYS[b].signed(job2, {
+                     "attempt": 1, "run_ms": 40, "outputs": {"message": "hi"}}))
+        self.assertEqual(self.job(job2)["log"], "only\n")
+
+
+def cbor(data, i=0):
+    """(value, next index) of the CBOR item at data[i]: what the node's
+    bodies hold (maps, text, integers, floats, booleans, null)."""
+    major, info = data[i] >> 5, data[i] & 0x1F
+    i += 1
+    if major == 7:
+        if info == 27:
+            return struct.unpack(">d", data[i:i + 8])[0], i + 8
+        if info == 26:
+            return struct.unpack(">f", data[i:i + 4])[0], i + 4
+        return {20: False, 21: True, 22: None}[info], i
+    if info < 24:
+        n = info
+    else:
+        size = {24: 1, 25: 2, 26: 4, 27: 8}[info]
+        n = int.from_bytes(data[i:i + size], "big")
+        i += size
+    if major == 0:
+        return n, i
+    if major == 1:
+        return -1 - n, i
+    if major in (2, 3):
+        raw = data[i:i + n]
+        return (raw.decode() if major == 3 else raw), i + n
+    if major == 4:
+        out = []
+        for _ in range(n):
+            v, i = cbor(data, i)
+            out.append(v)
+        return out, i
+    out = {}
+    for _ in range(n):
+        k, i = cbor(data, i)
+        out[k], i = cbor(data, i)
+    return out, i
+
+
+class NodeSide(unittest.TestCase):
+    """The real rhizos-node against an orchestrator played here: a chunk
+    refused for a while (503) is sent again at the same offset, the
+    chunks taken make up the step's log exactly, all before the result;
+    a chunk refused for good (409) ends the stream, not the job."""
+
+    def setUp(self):
+        import http.server
+        self.tmp = tempfile.TemporaryDirectory(prefix="rz-live-node-")
+        self.mods = os.path.join(self.tmp.name, "modules")
+        d = os.path.join(self.mods, "live-log")
+        os.makedirs(d)
+        with open(os.path.join(d, "module.json"), "w") as f:
+            json.dump(MODULE, f)
+        with open(os.path.join(d, "talk.py"), "w") as f:
+            f.write(SCRIPT)
+        digest = hashlib.sha256(json.dumps(MODULE, sort_keys=True, separators=(",", ":"))
+                                .encode()).hexdigest()
+        self.queue = [{"job": job, "attempt": 1, "step": "talk",
+                       "module": {"id": "live-log", "version": "1.0.0",
+                                  "digest": digest},
+                       "request": {"inputs": {}, "config": {}}} for job in (3, 4)]
+        self.posts, self.lock = [], threading.Lock()
+        self.refuse = {3: [503], 4: [409]}   # answers to each job's first chunks
+        test = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def reply(self, code, doc=None):
+                body = json.dumps(doc).encode() if doc is not None else b""
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except OSError:
+                    pass
+
+            def do_GET(self):
+                if self.path.endswith("/challenge"):
+                    return self.reply(204)
+                with test.lock:
+                    # One job at a time: the next once the last has its result.
+                    done = len([p for p in test.posts if p[0].endswith("/result")])
+                    asg = test.queue.pop(0) if test.queue and \
+                        done == 2 - len(test.queue) else None
+                if asg:
+                    return self.reply(200, asg)
+                time.sleep(0.2)
+                self.reply(204)
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n)
+                if self.path.endswith("/register"):
+                    return self.reply(201, {"id": 1, "token": "rzn_fake",
+                                            "account": "ab" * 16})
+                if self.path.endswith("/heartbeat"):
+                    return self.reply(200, {"stop": []})
+                doc = cbor(body)[0] if body[:1] != b"{" else json.loads(body)
+                job = int(self.path.split("/jobs/")[1].split("/")[0])
+                code = 200
+                with test.lock:
+                    if self.path.endswith("/log") and test.refuse[job]:
+                        code = test.refuse[job].pop(0)
+                    test.posts.append((self.path, job, doc, code))
+                if code != 200:
+                    return self.reply(code, {"error": {"code": "X", "message": "no"}})
+                self.reply(200, {"accepted": True})
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.data = os.path.join(self.tmp.name, "node")
+        p = run([NODE, "init", "--data", self.data], cwd=ROOT)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def tearDown(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+        self.tmp.cleanup()
+
+    def of(self, job, kind):
+        with self.lock:
+            return [p for p in self.posts if p[1] == job and p[0].endswith("/" + kind)]
+
+    def test_retries_resume_at_the_offset_and_a_refusal_ends_the_stream(self):
+        n = Proc([NODE, "start", "--data", self.data, "--orchestrator",
+                  "http://127.0.0.1:%d" % self.srv.server_address[1],
+                  "--modules", self.mods, *network.SANDBOX], cwd=ROOT)
+        try:
+            n.wait_for(lambda: self.of(4, "result"), 6 * NAP + 30, "both results\n" +
+                       json.dumps([p[:2] + (p[3],) for p in self.posts]))
+        finally:
+            self.assertEqual(n.stop(), 0, n.output())
+        logs, result = self.of(3, "log"), self.of(3, "result")
+        self.assertEqual(result[0][2].get("outputs"), {"ok": True}, result)
+        # The refused first chunk came again, at the same offset.
+        self.assertEqual([p[3] for p in logs[:2]], [503, 200], logs)
+        self.assertEqual(logs[0][2]["offset"], 0)
+        self.assertEqual(logs[1][2]["offset"], 0)
+        self.assertTrue(logs[1][2]["lines"].startswith(logs[0][2]["lines"]))
+        # The chunks taken follow each other and are the whole log.
+        taken, at = "", 0
+        for _, _, doc, code in logs[1:]:
+            self.assertEqual((code, doc["attempt"], doc["offset"]), (200, 1, at), logs)
+            taken += doc["lines"]
+            at += len(doc["lines"].encode())
+        self.assertEqual(taken, "first line, key none\nsecond line\nthird line\n")
+        with self.lock:
+            order = [p[0].rsplit("/", 1)[1] for p in self.posts if p[1] == 3]
+        self.assertEqual(order[-1], "result", order)   # every chunk before it
+        # Job 4: its first chunk refused for good, no more chunks; it ran on.
+        self.assertEqual([p[3] for p in self.of(4, "log")], [409])
+        self.assertEqual(self.of(4, "result")[0][2].get("outputs"), {"ok": True})
+
+
+if __name__ == "__main__":
+    unittest.main(argv=sys.argv[:1], verbosity=2)

@@ -1,0 +1,344 @@
+/* Redundant execution (verify: {replicas: k}): k runs on distinct nodes,
+ * k holds, the majority's outputs, the agreeing runs paid, a disagreeing
+ * minority not paid and counted, no majority: nobody paid; a reopen
+ * between votes loses nothing. Every test ends with rz_engine_check (the
+ * ledger sums to zero, every hold in the state its job says). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rhizos/engine.h"
+#include "helpers.h"
+
+/* 36 micros a second of one core: 1 s of 1 core costs 36. */
+#define CAPS "{\"cpu\":{\"cores\":4},\"memory_mb\":64," \
+    "\"storage\":{\"total_gb\":10,\"free_gb\":10},\"adapters\":[\"process\"]," \
+    "\"max_concurrent_jobs\":4,\"prices\":{\"cpu_hour_micros\":129600}}"
+#define REQS "{\"cpu_cores\":1,\"estimate_seconds\":1}"
+#define MAX_COST 1000u
+#define CREDIT 100000u
+
+typedef struct fx {
+    char dir[64];
+    rz_engine *e;
+    rz_ledger_id client;
+    uint64_t node[4];
+} fx;
+
+static void open_engine(fx *f)
+{
+    rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
+    o.durable = 0;
+    o.node_timeout_ms = UINT64_MAX / 4;
+    o.max_attempts = 2;
+    assert_int_equal(rz_engine_open(&f->e, f->dir, &o), RZ_OK);
+}
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    assert_non_null(tmp_dir_make(f->dir, sizeof f->dir, "replica"));
+    open_engine(f);
+    f->client = rz_ledger_id_make(7, 1);
+    rz_ledger *l = rz_engine_ledger(f->e);
+    assert_int_equal(rz_ledger_create_account(l, f->client, RZ_LEDGER_CLIENT), RZ_OK);
+    assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 2), f->client,
+                                           CREDIT), RZ_OK);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(rz_engine_node_register(f->e, CAPS, strlen(CAPS), 1,
+                                                 &f->node[i]), RZ_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    rz_engine_close(f->e);
+    assert_int_equal(tmp_dir_remove(f->dir), 0);
+    free(f);
+    return 0;
+}
+
+static int submit_k(fx *f, uint32_t k, uint64_t max_cost, uint64_t *id)
+{
+    rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
+    s.client = f->client;
+    s.requirements_json = REQS;
+    s.module_id = "m";
+    s.max_cost_micros = max_cost;
+    s.replicas = k;
+    return rz_engine_submit(f->e, &s, 10, id);
+}
+
+static rz_ledger_account acct(fx *f, rz_ledger_id id)
+{
+    rz_ledger_account a;
+    memset(&a, 0, sizeof a);
+    int rc = rz_ledger_balance(rz_engine_ledger(f->e), id, &a);
+    assert_true(rc == RZ_OK || rc == RZ_ENOENT);
+    return a;
+}
+
+static uint64_t earned(fx *f, uint64_t node)
+{
+    return acct(f, rz_engine_node_account(node)).credits_posted;
+}
+
+/* Node i takes its next assignment: the job it got (0: none). */
+static uint64_t take(fx *f, int i, uint64_t now, uint32_t *attempt)
+{
+    rz_engine_assignment a;
+    int rc = rz_engine_poll(f->e, f->node[i], now, &a);
+    assert_true(rc == RZ_OK || rc == RZ_ENOENT);
+    if (rc != RZ_OK)
+        return 0;
+    if (attempt)
+        *attempt = a.attempt;
+    return a.job;
+}
+
+static int report(fx *f, int i, uint64_t job, const char *outputs,
+                  const char *error, uint64_t now)
+{
+    rz_engine_report r = RZ_ENGINE_REPORT_INIT;
+    r.attempt = 1;
+    r.outputs_json = outputs;
+    r.error = error;
+    r.run_ms = 1000;   /* 36 micros */
+    return rz_engine_report_result(f->e, f->node[i], job, &r, now, NULL);
+}
+
+static rz_engine_job_info info(fx *f, uint64_t job)
+{
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, job, &ji), RZ_OK);
+    return ji;
+}
+
+/* Every node polls: the runs go to k distinct nodes, never two to one;
+ * who[i] is the node index that took run i (the job's i-th id). */
+static void take_runs(fx *f, uint64_t head, uint32_t k, int *who)
+{
+    for (uint32_t i = 0; i < k; i++)
+        who[i] = -1;
+    uint32_t got = 0;
+    for (int n = 0; n < 4; n++) {
+        uint64_t job = take(f, n, 20, NULL);
+        if (!job)
+            continue;
+        assert_true(job >= head && job < head + k);
+        assert_int_equal(who[job - head], -1);
+        who[job - head] = n;
+        got++;
+        /* The same node polls again: no second run of this job for it. */
+        assert_int_equal(take(f, n, 21, NULL), 0);
+    }
+    assert_int_equal(got, k);
+}
+
+static void check(fx *f)
+{
+    int rc = rz_engine_check(f->e);
+    if (rc != RZ_OK)
+        fprintf(stderr, "check: %s\n", rz_error_last()->message);
+    assert_int_equal(rc, RZ_OK);
+}
+
+/* One liar among three: the two honest runs are paid, the liar is not
+ * and its record counts a disagreement; the client pays two runs; the
+ * job's outputs are the majority's. A reopen between votes loses
+ * nothing. */
+static void test_liar_not_paid(void **state)
+{
+    fx *f = *state;
+    uint64_t job = 0;
+    int who[3];
+    assert_int_equal(submit_k(f, 3, MAX_COST, &job), RZ_OK);
+    /* Three holds of the maximum. */
+    assert_int_equal(acct(f, f->client).debits_pending, 3 * MAX_COST);
+    assert_int_equal(info(f, job).replicas, 3);
+    assert_int_equal(info(f, job).max_cost_micros, 3 * MAX_COST);
+    assert_int_equal(info(f, job + 1).replica_of, job);
+    assert_int_equal(info(f, job + 1).max_cost_micros, 0);
+    take_runs(f, job, 3, who);
+    assert_int_equal(report(f, who[0], job, "{\"y\":42}", NULL, 2000), RZ_OK);
+    assert_int_equal(report(f, who[2], job + 2, "{\"y\":666}", NULL, 2000), RZ_OK);
+    /* Not decided yet: nothing paid, the job still runs. */
+    assert_int_equal(info(f, job).state, RZ_JOB_RUNNING);
+    assert_int_equal(earned(f, f->node[who[0]]), 0);
+    check(f);
+    /* Another report of a voted run changes nothing. */
+    assert_int_equal(report(f, who[2], job + 2, "{\"y\":667}", NULL, 2001),
+                     RZ_ESTATE);
+    rz_engine_close(f->e);
+    open_engine(f);
+    check(f);
+    assert_int_equal(rz_engine_node_heartbeat(f->e, f->node[who[1]], 2100, 0),
+                     RZ_OK);
+    assert_int_equal(report(f, who[1], job + 1, "{\"y\":42}", NULL, 2200), RZ_OK);
+    rz_engine_job_info ji = info(f, job);
+    assert_int_equal(ji.state, RZ_JOB_SUCCEEDED);
+    assert_string_equal(ji.outputs_json, "{\"y\":42}");
+    /* Two runs of 1 s at 36 micros; fee 5% (1.8 -> 2): 34 each node. */
+    assert_int_equal(ji.cost_micros, 2 * 36);
+    assert_int_equal(earned(f, f->node[who[0]]), 34);
+    assert_int_equal(earned(f, f->node[who[1]]), 34);
+    assert_int_equal(earned(f, f->node[who[2]]), 0);
+    rz_ledger_account c = acct(f, f->client);
+    assert_int_equal(c.debits_pending, 0);
+    assert_int_equal(c.debits_posted, 2 * 36);
+    rz_engine_replica_run r[5];
+    assert_int_equal(rz_engine_job_replicas(f->e, job + 2, r, 5), 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(r[i].job, job + (uint64_t)i);
+        assert_int_equal(r[i].node, f->node[who[i]]);
+        assert_string_equal(r[i].verdict, i == 2 ? "disagreed" : "agreed");
+        assert_int_equal(r[i].cost_micros, i == 2 ? 0 : 36);
+        assert_true(r[i].has_digest);
+    }
+    assert_memory_not_equal(r[0].digest, r[2].digest, 32);
+    assert_memory_equal(r[0].digest, r[1].digest, 32);
+    rz_engine_node_trust t;
+    assert_int_equal(rz_engine_node_trust_get(f->e, f->node[who[2]], &t), RZ_OK);
+    assert_int_equal(t.record.disagreed, 1);
+    assert_int_equal(t.record.succeeded, 0);
+    assert_true(t.reputation < 1.0);
+    assert_int_equal(rz_engine_node_trust_get(f->e, f->node[who[0]], &t), RZ_OK);
+    assert_int_equal(t.record.succeeded, 1);
+    assert_int_equal(t.record.disagreed, 0);
+    check(f);
+    rz_engine_close(f->e);
+    open_engine(f);
+    check(f);
+    assert_int_equal(info(f, job).cost_micros, 2 * 36);
+    assert_int_equal(info(f, job + 1).cost_micros, 0);   /* counted once */
+}
+
+/* The client's run is the liar: the job still succeeds with the
+ * majority's outputs, its run is not paid. */
+static void test_head_disagrees(void **state)
+{
+    fx *f = *state;
+    uint64_t job = 0;
+    int who[3];
+    assert_int_equal(submit_k(f, 3, MAX_COST, &job), RZ_OK);
+    take_runs(f, job, 3, who);
+    assert_int_equal(report(f, who[0], job, "{\"y\":0}", NULL, 2000), RZ_OK);
+    assert_int_equal(report(f, who[1], job + 1, "{\"y\":1}", NULL, 2000), RZ_OK);
+    assert_int_equal(report(f, who[2], job + 2, "{\"y\":1}", NULL, 2000), RZ_OK);
+    rz_engine_job_info ji = info(f, job);
+    assert_int_equal(ji.state, RZ_JOB_SUCCEEDED);
+    assert_string_equal(ji.outputs_json, "{\"y\":1}");
+    assert_int_equal(ji.cost_micros, 2 * 36);
+    assert_int_equal(earned(f, f->node[who[0]]), 0);
+    check(f);
+}
+
+/* Two runs that differ: no majority, the job fails saying so, nobody is
+ * paid, nobody's record is blamed, every hold is refunded. */
+static void test_no_majority(void **state)
+{
+    fx *f = *state;
+    uint64_t job = 0;
+    int who[2];
+    assert_int_equal(submit_k(f, 2, MAX_COST, &job), RZ_OK);
+    take_runs(f, job, 2, who);
+    assert_int_equal(report(f, who[0], job, "{\"y\":1}", NULL, 2000), RZ_OK);
+    assert_int_equal(report(f, who[1], job + 1, "{\"y\":2}", NULL, 2000), RZ_OK);
+    rz_engine_job_info ji = info(f, job);
+    assert_int_equal(ji.state, RZ_JOB_FAILED);
+    assert_non_null(strstr(ji.error, "no majority among 2 replicas"));
+    assert_int_equal(ji.cost_micros, 0);
+    rz_ledger_account c = acct(f, f->client);
+    assert_int_equal(c.debits_pending + c.debits_posted, 0);
+    assert_int_equal(earned(f, f->node[who[0]]) + earned(f, f->node[who[1]]), 0);
+    rz_engine_node_trust t;
+    assert_int_equal(rz_engine_node_trust_get(f->e, f->node[who[0]], &t), RZ_OK);
+    assert_int_equal(t.record.disagreed + t.record.succeeded, 0);
+    check(f);
+}
+
+/* A run that fails (an error) is not paid; the two that agree are: 2 of
+ * 3 is a majority. A run whose nodes are lost too often is a failed vote
+ * too. */
+static void test_failed_run(void **state)
+{
+    fx *f = *state;
+    uint64_t job = 0;
+    int who[3];
+    assert_int_equal(submit_k(f, 3, MAX_COST, &job), RZ_OK);
+    take_runs(f, job, 3, who);
+    assert_int_equal(report(f, who[0], job, NULL, "boom", 2000), RZ_OK);
+    assert_int_equal(report(f, who[1], job + 1, "{\"y\":1}", NULL, 2000), RZ_OK);
+    assert_int_equal(report(f, who[2], job + 2, "{\"y\":1}", NULL, 2000), RZ_OK);
+    rz_engine_job_info ji = info(f, job);
+    assert_int_equal(ji.state, RZ_JOB_SUCCEEDED);
+    assert_string_equal(ji.outputs_json, "{\"y\":1}");
+    assert_int_equal(ji.cost_micros, 2 * 36);
+    assert_int_equal(earned(f, f->node[who[0]]), 0);
+    assert_int_equal(acct(f, f->client).debits_posted, 2 * 36);
+    check(f);
+    /* A job of 2 whose second run's nodes go twice (max_attempts 2) has
+     * one vote of outputs out of 2: no majority, all refunded. */
+    uint64_t j2 = 0;
+    int w2[2];
+    assert_int_equal(submit_k(f, 2, MAX_COST, &j2), RZ_OK);
+    take_runs(f, j2, 2, w2);
+    assert_int_equal(report(f, w2[0], j2, "{\"y\":1}", NULL, 3000), RZ_OK);
+    assert_int_equal(rz_engine_node_deregister(f->e, f->node[w2[1]], 3001), RZ_OK);
+    check(f);
+    int again = -1;
+    for (int n = 0; n < 4 && again < 0; n++)
+        if (n != w2[1] && take(f, n, 3002, NULL) == j2 + 1)
+            again = n;
+    assert_true(again >= 0 && again != w2[0]);   /* never where run 1 ran */
+    assert_int_equal(rz_engine_node_deregister(f->e, f->node[again], 3003), RZ_OK);
+    ji = info(f, j2);
+    assert_int_equal(ji.state, RZ_JOB_FAILED);
+    assert_non_null(strstr(ji.error, "no majority"));
+    assert_int_equal(acct(f, f->client).debits_posted, 2 * 36);
+    assert_int_equal(acct(f, f->client).debits_pending, 0);
+    check(f);
+}
+
+/* Cancelling the job (or any run) refunds every run. Too little money for
+ * k holds: nothing is held. A count outside 2..5 is refused. */
+static void test_cancel_and_bounds(void **state)
+{
+    fx *f = *state;
+    uint64_t job = 0;
+    int who[3];
+    assert_int_equal(submit_k(f, 3, MAX_COST, &job), RZ_OK);
+    take_runs(f, job, 3, who);
+    assert_int_equal(report(f, who[0], job, "{\"y\":1}", NULL, 2000), RZ_OK);
+    assert_int_equal(rz_engine_job_cancel(f->e, job + 2, 2001), RZ_OK);
+    for (uint64_t i = 0; i < 3; i++)
+        assert_int_equal(info(f, job + i).state, RZ_JOB_CANCELLED);
+    rz_ledger_account c = acct(f, f->client);
+    assert_int_equal(c.debits_pending + c.debits_posted, 0);
+    check(f);
+    uint64_t id = 0;
+    assert_int_equal(submit_k(f, 5, CREDIT / 4, &id), RZ_EFUNDS);
+    assert_int_equal(acct(f, f->client).debits_pending, 0);
+    assert_int_equal(submit_k(f, 6, MAX_COST, &id), RZ_EINVAL);
+    assert_non_null(strstr(rz_error_last()->message, "replicas must be 2 to 5"));
+    check(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_liar_not_paid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_head_disagrees, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_majority, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_and_bounds, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
