@@ -1316,6 +1316,89 @@ static void test_deploy_lazy_records(void **state)
     check(f);
 }
 
+/* A replicated step's job and its runs are written at the deploy (their
+ * set was made and held then), the other pending steps stay lazy: after a
+ * crash the set is the one the deploy made (same ids, same holds, even at
+ * new prices), runs on three nodes, and leaves memory once decided. */
+static void test_deploy_replicated_records(void **state)
+{
+    static const char *flow =
+        "flux: 1\nname: r\ninputs: {text: {type: string}}\nsteps:\n"
+        "  split: {module: split@1.0.0, inputs: {text: \"${{ inputs.text }}\"}}\n"
+        "  b:\n    module: count@1.0.0\n    needs: [split]\n"
+        "    verify: {replicas: 3}\n"
+        "    inputs: {text: \"${{ steps.split.outputs.right }}\"}\n"
+        "  c:\n    module: count@1.0.0\n    needs: [split]\n"
+        "    inputs: {text: \"${{ steps.split.outputs.left }}\"}\n";
+    fx *f = *state;
+    rz_engine_close(f->e);
+    f->e = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        reopen(f);
+        for (int i = 0; i < 3; i++)
+            node_add(f, 0);
+        deploy(f, flow, 1);
+        /* split 1 (queued), b 2 and its runs 4, 5: written; c 3: not. */
+        for (uint64_t id = 1; id <= 5; id++) {
+            rz__ejob j;
+            memset(&j, 0, sizeof j);
+            int rc = rz__engine_store_job(f->e, id, &j);
+            bool set = id == 2 ? j.replicas == 3 && j.rep_first == 4
+                               : id >= 4 ? j.rep_head == 2 : true;
+            rz__engine_job_clear(f->e, &j);
+            if (rc != (id == 3 ? RZ_ENOENT : RZ_OK) || !set)
+                _exit(3);
+        }
+        raise(SIGKILL);
+        _exit(6);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGKILL);
+    rz_engine_opts o = test_opts(f);
+    o.ref_cpu_hour_micros = 72000;   /* new steps would hold twice as much */
+    assert_int_equal(rz_engine_open(&f->e, f->dir, &o), RZ_OK);
+    check(f);
+    assert_int_equal(balance(f, f->client), 10000 - 5 * 200);
+    rz_engine_replica_run r[5];
+    assert_int_equal(rz_engine_job_replicas(f->e, 5, r, 5), 3);
+    assert_int_equal(r[0].job, 2);
+    assert_int_equal(r[1].job, 4);
+    assert_int_equal(r[2].job, 5);
+    for (uint64_t id = 1; id <= 5; id++) {
+        rz_engine_job_info ji;
+        assert_int_equal(rz_engine_job_get(f->e, id, &ji), RZ_OK);
+        assert_int_equal(ji.max_cost_micros, id == 2 ? 3 * 200
+                                             : id >= 4 ? 0 : 200);
+    }
+    uint64_t nodes[3] = { 1, 2, 3 };
+    uint64_t now = 100;
+    for (int round = 0; round < 6; round++, now += 150) {
+        drive(f, nodes, 3, now, NULL);
+        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
+        check(f);
+    }
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deployment_state(f->e, 1, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_SUCCEEDED);
+    assert_int_equal(rz__engine_live_jobs(f->e), 0);
+    assert_int_equal(rz__engine_live_deps(f->e), 0);
+    assert_int_equal(rz_engine_job_replicas(f->e, 2, r, 5), 3);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(r[i].verdict, "agreed");
+    cJSON *doc = status(f, 1);
+    assert_string_equal(step_status(doc, "b"), "succeeded");
+    cJSON_Delete(doc);
+    reopen(f);
+    check(f);
+    assert_int_equal(rz__engine_live_jobs(f->e), 0);
+    assert_int_equal(rz_engine_job_replicas(f->e, 4, r, 5), 3);
+    assert_string_equal(r[2].verdict, "agreed");
+}
+
 /* A child drives the engine and is killed with SIGKILL mid-deployment; the
  * parent reopens and finishes. */
 static void test_restart_sigkill(void **state)
@@ -2137,6 +2220,7 @@ int main(void)
         T(test_adhoc_exec),
         T(test_finished_leave_memory),
         T(test_deploy_lazy_records),
+        T(test_deploy_replicated_records),
         T(test_status_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

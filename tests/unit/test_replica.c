@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/engine_impl.h"
 #include "rhizos/engine.h"
 #include "helpers.h"
 
@@ -331,6 +332,72 @@ static void test_cancel_and_bounds(void **state)
     check(f);
 }
 
+/* A decided set leaves memory like any finished job (engine_impl.h): the
+ * job and its five runs read back from the store answer as before the
+ * verdict left memory, and after a reopen; the job's own answer survives
+ * the reads of its runs (rz_engine_job_get). */
+static void same_answers(fx *f, uint64_t job, const rz_engine_replica_run *want)
+{
+    rz_engine_job_info ji = info(f, job);
+    assert_int_equal(ji.state, RZ_JOB_SUCCEEDED);
+    assert_string_equal(ji.outputs_json, "{\"y\":1}");
+    assert_int_equal(ji.replicas, 5);
+    assert_int_equal(ji.cost_micros, 4 * 36);
+    assert_int_equal(ji.max_cost_micros, 5 * MAX_COST);
+    rz_engine_job_info liar = info(f, job + 4);
+    assert_int_equal(liar.state, RZ_JOB_FAILED);
+    assert_int_equal(liar.replica_of, job);
+    assert_non_null(strstr(liar.error, "differ from the majority"));
+    rz_engine_replica_run r[5];
+    assert_int_equal(rz_engine_job_replicas(f->e, job + 4, r, 5), 5);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(r[i].job, want[i].job);
+        assert_int_equal(r[i].node, want[i].node);
+        assert_int_equal(r[i].state, want[i].state);
+        assert_string_equal(r[i].verdict, want[i].verdict);
+        assert_int_equal(r[i].cost_micros, want[i].cost_micros);
+        assert_memory_equal(r[i].digest, want[i].digest, 32);
+    }
+    assert_int_equal(rz_engine_job_cancel(f->e, job + 1, 4000), RZ_ESTATE);
+    check(f);
+}
+
+static void test_decided_set_leaves_memory(void **state)
+{
+    fx *f = *state;
+    uint64_t fifth = 0, job = 0;
+    assert_int_equal(rz_engine_node_register(f->e, CAPS, strlen(CAPS), 1,
+                                             &fifth), RZ_OK);
+    assert_int_equal(submit_k(f, 5, MAX_COST, &job), RZ_OK);
+    uint64_t nodes[5] = { f->node[0], f->node[1], f->node[2], f->node[3], fifth };
+    for (int n = 0; n < 5; n++) {
+        rz_engine_assignment a;
+        assert_int_equal(rz_engine_poll(f->e, nodes[n], 20, &a), RZ_OK);
+        rz_engine_report r = RZ_ENGINE_REPORT_INIT;
+        r.attempt = 1;
+        r.outputs_json = a.job == job + 4 ? "{\"y\":2}" : "{\"y\":1}";
+        r.run_ms = 1000;
+        assert_int_equal(rz_engine_report_result(f->e, nodes[n], a.job, &r,
+                                                 2000, NULL), RZ_OK);
+        /* Undecided: every run is open and in memory. */
+        for (uint64_t i = 0; n < 4 && i < 5; i++)
+            assert_non_null(rz__engine_job(f->e, job + i));
+    }
+    rz_engine_replica_run want[5];
+    assert_int_equal(rz_engine_job_replicas(f->e, job, want, 5), 5);
+    assert_string_equal(want[4].verdict, "disagreed");
+    same_answers(f, job, want);
+    /* The verdict's commit, its payments' commit: then they leave. */
+    assert_int_equal(rz_engine_tick(f->e, 3000), RZ_OK);
+    assert_int_equal(rz_engine_tick(f->e, 3001), RZ_OK);
+    assert_int_equal(rz__engine_live_jobs(f->e), 0);
+    same_answers(f, job, want);
+    rz_engine_close(f->e);
+    open_engine(f);
+    assert_int_equal(rz__engine_live_jobs(f->e), 0);
+    same_answers(f, job, want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -339,6 +406,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_majority, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_and_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decided_set_leaves_memory, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
