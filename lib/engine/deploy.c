@@ -594,6 +594,24 @@ static int new_run(rz__edep *d, uint64_t now)
     return rz_run_new(&d->run, d->flow, d->inputs, id, now);
 }
 
+/* A pending step's job gets its record when it first changes (queued,
+ * skipped, cancelled): the deploy's commit holds the deployment, its flow
+ * and the steps ready now, not N job records (a reopen derives the others:
+ * rz__engine_dep_rebuild). A replicated step's job and its runs are
+ * written now: open finds its set as the deploy made it (ids, holds),
+ * never derived. Streams list every step once. */
+static void deploy_records(rz_engine *e, rz__edep *dp)
+{
+    for (size_t i = 0; i < dp->n_steps; i++) {
+        rz__engine_dep_log(dp, i);
+        rz__ejob *j = rz__engine_job(e, dp->first_job + i);
+        if (j->rep_head)
+            rz__engine_touch_job(e, j);
+    }
+    for (uint64_t id = dp->first_job + dp->n_steps; id <= e->n_jobs; id++)
+        rz__engine_touch_job(e, rz__engine_job(e, id));   /* the runs */
+}
+
 int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
                      rz_ledger_id client, const char *inputs_json,
                      uint64_t now_ms, uint64_t *deployment, rz_diags *diags)
@@ -653,20 +671,7 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
     *dp = d;
     e->deps[e->n_live_deps++] = dp;   /* room was made above */
     e->n_deps++;
-    /* A pending step's job gets its record when it first changes (queued,
-     * skipped, cancelled): the deploy's commit holds the deployment, its
-     * flow and the steps ready now, not N job records (a reopen derives
-     * the others: rz__engine_dep_rebuild). A replicated step's job and its
-     * runs are written now: open finds its set as the deploy made it (ids,
-     * holds), never derived. Streams list every step once. */
-    for (size_t i = 0; i < dp->n_steps; i++) {
-        rz__engine_dep_log(dp, i);
-        rz__ejob *j = rz__engine_job(e, dp->first_job + i);
-        if (j->rep_head)
-            rz__engine_touch_job(e, j);
-    }
-    for (uint64_t id = dp->first_job + dp->n_steps; id <= e->n_jobs; id++)
-        rz__engine_touch_job(e, rz__engine_job(e, id));   /* the runs */
+    deploy_records(e, dp);
     rz__engine_touch_dep(e, dp);
     rz__engine_trim(dp->n_steps);
     rc = rz__engine_dep_advance(e, dp, now_ms);

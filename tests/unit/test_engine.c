@@ -1316,21 +1316,10 @@ static void test_deploy_lazy_records(void **state)
     check(f);
 }
 
-/* A replicated step's job and its runs are written at the deploy (their
- * set was made and held then), the other pending steps stay lazy: after a
- * crash the set is the one the deploy made (same ids, same holds, even at
- * new prices), runs on three nodes, and leaves memory once decided. */
-static void test_deploy_replicated_records(void **state)
+/* A child deploys `flow` (a replicated step b) on three nodes, finds the
+ * records a deploy writes, and is killed with SIGKILL. */
+static void deploy_killed(fx *f, const char *flow)
 {
-    static const char *flow =
-        "flux: 1\nname: r\ninputs: {text: {type: string}}\nsteps:\n"
-        "  split: {module: split@1.0.0, inputs: {text: \"${{ inputs.text }}\"}}\n"
-        "  b:\n    module: count@1.0.0\n    needs: [split]\n"
-        "    verify: {replicas: 3}\n"
-        "    inputs: {text: \"${{ steps.split.outputs.right }}\"}\n"
-        "  c:\n    module: count@1.0.0\n    needs: [split]\n"
-        "    inputs: {text: \"${{ steps.split.outputs.left }}\"}\n";
-    fx *f = *state;
     rz_engine_close(f->e);
     f->e = NULL;
     pid_t pid = fork();
@@ -1358,6 +1347,24 @@ static void test_deploy_replicated_records(void **state)
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFSIGNALED(st));
     assert_int_equal(WTERMSIG(st), SIGKILL);
+}
+
+/* A replicated step's job and its runs are written at the deploy (their
+ * set was made and held then), the other pending steps stay lazy: after a
+ * crash the set is the one the deploy made (same ids, same holds, even at
+ * new prices), runs on three nodes, and leaves memory once decided. */
+static void test_deploy_replicated_records(void **state)
+{
+    static const char *flow =
+        "flux: 1\nname: r\ninputs: {text: {type: string}}\nsteps:\n"
+        "  split: {module: split@1.0.0, inputs: {text: \"${{ inputs.text }}\"}}\n"
+        "  b:\n    module: count@1.0.0\n    needs: [split]\n"
+        "    verify: {replicas: 3}\n"
+        "    inputs: {text: \"${{ steps.split.outputs.right }}\"}\n"
+        "  c:\n    module: count@1.0.0\n    needs: [split]\n"
+        "    inputs: {text: \"${{ steps.split.outputs.left }}\"}\n";
+    fx *f = *state;
+    deploy_killed(f, flow);
     rz_engine_opts o = test_opts(f);
     o.ref_cpu_hour_micros = 72000;   /* new steps would hold twice as much */
     assert_int_equal(rz_engine_open(&f->e, f->dir, &o), RZ_OK);
