@@ -24,7 +24,7 @@ static bool lower_hex(const char *s, size_t n)
     return true;
 }
 
-/* The old layout as a version 1 proof. */
+/* An rz_auth_node_proof is a version 1 proof. */
 static rz_auth_node_proof2 as_v2(const rz_auth_node_proof *p)
 {
     rz_auth_node_proof2 q = { 1, p->action, p->ed25519_hex, p->x25519_hex,

@@ -684,14 +684,9 @@ static void put_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-char *node_config_format(const node_config *c)
+static void put_orchestrator(FILE *f, const node_config *c)
 {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f)
-        return NULL;
-    fputs("# rhizos-node configuration (docs/node.md).\n\n[orchestrator]\nurl = ", f);
+    fputs("[orchestrator]\nurl = ", f);
     put_string(f, c->orchestrator_url ? c->orchestrator_url : NODE_DEFAULT_URL);
     if (c->orchestrator_key) {
         fputs("\nkey = ", f);
@@ -700,6 +695,17 @@ char *node_config_format(const node_config *c)
         fputs("\n# Pin the orchestrator's key (GET /api/v1/identity): registration\n"
               "# refuses an orchestrator answering another.\n# key = \"<64 hex>\"", f);
     }
+}
+
+char *node_config_format(const node_config *c)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    fputs("# rhizos-node configuration (docs/node.md).\n\n", f);
+    put_orchestrator(f, c);
     fprintf(f, "\n\n[node]\n"
             "# Jobs from the network run under bubblewrap; false runs them\n# unconfined, as --no-sandbox does (trusted work only).\n"
             "sandbox = %s\nheartbeat_s = %g\n", c->sandbox ? "true" : "false",

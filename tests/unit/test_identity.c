@@ -215,7 +215,8 @@ static void test_proof2_binds_the_orchestrator(void **state)
     assert_int_equal(rz_auth_proof2_verify(&retire, sig), RZ_EAUTH);
     rz_auth_node_proof old = { "register", k.hex, X_HEX, 1000, NONCE };
     assert_int_equal(rz_auth_proof_verify(&old, sig), RZ_EAUTH);
-    /* An old-layout proof signed the old way verifies through either. */
+    /* A version 1 proof signed with rz_auth_proof_sign verifies through
+     * either struct. */
     assert_int_equal(rz_auth_proof_sign(&old, k.sk, sig), RZ_OK);
     assert_int_equal(rz_auth_proof2_verify(&v1, sig), RZ_OK);
     assert_int_equal(rz_auth_proof_verify(&old, sig), RZ_OK);
