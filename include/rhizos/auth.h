@@ -239,6 +239,41 @@ RZ_EXTERN RZ_NODISCARD int rz_auth_proof_sign(const rz_auth_node_proof *p,
 RZ_EXTERN RZ_NODISCARD int rz_auth_proof_verify(const rz_auth_node_proof *p,
                                                 const char *sig_hex);
 
+/* A proof that also names the orchestrator it is for (version 2), so one
+ * signed at one orchestrator is refused at any other. A new struct rather
+ * than a member more in rz_auth_node_proof, whose layout callers (ctypes)
+ * have built against. `version` chooses the message: 1 the one above
+ * (`orchestrator_hex` NULL), 2:
+ *   "rhizos-node-v2\naction=A\norchestrator=O\ned25519=E\nx25519=X\n"
+ *   "timestamp_ms=T\nnonce=N\n"
+ * with O the orchestrator's X25519 public key (GET /api/v1/identity), 64
+ * lowercase hex digits. Version 1 is accepted by orchestrators for one
+ * release (docs/api.md "Node identity"). */
+#define RZ_AUTH_PROOF_VERSION 2u
+typedef struct rz_auth_node_proof2 {
+    uint32_t version;              /* 1 or 2 (RZ_AUTH_PROOF_VERSION) */
+    const char *action;            /* "register" or "retire" */
+    const char *ed25519_hex;       /* 64 lowercase hex digits */
+    const char *x25519_hex;        /* register: 64 lowercase hex; retire: NULL */
+    uint64_t timestamp_ms;         /* Unix time */
+    const char *nonce_hex;         /* RZ_AUTH_NONCE_HEX lowercase hex */
+    const char *orchestrator_hex;  /* version 2: 64 lowercase hex; 1: NULL */
+} rz_auth_node_proof2;
+#define RZ_AUTH_NODE_PROOF2_INIT { RZ_AUTH_PROOF_VERSION, NULL, NULL, NULL, \
+                                   0, NULL, NULL }
+
+/* As rz_auth_proof_message/_sign/_verify, for either version; RZ_EINVAL
+ * for another version or an orchestrator key present in version 1 or
+ * absent or malformed in version 2. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_proof2_message(const rz_auth_node_proof2 *p,
+                                                  char *buf, size_t cap,
+                                                  size_t *len);
+RZ_EXTERN RZ_NODISCARD int rz_auth_proof2_sign(const rz_auth_node_proof2 *p,
+                                               const unsigned char sk[64],
+                                               char sig_hex[RZ_AUTH_SIG_HEX + 1]);
+RZ_EXTERN RZ_NODISCARD int rz_auth_proof2_verify(const rz_auth_node_proof2 *p,
+                                                 const char *sig_hex);
+
 /* A node's result, as signed:
  *   "rhizos-result-v1\njob=J\nattempt=A\noutcome=outputs|error\nsha256=H\n"
  * with H the SHA-256 (lowercase hex) of `text`: the outputs object as

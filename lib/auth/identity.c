@@ -24,13 +24,23 @@ static bool lower_hex(const char *s, size_t n)
     return true;
 }
 
-int rz_auth_proof_message(const rz_auth_node_proof *p, char *buf, size_t cap,
-                          size_t *len)
+/* An rz_auth_node_proof is a version 1 proof. */
+static rz_auth_node_proof2 as_v2(const rz_auth_node_proof *p)
+{
+    rz_auth_node_proof2 q = { 1, p->action, p->ed25519_hex, p->x25519_hex,
+                              p->timestamp_ms, p->nonce_hex, NULL };
+    return q;
+}
+
+int rz_auth_proof2_message(const rz_auth_node_proof2 *p, char *buf, size_t cap,
+                           size_t *len)
 {
     if (len)
         *len = 0;
-    bool reg = p && p->action && strcmp(p->action, "register") == 0;
-    bool ret = p && p->action && strcmp(p->action, "retire") == 0;
+    if (!p || (p->version != 1 && p->version != 2))
+        return rz__error(RZ_EINVAL, "a proof's version is 1 or 2");
+    bool reg = p->action && strcmp(p->action, "register") == 0;
+    bool ret = p->action && strcmp(p->action, "retire") == 0;
     if (!reg && !ret)
         return rz__error(RZ_EINVAL, "a proof's action is \"register\" or "
                          "\"retire\"");
@@ -38,20 +48,43 @@ int rz_auth_proof_message(const rz_auth_node_proof *p, char *buf, size_t cap,
         (reg ? !lower_hex(p->x25519_hex, 64) : p->x25519_hex != NULL))
         return rz__error(RZ_EINVAL, "public keys are 64 lowercase hex digits "
                          "(retire: no X25519 key)");
+    if (p->version == 2 ? !lower_hex(p->orchestrator_hex, 64)
+                        : p->orchestrator_hex != NULL)
+        return rz__error(RZ_EINVAL, "a version 2 proof names the orchestrator's "
+                         "key in 64 lowercase hex digits; version 1 names none");
     if (!lower_hex(p->nonce_hex, RZ_AUTH_NONCE_HEX))
         return rz__error(RZ_EINVAL, "the nonce is %u lowercase hex digits",
                          RZ_AUTH_NONCE_HEX);
-    int n = snprintf(buf, buf ? cap : 0,
-                     "rhizos-node-v1\naction=%s\ned25519=%s\n"
-                     "x25519=%s\ntimestamp_ms=%" PRIu64 "\nnonce=%s\n",
-                     p->action, p->ed25519_hex,
-                     p->x25519_hex ? p->x25519_hex : "", p->timestamp_ms,
-                     p->nonce_hex);
+    int n = p->version == 1
+        ? snprintf(buf, buf ? cap : 0,
+                   "rhizos-node-v1\naction=%s\ned25519=%s\n"
+                   "x25519=%s\ntimestamp_ms=%" PRIu64 "\nnonce=%s\n",
+                   p->action, p->ed25519_hex,
+                   p->x25519_hex ? p->x25519_hex : "", p->timestamp_ms,
+                   p->nonce_hex)
+        : snprintf(buf, buf ? cap : 0,
+                   "rhizos-node-v2\naction=%s\norchestrator=%s\ned25519=%s\n"
+                   "x25519=%s\ntimestamp_ms=%" PRIu64 "\nnonce=%s\n",
+                   p->action, p->orchestrator_hex, p->ed25519_hex,
+                   p->x25519_hex ? p->x25519_hex : "", p->timestamp_ms,
+                   p->nonce_hex);
     if (n < 0 || (size_t)n >= cap || !buf)
         return rz__error(RZ_EINVAL, "the proof's message needs %d bytes", n + 1);
     if (len)
         *len = (size_t)n;
     return RZ_OK;
+}
+
+int rz_auth_proof_message(const rz_auth_node_proof *p, char *buf, size_t cap,
+                          size_t *len)
+{
+    if (!p) {
+        if (len)
+            *len = 0;
+        return rz__error(RZ_EINVAL, "no proof");
+    }
+    rz_auth_node_proof2 q = as_v2(p);
+    return rz_auth_proof2_message(&q, buf, cap, len);
 }
 
 /* `msg` signed by `sk`, as 128 hex digits. */
@@ -88,26 +121,43 @@ static int verify_hex(const char *sig_hex, const char *msg, size_t len,
 
 #define PROOF_MSG_MAX 512
 
-int rz_auth_proof_sign(const rz_auth_node_proof *p, const unsigned char sk[64],
-                       char sig_hex[RZ_AUTH_SIG_HEX + 1])
+int rz_auth_proof2_sign(const rz_auth_node_proof2 *p, const unsigned char sk[64],
+                        char sig_hex[RZ_AUTH_SIG_HEX + 1])
 {
     char msg[PROOF_MSG_MAX];
     size_t len;
-    int rc = rz_auth_proof_message(p, msg, sizeof msg, &len);
+    int rc = rz_auth_proof2_message(p, msg, sizeof msg, &len);
     return rc == RZ_OK ? sign_hex(sig_hex, msg, len, sk) : rc;
 }
 
-int rz_auth_proof_verify(const rz_auth_node_proof *p, const char *sig_hex)
+int rz_auth_proof2_verify(const rz_auth_node_proof2 *p, const char *sig_hex)
 {
     char msg[PROOF_MSG_MAX];
     size_t len;
     unsigned char pk[32];
     size_t got = 0;
-    int rc = rz_auth_proof_message(p, msg, sizeof msg, &len);
+    int rc = rz_auth_proof2_message(p, msg, sizeof msg, &len);
     if (rc != RZ_OK)
         return rc;
     sodium_hex2bin(pk, sizeof pk, p->ed25519_hex, 64, NULL, &got, NULL);
     return verify_hex(sig_hex, msg, len, pk, p->action);
+}
+
+int rz_auth_proof_sign(const rz_auth_node_proof *p, const unsigned char sk[64],
+                       char sig_hex[RZ_AUTH_SIG_HEX + 1])
+{
+    if (!p)
+        return rz__error(RZ_EINVAL, "no proof");
+    rz_auth_node_proof2 q = as_v2(p);
+    return rz_auth_proof2_sign(&q, sk, sig_hex);
+}
+
+int rz_auth_proof_verify(const rz_auth_node_proof *p, const char *sig_hex)
+{
+    if (!p)
+        return rz__error(RZ_EINVAL, "no proof");
+    rz_auth_node_proof2 q = as_v2(p);
+    return rz_auth_proof2_verify(&q, sig_hex);
 }
 
 /* ---- results ---- */

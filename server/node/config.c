@@ -61,7 +61,7 @@ static int perr(parser *p, const char *fmt, ...)
 typedef enum { K_URL, K_MODULES, K_SANDBOX, K_HEARTBEAT, K_GPU, K_CPU, K_MEM,
                K_GPU_CENTS, K_CPU_CENTS, K_MEM_CENTS,
                K_MAXJOBS, K_MAXMEM, K_MAXOUT, K_CONTAINER_HOST,
-               K_ALLOW_IMAGES } key_id;
+               K_ALLOW_IMAGES, K_ORCH_KEY, K_MAXSCRATCH } key_id;
 
 typedef struct key_def {
     const char *section, *name;
@@ -71,6 +71,7 @@ typedef struct key_def {
 
 static const key_def keys[] = {
     { "orchestrator", "url", K_URL, V_STRING },
+    { "orchestrator", "key", K_ORCH_KEY, V_STRING },
     { "node", "modules", K_MODULES, V_STRING },
     { "node", "sandbox", K_SANDBOX, V_BOOL },
     { "node", "heartbeat_s", K_HEARTBEAT, V_FLOAT },
@@ -84,6 +85,7 @@ static const key_def keys[] = {
     { "limits", "max_concurrent_jobs", K_MAXJOBS, V_INT },
     { "limits", "max_memory_mb", K_MAXMEM, V_INT },
     { "limits", "max_output_kb", K_MAXOUT, V_INT },
+    { "limits", "max_scratch_mb", K_MAXSCRATCH, V_INT },
     { "container", "host", K_CONTAINER_HOST, V_STRING },
     { "container", "allow_images", K_ALLOW_IMAGES, V_STRV },
 };
@@ -381,6 +383,19 @@ static int apply_url(parser *p, value *v)
     return set_string(&p->c->orchestrator_url, v);
 }
 
+/* A pinned orchestrator key: one spelling, so a plain comparison. */
+static int apply_orch_key(parser *p, value *v)
+{
+    size_t n = strlen(v->s);
+    int ok = n == 64;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (v->s[i] >= '0' && v->s[i] <= '9') || (v->s[i] >= 'a' && v->s[i] <= 'f');
+    if (!ok)
+        return perr(p, "key must be the orchestrator's X25519 public key: 64 "
+                    "lowercase hex digits (GET /api/v1/identity)");
+    return set_string(&p->c->orchestrator_key, v);
+}
+
 /* Image globs (fnmatch, as --allow-images of the orchestrator). */
 static int apply_allow_images(parser *p, value *v)
 {
@@ -405,6 +420,7 @@ static int apply(parser *p, const key_def *k, value *v)
     int rc = 0;
     switch (k->id) {
     case K_URL: return apply_url(p, v);
+    case K_ORCH_KEY: return apply_orch_key(p, v);
     case K_MODULES: return set_string(&c->modules, v);
     case K_CONTAINER_HOST:
         if (!v->s || strncmp(v->s, "unix://", 7) != 0 || !v->s[7])
@@ -438,6 +454,10 @@ static int apply(parser *p, const key_def *k, value *v)
     case K_MAXOUT:
         if ((rc = want_uint(p, k, v, 1, NODE_MAX_OUTPUT_KB, &u)) == 0)
             c->max_output_kb = (uint32_t)u;
+        break;
+    case K_MAXSCRATCH:
+        if ((rc = want_uint(p, k, v, 1, NODE_MAX_SCRATCH_MB, &u)) == 0)
+            c->max_scratch_mb = (uint32_t)u;
         break;
     }
     return rc;
@@ -579,6 +599,7 @@ void node_config_defaults(node_config *c)
     c->memory_gb_hour_micros = 10000; /* $0.01 */
     c->max_concurrent_jobs = 4;
     c->max_output_kb = NODE_DEFAULT_OUTPUT_KB;
+    c->max_scratch_mb = NODE_DEFAULT_SCRATCH_MB;
 }
 
 int node_config_load(node_config *c, const char *path, char *err,
@@ -605,6 +626,7 @@ void node_config_free(node_config *c)
     if (!c)
         return;
     free(c->orchestrator_url);
+    free(c->orchestrator_key);
     free(c->modules);
     free(c->container_host);
     for (size_t i = 0; i < c->n_allow_images; i++)
@@ -662,6 +684,19 @@ static void put_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
+static void put_orchestrator(FILE *f, const node_config *c)
+{
+    fputs("[orchestrator]\nurl = ", f);
+    put_string(f, c->orchestrator_url ? c->orchestrator_url : NODE_DEFAULT_URL);
+    if (c->orchestrator_key) {
+        fputs("\nkey = ", f);
+        put_string(f, c->orchestrator_key);
+    } else {
+        fputs("\n# Pin the orchestrator's key (GET /api/v1/identity): registration\n"
+              "# refuses an orchestrator answering another.\n# key = \"<64 hex>\"", f);
+    }
+}
+
 char *node_config_format(const node_config *c)
 {
     char *text = NULL;
@@ -669,8 +704,8 @@ char *node_config_format(const node_config *c)
     FILE *f = open_memstream(&text, &len);
     if (!f)
         return NULL;
-    fputs("# rhizos-node configuration (docs/node.md).\n\n[orchestrator]\nurl = ", f);
-    put_string(f, c->orchestrator_url ? c->orchestrator_url : NODE_DEFAULT_URL);
+    fputs("# rhizos-node configuration (docs/node.md).\n\n", f);
+    put_orchestrator(f, c);
     fprintf(f, "\n\n[node]\n"
             "# Jobs from the network run under bubblewrap; false runs them\n# unconfined, as --no-sandbox does (trusted work only).\n"
             "sandbox = %s\nheartbeat_s = %g\n", c->sandbox ? "true" : "false",
@@ -689,12 +724,14 @@ char *node_config_format(const node_config *c)
             "when its module names none (0: the module's own requirement,\n"
             "# else 2048 in the sandbox).\nmax_memory_mb = "
             "%u\n# Largest outputs of one job in KiB (1-%u); more fails the "
-            "job.\nmax_output_kb = %u\n",
+            "job.\nmax_output_kb = %u\n# Most scratch space (MiB, 1-%u) a "
+            "step may ask for with requirements.scratch_mb;\n# more fails "
+            "the step.\nmax_scratch_mb = %u\n",
             (unsigned long long)c->gpu_hour_micros,
             (unsigned long long)c->cpu_hour_micros,
             (unsigned long long)c->memory_gb_hour_micros,
             c->max_concurrent_jobs, c->max_memory_mb, NODE_MAX_OUTPUT_KB,
-            c->max_output_kb);
+            c->max_output_kb, NODE_MAX_SCRATCH_MB, c->max_scratch_mb);
     fputs("\n# The container engine of docker jobs (Docker Engine API); "
           "default:\n# DOCKER_HOST, else /var/run/docker.sock, else "
           "/run/podman/podman.sock.\n[container]\n", f);

@@ -355,6 +355,7 @@ static int start(agent *a, job *j, rz_attempt **att, const char *const *gpus)
     ao.node_id = a->node_id;
     ao.container_host = a->cfg.container_host;
     ao.gpu_ids = gpus[0] ? gpus : NULL;
+    ao.max_scratch_mb = a->cfg.max_scratch_mb;
     int rc = rz_attempt_start(att, &ao);
     sodium_memzero(secrets, sizeof secrets);
     cJSON_free(input);

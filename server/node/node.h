@@ -15,6 +15,10 @@
 
 typedef struct node_config {
     char *orchestrator_url;          /* [orchestrator] url */
+    char *orchestrator_key;          /* [orchestrator] key: the X25519 key
+                                        (64 lowercase hex) it must answer
+                                        GET /api/v1/identity with; NULL:
+                                        whatever it answers */
     char *modules;                   /* [node] modules: colon list; NULL none */
     int sandbox;                     /* [node] sandbox (default true) */
     double heartbeat_s;              /* [node] heartbeat_s (default 5) */
@@ -23,6 +27,9 @@ typedef struct node_config {
     uint64_t memory_gb_hour_micros;
     uint32_t max_concurrent_jobs;    /* [limits] (default 4) */
     uint32_t max_memory_mb;          /* [limits] per job; 0: no cap */
+    uint32_t max_scratch_mb;         /* [limits] most scratch a step may ask
+                                        for (default
+                                        RZ_ATTEMPT_DEFAULT_MAX_SCRATCH_MB) */
     char *container_host;            /* [container] host: unix:///PATH;
                                         NULL: DOCKER_HOST and the defaults */
     char **allow_images;             /* [container] allow_images: globs of
@@ -41,6 +48,8 @@ typedef struct node_config {
  * orchestrator's default --max-body of 1 MiB. */
 #define NODE_DEFAULT_OUTPUT_KB 512u
 #define NODE_MAX_OUTPUT_KB 896u
+#define NODE_DEFAULT_SCRATCH_MB 1024u   /* RZ_ATTEMPT_DEFAULT_MAX_SCRATCH_MB */
+#define NODE_MAX_SCRATCH_MB 1048576u    /* 1 TiB */
 
 void node_config_defaults(node_config *c);
 /* Parse `len` bytes of text named `file` (for messages) over the values

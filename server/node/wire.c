@@ -139,9 +139,11 @@ uint64_t node_unix_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* The registration, signed by the node's key over a fresh timestamp and
- * nonce (docs/api.md "Node identity"): it proves the key is ours. */
-static cJSON *register_body(const char *caps_json, const node_keys *k)
+/* The registration, signed by the node's key over the orchestrator's key,
+ * a fresh timestamp and a nonce (docs/api.md "Node identity", version 2):
+ * it proves the key is ours, and is good at that orchestrator only. */
+static cJSON *register_body(const char *caps_json, const node_keys *k,
+                            const char *orch_hex)
 {
     char x[65], ed[65], nonce[RZ_AUTH_NONCE_HEX + 1], sig[RZ_AUTH_SIG_HEX + 1];
     unsigned char nb[RZ_AUTH_NONCE_HEX / 2];
@@ -149,8 +151,14 @@ static cJSON *register_body(const char *caps_json, const node_keys *k)
     node_hex(ed, k->ed_pk, sizeof k->ed_pk);
     randombytes_buf(nb, sizeof nb);
     node_hex(nonce, nb, sizeof nb);
-    rz_auth_node_proof p = { "register", ed, x, node_unix_ms(), nonce };
-    if (rz_auth_proof_sign(&p, k->ed_sk, sig) != RZ_OK)
+    rz_auth_node_proof2 p = RZ_AUTH_NODE_PROOF2_INIT;
+    p.action = "register";
+    p.ed25519_hex = ed;
+    p.x25519_hex = x;
+    p.timestamp_ms = node_unix_ms();
+    p.nonce_hex = nonce;
+    p.orchestrator_hex = orch_hex;
+    if (rz_auth_proof2_sign(&p, k->ed_sk, sig) != RZ_OK)
         return NULL;
     cJSON *body = cJSON_CreateObject();
     cJSON *caps = cJSON_Parse(caps_json);
@@ -162,10 +170,43 @@ static cJSON *register_body(const char *caps_json, const node_keys *k)
     cJSON_AddItemToObject(body, "capabilities", caps);
     cJSON_AddStringToObject(body, "x25519_public_key", x);
     cJSON_AddStringToObject(body, "ed25519_public_key", ed);
+    cJSON_AddStringToObject(body, "orchestrator_public_key", orch_hex);
     cJSON_AddNumberToObject(body, "timestamp_ms", (double)p.timestamp_ms);
     cJSON_AddStringToObject(body, "nonce", nonce);
     cJSON_AddStringToObject(body, "signature", sig);
     return body;
+}
+
+/* The orchestrator's identity key into hex (65 bytes): what it answers
+ * GET /api/v1/identity with, which must be the pinned key when the config
+ * has one. A message in err when not. */
+static int orchestrator_identity(rz_client *c, const char *url,
+                                 const node_config *cfg, char hex[65],
+                                 char *err, size_t errlen)
+{
+    cJSON *reply = NULL;
+    int rc = node_call(c, "GET", "/api/v1/identity", NULL, 0, NULL, &reply);
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(reply, "x25519_public_key");
+    if (rc != RZ_OK) {
+        snprintf(err, errlen, "registering at %s: cannot read its identity "
+                 "(GET /api/v1/identity; an orchestrator older than this node "
+                 "has none): %s", url, rz_error_last()->message[0]
+                 ? rz_error_last()->message : rz_strerror(rc));
+    } else if (!cJSON_IsString(k) || strlen(k->valuestring) != 64) {
+        rc = RZ_EPROTOCOL;
+        snprintf(err, errlen, "registering at %s: its identity has no "
+                 "x25519_public_key", url);
+    } else if (cfg->orchestrator_key &&
+               strcmp(cfg->orchestrator_key, k->valuestring) != 0) {
+        rc = RZ_EAUTH;
+        snprintf(err, errlen, "registering at %s: it answers with key %s, not "
+                 "the one [orchestrator] key pins (%s); not registering",
+                 url, k->valuestring, cfg->orchestrator_key);
+    } else {
+        memcpy(hex, k->valuestring, 65);
+    }
+    cJSON_Delete(reply);
+    return rc;
 }
 
 /* {"id","token","account"} into *st (the token in guarded memory). */
@@ -201,10 +242,19 @@ int node_register(const char *dir, const char *url, const node_config *cfg,
     cJSON *parsed = cJSON_Parse(caps);
     int n_gpus = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(parsed, "gpus"));
     cJSON_Delete(parsed);
-    cJSON *body = register_body(caps, keys), *reply = NULL;
-    free(caps);
+    cJSON *body = NULL, *reply = NULL;
     rz_client *c = NULL;
-    int rc = body ? rz_client_new(&c, url, NULL) : RZ_ENOMEM;
+    char orch_hex[65];
+    int rc = rz_client_new(&c, url, NULL);
+    if (rc == RZ_OK &&
+        (rc = orchestrator_identity(c, url, cfg, orch_hex, err, errlen)) != RZ_OK) {
+        free(caps);
+        rz_client_free(c);
+        return rc;
+    }
+    if (rc == RZ_OK && !(body = register_body(caps, keys, orch_hex)))
+        rc = RZ_ENOMEM;
+    free(caps);
     if (rc == RZ_OK)
         rc = node_call(c, "POST", "/api/v1/nodes/register", body, 0, NULL,
                        &reply);

@@ -31,6 +31,7 @@ static const route routes[] = {
     { "GET",    "/metrics",                                W_ADMIN,  false, r_metrics },
     { "GET",    "/api/v1/stats",                           W_ANY,    false, r_stats },
     { "GET",    "/api/v1/keys",                            W_ANY,    false, r_keys },
+    { "GET",    "/api/v1/identity",                        W_ANYONE, false, r_identity },
     { "GET",    "/api/v1/nodes",                           W_CLIENT | W_ADMIN, false, r_nodes_list },
     { "POST",   "/api/v1/nodes/register",                  W_ANYONE, true,  r_node_register },
     { "POST",   "/api/v1/nodes/retire",                    W_ANYONE, true,  r_node_retire },

@@ -58,6 +58,10 @@ static void usage(FILE *f)
           "  --auth-failures N      wrong API keys from one address, or of one\n"
           "                         key, before it is answered 429 for 1 s,\n"
           "                         doubling up to 5 min (default 10; 0: never)\n"
+          "  --refuse-v1-proofs     refuse node registrations and retirements\n"
+          "                         signed the old way (version 1, naming no\n"
+          "                         orchestrator); accepted by default for\n"
+          "                         one release (docs/api.md \"Node identity\")\n"
           "  --verify-on-open       verify the whole ledger at start, however\n"
           "                         big (else a sample past 100000 records)\n"
           "  --quiet                no startup messages\n"
@@ -284,7 +288,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
            O_VERIFY_ON_OPEN,
            O_HELP, O_VERSION, O_REQ_RATE, O_REQ_BURST, O_STREAMS, O_DEPOSITS,
            O_WITHDRAWALS, O_DEPOSIT_MAX, O_DEPOSIT_TTL, O_JOBS, O_DEPS,
-           O_CHALLENGE_INTERVAL, O_CHALLENGE_GRACE };
+           O_CHALLENGE_INTERVAL, O_CHALLENGE_GRACE, O_REFUSE_V1 };
     static const struct option longs[] = {
         { "listen", required_argument, NULL, O_LISTEN },
         { "data", required_argument, NULL, O_DATA },
@@ -310,6 +314,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         { "max-running-deployments", required_argument, NULL, O_DEPS },
         { "quiet", no_argument, NULL, O_QUIET },
         { "verify-on-open", no_argument, NULL, O_VERIFY_ON_OPEN },
+        { "refuse-v1-proofs", no_argument, NULL, O_REFUSE_V1 },
         { "routes", no_argument, NULL, O_ROUTES },
         { "help", no_argument, NULL, O_HELP },
         { "version", no_argument, NULL, O_VERSION },
@@ -415,6 +420,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
             break;
         case O_QUIET: op->quiet = true; break;
         case O_VERIFY_ON_OPEN: op->verify_on_open = true; break;
+        case O_REFUSE_V1: op->refuse_v1_proofs = true; break;
         case O_ROUTES: orch_print_routes(); exit(0);
         case 'h': case O_HELP: usage(stdout); exit(0);
         case O_VERSION: printf(ORCH_NAME " %s\n", rz_version()); exit(0);

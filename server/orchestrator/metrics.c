@@ -44,6 +44,13 @@ void r_keys(req *q)
     reply_json(q, 200, doc);
 }
 
+/* Open to anyone: what a node names in its signed registration (version
+ * 2 proofs), learnt before it has a token. Only the public key. */
+void r_identity(req *q)
+{
+    r_keys(q);
+}
+
 void r_stats(req *q)
 {
     rz_engine_stats st;

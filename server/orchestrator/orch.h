@@ -77,6 +77,7 @@ typedef struct orch_opts {
     unsigned register_rate;  /* registrations per second per address; 0: any */
     bool quiet;
     bool verify_on_open;   /* the whole ledger verified at start */
+    bool refuse_v1_proofs; /* node proofs must name this orchestrator */
     /* Per-account limits (quota.c; docs/api.md "Limits"). */
     uint64_t deposit_ttl_s;        /* an unpaid deposit request expires */
     uint64_t deposit_max_micros;   /* one deposit request at most */
@@ -344,6 +345,7 @@ void r_health(req *q);
 void r_metrics(req *q);
 void r_stats(req *q);
 void r_keys(req *q);
+void r_identity(req *q);
 void r_nodes_list(req *q);
 void r_node_register(req *q);
 void orch_rate_free(void);   /* the registration buckets */

@@ -207,17 +207,36 @@ void orch_rate_free(void)
 /* ---- proofs of a node's key ---- */
 
 /* The fields of a signed request into *p (action set by the caller) and
- * checked: signature, then freshness. A reply is sent when false. */
-static bool proof_take(req *q, rz_auth_node_proof *p, const char **sig)
+ * checked: the orchestrator it names, signature, then freshness. Version 2
+ * when the body has "orchestrator_public_key"; version 1 (names none) is
+ * taken unless --refuse-v1-proofs. A reply is sent when false. */
+static bool proof_take(req *q, rz_auth_node_proof2 *p, const char **sig)
 {
     uint64_t ts;
+    char own[65];
+    hex_encode(q->o->pk, 32, own);
     if (!body_str(q, "ed25519_public_key", true, &p->ed25519_hex) ||
         !body_u64(q, "timestamp_ms", true, (uint64_t)1 << 53, &ts, NULL) ||
         !body_str(q, "nonce", true, &p->nonce_hex) ||
+        !body_str(q, "orchestrator_public_key", false, &p->orchestrator_hex) ||
         !body_str(q, "signature", true, sig))
         return false;
     p->timestamp_ms = ts;
-    int rc = rz_auth_proof_verify(p, *sig);
+    p->version = p->orchestrator_hex ? 2 : 1;
+    if (p->version == 1 && q->o->opts.refuse_v1_proofs) {
+        reply_error(q, RZ_EAUTH, "this orchestrator takes only proofs that name "
+                    "it (version 2: \"orchestrator_public_key\" %s, from GET "
+                    "/api/v1/identity); update the node", own);
+        return false;
+    }
+    /* Signed for another orchestrator: a replay of what it was sent. */
+    if (p->version == 2 && strcmp(p->orchestrator_hex, own) != 0) {
+        reply_error(q, RZ_EAUTH, "this request was signed for another "
+                    "orchestrator (key %.64s), not this one (key %s); sign "
+                    "one naming this orchestrator", p->orchestrator_hex, own);
+        return false;
+    }
+    int rc = rz_auth_proof2_verify(p, *sig);
     if (rc != RZ_OK) {
         /* Not the key's owner: 401, the message says which field. */
         reply_error(q, rc == RZ_EAUTH ? RZ_EAUTH : RZ_EINVAL, "%s",
@@ -297,9 +316,10 @@ void r_node_register(req *q)
 {
     static const char *const fields[] = { "capabilities", "x25519_public_key",
                                           "ed25519_public_key", "timestamp_ms",
-                                          "nonce", "signature", NULL };
+                                          "nonce", "signature",
+                                          "orchestrator_public_key", NULL };
     orch *o = q->o;
-    rz_auth_node_proof p = { "register", NULL, NULL, 0, NULL };
+    rz_auth_node_proof2 p = { 2, "register", NULL, NULL, 0, NULL, NULL };
     const char *sig = NULL;
     unsigned char ed[32];
     if (!rate_take(o, orch_peer(q), orch_now_ms())) {
@@ -377,8 +397,9 @@ static void retire(req *q, uint64_t node)
 void r_node_retire(req *q)
 {
     static const char *const fields[] = { "ed25519_public_key", "timestamp_ms",
-                                          "nonce", "signature", NULL };
-    rz_auth_node_proof p = { "retire", NULL, NULL, 0, NULL };
+                                          "nonce", "signature",
+                                          "orchestrator_public_key", NULL };
+    rz_auth_node_proof2 p = { 2, "retire", NULL, NULL, 0, NULL, NULL };
     const char *sig;
     unsigned char ed[32];
     uint64_t node = 0;

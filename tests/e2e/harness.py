@@ -99,15 +99,26 @@ class NodeKey:
                                     self.sk)
         return sig.raw.hex()
 
-    def proof(self, action, ts=None, nonce=None, x25519=None):
-        """The signed fields of a register or retire request."""
+    def proof(self, action, ts=None, nonce=None, x25519=None, orchestrator=None):
+        """The signed fields of a register or retire request: version 2,
+        good at the orchestrator whose key (hex, GET /api/v1/identity) is
+        `orchestrator`, or without it version 1, the old proof naming
+        none."""
         ts = int(time.time() * 1000) if ts is None else ts
         nonce = nonce or os.urandom(16).hex()
         x = (x25519 or self.x25519) if action == "register" else ""
-        msg = ("rhizos-node-v1\naction=%s\ned25519=%s\nx25519=%s\n"
-               "timestamp_ms=%d\nnonce=%s\n" % (action, self.hex, x, ts, nonce))
-        return {"ed25519_public_key": self.hex, "timestamp_ms": ts,
+        if orchestrator is None:
+            msg = ("rhizos-node-v1\naction=%s\ned25519=%s\nx25519=%s\n"
+                   "timestamp_ms=%d\nnonce=%s\n" % (action, self.hex, x, ts, nonce))
+        else:
+            msg = ("rhizos-node-v2\naction=%s\norchestrator=%s\ned25519=%s\n"
+                   "x25519=%s\ntimestamp_ms=%d\nnonce=%s\n"
+                   % (action, orchestrator, self.hex, x, ts, nonce))
+        body = {"ed25519_public_key": self.hex, "timestamp_ms": ts,
                 "nonce": nonce, "signature": self.sign(msg.encode())}
+        if orchestrator is not None:
+            body["orchestrator_public_key"] = orchestrator
+        return body
 
     def register_body(self, caps, **kw):
         body = {"capabilities": caps, "x25519_public_key": kw.get("x25519") or self.x25519}

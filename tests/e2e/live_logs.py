@@ -379,6 +379,8 @@ class NodeSide(unittest.TestCase):
                     pass
 
             def do_GET(self):
+                if self.path == "/api/v1/identity":    # what registration names
+                    return self.reply(200, {"x25519_public_key": "cd" * 32})
                 if self.path.endswith("/challenge"):
                     return self.reply(204)
                 with test.lock:

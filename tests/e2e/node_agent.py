@@ -156,6 +156,8 @@ class FakeOrchestrator(unittest.TestCase):
                     pass   # the node stopped meanwhile
 
             def do_GET(self):
+                if self.path == "/api/v1/identity":    # what registration names
+                    return self.reply(200, {"x25519_public_key": "cd" * 32})
                 if self.path.endswith("/challenge"):   # none due here
                     return self.reply(204)
                 if test.queue:
@@ -260,9 +262,11 @@ class RoundTrip(unittest.TestCase):
         self.orch.stop()
         self.tmp.cleanup()
 
-    def start_node(self, name, *extra):
+    def start_node(self, name, *extra, config=()):
         data = os.path.join(self.tmp.name, name)
         self.assertEqual(node("init", "--data", data).returncode, 0)
+        for section, key, value in config:
+            set_config(data, section, key, value)
         n = Proc([NODE, "start", "--data", data, "--orchestrator", self.base,
                   "--json", *sandbox_flags(), *extra], cwd=ROOT)
         n.data = data
@@ -313,6 +317,23 @@ class RoundTrip(unittest.TestCase):
         j = self.wait_job(under)
         self.assertEqual(j["status"], "succeeded", j)
         self.assertEqual(len(j["outputs"]["blob"]), 400 * 1024)
+
+    def test_max_scratch_mb_reaches_the_step(self):
+        # [limits] max_scratch_mb = 1: a module asking for 2 MiB fails to
+        # start, naming the node's maximum; under the default it runs.
+        mods = ("--modules", os.path.join(ROOT, "tests/e2e/modules"))
+        small = self.start_node("small", *mods,
+                                config=[("limits", "max_scratch_mb", "1")])
+        j = self.wait_job(self.submit("scratch-ask"))
+        self.assertEqual((j["status"], j["node_id"]), ("failed", small.id), j)
+        self.assertIn("over this runner's maximum of 1 MiB", j["error"])
+        small.stop(signal.SIGKILL)
+        self.nodes.remove(small)
+        st, _ = http(self.base, "DELETE", "/api/v1/nodes/%d" % small.id, self.ADMIN)
+        self.assertEqual(st, 200)
+        self.start_node("default", *mods)
+        j = self.wait_job(self.submit("scratch-ask"))
+        self.assertEqual((j["status"], j["outputs"]), ("succeeded", {"ok": True}), j)
 
     def test_jobs_run_decline_and_survive_a_killed_node(self):
         # A node whose echo differs declines it; the job waits for another.

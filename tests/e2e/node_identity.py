@@ -5,7 +5,10 @@ sweep), and restarted on the same data comes back as the same node with
 the same account and its earnings; register twice is one node; a
 registration signed by another key, replayed or stale is refused; a
 result with a bad signature is refused and a good one is kept with the
-job; a retired key is refused while its token still opens its account.
+job; a retired key is refused while its token still opens its account; a
+registration signed for one orchestrator is refused at another, an old
+(version 1) one is taken unless --refuse-v1-proofs, and a node whose
+pinned orchestrator key is not what the URL answers does not register.
 Usage: node_identity.py RHIZOS_NODE SOURCE_ROOT RHIZOS_ORCHESTRATOR"""
 import os
 import signal
@@ -232,6 +235,81 @@ class Identity(unittest.TestCase):
         st, _ = http(self.base, "POST", "/api/v1/nodes/register", None,
                      other.register_body(CAPS))
         self.assertEqual(st, 403)
+
+    # ---- a proof names its orchestrator ----
+    def identity(self, base):
+        """GET /api/v1/identity: open, the key /api/v1/keys gives too."""
+        st, doc = http(base, "GET", "/api/v1/identity")
+        self.assertEqual(st, 200, doc)
+        return doc["x25519_public_key"]
+
+    def second_orchestrator(self, *args):
+        b = start_orchestrator(ORCH, os.path.join(self.tmp.name, "orch-b"),
+                               list(args), admin_key=ADMIN, cwd=ROOT, timeout=20)
+        self.procs.append(b)
+        return b
+
+    def test_registration_signed_for_one_orchestrator_refused_at_another(self):
+        b = self.second_orchestrator()
+        key_a, key_b = self.identity(self.base), self.identity(b.base)
+        self.assertNotEqual(key_a, key_b)
+        self.assertEqual(key_a, self.ok("GET", "/api/v1/keys", ADMIN)["x25519_public_key"])
+        nk = NodeKey()
+        body = nk.register_body(CAPS, orchestrator=key_a)
+        self.register(nk, body)
+        # Captured at A, replayed at B (whose replay cache never saw it).
+        st, doc = http(b.base, "POST", "/api/v1/nodes/register", None, body)
+        self.assertEqual(st, 401, doc)
+        self.assertIn("signed for another orchestrator", doc["error"]["message"])
+        # Naming B but signed under A's name: the signature fails.
+        swapped = dict(nk.register_body(CAPS, orchestrator=key_a),
+                       orchestrator_public_key=key_b)
+        st, doc = http(b.base, "POST", "/api/v1/nodes/register", None, swapped)
+        self.assertEqual(st, 401, doc)
+        self.assertEqual(http(b.base, "GET", "/api/v1/nodes", ADMIN)[1]["nodes"], [])
+        # Retirement is bound the same way.
+        st, doc = http(b.base, "POST", "/api/v1/nodes/retire", None,
+                       nk.proof("retire", orchestrator=key_a))
+        self.assertEqual(st, 401, doc)
+        self.assertIn("another orchestrator", doc["error"]["message"])
+        # The same key registers at B with a proof naming B.
+        self.assertEqual(http(b.base, "POST", "/api/v1/nodes/register", None,
+                              nk.register_body(CAPS, orchestrator=key_b))[0], 201)
+
+    def test_v1_registration_taken_unless_refused(self):
+        old = NodeKey()
+        self.register(old)          # version 1, as older nodes sign
+        self.ok("POST", "/api/v1/nodes/register", None, old.register_body(CAPS))
+        b = self.second_orchestrator("--refuse-v1-proofs")
+        st, doc = http(b.base, "POST", "/api/v1/nodes/register", None,
+                       old.register_body(CAPS))
+        self.assertEqual(st, 401, doc)
+        self.assertIn("only proofs that name it", doc["error"]["message"])
+        st, doc = http(b.base, "POST", "/api/v1/nodes/register", None,
+                       old.register_body(CAPS, orchestrator=self.identity(b.base)))
+        self.assertEqual(st, 201, doc)
+
+    def test_node_signs_v2_and_honours_a_pinned_key(self):
+        b = self.second_orchestrator("--refuse-v1-proofs")
+        data = os.path.join(self.tmp.name, "node")
+        self.assertEqual(run([NODE, "init", "--data", data], cwd=ROOT).returncode, 0)
+        p = run([NODE, "register", "--data", data, "--orchestrator", b.base,
+                 "--json"], cwd=ROOT)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        # Pinned to A's key, the node will not sign for B.
+        conf = os.path.join(data, "config.toml")
+        with open(conf) as f:
+            text = f.read()
+        with open(conf, "w") as f:
+            f.write(text.replace("[orchestrator]\n", "[orchestrator]\nkey = \"%s\"\n"
+                                 % self.identity(self.base), 1))
+        p = run([NODE, "register", "--data", data, "--orchestrator", b.base,
+                 "--json"], cwd=ROOT)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("pins", p.stderr)
+        p = run([NODE, "register", "--data", data, "--orchestrator", self.base,
+                 "--json"], cwd=ROOT)
+        self.assertEqual(p.returncode, 0, p.stderr)
 
 
 if __name__ == "__main__":

@@ -663,6 +663,7 @@ class OrchestratorApi(unittest.TestCase):
             ("GET", "/metrics"): {A},
             ("GET", "/api/v1/stats"): {C, A, N},
             ("GET", "/api/v1/keys"): {C, A, N},
+            ("GET", "/api/v1/identity"): {ANY},
             ("GET", "/api/v1/nodes"): {C, A},
             ("POST", "/api/v1/nodes/register"): {ANY},
             ("POST", "/api/v1/nodes/retire"): {ANY},

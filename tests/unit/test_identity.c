@@ -139,6 +139,89 @@ static void test_proof_binds_every_field(void **state)
     assert_int_equal(rz_auth_proof_verify(&p, sig), RZ_EINVAL);
 }
 
+/* ---- version 2: the proof names its orchestrator ---- */
+
+#define ORCH_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define ORCH_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+static void test_proof2_message_is_exact(void **state)
+{
+    (void)state;
+    rz_auth_node_proof2 p = RZ_AUTH_NODE_PROOF2_INIT;
+    p.action = "register";
+    p.ed25519_hex = ED_HEX;
+    p.x25519_hex = X_HEX;
+    p.timestamp_ms = 1700000000123ull;
+    p.nonce_hex = NONCE;
+    p.orchestrator_hex = ORCH_A;
+    char buf[512];
+    size_t len = 0;
+    assert_int_equal(rz_auth_proof2_message(&p, buf, sizeof buf, &len), RZ_OK);
+    const char *want = "rhizos-node-v2\naction=register\norchestrator=" ORCH_A
+                       "\ned25519=" ED_HEX "\nx25519=" X_HEX
+                       "\ntimestamp_ms=1700000000123\nnonce=" NONCE "\n";
+    assert_string_equal(buf, want);
+    assert_int_equal(len, strlen(want));
+    /* Version 1 through the new struct: the old bytes, the same as the
+     * old function's. */
+    rz_auth_node_proof old = { "register", ED_HEX, X_HEX, 1700000000123ull, NONCE };
+    char old_buf[512];
+    assert_int_equal(rz_auth_proof_message(&old, old_buf, sizeof old_buf, NULL), RZ_OK);
+    p.version = 1;
+    p.orchestrator_hex = NULL;
+    assert_int_equal(rz_auth_proof2_message(&p, buf, sizeof buf, &len), RZ_OK);
+    assert_string_equal(buf, old_buf);
+}
+
+static void test_proof2_refuses_bad_versions_and_keys(void **state)
+{
+    (void)state;
+    char buf[512];
+    rz_auth_node_proof2 p = { 2, "register", ED_HEX, X_HEX, 1, NONCE, NULL };
+    assert_int_equal(rz_auth_proof2_message(&p, buf, sizeof buf, NULL), RZ_EINVAL);
+    p.orchestrator_hex = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    assert_int_equal(rz_auth_proof2_message(&p, buf, sizeof buf, NULL), RZ_EINVAL);
+    p.orchestrator_hex = "aaaa";
+    assert_int_equal(rz_auth_proof2_message(&p, buf, sizeof buf, NULL), RZ_EINVAL);
+    p.orchestrator_hex = ORCH_A;
+    p.version = 1;         /* version 1 names no orchestrator */
+    assert_int_equal(rz_auth_proof2_message(&p, buf, sizeof buf, NULL), RZ_EINVAL);
+    p.version = 3;
+    assert_int_equal(rz_auth_proof2_message(&p, buf, sizeof buf, NULL), RZ_EINVAL);
+    p.version = 0;
+    assert_int_equal(rz_auth_proof2_message(&p, buf, sizeof buf, NULL), RZ_EINVAL);
+    p.version = 2;
+    assert_int_equal(rz_auth_proof2_message(&p, buf, sizeof buf, NULL), RZ_OK);
+}
+
+/* Signed for orchestrator A, the proof does not verify as one for B, nor
+ * as a version 1 proof of the same fields. */
+static void test_proof2_binds_the_orchestrator(void **state)
+{
+    (void)state;
+    key k = key_new();
+    char sig[RZ_AUTH_SIG_HEX + 1];
+    rz_auth_node_proof2 a = { 2, "register", k.hex, X_HEX, 1000, NONCE, ORCH_A };
+    assert_int_equal(rz_auth_proof2_sign(&a, k.sk, sig), RZ_OK);
+    assert_int_equal(rz_auth_proof2_verify(&a, sig), RZ_OK);
+    rz_auth_node_proof2 b = a, v1 = a, retire = a;
+    b.orchestrator_hex = ORCH_B;
+    v1.version = 1;
+    v1.orchestrator_hex = NULL;
+    retire.action = "retire";
+    retire.x25519_hex = NULL;
+    assert_int_equal(rz_auth_proof2_verify(&b, sig), RZ_EAUTH);
+    assert_int_equal(rz_auth_proof2_verify(&v1, sig), RZ_EAUTH);
+    assert_int_equal(rz_auth_proof2_verify(&retire, sig), RZ_EAUTH);
+    rz_auth_node_proof old = { "register", k.hex, X_HEX, 1000, NONCE };
+    assert_int_equal(rz_auth_proof_verify(&old, sig), RZ_EAUTH);
+    /* A version 1 proof signed with rz_auth_proof_sign verifies through
+     * either struct. */
+    assert_int_equal(rz_auth_proof_sign(&old, k.sk, sig), RZ_OK);
+    assert_int_equal(rz_auth_proof2_verify(&v1, sig), RZ_OK);
+    assert_int_equal(rz_auth_proof_verify(&old, sig), RZ_OK);
+}
+
 static void test_result_message_is_exact(void **state)
 {
     (void)state;
@@ -368,6 +451,9 @@ int main(void)
         T(test_proof_message_refuses_other_spellings),
         T(test_proof_verifies_for_its_key_only),
         T(test_proof_binds_every_field),
+        T(test_proof2_message_is_exact),
+        T(test_proof2_refuses_bad_versions_and_keys),
+        T(test_proof2_binds_the_orchestrator),
         T(test_result_message_is_exact),
         T(test_result_signature_binds_job_attempt_and_outputs),
         T(test_replay_takes_a_nonce_once),

@@ -35,6 +35,8 @@ static void defaults(void **state)
     assert_int_equal(c.memory_gb_hour_micros, 10000);
     assert_int_equal(c.max_concurrent_jobs, 4);
     assert_int_equal(c.max_memory_mb, 0);
+    assert_int_equal(c.max_scratch_mb, RZ_ATTEMPT_DEFAULT_MAX_SCRATCH_MB);
+    assert_null(c.orchestrator_key);
     assert_int_equal(c.n_labels, 0);
     node_config_free(&c);
 }
@@ -47,6 +49,7 @@ static void good_file(void **state)
         "\n"
         "[orchestrator]\n"
         "url = \"http://10.0.0.1:8080\"   # the network\n"
+        "key = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"\n"
         "[node]\r\n"
         "sandbox = false\n"
         "heartbeat_s = 2.5\n"
@@ -58,6 +61,7 @@ static void good_file(void **state)
         "[limits]\n"
         "max_concurrent_jobs = 8\n"
         "max_memory_mb = 32768\n"
+        "max_scratch_mb = 4096\n"
         "[labels]\n"
         "region = \"eu-west\"\n"
         "tier = \"gold \\\"a\\\"\\t\\\\\"\n";
@@ -73,6 +77,9 @@ static void good_file(void **state)
     assert_int_equal(c.memory_gb_hour_micros, 0);
     assert_int_equal(c.max_concurrent_jobs, 8);
     assert_int_equal(c.max_memory_mb, 32768);
+    assert_int_equal(c.max_scratch_mb, 4096);
+    assert_string_equal(c.orchestrator_key,
+                        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
     assert_int_equal(c.n_labels, 2);
     assert_string_equal(c.label_keys[0], "region");
     assert_string_equal(c.label_values[0], "eu-west");
@@ -147,6 +154,12 @@ static const bad_case bad[] = {
     { "[container]\nallow_images = \"a/*\"\n", "node.toml:2: allow_images must be an array of strings" },
     { "[container]\nallow_images = [\"\"]\n", "node.toml:2: allow_images: a pattern is 1 to 512" },
     { "[limits]\nmax_memory_mb = [\"1\"]\n", "node.toml:2: max_memory_mb must be an integer" },
+    { "[limits]\nmax_scratch_mb = 0\n", "node.toml:2: max_scratch_mb must be between 1 and 1048576" },
+    { "[limits]\nmax_scratch_mb = 1048577\n", "node.toml:2: max_scratch_mb must be between 1 and 1048576" },
+    { "[limits]\nmax_scratch_mb = -5\n", "node.toml:2: max_scratch_mb must be between 1 and 1048576" },
+    { "[limits]\nmax_scratch_mb = \"2G\"\n", "node.toml:2: max_scratch_mb must be an integer" },
+    { "[orchestrator]\nkey = \"abc\"\n", "node.toml:2: key must be the orchestrator's X25519 public key" },
+    { "[orchestrator]\nkey = \"00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff\"\n", "node.toml:2: key must be the orchestrator's X25519 public key" },
     { "[container]\nallow_images = {}\n", "node.toml:2: inline tables are not supported" },
 };
 
@@ -312,6 +325,8 @@ static void format_round_trip(void **state)
     c.sandbox = 0;
     c.max_concurrent_jobs = 2;
     c.max_memory_mb = 1024;
+    c.max_scratch_mb = 300;
+    c.orchestrator_key = strdup("ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100");
     c.cpu_hour_micros = 7;
     c.label_keys[0] = strdup("region");
     c.label_values[0] = strdup("us \"east\"");
@@ -332,6 +347,8 @@ static void format_round_trip(void **state)
     assert_int_equal(d.sandbox, 0);
     assert_int_equal(d.max_concurrent_jobs, 2);
     assert_int_equal(d.max_memory_mb, 1024);
+    assert_int_equal(d.max_scratch_mb, 300);
+    assert_string_equal(d.orchestrator_key, c.orchestrator_key);
     assert_int_equal(d.cpu_hour_micros, 7);
     assert_int_equal(d.gpu_hour_micros, 500000);
     assert_int_equal(d.n_labels, 1);
