@@ -273,9 +273,11 @@ static void put_number(rz__buf *b, double d)
     unsigned char tmp[9];
     size_t n;
     /* Integral values travel as CBOR integers, others as float64, so that
-     * JSON integers come back as integers; -0 stays a float. */
-    if (d == floor(d) && !(d == 0 && signbit(d)) && d >= -9223372036854775808.0 &&
-        d < 9223372036854775808.0)
+     * JSON integers come back as integers; -0 stays a float. Past 2^53 a
+     * value is a float that happens to be integral (1.3e18 from YAML):
+     * as an integer the decoder would rightly refuse it as inexact. */
+    if (d == floor(d) && !(d == 0 && signbit(d)) && d >= -(double)EXACT_MAX &&
+        d <= (double)EXACT_MAX)
         n = d >= 0 ? cbor_encode_uint((uint64_t)d, tmp, sizeof tmp)
                    : cbor_encode_negint((uint64_t)(-1.0 - d), tmp, sizeof tmp);
     else
