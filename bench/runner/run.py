@@ -10,7 +10,10 @@ bench/runner/modules/sh (`/bin/sh -c "echo {}"`), make and ninja a recipe
 or data folder, so nothing is up to date and no run history grows.
 
 Per size and tool, the median of -n runs of: wall time, CPU (user+sys of the
-tool and all its children, from wait4) per step, and the peak RSS of the
+tool and all its children, from wait4) per step, the CPU of every process
+the tool started (a cpuacct cgroup v1, where there is one: it also counts
+the sandbox helper and its cells, which wait4 does not; kernel workers,
+such as the one that frees a network namespace, are in neither), and the peak RSS of the
 tool's own process. Ratios are rhizos / make and rhizos / ninja of the
 median walls. The load average (1 min) is read before each row's runs.
 
@@ -21,7 +24,8 @@ bench/runner/runs_fill); the goal is under 50 ms at 10,000.
 
 usage: bench/runner/run.py [--build DIR] [-n N] [--sizes 1,200,2000]
                            [--big] [--tools rhizos,nosandbox,make,ninja]
-                           (also: bwrap, the sandbox through bubblewrap per step)
+                           (also: bwrap, the sandbox through bubblewrap per step;
+                            rhizos=DIR, the sandboxed runner of the build in DIR)
                            [--tmpdir DIR] [--json FILE] [--runs K]
 --big adds 20,000 steps (several minutes on 2 cores).
 """
@@ -91,6 +95,7 @@ def timed(argv, cwd, env=None):
     rusage = os.path.join(cwd, ".rusage")
     full = ([GNU_TIME, "-f", "%M", "-o", rusage] if GNU_TIME else []) + argv
     prog = full[0] if os.path.isabs(full[0]) else shutil.which(full[0])
+    cg = cg_enter()
     t0 = time.perf_counter()
     pid = os.posix_spawn(prog, full, env if env is not None else os.environ,
                          file_actions=[
@@ -98,8 +103,11 @@ def timed(argv, cwd, env=None):
                              (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
                              (os.POSIX_SPAWN_OPEN, 2, errpath,
                               os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)])
+    if cg:
+        cg_leave()
     _, status, ru = os.wait4(pid, 0)
     wall = time.perf_counter() - t0
+    all_cpu = cg_read(cg) if cg else None
     rc = os.waitstatus_to_exitcode(status)
     if rc != 0:
         with open(errpath, errors="replace") as f:
@@ -111,7 +119,43 @@ def timed(argv, cwd, env=None):
             rss = int(f.read().split()[-1])
         os.unlink(rusage)
     os.unlink(errpath)
-    return wall, ru.ru_utime + ru.ru_stime, rss
+    return wall, ru.ru_utime + ru.ru_stime, rss, all_cpu
+
+
+CPUACCT = "/sys/fs/cgroup/cpuacct"
+
+
+def cg_enter():
+    """A cpuacct cgroup (v1) for the tool and everything it starts: it
+    counts the processes its wait4 does not (the sandbox helper and its
+    cells, which outlive the tool by a moment). None where there is none."""
+    d = os.path.join(CPUACCT, "rz-bench-%d" % os.getpid())
+    try:
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+        return d
+    except OSError:
+        return None
+
+
+def cg_leave():
+    with open(os.path.join(CPUACCT, "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))
+
+
+def cg_read(d):
+    """CPU s of the cgroup once its last process is gone; emptied for the next."""
+    for _ in range(200):
+        with open(os.path.join(d, "cgroup.procs")) as f:
+            if not f.read().strip():
+                break
+        time.sleep(0.01)
+    with open(os.path.join(d, "cpuacct.usage")) as f:
+        ns = int(f.read())
+    with open(os.path.join(d, "cpuacct.usage"), "w") as f:
+        f.write("0")
+    return ns / 1e9
 
 
 def tools(build, names):
@@ -123,6 +167,14 @@ def tools(build, names):
         if name == "rhizos":
             out.append((name, lambda d, w: [rz, "flow", "run", os.path.join(w, "flow.json"),
                                             "--jobs", "2", "--data", d, "--modules", mods]))
+        elif name.startswith("rhizos="):
+            # the sandboxed runner of another build (say, before a change),
+            # alternated with this one's: rhizos=DIR
+            other = os.path.join(os.path.abspath(name.split("=", 1)[1]), "cli", "rhizos")
+            out.append((name, lambda d, w, rz=other: [rz, "flow", "run",
+                                                      os.path.join(w, "flow.json"),
+                                                      "--jobs", "2", "--data", d,
+                                                      "--modules", mods]))
         elif name == "nosandbox":
             out.append((name, lambda d, w: [rz, "flow", "run", os.path.join(w, "flow.json"),
                                             "--jobs", "2", "--data", d, "--modules", mods,
@@ -188,10 +240,17 @@ def main():
                 row[name] = {"wall_s": statistics.median(x[0] for x in runs),
                              "cpu_ms_per_step": statistics.median(x[1] for x in runs) * 1000 / n,
                              "rss_kib": max(x[2] for x in runs)}
+                if all(x[3] is not None for x in runs):
+                    row[name]["cpu_all_ms_per_step"] = statistics.median(
+                        x[3] for x in runs) * 1000 / n
             rows.append(row)
             show(row, [name for name, _ in ts])
     finally:
         shutil.rmtree(base, ignore_errors=True)
+        try:
+            os.rmdir(os.path.join(CPUACCT, "rz-bench-%d" % os.getpid()))
+        except OSError:
+            pass
     print("\nrepeat: %s" % " ".join(shlex.quote(x) for x in
                                      [os.path.relpath(__file__, ROOT)] + sys.argv[1:]))
     if a.json:
@@ -229,21 +288,27 @@ def bench_runs(a):
 def show(row, names):
     n = row["steps"]
     print("\n%d steps (load %.2f -> %.2f)" % (n, row["load"], row["load_after"]))
-    print("  %-10s %9s %12s %9s %10s %10s" % ("tool", "wall s", "CPU ms/step",
-                                              "RSS MiB", "/ make", "/ ninja"))
+    print("  %-10s %9s %12s %12s %9s %10s %10s" % ("tool", "wall s", "CPU ms/step",
+                                                   "all ms/step", "RSS MiB", "/ make",
+                                                   "/ ninja"))
     for name in names:
         x = row[name]
         ratio = lambda peer: ("%.2fx" % (x["wall_s"] / row[peer]["wall_s"])
                               if peer in row and row[peer]["wall_s"] > 0 else "-")
-        print("  %-10s %9.3f %12.2f %9s %10s %10s" % (
+        print("  %-10s %9.3f %12.2f %12s %9s %10s %10s" % (
             name, x["wall_s"], x["cpu_ms_per_step"],
+            "%.2f" % x["cpu_all_ms_per_step"] if "cpu_all_ms_per_step" in x else "-",
             "%.1f" % (x["rss_kib"] / 1024) if x["rss_kib"] else "-",
             ratio("make"), ratio("ninja")))
     if "nosandbox" in row:
-        for name in ("rhizos", "bwrap"):
-            if name in row:
-                print("  %s adds %.2f ms of wall time per step over --no-sandbox" % (
-                    name, (row[name]["wall_s"] - row["nosandbox"]["wall_s"]) * 1000 / n))
+        for name in names:
+            if name == "rhizos" or name == "bwrap" or name.startswith("rhizos="):
+                x, y = row[name], row["nosandbox"]
+                print("  %s adds %.2f ms of wall time per step over --no-sandbox%s" % (
+                    name, (x["wall_s"] - y["wall_s"]) * 1000 / n,
+                    ", %.2f ms of CPU (all its processes)" % (
+                        x["cpu_all_ms_per_step"] - y["cpu_all_ms_per_step"])
+                    if "cpu_all_ms_per_step" in x and "cpu_all_ms_per_step" in y else ""))
     sys.stdout.flush()
 
 

@@ -990,6 +990,40 @@ static int join_net(const step *s, int net)
     return rc;
 }
 
+typedef struct step_args {
+    const step *s;
+    const rz__sbx_tmpl *t;
+} step_args;
+
+static int step_main(void *arg)
+{
+    const step_args *a = arg;
+    step_exec(a->s, a->t);
+}
+
+/* The step, as posix_spawn starts a child: clone(CLONE_VM | CLONE_VFORK)
+ * on a stack of its own, so that this copy of the runner's memory is not
+ * copied (and torn down) once more per step; this process waits until
+ * the step has exec'd or failed. Not fork(): the runner's atfork handlers
+ * (node's libuv reopens its signal pipe) would run here and could take
+ * the step's descriptors. step_exec changes only what is the step's own
+ * (its descriptor table, signal handlers, limits, credentials, filter). */
+#define STEP_STACK (64u << 10)
+static pid_t spawn_step(const step *s, const rz__sbx_tmpl *t)
+{
+    void *stack = mmap(NULL, STEP_STACK, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED)
+        return -1;
+    step_args a = { s, t };
+    pid_t pid = clone(step_main, (char *)stack + STEP_STACK,
+                      CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+    int e = errno;
+    munmap(stack, STEP_STACK);
+    errno = e;
+    return pid;
+}
+
 static void on_chld(int sig)
 {
     (void)sig;
@@ -1020,11 +1054,7 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_chld;
     sigaction(SIGCHLD, &sa, NULL);
-    /* Not fork(): the runner's atfork handlers (node's libuv reopens its
-     * signal pipe) would run here and could take the step's descriptors. */
-    pid_t leader = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
-    if (leader == 0)
-        step_exec(s, t);
+    pid_t leader = spawn_step(s, t);
     if (leader < 0)
         fail_to(ep);
     int err = fcntl(fd_at(s, FD_ERR), F_DUPFD_CLOEXEC, 3);
