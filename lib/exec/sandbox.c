@@ -728,6 +728,11 @@ typedef struct cell {
     int zsock;
     pid_t zpid;
     bool busy;
+    /* The limits its cgroups hold (only the runner writes them): a step
+     * with the same limits as the last rewrites none (5 writes, and a
+     * memory limit written may make the kernel reclaim). */
+    bool known;
+    uint32_t memory_mb, pids_max, cpus;
 } cell;
 
 static pthread_mutex_t cells_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -834,10 +839,13 @@ static int cell_take(rz__sbx *s, const rz__sbx_opts *o)
     s->cell = i;
     s->n_cg = c->n_cg;
     s->oom0 = s->pids0 = 0;
+    bool same = c->known && c->memory_mb == s->memory_mb &&
+                c->pids_max == s->pids_max && c->cpus == s->cpus;
+    c->known = false;   /* until every write below has been done */
     for (size_t k = 0; k < c->n_cg; k++) {
         s->cg[k] = c->cg[k];
         s->cg_kind[k] = c->kind[k];
-        if (cg_limits(s, o, c->cg[k], c->kind[k]) != 0)
+        if (!same && cg_limits(s, o, c->cg[k], c->kind[k]) != 0)
             return rz__error(RZ_EIO, "cgroup %s: %s", c->cg[k],
                              strerror(errno));
         long long v = cg_counter(c->cg[k], c->kind[k], true);
@@ -845,6 +853,10 @@ static int cell_take(rz__sbx *s, const rz__sbx_opts *o)
         v = cg_counter(c->cg[k], c->kind[k], false);
         s->pids0 = v > s->pids0 ? v : s->pids0;
     }
+    c->memory_mb = s->memory_mb;
+    c->pids_max = s->pids_max;
+    c->cpus = s->cpus;
+    c->known = true;
     return RZ_OK;
 }
 

@@ -59,6 +59,9 @@
 #ifndef OPEN_TREE_CLONE
 #define OPEN_TREE_CLONE 1
 #endif
+#ifndef SIOCGSKNS
+#define SIOCGSKNS 0x894C   /* linux/sockios.h: a socket's network namespace */
+#endif
 #ifndef MOVE_MOUNT_F_EMPTY_PATH
 #define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
 #endif
@@ -931,15 +934,20 @@ static void say_if_full(const step *s, int err)
 #define NET_POOL 2
 static int net_pool[NET_POOL];
 static int n_net;
-static int host_net = -1;   /* this process's own, to come back to */
+static int host_net = -1;   /* the helper's own, opened before its root
+                               * (which has no /proc) was built */
 
 /* One more namespace, its loopback up, into the pool; 0 or -1. */
 static int net_pool_fill(void)
 {
     if (host_net < 0 || n_net >= NET_POOL || unshare(CLONE_NEWNET) != 0)
         return -1;
-    loopback_up();
-    int fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    int sk = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int fd = sk >= 0 ? ioctl(sk, SIOCGSKNS) : -1;
+    if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) == 0)
+        loopback_up();
+    if (sk >= 0)
+        close(sk);
     if (setns(host_net, CLONE_NEWNET) != 0)
         _exit(1);   /* steps with the host's network would not get it */
     if (fd < 0)
@@ -1037,6 +1045,7 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
 {
     int ep = fd_at(s, FD_ERRPIPE);
     net_pool_drop();   /* the next steps' namespaces are not this one's */
+    close(host_net);
     if (setsid() < 0 || join_net(s, net) != 0)
         fail_to(ep);
     for (uint32_t i = 0; i < s->h.n_cg; i++) {
@@ -1179,10 +1188,9 @@ static int reply(int s, int32_t answer, int fd)
 static _Noreturn void serve(int s, int life, bool is_helper)
 {
     const long ns = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
-    bool serves_steps = false;   /* a helper that only makes cells: no pool */
-    if (host_net >= 0)
-        close(host_net);
-    host_net = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    /* The pool is filled ahead only in a cell's zygote: the helper itself
+     * serves steps only for the probe, or where there are no cgroups. */
+    bool serves_steps = false;
     for (;;) {
         step st;
         char kind = 0;
@@ -1193,7 +1201,7 @@ static _Noreturn void serve(int s, int life, bool is_helper)
         if (kind == 'z' && is_helper) {
             answer = make_zygote(&st, s, life, &peer);
         } else if (kind == 'r' && parse_step(&st) == 0) {
-            serves_steps = true;
+            serves_steps = !is_helper;
             int net = st.h.network ? -1 : net_pool_take();
             long pid = syscall(SYS_clone, CLONE_PARENT | ns, NULL, NULL,
                                NULL, NULL);
@@ -1238,6 +1246,7 @@ static _Noreturn void helper_main(int s, int life)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGCHLD, SIG_DFL);
     prctl(PR_SET_NAME, "rz-sandbox", 0, 0, 0);
+    host_net = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     int status = build_root(&tmpl) == 0 ? 0 : (errno ? errno : EIO);
     if (send(s, &status, sizeof status, MSG_NOSIGNAL) != sizeof status ||
         status != 0)
