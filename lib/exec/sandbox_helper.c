@@ -62,6 +62,9 @@
 #ifndef SIOCGSKNS
 #define SIOCGSKNS 0x894C   /* linux/sockios.h: a socket's network namespace */
 #endif
+#ifndef PIDFD_GET_MNT_NAMESPACE
+#define PIDFD_GET_MNT_NAMESPACE _IO(0xFF, 3)   /* linux/pidfd.h, 6.11 */
+#endif
 #ifndef MOVE_MOUNT_F_EMPTY_PATH
 #define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
 #endif
@@ -735,7 +738,13 @@ static void chown_tree(int dirfd, int depth)
     while ((e = readdir(d)) != NULL) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
-        fchownat(dirfd, e->d_name, STEP_UID, STEP_UID, AT_SYMLINK_NOFOLLOW);
+        /* A reused folder's entries are the step user's already: a chown
+         * would still journal a new ctime. */
+        struct stat st;
+        if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            st.st_uid != STEP_UID || st.st_gid != STEP_UID)
+            fchownat(dirfd, e->d_name, STEP_UID, STEP_UID,
+                     AT_SYMLINK_NOFOLLOW);
         if (e->d_type == DT_DIR && depth < CHOWN_DEPTH) {
             int sub = openat(dirfd, e->d_name,
                              O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -973,6 +982,58 @@ static int net_pool_take(void)
     return n_net > 0 ? net_pool[--n_net] : -1;
 }
 
+/* The running step's mount namespace, held: the last reference to it
+ * tears every mount of the step down and waits for an RCU grace period.
+ * Without the hold that is the exit of the step's init, before the runner
+ * can reap it; with it, this process closes it once the init is gone
+ * (Linux 6.11 and later; elsewhere nothing is held). */
+static int held_mnt = -1, held_pidfd = -1;
+
+static void mnt_release(void)
+{
+    if (held_mnt >= 0)
+        close(held_mnt);
+    if (held_pidfd >= 0)
+        close(held_pidfd);
+    held_mnt = held_pidfd = -1;
+}
+
+static void mnt_hold(pid_t pid)
+{
+    mnt_release();
+#ifdef SYS_pidfd_open
+    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    int ns = pfd >= 0 ? ioctl(pfd, PIDFD_GET_MNT_NAMESPACE, 0) : -1;
+    if (ns < 0 || fcntl(ns, F_SETFD, FD_CLOEXEC) != 0) {
+        if (ns >= 0)
+            close(ns);
+        if (pfd >= 0)
+            close(pfd);
+        return;
+    }
+    held_mnt = ns;
+    held_pidfd = pfd;
+#else
+    (void)pid;
+#endif
+}
+
+/* Wait for the next request on `s`, letting go of the last step's mount
+ * namespace as soon as its init has ended. */
+static void wait_request(int s)
+{
+    for (;;) {
+        struct pollfd pf[2] = { { s, POLLIN, 0 }, { held_pidfd, POLLIN, 0 } };
+        int n = poll(pf, held_pidfd >= 0 ? 2 : 1, -1);
+        if (n < 0 && errno != EINTR)
+            return;
+        if (n > 0 && held_pidfd >= 0 && pf[1].revents)
+            mnt_release();
+        if (n > 0 && pf[0].revents)
+            return;
+    }
+}
+
 /* Fill the pool while no request waits on `s`. */
 static void net_pool_idle(int s)
 {
@@ -1045,6 +1106,7 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
 {
     int ep = fd_at(s, FD_ERRPIPE);
     net_pool_drop();   /* the next steps' namespaces are not this one's */
+    mnt_release();
     close(host_net);
     if (setsid() < 0 || join_net(s, net) != 0)
         fail_to(ep);
@@ -1194,6 +1256,7 @@ static _Noreturn void serve(int s, int life, bool is_helper)
     for (;;) {
         step st;
         char kind = 0;
+        wait_request(s);
         if (recv_step(s, &st, &kind) != 0)
             _exit(0);
         int32_t answer = -EINVAL;
@@ -1210,6 +1273,8 @@ static _Noreturn void serve(int s, int life, bool is_helper)
                 step_init(&st, &tmpl, life, net);
             }
             answer = pid > 0 ? (int32_t)pid : -errno;
+            if (pid > 0 && !is_helper)
+                mnt_hold((pid_t)pid);
             if (net >= 0)
                 close(net);   /* the step's alone now; never handed again */
         }
