@@ -892,6 +892,12 @@ static rz_registry *test_registry(void)
                "cat >/dev/null; cd \"$HOME\"; echo junk > junk;"
                " ln in/request.json ../leak; chmod 0 in/request.json;"
                " echo '{\"value\":1}'\n");
+    /* Writes all over its folder: as a sandboxed step, only its outputs
+     * file is the host's. */
+    add_module(reg, "scrawl", "process",
+               "cat >/dev/null; cd \"$HOME\"; echo junk > junk;"
+               " echo junk > in/junk; echo '{\"value\":2}' > out/outputs.json;"
+               " echo '{\"value\":1}'\n");
     add_module(reg, "talk", "process",
                "cat >/dev/null; echo 'first line' >&2; sleep 1;"
                " echo 'second line' >&2; echo '{\"value\":1}'\n");
@@ -1346,6 +1352,63 @@ static void test_runner_scratch_reuse(void **state)
     len = strcspn(seen[2], "|") + 1;
     assert_int_equal(strncmp(seen[2], seen[3], len), 0);
     /* Only the engine's folder may remain until its cleanup; no rz-*. */
+    DIR *d = opendir(parent);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        assert_int_not_equal(strncmp(e->d_name, "rz-", 3), 0);
+    closedir(d);
+    recorder_free(&rec);
+    rz_run_free(run);
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
+/* Sandboxed steps reuse folders too: what a step writes lands in its own
+ * tmpfs but for its outputs file, which the next step finds empty, in the
+ * same folder. */
+static void test_runner_scratch_reuse_sandboxed(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available())
+        skip();
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, NULL,
+        "flux: 1\nname: reuse\nsteps:\n"
+        "  a:\n    module: look\n"
+        "  b:\n    module: litter\n    needs: [a]\n"
+        "  c:\n    module: look\n    needs: [b]\n"
+        "  d:\n    module: scrawl\n    needs: [c]\n"
+        "  e:\n    module: look\n    needs: [d]\n");
+    char parent[300];
+    snprintf(parent, sizeof parent, "%s/scratch-sbx", tmp_root);
+    assert_int_equal(mkdir(parent, 0700), 0);
+    const char *old = getenv("TMPDIR");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("TMPDIR", parent, 1);
+    recorder rec = { .n = 0 };
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    o.sandbox = 1;
+    o.jobs = 1;
+    rz_run *run = run_flow(f, &o, &rec);
+    if (saved)
+        setenv("TMPDIR", saved, 1);
+    else
+        unsetenv("TMPDIR");
+    free(saved);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+    const char *clean = "|. ./in ./in/request.json ./out ./out/outputs.json |yes";
+    char seen[3][600];
+    const char *ids[] = { "a", "c", "e" };
+    for (size_t i = 0; i < 3; i++) {
+        look_of(run, f, ids[i], seen[i], sizeof seen[i]);
+        assert_non_null(strstr(seen[i], clean));
+        assert_int_equal(strncmp(seen[i], parent, strlen(parent)), 0);
+    }
+    /* One slot, nothing a step did reached the host's folder: one folder. */
+    size_t len = strcspn(seen[0], "|") + 1;
+    assert_int_equal(strncmp(seen[0], seen[1], len), 0);
+    assert_int_equal(strncmp(seen[0], seen[2], len), 0);
     DIR *d = opendir(parent);
     assert_non_null(d);
     struct dirent *e;
@@ -2361,6 +2424,7 @@ int main(void)
         T(test_runner_removes_stale_folders),
         T(test_runner_invalid),
         T(test_runner_scratch_reuse),
+        T(test_runner_scratch_reuse_sandboxed),
         T(test_runner_records_run),
         T(test_hostile_etc_and_identity),
         T(test_hostile_host_uid),
