@@ -66,10 +66,17 @@ static void put_ref(ex *x, cJSON *o, const char *k, const cJSON *v)
 
 /* Unknown keys kept from a builder document: beside the known ones in the
  * builder shape, under `ui:` in FluxGraph (which has no unknown keys). */
+/* Kept keys (x-*; a step's own cost ceiling) go first, then the rest (in
+ * FluxGraph under `ui:`): the two sets cannot stay interleaved through a
+ * FluxGraph document, so every export orders them this one way and a
+ * round trip through any format gives the same text. */
 static void put_extra(ex *x, cJSON *o, const cJSON *extra, bool builder, bool top)
 {
     if (!extra || !extra->child)
         return;
+    for (const cJSON *c = extra->child; c; c = c->next)
+        if (rz__flux_kept_key(c->string, top))
+            put_ref(x, o, c->string, c);
     cJSON *dst = o;
     if (!builder) {
         dst = o ? obj(x) : NULL;
@@ -77,7 +84,8 @@ static void put_extra(ex *x, cJSON *o, const cJSON *extra, bool builder, bool to
             return;
     }
     for (const cJSON *c = extra->child; dst && c; c = c->next)
-        put_ref(x, builder || rz__flux_kept_key(c->string, top) ? o : dst, c->string, c);
+        if (!rz__flux_kept_key(c->string, top))
+            put_ref(x, dst, c->string, c);
     if (!builder && dst && !dst->child)
         cJSON_Delete(cJSON_DetachItemViaPointer(o, dst));
 }

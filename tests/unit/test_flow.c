@@ -824,6 +824,30 @@ static void tricky_scalars_round_trip(void **state)
     rz_flow_free(g);
 }
 
+/* Kept keys (x-*) and the rest cannot stay interleaved through FluxGraph's
+ * `ui:`; every export puts the kept ones first, so a builder document comes
+ * back the same through YAML (the flow_json fuzzer's find). */
+static void extras_order_round_trips(void **state)
+{
+    (void)state;
+    const char *doc = "{\"nodes\":[{\"id\":\"a\",\"moduleId\":\"m\"}],"
+                      "\"ui\":{\"zoom\":0.5},\"x-k\":2,\"note\":\"n\"}";
+    rz_flow *f = parse_ok(doc, strlen(doc), RZ_FORMAT_JSON);
+    char *y, *b1, *b2;
+    size_t yn;
+    assert_int_equal(rz_flow_to_yaml(f, &y, &yn), RZ_OK);
+    rz_flow *g = parse_ok(y, yn, RZ_FORMAT_YAML);
+    assert_int_equal(rz_flow_to_json(f, RZ_EXPORT_BUILDER, &b1, NULL), RZ_OK);
+    assert_int_equal(rz_flow_to_json(g, RZ_EXPORT_BUILDER, &b2, NULL), RZ_OK);
+    assert_string_equal(b1, b2);
+    assert_non_null(strstr(b1, "\"x-k\":2,\"ui\":{\"zoom\":0.5},\"note\":\"n\""));
+    rz_free(y);
+    rz_free(b1);
+    rz_free(b2);
+    rz_flow_free(f);
+    rz_flow_free(g);
+}
+
 static void credentials_are_stripped(void **state)
 {
     (void)state;
@@ -1522,6 +1546,7 @@ int main(void)
         cmocka_unit_test(join_loads_and_round_trips),
         cmocka_unit_test(inputs_from_pairs),
         cmocka_unit_test(tricky_scalars_round_trip),
+        cmocka_unit_test(extras_order_round_trips),
         cmocka_unit_test(credentials_are_stripped),
         cmocka_unit_test(export_arguments),
         cmocka_unit_test(locate_pointers),
