@@ -580,7 +580,8 @@ static void remove_stale_dirs(const char *tmp)
     while ((e = readdir(d))) {
         long pid = 0;
         int end = 0;
-        if (sscanf(e->d_name, "rhizos-run-%ld-%n", &pid, &end) != 1 || !end ||
+        if (strncmp(e->d_name, "rhizos-run-", 11) != 0 ||
+            sscanf(e->d_name, "rhizos-run-%ld-%n", &pid, &end) != 1 || !end ||
             pid <= 0 || pid == (long)getpid())
             continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
@@ -617,13 +618,53 @@ static const char *engine_parent(size_t steps)
     return "/tmp";
 }
 
+/* This user's folder of engine folders in tmp, so that the sweep for stale
+ * ones reads a handful of entries, not all of tmp (hundreds on a busy
+ * machine: a twentieth of a one-step run). NULL when the name is taken by
+ * something that is not our private folder (another user made it first):
+ * the caller then works in tmp itself, as before. *made: it did not exist
+ * until now. */
+static char *runs_parent(const char *tmp, bool *made)
+{
+    char *p = rz__asprintf("%s/rhizos-runs-%ld", tmp, (long)geteuid());
+    if (!p)
+        return NULL;
+    *made = mkdir(p, 0700) == 0;
+    struct stat st;
+    if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
+        (st.st_mode & 077) == 0)
+        return p;
+    free(p);
+    return NULL;
+}
+
+/* Sweep tmp's folder of engine folders; and tmp itself the first time that
+ * folder is made (and whenever it cannot be used), for folders made in tmp
+ * directly by runs before it existed. */
+static void sweep(const char *tmp, char **parent)
+{
+    bool made = false;
+    char *p = runs_parent(tmp, &made);
+    if (p)
+        remove_stale_dirs(p);
+    if (!p || made)
+        remove_stale_dirs(tmp);
+    if (parent)
+        *parent = p;
+    else
+        free(p);
+}
+
 static int engine_dir(char **out, size_t steps)
 {
     const char *tmp = engine_parent(steps);
-    remove_stale_dirs(tmp);
+    char *parent = NULL;
+    sweep(tmp, &parent);
     if (strcmp(tmp, SHM_DIR) == 0)
-        remove_stale_dirs("/tmp");   /* of runs that chose it */
-    char *dir = rz__asprintf("%s/rhizos-run-%ld-XXXXXX", tmp, (long)getpid());
+        sweep("/tmp", NULL);   /* of runs that chose it */
+    char *dir = rz__asprintf("%s/rhizos-run-%ld-XXXXXX", parent ? parent : tmp,
+                             (long)getpid());
+    free(parent);
     if (!dir)
         return rz__error(RZ_ENOMEM, "out of memory");
     if (!mkdtemp(dir)) {

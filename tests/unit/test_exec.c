@@ -1441,49 +1441,121 @@ static void test_runner_invalid(void **state)
     rz_registry_free(reg);
 }
 
-/* The engine folder of a run killed with SIGKILL is removed by the next
- * run: only folders of processes that are gone (this one's parent is
- * alive: its folder stays), and only folders. */
-static void test_runner_removes_stale_folders(void **state)
+/* A pid that no process has now: a child that has exited and been reaped. */
+static long gone_pid(void)
 {
-    (void)state;
     pid_t child = fork();
     assert_true(child >= 0);
     if (child == 0)
         _exit(0);
     assert_int_equal(waitpid(child, NULL, 0), child);
-    char dead[400], alive[400], file[400];
-    snprintf(dead, sizeof dead, "%s/rhizos-run-%ld-abcdef", tmp_root, (long)child);
-    snprintf(alive, sizeof alive, "%s/rhizos-run-%ld-abcdef", tmp_root, (long)getppid());
-    snprintf(file, sizeof file, "%s/rhizos-run-%ld-file", tmp_root, (long)child);
-    assert_int_equal(mkdir(dead, 0700), 0);
-    char inner[500];
-    snprintf(inner, sizeof inner, "%s/ledger", dead);
-    assert_int_equal(mkdir(inner, 0700), 0);
-    assert_int_equal(mkdir(alive, 0700), 0);
-    FILE *fp = fopen(file, "w");
-    assert_non_null(fp);
-    fclose(fp);
+    return (long)child;
+}
+
+static void make_dir(const char *parent, const char *fmt, long pid, char *out,
+                     size_t cap)
+{
+    char name[100];
+    snprintf(name, sizeof name, fmt, pid);
+    snprintf(out, cap, "%s/%s", parent, name);
+    assert_int_equal(mkdir(out, 0700), 0);
+}
+
+/* One run of f with TMPDIR = tmp; it must succeed. */
+static void run_in_tmp(const rz_flow *f, const char *tmp)
+{
     const char *old = getenv("TMPDIR");
     char *saved = old ? strdup(old) : NULL;
-    assert_int_equal(setenv("TMPDIR", tmp_root, 1), 0);
-    rz_registry *reg = test_registry();
-    rz_flow *f = load_flow(reg, "branch.yaml", NULL);
+    assert_int_equal(setenv("TMPDIR", tmp, 1), 0);
     recorder rec = { .n = 0 };
     rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
     rz_run *run = run_flow(f, &o, &rec);
-    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
-    struct stat st;
-    assert_int_equal(stat(dead, &st), -1);
-    assert_int_equal(stat(alive, &st), 0);
-    assert_int_equal(stat(file, &st), 0);
     if (saved)
         setenv("TMPDIR", saved, 1);
     else
         unsetenv("TMPDIR");
     free(saved);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
     recorder_free(&rec);
     rz_run_free(run);
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+/* The engine folder of a run killed with SIGKILL is removed by the next
+ * run: only folders of processes that are gone (this one's parent is
+ * alive: its folder stays), and only folders. Engine folders live in
+ * TMPDIR/rhizos-runs-UID, which is all a run reads; folders that runs made
+ * in TMPDIR itself (before that folder existed) go when it is made. */
+static void test_runner_removes_stale_folders(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, "branch.yaml", NULL);
+    char tmp[400], parent[500], dead[600], alive[600], file[600], inner[700];
+    snprintf(tmp, sizeof tmp, "%s/stale", tmp_root);
+    assert_int_equal(mkdir(tmp, 0700), 0);
+    snprintf(parent, sizeof parent, "%s/rhizos-runs-%ld", tmp, (long)geteuid());
+
+    /* 1. Folders in TMPDIR itself, from before the runs' folder. */
+    make_dir(tmp, "rhizos-run-%ld-abcdef", gone_pid(), dead, sizeof dead);
+    snprintf(inner, sizeof inner, "%s/ledger", dead);
+    assert_int_equal(mkdir(inner, 0700), 0);
+    make_dir(tmp, "rhizos-run-%ld-abcdef", (long)getppid(), alive, sizeof alive);
+    snprintf(file, sizeof file, "%s/rhizos-run-%ld-file", tmp, gone_pid());
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    run_in_tmp(f, tmp);
+    assert_false(exists(dead));
+    assert_true(exists(alive));
+    assert_true(exists(file));
+    struct stat st;
+    assert_int_equal(lstat(parent, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 077, 0);
+    assert_int_equal(st.st_uid, geteuid());
+
+    /* 2. In the runs' folder, where the run made and removed its own. */
+    DIR *d = opendir(parent);
+    assert_non_null(d);
+    const struct dirent *e;
+    int entries = 0;
+    while ((e = readdir(d)))
+        entries += e->d_name[0] != '.';
+    closedir(d);
+    assert_int_equal(entries, 0);
+    make_dir(parent, "rhizos-run-%ld-ghijkl", gone_pid(), dead, sizeof dead);
+    snprintf(inner, sizeof inner, "%s/engine", dead);
+    assert_int_equal(mkdir(inner, 0700), 0);
+    char alive2[600], later[600];
+    make_dir(parent, "rhizos-run-%ld-ghijkl", (long)getppid(), alive2, sizeof alive2);
+    /* a folder made in TMPDIR after the runs' folder exists is not read */
+    make_dir(tmp, "rhizos-run-%ld-mnopqr", gone_pid(), later, sizeof later);
+    run_in_tmp(f, tmp);
+    assert_false(exists(dead));
+    assert_true(exists(alive2));
+    assert_true(exists(alive));
+    assert_true(exists(later));
+
+    /* 3. A runs' folder name taken by something else (here a file): the
+     * run works in TMPDIR itself and sweeps it, as before. */
+    char tmp2[400], taken[500];
+    snprintf(tmp2, sizeof tmp2, "%s/stale2", tmp_root);
+    assert_int_equal(mkdir(tmp2, 0700), 0);
+    snprintf(taken, sizeof taken, "%s/rhizos-runs-%ld", tmp2, (long)geteuid());
+    fp = fopen(taken, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    make_dir(tmp2, "rhizos-run-%ld-stuvwx", gone_pid(), dead, sizeof dead);
+    run_in_tmp(f, tmp2);
+    assert_false(exists(dead));
+    assert_int_equal(lstat(taken, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
     rz_flow_free(f);
     rz_registry_free(reg);
 }
