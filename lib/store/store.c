@@ -13,6 +13,7 @@
 #include "common/fs.h"
 #include "common/internal.h"
 #include "rhizos/store.h"
+#include "store/store_impl.h"
 
 /* Runs are small; 1 GiB of address space is plenty and costs nothing until
  * used (LMDB maps the file sparsely). */
@@ -140,6 +141,12 @@ static uint64_t record_started(const char *json, size_t len)
     return v;
 }
 
+char *rz__store_record(const rz_run *run, uint64_t started_ms,
+                       uint64_t finished_ms)
+{
+    return build_record(run, started_ms, finished_ms);
+}
+
 int rz_store_run_put(rz_store *st, const rz_run *run, uint64_t started_ms,
                      uint64_t finished_ms)
 {
@@ -149,6 +156,16 @@ int rz_store_run_put(rz_store *st, const rz_run *run, uint64_t started_ms,
     char *rec = build_record(run, started_ms, finished_ms);
     if (!rec)
         return rz__error(RZ_ENOMEM, "out of memory");
+    return rz__store_put_record(st, id, started_ms, rec);
+}
+
+int rz__store_put_record(rz_store *st, const char *id, uint64_t started_ms,
+                         char *rec)
+{
+    if (!st || !id || !*id || strlen(id) > 256) {
+        free(rec);
+        return rz__error(RZ_EINVAL, "run id must be 1..256 bytes");
+    }
     MDB_txn *txn;
     int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (mrc != 0) {

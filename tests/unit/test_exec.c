@@ -1615,6 +1615,79 @@ static void test_runner_records_run(void **state)
     rz_registry_free(reg);
 }
 
+/* What another process sees in the store at `data` while the run goes:
+ * the run's first record (finished_ms 0), waited for up to 5 s since it is
+ * written on a thread of its own while the first steps run. */
+static void first_record_seen(const rz_event *e, void *ud)
+{
+    if (e->kind != RZ_EVENT_STEP_SUCCEEDED)
+        return;
+    const char *data = ud;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        for (int i = 0; i < 500; i++) {
+            rz_store *st = NULL;
+            char *json = NULL;
+            int ok = 0;
+            if (rz_store_open(&st, data) == RZ_OK &&
+                rz_store_run_get(st, "first-1", &json) == RZ_OK) {
+                cJSON *doc = cJSON_Parse(json);
+                const cJSON *fin = cJSON_GetObjectItemCaseSensitive(doc, "finished_ms");
+                ok = cJSON_IsNumber(fin) && fin->valuedouble == 0 ? 1 : 2;
+                cJSON_Delete(doc);
+            }
+            rz_free(json);
+            rz_store_close(st);
+            if (ok)
+                _exit(ok == 1 ? 0 : 2);
+            usleep(10000);
+        }
+        _exit(1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* The run is on record while it goes (its first record, before the final
+ * one), and finished afterwards. */
+static void test_runner_first_record(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, NULL,
+        "flux: 1\nname: first\nsteps:\n  a:\n    module: env\n"
+        "  b:\n    module: env\n    needs: [a]\n");
+    char data[400];
+    snprintf(data, sizeof data, "%s/first-data", tmp_root);
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    o.run_id = "first-1";
+    o.data_dir = data;
+    o.jobs = 1;
+    o.on_event = first_record_seen;
+    o.userdata = data;
+    rz_run *run = NULL;
+    assert_int_equal(rz_runner_run(&run, f, &o), RZ_OK);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+    rz_run_free(run);
+    rz_store *st = NULL;
+    char *json = NULL;
+    assert_int_equal(rz_store_open(&st, data), RZ_OK);
+    assert_int_equal(rz_store_run_get(st, "first-1", &json), RZ_OK);
+    cJSON *doc = cJSON_Parse(json);
+    const cJSON *status = cJSON_GetObjectItemCaseSensitive(doc, "status");
+    assert_string_equal(status->valuestring, "succeeded");
+    const cJSON *fin = cJSON_GetObjectItemCaseSensitive(doc, "finished_ms");
+    assert_true(cJSON_IsNumber(fin) && fin->valuedouble > 0);
+    cJSON_Delete(doc);
+    rz_free(json);
+    rz_store_close(st);
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
 /* ---- hostile modules against the sandbox's limits (issue 14) ---- */
 
 /* Run `script` sandboxed in a scratch folder this test makes, so what it
@@ -2498,6 +2571,7 @@ int main(void)
         T(test_runner_scratch_reuse),
         T(test_runner_scratch_reuse_sandboxed),
         T(test_runner_records_run),
+        T(test_runner_first_record),
         T(test_hostile_etc_and_identity),
         T(test_hostile_host_uid),
         T(test_sandbox_helper_restarts),
