@@ -55,17 +55,18 @@ typedef struct slot {
     bool status_shown;           /* its own progress line was sent once */
 } slot;
 
-/* The run's first record, written while the run starts (below). */
-typedef struct first_record {
+/* A record of the run being written on a thread of its own (below). */
+typedef struct bg_record {
     pthread_t thread;
-    bool pending;                /* the thread is to be joined */
+    bool pending;                /* record_join has something to wait for */
+    bool thread_started;
     const char *dir, *id;
     uint64_t started;
     char *rec;                   /* the thread's to free */
     rz_store *store;             /* the thread's until joined */
     int rc;
     char msg[512];               /* rz_error_last() is per thread */
-} first_record;
+} bg_record;
 
 typedef struct runner {
     const rz_flow *flow;
@@ -83,10 +84,11 @@ typedef struct runner {
     rz__scratch_pool *scratch;   /* steps' folders, reused */
     rz_engine *engine;
     rz_store *store;             /* opts->data_dir's, open for the run */
-    first_record first;
+    bg_record bg;                 /* the record being written */
     uint64_t started_wall;       /* for the run's record */
     uint64_t node, dep;
     bool finished;               /* the deployment finished */
+    int recorded;                /* the last record's outcome */
 } runner;
 
 /* ---- events ---- */
@@ -438,25 +440,27 @@ static int check_cancel(runner *r)
 /* The first record puts the run on record from the start, so `flow runs`
  * shows it while it goes and a killed run still leaves a trace. It is
  * committed on a thread of its own while the engine starts and the first
- * steps run, and joined before the final record: its durable commit (the
- * store's LMDB files made and fdatasync'd on a fresh store, and two
- * flushes of the journal each time) waited for everything the other
- * processes had written to the same file system, a fifth of a one-step
+ * steps run; the final record likewise while the runner frees the engine
+ * and the steps' folders, and it is joined before rz_runner_run returns.
+ * Their durable commits (the store's LMDB files made and fdatasync'd on a
+ * fresh store, and two flushes each time) waited for everything the other
+ * processes had written to the same file system: a fifth of a one-step
  * run's wall time.
  *
- * What a crash leaves is unchanged: the commit is the same single LMDB
- * transaction, durable when it returns (data fdatasync'd, then the meta
- * page written O_DSYNC), so the store is never half-written. A run killed
- * in the few milliseconds before that commit has no record (as a run
- * killed before this point always had none); one killed after it has its
- * first record, and a finished run's record is durable before
- * rz_runner_run returns, after this thread has been joined. Nothing
- * else touches the store meanwhile: the record is built on the runner's
- * thread, from the run as it is now. */
-static void *write_first(void *arg)
+ * What a crash leaves is unchanged: each record is the same single LMDB
+ * transaction as before, durable when its commit returns (data
+ * fdatasync'd, then the meta page written O_DSYNC), so the store is never
+ * half-written. A run killed in the few milliseconds before the first
+ * commit has no record (as a run killed before this point always had
+ * none); one killed after it has its first record; a finished run's record
+ * is durable before rz_runner_run returns. One commit at a time: the first
+ * is joined before the final one starts, and nothing else touches the
+ * store meanwhile. The record is built on the runner's thread, from the
+ * run as it is then; the thread only writes it. */
+static void *write_record(void *arg)
 {
-    first_record *f = arg;
-    int rc = rz_store_open(&f->store, f->dir);
+    bg_record *f = arg;
+    int rc = f->store ? RZ_OK : rz_store_open(&f->store, f->dir);
     if (rc == RZ_OK)
         rc = rz__store_put_record(f->store, f->id, f->started, f->rec);
     else
@@ -477,62 +481,53 @@ static void record_failed(runner *r, int rc, const char *why)
     free(msg);
 }
 
-static void record_first(runner *r)
+/* Waits for the record being written; a failure is told as a notice and
+ * returned, with rz_error_last() set. */
+static int record_join(runner *r)
 {
-    first_record *f = &r->first;
+    bg_record *f = &r->bg;
+    if (!f->pending)
+        return RZ_OK;
+    if (f->thread_started)
+        pthread_join(f->thread, NULL);
+    f->pending = f->thread_started = false;
+    r->store = f->store;
+    f->store = NULL;
+    if (f->rc != RZ_OK)
+        record_failed(r, f->rc, f->msg);
+    return f->rc;
+}
+
+/* Starts writing the run's record as it is now (finished: 0 while it
+ * goes); record_join waits for it. */
+static void record(runner *r, uint64_t finished)
+{
+    bg_record *f = &r->bg;
+    (void)record_join(r);   /* told; the next record says it again */
     if (!r->opts->data_dir)
         return;
     f->dir = r->opts->data_dir;
     f->id = rz_run_id(r->run);
     f->started = r->started_wall;
-    f->rec = rz__store_record(r->run, r->started_wall, 0);
+    f->rec = rz__store_record(r->run, r->started_wall, finished);
+    f->rc = RZ_OK;
+    f->msg[0] = '\0';
+    f->pending = true;
+    f->store = r->store;   /* the thread's until joined */
+    r->store = NULL;
     if (!f->rec) {
-        record_failed(r, RZ_ENOMEM, "out of memory");
+        f->rc = RZ_ENOMEM;
+        snprintf(f->msg, sizeof f->msg, "out of memory");
         return;
     }
     /* Signals stay with the runner's thread (the caller's handlers). */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    f->pending = pthread_create(&f->thread, NULL, write_first, f) == 0;
+    f->thread_started = pthread_create(&f->thread, NULL, write_record, f) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (!f->pending) {
-        (void)write_first(f);   /* no thread to be had: here, as before */
-        f->pending = false;
-        r->store = f->store;
-        if (f->rc != RZ_OK)
-            record_failed(r, f->rc, f->msg);
-    }
-}
-
-/* Waits for the first record; a failure is told as a notice. */
-static void record_first_join(runner *r)
-{
-    first_record *f = &r->first;
-    if (!f->pending)
-        return;
-    pthread_join(f->thread, NULL);
-    f->pending = false;
-    r->store = f->store;
-    if (f->rc != RZ_OK)
-        record_failed(r, f->rc, f->msg);
-}
-
-/* A failure is told as a notice and returned, with rz_error_last() set. */
-static int record(runner *r, uint64_t finished)
-{
-    const char *dir = r->opts->data_dir;
-    if (!dir)
-        return RZ_OK;
-    int rc = r->store ? RZ_OK : rz_store_open(&r->store, dir);
-    if (rc == RZ_OK)
-        rc = rz_store_run_put(r->store, r->run, r->started_wall, finished);
-    if (rc == RZ_OK)
-        return RZ_OK;
-    char *why = rz__asprintf("%s", rz_error_last()->message);
-    record_failed(r, rc, why ? why : "?");
-    free(why);
-    return rc;
+    if (!f->thread_started)
+        (void)write_record(f);   /* no thread to be had: here, as before */
 }
 
 /* ---- the loop ---- */
@@ -876,9 +871,10 @@ static void runner_free(runner *r)
         drop_slot(r, r->n_slots - 1);
     rz__scratch_pool_free(r->scratch);
     rz_engine_close(r->engine);
-    record_first_join(r);
-    rz_store_close(r->store);
     remove_dir(r->dir);
+    r->dir = NULL;
+    r->recorded = record_join(r);   /* the final record, written meanwhile */
+    rz_store_close(r->store);
     free(r->slots);
     free(r->pfds);
     free(r->seen);
@@ -948,14 +944,15 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
             emit(&r, RZ_EVENT_NOTICE, RZ_NPOS, rz_sandbox_status());
         report_changes(&r);
         r.started_wall = rz__wall_ms();
-        record_first(&r);   /* told; the final record says it again */
+        record(&r, 0);      /* told; the final record says it again */
         rc = engine_start(&r);
     }
     if (rc == RZ_OK)
         rc = drive(&r);
-    record_first_join(&r);
-    int recorded = rc == RZ_OK ? record(&r, rz__wall_ms()) : RZ_OK;
+    if (rc == RZ_OK)
+        record(&r, rz__wall_ms());   /* joined in runner_free */
     runner_free(&r);
+    int recorded = rc == RZ_OK ? r.recorded : RZ_OK;
     if (rc != RZ_OK) {
         rz_run_free(r.run);
         return rc;
