@@ -591,10 +591,8 @@ int rz__attempt_start_pooled(rz_attempt **out, const rz_attempt_opts *o,
     if (!name || !*name)
         name = "process";
     a->ad = find_adapter(name);
-    /* A process step leaves a folder nothing else holds once it is
-     * reaped: unsandboxed, its group is killed; sandboxed, every process
-     * of its pid namespace ends with the namespace's init. */
-    if (a->ad == &rz__process_adapter)
+    /* Only an unsandboxed process leaves a folder nothing else holds. */
+    if (a->ad == &rz__process_adapter && !o->sandbox)
         a->pool = pool;
     char why[512] = "";
     const char *host = o->version >= 2 ? o->container_host : NULL;

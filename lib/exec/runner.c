@@ -81,7 +81,7 @@ typedef struct runner {
     bool cancelled;
     uint64_t last_progress;      /* when RZ_EVENT_PROGRESS was last sent */
     char *dir;                   /* the engine's private data folder */
-    rz__scratch_pool *scratch;   /* steps' folders, reused */
+    rz__scratch_pool *scratch;   /* unsandboxed steps' folders, reused */
     rz_engine *engine;
     rz_store *store;             /* opts->data_dir's, open for the run */
     bg_record bg;                 /* the record being written */
@@ -860,7 +860,7 @@ static int runner_init(runner *r, const rz_flow *flow,
     for (size_t i = 0; i < n; i++)
         r->seen[i] = RZ_STEP_PENDING;
     /* Without a pool every step makes its own folder, as before. */
-    if (rz__scratch_pool_new(&r->scratch, NULL) != RZ_OK)
+    if (!opts->sandbox && rz__scratch_pool_new(&r->scratch, NULL) != RZ_OK)
         r->scratch = NULL;
     return RZ_OK;
 }

@@ -54,7 +54,7 @@
 #define MAX_BINDS 24
 #define SHM_MB 64u
 #define CHOWN_DEPTH 32
-#define STEP_UID 65534    /* RZ__SBX_UID */
+#define STEP_UID 65534
 
 #ifndef OPEN_TREE_CLONE
 #define OPEN_TREE_CLONE 1

@@ -1,4 +1,4 @@
-/* Recycled scratch folders (exec_impl.h).
+/* Recycled scratch folders for unsandboxed attempts (exec_impl.h).
  *
  * On ext4 making and removing a step's folder (rz-XXXXXX/, in/, out/ and
  * two files) cost about a third of the embedded runner's CPU: allocating
@@ -6,10 +6,6 @@
  * finished step leaves behind is instead refilled in place for the next,
  * after checking it holds exactly the protocol's layout; anything else in
  * it and it is removed and a new one made, as before.
- *
- * Sandboxed steps reuse them too: each sees the folder's entries only
- * through its own mounts, and every process of a step ends with its pid
- * namespace before the folder is handed on.
  *
  * The folder keeps its name (renaming it per step cost a sixth of the
  * runner's CPU on ext4). That gives nothing away: a step's processes are
@@ -28,7 +24,6 @@
 #include <sys/syscall.h>
 
 #include "exec/adapter.h"
-#include "exec/sandbox.h"
 
 #define POOL_MAX 64              /* folders kept; more are removed */
 
@@ -118,16 +113,11 @@ static bool lists_exactly(int fd, const char *a, unsigned char ta,
 }
 
 /* Ours, the wanted type, the owner's bits set; a file has no other name
- * (a hard link would carry the next request out of the folder). Ours
- * includes, for a root runner, the sandbox's step user: the sandbox helper
- * hands a step's entries to it; the folder itself stays root's, mode 0700,
- * so no one else on the host reaches them between steps. */
+ * (a hard link would carry the next request out of the folder). */
 static bool sound(int fd, bool dir, mode_t owner_bits, off_t *size)
 {
     struct stat st;
-    if (fstat(fd, &st) != 0 ||
-        (st.st_uid != geteuid() &&
-         !(geteuid() == 0 && st.st_uid == RZ__SBX_UID)))
+    if (fstat(fd, &st) != 0 || st.st_uid != geteuid())
         return false;
     if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode) || st.st_nlink != 1)
         return false;
