@@ -12,11 +12,19 @@
 #include "common/internal.h"
 #include "common/text.h"
 
+/* Past 2^53 an integral double is written with an exponent: as a plain
+ * integer literal the loaders would (rightly) refuse it as inexact, and a
+ * value there only ever came in as a float (1.5e16 from YAML's
+ * 15051091192184831.5). */
 void rz__number_format(double d, char *buf, size_t cap)
 {
     static const char *const forms[] = { "%.15g", "%.16g", "%.17g" };
+    static const char *const exps[] = { "%.14e", "%.15e", "%.16e" };
+    bool big = fabs(d) > 9007199254740992.0;
     for (size_t i = 0; i < RZ_ARRAY_LEN(forms); i++) {
         snprintf(buf, cap, forms[i], d);
+        if (big && !strpbrk(buf, ".eEni"))
+            snprintf(buf, cap, exps[i], d);
         double back = strtod(buf, NULL);
         if (back == d && (d != 0 || signbit(back) == signbit(d)))
             return;

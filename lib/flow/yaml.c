@@ -463,8 +463,8 @@ static void format_number(double d, char *buf, size_t cap)
         snprintf(buf, cap, ".nan");
     else if (isinf(d))
         snprintf(buf, cap, d < 0 ? "-.inf" : ".inf");
-    else if (d == floor(d) && fabs(d) < 1e17)
-        snprintf(buf, cap, "%.0f", d);
+    else if (d == floor(d) && fabs(d) <= 9007199254740992.0)
+        snprintf(buf, cap, "%.0f", d);   /* past 2^53 it would read as inexact */
     else {
         rz__number_format(d, buf, cap);
         /* "%.17g" may print an integral-looking value; keep it a float. */
