@@ -272,6 +272,7 @@ int audit_open(orch *o)
     audit_path(o->opts.data, o->audit_path, sizeof o->audit_path);
     int have = key_read(o->opts.data, o->audit_key);
     chain c;
+    memset(&c, 0, sizeof c);   /* an unreadable key skips the walk: nothing torn */
     int rc = have < 0 ? RZ_EIO
                       : walk(o->audit_path, have ? o->audit_key : NULL, &c, NULL);
     uint64_t hseq = 0;
@@ -462,6 +463,7 @@ static int accept_log(const char *data, const char *path)
     }
     int have = key_read(data, o.audit_key);
     chain c;
+    memset(&c, 0, sizeof c);
     int rc = have < 0 ? RZ_EIO : walk(path, have ? o.audit_key : NULL, &c, NULL);
     if (rc != RZ_OK && c.torn && truncate(path, (off_t)c.bytes) == 0)
         rc = RZ_OK;

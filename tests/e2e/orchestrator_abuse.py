@@ -506,6 +506,24 @@ class Audit(Base):
         self.assertEqual([r["phase"] for r in recs[2:]], ["accept", "begin", "end"])
         self.assertEqual(recs[2]["head_was"], 7)
 
+    def test_cut_audit_key_refused_log_untouched(self):
+        # A key cut short (a crash inside its first write, or a bad copy)
+        # refuses the start before the log is read, and cuts nothing.
+        self.client(1000)
+        self.s.proc.stop_clean()
+        path = os.path.join(self.s.data, "audit.log")
+        with open(path, "ab") as f:
+            f.write(b'{"seq":99,"torn')      # a torn tail that must stay
+        with open(path, "rb") as f:
+            before = f.read()
+        kpath = os.path.join(self.s.data, "audit.key")
+        with open(kpath, "r+b") as f:
+            f.truncate(5)
+        err = self.start_refused()
+        self.assertIn("is not an audit key", err)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), before)
+
     def test_unwritable_audit_log_fails_closed(self):
         acct, key = self.client(1000)
         path = os.path.join(self.s.data, "audit.log")
