@@ -125,6 +125,18 @@ void orch_live_free(orch *o)
     o->n_live = o->cap_live = 0;
 }
 
+/* A replica run that has voted stays running (unplaced) until its set is
+ * decided; a late chunk must not replace the log its result brought. */
+static bool reported_replica(const rz_engine *e, uint64_t job)
+{
+    rz_engine_replica_run runs[RZ_ENGINE_REPLICAS_MAX];
+    size_t n = rz_engine_job_replicas(e, job, runs, RZ_ENGINE_REPLICAS_MAX);
+    for (size_t i = 0; i < n && i < RZ_ENGINE_REPLICAS_MAX; i++)
+        if (runs[i].job == job)
+            return runs[i].has_digest != 0;
+    return false;
+}
+
 /* Is the chunk for the job this node runs now, in its current attempt?
  * Else answered (404 no such job, 403 another node's, 409 not running or
  * another attempt). */
@@ -149,6 +161,11 @@ static bool chunk_fits(req *q, uint64_t node, uint64_t job, uint64_t attempt,
         reply_error(q, RZ_ESTATE, "job %llu is at attempt %u, not %llu",
                     (unsigned long long)job, ji->attempt,
                     (unsigned long long)attempt);
+        return false;
+    }
+    if (reported_replica(q->o->e, job)) {
+        reply_error(q, RZ_ESTATE, "job %llu has reported its result: its log "
+                    "is closed", (unsigned long long)job);
         return false;
     }
     return true;

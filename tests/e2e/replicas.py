@@ -14,6 +14,7 @@ orchestrator killed between votes loses nothing; a deployed flow's step
 with replicas keeps the majority's outputs for the next step.
 
 Usage: replicas.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT"""
+import json
 import signal
 import sys
 import threading
@@ -145,6 +146,14 @@ class Replicas(Base):
         post(fakes[0][0], fakes[0][1], {"message": "hi"})
         post(fakes[1][0], fakes[1][1], {"message": "hi"})
         self.assertEqual(self.job(job)["status"], "running")
+        # A run that has voted stays running until its set is decided; a
+        # late log chunk must not replace the log its result brought.
+        nid, tok, _ = fakes[0]
+        st, body = http(self.base, "POST", "/api/v1/nodes/%d/jobs/%d/log" % (
+            nid, got[nid]["job"]), tok, {"attempt": got[nid]["attempt"],
+                                         "offset": 0, "lines": "late\n"})
+        self.assertEqual(st, 409, body)
+        self.assertIn("has reported its result", json.dumps(body))
         self.orch.stop(signal.SIGKILL)
         self.start_orchestrator()
         j = self.job(job)
