@@ -72,8 +72,10 @@ void live_log_add(live_log *l, const char *lines)
         while (cap < l->len + n + 1)
             cap *= 2;
         char *b = realloc(l->buf, cap);
-        if (!b) {   /* no room: these lines only miss the live view */
-            l->base += n + 1;
+        if (!b) {   /* no room: these lines only miss the live view; what
+                       waits goes too, as offsets count from buf[0] */
+            l->base += l->len + n + 1;
+            l->len = 0;
             pthread_mutex_unlock(&l->mu);
             return;
         }
