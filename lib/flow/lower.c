@@ -1204,6 +1204,18 @@ static void flux_top_extra(lower *L)
     cJSON_Delete(held);
 }
 
+/* An empty field is an absent one, for a builder document's unknown
+ * top-level keys as for its steps' (and FluxGraph's `ui:`): kept, a null
+ * would not survive a round trip through FluxGraph. */
+static void drop_null_extra(rz_flow *f)
+{
+    for (cJSON *c = f->extra ? f->extra->child : NULL, *next; c; c = next) {
+        next = c->next;
+        if (cJSON_IsNull(c))
+            cJSON_Delete(cJSON_DetachItemViaPointer(f->extra, c));
+    }
+}
+
 lower *rz__lower_new(rz__load *ld, bool arena_tree)
 {
     lower *L = rz__calloc(1, sizeof *L);
@@ -1269,6 +1281,8 @@ void rz__lower_root(lower *L, cJSON *root, bool streamed_nodes, bool streamed_co
     f->builder = has_nodes || (!steps && f->format == RZ_FORMAT_JSON);
     if (!f->builder)
         flux_top_extra(L);
+    else
+        drop_null_extra(f);
     if (has_nodes && steps)
         bad(L, RZ_EINVALID, "steps", NULL, "a flow has either 'nodes' or 'steps', not both");
     if (nodes && !streamed_nodes)
