@@ -245,7 +245,9 @@ static cJSON *convert(conv *cv, yaml_node_t *n, unsigned depth)
                       "document expands to more than 1000000 values (alias bomb?)");
         return NULL;
     }
-    if (depth > RZ_FLOW_MAX_DEPTH) {
+    /* Containers count, as in JSON and CBOR: a scalar inside the 64th is
+     * fine (what one loader takes, the others must take back). */
+    if (depth > RZ_FLOW_MAX_DEPTH && n->type != YAML_SCALAR_NODE) {
         mark_diag(cv, RZ_ETOOBIG, n->start_mark, "nesting deeper than 64 levels");
         return NULL;
     }

@@ -861,6 +861,34 @@ static void extras_order_round_trips(void **state)
     rz_flow_free(g);
 }
 
+/* The depth limit counts containers in every format: a scalar inside the
+ * 64th loads from YAML as from JSON (the flow_cbor fuzzer's find: YAML
+ * counted the scalar and could not read back what it wrote). */
+static void depth_limit_same_in_yaml_and_json(void **state)
+{
+    (void)state;
+    for (int lists = 60; lists <= 61; lists++) {
+        char y[512], j[512];
+        int n = snprintf(y, sizeof y, "steps:\n  a:\n    module: m\n    config:\n      x: ");
+        int m = snprintf(j, sizeof j, "{\"steps\":{\"a\":{\"module\":\"m\",\"config\":{\"x\":");
+        for (int i = 0; i < lists; i++)
+            y[n++] = '[', j[m++] = '[';
+        y[n++] = '1', j[m++] = '1';
+        for (int i = 0; i < lists; i++)
+            y[n++] = ']', j[m++] = ']';
+        y[n++] = '\n';
+        memcpy(j + m, "}}}}", 5);
+        y[n] = '\0';
+        rz_flow *fy = NULL, *fj = NULL;
+        int ry = rz_flow_parse(&fy, y, strlen(y), RZ_FORMAT_YAML, "y", NULL);
+        int rj = rz_flow_parse(&fj, j, strlen(j), RZ_FORMAT_JSON, "j", NULL);
+        assert_int_equal(ry == RZ_OK, lists == 60);
+        assert_int_equal(rj == RZ_OK, lists == 60);
+        rz_flow_free(fy);
+        rz_flow_free(fj);
+    }
+}
+
 static void credentials_are_stripped(void **state)
 {
     (void)state;
@@ -1560,6 +1588,7 @@ int main(void)
         cmocka_unit_test(inputs_from_pairs),
         cmocka_unit_test(tricky_scalars_round_trip),
         cmocka_unit_test(extras_order_round_trips),
+        cmocka_unit_test(depth_limit_same_in_yaml_and_json),
         cmocka_unit_test(credentials_are_stripped),
         cmocka_unit_test(export_arguments),
         cmocka_unit_test(locate_pointers),
