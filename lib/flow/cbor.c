@@ -124,14 +124,15 @@ static void cb_n16(void *c, uint16_t v) { on_negint(c, v); }
 static void cb_n32(void *c, uint32_t v) { on_negint(c, v); }
 static void cb_n64(void *c, uint64_t v) { on_negint(c, v); }
 
-static void cb_float(void *c, float v)
-{
-    attach(c, cJSON_CreateNumber(v), false, false, 0);
-}
-
+/* No infinity or NaN in the canonical JSON: null, as YAML's .inf is. */
 static void cb_double(void *c, double v)
 {
-    attach(c, cJSON_CreateNumber(v), false, false, 0);
+    attach(c, isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(), false, false, 0);
+}
+
+static void cb_float(void *c, float v)
+{
+    cb_double(c, v);
 }
 
 static void cb_null(void *c)

@@ -109,6 +109,10 @@ int rz__yaml_resolve_plain(const char *s, size_t n, cJSON **out)
 {
     double d = 0;
     int t = plain_type(s, n, &d);
+    /* JSON, the canonical form, has no infinity or NaN: they are null, here
+     * as in every export, so what is loaded is what comes back. */
+    if (t == cJSON_Number && !isfinite(d))
+        t = cJSON_NULL;
     *out = t == cJSON_NULL ? cJSON_CreateNull() : t == cJSON_True ? cJSON_CreateTrue()
          : t == cJSON_False ? cJSON_CreateFalse() : t == cJSON_Number ? cJSON_CreateNumber(d)
          : NULL;
