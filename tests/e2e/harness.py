@@ -327,3 +327,59 @@ def start_orchestrator(exe, data, args=(), admin_key=None, cwd=None, env=None,
         proc.stop()
         raise
     return proc
+
+
+class FakeOrchestrator:
+    """An orchestrator played by a test, for the real rhizos-node: it
+    answers what every node calls the same way (identity, challenge,
+    register, heartbeat) and hands the rest to the test's two functions:
+    `assign()` returns the next assignment (a dict) or None, and
+    `post(path, body)` returns (code, doc) for a result, log or decline.
+    One place, so a new node route breaks no fake twice. Replies are JSON
+    (the node reads JSON or CBOR)."""
+
+    def __init__(self, assign, post):
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def reply(self, code, doc=None):
+                body = json.dumps(doc).encode() if doc is not None else b""
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except OSError:
+                    pass   # the node stopped meanwhile
+
+            def do_GET(self):
+                if self.path == "/api/v1/identity":    # what registration names
+                    return self.reply(200, {"x25519_public_key": "cd" * 32})
+                if self.path.endswith("/challenge"):   # none due here
+                    return self.reply(204)
+                asg = assign()
+                if asg is not None:
+                    return self.reply(200, asg)
+                time.sleep(0.2)
+                self.reply(204)
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.endswith("/register"):
+                    return self.reply(201, {"id": 1, "token": "rzn_fake",
+                                            "account": "ab" * 16})
+                if self.path.endswith("/heartbeat"):
+                    return self.reply(200, {"stop": []})
+                self.reply(*post(self.path, body))
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.url = "http://127.0.0.1:%d" % self.srv.server_address[1]
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()

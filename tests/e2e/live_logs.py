@@ -32,7 +32,7 @@ import unittest
 from http.client import HTTPConnection
 
 import network  # noqa: E402  (reads the same argv)
-from harness import Proc, cli_env, http, run, wait_until  # noqa: E402
+from harness import FakeOrchestrator, Proc, cli_env, http, run, wait_until  # noqa: E402
 
 ROOT, NODE, ORCH, RHIZOS = network.ROOT, network.NODE, network.ORCH, network.RHIZOS
 TEST_MODULES = os.path.join(ROOT, "tests", "e2e", "modules")
@@ -344,7 +344,6 @@ class NodeSide(unittest.TestCase):
     a chunk refused for good (409) ends the stream, not the job."""
 
     def setUp(self):
-        import http.server
         self.tmp = tempfile.TemporaryDirectory(prefix="rz-live-node-")
         self.mods = os.path.join(self.tmp.name, "modules")
         d = os.path.join(self.mods, "live-log")
@@ -361,67 +360,34 @@ class NodeSide(unittest.TestCase):
                        "request": {"inputs": {}, "config": {}}} for job in (3, 4)]
         self.posts, self.lock = [], threading.Lock()
         self.refuse = {3: [503], 4: [409]}   # answers to each job's first chunks
-        test = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def reply(self, code, doc=None):
-                body = json.dumps(doc).encode() if doc is not None else b""
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                try:
-                    self.wfile.write(body)
-                except OSError:
-                    pass
-
-            def do_GET(self):
-                if self.path == "/api/v1/identity":    # what registration names
-                    return self.reply(200, {"x25519_public_key": "cd" * 32})
-                if self.path.endswith("/challenge"):
-                    return self.reply(204)
-                with test.lock:
-                    # One job at a time: the next once the last has its result.
-                    done = len([p for p in test.posts if p[0].endswith("/result")])
-                    asg = test.queue.pop(0) if test.queue and \
-                        done == 2 - len(test.queue) else None
-                if asg:
-                    return self.reply(200, asg)
-                time.sleep(0.2)
-                self.reply(204)
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n)
-                if self.path.endswith("/register"):
-                    return self.reply(201, {"id": 1, "token": "rzn_fake",
-                                            "account": "ab" * 16})
-                if self.path.endswith("/heartbeat"):
-                    return self.reply(200, {"stop": []})
-                doc = cbor(body)[0] if body[:1] != b"{" else json.loads(body)
-                job = int(self.path.split("/jobs/")[1].split("/")[0])
-                code = 200
-                with test.lock:
-                    if self.path.endswith("/log") and test.refuse[job]:
-                        code = test.refuse[job].pop(0)
-                    test.posts.append((self.path, job, doc, code))
-                if code != 200:
-                    return self.reply(code, {"error": {"code": "X", "message": "no"}})
-                self.reply(200, {"accepted": True})
-
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.fake = FakeOrchestrator(self.assign, self.post)
         self.data = os.path.join(self.tmp.name, "node")
         p = run([NODE, "init", "--data", self.data], cwd=ROOT)
         self.assertEqual(p.returncode, 0, p.stderr)
 
     def tearDown(self):
-        self.srv.shutdown()
-        self.srv.server_close()
+        self.fake.close()
         self.tmp.cleanup()
+
+    def assign(self):
+        with self.lock:
+            # One job at a time: the next once the last has its result.
+            done = len([p for p in self.posts if p[0].endswith("/result")])
+            if self.queue and done == 2 - len(self.queue):
+                return self.queue.pop(0)
+        return None
+
+    def post(self, path, body):
+        doc = cbor(body)[0] if body[:1] != b"{" else json.loads(body)
+        job = int(path.split("/jobs/")[1].split("/")[0])
+        code = 200
+        with self.lock:
+            if path.endswith("/log") and self.refuse[job]:
+                code = self.refuse[job].pop(0)
+            self.posts.append((path, job, doc, code))
+        if code != 200:
+            return code, {"error": {"code": "X", "message": "no"}}
+        return 200, {"accepted": True}
 
     def of(self, job, kind):
         with self.lock:
@@ -429,7 +395,7 @@ class NodeSide(unittest.TestCase):
 
     def test_retries_resume_at_the_offset_and_a_refusal_ends_the_stream(self):
         n = Proc([NODE, "start", "--data", self.data, "--orchestrator",
-                  "http://127.0.0.1:%d" % self.srv.server_address[1],
+                  self.fake.url,
                   "--modules", self.mods, *network.SANDBOX], cwd=ROOT)
         try:
             n.wait_for(lambda: self.of(4, "result"), 6 * NAP + 30, "both results\n" +

@@ -15,6 +15,7 @@ import threading
 import time
 import unittest
 
+import harness  # noqa: E402
 from harness import (Proc, free_port, http, run, sandbox_flags, set_config,
                      start_orchestrator)
 
@@ -134,60 +135,26 @@ class FakeOrchestrator(unittest.TestCase):
     the agent reads JSON or CBOR; its CBOR bodies are checked as bytes)."""
 
     def setUp(self):
-        import http.server
         self.tmp = tempfile.TemporaryDirectory()
         self.queue, self.posts = [], []
         self.release = threading.Event()
-        test = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def reply(self, code, doc=None):
-                body = json.dumps(doc).encode() if doc is not None else b""
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                try:
-                    self.wfile.write(body)
-                except OSError:
-                    pass   # the node stopped meanwhile
-
-            def do_GET(self):
-                if self.path == "/api/v1/identity":    # what registration names
-                    return self.reply(200, {"x25519_public_key": "cd" * 32})
-                if self.path.endswith("/challenge"):   # none due here
-                    return self.reply(204)
-                if test.queue:
-                    return self.reply(200, test.queue.pop(0))
-                time.sleep(0.2)
-                self.reply(204)
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n)
-                if self.path.endswith("/register"):
-                    return self.reply(201, {"id": 1, "token": "rzn_fake",
-                                            "account": "ab" * 16})
-                if self.path.endswith("/heartbeat"):
-                    return self.reply(200, {"stop": []})
-                test.posts.append((self.path, body))
-                if "/jobs/8/" in self.path and b"another attempt" not in body:
-                    test.release.wait(20)   # keeps job 8 attempt 1 in flight
-                self.reply(200, {"accepted": True})
-
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.fake = harness.FakeOrchestrator(self.assign, self.post)
         self.data = os.path.join(self.tmp.name, "node")
         self.assertEqual(node("init", "--data", self.data).returncode, 0)
 
     def tearDown(self):
         self.release.set()
-        self.srv.shutdown()
-        self.srv.server_close()
+        self.fake.close()
         self.tmp.cleanup()
+
+    def assign(self):
+        return self.queue.pop(0) if self.queue else None
+
+    def post(self, path, body):
+        self.posts.append((path, body))
+        if "/jobs/8/" in path and b"another attempt" not in body:
+            self.release.wait(20)   # keeps job 8 attempt 1 in flight
+        return 200, {"accepted": True}
 
     @staticmethod
     def attempt_of(body):
@@ -211,7 +178,7 @@ class FakeOrchestrator(unittest.TestCase):
                        asg(7, 1, version="1.0.0", digest=None),
                        asg(8, 1), asg(8, 2), asg(8, 1)]
         n = Proc([NODE, "start", "--data", self.data, "--orchestrator",
-                  "http://127.0.0.1:%d" % self.srv.server_address[1],
+                  self.fake.url,
                   *sandbox_flags()], cwd=ROOT)
         try:
             n.wait_for(lambda: not self.queue and len(self.declined(8)) == 2
