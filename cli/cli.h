@@ -32,8 +32,12 @@ typedef struct cli {
     size_t n_modules;
     const char *inputs[256];      /* --input k=v */
     size_t n_inputs;
-    const char *orchestrator;
+    const char *orchestrator;     /* NULL until cli_connection() */
     const char *api_key;
+    const char *api_key_file;     /* --api-key-file FILE */
+    const char *context;          /* --context NAME (client config) */
+    bool connection_resolved;
+    char *owned_url, *owned_key;  /* what cli_connection() allocated */
     const char *max_cost;         /* --max-cost DOLLARS (run) */
     const char *priority;         /* --priority N (run) */
     bool wait;                    /* --wait (run) */
@@ -107,8 +111,20 @@ int cli_flow_status(cli *c);
 int cli_flow_watch(cli *c);
 int cli_flow_cancel(cli *c);
 void cli_deploy_usage(void);
-/* A client for --orchestrator / --api-key; NULL (printed) when malformed. */
-struct rz_client *cli_client(const cli *c);
+/* Shell completion (cli/complete.c) from the command and option tables:
+ * `verbs` space-separated ("" for none). */
+typedef struct { const char *name, *verbs; } cli_command;
+typedef struct { const char *name; bool takes_value; } cli_option;
+int cli_completion(const char *shell, const cli_command *cmds, size_t n_cmds,
+                   const cli_option *opts, size_t n_opts);
+
+/* Fills c->orchestrator and c->api_key from the flags, the environment and
+ * the client config (cli/config.c); 0, or -1 with the problem printed. */
+int cli_connection(cli *c);
+void cli_connection_free(cli *c);
+/* A client for the resolved orchestrator and key; NULL (printed) when the
+ * config, the key file or the URL is malformed. */
+struct rz_client *cli_client(cli *c);
 /* Print the failure; EXIT_UNREACHABLE for RZ_ECONNECT, else EXIT_FAILED. */
 int cli_net_fail(const char *what, int rc);
 /* One JSON request; EXIT_OK with *reply (rz_free) or the printed failure. */

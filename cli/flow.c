@@ -315,10 +315,14 @@ static int parse_jobs(const char *s, unsigned *out)
 }
 
 static volatile int cancel_flag;
+static volatile sig_atomic_t cancel_signal;
 
+/* The run stops cleanly (steps cancelled, the record written), then the
+ * exit status says which signal stopped it, as a shell expects: 130 for
+ * Ctrl-C, 143 for SIGTERM. */
 static void on_sigint(int sig)
 {
-    (void)sig;
+    cancel_signal = sig;
     cancel_flag = 1;
 }
 
@@ -484,6 +488,8 @@ static int flow_run(cli *c)
     rz_flow_free(flow);
     rz_registry_free(reg);
     free(inputs);
+    if (cancel_signal && status != EXIT_OK)
+        status = 128 + cancel_signal;
     return status;
 }
 

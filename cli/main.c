@@ -34,7 +34,7 @@ static void usage(FILE *out)
 "JSON Schema (draft-07):\n"
 "  schema validate SCHEMA INSTANCE   check a JSON document against a schema\n"
 "\n"
-"Network (--orchestrator URL, --api-key KEY):\n"
+"Network (--orchestrator URL, --api-key-file FILE; or the client config):\n"
 "  status                  the orchestrator's health and counts\n"
 "  nodes                   its nodes\n"
 "  run -t TYPE             submit a job [--input k=v] [--max-cost DOLLARS]\n"
@@ -58,7 +58,11 @@ static void usage(FILE *out)
 "  --format json|yaml|cbor output syntax of `flow export` (default json)\n"
 "  --orchestrator URL      orchestrator address (env RHIZOS_URL, default\n"
 "                          http://127.0.0.1:8080)\n"
+"  --api-key-file FILE     read the API key from FILE (mode 0600; env\n"
+"                          RHIZOS_API_KEY_FILE): keeps it out of argv\n"
 "  --api-key KEY           API key (env RHIZOS_API_KEY)\n"
+"  --context NAME          a [context.NAME] of the client config (env\n"
+"                          RHIZOS_CONTEXT)\n"
 "  -t, --type TYPE         module of `run` (also the vault entry type)\n"
 "  --max-cost DOLLARS      most a job may cost (run), e.g. 0.05\n"
 "  --priority N            higher runs first (run)\n"
@@ -73,11 +77,22 @@ static void usage(FILE *out)
 "                          unix:///PATH (default: DOCKER_HOST, then the\n"
 "                          Docker and Podman sockets)\n"
 "  -q, --quiet             print only results and errors\n"
-"  -h, --help              this help;  rhizos COMMAND --help for more\n"
+"  -h, --help              this help;  rhizos help COMMAND for more\n"
 "  -V, --version           print the version\n"
 "\n"
+"\n"
+"Client config: $XDG_CONFIG_HOME/rhizos/config.toml (or RHIZOS_CONFIG):\n"
+"  orchestrator = \"http://127.0.0.1:8080\"\n"
+"  api_key_file = \"~/.config/rhizos/key\"   # never the key itself\n"
+"  context = \"lab\"                          # the default context\n"
+"  [context.lab]\n"
+"  orchestrator = \"http://10.0.0.2:8080\"\n"
+"The flag wins over the environment, which wins over the config.\n"
+"\n"
+"Shell completion: rhizos completion bash|zsh|fish\n"
+"\n"
 "Exit status: 0 success, 1 the thing failed (invalid flow, run failed),\n"
-"2 usage error, 3 cannot reach the orchestrator.\n");
+"2 usage error, 3 cannot reach the orchestrator, 130 interrupted (Ctrl-C).\n");
 }
 
 enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
@@ -86,7 +101,8 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_KEYFILE, OPT_MAX_COST, OPT_PRIORITY, OPT_WAIT, OPT_NAME,
        OPT_ADDRESS, OPT_TX, OPT_REASON, OPT_LIMIT, OPT_CONFIG, OPT_LABEL, OPT_QUEUE_TIMEOUT,
        OPT_REPS,
-       OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS, OPT_CONTAINER_HOST };
+       OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS, OPT_CONTAINER_HOST,
+       OPT_KEY_FILE, OPT_CONTEXT };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -98,6 +114,8 @@ static const struct option long_opts[] = {
     { "format", required_argument, NULL, OPT_FORMAT },
     { "orchestrator", required_argument, NULL, OPT_ORCH },
     { "api-key", required_argument, NULL, OPT_KEY },
+    { "api-key-file", required_argument, NULL, OPT_KEY_FILE },
+    { "context", required_argument, NULL, OPT_CONTEXT },
     { "vault", required_argument, NULL, OPT_VAULT },
     { "type", required_argument, NULL, 't' },
     { "reveal", no_argument, NULL, OPT_REVEAL },
@@ -219,6 +237,8 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_FORMAT: c->format = optarg; break;
         case OPT_ORCH: c->orchestrator = optarg; break;
         case OPT_KEY: c->api_key = optarg; break;
+        case OPT_KEY_FILE: c->api_key_file = optarg; break;
+        case OPT_CONTEXT: c->context = optarg; break;
         case 'q': c->quiet = true; break;
         case 'h': *help = true; break;
         case 'V':
@@ -248,28 +268,61 @@ static const struct {
     int needs_verb;
     int (*run)(cli *c, const char *verb);
     void (*usage)(void);
+    const char *verbs;       /* for shell completion, space-separated */
 } groups[] = {
-    { "flow", 1, cli_flow, cli_flow_usage },
-    { "vault", 1, cli_vault, cli_vault_usage },
-    { "match", 0, cli_match, cli_match_usage },
-    { "ledger", 1, cli_ledger, cli_ledger_usage },
-    { "schema", 1, cli_schema, cli_schema_usage },
-    { "module", 1, cli_module, cli_module_usage },
-    { "status", 0, cli_status, cli_net_usage },
-    { "nodes", 0, cli_nodes, cli_net_usage },
-    { "run", 0, cli_run, cli_net_usage },
-    { "job", 0, cli_job, cli_net_usage },
-    { "cancel", 0, cli_cancel, cli_net_usage },
-    { "account", 1, cli_account, cli_account_usage },
-    { "admin", 1, cli_admin, cli_admin_usage },
+    { "flow", 1, cli_flow, cli_flow_usage,
+      "validate plan run runs export estimate deploy status watch cancel" },
+    { "vault", 1, cli_vault, cli_vault_usage, "init add list show rm passwd" },
+    { "match", 0, cli_match, cli_match_usage, "" },
+    { "ledger", 1, cli_ledger, cli_ledger_usage, "verify export" },
+    { "schema", 1, cli_schema, cli_schema_usage, "validate" },
+    { "module", 1, cli_module, cli_module_usage, "list show keygen sign verify" },
+    { "status", 0, cli_status, cli_net_usage, "" },
+    { "nodes", 0, cli_nodes, cli_net_usage, "" },
+    { "run", 0, cli_run, cli_net_usage, "" },
+    { "job", 0, cli_job, cli_net_usage, "" },
+    { "cancel", 0, cli_cancel, cli_net_usage, "" },
+    { "account", 1, cli_account, cli_account_usage,
+      "create balance deposit withdraw withdrawals history credit confirm" },
+    { "admin", 1, cli_admin, cli_admin_usage, "withdrawal" },
 };
+#define N_GROUPS (sizeof groups / sizeof groups[0])
+
+/* `rhizos help [COMMAND]`. */
+static int help_command(const char *name)
+{
+    if (!name) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < N_GROUPS; i++)
+        if (strcmp(name, groups[i].name) == 0) {
+            groups[i].usage();
+            return EXIT_OK;
+        }
+    fprintf(stderr, "rhizos: no command '%s'. Try 'rhizos --help'.\n", name);
+    return EXIT_USAGE;
+}
+
+/* `rhizos completion SHELL`, from the tables above. */
+static int completion(const char *shell)
+{
+    cli_command cmds[N_GROUPS + 2];
+    for (size_t i = 0; i < N_GROUPS; i++)
+        cmds[i] = (cli_command){ groups[i].name, groups[i].verbs };
+    cmds[N_GROUPS] = (cli_command){ "help", "" };
+    cmds[N_GROUPS + 1] = (cli_command){ "completion", "bash zsh fish" };
+    size_t n_opts = 0;
+    cli_option opts[sizeof long_opts / sizeof long_opts[0]];
+    for (const struct option *o = long_opts; o->name; o++)
+        opts[n_opts++] = (cli_option){ o->name, o->has_arg == required_argument };
+    return cli_completion(shell, cmds, N_GROUPS + 2, opts, n_opts);
+}
 
 int main(int argc, char **argv)
 {
     cli c = {0};
     bool help = false;
-    c.orchestrator = getenv("RHIZOS_URL") ? getenv("RHIZOS_URL") : "http://127.0.0.1:8080";
-    c.api_key = getenv("RHIZOS_API_KEY");
     if (parse_options(&c, argc, argv, &help) != 0)
         return EXIT_USAGE;
     char **pos = argv + optind;
@@ -282,7 +335,7 @@ int main(int argc, char **argv)
     const char *verb = npos > 1 ? pos[1] : NULL;
     c.args = pos + 2;
     c.nargs = npos > 2 ? npos - 2 : 0;
-    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+    for (size_t i = 0; i < N_GROUPS; i++) {
         if (strcmp(group, groups[i].name) != 0)
             continue;
         if (help || (groups[i].needs_verb && !verb)) {
@@ -293,11 +346,26 @@ int main(int argc, char **argv)
             c.args = pos + 1;
             c.nargs = npos - 1;
         }
-        return groups[i].run(&c, groups[i].needs_verb ? verb : NULL);
+        int rc = groups[i].run(&c, groups[i].needs_verb ? verb : NULL);
+        cli_connection_free(&c);
+        return rc;
     }
     if (strcmp(group, "help") == 0) {
-        usage(stdout);
-        return EXIT_OK;
+        if (npos > 2) {
+            fprintf(stderr, "rhizos: help takes one command name\n");
+            return EXIT_USAGE;
+        }
+        return help_command(verb);
+    }
+    if (strcmp(group, "completion") == 0) {
+        if (help || npos != 2) {
+            fprintf(help ? stdout : stderr, "usage: rhizos completion bash|zsh|fish\n"
+                    "  bash: source <(rhizos completion bash)   (e.g. in ~/.bashrc)\n"
+                    "  zsh:  source <(rhizos completion zsh)    (e.g. in ~/.zshrc)\n"
+                    "  fish: rhizos completion fish > ~/.config/fish/completions/rhizos.fish\n");
+            return help ? EXIT_OK : EXIT_USAGE;
+        }
+        return completion(verb);
     }
     fprintf(stderr, "rhizos: unknown command '%s'. Try 'rhizos --help'.\n", group);
     return EXIT_USAGE;

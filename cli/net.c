@@ -51,9 +51,11 @@ void cli_net_usage(void)
 
 /* ---- shared ---- */
 
-rz_client *cli_client(const cli *c)
+rz_client *cli_client(cli *c)
 {
     rz_client *cl = NULL;
+    if (cli_connection(c) != 0)
+        return NULL;
     int rc = rz_client_new(&cl, c->orchestrator, c->api_key);
     if (rc != RZ_OK)
         cli_error(c->orchestrator, rc);
@@ -64,7 +66,8 @@ int cli_net_fail(const char *what, int rc)
 {
     cli_error(what, rc);
     if (rc == RZ_EAUTH)
-        fprintf(stderr, "rhizos: give the key with --api-key KEY or RHIZOS_API_KEY\n");
+        fprintf(stderr, "rhizos: give the key with --api-key-file FILE, RHIZOS_API_KEY, "
+                "or api_key_file in the client config (see rhizos --help)\n");
     return rc == RZ_ECONNECT ? EXIT_UNREACHABLE : EXIT_FAILED;
 }
 

@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -246,6 +247,23 @@ class FlowRunExamples(unittest.TestCase):
                    data=self.data)
         self.assertEqual(q.returncode, 0, q.stderr)
         self.assertEqual([d for d in left if os.path.isdir(d)], [])
+
+    def test_interrupt_exits_like_a_shell_expects(self):
+        # Ctrl-C cancels the running step, writes the record and exits 130
+        # (SIGTERM: 143), as a shell reports a process stopped by it.
+        flow = os.path.join(self.data, "nap.yaml")
+        with open(flow, "w") as f:
+            f.write("flux: 1\nname: nap\nsteps:\n  nap:\n    module: sleep@1\n"
+                    "    config: {seconds: 30}\n")
+        for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+            p = subprocess.Popen([RHIZOS, "flow", "run", flow, "--json", "--data",
+                                  self.data], cwd=ROOT, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+            time.sleep(1.0)
+            p.send_signal(sig)
+            out, err = p.communicate(timeout=60)
+            self.assertEqual(p.returncode, code, err)
+            self.assertEqual(json.loads(out)["steps"]["nap"]["status"], "cancelled", out)
 
     def test_human_output_and_progress(self):
         p = rhizos("flow", "run", os.path.join(FLOWS, "wordcount.yaml"),

@@ -179,10 +179,13 @@ def run(cmd, cwd=None, env=None, stdin=None, timeout=60):
 
 
 def cli_env(**values):
-    """This environment without the CLI's RHIZOS_URL and RHIZOS_API_KEY (so
-    a test says which orchestrator and key it means), plus `values`."""
+    """This environment without the CLI's RHIZOS_URL, RHIZOS_API_KEY and
+    the rest that choose a connection, and with no client config (so a
+    test says which orchestrator and key it means), plus `values`."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("RHIZOS_URL", "RHIZOS_API_KEY")}
+           if k not in ("RHIZOS_URL", "RHIZOS_API_KEY", "RHIZOS_API_KEY_FILE",
+                        "RHIZOS_CONTEXT", "RHIZOS_CONFIG")}
+    env["XDG_CONFIG_HOME"] = "/nonexistent/rhizos-test-config"
     env.update(values)
     return env
 

@@ -12,11 +12,12 @@ Usage: net_cli.py RHIZOS SOURCE_ROOT [ORCHESTRATOR]"""
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import unittest
 
-from harness import cli_env, free_port, run, start_orchestrator
+from harness import cli_env, free_port, run, start_orchestrator  # noqa: E402
 
 RHIZOS, ROOT = sys.argv[1], sys.argv[2]
 ORCH = sys.argv[3] if len(sys.argv) > 3 else None
@@ -122,6 +123,136 @@ class Offline(unittest.TestCase):
         self.assertIn("flow deploy FILE", rhizos("flow", "--help").stdout)
 
 
+class ClientConfig(unittest.TestCase):
+    """Where a network command connects, from flag, environment and the
+    client config; keys from files only the user can read. Against closed
+    ports: the "cannot reach" message names the URL that was chosen."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.cfg = os.path.join(self.tmp.name, "rhizos", "config.toml")
+        os.makedirs(os.path.dirname(self.cfg))
+        self.urls = ["http://127.0.0.1:%d" % free_port() for _ in range(3)]
+        self.env = {"XDG_CONFIG_HOME": self.tmp.name}
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def write(self, text, name="config.toml", mode=0o600):
+        path = os.path.join(self.tmp.name, "rhizos", name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, mode)
+        return path
+
+    def reached(self, *args, env=None, code=3):
+        p = rhizos("status", *args, env=dict(self.env, **(env or {})))
+        self.assertEqual(p.returncode, code, p.stderr)
+        return p.stderr
+
+    def test_precedence_flag_env_context_top(self):
+        self.write('# the lab\norchestrator = "%s"\ncontext = "lab"\n\n'
+                   '[context.lab]\norchestrator = "%s"  # the lab\n'
+                   '[context.prod]\norchestrator = "%s"\n' % tuple(self.urls))
+        self.assertIn(self.urls[1], self.reached())            # file's context
+        self.assertIn(self.urls[2], self.reached("--context", "prod"))
+        self.assertIn(self.urls[2], self.reached(env={"RHIZOS_CONTEXT": "prod"}))
+        self.assertIn(self.urls[0], self.reached(env={"RHIZOS_URL": self.urls[0]}))
+        p = rhizos("status", "--orchestrator", self.urls[0], "--context", "prod",
+                   env=self.env)
+        self.assertIn(self.urls[0], p.stderr)                   # the flag wins
+        err = self.reached("--context", "nope", code=2)
+        self.assertIn("no [context.nope] table", err)
+        self.assertIn(self.cfg, err)
+
+    def test_config_mistakes_are_located_and_offline_commands_ignore_them(self):
+        cases = [('orchestrator = "%s"\nurl = "x"\n' % self.urls[0], 2, "unknown key 'url'"),
+                 ('api_key = "rzk_secret123"\n', 1, "api_key_file"),
+                 ('orchestrator = %s\n' % self.urls[0], 1, "double quotes"),
+                 ('orchestrator = "x\n', 1, "unterminated"),
+                 ('[servers]\n', 1, "[context.NAME]"),
+                 ('[context.a]\nfoo = "1"\n', 2, "unknown key 'foo'"),
+                 ('orchestrator = "a"\norchestrator = "b"\n', 2, "set twice")]
+        for text, line, what in cases:
+            with self.subTest(text=text):
+                self.write(text)
+                err = self.reached(code=2)
+                self.assertIn("%s:%d:" % (self.cfg, line), err)
+                self.assertIn(what, err)
+                self.assertNotIn("rzk_secret123", err)
+        # A broken client config does not stop an embedded run.
+        p = rhizos("flow", "validate", WORDCOUNT, env=self.env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_key_file_rules(self):
+        key = self.write("rzk_from_file\n", name="key")
+        self.write('orchestrator = "%s"\napi_key_file = "key"\n' % self.urls[0])
+        self.assertIn(self.urls[0], self.reached())   # relative to the config
+        os.chmod(key, 0o640)
+        err = self.reached(code=2)
+        self.assertIn("can be read by others (mode 0640)", err)
+        self.assertIn("chmod 600", err)
+        os.chmod(key, 0o600)
+        for text, why in [("", "is empty"), ("rzk a\n", "one word"),
+                          ("rzk\nsecond\n", "one word"), ("k" * 5000, "too long")]:
+            with self.subTest(text=text[:20]):
+                self.write(text, name="key")
+                err = self.reached(code=2)
+                self.assertIn(why, err)
+                self.assertNotIn("rzk", err.replace("rhizos", ""))
+        err = self.reached("--api-key-file", os.path.join(self.tmp.name, "none"), code=2)
+        self.assertIn("No such file", err)
+
+
+class Completion(unittest.TestCase):
+    """The completion scripts, run by the shells themselves."""
+
+    def complete_bash(self, line):
+        words = line.split(" ")
+        script = ('source <("$RZ" completion bash); COMP_WORDS=(%s); COMP_CWORD=%d; '
+                  '_rhizos; printf "%%s\\n" "${COMPREPLY[@]}"'
+                  % (" ".join("'%s'" % w for w in words), len(words) - 1))
+        p = run(["bash", "-c", script], env=dict(cli_env(), RZ=RHIZOS))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return set(p.stdout.split())
+
+    def test_bash(self):
+        self.assertEqual(self.complete_bash("rhizos fl"), {"flow"})
+        self.assertEqual(self.complete_bash("rhizos --data /tmp flow ru"), {"run", "runs"})
+        self.assertEqual(self.complete_bash("rhizos account w"), {"withdraw", "withdrawals"})
+        self.assertEqual(self.complete_bash("rhizos --api-key-f"), {"--api-key-file"})
+        self.assertEqual(self.complete_bash("rhizos help acc"), {"account"})
+        # Every command of the help completes.
+        self.assertTrue({"flow", "vault", "run", "job", "account", "admin", "completion"}
+                        <= self.complete_bash("rhizos "))
+
+    @unittest.skipUnless(shutil.which("fish"), "no fish shell")
+    def test_fish(self):
+        p = run(["fish", "-c", 'source ("$RZ" completion fish | psub); '
+                 'complete -C "rhizos flow r"; complete -C "rhizos va"; '
+                 'complete -C "rhizos --conte"'], env=dict(cli_env(), RZ=RHIZOS))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        got = {l.split("\t")[0] for l in p.stdout.splitlines()}
+        self.assertEqual(got, {"run", "runs", "vault", "--context"})
+
+    @unittest.skipUnless(shutil.which("zsh"), "no zsh")
+    def test_zsh_runs_the_same_function(self):
+        # zsh's compadd filters by prefix in a real widget; here the words
+        # offered at each position are checked.
+        p = run(["zsh", "-c", 'autoload -U +X compinit && compinit -u; '
+                 'source <("$RZ" completion zsh); setopt ksharrays; '
+                 'COMP_WORDS=(rhizos vault ""); COMP_CWORD=2; _rhizos; print -l "${COMPREPLY[@]}"'],
+                env=dict(cli_env(), RZ=RHIZOS))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(set(p.stdout.split()), {"init", "add", "list", "show", "rm", "passwd"})
+
+    def test_unknown_shell(self):
+        p = rhizos("completion", "tcsh")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("bash, zsh or fish", p.stderr)
+        self.assertEqual(rhizos("completion").returncode, 2)
+
+
 @unittest.skipUnless(ORCH and os.access(ORCH, os.X_OK), "no rhizos-orchestrator")
 class Live(unittest.TestCase):
     ADMIN = "admin-net-cli-" + "k" * 40
@@ -164,6 +295,21 @@ class Live(unittest.TestCase):
 
     def balance(self, key):
         return self.cli_json("account", "balance", key=key)
+
+    def test_key_from_a_file_reaches_the_account(self):
+        acct, key = self.new_client(123)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "key")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.write(fd, (key + "\n").encode())
+            os.close(fd)
+            p = rhizos("account", "balance", "--json", "--api-key-file", path, url=self.url)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(json.loads(p.stdout)["balance_micros"], 123 * M)
+            p = rhizos("account", "balance", url=self.url,
+                       env={"RHIZOS_API_KEY_FILE": path})
+            self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn(key, p.stderr)
 
     def test_status_and_nodes(self):
         s = self.cli_json("status", key=self.ADMIN)
