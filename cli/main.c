@@ -6,6 +6,8 @@
 
 #include "cli.h"
 
+static void usage_options(FILE *out);
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -44,7 +46,13 @@ static void usage(FILE *out)
 "  account VERB ...        escrow accounts: balance, withdraw...; account --help\n"
 "  admin withdrawal ...    the treasury's side of withdrawals; admin --help\n"
 "  flow deploy FILE · flow status|watch|cancel ID   flows on the network\n"
-"\n"
+"\n");
+    usage_options(out);
+}
+
+static void usage_options(FILE *out)
+{
+    fprintf(out,
 "Options:\n"
 "  --json                  machine-readable output\n"
 "  --modules DIR           add a module registry folder (repeatable;\n"
@@ -166,6 +174,14 @@ static bool add_arg(const char **v, size_t *n, const char *opt)
     return true;
 }
 
+/* Where network commands connect (cli/config.c resolves the rest). */
+static void net_option(cli *c, int ch)
+{
+    const char **slot = ch == OPT_ORCH ? &c->orchestrator : ch == OPT_KEY ? &c->api_key
+                      : ch == OPT_KEY_FILE ? &c->api_key_file : &c->context;
+    *slot = optarg;
+}
+
 /* The options only `run` (and `flow run`: --container-host) reads. */
 static bool run_option(cli *c, int ch)
 {
@@ -235,10 +251,8 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_KEYFILE: c->key_file = optarg; break;
         case OPT_NO_SANDBOX: c->no_sandbox = true; break;
         case OPT_FORMAT: c->format = optarg; break;
-        case OPT_ORCH: c->orchestrator = optarg; break;
-        case OPT_KEY: c->api_key = optarg; break;
-        case OPT_KEY_FILE: c->api_key_file = optarg; break;
-        case OPT_CONTEXT: c->context = optarg; break;
+        case OPT_ORCH: case OPT_KEY: case OPT_KEY_FILE: case OPT_CONTEXT:
+            net_option(c, ch); break;
         case 'q': c->quiet = true; break;
         case 'h': *help = true; break;
         case 'V':

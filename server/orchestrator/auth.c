@@ -59,6 +59,33 @@ int auth_set_admin(orch *o, const char *key, const char *from)
     return rc == RZ_OK ? RZ_OK : refuse_admin(rc, from, "");
 }
 
+int auth_check_metrics_key(const char *key, const char *from)
+{
+    int rc = rz_auth_key_check(key);
+    if (rc != RZ_OK)
+        fprintf(stderr, ORCH_NAME ": refusing the metrics key from %s: the key is "
+                "too weak: %s\n" ORCH_NAME ": make one with: openssl rand -hex 32\n",
+                from, rz_error_last()->message);
+    return rc;
+}
+
+int auth_set_metrics_key(orch *o, const char *key)
+{
+    crypto_generichash(o->metrics_key, sizeof o->metrics_key,
+                       (const unsigned char *)key, strlen(key), NULL, 0);
+    o->has_metrics_key = true;
+    return 0;
+}
+
+bool auth_is_metrics_key(orch *o, const char *key)
+{
+    if (!o->has_metrics_key)
+        return false;
+    unsigned char h[sizeof o->metrics_key];
+    crypto_generichash(h, sizeof h, (const unsigned char *)key, strlen(key), NULL, 0);
+    return sodium_memcmp(h, o->metrics_key, sizeof h) == 0;
+}
+
 int auth_lookup(orch *o, const char *key, principal *out)
 {
     return rz_auth_key_lookup(o->auth, key, out);

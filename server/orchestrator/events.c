@@ -51,8 +51,9 @@ static void waiter_204(waiter *w)
 {
     struct evhttp_request *r = w->req;
     orch *o = w->o;
+    uint64_t t0 = w->t0_ns;
     waiter_free(w);
-    orch_count_code(o, 204);
+    orch_count_reply(o, orch_route_index(r_node_poll), 204, t0);
     evhttp_send_reply(r, 204, "No Content", NULL);
 }
 
@@ -105,6 +106,7 @@ void orch_hold_poll(req *q, uint64_t node, unsigned wait_s)
     w->conn = c;
     w->node = node;
     w->cbor = q->cbor;
+    w->t0_ns = q->t0_ns;
     w->next = o->waiters;
     if (o->waiters)
         o->waiters->prev = w;
@@ -144,15 +146,18 @@ static void wake_node(orch *o, uint64_t node)
     }
     struct evhttp_request *r = w->req;
     bool cbor = w->cbor;
+    uint64_t t0 = w->t0_ns;
     /* Detach first: delivering answers the request. */
     waiter_free(w);
-    if (!orch_deliver(o, r, node, cbor)) {
+    if (!orch_deliver(o, r, node, cbor, t0)) {
         /* Nothing for it after all (another poll took it): wait on. */
         req q;
         memset(&q, 0, sizeof q);
         q.o = o;
         q.r = r;
         q.cbor = cbor;
+        q.route = orch_route_index(r_node_poll);
+        q.t0_ns = t0;
         orch_hold_poll(&q, node, ORCH_WAIT_DEFAULT);
     }
 }
@@ -412,7 +417,7 @@ void orch_watch(req *q, uint64_t dep)
     struct evkeyvalq *h = evhttp_request_get_output_headers(q->r);
     evhttp_add_header(h, "Content-Type", "text/event-stream");
     evhttp_add_header(h, "Cache-Control", "no-cache");
-    orch_count_code(o, 200);
+    orch_count_reply(o, q->route, 200, q->t0_ns);   /* the stream's start */
     evhttp_send_reply_start(q->r, 200, "OK");
     q->answered = true;
     watcher *w = calloc(1, sizeof *w);

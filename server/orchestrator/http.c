@@ -17,6 +17,7 @@
 #define W_CLIENT P_CLIENT
 #define W_NODE   P_NODE
 #define W_ANY    (P_ADMIN | P_CLIENT | P_NODE)
+#define W_METRICS P_METRICS
 
 typedef struct route {
     const char *method;
@@ -28,7 +29,7 @@ typedef struct route {
 
 static const route routes[] = {
     { "GET",    "/health",                                 W_ANYONE, false, r_health },
-    { "GET",    "/metrics",                                W_ADMIN,  false, r_metrics },
+    { "GET",    "/metrics",                                W_ADMIN | W_METRICS, false, r_metrics },
     { "GET",    "/api/v1/stats",                           W_ANY,    false, r_stats },
     { "GET",    "/api/v1/keys",                            W_ANY,    false, r_keys },
     { "GET",    "/api/v1/identity",                        W_ANYONE, false, r_identity },
@@ -71,10 +72,38 @@ static const route routes[] = {
     { "DELETE", "/api/v1/flows/{id}",                      W_CLIENT | W_ADMIN, false, r_flow_cancel },
 };
 
+#define N_ROUTES (sizeof routes / sizeof routes[0])
+
 void orch_print_routes(void)
 {
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+    for (size_t i = 0; i < N_ROUTES; i++)
         printf("%s %s\n", routes[i].method, routes[i].path);
+}
+
+size_t orch_route_count(void)
+{
+    return N_ROUTES;
+}
+
+void orch_route_name(size_t i, const char **method, const char **path)
+{
+    *method = i < N_ROUTES ? routes[i].method : "";
+    *path = i < N_ROUTES ? routes[i].path : "unmatched";
+}
+
+int orch_route_index(void (*fn)(req *q))
+{
+    for (size_t i = 0; i < N_ROUTES; i++)
+        if (routes[i].fn == fn)
+            return (int)i;
+    return -1;
+}
+
+uint64_t orch_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 uint64_t orch_now_ms(void)
@@ -136,7 +165,7 @@ void reply_text(req *q, int code, const char *type, const char *text, size_t len
         evhttp_add_header(h, "Content-Type", type);
     if (b && text && len)
         evbuffer_add(b, text, len);
-    orch_count_code(q->o, code);
+    orch_count_reply(q->o, q->route, code, q->t0_ns);
     struct evbuffer *body = code == 204 ? NULL : b;
     if (!hold || !orch_hold_reply(q->o, q->r, code, reason_of(code), body, of))
         evhttp_send_reply(q->r, code, reason_of(code), body);
@@ -544,6 +573,7 @@ static const char *who_may(unsigned who)
     case W_CLIENT | W_ADMIN: return "client keys and the admin key";
     case W_NODE | W_ADMIN: return "node tokens and the admin key";
     case W_CLIENT | W_NODE: return "client keys and node tokens";
+    case W_ADMIN | W_METRICS: return "the admin key and the metrics key";
     default: return "other keys";
     }
 }
@@ -566,6 +596,10 @@ static bool authenticate(req *q, unsigned who)
         reply_limit(q, wait_s, "too many wrong API keys from this address or "
                     "of this key; retry in %u s", wait_s);
         return false;
+    }
+    if ((who & W_METRICS) && auth_is_metrics_key(q->o, h + 7)) {
+        q->who.kind = P_METRICS;
+        return true;
     }
     if (auth_lookup(q->o, h + 7, &q->who) != RZ_OK) {
         auth_failed(q->o, peer, h + 7);
@@ -600,6 +634,8 @@ static void dispatch(struct evhttp_request *r, void *arg)
     memset(&q, 0, sizeof q);
     q.o = o;
     q.r = r;
+    q.t0_ns = orch_mono_ns();
+    q.route = (int)N_ROUTES;   /* "unmatched" until a route is found */
     q.method = method_name(evhttp_request_get_command(r));
     const char *ctype = evhttp_find_header(evhttp_request_get_input_headers(r),
                                            "Content-Type");
@@ -617,6 +653,7 @@ static void dispatch(struct evhttp_request *r, void *arg)
         path_known = true;
         if (strcmp(routes[i].method, q.method) == 0) {
             hit = &routes[i];
+            q.route = (int)i;
             memcpy(q.params, params, sizeof params);
         }
     }

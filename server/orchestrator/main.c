@@ -33,6 +33,10 @@ static void usage(FILE *f)
           "                         DIR/admin.key, made on first start); at\n"
           "                         least 32 printable characters, 8 of them\n"
           "                         different (e.g. 32 random bytes as hex)\n"
+          "  --metrics-key-file F   a key that may read GET /metrics and nothing\n"
+          "                         else (else $RHIZOS_METRICS_KEY; default:\n"
+          "                         none, only the admin key reads metrics);\n"
+          "                         as strong as the admin key, and another\n"
           "  --max-body BYTES       request body limit (default 1048576)\n"
           "  --node-timeout-ms N    a node is lost after N ms of silence\n"
           "                         (default 30000)\n"
@@ -174,6 +178,35 @@ static int admin_key_load(orch *o, char **key, const char **from)
     return 0;
 }
 
+/* The metrics key, if one is given: checked like the admin key, and
+ * refused if it is the admin key (then it would not be a lesser key). */
+static int metrics_key_load(orch *o, const char *admin)
+{
+    const char *env = getenv("RHIZOS_METRICS_KEY");
+    const char *from = o->opts.metrics_key_file ? o->opts.metrics_key_file
+                     : "$RHIZOS_METRICS_KEY";
+    char *key = o->opts.metrics_key_file ? read_secret(o->opts.metrics_key_file)
+              : env && *env ? strdup(env) : NULL;
+    if (!key && o->opts.metrics_key_file) {
+        fprintf(stderr, ORCH_NAME ": cannot read the metrics key from %s\n", from);
+        return -1;
+    }
+    int rc = 0;
+    if (key && auth_check_metrics_key(key, from) != RZ_OK)
+        rc = -1;
+    else if (key && admin && strcmp(key, admin) == 0) {
+        fprintf(stderr, ORCH_NAME ": %s: the metrics key must differ from the "
+                "admin key\n", from);
+        rc = -1;
+    } else if (key)
+        rc = auth_set_metrics_key(o, key);
+    if (key) {
+        sodium_memzero(key, strlen(key));
+        free(key);
+    }
+    return rc;
+}
+
 static char *admin_key_make(const char *path)
 {
     char fresh[80];
@@ -288,12 +321,14 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
            O_VERIFY_ON_OPEN,
            O_HELP, O_VERSION, O_REQ_RATE, O_REQ_BURST, O_STREAMS, O_DEPOSITS,
            O_WITHDRAWALS, O_DEPOSIT_MAX, O_DEPOSIT_TTL, O_JOBS, O_DEPS,
-           O_CHALLENGE_INTERVAL, O_CHALLENGE_GRACE, O_REFUSE_V1 };
+           O_CHALLENGE_INTERVAL, O_CHALLENGE_GRACE, O_REFUSE_V1,
+           O_METRICS_KEY };
     static const struct option longs[] = {
         { "listen", required_argument, NULL, O_LISTEN },
         { "data", required_argument, NULL, O_DATA },
         { "modules", required_argument, NULL, O_MODULES },
         { "admin-key-file", required_argument, NULL, O_ADMIN },
+        { "metrics-key-file", required_argument, NULL, O_METRICS_KEY },
         { "max-body", required_argument, NULL, O_MAXBODY },
         { "node-timeout-ms", required_argument, NULL, O_TIMEOUT },
         { "challenge-interval-ms", required_argument, NULL, O_CHALLENGE_INTERVAL },
@@ -334,6 +369,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
             break;
         }
         case O_ADMIN: op->admin_key_file = optarg; break;
+        case O_METRICS_KEY: op->metrics_key_file = optarg; break;
         case O_MAXBODY:
             if (!parse_size(optarg, (uint64_t)1 << 32, &v)) {
                 fprintf(stderr, ORCH_NAME ": --max-body: a size in bytes, 1 to 4 GiB\n");
@@ -618,6 +654,7 @@ static int start(orch *o, const char *key, const char *key_from)
 
 static void finish(orch *o)
 {
+    orch_metrics_free(o);
     orch_group_discard(o);
     if (o->http)
         evhttp_free(o->http);   /* frees the requests still held */
@@ -694,11 +731,15 @@ int main(int argc, char **argv)
     }
     char *key = NULL;
     const char *key_from = NULL;
-    if (admin_key_load(&o, &key, &key_from) != 0) {
+    if (admin_key_load(&o, &key, &key_from) != 0 || metrics_key_load(&o, key) != 0) {
+        if (key) {
+            sodium_memzero(key, strlen(key));
+            free(key);
+        }
         finish(&o);
         return 1;
     }
-    rc = start(&o, key, key_from);
+    rc = orch_metrics_init(&o) == 0 ? start(&o, key, key_from) : -1;
     if (key) {
         sodium_memzero(key, strlen(key));
         free(key);

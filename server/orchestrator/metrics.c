@@ -1,7 +1,17 @@
-/* /health, /metrics (Prometheus text 0.0.4), /api/v1/stats, /api/v1/keys. */
+/* /health, /metrics (Prometheus text 0.0.4), /api/v1/stats, /api/v1/keys.
+ *
+ * Requests are counted per route of the route table (its path template,
+ * never the path asked for: label values stay a fixed, small set however
+ * many ids and probes arrive), per method and per status code, with a
+ * latency histogram per route. A code outside the fixed list is counted
+ * as "other" for the same reason. Everything is plain counters bumped on
+ * the event loop: no locks, no allocation after start. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 
@@ -10,6 +20,59 @@
 const double orch_lat_bounds[ORCH_LAT_BUCKETS] = {
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 300
 };
+
+/* Reply times: most answers take well under a millisecond; long-polls and
+ * event streams (counted when they start) up to their wait. */
+#define DUR_BUCKETS 12
+static const double dur_bounds[DUR_BUCKETS] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 5, 30
+};
+
+static const int codes[] = {
+    200, 201, 202, 204, 400, 401, 402, 403, 404, 405, 409, 413, 415, 422,
+    429, 431, 500, 501, 503,
+};
+#define N_CODES (sizeof codes / sizeof codes[0])
+
+struct route_stats {
+    uint64_t by_code[N_CODES + 1];    /* the last: any other code */
+    uint64_t dur[DUR_BUCKETS + 1];
+    double dur_sum;
+    uint64_t dur_n;
+};
+
+int orch_metrics_init(orch *o)
+{
+    o->started_ms = orch_now_ms();
+    o->route_stats = calloc(orch_route_count() + 1, sizeof *o->route_stats);
+    return o->route_stats ? 0 : -1;
+}
+
+void orch_metrics_free(orch *o)
+{
+    free(o->route_stats);
+    o->route_stats = NULL;
+}
+
+void orch_count_reply(orch *o, int route, int code, uint64_t t0_ns)
+{
+    orch_count_code(o, code);
+    if (route < 0 || (size_t)route > orch_route_count() || !o->route_stats)
+        return;
+    struct route_stats *rs = &o->route_stats[route];
+    size_t c = 0;
+    while (c < N_CODES && codes[c] != code)
+        c++;
+    rs->by_code[c]++;
+    uint64_t now = orch_mono_ns();
+    double s = now > t0_ns && t0_ns ? (double)(now - t0_ns) / 1e9 : 0;
+    size_t b = 0;
+    while (b < DUR_BUCKETS && s > dur_bounds[b])
+        b++;
+    rs->dur[b]++;
+    rs->dur_sum += s;
+    rs->dur_n++;
+}
 
 /* A job was handed to a node: time since it was (last) queued. */
 void orch_observe_dispatch(orch *o, uint64_t job, uint64_t now)
@@ -76,6 +139,112 @@ uint64_t orch_volume_micros(orch *o)
     return rz_engine_volume_micros(o->e);   /* finished jobs stay on disk */
 }
 
+/* Per route: requests by method and code, and the reply-time histogram. */
+static void print_routes(orch *o, struct evbuffer *b)
+{
+    size_t n = orch_route_count();
+    evbuffer_add_printf(b, "# HELP rhizos_http_requests_total Requests by route "
+                        "(the route table's path), method and reply code.\n"
+                        "# TYPE rhizos_http_requests_total counter\n");
+    for (size_t i = 0; i <= n; i++) {
+        const char *m, *p;
+        orch_route_name(i, &m, &p);
+        for (size_t c = 0; c <= N_CODES; c++) {
+            uint64_t v = o->route_stats[i].by_code[c];
+            if (!v)
+                continue;
+            char code[8];
+            snprintf(code, sizeof code, "%s", c < N_CODES ? "" : "other");
+            if (c < N_CODES)
+                snprintf(code, sizeof code, "%d", codes[c]);
+            evbuffer_add_printf(b, "rhizos_http_requests_total{method=\"%s\","
+                                "route=\"%s\",code=\"%s\"} %llu\n", *m ? m : "any",
+                                p, code, (unsigned long long)v);
+        }
+    }
+    evbuffer_add_printf(b, "# HELP rhizos_http_request_duration_seconds From a "
+                        "request's arrival to its reply (a stream's or held "
+                        "poll's: to its start or its answer).\n"
+                        "# TYPE rhizos_http_request_duration_seconds histogram\n");
+    for (size_t i = 0; i <= n; i++) {
+        const struct route_stats *rs = &o->route_stats[i];
+        if (!rs->dur_n)
+            continue;
+        const char *m, *p;
+        orch_route_name(i, &m, &p);
+        uint64_t cum = 0;
+        for (size_t k = 0; k <= DUR_BUCKETS; k++) {
+            cum += rs->dur[k];
+            char le[16];
+            if (k < DUR_BUCKETS)
+                snprintf(le, sizeof le, "%g", dur_bounds[k]);
+            else
+                snprintf(le, sizeof le, "+Inf");
+            evbuffer_add_printf(b, "rhizos_http_request_duration_seconds_bucket{"
+                                "method=\"%s\",route=\"%s\",le=\"%s\"} %llu\n",
+                                *m ? m : "any", p, le, (unsigned long long)cum);
+        }
+        evbuffer_add_printf(b, "rhizos_http_request_duration_seconds_sum{method=\"%s\","
+                            "route=\"%s\"} %.6f\n"
+                            "rhizos_http_request_duration_seconds_count{method=\"%s\","
+                            "route=\"%s\"} %llu\n", *m ? m : "any", p, rs->dur_sum,
+                            *m ? m : "any", p, (unsigned long long)rs->dur_n);
+    }
+}
+
+static unsigned long long open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 0;
+    unsigned long long n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n ? n - 1 : 0;   /* the listing's own descriptor */
+}
+
+/* The standard process_* metrics (names as Prometheus client libraries
+ * export them), and which build this is. */
+static void print_process(orch *o, struct evbuffer *b)
+{
+    struct rusage ru;
+    double cpu = 0;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+              ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+    unsigned long long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%llu %llu", &pages, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    struct rlimit rl = { 0, 0 };
+    (void)getrlimit(RLIMIT_NOFILE, &rl);
+    long page = sysconf(_SC_PAGESIZE);
+    evbuffer_add_printf(b,
+        "# HELP rhizos_build_info The running orchestrator's version.\n"
+        "# TYPE rhizos_build_info gauge\nrhizos_build_info{version=\"%s\"} 1\n"
+        "# HELP process_start_time_seconds Start time since the epoch.\n"
+        "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.3f\n"
+        "# HELP process_cpu_seconds_total User and system CPU time.\n"
+        "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.6f\n"
+        "# HELP process_resident_memory_bytes Resident memory.\n"
+        "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %llu\n"
+        "# HELP process_virtual_memory_bytes Virtual memory.\n"
+        "# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes %llu\n"
+        "# HELP process_open_fds Open file descriptors.\n"
+        "# TYPE process_open_fds gauge\nprocess_open_fds %llu\n"
+        "# HELP process_max_fds The file descriptor limit.\n"
+        "# TYPE process_max_fds gauge\nprocess_max_fds %llu\n",
+        rz_version(), (double)o->started_ms / 1000.0, cpu,
+        rss * (unsigned long long)(page > 0 ? page : 4096),
+        pages * (unsigned long long)(page > 0 ? page : 4096), open_fds(),
+        (unsigned long long)rl.rlim_cur);
+}
+
 void r_metrics(req *q)
 {
     orch *o = q->o;
@@ -93,6 +262,13 @@ void r_metrics(req *q)
     evbuffer_add_printf(b, "# HELP rhizos_jobs Jobs by state.\n# TYPE rhizos_jobs gauge\n");
     for (int s = RZ_JOB_PENDING; s <= RZ_JOB_CANCELLED; s++)
         evbuffer_add_printf(b, "rhizos_jobs{state=\"%s\"} %llu\n",
+                            rz_job_state_name((rz_job_state)s),
+                            (unsigned long long)st.jobs[s]);
+    /* Finished jobs never leave their final state: counters. */
+    evbuffer_add_printf(b, "# HELP rhizos_jobs_finished_total Jobs by outcome.\n"
+                        "# TYPE rhizos_jobs_finished_total counter\n");
+    for (int s = RZ_JOB_SUCCEEDED; s <= RZ_JOB_CANCELLED; s++)
+        evbuffer_add_printf(b, "rhizos_jobs_finished_total{outcome=\"%s\"} %llu\n",
                             rz_job_state_name((rz_job_state)s),
                             (unsigned long long)st.jobs[s]);
     evbuffer_add_printf(b, "# HELP rhizos_nodes Nodes by state.\n# TYPE rhizos_nodes gauge\n"
@@ -122,23 +298,27 @@ void r_metrics(req *q)
                         "rhizos_dispatch_latency_seconds_count %llu\n",
                         (unsigned long long)o->lat_n, o->lat_sum,
                         (unsigned long long)o->lat_n);
-    evbuffer_add_printf(b, "# HELP rhizos_ledger_fees_micros Platform fees posted.\n"
-                        "# TYPE rhizos_ledger_fees_micros counter\nrhizos_ledger_fees_micros %llu\n"
+    evbuffer_add_printf(b, "# HELP rhizos_ledger_fees_micros_total Platform fees posted.\n"
+                        "# TYPE rhizos_ledger_fees_micros_total counter\n"
+                        "rhizos_ledger_fees_micros_total %llu\n"
                         "# HELP rhizos_ledger_held_micros Money held in escrow now.\n"
                         "# TYPE rhizos_ledger_held_micros gauge\nrhizos_ledger_held_micros %llu\n"
-                        "# HELP rhizos_ledger_volume_micros What succeeded jobs were charged.\n"
-                        "# TYPE rhizos_ledger_volume_micros counter\nrhizos_ledger_volume_micros %llu\n",
+                        "# HELP rhizos_ledger_volume_micros_total What succeeded jobs "
+                        "were charged.\n# TYPE rhizos_ledger_volume_micros_total counter\n"
+                        "rhizos_ledger_volume_micros_total %llu\n",
                         (unsigned long long)ls.fees_micros,
                         (unsigned long long)ls.escrow_held_micros,
                         (unsigned long long)orch_volume_micros(o));
-    evbuffer_add_printf(b, "# HELP rhizos_http_requests_total Replies by status.\n"
-                        "# TYPE rhizos_http_requests_total counter\n");
     o->http_codes[200]++;   /* this reply */
+    evbuffer_add_printf(b, "# HELP rhizos_http_responses_total Replies by status, "
+                        "routed or not.\n# TYPE rhizos_http_responses_total counter\n");
     for (int c = 100; c < 600; c++)
         if (o->http_codes[c])
-            evbuffer_add_printf(b, "rhizos_http_requests_total{code=\"%d\"} %llu\n",
+            evbuffer_add_printf(b, "rhizos_http_responses_total{code=\"%d\"} %llu\n",
                                 c, (unsigned long long)o->http_codes[c]);
     o->http_codes[200]--;
+    print_routes(o, b);
+    print_process(o, b);
     size_t len = evbuffer_get_length(b);
     char *text = malloc(len + 1);
     if (text)

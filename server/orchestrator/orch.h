@@ -59,12 +59,16 @@ typedef rz_auth_principal principal;
 #define P_ADMIN RZ_AUTH_ADMIN
 #define P_CLIENT RZ_AUTH_CLIENT
 #define P_NODE RZ_AUTH_NODE
+/* The metrics key (--metrics-key-file): GET /metrics and nothing else, so
+ * a Prometheus server holds no key that can move money. */
+#define P_METRICS (1u << 8)
 
 typedef struct orch_opts {
     const char *listen;
     const char *data;
     const char **modules; size_t n_modules;
     const char *admin_key_file;
+    const char *metrics_key_file;
     size_t max_body;
     uint64_t node_timeout_ms;
     uint64_t challenge_interval_ms;   /* 0: no capability challenges */
@@ -108,6 +112,7 @@ typedef struct waiter {
     struct evhttp_connection *conn;
     uint64_t node;
     bool cbor;
+    uint64_t t0_ns;          /* when the poll arrived (metrics) */
     struct event *timer;
     struct waiter *prev, *next;
 } waiter;
@@ -191,7 +196,11 @@ typedef struct orch {
     unsigned char audit_key[AUDIT_KEY_BYTES];   /* DATA/audit.key */
     uint64_t deposit_tick_ms;      /* last expiry pass over deposits */
 
-    /* metrics */
+    /* metrics (metrics.c) */
+    unsigned char metrics_key[32];   /* BLAKE2b of the metrics key */
+    bool has_metrics_key;
+    struct route_stats *route_stats; /* one per route, then "unmatched" */
+    uint64_t started_ms;
     uint64_t http_codes[600];
     uint64_t lat_count[ORCH_LAT_BUCKETS + 1];
     double lat_sum;
@@ -209,11 +218,19 @@ typedef struct req {
     bool cbor;               /* answer in CBOR */
     bool answered;
     uint64_t audit_of;       /* its audit begin record; 0: not audited */
+    int route;               /* its index in the route table; -1: none */
+    uint64_t t0_ns;          /* when it arrived (CLOCK_MONOTONIC) */
 } req;
 
 /* ---- http.c ---- */
 int orch_http_start(orch *o);
 void orch_print_routes(void);
+/* The route table, for the metrics: its size (the "unmatched" slot is
+ * this index) and one route's method and path. */
+size_t orch_route_count(void);
+void orch_route_name(size_t i, const char **method, const char **path);
+int orch_route_index(void (*fn)(req *q));
+uint64_t orch_mono_ns(void);
 uint64_t orch_now_ms(void);
 void reply_json(req *q, int code, cJSON *doc);       /* takes doc */
 void reply_text(req *q, int code, const char *type, const char *text, size_t len);
@@ -241,8 +258,18 @@ bool query_u64(req *q, const char *name, uint64_t def, uint64_t max,
                uint64_t *out);
 cJSON *parse_json_text(const char *text);
 void orch_count_code(orch *o, int code);
+/* A reply to a routed request (metrics.c): counted by route, method and
+ * code, with its time since arrival. route -1: by code only. */
+void orch_count_reply(orch *o, int route, int code, uint64_t t0_ns);
+int orch_metrics_init(orch *o);
+void orch_metrics_free(orch *o);
 
 /* ---- auth.c ---- */
+/* Whether key is the metrics key (compared in constant time by hash). */
+bool auth_is_metrics_key(orch *o, const char *key);
+int auth_check_metrics_key(const char *key, const char *from);
+/* Keep the metrics key's hash (from --metrics-key-file). */
+int auth_set_metrics_key(orch *o, const char *key);
 /* The store and the throttle; messages on stderr. */
 int auth_open(orch *o);
 void auth_close(orch *o);
@@ -381,7 +408,8 @@ void r_node_challenge_get(req *q);
 void r_node_challenge_answer(req *q);
 cJSON *verify_json(orch *o, uint64_t node, bool full);
 /* Poll the engine for `node`: 1 answered with an assignment, 0 nothing. */
-int orch_deliver(orch *o, struct evhttp_request *r, uint64_t node, bool cbor);
+int orch_deliver(orch *o, struct evhttp_request *r, uint64_t node, bool cbor,
+                 uint64_t t0_ns);
 void r_job_submit(req *q);
 void r_jobs_list(req *q);
 void r_job_get(req *q);

@@ -624,13 +624,16 @@ static cJSON *assignment_json(orch *o, const rz_engine_assignment *a)
     return doc;
 }
 
-int orch_deliver(orch *o, struct evhttp_request *r, uint64_t node, bool cbor)
+int orch_deliver(orch *o, struct evhttp_request *r, uint64_t node, bool cbor,
+                 uint64_t t0_ns)
 {
     req q;
     memset(&q, 0, sizeof q);
     q.o = o;
     q.r = r;
     q.cbor = cbor;
+    q.route = orch_route_index(r_node_poll);
+    q.t0_ns = t0_ns;
     for (;;) {
         uint64_t now = orch_now_ms();
         rz_engine_assignment a;
@@ -669,7 +672,7 @@ void r_node_poll(req *q)
     if (!own_node(q, &node) ||
         !query_u64(q, "wait", ORCH_WAIT_DEFAULT, ORCH_WAIT_MAX, &wait))
         return;
-    if (orch_deliver(q->o, q->r, node, q->cbor)) {
+    if (orch_deliver(q->o, q->r, node, q->cbor, q->t0_ns)) {
         q->answered = true;
         return;
     }

@@ -18,6 +18,7 @@ import ctypes
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -124,9 +125,10 @@ def decode(ctype, data):
 
 
 class Server:
-    def __init__(self, data, admin_file):
+    def __init__(self, data, admin_file, extra=()):
         self.proc = start_orchestrator(
             EXE, data, ["--admin-key-file", admin_file, "--max-body", str(MAX_BODY),
+                        *extra,
                         "--modules", os.path.join(ROOT, "examples", "modules"),
                         "--modules", os.path.join(ROOT, "tests", "e2e", "modules"),
                         # the auth matrix tries a wrong key on every route
@@ -174,7 +176,11 @@ class OrchestratorApi(unittest.TestCase):
         cls.admin = "rza_test_" + os.urandom(16).hex()
         with open(cls.admin_file, "w") as f:
             f.write(cls.admin + "\n")
-        cls.s = Server(cls.data, cls.admin_file)
+        cls.metrics_key = os.urandom(24).hex()
+        cls.metrics_file = os.path.join(cls.tmp.name, "metrics.key")
+        with open(cls.metrics_file, "w") as f:
+            f.write(cls.metrics_key + "\n")
+        cls.s = Server(cls.data, cls.admin_file, ["--metrics-key-file", cls.metrics_file])
 
     @classmethod
     def tearDownClass(cls):
@@ -247,9 +253,49 @@ class OrchestratorApi(unittest.TestCase):
         for name in ("rhizos_jobs{state=\"queued\"}", "rhizos_nodes{state=\"active\"}",
                      "rhizos_queue_depth", "rhizos_deployments{state=\"running\"}",
                      "rhizos_dispatch_latency_seconds_bucket{le=\"+Inf\"}",
-                     "rhizos_ledger_fees_micros", "rhizos_ledger_held_micros",
-                     "rhizos_ledger_volume_micros", "rhizos_http_requests_total{code=\"200\"}"):
+                     "rhizos_ledger_fees_micros_total", "rhizos_ledger_held_micros",
+                     "rhizos_ledger_volume_micros_total",
+                     "rhizos_http_responses_total{code=\"200\"}",
+                     'rhizos_jobs_finished_total{outcome="succeeded"}',
+                     'rhizos_build_info{version="', "process_start_time_seconds",
+                     "process_resident_memory_bytes", "process_open_fds"):
             self.assertIn(name, m)
+
+    def test_metrics_by_route_for_the_metrics_key(self):
+        def count(text, line):
+            for l in text.splitlines():
+                if l.startswith(line + " "):
+                    return int(l.rsplit(" ", 1)[1])
+            return 0
+        health = 'rhizos_http_requests_total{method="GET",route="/health",code="200"}'
+        job404 = ('rhizos_http_requests_total{method="GET",route="/api/v1/jobs/{id}",'
+                  'code="404"}')
+        unmatched = 'rhizos_http_requests_total{method="any",route="unmatched",code="404"}'
+        before = self.ok("GET", "/metrics", key=self.metrics_key)
+        for _ in range(3):
+            self.ok("GET", "/health")
+        # Ids and unknown paths never become label values: one series each.
+        for i in range(5):
+            self.err(404, "RZ_ENOENT", "GET", "/api/v1/jobs/%d" % (900000 + i),
+                     key=self.admin)
+            self.err(404, "RZ_ENOENT", "GET", "/probe-%d" % i)
+        after = self.ok("GET", "/metrics", key=self.metrics_key)
+        self.assertEqual(count(after, health) - count(before, health), 3)
+        self.assertEqual(count(after, job404) - count(before, job404), 5)
+        self.assertEqual(count(after, unmatched) - count(before, unmatched), 5)
+        self.assertNotIn("900000", after)
+        self.assertNotIn("probe", after)
+        self.assertIn('rhizos_http_request_duration_seconds_count{method="GET",'
+                      'route="/health"}', after)
+        # The metrics key reads metrics and nothing else.
+        for method, path in (("GET", "/api/v1/stats"), ("GET", "/api/v1/jobs"),
+                             ("POST", "/api/v1/accounts")):
+            self.err(401, "RZ_EAUTH", method, path, {} if method == "POST" else None,
+                     key=self.metrics_key)
+        if not shutil.which("promtool"):
+            self.skipTest("no promtool (Debian's prometheus package)")
+        p = run(["promtool", "check", "metrics"], stdin=after)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
     def test_queue_cancel_refund(self):
         _, key = self.client(10000)
@@ -657,10 +703,10 @@ class OrchestratorApi(unittest.TestCase):
         before_a, before_b = self.balance(key_a), self.balance(key_b)
         # Who may use each route; everyone else must fail. Ids are A's (a
         # client), the node's own, or A's deposit.
-        C, A, N, ANY = "client", "admin", "node", "anyone"
+        C, A, N, M, ANY = "client", "admin", "node", "metrics", "anyone"
         allowed = {
             ("GET", "/health"): {ANY},
-            ("GET", "/metrics"): {A},
+            ("GET", "/metrics"): {A, M},
             ("GET", "/api/v1/stats"): {C, A, N},
             ("GET", "/api/v1/keys"): {C, A, N},
             ("GET", "/api/v1/identity"): {ANY},
@@ -711,8 +757,9 @@ class OrchestratorApi(unittest.TestCase):
                   "/api/v1/withdrawals/{id}/cancel": None,
                   "/api/v1/nodes/register": NodeKey(X25519).register_body(NODE_CAPS)}
         keys = {"none": None, "bad": "rzk_" + "f" * 64, "other": key_b,
-                "node": tok, "admin": self.admin}
-        kind = {"none": None, "bad": None, "other": C, "node": N, "admin": A}
+                "node": tok, "admin": self.admin, "metrics": self.metrics_key}
+        kind = {"none": None, "bad": None, "other": C, "node": N, "admin": A,
+                "metrics": M}
         for (method, path), who in sorted(allowed.items()):
             if ANY in who:
                 continue
@@ -741,7 +788,7 @@ class OrchestratorApi(unittest.TestCase):
                     continue
                 with self.subTest(route=f"{method} {path}", who=name):
                     st, doc = self.s.call(method, concrete, body, k, timeout=10)
-                    if name in ("none", "bad"):
+                    if name in ("none", "bad", "metrics"):
                         self.assertEqual(st, 401, doc)
                     else:
                         self.assertIn(st, (403, 404), doc)

@@ -75,6 +75,28 @@ class AdminKeyStrength(unittest.TestCase):
             self.assertIn("different characters", p.stderr)
             self.assertNotIn("ab" * 20, p.stderr)
 
+    def test_metrics_key_rules(self):
+        # Weak, the admin key itself, or an unreadable file: refused at
+        # start, before the data directory is made, and never printed.
+        good = os.urandom(24).hex()
+        with tempfile.TemporaryDirectory() as tmp:
+            for mkey, why in (("Q", "metrics key"), (good, "must differ"),
+                              (None, "cannot read the metrics key")):
+                with self.subTest(why=why):
+                    path = os.path.join(tmp, "metrics.key")
+                    if mkey is None:
+                        path = os.path.join(tmp, "absent")
+                    else:
+                        with open(path, "w") as f:
+                            f.write(mkey + "\n")
+                    env = dict(os.environ, RHIZOS_ADMIN_KEY=good)
+                    p = run([EXE, "--listen", "127.0.0.1:%d" % free_port(),
+                             "--data", os.path.join(tmp, "data"), "--quiet",
+                             "--metrics-key-file", path], env=env, timeout=30)
+                    self.assertEqual(p.returncode, 1, p.stderr)
+                    self.assertIn(why, p.stderr)
+                    self.assertNotIn(good, p.stderr)
+                    self.assertFalse(os.path.exists(os.path.join(tmp, "data")))
 
     def snapshot(self, root):
         """Every file under root: (path, size, mtime_ns, bytes)."""
