@@ -433,6 +433,40 @@ static void print_replicas(const cJSON *j)
     }
 }
 
+#define LOG_TAIL_LINES 40
+
+/* The last lines of a job's log, indented; --json has all of it. */
+static void print_log_tail(const char *log)
+{
+    if (!log || !*log)
+        return;
+    size_t len = strlen(log), lines = 0;
+    const char *start = log + len;
+    if (start > log && start[-1] == '\n')
+        start--;
+    while (start > log && lines < LOG_TAIL_LINES) {
+        start--;
+        if (*start == '\n' && ++lines == LOG_TAIL_LINES) {
+            start++;
+            break;
+        }
+    }
+    size_t earlier = 0;
+    for (const char *p = log; p < start; p++)
+        earlier += *p == '\n';
+    if (earlier)
+        printf("  log (last %d lines; %zu before them in --json):\n", LOG_TAIL_LINES,
+               earlier);
+    else
+        printf("  log:\n");
+    for (const char *p = start; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        printf("    %.*s\n", (int)n, p);
+        p += n + (nl ? 1 : 0);
+    }
+}
+
 static void print_job(const cJSON *j)
 {
     char max[32], cost[32];
@@ -473,6 +507,7 @@ static void print_job(const cJSON *j)
         printf("  %s: %s\n", o->string, v ? v : "?");
         free(v);
     }
+    print_log_tail(cli_json_str(j, "log", NULL));
 }
 
 static void print_jobs(const cJSON *root)
@@ -723,16 +758,18 @@ int cli_job(cli *c, const char *verb)
     else
         snprintf(path, sizeof path, "/api/v1/jobs");
     int ex = cli_request(cl, "GET", path, NULL, &r);
-    if (ex == EXIT_OK && c->json) {
+    cJSON *root = ex == EXIT_OK ? cJSON_Parse(r) : NULL;
+    if (ex == EXIT_OK && c->json)
         cli_print_json(r);
-    } else if (ex == EXIT_OK) {
-        cJSON *root = cJSON_Parse(r);
-        if (c->nargs == 1)
-            print_job(root);
-        else
-            print_jobs(root);
-        cJSON_Delete(root);
-    }
+    else if (ex == EXIT_OK && c->nargs == 1)
+        print_job(root);
+    else if (ex == EXIT_OK)
+        print_jobs(root);
+    /* One job that failed is a failure of the command, as `run --wait`. */
+    if (ex == EXIT_OK && c->nargs == 1 &&
+        strcmp(cli_json_str(root, "status", ""), "failed") == 0)
+        ex = EXIT_FAILED;
+    cJSON_Delete(root);
     rz_free(r);
     rz_client_free(cl);
     return ex;

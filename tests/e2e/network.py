@@ -290,6 +290,11 @@ class Network(Base):
         text = self.cli("flow", "status", str(dep), key=self.key).stdout
         self.assertIn('  alert: "run succeeded; failed steps: [primary]"', text)
         self.assertIn("  failed steps: primary", text)
+        # The failed step's job: `rhizos job ID` exits 1 and shows its log.
+        job = st["steps"]["primary"]["job"]
+        p = self.cli("job", str(job), key=self.key, code=1)
+        self.assertIn("  log:\n", p.stdout)
+        self.assertIn("fails on purpose", p.stdout)
 
     def test_node_killed_mid_job_finishes_elsewhere_charged_once(self):
         self.start_nodes()

@@ -81,6 +81,12 @@ class Placement(unittest.TestCase):
                      "--queue-timeout", "1", "--wait", key=key, code=1)
         self.assertIn("queued: " + DOCKER_WHY, p.stderr)
         self.assertIn("no node could run it within 1 s: " + DOCKER_WHY, p.stdout)
+        # `rhizos job ID` of a failed job is a failure too (exit 1), saying why.
+        job = json.loads(self.cli("job", "--json", key=key).stdout)["jobs"][0]
+        self.assertEqual(job["status"], "failed")
+        out = self.cli("job", str(job["id"]), key=key, code=1).stdout
+        self.assertIn("error: no node could run it within 1 s", out)
+        self.cli("job", str(job["id"]), "--json", key=key, code=1)
         a = self.balance(key)
         self.assertEqual((a["balance_micros"], a["pending_micros"]), (1000 * M, 0))
 
