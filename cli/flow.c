@@ -15,7 +15,7 @@ void cli_flow_usage(void)
 {
     printf(
 "usage: rhizos flow validate FILE...   [--json] [--modules DIR]\n"
-"       rhizos flow plan FILE           [--json]\n"
+"       rhizos flow plan FILE           [--json | --format dot|mermaid]\n"
 "       rhizos flow run FILE            [--input NAME=VALUE]... [--data DIR]\n"
 "                                       [--jobs N] [--no-sandbox] [--json]\n"
 "                                       [--container-host unix:///PATH]\n"
@@ -36,7 +36,10 @@ void cli_flow_usage(void)
 "only if the run succeeded. `runs` lists the newest 20 recorded runs\n"
 "(--limit N: N of them, 0: all; --json prints the same list); `runs RUN_ID`\n"
 "shows one run: its steps with status, attempts, times, inputs, outputs,\n"
-"errors and logs (--json: the whole record).\n");
+"errors and logs (--json: the whole record).\n"
+"`plan --format dot` prints the graph for Graphviz (rhizos flow plan F\n"
+"--format dot | dot -Tsvg > flow.svg); `--format mermaid` for Markdown\n"
+"pages; the critical path is drawn heavier.\n");
 }
 
 static int need_args(const cli *c, const char *verb, int min, int max)
@@ -124,10 +127,81 @@ static void print_plan_text(const rz_flow *flow, const rz_plan *plan)
     printf(" (%.1f s estimated)\n", rz_plan_critical_seconds(plan));
 }
 
+static bool on_path(const size_t *path, size_t len, size_t a, size_t b)
+{
+    for (size_t i = 0; i + 1 < len; i++)
+        if (path[i] == a && path[i + 1] == b)
+            return true;
+    return false;
+}
+
+/* A step id or module as a quoted DOT string or Mermaid label. */
+static void print_quoted(const char *s, bool mermaid)
+{
+    for (; *s; s++) {
+        if (mermaid && *s == '"')
+            fputs("#quot;", stdout);
+        else if (mermaid && (*s == '<' || *s == '>'))
+            fputs(*s == '<' ? "#lt;" : "#gt;", stdout);
+        else if (!mermaid && (*s == '"' || *s == '\\'))
+            printf("\\%c", *s);
+        else if ((unsigned char)*s >= 0x20)
+            putchar(*s);
+    }
+}
+
+/* The graph for Graphviz (`dot -Tsvg`) or Mermaid, steps in plan order,
+ * the critical path drawn heavier. */
+static void print_plan_graph(const rz_flow *flow, const rz_plan *plan, bool mermaid)
+{
+    size_t len, n = rz_flow_step_count(flow);
+    const size_t *path = rz_plan_critical_path(plan, &len);
+    if (mermaid)
+        printf("flowchart LR\n");
+    else {
+        printf("digraph \"");
+        print_quoted(rz_flow_name(flow), false);
+        printf("\" {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
+    }
+    for (size_t s = 0; s < rz_plan_stage_count(plan); s++)
+        for (size_t k = 0; k < rz_plan_stage_size(plan, s); k++) {
+            size_t i = rz_plan_stage_step(plan, s, k);
+            const char *mod = rz_flow_step_module(flow, i);
+            printf(mermaid ? "  s%zu[\"" : "  s%zu [label=\"", i);
+            print_quoted(rz_flow_step_id(flow, i), mermaid);
+            if (mod) {
+                fputs(mermaid ? "<br/>" : "\\n", stdout);
+                print_quoted(mod, mermaid);
+            }
+            printf(mermaid ? "\"]\n" : "\"];\n");
+        }
+    for (size_t i = 0; i < n; i++) {
+        size_t nd;
+        const size_t *deps = rz_flow_step_deps(flow, i, &nd);
+        for (size_t k = 0; k < nd; k++) {
+            bool crit = on_path(path, len, deps[k], i);
+            if (mermaid) {
+                printf("  s%zu %s s%zu\n", deps[k], crit ? "==>" : "-->", i);
+            } else {
+                printf("  s%zu -> s%zu%s;\n", deps[k], i,
+                       crit ? " [penwidth=2.5, color=\"#c0392b\"]" : "");
+            }
+        }
+    }
+    if (!mermaid)
+        printf("}\n");
+}
+
 static int flow_plan(cli *c)
 {
     if (need_args(c, "plan", 1, 1) != 0)
         return EXIT_USAGE;
+    const char *fmt = c->format ? c->format : c->json ? "json" : "text";
+    if (strcmp(fmt, "text") && strcmp(fmt, "json") && strcmp(fmt, "dot") &&
+        strcmp(fmt, "mermaid")) {
+        fprintf(stderr, "rhizos: flow plan --format: text, json, dot or mermaid\n");
+        return EXIT_USAGE;
+    }
     rz_registry *reg = cli_registry(c);
     rz_flow *flow = reg ? load_checked(c, c->args[0], reg, NULL) : NULL;
     int status = EXIT_FAILED;
@@ -141,7 +215,9 @@ static int flow_plan(cli *c)
     }
     if (plan) {
         char *json = NULL;
-        if (!c->json)
+        if (strcmp(fmt, "dot") == 0 || strcmp(fmt, "mermaid") == 0)
+            print_plan_graph(flow, plan, fmt[0] == 'm');
+        else if (strcmp(fmt, "text") == 0)
             print_plan_text(flow, plan);
         else if (rz_plan_to_json(plan, &json) == RZ_OK)
             printf("%s\n", json);

@@ -57,6 +57,11 @@ RZ_EXTERN rz_format rz_flow_format(const rz_flow *flow);
 RZ_EXTERN size_t rz_flow_step_count(const rz_flow *flow);
 RZ_EXTERN const char *rz_flow_step_id(const rz_flow *flow, size_t i);
 RZ_EXTERN const char *rz_flow_step_module(const rz_flow *flow, size_t i);
+/* The steps step i waits for (its `needs`, the steps its expressions read,
+ * its join), as step indices, unique and sorted; borrowed, valid while the
+ * flow lives. Known once rz_flow_validate or rz_plan_build has run on the
+ * flow; before that, and for a bad index, NULL with *n = 0. */
+RZ_EXTERN const size_t *rz_flow_step_deps(const rz_flow *flow, size_t i, size_t *n);
 /* Index of the step with this id, or (size_t)-1. */
 RZ_EXTERN size_t rz_flow_step_find(const rz_flow *flow, const char *id);
 /* Flow inputs from NAME=VALUE texts (what `rhizos flow run --input` takes):

@@ -521,6 +521,18 @@ const char *rz_flow_step_module(const rz_flow *f, size_t i)
     return f && i < f->n_steps ? f->steps[i].module_id : NULL;
 }
 
+const size_t *rz_flow_step_deps(const rz_flow *f, size_t i, size_t *n)
+{
+    if (!f || !f->linked || i >= f->n_steps) {
+        if (n)
+            *n = 0;
+        return NULL;
+    }
+    if (n)
+        *n = f->steps[i].n_deps;
+    return f->steps[i].deps;
+}
+
 size_t rz_flow_step_find(const rz_flow *f, const char *id)
 {
     return f && id ? rz__map_get(&f->index, id) : RZ_NPOS;

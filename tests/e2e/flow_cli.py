@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -371,6 +372,33 @@ class FlowCommands(unittest.TestCase):
         self.assertTrue(any(len(s) >= 3 for s in stages), "fan-out stage")
         for s in stages:
             self.assertEqual(s, sorted(s))
+
+    def test_plan_as_a_graph(self):
+        path = os.path.join(FLOWS, "wordcount.yaml")
+        want = {("source", "split"), ("split", "count1"), ("split", "count2"),
+                ("split", "count3"), ("count1", "merge"), ("count2", "merge"),
+                ("count3", "merge")}
+        crit = json.loads(rhizos("flow", "plan", path, "--json").stdout)["critical_path"]
+        crit = set(zip(crit, crit[1:]))
+        dot = rhizos("flow", "plan", path, "--format", "dot")
+        self.assertEqual(dot.returncode, 0, dot.stderr)
+        names = dict(re.findall(r'^  (s\d+) \[label="([^\\"]+)', dot.stdout, re.M))
+        edges = re.findall(r"^  (s\d+) -> (s\d+)( \[penwidth)?", dot.stdout, re.M)
+        self.assertEqual({(names[a], names[b]) for a, b, _ in edges}, want)
+        self.assertEqual({(names[a], names[b]) for a, b, c in edges if c}, crit)
+        mer = rhizos("flow", "plan", path, "--format", "mermaid")
+        self.assertTrue(mer.stdout.startswith("flowchart LR\n"), mer.stdout)
+        names = dict(re.findall(r'^  (s\d+)\["([^<"]+)', mer.stdout, re.M))
+        edges = re.findall(r"^  (s\d+) (-->|==>) (s\d+)$", mer.stdout, re.M)
+        self.assertEqual({(names[a], names[b]) for a, _, b in edges}, want)
+        self.assertEqual({(names[a], names[b]) for a, k, b in edges if k == "==>"}, crit)
+        p = rhizos("flow", "plan", path, "--format", "svg")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("dot or mermaid", p.stderr)
+        if shutil.which("dot"):   # Graphviz reads it
+            g = run(["dot", "-Tsvg"], stdin=dot.stdout)
+            self.assertEqual(g.returncode, 0, g.stderr)
+            self.assertIn("<svg", g.stdout)
 
     def test_export_strips_credential_values(self):
         doc = {

@@ -83,6 +83,16 @@ static void test_diamond(void **state)
     expect_plan(f, "{\"stages\":[[\"a\"],[\"b\",\"c\"],[\"d\"]],"
                    "\"critical_path\":[\"a\",\"b\",\"d\"],"
                    "\"critical_seconds\":3,\"steps\":4}");
+    /* The edges behind the plan: d waits for b and c (sorted by index). */
+    size_t nd = 9;
+    const size_t *deps = rz_flow_step_deps(f, rz_flow_step_find(f, "d"), &nd);
+    assert_int_equal(nd, 2);
+    assert_string_equal(rz_flow_step_id(f, deps[0]), "c");
+    assert_string_equal(rz_flow_step_id(f, deps[1]), "b");
+    (void)rz_flow_step_deps(f, rz_flow_step_find(f, "a"), &nd);
+    assert_int_equal(nd, 0);
+    assert_null(rz_flow_step_deps(f, 99, &nd));
+    assert_int_equal(nd, 0);
     rz_flow_free(f);
 }
 
