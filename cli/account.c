@@ -97,6 +97,8 @@ static void print_account(const cJSON *a)
            cli_json_str(a, "id", "?"), cli_json_str(a, "kind", "?"), bal, held);
 }
 
+/* Newest first; amounts signed as seen from the account (+ in, - out),
+ * each movement named from -> to ("you", "escrow", "node 3", ...). */
 static void print_payments(const cJSON *root)
 {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "payments");
@@ -104,18 +106,23 @@ static void print_payments(const cJSON *root)
         printf("no payments\n");
         return;
     }
-    printf("%6s %-12s %12s %-10s %8s  %s\n", "SEQ", "KIND", "AMOUNT", "STATUS", "JOB",
-           "DEBIT -> CREDIT");
+    printf("%6s %-17s %14s %-8s %8s  %s\n", "SEQ", "KIND", "AMOUNT", "STATUS", "JOB",
+           "FROM -> TO");
     const cJSON *p;
     cJSON_ArrayForEach(p, list) {
         char amt[32], job[24] = "-";
-        cli_money(cli_json_int(p, "amount_micros"), amt, sizeof amt);
+        bool out = strcmp(cli_json_str(p, "direction", "out"), "in") != 0;
+        cli_money_u64((uint64_t)cli_json_int(p, "amount_micros"), out, amt + 1,
+                      sizeof amt - 1);
+        amt[0] = out ? ' ' : '+';
         const cJSON *j = cJSON_GetObjectItemCaseSensitive(p, "job");
         if (cJSON_IsNumber(j))
             snprintf(job, sizeof job, "%lld", (long long)j->valuedouble);
-        printf("%6lld %-12s %12s %-10s %8s  %.8s -> %.8s\n", (long long)cli_json_int(p, "seq"),
-               cli_json_str(p, "kind", "?"), amt, cli_json_str(p, "status", "?"), job,
-               cli_json_str(p, "debit", "?"), cli_json_str(p, "credit", "?"));
+        printf("%6lld %-17s %14s %-8s %8s  %s -> %s\n", (long long)cli_json_int(p, "seq"),
+               cli_json_str(p, "kind", "?"), amt[0] == ' ' ? amt + 1 : amt,
+               cli_json_str(p, "status", "?"), job,
+               cli_json_str(p, "debit_name", cli_json_str(p, "debit", "?")),
+               cli_json_str(p, "credit_name", cli_json_str(p, "credit", "?")));
     }
 }
 

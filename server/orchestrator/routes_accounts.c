@@ -492,6 +492,38 @@ static const char *transfer_status(const rz_ledger_transfer *t)
     }
 }
 
+/* Who an account is, for people: the viewer is "you"; the ledger's own
+ * accounts and node payout accounts (a fixed function of the node id) by
+ * name; another client only by the start of its id. */
+static void account_name(rz_ledger_id id, rz_ledger_id viewer, char *buf, size_t cap)
+{
+    if (same_id(id, viewer))
+        snprintf(buf, cap, "you");
+    else if (same_id(id, RZ_LEDGER_ESCROW_ID))
+        snprintf(buf, cap, "escrow");
+    else if (same_id(id, RZ_LEDGER_PLATFORM_ID))
+        snprintf(buf, cap, "platform");
+    else if (same_id(id, RZ_LEDGER_EXTERNAL_ID))
+        snprintf(buf, cap, "external");
+    else if (id.lo && same_id(id, rz_engine_node_account(id.lo)))
+        snprintf(buf, cap, "node %llu", (unsigned long long)id.lo);
+    else {
+        char hex[33];
+        rz_ledger_id_format(id, hex);
+        snprintf(buf, cap, "account %.8s", hex);
+    }
+}
+
+static void add_names(cJSON *p, const rz_ledger_transfer *t, rz_ledger_id viewer)
+{
+    char name[48];
+    account_name(t->debit, viewer, name, sizeof name);
+    cJSON_AddStringToObject(p, "debit_name", name);
+    account_name(t->credit, viewer, name, sizeof name);
+    cJSON_AddStringToObject(p, "credit_name", name);
+    cJSON_AddStringToObject(p, "direction", same_id(t->credit, viewer) ? "in" : "out");
+}
+
 void r_account_payments(req *q)
 {
     rz_ledger_id id;
@@ -515,6 +547,7 @@ void r_account_payments(req *q)
         cJSON_AddNumberToObject(p, "amount_micros", (double)t[i].amount);
         add_hex(p, "debit", t[i].debit);
         add_hex(p, "credit", t[i].credit);
+        add_names(p, &t[i], id);
         if (same_id(t[i].job, rz_engine_job_ledger_id(t[i].job.lo)) && t[i].job.lo)
             cJSON_AddNumberToObject(p, "job", (double)t[i].job.lo);
         cJSON_AddStringToObject(p, "status", transfer_status(&t[i]));

@@ -328,8 +328,13 @@ class Live(unittest.TestCase):
         self.assertIn("$12.34", self.cli("account", "balance", key=key).stdout)
         self.assertEqual(self.cli_json("account", "balance", aid, key=self.ADMIN)["id"], aid)
         hist = self.cli_json("account", "history", key=key)
-        self.assertTrue(any(p["amount_micros"] == 1234 * M for p in hist["payments"]))
+        credit = [p for p in hist["payments"] if p["amount_micros"] == 1234 * M]
+        self.assertEqual(len(credit), 1, hist)
+        self.assertEqual((credit[0]["debit_name"], credit[0]["credit_name"],
+                          credit[0]["direction"]), ("external", "you", "in"))
         self.assertEqual(self.cli_json("account", "history", aid, key=self.ADMIN), hist)
+        text = self.cli("account", "history", key=key).stdout
+        self.assertRegex(text, r"test_credit +\+\$12\.34 .* external -> you\n")
         # A deposit waits for the admin's confirmation, then counts.
         d = self.cli_json("account", "deposit", "5.00", key=key)
         self.assertEqual((d["amount_micros"], d["status"]), (500 * M, "pending"))
@@ -339,6 +344,8 @@ class Live(unittest.TestCase):
         self.assertEqual(self.balance(key)["balance_micros"], 1734 * M)
         w = self.cli_json("account", "withdraw", "0.34", "--address", "addr-1", key=key)
         self.assertEqual((w["amount_micros"], w["status"]), (34 * M, "pending"))
+        text = self.cli("account", "history", key=key).stdout
+        self.assertRegex(text, r"withdraw +-\$0\.34 +pending .* you -> external\n")
         # Withdrawals: pending -> completed (with the transaction) or failed
         # (the money comes back); never both, never twice.
         wid = w["withdrawal_id"]
