@@ -316,36 +316,60 @@ static void describe_caps(const cJSON *caps, char *buf, size_t cap)
     }
 }
 
-/* "gpu 50c/h cpu 2c/h mem 1c/GB-h" */
+/* "cpu $0.036/h, mem $0.005/GB-h", and the GPU price only for a node that
+ * has GPUs (a price for hardware it lacks means nothing). */
 static void describe_prices(const cJSON *caps, char *buf, size_t cap)
 {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(caps, "prices");
-    snprintf(buf, cap, "gpu %lldc/h cpu %lldc/h mem %lldc/GB-h",
-             (long long)cli_json_int(p, "gpu_hour_micros"),
-             (long long)cli_json_int(p, "cpu_hour_micros"),
-             (long long)cli_json_int(p, "memory_gb_hour_micros"));
+    char gpu[32], cpu[32], mem[32];
+    cli_money(cli_json_int(p, "gpu_hour_micros"), gpu, sizeof gpu);
+    cli_money(cli_json_int(p, "cpu_hour_micros"), cpu, sizeof cpu);
+    cli_money(cli_json_int(p, "memory_gb_hour_micros"), mem, sizeof mem);
+    int n = 0;
+    if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(caps, "gpus")) > 0)
+        n = snprintf(buf, cap, "gpu %s/h, ", gpu);
+    snprintf(buf + (n > 0 && (size_t)n < cap ? n : 0), cap - (n > 0 && (size_t)n < cap
+             ? (size_t)n : 0), "cpu %s/h, mem %s/GB-h", cpu, mem);
 }
 
+typedef struct node_row {
+    char id[24], state[16], load[16], jobs[24], hw[128], prices[96];
+} node_row;
+
+/* Columns as wide as their widest cell, so long hardware lines never push
+ * the prices out of line. */
 static void print_nodes(const cJSON *root)
 {
     const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(root, "nodes");
-    if (cJSON_GetArraySize(nodes) == 0) {
-        printf("no nodes\n");
+    size_t count = (size_t)cJSON_GetArraySize(nodes);
+    node_row *rows = count ? calloc(count + 1, sizeof *rows) : NULL;
+    if (!rows) {
+        printf(count ? "(out of memory)\n" : "no nodes\n");
         return;
     }
-    printf("%-6s %-7s %5s %4s  %-36s %s\n", "ID", "STATE", "LOAD", "JOBS",
-           "HARDWARE", "PRICES");
+    rows[0] = (node_row){ "ID", "STATE", "LOAD", "JOBS", "HARDWARE", "PRICES" };
+    int w[5] = { 2, 5, 4, 4, 8 };
+    size_t r = 1;
     const cJSON *n;
     cJSON_ArrayForEach(n, nodes) {
+        node_row *x = &rows[r++];
         const cJSON *caps = cJSON_GetObjectItemCaseSensitive(n, "capabilities");
-        char hw[128], prices[96];
-        describe_caps(caps, hw, sizeof hw);
-        describe_prices(caps, prices, sizeof prices);
         const cJSON *load = cJSON_GetObjectItemCaseSensitive(n, "load");
-        printf("%-6lld %-7s %5.2f %4lld  %-36s %s\n", (long long)cli_json_int(n, "id"),
-               cli_json_str(n, "state", "?"), cJSON_IsNumber(load) ? load->valuedouble : 0.0,
-               (long long)cli_json_int(n, "jobs"), hw, prices);
+        snprintf(x->id, sizeof x->id, "%lld", (long long)cli_json_int(n, "id"));
+        snprintf(x->state, sizeof x->state, "%s", cli_json_str(n, "state", "?"));
+        snprintf(x->load, sizeof x->load, "%.2f", cJSON_IsNumber(load) ? load->valuedouble : 0.0);
+        snprintf(x->jobs, sizeof x->jobs, "%lld", (long long)cli_json_int(n, "jobs"));
+        describe_caps(caps, x->hw, sizeof x->hw);
+        describe_prices(caps, x->prices, sizeof x->prices);
+        const char *cells[5] = { x->id, x->state, x->load, x->jobs, x->hw };
+        for (int k = 0; k < 5; k++)
+            if ((int)strlen(cells[k]) > w[k])
+                w[k] = (int)strlen(cells[k]);
     }
+    for (size_t i = 0; i < r; i++)
+        printf("%-*s  %-*s  %*s  %*s  %-*s  %s\n", w[0], rows[i].id, w[1], rows[i].state,
+               w[2], rows[i].load, w[3], rows[i].jobs, w[4], rows[i].hw, rows[i].prices);
+    free(rows);
 }
 
 /* Every node: the server answers a page at a time ("next" is the id to

@@ -75,6 +75,29 @@ class Placement(unittest.TestCase):
         self.cli("cancel", str(job["id"]), key=key)
         self.assertEqual(self.balance(key)["balance_micros"], 1000 * M)
 
+    def test_nodes_table(self):
+        # Prices in dollars, the GPU price only on a node with GPUs, and
+        # columns that line up however long a node's hardware line is.
+        gpu_caps = dict(NODE_CAPS, gpus=[{"vendor": "nvidia", "model": "H100 80GB HBM3",
+                                          "vram_mb": 81920}] * 8,
+                        prices=dict(NODE_CAPS["prices"], gpu_hour_micros=2500000))
+        st, reg = http(self.proc.base, "POST", "/api/v1/nodes/register",
+                       body=NodeKey("33" * 32).register_body(gpu_caps))
+        self.assertIn(st, (200, 201), reg)
+        key = self.client(1)
+        lines = self.cli("nodes", key=key).stdout.splitlines()
+        self.assertTrue(lines[0].startswith("ID"), lines)
+        cpu = [l for l in lines if "H100" not in l and "cores" in l]
+        gpu = [l for l in lines if "8x H100 80GB HBM3 80 GiB" in l]
+        self.assertTrue(cpu and gpu, lines)
+        self.assertIn("gpu $2.50/h, cpu $36.00/h, mem $0.00/GB-h", gpu[0])
+        self.assertNotIn("gpu", cpu[0])
+        self.assertIn("cpu $36.00/h", cpu[0])
+        col = lines[0].index("PRICES")
+        for l in lines[1:]:
+            self.assertEqual(l[col - 2:col], "  ", lines)
+            self.assertNotEqual(l[col], " ", lines)
+
     def test_queue_timeout_fails_and_refunds(self):
         key = self.client(1000)
         p = self.cli("run", "-t", "wc-container", "--input", "text=a", "--max-cost", "0.40",
