@@ -285,6 +285,30 @@ static bool member_text(const cJSON *v, char **out)
     return !v || *out;
 }
 
+/* The job shape of the first node design ({"requirements": {"mcp_adapter",
+ * "max_cost_cents", "currency"}, "payload": {"type", "image"}}) is not
+ * taken: its money is in cents, it names no module, and guessing would
+ * charge someone for what they did not ask. Say what to send instead. */
+static bool refuse_seed_shape(req *q)
+{
+    const cJSON *reqs = cJSON_GetObjectItemCaseSensitive(q->body, "requirements");
+    const char *what =
+        cJSON_GetObjectItemCaseSensitive(q->body, "payload") ? "\"payload\""
+        : cJSON_GetObjectItemCaseSensitive(reqs, "mcp_adapter") ? "\"requirements.mcp_adapter\""
+        : cJSON_GetObjectItemCaseSensitive(reqs, "max_cost_cents") ? "\"requirements.max_cost_cents\""
+        : cJSON_GetObjectItemCaseSensitive(reqs, "currency") ? "\"requirements.currency\""
+        : NULL;
+    if (!what)
+        return false;
+    reply_error(q, RZ_EINVAL, "%s is the first node design's job shape, which this "
+                "API does not take; send {\"image\": \"IMAGE\", \"max_cost_micros\": N} "
+                "for a container (payload.image; the adapter follows), or {\"module\": "
+                "\"ID\", \"inputs\": {...}, \"max_cost_micros\": N}; amounts are "
+                "integer micro-dollars (1 cent = 10000), in the account's one currency "
+                "(docs/api.md, Jobs)", what);
+    return true;
+}
+
 void r_job_submit(req *q)
 {
     static const char *const fields[] = { "module", "type", "inputs", "config",
@@ -295,7 +319,8 @@ void r_job_submit(req *q)
     bool have_max = false, have_qt = false;
     uint64_t qt = 0;
     const char *image = NULL;
-    if (!body_fields(q, fields) || !module_spec(q, &job.module, &image) ||
+    if (refuse_seed_shape(q) || !body_fields(q, fields) ||
+        !module_spec(q, &job.module, &image) ||
         !body_u64(q, "queue_timeout_s", false, 31536000, &qt, &have_qt) ||
         !body_obj(q, "inputs", &inputs) || !body_obj(q, "config", &config) ||
         !body_obj(q, "requirements", &reqs) ||

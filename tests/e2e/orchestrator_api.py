@@ -355,6 +355,18 @@ class OrchestratorApi(unittest.TestCase):
         for code, rz, kw in cases:
             with self.subTest(code=code, rz=rz, kw=str(kw)[:80]):
                 self.err(code, rz, "POST", J, key=key, **kw)
+        # The first node design's job shape: refused, saying what to send.
+        seed = {"requirements": {"mcp_adapter": "docker", "max_cost_cents": 100,
+                                 "currency": "USDC"},
+                "payload": {"type": "docker", "image": "hello-world"}}
+        for body in (seed, {"module": "echo", "requirements": {"mcp_adapter": "docker"}},
+                     {"module": "echo", "requirements": {"max_cost_cents": 1}}):
+            with self.subTest(seed=body):
+                doc = self.err(400, "RZ_EINVAL", "POST", J, body, key)
+                msg = doc["error"]["message"]
+                self.assertIn("first node design", msg)
+                self.assertIn('"max_cost_micros"', msg)
+                self.assertIn("1 cent = 10000", msg)
         # A body far over the limit is refused too (by the HTTP layer).
         st, _ = self.s.call("POST", J, raw=b"x" * (MAX_BODY * 5), key=key,
                             ctype="application/json")
