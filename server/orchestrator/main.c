@@ -590,18 +590,21 @@ static int start(orch *o, const char *key, const char *key_from)
                 o->opts.listen);
         return -1;
     }
-    if (mkdir(o->opts.data, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, ORCH_NAME ": cannot create %s: %s\n", o->opts.data,
-                strerror(errno));
-        return -1;
-    }
     if (!(o->base = event_base_new()) || orch_http_start(o) != 0) {
         fprintf(stderr, ORCH_NAME ": cannot start the event loop\n");
         return -1;
     }
+    /* Listening comes before the data directory: a port in use or an
+     * address this machine lacks leaves nothing behind on disk. */
+    errno = 0;
     o->sock = evhttp_bind_socket_with_handle(o->http, host, port);
     if (!o->sock) {
         fprintf(stderr, ORCH_NAME ": cannot listen on %s: %s\n", o->opts.listen,
+                errno ? strerror(errno) : "not an address of this machine");
+        return -1;
+    }
+    if (mkdir(o->opts.data, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, ORCH_NAME ": cannot create %s: %s\n", o->opts.data,
                 strerror(errno));
         return -1;
     }

@@ -75,6 +75,26 @@ class AdminKeyStrength(unittest.TestCase):
             self.assertIn("different characters", p.stderr)
             self.assertNotIn("ab" * 20, p.stderr)
 
+    def test_failed_listen_leaves_no_folder(self):
+        # A port in use, or an address this machine lacks: refused with the
+        # reason, and no data directory made.
+        import socket
+        with socket.socket() as busy, tempfile.TemporaryDirectory() as tmp:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            env = dict(os.environ, RHIZOS_ADMIN_KEY=os.urandom(24).hex())
+            for listen, why in (("127.0.0.1:%d" % busy.getsockname()[1], "in use"),
+                                ("192.0.2.1:80", "")):
+                with self.subTest(listen=listen):
+                    data = os.path.join(tmp, "data")
+                    p = run([EXE, "--listen", listen, "--data", data, "--quiet"],
+                            env=env, timeout=30)
+                    self.assertEqual(p.returncode, 1, p.stderr)
+                    self.assertIn("cannot listen on " + listen, p.stderr)
+                    self.assertIn(why, p.stderr)
+                    self.assertNotIn(": Success", p.stderr)
+                    self.assertFalse(os.path.exists(data))
+
     def test_metrics_key_rules(self):
         # Weak, the admin key itself, or an unreadable file: refused at
         # start, before the data directory is made, and never printed.
