@@ -32,8 +32,9 @@ void cli_deploy_usage(void)
 "held and charged; a running step whose job waits for a node shows as\n"
 "\"running (queued for a node)\". `watch` prints a line per step change\n"
 "and the log lines of running steps as their nodes send them (\"[t] step |\n"
-"line\") until the deployment ends (--json: each status as a line) and\n"
-"exits 0 only if it succeeded.\n");
+"line\") until the deployment ends (--json: each status as a line, once)\n"
+"and exits 0 only if it succeeded; on a terminal a summary line (done,\n"
+"running, waiting, elapsed) stays under them on stderr.\n");
 }
 
 static bool need(const cli *c, const char *verb, int n)
@@ -363,7 +364,41 @@ typedef struct watch {
     char *last;            /* the last status object (JSON text) */
     bool ended;
     bool finished_before;  /* the first event was already the end */
+    bool tty;              /* a live summary line on stderr */
+    bool line_shown;
 } watch;
+
+static void clear_line(watch *w)
+{
+    if (w->line_shown)
+        fputs("\r\033[K", stderr);
+    w->line_shown = false;
+}
+
+/* "3/6 done, 2 running, 1 waiting, 12.3 s": from what each step last
+ * showed, redrawn after every event (output lines go above it). */
+static void summary(watch *w)
+{
+    if (!w->tty || w->finished_before)
+        return;
+    unsigned total = 0, done = 0, running = 0, waiting = 0;
+    const cJSON *st;
+    cJSON_ArrayForEach(st, w->seen) {
+        const char *v = cJSON_IsString(st) ? st->valuestring : "";
+        total++;
+        if (strstr(v, "queued") || strncmp(v, "pending", 7) == 0)
+            waiting++;
+        else if (strncmp(v, "running", 7) == 0)
+            running++;
+        else
+            done++;
+    }
+    fflush(stdout);
+    fprintf(stderr, "\r\033[K%u/%u done, %u running, %u waiting, %.1f s", done, total,
+            running, waiting, now_s() - w->t0);
+    fflush(stderr);
+    w->line_shown = true;
+}
 
 static void step_lines(watch *w, const cJSON *s)
 {
@@ -378,6 +413,7 @@ static void step_lines(watch *w, const cJSON *s)
             cJSON_AddStringToObject(w->seen, st->string, now);
             continue;       /* nothing to say yet */
         }
+        clear_line(w);
         if (w->finished_before)
             printf("  %-20s %s", st->string, now);   /* no live times */
         else
@@ -396,6 +432,7 @@ static void step_lines(watch *w, const cJSON *s)
         cJSON_AddStringToObject(w->seen, st->string, now);
     }
     fflush(stdout);
+    summary(w);
 }
 
 /* A stream of changes: one step's status, {"step":"<id>",...}, shown as
@@ -422,12 +459,14 @@ static int on_log(watch *w, cJSON *s)
     const char *step = cli_json_str(s, "step", "?");
     const char *l = cli_json_str(s, "lines", NULL);
     double t = now_s() - w->t0;
+    clear_line(w);
     while (l && *l) {
         size_t n = strcspn(l, "\n");
         printf("[%7.1fs] %-20s | %.*s\n", t, step, (int)n, l);
         l += n + (l[n] == '\n');
     }
     fflush(stdout);
+    summary(w);
     cJSON_Delete(s);
     return 0;
 }
@@ -447,10 +486,16 @@ static int on_event(void *ud, const char *event, const char *data)
     if (!w->last && strcmp(event, "end") == 0)
         w->finished_before = true;
     if (w->c->json) {
+        /* Each status once: the end repeats the last change's status. */
         char *line = cJSON_PrintUnformatted(s);
-        printf("%s\n", line ? line : data);
+        if (!w->last || strcmp(w->last, line ? line : data) != 0)
+            printf("%s\n", line ? line : data);
         fflush(stdout);
-        free(line);
+        free(w->last);
+        w->last = line ? line : strdup(data);
+        w->ended = w->ended || strcmp(event, "end") == 0;
+        cJSON_Delete(s);
+        return 0;
     } else {
         step_lines(w, s);
     }
@@ -463,6 +508,7 @@ static int on_event(void *ud, const char *event, const char *data)
 
 static int watch_result(watch *w)
 {
+    clear_line(w);
     cJSON *s = w->last ? cJSON_Parse(w->last) : NULL;
     const char *status = cli_json_str(s, "status", "?");
     if (!w->c->json) {
@@ -487,7 +533,8 @@ int cli_flow_watch(cli *c)
     rz_client *cl = cli_client(c);
     if (!cl)
         return EXIT_USAGE;
-    watch w = { c, now_s(), cJSON_CreateObject(), NULL, false, false };
+    watch w = { c, now_s(), cJSON_CreateObject(), NULL, false, false,
+                !c->json && !c->quiet && cli_stderr_tty(), false };
     char path[64];
     /* Changes, not the whole status at every change (--json prints each
      * status as it comes, so it keeps those). */

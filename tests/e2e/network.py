@@ -137,6 +137,30 @@ class Base(unittest.TestCase):
             f.write(text)
         return path
 
+    def watch_on_tty(self, dep):
+        """`flow watch` with stderr on a terminal: (stdout, what the terminal got)."""
+        import pty
+        import subprocess
+        master, slave = pty.openpty()
+        env = cli_env(RHIZOS_API_KEY=self.key, TERM="xterm")
+        p = subprocess.Popen([RHIZOS, "--orchestrator", self.base, "flow", "watch",
+                              str(dep)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=slave, text=True)
+        os.close(slave)
+        out, _ = p.communicate(timeout=90)
+        tty = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            tty += chunk
+        os.close(master)
+        self.assertEqual(p.returncode, 0, out + tty.decode(errors="replace"))
+        return out, tty.decode(errors="replace")
+
     def deploy_and_watch(self, path):
         dep = self.cli_json("flow", "deploy", path, key=self.key)["id"]
         self.cli("flow", "watch", str(dep), key=self.key, timeout=90)
@@ -232,7 +256,17 @@ class Network(Base):
     def test_fanout_over_three_nodes_pays_exactly(self):
         nodes = self.start_nodes()
         self.assertEqual(len({n.id for n in nodes}), 3)
-        dep = self.deploy_and_watch(FANOUT)
+        dep = self.cli_json("flow", "deploy", FANOUT, key=self.key)["id"]
+        # On a terminal, a live summary line under the step lines, cleared
+        # at the end; the lines themselves go to stdout as without one.
+        out, tty = self.watch_on_tty(dep)
+        self.assertIn("succeeded", out)
+        self.assertRegex(tty, r"\d/7 done, \d running, \d waiting, [\d.]+ s")
+        self.assertIn("7/7 done, 0 running, 0 waiting", tty)
+        self.assertTrue(tty.endswith("\r\x1b[K"), repr(tty[-40:]))
+        # --json of a finished flow: its status once.
+        lines = self.cli("flow", "watch", str(dep), "--json", key=self.key).stdout
+        self.assertEqual(len(lines.splitlines()), 1, lines)
         st = self.status(dep)
         self.assertEqual(len(st["steps"]), 7)
         jobs = []
