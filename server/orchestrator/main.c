@@ -594,8 +594,7 @@ static int start(orch *o, const char *key, const char *key_from)
         fprintf(stderr, ORCH_NAME ": cannot start the event loop\n");
         return -1;
     }
-    /* Listening comes before the data directory: a port in use or an
-     * address this machine lacks leaves nothing behind on disk. */
+    /* Before the data directory: a failed bind leaves nothing on disk. */
     errno = 0;
     o->sock = evhttp_bind_socket_with_handle(o->http, host, port);
     if (!o->sock) {

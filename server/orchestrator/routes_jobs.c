@@ -291,16 +291,16 @@ static bool member_text(const cJSON *v, char **out)
  * charge someone for what they did not ask. Say what to send instead. */
 static bool refuse_seed_shape(req *q)
 {
+    static const char *const seed[] = { "mcp_adapter", "max_cost_cents", "currency" };
     const cJSON *reqs = cJSON_GetObjectItemCaseSensitive(q->body, "requirements");
-    const char *what =
-        cJSON_GetObjectItemCaseSensitive(q->body, "payload") ? "\"payload\""
-        : cJSON_GetObjectItemCaseSensitive(reqs, "mcp_adapter") ? "\"requirements.mcp_adapter\""
-        : cJSON_GetObjectItemCaseSensitive(reqs, "max_cost_cents") ? "\"requirements.max_cost_cents\""
-        : cJSON_GetObjectItemCaseSensitive(reqs, "currency") ? "\"requirements.currency\""
-        : NULL;
+    const char *what = cJSON_GetObjectItemCaseSensitive(q->body, "payload")
+                     ? "payload" : NULL;
+    for (size_t i = 0; !what && i < sizeof seed / sizeof seed[0]; i++)
+        if (cJSON_GetObjectItemCaseSensitive(reqs, seed[i]))
+            what = seed[i];
     if (!what)
         return false;
-    reply_error(q, RZ_EINVAL, "%s is the first node design's job shape, which this "
+    reply_error(q, RZ_EINVAL, "\"%s\" is the first node design's job shape, which this "
                 "API does not take; send {\"image\": \"IMAGE\", \"max_cost_micros\": N} "
                 "for a container (payload.image; the adapter follows), or {\"module\": "
                 "\"ID\", \"inputs\": {...}, \"max_cost_micros\": N}; amounts are "
