@@ -56,7 +56,50 @@ static void usage(FILE *out)
 "  --once              start: exit after the first job has finished\n"
 "  --quiet             start: no line per job\n"
 "  --json              machine-readable output\n"
-"  -h, --help          this help\n");
+"  -h, --help          this help; rhizos-node help COMMAND for one\n");
+}
+
+/* `rhizos-node help CMD`, `rhizos-node CMD --help`: one command's use. */
+static const struct {
+    const char *cmd, *text;
+} command_help[] = {
+    { "init",
+      "usage: rhizos-node init [--data DIR] [--orchestrator URL] [--force]\n\n"
+      "Create this node: its keys in DATA/keys (0600) and DATA/config.toml with the\n"
+      "orchestrator URL, prices, limits and labels to edit (docs/node.md). An\n"
+      "existing node is kept unless --force, which replaces its keys: the old\n"
+      "identity and its unpaid earnings are then out of reach.\n" },
+    { "register",
+      "usage: rhizos-node register [--data DIR] [--orchestrator URL] [--json]\n\n"
+      "Detect the hardware and register it, signed with the node's key, with the\n"
+      "orchestrator; prints the node id and its payout account. Registering again\n"
+      "keeps the same id.\n" },
+    { "start",
+      "usage: rhizos-node start [--data DIR] [--orchestrator URL] [--modules DIR|URL]...\n"
+      "                         [--no-sandbox] [--container-host URL] [--once] [--quiet]\n\n"
+      "Register if needed, then take jobs and run them until SIGTERM or SIGINT\n"
+      "(running jobs are stopped and reported). --modules: a registry searched\n"
+      "first; --no-sandbox runs steps without the sandbox (trusted work only);\n"
+      "--once exits after the first job; --quiet prints no line per job.\n" },
+    { "info",
+      "usage: rhizos-node info [--data DIR] [--container-host URL] [--json]\n\n"
+      "The detected hardware as a summary, or with --json the capabilities this\n"
+      "node advertises (docs/hardware.md).\n" },
+    { "benchmark",
+      "usage: rhizos-node benchmark [--data DIR]\n\n"
+      "Measure CPU and memory bandwidth (about 2 s) and keep the result for `info`\n"
+      "in DATA/node-benchmark.json.\n" },
+};
+
+static int help_for(const char *cmd)
+{
+    for (size_t i = 0; i < sizeof command_help / sizeof command_help[0]; i++)
+        if (strcmp(cmd, command_help[i].cmd) == 0) {
+            fputs(command_help[i].text, stdout);
+            return EXIT_OK;
+        }
+    fprintf(stderr, "rhizos-node: unknown command '%s'\nTry 'rhizos-node --help'.\n", cmd);
+    return EXIT_USAGE;
 }
 
 /* --data, else $XDG_DATA_HOME/rhizos-node, else ~/.local/share/rhizos-node. */
@@ -322,7 +365,8 @@ static int cmd_start(const opts *o)
     return node_agent_run(&no) == 0 ? EXIT_OK : EXIT_FAILED;
 }
 
-int main(int argc, char **argv)
+/* The options: 0 to go on, else the exit status (--version, a mistake). */
+static int parse_opts(int argc, char **argv, opts *o, int *help)
 {
     static const struct option longs[] = {
         { "json", no_argument, NULL, 'j' },
@@ -338,39 +382,55 @@ int main(int argc, char **argv)
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
-    opts o = {0};
     int ch;
     while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
         switch (ch) {
-        case 'j': o.json = 1; break;
-        case 'd': o.data_dir = optarg; break;
-        case 'o': o.url = optarg; break;
-        case 'f': o.force = 1; break;
-        case 'S': o.no_sandbox = 1; break;
-        case 'C': o.container_host = optarg; break;
-        case '1': o.once = 1; break;
-        case 'q': o.quiet = 1; break;
+        case 'j': o->json = 1; break;
+        case 'd': o->data_dir = optarg; break;
+        case 'o': o->url = optarg; break;
+        case 'f': o->force = 1; break;
+        case 'S': o->no_sandbox = 1; break;
+        case 'C': o->container_host = optarg; break;
+        case '1': o->once = 1; break;
+        case 'q': o->quiet = 1; break;
         case 'm':
-            if (o.n_modules == MAX_MODULES) {
+            if (o->n_modules == MAX_MODULES) {
                 fprintf(stderr, "rhizos-node: at most %d --modules\n", MAX_MODULES);
                 return EXIT_USAGE;
             }
-            o.modules[o.n_modules++] = optarg;
+            o->modules[o->n_modules++] = optarg;
             break;
-        case 'h': usage(stdout); return EXIT_OK;
+        case 'h': *help = 1; break;
         case 'V':
             printf("rhizos-node %s (librhizos %s)\n", RZ_VERSION_STRING, rz_version());
-            return EXIT_OK;
+            return -1;
         default:
             fprintf(stderr, "Try 'rhizos-node --help'.\n");
             return EXIT_USAGE;
         }
     }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    opts o = {0};
+    int help = 0, rc = parse_opts(argc, argv, &o, &help);
+    if (rc != 0)
+        return rc < 0 ? EXIT_OK : rc;
     if (optind >= argc) {
-        usage(stderr);
-        return EXIT_USAGE;
+        usage(help ? stdout : stderr);
+        return help ? EXIT_OK : EXIT_USAGE;
     }
     const char *cmd = argv[optind];
+    if (strcmp(cmd, "help") == 0 && optind + 2 >= argc) {
+        if (optind + 1 < argc)
+            return help_for(argv[optind + 1]);
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (help)
+        return help_for(cmd);
     if (optind + 1 < argc) {
         fprintf(stderr, "rhizos-node: unexpected argument '%s'\n", argv[optind + 1]);
         return EXIT_USAGE;

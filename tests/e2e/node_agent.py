@@ -33,6 +33,23 @@ def read(path):
         return f.read().strip()
 
 
+class Help(unittest.TestCase):
+    def test_each_command_has_its_help(self):
+        for cmd in ("init", "register", "start", "info", "benchmark"):
+            for args in (["help", cmd], [cmd, "--help"]):
+                with self.subTest(args=args):
+                    p = node(*args)
+                    self.assertEqual(p.returncode, 0, p.stderr)
+                    self.assertTrue(p.stdout.startswith("usage: rhizos-node " + cmd),
+                                    p.stdout)
+        self.assertIn("--once", node("start", "--help").stdout)
+        self.assertNotIn("--once", node("init", "--help").stdout)
+        self.assertIn("COMMAND", node("help").stdout)
+        p = node("help", "fly")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("unknown command 'fly'", p.stderr)
+
+
 class NodeFiles(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
