@@ -42,10 +42,10 @@ static void usage(FILE *out)
 "  run -t TYPE             submit a job [--input k=v] [--max-cost DOLLARS]\n"
 "                          [--priority N] [--wait]; see run --help\n"
 "  run -t docker -i IMAGE  a container image without a module\n"
-"  job [ID] · cancel ID    show your jobs or one; cancel one (refunded)\n"
+"  job [ID], cancel ID    show your jobs or one; cancel one (refunded)\n"
 "  account VERB ...        escrow accounts: balance, withdraw...; account --help\n"
 "  admin withdrawal ...    the treasury's side of withdrawals; admin --help\n"
-"  flow deploy FILE · flow status|watch|cancel ID   flows on the network\n"
+"  flow deploy FILE, flow status|watch|cancel ID   flows on the network\n"
 "\n");
     usage_options(out);
 }

@@ -291,7 +291,8 @@ static bool member_text(const cJSON *v, char **out)
  * charge someone for what they did not ask. Say what to send instead. */
 static bool refuse_seed_shape(req *q)
 {
-    static const char *const seed[] = { "mcp_adapter", "max_cost_cents", "currency" };
+    /* (max_cost_cents is read for one release: docs/api.md, Money.) */
+    static const char *const seed[] = { "mcp_adapter", "currency" };
     const cJSON *reqs = cJSON_GetObjectItemCaseSensitive(q->body, "requirements");
     const char *what = cJSON_GetObjectItemCaseSensitive(q->body, "payload")
                      ? "payload" : NULL;

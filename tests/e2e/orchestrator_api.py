@@ -360,7 +360,7 @@ class OrchestratorApi(unittest.TestCase):
                                  "currency": "USDC"},
                 "payload": {"type": "docker", "image": "hello-world"}}
         for body in (seed, {"module": "echo", "requirements": {"mcp_adapter": "docker"}},
-                     {"module": "echo", "requirements": {"max_cost_cents": 1}}):
+                     {"module": "echo", "requirements": {"currency": "USDC"}}):
             with self.subTest(seed=body):
                 doc = self.err(400, "RZ_EINVAL", "POST", J, body, key)
                 msg = doc["error"]["message"]
