@@ -15,25 +15,14 @@ static bool is_dir(const char *p)
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* data/prices next to the working directory, else the one of the source
- * tree this binary was built from (build/cli/rhizos -> ../../data/prices). */
+/* The price tables that ship (rz_data_path): installed, or the source
+ * tree's data/prices for a build-tree binary; never the working folder's. */
 static bool default_prices_dir(char *out, size_t cap)
 {
-    if (is_dir("data/prices")) {
-        snprintf(out, cap, "data/prices");
-        return true;
-    }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0)
-        return false;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (!slash)
-        return false;
-    *slash = '\0';
-    int w = snprintf(out, cap, "%s/../../data/prices", exe);
-    return w > 0 && (size_t)w < cap && is_dir(out);
+    char *p = rz_data_path("prices");
+    int w = p ? snprintf(out, cap, "%s", p) : -1;
+    rz_free(p);
+    return w > 0 && (size_t)w < cap;
 }
 
 static int add_table(rz_prices *p, const char *dir, const char *name)

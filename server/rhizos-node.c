@@ -49,7 +49,7 @@ static void usage(FILE *out)
 "  --orchestrator URL  instead of [orchestrator] url of config.toml\n"
 "  --force             init: replace an existing node's keys and config\n"
 "  --modules DIR|URL   start: a module registry searched first (repeatable;\n"
-"                      then $RHIZOS_MODULES, then examples/modules)\n"
+"                      then $RHIZOS_MODULES, then the shipped modules)\n"
 "  --no-sandbox        start: run jobs without bubblewrap (trusted work only)\n"
 "  --container-host URL  start, info: the container engine (unix:///PATH)\n"
 "                      instead of [container] host of config.toml\n"

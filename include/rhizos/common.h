@@ -108,6 +108,15 @@ RZ_EXTERN void rz_free(void *ptr);
 /* Runtime version of the library, e.g. "0.1.0". */
 RZ_EXTERN const char *rz_version(void);
 
+/* The folder of the data that ships with RhizOS: `what` is "modules" (the
+ * example module registry) or "prices" (the price tables of estimates).
+ * An installed library answers $datadir/rhizos/<what>; a library loaded
+ * from its build tree (a build.ninja beside its folder) answers the source
+ * tree's examples/modules or data/prices, so a checkout runs without
+ * installing. Never the working directory. Release with rz_free; NULL with
+ * RZ_EINVAL for another `what`, RZ_ENOENT when the folder is missing. */
+RZ_EXTERN char *rz_data_path(const char *what);
+
 /* Create folder `path` and any missing parents (mkdir -p), each new one
  * with permission bits `mode` (e.g. 0700); folders that exist are left as
  * they are. RZ_EINVAL for an empty path; RZ_EIO naming the folder that

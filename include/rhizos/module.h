@@ -50,10 +50,10 @@ RZ_EXTERN RZ_NODISCARD int rz_registry_add_path_list(rz_registry *reg,
                                                      const char *list,
                                                      rz_diags *diags);
 /* What the RhizOS programs add after their own --modules: every entry of
- * $RHIZOS_MODULES, then examples/modules of the working directory, else the
- * one of the source tree the running program was built in
- * (<program's folder>/../../examples/modules, as for build/cli/rhizos).
- * Problems are diagnostics; a missing folder is not one. */
+ * $RHIZOS_MODULES, then the modules that ship with RhizOS
+ * (rz_data_path("modules"): $datadir/rhizos/modules, or examples/modules of
+ * the source tree for a library in its build tree). Never the working
+ * directory's. Problems are diagnostics; a missing folder is not one. */
 RZ_EXTERN RZ_NODISCARD int rz_registry_add_defaults(rz_registry *reg,
                                                     rz_diags *diags);
 

@@ -595,31 +595,6 @@ int rz_registry_add_url(rz_registry *reg, const char *url, rz_diags *diags)
     return rc != RZ_OK ? rc : rc2;
 }
 
-static bool is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* examples/modules beside the source tree of the running program: the
- * programs are built one folder below the tree's build folder. */
-static void add_built_in_tree(rz_registry *reg, rz_diags *diags)
-{
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0)
-        return;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (!slash)
-        return;
-    *slash = '\0';
-    char *path = rz__asprintf("%s/../../examples/modules", exe);
-    if (path && is_dir(path))
-        (void)!rz_registry_add_dir(reg, path, diags);   /* problems: diags */
-    free(path);
-}
-
 int rz_registry_add_defaults(rz_registry *reg, rz_diags *diags)
 {
     if (!reg)
@@ -628,9 +603,10 @@ int rz_registry_add_defaults(rz_registry *reg, rz_diags *diags)
     int rc = env && *env ? rz_registry_add_path_list(reg, env, diags) : RZ_OK;
     if (rc == RZ_ENOMEM)
         return rc;
-    if (is_dir("examples/modules"))
-        (void)!rz_registry_add_dir(reg, "examples/modules", diags);   /* diags */
-    else
-        add_built_in_tree(reg, diags);
+    char *shipped = rz_data_path("modules");   /* missing: not a problem */
+    if (shipped)
+        (void)!rz_registry_add_dir(reg, shipped, diags);   /* problems: diags */
+    free(shipped);
+    rz_error_clear();
     return rc;
 }

@@ -28,7 +28,7 @@ static void usage(FILE *f)
           "  --listen ADDR:PORT     where to listen (e.g. 127.0.0.1:8080)\n"
           "  --data DIR             state directory (created if missing)\n"
           "  --modules DIR|URL      a module registry (repeatable); then\n"
-          "                         $RHIZOS_MODULES, then the examples\n"
+          "                         $RHIZOS_MODULES, then the shipped modules\n"
           "  --admin-key-file F     the admin key (else $RHIZOS_ADMIN_KEY, else\n"
           "                         DIR/admin.key, made on first start); at\n"
           "                         least 32 printable characters, 8 of them\n"

@@ -557,39 +557,65 @@ static void test_folder_registry_checks_signatures(void **state)
     free(tampered);
 }
 
-/* $RHIZOS_MODULES first, then examples/modules of the working directory;
- * from a folder without one, only the environment's (the test program is
- * not built below a tree with examples). */
+/* $RHIZOS_MODULES first, then the modules that ship (this test links the
+ * library from its build tree: the source's examples/modules); never the
+ * working directory's examples/modules, wherever the program stands. */
 static void test_defaults(void **state)
 {
     (void)state;
     char cwd[4096];
     assert_non_null(getcwd(cwd, sizeof cwd));
+    char *shipped = rz_data_path("modules");
+    assert_non_null(shipped);
+    assert_string_equal(shipped, RZ_SOURCE_ROOT "/examples/modules");
+    rz_free(shipped);
+    assert_null(rz_data_path("secrets"));
+    assert_int_equal(rz_error_last()->code, RZ_EINVAL);
+
     assert_int_equal(setenv("RHIZOS_MODULES",
                             RZ_SOURCE_ROOT "/tests/data/modules/extra", 1), 0);
-    assert_int_equal(chdir("/"), 0);
-    rz_registry *reg = NULL;
-    assert_int_equal(rz_registry_new(&reg), RZ_OK);
-    assert_int_equal(rz_registry_add_defaults(reg, NULL), RZ_OK);
-    size_t only_env = rz_registry_count(reg);
-    assert_int_equal(only_env, 2);
-    rz_registry_free(reg);
-
-    assert_int_equal(chdir(RZ_SOURCE_ROOT), 0);
-    assert_int_equal(rz_registry_new(&reg), RZ_OK);
-    assert_int_equal(rz_registry_add_defaults(reg, NULL), RZ_OK);
-    const rz_module *m = NULL;
-    assert_int_equal(rz_registry_resolve(reg, "count", "2", &m), RZ_OK);
-    assert_string_equal(rz_module_origin(m) + strlen(rz_module_origin(m))
-                        - strlen("extra/count-2/module.json"),
-                        "extra/count-2/module.json");
-    assert_int_equal(rz_registry_resolve(reg, "echo", NULL, &m), RZ_OK);
-    assert_true(rz_registry_count(reg) > only_env);
-    rz_registry_free(reg);
+    /* A folder with its own examples/modules/evil: not picked up. */
+    char tmp[] = "/tmp/rz-defaults-XXXXXX";
+    assert_non_null(mkdtemp(tmp));
+    char path[4200];
+    snprintf(path, sizeof path, "%s/examples", tmp);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/examples/modules", tmp);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/examples/modules/evil", tmp);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/examples/modules/evil/module.json", tmp);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"id\": \"evil\", \"version\": \"1.0.0\", \"exec\": {\"adapter\": "
+          "\"process\", \"command\": [\"true\"]}}", f);
+    fclose(f);
+    size_t counts[3];
+    const char *dirs[3] = { "/", RZ_SOURCE_ROOT, tmp };
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(chdir(dirs[i]), 0);
+        rz_registry *reg = NULL;
+        assert_int_equal(rz_registry_new(&reg), RZ_OK);
+        assert_int_equal(rz_registry_add_defaults(reg, NULL), RZ_OK);
+        counts[i] = rz_registry_count(reg);
+        const rz_module *m = NULL;
+        assert_int_equal(rz_registry_resolve(reg, "count", "2", &m), RZ_OK);
+        assert_string_equal(rz_module_origin(m) + strlen(rz_module_origin(m))
+                            - strlen("extra/count-2/module.json"),
+                            "extra/count-2/module.json");
+        assert_int_equal(rz_registry_resolve(reg, "echo", NULL, &m), RZ_OK);
+        assert_int_not_equal(rz_registry_resolve(reg, "evil", NULL, &m), RZ_OK);
+        rz_registry_free(reg);
+    }
+    assert_true(counts[0] > 2);
+    assert_int_equal(counts[1], counts[0]);
+    assert_int_equal(counts[2], counts[0]);
+    assert_int_equal(chdir(cwd), 0);
+    snprintf(path, sizeof path, "rm -rf '%s'", tmp);
+    assert_int_equal(system(path), 0);
 
     assert_int_equal(unsetenv("RHIZOS_MODULES"), 0);
     assert_int_equal(rz_registry_add_defaults(NULL, NULL), RZ_EINVAL);
-    assert_int_equal(chdir(cwd), 0);
 }
 
 int main(void)
