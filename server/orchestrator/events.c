@@ -491,6 +491,44 @@ static void flush_watchers(orch *o)
 
 /* ---- the engine's events, and time ---- */
 
+/* The engine's decisions as log lines. A failed job's reason is read
+ * from its record only when the line will be written. */
+static void log_event(orch *o, const rz_engine_event *ev)
+{
+    switch (ev->type) {
+    case RZ_EV_JOB_ASSIGNED:
+        orch_log(o, ORCH_LOG_INFO, "job_dispatched", "job", LOG_U64, ev->job,
+                 "node", LOG_U64, ev->node, "attempt", LOG_U64, (uint64_t)ev->attempt,
+                 NULL);
+        break;
+    case RZ_EV_JOB_STOP:
+        orch_log(o, ORCH_LOG_DEBUG, "job_stop", "job", LOG_U64, ev->job,
+                 "node", LOG_U64, ev->node, "attempt", LOG_U64, (uint64_t)ev->attempt,
+                 NULL);
+        break;
+    case RZ_EV_JOB_FINISHED: {
+        rz_engine_job_info ji;
+        const char *why = NULL;
+        if (ev->state == RZ_JOB_FAILED && o->opts.log_level >= ORCH_LOG_WARN &&
+            rz_engine_job_get(o->e, ev->job, &ji) == RZ_OK)
+            why = ji.error;
+        orch_log(o, ev->state == RZ_JOB_FAILED ? ORCH_LOG_WARN : ORCH_LOG_INFO,
+                 "job_finished", "job", LOG_U64, ev->job,
+                 "state", LOG_STR, rz_job_state_name(ev->state), "node", LOG_U64, ev->node,
+                 "deployment", LOG_U64, ev->deployment,
+                 why ? "reason" : NULL, LOG_STR, why, NULL);
+        break;
+    }
+    case RZ_EV_DEPLOYMENT_FINISHED:
+        orch_log(o, ORCH_LOG_INFO, "deployment_finished", "deployment", LOG_U64,
+                 ev->deployment, "state", LOG_STR, rz_run_state_name(ev->run_state), NULL);
+        break;
+    case RZ_EV_NODE_LOST:
+        orch_log(o, ORCH_LOG_WARN, "node_lost", "node", LOG_U64, ev->node, NULL);
+        break;
+    }
+}
+
 void orch_after(orch *o)
 {
     if (!o->e)
@@ -502,6 +540,7 @@ void orch_after(orch *o)
     o->changed = false;
     rz_engine_event ev;
     while (rz_engine_next_event(o->e, &ev)) {
+        log_event(o, &ev);
         switch (ev.type) {
         case RZ_EV_JOB_ASSIGNED:
             wake_node(o, ev.node);
@@ -590,7 +629,8 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     o->grouped = false;
     char msg[400] = "";
     if (rc != RZ_OK) {
-        fprintf(stderr, ORCH_NAME ": commit: %s\n", rz_error_last()->message);
+        orch_log(o, ORCH_LOG_ERROR, "commit_failed", "reason", LOG_STR,
+                 rz_error_last()->message, NULL);
         snprintf(msg, sizeof msg, "{\"error\":{\"code\":\"%s\",\"message\":"
                  "\"the change could not be made durable; the server must be "
                  "restarted\"}}", rz_status_name(rc));
@@ -660,7 +700,8 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
                                            ni.load);   /* exists: above */
     }
     if (rz_engine_tick(o->e, now) != RZ_OK)
-        fprintf(stderr, ORCH_NAME ": tick: %s\n", rz_error_last()->message);
+        orch_log(o, ORCH_LOG_ERROR, "tick_failed", "reason", LOG_STR,
+                 rz_error_last()->message, NULL);
     if (!o->grouped)
         orch_after(o);
 }

@@ -578,6 +578,16 @@ static const char *who_may(unsigned who)
     }
 }
 
+/* Never the key: who asked, for what, and why it was refused. */
+static void log_auth(req *q, const char *why)
+{
+    const char *m, *p;
+    orch_route_name((size_t)q->route, &m, &p);
+    orch_log(q->o, ORCH_LOG_WARN, "auth_failed", "peer", LOG_STR, orch_peer(q),
+             "method", LOG_STR, q->method, "route", LOG_STR, p, "reason", LOG_STR, why,
+             NULL);
+}
+
 static bool authenticate(req *q, unsigned who)
 {
     if (who == W_ANYONE)
@@ -585,6 +595,7 @@ static bool authenticate(req *q, unsigned who)
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(q->r),
                                        "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !h[7]) {
+        log_auth(q, "no API key");
         reply_error(q, RZ_EAUTH, "an API key is required (Authorization: Bearer KEY)");
         return false;
     }
@@ -593,6 +604,7 @@ static bool authenticate(req *q, unsigned who)
     const char *peer = orch_peer(q);
     unsigned wait_s = auth_wait_s(q->o, peer, h + 7);
     if (wait_s) {
+        log_auth(q, "throttled after wrong keys");
         reply_limit(q, wait_s, "too many wrong API keys from this address or "
                     "of this key; retry in %u s", wait_s);
         return false;
@@ -603,6 +615,7 @@ static bool authenticate(req *q, unsigned who)
     }
     if (auth_lookup(q->o, h + 7, &q->who) != RZ_OK) {
         auth_failed(q->o, peer, h + 7);
+        log_auth(q, "unknown API key");
         reply_error(q, RZ_EAUTH, "unknown API key");
         return false;
     }

@@ -16,6 +16,8 @@
 
 #include "orch.h"
 
+static void usage_more(FILE *f);
+
 static void usage(FILE *f)
 {
     fputs("usage: " ORCH_NAME " --listen ADDR:PORT --data DIR [options]\n"
@@ -68,9 +70,18 @@ static void usage(FILE *f)
           "                         one release (docs/api.md \"Node identity\")\n"
           "  --verify-on-open       verify the whole ledger at start, however\n"
           "                         big (else a sample past 100000 records)\n"
-          "  --quiet                no startup messages\n"
           "  --routes               print the served routes and exit\n"
-          "  --help, --version\n"
+          "  --help, --version\n", f);
+    usage_more(f);
+}
+
+static void usage_more(FILE *f)
+{
+    fputs("\nLogs, on stderr (docs/api.md \"Logs\"):\n"
+          "  --log-level L          error, warn, info (default) or debug\n"
+          "  --log-format F         text (default) or json: one line per event\n"
+          "  --access-log           also a line per request (route, code, time)\n"
+          "  --quiet                warnings and errors only (--log-level warn)\n"
           "\n"
           "Per-account limits (0 turns a rate off; docs/api.md \"Limits\"):\n"
           "  --request-rate N       requests a second per key after a burst\n"
@@ -314,6 +325,28 @@ static bool limit_opt(orch_opts *op, int i, const char *arg)
     return true;
 }
 
+/* --log-level ('l'), --log-format ('f'), --access-log ('a'). */
+static bool log_option(orch_opts *op, int which)
+{
+    if (which == 'a') {
+        op->access_log = true;
+        return true;
+    }
+    if (which == 'l') {
+        op->log_level = orch_log_level_parse(optarg);
+        if (op->log_level >= 0)
+            return true;
+        fprintf(stderr, ORCH_NAME ": --log-level: error, warn, info or debug\n");
+        return false;
+    }
+    if (strcmp(optarg, "text") != 0 && strcmp(optarg, "json") != 0) {
+        fprintf(stderr, ORCH_NAME ": --log-format: text or json\n");
+        return false;
+    }
+    op->log_json = strcmp(optarg, "json") == 0;
+    return true;
+}
+
 static int parse_opts(orch_opts *op, int argc, char **argv)
 {
     enum { O_LISTEN = 256, O_DATA, O_MODULES, O_ADMIN, O_MAXBODY, O_TIMEOUT,
@@ -322,7 +355,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
            O_HELP, O_VERSION, O_REQ_RATE, O_REQ_BURST, O_STREAMS, O_DEPOSITS,
            O_WITHDRAWALS, O_DEPOSIT_MAX, O_DEPOSIT_TTL, O_JOBS, O_DEPS,
            O_CHALLENGE_INTERVAL, O_CHALLENGE_GRACE, O_REFUSE_V1,
-           O_METRICS_KEY };
+           O_METRICS_KEY, O_LOG_LEVEL, O_LOG_FORMAT, O_ACCESS_LOG };
     static const struct option longs[] = {
         { "listen", required_argument, NULL, O_LISTEN },
         { "data", required_argument, NULL, O_DATA },
@@ -348,6 +381,9 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         { "max-queued-jobs", required_argument, NULL, O_JOBS },
         { "max-running-deployments", required_argument, NULL, O_DEPS },
         { "quiet", no_argument, NULL, O_QUIET },
+        { "log-level", required_argument, NULL, O_LOG_LEVEL },
+        { "log-format", required_argument, NULL, O_LOG_FORMAT },
+        { "access-log", no_argument, NULL, O_ACCESS_LOG },
         { "verify-on-open", no_argument, NULL, O_VERIFY_ON_OPEN },
         { "refuse-v1-proofs", no_argument, NULL, O_REFUSE_V1 },
         { "routes", no_argument, NULL, O_ROUTES },
@@ -454,7 +490,11 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
             if (!limit_opt(op, c - O_REQ_RATE, optarg))
                 return 2;
             break;
-        case O_QUIET: op->quiet = true; break;
+        case O_QUIET: op->quiet = true; op->log_level = ORCH_LOG_WARN; break;
+        case O_LOG_LEVEL: case O_LOG_FORMAT: case O_ACCESS_LOG:
+            if (!log_option(op, c == O_LOG_LEVEL ? 'l' : c == O_LOG_FORMAT ? 'f' : 'a'))
+                return 2;
+            break;
         case O_VERIFY_ON_OPEN: op->verify_on_open = true; break;
         case O_REFUSE_V1: op->refuse_v1_proofs = true; break;
         case O_ROUTES: orch_print_routes(); exit(0);
@@ -647,10 +687,9 @@ static int start(orch *o, const char *key, const char *key_from)
         return -1;
     signal(SIGPIPE, SIG_IGN);
     orch_arm_wakeup(o);
-    if (!o->opts.quiet)
-        fprintf(stderr, ORCH_NAME " %s: listening on %s, data in %s, %zu modules\n",
-                rz_version(), o->opts.listen, o->opts.data,
-                rz_registry_count(o->reg));
+    orch_log(o, ORCH_LOG_INFO, "listening", "listen", LOG_STR, o->opts.listen,
+             "data", LOG_STR, o->opts.data, "modules", LOG_U64,
+             (uint64_t)rz_registry_count(o->reg), "version", LOG_STR, rz_version(), NULL);
     return 0;
 }
 
@@ -700,6 +739,7 @@ int main(int argc, char **argv)
     static orch o;
     o.spare_fd = -1;
     o.opts.max_body = 1024 * 1024;
+    o.opts.log_level = ORCH_LOG_INFO;
     o.opts.node_timeout_ms = 30000;
     o.opts.challenge_interval_ms = 600000;
     o.opts.queue_timeout_s = 3600;
@@ -751,8 +791,7 @@ int main(int argc, char **argv)
         return 1;
     }
     event_base_dispatch(o.base);
-    if (!o.opts.quiet)
-        fprintf(stderr, ORCH_NAME ": stopped\n");
+    orch_log(&o, ORCH_LOG_INFO, "stopped", NULL);
     finish(&o);
     return 0;
 }

@@ -72,6 +72,13 @@ void orch_count_reply(orch *o, int route, int code, uint64_t t0_ns)
     rs->dur[b]++;
     rs->dur_sum += s;
     rs->dur_n++;
+    if (o->opts.access_log) {
+        const char *m, *p;
+        orch_route_name((size_t)route, &m, &p);
+        orch_log(o, ORCH_LOG_INFO, "request", "method", LOG_STR, *m ? m : "any",
+                 "route", LOG_STR, p, "code", LOG_U64, (uint64_t)code,
+                 "ms", LOG_F64, s * 1000.0, NULL);
+    }
 }
 
 /* A job was handed to a node: time since it was (last) queued. */

@@ -80,6 +80,9 @@ typedef struct orch_opts {
     unsigned auth_failures;  /* wrong keys before a lock; 0: no throttle */
     unsigned register_rate;  /* registrations per second per address; 0: any */
     bool quiet;
+    int log_level;           /* ORCH_LOG_* and below are written */
+    bool log_json;           /* --log-format json */
+    bool access_log;         /* --access-log: a line per reply */
     bool verify_on_open;   /* the whole ledger verified at start */
     bool refuse_v1_proofs; /* node proofs must name this orchestrator */
     /* Per-account limits (quota.c; docs/api.md "Limits"). */
@@ -221,6 +224,15 @@ typedef struct req {
     int route;               /* its index in the route table; -1: none */
     uint64_t t0_ns;          /* when it arrived (CLOCK_MONOTONIC) */
 } req;
+
+/* ---- log.c ---- */
+enum { ORCH_LOG_ERROR, ORCH_LOG_WARN, ORCH_LOG_INFO, ORCH_LOG_DEBUG };
+enum { LOG_STR = 1, LOG_U64, LOG_F64 };
+/* One line for `event` if level is enabled: then (key, LOG_*, value)
+ * triples, NULL-terminated; LOG_U64 values are uint64_t. */
+void orch_log(orch *o, int level, const char *event, ...);
+/* "error", "warn", "info", "debug" -> ORCH_LOG_*, else -1. */
+int orch_log_level_parse(const char *s);
 
 /* ---- http.c ---- */
 int orch_http_start(orch *o);

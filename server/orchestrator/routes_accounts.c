@@ -255,6 +255,11 @@ void r_account_withdraw(req *q)
     add_hex(doc, "withdrawal_id", w);
     cJSON_AddNumberToObject(doc, "amount_micros", (double)micros);
     cJSON_AddStringToObject(doc, "status", "pending");
+    char wid[33];
+    rz_ledger_id_format(w, wid);
+    orch_log(q->o, ORCH_LOG_INFO, "withdrawal", "withdrawal", LOG_STR, wid,
+             "amount_micros", LOG_U64, (uint64_t)micros, "status", LOG_STR, "pending",
+             NULL);
     reply_json(q, 201, doc);
 }
 
@@ -437,6 +442,10 @@ static void withdrawal_resolve(req *q, const char *status, uint32_t n,
         reply_rz(q, RZ_EDB);
         return;
     }
+    if (!done)
+        orch_log(q->o, ORCH_LOG_INFO, "withdrawal", "withdrawal", LOG_STR, q->params[0],
+                 "amount_micros", LOG_U64, (uint64_t)t.amount, "status", LOG_STR, status,
+                 NULL);
     reply_json(q, 200, withdrawal_json(q->o, &t));
 }
 

@@ -365,6 +365,8 @@ void r_node_register(req *q)
     cJSON_AddStringToObject(doc, "account", acct);
     cJSON_AddBoolToObject(doc, "new", fresh);
     sodium_memzero(token, sizeof token);
+    orch_log(q->o, ORCH_LOG_INFO, "node_registered", "node", LOG_U64, (uint64_t)id,
+             "new", LOG_STR, fresh ? "true" : "false", "peer", LOG_STR, orch_peer(q), NULL);
     reply_json(q, fresh ? 201 : 200, doc);
 }
 
@@ -388,6 +390,7 @@ static void retire(req *q, uint64_t node)
         }
         orch_waiter_drop_node(o, node);
     }
+    orch_log(o, ORCH_LOG_INFO, "node_retired", "node", LOG_U64, node, NULL);
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddNumberToObject(doc, "id", (double)node);
     cJSON_AddStringToObject(doc, "state", "retired");

@@ -472,5 +472,85 @@ class OutOfDescriptors(Base):
         self.assertLess(self.s.stderr_bytes(), 4096)
 
 
+class Logs(unittest.TestCase):
+    """--log-format json: one JSON object per line, with the events an
+    operator needs (node registered and lost, jobs dispatched and
+    finished, withdrawals, refused keys, requests with --access-log), and
+    never a key, a token or a body."""
+
+    def test_events_as_json_lines(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            s = Server(tmp, ["--log-level", "info", "--log-format", "json",
+                             "--access-log", "--node-timeout-ms", "1500",
+                             "--challenge-interval-ms", "0"])
+            try:
+                st, reg = s.call("POST", "/api/v1/nodes/register",
+                                 NodeKey(X25519).register_body(CAPS))
+                self.assertIn(st, (200, 201), reg)
+                st, acct = s.call("POST", "/api/v1/accounts", {}, s.admin)
+                self.assertEqual(st, 201, acct)
+                key = acct["api_key"]
+                st, _ = s.call("POST", "/api/v1/accounts/%s/test-credits" % acct["id"],
+                               {"amount_micros": 1000000}, s.admin)
+                self.assertEqual(st, 200)
+                st, job = s.call("POST", "/api/v1/jobs", {"module": "echo@1",
+                                 "max_cost_micros": 50, "requirements":
+                                 {"labels": {"zone": "nowhere"}}}, key)
+                self.assertEqual(st, 201, job)
+                self.assertEqual(s.call("DELETE", "/api/v1/jobs/%d" % job["id"],
+                                        key=key)[0], 200)
+                st, w = s.call("POST", "/api/v1/accounts/%s/withdraw" % acct["id"],
+                               {"amount_micros": 7, "address": "addr"}, key)
+                self.assertEqual(st, 201, w)
+                self.assertEqual(s.call("GET", "/api/v1/stats", key="rzk_" + "9" * 64)[0],
+                                 401)
+                time.sleep(3)   # the node, silent, is lost
+                s.call("GET", "/health")
+            finally:
+                s.proc.stop()
+            lines = [l for l in s.proc.err if l.strip()]
+            docs = [json.loads(l) for l in lines]   # every line is JSON
+            for d in docs:
+                self.assertRegex(d["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+                self.assertIn(d["level"], ("error", "warn", "info", "debug"))
+            by = {}
+            for d in docs:
+                by.setdefault(d["event"], []).append(d)
+            self.assertEqual(by["listening"][0]["version"].count("."), 2)
+            self.assertEqual(by["node_registered"][0]["node"], reg["id"])
+            self.assertEqual(by["node_lost"][0]["node"], reg["id"])
+            self.assertEqual(by["node_lost"][0]["level"], "warn")
+            fin = [d for d in by["job_finished"] if d["job"] == job["id"]]
+            self.assertEqual(fin[0]["state"], "cancelled")
+            self.assertEqual(by["withdrawal"][0]["status"], "pending")
+            self.assertEqual(by["withdrawal"][0]["amount_micros"], 7)
+            self.assertEqual(by["auth_failed"][0]["route"], "/api/v1/stats")
+            self.assertEqual(by["auth_failed"][0]["reason"], "unknown API key")
+            routes = {(d["method"], d["route"], d["code"]) for d in by["request"]}
+            self.assertIn(("DELETE", "/api/v1/jobs/{id}", 200), routes)
+            self.assertIn(("POST", "/api/v1/jobs", 201), routes)
+            self.assertEqual(by["stopped"][0]["level"], "info")
+            text = "\n".join(lines)
+            for secret in (s.admin, key, reg["token"], "rzk_" + "9" * 64):
+                self.assertNotIn(secret, text)
+
+    def test_levels_and_bad_options(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            s = Server(tmp, ["--log-level", "warn"])
+            try:
+                s.call("GET", "/api/v1/stats", key="nope")
+            finally:
+                s.proc.stop()
+            text = "\n".join(s.proc.err)
+            self.assertNotIn(" listening ", text)   # info: below warn
+            self.assertIn(" warn  auth_failed ", text)
+            for args, what in ((["--log-level", "loud"], "--log-level"),
+                               (["--log-format", "xml"], "--log-format")):
+                p = run([EXE, "--listen", "127.0.0.1:1", "--data",
+                         os.path.join(tmp, "x"), *args], timeout=20)
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertIn(what, p.stderr)
+
+
 if __name__ == "__main__":
     unittest.main(argv=[sys.argv[0], "-v"])
