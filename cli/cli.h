@@ -36,8 +36,9 @@ typedef struct cli {
     const char *api_key;
     const char *api_key_file;     /* --api-key-file FILE */
     const char *context;          /* --context NAME (client config) */
+    const char *ca_file;          /* --ca-file FILE: https trust */
     bool connection_resolved;
-    char *owned_url, *owned_key;  /* what cli_connection() allocated */
+    char *owned_url, *owned_key, *owned_ca;  /* what cli_connection() made */
     const char *max_cost;         /* --max-cost DOLLARS (run) */
     const char *priority;         /* --priority N (run) */
     bool wait;                    /* --wait (run) */

@@ -27,7 +27,7 @@
 #define LINE_MAX_LEN 4096
 
 typedef struct {
-    char *orchestrator, *api_key_file;
+    char *orchestrator, *api_key_file, *ca_file;
 } endpoint;
 
 typedef struct {
@@ -42,8 +42,10 @@ static void config_clear(config *f)
     free(f->context);
     free(f->top.orchestrator);
     free(f->top.api_key_file);
+    free(f->top.ca_file);
     free(f->chosen.orchestrator);
     free(f->chosen.api_key_file);
+    free(f->chosen.ca_file);
 }
 
 static int bad(const config *f, int line, const char *what)
@@ -141,11 +143,12 @@ static int parse_key(config *f, int line, char *p, endpoint *into, bool top)
                    "file only you can read and name that file with api_key_file");
     char **slot = strcmp(p, "orchestrator") == 0 ? &into->orchestrator
                 : strcmp(p, "api_key_file") == 0 ? &into->api_key_file
+                : strcmp(p, "ca_file") == 0 ? &into->ca_file
                 : top && strcmp(p, "context") == 0 ? &f->context : NULL;
     if (!slot) {
         char msg[160];
         snprintf(msg, sizeof msg, "unknown key '%.60s' (known: orchestrator, "
-                 "api_key_file%s)", p, top ? ", context" : "");
+                 "api_key_file, ca_file%s)", p, top ? ", context" : "");
         return bad(f, line, msg);
     }
     char *s = parse_string(f, line, v);
@@ -198,6 +201,7 @@ static int config_read(config *f, const char *want)
                 rc = parse_table(f, line, p, pass == 1 ? want : NULL, &t);
                 free(scratch.orchestrator);
                 free(scratch.api_key_file);
+                free(scratch.ca_file);
                 scratch = (endpoint){0};
                 into = t ? t : &scratch;
             } else if (pass == 0) {
@@ -208,6 +212,7 @@ static int config_read(config *f, const char *want)
         }
         free(scratch.orchestrator);
         free(scratch.api_key_file);
+        free(scratch.ca_file);
         if (rc != 0 || ferror(fp)) {
             fclose(fp);
             return -1;
@@ -334,6 +339,12 @@ int cli_connection(cli *c)
         }
         free(file);
     }
+    const char *env_ca = getenv("RHIZOS_CA_FILE");
+    if (rc == 0 && !c->ca_file && env_ca && *env_ca)
+        c->ca_file = env_ca;
+    else if (rc == 0 && !c->ca_file && (f.chosen.ca_file || f.top.ca_file))
+        c->ca_file = c->owned_ca = config_relative(&f, f.chosen.ca_file ? f.chosen.ca_file
+                                                                       : f.top.ca_file);
     config_clear(&f);
     c->connection_resolved = rc == 0;
     return rc;
@@ -342,6 +353,7 @@ int cli_connection(cli *c)
 void cli_connection_free(cli *c)
 {
     free(c->owned_url);
+    free(c->owned_ca);
     if (c->owned_key) {
         memset(c->owned_key, 0, strlen(c->owned_key));
         free(c->owned_key);

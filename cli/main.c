@@ -71,6 +71,8 @@ static void usage_options(FILE *out)
 "  --api-key KEY           API key (env RHIZOS_API_KEY)\n"
 "  --context NAME          a [context.NAME] of the client config (env\n"
 "                          RHIZOS_CONTEXT)\n"
+"  --ca-file FILE          trust these PEM certificates for https (env\n"
+"                          RHIZOS_CA_FILE; config ca_file)\n"
 "  -t, --type TYPE         module of `run` (also the vault entry type)\n"
 "  --max-cost DOLLARS      most a job may cost (run), e.g. 0.05\n"
 "  --priority N            higher runs first (run)\n"
@@ -110,7 +112,7 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_ADDRESS, OPT_TX, OPT_REASON, OPT_LIMIT, OPT_CONFIG, OPT_LABEL, OPT_QUEUE_TIMEOUT,
        OPT_REPS,
        OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS, OPT_CONTAINER_HOST,
-       OPT_KEY_FILE, OPT_CONTEXT };
+       OPT_KEY_FILE, OPT_CONTEXT, OPT_CA_FILE };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -124,6 +126,7 @@ static const struct option long_opts[] = {
     { "api-key", required_argument, NULL, OPT_KEY },
     { "api-key-file", required_argument, NULL, OPT_KEY_FILE },
     { "context", required_argument, NULL, OPT_CONTEXT },
+    { "ca-file", required_argument, NULL, OPT_CA_FILE },
     { "vault", required_argument, NULL, OPT_VAULT },
     { "type", required_argument, NULL, 't' },
     { "reveal", no_argument, NULL, OPT_REVEAL },
@@ -178,7 +181,8 @@ static bool add_arg(const char **v, size_t *n, const char *opt)
 static void net_option(cli *c, int ch)
 {
     const char **slot = ch == OPT_ORCH ? &c->orchestrator : ch == OPT_KEY ? &c->api_key
-                      : ch == OPT_KEY_FILE ? &c->api_key_file : &c->context;
+                      : ch == OPT_KEY_FILE ? &c->api_key_file
+                      : ch == OPT_CA_FILE ? &c->ca_file : &c->context;
     *slot = optarg;
 }
 
@@ -251,7 +255,7 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_KEYFILE: c->key_file = optarg; break;
         case OPT_NO_SANDBOX: c->no_sandbox = true; break;
         case OPT_FORMAT: c->format = optarg; break;
-        case OPT_ORCH: case OPT_KEY: case OPT_KEY_FILE: case OPT_CONTEXT:
+        case OPT_ORCH: case OPT_KEY: case OPT_KEY_FILE: case OPT_CONTEXT: case OPT_CA_FILE:
             net_option(c, ch); break;
         case 'q': c->quiet = true; break;
         case 'h': *help = true; break;

@@ -57,6 +57,10 @@ rz_client *cli_client(cli *c)
     if (cli_connection(c) != 0)
         return NULL;
     int rc = rz_client_new(&cl, c->orchestrator, c->api_key);
+    if (rc == RZ_OK && c->ca_file && (rc = rz_client_set_ca_file(cl, c->ca_file)) != RZ_OK) {
+        rz_client_free(cl);
+        cl = NULL;
+    }
     if (rc != RZ_OK)
         cli_error(c->orchestrator, rc);
     return cl;

@@ -37,6 +37,11 @@ RZ_EXTERN RZ_NODISCARD int rz_client_set_key(rz_client *c, const char *key);
 #define RZ_CLIENT_DEFAULT_TIMEOUT_MS 30000L
 #define RZ_CLIENT_CONNECT_TIMEOUT_MS 10000L
 RZ_EXTERN RZ_NODISCARD int rz_client_set_timeout(rz_client *c, long timeout_ms);
+/* For https: trust the certificates in PEM file `path` (e.g. a private CA
+ * or a self-signed server certificate) instead of the system's; NULL: the
+ * system's again. The server's certificate and host name are always
+ * verified. RZ_EIO when the file cannot be read. */
+RZ_EXTERN RZ_NODISCARD int rz_client_set_ca_file(rz_client *c, const char *path);
 
 /* Body and reply in CBOR (the node protocol); the caller still passes and
  * receives JSON text, converted with rz_wire_encode / rz_wire_decode. */

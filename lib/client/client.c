@@ -1,9 +1,11 @@
 /* One HTTP request to the orchestrator: JSON or CBOR bodies, the API's
  * error shape mapped back to rz_status (docs/api.md). */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <sodium.h>
@@ -84,6 +86,7 @@ void rz_client_free(rz_client *c)
     if (c->curl)
         curl_easy_cleanup(c->curl);
     free(c->base);
+    free(c->ca_file);
     wipe_free(c->auth);
     free(c);
 }
@@ -109,6 +112,22 @@ int rz_client_set_timeout(rz_client *c, long timeout_ms)
     if (timeout_ms < 0)
         return rz__error(RZ_EINVAL, "timeout must be 0 or more ms");
     c->timeout_ms = timeout_ms;
+    return RZ_OK;
+}
+
+int rz_client_set_ca_file(rz_client *c, const char *path)
+{
+    if (!c)
+        return rz__error(RZ_EINVAL, "client is NULL");
+    char *copy = NULL;
+    if (path) {
+        if (access(path, R_OK) != 0)
+            return rz__error(RZ_EIO, "CA file %s: %s", path, strerror(errno));
+        if (!(copy = strdup(path)))
+            return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    free(c->ca_file);
+    c->ca_file = copy;
     return RZ_OK;
 }
 
@@ -175,6 +194,8 @@ int rz__client_prepare(rz_client *c, const char *path,
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, RZ_CLIENT_CONNECT_TIMEOUT_MS);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    if (c->ca_file)   /* peer and host name are verified either way */
+        curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
     *headers = h;
     return RZ_OK;
 }

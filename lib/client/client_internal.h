@@ -12,6 +12,7 @@ struct rz_client {
     char *auth;          /* "Authorization: Bearer ..." or NULL; wiped on free */
     CURL *curl;          /* reused, so connections are kept alive */
     long timeout_ms;
+    char *ca_file;       /* certificates to trust for https; NULL: system's */
     char errbuf[CURL_ERROR_SIZE];
 };
 

@@ -713,5 +713,6 @@ int orch_http_start(orch *o)
                                EVHTTP_REQ_OPTIONS);
     evhttp_set_timeout(o->http, ORCH_WAIT_MAX + 30);
     evhttp_set_gencb(o->http, dispatch, o);
+    orch_tls_attach(o);
     return 0;
 }

@@ -70,6 +70,8 @@ static void usage(FILE *f)
           "                         one release (docs/api.md \"Node identity\")\n"
           "  --verify-on-open       verify the whole ledger at start, however\n"
           "                         big (else a sample past 100000 records)\n"
+          "  --tls-cert F, --tls-key F  serve HTTPS (PEM certificate chain and\n"
+          "                         its key, mode 0600); TLS 1.2 or newer\n"
           "  --routes               print the served routes and exit\n"
           "  --help, --version\n", f);
     usage_more(f);
@@ -355,7 +357,8 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
            O_HELP, O_VERSION, O_REQ_RATE, O_REQ_BURST, O_STREAMS, O_DEPOSITS,
            O_WITHDRAWALS, O_DEPOSIT_MAX, O_DEPOSIT_TTL, O_JOBS, O_DEPS,
            O_CHALLENGE_INTERVAL, O_CHALLENGE_GRACE, O_REFUSE_V1,
-           O_METRICS_KEY, O_LOG_LEVEL, O_LOG_FORMAT, O_ACCESS_LOG };
+           O_METRICS_KEY, O_LOG_LEVEL, O_LOG_FORMAT, O_ACCESS_LOG, O_TLS_CERT,
+           O_TLS_KEY };
     static const struct option longs[] = {
         { "listen", required_argument, NULL, O_LISTEN },
         { "data", required_argument, NULL, O_DATA },
@@ -384,6 +387,8 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         { "log-level", required_argument, NULL, O_LOG_LEVEL },
         { "log-format", required_argument, NULL, O_LOG_FORMAT },
         { "access-log", no_argument, NULL, O_ACCESS_LOG },
+        { "tls-cert", required_argument, NULL, O_TLS_CERT },
+        { "tls-key", required_argument, NULL, O_TLS_KEY },
         { "verify-on-open", no_argument, NULL, O_VERIFY_ON_OPEN },
         { "refuse-v1-proofs", no_argument, NULL, O_REFUSE_V1 },
         { "routes", no_argument, NULL, O_ROUTES },
@@ -406,6 +411,8 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         }
         case O_ADMIN: op->admin_key_file = optarg; break;
         case O_METRICS_KEY: op->metrics_key_file = optarg; break;
+        case O_TLS_CERT: op->tls_cert = optarg; break;
+        case O_TLS_KEY: op->tls_key = optarg; break;
         case O_MAXBODY:
             if (!parse_size(optarg, (uint64_t)1 << 32, &v)) {
                 fprintf(stderr, ORCH_NAME ": --max-body: a size in bytes, 1 to 4 GiB\n");
@@ -699,6 +706,7 @@ static void finish(orch *o)
     orch_group_discard(o);
     if (o->http)
         evhttp_free(o->http);   /* frees the requests still held */
+    orch_tls_free(o);
     if (o->wake)
         event_free(o->wake);
     if (o->sig_term)
@@ -781,7 +789,8 @@ int main(int argc, char **argv)
         finish(&o);
         return 1;
     }
-    rc = orch_metrics_init(&o) == 0 ? start(&o, key, key_from) : -1;
+    rc = orch_metrics_init(&o) == 0 && orch_tls_setup(&o) == 0
+       ? start(&o, key, key_from) : -1;
     if (key) {
         sodium_memzero(key, strlen(key));
         free(key);

@@ -69,6 +69,7 @@ typedef struct orch_opts {
     const char **modules; size_t n_modules;
     const char *admin_key_file;
     const char *metrics_key_file;
+    const char *tls_cert, *tls_key;   /* --tls-cert, --tls-key: HTTPS */
     size_t max_body;
     uint64_t node_timeout_ms;
     uint64_t challenge_interval_ms;   /* 0: no capability challenges */
@@ -152,6 +153,7 @@ typedef struct orch {
     struct event_base *base;
     struct evhttp *http;
     struct evhttp_bound_socket *sock;
+    void *tls;               /* SSL_CTX * with --tls-cert (tls.c) */
     struct event *wake, *sig_term, *sig_int, *keepalive;
     bool stopping;
     bool changed;            /* a request may have queued work or freed room */
@@ -224,6 +226,13 @@ typedef struct req {
     int route;               /* its index in the route table; -1: none */
     uint64_t t0_ns;          /* when it arrived (CLOCK_MONOTONIC) */
 } req;
+
+/* ---- tls.c ---- */
+/* Load and check --tls-cert/--tls-key (0, or -1 said on stderr); attach
+ * to o->http so every connection speaks TLS; free at the end. */
+int orch_tls_setup(orch *o);
+void orch_tls_attach(orch *o);
+void orch_tls_free(orch *o);
 
 /* ---- log.c ---- */
 enum { ORCH_LOG_ERROR, ORCH_LOG_WARN, ORCH_LOG_INFO, ORCH_LOG_DEBUG };

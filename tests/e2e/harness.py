@@ -184,7 +184,7 @@ def cli_env(**values):
     test says which orchestrator and key it means), plus `values`."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("RHIZOS_URL", "RHIZOS_API_KEY", "RHIZOS_API_KEY_FILE",
-                        "RHIZOS_CONTEXT", "RHIZOS_CONFIG")}
+                        "RHIZOS_CONTEXT", "RHIZOS_CONFIG", "RHIZOS_CA_FILE")}
     env["XDG_CONFIG_HOME"] = "/nonexistent/rhizos-test-config"
     env.update(values)
     return env
