@@ -20,7 +20,7 @@ from __future__ import annotations
 from ._lib import LibraryNotFound
 from ._lib import path as library_path
 from ._lib import version as library_version
-from .client import Client
+from .client import Client, Job
 from .errors import (AlreadyExists, AuthError, ClosedError, ConnectError,
                      CycleError, Error, ExecError, InsufficientFunds,
                      InvalidArgument, NotFound, ParseError, PermissionDenied,
@@ -45,5 +45,5 @@ __all__ = [
     "run", "runs", "get_run", "inputs_from_pairs", "RunResult", "StepResult", "Event",
     "Matcher", "Placement", "estimate_cost", "detect_hardware",
     "Ledger", "Account", "new_id", "parse_id", "format_id",
-    "Vault", "VaultEntry", "Prices", "estimate", "Client",
+    "Vault", "VaultEntry", "Prices", "estimate", "Client", "Job",
 ]

@@ -1,11 +1,12 @@
 """python3 -m rhizos --version"""
 import argparse
 import sys
+from typing import List, Optional
 
 from . import __version__, library_path, library_version
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m rhizos",
                                  description="RhizOS Python bindings")
     ap.add_argument("--version", action="store_true",

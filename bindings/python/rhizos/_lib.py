@@ -1,8 +1,9 @@
 """Loading librhizos and declaring the C prototypes (ctypes).
 
-The library is looked up, in order, at $RHIZOS_LIB, next to this package,
-in the build tree of the checkout this package sits in (bindings/python/ ->
-build*/lib/), and finally through the system loader. Every prototype is
+The library is looked up, in order, at $RHIZOS_LIBRARY (or $RHIZOS_LIB, its
+older name), next to this package, in the build tree of the checkout this
+package sits in (bindings/python/ -> build*/lib/), in the libdir `meson
+install` recorded, and finally through the system loader. Every prototype is
 declared once here so that a wrong argument type is a TypeError in Python,
 never a crash in C.
 """
@@ -11,12 +12,15 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import glob
+import importlib
+import json
 import os
 import threading
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p,
                     c_int, c_long, c_size_t, c_uint, c_uint32, c_uint64,
                     c_void_p)
-from typing import List, Optional
+from typing import (Any, ClassVar, Dict, List, Optional, Tuple, TypeVar, Union,
+                    overload)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _SONAMES = ("librhizos.so", "librhizos.so.0")
@@ -290,12 +294,30 @@ _CLIENT_PROTOS = {
 }
 
 
+def _env_library() -> Tuple[str, str]:
+    """(variable, path) of the library named in the environment, if any:
+    RHIZOS_LIBRARY, or RHIZOS_LIB (its older name)."""
+    for var in ("RHIZOS_LIBRARY", "RHIZOS_LIB"):
+        value = os.environ.get(var)
+        if value:
+            return var, value
+    return "", ""
+
+
+def _installed_libdir() -> Optional[str]:
+    """The libdir `meson install` put librhizos in (it writes _install.py
+    beside this file); None for a wheel or a checkout."""
+    try:
+        mod = importlib.import_module(".._install", __name__)
+    except ImportError:
+        return None
+    libdir = getattr(mod, "LIBDIR", None)
+    return libdir if isinstance(libdir, str) else None
+
+
 def _candidates() -> List[str]:
-    out: List[str] = []
-    env = os.environ.get("RHIZOS_LIB")
-    if env:
-        out.append(env)
-    out += [os.path.join(_HERE, n) for n in _SONAMES]
+    """Library files to try, in order, before the system loader."""
+    out = [os.path.join(_HERE, n) for n in _SONAMES]
     # bindings/python/rhizos -> the checkout's root: build*/lib/librhizos.so
     root = os.path.normpath(os.path.join(_HERE, "..", "..", ".."))
     if os.path.isfile(os.path.join(root, "include", "rhizos", "common.h")):
@@ -303,31 +325,39 @@ def _candidates() -> List[str]:
         # the plain build/ first, then the others in name order
         builds.sort(key=lambda p: os.path.basename(os.path.dirname(os.path.dirname(p))) != "build")
         out += builds
+    libdir = _installed_libdir()
+    if libdir:
+        out += [os.path.join(libdir, n) for n in reversed(_SONAMES)]
     return out
 
 
 def _load() -> ctypes.CDLL:
+    var, env = _env_library()
+    if env:
+        # Named explicitly: that file or an error, never a silent fallback.
+        if not os.path.exists(env):
+            raise LibraryNotFound("%s=%s: no such file" % (var, env))
+        try:
+            return ctypes.CDLL(env)
+        except OSError as e:
+            raise LibraryNotFound("%s=%s: %s" % (var, env, e)) from None
     tried = []
-    env = os.environ.get("RHIZOS_LIB")
     for path in _candidates():
         if not os.path.exists(path):
-            if path == env:
-                raise LibraryNotFound("RHIZOS_LIB=%s: no such file" % env)
             continue
         try:
             return ctypes.CDLL(path)
         except OSError as e:
-            if path == env:
-                raise LibraryNotFound("RHIZOS_LIB=%s: %s" % (env, e)) from None
             tried.append("%s (%s)" % (path, e))
-    for name in (ctypes.util.find_library("rhizos"),) + _SONAMES:
+    # The system loader: the runtime package's soname first.
+    for name in (ctypes.util.find_library("rhizos"),) + tuple(reversed(_SONAMES)):
         if not name:
             continue
         try:
             return ctypes.CDLL(name)
         except OSError as e:
             tried.append("%s (%s)" % (name, e))
-    raise LibraryNotFound("librhizos not found; set RHIZOS_LIB to the path of "
+    raise LibraryNotFound("librhizos not found; set RHIZOS_LIBRARY to the path of "
                           "librhizos.so (tried: %s)" % ", ".join(tried or ["nothing"]))
 
 
@@ -352,10 +382,13 @@ lib = _load()
 missing_client_calls: List[str] = _declare(lib)
 path: Optional[str] = getattr(lib, "_name", None)
 
+JSON = Dict[str, Any]
+StrPath = Union[str, "os.PathLike[str]"]
+
 
 def version() -> str:
     """The version of the loaded librhizos, e.g. "0.1.0"."""
-    return lib.rz_version().decode()
+    return dec(lib.rz_version())
 
 
 def take_string(ptr: c_void_p) -> str:
@@ -378,7 +411,31 @@ def take_bytes(ptr: c_void_p, n: int) -> bytes:
         lib.rz_free(ptr)
 
 
-def enc(s: Optional[str]) -> Optional[bytes]:
+def json_object(text: str) -> JSON:
+    """A JSON object the library wrote (a run, a plan, a status) as a dict."""
+    doc = json.loads(text)
+    if not isinstance(doc, dict):
+        raise ValueError("librhizos wrote %s where a JSON object was due"
+                         % type(doc).__name__)
+    return doc
+
+
+def json_array(text: str) -> List[Any]:
+    """A JSON array the library wrote (a list of runs) as a list."""
+    doc = json.loads(text)
+    if not isinstance(doc, list):
+        raise ValueError("librhizos wrote %s where a JSON array was due"
+                         % type(doc).__name__)
+    return doc
+
+
+@overload
+def enc(s: None) -> None: ...
+@overload
+def enc(s: Union[str, bytes, "os.PathLike[str]"]) -> bytes: ...
+
+
+def enc(s: Union[str, bytes, "os.PathLike[str]", None]) -> Optional[bytes]:
     """A str argument as UTF-8 bytes; NUL bytes are refused (C would cut them)."""
     if s is None:
         return None
@@ -394,6 +451,9 @@ def dec(b: Optional[bytes]) -> str:
     return b.decode("utf-8", "replace") if b else ""
 
 
+H = TypeVar("H", bound="Handle")
+
+
 class Handle:
     """Owner of one C handle: freed exactly once, by close() or on GC.
 
@@ -402,8 +462,8 @@ class Handle:
     raises ClosedError after close instead of passing a dangling pointer.
     """
 
-    _free_fn = None          # name of the C function releasing the handle
-    _what = "object"
+    _free_fn: ClassVar[str] = ""    # name of the C function releasing the handle
+    _what: ClassVar[str] = "object"
 
     def __init__(self) -> None:
         self._h = c_void_p()
@@ -432,11 +492,11 @@ class Handle:
     def _release(self) -> None:
         """Hook: drop dependent state before the handle is freed."""
 
-    def __enter__(self):
+    def __enter__(self: H) -> H:
         self._use().check()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:
@@ -464,7 +524,7 @@ class _Using:
             raise
         return self.obj._h
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.obj._lock.release()
 
 

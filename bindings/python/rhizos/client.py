@@ -14,7 +14,8 @@ import queue
 import threading
 import weakref
 from ctypes import byref, c_long, c_uint64, c_void_p
-from typing import Any, Dict, Iterator, Mapping, Optional, Union
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from . import errors
 from ._lib import (CLIENT_EVENT_CB, Handle, dec, enc, lib, missing_client_calls,
@@ -35,9 +36,9 @@ def _require(*names: str) -> None:
                            % ", ".join(gone), code="RZ_EUNSUPPORTED", status=-24)
 
 
-def _diagnostics(reply: Optional[JSON]) -> list:
+def _diagnostics(reply: Optional[JSON]) -> List[Diagnostic]:
     """The "diagnostics" of a 422 reply as Diagnostic objects."""
-    out = []
+    out: List[Diagnostic] = []
     for d in (reply or {}).get("diagnostics") or []:
         if isinstance(d, dict):
             out.append(Diagnostic(str(d.get("file", "")), int(d.get("line") or 0),
@@ -64,6 +65,95 @@ def _flow_text(flow: FlowSource) -> Union[str, JSON]:
         except FileNotFoundError:
             raise errors.NotFound("%s: no such file" % path, code="RZ_ENOENT") from None
     return flow
+
+
+def _object(reply: Any, what: str) -> JSON:
+    """A reply that must be a JSON object; anything else is outside the API."""
+    if not isinstance(reply, dict):
+        raise errors.ProtocolError("%s: the reply is not a JSON object" % what,
+                                   code="RZ_EPROTOCOL")
+    return reply
+
+
+def _list(reply: Any, key: str, what: str) -> List[JSON]:
+    """reply[key], a list of JSON objects ({"flows": [...]} and the like)."""
+    items = _object(reply, what).get(key)
+    if not isinstance(items, list):
+        raise errors.ProtocolError("%s: the reply has no %r list" % (what, key),
+                                   code="RZ_EPROTOCOL")
+    return [_object(item, what) for item in items]
+
+
+def _field(doc: JSON, key: str, kind: type, optional: bool = False) -> Any:
+    """doc[key] checked against `kind` (bool never passes as int); a job
+    reply missing a field or holding another type is a ProtocolError."""
+    value = doc.get(key)
+    if value is None and optional:
+        return None
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    raise errors.ProtocolError("job reply: %r is %r, not %s%s" % (
+        key, value, kind.__name__, " or null" if optional else ""), code="RZ_EPROTOCOL")
+
+
+JOB_FINISHED = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A standalone job as GET /api/v1/jobs/{id} shows it (docs/api.md).
+
+    status: pending, queued, assigned, running, succeeded, failed or
+    cancelled; node: None until placed; outputs/error: None until it ends;
+    module is "" for an ad-hoc image (then image and command are set).
+    Fields the API adds later stay readable in .raw.
+    """
+    id: int
+    status: str
+    attempt: int
+    module: str
+    version: str
+    priority: int
+    max_cost_micros: int
+    cost_micros: int
+    run_ms: int
+    node: Optional[int] = None
+    deployment: Optional[int] = None
+    step: Optional[str] = None
+    outputs: Optional[Dict[str, Any]] = None
+    error: Optional[str] = None
+    waiting_reason: Optional[str] = None
+    image: Optional[str] = None
+    command: Optional[List[str]] = None
+    log: Optional[str] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def finished(self) -> bool:
+        """True once succeeded, failed or cancelled."""
+        return self.status in JOB_FINISHED
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "Job":
+        """A Job from the API's job object; ProtocolError when it is not one."""
+        d = _object(doc, "job")
+        command = _field(d, "command", list, optional=True)
+        return cls(
+            id=_field(d, "id", int), status=_field(d, "status", str),
+            attempt=_field(d, "attempt", int), module=_field(d, "module", str),
+            version=_field(d, "version", str), priority=_field(d, "priority", int),
+            max_cost_micros=_field(d, "max_cost_micros", int),
+            cost_micros=_field(d, "cost_micros", int), run_ms=_field(d, "run_ms", int),
+            node=_field(d, "node", int, optional=True),
+            deployment=_field(d, "deployment", int, optional=True),
+            step=_field(d, "step", str, optional=True),
+            outputs=_field(d, "outputs", dict, optional=True),
+            error=_field(d, "error", str, optional=True),
+            waiting_reason=_field(d, "waiting_reason", str, optional=True),
+            image=_field(d, "image", str, optional=True),
+            command=None if command is None else [str(a) for a in command],
+            log=_field(d, "log", str, optional=True),
+            raw=dict(d))
 
 
 class Client(Handle):
@@ -130,7 +220,7 @@ class Client(Handle):
             except ValueError:
                 doc = None
             err.diagnostics = _diagnostics(doc if isinstance(doc, dict) else None)
-            err.http_status = status.value
+            err.http_status = int(status.value)
             raise err
         return json.loads(reply) if reply else None
 
@@ -157,7 +247,7 @@ class Client(Handle):
         reply = self.request("POST", "/api/v1/flows/deploy", body)
         if not isinstance(reply, dict) or not isinstance(reply.get("id"), int):
             raise errors.ProtocolError("deploy reply has no id", code="RZ_EPROTOCOL")
-        return reply["id"]
+        return int(reply["id"])
 
     def _sealed(self, flow: FlowSource, text: Union[str, JSON],
                 vault: "Vault") -> Optional[Dict[str, str]]:
@@ -182,36 +272,85 @@ class Client(Handle):
     def status(self, deployment: int) -> JSON:
         """{"id", "flow", "status", "steps": {id: {"status", "attempts",
         "outputs", "error"?, "job"}}, "outputs", "held_micros", "charged_micros"}"""
-        return self.request("GET", "/api/v1/flows/%d/status" % _dep(deployment))
+        return _object(self.request("GET", "/api/v1/flows/%d/status" % _dep(deployment)),
+                       "flow status")
 
     def cancel(self, deployment: int) -> JSON:
         """Cancel a running deployment; returns its status. StateError once
         it has finished."""
-        return self.request("DELETE", "/api/v1/flows/%d" % _dep(deployment))
+        return _object(self.request("DELETE", "/api/v1/flows/%d" % _dep(deployment)),
+                       "flow cancel")
 
-    def flows(self) -> list:
+    def flows(self) -> List[JSON]:
         """This key's deployments: [{"id", "flow", "status"}]."""
-        return (self.request("GET", "/api/v1/flows") or {}).get("flows", [])
+        return _list(self.request("GET", "/api/v1/flows"), "flows", "flow list")
 
     def balance(self) -> JSON:
         """This key's account: {"id", "kind", "balance_micros" (available),
         "pending_micros" (held), "credits_micros", "debits_micros"}."""
-        return self.request("GET", "/api/v1/accounts/me")
+        return _object(self.request("GET", "/api/v1/accounts/me"), "account")
 
     def withdraw(self, micros: int, address: Optional[str] = None) -> JSON:
         """Ask to withdraw `micros` (held until the treasury completes or
         fails it): {"withdrawal_id", "amount_micros", "status": "pending"}."""
-        body: dict = {"amount_micros": micros}
+        body: JSON = {"amount_micros": micros}
         if address is not None:
             body["address"] = address
-        return self.request("POST", "/api/v1/accounts/me/withdraw", body)
+        return _object(self.request("POST", "/api/v1/accounts/me/withdraw", body),
+                       "withdraw")
 
-    def withdrawals(self) -> list:
+    def withdrawals(self) -> List[JSON]:
         """This key's withdrawals, newest first: [{"id", "account",
         "amount_micros", "status" (pending, completed, failed, cancelled),
         "address"?, "tx"?, "reason"?}]."""
-        return (self.request("GET", "/api/v1/accounts/me/withdrawals") or {}).get(
-            "withdrawals", [])
+        return _list(self.request("GET", "/api/v1/accounts/me/withdrawals"),
+                     "withdrawals", "withdrawals")
+
+    # -- standalone jobs (POST/GET/DELETE /api/v1/jobs) ---------------------
+    def submit_job(self, module: Optional[str] = None,
+                   inputs: Optional[Mapping[str, Any]] = None, *,
+                   image: Optional[str] = None, command: Optional[Sequence[str]] = None,
+                   config: Optional[Mapping[str, Any]] = None,
+                   requirements: Optional[Mapping[str, Any]] = None,
+                   max_cost_micros: Optional[int] = None, priority: Optional[int] = None,
+                   queue_timeout_s: Optional[int] = None,
+                   replicas: Optional[int] = None) -> Job:
+        """Submit one job: a module ("id" or "id@version") or an ad-hoc
+        `image` (with `command`, else the image's own). Returns it as
+        queued; InsufficientFunds when the account cannot hold its maximum
+        cost, ValidationError for inputs the module refuses."""
+        if (module is None) == (image is None):
+            raise errors.InvalidArgument("give a module or an image, not both",
+                                         code="RZ_EINVAL")
+        if command is not None and image is None:
+            raise errors.InvalidArgument("command goes with image", code="RZ_EINVAL")
+        body: JSON = {"module": module} if module is not None else {"image": image}
+        optional: Dict[str, Any] = {
+            "inputs": None if inputs is None else dict(inputs),
+            "command": None if command is None else list(command),
+            "config": None if config is None else dict(config),
+            "requirements": None if requirements is None else dict(requirements),
+            "max_cost_micros": max_cost_micros, "priority": priority,
+            "queue_timeout_s": queue_timeout_s,
+            "verify": None if replicas is None else {"replicas": replicas}}
+        body.update((k, v) for k, v in optional.items() if v is not None)
+        return Job.from_json(self.request("POST", "/api/v1/jobs", body))
+
+    def get_job(self, job: int) -> Job:
+        """One job of this key (NotFound for another's or an unknown id)."""
+        return Job.from_json(self.request("GET", "/api/v1/jobs/%d" % _id(job, "job")))
+
+    def cancel_job(self, job: int) -> Job:
+        """Cancel a job that has not finished and return it; StateError
+        once it has."""
+        return Job.from_json(self.request("DELETE", "/api/v1/jobs/%d" % _id(job, "job")))
+
+    def list_jobs(self, limit: Optional[int] = None) -> List[Job]:
+        """This key's jobs, newest first (the server's default: 100)."""
+        path = "/api/v1/jobs"
+        if limit is not None:
+            path += "?limit=%d" % _id(limit, "limit")
+        return [Job.from_json(j) for j in _list(self.request("GET", path), "jobs", "job list")]
 
     def watch(self, deployment: int, *, idle_timeout: Optional[float] = None
               ) -> Iterator[JSON]:
@@ -241,11 +380,15 @@ class Client(Handle):
             super().close()
 
 
-def _dep(deployment: int) -> int:
-    if isinstance(deployment, bool) or not isinstance(deployment, int) or deployment < 0:
-        raise errors.InvalidArgument("a deployment id is a non-negative int",
+def _id(value: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise errors.InvalidArgument("a %s is a non-negative int" % what,
                                      code="RZ_EINVAL")
-    return deployment
+    return value
+
+
+def _dep(deployment: int) -> int:
+    return _id(deployment, "deployment id")
 
 
 class _End:
@@ -332,4 +475,4 @@ class _Watch:
             self.thread.join()
 
 
-__all__ = ["Client"]
+__all__ = ["Client", "Job"]

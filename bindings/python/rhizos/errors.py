@@ -2,9 +2,12 @@
 name ("RZ_ECYCLE"), the numeric status and rz_error_last()'s detail."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Type
+from typing import TYPE_CHECKING, Dict, List, Optional, Type
 
 from ._lib import dec, lib
+
+if TYPE_CHECKING:
+    from .flow import Diagnostic
 
 
 class Error(Exception):
@@ -21,7 +24,7 @@ class Error(Exception):
     def __init__(self, message: str, *, code: Optional[str] = None,
                  status: Optional[int] = None, file: str = "", line: int = 0,
                  column: int = 0, pointer: str = "",
-                 diagnostics: Optional[list] = None) -> None:
+                 diagnostics: Optional[List[Diagnostic]] = None) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
@@ -29,7 +32,8 @@ class Error(Exception):
         if status is not None:
             self.status = status
         self.file, self.line, self.column, self.pointer = file, line, column, pointer
-        self.diagnostics: list = diagnostics or []
+        self.diagnostics: List[Diagnostic] = diagnostics or []
+        self.http_status = 0     # the HTTP status of a Client call that failed, else 0
 
     def __str__(self) -> str:
         where = ""
@@ -112,7 +116,7 @@ def status_name(status: int) -> str:
     return dec(lib.rz_status_name(status))
 
 
-def from_status(status: int, diagnostics: Optional[List] = None,
+def from_status(status: int, diagnostics: Optional[List[Diagnostic]] = None,
                 context: str = "") -> Error:
     """The exception for a negative status, with rz_error_last()'s detail
     when it is about this failure (else the status's generic text)."""

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 from . import errors
-from ._lib import Handle, dec, enc, lib, take_bytes, take_string
+from ._lib import (Handle, StrPath, dec, enc, json_object, lib, take_bytes,
+                   take_string)
 
 _FORMATS = {None: 0, "auto": 0, "json": 1, "yaml": 2, "yml": 2, "cbor": 3}
 _FORMAT_NAMES = {1: "json", 2: "yaml", 3: "cbor"}
@@ -87,7 +88,7 @@ class Registry(Handle):
     """
     _free_fn, _what = "rz_registry_free", "Registry"
 
-    def __init__(self, paths: Optional[Iterable[Union[str, os.PathLike]]] = None,
+    def __init__(self, paths: Optional[Iterable[StrPath]] = None,
                  trusted: Sequence[str] = ()) -> None:
         super().__init__()
         errors.check(lib.rz_registry_new(byref(self._h)))
@@ -97,8 +98,8 @@ class Registry(Handle):
         try:
             for key in trusted:
                 errors.check(lib.rz_registry_trust(self._h, enc(key)), "trusted key")
-            for p in (_default_registry_paths() if defaults else paths):
-                p = os.fspath(p)
+            for given in (_default_registry_paths() if paths is None else paths):
+                p = os.fspath(given)
                 if defaults and ":" in p and not p.startswith("http"):
                     rc = lib.rz_registry_add_path_list(self._h, enc(p), diags._h)
                 else:
@@ -150,7 +151,7 @@ class Registry(Handle):
 
     def __len__(self) -> int:
         with self._use() as h:
-            return lib.rz_registry_count(h)
+            return int(lib.rz_registry_count(h))
 
 
 class Flow(Handle):
@@ -206,7 +207,7 @@ class Flow(Handle):
 
     def __len__(self) -> int:
         with self._use() as h:
-            return lib.rz_flow_step_count(h)
+            return int(lib.rz_flow_step_count(h))
 
     def __repr__(self) -> str:
         if self.closed:
@@ -214,7 +215,7 @@ class Flow(Handle):
         return "<rhizos.Flow %r: %d steps>" % (self.name, len(self))
 
     # -- checks ----------------------------------------------------------
-    def validate(self, registries: Optional[Sequence[Union[str, os.PathLike, Registry]]] = None
+    def validate(self, registries: Union[Registry, Sequence[Union[StrPath, Registry]], None] = None
                  ) -> List[Diagnostic]:
         """Check the graph against module registries and return every
         problem found (an empty list: the flow is valid).
@@ -223,22 +224,30 @@ class Flow(Handle):
         defaults ($RHIZOS_MODULES and examples/modules); [] checks the
         structure only, without modules (run() then refuses the flow).
         """
+        reg: Optional[Registry] = None
+        owned = False
         if isinstance(registries, Registry):
-            reg, owned = registries, False
-        elif registries is not None and len(registries) == 0:
-            reg, owned = None, False
-        elif registries is not None and all(isinstance(r, Registry) for r in registries):
-            if len(registries) != 1:
+            reg = registries
+        elif registries is None:
+            reg, owned = Registry(None), True
+        elif len(registries) > 0:
+            paths = [r for r in registries if not isinstance(r, Registry)]
+            if not paths:
+                if len(registries) != 1:
+                    raise errors.InvalidArgument("pass one Registry, or paths",
+                                                 code="RZ_EINVAL")
+                only = registries[0]
+                reg = only if isinstance(only, Registry) else None
+            elif len(paths) != len(registries):
                 raise errors.InvalidArgument("pass one Registry, or paths",
                                              code="RZ_EINVAL")
-            reg, owned = registries[0], False
-        else:
-            reg, owned = Registry(registries), True
+            else:
+                reg, owned = Registry(paths), True
         diags = _Diags()
         try:
             return self._validate(reg, owned, diags)
         except BaseException:
-            if owned:
+            if owned and reg is not None:
                 reg.close()
             raise
         finally:
@@ -273,7 +282,7 @@ class Flow(Handle):
     def plan(self) -> List[List[str]]:
         """Stages in execution order, e.g. [["a"], ["b", "c"], ["d"]].
         A cycle raises CycleError naming it (see .diagnostics)."""
-        return self.plan_info()["stages"]
+        return [[str(step) for step in stage] for stage in self.plan_info()["stages"]]
 
     def plan_info(self) -> Dict[str, Any]:
         """The full plan: {"stages", "critical_path", "critical_seconds",
@@ -287,7 +296,7 @@ class Flow(Handle):
                     raise errors.from_status(rc, diagnostics=diags.items())
                 out = c_void_p()
                 errors.check(lib.rz_plan_to_json(plan, byref(out)))
-                return json.loads(take_string(out))
+                return json_object(take_string(out))
         finally:
             lib.rz_plan_free(plan)
             diags.close()
@@ -303,7 +312,7 @@ class Flow(Handle):
             return take_bytes(out, n.value).decode("utf-8")
 
     def to_dict(self, builder: bool = False) -> Dict[str, Any]:
-        return json.loads(self.to_json(builder=builder))
+        return json_object(self.to_json(builder=builder))
 
     def export(self) -> str:
         """What `rhizos flow export` prints: pretty canonical JSON with every
@@ -339,7 +348,7 @@ def _looks_like_path(s: str) -> bool:
     return os.path.exists(s) or ("{" not in s and ": " not in s and not s.endswith(":"))
 
 
-def load_flow(source: Union[str, bytes, os.PathLike], format: Optional[str] = None,
+def load_flow(source: Union[str, bytes, "os.PathLike[str]"], format: Optional[str] = None,
               filename: Optional[str] = None) -> Flow:
     """Load a flow from a file path, or from document text (str) or bytes.
 

@@ -18,7 +18,8 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 from . import errors
 from ._lib import (Handle, RzLedgerAccount, RzLedgerId, RzLedgerOpts,
-                   RzLedgerResult, RzLedgerStats, enc, lib, take_string)
+                   RzLedgerResult, RzLedgerStats, enc, json_object, lib,
+                   take_string)
 
 LedgerId = Union[int, str]
 PLATFORM, ESCROW, EXTERNAL = 1, 2, 3        # the ledger's own accounts
@@ -208,7 +209,7 @@ class Ledger(Handle):
         tid = parse_id(id) if id is not None else new_id()
         res = RzLedgerResult()
         self._op("rz_ledger_refund", "refund", _cid(tid), _cid(job), byref(res))
-        return res.amount
+        return int(res.amount)
 
     def tick(self, now: int) -> int:
         """Expire pending transfers whose timeout <= now; returns how many."""
@@ -233,11 +234,11 @@ class Ledger(Handle):
         with self._use() as h:
             out = c_void_p()
             errors.check(lib.rz_ledger_export(h, 1, byref(out)))
-            return json.loads(take_string(out))
+            return json_object(take_string(out))
 
     def checkpoint(self) -> None:
         self._op("rz_ledger_checkpoint", "checkpoint")
 
     def fee(self, micros: int) -> int:
         """The platform fee of an actual cost under this ledger's fee_bps."""
-        return lib.rz_ledger_fee(_micros(micros), self.fee_bps)
+        return int(lib.rz_ledger_fee(_micros(micros), self.fee_bps))

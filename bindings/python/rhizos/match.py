@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
 from . import errors
 from ._lib import (Handle, RzMatcherStats, RzNodeUsage, RzPlacement, dec, enc, lib,
-                   take_string)
+                   json_object, take_string)
 
 JSONLike = Union[str, bytes, Mapping[str, Any]]
 
@@ -161,7 +161,7 @@ class Matcher(Handle):
 
     def __len__(self) -> int:
         with self._use() as h:
-            return lib.rz_matcher_count(h)
+            return int(lib.rz_matcher_count(h))
 
 
 def _job_id(job: JSONLike) -> str:
@@ -173,7 +173,7 @@ def estimate_cost(node: JSONLike, job: JSONLike) -> int:
     """Estimated cost in whole micro-dollars of running `job` on `node`."""
     caps, reqs = _Caps(node), _Reqs(job)
     try:
-        return lib.rz_match_cost(caps._h, reqs._h)
+        return int(lib.rz_match_cost(caps._h, reqs._h))
     finally:
         caps.close()
         reqs.close()
@@ -188,6 +188,6 @@ def detect_hardware(data_dir: Optional[str] = None) -> Dict[str, Any]:
         errors.check(lib.rz_hw_detect(byref(caps), byref(opts)), "detect")
         out = c_void_p()
         errors.check(lib.rz_caps_to_json(caps, 0, byref(out)))
-        return json.loads(take_string(out))
+        return json_object(take_string(out))
     finally:
         lib.rz_caps_free(caps)

@@ -8,7 +8,7 @@ from ctypes import byref, c_void_p
 from typing import Any, Dict, Optional, Sequence, Union
 
 from . import errors
-from ._lib import Handle, enc, lib, take_string
+from ._lib import Handle, enc, json_object, lib, take_string
 from .flow import Flow
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -69,12 +69,12 @@ class Prices(Handle):
     @property
     def node_classes(self) -> int:
         with self._use() as h:
-            return lib.rz_prices_node_count(h)
+            return int(lib.rz_prices_node_count(h))
 
     @property
     def providers(self) -> int:
         with self._use() as h:
-            return lib.rz_prices_provider_count(h)
+            return int(lib.rz_prices_provider_count(h))
 
 
 def estimate(flow: Flow, prices: Optional[Union[Prices, Sequence[PathLike]]] = None
@@ -91,14 +91,14 @@ def estimate(flow: Flow, prices: Optional[Union[Prices, Sequence[PathLike]]] = N
     defaults. An unvalidated flow raises StateError.
     """
     owned = not isinstance(prices, Prices)
-    p = Prices(prices) if owned else prices
+    p = prices if isinstance(prices, Prices) else Prices(prices)
     est = c_void_p()
     try:
         with flow._use() as fh, p._use() as ph:
             errors.check(lib.rz_estimate_flow(byref(est), fh, ph), "estimate")
             out = c_void_p()
             errors.check(lib.rz_estimate_to_json(est, byref(out)))
-            return json.loads(take_string(out))
+            return json_object(take_string(out))
     finally:
         lib.rz_estimate_free(est)
         if owned:

@@ -2,6 +2,7 @@
 recording it in a data folder's run store."""
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import time
@@ -10,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from . import errors
-from ._lib import (EVENT_CB, Handle, RzRunnerOpts, dec, enc, lib,
-                   take_string)
+from ._lib import (EVENT_CB, Handle, RzEvent, RzRunnerOpts, dec, enc, json_array,
+                   json_object, lib, take_string)
 from .flow import Flow
 
 _EVENTS = {1: "step_started", 2: "step_succeeded", 3: "step_failed",
@@ -114,9 +115,9 @@ def run(flow: Flow, inputs: Optional[Mapping[str, Any]] = None,
     opts.cancel = cast(byref(cancel), type(opts.cancel))
     failure: List[BaseException] = []
 
-    def event_cb(ev_p, _ud):
+    def event_cb(ev_p: "ctypes._Pointer[RzEvent]", _ud: Optional[int]) -> None:
         ev = ev_p.contents
-        if failure:
+        if failure or on_event is None:
             return
         try:
             step = None
@@ -128,7 +129,7 @@ def run(flow: Flow, inputs: Optional[Mapping[str, Any]] = None,
             failure.append(e)
             cancel.value = 1
 
-    cb = EVENT_CB(event_cb) if on_event else EVENT_CB()
+    cb = EVENT_CB(event_cb) if on_event else EVENT_CB(0)     # 0: a NULL callback
     opts.on_event = cb
     if vault is not None:
         vault._use().check()
@@ -169,7 +170,7 @@ def inputs_from_pairs(pairs: Sequence[str]) -> Dict[str, Any]:
     arr = (c_char_p * max(len(pairs), 1))(*[enc(p) for p in pairs])
     out = c_void_p()
     errors.check(lib.rz_flow_inputs_parse(byref(out), arr, len(pairs)))
-    return json.loads(take_string(out))
+    return json_object(take_string(out))
 
 
 def runs(data_dir: str, limit: int = 0) -> List[Dict[str, Any]]:
@@ -182,7 +183,7 @@ def runs(data_dir: str, limit: int = 0) -> List[Dict[str, Any]]:
     try:
         out = c_void_p()
         errors.check(lib.rz_store_run_list_newest(store._h, limit, byref(out), None))
-        return json.loads(take_string(out))
+        return [dict(r) for r in json_array(take_string(out))]
     finally:
         store.close()
 
@@ -193,6 +194,6 @@ def get_run(data_dir: str, run_id: str) -> Dict[str, Any]:
     try:
         out = c_void_p()
         errors.check(lib.rz_store_run_get(store._h, enc(run_id), byref(out)), run_id)
-        return json.loads(take_string(out))
+        return json_object(take_string(out))
     finally:
         store.close()

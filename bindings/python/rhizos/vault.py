@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from . import errors
 from ._lib import (Handle, RzVaultEntry, RzVaultOpts, dec, enc, lib,
-                   take_string)
+                   json_object, take_string)
 
 Secret = Union[str, bytes, bytearray, memoryview]
 _KDFS = {"moderate": 0, "interactive": 1, "sensitive": 2}
@@ -94,10 +94,10 @@ class Vault(Handle):
 
     def __len__(self) -> int:
         with self._use() as h:
-            return lib.rz_vault_count(h)
+            return int(lib.rz_vault_count(h))
 
     def _index(self, h: c_void_p, id_or_name: str) -> int:
-        i = lib.rz_vault_find(h, enc(id_or_name))
+        i = int(lib.rz_vault_find(h, enc(id_or_name)))
         if i == _NOT_FOUND:
             raise errors.NotFound("no vault entry %r" % id_or_name, code="RZ_ENOENT")
         return i
@@ -147,7 +147,7 @@ class Vault(Handle):
 
     def __contains__(self, id_or_name: str) -> bool:
         with self._use() as h:
-            return lib.rz_vault_find(h, enc(id_or_name)) != _NOT_FOUND
+            return int(lib.rz_vault_find(h, enc(id_or_name))) != _NOT_FOUND
 
     def reveal(self, id_or_name: str) -> bytes:
         """The decrypted value as bytes."""
@@ -181,7 +181,7 @@ class Vault(Handle):
             rc = lib.rz_vault_seal_flow(byref(out), h, fh, pk, int(expires_ms))
             text = take_string(out)
         errors.check(rc, "sealing the flow's credentials")
-        return json.loads(text)
+        return {str(k): str(v) for k, v in json_object(text).items()}
 
     def save(self) -> None:
         with self._use() as h:
