@@ -188,6 +188,8 @@ export class Vault {
   /** The flow's credentials sealed to an orchestrator's X25519 key: {credentialId: base64}. */
   sealFlow(flow: Flow, publicKey: Buffer | string, expiresMs?: number): Record<string, string>;
   close(): void;
+  /** What JSON.stringify shows: the path, never a secret. */
+  toJSON(): { path: string };
 }
 
 export interface StepEstimate {
@@ -273,9 +275,13 @@ export class Client {
   /** Status objects as they change, ending when the deployment finished. */
   watch(id: number, opts?: { idleTimeout?: number }): AsyncIterableIterator<DeploymentStatus>;
   close(): void;
+  /** What JSON.stringify shows: the URL, never the key. */
+  toJSON(): { url: string };
 }
 
 export function newId(): string;
 export function statusName(status: number): string;
 export const version: string;
 export const libraryVersion: string;
+/** The rhizos.node file this package loaded. */
+export const addonPath: string;

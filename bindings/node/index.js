@@ -4,8 +4,10 @@
  * ledger and the credential vault, over librhizos through the N-API addon
  * rhizos.node (ABI-stable across Node versions).
  *
- * The addon is found at $RHIZOS_NODE_ADDON, next to this file, or in a
- * build folder of the checkout this file sits in (build* /bindings/node/).
+ * The addon is found at $RHIZOS_NODE_ADDON, next to this file, where
+ * node-gyp builds it when the packed package is installed (build/Release/),
+ * or in a build folder of the checkout this file sits in
+ * (build* /bindings/node/).
  * Client talks to an orchestrator (docs/api.md); see docs/bindings.md.
  */
 const fs = require('fs');
@@ -17,6 +19,7 @@ function findAddon() {
   const env = process.env.RHIZOS_NODE_ADDON;
   if (env) return [env];
   tried.push(path.join(__dirname, 'rhizos.node'));
+  tried.push(path.join(__dirname, 'build', 'Release', 'rhizos.node'));
   const root = path.resolve(__dirname, '..', '..');
   if (fs.existsSync(path.join(root, 'include', 'rhizos', 'common.h'))) {
     const builds = fs.readdirSync(root).filter((d) => d.startsWith('build')).sort((a, b) =>
@@ -30,7 +33,7 @@ function loadAddon() {
   const candidates = findAddon();
   for (const p of candidates) {
     if (!fs.existsSync(p)) continue;
-    return require(p);
+    return { native: require(p), addonPath: path.resolve(p) };
   }
   const err = new Error('rhizos.node not found (tried ' + candidates.join(', ') +
     '); build it with meson or set RHIZOS_NODE_ADDON');
@@ -38,7 +41,7 @@ function loadAddon() {
   throw err;
 }
 
-const native = loadAddon();
+const { native, addonPath } = loadAddon();
 
 function closedError(what) {
   const e = new Error(what + ' is closed');
@@ -533,6 +536,7 @@ class Client {
 module.exports = {
   version: require('./package.json').version,
   libraryVersion: native.version(),
+  addonPath,
   statusName: native.statusName,
   loadFlow, Flow, run, inputsFromPairs, Matcher, detectHardware, Ledger, Vault, newId,
   estimate, Client,

@@ -32,8 +32,7 @@ from .pricing import Prices, estimate
 from .runner import (Event, RunResult, StepResult, get_run, inputs_from_pairs, run,
                      runs)
 from .vault import Vault, VaultEntry
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "__version__", "library_version", "library_path", "LibraryNotFound",
