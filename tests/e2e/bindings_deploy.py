@@ -124,6 +124,36 @@ class BindingsDeploy(unittest.TestCase):
     def test_python_example(self):
         self.deploy_with([sys.executable, os.path.join(ROOT, "examples", "python", "deploy.py")])
 
+    def test_python_typed_jobs(self):
+        """Client.submit_job / get_job / list_jobs / cancel_job against the
+        real orchestrator and node: typed Job objects, a job run to its
+        outputs, one that no node can take cancelled, errors as classes."""
+        with rhizos.Client(self.url, self.key) as c:
+            job = c.submit_job("text-source@1", config={"text": "to be or not"})
+            self.assertIsInstance(job, rhizos.Job)
+            self.assertEqual((job.module, job.deployment, job.outputs), ("text-source", None, None))
+            self.assertIn(job.status, ("pending", "queued", "assigned", "running", "succeeded"))
+            done = self.node.wait_for(lambda: (lambda j: j if j.finished else None)(
+                c.get_job(job.id)), 60, "the job finishing")
+            self.assertEqual(done.status, "succeeded", done.raw)
+            self.assertEqual(done.outputs, {"text": "to be or not", "length": 12})
+            self.assertIsInstance(done.node, int)
+
+            stuck = c.submit_job("text-source@1", requirements={"gpu": {"count": 1}})
+            waiting = c.get_job(stuck.id)
+            self.assertIn(waiting.status, ("pending", "queued"))
+            ids = [j.id for j in c.list_jobs()]
+            self.assertEqual(ids[:2], [stuck.id, job.id])          # newest first
+            self.assertEqual([j.id for j in c.list_jobs(limit=1)], [stuck.id])
+            cancelled = c.cancel_job(stuck.id)
+            self.assertEqual((cancelled.id, cancelled.status), (stuck.id, "cancelled"))
+            with self.assertRaises(rhizos.StateError):
+                c.cancel_job(stuck.id)
+            with self.assertRaises(rhizos.NotFound):
+                c.get_job(10 ** 9)
+            with self.assertRaises(rhizos.Error):
+                c.submit_job("no-such-module@1")
+
     def test_node_example(self):
         node = shutil.which("node")
         if not node or not os.path.exists(ADDON):

@@ -23,6 +23,15 @@ ACCOUNT = {"id": "0" * 31 + "a", "kind": "client", "balance_micros": 1000,
            "pending_micros": 0, "credits_micros": 1000, "debits_micros": 0}
 
 
+def job_doc(job, status="queued", **extra):
+    doc = {"id": job, "status": status, "attempt": 0, "node": None, "module": "text-source",
+           "version": "1.0.0", "deployment": None, "step": None, "priority": 0,
+           "max_cost_micros": 1000, "cost_micros": 0, "run_ms": 0, "outputs": None,
+           "error": None, "waiting_reason": "no active node", "node_id": None}
+    doc.update(extra)
+    return doc
+
+
 def status_doc(dep, status, outputs=None):
     return {"id": dep, "flow": "wordcount", "status": status,
             "steps": {"merge": {"status": status, "attempts": 1,
@@ -79,6 +88,15 @@ class Fake(BaseHTTPRequestHandler):
             self.sse_forever()
         elif self.path == "/api/v1/flows/9/events":
             self.sse_raw(b"event: status\ndata: {not json\n\n")
+        elif self.path == "/api/v1/jobs/5":
+            self.reply(200, job_doc(5, "succeeded", node=2, node_id=2, attempt=1,
+                                    outputs={"text": "hi", "length": 2}, run_ms=40,
+                                    cost_micros=7, waiting_reason=None))
+        elif self.path == "/api/v1/jobs/6":
+            self.reply(200, job_doc(6, status=3))          # not a job the API sends
+        elif self.path.split("?")[0] == "/api/v1/jobs":
+            Fake.log.append(self.path)
+            self.reply(200, {"jobs": [job_doc(6), job_doc(5, "succeeded")]})
         elif self.path == "/api/v1/stats":
             self.reply(200, {"queue_depth": 0})
         elif self.path == "/api/v1/keys":
@@ -95,6 +113,12 @@ class Fake(BaseHTTPRequestHandler):
         if self.path == "/api/v1/accounts/me/withdraw":
             self.reply(201, {"withdrawal_id": WITHDRAWAL["id"],
                              "amount_micros": body["amount_micros"], "status": "pending"})
+        elif self.path == "/api/v1/jobs":
+            if "image" in body:
+                self.reply(201, job_doc(9, module="", image=body["image"],
+                                        command=body.get("command")))
+            else:
+                self.reply(201, job_doc(8, module=body["module"].split("@")[0]))
         elif self.path != "/api/v1/flows/deploy":
             self.error(404, "RZ_ENOENT", "no such route")
         elif "broken" in json.dumps(body["flow"]):
@@ -108,6 +132,9 @@ class Fake(BaseHTTPRequestHandler):
 
     def do_DELETE(self):
         if not self.authed():
+            return
+        if self.path == "/api/v1/jobs/8":
+            self.reply(200, job_doc(8, "cancelled", waiting_reason=None))
             return
         self.error(409, "RZ_ESTATE", "deployment 7 has finished")
 
@@ -188,6 +215,55 @@ class TestClient(unittest.TestCase):
         self.assertEqual(c.status(7)["status"], "running")
         self.assertEqual(c.balance(), ACCOUNT)
         self.assertEqual(c.request("GET", "/api/v1/stats"), {"queue_depth": 0})
+
+    def test_jobs_typed(self):
+        c = self.client()
+        Fake.log.clear()
+        job = c.submit_job("text-source@1", {"text": "hi"}, requirements={"cpu_cores": 1},
+                           max_cost_micros=1000, replicas=2)
+        self.assertEqual(Fake.log[-1], {"module": "text-source@1", "inputs": {"text": "hi"},
+                                        "requirements": {"cpu_cores": 1},
+                                        "max_cost_micros": 1000, "verify": {"replicas": 2}})
+        self.assertIsInstance(job, rhizos.Job)
+        self.assertEqual((job.id, job.status, job.module, job.node), (8, "queued", "text-source", None))
+        self.assertEqual(job.waiting_reason, "no active node")
+        self.assertFalse(job.finished)
+
+        img = c.submit_job(image="busybox", command=["echo", "hi"])
+        self.assertEqual(Fake.log[-1], {"image": "busybox", "command": ["echo", "hi"]})
+        self.assertEqual((img.module, img.image, img.command), ("", "busybox", ["echo", "hi"]))
+
+        done = c.get_job(5)
+        self.assertEqual((done.status, done.node, done.outputs, done.cost_micros, done.run_ms),
+                         ("succeeded", 2, {"text": "hi", "length": 2}, 7, 40))
+        self.assertTrue(done.finished)
+        self.assertEqual(done.raw["node_id"], 2)          # fields not mirrored stay readable
+
+        self.assertEqual([j.id for j in c.list_jobs()], [6, 5])
+        self.assertEqual(Fake.log[-1], "/api/v1/jobs")
+        c.list_jobs(limit=1)
+        self.assertEqual(Fake.log[-1], "/api/v1/jobs?limit=1")
+
+        cancelled = c.cancel_job(8)
+        self.assertEqual((cancelled.id, cancelled.status), (8, "cancelled"))
+        with self.assertRaises(errors.StateError) as cm:
+            c.cancel_job(7)                                # the fake's 409
+        self.assertEqual(cm.exception.http_status, 409)
+
+    def test_jobs_refuse_bad_arguments_and_replies(self):
+        c = self.client()
+        Fake.log.clear()
+        for bad in (lambda: c.submit_job(), lambda: c.submit_job("m@1", image="busybox"),
+                    lambda: c.submit_job("m@1", command=["x"]), lambda: c.get_job(True),
+                    lambda: c.get_job(-1), lambda: c.list_jobs(limit=-1)):
+            with self.assertRaises(errors.InvalidArgument):
+                bad()
+        self.assertEqual(Fake.log, [])                     # nothing was sent
+        with self.assertRaises(errors.ProtocolError) as cm:
+            c.get_job(6)
+        self.assertIn("'status'", str(cm.exception))
+        with self.assertRaises(errors.NotFound):
+            c.get_job(4)
 
     def test_deploy_seals_credentials_from_a_vault(self):
         c = self.client()
