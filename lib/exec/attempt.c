@@ -382,7 +382,7 @@ static int write_file(const char *path, const char *data, size_t len)
     return close(fd);
 }
 
-/* <parent>/rz-XXXXXX with in/request.json and an empty out/outputs.json
+/* <parent>/rz-<pidns>-<pid>-XXXXXX with in/request.json and an empty out/outputs.json
  * (present, so a module may simply open it for writing). */
 static int make_scratch(rz_attempt *a, const char *parent, const char *req,
                         char **in_path, char **out_path)

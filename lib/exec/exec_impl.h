@@ -43,9 +43,15 @@ RZ_HIDDEN char *rz__attempt_log_lines(rz_attempt *a, bool flush);
  * containers (out->gpu stays 0): for callers that only need it to answer. */
 RZ_HIDDEN int rz__container_answers(rz_container_info *out, const char *host);
 
-/* A new, private (0700) folder <parent>/rz-XXXXXX; parent NULL or "":
- * $TMPDIR, else /tmp. *out is malloc'ed. */
+/* A new, private (0700) folder <parent>/rz-<pidns>-<pid>-XXXXXX; parent
+ * NULL or "": $TMPDIR, else /tmp. *out is malloc'ed. The first in a parent
+ * starts rz__exec_sweep_scratch there. */
 RZ_HIDDEN int rz__exec_mkdtemp(const char *parent, char **out);
+/* Once per process and parent, on a detached thread: remove the scratch
+ * folders in `parent` whose maker is dead (scratch_sweep.c). */
+RZ_HIDDEN void rz__exec_sweep_scratch(const char *parent);
+/* The inode of this process's pid namespace (0: unknown). */
+RZ_HIDDEN unsigned long long rz__exec_pidns(void);
 
 /* Scratch folders that finished unsandboxed attempts leave for the next
  * (scratch.c): one pool per runner, not shared between threads. parent as

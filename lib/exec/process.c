@@ -197,7 +197,10 @@ int rz__exec_mkdtemp(const char *parent, char **out)
     if (!real)
         return rz__error(RZ_EIO, "scratch parent %s: %s", parent,
                          strerror(errno));
-    char *tmpl = rz__asprintf("%s/rz-XXXXXX", real);
+    char *tmpl = rz__asprintf("%s/rz-%llx-%ld-XXXXXX", real, rz__exec_pidns(),
+                              (long)getpid());
+    if (tmpl)
+        rz__exec_sweep_scratch(real);
     free(real);
     if (!tmpl)
         return rz__error(RZ_ENOMEM, "out of memory");

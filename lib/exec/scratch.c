@@ -1,6 +1,6 @@
 /* Recycled scratch folders for unsandboxed attempts (exec_impl.h).
  *
- * On ext4 making and removing a step's folder (rz-XXXXXX/, in/, out/ and
+ * On ext4 making and removing a step's folder (rz-NS-PID-XXXXXX/, in/, out/ and
  * two files) cost about a third of the embedded runner's CPU: allocating
  * and freeing inodes journals and searches the inode bitmap. A folder a
  * finished step leaves behind is instead refilled in place for the next,

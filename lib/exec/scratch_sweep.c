@@ -1,0 +1,96 @@
+/* Scratch folders a killed process left behind.
+ *
+ * A runner or node killed with SIGKILL (or the machine losing power) never
+ * removes the scratch folders of the steps it ran, and nothing else would:
+ * they stay in /tmp for good, each holding a step's inputs. So a folder's
+ * name says who made it, rz-<pid namespace>-<pid>-XXXXXX, and the first
+ * folder a process makes in a parent starts a sweep of that parent on a
+ * thread of its own (start-up does not wait for a listing of /tmp): a
+ * folder is removed only when it is ours (same owner), its maker's pid
+ * namespace is ours and that pid no longer exists. A pid reused since only
+ * keeps a dead folder a while longer; a folder of a live process, of
+ * another user or of another namespace is never touched. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "exec/adapter.h"
+#include "exec/exec_impl.h"
+
+#define SWEPT_MAX 8   /* parents remembered; a process uses one or two */
+
+static pthread_mutex_t swept_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *swept[SWEPT_MAX];
+
+unsigned long long rz__exec_pidns(void)
+{
+    struct stat st;
+    return stat("/proc/self/ns/pid", &st) == 0 ? (unsigned long long)st.st_ino : 0;
+}
+
+/* The maker of folder `name` is gone (see above). */
+static bool dead_makers(const char *name, unsigned long long ns, uid_t me, int dirfd)
+{
+    unsigned long long their_ns;
+    long pid;
+    char rest[16];
+    if (sscanf(name, "rz-%llx-%ld-%15s", &their_ns, &pid, rest) != 3 ||
+        strlen(rest) != 6 || their_ns != ns || pid <= 0 || pid == (long)getpid())
+        return false;
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode) ||
+        st.st_uid != me)
+        return false;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+static void *sweep(void *arg)
+{
+    char *parent = arg;
+    unsigned long long ns = rz__exec_pidns();
+    DIR *d = ns ? opendir(parent) : NULL;
+    if (d) {
+        uid_t me = geteuid();
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strncmp(e->d_name, "rz-", 3) != 0 || !dead_makers(e->d_name, ns, me, dirfd(d)))
+                continue;
+            char *path = rz__asprintf("%s/%s", parent, e->d_name);
+            rz__exec_rm_tree(path);
+            free(path);
+        }
+        closedir(d);
+    }
+    free(parent);
+    return NULL;
+}
+
+void rz__exec_sweep_scratch(const char *parent)
+{
+    pthread_mutex_lock(&swept_lock);
+    size_t i = 0;
+    while (i < SWEPT_MAX && swept[i] && strcmp(swept[i], parent) != 0)
+        i++;
+    bool first = i < SWEPT_MAX && !swept[i];
+    if (first)
+        swept[i] = strdup(parent);
+    pthread_mutex_unlock(&swept_lock);
+    char *copy = first && swept[i] ? strdup(parent) : NULL;
+    pthread_t t;
+    pthread_attr_t attr;
+    if (!copy || pthread_attr_init(&attr) != 0) {
+        free(copy);
+        return;
+    }
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, sweep, copy) != 0)
+        free(copy);
+    pthread_attr_destroy(&attr);
+}
