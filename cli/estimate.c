@@ -144,7 +144,7 @@ int cli_flow_estimate(cli *c)
         if (!c->json)
             print_text(e, p);
         else if (rz_estimate_to_json(e, &json) == RZ_OK)
-            printf("%s\n", json);
+            cli_print_json(json);
         rz_free(json);
         /* An estimate with an unpriced step still prints, but says so. */
         status = rz_estimate_complete(e) ? EXIT_OK : EXIT_FAILED;

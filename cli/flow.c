@@ -102,7 +102,7 @@ static int flow_validate(cli *c)
         char *json = NULL;
         rz_diags_sort(all);
         if (rz_diags_to_json(all, &json) == RZ_OK)
-            printf("%s\n", json);
+            cli_print_json(json);
         rz_free(json);
         rz_diags_free(all);
     }
@@ -220,7 +220,7 @@ static int flow_plan(cli *c)
         else if (strcmp(fmt, "text") == 0)
             print_plan_text(flow, plan);
         else if (rz_plan_to_json(plan, &json) == RZ_OK)
-            printf("%s\n", json);
+            cli_print_json(json);
         rz_free(json);
         status = EXIT_OK;
     }
@@ -549,7 +549,7 @@ static int flow_run(cli *c)
     if (run) {
         char *json = NULL;
         if (c->json && rz_run_to_json(run, &json) == RZ_OK)
-            printf("%s\n", json);
+            cli_print_json(json);
         else if (!c->json)
             print_outputs(run);
         rz_free(json);
@@ -698,7 +698,7 @@ static int flow_run_show(cli *c, const char *id)
     else if (!rec)
         fprintf(stderr, "rhizos: out of memory\n");
     else if (c->json)
-        printf("%s\n", json);
+        cli_print_json(json);
     else
         print_run_detail(rec);
     cJSON_Delete(rec);
@@ -740,7 +740,7 @@ static int flow_runs(cli *c)
             rc = RZ_ENOMEM;
             fprintf(stderr, "rhizos: out of memory\n");
         } else if (c->json) {
-            printf("%s\n", text);
+            cli_print_json(text);
         } else {
             print_runs_table(arr, more);
         }

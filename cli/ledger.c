@@ -48,18 +48,20 @@ static int verify(cli *c, rz_ledger *l)
     rz_ledger_stats st;
     int src = rc == RZ_OK ? rz_ledger_stats_get(l, &st) : rc;
     if (c->json) {
-        if (rc == RZ_OK && src == RZ_OK)
-            printf("{\"consistent\":true,\"accounts\":%llu,\"transfers\":%llu"
-                   "}\n", (unsigned long long)st.accounts,
-                   (unsigned long long)st.transfers);
-        else {
+        if (rc == RZ_OK && src == RZ_OK) {
+            char s[128];
+            snprintf(s, sizeof s, "{\"consistent\":true,\"accounts\":%llu,"
+                     "\"transfers\":%llu}", (unsigned long long)st.accounts,
+                     (unsigned long long)st.transfers);
+            cli_print_json(s);
+        } else {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddBoolToObject(o, "consistent", false);
             cJSON_AddStringToObject(o, "code", rz_status_name(rc));
             cJSON_AddStringToObject(o, "breach", rz_error_last()->message);
             char *s = cJSON_PrintUnformatted(o);
             if (s)
-                puts(s);
+                cli_print_json(s);
             free(s);
             cJSON_Delete(o);
         }

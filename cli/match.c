@@ -133,11 +133,11 @@ static int print_json(rz_reqs **jobs, size_t n, const outcome *res, const char *
     cJSON_AddNumberToObject(o, "placed", (double)placed);
     cJSON_AddNumberToObject(o, "unplaced", (double)(n - placed));
     cJSON_AddNumberToObject(o, "total_cost_micros", (double)total);
-    char *s = cJSON_Print(o);
+    char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!s)
         return -1;
-    printf("%s\n", s);
+    cli_print_json(s);
     free(s);
     return 0;
 }

@@ -76,7 +76,7 @@ static int module_list(cli *c)
     if (arr) {
         char *s = cJSON_PrintUnformatted(arr);
         if (s)
-            printf("%s\n", s);
+            cli_print_json(s);
         else
             status = EXIT_FAILED;
         free(s);
@@ -188,7 +188,7 @@ static int module_show(cli *c)
     if (json) {
         cJSON *man = cJSON_Parse(json);
         if (c->json)
-            printf("%s\n", json);
+            cli_print_json(json);
         else if (man)
             show_text(m, man);
         cJSON_Delete(man);

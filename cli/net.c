@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -125,13 +126,49 @@ bool cli_parse_dollars(const char *s, uint64_t max, uint64_t *out)
     return true;
 }
 
+/* JSON re-spaced token by token, never parsed: numbers keep every digit
+ * the server or the library wrote (a parse to double would round past
+ * 2^53). pretty: two-space indents, else one line without blanks. */
+static void emit_json(const char *s, bool pretty)
+{
+    int depth = 0;
+    bool in_str = false, esc = false;
+    for (; *s; s++) {
+        char ch = *s;
+        if (in_str) {
+            putchar(ch);
+            in_str = esc || ch != '"';
+            esc = !esc && ch == '\\';
+            continue;
+        }
+        if (ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r')
+            continue;
+        const char *next = s + 1;
+        while (*next == ' ' || *next == '\n' || *next == '\t' || *next == '\r')
+            next++;
+        if (ch == '"') {
+            in_str = true;
+            putchar(ch);
+        } else if ((ch == '{' || ch == '[') && pretty && *next != '}' && *next != ']') {
+            printf("%c\n%*s", ch, 2 * ++depth, "");
+        } else if ((ch == '}' || ch == ']') && pretty && s[-1] != '{' && s[-1] != '[') {
+            printf("\n%*s%c", 2 * --depth, "", ch);
+        } else if (ch == ',' && pretty) {
+            printf(",\n%*s", 2 * depth, "");
+        } else if (ch == ':' && pretty) {
+            fputs(": ", stdout);
+        } else {
+            putchar(ch);
+        }
+    }
+    putchar('\n');
+}
+
+/* Every --json output: one line when piped (a line per document, for
+ * scripts and jq), indented on a terminal. */
 void cli_print_json(const char *json)
 {
-    cJSON *v = json ? cJSON_Parse(json) : NULL;
-    char *s = v ? cJSON_Print(v) : NULL;
-    printf("%s\n", s ? s : (json ? json : "null"));
-    free(s);
-    cJSON_Delete(v);
+    emit_json(json ? json : "null", isatty(STDOUT_FILENO) == 1);
 }
 
 bool cli_parse_u64(const char *s, uint64_t max, uint64_t *out)
@@ -285,8 +322,8 @@ int cli_status(cli *c, const char *verb)
             cJSON_AddStringToObject(o, "url", c->orchestrator);
             cJSON_AddItemToObject(o, "health", health);
             cJSON_AddItemToObject(o, "stats", stats ? stats : cJSON_CreateNull());
-            char *text = cJSON_Print(o);
-            printf("%s\n", text);
+            char *text = cJSON_PrintUnformatted(o);
+            cli_print_json(text);
             free(text);
             cJSON_Delete(o);
         } else {

@@ -87,7 +87,7 @@ static int print_result(const cli *c, const rz_diags *d)
         cli_error("printing errors", RZ_ENOMEM);
         return -1;
     }
-    printf("%s\n", json);
+    cli_print_json(json);
     rz_free(json);
     return 0;
 }

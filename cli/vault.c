@@ -398,9 +398,9 @@ static cJSON *entry_json(const rz_vault_entry *e)
 
 static void print_json(cJSON *j)
 {
-    char *s = cJSON_Print(j);
+    char *s = cJSON_PrintUnformatted(j);
     if (s)
-        puts(s);
+        cli_print_json(s);
     free(s);
     cJSON_Delete(j);
 }

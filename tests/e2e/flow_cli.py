@@ -373,6 +373,26 @@ class FlowCommands(unittest.TestCase):
         for s in stages:
             self.assertEqual(s, sorted(s))
 
+    def test_json_is_one_line_piped_and_indented_on_a_terminal(self):
+        path = os.path.join(FLOWS, "wordcount.yaml")
+        for args in (["flow", "plan", path, "--json"], ["flow", "validate", path, "--json"],
+                     ["module", "show", "echo", "--json"], ["module", "list", "--json"],
+                     ["flow", "estimate", path, "--json"]):
+            with self.subTest(cmd=" ".join(args[:2])):
+                p = rhizos(*args)
+                self.assertEqual(len(p.stdout.splitlines()), 1, p.stdout[:300])
+                json.loads(p.stdout)
+        import pty
+        master, slave = pty.openpty()
+        p = subprocess.run([RHIZOS, "flow", "plan", path, "--json"], cwd=ROOT,
+                           stdout=slave, stderr=subprocess.PIPE, timeout=60)
+        os.close(slave)
+        out = os.read(master, 1 << 16).decode()
+        os.close(master)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(out.startswith("{\r\n  \"stages\": ["), out[:80])
+        self.assertEqual(json.loads(out)["steps"], 6)
+
     def test_plan_as_a_graph(self):
         path = os.path.join(FLOWS, "wordcount.yaml")
         want = {("source", "split"), ("split", "count1"), ("split", "count2"),
