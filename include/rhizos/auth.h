@@ -150,6 +150,20 @@ RZ_EXTERN RZ_NODISCARD int rz_auth_audit_head_get(const rz_auth *a,
                                                   uint64_t *seq,
                                                   unsigned char hash[32]);
 
+/* The head with the sequence number of the chain's first keyed record
+ * (`keyed_since`; 0: none recorded), so that whether the chain is keyed is
+ * not the log's own word: a log rewritten without the key is refused
+ * against it. put2 writes all three in one durable commit; put (above)
+ * keeps the keyed_since already stored. get2 gives 0 for a head put by a
+ * version that did not record it. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_audit_head_put2(rz_auth *a, uint64_t seq,
+                                                   const unsigned char hash[32],
+                                                   uint64_t keyed_since);
+RZ_EXTERN RZ_NODISCARD int rz_auth_audit_head_get2(const rz_auth *a,
+                                                   uint64_t *seq,
+                                                   unsigned char hash[32],
+                                                   uint64_t *keyed_since);
+
 /* ---- Failed-key throttle --------------------------------------------------
  *
  * Deterministic and free of I/O (the caller passes the time). It counts

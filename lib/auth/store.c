@@ -9,7 +9,8 @@
  *   refs      "w" + wallet address      -> the account's 16-byte id
  *             "x" + 16-byte withdrawal  -> its record (JSON)
  *             "a"                       -> the audit log's head: seq (u64
- *                                          big-endian) + hash (32)
+ *                                          big-endian) + hash (32) +
+ *                                          keyed_since (u64 big-endian)
  * Each put is one write transaction (LMDB fsyncs at commit). */
 #include <errno.h>
 #include <stdbool.h>
@@ -642,33 +643,87 @@ int rz_auth_result_get(const rz_auth *a, uint64_t job, char **out)
 
 /* ---- the audit log's head ---- */
 
-int rz_auth_audit_head_put(rz_auth *a, uint64_t seq, const unsigned char hash[32])
+/* The head's value: seq (u64 big-endian), hash (32), then keyed_since (u64
+ * big-endian), absent in heads written before it was recorded. */
+#define HEAD_OLD 40
+#define HEAD_LEN 48
+
+static uint64_t be64(const unsigned char *p)
+{
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++)
+        x = x << 8 | p[i];
+    return x;
+}
+
+/* keep: take keyed_since from the stored head (put), in the same write. */
+static int head_write(rz_auth *a, uint64_t seq, const unsigned char hash[32],
+                      uint64_t keyed_since, bool keep)
 {
     if (!a || !hash)
         return rz__error(RZ_EINVAL, "no auth store or hash");
-    unsigned char v[40];
+    MDB_txn *txn = NULL;
+    MDB_val key = { 1, "a" }, val;
+    int mrc = mdb_txn_begin(a->env, NULL, 0, &txn);
+    if (mrc == 0 && keep) {
+        mrc = mdb_get(txn, a->dbi[DB_REFS], &key, &val);
+        keyed_since = mrc == 0 && val.mv_size == HEAD_LEN
+                      ? be64((const unsigned char *)val.mv_data + 40) : 0;
+        if (mrc == MDB_NOTFOUND)
+            mrc = 0;
+    }
+    unsigned char v[HEAD_LEN];
     key_u64(v, seq);
     memcpy(v + 8, hash, 32);
-    return put(a, DB_REFS, "a", 1, v, sizeof v);
+    key_u64(v + 40, keyed_since);
+    val = (MDB_val){ sizeof v, v };
+    if (mrc == 0)
+        mrc = mdb_put(txn, a->dbi[DB_REFS], &key, &val, 0);
+    if (mrc == 0) {
+        mrc = mdb_txn_commit(txn);
+        txn = NULL;
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    return mrc ? db_error(mrc, "write") : RZ_OK;
 }
 
-int rz_auth_audit_head_get(const rz_auth *a, uint64_t *seq, unsigned char hash[32])
+int rz_auth_audit_head_put(rz_auth *a, uint64_t seq, const unsigned char hash[32])
 {
-    if (!a || !seq || !hash)
+    return head_write(a, seq, hash, 0, true);
+}
+
+int rz_auth_audit_head_put2(rz_auth *a, uint64_t seq, const unsigned char hash[32],
+                            uint64_t keyed_since)
+{
+    return head_write(a, seq, hash, keyed_since, false);
+}
+
+int rz_auth_audit_head_get2(const rz_auth *a, uint64_t *seq, unsigned char hash[32],
+                            uint64_t *keyed_since)
+{
+    if (!a || !seq || !hash || !keyed_since)
         return rz__error(RZ_EINVAL, "no auth store or output");
     char *v = NULL;
     size_t len = 0;
     int rc = get(a, DB_REFS, "a", 1, &v, &len);
-    if (rc == RZ_OK && len != 40)
+    if (rc == RZ_OK && len != HEAD_OLD && len != HEAD_LEN)
         rc = rz__error(RZ_EDB, "auth store: the audit head record has %zu "
-                       "bytes, not 40", len);
+                       "bytes, not %d", len, HEAD_LEN);
     if (rc == RZ_OK) {
         const unsigned char *p = (const unsigned char *)v;
-        *seq = 0;
-        for (int i = 0; i < 8; i++)
-            *seq = *seq << 8 | p[i];
+        *seq = be64(p);
         memcpy(hash, p + 8, 32);
+        *keyed_since = len == HEAD_LEN ? be64(p + 40) : 0;
     }
     free(v);
     return rc;
+}
+
+int rz_auth_audit_head_get(const rz_auth *a, uint64_t *seq, unsigned char hash[32])
+{
+    uint64_t since;
+    if (!seq || !hash)
+        return rz__error(RZ_EINVAL, "no auth store or output");
+    return rz_auth_audit_head_get2(a, seq, hash, &since);
 }

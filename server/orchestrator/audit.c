@@ -13,7 +13,10 @@
  * its begin record and no end). Records name the caller, the route, the
  * path's ids and the amounts, never a key, token or body.
  *
- * The head (last seq and hash) is kept in the auth store too. A record is
+ * The head (last seq and hash, and the seq of the first keyed record) is
+ * kept in the auth store too, so that whether the chain is keyed is not the
+ * log's own word: a chain rewritten without the key (all records unkeyed)
+ * is refused against it. A record is
  * durable in the log first (write + fdatasync), then the head moves (one
  * fsync'd LMDB commit). A crash between leaves the log one record ahead of
  * the head: accepted at the next start when that record follows the head.
@@ -64,13 +67,24 @@ static void hash_line(const unsigned char *key, const char *body, size_t len,
     sodium_bin2hex(hex, HASH_HEX + 1, h, sizeof h);
 }
 
+/* Key buffers: guarded, never swapped, wiped by sodium_free. One byte more
+ * than a key, so key_read can tell a longer file. */
+static unsigned char *key_alloc(void)
+{
+    unsigned char *k = sodium_malloc(AUDIT_KEY_BYTES + 1);
+    if (!k)
+        fail(-1, "out of memory for the audit key");
+    return k;
+}
+
 static void audit_path(const char *data, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/audit.log", data);
 }
 
-/* DATA/audit.key into key: 1 read, 0 none there, -1 unreadable (audit_err). */
-static int key_read(const char *data, unsigned char key[AUDIT_KEY_BYTES])
+/* DATA/audit.key into key (from key_alloc): 1 read, 0 none there, -1
+ * unreadable (audit_err). No copy of the key is left elsewhere. */
+static int key_read(const char *data, unsigned char *key)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/audit.key", data);
@@ -78,18 +92,16 @@ static int key_read(const char *data, unsigned char key[AUDIT_KEY_BYTES])
     if (fd < 0)
         return errno == ENOENT ? 0 : fail(-1, "cannot read %s: %s", path,
                                           strerror(errno));
-    unsigned char buf[AUDIT_KEY_BYTES + 1];
-    ssize_t n = read(fd, buf, sizeof buf);
+    ssize_t n = read(fd, key, AUDIT_KEY_BYTES + 1);
     close(fd);
-    if (n == AUDIT_KEY_BYTES)
-        memcpy(key, buf, AUDIT_KEY_BYTES);
-    sodium_memzero(buf, sizeof buf);
+    if (n != AUDIT_KEY_BYTES)
+        sodium_memzero(key, AUDIT_KEY_BYTES + 1);
     return n == AUDIT_KEY_BYTES ? 1 : fail(-1, "%s is not an audit key "
                                            "(%d bytes expected)", path,
                                            AUDIT_KEY_BYTES);
 }
 
-static int key_make(const char *data, unsigned char key[AUDIT_KEY_BYTES])
+static int key_make(const char *data, unsigned char *key)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/audit.key", data);
@@ -133,6 +145,7 @@ typedef struct chain {
     uint64_t bytes;              /* where the next one goes */
     bool torn;                   /* the last line ends without its newline */
     bool keyed;                  /* a keyed record was seen */
+    uint64_t keyed_from;         /* the first keyed record; 0: none */
     bool exists;                 /* the file is there */
 } chain;
 
@@ -184,6 +197,8 @@ static int take_line(const char *path, const unsigned char *key, chain *c,
     memcpy(c->before, c->last, sizeof c->before);
     memcpy(c->last, stated, sizeof c->last);
     c->seq = rec;
+    if (keyed && !c->keyed)
+        c->keyed_from = rec;
     c->keyed |= keyed;
     return RZ_OK;
 }
@@ -249,6 +264,31 @@ static int head_check(const char *path, const chain *c, uint64_t hseq,
                 path, hseq);
 }
 
+/* The log's keyed records against the auth store's word (since: its first
+ * keyed record, 0 none recorded): 0 agree, -1 not (why in audit_err). A log
+ * that stops before `since` is judged by head_check. */
+static int keyed_check(const char *path, const chain *c, uint64_t since)
+{
+    if (!since || c->keyed_from == since || (!c->keyed_from && c->seq < since))
+        return 0;
+    if (!c->keyed_from || c->keyed_from > since)
+        return fail(-1, "%s: record %" PRIu64 " is not keyed, but the auth "
+                    "store says the chain is keyed from record %" PRIu64
+                    ": the log was rewritten without audit.key", path, since,
+                    since);
+    return fail(-1, "%s: record %" PRIu64 " is keyed, but the auth store "
+                "says the chain is keyed only from record %" PRIu64 ": the "
+                "log or the auth store was altered", path, c->keyed_from, since);
+}
+
+/* What the head should say the chain is keyed from when it says nothing
+ * (a new directory, or a head put before this was recorded): the log's
+ * first keyed record, or the next record, which this version keys. */
+static uint64_t keyed_since_of(const chain *c)
+{
+    return c->keyed_from ? c->keyed_from : c->seq + 1;
+}
+
 static const char RECOVER[] =
     "Stop, keep the data directory as it is, and restore audit.log (with "
     "audit.key) from a backup: docs/api.md, \"Audit log\". To accept the loss "
@@ -259,7 +299,7 @@ static int head_put(orch *o, uint64_t seq, const char hex[HASH_HEX + 1])
 {
     unsigned char bin[HASH_BYTES];
     if (sodium_hex2bin(bin, sizeof bin, hex, HASH_HEX, NULL, NULL, NULL) != 0 ||
-        rz_auth_audit_head_put(o->auth, seq, bin) != RZ_OK)
+        rz_auth_audit_head_put2(o->auth, seq, bin, o->audit_keyed_since) != RZ_OK)
         return fail(RZ_EIO, "cannot keep the audit head in the auth store: %s",
                     rz_error_last()->message);
     return RZ_OK;
@@ -270,23 +310,28 @@ static int head_put(orch *o, uint64_t seq, const char hex[HASH_HEX + 1])
 int audit_open(orch *o)
 {
     audit_path(o->opts.data, o->audit_path, sizeof o->audit_path);
+    if (!o->audit_key && !(o->audit_key = key_alloc())) {
+        fprintf(stderr, ORCH_NAME ": %s\n", audit_err);
+        return -1;
+    }
     int have = key_read(o->opts.data, o->audit_key);
     chain c;
     memset(&c, 0, sizeof c);   /* an unreadable key skips the walk: nothing torn */
     int rc = have < 0 ? RZ_EIO
                       : walk(o->audit_path, have ? o->audit_key : NULL, &c, NULL);
-    uint64_t hseq = 0;
+    uint64_t hseq = 0, hks = 0;
     unsigned char hbin[HASH_BYTES];
     int hrc = RZ_ENOENT, ahead = 0;
     if (rc == RZ_OK || (rc != RZ_OK && c.torn)) {
-        hrc = rz_auth_audit_head_get(o->auth, &hseq, hbin);
+        hrc = rz_auth_audit_head_get2(o->auth, &hseq, hbin, &hks);
         if (hrc != RZ_OK && hrc != RZ_ENOENT) {
             fprintf(stderr, ORCH_NAME ": the audit head in the auth store: "
                     "%s\n", rz_error_last()->message);
             return -1;
         }
         /* No head: a new directory, or one from before heads were kept. */
-        if (hrc == RZ_OK && (ahead = head_check(o->audit_path, &c, hseq, hbin)) < 0) {
+        if (hrc == RZ_OK && (keyed_check(o->audit_path, &c, hks) < 0 ||
+                             (ahead = head_check(o->audit_path, &c, hseq, hbin)) < 0)) {
             fprintf(stderr, ORCH_NAME ": refusing to start: %s. %s\n",
                     audit_err, RECOVER);
             return -1;
@@ -314,15 +359,24 @@ int audit_open(orch *o)
                 audit_err, o->opts.data);
         return -1;
     }
+    o->audit_keyed_since = hks ? hks : keyed_since_of(&c);
     if ((!have && key_make(o->opts.data, o->audit_key) != 0) ||
-        ((hrc == RZ_ENOENT || ahead) && head_put(o, c.seq, c.last) != RZ_OK)) {
+        ((hrc == RZ_ENOENT || ahead || !hks) &&
+         head_put(o, c.seq, c.last) != RZ_OK)) {
         fprintf(stderr, ORCH_NAME ": %s\n", audit_err);
         return -1;
     }
+    sodium_mprotect_readonly(o->audit_key);
     o->audit_seq = c.seq;
     o->audit_bytes = c.bytes;
     memcpy(o->audit_last, c.last, sizeof o->audit_last);
     return 0;
+}
+
+void audit_close(orch *o)
+{
+    sodium_free(o->audit_key);
+    o->audit_key = NULL;
 }
 
 /* Append one record (the object `doc`, which gets seq and prev) durably.
@@ -461,19 +515,31 @@ static int accept_log(const char *data, const char *path)
         fprintf(stderr, ORCH_NAME " audit: no auth store in %s\n", data);
         return 1;
     }
+    if (!(o.audit_key = key_alloc())) {
+        rz_auth_close(o.auth);
+        fprintf(stderr, ORCH_NAME " audit: %s\n", audit_err);
+        return 1;
+    }
     int have = key_read(data, o.audit_key);
     chain c;
     memset(&c, 0, sizeof c);
     int rc = have < 0 ? RZ_EIO : walk(path, have ? o.audit_key : NULL, &c, NULL);
     if (rc != RZ_OK && c.torn && truncate(path, (off_t)c.bytes) == 0)
         rc = RZ_OK;
-    uint64_t hseq = 0;
+    uint64_t hseq = 0, hks = 0;
     unsigned char hbin[HASH_BYTES];
     if (rc == RZ_OK && !have && key_make(data, o.audit_key) != 0)
         rc = RZ_EIO;
-    int hrc = rc == RZ_OK ? rz_auth_audit_head_get(o.auth, &hseq, hbin) : rc;
+    int hrc = rc == RZ_OK ? rz_auth_audit_head_get2(o.auth, &hseq, hbin, &hks) : rc;
+    /* A loss is accepted, a rewrite is not: records past the store's first
+     * keyed one must still be keyed. */
+    if (hrc == RZ_OK && keyed_check(path, &c, hks) < 0)
+        hrc = rc = RZ_EINVALID;
     cJSON *doc = NULL;
     if (rc == RZ_OK && (hrc == RZ_OK || hrc == RZ_ENOENT)) {
+        /* Cut before its first keyed record, the log is keyed from the
+         * accept record on. */
+        o.audit_keyed_since = hks && c.seq >= hks ? hks : keyed_since_of(&c);
         o.audit_seq = c.seq;
         o.audit_bytes = c.bytes;
         memcpy(o.audit_last, c.last, sizeof o.audit_last);
@@ -490,7 +556,7 @@ static int accept_log(const char *data, const char *path)
         rc = fail(RZ_EIO, "%s", rz_error_last()->message);
     }
     rz_auth_close(o.auth);
-    sodium_memzero(o.audit_key, sizeof o.audit_key);
+    audit_close(&o);
     if (rc != RZ_OK) {
         fprintf(stderr, ORCH_NAME " audit: %s\n", audit_err);
         return 1;
@@ -501,23 +567,28 @@ static int accept_log(const char *data, const char *path)
     return 0;
 }
 
-int audit_check(const char *data, FILE *print, uint64_t *records)
+int audit_check(const char *data, FILE *print, uint64_t *records,
+                bool *headed)
 {
     char path[4096];
     audit_path(data, path, sizeof path);
-    unsigned char key[AUDIT_KEY_BYTES];
-    int have = key_read(data, key);
+    unsigned char *key = key_alloc();
+    int have = key ? key_read(data, key) : -1;
     chain c;
+    memset(&c, 0, sizeof c);
     int rc = have < 0 ? RZ_EIO : walk(path, have ? key : NULL, &c, print);
-    sodium_memzero(key, sizeof key);
+    sodium_free(key);
     rz_auth *a = rc == RZ_OK ? auth_of(data) : NULL;
-    uint64_t hseq = 0;
+    uint64_t hseq = 0, hks = 0;
     unsigned char hbin[HASH_BYTES];
-    if (a && rz_auth_audit_head_get(a, &hseq, hbin) == RZ_OK &&
-        head_check(path, &c, hseq, hbin) < 0)
+    bool head = a && rz_auth_audit_head_get2(a, &hseq, hbin, &hks) == RZ_OK;
+    if (head && (keyed_check(path, &c, hks) < 0 ||
+                 head_check(path, &c, hseq, hbin) < 0))
         rc = RZ_EINVALID;
     rz_auth_close(a);
     *records = rc == RZ_OK ? c.seq : 0;
+    if (headed)
+        *headed = head;
     return rc == RZ_OK ? 0 : -1;
 }
 
@@ -569,12 +640,23 @@ int orch_audit_main(int argc, char **argv)
     if (accept)
         return accept_log(data, path);
     uint64_t n = 0;
-    if (audit_check(data, verify ? NULL : stdout, &n) != 0) {
+    bool headed = false;
+    if (audit_check(data, verify ? NULL : stdout, &n, &headed) != 0) {
         fflush(stdout);
         fprintf(stderr, ORCH_NAME " audit: %s\n", audit_err);
         return 1;
     }
     if (verify)
-        printf("%s: %" PRIu64 " records, the hash chain holds\n", path, n);
+        printf("%s: %" PRIu64 " records, the hash chain holds%s\n", path, n,
+               headed ? ", and ends at the head the auth store keeps, keyed "
+                        "from where it says" : "");
+    /* Without the head the log vouches only for itself. */
+    if (!headed)
+        fprintf(stderr, ORCH_NAME " audit: no audit head in %s/auth: this "
+                "proves each record follows the one before it and that keyed "
+                "records were written with audit.key; it cannot prove the log "
+                "is whole (records cut from its end, or the whole log "
+                "replaced by a chain without keys, are found only against the "
+                "auth store: check the data directory itself)\n", data);
     return 0;
 }

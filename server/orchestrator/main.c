@@ -735,7 +735,7 @@ static void finish(orch *o)
     auth_close(o);
     rz_registry_free(o->reg);
     sodium_free(o->sk);
-    sodium_memzero(o->audit_key, sizeof o->audit_key);
+    audit_close(o);
     free(o->opts.modules);
     free(o->opts.allow_images);
     orch_rate_free();

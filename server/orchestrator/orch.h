@@ -198,7 +198,10 @@ typedef struct orch {
     char audit_path[4096];
     uint64_t audit_seq, audit_bytes;
     char audit_last[65];
-    unsigned char audit_key[AUDIT_KEY_BYTES];   /* DATA/audit.key */
+    uint64_t audit_keyed_since;   /* first keyed record, as the auth store says */
+    /* DATA/audit.key, in sodium_malloc'd memory (read-only once loaded,
+     * wiped by audit_close). */
+    unsigned char *audit_key;
     uint64_t deposit_tick_ms;      /* last expiry pass over deposits */
 
     /* metrics (metrics.c) */
@@ -322,6 +325,8 @@ unsigned char *b64_decode(const char *in, size_t *n);
 
 /* ---- audit.c ---- */
 int audit_open(orch *o);
+/* Wipe and free the key audit_open loaded (NULL-safe on a never-opened o). */
+void audit_close(orch *o);
 /* Record that q starts (its caller, route and amount), durably; false:
  * answered 500, do nothing. */
 bool audit_begin(req *q, const char *path);
@@ -333,9 +338,12 @@ bool audit_end(orch *o, uint64_t of, int code);
     "audit log cannot be written; the outcome of this operation is not "   \
     "recorded\"}}"
 /* Check DATA's audit log (its chain, keyed with DATA/audit.key, and its
- * end against the head the auth store keeps) without changing anything;
- * `print` (may be NULL) gets each record. 0, or -1 with audit_error(). */
-int audit_check(const char *data, FILE *print, uint64_t *records);
+ * end and keyed records against the head the auth store keeps) without
+ * changing anything; `print` (may be NULL) gets each record. *headed (may
+ * be NULL): whether a head was there to check against (without it only
+ * the chain itself is proven). 0, or -1 with audit_error(). */
+int audit_check(const char *data, FILE *print, uint64_t *records,
+                bool *headed);
 const char *audit_error(void);
 /* `rhizos-orchestrator audit --data DIR [--verify|--accept]` (argv[0] "audit"). */
 int orch_audit_main(int argc, char **argv);

@@ -506,6 +506,58 @@ class Audit(Base):
         self.assertEqual([r["phase"] for r in recs[2:]], ["accept", "begin", "end"])
         self.assertEqual(recs[2]["head_was"], 7)
 
+    def test_unkeyed_rewrite_refused(self):
+        # The whole chain rewritten without the key (every record unkeyed,
+        # so the log alone holds): the auth store says since when the chain
+        # is keyed, so a start, --verify and --accept refuse it.
+        acct, key = self.client(1000)
+        self.s.call("POST", "/api/v1/accounts/%s/deposit" % acct, {"amount_micros": 300}, key)
+        self.s.proc.stop_clean()
+        path = os.path.join(self.s.data, "audit.log")
+        with open(path) as f:
+            good = f.read()
+        prev, out = "0" * 64, []
+        for line in good.splitlines():
+            rec = json.loads(line)
+            del rec["hash"], rec["keyed"]
+            rec["prev"] = prev
+            if "amount_micros" in rec:
+                rec["amount_micros"] = 900
+            body = json.dumps(rec, separators=(",", ":"))
+            prev = hashlib.blake2b(body.encode(), digest_size=32).hexdigest()
+            out.append(body[:-1] + ',"hash":"%s"}\n' % prev)
+        with open(path, "w") as f:
+            f.write("".join(out))
+        what = "record 1 is not keyed, but the auth store says the chain is keyed from record 1"
+        self.assertIn(what, self.start_refused())
+        r = self.s.audit("--verify")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn(what, r.stderr)
+        r = self.s.audit("--accept")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn(what, r.stderr)
+        with open(path) as f:
+            self.assertEqual(f.read(), "".join(out))
+        # A copy without DATA/auth: the chain alone holds, and --verify
+        # says what it cannot prove.
+        copy = os.path.join(self.tmpd.name, "copy")
+        os.mkdir(copy)
+        for name in ("audit.log", "audit.key"):
+            with open(os.path.join(self.s.data, name), "rb") as f, \
+                 open(os.path.join(copy, name), "wb") as g:
+                g.write(f.read())
+        r = run([EXE, "audit", "--data", copy, "--verify"], timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("cannot prove the log is whole", r.stderr)
+        self.assertNotIn("auth store keeps", r.stdout)
+        with open(path, "w") as f:
+            f.write(good)
+        r = self.s.audit("--verify")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("keyed from where it says", r.stdout)
+        self.assertNotIn("cannot prove", r.stderr)
+        self.s.start()
+
     def test_cut_audit_key_refused_log_untouched(self):
         # A key cut short (a crash inside its first write, or a bad copy)
         # refuses the start before the log is read, and cuts nothing.

@@ -245,6 +245,34 @@ static void test_audit_head_round_trips_and_survives_reopen(void **state)
     assert_int_equal(rz_auth_audit_head_put(f->a, 1, NULL), RZ_EINVAL);
 }
 
+/* Whether the chain is keyed, and since when, is the store's word: put
+ * keeps what put2 recorded; none recorded reads as 0. */
+static void test_audit_head_keeps_keyed_since(void **state)
+{
+    fixture *f = *state;
+    uint64_t seq = 0, since = 99;
+    unsigned char h[32] = { 1, 2, 3 }, got[32];
+    assert_int_equal(rz_auth_audit_head_get2(f->a, &seq, got, &since), RZ_ENOENT);
+    assert_int_equal(rz_auth_audit_head_put(f->a, 3, h), RZ_OK);
+    assert_int_equal(rz_auth_audit_head_get2(f->a, &seq, got, &since), RZ_OK);
+    assert_int_equal(since, 0);
+    assert_int_equal(rz_auth_audit_head_put2(f->a, 4, h, 4), RZ_OK);
+    h[1] = 9;
+    assert_int_equal(rz_auth_audit_head_put(f->a, 5, h), RZ_OK);
+    rz_auth_close(f->a);
+    assert_int_equal(rz_auth_open(&f->a, f->dir), RZ_OK);
+    assert_int_equal(rz_auth_audit_head_get2(f->a, &seq, got, &since), RZ_OK);
+    assert_int_equal(seq, 5);
+    assert_int_equal(since, 4);
+    assert_memory_equal(got, h, 32);
+    assert_int_equal(rz_auth_audit_head_get(f->a, &seq, got), RZ_OK);
+    assert_int_equal(seq, 5);
+    assert_int_equal(rz_auth_audit_head_put2(f->a, 6, h, 0), RZ_OK);
+    assert_int_equal(rz_auth_audit_head_get2(f->a, &seq, got, &since), RZ_OK);
+    assert_int_equal(since, 0);
+    assert_int_equal(rz_auth_audit_head_get2(f->a, &seq, got, NULL), RZ_EINVAL);
+}
+
 static void test_open_refuses_no_folder(void **state)
 {
     (void)state;
@@ -510,6 +538,7 @@ int main(void)
         F(test_keys_survive_reopen),
         F(test_admin_key_is_not_stored),
         F(test_audit_head_round_trips_and_survives_reopen),
+        F(test_audit_head_keeps_keyed_since),
         T(test_open_refuses_no_folder),
         F(test_node_key_round_trips),
         F(test_node_put_refuses_bad_hex),
