@@ -14,13 +14,15 @@
  *             receiving the assignment.
  *   register  COUNT node registrations over CONNS connections (nodes of 4
  *             cores, 8 GiB, max_concurrent_jobs SLOTS, default 4), each
- *             with a fresh Ed25519 key it signs with; prints "id token key"
- *             lines (key: its secret key in hex) to --out FILE.
+ *             with a fresh Ed25519 key it signs with (a version 2 proof
+ *             naming the orchestrator's key, --orch-key HEX, as GET
+ *             /api/v1/identity gives it); prints "id token key" lines
+ *             (key: its secret key in hex) to --out FILE.
  *
  * Prints one JSON object with the figures on stdout.
  * usage: orch_load --port P --mode M [--key K] [--conns C] [--seconds S]
  *        [--count N] [--rate R] [--nodes FILE] [--out FILE] [--body JSON]
- *        [--slots N] */
+ *        [--slots N] [--orch-key HEX] */
 #include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
@@ -49,6 +51,7 @@ static const char NODE_CAPS_FMT[] =
     "\"prices\":{\"gpu_hour_micros\":0,\"cpu_hour_micros\":1,"
     "\"memory_gb_hour_micros\":0},\"max_concurrent_jobs\":%d},"
     "\"x25519_public_key\":\"" X25519_HEX "\",\"ed25519_public_key\":\"%s\","
+    "\"orchestrator_public_key\":\"%s\","
     "\"timestamp_ms\":%llu,\"nonce\":\"%s\",\"signature\":\"%s\"}";
 
 typedef struct samples { double *v; size_t n, cap; } samples;
@@ -95,7 +98,7 @@ typedef struct node node;
 static struct {
     struct event_base *base;
     int port;
-    const char *mode, *key, *nodes_file, *out_file, *body;
+    const char *mode, *key, *nodes_file, *out_file, *body, *orch_key;
     int conns, rate, slots;
     double seconds;
     long count;
@@ -276,12 +279,16 @@ static void register_body(conn *k, char *buf, size_t cap)
     sodium_bin2hex(k->sk_hex, sizeof k->sk_hex, sk, sizeof sk);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    rz_auth_node_proof p = { "register", pk_hex, X25519_HEX,
-                             (uint64_t)ts.tv_sec * 1000u +
-                             (uint64_t)ts.tv_nsec / 1000000u, nonce };
-    if (rz_auth_proof_sign(&p, sk, sig) != RZ_OK)
-        die("cannot sign a registration");
-    snprintf(buf, cap, NODE_CAPS_FMT, g.slots, pk_hex,
+    rz_auth_node_proof2 p = RZ_AUTH_NODE_PROOF2_INIT;
+    p.action = "register";
+    p.ed25519_hex = pk_hex;
+    p.x25519_hex = X25519_HEX;
+    p.timestamp_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    p.nonce_hex = nonce;
+    p.orchestrator_hex = g.orch_key;
+    if (rz_auth_proof2_sign(&p, sk, sig) != RZ_OK)
+        die("cannot sign a registration (--orch-key: 64 lowercase hex digits)");
+    snprintf(buf, cap, NODE_CAPS_FMT, g.slots, pk_hex, g.orch_key,
              (unsigned long long)p.timestamp_ms, nonce, sig);
 }
 
@@ -441,7 +448,8 @@ static void usage(void)
 {
     fputs("usage: orch_load --port P --mode submit|latency|register [--key K]\n"
           "  [--conns C] [--seconds S] [--count N] [--rate R] [--nodes FILE]\n"
-          "  [--out FILE] [--body JSON] [--slots N]\n", stderr);
+          "  [--out FILE] [--body JSON] [--slots N] [--orch-key HEX]\n"
+          "register needs --orch-key (GET /api/v1/identity's key)\n", stderr);
     exit(2);
 }
 
@@ -451,7 +459,8 @@ static void parse_args(int argc, char **argv)
         { "port", 1, 0, 'p' }, { "mode", 1, 0, 'm' }, { "key", 1, 0, 'k' },
         { "conns", 1, 0, 'c' }, { "seconds", 1, 0, 's' }, { "count", 1, 0, 'n' },
         { "rate", 1, 0, 'r' }, { "nodes", 1, 0, 'N' }, { "out", 1, 0, 'o' },
-        { "body", 1, 0, 'b' }, { "slots", 1, 0, 'S' }, { 0, 0, 0, 0 } };
+        { "body", 1, 0, 'b' }, { "slots", 1, 0, 'S' },
+        { "orch-key", 1, 0, 'O' }, { 0, 0, 0, 0 } };
     g.conns = 64;
     g.slots = 4;
     g.body = DEFAULT_BODY;
@@ -469,6 +478,7 @@ static void parse_args(int argc, char **argv)
         case 'o': g.out_file = optarg; break;
         case 'b': g.body = optarg; break;
         case 'S': g.slots = atoi(optarg); break;
+        case 'O': g.orch_key = optarg; break;
         default: usage();
         }
     }
@@ -476,6 +486,8 @@ static void parse_args(int argc, char **argv)
         usage();
     if (strcmp(g.mode, "latency") == 0 && (!g.nodes_file || g.seconds <= 0 ||
                                             g.rate <= 0))
+        usage();
+    if (strcmp(g.mode, "register") == 0 && !g.orch_key)
         usage();
 }
 
@@ -531,8 +543,9 @@ int main(int argc, char **argv)
            g.mode, el, g.conns, g.acked, g.failed, (double)g.acked / el);
     if (lat)
         printf("  \"nodes\": %zu, \"rate\": %d, \"assigned\": %ld, "
-               "\"results\": %ld, \"polls_204\": %ld,\n", n_nodes, g.rate,
-               g.assigned, g.results, g.polls_204);
+               "\"results\": %ld, \"results_per_second\": %.1f, "
+               "\"polls_204\": %ld,\n", n_nodes, g.rate, g.assigned, g.results,
+               (double)g.results / el, g.polls_204);
     for (size_t id = 0; lat && id < g.cap_jobs; id++)
         if (g.acked_at[id] > 0 && g.assigned_at[id] > 0) {
             /* An assignment can arrive before the submit reply is read. */

@@ -10,11 +10,16 @@ Phases, each on a fresh server (random port, a temporary --data):
            and the server's dispatch-latency histogram from /metrics.
   rss      VmRSS / VmHWM of the server after registering --rss-nodes nodes
            and queueing --rss-jobs jobs that fit nowhere.
+  results  node results per second: 100 fake nodes answer every assignment
+           at once while submissions are offered at --results-rate/s; what
+           the audit log took of the event loop (rhizos_audit_seconds_total:
+           each job's submit and result are two records each, every record
+           a write + fdatasync + one synced LMDB commit of its head).
 
-usage: bench/orchestrator/run.py [--build DIR] [--phases submit,get,latency,rss]
+usage: bench/orchestrator/run.py [--build DIR] [--phases submit,get,latency,rss,results]
        [--seconds S] [--conns C] [--rate R] [--policy P] [--slots N] [--backlog N]
        [--lat-conns C]
-       [--rss-nodes N] [--rss-jobs N] [--tmpdir DIR] [--json FILE]
+       [--rss-nodes N] [--rss-jobs N] [--results-rate R] [--tmpdir DIR] [--json FILE]
 """
 import argparse
 import http.client
@@ -80,6 +85,17 @@ class Server:
             raise RuntimeError("%s %s: %d %s" % (method, path, r.status, data[:300]))
         ctype = r.getheader("Content-Type") or ""
         return json.loads(data) if "json" in ctype else data.decode()
+
+    def identity(self):
+        """The key version 2 node proofs name (GET /api/v1/identity)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        c.request("GET", "/api/v1/identity")
+        return json.loads(c.getresponse().read())["x25519_public_key"]
+
+    def metric(self, name):
+        m = re.search(r"^%s (\S+)$" % re.escape(name),
+                      self.call("GET", "/metrics", key=self.admin), re.M)
+        return float(m.group(1)) if m else 0.0
 
     def client(self, credits):
         doc = self.call("POST", "/api/v1/accounts", {"name": "bench"}, self.admin)
@@ -187,7 +203,7 @@ def phase_latency(a, tool, exe):
         key = s.client(10 ** 12)
         nodes = os.path.join(s.dir, "nodes.txt")
         load(tool, s.port, "--mode", "register", "--count", 100, "--conns", 8,
-             "--out", nodes, "--slots", a.slots)
+             "--out", nodes, "--slots", a.slots, "--orch-key", s.identity())
         if a.backlog:   # jobs that fit nowhere, queued ahead
             load(tool, s.port, "--mode", "submit", "--key", key, "--count", a.backlog,
                  "--conns", a.conns, "--body", NOWHERE)
@@ -218,7 +234,7 @@ def phase_rss(a, tool, exe):
         key = s.client(10 ** 12)
         t = time.time()
         reg = load(tool, s.port, "--mode", "register", "--count", a.rss_nodes,
-                   "--conns", 16, "--out", os.devnull)
+                   "--conns", 16, "--out", os.devnull, "--orch-key", s.identity())
         t_reg = time.time() - t
         t = time.time()
         sub = load(tool, s.port, "--mode", "submit", "--key", key, "--count",
@@ -239,6 +255,48 @@ def phase_rss(a, tool, exe):
                         "after": m, "metrics_ms": t_metrics * 1000,
                         "register_per_second": reg["acked"] / t_reg,
                         "submit_per_second": sub["acked"] / t_sub}}
+    finally:
+        s.stop()
+
+
+def phase_results(a, tool, exe):
+    s = Server(exe, a.tmpdir, a.policy)
+    try:
+        key = s.client(10 ** 12)
+        nodes = os.path.join(s.dir, "nodes.txt")
+        load(tool, s.port, "--mode", "register", "--count", 100, "--conns", 8,
+             "--out", nodes, "--slots", a.slots, "--orch-key", s.identity())
+        rec0 = s.metric("rhizos_audit_records_total")
+        sec0 = s.metric("rhizos_audit_seconds_total")
+        cpu0 = s.cpu_seconds()
+        r = load(tool, s.port, "--mode", "latency", "--key", key, "--nodes", nodes,
+                 "--rate", a.results_rate, "--conns", a.lat_conns, "--seconds", a.seconds,
+                 "--body", FITS)
+        cpu = s.cpu_seconds() - cpu0
+        recs = s.metric("rhizos_audit_records_total") - rec0
+        secs = s.metric("rhizos_audit_seconds_total") - sec0
+        wall = r["seconds"]
+        jobs = max(r["results"], 1)
+        out = {"offered_per_second": a.results_rate, "seconds": wall,
+               "acked": r["acked"], "results": r["results"],
+               "results_per_second": r["results_per_second"],
+               "server_cpu_s": cpu, "audit_records": recs, "audit_s": secs,
+               "audit_ms_per_record": secs * 1000 / max(recs, 1),
+               "audit_ms_per_job": secs * 1000 / jobs,
+               "audit_share_of_wall": secs / wall,
+               # The loop does nothing else while a record syncs: with the
+               # audit's time taken out, the same work in less wall.
+               "results_per_second_without_audit_time":
+                   r["results"] / max(wall - secs, 1e-9)}
+        print("results: %(acked)d submitted at %(offered_per_second)d/s offered, "
+              "%(results)d results in %(seconds).1f s = %(results_per_second).0f "
+              "results/s; server CPU %(server_cpu_s).1f s" % out)
+        print("  audit: %(audit_records)d records, %(audit_s).2f s on the event loop "
+              "(%(audit_ms_per_record).2f ms a record, %(audit_ms_per_job).2f ms a job: "
+              "submit + result), %(audit_share_of_wall).0f%% of the wall; without that "
+              "time: %(results_per_second_without_audit_time).0f results/s" %
+              dict(out, audit_share_of_wall=out["audit_share_of_wall"] * 100))
+        return {"results": out}
     finally:
         s.stop()
 
@@ -280,6 +338,8 @@ def main():
                    help="jobs that fit nowhere queued before the latency phase")
     p.add_argument("--rss-nodes", type=int, default=10000)
     p.add_argument("--rss-jobs", type=int, default=100000)
+    p.add_argument("--results-rate", type=int, default=3000,
+                   help="submissions/s offered in the results phase")
     p.add_argument("--tmpdir", default=None)
     p.add_argument("--json", help="also write the figures to this file")
     a = p.parse_args()
@@ -304,6 +364,8 @@ def main():
         out.update(phase_latency(a, tool, exe))
     if "rss" in a.phases:
         out.update(phase_rss(a, tool, exe))
+    if "results" in a.phases:
+        out.update(phase_results(a, tool, exe))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

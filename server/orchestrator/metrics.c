@@ -316,6 +316,14 @@ void r_metrics(req *q)
                         (unsigned long long)ls.fees_micros,
                         (unsigned long long)ls.escrow_held_micros,
                         (unsigned long long)orch_volume_micros(o));
+    evbuffer_add_printf(b, "# HELP rhizos_audit_records_total Audit records appended "
+                        "since start.\n# TYPE rhizos_audit_records_total counter\n"
+                        "rhizos_audit_records_total %llu\n"
+                        "# HELP rhizos_audit_seconds_total Time spent appending them "
+                        "(write, fdatasync, the head's commit), on the event loop.\n"
+                        "# TYPE rhizos_audit_seconds_total counter\n"
+                        "rhizos_audit_seconds_total %.6f\n",
+                        (unsigned long long)o->audit_records, (double)o->audit_ns / 1e9);
     o->http_codes[200]++;   /* this reply */
     evbuffer_add_printf(b, "# HELP rhizos_http_responses_total Replies by status, "
                         "routed or not.\n# TYPE rhizos_http_responses_total counter\n");

@@ -199,6 +199,7 @@ typedef struct orch {
     uint64_t audit_seq, audit_bytes;
     char audit_last[65];
     uint64_t audit_keyed_since;   /* first keyed record, as the auth store says */
+    uint64_t audit_records, audit_ns;   /* appended, and the time they took */
     /* DATA/audit.key, in sodium_malloc'd memory (read-only once loaded,
      * wiped by audit_close). */
     unsigned char *audit_key;

@@ -258,8 +258,13 @@ class OrchestratorApi(unittest.TestCase):
                      "rhizos_http_responses_total{code=\"200\"}",
                      'rhizos_jobs_finished_total{outcome="succeeded"}',
                      'rhizos_build_info{version="', "process_start_time_seconds",
-                     "process_resident_memory_bytes", "process_open_fds"):
+                     "process_resident_memory_bytes", "process_open_fds",
+                     "rhizos_audit_records_total", "rhizos_audit_seconds_total"):
             self.assertIn(name, m)
+        # The admin's client creation above was audited: records and their time.
+        audit = dict(l.split(" ") for l in m.splitlines() if l.startswith("rhizos_audit_"))
+        self.assertGreaterEqual(int(audit["rhizos_audit_records_total"]), 2)
+        self.assertGreater(float(audit["rhizos_audit_seconds_total"]), 0)
 
     def test_metrics_by_route_for_the_metrics_key(self):
         def count(text, line):
