@@ -261,8 +261,8 @@ RZ_EXTERN RZ_NODISCARD int rz_auth_proof_verify(const rz_auth_node_proof *p,
  *   "rhizos-node-v2\naction=A\norchestrator=O\ned25519=E\nx25519=X\n"
  *   "timestamp_ms=T\nnonce=N\n"
  * with O the orchestrator's X25519 public key (GET /api/v1/identity), 64
- * lowercase hex digits. Version 1 is accepted by orchestrators for one
- * release (docs/api.md "Node identity"). */
+ * lowercase hex digits. Orchestrators refuse version 1 unless started
+ * with --accept-v1-proofs (docs/api.md "Node identity"). */
 #define RZ_AUTH_PROOF_VERSION 2u
 typedef struct rz_auth_node_proof2 {
     uint32_t version;              /* 1 or 2 (RZ_AUTH_PROOF_VERSION) */

@@ -64,10 +64,11 @@ static void usage(FILE *f)
           "  --auth-failures N      wrong API keys from one address, or of one\n"
           "                         key, before it is answered 429 for 1 s,\n"
           "                         doubling up to 5 min (default 10; 0: never)\n"
-          "  --refuse-v1-proofs     refuse node registrations and retirements\n"
+          "  --accept-v1-proofs     also take node registrations and retirements\n"
           "                         signed the old way (version 1, naming no\n"
-          "                         orchestrator); accepted by default for\n"
-          "                         one release (docs/api.md \"Node identity\")\n"
+          "                         orchestrator, so replayable at another), for\n"
+          "                         nodes not yet upgraded; refused by default\n"
+          "                         (docs/api.md \"Node identity\")\n"
           "  --verify-on-open       verify the whole ledger at start, however\n"
           "                         big (else a sample past 100000 records)\n"
           "  --tls-cert F, --tls-key F  serve HTTPS (PEM certificate chain and\n"
@@ -358,7 +359,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
            O_WITHDRAWALS, O_DEPOSIT_MAX, O_DEPOSIT_TTL, O_JOBS, O_DEPS,
            O_CHALLENGE_INTERVAL, O_CHALLENGE_GRACE, O_REFUSE_V1,
            O_METRICS_KEY, O_LOG_LEVEL, O_LOG_FORMAT, O_ACCESS_LOG, O_TLS_CERT,
-           O_TLS_KEY };
+           O_TLS_KEY, O_ACCEPT_V1 };
     static const struct option longs[] = {
         { "listen", required_argument, NULL, O_LISTEN },
         { "data", required_argument, NULL, O_DATA },
@@ -391,6 +392,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         { "tls-key", required_argument, NULL, O_TLS_KEY },
         { "verify-on-open", no_argument, NULL, O_VERIFY_ON_OPEN },
         { "refuse-v1-proofs", no_argument, NULL, O_REFUSE_V1 },
+        { "accept-v1-proofs", no_argument, NULL, O_ACCEPT_V1 },
         { "routes", no_argument, NULL, O_ROUTES },
         { "help", no_argument, NULL, O_HELP },
         { "version", no_argument, NULL, O_VERSION },
@@ -503,7 +505,12 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
                 return 2;
             break;
         case O_VERIFY_ON_OPEN: op->verify_on_open = true; break;
-        case O_REFUSE_V1: op->refuse_v1_proofs = true; break;
+        case O_REFUSE_V1:   /* the default now; kept so old command lines start */
+            fprintf(stderr, ORCH_NAME ": --refuse-v1-proofs is deprecated and "
+                    "does nothing: version 1 node proofs are refused unless "
+                    "--accept-v1-proofs\n");
+            break;
+        case O_ACCEPT_V1: op->accept_v1_proofs = true; break;
         case O_ROUTES: orch_print_routes(); exit(0);
         case 'h': case O_HELP: usage(stdout); exit(0);
         case O_VERSION: printf(ORCH_NAME " %s\n", rz_version()); exit(0);

@@ -85,7 +85,7 @@ typedef struct orch_opts {
     bool log_json;           /* --log-format json */
     bool access_log;         /* --access-log: a line per reply */
     bool verify_on_open;   /* the whole ledger verified at start */
-    bool refuse_v1_proofs; /* node proofs must name this orchestrator */
+    bool accept_v1_proofs; /* node proofs may name no orchestrator (old nodes) */
     /* Per-account limits (quota.c; docs/api.md "Limits"). */
     uint64_t deposit_ttl_s;        /* an unpaid deposit request expires */
     uint64_t deposit_max_micros;   /* one deposit request at most */

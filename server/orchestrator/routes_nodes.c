@@ -208,8 +208,9 @@ void orch_rate_free(void)
 
 /* The fields of a signed request into *p (action set by the caller) and
  * checked: the orchestrator it names, signature, then freshness. Version 2
- * when the body has "orchestrator_public_key"; version 1 (names none) is
- * taken unless --refuse-v1-proofs. A reply is sent when false. */
+ * when the body has "orchestrator_public_key"; version 1 (names none, so
+ * replayable at another orchestrator) only under --accept-v1-proofs. A
+ * reply is sent when false. */
 static bool proof_take(req *q, rz_auth_node_proof2 *p, const char **sig)
 {
     uint64_t ts;
@@ -223,10 +224,12 @@ static bool proof_take(req *q, rz_auth_node_proof2 *p, const char **sig)
         return false;
     p->timestamp_ms = ts;
     p->version = p->orchestrator_hex ? 2 : 1;
-    if (p->version == 1 && q->o->opts.refuse_v1_proofs) {
+    if (p->version == 1 && !q->o->opts.accept_v1_proofs) {
         reply_error(q, RZ_EAUTH, "this orchestrator takes only proofs that name "
                     "it (version 2: \"orchestrator_public_key\" %s, from GET "
-                    "/api/v1/identity); update the node", own);
+                    "/api/v1/identity): upgrade rhizos-node (it signs version 2 "
+                    "since the last release), or start the orchestrator with "
+                    "--accept-v1-proofs while old nodes remain", own);
         return false;
     }
     /* Signed for another orchestrator: a replay of what it was sent. */

@@ -99,11 +99,21 @@ class NodeKey:
                                     self.sk)
         return sig.raw.hex()
 
-    def proof(self, action, ts=None, nonce=None, x25519=None, orchestrator=None):
+    # The key of the orchestrator start_orchestrator started last: what a
+    # proof names unless told otherwise.
+    default_orchestrator = None
+
+    def proof(self, action, ts=None, nonce=None, x25519=None, orchestrator=None,
+              v1=False):
         """The signed fields of a register or retire request: version 2,
         good at the orchestrator whose key (hex, GET /api/v1/identity) is
-        `orchestrator`, or without it version 1, the old proof naming
-        none."""
+        `orchestrator` (default: the one started last), or with v1 the old
+        proof naming none (taken only under --accept-v1-proofs)."""
+        if v1:
+            orchestrator = None
+        elif orchestrator is None:
+            orchestrator = NodeKey.default_orchestrator
+            assert orchestrator, "no orchestrator started to sign a proof for"
         ts = int(time.time() * 1000) if ts is None else ts
         nonce = nonce or os.urandom(16).hex()
         x = (x25519 or self.x25519) if action == "register" else ""
@@ -329,6 +339,9 @@ def start_orchestrator(exe, data, args=(), admin_key=None, cwd=None, env=None,
     except AssertionError:
         proc.stop()
         raise
+    st, doc = http(proc.base, "GET", "/api/v1/identity", timeout=5)
+    if st == 200:
+        NodeKey.default_orchestrator = doc["x25519_public_key"]
     return proc
 
 

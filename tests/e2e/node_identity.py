@@ -7,7 +7,7 @@ registration signed by another key, replayed or stale is refused; a
 result with a bad signature is refused and a good one is kept with the
 job; a retired key is refused while its token still opens its account; a
 registration signed for one orchestrator is refused at another, an old
-(version 1) one is taken unless --refuse-v1-proofs, and a node whose
+(version 1) one is refused unless --accept-v1-proofs, and a node whose
 pinned orchestrator key is not what the URL answers does not register.
 Usage: node_identity.py RHIZOS_NODE SOURCE_ROOT RHIZOS_ORCHESTRATOR"""
 import os
@@ -243,8 +243,8 @@ class Identity(unittest.TestCase):
         self.assertEqual(st, 200, doc)
         return doc["x25519_public_key"]
 
-    def second_orchestrator(self, *args):
-        b = start_orchestrator(ORCH, os.path.join(self.tmp.name, "orch-b"),
+    def second_orchestrator(self, *args, name="orch-b"):
+        b = start_orchestrator(ORCH, os.path.join(self.tmp.name, name),
                                list(args), admin_key=ADMIN, cwd=ROOT, timeout=20)
         self.procs.append(b)
         return b
@@ -276,21 +276,42 @@ class Identity(unittest.TestCase):
         self.assertEqual(http(b.base, "POST", "/api/v1/nodes/register", None,
                               nk.register_body(CAPS, orchestrator=key_b))[0], 201)
 
-    def test_v1_registration_taken_unless_refused(self):
+    def test_v1_registration_refused_unless_accepted(self):
         old = NodeKey()
-        self.register(old)          # version 1, as older nodes sign
-        self.ok("POST", "/api/v1/nodes/register", None, old.register_body(CAPS))
-        b = self.second_orchestrator("--refuse-v1-proofs")
-        st, doc = http(b.base, "POST", "/api/v1/nodes/register", None,
-                       old.register_body(CAPS))
+        # Version 1, as nodes before the last release sign: refused by
+        # default, telling the node to upgrade; nothing registered.
+        st, doc = http(self.base, "POST", "/api/v1/nodes/register", None,
+                       old.register_body(CAPS, v1=True))
         self.assertEqual(st, 401, doc)
-        self.assertIn("only proofs that name it", doc["error"]["message"])
+        msg = doc["error"]["message"]
+        self.assertIn("only proofs that name it", msg)
+        self.assertIn("upgrade rhizos-node", msg)
+        self.assertIn("--accept-v1-proofs", msg)
+        self.assertIn(self.identity(self.base), msg)
+        st, doc = http(self.base, "POST", "/api/v1/nodes/retire", None,
+                       old.proof("retire", v1=True))
+        self.assertEqual(st, 401, doc)
+        self.assertEqual(self.ok("GET", "/api/v1/nodes", ADMIN)["nodes"], [])
+        self.register(old, old.register_body(CAPS, orchestrator=self.identity(self.base)))
+        # Opted in for old nodes: taken, and again (the same node).
+        b = self.second_orchestrator("--accept-v1-proofs")
         st, doc = http(b.base, "POST", "/api/v1/nodes/register", None,
-                       old.register_body(CAPS, orchestrator=self.identity(b.base)))
+                       old.register_body(CAPS, v1=True))
         self.assertEqual(st, 201, doc)
+        st, doc = http(b.base, "POST", "/api/v1/nodes/register", None,
+                       old.register_body(CAPS, v1=True))
+        self.assertEqual(st, 200, doc)
+        # The old opt-out still starts, says it is deprecated, and refuses.
+        c = self.second_orchestrator("--refuse-v1-proofs", name="orch-c")
+        st, doc = http(c.base, "POST", "/api/v1/nodes/register", None,
+                       old.register_body(CAPS, v1=True))
+        self.assertEqual(st, 401, doc)
+        c.stop()
+        self.assertIn("--refuse-v1-proofs is deprecated and does nothing",
+                      c.stderr_text())
 
     def test_node_signs_v2_and_honours_a_pinned_key(self):
-        b = self.second_orchestrator("--refuse-v1-proofs")
+        b = self.second_orchestrator()
         data = os.path.join(self.tmp.name, "node")
         self.assertEqual(run([NODE, "init", "--data", data], cwd=ROOT).returncode, 0)
         p = run([NODE, "register", "--data", data, "--orchestrator", b.base,
