@@ -38,10 +38,17 @@
 /* Commits between two rz__engine_store_shed. */
 #define SHED_COMMITS 1024
 
+/* LMDB's own codes are negative; a positive one is the system's errno from
+ * its I/O: a storage failure (a short write on a disk that filled reads as
+ * EIO), not a damaged store, which is as its last commit left it. */
 static int db_error(int rc, const char *what)
 {
-    return rz__error(rc == MDB_MAP_FULL ? RZ_ETOOBIG : RZ_EDB, "engine %s: %s",
-                     what, mdb_strerror(rc));
+    int code = rc == MDB_MAP_FULL ? RZ_ETOOBIG : rc == ENOMEM ? RZ_ENOMEM
+               : rc > 0 ? RZ_EIO : RZ_EDB;
+    return rz__error(code, "engine %s: %s%s", what, mdb_strerror(rc),
+                     code == RZ_EIO ? " (a write to the engine's store "
+                     "failed: is the disk full? The store holds what its "
+                     "last commit did)" : "");
 }
 
 static void key_u64(unsigned char k[12], uint64_t v)

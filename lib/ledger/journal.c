@@ -33,7 +33,8 @@ static ssize_t plain_pread(int fd, void *p, size_t n, off_t off)
     return pread(fd, p, n, off);
 }
 
-static const rz__ledger_io plain_io = { plain_pwrite, plain_pread, fsync };
+static const rz__ledger_io plain_io = { plain_pwrite, plain_pread, fsync,
+                                        mdb_txn_commit };
 const rz__ledger_io *rz__ledger_io_seam = &plain_io;
 
 static int io_error(const char *what)

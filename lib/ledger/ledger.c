@@ -121,10 +121,18 @@ int rz_ledger_id_parse(const char *s, rz_ledger_id *out)
 
 /* ---- LMDB plumbing ---- */
 
+/* LMDB's own codes are negative; a positive one is the system's errno
+ * from its I/O (a full disk, EIO): a storage failure, not a damaged store,
+ * so RZ_EIO, and the store is as its last commit left it. */
 int rz__ledger_db_error(int mrc, const char *what)
 {
-    return rz__error(mrc == MDB_MAP_FULL ? RZ_ETOOBIG : RZ_EDB,
-                     "ledger %s: %s", what, mdb_strerror(mrc));
+    int rc = mrc == MDB_MAP_FULL ? RZ_ETOOBIG : mrc == ENOMEM ? RZ_ENOMEM
+             : mrc > 0 ? RZ_EIO : RZ_EDB;
+    /* LMDB reports a short write (a disk that filled during it) as EIO. */
+    return rz__error(rc, "ledger %s: %s%s", what, mdb_strerror(mrc),
+                     rc == RZ_EIO ? " (a write to the ledger's store failed: "
+                     "is the disk full? The store holds what its last commit "
+                     "did; batches acknowledged since are in its journal)" : "");
 }
 
 static const char META_KEY[] = "meta";
@@ -467,7 +475,7 @@ static int setup(rz_ledger *l)
         mdb_txn_abort(txn);
         return rc;
     }
-    mrc = mdb_txn_commit(txn);
+    mrc = rz__ledger_io_seam->commit(txn);
     return mrc ? rz__ledger_db_error(mrc, "commit") : RZ_OK;
 }
 
@@ -505,7 +513,7 @@ static int journal_restart(rz_ledger *l)
 
 static int checkpoint(rz_ledger *l)
 {
-    int mrc = mdb_txn_commit(l->wtxn);
+    int mrc = rz__ledger_io_seam->commit(l->wtxn);
     l->wtxn = NULL;
     if (mrc) {
         l->broken = true;
@@ -779,9 +787,13 @@ void rz_ledger_close(rz_ledger *l)
 {
     if (!l)
         return;
-    if (l->wtxn && !l->broken && mdb_txn_commit(l->wtxn) == 0) {
+    if (l->wtxn && !l->broken) {
+        /* A failed commit has freed the transaction too; the journal
+         * still holds what it had. */
+        int mrc = rz__ledger_io_seam->commit(l->wtxn);
         l->wtxn = NULL;
-        journal_restart(l);
+        if (mrc == 0)
+            journal_restart(l);
     }
     if (l->wtxn)
         mdb_txn_abort(l->wtxn);

@@ -129,13 +129,19 @@ RZ_HIDDEN int rz__ledger_record_decode(const void *buf, size_t len,
                                        rz__ledger_jhdr *h, rz_ledger_op *ops,
                                        size_t *used);
 
-/* The journal's file I/O (the plain calls unless a test replaces them to
- * simulate storage faults: torn and failed writes, failed syncs, damaged
- * reads). Not thread-safe to swap while a ledger is open. */
+/* The journal's file I/O and the ledger's LMDB commits (the plain calls
+ * unless a test replaces them to simulate storage faults: torn and failed
+ * writes, failed syncs, damaged reads, failed commits). LMDB's own writes
+ * are not here (it is a system library): its commit's result is, and a
+ * full file system is simulated for real (tests/unit/test_lmdb_full.c).
+ * A replacement commit that fails must leave the transaction freed and the
+ * store as it was, as mdb_txn_commit does. Not thread-safe to swap while a
+ * ledger is open. */
 typedef struct rz__ledger_io {
     ssize_t (*pwrite)(int fd, const void *p, size_t n, off_t off);
     ssize_t (*pread)(int fd, void *p, size_t n, off_t off);
     int (*fsync)(int fd);
+    int (*commit)(MDB_txn *txn);
 } rz__ledger_io;
 RZ_HIDDEN extern const rz__ledger_io *rz__ledger_io_seam;
 

@@ -10,9 +10,15 @@
  * acknowledged batch present, or (only when the disk was damaged) the open
  * refused with RZ_EDB: never an open that silently lost one.
  *
+ * LMDB's commits (checkpoints, and the one at close) go through the seam
+ * too: one fails as LMDB's own does (the transaction gone, the store as it
+ * was), or the power goes just before or after it. LMDB's writes inside a
+ * commit are not (a system library): a full file system makes them fail
+ * for real in test_lmdb_full.c.
+ *
  * The last record of the journal is never damaged on disk here: a flipped
  * bit there reads exactly as a torn write and is taken for one (the one
- * case docs/ledger.md names). LMDB's own I/O is not under the seam.
+ * case docs/ledger.md names).
  * RZ_LEDGER_FAULT_ROUNDS and RZ_LEDGER_FAULT_SEED override the defaults
  * (40 rounds, a fixed seed) for longer runs. */
 #include <errno.h>
@@ -48,7 +54,7 @@ static uint64_t rnd(void)
 }
 
 /* Chances in 1000 per call. */
-static unsigned p_cut, p_werr, p_ferr, p_flip;
+static unsigned p_cut, p_werr, p_ferr, p_flip, p_cerr;
 static unsigned clean_reads;   /* reads left before the next flip may come */
 
 static ssize_t fault_pwrite(int fd, const void *p, size_t n, off_t off)
@@ -93,8 +99,26 @@ static ssize_t fault_pread(int fd, void *p, size_t n, off_t off)
     return r;
 }
 
+/* LMDB's commit (a checkpoint, or the one at close) fails as LMDB's does:
+ * the transaction freed, the store as it was (its meta page not written);
+ * or the power goes just before it or just after it. */
+static int fault_commit(MDB_txn *txn)
+{
+    unsigned r = (unsigned)(rnd() % 1000);
+    if (r < p_cut)
+        _exit(POWER_CUT);
+    if (r < p_cut + p_cerr) {
+        mdb_txn_abort(txn);
+        return rnd() & 1 ? EIO : ENOSPC;
+    }
+    int mrc = mdb_txn_commit(txn);
+    if (mrc == 0 && r < 2 * p_cut + p_cerr)
+        _exit(POWER_CUT);
+    return mrc;
+}
+
 static const rz__ledger_io fault_io = { fault_pwrite, fault_pread,
-                                        fault_fsync };
+                                        fault_fsync, fault_commit };
 
 static rz_ledger_opts opts(void)
 {
@@ -213,6 +237,7 @@ static void write_round(const char *dir, uint64_t round, bool *acked,
     p_cut = (unsigned)(rnd() % 12);
     p_werr = (unsigned)(rnd() % 30);
     p_ferr = (unsigned)(rnd() % 100);
+    p_cerr = (unsigned)(rnd() % 300);
     p_flip = 0;
     int pfd[2];
     assert_int_equal(pipe(pfd), 0);
@@ -244,7 +269,7 @@ static void check_round(const char *dir, uint64_t round, const bool *acked,
                         bool damage, tally *t)
 {
     const rz__ledger_io *plain = rz__ledger_io_seam;
-    p_cut = p_werr = p_ferr = 0;
+    p_cut = p_werr = p_ferr = p_cerr = 0;
     p_flip = 20;
     clean_reads = 0;
     rz__ledger_io_seam = &fault_io;
