@@ -28,6 +28,10 @@
 
 /* Address space only: LMDB maps the file sparsely. */
 #define AUTH_MAP_SIZE (4ull * 1024 * 1024 * 1024)
+/* The mapped pages leave RSS this often (rz__lmdb_shed), as the engine's
+ * do: logs and results make the file grow with every job, and the pages
+ * a commit touched would otherwise stay counted as the process's. */
+#define SHED_COMMITS 256
 
 enum { DB_KEYS, DB_NODES, DB_CREDS, DB_LOGS, DB_ACCOUNTS, DB_IDS, DB_RESULTS,
        DB_REFS, DB_COUNT };
@@ -35,6 +39,9 @@ enum { DB_KEYS, DB_NODES, DB_CREDS, DB_LOGS, DB_ACCOUNTS, DB_IDS, DB_RESULTS,
 struct rz_auth {
     MDB_env *env;
     MDB_dbi dbi[DB_COUNT];
+    void *map;           /* LMDB's map, for rz__lmdb_shed */
+    size_t map_len;
+    uint64_t commits;
     bool has_admin;
     unsigned char admin_hash[32];
 };
@@ -43,6 +50,15 @@ static int db_error(int mrc, const char *what)
 {
     return rz__error(mrc == MDB_MAP_FULL ? RZ_ETOOBIG : RZ_EDB, "auth store %s: %s",
                      what, mdb_strerror(mrc));
+}
+
+/* Every write's commit: durable, and now and then the map shed. */
+static int commit(rz_auth *a, MDB_txn *txn)
+{
+    int mrc = mdb_txn_commit(txn);
+    if (mrc == 0 && ++a->commits % SHED_COMMITS == 0)
+        rz__lmdb_shed(a->map, a->map_len);
+    return mrc;
 }
 
 int rz_auth_open(rz_auth **out, const char *dir)
@@ -67,6 +83,7 @@ int rz_auth_open(rz_auth **out, const char *dir)
         free(a);
         return rc;
     }
+    rz__lmdb_map_find(a->env, AUTH_MAP_SIZE, &a->map, &a->map_len);
     *out = a;
     return RZ_OK;
 }
@@ -107,7 +124,7 @@ static int put(rz_auth *a, int db, const void *k, size_t kl, const void *v, size
     if (mrc == 0)
         mrc = mdb_put(txn, a->dbi[db], &key, &val, 0);
     if (mrc == 0) {
-        mrc = mdb_txn_commit(txn);
+        mrc = commit(a, txn);
         txn = NULL;
     }
     if (txn)
@@ -331,7 +348,7 @@ int rz_auth_account_put(rz_auth *a, rz_ledger_id id, const char *name,
     if (mrc == 0 && wallet)
         mrc = mdb_put(txn, a->dbi[DB_REFS], &wkey, &wval, 0);
     if (mrc == 0) {
-        mrc = mdb_txn_commit(txn);
+        mrc = commit(a, txn);
         txn = NULL;
     }
     if (txn)
@@ -560,7 +577,7 @@ int rz_auth_identity_bind(rz_auth *a, const unsigned char ed25519[32],
         mrc = txn_put_json(txn, a->dbi[DB_KEYS], tok, 32, p);
     }
     if (!mrc && rc == RZ_OK) {
-        mrc = mdb_txn_commit(txn);
+        mrc = commit(a, txn);
         txn = NULL;
     }
     if (txn)
@@ -621,7 +638,7 @@ int rz_auth_identity_retire(rz_auth *a, uint64_t node)
     }
     cJSON_Delete(n);
     if (!mrc && rc == RZ_OK) {
-        mrc = mdb_txn_commit(txn);
+        mrc = commit(a, txn);
         txn = NULL;
     }
     if (txn)
@@ -680,7 +697,7 @@ static int head_write(rz_auth *a, uint64_t seq, const unsigned char hash[32],
     if (mrc == 0)
         mrc = mdb_put(txn, a->dbi[DB_REFS], &key, &val, 0);
     if (mrc == 0) {
-        mrc = mdb_txn_commit(txn);
+        mrc = commit(a, txn);
         txn = NULL;
     }
     if (txn)
