@@ -353,8 +353,14 @@ static int check_accounts(vctx *v)
     return RZ_OK;
 }
 
-/* Every entry of an index names an existing transfer with that seq. */
-static int check_index(vctx *v, MDB_dbi dbi, const char *name, uint64_t want)
+/* One entry of an index checked: RZ_OK, or a breach (or a read error). */
+typedef int (*entry_fn)(vctx *v, const MDB_val *key, const MDB_val *val,
+                        const void *arg);
+
+/* The walk every index check shares: each entry of `dbi` through fn, then
+ * its count against `want` (what that counts in `counted`). */
+static int walk_index(vctx *v, MDB_dbi dbi, const char *name, entry_fn fn,
+                      const void *arg, uint64_t want, const char *counted)
 {
     MDB_cursor *cur;
     int mrc = mdb_cursor_open(v->txn, dbi, &cur);
@@ -363,116 +369,105 @@ static int check_index(vctx *v, MDB_dbi dbi, const char *name, uint64_t want)
     uint64_t n = 0;
     int rc = RZ_OK;
     MDB_val key, val;
-    char h[33];
     for (mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); mrc == 0 && !rc;
          mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        rz_ledger_transfer t;
         n++;
-        if (key.mv_size != 24 || val.mv_size != 16) {
-            rc = breach("malformed %s index entry", name);
-            break;
-        }
-        rz_ledger_id owner = rz__ledger_key_id(key.mv_data);
-        uint64_t seq = rz__ledger_get_be64((const uint8_t *)key.mv_data + 16);
-        rz_ledger_id id = rz__ledger_key_id(val.mv_data);
-        rc = rz__ledger_get_transfer(v->txn, v->d, id, &t);
-        if (rc == RZ_ENOENT || (rc == RZ_OK && t.seq != seq))
-            rc = breach("%s index entry %" PRIu64 " names transfer %s, which "
-                        "is not there", name, seq, HEX(id, h));
-        else if (rc == RZ_OK && dbi == v->d->history &&
-                 !rz_ledger_id_equal(owner, t.debit) &&
-                 !rz_ledger_id_equal(owner, t.credit))
-            rc = breach("history of %s lists transfer %s of other accounts",
-                        HEX(owner, h), HEX(id, h));
-        else if (rc == RZ_OK && dbi == v->d->jobs &&
-                 !rz_ledger_id_equal(owner, t.job))
-            rc = breach("job index lists transfer %s under another job",
-                        HEX(id, h));
+        rc = fn(v, &key, &val, arg);
     }
     mdb_cursor_close(cur);
     if (!rc && mrc && mrc != MDB_NOTFOUND)
         rc = rz__ledger_db_error(mrc, name);
     if (!rc && n != want)
-        rc = breach("%s index has %" PRIu64 " entries, %" PRIu64 " expected",
-                    name, n, want);
+        rc = breach("%s index has %" PRIu64 " entries, %" PRIu64 " expected "
+                    "(%s)", name, n, want, counted);
     return rc;
 }
 
-static int check_expiry(vctx *v)
+/* history and job (arg: which of v->d's tables): the entry names an
+ * existing transfer with that seq, of the account or job it is under. */
+static int index_entry(vctx *v, const MDB_val *key, const MDB_val *val,
+                       const void *arg)
 {
-    MDB_cursor *cur;
-    int mrc = mdb_cursor_open(v->txn, v->d->expiry, &cur);
-    if (mrc)
-        return rz__ledger_db_error(mrc, "cursor");
-    uint64_t n = 0;
-    int rc = RZ_OK;
-    MDB_val key, val;
+    bool history = arg == &v->d->history;
+    const char *name = history ? "history" : "job";
     char h[33];
-    for (mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); mrc == 0 && !rc;
-         mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        rz_ledger_transfer t;
-        n++;
-        if (key.mv_size != 24) {
-            rc = breach("malformed expiry index entry");
-            break;
-        }
-        rz_ledger_id id = rz__ledger_key_id((const uint8_t *)key.mv_data + 8);
-        rc = rz__ledger_get_transfer(v->txn, v->d, id, &t);
-        if (rc == RZ_ENOENT || (rc == RZ_OK && (t.state != RZ_LEDGER_OPEN ||
-                 t.timeout != rz__ledger_get_be64(key.mv_data))))
-            rc = breach("expiry index names %s, not an open pending transfer "
-                        "with that timeout", HEX(id, h));
-    }
-    mdb_cursor_close(cur);
-    if (!rc && mrc && mrc != MDB_NOTFOUND)
-        rc = rz__ledger_db_error(mrc, "expiry");
-    if (!rc && n != v->open_timed)
-        rc = breach("expiry index has %" PRIu64 " entries for %" PRIu64
-                    " open pending transfers with a timeout", n, v->open_timed);
+    if (key->mv_size != 24 || val->mv_size != 16)
+        return breach("malformed %s index entry", name);
+    rz_ledger_id owner = rz__ledger_key_id(key->mv_data);
+    uint64_t seq = rz__ledger_get_be64((const uint8_t *)key->mv_data + 16);
+    rz_ledger_id id = rz__ledger_key_id(val->mv_data);
+    rz_ledger_transfer t;
+    int rc = rz__ledger_get_transfer(v->txn, v->d, id, &t);
+    if (rc == RZ_ENOENT || (rc == RZ_OK && t.seq != seq))
+        return breach("%s index entry %" PRIu64 " names transfer %s, which "
+                      "is not there", name, seq, HEX(id, h));
+    if (rc == RZ_OK && history &&
+        !rz_ledger_id_equal(owner, t.debit) && !rz_ledger_id_equal(owner, t.credit))
+        return breach("history of %s lists transfer %s of other accounts",
+                      HEX(owner, h), HEX(id, h));
+    if (rc == RZ_OK && !history && !rz_ledger_id_equal(owner, t.job))
+        return breach("job index lists transfer %s under another job", HEX(id, h));
     return rc;
 }
 
-/* Every entry of the open index names an open pending transfer of its
- * code under its debit or credit account; two per open transfer. */
-static int check_open(vctx *v)
+/* expiry: (timeout, id) of an open pending transfer with that timeout. */
+static int expiry_entry(vctx *v, const MDB_val *key, const MDB_val *val,
+                        const void *arg)
 {
-    if (!v->d->open)   /* a reader of a directory not yet migrated */
-        return RZ_OK;
-    MDB_cursor *cur;
-    int mrc = mdb_cursor_open(v->txn, v->d->open, &cur);
-    if (mrc)
-        return rz__ledger_db_error(mrc, "cursor");
-    uint64_t n = 0;
-    int rc = RZ_OK;
-    MDB_val key, val;
+    (void)val, (void)arg;
     char h[33];
-    for (mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); mrc == 0 && !rc;
-         mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        rz_ledger_transfer t;
-        n++;
-        if (key.mv_size != 20 || val.mv_size != 16) {
-            rc = breach("malformed open-transfer index entry");
-            break;
-        }
-        const uint8_t *k = key.mv_data;
-        rz_ledger_id owner = rz__ledger_key_id(k);
-        uint32_t code = (uint32_t)k[16] << 24 | (uint32_t)k[17] << 16 |
-                        (uint32_t)k[18] << 8 | k[19];
-        rz_ledger_id id = rz__ledger_key_id(val.mv_data);
-        rc = rz__ledger_get_transfer(v->txn, v->d, id, &t);
-        if (rc == RZ_ENOENT ||
-            (rc == RZ_OK && (t.state != RZ_LEDGER_OPEN || t.code != code ||
-                             (!rz_ledger_id_equal(owner, t.debit) &&
-                              !rz_ledger_id_equal(owner, t.credit)))))
-            rc = breach("open-transfer index lists %s, not an open pending "
-                        "transfer of that code and account", HEX(id, h));
-    }
-    mdb_cursor_close(cur);
-    if (!rc && mrc && mrc != MDB_NOTFOUND)
-        rc = rz__ledger_db_error(mrc, "open-transfer index");
-    if (!rc && n != 2 * v->open)
-        rc = breach("open-transfer index has %" PRIu64 " entries for %" PRIu64
-                    " open pending transfers (two each)", n, v->open);
+    if (key->mv_size != 24)
+        return breach("malformed expiry index entry");
+    rz_ledger_id id = rz__ledger_key_id((const uint8_t *)key->mv_data + 8);
+    rz_ledger_transfer t;
+    int rc = rz__ledger_get_transfer(v->txn, v->d, id, &t);
+    if (rc == RZ_ENOENT || (rc == RZ_OK && (t.state != RZ_LEDGER_OPEN ||
+             t.timeout != rz__ledger_get_be64(key->mv_data))))
+        return breach("expiry index names %s, not an open pending transfer "
+                      "with that timeout", HEX(id, h));
+    return rc;
+}
+
+/* open: (account, code) -> id of an open pending transfer of that code
+ * under its debit or credit account. */
+static int open_entry(vctx *v, const MDB_val *key, const MDB_val *val,
+                      const void *arg)
+{
+    (void)arg;
+    char h[33];
+    if (key->mv_size != 20 || val->mv_size != 16)
+        return breach("malformed open-transfer index entry");
+    const uint8_t *k = key->mv_data;
+    rz_ledger_id owner = rz__ledger_key_id(k);
+    uint32_t code = (uint32_t)k[16] << 24 | (uint32_t)k[17] << 16 |
+                    (uint32_t)k[18] << 8 | k[19];
+    rz_ledger_id id = rz__ledger_key_id(val->mv_data);
+    rz_ledger_transfer t;
+    int rc = rz__ledger_get_transfer(v->txn, v->d, id, &t);
+    if (rc == RZ_ENOENT ||
+        (rc == RZ_OK && (t.state != RZ_LEDGER_OPEN || t.code != code ||
+                         (!rz_ledger_id_equal(owner, t.debit) &&
+                          !rz_ledger_id_equal(owner, t.credit)))))
+        return breach("open-transfer index lists %s, not an open pending "
+                      "transfer of that code and account", HEX(id, h));
+    return rc;
+}
+
+static int check_indexes(vctx *v)
+{
+    int rc = walk_index(v, v->d->history, "history", index_entry, &v->d->history,
+                        2 * v->transfers, "two per transfer");
+    if (!rc)
+        rc = walk_index(v, v->d->jobs, "job", index_entry, &v->d->jobs,
+                        v->with_job, "one per transfer of a job");
+    if (!rc)
+        rc = walk_index(v, v->d->expiry, "expiry", expiry_entry, NULL,
+                        v->open_timed, "one per open pending transfer with a "
+                        "timeout");
+    /* A reader of a directory not yet migrated has no open index. */
+    if (!rc && v->d->open)
+        rc = walk_index(v, v->d->open, "open-transfer", open_entry, NULL,
+                        2 * v->open, "two per open pending transfer");
     return rc;
 }
 
@@ -509,13 +504,7 @@ int rz_ledger_verify(const rz_ledger *l)
     if (!rc)
         rc = check_counters(&v);
     if (!rc)
-        rc = check_index(&v, v.d->history, "history", 2 * v.transfers);
-    if (!rc)
-        rc = check_index(&v, v.d->jobs, "job", v.with_job);
-    if (!rc)
-        rc = check_expiry(&v);
-    if (!rc)
-        rc = check_open(&v);
+        rc = check_indexes(&v);
     rz__ledger_read_end(l, v.txn);
     rz__lmdb_shed(l->map, l->map_len);   /* it read every page */
     free(v.acc);

@@ -1224,6 +1224,78 @@ static void test_open_index(void **state)
     assert_int_equal(rz_ledger_verify_sample(f->l, 1), RZ_EINVALID);
 }
 
+/* ---- each index checked by verify's one walk ---- */
+
+static const char *tamper_table;
+static uint8_t taken_k[64], taken_v[64];
+static size_t taken_kl, taken_vl;
+
+static MDB_dbi table(MDB_txn *txn)
+{
+    MDB_dbi t;
+    unsigned dup = strcmp(tamper_table, "open") == 0 ? MDB_DUPSORT | MDB_DUPFIXED : 0;
+    assert_int_equal(mdb_dbi_open(txn, tamper_table, dup, &t), 0);
+    return t;
+}
+
+/* The table's first entry, kept to be given back. */
+static void take_first(MDB_txn *txn, MDB_dbi *dbi)
+{
+    (void)dbi;
+    MDB_dbi t = table(txn);
+    MDB_cursor *cur;
+    MDB_val key, val;
+    assert_int_equal(mdb_cursor_open(txn, t, &cur), 0);
+    assert_int_equal(mdb_cursor_get(cur, &key, &val, MDB_FIRST), 0);
+    assert_true(key.mv_size <= sizeof taken_k && val.mv_size <= sizeof taken_v);
+    memcpy(taken_k, key.mv_data, taken_kl = key.mv_size);
+    memcpy(taken_v, val.mv_data, taken_vl = val.mv_size);
+    mdb_cursor_close(cur);
+    key = (MDB_val){ taken_kl, taken_k };
+    val = (MDB_val){ taken_vl, taken_v };
+    assert_int_equal(mdb_del(txn, t, &key, &val), 0);
+}
+
+static void give_back(MDB_txn *txn, MDB_dbi *dbi)
+{
+    (void)dbi;
+    MDB_val key = { taken_kl, taken_k }, val = { taken_vl, taken_v };
+    assert_int_equal(mdb_put(txn, table(txn), &key, &val, 0), 0);
+}
+
+/* An entry lost from any of the four indexes is named by verify (the one
+ * walk they share), and the ledger verifies again once it is back. */
+static void test_verify_each_index(void **state)
+{
+    fixture *f = *state;
+    fund(f->l, 1, CLIENT, 100);
+    assert_int_equal(rz_ledger_hold(f->l, ID(2), JOB, CLIENT, 40, 0), RZ_OK);
+    assert_int_equal(deposit_timed(f->l, 1000, 50), RZ_OK);
+    verify_ok(f->l);
+    rz_ledger_close(f->l);
+    rz_ledger_opts o = test_opts();
+    static const char *const tables[][2] = {
+        { "history", "history index has 5 entries, 6 expected (two per transfer)" },
+        { "jobs", "job index has 0 entries, 1 expected" },
+        { "expiry", "expiry index has 0 entries, 1 expected" },
+        { "open", "open-transfer index has 3 entries, 4 expected" },
+    };
+    for (size_t i = 0; i < 4; i++) {
+        tamper_table = tables[i][0];
+        tamper(f->dir, take_first);
+        assert_int_equal(rz_ledger_open(&f->l, f->dir, &o), RZ_OK);
+        assert_int_equal(rz_ledger_verify(f->l), RZ_EINVALID);
+        if (!strstr(rz_error_last()->message, tables[i][1]))
+            fail_msg("%s: %s", tables[i][0], rz_error_last()->message);
+        rz_ledger_close(f->l);
+        tamper(f->dir, give_back);
+        assert_int_equal(rz_ledger_open(&f->l, f->dir, &o), RZ_OK);
+        verify_ok(f->l);
+        rz_ledger_close(f->l);
+    }
+    assert_int_equal(rz_ledger_open(&f->l, f->dir, &o), RZ_OK);
+}
+
 static void test_id_equal(void **state)
 {
     (void)state;
@@ -1246,6 +1318,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_settle_by_hold_id, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_each_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_withdraw, setup, teardown),
         cmocka_unit_test_setup_teardown(test_linked_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raw_rejections, setup, teardown),
