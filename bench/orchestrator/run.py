@@ -268,6 +268,7 @@ def phase_results(a, tool, exe):
              "--out", nodes, "--slots", a.slots, "--orch-key", s.identity())
         rec0 = s.metric("rhizos_audit_records_total")
         sec0 = s.metric("rhizos_audit_seconds_total")
+        syn0 = s.metric("rhizos_audit_syncs_total")
         cpu0 = s.cpu_seconds()
         r = load(tool, s.port, "--mode", "latency", "--key", key, "--nodes", nodes,
                  "--rate", a.results_rate, "--conns", a.lat_conns, "--seconds", a.seconds,
@@ -275,12 +276,16 @@ def phase_results(a, tool, exe):
         cpu = s.cpu_seconds() - cpu0
         recs = s.metric("rhizos_audit_records_total") - rec0
         secs = s.metric("rhizos_audit_seconds_total") - sec0
+        # Servers before the end records were batched have no syncs counter:
+        # one a record.
+        syncs = (s.metric("rhizos_audit_syncs_total") - syn0) or recs
         wall = r["seconds"]
         jobs = max(r["results"], 1)
         out = {"offered_per_second": a.results_rate, "seconds": wall,
                "acked": r["acked"], "results": r["results"],
                "results_per_second": r["results_per_second"],
                "server_cpu_s": cpu, "audit_records": recs, "audit_s": secs,
+               "audit_syncs": syncs, "audit_syncs_per_job": syncs / jobs,
                "audit_ms_per_record": secs * 1000 / max(recs, 1),
                "audit_ms_per_job": secs * 1000 / jobs,
                "audit_share_of_wall": secs / wall,
@@ -291,7 +296,8 @@ def phase_results(a, tool, exe):
         print("results: %(acked)d submitted at %(offered_per_second)d/s offered, "
               "%(results)d results in %(seconds).1f s = %(results_per_second).0f "
               "results/s; server CPU %(server_cpu_s).1f s" % out)
-        print("  audit: %(audit_records)d records, %(audit_s).2f s on the event loop "
+        print("  audit: %(audit_records)d records in %(audit_syncs)d syncs "
+              "(%(audit_syncs_per_job).2f a job), %(audit_s).2f s on the event loop "
               "(%(audit_ms_per_record).2f ms a record, %(audit_ms_per_job).2f ms a job: "
               "submit + result), %(audit_share_of_wall).0f%% of the wall; without that "
               "time: %(results_per_second_without_audit_time).0f results/s" %

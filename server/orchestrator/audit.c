@@ -18,8 +18,9 @@
  * log's own word: a chain rewritten without the key (all records unkeyed)
  * is refused against it. A record is
  * durable in the log first (write + fdatasync), then the head moves (one
- * fsync'd LMDB commit). A crash between leaves the log one record ahead of
- * the head: accepted at the next start when that record follows the head.
+ * fsync'd LMDB commit); a pass's end records go together (one write, one
+ * fdatasync, one move of the head). A crash between leaves the log records
+ * ahead of the head: accepted at the next start when they follow the head.
  * A crash inside the write leaves a torn last line that never became
  * durable and that the head never named: cut, with a notice. Anything else
  * (a log behind its head: removed or cut short; a record at the head's
@@ -142,7 +143,8 @@ static bool split_line(const char *line, size_t len, char *body, size_t cap,
 typedef struct chain {
     uint64_t seq;                /* records read */
     char last[HASH_HEX + 1];     /* hash of the last one */
-    char before[HASH_HEX + 1];   /* hash of the one before it */
+    uint64_t mark;               /* a record whose hash to keep (the head's) */
+    char at_mark[HASH_HEX + 1];  /* its hash (64 zeros for record 0) */
     uint64_t bytes;              /* where the next one goes */
     bool torn;                   /* the last line ends without its newline */
     bool keyed;                  /* a keyed record was seen */
@@ -195,7 +197,8 @@ static int take_line(const char *path, const unsigned char *key, chain *c,
     cJSON_Delete(doc);
     if (rc != RZ_OK)
         return rc;
-    memcpy(c->before, c->last, sizeof c->before);
+    if (rec == c->mark)
+        memcpy(c->at_mark, stated, sizeof c->at_mark);
     memcpy(c->last, stated, sizeof c->last);
     c->seq = rec;
     if (keyed && !c->keyed)
@@ -205,11 +208,12 @@ static int take_line(const char *path, const unsigned char *key, chain *c,
 }
 
 static int walk(const char *path, const unsigned char *key, chain *c,
-                FILE *print)
+                FILE *print, uint64_t mark)
 {
     memset(c, 0, sizeof *c);
     memset(c->last, '0', HASH_HEX);
-    memset(c->before, '0', HASH_HEX);
+    memset(c->at_mark, '0', HASH_HEX);
+    c->mark = mark;
     FILE *f = fopen(path, "r");
     if (!f)
         return errno == ENOENT ? RZ_OK
@@ -253,7 +257,9 @@ static int head_check(const char *path, const chain *c, uint64_t hseq,
     sodium_bin2hex(hhex, sizeof hhex, hbin, HASH_BYTES);
     if (c->seq == hseq && strcmp(c->last, hhex) == 0)
         return 0;
-    if (c->seq == hseq + 1 && strcmp(c->before, hhex) == 0)
+    /* Records past the head that follow it: written (a pass's end records
+     * go together) but the head not yet moved when the server stopped. */
+    if (c->seq > hseq && c->mark == hseq && strcmp(c->at_mark, hhex) == 0)
         return 1;
     if (c->seq < hseq)
         return fail(-1, "%s %s: it ends at record %" PRIu64 " but record %"
@@ -316,20 +322,19 @@ int audit_open(orch *o)
         return -1;
     }
     int have = key_read(o->opts.data, o->audit_key);
+    uint64_t hseq = 0, hks = 0;
+    unsigned char hbin[HASH_BYTES];
+    int hrc = rz_auth_audit_head_get2(o->auth, &hseq, hbin, &hks), ahead = 0;
+    if (hrc != RZ_OK && hrc != RZ_ENOENT) {
+        fprintf(stderr, ORCH_NAME ": the audit head in the auth store: "
+                "%s\n", rz_error_last()->message);
+        return -1;
+    }
     chain c;
     memset(&c, 0, sizeof c);   /* an unreadable key skips the walk: nothing torn */
     int rc = have < 0 ? RZ_EIO
-                      : walk(o->audit_path, have ? o->audit_key : NULL, &c, NULL);
-    uint64_t hseq = 0, hks = 0;
-    unsigned char hbin[HASH_BYTES];
-    int hrc = RZ_ENOENT, ahead = 0;
+                      : walk(o->audit_path, have ? o->audit_key : NULL, &c, NULL, hseq);
     if (rc == RZ_OK || (rc != RZ_OK && c.torn)) {
-        hrc = rz_auth_audit_head_get2(o->auth, &hseq, hbin, &hks);
-        if (hrc != RZ_OK && hrc != RZ_ENOENT) {
-            fprintf(stderr, ORCH_NAME ": the audit head in the auth store: "
-                    "%s\n", rz_error_last()->message);
-            return -1;
-        }
         /* No head: a new directory, or one from before heads were kept. */
         if (hrc == RZ_OK && (keyed_check(o->audit_path, &c, hks) < 0 ||
                              (ahead = head_check(o->audit_path, &c, hseq, hbin)) < 0)) {
@@ -351,7 +356,7 @@ int audit_open(orch *o)
         fprintf(stderr, ORCH_NAME ": %s; it was torn by a crash while being "
                 "written and is removed (its operation did not complete "
                 "under audit)\n", audit_err);
-        rc = walk(o->audit_path, have ? o->audit_key : NULL, &c, NULL);
+        rc = walk(o->audit_path, have ? o->audit_key : NULL, &c, NULL, hseq);
     }
     if (rc != RZ_OK) {
         fprintf(stderr, ORCH_NAME ": the audit log is broken: %s (see "
@@ -382,7 +387,7 @@ void audit_close(orch *o)
 
 /* Append one record (the object `doc`, which gets seq and prev) durably.
  * RZ_OK or RZ_EIO; on failure the file is cut back to where it was. */
-static int append_timed(orch *o, cJSON *doc);
+static int append_timed(orch *o, cJSON **docs, size_t n);
 
 static uint64_t mono_ns(void)
 {
@@ -391,45 +396,82 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Timed for /metrics: the records are synced on the event loop, so what
- * they cost is the loop's time no other request gets. */
-static int append(orch *o, cJSON *doc)
+/* Append n records (the objects, which get seq and prev) durably, as one
+ * write, one fdatasync and one move of the head: RZ_OK, or RZ_EIO with
+ * none of them appended (the file cut back to where it was). Timed for
+ * /metrics: the records are synced on the event loop, so what they cost
+ * is the loop's time no other request gets. */
+static int append_many(orch *o, cJSON **docs, size_t n)
 {
     uint64_t t0 = mono_ns();
-    int rc = append_timed(o, doc);
+    int rc = append_timed(o, docs, n);
     o->audit_ns += mono_ns() - t0;
-    o->audit_records += rc == RZ_OK;
+    if (rc == RZ_OK) {
+        o->audit_records += n;
+        o->audit_syncs++;
+    }
     return rc;
 }
 
-static int append_timed(orch *o, cJSON *doc)
+static int append(orch *o, cJSON *doc)
 {
-    uint64_t seq = o->audit_seq + 1;
+    return append_many(o, &doc, 1);
+}
+
+/* Record i's line (seq, prev from the one before) into buf: its length,
+ * its hash into hash; -1 too large. */
+static int line_make(orch *o, cJSON *doc, uint64_t seq, const char *prev,
+                     char *buf, char hash[HASH_HEX + 1])
+{
     cJSON_AddTrueToObject(doc, "keyed");
     cJSON_AddNumberToObject(doc, "seq", (double)seq);
-    cJSON_AddStringToObject(doc, "prev", o->audit_last);
+    cJSON_AddStringToObject(doc, "prev", prev);
     char *body = cJSON_PrintUnformatted(doc);
     if (!body || strlen(body) + HASH_TAIL_LEN > LINE_MAX_BYTES) {
         free(body);
-        return fail(RZ_EIO, "audit record too large");
+        return -1;
     }
-    char hash[HASH_HEX + 1], line[LINE_MAX_BYTES + 2];
     size_t bl = strlen(body);
     hash_line(o->audit_key, body, bl, hash);
-    int len = snprintf(line, sizeof line, "%.*s,\"hash\":\"%s\"}\n", (int)(bl - 1),
-                       body, hash);
+    int len = snprintf(buf, LINE_MAX_BYTES + 2, "%.*s,\"hash\":\"%s\"}\n",
+                       (int)(bl - 1), body, hash);
     free(body);
+    return len;
+}
+
+static int append_timed(orch *o, cJSON **docs, size_t n)
+{
+    char *lines = n ? malloc(n * (LINE_MAX_BYTES + 2)) : NULL;
+    if (!lines)
+        return fail(RZ_EIO, "out of memory for %zu audit records", n);
+    char hash[HASH_HEX + 1];
+    memcpy(hash, o->audit_last, sizeof hash);
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        char prev[HASH_HEX + 1];
+        memcpy(prev, hash, sizeof prev);
+        int l = line_make(o, docs[i], o->audit_seq + 1 + i, prev, lines + len, hash);
+        if (l < 0) {
+            free(lines);
+            return fail(RZ_EIO, "audit record too large");
+        }
+        len += (size_t)l;
+    }
     /* Created only for the first record: a log that went away is an error. */
     int flags = O_WRONLY | O_APPEND | O_CLOEXEC | (o->audit_seq ? 0 : O_CREAT);
     int fd = open(o->audit_path, flags, 0600);
-    if (fd < 0)
+    if (fd < 0) {
+        free(lines);
         return fail(RZ_EIO, "cannot open %s: %s", o->audit_path,
-                            strerror(errno));
-    ssize_t w = write(fd, line, (size_t)len);
-    int err = w == len ? 0 : w < 0 ? errno : ENOSPC;
+                    strerror(errno));
+    }
+    ssize_t w = write(fd, lines, len);
+    free(lines);
+    int err = w == (ssize_t)len ? 0 : w < 0 ? errno : ENOSPC;
     if (!err && fdatasync(fd) != 0)
         err = errno;
     /* Durable in the log, then the head: see the crash story above. */
+    uint64_t seq = o->audit_seq + n;
     int rc = err ? fail(RZ_EIO, "cannot write %s: %s", o->audit_path,
                         strerror(err))
                  : head_put(o, seq, hash);
@@ -499,13 +541,26 @@ bool audit_begin(req *q, const char *path)
 
 bool audit_end(orch *o, uint64_t of, int code)
 {
-    cJSON *doc = cJSON_CreateObject();
-    cJSON_AddNumberToObject(doc, "time_ms", (double)orch_now_ms());
-    cJSON_AddStringToObject(doc, "phase", "end");
-    cJSON_AddNumberToObject(doc, "of", (double)of);
-    cJSON_AddNumberToObject(doc, "status", code);
-    int rc = append(o, doc);
-    cJSON_Delete(doc);
+    return audit_end_many(o, &of, &code, 1);
+}
+
+bool audit_end_many(orch *o, const uint64_t *of, const int *code, size_t n)
+{
+    if (!n)
+        return true;
+    cJSON **docs = calloc(n, sizeof *docs);
+    bool made = docs != NULL;
+    for (size_t i = 0; made && i < n; i++) {
+        cJSON *doc = docs[i] = cJSON_CreateObject();
+        made = doc && cJSON_AddNumberToObject(doc, "time_ms", (double)orch_now_ms()) &&
+               cJSON_AddStringToObject(doc, "phase", "end") &&
+               cJSON_AddNumberToObject(doc, "of", (double)of[i]) &&
+               cJSON_AddNumberToObject(doc, "status", code[i]);
+    }
+    int rc = made ? append_many(o, docs, n) : fail(RZ_EIO, "out of memory");
+    for (size_t i = 0; docs && i < n; i++)
+        cJSON_Delete(docs[i]);
+    free(docs);
     if (rc != RZ_OK)
         fprintf(stderr, ORCH_NAME ": audit: %s\n", audit_err);
     return rc == RZ_OK;
@@ -544,7 +599,7 @@ static int accept_log(const char *data, const char *path)
     int have = key_read(data, o.audit_key);
     chain c;
     memset(&c, 0, sizeof c);
-    int rc = have < 0 ? RZ_EIO : walk(path, have ? o.audit_key : NULL, &c, NULL);
+    int rc = have < 0 ? RZ_EIO : walk(path, have ? o.audit_key : NULL, &c, NULL, 0);
     if (rc != RZ_OK && c.torn && truncate(path, (off_t)c.bytes) == 0)
         rc = RZ_OK;
     uint64_t hseq = 0, hks = 0;
@@ -595,15 +650,15 @@ int audit_check(const char *data, FILE *print, uint64_t *records,
     audit_path(data, path, sizeof path);
     unsigned char *key = key_alloc();
     int have = key ? key_read(data, key) : -1;
-    chain c;
-    memset(&c, 0, sizeof c);
-    int rc = have < 0 ? RZ_EIO : walk(path, have ? key : NULL, &c, print);
-    sodium_free(key);
-    rz_auth *a = rc == RZ_OK ? auth_of(data) : NULL;
+    rz_auth *a = have >= 0 ? auth_of(data) : NULL;
     uint64_t hseq = 0, hks = 0;
     unsigned char hbin[HASH_BYTES];
     bool head = a && rz_auth_audit_head_get2(a, &hseq, hbin, &hks) == RZ_OK;
-    if (head && (keyed_check(path, &c, hks) < 0 ||
+    chain c;
+    memset(&c, 0, sizeof c);
+    int rc = have < 0 ? RZ_EIO : walk(path, have ? key : NULL, &c, print, hseq);
+    sodium_free(key);
+    if (rc == RZ_OK && head && (keyed_check(path, &c, hks) < 0 ||
                  head_check(path, &c, hseq, hbin) < 0))
         rc = RZ_EINVALID;
     rz_auth_close(a);

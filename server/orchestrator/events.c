@@ -618,6 +618,33 @@ static void held_fail(orch *o, held_reply *h, const char *json)
     h->reason = "Internal Server Error";
 }
 
+/* The end records of the pass's audited replies, after its commit and
+ * before any of them leaves: one write, one fdatasync and one move of the
+ * head for all (audit group commit). If that fails each becomes a 500, as
+ * a failed end record makes any audited reply. */
+static void audit_held(orch *o)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < o->n_held; i++)
+        n += o->held[i].audit_of != 0;
+    if (!n)
+        return;
+    uint64_t *of = malloc(n * sizeof *of);
+    int *code = malloc(n * sizeof *code);
+    bool ok = of && code;
+    for (size_t i = 0, j = 0; ok && i < o->n_held; i++)
+        if (o->held[i].audit_of) {
+            of[j] = o->held[i].audit_of;
+            code[j++] = o->held[i].code;
+        }
+    ok = ok && audit_end_many(o, of, code, n);
+    free(of);
+    free(code);
+    for (size_t i = 0; !ok && i < o->n_held; i++)
+        if (o->held[i].audit_of)
+            held_fail(o, &o->held[i], AUDIT_FAIL_JSON);
+}
+
 /* The pass's requests are in; make what they changed durable, then answer
  * them all (or, if the commit failed, tell each so). */
 static void on_flush(evutil_socket_t fd, short what, void *arg)
@@ -635,12 +662,11 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
                  "\"the change could not be made durable; the server must be "
                  "restarted\"}}", rz_status_name(rc));
     }
+    for (size_t i = 0; rc != RZ_OK && i < o->n_held; i++)
+        held_fail(o, &o->held[i], msg);
+    audit_held(o);
     for (size_t i = 0; i < o->n_held; i++) {
         held_reply *h = &o->held[i];
-        if (rc != RZ_OK)
-            held_fail(o, h, msg);
-        if (h->audit_of && !audit_end(o, h->audit_of, h->code))
-            held_fail(o, h, AUDIT_FAIL_JSON);
         evhttp_send_reply(h->r, h->code, h->reason, h->body);
         if (h->body)
             evbuffer_free(h->body);

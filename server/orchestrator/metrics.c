@@ -322,8 +322,12 @@ void r_metrics(req *q)
                         "# HELP rhizos_audit_seconds_total Time spent appending them "
                         "(write, fdatasync, the head's commit), on the event loop.\n"
                         "# TYPE rhizos_audit_seconds_total counter\n"
-                        "rhizos_audit_seconds_total %.6f\n",
-                        (unsigned long long)o->audit_records, (double)o->audit_ns / 1e9);
+                        "rhizos_audit_seconds_total %.6f\n"
+                        "# HELP rhizos_audit_syncs_total Their fdatasyncs (a pass's end "
+                        "records share one).\n# TYPE rhizos_audit_syncs_total counter\n"
+                        "rhizos_audit_syncs_total %llu\n",
+                        (unsigned long long)o->audit_records, (double)o->audit_ns / 1e9,
+                        (unsigned long long)o->audit_syncs);
     o->http_codes[200]++;   /* this reply */
     evbuffer_add_printf(b, "# HELP rhizos_http_responses_total Replies by status, "
                         "routed or not.\n# TYPE rhizos_http_responses_total counter\n");

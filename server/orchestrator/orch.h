@@ -200,6 +200,7 @@ typedef struct orch {
     char audit_last[65];
     uint64_t audit_keyed_since;   /* first keyed record, as the auth store says */
     uint64_t audit_records, audit_ns;   /* appended, and the time they took */
+    uint64_t audit_syncs;               /* fdatasyncs (one per append batch) */
     /* DATA/audit.key, in sodium_malloc'd memory (read-only once loaded,
      * wiped by audit_close). */
     unsigned char *audit_key;
@@ -335,6 +336,10 @@ bool audit_begin(req *q, const char *path);
  * `of`, durably, before its reply goes; false: it failed (the reply must
  * become AUDIT_FAIL_JSON, a 500). */
 bool audit_end(orch *o, uint64_t of, int code);
+/* The end records of n operations (of[i] with code[i]) in one write, one
+ * fdatasync and one move of the head: a pass's held replies (group
+ * commit). All or none: false, every reply must become AUDIT_FAIL_JSON. */
+bool audit_end_many(orch *o, const uint64_t *of, const int *code, size_t n);
 #define AUDIT_FAIL_JSON "{\"error\":{\"code\":\"RZ_EIO\",\"message\":\"the " \
     "audit log cannot be written; the outcome of this operation is not "   \
     "recorded\"}}"

@@ -558,6 +558,74 @@ class Audit(Base):
         self.assertNotIn("cannot prove", r.stderr)
         self.s.start()
 
+    def test_end_records_of_a_pass_share_one_sync(self):
+        # Thirty audited requests arriving together are answered in one or
+        # a few passes: their end records go in one write and one
+        # fdatasync a pass (begin records stay one each, before each runs).
+        acct, _ = self.client()
+        body = json.dumps({"amount_micros": 1}).encode()
+        req = (b"POST /api/v1/accounts/%s/test-credits HTTP/1.1\r\nHost: x\r\n"
+               b"Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+               % (acct.encode(), self.s.admin.encode(), len(body), body))
+        socks = [socket.create_connection(("127.0.0.1", self.s.port), timeout=20)
+                 for _ in range(30)]
+        m0 = self.metrics()
+        for c in socks:
+            c.sendall(req)
+        for c in socks:
+            reply = b""
+            while True:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+            c.close()
+            self.assertTrue(reply.startswith(b"HTTP/1.1 200"), reply[:200])
+        m1 = self.metrics()
+        records = m1["rhizos_audit_records_total"] - m0["rhizos_audit_records_total"]
+        syncs = m1["rhizos_audit_syncs_total"] - m0["rhizos_audit_syncs_total"]
+        self.assertEqual(records, 60)
+        self.assertLess(syncs, 60)
+        self.assertGreaterEqual(syncs, 31)   # 30 begins, then at least one batch
+        self.assertEqual(self.balance(acct, self.s.admin), 30)
+        # Each begin has its end, in order, and the chain holds.
+        recs = self.records()
+        ends = {r["of"] for r in recs if r["phase"] == "end"}
+        self.assertEqual(ends, {r["seq"] for r in recs if r["phase"] == "begin"})
+        # Stopped after a pass's end records were written but before the
+        # head moved: records past the head that follow it are taken.
+        self.s.proc.stop_clean()
+        path = os.path.join(self.s.data, "audit.log")
+        with open(os.path.join(self.s.data, "audit.key"), "rb") as f:
+            akey = f.read()
+        with open(path) as f:
+            good = f.read()
+        last = json.loads(good.splitlines()[-1])
+        extra, prev = "", last["hash"]
+        for i in (1, 2):
+            b = ('{"time_ms":1,"phase":"end","of":%d,"status":200,"keyed":true,'
+                 '"seq":%d,"prev":"%s"' % (last["seq"] - 1, last["seq"] + i, prev))
+            prev = hashlib.blake2b((b + "}").encode(), digest_size=32,
+                                   key=akey).hexdigest()
+            extra += b + ',"hash":"%s"}\n' % prev
+        with open(path, "w") as f:
+            f.write(good + extra)
+        self.s.start()
+        self.s.proc.stop_clean()
+        r = self.s.audit("--verify")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("%d records" % (last["seq"] + 2), r.stdout)
+        self.assertIn("ends at the head", r.stdout)
+        self.s.start()
+
+    def metrics(self):
+        st, text = self.s.call("GET", "/metrics", key=self.s.admin)
+        self.assertEqual(st, 200)
+        text = text.decode() if isinstance(text, bytes) else text
+        return {k: float(v) for k, v in (l.split(" ") for l in text.splitlines()
+                                          if l.startswith("rhizos_audit_"))}
+
     def test_cut_audit_key_refused_log_untouched(self):
         # A key cut short (a crash inside its first write, or a bad copy)
         # refuses the start before the log is read, and cuts nothing.
