@@ -6,7 +6,8 @@
  * system is the real fault, without LD_PRELOAD.
  *
  * Each failed commit must give the caller a clear error (RZ_EIO naming
- * the system's error and asking whether the disk is full), leave the store as its last commit left it
+ * the system's error and asking whether the disk is full), leave the store
+ * as its last commit left it
  * (LMDB's two meta pages byte for byte the same), make the handle refuse
  * further writes, and, once space is freed, reopen with every acknowledged
  * operation there and every invariant holding.
@@ -125,22 +126,11 @@ static rz_ledger_id op_id(uint64_t i)
 }
 
 /* Batches of test credits, a checkpoint after every fourth, until a
- * checkpoint fails for want of space. */
-static void test_ledger_checkpoint_on_a_full_disk(void **state)
+ * checkpoint fails for want of space: the credits acknowledged, and the
+ * meta pages of the last good checkpoint in meta. */
+static uint64_t fill_ledger(rz_ledger *l, const char *store, unsigned char *meta,
+                            size_t meta_len)
 {
-    fx *f = *state;
-    char store[128];
-    snprintf(store, sizeof store, "%s/ledger", f->data);
-    size_t meta_len = 2 * (size_t)sysconf(_SC_PAGESIZE);
-    unsigned char *meta = malloc(meta_len), *after = malloc(meta_len);
-    assert_non_null(meta);
-    assert_non_null(after);
-    rz_ledger_opts o = ledger_opts();
-    rz_ledger *l;
-    assert_int_equal(rz_ledger_open(&l, f->data, &o), RZ_OK);
-    assert_int_equal(rz_ledger_create_account(l, CLIENT, RZ_LEDGER_CLIENT), RZ_OK);
-    assert_int_equal(rz_ledger_checkpoint(l), RZ_OK);
-    meta_read(store, meta, meta_len);
     uint64_t acked = 0, checkpoints = 0;
     int rc = RZ_OK;
     for (uint64_t b = 0; rc == RZ_OK && b < 100000; b++) {
@@ -166,6 +156,28 @@ static void test_ledger_checkpoint_on_a_full_disk(void **state)
     }
     assert_full_error(rc);
     assert_true(checkpoints > 2);   /* it filled up over several commits */
+    print_message("ledger: %llu credits acknowledged over %llu checkpoints "
+                  "before the disk filled\n", (unsigned long long)acked,
+                  (unsigned long long)checkpoints);
+    return acked;
+}
+
+static void test_ledger_checkpoint_on_a_full_disk(void **state)
+{
+    fx *f = *state;
+    char store[128];
+    snprintf(store, sizeof store, "%s/ledger", f->data);
+    size_t meta_len = 2 * (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char *meta = malloc(meta_len), *after = malloc(meta_len);
+    assert_non_null(meta);
+    assert_non_null(after);
+    rz_ledger_opts o = ledger_opts();
+    rz_ledger *l;
+    assert_int_equal(rz_ledger_open(&l, f->data, &o), RZ_OK);
+    assert_int_equal(rz_ledger_create_account(l, CLIENT, RZ_LEDGER_CLIENT), RZ_OK);
+    assert_int_equal(rz_ledger_checkpoint(l), RZ_OK);
+    meta_read(store, meta, meta_len);
+    uint64_t acked = fill_ledger(l, store, meta, meta_len);
     /* As the last good checkpoint left it; and no write goes on. */
     meta_read(store, after, meta_len);
     assert_memory_equal(meta, after, meta_len);
@@ -180,7 +192,7 @@ static void test_ledger_checkpoint_on_a_full_disk(void **state)
     meta_read(store, after, meta_len);
     assert_memory_equal(meta, after, meta_len);
     /* Still full: the open's replay cannot commit either, and says so. */
-    rc = rz_ledger_open(&l, f->data, &o);
+    int rc = rz_ledger_open(&l, f->data, &o);
     if (rc == RZ_OK)
         rz_ledger_close(l);
     else
@@ -199,9 +211,6 @@ static void test_ledger_checkpoint_on_a_full_disk(void **state)
     assert_int_equal(rz_ledger_verify(l), RZ_OK);
     assert_int_equal(rz_ledger_checkpoint(l), RZ_OK);
     rz_ledger_close(l);
-    print_message("ledger: %llu credits acknowledged over %llu checkpoints "
-                  "before the disk filled; all there after reopening\n",
-                  (unsigned long long)acked, (unsigned long long)checkpoints);
     free(meta);
     free(after);
 }
