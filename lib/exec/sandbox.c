@@ -14,6 +14,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -100,10 +101,13 @@ static struct {
     char *passwd, *group;
     unsigned char *bpf;       /* the seccomp program; NULL: none */
     size_t bpf_len;
+    uint32_t uid_first, uid_count; /* helper: the steps' host uids */
     int cg_version;           /* 0 none, 1, 2 */
     char *cg_base[RZ__SBX_CG_MAX];  /* v1: per controller; v2: [0] */
     char status[512];
 } sb;
+
+#define MAX_CELLS 256   /* cells (and step uids) at most */
 
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 static atomic_uint cg_seq;
@@ -172,6 +176,66 @@ static void find_etc(void)
     }
     if (d)
         closedir(d);
+}
+
+/* The host uids (and gids, the same numbers) of helper-run steps: one per
+ * cell, from RHIZOS_SANDBOX_UIDS=FIRST:COUNT or the default range. A uid
+ * shared with a host user (65534 is the host's nobody too) would let that
+ * user's processes read a step's /proc/PID/environ, where its secrets are;
+ * so a range that /etc/passwd or /etc/group uses anywhere is refused, and
+ * steps then run through bwrap. 0 or -1 with the reason in status. */
+static int uid_range(void)
+{
+    unsigned long long first = RZ__SBX_UID_FIRST, count = RZ__SBX_UID_COUNT;
+    const char *env = getenv("RHIZOS_SANDBOX_UIDS");
+    if (env && *env) {
+        char *end = NULL;
+        errno = 0;
+        first = strtoull(env, &end, 10);
+        if (errno || end == env || *end != ':' ||
+            (count = strtoull(end + 1, &end, 10), errno || *end)) {
+            status_add("RHIZOS_SANDBOX_UIDS=%s is not FIRST:COUNT; the "
+                       "sandbox helper is not used", env);
+            return -1;
+        }
+    }
+    char range[64];
+    snprintf(range, sizeof range, "%llu-%llu", first, first + count - 1);
+    if (count == 0 || first == 0 || first + count > 0xffffffffull ||
+        (first <= 65535 && first + count > 65534)) {
+        status_add("the step uid range %s is empty, holds root or nobody, "
+                   "or is too large; the sandbox helper is not used", range);
+        return -1;
+    }
+    sb.uid_first = (uint32_t)first;
+    sb.uid_count = (uint32_t)(count < MAX_CELLS ? count : MAX_CELLS);
+    FILE *f = fopen("/etc/passwd", "re");
+    struct passwd *pw;
+    char who[160] = "";
+    while (f && !who[0] && (pw = fgetpwent(f)) != NULL)
+        if ((pw->pw_uid >= first && pw->pw_uid < first + count) ||
+            (pw->pw_gid >= first && pw->pw_gid < first + count))
+            snprintf(who, sizeof who, "user %.64s (%u) in /etc/passwd",
+                     pw->pw_name, (unsigned)pw->pw_uid);
+    if (f)
+        fclose(f);
+    f = fopen("/etc/group", "re");
+    struct group *gr;
+    while (f && !who[0] && (gr = fgetgrent(f)) != NULL)
+        if (gr->gr_gid >= first && gr->gr_gid < first + count)
+            snprintf(who, sizeof who, "group %.64s (%u) in /etc/group",
+                     gr->gr_name, (unsigned)gr->gr_gid);
+    if (f)
+        fclose(f);
+    if (who[0]) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "the step uid range %s is used by %s; "
+                 "set RHIZOS_SANDBOX_UIDS=FIRST:COUNT to a free range "
+                 "(the sandbox helper is not used)", range, who);
+        status_add("%s", msg);
+        return -1;
+    }
+    return 0;
 }
 
 /* Names for the ids a step can meet; nothing of the host's users. */
@@ -719,14 +783,13 @@ static int cgroup_create(rz__sbx *s, const rz__sbx_opts *o)
  * The limits are written per step; the OOM and pids counters are read
  * before and after; leftovers are killed at the end as before. */
 
-#define MAX_CELLS 256
-
 typedef struct cell {
     char *cg[RZ__SBX_CG_MAX];
     int kind[RZ__SBX_CG_MAX];
     size_t n_cg;
     int zsock;
     pid_t zpid;
+    uint32_t uid;   /* its steps' host uid and gid, its own */
     bool busy;
     /* The limits its cgroups hold (only the runner writes them): a step
      * with the same limits as the last rewrites none (5 writes, and a
@@ -750,6 +813,7 @@ static void cell_free(cell *c)
             ;
     }
     for (size_t i = 0; i < c->n_cg; i++) {
+        kill_members(c->cg[i]);   /* nothing keeps the slot's uid */
         (void)cg_remove(c->cg[i]);
         free(c->cg[i]);
     }
@@ -766,7 +830,7 @@ static int cell_new(const rz__sbx_opts *o, cell **out)
     if (!c)
         return rz__error(RZ_ENOMEM, "out of memory");
     c->zsock = -1;
-    int rc = cgroup_create(&tmp, o);
+    int rc = sb.cg_version > 0 ? cgroup_create(&tmp, o) : RZ_OK;
     c->n_cg = tmp.n_cg;
     for (size_t i = 0; i < tmp.n_cg; i++) {
         c->cg[i] = tmp.cg[i];
@@ -802,36 +866,39 @@ static long long cg_counter(const char *dir, int kind, bool oom)
 /* A free cell (made when none is), its limits set for this step. */
 static int cell_take(rz__sbx *s, const rz__sbx_opts *o)
 {
+    const size_t max = sb.uid_count;   /* one uid per cell */
     pthread_mutex_lock(&cells_mu);
-    size_t i = 0, free_slot = MAX_CELLS;
-    for (; i < MAX_CELLS; i++) {
+    size_t i = 0, free_slot = max;
+    for (; i < max; i++) {
         if (cells[i] && !cells[i]->busy)
             break;
-        if (!cells[i] && free_slot == MAX_CELLS)
+        if (!cells[i] && free_slot == max)
             free_slot = i;
     }
-    if (i < MAX_CELLS)
+    if (i < max)
         cells[i]->busy = true;
-    else if (free_slot < MAX_CELLS)
-        cells[free_slot] = NULL;
     pthread_mutex_unlock(&cells_mu);
-    if (i == MAX_CELLS) {
-        if (free_slot == MAX_CELLS)
-            return rz__error(RZ_ESTATE, "too many sandboxed steps at once");
+    if (i == max) {
+        if (free_slot == max)
+            return rz__error(RZ_ESTATE, "too many sandboxed steps at once "
+                             "(%zu, one per step uid)", max);
         cell *c = NULL;
         int rc = cell_new(o, &c);
         if (rc != RZ_OK)
             return rc;
         c->busy = true;
         pthread_mutex_lock(&cells_mu);
-        for (i = 0; i < MAX_CELLS && cells[i]; i++)
+        for (i = 0; i < max && cells[i]; i++)
             ;
-        if (i < MAX_CELLS)
+        if (i < max) {
             cells[i] = c;
+            c->uid = sb.uid_first + (uint32_t)i;
+        }
         pthread_mutex_unlock(&cells_mu);
-        if (i == MAX_CELLS) {
+        if (i == max) {
             cell_free(c);
-            return rz__error(RZ_ESTATE, "too many sandboxed steps at once");
+            return rz__error(RZ_ESTATE, "too many sandboxed steps at once "
+                             "(%zu, one per step uid)", max);
         }
     }
     cell *c = cells[i];
@@ -1007,7 +1074,7 @@ static void probe(void)
     /* As root, the helper: cheaper, and the step is nobody on the host
      * too. RHIZOS_SANDBOX=bwrap keeps bwrap (for comparison). */
     const char *want = getenv("RHIZOS_SANDBOX");
-    if (root && !(want && strcmp(want, "bwrap") == 0)) {
+    if (root && !(want && strcmp(want, "bwrap") == 0) && uid_range() == 0) {
         sb.ok = try_helper();
         sb.helper = sb.ok;
         if (sb.ok)
@@ -1082,7 +1149,7 @@ int rz__sbx_prepare(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
         s->network = o->network;
         if (o->moddir && !(s->moddir = rz__strdup(o->moddir)))
             return rz__error(RZ_ENOMEM, "out of memory");
-        return sb.cg_version > 0 ? cell_take(s, o) : RZ_OK;
+        return cell_take(s, o);
     }
     base_args(s, a, o->network);
     int rc = scratch_args(s, a, o);
@@ -1131,6 +1198,8 @@ int rz__sbx_spawn(pid_t *pid, rz__sbx *s, rz__sbx_launch *l,
     l->scratch_mb = s->scratch_mb ? s->scratch_mb : RZ__SBX_DEFAULT_SCRATCH_MB;
     l->cg_procs = s->procs;
     l->n_cg = s->in_cell ? 0 : s->n_cg;
+    /* Outside a cell (the probe, before any): the first cell's uid. */
+    l->uid = s->in_cell ? cells[s->cell]->uid : sb.uid_first;
     char why[256] = "";
     /* A cell whose zygote died is dropped and another taken (each try
      * drops one, so this ends). */
@@ -1211,4 +1280,11 @@ void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r)
     s->n_cg = 0;
     free(s->moddir);
     s->moddir = NULL;
+}
+
+void rz__sbx_uid_range(uint32_t *first, uint32_t *count)
+{
+    pthread_once(&probe_once, probe_once_fn);
+    *first = sb.helper ? sb.uid_first : 0;
+    *count = sb.helper ? sb.uid_count : 0;
 }

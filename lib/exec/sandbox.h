@@ -9,8 +9,9 @@
  *     folders and /etc entries (no /etc/shadow, no /etc/ssl/private),
  *     synthesized passwd/group, nested user namespaces disabled;
  *   - as uid/gid RZ__SBX_UID with every capability dropped (bounding set
- *     included) when the host runs as root (through the helper: 65534 on
- *     the host too), else as the host's own user; bwrap itself runs as
+ *     included) when the host runs as root (through the helper: a uid of
+ *     its own per cell, from a range no host user has, on the host too),
+ *     else as the host's own user; bwrap itself runs as
  *     the caller, so it can reach scratch folders under private (0700)
  *     parents. Outside, bwrap's user namespace maps the step to the
  *     caller's uid: what keeps it from the host's files is that it sees
@@ -34,7 +35,11 @@
 #include "common/internal.h"
 #include "exec/sandbox_helper.h"
 
-#define RZ__SBX_UID 65534          /* nobody/nogroup */
+#define RZ__SBX_UID 65534          /* nobody/nogroup (bwrap: inside only) */
+/* Helper-run steps' host uids/gids: one per cell from this range (systemd
+ * leaves 1879048192-2147483647 unused), unless RHIZOS_SANDBOX_UIDS. */
+#define RZ__SBX_UID_FIRST 1900000000u
+#define RZ__SBX_UID_COUNT 256u
 #define RZ__SBX_DEFAULT_MEMORY_MB 2048u
 #define RZ__SBX_DEFAULT_PIDS 512u
 #define RZ__SBX_DEFAULT_SCRATCH_MB 256u
@@ -116,6 +121,9 @@ RZ_HIDDEN int rz__sbx_spawn(pid_t *pid, rz__sbx *s, rz__sbx_launch *l,
 RZ_HIDDEN void rz__sbx_started(rz__sbx *s);
 /* The pids of the cells' processes (helper mode), for tests. */
 RZ_HIDDEN size_t rz__sbx_cell_pids(pid_t *out, size_t max);
+/* Helper mode: the step uids' range [*first, *first + *count); 0 when the
+ * helper is not used (count 0). */
+RZ_HIDDEN void rz__sbx_uid_range(uint32_t *first, uint32_t *count);
 /* After the leader was reaped: what the cgroup saw, leftovers killed, the
  * cgroup removed. Safe to call more than once; NULL report fine. */
 RZ_HIDDEN void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r);

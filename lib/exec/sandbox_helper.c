@@ -12,8 +12,9 @@
  * bwrap's. Each step is two processes, as under bwrap: `init` (pid 1 of
  * the step's pid namespace, root, no exec) that reaps and exits with the
  * step's status (128+N for a signal), and the step itself, which runs as
- * the host's uid/gid 65534 (no user namespace: seen from the host too, it
- * is nobody), with no capability (bounding set included), no new
+ * the uid/gid the runner chose (no user namespace: the host sees the same
+ * id; one of a range no host user has, so no other process on the host
+ * shares it), with no capability (bounding set included), no new
  * privileges and the seccomp filter.
  *
  * Everything after fork() here runs in a single-threaded copy of the
@@ -54,7 +55,6 @@
 #define MAX_BINDS 24
 #define SHM_MB 64u
 #define CHOWN_DEPTH 32
-#define STEP_UID 65534
 
 #ifndef OPEN_TREE_CLONE
 #define OPEN_TREE_CLONE 1
@@ -76,7 +76,7 @@
  * (open_tree clones: a tree of another mount namespace cannot be cloned
  * from inside the helper's), cgroup.procs x n_cg. */
 typedef struct req_hdr {
-    uint32_t magic, network, scratch_mb, argc, envc, n_cg, n_binds;
+    uint32_t magic, network, scratch_mb, argc, envc, n_cg, n_binds, uid;
     struct rlimit fsize, nofile, as, cpu;
     uint32_t limit_as, limit_cpu;
     uint64_t strings_len;
@@ -275,6 +275,7 @@ static int write_request(const rz__sbx_launch *l, const binds *b)
     h.magic = REQ_MAGIC;
     h.network = (uint32_t)l->network;
     h.scratch_mb = l->scratch_mb;
+    h.uid = l->uid;
     h.n_cg = (uint32_t)l->n_cg;
     h.n_binds = (uint32_t)b->n;
     h.fsize = l->fsize;
@@ -606,7 +607,7 @@ static int build_root(const rz__sbx_tmpl *t)
     if (unshare(CLONE_NEWNS) != 0 ||
         mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
         mount("rz-root", root, "tmpfs", MS_NOSUID | MS_NODEV,
-              "mode=0755,size=4m") != 0)
+              "mode=0755,size=8m") != 0)
         return -1;
     for (size_t i = 0; i < sizeof sys_dirs / sizeof *sys_dirs; i++) {
         struct stat st;
@@ -629,13 +630,18 @@ static int build_root(const rz__sbx_tmpl *t)
     for (size_t i = 0; i < t->n_etc; i++)
         if (bind_ro(t->etc[i], root, t->etc[i], false) != 0)
             return -1;
-    static const char *const dirs[] = { "/proc", "/tmp", "/etc", "/.old" };
+    static const char *const dirs[] = { "/proc", "/tmp", "/etc", "/.old",
+                                        "/.rz-ids" };
     char p[PATH_MAX];
     for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
         snprintf(p, sizeof p, "%s%s", root, dirs[i]);
         if (make_path(p, false) != 0)
             return -1;
     }
+    /* Steps open the files in it through their binds, never list it. */
+    snprintf(p, sizeof p, "%s/.rz-ids", root);
+    if (chmod(p, 0711) != 0)
+        return -1;
     if (write_file_at(root, "/etc/passwd", t->passwd) != 0 ||
         write_file_at(root, "/etc/group", t->group) != 0 ||
         make_dev(root) != 0)
@@ -696,7 +702,8 @@ static int parse_step(step *s)
     memcpy(&s->h, s->buf, sizeof s->h);
     if (s->h.magic != REQ_MAGIC || s->h.strings_len != len - sizeof s->h ||
         s->h.argc == 0 || s->h.argc > (1u << 20) || s->h.envc > (1u << 20) ||
-        s->h.n_binds > MAX_BINDS || s->h.n_cg > 3 ||
+        s->h.n_binds > MAX_BINDS || s->h.n_cg > 3 || s->h.uid == 0 ||
+        s->h.uid == (uint32_t)-1 ||
         s->n_fds != FD_REST + (int)s->h.n_binds + (int)s->h.n_cg)
         return -1;
     char *at = s->buf + sizeof s->h, *end = s->buf + len;
@@ -724,7 +731,7 @@ static int parse_step(step *s)
 
 /* Hand the host's folder entries to the step's uid: it is not root on the
  * host any more, and the runner (root) made them. */
-static void chown_tree(int dirfd, int depth)
+static void chown_tree(int dirfd, int depth, uid_t uid)
 {
     /* A description of its own: a dup would share the caller's offset. */
     int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -742,14 +749,13 @@ static void chown_tree(int dirfd, int depth)
          * would still journal a new ctime. */
         struct stat st;
         if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-            st.st_uid != STEP_UID || st.st_gid != STEP_UID)
-            fchownat(dirfd, e->d_name, STEP_UID, STEP_UID,
-                     AT_SYMLINK_NOFOLLOW);
+            st.st_uid != uid || st.st_gid != uid)
+            fchownat(dirfd, e->d_name, uid, uid, AT_SYMLINK_NOFOLLOW);
         if (e->d_type == DT_DIR && depth < CHOWN_DEPTH) {
             int sub = openat(dirfd, e->d_name,
                              O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub >= 0) {
-                chown_tree(sub, depth + 1);
+                chown_tree(sub, depth + 1, uid);
                 close(sub);
             }
         }
@@ -768,12 +774,13 @@ static int attach(int tree, const char *dst, bool ro)
     return rc;
 }
 
-static int tmpfs_at(const char *dst, uint32_t mb, const char *mode, bool own)
+/* `own`: the root folder is that uid's and gid's; 0: root's. */
+static int tmpfs_at(const char *dst, uint32_t mb, const char *mode,
+                    uint32_t own)
 {
-    char opts[96];
-    snprintf(opts, sizeof opts, "mode=%s,size=%llu%s", mode,
-             (unsigned long long)mb << 20,
-             own ? ",uid=65534,gid=65534" : "");
+    char opts[128];
+    snprintf(opts, sizeof opts, "mode=%s,size=%llu,uid=%u,gid=%u", mode,
+             (unsigned long long)mb << 20, own, own);
     return mount("tmpfs", dst, "tmpfs", MS_NOSUID | MS_NODEV, opts);
 }
 
@@ -797,12 +804,55 @@ static int mount_point(const char *path, bool file, char tops[][NAME_MAX + 2],
             done |= strcmp(tops[i], top) == 0;
         if (!done) {
             if ((mkdir(top, 0755) != 0 && errno != EEXIST) ||
-                tmpfs_at(top, 1, "0755", false) != 0)
+                tmpfs_at(top, 1, "0755", 0) != 0)
                 return -1;
             snprintf(tops[(*n_tops)++], NAME_MAX + 2, "%s", top);
         }
     }
     return make_path(path, file);
+}
+
+/* `file` (passwd or group) naming the step's uid, made once per uid in
+ * the root's /.rz-ids (the root is shared and still writable here; a
+ * rename makes it whole at once), then bound over /etc/`file`, read-only. */
+static int bind_id_file(const char *file, const char *base, uint32_t uid)
+{
+    char path[64], tmp[80], line[128];
+    snprintf(path, sizeof path, "/.rz-ids/%s-%u", file, uid);
+    if (access(path, F_OK) != 0) {
+        if (file[0] == 'p')
+            snprintf(line, sizeof line, "rhizos:x:%u:%u:rhizos step:"
+                     "/nonexistent:/usr/sbin/nologin\n", uid, uid);
+        else
+            snprintf(line, sizeof line, "rhizos:x:%u:\n", uid);
+        snprintf(tmp, sizeof tmp, "/.rz-ids/.%s-%u.%ld", file, uid,
+                 (long)syscall(SYS_gettid));
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return -1;
+        size_t nb = strlen(base), nl = strlen(line);
+        bool ok = write(fd, base, nb) == (ssize_t)nb &&
+                  write(fd, line, nl) == (ssize_t)nl;
+        close(fd);
+        if (!ok || rename(tmp, path) != 0) {
+            unlink(tmp);
+            return -1;
+        }
+    }
+    char dst[32];
+    snprintf(dst, sizeof dst, "/etc/%s", file);
+    if (mount(path, dst, NULL, MS_BIND, NULL) != 0 ||
+        mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID |
+              MS_NODEV, NULL) != 0)
+        return -1;
+    return 0;
+}
+
+static int bind_ids(const step *s, const rz__sbx_tmpl *t)
+{
+    return bind_id_file("passwd", t->passwd, s->h.uid) == 0 &&
+                   bind_id_file("group", t->group, s->h.uid) == 0
+               ? 0 : -1;
 }
 
 /* Loopback up, as bwrap does: servers on 127.0.0.1 inside a step work. */
@@ -821,21 +871,22 @@ static void loopback_up(void)
 }
 
 /* The step's own mounts, in its copy of the root. */
-static int step_mounts(const step *s)
+static int step_mounts(const step *s, const rz__sbx_tmpl *t)
 {
     char tops[4][NAME_MAX + 2];
     int n_tops = 0;
     uint32_t mb = s->h.scratch_mb;
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
               NULL) != 0 ||
-        tmpfs_at("/tmp", mb, "1777", false) != 0 ||
-        tmpfs_at("/dev/shm", SHM_MB, "1777", false) != 0 ||
+        tmpfs_at("/tmp", mb, "1777", 0) != 0 ||
+        tmpfs_at("/dev/shm", SHM_MB, "1777", 0) != 0 ||
         mount_point(s->scratch, false, tops, &n_tops) != 0 ||
-        tmpfs_at(s->scratch, mb, "0755", true) != 0)
+        tmpfs_at(s->scratch, mb, "0755", s->h.uid) != 0 ||
+        bind_ids(s, t) != 0)
         return -1;
     /* The host's entries, each at its own path, in the order the runner
      * gave them (the scratch's before what is nested in them). */
-    chown_tree(fd_at(s, FD_SCRATCH), 0);
+    chown_tree(fd_at(s, FD_SCRATCH), 0, s->h.uid);
     int rc = 0;
     for (uint32_t i = 0; rc == 0 && i < s->h.n_binds; i++) {
         const char *b = s->bind[i], *dst = b + 2;
@@ -901,9 +952,9 @@ static _Noreturn void step_exec(const step *s, const rz__sbx_tmpl *t)
     for (int cap = 0; cap <= 63; cap++)
         if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
             fail_to(ep);
-    gid_t g = STEP_UID;
+    gid_t g = s->h.uid;
     if (setgroups(0, &g) != 0 || setresgid(g, g, g) != 0 ||
-        setresuid(STEP_UID, STEP_UID, STEP_UID) != 0)
+        setresuid(s->h.uid, s->h.uid, s->h.uid) != 0)
         fail_to(ep);
     if (t->bpf) {
         struct sock_fprog prog = {
@@ -1115,7 +1166,7 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
         if (write(fd, "0", 1) != 1)
             fail_to(ep);
     }
-    if (step_mounts(s) != 0)
+    if (step_mounts(s, t) != 0)
         fail_to(ep);
     sigset_t chld, old;
     sigemptyset(&chld);

@@ -7,8 +7,9 @@
  * A step started here is the runner's own child (its init process, pid 1
  * of the step's pid namespace, exiting with the step's status, 128+N for
  * signal N, as bwrap does), in its own session, so the runner waits for it
- * and kills its group as before. The step runs as the host's uid/gid 65534
- * with no capability, no new privileges and the seccomp filter.
+ * and kills its group as before. The step runs as the host uid/gid the
+ * runner gives it (one of a range no host user has, one per cell) with no
+ * capability, no new privileges and the seccomp filter.
  *
  * If the helper dies, the next spawn restarts it once; if that fails the
  * spawn fails with the reason. A step never runs unsandboxed for it.
@@ -39,6 +40,7 @@ typedef struct rz__sbx_launch {
     char *const *argv, *const *envp;
     int network;
     uint32_t scratch_mb;
+    uint32_t uid;              /* the step's host uid and gid; never 0 */
     struct rlimit fsize, nofile, as, cpu;
     bool limit_as, limit_cpu;
     const int *cg_procs;       /* cgroup.procs the step joins */
