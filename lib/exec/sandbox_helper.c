@@ -597,6 +597,37 @@ static int make_dev(const char *root)
     return 0;
 }
 
+/* An /etc at `dir` in the new root: the allow-list bound read-only,
+ * passwd and group; with `net` the resolver's files too, as under bwrap
+ * (a step without network has no use for them and does not see them). */
+static int build_etc(const rz__sbx_tmpl *t, const char *root,
+                     const char *dir, bool net)
+{
+    static const char *const net_files[] = { "/etc/resolv.conf",
+                                             "/etc/hosts" };
+    char at[PATH_MAX], p[PATH_MAX];
+    size_t n = strlen("/etc");
+    for (size_t i = 0; i < t->n_etc; i++) {
+        snprintf(at, sizeof at, "%s%s", dir, t->etc[i] + n);
+        if (bind_ro(t->etc[i], root, at, false) != 0)
+            return -1;
+    }
+    for (size_t i = 0; net && i < sizeof net_files / sizeof *net_files;
+         i++) {
+        snprintf(at, sizeof at, "%s%s", dir, net_files[i] + n);
+        if (bind_ro(net_files[i], root, at, false) != 0)
+            return -1;
+    }
+    snprintf(p, sizeof p, "%s%s", root, dir);
+    if (make_path(p, false) != 0)
+        return -1;
+    snprintf(p, sizeof p, "%s/passwd", dir);
+    snprintf(at, sizeof at, "%s/group", dir);
+    return write_file_at(root, p, t->passwd) == 0 &&
+                   write_file_at(root, at, t->group) == 0
+               ? 0 : -1;
+}
+
 /* The root every step copies: a tmpfs with the system folders and /etc's
  * allow-list bound read-only, passwd/group, /dev; then pivot_root into it
  * so that no host mount is left in this namespace (a step's copy costs
@@ -627,29 +658,23 @@ static int build_root(const rz__sbx_tmpl *t)
             return -1;
         }
     }
-    for (size_t i = 0; i < t->n_etc; i++)
-        if (bind_ro(t->etc[i], root, t->etc[i], false) != 0)
-            return -1;
     static const char *const dirs[] = { "/proc", "/tmp", "/etc", "/.old",
-                                        "/.rz-ids" };
+                                        "/.rz-ids", "/.rz-net" };
     char p[PATH_MAX];
     for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
         snprintf(p, sizeof p, "%s%s", root, dirs[i]);
         if (make_path(p, false) != 0)
             return -1;
     }
-    /* Steps open the files in it through their binds, never list it. */
+    /* Steps open the files in these through their binds, never list
+     * them; /.rz-net is the init's only (it binds its etc over /etc). */
     snprintf(p, sizeof p, "%s/.rz-ids", root);
     if (chmod(p, 0711) != 0)
         return -1;
-    if (write_file_at(root, "/etc/passwd", t->passwd) != 0 ||
-        write_file_at(root, "/etc/group", t->group) != 0 ||
-        make_dev(root) != 0)
+    snprintf(p, sizeof p, "%s/.rz-net", root);
+    if (chmod(p, 0700) != 0 || build_etc(t, root, "/etc", false) != 0 ||
+        build_etc(t, root, "/.rz-net/etc", true) != 0 || make_dev(root) != 0)
         return -1;
-    /* Network steps get the resolver's files too; they are bound in every
-     * root, and only a step with network has a use for them. */
-    (void)bind_ro("/etc/resolv.conf", root, "/etc/resolv.conf", false);
-    (void)bind_ro("/etc/hosts", root, "/etc/hosts", false);
     snprintf(p, sizeof p, "%s/.old", root);
     if (chdir(root) != 0 || syscall(SYS_pivot_root, ".", ".old") != 0 ||
         chdir("/") != 0 || umount2("/.old", MNT_DETACH) != 0 ||
@@ -878,6 +903,10 @@ static int step_mounts(const step *s, const rz__sbx_tmpl *t)
     uint32_t mb = s->h.scratch_mb;
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
               NULL) != 0 ||
+        (s->h.network &&
+         (mount("/.rz-net/etc", "/etc", NULL, MS_BIND | MS_REC, NULL) != 0 ||
+          mount(NULL, "/etc", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY |
+                MS_NOSUID | MS_NODEV, NULL) != 0)) ||
         tmpfs_at("/tmp", mb, "1777", 0) != 0 ||
         tmpfs_at("/dev/shm", SHM_MB, "1777", 0) != 0 ||
         mount_point(s->scratch, false, tops, &n_tops) != 0 ||

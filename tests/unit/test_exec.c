@@ -1900,6 +1900,37 @@ static void test_sandbox_helper_restarts(void **state)
     assert_true(now > 0 && now != helper);
 }
 
+/* The resolver's files are a network step's only (as under bwrap): a step
+ * without network sees neither, one with network sees the host's. */
+static void test_hostile_resolver_only_with_network(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || access("/etc/resolv.conf", R_OK) != 0 ||
+        access("/etc/hosts", R_OK) != 0)
+        skip();
+    const char *script =
+        "for f in /etc/resolv.conf /etc/hosts; do"
+        " if [ -e $f ]; then echo \"seen $f\" >&2; fi; done; echo '{}'";
+    for (int net = 0; net <= 1; net++) {
+        rz_proc_opts o = RZ_PROC_OPTS_INIT;
+        o.sandbox = 1;
+        o.network = net;
+        rz_proc *p = run_sh(&o, script);
+        assert_int_equal(rz_proc_exit_code(p), 0);
+        size_t len;
+        const char *log = rz_proc_log(p, &len);
+        char *s = rz__strndup(log, len);
+        assert_non_null(s);
+        if (net && (!strstr(s, "seen /etc/resolv.conf") ||
+                    !strstr(s, "seen /etc/hosts")))
+            fail_msg("network step: %s", s);
+        if (!net && len)
+            fail_msg("step without network: %s", s);
+        free(s);
+        rz_proc_free(p);
+    }
+}
+
 /* A nested user namespace and ptrace are refused; the step says so. */
 static void test_hostile_userns_and_ptrace(void **state)
 {
@@ -2631,6 +2662,7 @@ int main(void)
         T(test_hostile_etc_and_identity),
         T(test_hostile_host_uid),
         T(test_sandbox_helper_restarts),
+        T(test_hostile_resolver_only_with_network),
         T(test_hostile_userns_and_ptrace),
         T(test_hostile_fork_bomb),
         T(test_hostile_scratch_quota),
