@@ -532,6 +532,41 @@ static int make_path(const char *path, bool file)
     return mkdir(p, 0755) == 0 || errno == EEXIST ? 0 : -1;
 }
 
+/* Every mount at or below `t` (a bind's submounts included) read-only,
+ * nosuid, nodev, as bwrap's --ro-bind makes them: a remount of the top
+ * alone would leave a mount under /usr writable. mount_setattr
+ * (Linux 5.12) does the tree at once; else each mount is remounted. */
+static int ro_tree(const char *t)
+{
+#if defined(SYS_mount_setattr) && defined(MOUNT_ATTR_RDONLY)
+    struct mount_attr a;
+    memset(&a, 0, sizeof a);
+    a.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if (syscall(SYS_mount_setattr, AT_FDCWD, t, AT_RECURSIVE, &a,
+                sizeof a) == 0)
+        return 0;
+    if (errno != ENOSYS)
+        return -1;
+#endif
+    const unsigned long ro = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID |
+                             MS_NODEV;
+    if (mount(NULL, t, NULL, ro, NULL) != 0)
+        return -1;
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return -1;
+    char line[4096], at[PATH_MAX];
+    int rc = 0;
+    /* Mount points as mountinfo's fifth field (octal escapes kept: such
+     * a path fails its remount, and so the whole bind). */
+    while (rc == 0 && fgets(line, sizeof line, f))
+        if (sscanf(line, "%*s %*s %*s %*s %4095s", at) == 1 &&
+            rz__sbx_path_under(at, t) && strcmp(at, t) != 0)
+            rc = mount(NULL, at, NULL, ro, NULL);
+    fclose(f);
+    return rc;
+}
+
 /* A read-only bind of the host's `src` at `dst` in the new root `root`. */
 static int bind_ro(const char *src, const char *root, const char *dst,
                    bool must)
@@ -542,9 +577,7 @@ static int bind_ro(const char *src, const char *root, const char *dst,
     char t[PATH_MAX];
     snprintf(t, sizeof t, "%s%s", root, dst);
     if (make_path(t, !S_ISDIR(st.st_mode)) != 0 ||
-        mount(src, t, NULL, MS_BIND | MS_REC, NULL) != 0 ||
-        mount(NULL, t, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID |
-              MS_NODEV, NULL) != 0)
+        mount(src, t, NULL, MS_BIND | MS_REC, NULL) != 0 || ro_tree(t) != 0)
         return -1;
     return 0;
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1931,6 +1932,60 @@ static void test_hostile_resolver_only_with_network(void **state)
     }
 }
 
+/* Make the helper and its cells start again (the root is rebuilt). */
+static void helper_restart(void)
+{
+    pid_t cells[256], helper = rz__sbx_helper_pid();
+    size_t n = rz__sbx_cell_pids(cells, 256);
+    if (helper > 0)
+        kill(helper, SIGKILL);
+    for (size_t i = 0; i < n; i++)
+        kill(cells[i], SIGKILL);
+    sleep_ms(50);
+}
+
+/* A mount under a read-only system folder is read-only in the step too
+ * (the binds are recursive, and so is their read-only flag): here a
+ * world-writable tmpfs mounted under /usr/lib. */
+static void test_hostile_submount_read_only(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || geteuid() != 0 ||
+        rz__sbx_helper_pid() <= 0)
+        skip();
+    char dir[64];
+    snprintf(dir, sizeof dir, "/usr/lib/rz-test-submount-%ld", (long)getpid());
+    if (mkdir(dir, 0755) != 0)
+        skip();   /* a read-only /usr here */
+    if (mount("rz-test", dir, "tmpfs", 0, "mode=1777,size=1m") != 0) {
+        rmdir(dir);
+        skip();
+    }
+    helper_restart();
+    char script[320];
+    snprintf(script, sizeof script,
+             "grep -q ' %s ' /proc/self/mountinfo || echo 'no submount' >&2;"
+             " touch %s/x 2>/dev/null && echo wrote >&2; echo {}",
+             dir, dir);
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    rz_proc *p = run_sh(&o, script);
+    size_t len;
+    const char *log = rz_proc_log(p, &len);
+    char *s = rz__strndup(log, len);
+    int code = rz_proc_exit_code(p);
+    rz_proc_free(p);
+    char x[100];
+    snprintf(x, sizeof x, "%s/x", dir);
+    bool wrote = access(x, F_OK) == 0;
+    umount2(dir, MNT_DETACH);
+    rmdir(dir);
+    helper_restart();   /* the next tests' root without it */
+    if (code != 0 || wrote || len)
+        fail_msg("exit %d, wrote on the host: %d; %s", code, wrote, s);
+    free(s);
+}
+
 /* A nested user namespace and ptrace are refused; the step says so. */
 static void test_hostile_userns_and_ptrace(void **state)
 {
@@ -2663,6 +2718,7 @@ int main(void)
         T(test_hostile_host_uid),
         T(test_sandbox_helper_restarts),
         T(test_hostile_resolver_only_with_network),
+        T(test_hostile_submount_read_only),
         T(test_hostile_userns_and_ptrace),
         T(test_hostile_fork_bomb),
         T(test_hostile_scratch_quota),
