@@ -863,6 +863,32 @@ static long long cg_counter(const char *dir, int kind, bool oom)
     return -1;
 }
 
+/* Kill every process in the cell's cgroups and reap those that are ours
+ * (a step's init is the runner's child): a step that started while its
+ * starter died unanswered. */
+static void cell_kill_strays(cell *c)
+{
+    for (size_t k = 0; k < c->n_cg; k++) {
+        char p[PATH_MAX];
+        pid_t pids[64];
+        size_t n = 0;
+        long pid;
+        snprintf(p, sizeof p, "%s/cgroup.procs", c->cg[k]);
+        FILE *f = fopen(p, "re");
+        while (f && n < RZ_ARRAY_LEN(pids) && fscanf(f, "%ld", &pid) == 1)
+            if (pid > 0 && pid != c->zpid)
+                pids[n++] = (pid_t)pid;
+        if (f)
+            fclose(f);
+        for (size_t i = 0; i < n; i++)
+            kill(pids[i], SIGKILL);
+        kill_members(c->cg[k]);
+        for (size_t i = 0; i < n; i++)
+            while (waitpid(pids[i], NULL, __WALL) < 0 && errno == EINTR)
+                ;
+    }
+}
+
 /* A free cell (made when none is), its limits set for this step. */
 static int cell_take(rz__sbx *s, const rz__sbx_opts *o)
 {
@@ -1209,6 +1235,12 @@ int rz__sbx_spawn(pid_t *pid, rz__sbx *s, rz__sbx_launch *l,
                                      sizeof why);
         if (e == 0)
             return RZ_OK;
+        if (e == -ECONNABORTED && s->in_cell) {
+            /* The step may run: what the cell holds is killed (and our
+             * children among it reaped) before the cell goes. */
+            cell_kill_strays(cells[s->cell]);
+            cell_release(s, true);
+        }
         if (e != -EPIPE || !s->in_cell || tries > MAX_CELLS)
             break;
         cell_release(s, true);

@@ -321,7 +321,10 @@ static int write_request(const rz__sbx_launch *l, const binds *b)
 }
 
 /* One request and its answer on `to`; *got (if not NULL) a descriptor
- * that came with the answer, or -1. 1: the other side is gone. */
+ * that came with the answer, or -1. SENT_NOT: the other side was gone
+ * before the request reached it (nothing was done); SENT_LOST: it took
+ * the request and went before answering (it may have been done). */
+enum { SENT_NOT = 1, SENT_LOST = 2 };
 static int exchange(int to, char kind, const int *fds, size_t n_fds,
                     pid_t *pid, int *got)
 {
@@ -344,7 +347,7 @@ static int exchange(int to, char kind, const int *fds, size_t n_fds,
     while ((n = sendmsg(to, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
         ;
     if (n != 1)
-        return 1;
+        return SENT_NOT;
     int32_t answer = 0;
     struct iovec aiov = { &answer, sizeof answer };
     memset(&u, 0, sizeof u);
@@ -363,7 +366,7 @@ static int exchange(int to, char kind, const int *fds, size_t n_fds,
     else if (fd >= 0)
         close(fd);
     if (n != (ssize_t)sizeof answer)
-        return 1;
+        return SENT_LOST;
     *pid = answer;
     return 0;
 }
@@ -397,18 +400,25 @@ int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg, int *zsock,
 }
 
 /* Send a step's request to its cell (cell >= 0) or to the helper itself,
- * which is restarted once if it died; a step never runs without one. */
+ * which is restarted once if it died; a step never runs without one. A
+ * request is sent again only when it never reached a process: one that
+ * took it and died before its answer may have started the step (the
+ * clone done), and a step must not start twice, so that step fails
+ * (-ECONNABORTED; its cell is the caller's to empty). */
 static int send_step(int cell, const int *fds, size_t n, pid_t *pid,
                      char *why, size_t why_len)
 {
+    static const char lost[] = "died while starting the step, which may "
+                               "have started; not started again";
     if (cell >= 0) {
-        /* The cell is this step's alone: no lock. Its zygote gone, the
-         * caller takes another cell. */
-        if (exchange(cell, 'r', fds, n, pid, NULL) == 0)
+        /* The cell is this step's alone: no lock. Its zygote gone before
+         * the request, the caller takes another cell. */
+        int r = exchange(cell, 'r', fds, n, pid, NULL);
+        if (r == 0)
             return 0;
-        snprintf(why, why_len, "the sandbox's process for this cgroup died; "
-                 "step not run");
-        return -EPIPE;
+        snprintf(why, why_len, "the sandbox's process for this cgroup %s",
+                 r == SENT_LOST ? lost : "died; step not run");
+        return r == SENT_LOST ? -ECONNABORTED : -EPIPE;
     }
     int rc = 0;
     pthread_mutex_lock(&mu);
@@ -418,10 +428,14 @@ static int send_step(int cell, const int *fds, size_t n, pid_t *pid,
                      "(re)started: %s; step not run", strerror(-rc));
             break;
         }
-        if (exchange(sock, 'r', fds, n, pid, NULL) == 0)
+        int r = exchange(sock, 'r', fds, n, pid, NULL);
+        if (r == 0)
             break;
         helper_stop();
-        if (tries == 1) {
+        if (r == SENT_LOST) {
+            rc = -ECONNABORTED;
+            snprintf(why, why_len, "the sandbox helper %s", lost);
+        } else if (tries == 1) {
             rc = -EPIPE;
             snprintf(why, why_len, "the sandbox helper died twice; step not "
                      "run");
@@ -1360,6 +1374,19 @@ static int reply(int s, int32_t answer, int fd)
     return sendmsg(s, &m, MSG_NOSIGNAL) == (ssize_t)sizeof answer ? 0 : -1;
 }
 
+/* RHIZOS_TEST_SBX_DIE_AFTER_CLONE=PATH (tests only): the process that
+ * started a step exits before answering, once: while the file at PATH
+ * (opened before the root is built: the path is the host's) starts with
+ * '1', which the firing process turns to '0'. */
+static int die_after_clone = -1;
+
+static bool hook_fires(void)
+{
+    char c = 0;
+    return die_after_clone >= 0 && pread(die_after_clone, &c, 1, 0) == 1 &&
+           c == '1' && pwrite(die_after_clone, "0", 1, 0) == 1;
+}
+
 static _Noreturn void serve(int s, int life, bool is_helper)
 {
     const long ns = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
@@ -1386,6 +1413,8 @@ static _Noreturn void serve(int s, int life, bool is_helper)
                 step_init(&st, &tmpl, life, net);
             }
             answer = pid > 0 ? (int32_t)pid : -errno;
+            if (pid > 0 && hook_fires())
+                _exit(1);   /* the test hook: gone before the answer */
             if (pid > 0 && !is_helper)
                 mnt_hold((pid_t)pid);
             if (net >= 0)
@@ -1425,6 +1454,9 @@ static _Noreturn void helper_main(int s, int life)
     signal(SIGCHLD, SIG_DFL);
     prctl(PR_SET_NAME, "rz-sandbox", 0, 0, 0);
     host_net = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    const char *hook = getenv("RHIZOS_TEST_SBX_DIE_AFTER_CLONE");
+    if (hook && *hook)
+        die_after_clone = open(hook, O_RDWR | O_CLOEXEC);
     int status = build_root(&tmpl) == 0 ? 0 : (errno ? errno : EIO);
     if (send(s, &status, sizeof status, MSG_NOSIGNAL) != sizeof status ||
         status != 0)

@@ -1986,6 +1986,61 @@ static void test_hostile_submount_read_only(void **state)
     free(s);
 }
 
+/* The process that starts a step dies after its clone, before it
+ * answers (RHIZOS_TEST_SBX_DIE_AFTER_CLONE): the step may have started,
+ * so it is not sent again; the spawn fails saying so, and nothing of it
+ * is left running. Each start appends a line to the outputs file. */
+static void test_sandbox_start_at_most_once(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0)
+        skip();
+    char flag[300], scratch[300], out[400];
+    snprintf(flag, sizeof flag, "%s/die-flag", tmp_root);
+    write_file(flag, "1", 0600);
+    setenv("RHIZOS_TEST_SBX_DIE_AFTER_CLONE", flag, 1);
+    helper_restart();
+    snprintf(scratch, sizeof scratch, "%s/once", tmp_root);
+    assert_int_equal(mkdir(scratch, 0700), 0);
+    snprintf(out, sizeof out, "%s/out.json", scratch);
+    write_file(out, "", 0600);
+    const char *argv[] = { "sh", "-c",
+                           "echo started >> out.json; sleep 0.3; echo '{}'",
+                           NULL };
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.argv = argv;
+    o.sandbox = 1;
+    rz_proc *p = NULL;
+    int rc = rz__proc_spawn_in(&p, &o, scratch, out, NULL);
+    char *why = rc != RZ_OK ? rz__strdup(rz_error_last()->message) : NULL;
+    if (p) {
+        finish(p);
+        rz_proc_free(p);
+    }
+    sleep_ms(500);
+    unsetenv("RHIZOS_TEST_SBX_DIE_AFTER_CLONE");
+    helper_restart();
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    int starts = 0;
+    char line[64];
+    while (fgets(line, sizeof line, f))
+        starts += strcmp(line, "started\n") == 0;
+    fclose(f);
+    f = fopen(flag, "r");
+    assert_non_null(f);
+    assert_int_equal(fgetc(f), '0');   /* the hook fired */
+    fclose(f);
+    if (rc == RZ_OK || !why || !strstr(why, "may have started; not started "
+                                                "again") || starts > 1)
+        fail_msg("spawn %d (%s), %d starts", rc, why ? why : "", starts);
+    free(why);
+    /* The next step runs as usual. */
+    p = run_sh(&o, "echo '{}'");
+    assert_int_equal(rz_proc_exit_code(p), 0);
+    rz_proc_free(p);
+}
+
 /* A nested user namespace and ptrace are refused; the step says so. */
 static void test_hostile_userns_and_ptrace(void **state)
 {
@@ -2719,6 +2774,7 @@ int main(void)
         T(test_sandbox_helper_restarts),
         T(test_hostile_resolver_only_with_network),
         T(test_hostile_submount_read_only),
+        T(test_sandbox_start_at_most_once),
         T(test_hostile_userns_and_ptrace),
         T(test_hostile_fork_bomb),
         T(test_hostile_scratch_quota),
