@@ -1228,6 +1228,53 @@ static void on_chld(int sig)
 /* pid 1 of the step's namespaces: mounts, then the step, then reaps until
  * it ends; gone with it (every other task of the namespace goes too) or
  * when the runner exits (its end of the life pipe closes). */
+/* The runner's argument strings, [arg_lo, arg_hi), as the helper found
+ * them in /proc/self/stat; 0 when it could not. */
+static unsigned long arg_lo, arg_hi;
+
+static void args_find(void)
+{
+    char buf[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    char *at = n > 0 ? (buf[n] = '\0', strrchr(buf, ')')) : NULL;
+    unsigned long v[2] = { 0, 0 };
+    /* Fields 48 and 49 (arg_start, arg_end); the 3rd follows ") ". */
+    for (int field = 3; at && *at && field <= 49; field++) {
+        char *end = NULL;
+        at += strspn(at, ") ");
+        unsigned long x = strtoul(at, &end, 10);
+        if (field >= 48)
+            v[field - 48] = x;
+        at = end && end != at ? end : at + strcspn(at, " ");
+    }
+    if (v[0] && v[1] > v[0] && v[1] - v[0] < (1ul << 24)) {
+        arg_lo = v[0];
+        arg_hi = v[1];
+    }
+}
+
+/* What the step sees of its pid 1 (/proc/1/cmdline and comm): a name,
+ * not the runner's arguments, of which this process is a copy. Its own
+ * copy of the strings is overwritten (PR_SET_MM needs CAP_SYS_RESOURCE,
+ * which a container's root may lack); a last byte left non-zero makes
+ * the kernel read up to the first NUL, as for setproctitle. */
+static void init_rename(void)
+{
+    static const char name[] = "rz-step-init";
+    prctl(PR_SET_NAME, name, 0, 0, 0);
+    if (!arg_lo)
+        return;
+    char *a = (char *)arg_lo;
+    size_t len = arg_hi - arg_lo, n = sizeof name < len ? sizeof name : len;
+    memset(a, 0, len);
+    memcpy(a, name, n - 1);
+    if (len > n)
+        a[len - 1] = ' ';
+}
+
 static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
                                 int life, int net)
 {
@@ -1235,6 +1282,7 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
     net_pool_drop();   /* the next steps' namespaces are not this one's */
     mnt_release();
     close(host_net);
+    init_rename();
     if (setsid() < 0 || join_net(s, net) != 0)
         fail_to(ep);
     for (uint32_t i = 0; i < s->h.n_cg; i++) {
@@ -1242,6 +1290,9 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
         if (write(fd, "0", 1) != 1)
             fail_to(ep);
     }
+    /* Its cgroups are its root: /proc/self/cgroup names no host path. */
+    if (unshare(CLONE_NEWCGROUP) != 0)
+        fail_to(ep);
     if (step_mounts(s, t) != 0)
         fail_to(ep);
     sigset_t chld, old;
@@ -1454,6 +1505,7 @@ static _Noreturn void helper_main(int s, int life)
     signal(SIGCHLD, SIG_DFL);
     prctl(PR_SET_NAME, "rz-sandbox", 0, 0, 0);
     host_net = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    args_find();
     const char *hook = getenv("RHIZOS_TEST_SBX_DIE_AFTER_CLONE");
     if (hook && *hook)
         die_after_clone = open(hook, O_RDWR | O_CLOEXEC);

@@ -113,7 +113,9 @@ static bool lists_exactly(int fd, const char *a, unsigned char ta,
 }
 
 /* Ours, the wanted type, the owner's bits set; a file has no other name
- * (a hard link would carry the next request out of the folder). */
+ * (a hard link would carry the next request out of the folder). Ours is
+ * the runner's uid only: an entry a sandboxed step's uid owns (the helper
+ * hands them to it) is never reused (test_scratch_reuse_refuses_step_owned). */
 static bool sound(int fd, bool dir, mode_t owner_bits, off_t *size)
 {
     struct stat st;

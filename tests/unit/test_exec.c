@@ -2041,6 +2041,77 @@ static void test_sandbox_start_at_most_once(void **state)
     rz_proc_free(p);
 }
 
+/* What a step sees of its pid 1 is a name, not the runner's command line
+ * (the init is a copy of the runner), and its cgroups are its namespace's
+ * root: no host cgroup path. */
+static void test_hostile_init_and_cgroup_names(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0)
+        skip();
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    rz_proc *p = run_sh(&o,
+        "printf 'cmdline=%s comm=%s\\n' \"$(tr '\\0' ' ' </proc/1/cmdline)\""
+        " \"$(cat /proc/1/comm)\" >&2;"
+        " grep -v ':/$' /proc/self/cgroup >&2; echo '{}'");
+    assert_int_equal(rz_proc_exit_code(p), 0);
+    size_t len;
+    const char *log = rz_proc_log(p, &len);
+    char *s = rz__strndup(log, len);
+    assert_non_null(s);
+    if (strcmp(s, "cmdline=rz-step-init  comm=rz-step-init\n") != 0)
+        fail_msg("%s", s);
+    free(s);
+    rz_proc_free(p);
+}
+
+/* A kept folder in the protocol's layout, its top (or in/) handed to a
+ * step uid, is not reused by a root runner: only the runner's own are. */
+static void test_scratch_reuse_refuses_step_owned(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    uint32_t first = 0, count = 0;
+    rz__sbx_uid_range(&first, &count);
+    uid_t step = count ? first : 65534;
+    for (int which = 0; which < 3; which++) {
+        rz__scratch_pool *pool = NULL;
+        assert_int_equal(rz__scratch_pool_new(&pool, tmp_root), RZ_OK);
+        char dir[400], path[500];
+        snprintf(dir, sizeof dir, "%s/rz-kept%d", tmp_root, which);
+        assert_int_equal(mkdir(dir, 0700), 0);
+        snprintf(path, sizeof path, "%s/in", dir);
+        assert_int_equal(mkdir(path, 0700), 0);
+        snprintf(path, sizeof path, "%s/in/request.json", dir);
+        write_file(path, "{}", 0600);
+        snprintf(path, sizeof path, "%s/out", dir);
+        assert_int_equal(mkdir(path, 0700), 0);
+        snprintf(path, sizeof path, "%s/out/outputs.json", dir);
+        write_file(path, "", 0600);
+        /* 0: the runner's own (reused); 1: the top a step's; 2: in/ */
+        if (which == 1)
+            assert_int_equal(chown(dir, step, step), 0);
+        snprintf(path, sizeof path, "%s/in", dir);
+        if (which == 2)
+            assert_int_equal(chown(path, step, step), 0);
+        char *real = realpath(dir, NULL);
+        assert_non_null(real);
+        rz__scratch_give(pool, real);
+        char *got = rz__scratch_take(pool, "{\"x\":1}");
+        if (which == 0) {
+            assert_non_null(got);
+            assert_string_equal(got, real);
+            free(got);
+        } else {
+            assert_null(got);
+            assert_int_equal(access(dir, F_OK), -1);   /* removed */
+        }
+        rz__scratch_pool_free(pool);
+    }
+}
+
 /* A nested user namespace and ptrace are refused; the step says so. */
 static void test_hostile_userns_and_ptrace(void **state)
 {
@@ -2775,6 +2846,8 @@ int main(void)
         T(test_hostile_resolver_only_with_network),
         T(test_hostile_submount_read_only),
         T(test_sandbox_start_at_most_once),
+        T(test_hostile_init_and_cgroup_names),
+        T(test_scratch_reuse_refuses_step_owned),
         T(test_hostile_userns_and_ptrace),
         T(test_hostile_fork_bomb),
         T(test_hostile_scratch_quota),
