@@ -880,6 +880,29 @@ int rz__proc_oom(const rz_proc *p)
     return p && p->done && p->hit.oom && p->exit_code != 0;
 }
 
+/* Under bwrap the step's tmpfs are gone with it, so whether one was full
+ * cannot be looked at (the helper looks before its init exits): a failed
+ * step whose log ends saying ENOSPC gets the same hint as the helper's. */
+static void say_if_out_of_space(rz_proc *p)
+{
+    static const char enospc[] = "No space left on device";
+    size_t len = 0;
+    const char *log = p->sandboxed && !p->sbx.helper && p->exit_code != 0
+                          ? rz_proc_log(p, &len) : NULL;
+    size_t tail = len > 4096 ? 4096 : len;
+    if (!log || !memmem(log + len - tail, tail, enospc, sizeof enospc - 1))
+        return;
+    char line[200];
+    int n = snprintf(line, sizeof line, "\nrhizos: the step ran out of "
+                     "space: its scratch folder or /tmp is full (%u MiB each; "
+                     "a module asks for more with requirements.scratch_mb)\n",
+                     p->scratch_mb ? p->scratch_mb
+                                   : RZ__SBX_DEFAULT_SCRATCH_MB);
+    if (n > 0)
+        log_append(p, line, (size_t)n < sizeof line ? (size_t)n
+                                                    : sizeof line - 1);
+}
+
 /* Reap once the leader has exited: first kill what is left of its group
  * (the zombie keeps the group id from being reused), then collect what the
  * pipes still hold. */
@@ -906,6 +929,7 @@ static bool try_reap(rz_proc *p)
     close_fd(p, &p->in_fd);
     pump_read(p, &p->out_fd, false, DRAIN_BUDGET);
     pump_read(p, &p->err_fd, true, DRAIN_BUDGET);
+    say_if_out_of_space(p);
     close_fd(p, &p->out_fd);
     close_fd(p, &p->err_fd);
     close_fd(p, &p->pidfd);
