@@ -33,6 +33,7 @@
 
 
 #include "exec/exec_impl.h"
+#include "exec/sandbox.h"
 #include "flow/model.h"
 #include "module/module_impl.h"
 #include "rhizos/engine.h"
@@ -233,6 +234,21 @@ static void free_names(rz_attempt_secret *list, char **names)
 
 /* The request is the one the engine built for this attempt (upstream
  * outputs wired in by the deployment's run). */
+/* Where a sandboxed step's host folder goes. Through the helper the step
+ * works in a tmpfs of its own at that path and the folder only carries
+ * in/request.json and out/outputs.json: in the engine's folder (on
+ * /dev/shm when it has room) it costs no ext4 inodes, no journal and no
+ * discard at its removal (3-4 ms a step here), and goes with the run.
+ * Under bwrap, or unsandboxed, $TMPDIR or /tmp as before. */
+static const char *sandbox_scratch_parent(const runner *r)
+{
+    uint32_t first = 0, count = 0;
+    if (!r->opts->sandbox || !r->dir)
+        return NULL;
+    rz__sbx_uid_range(&first, &count);
+    return count ? r->dir : NULL;
+}
+
 static int start_step(runner *r, size_t step, const rz__step *s,
                       const rz_engine_assignment *asg, char **secret_env,
                       rz_attempt **out)
@@ -256,6 +272,7 @@ static int start_step(runner *r, size_t step, const rz__step *s,
         ao.memory_mb = m->memory_mb ? m->memory_mb
                                     : r->opts->default_memory_mb;
         ao.sandbox = r->opts->sandbox;
+        ao.scratch_parent = sandbox_scratch_parent(r);
         ao.max_scratch_mb = r->opts->max_scratch_mb;
         ao.container_host = r->opts->container_host;
         rc = rz__attempt_start_pooled(out, &ao, r->scratch);

@@ -820,7 +820,7 @@ static void cell_free(cell *c)
     free(c);
 }
 
-static int cell_new(const rz__sbx_opts *o, cell **out)
+static int cell_new(const rz__sbx_opts *o, uint32_t uid, cell **out)
 {
     rz__sbx tmp;
     memset(&tmp, 0, sizeof tmp);
@@ -837,7 +837,8 @@ static int cell_new(const rz__sbx_opts *o, cell **out)
         c->kind[i] = tmp.cg_kind[i];
     }
     if (rc == RZ_OK) {
-        int e = rz__sbx_helper_cell(tmp.procs, tmp.n_cg, &c->zsock, &c->zpid);
+        int e = rz__sbx_helper_cell(tmp.procs, tmp.n_cg, uid, &c->zsock,
+                                    &c->zpid);
         if (e != 0)
             rc = rz__error(RZ_EEXEC, "the sandbox helper cannot start a "
                            "process for the step's cgroup: %s; step not run",
@@ -848,6 +849,7 @@ static int cell_new(const rz__sbx_opts *o, cell **out)
         cell_free(c);
         return rc;
     }
+    c->uid = uid;
     *out = c;
     return RZ_OK;
 }
@@ -893,6 +895,7 @@ static void cell_kill_strays(cell *c)
 static int cell_take(rz__sbx *s, const rz__sbx_opts *o)
 {
     const size_t max = sb.uid_count;   /* one uid per cell */
+    static cell reserved = { .busy = true, .zpid = -1 };
     pthread_mutex_lock(&cells_mu);
     size_t i = 0, free_slot = max;
     for (; i < max; i++) {
@@ -903,29 +906,23 @@ static int cell_take(rz__sbx *s, const rz__sbx_opts *o)
     }
     if (i < max)
         cells[i]->busy = true;
+    else if (free_slot < max)
+        cells[free_slot] = &reserved;   /* its uid is being set up */
     pthread_mutex_unlock(&cells_mu);
     if (i == max) {
         if (free_slot == max)
             return rz__error(RZ_ESTATE, "too many sandboxed steps at once "
                              "(%zu, one per step uid)", max);
         cell *c = NULL;
-        int rc = cell_new(o, &c);
+        int rc = cell_new(o, sb.uid_first + (uint32_t)free_slot, &c);
+        if (rc == RZ_OK)
+            c->busy = true;
+        pthread_mutex_lock(&cells_mu);
+        cells[free_slot] = rc == RZ_OK ? c : NULL;
+        pthread_mutex_unlock(&cells_mu);
         if (rc != RZ_OK)
             return rc;
-        c->busy = true;
-        pthread_mutex_lock(&cells_mu);
-        for (i = 0; i < max && cells[i]; i++)
-            ;
-        if (i < max) {
-            cells[i] = c;
-            c->uid = sb.uid_first + (uint32_t)i;
-        }
-        pthread_mutex_unlock(&cells_mu);
-        if (i == max) {
-            cell_free(c);
-            return rz__error(RZ_ESTATE, "too many sandboxed steps at once "
-                             "(%zu, one per step uid)", max);
-        }
+        i = free_slot;
     }
     cell *c = cells[i];
     s->in_cell = true;
@@ -978,7 +975,7 @@ size_t rz__sbx_cell_pids(pid_t *out, size_t max)
     size_t n = 0;
     pthread_mutex_lock(&cells_mu);
     for (size_t i = 0; i < MAX_CELLS && n < max; i++)
-        if (cells[i])
+        if (cells[i] && cells[i]->zpid > 0)
             out[n++] = cells[i]->zpid;
     pthread_mutex_unlock(&cells_mu);
     return n;

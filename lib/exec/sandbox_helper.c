@@ -325,11 +325,17 @@ static int write_request(const rz__sbx_launch *l, const binds *b)
  * before the request reached it (nothing was done); SENT_LOST: it took
  * the request and went before answering (it may have been done). */
 enum { SENT_NOT = 1, SENT_LOST = 2 };
-static int exchange(int to, char kind, const int *fds, size_t n_fds,
+/* A request's bytes: its kind ('r' a step, 'z' a cell) and, for a cell,
+ * its steps' uid. */
+typedef struct msg {
+    char kind;
+    uint32_t uid;
+} msg;
+
+static int exchange(int to, msg req, const int *fds, size_t n_fds,
                     pid_t *pid, int *got)
 {
-    char dummy = kind;
-    struct iovec iov = { &dummy, 1 };
+    struct iovec iov = { &req, sizeof req };
     union {
         struct cmsghdr h;
         char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
@@ -346,7 +352,7 @@ static int exchange(int to, char kind, const int *fds, size_t n_fds,
     ssize_t n;
     while ((n = sendmsg(to, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
         ;
-    if (n != 1)
+    if (n != (ssize_t)sizeof req)
         return SENT_NOT;
     int32_t answer = 0;
     struct iovec aiov = { &answer, sizeof answer };
@@ -371,8 +377,8 @@ static int exchange(int to, char kind, const int *fds, size_t n_fds,
     return 0;
 }
 
-int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg, int *zsock,
-                        pid_t *zpid)
+int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg, uint32_t uid,
+                        int *zsock, pid_t *zpid)
 {
     *zsock = -1;
     *zpid = -1;
@@ -382,7 +388,8 @@ int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg, int *zsock,
         if (sock < 0 && (rc = helper_spawn_locked()) != 0)
             break;
         pid_t pid = -1;
-        if (exchange(sock, 'z', cg_procs, n_cg, &pid, zsock) == 0) {
+        msg req = { 'z', uid };
+        if (exchange(sock, req, cg_procs, n_cg, &pid, zsock) == 0) {
             rc = pid > 0 && *zsock >= 0 ? 0 : (pid < 0 ? pid : -EIO);
             if (rc == 0)
                 *zpid = pid;
@@ -413,7 +420,7 @@ static int send_step(int cell, const int *fds, size_t n, pid_t *pid,
     if (cell >= 0) {
         /* The cell is this step's alone: no lock. Its zygote gone before
          * the request, the caller takes another cell. */
-        int r = exchange(cell, 'r', fds, n, pid, NULL);
+        int r = exchange(cell, (msg){ 'r', 0 }, fds, n, pid, NULL);
         if (r == 0)
             return 0;
         snprintf(why, why_len, "the sandbox's process for this cgroup %s",
@@ -428,7 +435,7 @@ static int send_step(int cell, const int *fds, size_t n, pid_t *pid,
                      "(re)started: %s; step not run", strerror(-rc));
             break;
         }
-        int r = exchange(sock, 'r', fds, n, pid, NULL);
+        int r = exchange(sock, (msg){ 'r', 0 }, fds, n, pid, NULL);
         if (r == 0)
             break;
         helper_stop();
@@ -857,12 +864,14 @@ static int tmpfs_at(const char *dst, uint32_t mb, const char *mode,
 }
 
 /* A mount point for `path` (a host path that the root lacks): under /tmp
- * it is made in the step's /tmp; elsewhere its top folder gets a small
- * tmpfs of the step's own, so nothing a step makes is seen by another. */
+ * or /dev/shm it is made in the step's own tmpfs there; elsewhere its top
+ * folder gets a small tmpfs of the step's own, so nothing a step makes is
+ * seen by another. */
 static int mount_point(const char *path, bool file, char tops[][NAME_MAX + 2],
                        int *n_tops)
 {
-    if (!rz__sbx_path_under(path, "/tmp")) {
+    if (!rz__sbx_path_under(path, "/tmp") &&
+        !rz__sbx_path_under(path, "/dev/shm")) {
         char top[NAME_MAX + 2];
         size_t n = strcspn(path + 1, "/");
         if (n == 0 || n > NAME_MAX || path[1 + n] != '/')
@@ -884,10 +893,12 @@ static int mount_point(const char *path, bool file, char tops[][NAME_MAX + 2],
     return make_path(path, file);
 }
 
-/* `file` (passwd or group) naming the step's uid, made once per uid in
+/* `file` (passwd or group) naming the steps' uid, made once per uid in
  * the root's /.rz-ids (the root is shared and still writable here; a
- * rename makes it whole at once), then bound over /etc/`file`, read-only. */
-static int bind_id_file(const char *file, const char *base, uint32_t uid)
+ * rename makes it whole at once), then bound over `etc`/`file`,
+ * read-only. */
+static int bind_id_file(const char *etc, const char *file, const char *base,
+                        uint32_t uid)
 {
     char path[64], tmp[80], line[128];
     snprintf(path, sizeof path, "/.rz-ids/%s-%u", file, uid);
@@ -911,8 +922,8 @@ static int bind_id_file(const char *file, const char *base, uint32_t uid)
             return -1;
         }
     }
-    char dst[32];
-    snprintf(dst, sizeof dst, "/etc/%s", file);
+    char dst[64];
+    snprintf(dst, sizeof dst, "%s/%s", etc, file);
     if (mount(path, dst, NULL, MS_BIND, NULL) != 0 ||
         mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID |
               MS_NODEV, NULL) != 0)
@@ -920,11 +931,19 @@ static int bind_id_file(const char *file, const char *base, uint32_t uid)
     return 0;
 }
 
-static int bind_ids(const step *s, const rz__sbx_tmpl *t)
+/* A cell's mount namespace, a copy of the helper's that each of its
+ * steps copies in turn: passwd and group naming its uid, in both /etcs
+ * (once per cell: no mount per step for them). */
+static int cell_ids(uint32_t uid, const rz__sbx_tmpl *t)
 {
-    return bind_id_file("passwd", t->passwd, s->h.uid) == 0 &&
-                   bind_id_file("group", t->group, s->h.uid) == 0
-               ? 0 : -1;
+    static const char *const etcs[] = { "/etc", "/.rz-net/etc" };
+    if (unshare(CLONE_NEWNS) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof etcs / sizeof *etcs; i++)
+        if (bind_id_file(etcs[i], "passwd", t->passwd, uid) != 0 ||
+            bind_id_file(etcs[i], "group", t->group, uid) != 0)
+            return -1;
+    return 0;
 }
 
 /* Loopback up, as bwrap does: servers on 127.0.0.1 inside a step work. */
@@ -943,7 +962,7 @@ static void loopback_up(void)
 }
 
 /* The step's own mounts, in its copy of the root. */
-static int step_mounts(const step *s, const rz__sbx_tmpl *t)
+static int step_mounts(const step *s)
 {
     char tops[4][NAME_MAX + 2];
     int n_tops = 0;
@@ -957,8 +976,7 @@ static int step_mounts(const step *s, const rz__sbx_tmpl *t)
         tmpfs_at("/tmp", mb, "1777", 0) != 0 ||
         tmpfs_at("/dev/shm", SHM_MB, "1777", 0) != 0 ||
         mount_point(s->scratch, false, tops, &n_tops) != 0 ||
-        tmpfs_at(s->scratch, mb, "0755", s->h.uid) != 0 ||
-        bind_ids(s, t) != 0)
+        tmpfs_at(s->scratch, mb, "0755", s->h.uid) != 0)
         return -1;
     /* The host's entries, each at its own path, in the order the runner
      * gave them (the scratch's before what is nested in them). */
@@ -1293,7 +1311,7 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
     /* Its cgroups are its root: /proc/self/cgroup names no host path. */
     if (unshare(CLONE_NEWCGROUP) != 0)
         fail_to(ep);
-    if (step_mounts(s, t) != 0)
+    if (step_mounts(s) != 0)
         fail_to(ep);
     sigset_t chld, old;
     sigemptyset(&chld);
@@ -1325,10 +1343,11 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
     }
 }
 
-static int recv_step(int s, step *st, char *kind)
+static int recv_step(int s, step *st, msg *req)
 {
-    char dummy = 0;
-    struct iovec iov = { &dummy, 1 };
+    msg got;
+    memset(&got, 0, sizeof got);
+    struct iovec iov = { &got, sizeof got };
     union {
         struct cmsghdr h;
         char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
@@ -1340,7 +1359,9 @@ static int recv_step(int s, step *st, char *kind)
         ;
     if (n <= 0)
         return -1;   /* the runner closed its end */
-    *kind = dummy;
+    *req = got;
+    if (n != (ssize_t)sizeof got)
+        req->kind = 0;   /* not ours: answered -EINVAL */
     memset(st, 0, sizeof *st);
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
@@ -1373,12 +1394,15 @@ static void step_free(step *st)
  * grace period (milliseconds under load), a fork costs nothing of it. */
 static _Noreturn void serve(int s, int life, bool is_helper);
 
-static int32_t make_zygote(step *st, int s, int life, int *peer)
+static uint32_t cell_uid;   /* a cell's: its steps' uid; 0 in the helper */
+
+static int32_t make_zygote(step *st, uint32_t uid, int s, int life,
+                           int *peer)
 {
     int sv[2];
     *peer = -1;
-    if (st->n_fds > 3 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC,
-                                    0, sv) != 0)
+    if (st->n_fds > 3 || uid == 0 || uid == (uint32_t)-1 ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
         return -EINVAL;
     long pid = syscall(SYS_clone, CLONE_PARENT, NULL, NULL, NULL, NULL);
     if (pid == 0) {
@@ -1390,6 +1414,9 @@ static int32_t make_zygote(step *st, int s, int life, int *peer)
                 _exit(1);
         for (int i = 0; i < st->n_fds; i++)
             close(st->fds[i]);
+        cell_uid = uid;
+        if (cell_ids(uid, &tmpl) != 0)
+            _exit(1);   /* its socket closes: the runner sees -EPIPE */
         prctl(PR_SET_NAME, "rz-sandbox-cell", 0, 0, 0);
         serve(sv[1], life, false);
     }
@@ -1446,15 +1473,17 @@ static _Noreturn void serve(int s, int life, bool is_helper)
     bool serves_steps = false;
     for (;;) {
         step st;
-        char kind = 0;
+        msg req;
         wait_request(s);
-        if (recv_step(s, &st, &kind) != 0)
+        if (recv_step(s, &st, &req) != 0)
             _exit(0);
+        char kind = req.kind;
         int32_t answer = -EINVAL;
         int peer = -1;
         if (kind == 'z' && is_helper) {
-            answer = make_zygote(&st, s, life, &peer);
-        } else if (kind == 'r' && parse_step(&st) == 0) {
+            answer = make_zygote(&st, req.uid, s, life, &peer);
+        } else if (kind == 'r' && parse_step(&st) == 0 &&
+                   (is_helper || st.h.uid == cell_uid)) {
             serves_steps = !is_helper;
             int net = st.h.network ? -1 : net_pool_take();
             long pid = syscall(SYS_clone, CLONE_PARENT | ns, NULL, NULL,

@@ -57,10 +57,11 @@ RZ_HIDDEN int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
                                    char *why, size_t why_len);
 /* A cell: a process of the helper's (a child of ours) that has joined the
  * cgroups whose cgroup.procs are given, and starts the steps sent on
- * *zsock (`cell` above) there, with no cgroup move per step. 0 or
- * -errno; -EPIPE from a spawn on a cell: its process is gone. */
+ * *zsock (`cell` above) there, with no cgroup move per step. Its steps
+ * run as `uid` (it refuses others), named in their passwd and group.
+ * 0 or -errno; -EPIPE from a spawn on a cell: its process is gone. */
 RZ_HIDDEN int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg,
-                                  int *zsock, pid_t *zpid);
+                                  uint32_t uid, int *zsock, pid_t *zpid);
 /* The helper's pid, -1 when none runs (for tests). */
 RZ_HIDDEN pid_t rz__sbx_helper_pid(void);
 
