@@ -522,6 +522,18 @@ static int choose_sandbox(agent *a)
         a->sandbox = 0;
         return 0;
     }
+    /* Read by the sandbox's probe, once, below: set before it. */
+    if (a->cfg.step_uid_first) {
+        char range[32];
+        snprintf(range, sizeof range, "%u:%u", a->cfg.step_uid_first,
+                 a->cfg.step_uid_count ? a->cfg.step_uid_count : 256);
+        setenv("RHIZOS_SANDBOX_UIDS", range, 1);
+    }
+    const char *why = rz_sandbox_available() ? rz_sandbox_status() : NULL;
+    if (a->cfg.step_uid_first && why && strstr(why, "step uid range")) {
+        fprintf(stderr, "rhizos-node: [limits] step_uid_first: %s\n", why);
+        return -1;
+    }
     if (!rz_sandbox_available()) {
         fprintf(stderr, "rhizos-node: bubblewrap (bwrap) is not usable on "
                 "this machine, and jobs from the network must run "

@@ -61,7 +61,8 @@ static int perr(parser *p, const char *fmt, ...)
 typedef enum { K_URL, K_MODULES, K_SANDBOX, K_HEARTBEAT, K_GPU, K_CPU, K_MEM,
                K_GPU_CENTS, K_CPU_CENTS, K_MEM_CENTS,
                K_MAXJOBS, K_MAXMEM, K_MAXOUT, K_CONTAINER_HOST,
-               K_ALLOW_IMAGES, K_ORCH_KEY, K_MAXSCRATCH } key_id;
+               K_ALLOW_IMAGES, K_ORCH_KEY, K_MAXSCRATCH, K_UID_FIRST,
+               K_UID_COUNT } key_id;
 
 typedef struct key_def {
     const char *section, *name;
@@ -86,6 +87,8 @@ static const key_def keys[] = {
     { "limits", "max_memory_mb", K_MAXMEM, V_INT },
     { "limits", "max_output_kb", K_MAXOUT, V_INT },
     { "limits", "max_scratch_mb", K_MAXSCRATCH, V_INT },
+    { "limits", "step_uid_first", K_UID_FIRST, V_INT },
+    { "limits", "step_uid_count", K_UID_COUNT, V_INT },
     { "container", "host", K_CONTAINER_HOST, V_STRING },
     { "container", "allow_images", K_ALLOW_IMAGES, V_STRV },
 };
@@ -459,6 +462,14 @@ static int apply(parser *p, const key_def *k, value *v)
         if ((rc = want_uint(p, k, v, 1, NODE_MAX_SCRATCH_MB, &u)) == 0)
             c->max_scratch_mb = (uint32_t)u;
         break;
+    case K_UID_FIRST:   /* 65536 up: never root, nobody or a system id */
+        if ((rc = want_uint(p, k, v, 65536, UINT32_MAX - 256, &u)) == 0)
+            c->step_uid_first = (uint32_t)u;
+        break;
+    case K_UID_COUNT:
+        if ((rc = want_uint(p, k, v, 1, 256, &u)) == 0)
+            c->step_uid_count = (uint32_t)u;
+        break;
     }
     return rc;
 }
@@ -726,7 +737,10 @@ char *node_config_format(const node_config *c)
             "%u\n# Largest outputs of one job in KiB (1-%u); more fails the "
             "job.\nmax_output_kb = %u\n# Most scratch space (MiB, 1-%u) a "
             "step may ask for with requirements.scratch_mb;\n# more fails "
-            "the step.\nmax_scratch_mb = %u\n",
+            "the step.\nmax_scratch_mb = %u\n# Run as root, sandboxed jobs "
+            "get host uids/gids of their own from\n# this range, which no "
+            "/etc/passwd or /etc/group entry may use.\n"
+            "# step_uid_first = 1900000000\n# step_uid_count = 256\n",
             (unsigned long long)c->gpu_hour_micros,
             (unsigned long long)c->cpu_hour_micros,
             (unsigned long long)c->memory_gb_hour_micros,

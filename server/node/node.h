@@ -30,6 +30,9 @@ typedef struct node_config {
     uint32_t max_scratch_mb;         /* [limits] most scratch a step may ask
                                         for (default
                                         RZ_ATTEMPT_DEFAULT_MAX_SCRATCH_MB) */
+    uint32_t step_uid_first;         /* [limits] sandboxed jobs' host uids
+                                        as root; 0: the library's range */
+    uint32_t step_uid_count;         /* [limits] (default 256) */
     char *container_host;            /* [container] host: unix:///PATH;
                                         NULL: DOCKER_HOST and the defaults */
     char **allow_images;             /* [container] allow_images: globs of

@@ -36,6 +36,7 @@ static void defaults(void **state)
     assert_int_equal(c.max_concurrent_jobs, 4);
     assert_int_equal(c.max_memory_mb, 0);
     assert_int_equal(c.max_scratch_mb, RZ_ATTEMPT_DEFAULT_MAX_SCRATCH_MB);
+    assert_int_equal(c.step_uid_first, 0);
     assert_null(c.orchestrator_key);
     assert_int_equal(c.n_labels, 0);
     node_config_free(&c);
@@ -62,6 +63,8 @@ static void good_file(void **state)
         "max_concurrent_jobs = 8\n"
         "max_memory_mb = 32768\n"
         "max_scratch_mb = 4096\n"
+        "step_uid_first = 2000000000\n"
+        "step_uid_count = 16\n"
         "[labels]\n"
         "region = \"eu-west\"\n"
         "tier = \"gold \\\"a\\\"\\t\\\\\"\n";
@@ -78,6 +81,8 @@ static void good_file(void **state)
     assert_int_equal(c.max_concurrent_jobs, 8);
     assert_int_equal(c.max_memory_mb, 32768);
     assert_int_equal(c.max_scratch_mb, 4096);
+    assert_int_equal(c.step_uid_first, 2000000000u);
+    assert_int_equal(c.step_uid_count, 16);
     assert_string_equal(c.orchestrator_key,
                         "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
     assert_int_equal(c.n_labels, 2);
@@ -158,6 +163,8 @@ static const bad_case bad[] = {
     { "[limits]\nmax_scratch_mb = 1048577\n", "node.toml:2: max_scratch_mb must be between 1 and 1048576" },
     { "[limits]\nmax_scratch_mb = -5\n", "node.toml:2: max_scratch_mb must be between 1 and 1048576" },
     { "[limits]\nmax_scratch_mb = \"2G\"\n", "node.toml:2: max_scratch_mb must be an integer" },
+    { "[limits]\nstep_uid_first = 65534\n", "node.toml:2: step_uid_first must be between 65536 and" },
+    { "[limits]\nstep_uid_count = 257\n", "node.toml:2: step_uid_count must be between 1 and 256" },
     { "[orchestrator]\nkey = \"abc\"\n", "node.toml:2: key must be the orchestrator's X25519 public key" },
     { "[orchestrator]\nkey = \"00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff\"\n", "node.toml:2: key must be the orchestrator's X25519 public key" },
     { "[container]\nallow_images = {}\n", "node.toml:2: inline tables are not supported" },
