@@ -1235,6 +1235,16 @@ int rz__sbx_spawn(pid_t *pid, rz__sbx *s, rz__sbx_launch *l,
         if (e == -ECONNABORTED && s->in_cell) {
             /* The step may run: what the cell holds is killed (and our
              * children among it reaped) before the cell goes. */
+            rz__sbx_report rep = { false, false };
+            for (size_t k = 0; k < s->n_cg; k++)
+                rep.oom |= cg_counter(s->cg[k], s->cg_kind[k], true) >
+                           s->oom0;
+            if (rep.oom) {
+                size_t n = strlen(why);
+                snprintf(why + n, sizeof why - n, " (the step's memory "
+                         "cgroup ran out of memory: limit %u MB)",
+                         s->memory_mb);
+            }
             cell_kill_strays(cells[s->cell]);
             cell_release(s, true);
         }

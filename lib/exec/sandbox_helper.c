@@ -321,10 +321,14 @@ static int write_request(const rz__sbx_launch *l, const binds *b)
 }
 
 /* One request and its answer on `to`; *got (if not NULL) a descriptor
- * that came with the answer, or -1. SENT_NOT: the other side was gone
- * before the request reached it (nothing was done); SENT_LOST: it took
- * the request and went before answering (it may have been done). */
+ * that came with the answer, or -1. A step's request ('r') is answered
+ * twice: TAKEN just before the clone, then the pid (or only a refusal,
+ * negative, when nothing is started). SENT_NOT: the other side went
+ * before it took the request (nothing was started: safe to send again;
+ * a cell killed for memory between steps, say); SENT_LOST: it took it
+ * and went before answering (the step may have started). */
 enum { SENT_NOT = 1, SENT_LOST = 2 };
+#define TAKEN INT32_MIN
 /* A request's bytes: its kind ('r' a step, 'z' a cell) and, for a cell,
  * its steps' uid. */
 typedef struct msg {
@@ -359,6 +363,17 @@ static int exchange(int to, msg req, const int *fds, size_t n_fds,
     memset(&u, 0, sizeof u);
     struct msghdr a = { .msg_iov = &aiov, .msg_iovlen = 1,
                         .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+    if (req.kind == 'r') {
+        while ((n = recvmsg(to, &a, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+            ;
+        if (n != (ssize_t)sizeof answer)
+            return SENT_NOT;
+        if (answer != TAKEN) {
+            *pid = answer;   /* refused before any clone */
+            return 0;
+        }
+        a.msg_controllen = sizeof u.buf;
+    }
     while ((n = recvmsg(to, &a, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
         ;
     int fd = -1;
@@ -1483,7 +1498,8 @@ static _Noreturn void serve(int s, int life, bool is_helper)
         if (kind == 'z' && is_helper) {
             answer = make_zygote(&st, req.uid, s, life, &peer);
         } else if (kind == 'r' && parse_step(&st) == 0 &&
-                   (is_helper || st.h.uid == cell_uid)) {
+                   (is_helper || st.h.uid == cell_uid) &&
+                   reply(s, TAKEN, -1) == 0) {
             serves_steps = !is_helper;
             int net = st.h.network ? -1 : net_pool_take();
             long pid = syscall(SYS_clone, CLONE_PARENT | ns, NULL, NULL,

@@ -737,10 +737,9 @@ char *node_config_format(const node_config *c)
             "%u\n# Largest outputs of one job in KiB (1-%u); more fails the "
             "job.\nmax_output_kb = %u\n# Most scratch space (MiB, 1-%u) a "
             "step may ask for with requirements.scratch_mb;\n# more fails "
-            "the step.\nmax_scratch_mb = %u\n# Run as root, sandboxed jobs "
-            "get host uids/gids of their own from\n# this range, which no "
-            "/etc/passwd or /etc/group entry may use.\n"
-            "# step_uid_first = 1900000000\n# step_uid_count = 256\n",
+            "the step.\nmax_scratch_mb = %u\n# As root, sandboxed jobs' "
+            "host uids (no /etc/passwd or /etc/group\n# entry may use one):"
+            "\n# step_uid_first = 1900000000\n# step_uid_count = 256\n",
             (unsigned long long)c->gpu_hour_micros,
             (unsigned long long)c->cpu_hour_micros,
             (unsigned long long)c->memory_gb_hour_micros,
