@@ -820,12 +820,19 @@ static void cell_free(cell *c)
     free(c);
 }
 
-static int cell_new(const rz__sbx_opts *o, uint32_t uid, cell **out)
+/* A cell with the first step's limits (`s`'s) from the start: its process
+ * joins the cgroups before this returns, and a limit of 0 there (memory:
+ * every page it touched was an OOM kill) would end it. */
+static int cell_new(const rz__sbx *s, const rz__sbx_opts *o, uint32_t uid,
+                    cell **out)
 {
     rz__sbx tmp;
     memset(&tmp, 0, sizeof tmp);
     for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
         tmp.procs[i] = -1;
+    tmp.memory_mb = s->memory_mb;
+    tmp.pids_max = s->pids_max;
+    tmp.cpus = s->cpus;
     cell *c = rz__calloc(1, sizeof *c);
     if (!c)
         return rz__error(RZ_ENOMEM, "out of memory");
@@ -914,7 +921,7 @@ static int cell_take(rz__sbx *s, const rz__sbx_opts *o)
             return rz__error(RZ_ESTATE, "too many sandboxed steps at once "
                              "(%zu, one per step uid)", max);
         cell *c = NULL;
-        int rc = cell_new(o, sb.uid_first + (uint32_t)free_slot, &c);
+        int rc = cell_new(s, o, sb.uid_first + (uint32_t)free_slot, &c);
         if (rc == RZ_OK)
             c->busy = true;
         pthread_mutex_lock(&cells_mu);

@@ -2802,6 +2802,36 @@ static void test_attempt_invalid(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_tmp, teardown_tmp)
 
+/* A new cell's process lives on: its cgroups have the first step's limits
+ * from the start (they once had 0 until the step's were written, and on
+ * cgroup v1 a memory limit of 0 OOM-killed it at its first touched page,
+ * which the silent resend hid). Fresh cells, rounds of two steps each. */
+static void test_sandbox_new_cell_survives(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 ||
+        !rz__sandbox_has_cgroup())
+        skip();
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    for (int round = 0; round < 8; round++) {
+        helper_restart();
+        pid_t cell[2][8];
+        size_t n[2];
+        for (int k = 0; k < 2; k++) {
+            rz_proc *p = run_sh(&o, "echo '{}'");
+            assert_int_equal(rz_proc_exit_code(p), 0);
+            rz_proc_free(p);
+            n[k] = rz__sbx_cell_pids(cell[k], 8);
+        }
+        /* One cell, the same process for both steps. */
+        assert_int_equal(n[0], 1);
+        assert_int_equal(n[1], 1);
+        assert_int_equal(cell[0][0], cell[1][0]);
+        assert_int_equal(kill(cell[1][0], 0), 0);
+    }
+}
+
 /* The sandbox helper: identity, roots, start. */
 static const struct CMUnitTest helper_tests[] = {
     T(test_hostile_resolver_only_with_network),
@@ -2809,6 +2839,7 @@ static const struct CMUnitTest helper_tests[] = {
     T(test_sandbox_start_at_most_once),
     T(test_hostile_init_and_cgroup_names),
     T(test_scratch_reuse_refuses_step_owned),
+    T(test_sandbox_new_cell_survives),
 };
 
 /* RZ_TEST_FILTER=test_hostile_* runs only the matching tests. */
