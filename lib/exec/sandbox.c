@@ -857,6 +857,10 @@ static int cell_new(const rz__sbx *s, const rz__sbx_opts *o, uint32_t uid,
         return rc;
     }
     c->uid = uid;
+    c->known = sb.cg_version > 0;   /* written above: not again */
+    c->memory_mb = tmp.memory_mb;
+    c->pids_max = tmp.pids_max;
+    c->cpus = tmp.cpus;
     *out = c;
     return RZ_OK;
 }
