@@ -29,7 +29,8 @@
  * The process adapter (rz_proc_*) runs a module's command in a fresh scratch
  * directory, under bubblewrap when it is installed, in its own process
  * group, with rlimits; stderr is kept (bounded) as the log. In the sandbox
- * a step is uid 65534 with no capabilities (when the host is root), sees
+ * a step has no capabilities and, when the host is root, a host uid of
+ * its own (a range no host user has; docs/node.md), sees
  * read-only system folders and an allow-list of /etc (no shadow, no
  * private keys), cannot make user namespaces, ptrace, mount, use the
  * keyring, bpf or perf (seccomp), gets a cgroup (pids, memory, CPU weight)
