@@ -45,8 +45,9 @@ static int db_error(int rc, const char *what)
 {
     int code = rc == MDB_MAP_FULL ? RZ_ETOOBIG : rc == ENOMEM ? RZ_ENOMEM
                : rc > 0 ? RZ_EIO : RZ_EDB;
+    bool disk = rc == EIO || rc == ENOSPC || rc == EDQUOT || rc == EFBIG;
     return rz__error(code, "engine %s: %s%s", what, mdb_strerror(rc),
-                     code == RZ_EIO ? " (a write to the engine's store "
+                     disk ? " (a write to the engine's store "
                      "failed: is the disk full? The store holds what its "
                      "last commit did)" : "");
 }

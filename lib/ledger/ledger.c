@@ -128,9 +128,11 @@ int rz__ledger_db_error(int mrc, const char *what)
 {
     int rc = mrc == MDB_MAP_FULL ? RZ_ETOOBIG : mrc == ENOMEM ? RZ_ENOMEM
              : mrc > 0 ? RZ_EIO : RZ_EDB;
-    /* LMDB reports a short write (a disk that filled during it) as EIO. */
+    /* LMDB reports a short write (a disk that filled during it) as EIO; the
+     * disk hint only for the errors a full or failing disk gives. */
+    bool disk = mrc == EIO || mrc == ENOSPC || mrc == EDQUOT || mrc == EFBIG;
     return rz__error(rc, "ledger %s: %s%s", what, mdb_strerror(mrc),
-                     rc == RZ_EIO ? " (a write to the ledger's store failed: "
+                     disk ? " (a write to the ledger's store failed: "
                      "is the disk full? The store holds what its last commit "
                      "did; batches acknowledged since are in its journal)" : "");
 }
