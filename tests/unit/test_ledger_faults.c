@@ -1,7 +1,9 @@
 /* Storage-fault simulation of the ledger (in the spirit of TigerBeetle's
  * VOPR): a child writes one-op batches through a journal whose I/O seam
  * (rz__ledger_io_seam) fails at random — a power cut in the middle of a
- * write (a prefix reaches the disk, the process dies), EIO or ENOSPC on a
+ * write (a prefix reaches the disk, the process dies, and any subset of
+ * the writes not yet made durable — on a descriptor without O_DSYNC, since
+ * its last successful fsync — is lost with it), EIO or ENOSPC on a
  * write (sometimes after part of it was written), a failed fsync — and
  * acknowledges each batch on a pipe; after each failure it reopens, as a
  * restarted server would. Then the parent opens the ledger with reads that
@@ -57,13 +59,94 @@ static uint64_t rnd(void)
 static unsigned p_cut, p_werr, p_ferr, p_flip, p_cerr;
 static unsigned clean_reads;   /* reads left before the next flip may come */
 
+/* Writes the page cache holds and the disk may not: those on a descriptor
+ * without O_DSYNC since the file's last successful fsync. A power cut
+ * loses any subset of them (a disk persists out of order), so an
+ * acknowledgement that came before its fsync shows up as a lost batch.
+ * Kept per file; a durable write to the file (O_DSYNC, fsync) counts as
+ * making all of it durable, which is kinder than a disk, so that undoing
+ * an old write never undoes a later durable one. */
+#define UNSYNCED_MAX 512
+static struct unsynced {
+    int fd;
+    dev_t dev;
+    ino_t ino;
+    off_t off, old_size;
+    size_t old_len;
+    uint8_t *old;
+} unsynced[UNSYNCED_MAX];
+static size_t n_unsynced;
+
+static void synced_file(dev_t dev, ino_t ino)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n_unsynced; i++) {
+        if (unsynced[i].dev == dev && unsynced[i].ino == ino)
+            free(unsynced[i].old);
+        else
+            unsynced[k++] = unsynced[i];
+    }
+    n_unsynced = k;
+}
+
+static void note_unsynced(int fd, size_t n, off_t off)
+{
+    int fl = fcntl(fd, F_GETFL);
+    struct stat st;
+    if (fl < 0 || fstat(fd, &st) != 0)
+        return;
+    if (fl & (O_DSYNC | O_SYNC)) {
+        synced_file(st.st_dev, st.st_ino);
+        return;
+    }
+    if (n_unsynced == UNSYNCED_MAX)
+        _exit(7);   /* more than the test expects between two syncs */
+    struct unsynced *u = &unsynced[n_unsynced++];
+    u->fd = fd;
+    u->dev = st.st_dev;
+    u->ino = st.st_ino;
+    u->off = off;
+    u->old_size = st.st_size;
+    u->old_len = st.st_size > off ? (size_t)(st.st_size - off) : 0;
+    if (u->old_len > n)
+        u->old_len = n;
+    u->old = malloc(u->old_len ? u->old_len : 1);
+    if (!u->old || pread(fd, u->old, u->old_len, off) != (ssize_t)u->old_len)
+        _exit(7);
+}
+
+static void synced(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) == 0)
+        synced_file(st.st_dev, st.st_ino);
+}
+
+/* The power goes: some unsynced writes never reached the disk (undone
+ * newest first: old bytes back, an append cut off). */
+static void power_cut(void)
+{
+    for (size_t i = n_unsynced; i-- > 0;) {
+        struct unsynced *u = &unsynced[i];
+        struct stat st;
+        if ((rnd() & 1) || fstat(u->fd, &st) != 0 || st.st_ino != u->ino ||
+            st.st_dev != u->dev)
+            continue;   /* kept, or its descriptor is gone or reused */
+        if ((u->old_len && pwrite(u->fd, u->old, u->old_len, u->off) < 0) ||
+            ftruncate(u->fd, u->old_size) != 0)
+            _exit(3);
+    }
+    _exit(POWER_CUT);
+}
+
 static ssize_t fault_pwrite(int fd, const void *p, size_t n, off_t off)
 {
     unsigned r = (unsigned)(rnd() % 1000);
+    note_unsynced(fd, n, off);
     if (r < p_cut) {   /* the power goes: part of the write is on disk */
         if (n > 1 && pwrite(fd, p, rnd() % n, off) < 0)
             _exit(3);
-        _exit(POWER_CUT);
+        power_cut();
     }
     if (r < p_cut + p_werr) {
         if (n > 1 && (rnd() & 1) && pwrite(fd, p, rnd() % n, off) < 0)
@@ -80,7 +163,10 @@ static int fault_fsync(int fd)
         errno = EIO;
         return -1;
     }
-    return fsync(fd);
+    int rc = fsync(fd);
+    if (rc == 0)
+        synced(fd);
+    return rc;
 }
 
 /* A damaged read is transient and isolated: the next few reads come back
@@ -106,14 +192,14 @@ static int fault_commit(MDB_txn *txn)
 {
     unsigned r = (unsigned)(rnd() % 1000);
     if (r < p_cut)
-        _exit(POWER_CUT);
+        power_cut();
     if (r < p_cut + p_cerr) {
         mdb_txn_abort(txn);
         return rnd() & 1 ? EIO : ENOSPC;
     }
     int mrc = mdb_txn_commit(txn);
     if (mrc == 0 && r < 2 * p_cut + p_cerr)
-        _exit(POWER_CUT);
+        power_cut();
     return mrc;
 }
 
