@@ -34,6 +34,22 @@ static const int codes[] = {
 };
 #define N_CODES (sizeof codes / sizeof codes[0])
 
+/* Step run times: seconds to hours. */
+#define STEP_BUCKETS 10
+static const double step_bounds[STEP_BUCKETS] = {
+    0.1, 0.5, 1, 5, 15, 60, 300, 1800, 7200, 43200
+};
+/* Modules with a series of their own; later ones count as "other", so a
+ * registry of thousands cannot grow /metrics without bound. */
+#define MODULE_SERIES_MAX 64
+
+struct module_stats {
+    char name[64];
+    uint64_t b[STEP_BUCKETS + 1];
+    double sum;
+    uint64_t n;
+};
+
 struct route_stats {
     uint64_t by_code[N_CODES + 1];    /* the last: any other code */
     uint64_t dur[DUR_BUCKETS + 1];
@@ -52,6 +68,74 @@ void orch_metrics_free(orch *o)
 {
     free(o->route_stats);
     o->route_stats = NULL;
+    free(o->module_stats);
+    o->module_stats = NULL;
+}
+
+static struct module_stats *module_slot(orch *o, const char *module)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s", module && *module ? module : "other");
+    for (char *p = name; *p; p++)
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+            *p = '_';
+    for (size_t i = 0; i < o->n_module_stats; i++)
+        if (strcmp(o->module_stats[i].name, name) == 0)
+            return &o->module_stats[i];
+    if (!o->module_stats) {
+        o->module_stats = calloc(MODULE_SERIES_MAX + 1, sizeof *o->module_stats);
+        if (!o->module_stats)
+            return NULL;
+    }
+    if (o->n_module_stats == MODULE_SERIES_MAX)
+        snprintf(name, sizeof name, "other");
+    for (size_t i = 0; i < o->n_module_stats; i++)
+        if (strcmp(o->module_stats[i].name, name) == 0)
+            return &o->module_stats[i];
+    struct module_stats *m = &o->module_stats[o->n_module_stats++];
+    snprintf(m->name, sizeof m->name, "%s", name);
+    return m;
+}
+
+void orch_observe_step(orch *o, uint64_t job)
+{
+    rz_engine_job_info ji;
+    if (rz_engine_job_get(o->e, job, &ji) != RZ_OK || ji.state != RZ_JOB_SUCCEEDED)
+        return;
+    struct module_stats *m = module_slot(o, ji.module_id);
+    if (!m)
+        return;
+    double s = (double)ji.run_ms / 1000.0;
+    size_t b = 0;
+    while (b < STEP_BUCKETS && s > step_bounds[b])
+        b++;
+    m->b[b]++;
+    m->sum += s;
+    m->n++;
+}
+
+static void print_steps(orch *o, struct evbuffer *b)
+{
+    evbuffer_add_printf(b, "# HELP rhizos_step_duration_seconds Billed run time of "
+                        "succeeded jobs, by module.\n"
+                        "# TYPE rhizos_step_duration_seconds histogram\n");
+    for (size_t i = 0; i < o->n_module_stats; i++) {
+        const struct module_stats *m = &o->module_stats[i];
+        uint64_t cum = 0;
+        for (size_t k = 0; k <= STEP_BUCKETS; k++) {
+            cum += m->b[k];
+            char le[16];
+            if (k < STEP_BUCKETS)
+                snprintf(le, sizeof le, "%g", step_bounds[k]);
+            else
+                snprintf(le, sizeof le, "+Inf");
+            evbuffer_add_printf(b, "rhizos_step_duration_seconds_bucket{module=\"%s\","
+                                "le=\"%s\"} %llu\n", m->name, le, (unsigned long long)cum);
+        }
+        evbuffer_add_printf(b, "rhizos_step_duration_seconds_sum{module=\"%s\"} %.3f\n"
+                            "rhizos_step_duration_seconds_count{module=\"%s\"} %llu\n",
+                            m->name, m->sum, m->name, (unsigned long long)m->n);
+    }
 }
 
 void orch_count_reply(orch *o, int route, int code, uint64_t t0_ns)
@@ -337,6 +421,7 @@ void r_metrics(req *q)
                                 c, (unsigned long long)o->http_codes[c]);
     o->http_codes[200]--;
     print_routes(o, b);
+    print_steps(o, b);
     print_process(o, b);
     size_t len = evbuffer_get_length(b);
     char *text = malloc(len + 1);

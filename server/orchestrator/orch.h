@@ -210,6 +210,8 @@ typedef struct orch {
     unsigned char metrics_key[32];   /* BLAKE2b of the metrics key */
     bool has_metrics_key;
     struct route_stats *route_stats; /* one per route, then "unmatched" */
+    struct module_stats *module_stats;   /* step durations by module */
+    size_t n_module_stats;
     uint64_t started_ms;
     uint64_t http_codes[600];
     uint64_t lat_count[ORCH_LAT_BUCKETS + 1];
@@ -474,6 +476,9 @@ void r_flow_cancel(req *q);
 /* The status object of a deployment with held and charged micros. */
 char *flow_status_text(orch *o, uint64_t dep);
 void orch_observe_dispatch(orch *o, uint64_t job, uint64_t now);
+/* A job's result was taken: its billed run time into its module's
+ * histogram (rhizos_step_duration_seconds). */
+void orch_observe_step(orch *o, uint64_t job);
 uint64_t orch_volume_micros(orch *o);
 
 /* stores.c: the data directory's stores before anything opens them, and

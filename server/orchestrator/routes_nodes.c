@@ -818,15 +818,16 @@ void r_node_result(req *q)
     /* Kept once the engine took the report: a stale attempt's signature
      * never replaces the one of the result the job shows. */
     if (rec && !repeat && rz_auth_result_put(o->auth, job, rec) != RZ_OK)
-        fprintf(stderr, ORCH_NAME ": job %llu: its result signature was not "
-                "kept\n", (unsigned long long)job);
+        orch_log(o, ORCH_LOG_WARN, "result_signature_not_kept", "job", LOG_U64, job,
+                 NULL);
+    if (!repeat)
+        orch_observe_step(o, job);
     free(rec);
     if (log && !repeat) {   /* the log of the report taken, kept once */
         size_t len;
         const char *tail = log_cut(log, &len);
         if (auth_put_log(o, job, tail, len) != RZ_OK)
-            fprintf(stderr, ORCH_NAME ": job %llu: its log was not kept\n",
-                    (unsigned long long)job);
+            orch_log(o, ORCH_LOG_WARN, "job_log_not_kept", "job", LOG_U64, job, NULL);
     }
     if (!repeat)   /* the streamed log: replaced, or kept when none came */
         orch_live_end(o, job, !log);

@@ -294,6 +294,15 @@ class Network(Base):
         self.assertEqual(st["charged_micros"], charged, st)
         for j in jobs:
             self.assertEqual(len(self.settlements(j["id"])), 1, j)
+        # Each succeeded step's run time is in its module's histogram.
+        metrics = http(self.base, "GET", "/metrics", ADMIN)[1]
+        counts = dict(re.findall(r'^rhizos_step_duration_seconds_count\{module="([^"]+)"\} (\d+)$',
+                                 metrics, re.M))
+        by_module = {}
+        for j in jobs:
+            by_module[j["module"]] = by_module.get(j["module"], 0) + 1
+        for mod, n in by_module.items():
+            self.assertGreaterEqual(int(counts.get(mod, 0)), n, (mod, counts))
         self.stop_orchestrator()
         self.verify_ledger()
 
