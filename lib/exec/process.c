@@ -159,11 +159,19 @@ static void rm_tree_at(int dirfd, const char *name, int depth)
     if (unlinkat(dirfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT ||
         depth >= RMTREE_MAX_DEPTH)
         return;
-    /* A directory that is not empty (or not accessible); the module that
-     * made it is dead, so nobody swaps it for a symlink meanwhile. */
-    fchmodat(dirfd, name, S_IRWXU, 0);
-    int fd = openat(dirfd, name,
-                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    /* A directory that is not empty (or not accessible). Opened first
+     * without following a link, then made readable through the descriptor:
+     * a process still alive (a sweep removes a dead runner's folders) may
+     * swap the name for a symlink meanwhile, and a chmod by name would
+     * follow it. O_PATH opens a directory we cannot read yet. */
+    int pfd = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (pfd < 0)
+        return;
+    char self[40];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", pfd);
+    (void)chmod(self, S_IRWXU);   /* fchmod refuses an O_PATH descriptor */
+    int fd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    close(pfd);
     if (fd < 0)
         return;
     DIR *d = fdopendir(fd);

@@ -1232,12 +1232,13 @@ int rz__sbx_spawn(pid_t *pid, rz__sbx *s, rz__sbx_launch *l,
     l->scratch_mb = s->scratch_mb ? s->scratch_mb : RZ__SBX_DEFAULT_SCRATCH_MB;
     l->cg_procs = s->procs;
     l->n_cg = s->in_cell ? 0 : s->n_cg;
-    /* Outside a cell (the probe, before any): the first cell's uid. */
-    l->uid = s->in_cell ? cells[s->cell]->uid : sb.uid_first;
     char why[256] = "";
     /* A cell whose zygote died is dropped and another taken (each try
      * drops one, so this ends). */
     for (int tries = 0;; tries++) {
+        /* The cell's own uid (a cell taken again may be another one);
+         * outside a cell (the probe, before any): the first cell's. */
+        l->uid = s->in_cell ? cells[s->cell]->uid : sb.uid_first;
         int cellfd = s->in_cell ? cells[s->cell]->zsock : -1;
         int e = rz__sbx_helper_spawn(pid, l, stdio, errpipe, cellfd, why,
                                      sizeof why);

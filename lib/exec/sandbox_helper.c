@@ -330,9 +330,10 @@ static int write_request(const rz__sbx_launch *l, const binds *b)
 enum { SENT_NOT = 1, SENT_LOST = 2 };
 #define TAKEN INT32_MIN
 /* A request's bytes: its kind ('r' a step, 'z' a cell) and, for a cell,
- * its steps' uid. */
+ * its steps' uid. Two 32-bit fields: no padding, so no byte sent is
+ * uninitialised. */
 typedef struct msg {
-    char kind;
+    uint32_t kind;
     uint32_t uid;
 } msg;
 

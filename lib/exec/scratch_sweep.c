@@ -78,11 +78,9 @@ void rz__exec_sweep_scratch(const char *parent)
     size_t i = 0;
     while (i < SWEPT_MAX && swept[i] && strcmp(swept[i], parent) != 0)
         i++;
-    bool first = i < SWEPT_MAX && !swept[i];
-    if (first)
-        swept[i] = strdup(parent);
+    bool first = i < SWEPT_MAX && !swept[i] && (swept[i] = strdup(parent));
     pthread_mutex_unlock(&swept_lock);
-    char *copy = first && swept[i] ? strdup(parent) : NULL;
+    char *copy = first ? strdup(parent) : NULL;
     pthread_t t;
     pthread_attr_t attr;
     if (!copy || pthread_attr_init(&attr) != 0) {
