@@ -232,35 +232,46 @@ void rz__engine_store_close(rz_engine *e)
 
 /* ---- records ---- */
 
-static void add_id(cJSON *o, const char *k, rz_ledger_id id)
+/* The add_* helpers say whether the member was added: a record missing a
+ * field it should have would load as something else (a job without its
+ * "state" is pending), so a record that cannot be built whole is not
+ * written at all (print_record). */
+static bool add_id(cJSON *o, const char *k, rz_ledger_id id)
 {
     char buf[33];
     rz_ledger_id_format(id, buf);
-    cJSON_AddStringToObject(o, k, buf);
+    return cJSON_AddStringToObject(o, k, buf) != NULL;
 }
 
-static void add_u64(cJSON *o, const char *k, uint64_t v)
+static bool add_u64(cJSON *o, const char *k, uint64_t v)
 {
     char buf[24], *p = buf + sizeof buf;   /* not snprintf: a hot path */
     *--p = '\0';
     do
         *--p = (char)('0' + v % 10);
     while (v /= 10);
-    cJSON_AddStringToObject(o, k, p);   /* strings: doubles lose bits */
+    return cJSON_AddStringToObject(o, k, p) != NULL;   /* doubles lose bits */
 }
 
 /* A field a loader reads as 0 when absent: left out when 0, which is most
  * of a job's fields most of its life (records are written once a step). */
-static void add_nz(cJSON *o, const char *k, uint64_t v)
+static bool add_nz(cJSON *o, const char *k, uint64_t v)
 {
-    if (v)
-        add_u64(o, k, v);
+    return !v || add_u64(o, k, v);
 }
 
-static void add_str(cJSON *o, const char *k, const char *v)
+static bool add_str(cJSON *o, const char *k, const char *v)
 {
-    if (v)
-        cJSON_AddStringToObject(o, k, v);
+    return !v || cJSON_AddStringToObject(o, k, v) != NULL;
+}
+
+/* The record `o` as text, freeing `o`; NULL (out of memory) when it is
+ * missing a member (`whole` false) or cannot be printed. */
+static char *print_record(cJSON *o, bool whole)
+{
+    char *s = o && whole ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    return s;
 }
 
 static uint64_t get_u64(const cJSON *o, const char *k)
@@ -312,14 +323,12 @@ static char *node_record(const rz__enode *n)
         cJSON_Delete(o);
         return NULL;
     }
-    add_u64(o, "id", n->id);
-    add_u64(o, "state", (uint64_t)n->state);
-    add_u64(o, "registered", n->registered_ms);
-    add_str(o, "caps", caps);
+    bool whole = add_u64(o, "id", n->id) &&
+                 add_u64(o, "state", (uint64_t)n->state) &&
+                 add_u64(o, "registered", n->registered_ms) &&
+                 add_str(o, "caps", caps) && rz__verify_save(o, n);
     rz_free(caps);
-    char *s = rz__verify_save(o, n) ? cJSON_PrintUnformatted(o) : NULL;
-    cJSON_Delete(o);
-    return s;
+    return print_record(o, whole);
 }
 
 /* "declined": the nodes that turned the job down, as decimal strings. */
@@ -357,47 +366,40 @@ static int load_declined(rz__ejob *j, const cJSON *rec)
 static char *job_record(const rz__ejob *j)
 {
     cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return NULL;
-    add_u64(o, "id", j->id);
-    add_u64(o, "state", (uint64_t)j->state);
-    add_id(o, "client", j->client);
-    add_nz(o, "priority", (uint64_t)(uint32_t)j->priority);
-    add_str(o, "reqs", j->reqs_json);
-    add_str(o, "module", j->module_id);
-    add_str(o, "version", j->module_version);
-    add_str(o, "request", j->request);
-    if (j->exec)
-        add_str(o, "exec", j->exec);
-    add_nz(o, "max_cost_micros", j->max_cost);
-    add_nz(o, "attempt", j->attempt);
-    add_nz(o, "node", j->node);
-    add_nz(o, "deployment", j->deployment);
-    add_nz(o, "step", (uint64_t)j->step);
-    add_str(o, "step_id", j->step_id);
-    add_str(o, "outputs", j->outputs);
-    add_str(o, "error", j->error);
-    add_nz(o, "cost_micros", j->cost);
-    add_nz(o, "run_ms", j->run_ms);
-    add_nz(o, "handed", j->handed_ms);
-    add_nz(o, "submitted", j->submitted_ms);
-    add_nz(o, "queue_timeout", j->queue_timeout_ms);
-    add_nz(o, "queue_deadline", j->queue_deadline);
-    add_nz(o, "owed", (uint64_t)j->owed);
-    add_nz(o, "done_node", j->done_node);
-    add_nz(o, "done_attempt", j->done_attempt);
-    if (j->done_known) {
-        char hex[65];
+    char hex[65] = "";
+    if (j->done_known)
         sodium_bin2hex(hex, sizeof hex, j->done_digest, sizeof j->done_digest);
-        add_str(o, "done_digest", hex);
-    }
-    if ((j->n_declined && !add_declined(o, j)) || !rz__replica_save(o, j)) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return s;
+    bool whole = o &&
+        add_u64(o, "id", j->id) &&
+        add_u64(o, "state", (uint64_t)j->state) &&
+        add_id(o, "client", j->client) &&
+        add_nz(o, "priority", (uint64_t)(uint32_t)j->priority) &&
+        add_str(o, "reqs", j->reqs_json) &&
+        add_str(o, "module", j->module_id) &&
+        add_str(o, "version", j->module_version) &&
+        add_str(o, "request", j->request) &&
+        add_str(o, "exec", j->exec) &&
+        add_nz(o, "max_cost_micros", j->max_cost) &&
+        add_nz(o, "attempt", j->attempt) &&
+        add_nz(o, "node", j->node) &&
+        add_nz(o, "deployment", j->deployment) &&
+        add_nz(o, "step", (uint64_t)j->step) &&
+        add_str(o, "step_id", j->step_id) &&
+        add_str(o, "outputs", j->outputs) &&
+        add_str(o, "error", j->error) &&
+        add_nz(o, "cost_micros", j->cost) &&
+        add_nz(o, "run_ms", j->run_ms) &&
+        add_nz(o, "handed", j->handed_ms) &&
+        add_nz(o, "submitted", j->submitted_ms) &&
+        add_nz(o, "queue_timeout", j->queue_timeout_ms) &&
+        add_nz(o, "queue_deadline", j->queue_deadline) &&
+        add_nz(o, "owed", (uint64_t)j->owed) &&
+        add_nz(o, "done_node", j->done_node) &&
+        add_nz(o, "done_attempt", j->done_attempt) &&
+        add_str(o, "done_digest", j->done_known ? hex : NULL) &&
+        (!j->n_declined || add_declined(o, j)) &&
+        rz__replica_save(o, j);
+    return print_record(o, whole);
 }
 
 /* The deployment's flow lives in "dflow" (dep_flow_record): this one is
@@ -405,52 +407,39 @@ static char *job_record(const rz__ejob *j)
 static char *dep_record(const rz__edep *d)
 {
     cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return NULL;
-    add_u64(o, "id", d->id);
-    add_id(o, "client", d->client);
-    add_u64(o, "created", d->created_ms);
-    add_u64(o, "first_job", d->first_job);
-    add_u64(o, "steps", d->n_steps);
-    add_u64(o, "state", (uint64_t)d->state);
-    add_u64(o, "events", d->n_events);
+    bool whole = o &&
+        add_u64(o, "id", d->id) &&
+        add_id(o, "client", d->client) &&
+        add_u64(o, "created", d->created_ms) &&
+        add_u64(o, "first_job", d->first_job) &&
+        add_u64(o, "steps", d->n_steps) &&
+        add_u64(o, "state", (uint64_t)d->state) &&
+        add_u64(o, "events", d->n_events);
     /* Borrowed, not copied: a big deployment's status is megabytes. */
-    cJSON *fin = d->final_status ? cJSON_CreateStringReference(d->final_status)
-                                 : NULL;
-    if (d->final_status && (!fin || !cJSON_AddItemToObject(o, "final", fin))) {
-        cJSON_Delete(fin);
-        cJSON_Delete(o);
-        return NULL;
+    if (whole && d->final_status) {
+        cJSON *fin = cJSON_CreateStringReference(d->final_status);
+        whole = fin && cJSON_AddItemToObject(o, "final", fin);
+        if (!whole)
+            cJSON_Delete(fin);
     }
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return s;
+    return print_record(o, whole);
 }
 
 static char *dep_flow_record(const rz__edep *d)
 {
     cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return NULL;
-    add_str(o, "text", d->text);
-    add_str(o, "inputs", d->inputs);
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return s;
+    bool whole = o && add_str(o, "text", d->text) &&
+                 add_str(o, "inputs", d->inputs);
+    return print_record(o, whole);
 }
 
 static char *step_event_record(const rz__step_event *v)
 {
     cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return NULL;
-    add_u64(o, "kind", (uint64_t)v->kind);
-    add_nz(o, "step", (uint64_t)v->step);
-    add_u64(o, "now", v->now);
-    add_str(o, "text", v->text);
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return s;
+    bool whole = o && add_u64(o, "kind", (uint64_t)v->kind) &&
+                 add_nz(o, "step", (uint64_t)v->step) &&
+                 add_u64(o, "now", v->now) && add_str(o, "text", v->text);
+    return print_record(o, whole);
 }
 
 static int put(MDB_txn *txn, MDB_dbi dbi, const unsigned char *k, size_t klen,
@@ -689,7 +678,8 @@ static int parse_job(rz__ejob *j, uint64_t id, const cJSON *rec)
     j->done_known = dd && strlen(dd) == 64 &&
                     sodium_hex2bin(j->done_digest, sizeof j->done_digest, dd,
                                    64, NULL, NULL, NULL) == 0;
-    rz__replica_load(j, rec);
+    if (rc == RZ_OK)
+        rc = rz__replica_load(j, rec);
     if (rc == RZ_OK)
         rc = load_declined(j, rec);
     return rc;
