@@ -82,9 +82,14 @@ rz__ejob *rz__engine_job_new(rz_engine *e)
 }
 
 /* Drop the newest jobs back to `n` (a rejected submission or deployment):
- * they are the last ones in memory. */
+ * they are the last ones in memory, and no commit may look for them. */
 void rz__engine_jobs_truncate(rz_engine *e, size_t n)
 {
+    size_t k = 0;
+    for (size_t i = 0; i < e->n_dirty_jobs; i++)
+        if (e->dirty_jobs[i] <= n)
+            e->dirty_jobs[k++] = e->dirty_jobs[i];
+    e->n_dirty_jobs = k;
     while (e->n_live_jobs && e->jobs[e->n_live_jobs - 1]->id > n) {
         rz__ejob *j = e->jobs[--e->n_live_jobs];
         rz__engine_job_clear(e, j);
@@ -996,11 +1001,16 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
         return no_memory();
     rc = job_fill(e, j, spec, now_ms);
     uint64_t id = j->id;
+    /* The hold is the last step that can fail: a job whose hold was taken
+     * is queued (reserved before), one that failed before leaves no
+     * trace. */
     if (rc == RZ_OK && k >= 2)   /* every run's hold, together */
         rc = rz__replica_submit(e, id, k);
-    else if (rc == RZ_OK && e->in_group)
-        rc = rz__engine_group_hold(e, j);
     else if (rc == RZ_OK)
+        rc = rz__engine_queue_reserve(e, j->req_group, 1);
+    if (rc == RZ_OK && k < 2 && e->in_group)
+        rc = rz__engine_group_hold(e, j);
+    else if (rc == RZ_OK && k < 2)
         rc = rz_ledger_hold(e->ledger, rz__engine_hold_id(j->id),
                             rz_engine_job_ledger_id(j->id), spec->client,
                             spec->max_cost_micros, 0);
@@ -1008,8 +1018,7 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
         rz__engine_jobs_truncate(e, before);
         return rc;
     }
-    if (rc == RZ_OK)
-        rc = rz__engine_enqueue(e, rz__engine_job(e, id));
+    rc = rz__engine_enqueue(e, rz__engine_job(e, id));
     if (rc == RZ_OK && e->n_group_holds >= RZ__GROUP_HOLDS_MAX)
         rc = rz__engine_group_flush(e);
     rc = rz__engine_commit_call(e, rc);
@@ -1271,8 +1280,13 @@ int rz_engine_job_cancel(rz_engine *e, uint64_t job, uint64_t now_ms)
 
 int rz_engine_job_get(const rz_engine *e, uint64_t job, rz_engine_job_info *out)
 {
-    const rz__ejob *j = e ? rz__engine_job_read(e, job) : NULL;
-    if (!j || !out)
+    const rz__ejob *j = e && out ? rz__engine_job_read(e, job) : NULL;
+    if (j && j->rep_head == j->id && j->replicas > RZ_ENGINE_REPLICAS_MAX)
+        return rz__error(RZ_EDB, "job %llu: a damaged replica set",
+                         (unsigned long long)job);
+    if (e && out && !j && rz_error_last()->code == RZ_EDB)
+        return RZ_EDB;   /* a damaged record: the store's error says which */
+    if (!j)
         return rz__error(RZ_ENOENT, "no job %llu", (unsigned long long)job);
     memset(out, 0, sizeof *out);
     out->id = j->id;
@@ -1306,6 +1320,8 @@ int rz_engine_job_get(const rz_engine *e, uint64_t job, rz_engine_job_info *out)
     if (j->rep_head == j->id) {
         rz_engine_replica_run r[RZ_ENGINE_REPLICAS_MAX];
         size_t n = rz_engine_job_replicas(e, j->id, r, RZ_ENGINE_REPLICAS_MAX);
+        if (n > RZ_ENGINE_REPLICAS_MAX)   /* r holds no more */
+            n = RZ_ENGINE_REPLICAS_MAX;
         out->replicas = (uint32_t)n;
         out->max_cost_micros = j->max_cost * n;
         out->cost_micros = 0;

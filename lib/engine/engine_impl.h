@@ -409,6 +409,11 @@ RZ_HIDDEN void rz__engine_reqs_release(rz_engine *e, rz__req_group *x);
 /* queue.c */
 /* Queue `j` for its next attempt. */
 RZ_HIDDEN int rz__engine_enqueue(rz_engine *e, rz__ejob *j);
+/* Room for `n` more queued jobs of group `g` (the queue, the dirty list)
+ * and its waiting reason worked out: the next `n` rz__engine_enqueue of
+ * its jobs in this call cannot fail. A submission reserves before it takes
+ * its holds, so nothing can fail once money is held. */
+RZ_HIDDEN int rz__engine_queue_reserve(rz_engine *e, rz__req_group *g, size_t n);
 /* Push a QUEUED job's entry (rz__engine_enqueue, and resume on open). */
 RZ_HIDDEN bool rz__engine_queue_push(rz_engine *e, const rz__ejob *j);
 /* Forget group `g`, whose heap holds stale entries only. */
@@ -473,7 +478,9 @@ RZ_HIDDEN int rz__verify_load(rz_engine *e, rz__enode *n,
 
 /* replica.c: redundant execution. */
 /* Hold and queue the k - 1 replicas of head `id` (its own hold is taken
- * with theirs, in one linked batch outside a group). */
+ * with theirs, in one linked batch outside a group; the head's queue
+ * entry is reserved, so its enqueue after this cannot fail). The holds
+ * are the last thing that can fail: an error leaves nothing held. */
 RZ_HIDDEN int rz__replica_submit(rz_engine *e, uint64_t id, uint32_t k);
 /* A sibling of j runs, ran or is placed on `node`: j must go elsewhere. */
 RZ_HIDDEN bool rz__replica_excluded(const rz_engine *e, const rz__ejob *j,
@@ -497,7 +504,7 @@ RZ_HIDDEN int rz__replica_report(rz_engine *e, rz__ejob *j,
 RZ_HIDDEN bool rz__replica_finish(rz_engine *e, rz__ejob *j, rz_job_state st);
 /* The job record's replica members (store.c). */
 RZ_HIDDEN bool rz__replica_save(struct cJSON *rec, const rz__ejob *j);
-RZ_HIDDEN void rz__replica_load(rz__ejob *j, const struct cJSON *rec);
+RZ_HIDDEN int rz__replica_load(rz__ejob *j, const struct cJSON *rec);
 
 /* local.c: embedded mode hooks. */
 RZ_HIDDEN void rz__engine_local_event(rz_engine *e, const rz__edep *d,

@@ -132,6 +132,18 @@ int rz__engine_enqueue(rz_engine *e, rz__ejob *j)
     return rz__engine_why_refresh(e, j->req_group, false);
 }
 
+int rz__engine_queue_reserve(rz_engine *e, rz__req_group *g, size_t n)
+{
+    if (!rz__engine_grow((void **)&e->queued_groups, &e->cap_queued_groups,
+                         e->n_queued_groups + 1, sizeof *e->queued_groups) ||
+        !rz__engine_grow((void **)&g->q, &g->q_cap, g->q_len + n, sizeof *g->q) ||
+        !rz__engine_grow((void **)&e->dirty_jobs, &e->cap_dirty_jobs,
+                         e->n_dirty_jobs + n, sizeof *e->dirty_jobs))
+        return no_memory();
+    /* Fresh now, so the enqueues' refresh has nothing to allocate. */
+    return rz__engine_why_refresh(e, g, false);
+}
+
 /* Groups ordered by their best queued job, for merging them. */
 static bool group_before(const rz__req_group *a, const rz__req_group *b)
 {

@@ -151,16 +151,34 @@ int rz__replica_step_start(rz_engine *e, rz__ejob *h)
     return RZ_OK;
 }
 
+/* Queue room for every run of the set (they share the head's
+ * requirements, so mostly its group). */
+static int reserve_set(rz_engine *e, const rz__ejob *h)
+{
+    int rc = RZ_OK;
+    for (uint32_t i = 0; rc == RZ_OK && i < h->replicas; i++) {
+        rz__req_group *g = member_const(e, h, i)->req_group;
+        size_t n = 0;
+        for (uint32_t x = 0; x < h->replicas; x++)
+            n += member_const(e, h, x)->req_group == g;
+        rc = rz__engine_queue_reserve(e, g, n);
+    }
+    return rc;
+}
+
 int rz__replica_submit(rz_engine *e, uint64_t id, uint32_t k)
 {
     int rc = make_set(e, id, k);
     if (rc != RZ_OK)
         return rc;
     rz__ejob *p = rz__engine_job(e, id);
+    rc = reserve_set(e, p);
     /* A group's deferred holds go first: hold ids follow job ids. */
-    rc = e->in_group ? rz__engine_group_flush(e) : RZ_OK;
+    if (rc == RZ_OK && e->in_group)
+        rc = rz__engine_group_flush(e);
     if (rc == RZ_OK)
         rc = hold_set(e, p);
+    /* Held: the enqueues below were reserved and cannot fail. */
     for (uint32_t i = 1; rc == RZ_OK && i < k; i++)
         rc = rz__engine_enqueue(e, member(e, p, i));
     return rc;
@@ -226,18 +244,53 @@ static int majority(rz_engine *e, const rz__ejob *h)
     return -1;
 }
 
+/* Every text the verdict stores, made before anything changes: the
+ * verdict is applied whole or not at all (out of memory leaves the set
+ * undecided, as it was). */
+typedef struct verdict_texts {
+    char *outputs;                          /* the head's */
+    char *differ[RZ_ENGINE_REPLICAS_MAX];   /* a disagreeing run's error */
+} verdict_texts;
+
+static void texts_free(verdict_texts *t)
+{
+    free(t->outputs);
+    for (size_t i = 0; i < RZ_ENGINE_REPLICAS_MAX; i++)
+        free(t->differ[i]);
+}
+
+static void take_text(char **dst, char **src)
+{
+    free(*dst);
+    *dst = *src;
+    *src = NULL;
+}
+
+static bool agrees(const rz__ejob *m, const unsigned char d[32])
+{
+    return m->vote == RZ__VOTE_OK && sodium_memcmp(m->out_digest, d, 32) == 0;
+}
+
 static int verdict_majority(rz_engine *e, rz__ejob *h, const rz__ejob *w)
 {
-    char *outputs = rz__strdup(w->outputs ? w->outputs : "{}");
+    verdict_texts t = { .outputs = rz__strdup(w->outputs ? w->outputs : "{}") };
     unsigned char d[32];
     memcpy(d, w->out_digest, sizeof d);
-    if (!outputs)
+    bool ok = t.outputs != NULL;
+    for (uint32_t i = 1; ok && i < h->replicas && i < RZ_ENGINE_REPLICAS_MAX; i++) {
+        const rz__ejob *m = member_const(e, h, i);
+        if (m->vote == RZ__VOTE_OK && !agrees(m, d))
+            ok = (t.differ[i] = rz__strdup("its outputs differ from the "
+                                           "majority's")) != NULL;
+    }
+    if (!ok) {
+        texts_free(&t);
         return no_memory();
+    }
     int rc = RZ_OK;
     for (uint32_t i = h->replicas; i-- > 0;) {   /* the head last */
         rz__ejob *m = member(e, h, i);
-        bool agreed = m->vote == RZ__VOTE_OK &&
-                      sodium_memcmp(m->out_digest, d, sizeof d) == 0;
+        bool agreed = agrees(m, d);
         if (m->vote == RZ__VOTE_OK)
             rz__verify_outcome(e, m->done_node, agreed ? RZ__OUT_SUCCEEDED
                                                        : RZ__OUT_DISAGREED);
@@ -251,24 +304,21 @@ static int verdict_majority(rz_engine *e, rz__ejob *h, const rz__ejob *w)
             if (!agreed)
                 h->cost = 0;
             h->verdict = v;
-            rc = rz__engine_dep_report(e, h, outputs, NULL, e->now);
+            rc = rz__engine_dep_report(e, h, t.outputs, NULL, e->now);
         } else if (m == h) {
             /* The job succeeds with the majority's outputs; its own run is
              * paid only if it agreed. */
-            rc = set_text(&h->outputs, outputs);
-            if (rc != RZ_OK)
-                break;
+            take_text(&h->outputs, &t.outputs);
             if (!agreed)
                 h->cost = 0;
             settle(e, h, v, RZ_JOB_SUCCEEDED);
         } else {
-            if (v == RZ__VERDICT_DISAGREED)
-                rc = set_text(&m->error, "its outputs differ from the "
-                              "majority's");
+            if (t.differ[i])
+                take_text(&m->error, &t.differ[i]);
             settle(e, m, v, agreed ? RZ_JOB_SUCCEEDED : RZ_JOB_FAILED);
         }
     }
-    free(outputs);
+    texts_free(&t);
     return rc;
 }
 
@@ -412,19 +462,28 @@ static uint64_t num(const cJSON *o, const char *k)
                                                     : 0;
 }
 
-void rz__replica_load(rz__ejob *j, const cJSON *rec)
+int rz__replica_load(rz__ejob *j, const cJSON *rec)
 {
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(rec, "rep");
     if (!cJSON_IsObject(r))
-        return;
+        return RZ_OK;
+    uint64_t k = num(r, "k");
     j->rep_head = num(r, "head");
     j->rep_first = num(r, "first");
-    j->replicas = (uint8_t)num(r, "k");
+    /* Queries size arrays by RZ_ENGINE_REPLICAS_MAX: a damaged count is
+     * refused, never trusted. */
+    if (!j->rep_head || (j->rep_head == j->id &&
+                         (k < 2 || k > RZ_ENGINE_REPLICAS_MAX)))
+        return rz__error(RZ_EDB, "engine store: job %llu: a damaged replica "
+                         "set (head %llu, %llu runs)", (unsigned long long)j->id,
+                         (unsigned long long)j->rep_head, (unsigned long long)k);
+    j->replicas = (uint8_t)k;
     j->vote = (uint8_t)num(r, "vote");
     j->verdict = (uint8_t)num(r, "verdict");
     const char *d = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "digest"));
     if (d && strlen(d) == 64)
         (void)!sodium_hex2bin(j->out_digest, 32, d, 64, NULL, NULL, NULL);
+    return RZ_OK;
 }
 
 /* ---- queries ---- */

@@ -60,9 +60,9 @@ static int teardown(void **state)
 
 typedef void (*edit_fn)(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v);
 
-/* Run fn on every value of the engine's "nodes" table, as a foreign
+/* Run fn on every value of one of the engine's tables, as a foreign
  * program would. */
-static void edit_nodes(fx *f, edit_fn fn)
+static void edit_table(fx *f, const char *table, edit_fn fn)
 {
     char path[128];
     snprintf(path, sizeof path, "%s/engine", f->dir);
@@ -76,7 +76,7 @@ static void edit_nodes(fx *f, edit_fn fn)
     assert_int_equal(mdb_env_set_mapsize(env, 64u << 20), 0);
     assert_int_equal(mdb_env_open(env, path, 0, 0600), 0);
     assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    assert_int_equal(mdb_dbi_open(txn, "nodes", 0, &dbi), 0);
+    assert_int_equal(mdb_dbi_open(txn, table, 0, &dbi), 0);
     /* Keys first: a put that changes a value's size moves the page. */
     uint64_t ids[16];
     size_t n = 0;
@@ -93,6 +93,11 @@ static void edit_nodes(fx *f, edit_fn fn)
     }
     assert_int_equal(mdb_txn_commit(txn), 0);
     mdb_env_close(env);
+}
+
+static void edit_nodes(fx *f, edit_fn fn)
+{
+    edit_table(f, "nodes", fn);
 }
 
 static void strip_header(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
@@ -164,12 +169,76 @@ static void test_changed_record_refused(void **state)
     assert_non_null(strstr(rz_error_last()->message, "Recovery"));
 }
 
+/* A replicated job's record whose run count was changed (bare JSON, as a
+ * store from before checksums holds, so no checksum stands in the way):
+ * queries size their arrays by RZ_ENGINE_REPLICAS_MAX, so the count is
+ * refused with RZ_EDB naming the job, never trusted. */
+static const char *new_k;
+static void set_k(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
+{
+    assert_memory_equal(v->mv_data, "RZc1", 4);
+    const char *json = (const char *)v->mv_data + 8;
+    size_t len = v->mv_size - 8;
+    const char *at = memmem(json, len, "\"k\":", 4);   /* "k":<digits> */
+    char *out = malloc(len + 16);
+    size_t n = len;
+    memcpy(out, json, len);
+    if (at) {
+        size_t pre = (size_t)(at - json) + 4, end = pre, klen = strlen(new_k);
+        while (end < len && json[end] >= '0' && json[end] <= '9')
+            end++;
+        memcpy(out + pre, new_k, klen);
+        memcpy(out + pre + klen, json + end, len - end);
+        n = pre + klen + len - end;
+    }
+    MDB_val nv = { n, out };
+    assert_int_equal(mdb_put(txn, dbi, k, &nv, 0), 0);
+    free(out);
+}
+
+static void test_replica_count_checked(void **state)
+{
+    fx *f = *state;
+    rz_engine *e;
+    assert_int_equal(open_engine(f, &e), RZ_OK);
+    rz_ledger_id client = rz_ledger_id_make(7, 1);
+    rz_ledger *l = rz_engine_ledger(e);
+    assert_int_equal(rz_ledger_create_account(l, client, RZ_LEDGER_CLIENT), RZ_OK);
+    assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 2), client,
+                                           100000), RZ_OK);
+    rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
+    s.client = client;
+    s.requirements_json = "{\"cpu_cores\":1}";
+    s.module_id = "m";
+    s.max_cost_micros = 1000;
+    s.replicas = 2;
+    uint64_t job = 0;
+    assert_int_equal(rz_engine_submit(e, &s, 20, &job), RZ_OK);
+    assert_int_equal(rz_engine_job_cancel(e, job, 21), RZ_OK);
+    rz_engine_close(e);
+    new_k = "5";   /* the most there may be: loads */
+    edit_table(f, "jobs", set_k);   /* written back bare */
+    assert_int_equal(open_engine(f, &e), RZ_OK);
+    rz_engine_close(e);
+    new_k = "200";
+    edit_table(f, "jobs", set_k);   /* written back bare */
+    e = (rz_engine *)1;
+    assert_int_equal(open_engine(f, &e), RZ_EDB);
+    assert_null(e);
+    char want[64];
+    snprintf(want, sizeof want, "job %llu: a damaged replica set",
+             (unsigned long long)job);
+    assert_non_null(strstr(rz_error_last()->message, want));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_previous_store_migrates, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_changed_record_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_replica_count_checked, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

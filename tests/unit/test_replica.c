@@ -12,7 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "engine/engine_impl.h"
+#include "ledger/ledger_impl.h"
 #include "rhizos/engine.h"
 #include "helpers.h"
 
@@ -141,6 +144,15 @@ static void take_runs(fx *f, uint64_t head, uint32_t k, int *who)
         assert_int_equal(take(f, n, 21, NULL), 0);
     }
     assert_int_equal(got, k);
+}
+
+/* Between the steps of a long loop: the ledger sampled, the rest whole. */
+static void check_quick(fx *f)
+{
+    int rc = rz_engine_check_sampled(f->e, 16);
+    if (rc != RZ_OK)
+        fprintf(stderr, "check: %s\n", rz_error_last()->message);
+    assert_int_equal(rc, RZ_OK);
 }
 
 static void check(fx *f)
@@ -398,8 +410,116 @@ static void test_decided_set_leaves_memory(void **state)
     same_answers(f, job, want);
 }
 
+/* A fresh fixture once the store has grown: most failure points end in a
+ * reopen, whose first check reads every stored record. */
+static fx *fresh_when_big(void **state)
+{
+    fx *f = *state;
+    if (f->e->n_jobs < 120)
+        return f;
+    teardown(state);
+    assert_int_equal(setup(state), 0);
+    return *state;
+}
+
+/* Which allocation fails next: every one failing once; from there on,
+ * every one of the first 40, then spread (each such run ends in a
+ * reopen, which reads the whole store: bounded for CI). */
+static long next_try(long n, int persist)
+{
+    return !persist || n < 40 ? n + 1 : n + 1 + n / 16;
+}
+
+/* Memory running out at any allocation of a replicated submission (once,
+ * or from there on): an error with nothing held and nothing left for the
+ * next commit to trip on (it wrote the freed runs' ids before), or the
+ * set a clean run makes. A failed write leaves the engine (or its ledger)
+ * broken, as engine.h says: the reopen refunds what it held. */
+static void test_submit_out_of_memory(void **state)
+{
+    fx *f = *state;
+    for (int persist = 0; persist <= 1; persist++) {
+        long n = 1, calls = 0, failed = 0;
+        for (; n < 5000; n = next_try(n, persist)) {
+            uint64_t last = f->e->n_jobs;
+            uint64_t job = 0;
+            rz__alloc_fail_at(n, persist);
+            int rc = submit_k(f, 3, MAX_COST, &job);
+            calls = rz__alloc_calls();
+            rz__alloc_fail_at(0, false);
+            if (rc == RZ_OK) {
+                assert_int_equal(rz_engine_job_cancel(f->e, job, 30), RZ_OK);
+            } else if (f->e->broken || rz_engine_ledger(f->e)->broken) {
+                rz_engine_close(f->e);
+                open_engine(f);
+            } else {
+                /* No job of it anywhere: the ids are free again. */
+                assert_int_equal(f->e->n_jobs, last);
+                assert_null(rz__engine_job(f->e, last + 1));
+                assert_int_equal(rz_engine_tick(f->e, 11), RZ_OK);
+            }
+            failed += rc != RZ_OK;
+            assert_int_equal(acct(f, f->client).debits_pending, 0);
+            check_quick(f);
+            if (calls < n)
+                break;   /* the whole submission ran before the failure */
+            f = fresh_when_big(state);
+        }
+        assert_true(calls < n && failed > 10);
+        check(f);
+    }
+}
+
+/* Memory running out at any allocation of the vote that decides a set:
+ * the verdict is applied whole or not at all (rz_engine_check refuses a
+ * set decided in part), and an undecided set can still be cancelled. */
+static void test_verdict_out_of_memory(void **state)
+{
+    fx *f = *state;
+    for (int persist = 0; persist <= 1; persist++) {
+        long n = 1, calls = 0, failed = 0;
+        for (; n < 5000; n = next_try(n, persist)) {
+            uint64_t job = 0;
+            int who[3];
+            assert_int_equal(submit_k(f, 3, MAX_COST, &job), RZ_OK);
+            take_runs(f, job, 3, who);
+            assert_int_equal(report(f, who[0], job, "{\"y\":1}", NULL, 2000), RZ_OK);
+            assert_int_equal(report(f, who[1], job + 1, "{\"y\":2}", NULL, 2000),
+                             RZ_OK);
+            rz__alloc_fail_at(n, persist);
+            int rc = report(f, who[2], job + 2, "{\"y\":1}", NULL, 2000);
+            calls = rz__alloc_calls();
+            rz__alloc_fail_at(0, false);
+            failed += rc != RZ_OK;
+            if (f->e->broken || rz_engine_ledger(f->e)->broken) {
+                rz_engine_close(f->e);
+                open_engine(f);
+            }
+            check_quick(f);
+            rz_engine_job_info ji = info(f, job);
+            if (ji.state == RZ_JOB_SUCCEEDED) {
+                assert_string_equal(ji.outputs_json, "{\"y\":1}");
+                assert_non_null(strstr(info(f, job + 1).error, "differ"));
+            } else {
+                assert_int_equal(rz_engine_job_cancel(f->e, job, 2001), RZ_OK);
+            }
+            assert_int_equal(rz_engine_tick(f->e, 2002), RZ_OK);
+            assert_int_equal(acct(f, f->client).debits_pending, 0);
+            check_quick(f);
+            if (calls < n)
+                break;
+            f = fresh_when_big(state);
+        }
+        assert_true(calls < n && failed > 5);
+        check(f);
+    }
+}
+
 int main(void)
 {
+    /* cJSON's allocations fail too (test_submit_out_of_memory). */
+    cJSON_Hooks hooks = {rz__malloc, free};
+    cJSON_InitHooks(&hooks);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_liar_not_paid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_disagrees, setup, teardown),
@@ -408,6 +528,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_and_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decided_set_leaves_memory, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_submit_out_of_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verdict_out_of_memory, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
