@@ -230,6 +230,7 @@ struct rz_engine {
     MDB_dbi db_meta, db_nodes, db_jobs, db_deps;
     MDB_dbi db_step_events;   /* named "devs" on disk */
     MDB_dbi db_dep_flows;     /* "dflow": each deployment's text, once */
+    MDB_dbi db_by_client;     /* "bycl": client, kind, id -> nothing */
     rz_ledger *ledger;
     rz_matcher *matcher;
 
@@ -368,6 +369,8 @@ RZ_HIDDEN void rz__engine_evict(rz_engine *e);
  * the store's error). */
 RZ_HIDDEN const rz__ejob *rz__engine_job_read(const rz_engine *e, uint64_t id);
 RZ_HIDDEN const rz__edep *rz__engine_dep_read(const rz_engine *e, uint64_t id);
+/* Bytes of text the read-back deployments hold (tests). */
+RZ_HIDDEN size_t rz__engine_cache_dep_bytes(const rz_engine *e);
 RZ_HIDDEN int rz__engine_cache_new(rz_engine *e);
 RZ_HIDDEN void rz__engine_cache_free(rz_engine *e);
 /* For tests: how many jobs and deployments memory holds. */

@@ -16,12 +16,19 @@
 /* Read-back copies: a few, so that one query reading several records keeps
  * the first (a step and its deployment; a replicated job and its up to
  * RZ_ENGINE_REPLICAS_MAX runs, rz_engine_job_get). Round robin: a record
- * stays valid for the next CACHE_SLOTS - 1 reads of others. */
+ * stays valid for the next CACHE_SLOTS - 1 reads of others (a deployment:
+ * until the next read of another, when their texts pass CACHE_DEP_BYTES;
+ * no query holds two). */
 #define CACHE_SLOTS 8
+/* Deployments read back carry their final status, megabytes for a big
+ * one: past this many bytes in all, the others leave before a new one
+ * stays (the newest read is always kept, whatever its size). */
+#define CACHE_DEP_BYTES (1u << 20)
 
 struct rz__ecache {
     rz__ejob job[CACHE_SLOTS];
     rz__edep dep[CACHE_SLOTS];
+    size_t dep_bytes[CACHE_SLOTS];
     unsigned next_job, next_dep;
 };
 
@@ -192,6 +199,36 @@ const rz__ejob *rz__engine_job_read(const rz_engine *e, uint64_t id)
     return slot;
 }
 
+static size_t dep_text_bytes(const rz__edep *d)
+{
+    return (d->text ? strlen(d->text) : 0) + (d->inputs ? strlen(d->inputs) : 0) +
+           (d->final_status ? strlen(d->final_status) : 0);
+}
+
+/* The oldest copies other than `keep` leave until the texts fit. */
+static void dep_cache_bound(struct rz__ecache *c, unsigned keep)
+{
+    size_t sum = 0;
+    for (unsigned i = 0; i < CACHE_SLOTS; i++)
+        sum += c->dep_bytes[i];
+    for (unsigned k = 1; k < CACHE_SLOTS && sum > CACHE_DEP_BYTES; k++) {
+        unsigned i = (keep + k) % CACHE_SLOTS;   /* oldest first */
+        if (!c->dep[i].id)
+            continue;
+        sum -= c->dep_bytes[i];
+        c->dep_bytes[i] = 0;
+        rz__engine_dep_free(&c->dep[i]);
+    }
+}
+
+size_t rz__engine_cache_dep_bytes(const rz_engine *e)
+{
+    size_t sum = 0;
+    for (unsigned i = 0; e && e->cache && i < CACHE_SLOTS; i++)
+        sum += e->cache->dep_bytes[i];
+    return sum;
+}
+
 const rz__edep *rz__engine_dep_read(const rz_engine *e, uint64_t id)
 {
     const rz__edep *d = rz__engine_dep(e, id);
@@ -205,13 +242,17 @@ const rz__edep *rz__engine_dep_read(const rz_engine *e, uint64_t id)
     for (unsigned i = 0; i < CACHE_SLOTS; i++)
         if (c->dep[i].id == id)
             return &c->dep[i];
-    rz__edep *slot = &c->dep[c->next_dep];
+    unsigned at = c->next_dep;
+    rz__edep *slot = &c->dep[at];
     c->next_dep = (c->next_dep + 1) % CACHE_SLOTS;
     rz__engine_dep_free(slot);
+    c->dep_bytes[at] = 0;
     if (rz__engine_store_dep(e, id, slot) != RZ_OK) {
         rz__engine_dep_free(slot);
         return NULL;
     }
+    c->dep_bytes[at] = dep_text_bytes(slot);
+    dep_cache_bound(c, at);
     return slot;
 }
 

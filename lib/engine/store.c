@@ -187,6 +187,106 @@ static int migrate(rz_engine *e, const MDB_dbi *dbis, size_t n)
     return mrc ? db_error(mrc, "commit") : RZ_OK;
 }
 
+/* ---- the client index ----
+ * "bycl" keys each job and deployment record by its client: 16 bytes of
+ * client id, 'j' or 'd', 8 bytes of id, all big-endian, so one client's
+ * records of a kind are one range in id order and a listing is a walk
+ * over its page, not a scan of every record. Written in the commit that
+ * writes the record (write_dirty); a store from before it gets it at open
+ * (index_build), marked done by the key "v". */
+#define CLIENT_KEY 25
+
+static void client_key(unsigned char k[CLIENT_KEY], rz_ledger_id c, char kind,
+                       uint64_t id)
+{
+    for (int i = 0; i < 8; i++) {
+        k[i] = (unsigned char)(c.hi >> (56 - 8 * i));
+        k[8 + i] = (unsigned char)(c.lo >> (56 - 8 * i));
+    }
+    k[16] = (unsigned char)kind;
+    for (int i = 0; i < 8; i++)
+        k[17 + i] = (unsigned char)(id >> (56 - 8 * i));
+}
+
+static int index_put(MDB_txn *txn, MDB_dbi dbi, rz_ledger_id c, char kind,
+                     uint64_t id)
+{
+    unsigned char k[CLIENT_KEY];
+    client_key(k, c, kind, id);
+    MDB_val key = { CLIENT_KEY, k }, val = { 0, NULL };
+    int mrc = mdb_put(txn, dbi, &key, &val, MDB_NOOVERWRITE);
+    return mrc && mrc != MDB_KEYEXIST ? db_error(mrc, "write") : RZ_OK;
+}
+
+/* The client member of a stored record, as cJSON_PrintUnformatted wrote
+ * it ("client":"<32 hex>"). */
+static bool record_client(const char *json, size_t len, rz_ledger_id *out)
+{
+    static const char tag[] = "\"client\":\"";
+    const char *at = memmem(json, len, tag, sizeof tag - 1);
+    char hex[33];
+    if (!at || (size_t)(json + len - at) < sizeof tag - 1 + 32)
+        return false;
+    memcpy(hex, at + sizeof tag - 1, 32);
+    hex[32] = '\0';
+    return rz_ledger_id_parse(hex, out) == RZ_OK;
+}
+
+static int index_table(MDB_txn *txn, MDB_dbi from, MDB_dbi to, char kind)
+{
+    MDB_cursor *cur;
+    int mrc = mdb_cursor_open(txn, from, &cur);
+    if (mrc)
+        return db_error(mrc, "cursor");
+    int rc = RZ_OK;
+    MDB_val k, v;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == RZ_OK;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const char *json;
+        size_t len;
+        rz_ledger_id c;
+        rc = k.mv_size == 8 ? unwrap(&k, &v, &json, &len)
+                            : rz__error(RZ_EDB, "engine store: a key of %zu "
+                                        "bytes", k.mv_size);
+        if (rc == RZ_OK && !record_client(json, len, &c))
+            rc = rz__error(RZ_EDB, "engine store: record %llu names no client",
+                           (unsigned long long)u64_of(k.mv_data));
+        if (rc == RZ_OK)   /* the put may move the page: the cursor stays */
+            rc = index_put(txn, to, c, kind, u64_of(k.mv_data));
+    }
+    if (rc == RZ_OK && mrc != MDB_NOTFOUND)
+        rc = db_error(mrc, "read");
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+/* The index of a store from before it, in one transaction. */
+static int index_build(rz_engine *e)
+{
+    MDB_txn *txn;
+    int mrc = mdb_txn_begin(e->env, NULL, 0, &txn);
+    if (mrc)
+        return db_error(mrc, "begin");
+    MDB_val key = { 1, "v" }, val;
+    mrc = mdb_get(txn, e->db_by_client, &key, &val);
+    if (mrc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return mrc ? db_error(mrc, "read") : RZ_OK;
+    }
+    int rc = index_table(txn, e->db_jobs, e->db_by_client, 'j');
+    if (rc == RZ_OK)
+        rc = index_table(txn, e->db_deps, e->db_by_client, 'd');
+    val = (MDB_val){ 1, "1" };
+    if (rc == RZ_OK && (mrc = mdb_put(txn, e->db_by_client, &key, &val, 0)))
+        rc = db_error(mrc, "write");
+    if (rc != RZ_OK) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    mrc = mdb_txn_commit(txn);
+    return mrc ? db_error(mrc, "commit") : RZ_OK;
+}
+
 int rz__engine_store_open(rz_engine *e, const char *data_dir)
 {
     int rc = rz__mkdir(data_dir);
@@ -204,7 +304,7 @@ int rz__engine_store_open(rz_engine *e, const char *data_dir)
         return rc;
     }
     static const char *const names[] = {"nodes", "jobs", "deps", "devs",
-                                        "dflow"};
+                                        "dflow", "bycl"};
     MDB_dbi dbis[RZ_ARRAY_LEN(names)];
     int mrc = rz__lmdb_open(&e->env, dir, ENGINE_MAP_SIZE,
                             e->opts.durable ? 0 : MDB_NOSYNC, names, dbis,
@@ -212,7 +312,7 @@ int rz__engine_store_open(rz_engine *e, const char *data_dir)
     free(dir);
     if (mrc)
         return db_error(mrc, "open");
-    if ((rc = migrate(e, dbis, RZ_ARRAY_LEN(dbis))) != RZ_OK)
+    if ((rc = migrate(e, dbis, RZ_ARRAY_LEN(dbis) - 1)) != RZ_OK)
         return rc;
     rz__lmdb_map_find(e->env, ENGINE_MAP_SIZE, &e->map, &e->map_len);
     e->db_nodes = dbis[0];
@@ -220,7 +320,8 @@ int rz__engine_store_open(rz_engine *e, const char *data_dir)
     e->db_deps = dbis[2];
     e->db_step_events = dbis[3];
     e->db_dep_flows = dbis[4];
-    return RZ_OK;
+    e->db_by_client = dbis[5];
+    return index_build(e);
 }
 
 void rz__engine_store_close(rz_engine *e)
@@ -494,6 +595,8 @@ static int write_dirty(rz_engine *e, MDB_txn *txn)
         rz__ejob *j = rz__engine_job(e, e->dirty_jobs[i]);
         key_u64(k, j->id);
         rc = put(txn, e->db_jobs, k, 8, job_record(j));
+        if (rc == RZ_OK)
+            rc = index_put(txn, e->db_by_client, j->client, 'j', j->id);
     }
     for (size_t i = 0; rc == RZ_OK && i < e->n_dirty_deps; i++) {
         rz__edep *d = rz__engine_dep(e, e->dirty_deps[i]);
@@ -502,6 +605,8 @@ static int write_dirty(rz_engine *e, MDB_txn *txn)
             rc = put(txn, e->db_dep_flows, k, 8, dep_flow_record(d));
         if (rc == RZ_OK)
             rc = put(txn, e->db_deps, k, 8, dep_record(d));
+        if (rc == RZ_OK)
+            rc = index_put(txn, e->db_by_client, d->client, 'd', d->id);
     }
     for (size_t i = 0; rc == RZ_OK && i < e->n_step_events; i++) {
         key_u64(k, e->step_events[i].dep);
@@ -969,52 +1074,94 @@ int rz__engine_store_dep(const rz_engine *e, uint64_t id, rz__edep *out)
     return read_one(e, e->db_deps, id, parse_dep_v, out, "deployment");
 }
 
-/* Whether a stored record names `client` (records are written by
- * cJSON_PrintUnformatted: the member is exactly "client":"<id>"). */
-static bool record_client_is(MDB_txn *txn, MDB_dbi dbi, uint64_t id,
-                             const char *needle, size_t nlen)
+/* A descending walk over one client's ids of a kind in the index. */
+typedef struct index_walk {
+    MDB_cursor *cur;
+    unsigned char prefix[17];
+    int op;   /* the next cursor move; 0: done */
+} index_walk;
+
+/* Position at the greatest id <= top. */
+static void walk_start(index_walk *w, rz_ledger_id c, char kind, uint64_t top)
 {
-    const char *json;
-    size_t len;
-    if (get_record(txn, dbi, id, &json, &len) != RZ_OK)
-        return false;   /* a damaged record is left out of listings */
-    return memmem(json, len, needle, nlen) != NULL;
+    unsigned char k[CLIENT_KEY];
+    client_key(k, c, kind, top);
+    memcpy(w->prefix, k, sizeof w->prefix);
+    MDB_val key = { CLIENT_KEY, k }, val;
+    int mrc = mdb_cursor_get(w->cur, &key, &val, MDB_SET_RANGE);
+    if (mrc == 0 && key.mv_size == CLIENT_KEY &&
+        memcmp(key.mv_data, k, CLIENT_KEY) == 0)
+        w->op = MDB_GET_CURRENT;
+    else
+        w->op = mrc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV;
+}
+
+/* The next id, 0 when the client's range ends. */
+static uint64_t walk_next(index_walk *w)
+{
+    MDB_val key, val;
+    if (!w->op || mdb_cursor_get(w->cur, &key, &val, (MDB_cursor_op)w->op) ||
+        key.mv_size != CLIENT_KEY || memcmp(key.mv_data, w->prefix, 17) != 0) {
+        w->op = 0;
+        return 0;
+    }
+    w->op = MDB_PREV;
+    return u64_of((const unsigned char *)key.mv_data + 17);
+}
+
+/* The next live record of the client below index *i (memory holds
+ * pending steps whose record is not written yet), 0: none. */
+static uint64_t live_next(const rz_engine *e, bool deps, rz_ledger_id c,
+                          size_t *i)
+{
+    while (*i > 0) {
+        --*i;
+        const rz_ledger_id *x = deps ? &e->deps[*i]->client : &e->jobs[*i]->client;
+        if (rz_ledger_id_equal(*x, c))
+            return deps ? e->deps[*i]->id : e->jobs[*i]->id;
+    }
+    return 0;
 }
 
 size_t rz__engine_store_list(const rz_engine *e, bool deps,
                              const rz_ledger_id *client, uint64_t top,
                              uint64_t *ids, size_t cap)
 {
-    char needle[64] = "";
-    size_t nlen = 0;
-    if (client) {
-        char buf[33];
-        rz_ledger_id_format(*client, buf);
-        nlen = (size_t)snprintf(needle, sizeof needle, "\"client\":\"%s\"",
-                                buf);
+    size_t n = 0;
+    if (!client) {
+        for (uint64_t id = top; id >= 1 && n < cap; id--)
+            ids[n++] = id;
+        return n;
     }
     MDB_txn *txn = NULL;
-    if (client && mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn))
+    index_walk w = { 0 };
+    if (mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn))
         return 0;
-    size_t n = 0;
-    for (uint64_t id = top; id >= 1 && n < cap; id--) {
-        const rz_ledger_id *c = NULL;
-        if (deps) {
-            const rz__edep *d = rz__engine_dep(e, id);
-            c = d ? &d->client : NULL;
-        } else {
-            const rz__ejob *j = rz__engine_job(e, id);
-            c = j ? &j->client : NULL;
-        }
-        bool match = !client ||
-                     (c ? rz_ledger_id_equal(*c, *client)
-                        : record_client_is(txn, deps ? e->db_deps : e->db_jobs,
-                                           id, needle, nlen));
-        if (match)
-            ids[n++] = id;
-    }
-    if (txn)
+    if (mdb_cursor_open(txn, e->db_by_client, &w.cur)) {
         mdb_txn_abort(txn);
+        return 0;
+    }
+    walk_start(&w, *client, deps ? 'd' : 'j', top);
+    /* Live ones at or below top: the first index past them, walked down. */
+    size_t lo = 0, i = deps ? e->n_live_deps : e->n_live_jobs;
+    while (lo < i) {   /* the first live id > top */
+        size_t mid = lo + (i - lo) / 2;
+        if ((deps ? e->deps[mid]->id : e->jobs[mid]->id) <= top)
+            lo = mid + 1;
+        else
+            i = mid;
+    }
+    uint64_t a = walk_next(&w), b = live_next(e, deps, *client, &i);
+    while ((a || b) && n < cap) {
+        uint64_t id = a > b ? a : b;
+        ids[n++] = id;
+        if (a == id)
+            a = walk_next(&w);
+        if (b == id)
+            b = live_next(e, deps, *client, &i);
+    }
+    mdb_cursor_close(w.cur);
+    mdb_txn_abort(txn);
     return n;
 }
 

@@ -1624,6 +1624,41 @@ static void test_deployment_get_and_list(void **state)
     check(f);
 }
 
+/* Finished deployments read back are cached by bytes, not only by count:
+ * eight whose final status carries a 300 KiB error each do not stay in
+ * memory together, and each still reads back whole. */
+static void test_read_back_cache_bounded(void **state)
+{
+    fx *f = *state;
+    size_t big = 300u << 10;
+    char *error = malloc(big + 1);
+    memset(error, 'e', big);
+    error[big] = '\0';
+    uint64_t n = node_add(f, 0), d[8];
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(rz_engine_deploy(f->e, one_step_flow, strlen(one_step_flow),
+                                          f->client, NULL, 4, &d[i], NULL), RZ_OK);
+        rz_engine_assignment a;
+        assert_int_equal(rz_engine_poll(f->e, n, 5, &a), RZ_OK);
+        assert_int_equal(node_report(f->e, n, a.job, 1, NULL, error, 1000, 6),
+                         RZ_OK);
+    }
+    assert_int_equal(rz_engine_tick(f->e, 7), RZ_OK);
+    assert_int_equal(rz_engine_tick(f->e, 8), RZ_OK);
+    assert_int_equal(rz__engine_live_deps(f->e), 0);
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 8; i++) {
+            char *status = NULL;
+            assert_int_equal(rz_engine_deployment_status(f->e, d[i], &status), RZ_OK);
+            assert_true(strlen(status) > big);
+            rz_free(status);
+            size_t held = rz__engine_cache_dep_bytes(f->e);
+            assert_true(held > big && held <= (1u << 20) + big + 4096);
+        }
+    free(error);
+    check(f);
+}
+
 static void test_node_caps(void **state)
 {
     fx *f = *state;
@@ -2213,6 +2248,7 @@ int main(void)
         T(test_job_list_pages_and_caps),
         T(test_job_times),
         T(test_deployment_get_and_list),
+        T(test_read_back_cache_bounded),
         T(test_node_caps),
         T(test_reference_cost_is_what_a_step_holds),
         T(test_reference_cost_refuses_bad_json),

@@ -231,6 +231,77 @@ static void test_replica_count_checked(void **state)
     assert_non_null(strstr(rz_error_last()->message, want));
 }
 
+/* A client's listing walks the client index ("bycl"), written with each
+ * record; a store from before it (the table dropped here) gets it at open
+ * and lists as before. Finished jobs (gone from memory) and live ones
+ * come newest first, paged by `before`. */
+static void drop_index(fx *f)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/engine", f->dir);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+    assert_int_equal(mdb_env_set_mapsize(env, 64u << 20), 0);
+    assert_int_equal(mdb_env_open(env, path, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "bycl", 0, &dbi), 0);
+    assert_int_equal(mdb_drop(txn, dbi, 1), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static void listed(rz_engine *e, rz_ledger_id c, uint64_t before,
+                   const uint64_t *want, size_t n)
+{
+    uint64_t ids[16];
+    assert_int_equal(rz_engine_job_list(e, &c, before, ids, 16), n);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(ids[i], want[i]);
+}
+
+static void test_client_index(void **state)
+{
+    fx *f = *state;
+    rz_engine *e;
+    assert_int_equal(open_engine(f, &e), RZ_OK);
+    rz_ledger_id a = rz_ledger_id_make(7, 1), b = rz_ledger_id_make(7, 3);
+    rz_ledger *l = rz_engine_ledger(e);
+    for (int i = 0; i < 2; i++) {
+        rz_ledger_id c = i ? b : a;
+        assert_int_equal(rz_ledger_create_account(l, c, RZ_LEDGER_CLIENT), RZ_OK);
+        assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(8, (uint64_t)i),
+                                               c, 100000), RZ_OK);
+    }
+    rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
+    s.requirements_json = "{\"cpu_cores\":1}";
+    s.module_id = "m";
+    s.max_cost_micros = 100;
+    uint64_t id[6];
+    for (int i = 0; i < 6; i++) {   /* a b a b a b; the first four finish */
+        s.client = i % 2 ? b : a;
+        assert_int_equal(rz_engine_submit(e, &s, 20, &id[i]), RZ_OK);
+        if (i < 4)
+            assert_int_equal(rz_engine_job_cancel(e, id[i], 21), RZ_OK);
+    }
+    assert_int_equal(rz_engine_tick(e, 22), RZ_OK);
+    const uint64_t all_a[] = { id[4], id[2], id[0] }, all_b[] = { id[5], id[3], id[1] };
+    listed(e, a, 0, all_a, 3);
+    listed(e, b, 0, all_b, 3);
+    listed(e, a, id[4], all_a + 1, 2);   /* the page below id[4] */
+    listed(e, b, id[1], NULL, 0);
+    rz_engine_close(e);
+    drop_index(f);
+    assert_int_equal(open_engine(f, &e), RZ_OK);
+    listed(e, a, 0, all_a, 3);
+    listed(e, b, id[3], all_b + 2, 1);
+    listed(e, rz_ledger_id_make(7, 9), 0, NULL, 0);
+    assert_int_equal(rz_engine_check(e), RZ_OK);
+    rz_engine_close(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -240,6 +311,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_replica_count_checked, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_client_index, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
