@@ -231,6 +231,7 @@ struct rz_engine {
     MDB_dbi db_step_events;   /* named "devs" on disk */
     MDB_dbi db_dep_flows;     /* "dflow": each deployment's text, once */
     MDB_dbi db_by_client;     /* "bycl": client, kind, id -> nothing */
+    bool index_mark;          /* the next commit marks "bycl" complete */
     rz_ledger *ledger;
     rz_matcher *matcher;
 

@@ -260,19 +260,34 @@ static int index_table(MDB_txn *txn, MDB_dbi from, MDB_dbi to, char kind)
     return rc;
 }
 
-/* The index of a store from before it, in one transaction. */
+/* The index of a store from before it, in one transaction. A new store
+ * (no records yet) is marked by its first commit: an open costs no commit
+ * of its own. */
 static int index_build(rz_engine *e)
 {
     MDB_txn *txn;
-    int mrc = mdb_txn_begin(e->env, NULL, 0, &txn);
+    int mrc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn);
     if (mrc)
         return db_error(mrc, "begin");
     MDB_val key = { 1, "v" }, val;
+    MDB_stat jobs, deps;
     mrc = mdb_get(txn, e->db_by_client, &key, &val);
-    if (mrc != MDB_NOTFOUND) {
-        mdb_txn_abort(txn);
-        return mrc ? db_error(mrc, "read") : RZ_OK;
+    bool marked = mrc == 0;
+    if (mrc == MDB_NOTFOUND)
+        mrc = mdb_stat(txn, e->db_jobs, &jobs);
+    if (!mrc && !marked)
+        mrc = mdb_stat(txn, e->db_deps, &deps);
+    mdb_txn_abort(txn);
+    if (mrc && mrc != MDB_NOTFOUND)
+        return db_error(mrc, "read");
+    if (marked)
+        return RZ_OK;
+    if (!jobs.ms_entries && !deps.ms_entries) {
+        e->index_mark = true;
+        return RZ_OK;
     }
+    if ((mrc = mdb_txn_begin(e->env, NULL, 0, &txn)))
+        return db_error(mrc, "begin");
     int rc = index_table(txn, e->db_jobs, e->db_by_client, 'j');
     if (rc == RZ_OK)
         rc = index_table(txn, e->db_deps, e->db_by_client, 'd');
@@ -608,6 +623,11 @@ static int write_dirty(rz_engine *e, MDB_txn *txn)
         if (rc == RZ_OK)
             rc = index_put(txn, e->db_by_client, d->client, 'd', d->id);
     }
+    if (rc == RZ_OK && e->index_mark) {
+        MDB_val key = { 1, "v" }, val = { 1, "1" };
+        int mrc = mdb_put(txn, e->db_by_client, &key, &val, 0);
+        rc = mrc ? db_error(mrc, "write") : RZ_OK;
+    }
     for (size_t i = 0; rc == RZ_OK && i < e->n_step_events; i++) {
         key_u64(k, e->step_events[i].dep);
         uint32_t s = e->step_events[i].seq;
@@ -642,6 +662,7 @@ static void clear_dirty(rz_engine *e)
     for (size_t i = 0; i < e->n_step_events; i++)
         free(e->step_events[i].text);
     e->n_dirty_nodes = e->n_dirty_jobs = e->n_dirty_deps = e->n_step_events = 0;
+    e->index_mark = false;
 }
 
 /* One write transaction with everything the call changed. A failure leaves
