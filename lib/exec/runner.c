@@ -870,6 +870,10 @@ static int runner_init(runner *r, const rz_flow *flow,
     if (!r->slots || !r->pfds || !r->seen)
         return rz__error(RZ_ENOMEM, "out of memory");
     r->t0 = rz__now_ms();
+    /* The same instant on the wall clock: the record's step times are the
+     * run's clock offset by it, so taken later they could end after the
+     * run's own end. */
+    r->started_wall = rz__wall_ms();
     int rc = rz_run_new(&r->run, flow, opts->inputs_json, opts->run_id,
                         r->t0);
     if (rc != RZ_OK)
@@ -882,14 +886,22 @@ static int runner_init(runner *r, const rz_flow *flow,
     return RZ_OK;
 }
 
-static void runner_free(runner *r)
+/* The engine and the steps' folders; idempotent. */
+static void engine_stop(runner *r)
 {
     while (r->n_slots > 0)
         drop_slot(r, r->n_slots - 1);
     rz__scratch_pool_free(r->scratch);
+    r->scratch = NULL;
     rz_engine_close(r->engine);
+    r->engine = NULL;
     remove_dir(r->dir);
     r->dir = NULL;
+}
+
+static void runner_free(runner *r)
+{
+    engine_stop(r);
     r->recorded = record_join(r);   /* the final record, written meanwhile */
     rz_store_close(r->store);
     free(r->slots);
@@ -960,12 +972,17 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
         else if (opts->sandbox && rz_sandbox_status())
             emit(&r, RZ_EVENT_NOTICE, RZ_NPOS, rz_sandbox_status());
         report_changes(&r);
-        r.started_wall = rz__wall_ms();
         record(&r, 0);      /* told; the final record says it again */
         rc = engine_start(&r);
     }
     if (rc == RZ_OK)
         rc = drive(&r);
+    /* A big run's final record (the whole run as JSON) is built after the
+     * engine (its own copy of the flow, run and jobs) is gone, so the two
+     * are not in memory together: at 100,000 steps each is ~100 MiB. A
+     * small one is built first, so its commit overlaps the teardown. */
+    if (rc == RZ_OK && rz_flow_step_count(flow) >= 4096)
+        engine_stop(&r);
     if (rc == RZ_OK)
         record(&r, rz__wall_ms());   /* joined in runner_free */
     runner_free(&r);
