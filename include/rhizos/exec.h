@@ -109,6 +109,11 @@ RZ_EXTERN int rz_sandbox_available(void);
  * is missing ("no memory cgroup for steps (...)", "bubblewrap older than
  * 0.8: ...", "bubblewrap not found"). Static storage. */
 RZ_EXTERN const char *rz_sandbox_status(void);
+/* The runtime of the "wasm" adapter here, e.g. "node:wasi (Node.js
+ * v20.20.2)"; NULL when none answers (then the adapter is unavailable).
+ * Asked once per process (node is started once, ~50 ms); $RHIZOS_WASM_NODE
+ * names the node program ("" for none). Static storage. */
+RZ_EXTERN const char *rz_wasm_runtime(void);
 
 /* ---- One attempt of one job through an adapter ---- */
 

@@ -88,6 +88,12 @@ typedef struct rz__adapter {
 
 RZ_HIDDEN extern const rz__adapter rz__process_adapter;
 
+/* A secret's file name under /run/secrets: its name lower-cased, anything
+ * but [a-z0-9._-] as '_', no leading dot (docker and wasm adapters); and
+ * "RZ_CRED_<FILE upper-cased>_FILE=/run/secrets/<file>". Malloc'ed. */
+RZ_HIDDEN char *rz__exec_secret_file(const char *name);
+RZ_HIDDEN char *rz__exec_secret_file_env(const char *file);
+
 /* The protocol's outputs, shared by adapters: a non-empty outputs file
  * wins over stdout. Sets *outputs (malloc'ed, normalised JSON) or writes
  * why not into err. `over`: stdout was cut at its cap. */

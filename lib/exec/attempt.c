@@ -28,11 +28,13 @@
  * the file is not built in, so a new runtime touches nothing here but this
  * list. */
 RZ_HIDDEN extern const rz__adapter rz__docker_adapter __attribute__((weak));
+RZ_HIDDEN extern const rz__adapter rz__wasm_adapter __attribute__((weak));
 
 static const rz__adapter *find_adapter(const char *name)
 {
     const rz__adapter *const all[] = { &rz__process_adapter,
-                                       &rz__docker_adapter };
+                                       &rz__docker_adapter,
+                                       &rz__wasm_adapter };
     for (size_t i = 0; i < RZ_ARRAY_LEN(all); i++)
         if (all[i] && strcmp(all[i]->name, name) == 0)
             return all[i];

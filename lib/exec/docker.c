@@ -401,7 +401,7 @@ static void dk_cleanup(void *state)
 /* A secret's file name: its name lower-cased (the runner hands names over
  * from RZ_CRED_<NAME>, the node as declared), anything but [a-z0-9._-] as
  * '_' and no leading dot; the variable is RZ_CRED_<NAME>_FILE. */
-static char *secret_file_name(const char *name)
+char *rz__exec_secret_file(const char *name)
 {
     char *f = rz__strdup(name);
     for (char *c = f; c && *c; c++) {
@@ -418,7 +418,7 @@ static char *secret_file_name(const char *name)
     return f;
 }
 
-static char *secret_env(const char *file)
+char *rz__exec_secret_file_env(const char *file)
 {
     char *e = rz__asprintf("RZ_CRED_%s_FILE=/run/secrets/%s", file, file);
     for (char *c = e ? e + 8 : NULL; c && *c != '='; c++) {
@@ -521,12 +521,12 @@ static int make_secrets(dk_state *s, const rz__exec_spec *sp, size_t *n)
     for (size_t i = 0; i < sp->n_secrets; i++) {
         if (registry_auth_decl(sp->module, sp->secrets[i].name))
             continue;                 /* the engine's, not the module's */
-        char *file = secret_file_name(sp->secrets[i].name);
+        char *file = rz__exec_secret_file(sp->secrets[i].name);
         int rc = file ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
         if (rc == RZ_OK)
             rc = write_secret(s->secrets_dir, file,
                               sp->secrets[i].value ? sp->secrets[i].value : "");
-        if (rc == RZ_OK && !(s->env[(*n)++] = secret_env(file)))
+        if (rc == RZ_OK && !(s->env[(*n)++] = rz__exec_secret_file_env(file)))
             rc = rz__error(RZ_ENOMEM, "out of memory");
         free(file);
         if (rc != RZ_OK)

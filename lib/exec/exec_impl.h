@@ -19,6 +19,8 @@ RZ_HIDDEN int rz__proc_output_over(const rz_proc *p);
  * reason ("process limit reached (512 processes); then timed out",
  * "killed for memory (limit 2048 MB, the default ...)"); else NULL. */
 RZ_HIDDEN const char *rz__proc_limit_reason(const rz_proc *p);
+/* Bytes the process wrote to stderr so far, kept or not. */
+RZ_HIDDEN uint64_t rz__proc_log_total(const rz_proc *p);
 /* 1 if the step's cgroup saw the kernel kill for memory. */
 RZ_HIDDEN int rz__proc_oom(const rz_proc *p);
 /* 1 if sandboxed steps get a cgroup (pids, memory) here. */

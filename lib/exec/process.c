@@ -883,6 +883,11 @@ const char *rz__proc_limit_reason(const rz_proc *p)
     return p && p->done && p->limit_reason[0] ? p->limit_reason : NULL;
 }
 
+uint64_t rz__proc_log_total(const rz_proc *p)
+{
+    return p ? p->log_total : 0;
+}
+
 int rz__proc_oom(const rz_proc *p)
 {
     return p && p->done && p->hit.oom && p->exit_code != 0;

@@ -440,6 +440,48 @@ static void load_container(mctx *c, const cJSON *ex, rz_module *m)
     m->read_only = get_bool(c, ex, "read_only", "/exec", true);
 }
 
+/* A relative path inside the module folder: no leading '/', no ".."
+ * part, no empty name. */
+static bool inside_path(const char *p)
+{
+    if (!*p || *p == '/')
+        return false;
+    for (const char *s = p; *s;) {
+        size_t n = strcspn(s, "/");
+        if (n == 2 && s[0] == '.' && s[1] == '.')
+            return false;
+        s += n;
+        if (*s == '/' && *++s == '\0')
+            return false;
+    }
+    return true;
+}
+
+/* exec.module / sha256: required and checked for the wasm adapter,
+ * type-checked for others. */
+static void load_wasm(mctx *c, const cJSON *ex, rz_module *m)
+{
+    bool wasm = strcmp(m->adapter, "wasm") == 0;
+    m->wasm_module = get_str(c, ex, "module", "/exec", false);
+    m->wasm_sha256 = get_str(c, ex, "sha256", "/exec", false);
+    if (!wasm)
+        return;
+    if (!m->wasm_module || !inside_path(m->wasm_module)) {
+        bad(c, "/exec", "the wasm adapter needs 'module', a path inside the "
+            "module's folder (e.g. \"./step.wasm\")");
+        m->wasm_module = NULL;
+    }
+    const char *h = m->wasm_sha256;
+    bool hex = h && strlen(h) == 64;
+    for (size_t i = 0; hex && i < 64; i++)
+        hex = (h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f');
+    if (!hex) {
+        bad(c, "/exec", "the wasm adapter needs 'sha256', the module file's "
+            "SHA-256 as 64 lowercase hex digits");
+        m->wasm_sha256 = NULL;
+    }
+}
+
 static int load_exec(mctx *c, const cJSON *root, rz_module *m)
 {
     const cJSON *ex = cJSON_GetObjectItemCaseSensitive(root, "exec");
@@ -457,6 +499,7 @@ static int load_exec(mctx *c, const cJSON *root, rz_module *m)
         return RZ_ENOMEM;
     m->network = get_bool(c, ex, "network", "/exec", false);
     load_container(c, ex, m);
+    load_wasm(c, ex, m);
     double t = get_num(c, ex, "timeout_s", "/exec", 0);
     m->timeout_s = t > UINT32_MAX ? UINT32_MAX : (uint32_t)t;
     return load_command(c, ex, m);

@@ -47,6 +47,11 @@ struct rz_module {
     const char *image;
     const char *pull;
     bool read_only;
+    /* WebAssembly (exec.adapter "wasm"): exec.module, a path relative to
+     * `dir`, and exec.sha256, the file's digest (64 lowercase hex), checked
+     * before every run. Borrowed from the manifest; NULL when absent. */
+    const char *wasm_module;
+    const char *wasm_sha256;
     uint32_t timeout_s;         /* exec.timeout_s default, 0 none */
     uint32_t memory_mb;         /* requirements.memory_mb, 0 unknown */
     uint32_t scratch_mb;        /* requirements.scratch_mb, 0 the default */
