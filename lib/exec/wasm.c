@@ -40,6 +40,11 @@
 #define MAX_MODULE_BYTES ((size_t)256 << 20)
 #define PROBE_TIMEOUT_MS 15000u
 #define NODE_DIRS "/usr/local/bin:/usr/bin:/bin"
+/* No ExperimentalWarning in the log; and no V8 fast API calls, through
+ * which node:wasi's calls (fd_write...) can start a garbage collection
+ * that frees what they use: node 20 then crashes (SIGSEGV or SIGABRT) in
+ * about a third of runs of a module that grows its memory. */
+#define NODE_FLAGS "--no-warnings", "--no-turbo-fast-api-calls"
 
 /* ---- the runtime ---- */
 
@@ -85,7 +90,7 @@ static void probe_runtime(void)
                  "found in " NODE_DIRS " or $RHIZOS_WASM_NODE");
         return;
     }
-    const char *argv[] = { node, "--no-warnings", "-e", probe_js, NULL };
+    const char *argv[] = { node, NODE_FLAGS, "-e", probe_js, NULL };
     const char *env[] = { "NODE_OPTIONS=", NULL };
     rz_proc_opts po = RZ_PROC_OPTS_INIT;
     po.argv = argv;
@@ -173,7 +178,7 @@ typedef struct wasm_state {
     rz_proc_opts po;
     rz__proc_limits lim;
     const char *scratch, *outputs_path;
-    const char *argv[5];
+    const char *argv[6];
     char *settings;            /* the runner's stdin, secrets in it: wiped */
     size_t settings_len;
     char tag[33];              /* marks the runner's own failure line */
@@ -324,11 +329,9 @@ static int wasm_prepare(void **state, const rz__exec_spec *sp)
     free(path);
     if (rc != RZ_OK)
         return rc;
-    st->argv[0] = node_path;
-    st->argv[1] = "--no-warnings";
-    st->argv[2] = "-e";
-    st->argv[3] = rz__wasm_runner_js;
-    st->argv[4] = NULL;
+    const char *words[] = { node_path, NODE_FLAGS, "-e", rz__wasm_runner_js,
+                            NULL };
+    memcpy(st->argv, words, sizeof words);
     static const char *const env[] = { "NODE_OPTIONS=", NULL };
     rz_proc_opts po = st->po;
     po.argv = st->argv;

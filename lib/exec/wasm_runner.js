@@ -1,6 +1,6 @@
-// The wasm adapter's runner (lib/exec/wasm.c): node runs this with
-// --no-warnings inside the step's sandbox. Its settings come as one JSON
-// line on stdin: {module, sha256, scratch, max_pages, tag, secrets}; the
+// The wasm adapter's runner (lib/exec/wasm.c): node runs this (`-e`, with
+// --no-warnings) inside the step's sandbox. Its settings come as one JSON
+// line on stdin: {module, sha256, scratch, max_pages, tag, env, secrets}; the
 // module's own stdin is the request file. Only the folders of the
 // protocol are preopened: /rz/in, /rz/out, /tmp (the scratch's) and
 // /run/secrets (files written here, removed at the end). A failure of the
@@ -13,6 +13,9 @@ const crypto = require('node:crypto');
 const { WASI } = require('node:wasi');
 
 const PAGE = 65536;
+// Held for the whole run: node 20 may collect a WASI object that only
+// the running instance still uses, and abort in its destructor.
+globalThis.rzKeep = null;
 
 function fail(tag, why, code) {
   fs.writeSync(2, '\n' + tag + ' ' + why.replace(/\n/g, ' ') + '\n');
@@ -117,12 +120,7 @@ function main() {
   fs.mkdirSync(tmp, { recursive: true });
   const secrets = secretsDir(cfg.scratch, cfg.secrets);
   delete cfg.secrets;
-  const env = {};
-  for (const [k, v] of Object.entries(process.env))
-    if (k.startsWith('RZ_') && !k.startsWith('RZ_CRED_')) env[k] = v;
-  env.RZ_OUTPUT = '/rz/out/outputs.json';
-  env.RZ_REQUEST = '/rz/in/request.json';
-  env.HOME = env.TMPDIR = '/tmp';
+  const env = Object.assign({}, cfg.env, { HOME: '/tmp', TMPDIR: '/tmp' });
   const stdin = fs.openSync(path.join(cfg.scratch, 'in', 'request.json'), 'r');
   const wasi = new WASI({
     version: 'preview1',
@@ -137,6 +135,7 @@ function main() {
     stdin, stdout: 1, stderr: 2,
     returnOnExit: true,
   });
+  globalThis.rzKeep = wasi;
   let code = 0, trap = null, instance;
   try {
     const m = new WebAssembly.Module(mod.bytes);
