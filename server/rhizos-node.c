@@ -161,6 +161,9 @@ static int cmd_info(const opts *o)
     fputs(text, stdout);
     if (o->json)
         fputc('\n', stdout);
+    else   /* the wasm adapter's runtime, or why there is none */
+        printf("wasm      %s\n", rz_wasm_runtime() ? rz_wasm_runtime()
+                                                  : "no runtime answers");
     rz_free(text);
     return EXIT_OK;
 }

@@ -470,7 +470,11 @@ bool rz__match_static(const rz_caps *c, uint64_t feature_mask, const rz_reqs *r)
         return false;
     if (!rz__gpu_containers_ok(n, q) || !rz__match_verified(n, q))
         return false;
-    if (n->reputation < q->min_reputation || !features_ok(n, feature_mask, r) ||
+    /* A wasm module runs on any CPU: its cpu_features say nothing of
+     * the node's (the runtime compiles it for whatever CPU it finds). */
+    bool any_cpu = strcmp(q->adapter, "wasm") == 0;
+    if (n->reputation < q->min_reputation ||
+        (!any_cpu && !features_ok(n, feature_mask, r)) ||
         !labels_ok(c, r))
         return false;
     if (q->max_cost_micros != UINT64_MAX &&

@@ -64,8 +64,8 @@ static int apply_config(rz_caps *caps, const node_config *cfg)
     return rc;
 }
 
-/* What the agent really serves: processes, and containers only when the
- * configured engine answers (it is asked, not just its socket found); the
+/* What the agent really serves: processes, WebAssembly modules where a
+ * runtime answers, and containers only when the configured engine answers (it is asked, not just its socket found); the
  * runtime "nvidia" only when that engine runs GPU containers. */
 static int apply_containers(rz_caps *caps, const node_config *cfg)
 {
@@ -73,9 +73,15 @@ static int apply_containers(rz_caps *caps, const node_config *cfg)
     int rc = rz_container_probe(&ci, cfg->container_host);
     if (rc != RZ_OK)
         return rc;
-    const char *adapters[] = {"process", "docker"};
+    /* wasm only where a WebAssembly runtime answers (rz_wasm_runtime). */
+    const char *adapters[3] = {"process"};
+    size_t n = 1;
+    if (ci.answers)
+        adapters[n++] = "docker";
+    if (rz_wasm_runtime())
+        adapters[n++] = "wasm";
     const char *runtimes[] = {"docker", "nvidia"};
-    rc = rz_caps_set_adapters(caps, adapters, ci.answers ? 2 : 1);
+    rc = rz_caps_set_adapters(caps, adapters, n);
     if (rc == RZ_OK)
         rc = rz_caps_set_runtimes(caps, runtimes,
                                   !ci.answers ? 0 : ci.gpu ? 2 : 1);

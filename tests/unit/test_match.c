@@ -705,6 +705,33 @@ static void removed_node_readded(void **state)
     rz_matcher_free(m);
 }
 
+/* A wasm step runs on any CPU (issue 23): an Arm node that advertises
+ * wasm takes it whatever cpu_features it names; a process step with the
+ * same features stays on the x86 node that has them, and no node without
+ * the wasm adapter takes a wasm step. */
+static void wasm_runs_on_any_cpu(void **state)
+{
+    (void)state;
+    rz_caps *arm = node("{\"id\":\"arm\",\"cpu\":{\"arch\":\"aarch64\","
+        "\"cores\":4,\"features\":[\"neon\"]},\"memory_mb\":8192,"
+        "\"adapters\":[\"process\",\"wasm\"]}");
+    rz_caps *x86 = node("{\"id\":\"x86\",\"cpu\":{\"arch\":\"x86_64\","
+        "\"cores\":4,\"features\":[\"avx2\"]},\"memory_mb\":8192,"
+        "\"adapters\":[\"process\"]}");
+    rz_reqs *w = job("{\"requirements\":{\"adapter\":\"wasm\","
+                     "\"cpu_features\":[\"avx2\"]}}");
+    rz_reqs *p = job("{\"requirements\":{\"adapter\":\"process\","
+                     "\"cpu_features\":[\"avx2\"]}}");
+    assert_true(rz_match_fits(arm, w));
+    assert_false(rz_match_fits(x86, w));
+    assert_false(rz_match_fits(arm, p));
+    assert_true(rz_match_fits(x86, p));
+    rz_reqs_free(w);
+    rz_reqs_free(p);
+    rz_caps_free(arm);
+    rz_caps_free(x86);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -719,6 +746,7 @@ int main(void)
         cmocka_unit_test(like_jobs_are_matched_as_one_group),
         cmocka_unit_test(properties),
         cmocka_unit_test(gpu_containers),
+        cmocka_unit_test(wasm_runs_on_any_cpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

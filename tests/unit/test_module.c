@@ -238,8 +238,8 @@ static void test_bad_manifests(void **state)
     /* Only the one good manifest among them survives. */
     assert_int_equal(rz_registry_count(reg), 1);
     assert_string_equal(rz_module_id(rz_registry_get(reg, 0)), "okay");
-    assert_int_equal(rz_diags_count(d), 19);
-    assert_int_equal(rz_diags_error_count(d), 19);
+    assert_int_equal(rz_diags_count(d), 21);
+    assert_int_equal(rz_diags_error_count(d), 21);
     assert_true(has_diag(d, "bad/scratch/module.json", 3, 56,
                          "'scratch_mb' must be a whole number of MiB"));
 
@@ -267,6 +267,10 @@ static void test_bad_manifests(void **state)
     assert_true(has_diag(d, c, 5, 41, "'pull' must be \"if-not-present\", "
                          "\"always\" or \"never\""));
     assert_true(has_diag(d, c, 5, 67, "'read_only' must be true or false"));
+    const char *w = "bad/wasm/module.json";
+    assert_true(has_diag(d, w, 5, 11, "the wasm adapter needs 'module', a "
+                         "path inside the module's folder"));
+    assert_true(has_diag(d, w, 5, 11, "the wasm adapter needs 'sha256'"));
     rz_diags_free(d);
     rz_registry_free(reg);
 }
