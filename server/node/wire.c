@@ -65,8 +65,9 @@ static int apply_config(rz_caps *caps, const node_config *cfg)
 }
 
 /* What the agent really serves: processes, WebAssembly modules where a
- * runtime answers, and containers only when the configured engine answers (it is asked, not just its socket found); the
- * runtime "nvidia" only when that engine runs GPU containers. */
+ * runtime answers, and containers only when the configured engine answers
+ * (it is asked, not just its socket found); the runtime "nvidia" only
+ * when that engine runs GPU containers. */
 static int apply_containers(rz_caps *caps, const node_config *cfg)
 {
     rz_container_info ci;
