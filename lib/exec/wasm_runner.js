@@ -56,6 +56,34 @@ function uleb(v) {
   return Buffer.from(out);
 }
 
+// Whether the import section at pos names a memory (kind 2); read here
+// rather than by compiling the module twice.
+function importsMemory(bytes, pos) {
+  let count;
+  [count, pos] = leb(bytes, pos);
+  const skipLimits = (p) => {
+    const flags = bytes[p++];
+    [, p] = leb(bytes, p);
+    if (flags & 1) [, p] = leb(bytes, p);
+    return p;
+  };
+  for (let i = 0; i < count; i++) {
+    let n;
+    [n, pos] = leb(bytes, pos);   // module name
+    pos += n;
+    [n, pos] = leb(bytes, pos);   // field name
+    pos += n;
+    const kind = bytes[pos++];
+    if (kind === 2) return true;
+    if (kind === 0) [, pos] = leb(bytes, pos);             // function
+    else if (kind === 1) pos = skipLimits(pos + 1);        // table
+    else if (kind === 3) pos += 2;                         // global
+    else if (kind === 4) [, pos] = leb(bytes, pos + 1);    // tag
+    else throw new Error('unknown import kind ' + kind);
+  }
+  return false;
+}
+
 // The module with its memory's maximum set to at most cap pages. A module
 // that imports its memory, has several, or starts above the cap is refused.
 function capMemory(bytes, cap) {
@@ -68,8 +96,7 @@ function capMemory(bytes, cap) {
     const [size, body] = leb(bytes, pos + 1);
     const end = body + size;
     if (end > bytes.length) throw new Error('truncated section');
-    if (id === 2 && WebAssembly.Module.imports(new WebAssembly.Module(
-        bytes)).some((i) => i.kind === 'memory'))
+    if (id === 2 && importsMemory(bytes, body))
       throw new Error('the module imports its memory; it must define it');
     if (id !== 5) { parts.push(bytes.subarray(pos, end)); pos = end; continue; }
     let [count, p] = leb(bytes, body);

@@ -29,6 +29,8 @@ NODE = sys.argv[4] if len(sys.argv) > 4 else None
 ORCH = sys.argv[5] if len(sys.argv) > 5 else None
 del sys.argv[1:]
 STEP = os.path.join(WASM_DIR, "wasm-hash", "step.wasm")
+MIX = os.path.join(ROOT, "examples", "wasm", "wasm-mix.yaml")
+MIX_TEXT = "RhizOS runs WebAssembly"   # the flow's default input
 SECRET = "wasm-secret-7f3a9c2e51d8"
 
 
@@ -95,6 +97,15 @@ class Embedded(unittest.TestCase):
         self.assertNotIn("ExperimentalWarning", p.stdout + p.stderr)
         doc = json.loads(p.stdout)
         return p, doc["steps"]["s"]
+
+    def test_the_demo_flow_mixes_wasm_and_process_steps(self):
+        p = run([RHIZOS, "flow", "run", MIX, "--modules", WASM_DIR, "--json"],
+                cwd=ROOT, env=self.env, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn("ExperimentalWarning", p.stdout + p.stderr)
+        doc = json.loads(p.stdout)
+        self.assertEqual(doc["steps"]["report"]["outputs"]["message"],
+                         "hash %s after 1000 rounds" % fnv_chain(MIX_TEXT, 1000))
 
     def test_outputs_on_stdout_and_in_the_outputs_file(self):
         write_module(self.mods)
@@ -227,6 +238,23 @@ class ThroughANode(unittest.TestCase):
         self.assertEqual(j["status"], "failed", j)
         self.assertIn("timed out after 3 s", j["error"])
         self.assertNotIn("ExperimentalWarning", self.node.output(20000))
+
+    def test_the_demo_flow_on_the_network(self):
+        env = cli_env()
+        p = run([RHIZOS, "--orchestrator", self.base, "--api-key", self.key,
+                 "flow", "deploy", MIX, "--json"], cwd=ROOT, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        fid = json.loads(p.stdout)["id"]
+        p = run([RHIZOS, "--orchestrator", self.base, "--api-key", self.key,
+                 "flow", "watch", str(fid), "--json"], cwd=ROOT, env=env,
+                timeout=120)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        p = run([RHIZOS, "--orchestrator", self.base, "--api-key", self.key,
+                 "flow", "status", str(fid), "--json"], cwd=ROOT, env=env)
+        st = json.loads(p.stdout)
+        self.assertEqual(st["status"], "succeeded", st)
+        self.assertEqual(st["steps"]["hash"]["outputs"]["hash"],
+                         fnv_chain(MIX_TEXT, 1000))
 
 
 if __name__ == "__main__":
