@@ -221,6 +221,16 @@ class ThroughANode(unittest.TestCase):
             time.sleep(0.1)
         raise AssertionError("job %s still %s" % (job["id"], j))
 
+    def test_the_node_advertises_wasm_only_with_a_runtime(self):
+        data = os.path.join(self.tmp.name, "node")
+        p = run([NODE, "info", "--data", data])
+        self.assertRegex(p.stdout, r"(?m)^adapters .*\bwasm\b")
+        self.assertRegex(p.stdout, r"(?m)^wasm +node:wasi \(Node\.js v\d+")
+        p = run([NODE, "info", "--data", data],
+                env=dict(os.environ, RHIZOS_WASM_NODE=""))
+        self.assertNotRegex(p.stdout, r"(?m)^adapters .*\bwasm\b")
+        self.assertRegex(p.stdout, r"(?m)^wasm +no runtime answers")
+
     def test_wasm_jobs_on_a_node(self):
         st, nodes = http(self.base, "GET", "/api/v1/nodes", self.ADMIN)
         self.assertEqual(st, 200, nodes)
