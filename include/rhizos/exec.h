@@ -124,7 +124,8 @@ typedef struct rz_attempt rz_attempt;
  * not hold a NUL byte. The name is the credential's field: the process
  * adapter sets RZ_CRED_<NAME> (upper-cased, other characters '_'); a
  * container adapter writes /run/secrets/<name, lower-cased> (a tmpfs folder
- * bound read-only) and sets RZ_CRED_<NAME>_FILE. */
+ * bound read-only) and sets RZ_CRED_<NAME>_FILE; the wasm adapter gives
+ * the module the same files and variables. */
 typedef struct rz_attempt_secret {
     const char *name;
     const char *value;

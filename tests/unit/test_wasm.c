@@ -1,0 +1,260 @@
+/* The wasm adapter through rz_attempt (issue 23), in process: outputs,
+ * the digest refusal, the memory cap, the timeout, secrets as files and
+ * scrubbed, a bad manifest path. Uses the demo module meson built
+ * (RZ_WASM_STEP); every test skips when it was not built or no runtime
+ * answers here. The same cases through the CLI and a node: e2e-wasm. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <sodium.h>
+
+#include "common/internal.h"
+#include "rhizos/rhizos.h"
+
+static char tmp_root[256];
+
+static bool usable(void)
+{
+    return access(RZ_WASM_STEP, R_OK) == 0 && rz_wasm_runtime() != NULL;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(rz__read_file(from, 64u << 20, &data, &len), RZ_OK);
+    FILE *f = fopen(to, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    free(data);
+}
+
+static void sha256_hex(const char *path, char hex[65])
+{
+    char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(rz__read_file(path, 64u << 20, &data, &len), RZ_OK);
+    unsigned char h[32];
+    crypto_hash_sha256(h, (const unsigned char *)data, len);
+    sodium_bin2hex(hex, 65, h, sizeof h);
+    free(data);
+}
+
+/* A registry folder with one wasm module "w" whose manifest says `exec`
+ * (after "adapter":"wasm"); @SHA@ in it becomes the file's digest. */
+static rz_registry *registry_with(const char *exec)
+{
+    char dir[400], path[450], hex[65];
+    snprintf(dir, sizeof dir, "%s/reg-XXXXXX", tmp_root);
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/w", dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/w/step.wasm", dir);
+    copy_file(RZ_WASM_STEP, path);
+    sha256_hex(path, hex);
+    char ex[600];
+    const char *at = strstr(exec, "@SHA@");
+    if (at)
+        snprintf(ex, sizeof ex, "%.*s%s%s", (int)(at - exec), exec, hex, at + 5);
+    else
+        snprintf(ex, sizeof ex, "%s", exec);
+    char json[1200];
+    snprintf(json, sizeof json,
+             "{\"id\":\"w\",\"version\":\"1.0.0\",\"name\":\"w\","
+             "\"inputs\":[],\"outputs\":[],"
+             "\"exec\":{\"adapter\":\"wasm\"%s}}", ex);
+    snprintf(path, sizeof path, "%s/w/module.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(json, f);
+    assert_int_equal(fclose(f), 0);
+    rz_registry *r = NULL;
+    assert_int_equal(rz_registry_new(&r), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(r, dir, NULL), RZ_OK);
+    return r;
+}
+
+static const rz_module *module_w(const rz_registry *r)
+{
+    const rz_module *m = NULL;
+    assert_int_equal(rz_registry_resolve(r, "w", NULL, &m), RZ_OK);
+    return m;
+}
+
+static rz_attempt *run(rz_attempt_opts *o, rz_attempt_result *res)
+{
+    o->scratch_parent = tmp_root;
+    rz_attempt *a = NULL;
+    if (rz_attempt_start(&a, o) != RZ_OK)
+        fail_msg("rz_attempt_start: %s", rz_error_last()->message);
+    int r;
+    uint64_t give_up = rz__now_ms() + 60000;
+    while ((r = rz_attempt_poll(a, 100)) == 0)
+        assert_true(rz__now_ms() < give_up);
+    assert_int_equal(r, 1);
+    assert_int_equal(rz_attempt_result_get(a, res), RZ_OK);
+    return a;
+}
+
+static const char *SHA_EXEC = ",\"module\":\"./step.wasm\",\"sha256\":\"@SHA@\"";
+
+static void outputs_and_context(void **state)
+{
+    (void)state;
+    if (!usable())
+        skip();
+    rz_registry *reg = registry_with(SHA_EXEC);
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = module_w(reg);
+    o.request_json = "{\"inputs\":{\"text\":\"abc\"},\"config\":{\"rounds\":3}}";
+    o.timeout_s = 30;
+    rz_attempt_result res;
+    rz_attempt *a = run(&o, &res);
+    assert_true(res.ok);
+    /* FNV-1a 64 of "abc", then twice of the previous digest's bytes. */
+    assert_string_equal(res.outputs,
+                        "{\"hash\":\"0fbcc0d36f945fb3\",\"rounds\":3,\"bytes\":3}");
+    assert_non_null(res.log);
+    assert_non_null(strstr(res.log, "hashed 3 bytes, 3 rounds"));
+    assert_null(strstr(res.log, "ExperimentalWarning"));
+    rz_attempt_free(a);
+    rz_registry_free(reg);
+}
+
+static void digest_mismatch_is_refused(void **state)
+{
+    (void)state;
+    if (!usable())
+        skip();
+    rz_registry *reg = registry_with(",\"module\":\"./step.wasm\",\"sha256\":"
+        "\"0000000000000000000000000000000000000000000000000000000000000000\"");
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = module_w(reg);
+    rz_attempt_result res;
+    rz_attempt *a = run(&o, &res);
+    assert_false(res.ok);
+    assert_non_null(strstr(res.reason, "cannot start: wasm module "));
+    assert_non_null(strstr(res.reason, "not the manifest's 0000"));
+    assert_non_null(strstr(res.reason, ": refused"));
+    assert_int_equal(res.exit_code, -1);      /* nothing ran */
+    rz_attempt_free(a);
+    rz_registry_free(reg);
+}
+
+static void memory_cap_and_timeout(void **state)
+{
+    (void)state;
+    if (!usable())
+        skip();
+    rz_registry *reg = registry_with(SHA_EXEC);
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = module_w(reg);
+    o.request_json = "{\"inputs\":{},\"config\":{\"mode\":\"grow\"}}";
+    o.memory_mb = 16;
+    o.timeout_s = 30;
+    rz_attempt_result res;
+    rz_attempt *a = run(&o, &res);
+    assert_false(res.ok);
+    assert_string_equal(res.reason, "out of memory: the module's linear "
+                        "memory reached its cap (16 MiB, from memory_mb) and "
+                        "it exited with 4");
+    /* The runner's own line is the reason, not part of the log. */
+    assert_non_null(strstr(res.log, "malloc failed after 1"));
+    assert_null(strstr(res.log, "out of memory"));
+    rz_attempt_free(a);
+
+    o.request_json = "{\"inputs\":{},\"config\":{\"mode\":\"spin\"}}";
+    o.memory_mb = 0;
+    o.timeout_s = 1;
+    a = run(&o, &res);
+    assert_false(res.ok);
+    assert_string_equal(res.reason, "timed out after 1 s");
+    rz_attempt_free(a);
+    rz_registry_free(reg);
+}
+
+static void secrets_are_files_and_scrubbed(void **state)
+{
+    (void)state;
+    if (!usable())
+        skip();
+    rz_registry *reg = registry_with(SHA_EXEC);
+    rz_attempt_secret sec = { "API", "tok-\"quoted\"\\-42" };
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = module_w(reg);
+    o.request_json = "{\"inputs\":{},\"config\":{\"mode\":\"secret\","
+                     "\"secret_name\":\"api\"}}";
+    o.secrets = &sec;
+    o.n_secrets = 1;
+    o.timeout_s = 30;
+    rz_attempt_result res;
+    rz_attempt *a = run(&o, &res);
+    assert_true(res.ok);
+    char want[64];
+    snprintf(want, sizeof want, "{\"secret_len\":%zu}", strlen(sec.value));
+    assert_string_equal(res.outputs, want);
+    assert_non_null(strstr(res.log, "the secret is [redacted]"));
+    assert_null(strstr(res.log, sec.value));
+    rz_attempt_free(a);
+    rz_registry_free(reg);
+}
+
+static void unsandboxed_too(void **state)
+{
+    (void)state;
+    if (!usable())
+        skip();
+    rz_registry *reg = registry_with(SHA_EXEC);
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = module_w(reg);
+    o.request_json = "{\"inputs\":{\"text\":\"abc\"},\"config\":{\"mode\":\"escape\"}}";
+    o.sandbox = 0;
+    o.timeout_s = 30;
+    rz_attempt_result res;
+    rz_attempt *a = run(&o, &res);
+    /* WASI's preopens hold without the sandbox. */
+    assert_false(res.ok);
+    assert_non_null(strstr(res.reason, "exit status 3: open /etc/passwd: "));
+    rz_attempt_free(a);
+    rz_registry_free(reg);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *t = getenv("TMPDIR");
+    snprintf(tmp_root, sizeof tmp_root, "%s/rz-wasm-test-XXXXXX",
+             t && *t ? t : "/tmp");
+    return mkdtemp(tmp_root) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(outputs_and_context),
+        cmocka_unit_test(digest_mismatch_is_refused),
+        cmocka_unit_test(memory_cap_and_timeout),
+        cmocka_unit_test(secrets_are_files_and_scrubbed),
+        cmocka_unit_test(unsandboxed_too),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
