@@ -247,7 +247,18 @@ class ThroughANode(unittest.TestCase):
         j = self.job({"mode": "spin"})
         self.assertEqual(j["status"], "failed", j)
         self.assertIn("timed out after 3 s", j["error"])
+        j = self.job({"mode": "socket"})
+        self.assertEqual(j["status"], "failed", j)
+        self.assertIn("accept: ", j["error"])
         self.assertNotIn("ExperimentalWarning", self.node.output(20000))
+        # The node's copy of the file changed under the same manifest: the
+        # node refuses to run it (the manifest's digest still agrees).
+        with open(os.path.join(self.mods, "wasm-hash", "step.wasm"), "ab") as f:
+            f.write(b"\0")
+        j = self.job({"rounds": 1})
+        self.assertEqual(j["status"], "failed", j)
+        self.assertIn("not the manifest's", j["error"])
+        self.assertIn(": refused", j["error"])
 
     def test_the_demo_flow_on_the_network(self):
         env = cli_env()
