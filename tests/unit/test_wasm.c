@@ -230,6 +230,21 @@ static void secrets_are_files_and_scrubbed(void **state)
     assert_non_null(strstr(res.log, "the secret is [redacted]"));
     assert_null(strstr(res.log, sec.value));
     rz_attempt_free(a);
+
+    /* Its environment: the context, RZ_OUTPUT and the secret's file name
+     * as WASI paths; never the secret's value. */
+    o.request_json = "{\"inputs\":{},\"config\":{\"mode\":\"env\"}}";
+    o.run_id = "run-7";
+    o.step_id = "hash";
+    o.attempt = 2;
+    a = run(&o, &res);
+    assert_true(res.ok);
+    assert_string_equal(res.outputs,
+        "{\"RZ_RUN_ID\":\"run-7\",\"RZ_STEP_ID\":\"hash\",\"RZ_ATTEMPT\":\"2\","
+        "\"RZ_OUTPUT\":\"/rz/out/outputs.json\","
+        "\"RZ_CRED_API_FILE\":\"/run/secrets/api\",\"RZ_CRED_API\":null,"
+        "\"HOME\":\"/tmp\"}");
+    rz_attempt_free(a);
     rz_registry_free(reg);
 }
 

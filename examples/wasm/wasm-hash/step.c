@@ -8,7 +8,8 @@
  * outside the preopened folders, "socket" tries a socket, "grow" allocates
  * until it fails, "spin" loops forever, "secret" reads
  * /run/secrets/<config.secret_name> and prints it to stderr, "file" answers
- * through /rz/out/outputs.json instead of stdout. */
+ * through /rz/out/outputs.json instead of stdout, "env" answers with the
+ * RZ_* variables it sees. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -121,6 +122,19 @@ static int misbehave(const char *mode, const char *req)
         fclose(f);
         fprintf(stderr, "the secret is %s\n", val);
         printf("{\"secret_len\": %zu}\n", strlen(val));
+        return 0;
+    }
+    if (strcmp(mode, "env") == 0) {
+        const char *names[] = { "RZ_RUN_ID", "RZ_STEP_ID", "RZ_ATTEMPT",
+                                "RZ_OUTPUT", "RZ_CRED_API_FILE", "RZ_CRED_API",
+                                "HOME" };
+        printf("{");
+        for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+            const char *v = getenv(names[i]);
+            printf("%s\"%s\": ", i ? ", " : "", names[i]);
+            printf(v ? "\"%s\"" : "null", v);
+        }
+        printf("}\n");
         return 0;
     }
     return -1;
