@@ -18,5 +18,6 @@
 #include "rhizos/estimate.h"
 #include "rhizos/engine.h"
 #include "rhizos/client.h"
+#include "rhizos/trigger.h"
 
 #endif /* RHIZOS_H */
