@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "rhizos/common.h"
+#include "rhizos/flow.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -77,6 +78,15 @@ RZ_EXTERN const char *rz_cron_zone(const rz_cron *c);
 
 /* 1 if a fixed-time expression (DST rule above), 0 if a wildcard one. */
 RZ_EXTERN int rz_cron_is_fixed(const rz_cron *c);
+
+/* A loaded flow's triggers, normalised, as a JSON array (release with
+ * rz_free): [{"index", "type" ("manual", "cron", "webhook"), "name" (given,
+ * else "<type>-<index>"), "enabled", and for cron "schedule", "tz" ("UTC"
+ * when absent), "catchup" (default "one"), "overlap" (default "skip"); for a
+ * webhook "secret" (the vault credential id) and "max_body_bytes" (default
+ * 65536)}]; "[]" when it has none. RZ_EINVALID for a flow whose triggers
+ * were never validated and are malformed. */
+RZ_EXTERN RZ_NODISCARD int rz_flow_triggers(const rz_flow *f, char **out);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "flow/loader.h"
+#include "rhizos/trigger.h"
+#include "trigger/trigger_impl.h"
 
 typedef struct rz__lower lower;
 
@@ -1064,37 +1066,160 @@ static void lower_flow_inputs(lower *L, cJSON *map)
 }
 
 /* ---- triggers ----
- * Kept verbatim for the scheduler to come, but checked now: a trigger that
- * would never fire must not pass as one that will. Each entry is a map of
- * one type to its settings: `manual: {}` or `cron: "m h dom mon dow"`. */
+ * Kept verbatim (exports give them back as written) and run by the
+ * orchestrator (docs/triggers.md); checked here so a trigger that would
+ * never fire does not pass as one that will. An entry is either a map of one
+ * type to its settings (`manual: {}`, `cron: "0 * * * *"`, `cron: {schedule,
+ * tz, ...}`, `webhook: {name, secret}`) or a flat map with `type:`
+ * (`{type: cron, schedule: "...", tz: Europe/Lisbon}`). */
+
+#define TRIGGER_TYPES "manual, cron, webhook"
+
+static bool one_of(const cJSON *v, const char *const *words)
+{
+    for (; cJSON_IsString(v) && *words; words++)
+        if (strcmp(v->valuestring, *words) == 0)
+            return true;
+    return false;
+}
+
+/* Webhook and trigger names travel in a URL path: keep them plain. */
+static bool trigger_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')
+              || *s == '_' || *s == '-'))
+            return false;
+    return true;
+}
+
+static void check_schedule(lower *L, const cJSON *schedule, const cJSON *tz, const char *k)
+{
+    rz_cron_opts o = RZ_CRON_OPTS_INIT;
+    o.tz = cJSON_IsString(tz) ? tz->valuestring : NULL;
+    rz_cron *c = NULL;
+    int rc = rz_cron_parse(&c, schedule->valuestring, &o);
+    if (rc == RZ_ENOMEM) {
+        no_memory(L);
+    } else if (rc < 0) {
+        /* a zone problem is the tz's; anything else the schedule's */
+        bool zone = rc == RZ_EINVAL || rc == RZ_ENOENT || rc == RZ_EIO;
+        bad(L, RZ_EINVALID, zone && tz ? "tz" : k, NULL, "%s", rz_error_last()->message);
+    }
+    rz_cron_free(c);
+}
+
+/* The settings of one trigger: `t` holds them (with `type` when flat). */
+static void check_trigger_settings(lower *L, const char *type, const cJSON *t)
+{
+    static const char *const catchups[] = {"none", "one", "all", NULL};
+    static const char *const overlaps[] = {"skip", "queue", "allow", NULL};
+    bool cron = strcmp(type, "cron") == 0, hook = strcmp(type, "webhook") == 0;
+    const cJSON *schedule = NULL, *tz = NULL, *name = NULL, *secret = NULL;
+    for (const cJSON *c = t->child; c; c = c->next) {
+        const char *k = c->string;
+        if (strcmp(k, "type") == 0)
+            continue;
+        if (strcmp(k, "enabled") == 0) {
+            if (!cJSON_IsBool(c))
+                bad(L, RZ_EINVALID, k, NULL, "'enabled' must be true or false");
+        } else if (strcmp(k, "name") == 0 && (cron || hook)) {
+            if (!cJSON_IsString(c) || !trigger_name_ok(c->valuestring))
+                bad(L, RZ_EINVALID, k, NULL, "a trigger's 'name' is 1-64 letters, digits, "
+                    "'_' or '-'");
+            else
+                name = c;
+        } else if (cron && strcmp(k, "schedule") == 0) {
+            if (cJSON_IsString(c))
+                schedule = c;
+            else
+                bad(L, RZ_EINVALID, k, NULL, "'schedule' must be a string of 5 fields "
+                    "(minute hour day-of-month month day-of-week), not %s", type_name(c));
+        } else if (cron && strcmp(k, "tz") == 0) {
+            if (cJSON_IsString(c))
+                tz = c;
+            else
+                bad(L, RZ_EINVALID, k, NULL, "'tz' must be an IANA time zone name "
+                    "(Europe/Lisbon), not %s", type_name(c));
+        } else if (cron && strcmp(k, "catchup") == 0) {
+            if (!one_of(c, catchups))
+                bad(L, RZ_EINVALID, k, NULL, "'catchup' must be none, one or all");
+        } else if (cron && strcmp(k, "overlap") == 0) {
+            if (!one_of(c, overlaps))
+                bad(L, RZ_EINVALID, k, NULL, "'overlap' must be skip, queue or allow");
+        } else if (hook && strcmp(k, "secret") == 0) {
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "credentialId");
+            if (!cJSON_IsObject(c) || !cJSON_IsString(id) || !id->valuestring[0])
+                bad(L, RZ_EINVALID, k, NULL, "a webhook's 'secret' must be "
+                    "{credentialId: <vault id>}: the secret itself never goes in a flow");
+            else
+                secret = c;
+        } else if (hook && strcmp(k, "max_body_bytes") == 0) {
+            uint32_t v;
+            if (want_u32(L, c, k, NULL, 1, &v) && v > 1024u * 1024u)
+                bad(L, RZ_EINVALID, k, NULL, "'max_body_bytes' is at most 1048576");
+        } else {
+            bad(L, RZ_EINVALID, k, NULL, "unknown %s trigger field '%s' (%s)", type, k,
+                cron ? "schedule, tz, catchup, overlap, name, enabled"
+                     : hook ? "name, secret, max_body_bytes, enabled" : "enabled");
+        }
+    }
+    if (cron && !schedule)
+        bad(L, RZ_EINVALID, NULL, NULL, "a cron trigger needs a 'schedule'");
+    else if (cron)
+        check_schedule(L, schedule, tz, "schedule");
+    if (hook && !name)
+        bad(L, RZ_EINVALID, NULL, NULL, "a webhook trigger needs a 'name' (its URL is "
+            "/api/v1/hooks/<flow>/<name>)");
+    if (hook && !secret)
+        bad(L, RZ_EINVALID, NULL, NULL, "a webhook trigger needs a 'secret' "
+            "({credentialId: <vault id>}): unsigned calls are refused");
+}
+
+static bool known_trigger(const char *k)
+{
+    return !strcmp(k, "manual") || !strcmp(k, "cron") || !strcmp(k, "webhook");
+}
 
 static void check_trigger(lower *L, const cJSON *t)
 {
+    const cJSON *type = cJSON_IsObject(t) ? cJSON_GetObjectItemCaseSensitive(t, "type") : NULL;
+    if (type) {                                    /* {type: cron, schedule: ...} */
+        if (!cJSON_IsString(type) || !known_trigger(type->valuestring))
+            bad(L, RZ_EINVALID, "type", NULL, "unknown trigger type '%s' (" TRIGGER_TYPES ")",
+                cJSON_IsString(type) ? type->valuestring : "?");
+        else
+            check_trigger_settings(L, type->valuestring, t);
+        return;
+    }
     if (!cJSON_IsObject(t) || !t->child || t->child->next) {
         bad(L, RZ_EINVALID, NULL, NULL, "a trigger must be a map of exactly one type "
-            "to its settings (manual: {} or cron: \"0 * * * *\"), not %s",
+            "to its settings (manual: {} or cron: \"0 * * * *\") or have a 'type', not %s",
             cJSON_IsObject(t) ? (t->child ? "several" : "an empty map") : type_name(t));
         return;
     }
     const cJSON *c = t->child;
     const char *k = c->string;
-    if (strcmp(k, "manual") == 0) {
+    if (!known_trigger(k)) {
+        bad(L, RZ_EINVALID, k, NULL, "unknown trigger type '%s' (" TRIGGER_TYPES ")", k);
+    } else if (strcmp(k, "manual") == 0) {
         if (!cJSON_IsNull(c) && !(cJSON_IsObject(c) && !c->child))
             bad(L, RZ_EINVALID, k, NULL, "a manual trigger takes no settings ({})");
-    } else if (strcmp(k, "cron") == 0) {
-        size_t fields = 0;
-        for (const char *p = cJSON_IsString(c) ? c->valuestring : ""; *p;) {
-            p += strspn(p, " \t");
-            if (*p)
-                fields++;
-            p += strcspn(p, " \t");
-        }
-        if (!cJSON_IsString(c) || fields != 5)
-            bad(L, RZ_EINVALID, k, NULL, "'cron' must be a string of 5 fields "
-                "(minute hour day-of-month month day-of-week), not %s",
-                cJSON_IsString(c) ? "that" : type_name(c));
+    } else if (strcmp(k, "cron") == 0 && cJSON_IsString(c)) {
+        check_schedule(L, c, NULL, k);
+    } else if (!cJSON_IsObject(c)) {
+        bad(L, RZ_EINVALID, k, NULL, strcmp(k, "cron") == 0
+            ? "'cron' must be a string of 5 fields (minute hour day-of-month month "
+              "day-of-week) or a map with a 'schedule', not %s"
+            : "'%s' must be a map of its settings, not %s",
+            strcmp(k, "cron") == 0 ? type_name(c) : k, type_name(c));
     } else {
-        bad(L, RZ_EINVALID, k, NULL, "unknown trigger type '%s' (manual, cron)", k);
+        size_t m = push_key(L, k);
+        check_trigger_settings(L, k, c);
+        pop(L, m);
     }
 }
 
@@ -1109,6 +1234,15 @@ static void check_triggers(lower *L, const cJSON *v)
     for (const cJSON *t = v->child; t; t = t->next, i++) {
         size_t m = push_index(L, i);
         check_trigger(L, t);
+        char *name = rz__trigger_name(t, i);
+        size_t j = 0;
+        for (const cJSON *u = v->child; name && u != t; u = u->next, j++) {
+            char *other = rz__trigger_name(u, j);
+            if (other && strcmp(other, name) == 0)
+                bad(L, RZ_EDUPLICATE, NULL, NULL, "two triggers are named '%s'", name);
+            free(other);
+        }
+        free(name);
         pop(L, m);
     }
     pop(L, m0);

@@ -2,6 +2,7 @@
 #ifndef RZ_TRIGGER_IMPL_H
 #define RZ_TRIGGER_IMPL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../common/internal.h"
@@ -32,5 +33,14 @@ RZ_HIDDEN int32_t rz__zone_offset(const rz__zone *z, int64_t t);
 RZ_HIDDEN int64_t rz__days_from_civil(int64_t y, unsigned m, unsigned d);
 RZ_HIDDEN void rz__civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);
 RZ_HIDDEN int64_t rz__floor_div(int64_t a, int64_t b);
+
+/* Triggers as a flow writes them (either form, docs/triggers.md). */
+typedef struct cJSON cJSON;
+/* Its name: the given one, else "<type>-<index>"; NULL if not a trigger. */
+RZ_HIDDEN char *rz__trigger_name(const cJSON *t, size_t index);
+/* {"index","type","name","enabled", cron: "schedule","tz","catchup",
+ * "overlap"; webhook: "secret" (a vault id),"max_body_bytes"}; NULL when
+ * malformed (the flow was not validated) or out of memory. */
+RZ_HIDDEN cJSON *rz__trigger_normalize(const cJSON *t, size_t index);
 
 #endif

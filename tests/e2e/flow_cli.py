@@ -518,9 +518,11 @@ class FlowCommands(unittest.TestCase):
             (".json", '{"nodes": [\n{"id": "a", "moduleId": "echo", "timeout_s": -3}]}\n',
              2, "'timeout_s' is out of range"),
             (".yaml", "flux: 1\ntriggers:\n  - webhook: {}\nsteps:\n  a: {module: echo}\n",
-             3, "unknown trigger type 'webhook'"),
+             3, "a webhook trigger needs a 'name'"),
+            (".yaml", "flux: 1\ntriggers:\n  - {type: cron, schedule: \"0 25 * * *\"}\n"
+             "steps:\n  a: {module: echo}\n", 3, "the hour field: 25 is out of range 0-23"),
             (".json", '{"triggers": [\n{"cron": "* *"}],\n"nodes": [{"id": "a", '
-             '"moduleId": "echo"}]}\n', 2, "'cron' must be a string of 5 fields"),
+             '"moduleId": "echo"}]}\n', 2, "cron '* *': 2 fields, cron wants 5"),
             # Joins, on_exit and flow outputs, in both formats.
             (".yaml", "flux: 1\nsteps:\n  a: {module: echo}\n  b:\n    module: echo\n"
              "    needs: [a]\n    join: some\n", 7, "'join' must be all_succeeded"),

@@ -1416,19 +1416,21 @@ static void verify_replicas_checked(void **state)
     rz_flow_free(f);
 }
 
-/* Triggers are not run yet: one that would never fire is refused. */
+/* A trigger that would never fire is refused, located, in both syntaxes. */
 static void triggers_are_checked(void **state)
 {
     (void)state;
     rz_diags *d = parse_fail("flux: 1\ntriggers:\n  - manual: {}\n  - webhook: {}\n"
                              "  - cron: \"0 * *\"\n  - {manual: {}, cron: \"* * * * *\"}\n"
-                             "  - manual: {x: 1}\nsteps:\n  a: {module: echo}\n",
+                             "  - manual: {x: 1}\n  - poll: {}\nsteps:\n  a: {module: echo}\n",
                              RZ_FORMAT_YAML, RZ_EINVALID);
-    expect_msg(d, 4, 5, RZ_EINVALID, "unknown trigger type 'webhook' (manual, cron)");
-    expect_msg(d, 5, 11, RZ_EINVALID, "'cron' must be a string of 5 fields");
+    expect_msg(d, 4, 5, RZ_EINVALID, "a webhook trigger needs a 'name'");
+    expect_msg(d, 4, 5, RZ_EINVALID, "a webhook trigger needs a 'secret'");
+    expect_msg(d, 5, 11, RZ_EINVALID, "cron '0 * *': 3 fields, cron wants 5");
     expect_msg(d, 6, 5, RZ_EINVALID, "exactly one type");
     expect_msg(d, 7, 5, RZ_EINVALID, "a manual trigger takes no settings");
-    assert_int_equal(rz_diags_error_count(d), 4);
+    expect_msg(d, 8, 5, RZ_EINVALID, "unknown trigger type 'poll' (manual, cron, webhook)");
+    assert_int_equal(rz_diags_error_count(d), 6);
     rz_diags_free(d);
     d = parse_fail("{\"triggers\":{\"cron\":1},\"nodes\":[{\"id\":\"a\",\"moduleId\":\"echo\"}]}",
                    RZ_FORMAT_JSON, RZ_EINVALID);
@@ -1438,6 +1440,55 @@ static void triggers_are_checked(void **state)
                    RZ_FORMAT_JSON, RZ_EINVALID);
     expect_msg(d, 1, 22, RZ_EINVALID, "unknown trigger type 'poll'");
     rz_diags_free(d);
+
+    /* the flat form and the map form, each field located */
+    d = parse_fail("flux: 1\ntriggers:\n"
+                   "  - type: cron\n    schedule: \"61 * * * *\"\n"
+                   "  - type: cron\n    schedule: \"0 9 * * 1-5\"\n    tz: Europe/Atlantis\n"
+                   "  - cron: {schedule: \"@daily\", catchup: some, overlap: never}\n"
+                   "  - type: webhook\n    name: gh\n    secret: s3cret\n"
+                   "  - {type: flow, flow: other}\n"
+                   "  - {type: webhook, name: gh, secret: {credentialId: k}}\n"
+                   "  - cron: {schedule: \"0 0 31 2 *\", tz: Europe/Lisbon, colour: red}\n"
+                   "steps:\n  a: {module: echo}\n", RZ_FORMAT_YAML, RZ_EINVALID);
+    expect_msg(d, 4, 15, RZ_EINVALID, "cron '61 * * * *': the minute field: 61 is out of "
+               "range 0-59");
+    expect_msg(d, 7, 9, RZ_EINVALID, "unknown time zone 'Europe/Atlantis'");
+    expect_msg(d, 8, 41, RZ_EINVALID, "'catchup' must be none, one or all");
+    expect_msg(d, 8, 56, RZ_EINVALID, "'overlap' must be skip, queue or allow");
+    expect_msg(d, 11, 13, RZ_EINVALID, "a webhook's 'secret' must be {credentialId");
+    expect_msg(d, 12, 12, RZ_EINVALID, "unknown trigger type 'flow'");
+    expect_msg(d, 13, 5, RZ_EDUPLICATE, "two triggers are named 'gh'");
+    expect_msg(d, 14, 22, RZ_EINVALID, "never fires");
+    expect_msg(d, 14, 63, RZ_EINVALID, "unknown cron trigger field 'colour'");
+    rz_diags_free(d);
+    d = parse_fail("{\"triggers\": [\n{\"type\": \"cron\", \"schedule\": \"* * * * MON-FOO\"}],\n"
+                   "\"nodes\": [{\"id\": \"a\", \"moduleId\": \"echo\"}]}",
+                   RZ_FORMAT_JSON, RZ_EINVALID);
+    expect_msg(d, 2, 30, RZ_EINVALID, "the day-of-week field wants a number or a name "
+               "after '-'");
+    rz_diags_free(d);
+
+    /* good ones load, keep their form, and normalise to one shape */
+    const char *ok = "flux: 1\ntriggers:\n  - manual: {}\n  - cron: \"*/5 * * * *\"\n"
+                     "  - {type: cron, schedule: \"@hourly\", tz: UTC, catchup: all, "
+                     "overlap: queue, name: hourly}\n"
+                     "  - webhook: {name: gh, secret: {credentialId: gh-hook}, "
+                     "max_body_bytes: 1000, enabled: false}\n"
+                     "steps:\n  a: {module: echo}\n";
+    rz_flow *f = parse_ok(ok, strlen(ok), RZ_FORMAT_YAML);
+    char *json = NULL;
+    assert_int_equal(rz_flow_triggers(f, &json), RZ_OK);
+    assert_string_equal(json,
+        "[{\"index\":0,\"type\":\"manual\",\"name\":\"manual-0\",\"enabled\":true},"
+        "{\"index\":1,\"type\":\"cron\",\"name\":\"cron-1\",\"enabled\":true,"
+        "\"schedule\":\"*/5 * * * *\",\"tz\":\"UTC\",\"catchup\":\"one\",\"overlap\":\"skip\"},"
+        "{\"index\":2,\"type\":\"cron\",\"name\":\"hourly\",\"enabled\":true,"
+        "\"schedule\":\"@hourly\",\"tz\":\"UTC\",\"catchup\":\"all\",\"overlap\":\"queue\"},"
+        "{\"index\":3,\"type\":\"webhook\",\"name\":\"gh\",\"enabled\":false,"
+        "\"secret\":\"gh-hook\",\"max_body_bytes\":1000}]");
+    rz_free(json);
+    rz_flow_free(f);
 }
 
 /* A flow input with no default is required unless it says otherwise, and

@@ -1,0 +1,111 @@
+/* A flow's triggers in one shape, whichever of the two forms was written
+ * (docs/triggers.md): what the orchestrator schedules and routes from. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "flow/model.h"
+#include "rhizos/trigger.h"
+#include "trigger_impl.h"
+
+/* The type and the settings map (or scalar) of one entry; NULL type when
+ * the entry has neither shape. */
+static const char *split(const cJSON *t, const cJSON **settings)
+{
+    *settings = NULL;
+    if (!cJSON_IsObject(t))
+        return NULL;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+    if (type) {
+        *settings = t;
+        return cJSON_IsString(type) ? type->valuestring : NULL;
+    }
+    if (!t->child || t->child->next)
+        return NULL;
+    *settings = t->child;
+    return t->child->string;
+}
+
+static const char *str_of(const cJSON *settings, const char *k)
+{
+    const cJSON *v = cJSON_IsObject(settings) ? cJSON_GetObjectItemCaseSensitive(settings, k)
+                                              : NULL;
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+char *rz__trigger_name(const cJSON *t, size_t index)
+{
+    const cJSON *s;
+    const char *type = split(t, &s);
+    if (!type)
+        return NULL;
+    const char *name = str_of(s, "name");
+    return name ? rz__strdup(name) : rz__asprintf("%s-%zu", type, index);
+}
+
+cJSON *rz__trigger_normalize(const cJSON *t, size_t index)
+{
+    const cJSON *s;
+    const char *type = split(t, &s);
+    if (!type)
+        return NULL;
+    cJSON *o = cJSON_CreateObject();
+    char *name = rz__trigger_name(t, index);
+    bool ok = o && name && cJSON_AddNumberToObject(o, "index", (double)index)
+        && cJSON_AddStringToObject(o, "type", type) && cJSON_AddStringToObject(o, "name", name);
+    free(name);
+    const cJSON *en = cJSON_IsObject(s) ? cJSON_GetObjectItemCaseSensitive(s, "enabled") : NULL;
+    ok = ok && cJSON_AddBoolToObject(o, "enabled", !cJSON_IsFalse(en));
+    if (ok && strcmp(type, "cron") == 0) {
+        const char *sched = cJSON_IsString(s) ? s->valuestring : str_of(s, "schedule");
+        const char *tz = str_of(s, "tz"), *cu = str_of(s, "catchup"), *ov = str_of(s, "overlap");
+        ok = sched && cJSON_AddStringToObject(o, "schedule", sched)
+            && cJSON_AddStringToObject(o, "tz", tz ? tz : "UTC")
+            && cJSON_AddStringToObject(o, "catchup", cu ? cu : "one")
+            && cJSON_AddStringToObject(o, "overlap", ov ? ov : "skip");
+    } else if (ok && strcmp(type, "webhook") == 0) {
+        const cJSON *sec = cJSON_IsObject(s) ? cJSON_GetObjectItemCaseSensitive(s, "secret")
+                                             : NULL;
+        const char *id = str_of(sec, "credentialId");
+        const cJSON *mb = cJSON_IsObject(s) ? cJSON_GetObjectItemCaseSensitive(s, "max_body_bytes")
+                                            : NULL;
+        ok = id && cJSON_AddStringToObject(o, "secret", id)
+            && cJSON_AddNumberToObject(o, "max_body_bytes",
+                                       cJSON_IsNumber(mb) ? mb->valuedouble : 65536);
+    }
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+int rz_flow_triggers(const rz_flow *f, char **out)
+{
+    if (!out)
+        return rz__error(RZ_EINVAL, "rz_flow_triggers: out is NULL");
+    *out = NULL;
+    if (!f)
+        return rz__error(RZ_EINVAL, "rz_flow_triggers: flow is NULL");
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    size_t i = 0;
+    for (const cJSON *t = f->triggers ? f->triggers->child : NULL; t; t = t->next, i++) {
+        cJSON *n = rz__trigger_normalize(t, i);
+        if (!n || !cJSON_AddItemToArray(arr, n)) {
+            cJSON_Delete(n);
+            cJSON_Delete(arr);
+            return rz__error(RZ_EINVALID, "trigger %zu is malformed (validate the flow first)", i);
+        }
+    }
+    char *s = cJSON_PrintUnformatted(arr);
+    cJSON_Delete(arr);
+    if (!s)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    *out = rz__strdup(s);
+    cJSON_free(s);
+    return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
+}
