@@ -150,7 +150,10 @@ static bool orchestrator_key(rz_client *cl, unsigned char pk[RZ_VAULT_NODE_PK_BY
 static char *sealed_credentials(const cli *c, rz_client *cl, const rz_flow *flow, int *ex)
 {
     *ex = EXIT_OK;
-    if (rz_vault_flow_references(flow) == 0)
+    char *trig = NULL;
+    bool hook = rz_flow_triggers(flow, &trig) == RZ_OK && strstr(trig, "\"secret\":");
+    rz_free(trig);
+    if (rz_vault_flow_references(flow) == 0 && !hook)
         return NULL;
     unsigned char pk[RZ_VAULT_NODE_PK_BYTES];
     rz_vault *v = NULL;

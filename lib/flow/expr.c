@@ -241,6 +241,25 @@ static bool parse_ref(parser *p, rz__ref_kind kind, size_t start, size_t *out)
     return parse_keys(p, nid);
 }
 
+/* `trigger.body` is `inputs.trigger.body`: what started the run
+ * (docs/triggers.md), as the flow input a trigger fills. */
+static bool trigger_ref(parser *p, size_t start, size_t *out)
+{
+    rz__expr *e = p->e;
+    rz__ref r = {.kind = RZ_REF_INPUT, .offset = (uint32_t)start};
+    if (!(r.name = rz__arena_strndup(&e->arena, "trigger", 7)) ||
+        !grow((void **)&e->refs, &e->cap_refs, e->n_refs + 1, sizeof *e->refs))
+        return fail(p, start, "out of memory");
+    size_t nid;
+    if (!new_node(p, N_REF, &nid))
+        return false;
+    e->nodes[nid].off = (uint32_t)start;
+    e->refs[e->n_refs] = r;
+    e->nodes[nid].ref = e->n_refs++;
+    *out = nid;
+    return parse_keys(p, nid);
+}
+
 static bool literal(parser *p, cJSON *v, size_t start, size_t *out)
 {
     if (!v)
@@ -421,8 +440,10 @@ static bool parse_primary(parser *p, size_t *out)
             return parse_ref(p, RZ_REF_INPUT, start, out);
         if (n == 4 && memcmp(w, "flow", 4) == 0)
             return parse_ref(p, RZ_REF_FLOW, start, out);
+        if (n == 7 && memcmp(w, "trigger", 7) == 0)
+            return trigger_ref(p, start, out);
         snprintf(p->msgbuf, sizeof p->msgbuf,
-                 "unknown name '%.*s' (expected steps.<id>..., inputs.<name>, "
+                 "unknown name '%.*s' (expected steps.<id>..., inputs.<name>, trigger..., "
                  "flow.status, true, false, null or a function call)", (int)(n > 40 ? 40 : n), w);
         return fail(p, start, p->msgbuf);
     }

@@ -804,7 +804,11 @@ static void check_ref(vctx *v, size_t i, const rz__ref *r, const char *ptr,
         return;
     }
     if (r->kind == RZ_REF_INPUT) {
-        if (rz__map_get(&v->flow_inputs, name) == RZ_NPOS)
+        if (rz__map_get(&v->flow_inputs, name) == RZ_NPOS && strcmp(name, "trigger") == 0)
+            report_in(v, RZ_EUNKNOWN, ptr, text, r->offset, "${{ trigger... }} reads the "
+                      "flow input 'trigger', which a webhook fills: declare it "
+                      "(inputs: {trigger: {required: false}})");
+        else if (rz__map_get(&v->flow_inputs, name) == RZ_NPOS)
             report_in(v, RZ_EUNKNOWN, ptr, text, r->offset,
                       "unknown flow input '%s'", name);
         return;

@@ -8,6 +8,7 @@
 #include <sodium.h>
 
 #include "flow/model.h"
+#include "trigger/trigger_impl.h"
 #include "vault/vault_impl.h"
 
 /* Entry `i` sealed and added to `out` as "<id>":"<base64>". */
@@ -69,6 +70,20 @@ static int seal_all(const rz_vault *v, const rz_flow *flow,
             if (rc == RZ_OK && !cJSON_GetObjectItemCaseSensitive(out, id))
                 rc = add_sealed(v, i, id, pk, expires_ms, out);
         }
+    }
+    /* A webhook trigger's HMAC key: the orchestrator checks signatures with it. */
+    size_t k = 0;
+    for (const cJSON *t = flow->triggers ? flow->triggers->child : NULL; rc == RZ_OK && t;
+         t = t->next, k++) {
+        cJSON *n = rz__trigger_normalize(t, k);
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(n, "secret"));
+        size_t i = id ? rz_vault_find(v, id) : RZ_NPOS;
+        if (id && i == RZ_NPOS)
+            rc = rz__error(RZ_ENOENT, "the flow's webhook names credential '%s', "
+                           "which is not in the vault", id);
+        else if (id && !cJSON_GetObjectItemCaseSensitive(out, id))
+            rc = add_sealed(v, i, id, pk, expires_ms, out);
+        cJSON_Delete(n);
     }
     return rc;
 }

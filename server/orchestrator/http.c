@@ -69,6 +69,10 @@ static const route routes[] = {
     { "GET",    "/api/v1/flows",                           W_CLIENT | W_ADMIN, false, r_flows_list },
     { "GET",    "/api/v1/flows/{id}/status",               W_CLIENT | W_ADMIN, false, r_flow_status },
     { "GET",    "/api/v1/flows/{id}/events",               W_CLIENT | W_ADMIN, false, r_flow_events },
+    { "GET",    "/api/v1/named-flows",                     W_CLIENT | W_ADMIN, false, r_named_flows_list },
+    { "GET",    "/api/v1/named-flows/{id}",                W_CLIENT | W_ADMIN, false, r_named_flow_get },
+    { "POST",   "/api/v1/named-flows/{id}/rollback",       W_CLIENT | W_ADMIN, true,  r_named_flow_rollback },
+    { "POST",   "/api/v1/hooks/{flow}/{name}",             W_ANYONE, false, r_hook },
     { "DELETE", "/api/v1/flows/{id}",                      W_CLIENT | W_ADMIN, false, r_flow_cancel },
 };
 

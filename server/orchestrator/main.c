@@ -688,6 +688,8 @@ static int start(orch *o, const char *key, const char *key_from)
         return -1;
     if (orch_stores_agree(o->e, o->opts.data, o->opts.verify_on_open) != 0)
         return -1;
+    if (flows_open(o) != 0)
+        return -1;
     o->sig_term = evsignal_new(o->base, SIGTERM, on_signal, o);
     o->sig_int = evsignal_new(o->base, SIGINT, on_signal, o);
     o->keepalive = event_new(o->base, -1, EV_PERSIST, orch_keepalive, o);
@@ -737,6 +739,7 @@ static void finish(orch *o)
     orch_live_free(o);
     if (o->base)
         event_base_free(o->base);
+    flows_close(o);
     rz_engine_close(o->e);
     auth_close(o);
     rz_registry_free(o->reg);

@@ -206,6 +206,8 @@ typedef struct orch {
     unsigned char *audit_key;
     uint64_t deposit_tick_ms;      /* last expiry pass over deposits */
 
+    struct flows *flows;     /* named flows, versions, triggers (flows.c) */
+
     /* metrics (metrics.c) */
     unsigned char metrics_key[32];   /* BLAKE2b of the metrics key */
     bool has_metrics_key;
@@ -480,6 +482,24 @@ void orch_observe_dispatch(orch *o, uint64_t job, uint64_t now);
  * histogram (rhizos_step_duration_seconds). */
 void orch_observe_step(orch *o, uint64_t job);
 uint64_t orch_volume_micros(orch *o);
+
+/* flows.c: named flows, their versions and triggers (docs/triggers.md). */
+typedef struct flows flows;
+int flows_open(orch *o);     /* DATA/flows; 0, or -1 said on stderr */
+void flows_close(orch *o);
+/* Before a deploy: its webhooks' secrets supplied? False: answered. */
+bool flows_deploy_check(req *q, const char *text, const cJSON *creds);
+/* After a deploy: the flow's version (new when the content is), the run's
+ * record; "flow_id" and "version" added to reply (may be NULL). */
+int flows_record_deploy(orch *o, rz_ledger_id owner, const char *text, const cJSON *inputs,
+                        const char *creds_rec, const cJSON *creds, const char *note,
+                        uint64_t dep, uint64_t now_ms, cJSON *reply);
+/* "flow_id", "version" and "trigger" of a deployment's status. */
+void flows_status_extra(orch *o, uint64_t dep, cJSON *doc);
+void r_named_flows_list(req *q);
+void r_named_flow_get(req *q);
+void r_named_flow_rollback(req *q);
+void r_hook(req *q);
 
 /* stores.c: the data directory's stores before anything opens them, and
  * `rhizos-orchestrator check`. 0, or -1 with the reason printed. */

@@ -41,6 +41,7 @@ char *flow_status_text(orch *o, uint64_t dep)
     step_money(o, &di, &held, &charged);
     cJSON_AddNumberToObject(doc, "held_micros", (double)held);
     cJSON_AddNumberToObject(doc, "charged_micros", (double)charged);
+    flows_status_extra(o, dep, doc);
     char *text = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
     return text;
@@ -169,16 +170,21 @@ static cJSON *prepare(req *q, const char *text, const cJSON *creds)
 
 void r_flow_deploy(req *q)
 {
-    static const char *const fields[] = { "flow", "inputs", "credentials", NULL };
+    static const char *const fields[] = { "flow", "inputs", "credentials", "note", NULL };
     orch *o = q->o;
     cJSON *inputs, *creds;
+    const char *note;
     if (!body_fields(q, fields) || !body_obj(q, "inputs", &inputs) ||
         !body_obj(q, "credentials", &creds) || !check_sealed(q, creds) ||
-        !quota_client_room(q, true))
+        !body_str(q, "note", false, &note) || !quota_client_room(q, true))
         return;
     char *text = flow_text(q);
     if (!text)
         return;
+    if (!flows_deploy_check(q, text, creds)) {
+        free(text);
+        return;
+    }
     cJSON *refs = prepare(q, text, creds);
     char *in = refs && inputs ? cJSON_PrintUnformatted(inputs) : NULL;
     uint64_t dep = 0;
@@ -198,9 +204,9 @@ void r_flow_deploy(req *q)
     }
     rz_diags_free(d);
     free(in);
-    free(text);
     if (!refs || q->answered) {
         cJSON_Delete(refs);
+        free(text);
         return;
     }
     /* Only the sealed values the flow references are kept. */
@@ -220,10 +226,10 @@ void r_flow_deploy(req *q)
         /* Without its credentials the deployment cannot run: undo it. */
         (void)!rz_engine_deployment_cancel(o->e, dep, orch_now_ms());   /* just made */
         free(rtext);
+        free(text);
         reply_error(q, RZ_EDB, "cannot store the deployment's credentials");
         return;
     }
-    free(rtext);
     rz_engine_deployment_info di;
     uint64_t held = 0, charged = 0;
     if (rz_engine_deployment_get(o->e, dep, &di) == RZ_OK)
@@ -232,6 +238,18 @@ void r_flow_deploy(req *q)
     cJSON_AddNumberToObject(doc, "id", (double)dep);
     cJSON_AddStringToObject(doc, "status", rz_run_state_name(di.state));
     cJSON_AddNumberToObject(doc, "held_micros", (double)held);
+    /* Its version; the flow's triggers follow it from now on. */
+    if (flows_record_deploy(o, q->who.account, text, inputs, rtext, creds, note, dep,
+                            orch_now_ms(), doc) != RZ_OK) {
+        (void)!rz_engine_deployment_cancel(o->e, dep, orch_now_ms());   /* just made */
+        free(rtext);
+        free(text);
+        cJSON_Delete(doc);
+        reply_error(q, RZ_EDB, "cannot record the flow's version");
+        return;
+    }
+    free(rtext);
+    free(text);
     reply_json(q, 201, doc);
 }
 

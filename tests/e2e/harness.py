@@ -36,15 +36,16 @@ def _decode(ctype, data):
 
 
 def http(base, method, path, key=None, body=None, raw=None, ctype=None,
-         accept=None, timeout=10, decode=_decode):
+         accept=None, timeout=10, decode=_decode, headers=None):
     """One request to `base` ("http://127.0.0.1:PORT") + `path`:
     (status, reply). `body` is sent as JSON, `raw` as given (with `ctype`);
     `key` goes in a bearer header. The reply is decode(content type, bytes):
     by default parsed JSON when it says so, None when empty, else text.
-    Connection failures raise OSError; HTTP errors are only a status."""
+    Connection failures raise OSError; HTTP errors are only a status.
+    `headers`: more request headers."""
     host, _, port = base.split("://", 1)[-1].rstrip("/").partition(":")
     c = HTTPConnection(host, int(port or 80), timeout=timeout)
-    headers = {}
+    headers = dict(headers or {})
     if key:
         headers["Authorization"] = "Bearer " + key
     if raw is None and body is not None:

@@ -1,0 +1,1233 @@
+/* Named flows: versions, and the triggers of each one's active version
+ * (docs/triggers.md). State lives in DATA/flows (LMDB), JSON by key:
+ *
+ *   c/flows                last flow id given
+ *   n/<owner>/<name>       the flow id of an owner's named flow
+ *   f/<id>                 {"id","owner","name","active","latest","versions":[...],
+ *                           "triggers":{<name>: fire state}}
+ *   v/<id>/<version>       {"text","inputs","creds","hooks"}: what a fire deploys
+ *   d/<deployment>         {"flow","version","trigger","fire"}: a run's version
+ *   h/<id>/<hook>/<delivery>  {"t","dep","ms"}: webhook deliveries seen
+ *
+ * Crash safety: a fire deploys in the engine's open group (durable at the
+ * pass's flush) and writes its record here at once, listing the deployment
+ * as unconfirmed. At the next start each unconfirmed deployment is looked
+ * up in the engine: one the crash lost rolls its trigger back to before it,
+ * so the catch-up rule decides again; one that is there stays done. So a
+ * fire is neither lost nor doubled across kill -9. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <lmdb.h>
+#include <sodium.h>
+
+#include "orch.h"
+#include "trigplan.h"
+
+#define FLOWS_MAP_SIZE (1ull << 30)
+#define FIRES_PER_PASS 100
+#define EVENTS_KEPT 20
+#define QUEUE_MAX 10
+#define HOOK_WINDOW_S 300
+#define SEAL_SELF_MS (10ull * 365 * 86400 * 1000)   /* see docs/triggers.md */
+
+typedef struct sched {
+    uint64_t flow;
+    char trigger[80];
+    rz_cron *cron;
+    trig_catchup catchup;
+    int overlap;              /* 0 skip, 1 queue, 2 allow */
+    int64_t last;             /* fires up to here are done */
+    int64_t next;             /* its next fire, INT64_MAX: none */
+    unsigned queued;
+    uint64_t last_dep;
+} sched;
+
+struct flows {
+    MDB_env *env;
+    MDB_dbi dbi;
+    sched *s;
+    size_t n, cap;
+    struct event *timer;
+};
+
+/* ---- the store ---- */
+
+static char *kv_get(flows *F, const char *key)
+{
+    MDB_txn *t;
+    if (mdb_txn_begin(F->env, NULL, MDB_RDONLY, &t) != 0)
+        return NULL;
+    MDB_val k = { strlen(key), (void *)key }, v;
+    char *out = NULL;
+    if (mdb_get(t, F->dbi, &k, &v) == 0 && (out = malloc(v.mv_size + 1))) {
+        memcpy(out, v.mv_data, v.mv_size);
+        out[v.mv_size] = '\0';
+    }
+    mdb_txn_abort(t);
+    return out;
+}
+
+static cJSON *kv_json(flows *F, const char *key)
+{
+    char *s = kv_get(F, key);
+    cJSON *j = s ? cJSON_Parse(s) : NULL;
+    free(s);
+    return j;
+}
+
+/* Keys and values in pairs (a NULL value deletes), in one durable commit. */
+static int kv_write(flows *F, const char *const *kv, size_t pairs)
+{
+    MDB_txn *t;
+    int mrc = mdb_txn_begin(F->env, NULL, 0, &t);
+    for (size_t i = 0; mrc == 0 && i < pairs; i++) {
+        MDB_val k = { strlen(kv[2 * i]), (void *)kv[2 * i] };
+        if (kv[2 * i + 1]) {
+            MDB_val v = { strlen(kv[2 * i + 1]), (void *)kv[2 * i + 1] };
+            mrc = mdb_put(t, F->dbi, &k, &v, 0);
+        } else {
+            mrc = mdb_del(t, F->dbi, &k, NULL);
+            if (mrc == MDB_NOTFOUND)
+                mrc = 0;
+        }
+    }
+    if (mrc == 0)
+        mrc = mdb_txn_commit(t);
+    else
+        mdb_txn_abort(t);
+    if (mrc != 0)
+        fprintf(stderr, ORCH_NAME ": flows store: %s\n", mdb_strerror(mrc));
+    return mrc == 0 ? RZ_OK : RZ_EDB;
+}
+
+static int kv_put_json(flows *F, const char *key, const cJSON *j)
+{
+    char *s = cJSON_PrintUnformatted(j);
+    const char *kv[2] = { key, s };
+    int rc = s ? kv_write(F, kv, 1) : RZ_ENOMEM;
+    free(s);
+    return rc;
+}
+
+/* Keys under `prefix`, into a JSON array of [key, value] (NULL on error). */
+static cJSON *kv_scan(flows *F, const char *prefix)
+{
+    MDB_txn *t;
+    MDB_cursor *c;
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr || mdb_txn_begin(F->env, NULL, MDB_RDONLY, &t) != 0)
+        return arr;
+    if (mdb_cursor_open(t, F->dbi, &c) == 0) {
+        size_t pl = strlen(prefix);
+        MDB_val k = { pl, (void *)prefix }, v;
+        for (int r = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); r == 0;
+             r = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            if (k.mv_size < pl || memcmp(k.mv_data, prefix, pl) != 0)
+                break;
+            cJSON *pair = cJSON_CreateArray();
+            char *ks = strndup(k.mv_data, k.mv_size), *vs = strndup(v.mv_data, v.mv_size);
+            if (pair && ks && vs) {
+                cJSON_AddItemToArray(pair, cJSON_CreateString(ks));
+                cJSON_AddItemToArray(pair, cJSON_CreateString(vs));
+                cJSON_AddItemToArray(arr, pair);
+            } else {
+                cJSON_Delete(pair);
+            }
+            free(ks);
+            free(vs);
+        }
+        mdb_cursor_close(c);
+    }
+    mdb_txn_abort(t);
+    return arr;
+}
+
+static void owner_hex(rz_ledger_id id, char out[33])
+{
+    snprintf(out, 33, "%016" PRIx64 "%016" PRIx64, id.hi, id.lo);
+}
+
+static bool owner_is(const cJSON *rec, rz_ledger_id id)
+{
+    char h[33];
+    owner_hex(id, h);
+    const char *o = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "owner"));
+    return o && strcmp(o, h) == 0;
+}
+
+static rz_ledger_id owner_of(const cJSON *rec)
+{
+    rz_ledger_id id = { 0, 0 };
+    const char *o = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "owner"));
+    if (o && strlen(o) == 32) {
+        char a[17], b[17];
+        memcpy(a, o, 16);
+        a[16] = '\0';
+        memcpy(b, o + 16, 16);
+        b[16] = '\0';
+        id.hi = strtoull(a, NULL, 16);
+        id.lo = strtoull(b, NULL, 16);
+    }
+    return id;
+}
+
+static cJSON *flow_rec(flows *F, uint64_t id)
+{
+    char key[32];
+    snprintf(key, sizeof key, "f/%" PRIu64, id);
+    return kv_json(F, key);
+}
+
+static int flow_put(flows *F, const cJSON *rec)
+{
+    char key[32];
+    snprintf(key, sizeof key, "f/%" PRIu64,
+             (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(rec, "id")));
+    return kv_put_json(F, key, rec);
+}
+
+static cJSON *version_rec(flows *F, uint64_t id, uint64_t v)
+{
+    char key[48];
+    snprintf(key, sizeof key, "v/%" PRIu64 "/%" PRIu64, id, v);
+    return kv_json(F, key);
+}
+
+static uint64_t num(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) && v->valuedouble > 0 ? (uint64_t)v->valuedouble : 0;
+}
+
+static int64_t inum(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+}
+
+static cJSON *obj_at(cJSON *o, const char *k)
+{
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsObject(v)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(o, k);
+        v = cJSON_AddObjectToObject(o, k);
+    }
+    return v;
+}
+
+static void set_num(cJSON *o, const char *k, double v)
+{
+    cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (cJSON_IsNumber(x))
+        cJSON_SetNumberValue(x, v);
+    else {
+        cJSON_DeleteItemFromObjectCaseSensitive(o, k);
+        cJSON_AddNumberToObject(o, k, v);
+    }
+}
+
+/* A trigger's latest events, newest last, EVENTS_KEPT of them. */
+static void add_event(cJSON *st, int64_t t, const char *what, const char *reason,
+                      uint64_t dep)
+{
+    cJSON *ev = cJSON_GetObjectItemCaseSensitive(st, "events");
+    if (!cJSON_IsArray(ev))
+        ev = cJSON_AddArrayToObject(st, "events");
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "t", (double)t);
+    cJSON_AddStringToObject(e, "what", what);
+    if (reason)
+        cJSON_AddStringToObject(e, "reason", reason);
+    if (dep)
+        cJSON_AddNumberToObject(e, "deployment", (double)dep);
+    cJSON_AddItemToArray(ev, e);
+    while (cJSON_GetArraySize(ev) > EVENTS_KEPT)
+        cJSON_DeleteItemFromArray(ev, 0);
+    cJSON *cnt = obj_at(st, "counts");
+    set_num(cnt, what, (double)(num(cnt, what) + 1));
+}
+
+/* Is the deployment the one a fire made (its owner, its creation time)? */
+static bool dep_is(orch *o, uint64_t dep, rz_ledger_id owner, uint64_t ms)
+{
+    rz_engine_deployment_info di;
+    return dep && rz_engine_deployment_get(o->e, dep, &di) == RZ_OK &&
+           di.client.hi == owner.hi && di.client.lo == owner.lo && di.created_ms == ms;
+}
+
+/* ---- credentials kept for later fires ----
+ * What a deployer seals to this orchestrator expires within the hour; a
+ * trigger fires later, so each value is sealed again to the orchestrator's
+ * own key, for longer (SEAL_SELF_MS). */
+static char *reseal_self(orch *o, const char *b64, const char *cid, uint64_t now)
+{
+    size_t n = 0;
+    unsigned char *sealed = b64_decode(b64, &n);
+    rz_secret *s = NULL;
+    if (!sealed || rz_vault_unseal(&s, NULL, sealed, n, o->pk, o->sk,
+                                   RZ_VAULT_ORCHESTRATOR_JOB, now) != RZ_OK) {
+        free(sealed);
+        return NULL;
+    }
+    free(sealed);
+    unsigned char *out = NULL;
+    size_t out_len = 0;
+    char *res = NULL;
+    if (rz_vault_seal_value(&out, &out_len, rz_secret_data(s), rz_secret_len(s),
+                            RZ_VAULT_ORCHESTRATOR_JOB, cid, now + SEAL_SELF_MS, o->pk) == RZ_OK)
+        res = b64_encode(out, out_len);
+    rz_free(out);
+    rz_secret_free(s);
+    return res;
+}
+
+/* Every value of a {"<cid>":"<b64>"} map resealed; NULL if one fails. */
+static cJSON *reseal_map(orch *o, const cJSON *m, uint64_t now)
+{
+    cJSON *out = cJSON_CreateObject();
+    for (const cJSON *c = m ? m->child : NULL; out && c; c = c->next) {
+        char *r = cJSON_IsString(c) ? reseal_self(o, c->valuestring, c->string, now) : NULL;
+        if (!r) {
+            cJSON_Delete(out);
+            return NULL;
+        }
+        cJSON_AddStringToObject(out, c->string, r);
+        free(r);
+    }
+    return out;
+}
+
+/* ---- the schedule in memory ---- */
+
+static void sched_clear(flows *F)
+{
+    for (size_t i = 0; i < F->n; i++)
+        rz_cron_free(F->s[i].cron);
+    F->n = 0;
+}
+
+static int64_t next_of(const sched *e)
+{
+    int64_t nx;
+    return rz_cron_next(e->cron, e->last, &nx) == RZ_OK ? nx : INT64_MAX;
+}
+
+/* The cron triggers of one flow's active version, with their state. */
+static void sched_add_flow(orch *o, cJSON *rec, int64_t now_s, bool *dirty)
+{
+    flows *F = o->flows;
+    uint64_t id = num(rec, "id"), active = num(rec, "active");
+    cJSON *ver = version_rec(F, id, active);
+    cJSON *trigs = cJSON_GetObjectItemCaseSensitive(ver, "triggers");
+    cJSON *states = obj_at(rec, "triggers");
+    const cJSON *t;
+    cJSON_ArrayForEach(t, trigs) {
+        const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "type"));
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name"));
+        if (!type || !name || strcmp(type, "cron") != 0 ||
+            cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(t, "enabled")))
+            continue;
+        rz_cron_opts co = RZ_CRON_OPTS_INIT;
+        co.tz = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "tz"));
+        rz_cron *c = NULL;
+        const char *expr = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "schedule"));
+        if (!expr || rz_cron_parse(&c, expr, &co) != RZ_OK) {
+            fprintf(stderr, ORCH_NAME ": flow %" PRIu64 " trigger %s: %s\n", id, name,
+                    rz_error_last()->message);
+            continue;
+        }
+        if (F->n == F->cap) {
+            size_t cap = F->cap ? F->cap * 2 : 16;
+            sched *s = realloc(F->s, cap * sizeof *s);
+            if (!s) {
+                rz_cron_free(c);
+                break;
+            }
+            F->s = s;
+            F->cap = cap;
+        }
+        cJSON *st = cJSON_GetObjectItemCaseSensitive(states, name);
+        if (!st) {      /* new: it fires from now on */
+            st = cJSON_AddObjectToObject(states, name);
+            cJSON_AddNumberToObject(st, "last", (double)now_s);
+            *dirty = true;
+        }
+        sched *e = &F->s[F->n++];
+        memset(e, 0, sizeof *e);
+        e->flow = id;
+        snprintf(e->trigger, sizeof e->trigger, "%s", name);
+        e->cron = c;
+        const char *cu = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "catchup"));
+        const char *ov = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "overlap"));
+        e->catchup = cu && !strcmp(cu, "none") ? TRIG_CATCHUP_NONE
+                   : cu && !strcmp(cu, "all") ? TRIG_CATCHUP_ALL : TRIG_CATCHUP_ONE;
+        e->overlap = ov && !strcmp(ov, "queue") ? 1 : ov && !strcmp(ov, "allow") ? 2 : 0;
+        e->last = inum(st, "last");
+        e->queued = (unsigned)num(st, "queued");
+        e->last_dep = num(st, "last_dep");
+        e->next = next_of(e);
+    }
+    cJSON_Delete(ver);
+}
+
+static void sched_rebuild(orch *o)
+{
+    flows *F = o->flows;
+    sched_clear(F);
+    cJSON *all = kv_scan(F, "f/");
+    int64_t now_s = (int64_t)(orch_now_ms() / 1000);
+    const cJSON *p;
+    cJSON_ArrayForEach(p, all) {
+        cJSON *rec = cJSON_Parse(cJSON_GetArrayItem(p, 1)->valuestring);
+        bool dirty = false;
+        if (rec)
+            sched_add_flow(o, rec, now_s, &dirty);
+        if (dirty)
+            (void)!flow_put(F, rec);   /* said on stderr; the state is rebuilt next time */
+        cJSON_Delete(rec);
+    }
+    cJSON_Delete(all);
+}
+
+static void arm(orch *o);
+
+/* ---- firing ---- */
+
+/* Deploy the active version for one fire at `t`; its outcome is recorded
+ * on `st` (and a run record into `batch`). */
+static uint64_t fire(orch *o, cJSON *rec, cJSON *st, const char *trig, int64_t t,
+                     uint64_t now_ms, cJSON *runs)
+{
+    flows *F = o->flows;
+    uint64_t id = num(rec, "id"), v = num(rec, "active");
+    rz_ledger_id owner = owner_of(rec);
+    cJSON *ver = version_rec(F, id, v);
+    const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ver, "text"));
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(ver, "inputs");
+    char *inputs = cJSON_IsObject(in) ? cJSON_PrintUnformatted(in) : NULL;
+    uint64_t dep = 0;
+    int rc = text ? rz_engine_deploy(o->e, text, strlen(text), owner, inputs, now_ms, &dep, NULL)
+                  : RZ_ENOENT;
+    free(inputs);
+    if (rc == RZ_EFUNDS) {
+        add_event(st, t, "refused", rz_error_last()->message, 0);
+    } else if (rc != RZ_OK) {
+        add_event(st, t, "failed", text ? rz_error_last()->message : "its version is gone", 0);
+    } else {
+        const char *creds = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ver, "creds"));
+        if (creds && auth_put_creds(o, dep, creds) != RZ_OK) {
+            (void)!rz_engine_deployment_cancel(o->e, dep, now_ms);   /* just made */
+            add_event(st, t, "failed", "cannot store the run's credentials", dep);
+            dep = 0;
+        } else {
+            add_event(st, t, "fired", NULL, dep);
+            set_num(st, "last_dep", (double)dep);
+            cJSON *u = cJSON_GetObjectItemCaseSensitive(st, "unconfirmed");
+            if (!cJSON_IsArray(u))
+                u = cJSON_AddArrayToObject(st, "unconfirmed");
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddNumberToObject(x, "t", (double)t);
+            cJSON_AddNumberToObject(x, "dep", (double)dep);
+            cJSON_AddNumberToObject(x, "ms", (double)now_ms);
+            cJSON_AddNumberToObject(x, "prev", (double)inum(st, "last"));
+            cJSON_AddItemToArray(u, x);
+            cJSON *r = cJSON_CreateObject();
+            cJSON_AddNumberToObject(r, "flow", (double)id);
+            cJSON_AddNumberToObject(r, "version", (double)v);
+            cJSON_AddStringToObject(r, "trigger", trig);
+            cJSON_AddNumberToObject(r, "fire", (double)t);
+            cJSON_AddNumberToObject(r, "deployment", (double)dep);
+            cJSON_AddItemToArray(runs, r);
+        }
+    }
+    cJSON_Delete(ver);
+    return dep;
+}
+
+/* Run records d/<dep> of `runs`, with the flow record, in one commit. */
+static int commit_fires(flows *F, const cJSON *rec, const cJSON *runs)
+{
+    size_t n = (size_t)cJSON_GetArraySize(runs) + 1, i = 0;
+    const char **kv = calloc(2 * n, sizeof *kv);
+    char (*keys)[32] = calloc(n, sizeof *keys);
+    char *recs = cJSON_PrintUnformatted(rec);
+    int rc = RZ_ENOMEM;
+    if (kv && keys && recs) {
+        snprintf(keys[0], 32, "f/%" PRIu64, num(rec, "id"));
+        kv[0] = keys[0];
+        kv[1] = recs;
+        const cJSON *r;
+        i = 1;
+        cJSON_ArrayForEach(r, runs) {
+            snprintf(keys[i], 32, "d/%" PRIu64, num(r, "deployment"));
+            kv[2 * i] = keys[i];
+            kv[2 * i + 1] = cJSON_PrintUnformatted(r);
+            i++;
+        }
+        rc = kv_write(F, kv, i);
+        for (size_t j = 1; j < i; j++)
+            free((char *)kv[2 * j + 1]);
+    }
+    free(recs);
+    free(keys);
+    free(kv);
+    return rc;
+}
+
+static bool running(orch *o, uint64_t dep)
+{
+    rz_run_state s;
+    return dep && rz_engine_deployment_state(o->e, dep, &s) == RZ_OK && s == RZ_RUN_RUNNING;
+}
+
+/* One trigger's due work at now. */
+static void tick_one(orch *o, sched *e, int64_t now_s, uint64_t now_ms)
+{
+    flows *F = o->flows;
+    bool queue_ready = e->queued && !running(o, e->last_dep);
+    if (e->next > now_s && !queue_ready)
+        return;
+    cJSON *rec = flow_rec(F, e->flow);
+    cJSON *st = rec ? cJSON_GetObjectItemCaseSensitive(obj_at(rec, "triggers"), e->trigger) : NULL;
+    if (!st) {
+        cJSON_Delete(rec);
+        e->next = INT64_MAX;
+        return;
+    }
+    /* The deployments a previous pass made are durable by now. */
+    cJSON_DeleteItemFromObjectCaseSensitive(st, "unconfirmed");
+    cJSON *runs = cJSON_CreateArray();
+    int64_t fires[FIRES_PER_PASS], new_last;
+    uint64_t missed = 0;
+    size_t n = trig_plan(e->cron, e->last, now_s, e->catchup, fires, FIRES_PER_PASS, &missed,
+                         &new_last);
+    if (missed) {
+        char why[96];
+        snprintf(why, sizeof why, "%" PRIu64 " fire(s) missed while the orchestrator was "
+                 "down (catchup: %s)", missed, trig_catchup_name(e->catchup));
+        add_event(st, new_last, "missed", why, 0);
+        cJSON *cnt = obj_at(st, "counts");
+        set_num(cnt, "missed", (double)(num(cnt, "missed") + missed - 1));
+    }
+    if (queue_ready) {          /* the run it waited for is over */
+        e->queued--;
+        uint64_t d = fire(o, rec, st, e->trigger, now_s, now_ms, runs);
+        if (d)
+            e->last_dep = d;
+    }
+    for (size_t i = 0; i < n; i++) {
+        set_num(st, "last", (double)fires[i]);
+        if (running(o, e->last_dep) && e->overlap != 2) {
+            if (e->overlap == 1 && e->queued < QUEUE_MAX) {
+                e->queued++;
+                add_event(st, fires[i], "queued", "the last triggered run is still running", 0);
+            } else {
+                add_event(st, fires[i], "skipped", e->overlap == 1 ? "the queue is full"
+                          : "the last triggered run is still running (overlap: skip)", 0);
+            }
+            continue;
+        }
+        uint64_t d = fire(o, rec, st, e->trigger, fires[i], now_ms, runs);
+        if (d)
+            e->last_dep = d;
+    }
+    e->last = new_last;
+    set_num(st, "last", (double)new_last);
+    set_num(st, "queued", e->queued);
+    e->next = next_of(e);
+    if (commit_fires(F, rec, runs) != RZ_OK) {
+        /* Not recorded: undo what this pass started, so nothing runs that
+         * a restart would fire again. */
+        const cJSON *r;
+        cJSON_ArrayForEach(r, runs)
+            (void)!rz_engine_deployment_cancel(o->e, num(r, "deployment"), now_ms);
+    }
+    cJSON_Delete(runs);
+    cJSON_Delete(rec);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    orch *o = arg;
+    if (o->stopping)
+        return;
+    orch_group_open(o);
+    uint64_t now_ms = orch_now_ms();
+    for (size_t i = 0; i < o->flows->n; i++)
+        tick_one(o, &o->flows->s[i], (int64_t)(now_ms / 1000), now_ms);
+    o->changed = true;
+    if (!o->grouped)
+        orch_after(o);
+    arm(o);
+}
+
+/* Wake at the next fire (at least once a minute; every second while a
+ * queued fire waits for its run to end). */
+static void arm(orch *o)
+{
+    flows *F = o->flows;
+    if (!F || o->stopping)
+        return;
+    if (!F->timer && !(F->timer = evtimer_new(o->base, on_timer, o)))
+        return;
+    uint64_t now = orch_now_ms(), at = now + 60000;
+    for (size_t i = 0; i < F->n; i++) {
+        if (F->s[i].queued)
+            at = now + 1000 < at ? now + 1000 : at;
+        if (F->s[i].next != INT64_MAX && (uint64_t)F->s[i].next * 1000 < at)
+            at = (uint64_t)F->s[i].next * 1000;
+    }
+    uint64_t d = at > now ? at - now : 0;
+    struct timeval tv = { (time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000 };
+    evtimer_del(F->timer);
+    evtimer_add(F->timer, &tv);
+}
+
+/* ---- open: recover what a crash left unconfirmed ---- */
+
+static void recover(orch *o)
+{
+    flows *F = o->flows;
+    cJSON *all = kv_scan(F, "f/");
+    const cJSON *p;
+    cJSON_ArrayForEach(p, all) {
+        cJSON *rec = cJSON_Parse(cJSON_GetArrayItem(p, 1)->valuestring);
+        rz_ledger_id owner = owner_of(rec);
+        bool dirty = false;
+        cJSON *st;
+        cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(rec, "triggers")) {
+            cJSON *u = cJSON_GetObjectItemCaseSensitive(st, "unconfirmed");
+            const cJSON *x;
+            cJSON_ArrayForEach(x, u) {
+                if (dep_is(o, num(x, "dep"), owner, num(x, "ms")))
+                    continue;
+                /* The crash took this fire (and those after it, made in the
+                 * same pass): start again from before it. */
+                set_num(st, "last", (double)inum(x, "prev"));
+                add_event(st, inum(x, "t"), "lost", "the orchestrator stopped before the "
+                          "run was stored; the catch-up rule runs it again", 0);
+                char key[32];
+                for (const cJSON *y = x; y; y = y->next) {
+                    snprintf(key, sizeof key, "d/%" PRIu64, num(y, "dep"));
+                    const char *kv[2] = { key, NULL };
+                    (void)!kv_write(F, kv, 1);   /* a stale run record only */
+                }
+                break;
+            }
+            if (u) {
+                cJSON_DeleteItemFromObjectCaseSensitive(st, "unconfirmed");
+                dirty = true;
+            }
+        }
+        if (dirty)
+            (void)!flow_put(F, rec);   /* said on stderr */
+        cJSON_Delete(rec);
+    }
+    cJSON_Delete(all);
+}
+
+int flows_open(orch *o)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/flows", o->opts.data);
+    if (rz_fs_mkdirs(dir, 0700) != RZ_OK) {
+        fprintf(stderr, ORCH_NAME ": %s\n", rz_error_last()->message);
+        return -1;
+    }
+    flows *F = calloc(1, sizeof *F);
+    MDB_txn *t = NULL;
+    int mrc = F ? mdb_env_create(&F->env) : ENOMEM;
+    if (mrc == 0)
+        mrc = mdb_env_set_mapsize(F->env, FLOWS_MAP_SIZE);
+    if (mrc == 0)
+        mrc = mdb_env_open(F->env, dir, MDB_NOTLS, 0600);
+    if (mrc == 0)
+        mrc = mdb_txn_begin(F->env, NULL, 0, &t);
+    if (mrc == 0)
+        mrc = mdb_dbi_open(t, NULL, 0, &F->dbi);
+    if (mrc == 0)
+        mrc = mdb_txn_commit(t);
+    else if (t)
+        mdb_txn_abort(t);
+    if (mrc != 0) {
+        fprintf(stderr, ORCH_NAME ": cannot open %s: %s\n", dir, mdb_strerror(mrc));
+        if (F && F->env)
+            mdb_env_close(F->env);
+        free(F);
+        return -1;
+    }
+    o->flows = F;
+    recover(o);
+    sched_rebuild(o);
+    arm(o);
+    return 0;
+}
+
+void flows_close(orch *o)
+{
+    flows *F = o->flows;
+    if (!F)
+        return;
+    sched_clear(F);
+    free(F->s);
+    if (F->timer)
+        event_free(F->timer);
+    mdb_env_close(F->env);
+    free(F);
+    o->flows = NULL;
+}
+
+/* ---- deploy: versions ---- */
+
+/* Problems a deploy must refuse before anything is held: a webhook whose
+ * secret was not supplied. False: answered. */
+bool flows_deploy_check(req *q, const char *text, const cJSON *creds)
+{
+    rz_flow *f = NULL;
+    if (rz_flow_parse(&f, text, strlen(text), RZ_FORMAT_AUTO, "flow", NULL) != RZ_OK)
+        return true;     /* the engine's validation says why */
+    char *tj = NULL;
+    bool ok = true;
+    if (rz_flow_triggers(f, &tj) == RZ_OK) {
+        cJSON *arr = cJSON_Parse(tj);
+        const cJSON *t;
+        cJSON_ArrayForEach(t, arr) {
+            const char *sec = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "secret"));
+            if (sec && !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(creds, sec))) {
+                reply_error(q, RZ_EINVALID, "credential \"%s\" (the secret of webhook '%s') "
+                            "is referenced but not supplied", sec,
+                            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name")));
+                ok = false;
+                break;
+            }
+        }
+        cJSON_Delete(arr);
+    }
+    rz_free(tj);
+    rz_flow_free(f);
+    return ok;
+}
+
+/* Content digest: of the canonical builder JSON, so reformatting a file
+ * is not a new version. */
+static void digest_of(const rz_flow *f, const char *text, char hex[RZ_AUTH_DIGEST_HEX + 1])
+{
+    char *json = NULL;
+    size_t len = 0;
+    if (rz_flow_to_json(f, RZ_EXPORT_BUILDER, &json, &len) == RZ_OK)
+        rz_auth_digest_hex(json, len, hex);
+    else
+        rz_auth_digest_hex(text, strlen(text), hex);
+    rz_free(json);
+}
+
+int flows_record_deploy(orch *o, rz_ledger_id owner, const char *text, const cJSON *inputs,
+                        const char *creds_rec, const cJSON *creds, const char *note,
+                        uint64_t dep, uint64_t now_ms, cJSON *reply)
+{
+    flows *F = o->flows;
+    rz_flow *f = NULL;
+    if (!F || rz_flow_parse(&f, text, strlen(text), RZ_FORMAT_AUTO, "flow", NULL) != RZ_OK)
+        return RZ_EINVAL;
+    char hex[33], nkey[400], digest[RZ_AUTH_DIGEST_HEX + 1];
+    owner_hex(owner, hex);
+    const char *name = rz_flow_name(f);
+    snprintf(nkey, sizeof nkey, "n/%s/%s", hex, name[0] ? name : "(unnamed)");
+    digest_of(f, text, digest);
+    char *trig = NULL;
+    cJSON *triggers = rz_flow_triggers(f, &trig) == RZ_OK ? cJSON_Parse(trig) : cJSON_CreateArray();
+    rz_free(trig);
+    rz_flow_free(f);
+
+    char *idtext = kv_get(F, nkey);
+    uint64_t id = idtext ? strtoull(idtext, NULL, 10) : 0;
+    free(idtext);
+    cJSON *rec = id ? flow_rec(F, id) : NULL;
+    bool fresh = !rec;
+    if (fresh) {
+        char *c = kv_get(F, "c/flows");
+        id = (c ? strtoull(c, NULL, 10) : 0) + 1;
+        free(c);
+        rec = cJSON_CreateObject();
+        cJSON_AddNumberToObject(rec, "id", (double)id);
+        cJSON_AddStringToObject(rec, "owner", hex);
+        cJSON_AddStringToObject(rec, "name", name[0] ? name : "(unnamed)");
+        cJSON_AddNumberToObject(rec, "active", 0);
+        cJSON_AddNumberToObject(rec, "latest", 0);
+        cJSON_AddArrayToObject(rec, "versions");
+        cJSON_AddObjectToObject(rec, "triggers");
+    }
+    /* The same content as the active version is that version again. */
+    uint64_t v = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(rec, "versions"))
+        if (num(x, "version") == num(rec, "active") &&
+            !strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "digest")) ?: "", digest))
+            v = num(x, "version");
+    int rc = RZ_OK;
+    char vkey[48], idbuf[24], dkey[32];
+    char *vtext = NULL, *rtext = NULL, *ftext = NULL;
+    if (!v) {
+        v = num(rec, "latest") + 1;
+        cJSON *ver = cJSON_CreateObject();
+        cJSON_AddStringToObject(ver, "text", text);
+        cJSON_AddItemToObject(ver, "inputs", inputs ? cJSON_Duplicate(inputs, 1) : cJSON_CreateNull());
+        /* Fires come later: the step credentials and webhook secrets are
+         * kept sealed to this orchestrator for that long. */
+        cJSON *cr = creds_rec ? cJSON_Parse(creds_rec) : NULL;
+        cJSON *sealed = cJSON_GetObjectItemCaseSensitive(cr, "sealed");
+        if (sealed) {
+            cJSON *self = reseal_map(o, sealed, now_ms);
+            if (self)
+                cJSON_ReplaceItemInObjectCaseSensitive(cr, "sealed", self);
+            else
+                rc = RZ_EAUTH;
+        }
+        char *crt = cr ? cJSON_PrintUnformatted(cr) : NULL;
+        cJSON_AddItemToObject(ver, "creds", crt ? cJSON_CreateString(crt) : cJSON_CreateNull());
+        free(crt);
+        cJSON_Delete(cr);
+        cJSON *hooks = cJSON_CreateObject();
+        cJSON_ArrayForEach(x, triggers) {
+            const char *sec = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "secret"));
+            const cJSON *s = sec ? cJSON_GetObjectItemCaseSensitive(creds, sec) : NULL;
+            char *r = cJSON_IsString(s) ? reseal_self(o, s->valuestring, sec, now_ms) : NULL;
+            if (sec && !r)
+                rc = RZ_EAUTH;
+            if (r)
+                cJSON_AddStringToObject(hooks, sec, r);
+            free(r);
+        }
+        cJSON_AddItemToObject(ver, "hooks", hooks);
+        cJSON_AddItemToObject(ver, "triggers", triggers);
+        triggers = NULL;
+        vtext = cJSON_PrintUnformatted(ver);
+        cJSON_Delete(ver);
+        cJSON *vs = cJSON_GetObjectItemCaseSensitive(rec, "versions");
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "version", (double)v);
+        cJSON_AddStringToObject(e, "digest", digest);
+        cJSON_AddStringToObject(e, "note", note ? note : "");
+        cJSON_AddNumberToObject(e, "created_ms", (double)now_ms);
+        cJSON_AddNumberToObject(e, "deployment", (double)dep);
+        cJSON_AddItemToArray(vs, e);
+        set_num(rec, "latest", (double)v);
+        set_num(rec, "active", (double)v);
+    }
+    cJSON_Delete(triggers);
+    cJSON *run = cJSON_CreateObject();
+    cJSON_AddNumberToObject(run, "flow", (double)id);
+    cJSON_AddNumberToObject(run, "version", (double)v);
+    cJSON_AddNullToObject(run, "trigger");
+    rtext = cJSON_PrintUnformatted(run);
+    cJSON_Delete(run);
+    ftext = cJSON_PrintUnformatted(rec);
+    snprintf(vkey, sizeof vkey, "v/%" PRIu64 "/%" PRIu64, id, v);
+    snprintf(idbuf, sizeof idbuf, "%" PRIu64, id);
+    snprintf(dkey, sizeof dkey, "d/%" PRIu64, dep);
+    char fkey[32];
+    snprintf(fkey, sizeof fkey, "f/%" PRIu64, id);
+    const char *kv[] = { fkey, ftext, dkey, rtext, nkey, idbuf, "c/flows", idbuf,
+                         vkey, vtext };
+    if (rc == RZ_OK && ftext && rtext)
+        rc = kv_write(F, kv, vtext ? 5 : (fresh ? 4 : 2));
+    else if (rc == RZ_OK)
+        rc = RZ_ENOMEM;
+    if (rc == RZ_OK && reply) {
+        cJSON_AddNumberToObject(reply, "flow_id", (double)id);
+        cJSON_AddNumberToObject(reply, "version", (double)v);
+    }
+    free(vtext);
+    free(rtext);
+    free(ftext);
+    cJSON_Delete(rec);
+    if (rc == RZ_OK) {
+        sched_rebuild(o);
+        arm(o);
+    }
+    return rc;
+}
+
+void flows_status_extra(orch *o, uint64_t dep, cJSON *doc)
+{
+    if (!o->flows)
+        return;
+    char key[32];
+    snprintf(key, sizeof key, "d/%" PRIu64, dep);
+    cJSON *r = kv_json(o->flows, key);
+    if (!r)
+        return;
+    cJSON_AddNumberToObject(doc, "flow_id", (double)num(r, "flow"));
+    cJSON_AddNumberToObject(doc, "version", (double)num(r, "version"));
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(r, "trigger");
+    if (cJSON_IsString(t)) {
+        cJSON *tr = cJSON_AddObjectToObject(doc, "trigger");
+        cJSON_AddStringToObject(tr, "name", t->valuestring);
+        if (cJSON_GetObjectItemCaseSensitive(r, "fire"))
+            cJSON_AddNumberToObject(tr, "fire", (double)inum(r, "fire"));
+        if (cJSON_GetObjectItemCaseSensitive(r, "delivery"))
+            cJSON_AddStringToObject(tr, "delivery", cJSON_GetStringValue(
+                cJSON_GetObjectItemCaseSensitive(r, "delivery")));
+    }
+    cJSON_Delete(r);
+}
+
+/* ---- routes ---- */
+
+/* The named flow of the path, the caller's own (admin: any). */
+static cJSON *visible_flow(req *q, int param)
+{
+    uint64_t id;
+    if (!param_u64(q, param, &id))
+        return NULL;
+    cJSON *rec = q->o->flows ? flow_rec(q->o->flows, id) : NULL;
+    if (!rec || (q->who.kind != P_ADMIN && !owner_is(rec, q->who.account))) {
+        cJSON_Delete(rec);
+        reply_error(q, RZ_ENOENT, "no flow %" PRIu64, id);
+        return NULL;
+    }
+    return rec;
+}
+
+/* A flow record as clients see it: no owner key, no unconfirmed list;
+ * next fire times of its cron triggers added. */
+static cJSON *public_flow(orch *o, const cJSON *rec, unsigned count)
+{
+    cJSON *out = cJSON_Duplicate(rec, 1);
+    cJSON *st;
+    cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(out, "triggers"))
+        cJSON_DeleteItemFromObjectCaseSensitive(st, "unconfirmed");
+    uint64_t id = num(rec, "id");
+    cJSON *ver = version_rec(o->flows, id, num(rec, "active"));
+    cJSON *trigs = cJSON_AddArrayToObject(out, "active_triggers");
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(ver, "triggers")) {
+        cJSON *c = cJSON_Duplicate(t, 1);
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name"));
+        if (cJSON_GetObjectItemCaseSensitive(c, "secret"))   /* an id, but keep it private */
+            cJSON_DeleteItemFromObjectCaseSensitive(c, "secret");
+        for (size_t i = 0; i < o->flows->n; i++) {
+            sched *e = &o->flows->s[i];
+            if (e->flow != id || !name || strcmp(e->trigger, name) != 0)
+                continue;
+            cJSON *nx = cJSON_AddArrayToObject(c, "next");
+            int64_t at = e->last;
+            for (unsigned k = 0; k < count && rz_cron_next(e->cron, at, &at) == RZ_OK; k++) {
+                char buf[RZ_CRON_TIME_MAX];
+                cJSON *f = cJSON_CreateObject();
+                cJSON_AddNumberToObject(f, "t", (double)at);
+                if (rz_cron_format(e->cron, at, buf, sizeof buf) == RZ_OK)
+                    cJSON_AddStringToObject(f, "local", buf);
+                cJSON_AddItemToArray(nx, f);
+            }
+        }
+        cJSON_AddItemToArray(trigs, c);
+    }
+    cJSON_Delete(ver);
+    return out;
+}
+
+void r_named_flows_list(req *q)
+{
+    cJSON *all = q->o->flows ? kv_scan(q->o->flows, "f/") : cJSON_CreateArray();
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(doc, "flows");
+    const cJSON *p;
+    cJSON_ArrayForEach(p, all) {
+        cJSON *rec = cJSON_Parse(cJSON_GetArrayItem(p, 1)->valuestring);
+        if (rec && (q->who.kind == P_ADMIN || owner_is(rec, q->who.account))) {
+            cJSON *f = cJSON_CreateObject();
+            cJSON_AddNumberToObject(f, "id", (double)num(rec, "id"));
+            cJSON_AddStringToObject(f, "name", cJSON_GetStringValue(
+                cJSON_GetObjectItemCaseSensitive(rec, "name")) ?: "");
+            cJSON_AddNumberToObject(f, "active", (double)num(rec, "active"));
+            cJSON_AddNumberToObject(f, "latest", (double)num(rec, "latest"));
+            cJSON *ver = version_rec(q->o->flows, num(rec, "id"), num(rec, "active"));
+            cJSON *tn = cJSON_AddArrayToObject(f, "triggers");
+            const cJSON *t;
+            cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(ver, "triggers"))
+                cJSON_AddItemToArray(tn, cJSON_CreateString(cJSON_GetStringValue(
+                    cJSON_GetObjectItemCaseSensitive(t, "name")) ?: ""));
+            cJSON_Delete(ver);
+            cJSON_AddItemToArray(arr, f);
+        }
+        cJSON_Delete(rec);
+    }
+    cJSON_Delete(all);
+    reply_json(q, 200, doc);
+}
+
+void r_named_flow_get(req *q)
+{
+    uint64_t count;
+    if (!query_u64(q, "count", 5, 100, &count))
+        return;
+    cJSON *rec = visible_flow(q, 0);
+    if (!rec)
+        return;
+    reply_json(q, 200, public_flow(q->o, rec, (unsigned)count));
+    cJSON_Delete(rec);
+}
+
+void r_named_flow_rollback(req *q)
+{
+    static const char *const fields[] = { "version", NULL };
+    uint64_t v;
+    if (!body_fields(q, fields) || !body_u64(q, "version", true, UINT32_MAX, &v, NULL))
+        return;
+    cJSON *rec = visible_flow(q, 0);
+    if (!rec)
+        return;
+    bool known = false;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(rec, "versions"))
+        known = known || num(x, "version") == v;
+    if (!known) {
+        reply_error(q, RZ_ENOENT, "flow %" PRIu64 " has no version %" PRIu64,
+                    num(rec, "id"), v);
+    } else {
+        set_num(rec, "active", (double)v);
+        if (flow_put(q->o->flows, rec) != RZ_OK) {
+            reply_error(q, RZ_EDB, "cannot store the flow");
+        } else {
+            sched_rebuild(q->o);
+            arm(q->o);
+            reply_json(q, 200, public_flow(q->o, rec, 5));
+        }
+    }
+    cJSON_Delete(rec);
+}
+
+/* ---- webhooks ---- */
+
+/* The deployment's inputs as text: "trigger" only where the flow declares
+ * that input (a flow that does not read the call still runs). */
+static char *inputs_for(const char *text, cJSON *inputs)
+{
+    rz_flow *f = NULL;
+    char *json = NULL;
+    size_t len = 0;
+    bool wants = false;
+    if (text && rz_flow_parse(&f, text, strlen(text), RZ_FORMAT_AUTO, "flow", NULL) == RZ_OK &&
+        rz_flow_to_json(f, RZ_EXPORT_BUILDER, &json, &len) == RZ_OK) {
+        cJSON *doc = cJSON_ParseWithLength(json, len);
+        wants = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "inputs"),
+                                                 "trigger") != NULL;
+        cJSON_Delete(doc);
+    }
+    rz_free(json);
+    rz_flow_free(f);
+    if (!wants)
+        cJSON_DeleteItemFromObjectCaseSensitive(inputs, "trigger");
+    return inputs->child ? cJSON_PrintUnformatted(inputs) : NULL;
+}
+
+static const char *header(req *q, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_input_headers(q->r), name);
+}
+
+static bool delivery_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 128)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')
+              || *s == '-' || *s == '_' || *s == '.'))
+            return false;
+    return true;
+}
+
+/* HMAC-SHA256 of "<ts>.<body>" with the hook's key against "sha256=<hex>". */
+static bool signature_ok(orch *o, const char *sealed_b64, const char *cid, const char *ts,
+                         const unsigned char *body, size_t len, const char *sig, uint64_t now)
+{
+    unsigned char want[crypto_auth_hmacsha256_BYTES], got[crypto_auth_hmacsha256_BYTES];
+    if (!sig || strncmp(sig, "sha256=", 7) != 0 || strlen(sig + 7) != 2 * sizeof got ||
+        !hex_decode(sig + 7, got, sizeof got))
+        return false;
+    size_t n = 0;
+    unsigned char *sealed = b64_decode(sealed_b64, &n);
+    rz_secret *s = NULL;
+    int rc = sealed ? rz_vault_unseal(&s, NULL, sealed, n, o->pk, o->sk,
+                                      RZ_VAULT_ORCHESTRATOR_JOB, now) : RZ_ESYNTAX;
+    free(sealed);
+    (void)cid;
+    if (rc != RZ_OK)
+        return false;
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, rz_secret_data(s), rz_secret_len(s));
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)ts, strlen(ts));
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)".", 1);
+    crypto_auth_hmacsha256_update(&st, body, len);
+    crypto_auth_hmacsha256_final(&st, want);
+    sodium_memzero(&st, sizeof st);
+    rz_secret_free(s);
+    return sodium_memcmp(want, got, sizeof got) == 0;
+}
+
+/* Forget deliveries older than twice the window (a replay that old is
+ * refused as stale anyway). */
+static void prune_deliveries(flows *F, const char *prefix, int64_t now_s)
+{
+    cJSON *all = kv_scan(F, prefix);
+    const cJSON *p;
+    cJSON_ArrayForEach(p, all) {
+        cJSON *d = cJSON_Parse(cJSON_GetArrayItem(p, 1)->valuestring);
+        if (inum(d, "t") < now_s - 2 * HOOK_WINDOW_S) {
+            const char *kv[2] = { cJSON_GetArrayItem(p, 0)->valuestring, NULL };
+            (void)!kv_write(F, kv, 1);   /* kept: pruned next time */
+        }
+        cJSON_Delete(d);
+    }
+    cJSON_Delete(all);
+}
+
+void r_hook(req *q)
+{
+    orch *o = q->o;
+    flows *F = o->flows;
+    uint64_t id;
+    if (!param_u64(q, 0, &id))
+        return;
+    const char *hook = q->params[1];
+    cJSON *rec = F ? flow_rec(F, id) : NULL;
+    uint64_t v = num(rec, "active");
+    cJSON *ver = rec ? version_rec(F, id, v) : NULL;
+    const cJSON *trig = NULL, *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(ver, "triggers")) {
+        const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "type"));
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name"));
+        if (type && name && !strcmp(type, "webhook") && !strcmp(name, hook))
+            trig = t;
+    }
+    uint64_t now_ms = orch_now_ms();
+    int64_t now_s = (int64_t)(now_ms / 1000);
+    struct evbuffer *in = evhttp_request_get_input_buffer(q->r);
+    size_t len = evbuffer_get_length(in);
+    const char *ts = header(q, "X-Rhizos-Timestamp"), *sig = header(q, "X-Rhizos-Signature");
+    const char *delivery = header(q, "X-Rhizos-Delivery");
+    char *end = NULL;
+    long long tsv = ts ? strtoll(ts, &end, 10) : 0;
+    const char *cid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(trig, "secret"));
+    const char *sealed = cid ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(ver, "hooks"), cid)) : NULL;
+    if (!trig || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(trig, "enabled"))) {
+        reply_error(q, RZ_ENOENT, "no webhook '%.64s' on flow %" PRIu64, hook, id);
+    } else if (len > num(trig, "max_body_bytes")) {
+        reply_error(q, RZ_ETOOBIG, "the body is %zu bytes; this webhook takes at most %"
+                    PRIu64, len, num(trig, "max_body_bytes"));
+    } else if (!ts || !sig || !end || *end || ts == end) {
+        reply_error(q, RZ_EAUTH, "a webhook call must be signed (X-Rhizos-Timestamp and "
+                    "X-Rhizos-Signature: sha256=<hex HMAC-SHA256 of \"<timestamp>.<body>\">)");
+    } else if (tsv < now_s - HOOK_WINDOW_S || tsv > now_s + HOOK_WINDOW_S) {
+        reply_error(q, RZ_EAUTH, "the timestamp is outside the %d-second window (stale or "
+                    "replayed call)", HOOK_WINDOW_S);
+    } else if (!sealed || !signature_ok(o, sealed, cid, ts, evbuffer_pullup(in, -1), len, sig,
+                                        now_ms)) {
+        reply_error(q, RZ_EAUTH, "the signature does not match");
+    } else if (!delivery_ok(delivery)) {
+        reply_error(q, RZ_EINVAL, "X-Rhizos-Delivery must be 1-128 of A-Z a-z 0-9 . _ -");
+    }
+    if (q->answered) {
+        cJSON_Delete(ver);
+        cJSON_Delete(rec);
+        return;
+    }
+    char prefix[256], hkey[400];
+    snprintf(prefix, sizeof prefix, "h/%" PRIu64 "/%s/", id, hook);
+    snprintf(hkey, sizeof hkey, "%s%s", prefix, delivery);
+    rz_ledger_id owner = owner_of(rec);
+    cJSON *seen = kv_json(F, hkey);
+    if (seen && dep_is(o, num(seen, "dep"), owner, num(seen, "ms"))) {
+        cJSON *err = cJSON_CreateObject();
+        cJSON *e = cJSON_AddObjectToObject(err, "error");
+        cJSON_AddStringToObject(e, "code", rz_status_name(RZ_EEXISTS));
+        cJSON_AddStringToObject(e, "message", "this delivery was received before");
+        cJSON_AddNumberToObject(err, "run", (double)num(seen, "dep"));
+        reply_json(q, 409, err);
+        cJSON_Delete(seen);
+        cJSON_Delete(ver);
+        cJSON_Delete(rec);
+        return;
+    }
+    cJSON_Delete(seen);
+    prune_deliveries(F, prefix, now_s);
+    /* The body: its JSON if it is JSON, else the text. */
+    const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ver, "text"));
+    char *bodytext = strndup((const char *)evbuffer_pullup(in, -1), len);
+    cJSON *inputs = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(ver, "inputs"), 1);
+    if (!cJSON_IsObject(inputs)) {
+        cJSON_Delete(inputs);
+        inputs = cJSON_CreateObject();
+    }
+    cJSON *trig_in = cJSON_CreateObject();
+    cJSON *parsed = bodytext ? cJSON_Parse(bodytext) : NULL;
+    cJSON_AddItemToObject(trig_in, "body", parsed ? parsed : cJSON_CreateString(bodytext ?: ""));
+    cJSON_AddStringToObject(trig_in, "name", hook);
+    cJSON_AddStringToObject(trig_in, "delivery", delivery);
+    cJSON_AddItemToObject(inputs, "trigger", trig_in);
+    free(bodytext);
+    char *in_text = inputs_for(text, inputs);
+    uint64_t dep = 0;
+    int rc = rz_engine_deploy(o->e, text, strlen(text), owner, in_text, now_ms, &dep, NULL);
+    free(in_text);
+    cJSON_Delete(inputs);
+    cJSON *st = cJSON_GetObjectItemCaseSensitive(obj_at(rec, "triggers"), hook);
+    if (!st)
+        st = cJSON_AddObjectToObject(cJSON_GetObjectItemCaseSensitive(rec, "triggers"), hook);
+    if (rc != RZ_OK) {
+        add_event(st, now_s, rc == RZ_EFUNDS ? "refused" : "failed", rz_error_last()->message, 0);
+        (void)!flow_put(F, rec);   /* the refusal is recorded, or said on stderr */
+        reply_rz(q, rc);
+        cJSON_Delete(ver);
+        cJSON_Delete(rec);
+        return;
+    }
+    const char *creds = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ver, "creds"));
+    if (creds && auth_put_creds(o, dep, creds) != RZ_OK)
+        rc = RZ_EDB;
+    add_event(st, now_s, "fired", NULL, dep);
+    char dkey[32], *dtext = NULL, *htext = NULL, *ftext = cJSON_PrintUnformatted(rec);
+    snprintf(dkey, sizeof dkey, "d/%" PRIu64, dep);
+    cJSON *run = cJSON_CreateObject();
+    cJSON_AddNumberToObject(run, "flow", (double)id);
+    cJSON_AddNumberToObject(run, "version", (double)v);
+    cJSON_AddStringToObject(run, "trigger", hook);
+    cJSON_AddStringToObject(run, "delivery", delivery);
+    dtext = cJSON_PrintUnformatted(run);
+    cJSON_Delete(run);
+    cJSON *h = cJSON_CreateObject();
+    cJSON_AddNumberToObject(h, "t", (double)now_s);
+    cJSON_AddNumberToObject(h, "dep", (double)dep);
+    cJSON_AddNumberToObject(h, "ms", (double)now_ms);
+    htext = cJSON_PrintUnformatted(h);
+    cJSON_Delete(h);
+    char fkey[32];
+    snprintf(fkey, sizeof fkey, "f/%" PRIu64, id);
+    const char *kv[] = { fkey, ftext, dkey, dtext, hkey, htext };
+    if (rc == RZ_OK)
+        rc = kv_write(F, kv, 3);
+    free(ftext);
+    free(dtext);
+    free(htext);
+    if (rc != RZ_OK) {
+        (void)!rz_engine_deployment_cancel(o->e, dep, now_ms);   /* just made */
+        reply_error(q, RZ_EDB, "cannot record the delivery; no run was started");
+    } else {
+        cJSON *doc = cJSON_CreateObject();
+        cJSON_AddNumberToObject(doc, "run", (double)dep);
+        cJSON_AddNumberToObject(doc, "flow_id", (double)id);
+        cJSON_AddNumberToObject(doc, "version", (double)v);
+        reply_json(q, 202, doc);
+    }
+    cJSON_Delete(ver);
+    cJSON_Delete(rec);
+}
