@@ -108,6 +108,9 @@ void cli_account_usage(void);
 int cli_admin(cli *c, const char *verb);
 void cli_admin_usage(void);
 int cli_flow_deploy(cli *c);
+/* flow list | versions | rollback | schedule (named.c) */
+int cli_flow_named(cli *c, const char *verb);
+void cli_named_usage(void);
 int cli_flow_status(cli *c);
 int cli_flow_watch(cli *c);
 int cli_flow_cancel(cli *c);

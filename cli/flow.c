@@ -24,6 +24,7 @@ void cli_flow_usage(void)
 "       rhizos flow estimate FILE       [--json] [--prices FILE|DIR]\n"
 );
     cli_deploy_usage();
+    cli_named_usage();
     printf(
 "\n"
 "FILE is a JSON builder document or a FluxGraph YAML file ('-' reads stdin).\n"
@@ -775,6 +776,9 @@ int cli_flow(cli *c, const char *verb)
         return cli_flow_watch(c);
     if (strcmp(verb, "cancel") == 0)
         return cli_flow_cancel(c);
+    if (!strcmp(verb, "list") || !strcmp(verb, "versions") || !strcmp(verb, "rollback") ||
+        !strcmp(verb, "schedule"))
+        return cli_flow_named(c, verb);
     fprintf(stderr, "rhizos: unknown command 'flow %s'. Try 'rhizos flow --help'.\n", verb);
     return EXIT_USAGE;
 }

@@ -46,6 +46,7 @@ static void usage(FILE *out)
 "  account VERB ...        escrow accounts: balance, withdraw...; account --help\n"
 "  admin withdrawal ...    the treasury's side of withdrawals; admin --help\n"
 "  flow deploy FILE, flow status|watch|cancel ID   flows on the network\n"
+"  flow list, flow versions|schedule|rollback NAME   named flows, triggers\n"
 "\n");
     usage_options(out);
 }

@@ -710,7 +710,8 @@ class OrchestratorApi(unittest.TestCase):
         job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_micros": 20},
                       key_a, 201)["id"]
         flow = "flux: 1\nname: m\nsteps:\n  s:\n    module: echo@1\n"
-        dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, key_a, 201)["id"]
+        deployed = self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, key_a, 201)
+        dep, fid = deployed["id"], deployed["flow_id"]
         self.addCleanup(self.s.call, "DELETE", "/api/v1/jobs/%d" % job, key=self.admin)
         self.addCleanup(self.s.call, "DELETE", "/api/v1/flows/%d" % dep, key=self.admin)
         dreq = self.ok("POST", "/api/v1/accounts/%s/deposit" % acct_a,
@@ -764,6 +765,10 @@ class OrchestratorApi(unittest.TestCase):
             ("GET", "/api/v1/flows/{id}/status"): {A},
             ("GET", "/api/v1/flows/{id}/events"): {A},
             ("DELETE", "/api/v1/flows/{id}"): {A},
+            ("GET", "/api/v1/named-flows"): {C, A},
+            ("GET", "/api/v1/named-flows/{id}"): {A},
+            ("POST", "/api/v1/named-flows/{id}/rollback"): {A},
+            ("POST", "/api/v1/hooks/{flow}/{name}"): {ANY},
         }
         self.assertEqual(set(allowed), openapi_routes())
         bodies = {"/api/v1/jobs": {"module": "echo", "max_cost_micros": 1},
@@ -771,6 +776,7 @@ class OrchestratorApi(unittest.TestCase):
                   "/api/v1/accounts": {},
                   "/api/v1/withdrawals/{id}/complete": {"tx": "t"},
                   "/api/v1/withdrawals/{id}/fail": {},
+                  "/api/v1/named-flows/{id}/rollback": {"version": 1},
                   "/api/v1/withdrawals/{id}/cancel": None,
                   "/api/v1/nodes/register": NodeKey(X25519).register_body(NODE_CAPS)}
         keys = {"none": None, "bad": "rzk_" + "f" * 64, "other": key_b,
@@ -790,6 +796,8 @@ class OrchestratorApi(unittest.TestCase):
                 concrete = path.replace("{id}", str(nid)).replace("{job}", str(job))
             elif path.startswith("/api/v1/flows/{id}"):
                 concrete = path.replace("{id}", str(dep))
+            elif path.startswith("/api/v1/named-flows/{id}"):
+                concrete = path.replace("{id}", str(fid))
             else:
                 concrete = path.replace("{id}", str(job))
             body = bodies.get(path, {"amount_micros": 1, "attempt": 1, "run_ms": 1,
