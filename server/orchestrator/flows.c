@@ -742,10 +742,10 @@ int flows_record_deploy(orch *o, rz_ledger_id owner, const char *text, const cJS
     rz_flow *f = NULL;
     if (!F || rz_flow_parse(&f, text, strlen(text), RZ_FORMAT_AUTO, "flow", NULL) != RZ_OK)
         return RZ_EINVAL;
-    char hex[33], nkey[400], digest[RZ_AUTH_DIGEST_HEX + 1];
+    char hex[33], nkey[400], digest[RZ_AUTH_DIGEST_HEX + 1], name[300];
     owner_hex(owner, hex);
-    const char *name = rz_flow_name(f);
-    snprintf(nkey, sizeof nkey, "n/%s/%s", hex, name[0] ? name : "(unnamed)");
+    snprintf(name, sizeof name, "%s", rz_flow_name(f)[0] ? rz_flow_name(f) : "(unnamed)");
+    snprintf(nkey, sizeof nkey, "n/%s/%s", hex, name);
     digest_of(f, text, digest);
     char *trig = NULL;
     cJSON *triggers = rz_flow_triggers(f, &trig) == RZ_OK ? cJSON_Parse(trig) : cJSON_CreateArray();
@@ -764,7 +764,7 @@ int flows_record_deploy(orch *o, rz_ledger_id owner, const char *text, const cJS
         rec = cJSON_CreateObject();
         cJSON_AddNumberToObject(rec, "id", (double)id);
         cJSON_AddStringToObject(rec, "owner", hex);
-        cJSON_AddStringToObject(rec, "name", name[0] ? name : "(unnamed)");
+        cJSON_AddStringToObject(rec, "name", name);
         cJSON_AddNumberToObject(rec, "active", 0);
         cJSON_AddNumberToObject(rec, "latest", 0);
         cJSON_AddArrayToObject(rec, "versions");
