@@ -93,6 +93,15 @@ RZ_EXTERN RZ_NODISCARD int rz_flow_to_yaml(const rz_flow *flow, char **out,
 RZ_EXTERN RZ_NODISCARD int rz_flow_to_cbor(const rz_flow *flow,
                                            unsigned char **out, size_t *len);
 
+/* A loaded flow's triggers, normalised, as a JSON array (release with
+ * rz_free): [{"index", "type" ("manual", "cron", "webhook"), "name" (given,
+ * else "<type>-<index>"), "enabled", and for cron "schedule", "tz" ("UTC"
+ * when absent), "catchup" (default "one"), "overlap" (default "skip"); for a
+ * webhook "secret" (the vault credential id) and "max_body_bytes" (default
+ * 65536)}]; "[]" when it has none. RZ_EINVALID for a flow whose triggers
+ * were never validated and are malformed. */
+RZ_EXTERN RZ_NODISCARD int rz_flow_triggers(const rz_flow *f, char **out);
+
 #ifdef __cplusplus
 }
 #endif

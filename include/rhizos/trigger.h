@@ -4,10 +4,11 @@
  * day-of-month (1-31) month (1-12 or JAN-DEC) day-of-week (0-7 or SUN-SAT,
  * 0 and 7 both Sunday); each a comma list of `*`, `N`, `A-B`, `A-B/S`,
  * `N/S` (N to the field's end, every S) or `*` with `/S` (every S).
- * Names are case-insensitive. The macros @yearly (@annually), @monthly, @weekly, @daily (@midnight) and
- * @hourly stand for "0 0 1 1 *", "0 0 1 * *", "0 0 * * 0", "0 0 * * *" and
- * "0 * * * *". As in Vixie cron, when both day fields are restricted (neither
- * starts with `*`) a day matches if either does; otherwise both must.
+ * Names are case-insensitive. The macros @yearly (@annually), @monthly,
+ * @weekly, @daily (@midnight) and @hourly stand for "0 0 1 1 *",
+ * "0 0 1 * *", "0 0 * * 0", "0 0 * * *" and "0 * * * *". As in Vixie cron,
+ * when both day fields are restricted (neither starts with `*`) a day
+ * matches if either does; otherwise both must.
  *
  * Time zones are read from the system's TZif files (TZDIR, else
  * /usr/share/zoneinfo), never through TZ/localtime, so any thread may parse
@@ -20,7 +21,8 @@
  * skips fire once, at the instant the gap ends; a repeated local time fires
  * only on its first pass.
  *
- * Time is passed in: unix seconds (UTC), no clock is read.
+ * Time is passed in: unix seconds (UTC), no clock is read. A flow's
+ * triggers as written: rz_flow_triggers (rhizos/flow.h).
  */
 #ifndef RHIZOS_TRIGGER_H
 #define RHIZOS_TRIGGER_H
@@ -29,7 +31,6 @@
 #include <stdint.h>
 
 #include "rhizos/common.h"
-#include "rhizos/flow.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -78,15 +79,6 @@ RZ_EXTERN const char *rz_cron_zone(const rz_cron *c);
 
 /* 1 if a fixed-time expression (DST rule above), 0 if a wildcard one. */
 RZ_EXTERN int rz_cron_is_fixed(const rz_cron *c);
-
-/* A loaded flow's triggers, normalised, as a JSON array (release with
- * rz_free): [{"index", "type" ("manual", "cron", "webhook"), "name" (given,
- * else "<type>-<index>"), "enabled", and for cron "schedule", "tz" ("UTC"
- * when absent), "catchup" (default "one"), "overlap" (default "skip"); for a
- * webhook "secret" (the vault credential id) and "max_body_bytes" (default
- * 65536)}]; "[]" when it has none. RZ_EINVALID for a flow whose triggers
- * were never validated and are malformed. */
-RZ_EXTERN RZ_NODISCARD int rz_flow_triggers(const rz_flow *f, char **out);
 
 #ifdef __cplusplus
 }

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "rhizos/trigger.h"
-#include "trigger_impl.h"
+#include "trigger/trigger_impl.h"
 
 struct rz_cron {
     uint64_t min;               /* bit i: minute i */

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../common/internal.h"
+#include "common/internal.h"
 
 /* A zone as offsets between transitions: off[i] holds from at[i] (UTC
  * seconds) until at[i+1]; off0 before at[0]. Transitions past the file's

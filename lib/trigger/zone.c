@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "trigger_impl.h"
+#include "trigger/trigger_impl.h"
 
 #define ZONE_FILE_MAX (1u << 20)     /* real ones are under 4 KiB */
 #define OFFSET_MAX (26 * 3600)       /* RFC 8536: |utoff| < 25 h; slack */

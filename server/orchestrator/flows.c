@@ -734,118 +734,153 @@ static void digest_of(const rz_flow *f, const char *text, char hex[RZ_AUTH_DIGES
     rz_free(json);
 }
 
+static cJSON *new_flow_rec(uint64_t id, const char *hex, const char *name)
+{
+    cJSON *rec = cJSON_CreateObject();
+    cJSON_AddNumberToObject(rec, "id", (double)id);
+    cJSON_AddStringToObject(rec, "owner", hex);
+    cJSON_AddStringToObject(rec, "name", name);
+    cJSON_AddNumberToObject(rec, "active", 0);
+    cJSON_AddNumberToObject(rec, "latest", 0);
+    cJSON_AddArrayToObject(rec, "versions");
+    cJSON_AddObjectToObject(rec, "triggers");
+    return rec;
+}
+
+/* The active version, when its content is `digest`; else 0. */
+static uint64_t same_version(const cJSON *rec, const char *digest)
+{
+    const cJSON *x;
+    cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(rec, "versions")) {
+        const char *d = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "digest"));
+        if (num(x, "version") == num(rec, "active") && d && !strcmp(d, digest))
+            return num(x, "version");
+    }
+    return 0;
+}
+
+/* What fires deploy later: the text, inputs, and the step credentials and
+ * webhook secrets sealed again to this orchestrator for that long. */
+static char *version_text(orch *o, const char *text, const cJSON *inputs, const char *creds_rec,
+                          const cJSON *creds, cJSON *triggers, uint64_t now_ms, int *rc)
+{
+    cJSON *ver = cJSON_CreateObject();
+    cJSON_AddStringToObject(ver, "text", text);
+    cJSON_AddItemToObject(ver, "inputs", inputs ? cJSON_Duplicate(inputs, 1) : cJSON_CreateNull());
+    cJSON *cr = creds_rec ? cJSON_Parse(creds_rec) : NULL;
+    cJSON *sealed = cJSON_GetObjectItemCaseSensitive(cr, "sealed");
+    if (sealed) {
+        cJSON *self = reseal_map(o, sealed, now_ms);
+        if (self)
+            cJSON_ReplaceItemInObjectCaseSensitive(cr, "sealed", self);
+        else
+            *rc = RZ_EAUTH;
+    }
+    char *crt = cr ? cJSON_PrintUnformatted(cr) : NULL;
+    cJSON_AddItemToObject(ver, "creds", crt ? cJSON_CreateString(crt) : cJSON_CreateNull());
+    free(crt);
+    cJSON_Delete(cr);
+    cJSON *hooks = cJSON_AddObjectToObject(ver, "hooks");
+    const cJSON *x;
+    cJSON_ArrayForEach(x, triggers) {
+        const char *sec = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "secret"));
+        const cJSON *v = sec ? cJSON_GetObjectItemCaseSensitive(creds, sec) : NULL;
+        char *r = cJSON_IsString(v) ? reseal_self(o, v->valuestring, sec, now_ms) : NULL;
+        if (sec && !r)
+            *rc = RZ_EAUTH;
+        if (r)
+            cJSON_AddStringToObject(hooks, sec, r);
+        free(r);
+    }
+    cJSON_AddItemToObject(ver, "triggers", cJSON_Duplicate(triggers, 1));
+    char *out = cJSON_PrintUnformatted(ver);
+    cJSON_Delete(ver);
+    return out;
+}
+
+static void add_version(cJSON *rec, uint64_t v, const char *digest, const char *note,
+                        uint64_t dep, uint64_t now_ms)
+{
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "version", (double)v);
+    cJSON_AddStringToObject(e, "digest", digest);
+    cJSON_AddStringToObject(e, "note", note ? note : "");
+    cJSON_AddNumberToObject(e, "created_ms", (double)now_ms);
+    cJSON_AddNumberToObject(e, "deployment", (double)dep);
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(rec, "versions"), e);
+    set_num(rec, "latest", (double)v);
+    set_num(rec, "active", (double)v);
+}
+
+static char *run_text(uint64_t id, uint64_t v)
+{
+    cJSON *run = cJSON_CreateObject();
+    cJSON_AddNumberToObject(run, "flow", (double)id);
+    cJSON_AddNumberToObject(run, "version", (double)v);
+    cJSON_AddNullToObject(run, "trigger");
+    char *t = cJSON_PrintUnformatted(run);
+    cJSON_Delete(run);
+    return t;
+}
+
+/* The flow's name, content digest and normalised triggers. */
+static int describe(const char *text, char name[300], char digest[RZ_AUTH_DIGEST_HEX + 1],
+                    cJSON **triggers)
+{
+    rz_flow *f = NULL;
+    if (rz_flow_parse(&f, text, strlen(text), RZ_FORMAT_AUTO, "flow", NULL) != RZ_OK)
+        return RZ_EINVAL;
+    snprintf(name, 300, "%s", rz_flow_name(f)[0] ? rz_flow_name(f) : "(unnamed)");
+    digest_of(f, text, digest);
+    char *trig = NULL;
+    *triggers = rz_flow_triggers(f, &trig) == RZ_OK ? cJSON_Parse(trig) : cJSON_CreateArray();
+    rz_free(trig);
+    rz_flow_free(f);
+    return RZ_OK;
+}
+
 int flows_record_deploy(orch *o, rz_ledger_id owner, const char *text, const cJSON *inputs,
                         const char *creds_rec, const cJSON *creds, const char *note,
                         uint64_t dep, uint64_t now_ms, cJSON *reply)
 {
     flows *F = o->flows;
-    rz_flow *f = NULL;
-    if (!F || rz_flow_parse(&f, text, strlen(text), RZ_FORMAT_AUTO, "flow", NULL) != RZ_OK)
+    if (!F)
+        return RZ_OK;       /* no store of named flows (the HTTP fuzz target) */
+    char hex[33], nkey[400], name[300], digest[RZ_AUTH_DIGEST_HEX + 1];
+    cJSON *triggers = NULL;
+    if (describe(text, name, digest, &triggers) != RZ_OK)
         return RZ_EINVAL;
-    char hex[33], nkey[400], digest[RZ_AUTH_DIGEST_HEX + 1], name[300];
     owner_hex(owner, hex);
-    snprintf(name, sizeof name, "%s", rz_flow_name(f)[0] ? rz_flow_name(f) : "(unnamed)");
     snprintf(nkey, sizeof nkey, "n/%s/%s", hex, name);
-    digest_of(f, text, digest);
-    char *trig = NULL;
-    cJSON *triggers = rz_flow_triggers(f, &trig) == RZ_OK ? cJSON_Parse(trig) : cJSON_CreateArray();
-    rz_free(trig);
-    rz_flow_free(f);
-
-    char *idtext = kv_get(F, nkey);
-    uint64_t id = idtext ? strtoull(idtext, NULL, 10) : 0;
+    char *idtext = kv_get(F, nkey), *c = idtext ? NULL : kv_get(F, "c/flows");
+    uint64_t id = idtext ? strtoull(idtext, NULL, 10) : (c ? strtoull(c, NULL, 10) : 0) + 1;
     free(idtext);
-    cJSON *rec = id ? flow_rec(F, id) : NULL;
+    free(c);
+    cJSON *rec = flow_rec(F, id);
     bool fresh = !rec;
-    if (fresh) {
-        char *c = kv_get(F, "c/flows");
-        id = (c ? strtoull(c, NULL, 10) : 0) + 1;
-        free(c);
-        rec = cJSON_CreateObject();
-        cJSON_AddNumberToObject(rec, "id", (double)id);
-        cJSON_AddStringToObject(rec, "owner", hex);
-        cJSON_AddStringToObject(rec, "name", name);
-        cJSON_AddNumberToObject(rec, "active", 0);
-        cJSON_AddNumberToObject(rec, "latest", 0);
-        cJSON_AddArrayToObject(rec, "versions");
-        cJSON_AddObjectToObject(rec, "triggers");
-    }
-    /* The same content as the active version is that version again. */
-    uint64_t v = 0;
-    const cJSON *x;
-    cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(rec, "versions"))
-        if (num(x, "version") == num(rec, "active") &&
-            !strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "digest")) ?: "", digest))
-            v = num(x, "version");
+    if (fresh)
+        rec = new_flow_rec(id, hex, name);
     int rc = RZ_OK;
-    char vkey[48], idbuf[24], dkey[32];
-    char *vtext = NULL, *rtext = NULL, *ftext = NULL;
-    if (!v) {
+    char *vtext = NULL;
+    uint64_t v = same_version(rec, digest);
+    bool newver = !v;
+    if (newver) {
         v = num(rec, "latest") + 1;
-        cJSON *ver = cJSON_CreateObject();
-        cJSON_AddStringToObject(ver, "text", text);
-        cJSON_AddItemToObject(ver, "inputs", inputs ? cJSON_Duplicate(inputs, 1) : cJSON_CreateNull());
-        /* Fires come later: the step credentials and webhook secrets are
-         * kept sealed to this orchestrator for that long. */
-        cJSON *cr = creds_rec ? cJSON_Parse(creds_rec) : NULL;
-        cJSON *sealed = cJSON_GetObjectItemCaseSensitive(cr, "sealed");
-        if (sealed) {
-            cJSON *self = reseal_map(o, sealed, now_ms);
-            if (self)
-                cJSON_ReplaceItemInObjectCaseSensitive(cr, "sealed", self);
-            else
-                rc = RZ_EAUTH;
-        }
-        char *crt = cr ? cJSON_PrintUnformatted(cr) : NULL;
-        cJSON_AddItemToObject(ver, "creds", crt ? cJSON_CreateString(crt) : cJSON_CreateNull());
-        free(crt);
-        cJSON_Delete(cr);
-        cJSON *hooks = cJSON_CreateObject();
-        cJSON_ArrayForEach(x, triggers) {
-            const char *sec = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "secret"));
-            const cJSON *s = sec ? cJSON_GetObjectItemCaseSensitive(creds, sec) : NULL;
-            char *r = cJSON_IsString(s) ? reseal_self(o, s->valuestring, sec, now_ms) : NULL;
-            if (sec && !r)
-                rc = RZ_EAUTH;
-            if (r)
-                cJSON_AddStringToObject(hooks, sec, r);
-            free(r);
-        }
-        cJSON_AddItemToObject(ver, "hooks", hooks);
-        cJSON_AddItemToObject(ver, "triggers", triggers);
-        triggers = NULL;
-        vtext = cJSON_PrintUnformatted(ver);
-        cJSON_Delete(ver);
-        cJSON *vs = cJSON_GetObjectItemCaseSensitive(rec, "versions");
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddNumberToObject(e, "version", (double)v);
-        cJSON_AddStringToObject(e, "digest", digest);
-        cJSON_AddStringToObject(e, "note", note ? note : "");
-        cJSON_AddNumberToObject(e, "created_ms", (double)now_ms);
-        cJSON_AddNumberToObject(e, "deployment", (double)dep);
-        cJSON_AddItemToArray(vs, e);
-        set_num(rec, "latest", (double)v);
-        set_num(rec, "active", (double)v);
+        vtext = version_text(o, text, inputs, creds_rec, creds, triggers, now_ms, &rc);
+        add_version(rec, v, digest, note, dep, now_ms);
     }
     cJSON_Delete(triggers);
-    cJSON *run = cJSON_CreateObject();
-    cJSON_AddNumberToObject(run, "flow", (double)id);
-    cJSON_AddNumberToObject(run, "version", (double)v);
-    cJSON_AddNullToObject(run, "trigger");
-    rtext = cJSON_PrintUnformatted(run);
-    cJSON_Delete(run);
-    ftext = cJSON_PrintUnformatted(rec);
+    char *rtext = run_text(id, v), *ftext = cJSON_PrintUnformatted(rec);
+    char vkey[48], idbuf[24], dkey[32], fkey[32];
     snprintf(vkey, sizeof vkey, "v/%" PRIu64 "/%" PRIu64, id, v);
     snprintf(idbuf, sizeof idbuf, "%" PRIu64, id);
     snprintf(dkey, sizeof dkey, "d/%" PRIu64, dep);
-    char fkey[32];
     snprintf(fkey, sizeof fkey, "f/%" PRIu64, id);
-    const char *kv[] = { fkey, ftext, dkey, rtext, nkey, idbuf, "c/flows", idbuf,
-                         vkey, vtext };
-    if (rc == RZ_OK && ftext && rtext)
-        rc = kv_write(F, kv, vtext ? 5 : (fresh ? 4 : 2));
-    else if (rc == RZ_OK)
+    const char *kv[] = { fkey, ftext, dkey, rtext, vkey, vtext, nkey, idbuf, "c/flows", idbuf };
+    if (rc == RZ_OK && (!ftext || !rtext || (newver && !vtext)))
         rc = RZ_ENOMEM;
+    if (rc == RZ_OK)
+        rc = kv_write(F, kv, fresh ? 5 : vtext ? 3 : 2);
     if (rc == RZ_OK && reply) {
         cJSON_AddNumberToObject(reply, "flow_id", (double)id);
         cJSON_AddNumberToObject(reply, "version", (double)v);
@@ -1097,17 +1132,19 @@ static void prune_deliveries(flows *F, const char *prefix, int64_t now_s)
     cJSON_Delete(all);
 }
 
-void r_hook(req *q)
+/* One webhook call being answered. */
+typedef struct hook_call {
+    req *q;
+    uint64_t id, v, now_ms;
+    const char *name, *delivery;
+    cJSON *rec, *ver;
+    const cJSON *trig;
+    const unsigned char *body;
+    size_t len;
+} hook_call;
+
+static const cJSON *find_hook(const cJSON *ver, const char *hook)
 {
-    orch *o = q->o;
-    flows *F = o->flows;
-    uint64_t id;
-    if (!param_u64(q, 0, &id))
-        return;
-    const char *hook = q->params[1];
-    cJSON *rec = F ? flow_rec(F, id) : NULL;
-    uint64_t v = num(rec, "active");
-    cJSON *ver = rec ? version_rec(F, id, v) : NULL;
     const cJSON *trig = NULL, *t;
     cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(ver, "triggers")) {
         const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "type"));
@@ -1115,126 +1152,160 @@ void r_hook(req *q)
         if (type && name && !strcmp(type, "webhook") && !strcmp(name, hook))
             trig = t;
     }
-    uint64_t now_ms = orch_now_ms();
-    int64_t now_s = (int64_t)(now_ms / 1000);
-    struct evbuffer *in = evhttp_request_get_input_buffer(q->r);
-    size_t len = evbuffer_get_length(in);
+    return trig;
+}
+
+/* Is the call one this hook takes: known, small enough, signed within the
+ * window, with a delivery id? False: answered. */
+static bool hook_admit(hook_call *h)
+{
+    req *q = h->q;
+    int64_t now_s = (int64_t)(h->now_ms / 1000);
     const char *ts = header(q, "X-Rhizos-Timestamp"), *sig = header(q, "X-Rhizos-Signature");
-    const char *delivery = header(q, "X-Rhizos-Delivery");
     char *end = NULL;
     long long tsv = ts ? strtoll(ts, &end, 10) : 0;
+    const cJSON *trig = h->trig;
     const char *cid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(trig, "secret"));
     const char *sealed = cid ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(ver, "hooks"), cid)) : NULL;
-    if (!trig || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(trig, "enabled"))) {
-        reply_error(q, RZ_ENOENT, "no webhook '%.64s' on flow %" PRIu64, hook, id);
-    } else if (len > num(trig, "max_body_bytes")) {
+        cJSON_GetObjectItemCaseSensitive(h->ver, "hooks"), cid)) : NULL;
+    if (!trig || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(trig, "enabled")))
+        reply_error(q, RZ_ENOENT, "no webhook '%.64s' on flow %" PRIu64, h->name, h->id);
+    else if (h->len > num(trig, "max_body_bytes"))
         reply_error(q, RZ_ETOOBIG, "the body is %zu bytes; this webhook takes at most %"
-                    PRIu64, len, num(trig, "max_body_bytes"));
-    } else if (!ts || !sig || !end || *end || ts == end) {
+                    PRIu64, h->len, num(trig, "max_body_bytes"));
+    else if (!ts || !sig || !end || *end || ts == end)
         reply_error(q, RZ_EAUTH, "a webhook call must be signed (X-Rhizos-Timestamp and "
                     "X-Rhizos-Signature: sha256=<hex HMAC-SHA256 of \"<timestamp>.<body>\">)");
-    } else if (tsv < now_s - HOOK_WINDOW_S || tsv > now_s + HOOK_WINDOW_S) {
+    else if (tsv < now_s - HOOK_WINDOW_S || tsv > now_s + HOOK_WINDOW_S)
         reply_error(q, RZ_EAUTH, "the timestamp is outside the %d-second window (stale or "
                     "replayed call)", HOOK_WINDOW_S);
-    } else if (!sealed || !signature_ok(o, sealed, cid, ts, evbuffer_pullup(in, -1), len, sig,
-                                        now_ms)) {
+    else if (!sealed || !signature_ok(q->o, sealed, cid, ts, h->body, h->len, sig, h->now_ms))
         reply_error(q, RZ_EAUTH, "the signature does not match");
-    } else if (!delivery_ok(delivery)) {
+    else if (!delivery_ok(h->delivery))
         reply_error(q, RZ_EINVAL, "X-Rhizos-Delivery must be 1-128 of A-Z a-z 0-9 . _ -");
-    }
-    if (q->answered) {
-        cJSON_Delete(ver);
-        cJSON_Delete(rec);
-        return;
-    }
-    char prefix[256], hkey[400];
-    snprintf(prefix, sizeof prefix, "h/%" PRIu64 "/%s/", id, hook);
-    snprintf(hkey, sizeof hkey, "%s%s", prefix, delivery);
-    rz_ledger_id owner = owner_of(rec);
-    cJSON *seen = kv_json(F, hkey);
-    if (seen && dep_is(o, num(seen, "dep"), owner, num(seen, "ms"))) {
+    return !q->answered;
+}
+
+/* A delivery seen before whose run exists: 409 naming it. */
+static bool hook_replayed(hook_call *h, const char *hkey)
+{
+    cJSON *seen = kv_json(h->q->o->flows, hkey);
+    bool again = seen && dep_is(h->q->o, num(seen, "dep"), owner_of(h->rec), num(seen, "ms"));
+    if (again) {
         cJSON *err = cJSON_CreateObject();
         cJSON *e = cJSON_AddObjectToObject(err, "error");
         cJSON_AddStringToObject(e, "code", rz_status_name(RZ_EEXISTS));
         cJSON_AddStringToObject(e, "message", "this delivery was received before");
         cJSON_AddNumberToObject(err, "run", (double)num(seen, "dep"));
-        reply_json(q, 409, err);
-        cJSON_Delete(seen);
-        cJSON_Delete(ver);
-        cJSON_Delete(rec);
-        return;
+        reply_json(h->q, 409, err);
     }
     cJSON_Delete(seen);
-    prune_deliveries(F, prefix, now_s);
-    /* The body: its JSON if it is JSON, else the text. */
-    const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ver, "text"));
-    char *bodytext = strndup((const char *)evbuffer_pullup(in, -1), len);
-    cJSON *inputs = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(ver, "inputs"), 1);
+    return again;
+}
+
+/* The run's inputs: the version's, and `trigger` {body, name, delivery}
+ * (the body parsed when it is JSON). */
+static char *hook_inputs(hook_call *h, const char *text)
+{
+    char *bodytext = strndup((const char *)h->body, h->len);
+    cJSON *inputs = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(h->ver, "inputs"), 1);
     if (!cJSON_IsObject(inputs)) {
         cJSON_Delete(inputs);
         inputs = cJSON_CreateObject();
     }
-    cJSON *trig_in = cJSON_CreateObject();
+    cJSON *t = cJSON_CreateObject();
     cJSON *parsed = bodytext ? cJSON_Parse(bodytext) : NULL;
-    cJSON_AddItemToObject(trig_in, "body", parsed ? parsed : cJSON_CreateString(bodytext ?: ""));
-    cJSON_AddStringToObject(trig_in, "name", hook);
-    cJSON_AddStringToObject(trig_in, "delivery", delivery);
-    cJSON_AddItemToObject(inputs, "trigger", trig_in);
+    cJSON_AddItemToObject(t, "body", parsed ? parsed : cJSON_CreateString(bodytext ?: ""));
+    cJSON_AddStringToObject(t, "name", h->name);
+    cJSON_AddStringToObject(t, "delivery", h->delivery);
+    cJSON_AddItemToObject(inputs, "trigger", t);
     free(bodytext);
-    char *in_text = inputs_for(text, inputs);
-    uint64_t dep = 0;
-    int rc = rz_engine_deploy(o->e, text, strlen(text), owner, in_text, now_ms, &dep, NULL);
-    free(in_text);
+    char *out = inputs_for(text, inputs);
     cJSON_Delete(inputs);
-    cJSON *st = cJSON_GetObjectItemCaseSensitive(obj_at(rec, "triggers"), hook);
-    if (!st)
-        st = cJSON_AddObjectToObject(cJSON_GetObjectItemCaseSensitive(rec, "triggers"), hook);
-    if (rc != RZ_OK) {
-        add_event(st, now_s, rc == RZ_EFUNDS ? "refused" : "failed", rz_error_last()->message, 0);
-        (void)!flow_put(F, rec);   /* the refusal is recorded, or said on stderr */
-        reply_rz(q, rc);
-        cJSON_Delete(ver);
-        cJSON_Delete(rec);
-        return;
-    }
-    const char *creds = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ver, "creds"));
-    if (creds && auth_put_creds(o, dep, creds) != RZ_OK)
-        rc = RZ_EDB;
-    add_event(st, now_s, "fired", NULL, dep);
-    char dkey[32], *dtext = NULL, *htext = NULL, *ftext = cJSON_PrintUnformatted(rec);
+    return out;
+}
+
+/* The flow record (with the event), the run's and the delivery's, in one
+ * commit. */
+static int hook_record(hook_call *h, const char *hkey, uint64_t dep)
+{
+    char fkey[32], dkey[32];
+    snprintf(fkey, sizeof fkey, "f/%" PRIu64, h->id);
     snprintf(dkey, sizeof dkey, "d/%" PRIu64, dep);
     cJSON *run = cJSON_CreateObject();
-    cJSON_AddNumberToObject(run, "flow", (double)id);
-    cJSON_AddNumberToObject(run, "version", (double)v);
-    cJSON_AddStringToObject(run, "trigger", hook);
-    cJSON_AddStringToObject(run, "delivery", delivery);
-    dtext = cJSON_PrintUnformatted(run);
-    cJSON_Delete(run);
-    cJSON *h = cJSON_CreateObject();
-    cJSON_AddNumberToObject(h, "t", (double)now_s);
-    cJSON_AddNumberToObject(h, "dep", (double)dep);
-    cJSON_AddNumberToObject(h, "ms", (double)now_ms);
-    htext = cJSON_PrintUnformatted(h);
-    cJSON_Delete(h);
-    char fkey[32];
-    snprintf(fkey, sizeof fkey, "f/%" PRIu64, id);
+    cJSON_AddNumberToObject(run, "flow", (double)h->id);
+    cJSON_AddNumberToObject(run, "version", (double)h->v);
+    cJSON_AddStringToObject(run, "trigger", h->name);
+    cJSON_AddStringToObject(run, "delivery", h->delivery);
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddNumberToObject(d, "t", (double)(h->now_ms / 1000));
+    cJSON_AddNumberToObject(d, "dep", (double)dep);
+    cJSON_AddNumberToObject(d, "ms", (double)h->now_ms);
+    char *ftext = cJSON_PrintUnformatted(h->rec), *dtext = cJSON_PrintUnformatted(run);
+    char *htext = cJSON_PrintUnformatted(d);
     const char *kv[] = { fkey, ftext, dkey, dtext, hkey, htext };
-    if (rc == RZ_OK)
-        rc = kv_write(F, kv, 3);
+    int rc = ftext && dtext && htext ? kv_write(h->q->o->flows, kv, 3) : RZ_ENOMEM;
     free(ftext);
     free(dtext);
     free(htext);
+    cJSON_Delete(run);
+    cJSON_Delete(d);
+    return rc;
+}
+
+static void hook_run(hook_call *h, const char *hkey)
+{
+    req *q = h->q;
+    orch *o = q->o;
+    const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h->ver, "text"));
+    char *in = hook_inputs(h, text);
+    uint64_t dep = 0;
+    int rc = text ? rz_engine_deploy(o->e, text, strlen(text), owner_of(h->rec), in, h->now_ms,
+                                     &dep, NULL) : RZ_ENOENT;
+    free(in);
+    cJSON *st = obj_at(obj_at(h->rec, "triggers"), h->name);
+    int64_t now_s = (int64_t)(h->now_ms / 1000);
     if (rc != RZ_OK) {
-        (void)!rz_engine_deployment_cancel(o->e, dep, now_ms);   /* just made */
-        reply_error(q, RZ_EDB, "cannot record the delivery; no run was started");
-    } else {
-        cJSON *doc = cJSON_CreateObject();
-        cJSON_AddNumberToObject(doc, "run", (double)dep);
-        cJSON_AddNumberToObject(doc, "flow_id", (double)id);
-        cJSON_AddNumberToObject(doc, "version", (double)v);
-        reply_json(q, 202, doc);
+        add_event(st, now_s, rc == RZ_EFUNDS ? "refused" : "failed", rz_error_last()->message, 0);
+        (void)!flow_put(o->flows, h->rec);   /* the refusal is recorded, or said on stderr */
+        reply_rz(q, rc);
+        return;
     }
-    cJSON_Delete(ver);
-    cJSON_Delete(rec);
+    const char *creds = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h->ver, "creds"));
+    add_event(st, now_s, "fired", NULL, dep);
+    if ((creds && auth_put_creds(o, dep, creds) != RZ_OK) || hook_record(h, hkey, dep) != RZ_OK) {
+        (void)!rz_engine_deployment_cancel(o->e, dep, h->now_ms);   /* just made */
+        reply_error(q, RZ_EDB, "cannot record the delivery; no run was started");
+        return;
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddNumberToObject(doc, "run", (double)dep);
+    cJSON_AddNumberToObject(doc, "flow_id", (double)h->id);
+    cJSON_AddNumberToObject(doc, "version", (double)h->v);
+    reply_json(q, 202, doc);
+}
+
+void r_hook(req *q)
+{
+    flows *F = q->o->flows;
+    hook_call h = { .q = q, .name = q->params[1], .now_ms = orch_now_ms(),
+                    .delivery = header(q, "X-Rhizos-Delivery") };
+    if (!param_u64(q, 0, &h.id))
+        return;
+    h.rec = F ? flow_rec(F, h.id) : NULL;
+    h.v = num(h.rec, "active");
+    h.ver = h.rec ? version_rec(F, h.id, h.v) : NULL;
+    h.trig = find_hook(h.ver, h.name);
+    struct evbuffer *in = evhttp_request_get_input_buffer(q->r);
+    h.len = evbuffer_get_length(in);
+    h.body = h.len ? evbuffer_pullup(in, -1) : (const unsigned char *)"";
+    char prefix[256], hkey[400];
+    snprintf(prefix, sizeof prefix, "h/%" PRIu64 "/%s/", h.id, h.name);
+    snprintf(hkey, sizeof hkey, "%s%s", prefix, h.delivery ? h.delivery : "");
+    if (hook_admit(&h) && !hook_replayed(&h, hkey)) {
+        prune_deliveries(F, prefix, (int64_t)(h.now_ms / 1000));
+        hook_run(&h, hkey);
+    }
+    cJSON_Delete(h.ver);
+    cJSON_Delete(h.rec);
 }

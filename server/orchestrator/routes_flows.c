@@ -168,6 +168,30 @@ static cJSON *prepare(req *q, const char *text, const cJSON *creds)
     return refs;
 }
 
+/* 201 with the deployment, once its flow's version is recorded (the
+ * flow's triggers follow that version from now on). */
+static void deployed(req *q, uint64_t dep, const char *text, const cJSON *inputs,
+                     const char *rtext, const cJSON *creds, const char *note)
+{
+    orch *o = q->o;
+    rz_engine_deployment_info di;
+    uint64_t held = 0, charged = 0;
+    if (rz_engine_deployment_get(o->e, dep, &di) == RZ_OK)
+        step_money(o, &di, &held, &charged);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddNumberToObject(doc, "id", (double)dep);
+    cJSON_AddStringToObject(doc, "status", rz_run_state_name(di.state));
+    cJSON_AddNumberToObject(doc, "held_micros", (double)held);
+    if (flows_record_deploy(o, q->who.account, text, inputs, rtext, creds, note, dep,
+                            orch_now_ms(), doc) != RZ_OK) {
+        (void)!rz_engine_deployment_cancel(o->e, dep, orch_now_ms());   /* just made */
+        cJSON_Delete(doc);
+        reply_error(q, RZ_EDB, "cannot record the flow's version");
+        return;
+    }
+    reply_json(q, 201, doc);
+}
+
 void r_flow_deploy(req *q)
 {
     static const char *const fields[] = { "flow", "inputs", "credentials", "note", NULL };
@@ -230,27 +254,9 @@ void r_flow_deploy(req *q)
         reply_error(q, RZ_EDB, "cannot store the deployment's credentials");
         return;
     }
-    rz_engine_deployment_info di;
-    uint64_t held = 0, charged = 0;
-    if (rz_engine_deployment_get(o->e, dep, &di) == RZ_OK)
-        step_money(o, &di, &held, &charged);
-    cJSON *doc = cJSON_CreateObject();
-    cJSON_AddNumberToObject(doc, "id", (double)dep);
-    cJSON_AddStringToObject(doc, "status", rz_run_state_name(di.state));
-    cJSON_AddNumberToObject(doc, "held_micros", (double)held);
-    /* Its version; the flow's triggers follow it from now on. */
-    if (flows_record_deploy(o, q->who.account, text, inputs, rtext, creds, note, dep,
-                            orch_now_ms(), doc) != RZ_OK) {
-        (void)!rz_engine_deployment_cancel(o->e, dep, orch_now_ms());   /* just made */
-        free(rtext);
-        free(text);
-        cJSON_Delete(doc);
-        reply_error(q, RZ_EDB, "cannot record the flow's version");
-        return;
-    }
+    deployed(q, dep, text, inputs, rtext, creds, note);
     free(rtext);
     free(text);
-    reply_json(q, 201, doc);
 }
 
 /* ---- read, watch, cancel ---- */
