@@ -1223,6 +1223,24 @@ static void test_seal_flow(void **state)
     assert_string_equal(json, "{}");
     rz_free(json);
     rz_flow_free(fl);
+    /* A webhook trigger's secret is sealed too (the orchestrator checks
+     * signatures with it); one the vault lacks is named. */
+    fl = parse_yaml("flux: 1\nname: t\ntriggers:\n"
+                    "  - webhook: {name: gh, secret: {credentialId: slack-bot}}\n"
+                    "steps:\n  d:\n    module: m\n");
+    assert_int_equal(rz_vault_seal_flow(&json, v, fl, pk, 0), RZ_OK);
+    doc = cJSON_Parse(json);
+    assert_int_equal(cJSON_GetArraySize(doc), 1);
+    assert_sealed(doc, "slack-bot", pk, sk, now, SECRET2, v->entries[1].id);
+    cJSON_Delete(doc);
+    rz_free(json);
+    rz_flow_free(fl);
+    fl = parse_yaml("flux: 1\nname: t\ntriggers:\n"
+                    "  - webhook: {name: gh, secret: {credentialId: nowhere}}\n"
+                    "steps:\n  d:\n    module: m\n");
+    assert_int_equal(rz_vault_seal_flow(&json, v, fl, pk, 0), RZ_ENOENT);
+    assert_non_null(strstr(rz_error_last()->message, "webhook names credential 'nowhere'"));
+    rz_flow_free(fl);
     rz_vault_close(v);
 }
 
