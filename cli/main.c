@@ -290,7 +290,8 @@ static const struct {
     const char *verbs;       /* for shell completion, space-separated */
 } groups[] = {
     { "flow", 1, cli_flow, cli_flow_usage,
-      "validate plan run runs export estimate deploy status watch cancel" },
+      "validate plan run runs export estimate deploy status watch cancel list versions "
+      "rollback schedule" },
     { "vault", 1, cli_vault, cli_vault_usage, "init add list show rm passwd" },
     { "match", 0, cli_match, cli_match_usage, "" },
     { "ledger", 1, cli_ledger, cli_ledger_usage, "verify export" },

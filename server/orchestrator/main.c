@@ -684,11 +684,9 @@ static int start(orch *o, const char *key, const char *key_from)
         return -1;
     }
     if (auth_open(o) != RZ_OK || admin_key_set(o, key, key_from) != 0 ||
-        server_keypair(o) != 0 || audit_open(o) != 0)
-        return -1;
-    if (orch_stores_agree(o->e, o->opts.data, o->opts.verify_on_open) != 0)
-        return -1;
-    if (flows_open(o) != 0)
+        server_keypair(o) != 0 || audit_open(o) != 0 ||
+        orch_stores_agree(o->e, o->opts.data, o->opts.verify_on_open) != 0 ||
+        flows_open(o) != 0)
         return -1;
     o->sig_term = evsignal_new(o->base, SIGTERM, on_signal, o);
     o->sig_int = evsignal_new(o->base, SIGINT, on_signal, o);
