@@ -397,19 +397,25 @@ static const char *const year_exprs[] = {
     "0 0,12 1,15 * 1-5",
 };
 
+/* Three zones by default (north and south, a half-hour shift, transitions
+ * at midnight), a few seconds under ASan; RZ_TEST_CRON_FULL=1 adds UTC, New
+ * York, Kolkata, Chatham and years past 2037 (the files' POSIX rules). */
 static void a_year_in_each_zone(void **state)
 {
     (void)state;
     if (!have_tzdata()) {
         skip();
     }
-    const char *zones[] = {"UTC", "Europe/Lisbon", "America/New_York", "Australia/Lord_Howe",
-                           "America/Santiago", "Asia/Kolkata", "Pacific/Chatham"};
-    for (size_t z = 0; z < sizeof zones / sizeof *zones; z++)
+    const char *zones[] = {"Europe/Lisbon", "Australia/Lord_Howe", "America/Santiago",
+                           "UTC", "America/New_York", "Asia/Kolkata", "Pacific/Chatham"};
+    bool full = getenv("RZ_TEST_CRON_FULL") != NULL;
+    size_t nz = full ? sizeof zones / sizeof *zones : 3;
+    for (size_t z = 0; z < nz; z++)
         year_against_glibc(zones[z], 2026, year_exprs, sizeof year_exprs / sizeof *year_exprs);
-    /* past 2037 the rules come from the files' footers, in both readers */
-    year_against_glibc("Europe/Lisbon", 2050, year_exprs, 4);
-    year_against_glibc("America/Santiago", 2061, year_exprs, 4);
+    if (full) {
+        year_against_glibc("Europe/Lisbon", 2050, year_exprs, 4);
+        year_against_glibc("America/Santiago", 2061, year_exprs, 4);
+    }
 }
 
 /* Parsed schedules are shared by threads; no TZ, no libc zone state. */
