@@ -310,6 +310,11 @@ static void print_flow_status(const cJSON *s)
     money_words(s, money, sizeof money);
     printf("flow %lld (%s): %s, %s\n", (long long)cli_json_int(s, "id"),
            cli_json_str(s, "flow", "?"), cli_json_str(s, "status", "?"), money);
+    const cJSON *trig = cJSON_GetObjectItemCaseSensitive(s, "trigger");
+    if (cJSON_GetObjectItemCaseSensitive(s, "version"))
+        printf("  version %lld of named flow %lld%s%s\n", (long long)cli_json_int(s, "version"),
+               (long long)cli_json_int(s, "flow_id"), trig ? ", started by trigger " : "",
+               trig ? cli_json_str(trig, "name", "?") : "");
     printf("  %-20s %8s %8s  %s\n", "STEP", "ATTEMPTS", "JOB", "STATUS");
     const cJSON *st;
     cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(s, "steps")) {
