@@ -83,7 +83,9 @@ static void setup(void)
         abort();
     memcpy(O.pk, kp, 32);
     memcpy(O.sk, kp + 32, 32);
-    if (audit_open(&O) != 0)   /* money and admin routes fail closed without it */
+    /* money and admin routes fail closed without the audit log; named
+     * flows, versions and webhooks need DATA/flows */
+    if (audit_open(&O) != 0 || flows_open(&O) != 0)
         abort();
     orch_arm_wakeup(&O);
 
