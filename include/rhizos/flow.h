@@ -29,6 +29,9 @@ typedef enum rz_format {
 /* Hard limits that keep hostile documents from exhausting memory. */
 #define RZ_FLOW_MAX_BYTES  (256u * 1024u * 1024u)
 #define RZ_FLOW_MAX_DEPTH  64
+/* Most elements one for_each step runs (a longer list fails the step, or
+ * the load when the list is written out). */
+#define RZ_FLOW_FOR_EACH_MAX 10000u
 
 /* Parse a document held in memory. `filename` names it in diagnostics (may
  * be NULL: "<input>"). On failure *out is NULL, problems are appended to

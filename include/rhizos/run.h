@@ -20,6 +20,18 @@
  * first start to that of its last end), so a `when` on a failed step's
  * status makes an error handler. The flow's on_exit step depends on every
  * other step (join all_done) and reads flow.status / flow.failed_steps.
+ * A step with `for_each` runs once per element of its list: when it may
+ * run, the list is evaluated and each element becomes a task of its own
+ * (see "Tasks" below) that retries, times out and fails as the step would;
+ * at most `max_parallel` of them are started or waiting to retry at once.
+ * The step is RUNNING meanwhile, and settles when every element has: it
+ * succeeds if all did, its outputs a list per port in element order; the
+ * first element to fail (on_failure: fail) stops the elements not started
+ * (SKIPPED) and the step fails once those running end; with continue the
+ * others go on, and the step fails with its lists (null where an element
+ * failed) still handed on. An empty list succeeds at once with empty
+ * lists; a value that is not a list, or longer than RZ_FLOW_FOR_EACH_MAX,
+ * fails the step.
  * Independent branches keep running after a
  * failure. The run is done when every step has settled: CANCELLED if
  * cancelled, else FAILED if a step failed with on_failure: fail, else
@@ -67,6 +79,21 @@ RZ_EXTERN RZ_NODISCARD int rz_run_new(rz_run **out, const rz_flow *flow,
                                       const char *inputs_json,
                                       const char *run_id, uint64_t now_ms);
 RZ_EXTERN void rz_run_free(rz_run *run);
+
+/* Tasks. The functions below that take a `step` take a task: the steps
+ * are tasks 0 .. step count - 1, and each for_each element made so far is
+ * one more, numbered in the order they were made (a deterministic order:
+ * the same calls make the same tasks). A task that is an element runs its
+ * step's module with its own request; its state, attempts, error, log and
+ * outputs are its own. A for_each step itself is never ready: it cannot be
+ * started, completed or asked for a request (RZ_ESTATE); rz_run_fail on it
+ * while it runs fails the whole map (elements not running are skipped). */
+RZ_EXTERN size_t rz_run_task_count(const rz_run *run);
+/* The step task `task` belongs to (itself for a step), and in *element
+ * (may be NULL) its place in the step's list, or (size_t)-1 for a step.
+ * (size_t)-1 if there is no such task. */
+RZ_EXTERN size_t rz_run_task_step(const rz_run *run, size_t task,
+                                  size_t *element);
 
 /* Fill `steps` with up to `cap` steps that may start at `now_ms`; returns how
  * many there are in all (which may exceed cap). Promotes due retries. Steps
@@ -155,7 +182,7 @@ RZ_EXTERN RZ_NODISCARD int rz_run_set_step_log(rz_run *run, size_t step,
 RZ_EXTERN const char *rz_run_step_log(const rz_run *run, size_t step);
 
 /* {"id","flow","status","steps":{"<id>":{"status","attempts","outputs",
- *  "error"?,"log"?}},"outputs":{...},"error"?,"failed_steps"?:[ids]}:
+ *  "error"?,"log"?,"elements"?:[{"status","attempts","outputs",...}]}},"outputs":{...},"error"?,"failed_steps"?:[ids]}:
  * "outputs" holds the flow's declared outputs by name (null until the run
  * is done; "error" says why they could not be evaluated, which fails the
  * run) or, for a flow that declares none, the outputs of each final step

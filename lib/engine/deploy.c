@@ -30,6 +30,7 @@ void rz__engine_dep_free(rz__edep *d)
     free(d->inputs);
     free(d->final_status);
     rz__engine_dep_log_free(d);
+    free(d->el_jobs);
     memset(d, 0, sizeof *d);
 }
 
@@ -37,6 +38,8 @@ void rz__engine_dep_free(rz__edep *d)
 
 void rz__engine_dep_log(rz__edep *d, size_t step)
 {
+    if (step >= d->n_steps && d->run)   /* an element: its step changed */
+        step = rz_run_task_step(d->run, step, NULL);
     if (step >= d->n_steps || d->n_log >= RZ__LOG_DEAD - 1)
         return;
     if (!d->log_at && !(d->log_at = rz__calloc(d->n_steps, sizeof *d->log_at)))
@@ -60,7 +63,7 @@ void rz__engine_dep_log_free(rz__edep *d)
 
 static rz__ejob *step_job(rz_engine *e, const rz__edep *d, size_t step)
 {
-    return rz__engine_job(e, d->first_job + step);
+    return rz__engine_task_job(e, d, step);
 }
 
 static bool job_open(const rz__ejob *j)
@@ -219,8 +222,16 @@ static void sync_steps(rz_engine *e, rz__edep *d)
         size_t i = changed[k];
         rz__ejob *j = step_job(e, d, i);
         rz_step_state s = rz_run_step_state(d->run, i);
-        if (!job_open(j) || (s != RZ_STEP_FAILED && s != RZ_STEP_SKIPPED &&
-                             s != RZ_STEP_CANCELLED))
+        if (!j || !job_open(j))
+            continue;
+        /* A for_each step ran as its elements' jobs: its own gives its
+         * hold back whatever the outcome. */
+        if (s == RZ_STEP_SUCCEEDED && i < d->n_steps &&
+            d->flow->steps[i].for_each) {
+            rz__engine_finish(e, j, RZ_JOB_SUCCEEDED, RZ__OWE_REFUND);
+            continue;
+        }
+        if (s != RZ_STEP_FAILED && s != RZ_STEP_SKIPPED && s != RZ_STEP_CANCELLED)
             continue;
         rz__engine_unplace(e, j, true);
         if (rz_run_step_error(d->run, i))
@@ -251,9 +262,10 @@ static int expire_waiting(rz_engine *e, rz__edep *d, uint64_t now,
                           size_t *count)
 {
     int rc = RZ_OK;
-    for (size_t i = 0; i < d->n_steps && rc == RZ_OK; i++) {
+    size_t n = rz_run_task_count(d->run);
+    for (size_t i = 0; i < n && rc == RZ_OK; i++) {
         const rz__ejob *j = step_job(e, d, i);
-        if (j->state != RZ_JOB_QUEUED && j->state != RZ_JOB_ASSIGNED)
+        if (!j || (j->state != RZ_JOB_QUEUED && j->state != RZ_JOB_ASSIGNED))
             continue;
         if (j->state == RZ_JOB_QUEUED)
             rc = rz__engine_why_refresh(e, j->req_group, true);
@@ -288,9 +300,9 @@ static int expire(rz_engine *e, rz__edep *d, uint64_t now)
         return rc;
     /* More than fit in buf were expired as well: their jobs are found by
      * comparing states below. */
-    for (size_t i = 0; i < d->n_steps && rc == RZ_OK; i++) {
+    for (size_t i = 0; i < rz_run_task_count(d->run) && rc == RZ_OK; i++) {
         rz__ejob *j = step_job(e, d, i);
-        if (j->state >= RZ_JOB_QUEUED && j->state <= RZ_JOB_RUNNING &&
+        if (j && j->state >= RZ_JOB_QUEUED && j->state <= RZ_JOB_RUNNING &&
             rz_run_step_state(d->run, i) != RZ_STEP_RUNNING) {
             set_text(&j->error, rz_run_step_error(d->run, i));
             step_back(e, d, j);
@@ -302,6 +314,9 @@ static int expire(rz_engine *e, rz__edep *d, uint64_t now)
 static int start_step(rz_engine *e, rz__edep *d, size_t step, uint64_t now)
 {
     rz__ejob *j = step_job(e, d, step);
+    if (!j)
+        return rz__error(RZ_EINTERNAL, "deployment %llu: task %zu has no job",
+                         (unsigned long long)d->id, step);
     int rc = rz_run_start(d->run, step, now);
     if (rc == RZ_OK)
         rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_START, step, now,
@@ -340,6 +355,9 @@ int rz__engine_dep_advance(rz_engine *e, rz__edep *d, uint64_t now)
     int rc = expire(e, d, now);
     for (bool more = true; rc == RZ_OK && more;) {
         size_t buf[64];
+        rc = rz__engine_fan_out(e, d, now);   /* elements the run made */
+        if (rc != RZ_OK)
+            break;
         size_t n = rz_run_ready(d->run, now, buf, RZ_ARRAY_LEN(buf));
         size_t room = rz__engine_local_room(e, d);   /* embedded mode */
         if (n > room)
@@ -431,8 +449,8 @@ uint64_t rz__engine_ref_cost(const rz_engine *e, const rz_reqs *r)
     return c ? c : 1;
 }
 
-static int step_job_fill(rz_engine *e, rz__ejob *j, const rz__edep *d,
-                         const rz__step *st, size_t i, uint64_t now)
+int rz__engine_step_job_fill(rz_engine *e, rz__ejob *j, const rz__edep *d,
+                             const rz__step *st, size_t i, uint64_t now)
 {
     j->client = d->client;
     j->deployment = d->id;
@@ -650,7 +668,7 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
     d.n_steps = d.flow ? rz_flow_step_count(d.flow) : 0;
     for (size_t i = 0; rc == RZ_OK && i < d.n_steps; i++) {
         rz__ejob *j = rz__engine_job_new(e);
-        rc = j ? step_job_fill(e, j, &d, &d.flow->steps[i], i, now_ms)
+        rc = j ? rz__engine_step_job_fill(e, j, &d, &d.flow->steps[i], i, now_ms)
                : no_memory();
     }
     /* Replicated steps' runs follow the steps (held with them). */
@@ -718,7 +736,7 @@ static int unwritten_jobs(rz_engine *e, rz__edep *d)
         }
         j->id = id;
         e->jobs[e->n_live_jobs + added++] = j;   /* sorted below */
-        rc = step_job_fill(e, j, d, &d->flow->steps[i], i, d->created_ms);
+        rc = rz__engine_step_job_fill(e, j, d, &d->flow->steps[i], i, d->created_ms);
         if (rc == RZ_OK && j->max_cost != t.amount) {
             j->max_cost = t.amount;
             rc = rz__engine_reqs_set(e, j, j->reqs_json, j->max_cost);
@@ -742,6 +760,8 @@ int rz__engine_dep_rebuild(rz_engine *e, rz__edep *d)
         rc = new_run(d, d->created_ms);
     if (rc == RZ_OK)
         rc = rz__engine_replay(e, d);
+    if (rc == RZ_OK)
+        rc = rz__engine_fan_out_rebuild(e, d);
     return rc;
 }
 
@@ -846,8 +866,9 @@ int rz_engine_deployment_cancel(rz_engine *e, uint64_t deployment, uint64_t now_
     if (rc == RZ_OK)
         rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_CANCEL, 0, now_ms,
                                        NULL);
-    for (size_t i = 0; rc == RZ_OK && i < d->n_steps; i++) {
-        if (rz_run_step_state(d->run, i) != RZ_STEP_RUNNING)
+    for (size_t i = 0; rc == RZ_OK && i < rz_run_task_count(d->run); i++) {
+        if (rz_run_step_state(d->run, i) != RZ_STEP_RUNNING ||
+            (i < d->n_steps && d->flow->steps[i].for_each))   /* its elements */
             continue;
         rc = rz_run_fail(d->run, i, "cancelled", now_ms);
         if (rc == RZ_OK)

@@ -183,7 +183,29 @@ typedef struct rz__edep {
      * is the position (1-based) of step i's entry, 0 none. */
     uint32_t *log; size_t n_log, cap_log;
     uint32_t *log_at;
+    /* for_each elements (fanout.c): the job of task n_steps + k is
+     * el_jobs[k], 0 if its hold was refused (the map failed). */
+    uint64_t *el_jobs; size_t n_el_jobs, cap_el_jobs;
 } rz__edep;
+
+struct rz__step;
+/* fanout.c: jobs for the for_each elements the run made since the last
+ * call, held in linked batches and written in this call's commit; if the
+ * holds are refused the maps that asked fail instead (a recorded event). */
+RZ_HIDDEN int rz__engine_fan_out(rz_engine *e, rz__edep *d, uint64_t now);
+/* The job of task `task` of `d` (a step's or an element's); NULL if none. */
+RZ_HIDDEN struct rz__ejob *rz__engine_task_job(rz_engine *e, const rz__edep *d,
+                                               size_t task);
+/* After a replay: each element of the rebuilt run finds its job record. */
+RZ_HIDDEN int rz__engine_fan_out_rebuild(rz_engine *e, rz__edep *d);
+/* deploy.c: fill a new job for task `task` of step `st` (as the deploy does). */
+RZ_HIDDEN int rz__engine_step_job_fill(rz_engine *e, struct rz__ejob *j,
+                                       const rz__edep *d, const struct rz__step *st,
+                                       size_t task, uint64_t now);
+/* local.c: credit an embedded deployment's client with `amount` more, for
+ * holds made after its deploy (`tag`: unique per credit). */
+RZ_HIDDEN int rz__engine_local_credit(rz_engine *e, const rz__edep *d,
+                                      uint64_t amount, uint64_t tag);
 
 #define RZ__LOG_DEAD UINT32_MAX
 

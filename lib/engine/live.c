@@ -125,6 +125,9 @@ static void evict_dep_jobs(rz_engine *e, const rz__edep *d)
         if (j)
             rz__engine_evict_later(e, j->id, false);
     }
+    for (size_t k = 0; k < d->n_el_jobs; k++)   /* for_each elements */
+        if (d->el_jobs[k])
+            rz__engine_evict_later(e, d->el_jobs[k], false);
 }
 
 void rz__engine_evict(rz_engine *e)

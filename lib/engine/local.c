@@ -235,3 +235,16 @@ int rz_engine_local_deploy(rz_engine *e, const rz_flow *flow,
     free(doc);
     return rc;
 }
+
+/* for_each elements are held after the deploy (fanout.c): the local
+ * client gets exactly their holds on top. */
+int rz__engine_local_credit(rz_engine *e, const rz__edep *d, uint64_t amount,
+                            uint64_t tag)
+{
+    if (!amount)
+        return RZ_OK;
+    int rc = rz_ledger_test_credit(e->ledger,
+                                   rz_ledger_id_make(LOCAL_CREDIT_HI | 0x80, tag),
+                                   d->client, amount);
+    return rc == RZ_EEXISTS ? RZ_OK : rc;
+}

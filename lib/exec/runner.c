@@ -136,6 +136,8 @@ static void report_changes(runner *r)
     size_t n = rz__run_take_changes(r->run, &changed);
     for (size_t k = 0; k < n; k++) {
         size_t i = changed[k];
+        if (i >= rz_flow_step_count(r->flow))
+            continue;   /* a for_each element: its step tells */
         rz_step_state now = rz_run_step_state(r->run, i);
         rz_step_state was = r->seen[i];
         if (now == was)

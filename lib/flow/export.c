@@ -173,6 +173,10 @@ static void step_body(ex *x, cJSON *o, const rz__step *s, bool builder)
     }
     if (s->join != RZ_JOIN_ALL_SUCCEEDED && !s->is_exit)
         put_str(x, o, "join", rz__join_name(s->join));
+    if (s->for_each)
+        put_ref(x, o, "for_each", s->for_each);
+    if (s->max_parallel)
+        put_num(x, o, "max_parallel", s->max_parallel);
     if (!builder)
         put_ref(x, o, "position", s->position);
     put_extra(x, o, s->extra, builder, false);

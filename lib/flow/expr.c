@@ -193,10 +193,12 @@ static bool parse_ref(parser *p, rz__ref_kind kind, size_t start, size_t *out)
     rz__ref r = {.kind = kind, .offset = (uint32_t)start};
     static const char *const heads[] = {
         [RZ_REF_STEP] = "steps", [RZ_REF_INPUT] = "inputs", [RZ_REF_FLOW] = "flow",
+        [RZ_REF_EACH] = "each",
     };
     static const char *const what[] = {
         [RZ_REF_STEP] = "a step id", [RZ_REF_INPUT] = "an input name",
         [RZ_REF_FLOW] = "'status' or 'failed_steps'",
+        [RZ_REF_EACH] = "'value' or 'index'",
     };
     if (!expect_dot(p, heads[kind]))
         return false;
@@ -206,6 +208,9 @@ static bool parse_ref(parser *p, rz__ref_kind kind, size_t start, size_t *out)
     if (kind == RZ_REF_FLOW && strcmp(r.name, "status") != 0 &&
         strcmp(r.name, "failed_steps") != 0)
         return fail(p, name_at, "expected flow.status or flow.failed_steps");
+    if (kind == RZ_REF_EACH && strcmp(r.name, "value") != 0 &&
+        strcmp(r.name, "index") != 0)
+        return fail(p, name_at, "expected each.value or each.index");
     if (kind == RZ_REF_STEP) {
         if (!expect_dot(p, r.name))
             return false;
@@ -442,9 +447,12 @@ static bool parse_primary(parser *p, size_t *out)
             return parse_ref(p, RZ_REF_FLOW, start, out);
         if (n == 7 && memcmp(w, "trigger", 7) == 0)
             return trigger_ref(p, start, out);
+        if (n == 4 && memcmp(w, "each", 4) == 0)
+            return parse_ref(p, RZ_REF_EACH, start, out);
         snprintf(p->msgbuf, sizeof p->msgbuf,
                  "unknown name '%.*s' (expected steps.<id>..., inputs.<name>, trigger..., "
-                 "flow.status, true, false, null or a function call)", (int)(n > 40 ? 40 : n), w);
+                 "flow.status, each.value, true, false, null or a function call)",
+                 (int)(n > 40 ? 40 : n), w);
         return fail(p, start, p->msgbuf);
     }
     if (at(p, "}}") || p->i >= p->n)

@@ -461,6 +461,7 @@ void rz_flow_free(rz_flow *f)
     for (size_t i = 0; i < f->n_steps; i++) {
         rz__step *s = &f->steps[i];
         cJSON_Delete(s->config);
+        cJSON_Delete(s->for_each);
         cJSON_Delete(s->position);
         cJSON_Delete(s->extra);
         for (size_t j = 0; j < s->n_inputs; j++)

@@ -510,6 +510,40 @@ static void lower_join(lower *L, rz__step *s, const cJSON *v)
         "all_done, none_failed or one_failed");
 }
 
+/* for_each: a list, or one ${{ }} expression that gives a list when the
+ * step starts (checked then); a written-out list is bounded now. */
+static void lower_for_each(lower *L, rz__step *s, cJSON *obj, cJSON *v)
+{
+    if (cJSON_IsString(v) && strstr(v->valuestring, "${{")) {
+        s->for_each = take(L, obj, v);
+        return;
+    }
+    if (!cJSON_IsArray(v)) {
+        bad(L, RZ_EINVALID, "for_each", NULL, "'for_each' must be a list or a "
+            "${{ }} expression that gives one, not %s", type_name(v));
+        return;
+    }
+    size_t n = child_count(v);
+    if (n > RZ_FLOW_FOR_EACH_MAX) {
+        bad(L, RZ_EINVALID, "for_each", NULL, "'for_each' has %zu elements; a step "
+            "runs at most %u", n, RZ_FLOW_FOR_EACH_MAX);
+        return;
+    }
+    s->for_each = take(L, obj, v);
+}
+
+static void lower_max_parallel(lower *L, rz__step *s, const cJSON *v)
+{
+    uint32_t n = 0;
+    if (!want_u32(L, v, "max_parallel", NULL, 1, &n))
+        return;
+    if (n > RZ_FLOW_FOR_EACH_MAX)
+        bad(L, RZ_EINVALID, "max_parallel", NULL, "'max_parallel' is out of range: "
+            "%u is not between 1 and %u", n, RZ_FLOW_FOR_EACH_MAX);
+    else
+        s->max_parallel = n;
+}
+
 /* A known key seen again in the same map: the first one counts. */
 static bool repeated(lower *L, unsigned *seen, unsigned bit, const char *k)
 {
@@ -587,6 +621,17 @@ static void field_join(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from
     lower_join(L, s, c);
 }
 
+static void field_for_each(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    lower_for_each(L, s, obj, c);
+}
+
+static void field_max_parallel(lower *L, rz__step *s, cJSON *obj, cJSON *c,
+                               bool id_from_key)
+{
+    lower_max_parallel(L, s, c);
+}
+
 static void field_position(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
 {
     if (cJSON_IsObject(c))
@@ -642,6 +687,8 @@ static const struct step_field {
     {"on_failure", field_on_failure, true},
     {"verify", field_verify, true},
     {"join", field_join, true},
+    {"for_each", field_for_each, true},
+    {"max_parallel", field_max_parallel, true},
     {"position", field_position, true},
     {"ui", NULL, true},
     {"id", field_id, false},              /* the builder format's node keys */
@@ -844,6 +891,12 @@ static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
     if (!s->module_id && (!mk || cJSON_IsNull(mk)) && (!mi || cJSON_IsNull(mi)))
         bad(L, RZ_EINVALID, NULL, NULL, "%s '%s' names no module ('%s')",
             key_id ? "step" : "node", s->id ? s->id : "?", key_id ? "module" : "moduleId");
+    if (s->max_parallel && !s->for_each)
+        bad(L, RZ_EINVALID, "max_parallel", NULL, "'max_parallel' bounds the elements "
+            "of a for_each step; this step has no 'for_each'");
+    if (s->for_each && s->replicas > 1)
+        bad(L, RZ_EINVALID, "for_each", NULL, "a for_each step cannot ask for verify "
+            "replicas yet (each element would need its own set)");
     if (!s->config && !(s->config = cJSON_CreateObject()))
         no_memory(L);
 }
@@ -1265,6 +1318,9 @@ static void lower_exit(lower *L, cJSON *c)
         if (s->join != RZ_JOIN_ALL_SUCCEEDED)
             bad(L, RZ_EINVALID, "join", NULL, "the on_exit step runs after every "
                 "other step whatever their state: it takes no 'join'");
+        if (s->for_each)
+            bad(L, RZ_EINVALID, "for_each", NULL, "the on_exit step runs once: it "
+                "takes no 'for_each'");
         s->join = RZ_JOIN_ALL_DONE;
     }
     pop(L, m);

@@ -81,6 +81,11 @@ typedef struct rz__step {
     rz__join join;
     bool is_exit;                /* the flow's on_exit step: runs last, after
                                     every other step (join all_done) */
+    cJSON *for_each;             /* a list, or a string holding ${{ }} that
+                                    gives one: the step runs once per
+                                    element; NULL: once */
+    uint32_t max_parallel;       /* for_each elements started at once; 0 =
+                                    no bound of the step's own */
     cJSON *extra;                /* unknown keys, kept for round trips; or NULL */
 
     /* Filled by rz_flow_validate / rz__flow_link: */
@@ -127,8 +132,8 @@ RZ_HIDDEN int rz__flow_link(rz_flow *f);
  *
  * GitHub-Actions-shaped. Literals (numbers, 'str' / "str", true, false,
  * null); references steps.<id>.outputs.<port>[.<key>...],
- * steps.<id>.status|error|attempts|duration_ms, inputs.<name>[.<key>...]
- * and flow.status|failed_steps;
+ * steps.<id>.status|error|attempts|duration_ms, inputs.<name>[.<key>...],
+ * flow.status|failed_steps and each.value[.<key>...]|index;
  * indexing a[i], a['k'], a.k; calls length contains startsWith endsWith
  * format join toJSON fromJSON default; operators, lowest first:
  * c ? a : b, ||, &&, == !=, < <= > >=, + -, * / %, unary !. A string value
@@ -144,8 +149,12 @@ RZ_HIDDEN int rz__flow_link(rz_flow *f);
 #define RZ_EXPR_BUDGET (4u * 1024u * 1024u) /* string bytes one evaluation builds */
 typedef struct rz__expr rz__expr;
 
-/* RZ_REF_FLOW: flow.status / flow.failed_steps, known to the on_exit step. */
-typedef enum rz__ref_kind { RZ_REF_STEP = 1, RZ_REF_INPUT = 2, RZ_REF_FLOW = 3 } rz__ref_kind;
+/* RZ_REF_FLOW: flow.status / flow.failed_steps, known to the on_exit step.
+ * RZ_REF_EACH: each.value / each.index, known to a for_each step's inputs
+ * and config (one element's). */
+typedef enum rz__ref_kind {
+    RZ_REF_STEP = 1, RZ_REF_INPUT = 2, RZ_REF_FLOW = 3, RZ_REF_EACH = 4
+} rz__ref_kind;
 
 /* What a step reference reads: its outputs, or how it ran. */
 typedef enum rz__ref_field {

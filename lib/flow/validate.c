@@ -63,6 +63,8 @@ typedef struct vctx {
     pending_ref *pending;
     size_t n_pending, cap_pending;
 
+    bool each_ok;                  /* scanning a for_each step's inputs or
+                                      config: each.value/index are known */
     size_t *line_starts;           /* lazily built, for expression columns */
     size_t n_lines;
 
@@ -803,6 +805,12 @@ static void check_ref(vctx *v, size_t i, const rz__ref *r, const char *ptr,
                       "in the on_exit step, once every other step has settled", name);
         return;
     }
+    if (r->kind == RZ_REF_EACH) {
+        if (!v->each_ok)
+            report_in(v, RZ_EUNKNOWN, ptr, text, r->offset, "each.%s is known only "
+                      "in the inputs and config of a step with 'for_each'", name);
+        return;
+    }
     if (r->kind == RZ_REF_INPUT) {
         if (rz__map_get(&v->flow_inputs, name) == RZ_NPOS && strcmp(name, "trigger") == 0)
             report_in(v, RZ_EUNKNOWN, ptr, text, r->offset, "${{ trigger... }} reads the "
@@ -980,11 +988,18 @@ static void check_inputs(vctx *v, size_t i)
                 check_literal_type(v, i, in, p);
             mark_given(v, i, p);
         }
+        v->each_ok = s->for_each != NULL;
         scan_at(v, i, in->value, in->ptr, NULL);
+        v->each_ok = false;
     }
     /* Config values may be ${{ }} too (resolved when the step starts). */
+    v->each_ok = s->for_each != NULL;
     if (s->config && s->config->child)
         scan_at(v, i, s->config, s->ptr, "config");
+    v->each_ok = false;
+    /* The list is read once, when the step starts (its elements not yet). */
+    if (s->for_each)
+        scan_at(v, i, s->for_each, s->ptr, "for_each");
     if (s->when) {
         char *ptr = rz__asprintf("%s/when", s->ptr ? s->ptr : "");
         if (!ptr) {

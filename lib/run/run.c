@@ -54,6 +54,19 @@ typedef struct step_rt {
     uint32_t n_failed;     /* join: settled deps that failed, or were
                               skipped because a failure upstream */
     bool upstream_failed;  /* SKIPPED because a failure upstream */
+    /* for_each. An element (a task past the steps) runs its parent step's
+     * module once, for one value; the parent is RUNNING while its elements
+     * run and settles when the last one has (finish_map). */
+    size_t parent;         /* element: its step; RZ_NPOS for a step */
+    uint32_t index;        /* element: its place in the list */
+    cJSON *value;          /* element: each.value */
+    size_t first_el, n_el; /* parent: its elements' tasks */
+    size_t next_el;        /* parent: next element to make READY */
+    size_t el_active;      /* parent: elements made READY, not settled */
+    size_t el_done;        /* parent: elements settled */
+    bool mapped;           /* parent: its list was expanded */
+    bool el_stop;          /* parent: an element failed (on_failure: fail)
+                              or the map was failed: start no more */
 } step_rt;
 
 struct rz_run {
@@ -61,8 +74,12 @@ struct rz_run {
     char *id;
     cJSON *inputs;         /* flow inputs with defaults applied */
     uint64_t created_ms;
-    size_t n;
-    step_rt *st;
+    size_t n;              /* steps; tasks [0, n) are the steps */
+    size_t n_tasks, cap;   /* steps and for_each elements made so far */
+    step_rt *st;           /* n_tasks entries */
+    size_t cur;            /* the element an evaluation is for (each.*),
+                              RZ_NPOS none */
+    cJSON *each_field;     /* last each.* value handed to an expression */
     size_t *succ_off, *succ;    /* dependants, CSR */
     size_t *conn_off, *conn;    /* incoming builder connections, CSR */
     /* Work lists hold each step at most once (the in_* flags); entries whose
@@ -107,7 +124,12 @@ const char *rz_run_state_name(rz_run_state s)
 
 static const rz__step *step_of(const rz_run *r, size_t i)
 {
-    return &r->flow->steps[i];
+    return &r->flow->steps[i < r->n ? i : r->st[i].parent];
+}
+
+static bool is_element(const rz_run *r, size_t i)
+{
+    return i >= r->n;
 }
 
 /* ---- Expressions ---------------------------------------------------------- */
@@ -172,9 +194,25 @@ static const cJSON *flow_ref(const rz_run *r, const char *name)
     return w->flow_field;
 }
 
+/* each.value, each.index of the element being evaluated (null outside one). */
+static const cJSON *each_ref(const rz_run *r, const char *name)
+{
+    if (r->cur == RZ_NPOS || !is_element(r, r->cur))
+        return NULL;
+    const step_rt *el = &r->st[r->cur];
+    if (strcmp(name, "value") == 0)
+        return el->value;
+    rz_run *w = (rz_run *)r;   /* a cache only, as flow_ref's */
+    cJSON_Delete(w->each_field);
+    w->each_field = cJSON_CreateNumber(el->index);
+    return w->each_field;
+}
+
 static const cJSON *resolve_ref(const rz__ref *ref, void *ud)
 {
     const rz_run *r = ud;
+    if (ref->kind == RZ_REF_EACH)
+        return each_ref(r, ref->name);
     if (ref->kind == RZ_REF_FLOW)
         return flow_ref(r, ref->name);
     if (ref->kind == RZ_REF_INPUT)
@@ -320,15 +358,25 @@ static bool blocks(const rz_run *r, size_t u)
             step_of(r, u)->on_failure != RZ_ON_FAILURE_CONTINUE);
 }
 
+static bool expand(rz_run *r, size_t i);
+
+/* `i` may run: READY, or a for_each step's elements made. Returns true if
+ * `i` settled instead. */
+static bool go(rz_run *r, size_t i)
+{
+    if (step_of(r, i)->for_each)
+        return expand(r, i);
+    push_ready(r, i);
+    return false;
+}
+
 /* All deps of `i` are done: evaluate `when`. Returns true if `i` settled
  * (skipped, or failed because its condition could not be evaluated). */
 static bool activate(rz_run *r, size_t i)
 {
     step_rt *s = &r->st[i];
-    if (!s->when) {
-        push_ready(r, i);
-        return false;
-    }
+    if (!s->when)
+        return go(r, i);
     cJSON *v = NULL;
     int rc = rz__expr_eval(s->when, resolve_ref, r, &v);
     if (rc != RZ_OK) {
@@ -338,12 +386,10 @@ static bool activate(rz_run *r, size_t i)
             r->fatal = true;
         return true;
     }
-    bool go = rz__json_truthy(v);
+    bool yes = rz__json_truthy(v);
     cJSON_Delete(v);
-    if (go) {
-        push_ready(r, i);
-        return false;
-    }
+    if (yes)
+        return go(r, i);
     set_error(s, rz__asprintf("condition is false: %s", step_of(r, i)->when));
     set_state(r, i, RZ_STEP_SKIPPED);
     return true;
@@ -450,8 +496,14 @@ static void finish_outputs(rz_run *r)
 
 /* `i` just reached a final state: count it and let its dependants move,
  * iteratively, as far as the news travels. */
+static void element_settled(rz_run *r, size_t e);
+
 static void settle(rz_run *r, size_t i)
 {
+    if (is_element(r, i)) {
+        element_settled(r, i);
+        return;
+    }
     size_t sp = 0;
     r->stack[sp++] = i;
     while (sp) {
@@ -476,6 +528,217 @@ static void settle(rz_run *r, size_t i)
     }
     if (r->settled == r->n)
         finish_outputs(r);
+}
+
+/* ---- for_each ------------------------------------------------------------- */
+
+static const char *type_of(const cJSON *x);
+
+/* Room for `add` more tasks in every per-task array (contents kept: a
+ * settle in progress keeps its stack). */
+static int grow_tasks(rz_run *r, size_t add)
+{
+    if (r->n_tasks + add <= r->cap)
+        return RZ_OK;
+    size_t cap = r->cap * 2 > r->n_tasks + add ? r->cap * 2 : r->n_tasks + add;
+    step_rt *st = realloc(r->st, cap * sizeof *st);
+    if (!st)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    r->st = st;
+    memset(st + r->cap, 0, (cap - r->cap) * sizeof *st);
+    size_t **lists[] = { &r->ready, &r->timed, &r->stack, &r->scratch,
+                         &r->changed, &r->taken };
+    for (size_t k = 0; k < RZ_ARRAY_LEN(lists); k++) {
+        size_t *l = realloc(*lists[k], cap * sizeof **lists[k]);
+        if (!l)
+            return rz__error(RZ_ENOMEM, "out of memory");
+        *lists[k] = l;
+    }
+    r->cap = cap;
+    return RZ_OK;
+}
+
+/* Make elements READY while the step's max_parallel allows. */
+static void promote(rz_run *r, size_t p)
+{
+    step_rt *ps = &r->st[p];
+    uint32_t max = step_of(r, p)->max_parallel;
+    while (!ps->el_stop && !r->cancelled && ps->next_el < ps->n_el &&
+           (!max || ps->el_active < max)) {
+        ps->el_active++;
+        push_ready(r, ps->first_el + ps->next_el++);
+    }
+}
+
+/* The elements' outputs as lists in element order, one per port: the
+ * module's declared ports (so no elements give []), then any other port an
+ * element returned; an element without the port (failed, skipped) gives
+ * null. */
+static cJSON *map_outputs(const rz_run *r, size_t p)
+{
+    const step_rt *ps = &r->st[p];
+    const rz_module *m = step_of(r, p)->module;
+    cJSON *o = cJSON_CreateObject();
+    bool ok = o != NULL;
+    for (size_t k = 0; ok && m && k < m->n_outputs; k++)
+        if (!cJSON_GetObjectItemCaseSensitive(o, m->outputs[k].name))
+            ok = cJSON_AddArrayToObject(o, m->outputs[k].name) != NULL;
+    for (size_t k = 0; ok && k < ps->n_el; k++) {
+        const cJSON *c;
+        cJSON_ArrayForEach(c, r->st[ps->first_el + k].outputs)
+            if (ok && !cJSON_GetObjectItemCaseSensitive(o, c->string))
+                ok = cJSON_AddArrayToObject(o, c->string) != NULL;
+    }
+    for (size_t k = 0; ok && k < ps->n_el; k++) {
+        const cJSON *eo = r->st[ps->first_el + k].outputs;
+        cJSON *list;
+        cJSON_ArrayForEach(list, o) {
+            const cJSON *v = eo ? cJSON_GetObjectItemCaseSensitive(eo, list->string)
+                                : NULL;
+            cJSON *c = v ? cJSON_Duplicate(v, true) : cJSON_CreateNull();
+            if (!c || !cJSON_AddItemToArray(list, c)) {
+                cJSON_Delete(c);
+                ok = false;
+                break;
+            }
+        }
+    }
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Every element of `p` settled: the step settles. It succeeds when every
+ * element did; with on_failure: continue a failed map still hands on its
+ * lists (null where an element failed). */
+static void finish_map(rz_run *r, size_t p)
+{
+    step_rt *ps = &r->st[p];
+    size_t failed = 0, cancelled = 0, first = RZ_NPOS;
+    for (size_t k = 0; k < ps->n_el; k++) {
+        const step_rt *el = &r->st[ps->first_el + k];
+        if (el->ended_ms > ps->ended_ms)
+            ps->ended_ms = el->ended_ms;
+        if (el->state == RZ_STEP_CANCELLED)
+            cancelled++;
+        if (el->state == RZ_STEP_FAILED && failed++ == 0)
+            first = k;
+    }
+    bool cont = step_of(r, p)->on_failure == RZ_ON_FAILURE_CONTINUE;
+    rz_step_state st = r->cancelled && cancelled ? RZ_STEP_CANCELLED
+                     : failed || ps->error ? RZ_STEP_FAILED : RZ_STEP_SUCCEEDED;
+    if (st == RZ_STEP_FAILED && !ps->error) {
+        const step_rt *el = &r->st[ps->first_el + first];
+        set_error(ps, failed > 1
+            ? rz__asprintf("%zu of %zu elements failed; element %zu: %s", failed,
+                           ps->n_el, first, el->error ? el->error : "failed")
+            : rz__asprintf("element %zu (of %zu) failed: %s", first, ps->n_el,
+                           el->error ? el->error : "failed"));
+    }
+    if (st == RZ_STEP_SUCCEEDED || (st == RZ_STEP_FAILED && cont)) {
+        ps->outputs = map_outputs(r, p);
+        if (!ps->outputs && st == RZ_STEP_SUCCEEDED) {
+            st = RZ_STEP_FAILED;
+            set_error(ps, rz__strdup("out of memory collecting the elements' outputs"));
+        }
+    }
+    if (st == RZ_STEP_FAILED && !cont)
+        r->fatal = true;
+    set_state(r, p, st);
+    settle(r, p);
+}
+
+/* Elements of `p` not running yet will not run: `why` (copied per element). */
+static void stop_map(rz_run *r, size_t p, const char *why)
+{
+    step_rt *ps = &r->st[p];
+    ps->el_stop = true;
+    for (size_t k = 0; k < ps->n_el; k++) {
+        size_t e = ps->first_el + k;
+        rz_step_state s = r->st[e].state;
+        if (s != RZ_STEP_PENDING && s != RZ_STEP_READY && s != RZ_STEP_BACKOFF)
+            continue;
+        if (k < ps->next_el)
+            ps->el_active--;
+        ps->el_done++;
+        set_state(r, e, r->cancelled ? RZ_STEP_CANCELLED : RZ_STEP_SKIPPED);
+        set_error(&r->st[e], why ? rz__strdup(why) : NULL);
+    }
+    ps->next_el = ps->n_el;
+}
+
+/* Element `e` reached a final state. */
+static void element_settled(rz_run *r, size_t e)
+{
+    size_t p = r->st[e].parent;
+    step_rt *ps = &r->st[p];
+    ps->el_active--;
+    ps->el_done++;
+    if (r->st[e].state == RZ_STEP_FAILED &&
+        step_of(r, p)->on_failure != RZ_ON_FAILURE_CONTINUE && !ps->el_stop) {
+        char why[64];
+        snprintf(why, sizeof why, "element %u failed", r->st[e].index);
+        stop_map(r, p, why);
+    }
+    promote(r, p);
+    if (ps->el_done == ps->n_el)
+        finish_map(r, p);
+}
+
+static bool fail_now(rz_run *r, size_t i, char *why)
+{
+    set_error(&r->st[i], why);
+    set_state(r, i, RZ_STEP_FAILED);
+    if (step_of(r, i)->on_failure != RZ_ON_FAILURE_CONTINUE)
+        r->fatal = true;
+    return true;
+}
+
+/* Step `i` with for_each may run: its list is evaluated now and each
+ * element becomes a task of its own (RZ_FLOW_FOR_EACH_MAX at most). An
+ * empty list succeeds at once. Returns true if `i` settled. */
+static bool expand(rz_run *r, size_t i)
+{
+    const rz__step *st = step_of(r, i);
+    cJSON *list = NULL;
+    if (eval_value(r, st->for_each, &list) != RZ_OK)
+        return fail_now(r, i, rz__asprintf("for_each: %s", rz_error_last()->message));
+    size_t n = (size_t)cJSON_GetArraySize(list);
+    char *why = !cJSON_IsArray(list)
+        ? rz__asprintf("for_each must give a list, not %s", type_of(list))
+        : n > RZ_FLOW_FOR_EACH_MAX
+        ? rz__asprintf("for_each gives %zu elements; a step runs at most %u", n,
+                       RZ_FLOW_FOR_EACH_MAX)
+        : NULL;
+    if (!why && n && grow_tasks(r, n) != RZ_OK)
+        why = rz__strdup("out of memory making the for_each elements");
+    if (why) {
+        cJSON_Delete(list);
+        return fail_now(r, i, why);
+    }
+    step_rt *s = &r->st[i];
+    s->mapped = true;
+    s->first_el = r->n_tasks;
+    s->n_el = n;
+    for (uint32_t k = 0; k < n; k++) {
+        step_rt *el = &r->st[r->n_tasks++];
+        el->parent = i;
+        el->index = k;
+        el->value = cJSON_DetachItemFromArray(list, 0);
+    }
+    cJSON_Delete(list);
+    if (!n) {
+        s->outputs = map_outputs(r, i);
+        if (!s->outputs)
+            return fail_now(r, i, rz__strdup("out of memory"));
+        set_state(r, i, RZ_STEP_SUCCEEDED);
+        return true;
+    }
+    set_state(r, i, RZ_STEP_RUNNING);
+    promote(r, i);
+    return false;
 }
 
 static uint64_t add_sat(uint64_t a, uint64_t b)
@@ -512,7 +775,8 @@ static void step_failed(rz_run *r, size_t i, char *reason, uint64_t now_ms)
     }
     /* A step stopped because the run was cancelled did not fail. */
     set_state(r, i, r->cancelled ? RZ_STEP_CANCELLED : RZ_STEP_FAILED);
-    if (!r->cancelled && st->on_failure != RZ_ON_FAILURE_CONTINUE)
+    if (!r->cancelled && st->on_failure != RZ_ON_FAILURE_CONTINUE &&
+        !is_element(r, i))   /* an element's step decides (finish_map) */
         r->fatal = true;
     settle(r, i);
 }
@@ -667,6 +931,9 @@ static int parse_conditions(rz_run *r)
 static int run_alloc(rz_run *r, const char *run_id)
 {
     size_t n1 = r->n ? r->n : 1;
+    r->n_tasks = r->n;
+    r->cap = n1;
+    r->cur = RZ_NPOS;
     r->id = rz__strdup(run_id ? run_id : "run");
     r->st = rz__calloc(n1, sizeof *r->st);
     r->ready = rz__malloc(n1 * sizeof *r->ready);
@@ -730,7 +997,8 @@ void rz_run_free(rz_run *run)
 {
     if (!run)
         return;
-    for (size_t i = 0; run->st && i < run->n; i++) {
+    for (size_t i = 0; run->st && i < run->n_tasks; i++) {
+        cJSON_Delete(run->st[i].value);
         free(run->st[i].error);
         free(run->st[i].log);
         free(run->st[i].warning);
@@ -741,6 +1009,7 @@ void rz_run_free(rz_run *run)
     free(run->st);
     free(run->id);
     cJSON_Delete(run->flow_field);
+    cJSON_Delete(run->each_field);
     cJSON_Delete(run->outputs);
     free(run->outputs_error);
     cJSON_Delete(run->inputs);
@@ -783,13 +1052,24 @@ static int check_step(const rz_run *r, size_t step)
 {
     if (!r)
         return rz__error(RZ_EINVAL, "run is NULL");
-    if (step >= r->n)
-        return rz__error(RZ_EINVAL, "no step %zu (the flow has %zu)", step, r->n);
+    if (step >= r->n_tasks)
+        return rz__error(RZ_EINVAL, "no step %zu (the flow has %zu, and %zu "
+                         "for_each elements)", step, r->n, r->n_tasks - r->n);
     return RZ_OK;
+}
+
+/* A for_each step runs as its elements: it is not started, completed or
+ * asked for a request itself. */
+static int mapped(const rz_run *r, size_t step, const char *op)
+{
+    return rz__error(RZ_ESTATE, "cannot %s step '%s': it runs as its %zu "
+                     "for_each elements", op, step_of(r, step)->id, r->st[step].n_el);
 }
 
 static int wrong_state(const rz_run *r, size_t step, const char *op)
 {
+    if (r->st[step].mapped)
+        return mapped(r, step, op);
     return rz__error(RZ_ESTATE, "cannot %s step '%s': it is %s", op,
                      step_of(r, step)->id, rz_step_state_name(r->st[step].state));
 }
@@ -849,6 +1129,11 @@ int rz_run_start(rz_run *run, size_t step, uint64_t now_ms)
     set_state(run, step, RZ_STEP_RUNNING);
     if (s->attempts++ == 0)
         s->started_ms = now_ms;
+    if (is_element(run, step)) {   /* the step counts its elements' attempts */
+        step_rt *ps = &run->st[s->parent];
+        if (ps->attempts++ == 0)
+            ps->started_ms = now_ms;
+    }
     uint32_t t = timeout_s(step_of(run, step));
     s->has_deadline = t > 0;
     if (t) {
@@ -896,7 +1181,7 @@ int rz_run_succeed(rz_run *run, size_t step, const char *outputs_json,
     if (rc != RZ_OK)
         return rc;
     step_rt *s = &run->st[step];
-    if (s->state != RZ_STEP_RUNNING)
+    if (s->state != RZ_STEP_RUNNING || s->mapped)
         return wrong_state(run, step, "complete");
     const char *end = NULL;
     cJSON *o = outputs_json ? cJSON_ParseWithOpts(outputs_json, &end, true)
@@ -943,6 +1228,20 @@ int rz_run_fail(rz_run *run, size_t step, const char *reason, uint64_t now_ms)
     char *copy = rz__strdup(reason && reason[0] ? reason : "failed");
     if (!copy)
         return rz__error(RZ_ENOMEM, "out of memory");
+    if (run->st[step].mapped) {   /* the whole map fails: no more elements */
+        step_rt *ps = &run->st[step];
+        set_error(ps, copy);
+        if (run->cancelled)
+            stop_map(run, step, NULL);
+        else {
+            char *why = rz__asprintf("not run: %s", copy);
+            stop_map(run, step, why ? why : copy);
+            free(why);
+        }
+        if (ps->el_done == ps->n_el)
+            finish_map(run, step);
+        return RZ_OK;
+    }
     step_failed(run, step, copy, now_ms);
     return RZ_OK;
 }
@@ -1012,6 +1311,14 @@ int rz_run_cancel(rz_run *run, uint64_t now_ms)
         return rz__error(RZ_ESTATE, "cannot cancel run '%s': it is %s", run->id,
                          rz_run_state_name(rz_run_state_get(run)));
     run->cancelled = true;
+    for (size_t i = 0; i < run->n; i++) {   /* maps first: they may settle */
+        step_rt *s = &run->st[i];
+        if (s->mapped && s->state == RZ_STEP_RUNNING) {
+            stop_map(run, i, NULL);
+            if (s->el_done == s->n_el)
+                finish_map(run, i);
+        }
+    }
     for (size_t i = 0; i < run->n; i++) {
         step_rt *s = &run->st[i];
         if (s->state == RZ_STEP_PENDING || s->state == RZ_STEP_READY ||
@@ -1054,12 +1361,12 @@ const rz_flow *rz_run_flow(const rz_run *run)
 
 rz_step_state rz_run_step_state(const rz_run *run, size_t step)
 {
-    return run && step < run->n ? run->st[step].state : RZ_STEP_PENDING;
+    return run && step < run->n_tasks ? run->st[step].state : RZ_STEP_PENDING;
 }
 
 uint32_t rz_run_step_attempts(const rz_run *run, size_t step)
 {
-    return run && step < run->n ? run->st[step].attempts : 0;
+    return run && step < run->n_tasks ? run->st[step].attempts : 0;
 }
 
 /* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. */
@@ -1103,7 +1410,7 @@ static char *log_text(const char *log, size_t len)
 
 int rz_run_set_step_log(rz_run *run, size_t step, const char *log, size_t len)
 {
-    if (!run || step >= run->n || (!log && len))
+    if (!run || step >= run->n_tasks || (!log && len))
         return rz__error(RZ_EINVAL, "rz_run_set_step_log: invalid arguments");
     if (len > RZ_RUN_LOG_MAX) {   /* keep the tail: that is where errors are */
         log += len - RZ_RUN_LOG_MAX;
@@ -1119,12 +1426,12 @@ int rz_run_set_step_log(rz_run *run, size_t step, const char *log, size_t len)
 
 const char *rz_run_step_log(const rz_run *run, size_t step)
 {
-    return run && step < run->n ? run->st[step].log : NULL;
+    return run && step < run->n_tasks ? run->st[step].log : NULL;
 }
 
 const char *rz_run_step_error(const rz_run *run, size_t step)
 {
-    return run && step < run->n ? run->st[step].error : NULL;
+    return run && step < run->n_tasks ? run->st[step].error : NULL;
 }
 
 /* ---- Requests and JSON ---------------------------------------------------- */
@@ -1147,7 +1454,9 @@ static int set_key(cJSON *obj, const char *key, cJSON *v)
 static int request_inputs(const rz_run *r, size_t step, cJSON *inputs)
 {
     const rz_flow *f = r->flow;
-    for (size_t k = r->conn_off[step]; k < r->conn_off[step + 1]; k++) {
+    size_t si = step < r->n ? step : r->st[step].parent;
+    ((rz_run *)r)->cur = step;   /* each.*: this element's (a cache field) */
+    for (size_t k = r->conn_off[si]; k < r->conn_off[si + 1]; k++) {
         const rz__conn *c = &f->conns[r->conn[k]];
         const cJSON *v = r->st[c->src].outputs
             ? cJSON_GetObjectItemCaseSensitive(r->st[c->src].outputs, c->src_port)
@@ -1213,6 +1522,8 @@ int rz_run_request(const rz_run *run, size_t step, char **out)
     rz_step_state s = run->st[step].state;
     if (s != RZ_STEP_READY && s != RZ_STEP_RUNNING)
         return wrong_state(run, step, "build the request of");
+    if (run->st[step].mapped)
+        return mapped(run, step, "build the request of");
     cJSON *req = cJSON_CreateObject();
     cJSON *inputs = cJSON_CreateObject();
     cJSON *config = NULL;
@@ -1228,6 +1539,7 @@ int rz_run_request(const rz_run *run, size_t step, char **out)
         rc = check_required(run, step, inputs);
     if (rc == RZ_OK) {
         const cJSON *cfg = step_of(run, step)->config;
+        ((rz_run *)run)->cur = step;
         rc = cfg ? eval_value(run, cfg, &config) : RZ_OK;
         if (rc != RZ_OK)
             rc = error_in(rc, step_of(run, step)->id, "config");
@@ -1273,6 +1585,21 @@ static cJSON *step_json(const rz_run *r, size_t i)
         cJSON_Delete(o);
         return NULL;
     }
+    if (!s->mapped)
+        return o;
+    /* Each element's own record, in list order. */
+    cJSON *els = cJSON_AddArrayToObject(o, "elements");
+    for (size_t k = 0; els && k < s->n_el; k++) {
+        cJSON *ej = step_json(r, s->first_el + k);
+        if (!ej || !cJSON_AddItemToArray(els, ej)) {
+            cJSON_Delete(ej);
+            els = NULL;
+        }
+    }
+    if (!els) {
+        cJSON_Delete(o);
+        return NULL;
+    }
     return o;
 }
 
@@ -1294,7 +1621,25 @@ int rz_run_step_times(const rz_run *run, size_t step, uint64_t *started_ms,
 
 cJSON *rz__run_step_json(const rz_run *run, size_t step)
 {
-    return step < run->n ? step_json(run, step) : NULL;
+    return step < run->n_tasks ? step_json(run, step) : NULL;
+}
+
+size_t rz_run_task_count(const rz_run *run)
+{
+    return run ? run->n_tasks : 0;
+}
+
+size_t rz_run_task_step(const rz_run *run, size_t task, size_t *element)
+{
+    if (element)
+        *element = (size_t)-1;
+    if (!run || task >= run->n_tasks)
+        return (size_t)-1;
+    if (task < run->n)
+        return task;
+    if (element)
+        *element = run->st[task].index;
+    return run->st[task].parent;
 }
 
 /* A final step is one no other step depends on (the on_exit step, which
