@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "engine/engine_impl.h"
+#include "engine/fanout.h"
 #include "flow/model.h"
 
 static int no_memory(void)
@@ -167,4 +168,10 @@ int rz__engine_fan_out_rebuild(rz_engine *e, rz__edep *d)
         d->el_jobs[k] = j->id;
     }
     return RZ_OK;
+}
+
+size_t rz__engine_job_task(const rz_engine *e, uint64_t job)
+{
+    const rz__ejob *j = e ? rz__engine_job(e, job) : NULL;
+    return j && j->deployment ? j->step : RZ_NPOS;
 }

@@ -32,6 +32,7 @@
 #include <linux/magic.h>
 
 
+#include "engine/fanout.h"
 #include "exec/exec_impl.h"
 #include "exec/sandbox.h"
 #include "flow/model.h"
@@ -50,6 +51,8 @@
 
 typedef struct slot {
     size_t step;
+    size_t task;                 /* the run's task: the step, or one of its
+                                    for_each elements */
     uint64_t job;
     uint32_t attempt;            /* the engine's, reported back */
     rz_attempt *att;
@@ -266,7 +269,8 @@ static int start_step(runner *r, size_t step, const rz__step *s,
         ao.request_json = asg->request_json;
         ao.run_id = rz_run_id(r->run);
         ao.step_id = rz_flow_step_id(r->flow, step);
-        ao.attempt = rz_run_step_attempts(r->run, step);
+        size_t task = rz__engine_job_task(r->engine, asg->job);
+        ao.attempt = rz_run_step_attempts(r->run, task != RZ_NPOS ? task : step);
         ao.env = r->opts->env;
         ao.secrets = secrets;
         ao.n_secrets = n;
@@ -291,7 +295,7 @@ static void keep_log(runner *r, const slot *sl)
     (void)!rz_attempt_result_get(sl->att, &res);   /* finished: cannot fail */
     /* Always replace: a quiet retry must not show the last attempt's log. */
     /* A log that cannot be kept (out of memory) leaves the step without one. */
-    (void)!rz_run_set_step_log(r->run, sl->step, res.log,
+    (void)!rz_run_set_step_log(r->run, sl->task, res.log,
                                res.log ? res.log_len : 0);
 }
 
@@ -385,7 +389,9 @@ static int start_assignment(runner *r, const rz_engine_assignment *a)
     /* The attempt keeps its own copy of each value, to scrub. */
     free_secrets(r, secrets);
     if (att) {
-        r->slots[r->n_slots++] = (slot){ step, a->job, a->attempt, att, false };
+        size_t task = rz__engine_job_task(r->engine, a->job);
+        r->slots[r->n_slots++] = (slot){ step, task != RZ_NPOS ? task : step,
+                                         a->job, a->attempt, att, false };
         return RZ_OK;
     }
     int rc = report(r, a->job, a->attempt, NULL,

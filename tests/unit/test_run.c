@@ -1422,9 +1422,249 @@ static void test_flow_output_error(void **state)
     rz_flow_free(f);
 }
 
+/* ---- for_each ---- */
+
+/* The ready tasks, at most 64. */
+static size_t ready_tasks(rz_run *r, uint64_t now, size_t *out)
+{
+    size_t n = rz_run_ready(r, now, out, 64);
+    assert_true(n <= 64);
+    return n;
+}
+
+static const char *FE_FLOW =
+    "flux: 1\nname: fe\n"
+    "inputs:\n  xs: {type: array}\n"
+    "steps:\n"
+    "  m:\n    module: noop\n    for_each: \"${{ inputs.xs }}\"\n    max_parallel: 2\n"
+    "    inputs: {v: \"${{ each.value }}\", i: \"${{ each.index }}\"}\n"
+    "  after:\n    module: noop\n    needs: [m]\n"
+    "    inputs: {all: \"${{ steps.m.outputs.y }}\"}\n";
+
+static void test_for_each_order_and_bound(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml(FE_FLOW);
+    rz_run *r = start_run(f, "{\"xs\":[\"a\",\"b\",\"c\",\"d\"]}");
+    size_t m = S(r, "m"), t[64];
+    assert_int_equal(rz_run_step_state(r, m), RZ_STEP_RUNNING);
+    assert_int_equal(rz_run_task_count(r), 2 + 4);
+    assert_int_equal(ready_tasks(r, 0, t), 2);   /* max_parallel */
+    size_t el = 9;
+    assert_int_equal(rz_run_task_step(r, t[1], &el), m);
+    assert_int_equal(el, 1);
+    char *req = NULL;
+    assert_int_equal(rz_run_request(r, t[1], &req), RZ_OK);
+    assert_string_equal(req, "{\"inputs\":{\"v\":\"b\",\"i\":1},\"config\":{}}");
+    rz_free(req);
+    /* The step itself is never started, completed or asked for a request. */
+    assert_int_equal(rz_run_start(r, m, 0), RZ_ESTATE);
+    assert_int_equal(rz_run_succeed(r, m, NULL, 0), RZ_ESTATE);
+    assert_int_equal(rz_run_request(r, m, &req), RZ_ESTATE);
+    /* Elements end out of order; the outputs keep the list's order. */
+    size_t first = t[0], second = t[1];
+    assert_int_equal(rz_run_start(r, first, 1), RZ_OK);
+    assert_int_equal(rz_run_start(r, second, 1), RZ_OK);
+    assert_int_equal(ready_tasks(r, 1, t), 0);
+    assert_int_equal(rz_run_succeed(r, second, "{\"y\":\"B\"}", 2), RZ_OK);
+    assert_int_equal(ready_tasks(r, 2, t), 1);
+    size_t third = t[0];
+    assert_int_equal(rz_run_start(r, third, 2), RZ_OK);
+    assert_int_equal(rz_run_succeed(r, third, "{\"y\":\"C\"}", 3), RZ_OK);
+    assert_int_equal(ready_tasks(r, 3, t), 1);
+    size_t fourth = t[0];
+    assert_int_equal(rz_run_start(r, fourth, 3), RZ_OK);
+    assert_int_equal(rz_run_succeed(r, fourth, "{\"y\":\"D\"}", 4), RZ_OK);
+    assert_int_equal(rz_run_step_state(r, m), RZ_STEP_RUNNING);
+    assert_int_equal(rz_run_succeed(r, first, "{\"y\":\"A\"}", 5), RZ_OK);
+    assert_int_equal(rz_run_step_state(r, m), RZ_STEP_SUCCEEDED);
+    assert_int_equal(rz_run_step_attempts(r, m), 4);
+    expect_request(r, "after", "{\"inputs\":{\"all\":[\"A\",\"B\",\"C\",\"D\"]},"
+                   "\"config\":{}}");
+    char *out = NULL;
+    assert_int_equal(rz_run_step_outputs(r, m, &out), RZ_OK);
+    assert_string_equal(out, "{\"y\":[\"A\",\"B\",\"C\",\"D\"]}");
+    rz_free(out);
+    run_ok(r, "after", NULL, 6);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    char *json = NULL;
+    assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
+    assert_non_null(strstr(json, "\"elements\":[{\"status\":\"succeeded\","
+                             "\"attempts\":1,\"outputs\":{\"y\":\"A\"}},"));
+    rz_free(json);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* n elements finishing in a random order give n results in list order. */
+static void test_for_each_any_completion_order(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: fe\ninputs:\n  xs: {type: array}\nsteps:\n"
+                      "  m:\n    module: noop\n    for_each: \"${{ inputs.xs }}\"\n"
+                      "    inputs: {v: \"${{ each.value }}\"}\n");
+    unsigned seed = 12345;
+    for (int round = 0; round < 20; round++) {
+        size_t n = 1 + (size_t)(rand_r(&seed) % 40);
+        char in[1024] = "{\"xs\":[";
+        for (size_t k = 0; k < n; k++)
+            snprintf(in + strlen(in), sizeof in - strlen(in), "%s%zu", k ? "," : "", k);
+        strcat(in, "]}");
+        rz_run *r = start_run(f, in);
+        size_t t[64];
+        size_t k = ready_tasks(r, 0, t);
+        assert_int_equal(k, n);
+        for (size_t i = 0; i < k; i++)
+            assert_int_equal(rz_run_start(r, t[i], 0), RZ_OK);
+        for (size_t i = k; i > 1; i--) {   /* shuffle, then finish */
+            size_t j = (size_t)rand_r(&seed) % i, x = t[i - 1];
+            t[i - 1] = t[j];
+            t[j] = x;
+        }
+        for (size_t i = 0; i < k; i++) {
+            size_t el = 0;
+            rz_run_task_step(r, t[i], &el);
+            char o[64];
+            snprintf(o, sizeof o, "{\"y\":%zu}", el * 10);
+            assert_int_equal(rz_run_succeed(r, t[i], o, 1), RZ_OK);
+        }
+        assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+        char *out = NULL;
+        assert_int_equal(rz_run_step_outputs(r, S(r, "m"), &out), RZ_OK);
+        cJSON *o = cJSON_Parse(out);
+        rz_free(out);
+        const cJSON *y = cJSON_GetObjectItem(o, "y");
+        assert_int_equal(cJSON_GetArraySize(y), n);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(cJSON_GetArrayItem(y, (int)i)->valueint, (int)i * 10);
+        cJSON_Delete(o);
+        rz_run_free(r);
+    }
+    rz_flow_free(f);
+}
+
+static void test_for_each_failure_fails_map(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml(FE_FLOW);
+    rz_run *r = start_run(f, "{\"xs\":[1,2,3,4]}");
+    size_t t[64], m = S(r, "m");
+    assert_int_equal(ready_tasks(r, 0, t), 2);
+    size_t a = t[0], b = t[1];
+    assert_int_equal(rz_run_start(r, a, 0), RZ_OK);
+    assert_int_equal(rz_run_start(r, b, 0), RZ_OK);
+    assert_int_equal(rz_run_fail(r, a, "boom", 1), RZ_OK);
+    /* No more elements start; the one running finishes the map. */
+    assert_int_equal(ready_tasks(r, 1, t), 0);
+    assert_int_equal(rz_run_step_state(r, m), RZ_STEP_RUNNING);
+    assert_int_equal(rz_run_step_state(r, b + 1), RZ_STEP_SKIPPED);
+    assert_string_equal(rz_run_step_error(r, b + 1), "element 0 failed");
+    assert_int_equal(rz_run_succeed(r, b, "{\"y\":2}", 2), RZ_OK);
+    assert_int_equal(rz_run_step_state(r, m), RZ_STEP_FAILED);
+    assert_string_equal(rz_run_step_error(r, m), "element 0 (of 4) failed: boom");
+    assert_int_equal(state_of(r, "after"), RZ_STEP_SKIPPED);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+static void test_for_each_retry_and_continue(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: fe\nsteps:\n"
+                      "  m:\n    module: noop\n    for_each: [x, y, z]\n"
+                      "    on_failure: continue\n"
+                      "    retry: {max_attempts: 2, initial_ms: 10}\n"
+                      "  after:\n    module: noop\n    needs: [m]\n"
+                      "    inputs: {all: \"${{ steps.m.outputs.y }}\"}\n");
+    rz_run *r = start_run(f, NULL);
+    size_t t[64], m = S(r, "m");
+    assert_int_equal(ready_tasks(r, 0, t), 3);
+    size_t x = t[0], y = t[1], z = t[2];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(rz_run_start(r, t[i], 0), RZ_OK);
+    assert_int_equal(rz_run_fail(r, x, "once", 1), RZ_OK);
+    assert_int_equal(rz_run_step_state(r, x), RZ_STEP_BACKOFF);
+    assert_int_equal(rz_run_fail(r, y, "first", 1), RZ_OK);
+    assert_int_equal(rz_run_succeed(r, z, "{\"y\":3}", 1), RZ_OK);
+    assert_int_equal(ready_tasks(r, 11, t), 2);   /* both retries are due */
+    assert_int_equal(rz_run_start(r, x, 11), RZ_OK);
+    assert_int_equal(rz_run_start(r, y, 11), RZ_OK);
+    assert_int_equal(rz_run_succeed(r, x, "{\"y\":1}", 12), RZ_OK);
+    assert_int_equal(rz_run_fail(r, y, "second", 12), RZ_OK);
+    assert_int_equal(rz_run_step_attempts(r, x), 2);
+    assert_int_equal(rz_run_step_state(r, m), RZ_STEP_FAILED);
+    assert_string_equal(rz_run_step_error(r, m), "element 1 (of 3) failed: second");
+    /* on_failure: continue hands the lists on, null where one failed. */
+    expect_request(r, "after", "{\"inputs\":{\"all\":[1,null,3]},\"config\":{}}");
+    run_ok(r, "after", NULL, 13);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    char *json = NULL;
+    assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
+    assert_non_null(strstr(json, "\"failed_steps\":[\"m\"]"));
+    rz_free(json);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+static void test_for_each_empty_bad_and_cap(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: fe\ninputs:\n  xs: {type: any}\nsteps:\n"
+                      "  m:\n    module: noop\n    for_each: \"${{ inputs.xs }}\"\n");
+    rz_run *r = start_run(f, "{\"xs\":[]}");
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    assert_int_equal(state_of(r, "m"), RZ_STEP_SUCCEEDED);
+    rz_run_free(r);
+    r = start_run(f, "{\"xs\":{\"a\":1}}");
+    assert_int_equal(state_of(r, "m"), RZ_STEP_FAILED);
+    assert_string_equal(rz_run_step_error(r, S(r, "m")),
+                        "for_each must give a list, not an object");
+    rz_run_free(r);
+    size_t n = RZ_FLOW_FOR_EACH_MAX + 1;
+    char *in = malloc(n * 2 + 16);
+    assert_non_null(in);
+    strcpy(in, "{\"xs\":[");
+    for (size_t k = 0; k < n; k++)
+        strcat(in + strlen(in) - 1, k ? ",0" : "0");
+    strcat(in, "]}");
+    r = start_run(f, in);
+    free(in);
+    assert_int_equal(state_of(r, "m"), RZ_STEP_FAILED);
+    assert_string_equal(rz_run_step_error(r, S(r, "m")),
+                        "for_each gives 10001 elements; a step runs at most 10000");
+    assert_int_equal(rz_run_task_count(r), 1);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+static void test_for_each_cancel(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml(FE_FLOW);
+    rz_run *r = start_run(f, "{\"xs\":[1,2,3]}");
+    size_t t[64], m = S(r, "m");
+    assert_int_equal(ready_tasks(r, 0, t), 2);
+    assert_int_equal(rz_run_start(r, t[0], 0), RZ_OK);
+    assert_int_equal(rz_run_cancel(r, 1), RZ_OK);
+    assert_int_equal(rz_run_step_state(r, t[1]), RZ_STEP_CANCELLED);
+    assert_int_equal(rz_run_step_state(r, m), RZ_STEP_RUNNING);
+    assert_int_equal(rz_run_fail(r, t[0], "stopped", 2), RZ_OK);
+    assert_int_equal(rz_run_step_state(r, m), RZ_STEP_CANCELLED);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_CANCELLED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_for_each_order_and_bound),
+        cmocka_unit_test(test_for_each_any_completion_order),
+        cmocka_unit_test(test_for_each_failure_fails_map),
+        cmocka_unit_test(test_for_each_retry_and_continue),
+        cmocka_unit_test(test_for_each_empty_bad_and_cap),
+        cmocka_unit_test(test_for_each_cancel),
         cmocka_unit_test(test_linear_success),
         cmocka_unit_test(test_names_and_defaults),
         cmocka_unit_test(test_invalid_transitions),
