@@ -535,12 +535,11 @@ static void lower_for_each(lower *L, rz__step *s, cJSON *obj, cJSON *v)
 static void lower_max_parallel(lower *L, rz__step *s, const cJSON *v)
 {
     uint32_t n = 0;
-    if (!want_u32(L, v, "max_parallel", NULL, 1, &n))
-        return;
-    if (n > RZ_FLOW_FOR_EACH_MAX)
+    double d = cJSON_IsNumber(v) ? v->valuedouble : 0;
+    if (cJSON_IsNumber(v) && d == floor(d) && (d < 1 || d > RZ_FLOW_FOR_EACH_MAX))
         bad(L, RZ_EINVALID, "max_parallel", NULL, "'max_parallel' is out of range: "
-            "%u is not between 1 and %u", n, RZ_FLOW_FOR_EACH_MAX);
-    else
+            "%.0f is not between 1 and %u", d, RZ_FLOW_FOR_EACH_MAX);
+    else if (want_u32(L, v, "max_parallel", NULL, 1, &n))
         s->max_parallel = n;
 }
 

@@ -1134,7 +1134,7 @@ static void unknown_step_key_far_from_all_lists_the_keys(void **state)
                              RZ_EINVALID);
     assert_true(has_msg(d, RZ_EINVALID, "unknown key 'zzzzzzzz' in step 'a' (keys: module, "
                         "needs, inputs, config, credentials, when, retry, timeout_s, "
-                        "queue_timeout_s, on_failure, verify, join, position, ui)", 0, 0));
+                        "queue_timeout_s, on_failure, verify, join, for_each, max_parallel, position, ui)", 0, 0));
     rz_diags_free(d);
 }
 
@@ -1556,6 +1556,11 @@ static void expect_round_trips(const char *yaml_src, const char *needle)
 static void join_loads_and_round_trips(void **state)
 {
     (void)state;
+    expect_round_trips("flux: 1\nname: f\nsteps:\n  a: {module: m}\n"
+                       "  b: {module: m, for_each: \"${{ steps.a.outputs.xs }}\", "
+                       "max_parallel: 3, inputs: {v: \"${{ each.value }}\"}}\n"
+                       "  c: {module: m, for_each: [1, {k: x}, \"${{ each.index }}\"]}\n",
+                       "\"for_each\":\"${{ steps.a.outputs.xs }}\",\"max_parallel\":3");
     expect_round_trips("flux: 1\nname: j\nsteps:\n  a: {module: m}\n  b: {module: m}\n"
                        "  c: {module: m, needs: [a, b], join: any_succeeded}\n",
                        "\"join\":\"any_succeeded\"");

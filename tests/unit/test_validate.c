@@ -797,6 +797,46 @@ static void test_exit_and_outputs(void **state)
     rz_diags_free(d);
 }
 
+static void test_for_each(void **state)
+{
+    (void)state;
+    rz_diags *d;
+    const char *y = "flux: 1\nname: x\nsteps:\n"
+                    "  c: {module: count, inputs: {text: \"${{ each.value }}\"}}\n"
+                    "  d: {module: count, for_each: [a], inputs: {text: \"${{ each.value }}\"}}\n";
+    assert_int_equal(validate(y, RZ_FORMAT_YAML, "f.yaml", g_reg, NULL, &d), RZ_EINVALID);
+    expect(d, "f.yaml", 4, 42, RZ_EUNKNOWN, "each.value is known only in the inputs "
+           "and config of a step with 'for_each'");
+    assert_int_equal(rz_diags_count(d), 1);
+    rz_diags_free(d);
+    const char *j = "{\"id\":\"f\",\"name\":\"x\",\"nodes\":[{\"id\":\"a\",\"moduleId\":"
+                    "\"count\",\"config\":{},\"inputs\":{\"text\":\"${{ each.index }}\"}},"
+                    "{\"id\":\"b\",\"moduleId\":\"count\",\"for_each\":[1,2],\"max_parallel\":1,"
+                    "\"config\":{},\"inputs\":{\"text\":\"${{ each.index }}\"}}],"
+                    "\"connections\":[]}";
+    assert_int_equal(validate(j, RZ_FORMAT_JSON, "f.json", g_reg, NULL, &d), RZ_EINVALID);
+    expect(d, "f.json", 1, 94, RZ_EUNKNOWN, "each.index is known only in the inputs "
+           "and config of a step with 'for_each'");
+    assert_int_equal(rz_diags_count(d), 1);
+    rz_diags_free(d);
+    /* Shapes the loader refuses, located. */
+    const char *bad = "flux: 1\nname: x\nsteps:\n  c: {module: count, for_each: 3}\n"
+                      "  d: {module: count, max_parallel: 2}\n"
+                      "  e: {module: count, for_each: [1], max_parallel: 0}\n";
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    rz_flow *f = NULL;
+    assert_int_equal(rz_flow_parse(&f, bad, strlen(bad), RZ_FORMAT_YAML, "b.yaml", d),
+                     RZ_EINVALID);
+    assert_null(f);
+    expect(d, "b.yaml", 4, 32, RZ_EINVALID, "'for_each' must be a list or a ${{ }} "
+           "expression that gives one, not a number");
+    expect(d, "b.yaml", 5, 36, RZ_EINVALID, "'max_parallel' bounds the elements of a "
+           "for_each step; this step has no 'for_each'");
+    expect(d, "b.yaml", 6, 51, RZ_EINVALID, "'max_parallel' is out of range: 0 is not "
+           "between 1 and 10000");
+    rz_diags_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -814,6 +854,7 @@ int main(void)
         cmocka_unit_test(test_one_value_per_port),
         cmocka_unit_test(test_large),
         cmocka_unit_test(test_exit_and_outputs),
+        cmocka_unit_test(test_for_each),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
