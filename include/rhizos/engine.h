@@ -294,6 +294,12 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_poll(rz_engine *e, uint64_t node,
                                           uint64_t now_ms,
                                           rz_engine_assignment *out);
 
+/* The task of its deployment's run (rz_run's numbering: a step, or one of
+ * a for_each step's elements) that job `job` runs, into *task. RZ_ENOENT
+ * if `job` is not a job of a running deployment held in memory. */
+RZ_EXTERN RZ_NODISCARD int rz_engine_job_task(const rz_engine *e, uint64_t job,
+                                              size_t *task);
+
 /* What a node reports of one attempt of a job it holds. */
 typedef struct rz_engine_report {
     int version;                /* RZ_ENGINE_REPORT_VERSION */

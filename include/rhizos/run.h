@@ -182,7 +182,9 @@ RZ_EXTERN RZ_NODISCARD int rz_run_set_step_log(rz_run *run, size_t step,
 RZ_EXTERN const char *rz_run_step_log(const rz_run *run, size_t step);
 
 /* {"id","flow","status","steps":{"<id>":{"status","attempts","outputs",
- *  "error"?,"log"?,"elements"?:[{"status","attempts","outputs",...}]}},"outputs":{...},"error"?,"failed_steps"?:[ids]}:
+ *  "error"?,"log"?,"elements"?:[{"status","attempts","outputs",...}]}},
+ *  "outputs":{...},"error"?,"failed_steps"?:[ids]}:
+ * "elements" are a for_each step's, in list order.
  * "outputs" holds the flow's declared outputs by name (null until the run
  * is done; "error" says why they could not be evaluated, which fails the
  * run) or, for a flow that declares none, the outputs of each final step

@@ -66,6 +66,12 @@ static rz__ejob *step_job(rz_engine *e, const rz__edep *d, size_t step)
     return rz__engine_task_job(e, d, step);
 }
 
+/* The deploy's jobs: its steps', then its replicated steps' runs. */
+static rz__ejob *deploy_job(rz_engine *e, const rz__edep *d, size_t i)
+{
+    return rz__engine_job(e, d->first_job + i);
+}
+
 static bool job_open(const rz__ejob *j)
 {
     return j->state < RZ_JOB_SUCCEEDED;
@@ -482,7 +488,7 @@ static int hold_batch(rz_engine *e, const rz__edep *d, size_t from, size_t n)
     rz_ledger_result *res = rz__calloc(n, sizeof *res);
     int rc = ops && res ? RZ_OK : no_memory();
     for (size_t i = 0; rc == RZ_OK && i < n; i++) {
-        const rz__ejob *j = step_job(e, d, from + i);
+        const rz__ejob *j = deploy_job(e, d, from + i);
         ops[i].type = RZ_LEDGER_OP_HOLD;
         ops[i].flags = i + 1 < n ? RZ_LEDGER_LINKED : 0;
         ops[i].id = rz__engine_hold_id(j->id);
@@ -495,8 +501,8 @@ static int hold_batch(rz_engine *e, const rz__edep *d, size_t from, size_t n)
     for (size_t i = 0; rc == RZ_OK && i < n; i++)
         if (res[i].status != RZ_OK && res[i].status != RZ_ELINKED)
             rc = rz__error(res[i].status, "step %s: cannot hold %llu micros: %s",
-                           step_job(e, d, from + i)->step_id
-                               ? step_job(e, d, from + i)->step_id : "?",
+                           deploy_job(e, d, from + i)->step_id
+                               ? deploy_job(e, d, from + i)->step_id : "?",
                            (unsigned long long)ops[i].amount,
                            rz_strerror(res[i].status));
     free(ops);
@@ -510,7 +516,7 @@ static int can_cover(rz_engine *e, const rz__edep *d, size_t n)
 {
     uint64_t sum = 0;
     for (size_t i = 0; i < n; i++) {
-        uint64_t m = step_job(e, d, i)->max_cost;
+        uint64_t m = deploy_job(e, d, i)->max_cost;
         if (m > UINT64_MAX - sum)
             return rz__error(RZ_EOVERFLOW, "the steps' holds overflow 64 bits");
         sum += m;

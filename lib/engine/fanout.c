@@ -18,7 +18,6 @@
 #include <string.h>
 
 #include "engine/engine_impl.h"
-#include "engine/fanout.h"
 #include "flow/model.h"
 
 static int no_memory(void)
@@ -170,8 +169,15 @@ int rz__engine_fan_out_rebuild(rz_engine *e, rz__edep *d)
     return RZ_OK;
 }
 
-size_t rz__engine_job_task(const rz_engine *e, uint64_t job)
+int rz_engine_job_task(const rz_engine *e, uint64_t job, size_t *task)
 {
-    const rz__ejob *j = e ? rz__engine_job(e, job) : NULL;
-    return j && j->deployment ? j->step : RZ_NPOS;
+    if (task)
+        *task = (size_t)-1;
+    const rz__ejob *j = e && task ? rz__engine_job(e, job) : NULL;
+    const rz__edep *d = j && j->deployment ? rz__engine_dep(e, j->deployment) : NULL;
+    if (!d || !d->run)
+        return rz__error(RZ_ENOENT, "job %llu is no job of a running deployment",
+                         (unsigned long long)job);
+    *task = j->step;
+    return RZ_OK;
 }

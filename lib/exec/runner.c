@@ -32,7 +32,6 @@
 #include <linux/magic.h>
 
 
-#include "engine/fanout.h"
 #include "exec/exec_impl.h"
 #include "exec/sandbox.h"
 #include "flow/model.h"
@@ -269,7 +268,8 @@ static int start_step(runner *r, size_t step, const rz__step *s,
         ao.request_json = asg->request_json;
         ao.run_id = rz_run_id(r->run);
         ao.step_id = rz_flow_step_id(r->flow, step);
-        size_t task = rz__engine_job_task(r->engine, asg->job);
+        size_t task = step;
+        (void)!rz_engine_job_task(r->engine, asg->job, &task);   /* else step */
         ao.attempt = rz_run_step_attempts(r->run, task != RZ_NPOS ? task : step);
         ao.env = r->opts->env;
         ao.secrets = secrets;
@@ -389,7 +389,8 @@ static int start_assignment(runner *r, const rz_engine_assignment *a)
     /* The attempt keeps its own copy of each value, to scrub. */
     free_secrets(r, secrets);
     if (att) {
-        size_t task = rz__engine_job_task(r->engine, a->job);
+        size_t task = RZ_NPOS;
+        (void)!rz_engine_job_task(r->engine, a->job, &task);
         r->slots[r->n_slots++] = (slot){ step, task != RZ_NPOS ? task : step,
                                          a->job, a->attempt, att, false };
         return RZ_OK;
