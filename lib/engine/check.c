@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/engine_impl.h"
+#include "flow/model.h"
 
 #define BREACH(...) rz__error(RZ_EINTERNAL, __VA_ARGS__)
 #define U(x) ((unsigned long long)(x))
@@ -145,6 +146,35 @@ static bool step_agrees(rz_step_state s, rz_job_state j)
     }
 }
 
+/* Each for_each element the run made has one job of its own (none only
+ * when its map failed for want of holds), in the state the run says. */
+static int check_elements(rz_engine *e, const rz__edep *d)
+{
+    size_t n = rz_run_task_count(d->run);
+    if (n - d->n_steps != d->n_el_jobs)
+        return BREACH("deployment %llu: %zu for_each elements but %zu element jobs",
+                      U(d->id), n - d->n_steps, d->n_el_jobs);
+    uint64_t prev = 0;
+    for (size_t t = d->n_steps; t < n; t++) {
+        uint64_t id = d->el_jobs[t - d->n_steps];
+        rz_step_state s = rz_run_step_state(d->run, t);
+        const rz__ejob *j = id ? rz__engine_job(e, id) : NULL;
+        if (!id && s == RZ_STEP_SKIPPED)
+            continue;
+        if (!j || j->deployment != d->id || j->step != t)
+            return BREACH("deployment %llu: element task %zu has no job", U(d->id), t);
+        if (id <= prev)   /* made in task order: one job per element */
+            return BREACH("deployment %llu: job %llu runs element task %zu after "
+                          "job %llu ran an earlier one", U(d->id), U(id), t, U(prev));
+        prev = id;
+        if (!step_agrees(s, j->state))
+            return BREACH("deployment %llu: element task %zu is %s but job %llu is %s",
+                          U(d->id), t, rz_step_state_name(s), U(id),
+                          rz_job_state_name(j->state));
+    }
+    return RZ_OK;
+}
+
 static int check_dep(rz_engine *e, const rz__edep *d)
 {
     for (size_t i = 0; i < d->n_steps; i++) {
@@ -158,12 +188,14 @@ static int check_dep(rz_engine *e, const rz__edep *d)
             continue;
         }
         rz_step_state s = rz_run_step_state(d->run, i);
-        if (!step_agrees(s, j->state))
+        /* A for_each step runs as its elements: its own job waits. */
+        bool map = s == RZ_STEP_RUNNING && d->flow->steps[i].for_each;
+        if (map ? j->state != RZ_JOB_PENDING : !step_agrees(s, j->state))
             return BREACH("deployment %llu: step %s is %s but job %llu is %s",
                           U(d->id), j->step_id, rz_step_state_name(s),
                           U(j->id), rz_job_state_name(j->state));
     }
-    return RZ_OK;
+    return d->run ? check_elements(e, d) : RZ_OK;
 }
 
 /* sample 0: the whole ledger; else rz_ledger_verify_sample's n. */

@@ -142,7 +142,12 @@ static const char *FLOW =
     "  c: {module: m, needs: [a], timeout_s: 2, max_cost_micros: 400,"
     " verify: {replicas: 2}}\n"
     "  d: {module: m, needs: [b, c], on_failure: continue, max_cost_micros: 400}\n"
-    "  e: {module: m, needs: [d], when: \"steps.b.outputs.v > 5\", max_cost_micros: 400}\n";
+    "  e: {module: m, needs: [d], when: \"steps.b.outputs.v > 5\", max_cost_micros: 400}\n"
+    /* for_each: element jobs made and held mid-deployment (fanout.c) */
+    "  f: {module: m, needs: [a], for_each: [1, 2, 3], max_parallel: 2,"
+    " retry: {max_attempts: 2, initial_ms: 50}, max_cost_micros: 400}\n"
+    "  g: {module: m, needs: [f], on_failure: continue, max_cost_micros: 400,"
+    " for_each: \"${{ steps.f.outputs.v }}\"}\n";
 
 static void act_deploy(world *w)
 {

@@ -1462,6 +1462,202 @@ static void test_restart_sigkill(void **state)
     check(f);
 }
 
+/* ---- for_each: element jobs made mid-deployment (lib/engine/fanout.c) ---- */
+
+static const char *FE_FLOW =
+    "flux: 1\nname: fe\ninputs: {text: {type: string}, xs: {type: array}}\nsteps:\n"
+    "  split: {module: split@1.0.0, inputs: {text: \"${{ inputs.text }}\"}}\n"
+    "  c:\n    module: count@1.0.0\n    needs: [split]\n"
+    "    for_each: \"${{ inputs.xs }}\"\n    max_parallel: 2\n"
+    "    inputs: {text: \"${{ each.value }} ${{ steps.split.outputs.left }}\"}\n"
+    "  m:\n    module: merge@1.0.0\n    needs: [c]\n"
+    "    inputs: {x: \"${{ steps.c.outputs.n[0] }}\", y: \"${{ steps.c.outputs.n[2] }}\"}\n";
+static const char *FE_INPUTS = "{\"text\":\"one two\",\"xs\":[\"a b\",\"c\",\"d e f\"]}";
+
+/* Runs the deployment to its end on node 1 and checks what it gave. */
+static void fe_finish(fx *f, uint64_t dep, uint64_t last_job)
+{
+    uint64_t nodes[1] = { 1 };
+    uint64_t now = 100;
+    for (int round = 0; round < 8; round++, now += 150) {
+        drive(f, nodes, 1, now, NULL);
+        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
+        check(f);
+    }
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deployment_state(f->e, dep, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_SUCCEEDED);
+    cJSON *doc = status(f, dep);
+    const cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "c");
+    char *n = cJSON_PrintUnformatted(cJSON_GetObjectItem(c, "outputs"));
+    assert_string_equal(n, "{\"n\":[3,2,4]}");   /* "a b one", "c one", ... */
+    free(n);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(c, "elements")), 3);
+    const cJSON *m = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "m");
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(m, "outputs"),
+                                         "sum")->valueint, 7);
+    cJSON_Delete(doc);
+    /* Every job is charged once: one per step and one per element, the
+     * for_each step's own refunded. */
+    assert_money(f, 1, last_job, nodes, 1);
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, last_job + 1, &ji), RZ_ENOENT);
+    reopen(f);
+    check(f);
+}
+
+static void test_for_each_jobs(void **state)
+{
+    fx *f = *state;
+    node_add(f, 0);
+    uint64_t d = deploy_in(f, FE_FLOW, FE_INPUTS, 1);
+    assert_int_equal(balance(f, f->client), 10000 - 3 * 200);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, 1, 2, &a), RZ_OK);
+    assert_string_equal(a.step, "split");
+    char *out = module_outputs(&a);
+    assert_int_equal(node_report(f->e, 1, a.job, a.attempt, out, NULL, 0, 3), RZ_OK);
+    free(out);
+    check(f);
+    /* split cost nothing (0 ms): three holds of steps, three of elements. */
+    assert_int_equal(balance(f, f->client), 10000 - 5 * 200);
+    /* The elements are jobs 4..6, made when split ended, held then. */
+    for (uint64_t j = 4; j <= 6; j++) {
+        rz_engine_job_info ji;
+        assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
+        assert_string_equal(ji.step, "c");
+        size_t task = 0;
+        assert_int_equal(rz_engine_job_task(f->e, j, &task), RZ_OK);
+        assert_int_equal(task, 3 + (j - 4));
+    }
+    reopen(f);   /* the run and its elements' jobs come back */
+    check(f);
+    fe_finish(f, d, 6);
+}
+
+/* kill -9 after the report that made the elements: they come back with
+ * their jobs and holds, and are neither made nor charged again. */
+static void test_for_each_killed_after_fan_out(void **state)
+{
+    fx *f = *state;
+    rz_engine_close(f->e);
+    f->e = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        reopen(f);
+        uint64_t n = node_add(f, 0);
+        deploy_in(f, FE_FLOW, FE_INPUTS, 1);
+        rz_engine_assignment a;
+        if (rz_engine_poll(f->e, n, 2, &a) != RZ_OK || strcmp(a.step, "split") != 0)
+            _exit(3);
+        char *out = module_outputs(&a);
+        if (node_report(f->e, n, a.job, 1, out, NULL, 10000, 3) != RZ_OK)
+            _exit(4);
+        if (rz_engine_poll(f->e, n, 4, &a) != RZ_OK || a.job != 4)   /* one runs */
+            _exit(5);
+        raise(SIGKILL);
+        _exit(6);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGKILL);
+    reopen(f);
+    check(f);
+    rz_engine_job_info ji;
+    for (uint64_t j = 5; j <= 6; j++) {   /* held: one queued, one waits */
+        assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
+        assert_true(j == 5 ? ji.state == RZ_JOB_QUEUED || ji.state == RZ_JOB_ASSIGNED
+                           : ji.state == RZ_JOB_PENDING);
+        assert_int_equal(ji.max_cost_micros, 200);
+    }
+    assert_int_equal(rz_engine_job_get(f->e, 7, &ji), RZ_ENOENT);
+    /* Element 0 was running on node 1 when it died: its result counts. */
+    assert_int_equal(rz_engine_job_get(f->e, 4, &ji), RZ_OK);
+    assert_int_equal(ji.state, RZ_JOB_RUNNING);
+    assert_int_equal(rz_engine_node_heartbeat(f->e, 1, 50, 0), RZ_OK);
+    assert_int_equal(node_report(f->e, 1, 4, ji.attempt, "{\"n\":3}", NULL, 10000, 60),
+                     RZ_OK);
+    check(f);
+    fe_finish(f, 1, 6);
+}
+
+/* A crash between the elements' holds and the commit: the holds are
+ * orphans that the next open refunds (their ids never used again); the
+ * report is made again and the elements get new jobs and holds, once. */
+static void test_for_each_crash_before_commit(void **state)
+{
+    fx *f = *state;
+    node_add(f, 0);
+    uint64_t d = deploy_in(f, FE_FLOW, FE_INPUTS, 1);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, 1, 2, &a), RZ_OK);
+    char *out = module_outputs(&a);   /* a's texts go with the engine */
+    uint64_t job = a.job;
+    uint32_t attempt = a.attempt;
+    rz_ledger *l = rz_engine_ledger(f->e);
+    for (uint64_t j = 4; j <= 6; j++)   /* what fan_out held before dying */
+        assert_int_equal(rz_ledger_hold(l, rz__engine_hold_id(j),
+                         rz_engine_job_ledger_id(j), f->client, 200, 0), RZ_OK);
+    reopen(f);
+    assert_int_equal(balance(f, f->client), 10000 - 3 * 200);
+    for (uint64_t j = 4; j <= 6; j++)
+        assert_int_equal(job_state(f, j), RZ_JOB_CANCELLED);
+    check(f);
+    assert_int_equal(rz_engine_node_heartbeat(f->e, 1, 3, 0), RZ_OK);
+    assert_int_equal(node_report(f->e, 1, job, attempt, out, NULL, 0, 4), RZ_OK);
+    free(out);
+    check(f);
+    /* split cost nothing; c, m and three new elements are held, once. */
+    assert_int_equal(balance(f, f->client), 10000 - 5 * 200);
+    size_t task = 0;
+    assert_int_equal(rz_engine_job_task(f->e, 7, &task), RZ_OK);
+    assert_int_equal(task, 3);
+    uint64_t nodes[1] = { 1 };
+    uint64_t now = 100;
+    for (int round = 0; round < 8; round++, now += 150) {
+        drive(f, nodes, 1, now, NULL);
+        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
+    }
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_SUCCEEDED);
+    /* Jobs 4..6 cost nothing (refunded orphans); 1..3 and 7..9 paid. */
+    assert_money(f, 1, 9, nodes, 1);
+    check(f);
+}
+
+/* Holds the client cannot cover fail the map (recorded: a reopen agrees),
+ * not the engine call. */
+static void test_for_each_no_funds(void **state)
+{
+    fx *f = *state;
+    node_add(f, 0);
+    char in[8192] = "{\"text\":\"one two\",\"xs\":[";
+    for (int k = 0; k < 60; k++)   /* 60 x 200 > what is left of 10,000 */
+        strcat(in, k ? ",\"w\"" : "\"w\"");
+    strcat(in, "]}");
+    uint64_t d = deploy_in(f, FE_FLOW, in, 1);
+    uint64_t nodes[1] = { 1 };
+    drive(f, nodes, 1, 2, NULL);
+    check(f);
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_FAILED);
+    cJSON *doc = status(f, d);
+    assert_string_equal(step_status(doc, "c"), "failed");
+    const cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "c");
+    assert_non_null(strstr(cJSON_GetObjectItem(c, "error")->valuestring,
+                           "cannot hold its for_each elements: 60 for_each elements "
+                           "need 12000 micros held"));
+    assert_string_equal(step_status(doc, "m"), "skipped");
+    cJSON_Delete(doc);
+    assert_money(f, 1, 3, nodes, 1);
+    reopen(f);
+    check(f);
+}
+
 /* A hold made for a submission that crashed before its commit is refunded
  * on open, and its job id is never handed out again. */
 static void test_orphan_hold(void **state)
@@ -2239,6 +2435,10 @@ int main(void)
         T(test_deploy_timeout_cancel),
         T(test_restart_close),
         T(test_restart_sigkill),
+        T(test_for_each_jobs),
+        T(test_for_each_killed_after_fan_out),
+        T(test_for_each_crash_before_commit),
+        T(test_for_each_no_funds),
         T(test_orphan_hold),
         T(test_timeout_reason),
         T(test_status_job_view),
