@@ -311,7 +311,7 @@ class Network(Base):
         # on_exit step reading flow.status, and declared outputs, with the
         # same results as the same flows run embedded.
         self.start_nodes()
-        for name in ("join.yaml", "on_exit.yaml"):
+        for name in ("join.yaml", "for_each.yaml", "on_exit.yaml"):
             with self.subTest(flow=name):
                 path = os.path.join(ROOT, "examples", "flows", name)
                 with open(path) as f:   # each step a budget for these prices
@@ -328,6 +328,17 @@ class Network(Base):
                 self.assertEqual(st.get("failed_steps"), local.get("failed_steps"))
                 self.assertEqual({k: v["status"] for k, v in st["steps"].items()},
                                  {k: v["status"] for k, v in local["steps"].items()})
+                # for_each: each element a job of its own on the network, with
+                # the statuses, attempts and outputs of the embedded run's.
+                def elements(doc):
+                    return {k: [(e["status"], e["attempts"], e["outputs"])
+                                for e in v.get("elements", [])]
+                            for k, v in doc["steps"].items()}
+                self.assertEqual(elements(st), elements(local))
+                if name == "for_each.yaml":   # element i failed i times
+                    self.assertEqual([a for _, a, _ in elements(st)["retries"]],
+                                     [1, 2, 3])
+                    self.assertEqual(st["outputs"]["attempts"], [1, 2, 3])
         self.assertEqual(st["outputs"]["alert"], "run succeeded; failed steps: [primary]")
         self.assertEqual(st["failed_steps"], ["primary"])
         text = self.cli("flow", "status", str(dep), key=self.key).stdout
