@@ -627,12 +627,45 @@ static void span(char *buf, size_t cap, const cJSON *o)
         snprintf(buf, cap, "-");
 }
 
-static void print_json_field(const char *label, const cJSON *v)
+static void print_json_field_in(const char *ind, const char *label, const cJSON *v)
 {
     char *text = v ? cJSON_PrintUnformatted(v) : NULL;
     if (text)
-        printf("    %-8s %s\n", label, text);
+        printf("%s%-8s %s\n", ind, label, text);
     free(text);
+}
+
+static void print_json_field(const char *label, const cJSON *v)
+{
+    print_json_field_in("    ", label, v);
+}
+
+/* One step (or for_each element) of a run record: `head`, status,
+ * attempts, time, then its details indented by `ind`. */
+static void print_task(const char *head, const char *ind, const cJSON *s)
+{
+    char took[32];
+    const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "status"));
+    int attempts = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "attempts"));
+    span(took, sizeof took, s);
+    printf("%s: %s, %d attempt%s, %s\n", head, st ? st : "?", attempts,
+           attempts == 1 ? "" : "s", took);
+    const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "error"));
+    if (why)
+        printf("%s%-8s %s\n", ind, "error", why);
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(s, "inputs");
+    if (cJSON_GetArraySize(in) > 0)
+        print_json_field_in(ind, "inputs", in);
+    const cJSON *out = cJSON_GetObjectItemCaseSensitive(s, "outputs");
+    if (cJSON_GetArraySize(out) > 0)
+        print_json_field_in(ind, "outputs", out);
+    const char *log = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "log"));
+    for (const char *p = log; p && *p;) {
+        const char *nl = strchr(p, '\n');
+        int n = nl ? (int)(nl - p) : (int)strlen(p);
+        printf("%s| %.*s\n", ind, n, p);
+        p += n + (nl != NULL);
+    }
 }
 
 /* One recorded run in detail: the header, the flow's outputs, then each
@@ -657,27 +690,15 @@ static void print_run_detail(const cJSON *rec)
     }
     const cJSON *steps = cJSON_GetObjectItemCaseSensitive(rec, "steps"), *s;
     cJSON_ArrayForEach(s, steps) {
-        const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "status"));
-        span(took, sizeof took, s);
-        printf("step %s: %s, %d attempt%s, %s\n", s->string, st ? st : "?",
-               (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "attempts")),
-               (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "attempts")) == 1
-                   ? "" : "s", took);
-        const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "error"));
-        if (why)
-            printf("    %-8s %s\n", "error", why);
-        const cJSON *in = cJSON_GetObjectItemCaseSensitive(s, "inputs");
-        if (cJSON_GetArraySize(in) > 0)
-            print_json_field("inputs", in);
-        const cJSON *out = cJSON_GetObjectItemCaseSensitive(s, "outputs");
-        if (cJSON_GetArraySize(out) > 0)
-            print_json_field("outputs", out);
-        const char *log = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "log"));
-        for (const char *p = log; p && *p;) {
-            const char *nl = strchr(p, '\n');
-            int n = nl ? (int)(nl - p) : (int)strlen(p);
-            printf("    | %.*s\n", n, p);
-            p += n + (nl != NULL);
+        char head[300];
+        snprintf(head, sizeof head, "step %s", s->string);
+        print_task(head, "    ", s);
+        /* A for_each step's elements, each as it ran, in list order. */
+        const cJSON *els = cJSON_GetObjectItemCaseSensitive(s, "elements"), *e;
+        int k = 0;
+        cJSON_ArrayForEach(e, els) {
+            snprintf(head, sizeof head, "  element %d", k++);
+            print_task(head, "      ", e);
         }
     }
 }

@@ -167,7 +167,8 @@ RZ_EXTERN RZ_NODISCARD int rz_run_step_times(const rz_run *run, size_t step,
                                              uint64_t *ended_ms);
 /* The inputs step `step` was given, as a JSON object, rebuilt from the
  * settled steps and flow inputs it reads (as rz_run_request built them):
- * for a record of what ran. RZ_ESTATE if it never started, RZ_EEXPR /
+ * for a record of what ran. RZ_ESTATE if it never started (or is a
+ * for_each step: ask its elements), RZ_EEXPR /
  * RZ_EINVALID if they cannot be built. Release with rz_free. */
 RZ_EXTERN RZ_NODISCARD int rz_run_step_inputs(const rz_run *run, size_t step,
                                               char **out);

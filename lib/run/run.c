@@ -1505,6 +1505,8 @@ int rz_run_step_inputs(const rz_run *run, size_t step, char **out)
         return rc;
     if (!run->st[step].attempts)
         return rz__error(RZ_ESTATE, "step '%s' never started", step_of(run, step)->id);
+    if (run->st[step].mapped)
+        return mapped(run, step, "rebuild the inputs of");
     cJSON *inputs = cJSON_CreateObject();
     rc = inputs ? request_inputs(run, step, inputs) : rz__error(RZ_ENOMEM, "out of memory");
     if (rc == RZ_OK && !(*out = cJSON_PrintUnformatted(inputs)))

@@ -87,9 +87,28 @@ static size_t time_key(char *buf, size_t cap, uint64_t t, const char *id)
     return 8 + n;
 }
 
-/* What `rhizos flow runs RUN_ID` shows beyond the run's JSON: each step
- * that started gets its wall-clock start and end (from the run's own clock,
- * offset by the run's start) and the inputs it was given. */
+/* What `rhizos flow runs RUN_ID` shows beyond the run's JSON: each task
+ * that started (a step, or a for_each element) gets its wall-clock start and
+ * end (from the run's own clock, offset by the run's start) and the inputs
+ * it was given. */
+static void add_task_details(const rz_run *run, size_t task, cJSON *sj,
+                             uint64_t started)
+{
+    uint64_t t0, t1;
+    if (!sj || rz_run_step_times(run, task, &t0, &t1) != RZ_OK)
+        return;
+    cJSON_AddNumberToObject(sj, "started_ms", (double)(started + t0));
+    if (t1)
+        cJSON_AddNumberToObject(sj, "finished_ms", (double)(started + t1));
+    char *in = NULL;
+    if (rz_run_step_inputs(run, task, &in) != RZ_OK)
+        return;   /* cannot be built (the error says), or a for_each step's */
+    cJSON *v = cJSON_Parse(in);
+    rz_free(in);
+    if (v && !cJSON_AddItemToObject(sj, "inputs", v))
+        cJSON_Delete(v);
+}
+
 static void add_step_details(const rz_run *run, cJSON *rec, uint64_t started)
 {
     const rz_flow *flow = rz_run_flow(run);
@@ -98,24 +117,20 @@ static void add_step_details(const rz_run *run, cJSON *rec, uint64_t started)
      * (a lookup by name per step is quadratic, minutes at 100,000 steps),
      * looking a step up only where the orders differ. */
     cJSON *next = steps ? steps->child : NULL;
-    for (size_t i = 0; i < rz_flow_step_count(flow); i++) {
-        uint64_t t0, t1;
+    size_t n = rz_flow_step_count(flow);
+    for (size_t i = 0; i < n; i++) {
         const char *id = rz_flow_step_id(flow, i);
         cJSON *sj = next && next->string && strcmp(next->string, id) == 0
                   ? next : cJSON_GetObjectItemCaseSensitive(steps, id);
         next = sj ? sj->next : NULL;
-        if (!sj || rz_run_step_times(run, i, &t0, &t1) != RZ_OK)
-            continue;
-        cJSON_AddNumberToObject(sj, "started_ms", (double)(started + t0));
-        if (t1)
-            cJSON_AddNumberToObject(sj, "finished_ms", (double)(started + t1));
-        char *in = NULL;
-        if (rz_run_step_inputs(run, i, &in) != RZ_OK)
-            continue;   /* inputs that cannot be built: the step's error says */
-        cJSON *v = cJSON_Parse(in);
-        rz_free(in);
-        if (v && !cJSON_AddItemToObject(sj, "inputs", v))
-            cJSON_Delete(v);
+        add_task_details(run, i, sj, started);
+    }
+    for (size_t t = n; t < rz_run_task_count(run); t++) {
+        size_t el = 0, i = rz_run_task_step(run, t, &el);
+        const cJSON *sj = cJSON_GetObjectItemCaseSensitive(steps, rz_flow_step_id(flow, i));
+        add_task_details(run, t, cJSON_GetArrayItem(
+                             cJSON_GetObjectItemCaseSensitive(sj, "elements"), (int)el),
+                         started);
     }
 }
 

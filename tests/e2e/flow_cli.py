@@ -129,6 +129,35 @@ class FlowRunExamples(unittest.TestCase):
         self.assertIn('alert: "run succeeded; failed steps: []"', p.stdout)
         self.assertNotIn("failed (handled)", p.stdout)
 
+    def test_for_each_runs_each_element(self):
+        # Lists in element order; each element retried on its own; the
+        # record and `flow runs RUN_ID` show every element as it ran.
+        p, doc = self.run_json("for_each.yaml", "--input",
+                               'cities=["rome","oslo","lima","kyiv","nuuk"]')
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(doc["outputs"]["greetings"],
+                         ["0: hello rome", "1: hello oslo", "2: hello lima",
+                          "3: hello kyiv", "4: hello nuuk"])
+        self.assertEqual(doc["outputs"]["attempts"], [1, 2, 3])
+        els = doc["steps"]["retries"]["elements"]
+        self.assertEqual([(e["status"], e["attempts"]) for e in els],
+                         [("succeeded", 1), ("succeeded", 2), ("succeeded", 3)])
+        self.assertEqual(doc["steps"]["retries"]["attempts"], 6)
+        shown = rhizos("flow", "runs", doc["id"], data=self.data)
+        self.assertEqual(shown.returncode, 0, shown.stderr)
+        self.assertIn("  element 2: succeeded, 3 attempts", shown.stdout)
+        self.assertIn('      inputs   {"message":"4: hello nuuk"}', shown.stdout)
+        # An empty list succeeds with empty lists; a list too long fails
+        # the step, saying so.
+        p, doc = self.run_json("for_each.yaml", "--input", "cities=[]")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(doc["outputs"]["greetings"], [])
+        p, doc = self.run_json("for_each.yaml", "--input",
+                               "cities=" + json.dumps(["x"] * 10001))
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(doc["steps"]["greet"]["error"],
+                         "for_each gives 10001 elements; a step runs at most 10000")
+
     def test_fallback_runs_when_primary_fails(self):
         # primary fails both attempts: the fallback reads its status, error
         # and attempts; the failure is handled, so the run succeeds.
