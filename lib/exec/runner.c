@@ -871,7 +871,10 @@ static int runner_init(runner *r, const rz_flow *flow,
     r->flow = flow;
     r->opts = opts;
     r->jobs = opts->jobs ? opts->jobs : (cpus > 0 ? (unsigned)cpus : 1);
-    if (r->jobs > n)
+    bool fan_out = false;   /* a for_each step may run more tasks than steps */
+    for (size_t i = 0; i < n && !fan_out; i++)
+        fan_out = flow->steps[i].for_each != NULL;
+    if (r->jobs > n && !fan_out)
         r->jobs = n ? (unsigned)n : 1;
     r->slots = rz__calloc(r->jobs, sizeof *r->slots);
     r->pfds = rz__calloc(r->jobs, sizeof *r->pfds);

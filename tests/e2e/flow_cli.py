@@ -158,6 +158,23 @@ class FlowRunExamples(unittest.TestCase):
         self.assertEqual(doc["steps"]["greet"]["error"],
                          "for_each gives 10001 elements; a step runs at most 10000")
 
+    def test_for_each_max_parallel(self):
+        # Four naps, two at a time: the third and fourth start only after
+        # one of the first two ended, and the runner runs two at once even
+        # though the flow has a single step.
+        flow = os.path.join(self.tmp.name, "naps.yaml")
+        with open(flow, "w") as f:
+            f.write("flux: 1\nname: naps\nsteps:\n  nap:\n    module: sleep@1\n"
+                    "    for_each: [1, 2, 3, 4]\n    max_parallel: 2\n"
+                    "    config: {seconds: 0.3}\n")
+        p = rhizos("flow", "run", flow, "--json", "--jobs", "4", data=self.data)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = json.loads(p.stdout)["steps"]["nap"]["outputs"]
+        started, finished = out["started"], out["finished"]
+        first_end = min(finished[0], finished[1])
+        self.assertGreaterEqual(min(started[2], started[3]), first_end)
+        self.assertLess(max(started[0], started[1]), first_end)   # together
+
     def test_fallback_runs_when_primary_fails(self):
         # primary fails both attempts: the fallback reads its status, error
         # and attempts; the failure is handled, so the run succeeds.
