@@ -299,6 +299,13 @@ static bool port_compatible(const char *out, const char *in)
     return strcmp(out, "integer") == 0 && strcmp(in, "number") == 0;
 }
 
+/* What a step's output port gives downstream: a for_each step's is a list
+ * of the port's values, one per element. */
+static const char *given_type(const vctx *v, size_t step, const rz__port *out)
+{
+    return v->f->steps[step].for_each ? "array" : out->type;
+}
+
 static bool is_integral(const cJSON *x)
 {
     return cJSON_IsNumber(x) && isfinite(x->valuedouble) &&
@@ -619,10 +626,10 @@ static void check_connections(vctx *v)
             in = conn_port(v, cn, b, cn->dst_port, false);
         if (in)
             mark_given(v, b, in);
-        if (out && in && !port_compatible(out->type, in->type))
+        if (out && in && !port_compatible(given_type(v, a, out), in->type))
             report(v, RZ_ETYPE, cn->ptr, NULL, "output '%s' of '%s' is %s but "
                    "input '%s' of '%s' is %s", out->name, step_name(v, a),
-                   out->type, in->name, step_name(v, b), in->type);
+                   given_type(v, a, out), in->name, step_name(v, b), in->type);
     }
 }
 
@@ -956,10 +963,10 @@ static void check_literal_type(vctx *v, size_t i, const rz__input *in,
     const cJSON *x = in->value;
     size_t src;
     const rz__port *out = x && p->type ? whole_output_ref(v, x, &src) : NULL;
-    if (out && out->type && !port_compatible(out->type, p->type)) {
+    if (out && out->type && !port_compatible(given_type(v, src, out), p->type)) {
         report(v, RZ_ETYPE, in->ptr, NULL, "output '%s' of '%s' is %s but input "
-               "'%s' of '%s' is %s", out->name, step_name(v, src), out->type,
-               p->name, step_name(v, i), p->type);
+               "'%s' of '%s' is %s", out->name, step_name(v, src),
+               given_type(v, src, out), p->name, step_name(v, i), p->type);
         return;
     }
     if (!x || has_expr(x) || cJSON_IsNull(x) || !p->type ||

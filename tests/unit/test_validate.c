@@ -819,6 +819,14 @@ static void test_for_each(void **state)
            "and config of a step with 'for_each'");
     assert_int_equal(rz_diags_count(d), 1);
     rz_diags_free(d);
+    /* A for_each step's outputs are lists downstream. */
+    const char *lists = "flux: 1\nname: x\nsteps:\n"
+        "  c: {module: count, for_each: [a, b], inputs: {text: \"${{ each.value }}\"}}\n"
+        "  d: {module: count, needs: [c], inputs: {text: \"${{ steps.c.outputs.count }}\"}}\n";
+    assert_int_equal(validate(lists, RZ_FORMAT_YAML, "l.yaml", g_reg, NULL, &d), RZ_EINVALID);
+    expect(d, "l.yaml", 5, 49, RZ_ETYPE, "output 'count' of 'c' is array but input "
+           "'text' of 'd' is string");
+    rz_diags_free(d);
     /* Shapes the loader refuses, located. */
     const char *bad = "flux: 1\nname: x\nsteps:\n  c: {module: count, for_each: 3}\n"
                       "  d: {module: count, max_parallel: 2}\n"
