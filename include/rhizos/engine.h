@@ -510,6 +510,14 @@ typedef struct rz_engine_deployment_info {
 RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_get(const rz_engine *e,
                                                     uint64_t deployment,
                                                     rz_engine_deployment_info *out);
+/* The jobs of a running deployment's for_each elements made so far (each
+ * its own job and hold, made when its step's list was known; not the steps'
+ * first_job + i): up to `cap` ids into `jobs` (may be NULL with cap 0), in
+ * the order they were made; returns how many there are in all. 0 for a
+ * finished deployment: its status lists each element's "job". */
+RZ_EXTERN size_t rz_engine_deployment_element_jobs(const rz_engine *e,
+                                                   uint64_t deployment,
+                                                   uint64_t *jobs, size_t cap);
 
 /* Nodes are numbered 1..rz_engine_node_count (lost and gone ones stay). */
 RZ_EXTERN uint64_t rz_engine_node_count(const rz_engine *e);

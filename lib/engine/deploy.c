@@ -112,16 +112,31 @@ static void sb_item(sbuf *b, cJSON *v)
 /* Step i as the run gives it, with its job's own view: after a decline or
  * a lost node the run's step is still running (same attempt) while its job
  * waits in the queue again, dispatched once more. */
+static bool add_job_view(cJSON *s, const rz__ejob *j)
+{
+    const char *why = j ? rz__engine_waiting_reason(j) : NULL;
+    return !j || (cJSON_AddNumberToObject(s, "job", (double)j->id) &&
+                  cJSON_AddStringToObject(s, "job_status", rz_job_state_name(j->state)) &&
+                  cJSON_AddNumberToObject(s, "dispatches", (double)j->attempt) &&
+                  (!why || cJSON_AddStringToObject(s, "waiting_reason", why)));
+}
+
 static cJSON *step_status_json(const rz_engine *e, const rz__edep *d, size_t i)
 {
     cJSON *s = rz__run_step_json(d->run, i);
-    const rz__ejob *j = rz__engine_job(e, d->first_job + i);
-    const char *why = j ? rz__engine_waiting_reason(j) : NULL;
-    if (s && j &&
-        !(cJSON_AddNumberToObject(s, "job", (double)j->id) &&
-          cJSON_AddStringToObject(s, "job_status", rz_job_state_name(j->state)) &&
-          cJSON_AddNumberToObject(s, "dispatches", (double)j->attempt) &&
-          (!why || cJSON_AddStringToObject(s, "waiting_reason", why)))) {
+    bool ok = s && add_job_view(s, rz__engine_job(e, d->first_job + i));
+    /* A for_each step's elements: each its own job. */
+    cJSON *el = ok ? cJSON_GetObjectItemCaseSensitive(s, "elements") : NULL;
+    if (el) {
+        size_t first = RZ_NPOS, n = rz_run_task_count(d->run);
+        for (size_t t = d->n_steps; t < n && first == RZ_NPOS; t++)
+            if (rz_run_task_step(d->run, t, NULL) == i)
+                first = t;   /* a step's elements are consecutive tasks */
+        size_t k = 0;
+        for (cJSON *x = el->child; ok && x && first != RZ_NPOS; x = x->next, k++)
+            ok = add_job_view(x, rz__engine_task_job(e, d, first + k));
+    }
+    if (!ok) {
         cJSON_Delete(s);
         return NULL;
     }

@@ -194,7 +194,7 @@ struct rz__step;
  * holds are refused the maps that asked fail instead (a recorded event). */
 RZ_HIDDEN int rz__engine_fan_out(rz_engine *e, rz__edep *d, uint64_t now);
 /* The job of task `task` of `d` (a step's or an element's); NULL if none. */
-RZ_HIDDEN struct rz__ejob *rz__engine_task_job(rz_engine *e, const rz__edep *d,
+RZ_HIDDEN struct rz__ejob *rz__engine_task_job(const rz_engine *e, const rz__edep *d,
                                                size_t task);
 /* After a replay: each element of the rebuilt run finds its job record. */
 RZ_HIDDEN int rz__engine_fan_out_rebuild(rz_engine *e, rz__edep *d);

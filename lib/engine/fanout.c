@@ -25,7 +25,7 @@ static int no_memory(void)
     return rz__error(RZ_ENOMEM, "out of memory");
 }
 
-rz__ejob *rz__engine_task_job(rz_engine *e, const rz__edep *d, size_t task)
+rz__ejob *rz__engine_task_job(const rz_engine *e, const rz__edep *d, size_t task)
 {
     if (task < d->n_steps)
         return rz__engine_job(e, d->first_job + task);
@@ -180,4 +180,20 @@ int rz_engine_job_task(const rz_engine *e, uint64_t job, size_t *task)
                          (unsigned long long)job);
     *task = j->step;
     return RZ_OK;
+}
+
+size_t rz_engine_deployment_element_jobs(const rz_engine *e, uint64_t deployment,
+                                         uint64_t *jobs, size_t cap)
+{
+    const rz__edep *d = e ? rz__engine_dep(e, deployment) : NULL;
+    if (!d || !d->run)
+        return 0;
+    size_t n = 0;
+    for (size_t k = 0; k < d->n_el_jobs; k++)
+        if (d->el_jobs[k]) {
+            if (jobs && n < cap)
+                jobs[n] = d->el_jobs[k];
+            n++;
+        }
+    return n;
 }

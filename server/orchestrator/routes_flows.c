@@ -12,18 +12,30 @@ static bool same_id(rz_ledger_id a, rz_ledger_id b)
     return a.hi == b.hi && a.lo == b.lo;
 }
 
-/* Held and charged micros over the deployment's steps. */
+static void job_money(orch *o, uint64_t job, uint64_t *held, uint64_t *charged)
+{
+    rz_engine_job_info ji;
+    if (rz_engine_job_get(o->e, job, &ji) != RZ_OK)
+        return;
+    *held += ji.max_cost_micros;
+    *charged += ji.cost_micros;
+}
+
+/* Held and charged micros over the deployment's steps and their for_each
+ * elements (each its own job, listed in the status). */
 static void step_money(orch *o, const rz_engine_deployment_info *di,
-                       uint64_t *held, uint64_t *charged)
+                       const cJSON *doc, uint64_t *held, uint64_t *charged)
 {
     *held = *charged = 0;
-    for (size_t i = 0; i < di->n_steps; i++) {
-        rz_engine_job_info ji;
-        if (rz_engine_job_get(o->e, di->first_job + i, &ji) != RZ_OK)
-            continue;
-        *held += ji.max_cost_micros;
-        *charged += ji.cost_micros;
-    }
+    for (size_t i = 0; i < di->n_steps; i++)
+        job_money(o, di->first_job + i, held, charged);
+    const cJSON *s, *e;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(doc, "steps"))
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(s, "elements")) {
+            const cJSON *j = cJSON_GetObjectItemCaseSensitive(e, "job");
+            if (cJSON_IsNumber(j))
+                job_money(o, (uint64_t)j->valuedouble, held, charged);
+        }
 }
 
 char *flow_status_text(orch *o, uint64_t dep)
@@ -38,7 +50,7 @@ char *flow_status_text(orch *o, uint64_t dep)
     if (!doc)
         return NULL;
     uint64_t held, charged;
-    step_money(o, &di, &held, &charged);
+    step_money(o, &di, doc, &held, &charged);
     cJSON_AddNumberToObject(doc, "held_micros", (double)held);
     cJSON_AddNumberToObject(doc, "charged_micros", (double)charged);
     flows_status_extra(o, dep, doc);
@@ -177,7 +189,14 @@ static void deployed(req *q, uint64_t dep, const char *text, const cJSON *inputs
     rz_engine_deployment_info di;
     uint64_t held = 0, charged = 0;
     if (rz_engine_deployment_get(o->e, dep, &di) == RZ_OK)
-        step_money(o, &di, &held, &charged);
+        step_money(o, &di, NULL, &held, &charged);
+    /* for_each elements held already (a list known at the deploy) */
+    size_t n_el = rz_engine_deployment_element_jobs(o->e, dep, NULL, 0);
+    uint64_t *el = n_el ? calloc(n_el, sizeof *el) : NULL;
+    n_el = el ? rz_engine_deployment_element_jobs(o->e, dep, el, n_el) : 0;
+    for (size_t k = 0; k < n_el; k++)
+        job_money(o, el[k], &held, &charged);
+    free(el);
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddNumberToObject(doc, "id", (double)dep);
     cJSON_AddStringToObject(doc, "status", rz_run_state_name(di.state));

@@ -339,6 +339,17 @@ class Network(Base):
                     self.assertEqual([a for _, a, _ in elements(st)["retries"]],
                                      [1, 2, 3])
                     self.assertEqual(st["outputs"]["attempts"], [1, 2, 3])
+                    # Each element is a job of the deployment, charged once,
+                    # and counted in what the flow charged.
+                    jobs = [self.job(s["job"]) for s in st["steps"].values()]
+                    for s in st["steps"].values():
+                        jobs += [self.job(e["job"]) for e in s.get("elements", [])]
+                    self.assertEqual(len({j["id"] for j in jobs}), 3 + 6)
+                    for j in jobs:
+                        self.assertEqual(j["deployment"], dep, j)
+                    self.assertEqual(st["charged_micros"],
+                                     sum(j["cost_micros"] for j in jobs), st)
+                    self.assertGreater(st["charged_micros"], 0)
         self.assertEqual(st["outputs"]["alert"], "run succeeded; failed steps: [primary]")
         self.assertEqual(st["failed_steps"], ["primary"])
         text = self.cli("flow", "status", str(dep), key=self.key).stdout

@@ -1521,6 +1521,10 @@ static void test_for_each_jobs(void **state)
     check(f);
     /* split cost nothing (0 ms): three holds of steps, three of elements. */
     assert_int_equal(balance(f, f->client), 10000 - 5 * 200);
+    uint64_t ids[8] = {0};
+    assert_int_equal(rz_engine_deployment_element_jobs(f->e, d, ids, 8), 3);
+    assert_int_equal(ids[0], 4);
+    assert_int_equal(ids[2], 6);
     /* The elements are jobs 4..6, made when split ended, held then. */
     for (uint64_t j = 4; j <= 6; j++) {
         rz_engine_job_info ji;
@@ -1533,6 +1537,13 @@ static void test_for_each_jobs(void **state)
     reopen(f);   /* the run and its elements' jobs come back */
     check(f);
     fe_finish(f, d, 6);
+    /* Finished: its status names each element's job instead. */
+    assert_int_equal(rz_engine_deployment_element_jobs(f->e, d, ids, 8), 0);
+    cJSON *doc = status(f, d);
+    const cJSON *els = cJSON_GetObjectItem(cJSON_GetObjectItem(
+        cJSON_GetObjectItem(doc, "steps"), "c"), "elements");
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(els, 1), "job")->valueint, 5);
+    cJSON_Delete(doc);
 }
 
 /* kill -9 after the report that made the elements: they come back with
