@@ -38,6 +38,18 @@ static void step_money(orch *o, const rz_engine_deployment_info *di,
         }
 }
 
+/* What a running deployment's for_each elements hold (those whose list was
+ * known at the deploy). */
+static void element_money(orch *o, uint64_t dep, uint64_t *held, uint64_t *charged)
+{
+    size_t n = rz_engine_deployment_element_jobs(o->e, dep, NULL, 0);
+    uint64_t *el = n ? calloc(n, sizeof *el) : NULL;
+    n = el ? rz_engine_deployment_element_jobs(o->e, dep, el, n) : 0;
+    for (size_t k = 0; k < n; k++)
+        job_money(o, el[k], held, charged);
+    free(el);
+}
+
 char *flow_status_text(orch *o, uint64_t dep)
 {
     rz_engine_deployment_info di;
@@ -190,13 +202,7 @@ static void deployed(req *q, uint64_t dep, const char *text, const cJSON *inputs
     uint64_t held = 0, charged = 0;
     if (rz_engine_deployment_get(o->e, dep, &di) == RZ_OK)
         step_money(o, &di, NULL, &held, &charged);
-    /* for_each elements held already (a list known at the deploy) */
-    size_t n_el = rz_engine_deployment_element_jobs(o->e, dep, NULL, 0);
-    uint64_t *el = n_el ? calloc(n_el, sizeof *el) : NULL;
-    n_el = el ? rz_engine_deployment_element_jobs(o->e, dep, el, n_el) : 0;
-    for (size_t k = 0; k < n_el; k++)
-        job_money(o, el[k], &held, &charged);
-    free(el);
+    element_money(o, dep, &held, &charged);
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddNumberToObject(doc, "id", (double)dep);
     cJSON_AddStringToObject(doc, "status", rz_run_state_name(di.state));
