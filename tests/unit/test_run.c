@@ -1638,6 +1638,45 @@ static void test_for_each_empty_bad_and_cap(void **state)
     rz_flow_free(f);
 }
 
+/* Each element has the step's timeout; one that expires fails the map
+ * like a failure would; rz_run_fail on the step fails the whole map. */
+static void test_for_each_timeout_and_fail_map(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: fe\nsteps:\n"
+                      "  m: {module: noop, for_each: [1, 2, 3], timeout_s: 2}\n");
+    rz_run *r = start_run(f, NULL);
+    size_t t[64], m = S(r, "m");
+    assert_int_equal(ready_tasks(r, 0, t), 3);
+    assert_int_equal(rz_run_start(r, t[0], 0), RZ_OK);
+    assert_int_equal(rz_run_start(r, t[1], 1000), RZ_OK);
+    assert_int_equal(rz_run_next_wakeup(r), 2000);
+    size_t expired[4];
+    assert_int_equal(rz_run_tick(r, 2000, expired, 4), 1);
+    assert_int_equal(expired[0], t[0]);
+    assert_string_equal(rz_run_step_error(r, t[0]), "timed out after 2 s");
+    assert_int_equal(rz_run_step_state(r, t[2]), RZ_STEP_SKIPPED);
+    assert_int_equal(rz_run_succeed(r, t[1], NULL, 2500), RZ_OK);
+    assert_int_equal(rz_run_step_state(r, m), RZ_STEP_FAILED);
+    assert_string_equal(rz_run_step_error(r, m),
+                        "element 0 (of 3) failed: timed out after 2 s");
+    rz_run_free(r);
+
+    r = start_run(f, NULL);
+    assert_int_equal(ready_tasks(r, 0, t), 3);
+    assert_int_equal(rz_run_start(r, t[0], 0), RZ_OK);
+    assert_int_equal(rz_run_fail(r, m, "no money", 1), RZ_OK);
+    assert_int_equal(rz_run_step_state(r, t[1]), RZ_STEP_SKIPPED);
+    assert_string_equal(rz_run_step_error(r, t[1]), "not run: no money");
+    assert_int_equal(rz_run_step_state(r, m), RZ_STEP_RUNNING);
+    assert_int_equal(rz_run_succeed(r, t[0], NULL, 2), RZ_OK);
+    assert_int_equal(rz_run_step_state(r, m), RZ_STEP_FAILED);
+    assert_string_equal(rz_run_step_error(r, m), "no money");
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
 static void test_for_each_cancel(void **state)
 {
     (void)state;
@@ -1665,6 +1704,7 @@ int main(void)
         cmocka_unit_test(test_for_each_retry_and_continue),
         cmocka_unit_test(test_for_each_empty_bad_and_cap),
         cmocka_unit_test(test_for_each_cancel),
+        cmocka_unit_test(test_for_each_timeout_and_fail_map),
         cmocka_unit_test(test_linear_success),
         cmocka_unit_test(test_names_and_defaults),
         cmocka_unit_test(test_invalid_transitions),
