@@ -304,6 +304,56 @@ static const char *step_words(const cJSON *st, char *buf, size_t cap)
     return buf;
 }
 
+/* One row of the status table: a step, or one of its for_each elements. */
+static void print_step_row(const char *name, const cJSON *st)
+{
+    char job[24] = "-";
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(st, "job");
+    if (cJSON_IsNumber(j))
+        snprintf(job, sizeof job, "%lld", (long long)j->valuedouble);
+    char words[320];
+    printf("  %-20s %8lld %8s  %s\n", name, (long long)cli_json_int(st, "attempts"),
+           job, step_words(st, words, sizeof words));
+    const char *err = cli_json_str(st, "error", NULL);
+    if (err)
+        printf("  %-20s error: %s\n", "", err);
+}
+
+/* A for_each step's elements: each one while there are at most 20, else a
+ * count per status and the (first 20) that did not succeed. */
+#define ELEMENT_ROWS 20
+static void print_elements(const char *step, const cJSON *els)
+{
+    int n = cJSON_GetArraySize(els), shown = 0, k = 0;
+    if (!n)
+        return;
+    if (n > ELEMENT_ROWS) {
+        const char *names[] = { "succeeded", "running", "pending", "ready", "backoff",
+                                "failed", "skipped", "cancelled" };
+        printf("  %-20s %d elements:", "", n);
+        for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+            int c = 0;
+            const cJSON *e;
+            cJSON_ArrayForEach(e, els)
+                c += strcmp(cli_json_str(e, "status", ""), names[i]) == 0;
+            if (c)
+                printf(" %d %s", c, names[i]);
+        }
+        printf("\n");
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, els) {
+        bool ok = strcmp(cli_json_str(e, "status", ""), "succeeded") == 0;
+        if (n <= ELEMENT_ROWS || (!ok && shown < ELEMENT_ROWS)) {
+            char name[96];
+            snprintf(name, sizeof name, "%.60s[%d]", step, k);
+            print_step_row(name, e);
+            shown++;
+        }
+        k++;
+    }
+}
+
 static void print_flow_status(const cJSON *s)
 {
     char money[128];
@@ -318,17 +368,8 @@ static void print_flow_status(const cJSON *s)
     printf("  %-20s %8s %8s  %s\n", "STEP", "ATTEMPTS", "JOB", "STATUS");
     const cJSON *st;
     cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(s, "steps")) {
-        char job[24] = "-";
-        const cJSON *j = cJSON_GetObjectItemCaseSensitive(st, "job");
-        if (cJSON_IsNumber(j))
-            snprintf(job, sizeof job, "%lld", (long long)j->valuedouble);
-        char words[320];
-        printf("  %-20s %8lld %8s  %s\n", st->string,
-               (long long)cli_json_int(st, "attempts"), job,
-               step_words(st, words, sizeof words));
-        const char *err = cli_json_str(st, "error", NULL);
-        if (err)
-            printf("  %-20s error: %s\n", "", err);
+        print_step_row(st->string, st);
+        print_elements(st->string, cJSON_GetObjectItemCaseSensitive(st, "elements"));
     }
     print_outputs(cJSON_GetObjectItemCaseSensitive(s, "outputs"));
     const cJSON *failed = cJSON_GetObjectItemCaseSensitive(s, "failed_steps"), *f;

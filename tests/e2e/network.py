@@ -350,6 +350,8 @@ class Network(Base):
                     self.assertEqual(st["charged_micros"],
                                      sum(j["cost_micros"] for j in jobs), st)
                     self.assertGreater(st["charged_micros"], 0)
+                    text = self.cli("flow", "status", str(dep), key=self.key).stdout
+                    self.assertRegex(text, r"\n  retries\[2\] +3 +\d+  succeeded\n")
         self.assertEqual(st["outputs"]["alert"], "run succeeded; failed steps: [primary]")
         self.assertEqual(st["failed_steps"], ["primary"])
         text = self.cli("flow", "status", str(dep), key=self.key).stdout
