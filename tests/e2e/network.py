@@ -442,6 +442,45 @@ class Network(Base):
         self.stop_orchestrator()
         self.verify_ledger()
 
+    def test_orchestrator_killed_mid_for_each(self):
+        # kill -9 of the orchestrator while a for_each's elements run: after
+        # the restart each element is still one job, settled once, and the
+        # money is exact (lib/engine/fanout.c).
+        self.start_nodes()
+        flow = self.flow_file("map.yaml", (
+            "flux: 1\nname: map\nsteps:\n"
+            "  first:\n    module: text-source@1\n    max_cost_micros: 20000000\n"
+            "    inputs: {text: go}\n"
+            "  naps:\n    module: sleep@1\n    needs: [first]\n"
+            "    max_cost_micros: 500000000\n    for_each: [1, 2, 3, 4, 5]\n"
+            "    max_parallel: 2\n    config: {seconds: 1}\n"
+            "  tail:\n    module: text-source@1\n    needs: [naps]\n"
+            "    max_cost_micros: 20000000\n"
+            "    inputs: {text: \"${{ format('{0} naps', length(steps.naps.outputs.started)) }}\"}\n"))
+        dep = self.cli_json("flow", "deploy", flow, key=self.key)["id"]
+
+        def running_element():
+            st = self.cli_json("flow", "status", str(dep), key=self.key)
+            els = st["steps"]["naps"].get("elements", [])
+            return els if any(e.get("job_status") == "running" for e in els) else None
+        els = wait_until(running_element, 30, "an element running")
+        made = [e["job"] for e in els]
+        self.assertEqual(len(set(made)), 5)
+        self.orch.stop(signal.SIGKILL)
+        self.orch = None
+        self.start_orchestrator()
+        self.cli("flow", "watch", str(dep), key=self.key, timeout=90)
+        st = self.status(dep)
+        self.assertEqual(st["steps"]["tail"]["outputs"]["text"], "5 naps")
+        els = st["steps"]["naps"]["elements"]
+        self.assertEqual([e["job"] for e in els], made)   # none made again
+        for j in made:
+            self.assertEqual(self.job(j)["status"], "succeeded")
+            self.assertEqual(len(self.settlements(j)), 1, j)
+        self.check_money(self.client_jobs())
+        self.stop_orchestrator()
+        self.verify_ledger()
+
     def test_fake_nodes_foreign_result_and_lost_assignment(self):
         a, a_tok, a_acct = self.fake_node()
         b, b_tok, b_acct = self.fake_node()
