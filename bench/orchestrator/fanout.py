@@ -7,7 +7,9 @@ watch`), alternately, on loopback. Prints the wall time of each, per step,
 the ratio, and the CPU the orchestrator spent.
 
 usage: bench/orchestrator/fanout.py [--build DIR] [--steps N] [--rounds R]
-       [--sandbox] [--watch json|changes]
+       [--sandbox] [--watch json|changes] [--for-each]
+--for-each: the N-1 steps are one step with `for_each` over N-1 elements
+(each element a job made mid-deployment: issue 16's per-element cost).
 """
 import argparse
 import json
@@ -38,9 +40,12 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def write_flow(path, n):
+def write_flow(path, n, for_each=False):
     steps = {"s0": {"module": "nop@1", "max_cost_micros": 10000}}
-    for i in range(1, n):
+    if for_each:
+        steps["m"] = {"module": "nop@1", "needs": ["s0"], "max_cost_micros": 10000,
+                      "for_each": list(range(1, n))}
+    for i in range(1, 0 if for_each else n):
         steps["s%d" % i] = {"module": "nop@1", "needs": ["s0"], "max_cost_micros": 10000}
     with open(path, "w") as f:
         json.dump({"flux": 1, "name": "fanout%d" % n, "steps": steps}, f)
@@ -54,6 +59,8 @@ def main():
     ap.add_argument("--sandbox", action="store_true")
     ap.add_argument("--watch", choices=("changes", "json"), default="changes",
                     help="json: the stream of whole statuses (flow watch --json)")
+    ap.add_argument("--for-each", action="store_true",
+                    help="one for_each step over N-1 elements instead of N-1 steps")
     a = ap.parse_args()
     rhizos = os.path.join(a.build, "cli", "rhizos")
     node = os.path.join(a.build, "server", "rhizos-node")
@@ -65,7 +72,7 @@ def main():
         json.dump(NOP, f)
     moddir = os.path.dirname(mods)
     flow = os.path.join(tmp.name, "flow.json")
-    write_flow(flow, a.steps)
+    write_flow(flow, a.steps, a.for_each)
     box = [] if a.sandbox else ["--no-sandbox"]
 
     orch = start_orchestrator(orch_exe, os.path.join(tmp.name, "orch"),

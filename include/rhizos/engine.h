@@ -446,7 +446,9 @@ RZ_EXTERN size_t rz_engine_deployment_changes(const rz_engine *e,
                                               uint64_t since, size_t *steps,
                                               size_t cap, uint64_t *next);
 /* One step of a running deployment as rz_engine_deployment_status writes it
- * under "steps", plus "step": its id. RZ_ESTATE once the deployment has
+ * under "steps", plus "step": its id, but without a for_each step's
+ * "elements" (a change of any element logs its step; the whole status has
+ * them). O(1) in the elements. RZ_ESTATE once the deployment has
  * finished (rz_engine_deployment_status has it), RZ_ENOENT no such
  * deployment or step. Release with rz_free. */
 RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_step_status(const rz_engine *e,

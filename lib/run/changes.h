@@ -18,6 +18,9 @@ RZ_HIDDEN size_t rz__run_take_changes(rz_run *run, const size_t **steps);
  * delete; NULL out of memory or out of range). */
 struct cJSON;
 RZ_HIDDEN struct cJSON *rz__run_step_json(const rz_run *run, size_t step);
+/* The same without a for_each step's "elements" (O(1), not O(elements)):
+ * for a stream of changes, where every element's change names its step. */
+RZ_HIDDEN struct cJSON *rz__run_step_json_brief(const rz_run *run, size_t step);
 /* The run as rz_run_to_json writes it, as a tree to delete (NULL: out of
  * memory): a caller that adds to it need not print and parse it again. */
 RZ_HIDDEN struct cJSON *rz__run_json(const rz_run *run);

@@ -1565,7 +1565,14 @@ int rz_run_step_outputs(const rz_run *run, size_t step, char **out)
     return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
 }
 
+static cJSON *step_json_with(const rz_run *r, size_t i, bool elements);
+
 static cJSON *step_json(const rz_run *r, size_t i)
+{
+    return step_json_with(r, i, true);
+}
+
+static cJSON *step_json_with(const rz_run *r, size_t i, bool elements)
 {
     const step_rt *s = &r->st[i];
     cJSON *o = cJSON_CreateObject();
@@ -1587,7 +1594,7 @@ static cJSON *step_json(const rz_run *r, size_t i)
         cJSON_Delete(o);
         return NULL;
     }
-    if (!s->mapped)
+    if (!s->mapped || !elements)
         return o;
     /* Each element's own record, in list order. */
     cJSON *els = cJSON_AddArrayToObject(o, "elements");
@@ -1624,6 +1631,11 @@ int rz_run_step_times(const rz_run *run, size_t step, uint64_t *started_ms,
 cJSON *rz__run_step_json(const rz_run *run, size_t step)
 {
     return step < run->n_tasks ? step_json(run, step) : NULL;
+}
+
+cJSON *rz__run_step_json_brief(const rz_run *run, size_t step)
+{
+    return step < run->n_tasks ? step_json_with(run, step, false) : NULL;
 }
 
 size_t rz_run_task_count(const rz_run *run)
