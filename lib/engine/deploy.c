@@ -109,9 +109,7 @@ static void sb_item(sbuf *b, cJSON *v)
     cJSON_Delete(v);
 }
 
-/* Step i as the run gives it, with its job's own view: after a decline or
- * a lost node the run's step is still running (same attempt) while its job
- * waits in the queue again, dispatched once more. */
+/* A job's own view beside its step's (or element's) run state. */
 static bool add_job_view(cJSON *s, const rz__ejob *j)
 {
     const char *why = j ? rz__engine_waiting_reason(j) : NULL;
@@ -121,6 +119,9 @@ static bool add_job_view(cJSON *s, const rz__ejob *j)
                   (!why || cJSON_AddStringToObject(s, "waiting_reason", why)));
 }
 
+/* Step i as the run gives it, with its job's own view: after a decline or
+ * a lost node the run's step is still running (same attempt) while its job
+ * waits in the queue again, dispatched once more. */
 static cJSON *step_status_json(const rz_engine *e, const rz__edep *d, size_t i)
 {
     cJSON *s = rz__run_step_json(d->run, i);

@@ -57,7 +57,7 @@ typedef struct step_rt {
     /* for_each. An element (a task past the steps) runs its parent step's
      * module once, for one value; the parent is RUNNING while its elements
      * run and settles when the last one has (finish_map). */
-    size_t parent;         /* element: its step; RZ_NPOS for a step */
+    size_t parent;         /* element: its step (unused for a step) */
     uint32_t index;        /* element: its place in the list */
     cJSON *value;          /* element: each.value */
     size_t first_el, n_el; /* parent: its elements' tasks */
@@ -494,10 +494,10 @@ static void finish_outputs(rz_run *r)
         r->outputs = o;
 }
 
-/* `i` just reached a final state: count it and let its dependants move,
- * iteratively, as far as the news travels. */
 static void element_settled(rz_run *r, size_t e);
 
+/* `i` just reached a final state: count it and let its dependants move,
+ * iteratively, as far as the news travels (an element: its step's map). */
 static void settle(rz_run *r, size_t i)
 {
     if (is_element(r, i)) {
