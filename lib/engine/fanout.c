@@ -46,8 +46,11 @@ static int hold_elements(rz_engine *e, const rz__edep *d, uint64_t first, size_t
             return rz__error(RZ_EOVERFLOW, "the elements' holds overflow 64 bits");
         sum += m;
     }
-    int rc = e->local.dep == d->id
-           ? rz__engine_local_credit(e, d, sum, first) : RZ_OK;
+    /* A group's holds go to the ledger first: hold ids follow job ids, and
+     * the jobs submitted before these must not lose their money to them. */
+    int rc = e->in_group ? rz__engine_group_flush(e) : RZ_OK;
+    if (rc == RZ_OK && e->local.dep == d->id)
+        rc = rz__engine_local_credit(e, d, sum, first);
     rz_ledger_account a;
     if (rc == RZ_OK)
         rc = rz_ledger_balance(e->ledger, d->client, &a);
@@ -129,8 +132,15 @@ int rz__engine_fan_out(rz_engine *e, rz__edep *d, uint64_t now)
     }
     if (rc == RZ_OK)
         rc = hold_elements(e, d, first, n);
-    if (rc == RZ_ENOMEM || e->broken)
+    if (e->broken)
         return rc;
+    if (rc == RZ_ENOMEM) {
+        /* Nothing held (a refused batch past the first breaks the engine):
+         * the new jobs go, their ids stay in sequence, and the next call
+         * makes the elements again (n_el_jobs did not move). */
+        rz__engine_jobs_truncate(e, before);
+        return rc;
+    }
     if (rc != RZ_OK) {
         rz__engine_jobs_truncate(e, before);
         memset(d->el_jobs + d->n_el_jobs, 0, n * sizeof *d->el_jobs);
