@@ -1204,6 +1204,9 @@ int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
         rc = result_repeat(e, j, outputs_json, error, run_ms);
         if (rc == RZ_OK && was_repeat)
             *was_repeat = 1;
+        int drc = RZ_OK;
+        if (rc == RZ_OK && rz__replica_redecide(e, j, &drc))
+            return rz__engine_commit_call(e, drc);
         return rc;
     }
     if (j->state != RZ_JOB_RUNNING || j->node != node || j->attempt != attempt ||

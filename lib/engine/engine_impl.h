@@ -525,6 +525,10 @@ RZ_HIDDEN bool rz__replica_step_failed(rz_engine *e, rz__ejob *j);
 RZ_HIDDEN int rz__replica_report(rz_engine *e, rz__ejob *j,
                                  const char *outputs, const char *error,
                                  char *kept);
+/* j's set has every vote and no verdict (the verdict ran out of memory
+ * after the last vote was committed): true, and the verdict tried again.
+ * Called when a run repeats its report, so a set is never stuck. */
+RZ_HIDDEN bool rz__replica_redecide(rz_engine *e, rz__ejob *j, int *rc);
 /* rz__engine_finish on a member of an undecided set: a cancel cancels the
  * set; any other end is the member's vote (a failure). true: handled. */
 RZ_HIDDEN bool rz__replica_finish(rz_engine *e, rz__ejob *j, rz_job_state st);

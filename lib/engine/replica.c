@@ -380,6 +380,20 @@ int rz__replica_report(rz_engine *e, rz__ejob *j, const char *outputs,
     return decide(e, head_of(e, j));
 }
 
+bool rz__replica_redecide(rz_engine *e, rz__ejob *j, int *rc)
+{
+    if (!j->rep_head)
+        return false;
+    rz__ejob *h = head_of(e, j);
+    if (!h || h->verdict != RZ__VERDICT_NONE)
+        return false;
+    for (uint32_t i = 0; i < h->replicas; i++)
+        if (member(e, h, i)->vote == RZ__VOTE_NONE)
+            return false;
+    *rc = decide(e, h);
+    return true;
+}
+
 bool rz__replica_step_failed(rz_engine *e, rz__ejob *j)
 {
     if (!j->rep_head || j->rep_head != j->id || j->verdict != RZ__VERDICT_NONE)
