@@ -1157,6 +1157,20 @@ static int result_repeat(rz_engine *e, const rz__ejob *j, const char *outputs_js
                      (unsigned long long)j->id);
 }
 
+/* The accepted report sent again: taken as one (a set still undecided
+ * with every vote in is decided now). */
+static int report_again(rz_engine *e, rz__ejob *j, const rz_engine_report *r,
+                        int *was_repeat)
+{
+    int rc = result_repeat(e, j, r->outputs_json, r->error, r->run_ms);
+    if (rc == RZ_OK && was_repeat)
+        *was_repeat = 1;
+    int drc = RZ_OK;
+    if (rc == RZ_OK && rz__replica_redecide(e, j, &drc))
+        return rz__engine_commit_call(e, drc);
+    return rc;
+}
+
 /* A report or decline for a job that is no longer in memory (finished):
  * an exact repeat of its accepted report is taken as one, else the node
  * does not hold it, as when it was in memory. */
@@ -1200,15 +1214,8 @@ int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
     rz__ejob *j = rz__engine_job(e, job);
     if (!j)
         return gone_job(e, job, node, attempt, report, was_repeat);
-    if (j->done_attempt && j->done_attempt == attempt && j->done_node == node) {
-        rc = result_repeat(e, j, outputs_json, error, run_ms);
-        if (rc == RZ_OK && was_repeat)
-            *was_repeat = 1;
-        int drc = RZ_OK;
-        if (rc == RZ_OK && rz__replica_redecide(e, j, &drc))
-            return rz__engine_commit_call(e, drc);
-        return rc;
-    }
+    if (j->done_attempt && j->done_attempt == attempt && j->done_node == node)
+        return report_again(e, j, report, was_repeat);
     if (j->state != RZ_JOB_RUNNING || j->node != node || j->attempt != attempt ||
         j->vote) {
         e->stats.results_rejected++;
