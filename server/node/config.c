@@ -5,7 +5,8 @@
  * a 'literal string', an integer (digits, optional sign and _ separators),
  * a float (digits with a fraction and/or exponent), true/false or an array
  * of strings on one line (["a", 'b']), each optionally followed by a
- * comment. Everything else (other arrays, inline tables, dotted keys,
+ * comment. [[llm]] is the one array of tables: each one is a model
+ * server. Everything else (other arrays, inline tables, dotted keys,
  * multi-line strings) is refused with FILE:LINE.
  */
 #include <errno.h>
@@ -21,7 +22,7 @@
 
 typedef enum { V_STRING, V_INT, V_FLOAT, V_BOOL, V_STRV } vtype;
 
-/* A price per hour: at most $1,000,000. */
+/* A price per hour (or per 1,000 tokens): at most $1,000,000. */
 #define PRICE_MAX UINT64_C(1000000000000)
 
 typedef struct value {
@@ -43,6 +44,8 @@ typedef struct parser {
     size_t errlen;
     unsigned seen_sections;   /* bit per known section */
     unsigned long long seen_keys; /* bit per key of the table below */
+    unsigned llm_seen;        /* keys of the current [[llm]] */
+    unsigned llm_line[NODE_CONFIG_MAX_LLM]; /* where each [[llm]] began */
 } parser;
 
 static int perr(parser *p, const char *fmt, ...)
@@ -62,7 +65,7 @@ typedef enum { K_URL, K_MODULES, K_SANDBOX, K_HEARTBEAT, K_GPU, K_CPU, K_MEM,
                K_GPU_CENTS, K_CPU_CENTS, K_MEM_CENTS,
                K_MAXJOBS, K_MAXMEM, K_MAXOUT, K_CONTAINER_HOST,
                K_ALLOW_IMAGES, K_ORCH_KEY, K_MAXSCRATCH, K_UID_FIRST,
-               K_UID_COUNT } key_id;
+               K_UID_COUNT, K_LLM_PRICE, K_LLM_REFRESH } key_id;
 
 typedef struct key_def {
     const char *section, *name;
@@ -76,6 +79,8 @@ static const key_def keys[] = {
     { "node", "modules", K_MODULES, V_STRING },
     { "node", "sandbox", K_SANDBOX, V_BOOL },
     { "node", "heartbeat_s", K_HEARTBEAT, V_FLOAT },
+    { "node", "llm_refresh_s", K_LLM_REFRESH, V_FLOAT },
+    { "pricing", "llm_1k_tokens_micros", K_LLM_PRICE, V_INT },
     { "pricing", "gpu_hour_micros", K_GPU, V_INT },
     { "pricing", "cpu_hour_micros", K_CPU, V_INT },
     { "pricing", "memory_gb_hour_micros", K_MEM, V_INT },
@@ -130,8 +135,34 @@ static int is_key_char(char ch)
            (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
 }
 
+/* [[llm]]: one more model server; its keys follow. */
+static int parse_table_array(parser *p, const char *s, const char *end)
+{
+    const char *name = skip_ws(s + 2, end), *q = name;
+    while (q < end && is_key_char(*q))
+        q++;
+    size_t n = (size_t)(q - name);
+    const char *close = skip_ws(q, end);
+    if (close + 1 >= end || close[0] != ']' || close[1] != ']')
+        return perr(p, "malformed array-of-tables header (want [[llm]])");
+    if (!rest_is_empty(close + 2, end))
+        return perr(p, "unexpected text after the section header");
+    if (n != 3 || memcmp(name, "llm", 3) != 0)
+        return perr(p, "unknown array of tables [[%.*s]] (known: [[llm]])",
+                    (int)(n < 40 ? n : 40), name);
+    if (p->c->n_llm == NODE_CONFIG_MAX_LLM)
+        return perr(p, "more than %u [[llm]] servers", NODE_CONFIG_MAX_LLM);
+    p->llm_line[p->c->n_llm] = p->line;
+    p->c->llm[p->c->n_llm++] = (node_llm){ 0, NULL, NODE_LLM_TIMEOUT_S };
+    p->llm_seen = 0;
+    snprintf(p->section, sizeof p->section, "llm");
+    return 0;
+}
+
 static int parse_header(parser *p, const char *s, const char *end)
 {
+    if (end - s > 1 && s[1] == '[')
+        return parse_table_array(p, s, end);
     const char *name = skip_ws(s + 1, end), *q = name;
     while (q < end && is_key_char(*q))
         q++;
@@ -148,6 +179,9 @@ static int parse_header(parser *p, const char *s, const char *end)
         return perr(p, "section name too long");
     memcpy(p->section, name, n);
     p->section[n] = '\0';
+    if (strcmp(p->section, "llm") == 0)
+        return perr(p, "a model server is an array table: write [[llm]], "
+                    "one per server");
     for (size_t i = 0; i < sizeof sections / sizeof *sections; i++)
         if (strcmp(sections[i], p->section) == 0) {
             if (p->seen_sections & (1u << i))
@@ -470,8 +504,78 @@ static int apply(parser *p, const key_def *k, value *v)
         if ((rc = want_uint(p, k, v, 1, 256, &u)) == 0)
             c->step_uid_count = (uint32_t)u;
         break;
+    case K_LLM_PRICE:
+        rc = want_uint(p, k, v, 0, PRICE_MAX, &c->llm_1k_tokens_micros);
+        break;
+    case K_LLM_REFRESH:
+        if (!(v->f >= 1 && v->f <= 86400))
+            return perr(p, "llm_refresh_s must be between 1 and 86400");
+        c->llm_refresh_s = v->f;
+        return 0;
     }
     return rc;
+}
+
+/* ---- [[llm]] ---- */
+
+static int llm_url(parser *p, node_llm *l, value *v)
+{
+    const char *u = v->s;
+    if (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0)
+        return perr(p, "url must start with http:// or https:// (the model "
+                    "server, e.g. \"http://127.0.0.1:11434\")");
+    size_t n = strlen(u);
+    if (n > NODE_LLM_URL_MAX)
+        return perr(p, "url is over %u characters", NODE_LLM_URL_MAX);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)u[i] <= 0x20 || u[i] == 0x7f || u[i] == '?' ||
+            u[i] == '#')
+            return perr(p, "url must be a base URL: no spaces, control "
+                        "characters, query or fragment");
+    const char *host = strstr(u, "://") + 3, *slash = strchr(host, '/');
+    const char *at = memchr(host, '@', slash ? (size_t)(slash - host) : strlen(host));
+    if (at)   /* it is printed in messages: no password in it */
+        return perr(p, "url must not carry a user or password");
+    while (n > 8 && u[n - 1] == '/')   /* the paths are appended to it */
+        v->s[--n] = '\0';
+    for (size_t i = 0; i + 1 < p->c->n_llm; i++)
+        if (p->c->llm[i].url && strcmp(p->c->llm[i].url, u) == 0)
+            return perr(p, "url \"%.200s\" is already another [[llm]]'s", u);
+    return set_string(&l->url, v);
+}
+
+static int llm_assign(parser *p, const char *key, value *v)
+{
+    static const char *const names[] = { "kind", "url", "timeout_s" };
+    node_llm *l = &p->c->llm[p->c->n_llm - 1];
+    unsigned i = 0;
+    while (i < 3 && strcmp(names[i], key) != 0)
+        i++;
+    if (i == 3)
+        return perr(p, "unknown key '%s' in [[llm]] (known: kind, url, "
+                    "timeout_s)", key);
+    if (p->llm_seen & (1u << i))
+        return perr(p, "key '%s' appears twice in this [[llm]]", key);
+    p->llm_seen |= 1u << i;
+    if (i == 2) {
+        double f = v->type == V_INT ? (double)v->i : v->f;
+        if ((v->type != V_INT && v->type != V_FLOAT) || !(f >= 1 && f <= 86400))
+            return perr(p, "timeout_s must be a number between 1 and 86400");
+        l->timeout_s = f;
+        return 0;
+    }
+    if (v->type != V_STRING)
+        return perr(p, "%s must be a string", key);
+    if (i == 1)
+        return llm_url(p, l, v);
+    if (strcmp(v->s, "ollama") == 0)
+        l->kind = NODE_LLM_OLLAMA;
+    else if (strcmp(v->s, "openai") == 0)
+        l->kind = NODE_LLM_OPENAI;
+    else
+        return perr(p, "kind must be \"ollama\" or \"openai\" (an "
+                    "OpenAI-compatible server), not \"%.40s\"", v->s);
+    return 0;
 }
 
 static int apply_label(parser *p, const char *key, value *v)
@@ -512,6 +616,8 @@ static int assign(parser *p, const char *key, value *v)
         return perr(p, "key '%s' outside a [section]", key);
     if (strcmp(p->section, "labels") == 0)
         return apply_label(p, key, v);
+    if (strcmp(p->section, "llm") == 0)
+        return llm_assign(p, key, v);
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
         const key_def *k = &keys[i];
         if (strcmp(k->section, p->section) != 0 || strcmp(k->name, key) != 0)
@@ -596,6 +702,13 @@ int node_config_parse(node_config *c, const char *text, size_t len,
             return -1;
         s = nl ? nl + 1 : end;
     }
+    for (size_t i = 0; i < c->n_llm; i++)
+        if (!c->llm[i].kind || !c->llm[i].url) {
+            p.line = p.llm_line[i];
+            return perr(&p, "this [[llm]] needs %s", !c->llm[i].kind
+                        ? "kind = \"ollama\" or \"openai\""
+                        : "url = \"http://HOST:PORT\"");
+        }
     return 0;
 }
 
@@ -611,6 +724,8 @@ void node_config_defaults(node_config *c)
     c->max_concurrent_jobs = 4;
     c->max_output_kb = NODE_DEFAULT_OUTPUT_KB;
     c->max_scratch_mb = NODE_DEFAULT_SCRATCH_MB;
+    c->llm_1k_tokens_micros = 1000;  /* $1 per million tokens */
+    c->llm_refresh_s = NODE_LLM_REFRESH_S;
 }
 
 int node_config_load(node_config *c, const char *path, char *err,
@@ -647,6 +762,8 @@ void node_config_free(node_config *c)
         free(c->label_keys[i]);
         free(c->label_values[i]);
     }
+    for (size_t i = 0; i < c->n_llm; i++)
+        free(c->llm[i].url);
     node_config_defaults(c);
 }
 
@@ -719,8 +836,9 @@ char *node_config_format(const node_config *c)
     put_orchestrator(f, c);
     fprintf(f, "\n\n[node]\n"
             "# Jobs from the network run under bubblewrap; false runs them\n# unconfined, as --no-sandbox does (trusted work only).\n"
-            "sandbox = %s\nheartbeat_s = %g\n", c->sandbox ? "true" : "false",
-            c->heartbeat_s);
+            "sandbox = %s\nheartbeat_s = %g\n# How often the [[llm]] servers' model lists are read again (s).\n"
+            "llm_refresh_s = %g\n", c->sandbox ? "true" : "false",
+            c->heartbeat_s, c->llm_refresh_s);
     if (c->modules) {
         fputs("modules = ", f);
         put_string(f, c->modules);
@@ -730,7 +848,8 @@ char *node_config_format(const node_config *c)
     }
     fprintf(f, "\n# What this node charges, in micro-dollars (1e-6 USD; 1000000 is $1)\n"
             "# per hour of each resource.\n[pricing]\ngpu_hour_micros = %llu\ncpu_hour_micros = "
-            "%llu\nmemory_gb_hour_micros = %llu\n\n[limits]\n"
+            "%llu\nmemory_gb_hour_micros = %llu\n# llm jobs: per 1,000 tokens (prompt and completion).\n"
+            "llm_1k_tokens_micros = %llu\n\n[limits]\n"
             "max_concurrent_jobs = %u\n# Memory cap of one job in MiB, also "
             "when its module names none (0: the module's own requirement,\n"
             "# else 2048 in the sandbox).\nmax_memory_mb = "
@@ -743,6 +862,7 @@ char *node_config_format(const node_config *c)
             (unsigned long long)c->gpu_hour_micros,
             (unsigned long long)c->cpu_hour_micros,
             (unsigned long long)c->memory_gb_hour_micros,
+            (unsigned long long)c->llm_1k_tokens_micros,
             c->max_concurrent_jobs, c->max_memory_mb, NODE_MAX_OUTPUT_KB,
             c->max_output_kb, NODE_MAX_SCRATCH_MB, c->max_scratch_mb);
     fputs("\n# The container engine of docker jobs (Docker Engine API); "
@@ -768,6 +888,16 @@ char *node_config_format(const node_config *c)
     } else {
         fputs("# allow_images = [\"registry.example/tools/*\"]\n", f);
     }
+    fputs("\n# Model servers this node serves llm jobs from (docs/llm.md), one\n"
+          "# [[llm]] each: kind = \"ollama\" or \"openai\", url, timeout_s.\n", f);
+    for (size_t i = 0; i < c->n_llm; i++) {
+        fprintf(f, "[[llm]]\nkind = \"%s\"\nurl = ",
+                c->llm[i].kind == NODE_LLM_OPENAI ? "openai" : "ollama");
+        put_string(f, c->llm[i].url);
+        fprintf(f, "\ntimeout_s = %.17g\n", c->llm[i].timeout_s);
+    }
+    if (!c->n_llm)
+        fputs("# [[llm]]\n# kind = \"ollama\"\n# url = \"http://127.0.0.1:11434\"\n", f);
     fputs("\n# Free-form labels jobs can require (region, tier, ...).\n"
           "[labels]\n", f);
     for (size_t i = 0; i < c->n_labels; i++) {

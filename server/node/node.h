@@ -12,6 +12,19 @@
 #define NODE_CONFIG_MAX_BYTES (64u * 1024u)
 #define NODE_CONFIG_MAX_LABELS 64u
 #define NODE_CONFIG_MAX_LIST 64u     /* entries of an array value */
+#define NODE_CONFIG_MAX_LLM 8u       /* [[llm]] tables */
+
+/* One model server this node fronts ([[llm]], docs/llm.md). */
+typedef enum { NODE_LLM_OLLAMA = 1, NODE_LLM_OPENAI = 2 } node_llm_kind;
+typedef struct node_llm {
+    node_llm_kind kind;              /* kind = "ollama" | "openai" */
+    char *url;                       /* url = "http://127.0.0.1:11434" */
+    double timeout_s;                /* timeout_s: one generation (default
+                                        NODE_LLM_TIMEOUT_S) */
+} node_llm;
+#define NODE_LLM_TIMEOUT_S 300.0
+#define NODE_LLM_URL_MAX 512u
+#define NODE_LLM_REFRESH_S 60.0
 
 typedef struct node_config {
     char *orchestrator_url;          /* [orchestrator] url */
@@ -41,6 +54,12 @@ typedef struct node_config {
     size_t n_allow_images;
     uint32_t max_output_kb;          /* [limits] outputs of one job (default
                                         NODE_DEFAULT_OUTPUT_KB) */
+    uint64_t llm_1k_tokens_micros;   /* [pricing] per 1,000 tokens in and
+                                        out of an llm job */
+    double llm_refresh_s;            /* [node] llm_refresh_s: how often the
+                                        model lists are read again */
+    node_llm llm[NODE_CONFIG_MAX_LLM];
+    size_t n_llm;
     size_t n_labels;                 /* [labels] key = "value" */
     char *label_keys[NODE_CONFIG_MAX_LABELS];
     char *label_values[NODE_CONFIG_MAX_LABELS];
