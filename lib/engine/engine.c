@@ -1098,12 +1098,35 @@ static uint64_t billable_ms(const rz_engine *e, const rz__ejob *j,
     return reported < cap ? reported : cap;
 }
 
-/* What the job cost on its node: the node's prices for run_ms, capped. */
-static uint64_t actual_cost(rz_engine *e, const rz__ejob *j, uint64_t run_ms)
+/* The tokens an llm job's outputs report (tokens_in + tokens_out, whole
+ * numbers), at most the `tokens` its requirements priced: a node that
+ * reports more is paid for what the hold covered; none reported is none. */
+static uint64_t llm_tokens(const rz_reqs *r, const char *outputs)
+{
+    cJSON *o = outputs ? cJSON_Parse(outputs) : NULL;
+    uint64_t sum = 0;
+    const char *const keys[] = { "tokens_in", "tokens_out" };
+    for (int i = 0; i < 2; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
+        if (cJSON_IsNumber(v) && v->valuedouble >= 0 &&
+            v->valuedouble <= 9007199254740992.0)
+            sum += (uint64_t)v->valuedouble;
+    }
+    cJSON_Delete(o);
+    return sum < r->llm_tokens ? sum : r->llm_tokens;
+}
+
+/* What the job cost on its node: the node's prices for run_ms (for an llm
+ * job, its price for the tokens reported), capped. */
+static uint64_t actual_cost(rz_engine *e, const rz__ejob *j, uint64_t run_ms,
+                            const char *outputs)
 {
     rz__enode *n = rz__engine_node(e, j->node);
-    uint64_t c = rz__match_cost(rz__match_rate(rz_caps_get(n->caps),
-                                               rz_reqs_get(j->reqs)), run_ms);
+    const rz_reqs *r = j->reqs;
+    uint64_t c = r->llm_model
+        ? rz__match_token_cost(n->caps, llm_tokens(r, outputs))
+        : rz__match_cost(rz__match_rate(rz_caps_get(n->caps), rz_reqs_get(r)),
+                         run_ms);
     return c < j->max_cost ? c : j->max_cost;
 }
 
@@ -1243,7 +1266,7 @@ int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
     j->done_attempt = attempt;
     j->run_ms = billable_ms(e, j, run_ms, now_ms);
     if (!error)
-        j->cost = actual_cost(e, j, j->run_ms);
+        j->cost = actual_cost(e, j, j->run_ms, outputs_json);
     if (j->rep_head)   /* a vote: paid, or not, at the verdict */
         return rz__engine_commit_call(e, rz__replica_report(e, j, outputs_json,
                                                             error, kept));

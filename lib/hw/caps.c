@@ -79,6 +79,16 @@ void rz__caps_sync(rz_caps *c)
     i->region = c->region[0] ? c->region : lr ? lr : c->region;
 }
 
+bool rz__caps_llm_serves(const rz_caps *c, const char *model)
+{
+    return rz__strv_has(&c->llm_models, model);
+}
+
+uint64_t rz__caps_llm_price(const rz_caps *c)
+{
+    return c->llm_1k_micros;
+}
+
 void rz_caps_free(rz_caps *c)
 {
     if (!c)
@@ -92,6 +102,7 @@ void rz_caps_free(rz_caps *c)
     rz__strv_free(&c->features);
     rz__strv_free(&c->adapters);
     rz__strv_free(&c->runtimes);
+    rz__strv_free(&c->llm_models);
     for (size_t i = 0; i < c->info.n_gpus; i++)
         gpu_free_strings(&c->gpus[i]);
     free(c->gpus);
@@ -256,6 +267,9 @@ int rz_caps_clone(rz_caps **out, const rz_caps *src)
         rc = copy_strv(&c->adapters, &src->adapters);
     if (rc == RZ_OK)
         rc = copy_strv(&c->runtimes, &src->runtimes);
+    if (rc == RZ_OK)
+        rc = copy_strv(&c->llm_models, &src->llm_models);
+    c->llm_1k_micros = src->llm_1k_micros;
     for (size_t i = 0; i < src->labels.n && rc == RZ_OK; i++)
         rc = rz__labels_set(&c->labels, src->labels.keys[i], src->labels.vals[i]);
     for (size_t i = 0; i < src->info.n_gpus && rc == RZ_OK; i++)

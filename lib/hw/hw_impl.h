@@ -13,8 +13,16 @@ struct rz_caps {
     rz_gpu_info *gpus;       /* strings owned */
     rz__labels labels;
     bool has_benchmark;
+    /* "llm": the models the node serves (names, sorted) and its price per
+     * 1,000 tokens (docs/llm.md); the object itself stays in doc. */
+    rz__strv llm_models;
+    uint64_t llm_1k_micros;
     cJSON *doc;              /* the parsed document (unknown fields), or NULL */
 };
+
+/* The "llm" of a node: does it serve `model`; its price per 1,000 tokens. */
+RZ_HIDDEN bool rz__caps_llm_serves(const rz_caps *c, const char *model);
+RZ_HIDDEN uint64_t rz__caps_llm_price(const rz_caps *c);
 
 /* An empty node (strings ""), reputation 1. */
 RZ_HIDDEN int rz__caps_new(rz_caps **out);

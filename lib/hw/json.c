@@ -127,6 +127,42 @@ static int parse_bench(rz_caps *c, const cJSON *o, const char *base)
     return rc;
 }
 
+/* "llm": {"models": [{"name", ...}], "price_1k_tokens_micros"}: what an
+ * llm job is matched and priced on; the rest of it is the node's to say. */
+static int parse_llm(rz_caps *c, const cJSON *o, const char *base)
+{
+    const cJSON *llm = NULL, *models, *m;
+    int rc = rz__json_obj(o, "llm", base, &llm);
+    if (rc != RZ_OK || !llm)
+        return rc;
+    char b[128];
+    snprintf(b, sizeof b, "%s/llm", base);
+    rc = rz__json_money(llm, "price_1k_tokens_micros", UINT64_C(1) << 53, b,
+                        &c->llm_1k_micros, NULL);
+    models = cJSON_GetObjectItemCaseSensitive(llm, "models");
+    if (rc == RZ_OK && models && !cJSON_IsNull(models) && !cJSON_IsArray(models))
+        rc = rz__json_field_error(b, "models", "must be an array");
+    size_t i = 0;
+    if (rc != RZ_OK || !cJSON_IsArray(models))
+        return rc;
+    cJSON_ArrayForEach(m, models) {
+        char mb[160];
+        snprintf(mb, sizeof mb, "%s/models/%zu", b, i++);
+        const char *name = NULL;
+        rc = cJSON_IsObject(m) ? rz__json_str(m, "name", mb, &name)
+                               : rz__json_field_error(b, "models",
+                                                      "must hold objects");
+        if (rc == RZ_OK && (!name || !*name))
+            rc = rz__json_field_error(mb, "name", "must be a non-empty string");
+        if (rc == RZ_OK)
+            rc = rz__strv_add(&c->llm_models, name);
+        if (rc != RZ_OK)
+            return rc;
+    }
+    rz__strv_sort_unique(&c->llm_models);
+    return rc;
+}
+
 static int parse_fields(rz_caps *c, const cJSON *o, const char *base)
 {
     const char *id = NULL, *region = NULL;
@@ -146,6 +182,7 @@ static int parse_fields(rz_caps *c, const cJSON *o, const char *base)
     if (rc == RZ_OK) rc = rz__json_str(o, "region", base, &region);
     if (rc == RZ_OK) rc = parse_market(c, o, base);
     if (rc == RZ_OK) rc = parse_bench(c, o, base);
+    if (rc == RZ_OK) rc = parse_llm(c, o, base);
     const cJSON *gpus = cJSON_GetObjectItemCaseSensitive(o, "gpus");
     if (rc == RZ_OK && gpus && !cJSON_IsNull(gpus) && !cJSON_IsArray(gpus))
         rc = rz__json_field_error(base, "gpus", "must be an array");

@@ -6,17 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hw/hw_impl.h"
 #include "match/match_impl.h"
 
 enum {
     F_ADAPTER, F_GPU_CTR, F_FEATURES, F_LABELS, F_REGION, F_REPUTATION, F_CORES, F_MEMORY,
-    F_STORAGE, F_SLOTS, F_VENDOR, F_VRAM, F_CC, F_GPUS, F_COST, F_VERIFIED, F_COUNT
+    F_STORAGE, F_SLOTS, F_VENDOR, F_VRAM, F_CC, F_GPUS, F_COST, F_VERIFIED, F_MODEL, F_COUNT
 };
 
 static const char *const short_names[F_COUNT] = {
     "adapter", "GPU containers", "CPU features", "labels", "region", "reputation", "cores",
     "memory", "storage", "job slots", "GPU vendor", "VRAM", "compute capability",
-    "GPU count", "cost", "verified",
+    "GPU count", "cost", "verified", "model",
 };
 
 /* The best the network offers, per constraint. */
@@ -96,6 +97,8 @@ static uint32_t node_fails(const rz__mview *v, const rz_reqs *r, best *b)
     uint32_t f = label_checks(v->caps, r, b);
     if (*q->adapter && !rz__caps_list_has(c->adapters, c->n_adapters, q->adapter))
         f |= 1u << F_ADAPTER;
+    else if (r->llm_model && !rz__caps_llm_serves(v->caps, r->llm_model))
+        f |= 1u << F_MODEL;
     else if (!rz__gpu_containers_ok(c, q))
         f |= 1u << F_GPU_CTR;
     if (!rz__match_verified(c, q)) f |= 1u << F_VERIFIED;
@@ -111,7 +114,7 @@ static uint32_t node_fails(const rz__mview *v, const rz_reqs *r, best *b)
     if (v->slots_full) f |= 1u << F_SLOTS;
     if (q->gpu_count) f |= gpu_checks(v, q, b);
     if (!f && q->max_cost_micros != UINT64_MAX) {
-        uint64_t cost = rz__match_cost(rz__match_rate(c, q), q->estimate_ms);
+        uint64_t cost = rz__match_job_cost(rz__match_job_rate(v->caps, r), r);
         if (cost < b->cost)
             b->cost = cost;
         if (cost > q->max_cost_micros)
@@ -142,6 +145,9 @@ static void say(rz__buf *o, int f, const rz_reqs *r, const best *b)
     switch (f) {
     case F_ADAPTER:
         rz__buf_printf(o, "no node offers adapter '%s'", q->adapter);
+        break;
+    case F_MODEL:
+        rz__buf_printf(o, "no node serves model '%s'", r->llm_model);
         break;
     case F_GPU_CTR:
         rz__buf_printf(o, "needs GPU containers; no node's container engine "

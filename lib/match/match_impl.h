@@ -13,6 +13,8 @@ struct rz_reqs {
     uint64_t feature_mask;    /* features with a bit */
     bool other_features;      /* some have none: compare as strings */
     rz__labels labels;
+    char *llm_model;          /* "llm": {"model", "tokens"}: an llm job, */
+    uint64_t llm_tokens;      /* priced per token on nodes serving it */
     char *sig;                /* canonical text of every constraint: jobs
                                  with equal sig are one group */
     cJSON *doc;               /* the parsed document (unknown fields) */
@@ -22,6 +24,14 @@ struct rz_reqs {
  * estimated cost in whole micro-dollars rounded up (saturating). */
 RZ_HIDDEN unsigned __int128 rz__match_rate(const rz_caps_info *c, const rz_reqs_info *r);
 RZ_HIDDEN uint64_t rz__match_cost(unsigned __int128 rate, uint64_t estimate_ms);
+
+/* The rate of `r` on `c` and the estimated cost at that rate: per hour
+ * (as above) for a job priced by time; per 1,000 tokens for an llm job,
+ * whose cost is its "tokens" at that rate (docs/llm.md). */
+RZ_HIDDEN unsigned __int128 rz__match_job_rate(const rz_caps *c, const rz_reqs *r);
+RZ_HIDDEN uint64_t rz__match_job_cost(unsigned __int128 rate, const rz_reqs *r);
+/* What `tokens` cost on `c`, rounded up (an llm job's actual cost). */
+RZ_HIDDEN uint64_t rz__match_token_cost(const rz_caps *c, uint64_t tokens);
 
 /* Does the GPU satisfy the per-GPU constraints (vram, vendor, capability)? */
 RZ_HIDDEN bool rz__gpu_ok(const rz_gpu_info *g, const rz_reqs_info *r);

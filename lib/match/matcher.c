@@ -43,7 +43,7 @@ typedef struct group {
     uint32_t n, leaves;
     uint32_t *node;                    /* candidates in policy order */
     uint64_t *elig;                    /* GPUs of each that suit the job */
-    unsigned __int128 *rate;           /* hourly rate on each (x 1024) */
+    unsigned __int128 *rate;           /* rate on each (rz__match_job_rate) */
     uint32_t *rank;                    /* n - class: equal for candidates
                                           the policy's order ties */
     uint64_t *tree;                    /* 2 x leaves; [1] is the root */
@@ -461,7 +461,7 @@ static int collect(const rz_matcher *m, const rz_reqs *r, cand **out, uint32_t *
         if (!static_fit(&m->nodes[i], r, &elig))
             continue;
         const rz_caps_info *c = m->nodes[i].info;
-        cs[k++] = (cand){ i, elig, rz__match_rate(c, &r->info), c->reputation,
+        cs[k++] = (cand){ i, elig, rz__match_job_rate(m->nodes[i].caps, r), c->reputation,
                           speed_of(c, &r->info, elig), m->policy };
     }
     qsort(cs, k, sizeof *cs, cmp_cand);
@@ -585,7 +585,7 @@ int rz_matcher_place(rz_matcher *m, const rz_reqs *r, rz_placement *out)
     n->jobs++;
     out->node = ni;
     out->node_id = n->info->id;
-    out->cost_micros = rz__match_cost(g->rate[pos], r->info.estimate_ms);
+    out->cost_micros = rz__match_job_cost(g->rate[pos], r);
     out->ticket = ((uint64_t)v->gen << 32) | (slot + 1);
     refresh(m, ni);   /* last: may touch every group */
     m->stats.placements++;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hw/hw_impl.h"
 #include "match/match_impl.h"
 
 /* ---- Lifetime ---- */
@@ -15,6 +16,7 @@ void rz_reqs_free(rz_reqs *r)
         return;
     free(r->id);
     free(r->adapter);
+    free(r->llm_model);
     free(r->gpu_vendor);
     free(r->region);
     rz__strv_free(&r->features);
@@ -110,6 +112,27 @@ static int parse_verified(rz_reqs *r, const cJSON *req, const char *base)
     return RZ_OK;
 }
 
+/* "llm": {"model": NAME, "tokens": N}: only nodes serving NAME; priced
+ * on N tokens at most (prompt and completion). */
+static int parse_llm(rz_reqs *r, const cJSON *req, const char *base)
+{
+    const cJSON *llm = NULL;
+    int rc = rz__json_obj(req, "llm", base, &llm);
+    if (rc != RZ_OK || !llm)
+        return rc;
+    char b[128];
+    const char *model = NULL;
+    snprintf(b, sizeof b, "%s/llm", base);
+    rc = rz__json_str(llm, "model", b, &model);
+    if (rc == RZ_OK && (!model || !*model))
+        rc = rz__json_field_error(b, "model", "must be a non-empty string");
+    if (rc == RZ_OK)
+        rc = rz__json_u64(llm, "tokens", UINT64_C(1) << 40, b, &r->llm_tokens);
+    if (rc == RZ_OK)
+        rc = rz__set_str(&r->llm_model, model);
+    return rc;
+}
+
 static int parse_reqs(rz_reqs *r, const cJSON *req, const cJSON *job, const char *base)
 {
     const char *adapter = NULL, *mcp = NULL, *region = NULL;
@@ -130,6 +153,7 @@ static int parse_reqs(rz_reqs *r, const cJSON *req, const cJSON *job, const char
         rc = rz__json_money(req, "max_cost_micros", UINT64_C(1) << 53, base, &cost, NULL);
     if (rc == RZ_OK) rc = parse_estimate(r, req, job, base);
     if (rc == RZ_OK) rc = parse_verified(r, req, base);
+    if (rc == RZ_OK) rc = parse_llm(r, req, base);
     if (rc != RZ_OK)
         return rc;
     /* The handoff's job shape names the adapter mcp_adapter, or only in
@@ -215,6 +239,9 @@ static int make_sig(rz_reqs *r)
                     * cost itself is computed per placement. */
                    (unsigned long long)(i->max_cost_micros == UINT64_MAX ? 0 : i->estimate_ms),
                    i->verified);
+    if (r->llm_model)
+        rz__buf_printf(&b, "m%zu:%s|%llu|", strlen(r->llm_model), r->llm_model,
+                       (unsigned long long)r->llm_tokens);
     for (size_t k = 0; k < r->features.n; k++)
         rz__buf_printf(&b, "f%zu:%s", strlen(r->features.v[k]), r->features.v[k]);
     for (size_t k = 0; k < r->labels.n; k++)
@@ -385,9 +412,28 @@ uint64_t rz__match_cost(unsigned __int128 rate, uint64_t estimate_ms)
     return micros > UINT64_MAX ? UINT64_MAX : (uint64_t)micros;
 }
 
+unsigned __int128 rz__match_job_rate(const rz_caps *c, const rz_reqs *r)
+{
+    return r->llm_model ? rz__caps_llm_price(c) : rz__match_rate(rz_caps_get(c), &r->info);
+}
+
+uint64_t rz__match_job_cost(unsigned __int128 rate, const rz_reqs *r)
+{
+    if (!r->llm_model)
+        return rz__match_cost(rate, r->info.estimate_ms);
+    unsigned __int128 micros = (rate * r->llm_tokens + 999) / 1000;   /* < 2^93 */
+    return micros > UINT64_MAX ? UINT64_MAX : (uint64_t)micros;
+}
+
+uint64_t rz__match_token_cost(const rz_caps *c, uint64_t tokens)
+{
+    unsigned __int128 micros = ((unsigned __int128)rz__caps_llm_price(c) * tokens + 999) / 1000;
+    return micros > UINT64_MAX ? UINT64_MAX : (uint64_t)micros;
+}
+
 uint64_t rz_match_cost(const rz_caps *node, const rz_reqs *reqs)
 {
-    return rz__match_cost(rz__match_rate(rz_caps_get(node), &reqs->info), reqs->info.estimate_ms);
+    return rz__match_job_cost(rz__match_job_rate(node, reqs), reqs);
 }
 
 bool rz__gpu_ok(const rz_gpu_info *g, const rz_reqs_info *r)
@@ -468,6 +514,8 @@ bool rz__match_static(const rz_caps *c, uint64_t feature_mask, const rz_reqs *r)
     const rz_reqs_info *q = &r->info;
     if (*q->adapter && !rz__caps_list_has(n->adapters, n->n_adapters, q->adapter))
         return false;
+    if (r->llm_model && !rz__caps_llm_serves(c, r->llm_model))
+        return false;
     if (!rz__gpu_containers_ok(n, q) || !rz__match_verified(n, q))
         return false;
     /* A wasm module runs on any CPU: its cpu_features say nothing of
@@ -478,7 +526,7 @@ bool rz__match_static(const rz_caps *c, uint64_t feature_mask, const rz_reqs *r)
         !labels_ok(c, r))
         return false;
     if (q->max_cost_micros != UINT64_MAX &&
-        rz__match_cost(rz__match_rate(n, q), q->estimate_ms) > q->max_cost_micros)
+        rz__match_job_cost(rz__match_job_rate(c, r), r) > q->max_cost_micros)
         return false;
     return true;
 }

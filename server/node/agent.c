@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "llm.h"
 
 #define POLL_WAIT_S 25
 
@@ -454,6 +455,71 @@ static int all_idle(agent *a)
     return idle;
 }
 
+/* ---- model servers ---- */
+
+static void say_llm(agent *a, const char *event, const char *detail)
+{
+    if (a->o->quiet)
+        return;
+    pthread_mutex_lock(&a->mu);
+    if (a->o->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "event", event);
+        cJSON_AddStringToObject(o, "detail", detail);
+        char *t = cJSON_PrintUnformatted(o);
+        if (t)
+            printf("%s\n", t);
+        cJSON_free(t);
+        cJSON_Delete(o);
+    } else {
+        printf("%s: %s\n", event, detail);
+    }
+    fflush(stdout);
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* The [[llm]] servers' models, read again every llm_refresh_s. A change is
+ * advertised by registering again once no job runs (a registration voids
+ * running attempts); a server that stops answering, or answers again, is
+ * said once, never fatal. */
+static void *llm_refresher(void *arg)
+{
+    agent *a = arg;
+    char why[2048], said[2048];
+    cJSON *l = llm_caps(&a->cfg, said, sizeof said);
+    char *seen = cJSON_PrintUnformatted(cJSON_GetObjectItem(l, "models"));
+    cJSON_Delete(l);
+    int changed = 0;
+    long every = (long)(a->cfg.llm_refresh_s * 1000);
+    while (!agent_sleep(a, every)) {
+        l = llm_caps(&a->cfg, why, sizeof why);
+        char *now = cJSON_PrintUnformatted(cJSON_GetObjectItem(l, "models"));
+        cJSON_Delete(l);
+        if (strcmp(why, said) != 0) {
+            say_llm(a, why[0] ? "llm-server-down" : "llm-servers-up",
+                    why[0] ? why : "every [[llm]] server answers");
+            memcpy(said, why, sizeof said);
+        }
+        if (now && (!seen || strcmp(now, seen) != 0)) {
+            changed = 1;
+            cJSON_free(seen);
+            seen = now;
+            now = NULL;
+        }
+        cJSON_free(now);
+        if (changed && all_idle(a)) {
+            say_llm(a, "llm-models", "the served models changed; "
+                    "registering again to advertise them");
+            pthread_mutex_lock(&a->mu);
+            a->need_register = 1;
+            pthread_mutex_unlock(&a->mu);
+            changed = 0;
+        }
+    }
+    cJSON_free(seen);
+    return NULL;
+}
+
 static void *poller(void *arg)
 {
     agent *a = arg;
@@ -647,9 +713,11 @@ int node_agent_run(const node_opts *o)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    pthread_t hb, poll, left, rp;
+    pthread_t hb, poll, left, rp, lr;
     reap_containers(&a);   /* before the first job */
     int reaping = pthread_create(&rp, NULL, reaper, &a) == 0;
+    int refreshing = a.cfg.n_llm &&
+                     pthread_create(&lr, NULL, llm_refresher, &a) == 0;
     outbox *ob = outbox_load(&a);
     if (ob && pthread_create(&left, NULL, outbox_main, ob) != 0) {
         outbox_free(ob);
@@ -657,6 +725,8 @@ int node_agent_run(const node_opts *o)
     }
     if (pthread_create(&hb, NULL, heartbeats, &a) != 0) {
         stop_jobs(&a);
+        if (refreshing)
+            pthread_join(lr, NULL);
         if (ob)
             pthread_join(left, NULL);
         outbox_free(ob);
@@ -665,6 +735,8 @@ int node_agent_run(const node_opts *o)
     }
     if (pthread_create(&poll, NULL, poller, &a) != 0) {
         stop_jobs(&a);
+        if (refreshing)
+            pthread_join(lr, NULL);
         pthread_join(hb, NULL);
         teardown(&a);
         return 1;
@@ -687,6 +759,8 @@ int node_agent_run(const node_opts *o)
     pthread_join(hb, NULL);
     if (reaping)
         pthread_join(rp, NULL);
+    if (refreshing)
+        pthread_join(lr, NULL);
     if (ob)
         pthread_join(left, NULL);
     outbox_free(ob);

@@ -11,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
+#include "llm.h"
 
 #define MAX_CREDS 32
 #define LOG_CAP (64u * 1024u)
@@ -36,6 +38,8 @@ typedef struct job {
     size_t n_creds;
     char *outputs, *error, *log;
     uint64_t run_ms;
+    int llm_server;                      /* an llm job's [[llm]]; -1 none */
+    const char *llm_model;               /* borrowed from asg */
 } job;
 
 static const char *str_at(const cJSON *o, const char *key)
@@ -170,6 +174,118 @@ static const char *check_adhoc(agent *a, job *j, const cJSON *adhoc,
         return why;
     }
     return NULL;
+}
+
+/* ---- an llm job ---- */
+
+/* "adhoc" {"adapter":"llm","model"} with "request" {"prompt"|"messages",
+ * "max_tokens","temperature"?} (docs/llm.md): the model must be one a
+ * [[llm]] server of this node lists now. NULL when it can run. */
+static const char *check_llm(agent *a, job *j, const cJSON *adhoc, char *why,
+                             size_t n)
+{
+    j->llm_model = str_at(adhoc, "model");
+    if (!j->llm_model || !*j->llm_model || strlen(j->llm_model) > LLM_NAME_MAX)
+        return "the llm assignment names no model";
+    snprintf(j->module_ref, sizeof j->module_ref, "llm %.140s", j->llm_model);
+    j->module_id = j->module_ref;
+    const char *bad = llm_request_check(
+        cJSON_GetObjectItemCaseSensitive(j->asg, "request"));
+    if (bad)
+        return bad;
+    if (!a->cfg.n_llm)
+        return "this node has no [[llm]] model server";
+    j->llm_server = llm_find(&a->cfg, j->llm_model);
+    if (j->llm_server < 0) {
+        snprintf(why, n, "model \"%.200s\" is not served here now (no "
+                 "[[llm]] server lists it)", j->llm_model);
+        return why;
+    }
+    return NULL;
+}
+
+typedef struct llm_live {
+    live_log *live;
+    job_slot *s;
+    char buf[4096];
+    size_t n;
+    struct timespec last;
+} llm_live;
+
+static void live_flush(llm_live *l)
+{
+    if (!l->n)
+        return;
+    l->buf[l->n] = '\0';
+    live_log_add(l->live, l->buf);
+    l->n = 0;
+    clock_gettime(CLOCK_MONOTONIC, &l->last);
+}
+
+/* Tokens to the live log: a line at each newline, and what has come so far
+ * at least every 250 ms, so a reader sees the text as it is made. */
+static void live_piece(void *ud, const char *p, size_t n)
+{
+    llm_live *l = ud;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '\n')
+            live_flush(l);
+        else if (p[i] != '\r')
+            l->buf[l->n++] = p[i];
+        if (l->n == sizeof l->buf - 1)
+            live_flush(l);
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long ms = (now.tv_sec - l->last.tv_sec) * 1000 +
+              (now.tv_nsec - l->last.tv_nsec) / 1000000;
+    if (ms >= 250)
+        live_flush(l);
+}
+
+static int live_stop(void *ud)
+{
+    llm_live *l = ud;
+    pthread_mutex_lock(&l->s->a->mu);
+    int stop = l->s->stop;
+    pthread_mutex_unlock(&l->s->a->mu);
+    return stop;
+}
+
+static void run_llm(agent *a, job *j)
+{
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(j->asg, "request");
+    const node_llm *srv = &a->cfg.llm[j->llm_server];
+    llm_live l = { .live = live_log_start(a, j->s), .s = j->s };
+    clock_gettime(CLOCK_MONOTONIC, &l.last);
+    size_t cap = (size_t)a->cfg.max_output_kb * 1024u;
+    llm_result res;
+    int rc = llm_generate(srv, j->llm_model, req, cap > 1024 ? cap - 512 : cap,
+                          live_piece, live_stop, &l, &res);
+    live_flush(&l);
+    live_log_finish(l.live);
+    j->run_ms = res.run_ms;
+    char line[LLM_NAME_MAX + 160];
+    if (rc == 0) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "text", res.text);
+        cJSON_AddNumberToObject(o, "tokens_in", (double)res.tokens_in);
+        cJSON_AddNumberToObject(o, "tokens_out", (double)res.tokens_out);
+        cJSON_AddStringToObject(o, "model", res.model);
+        j->outputs = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (!j->outputs)
+            j->error = strdup("out of memory");
+        snprintf(line, sizeof line, "llm: %s on its %s server: %" PRIu64
+                 " tokens in, %" PRIu64 " out\n", res.model,
+                 srv->kind == NODE_LLM_OPENAI ? "openai" : "ollama",
+                 res.tokens_in, res.tokens_out);
+    } else {
+        j->error = strdup(res.error);
+        snprintf(line, sizeof line, "llm: %s failed\n", j->llm_model);
+    }
+    j->log = strdup(line);
+    llm_result_free(&res);
 }
 
 static void adhoc_cleanup(job *j)
@@ -383,6 +499,10 @@ static void stream(rz_attempt *att, live_log *live, int flush)
 /* Runs to the end or until told to stop; fills outputs/error/log. */
 static void run(agent *a, job *j)
 {
+    if (j->llm_server >= 0) {
+        run_llm(a, j);
+        return;
+    }
     rz_attempt *att = NULL;
     char names[64][4], why[160];
     const char *gpus[65];
@@ -603,7 +723,9 @@ static const char *vet(agent *a, job *j, char *why, size_t n)
 {
     j->step = str_at(j->asg, "step");
     const cJSON *adhoc = cJSON_GetObjectItemCaseSensitive(j->asg, "adhoc");
+    const char *kind = str_at(adhoc, "adapter");
     const char *no = j->s->refuse ? j->s->refuse
+                   : kind && strcmp(kind, "llm") == 0 ? check_llm(a, j, adhoc, why, n)
                    : cJSON_IsObject(adhoc) ? check_adhoc(a, j, adhoc, why, n)
                    : check_module(a, j, why, n);
     return no ? no : open_credentials(a, j);
@@ -611,7 +733,7 @@ static const char *vet(agent *a, job *j, char *why, size_t n)
 
 const char *job_vet(agent *a, job_slot *s, char *why, size_t n)
 {
-    job j = { .s = s, .asg = s->assignment };
+    job j = { .s = s, .asg = s->assignment, .llm_server = -1 };
     const char *no = vet(a, &j, why, n);
     finish(&j);
     return no;
@@ -621,7 +743,7 @@ void *job_main(void *arg)
 {
     job_slot *s = arg;
     agent *a = s->a;
-    job j = { .s = s, .asg = s->assignment };
+    job j = { .s = s, .asg = s->assignment, .llm_server = -1 };
     char why[400];
     const char *no = vet(a, &j, why, sizeof why);
     if (no) {

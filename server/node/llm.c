@@ -161,6 +161,23 @@ cJSON *llm_caps(const node_config *cfg, char *why, size_t whylen)
     return llm;
 }
 
+int llm_find(const node_config *cfg, const char *model)
+{
+    for (size_t i = 0; i < cfg->n_llm; i++) {
+        cJSON *models = NULL, *m;
+        char err[LLM_ERROR_MAX + 80];
+        int found = 0;
+        if (list_one(&cfg->llm[i], &models, err, sizeof err) == 0)
+            cJSON_ArrayForEach(m, models)
+                found |= strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(m, "name")),
+                                model) == 0;
+        cJSON_Delete(models);
+        if (found)
+            return (int)i;
+    }
+    return -1;
+}
+
 /* ---- one generation ---- */
 
 typedef struct gen {

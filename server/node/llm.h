@@ -94,6 +94,9 @@ void llm_stream_free(llm_stream *s);
  * NULL when no server is configured or out of memory. */
 struct cJSON *llm_caps(const node_config *cfg, char *why, size_t whylen);
 
+/* The first [[llm]] server that lists `model` now (asked afresh), or -1. */
+int llm_find(const node_config *cfg, const char *model);
+
 /* The outcome of one generation. */
 typedef struct llm_result {
     char *text;                      /* malloc'd; NULL on failure */

@@ -11,6 +11,7 @@
 
 #include "rhizos/rhizos.h"
 #include "node.h"
+#include "llm.h"
 
 int node_call(rz_client *c, const char *method, const char *path,
               const cJSON *body, int cbor, long *status, cJSON **reply)
@@ -93,12 +94,31 @@ static int apply_containers(rz_caps *caps, const node_config *cfg)
     return rc;
 }
 
-/* No more memory than one job may take. */
+/* The [[llm]] servers' models (docs/llm.md), and the adapter "llm" when
+ * there is one; a server that does not answer is said on stderr, not an
+ * error: the node serves what else it can. */
+static void add_llm(cJSON *j, const node_config *cfg)
+{
+    char why[2048];
+    cJSON *llm = llm_caps(cfg, why, sizeof why);
+    if (why[0])
+        fprintf(stderr, "rhizos-node: warning: llm: %s\n", why);
+    if (!llm)
+        return;
+    cJSON_AddItemToObject(j, "llm", llm);
+    cJSON *ad = cJSON_GetObjectItemCaseSensitive(j, "adapters");
+    if (cJSON_GetArraySize(cJSON_GetObjectItem(llm, "models")) > 0 &&
+        cJSON_IsArray(ad))
+        cJSON_AddItemToArray(ad, cJSON_CreateString("llm"));
+}
+
+/* No more memory than one job may take; the model servers' models. */
 static char *restrict_json(const char *json, const node_config *cfg)
 {
     cJSON *j = cJSON_Parse(json);
     if (!j)
         return NULL;
+    add_llm(j, cfg);
     const cJSON *mem = cJSON_GetObjectItemCaseSensitive(j, "memory_mb");
     if (cfg->max_memory_mb && cJSON_IsNumber(mem) &&
         mem->valuedouble > cfg->max_memory_mb)

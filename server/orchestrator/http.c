@@ -47,6 +47,7 @@ static const route routes[] = {
     { "POST",   "/api/v1/nodes/{id}/challenge",            W_NODE,   true,  r_node_challenge_answer },
     { "POST",   "/api/v1/jobs",                            W_CLIENT, true,  r_job_submit },
     { "GET",    "/api/v1/jobs",                            W_CLIENT | W_ADMIN, false, r_jobs_list },
+    { "GET",    "/api/v1/models",                          W_CLIENT | W_ADMIN, false, r_models },
     { "GET",    "/api/v1/jobs/{id}",                       W_CLIENT | W_ADMIN, false, r_job_get },
     { "DELETE", "/api/v1/jobs/{id}",                       W_CLIENT | W_ADMIN, false, r_job_cancel },
     { "POST",   "/api/v1/jobs/{id}/refund",                W_CLIENT | W_ADMIN, false, r_job_refund },

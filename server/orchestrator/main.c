@@ -53,6 +53,11 @@ static void usage(FILE *f)
           "                         seconds fails, refunded, saying why (default\n"
           "                         3600; 0: wait forever); a job's or step's\n"
           "                         queue_timeout_s overrides it\n"
+          "  --llm-price MICROS     per 1,000 tokens: what an llm job holds\n"
+          "                         for its tokens when it names no\n"
+          "                         max_cost_micros, so the most a node serving\n"
+          "                         it may charge (default 10000, $10 per\n"
+          "                         million tokens)\n"
           "  --allow-images GLOB    clients may run container images matching\n"
           "                         GLOB without a module (POST /api/v1/jobs\n"
           "                         {\"image\"}; repeatable; default: none)\n"
@@ -353,6 +358,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
 {
     enum { O_LISTEN = 256, O_DATA, O_MODULES, O_ADMIN, O_MAXBODY, O_TIMEOUT,
            O_POLICY, O_RATE, O_AUTH_FAILURES, O_QUEUE_TIMEOUT, O_ALLOW_IMAGES, O_QUIET, O_ROUTES,
+           O_LLM_PRICE,
            O_VERIFY_ON_OPEN,
            O_HELP, O_VERSION, O_REQ_RATE, O_REQ_BURST, O_STREAMS, O_DEPOSITS,
            O_WITHDRAWALS, O_DEPOSIT_MAX, O_DEPOSIT_TTL, O_JOBS, O_DEPS,
@@ -371,6 +377,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         { "challenge-grace-ms", required_argument, NULL, O_CHALLENGE_GRACE },
         { "policy", required_argument, NULL, O_POLICY },
         { "queue-timeout", required_argument, NULL, O_QUEUE_TIMEOUT },
+        { "llm-price", required_argument, NULL, O_LLM_PRICE },
         { "allow-images", required_argument, NULL, O_ALLOW_IMAGES },
         { "register-rate", required_argument, NULL, O_RATE },
         { "auth-failures", required_argument, NULL, O_AUTH_FAILURES },
@@ -466,6 +473,14 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
             } else {
                 op->auth_failures = (unsigned)v;
             }
+            break;
+        case O_LLM_PRICE:
+            if (!parse_size(optarg, UINT64_C(1000000000000), &v)) {
+                fprintf(stderr, ORCH_NAME ": --llm-price: micro-dollars per "
+                        "1,000 tokens, 1 to 1000000000000\n");
+                return 2;
+            }
+            op->llm_price_micros = v;
             break;
         case O_QUEUE_TIMEOUT:
             if (strcmp(optarg, "0") == 0) {
@@ -758,6 +773,7 @@ int main(int argc, char **argv)
     o.opts.node_timeout_ms = 30000;
     o.opts.challenge_interval_ms = 600000;
     o.opts.queue_timeout_s = 3600;
+    o.opts.llm_price_micros = ORCH_LLM_PRICE_MICROS;
     o.opts.policy = RZ_POLICY_CHEAPEST;
     o.opts.register_rate = ORCH_REGISTER_RATE;
     o.opts.auth_failures = RZ_AUTH_THROTTLE_DEFAULT_MAX_FAILURES;

@@ -96,7 +96,11 @@ typedef struct orch_opts {
     unsigned request_burst;        /* ... after a burst of this many */
     unsigned queued_jobs;          /* open standalone jobs per account */
     unsigned running_deployments;  /* running deployments per account */
+    uint64_t llm_price_micros;     /* per 1,000 tokens: an llm job's hold
+                                      (routes_llm.c) */
 } orch_opts;
+
+#define ORCH_LLM_PRICE_MICROS 10000u   /* $10 per million tokens */
 
 #define ORCH_DEPOSIT_TTL_S 86400u
 #define ORCH_DEPOSIT_MAX_MICROS 1000000000000ull   /* $1,000,000 */
@@ -455,6 +459,12 @@ void r_job_get(req *q);
 void r_job_cancel(req *q);
 void r_job_refund(req *q);
 cJSON *job_json(orch *o, uint64_t id, bool with_log);
+/* routes_llm.c: llm jobs and GET /api/v1/models (docs/llm.md). The llm
+ * fields of a job body are refused on other jobs (false, replied); an llm
+ * job's submission replies itself. */
+bool llm_fields_elsewhere(req *q, bool llm);
+void llm_job_submit(req *q, const rz_engine_module_job *mj);
+void r_models(req *q);
 void r_account_create(req *q);
 void r_account_get(req *q);
 void r_account_deposit(req *q);

@@ -102,7 +102,11 @@ cJSON *job_json(orch *o, uint64_t id, bool with_log)
     else
         cJSON_AddNullToObject(j, "waiting_reason");
     cJSON *x = ji.exec_json ? cJSON_Parse(ji.exec_json) : NULL;
-    if (x) {   /* an ad-hoc image: what runs */
+    const char *xa = cJSON_GetStringValue(cJSON_GetObjectItem(x, "adapter"));
+    if (x && xa && strcmp(xa, "llm") == 0) {   /* an llm job: its model */
+        cJSON_AddItemToObject(j, "model", cJSON_DetachItemFromObject(x, "model"));
+        cJSON_Delete(x);
+    } else if (x) {   /* an ad-hoc image: what runs */
         cJSON_AddItemToObject(j, "image", cJSON_DetachItemFromObject(x, "image"));
         cJSON *cmd = cJSON_DetachItemFromObject(x, "command");
         cJSON_AddItemToObject(j, "command", cmd ? cmd : cJSON_CreateNull());
@@ -314,7 +318,8 @@ void r_job_submit(req *q)
 {
     static const char *const fields[] = { "module", "type", "inputs", "config",
         "requirements", "max_cost_micros", "priority", "queue_timeout_s", "image",
-        "command", "verify", NULL };
+        "command", "verify", "model", "prompt", "messages", "max_tokens",
+        "temperature", NULL };
     rz_engine_module_job job = RZ_ENGINE_MODULE_JOB_INIT;
     cJSON *inputs, *config, *reqs;
     bool have_max = false, have_qt = false;
@@ -350,6 +355,11 @@ void r_job_submit(req *q)
     if (image && (!image_allowed(q, image) || !(exec = image_exec(q, image))))
         return;
     job.priority = prio ? (int32_t)pv : 0;
+    const char *type = cJSON_GetStringValue(
+        cJSON_GetObjectItemCaseSensitive(q->body, "type"));
+    bool llm = type && strcmp(type, "llm") == 0;
+    if (!llm_fields_elsewhere(q, llm))
+        return;
     char *in = NULL, *cfg = NULL, *rq = NULL;
     uint64_t id = 0;
     int rc = member_text(inputs, &in) && member_text(config, &cfg) &&
@@ -357,6 +367,13 @@ void r_job_submit(req *q)
     job.inputs_json = in;
     job.config_json = cfg;
     job.requirements_json = rq;
+    if (rc == RZ_OK && llm) {
+        llm_job_submit(q, &job);
+        free(in);
+        free(cfg);
+        free(rq);
+        return;
+    }
     if (rc == RZ_OK && exec)
         rc = image_job(q->o, &job, exec, orch_now_ms(), &id);
     else if (rc == RZ_OK)
