@@ -58,11 +58,22 @@ typedef struct cli {
     const char *reason;           /* --reason TEXT (admin withdrawal fail) */
     const char *limit;            /* --limit N (flow runs), NULL: default */
     const char *container_host;   /* --container-host URL (flow run) */
+    const char *prompt;           /* -p PROMPT (run -t llm) */
+    const char *model;            /* --model M (run -t llm) */
+    const char *max_tokens;       /* --max-tokens N (run -t llm) */
+    const char *temperature;      /* --temperature T (run -t llm) */
     char **args;                  /* positionals after "GROUP VERB" */
     int nargs;
 } cli;
 
 int cli_flow(cli *c, const char *verb);
+/* llm.c: rhizos models; run -t llm's body (NULL: said why) and its answer
+ * printed (the exit code). */
+int cli_models(cli *c, const char *verb);
+void cli_models_usage(void);
+char *cli_llm_body(const cli *c, uint64_t max_cost, uint64_t priority,
+                   uint64_t queue_timeout);
+int cli_llm_show(const cli *c, const char *reply);
 void cli_flow_usage(void);
 int cli_match(cli *c, const char *verb);
 void cli_match_usage(void);

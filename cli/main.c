@@ -42,6 +42,10 @@ static void usage(FILE *out)
 "  run -t TYPE             submit a job [--input k=v] [--max-cost DOLLARS]\n"
 "                          [--priority N] [--wait]; see run --help\n"
 "  run -t docker -i IMAGE  a container image without a module\n"
+"  run -t llm -p PROMPT    text from a model a node serves [--model M]\n"
+"                          [--max-tokens N]; see models --help\n"
+"  models                  the models the network serves, by whom, at\n"
+"                          what price\n"
 "  job [ID], cancel ID    show your jobs or one; cancel one (refunded)\n"
 "  account VERB ...        escrow accounts: balance, withdraw...; account --help\n"
 "  admin withdrawal ...    the treasury's side of withdrawals; admin --help\n"
@@ -113,7 +117,7 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_ADDRESS, OPT_TX, OPT_REASON, OPT_LIMIT, OPT_CONFIG, OPT_LABEL, OPT_QUEUE_TIMEOUT,
        OPT_REPS,
        OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS, OPT_CONTAINER_HOST,
-       OPT_KEY_FILE, OPT_CONTEXT, OPT_CA_FILE };
+       OPT_KEY_FILE, OPT_CONTEXT, OPT_CA_FILE, OPT_MODEL, OPT_MAX_TOKENS, OPT_TEMPERATURE };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -154,6 +158,10 @@ static const struct option long_opts[] = {
     { "reason", required_argument, NULL, OPT_REASON },
     { "limit", required_argument, NULL, OPT_LIMIT },
     { "container-host", required_argument, NULL, OPT_CONTAINER_HOST },
+    { "prompt", required_argument, NULL, 'p' },
+    { "model", required_argument, NULL, OPT_MODEL },
+    { "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
+    { "temperature", required_argument, NULL, OPT_TEMPERATURE },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -211,7 +219,7 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
     int ch;
     opterr = 0;
     /* The leading ':' makes a missing value ':' rather than '?'. */
-    while ((ch = getopt_long(argc, argv, ":qhVt:i:", long_opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":qhVt:i:p:", long_opts, NULL)) != -1) {
         switch (ch) {
         case OPT_JSON: c->json = true; break;
         case OPT_MODULES:
@@ -242,6 +250,10 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_NAME: case OPT_ADDRESS: case OPT_TX: case OPT_REASON:
             account_option(c, ch); break;
         case OPT_LIMIT: c->limit = optarg; break;
+        case 'p': c->prompt = optarg; break;
+        case OPT_MODEL: c->model = optarg; break;
+        case OPT_MAX_TOKENS: c->max_tokens = optarg; break;
+        case OPT_TEMPERATURE: c->temperature = optarg; break;
         case OPT_REVEAL: c->reveal = true; break;
         case OPT_NODES: c->nodes = optarg; break;
         case OPT_POLICY: c->policy = optarg; break;
@@ -302,6 +314,7 @@ static const struct {
     { "run", 0, cli_run, cli_net_usage, "" },
     { "job", 0, cli_job, cli_net_usage, "" },
     { "cancel", 0, cli_cancel, cli_net_usage, "" },
+    { "models", 0, cli_models, cli_models_usage, "" },
     { "account", 1, cli_account, cli_account_usage,
       "create balance deposit withdraw withdrawals history credit confirm" },
     { "admin", 1, cli_admin, cli_admin_usage, "withdrawal" },

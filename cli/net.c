@@ -37,6 +37,9 @@ void cli_net_usage(void)
 "               majority's outputs; only agreeing runs are paid (K holds);\n"
 "               --cmd ARG one argument of the image's command, in order\n"
 "               (default: its own); --gpus N, --memory MB, --cpus N its needs\n"
+"       rhizos run -t llm -p PROMPT [--model M] [--max-tokens N]\n"
+"                                      text from a model a node serves; waits\n"
+"                                      and prints it (rhizos models --help)\n"
 "       rhizos job [ID]                one job (without ID: your jobs, newest first)\n"
 "       rhizos cancel ID               cancel a job that has not finished; its\n"
 "                                      hold is refunded\n"
@@ -747,6 +750,12 @@ int cli_run(cli *c, const char *verb)
         fprintf(stderr, "rhizos: run needs -t TYPE (a module id). Try 'rhizos run --help'.\n");
         return EXIT_USAGE;
     }
+    bool llm = c->type && strcmp(c->type, "llm") == 0;
+    if (!llm && (c->prompt || c->model || c->max_tokens || c->temperature)) {
+        fprintf(stderr, "rhizos: -p, --model, --max-tokens and --temperature go "
+                "with -t llm\n");
+        return EXIT_USAGE;
+    }
     if (c->image && c->type && strcmp(c->type, "docker") != 0) {
         fprintf(stderr, "rhizos: -i IMAGE runs a container: use it with -t docker, "
                 "not -t %s\n", c->type);
@@ -779,7 +788,8 @@ int cli_run(cli *c, const char *verb)
                 "not '%s'\n", c->queue_timeout);
         return EXIT_USAGE;
     }
-    char *body = job_body(c, max_cost, priority, queue_timeout);
+    char *body = llm ? cli_llm_body(c, max_cost, priority, queue_timeout)
+                     : job_body(c, max_cost, priority, queue_timeout);
     if (!body)
         return EXIT_USAGE;
     rz_client *cl = cli_client(c);
@@ -790,18 +800,18 @@ int cli_run(cli *c, const char *verb)
     char *r = NULL;
     int ex = cli_request(cl, "POST", "/api/v1/jobs", body, &r);
     free(body);
-    if (ex == EXIT_OK && c->wait) {
+    if (ex == EXIT_OK && (c->wait || llm)) {   /* an llm answer is waited for */
         cJSON *j = cJSON_Parse(r);
         uint64_t id = (uint64_t)cli_json_int(j, "id");
         cJSON_Delete(j);
-        if (!c->quiet && !c->json)
+        if (!c->quiet && !c->json && !llm)
             fprintf(stderr, "rhizos: job %" PRIu64 " submitted; waiting for it\n", id);
         rz_free(r);
         r = NULL;
         ex = wait_job(cl, id, &r);
     }
     if (ex == EXIT_OK)
-        ex = show_job(c, r);
+        ex = llm ? cli_llm_show(c, r) : show_job(c, r);
     rz_free(r);
     rz_client_free(cl);
     return ex;

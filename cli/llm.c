@@ -1,0 +1,212 @@
+/* rhizos run -t llm -p PROMPT [--model M] [--max-tokens N] and rhizos
+ * models: text generation on the network's model servers (docs/llm.md). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "rhizos/client.h"
+
+void cli_models_usage(void)
+{
+    printf(
+"usage: rhizos models [--json]\n"
+"       rhizos run -t llm -p PROMPT [--model M] [--max-tokens N]\n"
+"                  [--temperature T] [--max-cost DOLLARS] [--json]\n"
+"\n"
+"models: what the network's nodes serve through their [[llm]] model servers\n"
+"(GET /api/v1/models): each model, the nodes serving it, their price per\n"
+"million tokens (prompt and completion), size, quantisation and context\n"
+"length where the server says them. --json prints the orchestrator's JSON,\n"
+"prices as integer micro-dollars per 1,000 tokens.\n"
+"\n"
+"run -t llm: one completion. -p PROMPT is the prompt; --model M one of\n"
+"`rhizos models` (default: the first listed); --max-tokens N the longest\n"
+"completion (default 256); --temperature T from 0 to 2. It waits for the\n"
+"answer and prints its text, then tokens and cost on stderr; --json prints\n"
+"the job. The hold covers max_tokens plus the prompt at the orchestrator's\n"
+"--llm-price unless --max-cost says more; what is charged is the tokens\n"
+"the node's server counted at the node's price.\n");
+}
+
+/* The first model `GET /api/v1/models` lists; NULL (said why) if none. */
+static char *first_model(const cli *c)
+{
+    rz_client *cl = cli_client(c);
+    char *r = NULL, *name = NULL;
+    if (cl && cli_request(cl, "GET", "/api/v1/models", NULL, &r) == EXIT_OK) {
+        cJSON *doc = cJSON_Parse(r);
+        const cJSON *m = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "models"), 0);
+        const char *n = cJSON_GetStringValue(cJSON_GetObjectItem(m, "name"));
+        if (n)
+            name = strdup(n);
+        else
+            fprintf(stderr, "rhizos: no node serves a model now (rhizos models); "
+                    "name one with --model\n");
+        cJSON_Delete(doc);
+    }
+    rz_free(r);
+    rz_client_free(cl);
+    if (name && !c->quiet)
+        fprintf(stderr, "rhizos: no --model given; using %s\n", name);
+    return name;
+}
+
+char *cli_llm_body(const cli *c, uint64_t max_cost, uint64_t priority,
+                   uint64_t queue_timeout)
+{
+    if (!c->prompt || !*c->prompt) {
+        fprintf(stderr, "rhizos: run -t llm needs -p PROMPT. Try 'rhizos models "
+                "--help'.\n");
+        return NULL;
+    }
+    if (c->n_inputs || c->n_configs || c->image || c->n_cmd || c->gpus ||
+        c->memory || c->cpus) {
+        fprintf(stderr, "rhizos: run -t llm takes -p PROMPT, not --input, "
+                "--config, -i, --cmd, --gpus, --memory or --cpus\n");
+        return NULL;
+    }
+    uint64_t max_tokens = 256;
+    if (c->max_tokens && (!cli_parse_u64(c->max_tokens, 1000000, &max_tokens) ||
+                          !max_tokens)) {
+        fprintf(stderr, "rhizos: --max-tokens wants a whole number from 1 to "
+                "1000000, not '%s'\n", c->max_tokens);
+        return NULL;
+    }
+    double temp = 0;
+    char *end = NULL;
+    if (c->temperature) {
+        temp = strtod(c->temperature, &end);
+        if (!*c->temperature || *end || !(temp >= 0 && temp <= 2)) {
+            fprintf(stderr, "rhizos: --temperature wants a number from 0 to 2, "
+                    "not '%s'\n", c->temperature);
+            return NULL;
+        }
+    }
+    char *picked = c->model ? NULL : first_model(c);
+    const char *model = c->model ? c->model : picked;
+    if (!model)
+        return NULL;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", "llm");
+    cJSON_AddStringToObject(o, "model", model);
+    cJSON_AddStringToObject(o, "prompt", c->prompt);
+    cJSON_AddNumberToObject(o, "max_tokens", (double)max_tokens);
+    if (c->temperature)
+        cJSON_AddNumberToObject(o, "temperature", temp);
+    if (c->max_cost)
+        cJSON_AddNumberToObject(o, "max_cost_micros", (double)max_cost);
+    if (c->priority)
+        cJSON_AddNumberToObject(o, "priority", (double)priority);
+    if (c->queue_timeout)
+        cJSON_AddNumberToObject(o, "queue_timeout_s", (double)queue_timeout);
+    if (c->n_labels) {
+        cJSON *labels = cJSON_AddObjectToObject(
+            cJSON_AddObjectToObject(o, "requirements"), "labels");
+        for (size_t i = 0; i < c->n_labels; i++) {
+            const char *eq = strchr(c->labels[i], '=');
+            if (!eq || eq == c->labels[i]) {
+                fprintf(stderr, "rhizos: --label wants KEY=VALUE, not '%s'\n",
+                        c->labels[i]);
+                cJSON_Delete(o);
+                free(picked);
+                return NULL;
+            }
+            char key[128];
+            snprintf(key, sizeof key, "%.*s", (int)(eq - c->labels[i]), c->labels[i]);
+            cJSON_AddStringToObject(labels, key, eq + 1);
+        }
+    }
+    free(picked);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+int cli_llm_show(const cli *c, const char *reply)
+{
+    cJSON *j = cJSON_Parse(reply);
+    const char *status = cli_json_str(j, "status", "");
+    int ok = strcmp(status, "succeeded") == 0;
+    if (c->json) {
+        cli_print_json(reply);
+    } else if (ok) {
+        const cJSON *out = cJSON_GetObjectItem(j, "outputs");
+        const char *text = cli_json_str(out, "text", "");
+        size_t n = strlen(text);
+        printf("%s%s", text, n && text[n - 1] == '\n' ? "" : "\n");
+        if (!c->quiet) {
+            char cost[32];
+            cli_money(cli_json_int(j, "cost_micros"), cost, sizeof cost);
+            fprintf(stderr, "job %lld: %s on node %lld, %lld tokens in, %lld out, "
+                    "charged %s\n", (long long)cli_json_int(j, "id"),
+                    cli_json_str(out, "model", "?"), (long long)cli_json_int(j, "node"),
+                    (long long)cli_json_int(out, "tokens_in"),
+                    (long long)cli_json_int(out, "tokens_out"), cost);
+        }
+    } else {
+        fprintf(stderr, "rhizos: job %lld %s: %s\n", (long long)cli_json_int(j, "id"),
+                status, cli_json_str(j, "error", "no reason given"));
+    }
+    cJSON_Delete(j);
+    return ok ? EXIT_OK : EXIT_FAILED;
+}
+
+/* ---- rhizos models ---- */
+
+static void size_text(const cJSON *n, char *buf, size_t cap)
+{
+    int64_t b = cli_json_int(n, "size_bytes");
+    if (b <= 0)
+        snprintf(buf, cap, "-");
+    else if (b >= 1000000000)
+        snprintf(buf, cap, "%.1f GB", (double)b / 1e9);
+    else
+        snprintf(buf, cap, "%.0f MB", (double)b / 1e6);
+}
+
+int cli_models(cli *c, const char *verb)
+{
+    (void)verb;
+    if (c->nargs) {
+        fprintf(stderr, "rhizos: models takes no arguments\n");
+        return EXIT_USAGE;
+    }
+    rz_client *cl = cli_client(c);
+    if (!cl)
+        return EXIT_USAGE;
+    char *r = NULL;
+    int ex = cli_request(cl, "GET", "/api/v1/models", NULL, &r);
+    if (ex == EXIT_OK && c->json) {
+        cli_print_json(r);
+    } else if (ex == EXIT_OK) {
+        cJSON *doc = cJSON_Parse(r);
+        const cJSON *m, *n;
+        int rows = 0;
+        printf("%-32s %6s %14s %9s %8s %8s\n", "MODEL", "NODE", "PER 1M TOKENS",
+               "SIZE", "QUANT", "CONTEXT");
+        cJSON_ArrayForEach(m, cJSON_GetObjectItem(doc, "models")) {
+            cJSON_ArrayForEach(n, cJSON_GetObjectItem(m, "nodes")) {
+                char price[32], size[32], ctx[24];
+                cli_money(cli_json_int(n, "price_1k_tokens_micros") * 1000, price,
+                          sizeof price);
+                size_text(n, size, sizeof size);
+                int64_t cl_ = cli_json_int(n, "context_length");
+                snprintf(ctx, sizeof ctx, cl_ > 0 ? "%lld" : "-", (long long)cl_);
+                printf("%-32s %6lld %14s %9s %8s %8s\n", cli_json_str(m, "name", "?"),
+                       (long long)cli_json_int(n, "node"), price, size,
+                       cli_json_str(n, "quantization", "-"), ctx);
+                rows++;
+            }
+        }
+        if (!rows)
+            printf("(no node serves a model now)\n");
+        cJSON_Delete(doc);
+    }
+    rz_free(r);
+    rz_client_free(cl);
+    return ex;
+}
