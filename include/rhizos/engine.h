@@ -209,7 +209,8 @@ typedef struct rz_engine_job_spec {
      * 0: the engine's opts.queue_timeout_ms. */
     uint64_t queue_timeout_ms;
     /* An ad-hoc job without a module (a server allowed its image): what
-     * the node runs, {"adapter":"docker","image":"...","command":[...]?},
+     * the node runs, {"adapter":"docker","image":"...","command":[...]?}
+     * or an llm job's {"adapter":"llm","model":"..."} (docs/llm.md),
      * handed over with the assignment; NULL: a module job. */
     const char *exec_json;
     /* Version 2: redundant execution (docs/engine.md, "Replicas"). 0 or 1:

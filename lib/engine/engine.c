@@ -973,13 +973,17 @@ static int job_fill(rz_engine *e, rz__ejob *j, const rz_engine_job_spec *s,
     if (!ok)
         return rz__error(RZ_EINVALID, "the request must be a JSON object");
     if (s->exec_json) {
+        /* An image, or an llm job's model (docs/llm.md). */
         cJSON *x = cJSON_Parse(s->exec_json);
+        const char *ad = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "adapter"));
         ok = cJSON_IsObject(x) &&
-             cJSON_IsString(cJSON_GetObjectItemCaseSensitive(x, "image"));
+             cJSON_IsString(cJSON_GetObjectItemCaseSensitive(
+                 x, ad && strcmp(ad, "llm") == 0 ? "model" : "image"));
         cJSON_Delete(x);
         if (!ok)
             return rz__error(RZ_EINVALID, "an ad-hoc job's exec must be a JSON "
-                             "object with an \"image\"");
+                             "object with an \"image\" (or, adapter llm, a "
+                             "\"model\")");
         if (!(j->exec = rz__strdup(s->exec_json)))
             return no_memory();
     }
