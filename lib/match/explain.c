@@ -95,10 +95,10 @@ static uint32_t node_fails(const rz__mview *v, const rz_reqs *r, best *b)
     const rz_caps_info *c = rz_caps_get(v->caps);
     const rz_reqs_info *q = &r->info;
     uint32_t f = label_checks(v->caps, r, b);
+    if (r->llm_model && !rz__caps_llm_serves(v->caps, r->llm_model))
+        f |= 1u << F_MODEL;
     if (*q->adapter && !rz__caps_list_has(c->adapters, c->n_adapters, q->adapter))
         f |= 1u << F_ADAPTER;
-    else if (r->llm_model && !rz__caps_llm_serves(v->caps, r->llm_model))
-        f |= 1u << F_MODEL;
     else if (!rz__gpu_containers_ok(c, q))
         f |= 1u << F_GPU_CTR;
     if (!rz__match_verified(c, q)) f |= 1u << F_VERIFIED;

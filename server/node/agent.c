@@ -480,7 +480,7 @@ static void say_llm(agent *a, const char *event, const char *detail)
 
 /* The [[llm]] servers' models, read again every llm_refresh_s. A change is
  * advertised by registering again once no job runs (a registration voids
- * running attempts); a server that stops answering, or answers again, is
+ * running attempts: the poller does it between polls); a server that stops answering, or answers again, is
  * said once, never fatal. */
 static void *llm_refresher(void *arg)
 {
@@ -507,11 +507,11 @@ static void *llm_refresher(void *arg)
             now = NULL;
         }
         cJSON_free(now);
-        if (changed && all_idle(a)) {
+        if (changed) {
             say_llm(a, "llm-models", "the served models changed; "
-                    "registering again to advertise them");
+                    "registering again to advertise them once no job runs");
             pthread_mutex_lock(&a->mu);
-            a->need_register = 1;
+            a->want_register = 1;
             pthread_mutex_unlock(&a->mu);
             changed = 0;
         }
@@ -525,7 +525,12 @@ static void *poller(void *arg)
     agent *a = arg;
     unsigned reg_tries = 0, poll_tries = 0;
     while (!agent_stopping(a)) {
+        int idle = all_idle(a);
         pthread_mutex_lock(&a->mu);
+        if (a->want_register && idle) {
+            a->want_register = 0;
+            a->need_register = 1;
+        }
         int reg = a->need_register, taken = (int)a->taken;
         pthread_mutex_unlock(&a->mu);
         if (reg) {

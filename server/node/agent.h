@@ -43,6 +43,8 @@ struct agent {
     node_state st;
     uint64_t generation;         /* bumps with every registration */
     int need_register;
+    int want_register;           /* register again once no job runs (the
+                                    served models changed) */
     int stopping;
     int outage;                  /* the orchestrator is unreachable */
     int fatal;                   /* exit status when a loop gave up */

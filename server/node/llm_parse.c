@@ -83,6 +83,20 @@ static int whole(const cJSON *v, uint64_t *out)
     return 1;
 }
 
+/* JSON of exactly these bytes: trailing bytes other than white space
+ * (a NUL, a second value) refuse it, as a strict reader would. */
+static cJSON *parse_exact(const char *s, size_t n)
+{
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts(s, n, &end, 0);
+    for (; o && end && end < s + n; end++)
+        if (*end != ' ' && *end != '\t' && *end != '\r' && *end != '\n') {
+            cJSON_Delete(o);
+            return NULL;
+        }
+    return o;
+}
+
 static const char *str_at(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -154,7 +168,7 @@ int llm_parse_models(node_llm_kind kind, const char *text, size_t len,
                  LLM_LIST_BYTES_MAX);
         return -1;
     }
-    cJSON *doc = cJSON_ParseWithLength(text, len);
+    cJSON *doc = parse_exact(text, len);
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(
         doc, kind == NODE_LLM_OLLAMA ? "models" : "data");
     if (!cJSON_IsArray(list)) {
@@ -316,6 +330,11 @@ static int fail(llm_stream *s, const char *fmt, const char *detail)
     if (detail)
         sanitize(d, sizeof d, detail, strlen(detail));
     snprintf(s->error, sizeof s->error, fmt, d);
+    /* the cut may have split a character: the error is sent as JSON */
+    size_t n = strlen(s->error), i = 0, k;
+    while (i < n && (k = utf8_len((const unsigned char *)s->error + i, n - i)))
+        i += k;
+    s->error[i] = '\0';
     return -1;
 }
 
@@ -334,11 +353,52 @@ static int grow(char **buf, size_t *cap, size_t need)
     return 0;
 }
 
+/* `p` with every byte that is not part of valid UTF-8 as U+FFFD (a
+ * server's bad bytes must not make the job's outputs unsendable); NULL
+ * when it is valid already or memory ran out (*oom). */
+static char *valid_utf8(const char *p, size_t n, int *oom)
+{
+    size_t i = 0, k;
+    while (i < n && (k = utf8_len((const unsigned char *)p + i, n - i)) != 0)
+        i += k;
+    *oom = 0;
+    if (i == n)
+        return NULL;
+    char *out = malloc(n * 3 + 1), *o = out;
+    if (!out) {
+        *oom = 1;
+        return NULL;
+    }
+    for (i = 0; i < n;) {
+        k = utf8_len((const unsigned char *)p + i, n - i);
+        if (k) {
+            memcpy(o, p + i, k);
+            o += k;
+            i += k;
+        } else {
+            memcpy(o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 static int piece(llm_stream *s, const char *p)
 {
     size_t n = strlen(p);
     if (!n)
         return 0;
+    int oom;
+    char *fixed = valid_utf8(p, n, &oom);
+    if (oom)
+        return fail(s, "out of memory%s", NULL);
+    if (fixed) {
+        int rc = piece(s, fixed);
+        free(fixed);
+        return rc;
+    }
     if (n > s->max_text || s->text_len > s->max_text - n) {
         snprintf(s->error, sizeof s->error, "the completion is over %zu "
                  "bytes (the node's max_output_kb)", s->max_text);
@@ -380,7 +440,7 @@ static int streamed_error(llm_stream *s, const cJSON *o)
 
 static int ollama_line(llm_stream *s, const char *line, size_t n)
 {
-    cJSON *o = cJSON_ParseWithLength(line, n);
+    cJSON *o = parse_exact(line, n);
     int rc = 0;
     if (!cJSON_IsObject(o))
         rc = fail(s, "the model server sent a line that is not a JSON "
@@ -415,7 +475,7 @@ static int openai_event(llm_stream *s, const char *data, size_t n)
         s->done = 1;
         return 0;
     }
-    cJSON *o = cJSON_ParseWithLength(data, n);
+    cJSON *o = parse_exact(data, n);
     int rc = 0;
     if (!cJSON_IsObject(o))
         rc = fail(s, "the model server sent an event that is not a JSON "

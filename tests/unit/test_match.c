@@ -670,6 +670,82 @@ static void gpu_containers(void **state)
     rz_matcher_free(m);
 }
 
+/* llm jobs (docs/llm.md): only nodes serving the model, priced per 1,000
+ * tokens (rounded up) on the job's "tokens", cheapest first, the cost
+ * limit applied on that price; the caps' "llm" kept and checked. */
+static void llm_models(void **state)
+{
+    (void)state;
+    static const char *const nodes[] = {
+        "{\"id\":\"dear\",\"cpu\":{\"cores\":4},\"memory_mb\":8192,"
+        "\"adapters\":[\"process\",\"llm\"],\"llm\":{\"models\":[{\"name\":\"tiny:1b\","
+        "\"size_bytes\":5},{\"name\":\"big:70b\"}],\"price_1k_tokens_micros\":9000}}",
+        "{\"id\":\"cheap\",\"cpu\":{\"cores\":4},\"memory_mb\":8192,"
+        "\"adapters\":[\"llm\"],\"llm\":{\"models\":[{\"name\":\"tiny:1b\"}],"
+        "\"price_1k_tokens_micros\":1000,\"servers\":[]}}",
+        "{\"id\":\"none\",\"cpu\":{\"cores\":4},\"memory_mb\":8192,"
+        "\"adapters\":[\"process\"]}",
+    };
+    rz_matcher *m = matcher_of(RZ_POLICY_CHEAPEST, nodes, 3);
+    const char *tiny = "{\"adapter\":\"llm\",\"llm\":{\"model\":\"tiny:1b\",\"tokens\":1001}}";
+    assert_string_equal(place(m, tiny, NULL), "cheap");
+    assert_string_equal(place(m, "{\"adapter\":\"llm\",\"llm\":{\"model\":\"big:70b\","
+                                 "\"tokens\":10}}", NULL), "dear");
+    assert_string_equal(place(m, "{\"adapter\":\"llm\",\"llm\":{\"model\":\"huge:405b\","
+                                 "\"tokens\":10}}", NULL),
+                        "!no node serves model 'huge:405b'");
+    /* 1001 tokens at 9000 per 1,000: 9009; at 1000: 1001 (among the
+     * nodes that serve it) */
+    rz_matcher *m2 = matcher_of(RZ_POLICY_CHEAPEST, nodes, 2);
+    assert_string_equal(place(m2, "{\"adapter\":\"llm\",\"max_cost_micros\":1000,"
+                                  "\"llm\":{\"model\":\"tiny:1b\",\"tokens\":1001}}", NULL),
+                        "!costs at least 1001 micros on every node that fits, over the "
+                        "maximum of 1000");
+    rz_matcher_free(m2);
+    rz_caps *dear = node(nodes[0]), *cheap = node(nodes[1]);
+    rz_reqs *r = job(tiny);
+    assert_int_equal(rz_match_cost(dear, r), 9009);
+    assert_int_equal(rz_match_cost(cheap, r), 1001);
+    rz_reqs_free(r);
+    r = job("{\"adapter\":\"llm\",\"llm\":{\"model\":\"tiny:1b\",\"tokens\":1}}");
+    assert_int_equal(rz_match_cost(cheap, r), 1);   /* rounded up */
+    rz_reqs_free(r);
+    /* the llm object survives a round trip */
+    char *back = NULL;
+    assert_int_equal(rz_caps_to_json(dear, 0, &back), RZ_OK);
+    assert_non_null(strstr(back, "\"price_1k_tokens_micros\":9000"));
+    rz_caps *again = node(back);
+    r = job(tiny);
+    assert_int_equal(rz_match_cost(again, r), 9009);
+    assert_true(rz_match_fits(again, r));
+    rz_reqs_free(r);
+    rz_free(back);
+    rz_caps_free(again);
+    rz_caps_free(dear);
+    rz_caps_free(cheap);
+    rz_matcher_free(m);
+    /* malformed */
+    static const char *const bad_nodes[] = {
+        "{\"llm\":[]}", "{\"llm\":{\"models\":{}}}", "{\"llm\":{\"models\":[\"x\"]}}",
+        "{\"llm\":{\"models\":[{\"name\":\"\"}]}}", "{\"llm\":{\"models\":[{}]}}",
+        "{\"llm\":{\"price_1k_tokens_micros\":-1}}",
+    };
+    for (size_t i = 0; i < sizeof bad_nodes / sizeof *bad_nodes; i++) {
+        rz_caps *c = NULL;
+        assert_int_equal(rz_caps_parse(&c, bad_nodes[i], strlen(bad_nodes[i])), RZ_EINVALID);
+        assert_null(c);
+    }
+    static const char *const bad_jobs[] = {
+        "{\"llm\":\"tiny\"}", "{\"llm\":{\"model\":\"\"}}", "{\"llm\":{\"tokens\":5}}",
+        "{\"llm\":{\"model\":\"m\",\"tokens\":-1}}",
+    };
+    for (size_t i = 0; i < sizeof bad_jobs / sizeof *bad_jobs; i++) {
+        rz_reqs *q = NULL;
+        assert_int_equal(rz_reqs_parse(&q, bad_jobs[i], strlen(bad_jobs[i])), RZ_EINVALID);
+        assert_null(q);
+    }
+}
+
 /* A node taken out comes back with new capabilities under its id and
  * index, once it holds nothing. */
 static void removed_node_readded(void **state)
@@ -747,6 +823,7 @@ int main(void)
         cmocka_unit_test(properties),
         cmocka_unit_test(gpu_containers),
         cmocka_unit_test(wasm_runs_on_any_cpu),
+        cmocka_unit_test(llm_models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -168,7 +168,68 @@ static const bad_case bad[] = {
     { "[orchestrator]\nkey = \"abc\"\n", "node.toml:2: key must be the orchestrator's X25519 public key" },
     { "[orchestrator]\nkey = \"00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff\"\n", "node.toml:2: key must be the orchestrator's X25519 public key" },
     { "[container]\nallow_images = {}\n", "node.toml:2: inline tables are not supported" },
+    /* [[llm]] model servers */
+    { "[llm]\nkind = \"ollama\"\n", "node.toml:1: a model server is an array table: write [[llm]]" },
+    { "[[models]]\n", "node.toml:1: unknown array of tables [[models]] (known: [[llm]])" },
+    { "[[llm]\n", "node.toml:1: malformed array-of-tables header" },
+    { "[[llm]] x\n", "node.toml:1: unexpected text after the section header" },
+    { "[[llm]]\nkind = \"vllm\"\nurl = \"http://x\"\n", "node.toml:2: kind must be \"ollama\" or \"openai\"" },
+    { "[[llm]]\nkind = 1\n", "node.toml:2: kind must be a string" },
+    { "[[llm]]\nkind = \"ollama\"\nurl = \"ftp://x\"\n", "node.toml:3: url must start with http:// or https://" },
+    { "[[llm]]\nurl = \"http://u:pw@x:1\"\n", "node.toml:2: url must not carry a user or password" },
+    { "[[llm]]\nurl = \"http://x/?q=1\"\n", "node.toml:2: url must be a base URL" },
+    { "[[llm]]\nurl = \"http://x y\"\n", "node.toml:2: url must be a base URL" },
+    { "[[llm]]\nkind = \"ollama\"\nkind = \"openai\"\n", "node.toml:3: key 'kind' appears twice in this [[llm]]" },
+    { "[[llm]]\nmodel = \"x\"\n", "node.toml:2: unknown key 'model' in [[llm]] (known: kind, url, timeout_s)" },
+    { "[[llm]]\ntimeout_s = 0\n", "node.toml:2: timeout_s must be a number between 1 and 86400" },
+    { "[[llm]]\ntimeout_s = \"5\"\n", "node.toml:2: timeout_s must be a number between 1 and 86400" },
+    { "[[llm]]\nkind = \"ollama\"\n", "node.toml:1: this [[llm]] needs url = " },
+    { "[node]\n[[llm]]\nurl = \"http://x\"\n", "node.toml:2: this [[llm]] needs kind = " },
+    { "[[llm]]\nkind = \"ollama\"\nurl = \"http://x\"\n[[llm]]\nkind = \"openai\"\nurl = \"http://x/\"\n",
+      "node.toml:6: url \"http://x\" is already another [[llm]]'s" },
+    { "[[llm]]\n[[llm]]\n[[llm]]\n[[llm]]\n[[llm]]\n[[llm]]\n[[llm]]\n[[llm]]\n[[llm]]\n", "node.toml:9: more than 8 [[llm]] servers" },
+    { "[pricing]\nllm_1k_tokens_micros = -1\n", "node.toml:2: llm_1k_tokens_micros must be between 0 and" },
+    { "[node]\nllm_refresh_s = 0.5\n", "node.toml:2: llm_refresh_s must be between 1 and 86400" },
 };
+
+/* Model servers: several, in order, back from what `init` writes. */
+static void llm_servers(void **state)
+{
+    (void)state;
+    node_config c;
+    char err[512] = "";
+    const char *text =
+        "[pricing]\nllm_1k_tokens_micros = 2500\n"
+        "[node]\nllm_refresh_s = 5\n"
+        "[[llm]]\nkind = \"ollama\"\nurl = \"http://127.0.0.1:11434//\"\n"
+        "\n[[llm]] # the second\nkind = 'openai'\nurl = \"https://h:8000/v1x\"\n"
+        "timeout_s = 12.5\n"
+        "[labels]\nregion = \"eu\"\n";
+    assert_int_equal(parse(&c, text, err, sizeof err), 0);
+    assert_int_equal(c.n_llm, 2);
+    assert_int_equal(c.llm[0].kind, NODE_LLM_OLLAMA);
+    assert_string_equal(c.llm[0].url, "http://127.0.0.1:11434");
+    assert_true(c.llm[0].timeout_s == NODE_LLM_TIMEOUT_S);
+    assert_int_equal(c.llm[1].kind, NODE_LLM_OPENAI);
+    assert_string_equal(c.llm[1].url, "https://h:8000/v1x");
+    assert_true(c.llm[1].timeout_s == 12.5);
+    assert_int_equal(c.llm_1k_tokens_micros, 2500);
+    assert_true(c.llm_refresh_s == 5);
+    assert_int_equal(c.n_labels, 1);   /* [labels] after [[llm]] is its own */
+    char *out = node_config_format(&c);
+    node_config d;
+    assert_int_equal(parse(&d, out, err, sizeof err), 0);
+    assert_int_equal(d.n_llm, 2);
+    assert_string_equal(d.llm[1].url, c.llm[1].url);
+    assert_true(d.llm[1].timeout_s == 12.5);
+    assert_int_equal(d.llm_1k_tokens_micros, 2500);
+    char *again = node_config_format(&d);
+    assert_string_equal(out, again);
+    free(out);
+    free(again);
+    node_config_free(&c);
+    node_config_free(&d);
+}
 
 static void malformed_lines(void **state)
 {
@@ -406,6 +467,7 @@ int main(void)
         cmocka_unit_test(oversized_file),
         cmocka_unit_test(missing_file),
         cmocka_unit_test(format_round_trip),
+        cmocka_unit_test(llm_servers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
