@@ -21,9 +21,10 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 {
     if (s[0] < 0x80)
         return 1;
-    size_t k = s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : s[0] >= 0xE0 ? 3
-             : s[0] >= 0xC2 && s[0] <= 0xDF ? 2 : 0;
-    if (!k || k > n || (s[0] >= 0xE0 && s[0] < 0xF0 && k != 3))
+    size_t k = s[0] >= 0xC2 && s[0] <= 0xDF ? 2
+             : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+             : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : 0;
+    if (!k || k > n)
         return 0;
     for (size_t i = 1; i < k; i++)
         if ((s[i] & 0xC0) != 0x80)

@@ -118,7 +118,7 @@ static void model_names_bounded(void **state)
     size_t o = (size_t)snprintf(t, cap, "{\"models\":[{\"name\":\"");
     memset(t + o, 'a', LLM_NAME_MAX + 1);
     o += LLM_NAME_MAX + 1;
-    o += (size_t)snprintf(t + o, cap - o, "\"},{\"name\":\"bad\xff\xfe\"},"
+    o += (size_t)snprintf(t + o, cap - o, "\"},{\"name\":\"bad\xff\xfe\"},{\"name\":\"ff\xff\xb0\xb0\"},"
                           "{\"name\":\"\xed\xa0\x80surrogate\"},"
                           "{\"name\":\"ok-\xc3\xa9\"}");
     for (int i = 0; i < 300; i++)
@@ -148,6 +148,9 @@ static void error_bodies(void **state)
     const char *o3 = "<html>\r\n502 Bad\x01Gateway\xff</html>";
     llm_parse_error(o3, strlen(o3), out, sizeof out);
     assert_string_equal(out, "<html>  502 Bad Gateway?</html>");
+    const char *o4 = "x\xff\xb0\xb0\xf5\x80\x80\x80y";   /* never UTF-8 */
+    llm_parse_error(o4, strlen(o4), out, sizeof out);
+    assert_string_equal(out, "x???????y");
     llm_parse_error("", 0, out, sizeof out);
     assert_string_equal(out, "");
     llm_parse_error(NULL, 0, out, sizeof out);
