@@ -742,6 +742,7 @@ class OrchestratorApi(unittest.TestCase):
             ("POST", "/api/v1/nodes/{id}/challenge"): {N},
             ("POST", "/api/v1/jobs"): {C},
             ("GET", "/api/v1/jobs"): {C, A},
+            ("GET", "/api/v1/models"): {C, A},
             ("GET", "/api/v1/jobs/{id}"): {A},
             ("DELETE", "/api/v1/jobs/{id}"): {A},
             ("POST", "/api/v1/jobs/{id}/refund"): {A},
