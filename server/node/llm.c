@@ -77,9 +77,47 @@ static size_t collect(char *p, size_t sz, size_t n, void *ud)
     return k;
 }
 
+/* Ollama's list has no context length; /api/show has it, per model (the
+ * first LLM_SHOW_MAX). A model it says nothing of keeps none. */
+static void add_context(const node_llm *srv, cJSON *models)
+{
+    cJSON *m;
+    unsigned asked = 0;
+    cJSON_ArrayForEach(m, models) {
+        if (asked++ == LLM_SHOW_MAX)
+            break;
+        CURL *h = easy(srv, "/api/show", LIST_TIMEOUT_MS);
+        cJSON *q = cJSON_CreateObject();
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(m, "name"));
+        cJSON_AddStringToObject(q, "model", name);
+        cJSON_AddStringToObject(q, "name", name);   /* older servers */
+        char *qt = cJSON_PrintUnformatted(q);
+        cJSON_Delete(q);
+        body b = { NULL, 0, LLM_LIST_BYTES_MAX, 0 };
+        long status = 0;
+        struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+        if (h && qt) {
+            curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, qt);
+            curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+            curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+            if (curl_easy_perform(h) == CURLE_OK)
+                curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        }
+        uint64_t ctx = status == 200 && b.buf ? llm_parse_show(b.buf, b.len) : 0;
+        if (ctx)
+            cJSON_AddNumberToObject(m, "context_length", (double)ctx);
+        if (h)
+            curl_easy_cleanup(h);
+        curl_slist_free_all(hdr);
+        cJSON_free(qt);
+        free(b.buf);
+    }
+}
+
 /* GET the server's model list: 0 with the models, -1 with why. */
-static int list_one(const node_llm *srv, cJSON **models, char *err,
-                    size_t errlen)
+static int list_one(const node_llm *srv, int with_context, cJSON **models,
+                    char *err, size_t errlen)
 {
     *models = NULL;
     CURL *h = easy(srv, srv->kind == NODE_LLM_OLLAMA ? "/api/tags"
@@ -111,6 +149,8 @@ static int list_one(const node_llm *srv, cJSON **models, char *err,
         rc = llm_parse_models(srv->kind, b.buf ? b.buf : "", b.len, models,
                               err, errlen);
     free(b.buf);
+    if (rc == 0 && srv->kind == NODE_LLM_OLLAMA && with_context)
+        add_context(srv, *models);
     return rc;
 }
 
@@ -129,7 +169,7 @@ cJSON *llm_caps(const node_config *cfg, char *why, size_t whylen)
         const node_llm *srv = &cfg->llm[i];
         cJSON *models = NULL, *m, *next;
         char err[LLM_ERROR_MAX + 80];
-        int ok = list_one(srv, &models, err, sizeof err) == 0;
+        int ok = list_one(srv, 1, &models, err, sizeof err) == 0;
         cJSON *s = cJSON_CreateObject();
         cJSON_AddStringToObject(s, "kind", kind_name(srv->kind));
         cJSON_AddBoolToObject(s, "up", ok);
@@ -167,7 +207,7 @@ int llm_find(const node_config *cfg, const char *model)
         cJSON *models = NULL, *m;
         char err[LLM_ERROR_MAX + 80];
         int found = 0;
-        if (list_one(&cfg->llm[i], &models, err, sizeof err) == 0)
+        if (list_one(&cfg->llm[i], 0, &models, err, sizeof err) == 0)
             cJSON_ArrayForEach(m, models)
                 found |= strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(m, "name")),
                                 model) == 0;

@@ -21,6 +21,7 @@ struct cJSON;
 #define LLM_LIST_BYTES_MAX (4u << 20) /* a model list reply */
 #define LLM_LINE_MAX (1u << 20)      /* one NDJSON line or SSE field */
 #define LLM_ERROR_MAX 300u           /* a server's error as kept */
+#define LLM_SHOW_MAX 32u             /* Ollama models asked for details */
 
 /* ---- llm_parse.c ---- */
 
@@ -31,6 +32,11 @@ struct cJSON;
  * skipped). 0, or -1 with why in err for a reply that is not a list. */
 int llm_parse_models(node_llm_kind kind, const char *text, size_t len,
                      struct cJSON **models, char *err, size_t errlen);
+
+/* Ollama's POST /api/show reply: the context length its "model_info"
+ * gives ("<architecture>.context_length", a whole number from 1 to 2^32),
+ * 0 when none. */
+uint64_t llm_parse_show(const char *text, size_t len);
 
 /* The error a server's reply body carries ({"error":"..."} or
  * {"error":{"message":"..."}}), printable and cut to LLM_ERROR_MAX; else

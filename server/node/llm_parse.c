@@ -199,6 +199,30 @@ int llm_parse_models(node_llm_kind kind, const char *text, size_t len,
     return 0;
 }
 
+uint64_t llm_parse_show(const char *text, size_t len)
+{
+    if (len > LLM_LIST_BYTES_MAX)
+        return 0;
+    cJSON *doc = parse_exact(text, len);
+    const cJSON *info = cJSON_GetObjectItemCaseSensitive(doc, "model_info"), *e;
+    static const char suffix[] = ".context_length";
+    uint64_t ctx = 0;
+    if (!cJSON_IsObject(info))
+        info = NULL;
+    cJSON_ArrayForEach(e, info) {
+        size_t n = e->string ? strlen(e->string) : 0;
+        uint64_t v;
+        if (n > sizeof suffix - 1 &&
+            strcmp(e->string + n - (sizeof suffix - 1), suffix) == 0 &&
+            whole(e, &v) && v >= 1 && v <= UINT64_C(1) << 32) {
+            ctx = v;
+            break;
+        }
+    }
+    cJSON_Delete(doc);
+    return ctx;
+}
+
 void llm_parse_error(const char *text, size_t len, char *out, size_t outlen)
 {
     if (!outlen)

@@ -2,7 +2,7 @@
 """A stand-in model server for the tests (no real one can run here).
 
 It speaks the documented shapes of Ollama's API (GET /api/tags, POST
-/api/generate and /api/chat streaming NDJSON) and of OpenAI's (GET
+/api/show, POST /api/generate and /api/chat streaming NDJSON) and of OpenAI's (GET
 /v1/models, POST /v1/chat/completions with server-sent events), standard
 library only. The answer is made up and deterministic: "Hello from MODEL.
 You said: PROMPT", one word per token, cut at max_tokens / num_predict.
@@ -112,6 +112,17 @@ class Handler(BaseHTTPRequestHandler):
             return
         if body is None:
             self.send_json(400, {"error": "the body is not JSON"})
+            return
+        if self.path == "/api/show":
+            name = body.get("model") or body.get("name")
+            if name not in self.models():
+                self.send_json(404, {"error": "model '%s' not found" % name})
+            else:
+                self.send_json(200, {"modelfile": "FROM %s" % name,
+                                     "details": {"family": "llama"},
+                                     "model_info": {"general.architecture": "llama",
+                                                    "general.parameter_count": 1100000000,
+                                                    "llama.context_length": 131072}})
             return
         if self.path in ("/api/generate", "/api/chat", "/v1/chat/completions"):
             self.server.requests.append({"path": self.path, "body": body})

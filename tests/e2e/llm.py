@@ -91,6 +91,7 @@ class Llm(network.Base):
         self.assertEqual(tiny["quantization"], "Q4_0")
         self.assertEqual(tiny["size_bytes"], 1100000000)
         self.assertEqual(tiny["kind"], "ollama")
+        self.assertEqual(tiny["context_length"], 131072)   # from /api/show
         self.assertEqual(models["gpt-fake"][0]["context_length"], 8192)
         self.assertEqual(models["gpt-fake"][0]["kind"], "openai")
         p = self.cli("models", key=self.key)

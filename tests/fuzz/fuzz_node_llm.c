@@ -116,7 +116,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const char *text = (const char *)data + 2;
     size_t n = size - 2, step = (size_t)(data[1] % 64) + 1;
-    switch (data[0] % 6) {
+    switch (data[0] % 7) {
+    case 6: (void)llm_parse_show(text, n); break;
     case 0: models(NODE_LLM_OLLAMA, text, n); break;
     case 1: models(NODE_LLM_OPENAI, text, n); break;
     case 2: stream(NODE_LLM_OLLAMA, text, n, step); break;

@@ -132,6 +132,28 @@ static void model_names_bounded(void **state)
     free(t);
 }
 
+static void ollama_show(void **state)
+{
+    (void)state;
+    static const struct { const char *text; uint64_t want; } cases[] = {
+        { "{\"model_info\":{\"general.architecture\":\"llama\","
+          "\"llama.context_length\":131072}}", 131072 },
+        { "{\"model_info\":{\"qwen2.context_length\":32768.0}}", 32768 },
+        { "{\"model_info\":{\".context_length\":5,\"context_length\":6}}", 0 },
+        { "{\"model_info\":{\"x.context_length\":-1}}", 0 },
+        { "{\"model_info\":{\"x.context_length\":1.5}}", 0 },
+        { "{\"model_info\":{\"x.context_length\":1e300}}", 0 },
+        { "{\"model_info\":{\"x.context_length\":\"4096\"}}", 0 },
+        { "{\"model_info\":[]}", 0 },
+        { "{\"details\":{}}", 0 },
+        { "{\"model_info\":{\"x.context_length\":4096}} junk", 0 },
+        { "", 0 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        assert_int_equal(llm_parse_show(cases[i].text, strlen(cases[i].text)),
+                         cases[i].want);
+}
+
 /* ---- errors ---- */
 
 static void error_bodies(void **state)
@@ -454,6 +476,7 @@ int main(void)
         cmocka_unit_test(openai_models),
         cmocka_unit_test(model_lists_refused),
         cmocka_unit_test(model_names_bounded),
+        cmocka_unit_test(ollama_show),
         cmocka_unit_test(error_bodies),
         cmocka_unit_test(requests_checked),
         cmocka_unit_test(request_bodies),
