@@ -71,9 +71,11 @@ int cli_flow(cli *c, const char *verb);
  * printed (the exit code). */
 int cli_models(cli *c, const char *verb);
 void cli_models_usage(void);
-char *cli_llm_body(const cli *c, uint64_t max_cost, uint64_t priority,
+char *cli_llm_body(cli *c, uint64_t max_cost, uint64_t priority,
                    uint64_t queue_timeout);
 int cli_llm_show(const cli *c, const char *reply);
+/* True when no llm option is given (else said why): for other runs. */
+bool cli_llm_flags_unused(const cli *c);
 void cli_flow_usage(void);
 int cli_match(cli *c, const char *verb);
 void cli_match_usage(void);

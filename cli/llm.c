@@ -33,7 +33,7 @@ void cli_models_usage(void)
 }
 
 /* The first model `GET /api/v1/models` lists; NULL (said why) if none. */
-static char *first_model(const cli *c)
+static char *first_model(cli *c)
 {
     rz_client *cl = cli_client(c);
     char *r = NULL, *name = NULL;
@@ -55,7 +55,16 @@ static char *first_model(const cli *c)
     return name;
 }
 
-char *cli_llm_body(const cli *c, uint64_t max_cost, uint64_t priority,
+bool cli_llm_flags_unused(const cli *c)
+{
+    if (!c->prompt && !c->model && !c->max_tokens && !c->temperature)
+        return true;
+    fprintf(stderr, "rhizos: -p, --model, --max-tokens and --temperature go "
+            "with -t llm\n");
+    return false;
+}
+
+char *cli_llm_body(cli *c, uint64_t max_cost, uint64_t priority,
                    uint64_t queue_timeout)
 {
     if (!c->prompt || !*c->prompt) {

@@ -210,8 +210,25 @@ static bool run_option(cli *c, int ch)
     case OPT_CPUS: c->cpus = optarg; break;
     case OPT_WAIT: c->wait = true; break;
     case OPT_CONTAINER_HOST: c->container_host = optarg; break;
+    case 'p': c->prompt = optarg; break;
+    case OPT_MODEL: c->model = optarg; break;
+    case OPT_MAX_TOKENS: c->max_tokens = optarg; break;
+    case OPT_TEMPERATURE: c->temperature = optarg; break;
     }
     return true;
+}
+
+/* A missing value (':') or an unknown option: said, -1. */
+static int bad_option(char **argv, int ch)
+{
+    if (ch == ':')   /* for a long option optopt is its enum value, not a letter */
+        fprintf(stderr, "rhizos: option '%s' needs a value\n", argv[optind - 1]);
+    else if (optopt > 0 && optopt < 128 && optopt != '?')
+        fprintf(stderr, "rhizos: unknown option '-%c'\n", optopt);
+    else
+        fprintf(stderr, "rhizos: unknown option '%s'\n", argv[optind - 1]);
+    fprintf(stderr, "Try 'rhizos --help'.\n");
+    return -1;
 }
 
 static int parse_options(cli *c, int argc, char **argv, bool *help)
@@ -245,15 +262,12 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_PRIORITY: c->priority = optarg; break;
         case OPT_CONFIG: case OPT_LABEL: case OPT_QUEUE_TIMEOUT: case 'i': case OPT_CONTAINER_HOST:
         case OPT_CMD: case OPT_GPUS: case OPT_MEMORY: case OPT_CPUS: case OPT_WAIT: case OPT_REPS:
+        case 'p': case OPT_MODEL: case OPT_MAX_TOKENS: case OPT_TEMPERATURE:
             if (!run_option(c, ch)) return -1;
             break;
         case OPT_NAME: case OPT_ADDRESS: case OPT_TX: case OPT_REASON:
             account_option(c, ch); break;
         case OPT_LIMIT: c->limit = optarg; break;
-        case 'p': c->prompt = optarg; break;
-        case OPT_MODEL: c->model = optarg; break;
-        case OPT_MAX_TOKENS: c->max_tokens = optarg; break;
-        case OPT_TEMPERATURE: c->temperature = optarg; break;
         case OPT_REVEAL: c->reveal = true; break;
         case OPT_NODES: c->nodes = optarg; break;
         case OPT_POLICY: c->policy = optarg; break;
@@ -275,18 +289,8 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case 'V':
             printf("rhizos %s (librhizos %s)\n", RZ_VERSION_STRING, rz_version());
             exit(EXIT_OK);
-        case ':':
-            /* For a long option optopt is its enum value, not a letter. */
-            fprintf(stderr, "rhizos: option '%s' needs a value\n", argv[optind - 1]);
-            fprintf(stderr, "Try 'rhizos --help'.\n");
-            return -1;
         default:
-            if (optopt > 0 && optopt < 128 && optopt != '?')
-                fprintf(stderr, "rhizos: unknown option '-%c'\n", optopt);
-            else
-                fprintf(stderr, "rhizos: unknown option '%s'\n", argv[optind - 1]);
-            fprintf(stderr, "Try 'rhizos --help'.\n");
-            return -1;
+            return bad_option(argv, ch);
         }
     }
     return 0;

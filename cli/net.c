@@ -672,6 +672,7 @@ static bool add_verify(const cli *c, cJSON *o)
 static char *job_body(const cli *c, uint64_t max_cost, uint64_t priority,
                       uint64_t queue_timeout)
 {
+
     cJSON *o = cJSON_CreateObject();
     cJSON *inputs = kv_object(c->inputs, c->n_inputs, "--input", false);
     cJSON *config = kv_object(c->configs, c->n_configs, "--config", false);
@@ -751,11 +752,8 @@ int cli_run(cli *c, const char *verb)
         return EXIT_USAGE;
     }
     bool llm = c->type && strcmp(c->type, "llm") == 0;
-    if (!llm && (c->prompt || c->model || c->max_tokens || c->temperature)) {
-        fprintf(stderr, "rhizos: -p, --model, --max-tokens and --temperature go "
-                "with -t llm\n");
+    if (!llm && !cli_llm_flags_unused(c))
         return EXIT_USAGE;
-    }
     if (c->image && c->type && strcmp(c->type, "docker") != 0) {
         fprintf(stderr, "rhizos: -i IMAGE runs a container: use it with -t docker, "
                 "not -t %s\n", c->type);

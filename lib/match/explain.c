@@ -138,16 +138,22 @@ static void say_first_missing(rz__buf *o, const char *what, char **names,
     rz__buf_printf(o, "needs %s that no single node has together", what);
 }
 
+/* What no node offers: the adapter, or an llm job's model. */
+static void say_offer(rz__buf *o, bool model, const rz_reqs *r)
+{
+    if (model)
+        rz__buf_printf(o, "no node serves model '%s'", r->llm_model);
+    else
+        rz__buf_printf(o, "no node offers adapter '%s'", r->info.adapter);
+}
+
 static void say(rz__buf *o, int f, const rz_reqs *r, const best *b)
 {
     const rz_reqs_info *q = &r->info;
     typedef unsigned long long ull;
     switch (f) {
-    case F_ADAPTER:
-        rz__buf_printf(o, "no node offers adapter '%s'", q->adapter);
-        break;
-    case F_MODEL:
-        rz__buf_printf(o, "no node serves model '%s'", r->llm_model);
+    case F_ADAPTER: case F_MODEL:
+        say_offer(o, f == F_MODEL, r);
         break;
     case F_GPU_CTR:
         rz__buf_printf(o, "needs GPU containers; no node's container engine "

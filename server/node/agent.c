@@ -480,8 +480,8 @@ static void say_llm(agent *a, const char *event, const char *detail)
 
 /* The [[llm]] servers' models, read again every llm_refresh_s. A change is
  * advertised by registering again once no job runs (a registration voids
- * running attempts: the poller does it between polls); a server that stops answering, or answers again, is
- * said once, never fatal. */
+ * running attempts: the poller does it between polls); a server that stops
+ * answering, or answers again, is said once, never fatal. */
 static void *llm_refresher(void *arg)
 {
     agent *a = arg;

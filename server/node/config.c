@@ -825,6 +825,47 @@ static void put_orchestrator(FILE *f, const node_config *c)
     }
 }
 
+static void put_container(FILE *f, const node_config *c)
+{
+    fputs("\n# The container engine of docker jobs (Docker Engine API); "
+          "default:\n# DOCKER_HOST, else /var/run/docker.sock, else "
+          "/run/podman/podman.sock.\n[container]\n", f);
+    if (c->container_host) {
+        fputs("host = ", f);
+        put_string(f, c->container_host);
+        fputc('\n', f);
+    } else {
+        fputs("# host = \"unix:///run/podman/podman.sock\"\n", f);
+    }
+    fputs("# Images a client may run here without a module (rhizos run -t "
+          "docker -i IMAGE),\n# as globs; none by default.\n", f);
+    if (c->n_allow_images) {
+        fputs("allow_images = [", f);
+        for (size_t i = 0; i < c->n_allow_images; i++) {
+            if (i)
+                fputs(", ", f);
+            put_string(f, c->allow_images[i]);
+        }
+        fputs("]\n", f);
+    } else {
+        fputs("# allow_images = [\"registry.example/tools/*\"]\n", f);
+    }
+}
+
+static void put_llm(FILE *f, const node_config *c)
+{
+    fputs("\n# Model servers this node serves llm jobs from (docs/llm.md), one\n"
+          "# [[llm]] each: kind = \"ollama\" or \"openai\", url, timeout_s.\n", f);
+    for (size_t i = 0; i < c->n_llm; i++) {
+        fprintf(f, "[[llm]]\nkind = \"%s\"\nurl = ",
+                c->llm[i].kind == NODE_LLM_OPENAI ? "openai" : "ollama");
+        put_string(f, c->llm[i].url);
+        fprintf(f, "\ntimeout_s = %.17g\n", c->llm[i].timeout_s);
+    }
+    if (!c->n_llm)
+        fputs("# [[llm]]\n# kind = \"ollama\"\n# url = \"http://127.0.0.1:11434\"\n", f);
+}
+
 char *node_config_format(const node_config *c)
 {
     char *text = NULL;
@@ -865,39 +906,8 @@ char *node_config_format(const node_config *c)
             (unsigned long long)c->llm_1k_tokens_micros,
             c->max_concurrent_jobs, c->max_memory_mb, NODE_MAX_OUTPUT_KB,
             c->max_output_kb, NODE_MAX_SCRATCH_MB, c->max_scratch_mb);
-    fputs("\n# The container engine of docker jobs (Docker Engine API); "
-          "default:\n# DOCKER_HOST, else /var/run/docker.sock, else "
-          "/run/podman/podman.sock.\n[container]\n", f);
-    if (c->container_host) {
-        fputs("host = ", f);
-        put_string(f, c->container_host);
-        fputc('\n', f);
-    } else {
-        fputs("# host = \"unix:///run/podman/podman.sock\"\n", f);
-    }
-    fputs("# Images a client may run here without a module (rhizos run -t "
-          "docker -i IMAGE),\n# as globs; none by default.\n", f);
-    if (c->n_allow_images) {
-        fputs("allow_images = [", f);
-        for (size_t i = 0; i < c->n_allow_images; i++) {
-            if (i)
-                fputs(", ", f);
-            put_string(f, c->allow_images[i]);
-        }
-        fputs("]\n", f);
-    } else {
-        fputs("# allow_images = [\"registry.example/tools/*\"]\n", f);
-    }
-    fputs("\n# Model servers this node serves llm jobs from (docs/llm.md), one\n"
-          "# [[llm]] each: kind = \"ollama\" or \"openai\", url, timeout_s.\n", f);
-    for (size_t i = 0; i < c->n_llm; i++) {
-        fprintf(f, "[[llm]]\nkind = \"%s\"\nurl = ",
-                c->llm[i].kind == NODE_LLM_OPENAI ? "openai" : "ollama");
-        put_string(f, c->llm[i].url);
-        fprintf(f, "\ntimeout_s = %.17g\n", c->llm[i].timeout_s);
-    }
-    if (!c->n_llm)
-        fputs("# [[llm]]\n# kind = \"ollama\"\n# url = \"http://127.0.0.1:11434\"\n", f);
+    put_container(f, c);
+    put_llm(f, c);
     fputs("\n# Free-form labels jobs can require (region, tier, ...).\n"
           "[labels]\n", f);
     for (size_t i = 0; i < c->n_labels; i++) {

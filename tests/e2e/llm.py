@@ -19,12 +19,11 @@ Usage: llm.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT"""
 import json
 import os
 import sys
-import time
 import unittest
 
 import network  # noqa: E402  (reads the same argv)
 import fake_llm  # noqa: E402
-from harness import run, wait_until  # noqa: E402
+from harness import sanitizer_report, wait_until  # noqa: E402
 
 ROOT, RHIZOS = network.ROOT, network.RHIZOS
 PRICE = 5000          # the node's micros per 1,000 tokens
@@ -200,6 +199,10 @@ class Llm(network.Base):
                           key=self.key)
         self.assertEqual(j["status"], "succeeded", j)
         self.verify_ledger()
+        # clean exits (under sanitizers: no report)
+        self.assertEqual(node.stop(), 0, node.output())
+        self.assertFalse(sanitizer_report(node.stderr_text()), node.stderr_text())
+        self.stop_orchestrator()
 
 
 if __name__ == "__main__":
