@@ -1,5 +1,6 @@
 /* rhizos-node — the node agent: what this machine offers the network,
  * and the loop that sells it (server/node/, docs/node.md). */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -120,6 +121,23 @@ static void fail(const char *what, int rc)
             *rz_error_last()->message ? rz_error_last()->message : rz_strerror(rc));
 }
 
+/* The summary's line for the [[llm]] servers' models (docs/llm.md). */
+static void print_llm(const char *caps_json)
+{
+    cJSON *c = cJSON_Parse(caps_json);
+    const cJSON *llm = cJSON_GetObjectItemCaseSensitive(c, "llm"), *m;
+    if (llm) {
+        printf("llm       %.6f USD per 1000 tokens; models:",
+               cJSON_GetNumberValue(cJSON_GetObjectItem(llm, "price_1k_tokens_micros")) / 1e6);
+        int n = 0;
+        cJSON_ArrayForEach(m, cJSON_GetObjectItem(llm, "models"))
+            printf("%s %s", n++ ? "," : "",
+                   cJSON_GetStringValue(cJSON_GetObjectItem(m, "name")));
+        printf("%s\n", n ? "" : " none (no [[llm]] server answers)");
+    }
+    cJSON_Delete(c);
+}
+
 /* The same object `start` registers: the hardware, the config's prices
  * and labels, and the adapters this node really serves. */
 static int cmd_info(const opts *o)
@@ -149,16 +167,19 @@ static int cmd_info(const opts *o)
     rz_caps *caps = NULL;
     char *text = NULL;
     int rc = rz_caps_parse(&caps, json, strlen(json));
-    free(json);
     if (rc == RZ_OK)
         rc = o->json ? rz_caps_to_json(caps, 1, &text)
                      : rz_caps_to_text(caps, &text);
     rz_caps_free(caps);
     if (rc != RZ_OK) {
+        free(json);
         fail("formatting", rc);
         return EXIT_FAILED;
     }
     fputs(text, stdout);
+    if (!o->json)
+        print_llm(json);
+    free(json);
     if (o->json)
         fputc('\n', stdout);
     else   /* the wasm adapter's runtime, or why there is none */
