@@ -39,23 +39,27 @@ bool llm_fields_elsewhere(req *q, bool llm)
     return true;
 }
 
-/* Printable UTF-8 is not checked here: the server refuses bodies that are
- * not UTF-8 before parsing them. */
+/* 1..max bytes, no control character: what a node takes as a model name
+ * or a role (UTF-8 is the server's check of every body). */
+static bool printable(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return n >= 1 && n <= max;
+}
+
 static bool model_ok(req *q, const char **model)
 {
     if (!body_str(q, "model", false, model))
         return false;
-    if (!*model || !**model || strlen(*model) > LLM_MODEL_MAX) {
+    if (!*model || !printable(*model, LLM_MODEL_MAX)) {
         reply_error(q, RZ_EINVAL, "an llm job needs \"model\": 1 to %u "
-                    "characters (GET /api/v1/models lists what is served)",
-                    LLM_MODEL_MAX);
+                    "characters, none a control character (GET /api/v1/models "
+                    "lists what is served)", LLM_MODEL_MAX);
         return false;
     }
-    for (const char *c = *model; *c; c++)
-        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
-            reply_error(q, RZ_EINVAL, "\"model\" holds a control character");
-            return false;
-        }
     return true;
 }
 
@@ -90,10 +94,11 @@ static bool text_ok(req *q, cJSON *request, uint64_t *tokens)
     cJSON_ArrayForEach(x, m) {
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(x, "role");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(x, "content");
-        if (!cJSON_IsObject(x) || !cJSON_IsString(role) || !role->valuestring[0] ||
-            strlen(role->valuestring) > 32 || !cJSON_IsString(content)) {
+        if (!cJSON_IsObject(x) || !cJSON_IsString(role) || !printable(role->valuestring, 32) ||
+            !cJSON_IsString(content)) {
             reply_error(q, RZ_EINVAL, "each message must be {\"role\": \"...\" "
-                        "(1 to 32 characters), \"content\": \"...\"}");
+                        "(1 to 32 characters, none a control character), "
+                        "\"content\": \"...\"}");
             return false;
         }
         cJSON *c = cJSON_CreateObject();

@@ -173,6 +173,10 @@ class Llm(network.Base):
                      {"type": "llm", "model": "tiny:1b", "prompt": "x", "max_tokens": 0},
                      {"type": "llm", "model": "tiny:1b", "prompt": "x", "temperature": 3},
                      {"type": "llm", "model": "tiny:1b", "messages": [{"role": "user"}]},
+                     {"type": "llm", "model": "tiny:1b",
+                      "messages": [{"role": "us\ter", "content": "x"}]},
+                     {"type": "llm", "model": "tiny\n1b", "prompt": "x"},
+                     {"type": "llm", "model": "m" * 201, "prompt": "x"},
                      {"type": "llm", "model": "tiny:1b", "prompt": "x", "inputs": {}},
                      {"module": "echo", "prompt": "x"}):
             st, doc = network.http(self.base, "POST", "/api/v1/jobs", self.key, body)
