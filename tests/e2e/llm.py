@@ -159,6 +159,10 @@ class Llm(network.Base):
             self.assertEqual(f["status"], "failed", f)
             self.assertIn(why, f["error"], f)
             self.assertEqual(f["cost_micros"], 0, f)
+        p = self.cli("run", "-t", "llm", "-p", "x", "--model", "boom:1b", key=self.key,
+                     code=1)
+        self.assertIn("failed: boom: the model crashed", p.stderr)
+        self.assertEqual(p.stdout, "")
         w = self.submit({"type": "llm", "model": "nope:1b", "prompt": "x",
                          "queue_timeout_s": 1})["id"]
         w = self.finished(w, timeout=20)
