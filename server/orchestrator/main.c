@@ -748,9 +748,9 @@ static void finish(orch *o)
         free(o->stops[i].v);
     free(o->stops);
     orch_live_free(o);
+    flows_close(o);   /* frees its timer event: before the base goes */
     if (o->base)
         event_base_free(o->base);
-    flows_close(o);
     rz_engine_close(o->e);
     auth_close(o);
     rz_registry_free(o->reg);
