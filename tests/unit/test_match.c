@@ -677,14 +677,14 @@ static void llm_models(void **state)
 {
     (void)state;
     static const char *const nodes[] = {
-        "{\"id\":\"dear\",\"cpu\":{\"cores\":4},\"memory_mb\":8192,"
-        "\"adapters\":[\"process\",\"llm\"],\"llm\":{\"models\":[{\"name\":\"tiny:1b\","
-        "\"size_bytes\":5},{\"name\":\"big:70b\"}],\"price_1k_tokens_micros\":9000}}",
-        "{\"id\":\"cheap\",\"cpu\":{\"cores\":4},\"memory_mb\":8192,"
-        "\"adapters\":[\"llm\"],\"llm\":{\"models\":[{\"name\":\"tiny:1b\"}],"
-        "\"price_1k_tokens_micros\":1000,\"servers\":[]}}",
-        "{\"id\":\"none\",\"cpu\":{\"cores\":4},\"memory_mb\":8192,"
-        "\"adapters\":[\"process\"]}",
+        ("{\"id\":\"dear\",\"cpu\":{\"cores\":4},\"memory_mb\":8192,"
+         "\"adapters\":[\"process\",\"llm\"],\"llm\":{\"models\":[{\"name\":\"tiny:1b\","
+         "\"size_bytes\":5},{\"name\":\"big:70b\"}],\"price_1k_tokens_micros\":9000}}"),
+        ("{\"id\":\"cheap\",\"cpu\":{\"cores\":4},\"memory_mb\":8192,"
+         "\"adapters\":[\"llm\"],\"llm\":{\"models\":[{\"name\":\"tiny:1b\"}],"
+         "\"price_1k_tokens_micros\":1000,\"servers\":[]}}"),
+        ("{\"id\":\"none\",\"cpu\":{\"cores\":4},\"memory_mb\":8192,"
+         "\"adapters\":[\"process\"]}"),
     };
     rz_matcher *m = matcher_of(RZ_POLICY_CHEAPEST, nodes, 3);
     const char *tiny = "{\"adapter\":\"llm\",\"llm\":{\"model\":\"tiny:1b\",\"tokens\":1001}}";
