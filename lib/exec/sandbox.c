@@ -184,6 +184,30 @@ static void find_etc(void)
  * user's processes read a step's /proc/PID/environ, where its secrets are;
  * so a range that /etc/passwd or /etc/group uses anywhere is refused, and
  * steps then run through bwrap. 0 or -1 with the reason in status. */
+/* A user's subordinate ids (/etc/subuid, /etc/subgid: "NAME:FIRST:COUNT")
+ * that overlap the step range: that user could map one of them in a user
+ * namespace of its own, become a step's uid on the host and read the
+ * step's /proc (its environment holds secrets). */
+static void sub_ids_overlap(const char *path, unsigned long long first,
+                            unsigned long long count, char *who, size_t cap)
+{
+    FILE *f = fopen(path, "re");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        char name[128];
+        unsigned long long start, n;
+        if (line[0] == '#' || sscanf(line, "%127[^:]:%llu:%llu", name, &start, &n) != 3)
+            continue;
+        if (start < first + count && first < start + n) {
+            snprintf(who, cap, "the subordinate ids of %.64s (%llu-%llu) in %s", name,
+                     start, start + n - 1, path);
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+}
+
 static int uid_range(void)
 {
     unsigned long long first = RZ__SBX_UID_FIRST, count = RZ__SBX_UID_COUNT;
@@ -227,6 +251,10 @@ static int uid_range(void)
                      gr->gr_name, (unsigned)gr->gr_gid);
     if (f)
         fclose(f);
+    if (!who[0])
+        sub_ids_overlap("/etc/subuid", first, count, who, sizeof who);
+    if (!who[0])
+        sub_ids_overlap("/etc/subgid", first, count, who, sizeof who);
     if (who[0]) {
         char msg[300];
         snprintf(msg, sizeof msg, "the step uid range %s is used by %s; "

@@ -295,6 +295,25 @@ class FlowRunExamples(unittest.TestCase):
         self.assertEqual(q.returncode, 0, q.stderr)
         self.assertEqual([d for d in left if os.path.isdir(d)], [])
 
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare")
+                         and os.path.exists("/etc/subuid"),
+                         "needs root, unshare and /etc/subuid (a private mount namespace)")
+    def test_step_uids_that_are_someones_subordinate_ids_are_not_used(self):
+        # A user whose /etc/subuid range covers the step uids could map one
+        # in a user namespace and read a step's /proc: the sandbox helper
+        # refuses that range and says whose it is (here in a private mount
+        # namespace, so the host's /etc/subuid is untouched).
+        fake = os.path.join(self.data, "subuid")
+        with open(fake, "w") as f:
+            f.write("# test\nmallory:1900000100:65536\n")
+        script = ('mount --bind "$1" /etc/subuid && exec "$2" flow run "$3" -q --data "$4"')
+        p = run(["unshare", "-m", "sh", "-c", script, "sh", fake, RHIZOS,
+                 os.path.join(FLOWS, "wordcount.yaml"), self.data], cwd=ROOT, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("subordinate ids of mallory (1900000100-1900065635) in /etc/subuid",
+                      p.stderr)
+        self.assertIn("merge.", p.stdout)
+
     def test_interrupt_exits_like_a_shell_expects(self):
         # Ctrl-C cancels the running step, writes the record and exits 130
         # (SIGTERM: 143), as a shell reports a process stopped by it.
