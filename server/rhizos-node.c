@@ -43,6 +43,8 @@ static void usage(FILE *out)
 "                capabilities this node advertises (docs/hardware.md)\n"
 "  benchmark     measure CPU and memory bandwidth (about 2 s) and store the\n"
 "                result for `info` in DATA/node-benchmark.json\n"
+"  status        what the running node is doing: its orchestrator, jobs,\n"
+"                verification and earnings, from its local API\n"
 "\n"
 "Options:\n"
 "  --data DIR          where the node keeps its files (default\n"
@@ -90,6 +92,12 @@ static const struct {
       "usage: rhizos-node benchmark [--data DIR]\n\n"
       "Measure CPU and memory bandwidth (about 2 s) and keep the result for `info`\n"
       "in DATA/node-benchmark.json.\n" },
+    { "status",
+      "usage: rhizos-node status [--data DIR] [--json]\n\n"
+      "What the node started on DIR is doing, read from its local API (the address\n"
+      "in DATA/api.addr; [api] listen in config.toml): its orchestrator connection,\n"
+      "verification, running and recent jobs, and its payout account's balance.\n"
+      "--json prints the API's answer. Exits 3 when no node runs there.\n" },
 };
 
 static int help_for(const char *cmd)
@@ -389,6 +397,104 @@ static int cmd_start(const opts *o)
     return node_agent_run(&no) == 0 ? EXIT_OK : EXIT_FAILED;
 }
 
+/* `rhizos-node status`: GET /status of the local API. */
+static int fetch_status(const char *dir, cJSON **out)
+{
+    char path[PATH_MAX + 16], url[128];
+    snprintf(path, sizeof path, "%s/api.addr", dir);
+    size_t len = 0;
+    char *addr = node_read_file(path, 256, &len);
+    if (!addr) {
+        fprintf(stderr, "rhizos-node: no node is running on %s (%s: %s)\n",
+                dir, path, strerror(errno));
+        return EXIT_UNREACHABLE;
+    }
+    addr[strcspn(addr, "\r\n")] = '\0';
+    if (node_api_split(addr, NULL, 0, NULL) != 0) {
+        fprintf(stderr, "rhizos-node: %s: not an ADDRESS:PORT\n", path);
+        free(addr);
+        return EXIT_FAILED;
+    }
+    snprintf(url, sizeof url, "http://%s", addr);
+    free(addr);
+    rz_client *c = NULL;
+    int rc = rz_client_new(&c, url, NULL);
+    if (rc == RZ_OK)
+        rc = node_call(c, "GET", "/status", NULL, 0, NULL, out);
+    rz_client_free(c);
+    if (rc != RZ_OK) {
+        fail(url, rc);
+        return rc == RZ_ECONNECT ? EXIT_UNREACHABLE : EXIT_FAILED;
+    }
+    return EXIT_OK;
+}
+
+static const char *str_in(const cJSON *o, const char *k)
+{
+    const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
+    return s ? s : "";
+}
+
+static double num_in(const cJSON *o, const char *k)
+{
+    return cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, k));
+}
+
+static void print_status(const cJSON *st)
+{
+    const cJSON *node = cJSON_GetObjectItemCaseSensitive(st, "node");
+    const cJSON *orch = cJSON_GetObjectItemCaseSensitive(st, "orchestrator");
+    const cJSON *slots = cJSON_GetObjectItemCaseSensitive(st, "slots");
+    const cJSON *earn = cJSON_GetObjectItemCaseSensitive(st, "earnings"), *j;
+    double id = num_in(node, "id");
+    if (id == id)
+        printf("node      %.0f (payout account %s)\n", id, str_in(node, "account"));
+    else
+        printf("node      not registered yet\n");
+    printf("orchest.  %s (%s)\n", str_in(orch, "url"), str_in(orch, "state"));
+    printf("verified  %s\n", str_in(st, "verification"));
+    printf("slots     %.0f of %.0f busy\n", num_in(slots, "busy"), num_in(slots, "total"));
+    if (cJSON_IsObject(earn))
+        printf("earnings  $%.6f available, $%.6f pending\n",
+               num_in(earn, "balance_micros") / 1e6, num_in(earn, "pending_micros") / 1e6);
+    cJSON_ArrayForEach(j, cJSON_GetObjectItemCaseSensitive(st, "running"))
+        printf("running   job %.0f attempt %.0f %s for %.1f s\n", num_in(j, "job"),
+               num_in(j, "attempt"), str_in(j, "module"), num_in(j, "elapsed_ms") / 1000.0);
+    int n = 0;
+    cJSON_ArrayForEach(j, cJSON_GetObjectItemCaseSensitive(st, "recent")) {
+        if (n++ == 10)
+            break;
+        printf("%-9s job %.0f attempt %.0f %s", n == 1 ? "recent" : "",
+               num_in(j, "job"), num_in(j, "attempt"), str_in(j, "outcome"));
+        if (*str_in(j, "module"))
+            printf(" %s", str_in(j, "module"));
+        if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "run_ms")))
+            printf(" in %.2f s", num_in(j, "run_ms") / 1000.0);
+        if (*str_in(j, "detail"))
+            printf(": %s", str_in(j, "detail"));
+        putchar('\n');
+    }
+}
+
+static int cmd_status(const opts *o)
+{
+    char dir[PATH_MAX];
+    data_dir(o, dir, sizeof dir);
+    cJSON *st = NULL;
+    int rc = fetch_status(dir, &st);
+    if (rc != EXIT_OK)
+        return rc;
+    if (o->json) {
+        char *text = cJSON_PrintUnformatted(st);
+        printf("%s\n", text ? text : "null");
+        cJSON_free(text);
+    } else {
+        print_status(st);
+    }
+    cJSON_Delete(st);
+    return EXIT_OK;
+}
+
 /* The options: 0 to go on, else the exit status (--version, a mistake). */
 static int parse_opts(int argc, char **argv, opts *o, int *help)
 {
@@ -463,6 +569,8 @@ int main(int argc, char **argv)
         return cmd_info(&o);
     if (strcmp(cmd, "benchmark") == 0)
         return cmd_benchmark(&o);
+    if (strcmp(cmd, "status") == 0)
+        return cmd_status(&o);
     if (sodium_init() < 0) {
         fprintf(stderr, "rhizos-node: libsodium cannot start\n");
         return EXIT_FAILED;

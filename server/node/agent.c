@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -79,6 +80,8 @@ void agent_note(agent *a, int rc, uint64_t generation)
     snprintf(msg, sizeof msg, "%s", rz_error_last()->message[0]
              ? rz_error_last()->message : rz_strerror(rc));
     pthread_mutex_lock(&a->mu);
+    if (rc != RZ_ECONNECT)
+        a->last_contact_ms = node_unix_ms();
     if (rc == RZ_ECONNECT && !a->outage) {
         a->outage = 1;
         fprintf(stderr, "rhizos-node: cannot reach the orchestrator at %s "
@@ -98,12 +101,47 @@ void agent_note(agent *a, int rc, uint64_t generation)
     pthread_mutex_unlock(&a->mu);
 }
 
+const char *const agent_outcomes[AGENT_N_OUTCOMES] = {
+    "succeeded", "failed", "declined", "stopped",
+};
+
+/* The local API's view of an event, under a->mu. */
+static void record(agent *a, const char *event, const job_slot *s,
+                   const char *module, const char *detail, long long run_ms)
+{
+    job_slot *slot = (job_slot *)s;
+    if (strcmp(event, "started") == 0) {
+        snprintf(slot->module, sizeof slot->module, "%s", module ? module : "");
+        slot->started_ms = node_unix_ms();
+        return;
+    }
+    int k = 0;
+    while (k < AGENT_N_OUTCOMES && strcmp(agent_outcomes[k], event) != 0)
+        k++;
+    if (k == AGENT_N_OUTCOMES)
+        return;
+    a->finished[k]++;
+    job_record *r = &a->recent[a->n_recent++ % AGENT_RECENT];
+    memset(r, 0, sizeof *r);
+    r->job = s->job;
+    r->attempt = s->attempt;
+    snprintf(r->module, sizeof r->module, "%s", module ? module : "");
+    snprintf(r->outcome, sizeof r->outcome, "%s", event);
+    snprintf(r->detail, sizeof r->detail, "%s", detail ? detail : "");
+    r->run_ms = run_ms;
+    r->ended_ms = node_unix_ms();
+    slot->started_ms = 0;
+}
+
 void agent_say(agent *a, const char *event, const job_slot *s,
                const char *module, const char *detail, long long run_ms)
 {
-    if (a->o->quiet)
-        return;
     pthread_mutex_lock(&a->mu);
+    record(a, event, s, module, detail, run_ms);
+    if (a->o->quiet) {
+        pthread_mutex_unlock(&a->mu);
+        return;
+    }
     if (a->o->json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "event", event);
@@ -237,6 +275,38 @@ static void apply_stops(agent *a, const cJSON *reply, uint64_t gen)
     pthread_mutex_unlock(&a->mu);
 }
 
+#define EARNINGS_EVERY_MS (30 * 1000)
+
+/* The payout account's balance, for the local API: read after a job ends
+ * and now and then, never on a reader's request, so that no reader makes
+ * the node call out. */
+static void read_earnings(agent *a, rz_client *c)
+{
+    char path[128];
+    pthread_mutex_lock(&a->mu);
+    int due = a->st.account[0] &&
+              (a->earn_stale || node_unix_ms() - a->earn_at_ms >= EARNINGS_EVERY_MS);
+    a->earn_stale = 0;
+    snprintf(path, sizeof path, "/api/v1/accounts/%s", a->st.account);
+    pthread_mutex_unlock(&a->mu);
+    cJSON *reply = NULL;
+    if (!due || node_call(c, "GET", path, NULL, 0, NULL, &reply) != RZ_OK) {
+        cJSON_Delete(reply);
+        return;
+    }
+    const cJSON *bal = cJSON_GetObjectItemCaseSensitive(reply, "balance_micros");
+    const cJSON *pend = cJSON_GetObjectItemCaseSensitive(reply, "pending_micros");
+    pthread_mutex_lock(&a->mu);
+    if (cJSON_IsNumber(bal) && fabs(bal->valuedouble) < 9007199254740992.0) {
+        a->earn_balance = (int64_t)bal->valuedouble;
+        a->earn_pending = cJSON_IsNumber(pend) && fabs(pend->valuedouble) < 9007199254740992.0
+                          ? (int64_t)pend->valuedouble : 0;
+        a->earn_at_ms = node_unix_ms();
+    }
+    pthread_mutex_unlock(&a->mu);
+    cJSON_Delete(reply);
+}
+
 static void *heartbeats(void *arg)
 {
     agent *a = arg;
@@ -251,8 +321,10 @@ static void *heartbeats(void *arg)
         cJSON *body = heartbeat_body(a), *reply = NULL;
         int rc = node_call(c, "POST", path, body, 1, NULL, &reply);
         agent_note(a, rc, gen);
-        if (rc == RZ_OK)
+        if (rc == RZ_OK) {
             apply_stops(a, reply, gen);
+            read_earnings(a, c);
+        }
         cJSON_Delete(reply);
         cJSON_Delete(body);
         rz_client_free(c);
@@ -648,6 +720,7 @@ static int setup(agent *a, const node_opts *o)
         return -1;
     }
     node_hex(a->node_id, a->keys.ed_pk, 16);
+    a->started_ms = node_unix_ms();
     snprintf(a->url, sizeof a->url, "%s", o->url ? o->url
              : a->cfg.orchestrator_url ? a->cfg.orchestrator_url
              : NODE_DEFAULT_URL);
@@ -702,6 +775,47 @@ static int wait_for_end(agent *a, const sigset_t *set)
     }
 }
 
+/* The agent's threads besides the jobs': started together, joined
+ * together, whichever of them did start. */
+typedef struct loops {
+    pthread_t hb, poll, left, rp, lr;
+    int hb_on, poll_on, left_on, rp_on, lr_on;
+    outbox *ob;
+    struct node_api *api;
+} loops;
+
+/* 0, or -1 when the agent cannot run: stop_jobs and join_loops then. */
+static int start_loops(agent *a, loops *l)
+{
+    if (node_api_start(a, &l->api) != 0)
+        return -1;
+    reap_containers(a);   /* before the first job */
+    l->rp_on = pthread_create(&l->rp, NULL, reaper, a) == 0;
+    l->lr_on = a->cfg.n_llm && pthread_create(&l->lr, NULL, llm_refresher, a) == 0;
+    l->ob = outbox_load(a);
+    /* When no thread can deliver them, they stay on disk for the next start. */
+    l->left_on = l->ob && pthread_create(&l->left, NULL, outbox_main, l->ob) == 0;
+    l->hb_on = pthread_create(&l->hb, NULL, heartbeats, a) == 0;
+    l->poll_on = l->hb_on && pthread_create(&l->poll, NULL, poller, a) == 0;
+    return l->poll_on ? 0 : -1;
+}
+
+static void join_loops(loops *l)
+{
+    if (l->poll_on)
+        pthread_join(l->poll, NULL);
+    if (l->hb_on)
+        pthread_join(l->hb, NULL);
+    if (l->rp_on)
+        pthread_join(l->rp, NULL);
+    if (l->lr_on)
+        pthread_join(l->lr, NULL);
+    if (l->left_on)
+        pthread_join(l->left, NULL);
+    outbox_free(l->ob);
+    node_api_stop(l->api);
+}
+
 int node_agent_run(const node_opts *o)
 {
     agent a;
@@ -718,31 +832,10 @@ int node_agent_run(const node_opts *o)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    pthread_t hb, poll, left, rp, lr;
-    reap_containers(&a);   /* before the first job */
-    int reaping = pthread_create(&rp, NULL, reaper, &a) == 0;
-    int refreshing = a.cfg.n_llm &&
-                     pthread_create(&lr, NULL, llm_refresher, &a) == 0;
-    outbox *ob = outbox_load(&a);
-    if (ob && pthread_create(&left, NULL, outbox_main, ob) != 0) {
-        outbox_free(ob);
-        ob = NULL;   /* they stay on disk for the next start */
-    }
-    if (pthread_create(&hb, NULL, heartbeats, &a) != 0) {
+    loops l = {0};
+    if (start_loops(&a, &l) != 0) {
         stop_jobs(&a);
-        if (refreshing)
-            pthread_join(lr, NULL);
-        if (ob)
-            pthread_join(left, NULL);
-        outbox_free(ob);
-        teardown(&a);
-        return 1;
-    }
-    if (pthread_create(&poll, NULL, poller, &a) != 0) {
-        stop_jobs(&a);
-        if (refreshing)
-            pthread_join(lr, NULL);
-        pthread_join(hb, NULL);
+        join_loops(&l);
         teardown(&a);
         return 1;
     }
@@ -753,6 +846,7 @@ int node_agent_run(const node_opts *o)
     if (sig) {
         /* The poller may sit in a long-poll for many seconds; nothing it
          * holds needs saving, so the process ends here. */
+        node_api_forget(l.api);
         if (!o->quiet)
             fprintf(stderr, "rhizos-node: stopped (%s)\n",
                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -760,15 +854,7 @@ int node_agent_run(const node_opts *o)
         fflush(stderr);
         _exit(0);
     }
-    pthread_join(poll, NULL);
-    pthread_join(hb, NULL);
-    if (reaping)
-        pthread_join(rp, NULL);
-    if (refreshing)
-        pthread_join(lr, NULL);
-    if (ob)
-        pthread_join(left, NULL);
-    outbox_free(ob);
+    join_loops(&l);
     reap(&a);
     int rc = a.fatal;
     teardown(&a);

@@ -24,7 +24,25 @@ typedef struct job_slot {
     int stop;                    /* 1: orchestrator said stop; 2: shutdown */
     const char *refuse;          /* declined without a look: why (static) */
     struct cJSON *assignment;    /* owned by the thread while it runs */
+    char module[96];             /* for the local API: set at "started" */
+    uint64_t started_ms;         /* 0 until then */
 } job_slot;
+
+/* A job that ended here, as the local API lists it. */
+typedef struct job_record {
+    uint64_t job;
+    uint32_t attempt;
+    char module[96];
+    char outcome[16];            /* one of agent_outcomes */
+    char detail[160];            /* why it failed or was declined */
+    long long run_ms;            /* -1: it did not run */
+    uint64_t ended_ms;
+} job_record;
+
+#define AGENT_RECENT 32
+#define AGENT_N_OUTCOMES 4
+/* "succeeded", "failed", "declined", "stopped". */
+extern const char *const agent_outcomes[AGENT_N_OUTCOMES];
 
 struct agent {
     const node_opts *o;
@@ -54,7 +72,30 @@ struct agent {
     uint64_t *outbox;            /* jobs whose results wait in DATA/outbox */
     size_t n_outbox;
     uint64_t gpus_busy;          /* bit i: GPU i is a running job's */
+
+    /* What the local API shows (localapi.c); written by agent_say, the
+     * heartbeats and the challenge runner. */
+    uint64_t started_ms;
+    uint64_t last_contact_ms;    /* the orchestrator's last answer */
+    char challenge[40];          /* "passed", "failed", or "" */
+    job_record recent[AGENT_RECENT];   /* a ring: n_recent % AGENT_RECENT */
+    size_t n_recent;
+    uint64_t finished[AGENT_N_OUTCOMES];
+    int64_t earn_balance, earn_pending;   /* the payout account, read */
+    uint64_t earn_at_ms;                  /* when read; 0 never */
+    int earn_stale;                       /* a job ended since */
 };
+
+/* localapi.c: the local API on its own thread (docs/node.md "Local API").
+ * 0 with *api (NULL when [api] listen = "off"), or -1 having said why: an
+ * address set in config.toml that cannot be bound stops the start. */
+struct node_api;
+int node_api_start(agent *a, struct node_api **api);
+/* After the agent has stopped: joins the thread, removes DATA/api.addr.
+ * NULL is fine. */
+void node_api_stop(struct node_api *api);
+/* Only removes DATA/api.addr: for a process about to _exit. */
+void node_api_forget(struct node_api *api);
 
 /* A client for the current registration: *node and *generation say which.
  * NULL when not registered or out of memory. */

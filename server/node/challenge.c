@@ -39,6 +39,12 @@ static void challenge_once(agent *a)
         if (rc == RZ_ECONNECT)
             agent_note(a, rc, gen);
         const cJSON *passed = cJSON_GetObjectItemCaseSensitive(reply, "passed");
+        if (rc == RZ_OK && cJSON_IsBool(passed)) {
+            pthread_mutex_lock(&a->mu);
+            snprintf(a->challenge, sizeof a->challenge, "%s",
+                     cJSON_IsTrue(passed) ? "passed" : "failed");
+            pthread_mutex_unlock(&a->mu);
+        }
         if (rc == RZ_OK && !a->o->quiet && !cJSON_IsTrue(passed))
             fprintf(stderr, "rhizos-node: the orchestrator did not verify this "
                     "node's claims (its challenge was failed)\n");

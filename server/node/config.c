@@ -65,7 +65,7 @@ typedef enum { K_URL, K_MODULES, K_SANDBOX, K_HEARTBEAT, K_GPU, K_CPU, K_MEM,
                K_GPU_CENTS, K_CPU_CENTS, K_MEM_CENTS,
                K_MAXJOBS, K_MAXMEM, K_MAXOUT, K_CONTAINER_HOST,
                K_ALLOW_IMAGES, K_ORCH_KEY, K_MAXSCRATCH, K_UID_FIRST,
-               K_UID_COUNT, K_LLM_PRICE, K_LLM_REFRESH } key_id;
+               K_UID_COUNT, K_LLM_PRICE, K_LLM_REFRESH, K_API_LISTEN } key_id;
 
 typedef struct key_def {
     const char *section, *name;
@@ -96,10 +96,12 @@ static const key_def keys[] = {
     { "limits", "step_uid_count", K_UID_COUNT, V_INT },
     { "container", "host", K_CONTAINER_HOST, V_STRING },
     { "container", "allow_images", K_ALLOW_IMAGES, V_STRV },
+    { "api", "listen", K_API_LISTEN, V_STRING },
 };
 
 static const char *const sections[] = {
     "orchestrator", "node", "pricing", "limits", "labels", "container",
+    "api",
 };
 
 static const char *type_name(vtype t)
@@ -190,7 +192,7 @@ static int parse_header(parser *p, const char *s, const char *end)
             return 0;
         }
     return perr(p, "unknown section [%s] (known: [orchestrator] [node] "
-                   "[pricing] [limits] [labels] [container])", p->section);
+                   "[pricing] [limits] [labels] [container] [api])", p->section);
 }
 
 static int parse_basic_string(parser *p, const char **sp, const char *end,
@@ -433,6 +435,17 @@ static int apply_orch_key(parser *p, value *v)
     return set_string(&p->c->orchestrator_key, v);
 }
 
+/* The local API's address: "off", or an IP literal and a port
+ * ("127.0.0.1:7180", "[::1]:7180"); names are not looked up, so what is
+ * served never depends on DNS. */
+static int apply_api_listen(parser *p, value *v)
+{
+    if (strcmp(v->s, "off") != 0 && node_api_split(v->s, NULL, 0, NULL) != 0)
+        return perr(p, "listen must be \"off\" or ADDRESS:PORT with an IP "
+                    "address (e.g. \"127.0.0.1:7180\"), not \"%.80s\"", v->s);
+    return set_string(&p->c->api_listen, v);
+}
+
 /* Image globs (fnmatch, as --allow-images of the orchestrator). */
 static int apply_allow_images(parser *p, value *v)
 {
@@ -465,6 +478,7 @@ static int apply(parser *p, const key_def *k, value *v)
                         "engine's socket)");
         return set_string(&c->container_host, v);
     case K_ALLOW_IMAGES: return apply_allow_images(p, v);
+    case K_API_LISTEN: return apply_api_listen(p, v);
     case K_SANDBOX: c->sandbox = v->b; return 0;
     case K_HEARTBEAT:
         if (v->f < 0.1 || v->f > 60)
@@ -755,6 +769,7 @@ void node_config_free(node_config *c)
     free(c->orchestrator_key);
     free(c->modules);
     free(c->container_host);
+    free(c->api_listen);
     for (size_t i = 0; i < c->n_allow_images; i++)
         free(c->allow_images[i]);
     free(c->allow_images);
@@ -865,6 +880,22 @@ static void put_llm(FILE *f, const node_config *c)
     if (!c->n_llm)
         fputs("# [[llm]]\n# kind = \"ollama\"\n# url = \"http://127.0.0.1:11434\"\n", f);
 }
+/* Written commented out while unset: an unset address may move to a free
+ * port when 7180 is taken (several nodes on one machine), a set one may not. */
+static void put_api(FILE *f, const node_config *c)
+{
+    fputs("\n# The node's local status API, read by `rhizos-node status`: \"off\",\n"
+          "# or an IP address and port that only this machine should reach.\n"
+          "[api]\n", f);
+    if (c->api_listen) {
+        fputs("listen = ", f);
+        put_string(f, c->api_listen);
+        fputc('\n', f);
+    } else {
+        fputs("# listen = \"" NODE_API_DEFAULT "\"\n", f);
+    }
+}
+
 
 char *node_config_format(const node_config *c)
 {
@@ -908,6 +939,7 @@ char *node_config_format(const node_config *c)
             c->max_output_kb, NODE_MAX_SCRATCH_MB, c->max_scratch_mb);
     put_container(f, c);
     put_llm(f, c);
+    put_api(f, c);
     fputs("\n# Free-form labels jobs can require (region, tier, ...).\n"
           "[labels]\n", f);
     for (size_t i = 0; i < c->n_labels; i++) {

@@ -698,6 +698,9 @@ static void report(agent *a, job *j)
     int rc = deliver(a, j, "result", b, &status);
     if (kept && (outbox_final(rc, status) || rc == RZ_ESTATE))
         outbox_done(a, path, j->s->job);
+    pthread_mutex_lock(&a->mu);
+    a->earn_stale = 1;   /* paid now, if accepted: the local API reads it */
+    pthread_mutex_unlock(&a->mu);
     if (rc != RZ_OK)
         agent_say(a, "result-refused", j->s, j->module_ref,
                   rz_error_last()->message[0] ? rz_error_last()->message

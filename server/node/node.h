@@ -58,6 +58,9 @@ typedef struct node_config {
                                         out of an llm job */
     double llm_refresh_s;            /* [node] llm_refresh_s: how often the
                                         model lists are read again */
+    char *api_listen;                /* [api] listen: "off" or ADDR:PORT;
+                                        NULL: NODE_API_DEFAULT, or a free
+                                        port when that one is taken */
     node_llm llm[NODE_CONFIG_MAX_LLM];
     size_t n_llm;
     size_t n_labels;                 /* [labels] key = "value" */
@@ -66,6 +69,10 @@ typedef struct node_config {
 } node_config;
 
 #define NODE_DEFAULT_URL "http://127.0.0.1:8080"
+#define NODE_API_DEFAULT "127.0.0.1:7180"
+/* localapi.c: split "ADDR:PORT" or "[ADDR6]:PORT" (an IP literal, port
+ * 0-65535) into host (may be NULL) and port. 0, or -1 when malformed. */
+int node_api_split(const char *s, char *host, size_t hostlen, unsigned *port);
 /* Outputs, log tail (64 KiB) and the rest of a result stay well under the
  * orchestrator's default --max-body of 1 MiB. */
 #define NODE_DEFAULT_OUTPUT_KB 512u

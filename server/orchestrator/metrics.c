@@ -6,16 +6,14 @@
  * latency histogram per route. A code outside the fixed list is counted
  * as "other" for the same reason. Everything is plain counters bumped on
  * the event loop: no locks, no allocation after start. */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 
 #include "orch.h"
+#include "procmetrics.h"
 
 const double orch_lat_bounds[ORCH_LAT_BUCKETS] = {
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 300
@@ -283,57 +281,14 @@ static void print_routes(orch *o, struct evbuffer *b)
     }
 }
 
-static unsigned long long open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return 0;
-    unsigned long long n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n ? n - 1 : 0;   /* the listing's own descriptor */
-}
-
-/* The standard process_* metrics (names as Prometheus client libraries
- * export them), and which build this is. */
+/* Which build this is, and the standard process_* metrics. */
 static void print_process(orch *o, struct evbuffer *b)
 {
-    struct rusage ru;
-    double cpu = 0;
-    if (getrusage(RUSAGE_SELF, &ru) == 0)
-        cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
-              ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
-    unsigned long long pages = 0, rss = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f) {
-        if (fscanf(f, "%llu %llu", &pages, &rss) != 2)
-            rss = 0;
-        fclose(f);
-    }
-    struct rlimit rl = { 0, 0 };
-    (void)getrlimit(RLIMIT_NOFILE, &rl);
-    long page = sysconf(_SC_PAGESIZE);
     evbuffer_add_printf(b,
         "# HELP rhizos_build_info The running orchestrator's version.\n"
-        "# TYPE rhizos_build_info gauge\nrhizos_build_info{version=\"%s\"} 1\n"
-        "# HELP process_start_time_seconds Start time since the epoch.\n"
-        "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.3f\n"
-        "# HELP process_cpu_seconds_total User and system CPU time.\n"
-        "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.6f\n"
-        "# HELP process_resident_memory_bytes Resident memory.\n"
-        "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %llu\n"
-        "# HELP process_virtual_memory_bytes Virtual memory.\n"
-        "# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes %llu\n"
-        "# HELP process_open_fds Open file descriptors.\n"
-        "# TYPE process_open_fds gauge\nprocess_open_fds %llu\n"
-        "# HELP process_max_fds The file descriptor limit.\n"
-        "# TYPE process_max_fds gauge\nprocess_max_fds %llu\n",
-        rz_version(), (double)o->started_ms / 1000.0, cpu,
-        rss * (unsigned long long)(page > 0 ? page : 4096),
-        pages * (unsigned long long)(page > 0 ? page : 4096), open_fds(),
-        (unsigned long long)rl.rlim_cur);
+        "# TYPE rhizos_build_info gauge\nrhizos_build_info{version=\"%s\"} 1\n",
+        rz_version());
+    procmetrics_print(b, (double)o->started_ms / 1000.0);
 }
 
 void r_metrics(req *q)

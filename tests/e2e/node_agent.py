@@ -35,7 +35,7 @@ def read(path):
 
 class Help(unittest.TestCase):
     def test_each_command_has_its_help(self):
-        for cmd in ("init", "register", "start", "info", "benchmark"):
+        for cmd in ("init", "register", "start", "info", "benchmark", "status"):
             for args in (["help", cmd], [cmd, "--help"]):
                 with self.subTest(args=args):
                     p = node(*args)
@@ -360,6 +360,89 @@ class RoundTrip(unittest.TestCase):
             mode = stat.S_IMODE(os.stat(os.path.join(n.data, "token")).st_mode)
             self.assertEqual(mode, 0o600)
         self.assertEqual(other.stop(), 0)
+
+    def status(self, n):
+        p = node("status", "--data", n.data, "--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)
+
+    def test_local_api_shows_what_the_node_does(self):
+        port = free_port()
+        n = self.start_node("local", config=[
+            ("api", "listen", '"127.0.0.1:%d"' % port),
+            ("node", "heartbeat_s", "0.3")])
+        self.assertEqual(read(os.path.join(n.data, "api.addr")), "127.0.0.1:%d" % port)
+        api = "http://127.0.0.1:%d" % port
+        st = self.status(n)
+        self.assertEqual(st["node"]["id"], n.id)
+        self.assertEqual(st["slots"], {"total": 4, "busy": 0})
+        self.assertEqual(st["recent"], [])
+        self.assertIn("cpu", st["capabilities"])
+        n.wait_for(lambda: self.status(n)["orchestrator"]["state"] == "connected",
+                   10, "not connected")
+
+        job = self.submit("echo", inputs={"message": "hi"})
+        self.assertEqual(self.wait_job(job)["status"], "succeeded")
+        n.wait_for(lambda: self.status(n)["jobs"]["succeeded"] == 1, 10, "no count")
+        st = self.status(n)
+        last = st["recent"][0]
+        self.assertEqual((last["job"], last["outcome"]), (job, "succeeded"), last)
+        self.assertTrue(last["module"].startswith("echo"), last)
+        self.assertEqual(st["verification"], "passed")
+        # The balance it shows is the ledger's, read after the result.
+        account = st["node"]["account"]
+        def same_balance():
+            _, acct = http(self.base, "GET", "/api/v1/accounts/" + account, self.ADMIN)
+            e = self.status(n)["earnings"]
+            return e is not None and e["balance_micros"] == acct["balance_micros"]
+        n.wait_for(same_balance, 10, "earnings differ from the ledger's")
+        text = node("status", "--data", n.data).stdout
+        self.assertIn("node      %d" % n.id, text)
+        self.assertIn("job %d attempt 1 succeeded" % job, text)
+
+        code, metrics = http(api, "GET", "/metrics")
+        self.assertEqual(code, 200)
+        self.assertIn('rhizos_node_jobs_finished_total{outcome="succeeded"} 1', metrics)
+        self.assertIn("process_open_fds", metrics)
+        if shutil.which("promtool"):
+            p = run(["promtool", "check", "metrics"], stdin=metrics)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        # Read-only, and only for this machine's names.
+        code, body = http(api, "POST", "/status", body={})
+        self.assertEqual(code, 405, body)
+        self.assertEqual(http(api, "GET", "/keys")[0], 404)
+        code, body = http(api, "GET", "/status", headers={"Host": "evil.example:%d" % port})
+        self.assertEqual(code, 403, body)
+        self.assertEqual(http(api, "GET", "/status", headers={"Host": "localhost"})[0], 200)
+        token = read(os.path.join(n.data, "token"))
+        self.assertNotIn(token, json.dumps(st) + metrics)
+
+        # A second node asking for the same address does not start.
+        other = os.path.join(self.tmp.name, "other")
+        self.assertEqual(node("init", "--data", other).returncode, 0)
+        set_config(other, "api", "listen", '"127.0.0.1:%d"' % port)
+        p = node("start", "--data", other, "--orchestrator", self.base,
+                 *sandbox_flags(), timeout=20)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("[api] listen 127.0.0.1:%d" % port, p.stderr)
+        self.assertIn("in use", p.stderr)
+
+        self.assertEqual(n.stop(), 0)
+        self.nodes.remove(n)
+        self.assertFalse(os.path.exists(os.path.join(n.data, "api.addr")))
+        p = node("status", "--data", n.data)
+        self.assertEqual(p.returncode, 3, p.stderr)
+        self.assertIn("no node is running", p.stderr)
+
+    def test_default_address_taken_moves_to_a_free_port(self):
+        # Two nodes on one machine with no [api] set: the second serves
+        # elsewhere, and each `status` finds its own.
+        a = self.start_node("a")
+        b = self.start_node("b")
+        addrs = {read(os.path.join(n.data, "api.addr")) for n in (a, b)}
+        self.assertEqual(len(addrs), 2, addrs)
+        self.assertEqual(self.status(a)["node"]["id"], a.id)
+        self.assertEqual(self.status(b)["node"]["id"], b.id)
 
 
 if __name__ == "__main__":

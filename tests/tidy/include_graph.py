@@ -139,6 +139,9 @@ def judge(root, rel, top, quote, path, areas, tests):
     local = os.path.normpath(os.path.join(here, path))
     if '..' not in path.split('/') and os.path.exists(os.path.join(root, local)):
         return None
+    if rel.startswith('server/') and '/' not in path and \
+            os.path.exists(os.path.join(root, 'server', 'common', path)):
+        return None   # what both daemons share (server/common)
     for folder in tests.get(rel, set()):
         if '/' in folder and '..' not in path.split('/') and \
                 os.path.exists(os.path.join(root, folder, path)):

@@ -190,7 +190,51 @@ static const bad_case bad[] = {
     { "[[llm]]\n[[llm]]\n[[llm]]\n[[llm]]\n[[llm]]\n[[llm]]\n[[llm]]\n[[llm]]\n[[llm]]\n", "node.toml:9: more than 8 [[llm]] servers" },
     { "[pricing]\nllm_1k_tokens_micros = -1\n", "node.toml:2: llm_1k_tokens_micros must be between 0 and" },
     { "[node]\nllm_refresh_s = 0.5\n", "node.toml:2: llm_refresh_s must be between 1 and 86400" },
+    /* [api] listen: an IP literal and a port, or "off" */
+    { "[api]\nlisten = \"localhost:7180\"\n", "node.toml:2: listen must be \"off\" or ADDRESS:PORT" },
+    { "[api]\nlisten = \"127.0.0.1\"\n", "node.toml:2: listen must be \"off\" or ADDRESS:PORT" },
+    { "[api]\nlisten = \"127.0.0.1:65536\"\n", "node.toml:2: listen must be \"off\" or ADDRESS:PORT" },
+    { "[api]\nlisten = \"127.0.0.1:-1\"\n", "node.toml:2: listen must be \"off\" or ADDRESS:PORT" },
+    { "[api]\nlisten = \"127.0.0.1:\"\n", "node.toml:2: listen must be \"off\" or ADDRESS:PORT" },
+    { "[api]\nlisten = \"::1:80\"\n", "node.toml:2: listen must be \"off\" or ADDRESS:PORT" },
+    { "[api]\nlisten = \"[::1:80\"\n", "node.toml:2: listen must be \"off\" or ADDRESS:PORT" },
+    { "[api]\nlisten = \"1.2.3.4.5:80\"\n", "node.toml:2: listen must be \"off\" or ADDRESS:PORT" },
+    { "[api]\nlisten = 7180\n", "node.toml:2: listen must be a string" },
+    { "[api]\nport = 1\n", "node.toml:2: unknown key 'port' in [api]" },
 };
+
+/* [api] listen: what parses, and that `init`'s file keeps it unset. */
+static void api_listen(void **state)
+{
+    (void)state;
+    static const char *const good[] = { "off", "127.0.0.1:0", "0.0.0.0:7180",
+                                        "[::1]:7180", "[::]:1" };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        node_config c;
+        char err[512] = "", text[96];
+        int n = snprintf(text, sizeof text, "[api]\nlisten = \"%s\"\n", good[i]);
+        node_config_defaults(&c);
+        assert_int_equal(node_config_parse(&c, text, (size_t)n, "node.toml", err,
+                                           sizeof err), 0);
+        assert_string_equal(c.api_listen, good[i]);
+        node_config_free(&c);
+    }
+    char host[64];
+    unsigned port = 0;
+    assert_int_equal(node_api_split("[::1]:7180", host, sizeof host, &port), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 7180);
+    assert_int_equal(node_api_split("10.0.0.1:1", host, 4, &port), -1);
+    node_config c;
+    node_config_defaults(&c);
+    char *text = node_config_format(&c);
+    assert_non_null(strstr(text, "[api]\n# listen = \"127.0.0.1:7180\""));
+    char err[512] = "";
+    assert_int_equal(node_config_parse(&c, text, strlen(text), "x", err, sizeof err), 0);
+    assert_null(c.api_listen);
+    free(text);
+    node_config_free(&c);
+}
 
 /* Model servers: several, in order, back from what `init` writes. */
 static void llm_servers(void **state)
@@ -468,6 +512,7 @@ int main(void)
         cmocka_unit_test(missing_file),
         cmocka_unit_test(format_round_trip),
         cmocka_unit_test(llm_servers),
+        cmocka_unit_test(api_listen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
