@@ -117,4 +117,27 @@ RZ_HIDDEN int rz__proc_spawn_in(rz_proc **out, const rz_proc_opts *opts,
                                 const char *scratch, const char *outputs_path,
                                 const rz__proc_limits *lim);
 
+/* One process an adapter starts: the process adapter's steps and the wasm
+ * adapter's runtime. An adapter's state begins with one, so the functions
+ * below are its start, fd, poll and stop (process.c). */
+typedef struct rz__proc_launch {
+    rz_proc_opts po;
+    rz__proc_limits lim;
+    const char *scratch, *outputs_path;
+    rz_proc *proc;
+} rz__proc_launch;
+
+/* The options every such process takes from the spec: the timeout (a 64-bit
+ * product, clamped: days must not wrap to seconds), caps, sandbox, limits
+ * and folders. argv, env, input, network and memory are the adapter's. */
+RZ_HIDDEN void rz__proc_launch_init(rz__proc_launch *l,
+                                    const rz__exec_spec *sp);
+RZ_HIDDEN int rz__proc_launch_start(void *state);
+RZ_HIDDEN int rz__proc_launch_fd(const void *state);
+RZ_HIDDEN int rz__proc_launch_poll(void *state, int timeout_ms);
+RZ_HIDDEN void rz__proc_launch_stop(void *state);
+/* What the process says of its end: exit, timeout, memory, limits,
+ * outputs and log. */
+RZ_HIDDEN void rz__proc_launch_collect(void *state, rz__exec_outcome *o);
+
 #endif

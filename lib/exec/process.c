@@ -1060,12 +1060,9 @@ void rz_proc_free(rz_proc *p)
 /* ---- the process adapter (adapter.h) ---- */
 
 typedef struct proc_state {
-    rz_proc_opts po;
-    rz__proc_limits lim;
-    const char *scratch, *outputs_path;
+    rz__proc_launch l;         /* first: the launch functions take it */
     char **env;                /* spec env + RZ_CRED_<NAME>=value, wiped */
     size_t n_env;
-    rz_proc *proc;
 } proc_state;
 
 static int proc_probe(const char *host, char *why, size_t n)
@@ -1094,7 +1091,7 @@ static void proc_cleanup(void *state)
     proc_state *st = state;
     if (!st)
         return;
-    rz_proc_free(st->proc);
+    rz_proc_free(st->l.proc);
     for (size_t i = 0; i < st->n_env; i++)
         if (st->env[i]) {
             sodium_memzero(st->env[i], strlen(st->env[i]));
@@ -1129,53 +1126,57 @@ static int proc_prepare(void **state, const rz__exec_spec *sp)
         if (!st->env[i])
             return rz__error(RZ_ENOMEM, "out of memory");
     }
-    rz_proc_opts po = RZ_PROC_OPTS_INIT;
-    po.argv = (const char *const *)m->command;
-    po.module_dir = m->dir;
-    po.env = (const char *const *)st->env;
-    po.input = sp->request;
-    po.input_len = sp->request_len;
-    po.network = sp->network;
-    po.sandbox = sp->sandbox;
-    /* 64-bit product: a timeout of days must not wrap to seconds. */
-    uint64_t ms = (uint64_t)sp->timeout_s * 1000u;
-    po.timeout_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
-    po.memory_mb = sp->memory_mb;
-    po.max_output = sp->max_stdout;
-    po.max_log = sp->max_log;
-    st->po = po;
-    st->lim.cpus = sp->cpus;
-    st->lim.scratch_mb = sp->scratch_mb;
-    st->scratch = sp->scratch;
-    st->outputs_path = sp->outputs_path;
+    rz__proc_launch_init(&st->l, sp);
+    st->l.po.argv = (const char *const *)m->command;
+    st->l.po.env = (const char *const *)st->env;
+    st->l.po.input = sp->request;
+    st->l.po.input_len = sp->request_len;
+    st->l.po.network = sp->network;
+    st->l.po.memory_mb = sp->memory_mb;
     return RZ_OK;
 }
 
-static int proc_start(void *state)
+void rz__proc_launch_init(rz__proc_launch *l, const rz__exec_spec *sp)
 {
-    proc_state *st = state;
-    return rz__proc_spawn_in(&st->proc, &st->po, st->scratch,
-                             st->outputs_path, &st->lim);
+    rz_proc_opts po = RZ_PROC_OPTS_INIT;
+    po.module_dir = sp->module->dir;
+    po.sandbox = sp->sandbox;
+    uint64_t ms = (uint64_t)sp->timeout_s * 1000u;
+    po.timeout_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+    po.max_output = sp->max_stdout;
+    po.max_log = sp->max_log;
+    l->po = po;
+    l->lim.cpus = sp->cpus;
+    l->lim.scratch_mb = sp->scratch_mb;
+    l->scratch = sp->scratch;
+    l->outputs_path = sp->outputs_path;
 }
 
-static int proc_fd(const void *state)
+int rz__proc_launch_start(void *state)
 {
-    return rz_proc_fd(((const proc_state *)state)->proc);
+    rz__proc_launch *l = state;
+    return rz__proc_spawn_in(&l->proc, &l->po, l->scratch, l->outputs_path,
+                             &l->lim);
 }
 
-static int proc_poll(void *state, int timeout_ms)
+int rz__proc_launch_fd(const void *state)
 {
-    return rz_proc_poll(((proc_state *)state)->proc, timeout_ms);
+    return rz_proc_fd(((const rz__proc_launch *)state)->proc);
 }
 
-static void proc_stop(void *state)
+int rz__proc_launch_poll(void *state, int timeout_ms)
 {
-    rz_proc_kill(((proc_state *)state)->proc);
+    return rz_proc_poll(((rz__proc_launch *)state)->proc, timeout_ms);
 }
 
-static void proc_collect(void *state, rz__exec_outcome *o)
+void rz__proc_launch_stop(void *state)
 {
-    const rz_proc *p = ((proc_state *)state)->proc;
+    rz_proc_kill(((rz__proc_launch *)state)->proc);
+}
+
+void rz__proc_launch_collect(void *state, rz__exec_outcome *o)
+{
+    const rz_proc *p = ((rz__proc_launch *)state)->proc;
     o->exit_code = rz_proc_exit_code(p);
     o->timed_out = rz_proc_timed_out(p);
     /* The step's cgroup tells a kill for memory; under RLIMIT_AS alone an
@@ -1193,12 +1194,13 @@ static void proc_collect(void *state, rz__exec_outcome *o)
 static const char *proc_log_so_far(void *state, size_t *len,
                                    uint64_t *total)
 {
-    const rz_proc *p = ((proc_state *)state)->proc;
+    const rz_proc *p = ((proc_state *)state)->l.proc;
     *total = p ? p->log_total : 0;
     return rz_proc_log(p, len);
 }
 
 const rz__adapter rz__process_adapter = {
-    "process", proc_probe, proc_prepare, proc_start, proc_fd, proc_poll,
-    proc_stop, proc_collect, proc_cleanup, NULL, proc_log_so_far,
+    "process", proc_probe, proc_prepare, rz__proc_launch_start,
+    rz__proc_launch_fd, rz__proc_launch_poll, rz__proc_launch_stop,
+    rz__proc_launch_collect, proc_cleanup, NULL, proc_log_so_far,
 };

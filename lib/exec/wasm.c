@@ -175,15 +175,12 @@ static int check_digest(const char *path, const char *want)
 /* ---- the adapter ---- */
 
 typedef struct wasm_state {
-    rz_proc_opts po;
-    rz__proc_limits lim;
-    const char *scratch, *outputs_path;
+    rz__proc_launch l;         /* first: the launch functions take it */
     const char *argv[6];
     char *settings;            /* the runner's stdin, secrets in it: wiped */
     size_t settings_len;
     char tag[33];              /* marks the runner's own failure line */
     char *failure;             /* that line's text, from collect */
-    rz_proc *proc;
 } wasm_state;
 
 static void wasm_cleanup(void *state)
@@ -191,7 +188,7 @@ static void wasm_cleanup(void *state)
     wasm_state *st = state;
     if (!st)
         return;
-    rz_proc_free(st->proc);
+    rz_proc_free(st->l.proc);
     if (st->settings) {
         sodium_memzero(st->settings, st->settings_len);
         free(st->settings);
@@ -291,8 +288,8 @@ static int build_settings(wasm_state *st, const rz__exec_spec *sp,
         return rz__error(RZ_ENOMEM, "out of memory");
     }
     free(files);
-    st->po.input = st->settings;
-    st->po.input_len = b.len;
+    st->l.po.input = st->settings;
+    st->l.po.input_len = b.len;
     return RZ_OK;
 }
 
@@ -312,7 +309,7 @@ static int wasm_prepare(void **state, const rz__exec_spec *sp)
     if (!st)
         return rz__error(RZ_ENOMEM, "out of memory");
     *state = st;
-    st->po = (rz_proc_opts)RZ_PROC_OPTS_INIT;
+    rz__proc_launch_init(&st->l, sp);
     char *path = rz__asprintf("%s/%s", m->dir, m->wasm_module);
     if (!path)
         return rz__error(RZ_ENOMEM, "out of memory");
@@ -333,49 +330,15 @@ static int wasm_prepare(void **state, const rz__exec_spec *sp)
                             NULL };
     memcpy(st->argv, words, sizeof words);
     static const char *const env[] = { "NODE_OPTIONS=", NULL };
-    rz_proc_opts po = st->po;
-    po.argv = st->argv;
-    po.module_dir = m->dir;
-    po.env = env;
-    po.network = 0;
-    po.sandbox = sp->sandbox;
-    uint64_t ms = (uint64_t)sp->timeout_s * 1000u;
-    po.timeout_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+    st->l.po.argv = st->argv;
+    st->l.po.env = env;
+    st->l.po.network = 0;
     /* Only a cgroup holds the runtime as a whole; under RLIMIT_AS node
      * would not even start. */
-    po.memory_mb = sp->sandbox && rz_sandbox_available() &&
-                   rz__sandbox_has_cgroup()
-                       ? (uint32_t)(pages / 16u) + RUNTIME_MB : 0;
-    po.max_output = sp->max_stdout;
-    po.max_log = sp->max_log;
-    st->po = po;
-    st->lim.cpus = sp->cpus;
-    st->lim.scratch_mb = sp->scratch_mb;
-    st->scratch = sp->scratch;
-    st->outputs_path = sp->outputs_path;
+    st->l.po.memory_mb = sp->sandbox && rz_sandbox_available() &&
+                         rz__sandbox_has_cgroup()
+                             ? (uint32_t)(pages / 16u) + RUNTIME_MB : 0;
     return RZ_OK;
-}
-
-static int wasm_start(void *state)
-{
-    wasm_state *st = state;
-    return rz__proc_spawn_in(&st->proc, &st->po, st->scratch,
-                             st->outputs_path, &st->lim);
-}
-
-static int wasm_fd(const void *state)
-{
-    return rz_proc_fd(((const wasm_state *)state)->proc);
-}
-
-static int wasm_poll(void *state, int timeout_ms)
-{
-    return rz_proc_poll(((wasm_state *)state)->proc, timeout_ms);
-}
-
-static void wasm_stop(void *state)
-{
-    rz_proc_kill(((wasm_state *)state)->proc);
 }
 
 /* Where the runner's own line starts in the log (the newline before the
@@ -390,18 +353,12 @@ static size_t tag_at(const wasm_state *st, const char *log, size_t len)
     return len;
 }
 
+/* The process's outcome, less the runner's own line: its text is the
+ * failure when nothing else (a limit, the timeout) says why. */
 static void wasm_collect(void *state, rz__exec_outcome *o)
 {
     wasm_state *st = state;
-    const rz_proc *p = st->proc;
-    o->exit_code = rz_proc_exit_code(p);
-    o->timed_out = rz_proc_timed_out(p);
-    o->oom = rz__proc_oom(p);
-    o->failure = rz__proc_limit_reason(p);
-    o->stdout_over = rz__proc_output_over(p);
-    o->outputs = rz_proc_outputs(p);
-    o->output_error = rz__proc_output_error(p);
-    o->log = rz_proc_log(p, &o->log_len);
+    rz__proc_launch_collect(&st->l, o);
     size_t at = tag_at(st, o->log, o->log_len);
     if (at < o->log_len) {
         const char *line = o->log + at + (o->log[at] == '\n');
@@ -413,14 +370,12 @@ static void wasm_collect(void *state, rz__exec_outcome *o)
         if (!o->failure && !o->timed_out)
             o->failure = st->failure;
     }
-    if (o->failure)
-        o->timed_out = false;
 }
 
 static const char *wasm_log_so_far(void *state, size_t *len, uint64_t *total)
 {
     const wasm_state *st = state;
-    const rz_proc *p = st->proc;
+    const rz_proc *p = st->l.proc;
     const char *log = rz_proc_log(p, len);
     size_t at = tag_at(st, log, *len);
     *total = rz__proc_log_total(p) - (*len - at);
@@ -429,6 +384,7 @@ static const char *wasm_log_so_far(void *state, size_t *len, uint64_t *total)
 }
 
 const rz__adapter rz__wasm_adapter = {
-    "wasm", wasm_probe, wasm_prepare, wasm_start, wasm_fd, wasm_poll,
-    wasm_stop, wasm_collect, wasm_cleanup, NULL, wasm_log_so_far,
+    "wasm", wasm_probe, wasm_prepare, rz__proc_launch_start,
+    rz__proc_launch_fd, rz__proc_launch_poll, rz__proc_launch_stop,
+    wasm_collect, wasm_cleanup, NULL, wasm_log_so_far,
 };
