@@ -61,6 +61,19 @@ static int commit(rz_auth *a, MDB_txn *txn)
     return mrc;
 }
 
+/* The end of every write: committed when LMDB said nothing wrong (mrc 0)
+ * and the caller's own checks passed (ok), else aborted. The LMDB code of
+ * the begin, the writes or the commit: 0 when none failed. */
+static int end_write(rz_auth *a, MDB_txn *txn, int mrc, bool ok)
+{
+    if (!txn)
+        return mrc;
+    if (mrc == 0 && ok)
+        return commit(a, txn);
+    mdb_txn_abort(txn);
+    return mrc;
+}
+
 int rz_auth_open(rz_auth **out, const char *dir)
 {
     *out = NULL;
@@ -123,12 +136,7 @@ static int put(rz_auth *a, int db, const void *k, size_t kl, const void *v, size
     int mrc = mdb_txn_begin(a->env, NULL, 0, &txn);
     if (mrc == 0)
         mrc = mdb_put(txn, a->dbi[db], &key, &val, 0);
-    if (mrc == 0) {
-        mrc = commit(a, txn);
-        txn = NULL;
-    }
-    if (txn)
-        mdb_txn_abort(txn);
+    mrc = end_write(a, txn, mrc, true);
     return mrc ? db_error(mrc, "write") : RZ_OK;
 }
 
@@ -347,12 +355,7 @@ int rz_auth_account_put(rz_auth *a, rz_ledger_id id, const char *name,
         mrc = mdb_put(txn, a->dbi[DB_ACCOUNTS], &key, &val, 0);
     if (mrc == 0 && wallet)
         mrc = mdb_put(txn, a->dbi[DB_REFS], &wkey, &wval, 0);
-    if (mrc == 0) {
-        mrc = commit(a, txn);
-        txn = NULL;
-    }
-    if (txn)
-        mdb_txn_abort(txn);
+    mrc = end_write(a, txn, mrc, true);
     free(text);
     return mrc ? db_error(mrc, "write") : RZ_OK;
 }
@@ -576,12 +579,7 @@ int rz_auth_identity_bind(rz_auth *a, const unsigned char ed25519[32],
         cJSON_AddStringToObject(p, "node", node_s);
         mrc = txn_put_json(txn, a->dbi[DB_KEYS], tok, 32, p);
     }
-    if (!mrc && rc == RZ_OK) {
-        mrc = commit(a, txn);
-        txn = NULL;
-    }
-    if (txn)
-        mdb_txn_abort(txn);
+    mrc = end_write(a, txn, mrc, rc == RZ_OK);
     sodium_memzero(tok, sizeof tok);
     sodium_memzero(tok_hex, sizeof tok_hex);
     return mrc ? txn_error(mrc) : rc;
@@ -637,12 +635,7 @@ int rz_auth_identity_retire(rz_auth *a, uint64_t node)
         cJSON_Delete(id);
     }
     cJSON_Delete(n);
-    if (!mrc && rc == RZ_OK) {
-        mrc = commit(a, txn);
-        txn = NULL;
-    }
-    if (txn)
-        mdb_txn_abort(txn);
+    mrc = end_write(a, txn, mrc, rc == RZ_OK);
     return mrc ? txn_error(mrc) : rc;
 }
 
@@ -696,12 +689,7 @@ static int head_write(rz_auth *a, uint64_t seq, const unsigned char hash[32],
     val = (MDB_val){ sizeof v, v };
     if (mrc == 0)
         mrc = mdb_put(txn, a->dbi[DB_REFS], &key, &val, 0);
-    if (mrc == 0) {
-        mrc = commit(a, txn);
-        txn = NULL;
-    }
-    if (txn)
-        mdb_txn_abort(txn);
+    mrc = end_write(a, txn, mrc, true);
     return mrc ? db_error(mrc, "write") : RZ_OK;
 }
 
