@@ -449,6 +449,22 @@ static void summary(watch *w)
     w->line_shown = true;
 }
 
+/* A step of a flow that had already finished: the times the run recorded
+ * (since it began), not the watcher's. */
+static void finished_step_line(const cJSON *st, const char *now)
+{
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(st, "started_ms");
+    const cJSON *took = cJSON_GetObjectItemCaseSensitive(st, "duration_ms");
+    if (!cJSON_IsNumber(at)) {
+        printf("  %9s %-20s %s", "", st->string, now);   /* never started */
+        return;
+    }
+    double end = at->valuedouble + (cJSON_IsNumber(took) ? took->valuedouble : 0);
+    printf("[%7.1fs] %-20s %s", end / 1000.0, st->string, now);
+    if (cJSON_IsNumber(took))
+        printf(" in %.2f s", took->valuedouble / 1000.0);
+}
+
 static void step_lines(watch *w, const cJSON *s)
 {
     const cJSON *st;
@@ -464,7 +480,7 @@ static void step_lines(watch *w, const cJSON *s)
         }
         clear_line(w);
         if (w->finished_before)
-            printf("  %-20s %s", st->string, now);   /* no live times */
+            finished_step_line(st, now);
         else
             printf("[%7.1fs] %-20s %s", now_s() - w->t0, st->string, now);
         const cJSON *j = cJSON_GetObjectItemCaseSensitive(st, "job");

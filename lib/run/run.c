@@ -1572,6 +1572,21 @@ static cJSON *step_json(const rz_run *r, size_t i)
     return step_json_with(r, i, true);
 }
 
+/* When a step ran, in the caller's milliseconds since the run was made:
+ * "started_ms" once it has started, "duration_ms" (first start to last
+ * end, retries included) once it has ended. What a watcher of a finished
+ * run shows instead of the times it saw. */
+static bool add_times(const rz_run *r, const step_rt *s, cJSON *o)
+{
+    if (!s->attempts)
+        return true;
+    uint64_t c = r->created_ms, at = s->started_ms > c ? s->started_ms - c : 0;
+    bool ended = s->state >= RZ_STEP_SUCCEEDED && s->ended_ms >= s->started_ms;
+    return cJSON_AddNumberToObject(o, "started_ms", (double)at) &&
+           (!ended || cJSON_AddNumberToObject(o, "duration_ms",
+                                              (double)(s->ended_ms - s->started_ms)));
+}
+
 static cJSON *step_json_with(const rz_run *r, size_t i, bool elements)
 {
     const step_rt *s = &r->st[i];
@@ -1588,7 +1603,8 @@ static cJSON *step_json_with(const rz_run *r, size_t i, bool elements)
         cJSON_Delete(o);
         return NULL;
     }
-    if ((s->error && !cJSON_AddStringToObject(o, "error", s->error)) ||
+    if (!add_times(r, s, o) ||
+        (s->error && !cJSON_AddStringToObject(o, "error", s->error)) ||
         (s->log && !cJSON_AddStringToObject(o, "log", s->log)) ||
         (s->warning && !cJSON_AddStringToObject(o, "warning", s->warning))) {
         cJSON_Delete(o);

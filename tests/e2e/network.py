@@ -269,6 +269,13 @@ class Network(Base):
         self.assertEqual(len(lines.splitlines()), 1, lines)
         st = self.status(dep)
         self.assertEqual(len(st["steps"]), 7)
+        # A finished flow watched again: the times the run recorded, per step.
+        out = self.cli("flow", "watch", str(dep), key=self.key).stdout
+        self.assertIn("flow %d had already finished: succeeded" % dep, out)
+        for sid, step in st["steps"].items():
+            end = (step["started_ms"] + step["duration_ms"]) / 1000.0
+            self.assertIn("[%7.1fs] %-20s succeeded in %.2f s"
+                          % (end, sid, step["duration_ms"] / 1000.0), out)
         jobs = []
         for sid, step in st["steps"].items():
             j = self.job(step["job"])

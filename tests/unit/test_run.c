@@ -125,8 +125,8 @@ static void test_linear_success(void **state)
     assert_string_equal(ready_ids(r, 10), "");
     expect_json(r, "{\"id\":\"r1\",\"flow\":\"lin\",\"status\":\"running\","
                    "\"steps\":{\"a\":{\"status\":\"running\",\"attempts\":1,"
-                   "\"outputs\":{}},\"b\":{\"status\":\"pending\",\"attempts\":0,"
-                   "\"outputs\":{}}},\"outputs\":{}}");
+                   "\"outputs\":{},\"started_ms\":10},\"b\":{\"status\":\"pending\","
+                   "\"attempts\":0,\"outputs\":{}}},\"outputs\":{}}");
 
     assert_int_equal(rz_run_succeed(r, S(r, "a"), "{\"x\": 1}", 20), RZ_OK);
     assert_int_equal(state_of(r, "a"), RZ_STEP_SUCCEEDED);
@@ -146,8 +146,9 @@ static void test_linear_success(void **state)
     /* "outputs" holds final steps only (b), keyed by step id. */
     expect_json(r, "{\"id\":\"r1\",\"flow\":\"lin\",\"status\":\"succeeded\","
                    "\"steps\":{\"a\":{\"status\":\"succeeded\",\"attempts\":1,"
-                   "\"outputs\":{\"x\":1}},\"b\":{\"status\":\"succeeded\","
-                   "\"attempts\":1,\"outputs\":{}}},\"outputs\":{\"b\":{}}}");
+                   "\"outputs\":{\"x\":1},\"started_ms\":10,\"duration_ms\":10},"
+                   "\"b\":{\"status\":\"succeeded\",\"attempts\":1,\"outputs\":{},"
+                   "\"started_ms\":30,\"duration_ms\":10}},\"outputs\":{\"b\":{}}}");
     rz_run_free(r);
     rz_flow_free(f);
 }
@@ -266,7 +267,8 @@ static void test_retry_fixed(void **state)
     assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
     expect_json(r, "{\"id\":\"r1\",\"flow\":\"fixed\",\"status\":\"failed\","
                    "\"steps\":{\"a\":{\"status\":\"failed\",\"attempts\":3,"
-                   "\"outputs\":{},\"error\":\"failed\"}},\"outputs\":{},"
+                   "\"outputs\":{},\"started_ms\":0,\"duration_ms\":5001,"
+                   "\"error\":\"failed\"}},\"outputs\":{},"
                    "\"failed_steps\":[\"a\"]}");
     rz_run_free(r);
     rz_flow_free(f);
@@ -525,7 +527,8 @@ static void test_on_failure_fail(void **state)
     char *json = NULL;
     assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
     assert_non_null(strstr(json, "\"a\":{\"status\":\"failed\",\"attempts\":1,"
-                                 "\"outputs\":{},\"error\":\"exit status 3\"}"));
+                                 "\"outputs\":{},\"started_ms\":0,\"duration_ms\":5,"
+                                 "\"error\":\"exit status 3\"}"));
     assert_non_null(strstr(json, "\"outputs\":{\"x\":{\"k\":1}},\"failed_steps\":[\"a\"]}"));
     rz_free(json);
     rz_run_free(r);
@@ -1490,7 +1493,8 @@ static void test_for_each_order_and_bound(void **state)
     char *json = NULL;
     assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
     assert_non_null(strstr(json, "\"elements\":[{\"status\":\"succeeded\","
-                             "\"attempts\":1,\"outputs\":{\"y\":\"A\"}},"));
+                             "\"attempts\":1,\"outputs\":{\"y\":\"A\"},"
+                             "\"started_ms\":1,\"duration_ms\":4},"));
     rz_free(json);
     rz_run_free(r);
     rz_flow_free(f);
