@@ -102,10 +102,12 @@ static struct {
     unsigned char *bpf;       /* the seccomp program; NULL: none */
     size_t bpf_len;
     uint32_t uid_first, uid_count; /* helper: the steps' host uids */
+    int uid_lock;             /* RZ__SBX_UID_LOCK, open (uid_take) */
     int cg_version;           /* 0 none, 1, 2 */
+    int cg_saved;             /* rz__sbx_test_cells: the probe's version */
     char *cg_base[RZ__SBX_CG_MAX];  /* v1: per controller; v2: [0] */
     char status[512];
-} sb;
+} sb = { .uid_lock = -1 };
 
 #define MAX_CELLS 256   /* cells (and step uids) at most */
 
@@ -208,6 +210,8 @@ static void sub_ids_overlap(const char *path, unsigned long long first,
         fclose(f);
 }
 
+static int uid_lock_open(void);
+
 static int uid_range(void)
 {
     unsigned long long first = RZ__SBX_UID_FIRST, count = RZ__SBX_UID_COUNT;
@@ -263,7 +267,71 @@ static int uid_range(void)
         status_add("%s", msg);
         return -1;
     }
+    if (uid_lock_open() != 0) {
+        status_add("the step uids' lock file %s cannot be opened; the "
+                   "sandbox helper is not used", RZ__SBX_UID_LOCK_DIR "/"
+                   RZ__SBX_UID_LOCK_FILE);
+        return -1;
+    }
     return 0;
+}
+
+/* The steps' uids are the host's: two root runners on one host (two
+ * nodes, a node and a CLI run) must not give the same one to their steps,
+ * or a step of one could read the other's /proc (its environment). Each
+ * uid is taken with an open-file-description lock on byte `uid` of one
+ * host-wide file, held while a cell runs as it and dropped with the cell
+ * (or by the kernel when the runner dies). The file is opened at the
+ * probe: where it cannot be, the helper is not used. */
+static int uid_lock_open(void)
+{
+    if (mkdir(RZ__SBX_UID_LOCK_DIR, 0755) != 0 && errno != EEXIST)
+        return -1;
+    sb.uid_lock = open(RZ__SBX_UID_LOCK_DIR "/" RZ__SBX_UID_LOCK_FILE,
+                       O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    return sb.uid_lock >= 0 ? 0 : -1;
+}
+
+static int uid_lock_op(uint32_t uid, short type)
+{
+    struct flock fl = { .l_type = type, .l_whence = SEEK_SET,
+                        .l_start = (off_t)uid, .l_len = 1 };
+    return fcntl(sb.uid_lock, F_OFD_SETLK, &fl) == 0 ? 0 : -errno;
+}
+
+/* A uid that NSS knows (LDAP, sssd: users /etc/passwd does not list,
+ * which the probe's scan of the files cannot see); its name in `who`. */
+static bool uid_known(uint32_t uid, char *who, size_t cap)
+{
+    char buf[4096];
+    struct passwd pw, *pr = NULL;
+    struct group gr, *gp = NULL;
+    if (getpwuid_r((uid_t)uid, &pw, buf, sizeof buf, &pr) == 0 && pr) {
+        snprintf(who, cap, "user %.64s", pr->pw_name);
+        return true;
+    }
+    if (getgrgid_r((gid_t)uid, &gr, buf, sizeof buf, &gp) == 0 && gp) {
+        snprintf(who, cap, "group %.64s", gp->gr_name);
+        return true;
+    }
+    return false;
+}
+
+enum { UID_OURS, UID_TAKEN, UID_KNOWN };
+
+/* Take `uid` for a cell: locked here, and no host user or group by that
+ * number. */
+static int uid_take(uint32_t uid)
+{
+    int e = uid_lock_op(uid, F_WRLCK);
+    if (e == -EAGAIN || e == -EACCES)
+        return UID_TAKEN;   /* another runner's */
+    char who[80];
+    if (e == 0 && uid_known(uid, who, sizeof who)) {
+        (void)uid_lock_op(uid, F_UNLCK);
+        return UID_KNOWN;
+    }
+    return e == 0 ? UID_OURS : UID_TAKEN;
 }
 
 /* Names for the ids a step can meet; nothing of the host's users. */
@@ -818,6 +886,7 @@ typedef struct cell {
     int zsock;
     pid_t zpid;
     uint32_t uid;   /* its steps' host uid and gid, its own */
+    bool locked;    /* uid_take'n: unlocked once nothing runs as it */
     bool busy;
     /* The limits its cgroups hold (only the runner writes them): a step
      * with the same limits as the last rewrites none (5 writes, and a
@@ -828,11 +897,19 @@ typedef struct cell {
 
 static pthread_mutex_t cells_mu = PTHREAD_MUTEX_INITIALIZER;
 static cell *cells[MAX_CELLS];
+/* A slot being set up or torn down: its uid is nobody else's meanwhile;
+ * one whose processes could not be proven dead keeps it for good. */
+static cell cell_reserved = { .busy = true, .zpid = -1 };
 
-static void cell_free(cell *c)
+/* Everything of the cell killed and gone: its zygote (our child) reaped,
+ * each cgroup emptied and removed. false: some process may still run as
+ * the cell's uid, whose slot must then never be given out again. Without
+ * cgroups the zygote is all there is: a step's init is our child, reaped
+ * by the process adapter, and takes its namespace's processes with it. */
+static bool cell_free(cell *c)
 {
     if (!c)
-        return;
+        return true;
     if (c->zsock >= 0)
         close(c->zsock);
     if (c->zpid > 0) {
@@ -840,19 +917,22 @@ static void cell_free(cell *c)
         while (waitpid(c->zpid, NULL, 0) < 0 && errno == EINTR)
             ;
     }
+    bool gone = true;
     for (size_t i = 0; i < c->n_cg; i++) {
-        kill_members(c->cg[i]);   /* nothing keeps the slot's uid */
-        (void)cg_remove(c->cg[i]);
+        gone &= cg_remove(c->cg[i]) == 0;   /* kills what it holds */
         free(c->cg[i]);
     }
+    if (gone && c->locked)
+        (void)uid_lock_op(c->uid, F_UNLCK);
     free(c);
+    return gone;
 }
 
 /* A cell with the first step's limits (`s`'s) from the start: its process
  * joins the cgroups before this returns, and a limit of 0 there (memory:
  * every page it touched was an OOM kill) would end it. */
 static int cell_new(const rz__sbx *s, const rz__sbx_opts *o, uint32_t uid,
-                    cell **out)
+                    cell **out, bool *retire)
 {
     rz__sbx tmp;
     memset(&tmp, 0, sizeof tmp);
@@ -865,6 +945,8 @@ static int cell_new(const rz__sbx *s, const rz__sbx_opts *o, uint32_t uid,
     if (!c)
         return rz__error(RZ_ENOMEM, "out of memory");
     c->zsock = -1;
+    c->uid = uid;
+    c->locked = true;
     int rc = sb.cg_version > 0 ? cgroup_create(&tmp, o) : RZ_OK;
     c->n_cg = tmp.n_cg;
     for (size_t i = 0; i < tmp.n_cg; i++) {
@@ -881,10 +963,9 @@ static int cell_new(const rz__sbx *s, const rz__sbx_opts *o, uint32_t uid,
     }
     rz__sbx_started(&tmp);   /* closes the cgroup.procs descriptors */
     if (rc != RZ_OK) {
-        cell_free(c);
+        *retire = !cell_free(c);
         return rc;
     }
-    c->uid = uid;
     c->known = sb.cg_version > 0;   /* written above: not again */
     c->memory_mb = tmp.memory_mb;
     c->pids_max = tmp.pids_max;
@@ -904,29 +985,45 @@ static long long cg_counter(const char *dir, int kind, bool oom)
     return -1;
 }
 
-/* Kill every process in the cell's cgroups and reap those that are ours
- * (a step's init is the runner's child): a step that started while its
- * starter died unanswered. */
-static void cell_kill_strays(cell *c)
+/* A new cell, busy, in a free slot whose uid is ours alone (uid_take):
+ * a uid another runner holds is passed over this time; one a host user
+ * or group has is never used (its slot stays reserved). */
+static int cell_add(rz__sbx *s, const rz__sbx_opts *o, size_t *slot)
 {
-    for (size_t k = 0; k < c->n_cg; k++) {
-        char p[PATH_MAX];
-        pid_t pids[64];
-        size_t n = 0;
-        long pid;
-        snprintf(p, sizeof p, "%s/cgroup.procs", c->cg[k]);
-        FILE *f = fopen(p, "re");
-        while (f && n < RZ_ARRAY_LEN(pids) && fscanf(f, "%ld", &pid) == 1)
-            if (pid > 0 && pid != c->zpid)
-                pids[n++] = (pid_t)pid;
-        if (f)
-            fclose(f);
-        for (size_t i = 0; i < n; i++)
-            kill(pids[i], SIGKILL);
-        kill_members(c->cg[k]);
-        for (size_t i = 0; i < n; i++)
-            while (waitpid(pids[i], NULL, __WALL) < 0 && errno == EINTR)
-                ;
+    const size_t max = sb.uid_count;
+    bool passed[MAX_CELLS] = { false };
+    size_t n_passed = 0;
+    for (;;) {
+        size_t f = max;
+        pthread_mutex_lock(&cells_mu);
+        for (size_t k = 0; k < max && f == max; k++)
+            if (!cells[k] && !passed[k])
+                f = k;
+        if (f < max)
+            cells[f] = &cell_reserved;   /* its uid is being set up */
+        pthread_mutex_unlock(&cells_mu);
+        if (f == max)
+            return rz__error(RZ_ESTATE, "too many sandboxed steps at once "
+                             "(%zu step uids, %zu of them held by other "
+                             "runners on this host)", max, n_passed);
+        uint32_t uid = sb.uid_first + (uint32_t)f;
+        int t = uid_take(uid);
+        cell *c = NULL;
+        bool retire = t == UID_KNOWN;
+        int rc = t == UID_OURS ? cell_new(s, o, uid, &c, &retire) : RZ_OK;
+        if (rc == RZ_OK && c)
+            c->busy = true;
+        pthread_mutex_lock(&cells_mu);
+        cells[f] = c ? c : retire ? &cell_reserved : NULL;
+        pthread_mutex_unlock(&cells_mu);
+        if (c) {
+            *slot = f;
+            return RZ_OK;
+        }
+        if (rc != RZ_OK)
+            return rc;
+        passed[f] = true;
+        n_passed += t == UID_TAKEN;
     }
 }
 
@@ -934,34 +1031,17 @@ static void cell_kill_strays(cell *c)
 static int cell_take(rz__sbx *s, const rz__sbx_opts *o)
 {
     const size_t max = sb.uid_count;   /* one uid per cell */
-    static cell reserved = { .busy = true, .zpid = -1 };
     pthread_mutex_lock(&cells_mu);
-    size_t i = 0, free_slot = max;
-    for (; i < max; i++) {
-        if (cells[i] && !cells[i]->busy)
-            break;
-        if (!cells[i] && free_slot == max)
-            free_slot = i;
-    }
+    size_t i = 0;
+    while (i < max && !(cells[i] && !cells[i]->busy))   /* not reserved */
+        i++;
     if (i < max)
         cells[i]->busy = true;
-    else if (free_slot < max)
-        cells[free_slot] = &reserved;   /* its uid is being set up */
     pthread_mutex_unlock(&cells_mu);
     if (i == max) {
-        if (free_slot == max)
-            return rz__error(RZ_ESTATE, "too many sandboxed steps at once "
-                             "(%zu, one per step uid)", max);
-        cell *c = NULL;
-        int rc = cell_new(s, o, sb.uid_first + (uint32_t)free_slot, &c);
-        if (rc == RZ_OK)
-            c->busy = true;
-        pthread_mutex_lock(&cells_mu);
-        cells[free_slot] = rc == RZ_OK ? c : NULL;
-        pthread_mutex_unlock(&cells_mu);
+        int rc = cell_add(s, o, &i);
         if (rc != RZ_OK)
             return rc;
-        i = free_slot;
     }
     cell *c = cells[i];
     s->in_cell = true;
@@ -997,12 +1077,15 @@ static void cell_release(rz__sbx *s, bool drop)
     pthread_mutex_lock(&cells_mu);
     cell *c = cells[s->cell];
     if (drop)
-        cells[s->cell] = NULL;
+        cells[s->cell] = &cell_reserved;   /* until its processes are dead */
     else
         c->busy = false;
     pthread_mutex_unlock(&cells_mu);
-    if (drop)
-        cell_free(c);
+    if (drop && cell_free(c)) {
+        pthread_mutex_lock(&cells_mu);
+        cells[s->cell] = NULL;
+        pthread_mutex_unlock(&cells_mu);
+    }
     for (size_t k = 0; k < s->n_cg; k++)
         s->cg[k] = NULL;
     s->n_cg = 0;
@@ -1014,7 +1097,7 @@ size_t rz__sbx_cell_pids(pid_t *out, size_t max)
     size_t n = 0;
     pthread_mutex_lock(&cells_mu);
     for (size_t i = 0; i < MAX_CELLS && n < max; i++)
-        if (cells[i] && cells[i]->zpid > 0)
+        if (cells[i] && cells[i] != &cell_reserved && cells[i]->zpid > 0)
             out[n++] = cells[i]->zpid;
     pthread_mutex_unlock(&cells_mu);
     return n;
@@ -1085,6 +1168,12 @@ static bool try_helper(void)
                        sb.bpf_len };
     if (!sb.passwd || !sb.group || rz__sbx_helper_start(&t) != 0)
         return false;
+    uint32_t uid = 0;   /* one no other runner's step has */
+    for (uint32_t k = 0; !uid && k < sb.uid_count; k++)
+        if (uid_take(sb.uid_first + k) == UID_OURS)
+            uid = sb.uid_first + k;
+    if (!uid)
+        return false;
     int null = open("/dev/null", O_RDWR | O_CLOEXEC), ep[2] = { -1, -1 };
     char dir[] = "/tmp/rz-probe-XXXXXX";
     bool made = mkdtemp(dir) != NULL;
@@ -1099,6 +1188,7 @@ static bool try_helper(void)
         rz__sbx_launch l;
         memset(&l, 0, sizeof l);
         l.scratch = dir;
+        l.uid = uid;
         l.exe = "/bin/true";
         l.argv = argv;
         l.envp = envp;
@@ -1122,6 +1212,7 @@ static bool try_helper(void)
         close(null);
     if (made)
         rmdir(dir);
+    (void)uid_lock_op(uid, F_UNLCK);   /* its step was reaped */
     return ok;
 }
 
@@ -1133,6 +1224,7 @@ static void probe(void)
     find_etc();
     build_seccomp();
     find_cgroups();
+    sb.cg_saved = sb.cg_version;
     /* As root, the helper: cheaper, and the step is nobody on the host
      * too. RHIZOS_SANDBOX=bwrap keeps bwrap (for comparison). */
     const char *want = getenv("RHIZOS_SANDBOX");
@@ -1261,33 +1353,20 @@ int rz__sbx_spawn(pid_t *pid, rz__sbx *s, rz__sbx_launch *l,
     l->cg_procs = s->procs;
     l->n_cg = s->in_cell ? 0 : s->n_cg;
     char why[256] = "";
-    /* A cell whose zygote died is dropped and another taken (each try
-     * drops one, so this ends). */
+    /* A cell whose zygote died is dropped (what its cgroups hold killed)
+     * and another taken: each try drops one, so this ends. A zygote that
+     * died after its clone started nothing (the go socket), so the step
+     * is sent again with nothing of it running. */
     for (int tries = 0;; tries++) {
         /* The cell's own uid (a cell taken again may be another one);
-         * outside a cell (the probe, before any): the first cell's. */
-        l->uid = s->in_cell ? cells[s->cell]->uid : sb.uid_first;
+         * outside a cell (the probe) the caller's, taken by it. */
+        if (s->in_cell)
+            l->uid = cells[s->cell]->uid;
         int cellfd = s->in_cell ? cells[s->cell]->zsock : -1;
         int e = rz__sbx_helper_spawn(pid, l, stdio, errpipe, cellfd, why,
                                      sizeof why);
         if (e == 0)
             return RZ_OK;
-        if (e == -ECONNABORTED && s->in_cell) {
-            /* The step may run: what the cell holds is killed (and our
-             * children among it reaped) before the cell goes. */
-            rz__sbx_report rep = { false, false };
-            for (size_t k = 0; k < s->n_cg; k++)
-                rep.oom |= cg_counter(s->cg[k], s->cg_kind[k], true) >
-                           s->oom0;
-            if (rep.oom) {
-                size_t n = strlen(why);
-                snprintf(why + n, sizeof why - n, " (the step's memory "
-                         "cgroup ran out of memory: limit %u MB)",
-                         s->memory_mb);
-            }
-            cell_kill_strays(cells[s->cell]);
-            cell_release(s, true);
-        }
         if (e != -EPIPE || !s->in_cell || tries > MAX_CELLS)
             break;
         cell_release(s, true);
@@ -1310,32 +1389,67 @@ void rz__sbx_started(rz__sbx *s)
     }
 }
 
-static void kill_members_but(const char *dir, pid_t keep)
+/* Up to `max` pids listed in cgroup `dir` (those visible here). */
+static size_t read_members(const char *dir, pid_t *out, size_t max)
 {
     char p[PATH_MAX];
     snprintf(p, sizeof p, "%s/cgroup.procs", dir);
     FILE *f = fopen(p, "re");
     long pid;
-    while (f && fscanf(f, "%ld", &pid) == 1)
-        if (pid > 0 && pid != (long)keep)
-            kill((pid_t)pid, SIGKILL);
+    size_t n = 0;
+    while (f && n < max && fscanf(f, "%ld", &pid) == 1)
+        if (pid > 0)
+            out[n++] = (pid_t)pid;
     if (f)
         fclose(f);
+    return n;
+}
+
+#define KILL_BATCH 1024
+
+/* Kill what cgroup `dir` holds but `keep`: by cgroup.kill where there is
+ * one (v2), else by pidfd. A pid read from cgroup.procs may belong to
+ * some host process by the time it is signalled (the member exited and
+ * the pid was reused); a pidfd names one process for good, and a pid
+ * still listed after its pidfd was opened was that process's all along
+ * (a pid is not reused while its holder lives, and the signal fails if
+ * the holder is gone). The caller loops (cg_remove) while members stay. */
+static void kill_members_but(const char *dir, pid_t keep)
+{
+    if (keep <= 0 && sb.cg_version == 2 &&
+        write_at(dir, "cgroup.kill", "1") == 0)
+        return;
+    pid_t *pids = malloc(2 * KILL_BATCH * sizeof *pids);
+    int *pfd = malloc(KILL_BATCH * sizeof *pfd);
+    size_t n = pids && pfd ? read_members(dir, pids, KILL_BATCH) : 0, opened = 0;
+    for (size_t i = 0; i < n; i++) {
+        pfd[i] = -1;
+#ifdef SYS_pidfd_open
+        if (pids[i] != keep)
+            pfd[i] = (int)syscall(SYS_pidfd_open, pids[i], 0);
+#endif
+        opened += pfd[i] >= 0;
+    }
+    size_t m = opened ? read_members(dir, pids + KILL_BATCH, KILL_BATCH) : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (pfd[i] < 0)
+            continue;
+        for (size_t k = 0; k < m; k++)
+            if (pids[KILL_BATCH + k] == pids[i]) {
+#ifdef SYS_pidfd_send_signal
+                (void)syscall(SYS_pidfd_send_signal, pfd[i], SIGKILL, NULL, 0);
+#endif
+                break;
+            }
+        close(pfd[i]);
+    }
+    free(pids);
+    free(pfd);
 }
 
 static void kill_members(const char *dir)
 {
-    if (sb.cg_version == 2 && write_at(dir, "cgroup.kill", "1") == 0)
-        return;
-    char p[PATH_MAX];
-    snprintf(p, sizeof p, "%s/cgroup.procs", dir);
-    FILE *f = fopen(p, "re");
-    long pid;
-    while (f && fscanf(f, "%ld", &pid) == 1)
-        if (pid > 0)
-            kill((pid_t)pid, SIGKILL);
-    if (f)
-        fclose(f);
+    kill_members_but(dir, -1);
 }
 
 void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r)
@@ -1359,6 +1473,26 @@ void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r)
     s->n_cg = 0;
     free(s->moddir);
     s->moddir = NULL;
+}
+
+void rz__sbx_test_cells(bool cgroups)
+{
+    pthread_once(&probe_once, probe_once_fn);
+    for (size_t i = 0; i < MAX_CELLS; i++) {
+        pthread_mutex_lock(&cells_mu);
+        cell *c = cells[i];
+        bool idle = c && c != &cell_reserved && !c->busy;
+        if (idle)
+            cells[i] = &cell_reserved;
+        pthread_mutex_unlock(&cells_mu);
+        if (idle) {
+            bool gone = cell_free(c);
+            pthread_mutex_lock(&cells_mu);
+            cells[i] = gone ? NULL : &cell_reserved;
+            pthread_mutex_unlock(&cells_mu);
+        }
+    }
+    sb.cg_version = cgroups ? sb.cg_saved : 0;
 }
 
 void rz__sbx_uid_range(uint32_t *first, uint32_t *count)

@@ -40,6 +40,9 @@
  * leaves 1879048192-2147483647 unused), unless RHIZOS_SANDBOX_UIDS. */
 #define RZ__SBX_UID_FIRST 1900000000u
 #define RZ__SBX_UID_COUNT 256u
+/* Host-wide: byte N locked while some runner's cell runs as uid N. */
+#define RZ__SBX_UID_LOCK_DIR "/run/rhizos"
+#define RZ__SBX_UID_LOCK_FILE "step-uids.lock"
 #define RZ__SBX_DEFAULT_MEMORY_MB 2048u
 #define RZ__SBX_DEFAULT_PIDS 512u
 #define RZ__SBX_DEFAULT_SCRATCH_MB 256u
@@ -124,6 +127,9 @@ RZ_HIDDEN size_t rz__sbx_cell_pids(pid_t *out, size_t max);
 /* Helper mode: the step uids' range [*first, *first + *count); 0 when the
  * helper is not used (count 0). */
 RZ_HIDDEN void rz__sbx_uid_range(uint32_t *first, uint32_t *count);
+/* Tests only (hidden; no environment reaches it): every idle cell freed,
+ * and new cells made with cgroups (as the probe found) or without. */
+RZ_HIDDEN void rz__sbx_test_cells(bool cgroups);
 /* After the leader was reaped: what the cgroup saw, leftovers killed, the
  * cgroup removed. Safe to call more than once; NULL report fine. */
 RZ_HIDDEN void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r);

@@ -72,7 +72,8 @@
 /* The request, in a memfd: this header, then NUL-ended strings: scratch,
  * program, argv[argc], envp[envc], then per bind "<r|w><d|f>/target".
  * The descriptors come alongside in this order: memfd, stdin, stdout,
- * stderr, error pipe, scratch (O_PATH), each bind's detached mount tree
+ * stderr, error pipe, scratch (O_PATH), the step's end of its go socket
+ * (see send_once), each bind's detached mount tree
  * (open_tree clones: a tree of another mount namespace cannot be cloned
  * from inside the helper's), cgroup.procs x n_cg. */
 typedef struct req_hdr {
@@ -422,26 +423,95 @@ int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg, uint32_t uid,
     return rc;
 }
 
+/* A step's go socket. The step's init says hello on it first thing (the
+ * kernel stamps the message with the init's pid as the runner sees it)
+ * and execs nothing until the runner sends 'g', which it does only once
+ * it holds the step's pid: so a step whose start answer was lost (its
+ * starter died after the clone) never runs, with or without cgroups, and
+ * the runner can find its init, kill and reap it, and start the step
+ * again with nothing of the first try running beside it. */
+#define FD_GO_SLOT 6
+#define LOST_WAIT_MS 5000
+
+/* After a lost answer: the init that may have been cloned, killed and
+ * reaped (it is our child: CLONE_PARENT), or proven never made (the
+ * socket's other end closed with no hello). Bounded: a copy of the
+ * step's end held by a concurrent fork of ours only delays the EOF; the
+ * init then ends by itself when `go` closes, having run nothing. */
+static void reap_unstarted(int go)
+{
+    char c;
+    struct iovec iov = { &c, 1 };
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(struct ucred))];
+    } u;
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+    struct pollfd pf = { go, POLLIN, 0 };
+    int r;
+    while ((r = poll(&pf, 1, LOST_WAIT_MS)) < 0 && errno == EINTR)
+        ;
+    ssize_t n = -1;
+    if (r > 0)
+        while ((n = recvmsg(go, &m, MSG_DONTWAIT)) < 0 && errno == EINTR)
+            ;
+    pid_t init = -1;
+    for (struct cmsghdr *h = n > 0 ? CMSG_FIRSTHDR(&m) : NULL; h;
+         h = CMSG_NXTHDR(&m, h))
+        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_CREDENTIALS) {
+            struct ucred cr;
+            memcpy(&cr, CMSG_DATA(h), sizeof cr);
+            init = cr.pid;
+        }
+    if (init > 0 && kill(init, SIGKILL) == 0)
+        while (waitpid(init, NULL, __WALL) < 0 && errno == EINTR)
+            ;
+}
+
+/* One try: a fresh go socket, the request, and 'g' once the pid is ours;
+ * as exchange(). fds[FD_GO_SLOT] is set here. */
+static int send_once(int to, int *fds, size_t n, pid_t *pid)
+{
+    int go[2], on = 1;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, go) != 0)
+        return -errno;
+    if (setsockopt(go[0], SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0) {
+        int e = errno;
+        close(go[0]);
+        close(go[1]);
+        return -e;
+    }
+    fds[FD_GO_SLOT] = go[1];
+    int r = exchange(to, (msg){ 'r', 0 }, fds, n, pid, NULL);
+    close(go[1]);   /* the step's end: only the init's copy is left */
+    fds[FD_GO_SLOT] = -1;
+    if (r == 0 && *pid > 0)
+        (void)!send(go[0], "g", 1, MSG_NOSIGNAL);   /* a failed init: EPIPE */
+    else if (r == SENT_LOST)
+        reap_unstarted(go[0]);
+    close(go[0]);
+    return r;
+}
+
 /* Send a step's request to its cell (cell >= 0) or to the helper itself,
- * which is restarted once if it died; a step never runs without one. A
- * request is sent again only when it never reached a process: one that
- * took it and died before its answer may have started the step (the
- * clone done), and a step must not start twice, so that step fails
- * (-ECONNABORTED; its cell is the caller's to empty). */
-static int send_step(int cell, const int *fds, size_t n, pid_t *pid,
+ * which is restarted once if it died; a step never runs without one.
+ * Whether the process died before taking the request or after its clone
+ * (the answer lost), the step did not run (see send_once): -EPIPE, and
+ * it may be sent again (the caller takes another cell). */
+static int send_step(int cell, int *fds, size_t n, pid_t *pid,
                      char *why, size_t why_len)
 {
-    static const char lost[] = "died while starting the step, which may "
-                               "have started; not started again";
     if (cell >= 0) {
-        /* The cell is this step's alone: no lock. Its zygote gone before
-         * the request, the caller takes another cell. */
-        int r = exchange(cell, (msg){ 'r', 0 }, fds, n, pid, NULL);
+        /* The cell is this step's alone: no lock. Its zygote gone, the
+         * caller takes another cell. */
+        int r = send_once(cell, fds, n, pid);
         if (r == 0)
             return 0;
         snprintf(why, why_len, "the sandbox's process for this cgroup %s",
-                 r == SENT_LOST ? lost : "died; step not run");
-        return r == SENT_LOST ? -ECONNABORTED : -EPIPE;
+                 r == SENT_LOST ? "died while starting the step (which "
+                 "never ran)" : r < 0 ? strerror(-r) : "died; step not run");
+        return r < 0 ? r : -EPIPE;
     }
     int rc = 0;
     pthread_mutex_lock(&mu);
@@ -451,14 +521,16 @@ static int send_step(int cell, const int *fds, size_t n, pid_t *pid,
                      "(re)started: %s; step not run", strerror(-rc));
             break;
         }
-        int r = exchange(sock, (msg){ 'r', 0 }, fds, n, pid, NULL);
+        int r = send_once(sock, fds, n, pid);
         if (r == 0)
             break;
+        if (r < 0) {
+            rc = r;
+            snprintf(why, why_len, "sandbox: %s", strerror(-r));
+            break;
+        }
         helper_stop();
-        if (r == SENT_LOST) {
-            rc = -ECONNABORTED;
-            snprintf(why, why_len, "the sandbox helper %s", lost);
-        } else if (tries == 1) {
+        if (tries == 1) {
             rc = -EPIPE;
             snprintf(why, why_len, "the sandbox helper died twice; step not "
                      "run");
@@ -500,6 +572,7 @@ int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
     fds[n++] = stdio[2];
     fds[n++] = errpipe;
     fds[n++] = sfd;
+    fds[n++] = -1;   /* FD_GO_SLOT: a new go socket per try */
     for (size_t i = 0; i < b.n; i++)
         fds[n++] = b.fd[i];
     for (size_t i = 0; i < l->n_cg; i++)
@@ -770,7 +843,9 @@ static int fd_at(const step *s, int i)
     return i < s->n_fds ? s->fds[i] : -1;
 }
 
-enum { FD_MEM, FD_IN, FD_OUT, FD_ERR, FD_ERRPIPE, FD_SCRATCH, FD_REST };
+enum { FD_MEM, FD_IN, FD_OUT, FD_ERR, FD_ERRPIPE, FD_SCRATCH, FD_GO,
+       FD_REST };
+_Static_assert(FD_GO == FD_GO_SLOT, "the go socket's place");
 
 static const char *next_str(char **at, char *end)
 {
@@ -1312,7 +1387,11 @@ static void init_rename(void)
 static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
                                 int life, int net)
 {
-    int ep = fd_at(s, FD_ERRPIPE);
+    int ep = fd_at(s, FD_ERRPIPE), go = fd_at(s, FD_GO);
+    /* Hello first: found by the runner should our starter die now. It
+     * fails (EPIPE) once the runner has sent 'g' and closed its end:
+     * then the read below decides, as always. */
+    (void)!send(go, "h", 1, MSG_NOSIGNAL);
     net_pool_drop();   /* the next steps' namespaces are not this one's */
     mnt_release();
     close(host_net);
@@ -1337,6 +1416,16 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_chld;
     sigaction(SIGCHLD, &sa, NULL);
+    /* Nothing runs until the runner holds our pid (send_once). Its end
+     * closed with our hello unread reports ECONNRESET once, before the
+     * 'g' queued ahead of it. */
+    char c = 0;
+    ssize_t got;
+    while ((got = read(go, &c, 1)) < 0 &&
+           (errno == EINTR || errno == ECONNRESET))
+        ;
+    if (got != 1 || c != 'g')
+        _exit(128 + SIGKILL);
     pid_t leader = spawn_step(s, t);
     if (leader < 0)
         fail_to(ep);
@@ -1468,11 +1557,22 @@ static int reply(int s, int32_t answer, int fd)
     return sendmsg(s, &m, MSG_NOSIGNAL) == (ssize_t)sizeof answer ? 0 : -1;
 }
 
-/* RHIZOS_TEST_SBX_DIE_AFTER_CLONE=PATH (tests only): the process that
- * started a step exits before answering, once: while the file at PATH
- * (opened before the root is built: the path is the host's) starts with
- * '1', which the firing process turns to '0'. */
+/* rz__sbx_test_die_after_clone (tests only): the process that started a
+ * step exits before answering, once: while the file at the path given
+ * (opened by a helper started after the call, before it builds its root:
+ * the path is the host's) starts with '1', which the firing process turns
+ * to '0'. A hidden function, not the environment: no installed program
+ * can be made to do this. */
 static int die_after_clone = -1;
+static char die_after_clone_path[PATH_MAX];
+
+void rz__sbx_test_die_after_clone(const char *flag)
+{
+    pthread_mutex_lock(&mu);
+    snprintf(die_after_clone_path, sizeof die_after_clone_path, "%s",
+             flag ? flag : "");
+    pthread_mutex_unlock(&mu);
+}
 
 static bool hook_fires(void)
 {
@@ -1552,9 +1652,8 @@ static _Noreturn void helper_main(int s, int life)
     prctl(PR_SET_NAME, "rz-sandbox", 0, 0, 0);
     host_net = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     args_find();
-    const char *hook = getenv("RHIZOS_TEST_SBX_DIE_AFTER_CLONE");
-    if (hook && *hook)
-        die_after_clone = open(hook, O_RDWR | O_CLOEXEC);
+    if (die_after_clone_path[0])
+        die_after_clone = open(die_after_clone_path, O_RDWR | O_CLOEXEC);
     int status = build_root(&tmpl) == 0 ? 0 : (errno ? errno : EIO);
     if (send(s, &status, sizeof status, MSG_NOSIGNAL) != sizeof status ||
         status != 0)

@@ -62,6 +62,11 @@ RZ_HIDDEN int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
  * 0 or -errno; -EPIPE from a spawn on a cell: its process is gone. */
 RZ_HIDDEN int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg,
                                   uint32_t uid, int *zsock, pid_t *zpid);
+/* Tests only: helpers started after this call exit right after a step's
+ * clone, before answering, while the file `flag` starts with '1' (they
+ * turn it to '0'); NULL or "" ends it. Hidden: nothing outside the
+ * library's own tests can reach it. */
+RZ_HIDDEN void rz__sbx_test_die_after_clone(const char *flag);
 /* The helper's pid, -1 when none runs (for tests). */
 RZ_HIDDEN pid_t rz__sbx_helper_pid(void);
 
