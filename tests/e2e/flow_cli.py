@@ -314,6 +314,50 @@ class FlowRunExamples(unittest.TestCase):
                       p.stderr)
         self.assertIn("merge.", p.stdout)
 
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare")
+                         and os.path.exists("/lib/x86_64-linux-gnu/libnss_systemd.so.2")
+                         and "systemd" in open("/etc/nsswitch.conf").read(),
+                         "needs root, unshare and nss-systemd (a user only NSS knows)")
+    def test_step_uid_that_nss_knows_is_not_used(self):
+        # A user from NSS that /etc/passwd does not list (LDAP, sssd; here
+        # a systemd userdb record in a private mount namespace) holds the
+        # range's first uid: the step runs as the next one.
+        mods = os.path.join(self.data, "mods", "uid")
+        os.makedirs(mods)
+        with open(os.path.join(mods, "module.json"), "w") as f:
+            json.dump({"id": "uid", "version": "1.0.0", "name": "uid", "inputs": [],
+                       "outputs": [{"name": "uid", "type": "any"}],
+                       "config": {"type": "object"}, "credentials": [],
+                       "requirements": {"adapter": "process", "cpu_cores": 1,
+                                        "memory_mb": 64},
+                       "estimate": {"seconds": 0.1},
+                       "exec": {"adapter": "process", "timeout_s": 10, "command":
+                                ["sh", "-c", "printf '{\"uid\": %d}' $(id -u)"]}}, f)
+        flow = os.path.join(self.data, "uid.yaml")
+        with open(flow, "w") as f:
+            f.write("flux: 1\nname: uid\nsteps:\n  who:\n    module: uid@1\n")
+        first = 1999999000   # a range of this test's own: no other runner's locks
+        rec = os.path.join(self.data, "ldap.user")
+        with open(rec, "w") as f:
+            json.dump({"userName": "rz-ldap-user", "uid": first, "gid": first,
+                       "disposition": "regular", "homeDirectory": "/nonexistent",
+                       "shell": "/usr/sbin/nologin"}, f)
+        made = not os.path.exists("/run/userdb")
+        script = ('mkdir -p /run/userdb && mount -t tmpfs rz /run/userdb && '
+                  'cp "$1" /run/userdb/rz-ldap-user.user && '
+                  'ln -s rz-ldap-user.user /run/userdb/%d.user && '
+                  'getent passwd %d >&2 && exec "$2" flow run "$3" --json --modules "$4" '
+                  '--data "$5"' % (first, first))
+        env = dict(os.environ, RHIZOS_SANDBOX_UIDS="%d:4" % first)
+        p = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", rec, RHIZOS, flow,
+                            os.path.dirname(mods), self.data], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)
+        if made:
+            os.rmdir("/run/userdb")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("rz-ldap-user", p.stderr)   # NSS sees it; /etc/passwd does not
+        self.assertEqual(json.loads(p.stdout)["outputs"]["who"]["uid"], first + 1)
+
     def test_interrupt_exits_like_a_shell_expects(self):
         # Ctrl-C cancels the running step, writes the record and exits 130
         # (SIGTERM: 143), as a shell reports a process stopped by it.
