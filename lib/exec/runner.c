@@ -686,20 +686,27 @@ static void remove_dir(char *dir)
 }
 
 /* A run killed with SIGKILL cannot remove its folder. Folders are named
- * after the process that made them, so the next run removes those of
- * processes that are gone (only ours: same owner, a real folder). */
+ * after the process that made them, rhizos-run-<pid namespace>-<pid>-XXXXXX,
+ * so the next run removes those of processes that are gone: only ours
+ * (same owner, a real folder) and only of our pid namespace, since a pid
+ * means nothing in another (containers sharing /dev/shm or /tmp: a live
+ * run's folder there would look like a dead one's). Folders named without
+ * a namespace (rhizos-run-<pid>-XXXXXX, older versions) are left alone. */
 static void remove_stale_dirs(const char *tmp)
 {
     DIR *d = opendir(tmp);
+    unsigned long long ns = rz__exec_pidns();
     if (!d)
         return;
     const struct dirent *e;
-    while ((e = readdir(d))) {
+    while (ns && (e = readdir(d))) {
+        unsigned long long their_ns = 0;
         long pid = 0;
         int end = 0;
         if (strncmp(e->d_name, "rhizos-run-", 11) != 0 ||
-            sscanf(e->d_name, "rhizos-run-%ld-%n", &pid, &end) != 1 || !end ||
-            pid <= 0 || pid == (long)getpid())
+            sscanf(e->d_name, "rhizos-run-%llx-%ld-%*6[A-Za-z0-9]%n", &their_ns,
+                   &pid, &end) != 2 || !end || e->d_name[end] ||
+            their_ns != ns || pid <= 0 || pid == (long)getpid())
             continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
             continue;                   /* alive, or not ours to ask */
@@ -779,8 +786,8 @@ static int engine_dir(char **out, size_t steps)
     sweep(tmp, &parent);
     if (strcmp(tmp, SHM_DIR) == 0)
         sweep("/tmp", NULL);   /* of runs that chose it */
-    char *dir = rz__asprintf("%s/rhizos-run-%ld-XXXXXX", parent ? parent : tmp,
-                             (long)getpid());
+    char *dir = rz__asprintf("%s/rhizos-run-%llx-%ld-XXXXXX", parent ? parent : tmp,
+                             rz__exec_pidns(), (long)getpid());
     free(parent);
     if (!dir)
         return rz__error(RZ_ENOMEM, "out of memory");

@@ -1458,13 +1458,18 @@ static long gone_pid(void)
     return (long)child;
 }
 
-static void make_dir(const char *parent, const char *fmt, long pid, char *out,
-                     size_t cap)
+/* An engine folder's name: rhizos-run-<pid namespace>-<pid>-<suffix>. */
+static void make_dir_ns(const char *parent, unsigned long long ns, long pid,
+                        const char *suffix, char *out, size_t cap)
 {
-    char name[100];
-    snprintf(name, sizeof name, fmt, pid);
-    snprintf(out, cap, "%s/%s", parent, name);
+    snprintf(out, cap, "%s/rhizos-run-%llx-%ld-%s", parent, ns, pid, suffix);
     assert_int_equal(mkdir(out, 0700), 0);
+}
+
+static void make_dir(const char *parent, const char *suffix, long pid,
+                     char *out, size_t cap)
+{
+    make_dir_ns(parent, rz__exec_pidns(), pid, suffix, out, cap);
 }
 
 /* One run of f with TMPDIR = tmp; it must succeed. */
@@ -1508,11 +1513,12 @@ static void test_runner_removes_stale_folders(void **state)
     snprintf(parent, sizeof parent, "%s/rhizos-runs-%ld", tmp, (long)geteuid());
 
     /* 1. Folders in TMPDIR itself, from before the runs' folder. */
-    make_dir(tmp, "rhizos-run-%ld-abcdef", gone_pid(), dead, sizeof dead);
+    make_dir(tmp, "abcdef", gone_pid(), dead, sizeof dead);
     snprintf(inner, sizeof inner, "%s/ledger", dead);
     assert_int_equal(mkdir(inner, 0700), 0);
-    make_dir(tmp, "rhizos-run-%ld-abcdef", (long)getppid(), alive, sizeof alive);
-    snprintf(file, sizeof file, "%s/rhizos-run-%ld-file", tmp, gone_pid());
+    make_dir(tmp, "abcdef", (long)getppid(), alive, sizeof alive);
+    snprintf(file, sizeof file, "%s/rhizos-run-%llx-%ld-file00", tmp, rz__exec_pidns(),
+             gone_pid());
     FILE *fp = fopen(file, "w");
     assert_non_null(fp);
     fclose(fp);
@@ -1535,15 +1541,24 @@ static void test_runner_removes_stale_folders(void **state)
         entries += e->d_name[0] != '.';
     closedir(d);
     assert_int_equal(entries, 0);
-    make_dir(parent, "rhizos-run-%ld-ghijkl", gone_pid(), dead, sizeof dead);
+    make_dir(parent, "ghijkl", gone_pid(), dead, sizeof dead);
     snprintf(inner, sizeof inner, "%s/engine", dead);
     assert_int_equal(mkdir(inner, 0700), 0);
     char alive2[600], later[600];
-    make_dir(parent, "rhizos-run-%ld-ghijkl", (long)getppid(), alive2, sizeof alive2);
+    make_dir(parent, "ghijkl", (long)getppid(), alive2, sizeof alive2);
     /* a folder made in TMPDIR after the runs' folder exists is not read */
-    make_dir(tmp, "rhizos-run-%ld-mnopqr", gone_pid(), later, sizeof later);
+    make_dir(tmp, "mnopqr", gone_pid(), later, sizeof later);
+    /* another pid namespace's (a container sharing the folder), whose pid
+     * means nothing here, and one named without a namespace, stay */
+    char other_ns[600], no_ns[600];
+    make_dir_ns(parent, rz__exec_pidns() + 1, gone_pid(), "abcdef", other_ns,
+                sizeof other_ns);
+    snprintf(no_ns, sizeof no_ns, "%s/rhizos-run-%ld-abcdef", parent, gone_pid());
+    assert_int_equal(mkdir(no_ns, 0700), 0);
     run_in_tmp(f, tmp);
     assert_false(exists(dead));
+    assert_true(exists(other_ns));
+    assert_true(exists(no_ns));
     assert_true(exists(alive2));
     assert_true(exists(alive));
     assert_true(exists(later));
@@ -1557,7 +1572,7 @@ static void test_runner_removes_stale_folders(void **state)
     fp = fopen(taken, "w");
     assert_non_null(fp);
     fclose(fp);
-    make_dir(tmp2, "rhizos-run-%ld-stuvwx", gone_pid(), dead, sizeof dead);
+    make_dir(tmp2, "stuvwx", gone_pid(), dead, sizeof dead);
     run_in_tmp(f, tmp2);
     assert_false(exists(dead));
     assert_int_equal(lstat(taken, &st), 0);
