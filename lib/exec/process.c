@@ -573,7 +573,7 @@ static int start_child(rz_proc *p, const launch *l)
             .exe = l->exe, .argv = l->argv.v, .envp = l->env.v,
             .fsize = l->fsize, .nofile = l->nofile, .as = l->as,
             .cpu = l->cpu, .limit_as = l->limit_as,
-            .limit_cpu = l->limit_cpu,
+            .limit_cpu = l->limit_cpu, .out_cap = p->max_output,
         };
         if ((rc = rz__sbx_spawn(&pid, &p->sbx, &sl, stdio, ep[1])) != RZ_OK)
             goto out;

@@ -70,10 +70,12 @@
 #endif
 
 /* The request, in a memfd: this header, then NUL-ended strings: scratch,
- * program, argv[argc], envp[envc], then per bind "<r|w><d|f>/target".
+ * program, the outputs file ("" for none), argv[argc], envp[envc], then
+ * per bind "<r|w><d|f>/target".
  * The descriptors come alongside in this order: memfd, stdin, stdout,
  * stderr, error pipe, scratch (O_PATH), the step's end of its go socket
- * (see send_once), each bind's detached mount tree
+ * (see send_once), the host's outputs file (written, see copy_out; else
+ * /dev/null), each bind's detached mount tree
  * (open_tree clones: a tree of another mount namespace cannot be cloned
  * from inside the helper's), cgroup.procs x n_cg. */
 typedef struct req_hdr {
@@ -81,6 +83,7 @@ typedef struct req_hdr {
     struct rlimit fsize, nofile, as, cpu;
     uint32_t limit_as, limit_cpu;
     uint64_t strings_len;
+    uint64_t out_cap;   /* bytes of the outputs file copied out at most */
 } req_hdr;
 
 /* ---- the runner's side ---- */
@@ -228,8 +231,12 @@ static void binds_free(binds *b)
     b->n = 0;
 }
 
-/* The scratch's entries read-only, the outputs file writable, the module's
- * folder and the program's (outside the system folders) read-only. */
+/* The scratch's entries read-only, the module's folder and the program's
+ * (outside the system folders) read-only. Not the outputs file nor the
+ * top entry holding it: the step writes it in its own tmpfs and its init
+ * copies at most out_cap bytes of it to the host's (copy_out), so a step
+ * cannot fill the host's /dev/shm through it. Only an outputs file outside
+ * the scratch folder is bound, writable. */
 static int collect_binds(binds *b, const rz__sbx_launch *l)
 {
     DIR *d = opendir(l->scratch);
@@ -238,7 +245,7 @@ static int collect_binds(binds *b, const rz__sbx_launch *l)
     const char *out = l->output_path;
     size_t slen = strlen(l->scratch);
     bool out_inside = out && rz__sbx_path_under(out, l->scratch) &&
-                      out[slen] == '/', out_top = false;
+                      out[slen] == '/';
     int rc = 0;
     struct dirent *e;
     char p[PATH_MAX];
@@ -246,12 +253,12 @@ static int collect_binds(binds *b, const rz__sbx_launch *l)
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
         snprintf(p, sizeof p, "%s/%s", l->scratch, e->d_name);
-        bool is_out = out_inside && strcmp(p, out) == 0;
-        out_top |= is_out;
-        rc = bind_add(b, p, is_out);
+        if (out_inside && rz__sbx_path_under(out, p))
+            continue;   /* made in the step's tmpfs */
+        rc = bind_add(b, p, false);
     }
     closedir(d);
-    if (rc == 0 && out_inside && !out_top)
+    if (rc == 0 && out && *out && !out_inside)
         rc = bind_add(b, out, true);
     if (rc == 0 && l->moddir && !rz__sbx_path_is_system(l->moddir))
         rc = bind_add(b, l->moddir, false);
@@ -285,8 +292,10 @@ static int write_request(const rz__sbx_launch *l, const binds *b)
     h.cpu = l->cpu;
     h.limit_as = l->limit_as;
     h.limit_cpu = l->limit_cpu;
+    h.out_cap = l->out_cap;
+    const char *out = l->output_path ? l->output_path : "";
     size_t n = vec_len(l->argv, &h.argc) + vec_len(l->envp, &h.envc);
-    n += strlen(l->scratch) + strlen(l->exe) + 2;
+    n += strlen(l->scratch) + strlen(l->exe) + strlen(out) + 3;
     for (size_t i = 0; i < b->n; i++)
         n += strlen(b->target[i]) + 1;
     if (n > MAX_REQ_BYTES)
@@ -299,6 +308,7 @@ static int write_request(const rz__sbx_launch *l, const binds *b)
     char *at = buf + sizeof h;
     put_str(&at, l->scratch);
     put_str(&at, l->exe);
+    put_str(&at, out);
     for (uint32_t i = 0; i < h.argc; i++)
         put_str(&at, l->argv[i]);
     for (uint32_t i = 0; i < h.envc; i++)
@@ -573,6 +583,19 @@ int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
     fds[n++] = errpipe;
     fds[n++] = sfd;
     fds[n++] = -1;   /* FD_GO_SLOT: a new go socket per try */
+    int ofd = l->output_path && *l->output_path
+                  ? open(l->output_path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
+                  : open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (ofd < 0) {
+        rc = -errno;
+        snprintf(why, why_len, "sandbox: the step's outputs file: %s",
+                 strerror(-rc));
+        close(memfd);
+        close(sfd);
+        binds_free(&b);
+        return rc;
+    }
+    fds[n++] = ofd;
     for (size_t i = 0; i < b.n; i++)
         fds[n++] = b.fd[i];
     for (size_t i = 0; i < l->n_cg; i++)
@@ -583,6 +606,7 @@ int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
     }
     close(memfd);
     close(sfd);
+    close(ofd);
     binds_free(&b);
     if (rc == 0 && *pid < 0) {
         rc = *pid;
@@ -831,7 +855,7 @@ static int build_root(const rz__sbx_tmpl *t)
 typedef struct step {
     req_hdr h;
     char *buf;
-    const char *scratch, *exe;
+    const char *scratch, *exe, *out;
     char **argv, **envp;
     const char *bind[MAX_BINDS];
     int fds[MAX_FDS];
@@ -844,7 +868,7 @@ static int fd_at(const step *s, int i)
 }
 
 enum { FD_MEM, FD_IN, FD_OUT, FD_ERR, FD_ERRPIPE, FD_SCRATCH, FD_GO,
-       FD_REST };
+       FD_OUTFILE, FD_REST };
 _Static_assert(FD_GO == FD_GO_SLOT, "the go socket's place");
 
 static const char *next_str(char **at, char *end)
@@ -877,7 +901,8 @@ static int parse_step(step *s)
         s->n_fds != FD_REST + (int)s->h.n_binds + (int)s->h.n_cg)
         return -1;
     char *at = s->buf + sizeof s->h, *end = s->buf + len;
-    if (!(s->scratch = next_str(&at, end)) || !(s->exe = next_str(&at, end)))
+    if (!(s->scratch = next_str(&at, end)) || !(s->exe = next_str(&at, end)) ||
+        !(s->out = next_str(&at, end)))
         return -1;
     s->argv = calloc(s->h.argc + 1, sizeof *s->argv);
     s->envp = calloc(s->h.envc + 1, sizeof *s->envp);
@@ -896,7 +921,7 @@ static int parse_step(step *s)
             return -1;
         s->bind[i] = b;
     }
-    return s->scratch[0] == '/' ? 0 : -1;
+    return s->scratch[0] == '/' && (!s->out[0] || s->out[0] == '/') ? 0 : -1;
 }
 
 /* Hand the host's folder entries to the step's uid: it is not root on the
@@ -1052,6 +1077,83 @@ static void loopback_up(void)
         close(fd);
 }
 
+/* The outputs file's folder in the step's tmpfs (root's, as the host's
+ * out/ was read-only to the step), held open for copy_out; -1: none. */
+static int out_dir = -1;
+static const char *out_name;
+
+static bool out_inside(const step *s)
+{
+    size_t n = strlen(s->scratch);
+    return s->out[0] && rz__sbx_path_under(s->out, s->scratch) &&
+           s->out[n] == '/';
+}
+
+/* The empty outputs file, the step's to write, where the runner said. */
+static int make_out(const step *s)
+{
+    if (!out_inside(s))
+        return 0;   /* none, or bound from the host */
+    char dir[PATH_MAX];
+    const char *slash = strrchr(s->out, '/');
+    size_t n = (size_t)(slash - s->out);
+    if (n >= sizeof dir || !slash[1])
+        return -1;
+    memcpy(dir, s->out, n);
+    dir[n] = '\0';
+    if (make_path(dir, false) != 0)
+        return -1;
+    out_dir = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    out_name = slash + 1;
+    int fd = out_dir >= 0 ? openat(out_dir, out_name, O_WRONLY | O_CREAT |
+                                   O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644) : -1;
+    int rc = fd >= 0 && fchown(fd, s->h.uid, s->h.uid) == 0 ? 0 : -1;
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* After the step: its outputs file copied to the host's, up to out_cap
+ * bytes. Larger, nothing is copied and the log says why (the attempt's
+ * reason quotes its last line): -1. The file is the step's: opened without
+ * following a link or blocking on a fifo, and copied only if regular. */
+static int copy_out(const step *s, int host, int err)
+{
+    int fd = out_dir >= 0 ? openat(out_dir, out_name, O_RDONLY | O_NOFOLLOW |
+                                   O_NONBLOCK | O_CLOEXEC) : -1;
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0)
+            close(fd);
+        return 0;   /* none: the host's stays empty */
+    }
+    uint64_t done = 0;
+    char buf[16384];
+    ssize_t r = 0;
+    bool over = (uint64_t)st.st_size > s->h.out_cap;
+    while (!over && (r = read(fd, buf, sizeof buf)) > 0) {
+        over = done + (uint64_t)r > s->h.out_cap;   /* grew meanwhile */
+        for (ssize_t off = 0; !over && off < r;) {
+            ssize_t w = write(host, buf + off, (size_t)(r - off));
+            if (w <= 0)
+                break;
+            off += w;
+        }
+        done += (uint64_t)r;
+    }
+    close(fd);
+    if (!over)
+        return 0;
+    if (ftruncate(host, 0) != 0) {
+        /* a partial copy is refused as JSON all the same */
+    }
+    dprintf(err, "\nrhizos: the step's output is larger than %llu KiB (its "
+            "outputs file; the most a step may write, [limits] "
+            "max_output_kb on a node)\n",
+            (unsigned long long)(s->h.out_cap >> 10));
+    return -1;
+}
+
 /* The step's own mounts, in its copy of the root. */
 static int step_mounts(const step *s)
 {
@@ -1081,6 +1183,8 @@ static int step_mounts(const step *s)
              attach(fd_at(s, FD_REST + (int)i), dst, b[0] == 'r') == 0
                  ? 0 : -1;
     }
+    if (rc == 0)
+        rc = make_out(s);
     /* Nothing of the root is the step's to change. */
     for (int i = 0; rc == 0 && i < n_tops; i++)
         rc = mount(NULL, tops[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY |
@@ -1430,6 +1534,7 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
     if (leader < 0)
         fail_to(ep);
     int err = fcntl(fd_at(s, FD_ERR), F_DUPFD_CLOEXEC, 3);
+    int host_out = fcntl(fd_at(s, FD_OUTFILE), F_DUPFD_CLOEXEC, 3);
     for (int i = 0; i < s->n_fds; i++)
         close(s->fds[i]);
     struct pollfd pf = { life, POLLIN, 0 };
@@ -1438,10 +1543,13 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
         pid_t r;
         while ((r = waitpid(-1, &status, WNOHANG)) > 0)
             if (r == leader) {
-                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                int code = WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                               : WEXITSTATUS(status);
+                if (code != 0)
                     say_if_full(s, err);
-                _exit(WIFSIGNALED(status) ? 128 + WTERMSIG(status)
-                                          : WEXITSTATUS(status));
+                if (copy_out(s, host_out, err) != 0 && code == 0)
+                    code = 1;
+                _exit(code);
             }
         if (ppoll(&pf, 1, NULL, &old) > 0 && pf.revents)
             _exit(128 + SIGKILL);   /* the runner is gone */

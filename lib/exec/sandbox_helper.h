@@ -41,6 +41,7 @@ typedef struct rz__sbx_launch {
     int network;
     uint32_t scratch_mb;
     uint32_t uid;              /* the step's host uid and gid; never 0 */
+    uint64_t out_cap;          /* most bytes of output_path kept */
     struct rlimit fsize, nofile, as, cpu;
     bool limit_as, limit_cpu;
     const int *cg_procs;       /* cgroup.procs the step joins */

@@ -2279,6 +2279,57 @@ static void test_hostile_scratch_quota(void **state)
     rz_proc_free(p);
 }
 
+/* A module that writes 8 MiB of outputs, its cap 1 MiB: through the
+ * helper its outputs file is in its own tmpfs and at most the cap reaches
+ * the host's (on /dev/shm under `flow run`: memory, charged to no
+ * cgroup); here nothing does, and the step fails saying why. */
+static void test_hostile_output_cap(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0)
+        skip();   /* bubblewrap binds the host's file (on /tmp's disk) */
+    char scratch[300], outdir[400], out[450];
+    snprintf(scratch, sizeof scratch, "%s/outcap", tmp_root);
+    assert_int_equal(mkdir(scratch, 0700), 0);
+    snprintf(outdir, sizeof outdir, "%s/out", scratch);
+    assert_int_equal(mkdir(outdir, 0700), 0);
+    snprintf(out, sizeof out, "%s/outputs.json", outdir);
+    write_file(out, "", 0600);
+    const char *argv[] = { "sh", "-c",
+                           "head -c 8388608 /dev/zero > \"$RZ_OUTPUT\"; "
+                           "touch out/other 2>/dev/null && echo made >&2; "
+                           "ls -l \"$RZ_OUTPUT\" >&2", NULL };
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.argv = argv;
+    o.sandbox = 1;
+    o.max_output = 1u << 20;
+    rz_proc *p = NULL;
+    if (rz__proc_spawn_in(&p, &o, scratch, out, NULL) != RZ_OK)
+        fail_msg("spawn: %s", rz_error_last()->message);
+    finish(p);
+    struct stat st;
+    assert_int_equal(stat(out, &st), 0);
+    size_t len;
+    const char *log = rz_proc_log(p, &len);
+    char *s = rz__strndup(log, len);
+    if (rz_proc_exit_code(p) == 0 || st.st_size != 0 ||
+        !strstr(s, "output is larger than 1024 KiB") || strstr(s, "made"))
+        fail_msg("exit %d, host file %lld bytes; %s", rz_proc_exit_code(p),
+                 (long long)st.st_size, s);
+    free(s);
+    rz_proc_free(p);
+    /* Within the cap, the outputs reach the host as before. */
+    argv[2] = "printf '{\"ok\": true}' > \"$RZ_OUTPUT\"";
+    write_file(out, "", 0600);
+    assert_int_equal(rz__proc_spawn_in(&p, &o, scratch, out, NULL), RZ_OK);
+    finish(p);
+    assert_int_equal(rz_proc_exit_code(p), 0);
+    cJSON *j = outputs_of(p);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "ok")));
+    cJSON_Delete(j);
+    rz_proc_free(p);
+}
+
 /* A module with no memory_mb allocating 3 GiB is killed at the runner's
  * default cap, and the step's reason says which. */
 static void test_hostile_memory_default(void **state)
@@ -2992,7 +3043,8 @@ int main(void)
         T(test_hostile_fork_bomb),
         T(test_hostile_scratch_quota),
         T(test_hostile_scratch_per_manifest),
-        T(test_hostile_memory_default),
+        T(test_hostile_output_cap),
+    T(test_hostile_memory_default),
         T(test_attempt_request_file),
         T(test_attempt_outputs_file),
         T(test_attempt_scrubs_secrets),
