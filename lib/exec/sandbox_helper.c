@@ -28,8 +28,13 @@
 #include <grp.h>
 #include <limits.h>
 #include <linux/filter.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -1374,11 +1379,80 @@ static void wait_request(int s)
     }
 }
 
+/* A cell's loopback-only network namespace, which its steps without
+ * network share, one at a time (a cell runs one step at a time, all as
+ * its uid, and a step's processes are all gone before the next starts):
+ * creating a namespace was half the CPU a step cost the cell. What could
+ * pass from one step to the next through it is a socket left after its
+ * processes: a TCP connection in TIME_WAIT or closing. A namespace that
+ * holds any TCP socket is not used again (the step gets a fresh one);
+ * UDP and unix sockets end with the last process holding them. */
+static int cell_net = -1;
+
+/* The namespace `ns` holds no TCP socket (sock_diag, from inside it). */
+static bool net_clean(int ns)
+{
+    if (host_net < 0 || setns(ns, CLONE_NEWNET) != 0)
+        return false;
+    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (setns(host_net, CLONE_NEWNET) != 0)
+        _exit(1);   /* steps with the host's network would not get it */
+    bool clean = nl >= 0;
+    for (int fam = 0; clean && fam < 2; fam++) {
+        struct {
+            struct nlmsghdr h;
+            struct inet_diag_req_v2 r;
+        } req;
+        memset(&req, 0, sizeof req);
+        req.h.nlmsg_len = sizeof req;
+        req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+        req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+        req.r.sdiag_family = fam ? AF_INET6 : AF_INET;
+        req.r.sdiag_protocol = IPPROTO_TCP;
+        req.r.idiag_states = ~0u;
+        if (send(nl, &req, sizeof req, 0) != (ssize_t)sizeof req) {
+            clean = false;
+            break;
+        }
+        for (bool done = false; clean && !done;) {
+            long buf[1024];
+            ssize_t n = recv(nl, buf, sizeof buf, 0);
+            struct nlmsghdr *h = (struct nlmsghdr *)buf;
+            if (n <= 0)
+                clean = false;
+            for (; clean && n > 0 && NLMSG_OK(h, (size_t)n);
+                 h = NLMSG_NEXT(h, n)) {
+                if (h->nlmsg_type == NLMSG_DONE)
+                    done = true;
+                else
+                    clean = false;   /* a socket, or an error */
+            }
+        }
+    }
+    if (nl >= 0)
+        close(nl);
+    return clean;
+}
+
+/* The namespace for a cell's step without network: the cell's own when it
+ * is clean, else a fresh one (which becomes the cell's); a descriptor of
+ * the step's, or -1 (the step then makes its own). */
+static int cell_net_take(void)
+{
+    if (cell_net >= 0 && !net_clean(cell_net)) {
+        close(cell_net);
+        cell_net = -1;
+    }
+    if (cell_net < 0)
+        cell_net = net_pool_take();
+    return cell_net >= 0 ? fcntl(cell_net, F_DUPFD_CLOEXEC, 0) : -1;
+}
+
 /* Fill the pool while no request waits on `s`. */
 static void net_pool_idle(int s)
 {
     struct pollfd pf = { s, POLLIN, 0 };
-    while (n_net < NET_POOL && poll(&pf, 1, 0) == 0)
+    while (n_net < (cell_net >= 0 ? 1 : NET_POOL) && poll(&pf, 1, 0) == 0)
         if (net_pool_fill() != 0)
             break;
 }
@@ -1497,6 +1571,8 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
      * then the read below decides, as always. */
     (void)!send(go, "h", 1, MSG_NOSIGNAL);
     net_pool_drop();   /* the next steps' namespaces are not this one's */
+    if (cell_net >= 0)
+        close(cell_net);
     mnt_release();
     close(host_net);
     init_rename();
@@ -1710,7 +1786,8 @@ static _Noreturn void serve(int s, int life, bool is_helper)
                    (is_helper || st.h.uid == cell_uid) &&
                    reply(s, TAKEN, -1) == 0) {
             serves_steps = !is_helper;
-            int net = st.h.network ? -1 : net_pool_take();
+            int net = st.h.network ? -1
+                      : is_helper ? net_pool_take() : cell_net_take();
             long pid = syscall(SYS_clone, CLONE_PARENT | ns, NULL, NULL,
                                NULL, NULL);
             if (pid == 0) {

@@ -2279,6 +2279,45 @@ static void test_hostile_scratch_quota(void **state)
     rz_proc_free(p);
 }
 
+/* A cell's steps without network share its loopback namespace, one at a
+ * time, unless a step left a TCP socket there (TIME_WAIT): the next then
+ * gets a fresh namespace, with nothing of the last one's in it. */
+static void test_sandbox_cell_net_reuse(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 ||
+        system("command -v python3 >/dev/null 2>&1") != 0)
+        skip();
+    rz__sbx_test_cells(true);
+    static const char report[] =
+        "printf '{\"ns\": \"%s\", \"tcp\": %d}' $(readlink /proc/self/ns/net)"
+        " $(($(wc -l < /proc/net/tcp) - 1))";
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    char ns[3][64];
+    int tcp[3];
+    for (int i = 0; i < 3; i++) {
+        char script[600];
+        snprintf(script, sizeof script, "%s%s",
+                 i == 0 ? "python3 -c 'import socket; s = socket.socket(); "
+                          "s.bind((\"127.0.0.1\", 0)); s.listen(); "
+                          "c = socket.create_connection(s.getsockname()); "
+                          "a, _ = s.accept(); c.close(); a.close()' >&2; "
+                        : "", report);
+        rz_proc *p = run_sh(&o, script);
+        assert_int_equal(rz_proc_exit_code(p), 0);
+        cJSON *j = outputs_of(p);
+        snprintf(ns[i], sizeof ns[i], "%s", str_field(j, "ns"));
+        tcp[i] = (int)cJSON_GetObjectItem(j, "tcp")->valuedouble;
+        cJSON_Delete(j);
+        rz_proc_free(p);
+    }
+    if (tcp[0] < 1 || strcmp(ns[1], ns[0]) == 0 || tcp[1] != 0 ||
+        strcmp(ns[2], ns[1]) != 0 || tcp[2] != 0)
+        fail_msg("%s (%d TCP), %s (%d), %s (%d)", ns[0], tcp[0], ns[1], tcp[1],
+                 ns[2], tcp[2]);
+}
+
 /* A module that writes 8 MiB of outputs, its cap 1 MiB: through the
  * helper its outputs file is in its own tmpfs and at most the cap reaches
  * the host's (on /dev/shm under `flow run`: memory, charged to no
@@ -2979,6 +3018,7 @@ static const struct CMUnitTest helper_tests[] = {
     T(test_sandbox_start_lost_answer),
     T(test_sandbox_start_lost_answer_no_cgroup),
     T(test_sandbox_uid_lock),
+    T(test_sandbox_cell_net_reuse),
     T(test_hostile_init_and_cgroup_names),
     T(test_scratch_reuse_refuses_step_owned),
     T(test_sandbox_new_cell_survives),
