@@ -28,13 +28,8 @@
 #include <grp.h>
 #include <limits.h>
 #include <linux/filter.h>
-#include <linux/inet_diag.h>
-#include <linux/netlink.h>
-#include <linux/sock_diag.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -1208,6 +1203,22 @@ static _Noreturn void fail_to(int errpipe)
     _exit(127);
 }
 
+/* The capability bounding set emptied: what an exec may ever gain. A
+ * cell's process does it once for all its steps (each drop is a credential
+ * commit, 41 of them a step were the dearest part of its start); it keeps
+ * its own effective capabilities, which its steps' inits need for their
+ * mounts and which each step gives up at setresuid. */
+static bool bset_empty;
+
+static int drop_bset(void)
+{
+    for (int cap = 0; cap <= 63; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+            return -1;
+    bset_empty = true;
+    return 0;
+}
+
 /* The step: its stdio, limits, then nobody with nothing, then exec. */
 static _Noreturn void step_exec(const step *s, const rz__sbx_tmpl *t)
 {
@@ -1243,9 +1254,8 @@ static _Noreturn void step_exec(const step *s, const rz__sbx_tmpl *t)
     if (chdir(s->scratch) != 0 ||
         prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         fail_to(ep);
-    for (int cap = 0; cap <= 63; cap++)
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
-            fail_to(ep);
+    if (!bset_empty && drop_bset() != 0)
+        fail_to(ep);
     gid_t g = s->h.uid;
     if (setgroups(0, &g) != 0 || setresgid(g, g, g) != 0 ||
         setresuid(s->h.uid, s->h.uid, s->h.uid) != 0)
@@ -1288,6 +1298,8 @@ static void say_if_full(const step *s, int err)
 #define NET_POOL 2
 static int net_pool[NET_POOL];
 static int n_net;
+static int host_proc = -1;  /* the host's /proc, for net_clean; never a
+                              * step's (its init closes it first) */
 static int host_net = -1;   /* the helper's own, opened before its root
                                * (which has no /proc) was built */
 
@@ -1389,49 +1401,28 @@ static void wait_request(int s)
  * UDP and unix sockets end with the last process holding them. */
 static int cell_net = -1;
 
-/* The namespace `ns` holds no TCP socket (sock_diag, from inside it). */
+/* The namespace `ns` holds no TCP socket: its own counters, read from
+ * inside it (/proc/self/net follows the reader's namespace; through the
+ * host's /proc, opened before the root was built, which has none). A
+ * dump of the sockets (sock_diag) walks the host's whole table: ms. */
 static bool net_clean(int ns)
 {
-    if (host_net < 0 || setns(ns, CLONE_NEWNET) != 0)
+    if (host_proc < 0 || host_net < 0 || setns(ns, CLONE_NEWNET) != 0)
         return false;
-    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    int fd = openat(host_proc, "self/net/sockstat", O_RDONLY | O_CLOEXEC);
     if (setns(host_net, CLONE_NEWNET) != 0)
         _exit(1);   /* steps with the host's network would not get it */
-    bool clean = nl >= 0;
-    for (int fam = 0; clean && fam < 2; fam++) {
-        struct {
-            struct nlmsghdr h;
-            struct inet_diag_req_v2 r;
-        } req;
-        memset(&req, 0, sizeof req);
-        req.h.nlmsg_len = sizeof req;
-        req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-        req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-        req.r.sdiag_family = fam ? AF_INET6 : AF_INET;
-        req.r.sdiag_protocol = IPPROTO_TCP;
-        req.r.idiag_states = ~0u;
-        if (send(nl, &req, sizeof req, 0) != (ssize_t)sizeof req) {
-            clean = false;
-            break;
-        }
-        for (bool done = false; clean && !done;) {
-            long buf[1024];
-            ssize_t n = recv(nl, buf, sizeof buf, 0);
-            struct nlmsghdr *h = (struct nlmsghdr *)buf;
-            if (n <= 0)
-                clean = false;
-            for (; clean && n > 0 && NLMSG_OK(h, (size_t)n);
-                 h = NLMSG_NEXT(h, n)) {
-                if (h->nlmsg_type == NLMSG_DONE)
-                    done = true;
-                else
-                    clean = false;   /* a socket, or an error */
-            }
-        }
-    }
-    if (nl >= 0)
-        close(nl);
-    return clean;
+    char buf[1024];
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    const char *tcp = strstr(buf, "\nTCP: inuse ");
+    int inuse = -1, orphan = -1, tw = -1;
+    return tcp && sscanf(tcp, "\nTCP: inuse %d orphan %d tw %d", &inuse,
+                         &orphan, &tw) == 3 && inuse == 0 && tw == 0;
 }
 
 /* The namespace for a cell's step without network: the cell's own when it
@@ -1573,6 +1564,7 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
     net_pool_drop();   /* the next steps' namespaces are not this one's */
     if (cell_net >= 0)
         close(cell_net);
+    close(host_proc);
     mnt_release();
     close(host_net);
     init_rename();
@@ -1704,7 +1696,7 @@ static int32_t make_zygote(step *st, uint32_t uid, int s, int life,
         for (int i = 0; i < st->n_fds; i++)
             close(st->fds[i]);
         cell_uid = uid;
-        if (cell_ids(uid, &tmpl) != 0)
+        if (cell_ids(uid, &tmpl) != 0 || drop_bset() != 0)
             _exit(1);   /* its socket closes: the runner sees -EPIPE */
         prctl(PR_SET_NAME, "rz-sandbox-cell", 0, 0, 0);
         serve(sv[1], life, false);
@@ -1836,6 +1828,7 @@ static _Noreturn void helper_main(int s, int life)
     signal(SIGCHLD, SIG_DFL);
     prctl(PR_SET_NAME, "rz-sandbox", 0, 0, 0);
     host_net = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    host_proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     args_find();
     if (die_after_clone_path[0])
         die_after_clone = open(die_after_clone_path, O_RDWR | O_CLOEXEC);
