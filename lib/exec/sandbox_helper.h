@@ -13,6 +13,15 @@
  *
  * If the helper dies, the next spawn restarts it once; if that fails the
  * spawn fails with the reason. A step never runs unsandboxed for it.
+ *
+ * Crash story: a step's init execs nothing until the runner, holding the
+ * step's pid, says go on the step's go socket. The process that cloned it
+ * dying before its answer (the helper, a cell's process killed for
+ * memory) leaves an init that never runs the step: the runner finds it by
+ * the credentials on its hello, kills and reaps it, and sends the step
+ * again. The runner dying ends every init (their life pipe closes) and so
+ * every step (each is its init's pid namespace). A cell's uid lock is an
+ * open-file-description lock: the kernel drops it with the runner.
  */
 #ifndef RZ_EXEC_SANDBOX_HELPER_H
 #define RZ_EXEC_SANDBOX_HELPER_H
