@@ -22,7 +22,9 @@
  *   - a cgroup per step (v2 where delegated, else v1) with a pids limit,
  *     a memory cap (a default when none is asked for) and a CPU weight;
  *   - the scratch folder and /tmp on size-limited tmpfs; only the host
- *     scratch's entries (in/, the outputs file) are bound in.
+ *     scratch's entries (in/, the outputs file) are bound in (through the
+ *     helper not the outputs file: the step's init copies it out, up to
+ *     the outputs cap).
  * A layer that cannot work here is said by rz__sbx_status().
  */
 #ifndef RZ_EXEC_SANDBOX_H

@@ -337,7 +337,8 @@ static int write_request(const rz__sbx_launch *l, const binds *b)
  * negative, when nothing is started). SENT_NOT: the other side went
  * before it took the request (nothing was started: safe to send again;
  * a cell killed for memory between steps, say); SENT_LOST: it took it
- * and went before answering (the step may have started). */
+ * and went before answering (its clone may have been made, but waits for
+ * a go that will not come: send_once). */
 enum { SENT_NOT = 1, SENT_LOST = 2 };
 #define TAKEN INT32_MIN
 /* A request's bytes: its kind ('r' a step, 'z' a cell) and, for a cell,

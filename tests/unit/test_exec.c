@@ -1548,17 +1548,8 @@ static void test_runner_removes_stale_folders(void **state)
     make_dir(parent, "ghijkl", (long)getppid(), alive2, sizeof alive2);
     /* a folder made in TMPDIR after the runs' folder exists is not read */
     make_dir(tmp, "mnopqr", gone_pid(), later, sizeof later);
-    /* another pid namespace's (a container sharing the folder), whose pid
-     * means nothing here, and one named without a namespace, stay */
-    char other_ns[600], no_ns[600];
-    make_dir_ns(parent, rz__exec_pidns() + 1, gone_pid(), "abcdef", other_ns,
-                sizeof other_ns);
-    snprintf(no_ns, sizeof no_ns, "%s/rhizos-run-%ld-abcdef", parent, gone_pid());
-    assert_int_equal(mkdir(no_ns, 0700), 0);
     run_in_tmp(f, tmp);
     assert_false(exists(dead));
-    assert_true(exists(other_ns));
-    assert_true(exists(no_ns));
     assert_true(exists(alive2));
     assert_true(exists(alive));
     assert_true(exists(later));
@@ -1581,6 +1572,32 @@ static void test_runner_removes_stale_folders(void **state)
     rz_registry_free(reg);
 }
 
+
+/* An engine folder of another pid namespace (a container sharing the
+ * folder), whose pid means nothing here, and one named without a
+ * namespace (older versions) stay; a dead one of ours goes. */
+static void test_runner_keeps_other_namespaces_folders(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, "branch.yaml", NULL);
+    char tmp[400], parent[500], dead[600], other_ns[600], no_ns[600];
+    snprintf(tmp, sizeof tmp, "%s/stale-ns", tmp_root);
+    assert_int_equal(mkdir(tmp, 0700), 0);
+    snprintf(parent, sizeof parent, "%s/rhizos-runs-%ld", tmp, (long)geteuid());
+    assert_int_equal(mkdir(parent, 0700), 0);
+    make_dir(parent, "abcdef", gone_pid(), dead, sizeof dead);
+    make_dir_ns(parent, rz__exec_pidns() + 1, gone_pid(), "abcdef", other_ns,
+                sizeof other_ns);
+    snprintf(no_ns, sizeof no_ns, "%s/rhizos-run-%ld-abcdef", parent, gone_pid());
+    assert_int_equal(mkdir(no_ns, 0700), 0);
+    run_in_tmp(f, tmp);
+    assert_false(exists(dead));
+    assert_true(exists(other_ns));
+    assert_true(exists(no_ns));
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
 
 /* With data_dir the run is on record (finished); a folder that cannot hold
  * a store gives a notice and the store's error, with the run still out. */
@@ -3071,6 +3088,7 @@ int main(void)
         T(test_runner_timeout),
         T(test_runner_cancel),
         T(test_runner_removes_stale_folders),
+    T(test_runner_keeps_other_namespaces_folders),
         T(test_runner_invalid),
         T(test_runner_scratch_reuse),
         T(test_runner_scratch_fresh_sandboxed),
