@@ -2096,6 +2096,34 @@ static void test_sandbox_start_lost_answer_no_cgroup(void **state)
     start_lost_answer(false);
 }
 
+/* The die-after-clone hook is a hidden function of the tests': the
+ * environment variable that once armed it does nothing now, so no
+ * installed program can be made to drop a step's start. */
+static void test_sandbox_no_env_hook(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0)
+        skip();
+    char flag[300];
+    snprintf(flag, sizeof flag, "%s/env-flag", tmp_root);
+    write_file(flag, "1", 0600);
+    setenv("RHIZOS_TEST_SBX_DIE_AFTER_CLONE", flag, 1);
+    rz__sbx_test_cells(true);
+    helper_restart();
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    rz_proc *p = run_sh(&o, "echo '{}'");
+    int code = rz_proc_exit_code(p);
+    rz_proc_free(p);
+    unsetenv("RHIZOS_TEST_SBX_DIE_AFTER_CLONE");
+    FILE *f = fopen(flag, "r");
+    assert_non_null(f);
+    int c = fgetc(f);
+    fclose(f);
+    assert_int_equal(code, 0);
+    assert_int_equal(c, '1');   /* never fired */
+}
+
 /* A step uid another runner on the host holds (its lock byte, taken here
  * by another process) is passed over: this runner's steps get another;
  * once it is let go, steps still run. */
@@ -3034,6 +3062,7 @@ static const struct CMUnitTest helper_tests[] = {
     T(test_hostile_submount_read_only),
     T(test_sandbox_start_lost_answer),
     T(test_sandbox_start_lost_answer_no_cgroup),
+    T(test_sandbox_no_env_hook),
     T(test_sandbox_uid_lock),
     T(test_sandbox_cell_net_reuse),
     T(test_hostile_init_and_cgroup_names),
