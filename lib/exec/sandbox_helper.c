@@ -1299,8 +1299,6 @@ static void say_if_full(const step *s, int err)
 #define NET_POOL 2
 static int net_pool[NET_POOL];
 static int n_net;
-static int host_proc = -1;  /* the host's /proc, for net_clean; never a
-                              * step's (its init closes it first) */
 static int host_net = -1;   /* the helper's own, opened before its root
                                * (which has no /proc) was built */
 
@@ -1392,59 +1390,11 @@ static void wait_request(int s)
     }
 }
 
-/* A cell's loopback-only network namespace, which its steps without
- * network share, one at a time (a cell runs one step at a time, all as
- * its uid, and a step's processes are all gone before the next starts):
- * creating a namespace was half the CPU a step cost the cell. What could
- * pass from one step to the next through it is a socket left after its
- * processes: a TCP connection in TIME_WAIT or closing. A namespace that
- * holds any TCP socket is not used again (the step gets a fresh one);
- * UDP and unix sockets end with the last process holding them. */
-static int cell_net = -1;
-
-/* The namespace `ns` holds no TCP socket: its own counters, read from
- * inside it (/proc/self/net follows the reader's namespace; through the
- * host's /proc, opened before the root was built, which has none). A
- * dump of the sockets (sock_diag) walks the host's whole table: ms. */
-static bool net_clean(int ns)
-{
-    if (host_proc < 0 || host_net < 0 || setns(ns, CLONE_NEWNET) != 0)
-        return false;
-    int fd = openat(host_proc, "self/net/sockstat", O_RDONLY | O_CLOEXEC);
-    if (setns(host_net, CLONE_NEWNET) != 0)
-        _exit(1);   /* steps with the host's network would not get it */
-    char buf[1024];
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-    if (fd >= 0)
-        close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    const char *tcp = strstr(buf, "\nTCP: inuse ");
-    int inuse = -1, orphan = -1, tw = -1;
-    return tcp && sscanf(tcp, "\nTCP: inuse %d orphan %d tw %d", &inuse,
-                         &orphan, &tw) == 3 && inuse == 0 && tw == 0;
-}
-
-/* The namespace for a cell's step without network: the cell's own when it
- * is clean, else a fresh one (which becomes the cell's); a descriptor of
- * the step's, or -1 (the step then makes its own). */
-static int cell_net_take(void)
-{
-    if (cell_net >= 0 && !net_clean(cell_net)) {
-        close(cell_net);
-        cell_net = -1;
-    }
-    if (cell_net < 0)
-        cell_net = net_pool_take();
-    return cell_net >= 0 ? fcntl(cell_net, F_DUPFD_CLOEXEC, 0) : -1;
-}
-
 /* Fill the pool while no request waits on `s`. */
 static void net_pool_idle(int s)
 {
     struct pollfd pf = { s, POLLIN, 0 };
-    while (n_net < (cell_net >= 0 ? 1 : NET_POOL) && poll(&pf, 1, 0) == 0)
+    while (n_net < NET_POOL && poll(&pf, 1, 0) == 0)
         if (net_pool_fill() != 0)
             break;
 }
@@ -1563,9 +1513,6 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
      * then the read below decides, as always. */
     (void)!send(go, "h", 1, MSG_NOSIGNAL);
     net_pool_drop();   /* the next steps' namespaces are not this one's */
-    if (cell_net >= 0)
-        close(cell_net);
-    close(host_proc);
     mnt_release();
     close(host_net);
     init_rename();
@@ -1779,8 +1726,10 @@ static _Noreturn void serve(int s, int life, bool is_helper)
                    (is_helper || st.h.uid == cell_uid) &&
                    reply(s, TAKEN, -1) == 0) {
             serves_steps = !is_helper;
-            int net = st.h.network ? -1
-                      : is_helper ? net_pool_take() : cell_net_take();
+            /* Never a namespace an earlier step had: what one step did
+             * on loopback (its counters, sockets left closing) is not the
+             * next one's to see. */
+            int net = st.h.network ? -1 : net_pool_take();
             long pid = syscall(SYS_clone, CLONE_PARENT | ns, NULL, NULL,
                                NULL, NULL);
             if (pid == 0) {
@@ -1829,7 +1778,6 @@ static _Noreturn void helper_main(int s, int life)
     signal(SIGCHLD, SIG_DFL);
     prctl(PR_SET_NAME, "rz-sandbox", 0, 0, 0);
     host_net = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    host_proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     args_find();
     if (die_after_clone_path[0])
         die_after_clone = open(die_after_clone_path, O_RDWR | O_CLOEXEC);

@@ -2324,10 +2324,10 @@ static void test_hostile_scratch_quota(void **state)
     rz_proc_free(p);
 }
 
-/* A cell's steps without network share its loopback namespace, one at a
- * time, unless a step left a TCP socket there (TIME_WAIT): the next then
- * gets a fresh namespace, with nothing of the last one's in it. */
-static void test_sandbox_cell_net_reuse(void **state)
+/* A cell's steps without network each get a namespace of their own, never
+ * one an earlier step had: the first leaves a TCP connection closing on
+ * its loopback, and neither later step sees it, nor shares a namespace. */
+static void test_sandbox_cell_net_fresh(void **state)
 {
     (void)state;
     if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 ||
@@ -2358,7 +2358,7 @@ static void test_sandbox_cell_net_reuse(void **state)
         rz_proc_free(p);
     }
     if (tcp[0] < 1 || strcmp(ns[1], ns[0]) == 0 || tcp[1] != 0 ||
-        strcmp(ns[2], ns[1]) != 0 || tcp[2] != 0)
+        strcmp(ns[2], ns[1]) == 0 || strcmp(ns[2], ns[0]) == 0 || tcp[2] != 0)
         fail_msg("%s (%d TCP), %s (%d), %s (%d)", ns[0], tcp[0], ns[1], tcp[1],
                  ns[2], tcp[2]);
 }
@@ -3064,7 +3064,7 @@ static const struct CMUnitTest helper_tests[] = {
     T(test_sandbox_start_lost_answer_no_cgroup),
     T(test_sandbox_no_env_hook),
     T(test_sandbox_uid_lock),
-    T(test_sandbox_cell_net_reuse),
+    T(test_sandbox_cell_net_fresh),
     T(test_hostile_init_and_cgroup_names),
     T(test_scratch_reuse_refuses_step_owned),
     T(test_sandbox_new_cell_survives),
