@@ -187,9 +187,24 @@ static bool parse_keys(parser *p, size_t nid)
     return true;
 }
 
-static bool parse_ref(parser *p, rz__ref_kind kind, size_t start, size_t *out)
+/* A reference node for `r`, then its .key chain. */
+static bool push_ref(parser *p, const rz__ref *r, size_t start, size_t *out)
 {
     rz__expr *e = p->e;
+    if (!r->name || !grow((void **)&e->refs, &e->cap_refs, e->n_refs + 1, sizeof *e->refs))
+        return fail(p, start, "out of memory");
+    size_t nid;
+    if (!new_node(p, N_REF, &nid))
+        return false;
+    e->nodes[nid].off = (uint32_t)start;
+    e->refs[e->n_refs] = *r;
+    e->nodes[nid].ref = e->n_refs++;
+    *out = nid;
+    return parse_keys(p, nid);
+}
+
+static bool parse_ref(parser *p, rz__ref_kind kind, size_t start, size_t *out)
+{
     rz__ref r = {.kind = kind, .offset = (uint32_t)start};
     static const char *const heads[] = {
         [RZ_REF_STEP] = "steps", [RZ_REF_INPUT] = "inputs", [RZ_REF_FLOW] = "flow",
@@ -234,35 +249,26 @@ static bool parse_ref(parser *p, rz__ref_kind kind, size_t start, size_t *out)
             (!expect_dot(p, "outputs") || !(r.port = segment(p, "an output port"))))
             return false;
     }
-    if (!grow((void **)&e->refs, &e->cap_refs, e->n_refs + 1, sizeof *e->refs))
-        return fail(p, start, "out of memory");
-    size_t nid;
-    if (!new_node(p, N_REF, &nid))
-        return false;
-    e->nodes[nid].off = (uint32_t)start;
-    e->refs[e->n_refs] = r;
-    e->nodes[nid].ref = e->n_refs++;
-    *out = nid;
-    return parse_keys(p, nid);
+    return push_ref(p, &r, start, out);
+}
+
+/* `item` and `index` (the issue's spelling, the documented one) are exactly
+ * `each.value` and `each.index`: the element a for_each step runs for. The
+ * name keeps the spelling written, for diagnostics; the run reads both. */
+static bool item_ref(parser *p, const char *w, size_t n, size_t start, size_t *out)
+{
+    rz__ref r = {.kind = RZ_REF_EACH, .offset = (uint32_t)start,
+                 .name = rz__arena_strndup(&p->e->arena, w, n)};
+    return push_ref(p, &r, start, out);
 }
 
 /* `trigger.body` is `inputs.trigger.body`: what started the run
  * (docs/triggers.md), as the flow input a trigger fills. */
 static bool trigger_ref(parser *p, size_t start, size_t *out)
 {
-    rz__expr *e = p->e;
-    rz__ref r = {.kind = RZ_REF_INPUT, .offset = (uint32_t)start};
-    if (!(r.name = rz__arena_strndup(&e->arena, "trigger", 7)) ||
-        !grow((void **)&e->refs, &e->cap_refs, e->n_refs + 1, sizeof *e->refs))
-        return fail(p, start, "out of memory");
-    size_t nid;
-    if (!new_node(p, N_REF, &nid))
-        return false;
-    e->nodes[nid].off = (uint32_t)start;
-    e->refs[e->n_refs] = r;
-    e->nodes[nid].ref = e->n_refs++;
-    *out = nid;
-    return parse_keys(p, nid);
+    rz__ref r = {.kind = RZ_REF_INPUT, .offset = (uint32_t)start,
+                 .name = rz__arena_strndup(&p->e->arena, "trigger", 7)};
+    return push_ref(p, &r, start, out);
 }
 
 static bool literal(parser *p, cJSON *v, size_t start, size_t *out)
@@ -449,9 +455,11 @@ static bool parse_primary(parser *p, size_t *out)
             return trigger_ref(p, start, out);
         if (n == 4 && memcmp(w, "each", 4) == 0)
             return parse_ref(p, RZ_REF_EACH, start, out);
+        if ((n == 4 && memcmp(w, "item", 4) == 0) || (n == 5 && memcmp(w, "index", 5) == 0))
+            return item_ref(p, w, n, start, out);
         snprintf(p->msgbuf, sizeof p->msgbuf,
                  "unknown name '%.*s' (expected steps.<id>..., inputs.<name>, trigger..., "
-                 "flow.status, each.value, true, false, null or a function call)",
+                 "flow.status, item, index, true, false, null or a function call)",
                  (int)(n > 40 ? 40 : n), w);
         return fail(p, start, p->msgbuf);
     }

@@ -133,7 +133,8 @@ RZ_HIDDEN int rz__flow_link(rz_flow *f);
  * GitHub-Actions-shaped. Literals (numbers, 'str' / "str", true, false,
  * null); references steps.<id>.outputs.<port>[.<key>...],
  * steps.<id>.status|error|attempts|duration_ms, inputs.<name>[.<key>...],
- * flow.status|failed_steps and each.value[.<key>...]|index;
+ * flow.status|failed_steps, item[.<key>...] and index (aliases
+ * each.value, each.index);
  * indexing a[i], a['k'], a.k; calls length contains startsWith endsWith
  * format join toJSON fromJSON default; operators, lowest first:
  * c ? a : b, ||, &&, == !=, < <= > >=, + -, * / %, unary !. A string value
@@ -150,7 +151,8 @@ RZ_HIDDEN int rz__flow_link(rz_flow *f);
 typedef struct rz__expr rz__expr;
 
 /* RZ_REF_FLOW: flow.status / flow.failed_steps, known to the on_exit step.
- * RZ_REF_EACH: each.value / each.index, known to a for_each step's inputs
+ * RZ_REF_EACH: item / index (name "item", "index"; the alias each.value /
+ * each.index has name "value", "index"), known to a for_each step's inputs
  * and config (one element's). */
 typedef enum rz__ref_kind {
     RZ_REF_STEP = 1, RZ_REF_INPUT = 2, RZ_REF_FLOW = 3, RZ_REF_EACH = 4

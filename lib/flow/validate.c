@@ -813,9 +813,12 @@ static void check_ref(vctx *v, size_t i, const rz__ref *r, const char *ptr,
         return;
     }
     if (r->kind == RZ_REF_EACH) {
+        /* Said as written: `item`, `index` or the alias `each.value`. */
+        bool bare = !text || strncmp(text + r->offset, "each.", 5) != 0;
         if (!v->each_ok)
-            report_in(v, RZ_EUNKNOWN, ptr, text, r->offset, "each.%s is known only "
-                      "in the inputs and config of a step with 'for_each'", name);
+            report_in(v, RZ_EUNKNOWN, ptr, text, r->offset, "%s%s is known only "
+                      "in the inputs and config of a step with 'for_each'",
+                      bare ? "" : "each.", name);
         return;
     }
     if (r->kind == RZ_REF_INPUT) {

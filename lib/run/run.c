@@ -194,13 +194,14 @@ static const cJSON *flow_ref(const rz_run *r, const char *name)
     return w->flow_field;
 }
 
-/* each.value, each.index of the element being evaluated (null outside one). */
+/* item (each.value), index (each.index) of the element being evaluated
+ * (null outside one). */
 static const cJSON *each_ref(const rz_run *r, const char *name)
 {
     if (r->cur == RZ_NPOS || !is_element(r, r->cur))
         return NULL;
     const step_rt *el = &r->st[r->cur];
-    if (strcmp(name, "value") == 0)
+    if (strcmp(name, "index") != 0)
         return el->value;
     rz_run *w = (rz_run *)r;   /* a cache only, as flow_ref's */
     cJSON_Delete(w->each_field);

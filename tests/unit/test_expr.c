@@ -134,6 +134,25 @@ static void references_are_listed(void **state)
     assert_null(rz__expr_ref(e, 3));
     rz__expr_free(e);
 
+    /* item / index are the element of a for_each step; each.value / each.index
+     * the same references under their older names. */
+    t = "${{ item.k[index] }} ${{ each.value }} ${{ each.index }} ${{ items }}";
+    char err[128];
+    size_t off;
+    assert_int_equal(rz__expr_parse(&e, t, false, err, sizeof err, &off), RZ_EEXPR);
+    assert_int_equal(off, strstr(t, "items") - t);
+    assert_non_null(strstr(err, "unknown name 'items'"));
+    t = "${{ item.k[index] }} ${{ each.value }} ${{ each.index }}";
+    assert_int_equal(rz__expr_parse(&e, t, false, NULL, 0, NULL), RZ_OK);
+    assert_int_equal(rz__expr_ref_count(e), 4);
+    const char *names[] = {"item", "index", "value", "index"};
+    for (size_t k = 0; k < 4; k++) {
+        assert_int_equal(rz__expr_ref(e, k)->kind, RZ_REF_EACH);
+        assert_string_equal(rz__expr_ref(e, k)->name, names[k]);
+    }
+    assert_int_equal(rz__expr_ref(e, 1)->offset, strstr(t, "index") - t);
+    rz__expr_free(e);
+
     assert_int_equal(rz__expr_parse(&e, "plain text, no braces {x}", false, NULL, 0, NULL), RZ_OK);
     assert_true(rz__expr_is_literal(e));
     assert_int_equal(rz__expr_ref_count(e), 0);

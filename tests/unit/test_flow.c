@@ -1558,8 +1558,9 @@ static void join_loads_and_round_trips(void **state)
     (void)state;
     expect_round_trips("flux: 1\nname: f\nsteps:\n  a: {module: m}\n"
                        "  b: {module: m, for_each: \"${{ steps.a.outputs.xs }}\", "
-                       "max_parallel: 3, inputs: {v: \"${{ each.value }}\"}}\n"
-                       "  c: {module: m, for_each: [1, {k: x}, \"${{ each.index }}\"]}\n",
+                       "max_parallel: 3, inputs: {v: \"${{ item }}\", "
+                       "w: \"${{ each.value }}\", k: \"${{ item.k[index] }}\"}}\n"
+                       "  c: {module: m, for_each: [1, {k: x}, \"${{ index }}\"]}\n",
                        "\"for_each\":\"${{ steps.a.outputs.xs }}\",\"max_parallel\":3");
     expect_round_trips("flux: 1\nname: j\nsteps:\n  a: {module: m}\n  b: {module: m}\n"
                        "  c: {module: m, needs: [a, b], join: any_succeeded}\n",

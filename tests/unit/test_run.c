@@ -1440,7 +1440,7 @@ static const char *FE_FLOW =
     "inputs:\n  xs: {type: array}\n"
     "steps:\n"
     "  m:\n    module: noop\n    for_each: \"${{ inputs.xs }}\"\n    max_parallel: 2\n"
-    "    inputs: {v: \"${{ each.value }}\", i: \"${{ each.index }}\"}\n"
+    "    inputs: {v: \"${{ item }}\", i: \"${{ index }}\"}\n"
     "  after:\n    module: noop\n    needs: [m]\n"
     "    inputs: {all: \"${{ steps.m.outputs.y }}\"}\n";
 

@@ -809,6 +809,17 @@ static void test_for_each(void **state)
            "and config of a step with 'for_each'");
     assert_int_equal(rz_diags_count(d), 1);
     rz_diags_free(d);
+    /* The documented spelling, item and index, is said as written. */
+    const char *yi = "flux: 1\nname: x\nsteps:\n"
+                     "  c: {module: count, inputs: {text: \"${{ format('{0}', item.k, index) }}\"}}\n"
+                     "  d: {module: count, for_each: [a], inputs: {text: \"${{ item }} ${{ index }}\"}}\n";
+    assert_int_equal(validate(yi, RZ_FORMAT_YAML, "f.yaml", g_reg, NULL, &d), RZ_EINVALID);
+    expect(d, "f.yaml", 4, 56, RZ_EUNKNOWN, "item is known only in the inputs "
+           "and config of a step with 'for_each'");
+    expect(d, "f.yaml", 4, 64, RZ_EUNKNOWN, "index is known only in the inputs "
+           "and config of a step with 'for_each'");
+    assert_int_equal(rz_diags_count(d), 2);
+    rz_diags_free(d);
     const char *j = "{\"id\":\"f\",\"name\":\"x\",\"nodes\":[{\"id\":\"a\",\"moduleId\":"
                     "\"count\",\"config\":{},\"inputs\":{\"text\":\"${{ each.index }}\"}},"
                     "{\"id\":\"b\",\"moduleId\":\"count\",\"for_each\":[1,2],\"max_parallel\":1,"
