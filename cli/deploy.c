@@ -98,13 +98,19 @@ static bool only_module_errors(const rz_diags *d)
 
 /* Parse and check the flow here; NULL (printed) when it is invalid. */
 static rz_flow *check_locally(const cli *c, const char *path, const char *text,
-                              size_t len, rz_registry **reg)
+                              size_t len, rz_registry **reg, bool *expanded)
 {
     rz_diags *d = NULL;
     rz_flow *flow = NULL;
     if (rz_diags_new(&d) != RZ_OK)
         return NULL;
     int rc = rz_flow_parse(&flow, text, len, RZ_FORMAT_AUTO, path, d);
+    /* Sub-flows are read here, beside the file; their modules are checked
+     * below like the parent's (the orchestrator may have those we lack). */
+    rz_flow *parsed = flow;
+    if (rc == RZ_OK)
+        rc = rz_flow_expand(&flow, NULL, d);
+    *expanded = rc == RZ_OK && flow != parsed;   /* a new flow replaced it */
     *reg = rc == RZ_OK ? cli_registry(c) : NULL;
     if (rc == RZ_OK && *reg && rz_flow_validate(flow, *reg, d) != RZ_OK &&
         only_module_errors(d))
@@ -226,12 +232,21 @@ int cli_flow_deploy(cli *c)
     size_t len = 0;
     char *text = read_text(path, &len);
     rz_registry *reg = NULL;
-    rz_flow *flow = text ? check_locally(c, path, text, len, &reg) : NULL;
+    bool expanded_flow = false;
+    rz_flow *flow = text ? check_locally(c, path, text, len, &reg, &expanded_flow) : NULL;
     rz_client *cl = flow ? cli_client(c) : NULL;
     int ex = !text || !flow ? EXIT_FAILED : !cl ? EXIT_USAGE : EXIT_OK;
     char *creds = ex == EXIT_OK ? sealed_credentials(c, cl, flow, &ex) : NULL;
+    /* What runs is the flow as checked: with sub-flows, the expanded one. */
+    char *expanded = NULL;
+    if (ex == EXIT_OK && expanded_flow &&
+        rz_flow_to_json(flow, 0, &expanded, &len) != RZ_OK) {
+        cli_error(path, RZ_ENOMEM);
+        ex = EXIT_FAILED;
+    }
     if (ex == EXIT_OK)
-        ex = deploy_send(c, cl, path, text, len, inputs, creds);
+        ex = deploy_send(c, cl, path, expanded ? expanded : text, len, inputs, creds);
+    rz_free(expanded);
     if (creds)
         sodium_memzero(creds, strlen(creds));
     rz_free(creds);

@@ -64,7 +64,7 @@ static rz_flow *load_checked(const cli *c, const char *path,
     rz_flow *flow = NULL;
     int rc = rz_flow_load(&flow, path, RZ_FORMAT_AUTO, d);
     if (rc == RZ_OK)
-        rc = rz_flow_validate(flow, reg, d);
+        rc = rz_flow_expand(&flow, reg, d);
     /* Errors without a diagnostic (unreadable file, no memory) still say why. */
     if (rc != RZ_OK && rz_diags_error_count(d) == 0)
         cli_error(path, rc);

@@ -53,6 +53,20 @@ RZ_EXTERN RZ_NODISCARD int rz_flow_validate(rz_flow *flow,
                                             const rz_registry *reg,
                                             rz_diags *diags);
 
+/* rz_flow_validate, then sub-flows: each step `flow: PATH` (a flow file
+ * relative to the flow's own file) is replaced by the child's steps, ids
+ * "<step>-<child step>", the child loaded, expanded and validated first
+ * (its problems located in its own file; the interface's — inputs the
+ * child lacks or requires, outputs it does not declare, cycles between
+ * files, more than 8 levels — at the step). On RZ_OK *flow is the
+ * expanded flow (the one passed is freed; one without sub-flows is kept
+ * as it is), validated against `reg`. On failure *flow is unchanged.
+ * Reads files: for flows a user runs, not documents a server receives
+ * (rz_flow_validate refuses an unexpanded sub-flow step). */
+RZ_EXTERN RZ_NODISCARD int rz_flow_expand(rz_flow **flow,
+                                          const rz_registry *reg,
+                                          rz_diags *diags);
+
 /* Borrowed strings, valid while the flow lives. */
 RZ_EXTERN const char *rz_flow_name(const rz_flow *flow);       /* never NULL */
 RZ_EXTERN const char *rz_flow_file(const rz_flow *flow);       /* never NULL */

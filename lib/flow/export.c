@@ -141,7 +141,7 @@ static void step_body(ex *x, cJSON *o, const rz__step *s, bool builder)
         put_needs(x, o, s);
         put_inputs(x, o, s);
     }
-    if (builder || cJSON_GetArraySize(s->config) > 0)
+    if ((builder && !s->subflow) || cJSON_GetArraySize(s->config) > 0)
         put_ref(x, o, "config", s->config);
     if (s->n_creds)
         put(x, o, "credentials", creds_tree(x, s));
@@ -186,8 +186,12 @@ static cJSON *node_tree(ex *x, const rz__step *s)
 {
     cJSON *o = obj(x);
     put_str(x, o, "id", s->id ? s->id : "");
-    put_str(x, o, "moduleId", s->module_id ? s->module_id : "");
-    put_str(x, o, "moduleVersion", s->module_spec);
+    if (s->subflow) {
+        put_str(x, o, "flow", s->subflow);
+    } else {
+        put_str(x, o, "moduleId", s->module_id ? s->module_id : "");
+        put_str(x, o, "moduleVersion", s->module_spec);
+    }
     step_body(x, o, s, true);
     return o;
 }
@@ -196,7 +200,9 @@ static cJSON *step_tree(ex *x, const rz__step *s)
 {
     cJSON *o = obj(x);
     const char *id = s->module_id ? s->module_id : "";
-    if (s->module_spec) {
+    if (s->subflow) {
+        put_str(x, o, "flow", s->subflow);
+    } else if (s->module_spec) {
         char *m = rz__asprintf("%s@%s", id, s->module_spec);
         if (m)
             put_str(x, o, "module", m);
@@ -318,6 +324,14 @@ static bool exact_numbers(cJSON **t)
     cJSON_Delete(copy);
     *t = NULL;
     return false;
+}
+
+cJSON *rz__flow_flux_tree(const rz_flow *f)
+{
+    cJSON *t = flow_tree(f, false);
+    cJSON *copy = t ? cJSON_Duplicate(t, true) : NULL;
+    cJSON_Delete(t);
+    return copy;
 }
 
 int rz_flow_to_json(const rz_flow *f, unsigned flags, char **out, size_t *len)

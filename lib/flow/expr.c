@@ -60,6 +60,7 @@ typedef struct part {
     const char *text;   /* plain text (NULL for an expression) */
     size_t len;
     size_t root;        /* expression root node */
+    size_t src, src_len;   /* an expression's source in the text */
 } part;
 
 struct rz__expr {
@@ -697,7 +698,7 @@ static bool add_part(parser *p, const char *text, size_t len, size_t root)
     rz__expr *e = p->e;
     if (!grow((void **)&e->parts, &e->cap_parts, e->n_parts + 1, sizeof *e->parts))
         return fail(p, p->i, "out of memory");
-    e->parts[e->n_parts++] = (part){text, len, root};
+    e->parts[e->n_parts++] = (part){text, len, root, 0, 0};
     return true;
 }
 
@@ -730,6 +731,7 @@ static bool parse_template(parser *p)
         size_t root;
         if (!parse_expr(p, &root))
             return false;
+        size_t src_end = p->i;
         ws(p);
         if (!at(p, "}}")) {
             if (p->i >= p->n)
@@ -740,6 +742,8 @@ static bool parse_template(parser *p)
         p->i += 2;
         if (!add_part(p, NULL, 0, root))
             return false;
+        p->e->parts[p->e->n_parts - 1].src = stop + 3;
+        p->e->parts[p->e->n_parts - 1].src_len = src_end - (stop + 3);
         text0 = p->i;
     }
 }
@@ -770,6 +774,8 @@ int rz__expr_parse(rz__expr **out, const char *text, bool is_condition,
         size_t root;
         ok = parse_expr(&p, &root) && trailing(&p) && add_part(&p, NULL, 0, root);
         e->whole = ok;
+        if (ok)
+            e->parts[0].src_len = p.n;
     }
     if (!ok) {
         if (err && errlen)
@@ -785,6 +791,19 @@ int rz__expr_parse(rz__expr **out, const char *text, bool is_condition,
     }
     *out = e;
     return RZ_OK;
+}
+
+size_t rz__expr_part_count(const rz__expr *e)
+{
+    return e ? e->n_parts : 0;
+}
+
+bool rz__expr_part(const rz__expr *e, size_t i, size_t *start, size_t *len)
+{
+    const part *pt = &e->parts[i];
+    *start = pt->text ? (size_t)(pt->text - e->text) : pt->src;
+    *len = pt->text ? pt->len : pt->src_len;
+    return !pt->text;
 }
 
 void rz__expr_free(rz__expr *e)

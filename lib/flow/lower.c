@@ -587,6 +587,41 @@ static void field_module(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_fr
     lower_module(L, s, c);
 }
 
+/* `flow: PATH`: a flow file relative to this one's (lib/flow/subflow.c).
+ * Kept portable: no absolute path, nothing a shell or URL would read
+ * differently. */
+#define SUBFLOW_PATH_MAX 1024
+
+static void field_flow(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    if (!cJSON_IsString(c) || !c->valuestring[0]) {
+        bad(L, RZ_EINVALID, "flow", NULL, "'flow' must name a flow file (a path relative "
+            "to this flow's file), not %s", cJSON_IsString(c) ? "an empty string"
+                                                                 : type_name(c));
+        return;
+    }
+    const char *p = c->valuestring;
+    size_t n = strlen(p);
+    if (strncmp(p, "flow://", 7) == 0) {
+        bad(L, RZ_EINVALID, "flow", NULL, "'flow' names '%.200s', a named flow on an "
+            "orchestrator: not supported yet; give the flow file's path", p);
+        return;
+    }
+    if (p[0] == '/' || n > SUBFLOW_PATH_MAX) {
+        bad(L, RZ_EINVALID, "flow", NULL, "'flow' must be a path relative to this flow's "
+            "file, %d bytes at most, not %s", SUBFLOW_PATH_MAX,
+            p[0] == '/' ? "an absolute path" : "a longer one");
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f) {
+            bad(L, RZ_EINVALID, "flow", NULL, "'flow' holds the control byte 0x%02x",
+                (unsigned char)p[i]);
+            return;
+        }
+    s->subflow = sdup(L, p);
+}
+
 /* Checked in lower_step, once moduleVersion is known too. */
 static void field_module_id(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
 {
@@ -675,6 +710,7 @@ static const struct step_field {
     bool listed;       /* named in the "unknown key" message's key list */
 } step_fields[] = {
     {"module", field_module, true},
+    {"flow", field_flow, true},
     {"needs", field_needs, true},
     {"inputs", field_inputs, true},
     {"config", field_config, true},
@@ -844,6 +880,27 @@ static void check_step_id(lower *L, const rz__step *s, bool from_key)
         STEP_ID_MAX);
 }
 
+/* A sub-flow step is wired like a step (needs, inputs, when) and runs the
+ * child's steps, which carry their own modules, retries and limits.
+ * `seen`: the step_fields bits of the keys the step holds. */
+static void check_subflow_step(lower *L, const rz__step *s, unsigned seen, bool has_module)
+{
+    static const char *const refused[] = {
+        "config", "credentials", "retry", "timeout_s", "queue_timeout_s", "on_failure",
+        "verify", "join", "for_each", "max_parallel", "max_cost_micros", "max_cost_cents",
+    };
+    if (has_module)
+        bad(L, RZ_EINVALID, "flow", NULL, "a step runs a module or a sub-flow ('flow'), "
+            "not both");
+    for (size_t i = 0; i < RZ_ARRAY_LEN(refused); i++) {
+        int k = step_field_of(refused[i]);
+        if (k >= 0 ? (seen & (1u << k)) != 0
+                   : cJSON_GetObjectItemCaseSensitive(s->extra, refused[i]) != NULL)
+            bad(L, RZ_EINVALID, refused[i], NULL, "a sub-flow step takes no '%s' (the "
+                "sub-flow's steps carry their own)", refused[i]);
+    }
+}
+
 /* `obj` is the step's map; `key_id` its id when it comes from a steps map. */
 static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
 {
@@ -886,10 +943,15 @@ static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
     if (cJSON_IsString(mi))
         finish_module_id(L, s, mi->valuestring, mv && !cJSON_IsNull(mv) &&
                          !(cJSON_IsString(mv) && !mv->valuestring[0]));
+    bool has_module = (mk && !cJSON_IsNull(mk)) || (mi && !cJSON_IsNull(mi));
+    const cJSON *fl = cJSON_GetObjectItemCaseSensitive(obj, "flow");
+    if (fl && !cJSON_IsNull(fl))
+        check_subflow_step(L, s, seen, has_module);
     /* A present but malformed module field was reported already. */
-    if (!s->module_id && (!mk || cJSON_IsNull(mk)) && (!mi || cJSON_IsNull(mi)))
-        bad(L, RZ_EINVALID, NULL, NULL, "%s '%s' names no module ('%s')",
-            key_id ? "step" : "node", s->id ? s->id : "?", key_id ? "module" : "moduleId");
+    else if (!s->module_id && !has_module)
+        bad(L, RZ_EINVALID, NULL, NULL, "%s '%s' names no module ('%s') or sub-flow "
+            "('flow')", key_id ? "step" : "node", s->id ? s->id : "?",
+            key_id ? "module" : "moduleId");
     if (s->max_parallel && !s->for_each)
         bad(L, RZ_EINVALID, "max_parallel", NULL, "'max_parallel' bounds the elements "
             "of a for_each step; this step has no 'for_each'");
@@ -1320,6 +1382,9 @@ static void lower_exit(lower *L, cJSON *c)
         if (s->for_each)
             bad(L, RZ_EINVALID, "for_each", NULL, "the on_exit step runs once: it "
                 "takes no 'for_each'");
+        if (s->subflow)
+            bad(L, RZ_EINVALID, "flow", NULL, "the on_exit step runs a module, not a "
+                "sub-flow");
         s->join = RZ_JOIN_ALL_DONE;
     }
     pop(L, m);

@@ -61,6 +61,10 @@ typedef struct rz__step {
     char *ptr;            /* "/nodes/3" or "/steps/split" */
     char *module_id;      /* "wordcount-split" */
     char *module_spec;    /* version spec, NULL = any */
+    char *subflow;        /* `flow:` the flow file this step runs instead
+                             of a module, relative to this flow's file;
+                             NULL for a module step. rz_flow_expand
+                             replaces such steps by the child's. */
     cJSON *config;        /* object, never NULL after load */
     cJSON *position;      /* builder {x,y} or NULL */
     rz__cred *creds; size_t n_creds;
@@ -123,6 +127,15 @@ RZ_HIDDEN int rz__flow_diag(const rz_flow *f, rz_diags *diags, int code,
                             const char *pointer, const char *fmt, ...)
     RZ_PRINTF(5, 6);
 
+/* rz_flow_validate; `subflows`: sub-flow steps (`flow:`) pass, as steps
+ * whose outputs rz_flow_expand checks (lib/flow/subflow.c). */
+RZ_HIDDEN int rz__flow_validate(rz_flow *flow, const rz_registry *reg,
+                                rz_diags *diags, bool subflows);
+
+/* The canonical export tree in the FluxGraph shape (whatever shape the
+ * flow came in), owning its values; NULL out of memory. */
+RZ_HIDDEN cJSON *rz__flow_flux_tree(const rz_flow *f);
+
 /* Compute every step's deps from needs, connections and ${{ steps.X }}
  * references in inputs and `when` (unknown names are ignored here; the
  * validator reports them). Idempotent. */
@@ -180,6 +193,11 @@ RZ_HIDDEN int rz__expr_parse(rz__expr **out, const char *text, bool is_condition
 RZ_HIDDEN void rz__expr_free(rz__expr *e);
 /* True if the text contains no ${{ }} at all (a plain literal string). */
 RZ_HIDDEN bool rz__expr_is_literal(const rz__expr *e);
+/* The parts of the text in order: plain text, or an expression (true) whose
+ * source is the bytes between its ${{ and }} (a bare condition: the whole
+ * text); *start and *len locate either in the text parsed. */
+RZ_HIDDEN size_t rz__expr_part_count(const rz__expr *e);
+RZ_HIDDEN bool rz__expr_part(const rz__expr *e, size_t i, size_t *start, size_t *len);
 RZ_HIDDEN size_t rz__expr_ref_count(const rz__expr *e);
 RZ_HIDDEN const rz__ref *rz__expr_ref(const rz__expr *e, size_t i);
 

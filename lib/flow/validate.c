@@ -1371,7 +1371,26 @@ static void vctx_free(vctx *v)
     free(v->line_starts);
 }
 
+/* A sub-flow step runs once rz_flow_expand has put the child's steps in its
+ * place: a run, a deployment or a server never reads a flow file a
+ * document names. */
+static void check_unexpanded(vctx *v)
+{
+    for (size_t i = 0; i < v->f->n_steps; i++)
+        if (v->f->steps[i].subflow)
+            report(v, RZ_EINVALID, v->f->steps[i].ptr, "/flow", "step '%s' runs the "
+                   "sub-flow '%s', which must be expanded first (rz_flow_expand; the "
+                   "rhizos commands do it, a server does not)", step_name(v, i),
+                   v->f->steps[i].subflow);
+}
+
 int rz_flow_validate(rz_flow *flow, const rz_registry *reg, rz_diags *diags)
+{
+    return rz__flow_validate(flow, reg, diags, false);
+}
+
+int rz__flow_validate(rz_flow *flow, const rz_registry *reg, rz_diags *diags,
+                      bool subflows)
 {
     if (!flow)
         return rz__error(RZ_EINVAL, "flow is NULL");
@@ -1380,6 +1399,8 @@ int rz_flow_validate(rz_flow *flow, const rz_registry *reg, rz_diags *diags)
         return rc;
     vctx v = {.f = flow, .reg = reg, .diags = diags, .linked = rc == RZ_OK};
     check_ids(&v);
+    if (!subflows)
+        check_unexpanded(&v);
     if (!v.oom && index_flow_inputs(&v) != RZ_OK)
         v.oom = RZ_ENOMEM;
     for (size_t i = 0; i < flow->n_steps && !v.oom; i++)

@@ -1132,7 +1132,7 @@ static void unknown_step_key_far_from_all_lists_the_keys(void **state)
     (void)state;
     rz_diags *d = parse_fail("steps:\n  a: {module: m, zzzzzzzz: 1}\n", RZ_FORMAT_YAML,
                              RZ_EINVALID);
-    assert_true(has_msg(d, RZ_EINVALID, "unknown key 'zzzzzzzz' in step 'a' (keys: module, "
+    assert_true(has_msg(d, RZ_EINVALID, "unknown key 'zzzzzzzz' in step 'a' (keys: module, flow, "
                         "needs, inputs, config, credentials, when, retry, timeout_s, "
                         "queue_timeout_s, on_failure, verify, join, for_each, max_parallel, position, ui)", 0, 0));
     rz_diags_free(d);

@@ -1,0 +1,795 @@
+/* Sub-flows: a step `flow: PATH` runs another flow file.
+ *
+ * rz_flow_expand puts the child's steps in the step's place, so that a run
+ * or a deployment holds only module steps: embedded and on the network the
+ * child's steps are jobs of the same run, with its holds and costs. Ids
+ * become "<step>-<child id>". The rewrite works on expressions' references:
+ *   - in the child, steps.X becomes steps.<step>-X, and inputs.N (or
+ *     trigger) becomes the value the step gives N (its default otherwise);
+ *   - in the parent, steps.<step>.outputs.P becomes the child's output P;
+ *     a step that needs <step> needs the child's final steps, and the
+ *     child's steps need what <step> needs and take its `when`.
+ * Every value becomes one expression: a literal a quoted string or
+ * fromJSON('...'), a template a format(...). Problems are located: in the
+ * child's own file for the child, at the step for the interface (unknown
+ * or missing inputs, unknown outputs, cycles between files).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "flow/loader.h"
+
+#define SUBFLOW_DEPTH_MAX 8
+/* Steps and files read for one expansion, all levels together: a diamond
+ * of sub-flows cannot grow without bound. */
+#define SUBFLOW_BUDGET 100000u
+#define STEP_ID_MAX 64
+
+typedef struct chain {
+    const char *canon;        /* realpath of the flow file */
+    const char *file;         /* as named */
+    const struct chain *up;
+    unsigned depth;
+} chain;
+
+typedef struct kid {
+    size_t step;              /* the sub-flow step in the parent */
+    rz_flow *flow;            /* the child, expanded and validated */
+    cJSON *in_exprs;          /* child input -> expression text, parent names */
+    cJSON *outs;              /* child output -> expression text, parent names */
+    cJSON *finals;            /* ids (parent names) a step after it needs */
+    int state;                /* 0 new, 1 computing, 2 ready */
+} kid;
+
+typedef struct xctx {
+    rz_flow *f;
+    const rz_registry *reg;
+    rz_diags *d;
+    const chain *ch;
+    size_t *budget;
+    kid *kids;
+    size_t n_kids;
+    size_t errors;
+    bool oom;
+} xctx;
+
+static void xdiag(xctx *x, const char *ptr, const char *sfx, const char *fmt, ...)
+    RZ_PRINTF(4, 5);
+
+static void xdiag(xctx *x, const char *ptr, const char *sfx, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    char *p = rz__asprintf("%s%s", ptr ? ptr : "", sfx ? sfx : "");
+    rz__flow_diag(x->f, x->d, RZ_EINVALID, p ? p : "", "%s", msg);
+    free(p);
+    x->errors++;
+}
+
+static kid *kid_named(xctx *x, const char *id)
+{
+    for (size_t i = 0; i < x->n_kids; i++)
+        if (strcmp(x->f->steps[x->kids[i].step].id, id) == 0)
+            return &x->kids[i];
+    return NULL;
+}
+
+/* ---- values as one expression ---- */
+
+static void quote(rz__buf *b, const char *s, size_t n)
+{
+    rz__buf_append(b, "'", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\'' || s[i] == '\\')
+            rz__buf_append(b, "\\", 1);
+        rz__buf_append(b, s + i, 1);
+    }
+    rz__buf_append(b, "'", 1);
+}
+
+/* A format string's text: braces doubled. */
+static void format_text(rz__buf *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '{' || s[i] == '}')
+            rz__buf_append(b, s + i, 1);
+        rz__buf_append(b, s + i, 1);
+    }
+}
+
+/* `text` (a string value, or a `when` if `cond`) as one expression; NULL
+ * with the reason in `why` (or out of memory: why empty). */
+static char *text_expr(const char *text, bool cond, char *why, size_t cap)
+{
+    why[0] = '\0';
+    rz__expr *e = NULL;
+    size_t off;
+    if (rz__expr_parse(&e, text, cond, why, cap, &off) != RZ_OK)
+        return NULL;
+    rz__buf b = {0};
+    size_t n = rz__expr_part_count(e), start, len, args = 0;
+    if (rz__expr_is_literal(e)) {
+        quote(&b, text, strlen(text));
+    } else if (n == 1 && rz__expr_part(e, 0, &start, &len)) {
+        rz__buf_printf(&b, "(%.*s)", (int)len, text + start);
+    } else {
+        rz__buf fmt = {0}, tail = {0};
+        for (size_t i = 0; i < n; i++) {
+            if (!rz__expr_part(e, i, &start, &len)) {
+                format_text(&fmt, text + start, len);
+                continue;
+            }
+            rz__buf_printf(&fmt, "{%zu}", args++);
+            rz__buf_printf(&tail, ", (%.*s)", (int)len, text + start);
+        }
+        if (args < RZ_EXPR_MAX_ARGS) {
+            rz__buf_append(&b, "format(", 7);
+            quote(&b, fmt.data ? fmt.data : "", fmt.len);
+            rz__buf_append(&b, tail.data ? tail.data : "", tail.len);
+            rz__buf_append(&b, ")", 1);
+        } else {
+            snprintf(why, cap, "a template of more than %d ${{ }} parts cannot pass "
+                     "into or out of a sub-flow; join them in one format()",
+                     RZ_EXPR_MAX_ARGS - 1);
+        }
+        rz__buf_free(&fmt);
+        rz__buf_free(&tail);
+    }
+    rz__expr_free(e);
+    if (why[0]) {
+        rz__buf_free(&b);
+        return NULL;
+    }
+    return rz__buf_take(&b);
+}
+
+static char *json_expr(const cJSON *v, char *why, size_t cap)
+{
+    why[0] = '\0';
+    if (!v || cJSON_IsNull(v))
+        return rz__strdup("null");
+    if (cJSON_IsString(v))
+        return text_expr(v->valuestring, false, why, cap);
+    char *json = cJSON_PrintUnformatted(v);
+    if (!json)
+        return NULL;
+    rz__buf b = {0};
+    rz__buf_append(&b, "fromJSON(", 9);
+    quote(&b, json, strlen(json));
+    rz__buf_append(&b, ")", 1);
+    free(json);
+    return rz__buf_take(&b);
+}
+
+/* ---- rewriting references ---- */
+
+static int kid_ready(xctx *x, kid *k);
+
+/* How a text's references change: on the child's side (`k` set) or the
+ * parent's. */
+typedef struct scope {
+    xctx *x;
+    kid *k;
+    const char *ptr;          /* where problems are reported */
+} scope;
+
+/* The source span of reference `r` in `text`; false if it is not spelt the
+ * way the parser reads it (never expected: then nothing is rewritten). */
+static bool ref_span(const char *text, const rz__ref *r, size_t *len)
+{
+    static const char *const fields[] = {"outputs", "status", "error", "attempts",
+                                         "duration_ms"};
+    char want[300];
+    if (r->kind == RZ_REF_INPUT && strncmp(text + r->offset, "inputs.", 7) != 0)
+        snprintf(want, sizeof want, "trigger");
+    else if (r->kind == RZ_REF_INPUT)
+        snprintf(want, sizeof want, "inputs.%s", r->name);
+    else if (r->field == RZ_FIELD_OUTPUTS)
+        snprintf(want, sizeof want, "steps.%s.outputs.%s", r->name, r->port ? r->port : "");
+    else
+        snprintf(want, sizeof want, "steps.%s.%s", r->name, fields[r->field]);
+    *len = strlen(want);
+    return strncmp(text + r->offset, want, *len) == 0;
+}
+
+/* What replaces reference `r`, or NULL to keep it; *bad on a problem. */
+static char *replacement(scope *sc, const char *text, size_t len, const rz__ref *r,
+                         bool *bad)
+{
+    xctx *x = sc->x;
+    if (sc->k && r->kind == RZ_REF_STEP)   /* steps.X... -> steps.<step>-X... */
+        return rz__asprintf("steps.%s-%.*s", x->f->steps[sc->k->step].id,
+                            (int)(len - 6), text + r->offset + 6);
+    if (sc->k && r->kind == RZ_REF_INPUT) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(sc->k->in_exprs, r->name);
+        return rz__asprintf("(%s)", cJSON_IsString(e) ? e->valuestring : "null");
+    }
+    kid *k = r->kind == RZ_REF_STEP ? kid_named(x, r->name) : NULL;
+    if (!k)
+        return NULL;
+    if (r->field != RZ_FIELD_OUTPUTS) {
+        xdiag(x, sc->ptr, NULL, "'%s' runs a sub-flow: its outputs can be read, not how "
+              "it ran (read a step of the sub-flow through an output)", r->name);
+        *bad = true;
+        return NULL;
+    }
+    if (kid_ready(x, k) != RZ_OK) {
+        *bad = true;
+        return NULL;
+    }
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(k->outs, r->port);
+    if (!cJSON_IsString(e)) {
+        rz__buf names = {0};
+        for (const cJSON *o = k->outs ? k->outs->child : NULL; o; o = o->next)
+            rz__buf_printf(&names, "%s%s", names.len ? ", " : "", o->string);
+        xdiag(x, sc->ptr, NULL, "sub-flow step '%s' (%s) has no output '%s' (its "
+              "outputs: %s)", r->name, x->f->steps[k->step].subflow, r->port,
+              names.data ? names.data : "none declared");
+        rz__buf_free(&names);
+        *bad = true;
+        return NULL;
+    }
+    return rz__asprintf("(%s)", e->valuestring);
+}
+
+/* `text` with its references rewritten; NULL on a problem (reported) or
+ * out of memory (x->oom). */
+static char *rewrite(scope *sc, const char *text, bool cond)
+{
+    rz__expr *e = NULL;
+    if (rz__expr_parse(&e, text, cond, NULL, 0, NULL) != RZ_OK) {
+        /* Validated already: only memory fails here. */
+        sc->x->oom = true;
+        return NULL;
+    }
+    rz__buf b = {0};
+    size_t at = 0, n = rz__expr_ref_count(e);
+    bool bad = false;
+    for (size_t i = 0; i < n && !bad; i++) {
+        const rz__ref *r = rz__expr_ref(e, i);
+        size_t len;
+        if (r->kind != RZ_REF_STEP && r->kind != RZ_REF_INPUT)
+            continue;
+        if (r->offset < at || !ref_span(text, r, &len))
+            continue;
+        char *with = replacement(sc, text, len, r, &bad);
+        if (!with)
+            continue;
+        rz__buf_append(&b, text + at, r->offset - at);
+        rz__buf_append(&b, with, strlen(with));
+        free(with);
+        at = r->offset + len;
+    }
+    rz__expr_free(e);
+    rz__buf_append(&b, text + at, strlen(text + at));
+    if (bad) {
+        rz__buf_free(&b);
+        return NULL;
+    }
+    char *out = rz__buf_take(&b);
+    if (!out)
+        sc->x->oom = true;
+    return out;
+}
+
+/* Every string inside `v` rewritten in place; false on a problem. Problems
+ * are located at the string's pointer: sc->ptr, then its keys and indices. */
+static bool rewrite_tree(scope *sc, cJSON *v, bool cond)
+{
+    const char *base = sc->ptr;
+    size_t k = 0;
+    bool ok = true;
+    for (cJSON *c = v ? v->child : NULL, *next; !sc->x->oom && c; c = next, k++) {
+        next = c->next;
+        char *ptr = c->string ? rz__asprintf("%s/%s", base, c->string)
+                              : rz__asprintf("%s/%zu", base, k);
+        if (!ptr)
+            return !(sc->x->oom = true);
+        sc->ptr = ptr;
+        ok = rewrite_tree(sc, c, false) && ok;
+        sc->ptr = base;
+        free(ptr);
+    }
+    if (!ok)
+        return false;
+    /* A template without ${{ }} is text; a bare condition is all expression. */
+    if (!cJSON_IsString(v) || (!cond && !strstr(v->valuestring, "${{")))
+        return true;
+    char *t = rewrite(sc, v->valuestring, cond);
+    if (!t)
+        return false;
+    char *old = v->valuestring;
+    v->valuestring = t;
+    if (old != t)
+        free(old);
+    return true;
+}
+
+/* ---- the child's interface ---- */
+
+static bool add_str(cJSON *o, const char *k, char *v)
+{
+    cJSON *s = v ? cJSON_CreateString(v) : NULL;
+    free(v);
+    if (s && (k ? cJSON_AddItemToObject(o, k, s) : cJSON_AddItemToArray(o, s)))
+        return true;
+    cJSON_Delete(s);
+    return false;
+}
+
+/* The step's inputs as expressions for the child's inputs. */
+static bool kid_inputs(xctx *x, kid *k, scope *parent)
+{
+    const rz__step *s = &x->f->steps[k->step];
+    const rz_flow *c = k->flow;
+    if (!(k->in_exprs = cJSON_CreateObject()))
+        return !(x->oom = true);
+    char why[300];
+    for (size_t i = 0; i < c->n_inputs; i++) {
+        const rz__flow_input *in = &c->inputs[i];
+        const rz__input *given = NULL;
+        for (size_t j = 0; j < s->n_inputs && !given; j++)
+            if (strcmp(s->inputs[j].name, in->name) == 0)
+                given = &s->inputs[j];
+        cJSON *v = given ? cJSON_Duplicate(given->value, true) : NULL;
+        if (given && !v)
+            return !(x->oom = true);
+        if (!given && in->required) {
+            xdiag(x, s->ptr, NULL, "sub-flow step '%s' does not give input '%s', which "
+                  "%s requires", s->id, in->name, s->subflow);
+            continue;
+        }
+        parent->ptr = given ? given->ptr : s->ptr;
+        bool ok = !v || rewrite_tree(parent, v, false);
+        char *e = ok ? json_expr(v ? v : in->def, why, sizeof why) : NULL;
+        cJSON_Delete(v);
+        if (ok && !e && why[0])
+            xdiag(x, parent->ptr, NULL, "%s", why);
+        else if (ok && !add_str(k->in_exprs, in->name, e))
+            x->oom = true;
+    }
+    for (size_t j = 0; j < s->n_inputs; j++) {
+        bool known = false;
+        for (size_t i = 0; i < c->n_inputs && !known; i++)
+            known = strcmp(c->inputs[i].name, s->inputs[j].name) == 0;
+        if (!known)
+            xdiag(x, s->inputs[j].ptr, NULL, "sub-flow %s has no input '%s'", s->subflow,
+                  s->inputs[j].name);
+    }
+    return !x->oom;
+}
+
+/* The child's outputs in parent names, and its final steps (renamed): those
+ * no other child step needs. Every child step is upstream of one, so a
+ * step that needs them all reads any child step settled, and a branch the
+ * child skipped does not skip it (only a final step that is skipped does). */
+static bool kid_outputs(xctx *x, kid *k, scope *child)
+{
+    const rz_flow *c = k->flow;
+    const char *sid = x->f->steps[k->step].id;
+    if (!(k->outs = cJSON_CreateObject()) || !(k->finals = cJSON_CreateArray()))
+        return !(x->oom = true);
+    char why[300];
+    for (size_t i = 0; i < c->n_outputs && !x->oom; i++) {
+        cJSON *v = cJSON_Duplicate(c->outputs[i].value, true);
+        if (!v && c->outputs[i].value) {
+            x->oom = true;
+            break;
+        }
+        bool ok = !v || rewrite_tree(child, v, false);
+        char *ex = ok ? json_expr(v, why, sizeof why) : NULL;
+        cJSON_Delete(v);
+        if (ok && !ex && why[0])
+            xdiag(x, x->f->steps[k->step].ptr, "/flow", "output '%s' of %s: %s",
+                  c->outputs[i].name, x->f->steps[k->step].subflow, why);
+        else if (ok && !add_str(k->outs, c->outputs[i].name, ex))
+            x->oom = true;
+    }
+    bool *needed = rz__calloc(c->n_steps + 1, sizeof *needed);
+    if (!needed)
+        return !(x->oom = true);
+    for (size_t i = 0; i < c->n_steps; i++) {
+        size_t nd;
+        const size_t *deps = rz_flow_step_deps(c, i, &nd);
+        for (size_t j = 0; j < nd; j++)
+            needed[deps[j]] = true;
+    }
+    for (size_t i = 0; i < c->n_steps && !x->oom; i++)
+        if (!needed[i] && !add_str(k->finals, NULL, rz__asprintf("%s-%s", sid, c->steps[i].id)))
+            x->oom = true;
+    free(needed);
+    return !x->oom;
+}
+
+static int kid_ready(xctx *x, kid *k)
+{
+    if (k->state == 2)
+        return RZ_OK;
+    if (k->state == 1)   /* the parent validated acyclic: never expected */
+        return RZ_EINVALID;
+    k->state = 1;
+    size_t before = x->errors;
+    scope parent = {x, NULL, x->f->steps[k->step].ptr};
+    scope child = {x, k, x->f->steps[k->step].ptr};
+    if (kid_inputs(x, k, &parent))
+        kid_outputs(x, k, &child);
+    k->state = 2;
+    return x->oom ? RZ_ENOMEM : x->errors > before ? RZ_EINVALID : RZ_OK;
+}
+
+/* ---- loading the children ---- */
+
+static int expand_flow(rz_flow **io, const rz_registry *reg, rz_diags *d,
+                       const chain *ch, size_t *budget);
+
+/* The child file of step `s`, relative to the parent's folder. */
+static char *child_path(const rz_flow *f, const rz__step *s)
+{
+    const char *file = f->file ? f->file : "";
+    const char *slash = strrchr(file, '/');
+    if (!slash || strcmp(file, "<stdin>") == 0)
+        return rz__strdup(s->subflow);
+    return rz__asprintf("%.*s/%s", (int)(slash - file), file, s->subflow);
+}
+
+static void load_kid(xctx *x, size_t i)
+{
+    const rz__step *s = &x->f->steps[i];
+    char *path = child_path(x->f, s);
+    char canon[PATH_MAX];
+    if (!path) {
+        x->oom = true;
+        return;
+    }
+    if (!realpath(path, canon)) {
+        xdiag(x, s->ptr, "/flow", "sub-flow '%s' of step '%s': %s", s->subflow, s->id,
+              strerror(errno));
+        free(path);
+        return;
+    }
+    struct stat sb;
+    if (stat(canon, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        xdiag(x, s->ptr, "/flow", "sub-flow '%s' of step '%s' is not a regular file",
+              s->subflow, s->id);
+        free(path);
+        return;
+    }
+    /* The files from the first visit of this one down to here. */
+    rz__buf cyc = {0};
+    const chain *first = NULL;
+    for (const chain *c = x->ch; c; c = c->up)
+        if (strcmp(c->canon, canon) == 0)
+            first = c;
+    for (unsigned lvl = first ? first->depth : UINT_MAX; first && lvl <= x->ch->depth; lvl++)
+        for (const chain *p = x->ch; p; p = p->up)
+            if (p->depth == lvl)
+                rz__buf_printf(&cyc, "%s -> ", p->file);
+    if (cyc.len) {
+        xdiag(x, s->ptr, "/flow", "sub-flows form a cycle: %s%s", cyc.data, path);
+    } else if (x->ch->depth >= SUBFLOW_DEPTH_MAX) {
+        xdiag(x, s->ptr, "/flow", "sub-flows nested deeper than %d levels",
+              SUBFLOW_DEPTH_MAX);
+    } else if (*x->budget == 0) {
+        xdiag(x, s->ptr, "/flow", "the sub-flows hold more than %u steps in all",
+              SUBFLOW_BUDGET);
+    } else {
+        (*x->budget)--;
+        chain here = {canon, path, x->ch, x->ch->depth + 1};
+        rz_flow *c = NULL;
+        int rc = rz_flow_load(&c, path, RZ_FORMAT_AUTO, x->d);
+        if (rc == RZ_OK)
+            rc = expand_flow(&c, x->reg, x->d, &here, x->budget);
+        if (rc == RZ_OK && c->n_steps && c->steps[c->n_steps - 1].is_exit)
+            xdiag(x, s->ptr, "/flow", "sub-flow %s has an on_exit step: not supported "
+                  "in a sub-flow yet", s->subflow);
+        else if (rc == RZ_OK && c->n_steps > *x->budget)
+            xdiag(x, s->ptr, "/flow", "the sub-flows hold more than %u steps in all",
+                  SUBFLOW_BUDGET);
+        else if (rc == RZ_ENOMEM)
+            x->oom = true;
+        else if (rc != RZ_OK)
+            xdiag(x, s->ptr, "/flow", "sub-flow %s of step '%s' is not valid (its "
+                  "problems are above)", s->subflow, s->id);
+        if (rc == RZ_OK && x->errors == 0 && !x->oom) {
+            *x->budget -= c->n_steps;
+            x->kids[x->n_kids++] = (kid){.step = i, .flow = c};
+            c = NULL;
+        }
+        rz_flow_free(c);
+    }
+    rz__buf_free(&cyc);
+    free(path);
+}
+
+/* ---- the expanded document ---- */
+
+/* `needs` of a parent step: each sub-flow step by the steps it ends with. */
+static bool map_needs(xctx *x, cJSON *step)
+{
+    cJSON *needs = cJSON_GetObjectItemCaseSensitive(step, "needs");
+    cJSON *out = cJSON_CreateArray();
+    if (!out)
+        return !(x->oom = true);
+    for (const cJSON *n = needs ? needs->child : NULL; n; n = n->next) {
+        kid *k = cJSON_IsString(n) ? kid_named(x, n->valuestring) : NULL;
+        if (k && kid_ready(x, k) != RZ_OK) {
+            cJSON_Delete(out);
+            return false;
+        }
+        const cJSON *src = k ? k->finals : NULL;
+        for (const cJSON *f = src ? src->child : n; f; f = src ? f->next : NULL)
+            if (!cJSON_AddItemToArray(out, cJSON_Duplicate(f, false))) {
+                cJSON_Delete(out);
+                return !(x->oom = true);
+            }
+    }
+    if (needs)
+        cJSON_ReplaceItemInObjectCaseSensitive(step, "needs", out);
+    else
+        cJSON_Delete(out);
+    return true;
+}
+
+/* A step's values rewritten; sc->ptr is the step's pointer. */
+static bool fix_step(scope *sc, cJSON *step)
+{
+    static const char *const keys[] = {"inputs", "config", "for_each", "when"};
+    const char *base = sc->ptr;
+    bool ok = true;
+    for (size_t i = 0; !sc->x->oom && i < RZ_ARRAY_LEN(keys); i++) {
+        cJSON *v = cJSON_GetObjectItemCaseSensitive(step, keys[i]);
+        char *ptr = v ? rz__asprintf("%s/%s", base, keys[i]) : NULL;
+        if (v && !ptr)
+            return !(sc->x->oom = true);
+        sc->ptr = ptr;
+        ok = (!v || rewrite_tree(sc, v, i == 3)) && ok;
+        sc->ptr = base;
+        free(ptr);
+    }
+    return ok;
+}
+
+/* `when` of a child step: the sub-flow step's and its own, both true. */
+static bool join_when(xctx *x, cJSON *step, const char *outer)
+{
+    if (!outer)
+        return true;
+    cJSON *w = cJSON_GetObjectItemCaseSensitive(step, "when");
+    char why[300];
+    char *own = cJSON_IsString(w) ? text_expr(w->valuestring, true, why, sizeof why) : NULL;
+    char *both = own ? rz__asprintf("${{ (%s) && (%s) }}", outer, own)
+                     : rz__asprintf("${{ %s }}", outer);
+    free(own);
+    bool ok = both && (w ? cJSON_ReplaceItemInObjectCaseSensitive(step, "when",
+                                                                  cJSON_CreateString(both))
+                         : cJSON_AddStringToObject(step, "when", both) != NULL);
+    free(both);
+    return ok || !(x->oom = true);
+}
+
+/* A child step's needs renamed, then the sub-flow step's own added. */
+static bool rename_needs(xctx *x, cJSON *step, const char *sid, const cJSON *outer)
+{
+    const cJSON *needs = cJSON_GetObjectItemCaseSensitive(step, "needs");
+    cJSON *out = cJSON_CreateArray();
+    bool ok = out != NULL;
+    for (const cJSON *n = needs ? needs->child : NULL; ok && n; n = n->next)
+        ok = cJSON_IsString(n) && add_str(out, NULL, rz__asprintf("%s-%s", sid, n->valuestring));
+    for (const cJSON *n = outer ? outer->child : NULL; ok && n; n = n->next)
+        ok = cJSON_AddItemToArray(out, cJSON_Duplicate(n, false));
+    if (ok && cJSON_GetArraySize(out) == 0)
+        cJSON_Delete(out);
+    else if (ok && needs)
+        ok = cJSON_ReplaceItemInObjectCaseSensitive(step, "needs", out);
+    else if (ok)
+        ok = cJSON_AddItemToObject(step, "needs", out);
+    else
+        cJSON_Delete(out);
+    return ok || !(x->oom = true);
+}
+
+/* Each child step renamed and rewired into `steps`; the child's
+ * connections into `conns`. */
+static bool inline_kid(xctx *x, kid *k, cJSON *sstep, cJSON *steps, cJSON *conns)
+{
+    const rz__step *s = &x->f->steps[k->step];
+    if (kid_ready(x, k) != RZ_OK || !map_needs(x, sstep))
+        return false;
+    scope parent = {x, NULL, s->ptr};
+    cJSON *w = cJSON_GetObjectItemCaseSensitive(sstep, "when");
+    char why[300] = "";
+    char *outer = NULL;
+    if (cJSON_IsString(w) && (!rewrite_tree(&parent, w, true) ||
+                              !(outer = text_expr(w->valuestring, true, why, sizeof why))))
+        return why[0] ? (xdiag(x, s->ptr, "/when", "%s", why), false) : !(x->oom = true);
+    const cJSON *outer_needs = cJSON_GetObjectItemCaseSensitive(sstep, "needs");
+    cJSON *tree = rz__flow_flux_tree(k->flow);
+    cJSON *csteps = cJSON_GetObjectItemCaseSensitive(tree, "steps");
+    scope child = {x, k, s->ptr};
+    bool ok = tree != NULL;
+    for (cJSON *c = csteps ? csteps->child : NULL, *next; ok && c; c = next) {
+        next = c->next;
+        char *id = rz__asprintf("%s-%s", s->id, c->string);
+        if (!id) {
+            ok = !(x->oom = true);
+            break;
+        }
+        if (strlen(id) > STEP_ID_MAX || rz_flow_step_find(x->f, id) != RZ_NPOS ||
+            cJSON_GetObjectItemCaseSensitive(steps, id)) {
+            xdiag(x, s->ptr, NULL, "step '%s' of sub-flow %s becomes '%s', which is %s",
+                  c->string, s->subflow, id, strlen(id) > STEP_ID_MAX
+                  ? "longer than 64 characters: shorten the ids" : "taken already");
+            free(id);
+            ok = false;
+            break;
+        }
+        ok = rename_needs(x, c, s->id, outer_needs);
+        ok = ok && fix_step(&child, c) && join_when(x, c, outer);
+        if (ok) {
+            cJSON_DetachItemViaPointer(csteps, c);
+            ok = cJSON_AddItemToObject(steps, id, c) || !(x->oom = true);
+            if (!ok)
+                cJSON_Delete(c);
+        }
+        free(id);
+    }
+    cJSON *cc = cJSON_GetObjectItemCaseSensitive(tree, "connections");
+    for (cJSON *c = cc ? cc->child : NULL, *next; ok && c; c = next) {
+        next = c->next;
+        static const char *const ends[] = {"source", "target"};
+        for (size_t e = 0; e < 2 && ok; e++) {
+            cJSON *end = cJSON_GetObjectItemCaseSensitive(c, ends[e]);
+            cJSON *node = cJSON_GetObjectItemCaseSensitive(end, "nodeId");
+            char *r = cJSON_IsString(node) ? rz__asprintf("%s-%s", s->id, node->valuestring) : NULL;
+            ok = r && cJSON_ReplaceItemInObjectCaseSensitive(end, "nodeId", cJSON_CreateString(r));
+            free(r);
+        }
+        cJSON *cid = cJSON_GetObjectItemCaseSensitive(c, "id");
+        if (ok && cJSON_IsString(cid)) {
+            char *r = rz__asprintf("%s-%s", s->id, cid->valuestring);
+            ok = r && cJSON_ReplaceItemInObjectCaseSensitive(c, "id", cJSON_CreateString(r));
+            free(r);
+        }
+        if (ok) {
+            cJSON_DetachItemViaPointer(cc, c);
+            cJSON_AddItemToArray(conns, c);
+        } else if (!x->errors) {
+            x->oom = true;
+        }
+    }
+    free(outer);
+    cJSON_Delete(tree);
+    return ok;
+}
+
+/* A sub-flow step takes no connections: its ports are the child's inputs
+ * and outputs, wired through `inputs` and ${{ }}. */
+static void check_conns(xctx *x)
+{
+    for (size_t i = 0; i < x->f->n_conns; i++) {
+        const rz__conn *c = &x->f->conns[i];
+        const char *end = kid_named(x, c->src_node ? c->src_node : "") ? c->src_node
+                        : kid_named(x, c->dst_node ? c->dst_node : "") ? c->dst_node : NULL;
+        if (end)
+            xdiag(x, c->ptr, NULL, "step '%s' runs a sub-flow: it takes no connections "
+                  "(give its inputs as `inputs`, read its outputs with ${{ }})", end);
+    }
+}
+
+static cJSON *build_doc(xctx *x)
+{
+    cJSON *doc = rz__flow_flux_tree(x->f);
+    cJSON *steps = cJSON_GetObjectItemCaseSensitive(doc, "steps");
+    cJSON *out = cJSON_CreateObject();
+    cJSON *conns = cJSON_GetObjectItemCaseSensitive(doc, "connections");
+    if (!conns && doc)
+        conns = cJSON_AddArrayToObject(doc, "connections");
+    if (!doc || !steps || !out || !conns) {
+        x->oom = true;
+        cJSON_Delete(out);
+        cJSON_Delete(doc);
+        return NULL;
+    }
+    /* Every step is seen, so that every problem is reported at once. */
+    bool ok = true;
+    for (cJSON *c = steps->child, *next; !x->oom && c; c = next) {
+        next = c->next;
+        size_t i = rz_flow_step_find(x->f, c->string);
+        kid *k = i != RZ_NPOS ? kid_named(x, c->string) : NULL;
+        scope sc = {x, NULL, i != RZ_NPOS ? x->f->steps[i].ptr : ""};
+        if (k) {
+            ok = inline_kid(x, k, c, out, conns) && ok;
+        } else if (map_needs(x, c) && fix_step(&sc, c)) {
+            cJSON_DetachItemViaPointer(steps, c);
+            cJSON_AddItemToObject(out, c->string, c);
+        } else {
+            ok = false;
+        }
+    }
+    cJSON_ReplaceItemInObjectCaseSensitive(doc, "steps", out);
+    scope top = {x, NULL, "/on_exit"};
+    cJSON *ex = cJSON_GetObjectItemCaseSensitive(doc, "on_exit");
+    if (ex && !x->oom)
+        ok = fix_step(&top, ex) && ok;
+    top.ptr = "/outputs";
+    cJSON *outs = cJSON_GetObjectItemCaseSensitive(doc, "outputs");
+    if (outs && !x->oom)
+        ok = rewrite_tree(&top, outs, false) && ok;
+    if (cJSON_GetArraySize(conns) == 0)
+        cJSON_DeleteItemFromObjectCaseSensitive(doc, "connections");
+    if (!ok || x->oom || x->errors) {
+        cJSON_Delete(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+static int expand_flow(rz_flow **io, const rz_registry *reg, rz_diags *d,
+                       const chain *ch, size_t *budget)
+{
+    rz_flow *f = *io;
+    int rc = rz__flow_validate(f, reg, d, true);
+    size_t n = 0;
+    for (size_t i = 0; i < f->n_steps; i++)
+        n += f->steps[i].subflow != NULL;
+    if (rc != RZ_OK || n == 0)
+        return rc;
+    xctx x = {.f = f, .reg = reg, .d = d, .ch = ch, .budget = budget,
+              .kids = rz__calloc(n, sizeof(kid))};
+    if (!x.kids)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    for (size_t i = 0; i < f->n_steps && !x.oom; i++)
+        if (f->steps[i].subflow)
+            load_kid(&x, i);
+    if (!x.oom && !x.errors)
+        check_conns(&x);
+    cJSON *doc = !x.oom && !x.errors ? build_doc(&x) : NULL;
+    char *text = doc && rz__json_raw_numbers(doc) ? cJSON_PrintUnformatted(doc) : NULL;
+    if (doc && !text)
+        x.oom = true;
+    rz_flow *out = NULL;
+    if (text) {
+        rc = rz_flow_parse(&out, text, strlen(text), RZ_FORMAT_JSON, rz_flow_file(f), d);
+        if (rc == RZ_OK)
+            rc = rz_flow_validate(out, reg, d);
+    } else {
+        rc = x.oom ? rz__error(RZ_ENOMEM, "out of memory expanding sub-flows")
+                   : rz__error(RZ_EINVALID, "%s: sub-flows could not be expanded (see "
+                               "the diagnostics)", rz_flow_file(f));
+    }
+    free(text);
+    cJSON_Delete(doc);
+    for (size_t i = 0; i < x.n_kids; i++) {
+        rz_flow_free(x.kids[i].flow);
+        cJSON_Delete(x.kids[i].in_exprs);
+        cJSON_Delete(x.kids[i].outs);
+        cJSON_Delete(x.kids[i].finals);
+    }
+    free(x.kids);
+    if (rc != RZ_OK) {
+        rz_flow_free(out);
+        return rc;
+    }
+    rz_flow_free(f);
+    *io = out;
+    return RZ_OK;
+}
+
+int rz_flow_expand(rz_flow **flow, const rz_registry *reg, rz_diags *diags)
+{
+    if (!flow || !*flow)
+        return rz__error(RZ_EINVAL, "rz_flow_expand: NULL flow");
+    char canon[PATH_MAX];
+    const char *file = rz_flow_file(*flow);
+    chain top = {realpath(file, canon) ? canon : file, file, NULL, 0};
+    size_t budget = SUBFLOW_BUDGET;
+    return expand_flow(flow, reg, diags, &top, &budget);
+}

@@ -1,0 +1,442 @@
+/* Sub-flows (`flow: PATH`): loading and round trips of the key, the
+ * expansion (ids, inputs, outputs, needs, when, three levels), and every
+ * refusal located: cycles between files, missing or hostile paths, the
+ * interface (inputs, outputs, status reads, connections), ids, depth. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "rhizos/flow.h"
+#include "rhizos/module.h"
+
+static char g_dir[64];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(g_dir, sizeof g_dir, "/tmp/rz-subflow-XXXXXX");
+    return mkdtemp(g_dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void put(const char *name, const char *text)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    char *slash = strrchr(path, '/');
+    *slash = '\0';
+    mkdir(path, 0700);
+    *slash = '/';
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void dump(const rz_diags *d)
+{
+    char *t = NULL;
+    if (rz_diags_to_text(d, &t) == RZ_OK && t)
+        fputs(t, stderr);
+    rz_free(t);
+}
+
+/* Load `name` from the folder and expand it; the status, the flow in *out
+ * (NULL on failure), the diagnostics in *diags. */
+static int expand(const char *name, rz_flow **out, rz_diags **diags)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    assert_int_equal(rz_diags_new(diags), RZ_OK);
+    rz_flow *f = NULL;
+    int rc = rz_flow_load(&f, path, RZ_FORMAT_AUTO, *diags);
+    if (rc == RZ_OK)
+        rc = rz_flow_expand(&f, NULL, *diags);
+    if (rc != RZ_OK) {
+        rz_flow_free(f);
+        f = NULL;
+    }
+    *out = f;
+    return rc;
+}
+
+/* Exactly one diagnostic in `file` (a name in the folder) at line:col
+ * whose message contains `msg`. */
+static void expect(const rz_diags *d, const char *file, uint32_t line, uint32_t col,
+                   const char *msg)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", g_dir, file);
+    size_t hits = 0;
+    for (size_t i = 0; i < rz_diags_count(d); i++) {
+        const rz_diag *x = rz_diags_get(d, i);
+        if (x->line == line && x->column == col && strstr(x->message, msg) &&
+            strcmp(x->file, path) == 0)
+            hits++;
+    }
+    if (hits != 1) {
+        fprintf(stderr, "want once: %s:%u:%u: %s\ngot:\n", path, line, col, msg);
+        dump(d);
+    }
+    assert_int_equal(hits, 1);
+}
+
+static char *step_json(const rz_flow *f, const char *id)
+{
+    char *json = NULL;
+    assert_int_equal(rz_flow_to_json(f, 0, &json, NULL), RZ_OK);
+    const char *at = strstr(json, id);
+    assert_non_null(at);
+    char *copy = strdup(at);
+    rz_free(json);
+    return copy;
+}
+
+static const char *const LEAF =
+    "flux: 1\nname: leaf\ninputs:\n  text: {type: string}\n"
+    "steps:\n  say:\n    module: echo@1\n    inputs: {message: \"${{ inputs.text }}!\"}\n"
+    "outputs:\n  loud: \"${{ steps.say.outputs.message }}\"\n";
+
+static const char *const MID =
+    "flux: 1\nname: mid\ninputs:\n  n: {type: number}\n  label: {type: string, default: hi}\n"
+    "steps:\n"
+    "  a:\n    module: m@1\n    inputs: {v: \"${{ inputs.n }}\", w: \"x ${{ inputs.label }} {y}\"}\n"
+    "    when: inputs.n > 1\n"
+    "  b:\n    module: m@1\n    needs: [a]\n    inputs: {v: \"${{ steps.a.outputs.v }}\"}\n"
+    "  c:\n    flow: ../leaf.yaml\n    needs: [b]\n"
+    "    inputs: {text: \"${{ steps.b.outputs.v }}\"}\n"
+    "outputs:\n  v: \"${{ steps.b.outputs.v }}\"\n  loud: \"${{ steps.c.outputs.loud }}\"\n"
+    "  k: [1, 'two']\n";
+
+static const char *const TOP =
+    "flux: 1\nname: top\ninputs:\n  x: {type: number, default: 3}\n"
+    "steps:\n"
+    "  first:\n    module: m@1\n"
+    "  mid:\n    flow: sub/mid.yaml\n    needs: [first]\n    when: \"${{ inputs.x != 0 }}\"\n"
+    "    inputs: {n: \"${{ inputs.x }}\", label: \"v ${{ inputs.x }} {z}\"}\n"
+    "  last:\n    module: m@1\n    needs: [mid]\n"
+    "    inputs: {v: \"${{ steps.mid.outputs.loud }}\", k: \"${{ steps.mid.outputs.k[1] }}\"}\n"
+    "outputs:\n  v: \"${{ steps.mid.outputs.v }}\"\n";
+
+/* Three levels, inlined with their ids, values, needs and conditions. */
+static void three_levels_expand(void **state)
+{
+    (void)state;
+    put("leaf.yaml", LEAF);
+    put("sub/mid.yaml", MID);
+    put("top.yaml", TOP);
+    rz_flow *f;
+    rz_diags *d;
+    int rc = expand("top.yaml", &f, &d);
+    if (rc != RZ_OK)
+        dump(d);
+    assert_int_equal(rc, RZ_OK);
+    assert_int_equal(rz_diags_error_count(d), 0);
+    const char *ids[] = {"first", "mid-a", "mid-b", "mid-c-say", "last"};
+    assert_int_equal(rz_flow_step_count(f), 5);
+    for (size_t i = 0; i < 5; i++)
+        assert_string_equal(rz_flow_step_id(f, i), ids[i]);
+    /* The child's input is the parent's value (a template as format()); the
+     * sub-flow step's when and needs joined in; its default where not given. */
+    char *j = step_json(f, "\"mid-a\"");
+    assert_non_null(strstr(j, "\"needs\":[\"first\"],\"inputs\":{\"v\":\"${{ (( inputs.x )) }}\","
+                              "\"w\":\"x ${{ (format('v {0} {{z}}', ( inputs.x ))) }} {y}\"},"
+                              "\"when\":\"${{ (( inputs.x != 0 )) && (((( inputs.x )) > 1)) }}\""));
+    free(j);
+    j = step_json(f, "\"mid-c-say\"");
+    assert_non_null(strstr(j, "\"needs\":[\"mid-b\",\"first\"],\"inputs\":{\"message\":"
+                              "\"${{ (( steps.mid-b.outputs.v )) }}!\"},"
+                              "\"when\":\"${{ ( inputs.x != 0 ) }}\""));
+    free(j);
+    /* A step after a sub-flow needs its final steps and reads its outputs
+     * (a literal output as fromJSON). */
+    j = step_json(f, "\"last\"");
+    assert_non_null(strstr(j, "\"needs\":[\"mid-c-say\"],\"inputs\":{\"v\":\"${{ (( (( "
+                              "steps.mid-c-say.outputs.message )) )) }}\",\"k\":\"${{ (fromJSON("
+                              "'[1,\\\"two\\\"]'))[1] }}\"}"));
+    free(j);
+    j = step_json(f, "\"outputs\"");
+    assert_non_null(strstr(j, "\"v\":\"${{ (( steps.mid-b.outputs.v )) }}\""));
+    free(j);
+    size_t n;
+    const size_t *deps = rz_flow_step_deps(f, 4, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(deps[0], 3);
+    /* The expanded flow is an ordinary one: it round-trips and validates. */
+    rz_flow_free(f);
+    rz_diags_free(d);
+}
+
+/* The key through JSON, YAML and CBOR; the builder shape keeps it too. */
+static void flow_key_round_trips(void **state)
+{
+    (void)state;
+    const char *y = "flux: 1\nname: p\nsteps:\n  s:\n    flow: sub/child.yaml\n"
+                    "    needs: [t]\n    inputs: {a: 1}\n    when: inputs.go\n"
+                    "  t: {module: m}\n";
+    rz_diags *d;
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    rz_flow *f;
+    assert_int_equal(rz_flow_parse(&f, y, strlen(y), RZ_FORMAT_YAML, "p.yaml", d), RZ_OK);
+    char *j = NULL, *yy = NULL, *j2 = NULL, *b = NULL, *b2 = NULL;
+    unsigned char *cb = NULL;
+    size_t n = 0;
+    assert_int_equal(rz_flow_to_json(f, 0, &j, NULL), RZ_OK);
+    assert_non_null(strstr(j, "\"s\":{\"flow\":\"sub/child.yaml\",\"needs\":[\"t\"]"));
+    assert_int_equal(rz_flow_to_cbor(f, &cb, &n), RZ_OK);
+    rz_flow *g;
+    assert_int_equal(rz_flow_parse(&g, cb, n, RZ_FORMAT_CBOR, "p.cbor", d), RZ_OK);
+    assert_int_equal(rz_flow_to_yaml(g, &yy, &n), RZ_OK);
+    rz_flow *h;
+    assert_int_equal(rz_flow_parse(&h, yy, n, RZ_FORMAT_YAML, "p2.yaml", d), RZ_OK);
+    assert_int_equal(rz_flow_to_json(h, 0, &j2, NULL), RZ_OK);
+    assert_string_equal(j, j2);
+    assert_null(rz_flow_step_module(h, 0));
+    /* Builder: a node with "flow" and no moduleId, and back. */
+    assert_int_equal(rz_flow_to_json(h, RZ_EXPORT_BUILDER, &b, NULL), RZ_OK);
+    assert_non_null(strstr(b, "{\"id\":\"s\",\"flow\":\"sub/child.yaml\",\"needs\""));
+    rz_flow *k;
+    if (rz_flow_parse(&k, b, strlen(b), RZ_FORMAT_JSON, "p.json", d) != RZ_OK)
+        dump(d), fprintf(stderr, "%s\n", b);
+    assert_non_null(k);
+    assert_int_equal(rz_flow_to_json(k, RZ_EXPORT_BUILDER, &b2, NULL), RZ_OK);
+    assert_string_equal(b, b2);
+    assert_int_equal(rz_diags_count(d), 0);
+    /* A server's check refuses it, located: it never reads the file. */
+    assert_int_equal(rz_flow_validate(k, NULL, d), RZ_EINVALID);
+    const rz_diag *x = rz_diags_get(d, 0);
+    assert_non_null(strstr(x->message, "runs the sub-flow 'sub/child.yaml', which must be "
+                                       "expanded first"));
+    assert_string_equal(x->pointer, "/nodes/0/flow");
+    rz_free(b);
+    rz_free(b2);
+    rz_free(j);
+    rz_free(j2);
+    rz_free(yy);
+    rz_free(cb);
+    rz_flow_free(f);
+    rz_flow_free(g);
+    rz_flow_free(h);
+    rz_flow_free(k);
+    rz_diags_free(d);
+}
+
+/* Shapes the loader refuses, located, in both syntaxes. */
+static void bad_flow_keys_located(void **state)
+{
+    (void)state;
+    const char *y = "flux: 1\nsteps:\n"
+                    "  a: {flow: /etc/passwd}\n"
+                    "  b: {flow: 'flow://lib@1.2'}\n"
+                    "  c: {flow: x.yaml, module: m}\n"
+                    "  d: {flow: x.yaml, retry: 2, config: {}}\n"
+                    "  e: {flow: 3}\n"
+                    "  f: {flow: \"a\\tb\"}\n"
+                    "on_exit: {flow: x.yaml}\n";
+    rz_diags *d;
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    rz_flow *f = NULL;
+    assert_int_equal(rz_flow_parse(&f, y, strlen(y), RZ_FORMAT_YAML, "b.yaml", d), RZ_EINVALID);
+    assert_null(f);
+    struct { uint32_t line, col; const char *msg; } want[] = {
+        {3, 13, "'flow' must be a path relative to this flow's file, 1024 bytes at most, "
+                "not an absolute path"},
+        {4, 13, "a named flow on an orchestrator: not supported yet"},
+        {5, 13, "a step runs a module or a sub-flow ('flow'), not both"},
+        {6, 28, "a sub-flow step takes no 'retry'"},
+        {6, 31, "a sub-flow step takes no 'config'"},
+        {7, 13, "'flow' must name a flow file (a path relative to this flow's file), not a number"},
+        {8, 13, "'flow' holds the control byte 0x09"},
+        {9, 17, "the on_exit step runs a module, not a sub-flow"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        size_t hits = 0;
+        for (size_t k = 0; k < rz_diags_count(d); k++) {
+            const rz_diag *x = rz_diags_get(d, k);
+            hits += x->line == want[i].line && x->column == want[i].col &&
+                    strstr(x->message, want[i].msg) != NULL;
+        }
+        if (hits != 1) {
+            fprintf(stderr, "want %u:%u %s\n", want[i].line, want[i].col, want[i].msg);
+            dump(d);
+        }
+        assert_int_equal(hits, 1);
+    }
+    rz_diags_free(d);
+    const char *j = "{\"nodes\":[{\"id\":\"a\",\"flow\":\"x.json\",\"moduleId\":\"m\"}]}";
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    assert_int_equal(rz_flow_parse(&f, j, strlen(j), RZ_FORMAT_JSON, "b.json", d), RZ_EINVALID);
+    assert_int_equal(rz_diags_get(d, 0)->column, 28);
+    assert_non_null(strstr(rz_diags_get(d, 0)->message, "not both"));
+    rz_diags_free(d);
+}
+
+/* a -> b -> a: refused at the step that closes the cycle, in its file. */
+static void cycles_between_files(void **state)
+{
+    (void)state;
+    put("cyc/a.yaml", "flux: 1\nsteps:\n  s: {module: m}\n  tob: {flow: b.yaml}\n");
+    put("cyc/b.yaml", "flux: 1\nsteps:\n  toa:\n    flow: a.yaml\n");
+    put("cyc/self.yaml", "flux: 1\nsteps:\n  me: {flow: ./self.yaml}\n");
+    rz_flow *f;
+    rz_diags *d;
+    assert_int_equal(expand("cyc/a.yaml", &f, &d), RZ_EINVALID);
+    assert_null(f);
+    expect(d, "cyc/b.yaml", 4, 11, "sub-flows form a cycle: ");
+    char cyc[300];
+    snprintf(cyc, sizeof cyc, "%s/cyc/a.yaml -> %s/cyc/b.yaml -> %s/cyc/a.yaml", g_dir, g_dir,
+             g_dir);
+    expect(d, "cyc/b.yaml", 4, 11, cyc);
+    expect(d, "cyc/a.yaml", 4, 15, "sub-flow b.yaml of step 'tob' is not valid");
+    rz_diags_free(d);
+    assert_int_equal(expand("cyc/self.yaml", &f, &d), RZ_EINVALID);
+    expect(d, "cyc/self.yaml", 3, 14, "sub-flows form a cycle");
+    rz_diags_free(d);
+}
+
+/* Paths that are not a flow file: missing, a folder, a device, a link out. */
+static void hostile_paths(void **state)
+{
+    (void)state;
+    put("p/x.yaml", "flux: 1\nsteps:\n  a: {flow: nope.yaml}\n  b: {flow: ../p}\n"
+                    "  c: {flow: ../../../../../../../../dev/zero}\n");
+    rz_flow *f;
+    rz_diags *d;
+    assert_int_equal(expand("p/x.yaml", &f, &d), RZ_EINVALID);
+    expect(d, "p/x.yaml", 3, 13, "sub-flow 'nope.yaml' of step 'a': No such file or directory");
+    expect(d, "p/x.yaml", 4, 13, "is not a regular file");
+    expect(d, "p/x.yaml", 5, 13, "is not a regular file");
+    rz_diags_free(d);
+    /* A child that is not a flow: its own errors, in its own file. */
+    put("p/junk.yaml", "steps: [1, 2\n");
+    put("p/y.yaml", "flux: 1\nsteps:\n  a: {flow: junk.yaml}\n");
+    assert_int_equal(expand("p/y.yaml", &f, &d), RZ_EINVALID);
+    expect(d, "p/y.yaml", 3, 13, "is not valid (its problems are above)");
+    assert_true(rz_diags_error_count(d) >= 2);
+    rz_diags_free(d);
+}
+
+/* The interface: inputs the child lacks or needs, outputs it lacks, how a
+ * sub-flow ran, connections, ids that do not fit. */
+static void interface_errors_located(void **state)
+{
+    (void)state;
+    put("i/leaf.yaml", LEAF);
+    put("i/x.yaml", "flux: 1\nsteps:\n"
+                    "  s:\n    flow: leaf.yaml\n    inputs: {text: a, txet: b}\n"
+                    "  t:\n    flow: leaf.yaml\n"
+                    "  u:\n    module: m\n    needs: [s]\n"
+                    "    inputs: {a: \"${{ steps.s.outputs.quiet }}\", b: \"${{ steps.s.status }}\"}\n");
+    rz_flow *f;
+    rz_diags *d;
+    assert_int_equal(expand("i/x.yaml", &f, &d), RZ_EINVALID);
+    expect(d, "i/x.yaml", 5, 29, "sub-flow leaf.yaml has no input 'txet'");
+    expect(d, "i/x.yaml", 6, 3, "sub-flow step 't' does not give input 'text', which "
+                                "leaf.yaml requires");
+    expect(d, "i/x.yaml", 11, 17, "sub-flow step 's' (leaf.yaml) has no output 'quiet' "
+                                  "(its outputs: loud)");
+    expect(d, "i/x.yaml", 11, 52, "'s' runs a sub-flow: its outputs can be read, not how it ran");
+    rz_diags_free(d);
+    char longid[80];
+    memset(longid, 'q', 62);
+    longid[62] = '\0';
+    char text[400];
+    snprintf(text, sizeof text, "flux: 1\nsteps:\n  %s: {flow: leaf.yaml, inputs: {text: t}}\n"
+             "  c: {module: m}\n", longid);
+    put("i/long.yaml", text);
+    assert_int_equal(expand("i/long.yaml", &f, &d), RZ_EINVALID);
+    expect(d, "i/long.yaml", 3, 3, "longer than 64 characters");
+    rz_diags_free(d);
+    put("i/taken.yaml", "flux: 1\nsteps:\n  s: {flow: leaf.yaml, inputs: {text: t}}\n"
+                        "  s-say: {module: m}\n");
+    assert_int_equal(expand("i/taken.yaml", &f, &d), RZ_EINVALID);
+    expect(d, "i/taken.yaml", 3, 3, "step 'say' of sub-flow leaf.yaml becomes 's-say', "
+                                    "which is taken already");
+    rz_diags_free(d);
+    put("i/conn.json", "{\"nodes\":[{\"id\":\"s\",\"flow\":\"leaf.yaml\",\"inputs\":{\"text\":\"t\"}},"
+                       "{\"id\":\"m\",\"moduleId\":\"m\"}],\"connections\":[{\"id\":\"c1\","
+                       "\"source\":{\"nodeId\":\"s\",\"port\":\"loud\"},"
+                       "\"target\":{\"nodeId\":\"m\",\"port\":\"x\"}}]}");
+    assert_int_equal(expand("i/conn.json", &f, &d), RZ_EINVALID);
+    expect(d, "i/conn.json", 1, 105, "step 's' runs a sub-flow: it takes no connections");
+    rz_diags_free(d);
+}
+
+/* Nine levels: refused at the ninth; no budget overrun on a wide fan. */
+static void depth_is_bounded(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 10; i++) {
+        char name[32], text[128];
+        snprintf(name, sizeof name, "deep/l%d.yaml", i);
+        snprintf(text, sizeof text, "flux: 1\nsteps:\n  s: {flow: l%d.yaml}\n", i + 1);
+        put(name, i == 9 ? "flux: 1\nsteps:\n  s: {module: m}\n" : text);
+    }
+    rz_flow *f;
+    rz_diags *d;
+    assert_int_equal(expand("deep/l0.yaml", &f, &d), RZ_EINVALID);
+    expect(d, "deep/l8.yaml", 3, 13, "sub-flows nested deeper than 8 levels");
+    rz_diags_free(d);
+    assert_int_equal(expand("deep/l2.yaml", &f, &d), RZ_OK);
+    assert_int_equal(rz_flow_step_count(f), 1);
+    assert_string_equal(rz_flow_step_id(f, 0), "s-s-s-s-s-s-s-s");
+    rz_flow_free(f);
+    rz_diags_free(d);
+}
+
+/* The example, against the modules that ship. */
+static void example_validates(void **state)
+{
+    (void)state;
+    rz_registry *reg = NULL;
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(reg, RZ_SOURCE_ROOT "/examples/modules", NULL), RZ_OK);
+    rz_diags *d;
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    rz_flow *f = NULL;
+    assert_int_equal(rz_flow_load(&f, RZ_SOURCE_ROOT "/examples/flows/subflow.yaml",
+                                  RZ_FORMAT_AUTO, d), RZ_OK);
+    int rc = rz_flow_expand(&f, reg, d);
+    if (rc != RZ_OK)
+        dump(d);
+    assert_int_equal(rc, RZ_OK);
+    assert_int_equal(rz_flow_step_count(f), 7);
+    assert_string_equal(rz_flow_step_id(f, 5), "classify-note-say");
+    assert_non_null(rz_flow_step_module(f, 5));
+    /* Expanding an expanded flow keeps it. */
+    rz_flow *same = f;
+    assert_int_equal(rz_flow_expand(&f, reg, d), RZ_OK);
+    assert_ptr_equal(f, same);
+    rz_flow_free(f);
+    rz_diags_free(d);
+    rz_registry_free(reg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(three_levels_expand),
+        cmocka_unit_test(flow_key_round_trips),
+        cmocka_unit_test(bad_flow_keys_located),
+        cmocka_unit_test(cycles_between_files),
+        cmocka_unit_test(hostile_paths),
+        cmocka_unit_test(interface_errors_located),
+        cmocka_unit_test(depth_is_bounded),
+        cmocka_unit_test(example_validates),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
