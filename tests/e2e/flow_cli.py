@@ -158,6 +158,70 @@ class FlowRunExamples(unittest.TestCase):
         self.assertEqual(doc["steps"]["greet"]["error"],
                          "for_each gives 10001 elements; a step runs at most 10000")
 
+    def test_subflow_three_levels(self):
+        # A sub-flow whose sub-flow runs a third: the child's steps run as
+        # steps of this run (ids <step>-<child step>), its outputs come back
+        # through the step that ran it, on both branches of the child.
+        for value, branch, msg in (("42", "high", "above"), ("3", "low", "at or below")):
+            p, doc = self.run_json("subflow.yaml", "--input", "value=" + value)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(doc["outputs"], {
+                "report": "classifying %s: %s (%s)" % (value, msg, branch),
+                "branch": branch, "shout": "classifying %s: %s!" % (value, msg)})
+            self.assertEqual(list(doc["steps"]), [
+                "start", "classify-check", "classify-high", "classify-low",
+                "classify-pick", "classify-note-say", "report"])
+            skipped = "classify-low" if branch == "high" else "classify-high"
+            self.assertEqual(doc["steps"][skipped]["status"], "skipped")
+        shown = rhizos("flow", "runs", doc["id"], data=self.data)
+        self.assertIn("step classify-note-say: succeeded, 1 attempt", shown.stdout)
+        # export keeps the flow as written: the step still names its file.
+        p = rhizos("flow", "export", os.path.join(FLOWS, "subflow.yaml"), "--format",
+                   "json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["steps"]["classify"]["flow"],
+                         "subflows/classify.yaml")
+
+    def test_subflow_mistakes_are_located(self):
+        # Cycles between files, a child with an error, an unknown output:
+        # exit 1, each at its file:line:column, in YAML and builder JSON.
+        d = self.tmp.name
+        files = {
+            "a.yaml": "flux: 1\nsteps:\n  s: {module: echo@1}\n  b:\n    flow: b.json\n",
+            "b.json": '{"nodes": [{"id": "back", "flow": "a.yaml"}]}',
+            "p.yaml": "flux: 1\nsteps:\n  c:\n    flow: c.yaml\n"
+                      "  d:\n    module: echo@1\n    needs: [c]\n"
+                      "    inputs: {message: \"${{ steps.c.outputs.nope }}\"}\n",
+            "c.yaml": "flux: 1\nsteps:\n  x: {module: echo@1, inputs: {mesage: 1}}\n"
+                      "outputs:\n  m: \"${{ steps.x.outputs.message }}\"\n",
+        }
+        for name, text in files.items():
+            with open(os.path.join(d, name), "w") as f:
+                f.write(text)
+        p = rhizos("flow", "validate", os.path.join(d, "a.yaml"))
+        self.assertEqual(p.returncode, 1)
+        got = [DIAG.match(l).groups() for l in p.stderr.splitlines() if DIAG.match(l)]
+        self.assertIn((os.path.join(d, "b.json"), "1", "35",
+                       "sub-flows form a cycle: %s -> %s -> %s" % (
+                           os.path.join(d, "a.yaml"), os.path.join(d, "b.json"),
+                           os.path.join(d, "a.yaml"))), got)
+        self.assertIn((os.path.join(d, "a.yaml"), "5", "11",
+                       "sub-flow b.json of step 'b' is not valid (its problems are above)"),
+                      got)
+        p = rhizos("flow", "run", os.path.join(d, "p.yaml"), data=self.data)
+        self.assertEqual(p.returncode, 1)
+        got = [DIAG.match(l).groups() for l in p.stderr.splitlines() if DIAG.match(l)]
+        self.assertEqual(got[0][:3], (os.path.join(d, "c.yaml"), "3", "40"), got)
+        self.assertIn("has no input 'mesage'", got[0][3])
+        p = rhizos("flow", "runs", data=self.data)
+        self.assertIn("no runs recorded", p.stdout)
+        with open(os.path.join(d, "c.yaml"), "w") as f:
+            f.write(files["c.yaml"].replace("mesage", "message"))
+        p = rhizos("flow", "validate", os.path.join(d, "p.yaml"))
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("%s:8:23: error: sub-flow step 'c' (c.yaml) has no output 'nope' "
+                      "(its outputs: m)" % os.path.join(d, "p.yaml"), p.stderr)
+
     def test_for_each_max_parallel(self):
         # Four naps, two at a time: the third and fourth start only after
         # one of the first two ended, and the runner runs two at once even
@@ -703,4 +767,4 @@ class FlowCommands(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(argv=[sys.argv[0], "-v"])
+    unittest.main(argv=[sys.argv[0], "-v", *sys.argv[3:]])

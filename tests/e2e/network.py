@@ -313,6 +313,40 @@ class Network(Base):
         self.stop_orchestrator()
         self.verify_ledger()
 
+    def test_subflow_as_embedded(self):
+        # A sub-flow three levels deep through a real orchestrator and
+        # nodes: `flow deploy` expands it where the files are; the child's
+        # steps are jobs of the same deployment, each held and charged, and
+        # the results are the embedded run's.
+        self.start_nodes()
+        src = os.path.join(ROOT, "examples", "flows")
+        os.makedirs(os.path.join(self.tmp.name, "subflows"), exist_ok=True)
+        for name in ("subflow.yaml", "subflows/classify.yaml", "subflows/shout.yaml"):
+            with open(os.path.join(src, name)) as f:
+                text = re.sub(r"(?m)^( +)(module: .*)$",
+                              r"\1\2\n\1max_cost_micros: 20000000", f.read())
+            path = self.flow_file(name, text)
+        path = os.path.join(self.tmp.name, "subflow.yaml")
+        dep = self.cli_json("flow", "deploy", path, "--input", "value=3", key=self.key)["id"]
+        self.cli("flow", "watch", str(dep), key=self.key, timeout=90)
+        st = self.cli_json("flow", "status", str(dep), key=self.key)
+        p = run([RHIZOS, "flow", "run", os.path.join(src, "subflow.yaml"), "--json",
+                 "--input", "value=3", "--data", os.path.join(self.tmp.name, "embedded")],
+                cwd=ROOT)
+        local = json.loads(p.stdout)
+        self.assertEqual(st["status"], "succeeded", st)
+        self.assertEqual(st["outputs"], local["outputs"])
+        self.assertEqual(st["outputs"]["shout"], "classifying 3: at or below!")
+        self.assertEqual({k: v["status"] for k, v in st["steps"].items()},
+                         {k: v["status"] for k, v in local["steps"].items()})
+        ran = [s["job"] for s in st["steps"].values() if s["status"] == "succeeded"]
+        jobs = [self.job(j) for j in ran]
+        self.assertEqual(len(jobs), 6)
+        for j in jobs:
+            self.assertEqual(j["deployment"], dep, j)
+        self.assertEqual(st["charged_micros"], sum(j["cost_micros"] for j in jobs), st)
+        self.assertGreater(st["charged_micros"], 0)
+
     def test_join_on_exit_and_outputs_as_embedded(self):
         # The flow language on the network: a join after an if/else, an
         # on_exit step reading flow.status, and declared outputs, with the
