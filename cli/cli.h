@@ -150,6 +150,9 @@ int cli_request(struct rz_client *cl, const char *method, const char *path,
 /* Dollars from integer micro-dollars with as many decimals as needed, at
  * least 2: "$12.34", "-$0.05", "$0.000834". */
 void cli_money_u64(uint64_t micros, bool negative, char *buf, size_t cap);
+/* The price tables of --prices, the shipped ones filling what it lacks;
+ * NULL (printed) when none can be read. */
+struct rz_prices *cli_prices(const cli *c);
 void cli_money(int64_t micros, char *buf, size_t cap);
 /* Dollars as typed ("12.34", "$0.000834", "5"; at most 6 decimals) into
  * exact micro-dollars, <= max. False on anything else. */

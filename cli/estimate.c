@@ -37,7 +37,7 @@ static int add_table(rz_prices *p, const char *dir, const char *name)
 
 /* --prices (a file with "nodes" and/or "providers", or a folder with
  * nodes.json and providers.json); the default tables fill what is missing. */
-static rz_prices *load_prices(const cli *c)
+rz_prices *cli_prices(const cli *c)
 {
     rz_prices *p;
     if (rz_prices_new(&p) != RZ_OK)
@@ -131,7 +131,7 @@ int cli_flow_estimate(cli *c)
                         "Try 'rhizos flow --help'.\n");
         return EXIT_USAGE;
     }
-    rz_prices *p = load_prices(c);
+    rz_prices *p = cli_prices(c);
     rz_registry *reg = p ? cli_registry(c) : NULL;
     rz_flow *flow = reg ? load_valid(c->args[0], reg) : NULL;
     rz_estimate *e = NULL;

@@ -19,6 +19,7 @@ void cli_flow_usage(void)
 "       rhizos flow run FILE            [--input NAME=VALUE]... [--data DIR]\n"
 "                                       [--jobs N] [--no-sandbox] [--json]\n"
 "                                       [--container-host unix:///PATH]\n"
+"                                       [--prices FILE|DIR]\n"
 "       rhizos flow runs [RUN_ID]       [--data DIR] [--limit N] [--json]\n"
 "       rhizos flow export FILE         [--format json|yaml|cbor]\n"
 "       rhizos flow estimate FILE       [--json] [--prices FILE|DIR]\n"
@@ -34,10 +35,14 @@ void cli_flow_usage(void)
 "processes; containers through the Docker Engine API at --container-host,\n"
 "else DOCKER_HOST, else /var/run/docker.sock or /run/podman/podman.sock), in\n"
 "parallel where the graph allows, records the run under --data and exits 0\n"
-"only if the run succeeded. `runs` lists the newest 20 recorded runs\n"
+"only if the run succeeded. A run here is charged nothing; its record\n"
+"says what its steps' time would cost to rent (\"cost_micros\": the\n"
+"cheapest fitting node class of the shipped price tables, or --prices).\n"
+"A step `flow: FILE` runs that flow file (a sub-flow, read beside FILE).\n"
+"`runs` lists the newest 20 recorded runs with that cost\n"
 "(--limit N: N of them, 0: all; --json prints the same list); `runs RUN_ID`\n"
-"shows one run: its steps with status, attempts, times, inputs, outputs,\n"
-"errors and logs (--json: the whole record).\n"
+"shows one run: its steps with status, attempts, times, cost, inputs,\n"
+"outputs, errors and logs (--json: the whole record).\n"
 "`plan --format dot` prints the graph for Graphviz (rhizos flow plan F\n"
 "--format dot | dot -Tsvg > flow.svg); `--format mermaid` for Markdown\n"
 "pages; the critical path is drawn heavier.\n");
@@ -440,6 +445,27 @@ static void print_output_line(const char *step, const cJSON *port)
     free(text);
 }
 
+/* An embedded run is charged nothing: what its steps' time would cost to
+ * rent, when it was priced ("cost_micros" in the record). */
+static void print_cost(const cJSON *rec)
+{
+    const cJSON *cost = cJSON_GetObjectItemCaseSensitive(rec, "cost_micros");
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(rec, "run_ms");
+    if (!cJSON_IsNumber(cost) || !cJSON_IsNumber(ms))
+        return;
+    char money[48];
+    cli_money_u64((uint64_t)cost->valuedouble, false, money, sizeof money);
+    printf("cost: %s to rent for %.2fs of step time (run here: charged nothing)", money,
+           ms->valuedouble / 1000.0);
+    const cJSON *un = cJSON_GetObjectItemCaseSensitive(rec, "unpriced_steps"), *u;
+    if (cJSON_GetArraySize(un) > 0) {
+        printf("; no node class prices");
+        cJSON_ArrayForEach(u, un)
+            printf(" %s", cJSON_IsString(u) ? u->valuestring : "?");
+    }
+    printf("\n");
+}
+
 static void print_outputs(const rz_run *run)
 {
     char *json = NULL;
@@ -476,8 +502,16 @@ static void print_outputs(const rz_run *run)
             printf(" %s", cJSON_IsString(o) ? o->valuestring : "?");
         printf("\n");
     }
+    print_cost(doc);
     printf("run %s %s\n", rz_run_id(run), cJSON_IsString(st) ? st->valuestring : "?");
     cJSON_Delete(doc);
+}
+
+static bool shipped_prices(void)
+{
+    char *dir = rz_data_path("prices");
+    rz_free(dir);
+    return dir != NULL;
 }
 
 static int flow_run(cli *c)
@@ -524,7 +558,19 @@ static int flow_run(cli *c)
         rz_registry_free(reg);
         return EXIT_FAILED;
     }
+    /* What the run would cost to rent, in its record: the tables that
+     * ship, or --prices (then they must read). */
+    rz_prices *prices = c->prices || shipped_prices() ? cli_prices(c) : NULL;
+    if (c->prices && !prices) {
+        free(data_dir);
+        free(inputs);
+        rz_vault_close(vault);
+        rz_flow_free(flow);
+        rz_registry_free(reg);
+        return EXIT_FAILED;
+    }
     rz_runner_opts opts = RZ_RUNNER_OPTS_INIT;
+    opts.prices = prices;
     opts.jobs = jobs;
     opts.inputs_json = inputs;
     opts.run_id = run_id;
@@ -560,6 +606,7 @@ static int flow_run(cli *c)
         cli_error(c->args[0], rc);
     }
     rz_run_free(run);
+    rz_prices_free(prices);
     rz_vault_close(vault);
     free(data_dir);
     rz_flow_free(flow);
@@ -595,7 +642,8 @@ static void print_runs_table(const cJSON *arr, size_t more)
         printf("no runs recorded\n");
         return;
     }
-    printf("%-28s %-10s %5s %9s  %s\n", "RUN", "STATUS", "STEPS", "SECONDS", "FLOW");
+    printf("%-28s %-10s %5s %9s %10s  %s\n", "RUN", "STATUS", "STEPS", "SECONDS", "COST",
+           "FLOW");
     cJSON_ArrayForEach(r, arr) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "id");
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(r, "status");
@@ -605,11 +653,15 @@ static void print_runs_table(const cJSON *arr, size_t more)
         char secs[32] = "-";   /* a run still going has no end yet */
         if (t1 > 0)
             snprintf(secs, sizeof secs, "%.2f", (t1 - t0) / 1000.0);
-        printf("%-28s %-10s %5d %9s  %s\n",
+        const cJSON *cost = cJSON_GetObjectItemCaseSensitive(r, "cost_micros");
+        char money[48] = "-";   /* not priced (no tables, or an older record) */
+        if (cJSON_IsNumber(cost))
+            cli_money_u64((uint64_t)cost->valuedouble, false, money, sizeof money);
+        printf("%-28s %-10s %5d %9s %10s  %s\n",
                cJSON_IsString(id) ? id->valuestring : "?",
                cJSON_IsString(st) ? st->valuestring : "?",
                (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "steps")),
-               secs, cJSON_IsString(file) ? file->valuestring : "");
+               secs, money, cJSON_IsString(file) ? file->valuestring : "");
     }
     if (more)
         printf("(%zu more; --limit 0 for all)\n", more);
@@ -648,8 +700,14 @@ static void print_task(const char *head, const char *ind, const cJSON *s)
     const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "status"));
     int attempts = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "attempts"));
     span(took, sizeof took, s);
-    printf("%s: %s, %d attempt%s, %s\n", head, st ? st : "?", attempts,
-           attempts == 1 ? "" : "s", took);
+    const cJSON *cost = cJSON_GetObjectItemCaseSensitive(s, "cost_micros");
+    char money[64] = "";
+    if (cJSON_IsNumber(cost)) {
+        memcpy(money, ", ", 3);
+        cli_money_u64((uint64_t)cost->valuedouble, false, money + 2, sizeof money - 2);
+    }
+    printf("%s: %s, %d attempt%s, %s%s\n", head, st ? st : "?", attempts,
+           attempts == 1 ? "" : "s", took, money);
     const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "error"));
     if (why)
         printf("%s%-8s %s\n", ind, "error", why);
@@ -682,6 +740,7 @@ static void print_run_detail(const cJSON *rec)
            file ? file : "");
     if (err)
         printf("error: %s\n", err);
+    print_cost(rec);
     const cJSON *outs = cJSON_GetObjectItemCaseSensitive(rec, "outputs"), *o;
     if (cJSON_GetArraySize(outs) > 0) {
         printf("outputs:\n");

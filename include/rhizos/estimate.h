@@ -83,6 +83,13 @@ RZ_EXTERN RZ_NODISCARD int rz_estimate_flow(rz_estimate **out,
                                             const rz_flow *flow,
                                             const rz_prices *prices);
 RZ_EXTERN void rz_estimate_free(rz_estimate *e);
+/* What renting the cheapest node class of `p` that fits step `step` of a
+ * validated flow costs for `run_ms` of run time (the estimate's formula
+ * with run_ms for estimate.seconds): how an embedded run prices the time
+ * its steps took. RZ_ENOENT when no class fits (or no node table). */
+RZ_EXTERN RZ_NODISCARD int rz_prices_rent_step(const rz_prices *p,
+                                               const rz_flow *flow, size_t step,
+                                               uint64_t run_ms, uint64_t *micros);
 RZ_EXTERN size_t rz_estimate_count(const rz_estimate *e);
 /* Borrowed, valid while `e` lives; NULL out of range. In flow order. */
 RZ_EXTERN const rz_step_estimate *rz_estimate_get(const rz_estimate *e,

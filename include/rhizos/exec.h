@@ -343,12 +343,19 @@ typedef struct rz_runner_opts {
     /* The most scratch space (MiB) a step's module may ask for
      * (rz_attempt_opts' max_scratch_mb); 0: the default. Version 5. */
     uint32_t max_scratch_mb;
+    /* What the run cost: each step's run time (every attempt; a for_each
+     * step's, its elements') priced as renting the cheapest node class of
+     * these tables that fits its module (rz_prices_rent_step), written to
+     * the run as "run_ms" and "cost_micros" per step and in all. An
+     * embedded run is charged nothing; this is what the machine time would
+     * cost to rent. Borrowed for the run; NULL: not priced. Version 6. */
+    const struct rz_prices *prices;
 } rz_runner_opts;
 
-#define RZ_RUNNER_OPTS_VERSION 5
+#define RZ_RUNNER_OPTS_VERSION 6
 #define RZ_RUNNER_OPTS_INIT { RZ_RUNNER_OPTS_VERSION, 0, NULL, NULL, NULL, 1, \
                               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-                              0, 0 }
+                              0, 0, NULL }
 
 /* Before a run: RZ_OK when this machine can run every step of a validated
  * flow, else RZ_EUNSUPPORTED, with rz_error_last() naming the steps that

@@ -320,8 +320,8 @@ static const char *keep(rz_estimate *e, const char *s, int *rc)
 }
 
 /* The module's requirements as a job: its "requirements", the exec adapter
- * when the requirements name none, and estimate_seconds. */
-static int module_reqs(const rz_module *m, rz_reqs **out)
+ * when the requirements name none, and `seconds` (its estimate_seconds). */
+static int module_reqs_for(const rz_module *m, double seconds, rz_reqs **out)
 {
     *out = NULL;
     cJSON *r = m->requirements ? cJSON_Duplicate(m->requirements, true)
@@ -330,7 +330,7 @@ static int module_reqs(const rz_module *m, rz_reqs **out)
         cJSON_AddStringToObject(r, "adapter", m->adapter);
     if (r) {
         cJSON_DeleteItemFromObjectCaseSensitive(r, "estimate_seconds");
-        cJSON_AddNumberToObject(r, "estimate_seconds", m->estimate_seconds);
+        cJSON_AddNumberToObject(r, "estimate_seconds", seconds);
     }
     char *text = r ? cJSON_PrintUnformatted(r) : NULL;
     cJSON_Delete(r);
@@ -338,6 +338,53 @@ static int module_reqs(const rz_module *m, rz_reqs **out)
         return rz__error(RZ_ENOMEM, "out of memory");
     int rc = rz_reqs_parse(out, text, strlen(text));
     free(text);
+    return rc;
+}
+
+static int module_reqs(const rz_module *m, rz_reqs **out)
+{
+    return module_reqs_for(m, m->estimate_seconds, out);
+}
+
+/* The cheapest class of `p` that fits `q`, and its cost; RZ_NPOS if none. */
+static size_t cheapest_fit(const rz_prices *p, const rz_reqs *q, uint64_t *cost)
+{
+    size_t best = RZ_NPOS;
+    *cost = UINT64_MAX;
+    for (size_t i = 0; i < p->n_nodes; i++) {
+        if (!rz_match_fits(p->nodes[i], q))
+            continue;
+        uint64_t c = rz_match_cost(p->nodes[i], q);
+        if (best == RZ_NPOS || c < *cost) {
+            best = i;
+            *cost = c;
+        }
+    }
+    return best;
+}
+
+int rz_prices_rent_step(const rz_prices *p, const rz_flow *flow, size_t step,
+                        uint64_t run_ms, uint64_t *micros)
+{
+    if (micros)
+        *micros = 0;
+    if (!p || !flow || !micros || step >= flow->n_steps)
+        return rz__error(RZ_EINVAL, "rz_prices_rent_step: invalid arguments");
+    const rz_module *m = flow->steps[step].module;
+    if (!m)
+        return rz__error(RZ_ESTATE, "step '%s' has no resolved module",
+                         flow->steps[step].id);
+    rz_reqs *q;
+    int rc = module_reqs_for(m, (double)run_ms / 1000.0, &q);
+    if (rc != RZ_OK)
+        return rc;
+    uint64_t cost;
+    if (cheapest_fit(p, q, &cost) == RZ_NPOS)
+        rc = rz__error(RZ_ENOENT, "no node class of the price table fits step '%s'",
+                       flow->steps[step].id);
+    else
+        *micros = cost;
+    rz_reqs_free(q);
     return rc;
 }
 
@@ -378,17 +425,8 @@ static int estimate_rent(rz_estimate *e, const rz_prices *p,
         return rc;
     }
     s->estimate_ms = rz_reqs_get(q)->estimate_ms;
-    size_t best = RZ_NPOS;
-    uint64_t best_cost = UINT64_MAX;
-    for (size_t i = 0; i < p->n_nodes; i++) {
-        if (!rz_match_fits(p->nodes[i], q))
-            continue;
-        uint64_t c = rz_match_cost(p->nodes[i], q);
-        if (best == RZ_NPOS || c < best_cost) {
-            best = i;
-            best_cost = c;
-        }
-    }
+    uint64_t best_cost;
+    size_t best = cheapest_fit(p, q, &best_cost);
     if (best != RZ_NPOS) {
         s->rent_ok = 1;
         s->rent_micros = best_cost;

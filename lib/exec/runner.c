@@ -37,9 +37,11 @@
 #include "flow/model.h"
 #include "module/module_impl.h"
 #include "rhizos/engine.h"
+#include "rhizos/estimate.h"
 #include "rhizos/hw.h"
 #include "rhizos/store.h"
 #include "run/changes.h"
+#include "run/usage.h"
 #include "store/store_impl.h"
 
 #define MAX_WAIT_MS 200          /* also bounds the reaction to *cancel */
@@ -420,6 +422,18 @@ static int take_work(runner *r)
 
 /* ---- finishing assignments ---- */
 
+/* What the attempt's machine time would cost to rent (opts->prices), kept
+ * in the run: an embedded run is charged nothing, its record says what it
+ * used. A task that cannot be kept (out of memory) only goes unpriced. */
+static void price_attempt(runner *r, const slot *sl, uint64_t run_ms)
+{
+    if (!r->opts->prices)
+        return;
+    uint64_t micros = 0;
+    int rc = rz_prices_rent_step(r->opts->prices, r->flow, sl->step, run_ms, &micros);
+    (void)!rz__run_add_usage(r->run, sl->task, run_ms, rc == RZ_OK, micros);
+}
+
 static int finish_slot(runner *r, size_t k)
 {
     slot *sl = &r->slots[k];
@@ -428,6 +442,7 @@ static int finish_slot(runner *r, size_t k)
     if (rc != RZ_OK)
         return rc;
     keep_log(r, sl);
+    price_attempt(r, sl, res.run_ms);
     char *outputs = res.ok ? rz__strdup(res.outputs) : NULL;
     char *why = res.ok ? NULL : rz__strdup(res.reason);
     uint64_t job = sl->job;
@@ -968,14 +983,16 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
     if (!flow || opts->version < 2 || opts->version > RZ_RUNNER_OPTS_VERSION)
         return rz__error(RZ_EINVAL, "rz_runner_run: invalid arguments");
     /* Version 2 ends before container_host, 3 before default_memory_mb,
-     * 4 before max_scratch_mb. */
+     * 4 before max_scratch_mb, 5 before prices. */
     rz_runner_opts upgraded = RZ_RUNNER_OPTS_INIT;
     if (opts->version < RZ_RUNNER_OPTS_VERSION) {
         memcpy(&upgraded, opts, opts->version == 2
                    ? offsetof(rz_runner_opts, container_host)
                    : opts->version == 3
                    ? offsetof(rz_runner_opts, default_memory_mb)
-                   : offsetof(rz_runner_opts, max_scratch_mb));
+                   : opts->version == 4
+                   ? offsetof(rz_runner_opts, max_scratch_mb)
+                   : offsetof(rz_runner_opts, prices));
         upgraded.version = RZ_RUNNER_OPTS_VERSION;
         opts = &upgraded;
     }

@@ -28,6 +28,7 @@
 #include "flow/model.h"
 #include "module/module_impl.h"
 #include "run/changes.h"
+#include "run/usage.h"
 #include "rhizos/plan.h"
 #include "rhizos/run.h"
 
@@ -100,7 +101,18 @@ struct rz_run {
     cJSON *outputs;             /* the flow's declared outputs, evaluated when
                                    the last step settles; NULL until then */
     char *outputs_error;        /* why they could not be, or NULL */
+    /* What each task used and cost, where an embedded runner measured it
+     * (lib/run/usage.h); NULL until the first, then n_usage entries. */
+    struct usage *usage;
+    size_t n_usage;
 };
+
+/* A task's run time (every attempt) and its price; `priced` false when no
+ * node class of the tables fit its module. */
+typedef struct usage {
+    uint64_t run_ms, micros;
+    bool used, priced;
+} usage;
 
 static const char *const step_names[] = {
     "pending", "ready", "backoff", "running", "succeeded", "failed",
@@ -1013,6 +1025,7 @@ void rz_run_free(rz_run *run)
     cJSON_Delete(run->each_field);
     cJSON_Delete(run->outputs);
     free(run->outputs_error);
+    free(run->usage);
     cJSON_Delete(run->inputs);
     free(run->succ_off);
     free(run->succ);
@@ -1588,12 +1601,107 @@ static bool add_times(const rz_run *r, const step_rt *s, cJSON *o)
                                               (double)(s->ended_ms - s->started_ms)));
 }
 
+/* ---- usage and cost (lib/run/usage.h) ---- */
+
+/* Sums stop at 2^53, the largest whole number JSON carries exactly: a cost
+ * is never shown wrapped around or rounded. */
+#define USAGE_MAX 9007199254740992ull
+
+static uint64_t usage_add(uint64_t a, uint64_t b)
+{
+    a = a < USAGE_MAX ? a : USAGE_MAX;
+    return b >= USAGE_MAX - a ? USAGE_MAX : a + b;
+}
+
+int rz__run_add_usage(rz_run *run, size_t task, uint64_t run_ms, bool priced,
+                      uint64_t micros)
+{
+    if (!run || task >= run->n_tasks)
+        return rz__error(RZ_EINVAL, "rz__run_add_usage: no task %zu", task);
+    if (task >= run->n_usage) {
+        size_t n = run->n_tasks > 2 * run->n_usage ? run->n_tasks : 2 * run->n_usage;
+        usage *u = realloc(run->usage, n * sizeof *u);
+        if (!u)
+            return rz__error(RZ_ENOMEM, "out of memory");
+        memset(u + run->n_usage, 0, (n - run->n_usage) * sizeof *u);
+        run->usage = u;
+        run->n_usage = n;
+    }
+    usage *u = &run->usage[task];
+    u->run_ms = usage_add(u->run_ms, run_ms);
+    if (priced && (!u->used || u->priced))
+        u->micros = usage_add(u->micros, micros);
+    u->priced = priced && (!u->used || u->priced);
+    u->used = true;
+    return RZ_OK;
+}
+
+/* Task `i`'s usage, a for_each step's summed over its elements; false when
+ * none was measured. */
+static bool task_usage(const rz_run *r, size_t i, usage *out)
+{
+    memset(out, 0, sizeof *out);
+    out->priced = true;
+    const step_rt *s = &r->st[i];
+    size_t lo = i, hi = i + 1;
+    if (i < r->n && s->mapped) {
+        lo = s->first_el;
+        hi = s->first_el + s->n_el;
+    }
+    for (size_t t = lo; t < hi && t < r->n_usage; t++) {
+        const usage *u = &r->usage[t];
+        if (!u->used)
+            continue;
+        out->used = true;
+        out->run_ms = usage_add(out->run_ms, u->run_ms);
+        out->micros = usage_add(out->micros, u->micros);
+        out->priced &= u->priced;
+    }
+    return out->used;
+}
+
+static bool add_usage(const rz_run *r, size_t i, cJSON *o)
+{
+    usage u;
+    if (!r->usage || !task_usage(r, i, &u))
+        return true;
+    return cJSON_AddNumberToObject(o, "run_ms", (double)u.run_ms) &&
+           (!u.priced || cJSON_AddNumberToObject(o, "cost_micros", (double)u.micros));
+}
+
+/* The run's: "run_ms" and "cost_micros" over the steps that were priced,
+ * and "unpriced_steps" naming those no node class fit. */
+static bool add_run_usage(const rz_run *r, cJSON *root)
+{
+    if (!r->usage)
+        return true;
+    uint64_t ms = 0, micros = 0;
+    cJSON *unpriced = cJSON_CreateArray();
+    bool ok = unpriced != NULL;
+    for (size_t i = 0; ok && i < r->n; i++) {
+        usage u;
+        if (!task_usage(r, i, &u))
+            continue;
+        ms = usage_add(ms, u.run_ms);
+        if (u.priced)
+            micros = usage_add(micros, u.micros);
+        else
+            ok = cJSON_AddItemToArray(unpriced, cJSON_CreateString(step_of(r, i)->id));
+    }
+    ok = ok && cJSON_AddNumberToObject(root, "run_ms", (double)ms) &&
+         cJSON_AddNumberToObject(root, "cost_micros", (double)micros);
+    if (ok && cJSON_GetArraySize(unpriced))
+        return cJSON_AddItemToObject(root, "unpriced_steps", unpriced);
+    cJSON_Delete(unpriced);
+    return ok;
+}
+
 static cJSON *step_json_with(const rz_run *r, size_t i, bool elements)
 {
     const step_rt *s = &r->st[i];
     cJSON *o = cJSON_CreateObject();
     if (!o || !cJSON_AddStringToObject(o, "status", rz_step_state_name(s->state)) ||
-        !cJSON_AddNumberToObject(o, "attempts", s->attempts)) {
+        !cJSON_AddNumberToObject(o, "attempts", s->attempts) || !add_usage(r, i, o)) {
         cJSON_Delete(o);
         return NULL;
     }
@@ -1750,7 +1858,7 @@ static cJSON *run_json(const rz_run *r, bool with_steps)
     for (size_t i = 0; ok && i < r->n; i++)
         ok = add_step(r, i, steps, outs);
     if (ok)
-        ok = add_flow_results(r, root, outs);
+        ok = add_flow_results(r, root, outs) && add_run_usage(r, root);
     if (!ok) {
         cJSON_Delete(root);
         return NULL;

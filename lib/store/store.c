@@ -226,7 +226,7 @@ static cJSON *summary_of(const MDB_val *v)
         return NULL;
     cJSON *s = cJSON_CreateObject();
     static const char *keep[] = { "id", "flow", "file", "status", "started_ms",
-                                  "finished_ms" };
+                                  "finished_ms", "cost_micros" };
     for (size_t i = 0; s && i < RZ_ARRAY_LEN(keep); i++) {
         cJSON *x = cJSON_GetObjectItemCaseSensitive(rec, keep[i]);
         if (x)

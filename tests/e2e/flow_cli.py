@@ -158,6 +158,49 @@ class FlowRunExamples(unittest.TestCase):
         self.assertEqual(doc["steps"]["greet"]["error"],
                          "for_each gives 10001 elements; a step runs at most 10000")
 
+    def test_run_cost_recorded(self):
+        # An embedded run is charged nothing; its record says what its
+        # steps' time would cost to rent at the shipped prices, per step,
+        # per for_each element and in all, and `flow runs` shows it.
+        p, doc = self.run_json("for_each.yaml")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        steps = doc["steps"]
+        for s in steps.values():
+            self.assertGreater(s["run_ms"], 0)
+            self.assertIn("cost_micros", s)
+            els = s.get("elements", [])
+            if els:
+                self.assertEqual(s["run_ms"], sum(e["run_ms"] for e in els))
+                self.assertEqual(s["cost_micros"], sum(e["cost_micros"] for e in els))
+        self.assertEqual(doc["run_ms"], sum(s["run_ms"] for s in steps.values()))
+        self.assertEqual(doc["cost_micros"], sum(s["cost_micros"] for s in steps.values()))
+        self.assertGreater(doc["cost_micros"], 0)
+        self.assertNotIn("unpriced_steps", doc)
+        listed = rhizos("flow", "runs", data=self.data)
+        money = "$%d.%s" % (doc["cost_micros"] // 1000000,
+                            ("%06d" % (doc["cost_micros"] % 1000000)).rstrip("0").ljust(2, "0"))
+        self.assertRegex(listed.stdout, r"%s +succeeded +3 +[0-9.]+ +%s  " % (
+            re.escape(doc["id"]), re.escape(money)))
+        shown = rhizos("flow", "runs", doc["id"], data=self.data)
+        self.assertIn("cost: %s to rent for " % money, shown.stdout)
+        # A node table no step fits: the steps are named, nothing is priced.
+        table = os.path.join(self.tmp.name, "tiny.json")
+        with open(table, "w") as f:
+            json.dump({"source": "t", "date": "2026-01-01", "nodes": [
+                {"id": "tiny", "cpu": {"cores": 1}, "memory_mb": 16,
+                 "adapters": ["wasm"], "prices": {"gpu_hour_micros": 0,
+                 "cpu_hour_micros": 1, "memory_gb_hour_micros": 1}}]}, f)
+        p, doc = self.run_json("wordcount.yaml", "--prices", table)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(doc["cost_micros"], 0)
+        self.assertEqual(doc["unpriced_steps"], list(doc["steps"]))
+        # Tables that cannot be read: an error, and nothing runs.
+        p = rhizos("flow", "run", os.path.join(FLOWS, "wordcount.yaml"), "--prices",
+                   os.path.join(self.tmp.name, "nope.json"), data=self.data)
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(len(json.loads(rhizos("flow", "runs", "--json",
+                                               data=self.data).stdout)), 2)
+
     def test_subflow_three_levels(self):
         # A sub-flow whose sub-flow runs a third: the child's steps run as
         # steps of this run (ids <step>-<child step>), its outputs come back

@@ -136,6 +136,40 @@ static void test_rent_rounds_up(void **state)
     one_free(&o);
 }
 
+/* The measured run time instead of the estimate, on the same class:
+ * cheap-cpu is 10 micros an hour there, so 1800 s is 5, 1801 s 5.003 -> 6,
+ * 0 ms nothing; a module no class fits is RZ_ENOENT. */
+static void test_rent_for_a_run_time(void **state)
+{
+    (void)state;
+    rz_registry *reg = registry();
+    rz_prices *p = prices();
+    rz_flow *f = flow_of(reg, "flux: 1\nname: t\nsteps:\n  a: {module: cheap-cpu}\n"
+                              "  b: {module: huge}\n");
+    uint64_t m = 9;
+    assert_int_equal(rz_prices_rent_step(p, f, 0, 1800000, &m), RZ_OK);
+    assert_int_equal(m, 5);
+    assert_int_equal(rz_prices_rent_step(p, f, 0, 1801000, &m), RZ_OK);
+    assert_int_equal(m, 6);
+    assert_int_equal(rz_prices_rent_step(p, f, 0, 360000000, &m), RZ_OK);
+    assert_int_equal(m, 1000);
+    assert_int_equal(rz_prices_rent_step(p, f, 0, 0, &m), RZ_OK);
+    assert_int_equal(m, 0);
+    m = 9;
+    assert_int_equal(rz_prices_rent_step(p, f, 1, 1000, &m), RZ_ENOENT);
+    assert_int_equal(m, 0);
+    assert_non_null(strstr(rz_error_last()->message, "fits step 'b'"));
+    assert_int_equal(rz_prices_rent_step(p, f, 2, 1000, &m), RZ_EINVAL);
+    assert_int_equal(rz_prices_rent_step(NULL, f, 0, 1000, &m), RZ_EINVAL);
+    rz_prices *empty;
+    assert_int_equal(rz_prices_new(&empty), RZ_OK);
+    assert_int_equal(rz_prices_rent_step(empty, f, 0, 1000, &m), RZ_ENOENT);
+    rz_prices_free(empty);
+    rz_flow_free(f);
+    rz_prices_free(p);
+    rz_registry_free(reg);
+}
+
 /* GPU job: the cheapest class that fits (g-small lacks VRAM, g-pricey costs
  * more): 1 h x (50 + 3 + 2) = 55. API: 1e6 x 7 + 250000 x 100 = 32e6
  * micros x 1e6 = 32 micros, cheaper. */
@@ -394,6 +428,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rent_on_the_cheapest_class),
         cmocka_unit_test(test_rent_rounds_up),
+        cmocka_unit_test(test_rent_for_a_run_time),
         cmocka_unit_test(test_api_when_cheaper_than_rent),
         cmocka_unit_test(test_api_uses_the_manifest_default),
         cmocka_unit_test(test_none_says_why),

@@ -13,6 +13,7 @@
 
 #include "flow/model.h"
 #include "module/module_impl.h"
+#include "run/usage.h"
 #include "rhizos/engine.h"
 #include "rhizos/run.h"
 #include "helpers.h"
@@ -1500,6 +1501,45 @@ static void test_for_each_order_and_bound(void **state)
     rz_flow_free(f);
 }
 
+/* What an embedded runner measured: each task's run time and price, a
+ * for_each step's summed over its elements, the run's over its steps; an
+ * unpriced task named; nothing written for a run given none. */
+static void test_usage_and_cost(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml(FE_FLOW);
+    rz_run *r = start_run(f, "{\"xs\":[\"a\",\"b\"]}");
+    char *json = NULL;
+    assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
+    assert_null(strstr(json, "cost_micros"));
+    assert_null(strstr(json, "run_ms"));
+    rz_free(json);
+    size_t t[64];
+    assert_int_equal(ready_tasks(r, 0, t), 2);
+    assert_int_equal(rz__run_add_usage(r, t[0], 100, true, 3), RZ_OK);
+    assert_int_equal(rz__run_add_usage(r, t[0], 50, true, 2), RZ_OK);   /* a retry */
+    assert_int_equal(rz__run_add_usage(r, t[1], 40, true, UINT64_MAX), RZ_OK);
+    assert_int_equal(rz__run_add_usage(r, 99, 1, true, 1), RZ_EINVAL);
+    assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
+    /* Saturated at 2^53, never wrapped around or rounded. */
+    assert_non_null(strstr(json, "\"m\":{\"status\":\"running\",\"attempts\":0,"
+                                 "\"run_ms\":190,\"cost_micros\":9007199254740992,"));
+    assert_non_null(strstr(json, "\"elements\":[{\"status\":\"ready\",\"attempts\":0,"
+                                 "\"run_ms\":150,\"cost_micros\":5,"));
+    rz_free(json);
+    size_t after = S(r, "after");
+    assert_int_equal(rz__run_add_usage(r, after, 7, false, 0), RZ_OK);
+    assert_int_equal(rz__run_add_usage(r, after, 5, true, 4), RZ_OK);   /* stays unpriced */
+    assert_int_equal(rz_run_to_json(r, &json), RZ_OK);
+    assert_non_null(strstr(json, "\"after\":{\"status\":\"pending\",\"attempts\":0,"
+                                 "\"run_ms\":12,\"outputs\""));
+    assert_non_null(strstr(json, "\"run_ms\":202,\"cost_micros\":9007199254740992,"
+                                 "\"unpriced_steps\":[\"after\"]"));
+    rz_free(json);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
 /* n elements finishing in a random order give n results in list order. */
 static void test_for_each_any_completion_order(void **state)
 {
@@ -1703,6 +1743,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_for_each_order_and_bound),
+        cmocka_unit_test(test_usage_and_cost),
         cmocka_unit_test(test_for_each_any_completion_order),
         cmocka_unit_test(test_for_each_failure_fails_map),
         cmocka_unit_test(test_for_each_retry_and_continue),
