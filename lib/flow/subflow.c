@@ -603,12 +603,18 @@ static bool inline_kid(xctx *x, kid *k, cJSON *sstep, cJSON *steps, cJSON *conns
     const rz__step *s = &x->f->steps[k->step];
     if (kid_ready(x, k) != RZ_OK || !map_needs(x, sstep))
         return false;
-    scope parent = {x, NULL, s->ptr};
+    char *wptr = rz__asprintf("%s/when", s->ptr);
+    if (!wptr)
+        return !(x->oom = true);
+    scope parent = {x, NULL, wptr};
     cJSON *w = cJSON_GetObjectItemCaseSensitive(sstep, "when");
     char why[300] = "";
     char *outer = NULL;
-    if (cJSON_IsString(w) && (!rewrite_tree(&parent, w, true) ||
-                              !(outer = text_expr(w->valuestring, true, why, sizeof why))))
+    bool wok = !cJSON_IsString(w) || rewrite_tree(&parent, w, true);
+    free(wptr);
+    if (!wok)
+        return false;   /* reported, or x->oom */
+    if (cJSON_IsString(w) && !(outer = text_expr(w->valuestring, true, why, sizeof why)))
         return why[0] ? (xdiag(x, s->ptr, "/when", "%s", why), false) : !(x->oom = true);
     const cJSON *outer_needs = cJSON_GetObjectItemCaseSensitive(sstep, "needs");
     cJSON *tree = rz__flow_flux_tree(k->flow);
