@@ -200,44 +200,50 @@ static bool ref_span(const char *text, const rz__ref *r, size_t *len)
     return strncmp(text + r->offset, want, *len) == 0;
 }
 
-/* What replaces reference `r`, or NULL to keep it; *bad on a problem. */
+/* What replaces reference `r`, or NULL to keep it; *bad on a problem
+ * (reported, or x->oom: a reference is never kept for want of memory). */
 static char *replacement(scope *sc, const char *text, size_t len, const rz__ref *r,
                          bool *bad)
 {
     xctx *x = sc->x;
-    if (sc->k && r->kind == RZ_REF_STEP)   /* steps.X... -> steps.<step>-X... */
-        return rz__asprintf("steps.%s-%.*s", x->f->steps[sc->k->step].id,
+    char *with = NULL;
+    if (sc->k && r->kind == RZ_REF_STEP) {   /* steps.X... -> steps.<step>-X... */
+        with = rz__asprintf("steps.%s-%.*s", x->f->steps[sc->k->step].id,
                             (int)(len - 6), text + r->offset + 6);
-    if (sc->k && r->kind == RZ_REF_INPUT) {
+    } else if (sc->k && r->kind == RZ_REF_INPUT) {
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(sc->k->in_exprs, r->name);
-        return rz__asprintf("(%s)", cJSON_IsString(e) ? e->valuestring : "null");
+        with = rz__asprintf("(%s)", cJSON_IsString(e) ? e->valuestring : "null");
+    } else {
+        kid *k = r->kind == RZ_REF_STEP ? kid_named(x, r->name) : NULL;
+        if (!k)
+            return NULL;
+        if (r->field != RZ_FIELD_OUTPUTS) {
+            xdiag(x, sc->ptr, NULL, "'%s' runs a sub-flow: its outputs can be read, not "
+                  "how it ran (read a step of the sub-flow through an output)", r->name);
+            *bad = true;
+            return NULL;
+        }
+        if (kid_ready(x, k) != RZ_OK) {
+            *bad = true;
+            return NULL;
+        }
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(k->outs, r->port);
+        if (!cJSON_IsString(e)) {
+            rz__buf names = {0};
+            for (const cJSON *o = k->outs ? k->outs->child : NULL; o; o = o->next)
+                rz__buf_printf(&names, "%s%s", names.len ? ", " : "", o->string);
+            xdiag(x, sc->ptr, NULL, "sub-flow step '%s' (%s) has no output '%s' (its "
+                  "outputs: %s)", r->name, x->f->steps[k->step].subflow, r->port,
+                  names.data ? names.data : "none declared");
+            rz__buf_free(&names);
+            *bad = true;
+            return NULL;
+        }
+        with = rz__asprintf("(%s)", e->valuestring);
     }
-    kid *k = r->kind == RZ_REF_STEP ? kid_named(x, r->name) : NULL;
-    if (!k)
-        return NULL;
-    if (r->field != RZ_FIELD_OUTPUTS) {
-        xdiag(x, sc->ptr, NULL, "'%s' runs a sub-flow: its outputs can be read, not how "
-              "it ran (read a step of the sub-flow through an output)", r->name);
-        *bad = true;
-        return NULL;
-    }
-    if (kid_ready(x, k) != RZ_OK) {
-        *bad = true;
-        return NULL;
-    }
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(k->outs, r->port);
-    if (!cJSON_IsString(e)) {
-        rz__buf names = {0};
-        for (const cJSON *o = k->outs ? k->outs->child : NULL; o; o = o->next)
-            rz__buf_printf(&names, "%s%s", names.len ? ", " : "", o->string);
-        xdiag(x, sc->ptr, NULL, "sub-flow step '%s' (%s) has no output '%s' (its "
-              "outputs: %s)", r->name, x->f->steps[k->step].subflow, r->port,
-              names.data ? names.data : "none declared");
-        rz__buf_free(&names);
-        *bad = true;
-        return NULL;
-    }
-    return rz__asprintf("(%s)", e->valuestring);
+    if (!with)
+        *bad = x->oom = true;
+    return with;
 }
 
 /* `text` with its references rewritten; NULL on a problem (reported) or
@@ -306,11 +312,10 @@ static bool rewrite_tree(scope *sc, cJSON *v, bool cond)
     char *t = rewrite(sc, v->valuestring, cond);
     if (!t)
         return false;
-    char *old = v->valuestring;
-    v->valuestring = t;
-    if (old != t)
-        free(old);
-    return true;
+    /* cJSON's own allocator holds the new text. */
+    ok = cJSON_SetValuestring(v, t) != NULL;
+    free(t);
+    return ok || !(sc->x->oom = true);
 }
 
 /* ---- the child's interface ---- */
@@ -666,7 +671,10 @@ static bool inline_kid(xctx *x, kid *k, cJSON *sstep, cJSON *steps, cJSON *conns
         }
         if (ok) {
             cJSON_DetachItemViaPointer(cc, c);
-            cJSON_AddItemToArray(conns, c);
+            if (!cJSON_AddItemToArray(conns, c)) {
+                cJSON_Delete(c);
+                ok = !(x->oom = true);
+            }
         } else if (!x->errors) {
             x->oom = true;
         }
@@ -715,7 +723,10 @@ static cJSON *build_doc(xctx *x)
             ok = inline_kid(x, k, c, out, conns) && ok;
         } else if (map_needs(x, c) && fix_step(&sc, c)) {
             cJSON_DetachItemViaPointer(steps, c);
-            cJSON_AddItemToObject(out, c->string, c);
+            if (!cJSON_AddItemToObject(out, c->string, c)) {
+                cJSON_Delete(c);
+                x->oom = true;
+            }
         } else {
             ok = false;
         }

@@ -188,6 +188,37 @@ static void flows_json_yaml_cbor(void **state)
     flow_file("wordcount.yaml", RZ_FORMAT_YAML);
 }
 
+/* Sub-flows two levels deep expanded: every allocation that fails is a
+ * clean error with a message (and no leak under ASan), or the same flow. */
+static int subflow_scenario(void *p)
+{
+    char **want = p;
+    rz_flow *f = NULL;
+    char *json = NULL;
+    int rc = rz_flow_load(&f, RZ_SOURCE_ROOT "/examples/flows/subflows/classify.yaml",
+                          RZ_FORMAT_AUTO, NULL);
+    if (rc == RZ_OK)
+        rc = rz_flow_expand(&f, NULL, NULL);
+    if (rc == RZ_OK)
+        rc = rz_flow_to_json(f, 0, &json, NULL);
+    disarm();
+    if (rc == RZ_OK)
+        same_as_first(want, json);
+    rz_free(json);
+    rz_flow_free(f);
+    return rc;
+}
+
+static void subflows_expand(void **state)
+{
+    (void)state;
+    char *want = NULL;
+    each_failure("classify.yaml", subflow_scenario, &want);
+    assert_non_null(strstr(want, "\"note-say\":{\"module\":\"echo@1\",\"needs\":[\"pick\"],"
+                                 "\"inputs\":{\"message\":\"${{ (( steps.pick.outputs.message )) }}!\"}}"));
+    free(want);
+}
+
 /* ---- the ledger ---- */
 
 static int ledger_scenario(void *p)
@@ -341,6 +372,7 @@ int main(void)
     cJSON_InitHooks(&hooks);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(flows_json_yaml_cbor),
+        cmocka_unit_test(subflows_expand),
         cmocka_unit_test(ledger_open_and_ops),
         cmocka_unit_test(engine_submit_and_report),
     };
