@@ -601,6 +601,40 @@ static bool rename_needs(xctx *x, cJSON *step, const char *sid, const cJSON *out
     return ok || !(x->oom = true);
 }
 
+/* The child's connections renamed into `conns`. */
+static bool inline_conns(xctx *x, const char *sid, cJSON *tree, cJSON *conns)
+{
+    bool ok = true;
+    cJSON *cc = cJSON_GetObjectItemCaseSensitive(tree, "connections");
+    for (cJSON *c = cc ? cc->child : NULL, *next; ok && c; c = next) {
+        next = c->next;
+        static const char *const ends[] = {"source", "target"};
+        for (size_t e = 0; e < 2 && ok; e++) {
+            cJSON *end = cJSON_GetObjectItemCaseSensitive(c, ends[e]);
+            cJSON *node = cJSON_GetObjectItemCaseSensitive(end, "nodeId");
+            char *r = cJSON_IsString(node) ? rz__asprintf("%s-%s", sid, node->valuestring) : NULL;
+            ok = r && cJSON_ReplaceItemInObjectCaseSensitive(end, "nodeId", cJSON_CreateString(r));
+            free(r);
+        }
+        cJSON *cid = cJSON_GetObjectItemCaseSensitive(c, "id");
+        if (ok && cJSON_IsString(cid)) {
+            char *r = rz__asprintf("%s-%s", sid, cid->valuestring);
+            ok = r && cJSON_ReplaceItemInObjectCaseSensitive(c, "id", cJSON_CreateString(r));
+            free(r);
+        }
+        if (ok) {
+            cJSON_DetachItemViaPointer(cc, c);
+            if (!cJSON_AddItemToArray(conns, c)) {
+                cJSON_Delete(c);
+                ok = !(x->oom = true);
+            }
+        } else if (!x->errors) {
+            x->oom = true;
+        }
+    }
+    return ok;
+}
+
 /* Each child step renamed and rewired into `steps`; the child's
  * connections into `conns`. */
 static bool inline_kid(xctx *x, kid *k, cJSON *sstep, cJSON *steps, cJSON *conns)
@@ -652,33 +686,8 @@ static bool inline_kid(xctx *x, kid *k, cJSON *sstep, cJSON *steps, cJSON *conns
         }
         free(id);
     }
-    cJSON *cc = cJSON_GetObjectItemCaseSensitive(tree, "connections");
-    for (cJSON *c = cc ? cc->child : NULL, *next; ok && c; c = next) {
-        next = c->next;
-        static const char *const ends[] = {"source", "target"};
-        for (size_t e = 0; e < 2 && ok; e++) {
-            cJSON *end = cJSON_GetObjectItemCaseSensitive(c, ends[e]);
-            cJSON *node = cJSON_GetObjectItemCaseSensitive(end, "nodeId");
-            char *r = cJSON_IsString(node) ? rz__asprintf("%s-%s", s->id, node->valuestring) : NULL;
-            ok = r && cJSON_ReplaceItemInObjectCaseSensitive(end, "nodeId", cJSON_CreateString(r));
-            free(r);
-        }
-        cJSON *cid = cJSON_GetObjectItemCaseSensitive(c, "id");
-        if (ok && cJSON_IsString(cid)) {
-            char *r = rz__asprintf("%s-%s", s->id, cid->valuestring);
-            ok = r && cJSON_ReplaceItemInObjectCaseSensitive(c, "id", cJSON_CreateString(r));
-            free(r);
-        }
-        if (ok) {
-            cJSON_DetachItemViaPointer(cc, c);
-            if (!cJSON_AddItemToArray(conns, c)) {
-                cJSON_Delete(c);
-                ok = !(x->oom = true);
-            }
-        } else if (!x->errors) {
-            x->oom = true;
-        }
-    }
+    if (ok)
+        ok = inline_conns(x, s->id, tree, conns);
     free(outer);
     cJSON_Delete(tree);
     return ok;

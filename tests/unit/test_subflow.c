@@ -376,6 +376,39 @@ static void interface_errors_located(void **state)
     rz_diags_free(d);
 }
 
+/* A builder child's connections come along, renamed with its steps. */
+static void builder_child_connections(void **state)
+{
+    (void)state;
+    put("b/child.json", "{\"inputs\": {\"t\": {\"type\": \"string\"}}, \"nodes\": ["
+                        "{\"id\": \"a\", \"moduleId\": \"m\", \"inputs\": {\"x\": \"${{ inputs.t }}\"}},"
+                        "{\"id\": \"b\", \"moduleId\": \"m\"}], \"connections\": [{\"id\": \"c1\","
+                        "\"source\": {\"nodeId\": \"a\", \"port\": \"o\"},"
+                        "\"target\": {\"nodeId\": \"b\", \"port\": \"i\"}}],"
+                        "\"outputs\": {\"r\": \"${{ steps.b.outputs.r }}\"}}");
+    put("b/p.yaml", "flux: 1\nsteps:\n  s: {flow: child.json, inputs: {t: hi}}\n"
+                    "  after: {module: m, needs: [s], inputs: {v: \"${{ steps.s.outputs.r }}\"}}\n");
+    rz_flow *f;
+    rz_diags *d;
+    int rc = expand("b/p.yaml", &f, &d);
+    if (rc != RZ_OK)
+        dump(d);
+    assert_int_equal(rc, RZ_OK);
+    char *j = step_json(f, "\"connections\"");
+    assert_non_null(strstr(j, "[{\"id\":\"s-c1\",\"source\":{\"nodeId\":\"s-a\",\"port\":\"o\"},"
+                              "\"target\":{\"nodeId\":\"s-b\",\"port\":\"i\"}}]"));
+    free(j);
+    j = step_json(f, "\"s-a\"");
+    assert_non_null(strstr(j, "\"inputs\":{\"x\":\"${{ ('hi') }}\"}"));
+    free(j);
+    size_t n;
+    const size_t *deps = rz_flow_step_deps(f, rz_flow_step_find(f, "s-b"), &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(deps[0], rz_flow_step_find(f, "s-a"));
+    rz_flow_free(f);
+    rz_diags_free(d);
+}
+
 /* Nine levels: refused at the ninth; no budget overrun on a wide fan. */
 static void depth_is_bounded(void **state)
 {
@@ -435,6 +468,7 @@ int main(void)
         cmocka_unit_test(cycles_between_files),
         cmocka_unit_test(hostile_paths),
         cmocka_unit_test(interface_errors_located),
+        cmocka_unit_test(builder_child_connections),
         cmocka_unit_test(depth_is_bounded),
         cmocka_unit_test(example_validates),
     };
