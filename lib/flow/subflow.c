@@ -330,6 +330,17 @@ static bool add_str(cJSON *o, const char *k, char *v)
     return false;
 }
 
+/* obj[key] = v, replacing or adding; v is freed when it cannot be put. */
+static bool put_key(cJSON *obj, const char *key, cJSON *v)
+{
+    bool ok = v && obj && (cJSON_GetObjectItemCaseSensitive(obj, key)
+                           ? cJSON_ReplaceItemInObjectCaseSensitive(obj, key, v)
+                           : cJSON_AddItemToObject(obj, key, v));
+    if (!ok)
+        cJSON_Delete(v);
+    return ok;
+}
+
 /* The step's inputs as expressions for the child's inputs. */
 static bool kid_inputs(xctx *x, kid *k, scope *parent)
 {
@@ -536,10 +547,10 @@ static bool map_needs(xctx *x, cJSON *step)
                 return !(x->oom = true);
             }
     }
-    if (needs)
-        cJSON_ReplaceItemInObjectCaseSensitive(step, "needs", out);
-    else
+    if (!needs)
         cJSON_Delete(out);
+    else if (!put_key(step, "needs", out))
+        return !(x->oom = true);
     return true;
 }
 
@@ -573,9 +584,7 @@ static bool join_when(xctx *x, cJSON *step, const char *outer)
     char *both = own ? rz__asprintf("${{ (%s) && (%s) }}", outer, own)
                      : rz__asprintf("${{ %s }}", outer);
     free(own);
-    bool ok = both && (w ? cJSON_ReplaceItemInObjectCaseSensitive(step, "when",
-                                                                  cJSON_CreateString(both))
-                         : cJSON_AddStringToObject(step, "when", both) != NULL);
+    bool ok = both && put_key(step, "when", cJSON_CreateString(both));
     free(both);
     return ok || !(x->oom = true);
 }
@@ -590,12 +599,8 @@ static bool rename_needs(xctx *x, cJSON *step, const char *sid, const cJSON *out
         ok = cJSON_IsString(n) && add_str(out, NULL, rz__asprintf("%s-%s", sid, n->valuestring));
     for (const cJSON *n = outer ? outer->child : NULL; ok && n; n = n->next)
         ok = cJSON_AddItemToArray(out, cJSON_Duplicate(n, false));
-    if (ok && cJSON_GetArraySize(out) == 0)
-        cJSON_Delete(out);
-    else if (ok && needs)
-        ok = cJSON_ReplaceItemInObjectCaseSensitive(step, "needs", out);
-    else if (ok)
-        ok = cJSON_AddItemToObject(step, "needs", out);
+    if (ok && cJSON_GetArraySize(out) > 0)
+        ok = put_key(step, "needs", out);
     else
         cJSON_Delete(out);
     return ok || !(x->oom = true);
@@ -613,13 +618,13 @@ static bool inline_conns(xctx *x, const char *sid, cJSON *tree, cJSON *conns)
             cJSON *end = cJSON_GetObjectItemCaseSensitive(c, ends[e]);
             cJSON *node = cJSON_GetObjectItemCaseSensitive(end, "nodeId");
             char *r = cJSON_IsString(node) ? rz__asprintf("%s-%s", sid, node->valuestring) : NULL;
-            ok = r && cJSON_ReplaceItemInObjectCaseSensitive(end, "nodeId", cJSON_CreateString(r));
+            ok = r && put_key(end, "nodeId", cJSON_CreateString(r));
             free(r);
         }
         cJSON *cid = cJSON_GetObjectItemCaseSensitive(c, "id");
         if (ok && cJSON_IsString(cid)) {
             char *r = rz__asprintf("%s-%s", sid, cid->valuestring);
-            ok = r && cJSON_ReplaceItemInObjectCaseSensitive(c, "id", cJSON_CreateString(r));
+            ok = r && put_key(c, "id", cJSON_CreateString(r));
             free(r);
         }
         if (ok) {
@@ -740,7 +745,8 @@ static cJSON *build_doc(xctx *x)
             ok = false;
         }
     }
-    cJSON_ReplaceItemInObjectCaseSensitive(doc, "steps", out);
+    if (!put_key(doc, "steps", out))
+        x->oom = true;
     scope top = {x, NULL, "/on_exit"};
     cJSON *ex = cJSON_GetObjectItemCaseSensitive(doc, "on_exit");
     if (ex && !x->oom)
