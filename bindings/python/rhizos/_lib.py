@@ -61,8 +61,9 @@ class RzRunnerOpts(Structure):
                 ("cancel", POINTER(c_int)), ("step_env", STEP_ENV_CB),
                 ("step_env_free", c_void_p), ("vault", c_void_p),
                 ("data_dir", c_char_p), ("container_host", c_char_p),
-                ("default_memory_mb", c_uint32)]
-    VERSION = 4   # RZ_RUNNER_OPTS_VERSION
+                ("default_memory_mb", c_uint32), ("max_scratch_mb", c_uint32),
+                ("prices", c_void_p)]
+    VERSION = 4   # the fields it sets; the C side's RZ_RUNNER_OPTS_VERSION is 6
 
 
 class RzPlacement(Structure):
