@@ -603,8 +603,17 @@ class FlowCommands(unittest.TestCase):
         p = subprocess.run([RHIZOS, "flow", "plan", path, "--json"], cwd=ROOT,
                            stdout=slave, stderr=subprocess.PIPE, timeout=60)
         os.close(slave)
-        out = os.read(master, 1 << 16).decode()
+        raw = b""
+        while True:   # a pty hands its buffer over in pieces: read to the end
+            try:
+                chunk = os.read(master, 1 << 16)
+            except OSError:
+                break
+            if not chunk:
+                break
+            raw += chunk
         os.close(master)
+        out = raw.decode()
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertTrue(out.startswith("{\r\n  \"stages\": ["), out[:80])
         self.assertEqual(json.loads(out)["steps"], 6)
