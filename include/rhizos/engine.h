@@ -461,6 +461,31 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_step_status(const rz_engine *e,
 RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_cancel(rz_engine *e,
                                                        uint64_t deployment,
                                                        uint64_t now_ms);
+/* Pause (paused != 0) or resume a running deployment. While paused no
+ * step starts: running ones finish, retries and ready steps wait, holds
+ * stay, approval steps may still be decided. The flag is durable with the
+ * deployment; its status shows "paused": true. Pausing a paused one or
+ * resuming a running one changes nothing. RZ_ESTATE once it has finished,
+ * RZ_ENOENT no such deployment. */
+RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_pause(rz_engine *e,
+                                                      uint64_t deployment,
+                                                      int paused,
+                                                      uint64_t now_ms);
+/* Decide approval step `step` (a step with `approval:` and no module) that
+ * awaits a decision (listed in the status's "awaiting_approval"): approve
+ * succeeds it with outputs {"approved":true,"by","comment"}; reject fails
+ * it with "rejected by <by>[: <comment>]". `by` names the decider (the
+ * caller checks who may decide); `comment` may be NULL. Recorded as a step
+ * event, so a reopen replays it. RZ_ENOENT no such deployment or step,
+ * RZ_EINVALID not an approval step, RZ_ESTATE not awaiting a decision
+ * (not reached yet, or decided) or the deployment has finished. */
+RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_approve(rz_engine *e,
+                                                        uint64_t deployment,
+                                                        const char *step,
+                                                        int approve,
+                                                        const char *by,
+                                                        const char *comment,
+                                                        uint64_t now_ms);
 
 /* ---- Declines and listings (for servers) ---- */
 

@@ -188,8 +188,10 @@ static int check_dep(rz_engine *e, const rz__edep *d)
             continue;
         }
         rz_step_state s = rz_run_step_state(d->run, i);
-        /* A for_each step runs as its elements: its own job waits. */
-        bool map = s == RZ_STEP_RUNNING && d->flow->steps[i].for_each;
+        /* A for_each step runs as its elements, an approval step waits for
+         * a decision: either way its own job waits. */
+        bool map = s == RZ_STEP_RUNNING && (d->flow->steps[i].for_each ||
+                                            rz__engine_is_approval(d, i));
         if (map ? j->state != RZ_JOB_PENDING : !step_agrees(s, j->state))
             return BREACH("deployment %llu: step %s is %s but job %llu is %s",
                           U(d->id), j->step_id, rz_step_state_name(s),

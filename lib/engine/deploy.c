@@ -31,6 +31,7 @@ void rz__engine_dep_free(rz__edep *d)
     free(d->final_status);
     rz__engine_dep_log_free(d);
     free(d->el_jobs);
+    free(d->appr);
     memset(d, 0, sizeof *d);
 }
 
@@ -164,8 +165,10 @@ static int status_json(const rz_engine *e, const rz__edep *d, char **out)
 {
     *out = NULL;
     cJSON *doc = rz__run_json_summary(d->run);
-    if (!doc)
+    if (!doc || !rz__engine_dep_waits_json(d, doc)) {
+        cJSON_Delete(doc);
         return no_memory();
+    }
     sbuf b = { NULL, 0, 0, false };
     sb_add(&b, "{");
     bool first = true;
@@ -345,6 +348,10 @@ static int start_step(rz_engine *e, rz__edep *d, size_t step, uint64_t now)
                                        NULL);
     if (rc != RZ_OK)
         return rc;
+    if (rz__engine_is_approval(d, step)) {   /* waits for a decision */
+        rz__engine_touch_job(e, j);
+        return RZ_OK;
+    }
     char *req = NULL;
     rc = rz_run_request(d->run, step, &req);
     if (rc == RZ_OK) {
@@ -374,11 +381,13 @@ int rz__engine_dep_advance(rz_engine *e, rz__edep *d, uint64_t now)
 {
     if (!d->run)
         return RZ_OK;
-    int rc = expire(e, d, now);
+    int rc = rz__engine_approvals_due(e, d, now);
+    if (rc == RZ_OK)
+        rc = expire(e, d, now);
     for (bool more = true; rc == RZ_OK && more;) {
         size_t buf[64];
         rc = rz__engine_fan_out(e, d, now);   /* elements the run made */
-        if (rc != RZ_OK)
+        if (rc != RZ_OK || d->paused)
             break;
         size_t n = rz_run_ready(d->run, now, buf, RZ_ARRAY_LEN(buf));
         size_t room = rz__engine_local_room(e, d);   /* embedded mode */
@@ -480,7 +489,9 @@ int rz__engine_step_job_fill(rz_engine *e, rz__ejob *j, const rz__edep *d,
     j->submitted_ms = now;
     j->queue_timeout_ms = (uint64_t)st->queue_timeout_s * 1000u;
     j->step_id = rz__strdup(st->id);
-    j->module_id = rz__strdup(st->module ? st->module->id : st->module_id);
+    /* An approval step has no module (approval.c): its job is never queued. */
+    j->module_id = rz__strdup(st->module ? st->module->id
+                              : st->module_id ? st->module_id : "");
     j->module_version = rz__strdup(st->module ? st->module->version
                                    : st->module_spec ? st->module_spec : "");
     j->request = rz__strdup("{}");
@@ -684,6 +695,8 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
     if (rc == RZ_OK)
         rc = load_flow(&d.flow, e, text, len, diags, false);
     if (rc == RZ_OK)
+        rc = rz__engine_dep_approvals(&d);
+    if (rc == RZ_OK)
         rc = new_run(&d, now_ms);
     size_t before = e->n_jobs;
     d.first_job = e->n_jobs + 1;
@@ -776,6 +789,8 @@ int rz__engine_dep_rebuild(rz_engine *e, rz__edep *d)
     if (rc == RZ_OK && rz_flow_step_count(d->flow) != d->n_steps)
         rc = rz__error(RZ_EDB, "deployment %llu: the flow changed",
                        (unsigned long long)d->id);
+    if (rc == RZ_OK)
+        rc = rz__engine_dep_approvals(d);
     if (rc == RZ_OK)
         rc = unwritten_jobs(e, d);
     if (rc == RZ_OK)

@@ -1392,7 +1392,8 @@ int rz_engine_tick(rz_engine *e, uint64_t now_ms)
         rc = rz__engine_queue_expire(e);
     for (size_t i = 0; rc == RZ_OK && i < e->n_live_deps; i++) {
         rz__edep *d = e->deps[i];
-        if (d->run && rz_run_next_wakeup(d->run) <= now_ms)
+        if (d->run && (rz_run_next_wakeup(d->run) <= now_ms ||
+                       rz__engine_approvals_next(d) <= now_ms))
             rc = rz__engine_dep_advance(e, d, now_ms);
     }
     if (rc == RZ_OK)
@@ -1416,6 +1417,8 @@ uint64_t rz_engine_next_wakeup(const rz_engine *e)
     for (size_t i = 0; i < e->n_live_deps; i++)
         if (e->deps[i]->run) {
             uint64_t w = rz_run_next_wakeup(e->deps[i]->run);
+            uint64_t a = rz__engine_approvals_next(e->deps[i]);
+            w = a < w ? a : w;
             if (w < t)
                 t = w;
         }

@@ -174,6 +174,8 @@ typedef struct rz__edep {
     rz_run_state state;
     uint32_t n_events;        /* step events recorded */
     bool cancelled;           /* a CANCEL event was applied */
+    bool paused;              /* no step starts (rz_engine_deployment_pause) */
+    size_t *appr; size_t n_appr;   /* the flow's approval steps (approval.c) */
     bool flow_stored;         /* text and inputs are in "dflow" (store.c) */
     bool dirty;
     /* Change log for streams (rz_engine_deployment_changes; memory only,
@@ -206,6 +208,17 @@ RZ_HIDDEN int rz__engine_step_job_fill(rz_engine *e, struct rz__ejob *j,
  * holds made after its deploy (`tag`: unique per credit). */
 RZ_HIDDEN int rz__engine_local_credit(rz_engine *e, const rz__edep *d,
                                       uint64_t amount, uint64_t tag);
+
+/* approval.c: approval steps of a deployment whose flow was just loaded;
+ * their default decisions due at `now`; the earliest one to come. */
+RZ_HIDDEN int rz__engine_dep_approvals(rz__edep *d);
+RZ_HIDDEN int rz__engine_approvals_due(rz_engine *e, rz__edep *d, uint64_t now);
+RZ_HIDDEN uint64_t rz__engine_approvals_next(const rz__edep *d);
+/* Is task `task` an approval step (started without a job in the queue)? */
+RZ_HIDDEN bool rz__engine_is_approval(const rz__edep *d, size_t task);
+/* The "paused" and "awaiting_approval" members of a running deployment's
+ * status, added to `doc`; false: out of memory. */
+RZ_HIDDEN bool rz__engine_dep_waits_json(const rz__edep *d, struct cJSON *doc);
 
 #define RZ__LOG_DEAD UINT32_MAX
 

@@ -532,7 +532,8 @@ static char *dep_record(const rz__edep *d)
         add_u64(o, "first_job", d->first_job) &&
         add_u64(o, "steps", d->n_steps) &&
         add_u64(o, "state", (uint64_t)d->state) &&
-        add_u64(o, "events", d->n_events);
+        add_u64(o, "events", d->n_events) &&
+        (!d->paused || add_u64(o, "paused", 1));
     /* Borrowed, not copied: a big deployment's status is megabytes. */
     if (whole && d->final_status) {
         cJSON *fin = cJSON_CreateStringReference(d->final_status);
@@ -878,6 +879,7 @@ static int parse_dep(rz__edep *d, uint64_t id, const cJSON *rec)
     d->n_steps = (size_t)get_u64(rec, "steps");
     d->state = (rz_run_state)get_u64(rec, "state");
     d->n_events = (uint32_t)get_u64(rec, "events");
+    d->paused = get_u64(rec, "paused") != 0;
     d->final_status = dup_opt(get_str(rec, "final"), &rc);
     return rc;
 }

@@ -759,7 +759,8 @@ static bool lower_step_field(lower *L, rz__step *s, cJSON *obj, cJSON *c,
 bool rz__flux_kept_key(const char *k, bool top)
 {
     return top ? strncmp(k, "x-", 2) == 0 : (strcmp(k, "max_cost_micros") == 0 ||
-                                            strcmp(k, "max_cost_cents") == 0);
+                                            strcmp(k, "max_cost_cents") == 0 ||
+                                            strcmp(k, "approval") == 0);
 }
 
 static const char *const top_keys[] = {
@@ -841,6 +842,54 @@ static void check_max_cost(lower *L, const cJSON *c)
         bad(L, RZ_EINVALID, c->string, NULL, "'%s' must be a whole number of %s "
             "from 1 to %.0f, not %s", c->string, cents ? "cents" : "micro-dollars",
             max, cJSON_IsNumber(c) ? "a number outside that" : type_name(c));
+}
+
+/* approval: {timeout_s, default: approve|reject, approvers: [account ids]}
+ * (docs/triggers.md): kept as written; the engine reads it. */
+static void check_approval(lower *L, const cJSON *c)
+{
+    if (!cJSON_IsObject(c)) {
+        bad(L, RZ_EINVALID, "approval", NULL, "'approval' must be a map (timeout_s, "
+            "default, approvers), not %s", type_name(c));
+        return;
+    }
+    uint32_t u;
+    for (const cJSON *k = c->child; k; k = k->next) {
+        const char *n = k->string;
+        if (strcmp(n, "timeout_s") == 0) {
+            (void)want_u32(L, k, "approval", n, 1, &u);
+        } else if (strcmp(n, "default") == 0) {
+            if (!cJSON_IsString(k) || (strcmp(k->valuestring, "approve") != 0 &&
+                                       strcmp(k->valuestring, "reject") != 0))
+                bad(L, RZ_EINVALID, "approval", n, "'approval.default' must be \"approve\" or "
+                    "\"reject\"");
+        } else if (strcmp(n, "approvers") == 0) {
+            bool ok = cJSON_IsArray(k) && child_count(k) <= RZ__APPROVERS_MAX;
+            for (const cJSON *a = ok ? k->child : NULL; a; a = a->next)
+                ok = cJSON_IsString(a) && a->valuestring[0] &&
+                     strlen(a->valuestring) <= 64;
+            if (!ok)
+                bad(L, RZ_EINVALID, "approval", n, "'approval.approvers' must be a list of at "
+                    "most %d account ids", RZ__APPROVERS_MAX);
+        } else {
+            bad(L, RZ_EINVALID, "approval", n, "unknown key '%s' in 'approval' "
+                "(keys: timeout_s, default, approvers)", n);
+        }
+    }
+}
+
+/* An approval step waits for a person: it runs nothing. */
+static void approval_step_rules(lower *L, const rz__step *s)
+{
+    const char *id = s->id ? s->id : "?";
+    if (s->module_id)
+        bad(L, RZ_EINVALID, "approval", NULL, "step '%s' has both 'approval' and a "
+            "module: an approval step runs no module", id);
+    if (s->for_each || s->replicas > 1 || s->retry.max_attempts > 1 || s->n_creds ||
+        s->timeout_s)
+        bad(L, RZ_EINVALID, "approval", NULL, "approval step '%s' cannot have "
+            "for_each, verify, retry, credentials or timeout_s (its wait is "
+            "approval.timeout_s)", id);
 }
 
 /* One rule for step ids in every syntax, so that each can be named in
@@ -929,6 +978,8 @@ static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
         if (strcmp(c->string, "max_cost_micros") == 0 ||
             strcmp(c->string, "max_cost_cents") == 0)
             check_max_cost(L, c);
+        if (strcmp(c->string, "approval") == 0)
+            check_approval(L, c);
         if (key_id && strcmp(c->string, "ui") == 0)
             lower_ui(L, &s->extra, c, false);
         else if (!lower_step_field(L, s, obj, c, key_id != NULL, &seen))
@@ -947,6 +998,8 @@ static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
     const cJSON *fl = cJSON_GetObjectItemCaseSensitive(obj, "flow");
     if (fl && !cJSON_IsNull(fl))
         check_subflow_step(L, s, seen, has_module);
+    else if (rz__step_approval(s))   /* kept in extra (detached from obj) */
+        approval_step_rules(L, s);
     /* A present but malformed module field was reported already. */
     else if (!s->module_id && !has_module)
         bad(L, RZ_EINVALID, NULL, NULL, "%s '%s' names no module ('%s') or sub-flow "

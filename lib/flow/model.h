@@ -55,6 +55,7 @@ typedef struct rz__flow_input {
 /* verify.replicas of a step: at most this many runs (the engine's
  * RZ_ENGINE_REPLICAS_MAX). */
 #define RZ__STEP_REPLICAS_MAX 5u
+#define RZ__APPROVERS_MAX 32
 
 typedef struct rz__step {
     char *id;
@@ -96,6 +97,14 @@ typedef struct rz__step {
     const rz_module *module;     /* resolved module or NULL */
     size_t *deps; size_t n_deps; /* upstream step indices, unique, sorted */
 } rz__step;
+
+/* The step's approval: {timeout_s?, default?, approvers?} (checked at load),
+ * or NULL: a step that runs a module. */
+static inline const cJSON *rz__step_approval(const rz__step *s)
+{
+    const cJSON *a = s->extra ? cJSON_GetObjectItemCaseSensitive(s->extra, "approval") : NULL;
+    return cJSON_IsObject(a) ? a : NULL;
+}
 
 struct rz_flow {
     rz_format format;     /* syntax it was loaded from */

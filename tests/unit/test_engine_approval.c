@@ -1,0 +1,365 @@
+/* Pause/resume of a deployment and approval steps (lib/engine/approval.c):
+ * no step starts while paused, a decision releases what follows, a
+ * timeout takes the default, bad calls change nothing, and both survive a
+ * SIGKILL with every step paid once. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "rhizos/engine.h"
+#include "rhizos/module.h"
+#include "helpers.h"
+
+/* 36000 micros per core-hour: 10 s on 1 core costs exactly 100 micros. */
+#define NODE_CAPS "{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192," \
+    "\"storage\":{\"total_gb\":100,\"free_gb\":100},\"adapters\":[\"process\"]," \
+    "\"prices\":{\"gpu_hour_micros\":0,\"cpu_hour_micros\":36000," \
+    "\"memory_gb_hour_micros\":0},\"max_concurrent_jobs\":2}"
+
+static const char *GATED =
+    "flux: 1\nname: gated\nsteps:\n"
+    "  a:\n    module: count@1.0.0\n    inputs: {text: \"a b\"}\n"
+    "  gate:\n    needs: [a]\n"
+    "    approval: {timeout_s: 60, default: reject, approvers: [\"ops\"]}\n"
+    "  b:\n    module: count@1.0.0\n    needs: [gate]\n"
+    "    inputs: {text: \"${{ steps.gate.outputs.by }}\"}\n";
+
+typedef struct fx {
+    char dir[64];
+    rz_engine *e;
+    rz_registry *reg;
+    rz_ledger_id client;
+} fx;
+
+static void reopen(fx *f)
+{
+    rz_engine_close(f->e);
+    f->e = NULL;
+    rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
+    o.durable = 0;
+    o.registry = f->reg;
+    o.node_timeout_ms = 1000000;
+    o.ref_cpu_hour_micros = 36000;
+    o.run_tolerance_ms = UINT64_MAX / 2;
+    assert_int_equal(rz_engine_open(&f->e, f->dir, &o), RZ_OK);
+}
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    assert_non_null(tmp_dir_make(f->dir, sizeof f->dir, "approval"));
+    char mods[128], path[256];
+    snprintf(mods, sizeof mods, "%s/modules", f->dir);
+    mkdir(mods, 0700);
+    snprintf(path, sizeof path, "%s/count", mods);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/count/module.json", mods);
+    file_write(path, "{\"id\":\"count\",\"version\":\"1.0.0\",\"name\":\"count\","
+               "\"description\":\"test\",\"inputs\":[{\"name\":\"text\",\"type\":\"string\"}],"
+               "\"outputs\":[{\"name\":\"n\",\"type\":\"integer\"}],"
+               "\"requirements\":{\"adapter\":\"process\",\"cpu_cores\":1},"
+               "\"estimate\":{\"seconds\":10},"
+               "\"exec\":{\"adapter\":\"process\",\"command\":[\"true\"]}}");
+    assert_int_equal(rz_registry_new(&f->reg), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(f->reg, mods, NULL), RZ_OK);
+    reopen(f);
+    f->client = rz_ledger_id_make(7, 1);
+    rz_ledger *l = rz_engine_ledger(f->e);
+    assert_int_equal(rz_ledger_create_account(l, f->client, RZ_LEDGER_CLIENT), RZ_OK);
+    assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 2), f->client,
+                                           10000), RZ_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    rz_engine_close(f->e);
+    rz_registry_free(f->reg);
+    assert_int_equal(tmp_dir_remove(f->dir), 0);
+    free(f);
+    return 0;
+}
+
+static uint64_t balance(fx *f)
+{
+    rz_ledger_account a;
+    assert_int_equal(rz_ledger_balance(rz_engine_ledger(f->e), f->client, &a), RZ_OK);
+    return rz_ledger_available(&a);
+}
+
+static uint64_t deploy(fx *f, const char *text, uint64_t now)
+{
+    uint64_t d = 0;
+    int rc = rz_engine_deploy(f->e, text, strlen(text), f->client, NULL, now, &d, NULL);
+    if (rc != RZ_OK)
+        fprintf(stderr, "deploy: %s\n", rz_error_last()->message);
+    assert_int_equal(rc, RZ_OK);
+    return d;
+}
+
+static cJSON *status(fx *f, uint64_t d)
+{
+    char *json = NULL;
+    assert_int_equal(rz_engine_deployment_status(f->e, d, &json), RZ_OK);
+    cJSON *doc = cJSON_Parse(json);
+    rz_free(json);
+    assert_non_null(doc);
+    return doc;
+}
+
+static const char *step_status(cJSON *doc, const char *step)
+{
+    cJSON *s = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), step);
+    return cJSON_GetStringValue(cJSON_GetObjectItem(s, "status"));
+}
+
+/* Take one job, if any is queued, and report it done; its step id, or
+ * NULL when nothing was queued. */
+static const char *run_one(fx *f, uint64_t node, uint64_t now)
+{
+    static char step[64];
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_node_heartbeat(f->e, node, now, 0), RZ_OK);
+    if (rz_engine_poll(f->e, node, now, &a) != RZ_OK)
+        return NULL;
+    snprintf(step, sizeof step, "%s", a.step);
+    assert_int_equal(node_report(f->e, node, a.job, a.attempt, "{\"n\":1}", NULL,
+                                 10000, now + 1), RZ_OK);
+    return step;
+}
+
+static uint64_t node_add(fx *f)
+{
+    uint64_t id = 0;
+    assert_int_equal(rz_engine_node_register(f->e, NODE_CAPS, strlen(NODE_CAPS), 0, &id),
+                     RZ_OK);
+    return id;
+}
+
+static rz_run_state state_of(fx *f, uint64_t d)
+{
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
+    return rs;
+}
+
+static void test_approve_releases_the_rest(void **state)
+{
+    fx *f = *state;
+    uint64_t n = node_add(f);
+    uint64_t d = deploy(f, GATED, 1);
+    assert_string_equal(run_one(f, n, 2), "a");
+    assert_null(run_one(f, n, 3));   /* the gate queues no job */
+    cJSON *doc = status(f, d);
+    assert_string_equal(step_status(doc, "gate"), "running");
+    cJSON *w = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "awaiting_approval"), 0);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(w, "step")), "gate");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetArrayItem(
+        cJSON_GetObjectItem(w, "approvers"), 0)), "ops");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(w, "default")), "reject");
+    assert_int_equal((uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(w, "deadline_ms")),
+                     3 + 60000);
+    cJSON_Delete(doc);
+    /* Bad calls change nothing. */
+    assert_int_equal(rz_engine_deployment_approve(f->e, d, "a", 1, "me", NULL, 4), RZ_EINVALID);
+    assert_int_equal(rz_engine_deployment_approve(f->e, d, "nope", 1, "me", NULL, 4), RZ_ENOENT);
+    assert_int_equal(rz_engine_deployment_approve(f->e, d + 1, "gate", 1, "me", NULL, 4),
+                     RZ_ENOENT);
+    assert_int_equal(rz_engine_deployment_approve(f->e, d, "gate", 1, "", NULL, 4), RZ_EINVAL);
+    assert_int_equal(rz_engine_deployment_approve(f->e, d, "gate", 1, "alice", "ship it", 5),
+                     RZ_OK);
+    assert_int_equal(rz_engine_deployment_approve(f->e, d, "gate", 0, "bob", NULL, 6),
+                     RZ_ESTATE);
+    assert_string_equal(run_one(f, n, 7), "b");
+    assert_int_equal(state_of(f, d), RZ_RUN_SUCCEEDED);
+    doc = status(f, d);
+    cJSON *out = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"),
+                                                         "gate"), "outputs");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(out, "approved")));
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(out, "by")), "alice");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(out, "comment")), "ship it");
+    assert_null(cJSON_GetObjectItem(doc, "awaiting_approval"));
+    cJSON_Delete(doc);
+    /* Two steps ran at 100 micros; the gate's hold came back. */
+    assert_int_equal(balance(f), 10000 - 200);
+    assert_int_equal(rz_engine_check(f->e), RZ_OK);
+}
+
+static void test_reject_skips_the_rest(void **state)
+{
+    fx *f = *state;
+    uint64_t n = node_add(f);
+    uint64_t d = deploy(f, GATED, 1);
+    assert_string_equal(run_one(f, n, 2), "a");
+    assert_int_equal(rz_engine_deployment_approve(f->e, d, "gate", 0, "ops", "too risky", 5),
+                     RZ_OK);
+    assert_null(run_one(f, n, 6));
+    assert_int_equal(state_of(f, d), RZ_RUN_FAILED);
+    cJSON *doc = status(f, d);
+    assert_string_equal(step_status(doc, "gate"), "failed");
+    assert_string_equal(step_status(doc, "b"), "skipped");
+    cJSON *g = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "gate");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(g, "error")),
+                        "rejected by ops: too risky");
+    cJSON_Delete(doc);
+    assert_int_equal(balance(f), 10000 - 100);
+    assert_int_equal(rz_engine_check(f->e), RZ_OK);
+}
+
+static void test_timeout_takes_the_default(void **state)
+{
+    fx *f = *state;
+    static const char *flow =
+        "flux: 1\nname: t\nsteps:\n"
+        "  gate:\n    approval: {timeout_s: 30, default: approve}\n"
+        "  b:\n    module: count@1.0.0\n    needs: [gate]\n    inputs: {text: \"x\"}\n";
+    uint64_t n = node_add(f);
+    uint64_t d = deploy(f, flow, 1000);
+    assert_int_equal(rz_engine_next_wakeup(f->e) <= 31000, 1);
+    assert_int_equal(rz_engine_tick(f->e, 30999), RZ_OK);
+    assert_null(run_one(f, n, 30999));
+    assert_int_equal(rz_engine_tick(f->e, 31000), RZ_OK);
+    assert_string_equal(run_one(f, n, 31001), "b");
+    cJSON *doc = status(f, d);
+    cJSON *out = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"),
+                                                         "gate"), "outputs");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(out, "approved")));
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(out, "by")), "timeout");
+    cJSON_Delete(doc);
+    assert_int_equal(state_of(f, d), RZ_RUN_SUCCEEDED);
+}
+
+static void test_pause_holds_new_steps(void **state)
+{
+    fx *f = *state;
+    static const char *flow =
+        "flux: 1\nname: two\nsteps:\n"
+        "  a:\n    module: count@1.0.0\n    inputs: {text: \"x\"}\n"
+        "  b:\n    module: count@1.0.0\n    needs: [a]\n    inputs: {text: \"y\"}\n";
+    uint64_t n = node_add(f);
+    uint64_t d = deploy(f, flow, 1);
+    assert_int_equal(rz_engine_deployment_pause(f->e, d, 1, 2), RZ_OK);
+    assert_int_equal(rz_engine_deployment_pause(f->e, d, 1, 2), RZ_OK);   /* again: fine */
+    /* a was queued before the pause: it runs and finishes; b waits. */
+    assert_string_equal(run_one(f, n, 3), "a");
+    assert_int_equal(rz_engine_tick(f->e, 100), RZ_OK);
+    assert_null(run_one(f, n, 101));
+    cJSON *doc = status(f, d);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "paused")));
+    assert_string_equal(step_status(doc, "b"), "ready");   /* not started */
+    cJSON_Delete(doc);
+    reopen(f);   /* the flag is the deployment's */
+    doc = status(f, d);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "paused")));
+    cJSON_Delete(doc);
+    assert_null(run_one(f, n, 102));
+    assert_int_equal(rz_engine_deployment_pause(f->e, d, 0, 103), RZ_OK);
+    assert_string_equal(run_one(f, n, 104), "b");
+    assert_int_equal(state_of(f, d), RZ_RUN_SUCCEEDED);
+    assert_int_equal(rz_engine_deployment_pause(f->e, d, 1, 105), RZ_ESTATE);
+    assert_int_equal(rz_engine_deployment_pause(f->e, d + 1, 1, 105), RZ_ENOENT);
+    assert_int_equal(balance(f), 10000 - 200);
+}
+
+/* kill -9 while paused and awaiting approval: both stand after reopen,
+ * and every step is paid once. */
+static void test_sigkill_while_paused_and_awaiting(void **state)
+{
+    fx *f = *state;
+    rz_engine_close(f->e);
+    f->e = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        reopen(f);
+        uint64_t n = node_add(f);
+        uint64_t d = deploy(f, GATED, 1);
+        const char *s = run_one(f, n, 2);
+        if (!s || strcmp(s, "a") != 0 || rz_engine_deployment_pause(f->e, d, 1, 3) != RZ_OK)
+            _exit(3);
+        raise(SIGKILL);
+        _exit(4);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st));
+    reopen(f);
+    if (rz_engine_check(f->e) != RZ_OK)
+        fprintf(stderr, "check: %s\n", rz_error_last()->message);
+    assert_int_equal(rz_engine_check(f->e), RZ_OK);
+    cJSON *doc = status(f, 1);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "paused")));
+    assert_non_null(cJSON_GetObjectItem(doc, "awaiting_approval"));
+    assert_string_equal(step_status(doc, "a"), "succeeded");
+    cJSON_Delete(doc);
+    /* Decided while paused: b still waits for the resume. */
+    assert_int_equal(rz_engine_deployment_approve(f->e, 1, "gate", 1, "ops", NULL, 10), RZ_OK);
+    assert_null(run_one(f, 1, 11));
+    assert_int_equal(rz_engine_deployment_pause(f->e, 1, 0, 12), RZ_OK);
+    assert_string_equal(run_one(f, 1, 13), "b");
+    assert_int_equal(state_of(f, 1), RZ_RUN_SUCCEEDED);
+    assert_int_equal(balance(f), 10000 - 200);
+    assert_int_equal(rz_engine_check(f->e), RZ_OK);
+}
+
+/* A malformed approval is a located error and nothing is held. */
+static void test_bad_approval_refused(void **state)
+{
+    fx *f = *state;
+    static const char *const bad[][2] = {
+        { "  gate:\n    approval: {}\n    module: count@1.0.0\n", "both 'approval' and a module" },
+        { "  gate:\n    approval: {default: maybe}\n", "'approval.default' must be" },
+        { "  gate:\n    approval: {timeout_s: 0}\n", "'timeout_s' is out of range" },
+        { "  gate:\n    approval: {approvers: [1]}\n", "'approval.approvers' must be" },
+        { "  gate:\n    approval: {who: [a]}\n", "unknown key 'who' in 'approval'" },
+        { "  gate:\n    approval: yes\n", "'approval' must be a map" },
+        { "  gate:\n    approval: {}\n    retry: 3\n", "cannot have for_each, verify, retry" },
+        { "  gate:\n    approval: {}\n    timeout_s: 5\n", "its wait is approval.timeout_s" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "flux: 1\nname: bad\nsteps:\n%s", bad[i][0]);
+        uint64_t d = 7;
+        rz_diags *diags = NULL;
+        assert_int_equal(rz_diags_new(&diags), RZ_OK);
+        assert_int_equal(rz_engine_deploy(f->e, text, strlen(text), f->client, NULL, 1, &d,
+                                          diags), RZ_EINVALID);
+        char *t = NULL;
+        assert_int_equal(rz_diags_to_text(diags, &t), RZ_OK);
+        if (!strstr(t, bad[i][1]) || !strstr(t, "flow:5:"))
+            fprintf(stderr, "case %zu: %s\n", i, t);
+        assert_non_null(strstr(t, bad[i][1]));
+        assert_non_null(strstr(t, "flow:5:"));   /* located */
+        rz_free(t);
+        rz_diags_free(diags);
+        assert_int_equal(d, 0);
+    }
+    assert_int_equal(balance(f), 10000);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_approve_releases_the_rest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reject_skips_the_rest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_takes_the_default, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pause_holds_new_steps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigkill_while_paused_and_awaiting, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bad_approval_refused, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
