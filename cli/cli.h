@@ -62,6 +62,7 @@ typedef struct cli {
     const char *model;            /* --model M (run -t llm) */
     const char *max_tokens;       /* --max-tokens N (run -t llm) */
     const char *temperature;      /* --temperature T (run -t llm) */
+    const char *comment;          /* --comment TEXT (flow approve|reject) */
     char **args;                  /* positionals after "GROUP VERB" */
     int nargs;
 } cli;
@@ -124,6 +125,9 @@ int cli_flow_deploy(cli *c);
 /* flow list | versions | rollback | schedule (named.c) */
 int cli_flow_named(cli *c, const char *verb);
 void cli_named_usage(void);
+/* flow pause | resume | approve | reject (gate.c) */
+int cli_flow_gate(cli *c, const char *verb);
+void cli_gate_usage(void);
 int cli_flow_status(cli *c);
 int cli_flow_watch(cli *c);
 int cli_flow_cancel(cli *c);

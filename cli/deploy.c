@@ -387,6 +387,13 @@ static void print_flow_status(const cJSON *s)
         print_elements(st->string, cJSON_GetObjectItemCaseSensitive(st, "elements"));
     }
     print_outputs(cJSON_GetObjectItemCaseSensitive(s, "outputs"));
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "paused")))
+        printf("  paused: no step starts until 'rhizos flow resume'\n");
+    const cJSON *w;
+    cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(s, "awaiting_approval"))
+        printf("  awaiting approval: %s (rhizos flow approve|reject %lld %s)\n",
+               cli_json_str(w, "step", "?"), (long long)cli_json_int(s, "id"),
+               cli_json_str(w, "step", "?"));
     const cJSON *failed = cJSON_GetObjectItemCaseSensitive(s, "failed_steps"), *f;
     if (cJSON_GetArraySize(failed) > 0) {
         printf("  failed steps:");

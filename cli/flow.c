@@ -26,6 +26,7 @@ void cli_flow_usage(void)
 );
     cli_deploy_usage();
     cli_named_usage();
+    cli_gate_usage();
     printf(
 "\n"
 "FILE is a JSON builder document or a FluxGraph YAML file ('-' reads stdin).\n"
@@ -859,6 +860,9 @@ int cli_flow(cli *c, const char *verb)
     if (!strcmp(verb, "list") || !strcmp(verb, "versions") || !strcmp(verb, "rollback") ||
         !strcmp(verb, "schedule"))
         return cli_flow_named(c, verb);
+    if (!strcmp(verb, "pause") || !strcmp(verb, "resume") || !strcmp(verb, "approve") ||
+        !strcmp(verb, "reject"))
+        return cli_flow_gate(c, verb);
     fprintf(stderr, "rhizos: unknown command 'flow %s'. Try 'rhizos flow --help'.\n", verb);
     return EXIT_USAGE;
 }

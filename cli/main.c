@@ -51,6 +51,7 @@ static void usage(FILE *out)
 "  admin withdrawal ...    the treasury's side of withdrawals; admin --help\n"
 "  flow deploy FILE, flow status|watch|cancel ID   flows on the network\n"
 "  flow list, flow versions|schedule|rollback NAME   named flows, triggers\n"
+"  flow pause|resume ID, flow approve|reject ID STEP   hold a run; decide a gate\n"
 "\n");
     usage_options(out);
 }
@@ -86,6 +87,7 @@ static void usage_options(FILE *out)
 "                          more for run: see run --help\n"
 "  --name N, --address A   account name (create), payout address (withdraw)\n"
 "  --tx REF, --reason TEXT a withdrawal's transaction, why it failed (admin)\n"
+"  --comment TEXT          a note with a decision (flow approve|reject)\n"
 "  --limit N               at most N entries, newest first (flow runs:\n"
 "                          default 20, 0 for all)\n"
 "  --container-host URL    container engine for docker steps (flow run):\n"
@@ -117,7 +119,8 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_ADDRESS, OPT_TX, OPT_REASON, OPT_LIMIT, OPT_CONFIG, OPT_LABEL, OPT_QUEUE_TIMEOUT,
        OPT_REPS,
        OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS, OPT_CONTAINER_HOST,
-       OPT_KEY_FILE, OPT_CONTEXT, OPT_CA_FILE, OPT_MODEL, OPT_MAX_TOKENS, OPT_TEMPERATURE };
+       OPT_KEY_FILE, OPT_CONTEXT, OPT_CA_FILE, OPT_MODEL, OPT_MAX_TOKENS, OPT_TEMPERATURE,
+       OPT_COMMENT };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -162,6 +165,7 @@ static const struct option long_opts[] = {
     { "model", required_argument, NULL, OPT_MODEL },
     { "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
     { "temperature", required_argument, NULL, OPT_TEMPERATURE },
+    { "comment", required_argument, NULL, OPT_COMMENT },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -268,6 +272,7 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_NAME: case OPT_ADDRESS: case OPT_TX: case OPT_REASON:
             account_option(c, ch); break;
         case OPT_LIMIT: c->limit = optarg; break;
+        case OPT_COMMENT: c->comment = optarg; break;
         case OPT_REVEAL: c->reveal = true; break;
         case OPT_NODES: c->nodes = optarg; break;
         case OPT_POLICY: c->policy = optarg; break;
@@ -307,7 +312,7 @@ static const struct {
 } groups[] = {
     { "flow", 1, cli_flow, cli_flow_usage,
       "validate plan run runs export estimate deploy status watch cancel list versions "
-      "rollback schedule" },
+      "rollback schedule pause resume approve reject" },
     { "vault", 1, cli_vault, cli_vault_usage, "init add list show rm passwd" },
     { "match", 0, cli_match, cli_match_usage, "" },
     { "ledger", 1, cli_ledger, cli_ledger_usage, "verify export" },

@@ -231,6 +231,10 @@ export interface DeploymentStatus {
   outputs: Record<string, Record<string, unknown>>;
   held_micros: number;
   charged_micros: number;
+  /** Present while paused. */
+  paused?: boolean;
+  /** Approval steps waiting for a decision. */
+  awaiting_approval?: Array<{ step: string; approvers: string[]; default: 'approve' | 'reject'; deadline_ms?: number }>;
 }
 
 export interface Withdrawal {
@@ -268,6 +272,12 @@ export class Client {
     opts?: { credentials?: Record<string, string>; vault?: Vault }): Promise<number>;
   status(id: number): Promise<DeploymentStatus>;
   cancel(id: number): Promise<DeploymentStatus>;
+  /** Pause/resume a running deployment (docs/triggers.md). */
+  pause(id: number): Promise<DeploymentStatus>;
+  resume(id: number): Promise<DeploymentStatus>;
+  /** Decide an approval step listed in the status's awaiting_approval. */
+  approve(id: number, step: string, comment?: string, opts?: { reject?: boolean }): Promise<DeploymentStatus>;
+  reject(id: number, step: string, comment?: string): Promise<DeploymentStatus>;
   flows(): Promise<Array<{ id: number; flow: string; status: string }>>;
   balance(): Promise<AccountInfo>;
   withdraw(micros: number, address?: string): Promise<{ withdrawal_id: string; amount_micros: number; status: 'pending' }>;

@@ -446,6 +446,18 @@ class Client {
   async status(id) { return this.request('GET', `/api/v1/flows/${deploymentId(id)}/status`); }
   /** Cancel a running deployment; resolves with its status (RZ_ESTATE once finished). */
   async cancel(id) { return this.request('DELETE', `/api/v1/flows/${deploymentId(id)}`); }
+  /** Pause a running deployment: no step starts until resume() (started ones finish); resolves with its status. */
+  async pause(id) { return this.request('POST', `/api/v1/flows/${deploymentId(id)}/pause`); }
+  /** Resume a paused deployment; resolves with its status. */
+  async resume(id) { return this.request('POST', `/api/v1/flows/${deploymentId(id)}/resume`); }
+  /** Approve (or with reject: true, reject) an approval step that awaits a decision; resolves with the status. */
+  async approve(id, step, comment, { reject = false } = {}) {
+    if (typeof step !== 'string' || step === '') throw new TypeError('step must be a step id');
+    const body = comment === undefined ? {} : { comment };
+    return this.request('POST', `/api/v1/flows/${deploymentId(id)}/steps/${encodeURIComponent(step)}/${reject ? 'reject' : 'approve'}`, body);
+  }
+  /** Reject an approval step: it fails and the steps after it are skipped. */
+  async reject(id, step, comment) { return this.approve(id, step, comment, { reject: true }); }
   /** This key's deployments. */
   async flows() { return ((await this.request('GET', '/api/v1/flows')) || {}).flows || []; }
   /** This key's account: {id, kind, balance_micros, pending_micros, credits_micros, debits_micros}. */

@@ -75,6 +75,10 @@ static const route routes[] = {
     { "POST",   "/api/v1/named-flows/{id}/rollback",       W_CLIENT | W_ADMIN, true,  r_named_flow_rollback },
     { "POST",   "/api/v1/hooks/{flow}/{name}",             W_ANYONE, false, r_hook },
     { "DELETE", "/api/v1/flows/{id}",                      W_CLIENT | W_ADMIN, false, r_flow_cancel },
+    { "POST",   "/api/v1/flows/{id}/pause",                W_CLIENT | W_ADMIN, false, r_flow_pause },
+    { "POST",   "/api/v1/flows/{id}/resume",               W_CLIENT | W_ADMIN, false, r_flow_resume },
+    { "POST",   "/api/v1/flows/{id}/steps/{step}/approve", W_CLIENT | W_ADMIN, true,  r_flow_approve },
+    { "POST",   "/api/v1/flows/{id}/steps/{step}/reject",  W_CLIENT | W_ADMIN, true,  r_flow_reject },
 };
 
 #define N_ROUTES (sizeof routes / sizeof routes[0])

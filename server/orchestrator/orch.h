@@ -485,6 +485,10 @@ void r_flows_list(req *q);
 void r_flow_status(req *q);
 void r_flow_events(req *q);
 void r_flow_cancel(req *q);
+void r_flow_pause(req *q);
+void r_flow_resume(req *q);
+void r_flow_approve(req *q);
+void r_flow_reject(req *q);
 /* The status object of a deployment with held and charged micros. */
 char *flow_status_text(orch *o, uint64_t dep);
 void orch_observe_dispatch(orch *o, uint64_t job, uint64_t now);

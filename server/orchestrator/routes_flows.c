@@ -342,3 +342,119 @@ void r_flow_cancel(req *q)
     else
         reply_status(q, id);
 }
+
+/* ---- pause, resume, approvals (docs/triggers.md) ---- */
+
+static void pause_or_resume(req *q, int paused)
+{
+    uint64_t id;
+    rz_engine_deployment_info di;
+    if (!visible_dep(q, &id, &di))
+        return;
+    int rc = rz_engine_deployment_pause(q->o->e, id, paused, orch_now_ms());
+    if (rc != RZ_OK)
+        reply_rz(q, rc);
+    else
+        reply_status(q, id);
+}
+
+void r_flow_pause(req *q)
+{
+    pause_or_resume(q, 1);
+}
+
+void r_flow_resume(req *q)
+{
+    pause_or_resume(q, 0);
+}
+
+/* The awaiting approval entry of `step` in the status, or NULL. */
+static const cJSON *awaiting_entry(const cJSON *doc, const char *step)
+{
+    const cJSON *w;
+    cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(doc, "awaiting_approval")) {
+        const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "step"));
+        if (s && strcmp(s, step) == 0)
+            return w;
+    }
+    return NULL;
+}
+
+static bool listed_approver(const cJSON *entry, rz_ledger_id who)
+{
+    char hex[33];
+    rz_ledger_id_format(who, hex);
+    const cJSON *a;
+    cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(entry, "approvers")) {
+        rz_ledger_id id;
+        if (cJSON_IsString(a) && (strcmp(a->valuestring, hex) == 0 ||
+                                  (rz_ledger_id_parse(a->valuestring, &id) == RZ_OK &&
+                                   same_id(id, who))))
+            return true;
+    }
+    return false;
+}
+
+static bool comment_ok(const char *c)
+{
+    size_t n = 0;
+    for (; c && c[n]; n++)
+        if ((unsigned char)c[n] < 0x20 || c[n] == 0x7f)
+            return false;
+    return n <= 1000;
+}
+
+/* The owner, the admin or a listed approver decides an awaiting step;
+ * anyone else finds no deployment (404), as for its other routes. */
+static void decide(req *q, int approve)
+{
+    static const char *const fields[] = { "comment", NULL };
+    const char *comment = NULL, *step = q->params[1];
+    uint64_t id;
+    if (!param_u64(q, 0, &id))
+        return;
+    rz_engine_deployment_info di;
+    char *json = NULL;
+    cJSON *doc = NULL;
+    if (rz_engine_deployment_get(q->o->e, id, &di) == RZ_OK &&
+        rz_engine_deployment_status(q->o->e, id, &json) == RZ_OK)
+        doc = cJSON_Parse(json);
+    rz_free(json);
+    const cJSON *entry = doc ? awaiting_entry(doc, step) : NULL;
+    bool owner = doc && same_id(di.client, q->who.account);
+    bool may = doc && (q->who.kind == P_ADMIN || owner ||
+                       (entry && listed_approver(entry, q->who.account)));
+    char by[40];
+    if (q->who.kind == P_ADMIN)
+        snprintf(by, sizeof by, "admin");
+    else
+        rz_ledger_id_format(q->who.account, by);
+    cJSON_Delete(doc);
+    if (!may) {
+        reply_error(q, RZ_ENOENT, "no deployment %llu", (unsigned long long)id);
+        return;
+    }
+    if (!body_fields(q, fields) || !body_str(q, "comment", false, &comment))
+        return;
+    if (!comment_ok(comment)) {
+        reply_error(q, RZ_EINVAL, "\"comment\" must be at most 1000 bytes without "
+                    "control characters");
+        return;
+    }
+    int rc = rz_engine_deployment_approve(q->o->e, id, step, approve, by, comment,
+                                          orch_now_ms());
+    if (rc != RZ_OK)
+        reply_rz(q, rc);
+    else
+        reply_status(q, id);
+}
+
+void r_flow_approve(req *q)
+{
+    decide(q, 1);
+}
+
+void r_flow_reject(req *q)
+{
+    decide(q, 0);
+}

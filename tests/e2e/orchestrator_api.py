@@ -770,6 +770,10 @@ class OrchestratorApi(unittest.TestCase):
             ("GET", "/api/v1/named-flows/{id}"): {A},
             ("POST", "/api/v1/named-flows/{id}/rollback"): {A},
             ("POST", "/api/v1/hooks/{flow}/{name}"): {ANY},
+            ("POST", "/api/v1/flows/{id}/pause"): {A},
+            ("POST", "/api/v1/flows/{id}/resume"): {A},
+            ("POST", "/api/v1/flows/{id}/steps/{step}/approve"): {A},
+            ("POST", "/api/v1/flows/{id}/steps/{step}/reject"): {A},
         }
         self.assertEqual(set(allowed), openapi_routes())
         bodies = {"/api/v1/jobs": {"module": "echo", "max_cost_micros": 1},
@@ -796,7 +800,7 @@ class OrchestratorApi(unittest.TestCase):
             elif path.startswith("/api/v1/nodes/{id}"):
                 concrete = path.replace("{id}", str(nid)).replace("{job}", str(job))
             elif path.startswith("/api/v1/flows/{id}"):
-                concrete = path.replace("{id}", str(dep))
+                concrete = path.replace("{id}", str(dep)).replace("{step}", "s")
             elif path.startswith("/api/v1/named-flows/{id}"):
                 concrete = path.replace("{id}", str(fid))
             else:

@@ -66,6 +66,12 @@ function handler(req, res) {
     }
     if (req.method === 'GET' && u === '/api/v1/flows/9/events') { sse(res); return res.end('event: status\ndata: {not json\n\n'); }
     if (req.method === 'GET' && u === '/api/v1/keys') { keyAsks++; return send(res, 200, { x25519_public_key: ORCH_PK.toString('hex') }); }
+    const gate = /^\/api\/v1\/flows\/7\/(pause|resume|steps\/([^/]+)\/(approve|reject))$/.exec(u);
+    if (req.method === 'POST' && gate) {
+      posted.push({ url: u, body: body ? JSON.parse(body) : null });
+      if (gate[2] === 'late') return fail(res, 409, 'RZ_ESTATE', "step 'late' is not awaiting approval");
+      return send(res, 200, { ...statusDoc(7, 'running'), paused: gate[1] === 'pause' });
+    }
     if (req.method === 'GET' && u === '/api/v1/slow') return setTimeout(() => send(res, 200, { slow: true }), 300);
     if (req.method === 'POST' && u === '/api/v1/flows/deploy') {
       const doc = JSON.parse(body);
@@ -159,6 +165,21 @@ test('deploy with a vault seals the credentials the flow references', async () =
     c.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('pause, resume and approval decisions go to their routes', async () => {
+  const c = new rz.Client(url, KEY);
+  assert.strictEqual((await c.pause(7)).paused, true);
+  assert.strictEqual(posted.at(-1).url, '/api/v1/flows/7/pause');
+  assert.strictEqual((await c.resume(7)).paused, false);
+  await c.approve(7, 'gate', 'ship it');
+  assert.deepStrictEqual(posted.at(-1), { url: '/api/v1/flows/7/steps/gate/approve', body: { comment: 'ship it' } });
+  await c.reject(7, 'gate');
+  assert.deepStrictEqual(posted.at(-1), { url: '/api/v1/flows/7/steps/gate/reject', body: {} });
+  await rejectsWith(c.approve(7, 'late'), 'RZ_ESTATE');
+  await assert.rejects(c.approve(7, ''), TypeError);
+  await rejectsWith(c.pause(-1), 'RZ_EINVAL');
+  c.close();
 });
 
 test('the event loop keeps turning during a request', async () => {

@@ -12,6 +12,7 @@ import json
 import os
 import queue
 import threading
+import urllib.parse
 import weakref
 from ctypes import byref, c_long, c_uint64, c_void_p
 from dataclasses import dataclass, field
@@ -280,6 +281,35 @@ class Client(Handle):
         it has finished."""
         return _object(self.request("DELETE", "/api/v1/flows/%d" % _dep(deployment)),
                        "flow cancel")
+
+    def pause(self, deployment: int) -> JSON:
+        """Pause a running deployment: no step starts until resume()
+        (started ones finish, holds stay); returns its status, with
+        "paused": True. StateError once it has finished."""
+        return _object(self.request("POST", "/api/v1/flows/%d/pause" % _dep(deployment)),
+                       "flow pause")
+
+    def resume(self, deployment: int) -> JSON:
+        """Resume a paused deployment; returns its status."""
+        return _object(self.request("POST", "/api/v1/flows/%d/resume" % _dep(deployment)),
+                       "flow resume")
+
+    def approve(self, deployment: int, step: str, comment: Optional[str] = None,
+                *, reject: bool = False) -> JSON:
+        """Decide an approval step listed in the status's
+        "awaiting_approval" (reject=True rejects it); returns the status.
+        StateError when the step is not awaiting a decision."""
+        if not isinstance(step, str) or not step:
+            raise TypeError("step must be a step id")
+        body = {} if comment is None else {"comment": comment}
+        path = "/api/v1/flows/%d/steps/%s/%s" % (_dep(deployment), urllib.parse.quote(step, safe=""),
+                                                "reject" if reject else "approve")
+        return _object(self.request("POST", path, body), "flow approve")
+
+    def reject(self, deployment: int, step: str, comment: Optional[str] = None) -> JSON:
+        """Reject an approval step: it fails and the steps after it are
+        skipped; returns the status."""
+        return self.approve(deployment, step, comment, reject=True)
 
     def flows(self) -> List[JSON]:
         """This key's deployments: [{"id", "flow", "status"}]."""

@@ -30,6 +30,11 @@ async function main(): Promise<void> {
   const status: DeploymentStatus = await client.status(id);
   for await (const s of client.watch(id)) { const st: string = s.status; }
   try { await client.cancel(id); } catch (e) { const code: string = (e as RhizosError).code; }
+  const held: boolean | undefined = (await client.pause(id)).paused;
+  await client.resume(id);
+  const gates = (await client.approve(id, 'gate', 'ok')).awaiting_approval;
+  await client.reject(id, 'gate');
+  void [held, gates];
 
   const name: string = statusName(-7) + version + libraryVersion + addonPath;
   const est = estimate(flow);
