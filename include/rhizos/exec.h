@@ -361,7 +361,9 @@ typedef struct rz_runner_opts {
  * flow, else RZ_EUNSUPPORTED, with rz_error_last() naming the steps that
  * need a container engine, the socket tried and how to point at one
  * (opts->container_host, DOCKER_HOST). Asks the engine only when a step
- * runs in a container. `opts` may be NULL. */
+ * runs in a container. An approval step without approval.timeout_s is
+ * RZ_EUNSUPPORTED too (nobody can decide it on one machine). `opts` may
+ * be NULL. */
 RZ_EXTERN RZ_NODISCARD int rz_runner_check(const rz_flow *flow,
                                            const rz_runner_opts *opts);
 

@@ -166,6 +166,18 @@ bool rz__engine_dep_waits_json(const rz__edep *d, cJSON *doc)
     return true;
 }
 
+uint64_t rz__engine_approval_wait(const rz_engine *e, uint64_t dep, const char **forever)
+{
+    const rz__edep *d = e ? rz__engine_dep(e, dep) : NULL;
+    *forever = NULL;
+    if (!d || !d->run)
+        return UINT64_MAX;
+    for (size_t k = 0; k < d->n_appr && !*forever; k++)
+        if (awaiting(d, d->appr[k]) && deadline(d, d->appr[k]) == UINT64_MAX)
+            *forever = d->flow->steps[d->appr[k]].id;
+    return rz__engine_approvals_next(d);
+}
+
 /* ---- the public calls ---- */
 
 static rz__edep *running_dep(rz_engine *e, uint64_t id)

@@ -214,6 +214,11 @@ RZ_HIDDEN int rz__engine_local_credit(rz_engine *e, const rz__edep *d,
 RZ_HIDDEN int rz__engine_dep_approvals(rz__edep *d);
 RZ_HIDDEN int rz__engine_approvals_due(rz_engine *e, rz__edep *d, uint64_t now);
 RZ_HIDDEN uint64_t rz__engine_approvals_next(const rz__edep *d);
+/* For the embedded runner (lib/exec/runner.c): when deployment `dep` next
+ * takes a default decision (UINT64_MAX: none), and in *forever an approval
+ * step that waits with no timeout (NULL: none). */
+RZ_HIDDEN uint64_t rz__engine_approval_wait(const rz_engine *e, uint64_t dep,
+                                            const char **forever);
 /* Is task `task` an approval step (started without a job in the queue)? */
 RZ_HIDDEN bool rz__engine_is_approval(const rz__edep *d, size_t task);
 /* The "paused" and "awaiting_approval" members of a running deployment's

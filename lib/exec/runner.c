@@ -33,6 +33,7 @@
 
 
 #include "exec/exec_impl.h"
+#include "engine/engine_impl.h"
 #include "exec/sandbox.h"
 #include "flow/model.h"
 #include "module/module_impl.h"
@@ -620,11 +621,13 @@ static int wait_and_collect(runner *r)
     return RZ_OK;
 }
 
-/* Nothing runs, nothing is due and the engine had nothing to hand over. */
-static bool stalled(const runner *r)
+/* Nothing runs, nothing is due and the engine had nothing to hand over
+ * (an approval step with a timeout is due then: it takes its default). */
+static bool stalled(const runner *r, const char **gate)
 {
     return r->n_slots == 0 && !r->finished &&
-           rz_run_next_wakeup(r->run) == UINT64_MAX;
+           rz_run_next_wakeup(r->run) == UINT64_MAX &&
+           rz__engine_approval_wait(r->engine, r->dep, gate) == UINT64_MAX;
 }
 
 #define PROGRESS_EVERY_MS 250
@@ -667,7 +670,13 @@ static int drive(runner *r)
             return rc;
         if (r->finished && r->n_slots == 0)
             break;
-        if (stalled(r))
+        const char *gate = NULL;
+        if (stalled(r, &gate) && gate)
+            return rz__error(RZ_ESTATE, "run %s waits for a decision on approval "
+                             "step '%s', which nobody can give on this machine "
+                             "(give it approval.timeout_s and a default, or deploy "
+                             "it to an orchestrator)", rz_run_id(r->run), gate);
+        if (stalled(r, &gate))
             return rz__error(RZ_EINTERNAL, "run %s cannot make progress",
                              rz_run_id(r->run));
         rc = wait_and_collect(r);
@@ -947,6 +956,14 @@ int rz_runner_check(const rz_flow *flow, const rz_runner_opts *opts)
 {
     if (!flow)
         return rz__error(RZ_EINVAL, "rz_runner_check: no flow");
+    for (size_t i = 0; i < flow->n_steps; i++) {
+        const cJSON *a = rz__step_approval(&flow->steps[i]);
+        if (a && !cJSON_GetObjectItemCaseSensitive(a, "timeout_s"))
+            return rz__error(RZ_EUNSUPPORTED, "approval step '%s' has no timeout_s: on "
+                             "this machine nobody can decide it (give it a timeout and a "
+                             "default, or deploy the flow to an orchestrator)",
+                             flow->steps[i].id);
+    }
     const char *host = opts && opts->version >= 3 ? opts->container_host
                                                    : NULL;
     if (!has_docker_step(flow))

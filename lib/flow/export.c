@@ -188,7 +188,7 @@ static cJSON *node_tree(ex *x, const rz__step *s)
     put_str(x, o, "id", s->id ? s->id : "");
     if (s->subflow) {
         put_str(x, o, "flow", s->subflow);
-    } else {
+    } else if (s->module_id || !rz__step_approval(s)) {   /* an approval step has none */
         put_str(x, o, "moduleId", s->module_id ? s->module_id : "");
         put_str(x, o, "moduleVersion", s->module_spec);
     }
@@ -209,7 +209,7 @@ static cJSON *step_tree(ex *x, const rz__step *s)
         else
             x->failed = true;
         free(m);
-    } else {
+    } else if (s->module_id || !rz__step_approval(s)) {   /* an approval step has none */
         put_str(x, o, "module", id);
     }
     step_body(x, o, s, false);

@@ -14,9 +14,11 @@
 - The CLI: rhizos flow pause/resume/approve/reject.
 
 Usage: approvals.py ORCHESTRATOR SOURCE_ROOT LIBRHIZOS [RHIZOS]"""
+import json
 import os
 import signal
 import sys
+import tempfile
 import unittest
 
 from triggers import LIB, NODE_CAPS, RHIZOS, ROOT, X25519, Base
@@ -175,6 +177,38 @@ class Approvals(Base):
         self.take(nk, nid, tok)
         self.assertIn("gate rejected", rz("flow", "reject", str(dep), "gate"))
         rz("flow", "approve", code=2)
+
+
+class Embedded(unittest.TestCase):
+    """rhizos flow run: a gate with a timeout takes its default; one without
+    is refused before anything runs (nobody can decide it)."""
+
+    def test_flow_run_gate(self):
+        if not RHIZOS:
+            self.skipTest("no rhizos given")
+        flow = ("flux: 1\nname: g\nsteps:\n"
+                "  gate:\n    approval: {timeout_s: 1, default: approve}\n"
+                "  b:\n    module: echo@1\n    needs: [gate]\n"
+                "    inputs: {message: \"${{ steps.gate.outputs.by }}\"}\n")
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "g.yaml")
+            base = [RHIZOS, "flow", "run", path, "--data", os.path.join(d, "data"), "--modules",
+                    os.path.join(ROOT, "examples", "modules"), "--no-sandbox", "--json"]
+            with open(path, "w") as f:
+                f.write(flow)
+            p = run(base)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            rec = json.loads(p.stdout)
+            self.assertEqual(rec["steps"]["gate"]["outputs"],
+                             {"approved": True, "by": "timeout",
+                              "comment": "no decision in time: the step's default was taken"})
+            self.assertEqual(rec["steps"]["b"]["outputs"]["message"], "timeout")
+            with open(path, "w") as f:
+                f.write(flow.replace("timeout_s: 1, default: approve", "default: approve"))
+            p = run(base)
+            self.assertEqual(p.returncode, 1, p.stdout)
+            self.assertIn("approval step 'gate' has no timeout_s", p.stderr)
+            self.assertIn("nothing was run", p.stderr)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "rhizos/engine.h"
+#include "rhizos/flow.h"
 #include "rhizos/module.h"
 #include "helpers.h"
 
@@ -350,6 +351,33 @@ static void test_bad_approval_refused(void **state)
     assert_int_equal(balance(f), 10000);
 }
 
+/* Every export of a flow with a gate parses back to the same text: the
+ * gate keeps its approval and gets no module. */
+static void test_gate_round_trips(void **state)
+{
+    (void)state;
+    rz_flow *f = NULL;
+    assert_int_equal(rz_flow_parse(&f, GATED, strlen(GATED), RZ_FORMAT_AUTO, "g", NULL), RZ_OK);
+    char *json = NULL, *yaml = NULL, *again = NULL;
+    size_t n = 0;
+    assert_int_equal(rz_flow_to_json(f, RZ_EXPORT_BUILDER, &json, &n), RZ_OK);
+    assert_non_null(strstr(json, "\"approval\":{\"timeout_s\":60"));
+    assert_int_equal(rz_flow_to_yaml(f, &yaml, &n), RZ_OK);
+    const char *texts[] = { json, yaml };
+    for (int i = 0; i < 2; i++) {
+        rz_flow *g = NULL;
+        assert_int_equal(rz_flow_parse(&g, texts[i], strlen(texts[i]), RZ_FORMAT_AUTO, "g",
+                                       NULL), RZ_OK);
+        assert_int_equal(rz_flow_to_json(g, RZ_EXPORT_BUILDER, &again, &n), RZ_OK);
+        assert_string_equal(again, json);
+        rz_free(again);
+        rz_flow_free(g);
+    }
+    rz_free(json);
+    rz_free(yaml);
+    rz_flow_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -360,6 +388,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigkill_while_paused_and_awaiting, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_approval_refused, setup, teardown),
+        cmocka_unit_test(test_gate_round_trips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
