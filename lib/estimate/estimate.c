@@ -551,6 +551,14 @@ static int estimate_step(rz_estimate *e, const rz_prices *p,
 {
     const rz_module *m = st->module;
     int rc = RZ_OK;
+    if (rz__step_approval(st)) {   /* a person decides: nothing runs, nothing costs */
+        s->step = keep(e, st->id, &rc);
+        s->module = s->rent_reason = s->provider = s->api_model = s->api_reason = "";
+        s->node_class = "approval (no node)";
+        s->rent_ok = 1;
+        choose(s);
+        return rc;
+    }
     char *mod = rz__asprintf("%s@%s", m->id, m->version);
     s->step = keep(e, st->id, &rc);
     s->module = keep(e, mod ? mod : "", &rc);
@@ -576,7 +584,7 @@ int rz_estimate_flow(rz_estimate **out, const rz_flow *flow,
     if (!flow || !prices)
         return rz__error(RZ_EINVAL, "flow or prices is NULL");
     for (size_t i = 0; i < flow->n_steps; i++)
-        if (!flow->steps[i].module)
+        if (!flow->steps[i].module && !rz__step_approval(&flow->steps[i]))
             return rz__error(RZ_ESTATE, "step '%s' has no resolved module: "
                              "validate the flow first", flow->steps[i].id);
     rz_estimate *e = rz__calloc(1, sizeof *e);
