@@ -461,6 +461,28 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_step_status(const rz_engine *e,
 RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_cancel(rz_engine *e,
                                                        uint64_t deployment,
                                                        uint64_t now_ms);
+/* Resume with a step cache (docs/triggers.md, "Resume and cache").
+ * rz_engine_reuse_map: the results of `deployment`'s steps (and for_each
+ * elements) that succeeded, as {"<step key>":{"outputs","from","ms"}}
+ * (release with rz_free); the key of a step is taken when it starts: a
+ * SHA-256 of its module (id, version, manifest), its resolved inputs and
+ * config and its credential ids. rz_engine_deploy_reuse: rz_engine_deploy,
+ * where a step whose key is in `reuse_json` succeeds at once with those
+ * outputs (its hold refunded, nothing charged; its status "reused": true,
+ * "reused_from"). A module with "cacheable": false in its manifest, or a
+ * step with `cache: false`, is never reused; `cache: {ttl_s: N}` takes
+ * only results at most N s old. The map is stored with the deployment.
+ * RZ_EINVAL for a malformed map (nothing held). */
+RZ_EXTERN RZ_NODISCARD int rz_engine_reuse_map(const rz_engine *e,
+                                               uint64_t deployment,
+                                               char **json);
+RZ_EXTERN RZ_NODISCARD int rz_engine_deploy_reuse(rz_engine *e, const char *text,
+                                                  size_t len, rz_ledger_id client,
+                                                  const char *inputs_json,
+                                                  const char *reuse_json,
+                                                  uint64_t now_ms,
+                                                  uint64_t *deployment,
+                                                  rz_diags *diags);
 /* Pause (paused != 0) or resume a running deployment. While paused no
  * step starts: running ones finish, retries and ready steps wait, holds
  * stay, approval steps may still be decided. The flag is durable with the

@@ -32,6 +32,8 @@ void rz__engine_dep_free(rz__edep *d)
     rz__engine_dep_log_free(d);
     free(d->el_jobs);
     free(d->appr);
+    free(d->reuse_text);
+    cJSON_Delete(d->reuse);
     memset(d, 0, sizeof *d);
 }
 
@@ -114,6 +116,9 @@ static void sb_item(sbuf *b, cJSON *v)
 static bool add_job_view(cJSON *s, const rz__ejob *j)
 {
     const char *why = j ? rz__engine_waiting_reason(j) : NULL;
+    if (j && j->reused && (!cJSON_AddTrueToObject(s, "reused") ||
+                           !cJSON_AddStringToObject(s, "reused_from", j->reused)))
+        return false;
     return !j || (cJSON_AddNumberToObject(s, "job", (double)j->id) &&
                   cJSON_AddStringToObject(s, "job_status", rz_job_state_name(j->state)) &&
                   cJSON_AddNumberToObject(s, "dispatches", (double)j->attempt) &&
@@ -348,12 +353,18 @@ static int start_step(rz_engine *e, rz__edep *d, size_t step, uint64_t now)
                                        NULL);
     if (rc != RZ_OK)
         return rc;
-    if (rz__engine_is_approval(d, step)) {   /* waits for a decision */
-        rz__engine_touch_job(e, j);
-        return RZ_OK;
-    }
     char *req = NULL;
     rc = rz_run_request(d->run, step, &req);
+    bool reused = false;
+    if (rc == RZ_OK) {   /* a result to reuse: nothing runs (reuse.c) */
+        int krc = rz__engine_reuse_try(e, d, j, step, req, now, &reused);
+        if (krc != RZ_OK || reused || rz__engine_is_approval(d, step)) {
+            if (krc == RZ_OK && !reused)   /* an approval: waits for a decision */
+                rz__engine_touch_job(e, j);
+            rz_free(req);
+            return krc;
+        }
+    }
     if (rc == RZ_OK) {
         free(j->request);
         j->request = rz__strdup(req);
@@ -667,6 +678,15 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
                      rz_ledger_id client, const char *inputs_json,
                      uint64_t now_ms, uint64_t *deployment, rz_diags *diags)
 {
+    return rz__engine_deploy(e, text, len, client, inputs_json, NULL, now_ms,
+                             deployment, diags);
+}
+
+int rz__engine_deploy(rz_engine *e, const char *text, size_t len,
+                      rz_ledger_id client, const char *inputs_json,
+                      const char *reuse_json, uint64_t now_ms,
+                      uint64_t *deployment, rz_diags *diags)
+{
     if (deployment)
         *deployment = 0;
     if (e)
@@ -691,7 +711,9 @@ int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
     d.state = RZ_RUN_RUNNING;
     d.text = rz__strndup(text, len);
     d.inputs = inputs_json ? rz__strdup(inputs_json) : NULL;
-    int rc = d.text && (!inputs_json || d.inputs) ? RZ_OK : no_memory();
+    d.reuse_text = reuse_json ? rz__strdup(reuse_json) : NULL;
+    int rc = d.text && (!inputs_json || d.inputs) && (!reuse_json || d.reuse_text)
+                 ? rz__engine_reuse_set(&d, reuse_json) : no_memory();
     if (rc == RZ_OK)
         rc = load_flow(&d.flow, e, text, len, diags, false);
     if (rc == RZ_OK)
@@ -791,6 +813,8 @@ int rz__engine_dep_rebuild(rz_engine *e, rz__edep *d)
                        (unsigned long long)d->id);
     if (rc == RZ_OK)
         rc = rz__engine_dep_approvals(d);
+    if (rc == RZ_OK)
+        rc = rz__engine_reuse_set(d, d->reuse_text);
     if (rc == RZ_OK)
         rc = unwritten_jobs(e, d);
     if (rc == RZ_OK)

@@ -154,6 +154,10 @@ typedef struct rz__ejob {
                                  stays RUNNING, unplaced, until the verdict */
     uint8_t verdict;          /* RZ__VERDICT_*, once every run voted */
     unsigned char out_digest[32];   /* SHA-256 of the outputs it reported */
+    /* Step cache (reuse.c): the key taken when it started, when its
+     * outputs were made, and where they came from when it was reused. */
+    char *cache_key, *reused;
+    uint64_t cache_ms;
 } rz__ejob;
 
 enum { RZ__VOTE_NONE = 0, RZ__VOTE_OK, RZ__VOTE_FAILED };
@@ -176,6 +180,8 @@ typedef struct rz__edep {
     bool cancelled;           /* a CANCEL event was applied */
     bool paused;              /* no step starts (rz_engine_deployment_pause) */
     size_t *appr; size_t n_appr;   /* the flow's approval steps (approval.c) */
+    char *reuse_text;         /* the reuse map as given (stored with the flow) */
+    struct cJSON *reuse;      /* parsed, or NULL (reuse.c) */
     bool flow_stored;         /* text and inputs are in "dflow" (store.c) */
     bool dirty;
     /* Change log for streams (rz_engine_deployment_changes; memory only,
@@ -219,6 +225,18 @@ RZ_HIDDEN uint64_t rz__engine_approvals_next(const rz__edep *d);
  * step that waits with no timeout (NULL: none). */
 RZ_HIDDEN uint64_t rz__engine_approval_wait(const rz_engine *e, uint64_t dep,
                                             const char **forever);
+/* reuse.c: take the key of task `task` starting with `request`; on a hit
+ * in the deployment's reuse map the task succeeds now (*reused). */
+RZ_HIDDEN int rz__engine_reuse_try(rz_engine *e, rz__edep *d, struct rz__ejob *j,
+                                   size_t task, const char *request, uint64_t now,
+                                   bool *reused);
+/* Parse `json` (NULL: none) as d's reuse map; RZ_EINVAL if malformed. */
+RZ_HIDDEN int rz__engine_reuse_set(rz__edep *d, const char *json);
+/* deploy.c: rz_engine_deploy with a reuse map (NULL: none). */
+RZ_HIDDEN int rz__engine_deploy(rz_engine *e, const char *text, size_t len,
+                                rz_ledger_id client, const char *inputs_json,
+                                const char *reuse_json, uint64_t now_ms,
+                                uint64_t *deployment, rz_diags *diags);
 /* Is task `task` an approval step (started without a job in the queue)? */
 RZ_HIDDEN bool rz__engine_is_approval(const rz__edep *d, size_t task);
 /* The "paused" and "awaiting_approval" members of a running deployment's

@@ -89,6 +89,8 @@ void rz__engine_job_clear(rz_engine *e, rz__ejob *j)
     free(j->outputs);
     free(j->error);
     free(j->declined);
+    free(j->cache_key);
+    free(j->reused);
 }
 
 bool rz__engine_job_done(const rz_engine *e, const rz__ejob *j)

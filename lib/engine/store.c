@@ -515,6 +515,9 @@ static char *job_record(const rz__ejob *j)
         add_nz(o, "done_node", j->done_node) &&
         add_nz(o, "done_attempt", j->done_attempt) &&
         add_str(o, "done_digest", j->done_known ? hex : NULL) &&
+        add_str(o, "cache_key", j->cache_key) &&
+        add_str(o, "reused", j->reused) &&
+        add_nz(o, "cache_ms", j->cache_ms) &&
         (!j->n_declined || add_declined(o, j)) &&
         rz__replica_save(o, j);
     return print_record(o, whole);
@@ -548,7 +551,8 @@ static char *dep_flow_record(const rz__edep *d)
 {
     cJSON *o = cJSON_CreateObject();
     bool whole = o && add_str(o, "text", d->text) &&
-                 add_str(o, "inputs", d->inputs);
+                 add_str(o, "inputs", d->inputs) &&
+                 add_str(o, "reuse", d->reuse_text);
     return print_record(o, whole);
 }
 
@@ -803,6 +807,9 @@ static int parse_job(rz__ejob *j, uint64_t id, const cJSON *rec)
     j->owed = (int)get_u64(rec, "owed");
     j->done_node = get_u64(rec, "done_node");
     j->done_attempt = (uint32_t)get_u64(rec, "done_attempt");
+    j->cache_key = dup_opt(get_str(rec, "cache_key"), &rc);   /* absent: none */
+    j->reused = dup_opt(get_str(rec, "reused"), &rc);
+    j->cache_ms = get_u64(rec, "cache_ms");
     const char *dd = get_str(rec, "done_digest");   /* absent: unknown */
     j->done_known = dd && strlen(dd) == 64 &&
                     sodium_hex2bin(j->done_digest, sizeof j->done_digest, dd,
@@ -934,6 +941,7 @@ static int load_dep_flow(rz_engine *e, MDB_txn *txn, rz__edep *d)
                          "flow record", (unsigned long long)d->id);
     d->text = dup_opt(get_str(rec, "text"), &rc);
     d->inputs = dup_opt(get_str(rec, "inputs"), &rc);
+    d->reuse_text = dup_opt(get_str(rec, "reuse"), &rc);
     cJSON_Delete(rec);
     if (rc == RZ_OK && !d->text)
         rc = rz__error(RZ_EDB, "engine store: deployment %llu without a flow",

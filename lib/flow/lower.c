@@ -760,7 +760,8 @@ bool rz__flux_kept_key(const char *k, bool top)
 {
     return top ? strncmp(k, "x-", 2) == 0 : (strcmp(k, "max_cost_micros") == 0 ||
                                             strcmp(k, "max_cost_cents") == 0 ||
-                                            strcmp(k, "approval") == 0);
+                                            strcmp(k, "approval") == 0 ||
+                                            strcmp(k, "cache") == 0);
 }
 
 static const char *const top_keys[] = {
@@ -878,6 +879,25 @@ static void check_approval(lower *L, const cJSON *c)
     }
 }
 
+/* cache: true | false | {ttl_s: N} (docs/triggers.md, "Resume and cache"). */
+static void check_cache(lower *L, const cJSON *c)
+{
+    uint32_t u;
+    if (cJSON_IsBool(c))
+        return;
+    if (!cJSON_IsObject(c)) {
+        bad(L, RZ_EINVALID, "cache", NULL, "'cache' must be true, false or {ttl_s: N}, "
+            "not %s", type_name(c));
+        return;
+    }
+    for (const cJSON *k = c->child; k; k = k->next)
+        if (strcmp(k->string, "ttl_s") == 0)
+            (void)want_u32(L, k, "cache", k->string, 1, &u);
+        else
+            bad(L, RZ_EINVALID, "cache", k->string, "unknown key '%s' in 'cache' (keys: "
+                "ttl_s)", k->string);
+}
+
 /* An approval step waits for a person: it runs nothing. */
 static void approval_step_rules(lower *L, const rz__step *s)
 {
@@ -980,6 +1000,8 @@ static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
             check_max_cost(L, c);
         if (strcmp(c->string, "approval") == 0)
             check_approval(L, c);
+        if (strcmp(c->string, "cache") == 0)
+            check_cache(L, c);
         if (key_id && strcmp(c->string, "ui") == 0)
             lower_ui(L, &s->extra, c, false);
         else if (!lower_step_field(L, s, obj, c, key_id != NULL, &seen))

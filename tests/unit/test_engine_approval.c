@@ -1,13 +1,16 @@
 /* Pause/resume of a deployment and approval steps (lib/engine/approval.c):
  * no step starts while paused, a decision releases what follows, a
  * timeout takes the default, bad calls change nothing, and both survive a
- * SIGKILL with every step paid once. */
+ * SIGKILL with every step paid once. Resume with a step cache
+ * (lib/engine/reuse.c): what succeeded is reused and not paid again, a
+ * changed step runs, cache: false opts out, a kill -9 keeps it all. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -329,6 +332,9 @@ static void test_bad_approval_refused(void **state)
         { "  gate:\n    approval: yes\n", "'approval' must be a map" },
         { "  gate:\n    approval: {}\n    retry: 3\n", "cannot have for_each, verify, retry" },
         { "  gate:\n    approval: {}\n    timeout_s: 5\n", "its wait is approval.timeout_s" },
+        { "  gate:\n    cache: 3\n    module: count@1.0.0\n", "'cache' must be true, false" },
+        { "  gate:\n    cache: {ttl: 5}\n    module: count@1.0.0\n", "unknown key 'ttl' in 'cache'" },
+        { "  gate:\n    cache: {ttl_s: 0}\n    module: count@1.0.0\n", "'ttl_s' is out of range" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char text[512];
@@ -378,6 +384,167 @@ static void test_gate_round_trips(void **state)
     rz_flow_free(f);
 }
 
+static const char *CHAIN =
+    "flux: 1\nname: chain\nsteps:\n"
+    "  a:\n    module: count@1.0.0\n    inputs: {text: \"%s\"}\n"
+    "  b:\n    module: count@1.0.0\n    needs: [a]\n    inputs: {text: \"b\"}\n%s"
+    "  c:\n    module: count@1.0.0\n    needs: [b]\n    inputs: {text: \"c\"}\n";
+
+static char *chain(const char *a_text, const char *b_extra)
+{
+    static char buf[1024];
+    snprintf(buf, sizeof buf, CHAIN, a_text, b_extra);
+    return buf;
+}
+
+/* Take one queued job and report it: `fail` fails it. Its step, or NULL. */
+static const char *take(fx *f, uint64_t node, uint64_t now, bool fail)
+{
+    static char step[64];
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_node_heartbeat(f->e, node, now, 0), RZ_OK);
+    if (rz_engine_poll(f->e, node, now, &a) != RZ_OK)
+        return NULL;
+    snprintf(step, sizeof step, "%s", a.step);
+    assert_int_equal(node_report(f->e, node, a.job, a.attempt, fail ? NULL : "{\"n\":1}",
+                                 fail ? "boom" : NULL, 10000, now + 1), RZ_OK);
+    return step;
+}
+
+static char *map_of(fx *f, uint64_t d)
+{
+    char *m = NULL;
+    assert_int_equal(rz_engine_reuse_map(f->e, d, &m), RZ_OK);
+    return m;
+}
+
+static uint64_t deploy_reuse(fx *f, const char *text, const char *map, uint64_t now)
+{
+    uint64_t d = 0;
+    int rc = rz_engine_deploy_reuse(f->e, text, strlen(text), f->client, NULL, map, now, &d,
+                                    NULL);
+    if (rc != RZ_OK)
+        fprintf(stderr, "deploy: %s\n", rz_error_last()->message);
+    assert_int_equal(rc, RZ_OK);
+    return d;
+}
+
+static void test_resume_reuses_what_succeeded(void **state)
+{
+    fx *f = *state;
+    uint64_t n = node_add(f);
+    uint64_t d1 = deploy(f, chain("a b", ""), 1);
+    assert_string_equal(take(f, n, 2, false), "a");
+    assert_string_equal(take(f, n, 3, true), "b");   /* fails: c is skipped */
+    assert_int_equal(state_of(f, d1), RZ_RUN_FAILED);
+    assert_int_equal(balance(f), 10000 - 100);
+    char *m1 = map_of(f, d1);
+    cJSON *mj = cJSON_Parse(m1);
+    assert_int_equal(cJSON_GetArraySize(mj), 1);   /* a only */
+    cJSON_Delete(mj);
+    /* Resumed: a is reused at once (no job), b and c run. */
+    uint64_t d2 = deploy_reuse(f, chain("a b", ""), m1, 10);
+    free(m1);
+    assert_string_equal(take(f, n, 11, false), "b");
+    assert_string_equal(take(f, n, 12, false), "c");
+    assert_null(take(f, n, 13, false));
+    assert_int_equal(state_of(f, d2), RZ_RUN_SUCCEEDED);
+    cJSON *doc = status(f, d2);
+    cJSON *a = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "a");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(a, "reused")));
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(a, "reused_from")),
+                        "deployment 1 step a");
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(a, "outputs"), "n")->valueint, 1);
+    assert_null(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "b"),
+                                    "reused"));
+    cJSON_Delete(doc);
+    /* Only b and c were paid again. */
+    assert_int_equal(balance(f), 10000 - 300);
+    /* A change to a: a runs again; b and c (same module, config, inputs)
+     * are reused from the second run; the chain names the first one. */
+    char *m2 = map_of(f, d2);
+    uint64_t d3 = deploy_reuse(f, chain("changed", ""), m2, 20);
+    free(m2);
+    assert_string_equal(take(f, n, 21, false), "a");
+    assert_null(take(f, n, 22, false));
+    assert_int_equal(state_of(f, d3), RZ_RUN_SUCCEEDED);
+    doc = status(f, d3);
+    cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "c");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(c, "reused_from")),
+                        "deployment 2 step c");
+    cJSON_Delete(doc);
+    assert_int_equal(balance(f), 10000 - 400);
+    /* cache: false on b: it runs every time. */
+    char *m3 = map_of(f, d3);
+    uint64_t d4 = deploy_reuse(f, chain("changed", "    cache: false\n"), m3, 30);
+    free(m3);
+    assert_string_equal(take(f, n, 31, false), "b");
+    assert_null(take(f, n, 32, false));   /* c: reused */
+    assert_int_equal(state_of(f, d4), RZ_RUN_SUCCEEDED);
+    assert_int_equal(balance(f), 10000 - 500);
+    assert_int_equal(rz_engine_check(f->e), RZ_OK);
+}
+
+static void test_resume_refuses_a_bad_map(void **state)
+{
+    fx *f = *state;
+    static const char *bad[] = {
+        "[]", "{", "{\"abc\":{\"outputs\":{}}}",
+        "{\"0000000000000000000000000000000000000000000000000000000000000000\":{}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        uint64_t d = 9;
+        const char *t = chain("x", "");
+        assert_int_equal(rz_engine_deploy_reuse(f->e, t, strlen(t), f->client, NULL, bad[i], 1,
+                                                &d, NULL), RZ_EINVAL);
+        assert_int_equal(d, 0);
+    }
+    char *m = NULL;
+    assert_int_equal(rz_engine_reuse_map(f->e, 99, &m), RZ_ENOENT);
+    assert_null(m);
+    assert_int_equal(balance(f), 10000);
+}
+
+/* kill -9 in the middle of a resumed run: the reused step stays reused,
+ * the rest goes on, each paid once. */
+static void test_resume_survives_sigkill(void **state)
+{
+    fx *f = *state;
+    uint64_t n = node_add(f);
+    uint64_t d1 = deploy(f, chain("a b", ""), 1);
+    assert_string_equal(take(f, n, 2, false), "a");
+    assert_string_equal(take(f, n, 3, true), "b");
+    char *m1 = map_of(f, d1);
+    rz_engine_close(f->e);
+    f->e = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        reopen(f);
+        (void)deploy_reuse(f, chain("a b", ""), m1, 10);
+        const char *s = take(f, 1, 11, false);
+        if (!s || strcmp(s, "b") != 0)
+            _exit(3);
+        raise(SIGKILL);
+        _exit(4);
+    }
+    free(m1);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st));
+    reopen(f);
+    assert_int_equal(rz_engine_check(f->e), RZ_OK);
+    assert_string_equal(take(f, 1, 20, false), "c");
+    assert_null(take(f, 1, 21, false));
+    assert_int_equal(state_of(f, 2), RZ_RUN_SUCCEEDED);
+    cJSON *doc = status(f, 2);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(
+        cJSON_GetObjectItem(doc, "steps"), "a"), "reused")));
+    cJSON_Delete(doc);
+    assert_int_equal(balance(f), 10000 - 300);
+    assert_int_equal(rz_engine_check(f->e), RZ_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -389,6 +556,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_approval_refused, setup, teardown),
         cmocka_unit_test(test_gate_round_trips),
+        cmocka_unit_test_setup_teardown(test_resume_reuses_what_succeeded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_refuses_a_bad_map, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_survives_sigkill, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

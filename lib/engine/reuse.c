@@ -1,0 +1,241 @@
+/* Resume with a step cache (docs/triggers.md, "Resume and cache").
+ *
+ * When a step (or a for_each element) starts, its cache key is taken: a
+ * SHA-256 over its module (id, version and the digest of its manifest),
+ * its request as the run resolved it (inputs and config) and the ids of
+ * its credentials (never their values). An approval step's key is over its
+ * id, its approval settings and its request. The key is kept on the job.
+ *
+ * A deployment made with a reuse map ({key: {"outputs", "from", "ms"}},
+ * rz_engine_deploy_reuse) looks each starting step's key up: a hit
+ * succeeds the step at once with the entry's outputs (a START and a
+ * SUCCEED event, replayed like any) and refunds its hold, so nothing runs
+ * and nothing is paid for it; its status says "reused": true and where
+ * from. The map is stored with the deployment's flow, so a step that
+ * starts after a restart is looked up too. A module whose manifest says
+ * "cacheable": false, and a step with `cache: false`, are never reused; a
+ * step with `cache: {ttl_s: N}` only from results at most N s old.
+ * rz_engine_reuse_map builds a map from an earlier deployment of the same
+ * client: the orchestrator's resume. A map never crosses clients: it is
+ * built from the caller's own deployment.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <sodium.h>
+
+#include "engine/engine_impl.h"
+#include "flow/model.h"
+#include "module/module_impl.h"
+
+static int no_memory(void)
+{
+    return rz__error(RZ_ENOMEM, "out of memory");
+}
+
+/* The step's `cache:` (absent: true), false when it opts out. */
+static bool step_cacheable(const rz__step *st, uint64_t *ttl_ms)
+{
+    const cJSON *c = st->extra ? cJSON_GetObjectItemCaseSensitive(st->extra, "cache") : NULL;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "ttl_s");
+    *ttl_ms = cJSON_IsNumber(t) ? (uint64_t)t->valuedouble * 1000u : UINT64_MAX;
+    if (cJSON_IsFalse(c))
+        return false;
+    const rz_module *m = st->module;
+    const cJSON *mc = m && m->manifest
+                          ? cJSON_GetObjectItemCaseSensitive(m->manifest, "cacheable") : NULL;
+    return !cJSON_IsFalse(mc);
+}
+
+static void hash_text(crypto_hash_sha256_state *h, const char *s)
+{
+    crypto_hash_sha256_update(h, (const unsigned char *)s, strlen(s) + 1);   /* with NUL */
+}
+
+static bool hash_json(crypto_hash_sha256_state *h, const cJSON *v)
+{
+    char *t = v ? cJSON_PrintUnformatted(v) : NULL;
+    hash_text(h, t ? t : "null");
+    bool ok = !v || t;
+    free(t);
+    return ok;
+}
+
+/* Key of task `task` with its resolved request, as 64 hex digits; false
+ * when it may not be cached (or memory ran out). */
+static bool task_key(const rz__edep *d, size_t task, const char *request, char out[65],
+                     uint64_t *ttl_ms)
+{
+    size_t si = task < d->n_steps ? task : rz_run_task_step(d->run, task, NULL);
+    if (si >= d->n_steps)
+        return false;
+    const rz__step *st = &d->flow->steps[si];
+    if (!step_cacheable(st, ttl_ms))
+        return false;
+    crypto_hash_sha256_state h;
+    crypto_hash_sha256_init(&h);
+    hash_text(&h, "rhizos-step-key-v1");
+    bool ok = true;
+    const cJSON *ap = rz__step_approval(st);
+    if (ap) {
+        hash_text(&h, "approval");
+        hash_text(&h, st->id);
+        ok = hash_json(&h, ap);
+    } else if (st->module) {
+        hash_text(&h, st->module->id);
+        hash_text(&h, st->module->version);
+        ok = hash_json(&h, st->module->manifest);
+    } else {
+        return false;   /* an unresolved module: nothing to compare */
+    }
+    cJSON *req = cJSON_Parse(request);
+    ok = ok && req && hash_json(&h, req);
+    cJSON_Delete(req);
+    for (size_t i = 0; ok && i < st->n_creds; i++) {
+        hash_text(&h, st->creds[i].field ? st->creds[i].field : "");
+        hash_text(&h, st->creds[i].credential_id ? st->creds[i].credential_id : "");
+    }
+    unsigned char dg[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_final(&h, dg);
+    sodium_bin2hex(out, 65, dg, sizeof dg);
+    return ok;
+}
+
+int rz__engine_reuse_try(rz_engine *e, rz__edep *d, rz__ejob *j, size_t task,
+                         const char *request, uint64_t now, bool *reused)
+{
+    *reused = false;
+    char key[65];
+    uint64_t ttl_ms;
+    if (j->rep_head || !task_key(d, task, request, key, &ttl_ms))
+        return RZ_OK;   /* replicated steps are decided by their set */
+    free(j->cache_key);
+    if (!(j->cache_key = rz__strdup(key)))
+        return no_memory();
+    j->cache_ms = now;
+    const cJSON *hit = d->reuse ? cJSON_GetObjectItemCaseSensitive(d->reuse, key) : NULL;
+    const cJSON *out = cJSON_GetObjectItemCaseSensitive(hit, "outputs");
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(hit, "ms");
+    uint64_t at = cJSON_IsNumber(ms) ? (uint64_t)ms->valuedouble : 0;
+    if (!cJSON_IsObject(out) || (ttl_ms != UINT64_MAX && (at > now || now - at > ttl_ms)))
+        return RZ_OK;
+    char *text = cJSON_PrintUnformatted(out);
+    const char *from = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hit, "from"));
+    char *src = rz__strdup(from ? from : "an earlier run");
+    if (!text || !src) {
+        free(text);
+        free(src);
+        return no_memory();
+    }
+    (void)!rz_run_succeed(d->run, task, text, now);   /* its state tells */
+    int rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_SUCCEED, task, now, text);
+    if (rc == RZ_OK && rz_run_step_state(d->run, task) == RZ_STEP_SUCCEEDED) {
+        free(j->outputs);
+        j->outputs = text;
+        free(j->reused);
+        j->reused = src;
+        j->cache_ms = at;
+        text = src = NULL;
+        rz__engine_finish(e, j, RZ_JOB_SUCCEEDED, RZ__OWE_REFUND);
+        *reused = true;
+    }
+    free(text);
+    free(src);
+    return rc;
+}
+
+int rz__engine_reuse_set(rz__edep *d, const char *json)
+{
+    cJSON_Delete(d->reuse);
+    d->reuse = NULL;
+    if (!json)
+        return RZ_OK;
+    d->reuse = cJSON_Parse(json);
+    if (!cJSON_IsObject(d->reuse)) {
+        cJSON_Delete(d->reuse);
+        d->reuse = NULL;
+        return rz__error(RZ_EINVAL, "the reuse map is not a JSON object");
+    }
+    for (const cJSON *c = d->reuse->child; c; c = c->next)
+        if (strlen(c->string) != 64 || strspn(c->string, "0123456789abcdef") != 64 ||
+            !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(c, "outputs")))
+            return rz__error(RZ_EINVAL, "reuse map: '%.80s' is not a step key with "
+                             "\"outputs\"", c->string);
+    return RZ_OK;
+}
+
+/* One job's entry, when it succeeded with a key. */
+static bool add_entry(cJSON *map, const rz__ejob *j, uint64_t dep)
+{
+    if (!j || j->state != RZ_JOB_SUCCEEDED || !j->cache_key || !j->outputs ||
+        cJSON_GetObjectItemCaseSensitive(map, j->cache_key))
+        return true;
+    cJSON *o = cJSON_Parse(j->outputs);
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return true;
+    }
+    char from[160];
+    if (j->reused)
+        snprintf(from, sizeof from, "%.150s", j->reused);
+    else
+        snprintf(from, sizeof from, "deployment %llu step %.64s", (unsigned long long)dep,
+                 j->step_id ? j->step_id : "?");
+    cJSON *x = cJSON_AddObjectToObject(map, j->cache_key);
+    return x && cJSON_AddItemToObject(x, "outputs", o) &&
+           cJSON_AddStringToObject(x, "from", from) &&
+           cJSON_AddNumberToObject(x, "ms", (double)j->cache_ms);
+}
+
+int rz_engine_reuse_map(const rz_engine *e, uint64_t deployment, char **json)
+{
+    if (json)
+        *json = NULL;
+    if (!e || !json)
+        return rz__error(RZ_EINVAL, "no engine or no output pointer");
+    const rz__edep *d = rz__engine_dep_read(e, deployment);
+    if (!d)
+        return rz_error_last()->code;
+    uint64_t first = d->first_job, n = d->n_steps;
+    /* for_each elements: their jobs are listed in a finished status, kept
+     * in memory while it runs. (Read before the jobs: a read-back
+     * deployment lasts until the next read.) */
+    cJSON *st = d->final_status ? cJSON_Parse(d->final_status) : NULL;
+    cJSON *map = cJSON_CreateObject();
+    bool ok = map != NULL;
+    for (uint64_t i = 0; ok && i < n; i++)
+        ok = add_entry(map, rz__engine_job_read(e, first + i), deployment);
+    const cJSON *s, *el;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(st, "steps"))
+        cJSON_ArrayForEach(el, cJSON_GetObjectItemCaseSensitive(s, "elements")) {
+            const cJSON *jid = cJSON_GetObjectItemCaseSensitive(el, "job");
+            if (ok && cJSON_IsNumber(jid))
+                ok = add_entry(map, rz__engine_job_read(e, (uint64_t)jid->valuedouble),
+                               deployment);
+        }
+    cJSON_Delete(st);
+    d = rz__engine_dep(e, deployment);   /* running: its element jobs */
+    for (size_t k = 0; ok && d && k < d->n_el_jobs; k++)
+        ok = add_entry(map, rz__engine_job_read(e, d->el_jobs[k]), deployment);
+    *json = ok ? cJSON_PrintUnformatted(map) : NULL;
+    cJSON_Delete(map);
+    return *json ? RZ_OK : no_memory();
+}
+
+int rz_engine_deploy_reuse(rz_engine *e, const char *text, size_t len, rz_ledger_id client,
+                           const char *inputs_json, const char *reuse_json, uint64_t now_ms,
+                           uint64_t *deployment, rz_diags *diags)
+{
+    if (deployment)
+        *deployment = 0;
+    rz__edep probe;
+    memset(&probe, 0, sizeof probe);
+    int rc = rz__engine_reuse_set(&probe, reuse_json);   /* refused before anything */
+    cJSON_Delete(probe.reuse);
+    if (rc != RZ_OK)
+        return rc;
+    return rz__engine_deploy(e, text, len, client, inputs_json, reuse_json, now_ms,
+                             deployment, diags);
+}
