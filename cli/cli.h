@@ -63,6 +63,8 @@ typedef struct cli {
     const char *max_tokens;       /* --max-tokens N (run -t llm) */
     const char *temperature;      /* --temperature T (run -t llm) */
     const char *comment;          /* --comment TEXT (flow approve|reject) */
+    const char *note;             /* --note TEXT (flow deploy) */
+    uint64_t resume_from;         /* flow resume ID FILE: the deployment reused */
     char **args;                  /* positionals after "GROUP VERB" */
     int nargs;
 } cli;

@@ -19,6 +19,7 @@ void cli_deploy_usage(void)
 {
     printf(
 "       rhizos flow deploy FILE         [--input NAME=VALUE]... [--vault F]\n"
+"                                       [--note TEXT]\n"
 "       rhizos flow status ID           [--json]\n"
 "       rhizos flow watch ID            [--json]\n"
 "       rhizos flow cancel ID\n"
@@ -200,7 +201,10 @@ static int deploy_send(const cli *c, rz_client *cl, const char *path, const char
     uint64_t id = 0;
     if (rz_diags_new(&d) != RZ_OK)
         return EXIT_FAILED;
-    int rc = rz_client_deploy(cl, text, len, inputs, creds, &id, d);
+    rz_client_deploy_opts o = RZ_CLIENT_DEPLOY_OPTS_INIT;
+    o.note = c->note;
+    o.resume_from = c->resume_from;
+    int rc = rz_client_deploy_ex(cl, text, len, inputs, creds, &o, &id, d);
     int ex = EXIT_OK;
     if (rc == RZ_EINVALID) {
         print_remote_diags(path, d);
@@ -213,7 +217,12 @@ static int deploy_send(const cli *c, rz_client *cl, const char *path, const char
         printf("{\"id\": %" PRIu64 "}\n", id);
     } else {
         printf("%" PRIu64 "\n", id);
-        if (!c->quiet)
+        if (!c->quiet && c->resume_from)
+            fprintf(stderr, "rhizos: deployed %s as flow %" PRIu64 ", reusing what "
+                            "flow %" PRIu64 " computed where nothing changed; follow it "
+                            "with 'rhizos flow watch %" PRIu64 "'\n", path, id,
+                    c->resume_from, id);
+        else if (!c->quiet)
             fprintf(stderr, "rhizos: deployed %s as flow %" PRIu64 "; follow it with "
                             "'rhizos flow watch %" PRIu64 "'\n", path, id, id);
     }
@@ -306,6 +315,10 @@ static const char *step_words(const cJSON *st, char *buf, size_t cap)
 {
     const char *run = cli_json_str(st, "status", "?");
     const char *job = cli_json_str(st, "job_status", "");
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "reused"))) {
+        snprintf(buf, cap, "%s (reused from %s)", run, cli_json_str(st, "reused_from", "?"));
+        return buf;
+    }
     const char *why = strcmp(job, "queued") == 0 ? "queued for a node"
                     : strcmp(job, "assigned") == 0 ? "sent to a node, not started"
                     : NULL;

@@ -14,11 +14,17 @@ void cli_gate_usage(void)
 {
     printf(
 "       rhizos flow pause ID | resume ID\n"
+"       rhizos flow resume ID [FILE]    [--input NAME=VALUE]... [--note TEXT]\n"
 "       rhizos flow approve ID STEP     [--comment TEXT]\n"
 "       rhizos flow reject ID STEP      [--comment TEXT]\n"
 "\n"
 "`pause` stops a deployment from starting steps (running ones finish, holds\n"
-"stay); `resume` lets it go on. A step with `approval:` waits until its owner\n"
+"stay); `resume` lets a paused one go on. `resume` of a failed or cancelled\n"
+"deployment runs it again as a new one that re-runs only what did not\n"
+"succeed: a step whose module, config and inputs are unchanged takes the\n"
+"earlier outputs, costs nothing and shows as \"reused\" (with FILE: that\n"
+"flow, deployed as `deploy` would, reusing what is unchanged).\n"
+"A step with `approval:` waits until its owner\n"
 "or one of its approvers runs `approve` (the step's outputs are approved,\n"
 "by, comment) or `reject` (the step fails, the steps after it are skipped);\n"
 "`flow status` lists what awaits approval.\n");
@@ -61,8 +67,51 @@ static void print_reply(const char *r, const char *id, const char *what)
     cJSON_Delete(s);
 }
 
+/* rhizos flow resume ID [FILE]: a paused deployment goes on; a finished
+ * one runs again with its step cache (a new deployment). */
+static int flow_resume(cli *c)
+{
+    uint64_t id;
+    if (c->nargs < 1 || c->nargs > 2 || !cli_parse_u64(c->args[0], UINT64_MAX, &id)) {
+        fprintf(stderr, "rhizos: flow resume: give a deployment id (and a flow FILE "
+                        "to resume with). Try 'rhizos flow --help'.\n");
+        return EXIT_USAGE;
+    }
+    if (c->nargs == 2) {   /* the changed flow, deployed with the cache */
+        c->resume_from = id;
+        c->args++;
+        c->nargs--;
+        return cli_flow_deploy(c);
+    }
+    rz_client *cl = cli_client(c);
+    if (!cl)
+        return EXIT_USAGE;
+    char path[64], *r = NULL;
+    snprintf(path, sizeof path, "/api/v1/flows/%" PRIu64 "/resume", id);
+    int ex = cli_request(cl, "POST", path, NULL, &r);
+    cJSON *s = ex == EXIT_OK ? cJSON_Parse(r) : NULL;
+    if (ex == EXIT_OK && c->json) {
+        cli_print_json(r);
+    } else if (ex == EXIT_OK && cJSON_GetObjectItemCaseSensitive(s, "resumed_from")) {
+        long long nid = (long long)cli_json_int(s, "id");
+        printf("%lld\n", nid);
+        if (!c->quiet)
+            fprintf(stderr, "rhizos: flow %" PRIu64 " resumed as flow %lld (steps that "
+                            "succeeded are reused); follow it with 'rhizos flow watch "
+                            "%lld'\n", id, nid, nid);
+    } else if (ex == EXIT_OK) {
+        print_reply(r, c->args[0], "resumed");
+    }
+    cJSON_Delete(s);
+    rz_free(r);
+    rz_client_free(cl);
+    return ex;
+}
+
 int cli_flow_gate(cli *c, const char *verb)
 {
+    if (!strcmp(verb, "resume"))
+        return flow_resume(c);
     bool decide = !strcmp(verb, "approve") || !strcmp(verb, "reject");
     char path[200], rest[120];
     if (decide && c->nargs == 2 && !step_ok(c->args[1])) {

@@ -88,6 +88,7 @@ static void usage_options(FILE *out)
 "  --name N, --address A   account name (create), payout address (withdraw)\n"
 "  --tx REF, --reason TEXT a withdrawal's transaction, why it failed (admin)\n"
 "  --comment TEXT          a note with a decision (flow approve|reject)\n"
+"  --note TEXT             the author's note on a new version (flow deploy)\n"
 "  --limit N               at most N entries, newest first (flow runs:\n"
 "                          default 20, 0 for all)\n"
 "  --container-host URL    container engine for docker steps (flow run):\n"
@@ -120,7 +121,7 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_REPS,
        OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS, OPT_CONTAINER_HOST,
        OPT_KEY_FILE, OPT_CONTEXT, OPT_CA_FILE, OPT_MODEL, OPT_MAX_TOKENS, OPT_TEMPERATURE,
-       OPT_COMMENT };
+       OPT_COMMENT, OPT_NOTE };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -166,6 +167,7 @@ static const struct option long_opts[] = {
     { "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
     { "temperature", required_argument, NULL, OPT_TEMPERATURE },
     { "comment", required_argument, NULL, OPT_COMMENT },
+    { "note", required_argument, NULL, OPT_NOTE },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -273,6 +275,7 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
             account_option(c, ch); break;
         case OPT_LIMIT: c->limit = optarg; break;
         case OPT_COMMENT: c->comment = optarg; break;
+        case OPT_NOTE: c->note = optarg; break;
         case OPT_REVEAL: c->reveal = true; break;
         case OPT_NODES: c->nodes = optarg; break;
         case OPT_POLICY: c->policy = optarg; break;

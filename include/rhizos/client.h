@@ -81,6 +81,23 @@ RZ_EXTERN RZ_NODISCARD int rz_client_deploy(rz_client *c, const char *text,
                                             const char *credentials_json,
                                             uint64_t *deployment,
                                             rz_diags *diags);
+/* rz_client_deploy with more of the deploy body: `note` (NULL: none; at
+ * most 1000 bytes) is the version's author's note; resume_from (0: none)
+ * names an earlier deployment of the caller's whose succeeded steps are
+ * reused where their module, config and inputs are unchanged
+ * (docs/triggers.md, "Resume and cache"). opts may be NULL. */
+typedef struct rz_client_deploy_opts {
+    uint32_t version;          /* 1 */
+    const char *note;
+    uint64_t resume_from;
+} rz_client_deploy_opts;
+#define RZ_CLIENT_DEPLOY_OPTS_INIT { 1, NULL, 0 }
+RZ_EXTERN RZ_NODISCARD int rz_client_deploy_ex(rz_client *c, const char *text,
+                                               size_t len, const char *inputs_json,
+                                               const char *credentials_json,
+                                               const rz_client_deploy_opts *opts,
+                                               uint64_t *deployment,
+                                               rz_diags *diags);
 /* GET /api/v1/flows/{id}/status. Not const: a request uses the client's
  * connection and keeps its last reply. */
 RZ_EXTERN RZ_NODISCARD int rz_client_flow_status(rz_client *c,

@@ -465,7 +465,7 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_cancel(rz_engine *e,
  * rz_engine_reuse_map: the results of `deployment`'s steps (and for_each
  * elements) that succeeded, as {"<step key>":{"outputs","from","ms"}}
  * (release with rz_free); the key of a step is taken when it starts: a
- * SHA-256 of its module (id, version, manifest), its resolved inputs and
+ * SHA-256 of its step id, module (id, version, manifest), resolved inputs and
  * config and its credential ids. rz_engine_deploy_reuse: rz_engine_deploy,
  * where a step whose key is in `reuse_json` succeeds at once with those
  * outputs (its hold refunded, nothing charged; its status "reused": true,
@@ -476,6 +476,11 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_cancel(rz_engine *e,
 RZ_EXTERN RZ_NODISCARD int rz_engine_reuse_map(const rz_engine *e,
                                                uint64_t deployment,
                                                char **json);
+/* The flow text and inputs (NULL: none) a deployment was made with;
+ * release both with rz_free. */
+RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_flow(const rz_engine *e,
+                                                     uint64_t deployment,
+                                                     char **text, char **inputs);
 RZ_EXTERN RZ_NODISCARD int rz_engine_deploy_reuse(rz_engine *e, const char *text,
                                                   size_t len, rz_ledger_id client,
                                                   const char *inputs_json,

@@ -24,7 +24,7 @@ static int parse_object(const char *json, const char *what, cJSON **out)
 }
 
 static char *deploy_body(const char *text, size_t len, cJSON *inputs,
-                         cJSON *creds)
+                         cJSON *creds, const rz_client_deploy_opts *o)
 {
     cJSON *body = cJSON_CreateObject();
     char *flow = rz__strndup(text, len);
@@ -33,6 +33,10 @@ static char *deploy_body(const char *text, size_t len, cJSON *inputs,
         ok = cJSON_AddItemReferenceToObject(body, "inputs", inputs);
     if (ok && creds)
         ok = cJSON_AddItemReferenceToObject(body, "credentials", creds);
+    if (ok && o && o->note)
+        ok = cJSON_AddStringToObject(body, "note", o->note);
+    if (ok && o && o->resume_from)
+        ok = cJSON_AddNumberToObject(body, "resume_from", (double)o->resume_from);
     char *s = ok ? rz__json_print(body, false) : NULL;
     free(flow);
     cJSON_Delete(body);
@@ -100,6 +104,22 @@ int rz_client_deploy(rz_client *c, const char *text, size_t len,
                      const char *inputs_json, const char *credentials_json,
                      uint64_t *deployment, rz_diags *diags)
 {
+    return rz_client_deploy_ex(c, text, len, inputs_json, credentials_json, NULL,
+                               deployment, diags);
+}
+
+int rz_client_deploy_ex(rz_client *c, const char *text, size_t len,
+                        const char *inputs_json, const char *credentials_json,
+                        const rz_client_deploy_opts *opts, uint64_t *deployment,
+                        rz_diags *diags)
+{
+    if (opts && opts->version != 1)
+        return rz__error(RZ_EINVAL, "rz_client_deploy_opts version %u is not 1",
+                         (unsigned)opts->version);
+    if (opts && opts->note && strlen(opts->note) > 1000)
+        return rz__error(RZ_EINVAL, "the note is longer than 1000 bytes");
+    if (opts && opts->resume_from > 9007199254740992ull)
+        return rz__error(RZ_EINVAL, "resume_from is not a deployment id");
     if (deployment)
         *deployment = 0;
     if (!c || !text || !deployment)
@@ -110,7 +130,7 @@ int rz_client_deploy(rz_client *c, const char *text, size_t len,
     int rc = parse_object(inputs_json, "inputs", &inputs);
     if (rc == RZ_OK)
         rc = parse_object(credentials_json, "credentials", &creds);
-    char *body = rc == RZ_OK ? deploy_body(text, len, inputs, creds) : NULL;
+    char *body = rc == RZ_OK ? deploy_body(text, len, inputs, creds, opts) : NULL;
     cJSON_Delete(inputs);
     cJSON_Delete(creds);
     if (rc != RZ_OK)

@@ -237,6 +237,10 @@ RZ_HIDDEN int rz__engine_deploy(rz_engine *e, const char *text, size_t len,
                                 rz_ledger_id client, const char *inputs_json,
                                 const char *reuse_json, uint64_t now_ms,
                                 uint64_t *deployment, rz_diags *diags);
+/* store.c: the flow text and inputs of deployment `id` as stored
+ * (release with free). */
+RZ_HIDDEN int rz__engine_store_dep_flow(const rz_engine *e, uint64_t id, char **text,
+                                        char **inputs);
 /* Is task `task` an approval step (started without a job in the queue)? */
 RZ_HIDDEN bool rz__engine_is_approval(const rz__edep *d, size_t task);
 /* The "paused" and "awaiting_approval" members of a running deployment's

@@ -1,7 +1,7 @@
 /* Resume with a step cache (docs/triggers.md, "Resume and cache").
  *
  * When a step (or a for_each element) starts, its cache key is taken: a
- * SHA-256 over its module (id, version and the digest of its manifest),
+ * SHA-256 over its step id, its module (id, version and its manifest),
  * its request as the run resolved it (inputs and config) and the ids of
  * its credentials (never their values). An approval step's key is over its
  * id, its approval settings and its request. The key is kept on the job.
@@ -77,11 +77,13 @@ static bool task_key(const rz__edep *d, size_t task, const char *request, char o
     crypto_hash_sha256_state h;
     crypto_hash_sha256_init(&h);
     hash_text(&h, "rhizos-step-key-v1");
+    /* The step's id too: two steps that happen to ask the same of one
+     * module are two results (one may have failed). */
+    hash_text(&h, st->id);
     bool ok = true;
     const cJSON *ap = rz__step_approval(st);
     if (ap) {
         hash_text(&h, "approval");
-        hash_text(&h, st->id);
         ok = hash_json(&h, ap);
     } else if (st->module) {
         hash_text(&h, st->module->id);
@@ -222,6 +224,42 @@ int rz_engine_reuse_map(const rz_engine *e, uint64_t deployment, char **json)
     *json = ok ? cJSON_PrintUnformatted(map) : NULL;
     cJSON_Delete(map);
     return *json ? RZ_OK : no_memory();
+}
+
+int rz_engine_deployment_flow(const rz_engine *e, uint64_t deployment, char **text,
+                              char **inputs)
+{
+    if (text)
+        *text = NULL;
+    if (inputs)
+        *inputs = NULL;
+    if (!e || !text || !inputs)
+        return rz__error(RZ_EINVAL, "no engine or no output pointer");
+    if (!rz__engine_dep_read(e, deployment))
+        return rz_error_last()->code;
+    const rz__edep *d = rz__engine_dep(e, deployment);
+    char *t = NULL, *in = NULL;
+    int rc = RZ_OK;
+    if (d && d->text) {
+        t = rz__strdup(d->text);
+        in = d->inputs ? rz__strdup(d->inputs) : NULL;
+        if (!t || (d->inputs && !in))
+            rc = no_memory();
+    } else {
+        rc = rz__engine_store_dep_flow(e, deployment, &t, &in);
+    }
+    if (rc == RZ_OK && t) {
+        *text = rz__strdup(t);
+        *inputs = in ? rz__strdup(in) : NULL;
+        if (!*text || (in && !*inputs)) {
+            rz_free(*text);
+            *text = NULL;
+            rc = no_memory();
+        }
+    }
+    free(t);
+    free(in);
+    return rc;
 }
 
 int rz_engine_deploy_reuse(rz_engine *e, const char *text, size_t len, rz_ledger_id client,

@@ -949,6 +949,24 @@ static int load_dep_flow(rz_engine *e, MDB_txn *txn, rz__edep *d)
     return rc;
 }
 
+int rz__engine_store_dep_flow(const rz_engine *e, uint64_t id, char **text, char **inputs)
+{
+    MDB_txn *txn = NULL;
+    int mrc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn);
+    if (mrc)
+        return db_error(mrc, "begin");
+    rz__edep d;
+    memset(&d, 0, sizeof d);
+    d.id = id;
+    d.flow_stored = true;
+    int rc = load_dep_flow((rz_engine *)e, txn, &d);   /* reads only */
+    mdb_txn_abort(txn);
+    *text = d.text;
+    *inputs = d.inputs;
+    free(d.reuse_text);
+    return rc;
+}
+
 int rz__engine_load(rz_engine *e)
 {
     MDB_txn *txn = NULL;

@@ -920,6 +920,21 @@ void flows_status_extra(orch *o, uint64_t dep, cJSON *doc)
     cJSON_Delete(r);
 }
 
+char *flows_dep_creds(orch *o, uint64_t dep)
+{
+    if (!o->flows)
+        return NULL;
+    char key[32];
+    snprintf(key, sizeof key, "d/%" PRIu64, dep);
+    cJSON *r = kv_json(o->flows, key);
+    cJSON *ver = r ? version_rec(o->flows, num(r, "flow"), num(r, "version")) : NULL;
+    const char *c = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ver, "creds"));
+    char *out = c ? strdup(c) : NULL;
+    cJSON_Delete(ver);
+    cJSON_Delete(r);
+    return out;
+}
+
 /* ---- routes ---- */
 
 /* The named flow of the path, the caller's own (admin: any). */

@@ -503,6 +503,9 @@ int flows_open(orch *o);     /* DATA/flows; 0, or -1 said on stderr */
 void flows_close(orch *o);
 /* Before a deploy: its webhooks' secrets supplied? False: answered. */
 bool flows_deploy_check(req *q, const char *text, const cJSON *creds);
+/* The credentials record kept with the named flow version deployment
+ * `dep` ran (sealed to this orchestrator for long), or NULL. */
+char *flows_dep_creds(orch *o, uint64_t dep);
 /* After a deploy: the flow's version (new when the content is), the run's
  * record; "flow_id" and "version" added to reply (may be NULL). */
 int flows_record_deploy(orch *o, rz_ledger_id owner, const char *text, const cJSON *inputs,

@@ -195,7 +195,7 @@ static cJSON *prepare(req *q, const char *text, const cJSON *creds)
 /* 201 with the deployment, once its flow's version is recorded (the
  * flow's triggers follow that version from now on). */
 static void deployed(req *q, uint64_t dep, const char *text, const cJSON *inputs,
-                     const char *rtext, const cJSON *creds, const char *note)
+                     const char *rtext, const cJSON *creds, const char *note, uint64_t from)
 {
     orch *o = q->o;
     rz_engine_deployment_info di;
@@ -207,6 +207,8 @@ static void deployed(req *q, uint64_t dep, const char *text, const cJSON *inputs
     cJSON_AddNumberToObject(doc, "id", (double)dep);
     cJSON_AddStringToObject(doc, "status", rz_run_state_name(di.state));
     cJSON_AddNumberToObject(doc, "held_micros", (double)held);
+    if (from)
+        cJSON_AddNumberToObject(doc, "resumed_from", (double)from);
     if (flows_record_deploy(o, q->who.account, text, inputs, rtext, creds, note, dep,
                             orch_now_ms(), doc) != RZ_OK) {
         (void)!rz_engine_deployment_cancel(o->e, dep, orch_now_ms());   /* just made */
@@ -217,21 +219,45 @@ static void deployed(req *q, uint64_t dep, const char *text, const cJSON *inputs
     reply_json(q, 201, doc);
 }
 
+/* The step results of the caller's own deployment `from`, as a reuse map
+ * (a cache never crosses accounts); NULL: answered. */
+static char *reuse_map_of(req *q, uint64_t from)
+{
+    rz_engine_deployment_info di;
+    char *map = NULL;
+    if (rz_engine_deployment_get(q->o->e, from, &di) != RZ_OK ||
+        !same_id(di.client, q->who.account)) {
+        reply_error(q, RZ_ENOENT, "no deployment %llu to resume from",
+                    (unsigned long long)from);
+        return NULL;
+    }
+    int rc = rz_engine_reuse_map(q->o->e, from, &map);
+    if (rc != RZ_OK)
+        reply_rz(q, rc);
+    return map;
+}
+
 void r_flow_deploy(req *q)
 {
-    static const char *const fields[] = { "flow", "inputs", "credentials", "note", NULL };
+    static const char *const fields[] = { "flow", "inputs", "credentials", "note",
+                                          "resume_from", NULL };
     orch *o = q->o;
     cJSON *inputs, *creds;
     const char *note;
+    uint64_t from = 0;
+    char *map = NULL;
     if (!body_fields(q, fields) || !body_obj(q, "inputs", &inputs) ||
         !body_obj(q, "credentials", &creds) || !check_sealed(q, creds) ||
-        !body_str(q, "note", false, &note) || !quota_client_room(q, true))
+        !body_str(q, "note", false, &note) ||
+        !body_u64(q, "resume_from", false, UINT64_MAX, &from, NULL) ||
+        (from && !(map = reuse_map_of(q, from))) || !quota_client_room(q, true)) {
+        free(map);
         return;
+    }
     char *text = flow_text(q);
-    if (!text)
-        return;
-    if (!flows_deploy_check(q, text, creds)) {
+    if (!text || !flows_deploy_check(q, text, creds)) {
         free(text);
+        free(map);
         return;
     }
     cJSON *refs = prepare(q, text, creds);
@@ -240,8 +266,8 @@ void r_flow_deploy(req *q)
     int rc = RZ_OK;
     rz_diags *d = NULL;
     if (refs && rz_diags_new(&d) == RZ_OK) {
-        rc = rz_engine_deploy(o->e, text, strlen(text), q->who.account, in,
-                              orch_now_ms(), &dep, d);
+        rc = rz_engine_deploy_reuse(o->e, text, strlen(text), q->who.account, in, map,
+                                    orch_now_ms(), &dep, d);
         /* Flow inputs are checked after the document: their problem is
          * in rz_error_last(), not in a diagnostic. */
         if (rc == RZ_EINVALID && rz_diags_count(d) > 0)
@@ -253,6 +279,7 @@ void r_flow_deploy(req *q)
     }
     rz_diags_free(d);
     free(in);
+    free(map);
     if (!refs || q->answered) {
         cJSON_Delete(refs);
         free(text);
@@ -279,7 +306,7 @@ void r_flow_deploy(req *q)
         reply_error(q, RZ_EDB, "cannot store the deployment's credentials");
         return;
     }
-    deployed(q, dep, text, inputs, rtext, creds, note);
+    deployed(q, dep, text, inputs, rtext, creds, note, from);
     free(rtext);
     free(text);
 }
@@ -349,8 +376,10 @@ static void pause_or_resume(req *q, int paused)
 {
     uint64_t id;
     rz_engine_deployment_info di;
-    if (!visible_dep(q, &id, &di))
+    if (paused && !visible_dep(q, &id, &di))
         return;
+    if (!paused)
+        (void)!param_u64(q, 0, &id);   /* checked by r_flow_resume */
     int rc = rz_engine_deployment_pause(q->o->e, id, paused, orch_now_ms());
     if (rc != RZ_OK)
         reply_rz(q, rc);
@@ -363,9 +392,61 @@ void r_flow_pause(req *q)
     pause_or_resume(q, 1);
 }
 
+/* A finished deployment run again with a step cache: its flow and inputs,
+ * its version's credentials, and every step whose key matches a result
+ * of it reused (docs/triggers.md, "Resume and cache"). 201 as a deploy. */
+static void resume_finished(req *q, uint64_t id, const rz_engine_deployment_info *di)
+{
+    orch *o = q->o;
+    if (q->who.kind == P_ADMIN || !same_id(di->client, q->who.account)) {
+        reply_error(q, RZ_EDENIED, "only the deployment's owner can resume it (it pays)");
+        return;
+    }
+    if (di->state == RZ_RUN_SUCCEEDED) {
+        reply_error(q, RZ_ESTATE, "deployment %llu succeeded: nothing to resume",
+                    (unsigned long long)id);
+        return;
+    }
+    if (!quota_client_room(q, true))
+        return;
+    char *text = NULL, *in = NULL, *map = reuse_map_of(q, id);
+    int rc = map ? rz_engine_deployment_flow(o->e, id, &text, &in) : RZ_OK;
+    char *creds = map && rc == RZ_OK ? flows_dep_creds(o, id) : NULL;
+    if (map && rc == RZ_OK && !creds)
+        creds = auth_get_creds(o, id);   /* sealed for the hour: may be stale */
+    uint64_t dep = 0;
+    uint64_t now = orch_now_ms();
+    if (map && rc == RZ_OK)
+        rc = rz_engine_deploy_reuse(o->e, text, strlen(text), di->client, in, map, now,
+                                    &dep, NULL);
+    if (map && rc != RZ_OK) {
+        reply_rz(q, rc);
+    } else if (map && creds && auth_put_creds(o, dep, creds) != RZ_OK) {
+        (void)!rz_engine_deployment_cancel(o->e, dep, now);   /* just made */
+        reply_error(q, RZ_EDB, "cannot store the deployment's credentials");
+    } else if (map) {
+        cJSON *inputs = in ? cJSON_Parse(in) : NULL;
+        char note[64];
+        snprintf(note, sizeof note, "resume of deployment %llu", (unsigned long long)id);
+        deployed(q, dep, text, inputs, creds, NULL, note, id);
+        cJSON_Delete(inputs);
+    }
+    free(creds);
+    rz_free(text);
+    rz_free(in);
+    free(map);
+}
+
 void r_flow_resume(req *q)
 {
-    pause_or_resume(q, 0);
+    uint64_t id;
+    rz_engine_deployment_info di;
+    if (!visible_dep(q, &id, &di))
+        return;
+    if (di.state == RZ_RUN_RUNNING)
+        pause_or_resume(q, 0);
+    else
+        resume_finished(q, id, &di);
 }
 
 /* The awaiting approval entry of `step` in the status, or NULL. */

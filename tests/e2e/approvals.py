@@ -12,6 +12,11 @@
   twice, unknown step, a step that is no gate, a bad comment, a finished
   run) change nothing.
 - The CLI: rhizos flow pause/resume/approve/reject.
+- Resume with a step cache: a failed deployment resumed runs only what did
+  not succeed (the rest "reused", not paid again: the ledger is checked),
+  across a kill -9 of the orchestrator; a changed flow deployed with
+  resume_from re-runs only the changed step; nobody resumes from another
+  account's run; `rhizos flow resume ID [FILE]`.
 
 Usage: approvals.py ORCHESTRATOR SOURCE_ROOT LIBRHIZOS [RHIZOS]"""
 import json
@@ -31,7 +36,7 @@ GATED = ("flux: 1\nname: gated\nsteps:\n"
          "    inputs: {message: \"${{ steps.gate.outputs.comment }}\"}\n")
 
 
-class Approvals(Base):
+class Helpers(Base):
     def node(self):
         nk = NodeKey(X25519)
         reg = self.ok("POST", "/api/v1/nodes/register", nk.register_body(NODE_CAPS), code=201)
@@ -54,6 +59,8 @@ class Approvals(Base):
     def status(self, dep, key):
         return self.ok("GET", "/api/v1/flows/%d/status" % dep, key=key)
 
+
+class Approvals(Helpers):
     def test_pause_approve_across_kill9_then_reject(self):
         owner, key = self.client(10 ** 6)
         approver, akey = self.client(0)
@@ -177,6 +184,111 @@ class Approvals(Base):
         self.take(nk, nid, tok)
         self.assertIn("gate rejected", rz("flow", "reject", str(dep), "gate"))
         rz("flow", "approve", code=2)
+
+
+CHAIN = ("flux: 1\nname: chain\nsteps:\n"
+         "  a:\n    module: echo@1\n    inputs: {message: one}\n"
+         "  b:\n    module: echo@1\n    needs: [a]\n"
+         "    inputs: {message: \"${{ steps.a.outputs.message }}\"}\n"
+         "  c:\n    module: echo@1\n    needs: [b]\n    inputs: {message: %s}\n")
+
+
+class Resume(Helpers):
+    def take_as(self, nk, nid, tok, fail=False):
+        st, a = self.s.call("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
+        if st == 204:
+            return None
+        self.assertEqual(st, 200, a)
+        if fail:
+            body = nk.result_body(a["job"], a["attempt"], error="boom", run_ms=100)
+        else:
+            body = nk.result_body(a["job"], a["attempt"],
+                                  {"message": str(a["request"]["inputs"]["message"])}, run_ms=100)
+        self.ok("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, a["job"]), body, tok)
+        return a["step"]
+
+    def balance(self, key):
+        return self.ok("GET", "/api/v1/accounts/me", key=key)["balance_micros"]
+
+    def test_resume_reuses_and_pays_once(self):
+        _, key = self.client(10 ** 6)
+        _, other = self.client(10 ** 6)
+        bal0 = self.balance(key)
+        nk, nid, tok = self.node()
+        d1 = self.ok("POST", "/api/v1/flows/deploy", {"flow": CHAIN % "three"}, key, 201)["id"]
+        self.assertEqual(self.take_as(nk, nid, tok), "a")
+        self.assertEqual(self.take_as(nk, nid, tok, fail=True), "b")
+        st1 = self.status(d1, key)
+        self.assertEqual(st1["status"], "failed")
+        paid1 = st1["charged_micros"]
+        # Nobody else resumes it, nor resumes from it.
+        self.assertEqual(self.s.call("POST", "/api/v1/flows/%d/resume" % d1, None, other)[0], 404)
+        code, doc = self.s.call("POST", "/api/v1/flows/deploy",
+                                {"flow": CHAIN % "three", "resume_from": d1}, other)
+        self.assertEqual(code, 404, doc)
+        code, doc = self.s.call("POST", "/api/v1/flows/deploy",
+                                {"flow": CHAIN % "three", "resume_from": "x"}, key)
+        self.assertEqual(code, 400, doc)
+        # Resumed: a is reused at once; kill -9 before b runs.
+        r = self.ok("POST", "/api/v1/flows/%d/resume" % d1, None, key, 201)
+        d2 = r["id"]
+        self.assertEqual(r["resumed_from"], d1)
+        self.s.proc.stop(sig=signal.SIGKILL)
+        self.s.start()
+        st = self.status(d2, key)
+        self.assertTrue(st["steps"]["a"]["reused"], st)
+        self.assertEqual(st["steps"]["a"]["reused_from"], "deployment %d step a" % d1)
+        self.assertEqual(self.take_as(nk, nid, tok), "b")
+        self.assertEqual(self.take_as(nk, nid, tok), "c")
+        st2 = self.status(d2, key)
+        self.assertEqual(st2["status"], "succeeded", st2)
+        jobs = {s: self.ok("GET", "/api/v1/jobs/%d" % st2["steps"][s]["job"], key=key)
+                for s in "abc"}
+        self.assertEqual(jobs["a"]["cost_micros"], 0)
+        self.assertEqual(st2["charged_micros"], jobs["b"]["cost_micros"] + jobs["c"]["cost_micros"])
+        self.assertEqual(self.balance(key), bal0 - paid1 - st2["charged_micros"])
+        # Nothing to resume in a run that succeeded.
+        self.assertEqual(self.s.call("POST", "/api/v1/flows/%d/resume" % d2, None, key)[0], 409)
+        # A change to c only: a and b are reused from d2, c runs.
+        d3 = self.ok("POST", "/api/v1/flows/deploy",
+                     {"flow": CHAIN % "changed", "resume_from": d2, "note": "c changed"},
+                     key, 201)["id"]
+        self.assertEqual(self.take_as(nk, nid, tok), "c")
+        st3 = self.status(d3, key)
+        self.assertEqual(st3["status"], "succeeded", st3)
+        self.assertEqual([s for s in "abc" if st3["steps"][s].get("reused")], ["a", "b"])
+        self.assertEqual(st3["steps"]["a"]["reused_from"], "deployment %d step a" % d1)
+        if RHIZOS:
+            self.cli_resume(key, nk, nid, tok)
+
+    def cli_resume(self, key, nk, nid, tok):
+        env = dict(os.environ, RHIZOS_URL=self.s.proc.base, RHIZOS_API_KEY=key)
+        d = self.ok("POST", "/api/v1/flows/deploy", {"flow": CHAIN % "cli"}, key, 201)["id"]
+        self.take_as(nk, nid, tok)
+        self.take_as(nk, nid, tok, fail=True)
+        p = run([RHIZOS, "flow", "resume", str(d)], env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        new = int(p.stdout.strip())
+        self.assertIn("resumed as flow %d" % new, p.stderr)
+        self.take_as(nk, nid, tok)
+        self.take_as(nk, nid, tok)
+        out = run([RHIZOS, "flow", "status", str(new)], env=env).stdout
+        self.assertRegex(out, r"(?m)^  a .*succeeded \(reused from deployment %d step a\)$" % d)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "chain.yaml")
+            with open(path, "w") as f:
+                f.write(CHAIN % "cli2")
+            p = run([RHIZOS, "flow", "resume", str(new), path, "--note", "from a file",
+                     "--modules", os.path.join(ROOT, "examples", "modules")], env=env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            third = int(p.stdout.strip())
+            self.assertEqual(self.take_as(nk, nid, tok), "c")
+            st = self.status(third, key)
+            self.assertEqual(st["status"], "succeeded", st)
+            f = self.ok("GET", "/api/v1/named-flows/%d" % st["flow_id"], key=key)
+            self.assertEqual(f["versions"][-1]["note"], "from a file")
+        p = run([RHIZOS, "flow", "resume", "x"], env=env)
+        self.assertEqual(p.returncode, 2)
 
 
 class Embedded(unittest.TestCase):
