@@ -65,6 +65,9 @@ typedef struct cli {
     const char *comment;          /* --comment TEXT (flow approve|reject) */
     const char *note;             /* --note TEXT (flow deploy) */
     uint64_t resume_from;         /* flow resume ID FILE: the deployment reused */
+    const char *reuse_json;       /* flow resume RUN: its step cache */
+    const char *resume_inputs;    /* ... its inputs (unless --input) */
+    const char *resumed_run;      /* ... its id */
     char **args;                  /* positionals after "GROUP VERB" */
     int nargs;
 } cli;
@@ -129,6 +132,8 @@ int cli_flow_named(cli *c, const char *verb);
 void cli_named_usage(void);
 /* flow pause | resume | approve | reject (gate.c) */
 int cli_flow_gate(cli *c, const char *verb);
+/* flow resume RUN_ID [FILE] on this machine (flow.c) */
+int cli_flow_resume_local(cli *c);
 void cli_gate_usage(void);
 int cli_flow_status(cli *c);
 int cli_flow_watch(cli *c);

@@ -285,6 +285,7 @@ typedef struct progress {
     bool tty;
     bool status_shown;
     size_t total;
+    cJSON *reused;       /* step id -> where its outputs came from */
 } progress;
 
 static void count_states(const rz_run *run, size_t n, size_t *done,
@@ -358,6 +359,12 @@ static void on_event(const rz_event *ev, void *ud)
             draw_status(p, ev);
         return;
     }
+    if (p->c->quiet && ev->kind == RZ_EVENT_STEP_SUCCEEDED && ev->message) {
+        if (!p->reused)
+            p->reused = cJSON_CreateObject();
+        cJSON_AddStringToObject(p->reused, rz_flow_step_id(rz_run_flow(ev->run), ev->step),
+                                ev->message + strlen("reused from "));
+    }
     if (p->c->quiet && ev->kind != RZ_EVENT_STEP_FAILED && ev->kind != RZ_EVENT_NOTICE)
         return;
     FILE *out = stderr;
@@ -374,6 +381,13 @@ static void on_event(const rz_event *ev, void *ud)
                 event_word(ev->kind));
         if (ev->kind == RZ_EVENT_STEP_STARTED && ev->attempt > 1)
             fprintf(out, " (attempt %u)", ev->attempt);
+        if (ev->kind == RZ_EVENT_STEP_SUCCEEDED && ev->message) {   /* "reused from ..." */
+            fprintf(out, " (%s)", ev->message);
+            if (!p->reused)
+                p->reused = cJSON_CreateObject();
+            cJSON_AddStringToObject(p->reused, rz_flow_step_id(flow, ev->step),
+                                    ev->message + strlen("reused from "));
+        }
         if (ev->message && (ev->kind == RZ_EVENT_STEP_FAILED ||
                             ev->kind == RZ_EVENT_STEP_RETRYING ||
                             ev->kind == RZ_EVENT_STEP_SKIPPED))
@@ -511,8 +525,28 @@ static void print_outputs(const rz_run *run)
 static bool shipped_prices(void)
 {
     char *dir = rz_data_path("prices");
+    bool found = dir != NULL;
     rz_free(dir);
-    return dir != NULL;
+    return found;
+}
+
+/* The run as JSON, each reused step marked "reused": true, "reused_from". */
+static void print_run_json(const char *json, const cJSON *reused)
+{
+    cJSON *doc = reused ? cJSON_Parse(json) : NULL;
+    const cJSON *r;
+    cJSON *steps = cJSON_GetObjectItemCaseSensitive(doc, "steps");
+    cJSON_ArrayForEach(r, reused) {
+        cJSON *s = cJSON_GetObjectItemCaseSensitive(steps, r->string);
+        if (s) {
+            cJSON_AddTrueToObject(s, "reused");
+            cJSON_AddStringToObject(s, "reused_from", r->valuestring);
+        }
+    }
+    char *t = doc ? cJSON_PrintUnformatted(doc) : NULL;
+    cli_print_json(t ? t : json);
+    free(t);
+    cJSON_Delete(doc);
 }
 
 static int flow_run(cli *c)
@@ -525,7 +559,8 @@ static int flow_run(cli *c)
                 c->jobs_arg);
         return EXIT_USAGE;
     }
-    char *inputs = cli_inputs_json(c);
+    char *inputs = c->resume_inputs && !c->n_inputs ? strdup(c->resume_inputs)
+                                                    : cli_inputs_json(c);
     if (!inputs)
         return EXIT_USAGE;
     rz_registry *reg = cli_registry(c);
@@ -547,7 +582,7 @@ static int flow_run(cli *c)
     }
     char run_id[64];
     make_run_id(run_id, sizeof run_id);
-    progress p = { c, cli_stderr_tty(), false, rz_flow_step_count(flow) };
+    progress p = { c, cli_stderr_tty(), false, rz_flow_step_count(flow), NULL };
     /* Ask for the vault password once, and only if a step needs a secret. */
     rz_vault *vault = NULL;
     char *data_dir = cli_data_dir(c);
@@ -584,9 +619,13 @@ static int flow_run(cli *c)
      * a killed run still leaves a trace. */
     opts.data_dir = data_dir;
     opts.container_host = c->container_host;
+    opts.reuse_json = c->reuse_json;
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
-    if (!c->quiet && !c->json)
+    if (!c->quiet && !c->json && c->resumed_run)
+        fprintf(stderr, "rhizos: resuming %s: running %s (%zu step%s) as %s\n",
+                c->resumed_run, c->args[0], p.total, p.total == 1 ? "" : "s", run_id);
+    else if (!c->quiet && !c->json)
         fprintf(stderr, "rhizos: running %s (%zu step%s) as %s\n", c->args[0],
                 p.total, p.total == 1 ? "" : "s", run_id);
     rz_run *run = NULL;
@@ -597,7 +636,7 @@ static int flow_run(cli *c)
     if (run) {
         char *json = NULL;
         if (c->json && rz_run_to_json(run, &json) == RZ_OK)
-            cli_print_json(json);
+            print_run_json(json, p.reused);
         else if (!c->json)
             print_outputs(run);
         rz_free(json);
@@ -608,6 +647,7 @@ static int flow_run(cli *c)
     }
     rz_run_free(run);
     rz_prices_free(prices);
+    cJSON_Delete(p.reused);
     rz_vault_close(vault);
     free(data_dir);
     rz_flow_free(flow);
@@ -833,6 +873,55 @@ static int flow_runs(cli *c)
     rz_store_close(st);
     free(dir);
     return rc == RZ_OK ? EXIT_OK : EXIT_FAILED;
+}
+
+/* rhizos flow resume RUN_ID [FILE]: the flow (its recorded file, or FILE)
+ * run again on this machine with that run's step cache and inputs. */
+int cli_flow_resume_local(cli *c)
+{
+    if (need_args(c, "resume", 1, 2) != 0)
+        return EXIT_USAGE;
+    char *dir = cli_data_dir(c), *json = NULL;
+    rz_store *st = NULL;
+    int rc = dir ? rz_store_open(&st, dir) : RZ_ENOMEM;
+    if (rc == RZ_OK)
+        rc = rz_store_run_get(st, c->args[0], &json);
+    rz_store_close(st);
+    cJSON *rec = rc == RZ_OK ? cJSON_Parse(json) : NULL;
+    rz_free(json);
+    if (rc == RZ_ENOENT)
+        fprintf(stderr, "rhizos: no run '%s' recorded in %s (rhizos flow runs lists "
+                "them)\n", c->args[0], dir);
+    else if (rc != RZ_OK)
+        cli_error(dir, rc);
+    free(dir);
+    const cJSON *cache = cJSON_GetObjectItemCaseSensitive(rec, "step_cache");
+    const char *file = c->nargs == 2 ? c->args[1]
+                     : cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "file"));
+    int ex = EXIT_FAILED;
+    if (rec && !cJSON_IsObject(cache))
+        fprintf(stderr, "rhizos: run '%s' kept no step cache (it did not finish, or an "
+                "older rhizos ran it): run the flow again\n", c->args[0]);
+    else if (rec && (!file || !strcmp(file, "-")))
+        fprintf(stderr, "rhizos: run '%s' read its flow from stdin: give the file "
+                "(rhizos flow resume %s FILE)\n", c->args[0], c->args[0]);
+    else if (rec) {
+        char *map = cJSON_PrintUnformatted(cache);
+        const cJSON *in = cJSON_GetObjectItemCaseSensitive(rec, "inputs");
+        char *inputs = cJSON_IsObject(in) ? cJSON_PrintUnformatted(in) : NULL;
+        char *args[1] = { (char *)file };
+        c->reuse_json = map;
+        c->resume_inputs = inputs;
+        c->resumed_run = c->args[0];
+        c->args = args;
+        c->nargs = 1;
+        ex = map ? flow_run(c) : EXIT_FAILED;
+        c->nargs = 0;
+        free(map);
+        free(inputs);
+    }
+    cJSON_Delete(rec);
+    return ex;
 }
 
 int cli_flow(cli *c, const char *verb)

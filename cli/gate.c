@@ -15,6 +15,7 @@ void cli_gate_usage(void)
     printf(
 "       rhizos flow pause ID | resume ID\n"
 "       rhizos flow resume ID [FILE]    [--input NAME=VALUE]... [--note TEXT]\n"
+"       rhizos flow resume RUN_ID [FILE] [--data DIR] [--input NAME=VALUE]...\n"
 "       rhizos flow approve ID STEP     [--comment TEXT]\n"
 "       rhizos flow reject ID STEP      [--comment TEXT]\n"
 "\n"
@@ -23,7 +24,9 @@ void cli_gate_usage(void)
 "deployment runs it again as a new one that re-runs only what did not\n"
 "succeed: a step whose module, config and inputs are unchanged takes the\n"
 "earlier outputs, costs nothing and shows as \"reused\" (with FILE: that\n"
-"flow, deployed as `deploy` would, reusing what is unchanged).\n"
+"flow, deployed as `deploy` would, reusing what is unchanged). With a\n"
+"RUN_ID of `flow runs` it does the same on this machine: the run's file (or\n"
+"FILE) with its inputs, its succeeded steps reused.\n"
 "A step with `approval:` waits until its owner\n"
 "or one of its approvers runs `approve` (the step's outputs are approved,\n"
 "by, comment) or `reject` (the step fails, the steps after it are skipped);\n"
@@ -72,6 +75,9 @@ static void print_reply(const char *r, const char *id, const char *what)
 static int flow_resume(cli *c)
 {
     uint64_t id;
+    if (c->nargs >= 1 && !cli_parse_u64(c->args[0], UINT64_MAX, &id) &&
+        strncmp(c->args[0], "run-", 4) == 0)
+        return cli_flow_resume_local(c);   /* a run recorded on this machine */
     if (c->nargs < 1 || c->nargs > 2 || !cli_parse_u64(c->args[0], UINT64_MAX, &id)) {
         fprintf(stderr, "rhizos: flow resume: give a deployment id (and a flow FILE "
                         "to resume with). Try 'rhizos flow --help'.\n");

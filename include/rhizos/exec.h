@@ -350,12 +350,18 @@ typedef struct rz_runner_opts {
      * embedded run is charged nothing; this is what the machine time would
      * cost to rent. Borrowed for the run; NULL: not priced. Version 6. */
     const struct rz_prices *prices;
+    /* Resume with a step cache (docs/triggers.md): earlier results as
+     * rz_engine_reuse_map gives them (a finished run's record keeps its
+     * own as "step_cache"); a step whose key is there is not run but
+     * takes those outputs (its STEP_SUCCEEDED event says "reused from
+     * ..."). NULL: none. Version 7. */
+    const char *reuse_json;
 } rz_runner_opts;
 
-#define RZ_RUNNER_OPTS_VERSION 6
+#define RZ_RUNNER_OPTS_VERSION 7
 #define RZ_RUNNER_OPTS_INIT { RZ_RUNNER_OPTS_VERSION, 0, NULL, NULL, NULL, 1, \
                               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-                              0, 0, NULL }
+                              0, 0, NULL, NULL }
 
 /* Before a run: RZ_OK when this machine can run every step of a validated
  * flow, else RZ_EUNSUPPORTED, with rz_error_last() naming the steps that

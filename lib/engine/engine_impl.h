@@ -230,6 +230,10 @@ RZ_HIDDEN uint64_t rz__engine_approval_wait(const rz_engine *e, uint64_t dep,
 RZ_HIDDEN int rz__engine_reuse_try(rz_engine *e, rz__edep *d, struct rz__ejob *j,
                                    size_t task, const char *request, uint64_t now,
                                    bool *reused);
+/* Where task `task` of running deployment `dep` (0: the embedded one
+ * being made) was reused from, or NULL (the embedded runner's events). */
+RZ_HIDDEN const char *rz__engine_reused_from(const rz_engine *e, uint64_t dep,
+                                             size_t task);
 /* Parse `json` (NULL: none) as d's reuse map; RZ_EINVAL if malformed. */
 RZ_HIDDEN int rz__engine_reuse_set(rz__edep *d, const char *json);
 /* deploy.c: rz_engine_deploy with a reuse map (NULL: none). */
@@ -281,6 +285,8 @@ typedef struct rz__elocal {
     bool diverged;            /* the replica refused an event */
     void (*on_change)(void *userdata);   /* after each event applied */
     void *userdata;
+    const struct rz_flow *flow;   /* the caller's, modules resolved (the
+                                     engine's own copy has none) */
 } rz__elocal;
 
 #define RZ__EVENTS_MAX RZ_ENGINE_EVENTS_MAX
@@ -341,6 +347,7 @@ struct rz_engine {
 
     rz_engine_stats stats;
     rz__elocal local;         /* embedded mode (local.c) */
+    const char *local_reuse;  /* the next local deploy's reuse map (reuse.c) */
     uint64_t now;             /* `now` of the call in progress */
     char scratch_step[1];     /* "" */
 };

@@ -215,14 +215,15 @@ int rz_engine_local_deploy(rz_engine *e, const rz_flow *flow,
     if (rc == RZ_OK) {
         memset(&e->local, 0, sizeof e->local);
         e->local.dep = dep;
+        e->local.flow = flow;
         if (replica) {
             e->local.replica = replica->run;
             e->local.max_started = replica->max_started;
             e->local.on_change = replica->on_change;
             e->local.userdata = replica->userdata;
         }
-        rc = rz_engine_deploy(e, doc, strlen(doc), client, inputs_json,
-                              now_ms, deployment, NULL);
+        rc = rz__engine_deploy(e, doc, strlen(doc), client, inputs_json,
+                               e->local_reuse, now_ms, deployment, NULL);
         if (rc == RZ_OK && *deployment != dep)
             rc = rz__error(RZ_EINTERNAL, "deployment %llu, expected %llu",
                            (unsigned long long)*deployment,

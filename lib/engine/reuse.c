@@ -51,6 +51,8 @@ static bool step_cacheable(const rz__step *st, uint64_t *ttl_ms)
 
 static void hash_text(crypto_hash_sha256_state *h, const char *s)
 {
+    if (!s)
+        s = "";
     crypto_hash_sha256_update(h, (const unsigned char *)s, strlen(s) + 1);   /* with NUL */
 }
 
@@ -65,13 +67,16 @@ static bool hash_json(crypto_hash_sha256_state *h, const cJSON *v)
 
 /* Key of task `task` with its resolved request, as 64 hex digits; false
  * when it may not be cached (or memory ran out). */
-static bool task_key(const rz__edep *d, size_t task, const char *request, char out[65],
-                     uint64_t *ttl_ms)
+static bool task_key(const rz_engine *e, const rz__edep *d, size_t task,
+                     const char *request, char out[65], uint64_t *ttl_ms)
 {
     size_t si = task < d->n_steps ? task : rz_run_task_step(d->run, task, NULL);
     if (si >= d->n_steps)
         return false;
-    const rz__step *st = &d->flow->steps[si];
+    /* Embedded: the caller's flow holds the resolved modules. */
+    const rz_flow *f = e->local.dep == d->id && e->local.flow &&
+                       e->local.flow->n_steps == d->n_steps ? e->local.flow : d->flow;
+    const rz__step *st = &f->steps[si];
     if (!step_cacheable(st, ttl_ms))
         return false;
     crypto_hash_sha256_state h;
@@ -92,9 +97,7 @@ static bool task_key(const rz__edep *d, size_t task, const char *request, char o
     } else {
         return false;   /* an unresolved module: nothing to compare */
     }
-    cJSON *req = cJSON_Parse(request);
-    ok = ok && req && hash_json(&h, req);
-    cJSON_Delete(req);
+    hash_text(&h, request);   /* rz_run_request's text: one spelling per request */
     for (size_t i = 0; ok && i < st->n_creds; i++) {
         hash_text(&h, st->creds[i].field ? st->creds[i].field : "");
         hash_text(&h, st->creds[i].credential_id ? st->creds[i].credential_id : "");
@@ -111,7 +114,7 @@ int rz__engine_reuse_try(rz_engine *e, rz__edep *d, rz__ejob *j, size_t task,
     *reused = false;
     char key[65];
     uint64_t ttl_ms;
-    if (j->rep_head || !task_key(d, task, request, key, &ttl_ms))
+    if (j->rep_head || !task_key(e, d, task, request, key, &ttl_ms))
         return RZ_OK;   /* replicated steps are decided by their set */
     free(j->cache_key);
     if (!(j->cache_key = rz__strdup(key)))
@@ -132,19 +135,21 @@ int rz__engine_reuse_try(rz_engine *e, rz__edep *d, rz__ejob *j, size_t task,
         return no_memory();
     }
     (void)!rz_run_succeed(d->run, task, text, now);   /* its state tells */
+    free(j->reused);
+    j->reused = src;   /* before the event: an embedded runner tells it */
     int rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_SUCCEED, task, now, text);
     if (rc == RZ_OK && rz_run_step_state(d->run, task) == RZ_STEP_SUCCEEDED) {
         free(j->outputs);
         j->outputs = text;
-        free(j->reused);
-        j->reused = src;
         j->cache_ms = at;
-        text = src = NULL;
+        text = NULL;
         rz__engine_finish(e, j, RZ_JOB_SUCCEEDED, RZ__OWE_REFUND);
         *reused = true;
+    } else {
+        free(j->reused);
+        j->reused = NULL;
     }
     free(text);
-    free(src);
     return rc;
 }
 
@@ -224,6 +229,13 @@ int rz_engine_reuse_map(const rz_engine *e, uint64_t deployment, char **json)
     *json = ok ? cJSON_PrintUnformatted(map) : NULL;
     cJSON_Delete(map);
     return *json ? RZ_OK : no_memory();
+}
+
+const char *rz__engine_reused_from(const rz_engine *e, uint64_t dep, size_t task)
+{
+    const rz__edep *d = e ? rz__engine_dep(e, dep ? dep : e->local.dep) : NULL;
+    const rz__ejob *j = d && d->run ? rz__engine_task_job(e, d, task) : NULL;
+    return j ? j->reused : NULL;
 }
 
 int rz_engine_deployment_flow(const rz_engine *e, uint64_t deployment, char **text,

@@ -93,6 +93,8 @@ typedef struct runner {
     bg_record bg;                 /* the record being written */
     uint64_t started_wall;       /* for the run's record */
     uint64_t node, dep;
+    char *resume_rec;            /* ,"step_cache":..,"inputs":..,"reused":..
+                                    for the final record (resume_record) */
     bool finished;               /* the deployment finished */
     int recorded;                /* the last record's outcome */
 } runner;
@@ -149,8 +151,13 @@ static void report_changes(runner *r)
             continue;
         r->seen[i] = now;
         rz_event_kind kind = change_event(was, now);
+        const char *from = kind == RZ_EVENT_STEP_SUCCEEDED && r->engine
+                               ? rz__engine_reused_from(r->engine, r->dep, i) : NULL;
+        char msg[200];
+        if (from)
+            snprintf(msg, sizeof msg, "reused from %s", from);
         if (kind)
-            emit(r, kind, i, rz_run_step_error(r->run, i));
+            emit(r, kind, i, from ? msg : rz_run_step_error(r->run, i));
     }
 }
 
@@ -540,6 +547,71 @@ static int record_join(runner *r)
     return f->rc;
 }
 
+/* What `rhizos flow resume RUN` needs of a finished run, for its record:
+ * its step cache, its inputs and which steps it reused itself. Taken
+ * from the engine before it stops. */
+static void resume_record(runner *r)
+{
+    char *map = NULL;
+    if (!r->opts->data_dir || rz_engine_reuse_map(r->engine, r->dep, &map) != RZ_OK)
+        return;
+    cJSON *x = cJSON_CreateObject();
+    cJSON *m = cJSON_Parse(map);
+    rz_free(map);
+    cJSON *in = r->opts->inputs_json ? cJSON_Parse(r->opts->inputs_json) : NULL;
+    /* The engine names its own results "deployment N step S": here they
+     * are this run's ("run <id> step S"); reused ones keep their origin. */
+    char own[48];
+    snprintf(own, sizeof own, "deployment %llu step ", (unsigned long long)r->dep);
+    cJSON *e;
+    cJSON_ArrayForEach(e, m) {
+        cJSON *from = cJSON_GetObjectItemCaseSensitive(e, "from");
+        if (cJSON_IsString(from) && strncmp(from->valuestring, own, strlen(own)) == 0) {
+            char *t = rz__asprintf("run %s step %s", rz_run_id(r->run),
+                                   from->valuestring + strlen(own));
+            if (t)
+                cJSON_SetValuestring(from, t);
+            free(t);
+        }
+    }
+    cJSON *reused = cJSON_CreateObject();
+    for (size_t i = 0; reused && i < rz_flow_step_count(r->flow); i++) {
+        const char *from = rz__engine_reused_from(r->engine, r->dep, i);
+        if (from)
+            cJSON_AddStringToObject(reused, rz_flow_step_id(r->flow, i), from);
+    }
+    if (x && m && cJSON_AddItemToObject(x, "step_cache", m)) {
+        m = NULL;
+        if (in && cJSON_AddItemToObject(x, "inputs", in))
+            in = NULL;
+        if (reused && reused->child && cJSON_AddItemToObject(x, "reused", reused))
+            reused = NULL;
+        char *t = cJSON_PrintUnformatted(x);   /* "{...}": its inside is spliced */
+        if (t && strlen(t) > 2) {
+            t[strlen(t) - 1] = '\0';
+            r->resume_rec = rz__asprintf(",%s", t + 1);
+        }
+        free(t);
+    }
+    cJSON_Delete(x);
+    cJSON_Delete(m);
+    cJSON_Delete(in);
+    cJSON_Delete(reused);
+}
+
+/* The record (a JSON object) with the resume members before its end. */
+static char *with_resume(char *rec, const char *extra)
+{
+    size_t n = rec ? strlen(rec) : 0;
+    if (!extra || n < 2 || rec[n - 1] != '}')
+        return rec;
+    char *out = rz__asprintf("%.*s%s}", (int)(n - 1), rec, extra);
+    if (!out)
+        return rec;   /* the record without them */
+    free(rec);
+    return out;
+}
+
 /* Starts writing the run's record as it is now (finished: 0 while it
  * goes); record_join waits for it. */
 static void record(runner *r, uint64_t finished)
@@ -552,6 +624,8 @@ static void record(runner *r, uint64_t finished)
     f->id = rz_run_id(r->run);
     f->started = r->started_wall;
     f->rec = rz__store_record(r->run, r->started_wall, finished);
+    if (finished)
+        f->rec = with_resume(f->rec, r->resume_rec);
     f->rc = RZ_OK;
     f->msg[0] = '\0';
     f->pending = true;
@@ -889,6 +963,7 @@ static int engine_start(runner *r)
     rep.max_started = r->jobs;
     rep.on_change = on_change;
     rep.userdata = r;
+    r->engine->local_reuse = r->opts->reuse_json;
     rc = rz_engine_local_deploy(r->engine, r->flow, r->opts->inputs_json,
                                 &rep, r->t0, &r->dep);
     return rc == RZ_OK ? settle(r, r->t0) : rc;
@@ -950,6 +1025,7 @@ static void runner_free(runner *r)
     free(r->slots);
     free(r->pfds);
     free(r->seen);
+    free(r->resume_rec);
 }
 
 int rz_runner_check(const rz_flow *flow, const rz_runner_opts *opts)
@@ -1000,7 +1076,7 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
     if (!flow || opts->version < 2 || opts->version > RZ_RUNNER_OPTS_VERSION)
         return rz__error(RZ_EINVAL, "rz_runner_run: invalid arguments");
     /* Version 2 ends before container_host, 3 before default_memory_mb,
-     * 4 before max_scratch_mb, 5 before prices. */
+     * 4 before max_scratch_mb, 5 before prices, 6 before reuse_json. */
     rz_runner_opts upgraded = RZ_RUNNER_OPTS_INIT;
     if (opts->version < RZ_RUNNER_OPTS_VERSION) {
         memcpy(&upgraded, opts, opts->version == 2
@@ -1009,7 +1085,9 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
                    ? offsetof(rz_runner_opts, default_memory_mb)
                    : opts->version == 4
                    ? offsetof(rz_runner_opts, max_scratch_mb)
-                   : offsetof(rz_runner_opts, prices));
+                   : opts->version == 5
+                   ? offsetof(rz_runner_opts, prices)
+                   : offsetof(rz_runner_opts, reuse_json));
         upgraded.version = RZ_RUNNER_OPTS_VERSION;
         opts = &upgraded;
     }
@@ -1034,6 +1112,8 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
      * engine (its own copy of the flow, run and jobs) is gone, so the two
      * are not in memory together: at 100,000 steps each is ~100 MiB. A
      * small one is built first, so its commit overlaps the teardown. */
+    if (rc == RZ_OK)
+        resume_record(&r);
     if (rc == RZ_OK && rz_flow_step_count(flow) >= 4096)
         engine_stop(&r);
     if (rc == RZ_OK)

@@ -322,6 +322,51 @@ class Embedded(unittest.TestCase):
             self.assertIn("approval step 'gate' has no timeout_s", p.stderr)
             self.assertIn("nothing was run", p.stderr)
 
+    def test_flow_resume_on_this_machine(self):
+        if not RHIZOS:
+            self.skipTest("no rhizos given")
+        flow = ("flux: 1\nname: chain\ninputs:\n  msg: {type: string}\nsteps:\n"
+                "  a:\n    module: echo@1\n    inputs: {message: \"${{ inputs.msg }}\"}\n"
+                "  b:\n    module: flaky@1\n    needs: [a]\n    config: {fail_times: 1}\n"
+                "    inputs: {value: \"${{ steps.a.outputs.message }}\"}\n"
+                "  c:\n    module: echo@1\n    needs: [b]\n"
+                "    inputs: {message: \"${{ steps.b.outputs.value }}\"}\n")
+        with tempfile.TemporaryDirectory() as d:
+            path, fixed = os.path.join(d, "chain.yaml"), os.path.join(d, "fixed.yaml")
+            with open(path, "w") as f:
+                f.write(flow)
+            with open(fixed, "w") as f:
+                f.write(flow.replace("fail_times: 1", "fail_times: 0"))
+            opts = ["--data", os.path.join(d, "data"), "--modules",
+                    os.path.join(ROOT, "examples", "modules"), "--no-sandbox"]
+
+            def last_run():
+                p = run([RHIZOS, "flow", "runs", "--json"] + opts[:2])
+                return json.loads(p.stdout)[0]["id"]
+            p = run([RHIZOS, "flow", "run", path, "--input", "msg=hi"] + opts)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            first = last_run()
+            # b changed: a is reused (its inputs came back from the record), b and c run.
+            p = run([RHIZOS, "flow", "resume", first, fixed, "--json"] + opts)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            rec = json.loads(p.stdout)
+            self.assertEqual(rec["steps"]["a"]["reused_from"], "run %s step a" % first)
+            self.assertNotIn("reused", rec["steps"]["b"])
+            self.assertEqual(rec["steps"]["c"]["outputs"], {"message": "hi"})
+            self.assertIn("succeeded (reused from run %s step a)" % first, p.stderr)
+            second = last_run()
+            # Nothing changed: everything is reused, nothing runs.
+            p = run([RHIZOS, "flow", "resume", second, fixed, "--json"] + opts)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            steps = json.loads(p.stdout)["steps"]
+            self.assertEqual({s: v.get("reused") for s, v in steps.items()},
+                             {"a": True, "b": True, "c": True})
+            self.assertEqual(steps["a"]["reused_from"], "run %s step a" % first)
+            self.assertNotIn("| hi", p.stderr)   # no step printed a line: none ran
+            p = run([RHIZOS, "flow", "resume", "run-nope"] + opts)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn("no run 'run-nope'", p.stderr)
+
 
 if __name__ == "__main__":
     unittest.main(argv=[sys.argv[0], "-v"])
