@@ -1262,7 +1262,7 @@ static void lower_flow_inputs(lower *L, cJSON *map)
  * tz, ...}`, `webhook: {name, secret}`) or a flat map with `type:`
  * (`{type: cron, schedule: "...", tz: Europe/Lisbon}`). */
 
-#define TRIGGER_TYPES "manual, cron, webhook"
+#define TRIGGER_TYPES "manual, cron, webhook, flow, event"
 
 static bool one_of(const cJSON *v, const char *const *words)
 {
@@ -1301,13 +1301,39 @@ static void check_schedule(lower *L, const cJSON *schedule, const cJSON *tz, con
     rz_cron_free(c);
 }
 
+/* A field of a flow or event trigger (its source into *src); false when
+ * `c` is none of theirs. */
+static bool follow_field(lower *L, bool flow, bool event, const cJSON *c, const cJSON **src)
+{
+    static const char *const statuses[] = {"succeeded", "failed", "any", NULL};
+    const char *k = c->string;
+    if (flow && strcmp(k, "flow") == 0) {
+        if (!cJSON_IsString(c) || !c->valuestring[0] || strlen(c->valuestring) > 200)
+            bad(L, RZ_EINVALID, k, NULL, "'flow' must name a flow (its 'name:', 1-200 bytes)");
+        else
+            *src = c;
+    } else if (flow && strcmp(k, "status") == 0) {
+        if (!one_of(c, statuses))
+            bad(L, RZ_EINVALID, k, NULL, "'status' must be succeeded, failed or any");
+    } else if (event && strcmp(k, "event") == 0) {
+        if (!cJSON_IsString(c) || !trigger_name_ok(c->valuestring))
+            bad(L, RZ_EINVALID, k, NULL, "an event's name is 1-64 letters, digits, '_' or '-'");
+        else
+            *src = c;
+    } else {
+        return false;
+    }
+    return true;
+}
+
 /* The settings of one trigger: `t` holds them (with `type` when flat). */
 static void check_trigger_settings(lower *L, const char *type, const cJSON *t)
 {
     static const char *const catchups[] = {"none", "one", "all", NULL};
     static const char *const overlaps[] = {"skip", "queue", "allow", NULL};
     bool cron = strcmp(type, "cron") == 0, hook = strcmp(type, "webhook") == 0;
-    const cJSON *schedule = NULL, *tz = NULL, *name = NULL, *secret = NULL;
+    bool flow = strcmp(type, "flow") == 0, event = strcmp(type, "event") == 0;
+    const cJSON *schedule = NULL, *tz = NULL, *name = NULL, *secret = NULL, *src = NULL;
     for (const cJSON *c = t->child; c; c = c->next) {
         const char *k = c->string;
         if (strcmp(k, "type") == 0)
@@ -1315,7 +1341,8 @@ static void check_trigger_settings(lower *L, const char *type, const cJSON *t)
         if (strcmp(k, "enabled") == 0) {
             if (!cJSON_IsBool(c))
                 bad(L, RZ_EINVALID, k, NULL, "'enabled' must be true or false");
-        } else if (strcmp(k, "name") == 0 && (cron || hook)) {
+        } else if (follow_field(L, flow, event, c, &src)) {   /* checked there */
+        } else if (strcmp(k, "name") == 0 && (cron || hook || flow || event)) {
             if (!cJSON_IsString(c) || !trigger_name_ok(c->valuestring))
                 bad(L, RZ_EINVALID, k, NULL, "a trigger's 'name' is 1-64 letters, digits, "
                     "'_' or '-'");
@@ -1353,13 +1380,19 @@ static void check_trigger_settings(lower *L, const char *type, const cJSON *t)
         } else {
             bad(L, RZ_EINVALID, k, NULL, "unknown %s trigger field '%s' (%s)", type, k,
                 cron ? "schedule, tz, catchup, overlap, name, enabled"
-                     : hook ? "name, secret, max_body_bytes, enabled" : "enabled");
+                     : hook ? "name, secret, max_body_bytes, enabled"
+                     : flow ? "flow, status, name, enabled"
+                     : event ? "event, name, enabled" : "enabled");
         }
     }
     if (cron && !schedule)
         bad(L, RZ_EINVALID, NULL, NULL, "a cron trigger needs a 'schedule'");
     else if (cron)
         check_schedule(L, schedule, tz, "schedule");
+    if ((flow || event) && !src)
+        bad(L, RZ_EINVALID, NULL, NULL, flow ? "a flow trigger needs the 'flow' it follows "
+            "({flow: <name>, status: succeeded|failed|any})"
+            : "an event trigger needs its 'event' (a name)");
     if (hook && !name)
         bad(L, RZ_EINVALID, NULL, NULL, "a webhook trigger needs a 'name' (its URL is "
             "/api/v1/hooks/<flow>/<name>)");
@@ -1370,7 +1403,8 @@ static void check_trigger_settings(lower *L, const char *type, const cJSON *t)
 
 static bool known_trigger(const char *k)
 {
-    return !strcmp(k, "manual") || !strcmp(k, "cron") || !strcmp(k, "webhook");
+    return !strcmp(k, "manual") || !strcmp(k, "cron") || !strcmp(k, "webhook") ||
+           !strcmp(k, "flow") || !strcmp(k, "event");
 }
 
 static void check_trigger(lower *L, const cJSON *t)
@@ -1399,6 +1433,13 @@ static void check_trigger(lower *L, const cJSON *t)
             bad(L, RZ_EINVALID, k, NULL, "a manual trigger takes no settings ({})");
     } else if (strcmp(k, "cron") == 0 && cJSON_IsString(c)) {
         check_schedule(L, c, NULL, k);
+    } else if ((strcmp(k, "flow") == 0 && cJSON_IsString(c) && c->valuestring[0] &&
+                strlen(c->valuestring) <= 200) ||
+               (strcmp(k, "event") == 0 && cJSON_IsString(c) &&
+                trigger_name_ok(c->valuestring))) {
+        /* flow: <name> (when it succeeds), event: <name> */
+    } else if (strcmp(k, "event") == 0 && cJSON_IsString(c)) {
+        bad(L, RZ_EINVALID, k, NULL, "an event's name is 1-64 letters, digits, '_' or '-'");
     } else if (!cJSON_IsObject(c)) {
         bad(L, RZ_EINVALID, k, NULL, strcmp(k, "cron") == 0
             ? "'cron' must be a string of 5 fields (minute hour day-of-month month "

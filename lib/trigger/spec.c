@@ -64,6 +64,14 @@ cJSON *rz__trigger_normalize(const cJSON *t, size_t index)
             && cJSON_AddStringToObject(o, "tz", tz ? tz : "UTC")
             && cJSON_AddStringToObject(o, "catchup", cu ? cu : "one")
             && cJSON_AddStringToObject(o, "overlap", ov ? ov : "skip");
+    } else if (ok && strcmp(type, "flow") == 0) {
+        const char *src = cJSON_IsString(s) ? s->valuestring : str_of(s, "flow");
+        const char *st = str_of(s, "status");
+        ok = src && cJSON_AddStringToObject(o, "flow", src)
+            && cJSON_AddStringToObject(o, "status", st ? st : "succeeded");
+    } else if (ok && strcmp(type, "event") == 0) {
+        const char *ev = cJSON_IsString(s) ? s->valuestring : str_of(s, "event");
+        ok = ev && cJSON_AddStringToObject(o, "event", ev);
     } else if (ok && strcmp(type, "webhook") == 0) {
         const cJSON *sec = cJSON_IsObject(s) ? cJSON_GetObjectItemCaseSensitive(s, "secret")
                                              : NULL;

@@ -39,7 +39,8 @@ typedef struct cJSON cJSON;
 /* Its name: the given one, else "<type>-<index>"; NULL if not a trigger. */
 RZ_HIDDEN char *rz__trigger_name(const cJSON *t, size_t index);
 /* {"index","type","name","enabled", cron: "schedule","tz","catchup",
- * "overlap"; webhook: "secret" (a vault id),"max_body_bytes"}; NULL when
+ * "overlap"; webhook: "secret" (a vault id),"max_body_bytes"; flow:
+ * "flow","status"; event: "event"}; NULL when
  * malformed (the flow was not validated) or out of memory. */
 RZ_HIDDEN cJSON *rz__trigger_normalize(const cJSON *t, size_t index);
 

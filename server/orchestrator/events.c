@@ -539,6 +539,12 @@ void orch_after(orch *o)
         (void)!rz_engine_tick(o->e, orch_now_ms());   /* retried next pass */
     o->changed = false;
     rz_engine_event ev;
+    uint64_t *fin = NULL;   /* finished deployments: flow triggers follow */
+    size_t n_fin = 0, cap_fin = 0;
+    for (int round = 0; round < 1 || (n_fin && round < 17); round++) {
+    for (size_t i = 0; i < n_fin; i++)
+        flows_on_finished(o, fin[i]);
+    n_fin = 0;
     while (rz_engine_next_event(o->e, &ev)) {
         log_event(o, &ev);
         switch (ev.type) {
@@ -554,12 +560,23 @@ void orch_after(orch *o)
             break;
         case RZ_EV_DEPLOYMENT_FINISHED:
             mark_dep(o, ev.deployment);
+            if (n_fin == cap_fin) {
+                size_t cap = cap_fin ? 2 * cap_fin : 8;
+                uint64_t *f = realloc(fin, cap * sizeof *f);
+                if (!f)
+                    break;   /* out of memory: this one fires nothing (logged) */
+                fin = f;
+                cap_fin = cap;
+            }
+            fin[n_fin++] = ev.deployment;
             break;
         case RZ_EV_NODE_LOST:
             orch_waiter_drop_node(o, ev.node);
             break;
         }
     }
+    }
+    free(fin);
     if (o->grouped)
         return;   /* watchers and the timer follow the commit (on_flush) */
     flush_watchers(o);

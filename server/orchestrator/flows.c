@@ -703,8 +703,17 @@ bool flows_deploy_check(req *q, const char *text, const cJSON *creds)
     bool ok = true;
     if (rz_flow_triggers(f, &tj) == RZ_OK) {
         cJSON *arr = cJSON_Parse(tj);
+        char cyc[400];
+        const char *name = rz_flow_name(f)[0] ? rz_flow_name(f) : "(unnamed)";
+        if (flows_cycle(q->o, q->who.account, name, arr, cyc, sizeof cyc)) {
+            reply_error(q, RZ_EINVALID, "the flow triggers would run in a circle (%s): "
+                        "change one of them", cyc);
+            ok = false;
+        }
         const cJSON *t;
         cJSON_ArrayForEach(t, arr) {
+            if (!ok)
+                break;
             const char *sec = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "secret"));
             if (sec && !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(creds, sec))) {
                 reply_error(q, RZ_EINVALID, "credential \"%s\" (the secret of webhook '%s') "
@@ -1323,4 +1332,346 @@ void r_hook(req *q)
     }
     cJSON_Delete(h.ver);
     cJSON_Delete(h.rec);
+}
+
+/* ---- flow and event triggers (docs/triggers.md) ----
+ * A run of flow A ending fires the owner's flows whose active version
+ * has {type: flow, flow: A, status}; an event published through the API
+ * fires the owner's flows with {type: event, event: NAME}. Each firing
+ * deploys the active version with `trigger` as its input (where the flow
+ * declares it), holds its cost at fire time (refused: recorded with the
+ * reason), and is recorded with its run in one commit of DATA/flows; a
+ * source run fires a flow's trigger once (o/<run>/<flow>/<trigger>, checked
+ * against the engine like a webhook delivery, so a crash that lost the
+ * fire lets it fire again). Cycles of flow triggers are refused at deploy;
+ * a chain is cut at FLOW_CHAIN_MAX anyway. */
+
+#define FLOW_CHAIN_MAX 16
+
+/* One firing of a flow or event trigger. */
+typedef struct follow {
+    orch *o;
+    cJSON *rec;              /* the flow fired (its record) */
+    const cJSON *ver;        /* its active version */
+    const char *trig;        /* the trigger's name */
+    cJSON *trigger;          /* the `trigger` input (taken) */
+    const char *okey;        /* the once-only key, or NULL */
+    uint64_t source, chain, now_ms;
+} follow;
+
+static uint64_t follow_fire(follow *f)
+{
+    orch *o = f->o;
+    flows *F = o->flows;
+    uint64_t id = num(f->rec, "id"), v = num(f->rec, "active");
+    rz_ledger_id owner = owner_of(f->rec);
+    cJSON *st = obj_at(obj_at(f->rec, "triggers"), f->trig);
+    int64_t now_s = (int64_t)(f->now_ms / 1000);
+    const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f->ver, "text"));
+    cJSON *inputs = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(f->ver, "inputs"), 1);
+    if (!cJSON_IsObject(inputs)) {
+        cJSON_Delete(inputs);
+        inputs = cJSON_CreateObject();
+    }
+    cJSON_AddItemToObject(inputs, "trigger", f->trigger);
+    f->trigger = NULL;
+    char *in = inputs_for(text, inputs);
+    cJSON_Delete(inputs);
+    uint64_t dep = 0;
+    int rc = f->chain > FLOW_CHAIN_MAX ? RZ_EDENIED : text
+        ? rz_engine_deploy(o->e, text, strlen(text), owner, in, f->now_ms, &dep, NULL)
+        : RZ_ENOENT;
+    free(in);
+    if (rc != RZ_OK) {
+        add_event(st, now_s, rc == RZ_EFUNDS ? "refused" : "failed",
+                  rc == RZ_EDENIED ? "a chain of more than 16 flow triggers"
+                  : text ? rz_error_last()->message : "its version is gone", 0);
+        (void)!flow_put(F, f->rec);   /* recorded, or said on stderr */
+        return 0;
+    }
+    const char *creds = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f->ver, "creds"));
+    add_event(st, now_s, "fired", NULL, dep);
+    cJSON *run = cJSON_CreateObject();
+    cJSON_AddNumberToObject(run, "flow", (double)id);
+    cJSON_AddNumberToObject(run, "version", (double)v);
+    cJSON_AddStringToObject(run, "trigger", f->trig);
+    if (f->source)
+        cJSON_AddNumberToObject(run, "source", (double)f->source);
+    cJSON_AddNumberToObject(run, "chain", (double)f->chain);
+    cJSON *once = cJSON_CreateObject();
+    cJSON_AddNumberToObject(once, "dep", (double)dep);
+    cJSON_AddNumberToObject(once, "ms", (double)f->now_ms);
+    char fkey[32], dkey[32];
+    snprintf(fkey, sizeof fkey, "f/%" PRIu64, id);
+    snprintf(dkey, sizeof dkey, "d/%" PRIu64, dep);
+    char *ftext = cJSON_PrintUnformatted(f->rec), *dtext = cJSON_PrintUnformatted(run);
+    char *otext = cJSON_PrintUnformatted(once);
+    const char *kv[] = { fkey, ftext, dkey, dtext, f->okey, otext };
+    if ((creds && auth_put_creds(o, dep, creds) != RZ_OK) || !ftext || !dtext || !otext ||
+        kv_write(F, kv, f->okey ? 3 : 2) != RZ_OK) {
+        (void)!rz_engine_deployment_cancel(o->e, dep, f->now_ms);   /* just made */
+        dep = 0;
+    }
+    free(ftext);
+    free(dtext);
+    free(otext);
+    cJSON_Delete(run);
+    cJSON_Delete(once);
+    return dep;
+}
+
+static bool status_matches(const char *want, rz_run_state s)
+{
+    if (!want || !strcmp(want, "succeeded"))
+        return s == RZ_RUN_SUCCEEDED;
+    if (!strcmp(want, "failed"))
+        return s == RZ_RUN_FAILED || s == RZ_RUN_CANCELLED;
+    return !strcmp(want, "any");
+}
+
+/* The flows of `owner` and, for each, its active version's triggers of
+ * `type` whose `key` is `value`: calls fn for each. */
+typedef void match_fn(orch *o, cJSON *rec, const cJSON *ver, const cJSON *t, void *ud);
+
+static void each_trigger(orch *o, rz_ledger_id owner, const char *type, const char *key,
+                         const char *value, match_fn *fn, void *ud)
+{
+    cJSON *all = kv_scan(o->flows, "f/");
+    const cJSON *p;
+    cJSON_ArrayForEach(p, all) {
+        cJSON *rec = cJSON_Parse(cJSON_GetArrayItem(p, 1)->valuestring);
+        if (!rec || !owner_is(rec, owner)) {
+            cJSON_Delete(rec);
+            continue;
+        }
+        cJSON *ver = version_rec(o->flows, num(rec, "id"), num(rec, "active"));
+        const cJSON *t;
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(ver, "triggers")) {
+            const char *ty = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "type"));
+            const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, key));
+            if (ty && v && !strcmp(ty, type) && !strcmp(v, value) &&
+                !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(t, "enabled")))
+                fn(o, rec, ver, t, ud);
+        }
+        cJSON_Delete(ver);
+        cJSON_Delete(rec);
+    }
+    cJSON_Delete(all);
+}
+
+typedef struct finished {
+    uint64_t dep, chain, now_ms;
+    rz_run_state state;
+    const char *name;
+    const cJSON *outputs;
+} finished;
+
+static void on_source_end(orch *o, cJSON *rec, const cJSON *ver, const cJSON *t, void *ud)
+{
+    finished *fin = ud;
+    const char *want = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "status"));
+    const char *trig = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name"));
+    if (!status_matches(want, fin->state) || !trig)
+        return;
+    char okey[200];
+    snprintf(okey, sizeof okey, "o/%" PRIu64 "/%" PRIu64 "/%.64s", fin->dep, num(rec, "id"),
+             trig);
+    cJSON *seen = kv_json(o->flows, okey);
+    bool done = seen && dep_is(o, num(seen, "dep"), owner_of(rec), num(seen, "ms"));
+    cJSON_Delete(seen);
+    if (done)
+        return;
+    cJSON *tr = cJSON_CreateObject();
+    cJSON_AddStringToObject(tr, "type", "flow");
+    cJSON_AddStringToObject(tr, "flow", fin->name);
+    cJSON_AddStringToObject(tr, "status", rz_run_state_name(fin->state));
+    cJSON_AddNumberToObject(tr, "deployment", (double)fin->dep);
+    cJSON_AddItemToObject(tr, "outputs", fin->outputs ? cJSON_Duplicate(fin->outputs, 1)
+                                                      : cJSON_CreateObject());
+    follow f = { .o = o, .rec = rec, .ver = ver, .trig = trig, .trigger = tr, .okey = okey,
+                 .source = fin->dep, .chain = fin->chain + 1, .now_ms = fin->now_ms };
+    (void)follow_fire(&f);   /* its outcome is recorded on the trigger */
+    cJSON_Delete(f.trigger);
+}
+
+void flows_on_finished(orch *o, uint64_t dep)
+{
+    if (!o->flows || o->stopping)
+        return;
+    char key[32];
+    snprintf(key, sizeof key, "d/%" PRIu64, dep);
+    cJSON *r = kv_json(o->flows, key);
+    cJSON *src = r ? flow_rec(o->flows, num(r, "flow")) : NULL;
+    char *status = NULL;
+    rz_run_state state;
+    const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(src, "name"));
+    if (name && rz_engine_deployment_state(o->e, dep, &state) == RZ_OK &&
+        state != RZ_RUN_RUNNING && rz_engine_deployment_status(o->e, dep, &status) == RZ_OK) {
+        cJSON *st = cJSON_Parse(status);
+        finished fin = { .dep = dep, .chain = num(r, "chain"), .now_ms = orch_now_ms(),
+                         .state = state, .name = name,
+                         .outputs = cJSON_GetObjectItemCaseSensitive(st, "outputs") };
+        each_trigger(o, owner_of(src), "flow", "flow", name, on_source_end, &fin);
+        cJSON_Delete(st);
+    }
+    rz_free(status);
+    cJSON_Delete(src);
+    cJSON_Delete(r);
+}
+
+/* ---- events published through the API ---- */
+
+typedef struct published {
+    const char *event;
+    const cJSON *data;
+    uint64_t now_ms;
+    cJSON *runs, *refused;
+} published;
+
+static void on_event_published(orch *o, cJSON *rec, const cJSON *ver, const cJSON *t,
+                               void *ud)
+{
+    published *pb = ud;
+    const char *trig = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name"));
+    if (!trig)
+        return;
+    cJSON *tr = cJSON_CreateObject();
+    cJSON_AddStringToObject(tr, "type", "event");
+    cJSON_AddStringToObject(tr, "event", pb->event);
+    cJSON_AddItemToObject(tr, "data", pb->data ? cJSON_Duplicate(pb->data, 1)
+                                               : cJSON_CreateNull());
+    follow f = { .o = o, .rec = rec, .ver = ver, .trig = trig, .trigger = tr,
+                 .chain = 1, .now_ms = pb->now_ms };
+    uint64_t dep = follow_fire(&f);
+    cJSON_Delete(f.trigger);
+    cJSON *x = cJSON_CreateObject();
+    cJSON_AddNumberToObject(x, "flow_id", (double)num(rec, "id"));
+    cJSON_AddStringToObject(x, "trigger", trig);
+    if (dep) {
+        cJSON_AddNumberToObject(x, "run", (double)dep);
+        cJSON_AddItemToArray(pb->runs, x);
+    } else {
+        cJSON_AddItemToArray(pb->refused, x);
+    }
+}
+
+static bool event_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
+            return false;
+    return n > 0 && n <= 64;
+}
+
+void r_event_publish(req *q)
+{
+    static const char *const fields[] = { "event", "data", NULL };
+    const char *event = NULL;
+    if (!body_fields(q, fields) || !body_str(q, "event", true, &event))
+        return;
+    if (!event_name_ok(event)) {
+        reply_error(q, RZ_EINVAL, "\"event\" is 1-64 letters, digits, '_' or '-'");
+        return;
+    }
+    if (!q->o->flows) {
+        reply_error(q, RZ_EUNSUPPORTED, "this orchestrator keeps no named flows");
+        return;
+    }
+    published pb = { .event = event, .now_ms = orch_now_ms(),
+                     .data = cJSON_GetObjectItemCaseSensitive(q->body, "data"),
+                     .runs = cJSON_CreateArray(), .refused = cJSON_CreateArray() };
+    each_trigger(q->o, q->who.account, "event", "event", event, on_event_published, &pb);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "event", event);
+    cJSON_AddItemToObject(doc, "runs", pb.runs);
+    cJSON_AddItemToObject(doc, "refused", pb.refused);
+    reply_json(q, 202, doc);
+}
+
+/* ---- cycles of flow triggers, refused at deploy ---- */
+
+/* Flow names of the owner that follow `name` (their triggers name it),
+ * with `self`'s triggers taken from `mine` instead of its stored version. */
+static bool follows(const cJSON *trigs, const char *src)
+{
+    const cJSON *t;
+    cJSON_ArrayForEach(t, trigs) {
+        const char *ty = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "type"));
+        const char *f = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "flow"));
+        if (ty && f && !strcmp(ty, "flow") && !strcmp(f, src))
+            return true;
+    }
+    return false;
+}
+
+bool flows_cycle(orch *o, rz_ledger_id owner, const char *self, const cJSON *mine,
+                 char *path, size_t cap)
+{
+    if (!o->flows)
+        return false;
+    /* name -> triggers, for the owner's flows (self's from `mine`). */
+    cJSON *g = cJSON_CreateObject();
+    cJSON *all = kv_scan(o->flows, "f/");
+    const cJSON *p;
+    cJSON_ArrayForEach(p, all) {
+        cJSON *rec = cJSON_Parse(cJSON_GetArrayItem(p, 1)->valuestring);
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "name"));
+        if (rec && name && owner_is(rec, owner) && strcmp(name, self) != 0) {
+            cJSON *ver = version_rec(o->flows, num(rec, "id"), num(rec, "active"));
+            cJSON *tr = cJSON_DetachItemFromObjectCaseSensitive(ver, "triggers");
+            cJSON_AddItemToObject(g, name, tr ? tr : cJSON_CreateArray());
+            cJSON_Delete(ver);
+        }
+        cJSON_Delete(rec);
+    }
+    cJSON_Delete(all);
+    cJSON_AddItemToObject(g, self, cJSON_Duplicate(mine, 1));
+    /* Breadth first from self along "is followed by"; back at self: a cycle. */
+    size_t n = (size_t)cJSON_GetArraySize(g);
+    const char **queue = calloc(n + 1, sizeof *queue);
+    const char **from = calloc(n + 1, sizeof *from);
+    size_t head = 0, tail = 0;
+    bool cycle = false;
+    if (queue && from)
+        queue[tail++] = self;
+    while (!cycle && head < tail) {
+        const char *cur = queue[head++];
+        for (const cJSON *c = g->child; c && !cycle; c = c->next) {
+            if (!follows(c, cur))
+                continue;
+            if (!strcmp(c->string, self)) {
+                /* self <- ... <- cur: write it from self forwards */
+                size_t len = (size_t)snprintf(path, cap, "%s", self);
+                const char *chain[64];
+                size_t k = 0;
+                for (const char *x = cur; x && k < 64 && strcmp(x, self) != 0;) {
+                    chain[k++] = x;
+                    const char *up = NULL;
+                    for (size_t i = 0; i < tail; i++)
+                        if (queue[i] == x)
+                            up = from[i];
+                    x = up;
+                }
+                while (k > 0 && len < cap)
+                    len += (size_t)snprintf(path + len, cap - len, " -> %s", chain[--k]);
+                if (len < cap)
+                    snprintf(path + len, cap - len, " -> %s", self);
+                cycle = true;
+                break;
+            }
+            bool seen = false;
+            for (size_t i = 0; i < tail && !seen; i++)
+                seen = !strcmp(queue[i], c->string);
+            if (!seen && tail < n + 1) {
+                from[tail] = cur;
+                queue[tail++] = c->string;
+            }
+        }
+    }
+    free(queue);
+    free(from);
+    cJSON_Delete(g);
+    return cycle;
 }

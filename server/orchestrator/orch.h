@@ -506,6 +506,13 @@ bool flows_deploy_check(req *q, const char *text, const cJSON *creds);
 /* The credentials record kept with the named flow version deployment
  * `dep` ran (sealed to this orchestrator for long), or NULL. */
 char *flows_dep_creds(orch *o, uint64_t dep);
+/* Deployment `dep` finished: fire the flow triggers that follow its flow. */
+void flows_on_finished(orch *o, uint64_t dep);
+/* Would the owner's flow `self` with triggers `mine` close a cycle of flow
+ * triggers? The cycle ("a -> b -> a") into `path`. */
+bool flows_cycle(orch *o, rz_ledger_id owner, const char *self, const cJSON *mine,
+                 char *path, size_t cap);
+void r_event_publish(req *q);
 /* After a deploy: the flow's version (new when the content is), the run's
  * record; "flow_id" and "version" added to reply (may be NULL). */
 int flows_record_deploy(orch *o, rz_ledger_id owner, const char *text, const cJSON *inputs,

@@ -17,6 +17,11 @@
   across a kill -9 of the orchestrator; a changed flow deployed with
   resume_from re-runs only the changed step; nobody resumes from another
   account's run; `rhizos flow resume ID [FILE]`.
+- Flow and event triggers: a flow that follows another runs when it
+  succeeds, with its outputs as ${{ trigger.outputs }}; one waiting for a
+  failure does not; a cycle is refused at deploy; an event published
+  through the API runs the flows that wait for it (the caller's only); a
+  kill -9 after the fire does not fire again.
 
 Usage: approvals.py ORCHESTRATOR SOURCE_ROOT LIBRHIZOS [RHIZOS]"""
 import json
@@ -289,6 +294,72 @@ class Resume(Helpers):
             self.assertEqual(f["versions"][-1]["note"], "from a file")
         p = run([RHIZOS, "flow", "resume", "x"], env=env)
         self.assertEqual(p.returncode, 2)
+
+
+class FlowTriggers(Helpers):
+    def drain(self, nk, nid, tok):
+        """Every job queued now, done; {deployment: message}."""
+        got = {}
+        while True:
+            st, a = self.s.call("GET", "/api/v1/nodes/%d/jobs?wait=1" % nid, key=tok)
+            if st == 204:
+                return got
+            self.assertEqual(st, 200, a)
+            msg = a["request"]["inputs"].get("message")
+            self.ok("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, a["job"]),
+                    nk.result_body(a["job"], a["attempt"], {"message": str(msg)}, run_ms=10),
+                    tok)
+            got[a["deployment"]] = msg
+
+    def test_flow_and_event_triggers(self):
+        _, key = self.client(10 ** 6)
+        _, other = self.client(10 ** 6)
+        nk, nid, tok = self.node()
+        after = ("flux: 1\nname: after\ntriggers:\n  - {type: flow, flow: first}\n"
+                 "inputs:\n  trigger: {required: false}\nsteps:\n  s:\n    module: echo@1\n"
+                 "    inputs: {message: \"${{ trigger.outputs.a.message }}\"}\n")
+        onfail = after.replace("name: after", "name: onfail").replace(
+            "flow: first}", "flow: first, status: failed}")
+        first = "flux: 1\nname: first\nsteps:\n  a:\n    module: echo@1\n    inputs: {message: hello}\n"
+        fa = self.ok("POST", "/api/v1/flows/deploy", {"flow": after}, key, 201)
+        self.ok("POST", "/api/v1/flows/deploy", {"flow": onfail}, key, 201)
+        self.drain(nk, nid, tok)   # their own first runs
+        d = self.ok("POST", "/api/v1/flows/deploy", {"flow": first}, key, 201)["id"]
+        got = self.drain(nk, nid, tok)
+        self.assertEqual(got.pop(d), "hello")
+        self.assertEqual(list(got.values()), ["hello"], got)   # after ran, onfail did not
+        fired = list(got)[0]
+        st = self.status(fired, key)
+        self.assertEqual((st["status"], st["trigger"]["name"]), ("succeeded", "flow-0"))
+        f = self.ok("GET", "/api/v1/named-flows/%d" % fa["flow_id"], key=key)
+        self.assertEqual(f["triggers"]["flow-0"]["counts"]["fired"], 1)
+        # kill -9 now: the fire is not made again.
+        before = sorted(x["id"] for x in self.ok("GET", "/api/v1/flows", key=key)["flows"])
+        self.s.proc.stop(sig=signal.SIGKILL)
+        self.s.start()
+        self.assertEqual(self.drain(nk, nid, tok), {})
+        self.assertEqual(sorted(x["id"] for x in self.ok("GET", "/api/v1/flows", key=key)["flows"]),
+                         before)
+        # A cycle is refused, naming it; nothing is deployed.
+        loop = first.replace("steps:", "triggers:\n  - flow: after\nsteps:")
+        code, doc = self.s.call("POST", "/api/v1/flows/deploy", {"flow": loop}, key)
+        self.assertEqual(code, 422, doc)
+        self.assertIn("first -> after -> first", doc["error"]["message"])
+        # Events: the caller's flows waiting for it run, with its data.
+        ev = ("flux: 1\nname: onev\ntriggers:\n  - event: price-moved\n"
+              "inputs:\n  trigger: {required: false}\nsteps:\n  s:\n    module: echo@1\n"
+              "    inputs: {message: \"${{ trigger.data.p }}\"}\n")
+        self.ok("POST", "/api/v1/flows/deploy", {"flow": ev}, key, 201)
+        self.drain(nk, nid, tok)
+        r = self.ok("POST", "/api/v1/events", {"event": "price-moved", "data": {"p": "42"}},
+                    key, 202)
+        self.assertEqual(len(r["runs"]), 1, r)
+        self.assertEqual(self.drain(nk, nid, tok), {r["runs"][0]["run"]: "42"})
+        self.assertEqual(self.ok("POST", "/api/v1/events", {"event": "price-moved"}, other,
+                                 202)["runs"], [])
+        for body in ({"event": "a b"}, {}, {"event": "x", "extra": 1}):
+            code, doc = self.s.call("POST", "/api/v1/events", body, key)
+            self.assertEqual(code, 400, (body, doc))
 
 
 class Embedded(unittest.TestCase):

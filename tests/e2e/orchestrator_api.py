@@ -774,6 +774,7 @@ class OrchestratorApi(unittest.TestCase):
             ("POST", "/api/v1/flows/{id}/resume"): {A},
             ("POST", "/api/v1/flows/{id}/steps/{step}/approve"): {A},
             ("POST", "/api/v1/flows/{id}/steps/{step}/reject"): {A},
+            ("POST", "/api/v1/events"): {C},
         }
         self.assertEqual(set(allowed), openapi_routes())
         bodies = {"/api/v1/jobs": {"module": "echo", "max_cost_micros": 1},
@@ -782,6 +783,7 @@ class OrchestratorApi(unittest.TestCase):
                   "/api/v1/withdrawals/{id}/complete": {"tx": "t"},
                   "/api/v1/withdrawals/{id}/fail": {},
                   "/api/v1/named-flows/{id}/rollback": {"version": 1},
+                  "/api/v1/events": {"event": "e"},
                   "/api/v1/withdrawals/{id}/cancel": None,
                   "/api/v1/nodes/register": NodeKey(X25519).register_body(NODE_CAPS)}
         keys = {"none": None, "bad": "rzk_" + "f" * 64, "other": key_b,

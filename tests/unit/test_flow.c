@@ -1429,7 +1429,7 @@ static void triggers_are_checked(void **state)
     expect_msg(d, 5, 11, RZ_EINVALID, "cron '0 * *': 3 fields, cron wants 5");
     expect_msg(d, 6, 5, RZ_EINVALID, "exactly one type");
     expect_msg(d, 7, 5, RZ_EINVALID, "a manual trigger takes no settings");
-    expect_msg(d, 8, 5, RZ_EINVALID, "unknown trigger type 'poll' (manual, cron, webhook)");
+    expect_msg(d, 8, 5, RZ_EINVALID, "unknown trigger type 'poll' (manual, cron, webhook, flow");
     assert_int_equal(rz_diags_error_count(d), 6);
     rz_diags_free(d);
     d = parse_fail("{\"triggers\":{\"cron\":1},\"nodes\":[{\"id\":\"a\",\"moduleId\":\"echo\"}]}",
@@ -1447,7 +1447,7 @@ static void triggers_are_checked(void **state)
                    "  - type: cron\n    schedule: \"0 9 * * 1-5\"\n    tz: Europe/Atlantis\n"
                    "  - cron: {schedule: \"@daily\", catchup: some, overlap: never}\n"
                    "  - type: webhook\n    name: gh\n    secret: s3cret\n"
-                   "  - {type: flow, flow: other}\n"
+                   "  - {type: flow, flow: other, status: maybe}\n"
                    "  - {type: webhook, name: gh, secret: {credentialId: k}}\n"
                    "  - cron: {schedule: \"0 0 31 2 *\", tz: Europe/Lisbon, colour: red}\n"
                    "steps:\n  a: {module: echo}\n", RZ_FORMAT_YAML, RZ_EINVALID);
@@ -1457,7 +1457,7 @@ static void triggers_are_checked(void **state)
     expect_msg(d, 8, 41, RZ_EINVALID, "'catchup' must be none, one or all");
     expect_msg(d, 8, 56, RZ_EINVALID, "'overlap' must be skip, queue or allow");
     expect_msg(d, 11, 13, RZ_EINVALID, "a webhook's 'secret' must be {credentialId");
-    expect_msg(d, 12, 12, RZ_EINVALID, "unknown trigger type 'flow'");
+    expect_msg(d, 12, 39, RZ_EINVALID, "'status' must be succeeded, failed or any");
     expect_msg(d, 13, 5, RZ_EDUPLICATE, "two triggers are named 'gh'");
     expect_msg(d, 14, 22, RZ_EINVALID, "never fires");
     expect_msg(d, 14, 63, RZ_EINVALID, "unknown cron trigger field 'colour'");
@@ -1489,6 +1489,33 @@ static void triggers_are_checked(void **state)
         "\"secret\":\"gh-hook\",\"max_body_bytes\":1000}]");
     rz_free(json);
     rz_flow_free(f);
+}
+
+/* flow and event triggers: both forms, normalised; their mistakes located. */
+static void flow_and_event_triggers_are_checked(void **state)
+{
+    (void)state;
+    char *json = NULL;
+    const char *ok = "flux: 1\ntriggers:\n  - flow: up\n  - {type: flow, flow: up, status: any, name: f}\n"
+         "  - event: moved\nsteps:\n  a: {module: echo}\n";
+    rz_flow *f = parse_ok(ok, strlen(ok), RZ_FORMAT_YAML);
+    assert_int_equal(rz_flow_triggers(f, &json), RZ_OK);
+    assert_string_equal(json,
+        "[{\"index\":0,\"type\":\"flow\",\"name\":\"flow-0\",\"enabled\":true,"
+        "\"flow\":\"up\",\"status\":\"succeeded\"},"
+        "{\"index\":1,\"type\":\"flow\",\"name\":\"f\",\"enabled\":true,"
+        "\"flow\":\"up\",\"status\":\"any\"},"
+        "{\"index\":2,\"type\":\"event\",\"name\":\"event-2\",\"enabled\":true,"
+        "\"event\":\"moved\"}]");
+    rz_free(json);
+    rz_flow_free(f);
+    rz_diags *d = parse_fail("flux: 1\ntriggers:\n  - {type: flow}\n  - event: \"a b\"\n"
+                   "  - {type: event, event: x, foo: 1}\nsteps:\n  a: {module: echo}\n",
+                   RZ_FORMAT_YAML, RZ_EINVALID);
+    expect_msg(d, 3, 5, RZ_EINVALID, "a flow trigger needs the 'flow' it follows");
+    expect_msg(d, 4, 12, RZ_EINVALID, "an event's name is 1-64 letters");
+    expect_msg(d, 5, 34, RZ_EINVALID, "unknown event trigger field 'foo' (event, name, enabled)");
+    rz_diags_free(d);
 }
 
 /* A flow input with no default is required unless it says otherwise, and
@@ -1668,6 +1695,7 @@ int main(void)
         cmocka_unit_test(numbers_out_of_range_say_so),
         cmocka_unit_test(verify_replicas_checked),
         cmocka_unit_test(triggers_are_checked),
+        cmocka_unit_test(flow_and_event_triggers_are_checked),
         cmocka_unit_test(inputs_without_default_are_required),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
