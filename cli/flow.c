@@ -947,7 +947,7 @@ int cli_flow(cli *c, const char *verb)
     if (strcmp(verb, "cancel") == 0)
         return cli_flow_cancel(c);
     if (!strcmp(verb, "list") || !strcmp(verb, "versions") || !strcmp(verb, "rollback") ||
-        !strcmp(verb, "schedule"))
+        !strcmp(verb, "schedule") || !strcmp(verb, "diff"))
         return cli_flow_named(c, verb);
     if (!strcmp(verb, "pause") || !strcmp(verb, "resume") || !strcmp(verb, "approve") ||
         !strcmp(verb, "reject"))

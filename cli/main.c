@@ -50,7 +50,7 @@ static void usage(FILE *out)
 "  account VERB ...        escrow accounts: balance, withdraw...; account --help\n"
 "  admin withdrawal ...    the treasury's side of withdrawals; admin --help\n"
 "  flow deploy FILE, flow status|watch|cancel ID   flows on the network\n"
-"  flow list, flow versions|schedule|rollback NAME   named flows, triggers\n"
+"  flow list, flow versions|schedule|rollback|diff NAME   named flows, triggers\n"
 "  flow pause|resume ID, flow approve|reject ID STEP   hold a run; decide a gate\n"
 "\n");
     usage_options(out);
@@ -315,7 +315,7 @@ static const struct {
 } groups[] = {
     { "flow", 1, cli_flow, cli_flow_usage,
       "validate plan run runs export estimate deploy status watch cancel list versions "
-      "rollback schedule pause resume approve reject" },
+      "rollback schedule pause resume approve reject diff" },
     { "vault", 1, cli_vault, cli_vault_usage, "init add list show rm passwd" },
     { "match", 0, cli_match, cli_match_usage, "" },
     { "ledger", 1, cli_ledger, cli_ledger_usage, "verify export" },

@@ -16,7 +16,9 @@ void cli_named_usage(void)
 "       rhizos flow list                [--json]\n"
 "       rhizos flow versions NAME|ID    [--json]\n"
 "       rhizos flow rollback NAME|ID VERSION\n"
-"       rhizos flow schedule NAME|ID    [--limit N] [--json]\n");
+"       rhizos flow schedule NAME|ID    [--limit N] [--json]\n"
+"       rhizos flow diff NAME|ID V1 [V2] [--json]   steps added, removed, changed\n"
+"                                       from version V1 to V2 (default: the active)\n");
 }
 
 static bool args(const cli *c, const char *verb, int n)
@@ -162,6 +164,51 @@ static int flow_rollback(const cli *c, rz_client *cl)
     return ex;
 }
 
+static void print_names(const char *mark, const cJSON *arr)
+{
+    const cJSON *x;
+    cJSON_ArrayForEach(x, arr)
+        printf("  %s step %s\n", mark, cJSON_IsString(x) ? x->valuestring : "?");
+}
+
+static int flow_diff(const cli *c, rz_client *cl)
+{
+    int ex;
+    uint64_t id, v[2] = { 0, 0 };
+    for (int i = 1; i < c->nargs; i++)
+        if (!cli_parse_u64(c->args[i], UINT32_MAX, &v[i - 1]) || !v[i - 1]) {
+            fprintf(stderr, "rhizos: flow diff: '%s' is not a version number\n", c->args[i]);
+            return EXIT_USAGE;
+        }
+    if (!resolve(cl, c->args[0], &id, &ex))
+        return ex;
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/named-flows/%" PRIu64 "/diff?from=%" PRIu64
+             "&to=%" PRIu64, id, v[0], v[1]);
+    cJSON *d = get(cl, path, &ex);
+    if (ex == EXIT_OK && c->json) {
+        char *t = cJSON_PrintUnformatted(d);
+        cli_print_json(t ? t : "{}");
+        free(t);
+    } else if (ex == EXIT_OK) {
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(d, "steps"), *x, *f;
+        printf("flow %s: version %lld -> %lld\n", c->args[0],
+               (long long)cli_json_int(d, "from"), (long long)cli_json_int(d, "to"));
+        print_names("+", cJSON_GetObjectItemCaseSensitive(st, "added"));
+        print_names("-", cJSON_GetObjectItemCaseSensitive(st, "removed"));
+        cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(st, "changed")) {
+            printf("  ~ step %s:", cli_json_str(x, "step", "?"));
+            cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(x, "fields"))
+                printf(" %s", cJSON_IsString(f) ? f->valuestring : "?");
+            printf("\n");
+        }
+        cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(d, "flow"))
+            printf("  ~ %s\n", cJSON_IsString(f) ? f->valuestring : "?");
+    }
+    cJSON_Delete(d);
+    return ex;
+}
+
 static int flow_schedule(const cli *c, rz_client *cl)
 {
     unsigned count = 5;
@@ -215,13 +262,15 @@ static int flow_schedule(const cli *c, rz_client *cl)
 int cli_flow_named(cli *c, const char *verb)
 {
     bool list = strcmp(verb, "list") == 0, rollback = strcmp(verb, "rollback") == 0;
-    if (!args(c, verb, list ? 0 : rollback ? 2 : 1))
+    bool diff = strcmp(verb, "diff") == 0;
+    if (diff ? !args(c, verb, c->nargs == 2 ? 2 : 3) : !args(c, verb, list ? 0 : rollback ? 2 : 1))
         return EXIT_USAGE;
     rz_client *cl = cli_client(c);
     if (!cl)
         return EXIT_USAGE;
     int ex = list ? flow_list(c, cl)
            : rollback ? flow_rollback(c, cl)
+           : diff ? flow_diff(c, cl)
            : strcmp(verb, "versions") == 0 ? flow_versions(c, cl) : flow_schedule(c, cl);
     rz_client_free(cl);
     return ex;

@@ -1675,3 +1675,116 @@ bool flows_cycle(orch *o, rz_ledger_id owner, const char *self, const cJSON *min
     cJSON_Delete(g);
     return cycle;
 }
+
+/* ---- diff of two versions ---- */
+
+/* A version's flow as canonical builder JSON (nodes by id), or NULL. */
+static cJSON *version_doc(flows *F, uint64_t id, uint64_t v)
+{
+    cJSON *ver = version_rec(F, id, v);
+    const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ver, "text"));
+    rz_flow *f = NULL;
+    char *json = NULL;
+    size_t len = 0;
+    cJSON *doc = NULL;
+    if (text && rz_flow_parse(&f, text, strlen(text), RZ_FORMAT_AUTO, "flow", NULL) == RZ_OK &&
+        rz_flow_to_json(f, RZ_EXPORT_BUILDER, &json, &len) == RZ_OK)
+        doc = cJSON_ParseWithLength(json, len);
+    rz_free(json);
+    rz_flow_free(f);
+    cJSON_Delete(ver);
+    return doc;
+}
+
+static const cJSON *node_of(const cJSON *doc, const char *id)
+{
+    const cJSON *n;
+    cJSON_ArrayForEach(n, cJSON_GetObjectItemCaseSensitive(doc, "nodes")) {
+        const char *x = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(n, "id"));
+        if (x && !strcmp(x, id))
+            return n;
+    }
+    return NULL;
+}
+
+/* The keys whose values differ between two maps (either side absent too). */
+static cJSON *changed_keys(const cJSON *a, const cJSON *b, const char *skip)
+{
+    cJSON *out = cJSON_CreateArray();
+    const cJSON *x;
+    cJSON_ArrayForEach(x, a) {
+        const cJSON *y = cJSON_GetObjectItemCaseSensitive(b, x->string);
+        if ((!skip || strcmp(x->string, skip)) && (!y || !cJSON_Compare(x, y, 1)))
+            cJSON_AddItemToArray(out, cJSON_CreateString(x->string));
+    }
+    cJSON_ArrayForEach(x, b)
+        if ((!skip || strcmp(x->string, skip)) && !cJSON_GetObjectItemCaseSensitive(a, x->string))
+            cJSON_AddItemToArray(out, cJSON_CreateString(x->string));
+    return out;
+}
+
+/* {"from","to","steps":{"added","removed","changed":[{"step","fields"}]},
+ *  "flow":[top-level keys changed, steps aside]} */
+static cJSON *diff_docs(const cJSON *a, const cJSON *b)
+{
+    cJSON *out = cJSON_CreateObject();
+    cJSON *steps = cJSON_AddObjectToObject(out, "steps");
+    cJSON *added = cJSON_AddArrayToObject(steps, "added");
+    cJSON *removed = cJSON_AddArrayToObject(steps, "removed");
+    cJSON *changed = cJSON_AddArrayToObject(steps, "changed");
+    const cJSON *n;
+    cJSON_ArrayForEach(n, cJSON_GetObjectItemCaseSensitive(a, "nodes")) {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(n, "id"));
+        const cJSON *m = id ? node_of(b, id) : NULL;
+        if (id && !m) {
+            cJSON_AddItemToArray(removed, cJSON_CreateString(id));
+        } else if (id && !cJSON_Compare(n, m, 1)) {
+            cJSON *c = cJSON_CreateObject();
+            cJSON_AddStringToObject(c, "step", id);
+            cJSON_AddItemToObject(c, "fields", changed_keys(n, m, "position"));
+            if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(c, "fields")))
+                cJSON_AddItemToArray(changed, c);
+            else
+                cJSON_Delete(c);   /* moved on the canvas only */
+        }
+    }
+    cJSON_ArrayForEach(n, cJSON_GetObjectItemCaseSensitive(b, "nodes")) {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(n, "id"));
+        if (id && !node_of(a, id))
+            cJSON_AddItemToArray(added, cJSON_CreateString(id));
+    }
+    cJSON *top = changed_keys(a, b, "nodes");
+    cJSON_AddItemToObject(out, "flow", top);
+    return out;
+}
+
+void r_named_flow_diff(req *q)
+{
+    uint64_t from, to;
+    if (!query_u64(q, "from", 0, UINT32_MAX, &from) || !query_u64(q, "to", 0, UINT32_MAX, &to))
+        return;
+    cJSON *rec = visible_flow(q, 0);
+    if (!rec)
+        return;
+    uint64_t id = num(rec, "id");
+    if (!to)
+        to = num(rec, "active");
+    cJSON *a = from ? version_doc(q->o->flows, id, from) : NULL;
+    cJSON *b = version_doc(q->o->flows, id, to);
+    if (!from) {
+        reply_error(q, RZ_EINVAL, "give ?from=VERSION (and ?to=VERSION, default the active "
+                    "one)");
+    } else if (!a || !b) {
+        reply_error(q, RZ_ENOENT, "flow %" PRIu64 " has no version %" PRIu64, id,
+                    !a ? from : to);
+    } else {
+        cJSON *d = diff_docs(a, b);
+        cJSON_AddNumberToObject(d, "flow_id", (double)id);
+        cJSON_AddNumberToObject(d, "from", (double)from);
+        cJSON_AddNumberToObject(d, "to", (double)to);
+        reply_json(q, 200, d);
+    }
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    cJSON_Delete(rec);
+}

@@ -80,6 +80,7 @@ static const route routes[] = {
     { "POST",   "/api/v1/flows/{id}/steps/{step}/approve", W_CLIENT | W_ADMIN, true,  r_flow_approve },
     { "POST",   "/api/v1/flows/{id}/steps/{step}/reject",  W_CLIENT | W_ADMIN, true,  r_flow_reject },
     { "POST",   "/api/v1/events",                          W_CLIENT, true,  r_event_publish },
+    { "GET",    "/api/v1/named-flows/{id}/diff",           W_CLIENT | W_ADMIN, false, r_named_flow_diff },
 };
 
 #define N_ROUTES (sizeof routes / sizeof routes[0])

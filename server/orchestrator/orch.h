@@ -513,6 +513,7 @@ void flows_on_finished(orch *o, uint64_t dep);
 bool flows_cycle(orch *o, rz_ledger_id owner, const char *self, const cJSON *mine,
                  char *path, size_t cap);
 void r_event_publish(req *q);
+void r_named_flow_diff(req *q);
 /* After a deploy: the flow's version (new when the content is), the run's
  * record; "flow_id" and "version" added to reply (may be NULL). */
 int flows_record_deploy(orch *o, rz_ledger_id owner, const char *text, const cJSON *inputs,

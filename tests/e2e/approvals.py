@@ -22,6 +22,7 @@
   failure does not; a cycle is refused at deploy; an event published
   through the API runs the flows that wait for it (the caller's only); a
   kill -9 after the fire does not fire again.
+- flow diff: steps added, removed, changed (which fields) between versions.
 
 Usage: approvals.py ORCHESTRATOR SOURCE_ROOT LIBRHIZOS [RHIZOS]"""
 import json
@@ -360,6 +361,37 @@ class FlowTriggers(Helpers):
         for body in ({"event": "a b"}, {}, {"event": "x", "extra": 1}):
             code, doc = self.s.call("POST", "/api/v1/events", body, key)
             self.assertEqual(code, 400, (body, doc))
+
+
+class Diff(Helpers):
+    def test_flow_diff(self):
+        _, key = self.client(10 ** 6)
+        _, other = self.client(10 ** 6)
+        v1 = ("flux: 1\nname: d\nsteps:\n  a:\n    module: echo@1\n"
+              "  b:\n    module: echo@1\n    needs: [a]\n")
+        v2 = ("flux: 1\nname: d\ntriggers:\n  - event: go\nsteps:\n  a:\n    module: echo@1\n"
+              "    timeout_s: 30\n  c:\n    module: echo@1\n    needs: [a]\n")
+        d1 = self.ok("POST", "/api/v1/flows/deploy", {"flow": v1}, key, 201)
+        self.ok("POST", "/api/v1/flows/deploy", {"flow": v2, "note": "two"}, key, 201)
+        fid = d1["flow_id"]
+        d = self.ok("GET", "/api/v1/named-flows/%d/diff?from=1&to=2" % fid, key=key)
+        self.assertEqual(d["steps"], {"added": ["c"], "removed": ["b"],
+                                      "changed": [{"step": "a", "fields": ["timeout_s"]}]})
+        self.assertEqual(d["flow"], ["triggers"])
+        self.assertEqual(self.ok("GET", "/api/v1/named-flows/%d/diff?from=1" % fid,
+                                 key=key)["to"], 2)
+        for q, code in (("from=9", 404), ("", 400), ("from=x", 400)):
+            st, doc = self.s.call("GET", "/api/v1/named-flows/%d/diff?%s" % (fid, q), key=key)
+            self.assertEqual(st, code, (q, doc))
+        self.assertEqual(self.s.call("GET", "/api/v1/named-flows/%d/diff?from=1" % fid,
+                                     key=other)[0], 404)
+        if RHIZOS:
+            env = dict(os.environ, RHIZOS_URL=self.s.proc.base, RHIZOS_API_KEY=key)
+            p = run([RHIZOS, "flow", "diff", "d", "1", "2"], env=env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stdout, "flow d: version 1 -> 2\n  + step c\n  - step b\n"
+                             "  ~ step a: timeout_s\n  ~ triggers\n")
+            self.assertEqual(run([RHIZOS, "flow", "diff", "d", "x"], env=env).returncode, 2)
 
 
 class Embedded(unittest.TestCase):

@@ -775,6 +775,7 @@ class OrchestratorApi(unittest.TestCase):
             ("POST", "/api/v1/flows/{id}/steps/{step}/approve"): {A},
             ("POST", "/api/v1/flows/{id}/steps/{step}/reject"): {A},
             ("POST", "/api/v1/events"): {C},
+            ("GET", "/api/v1/named-flows/{id}/diff"): {A},
         }
         self.assertEqual(set(allowed), openapi_routes())
         bodies = {"/api/v1/jobs": {"module": "echo", "max_cost_micros": 1},
