@@ -816,6 +816,24 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_local_deploy(rz_engine *e,
  * longer follows the deployment; a bug, not a user error). */
 RZ_EXTERN RZ_NODISCARD int rz_engine_local_check(const rz_engine *e);
 
+/* Embedded resume (docs/triggers.md): the next rz_engine_local_deploy
+ * reuses the results in `reuse_json` (rz_engine_reuse_map's shape; NULL:
+ * none) as rz_engine_deploy_reuse does. Borrowed until that deploy. */
+RZ_EXTERN void rz_engine_local_reuse(rz_engine *e, const char *reuse_json);
+/* Where task `task` of running deployment `deployment` (0: the embedded
+ * one being made) took its outputs from when it was reused ("deployment
+ * 3 step a"), else NULL. Borrowed until the task changes. */
+RZ_EXTERN const char *rz_engine_task_reused_from(const rz_engine *e,
+                                                 uint64_t deployment,
+                                                 size_t task);
+/* When running deployment `deployment` next takes an approval step's
+ * default decision (UINT64_MAX: none), and in *forever (may be NULL) the
+ * id of an approval step that waits with no timeout, or NULL: for an
+ * embedded runner, which has nobody to ask. */
+RZ_EXTERN uint64_t rz_engine_approval_wait(const rz_engine *e,
+                                           uint64_t deployment,
+                                           const char **forever);
+
 #ifdef __cplusplus
 }
 #endif

@@ -166,9 +166,12 @@ bool rz__engine_dep_waits_json(const rz__edep *d, cJSON *doc)
     return true;
 }
 
-uint64_t rz__engine_approval_wait(const rz_engine *e, uint64_t dep, const char **forever)
+uint64_t rz_engine_approval_wait(const rz_engine *e, uint64_t dep, const char **forever)
 {
     const rz__edep *d = e ? rz__engine_dep(e, dep) : NULL;
+    const char *none = NULL;
+    if (!forever)
+        forever = &none;
     *forever = NULL;
     if (!d || !d->run)
         return UINT64_MAX;

@@ -220,20 +220,11 @@ RZ_HIDDEN int rz__engine_local_credit(rz_engine *e, const rz__edep *d,
 RZ_HIDDEN int rz__engine_dep_approvals(rz__edep *d);
 RZ_HIDDEN int rz__engine_approvals_due(rz_engine *e, rz__edep *d, uint64_t now);
 RZ_HIDDEN uint64_t rz__engine_approvals_next(const rz__edep *d);
-/* For the embedded runner (lib/exec/runner.c): when deployment `dep` next
- * takes a default decision (UINT64_MAX: none), and in *forever an approval
- * step that waits with no timeout (NULL: none). */
-RZ_HIDDEN uint64_t rz__engine_approval_wait(const rz_engine *e, uint64_t dep,
-                                            const char **forever);
 /* reuse.c: take the key of task `task` starting with `request`; on a hit
  * in the deployment's reuse map the task succeeds now (*reused). */
 RZ_HIDDEN int rz__engine_reuse_try(rz_engine *e, rz__edep *d, struct rz__ejob *j,
                                    size_t task, const char *request, uint64_t now,
                                    bool *reused);
-/* Where task `task` of running deployment `dep` (0: the embedded one
- * being made) was reused from, or NULL (the embedded runner's events). */
-RZ_HIDDEN const char *rz__engine_reused_from(const rz_engine *e, uint64_t dep,
-                                             size_t task);
 /* Parse `json` (NULL: none) as d's reuse map; RZ_EINVAL if malformed. */
 RZ_HIDDEN int rz__engine_reuse_set(rz__edep *d, const char *json);
 /* deploy.c: rz_engine_deploy with a reuse map (NULL: none). */

@@ -224,6 +224,7 @@ int rz_engine_local_deploy(rz_engine *e, const rz_flow *flow,
         }
         rc = rz__engine_deploy(e, doc, strlen(doc), client, inputs_json,
                                e->local_reuse, now_ms, deployment, NULL);
+        e->local_reuse = NULL;   /* borrowed for this deploy only */
         if (rc == RZ_OK && *deployment != dep)
             rc = rz__error(RZ_EINTERNAL, "deployment %llu, expected %llu",
                            (unsigned long long)*deployment,

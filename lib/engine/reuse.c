@@ -231,7 +231,13 @@ int rz_engine_reuse_map(const rz_engine *e, uint64_t deployment, char **json)
     return *json ? RZ_OK : no_memory();
 }
 
-const char *rz__engine_reused_from(const rz_engine *e, uint64_t dep, size_t task)
+void rz_engine_local_reuse(rz_engine *e, const char *reuse_json)
+{
+    if (e)
+        e->local_reuse = reuse_json;
+}
+
+const char *rz_engine_task_reused_from(const rz_engine *e, uint64_t dep, size_t task)
 {
     const rz__edep *d = e ? rz__engine_dep(e, dep ? dep : e->local.dep) : NULL;
     const rz__ejob *j = d && d->run ? rz__engine_task_job(e, d, task) : NULL;

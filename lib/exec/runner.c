@@ -33,7 +33,6 @@
 
 
 #include "exec/exec_impl.h"
-#include "engine/engine_impl.h"
 #include "exec/sandbox.h"
 #include "flow/model.h"
 #include "module/module_impl.h"
@@ -152,7 +151,7 @@ static void report_changes(runner *r)
         r->seen[i] = now;
         rz_event_kind kind = change_event(was, now);
         const char *from = kind == RZ_EVENT_STEP_SUCCEEDED && r->engine
-                               ? rz__engine_reused_from(r->engine, r->dep, i) : NULL;
+                               ? rz_engine_task_reused_from(r->engine, r->dep, i) : NULL;
         char msg[200];
         if (from)
             snprintf(msg, sizeof msg, "reused from %s", from);
@@ -576,7 +575,7 @@ static void resume_record(runner *r)
     }
     cJSON *reused = cJSON_CreateObject();
     for (size_t i = 0; reused && i < rz_flow_step_count(r->flow); i++) {
-        const char *from = rz__engine_reused_from(r->engine, r->dep, i);
+        const char *from = rz_engine_task_reused_from(r->engine, r->dep, i);
         if (from)
             cJSON_AddStringToObject(reused, rz_flow_step_id(r->flow, i), from);
     }
@@ -701,7 +700,7 @@ static bool stalled(const runner *r, const char **gate)
 {
     return r->n_slots == 0 && !r->finished &&
            rz_run_next_wakeup(r->run) == UINT64_MAX &&
-           rz__engine_approval_wait(r->engine, r->dep, gate) == UINT64_MAX;
+           rz_engine_approval_wait(r->engine, r->dep, gate) == UINT64_MAX;
 }
 
 #define PROGRESS_EVERY_MS 250
@@ -963,7 +962,7 @@ static int engine_start(runner *r)
     rep.max_started = r->jobs;
     rep.on_change = on_change;
     rep.userdata = r;
-    r->engine->local_reuse = r->opts->reuse_json;
+    rz_engine_local_reuse(r->engine, r->opts->reuse_json);
     rc = rz_engine_local_deploy(r->engine, r->flow, r->opts->inputs_json,
                                 &rep, r->t0, &r->dep);
     return rc == RZ_OK ? settle(r, r->t0) : rc;

@@ -233,7 +233,8 @@ class Completion(unittest.TestCase):
                  'complete -C "rhizos --conte"'], env=dict(cli_env(), RZ=RHIZOS))
         self.assertEqual(p.returncode, 0, p.stderr)
         got = {l.split("\t")[0] for l in p.stdout.splitlines()}
-        self.assertEqual(got, {"run", "runs", "rollback", "vault", "--context"})
+        self.assertEqual(got, {"run", "runs", "rollback", "resume", "reject", "vault",
+                               "--context"})
 
     @unittest.skipUnless(shutil.which("zsh"), "no zsh")
     def test_zsh_runs_the_same_function(self):
