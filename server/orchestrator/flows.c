@@ -54,6 +54,8 @@ struct flows {
     sched *s;
     size_t n, cap;
     struct event *timer;
+    size_t followers;        /* flow triggers in active versions: 0 skips
+                                the lookup at every run's end */
 };
 
 /* ---- the store ---- */
@@ -307,6 +309,7 @@ static cJSON *reseal_map(orch *o, const cJSON *m, uint64_t now)
 
 static void sched_clear(flows *F)
 {
+    F->followers = 0;
     for (size_t i = 0; i < F->n; i++)
         rz_cron_free(F->s[i].cron);
     F->n = 0;
@@ -330,6 +333,8 @@ static void sched_add_flow(orch *o, cJSON *rec, int64_t now_s, bool *dirty)
     cJSON_ArrayForEach(t, trigs) {
         const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "type"));
         const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name"));
+        if (type && !strcmp(type, "flow"))
+            F->followers++;
         if (!type || !name || strcmp(type, "cron") != 0 ||
             cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(t, "enabled")))
             continue;
@@ -1463,8 +1468,22 @@ typedef struct finished {
     uint64_t dep, chain, now_ms;
     rz_run_state state;
     const char *name;
-    const cJSON *outputs;
+    cJSON *status;           /* read on the first follower: a big run's
+                                status is large, and most have none */
+    bool read;
 } finished;
+
+static const cJSON *finished_outputs(orch *o, finished *fin)
+{
+    if (!fin->read) {
+        char *text = NULL;
+        fin->read = true;
+        if (rz_engine_deployment_status(o->e, fin->dep, &text) == RZ_OK)
+            fin->status = cJSON_Parse(text);
+        rz_free(text);
+    }
+    return cJSON_GetObjectItemCaseSensitive(fin->status, "outputs");
+}
 
 static void on_source_end(orch *o, cJSON *rec, const cJSON *ver, const cJSON *t, void *ud)
 {
@@ -1486,8 +1505,9 @@ static void on_source_end(orch *o, cJSON *rec, const cJSON *ver, const cJSON *t,
     cJSON_AddStringToObject(tr, "flow", fin->name);
     cJSON_AddStringToObject(tr, "status", rz_run_state_name(fin->state));
     cJSON_AddNumberToObject(tr, "deployment", (double)fin->dep);
-    cJSON_AddItemToObject(tr, "outputs", fin->outputs ? cJSON_Duplicate(fin->outputs, 1)
-                                                      : cJSON_CreateObject());
+    const cJSON *outputs = finished_outputs(o, fin);
+    cJSON_AddItemToObject(tr, "outputs", outputs ? cJSON_Duplicate(outputs, 1)
+                                                 : cJSON_CreateObject());
     follow f = { .o = o, .rec = rec, .ver = ver, .trig = trig, .trigger = tr, .okey = okey,
                  .source = fin->dep, .chain = fin->chain + 1, .now_ms = fin->now_ms };
     (void)follow_fire(&f);   /* its outcome is recorded on the trigger */
@@ -1496,25 +1516,21 @@ static void on_source_end(orch *o, cJSON *rec, const cJSON *ver, const cJSON *t,
 
 void flows_on_finished(orch *o, uint64_t dep)
 {
-    if (!o->flows || o->stopping)
+    if (!o->flows || o->stopping || !o->flows->followers)
         return;
     char key[32];
     snprintf(key, sizeof key, "d/%" PRIu64, dep);
     cJSON *r = kv_json(o->flows, key);
     cJSON *src = r ? flow_rec(o->flows, num(r, "flow")) : NULL;
-    char *status = NULL;
     rz_run_state state;
     const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(src, "name"));
     if (name && rz_engine_deployment_state(o->e, dep, &state) == RZ_OK &&
-        state != RZ_RUN_RUNNING && rz_engine_deployment_status(o->e, dep, &status) == RZ_OK) {
-        cJSON *st = cJSON_Parse(status);
+        state != RZ_RUN_RUNNING) {
         finished fin = { .dep = dep, .chain = num(r, "chain"), .now_ms = orch_now_ms(),
-                         .state = state, .name = name,
-                         .outputs = cJSON_GetObjectItemCaseSensitive(st, "outputs") };
+                         .state = state, .name = name };
         each_trigger(o, owner_of(src), "flow", "flow", name, on_source_end, &fin);
-        cJSON_Delete(st);
+        cJSON_Delete(fin.status);
     }
-    rz_free(status);
     cJSON_Delete(src);
     cJSON_Delete(r);
 }
