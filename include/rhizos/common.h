@@ -109,12 +109,14 @@ RZ_EXTERN void rz_free(void *ptr);
 RZ_EXTERN const char *rz_version(void);
 
 /* The folder of the data that ships with RhizOS: `what` is "modules" (the
- * example module registry) or "prices" (the price tables of estimates).
+ * example module registry), "prices" (the price tables of estimates) or
+ * "console" (the web console's built files, when built with -Dui).
  * An installed library answers $datadir/rhizos/<what>; a library loaded
  * from its build tree (a build.ninja beside its folder) answers the source
- * tree's examples/modules or data/prices, so a checkout runs without
- * installing. Never the working directory. Release with rz_free; NULL with
- * RZ_EINVAL for another `what`, RZ_ENOENT when the folder is missing. */
+ * tree's examples/modules or data/prices, or the build tree's
+ * console/dist, so a checkout runs without installing. Never the working
+ * directory. Release with rz_free; NULL with RZ_EINVAL for another `what`,
+ * RZ_ENOENT when the folder is missing. */
 RZ_EXTERN char *rz_data_path(const char *what);
 
 /* Create folder `path` and any missing parents (mkdir -p), each new one

@@ -26,12 +26,12 @@ static bool is_dir(const char *p)
 
 #define BUILD_TREE_DEPTH 3
 
-static bool in_build_tree(void)
+/* dir (PATH_MAX): the build tree's root when we are in one. */
+static bool in_build_tree(char *dir)
 {
     Dl_info info;
     if (!dladdr((void *)rz_data_path, &info) || !info.dli_fname)
         return false;
-    char dir[PATH_MAX];
     if (!realpath(info.dli_fname, dir))
         return false;
     for (int up = 0; up < BUILD_TREE_DEPTH; up++) {
@@ -52,17 +52,22 @@ static bool in_build_tree(void)
 char *rz_data_path(const char *what)
 {
     const char *src = NULL;
+    bool built = false;   /* made by the build: in the build tree, not the source */
     if (what && strcmp(what, "modules") == 0)
         src = "examples/modules";
     else if (what && strcmp(what, "prices") == 0)
         src = "data/prices";
+    else if (what && strcmp(what, "console") == 0)
+        src = "console/dist", built = true;
     if (!src) {
-        rz__error(RZ_EINVAL, "no shipped data called '%s' (modules or prices)",
-                  what ? what : "(null)");
+        rz__error(RZ_EINVAL, "no shipped data called '%s' (modules, prices or "
+                  "console)", what ? what : "(null)");
         return NULL;
     }
-    char *p = in_build_tree() ? rz__asprintf("%s/%s", RZ_SOURCE_ROOT, src)
-                              : rz__asprintf("%s/rhizos/%s", RZ_DATADIR, what);
+    char tree[PATH_MAX];
+    char *p = !in_build_tree(tree) ? rz__asprintf("%s/rhizos/%s", RZ_DATADIR, what)
+            : built ? rz__asprintf("%s/%s", tree, src)
+                    : rz__asprintf("%s/%s", RZ_SOURCE_ROOT, src);
     if (!p) {
         rz__error(RZ_ENOMEM, "out of memory");
         return NULL;

@@ -81,6 +81,9 @@ static const route routes[] = {
     { "POST",   "/api/v1/flows/{id}/steps/{step}/reject",  W_CLIENT | W_ADMIN, true,  r_flow_reject },
     { "POST",   "/api/v1/events",                          W_CLIENT, true,  r_event_publish },
     { "GET",    "/api/v1/named-flows/{id}/diff",           W_CLIENT | W_ADMIN, false, r_named_flow_diff },
+    { "POST",   "/api/v1/flows/validate",                  W_CLIENT | W_ADMIN, true,  r_flow_validate },
+    { "POST",   "/api/v1/flows/estimate",                  W_CLIENT | W_ADMIN, true,  r_flow_estimate },
+    { "GET",    "/api/v1/modules",                         W_CLIENT | W_ADMIN, false, r_modules },
 };
 
 #define N_ROUTES (sizeof routes / sizeof routes[0])
@@ -138,6 +141,7 @@ static const char *reason_of(int code)
     case 200: return "OK";
     case 201: return "Created";
     case 204: return "No Content";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 402: return "Payment Required";
@@ -174,10 +178,17 @@ void reply_text(req *q, int code, const char *type, const char *text, size_t len
     struct evbuffer *b = evbuffer_new();
     if (type)
         evhttp_add_header(h, "Content-Type", type);
-    if (b && text && len)
+    /* HEAD: GET's headers, its length, no body (libevent would send one). */
+    bool head = q->method && strcmp(q->method, "HEAD") == 0;
+    if (head && code != 204 && code != 304) {
+        char n[24];
+        snprintf(n, sizeof n, "%zu", text ? len : 0);
+        evhttp_add_header(h, "Content-Length", n);
+    }
+    if (b && text && len && !head)
         evbuffer_add(b, text, len);
     orch_count_reply(q->o, q->route, code, q->t0_ns);
-    struct evbuffer *body = code == 204 ? NULL : b;
+    struct evbuffer *body = code == 204 || code == 304 ? NULL : b;
     if (!hold || !orch_hold_reply(q->o, q->r, code, reason_of(code), body, of))
         evhttp_send_reply(q->r, code, reason_of(code), body);
     else if (body)
@@ -650,6 +661,78 @@ static bool wants_cbor(struct evhttp_request *r, bool cbor_in)
     return cbor_in;
 }
 
+/* Streams answer on their own (not through reply_text): no HEAD. */
+static bool streams(const route *rt)
+{
+    return rt->fn == r_flow_events || rt->fn == r_node_poll;
+}
+
+static const char *const methods[] = { "GET", "HEAD", "POST", "DELETE", "OPTIONS" };
+
+/* The route for `method` at `path`, and in *allow the methods the path
+ * has (a bit per methods[] entry; 0: an unknown path). A route without
+ * {params} wins over one with: POST /flows/validate is not a flow id. */
+static const route *find_route(const char *method, const char *path,
+                               char params[3][80], unsigned *allow)
+{
+    bool head = strcmp(method, "HEAD") == 0;
+    const route *hit = NULL;
+    *allow = 0;
+    for (int literal = 1; literal >= 0 && !*allow; literal--)
+        for (size_t i = 0; i < N_ROUTES; i++) {
+            char p[3][80];
+            if ((strchr(routes[i].path, '{') == NULL) != literal ||
+                !match_path(routes[i].path, path, p))
+                continue;
+            for (unsigned m = 0; m < 4; m++)
+                if (strcmp(routes[i].method, methods[m]) == 0 ||
+                    (m == 1 && !strcmp(routes[i].method, "GET") && !streams(&routes[i])))
+                    *allow |= 1u << m | 1u << 4;
+            if (!hit && (strcmp(routes[i].method, method) == 0 ||
+                         (head && !strcmp(routes[i].method, "GET") && !streams(&routes[i])))) {
+                hit = &routes[i];
+                memcpy(params, p, sizeof p);
+            }
+        }
+    return hit;
+}
+
+static void allow_text(unsigned allow, char *out, size_t cap)
+{
+    out[0] = '\0';
+    for (unsigned m = 0; m < 5; m++)
+        if (allow & 1u << m)
+            snprintf(out + strlen(out), cap - strlen(out), "%s%s",
+                     out[0] ? ", " : "", methods[m]);
+}
+
+/* The API's own paths: never the console's. */
+static bool api_path(const char *path)
+{
+    return strncmp(path, "/api/", 5) == 0 || strcmp(path, "/api") == 0 ||
+           strcmp(path, "/health") == 0 || strcmp(path, "/metrics") == 0;
+}
+
+/* No route for this method: 405 with Allow, OPTIONS, the console, 404. */
+static void unrouted(req *q, const char *path, unsigned allow)
+{
+    char text[64];
+    bool console = !api_path(path);
+    if (console && !allow)
+        allow = 1u << 0 | 1u << 1 | 1u << 4;   /* GET, HEAD, OPTIONS */
+    allow_text(allow, text, sizeof text);
+    if (!allow) {
+        reply_error(q, RZ_ENOENT, "no route %.200s", path);
+    } else if (strcmp(q->method, "OPTIONS") == 0) {
+        orch_options(q, text);
+    } else if (console && (!strcmp(q->method, "GET") || !strcmp(q->method, "HEAD"))) {
+        orch_console_serve(q, path);
+    } else {
+        evhttp_add_header(evhttp_request_get_output_headers(q->r), "Allow", text);
+        reply_json(q, 405, error_doc(RZ_EINVAL, "method not allowed here"));
+    }
+}
+
 static void dispatch(struct evhttp_request *r, void *arg)
 {
     orch *o = arg;
@@ -666,27 +749,17 @@ static void dispatch(struct evhttp_request *r, void *arg)
     bool cbor_in = has_type(ctype, "application/cbor");
     q.cbor = wants_cbor(r, cbor_in);
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(r));
-    if (!path)
+    if (!path || !*path)
         path = "/";
-    const route *hit = NULL;
-    bool path_known = false;
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0] && !hit; i++) {
-        char params[3][80];
-        if (!match_path(routes[i].path, path, params))
-            continue;
-        path_known = true;
-        if (strcmp(routes[i].method, q.method) == 0) {
-            hit = &routes[i];
-            q.route = (int)i;
-            memcpy(q.params, params, sizeof params);
-        }
-    }
+    orch_http_headers(&q);
+    unsigned allow = 0;
+    const route *hit = find_route(q.method, path, q.params, &allow);
+    if (hit)
+        q.route = (int)(hit - routes);
     if (o->stopping)
         reply_error(&q, RZ_ESTATE, "the server is stopping");
-    else if (!hit && path_known)
-        reply_error(&q, RZ_EINVAL, "method %s is not served here", q.method);
     else if (!hit)
-        reply_error(&q, RZ_ENOENT, "no route %.200s", path);
+        unrouted(&q, path, allow);
     else if (!authenticate(&q, hit->who) || !quota_rate_take(&q))
         ;
     else if (hit->fn == r_node_result && body_over(&q)) {
@@ -700,7 +773,7 @@ static void dispatch(struct evhttp_request *r, void *arg)
     if (!q.answered)   /* held requests are marked answered by their holder */
         reply_error(&q, RZ_EINTERNAL, "no reply");
     cJSON_Delete(q.body);
-    if (hit && strcmp(hit->method, "GET") != 0) {
+    if (hit && strcmp(q.method, "GET") != 0 && strcmp(q.method, "HEAD") != 0) {
         o->changed = true;
         o->writes++;
     }

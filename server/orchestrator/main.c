@@ -75,6 +75,12 @@ static void usage(FILE *f)
           "                         big (else a sample past 100000 records)\n"
           "  --tls-cert F, --tls-key F  serve HTTPS (PEM certificate chain and\n"
           "                         its key, mode 0600); TLS 1.2 or newer\n"
+          "  --ui-dir DIR           the web console's built files, served at /\n"
+          "                         (default: the shipped console, when built\n"
+          "                         with -Dui=enabled)\n"
+          "  --cors-origin ORIGIN   let a console served from ORIGIN (e.g.\n"
+          "                         https://console.example:8443) call the API\n"
+          "                         from a browser; default: same origin only\n"
           "  --routes               print the served routes and exit\n"
           "  --help, --version\n", f);
     usage_more(f);
@@ -362,7 +368,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
            O_WITHDRAWALS, O_DEPOSIT_MAX, O_DEPOSIT_TTL, O_JOBS, O_DEPS,
            O_CHALLENGE_INTERVAL, O_CHALLENGE_GRACE, O_REFUSE_V1,
            O_METRICS_KEY, O_LOG_LEVEL, O_LOG_FORMAT, O_ACCESS_LOG, O_TLS_CERT,
-           O_TLS_KEY, O_ACCEPT_V1 };
+           O_TLS_KEY, O_ACCEPT_V1, O_UI_DIR, O_CORS_ORIGIN };
     static const struct option longs[] = {
         { "listen", required_argument, NULL, O_LISTEN },
         { "data", required_argument, NULL, O_DATA },
@@ -397,6 +403,8 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         { "verify-on-open", no_argument, NULL, O_VERIFY_ON_OPEN },
         { "refuse-v1-proofs", no_argument, NULL, O_REFUSE_V1 },
         { "accept-v1-proofs", no_argument, NULL, O_ACCEPT_V1 },
+        { "ui-dir", required_argument, NULL, O_UI_DIR },
+        { "cors-origin", required_argument, NULL, O_CORS_ORIGIN },
         { "routes", no_argument, NULL, O_ROUTES },
         { "help", no_argument, NULL, O_HELP },
         { "version", no_argument, NULL, O_VERSION },
@@ -523,6 +531,16 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
                     "--accept-v1-proofs\n");
             break;
         case O_ACCEPT_V1: op->accept_v1_proofs = true; break;
+        case O_UI_DIR: op->ui_dir = optarg; break;
+        case O_CORS_ORIGIN:
+            if (!orch_cors_origin_ok(optarg)) {
+                fprintf(stderr, ORCH_NAME ": --cors-origin: an origin such as "
+                        "https://console.example:8443 (scheme, host, port; "
+                        "lowercase, no path, no '*')\n");
+                return 2;
+            }
+            op->cors_origin = optarg;
+            break;
         case O_ROUTES: orch_print_routes(); exit(0);
         case 'h': case O_HELP: usage(stdout); exit(0);
         case O_VERSION: printf(ORCH_NAME " %s\n", rz_version()); exit(0);
@@ -758,6 +776,8 @@ static void finish(orch *o)
     audit_close(o);
     free(o->opts.modules);
     free(o->opts.allow_images);
+    free(o->console_dir);
+    rz_prices_free(o->prices);
     orch_rate_free();
     quota_free();
 }
@@ -810,8 +830,8 @@ int main(int argc, char **argv)
         finish(&o);
         return 1;
     }
-    rc = orch_metrics_init(&o) == 0 && orch_tls_setup(&o) == 0
-       ? start(&o, key, key_from) : -1;
+    rc = orch_metrics_init(&o) == 0 && orch_tls_setup(&o) == 0 &&
+         orch_console_setup(&o) == 0 ? start(&o, key, key_from) : -1;
     if (key) {
         sodium_memzero(key, strlen(key));
         free(key);

@@ -98,6 +98,8 @@ typedef struct orch_opts {
     unsigned running_deployments;  /* running deployments per account */
     uint64_t llm_price_micros;     /* per 1,000 tokens: an llm job's hold
                                       (routes_llm.c) */
+    const char *ui_dir;            /* --ui-dir: the console's files */
+    const char *cors_origin;       /* --cors-origin: the one other origin */
 } orch_opts;
 
 #define ORCH_LLM_PRICE_MICROS 10000u   /* $10 per million tokens */
@@ -223,6 +225,9 @@ typedef struct orch {
     uint64_t lat_count[ORCH_LAT_BUCKETS + 1];
     double lat_sum;
     uint64_t lat_n;
+
+    char *console_dir;       /* the console's files; NULL: not built */
+    rz_prices *prices;       /* estimates' price tables, loaded on first use */
 } orch;
 
 /* One request being answered. */
@@ -246,6 +251,25 @@ typedef struct req {
 int orch_tls_setup(orch *o);
 void orch_tls_attach(orch *o);
 void orch_tls_free(orch *o);
+
+/* ---- console.c: the console at /, every reply's headers, CORS ---- */
+/* The console folder: --ui-dir (0, or -1 said: not a folder), else the
+ * shipped one if built (rz_data_path). */
+int orch_console_setup(orch *o);
+bool orch_cors_origin_ok(const char *origin);
+/* Security headers on every reply; CORS ones for --cors-origin. */
+void orch_http_headers(req *q);
+/* OPTIONS at a path whose methods are `allow` ("GET, HEAD, OPTIONS"):
+ * 204, or a CORS preflight's answer. */
+void orch_options(req *q, const char *allow);
+/* GET/HEAD of a path outside the API: a console file, index.html for the
+ * app's own paths, or 404. */
+void orch_console_serve(req *q, const char *path);
+
+/* ---- routes_builder.c: what the console's builder asks ---- */
+void r_flow_validate(req *q);
+void r_flow_estimate(req *q);
+void r_modules(req *q);
 
 /* ---- log.c ---- */
 enum { ORCH_LOG_ERROR, ORCH_LOG_WARN, ORCH_LOG_INFO, ORCH_LOG_DEBUG };

@@ -242,7 +242,7 @@ class OrchestratorApi(unittest.TestCase):
     def test_health_and_errors(self):
         doc = self.ok("GET", "/health")
         self.assertEqual(doc["status"], "ok")
-        self.err(404, "RZ_ENOENT", "GET", "/nope")
+        self.err(404, "RZ_ENOENT", "GET", "/api/v1/nope")
         self.err(401, "RZ_EAUTH", "GET", "/api/v1/stats")
         self.err(401, "RZ_EAUTH", "GET", "/api/v1/stats", key="rzk_" + "0" * 64)
         st = self.ok("GET", "/api/v1/stats", key=self.admin)
@@ -776,10 +776,15 @@ class OrchestratorApi(unittest.TestCase):
             ("POST", "/api/v1/flows/{id}/steps/{step}/reject"): {A},
             ("POST", "/api/v1/events"): {C},
             ("GET", "/api/v1/named-flows/{id}/diff"): {A},
+            ("POST", "/api/v1/flows/validate"): {C, A},
+            ("POST", "/api/v1/flows/estimate"): {C, A},
+            ("GET", "/api/v1/modules"): {C, A},
         }
         self.assertEqual(set(allowed), openapi_routes())
         bodies = {"/api/v1/jobs": {"module": "echo", "max_cost_micros": 1},
                   "/api/v1/flows/deploy": {"flow": flow},
+                  "/api/v1/flows/validate": {"flow": flow},
+                  "/api/v1/flows/estimate": {"flow": flow},
                   "/api/v1/accounts": {},
                   "/api/v1/withdrawals/{id}/complete": {"tx": "t"},
                   "/api/v1/withdrawals/{id}/fail": {},

@@ -571,6 +571,17 @@ static void test_defaults(void **state)
     rz_free(shipped);
     assert_null(rz_data_path("secrets"));
     assert_int_equal(rz_error_last()->code, RZ_EINVAL);
+    /* The console is built: the build tree's console/dist, never the
+     * source tree's console/ (its sources), or missing until -Dui built it. */
+    char *console = rz_data_path("console");
+    if (console) {
+        size_t n = strlen(console);
+        assert_true(n > 13 && strcmp(console + n - 13, "/console/dist") == 0);
+        assert_string_not_equal(console, RZ_SOURCE_ROOT "/console/dist");
+    } else {
+        assert_int_equal(rz_error_last()->code, RZ_ENOENT);
+    }
+    rz_free(console);
 
     assert_int_equal(setenv("RHIZOS_MODULES",
                             RZ_SOURCE_ROOT "/tests/data/modules/extra", 1), 0);
