@@ -8,7 +8,8 @@ an invalid flow is a 422 with diagnostics; a fake node (JSON and CBOR)
 polls, declines, reports; settlement is exact (client charged the cost,
 node paid 95%, platform 5%); a deployment's SSE stream ends; the auth
 matrix: every route x {no key, bad key, another client, node, admin} gives
-no unauthorised success; SIGTERM answers a held long-poll.
+no unauthorised success; SIGTERM answers a held long-poll. Every reply
+matches its operation's schema in docs/openapi.yaml (openapi_check.py).
 
 A deployment's credential, sealed to the orchestrator through librhizos
 (ctypes), reaches the node sealed to the node's own key for that job.
@@ -41,6 +42,7 @@ NODE_CAPS = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
                         "memory_gb_hour_micros": 0},
              "max_concurrent_jobs": 4}
 X25519 = "11" * 32
+REPLIES = []   # (method, path, status, decoded reply) of every call
 
 
 # ---- a minimal CBOR codec (the subset rz_wire speaks) ----
@@ -137,8 +139,10 @@ class Server:
 
     def call(self, method, path, body=None, key=None, raw=None, ctype=None,
              accept=None, timeout=30):
-        return http(self.proc.base, method, path, key=key, body=body, raw=raw,
-                    ctype=ctype, accept=accept, timeout=timeout, decode=decode)
+        st, doc = http(self.proc.base, method, path, key=key, body=body, raw=raw,
+                       ctype=ctype, accept=accept, timeout=timeout, decode=decode)
+        REPLIES.append((method, path.split("?")[0], st, doc))
+        return st, doc
 
     def stop(self):
         self.proc.stop()
@@ -900,6 +904,19 @@ class Lifecycle(unittest.TestCase):
                 self.assertEqual((st, acct["balance_micros"]), (200, 77))
             finally:
                 s.stop_clean()
+
+
+class ZRepliesMatchOpenapi(unittest.TestCase):
+    """Last (by name): every reply the tests above got has its status
+    documented for its operation and matches the documented schema."""
+
+    def test_replies_match_schemas(self):
+        import openapi_check
+        if openapi_check.available():
+            self.skipTest(openapi_check.available())
+        self.assertGreater(len(REPLIES), 100)
+        problems = openapi_check.problems(ROOT, REPLIES)
+        self.assertEqual(problems, [], "\n".join(problems[:40]))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ EXE, ROOT, BUILD = sys.argv[1], sys.argv[2], sys.argv[3]
 INDEX = b"<!doctype html><title>RhizOS</title><script src=/assets/app-3f2a.js></script>\n"
 APP_JS = b"console.log('rhizos');\n"
 ORIGIN = "http://localhost:5173"
+REPLIES = []   # (method, path, status, JSON reply or None)
 FLOW = "flux: 1\nname: m\nsteps:\n  s:\n    module: echo@1\n"
 BAD_FLOW = "flux: 1\nname: m\nsteps:\n  s:\n    module: nope@1\n"
 NODE_CAPS = {"cpu": {"cores": 2, "threads": 2}, "memory_mb": 2048,
@@ -49,6 +50,11 @@ def request(base, method, path, body=None, key=None, headers=None, conn=None):
     hdrs = {k.lower(): v for k, v in r.getheaders()}
     if not conn:
         c.close()
+    try:
+        doc = json.loads(data) if "json" in hdrs.get("content-type", "") else None
+    except ValueError:
+        doc = None
+    REPLIES.append((method, path.split("?")[0], r.status, doc))
     return r.status, hdrs, data
 
 
@@ -399,6 +405,19 @@ class Startup(unittest.TestCase):
                 self.assertNotIn("access-control-allow-origin", h)
             finally:
                 p.stop_clean()
+
+
+class ZRepliesMatchOpenapi(unittest.TestCase):
+    """Last (by name): the replies above match docs/openapi.yaml."""
+
+    def test_replies_match_schemas(self):
+        import openapi_check
+        if openapi_check.available():
+            self.skipTest(openapi_check.available())
+        api = [r for r in REPLIES if r[1].startswith("/api/")]
+        self.assertGreater(len(api), 50)
+        problems = openapi_check.problems(ROOT, api)
+        self.assertEqual(problems, [], "\n".join(problems[:40]))
 
 
 if __name__ == "__main__":

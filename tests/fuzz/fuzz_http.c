@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -38,6 +39,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static orch O;
 static char dir[64] = "/tmp/rz-fuzz-http-XXXXXX";
 static struct sockaddr_un addr;
+
+/* A console folder (index.html, assets/) so / and its paths are served;
+ * CORS for one origin. */
+static void console_setup(void)
+{
+    static char path[128];
+    snprintf(path, sizeof path, "%s/console", dir);
+    char file[160];
+    snprintf(file, sizeof file, "%s/assets", path);
+    if (mkdir(path, 0700) != 0 || mkdir(file, 0700) != 0)
+        abort();
+    static const char *const files[][2] = {
+        { "index.html", "<!doctype html><title>c</title>" },
+        { "assets/app-1a.js", "console.log(1)" },
+        { ".env", "secret" },
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(file, sizeof file, "%s/%s", path, files[i][0]);
+        FILE *f = fopen(file, "w");
+        if (!f || fputs(files[i][1], f) < 0 || fclose(f) != 0)
+            abort();
+    }
+    O.console_dir = path;
+    O.opts.cors_origin = "http://localhost:5173";
+}
 
 static void setup(void)
 {
@@ -88,6 +114,7 @@ static void setup(void)
     if (audit_open(&O) != 0 || flows_open(&O) != 0)
         abort();
     orch_arm_wakeup(&O);
+    console_setup();
 
     addr.sun_family = AF_UNIX;
     snprintf(addr.sun_path, sizeof addr.sun_path, "%s/http.sock", dir);

@@ -1,0 +1,101 @@
+"""Real replies checked against docs/openapi.yaml's schemas.
+
+The e2e scripts record each reply (method, path, status, decoded body);
+problems() finds each one's operation (a path without {params} wins, as in
+the server), requires its status to be documented, and validates a JSON
+body against the documented schema. OpenAPI 3.0 schemas become JSON
+Schema here: $refs inlined, `nullable` as a null type.
+
+Needs PyYAML and jsonschema (Debian: python3-yaml, python3-jsonschema);
+available() says whether they are there, and why not."""
+import json
+import os
+import re
+
+try:
+    import jsonschema
+    import yaml
+    MISSING = None
+except ImportError as e:   # the caller skips, saying so
+    MISSING = "%s (Debian: python3-yaml, python3-jsonschema)" % e
+
+
+def available():
+    return MISSING
+
+
+class Spec:
+    def __init__(self, root):
+        with open(os.path.join(root, "docs", "openapi.yaml")) as f:
+            self.doc = yaml.safe_load(f)
+        self.templates = []
+        for path in self.doc["paths"]:
+            rx = "^" + re.sub(r"\{[^}]+\}", "[^/]+", re.escape(path).replace(r"\{", "{")
+                              .replace(r"\}", "}")) + "$"
+            self.templates.append((path.count("{"), path, re.compile(rx)))
+        self.templates.sort()
+
+    def template(self, path):
+        for _, t, rx in self.templates:
+            if rx.match(path):
+                return t
+        return None
+
+    def resolve(self, node):
+        """A schema with its $refs inlined and nullable made a null type."""
+        if isinstance(node, list):
+            return [self.resolve(x) for x in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            target = self.doc
+            for part in node["$ref"].lstrip("#/").split("/"):
+                target = target[part]
+            return self.resolve(target)
+        out = {k: self.resolve(v) for k, v in node.items()
+               if k not in ("nullable", "format", "example")}
+        if node.get("nullable") and "type" in out:
+            out["type"] = [out["type"], "null"]
+        return out
+
+    def response(self, method, template, status):
+        op = self.doc["paths"][template].get(method.lower())
+        if op is None:
+            return None, "no %s operation" % method
+        resp = op["responses"].get(str(status))
+        if resp is None:
+            return None, "status %d is not documented" % status
+        resp = self.resolve(resp)
+        content = resp.get("content", {})
+        schema = content.get("application/json", {}).get("schema")
+        return schema, None
+
+
+def problems(root, replies):
+    """[text] for every recorded reply that does not match its operation."""
+    spec = Spec(root)
+    out, seen = [], set()
+    for method, path, status, body in replies:
+        if method in ("HEAD", "OPTIONS") or status == 405:
+            continue   # not operations of the document (docs/api.md)
+        t = spec.template(path)
+        if t is None:
+            if path.startswith("/api/") and status != 404:
+                out.append("%s %s -> %d: no such path in openapi.yaml" % (method, path, status))
+            continue
+        schema, why = spec.response(method, t, status)
+        if why:
+            key = (method, t, status)
+            if key not in seen:
+                seen.add(key)
+                out.append("%s %s -> %d: %s" % (method, t, status, why))
+            continue
+        if schema is None or not isinstance(body, (dict, list)):
+            continue
+        v = jsonschema.Draft7Validator(schema)
+        for err in v.iter_errors(body):
+            out.append("%s %s -> %d at /%s: %s (reply %s)" % (
+                method, t, status, "/".join(str(p) for p in err.absolute_path),
+                err.message[:200], json.dumps(body)[:300]))
+            break
+    return out
