@@ -23,6 +23,8 @@ static void usage(FILE *f)
     fputs("usage: " ORCH_NAME " --listen ADDR:PORT --data DIR [options]\n"
           "       " ORCH_NAME " check --data DIR\n"
           "       " ORCH_NAME " migrate --data DIR\n"
+          "       " ORCH_NAME " backup --data DIR [--compact] OUT\n"
+          "       " ORCH_NAME " restore BACKUP --data DIR\n"
           "\n"
           "The RhizOS orchestrator: the REST API of docs/api.md over the engine\n"
           "whose state lives in DIR (engine, ledger, auth).\n"
@@ -717,7 +719,7 @@ static int start(orch *o, const char *key, const char *key_from)
     if (auth_open(o) != RZ_OK || admin_key_set(o, key, key_from) != 0 ||
         server_keypair(o) != 0 || audit_open(o) != 0 ||
         orch_stores_agree(o->e, o->opts.data, o->opts.verify_on_open) != 0 ||
-        flows_open(o) != 0)
+        flows_open(o) != 0 || orch_control_start(o) != 0)
         return -1;
     o->sig_term = evsignal_new(o->base, SIGTERM, on_signal, o);
     o->sig_int = evsignal_new(o->base, SIGINT, on_signal, o);
@@ -766,6 +768,7 @@ static void finish(orch *o)
         free(o->stops[i].v);
     free(o->stops);
     orch_live_free(o);
+    orch_control_stop(o);
     flows_close(o);   /* frees its timer event: before the base goes */
     if (o->base)
         event_base_free(o->base);
@@ -810,6 +813,10 @@ int main(int argc, char **argv)
         return orch_check_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "migrate") == 0)
         return orch_migrate_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "backup") == 0)
+        return orch_backup_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "restore") == 0)
+        return orch_restore_main(argc - 1, argv + 1);
     int rc = parse_opts(&o.opts, argc, argv);
     if (rc != 0) {
         free(o.opts.modules);

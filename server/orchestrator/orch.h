@@ -226,6 +226,7 @@ typedef struct orch {
     double lat_sum;
     uint64_t lat_n;
 
+    struct evconnlistener *control;   /* DATA/control.sock (backup.c) */
     char *console_dir;       /* the console's files; NULL: not built */
     rz_prices *prices;       /* estimates' price tables, loaded on first use */
 } orch;
@@ -270,6 +271,14 @@ void orch_console_serve(req *q, const char *path);
 void r_flow_validate(req *q);
 void r_flow_estimate(req *q);
 void r_modules(req *q);
+
+/* ---- backup.c: backup and restore, and the control socket ---- */
+/* Listen on DATA/control.sock, where `backup` asks the running server for
+ * a consistent copy (0, or -1 said on stderr). */
+int orch_control_start(orch *o);
+void orch_control_stop(orch *o);
+int orch_backup_main(int argc, char **argv);
+int orch_restore_main(int argc, char **argv);
 
 /* ---- log.c ---- */
 enum { ORCH_LOG_ERROR, ORCH_LOG_WARN, ORCH_LOG_INFO, ORCH_LOG_DEBUG };
