@@ -24,6 +24,7 @@ typedef struct opts {
     const char *data_dir;
     const char *url;
     const char *container_host;
+    const char *ca_file;
     const char *modules[MAX_MODULES];
     size_t n_modules;
 } opts;
@@ -50,6 +51,9 @@ static void usage(FILE *out)
 "  --data DIR          where the node keeps its files (default\n"
 "                      $XDG_DATA_HOME/rhizos-node); one folder per node\n"
 "  --orchestrator URL  instead of [orchestrator] url of config.toml\n"
+"  --ca-file FILE      register, start: trust the CA certificates in FILE\n"
+"                      (PEM) for an https orchestrator, instead of\n"
+"                      [orchestrator] ca_file (default: the system's CAs)\n"
 "  --force             init: replace an existing node's keys and config\n"
 "  --modules DIR|URL   start: a module registry searched first (repeatable;\n"
 "                      then $RHIZOS_MODULES, then the shipped modules)\n"
@@ -73,13 +77,15 @@ static const struct {
       "existing node is kept unless --force, which replaces its keys: the old\n"
       "identity and its unpaid earnings are then out of reach.\n" },
     { "register",
-      "usage: rhizos-node register [--data DIR] [--orchestrator URL] [--json]\n\n"
+      "usage: rhizos-node register [--data DIR] [--orchestrator URL] [--ca-file FILE]\n"
+      "                            [--json]\n\n"
       "Detect the hardware and register it, signed with the node's key, with the\n"
       "orchestrator; prints the node id and its payout account. Registering again\n"
       "keeps the same id.\n" },
     { "start",
       "usage: rhizos-node start [--data DIR] [--orchestrator URL] [--modules DIR|URL]...\n"
-      "                         [--no-sandbox] [--container-host URL] [--once] [--quiet]\n\n"
+      "                         [--no-sandbox] [--container-host URL] [--ca-file FILE]\n"
+      "                         [--once] [--quiet]\n\n"
       "Register if needed, then take jobs and run them until SIGTERM or SIGINT\n"
       "(running jobs are stopped and reported). --modules: a registry searched\n"
       "first; --no-sandbox runs steps without the sandbox (trusted work only);\n"
@@ -365,6 +371,11 @@ static int cmd_register(const opts *o)
         return EXIT_FAILED;
     const char *url = url_of(o, &cfg);
     node_state st = {0};
+    if (o->ca_file && node_config_set_ca_file(&cfg, o->ca_file) != 0) {
+        node_config_free(&cfg);
+        node_keys_free(&k);
+        return EXIT_FAILED;
+    }
     int rc = node_register(dir, url, &cfg, &k, &st, err, sizeof err);
     if (rc != RZ_OK)
         fprintf(stderr, "rhizos-node: %s\n", err);
@@ -392,7 +403,7 @@ static int cmd_start(const opts *o)
     }
     node_opts no = { .data_dir = dir, .url = o->url, .modules = o->modules,
                      .n_modules = o->n_modules, .no_sandbox = o->no_sandbox,
-                     .container_host = o->container_host,
+                     .container_host = o->container_host, .ca_file = o->ca_file,
                      .once = o->once, .quiet = o->quiet, .json = o->json };
     return node_agent_run(&no) == 0 ? EXIT_OK : EXIT_FAILED;
 }
@@ -506,6 +517,7 @@ static int parse_opts(int argc, char **argv, opts *o, int *help)
         { "modules", required_argument, NULL, 'm' },
         { "no-sandbox", no_argument, NULL, 'S' },
         { "container-host", required_argument, NULL, 'C' },
+        { "ca-file", required_argument, NULL, 'A' },
         { "once", no_argument, NULL, '1' },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
@@ -521,6 +533,7 @@ static int parse_opts(int argc, char **argv, opts *o, int *help)
         case 'f': o->force = 1; break;
         case 'S': o->no_sandbox = 1; break;
         case 'C': o->container_host = optarg; break;
+        case 'A': o->ca_file = optarg; break;
         case '1': o->once = 1; break;
         case 'q': o->quiet = 1; break;
         case 'm':

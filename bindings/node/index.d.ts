@@ -259,6 +259,8 @@ export interface AccountInfo {
 export interface ClientOptions {
   /** Per-request limit in ms (default 30000; 0: none). */
   timeout?: number;
+  /** A PEM file of CA certificates to verify an https server with (default: the system's). */
+  caFile?: string | null;
 }
 
 /** An orchestrator: requests run on the libuv thread pool; errors are RhizosError with httpStatus. */

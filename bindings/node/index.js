@@ -378,13 +378,16 @@ class Client {
    * HTTP exchange runs on the libuv thread pool.
    * @param {string} url e.g. 'http://127.0.0.1:8080'
    * @param {string|null} [apiKey]
-   * @param {{timeout?: number}} [opts] per-request limit in ms (default 30000; 0 none)
+   * @param {{timeout?: number, caFile?: string}} [opts] timeout: per-request
+   *   limit in ms (default 30000; 0 none); caFile: a PEM file of CA
+   *   certificates to verify an https server with, instead of the system's
    */
   constructor(url, apiKey = null, opts = {}) {
     const t = opts.timeout === undefined ? 30000 : opts.timeout;
     if (!Number.isInteger(t) || t < 0 || t > 2147483647) throw Object.assign(new RangeError('timeout is whole ms >= 0'), { code: 'RZ_EINVAL' });
     this.url = url;
-    this._h = native.clientNew(url, apiKey, t);
+    if (opts.caFile !== undefined && opts.caFile !== null && typeof opts.caFile !== 'string') throw Object.assign(new TypeError('caFile is a path'), { code: 'RZ_EINVAL' });
+    this._h = native.clientNew(url, apiKey, t, opts.caFile === undefined ? null : opts.caFile);
     this._tail = Promise.resolve();    // requests take turns on one connection
     this._pending = 0;
     this._watches = new Set();

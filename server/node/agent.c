@@ -66,7 +66,7 @@ rz_client *agent_client(agent *a, uint64_t *node, uint64_t *generation)
     rz_client *c = NULL;
     pthread_mutex_lock(&a->mu);
     if (a->st.id && a->st.token &&
-        rz_client_new(&c, a->url, a->st.token) == RZ_OK) {
+        node_client_new(&c, a->url, a->st.token, &a->cfg) == RZ_OK) {
         *node = a->st.id;
         *generation = a->generation;
     }
@@ -711,6 +711,14 @@ static int setup(agent *a, const node_opts *o)
         node_keys_load(&a->keys, o->data_dir, err, sizeof err) != 0 ||
         node_state_load(&a->st, o->data_dir, err, sizeof err) != 0) {
         fprintf(stderr, "rhizos-node: %s\n", err);
+        return -1;
+    }
+    if (o->ca_file && node_config_set_ca_file(&a->cfg, o->ca_file) != 0)
+        return -1;
+    /* Said once here, not at every request the agent would retry. */
+    if (a->cfg.orchestrator_ca_file && access(a->cfg.orchestrator_ca_file, R_OK) != 0) {
+        fprintf(stderr, "rhizos-node: CA file %s: %s\n", a->cfg.orchestrator_ca_file,
+                strerror(errno));
         return -1;
     }
     if (o->container_host &&

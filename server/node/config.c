@@ -65,7 +65,7 @@ typedef enum { K_URL, K_MODULES, K_SANDBOX, K_HEARTBEAT, K_GPU, K_CPU, K_MEM,
                K_GPU_CENTS, K_CPU_CENTS, K_MEM_CENTS,
                K_MAXJOBS, K_MAXMEM, K_MAXOUT, K_CONTAINER_HOST,
                K_ALLOW_IMAGES, K_ORCH_KEY, K_MAXSCRATCH, K_UID_FIRST,
-               K_UID_COUNT, K_LLM_PRICE, K_LLM_REFRESH, K_API_LISTEN } key_id;
+               K_UID_COUNT, K_LLM_PRICE, K_LLM_REFRESH, K_API_LISTEN, K_CA_FILE } key_id;
 
 typedef struct key_def {
     const char *section, *name;
@@ -76,6 +76,7 @@ typedef struct key_def {
 static const key_def keys[] = {
     { "orchestrator", "url", K_URL, V_STRING },
     { "orchestrator", "key", K_ORCH_KEY, V_STRING },
+    { "orchestrator", "ca_file", K_CA_FILE, V_STRING },
     { "node", "modules", K_MODULES, V_STRING },
     { "node", "sandbox", K_SANDBOX, V_BOOL },
     { "node", "heartbeat_s", K_HEARTBEAT, V_FLOAT },
@@ -471,6 +472,10 @@ static int apply(parser *p, const key_def *k, value *v)
     switch (k->id) {
     case K_URL: return apply_url(p, v);
     case K_ORCH_KEY: return apply_orch_key(p, v);
+    case K_CA_FILE:
+        if (!*v->s)
+            return perr(p, "ca_file must name a PEM file of CA certificates");
+        return set_string(&p->c->orchestrator_ca_file, v);
     case K_MODULES: return set_string(&c->modules, v);
     case K_CONTAINER_HOST:
         if (!v->s || strncmp(v->s, "unix://", 7) != 0 || !v->s[7])
@@ -767,6 +772,7 @@ void node_config_free(node_config *c)
         return;
     free(c->orchestrator_url);
     free(c->orchestrator_key);
+    free(c->orchestrator_ca_file);
     free(c->modules);
     free(c->container_host);
     free(c->api_listen);
@@ -827,6 +833,19 @@ static void put_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
+int node_config_set_ca_file(node_config *c, const char *path)
+{
+    char *copy = *path ? strdup(path) : NULL;
+    if (!copy) {
+        fprintf(stderr, "rhizos-node: --ca-file: %s\n", *path ? "out of memory"
+                : "give a PEM file of CA certificates");
+        return -1;
+    }
+    free(c->orchestrator_ca_file);
+    c->orchestrator_ca_file = copy;
+    return 0;
+}
+
 static void put_orchestrator(FILE *f, const node_config *c)
 {
     fputs("[orchestrator]\nurl = ", f);
@@ -837,6 +856,10 @@ static void put_orchestrator(FILE *f, const node_config *c)
     } else {
         fputs("\n# Pin the orchestrator's key (GET /api/v1/identity): registration\n"
               "# refuses an orchestrator answering another.\n# key = \"<64 hex>\"", f);
+    }
+    if (c->orchestrator_ca_file) {
+        fputs("\nca_file = ", f);
+        put_string(f, c->orchestrator_ca_file);
     }
 }
 

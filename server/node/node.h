@@ -28,6 +28,8 @@ typedef struct node_llm {
 
 typedef struct node_config {
     char *orchestrator_url;          /* [orchestrator] url */
+    char *orchestrator_ca_file;      /* [orchestrator] ca_file: trust this CA
+                                        for https (else the system's) */
     char *orchestrator_key;          /* [orchestrator] key: the X25519 key
                                         (64 lowercase hex) it must answer
                                         GET /api/v1/identity with; NULL:
@@ -93,6 +95,8 @@ int node_config_load(node_config *c, const char *path, char *err,
 void node_config_free(node_config *c);
 /* [container] host from the command line (unix:///PATH); -1 and err when
  * it is not one. */
+/* --ca-file over [orchestrator] ca_file (0, or -1 said on stderr). */
+int node_config_set_ca_file(node_config *c, const char *path);
 int node_config_set_container_host(node_config *c, const char *host,
                                    char *err, size_t errlen);
 /* The label a node advertises when it runs ad-hoc images, and which the
@@ -157,6 +161,10 @@ struct rz_caps;
 int node_call(struct rz_client *c, const char *method, const char *path,
               const struct cJSON *body, int cbor, long *status,
               struct cJSON **reply);
+/* rz_client_new, trusting the config's ca_file when it names one (the
+ * library refuses a file it cannot read: RZ_EIO, saying which). */
+int node_client_new(struct rz_client **c, const char *url, const char *token,
+                    const node_config *cfg);
 /* The capabilities this node advertises: detected hardware, a stored
  * benchmark, the configuration's prices, limits and labels, "process" as
  * its only adapter. malloc'd JSON text, or NULL with err. */
@@ -181,6 +189,7 @@ typedef struct node_opts {
     size_t n_modules;
     int no_sandbox, once, quiet, json;
     const char *container_host;      /* --container-host, NULL: config */
+    const char *ca_file;             /* --ca-file, NULL: config */
 } node_opts;
 
 /* Exit status of the command (0 on SIGTERM/SIGINT). */

@@ -13,6 +13,18 @@
 #include "node.h"
 #include "llm.h"
 
+int node_client_new(rz_client **c, const char *url, const char *token,
+                    const node_config *cfg)
+{
+    int rc = rz_client_new(c, url, token);
+    if (rc == RZ_OK && cfg->orchestrator_ca_file &&
+        (rc = rz_client_set_ca_file(*c, cfg->orchestrator_ca_file)) != RZ_OK) {
+        rz_client_free(*c);
+        *c = NULL;
+    }
+    return rc;
+}
+
 int node_call(rz_client *c, const char *method, const char *path,
               const cJSON *body, int cbor, long *status, cJSON **reply)
 {
@@ -272,7 +284,7 @@ int node_register(const char *dir, const char *url, const node_config *cfg,
     cJSON *body = NULL, *reply = NULL;
     rz_client *c = NULL;
     char orch_hex[65];
-    int rc = rz_client_new(&c, url, NULL);
+    int rc = node_client_new(&c, url, NULL, cfg);
     if (rc == RZ_OK &&
         (rc = orchestrator_identity(c, url, cfg, orch_hex, err, errlen)) != RZ_OK) {
         free(caps);

@@ -51,6 +51,7 @@ static void good_file(void **state)
         "[orchestrator]\n"
         "url = \"http://10.0.0.1:8080\"   # the network\n"
         "key = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"\n"
+        "ca_file = \"/etc/rhizos/ca.pem\"\n"
         "[node]\r\n"
         "sandbox = false\n"
         "heartbeat_s = 2.5\n"
@@ -85,6 +86,7 @@ static void good_file(void **state)
     assert_int_equal(c.step_uid_count, 16);
     assert_string_equal(c.orchestrator_key,
                         "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
+    assert_string_equal(c.orchestrator_ca_file, "/etc/rhizos/ca.pem");
     assert_int_equal(c.n_labels, 2);
     assert_string_equal(c.label_keys[0], "region");
     assert_string_equal(c.label_values[0], "eu-west");
@@ -166,6 +168,7 @@ static const bad_case bad[] = {
     { "[limits]\nstep_uid_first = 65534\n", "node.toml:2: step_uid_first must be between 65536 and" },
     { "[limits]\nstep_uid_count = 257\n", "node.toml:2: step_uid_count must be between 1 and 256" },
     { "[orchestrator]\nkey = \"abc\"\n", "node.toml:2: key must be the orchestrator's X25519 public key" },
+    { "[orchestrator]\nca_file = \"\"\n", "node.toml:2: ca_file must name a PEM file" },
     { "[orchestrator]\nkey = \"00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff\"\n", "node.toml:2: key must be the orchestrator's X25519 public key" },
     { "[container]\nallow_images = {}\n", "node.toml:2: inline tables are not supported" },
     /* [[llm]] model servers */
@@ -439,6 +442,7 @@ static void format_round_trip(void **state)
     c.max_memory_mb = 1024;
     c.max_scratch_mb = 300;
     c.orchestrator_key = strdup("ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100");
+    c.orchestrator_ca_file = strdup("/srv/ca \"x\".pem");
     c.cpu_hour_micros = 7;
     c.label_keys[0] = strdup("region");
     c.label_values[0] = strdup("us \"east\"");
@@ -461,6 +465,7 @@ static void format_round_trip(void **state)
     assert_int_equal(d.max_memory_mb, 1024);
     assert_int_equal(d.max_scratch_mb, 300);
     assert_string_equal(d.orchestrator_key, c.orchestrator_key);
+    assert_string_equal(d.orchestrator_ca_file, c.orchestrator_ca_file);
     assert_int_equal(d.cpu_hour_micros, 7);
     assert_int_equal(d.gpu_hour_micros, 500000);
     assert_int_equal(d.n_labels, 1);

@@ -19,6 +19,7 @@
 typedef struct nclient {
     rz_client *c;
     char *url, *key;       /* for the event streams' own connections */
+    char *ca;              /* opts.caFile, or NULL: the system's CAs */
     pthread_mutex_t mu;
 } nclient;
 
@@ -41,6 +42,7 @@ void client_release(void *p)
     pthread_mutex_destroy(&n->mu);
     free(n->url);
     wipe_free(n->key);
+    free(n->ca);
     free(n);
 }
 
@@ -54,22 +56,26 @@ static char *dup_opt(const char *s, bool *ok)
 /* clientNew(url, key|null, timeoutMs) -> handle */
 napi_value js_client_new(napi_env env, napi_callback_info info)
 {
-    napi_value a[3];
-    if (!args(env, info, a, 3))
+    napi_value a[4];
+    if (!args(env, info, a, 4))
         return NULL;
     int32_t timeout = 0;
     bool ok = true;
     char *url = get_str(env, a[0], "url");
     char *key = url ? get_opt_str(env, a[1], "apiKey", &ok) : NULL;
+    char *ca = url && ok ? get_opt_str(env, a[3], "caFile", &ok) : NULL;
     if (!url || !ok || !get_int(env, a[2], &timeout)) {
         free(url);
         wipe_free(key);
+        free(ca);
         return NULL;
     }
     nclient *n = calloc(1, sizeof *n);
     int rc = n ? rz_client_new(&n->c, url, key) : RZ_ENOMEM;
     if (rc == RZ_OK)
         rc = rz_client_set_timeout(n->c, timeout);
+    if (rc == RZ_OK && ca)
+        rc = rz_client_set_ca_file(n->c, ca);
     if (rc == RZ_OK && pthread_mutex_init(&n->mu, NULL) != 0)
         rc = RZ_ENOMEM;
     if (rc != RZ_OK) {
@@ -79,10 +85,12 @@ napi_value js_client_new(napi_env env, napi_callback_info info)
         free(n);
         free(url);
         wipe_free(key);
+        free(ca);
         return out;
     }
     n->url = url;
     n->key = key;
+    n->ca = ca;
     return wrap(env, K_CLIENT, n);
 }
 
@@ -224,7 +232,7 @@ typedef struct watch {
     atomic_bool stop;           /* the consumer is gone: end at the next event */
     atomic_bool tsfn_gone;      /* finalized: the main thread must not touch it */
     napi_threadsafe_function tsfn;
-    char *url, *key, *path;
+    char *url, *key, *path, *ca;
     long idle_ms;
 } watch;
 
@@ -243,6 +251,7 @@ static void watch_unref(watch *w)
     free(w->url);
     wipe_free(w->key);
     free(w->path);
+    free(w->ca);
     free(w);
 }
 
@@ -287,6 +296,8 @@ static void *watch_main(void *arg)
     int rc = rz_client_new(&c, w->url, w->key);
     if (rc == RZ_OK)
         rc = rz_client_set_timeout(c, 0);
+    if (rc == RZ_OK && w->ca)
+        rc = rz_client_set_ca_file(c, w->ca);
     if (rc == RZ_OK)
         rc = rz_client_events(c, w->path, w->idle_ms, on_event, w);
     wmsg *m = calloc(1, sizeof *m);
@@ -357,6 +368,7 @@ static watch *watch_new(const nclient *n, char *path, long idle_ms)
         w->magic = WATCH_MAGIC;
         w->url = dup_opt(n->url, &ok);
         w->key = ok ? dup_opt(n->key, &ok) : NULL;
+        w->ca = ok ? dup_opt(n->ca, &ok) : NULL;
         w->path = path;
         w->idle_ms = idle_ms;
         atomic_init(&w->refs, 3);      /* thread, JS handle, tsfn finalizer */
@@ -367,6 +379,7 @@ static watch *watch_new(const nclient *n, char *path, long idle_ms)
         if (w) {
             free(w->url);
             wipe_free(w->key);
+            free(w->ca);
             free(w);
         }
         free(path);

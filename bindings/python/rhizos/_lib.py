@@ -285,6 +285,7 @@ _CLIENT_PROTOS = {
     "rz_client_free": (None, [_P]),
     "rz_client_set_key": (c_int, [_P, c_char_p]),
     "rz_client_set_timeout": (c_int, [_P, c_long]),
+    "rz_client_set_ca_file": (c_int, [_P, c_char_p]),
     "rz_client_call": (c_int, [_P, c_char_p, c_char_p, c_char_p, c_uint,
                                POINTER(c_long), _STR_OUT]),
     "rz_client_events": (c_int, [_P, c_char_p, c_long, CLIENT_EVENT_CB, c_void_p]),

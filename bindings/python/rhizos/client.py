@@ -167,19 +167,29 @@ class Client(Handle):
     .diagnostics), ConnectError when the server cannot be reached,
     ProtocolError for a reply outside the API. One Client may be shared by
     threads (its calls take turns); each watch() runs on its own connection.
+    `ca_file`: a PEM file of CA certificates to verify an https server with
+    (a private CA or a self-signed certificate), instead of the system's;
+    the server's certificate and name are verified either way.
     """
     _free_fn, _what = "rz_client_free", "Client"
 
     def __init__(self, url: str, api_key: Optional[str] = None, *,
-                 timeout: Optional[float] = 30.0) -> None:
+                 timeout: Optional[float] = 30.0,
+                 ca_file: Optional[Union[str, "os.PathLike[str]"]] = None) -> None:
         super().__init__()
         _require("rz_client_new", "rz_client_call")
+        if ca_file is not None:
+            _require("rz_client_set_ca_file")
         self.url = url
         self._key = enc(api_key)
+        self._ca = enc(os.fspath(ca_file)) if ca_file is not None else None
         self._watches: "weakref.WeakSet[_Watch]" = weakref.WeakSet()
         errors.check(lib.rz_client_new(byref(self._h), enc(url), self._key), "client")
         try:
             self.set_timeout(timeout)
+            if self._ca is not None:
+                with self._use() as h:
+                    errors.check(lib.rz_client_set_ca_file(h, self._ca), "ca_file")
         except BaseException:
             self.close()
             raise
@@ -397,7 +407,8 @@ class Client(Handle):
         path = "/api/v1/flows/%d/events" % _dep(deployment)
         with self._lock:
             self._use().check()
-            w = _Watch(self.url, self._key, path, int(round((idle_timeout or 0) * 1000)))
+            w = _Watch(self.url, self._key, path, int(round((idle_timeout or 0) * 1000)),
+                       self._ca)
             self._watches.add(w)
         return w.iterate()
 
@@ -436,8 +447,10 @@ class _Watch:
     callback hands each event to a queue and asks C to stop once the
     consumer has gone."""
 
-    def __init__(self, url: str, key: Optional[bytes], path: str, idle_ms: int) -> None:
+    def __init__(self, url: str, key: Optional[bytes], path: str, idle_ms: int,
+                 ca: Optional[bytes] = None) -> None:
         self.url, self.key, self.path, self.idle_ms = url, key, path, idle_ms
+        self.ca = ca
         self.q: "queue.Queue[Any]" = queue.Queue()
         self.stopping = threading.Event()
         self.thread: Optional[threading.Thread] = None
@@ -467,6 +480,8 @@ class _Watch:
             rc = lib.rz_client_new(byref(h), enc(self.url), self.key)
             if rc == 0:
                 rc = lib.rz_client_set_timeout(h, 0)
+            if rc == 0 and self.ca is not None:
+                rc = lib.rz_client_set_ca_file(h, self.ca)
             if rc == 0:
                 rc = lib.rz_client_events(h, enc(self.path), self.idle_ms, cb, None)
             end = _End(errors.from_status(rc) if rc < 0 else None)
