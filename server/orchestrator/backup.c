@@ -405,11 +405,9 @@ int orch_control_start(orch *o)
                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 8,
                                          (struct sockaddr *)&sa, sizeof sa);
     umask(old);
-    if (!o->control) {
-        fprintf(stderr, ORCH_NAME ": cannot listen on %s: %s\n", sa.sun_path,
-                strerror(errno));
-        return -1;
-    }
+    if (!o->control)   /* the API still serves; a backup then needs a stop */
+        orch_log(o, ORCH_LOG_WARN, "control_socket", "error", LOG_STR,
+                 strerror(errno), NULL);
     return 0;
 }
 

@@ -661,10 +661,12 @@ static bool wants_cbor(struct evhttp_request *r, bool cbor_in)
     return cbor_in;
 }
 
-/* Streams answer on their own (not through reply_text): no HEAD. */
+/* No HEAD: streams answer on their own (not through reply_text), and a
+ * node's GET challenge may start one. */
 static bool streams(const route *rt)
 {
-    return rt->fn == r_flow_events || rt->fn == r_node_poll;
+    return rt->fn == r_flow_events || rt->fn == r_node_poll ||
+           rt->fn == r_node_challenge_get;
 }
 
 static const char *const methods[] = { "GET", "HEAD", "POST", "DELETE", "OPTIONS" };

@@ -274,7 +274,7 @@ void r_modules(req *q);
 
 /* ---- backup.c: backup and restore, and the control socket ---- */
 /* Listen on DATA/control.sock, where `backup` asks the running server for
- * a consistent copy (0, or -1 said on stderr). */
+ * a consistent copy (a warning when it cannot: backups then need a stop). */
 int orch_control_start(orch *o);
 void orch_control_stop(orch *o);
 int orch_backup_main(int argc, char **argv);
