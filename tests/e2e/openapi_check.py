@@ -99,3 +99,53 @@ def problems(root, replies):
                 err.message[:200], json.dumps(body)[:300]))
             break
     return out
+
+
+def _reply_schema_name(doc, method, template, status):
+    """The components/schemas name a reply is documented as, or None."""
+    op = doc["paths"][template].get(method.lower()) or {}
+    resp = op.get("responses", {}).get(str(status)) or {}
+    ref = (resp.get("content", {}).get("application/json", {}).get("schema") or {}).get("$ref", "")
+    return ref.rsplit("/", 1)[-1] if ref.startswith("#/components/schemas/") else None
+
+
+def typescript_problems(root, replies, workdir):
+    """The client types openapi-typescript generates from the document
+    (pinned in tools/openapi), type-checked by its tsc --strict against the
+    real replies: each reply an object literal of its documented type, so
+    a field the document lacks, a wrong type or a missing required field is
+    an error. None when the tools are not installed (npm ci in
+    tools/openapi), else the compiler's complaints ([] when clean)."""
+    import subprocess
+    root = os.path.abspath(root)
+    bins = os.path.join(root, "tools", "openapi", "node_modules", ".bin")
+    gen, tsc = os.path.join(bins, "openapi-typescript"), os.path.join(bins, "tsc")
+    if not (os.path.exists(gen) and os.path.exists(tsc)):
+        return None
+    spec = Spec(root)
+    p = subprocess.run([gen, os.path.join(root, "docs", "openapi.yaml"), "-o",
+                        os.path.join(workdir, "api.d.ts")], capture_output=True,
+                       text=True, timeout=120)
+    if p.returncode != 0:
+        return ["openapi-typescript failed: " + (p.stdout + p.stderr)[-2000:]]
+    lines = ['import type { components } from "./api";',
+             'type S = components["schemas"];']
+    per = {}
+    for method, path, status, body in replies:
+        t = spec.template(path)
+        name = t and _reply_schema_name(spec.doc, method, t, status)
+        if not name or not isinstance(body, dict) or per.get(name, 0) >= 5:
+            continue
+        per[name] = per.get(name, 0) + 1
+        lines.append("// %s %s -> %d" % (method, t, status))
+        lines.append("export const r%d: S[%s] = %s;" % (len(lines), json.dumps(name),
+                                                       json.dumps(body)))
+    with open(os.path.join(workdir, "check.ts"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    p = subprocess.run([tsc, "--strict", "--noEmit", "--skipLibCheck", "--target", "es2020",
+                        "--moduleResolution", "node", os.path.join(workdir, "check.ts")],
+                       capture_output=True, text=True, timeout=300, cwd=workdir)
+    if p.returncode == 0:
+        return []
+    return [l for l in (p.stdout + p.stderr).splitlines() if "error" in l][:40] or \
+        ["tsc exit %d" % p.returncode]

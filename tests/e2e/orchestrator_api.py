@@ -251,6 +251,13 @@ class OrchestratorApi(unittest.TestCase):
         self.err(401, "RZ_EAUTH", "GET", "/api/v1/stats", key="rzk_" + "0" * 64)
         st = self.ok("GET", "/api/v1/stats", key=self.admin)
         self.assertIn("queue_depth", st)
+        # The builder's routes answer (their shapes: ZRepliesMatchOpenapi).
+        flow = "flux: 1\nname: m\nsteps:\n  s:\n    module: echo@1\n"
+        self.assertTrue(self.ok("POST", "/api/v1/flows/validate", {"flow": flow},
+                                self.admin)["valid"])
+        self.assertEqual(self.ok("POST", "/api/v1/flows/estimate", {"flow": flow},
+                                 self.admin)["steps"][0]["step"], "s")
+        self.assertGreater(self.ok("GET", "/api/v1/modules?q=echo", key=self.admin)["total"], 0)
         keys = self.ok("GET", "/api/v1/keys", key=self.admin)
         self.assertRegex(keys["x25519_public_key"], r"^[0-9a-f]{64}$")
         m = self.ok("GET", "/metrics", key=self.admin)
@@ -917,6 +924,16 @@ class ZRepliesMatchOpenapi(unittest.TestCase):
         self.assertGreater(len(REPLIES), 100)
         problems = openapi_check.problems(ROOT, REPLIES)
         self.assertEqual(problems, [], "\n".join(problems[:40]))
+
+    def test_typescript_client_types_fit_replies(self):
+        """The types openapi-typescript makes from the document take every
+        reply (tsc --strict): no field undocumented, none of a wrong type."""
+        import openapi_check
+        with tempfile.TemporaryDirectory() as work:
+            problems = openapi_check.typescript_problems(ROOT, REPLIES, work)
+        if problems is None:
+            self.skipTest("no openapi-typescript: run `npm ci` in tools/openapi")
+        self.assertEqual(problems, [], "\n".join(problems))
 
 
 if __name__ == "__main__":
