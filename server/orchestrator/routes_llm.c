@@ -278,7 +278,8 @@ void r_models(req *q)
     }
     for (int i = 0; i < k; i++)
         v[i] = cJSON_DetachItemFromArray(models, 0);
-    qsort(v, (size_t)k, sizeof *v, by_name);
+    if (k)   /* qsort(NULL, 0, ...) is undefined */
+        qsort(v, (size_t)k, sizeof *v, by_name);
     for (int i = 0; i < k; i++)
         cJSON_AddItemToArray(arr, v[i]);
     free(v);
