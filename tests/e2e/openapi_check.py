@@ -1,9 +1,10 @@
 """Real replies checked against docs/openapi.yaml's schemas.
 
-The e2e scripts record each reply (method, path, status, decoded body);
-problems() finds each one's operation (a path without {params} wins, as in
-the server), requires its status to be documented, and validates a JSON
-body against the documented schema. OpenAPI 3.0 schemas become JSON
+The e2e scripts record each reply (method, path, status, decoded body,
+and optionally the JSON body sent); problems() finds each one's operation
+(a path without {params} wins, as in the server), requires its status to
+be documented, validates a JSON reply against the documented schema, and
+the body of a request the server took (2xx) against the request schema. OpenAPI 3.0 schemas become JSON
 Schema here: $refs inlined, `nullable` as a null type.
 
 Needs PyYAML and jsonschema (Debian: python3-yaml, python3-jsonschema);
@@ -58,6 +59,12 @@ class Spec:
             out["type"] = [out["type"], "null"]
         return out
 
+    def request(self, method, template):
+        """The JSON request body's schema of an operation, or None."""
+        op = self.doc["paths"][template].get(method.lower()) or {}
+        body = self.resolve(op.get("requestBody") or {})
+        return body.get("content", {}).get("application/json", {}).get("schema")
+
     def response(self, method, template, status):
         op = self.doc["paths"][template].get(method.lower())
         if op is None:
@@ -75,7 +82,7 @@ def problems(root, replies):
     """[text] for every recorded reply that does not match its operation."""
     spec = Spec(root)
     out, seen = [], set()
-    for method, path, status, body in replies:
+    for method, path, status, body, *sent in replies:
         if method in ("HEAD", "OPTIONS") or status == 405:
             continue   # not operations of the document (docs/api.md)
         t = spec.template(path)
@@ -90,6 +97,13 @@ def problems(root, replies):
                 seen.add(key)
                 out.append("%s %s -> %d: %s" % (method, t, status, why))
             continue
+        request = spec.request(method, t)
+        if sent and sent[0] is not None and request and 200 <= status < 300:
+            for err in jsonschema.Draft7Validator(request).iter_errors(sent[0]):
+                out.append("%s %s -> %d: the request body at /%s: %s (sent %s)" % (
+                    method, t, status, "/".join(str(p) for p in err.absolute_path),
+                    err.message[:200], json.dumps(sent[0])[:300]))
+                break
         if schema is None or not isinstance(body, (dict, list)):
             continue
         v = jsonschema.Draft7Validator(schema)
@@ -131,7 +145,7 @@ def typescript_problems(root, replies, workdir):
     lines = ['import type { components } from "./api";',
              'type S = components["schemas"];']
     per = {}
-    for method, path, status, body in replies:
+    for method, path, status, body, *_ in replies:
         t = spec.template(path)
         name = t and _reply_schema_name(spec.doc, method, t, status)
         if not name or not isinstance(body, dict) or per.get(name, 0) >= 5:

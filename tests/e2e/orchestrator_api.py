@@ -141,7 +141,7 @@ class Server:
              accept=None, timeout=30):
         st, doc = http(self.proc.base, method, path, key=key, body=body, raw=raw,
                        ctype=ctype, accept=accept, timeout=timeout, decode=decode)
-        REPLIES.append((method, path.split("?")[0], st, doc))
+        REPLIES.append((method, path.split("?")[0], st, doc, body))
         return st, doc
 
     def stop(self):
