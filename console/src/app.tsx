@@ -1,0 +1,85 @@
+import { useEffect, useState } from "react";
+import { getKey, onUnauthorized, setKey } from "./api";
+import { Login } from "./views/login";
+import { NetworkView } from "./views/network";
+import { NodesView, NodeDetail } from "./views/nodes";
+import { JobsView, JobDetail } from "./views/jobs";
+import { FlowsView } from "./views/flows";
+import { DeploymentView } from "./views/deployment";
+import { AccountView } from "./views/account";
+import { BuilderView } from "./flow/builder";
+
+const NAV: [string, string][] = [
+  ["network", "Network"],
+  ["nodes", "Nodes"],
+  ["jobs", "Jobs"],
+  ["flows", "Flows"],
+  ["builder", "Builder"],
+  ["account", "Account"],
+];
+
+function route(): string[] {
+  const h = location.hash.replace(/^#\/?/, "");
+  return h ? h.split("/") : ["network"];
+}
+
+export function App() {
+  const [authed, setAuthed] = useState(!!getKey());
+  const [path, setPath] = useState(route());
+  useEffect(() => {
+    const f = () => setPath(route());
+    window.addEventListener("hashchange", f);
+    onUnauthorized(() => {
+      setKey(null);
+      setAuthed(false);
+    });
+    return () => window.removeEventListener("hashchange", f);
+  }, []);
+  if (!authed) return <Login onDone={() => setAuthed(true)} />;
+  const [top, id] = path;
+  let view;
+  switch (top) {
+    case "nodes":
+      view = id ? <NodeDetail id={id} /> : <NodesView />;
+      break;
+    case "jobs":
+      view = id ? <JobDetail id={id} /> : <JobsView />;
+      break;
+    case "flows":
+      view = id ? <DeploymentView id={id} /> : <FlowsView />;
+      break;
+    case "builder":
+      view = <BuilderView />;
+      break;
+    case "account":
+      view = <AccountView />;
+      break;
+    default:
+      view = <NetworkView />;
+  }
+  return (
+    <div className="shell">
+      <header>
+        <span className="brand">RhizOS</span>
+        <nav aria-label="Main">
+          {NAV.map(([k, label]) => (
+            <a key={k} href={"#/" + k} aria-current={top === k ? "page" : undefined}>
+              {label}
+            </a>
+          ))}
+        </nav>
+        <button
+          type="button"
+          className="link"
+          onClick={() => {
+            setKey(null);
+            setAuthed(false);
+          }}
+        >
+          Sign out
+        </button>
+      </header>
+      <main id="main">{view}</main>
+    </div>
+  );
+}

@@ -1,0 +1,417 @@
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import {
+  addEdge,
+  Background,
+  Controls,
+  ReactFlow,
+  ReactFlowProvider,
+  useEdgesState,
+  useNodesState,
+  useReactFlow,
+  type Connection,
+  type Edge,
+} from "@xyflow/react";
+import { ApiError, get, post, type Diagnostic } from "../api";
+import { describe, ErrorLine } from "../ui";
+import {
+  freshId,
+  parseFlowText,
+  portsFit,
+  STEP_ID,
+  toCanvas,
+  toDoc,
+  type BuilderDoc,
+  type Manifest,
+  type ModuleEntry,
+  type StepNode as StepNodeT,
+} from "./flowdoc";
+import { layout } from "./layout";
+import { StepNode } from "./stepnode";
+import { Palette } from "./palette";
+import { Inspector } from "./inspector";
+import { CostPanel } from "./cost";
+
+const nodeTypes = { step: StepNode };
+const SAVED = "rhizos.flows";   // builder documents only, never keys
+
+export interface Problem extends Diagnostic {
+  nodeId?: string;
+  field?: string[];   // path inside the step's config
+}
+
+/** Where a server diagnostic points: a step (by index or id) and, inside its
+ * config, a field. Pointers are into the document sent (builder JSON). */
+export function locate(d: Diagnostic, doc: BuilderDoc): Problem {
+  const p = d.pointer || "";
+  const parts = p.split("/").slice(1).map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"));
+  let nodeId: string | undefined;
+  let rest: string[] = [];
+  if (parts[0] === "nodes" && parts.length > 1) {
+    nodeId = doc.nodes[Number(parts[1])]?.id;
+    rest = parts.slice(2);
+  } else if (parts[0] === "steps" && parts.length > 1) {
+    nodeId = parts[1];
+    rest = parts.slice(2);
+  }
+  const field = rest[0] === "config" ? rest.slice(1) : undefined;
+  return { ...d, nodeId, field };
+}
+
+function Builder() {
+  const rf = useReactFlow();
+  const [nodes, setNodes, onNodesChange] = useNodesState<StepNodeT>([]);
+  const [edges, setEdges, onEdgesChange] = useEdgesState<Edge>([]);
+  const [meta, setMeta] = useState<Record<string, unknown>>({ id: "flow-1", name: "untitled", version: "1.0.0" });
+  const [modules, setModules] = useState(new Map<string, Manifest>());
+  const [selected, setSelected] = useState<string | null>(null);
+  const [problems, setProblems] = useState<Problem[]>([]);
+  const [validateState, setValidateState] = useState<"idle" | "checking" | "ok" | "invalid" | "unavailable">("idle");
+  const [connectMsg, setConnectMsg] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [deployed, setDeployed] = useState<number | null>(null);
+  const [showJson, setShowJson] = useState(false);
+  const wrapper = useRef<HTMLDivElement>(null);
+
+  const doc = useMemo(() => toDoc(meta, nodes, edges), [meta, nodes, edges]);
+  // The server validates on every change, a little after the last one.
+  const semantic = useMemo(() => {
+    const { createdAt, updatedAt, ...rest } = doc;
+    return JSON.stringify({ ...rest, nodes: doc.nodes.map(({ position, ...n }) => n) });
+  }, [doc]);
+
+  const learn = useCallback((list: ModuleEntry[]) => {
+    setModules((old) => {
+      const m = new Map(old);
+      for (const e of list) m.set(e.id, e.manifest);
+      return m;
+    });
+  }, []);
+
+  // Canvas nodes learn their module once the registry has answered.
+  useEffect(() => {
+    setNodes((ns) => ns.map((n) => (n.data.module || !modules.get(n.data.step.moduleId) ? n : { ...n, data: { ...n.data, module: modules.get(n.data.step.moduleId) } })));
+  }, [modules, setNodes]);
+
+  useEffect(() => {
+    if (nodes.length === 0) {
+      setProblems([]);
+      setValidateState("idle");
+      return;
+    }
+    let live = true;
+    const t = window.setTimeout(async () => {
+      setValidateState("checking");
+      try {
+        const r = await post<{ valid: boolean; diagnostics: Diagnostic[] }>("/api/v1/flows/validate", { flow: doc });
+        if (!live) return;
+        setProblems(r.diagnostics.map((d) => locate(d, doc)));
+        setValidateState(r.valid ? "ok" : "invalid");
+      } catch (e) {
+        if (!live) return;
+        if (e instanceof ApiError && (e.status === 404 || e.status === 405)) setValidateState("unavailable");
+        else setError(describe(e));
+      }
+    }, 500);
+    return () => {
+      live = false;
+      window.clearTimeout(t);
+    };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [semantic]);
+
+  // Steps show how many problems point at them.
+  useEffect(() => {
+    const count = new Map<string, number>();
+    for (const p of problems) if (p.nodeId && p.severity !== "warning") count.set(p.nodeId, (count.get(p.nodeId) || 0) + 1);
+    setNodes((ns) =>
+      ns.map((n) => ((n.data.problems || 0) === (count.get(n.id) || 0) ? n : { ...n, data: { ...n.data, problems: count.get(n.id) || 0 } })),
+    );
+  }, [problems, setNodes]);
+
+  const addStep = useCallback(
+    (m: ModuleEntry, at?: { x: number; y: number }) => {
+      learn([m]);
+      setNodes((ns) => {
+        const id = freshId(m.id, new Set(ns.map((n) => n.id)));
+        const pos = at ?? { x: 40 + (ns.length % 4) * 220, y: 40 + Math.floor(ns.length / 4) * 150 };
+        const major = m.version.split(".")[0];
+        const node: StepNodeT = {
+          id,
+          type: "step",
+          position: pos,
+          data: { step: { moduleId: m.id, moduleVersion: major, config: {} }, module: m.manifest },
+        };
+        setSelected(id);
+        return [...ns.map((n) => ({ ...n, selected: false })), { ...node, selected: true }];
+      });
+    },
+    [learn, setNodes],
+  );
+
+  const dropAt = useCallback(
+    (m: ModuleEntry, clientX: number, clientY: number) => {
+      const box = wrapper.current?.getBoundingClientRect();
+      if (!box || clientX < box.left || clientX > box.right || clientY < box.top || clientY > box.bottom) return false;
+      addStep(m, rf.screenToFlowPosition({ x: clientX, y: clientY }));
+      return true;
+    },
+    [addStep, rf],
+  );
+
+  const portType = (nodeId: string, handle: string | null, kind: "inputs" | "outputs") =>
+    nodes.find((n) => n.id === nodeId)?.data.module?.[kind]?.find((p) => p.name === handle);
+
+  const whyNot = (c: Connection | Edge): string | null => {
+    if (c.source === c.target) return "a step cannot feed itself";
+    const from = portType(c.source, c.sourceHandle ?? null, "outputs");
+    const to = portType(c.target, c.targetHandle ?? null, "inputs");
+    if (!from || !to) return "unknown port";
+    if (!portsFit(from.type, to.type))
+      return `${c.source}.${from.name} is ${from.type}, ${c.target}.${to.name} takes ${to.type}`;
+    if (edges.some((e) => e.target === c.target && e.targetHandle === c.targetHandle))
+      return `${c.target}.${to.name} is already connected`;
+    return null;
+  };
+
+  const onConnect = (c: Connection) => {
+    const why = whyNot(c);
+    if (why) {
+      setConnectMsg("Not connected: " + why);
+      return;
+    }
+    setConnectMsg(null);
+    setEdges((es) => {
+      let i = es.length + 1;
+      while (es.some((e) => e.id === `c${i}`)) i++;
+      return addEdge({ ...c, id: `c${i}` }, es);
+    });
+  };
+
+  const load = async (d: BuilderDoc) => {
+    const { nodes: ns, edges: es } = toCanvas(d, modules);
+    const { nodes: _n, connections: _c, ...top } = d;
+    setMeta(top);
+    const missing = [...new Set(d.nodes.map((n) => n.moduleId).filter((id) => !modules.has(id)))];
+    for (const id of missing) {
+      try {
+        const r = await get<{ modules: ModuleEntry[] }>(`/api/v1/modules?q=${encodeURIComponent(id)}&limit=20`);
+        learn(r.modules.filter((m) => m.id === id));
+      } catch {
+        /* shown as an unknown module on the step */
+      }
+    }
+    const placed = d.nodes.every((n) => n.position) ? ns : await layout(ns, es);
+    setNodes(placed);
+    setEdges(es);
+    setSelected(null);
+    setDeployed(null);
+    window.setTimeout(() => rf.fitView({ padding: 0.2 }), 50);
+  };
+
+  const importFile = async (f: File) => {
+    setError(null);
+    try {
+      await load(await parseFlowText(await f.text()));
+    } catch (e) {
+      setError("Import failed: " + describe(e));
+    }
+  };
+
+  const exportText = JSON.stringify(doc, null, 2);
+  const download = () => {
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(new Blob([exportText + "\n"], { type: "application/json" }));
+    a.download = `${String(meta.name || "flow").replace(/[^A-Za-z0-9_.-]+/g, "_")}.json`;
+    a.click();
+    URL.revokeObjectURL(a.href);
+  };
+
+  const saved = (): Record<string, BuilderDoc> => {
+    try {
+      return JSON.parse(localStorage.getItem(SAVED) || "{}");
+    } catch {
+      return {};
+    }
+  };
+  const save = () => {
+    const all = saved();
+    const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    const d = { ...doc, createdAt: doc.createdAt || now, updatedAt: now };
+    setMeta((m) => ({ ...m, createdAt: d.createdAt, updatedAt: now }));
+    all[String(d.name || d.id)] = d;
+    localStorage.setItem(SAVED, JSON.stringify(all));
+  };
+
+  const deploy = async () => {
+    setError(null);
+    try {
+      const r = await post<{ id: number }>("/api/v1/flows/deploy", { flow: doc });
+      sessionStorage.setItem("rhizos.dep." + r.id, JSON.stringify(doc));
+      setDeployed(r.id);
+    } catch (e) {
+      if (e instanceof ApiError && e.diagnostics.length) {
+        setProblems(e.diagnostics.map((d) => locate(d, doc)));
+        setValidateState("invalid");
+      }
+      setError("Deploy failed: " + describe(e));
+    }
+  };
+
+  const sel = nodes.find((n) => n.id === selected) || null;
+  const flowProblems = problems.filter((p) => !p.field || !p.nodeId);
+
+  return (
+    <section className="builder" aria-labelledby="builder-h">
+      <h1 id="builder-h" className="sr-only">
+        Flow builder
+      </h1>
+      <div className="toolbar" role="toolbar" aria-label="Flow">
+        <label htmlFor="flow-name">Flow name</label>
+        <input id="flow-name" value={String(meta.name ?? "")} onChange={(e) => setMeta((m) => ({ ...m, name: e.target.value }))} />
+        <button type="button" onClick={save}>
+          Save
+        </button>
+        <label htmlFor="load-saved" className="sr-only">
+          Load a saved flow
+        </label>
+        <select
+          id="load-saved"
+          value=""
+          onChange={(e) => {
+            const d = saved()[e.target.value];
+            if (d) load(d);
+          }}
+        >
+          <option value="">Load saved…</option>
+          {Object.keys(saved()).map((k) => (
+            <option key={k} value={k}>
+              {k}
+            </option>
+          ))}
+        </select>
+        <label className="file">
+          Import JSON or YAML
+          <input
+            type="file"
+            accept=".json,.yaml,.yml,application/json,text/yaml"
+            data-testid="import"
+            onChange={(e) => e.target.files?.[0] && importFile(e.target.files[0])}
+          />
+        </label>
+        <button type="button" onClick={download}>
+          Export
+        </button>
+        <button type="button" aria-pressed={showJson} onClick={() => setShowJson((s) => !s)}>
+          JSON
+        </button>
+        <button type="button" onClick={async () => setNodes(await layout(nodes, edges))}>
+          Auto layout
+        </button>
+        <span className={"vstate v-" + validateState} role="status" data-testid="validate-state">
+          {validateState === "ok" && "✓ valid"}
+          {validateState === "invalid" && `✗ ${problems.filter((p) => p.severity !== "warning").length} problem(s)`}
+          {validateState === "checking" && "checking…"}
+          {validateState === "unavailable" && "server validation unavailable"}
+        </span>
+        <button type="button" className="primary" onClick={deploy} disabled={nodes.length === 0}>
+          Deploy
+        </button>
+      </div>
+      <ErrorLine error={error} />
+      {deployed !== null && (
+        <p role="status" className="ok">
+          Deployed: <a href={`#/flows/${deployed}`}>deployment {deployed}</a>
+        </p>
+      )}
+      <div className="builder-main">
+        <Palette onAdd={addStep} onDrop={dropAt} onModules={learn} />
+        <div className="canvas" ref={wrapper} data-testid="canvas" aria-label="Flow canvas">
+          <ReactFlow
+            nodes={nodes}
+            edges={edges}
+            nodeTypes={nodeTypes}
+            onNodesChange={onNodesChange}
+            onEdgesChange={onEdgesChange}
+            onConnect={onConnect}
+            isValidConnection={(c) => whyNot(c) === null}
+            onSelectionChange={({ nodes: s }) => setSelected(s.length === 1 ? s[0].id : null)}
+            deleteKeyCode={["Delete", "Backspace"]}
+            fitView
+            proOptions={{ hideAttribution: true }}
+          >
+            <Background />
+            <Controls />
+          </ReactFlow>
+          {connectMsg && (
+            <p className="connect-msg" role="alert">
+              {connectMsg}
+            </p>
+          )}
+        </div>
+        <aside className="side" aria-label="Step and flow details">
+          {sel ? (
+            <Inspector
+              key={sel.id}
+              node={sel}
+              problems={problems.filter((p) => p.nodeId === sel.id)}
+              allIds={nodes.map((n) => n.id)}
+              credentialIds={[...new Set(nodes.flatMap((n) => Object.values(n.data.step.credentials || {}).map((c) => c.credentialId)))]}
+              onChange={(id, step) => {
+                setNodes((ns) => ns.map((n) => (n.id === sel.id ? { ...n, id, data: { ...n.data, step } } : n)));
+                if (id !== sel.id) {
+                  setEdges((es) =>
+                    es.map((e) => ({ ...e, source: e.source === sel.id ? id : e.source, target: e.target === sel.id ? id : e.target })),
+                  );
+                  setSelected(id);
+                }
+              }}
+              onDelete={() => {
+                setNodes((ns) => ns.filter((n) => n.id !== sel.id));
+                setEdges((es) => es.filter((e) => e.source !== sel.id && e.target !== sel.id));
+                setSelected(null);
+              }}
+            />
+          ) : (
+            <p className="hint">Select a step to edit its configuration.</p>
+          )}
+          <h2>Problems</h2>
+          <ul className="problems" data-testid="problems">
+            {problems.length === 0 && <li className="hint">none</li>}
+            {(sel ? flowProblems : problems).map((p, i) => (
+              <li key={i} className={p.severity === "warning" ? "warn" : "err"}>
+                {p.nodeId ? (
+                  <button type="button" className="link" onClick={() => setSelectedNode(p.nodeId!)}>
+                    {p.nodeId}
+                  </button>
+                ) : null}{" "}
+                {p.message}
+              </li>
+            ))}
+          </ul>
+          <CostPanel doc={doc} semantic={semantic} enabled={nodes.length > 0} />
+        </aside>
+      </div>
+      {showJson && (
+        <div className="json-box">
+          <label htmlFor="export-json">Builder JSON (what Export writes)</label>
+          <textarea id="export-json" readOnly value={exportText} rows={16} />
+        </div>
+      )}
+    </section>
+  );
+
+  function setSelectedNode(id: string) {
+    setNodes((ns) => ns.map((n) => ({ ...n, selected: n.id === id })));
+    setSelected(id);
+  }
+}
+
+export function BuilderView() {
+  return (
+    <ReactFlowProvider>
+      <Builder />
+    </ReactFlowProvider>
+  );
+}
+
+export { STEP_ID };

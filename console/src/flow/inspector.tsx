@@ -1,0 +1,134 @@
+import { useMemo, useState } from "react";
+import Form from "@rjsf/core";
+import type { ErrorSchema, RJSFSchema } from "@rjsf/utils";
+import { STEP_ID, type StepNode } from "./flowdoc";
+import { validator } from "./validator";
+import type { Problem } from "./builder";
+
+/** Server diagnostics with a config path, as rjsf's extra errors. */
+function toErrorSchema(problems: Problem[]): ErrorSchema {
+  const root: any = {};
+  for (const p of problems) {
+    if (!p.field) continue;
+    let cur = root;
+    for (const k of p.field) cur = cur[k] = cur[k] || {};
+    cur.__errors = [...(cur.__errors || []), p.message];
+  }
+  return root;
+}
+
+const NO_SUBMIT = { "ui:submitButtonOptions": { norender: true } };
+
+/** One step: its id, module version, config form (from the module's JSON
+ * Schema, with the server's diagnostics on the fields they point to) and
+ * credential references. Credential values never pass through here: a
+ * step names a credential id the deployer's vault holds. */
+export function Inspector({
+  node,
+  problems,
+  allIds,
+  credentialIds,
+  onChange,
+  onDelete,
+}: {
+  node: StepNode;
+  problems: Problem[];
+  allIds: string[];
+  credentialIds: string[];
+  onChange: (id: string, step: StepNode["data"]["step"]) => void;
+  onDelete: () => void;
+}) {
+  const step = node.data.step;
+  const m = node.data.module;
+  const [idText, setIdText] = useState(node.id);
+  const idError = !STEP_ID.test(idText)
+    ? "letters, digits, _ and -, starting with a letter or _ (at most 64)"
+    : idText !== node.id && allIds.includes(idText)
+      ? "another step has this id"
+      : null;
+  const extra = useMemo(() => toErrorSchema(problems), [problems]);
+  const schema = (m?.config || { type: "object" }) as RJSFSchema;
+  const creds = m?.credentials || [];
+  return (
+    <section aria-labelledby="insp-h" className="inspector">
+      <h2 id="insp-h">Step {node.id}</h2>
+      <p className="hint">
+        {m ? `${m.name || m.id} ${m.version}` : step.moduleId}
+        {m?.description ? ` — ${m.description}` : ""}
+      </p>
+      <div className="field">
+        <label htmlFor="step-id">Step id</label>
+        <input
+          id="step-id"
+          value={idText}
+          aria-invalid={!!idError}
+          aria-describedby={idError ? "step-id-err" : undefined}
+          onChange={(e) => setIdText(e.target.value)}
+          onBlur={() => !idError && idText !== node.id && onChange(idText, step)}
+          onKeyDown={(e) => e.key === "Enter" && !idError && idText !== node.id && onChange(idText, step)}
+        />
+        {idError && (
+          <span id="step-id-err" className="error">
+            {idError}
+          </span>
+        )}
+      </div>
+      <div className="field">
+        <label htmlFor="step-version">Module version</label>
+        <input
+          id="step-version"
+          value={String(step.moduleVersion ?? "")}
+          placeholder="highest"
+          onChange={(e) => onChange(node.id, { ...step, moduleVersion: e.target.value || undefined })}
+        />
+      </div>
+      <h3>Configuration</h3>
+      <Form
+        schema={schema}
+        formData={step.config || {}}
+        validator={validator}
+        liveValidate="onChange"
+        showErrorList={false}
+        noHtml5Validate
+        extraErrors={extra}
+        uiSchema={NO_SUBMIT}
+        idPrefix={"cfg-" + node.id}
+        onChange={(e) => onChange(node.id, { ...step, config: e.formData })}
+      />
+      {creds.length > 0 && (
+        <>
+          <h3>Credentials</h3>
+          <p className="hint">References only: the value stays in the deployer's vault and is sealed to the orchestrator at deploy.</p>
+          <datalist id="cred-ids">
+            {credentialIds.map((c) => (
+              <option key={c} value={c} />
+            ))}
+          </datalist>
+          {creds.map((c) => (
+            <div className="field" key={c.name}>
+              <label htmlFor={"cred-" + c.name}>
+                {c.name} ({c.type}){c.required ? " *" : ""}
+              </label>
+              <input
+                id={"cred-" + c.name}
+                list="cred-ids"
+                autoComplete="off"
+                value={step.credentials?.[c.name]?.credentialId ?? ""}
+                placeholder="credential id"
+                onChange={(e) => {
+                  const next = { ...(step.credentials || {}) };
+                  if (e.target.value) next[c.name] = { credentialId: e.target.value, type: c.type };
+                  else delete next[c.name];
+                  onChange(node.id, { ...step, credentials: Object.keys(next).length ? next : undefined });
+                }}
+              />
+            </div>
+          ))}
+        </>
+      )}
+      <button type="button" className="danger" onClick={onDelete}>
+        Remove step
+      </button>
+    </section>
+  );
+}

@@ -1,0 +1,74 @@
+import { useEffect, useRef, useState } from "react";
+import { ApiError } from "./api";
+
+/** Runs `load` now and every `ms` while mounted; the last value and error. */
+export function usePoll<T>(load: () => Promise<T>, ms: number, deps: unknown[] = []) {
+  const [value, setValue] = useState<T | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const tick = useRef(0);
+  const [, force] = useState(0);
+  useEffect(() => {
+    let live = true;
+    let timer: number | undefined;
+    const run = async () => {
+      try {
+        const v = await load();
+        if (live) {
+          setValue(v);
+          setError(null);
+        }
+      } catch (e) {
+        if (live) setError(describe(e));
+      }
+      if (live && ms > 0) timer = window.setTimeout(run, ms);
+    };
+    run();
+    return () => {
+      live = false;
+      window.clearTimeout(timer);
+    };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [...deps, tick.current]);
+  const reload = () => {
+    tick.current++;
+    force((n) => n + 1);
+  };
+  return { value, error, reload };
+}
+
+export function describe(e: unknown): string {
+  if (e instanceof ApiError) return `${e.message} (${e.code})`;
+  if (e instanceof Error) return e.message;
+  return String(e);
+}
+
+export function ErrorLine({ error }: { error: string | null }) {
+  if (!error) return null;
+  return (
+    <p className="error" role="alert">
+      {error}
+    </p>
+  );
+}
+
+export function StateBadge({ state }: { state: string }) {
+  return <span className={"badge st-" + state}>{state}</span>;
+}
+
+export function Kv({ rows }: { rows: [string, React.ReactNode][] }) {
+  return (
+    <dl className="kv">
+      {rows.map(([k, v]) => (
+        <div key={k}>
+          <dt>{k}</dt>
+          <dd>{v}</dd>
+        </div>
+      ))}
+    </dl>
+  );
+}
+
+export function ms(v: number | null | undefined): string {
+  if (v === null || v === undefined) return "–";
+  return v < 1000 ? `${v} ms` : `${(v / 1000).toFixed(1)} s`;
+}
