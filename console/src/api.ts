@@ -13,8 +13,21 @@ export function getKey(): string | null {
 
 export function setKey(k: string | null, remember = true): void {
   key = k;
+  who = null;
   if (k && remember) sessionStorage.setItem(STORE, k);
   else sessionStorage.removeItem(STORE);
+}
+
+let who: Promise<"account" | "admin"> | null = null;
+
+/** Whether the key owns an account (a client or a node) or is the admin's
+ * (which has none): the admin-only money totals are asked only of it, so a
+ * client's console logs no 403. */
+export function principal(): Promise<"account" | "admin"> {
+  return (who ??= get("/api/v1/accounts/me").then(
+    () => "account" as const,
+    () => "admin" as const,
+  ));
 }
 
 /** Called when the server answers 401: the view goes back to the login. */

@@ -258,7 +258,6 @@ function Builder() {
   };
 
   const sel = nodes.find((n) => n.id === selected) || null;
-  const flowProblems = problems.filter((p) => !p.field || !p.nodeId);
 
   return (
     <section className="builder" aria-labelledby="builder-h">
@@ -336,7 +335,7 @@ function Builder() {
             isValidConnection={(c) => whyNot(c) === null}
             onSelectionChange={({ nodes: s }) => setSelected(s.length === 1 ? s[0].id : null)}
             deleteKeyCode={["Delete", "Backspace"]}
-            fitView
+            defaultViewport={{ x: 20, y: 20, zoom: 0.75 }}
             proOptions={{ hideAttribution: true }}
           >
             <Background />
@@ -377,7 +376,7 @@ function Builder() {
           <h2>Problems</h2>
           <ul className="problems" data-testid="problems">
             {problems.length === 0 && <li className="hint">none</li>}
-            {(sel ? flowProblems : problems).map((p, i) => (
+            {problems.map((p, i) => (
               <li key={i} className={p.severity === "warning" ? "warn" : "err"}>
                 {p.nodeId ? (
                   <button type="button" className="link" onClick={() => setSelectedNode(p.nodeId!)}>

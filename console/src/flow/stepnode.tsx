@@ -27,7 +27,7 @@ export function StepNode({ id, data, selected }: NodeProps<StepNodeT>) {
                 id={p.name}
                 className={"h-" + (p.type || "any")}
                 data-testid={`in-${id}-${p.name}`}
-                aria-label={`input ${p.name} of ${id}`}
+                title={`input ${p.name} (${p.type || "any"})`}
               />
               <span>
                 {p.name}
@@ -48,7 +48,7 @@ export function StepNode({ id, data, selected }: NodeProps<StepNodeT>) {
                 id={p.name}
                 className={"h-" + (p.type || "any")}
                 data-testid={`out-${id}-${p.name}`}
-                aria-label={`output ${p.name} of ${id}`}
+                title={`output ${p.name} (${p.type || "any"})`}
               />
             </div>
           ))}

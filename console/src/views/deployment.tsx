@@ -191,9 +191,9 @@ function DeploymentInner({ id }: { id: string }) {
                 ]}
               />
               <h2>Outputs</h2>
-              <pre className="json">{JSON.stringify(step.outputs ?? null, null, 2)}</pre>
+              <pre tabIndex={0} className="json">{JSON.stringify(step.outputs ?? null, null, 2)}</pre>
               <h2>Log</h2>
-              <pre className="log" data-testid="step-log">
+              <pre tabIndex={0} className="log" data-testid="step-log">
                 {(jobLog ?? "") || logs[selected!] || "(no log lines yet)"}
               </pre>
             </>
@@ -202,7 +202,7 @@ function DeploymentInner({ id }: { id: string }) {
           {st?.outputs != null && (
             <>
               <h2>Flow outputs</h2>
-              <pre className="json">{JSON.stringify(st.outputs, null, 2)}</pre>
+              <pre tabIndex={0} className="json">{JSON.stringify(st.outputs, null, 2)}</pre>
             </>
           )}
         </aside>

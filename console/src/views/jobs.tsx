@@ -98,9 +98,9 @@ export function JobDetail({ id }: { id: string }) {
             ]}
           />
           <h2>Outputs</h2>
-          <pre className="json">{JSON.stringify(j.outputs, null, 2)}</pre>
+          <pre tabIndex={0} className="json">{JSON.stringify(j.outputs, null, 2)}</pre>
           <h2>Log</h2>
-          <pre className="log">{j.log || "(no log yet)"}</pre>
+          <pre tabIndex={0} className="log">{j.log || "(no log yet)"}</pre>
         </>
       )}
     </section>

@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from "react";
-import { get, money } from "../api";
+import { get, money, principal } from "../api";
 import { Chart } from "../chart";
 import { describe, ErrorLine, Kv } from "../ui";
 
@@ -27,7 +27,7 @@ export function NetworkView() {
   useEffect(() => {
     let live = true;
     let timer: number | undefined;
-    let payOk = true;
+    let payOk: boolean | null = null;
     const tick = async () => {
       try {
         const s = await get<Stats>("/api/v1/stats");
@@ -44,6 +44,7 @@ export function NetworkView() {
         h.depth.push(s.queue_depth);
         while (h.t.length && h.t[0] < now - HOUR) for (const a of Object.values(h)) a.shift();
         redraw((n) => n + 1);
+        if (payOk === null) payOk = (await principal()) === "admin";
         if (payOk) {
           try {
             setPay(await get("/api/v1/payments/stats"));

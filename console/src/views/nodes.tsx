@@ -93,7 +93,7 @@ export function NodeDetail({ id }: { id: string }) {
             ]}
           />
           <h2>Capabilities</h2>
-          <pre className="json">{JSON.stringify(n.capabilities, null, 2)}</pre>
+          <pre tabIndex={0} className="json">{JSON.stringify(n.capabilities, null, 2)}</pre>
         </>
       )}
       <h2>Recent jobs here (yours)</h2>

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""End-to-end: the web console in a real browser (issue 19).
+
+A real orchestrator serving the built console (--ui-dir), one real
+`rhizos-node`, a client account with test credits, and Debian's chromium
+driven headless by puppeteer-core (console/node_modules) from
+console_browser.mjs: sign in, see the node, build the word-count flow by
+drag and connect, a schema error on its field, the estimate, deploy, the
+steps turning green live, a step's log, another deployment cancelled, the
+builder's export equal to examples/flows/wordcount.json after
+normalisation, axe-core, no console errors, a bad key back at the login.
+Then this script checks on the API what the browser did: the deployment it
+made succeeded with the right counts, the one it cancelled is cancelled.
+
+Screenshots and a summary go to ARTEFACTS (the build tree's
+console-e2e/). Exits 77 (skipped) when chromium, the console's
+node_modules, the built console or an orchestrator with --ui-dir is missing.
+
+Usage: console.py ORCHESTRATOR NODE SOURCE_ROOT DIST ARTEFACTS"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+from harness import (Proc, free_port, http, run, sandbox_flags, set_config,
+                     start_orchestrator, wait_until)
+
+ORCH, NODE, ROOT, DIST, ART = sys.argv[1:6]
+CHROMIUM = os.environ.get("RHIZOS_CHROMIUM", "/usr/bin/chromium")
+ADMIN = "console-admin-" + "c" * 32
+CREDITS = 1000 * 1000000
+
+
+def skip(why):
+    print("SKIP: " + why)
+    sys.exit(77)
+
+
+def preconditions():
+    if not os.access(CHROMIUM, os.X_OK):
+        skip("no chromium at %s (apt-get install chromium, or set RHIZOS_CHROMIUM)" % CHROMIUM)
+    if not shutil.which("node"):
+        skip("no node on PATH")
+    mods = os.path.join(ROOT, "console", "node_modules")
+    for pkg in ("puppeteer-core", "axe-core"):
+        if not os.path.isdir(os.path.join(mods, pkg)):
+            skip("console/node_modules/%s is missing (cd console && npm ci)" % pkg)
+    if not os.path.isfile(os.path.join(DIST, "index.html")):
+        skip("the console is not built at %s (meson setup -Dui=enabled)" % DIST)
+    helptext = run([ORCH, "--help"]).stdout + run([ORCH, "--help"]).stderr
+    if "--ui-dir" not in helptext:
+        skip("this rhizos-orchestrator has no --ui-dir (it cannot serve the console)")
+
+
+def start_node(tmp, base):
+    data = os.path.join(tmp, "node")
+    p = run([NODE, "init", "--data", data, "--orchestrator", base], cwd=ROOT, timeout=30)
+    assert p.returncode == 0, p.stderr
+    set_config(data, "pricing", "cpu_hour_micros", 3600)   # under the estimate the flow is held for
+    set_config(data, "pricing", "gpu_hour_micros", 0)
+    set_config(data, "pricing", "memory_gb_hour_micros", 0)
+    set_config(data, "limits", "max_concurrent_jobs", 2)
+    set_config(data, "node", "heartbeat_s", 0.5)
+    n = Proc([NODE, "start", "--data", data, "--json", *sandbox_flags()], cwd=ROOT)
+    n.wait_for(lambda: [e for e in n.events() if e.get("event") == "registered"],
+               30, "the node to register")
+    return n
+
+
+def main():
+    preconditions()
+    os.makedirs(ART, exist_ok=True)
+    tmp = tempfile.TemporaryDirectory(prefix="rz-console-")
+    orch = node = None
+    try:
+        orch = start_orchestrator(ORCH, os.path.join(tmp.name, "orch"),
+                                  ["--quiet", "--ui-dir", DIST, "--node-timeout-ms", "5000"],
+                                  admin_key=ADMIN, cwd=ROOT)
+        st, acct = http(orch.base, "POST", "/api/v1/accounts", key=ADMIN, body={"name": "console"})
+        assert st == 201, (st, acct)
+        st, _ = http(orch.base, "POST", "/api/v1/accounts/%s/test-credits" % acct["id"],
+                     key=ADMIN, body={"amount_micros": CREDITS})
+        assert st == 200, st
+        node = start_node(tmp.name, orch.base)
+        st, page = http(orch.base, "GET", "/")
+        assert st == 200 and "<div id=\"root\">" in page, (st, page)
+
+        env = dict(os.environ, RZ_BASE=orch.base, RZ_KEY=acct["api_key"], RZ_ROOT=ROOT,
+                   RZ_ART=ART, RZ_CHROMIUM=CHROMIUM)
+        p = subprocess.run(["node", os.path.join(ROOT, "tests", "e2e", "console_browser.mjs")],
+                           env=env, capture_output=True, text=True, timeout=240)
+        sys.stdout.write(p.stdout)
+        sys.stderr.write(p.stderr)
+        assert p.returncode == 0, "the browser run failed (exit %d)" % p.returncode
+        with open(os.path.join(ART, "summary.json")) as f:
+            summary = json.load(f)
+
+        # What the browser did, as the API sees it.
+        key = acct["api_key"]
+        st, dep = http(orch.base, "GET", "/api/v1/flows/%d/status" % summary["deployed"], key=key)
+        assert st == 200 and dep["status"] == "succeeded", dep
+        assert sorted(dep["steps"]) == ["count1", "count2", "count3", "merge", "source", "split"], dep
+        merged = dep["steps"]["merge"]["outputs"]
+        assert merged["total"] == 13 and merged["top"][0] in (["the", 4], {"word": "the", "count": 4}), merged
+        st, gone = http(orch.base, "GET", "/api/v1/flows/%d/status" % summary["cancelled"], key=key)
+        assert st == 200 and gone["status"] == "cancelled", gone
+        print("console e2e: ok (deployment %d succeeded, %d cancelled; first view in %d ms)" %
+              (summary["deployed"], summary["cancelled"], summary["first_view_ms"]))
+    finally:
+        if node:
+            node.stop(signal.SIGKILL)
+        if orch:
+            orch.stop(signal.SIGKILL)
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,338 @@
+// The browser half of tests/e2e/console.py: puppeteer-core drives Debian's
+// chromium headless through the console served by a real orchestrator.
+// Environment: RZ_BASE (the orchestrator), RZ_KEY (a client key), RZ_ROOT
+// (the source tree), RZ_ART (artefacts: screenshots, summary.json),
+// RZ_CHROMIUM. Exits non-zero on the first failed check, naming it.
+import { createRequire } from "node:module";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+const { RZ_BASE: BASE, RZ_KEY: KEY, RZ_ROOT: ROOT, RZ_ART: ART, RZ_CHROMIUM: CHROMIUM } = process.env;
+const need = createRequire(join(ROOT, "console", "package.json"));
+const puppeteer = need("puppeteer-core");
+const axeSource = readFileSync(need.resolve("axe-core/axe.min.js"), "utf8");
+const handWritten = JSON.parse(readFileSync(join(ROOT, "examples", "flows", "wordcount.json"), "utf8"));
+const TEXT = handWritten.nodes.find((n) => n.id === "source").config.text;
+
+let step = "start";
+const summary = { checks: [] };
+const ok = (what) => {
+  summary.checks.push(what);
+  console.log("ok - " + what);
+};
+function assert(cond, what, detail) {
+  if (!cond) throw new Error(`${what}${detail !== undefined ? ": " + JSON.stringify(detail) : ""}`);
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const browser = await puppeteer.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+  defaultViewport: { width: 1400, height: 900 },
+});
+const problems = [];   // console errors, page errors, CSP refusals
+
+function watch(page, expected = () => false) {
+  page.on("console", (m) => {
+    if (m.type() !== "error") return;
+    const text = m.text();
+    const url = m.location()?.url || "";
+    if (!expected(text, url)) problems.push(`${step}: console: ${text} (${url})`);
+  });
+  page.on("pageerror", (e) => problems.push(`${step}: page error: ${e.message}`));
+  page.on("requestfailed", (r) => {
+    if (!r.failure()?.errorText.includes("ERR_ABORTED")) problems.push(`${step}: request failed: ${r.url()} ${r.failure()?.errorText}`);
+  });
+}
+
+async function shot(page, name) {
+  await sleep(300);
+  await page.screenshot({ path: join(ART, name + ".png") });
+}
+
+async function axe(page, what) {
+  await page.evaluate(axeSource);   // over the DevTools protocol: the page's CSP stays as it is
+  const r = await page.evaluate(async () =>
+    (await window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa"] } })).violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" ")),
+    })),
+  );
+  const bad = r.filter((v) => v.impact === "serious" || v.impact === "critical");
+  summary["axe_" + what] = r;
+  assert(bad.length === 0, `axe: ${what} has serious or critical violations`, bad);
+  ok(`axe-core: no serious or critical violation on ${what} (${r.length} minor)`);
+}
+
+async function center(page, sel) {
+  const el = await page.waitForSelector(sel, { visible: true, timeout: 10000 });
+  const b = await el.boundingBox();
+  return { x: b.x + b.width / 2, y: b.y + b.height / 2 };
+}
+
+async function drag(page, from, to) {
+  await page.mouse.move(from.x, from.y);
+  await page.mouse.down();
+  for (let i = 1; i <= 8; i++) await page.mouse.move(from.x + ((to.x - from.x) * i) / 8, from.y + ((to.y - from.y) * i) / 8);
+  await page.mouse.up();
+  await sleep(100);
+}
+
+async function typeInto(page, sel, text) {
+  const el = await page.waitForSelector(sel, { visible: true });
+  await el.click({ clickCount: 3 });
+  await page.keyboard.press("Backspace");
+  await el.type(text);
+}
+
+async function select(page, id) {
+  // a click on the step's header selects it (not on a handle)
+  await page.click(`[data-testid="step-${id}"] .step-head`);
+  await page.waitForFunction((id) => document.querySelector("#insp-h")?.textContent === "Step " + id, {}, id);
+}
+
+/** Builder documents compared as what they mean: step ids, modules, configs
+ * with the module's defaults filled in, the set of connections, the name.
+ * Not compared: positions, connection ids, version specs (the hand-written
+ * file spells one module version four ways), the flow's id and dates. */
+function normalise(doc, manifests) {
+  const withDefaults = (n) => {
+    const props = manifests[n.moduleId]?.config?.properties || {};
+    const c = {};
+    for (const [k, s] of Object.entries(props)) if ("default" in s) c[k] = s.default;
+    return { ...c, ...(n.config || {}) };
+  };
+  return {
+    name: doc.name,
+    nodes: doc.nodes
+      .map((n) => ({ id: n.id, moduleId: n.moduleId, config: withDefaults(n) }))
+      .sort((a, b) => a.id.localeCompare(b.id)),
+    connections: doc.connections
+      .map((c) => `${c.source.nodeId}.${c.source.port} -> ${c.target.nodeId}.${c.target.port}`)
+      .sort(),
+  };
+}
+
+try {
+  const ctx = await browser.createBrowserContext();
+  const page = await ctx.newPage();
+  // The estimate answers 422 while the flow is invalid (the schema error
+  // made on purpose); chromium logs that response as an error.
+  watch(page, (text, url) => /status of 422/.test(text) && url.endsWith("/api/v1/flows/estimate"));
+
+  step = "login";
+  const t0 = Date.now();
+  await page.goto(BASE + "/", { waitUntil: "domcontentloaded" });
+  await page.waitForSelector("#key", { visible: true });
+  summary.first_view_ms = Date.now() - t0;
+  ok(`the login form is interactive ${summary.first_view_ms} ms after navigation`);
+  const headers = (await page.goto(BASE + "/", { waitUntil: "networkidle0" })).headers();
+  assert(/script-src 'self'/.test(headers["content-security-policy"] || ""), "the page comes with the CSP", headers);
+  await page.waitForSelector("#key", { visible: true });
+  await axe(page, "login");
+  await shot(page, "login");
+  await page.type("#key", KEY);
+  await page.click("button[type=submit]");
+
+  step = "network";
+  await page.waitForSelector("[data-testid=nodes-active]");
+  await page.waitForFunction(() => document.querySelector("[data-testid=nodes-active] dd")?.textContent === "1", { timeout: 10000 });
+  ok("the network view shows the registered node as active");
+  assert(
+    (await page.evaluate(() => sessionStorage.getItem("rhizos.key"))) === KEY && (await page.evaluate(() => localStorage.getItem("rhizos.key"))) === null,
+    "the key is in sessionStorage only",
+  );
+  await sleep(2500);   // a second point on the charts
+  await axe(page, "network");
+  await shot(page, "network");
+
+  step = "nodes";
+  await page.goto(BASE + "/#/nodes");
+  await page.waitForSelector("[data-testid=node-1] .st-active");
+  ok("the nodes view lists node 1 as active");
+  await shot(page, "nodes");
+
+  step = "builder";
+  await page.goto(BASE + "/#/builder");
+  await page.waitForSelector("[data-testid=module-text-source]");
+  const manifests = await page.evaluate(async (key) => {
+    const r = await fetch("/api/v1/modules?q=wordcount&limit=100", { headers: { Authorization: "Bearer " + key } });
+    const s = await fetch("/api/v1/modules?q=text-source", { headers: { Authorization: "Bearer " + key } });
+    const out = {};
+    for (const m of [...(await r.json()).modules, ...(await s.json()).modules]) out[m.id] = m.manifest;
+    return out;
+  }, KEY);
+  const canvas = await (await page.$("[data-testid=canvas]")).boundingBox();
+  const place = [
+    ["text-source", 0.1, 0.45],
+    ["wordcount-split", 0.3, 0.45],
+    ["wordcount-count", 0.52, 0.15],
+    ["wordcount-count", 0.52, 0.45],
+    ["wordcount-count", 0.52, 0.75],
+    ["wordcount-merge", 0.76, 0.45],
+  ];
+  // search narrows the palette; each module is dragged from it
+  for (const [mod, fx, fy] of place) {
+    await typeInto(page, "#module-search", mod);
+    await page.waitForFunction(
+      (m) => {
+        const items = [...document.querySelectorAll(".palette li.module")];
+        return items.length >= 1 && items.every((e) => e.getAttribute("data-testid").includes(m));
+      },
+      {},
+      mod,
+    );
+    const from = await center(page, `[data-testid=module-${mod}] code`);
+    await drag(page, from, { x: canvas.x + canvas.width * fx, y: canvas.y + canvas.height * fy });
+  }
+  await page.waitForFunction(() => document.querySelectorAll(".react-flow__node").length === 6);
+  ok("six modules dragged from the palette onto the canvas");
+  // the second and third counters are count2 and count3; the first becomes count1
+  await select(page, "count");
+  await typeInto(page, "#step-id", "count1");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("[data-testid=step-count1]");
+
+  const connect = async (a, ap, b, bp) => {
+    await drag(page, await center(page, `[data-testid="out-${a}-${ap}"]`), await center(page, `[data-testid="in-${b}-${bp}"]`));
+  };
+  await connect("source", "text", "split", "text");
+  await connect("split", "part1", "count1", "text");
+  await connect("split", "part2", "count2", "text");
+  await connect("split", "part3", "count3", "text");
+  await connect("count1", "counts", "merge", "a");
+  await connect("count2", "counts", "merge", "b");
+  await connect("count3", "counts", "merge", "c");
+  await page.waitForFunction(() => document.querySelectorAll(".react-flow__edge").length === 7);
+  ok("seven connections made port to port");
+  // a connection of the wrong type is refused as it is made
+  await connect("source", "length", "count1", "text");
+  assert((await page.$$(".react-flow__edge")).length === 7, "an integer output was not connected to a string input");
+  ok("a connection between ports of different types is refused");
+
+  await select(page, "source");
+  await typeInto(page, "#cfg-source_text", TEXT);
+  await select(page, "merge");
+  await typeInto(page, "#cfg-merge_top", "3");
+  await select(page, "split");
+  await typeInto(page, "#cfg-split_parts", "0");
+  await page.waitForFunction(
+    () => /must be >= 1/.test(document.querySelector("#cfg-split_parts")?.closest(".form-group")?.textContent || ""),
+    { timeout: 5000 },
+  );
+  ok("a schema error (parts = 0, minimum 1) shows on the field");
+  await page.waitForFunction(
+    () => /less than the minimum 1/.test(document.querySelector("#cfg-split_parts")?.closest(".form-group")?.textContent || ""),
+    { timeout: 10000 },
+  );
+  summary.server_diagnostic = await page.$eval("#cfg-split_parts", (e) => e.closest(".form-group").textContent);
+  const listed = await page.$eval("[data-testid=problems]", (e) => e.textContent);
+  assert(/split/.test(listed) && /problem/.test(await page.$eval("[data-testid=validate-state]", (e) => e.textContent)), "the problem is listed", listed);
+  ok("the server's diagnostic (POST /api/v1/flows/validate, by JSON pointer) shows on the same field");
+  await shot(page, "builder-error");
+  await typeInto(page, "#cfg-split_parts", "3");
+  await page.click("#flow-name", { clickCount: 3 });
+  await page.keyboard.press("Backspace");
+  await page.type("#flow-name", handWritten.name);
+  await page.waitForFunction(() => /valid/.test(document.querySelector("[data-testid=validate-state]")?.textContent || "") && !/problem/.test(document.querySelector("[data-testid=validate-state]").textContent), { timeout: 10000 });
+  ok("the flow validates on the server");
+  await page.waitForSelector("[data-testid=cost-total]", { timeout: 10000 });
+  summary.estimate = await page.$eval("[data-testid=cost-total]", (e) => e.textContent);
+  assert(/^\$\d/.test(summary.estimate), "the estimate shows a total", summary.estimate);
+  ok("the cost panel shows the estimate: " + summary.estimate);
+
+  await page.click("button[aria-pressed]");   // JSON
+  const exported = JSON.parse(await page.$eval("#export-json", (e) => e.value));
+  const a = normalise(exported, manifests);
+  const b = normalise(handWritten, manifests);
+  assert(JSON.stringify(a) === JSON.stringify(b), "the builder's export equals examples/flows/wordcount.json", { builder: a, hand: b });
+  assert(exported.nodes.every((n) => n.position && Number.isInteger(n.position.x)), "the export keeps positions");
+  writeFileSync(join(ART, "builder-export.json"), JSON.stringify(exported, null, 2));
+  ok("the builder's export equals the hand-written flow after normalisation, with positions");
+  await page.click("button[aria-pressed]");
+  await axe(page, "builder");
+  await shot(page, "builder");
+
+  step = "deploy";
+  await page.click("button.primary");
+  const link = await page.waitForSelector("a[href^='#/flows/']", { timeout: 10000 });
+  summary.deployed = Number((await link.evaluate((e) => e.getAttribute("href"))).split("/").pop());
+  await link.click();
+  const seen = new Set();
+  const t1 = Date.now();
+  for (;;) {
+    const states = await page.$$eval("[data-testid^=step-]", (es) => es.map((e) => e.getAttribute("data-status")));
+    states.forEach((s) => seen.add(s));
+    if (states.length === 6 && states.every((s) => s === "succeeded")) break;
+    if (states.includes("failed")) {
+      const st = await page.evaluate(async (k, id) => (await fetch(`/api/v1/flows/${id}/status`, { headers: { Authorization: "Bearer " + k } })).json(), KEY, summary.deployed);
+      assert(false, "no step fails", Object.fromEntries(Object.entries(st.steps).map(([k, v]) => [k, v.error || v.status])));
+    }
+    assert(Date.now() - t1 < 60000, "all steps green within 60 s", states);
+    await sleep(50);
+  }
+  seen.delete("succeeded");
+  seen.delete("");
+  summary.states_seen = [...seen];
+  assert(seen.size > 0, "the steps changed state live (some state before succeeded was shown)");
+  ok(`the deployment's steps turned green live (seen before: ${[...seen].join(", ")})`);
+  await page.select("#step-pick", "split");
+  await page.waitForFunction(() => /split 13 words into 3 chunks/.test(document.querySelector("[data-testid=step-log]")?.textContent || ""), { timeout: 10000 });
+  ok("a step's log opens (split: 'split 13 words into 3 chunks')");
+  await axe(page, "deployment");
+  await shot(page, "deployment");
+
+  step = "cancel";
+  const slow = await page.evaluate(async (key) => {
+    const r = await fetch("/api/v1/flows/deploy", {
+      method: "POST",
+      headers: { Authorization: "Bearer " + key, "Content-Type": "application/json" },
+      body: JSON.stringify({ flow: "flux: 1\nname: nap\nsteps:\n  nap:\n    module: sleep@1\n    config: {seconds: 50}\n" }),
+    });
+    return (await r.json()).id;
+  }, KEY);
+  summary.cancelled = slow;
+  await page.goto(`${BASE}/#/flows/${slow}`);
+  const cancelBtn = await page.waitForSelector("button.danger", { visible: true, timeout: 10000 });
+  await cancelBtn.click();
+  await page.waitForFunction(() => /cancelled/.test(document.querySelector("[data-testid=dep-status]")?.textContent || ""), { timeout: 10000 });
+  ok("another deployment cancelled from its page");
+
+  step = "account";
+  await page.goto(BASE + "/#/account");
+  await page.waitForSelector("[data-testid=balance]");
+  await axe(page, "account");
+  await shot(page, "account");
+
+  step = "jobs";
+  await page.goto(BASE + "/#/jobs");
+  await page.waitForSelector("table tbody tr");
+  await shot(page, "jobs");
+
+  step = "bad key";
+  // a key the server refuses sends the app back to the login, not to a broken view
+  const bad = await (await browser.createBrowserContext()).newPage();
+  watch(bad, (text) => /status of 401/.test(text));
+  await bad.goto(BASE + "/");
+  await bad.evaluate(() => sessionStorage.setItem("rhizos.key", "rzk_" + "0".repeat(40)));
+  await bad.goto(BASE + "/#/jobs");
+  await bad.waitForSelector("#key", { visible: true, timeout: 10000 });
+  await bad.type("#key", "rzk_wrong");
+  await bad.click("button[type=submit]");
+  await bad.waitForSelector("[role=alert]");
+  assert(!(await bad.$("header nav")), "no view behind a bad key");
+  ok("a stale or bad key shows the login page with the server's reason");
+
+  assert(problems.length === 0, "no console errors, page errors or failed requests", problems);
+  ok("no console errors, page errors or failed requests in the whole run");
+  writeFileSync(join(ART, "summary.json"), JSON.stringify(summary, null, 2));
+} catch (e) {
+  console.error(`FAIL at ${step}: ${e.message}`);
+  if (problems.length) console.error("console problems:\n" + problems.join("\n"));
+  for (const p of (await browser.pages().catch(() => [])) || []) await p.screenshot({ path: join(ART, `failure-${step.replace(/\W+/g, "-")}.png`) }).catch(() => {});
+  await browser.close();
+  process.exit(1);
+}
+await browser.close();
