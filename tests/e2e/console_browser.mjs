@@ -300,6 +300,27 @@ try {
   await page.waitForFunction(() => /cancelled/.test(document.querySelector("[data-testid=dep-status]")?.textContent || ""), { timeout: 10000 });
   ok("another deployment cancelled from its page");
 
+  step = "yaml import";
+  // the draft came back; a YAML flow replaces it, laid out by elk
+  await page.goto(BASE + "/#/builder");
+  await page.waitForFunction(() => document.querySelectorAll(".react-flow__node").length === 6);
+  ok("the builder's draft is still there after visiting other views");
+  await (await page.$("[data-testid=import]")).uploadFile(join(ROOT, "examples", "flows", "wordcount.yaml"));
+  await page.waitForFunction(() => document.querySelector("#flow-name")?.value === "wordcount" && document.querySelectorAll(".react-flow__edge").length === 7, { timeout: 10000 });
+  const xs = await page.$$eval(".react-flow__node", (es) => es.map((e) => e.style.transform));
+  assert(new Set(xs).size === 6, "the imported steps are laid out apart", xs);
+  await page.waitForFunction(() => /valid/.test(document.querySelector("[data-testid=validate-state]")?.textContent || "") && !/problem/.test(document.querySelector("[data-testid=validate-state]").textContent), { timeout: 10000 });
+  ok("examples/flows/wordcount.yaml imports as 6 steps and 7 connections, laid out, valid");
+  // connections by keyboard: the inspector's input selects
+  await select(page, "count2");
+  await page.select("#feed-text", "");
+  await page.waitForFunction(() => document.querySelectorAll(".react-flow__edge").length === 6);
+  await page.select("#feed-text", "split.part2");
+  await page.waitForFunction(() => document.querySelectorAll(".react-flow__edge").length === 7);
+  const opts = await page.$$eval("#feed-text option", (os) => os.map((o) => o.value));
+  assert(!opts.includes("source.length") && opts.includes("source.text"), "only outputs of a fitting type are offered", opts);
+  ok("an input connected and disconnected from the inspector (keyboard), fitting types only");
+
   step = "account";
   await page.goto(BASE + "/#/account");
   await page.waitForSelector("[data-testid=balance]");

@@ -33,6 +33,7 @@ import { CostPanel } from "./cost";
 
 const nodeTypes = { step: StepNode };
 const SAVED = "rhizos.flows";   // builder documents only, never keys
+const DRAFT = "rhizos.draft";
 
 export interface Problem extends Diagnostic {
   nodeId?: string;
@@ -161,30 +162,30 @@ function Builder() {
   const portType = (nodeId: string, handle: string | null, kind: "inputs" | "outputs") =>
     nodes.find((n) => n.id === nodeId)?.data.module?.[kind]?.find((p) => p.name === handle);
 
-  const whyNot = (c: Connection | Edge): string | null => {
+  const whyNot = (c: Connection | Edge, current: Edge[] = edges): string | null => {
     if (c.source === c.target) return "a step cannot feed itself";
     const from = portType(c.source, c.sourceHandle ?? null, "outputs");
     const to = portType(c.target, c.targetHandle ?? null, "inputs");
     if (!from || !to) return "unknown port";
     if (!portsFit(from.type, to.type))
       return `${c.source}.${from.name} is ${from.type}, ${c.target}.${to.name} takes ${to.type}`;
-    if (edges.some((e) => e.target === c.target && e.targetHandle === c.targetHandle))
+    if (current.some((e) => e.target === c.target && e.targetHandle === c.targetHandle))
       return `${c.target}.${to.name} is already connected`;
     return null;
   };
 
-  const onConnect = (c: Connection) => {
-    const why = whyNot(c);
+  // A connection made with the pointer, or chosen in the inspector (the
+  // keyboard's way, replacing what fed that input).
+  const onConnect = (c: Connection, current: Edge[] = edges) => {
+    const why = whyNot(c, current);
     if (why) {
       setConnectMsg("Not connected: " + why);
       return;
     }
     setConnectMsg(null);
-    setEdges((es) => {
-      let i = es.length + 1;
-      while (es.some((e) => e.id === `c${i}`)) i++;
-      return addEdge({ ...c, id: `c${i}` }, es);
-    });
+    let i = current.length + 1;
+    while (current.some((e) => e.id === `c${i}`)) i++;
+    setEdges(addEdge({ ...c, id: `c${i}` }, current));
   };
 
   const load = async (d: BuilderDoc) => {
@@ -216,6 +217,17 @@ function Builder() {
       setError("Import failed: " + describe(e));
     }
   };
+
+  // The draft outlives a visit to another view (this tab only).
+  useEffect(() => {
+    const d = sessionStorage.getItem(DRAFT);
+    if (d) load(JSON.parse(d)).catch(() => sessionStorage.removeItem(DRAFT));
+    // once, on mount
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
+  useEffect(() => {
+    if (nodes.length) sessionStorage.setItem(DRAFT, JSON.stringify(doc));
+  }, [doc, nodes.length]);
 
   const exportText = JSON.stringify(doc, null, 2);
   const download = () => {
@@ -331,7 +343,7 @@ function Builder() {
             nodeTypes={nodeTypes}
             onNodesChange={onNodesChange}
             onEdgesChange={onEdgesChange}
-            onConnect={onConnect}
+            onConnect={(c) => onConnect(c)}
             isValidConnection={(c) => whyNot(c) === null}
             onSelectionChange={({ nodes: s }) => setSelected(s.length === 1 ? s[0].id : null)}
             deleteKeyCode={["Delete", "Backspace"]}
@@ -363,6 +375,23 @@ function Builder() {
                   );
                   setSelected(id);
                 }
+              }}
+              feeds={(sel.data.module?.inputs || []).map((p) => {
+                const e = edges.find((x) => x.target === sel.id && x.targetHandle === p.name);
+                return {
+                  port: p.name,
+                  type: p.type,
+                  now: e ? `${e.source}.${e.sourceHandle}` : "",
+                  options: nodes
+                    .filter((n) => n.id !== sel.id)
+                    .flatMap((n) => (n.data.module?.outputs || []).filter((o) => portsFit(o.type, p.type)).map((o) => `${n.id}.${o.name}`)),
+                };
+              })}
+              onFeed={(port, from) => {
+                const rest = edges.filter((x) => !(x.target === sel.id && x.targetHandle === port));
+                if (!from) return setEdges(rest);
+                const dot = from.lastIndexOf(".");
+                onConnect({ source: from.slice(0, dot), sourceHandle: from.slice(dot + 1), target: sel.id, targetHandle: port }, rest);
               }}
               onDelete={() => {
                 setNodes((ns) => ns.filter((n) => n.id !== sel.id));

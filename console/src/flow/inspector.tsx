@@ -30,6 +30,8 @@ export function Inspector({
   credentialIds,
   onChange,
   onDelete,
+  feeds,
+  onFeed,
 }: {
   node: StepNode;
   problems: Problem[];
@@ -37,6 +39,9 @@ export function Inspector({
   credentialIds: string[];
   onChange: (id: string, step: StepNode["data"]["step"]) => void;
   onDelete: () => void;
+  /** per input port: what feeds it now ("step.port" or "") and what may */
+  feeds: { port: string; type?: string; now: string; options: string[] }[];
+  onFeed: (port: string, from: string) => void;
 }) {
   const step = node.data.step;
   const m = node.data.module;
@@ -82,6 +87,26 @@ export function Inspector({
           onChange={(e) => onChange(node.id, { ...step, moduleVersion: e.target.value || undefined })}
         />
       </div>
+      {feeds.length > 0 && (
+        <>
+          <h3>Inputs</h3>
+          {feeds.map((f) => (
+            <div className="field" key={f.port}>
+              <label htmlFor={"feed-" + f.port}>
+                {f.port} ({f.type || "any"}) from
+              </label>
+              <select id={"feed-" + f.port} value={f.now} onChange={(e) => onFeed(f.port, e.target.value)}>
+                <option value="">not connected</option>
+                {f.options.map((o) => (
+                  <option key={o} value={o}>
+                    {o}
+                  </option>
+                ))}
+              </select>
+            </div>
+          ))}
+        </>
+      )}
       <h3>Configuration</h3>
       <Form
         schema={schema}
