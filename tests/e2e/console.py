@@ -88,8 +88,20 @@ def main():
         st, page = http(orch.base, "GET", "/")
         assert st == 200 and "<div id=\"root\">" in page, (st, page)
 
+        # Another tenant's job, which the console must never show.
+        st, other = http(orch.base, "POST", "/api/v1/accounts", key=ADMIN, body={"name": "other"})
+        assert st == 201, (st, other)
+        http(orch.base, "POST", "/api/v1/accounts/%s/test-credits" % other["id"], key=ADMIN,
+             body={"amount_micros": CREDITS})
+        st, job = http(orch.base, "POST", "/api/v1/jobs", key=other["api_key"],
+                       body={"module": "echo", "config": {"message": "other-tenant-secret"}})
+        assert st == 201, (st, job)
+        wait_until(lambda: http(orch.base, "GET", "/api/v1/jobs/%d" % job["id"],
+                                key=other["api_key"])[1]["status"] == "succeeded",
+                   30, "the other tenant's job to finish")
+
         env = dict(os.environ, RZ_BASE=orch.base, RZ_KEY=acct["api_key"], RZ_ROOT=ROOT,
-                   RZ_ART=ART, RZ_CHROMIUM=CHROMIUM)
+                   RZ_ART=ART, RZ_CHROMIUM=CHROMIUM, RZ_OTHER_JOB=str(job["id"]))
         p = subprocess.run(["node", os.path.join(ROOT, "tests", "e2e", "console_browser.mjs")],
                            env=env, capture_output=True, text=True, timeout=240)
         sys.stdout.write(p.stdout)

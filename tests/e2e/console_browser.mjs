@@ -120,7 +120,12 @@ try {
   const page = await ctx.newPage();
   // The estimate answers 422 while the flow is invalid (the schema error
   // made on purpose); chromium logs that response as an error.
-  watch(page, (text, url) => /status of 422/.test(text) && url.endsWith("/api/v1/flows/estimate"));
+  watch(
+    page,
+    (text, url) =>
+      (/status of 422/.test(text) && url.endsWith("/api/v1/flows/estimate")) ||
+      (/status of 404/.test(text) && url.endsWith("/api/v1/jobs/" + process.env.RZ_OTHER_JOB)),
+  );
 
   step = "login";
   const t0 = Date.now();
@@ -331,6 +336,13 @@ try {
   await page.goto(BASE + "/#/jobs");
   await page.waitForSelector("table tbody tr");
   await shot(page, "jobs");
+  const other = process.env.RZ_OTHER_JOB;
+  assert(!(await page.$(`a[href="#/jobs/${other}"]`)), "another tenant's job is not listed");
+  await page.goto(`${BASE}/#/jobs/${other}`);
+  await page.waitForSelector("[role=alert]");
+  const body = await page.$eval("main", (e) => e.textContent);
+  assert(/RZ_ENOENT/.test(body) && !/other-tenant-secret|echo/.test(body), "another tenant's job shows as not found", body);
+  ok("another tenant's job is neither listed nor shown (404 as for no such job)");
 
   step = "bad key";
   // a key the server refuses sends the app back to the login, not to a broken view
