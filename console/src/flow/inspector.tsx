@@ -3,7 +3,7 @@ import Form from "@rjsf/core";
 import type { ErrorSchema, RJSFSchema } from "@rjsf/utils";
 import { STEP_ID, type StepNode } from "./flowdoc";
 import { validator } from "./validator";
-import type { Problem } from "./builder";
+import type { Problem } from "./locate";
 
 /** Server diagnostics with a config path, as rjsf's extra errors. */
 function toErrorSchema(problems: Problem[]): ErrorSchema {
