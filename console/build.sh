@@ -15,7 +15,7 @@ fi
 src=$1 out=$2 stamp_out=${3:-}
 stamp="$src/node_modules/.package-lock.json"
 if [ ! -f "$stamp" ] || [ "$src/package-lock.json" -nt "$stamp" ]; then
-    (cd "$src" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error)
+    (cd "$src" && npm ci --prefer-offline --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
 node "$src/build.mjs" "$out"
 [ -z "$stamp_out" ] || : > "$stamp_out"
