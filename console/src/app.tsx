@@ -1,13 +1,16 @@
-import { useEffect, useState } from "react";
+import { lazy, Suspense, useEffect, useState } from "react";
 import { getKey, onUnauthorized, setKey } from "./api";
 import { Login } from "./views/login";
 import { NetworkView } from "./views/network";
 import { NodesView, NodeDetail } from "./views/nodes";
 import { JobsView, JobDetail } from "./views/jobs";
 import { FlowsView } from "./views/flows";
-import { DeploymentView } from "./views/deployment";
 import { AccountView } from "./views/account";
-import { BuilderView } from "./flow/builder";
+
+// The canvas views (React Flow, rjsf, the YAML reader) load when first
+// opened: the login and the dashboard come up without them.
+const BuilderView = lazy(() => import("./flow/builder").then((m) => ({ default: m.BuilderView })));
+const DeploymentView = lazy(() => import("./views/deployment").then((m) => ({ default: m.DeploymentView })));
 
 const NAV: [string, string][] = [
   ["network", "Network"],
@@ -79,7 +82,9 @@ export function App() {
           Sign out
         </button>
       </header>
-      <main id="main">{view}</main>
+      <main id="main">
+        <Suspense fallback={<p className="hint">Loading…</p>}>{view}</Suspense>
+      </main>
     </div>
   );
 }

@@ -132,6 +132,8 @@ try {
   await page.goto(BASE + "/", { waitUntil: "domcontentloaded" });
   await page.waitForSelector("#key", { visible: true });
   summary.first_view_ms = Date.now() - t0;
+  // the goal is 1 s on loopback; the margin is for a loaded 2-core CI box
+  assert(summary.first_view_ms < 2000, "the login form is usable within 2 s", summary.first_view_ms);
   ok(`the login form is interactive ${summary.first_view_ms} ms after navigation`);
   const headers = (await page.goto(BASE + "/", { waitUntil: "networkidle0" })).headers();
   assert(/script-src 'self'/.test(headers["content-security-policy"] || ""), "the page comes with the CSP", headers);
