@@ -18,7 +18,8 @@ export function Chart({ title, xs, ys, series }: { title: string; xs: number[]; 
       height: 180,
       series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: 2 }))],
       axes: [{}, { size: 50 }],
-      scales: { x: { time: true } },
+      // at least the last minute, so one or two points do not span years
+      scales: { x: { time: true, range: (_u, min, max) => [Math.min(min, max - 60), max] } },
     };
     plot.current = new uPlot(opts, [xs, ...ys] as uPlot.AlignedData, box.current);
     return () => {

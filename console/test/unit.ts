@@ -113,3 +113,22 @@ test("diagnostics point at steps and config fields", () => {
   assert.deepEqual([locate({ message: "x", pointer: "/nodes/0/moduleId" }, doc)].map((p) => [p.nodeId, p.field]), [["a", undefined]]);
   assert.deepEqual([locate({ message: "x" }, doc)].map((p) => [p.nodeId, p.field]), [[undefined, undefined]]);
 });
+
+test("dispatch latency quantiles from /metrics", async () => {
+  const { buckets, quantile } = await import("../src/metrics");
+  const text = [
+    "# TYPE rhizos_dispatch_latency_seconds histogram",
+    'rhizos_dispatch_latency_seconds_bucket{le="0.01"} 50',
+    'rhizos_dispatch_latency_seconds_bucket{le="0.1"} 98',
+    'rhizos_dispatch_latency_seconds_bucket{le="1"} 100',
+    'rhizos_dispatch_latency_seconds_bucket{le="+Inf"} 100',
+    "rhizos_dispatch_latency_seconds_sum 3.2",
+    'rhizos_step_duration_seconds_bucket{module="x",le="0.01"} 7',
+  ].join("\n");
+  const bs = buckets(text, "rhizos_dispatch_latency_seconds");
+  assert.deepEqual(bs, [[0.01, 50], [0.1, 98], [1, 100], [Infinity, 100]]);
+  assert.equal(quantile(bs, 0.5), 0.01);
+  assert.equal(quantile(bs, 0.99), 1);
+  assert.equal(quantile([[0.1, 1], [Infinity, 10]], 0.99), Infinity);
+  assert.equal(quantile([], 0.5), null);
+});

@@ -346,6 +346,18 @@ try {
   assert(/RZ_ENOENT/.test(body) && !/other-tenant-secret|echo/.test(body), "another tenant's job shows as not found", body);
   ok("another tenant's job is neither listed nor shown (404 as for no such job)");
 
+  step = "admin";
+  // the admin has no account (its GET /accounts/me is refused) and sees the
+  // money totals and the dispatch latency from /metrics
+  const adm = await (await browser.createBrowserContext()).newPage();
+  watch(adm, (text, url) => /status of 40[34]/.test(text) && url.endsWith("/api/v1/accounts/me"));
+  await adm.goto(BASE + "/");
+  await adm.type("#key", process.env.RZ_ADMIN);
+  await adm.click("button[type=submit]");
+  await adm.waitForFunction(() => /volume/.test(document.body.textContent) && /dispatch p99≤ \d/.test(document.body.textContent), { timeout: 10000 });
+  ok("the admin's network view shows money totals and dispatch latency p50/p99");
+  await shot(adm, "network-admin");
+
   step = "bad key";
   // a key the server refuses sends the app back to the login, not to a broken view
   const bad = await (await browser.createBrowserContext()).newPage();

@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from "react";
-import { get, money, principal } from "../api";
+import { get, getKey, money, principal } from "../api";
+import { buckets, quantile, seconds } from "../metrics";
 import { Chart } from "../chart";
 import { describe, ErrorLine, Kv } from "../ui";
 
@@ -19,6 +20,7 @@ const EVERY_MS = 2000;
 export function NetworkView() {
   const [stats, setStats] = useState<Stats | null>(null);
   const [pay, setPay] = useState<Record<string, number> | null>(null);
+  const [latency, setLatency] = useState<[number | null, number | null] | null>(null);
   const [error, setError] = useState<string | null>(null);
   const hist = useRef<{ t: number[]; active: number[]; lost: number[]; running: number[]; queued: number[]; depth: number[] }>(
     { t: [], active: [], lost: [], running: [], queued: [], depth: [] },
@@ -48,6 +50,11 @@ export function NetworkView() {
         if (payOk) {
           try {
             setPay(await get("/api/v1/payments/stats"));
+            const r = await fetch("/metrics", { headers: { Authorization: "Bearer " + getKey() } });
+            if (r.ok) {
+              const bs = buckets(await r.text(), "rhizos_dispatch_latency_seconds");
+              setLatency([quantile(bs, 0.5), quantile(bs, 0.99)]);
+            }
           } catch {
             payOk = false;
           }
@@ -85,6 +92,12 @@ export function NetworkView() {
                 ["queue depth", stats.queue_depth],
                 ["flows running", stats.deployments.running],
                 ["flows done", stats.deployments.done],
+                ...(latency
+                  ? ([
+                      ["dispatch p50", seconds(latency[0])],
+                      ["dispatch p99", seconds(latency[1])],
+                    ] as [string, React.ReactNode][])
+                  : []),
               ]}
             />
           </div>
