@@ -307,6 +307,15 @@ try {
   await page.waitForFunction(() => /cancelled/.test(document.querySelector("[data-testid=dep-status]")?.textContent || ""), { timeout: 10000 });
   ok("another deployment cancelled from its page");
 
+  step = "flows";
+  await page.goto(BASE + "/#/flows");
+  await page.waitForSelector(`a[href="#/flows/${summary.deployed}"]`);
+  await page.waitForSelector("button[aria-expanded]", { timeout: 10000 });
+  await page.$$eval("button[aria-expanded]", (bs) => bs.find((b) => b.textContent === "wordcount (builder format)").click());
+  await page.waitForFunction((d) => !!document.querySelector(`section[aria-label=Versions] a[href="#/flows/${d}"]`), { timeout: 10000 }, summary.deployed);
+  ok("the flows view lists the deployments and the named flow, whose version 1 links to its deployment");
+  await shot(page, "flows");
+
   step = "yaml import";
   // the draft came back; a YAML flow replaces it, laid out by elk
   await page.goto(BASE + "/#/builder");
