@@ -1,18 +1,20 @@
 import { useEffect, useRef, useState } from "react";
 import { ApiError } from "./api";
 
-/** Runs `load` now and every `ms` while mounted; the last value and error. */
+/** Runs `load` now and every `ms` while mounted (again when `deps` change
+ * or `reload` is called): the last value and error. */
 export function usePoll<T>(load: () => Promise<T>, ms: number, deps: unknown[] = []) {
   const [value, setValue] = useState<T | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const tick = useRef(0);
-  const [, force] = useState(0);
+  const [nonce, setNonce] = useState(0);
+  const latest = useRef(load);
+  latest.current = load;
   useEffect(() => {
     let live = true;
     let timer: number | undefined;
     const run = async () => {
       try {
-        const v = await load();
+        const v = await latest.current();
         if (live) {
           setValue(v);
           setError(null);
@@ -28,12 +30,8 @@ export function usePoll<T>(load: () => Promise<T>, ms: number, deps: unknown[] =
       window.clearTimeout(timer);
     };
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [...deps, tick.current]);
-  const reload = () => {
-    tick.current++;
-    force((n) => n + 1);
-  };
-  return { value, error, reload };
+  }, [...deps, nonce, ms]);
+  return { value, error, reload: () => setNonce((n) => n + 1) };
 }
 
 export function describe(e: unknown): string {

@@ -144,6 +144,9 @@ function DeploymentInner({ id }: { id: string }) {
           <span>held {money(st.held_micros)}</span>
           <span>charged {money(st.charged_micros)}</span>
           <span className="hint">{live ? "live" : "not live"}</span>
+          {drawn.current && edges.length === 0 && nodes.length > 1 && (
+            <span className="hint">(connections are drawn for deployments made from this tab's builder)</span>
+          )}
           {st.status === "running" && (
             <button type="button" className="danger" onClick={cancel}>
               Cancel deployment
