@@ -18,8 +18,7 @@ export function Chart({ title, xs, ys, series }: { title: string; xs: number[]; 
       height: 180,
       series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: 2 }))],
       axes: [{}, { size: 50 }],
-      // at least the last minute, so one or two points do not span years
-      scales: { x: { time: true, range: (_u, min, max) => [Math.min(min, max - 60), max] } },
+      scales: { x: { time: true } },
     };
     plot.current = new uPlot(opts, [xs, ...ys] as uPlot.AlignedData, box.current);
     return () => {
@@ -29,7 +28,12 @@ export function Chart({ title, xs, ys, series }: { title: string; xs: number[]; 
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [title, series.length]);
   useEffect(() => {
-    plot.current?.setData([xs, ...ys] as uPlot.AlignedData);
+    const p = plot.current;
+    if (!p || !xs.length) return;
+    p.setData([xs, ...ys] as uPlot.AlignedData);
+    // at least the last minute, so a few points do not span years
+    const last = xs[xs.length - 1];
+    p.setScale("x", { min: Math.min(xs[0], last - 60), max: last });
   }, [xs, ys]);
   return <div className="chart" ref={box} role="img" aria-label={title + " over time"} />;
 }
