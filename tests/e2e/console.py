@@ -102,7 +102,7 @@ def main():
 
         env = dict(os.environ, RZ_BASE=orch.base, RZ_KEY=acct["api_key"], RZ_ROOT=ROOT,
                    RZ_ART=ART, RZ_CHROMIUM=CHROMIUM, RZ_OTHER_JOB=str(job["id"]),
-                   RZ_ADMIN=ADMIN)
+                   RZ_ADMIN=ADMIN, RZ_NODE_PID=str(node.p.pid))
         p = subprocess.run(["node", os.path.join(ROOT, "tests", "e2e", "console_browser.mjs")],
                            env=env, capture_output=True, text=True, timeout=240)
         sys.stdout.write(p.stdout)

@@ -263,10 +263,19 @@ try {
   await shot(page, "builder");
 
   step = "deploy";
-  await page.click("button.primary");
-  const link = await page.waitForSelector("a[href^='#/flows/']", { timeout: 10000 });
-  summary.deployed = Number((await link.evaluate((e) => e.getAttribute("href"))).split("/").pop());
-  await link.click();
+  // The node is held (SIGSTOP) until the deployment's page shows the steps
+  // waiting, so the change to green is seen live however fast the node is.
+  const nodePid = Number(process.env.RZ_NODE_PID);
+  process.kill(nodePid, "SIGSTOP");
+  try {
+    await page.click("button.primary");
+    const link = await page.waitForSelector("a[href^='#/flows/']", { timeout: 10000 });
+    summary.deployed = Number((await link.evaluate((e) => e.getAttribute("href"))).split("/").pop());
+    await link.click();
+    await page.waitForFunction(() => document.querySelectorAll("[data-testid^=step-][data-status=pending]").length > 0, { timeout: 10000 });
+  } finally {
+    process.kill(nodePid, "SIGCONT");
+  }
   const seen = new Set();
   const t1 = Date.now();
   for (;;) {
