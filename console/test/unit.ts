@@ -132,3 +132,15 @@ test("dispatch latency quantiles from /metrics", async () => {
   assert.equal(quantile([[0.1, 1], [Infinity, 10]], 0.99), Infinity);
   assert.equal(quantile([], 0.5), null);
 });
+
+test("palette chips: what a module needs", async () => {
+  const { needs } = await import("../src/flow/flowdoc");
+  const load = (id: string) => JSON.parse(readFileSync(`${root}/examples/modules/${id}/module.json`, "utf8"));
+  const entry = (man: any) => ({ id: man.id, version: man.version, name: man.name, description: "", manifest: man });
+  assert.deepEqual(needs(entry(load("mod-stable-diffusion"))), ["docker", "1× nvidia GPU 12 GiB", "16384 MB"]);
+  assert.deepEqual(needs(entry(load("wordcount-split"))), ["process", "128 MB"]);
+  assert.deepEqual(needs(entry({ id: "x", version: "1", requirements: { gpu: 2 }, credentials: [{ name: "k", type: "llm_api" }] })), [
+    "2× GPU",
+    "credentials: llm_api",
+  ]);
+});

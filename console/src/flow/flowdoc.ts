@@ -179,3 +179,20 @@ export function freshId(moduleId: string, taken: Set<string>): string {
   if (!taken.has(base)) return base;
   for (let i = 2; ; i++) if (!taken.has(base + i)) return base + i;
 }
+
+/** What a module asks of a node (docs/formats.md "Job requirements"), as
+ * chips: adapter, GPUs and VRAM, memory, credential types. */
+export function needs(m: ModuleEntry): string[] {
+  const r = m.manifest?.requirements || {};
+  const out: string[] = [];
+  if (r.adapter) out.push(r.adapter);
+  const g = typeof r.gpu === "number" ? { count: r.gpu } : r.gpu;
+  if (g && (g.count ?? 1) > 0) {
+    const vram = g.vram_mb ? ` ${Math.round(g.vram_mb / 1024)} GiB` : "";
+    out.push(`${g.count ?? 1}× ${g.vendor ? g.vendor + " " : ""}GPU${vram}`);
+  }
+  if (r.memory_mb) out.push(`${r.memory_mb} MB`);
+  const creds = m.manifest?.credentials || [];
+  if (creds.length) out.push("credentials: " + creds.map((c) => c.type).join(", "));
+  return out;
+}

@@ -1,17 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 import { get } from "../api";
 import { describe, ErrorLine } from "../ui";
-import type { ModuleEntry } from "./flowdoc";
-
-function needs(m: ModuleEntry): string[] {
-  const r = m.manifest?.requirements || {};
-  const out: string[] = [];
-  if (r.adapter) out.push(r.adapter);
-  if (r.gpu || r.gpus || r.vram_mb || r.gpu_vram_mb) out.push(`GPU${r.vram_mb || r.gpu_vram_mb ? " " + Math.round((r.vram_mb || r.gpu_vram_mb) / 1024) + " GiB" : ""}`);
-  if (r.memory_mb) out.push(`${r.memory_mb} MB`);
-  if ((m.manifest?.credentials || []).length) out.push("credentials: " + m.manifest.credentials!.map((c) => c.type).join(", "));
-  return out;
-}
+import { needs, type ModuleEntry } from "./flowdoc";
 
 /** The registry's modules (GET /api/v1/modules?q=), searchable. A module is
  * dragged onto the canvas with the pointer, or added with its button (the
