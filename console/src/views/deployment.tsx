@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 import { Background, Controls, ReactFlow, ReactFlowProvider, type Edge } from "@xyflow/react";
 import { del, get, money, sse } from "../api";
-import { describe, ErrorLine, Kv, StateBadge } from "../ui";
+import { describe, ErrorLine, Kv, ms, StateBadge } from "../ui";
 import { StepNode } from "../flow/stepnode";
 import { toCanvas, type BuilderDoc, type Manifest, type StepNode as StepNodeT } from "../flow/flowdoc";
 import { layout } from "../flow/layout";
@@ -102,14 +102,15 @@ function DeploymentInner({ id }: { id: string }) {
   });
 
   const step = selected && st ? st.steps[selected] : null;
-  const [jobLog, setJobLog] = useState<string | null>(null);
+  const [job, setJob] = useState<any>(null);
+  const jobLog: string | null = job ? job.log ?? "" : null;
   useEffect(() => {
-    setJobLog(null);
+    setJob(null);
     if (!step?.job) return;
     let on = true;
     const load = () =>
       get<any>(`/api/v1/jobs/${step.job}`)
-        .then((j) => on && setJobLog(j.log ?? ""))
+        .then((j) => on && setJob(j))
         .catch(() => {});
     load();
     const t = window.setInterval(load, 2000);
@@ -189,6 +190,9 @@ function DeploymentInner({ id }: { id: string }) {
                   ["job", step.job ? <a href={`#/jobs/${step.job}`}>job {step.job}</a> : "–"],
                   ["job status", step.job_status ?? "–"],
                   ["dispatches", step.dispatches ?? "–"],
+                  ["node", job?.node ?? "–"],
+                  ["run time", ms(job?.run_ms)],
+                  ["cost", money(job?.cost_micros)],
                   ["waiting", step.waiting_reason ?? "–"],
                   ["error", step.error ?? "–"],
                 ]}

@@ -54,6 +54,7 @@ export function JobsView() {
               <td>{j.module || j.image || j.type}</td>
               <td>
                 <StateBadge state={j.status} />
+                {j.waiting_reason && <span className="hint"> {j.waiting_reason}</span>}
               </td>
               <td>{j.node ?? "–"}</td>
               <td>{j.deployment ? <a href={`#/flows/${j.deployment}`}>{`flow ${j.deployment} · ${j.step}`}</a> : "–"}</td>
