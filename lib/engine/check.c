@@ -220,6 +220,8 @@ static int check_all(rz_engine *e, size_t sample)
         rc = rz__engine_store_each_gone(e, check_gone);
     if (rc == RZ_OK)
         e->gone_checked = true;
+    if (rc == RZ_OK)
+        rc = rz__engine_store_index_check(e);
     for (size_t g = 0; rc == RZ_OK && g < e->n_queued_groups; g++) {
         const rz__req_group *q = e->queued_groups[g];
         if (!q->q_len)

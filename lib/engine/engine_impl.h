@@ -355,6 +355,9 @@ typedef struct rz__group_sum {
 /* store.c */
 RZ_HIDDEN int rz__engine_store_open(rz_engine *e, const char *dir);
 RZ_HIDDEN void rz__engine_store_close(rz_engine *e);
+/* The client index ("bycl") has one entry per stored job and deployment
+ * and its completion mark (rz_engine_check). */
+RZ_HIDDEN int rz__engine_store_index_check(const rz_engine *e);
 RZ_HIDDEN int rz__engine_commit(rz_engine *e);
 RZ_HIDDEN int rz__engine_load(rz_engine *e);
 /* Drop the store's mapped pages from RSS (every SHED_COMMITS commits). */

@@ -24,6 +24,7 @@
  * verdict's payments are owed in that commit and paid after, like every
  * settlement (engine_impl.h). A reopen restores the undecided sets as
  * they were (voted runs stay unplaced) and waits for the missing votes. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -469,11 +470,21 @@ bool rz__replica_save(cJSON *rec, const rz__ejob *j)
            (j->vote != RZ__VOTE_OK || cJSON_AddStringToObject(r, "digest", hex));
 }
 
-static uint64_t num(const cJSON *o, const char *k)
+/* Member k of o as a count or id: absent is 0; anything but a whole
+ * number in 0 .. 2^53 is refused (false), never cast (a double past 2^64
+ * has no uint64_t). */
+static bool num(const cJSON *o, const char *k, uint64_t *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) && v->valuedouble >= 0 ? (uint64_t)v->valuedouble
-                                                    : 0;
+    *out = 0;
+    if (!v)
+        return true;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) ||
+        v->valuedouble > 9007199254740992.0 ||
+        v->valuedouble != floor(v->valuedouble))
+        return false;
+    *out = (uint64_t)v->valuedouble;
+    return true;
 }
 
 int rz__replica_load(rz__ejob *j, const cJSON *rec)
@@ -481,19 +492,23 @@ int rz__replica_load(rz__ejob *j, const cJSON *rec)
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(rec, "rep");
     if (!cJSON_IsObject(r))
         return RZ_OK;
-    uint64_t k = num(r, "k");
-    j->rep_head = num(r, "head");
-    j->rep_first = num(r, "first");
+    uint64_t k, vote, verdict;
+    bool ok = num(r, "k", &k) & num(r, "head", &j->rep_head) &
+              num(r, "first", &j->rep_first) & num(r, "vote", &vote) &
+              num(r, "verdict", &verdict);
     /* Queries size arrays by RZ_ENGINE_REPLICAS_MAX: a damaged count is
      * refused, never trusted. */
-    if (!j->rep_head || (j->rep_head == j->id &&
-                         (k < 2 || k > RZ_ENGINE_REPLICAS_MAX)))
+    if (!ok || !j->rep_head || (j->rep_head == j->id &&
+                                (k < 2 || k > RZ_ENGINE_REPLICAS_MAX)) ||
+        k > RZ_ENGINE_REPLICAS_MAX || vote > RZ__VOTE_FAILED ||
+        verdict > RZ__VERDICT_CANCELLED)
         return rz__error(RZ_EDB, "engine store: job %llu: a damaged replica "
-                         "set (head %llu, %llu runs)", (unsigned long long)j->id,
-                         (unsigned long long)j->rep_head, (unsigned long long)k);
+                         "set (head %llu, %llu runs%s)", (unsigned long long)j->id,
+                         (unsigned long long)j->rep_head, (unsigned long long)k,
+                         ok ? "" : "; a number out of range");
     j->replicas = (uint8_t)k;
-    j->vote = (uint8_t)num(r, "vote");
-    j->verdict = (uint8_t)num(r, "verdict");
+    j->vote = (uint8_t)vote;
+    j->verdict = (uint8_t)verdict;
     const char *d = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "digest"));
     if (d && strlen(d) == 64)
         (void)!sodium_hex2bin(j->out_digest, 32, d, 64, NULL, NULL, NULL);

@@ -262,38 +262,56 @@ static int index_table(MDB_txn *txn, MDB_dbi from, MDB_dbi to, char kind)
     return rc;
 }
 
-/* The index of a store from before it, in one transaction. A new store
- * (no records yet) is marked by its first commit: an open costs no commit
- * of its own. */
+/* Entries the index holds and the records it should hold (each job and
+ * deployment has one entry, and the mark one more). */
+static int index_counts(MDB_txn *txn, const rz_engine *e, bool *marked,
+                        size_t *have, size_t *want)
+{
+    MDB_val key = { 1, "v" }, val;
+    MDB_stat ix, jobs, deps;
+    int mrc = mdb_get(txn, e->db_by_client, &key, &val);
+    *marked = mrc == 0;
+    if (mrc && mrc != MDB_NOTFOUND)
+        return db_error(mrc, "read");
+    if ((mrc = mdb_stat(txn, e->db_by_client, &ix)) ||
+        (mrc = mdb_stat(txn, e->db_jobs, &jobs)) ||
+        (mrc = mdb_stat(txn, e->db_deps, &deps)))
+        return db_error(mrc, "read");
+    *have = ix.ms_entries - *marked;
+    *want = jobs.ms_entries + deps.ms_entries;
+    return RZ_OK;
+}
+
+/* The index made again from the records, in one transaction: for a store
+ * from before it, or one whose mark cannot be trusted (an older version
+ * wrote records without their entries after the mark was set). A new
+ * store (no records yet) is marked by its first commit: an open costs no
+ * commit of its own. */
 static int index_build(rz_engine *e)
 {
     MDB_txn *txn;
     int mrc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn);
     if (mrc)
         return db_error(mrc, "begin");
-    MDB_val key = { 1, "v" }, val;
-    MDB_stat jobs, deps;
-    mrc = mdb_get(txn, e->db_by_client, &key, &val);
-    bool marked = mrc == 0;
-    if (mrc == MDB_NOTFOUND)
-        mrc = mdb_stat(txn, e->db_jobs, &jobs);
-    if (!mrc && !marked)
-        mrc = mdb_stat(txn, e->db_deps, &deps);
+    bool marked;
+    size_t have, want;
+    int rc = index_counts(txn, e, &marked, &have, &want);
     mdb_txn_abort(txn);
-    if (mrc && mrc != MDB_NOTFOUND)
-        return db_error(mrc, "read");
-    if (marked)
-        return RZ_OK;
-    if (!jobs.ms_entries && !deps.ms_entries) {
+    if (rc != RZ_OK || (marked && have == want))
+        return rc;
+    if (!marked && !want && !have) {
         e->index_mark = true;
         return RZ_OK;
     }
     if ((mrc = mdb_txn_begin(e->env, NULL, 0, &txn)))
         return db_error(mrc, "begin");
-    int rc = index_table(txn, e->db_jobs, e->db_by_client, 'j');
+    if ((mrc = mdb_drop(txn, e->db_by_client, 0)))   /* stale entries too */
+        rc = db_error(mrc, "write");
+    if (rc == RZ_OK)
+        rc = index_table(txn, e->db_jobs, e->db_by_client, 'j');
     if (rc == RZ_OK)
         rc = index_table(txn, e->db_deps, e->db_by_client, 'd');
-    val = (MDB_val){ 1, "1" };
+    MDB_val key = { 1, "v" }, val = { 1, "1" };
     if (rc == RZ_OK && (mrc = mdb_put(txn, e->db_by_client, &key, &val, 0)))
         rc = db_error(mrc, "write");
     if (rc != RZ_OK) {
@@ -302,6 +320,23 @@ static int index_build(rz_engine *e)
     }
     mrc = mdb_txn_commit(txn);
     return mrc ? db_error(mrc, "commit") : RZ_OK;
+}
+
+int rz__engine_store_index_check(const rz_engine *e)
+{
+    MDB_txn *txn;
+    int mrc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn);
+    if (mrc)
+        return db_error(mrc, "begin");
+    bool marked;
+    size_t have, want;
+    int rc = index_counts(txn, e, &marked, &have, &want);
+    mdb_txn_abort(txn);
+    if (rc == RZ_OK && (marked || want) && (!marked || have != want))
+        rc = rz__error(RZ_EINTERNAL, "the client index holds %zu entries%s "
+                       "for %zu records", have, marked ? "" : " (unmarked)",
+                       want);
+    return rc;
 }
 
 int rz__engine_store_open(rz_engine *e, const char *data_dir)
