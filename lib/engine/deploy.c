@@ -423,31 +423,43 @@ int rz__engine_dep_report(rz_engine *e, rz__ejob *j, const char *outputs,
                          (unsigned long long)j->id);
     if (error && rz__replica_step_failed(e, j))
         return RZ_OK;   /* a replicated step's run: a vote (replica.c) */
-    int rc;
-    if (!error) {
-        /* RZ_EINVALID (outputs off the contract) fails the step: its state
-         * below tells which. */
-        (void)!rz_run_succeed(d->run, j->step, outputs, now);
-        rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_SUCCEED, j->step,
-                                       now, outputs);
-        if (rc == RZ_OK && rz_run_step_state(d->run, j->step) == RZ_STEP_SUCCEEDED) {
-            rc = set_text(&j->outputs, outputs);
-            rz__engine_finish(e, j, RZ_JOB_SUCCEEDED,
-                              j->cost ? RZ__OWE_SETTLE : RZ__OWE_REFUND);
-        } else if (rc == RZ_OK) {
-            set_text(&j->error, rz_run_step_error(d->run, j->step));
-            step_back(e, d, j);
-        }
+    /* What may fail is made first: out of memory changes nothing (the
+     * step is as it was, and d->n_events tells a caller so). */
+    const char *what = error ? error : outputs;
+    char *text = rz__engine_step_event_room(e) == RZ_OK ? rz__strdup(what)
+                                                       : NULL;
+    char *kept = text ? rz__strdup(what) : NULL;
+    if (!kept) {
+        free(text);
+        return no_memory();
+    }
+    /* RZ_EINVALID (outputs off the contract) fails the step: its state
+     * below tells which. */
+    int rc = error ? rz_run_fail(d->run, j->step, error, now)
+                   : rz_run_succeed(d->run, j->step, outputs, now);
+    if (rc == RZ_ENOMEM) {   /* refused before the run changed */
+        free(text);
+        free(kept);
+        return rc;
+    }
+    rz__engine_step_event_put(e, d, error ? RZ__STEP_EVENT_FAIL
+                                          : RZ__STEP_EVENT_SUCCEED,
+                              j->step, now, text);
+    if (!error && rz_run_step_state(d->run, j->step) == RZ_STEP_SUCCEEDED) {
+        free(j->outputs);
+        j->outputs = kept;
+        rz__engine_finish(e, j, RZ_JOB_SUCCEEDED,
+                          j->cost ? RZ__OWE_SETTLE : RZ__OWE_REFUND);
     } else {
-        (void)!rz_run_fail(d->run, j->step, error, now);   /* its state tells */
-        rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_FAIL, j->step,
-                                       now, error);
-        if (rc == RZ_OK)
-            rc = set_text(&j->error, error);
+        if (error) {
+            free(j->error);
+            j->error = kept;
+        } else {
+            free(kept);
+            set_text(&j->error, rz_run_step_error(d->run, j->step));
+        }
         step_back(e, d, j);
     }
-    if (rc != RZ_OK)
-        return rc;
     return rz__engine_dep_advance(e, d, now);
 }
 

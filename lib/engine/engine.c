@@ -330,6 +330,8 @@ void rz__engine_finish(rz_engine *e, rz__ejob *j, rz_job_state st, int owe)
         rz__engine_grow((void **)&e->owed, &e->cap_owed, e->n_owed + 1,
                         sizeof *e->owed))
         e->owed[e->n_owed++] = j->id;
+    else if (owe != RZ__OWE_NONE)
+        e->owed_lost = true;
     rz__engine_emit(e, RZ_EV_JOB_FINISHED, j, j->node);
 }
 
@@ -350,9 +352,27 @@ static void owed_op(const rz__ejob *j, rz_ledger_op *op)
 
 /* Apply the settlements and refunds the last commit recorded as owed. They
  * are durable as owed already; a crash here is finished on open. */
+/* Every live job that owes, listed again (one was not listed). */
+static int owed_relist(rz_engine *e)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < e->n_live_jobs; i++)
+        n += e->jobs[i]->owed != RZ__OWE_NONE;
+    if (!rz__engine_grow((void **)&e->owed, &e->cap_owed, n, sizeof *e->owed))
+        return rz__error(RZ_ENOMEM, "out of memory");
+    e->n_owed = 0;
+    for (size_t i = 0; i < e->n_live_jobs; i++)
+        if (e->jobs[i]->owed != RZ__OWE_NONE)
+            e->owed[e->n_owed++] = e->jobs[i]->id;
+    e->owed_lost = false;
+    return RZ_OK;
+}
+
 int rz__engine_pay(rz_engine *e)
 {
-    int rc = RZ_OK;
+    int rc = e->owed_lost ? owed_relist(e) : RZ_OK;
+    if (rc != RZ_OK)
+        return rc;
     size_t done = 0;
     while (done < e->n_owed && rc == RZ_OK) {
         size_t n = e->n_owed - done;

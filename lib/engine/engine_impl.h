@@ -327,6 +327,8 @@ struct rz_engine {
     uint64_t *dirty_deps; size_t n_dirty_deps, cap_dirty_deps;
     bool broken;              /* a commit failed: memory is ahead of disk */
     uint64_t *owed; size_t n_owed, cap_owed;       /* jobs owing the ledger */
+    bool owed_lost;           /* one was not listed (memory ran out): the
+                                 next payment looks through live jobs */
 
     rz_engine_event *events; size_t ev_head, ev_len;
 
@@ -368,6 +370,13 @@ RZ_HIDDEN void rz__engine_trim(size_t steps);
 RZ_HIDDEN int rz__engine_step_event_add(rz_engine *e, rz__edep *d,
                                         rz__step_event_kind kind, size_t step,
                                         uint64_t now, const char *text);
+/* The same in two parts, so the run changes only once recording its event
+ * cannot fail: room for one more event, then the event (taking `text`,
+ * malloc'ed or NULL). */
+RZ_HIDDEN int rz__engine_step_event_room(rz_engine *e);
+RZ_HIDDEN void rz__engine_step_event_put(rz_engine *e, rz__edep *d,
+                                         rz__step_event_kind kind, size_t step,
+                                         uint64_t now, char *text);
 /* Replay the stored step events of `d` into its run. */
 RZ_HIDDEN int rz__engine_replay(rz_engine *e, rz__edep *d);
 

@@ -272,6 +272,29 @@ static bool agrees(const rz__ejob *m, const unsigned char d[32])
     return m->vote == RZ__VOTE_OK && sodium_memcmp(m->out_digest, d, 32) == 0;
 }
 
+/* A step's head takes the verdict through its run, before any other run
+ * is settled: if that changed nothing (out of memory), nothing else
+ * changes either and the set stays undecided (a repeated report decides
+ * again, rz__replica_redecide); once the step took it, the caller settles
+ * every run in the same call. */
+static int head_step(rz_engine *e, rz__ejob *h, uint8_t v, bool paid,
+                     const char *outputs, const char *error, bool *applied)
+{
+    rz__edep *d = rz__engine_dep(e, h->deployment);
+    uint32_t n = d ? d->n_events : 0;
+    uint64_t cost = h->cost;
+    h->verdict = v;
+    if (!paid)
+        h->cost = 0;
+    int rc = rz__engine_dep_report(e, h, outputs, error, e->now);
+    *applied = rc == RZ_OK || (d && d->n_events != n);
+    if (!*applied) {
+        h->verdict = RZ__VERDICT_NONE;
+        h->cost = cost;
+    }
+    return rc;
+}
+
 static int verdict_majority(rz_engine *e, rz__ejob *h, const rz__ejob *w)
 {
     verdict_texts t = { .outputs = rz__strdup(w->outputs ? w->outputs : "{}") };
@@ -289,6 +312,20 @@ static int verdict_majority(rz_engine *e, rz__ejob *h, const rz__ejob *w)
         return no_memory();
     }
     int rc = RZ_OK;
+    uint64_t id = h->id;
+    if (h->deployment) {
+        /* The step succeeds through its run with the majority's outputs;
+         * its own run is paid only if it agreed. */
+        bool agreed = agrees(h, d), applied;
+        rc = head_step(e, h, agreed ? RZ__VERDICT_AGREED : h->vote == RZ__VOTE_OK
+                       ? RZ__VERDICT_DISAGREED : RZ__VERDICT_FAILED, agreed,
+                       t.outputs, NULL, &applied);
+        if (!applied) {
+            texts_free(&t);
+            return rc;
+        }
+        h = rz__engine_job(e, id);
+    }
     for (uint32_t i = h->replicas; i-- > 0;) {   /* the head last */
         rz__ejob *m = member(e, h, i);
         bool agreed = agrees(m, d);
@@ -300,12 +337,7 @@ static int verdict_majority(rz_engine *e, rz__ejob *h, const rz__ejob *w)
         uint8_t v = agreed ? RZ__VERDICT_AGREED : m->vote == RZ__VOTE_OK
                   ? RZ__VERDICT_DISAGREED : RZ__VERDICT_FAILED;
         if (m == h && h->deployment) {
-            /* The step succeeds through its run with the majority's
-             * outputs; its own run is paid only if it agreed. */
-            if (!agreed)
-                h->cost = 0;
-            h->verdict = v;
-            rc = rz__engine_dep_report(e, h, t.outputs, NULL, e->now);
+            continue;   /* its step took the verdict above */
         } else if (m == h) {
             /* The job succeeds with the majority's outputs; its own run is
              * paid only if it agreed. */
@@ -335,18 +367,23 @@ static int verdict_none(rz_engine *e, rz__ejob *h)
     int rc = set_text(&h->error, why);
     uint64_t id = h->id;
     bool step = h->deployment != 0;
-    for (uint32_t i = k; rc == RZ_OK && i-- > 0;) {
-        rz__ejob *m = member(e, h, i);
-        m->cost = 0;
-        uint8_t v = m->vote == RZ__VOTE_OK ? RZ__VERDICT_NO_MAJORITY
-                                           : RZ__VERDICT_FAILED;
-        if (m == h && step) {
-            m->verdict = v;   /* the step fails through its run */
-            rc = rz__engine_dep_report(e, m, NULL, why, e->now);
-        } else {
-            settle(e, m, v, RZ_JOB_FAILED);
-        }
+    if (rc != RZ_OK)
+        return rc;
+    if (step) {   /* the step fails through its run */
+        bool applied;
+        rc = head_step(e, h, h->vote == RZ__VOTE_OK ? RZ__VERDICT_NO_MAJORITY
+                       : RZ__VERDICT_FAILED, false, NULL, why, &applied);
+        if (!applied)
+            return rc;
+    }
+    for (uint32_t i = k; i-- > 0;) {
         h = rz__engine_job(e, id);
+        rz__ejob *m = member(e, h, i);
+        if (m == h && step)
+            continue;   /* its step took the verdict above */
+        m->cost = 0;
+        settle(e, m, m->vote == RZ__VOTE_OK ? RZ__VERDICT_NO_MAJORITY
+                     : RZ__VERDICT_FAILED, RZ_JOB_FAILED);
     }
     return rc;
 }

@@ -621,21 +621,35 @@ static int put(MDB_txn *txn, MDB_dbi dbi, const unsigned char *k, size_t klen,
     return mrc ? db_error(mrc, "write") : RZ_OK;
 }
 
-int rz__engine_step_event_add(rz_engine *e, rz__edep *d,
-                              rz__step_event_kind kind, size_t step,
-                              uint64_t now, const char *text)
+int rz__engine_step_event_room(rz_engine *e)
 {
     if (!rz__engine_grow((void **)&e->step_events, &e->cap_step_events,
                          e->n_step_events + 1, sizeof *e->step_events))
         return rz__error(RZ_ENOMEM, "out of memory");
+    return RZ_OK;
+}
+
+void rz__engine_step_event_put(rz_engine *e, rz__edep *d,
+                               rz__step_event_kind kind, size_t step,
+                               uint64_t now, char *text)
+{
     rz__step_event *v = &e->step_events[e->n_step_events];
-    *v = (rz__step_event){ d->id, d->n_events, kind, step, now, NULL };
-    if (text && !(v->text = rz__strdup(text)))
-        return rz__error(RZ_ENOMEM, "out of memory");
+    *v = (rz__step_event){ d->id, d->n_events, kind, step, now, text };
     e->n_step_events++;
     d->n_events++;
     rz__engine_touch_dep(e, d);
     rz__engine_local_event(e, d, kind, step, now, text);
+}
+
+int rz__engine_step_event_add(rz_engine *e, rz__edep *d,
+                              rz__step_event_kind kind, size_t step,
+                              uint64_t now, const char *text)
+{
+    char *copy = NULL;
+    if (rz__engine_step_event_room(e) != RZ_OK ||
+        (text && !(copy = rz__strdup(text))))
+        return rz__error(RZ_ENOMEM, "out of memory");
+    rz__engine_step_event_put(e, d, kind, step, now, copy);
     return RZ_OK;
 }
 

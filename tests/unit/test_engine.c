@@ -1406,6 +1406,80 @@ static void test_deploy_replicated_records(void **state)
     assert_string_equal(r[2].verdict, "agreed");
 }
 
+/* Memory running out at any one allocation of the vote that decides a
+ * replicated step: the step's verdict is whole or none. Its head takes
+ * it through the run before any other run is settled, so either every run
+ * and the step are settled, or none is and the set waits undecided
+ * (rz_engine_check refuses a set decided in part); the last node's report
+ * sent again then decides it. Agreeing votes and votes with no majority. */
+static void replicated_step_oom(void **state, bool agree)
+{
+    static const char *flow =
+        "flux: 1\nname: r\ninputs: {text: {type: string}}\nsteps:\n"
+        "  b:\n    module: count@1.0.0\n    verify: {replicas: 3}\n"
+        "    inputs: {text: \"${{ inputs.text }}\"}\n";
+    long calls = 0, failed = 0;
+    for (long n = 1; n < 20000; n += n < 80 ? 1 : 7) {
+        fx *f = *state;
+        uint64_t nodes[3] = { node_add(f, 0), node_add(f, 0), node_add(f, 0) };
+        uint64_t dep = deploy(f, flow, 1);
+        uint64_t job[3];
+        uint32_t att[3];
+        for (int i = 0; i < 3; i++) {
+            rz_engine_assignment a;
+            assert_int_equal(rz_engine_poll(f->e, nodes[i], 2, &a), RZ_OK);
+            job[i] = a.job;
+            att[i] = a.attempt;
+        }
+        const char *out[3] = { "{\"n\":1}", agree ? "{\"n\":1}" : "{\"n\":2}",
+                               agree ? "{\"n\":1}" : "{\"n\":3}" };
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(node_report(f->e, nodes[i], job[i], att[i], out[i],
+                                         NULL, 10000, 3), RZ_OK);
+        rz__alloc_fail_at(n, false);
+        int rc = node_report(f->e, nodes[2], job[2], att[2], out[2], NULL, 10000, 4);
+        calls = rz__alloc_calls();
+        rz__alloc_fail_at(0, false);
+        failed += rc != RZ_OK;
+        /* A write that failed leaves the engine, or its ledger, refusing
+         * more until reopened (engine.h). */
+        rz_ledger_account acc;
+        if (f->e->broken || rz_ledger_balance(rz_engine_ledger(f->e), f->client,
+                                              &acc) == RZ_ESTATE)
+            reopen(f);
+        check(f);
+        rz_engine_replica_run r[3];
+        assert_int_equal(rz_engine_job_replicas(f->e, job[0], r, 3), 3);
+        bool decided = strcmp(r[0].verdict, "pending") != 0;
+        for (int i = 1; i < 3; i++)
+            assert_int_equal(strcmp(r[i].verdict, "pending") != 0, decided);
+        if (!decided)   /* the report again: it decides now */
+            assert_int_equal(node_report(f->e, nodes[2], job[2], att[2], out[2],
+                                         NULL, 10000, 5), RZ_OK);
+        rz_run_state rs;
+        assert_int_equal(rz_engine_deployment_state(f->e, dep, &rs), RZ_OK);
+        assert_int_equal(rs, agree ? RZ_RUN_SUCCEEDED : RZ_RUN_FAILED);
+        assert_int_equal(rz_engine_job_replicas(f->e, job[0], r, 3), 3);
+        for (int i = 0; i < 3; i++)
+            assert_string_equal(r[i].verdict, agree ? "agreed" : "no_majority");
+        assert_int_equal(rz_engine_tick(f->e, 6), RZ_OK);
+        check(f);
+        reopen(f);
+        check(f);
+        teardown(state);
+        assert_int_equal(setup(state), 0);
+        if (calls < n)
+            break;   /* the whole report ran before the failure */
+    }
+    assert_true(calls > 0 && failed > 5);
+}
+
+static void test_replicated_step_verdict_out_of_memory(void **state)
+{
+    replicated_step_oom(state, true);
+    replicated_step_oom(state, false);
+}
+
 /* A child drives the engine and is killed with SIGKILL mid-deployment; the
  * parent reopens and finishes. */
 static void test_restart_sigkill(void **state)
@@ -2475,6 +2549,7 @@ int main(void)
         T(test_finished_leave_memory),
         T(test_deploy_lazy_records),
         T(test_deploy_replicated_records),
+        T(test_replicated_step_verdict_out_of_memory),
         T(test_status_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
