@@ -132,13 +132,15 @@ static int check_gone(rz_engine *e, rz__ejob *j)
     return check_hold(e, j);
 }
 
-static bool step_agrees(rz_step_state s, rz_job_state j)
+/* due: a started task's job may wait to be queued (start_due). */
+static bool step_agrees(rz_step_state s, rz_job_state j, bool due)
 {
     switch (s) {
     case RZ_STEP_PENDING: case RZ_STEP_READY: case RZ_STEP_BACKOFF:
         return j == RZ_JOB_PENDING;
     case RZ_STEP_RUNNING:
-        return j == RZ_JOB_QUEUED || placed_state(j);
+        return j == RZ_JOB_QUEUED || placed_state(j) ||
+               (due && j == RZ_JOB_PENDING);
     case RZ_STEP_SUCCEEDED:
         return j == RZ_JOB_SUCCEEDED;
     default:
@@ -151,9 +153,12 @@ static bool step_agrees(rz_step_state s, rz_job_state j)
 static int check_elements(rz_engine *e, const rz__edep *d)
 {
     size_t n = rz_run_task_count(d->run);
-    if (n - d->n_steps != d->n_el_jobs)
+    /* Elements waiting for their jobs (fan_due) are the last ones. */
+    if (n - d->n_steps != d->n_el_jobs &&
+        !(d->fan_due && n - d->n_steps > d->n_el_jobs))
         return BREACH("deployment %llu: %zu for_each elements but %zu element jobs",
                       U(d->id), n - d->n_steps, d->n_el_jobs);
+    n = d->n_steps + d->n_el_jobs;
     uint64_t prev = 0;
     for (size_t t = d->n_steps; t < n; t++) {
         uint64_t id = d->el_jobs[t - d->n_steps];
@@ -167,7 +172,7 @@ static int check_elements(rz_engine *e, const rz__edep *d)
             return BREACH("deployment %llu: job %llu runs element task %zu after "
                           "job %llu ran an earlier one", U(d->id), U(id), t, U(prev));
         prev = id;
-        if (!step_agrees(s, j->state))
+        if (!step_agrees(s, j->state, d->start_due))
             return BREACH("deployment %llu: element task %zu is %s but job %llu is %s",
                           U(d->id), t, rz_step_state_name(s), U(id),
                           rz_job_state_name(j->state));
@@ -192,7 +197,7 @@ static int check_dep(rz_engine *e, const rz__edep *d)
          * a decision: either way its own job waits. */
         bool map = s == RZ_STEP_RUNNING && (d->flow->steps[i].for_each ||
                                             rz__engine_is_approval(d, i));
-        if (map ? j->state != RZ_JOB_PENDING : !step_agrees(s, j->state))
+        if (map ? j->state != RZ_JOB_PENDING : !step_agrees(s, j->state, d->start_due))
             return BREACH("deployment %llu: step %s is %s but job %llu is %s",
                           U(d->id), j->step_id, rz_step_state_name(s),
                           U(j->id), rz_job_state_name(j->state));

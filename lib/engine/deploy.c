@@ -341,50 +341,94 @@ static int expire(rz_engine *e, rz__edep *d, uint64_t now)
     return rc;
 }
 
+static int request_failed(rz_engine *e, rz__edep *d, rz__ejob *j, size_t step,
+                          uint64_t now);
+
+/* A started task's job gets its request and its queue entry, unless an
+ * earlier result is reused (nothing runs: reuse.c) or it is an approval
+ * (it waits for a decision). *bad: the request could not be built (not
+ * for memory). */
+static int queue_started(rz_engine *e, rz__ejob *j, rz__edep *d, size_t step,
+                         uint64_t now, bool *bad)
+{
+    char *req = NULL;
+    int rc = rz_run_request(d->run, step, &req);
+    *bad = rc != RZ_OK && rc != RZ_ENOMEM;
+    if (rc != RZ_OK)
+        return rc;
+    bool reused = false;
+    rc = rz__engine_reuse_try(e, d, j, step, req, now, &reused);
+    if (rc != RZ_OK || reused || rz__engine_is_approval(d, step)) {
+        if (rc == RZ_OK && !reused)
+            rz__engine_touch_job(e, j);
+        rz_free(req);
+        return rc;
+    }
+    char *copy = rz__strdup(req);
+    rz_free(req);
+    if (!copy)
+        return no_memory();
+    free(j->request);
+    j->request = copy;
+    rc = rz__engine_enqueue(e, j);
+    if (rc == RZ_OK && j->rep_head)   /* its replicas run now too */
+        rc = rz__replica_step_start(e, j);
+    return rc;
+}
+
 static int start_step(rz_engine *e, rz__edep *d, size_t step, uint64_t now)
 {
     rz__ejob *j = step_job(e, d, step);
     if (!j)
         return rz__error(RZ_EINTERNAL, "deployment %llu: task %zu has no job",
                          (unsigned long long)d->id, step);
-    int rc = rz_run_start(d->run, step, now);
+    int rc = rz__engine_step_event_room(e);   /* recording it cannot fail */
     if (rc == RZ_OK)
-        rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_START, step, now,
-                                       NULL);
+        rc = rz_run_start(d->run, step, now);
     if (rc != RZ_OK)
         return rc;
-    char *req = NULL;
-    rc = rz_run_request(d->run, step, &req);
-    bool reused = false;
-    if (rc == RZ_OK) {   /* a result to reuse: nothing runs (reuse.c) */
-        int krc = rz__engine_reuse_try(e, d, j, step, req, now, &reused);
-        if (krc != RZ_OK || reused || rz__engine_is_approval(d, step)) {
-            if (krc == RZ_OK && !reused)   /* an approval: waits for a decision */
-                rz__engine_touch_job(e, j);
-            rz_free(req);
-            return krc;
-        }
-    }
-    if (rc == RZ_OK) {
-        free(j->request);
-        j->request = rz__strdup(req);
-        rz_free(req);
-        rc = j->request ? rz__engine_enqueue(e, j) : no_memory();
-        if (rc == RZ_OK && j->rep_head)   /* its replicas run now too */
-            rc = rz__replica_step_start(e, j);
-        return rc;
-    }
+    rz__engine_step_event_put(e, d, RZ__STEP_EVENT_START, step, now, NULL);
+    bool bad;
+    rc = queue_started(e, j, d, step, now, &bad);
     if (rc == RZ_ENOMEM)
-        return rc;
-    /* The request cannot be built (an expression failed): the attempt fails
-     * as if the node had failed it. */
+        d->start_due = true;   /* started, not queued: the next tick */
+    return bad ? request_failed(e, d, j, step, now) : rc;
+}
+
+/* The request cannot be built (an expression failed): the attempt fails
+ * as if the node had failed it. */
+static int request_failed(rz_engine *e, rz__edep *d, rz__ejob *j, size_t step,
+                          uint64_t now)
+{
     char why[600];
     snprintf(why, sizeof why, "cannot build the request: %s",
              rz_error_last()->message);
     (void)!rz_run_fail(d->run, step, why, now);   /* its state tells */
-    rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_FAIL, step, now, why);
+    int rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_FAIL, step, now, why);
     set_text(&j->error, why);
     step_back(e, d, j);
+    return rc;
+}
+
+/* Tasks the run started whose jobs were never queued (start_due). */
+static int queue_due(rz_engine *e, rz__edep *d, uint64_t now)
+{
+    int rc = RZ_OK;
+    size_t n = rz_run_task_count(d->run);
+    for (size_t t = 0; rc == RZ_OK && t < n; t++) {
+        rz__ejob *j = step_job(e, d, t);
+        if (j && j->state == RZ_JOB_PENDING &&
+            rz_run_step_state(d->run, t) == RZ_STEP_RUNNING &&
+            !(t < d->n_steps && (d->flow->steps[t].for_each ||
+                                 rz__engine_is_approval(d, t)))) {
+            bool bad;
+            rc = queue_started(e, j, d, t, now, &bad);
+            if (bad)
+                rc = request_failed(e, d, j, t, now);
+        }
+    }
+    if (rc == RZ_OK)
+        d->start_due = false;
     return rc;
 }
 
@@ -392,7 +436,9 @@ int rz__engine_dep_advance(rz_engine *e, rz__edep *d, uint64_t now)
 {
     if (!d->run)
         return RZ_OK;
-    int rc = rz__engine_approvals_due(e, d, now);
+    int rc = d->start_due ? queue_due(e, d, now) : RZ_OK;
+    if (rc == RZ_OK)
+        rc = rz__engine_approvals_due(e, d, now);
     if (rc == RZ_OK)
         rc = expire(e, d, now);
     for (bool more = true; rc == RZ_OK && more;) {
@@ -414,53 +460,82 @@ int rz__engine_dep_advance(rz_engine *e, rz__edep *d, uint64_t now)
     return rz_run_done(d->run) ? finish_dep(e, d) : RZ_OK;
 }
 
-int rz__engine_dep_report(rz_engine *e, rz__ejob *j, const char *outputs,
-                          const char *error, uint64_t now)
+int rz__engine_dep_report_prep(rz_engine *e, const char *outputs,
+                               const char *error, rz__dep_texts *t)
+{
+    const char *what = error ? error : outputs ? outputs : "{}";
+    t->event = rz__engine_step_event_room(e) == RZ_OK ? rz__strdup(what) : NULL;
+    t->kept = t->event ? rz__strdup(what) : NULL;
+    if (t->kept)
+        return RZ_OK;
+    free(t->event);
+    t->event = NULL;
+    return no_memory();
+}
+
+static void texts_free(rz__dep_texts *t)
+{
+    free(t->event);
+    free(t->kept);
+    t->event = t->kept = NULL;
+}
+
+int rz__engine_dep_report_with(rz_engine *e, rz__ejob *j, const char *outputs,
+                               const char *error, uint64_t now, rz__dep_texts *t)
 {
     rz__edep *d = rz__engine_dep(e, j->deployment);
-    if (!d || !d->run)
+    if (!d || !d->run) {
+        texts_free(t);
         return rz__error(RZ_EINTERNAL, "job %llu: its deployment has finished",
                          (unsigned long long)j->id);
-    if (error && rz__replica_step_failed(e, j))
+    }
+    if (error && rz__replica_step_failed(e, j)) {
+        texts_free(t);
         return RZ_OK;   /* a replicated step's run: a vote (replica.c) */
-    /* What may fail is made first: out of memory changes nothing (the
-     * step is as it was, and d->n_events tells a caller so). */
-    const char *what = error ? error : outputs;
-    char *text = rz__engine_step_event_room(e) == RZ_OK ? rz__strdup(what)
-                                                       : NULL;
-    char *kept = text ? rz__strdup(what) : NULL;
-    if (!kept) {
-        free(text);
-        return no_memory();
     }
     /* RZ_EINVALID (outputs off the contract) fails the step: its state
      * below tells which. */
     int rc = error ? rz_run_fail(d->run, j->step, error, now)
                    : rz_run_succeed(d->run, j->step, outputs, now);
     if (rc == RZ_ENOMEM) {   /* refused before the run changed */
-        free(text);
-        free(kept);
+        texts_free(t);
         return rc;
     }
     rz__engine_step_event_put(e, d, error ? RZ__STEP_EVENT_FAIL
                                           : RZ__STEP_EVENT_SUCCEED,
-                              j->step, now, text);
+                              j->step, now, t->event);
+    t->event = NULL;
     if (!error && rz_run_step_state(d->run, j->step) == RZ_STEP_SUCCEEDED) {
         free(j->outputs);
-        j->outputs = kept;
+        j->outputs = t->kept;
+        t->kept = NULL;
         rz__engine_finish(e, j, RZ_JOB_SUCCEEDED,
                           j->cost ? RZ__OWE_SETTLE : RZ__OWE_REFUND);
     } else {
         if (error) {
             free(j->error);
-            j->error = kept;
+            j->error = t->kept;
+            t->kept = NULL;
         } else {
-            free(kept);
             set_text(&j->error, rz_run_step_error(d->run, j->step));
         }
         step_back(e, d, j);
     }
+    texts_free(t);
     return rz__engine_dep_advance(e, d, now);
+}
+
+int rz__engine_dep_report(rz_engine *e, rz__ejob *j, const char *outputs,
+                          const char *error, uint64_t now)
+{
+    if (error && rz__replica_step_failed(e, j))
+        return RZ_OK;   /* a replicated step's run: a vote (replica.c) */
+    /* What may fail is made first: out of memory changes nothing (the
+     * step is as it was, and the deployment's n_events tells a caller so). */
+    rz__dep_texts t;
+    int rc = rz__engine_dep_report_prep(e, outputs, error, &t);
+    return rc == RZ_OK ? rz__engine_dep_report_with(e, j, outputs, error, now, &t)
+                       : rc;
 }
 
 /* ---- deploying ---- */
@@ -835,6 +910,8 @@ int rz__engine_dep_rebuild(rz_engine *e, rz__edep *d)
         rc = rz__engine_replay(e, d);
     if (rc == RZ_OK)
         rc = rz__engine_fan_out_rebuild(e, d);
+    d->start_due = true;   /* a start may have been recorded, its job not
+                              queued: looked at by the first tick */
     return rc;
 }
 

@@ -1243,6 +1243,24 @@ static int gone_job(rz_engine *e, uint64_t job, uint64_t node,
                      (unsigned long long)job);
 }
 
+/* A step's outcome, through its run (what it allocates made: t). */
+static int report_step(rz_engine *e, rz__ejob *j, const char *outputs,
+                       const char *error, uint64_t now, rz__dep_texts *t)
+{
+    rz__edep *d = rz__engine_dep(e, j->deployment);
+    uint32_t n = d ? d->n_events : 0;
+    int rc = rz__engine_dep_report_with(e, j, outputs ? outputs : "{}", error,
+                                        now, t);
+    if (rc != RZ_OK && d && d->n_events == n) {
+        /* The run refused it for memory after the job left its node:
+         * memory no longer matches the store, whose last commit a reopen
+         * restores (the node's report is then taken again). */
+        e->broken = true;
+        return rc;
+    }
+    return rz__engine_commit_call(e, rc);
+}
+
 int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
                             const rz_engine_report *report, uint64_t now_ms,
                             int *was_repeat)
@@ -1282,6 +1300,10 @@ int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
                : rz__strdup(error ? error : outputs_json ? outputs_json : "{}");
     if (keep && !kept)
         return rz__error(RZ_ENOMEM, "out of memory");
+    rz__dep_texts texts = {0};
+    if (!keep && (rc = rz__engine_dep_report_prep(e, outputs_json, error,
+                                                  &texts)) != RZ_OK)
+        return rc;
     report_digest(outputs_json, report->error, run_ms, j->done_digest);   /* as sent */
     j->done_known = true;
     rz__engine_unplace(e, j, false);
@@ -1295,11 +1317,8 @@ int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
         return rz__engine_commit_call(e, rz__replica_report(e, j, outputs_json,
                                                             error, kept));
     rz__verify_outcome(e, node, error ? RZ__OUT_FAILED : RZ__OUT_SUCCEEDED);
-    if (j->deployment) {
-        rc = rz__engine_dep_report(e, j, outputs_json ? outputs_json : "{}",
-                                   error, now_ms);
-        return rz__engine_commit_call(e, rc);
-    }
+    if (j->deployment)
+        return report_step(e, j, outputs_json, error, now_ms, &texts);
     if (error) {
         free(j->error);
         j->error = kept;
@@ -1412,7 +1431,8 @@ int rz_engine_tick(rz_engine *e, uint64_t now_ms)
         rc = rz__engine_queue_expire(e);
     for (size_t i = 0; rc == RZ_OK && i < e->n_live_deps; i++) {
         rz__edep *d = e->deps[i];
-        if (d->run && (rz_run_next_wakeup(d->run) <= now_ms ||
+        if (d->run && (d->fan_due || d->start_due ||
+                       rz_run_next_wakeup(d->run) <= now_ms ||
                        rz__engine_approvals_next(d) <= now_ms))
             rc = rz__engine_dep_advance(e, d, now_ms);
     }
@@ -1436,7 +1456,8 @@ uint64_t rz_engine_next_wakeup(const rz_engine *e)
         }
     for (size_t i = 0; i < e->n_live_deps; i++)
         if (e->deps[i]->run) {
-            uint64_t w = rz_run_next_wakeup(e->deps[i]->run);
+            uint64_t w = e->deps[i]->fan_due || e->deps[i]->start_due ? 0
+                       : rz_run_next_wakeup(e->deps[i]->run);
             uint64_t a = rz__engine_approvals_next(e->deps[i]);
             w = a < w ? a : w;
             if (w < t)

@@ -194,6 +194,12 @@ typedef struct rz__edep {
     /* for_each elements (fanout.c): the job of task n_steps + k is
      * el_jobs[k], 0 if its hold was refused (the map failed). */
     uint64_t *el_jobs; size_t n_el_jobs, cap_el_jobs;
+    bool fan_due;             /* elements wait for their jobs (memory ran
+                                 out, or a crash followed): the next tick
+                                 makes them (memory only) */
+    bool start_due;           /* a started task's job was not queued (memory
+                                 ran out after its start was recorded): the
+                                 next tick queues it (deploy.c; memory only) */
 } rz__edep;
 
 struct rz__step;
@@ -516,6 +522,16 @@ RZ_HIDDEN int rz__engine_dep_advance(rz_engine *e, rz__edep *d, uint64_t now);
 RZ_HIDDEN int rz__engine_dep_report(rz_engine *e, rz__ejob *j,
                                     const char *outputs, const char *error,
                                     uint64_t now);
+/* The same in two parts: what it allocates, made first (so a caller may
+ * fail before it changes anything), then the report, which takes it. */
+typedef struct rz__dep_texts {
+    char *event, *kept;
+} rz__dep_texts;
+RZ_HIDDEN int rz__engine_dep_report_prep(rz_engine *e, const char *outputs,
+                                         const char *error, rz__dep_texts *t);
+RZ_HIDDEN int rz__engine_dep_report_with(rz_engine *e, rz__ejob *j,
+                                         const char *outputs, const char *error,
+                                         uint64_t now, rz__dep_texts *t);
 RZ_HIDDEN int rz__engine_dep_rebuild(rz_engine *e, rz__edep *d);
 RZ_HIDDEN void rz__engine_dep_free(rz__edep *d);
 

@@ -115,6 +115,7 @@ static int fail_maps(rz_engine *e, rz__edep *d, size_t from, size_t to,
 int rz__engine_fan_out(rz_engine *e, rz__edep *d, uint64_t now)
 {
     size_t have = d->n_steps + d->n_el_jobs, want = rz_run_task_count(d->run);
+    d->fan_due = want > have;   /* until they are made */
     if (want <= have)
         return RZ_OK;
     size_t n = want - have;
@@ -145,12 +146,14 @@ int rz__engine_fan_out(rz_engine *e, rz__edep *d, uint64_t now)
         rz__engine_jobs_truncate(e, before);
         memset(d->el_jobs + d->n_el_jobs, 0, n * sizeof *d->el_jobs);
         d->n_el_jobs += n;
+        d->fan_due = false;
         return fail_maps(e, d, have, want, now);
     }
     for (size_t k = 0; k < n; k++) {
         d->el_jobs[d->n_el_jobs++] = first + k;
         rz__engine_touch_job(e, rz__engine_job(e, first + k));   /* written now */
     }
+    d->fan_due = false;
     return RZ_OK;
 }
 
@@ -175,6 +178,18 @@ int rz__engine_fan_out_rebuild(rz_engine *e, rz__edep *d)
                              "%zu, which the run did not make", (unsigned long long)d->id,
                              (unsigned long long)j->id, j->step);
         d->el_jobs[k] = j->id;
+    }
+    /* The last expansion's jobs may never have been made: memory ran out
+     * in the call whose event made it (its commit kept the event), and a
+     * crash came before a call made them. Such elements are the last ones,
+     * and their map still runs (a refused hold failed its map instead):
+     * the next tick makes their jobs. */
+    while (d->n_el_jobs && !d->el_jobs[d->n_el_jobs - 1] &&
+           rz_run_step_state(d->run, rz_run_task_step(d->run, d->n_steps +
+                                                      d->n_el_jobs - 1, NULL))
+               == RZ_STEP_RUNNING) {
+        d->n_el_jobs--;
+        d->fan_due = true;
     }
     return RZ_OK;
 }

@@ -263,6 +263,8 @@ static int eval_text(const rz_run *r, const char *text, cJSON **out)
     char err[256] = "";
     size_t off = 0;
     int rc = rz__expr_parse(&e, text, false, err, sizeof err, &off);
+    if (rc == RZ_ENOMEM)
+        return rc;   /* not the text's fault */
     if (rc != RZ_OK)
         return rz__error(RZ_EEXPR, "%s (at offset %zu of \"%s\")",
                          err[0] ? err : "malformed expression", off, text);
