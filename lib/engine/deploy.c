@@ -25,7 +25,8 @@ static int no_memory(void)
 void rz__engine_dep_free(rz__edep *d)
 {
     rz_run_free(d->run);
-    rz_flow_free(d->flow);
+    if (!d->flow_shared)
+        rz_flow_free(d->flow);
     free(d->text);
     free(d->inputs);
     free(d->final_status);
@@ -221,7 +222,8 @@ static int finish_dep(rz_engine *e, rz__edep *d)
     rz__engine_dep_log_free(d);   /* streams end with the final status */
     rz_run_free(d->run);
     d->run = NULL;
-    rz_flow_free(d->flow);
+    if (!d->flow_shared)
+        rz_flow_free(d->flow);
     d->flow = NULL;
     rz__engine_trim(d->n_steps);
     rz__engine_touch_dep(e, d);
@@ -540,12 +542,6 @@ int rz__engine_dep_report(rz_engine *e, rz__ejob *j, const char *outputs,
 
 /* ---- deploying ---- */
 
-/* Requirements of a step: its module's, with the module's estimate. */
-static char *step_reqs(const rz__step *st)
-{
-    return rz__engine_module_reqs(st->module, NULL);
-}
-
 /* A step's own max_cost_micros, else the reference estimate. */
 static uint64_t step_max_cost(const rz_engine *e, const rz__step *st,
                               const rz_reqs *r)
@@ -587,13 +583,19 @@ int rz__engine_step_job_fill(rz_engine *e, rz__ejob *j, const rz__edep *d,
     j->submitted_ms = now;
     j->queue_timeout_ms = (uint64_t)st->queue_timeout_s * 1000u;
     j->step_id = rz__strdup(st->id);
-    /* An approval step has no module (approval.c): its job is never queued. */
-    j->module_id = rz__strdup(st->module ? st->module->id
-                              : st->module_id ? st->module_id : "");
-    j->module_version = rz__strdup(st->module ? st->module->version
+    /* An embedded deployment's steps are jobs as its document says
+     * (local.c: no module requirements, no max_cost), though its flow is
+     * the caller's, with modules resolved. An approval step has no module
+     * (approval.c): its job is never queued. */
+    const rz_module *m = d->flow_shared ? NULL : st->module;
+    const char *id = m ? m->id : st->module_id;
+    if (!id && st->module && st->module->id)   /* a step made with its module */
+        id = st->module->id;
+    j->module_id = rz__strdup(id ? id : "");
+    j->module_version = rz__strdup(m ? m->version
                                    : st->module_spec ? st->module_spec : "");
     j->request = rz__strdup("{}");
-    char *reqs = step_reqs(st);
+    char *reqs = rz__engine_module_reqs(m, NULL);
     if (!j->step_id || !j->module_id || !j->module_version || !j->request || !reqs) {
         free(reqs);
         return no_memory();
@@ -602,7 +604,8 @@ int rz__engine_step_job_fill(rz_engine *e, rz__ejob *j, const rz__edep *d,
     free(reqs);
     if (rc != RZ_OK)
         return rc;
-    j->max_cost = step_max_cost(e, st, j->reqs);
+    j->max_cost = d->flow_shared ? rz__engine_ref_cost(e, j->reqs)
+                                 : step_max_cost(e, st, j->reqs);
     return rz__engine_reqs_set(e, j, j->reqs_json, j->max_cost);
 }
 
@@ -761,18 +764,12 @@ static void deploy_records(rz_engine *e, rz__edep *dp)
         rz__engine_touch_job(e, rz__engine_job(e, id));   /* the runs */
 }
 
-int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
-                     rz_ledger_id client, const char *inputs_json,
-                     uint64_t now_ms, uint64_t *deployment, rz_diags *diags)
-{
-    return rz__engine_deploy(e, text, len, client, inputs_json, NULL, now_ms,
-                             deployment, diags);
-}
-
-int rz__engine_deploy(rz_engine *e, const char *text, size_t len,
-                      rz_ledger_id client, const char *inputs_json,
-                      const char *reuse_json, uint64_t now_ms,
-                      uint64_t *deployment, rz_diags *diags)
+/* shared: the caller's parsed flow, borrowed instead of parsing `text`
+ * again (embedded mode); reuse_json: earlier results to reuse (reuse.c). */
+static int deploy(rz_engine *e, const char *text, size_t len,
+                  const rz_flow *shared, rz_ledger_id client,
+                  const char *inputs_json, const char *reuse_json,
+                  uint64_t now_ms, uint64_t *deployment, rz_diags *diags)
 {
     if (deployment)
         *deployment = 0;
@@ -801,7 +798,9 @@ int rz__engine_deploy(rz_engine *e, const char *text, size_t len,
     d.reuse_text = reuse_json ? rz__strdup(reuse_json) : NULL;
     int rc = d.text && (!inputs_json || d.inputs) && (!reuse_json || d.reuse_text)
                  ? rz__engine_reuse_set(&d, reuse_json) : no_memory();
-    if (rc == RZ_OK)
+    d.flow_shared = shared != NULL;
+    d.flow = (rz_flow *)shared;   /* borrowed: never changed nor freed here */
+    if (rc == RZ_OK && !shared)
         rc = load_flow(&d.flow, e, text, len, diags, false);
     if (rc == RZ_OK)
         rc = rz__engine_dep_approvals(&d);
@@ -843,6 +842,32 @@ int rz__engine_deploy(rz_engine *e, const char *text, size_t len,
     if (rc == RZ_OK && deployment)
         *deployment = dp->id;
     return rc;
+}
+
+int rz__engine_deploy(rz_engine *e, const char *text, size_t len,
+                      rz_ledger_id client, const char *inputs_json,
+                      const char *reuse_json, uint64_t now_ms,
+                      uint64_t *deployment, rz_diags *diags)
+{
+    return deploy(e, text, len, NULL, client, inputs_json, reuse_json, now_ms,
+                  deployment, diags);
+}
+
+int rz_engine_deploy(rz_engine *e, const char *text, size_t len,
+                     rz_ledger_id client, const char *inputs_json,
+                     uint64_t now_ms, uint64_t *deployment, rz_diags *diags)
+{
+    return deploy(e, text, len, NULL, client, inputs_json, NULL, now_ms,
+                  deployment, diags);
+}
+
+int rz__engine_deploy_shared(rz_engine *e, const char *text,
+                             const rz_flow *flow, rz_ledger_id client,
+                             const char *inputs_json, const char *reuse_json,
+                             uint64_t now_ms, uint64_t *deployment)
+{
+    return deploy(e, text, text ? strlen(text) : 0, flow, client, inputs_json,
+                  reuse_json, now_ms, deployment, NULL);
 }
 
 static int cmp_job(const void *a, const void *b)

@@ -183,6 +183,9 @@ typedef struct rz__edep {
     char *reuse_text;         /* the reuse map as given (stored with the flow) */
     struct cJSON *reuse;      /* parsed, or NULL (reuse.c) */
     bool flow_stored;         /* text and inputs are in "dflow" (store.c) */
+    bool flow_shared;         /* `flow` is an embedded caller's (local.c):
+                                 borrowed, and its text is dropped once
+                                 stored (one parsed flow, not two) */
     bool dirty;
     /* Change log for streams (rz_engine_deployment_changes; memory only,
      * dropped when it finishes): step indices in the order their jobs were
@@ -216,6 +219,14 @@ RZ_HIDDEN int rz__engine_fan_out_rebuild(rz_engine *e, rz__edep *d);
 RZ_HIDDEN int rz__engine_step_job_fill(rz_engine *e, struct rz__ejob *j,
                                        const rz__edep *d, const struct rz__step *st,
                                        size_t task, uint64_t now);
+/* deploy.c: rz_engine_deploy of `text`, a document of `flow`, which the
+ * deployment borrows instead of parsing the text again (embedded mode:
+ * the caller's flow outlives the deployment). */
+RZ_HIDDEN int rz__engine_deploy_shared(rz_engine *e, const char *text,
+                                       const rz_flow *flow, rz_ledger_id client,
+                                       const char *inputs_json,
+                                       const char *reuse_json, uint64_t now_ms,
+                                       uint64_t *deployment);
 /* local.c: credit an embedded deployment's client with `amount` more, for
  * holds made after its deploy (`tag`: unique per credit). */
 RZ_HIDDEN int rz__engine_local_credit(rz_engine *e, const rz__edep *d,

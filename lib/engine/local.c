@@ -222,8 +222,8 @@ int rz_engine_local_deploy(rz_engine *e, const rz_flow *flow,
             e->local.on_change = replica->on_change;
             e->local.userdata = replica->userdata;
         }
-        rc = rz__engine_deploy(e, doc, strlen(doc), client, inputs_json,
-                               e->local_reuse, now_ms, deployment, NULL);
+        rc = rz__engine_deploy_shared(e, doc, flow, client, inputs_json,
+                                      e->local_reuse, now_ms, deployment);
         e->local_reuse = NULL;   /* borrowed for this deploy only */
         if (rc == RZ_OK && *deployment != dep)
             rc = rz__error(RZ_EINTERNAL, "deployment %llu, expected %llu",

@@ -710,6 +710,10 @@ static void clear_dirty(rz_engine *e)
         rz__edep *d = rz__engine_dep(e, e->dirty_deps[i]);
         d->dirty = false;
         d->flow_stored = true;
+        if (d->flow_shared) {   /* stored: its flow is parsed already */
+            free(d->text);
+            d->text = NULL;
+        }
         if (d->final_status)
             rz__engine_evict_later(e, d->id, true);
         if (d->final_status && d->n_steps >= 4096)

@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "engine/engine_impl.h"
 #include "flow/model.h"
 #include "module/module_impl.h"
 #include "run/usage.h"
@@ -1103,6 +1104,10 @@ static void test_replica_follows_deployment(void **state)
      * reference cost, which is all the client was credited. */
     assert_int_equal(rz_engine_local_deploy(e, f, NULL, &rep, 0, &dep), RZ_OK);
     assert_int_equal(dep, 1);
+    /* One parsed flow: the deployment runs on the caller's, and keeps no
+     * copy of its text once stored. */
+    assert_ptr_equal(rz__engine_dep(e, dep)->flow, f);
+    assert_null(rz__engine_dep(e, dep)->text);
     assert_int_equal(changes, 1);
     assert_int_equal(count_running(r), 1);     /* a and c ready, one started */
     assert_follows(e, dep, r);
