@@ -1057,3 +1057,57 @@ int rz_engine_deployment_cancel(rz_engine *e, uint64_t deployment, uint64_t now_
     int crc = rz__engine_commit_call(e, RZ_OK);
     return rc != RZ_OK ? rc : crc;
 }
+
+/* Where two texts part, for the error. */
+static size_t parted_at(const char *a, const char *b)
+{
+    size_t i = 0;
+    while (a[i] && a[i] == b[i])
+        i++;
+    return i;
+}
+
+static int runs_equal(const rz__edep *d, const rz_run *stored)
+{
+    cJSON *x = rz__run_json(d->run), *y = rz__run_json(stored);
+    char *a = x ? cJSON_PrintUnformatted(x) : NULL;
+    char *b = y ? cJSON_PrintUnformatted(y) : NULL;
+    cJSON_Delete(x);
+    cJSON_Delete(y);
+    int rc = !a || !b ? no_memory() : RZ_OK;
+    if (rc == RZ_OK && strcmp(a, b) != 0) {
+        size_t at = parted_at(a, b), from = at > 60 ? at - 60 : 0;
+        rc = rz__error(RZ_EINTERNAL, "deployment %llu read back differs from "
+                       "memory at byte %zu: memory ...%.120s; stored ...%.120s",
+                       (unsigned long long)d->id, at, a + from, b + from);
+    }
+    free(a);
+    free(b);
+    return rc;
+}
+
+int rz__engine_dep_readback(rz_engine *e, const rz__edep *d)
+{
+    if (!d->run || d->dirty)
+        return RZ_OK;   /* finished (its final record), or not committed */
+    rz__edep t;
+    memset(&t, 0, sizeof t);
+    int rc = rz__engine_store_dep_flow(e, d->id, &t);
+    if (rc == RZ_OK && (t.n_events != d->n_events || t.n_steps != d->n_steps))
+        rc = rz__error(RZ_EINTERNAL, "deployment %llu: %u events and %zu steps "
+                       "stored, %u and %zu in memory", (unsigned long long)d->id,
+                       t.n_events, t.n_steps, d->n_events, d->n_steps);
+    if (rc == RZ_OK)
+        rc = load_flow(&t.flow, e, t.text, strlen(t.text), NULL, true);
+    if (rc == RZ_OK)
+        rc = new_run(&t, t.created_ms);
+    if (rc == RZ_OK)
+        rc = rz__engine_replay(e, &t);
+    if (rc == RZ_OK) {
+        /* Readiness is worked out, not recorded: as the last call did. */
+        rz_run_ready(t.run, e->now, NULL, 0);
+        rc = runs_equal(d, t.run);
+    }
+    rz__engine_dep_free(&t);
+    return rc;
+}

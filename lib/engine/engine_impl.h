@@ -544,6 +544,14 @@ RZ_HIDDEN int rz__engine_dep_report_with(rz_engine *e, rz__ejob *j,
                                          const char *outputs, const char *error,
                                          uint64_t now, rz__dep_texts *t);
 RZ_HIDDEN int rz__engine_dep_rebuild(rz_engine *e, rz__edep *d);
+/* Deployment `id` as stored, its flow's text included (store.c). */
+RZ_HIDDEN int rz__engine_store_dep_flow(rz_engine *e, uint64_t id,
+                                        rz__edep *out);
+/* Between calls: running deployment d read back as a reopen would (its
+ * stored flow, its stored step events replayed) equals its run in memory;
+ * RZ_EINTERNAL naming where they part (rz_engine_check's property,
+ * for tests: O(its events)). */
+RZ_HIDDEN int rz__engine_dep_readback(rz_engine *e, const rz__edep *d);
 RZ_HIDDEN void rz__engine_dep_free(rz__edep *d);
 
 /* submit.c: a module's requirements (its manifest's, with its estimate as

@@ -1178,6 +1178,19 @@ int rz__engine_store_dep(const rz_engine *e, uint64_t id, rz__edep *out)
     return read_one(e, e->db_deps, id, parse_dep_v, out, "deployment");
 }
 
+int rz__engine_store_dep_flow(rz_engine *e, uint64_t id, rz__edep *out)
+{
+    int rc = rz__engine_store_dep(e, id, out);
+    MDB_txn *txn = NULL;
+    int mrc = rc == RZ_OK ? mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn) : 0;
+    if (mrc)
+        return db_error(mrc, "begin");
+    if (rc == RZ_OK)
+        rc = load_dep_flow(e, txn, out);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
 /* A descending walk over one client's ids of a kind in the index. */
 typedef struct index_walk {
     MDB_cursor *cur;

@@ -13,7 +13,9 @@
  * large run (minutes).
  * Memory holds live work only (lib/engine/engine_impl.h): at the end, with
  * every job finished, none is left in memory, before and after a restart,
- * and each one reads back the same from the store.
+ * and each one reads back the same from the store. After every step each
+ * running deployment read back as a reopen would (its stored flow and
+ * events) equals its run in memory.
  * A failure prints the seed and step; run again with that seed to replay:
  * the world and the engine are both deterministic. */
 #include <stdbool.h>
@@ -450,6 +452,16 @@ static void step(world *w)
                                      : rz_engine_check(w->e);
     if (rc != RZ_OK)
         die(w, "invariant");
+    /* Every running deployment's record, read back as a reopen would
+     * (stored flow, stored events replayed), equals its run in memory
+     * after every commit; a big one's replay is O(its events): every 100
+     * steps. */
+    for (size_t i = 0; i < w->e->n_live_deps; i++) {
+        const rz__edep *d = w->e->deps[i];
+        if ((!w->big || d->n_steps < 1000 || w->step % 100 == 0) &&
+            rz__engine_dep_readback(w->e, d) != RZ_OK)
+            die(w, "a run read back differs from memory");
+    }
 }
 
 /* Money: what clients paid equals what succeeded jobs cost; nothing is held

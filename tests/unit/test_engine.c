@@ -148,9 +148,14 @@ static uint64_t submit(fx *f, uint64_t max, int32_t prio, uint64_t now)
     return id;
 }
 
+/* The invariants, and the property that each running deployment read
+ * back as a reopen would (its stored flow and events) equals its run in
+ * memory: after every call the tests check at. */
 static void check(fx *f)
 {
     int rc = rz_engine_check(f->e);
+    for (size_t i = 0; rc == RZ_OK && i < f->e->n_live_deps; i++)
+        rc = rz__engine_dep_readback(f->e, f->e->deps[i]);
     if (rc != RZ_OK)
         fprintf(stderr, "check: %s\n", rz_error_last()->message);
     assert_int_equal(rc, RZ_OK);
