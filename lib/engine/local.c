@@ -132,6 +132,15 @@ static const char *doc_step_id(const cJSON *steps, const cJSON *s)
  * timeout written out (the module's, where the step has none, since the
  * engine's copy is validated without modules), and no max_cost_micros (the
  * local node charges nothing; every hold is the reference cost). */
+/* Step st as exported needs a change: a cost to drop, a timeout to add. */
+static bool step_changes(const rz__step *st)
+{
+    return (st->extra &&
+            (cJSON_HasObjectItem(st->extra, "max_cost_micros") ||
+             cJSON_HasObjectItem(st->extra, "max_cost_cents"))) ||
+           (!st->timeout_s && st->module && st->module->timeout_s);
+}
+
 static int local_document(const rz_flow *flow, char **out)
 {
     *out = NULL;
@@ -140,6 +149,13 @@ static int local_document(const rz_flow *flow, char **out)
     int rc = rz_flow_to_json(flow, 0, &text, &len);
     if (rc != RZ_OK)
         return rc;
+    bool change = false;
+    for (size_t i = 0; !change && i < flow->n_steps; i++)
+        change = step_changes(&flow->steps[i]);
+    if (!change) {   /* the export as it is: no tree of the whole document */
+        *out = text;   /* rz_free is free */
+        return RZ_OK;
+    }
     cJSON *doc = cJSON_ParseWithLength(text, len);
     rz_free(text);
     if (!doc)

@@ -37,8 +37,9 @@
 #define ENGINE_MAP_SIZE (8ull * 1024 * 1024 * 1024)
 /* Commits between two rz__engine_store_shed: on /dev/shm (embedded runs)
  * the pages a map faults in count as the process's memory, up to ~120 MiB
- * in 1,024 commits of a 100,000-step run. */
-#define SHED_COMMITS 256
+ * in 1,024 commits of a 100,000-step run (up to 45 MiB in 256 of them was
+ * seen on top of the heap's peak; 64: under 12). */
+#define SHED_COMMITS 64
 
 /* LMDB's own codes are negative; a positive one is the system's errno from
  * its I/O: a storage failure (a short write on a disk that filled reads as
