@@ -800,11 +800,12 @@ typedef struct rz_engine_replica {
 #define RZ_ENGINE_REPLICA_VERSION 1
 #define RZ_ENGINE_REPLICA_INIT { RZ_ENGINE_REPLICA_VERSION, NULL, 0, NULL, NULL }
 
-/* Deploy a validated flow to run locally. The document is the flow's JSON
- * export, made to need no registry (each step's effective timeout written
- * out, no max_cost_micros); it is paid by a new client account credited with
- * exactly its holds. `replica` may be NULL. RZ_EINVAL for an engine opened
- * with a registry. */
+/* Deploy a validated flow to run locally. The deployment runs on `flow`
+ * itself (not a copy: it must outlive the deployment) and stores its JSON
+ * export; every step holds the reference cost (no max_cost_micros, no
+ * module requirements), paid by a new client account credited with exactly
+ * its holds. `replica` may be NULL. RZ_EINVAL for an engine opened with a
+ * registry. */
 RZ_EXTERN RZ_NODISCARD int rz_engine_local_deploy(rz_engine *e,
                                                   const rz_flow *flow,
                                                   const char *inputs_json,

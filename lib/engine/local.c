@@ -12,11 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
 #include "engine/engine_impl.h"
 #include "flow/model.h"
-#include "module/module_impl.h"
 #include "rhizos/hw.h"
 
 /* Client accounts of embedded deployments, and their test credit. */
@@ -118,69 +115,17 @@ int rz_engine_local_node(rz_engine *e, const char *caps_json, unsigned jobs,
 
 /* ---- the deployment ---- */
 
-/* The steps of an exported document: FluxGraph's object keyed by id or the
- * builder's array of nodes with an "id". */
-static const char *doc_step_id(const cJSON *steps, const cJSON *s)
-{
-    if (!cJSON_IsArray(steps))
-        return s->string;
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(s, "id");
-    return cJSON_IsString(id) ? id->valuestring : NULL;
-}
-
-/* The flow as a document that needs no registry: each step's effective
- * timeout written out (the module's, where the step has none, since the
- * engine's copy is validated without modules), and no max_cost_micros (the
- * local node charges nothing; every hold is the reference cost). */
-/* Step st as exported needs a change: a cost to drop, a timeout to add. */
-static bool step_changes(const rz__step *st)
-{
-    return (st->extra &&
-            (cJSON_HasObjectItem(st->extra, "max_cost_micros") ||
-             cJSON_HasObjectItem(st->extra, "max_cost_cents"))) ||
-           (!st->timeout_s && st->module && st->module->timeout_s);
-}
-
+/* The document stored for the deployment: the flow's JSON export as it
+ * is. The deployment runs on the flow itself (rz__engine_deploy_shared),
+ * with its jobs made as if from a document without modules or costs (the
+ * reference hold, which is what the client is credited); the text is read
+ * only by a reopen, and an embedded engine's folder is never reopened (the
+ * runner makes a new one per run). Not a tree of the whole document: at
+ * 100,000 steps that was ~70 MB at the run's peak. */
 static int local_document(const rz_flow *flow, char **out)
 {
-    *out = NULL;
-    char *text = NULL;
     size_t len = 0;
-    int rc = rz_flow_to_json(flow, 0, &text, &len);
-    if (rc != RZ_OK)
-        return rc;
-    bool change = false;
-    for (size_t i = 0; !change && i < flow->n_steps; i++)
-        change = step_changes(&flow->steps[i]);
-    if (!change) {   /* the export as it is: no tree of the whole document */
-        *out = text;   /* rz_free is free */
-        return RZ_OK;
-    }
-    cJSON *doc = cJSON_ParseWithLength(text, len);
-    rz_free(text);
-    if (!doc)
-        return rz__error(RZ_ENOMEM, "out of memory");
-    cJSON *steps = cJSON_GetObjectItemCaseSensitive(doc, "steps");
-    if (!steps)
-        steps = cJSON_GetObjectItemCaseSensitive(doc, "nodes");
-    bool ok = true;
-    for (cJSON *s = steps ? steps->child : NULL; ok && s; s = s->next) {
-        const char *id = doc_step_id(steps, s);
-        size_t i = id ? rz_flow_step_find(flow, id) : RZ_NPOS;
-        if (i == RZ_NPOS || !cJSON_IsObject(s))
-            continue;
-        const rz__step *st = &flow->steps[i];
-        cJSON_DeleteItemFromObjectCaseSensitive(s, "max_cost_micros");
-        cJSON_DeleteItemFromObjectCaseSensitive(s, "max_cost_cents");
-        if (!st->timeout_s && st->module && st->module->timeout_s)
-            ok = cJSON_AddNumberToObject(s, "timeout_s",
-                                         st->module->timeout_s) != NULL;
-    }
-    /* rz__json_print's numbers, on this tree (its own, about to go): not a
-     * copy of a 100,000-step document. */
-    *out = ok && rz__json_raw_numbers(doc) ? cJSON_PrintUnformatted(doc) : NULL;
-    cJSON_Delete(doc);
-    return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
+    return rz_flow_to_json(flow, 0, out, &len);
 }
 
 /* A client account credited with exactly what the deployment will hold. */
