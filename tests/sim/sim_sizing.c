@@ -9,8 +9,9 @@
  * of up to RZ_SIZE_BATCH calls, each a group. First RZ_SIZE_QUEUED
  * standalone jobs are submitted with no node (memory and store per queued
  * job), then the nodes register (memory per node) and every node
- * heartbeats once per RZ_SIZE_HB_S simulated seconds; a job's assignment
- * is taken by its node's poll and reported after a simulated run of
+ * heartbeats and polls once per RZ_SIZE_HB_S simulated seconds; a job's
+ * assignment is taken by its node's poll (at once, on its event) and
+ * reported after a simulated run of
  * 1-60 s; deployments (chains of RZ_SIZE_STEPS steps) are kept
  * RZ_SIZE_DEPS at a time until RZ_SIZE_JOBS jobs in all have run.
  *
@@ -290,6 +291,11 @@ static void heartbeats(sizing *s, uint64_t dt)
         if (rz_engine_node_heartbeat(s->e, node, s->now, 0) != RZ_OK)
             die("heartbeat");
         op_end(s, OP_HEARTBEAT, t);
+        /* A node polls on its own timer too: an assignment whose event
+         * was not seen (the event ring holds RZ_ENGINE_EVENTS_MAX) is
+         * taken then. */
+        grow((void **)&s->wake, &s->cap_wake, s->n_wake + 1, sizeof *s->wake);
+        s->wake[s->n_wake++] = node;
     }
 }
 
