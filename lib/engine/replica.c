@@ -529,9 +529,9 @@ int rz__replica_load(rz__ejob *j, const cJSON *rec)
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(rec, "rep");
     if (!cJSON_IsObject(r))
         return RZ_OK;
-    uint64_t k, vote, verdict;
-    bool ok = num(r, "k", &k) & num(r, "head", &j->rep_head) &
-              num(r, "first", &j->rep_first) & num(r, "vote", &vote) &
+    uint64_t k = 0, vote = 0, verdict = 0;
+    bool ok = num(r, "k", &k) && num(r, "head", &j->rep_head) &&
+              num(r, "first", &j->rep_first) && num(r, "vote", &vote) &&
               num(r, "verdict", &verdict);
     /* Queries size arrays by RZ_ENGINE_REPLICAS_MAX: a damaged count is
      * refused, never trusted. */
