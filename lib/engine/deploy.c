@@ -764,6 +764,30 @@ static void deploy_records(rz_engine *e, rz__edep *dp)
         rz__engine_touch_job(e, rz__engine_job(e, id));   /* the runs */
 }
 
+/* A new deployment's jobs (its steps', then its replicated steps' runs,
+ * held with them) and their holds; on failure none of them is left. */
+static int make_jobs(rz_engine *e, rz__edep *d, uint64_t now_ms)
+{
+    size_t before = e->n_jobs;
+    int rc = RZ_OK;
+    for (size_t i = 0; rc == RZ_OK && i < d->n_steps; i++) {
+        rz__ejob *j = rz__engine_job_new(e);
+        rc = j ? rz__engine_step_job_fill(e, j, d, &d->flow->steps[i], i, now_ms)
+               : no_memory();
+    }
+    for (size_t i = 0; rc == RZ_OK && !embedded(e) && i < d->n_steps; i++)
+        if (d->flow->steps[i].replicas >= 2)
+            rc = rz__replica_step_new(e, d->first_job + i,
+                                      d->flow->steps[i].replicas);
+    if (rc == RZ_OK && e->in_group)   /* a group's holds come first */
+        rc = rz__engine_group_flush(e);
+    if (rc == RZ_OK)
+        rc = hold_all(e, d);
+    if (rc != RZ_OK)
+        rz__engine_jobs_truncate(e, before);
+    return rc;
+}
+
 /* shared: the caller's parsed flow, borrowed instead of parsing `text`
  * again (embedded mode); reuse_json: earlier results to reuse (reuse.c). */
 static int deploy(rz_engine *e, const char *text, size_t len,
@@ -806,25 +830,11 @@ static int deploy(rz_engine *e, const char *text, size_t len,
         rc = rz__engine_dep_approvals(&d);
     if (rc == RZ_OK)
         rc = new_run(&d, now_ms);
-    size_t before = e->n_jobs;
     d.first_job = e->n_jobs + 1;
     d.n_steps = d.flow ? rz_flow_step_count(d.flow) : 0;
-    for (size_t i = 0; rc == RZ_OK && i < d.n_steps; i++) {
-        rz__ejob *j = rz__engine_job_new(e);
-        rc = j ? rz__engine_step_job_fill(e, j, &d, &d.flow->steps[i], i, now_ms)
-               : no_memory();
-    }
-    /* Replicated steps' runs follow the steps (held with them). */
-    for (size_t i = 0; rc == RZ_OK && !embedded(e) && i < d.n_steps; i++)
-        if (d.flow->steps[i].replicas >= 2)
-            rc = rz__replica_step_new(e, d.first_job + i,
-                                      d.flow->steps[i].replicas);
-    if (rc == RZ_OK && e->in_group)   /* a group's holds come first */
-        rc = rz__engine_group_flush(e);
     if (rc == RZ_OK)
-        rc = hold_all(e, &d);
+        rc = make_jobs(e, &d, now_ms);
     if (rc != RZ_OK) {
-        rz__engine_jobs_truncate(e, before);
         rz__engine_dep_free(&d);
         free(dp);
         return rc;
@@ -1092,7 +1102,7 @@ int rz__engine_dep_readback(rz_engine *e, const rz__edep *d)
         return RZ_OK;   /* finished (its final record), or not committed */
     rz__edep t;
     memset(&t, 0, sizeof t);
-    int rc = rz__engine_store_dep_flow(e, d->id, &t);
+    int rc = rz__engine_store_dep_read(e, d->id, &t);
     if (rc == RZ_OK && (t.n_events != d->n_events || t.n_steps != d->n_steps))
         rc = rz__error(RZ_EINTERNAL, "deployment %llu: %u events and %zu steps "
                        "stored, %u and %zu in memory", (unsigned long long)d->id,

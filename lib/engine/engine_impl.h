@@ -545,7 +545,7 @@ RZ_HIDDEN int rz__engine_dep_report_with(rz_engine *e, rz__ejob *j,
                                          uint64_t now, rz__dep_texts *t);
 RZ_HIDDEN int rz__engine_dep_rebuild(rz_engine *e, rz__edep *d);
 /* Deployment `id` as stored, its flow's text included (store.c). */
-RZ_HIDDEN int rz__engine_store_dep_flow(rz_engine *e, uint64_t id,
+RZ_HIDDEN int rz__engine_store_dep_read(rz_engine *e, uint64_t id,
                                         rz__edep *out);
 /* Between calls: running deployment d read back as a reopen would (its
  * stored flow, its stored step events replayed) equals its run in memory;

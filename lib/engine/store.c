@@ -1179,7 +1179,7 @@ int rz__engine_store_dep(const rz_engine *e, uint64_t id, rz__edep *out)
     return read_one(e, e->db_deps, id, parse_dep_v, out, "deployment");
 }
 
-int rz__engine_store_dep_flow(rz_engine *e, uint64_t id, rz__edep *out)
+int rz__engine_store_dep_read(rz_engine *e, uint64_t id, rz__edep *out)
 {
     int rc = rz__engine_store_dep(e, id, out);
     MDB_txn *txn = NULL;
