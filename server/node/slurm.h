@@ -1,0 +1,100 @@
+/* The node's Slurm backend ([backend] kind = "slurm", docs/node.md): a
+ * gateway on a login node that hands each job to Slurm as a batch job.
+ * slurm_parse.c holds the pure parts (what the Slurm commands print, the
+ * job names, the state map, sbatch's arguments); slurm.c runs the commands
+ * and tracks the jobs. */
+#ifndef RHIZOS_NODE_SLURM_H
+#define RHIZOS_NODE_SLURM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- slurm_parse.c ---- */
+
+/* What the partition offers, from `scontrol show node -o`: every node
+ * listing the partition, the usable ones (not drained, down, failing or
+ * not responding) counted in the totals, what Slurm has allocated (to any
+ * user) taken off in the free counts. */
+typedef struct slurm_capacity {
+    uint32_t nodes, usable;
+    uint32_t cpus, cpus_free, max_node_cpus;
+    uint64_t mem_mb, mem_free_mb, max_node_mem_mb;
+    uint32_t gpus, gpus_free, max_node_gpus;
+} slurm_capacity;
+
+/* 0, or -1 with err for text that is not scontrol's (a line without
+ * NodeName=, a number that is not one). Nodes of other partitions are
+ * skipped. */
+int slurm_parse_nodes(const char *text, size_t len, const char *partition,
+                      slurm_capacity *out, char *err, size_t errlen);
+
+/* Where a Slurm job state leaves the rhizos job. */
+typedef enum slurm_phase {
+    SLURM_WAITING = 0,   /* PENDING, CONFIGURING, REQUEUED, SUSPENDED, ... */
+    SLURM_RUNNING,       /* RUNNING, COMPLETING */
+    SLURM_DONE,          /* COMPLETED: the spool holds the result */
+    SLURM_FAILED,        /* FAILED, OUT_OF_MEMORY, BOOT_FAIL, DEADLINE */
+    SLURM_TIMEOUT,       /* TIMEOUT */
+    SLURM_RETRY,         /* CANCELLED, NODE_FAIL, PREEMPTED: declined, so
+                            the orchestrator runs it elsewhere */
+    SLURM_UNKNOWN        /* a state this code does not know */
+} slurm_phase;
+
+slurm_phase slurm_state_phase(const char *state);
+const char *slurm_phase_name(slurm_phase p);
+
+/* "rhizos-<job>-<attempt>" with job and attempt whole numbers from 1 (no
+ * sign, no leading zero). 0 and the numbers, or -1. */
+int slurm_job_name_parse(const char *name, uint64_t *job, uint32_t *attempt);
+void slurm_job_name(char *out, size_t n, uint64_t job, uint32_t attempt);
+
+/* One line of `squeue -h -t all -o %i|%j|%T`: only jobs whose name is a
+ * rhizos job name; other users' and other names are skipped. */
+typedef struct slurm_qjob {
+    uint64_t id;              /* Slurm's job id */
+    uint64_t job;
+    uint32_t attempt;
+    slurm_phase phase;
+    char state[32];
+} slurm_qjob;
+
+/* *out (malloc'd, *n entries; NULL when none), or -1 with err. */
+int slurm_parse_queue(const char *text, size_t len, slurm_qjob **out,
+                      size_t *n, char *err, size_t errlen);
+
+/* `scontrol show job -o ID`: the fields the gateway reads. */
+typedef struct slurm_jobinfo {
+    uint64_t id;
+    char name[80];
+    char state[32];
+    char reason[128];
+    int exit_code, exit_signal;   /* ExitCode=C:S */
+    slurm_phase phase;
+} slurm_jobinfo;
+
+int slurm_parse_job(const char *text, size_t len, slurm_jobinfo *out,
+                    char *err, size_t errlen);
+
+/* `sbatch --parsable`'s answer: "ID" or "ID;cluster". 0 or -1. */
+int slurm_parse_sbatch(const char *text, size_t len, uint64_t *id);
+
+/* What one job asks of Slurm. */
+typedef struct slurm_request {
+    uint32_t cpus;           /* --cpus-per-task (at least 1) */
+    uint32_t memory_mb;      /* --mem (always: without it a job takes the
+                                whole node under CR_Core_Memory) */
+    uint32_t gpus;           /* --gres=gpu:N when > 0 */
+    uint32_t timeout_s;      /* --time, in whole minutes rounded up past
+                                the step's own limit; 0: none */
+} slurm_request;
+
+/* The --time value for a step timeout: the step's limit plus a minute of
+ * grace (the adapter's own limit fires first, with its clear reason),
+ * rounded up to minutes. "" for 0. */
+void slurm_time_arg(char *out, size_t n, uint32_t timeout_s);
+
+/* The last meaningful line of a command's stderr, trimmed of "sbatch:
+ * error: " prefixes and control characters, at most n-1 bytes. */
+void slurm_error_line(char *out, size_t n, const char *text, size_t len);
+
+#endif /* RHIZOS_NODE_SLURM_H */
