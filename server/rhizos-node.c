@@ -46,6 +46,8 @@ static void usage(FILE *out)
 "                result for `info` in DATA/node-benchmark.json\n"
 "  status        what the running node is doing: its orchestrator, jobs,\n"
 "                verification and earnings, from its local API\n"
+"  slurm-run DIR run one spooled job on a Slurm compute node (the batch jobs\n"
+"                of a [backend] kind = \"slurm\" gateway submit it)\n"
 "\n"
 "Options:\n"
 "  --data DIR          where the node keeps its files (default\n"
@@ -94,6 +96,13 @@ static const struct {
       "usage: rhizos-node info [--data DIR] [--container-host URL] [--json]\n\n"
       "The detected hardware as a summary, or with --json the capabilities this\n"
       "node advertises (docs/hardware.md).\n" },
+    { "slurm-run",
+      "usage: rhizos-node slurm-run [--data DIR] [--modules DIR|URL]... [--no-sandbox]\n"
+      "                             [--container-host URL] DIR\n\n"
+      "Run the job in DIR/assignment.json here, as `start` would, and write its\n"
+      "result to DIR/result.json; talks to no orchestrator. The Slurm batch jobs\n"
+      "of a gateway ([backend] kind = \"slurm\", docs/node.md) run it on a compute\n"
+      "node, with the gateway's data folder and spool shared there.\n" },
     { "benchmark",
       "usage: rhizos-node benchmark [--data DIR]\n\n"
       "Measure CPU and memory bandwidth (about 2 s) and keep the result for `info`\n"
@@ -506,6 +515,24 @@ static int cmd_status(const opts *o)
     return EXIT_OK;
 }
 
+static int cmd_slurm_run(const opts *o, int n, char **args)
+{
+    if (n != 1 || args[0][0] != '/') {
+        fprintf(stderr, "rhizos-node: slurm-run takes one absolute folder\n");
+        return EXIT_USAGE;
+    }
+    if (sodium_init() < 0) {
+        fprintf(stderr, "rhizos-node: libsodium cannot start\n");
+        return EXIT_FAILED;
+    }
+    char dir[PATH_MAX];
+    data_dir(o, dir, sizeof dir);
+    node_opts no = { .data_dir = dir, .modules = o->modules,
+                     .n_modules = o->n_modules, .no_sandbox = o->no_sandbox,
+                     .container_host = o->container_host, .quiet = 1 };
+    return node_agent_run_spooled(&no, args[0]) == 0 ? EXIT_OK : EXIT_FAILED;
+}
+
 /* The options: 0 to go on, else the exit status (--version, a mistake). */
 static int parse_opts(int argc, char **argv, opts *o, int *help)
 {
@@ -574,6 +601,8 @@ int main(int argc, char **argv)
     }
     if (help)
         return help_for(cmd);
+    if (strcmp(cmd, "slurm-run") == 0)
+        return cmd_slurm_run(&o, argc - optind - 1, argv + optind + 1);
     if (optind + 1 < argc) {
         fprintf(stderr, "rhizos-node: unexpected argument '%s'\n", argv[optind + 1]);
         return EXIT_USAGE;

@@ -18,6 +18,7 @@
 
 #include "agent.h"
 #include "llm.h"
+#include "slurm.h"
 
 #define POLL_WAIT_S 25
 
@@ -618,6 +619,10 @@ static void *poller(void *arg)
             agent_sleep(a, 100);
             continue;
         }
+        if (a->slurm && !slurm_gw_can_take(a, NULL, 0)) {
+            agent_sleep(a, 500);   /* the monitor says why, once */
+            continue;
+        }
         job_slot *s = free_slot(a);
         if (s)
             poll_once(a, s, &poll_tries);
@@ -748,6 +753,7 @@ static int setup(agent *a, const node_opts *o)
 
 static void teardown(agent *a)
 {
+    slurm_gw_free(a);
     rz_registry_free(a->reg);
     free(a->slots);
     free(a->outbox);
@@ -824,22 +830,37 @@ static void join_loops(loops *l)
     node_api_stop(l->api);
 }
 
+/* A Slurm gateway's checks, then its jobs left in Slurm, before new
+ * work. 0, or -1 said. */
+static int start_slurm(agent *a)
+{
+    if (a->cfg.backend != NODE_BACKEND_SLURM)
+        return 0;
+    char why[1200];
+    if (slurm_gw_start(a, why, sizeof why) != 0) {
+        fprintf(stderr, "rhizos-node: slurm: %s\n", why);
+        return -1;
+    }
+    slurm_gw_run(a);
+    return 0;
+}
+
 int node_agent_run(const node_opts *o)
 {
     agent a;
     memset(&a, 0, sizeof a);
     pthread_mutex_init(&a.mu, NULL);
     pthread_cond_init(&a.cv, NULL);
-    if (setup(&a, o) != 0) {
-        teardown(&a);
-        return 1;
-    }
-    sigset_t set;
+    sigset_t set;   /* blocked before any thread (a gateway's) starts */
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (setup(&a, o) != 0 || start_slurm(&a) != 0) {
+        teardown(&a);
+        return 1;
+    }
     loops l = {0};
     if (start_loops(&a, &l) != 0) {
         stop_jobs(&a);
@@ -865,6 +886,63 @@ int node_agent_run(const node_opts *o)
     join_loops(&l);
     reap(&a);
     int rc = a.fatal;
+    teardown(&a);
+    return rc;
+}
+
+/* ---- `rhizos-node slurm-run`: one spooled job on a compute node ---- */
+
+static int spooled_job(agent *a, const char *dir, cJSON *asg)
+{
+    char path[PATH_MAX + 32];
+    cJSON *result = NULL;
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(asg, "probe"))) {
+        result = cJSON_CreateObject();
+        cJSON_AddStringToObject(result, "probe", "ok");
+    } else {
+        job_slot s = { .a = a, .busy = 1, .assignment = asg };
+        s.job = whole_at(asg, "job", JOB_ID_MAX);
+        s.attempt = (uint32_t)whole_at(asg, "attempt", UINT32_MAX);
+        if (!s.job || !s.attempt) {
+            fprintf(stderr, "rhizos-node: %s/assignment.json names no job "
+                    "and attempt\n", dir);
+            return 1;
+        }
+        result = job_run_local(a, &s);
+    }
+    char *text = result ? cJSON_PrintUnformatted(result) : NULL;
+    cJSON_Delete(result);
+    snprintf(path, sizeof path, "%s/result.json", dir);
+    int rc = text && node_write_private(path, text, strlen(text)) == 0;
+    if (!rc)
+        fprintf(stderr, "rhizos-node: %s: %s\n", path, strerror(errno));
+    cJSON_free(text);
+    return rc ? 0 : 1;
+}
+
+int node_agent_run_spooled(const node_opts *o, const char *dir)
+{
+    agent a;
+    memset(&a, 0, sizeof a);
+    pthread_mutex_init(&a.mu, NULL);
+    pthread_cond_init(&a.cv, NULL);
+    a.local = 1;
+    if (setup(&a, o) != 0) {
+        teardown(&a);
+        return 1;
+    }
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/assignment.json", dir);
+    char *text = node_read_file(path, 4u * 1024u * 1024u, NULL);
+    cJSON *asg = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    int rc = 1;
+    if (!cJSON_IsObject(asg))
+        fprintf(stderr, "rhizos-node: %s: %s\n", path,
+                asg ? "not a JSON object" : strerror(errno));
+    else
+        rc = spooled_job(&a, dir, asg);
+    cJSON_Delete(asg);
     teardown(&a);
     return rc;
 }

@@ -26,6 +26,8 @@ typedef struct job_slot {
     struct cJSON *assignment;    /* owned by the thread while it runs */
     char module[96];             /* for the local API: set at "started" */
     uint64_t started_ms;         /* 0 until then */
+    uint64_t slurm_id;           /* a Slurm job taken up again at start
+                                    (slurm.c): follow it, submit nothing */
 } job_slot;
 
 /* A job that ended here, as the local API lists it. */
@@ -84,6 +86,9 @@ struct agent {
     int64_t earn_balance, earn_pending;   /* the payout account, read */
     uint64_t earn_at_ms;                  /* when read; 0 never */
     int earn_stale;                       /* a job ended since */
+    struct slurm_gw *slurm;      /* [backend] kind = "slurm" (slurm.c) */
+    int local;                   /* slurm-run: one spooled job, no
+                                    orchestrator (no live log) */
 };
 
 /* localapi.c: the local API on its own thread (docs/node.md "Local API").
@@ -129,6 +134,10 @@ void agent_give_back_gpus(agent *a, uint64_t mask);
 
 /* job.c: the thread of one assignment. */
 void *job_main(void *slot);
+/* job.c: `rhizos-node slurm-run`: the slot's assignment vetted and run
+ * here, its result body ({outputs}|{error}, run_ms, log) returned
+ * (NULL: out of memory). */
+struct cJSON *job_run_local(agent *a, job_slot *s);
 /* What job_main checks before it runs the slot's assignment, and nothing
  * more (the fuzz target's seam): NULL when it would run, else why not
  * (static text or `why`). Nothing is run or sent; the slot keeps its

@@ -9,6 +9,7 @@
  * server. Everything else (other arrays, inline tables, dotted keys,
  * multi-line strings) is refused with FILE:LINE.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fnmatch.h>
 #include <limits.h>
@@ -65,7 +66,9 @@ typedef enum { K_URL, K_MODULES, K_SANDBOX, K_HEARTBEAT, K_GPU, K_CPU, K_MEM,
                K_GPU_CENTS, K_CPU_CENTS, K_MEM_CENTS,
                K_MAXJOBS, K_MAXMEM, K_MAXOUT, K_CONTAINER_HOST,
                K_ALLOW_IMAGES, K_ORCH_KEY, K_MAXSCRATCH, K_UID_FIRST,
-               K_UID_COUNT, K_LLM_PRICE, K_LLM_REFRESH, K_API_LISTEN, K_CA_FILE } key_id;
+               K_UID_COUNT, K_LLM_PRICE, K_LLM_REFRESH, K_API_LISTEN, K_CA_FILE,
+               K_BK_KIND, K_BK_PARTITION, K_BK_ACCOUNT, K_BK_QOS, K_BK_SPOOL,
+               K_BK_COMMAND, K_BK_MEMORY, K_BK_POLL } key_id;
 
 typedef struct key_def {
     const char *section, *name;
@@ -98,11 +101,20 @@ static const key_def keys[] = {
     { "container", "host", K_CONTAINER_HOST, V_STRING },
     { "container", "allow_images", K_ALLOW_IMAGES, V_STRV },
     { "api", "listen", K_API_LISTEN, V_STRING },
+    { "backend", "kind", K_BK_KIND, V_STRING },
+    { "backend", "partition", K_BK_PARTITION, V_STRING },
+    { "backend", "account", K_BK_ACCOUNT, V_STRING },
+    { "backend", "qos", K_BK_QOS, V_STRING },
+    { "backend", "spool", K_BK_SPOOL, V_STRING },
+    { "backend", "command", K_BK_COMMAND, V_STRING },
+    { "backend", "default_memory_mb", K_BK_MEMORY, V_INT },
+    { "backend", "poll_s", K_BK_POLL, V_FLOAT },
 };
 
 static const char *const sections[] = {
     "orchestrator", "node", "pricing", "limits", "labels", "container",
     "api",
+    "backend",
 };
 
 static const char *type_name(vtype t)
@@ -193,7 +205,7 @@ static int parse_header(parser *p, const char *s, const char *end)
             return 0;
         }
     return perr(p, "unknown section [%s] (known: [orchestrator] [node] "
-                   "[pricing] [limits] [labels] [container] [api])", p->section);
+                   "[pricing] [limits] [labels] [container] [api] [backend])", p->section);
 }
 
 static int parse_basic_string(parser *p, const char **sp, const char *end,
@@ -464,6 +476,58 @@ static int apply_allow_images(parser *p, value *v)
     return 0;
 }
 
+/* ---- [backend] ---- */
+
+/* A Slurm name (partition, account, QoS): what sbatch takes as one
+ * argument, nothing a shell or a log could misread. */
+static int slurm_word(parser *p, const char *key, char **slot, value *v)
+{
+    size_t n = strlen(v->s);
+    int ok = n >= 1 && n <= 64;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)v->s[i]) || strchr("-_.", v->s[i]);
+    if (!ok)
+        return perr(p, "%s must be 1 to 64 of A-Z a-z 0-9 - _ .", key);
+    return set_string(slot, v);
+}
+
+static int apply_backend(parser *p, const key_def *k, value *v)
+{
+    node_config *c = p->c;
+    uint64_t u = 0;
+    int rc = 0;
+    switch (k->id) {
+    case K_BK_KIND:
+        if (strcmp(v->s, "process") == 0)
+            c->backend = NODE_BACKEND_LOCAL;
+        else if (strcmp(v->s, "slurm") == 0)
+            c->backend = NODE_BACKEND_SLURM;
+        else
+            return perr(p, "kind must be \"process\" (run jobs here) or "
+                        "\"slurm\" (hand them to Slurm)");
+        return 0;
+    case K_BK_PARTITION: return slurm_word(p, k->name, &c->slurm_partition, v);
+    case K_BK_ACCOUNT: return slurm_word(p, k->name, &c->slurm_account, v);
+    case K_BK_QOS: return slurm_word(p, k->name, &c->slurm_qos, v);
+    case K_BK_SPOOL: case K_BK_COMMAND:
+        if (v->s[0] != '/' || strlen(v->s) > 1024)
+            return perr(p, "%s must be an absolute path", k->name);
+        return set_string(k->id == K_BK_SPOOL ? &c->slurm_spool
+                                              : &c->slurm_command, v);
+    case K_BK_MEMORY:
+        if ((rc = want_uint(p, k, v, 1, UINT32_MAX, &u)) == 0)
+            c->slurm_default_memory_mb = (uint32_t)u;
+        return rc;
+    case K_BK_POLL:
+        if (!(v->f >= 0.2 && v->f <= 300))
+            return perr(p, "poll_s must be between 0.2 and 300");
+        c->slurm_poll_s = v->f;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
 static int apply(parser *p, const key_def *k, value *v)
 {
     node_config *c = p->c;
@@ -526,6 +590,9 @@ static int apply(parser *p, const key_def *k, value *v)
     case K_LLM_PRICE:
         rc = want_uint(p, k, v, 0, PRICE_MAX, &c->llm_1k_tokens_micros);
         break;
+    case K_BK_KIND: case K_BK_PARTITION: case K_BK_ACCOUNT: case K_BK_QOS:
+    case K_BK_SPOOL: case K_BK_COMMAND: case K_BK_MEMORY: case K_BK_POLL:
+        return apply_backend(p, k, v);
     case K_LLM_REFRESH:
         if (!(v->f >= 1 && v->f <= 86400))
             return perr(p, "llm_refresh_s must be between 1 and 86400");
@@ -728,6 +795,13 @@ int node_config_parse(node_config *c, const char *text, size_t len,
                         ? "kind = \"ollama\" or \"openai\""
                         : "url = \"http://HOST:PORT\"");
         }
+    if (c->backend == NODE_BACKEND_SLURM &&
+        (!c->slurm_partition || !c->slurm_spool)) {
+        snprintf(err, errlen, "%s: [backend] kind = \"slurm\" needs "
+                 "partition = \"NAME\" and spool = \"/shared/folder\"",
+                 p.file);
+        return -1;
+    }
     return 0;
 }
 
@@ -745,6 +819,9 @@ void node_config_defaults(node_config *c)
     c->max_scratch_mb = NODE_DEFAULT_SCRATCH_MB;
     c->llm_1k_tokens_micros = 1000;  /* $1 per million tokens */
     c->llm_refresh_s = NODE_LLM_REFRESH_S;
+    c->backend = NODE_BACKEND_LOCAL;
+    c->slurm_default_memory_mb = 512;
+    c->slurm_poll_s = 2;
 }
 
 int node_config_load(node_config *c, const char *path, char *err,
@@ -779,6 +856,11 @@ void node_config_free(node_config *c)
     for (size_t i = 0; i < c->n_allow_images; i++)
         free(c->allow_images[i]);
     free(c->allow_images);
+    free(c->slurm_partition);
+    free(c->slurm_account);
+    free(c->slurm_qos);
+    free(c->slurm_spool);
+    free(c->slurm_command);
     for (size_t i = 0; i < c->n_labels; i++) {
         free(c->label_keys[i]);
         free(c->label_values[i]);
@@ -920,6 +1002,28 @@ static void put_api(FILE *f, const node_config *c)
 }
 
 
+/* Only a Slurm gateway's: a plain node's file stays as it was. */
+static void put_backend(FILE *f, const node_config *c)
+{
+    if (c->backend != NODE_BACKEND_SLURM)
+        return;
+    fputs("\n# Jobs go to Slurm as batch jobs (docs/node.md \"[backend]\").\n"
+          "[backend]\nkind = \"slurm\"\n", f);
+    const char *const names[] = { "partition", "account", "qos", "spool",
+                                  "command" };
+    const char *const vals[] = { c->slurm_partition, c->slurm_account,
+                                 c->slurm_qos, c->slurm_spool,
+                                 c->slurm_command };
+    for (size_t i = 0; i < 5; i++)
+        if (vals[i]) {
+            fprintf(f, "%s = ", names[i]);
+            put_string(f, vals[i]);
+            fputc('\n', f);
+        }
+    fprintf(f, "default_memory_mb = %u\npoll_s = %.17g\n",
+            c->slurm_default_memory_mb, c->slurm_poll_s);
+}
+
 char *node_config_format(const node_config *c)
 {
     char *text = NULL;
@@ -963,6 +1067,7 @@ char *node_config_format(const node_config *c)
     put_container(f, c);
     put_llm(f, c);
     put_api(f, c);
+    put_backend(f, c);
     fputs("\n# Free-form labels jobs can require (region, tier, ...).\n"
           "[labels]\n", f);
     for (size_t i = 0; i < c->n_labels; i++) {

@@ -16,6 +16,7 @@
 
 #include "agent.h"
 #include "llm.h"
+#include "slurm.h"
 
 #define MAX_CREDS 32
 #define LOG_CAP (64u * 1024u)
@@ -708,6 +709,69 @@ static void report(agent *a, job *j)
     cJSON_Delete(b);
 }
 
+/* ---- through Slurm ([backend] kind = "slurm", slurm.c) ---- */
+
+static uint32_t job_cpus(const job *j)
+{
+    double n = num_at(cJSON_GetObjectItemCaseSensitive(j->manifest,
+                                                       "requirements"),
+                      "cpu_cores");
+    return n >= 1 && n <= 65536 ? (uint32_t)n : 1;
+}
+
+/* slurm-run's result body into the job, as if it had run here. */
+static void take_result(job *j, const cJSON *r)
+{
+    const cJSON *out = cJSON_GetObjectItemCaseSensitive(r, "outputs");
+    const char *err = str_at(r, "error"), *log = str_at(r, "log");
+    double ms = num_at(r, "run_ms");
+    if (cJSON_IsObject(out))
+        j->outputs = cJSON_PrintUnformatted(out);
+    else
+        j->error = strdup(err ? err : "the step's result in the spool holds "
+                          "neither outputs nor an error");
+    j->log = log ? strdup(log) : NULL;
+    j->run_ms = ms > 0 && ms < 9e15 ? (uint64_t)ms : 0;
+}
+
+static void run_slurm(agent *a, job *j)
+{
+    uint32_t mem = job_memory(a, j);
+    slurm_request rq = { .cpus = job_cpus(j),
+                         .memory_mb = mem ? mem : a->cfg.slurm_default_memory_mb,
+                         .gpus = job_gpus(j), .timeout_s = job_timeout(j) };
+    slurm_outcome out;
+    slurm_job_run(a, j->s, &rq, &out);
+    switch (out.kind) {
+    case SLURM_OUT_RESULT:
+        if (out.result)
+            take_result(j, out.result);
+        else {
+            j->error = out.error;
+            j->run_ms = out.run_ms;
+            out.error = NULL;
+        }
+        report(a, j);
+        slurm_job_cleanup(a, j->s);
+        break;
+    case SLURM_OUT_DECLINE:
+        decline(a, j, out.error ? out.error : "Slurm did not run it");
+        slurm_job_cleanup(a, j->s);
+        break;
+    case SLURM_OUT_WITHDRAWN:
+        agent_say(a, "stopped", j->s, j->module_ref[0] ? j->module_ref : NULL,
+                  "the orchestrator withdrew it; scancelled", -1);
+        slurm_job_cleanup(a, j->s);
+        break;
+    case SLURM_OUT_LEFT:
+        agent_say(a, "left", j->s, NULL, "the gateway stops; the Slurm job "
+                  "goes on and is taken up again at the next start", -1);
+        break;
+    }
+    cJSON_Delete(out.result);
+    free(out.error);
+}
+
 static void finish(job *j)
 {
     wipe_credentials(j);
@@ -742,15 +806,32 @@ const char *job_vet(agent *a, job_slot *s, char *why, size_t n)
     return no;
 }
 
+/* A Slurm job an earlier gateway run submitted: followed to its end, its
+ * module not looked at again (its credentials may have expired since;
+ * the compute node opened them). */
+static void resume_slurm(agent *a, job *j)
+{
+    const cJSON *mod = cJSON_GetObjectItemCaseSensitive(j->asg, "module");
+    const char *id = str_at(mod, "id"), *v = str_at(mod, "version");
+    if (id && v)
+        snprintf(j->module_ref, sizeof j->module_ref, "%.80s@%.40s", id, v);
+    run_slurm(a, j);
+}
+
 void *job_main(void *arg)
 {
     job_slot *s = arg;
     agent *a = s->a;
     job j = { .s = s, .asg = s->assignment, .llm_server = -1 };
     char why[400];
-    const char *no = vet(a, &j, why, sizeof why);
-    if (no) {
+    const char *no = s->slurm_id ? NULL : vet(a, &j, why, sizeof why);
+    if (s->slurm_id) {
+        resume_slurm(a, &j);
+    } else if (no) {
         decline(a, &j, no);
+    } else if (a->slurm) {
+        agent_say(a, "started", s, j.module_ref, NULL, -1);
+        run_slurm(a, &j);
     } else {
         agent_say(a, "started", s, j.module_ref, NULL, -1);
         run(a, &j);
@@ -771,4 +852,18 @@ void *job_main(void *arg)
     pthread_cond_broadcast(&a->cv);
     pthread_mutex_unlock(&a->mu);
     return NULL;
+}
+
+cJSON *job_run_local(agent *a, job_slot *s)
+{
+    job j = { .s = s, .asg = s->assignment, .llm_server = -1 };
+    char why[400];
+    const char *no = vet(a, &j, why, sizeof why);
+    if (no)
+        j.error = strdup(no);
+    else
+        run(a, &j);
+    cJSON *b = fitted_body(&j);
+    finish(&j);
+    return b;
 }

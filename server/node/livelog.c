@@ -227,6 +227,8 @@ static void *live_main(void *arg)
 
 live_log *live_log_start(agent *a, job_slot *s)
 {
+    if (a->local)
+        return NULL;   /* slurm-run: no orchestrator; the result has it */
     live_log *l = calloc(1, sizeof *l);
     if (!l)
         return NULL;

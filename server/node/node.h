@@ -65,10 +65,25 @@ typedef struct node_config {
                                         port when that one is taken */
     node_llm llm[NODE_CONFIG_MAX_LLM];
     size_t n_llm;
+    /* [backend]: where jobs run (docs/node.md "[backend]") */
+    int backend;                     /* kind: NODE_BACKEND_* */
+    char *slurm_partition;           /* partition (required for slurm) */
+    char *slurm_account;             /* account; NULL: Slurm's default */
+    char *slurm_qos;                 /* qos; NULL: Slurm's default */
+    char *slurm_spool;               /* spool: a folder the compute nodes
+                                        share (required for slurm) */
+    char *slurm_command;             /* command: rhizos-node's path on the
+                                        compute nodes; NULL: this one's */
+    uint32_t slurm_default_memory_mb;/* default_memory_mb: --mem of a step
+                                        that says none (default 512) */
+    double slurm_poll_s;             /* poll_s: squeue every (default 2) */
     size_t n_labels;                 /* [labels] key = "value" */
     char *label_keys[NODE_CONFIG_MAX_LABELS];
     char *label_values[NODE_CONFIG_MAX_LABELS];
 } node_config;
+
+#define NODE_BACKEND_LOCAL 0
+#define NODE_BACKEND_SLURM 1
 
 #define NODE_DEFAULT_URL "http://127.0.0.1:8080"
 #define NODE_API_DEFAULT "127.0.0.1:7180"
@@ -194,5 +209,8 @@ typedef struct node_opts {
 
 /* Exit status of the command (0 on SIGTERM/SIGINT). */
 int node_agent_run(const node_opts *o);
+/* `rhizos-node slurm-run DIR` (slurm.c's batch jobs): DIR/assignment.json
+ * run here, its result written to DIR/result.json. 0 when written. */
+int node_agent_run_spooled(const node_opts *o, const char *dir);
 
 #endif /* RHIZOS_NODE_H */

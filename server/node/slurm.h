@@ -97,4 +97,52 @@ void slurm_time_arg(char *out, size_t n, uint32_t timeout_s);
  * error: " prefixes and control characters, at most n-1 bytes. */
 void slurm_error_line(char *out, size_t n, const char *text, size_t len);
 
+/* ---- slurm.c: the gateway (needs agent.h's types) ---- */
+
+struct agent;
+struct job_slot;
+struct cJSON;
+struct node_config;
+typedef struct slurm_gw slurm_gw;
+
+/* The partition's usable capacity written over a registration's
+ * capabilities (cores, threads, memory, GPUs; label slurm.partition).
+ * 0, or -1 with err when Slurm does not answer. */
+int slurm_caps_apply(struct cJSON *caps, const struct node_config *cfg,
+                     char *err, size_t n);
+
+/* Before the first job: the rhizos-node command for the compute nodes,
+ * the spool (SPOOL/<node id>), Slurm answering, and a probe job that
+ * proves the spool is shared. 0, or -1 with why (the gateway does not
+ * start). */
+int slurm_gw_start(struct agent *a, char *why, size_t n);
+/* Jobs an earlier run left in Slurm taken up again (threads of their own),
+ * then the partition watched every poll_s. */
+void slurm_gw_run(struct agent *a);
+void slurm_gw_free(struct agent *a);
+/* 1 when the gateway may ask for work now, else 0 with why (Slurm away,
+ * the partition down, drained or full). */
+int slurm_gw_can_take(struct agent *a, char *why, size_t n);
+
+typedef enum slurm_out_kind {
+    SLURM_OUT_RESULT = 1,    /* result (the spool's) or error: report it */
+    SLURM_OUT_DECLINE,       /* error says why: decline (runs elsewhere) */
+    SLURM_OUT_LEFT,          /* the gateway stops: the Slurm job goes on */
+    SLURM_OUT_WITHDRAWN      /* the orchestrator withdrew it: scancelled */
+} slurm_out_kind;
+
+typedef struct slurm_outcome {
+    slurm_out_kind kind;
+    struct cJSON *result;    /* slurm-run's result.json; NULL: see error */
+    char *error;             /* malloc'd */
+    uint64_t run_ms;         /* measured by the gateway (no result.json) */
+} slurm_outcome;
+
+/* Submit the slot's assignment (or, for a recovered slot, its slurm_id)
+ * and follow it until it ends, is withdrawn, or the gateway stops. */
+void slurm_job_run(struct agent *a, struct job_slot *s,
+                   const slurm_request *rq, slurm_outcome *out);
+/* The job's spool folder, once its outcome is kept or delivered. */
+void slurm_job_cleanup(struct agent *a, const struct job_slot *s);
+
 #endif /* RHIZOS_NODE_SLURM_H */

@@ -12,6 +12,7 @@
 #include "rhizos/rhizos.h"
 #include "node.h"
 #include "llm.h"
+#include "slurm.h"
 
 int node_client_new(rz_client **c, const char *url, const char *token,
                     const node_config *cfg)
@@ -141,6 +142,23 @@ static char *restrict_json(const char *json, const node_config *cfg)
     return out;
 }
 
+/* A Slurm gateway advertises its partition, not this machine. Frees
+ * `json`; NULL with err when Slurm does not answer. */
+static char *slurm_caps(char *json, const node_config *cfg, char *err,
+                        size_t errlen)
+{
+    cJSON *j = cJSON_Parse(json);
+    free(json);
+    char *out = NULL;
+    if (!j)
+        snprintf(err, errlen, "capabilities: out of memory");
+    else if (slurm_caps_apply(j, cfg, err, errlen) == 0 &&
+        !(out = cJSON_PrintUnformatted(j)))
+        snprintf(err, errlen, "capabilities: out of memory");
+    cJSON_Delete(j);
+    return out;
+}
+
 char *node_capabilities(const char *dir, const node_config *cfg, char *err,
                         size_t errlen)
 {
@@ -161,6 +179,12 @@ char *node_capabilities(const char *dir, const node_config *cfg, char *err,
         rc = rz_caps_to_json(caps, 0, &json);
     if (rc == RZ_OK && !(out = restrict_json(json, cfg)))
         rc = RZ_ENOMEM;
+    if (rc == RZ_OK && cfg->backend == NODE_BACKEND_SLURM &&
+        !(out = slurm_caps(out, cfg, err, errlen))) {
+        rz_free(json);
+        rz_caps_free(caps);
+        return NULL;
+    }
     if (rc != RZ_OK)
         snprintf(err, errlen, "capabilities: %s", rz_error_last()->message[0]
                  ? rz_error_last()->message : rz_strerror(rc));
@@ -276,6 +300,11 @@ int node_register(const char *dir, const char *url, const node_config *cfg,
                   size_t errlen)
 {
     char *caps = node_capabilities(dir, cfg, err, errlen);
+    if (!caps && cfg->backend == NODE_BACKEND_SLURM) {
+        /* Slurm away: said, and tried again with backoff. */
+        fprintf(stderr, "rhizos-node: %s; registering later\n", err);
+        return RZ_ESTATE;
+    }
     if (!caps)
         return RZ_EINTERNAL;
     cJSON *parsed = cJSON_Parse(caps);
