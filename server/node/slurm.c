@@ -234,10 +234,10 @@ int slurm_caps_apply(cJSON *caps, const node_config *cfg, char *err,
     /* The partition's usable nodes as one node: its CPUs, memory and GPUs
      * in total. A step still runs on one Slurm node: one larger than any
      * node is turned down before sbatch (slurm_job_run). */
-    cJSON *v;
+    cJSON *v, *cpu = cJSON_GetObjectItemCaseSensitive(caps, "cpu");
     const char *const cores[] = { "cores", "threads" };
     for (size_t i = 0; i < 2; i++)
-        if ((v = cJSON_GetObjectItemCaseSensitive(caps, cores[i])))
+        if ((v = cJSON_GetObjectItemCaseSensitive(cpu, cores[i])))
             cJSON_SetNumberValue(v, cap.cpus);
     if ((v = cJSON_GetObjectItemCaseSensitive(caps, "memory_mb")))
         cJSON_SetNumberValue(v, (double)cap.mem_mb);
@@ -425,7 +425,7 @@ static int submit(agent *a, const char *dir, const char *name,
 {
     char a_name[120], a_part[100], a_acct[100], a_qos[100], a_cpus[40],
          a_mem[40], a_gres[40], a_time[40], a_out[PATH_MAX + 20],
-         a_dir[PATH_MAX + 20], script[PATH_MAX + 20];
+         a_dir[PATH_MAX + 20], script[PATH_MAX + 20], a_comment[64];
     const char *argv[64];
     size_t k = 0;
     argv[k++] = "sbatch";
@@ -463,6 +463,9 @@ static int submit(agent *a, const char *dir, const char *name,
      * environment). */
     argv[k++] = "--no-requeue";
     argv[k++] = "--export=PATH";
+    snprintf(a_comment, sizeof a_comment, "--comment=rhizos-node:%s",
+             a->node_id);
+    argv[k++] = a_comment;
     snprintf(a_out, sizeof a_out, "--output=%s/slurm.out", dir);
     argv[k++] = a_out;
     snprintf(a_dir, sizeof a_dir, "--chdir=%s", dir);
@@ -618,6 +621,38 @@ static int look(agent *a, const job_slot *s, const char *dir, uint64_t id,
     return 1;
 }
 
+/* Does sbatch's error say slurmctld is away rather than that it refused
+ * the job? */
+static int unreachable(const char *why)
+{
+    static const char *const words[] = { "contact slurm controller",
+        "Unable to contact", "Socket timed out", "Connection refused",
+        "Zero Bytes were transmitted", "no answer in", NULL };
+    for (size_t i = 0; words[i]; i++)
+        if (strstr(why, words[i]))
+            return 1;
+    return 0;
+}
+
+/* sbatch, and again every few seconds while slurmctld is away (a job that
+ * came while the outage was not yet seen waits for it); a refusal is
+ * final. 0, or -1 with why (also when the job was withdrawn meanwhile). */
+static int submit_when_up(agent *a, const job_slot *s, const char *dir,
+                          const char *name, const slurm_request *rq,
+                          uint64_t *id, char *why, size_t n)
+{
+    int said = 0;
+    for (;;) {
+        if (submit(a, dir, name, rq, id, why, n) == 0)
+            return 0;
+        if (!unreachable(why) || stop_of(a, s))
+            return -1;
+        if (!said++)
+            agent_say(a, "waiting", s, NULL, why, -1);
+        agent_sleep(a, 3000);
+    }
+}
+
 void slurm_job_run(agent *a, job_slot *s, const slurm_request *rq,
                    slurm_outcome *out)
 {
@@ -645,9 +680,11 @@ void slurm_job_run(agent *a, job_slot *s, const slurm_request *rq,
             return;
         }
         if (prepare(a, s, dir, why, sizeof why) != 0 ||
-            submit(a, dir, name, rq, &id, why, sizeof why) != 0) {
+            submit_when_up(a, s, dir, name, rq, &id, why, sizeof why) != 0) {
             remove_dir(dir);
-            out->kind = SLURM_OUT_DECLINE;
+            out->kind = stop_of(a, s) == 2 ? SLURM_OUT_LEFT
+                      : stop_of(a, s) == 1 ? SLURM_OUT_WITHDRAWN
+                      : SLURM_OUT_DECLINE;
             out->error = strdup(why);
             return;
         }
@@ -728,7 +765,7 @@ static int probe(agent *a, char *why, size_t n)
 /* Slurm's rhizos jobs, by name (squeue knows finished jobs for MinJobAge). */
 static int queue_now(slurm_qjob **v, size_t *n, char *why, size_t wn)
 {
-    const char *argv[] = { "squeue", "-h", "-t", "all", "-o", "%i|%j|%T",
+    const char *argv[] = { "squeue", "-h", "-t", "all", "-o", "%i|%j|%T|%k",
                            NULL };
     cmd_out c;
     char err[200];
@@ -746,20 +783,23 @@ static int queue_now(slurm_qjob **v, size_t *n, char *why, size_t wn)
 }
 
 /* The Slurm id of a spool folder's job: its slurm_id file, else the newest
- * job of that name (sbatch answered, the gateway died before writing). */
-static uint64_t find_id(const char *dir, uint64_t job, uint32_t attempt,
-                        const slurm_qjob *q, size_t nq)
+ * job of that name submitted by this node (its comment: sbatch answered,
+ * the gateway died before writing the file). */
+static uint64_t find_id(const agent *a, const char *dir, uint64_t job,
+                        uint32_t attempt, const slurm_qjob *q, size_t nq)
 {
     char *text = read_text(dir, "slurm_id", 64);
-    uint64_t id = 0;
+    uint64_t id = 0, named = 0;
     if (text)
         (void)!slurm_parse_sbatch(text, strlen(text), &id);
     free(text);
+    char mine[64];
+    snprintf(mine, sizeof mine, "rhizos-node:%s", a->node_id);
     for (size_t i = 0; !id && i < nq; i++)
         if (q[i].job == job && q[i].attempt == attempt &&
-            (!id || q[i].id > id))
-            id = q[i].id;
-    return id;
+            strcmp(q[i].comment, mine) == 0 && q[i].id > named)
+            named = q[i].id;
+    return id ? id : named;
 }
 
 /* One spool folder at start-up: its job taken up again in a free slot
@@ -774,7 +814,7 @@ static void recover_one(agent *a, const char *name, const slurm_qjob *q,
     if (slurm_job_name_parse(jn, &job, &attempt) != 0)
         return;
     snprintf(dir, sizeof dir, "%s/%s", a->slurm->spool, name);
-    uint64_t id = find_id(dir, job, attempt, q, nq);
+    uint64_t id = find_id(a, dir, job, attempt, q, nq);
     char *text = read_text(dir, "assignment.json", RESULT_MAX);
     cJSON *asg = text ? cJSON_Parse(text) : NULL;
     free(text);

@@ -48,14 +48,16 @@ const char *slurm_phase_name(slurm_phase p);
 int slurm_job_name_parse(const char *name, uint64_t *job, uint32_t *attempt);
 void slurm_job_name(char *out, size_t n, uint64_t job, uint32_t attempt);
 
-/* One line of `squeue -h -t all -o %i|%j|%T`: only jobs whose name is a
- * rhizos job name; other users' and other names are skipped. */
+/* One line of `squeue -h -t all -o %i|%j|%T|%k` (the comment may be left
+ * out): only jobs whose name is a rhizos job name; other users' and other
+ * names are skipped. */
 typedef struct slurm_qjob {
     uint64_t id;              /* Slurm's job id */
     uint64_t job;
     uint32_t attempt;
     slurm_phase phase;
     char state[32];
+    char comment[80];         /* the gateway's: "rhizos-node:<node id>" */
 } slurm_qjob;
 
 /* *out (malloc'd, *n entries; NULL when none), or -1 with err. */

@@ -406,12 +406,15 @@ static int queue_fn(const char *line, size_t len, void *ud, char *err,
     memcpy(buf, line, len);
     buf[len] = '\0';
     char *a = buf, *b = strchr(a, '|'), *c = b ? strchr(b + 1, '|') : NULL;
-    if (!b || !c || strchr(c + 1, '|')) {
-        snprintf(err, errlen, "a line of squeue is not ID|NAME|STATE");
+    if (!b || !c) {
+        snprintf(err, errlen, "a line of squeue is not ID|NAME|STATE[|COMMENT]");
         return -1;
     }
     *b++ = '\0';
     *c++ = '\0';
+    char *d = strchr(c, '|');   /* the comment: the rest, '|' and all */
+    if (d)
+        *d++ = '\0';
     uint64_t id;
     /* An array or het job prints 12_3 or 12+0: never ours. */
     if (parse_u64(a, &id) != 0) {
@@ -424,6 +427,7 @@ static int queue_fn(const char *line, size_t len, void *ud, char *err,
     if (slurm_job_name_parse(b, &q.job, &q.attempt) != 0)
         return 0;
     snprintf(q.state, sizeof q.state, "%s", c);
+    snprintf(q.comment, sizeof q.comment, "%s", d ? d : "");
     q.phase = slurm_state_phase(c);
     if (u->n == u->cap) {
         size_t cap = u->cap ? u->cap * 2 : 16;

@@ -170,14 +170,21 @@ static void queue(void **state)
     assert_int_equal(v[1].attempt, 2);
     assert_int_equal(v[1].phase, SLURM_RETRY);
     assert_string_equal(v[1].state, "CANCELLED");
+    assert_string_equal(v[1].comment, "");
     assert_int_equal(v[2].phase, SLURM_UNKNOWN);
     free(v);
     assert_int_equal(slurm_parse_queue("", 0, &v, &n, err, sizeof err), 0);
     assert_null(v);
     assert_int_equal(n, 0);
+    static const char c4[] = "41|rhizos-7-1|RUNNING|rhizos-node:ab12\n"
+                             "42|rhizos-7-2|PENDING|a|b\n";
+    assert_int_equal(slurm_parse_queue(c4, strlen(c4), &v, &n, err, sizeof err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].comment, "rhizos-node:ab12");
+    assert_string_equal(v[1].comment, "a|b");
+    free(v);
     static const char *const bad[] = { "41 rhizos-7-1 RUNNING",
-                                       "41|rhizos-7-1", "x|rhizos-7-1|RUNNING",
-                                       "41|rhizos-7-1|RUNNING|extra" };
+                                       "41|rhizos-7-1", "x|rhizos-7-1|RUNNING" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(slurm_parse_queue(bad[i], strlen(bad[i]), &v, &n,
                                            err, sizeof err), -1);
