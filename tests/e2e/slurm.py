@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""End-to-end: a Slurm gateway node against a real single-node Slurm
+cluster (scripts/slurm-up: slurmctld, slurmd and munged on loopback).
+
+An orchestrator, an ordinary `rhizos-node` and a gateway (`rhizos-node`
+with [backend] kind = "slurm") that hands each job to Slurm as batch job
+rhizos-<job>-<attempt>. A deployed flow runs partly on each; `scancel`
+from outside makes the job run again on the other node; a gateway killed
+with SIGKILL mid-job takes its Slurm job up again when it restarts and
+reports it once, charged once; a job larger than any node fails with the
+matcher's "no node could run it"; a partition Slurm does not have and a
+spool the batch jobs cannot reach stop the gateway at start with a clear
+error; with slurmctld stopped the gateway takes no work, says why, and
+takes work again once it is back.
+
+Skipped without RHIZOS_TEST_SLURM (from scripts/slurm-up's env file).
+
+Usage: slurm.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT [TEST ...]"""
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+from harness import run, set_config, wait_until
+from network import FANOUT, PRICES, Base, NODE, ROOT
+
+HAVE_SLURM = bool(os.environ.get("RHIZOS_TEST_SLURM")) and bool(os.environ.get("SLURM_CONF"))
+PARTITION = os.environ.get("RHIZOS_SLURM_PARTITION", "debug")
+
+
+def squeue():
+    """{slurm id: (name, state)} of every job Slurm still knows."""
+    p = run(["squeue", "-h", "-t", "all", "-o", "%i|%j|%T"])
+    if p.returncode != 0:
+        raise OSError(p.stderr)
+    out = {}
+    for line in p.stdout.splitlines():
+        i, name, state = line.split("|")
+        out[int(i)] = (name, state)
+    return out
+
+
+def named(name, since=0):
+    """Slurm's jobs of that name with ids above `since` (job names repeat
+    across orchestrators, and Slurm keeps finished jobs for MinJobAge)."""
+    return {i: st for i, (n, st) in squeue().items() if n == name and i > since}
+
+
+@unittest.skipUnless(HAVE_SLURM, "no Slurm cluster (run scripts/slurm-up and "
+                     "source /tmp/rhizos-slurm/env: RHIZOS_TEST_SLURM, SLURM_CONF)")
+class Slurm(Base):
+    # A killed gateway comes back within this, so its jobs stay its own.
+    node_timeout_ms = 30000
+
+    def setUp(self):
+        self.since = max(squeue(), default=0)
+        super().setUp()
+
+    def gateway_data(self, name="gateway", price=PRICES[1], **backend):
+        data = self.init_node(name, price)
+        set_config(data, "limits", "max_concurrent_jobs", 2)
+        conf = {"kind": "slurm", "partition": PARTITION,
+                "spool": os.path.join(self.tmp.name, "spool"), "poll_s": 0.3}
+        conf.update(backend)
+        for k, v in conf.items():
+            set_config(data, "backend", k, v if isinstance(v, float) else '"%s"' % v)
+        return data
+
+    def start_gateway(self, data=None):
+        n = self.run_node(data or self.gateway_data())
+        reg = n.wait_for(lambda: [e for e in n.events() if e.get("event") == "registered"],
+                         60, "the gateway to register")[0]
+        n.id, n.account, n.name = reg["node"], reg["account"], "gateway"
+        return n
+
+    def restart_gateway(self, data):
+        """A gateway on a registration it already has: no new 'registered'."""
+        n = self.run_node(data)
+        n.wait_for(lambda: any(e.get("event") in ("recovered", "slurm-taking-work")
+                               for e in n.events()) or
+                   "rhizos-node" in n.stderr_text(), 60, "the gateway to start")
+        return n
+
+    def submit(self, module="sleep", config=None, labels=None, **extra):
+        body = {"module": module, "max_cost_micros": 20000000,
+                "inputs": {} if module != "echo" else {"message": "hi"}}
+        if config:
+            body["config"] = config
+        if labels:
+            body["requirements"] = {"labels": labels}
+        body.update(extra)
+        return self.api("POST", "/api/v1/jobs", key=self.key, code=201, body=body)["id"]
+
+    def finished(self, job, timeout=90):
+        return wait_until(lambda: (lambda j: j if j["status"] not in
+                                   ("queued", "assigned", "running") else None)(self.job(job)),
+                          timeout, "job %d to finish" % job)
+
+    def test_flow_runs_partly_through_slurm(self):
+        gw = self.start_gateway()
+        plain = self.start_node("plain", PRICES[0])
+        caps = {n["id"]: n for n in self.api("GET", "/api/v1/nodes?limit=100")["nodes"]}
+        gcaps = caps[gw.id]["capabilities"]
+        self.assertEqual(gcaps["labels"]["slurm.partition"], PARTITION, gcaps)
+        # It advertises Slurm's node, not this machine: CPUs and memory as
+        # slurm.conf says (RealMemory is less than the machine's).
+        cap = run(["scontrol", "show", "node", "-o"]).stdout
+        self.assertIn("CPUTot=%d " % gcaps["cpu"]["cores"], cap, gcaps)
+        self.assertIn("RealMemory=%d " % gcaps["memory_mb"], cap, gcaps)
+        self.assertNotEqual(gcaps["memory_mb"], caps[plain.id]["capabilities"]["memory_mb"])
+        dep = self.deploy_and_watch(FANOUT)
+        st = self.status(dep)
+        jobs = [self.job(step["job"]) for step in st["steps"].values()]
+        self.assertEqual({j["node"] for j in jobs}, {gw.id, plain.id}, jobs)
+        self.assertEqual(st["outputs"]["merge"]["total"], 29)
+        # Each gateway job was one Slurm job of its name, completed.
+        for j in jobs:
+            if j["node"] == gw.id:
+                self.assertEqual(list(named("rhizos-%d-%d" % (j["id"], j["attempt"]), self.since).values()),
+                                 ["COMPLETED"], j)
+                self.assertGreater(j["run_ms"], 0, j)
+        self.check_money(jobs)
+        # The spool is left clean.
+        spool = os.path.join(self.tmp.name, "spool")
+        self.assertEqual([os.listdir(os.path.join(spool, d)) for d in os.listdir(spool)],
+                         [[]])
+
+    def test_scancel_runs_it_elsewhere(self):
+        gw = self.start_gateway()
+        job = self.submit(config={"seconds": 30})
+        ids = wait_until(lambda: [i for i, st in named("rhizos-%d-1" % job, self.since).items()
+                                  if st == "RUNNING"], 60, "the Slurm job to run", proc=gw)
+        plain = self.start_node("plain", PRICES[0])
+        p = run(["scancel", str(ids[0])])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        gw.wait_for(lambda: [e for e in gw.events() if e.get("event") == "declined"
+                             and e["job"] == job and "CANCELLED" in e.get("detail", "")],
+                    30, "the gateway to decline the cancelled job")
+        j = self.finished(job)
+        self.assertEqual((j["status"], j["node"], j["attempt"]), ("succeeded", plain.id, 2), j)
+        self.check_money([j])
+
+    def test_gateway_killed_mid_job_finishes_it_once(self):
+        data = self.gateway_data()
+        gw = self.start_gateway(data)
+        job = self.submit(config={"seconds": 4}, labels={"slurm.partition": PARTITION})
+        name = "rhizos-%d-1" % job
+        wait_until(lambda: "RUNNING" in named(name, self.since).values(), 60, "the Slurm job to run",
+                   proc=gw)
+        gw.stop(signal.SIGKILL)
+        self.nodes.remove(gw)
+        gw2 = self.restart_gateway(data)
+        gw2.wait_for(lambda: [e for e in gw2.events() if e.get("event") == "recovered"
+                              and e["job"] == job], 30, "the gateway to take its job up")
+        j = self.finished(job)
+        self.assertEqual((j["status"], j["node"], j["attempt"]), ("succeeded", gw.id, 1), j)
+        self.assertGreaterEqual(j["run_ms"], 4000, j)
+        self.assertEqual(len(named(name, self.since)), 1, squeue())   # never submitted again
+        self.assertEqual(len(self.settlements(job)), 1)
+        gw2.id, gw2.account = gw.id, gw.account
+        self.check_money([j], payees=[(gw.id, gw.account)])
+
+    def test_too_large_for_any_node(self):
+        self.start_gateway()
+        self.start_node("plain", PRICES[0])
+        job = self.submit(module="echo", queue_timeout_s=3,
+                          requirements={"cpu_cores": 4096})
+        j = self.finished(job, 30)
+        self.assertEqual(j["status"], "failed", j)
+        self.assertIn("no node could run it", j["error"])
+        self.assertIn("4096 cores", j["error"])
+
+    def test_start_errors_are_clear(self):
+        for backend, want in (({"partition": "nosuch"}, 'Slurm has no partition "nosuch"'),
+                              ({"command": "/bin/true"},
+                               "the spool must be a folder the compute nodes share")):
+            with self.subTest(backend=backend):
+                data = self.gateway_data("bad-" + list(backend)[0], **backend)
+                p = run([NODE, "start", "--data", data, "--json"], cwd=ROOT, timeout=150)
+                self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+                self.assertIn(want, p.stderr)
+                self.assertNotIn("registered", p.stdout)
+
+    def test_slurmctld_away_stops_taking_work(self):
+        gw = self.start_gateway()
+        with open(os.path.join(os.path.dirname(os.environ["SLURM_CONF"]),
+                               "slurmctld.pid")) as f:
+            pid = int(f.read())
+        try:
+            os.kill(pid, signal.SIGTERM)
+            gw.wait_for(lambda: [e for e in gw.events() if e.get("event") ==
+                                 "slurm-not-taking-work" and "slurmctld does not answer"
+                                 in e["detail"]], 60, "the gateway to say Slurm is away")
+            # Taken by a long-poll already under way, or left queued: it
+            # waits either way, nothing is declined or failed.
+            job = self.submit(module="echo")
+            time.sleep(3)
+            self.assertIn(self.job(job)["status"], ("queued", "assigned", "running"))
+            self.assertFalse([e for e in gw.events() if e.get("event") == "declined"])
+        finally:
+            up = subprocess.run([os.path.join(ROOT, "scripts", "slurm-up")],
+                                capture_output=True, text=True, timeout=120)
+            self.assertEqual(up.returncode, 0, up.stderr)
+        gw.wait_for(lambda: [e for e in gw.events() if e.get("event") == "slurm-taking-work"],
+                    60, "the gateway to take work again")
+        j = self.finished(job)
+        self.assertEqual((j["status"], j["node"]), ("succeeded", gw.id), j)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=sys.argv[:1] + sys.argv[5:], verbosity=2)
