@@ -21,6 +21,9 @@
 #include "slurm.h"
 
 #define POLL_WAIT_S 25
+/* A Slurm gateway's capacity changes under it (other users, drains): a
+ * short hold, so that a partition seen full stops the asking soon. */
+#define POLL_WAIT_SLURM_S 2
 
 /* ---- small shared helpers ---- */
 
@@ -492,10 +495,11 @@ static void poll_once(agent *a, job_slot *s, unsigned *tries)
         agent_sleep(a, agent_backoff(tries));
         return;
     }
-    (void)!rz_client_set_timeout(c, (POLL_WAIT_S + 15) * 1000L);   /* > 0 */
+    int wait = a->slurm ? POLL_WAIT_SLURM_S : POLL_WAIT_S;
+    (void)!rz_client_set_timeout(c, (wait + 15) * 1000L);   /* > 0 */
     char path[80];
     snprintf(path, sizeof path, "/api/v1/nodes/%" PRIu64 "/jobs?wait=%d",
-             node, POLL_WAIT_S);
+             node, wait);
     long status = 0;
     cJSON *reply = NULL;
     int rc = node_call(c, "GET", path, NULL, 1, &status, &reply);

@@ -183,6 +183,42 @@ class Slurm(Base):
                 self.assertIn(want, p.stderr)
                 self.assertNotIn("registered", p.stdout)
 
+    def test_drained_or_full_partition_takes_no_work(self):
+        gw = self.start_gateway()
+        host = run(["hostname", "-s"]).stdout.strip()
+
+        def said(what):
+            return lambda: [e for e in gw.events() if e.get("event") ==
+                            "slurm-not-taking-work" and what in e["detail"]]
+        # Another user's job holding every CPU: the partition is full.
+        p = run(["sbatch", "--parsable", "-J", "someone-else", "-p", PARTITION,
+                 "--exclusive", "-o", "/dev/null", "--wrap", "sleep 60"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        other = int(p.stdout.strip().split(";")[0])
+        try:
+            gw.wait_for(said("is full"), 30, "the gateway to see the partition full")
+            time.sleep(3)   # a long-poll under way ends (2 s for a gateway)
+            job = self.submit(module="echo")
+            time.sleep(2)
+            self.assertEqual(self.job(job)["status"], "queued")
+        finally:
+            run(["scancel", str(other)])
+        gw.wait_for(lambda: [e for e in gw.events() if e.get("event") == "slurm-taking-work"],
+                    30, "the gateway to take work again")
+        self.assertEqual(self.finished(job)["status"], "succeeded")
+        # A drained node: nothing usable, no work taken until it is back.
+        p = run(["scontrol", "update", "nodename=" + host, "state=drain", "reason=rhizos-e2e"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        try:
+            gw.wait_for(said("no usable node"), 30, "the gateway to see the node drained")
+            time.sleep(3)
+            job = self.submit(module="echo")
+            time.sleep(2)
+            self.assertEqual(self.job(job)["status"], "queued")
+        finally:
+            run(["scontrol", "update", "nodename=" + host, "state=resume"])
+        self.assertEqual(self.finished(job)["status"], "succeeded")
+
     def test_slurmctld_away_stops_taking_work(self):
         gw = self.start_gateway()
         with open(os.path.join(os.path.dirname(os.environ["SLURM_CONF"]),

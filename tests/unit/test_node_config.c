@@ -501,6 +501,64 @@ static void cents_prices(void **state)
     node_config_free(&c);
 }
 
+/* [backend] kind = "slurm": what a gateway needs, names sbatch takes as
+ * one word, absolute paths; a plain node's file has no [backend]. */
+static void slurm_backend(void **state)
+{
+    (void)state;
+    node_config c;
+    char err[512] = "";
+    assert_int_equal(parse(&c, "", err, sizeof err), 0);
+    assert_int_equal(c.backend, NODE_BACKEND_LOCAL);
+    assert_int_equal(c.slurm_default_memory_mb, 512);
+    char *text = node_config_format(&c);
+    assert_null(strstr(text, "[backend]"));
+    free(text);
+    node_config_free(&c);
+    assert_int_equal(parse(&c, "[backend]\nkind = \"slurm\"\npartition = \"gpu-a100\"\n"
+                              "account = \"lab_1\"\nqos = \"high\"\nspool = \"/shared/rz\"\n"
+                              "command = \"/opt/rz/bin/rhizos-node\"\n"
+                              "default_memory_mb = 2048\npoll_s = 0.5\n", err, sizeof err), 0);
+    assert_int_equal(c.backend, NODE_BACKEND_SLURM);
+    assert_string_equal(c.slurm_partition, "gpu-a100");
+    assert_string_equal(c.slurm_account, "lab_1");
+    assert_string_equal(c.slurm_qos, "high");
+    assert_string_equal(c.slurm_spool, "/shared/rz");
+    assert_string_equal(c.slurm_command, "/opt/rz/bin/rhizos-node");
+    assert_int_equal(c.slurm_default_memory_mb, 2048);
+    assert_true(c.slurm_poll_s == 0.5);
+    text = node_config_format(&c);   /* read back the same */
+    node_config back;
+    assert_int_equal(parse(&back, text, err, sizeof err), 0);
+    assert_int_equal(back.backend, NODE_BACKEND_SLURM);
+    assert_string_equal(back.slurm_qos, "high");
+    assert_string_equal(back.slurm_command, "/opt/rz/bin/rhizos-node");
+    assert_true(back.slurm_poll_s == 0.5);
+    node_config_free(&back);
+    free(text);
+    node_config_free(&c);
+    static const struct { const char *text, *want; } wrong[] = {
+        { "[backend]\nkind = \"kubernetes\"\n", "kind must be" },
+        { "[backend]\nkind = \"slurm\"\n", "needs partition" },
+        { "[backend]\nkind = \"slurm\"\npartition = \"p\"\n", "needs partition" },
+        { "[backend]\npartition = \"a b\"\n", "partition must be" },
+        { "[backend]\naccount = \"--wrap=x;y\"\n", "account must be" },
+        { "[backend]\nqos = \"\"\n", "qos must be" },
+        { "[backend]\nspool = \"relative/dir\"\n", "absolute path" },
+        { "[backend]\ncommand = \"rhizos-node\"\n", "absolute path" },
+        { "[backend]\npoll_s = 0\n", "poll_s must be" },
+        { "[backend]\ndefault_memory_mb = 0\n", "default_memory_mb" },
+        { "[backend]\nnodes = 3\n", "unknown key" },
+    };
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+        err[0] = '\0';
+        assert_int_equal(parse(&c, wrong[i].text, err, sizeof err), -1);
+        if (!strstr(err, wrong[i].want))
+            fail_msg("%s: %s", wrong[i].text, err);
+        node_config_free(&c);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -518,6 +576,7 @@ int main(void)
         cmocka_unit_test(format_round_trip),
         cmocka_unit_test(llm_servers),
         cmocka_unit_test(api_listen),
+        cmocka_unit_test(slurm_backend),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
