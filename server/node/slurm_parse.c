@@ -417,10 +417,10 @@ static int queue_fn(const char *line, size_t len, void *ud, char *err,
         *d++ = '\0';
     uint64_t id;
     /* An array or het job prints 12_3 or 12+0: never ours. */
-    if (parse_u64(a, &id) != 0) {
+    if (parse_u64(a, &id) != 0 || id == 0) {
         if (strpbrk(a, "_+"))
             return 0;
-        snprintf(err, errlen, "squeue: job id \"%.32s\" is not a number", a);
+        snprintf(err, errlen, "squeue: job id \"%.32s\" is not a job id", a);
         return -1;
     }
     slurm_qjob q = { .id = id };

@@ -184,7 +184,8 @@ static void queue(void **state)
     assert_string_equal(v[1].comment, "a|b");
     free(v);
     static const char *const bad[] = { "41 rhizos-7-1 RUNNING",
-                                       "41|rhizos-7-1", "x|rhizos-7-1|RUNNING" };
+                                       "41|rhizos-7-1", "x|rhizos-7-1|RUNNING",
+                                       "00|rhizos-4-1|PENDING" };   /* fuzz */
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(slurm_parse_queue(bad[i], strlen(bad[i]), &v, &n,
                                            err, sizeof err), -1);
