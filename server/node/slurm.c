@@ -45,6 +45,9 @@ struct slurm_gw {
     /* guarded by a->mu */
     char why[512];               /* why no work is taken now; "" takes */
     slurm_capacity cap;
+    slurm_qjob *queue;           /* this user's rhizos jobs, one squeue a
+                                    pass (NULL: none or not read) */
+    size_t n_queue;
 };
 
 /* What the last registration advertised (slurm_caps_apply), so that the
@@ -296,6 +299,26 @@ static void gw_say(agent *a, const char *event, const char *detail)
     pthread_mutex_unlock(&a->mu);
 }
 
+/* Slurm's rhizos jobs, by name (squeue knows finished jobs for MinJobAge). */
+static int queue_now(slurm_qjob **v, size_t *n, char *why, size_t wn)
+{
+    const char *argv[] = { "squeue", "-h", "--me", "-t", "all", "-o",
+                           "%i|%j|%T|%k", NULL };
+    cmd_out c;
+    char err[200];
+    if (cmd_run(argv, &c) != 0 || c.status != 0) {
+        snprintf(why, wn, "squeue: %.250s", c.line);
+        cmd_free(&c);
+        return -1;
+    }
+    int rc = slurm_parse_queue(c.out ? c.out : "", c.out_len, v, n, err,
+                               sizeof err);
+    cmd_free(&c);
+    if (rc != 0)
+        snprintf(why, wn, "squeue: %s", err);
+    return rc;
+}
+
 /* One look at the partition: says once when the gateway stops taking work
  * and why, and when it takes it again; a change of the usable totals is
  * advertised by registering again once no job runs. */
@@ -306,11 +329,21 @@ static void monitor_once(slurm_gw *g)
     char why[512];
     if (capacity_now(&a->cfg, &cap, why, sizeof why) != 0)
         memset(&cap, 0, sizeof cap);
+    /* One squeue for every job of this gateway (look() reads it), not a
+     * scontrol per job and pass. */
+    slurm_qjob *q = NULL;
+    size_t nq = 0;
+    char qwhy[300];
+    if (queue_now(&q, &nq, qwhy, sizeof qwhy) != 0)
+        q = NULL, nq = 0;
     pthread_mutex_lock(&a->mu);
     int changed = strcmp(why, g->why) != 0;
     if (changed)
         memcpy(g->why, why, sizeof g->why);
     g->cap = cap;
+    free(g->queue);
+    g->queue = q;
+    g->n_queue = nq;
     pthread_mutex_unlock(&a->mu);
     if (changed)
         gw_say(a, why[0] ? "slurm-not-taking-work" : "slurm-taking-work",
@@ -595,10 +628,31 @@ static void ended(const char *dir, const slurm_jobinfo *ji, uint64_t run_ms,
     out->error = strdup(msg);
 }
 
+/* The monitor's last squeue says the job waits or runs: its phase, else
+ * SLURM_UNKNOWN (ended, or not listed yet: scontrol is asked). */
+static slurm_phase cached_phase(agent *a, uint64_t id)
+{
+    slurm_phase p = SLURM_UNKNOWN;
+    pthread_mutex_lock(&a->mu);
+    for (size_t i = 0; a->slurm && i < a->slurm->n_queue; i++)
+        if (a->slurm->queue[i].id == id &&
+            (a->slurm->queue[i].phase == SLURM_WAITING ||
+             a->slurm->queue[i].phase == SLURM_RUNNING))
+            p = a->slurm->queue[i].phase;
+    pthread_mutex_unlock(&a->mu);
+    return p;
+}
+
 /* One look at the job: 1 when it has ended (out filled), 0 not yet. */
 static int look(agent *a, const job_slot *s, const char *dir, uint64_t id,
                 uint64_t *started, slurm_outcome *out)
 {
+    slurm_phase cached = cached_phase(a, id);
+    if (cached != SLURM_UNKNOWN) {
+        if (cached == SLURM_RUNNING && !*started)
+            *started = mono_ms();
+        return 0;
+    }
     char num[24], err[200];
     snprintf(num, sizeof num, "%" PRIu64, id);
     const char *argv[] = { "scontrol", "show", "job", "-o", num, NULL };
@@ -774,26 +828,6 @@ static int probe(agent *a, char *why, size_t n)
     return rc;
 }
 
-/* Slurm's rhizos jobs, by name (squeue knows finished jobs for MinJobAge). */
-static int queue_now(slurm_qjob **v, size_t *n, char *why, size_t wn)
-{
-    const char *argv[] = { "squeue", "-h", "-t", "all", "-o", "%i|%j|%T|%k",
-                           NULL };
-    cmd_out c;
-    char err[200];
-    if (cmd_run(argv, &c) != 0 || c.status != 0) {
-        snprintf(why, wn, "squeue: %.250s", c.line);
-        cmd_free(&c);
-        return -1;
-    }
-    int rc = slurm_parse_queue(c.out ? c.out : "", c.out_len, v, n, err,
-                               sizeof err);
-    cmd_free(&c);
-    if (rc != 0)
-        snprintf(why, wn, "squeue: %s", err);
-    return rc;
-}
-
 /* The Slurm id of a spool folder's job: its slurm_id file, else the newest
  * job of that name submitted by this node (its comment: sbatch answered,
  * the gateway died before writing the file). */
@@ -952,6 +986,7 @@ void slurm_gw_free(agent *a)
         return;
     if (a->slurm->monitoring)
         pthread_join(a->slurm->monitor, NULL);
+    free(a->slurm->queue);
     free(a->slurm);
     a->slurm = NULL;
 }
