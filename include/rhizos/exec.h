@@ -172,13 +172,19 @@ typedef struct rz_attempt_opts {
      * requirements.scratch_mb; a module asking for more fails to start,
      * saying so. 0: RZ_ATTEMPT_DEFAULT_MAX_SCRATCH_MB. (Version 4.) */
     uint32_t max_scratch_mb;
+    /* The model servers of the llm adapter (docs/llm.md): "KIND=URL"
+     * entries (KIND "ollama" or "openai") separated by spaces, commas or
+     * semicolons; with several, the first that lists the step's model
+     * serves it. NULL: $RHIZOS_LLM_SERVERS. An llm attempt may have no
+     * module (adapter "llm": an ad-hoc llm job). (Version 5.) */
+    const char *llm_servers;
 } rz_attempt_opts;
 
 #define RZ_ATTEMPT_DEFAULT_MAX_SCRATCH_MB 1024u
-#define RZ_ATTEMPT_OPTS_VERSION 4
+#define RZ_ATTEMPT_OPTS_VERSION 5
 #define RZ_ATTEMPT_OPTS_INIT { RZ_ATTEMPT_OPTS_VERSION, NULL, NULL, NULL, \
                                NULL, NULL, 0, 0, NULL, NULL, NULL, 0, 0, 0, \
-                               0, 0, 0, 1, -1, NULL, NULL, NULL, 0 }
+                               0, 0, 0, 1, -1, NULL, NULL, NULL, 0, NULL }
 
 /* Start an attempt; returns at once. An attempt that cannot start (unknown
  * or unavailable adapter, command not found, no scratch folder) is still
@@ -241,6 +247,18 @@ RZ_EXTERN RZ_NODISCARD int rz_attempt_adapter_check(const char *adapter);
  * the socket tried and how to point at another. */
 RZ_EXTERN RZ_NODISCARD int rz_attempt_adapter_check_at(
     const char *adapter, const char *container_host);
+
+/* The models one model server lists (Ollama's GET /api/tags, OpenAI's
+ * GET /v1/models; 10 s at most), for a node's capabilities: *out gets a
+ * JSON array of {"name", "size_bytes"?, "quantization"?, "family"?,
+ * "parameters"?, "context_length"?} (release with rz_free); with
+ * `details`, Ollama's context lengths are asked for too (POST /api/show,
+ * the first 32 models). kind: "ollama" or "openai"; url: http(s)://...
+ * Errors: RZ_EINVAL (a bad kind or URL), RZ_EIO (no answer, an HTTP error
+ * or a reply that is not a model list: rz_error_last() says which),
+ * RZ_ENOMEM. */
+RZ_EXTERN RZ_NODISCARD int rz_llm_models(char **out, const char *kind,
+                                         const char *url, int details);
 
 /* What this machine's container engine offers, for a node's capabilities
  * and for a runner that has docker steps. */
@@ -356,12 +374,15 @@ typedef struct rz_runner_opts {
      * takes those outputs (its STEP_SUCCEEDED event says "reused from
      * ..."). NULL: none. Version 7. */
     const char *reuse_json;
+    /* The model servers of llm steps (rz_attempt_opts' llm_servers);
+     * NULL: $RHIZOS_LLM_SERVERS. Version 8. */
+    const char *llm_servers;
 } rz_runner_opts;
 
-#define RZ_RUNNER_OPTS_VERSION 7
+#define RZ_RUNNER_OPTS_VERSION 8
 #define RZ_RUNNER_OPTS_INIT { RZ_RUNNER_OPTS_VERSION, 0, NULL, NULL, NULL, 1, \
                               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-                              0, 0, NULL, NULL }
+                              0, 0, NULL, NULL, NULL }
 
 /* Before a run: RZ_OK when this machine can run every step of a validated
  * flow, else RZ_EUNSUPPORTED, with rz_error_last() naming the steps that

@@ -43,6 +43,7 @@ typedef struct rz__exec_spec {
     uint64_t job_id;
     const char *container_host;   /* NULL: the default engine */
     const char *const *gpu_ids;   /* reserved GPUs, NULL-ended; NULL: none */
+    const char *llm_servers;      /* the llm adapter's; NULL: the default */
 } rz__exec_spec;
 
 /* What happened; pointers borrowed from the adapter's state until cleanup. */
@@ -87,6 +88,7 @@ typedef struct rz__adapter {
 } rz__adapter;
 
 RZ_HIDDEN extern const rz__adapter rz__process_adapter;
+RZ_HIDDEN extern const rz__adapter rz__llm_adapter;
 
 /* A secret's file name under /run/secrets: its name lower-cased, anything
  * but [a-z0-9._-] as '_', no leading dot (docker and wasm adapters); and

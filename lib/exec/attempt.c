@@ -34,7 +34,8 @@ static const rz__adapter *find_adapter(const char *name)
 {
     const rz__adapter *const all[] = { &rz__process_adapter,
                                        &rz__docker_adapter,
-                                       &rz__wasm_adapter };
+                                       &rz__wasm_adapter,
+                                       &rz__llm_adapter };
     for (size_t i = 0; i < RZ_ARRAY_LEN(all); i++)
         if (all[i] && strcmp(all[i]->name, name) == 0)
             return all[i];
@@ -513,18 +514,18 @@ static void launch(rz_attempt *a, const rz_attempt_opts *o)
     size_t owned = 0;
     uint32_t max = o->version >= 4 && o->max_scratch_mb
                        ? o->max_scratch_mb : RZ_ATTEMPT_DEFAULT_MAX_SCRATCH_MB;
-    if (o->module->scratch_mb > max) {
+    const rz_module *m = o->module;
+    if (m && m->scratch_mb > max) {
         fail_now(a, rz__asprintf("the module asks for %" PRIu32 " MiB of "
                                  "scratch space (requirements.scratch_mb), "
                                  "over this runner's maximum of %" PRIu32
-                                 " MiB", o->module->scratch_mb, max));
+                                 " MiB", m->scratch_mb, max));
         return;
     }
     int rc = make_scratch(a, o->scratch_parent, req, &in_path, &out_path);
     if (rc == RZ_OK && !(env = context_env(o, &owned)))
         rc = rz__error(RZ_ENOMEM, "out of memory");
     if (rc == RZ_OK) {
-        const rz_module *m = o->module;
         size_t cap = a->max_output, extra = longest_secret(a);
         rz__exec_spec sp = {
             .module = m, .scratch = a->scratch, .request_path = in_path,
@@ -532,19 +533,21 @@ static void launch(rz_attempt *a, const rz_attempt_opts *o)
             .request_len = strlen(req), .env = (const char *const *)env,
             .secrets = o->secrets, .n_secrets = o->n_secrets,
             .timeout_s = o->timeout_s, .memory_mb = o->memory_mb,
-            .cpus = o->cpus, .scratch_mb = m->scratch_mb,
+            .cpus = o->cpus, .scratch_mb = m ? m->scratch_mb : 0,
             /* Twice the cap is read, so that outputs just over it (or
              * pretty-printed) are told apart from no outputs at all. */
             .max_stdout = cap > SIZE_MAX / 2 ? cap : 2 * cap,
             /* Room for a secret straddling the cut (tail_start). */
             .max_log = a->max_log + (extra ? extra - 1 : 0),
             .sandbox = o->sandbox,
-            .network = o->network < 0 ? (m->network ? 1 : 0) : !!o->network,
+            .network = o->network < 0 ? (m && m->network ? 1 : 0)
+                                      : !!o->network,
             .run_id = o->run_id, .step_id = o->step_id,
             .node_id = o->node_id, .attempt = o->attempt ? o->attempt : 1,
             .job_id = o->job_id,
             .container_host = o->version >= 2 ? o->container_host : NULL,
             .gpu_ids = o->version >= 3 ? o->gpu_ids : NULL,
+            .llm_servers = o->version >= 5 ? o->llm_servers : NULL,
         };
         rc = a->ad->prepare(&a->state, &sp);
         if (rc == RZ_OK)
@@ -570,7 +573,7 @@ int rz__attempt_start_pooled(rz_attempt **out, const rz_attempt_opts *o,
         return rz__error(RZ_EINVAL, "rz_attempt_start: out is NULL");
     *out = NULL;
     if (!o || o->version < 1 || o->version > RZ_ATTEMPT_OPTS_VERSION ||
-        !o->module ||
+        (!o->module && !(o->adapter && strcmp(o->adapter, "llm") == 0)) ||
         (o->n_secrets && !o->secrets))
         return rz__error(RZ_EINVAL, "rz_attempt_start: invalid options");
     for (size_t i = 0; i < o->n_secrets; i++)

@@ -290,6 +290,7 @@ static int start_step(runner *r, size_t step, const rz__step *s,
         ao.scratch_parent = sandbox_scratch_parent(r);
         ao.max_scratch_mb = r->opts->max_scratch_mb;
         ao.container_host = r->opts->container_host;
+        ao.llm_servers = r->opts->llm_servers;
         rc = rz__attempt_start_pooled(out, &ao, r->scratch);
     }
     free_names(secrets, names);
@@ -1075,7 +1076,8 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
     if (!flow || opts->version < 2 || opts->version > RZ_RUNNER_OPTS_VERSION)
         return rz__error(RZ_EINVAL, "rz_runner_run: invalid arguments");
     /* Version 2 ends before container_host, 3 before default_memory_mb,
-     * 4 before max_scratch_mb, 5 before prices, 6 before reuse_json. */
+     * 4 before max_scratch_mb, 5 before prices, 6 before reuse_json,
+     * 7 before llm_servers. */
     rz_runner_opts upgraded = RZ_RUNNER_OPTS_INIT;
     if (opts->version < RZ_RUNNER_OPTS_VERSION) {
         memcpy(&upgraded, opts, opts->version == 2
@@ -1086,7 +1088,9 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
                    ? offsetof(rz_runner_opts, max_scratch_mb)
                    : opts->version == 5
                    ? offsetof(rz_runner_opts, prices)
-                   : offsetof(rz_runner_opts, reuse_json));
+                   : opts->version == 6
+                   ? offsetof(rz_runner_opts, reuse_json)
+                   : offsetof(rz_runner_opts, llm_servers));
         upgraded.version = RZ_RUNNER_OPTS_VERSION;
         opts = &upgraded;
     }

@@ -190,10 +190,8 @@ static const char *check_llm(agent *a, job *j, const cJSON *adhoc, char *why,
         return "the llm assignment names no model";
     snprintf(j->module_ref, sizeof j->module_ref, "llm %.140s", j->llm_model);
     j->module_id = j->module_ref;
-    const char *bad = llm_request_check(
-        cJSON_GetObjectItemCaseSensitive(j->asg, "request"));
-    if (bad)
-        return bad;
+    if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j->asg, "request")))
+        return "the llm assignment has no request";
     if (!a->cfg.n_llm)
         return "this node has no [[llm]] model server";
     j->llm_server = llm_find(&a->cfg, j->llm_model);
@@ -205,88 +203,23 @@ static const char *check_llm(agent *a, job *j, const cJSON *adhoc, char *why,
     return NULL;
 }
 
-typedef struct llm_live {
-    live_log *live;
-    job_slot *s;
-    char buf[4096];
-    size_t n;
-    struct timespec last;
-} llm_live;
-
-static void live_flush(llm_live *l)
+/* The attempt's request: the job's {prompt|messages, max_tokens,
+ * temperature} and its model as the llm adapter's inputs. */
+static char *llm_request(const job *j)
 {
-    if (!l->n)
-        return;
-    l->buf[l->n] = '\0';
-    live_log_add(l->live, l->buf);
-    l->n = 0;
-    clock_gettime(CLOCK_MONOTONIC, &l->last);
-}
-
-/* Tokens to the live log: a line at each newline, and what has come so far
- * at least every 250 ms, so a reader sees the text as it is made. */
-static void live_piece(void *ud, const char *p, size_t n)
-{
-    llm_live *l = ud;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] == '\n')
-            live_flush(l);
-        else if (p[i] != '\r')
-            l->buf[l->n++] = p[i];
-        if (l->n == sizeof l->buf - 1)
-            live_flush(l);
+    cJSON *in = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(j->asg,
+                                                                 "request"), 1);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_DeleteItemFromObjectCaseSensitive(in, "model");
+    if (!in || !doc || !cJSON_AddStringToObject(in, "model", j->llm_model) ||
+        !cJSON_AddItemToObject(doc, "inputs", in)) {
+        cJSON_Delete(in);
+        cJSON_Delete(doc);
+        return NULL;
     }
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    long ms = (now.tv_sec - l->last.tv_sec) * 1000 +
-              (now.tv_nsec - l->last.tv_nsec) / 1000000;
-    if (ms >= 250)
-        live_flush(l);
-}
-
-static int live_stop(void *ud)
-{
-    llm_live *l = ud;
-    pthread_mutex_lock(&l->s->a->mu);
-    int stop = l->s->stop;
-    pthread_mutex_unlock(&l->s->a->mu);
-    return stop;
-}
-
-static void run_llm(agent *a, job *j)
-{
-    const cJSON *req = cJSON_GetObjectItemCaseSensitive(j->asg, "request");
-    const node_llm *srv = &a->cfg.llm[j->llm_server];
-    llm_live l = { .live = live_log_start(a, j->s), .s = j->s };
-    clock_gettime(CLOCK_MONOTONIC, &l.last);
-    size_t cap = (size_t)a->cfg.max_output_kb * 1024u;
-    llm_result res;
-    int rc = llm_generate(srv, j->llm_model, req, cap > 1024 ? cap - 512 : cap,
-                          live_piece, live_stop, &l, &res);
-    live_flush(&l);
-    live_log_finish(l.live);
-    j->run_ms = res.run_ms;
-    char line[LLM_NAME_MAX + 160];
-    if (rc == 0) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "text", res.text);
-        cJSON_AddNumberToObject(o, "tokens_in", (double)res.tokens_in);
-        cJSON_AddNumberToObject(o, "tokens_out", (double)res.tokens_out);
-        cJSON_AddStringToObject(o, "model", res.model);
-        j->outputs = cJSON_PrintUnformatted(o);
-        cJSON_Delete(o);
-        if (!j->outputs)
-            j->error = strdup("out of memory");
-        snprintf(line, sizeof line, "llm: %s on its %s server: %" PRIu64
-                 " tokens in, %" PRIu64 " out\n", res.model,
-                 srv->kind == NODE_LLM_OPENAI ? "openai" : "ollama",
-                 res.tokens_in, res.tokens_out);
-    } else {
-        j->error = strdup(res.error);
-        snprintf(line, sizeof line, "llm: %s failed\n", j->llm_model);
-    }
-    j->log = strdup(line);
-    llm_result_free(&res);
+    char *text = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    return text;
 }
 
 static void adhoc_cleanup(job *j)
@@ -452,8 +385,10 @@ static int start(agent *a, job *j, rz_attempt **att, const char *const *gpus)
         secrets[i] = (rz_attempt_secret){
             j->cred_names[i], (const char *)rz_secret_data(j->creds[i]) };
     const cJSON *req = cJSON_GetObjectItemCaseSensitive(j->asg, "request");
-    char *input = cJSON_IsObject(req) ? cJSON_PrintUnformatted(req) : NULL;
-    if (cJSON_IsObject(req) && !input)
+    int llm = j->llm_server >= 0;
+    char *input = llm ? llm_request(j)
+                : cJSON_IsObject(req) ? cJSON_PrintUnformatted(req) : NULL;
+    if ((llm || cJSON_IsObject(req)) && !input)
         return RZ_ENOMEM;
     rz_attempt_opts ao = RZ_ATTEMPT_OPTS_INIT;
     ao.module = j->m;
@@ -473,6 +408,22 @@ static int start(agent *a, job *j, rz_attempt **att, const char *const *gpus)
     ao.container_host = a->cfg.container_host;
     ao.gpu_ids = gpus[0] ? gpus : NULL;
     ao.max_scratch_mb = a->cfg.max_scratch_mb;
+    /* An llm job is the llm adapter's, on the server that lists its model;
+     * a flow's llm step (a module with exec.adapter "llm") may use any. */
+    char servers[NODE_CONFIG_MAX_LLM * (NODE_LLM_URL_MAX + 16)] = "";
+    for (size_t i = 0; i < a->cfg.n_llm; i++) {
+        if (llm && (int)i != j->llm_server)
+            continue;
+        size_t used = strlen(servers);
+        if (used)
+            servers[used++] = ' ';
+        llm_server_spec(&a->cfg.llm[i], servers + used, sizeof servers - used);
+    }
+    ao.llm_servers = servers;
+    if (llm) {
+        ao.adapter = "llm";
+        ao.timeout_s = (uint32_t)a->cfg.llm[j->llm_server].timeout_s;
+    }
     int rc = rz_attempt_start(att, &ao);
     sodium_memzero(secrets, sizeof secrets);
     cJSON_free(input);
@@ -500,10 +451,6 @@ static void stream(rz_attempt *att, live_log *live, int flush)
 /* Runs to the end or until told to stop; fills outputs/error/log. */
 static void run(agent *a, job *j)
 {
-    if (j->llm_server >= 0) {
-        run_llm(a, j);
-        return;
-    }
     rz_attempt *att = NULL;
     char names[64][4], why[160];
     const char *gpus[65];

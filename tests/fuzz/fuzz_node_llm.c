@@ -10,7 +10,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "llm.h"
+#include "exec/llm.h"
 #include "rhizos/rhizos.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -25,21 +25,21 @@ static void sendable(cJSON *doc)
     cJSON_free(t);
 }
 
-static void models(node_llm_kind k, const char *text, size_t n)
+static void models(rz__llm_kind k, const char *text, size_t n)
 {
     cJSON *m = NULL;
     char err[256] = "";
-    if (llm_parse_models(k, text, n, &m, err, sizeof err) != 0) {
+    if (rz__llm_parse_models(k, text, n, &m, err, sizeof err) != 0) {
         if (m || !err[0])
             abort();
         return;
     }
-    if (cJSON_GetArraySize(m) > (int)LLM_MODELS_MAX)
+    if (cJSON_GetArraySize(m) > (int)RZ__LLM_MODELS_MAX)
         abort();
     const cJSON *a, *b;
     cJSON_ArrayForEach(a, m) {
         const char *na = cJSON_GetStringValue(cJSON_GetObjectItem(a, "name"));
-        if (!na || !*na || strlen(na) > LLM_NAME_MAX)
+        if (!na || !*na || strlen(na) > RZ__LLM_NAME_MAX)
             abort();
         for (b = a->next; b; b = b->next)
             if (strcmp(na, cJSON_GetStringValue(cJSON_GetObjectItem(b, "name"))) == 0)
@@ -49,19 +49,19 @@ static void models(node_llm_kind k, const char *text, size_t n)
     cJSON_Delete(m);
 }
 
-static int read_stream(llm_stream *s, node_llm_kind k, const char *text,
+static int read_stream(rz__llm_stream *s, rz__llm_kind k, const char *text,
                        size_t n, size_t step)
 {
-    llm_stream_init(s, k, MAX_TEXT);
+    rz__llm_stream_init(s, k, MAX_TEXT);
     for (size_t i = 0; i < n; i += step)
-        if (llm_stream_feed(s, text + i, i + step > n ? n - i : step) != 0)
+        if (rz__llm_stream_feed(s, text + i, i + step > n ? n - i : step) != 0)
             break;
-    return llm_stream_close(s);
+    return rz__llm_stream_close(s);
 }
 
-static void stream(node_llm_kind k, const char *text, size_t n, size_t step)
+static void stream(rz__llm_kind k, const char *text, size_t n, size_t step)
 {
-    llm_stream a, b;
+    rz__llm_stream a, b;
     int ra = read_stream(&a, k, text, n, n ? n : 1);
     int rb = read_stream(&b, k, text, n, step);
     if (ra != rb || a.text_len != b.text_len || a.tokens_in != b.tokens_in ||
@@ -78,15 +78,15 @@ static void stream(node_llm_kind k, const char *text, size_t n, size_t step)
     cJSON_AddStringToObject(o, "finish", a.finish);
     sendable(o);
     cJSON_Delete(o);
-    llm_stream_free(&a);
-    llm_stream_free(&b);
+    rz__llm_stream_free(&a);
+    rz__llm_stream_free(&b);
 }
 
 static void error_body(const char *text, size_t n)
 {
-    char out[LLM_ERROR_MAX + 1];
-    llm_parse_error(text, n, out, sizeof out);
-    if (strlen(out) > LLM_ERROR_MAX)
+    char out[RZ__LLM_ERROR_MAX + 1];
+    rz__llm_parse_error(text, n, out, sizeof out);
+    if (strlen(out) > RZ__LLM_ERROR_MAX)
         abort();
     cJSON *o = cJSON_CreateString(out);
     sendable(o);
@@ -96,10 +96,10 @@ static void error_body(const char *text, size_t n)
 static void request(const char *text, size_t n)
 {
     cJSON *r = cJSON_ParseWithLength(text, n);
-    if (r && !llm_request_check(r)) {
-        for (int k = NODE_LLM_OLLAMA; k <= NODE_LLM_OPENAI; k++) {
+    if (r && !rz__llm_request_check(r)) {
+        for (int k = RZ__LLM_OLLAMA; k <= RZ__LLM_OPENAI; k++) {
             const char *path = NULL;
-            char *b = llm_request_body((node_llm_kind)k, "m", r, &path);
+            char *b = rz__llm_request_body((rz__llm_kind)k, "m", r, &path);
             cJSON *back = b ? cJSON_Parse(b) : NULL;
             if (!back || !path)
                 abort();
@@ -117,11 +117,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *text = (const char *)data + 2;
     size_t n = size - 2, step = (size_t)(data[1] % 64) + 1;
     switch (data[0] % 7) {
-    case 6: (void)llm_parse_show(text, n); break;
-    case 0: models(NODE_LLM_OLLAMA, text, n); break;
-    case 1: models(NODE_LLM_OPENAI, text, n); break;
-    case 2: stream(NODE_LLM_OLLAMA, text, n, step); break;
-    case 3: stream(NODE_LLM_OPENAI, text, n, step); break;
+    case 6: (void)rz__llm_parse_show(text, n); break;
+    case 0: models(RZ__LLM_OLLAMA, text, n); break;
+    case 1: models(RZ__LLM_OPENAI, text, n); break;
+    case 2: stream(RZ__LLM_OLLAMA, text, n, step); break;
+    case 3: stream(RZ__LLM_OPENAI, text, n, step); break;
     case 4: error_body(text, n); break;
     default: request(text, n); break;
     }

@@ -1,4 +1,4 @@
-/* rhizos-node's llm adapter readers (server/node/llm_parse.c): model
+/* rhizos-node's llm adapter readers (lib/exec/llm_parse.c): model
  * lists, error bodies, requests, and streamed replies of both APIs, fed
  * whole, byte by byte and split anywhere; malformed, hostile and oversized
  * input refused with a reason, never half-kept. */
@@ -12,15 +12,15 @@
 #include <cmocka.h>
 #include <cjson/cJSON.h>
 
-#include "llm.h"
+#include "exec/llm.h"
 
 /* ---- model lists ---- */
 
-static cJSON *models_of(node_llm_kind k, const char *text, char *err)
+static cJSON *models_of(rz__llm_kind k, const char *text, char *err)
 {
     cJSON *m = NULL;
     err[0] = '\0';
-    int rc = llm_parse_models(k, text, strlen(text), &m, err, 256);
+    int rc = rz__llm_parse_models(k, text, strlen(text), &m, err, 256);
     if (rc != 0) {
         assert_null(m);
         assert_true(err[0]);
@@ -39,7 +39,7 @@ static void ollama_tags(void **state)
 {
     (void)state;
     char err[256];
-    cJSON *m = models_of(NODE_LLM_OLLAMA,
+    cJSON *m = models_of(RZ__LLM_OLLAMA,
         "{\"models\":[{\"name\":\"llama3:8b\",\"size\":4661224676,"
         "\"details\":{\"family\":\"llama\",\"parameter_size\":\"8.0B\","
         "\"quantization_level\":\"Q4_0\"}},"
@@ -70,7 +70,7 @@ static void openai_models(void **state)
 {
     (void)state;
     char err[256];
-    cJSON *m = models_of(NODE_LLM_OPENAI,
+    cJSON *m = models_of(RZ__LLM_OPENAI,
         "{\"object\":\"list\",\"data\":[{\"id\":\"gpt-x\",\"object\":\"model\"},"
         "{\"id\":\"vllm\",\"max_model_len\":32768},"
         "{\"id\":\"lm\",\"context_length\":4096,\"max_model_len\":1},"
@@ -93,15 +93,15 @@ static void model_lists_refused(void **state)
         "{\"models\":[]} trailing", "{\"models\":[]", "not json",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        assert_null(models_of(NODE_LLM_OLLAMA, bad[i], err));
-    assert_null(models_of(NODE_LLM_OPENAI, "{\"models\":[]}", err));
+        assert_null(models_of(RZ__LLM_OLLAMA, bad[i], err));
+    assert_null(models_of(RZ__LLM_OPENAI, "{\"models\":[]}", err));
     assert_non_null(strstr(err, "{\"data\":[...]}"));
     /* over the size cap: refused before parsing */
-    size_t n = LLM_LIST_BYTES_MAX + 1;
+    size_t n = RZ__LLM_LIST_BYTES_MAX + 1;
     char *big = malloc(n);
     memset(big, ' ', n);
     cJSON *m = NULL;
-    assert_int_equal(llm_parse_models(NODE_LLM_OLLAMA, big, n, &m, err, sizeof err), -1);
+    assert_int_equal(rz__llm_parse_models(RZ__LLM_OLLAMA, big, n, &m, err, sizeof err), -1);
     assert_null(m);
     assert_non_null(strstr(err, "over"));
     free(big);
@@ -111,21 +111,21 @@ static void model_names_bounded(void **state)
 {
     (void)state;
     char err[256];
-    /* 300 models: the first LLM_MODELS_MAX kept; a name of 201 bytes and
+    /* 300 models: the first RZ__LLM_MODELS_MAX kept; a name of 201 bytes and
      * one that is not UTF-8 are left out. */
     size_t cap = 64 * 1024;
     char *t = malloc(cap);
     size_t o = (size_t)snprintf(t, cap, "{\"models\":[{\"name\":\"");
-    memset(t + o, 'a', LLM_NAME_MAX + 1);
-    o += LLM_NAME_MAX + 1;
+    memset(t + o, 'a', RZ__LLM_NAME_MAX + 1);
+    o += RZ__LLM_NAME_MAX + 1;
     o += (size_t)snprintf(t + o, cap - o, "\"},{\"name\":\"bad\xff\xfe\"},{\"name\":\"ff\xff\xb0\xb0\"},"
                           "{\"name\":\"\xed\xa0\x80surrogate\"},"
                           "{\"name\":\"ok-\xc3\xa9\"}");
     for (int i = 0; i < 300; i++)
         o += (size_t)snprintf(t + o, cap - o, ",{\"name\":\"m%d\"}", i);
     snprintf(t + o, cap - o, "]}");
-    cJSON *m = models_of(NODE_LLM_OLLAMA, t, err);
-    assert_int_equal(cJSON_GetArraySize(m), (int)LLM_MODELS_MAX);
+    cJSON *m = models_of(RZ__LLM_OLLAMA, t, err);
+    assert_int_equal(cJSON_GetArraySize(m), (int)RZ__LLM_MODELS_MAX);
     assert_string_equal(name_at(m, 0), "ok-\xc3\xa9");
     assert_string_equal(name_at(m, 1), "m0");
     cJSON_Delete(m);
@@ -150,7 +150,7 @@ static void ollama_show(void **state)
         { "", 0 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        assert_int_equal(llm_parse_show(cases[i].text, strlen(cases[i].text)),
+        assert_int_equal(rz__llm_parse_show(cases[i].text, strlen(cases[i].text)),
                          cases[i].want);
 }
 
@@ -159,35 +159,35 @@ static void ollama_show(void **state)
 static void error_bodies(void **state)
 {
     (void)state;
-    char out[LLM_ERROR_MAX + 1];
+    char out[RZ__LLM_ERROR_MAX + 1];
     const char *o1 = "{\"error\":\"model 'x' not found\"}";
-    llm_parse_error(o1, strlen(o1), out, sizeof out);
+    rz__llm_parse_error(o1, strlen(o1), out, sizeof out);
     assert_string_equal(out, "model 'x' not found");
     const char *o2 = "{\"error\":{\"message\":\"The model `x` does not exist\","
                      "\"type\":\"invalid_request_error\"}}";
-    llm_parse_error(o2, strlen(o2), out, sizeof out);
+    rz__llm_parse_error(o2, strlen(o2), out, sizeof out);
     assert_string_equal(out, "The model `x` does not exist");
     const char *o3 = "<html>\r\n502 Bad\x01Gateway\xff</html>";
-    llm_parse_error(o3, strlen(o3), out, sizeof out);
+    rz__llm_parse_error(o3, strlen(o3), out, sizeof out);
     assert_string_equal(out, "<html>  502 Bad Gateway?</html>");
     const char *o4 = "x\xff\xb0\xb0\xf5\x80\x80\x80y";   /* never UTF-8 */
-    llm_parse_error(o4, strlen(o4), out, sizeof out);
+    rz__llm_parse_error(o4, strlen(o4), out, sizeof out);
     assert_string_equal(out, "x???????y");
-    llm_parse_error("", 0, out, sizeof out);
+    rz__llm_parse_error("", 0, out, sizeof out);
     assert_string_equal(out, "");
-    llm_parse_error(NULL, 0, out, sizeof out);
+    rz__llm_parse_error(NULL, 0, out, sizeof out);
     assert_string_equal(out, "");
-    /* long: cut to LLM_ERROR_MAX, on a character */
+    /* long: cut to RZ__LLM_ERROR_MAX, on a character */
     char big[2000];
     size_t n = (size_t)snprintf(big, sizeof big, "{\"error\":\"");
     for (int i = 0; i < 400; i++)
         n += (size_t)snprintf(big + n, sizeof big - n, "\xc3\xa9");
     snprintf(big + n, sizeof big - n, "\"}");
-    llm_parse_error(big, strlen(big), out, sizeof out);
-    assert_true(strlen(out) <= LLM_ERROR_MAX);
+    rz__llm_parse_error(big, strlen(big), out, sizeof out);
+    assert_true(strlen(out) <= RZ__LLM_ERROR_MAX);
     assert_int_equal(strlen(out) % 2, 0);
     char tiny[4];
-    llm_parse_error(o1, strlen(o1), tiny, sizeof tiny);
+    rz__llm_parse_error(o1, strlen(o1), tiny, sizeof tiny);
     assert_string_equal(tiny, "mod");
 }
 
@@ -197,7 +197,7 @@ static const char *check(const char *json)
 {
     static char why[256];
     cJSON *r = cJSON_Parse(json);
-    const char *w = llm_request_check(r);
+    const char *w = rz__llm_request_check(r);
     snprintf(why, sizeof why, "%s", w ? w : "");
     cJSON_Delete(r);
     return w ? why : NULL;
@@ -238,12 +238,12 @@ static void request_bodies(void **state)
     (void)state;
     cJSON *r = cJSON_Parse("{\"prompt\":\"hi\",\"max_tokens\":7,\"temperature\":0.5}");
     const char *path = NULL;
-    char *b = llm_request_body(NODE_LLM_OLLAMA, "m:1", r, &path);
+    char *b = rz__llm_request_body(RZ__LLM_OLLAMA, "m:1", r, &path);
     assert_string_equal(path, "/api/generate");
     assert_string_equal(b, "{\"model\":\"m:1\",\"prompt\":\"hi\",\"stream\":true,"
                         "\"options\":{\"num_predict\":7,\"temperature\":0.5}}");
     free(b);
-    b = llm_request_body(NODE_LLM_OPENAI, "gpt", r, &path);
+    b = rz__llm_request_body(RZ__LLM_OPENAI, "gpt", r, &path);
     assert_string_equal(path, "/v1/chat/completions");
     assert_string_equal(b, "{\"model\":\"gpt\",\"messages\":[{\"role\":\"user\","
                         "\"content\":\"hi\"}],\"max_tokens\":7,\"temperature\":0.5,"
@@ -252,7 +252,7 @@ static void request_bodies(void **state)
     cJSON_Delete(r);
     r = cJSON_Parse("{\"messages\":[{\"role\":\"user\",\"content\":\"a\",\"x\":1}],"
                     "\"max_tokens\":2}");
-    b = llm_request_body(NODE_LLM_OLLAMA, "m", r, &path);
+    b = rz__llm_request_body(RZ__LLM_OLLAMA, "m", r, &path);
     assert_string_equal(path, "/api/chat");
     assert_string_equal(b, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
                         "\"content\":\"a\"}],\"stream\":true,\"options\":"
@@ -278,10 +278,10 @@ static void collect(void *ud, const char *p, size_t n)
 }
 
 /* Feed `text` in pieces of `step` bytes (0: whole); the close's result. */
-static int feed(llm_stream *st, node_llm_kind k, const char *text, size_t step,
+static int feed(rz__llm_stream *st, rz__llm_kind k, const char *text, size_t step,
                 size_t max, seen *sn)
 {
-    llm_stream_init(st, k, max);
+    rz__llm_stream_init(st, k, max);
     memset(sn, 0, sizeof *sn);
     st->on_piece = collect;
     st->ud = sn;
@@ -289,9 +289,9 @@ static int feed(llm_stream *st, node_llm_kind k, const char *text, size_t step,
     if (!step)
         step = n ? n : 1;
     for (size_t i = 0; i < n; i += step)
-        if (llm_stream_feed(st, text + i, i + step > n ? n - i : step) != 0)
+        if (rz__llm_stream_feed(st, text + i, i + step > n ? n - i : step) != 0)
             return -2;
-    return llm_stream_close(st);
+    return rz__llm_stream_close(st);
 }
 
 static const char OLLAMA_OK[] =
@@ -308,9 +308,9 @@ static void ollama_stream(void **state)
     (void)state;
     static const size_t steps[] = { 0, 1, 2, 3, 7, 64 };
     for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
-        llm_stream st;
+        rz__llm_stream st;
         seen sn;
-        assert_int_equal(feed(&st, NODE_LLM_OLLAMA, OLLAMA_OK, steps[i], 1024, &sn), 0);
+        assert_int_equal(feed(&st, RZ__LLM_OLLAMA, OLLAMA_OK, steps[i], 1024, &sn), 0);
         assert_string_equal(st.text, "Hello \xc3\xa9!");
         assert_string_equal(sn.text, st.text);
         assert_int_equal(st.tokens_in, 12);
@@ -319,16 +319,16 @@ static void ollama_stream(void **state)
         assert_int_equal(st.pieces, 3);
         assert_string_equal(st.model, "m");
         assert_string_equal(st.finish, "stop");
-        llm_stream_free(&st);
+        rz__llm_stream_free(&st);
     }
 }
 
-static void expect_fail(node_llm_kind k, const char *text, size_t max,
+static void expect_fail(rz__llm_kind k, const char *text, size_t max,
                         const char *why)
 {
     static const size_t steps[] = { 0, 1, 5 };
     for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
-        llm_stream st;
+        rz__llm_stream st;
         seen sn;
         int rc = feed(&st, k, text, steps[i], max, &sn);
         if (rc == 0)
@@ -336,72 +336,72 @@ static void expect_fail(node_llm_kind k, const char *text, size_t max,
         if (!strstr(st.error, why))
             fail_msg("\"%s\" lacks \"%s\"", st.error, why);
         /* once failed, nothing more is read */
-        assert_int_equal(llm_stream_feed(&st, "{}\n", 3), -1);
-        llm_stream_free(&st);
+        assert_int_equal(rz__llm_stream_feed(&st, "{}\n", 3), -1);
+        rz__llm_stream_free(&st);
     }
 }
 
 static void ollama_stream_refused(void **state)
 {
     (void)state;
-    expect_fail(NODE_LLM_OLLAMA, "{\"response\":\"a\",\"done\":false}\n", 64,
+    expect_fail(RZ__LLM_OLLAMA, "{\"response\":\"a\",\"done\":false}\n", 64,
                 "cut before its end (after part");
-    expect_fail(NODE_LLM_OLLAMA, "", 64, "cut before its end (before any");
-    expect_fail(NODE_LLM_OLLAMA, "{\"error\":\"out of \\u0001memory\"}\n", 64,
+    expect_fail(RZ__LLM_OLLAMA, "", 64, "cut before its end (before any");
+    expect_fail(RZ__LLM_OLLAMA, "{\"error\":\"out of \\u0001memory\"}\n", 64,
                 "the model server failed: out of  memory");
-    expect_fail(NODE_LLM_OLLAMA, "{\"response\":\"a\"}\nnot json\n", 64,
+    expect_fail(RZ__LLM_OLLAMA, "{\"response\":\"a\"}\nnot json\n", 64,
                 "not a JSON object");
-    expect_fail(NODE_LLM_OLLAMA, "[1,2]\n", 64, "not a JSON object");
-    expect_fail(NODE_LLM_OLLAMA, "{\"response\":\"a\"} {\"response\":\"b\"}\n", 64,
+    expect_fail(RZ__LLM_OLLAMA, "[1,2]\n", 64, "not a JSON object");
+    expect_fail(RZ__LLM_OLLAMA, "{\"response\":\"a\"} {\"response\":\"b\"}\n", 64,
                 "not a JSON object");
-    expect_fail(NODE_LLM_OLLAMA, "{\"response\":\"12345678\"}\n{\"response\":\"9\"}\n",
+    expect_fail(RZ__LLM_OLLAMA, "{\"response\":\"12345678\"}\n{\"response\":\"9\"}\n",
                 8, "over 8 bytes");
     /* a line over 1 MiB with no newline: refused as it grows */
-    size_t n = LLM_LINE_MAX + 10;
+    size_t n = RZ__LLM_LINE_MAX + 10;
     char *big = malloc(n + 1);
     memset(big, 'x', n);
     big[n] = '\0';
-    expect_fail(NODE_LLM_OLLAMA, big, 64, "over 1 MiB");
+    expect_fail(RZ__LLM_OLLAMA, big, 64, "over 1 MiB");
     free(big);
     /* a NUL inside a line: not JSON, not cut at the NUL */
-    llm_stream st;
+    rz__llm_stream st;
     seen sn;
     static const char nul[] = "{\"response\":\"a\"}\0{\"x\":1}\n";
-    llm_stream_init(&st, NODE_LLM_OLLAMA, 64);
-    assert_int_equal(llm_stream_feed(&st, nul, sizeof nul - 1), -1);
+    rz__llm_stream_init(&st, RZ__LLM_OLLAMA, 64);
+    assert_int_equal(rz__llm_stream_feed(&st, nul, sizeof nul - 1), -1);
     assert_non_null(strstr(st.error, "not a JSON object"));
-    llm_stream_free(&st);
+    rz__llm_stream_free(&st);
     /* a last line without its newline is still read */
-    assert_int_equal(feed(&st, NODE_LLM_OLLAMA, "{\"response\":\"z\",\"done\":true}",
+    assert_int_equal(feed(&st, RZ__LLM_OLLAMA, "{\"response\":\"z\",\"done\":true}",
                           0, 64, &sn), 0);
     assert_string_equal(st.text, "z");
     assert_int_equal(st.have_usage, 0);
-    llm_stream_free(&st);
+    rz__llm_stream_free(&st);
     /* bytes that are not UTF-8 come out as U+FFFD: the text stays
      * sendable as JSON */
-    assert_int_equal(feed(&st, NODE_LLM_OLLAMA, "{\"response\":\"a\xff\xc3" "b\"}\n"
+    assert_int_equal(feed(&st, RZ__LLM_OLLAMA, "{\"response\":\"a\xff\xc3" "b\"}\n"
                           "{\"done\":true}\n", 1, 64, &sn), 0);
     assert_string_equal(st.text, "a\xef\xbf\xbd\xef\xbf\xbd" "b");
-    llm_stream_free(&st);
+    rz__llm_stream_free(&st);
     /* a long error cut where it fits, never inside a character */
     char err[800];
     size_t o = (size_t)snprintf(err, sizeof err, "{\"error\":\"");
     for (int i = 0; i < 200; i++)
         o += (size_t)snprintf(err + o, sizeof err - o, "\xe2\x82\xac");
     snprintf(err + o, sizeof err - o, "\"}\n");
-    assert_int_equal(feed(&st, NODE_LLM_OLLAMA, err, 0, 64, &sn), -2);
+    assert_int_equal(feed(&st, RZ__LLM_OLLAMA, err, 0, 64, &sn), -2);
     size_t el = strlen(st.error);
-    assert_true(el <= LLM_ERROR_MAX);
+    assert_true(el <= RZ__LLM_ERROR_MAX);
     assert_int_equal((el - strlen("the model server failed: ")) % 3, 0);
-    llm_stream_free(&st);
+    rz__llm_stream_free(&st);
     /* hostile counts are not kept */
-    assert_int_equal(feed(&st, NODE_LLM_OLLAMA, "{\"done\":true,\"prompt_eval_count\":-1,"
+    assert_int_equal(feed(&st, RZ__LLM_OLLAMA, "{\"done\":true,\"prompt_eval_count\":-1,"
                           "\"eval_count\":1e300}\n", 0, 64, &sn), 0);
     assert_int_equal(st.tokens_in, 0);
     assert_int_equal(st.tokens_out, 0);
     assert_int_equal(st.have_usage, 0);
     assert_null(st.text);
-    llm_stream_free(&st);
+    rz__llm_stream_free(&st);
 }
 
 static const char OPENAI_OK[] =
@@ -420,43 +420,43 @@ static void openai_stream(void **state)
     (void)state;
     static const size_t steps[] = { 0, 1, 2, 3, 11, 64 };
     for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
-        llm_stream st;
+        rz__llm_stream st;
         seen sn;
-        assert_int_equal(feed(&st, NODE_LLM_OPENAI, OPENAI_OK, steps[i], 1024, &sn), 0);
+        assert_int_equal(feed(&st, RZ__LLM_OPENAI, OPENAI_OK, steps[i], 1024, &sn), 0);
         assert_string_equal(st.text, "Hi there");
         assert_string_equal(sn.text, "Hi there");
         assert_int_equal(st.tokens_in, 9);
         assert_int_equal(st.tokens_out, 2);
         assert_string_equal(st.finish, "length");
         assert_string_equal(st.model, "g");
-        llm_stream_free(&st);
+        rz__llm_stream_free(&st);
     }
     /* data split over two lines is one event; [DONE] without its blank
      * line at the close still ends it */
-    llm_stream st;
+    rz__llm_stream st;
     seen sn;
-    assert_int_equal(feed(&st, NODE_LLM_OPENAI,
+    assert_int_equal(feed(&st, RZ__LLM_OPENAI,
                           "data: {\"choices\":[{\"delta\":\ndata: {\"content\":\"x\"}}]}\n\n"
                           "data: [DONE]", 0, 64, &sn), 0);
     assert_string_equal(st.text, "x");
     assert_int_equal(st.have_usage, 0);
     assert_int_equal(st.pieces, 1);
-    llm_stream_free(&st);
+    rz__llm_stream_free(&st);
 }
 
 static void openai_stream_refused(void **state)
 {
     (void)state;
-    expect_fail(NODE_LLM_OPENAI, "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+    expect_fail(RZ__LLM_OPENAI, "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
                 64, "cut before its end");
-    expect_fail(NODE_LLM_OPENAI, "data: {\"error\":{\"message\":\"rate limited\"}}\n\n",
+    expect_fail(RZ__LLM_OPENAI, "data: {\"error\":{\"message\":\"rate limited\"}}\n\n",
                 64, "failed: rate limited");
-    expect_fail(NODE_LLM_OPENAI, "data: {not json\n\n", 64, "not a JSON object");
-    expect_fail(NODE_LLM_OPENAI,
+    expect_fail(RZ__LLM_OPENAI, "data: {not json\n\n", 64, "not a JSON object");
+    expect_fail(RZ__LLM_OPENAI,
                 "data: {\"choices\":[{\"delta\":{\"content\":\"0123456789\"}}]}\n\n",
                 4, "over 4 bytes");
     /* many data lines adding up past 1 MiB: refused */
-    size_t line = 1000, lines = LLM_LINE_MAX / line + 2;
+    size_t line = 1000, lines = RZ__LLM_LINE_MAX / line + 2;
     char *big = malloc(lines * (line + 7) + 1), *p = big;
     for (size_t i = 0; i < lines; i++) {
         memcpy(p, "data: ", 6);
@@ -465,7 +465,7 @@ static void openai_stream_refused(void **state)
         p += line + 7;
     }
     *p = '\0';
-    expect_fail(NODE_LLM_OPENAI, big, 64, "over 1 MiB");
+    expect_fail(RZ__LLM_OPENAI, big, 64, "over 1 MiB");
     free(big);
 }
 

@@ -1,4 +1,4 @@
-/* What rhizos-node reads from model servers and writes to them (llm.h):
+/* What the llm adapter reads from model servers and writes to them (llm.h):
  * model lists, error bodies, requests, and streamed replies (Ollama's
  * NDJSON, OpenAI's server-sent events). No I/O here; every string kept is
  * UTF-8 without control characters and bounded, every number whole and
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "llm.h"
+#include "exec/llm.h"
 
 #define WHOLE_MAX 9007199254740992.0   /* 2^53 */
 
@@ -129,19 +129,19 @@ static int listed(const cJSON *arr, const char *name)
 }
 
 /* One entry of either list, or NULL when it is not well-formed. */
-static cJSON *model_entry(node_llm_kind kind, const cJSON *e)
+static cJSON *model_entry(rz__llm_kind kind, const cJSON *e)
 {
-    const char *name = str_at(e, kind == NODE_LLM_OLLAMA ? "name" : "id");
-    if (!name && kind == NODE_LLM_OLLAMA)
+    const char *name = str_at(e, kind == RZ__LLM_OLLAMA ? "name" : "id");
+    if (!name && kind == RZ__LLM_OLLAMA)
         name = str_at(e, "model");
-    if (!good_name(name, LLM_NAME_MAX))
+    if (!good_name(name, RZ__LLM_NAME_MAX))
         return NULL;
     cJSON *m = cJSON_CreateObject();
     if (!m || !cJSON_AddStringToObject(m, "name", name)) {
         cJSON_Delete(m);
         return NULL;
     }
-    if (kind == NODE_LLM_OLLAMA) {
+    if (kind == RZ__LLM_OLLAMA) {
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(e, "details");
         add_whole(m, "size_bytes", cJSON_GetObjectItemCaseSensitive(e, "size"));
         add_str(m, "quantization", str_at(d, "quantization_level"), 32);
@@ -160,21 +160,21 @@ static cJSON *model_entry(node_llm_kind kind, const cJSON *e)
     return m;
 }
 
-int llm_parse_models(node_llm_kind kind, const char *text, size_t len,
+int rz__llm_parse_models(rz__llm_kind kind, const char *text, size_t len,
                      cJSON **models, char *err, size_t errlen)
 {
     *models = NULL;
-    if (len > LLM_LIST_BYTES_MAX) {
+    if (len > RZ__LLM_LIST_BYTES_MAX) {
         snprintf(err, errlen, "the model list is over %u bytes",
-                 LLM_LIST_BYTES_MAX);
+                 RZ__LLM_LIST_BYTES_MAX);
         return -1;
     }
     cJSON *doc = parse_exact(text, len);
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(
-        doc, kind == NODE_LLM_OLLAMA ? "models" : "data");
+        doc, kind == RZ__LLM_OLLAMA ? "models" : "data");
     if (!cJSON_IsArray(list)) {
         snprintf(err, errlen, "the model list is not %s",
-                 kind == NODE_LLM_OLLAMA ? "{\"models\":[...]}"
+                 kind == RZ__LLM_OLLAMA ? "{\"models\":[...]}"
                                          : "{\"data\":[...]}");
         cJSON_Delete(doc);
         return -1;
@@ -182,7 +182,7 @@ int llm_parse_models(node_llm_kind kind, const char *text, size_t len,
     cJSON *out = cJSON_CreateArray();
     const cJSON *e;
     cJSON_ArrayForEach(e, list) {
-        if (!out || cJSON_GetArraySize(out) >= (int)LLM_MODELS_MAX)
+        if (!out || cJSON_GetArraySize(out) >= (int)RZ__LLM_MODELS_MAX)
             break;
         cJSON *m = model_entry(kind, e);
         if (m && listed(out, cJSON_GetStringValue(cJSON_GetObjectItem(m, "name"))))
@@ -199,9 +199,9 @@ int llm_parse_models(node_llm_kind kind, const char *text, size_t len,
     return 0;
 }
 
-uint64_t llm_parse_show(const char *text, size_t len)
+uint64_t rz__llm_parse_show(const char *text, size_t len)
 {
-    if (len > LLM_LIST_BYTES_MAX)
+    if (len > RZ__LLM_LIST_BYTES_MAX)
         return 0;
     cJSON *doc = parse_exact(text, len);
     const cJSON *info = cJSON_GetObjectItemCaseSensitive(doc, "model_info"), *e;
@@ -223,15 +223,15 @@ uint64_t llm_parse_show(const char *text, size_t len)
     return ctx;
 }
 
-void llm_parse_error(const char *text, size_t len, char *out, size_t outlen)
+void rz__llm_parse_error(const char *text, size_t len, char *out, size_t outlen)
 {
     if (!outlen)
         return;
     out[0] = '\0';
     if (!text || !len)
         return;
-    size_t cap = outlen - 1 < LLM_ERROR_MAX ? outlen : LLM_ERROR_MAX + 1;
-    cJSON *doc = len <= LLM_LINE_MAX ? cJSON_ParseWithLength(text, len) : NULL;
+    size_t cap = outlen - 1 < RZ__LLM_ERROR_MAX ? outlen : RZ__LLM_ERROR_MAX + 1;
+    cJSON *doc = len <= RZ__LLM_LINE_MAX ? cJSON_ParseWithLength(text, len) : NULL;
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "error");
     const char *msg = cJSON_IsString(e) ? e->valuestring : str_at(e, "message");
     if (msg)
@@ -243,7 +243,7 @@ void llm_parse_error(const char *text, size_t len, char *out, size_t outlen)
 
 /* ---- requests ---- */
 
-const char *llm_request_check(const cJSON *req)
+const char *rz__llm_request_check(const cJSON *req)
 {
     if (!cJSON_IsObject(req))
         return "the llm request is not an object";
@@ -257,7 +257,7 @@ const char *llm_request_check(const cJSON *req)
         return "\"prompt\" must be a non-empty string";
     if (m) {
         int n = cJSON_GetArraySize(m);
-        if (!cJSON_IsArray(m) || n < 1 || n > (int)LLM_MESSAGES_MAX)
+        if (!cJSON_IsArray(m) || n < 1 || n > (int)RZ__LLM_MESSAGES_MAX)
             return "\"messages\" must be a list of 1 to 1024 messages";
         const cJSON *x;
         cJSON_ArrayForEach(x, m) {
@@ -269,7 +269,7 @@ const char *llm_request_check(const cJSON *req)
         }
     }
     uint64_t n = 0;
-    if (!whole(mt, &n) || n < 1 || n > LLM_MAX_TOKENS)
+    if (!whole(mt, &n) || n < 1 || n > RZ__LLM_MAX_TOKENS)
         return "\"max_tokens\" must be a whole number from 1 to 1000000";
     if (t && (!cJSON_IsNumber(t) || !(t->valuedouble >= 0 &&
                                       t->valuedouble <= 2)))
@@ -298,7 +298,7 @@ static cJSON *messages_of(const cJSON *req)
     return out;
 }
 
-char *llm_request_body(node_llm_kind kind, const char *model,
+char *rz__llm_request_body(rz__llm_kind kind, const char *model,
                        const cJSON *req, const char **path)
 {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(req, "prompt");
@@ -306,7 +306,7 @@ char *llm_request_body(node_llm_kind kind, const char *model,
     double max = cJSON_GetObjectItemCaseSensitive(req, "max_tokens")->valuedouble;
     cJSON *b = cJSON_CreateObject();
     cJSON_AddStringToObject(b, "model", model);
-    if (kind == NODE_LLM_OLLAMA) {
+    if (kind == RZ__LLM_OLLAMA) {
         *path = p ? "/api/generate" : "/api/chat";
         if (p)
             cJSON_AddStringToObject(b, "prompt", p->valuestring);
@@ -334,14 +334,14 @@ char *llm_request_body(node_llm_kind kind, const char *model,
 
 /* ---- streams ---- */
 
-void llm_stream_init(llm_stream *s, node_llm_kind kind, size_t max_text)
+void rz__llm_stream_init(rz__llm_stream *s, rz__llm_kind kind, size_t max_text)
 {
     memset(s, 0, sizeof *s);
     s->kind = kind;
     s->max_text = max_text;
 }
 
-void llm_stream_free(llm_stream *s)
+void rz__llm_stream_free(rz__llm_stream *s)
 {
     free(s->text);
     free(s->line);
@@ -349,9 +349,9 @@ void llm_stream_free(llm_stream *s)
     s->text = s->line = s->ev = NULL;
 }
 
-static int fail(llm_stream *s, const char *fmt, const char *detail)
+static int fail(rz__llm_stream *s, const char *fmt, const char *detail)
 {
-    char d[LLM_ERROR_MAX + 1] = "";
+    char d[RZ__LLM_ERROR_MAX + 1] = "";
     if (detail)
         sanitize(d, sizeof d, detail, strlen(detail));
     snprintf(s->error, sizeof s->error, fmt, d);
@@ -410,7 +410,7 @@ static char *valid_utf8(const char *p, size_t n, int *oom)
     return out;
 }
 
-static int piece(llm_stream *s, const char *p)
+static int piece(rz__llm_stream *s, const char *p)
 {
     size_t n = strlen(p);
     if (!n)
@@ -440,21 +440,21 @@ static int piece(llm_stream *s, const char *p)
     return 0;
 }
 
-static void keep_model(llm_stream *s, const cJSON *o)
+static void keep_model(rz__llm_stream *s, const cJSON *o)
 {
     const char *m = str_at(o, "model");
-    if (good_name(m, LLM_NAME_MAX))
+    if (good_name(m, RZ__LLM_NAME_MAX))
         snprintf(s->model, sizeof s->model, "%s", m);
 }
 
-static void keep_finish(llm_stream *s, const char *f)
+static void keep_finish(rz__llm_stream *s, const char *f)
 {
     if (good_name(f, sizeof s->finish - 1))
         snprintf(s->finish, sizeof s->finish, "%s", f);
 }
 
 /* The server's error inside a stream, if any. */
-static int streamed_error(llm_stream *s, const cJSON *o)
+static int streamed_error(rz__llm_stream *s, const cJSON *o)
 {
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "error");
     if (!e || cJSON_IsNull(e))
@@ -463,7 +463,7 @@ static int streamed_error(llm_stream *s, const cJSON *o)
     return fail(s, "the model server failed: %s", msg ? msg : "no reason given");
 }
 
-static int ollama_line(llm_stream *s, const char *line, size_t n)
+static int ollama_line(rz__llm_stream *s, const char *line, size_t n)
 {
     cJSON *o = parse_exact(line, n);
     int rc = 0;
@@ -494,7 +494,7 @@ static int ollama_line(llm_stream *s, const char *line, size_t n)
 }
 
 /* One server-sent event's data. */
-static int openai_event(llm_stream *s, const char *data, size_t n)
+static int openai_event(rz__llm_stream *s, const char *data, size_t n)
 {
     if (n == 6 && memcmp(data, "[DONE]", 6) == 0) {
         s->done = 1;
@@ -528,7 +528,7 @@ static int openai_event(llm_stream *s, const char *data, size_t n)
     return rc;
 }
 
-static int openai_dispatch(llm_stream *s)
+static int openai_dispatch(rz__llm_stream *s)
 {
     if (!s->have_ev)
         return 0;
@@ -538,7 +538,7 @@ static int openai_dispatch(llm_stream *s)
     return openai_event(s, s->ev, n);
 }
 
-static int openai_line(llm_stream *s, const char *line, size_t n)
+static int openai_line(rz__llm_stream *s, const char *line, size_t n)
 {
     if (n == 0)
         return openai_dispatch(s);
@@ -551,7 +551,7 @@ static int openai_line(llm_stream *s, const char *line, size_t n)
     if (vn && *v == ' ')
         v++, vn--;
     size_t need = s->ev_len + (s->have_ev ? 1 : 0) + vn;
-    if (need > LLM_LINE_MAX)
+    if (need > RZ__LLM_LINE_MAX)
         return fail(s, "an event from the model server is over 1 MiB%s", NULL);
     if (grow(&s->ev, &s->ev_cap, need + 1) != 0)
         return fail(s, "out of memory%s", NULL);
@@ -564,24 +564,24 @@ static int openai_line(llm_stream *s, const char *line, size_t n)
     return 0;
 }
 
-static int one_line(llm_stream *s, char *line, size_t n)
+static int one_line(rz__llm_stream *s, char *line, size_t n)
 {
     if (n && line[n - 1] == '\r')
         n--;
     line[n] = '\0';
-    if (s->kind == NODE_LLM_OLLAMA)
+    if (s->kind == RZ__LLM_OLLAMA)
         return n ? ollama_line(s, line, n) : 0;
     return openai_line(s, line, n);
 }
 
-int llm_stream_feed(llm_stream *s, const char *data, size_t n)
+int rz__llm_stream_feed(rz__llm_stream *s, const char *data, size_t n)
 {
     if (s->error[0])
         return -1;
     for (size_t i = 0; i < n && !s->done;) {
         const char *nl = memchr(data + i, '\n', n - i);
         size_t take = nl ? (size_t)(nl - (data + i)) : n - i;
-        if (s->line_len + take > LLM_LINE_MAX)
+        if (s->line_len + take > RZ__LLM_LINE_MAX)
             return fail(s, "a line from the model server is over 1 MiB%s", NULL);
         if (grow(&s->line, &s->line_cap, s->line_len + take + 1) != 0)
             return fail(s, "out of memory%s", NULL);
@@ -599,7 +599,7 @@ int llm_stream_feed(llm_stream *s, const char *data, size_t n)
     return 0;
 }
 
-int llm_stream_close(llm_stream *s)
+int rz__llm_stream_close(rz__llm_stream *s)
 {
     if (s->error[0])
         return -1;
@@ -610,7 +610,7 @@ int llm_stream_close(llm_stream *s)
             one_line(s, s->line, len) != 0)
             return s->error[0] ? -1 : fail(s, "out of memory%s", NULL);
     }
-    if (!s->done && s->kind == NODE_LLM_OPENAI && openai_dispatch(s) != 0)
+    if (!s->done && s->kind == RZ__LLM_OPENAI && openai_dispatch(s) != 0)
         return -1;
     if (!s->done)
         return fail(s, "the model server's stream was cut before its end "
