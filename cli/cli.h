@@ -58,6 +58,7 @@ typedef struct cli {
     const char *reason;           /* --reason TEXT (admin withdrawal fail) */
     const char *limit;            /* --limit N (flow runs), NULL: default */
     const char *container_host;   /* --container-host URL (flow run) */
+    const char *llm_servers;      /* --llm KIND=URL... (flow run) */
     const char *prompt;           /* -p PROMPT (run -t llm) */
     const char *model;            /* --model M (run -t llm) */
     const char *max_tokens;       /* --max-tokens N (run -t llm) */

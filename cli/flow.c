@@ -20,6 +20,7 @@ void cli_flow_usage(void)
 "                                       [--jobs N] [--no-sandbox] [--json]\n"
 "                                       [--container-host unix:///PATH]\n"
 "                                       [--prices FILE|DIR]\n"
+"                                       [--llm KIND=URL]\n"
 "       rhizos flow runs [RUN_ID]       [--data DIR] [--limit N] [--json]\n"
 "       rhizos flow export FILE         [--format json|yaml|cbor]\n"
 "       rhizos flow estimate FILE       [--json] [--prices FILE|DIR]\n"
@@ -620,6 +621,7 @@ static int flow_run(cli *c)
     opts.data_dir = data_dir;
     opts.container_host = c->container_host;
     opts.reuse_json = c->reuse_json;
+    opts.llm_servers = c->llm_servers;
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
     if (!c->quiet && !c->json && c->resumed_run)

@@ -94,6 +94,9 @@ static void usage_options(FILE *out)
 "  --container-host URL    container engine for docker steps (flow run):\n"
 "                          unix:///PATH (default: DOCKER_HOST, then the\n"
 "                          Docker and Podman sockets)\n"
+"  --llm KIND=URL          model server(s) for llm steps (flow run; KIND\n"
+"                          ollama or openai, several space-separated;\n"
+"                          default: RHIZOS_LLM_SERVERS)\n"
 "  -q, --quiet             print only results and errors\n"
 "  -h, --help              this help;  rhizos help COMMAND for more\n"
 "  -V, --version           print the version\n"
@@ -121,7 +124,7 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_REPS,
        OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS, OPT_CONTAINER_HOST,
        OPT_KEY_FILE, OPT_CONTEXT, OPT_CA_FILE, OPT_MODEL, OPT_MAX_TOKENS, OPT_TEMPERATURE,
-       OPT_COMMENT, OPT_NOTE };
+       OPT_COMMENT, OPT_NOTE, OPT_LLM };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -168,6 +171,7 @@ static const struct option long_opts[] = {
     { "temperature", required_argument, NULL, OPT_TEMPERATURE },
     { "comment", required_argument, NULL, OPT_COMMENT },
     { "note", required_argument, NULL, OPT_NOTE },
+    { "llm", required_argument, NULL, OPT_LLM },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -220,6 +224,7 @@ static bool run_option(cli *c, int ch)
     case OPT_MODEL: c->model = optarg; break;
     case OPT_MAX_TOKENS: c->max_tokens = optarg; break;
     case OPT_TEMPERATURE: c->temperature = optarg; break;
+    case OPT_LLM: c->llm_servers = optarg; break;
     }
     return true;
 }
@@ -269,6 +274,7 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_CONFIG: case OPT_LABEL: case OPT_QUEUE_TIMEOUT: case 'i': case OPT_CONTAINER_HOST:
         case OPT_CMD: case OPT_GPUS: case OPT_MEMORY: case OPT_CPUS: case OPT_WAIT: case OPT_REPS:
         case 'p': case OPT_MODEL: case OPT_MAX_TOKENS: case OPT_TEMPERATURE:
+        case OPT_LLM:
             if (!run_option(c, ch)) return -1;
             break;
         case OPT_NAME: case OPT_ADDRESS: case OPT_TX: case OPT_REASON:

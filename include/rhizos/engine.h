@@ -45,6 +45,8 @@ typedef struct rz_engine rz_engine;
 #define RZ_ENGINE_DEFAULT_FEE_BPS 500u              /* 5% */
 #define RZ_ENGINE_DEFAULT_REF_GPU_HOUR_MICROS 4000000u   /* $4.00 */
 #define RZ_ENGINE_DEFAULT_REF_CPU_HOUR_MICROS 100000u    /* $0.10 */
+/* Per 1,000 tokens: the hold of an llm step (docs/llm.md). */
+#define RZ_ENGINE_DEFAULT_REF_LLM_1K_TOKENS_MICROS 10000u  /* $10 a million */
 #define RZ_ENGINE_DEFAULT_REF_MEMORY_GB_HOUR_MICROS 10000u /* $0.01 */
 #define RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT 200u
 #define RZ_ENGINE_DEFAULT_STEP_SECONDS 60u
@@ -98,20 +100,25 @@ typedef struct rz_engine_opts {
                                        fill; 0: default */
     uint64_t challenge_grace_ms;    /* added to every time limit (the
                                        network, a busy node); 0: default */
+    /* The reference price of an llm step (a module with exec.adapter
+     * "llm") without its own max_cost_micros: its tokens (config
+     * max_tokens + max_prompt_tokens) at this many micros per 1,000; 0:
+     * RZ_ENGINE_DEFAULT_REF_LLM_1K_TOKENS_MICROS. (Version 2.) */
+    uint64_t ref_llm_1k_tokens_micros;
 } rz_engine_opts;
 
 #define RZ_ENGINE_DEFAULT_CHALLENGE_CPU_ITERATIONS 200000u
 #define RZ_ENGINE_DEFAULT_CHALLENGE_MEMORY_MB 64u
 #define RZ_ENGINE_DEFAULT_CHALLENGE_GRACE_MS 10000u
 
-#define RZ_ENGINE_OPTS_VERSION 1
+#define RZ_ENGINE_OPTS_VERSION 2
 #define RZ_ENGINE_OPTS_INIT { RZ_ENGINE_OPTS_VERSION, RZ_POLICY_CHEAPEST, NULL, \
     RZ_ENGINE_DEFAULT_NODE_TIMEOUT_MS, RZ_ENGINE_DEFAULT_MAX_ATTEMPTS,        \
     RZ_ENGINE_DEFAULT_FEE_BPS, 1, RZ_ENGINE_DEFAULT_REF_GPU_HOUR_MICROS,       \
     RZ_ENGINE_DEFAULT_REF_CPU_HOUR_MICROS,                                     \
     RZ_ENGINE_DEFAULT_REF_MEMORY_GB_HOUR_MICROS,                               \
     RZ_ENGINE_DEFAULT_ESTIMATE_FACTOR_PCT, RZ_ENGINE_DEFAULT_STEP_SECONDS, 0, \
-    RZ_ENGINE_RUN_TOLERANCE_MS, 0, 0, 0, 0, 0 }
+    RZ_ENGINE_RUN_TOLERANCE_MS, 0, 0, 0, 0, 0, 0 }
 
 /* Open (creating if missing) DATA_DIR/engine and DATA_DIR/ledger and resume
  * what was there: settlements a crash interrupted are completed, holds of

@@ -542,6 +542,72 @@ int rz__engine_dep_report(rz_engine *e, rz__ejob *j, const char *outputs,
 
 /* ---- deploying ---- */
 
+/* An llm step's (docs/llm.md): matched to nodes serving its model, priced
+ * on what its tokens can be: max_tokens plus max_prompt_tokens, the bound
+ * the llm adapter holds the prompt to. The model must be written out, as
+ * nodes are matched before the step's inputs are known. */
+#define LLM_DEFAULT_MAX_TOKENS 256.0
+#define LLM_DEFAULT_MAX_PROMPT_TOKENS 4096.0
+#define LLM_TOKENS_MAX 1e9
+
+static double llm_number(const cJSON *config, const char *key, double def)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(config, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : def;
+}
+
+static int llm_reqs(const rz__step *st, cJSON **out)
+{
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(st->config, "model");
+    const char *name = cJSON_GetStringValue(model);
+    if (!name || !*name || strstr(name, "${{"))
+        return rz__error(RZ_EINVALID, "step '%s': an llm step's config.model "
+                         "must be a model's name written out (nodes are "
+                         "matched to it before the step's inputs are known)",
+                         st->id);
+    double mt = llm_number(st->config, "max_tokens", LLM_DEFAULT_MAX_TOKENS);
+    double mp = llm_number(st->config, "max_prompt_tokens",
+                           LLM_DEFAULT_MAX_PROMPT_TOKENS);
+    if (!(mt >= 1 && mt <= LLM_TOKENS_MAX && mp >= 1 && mp <= LLM_TOKENS_MAX))
+        return rz__error(RZ_EINVALID, "step '%s': max_tokens and "
+                         "max_prompt_tokens must be from 1 to 10^9", st->id);
+    cJSON *o = cJSON_CreateObject(), *l = cJSON_CreateObject();
+    if (!o || !l || !cJSON_AddStringToObject(o, "adapter", "llm") ||
+        !cJSON_AddItemToObject(o, "llm", l)) {
+        cJSON_Delete(o);
+        cJSON_Delete(l);
+        return no_memory();
+    }
+    if (!cJSON_AddStringToObject(l, "model", name) ||
+        !cJSON_AddNumberToObject(l, "tokens", (double)((uint64_t)mt + (uint64_t)mp))) {
+        cJSON_Delete(o);
+        return no_memory();
+    }
+    *out = o;
+    return RZ_OK;
+}
+
+static bool is_llm(const rz__step *st)
+{
+    return st->module && st->module->adapter &&
+           strcmp(st->module->adapter, "llm") == 0;
+}
+
+/* Requirements of a step: those of module m (NULL: none, as an embedded
+ * deployment's), with its estimate; an llm step's with its model and
+ * tokens. NULL with the error set. */
+static char *step_reqs(const rz__step *st, const rz_module *m)
+{
+    cJSON *over = NULL;
+    if (is_llm(st) && llm_reqs(st, &over) != RZ_OK)
+        return NULL;
+    char *r = rz__engine_module_reqs(m, over);
+    cJSON_Delete(over);
+    if (!r)
+        no_memory();
+    return r;
+}
+
 /* A step's own max_cost_micros, else the reference estimate. */
 static uint64_t step_max_cost(const rz_engine *e, const rz__step *st,
                               const rz_reqs *r)
@@ -560,6 +626,8 @@ static uint64_t step_max_cost(const rz_engine *e, const rz__step *st,
 
 uint64_t rz__engine_ref_cost(const rz_engine *e, const rz_reqs *r)
 {
+    if (r->llm_model)   /* an llm step: its tokens */
+        return rz__match_job_cost(e->opts.ref_llm_1k_tokens_micros, r);
     const rz_reqs_info *ri = rz_reqs_get(r);
     uint64_t est = ri->estimate_ms ? ri->estimate_ms
                                    : (uint64_t)e->opts.default_step_seconds * 1000;
@@ -595,11 +663,11 @@ int rz__engine_step_job_fill(rz_engine *e, rz__ejob *j, const rz__edep *d,
     j->module_version = rz__strdup(m ? m->version
                                    : st->module_spec ? st->module_spec : "");
     j->request = rz__strdup("{}");
-    char *reqs = rz__engine_module_reqs(m, NULL);
-    if (!j->step_id || !j->module_id || !j->module_version || !j->request || !reqs) {
-        free(reqs);
+    if (!j->step_id || !j->module_id || !j->module_version || !j->request)
         return no_memory();
-    }
+    char *reqs = step_reqs(st, m);
+    if (!reqs)
+        return rz_error_last()->code;
     int rc = rz__engine_reqs_set(e, j, reqs, UINT64_MAX);
     free(reqs);
     if (rc != RZ_OK)

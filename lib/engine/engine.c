@@ -1,4 +1,5 @@
 /* The engine: nodes, jobs, placement, settlement (the queue in queue.c). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -401,7 +402,14 @@ int rz__engine_pay(rz_engine *e)
 static void opts_normalise(rz_engine_opts *o, const rz_engine_opts *given)
 {
     rz_engine_opts def = RZ_ENGINE_OPTS_INIT;
-    *o = given ? *given : def;
+    *o = def;
+    if (given)   /* version 1 ends before ref_llm_1k_tokens_micros */
+        memcpy(o, given, given->version == 1
+                   ? offsetof(rz_engine_opts, ref_llm_1k_tokens_micros)
+                   : sizeof *o);
+    o->version = RZ_ENGINE_OPTS_VERSION;
+    if (!o->ref_llm_1k_tokens_micros)
+        o->ref_llm_1k_tokens_micros = RZ_ENGINE_DEFAULT_REF_LLM_1K_TOKENS_MICROS;
     if (!o->node_timeout_ms)
         o->node_timeout_ms = RZ_ENGINE_DEFAULT_NODE_TIMEOUT_MS;
     if (!o->max_attempts)
@@ -541,7 +549,7 @@ int rz_engine_open(rz_engine **out, const char *data_dir,
     *out = NULL;
     if (!data_dir || !*data_dir)
         return rz__error(RZ_EINVAL, "no data directory given");
-    if (opts && opts->version != RZ_ENGINE_OPTS_VERSION)
+    if (opts && (opts->version < 1 || opts->version > RZ_ENGINE_OPTS_VERSION))
         return rz__error(RZ_EINVAL, "engine options of an unknown version %d",
                          opts->version);
     rz_engine *e = rz__calloc(1, sizeof *e);

@@ -669,7 +669,7 @@ char *rz__attempt_log_lines(rz_attempt *a, bool flush)
     size_t lines = flush || drop ? limit
                    : len > hold_nl ? len - (hold_nl ? hold_nl - 1 : 0) : 0;
     size_t cut = lines;
-    while (!drop && cut > 0 && text[cut - 1] != '\n')
+    while (!flush && !drop && cut > 0 && text[cut - 1] != '\n')
         cut--;
     if (cut == 0 && (flush || limit > LIVE_LINE_MAX))
         cut = limit;

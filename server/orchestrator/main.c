@@ -708,6 +708,7 @@ static int start(orch *o, const char *key, const char *key_from)
     eo.queue_timeout_ms = o->opts.queue_timeout_s * 1000u;
     eo.challenge_interval_ms = o->opts.challenge_interval_ms;
     eo.challenge_grace_ms = o->opts.challenge_grace_ms;
+    eo.ref_llm_1k_tokens_micros = o->opts.llm_price_micros;   /* llm steps */
     randombytes_buf(&eo.challenge_seed, sizeof eo.challenge_seed);
     int rc = rz_engine_open(&o->e, o->opts.data, &eo);
     if (rc != RZ_OK) {

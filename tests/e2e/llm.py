@@ -36,7 +36,10 @@ def ceil_div(a, b):
     return -(-a // b)
 
 
-class Llm(network.Base):
+class LlmBase(network.Base):
+    """An orchestrator and the two fake model servers; start_llm_node()
+    adds a node in front of them (llm_flow.py builds on it too)."""
+
     def setUp(self):
         super().setUp()
         self.ollama, self.ollama_url = fake_llm.start(OLLAMA_MODELS)
@@ -79,6 +82,8 @@ class Llm(network.Base):
     def requests_to(self, fake, path):
         return [r["body"] for r in fake.requests if r["path"] == path]
 
+
+class Llm(LlmBase):
     def test_llm_jobs_end_to_end(self):
         node = self.start_llm_node()
         # ---- what the network serves ----

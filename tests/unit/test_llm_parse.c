@@ -1,7 +1,8 @@
-/* rhizos-node's llm adapter readers (lib/exec/llm_parse.c): model
- * lists, error bodies, requests, and streamed replies of both APIs, fed
- * whole, byte by byte and split anywhere; malformed, hostile and oversized
- * input refused with a reason, never half-kept. */
+/* The llm adapter's readers (lib/exec/llm_parse.c): model lists, error
+ * bodies, requests, and streamed replies of both APIs, fed whole, byte by
+ * byte and split anywhere; malformed, hostile and oversized input refused
+ * with a reason, never half-kept. Then the adapter (llm.c) and its server
+ * lists: every refusal that needs no server. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "exec/llm.h"
+#include "rhizos/rhizos.h"
 
 /* ---- model lists ---- */
 
@@ -469,6 +471,116 @@ static void openai_stream_refused(void **state)
     free(big);
 }
 
+/* ---- server lists and the adapter's refusals (no server needed) ---- */
+
+static void server_lists(void **state)
+{
+    (void)state;
+    rz__llm_server srv[RZ__LLM_SERVERS_MAX];
+    char *buf = NULL, err[700];
+    assert_int_equal(rz__llm_servers_parse(
+        " ollama=http://a:1/, openai=https://b/v1//;ollama=http://c", &buf,
+        srv, err, sizeof err), 3);
+    assert_int_equal(srv[0].kind, RZ__LLM_OLLAMA);
+    assert_string_equal(srv[0].url, "http://a:1");   /* slashes trimmed */
+    assert_int_equal(srv[1].kind, RZ__LLM_OPENAI);
+    assert_string_equal(srv[1].url, "https://b/v1");
+    assert_string_equal(srv[2].url, "http://c");
+    free(buf);
+    const char *bad[] = { "", "  ", "ollama", "vllm=http://a", "ollama=",
+                          "ollama=ftp://a", "ollama=http://u@a",
+                          "openai=http://a?x=1", "ollama=http://a#f",
+                          "ollama=http://a ollama=http://b ollama=http://c "
+                          "ollama=http://d ollama=http://e ollama=http://f "
+                          "ollama=http://g ollama=http://h ollama=http://i" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = '\0';
+        assert_int_equal(rz__llm_servers_parse(bad[i], &buf, srv, err,
+                                               sizeof err), -1);
+        assert_true(err[0]);
+        free(buf);
+    }
+}
+
+/* An llm attempt with no module: its reason, or NULL when it ran. */
+static char *attempt_reason(const char *servers, const char *request)
+{
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.adapter = "llm";
+    o.llm_servers = servers;
+    o.request_json = request;
+    rz_attempt *a = NULL;
+    assert_int_equal(rz_attempt_start(&a, &o), RZ_OK);
+    while (rz_attempt_poll(a, 1000) == 0)
+        ;
+    rz_attempt_result r;
+    assert_int_equal(rz_attempt_result_get(a, &r), RZ_OK);
+    char *why = r.ok ? NULL : strdup(r.reason);
+    rz_attempt_free(a);
+    return why;
+}
+
+static void adapter_refusals(void **state)
+{
+    (void)state;
+    unsetenv("RHIZOS_LLM_SERVERS");
+    const char *ok = "{\"inputs\":{\"prompt\":\"hi\"},\"config\":{\"model\":\"m\"}}";
+    const struct { const char *servers, *request, *why; } cases[] = {
+        { NULL, ok, "no model server is configured" },
+        { "vllm=http://127.0.0.1:1", ok, "is not KIND=URL" },
+        { "ollama=http://127.0.0.1:1", "[1]", "not a JSON object" },
+        { "ollama=http://127.0.0.1:1", "{\"inputs\":{\"prompt\":\"hi\"}}",
+          "needs \"model\"" },
+        { "ollama=http://127.0.0.1:1",
+          "{\"inputs\":{\"prompt\":\"hi\",\"messages\":[]},\"config\":{\"model\":\"m\"}}",
+          "exactly one of" },
+        { "ollama=http://127.0.0.1:1",
+          "{\"inputs\":{\"prompt\":\"hi\"},\"config\":{\"model\":\"m\",\"max_tokens\":0}}",
+          "max_tokens" },
+        { "ollama=http://127.0.0.1:1",
+          "{\"inputs\":{\"prompt\":\"hi\"},\"config\":{\"model\":\"m\",\"max_prompt_tokens\":81}}",
+          "is over max_prompt_tokens 81" },   /* 2 + 16 + 64 = 82 */
+        /* well formed: nobody answers on port 1 */
+        { "ollama=http://127.0.0.1:1",
+          "{\"inputs\":{\"prompt\":\"hi\"},\"config\":{\"model\":\"m\",\"max_prompt_tokens\":82}}",
+          "did not answer" },
+        { "ollama=http://127.0.0.1:1 openai=http://127.0.0.1:1", ok,
+          "none of the 2 model servers lists it" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *why = attempt_reason(cases[i].servers, cases[i].request);
+        assert_non_null(why);
+        if (!strstr(why, cases[i].why))
+            fail_msg("case %zu: \"%s\" lacks \"%s\"", i, why, cases[i].why);
+        free(why);
+    }
+    /* The environment's list when the options give none. */
+    setenv("RHIZOS_LLM_SERVERS", "bogus", 1);
+    char *why = attempt_reason(NULL, ok);
+    assert_non_null(strstr(why, "is not KIND=URL"));
+    free(why);
+    unsetenv("RHIZOS_LLM_SERVERS");
+    /* Only the llm adapter runs without a module. */
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    rz_attempt *a = NULL;
+    assert_int_equal(rz_attempt_start(&a, &o), RZ_EINVAL);
+    assert_null(a);
+}
+
+static void models_refused(void **state)
+{
+    (void)state;
+    char *out = (char *)"x";
+    assert_int_equal(rz_llm_models(&out, "vllm", "http://127.0.0.1:1", 0), RZ_EINVAL);
+    assert_null(out);
+    assert_int_equal(rz_llm_models(&out, "ollama", "file:///etc", 0), RZ_EINVAL);
+    assert_int_equal(rz_llm_models(&out, "ollama", NULL, 0), RZ_EINVAL);
+    assert_int_equal(rz_llm_models(NULL, "ollama", "http://a", 0), RZ_EINVAL);
+    assert_int_equal(rz_llm_models(&out, "openai", "http://127.0.0.1:1", 1), RZ_EIO);
+    assert_null(out);
+    assert_non_null(strstr(rz_error_last()->message, "no answer"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -484,6 +596,9 @@ int main(void)
         cmocka_unit_test(ollama_stream_refused),
         cmocka_unit_test(openai_stream),
         cmocka_unit_test(openai_stream_refused),
+        cmocka_unit_test(server_lists),
+        cmocka_unit_test(adapter_refusals),
+        cmocka_unit_test(models_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

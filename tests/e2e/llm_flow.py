@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""End-to-end: llm steps in flows (module llm@1, exec.adapter "llm"),
+embedded and on the network, against fake_llm.py (docs/llm.md).
+
+Embedded: `rhizos flow run --llm KIND=URL` (or $RHIZOS_LLM_SERVERS) runs
+examples/flows/llm.yaml: the prompt is built from the step before with
+${{ }}, the text and token counts are the step's outputs and feed the step
+after, the streamed text is the step's log; with two servers the one that
+lists the model serves it; a server's failure, no server, a malformed
+server list and a prompt over max_prompt_tokens fail the step with the
+reason; a config without a model or with max_tokens 0 is refused before
+anything runs.
+
+Network: the same flow deployed to an orchestrator with one llm node: the
+llm step goes to the node serving its model, is held at (max_tokens +
+max_prompt_tokens) x --llm-price and charged the tokens the server counted
+at the node's price per 1,000; the money is exact and the ledger verifies.
+A step whose model is a ${{ }} is refused at deploy; a model no node serves
+fails the step with that reason once its queue timeout passes.
+
+Usage: llm_flow.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT"""
+import json
+import os
+import sys
+import tempfile
+import unittest
+
+import llm  # noqa: E402  (reads the same argv, through network)
+import network  # noqa: E402
+import fake_llm  # noqa: E402
+from harness import cli_env, run  # noqa: E402
+
+ROOT, RHIZOS = network.ROOT, network.RHIZOS
+EXAMPLE = os.path.join(ROOT, "examples", "flows", "llm.yaml")
+SOURCE_TEXT = "RhizOS runs flows on a network of nodes"
+PROMPT = "Summarise in one line: " + SOURCE_TEXT
+
+FLOW = """flux: 1
+name: llm-net
+steps:
+  source:
+    module: text-source@1
+    inputs:
+      text: "%s"
+  summarise:
+    module: llm@1
+    needs: [source]
+    config:
+      model: %s
+      max_tokens: 40
+      max_prompt_tokens: 200
+    inputs:
+      prompt: "Summarise in one line: ${{ steps.source.outputs.text }}"
+"""
+
+
+def embedded(*args, env=None, code=None):
+    with tempfile.TemporaryDirectory(prefix="rz-llm-flow-") as data:
+        e = cli_env()
+        e.pop("RHIZOS_LLM_SERVERS", None)
+        e.update(env or {})
+        p = run([RHIZOS, "flow", "run", *args, "--data", data, "--json",
+                 "--no-sandbox"], cwd=ROOT, env=e, timeout=60)
+    if code is not None:
+        assert p.returncode == code, (p.returncode, p.stdout, p.stderr)
+    return p, (json.loads(p.stdout) if p.stdout.strip() else None)
+
+
+class LlmFlowEmbedded(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.ollama, cls.ollama_url = fake_llm.start(["llama3:8b", "boom:1b"])
+        cls.openai, cls.openai_url = fake_llm.start(["gpt-fake"])
+
+    @classmethod
+    def tearDownClass(cls):
+        for f in (cls.ollama, cls.openai):
+            f.shutdown()
+            f.server_close()
+
+    def flow(self, text):
+        f = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+        f.write(text)
+        f.close()
+        self.addCleanup(os.unlink, f.name)
+        return f.name
+
+    def test_example_flow_runs_embedded(self):
+        p, rec = embedded(EXAMPLE, "--llm", "ollama=" + self.ollama_url, code=0)
+        self.assertEqual(rec["status"], "succeeded", rec)
+        s = rec["steps"]["summarise"]
+        pieces = fake_llm.answer("llama3:8b", PROMPT)
+        self.assertEqual(s["outputs"], {"text": "".join(pieces), "model": "llama3:8b",
+                                        "tokens_in": len(PROMPT.split(" ")),
+                                        "tokens_out": len(pieces)})
+        # The streamed text is the step's log, with the call's summary.
+        self.assertIn("You said: " + PROMPT, s["log"])
+        self.assertIn("llm: llama3:8b on its ollama server", s["log"])
+        self.assertEqual(rec["steps"]["report"]["outputs"]["message"],
+                         "%s (%d tokens)" % ("".join(pieces), len(pieces)))
+        req = [r["body"] for r in self.ollama.requests if r["path"] == "/api/generate"][-1]
+        self.assertEqual((req["model"], req["prompt"], req["options"]["num_predict"]),
+                         ("llama3:8b", PROMPT, 64))
+
+    def test_servers_from_the_environment_first_that_lists_the_model(self):
+        flow = self.flow(FLOW % (SOURCE_TEXT, "gpt-fake"))
+        before = len(self.openai.requests)
+        servers = "ollama=%s openai=%s/" % (self.ollama_url, self.openai_url)
+        p, rec = embedded(flow, env={"RHIZOS_LLM_SERVERS": servers}, code=0)
+        out = rec["steps"]["summarise"]["outputs"]
+        self.assertEqual(out["text"], "".join(fake_llm.answer("gpt-fake", PROMPT)))
+        chat = [r for r in self.openai.requests[before:]
+                if r["path"] == "/v1/chat/completions"]
+        self.assertEqual(len(chat), 1)
+        self.assertEqual(chat[0]["body"]["max_tokens"], 40)
+
+    def test_failures_fail_the_step_with_the_reason(self):
+        boom = self.flow(FLOW % (SOURCE_TEXT, "boom:1b"))
+        cases = [
+            ((boom, "--llm", "ollama=" + self.ollama_url),
+             "boom: the model crashed (HTTP 500 from the model server)"),
+            ((boom,), "no model server is configured here"),
+            ((boom, "--llm", "vllm=http://127.0.0.1:1"), "is not KIND=URL"),
+            ((boom, "--llm", "ollama=ftp://127.0.0.1:1"), "is not http(s)://"),
+            ((boom, "--llm", "ollama=http://127.0.0.1:1"), "did not answer"),
+            ((self.flow(FLOW % ("x" * 300, "llama3:8b")), "--llm",
+              "ollama=" + self.ollama_url), "over max_prompt_tokens 200"),
+        ]
+        for args, why in cases:
+            p, rec = embedded(*args, code=1)
+            s = rec["steps"]["summarise"]
+            self.assertEqual(s["status"], "failed", (args, s))
+            self.assertIn(why, s["error"], (args, s))
+
+    def test_malformed_steps_refused_before_running(self):
+        for config, why in (("max_tokens: 40", "model"),
+                            ("model: llama3:8b\n      max_tokens: 0", "max_tokens"),
+                            ("model: llama3:8b\n      top_k: 3", "top_k")):
+            text = (FLOW % (SOURCE_TEXT, "m")).replace(
+                "model: m\n      max_tokens: 40\n      max_prompt_tokens: 200", config)
+            p = run([RHIZOS, "flow", "validate", self.flow(text)], cwd=ROOT)
+            self.assertEqual(p.returncode, 1, (config, p.stdout, p.stderr))
+            self.assertIn(why, p.stdout + p.stderr, config)
+
+
+class LlmFlowNetwork(llm.LlmBase):
+    def test_llm_step_on_the_network_charged_per_token(self):
+        node = self.start_llm_node()
+        flow = self.flow_file("llm.yaml", FLOW % (SOURCE_TEXT, "tiny:1b"))
+        dep = self.deploy_and_watch(flow)
+        st = self.status(dep)
+        out = st["steps"]["summarise"]["outputs"]
+        pieces = fake_llm.answer("tiny:1b", PROMPT)
+        self.assertEqual(out["text"], "".join(pieces))
+        tokens = out["tokens_in"] + out["tokens_out"]
+        self.assertEqual(tokens, len(PROMPT.split(" ")) + len(pieces))
+        jobs = {j["step"]: j for j in self.client_jobs() if j.get("step")}
+        j = jobs["summarise"]
+        self.assertEqual(j["node"], node.id)
+        self.assertEqual(j["cost_micros"], llm.ceil_div(tokens * llm.PRICE, 1000), j)
+        self.assertEqual(j["max_cost_micros"],
+                         llm.ceil_div((40 + 200) * llm.REF_PRICE, 1000), j)
+        self.check_money(self.client_jobs())
+        self.verify_ledger()
+
+        # A model that is not written out cannot be matched: refused.
+        bad = self.flow_file("bad.yaml", (FLOW % (SOURCE_TEXT, '"${{ inputs.m }}"'))
+                             .replace("steps:", "inputs:\n  m:\n    type: string\n"
+                                      "    default: tiny:1b\nsteps:", 1))
+        p = self.cli("flow", "deploy", bad, key=self.key, code=1)
+        self.assertIn("config.model must be a model's name written out", p.stderr)
+
+        # A model nobody serves: the step fails with that reason.
+        none = self.flow_file("none.yaml", (FLOW % (SOURCE_TEXT, "nope:1b")).replace(
+            "    needs: [source]\n", "    needs: [source]\n    queue_timeout_s: 1\n"))
+        dep = self.cli_json("flow", "deploy", none, key=self.key)["id"]
+        self.cli("flow", "watch", str(dep), key=self.key, code=1, timeout=60)
+        st = self.cli_json("flow", "status", str(dep), key=self.key)
+        self.assertEqual(st["steps"]["summarise"]["status"], "failed", st)
+        self.assertIn("no node serves model 'nope:1b'", json.dumps(st), st)
+        self.verify_ledger()
+        self.assertEqual(node.stop(), 0, node.output())
+        self.stop_orchestrator()
+
+
+if __name__ == "__main__":
+    unittest.main(argv=sys.argv[:1], verbosity=2)
