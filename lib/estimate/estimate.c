@@ -438,6 +438,73 @@ static int estimate_rent(rz_estimate *e, const rz_prices *p,
     return rc;
 }
 
+/* A number of an llm step's config, else its schema's default, else def. */
+static double llm_setting(const rz_module *m, const cJSON *config,
+                          const char *key, double def)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(config, key);
+    if (!cJSON_IsNumber(v))
+        v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+                cJSON_GetObjectItemCaseSensitive(m->config, "properties"), key),
+            "default");
+    return cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= 1e9
+        ? v->valuedouble : def;
+}
+
+/* A node class's llm.price_1k_tokens_micros (0: none). */
+static uint64_t class_llm_price(const rz_caps *c)
+{
+    char *text = NULL;
+    uint64_t price = 0;
+    if (rz_caps_to_json(c, 0, &text) != RZ_OK)
+        return 0;
+    cJSON *doc = cJSON_Parse(text);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(doc, "llm"), "price_1k_tokens_micros");
+    (void)whole_micros(v, &price);
+    cJSON_Delete(doc);
+    rz_free(text);
+    return price;
+}
+
+/* An llm step (exec.adapter "llm") is paid per 1,000 tokens: its
+ * max_tokens + max_prompt_tokens at the cheapest node class that serves
+ * llm steps (adapters ["llm"], llm.price_1k_tokens_micros), whatever its
+ * model: a table cannot know which models a network serves. */
+static int estimate_llm(rz_estimate *e, const rz_prices *p, const rz_module *m,
+                        const cJSON *config, rz_step_estimate *s)
+{
+    uint64_t tokens = (uint64_t)llm_setting(m, config, "max_tokens", 256) +
+                      (uint64_t)llm_setting(m, config, "max_prompt_tokens", 4096);
+    size_t best = RZ_NPOS;
+    uint64_t best_cost = UINT64_MAX;
+    for (size_t i = 0; i < p->n_nodes; i++) {
+        const rz_caps_info *ci = rz_caps_get(p->nodes[i]);
+        bool llm = false;
+        for (size_t a = 0; a < ci->n_adapters; a++)
+            llm |= strcmp(ci->adapters[a], "llm") == 0;
+        uint64_t price = llm ? class_llm_price(p->nodes[i]) : 0;
+        if (!price)
+            continue;
+        uint64_t c = sat_mul(tokens, price);
+        c = c == UINT64_MAX ? c : c / 1000 + (c % 1000 != 0);
+        if (c < best_cost) {
+            best = i;
+            best_cost = c;
+        }
+    }
+    int rc = RZ_OK;
+    if (best == RZ_NPOS) {
+        s->rent_reason = keep(e, "no node class serves llm steps (adapters "
+                              "[\"llm\"] and llm.price_1k_tokens_micros)", &rc);
+        return rc;
+    }
+    s->rent_ok = 1;
+    s->rent_micros = best_cost;
+    s->node_class = keep(e, rz_caps_get(p->nodes[best])->id, &rc);
+    return rc;
+}
+
 static const provider *find_provider(const rz_prices *p, const char *prov,
                                      const char *model)
 {
@@ -567,7 +634,9 @@ static int estimate_step(rz_estimate *e, const rz_prices *p,
         s->api_reason = "";
     if (rc == RZ_OK && !mod)
         rc = rz__error(RZ_ENOMEM, "out of memory");
-    if (rc == RZ_OK)
+    if (rc == RZ_OK && m->adapter && strcmp(m->adapter, "llm") == 0)
+        rc = estimate_llm(e, p, m, st->config, s);
+    else if (rc == RZ_OK)
         rc = estimate_rent(e, p, m, s);
     if (rc == RZ_OK)
         rc = estimate_api(e, p, m, st->config, s);

@@ -423,6 +423,61 @@ static void test_catalog_flow(void **state)
     rz_prices_free(p);
 }
 
+/* An llm step: max_tokens + max_prompt_tokens at the cheapest class that
+ * serves llm steps, per 1,000 tokens, rounded up; no such class: why. */
+static void test_llm_step_per_token(void **state)
+{
+    (void)state;
+    const char *table =
+        "{\"nodes\":["
+        " {\"id\":\"cpu\",\"adapters\":[\"process\"],"
+        "  \"prices\":{\"gpu_hour_micros\":0,\"cpu_hour_micros\":1,\"memory_gb_hour_micros\":0}},"
+        " {\"id\":\"llm-a\",\"adapters\":[\"llm\"],\"llm\":{\"models\":[],\"price_1k_tokens_micros\":3}},"
+        " {\"id\":\"llm-b\",\"adapters\":[\"llm\"],\"llm\":{\"models\":[],\"price_1k_tokens_micros\":2}},"
+        " {\"id\":\"no-adapter\",\"adapters\":[\"process\"],\"llm\":{\"models\":[],\"price_1k_tokens_micros\":1}}"
+        "]}";
+    rz_registry *reg;
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(reg, RZ_SOURCE_ROOT "/examples/modules",
+                                         NULL), RZ_OK);
+    rz_prices *p;
+    assert_int_equal(rz_prices_new(&p), RZ_OK);
+    assert_int_equal(rz_prices_add_json(p, table, strlen(table), "t"), RZ_OK);
+    const struct { const char *config; uint64_t micros; } cases[] = {
+        { "{model: m, max_tokens: 100, max_prompt_tokens: 900}", 2 },
+        { "{model: m}", 9 },   /* 256 + 4096 defaults: 8.704 -> 9 */
+    };
+    for (size_t i = 0; i < 2; i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof yaml, "flux: 1\nname: t\nsteps:\n  s: "
+                 "{module: llm@1, config: %s, inputs: {prompt: hi}}\n",
+                 cases[i].config);
+        rz_flow *f = flow_of(reg, yaml);
+        rz_estimate *e;
+        assert_int_equal(rz_estimate_flow(&e, f, p), RZ_OK);
+        const rz_step_estimate *s = rz_estimate_get(e, 0);
+        assert_true(s->rent_ok);
+        assert_string_equal(s->node_class, "llm-b");
+        assert_int_equal(s->rent_micros, cases[i].micros);
+        rz_estimate_free(e);
+        rz_flow_free(f);
+    }
+    /* The test table has no llm class. */
+    rz_prices_free(p);
+    p = prices();
+    rz_flow *f = flow_of(reg, "flux: 1\nname: t\nsteps:\n  s: {module: llm@1, "
+                              "config: {model: m}, inputs: {prompt: hi}}\n");
+    rz_estimate *e;
+    assert_int_equal(rz_estimate_flow(&e, f, p), RZ_OK);
+    assert_false(rz_estimate_get(e, 0)->rent_ok);
+    assert_non_null(strstr(rz_estimate_get(e, 0)->rent_reason,
+                           "no node class serves llm steps"));
+    rz_estimate_free(e);
+    rz_flow_free(f);
+    rz_prices_free(p);
+    rz_registry_free(reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -438,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_saturation),
         cmocka_unit_test(test_bad_tables),
         cmocka_unit_test(test_catalog_flow),
+        cmocka_unit_test(test_llm_step_per_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
