@@ -59,6 +59,7 @@ typedef struct cli {
     const char *limit;            /* --limit N (flow runs), NULL: default */
     const char *container_host;   /* --container-host URL (flow run) */
     const char *llm_servers;      /* --llm KIND=URL... (flow run) */
+    bool follow;                  /* --follow (flow logs) */
     const char *prompt;           /* -p PROMPT (run -t llm) */
     const char *model;            /* --model M (run -t llm) */
     const char *max_tokens;       /* --max-tokens N (run -t llm) */
@@ -139,6 +140,12 @@ void cli_gate_usage(void);
 int cli_flow_status(cli *c);
 int cli_flow_watch(cli *c);
 int cli_flow_cancel(cli *c);
+/* logs.c: flow logs ID [STEP]; and the live log file `flow run` appends a
+ * running step's lines to (DATA/live/RUN.log, "STEP\tline"), for --follow. */
+int cli_flow_logs(cli *c);
+char *cli_live_path(const char *data_dir, const char *run_id);
+FILE *cli_live_open(const char *data_dir, const char *run_id);
+void cli_live_write(FILE *f, const char *step, const char *lines);
 void cli_deploy_usage(void);
 /* Shell completion (cli/complete.c) from the command and option tables:
  * `verbs` space-separated ("" for none). */

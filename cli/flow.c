@@ -22,6 +22,7 @@ void cli_flow_usage(void)
 "                                       [--prices FILE|DIR]\n"
 "                                       [--llm KIND=URL]\n"
 "       rhizos flow runs [RUN_ID]       [--data DIR] [--limit N] [--json]\n"
+"       rhizos flow logs ID [STEP]      [--follow] [--json] [--data DIR]\n"
 "       rhizos flow export FILE         [--format json|yaml|cbor]\n"
 "       rhizos flow estimate FILE       [--json] [--prices FILE|DIR]\n"
 );
@@ -287,6 +288,7 @@ typedef struct progress {
     bool status_shown;
     size_t total;
     cJSON *reused;       /* step id -> where its outputs came from */
+    FILE *live;          /* DATA/live/RUN.log (flow logs --follow) or NULL */
 } progress;
 
 static void count_states(const rz_run *run, size_t n, size_t *done,
@@ -355,6 +357,9 @@ static void print_log_lines(FILE *out, const rz_event *ev)
 static void on_event(const rz_event *ev, void *ud)
 {
     progress *p = ud;
+    if (ev->kind == RZ_EVENT_STEP_LOG && p->live)
+        cli_live_write(p->live, rz_flow_step_id(rz_run_flow(ev->run), ev->step),
+                       ev->message);
     if (ev->kind == RZ_EVENT_PROGRESS) {
         if (p->tty && !p->c->quiet)
             draw_status(p, ev);
@@ -630,8 +635,18 @@ static int flow_run(cli *c)
     else if (!c->quiet && !c->json)
         fprintf(stderr, "rhizos: running %s (%zu step%s) as %s\n", c->args[0],
                 p.total, p.total == 1 ? "" : "s", run_id);
+    /* Lines as they come, for `flow logs RUN --follow` (best effort: the
+     * record keeps each step's log in any case). */
+    p.live = data_dir ? cli_live_open(data_dir, run_id) : NULL;
     rz_run *run = NULL;
     int rc = rz_runner_run(&run, flow, &opts);
+    if (p.live) {
+        char *live = cli_live_path(data_dir, run_id);
+        fclose(p.live);
+        if (live)
+            unlink(live);   /* the record has the logs now */
+        free(live);
+    }
     if (p.tty && p.status_shown)
         fputs("\r\033[K", stderr);
     int status = EXIT_FAILED;
@@ -948,6 +963,8 @@ int cli_flow(cli *c, const char *verb)
         return cli_flow_watch(c);
     if (strcmp(verb, "cancel") == 0)
         return cli_flow_cancel(c);
+    if (strcmp(verb, "logs") == 0)
+        return cli_flow_logs(c);
     if (!strcmp(verb, "list") || !strcmp(verb, "versions") || !strcmp(verb, "rollback") ||
         !strcmp(verb, "schedule") || !strcmp(verb, "diff"))
         return cli_flow_named(c, verb);

@@ -50,6 +50,7 @@ static void usage(FILE *out)
 "  account VERB ...        escrow accounts: balance, withdraw...; account --help\n"
 "  admin withdrawal ...    the treasury's side of withdrawals; admin --help\n"
 "  flow deploy FILE, flow status|watch|cancel ID   flows on the network\n"
+"  flow logs ID [STEP] [--follow]   steps' logs of a deployment or a run\n"
 "  flow list, flow versions|schedule|rollback|diff NAME   named flows, triggers\n"
 "  flow pause|resume ID, flow approve|reject ID STEP   hold a run; decide a gate\n"
 "\n");
@@ -94,6 +95,7 @@ static void usage_options(FILE *out)
 "  --container-host URL    container engine for docker steps (flow run):\n"
 "                          unix:///PATH (default: DOCKER_HOST, then the\n"
 "                          Docker and Podman sockets)\n"
+"  --follow                flow logs: keep printing lines as they come\n"
 "  --llm KIND=URL          model server(s) for llm steps (flow run; KIND\n"
 "                          ollama or openai, several space-separated;\n"
 "                          default: RHIZOS_LLM_SERVERS)\n"
@@ -124,7 +126,7 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_REPS,
        OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS, OPT_CONTAINER_HOST,
        OPT_KEY_FILE, OPT_CONTEXT, OPT_CA_FILE, OPT_MODEL, OPT_MAX_TOKENS, OPT_TEMPERATURE,
-       OPT_COMMENT, OPT_NOTE, OPT_LLM };
+       OPT_COMMENT, OPT_NOTE, OPT_LLM, OPT_FOLLOW };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -172,6 +174,7 @@ static const struct option long_opts[] = {
     { "comment", required_argument, NULL, OPT_COMMENT },
     { "note", required_argument, NULL, OPT_NOTE },
     { "llm", required_argument, NULL, OPT_LLM },
+    { "follow", no_argument, NULL, OPT_FOLLOW },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -282,6 +285,7 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_LIMIT: c->limit = optarg; break;
         case OPT_COMMENT: c->comment = optarg; break;
         case OPT_NOTE: c->note = optarg; break;
+        case OPT_FOLLOW: c->follow = true; break;
         case OPT_REVEAL: c->reveal = true; break;
         case OPT_NODES: c->nodes = optarg; break;
         case OPT_POLICY: c->policy = optarg; break;
@@ -321,7 +325,7 @@ static const struct {
 } groups[] = {
     { "flow", 1, cli_flow, cli_flow_usage,
       "validate plan run runs export estimate deploy status watch cancel list versions "
-      "rollback schedule pause resume approve reject diff" },
+      "rollback schedule pause resume approve reject diff logs" },
     { "vault", 1, cli_vault, cli_vault_usage, "init add list show rm passwd" },
     { "match", 0, cli_match, cli_match_usage, "" },
     { "ledger", 1, cli_ledger, cli_ledger_usage, "verify export" },

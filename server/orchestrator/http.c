@@ -70,6 +70,7 @@ static const route routes[] = {
     { "GET",    "/api/v1/flows",                           W_CLIENT | W_ADMIN, false, r_flows_list },
     { "GET",    "/api/v1/flows/{id}/status",               W_CLIENT | W_ADMIN, false, r_flow_status },
     { "GET",    "/api/v1/flows/{id}/events",               W_CLIENT | W_ADMIN, false, r_flow_events },
+    { "GET",    "/api/v1/flows/{id}/logs",                 W_CLIENT | W_ADMIN, false, r_flow_logs },
     { "GET",    "/api/v1/named-flows",                     W_CLIENT | W_ADMIN, false, r_named_flows_list },
     { "GET",    "/api/v1/named-flows/{id}",                W_CLIENT | W_ADMIN, false, r_named_flow_get },
     { "POST",   "/api/v1/named-flows/{id}/rollback",       W_CLIENT | W_ADMIN, true,  r_named_flow_rollback },

@@ -466,6 +466,9 @@ typedef struct live_pos live_pos;
 void r_node_log(req *q);
 /* A running job's streamed log (NULL: none streamed): GET shows it. */
 const char *orch_live_log(orch *o, uint64_t job);
+/* Bytes of the job's streamed attempt (*attempt) taken so far; 0 and
+ * attempt 0 when none streams. */
+uint64_t orch_live_taken(orch *o, uint64_t job, uint32_t *attempt);
 /* The job's attempt reported: forget its stream; `keep` stores what was
  * streamed first (a result without a log of its own). */
 void orch_live_end(orch *o, uint64_t job, bool keep);
@@ -517,6 +520,8 @@ void r_flow_deploy(req *q);
 void r_flows_list(req *q);
 void r_flow_status(req *q);
 void r_flow_events(req *q);
+/* routes_flow_logs.c: GET /api/v1/flows/{id}/logs. */
+void r_flow_logs(req *q);
 void r_flow_cancel(req *q);
 void r_flow_pause(req *q);
 void r_flow_resume(req *q);

@@ -103,6 +103,13 @@ const char *orch_live_log(orch *o, uint64_t job)
     return p && p->attempt ? p->log : NULL;
 }
 
+uint64_t orch_live_taken(orch *o, uint64_t job, uint32_t *attempt)
+{
+    live_pos *p = pos_find(o, job);
+    *attempt = p ? p->attempt : 0;
+    return p ? p->next : 0;
+}
+
 void orch_live_end(orch *o, uint64_t job, bool keep)
 {
     live_pos *p = pos_find(o, job);

@@ -8,6 +8,8 @@ the deployment's event stream (a step_log event), scrubbed of the secret,
 before the step ends; `rhizos flow watch` prints it as `flow run` does; a
 stream resumed with Last-Event-ID gets the later lines; at the end each
 line is in the log once (the result's log replaced the streamed one).
+`rhizos flow logs --follow` prints each line once as it comes, and the
+snapshot (GET /api/v1/flows/{id}/logs) has them all afterwards.
 
 Then the route against a hostile or confused node (fake nodes speaking the
 protocol): a retried chunk is taken once; an oversized chunk, another
@@ -226,6 +228,51 @@ class LiveLogs(network.Base):
         self.assertNotIn(SECRET, everything)
         self.assertNotIn(SECRET, "\n".join(n.output() for n in self.nodes))
         # Both stop cleanly (under ASan: nothing leaked by the log's paths).
+        node = self.nodes.pop()
+        node.stop_clean()
+        self.stop_orchestrator()
+
+    def test_flow_logs_follow_then_snapshot(self):
+        """rhizos flow logs: --follow prints each line as it comes, once;
+        afterwards the snapshot (GET /api/v1/flows/{id}/logs) has them all;
+        bad requests are refused."""
+        self.start_node("node1", network.PRICES[0])
+        dep = self.deploy_with_secret()
+        env = cli_env(RHIZOS_API_KEY=self.key)
+        follow = Proc([RHIZOS, "--orchestrator", self.base, "flow", "logs", str(dep),
+                       "--follow"], cwd=ROOT, env=env)
+        try:
+            follow.wait_for(lambda: any(l == "talk | first line, key [redacted]"
+                                        for l in follow.out), 3 * NAP + 20,
+                            "flow logs --follow to print the first line")
+            # Before the step wrote its second line a nap later.
+            self.assertFalse(any("second line" in l for l in follow.out), follow.out)
+            self.assertEqual(follow.p.wait(timeout=30), 0, follow.output())
+        finally:
+            follow.stop()
+        want = ["talk | first line, key [redacted]", "talk | second line",
+                "talk | third line"]
+        self.assertEqual([l for l in follow.out if l.startswith("talk |")], want,
+                         follow.output())
+        p = self.cli("flow", "logs", str(dep), key=self.key)
+        self.assertEqual(p.stdout.splitlines(), want)
+        doc = self.cli_json("flow", "logs", str(dep), "talk", key=self.key)
+        self.assertEqual((doc["id"], doc["status"]), (dep, "succeeded"), doc)
+        [e] = doc["steps"]
+        self.assertEqual((e["step"], e["attempt"], e["status"]), ("talk", 1, "succeeded"))
+        self.assertNotIn("log_end", e)   # not streaming any more
+        self.assertNotIn(SECRET, p.stdout + json.dumps(doc) + "\n".join(follow.out))
+        # Refused: a step the flow lacks, an empty step, someone else's
+        # deployment, one that does not exist; the CLI's own usage errors.
+        p = self.cli("flow", "logs", str(dep), "nope", key=self.key, code=1)
+        self.assertIn('has no step "nope"', p.stderr)
+        self.api("GET", "/api/v1/flows/%d/logs?step=" % dep, key=self.key, code=400)
+        self.api("GET", "/api/v1/flows/999999/logs", key=self.key, code=404)
+        other = self.cli_json("account", "create", "--name", "other", key=network.ADMIN)
+        self.api("GET", "/api/v1/flows/%d/logs" % dep, key=other["api_key"], code=404)
+        self.api("GET", "/api/v1/flows/%d/logs" % dep, key=network.ADMIN)
+        self.cli("flow", "logs", key=self.key, code=2)
+        self.cli("flow", "logs", str(dep), "talk", "x", key=self.key, code=2)
         node = self.nodes.pop()
         node.stop_clean()
         self.stop_orchestrator()

@@ -18,9 +18,13 @@ at the node's price per 1,000; the money is exact and the ledger verifies.
 A step whose model is a ${{ }} is refused at deploy; a model no node serves
 fails the step with that reason once its queue timeout passes.
 
+And `rhizos flow logs` of an embedded run, followed while a slow model
+answers, then from the run's record.
+
 Usage: llm_flow.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT"""
 import json
 import os
+import re
 import sys
 import tempfile
 import unittest
@@ -28,7 +32,7 @@ import unittest
 import llm  # noqa: E402  (reads the same argv, through network)
 import network  # noqa: E402
 import fake_llm  # noqa: E402
-from harness import cli_env, run  # noqa: E402
+from harness import Proc, cli_env, run  # noqa: E402
 
 ROOT, RHIZOS = network.ROOT, network.RHIZOS
 EXAMPLE = os.path.join(ROOT, "examples", "flows", "llm.yaml")
@@ -141,6 +145,60 @@ class LlmFlowEmbedded(unittest.TestCase):
             p = run([RHIZOS, "flow", "validate", self.flow(text)], cwd=ROOT)
             self.assertEqual(p.returncode, 1, (config, p.stdout, p.stderr))
             self.assertIn(why, p.stdout + p.stderr, config)
+
+
+class FlowLogsEmbedded(unittest.TestCase):
+    """rhizos flow logs RUN: an embedded run's step logs from its record;
+    --follow reads DATA/live/RUN.log while the run goes (a slow model's
+    first line is printed well before the run ends)."""
+
+    def test_follow_then_record(self):
+        ollama, url = fake_llm.start(["slow:1b"])
+        self.addCleanup(lambda: (ollama.shutdown(), ollama.server_close()))
+        tmp = tempfile.TemporaryDirectory(prefix="rz-flow-logs-")
+        self.addCleanup(tmp.cleanup)
+        flow = os.path.join(tmp.name, "slow.yaml")
+        with open(EXAMPLE) as f:
+            text = f.read().replace("model: llama3:8b", "model: slow:1b")
+        with open(flow, "w") as f:
+            f.write(text)
+        env = cli_env()
+        runner = Proc([RHIZOS, "flow", "run", flow, "--llm", "ollama=" + url,
+                       "--data", tmp.name, "--no-sandbox"], cwd=ROOT, env=env)
+        try:
+            line = runner.wait_for(lambda: [m for l in runner.err
+                                            for m in re.findall(r"as (run-[0-9a-f-]+)", l)],
+                                   20, "the run's id")
+            rid = line[0]
+            follow = Proc([RHIZOS, "flow", "logs", rid, "--follow", "--data", tmp.name],
+                          cwd=ROOT, env=env)
+            follow.wait_for(lambda: "summarise | Hello from slow:1b." in follow.out,
+                            20, "the first line")
+            self.assertIsNone(runner.p.poll(), "the run still goes")
+            self.assertEqual(follow.p.wait(timeout=30), 0, follow.output())
+            self.assertEqual(runner.p.wait(timeout=30), 0, runner.output())
+        finally:
+            runner.stop()
+        said = "You said: " + PROMPT
+        self.assertEqual(follow.out.count("summarise | " + said), 1, follow.out)
+        self.assertFalse(os.path.exists(os.path.join(tmp.name, "live", rid + ".log")))
+        p = run([RHIZOS, "flow", "logs", rid, "summarise", "--data", tmp.name],
+                cwd=ROOT, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.splitlines(), [
+            "summarise | Hello from slow:1b.", "summarise | " + said,
+            "summarise | llm: slow:1b on its ollama server: %d tokens in, %d out"
+            % (len(PROMPT.split(" ")), len(fake_llm.answer("slow:1b", PROMPT)))])
+        p = run([RHIZOS, "flow", "logs", rid, "--json", "--data", tmp.name],
+                cwd=ROOT, env=env)
+        self.assertIn(said, json.loads(p.stdout)["summarise"]["log"])
+        for args, code, why in (((rid, "nope"), 1, "has no step 'nope'"),
+                                (("run-nope",), 1, "no run 'run-nope'"),
+                                ((), 2, "wrong number of arguments"),
+                                ((rid, "a", "b"), 2, "wrong number of arguments")):
+            p = run([RHIZOS, "flow", "logs", *args, "--data", tmp.name], cwd=ROOT, env=env)
+            self.assertEqual(p.returncode, code, (args, p.stderr))
+            self.assertIn(why, p.stderr, args)
 
 
 class LlmFlowNetwork(llm.LlmBase):

@@ -1,0 +1,345 @@
+/* rhizos flow logs ID [STEP] [--follow] [--json]: the steps' logs of a run,
+ * as "STEP | line".
+ *
+ * A number is a deployment (GET /api/v1/flows/ID/logs); with --follow the
+ * deployment's event stream adds the lines its nodes send as they come,
+ * each once (a step_log's offset against the snapshot's log_end), until it
+ * ends. Anything else is an embedded run recorded under --data: its record
+ * has each step's log; while `flow run` runs it, it also appends the lines
+ * as they come to DATA/live/RUN.log, which --follow reads until the run is
+ * over (the file goes when the run ends). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "rhizos/rhizos.h"
+
+#define POLL_NS 200000000L       /* a followed file is read this often */
+#define RECORD_EVERY 5           /* and the run's record every 5th time */
+
+static void print_lines(const char *label, const char *text, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = i;
+        while (k < n && text[k] != '\n')
+            k++;
+        printf("%s | %.*s\n", label, (int)(k - i), text + i);
+        i = k + 1;
+    }
+    fflush(stdout);
+}
+
+static void entry_label(const cJSON *e, char *out, size_t len)
+{
+    const cJSON *el = cJSON_GetObjectItemCaseSensitive(e, "element");
+    const char *step = cli_json_str(e, "step", "?");
+    if (cJSON_IsNumber(el))
+        snprintf(out, len, "%s[%d]", step, (int)el->valuedouble);
+    else
+        snprintf(out, len, "%s", step);
+}
+
+/* ---- a deployment ---- */
+
+typedef struct follow {
+    const cli *c;
+    const char *step;          /* only this one; NULL: all */
+    uint64_t id;
+    cJSON *seen;               /* "<job>" -> {"attempt", "end"} printed */
+    bool shown;                /* the snapshot was printed */
+    int rc;
+} follow;
+
+static char *logs_path(uint64_t id, const char *step)
+{
+    char *path = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&path, &n);
+    if (!f)
+        return NULL;
+    fprintf(f, "/api/v1/flows/%" PRIu64 "/logs", id);
+    for (const unsigned char *s = (const unsigned char *)step; s && *s; s++) {
+        if (s == (const unsigned char *)step)
+            fputs("?step=", f);
+        if ((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') ||
+            (*s >= 'A' && *s <= 'Z') || *s == '-' || *s == '_' || *s == '.')
+            fputc(*s, f);
+        else
+            fprintf(f, "%%%02X", *s);
+    }
+    return fclose(f) == 0 ? path : (free(path), NULL);
+}
+
+/* Print the snapshot; remember how far each running job's stream was. */
+static int snapshot(follow *fw, rz_client *cl, bool json)
+{
+    char *path = logs_path(fw->id, fw->step), *reply = NULL;
+    int ex = path ? cli_request(cl, "GET", path, NULL, &reply) : EXIT_FAILED;
+    free(path);
+    if (ex != EXIT_OK)
+        return ex;
+    if (json) {
+        cli_print_json(reply);
+        rz_free(reply);
+        return EXIT_OK;
+    }
+    cJSON *doc = cJSON_Parse(reply), *e;
+    rz_free(reply);
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(doc, "steps")) {
+        char label[300], key[32];
+        entry_label(e, label, sizeof label);
+        const char *log = cli_json_str(e, "log", NULL);
+        if (log)
+            print_lines(label, log, strlen(log));
+        snprintf(key, sizeof key, "%" PRId64, cli_json_int(e, "job"));
+        cJSON *mark = cJSON_AddObjectToObject(fw->seen, key);
+        cJSON_AddNumberToObject(mark, "attempt", (double)cli_json_int(e, "attempt"));
+        cJSON_AddNumberToObject(mark, "end", cJSON_HasObjectItem(e, "log_end")
+                                ? (double)cli_json_int(e, "log_end") : -1);
+    }
+    cJSON_Delete(doc);
+    return EXIT_OK;
+}
+
+/* A step_log: what is past the snapshot's end of that attempt's stream. */
+static void on_lines(follow *fw, const cJSON *s)
+{
+    const char *step = cli_json_str(s, "step", "?");
+    const char *lines = cli_json_str(s, "lines", "");
+    if (fw->step && strcmp(step, fw->step) != 0)
+        return;
+    char key[32];
+    snprintf(key, sizeof key, "%" PRId64, cli_json_int(s, "job"));
+    cJSON *mark = cJSON_GetObjectItemCaseSensitive(fw->seen, key);
+    long long attempt = cli_json_int(s, "attempt");
+    long long off = cli_json_int(s, "offset"), n = (long long)strlen(lines);
+    long long end = mark && cli_json_int(mark, "attempt") == attempt
+                    ? cli_json_int(mark, "end") : -1;
+    long long from = end > off ? end - off : 0;
+    if (from < n)
+        print_lines(step, lines + from, (size_t)(n - from - (lines[n - 1] == '\n')));
+    if (!mark)
+        mark = cJSON_AddObjectToObject(fw->seen, key);
+    cJSON_DeleteItemFromObjectCaseSensitive(mark, "attempt");
+    cJSON_DeleteItemFromObjectCaseSensitive(mark, "end");
+    cJSON_AddNumberToObject(mark, "attempt", (double)attempt);
+    cJSON_AddNumberToObject(mark, "end", (double)(off + n));
+}
+
+static int on_event(void *ud, const char *event, const char *data)
+{
+    follow *fw = ud;
+    if (!fw->shown) {
+        /* The stream is open: nothing streamed from here on is missed. */
+        rz_client *cl = cli_client((cli *)fw->c);
+        fw->rc = cl ? snapshot(fw, cl, false) : EXIT_USAGE;
+        rz_client_free(cl);
+        fw->shown = true;
+        if (fw->rc != EXIT_OK)
+            return 1;
+    }
+    if (strcmp(event, "step_log") == 0) {
+        cJSON *s = cJSON_Parse(data);
+        if (cJSON_IsObject(s))
+            on_lines(fw, s);
+        cJSON_Delete(s);
+    }
+    return strcmp(event, "end") == 0;   /* the deployment is over */
+}
+
+static int deployment_logs(cli *c, uint64_t id, const char *step)
+{
+    rz_client *cl = cli_client(c);
+    if (!cl)
+        return EXIT_USAGE;
+    follow fw = { c, step, id, cJSON_CreateObject(), false, EXIT_OK };
+    int ex;
+    if (!c->follow || c->json) {   /* --json: the snapshot */
+        ex = snapshot(&fw, cl, c->json);
+    } else {
+        char path[96];
+        snprintf(path, sizeof path, "/api/v1/flows/%" PRIu64 "/events?changes=1", id);
+        int rc = rz_client_events(cl, path, 0, on_event, &fw);
+        ex = fw.rc != EXIT_OK ? fw.rc
+           : rc == RZ_OK || rc == 1 ? EXIT_OK : cli_net_fail(NULL, rc);
+    }
+    cJSON_Delete(fw.seen);
+    rz_client_free(cl);
+    return ex;
+}
+
+/* ---- an embedded run ---- */
+
+char *cli_live_path(const char *data_dir, const char *run_id)
+{
+    size_t n = strlen(data_dir) + strlen(run_id) + 16;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/live/%s.log", data_dir, run_id);
+    return p;
+}
+
+FILE *cli_live_open(const char *data_dir, const char *run_id)
+{
+    char *path = cli_live_path(data_dir, run_id);
+    char *dir = path ? strdup(path) : NULL;
+    FILE *f = NULL;
+    if (dir) {
+        *strrchr(dir, '/') = '\0';
+        if (mkdir(dir, 0700) == 0 || errno == EEXIST)
+            f = fopen(path, "we");
+    }
+    free(dir);
+    free(path);
+    return f;
+}
+
+void cli_live_write(FILE *f, const char *step, const char *lines)
+{
+    for (const char *l = lines; l && *l;) {
+        size_t n = strcspn(l, "\n");
+        fprintf(f, "%s\t%.*s\n", step, (int)n, l);
+        l += n + (l[n] == '\n');
+    }
+    fflush(f);
+}
+
+/* The record's steps (and elements) with their logs. */
+static void print_record(const cJSON *rec, const char *only)
+{
+    const cJSON *s, *e;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(rec, "steps")) {
+        if (only && strcmp(s->string, only) != 0)
+            continue;
+        const char *log = cli_json_str(s, "log", NULL);
+        if (log)
+            print_lines(s->string, log, strlen(log));
+        int k = 0;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(s, "elements")) {
+            char label[300];
+            snprintf(label, sizeof label, "%s[%d]", s->string, k++);
+            log = cli_json_str(e, "log", NULL);
+            if (log)
+                print_lines(label, log, strlen(log));
+        }
+    }
+}
+
+static cJSON *record(rz_store *st, const char *id, int *rc)
+{
+    char *json = NULL;
+    *rc = rz_store_run_get(st, id, &json);
+    cJSON *rec = *rc == RZ_OK ? cJSON_Parse(json) : NULL;
+    if (*rc == RZ_OK && !rec)
+        *rc = RZ_ENOMEM;
+    rz_free(json);
+    return rec;
+}
+
+static bool running(const cJSON *rec)
+{
+    const char *s = cli_json_str(rec, "status", "");
+    return strcmp(s, "running") == 0 || strcmp(s, "pending") == 0;
+}
+
+/* New whole lines of the live file ("STEP\tline"), printed. */
+static void tail(FILE *f, const char *only, char **buf, size_t *cap)
+{
+    ssize_t n;
+    long at = ftell(f);
+    while ((n = getline(buf, cap, f)) > 0) {
+        if ((*buf)[n - 1] != '\n') {       /* a line still being written */
+            fseek(f, at, SEEK_SET);
+            break;
+        }
+        at = ftell(f);
+        char *tab = strchr(*buf, '\t');
+        if (!tab)
+            continue;
+        *tab = '\0';
+        if (!only || strcmp(*buf, only) == 0)
+            print_lines(*buf, tab + 1, (size_t)(n - 1 - (tab + 1 - *buf)));
+    }
+    clearerr(f);
+}
+
+static int run_logs(cli *c, const char *id, const char *step)
+{
+    char *dir = cli_data_dir(c);
+    rz_store *st = NULL;
+    int rc = dir ? rz_store_open(&st, dir) : RZ_ENOMEM;
+    cJSON *rec = rc == RZ_OK ? record(st, id, &rc) : NULL;
+    if (rc == RZ_ENOENT)
+        fprintf(stderr, "rhizos: no run '%s' recorded in %s (rhizos flow runs "
+                "lists them)\n", id, dir);
+    else if (rc != RZ_OK)
+        cli_error(dir ? dir : "rhizos", rc);
+    else if (step && !cJSON_HasObjectItem(cJSON_GetObjectItemCaseSensitive(rec, "steps"), step)) {
+        fprintf(stderr, "rhizos: run '%s' has no step '%s'\n", id, step);
+        rc = RZ_ENOENT;
+    }
+    char *live = rc == RZ_OK && c->follow ? cli_live_path(dir, id) : NULL;
+    FILE *f = live && running(rec) ? fopen(live, "re") : NULL;
+    if (rc == RZ_OK && c->json) {
+        char *text = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(rec, "steps"));
+        cli_print_json(text ? text : "{}");
+        free(text);
+    } else if (rc == RZ_OK && !f) {
+        print_record(rec, step);   /* over, or nothing streams it */
+    } else if (rc == RZ_OK) {
+        char *buf = NULL;
+        size_t cap = 0;
+        struct timespec ts = { 0, POLL_NS };
+        for (int i = 1; ; i++) {
+            tail(f, step, &buf, &cap);
+            if (i % RECORD_EVERY == 0) {
+                cJSON_Delete(rec);
+                rec = record(st, id, &rc);
+                if (rc != RZ_OK || !running(rec))
+                    break;
+            }
+            nanosleep(&ts, NULL);
+        }
+        tail(f, step, &buf, &cap);   /* what came before the end */
+        free(buf);
+        if (rc != RZ_OK)
+            cli_error(dir, rc);
+    }
+    if (f)
+        fclose(f);
+    free(live);
+    cJSON_Delete(rec);
+    rz_store_close(st);
+    free(dir);
+    return rc == RZ_OK ? EXIT_OK : EXIT_FAILED;
+}
+
+int cli_flow_logs(cli *c)
+{
+    if (c->nargs < 1 || c->nargs > 2) {
+        fprintf(stderr, "rhizos: flow logs: wrong number of arguments. "
+                        "Try 'rhizos flow --help'.\n");
+        return EXIT_USAGE;
+    }
+    const char *step = c->nargs == 2 ? c->args[1] : NULL;
+    if (step && !*step) {
+        fprintf(stderr, "rhizos: flow logs: the step's id is empty\n");
+        return EXIT_USAGE;
+    }
+    uint64_t id;
+    if (cli_parse_u64(c->args[0], UINT64_MAX, &id))
+        return deployment_logs(c, id, step);
+    if (!*c->args[0]) {
+        fprintf(stderr, "rhizos: flow logs: no run or deployment id\n");
+        return EXIT_USAGE;
+    }
+    return run_logs(c, c->args[0], step);
+}
