@@ -3,7 +3,7 @@
 embedded and on the network, against fake_llm.py (docs/llm.md).
 
 Embedded: `rhizos flow run --llm KIND=URL` (or $RHIZOS_LLM_SERVERS) runs
-examples/flows/llm.yaml: the prompt is built from the step before with
+examples/llm/summary.yaml: the prompt is built from the step before with
 ${{ }}, the text and token counts are the step's outputs and feed the step
 after, the streamed text is the step's log; with two servers the one that
 lists the model serves it; a server's failure, no server, a malformed
@@ -35,7 +35,7 @@ import fake_llm  # noqa: E402
 from harness import Proc, cli_env, run  # noqa: E402
 
 ROOT, RHIZOS = network.ROOT, network.RHIZOS
-EXAMPLE = os.path.join(ROOT, "examples", "flows", "llm.yaml")
+EXAMPLE = os.path.join(ROOT, "examples", "llm", "summary.yaml")
 SOURCE_TEXT = "RhizOS runs flows on a network of nodes"
 PROMPT = "Summarise in one line: " + SOURCE_TEXT
 

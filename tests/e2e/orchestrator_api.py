@@ -777,6 +777,7 @@ class OrchestratorApi(unittest.TestCase):
             ("GET", "/api/v1/flows"): {C, A},
             ("GET", "/api/v1/flows/{id}/status"): {A},
             ("GET", "/api/v1/flows/{id}/events"): {A},
+            ("GET", "/api/v1/flows/{id}/logs"): {A},
             ("DELETE", "/api/v1/flows/{id}"): {A},
             ("GET", "/api/v1/named-flows"): {C, A},
             ("GET", "/api/v1/named-flows/{id}"): {A},

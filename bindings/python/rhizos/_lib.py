@@ -62,8 +62,10 @@ class RzRunnerOpts(Structure):
                 ("step_env_free", c_void_p), ("vault", c_void_p),
                 ("data_dir", c_char_p), ("container_host", c_char_p),
                 ("default_memory_mb", c_uint32), ("max_scratch_mb", c_uint32),
-                ("prices", c_void_p), ("reuse_json", c_char_p)]
-    VERSION = 4   # the fields it sets; the C side's RZ_RUNNER_OPTS_VERSION is 7
+                ("prices", c_void_p), ("reuse_json", c_char_p),
+                ("llm_servers", c_char_p)]
+    VERSION = 8   # RZ_RUNNER_OPTS_VERSION; prices NULL: not priced;
+    #               reuse_json NULL: none; llm_servers NULL: $RHIZOS_LLM_SERVERS
 
 
 class RzPlacement(Structure):
