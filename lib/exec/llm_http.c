@@ -174,8 +174,8 @@ int rz__llm_list(const rz__llm_server *srv, int with_context, cJSON **models,
     CURL *h = easy(srv, srv->kind == RZ__LLM_OLLAMA ? "/api/tags"
                                                      : "/v1/models",
                    LIST_TIMEOUT_MS);
-    if (!h) {
-        snprintf(err, errlen, "out of memory");
+    if (!h) {   /* where libcurl is missing, its loader says so */
+        snprintf(err, errlen, "%s", curl_easy_strerror(CURLE_FAILED_INIT));
         return -1;
     }
     body b = { NULL, 0, RZ__LLM_LIST_BYTES_MAX, 0 };
@@ -310,8 +310,9 @@ int rz__llm_generate(const rz__llm_server *srv, const char *model, const cJSON *
     g.st.ud = ud;
     g.h = bodytext ? easy(srv, path, (long)(srv->timeout_s * 1000)) : NULL;
     if (!g.h) {
+        snprintf(res->error, sizeof res->error, "%s", bodytext
+                 ? curl_easy_strerror(CURLE_FAILED_INIT) : "out of memory");
         free(bodytext);
-        snprintf(res->error, sizeof res->error, "out of memory");
         return -1;
     }
     struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");

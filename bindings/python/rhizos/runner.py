@@ -82,7 +82,8 @@ class _Store(Handle):
 def run(flow: Flow, inputs: Optional[Mapping[str, Any]] = None,
         data_dir: Optional[str] = None, *, jobs: int = 0, sandbox: bool = True,
         run_id: Optional[str] = None, vault: Any = None,
-        on_event: Optional[Callable[[Event], None]] = None) -> RunResult:
+        on_event: Optional[Callable[[Event], None]] = None,
+        llm_servers: Optional[str] = None) -> RunResult:
     """Run `flow` to the end on this machine and return the result.
 
     The flow is validated first against the default registries unless
@@ -90,8 +91,10 @@ def run(flow: Flow, inputs: Optional[Mapping[str, Any]] = None,
     `data_dir` the run is recorded in that folder's run store (as
     `rhizos flow run --data DIR` does, from its start). `vault` (an unlocked rhizos.Vault)
     supplies the steps' credentials. `on_event` is called on this thread
-    for each progress event. A run whose steps fail is returned with
-    status "failed"; an exception means it could not be carried out.
+    for each progress event. `llm_servers` ("ollama=URL openai=URL ...")
+    serves llm steps (docs/llm.md); None: $RHIZOS_LLM_SERVERS. A run whose
+    steps fail is returned with status "failed"; an exception means it
+    could not be carried out.
     """
     if not isinstance(flow, Flow):
         raise TypeError("run() wants a rhizos.Flow")
@@ -111,6 +114,8 @@ def run(flow: Flow, inputs: Optional[Mapping[str, Any]] = None,
     opts.inputs_json = enc(inputs_json)
     opts.run_id = enc(run_id or "run-%d-%d" % (_wall_ms(), os.getpid()))
     opts.sandbox = 1 if sandbox else 0
+    if llm_servers is not None:
+        opts.llm_servers = enc(llm_servers)
     cancel = c_int(0)
     opts.cancel = cast(byref(cancel), type(opts.cancel))
     failure: List[BaseException] = []

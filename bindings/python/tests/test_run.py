@@ -6,7 +6,7 @@ import tempfile
 import unittest
 
 import rhizos
-from helpers import MODULES, flow_path
+from helpers import MODULES, ROOT, flow_path
 
 SECRET = "sk-test-8f3a9c1d7e"
 
@@ -81,6 +81,27 @@ class TestRun(unittest.TestCase):
         self.assertIn("NUL", cm.exception.message)
         with self.assertRaises(rhizos.Error):
             rhizos.inputs_from_pairs(["novalue"])
+
+    def test_llm_step(self):
+        # tests/e2e/fake_llm.py stands in for a model server (docs/llm.md).
+        import sys
+        sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+        import fake_llm
+        srv, url = fake_llm.start(["llama3:8b"])
+        try:
+            with rhizos.load_flow(os.path.join(ROOT, "examples", "llm",
+                                               "summary.yaml")) as f:
+                r = rhizos.run(f, llm_servers="ollama=" + url, sandbox=False)
+                bad = rhizos.run(f, llm_servers="ollama", sandbox=False)
+        finally:
+            srv.shutdown()
+            srv.server_close()
+        self.assertEqual(r.status, "succeeded")
+        out = r.steps["summarise"].outputs
+        self.assertEqual(out["model"], "llama3:8b")
+        self.assertTrue(out["text"].startswith("Hello from llama3:8b."))
+        self.assertEqual(bad.status, "failed")
+        self.assertIn("is not KIND=URL", bad.steps["summarise"].error or "")
 
     def test_retries_counted(self):
         with rhizos.load_flow(flow_path("flaky.yaml")) as f:
