@@ -90,6 +90,9 @@ export interface RunOptions {
   vault?: Vault;
   /** Registries used when the flow was not validated yet. */
   registries?: string[];
+  /** Model servers of llm steps, "ollama=URL openai=URL" (docs/llm.md);
+   * unset: $RHIZOS_LLM_SERVERS. */
+  llmServers?: string;
 }
 
 /** Runs on a worker thread; the event loop keeps turning. */

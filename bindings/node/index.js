@@ -156,7 +156,8 @@ async function run(flow, inputs = {}, opts = {}) {
   const runId = opts.runId || `run-${Date.now()}-${process.pid}-${crypto.randomBytes(3).toString('hex')}`;
   const vault = opts.vault ? opts.vault._use() : null;
   const json = await native.run(flow._use(), JSON.stringify(inputs || {}), runId,
-    opts.dataDir || null, opts.jobs || 0, opts.sandbox === false ? 0 : 1, vault);
+    opts.dataDir || null, opts.jobs || 0, opts.sandbox === false ? 0 : 1, vault,
+    opts.llmServers || null);
   const r = JSON.parse(json);
   r.outputs = r.outputs || {};
   r.ok = r.status === 'succeeded';

@@ -624,7 +624,7 @@ typedef struct run_work {
     napi_deferred deferred;
     napi_ref flow_ref, vault_ref;
     box *flow, *vault;
-    char *inputs, *run_id, *data_dir;
+    char *inputs, *run_id, *data_dir, *llm_servers;
     unsigned jobs;
     int sandbox;
     int rc;
@@ -643,6 +643,7 @@ static void run_execute(napi_env env, void *data)
     o.sandbox = w->sandbox;
     o.vault = w->vault ? w->vault->p : NULL;
     o.data_dir = w->data_dir;
+    o.llm_servers = w->llm_servers;
     rz_run *run = NULL;
     /* With a run, an error is its record (dataDir) not written. */
     int rc = rz_runner_run(&run, w->flow->p, &o);
@@ -663,6 +664,7 @@ static void run_work_free(napi_env env, run_work *w)
     free(w->inputs);
     free(w->run_id);
     free(w->data_dir);
+    free(w->llm_servers);
     rz_free(w->json);
     free(w);
 }
@@ -688,11 +690,12 @@ static void run_complete(napi_env env, napi_status status, void *data)
     run_work_free(env, w);
 }
 
-/* run(flow, inputsJson, runId, dataDir|null, jobs, sandbox, vault|null) -> Promise<string> */
+/* run(flow, inputsJson, runId, dataDir|null, jobs, sandbox, vault|null,
+ *     llmServers|null) -> Promise<string> */
 static napi_value js_run(napi_env env, napi_callback_info info)
 {
-    napi_value a[7];
-    if (!args(env, info, a, 7))
+    napi_value a[8];
+    if (!args(env, info, a, 8))
         return NULL;
     box *fb = get_box(env, a[0], K_FLOW, true);
     if (!fb)
@@ -715,7 +718,8 @@ static napi_value js_run(napi_env env, napi_callback_info info)
     w->sandbox = sandbox ? 1 : 0;
     if (!(w->inputs = get_str(env, a[1], "inputs")) ||
         !(w->run_id = get_str(env, a[2], "runId")) ||
-        (w->data_dir = get_opt_str(env, a[3], "dataDir", &ok), !ok)) {
+        (w->data_dir = get_opt_str(env, a[3], "dataDir", &ok), !ok) ||
+        (w->llm_servers = get_opt_str(env, a[7], "llmServers", &ok), !ok)) {
         run_work_free(env, w);
         return NULL;
     }

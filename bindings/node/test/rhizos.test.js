@@ -121,6 +121,23 @@ test('run: retries, failures as results, refused inputs', async () => {
   bad.close();
 });
 
+test('run: llm steps get the llmServers option (docs/llm.md)', async () => {
+  const f = rz.loadFlow(path.join(FLOWS, '..', 'llm', 'summary.yaml'));
+  const saved = process.env.RHIZOS_LLM_SERVERS;
+  delete process.env.RHIZOS_LLM_SERVERS;
+  try {
+    // A malformed list reaches the adapter (without it: "no model server").
+    const r = await rz.run(f, {}, { llmServers: 'ollama', sandbox: false });
+    assert.strictEqual(r.steps.summarise.status, 'failed');
+    assert.match(r.steps.summarise.error, /is not KIND=URL/);
+    const none = await rz.run(f, {}, { sandbox: false });
+    assert.match(none.steps.summarise.error, /no model server is configured/);
+  } finally {
+    if (saved !== undefined) process.env.RHIZOS_LLM_SERVERS = saved;
+    f.close();
+  }
+});
+
 test('matcher places, reserves, releases and explains', () => {
   const nodes = JSON.parse(fs.readFileSync(path.join(DATA, 'hw', 'nodes.json'), 'utf8'));
   const jobs = JSON.parse(fs.readFileSync(path.join(DATA, 'hw', 'jobs.json'), 'utf8'));
