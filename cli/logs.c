@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -197,6 +198,12 @@ FILE *cli_live_open(const char *data_dir, const char *run_id)
         if (mkdir(dir, 0700) == 0 || errno == EEXIST)
             f = fopen(path, "we");
     }
+    /* Held while the run goes: a follower that can take it knows the
+     * writer is gone (killed), whatever the record still says. */
+    if (f && flock(fileno(f), LOCK_EX | LOCK_NB) != 0) {
+        fclose(f);
+        f = NULL;
+    }
     free(dir);
     free(path);
     return f;
@@ -305,12 +312,20 @@ static int run_logs(cli *c, const char *id, const char *step)
                 rec = record(st, id, &rc);
                 if (rc != RZ_OK || !running(rec))
                     break;
+                if (flock(fileno(f), LOCK_SH | LOCK_NB) == 0) {
+                    tail(f, step, &buf, &cap);
+                    fprintf(stderr, "rhizos: run '%s' is no longer running "
+                            "(its process is gone, killed?) though its record "
+                            "says it is\n", id);
+                    rc = RZ_ESTATE;
+                    break;
+                }
             }
             nanosleep(&ts, NULL);
         }
         tail(f, step, &buf, &cap);   /* what came before the end */
         free(buf);
-        if (rc != RZ_OK)
+        if (rc != RZ_OK && rc != RZ_ESTATE)
             cli_error(dir, rc);
     }
     if (f)

@@ -25,6 +25,7 @@ Usage: llm_flow.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT"""
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import unittest
@@ -199,6 +200,37 @@ class FlowLogsEmbedded(unittest.TestCase):
             p = run([RHIZOS, "flow", "logs", *args, "--data", tmp.name], cwd=ROOT, env=env)
             self.assertEqual(p.returncode, code, (args, p.stderr))
             self.assertIn(why, p.stderr, args)
+
+
+    def test_follow_ends_when_the_run_is_killed(self):
+        """A kill -9 leaves the record saying "running": the follower sees
+        the writer's lock go and ends, saying so, instead of waiting."""
+        ollama, url = fake_llm.start(["slow:1b"])
+        self.addCleanup(lambda: (ollama.shutdown(), ollama.server_close()))
+        tmp = tempfile.TemporaryDirectory(prefix="rz-flow-logs-")
+        self.addCleanup(tmp.cleanup)
+        flow = os.path.join(tmp.name, "slow.yaml")
+        with open(EXAMPLE) as f:
+            text = f.read().replace("model: llama3:8b", "model: slow:1b")
+        with open(flow, "w") as f:
+            f.write(text)
+        env = cli_env()
+        runner = Proc([RHIZOS, "flow", "run", flow, "--llm", "ollama=" + url,
+                       "--data", tmp.name, "--no-sandbox"], cwd=ROOT, env=env)
+        try:
+            rid = runner.wait_for(lambda: [m for l in runner.err
+                                           for m in re.findall(r"as (run-[0-9a-f-]+)", l)],
+                                  20, "the run's id")[0]
+            follow = Proc([RHIZOS, "flow", "logs", rid, "--follow", "--data", tmp.name],
+                          cwd=ROOT, env=env)
+            follow.wait_for(lambda: "summarise | Hello from slow:1b." in follow.out,
+                            20, "the first line")
+            runner.p.send_signal(signal.SIGKILL)
+            runner.p.wait(timeout=10)
+            self.assertEqual(follow.p.wait(timeout=15), 1, follow.output())
+        finally:
+            runner.stop()
+        self.assertIn("is no longer running", follow.stderr_text())
 
 
 class LlmFlowNetwork(llm.LlmBase):
