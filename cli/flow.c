@@ -588,7 +588,7 @@ static int flow_run(cli *c)
     }
     char run_id[64];
     make_run_id(run_id, sizeof run_id);
-    progress p = { c, cli_stderr_tty(), false, rz_flow_step_count(flow), NULL };
+    progress p = { c, cli_stderr_tty(), false, rz_flow_step_count(flow), NULL, NULL };
     /* Ask for the vault password once, and only if a step needs a secret. */
     rz_vault *vault = NULL;
     char *data_dir = cli_data_dir(c);

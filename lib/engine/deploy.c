@@ -599,7 +599,8 @@ static bool is_llm(const rz__step *st)
 static char *step_reqs(const rz__step *st, const rz_module *m)
 {
     cJSON *over = NULL;
-    if (is_llm(st) && llm_reqs(st, &over) != RZ_OK)
+    /* Embedded, the one local node runs every step: nothing to match. */
+    if (m && is_llm(st) && llm_reqs(st, &over) != RZ_OK)
         return NULL;
     char *r = rz__engine_module_reqs(m, over);
     cJSON_Delete(over);
