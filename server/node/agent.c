@@ -534,7 +534,7 @@ static int all_idle(agent *a)
 
 /* ---- model servers ---- */
 
-static void say_llm(agent *a, const char *event, const char *detail)
+void agent_note_event(agent *a, const char *event, const char *detail)
 {
     if (a->o->quiet)
         return;
@@ -573,8 +573,8 @@ static void *llm_refresher(void *arg)
         char *now = cJSON_PrintUnformatted(cJSON_GetObjectItem(l, "models"));
         cJSON_Delete(l);
         if (strcmp(why, said) != 0) {
-            say_llm(a, why[0] ? "llm-server-down" : "llm-servers-up",
-                    why[0] ? why : "every [[llm]] server answers");
+            agent_note_event(a, why[0] ? "llm-server-down" : "llm-servers-up",
+                             why[0] ? why : "every [[llm]] server answers");
             memcpy(said, why, sizeof said);
         }
         if (now && (!seen || strcmp(now, seen) != 0)) {
@@ -585,8 +585,9 @@ static void *llm_refresher(void *arg)
         }
         cJSON_free(now);
         if (changed) {
-            say_llm(a, "llm-models", "the served models changed; "
-                    "registering again to advertise them once no job runs");
+            agent_note_event(a, "llm-models", "the served models changed; "
+                             "registering again to advertise them once no "
+                             "job runs");
             pthread_mutex_lock(&a->mu);
             a->want_register = 1;
             pthread_mutex_unlock(&a->mu);

@@ -117,6 +117,9 @@ int agent_sleep(agent *a, long ms);
 /* Next exponential backoff delay: 1 s doubling to 30 s, jittered. */
 long agent_backoff(unsigned *tries);
 int agent_stopping(agent *a);
+/* A line about the node itself (not one job): "EVENT: DETAIL", or
+ * {"event","detail"} with --json; nothing with --quiet. */
+void agent_note_event(agent *a, const char *event, const char *detail);
 /* One line per event: text, or JSON with --json; nothing with --quiet. */
 void agent_say(agent *a, const char *event, const job_slot *s,
                const char *module, const char *detail, long long run_ms);

@@ -278,27 +278,6 @@ int slurm_caps_apply(cJSON *caps, const node_config *cfg, char *err,
     return 0;
 }
 
-static void gw_say(agent *a, const char *event, const char *detail)
-{
-    if (a->o->quiet)
-        return;
-    pthread_mutex_lock(&a->mu);
-    if (a->o->json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "event", event);
-        cJSON_AddStringToObject(o, "detail", detail);
-        char *t = cJSON_PrintUnformatted(o);
-        if (t)
-            printf("%s\n", t);
-        cJSON_free(t);
-        cJSON_Delete(o);
-    } else {
-        printf("%s: %s\n", event, detail);
-    }
-    fflush(stdout);
-    pthread_mutex_unlock(&a->mu);
-}
-
 /* Slurm's rhizos jobs, by name (squeue knows finished jobs for MinJobAge). */
 static int queue_now(slurm_qjob **v, size_t *n, char *why, size_t wn)
 {
@@ -346,8 +325,9 @@ static void monitor_once(slurm_gw *g)
     g->n_queue = nq;
     pthread_mutex_unlock(&a->mu);
     if (changed)
-        gw_say(a, why[0] ? "slurm-not-taking-work" : "slurm-taking-work",
-               why[0] ? why : "the partition has room again");
+        agent_note_event(a, why[0] ? "slurm-not-taking-work"
+                                   : "slurm-taking-work",
+                         why[0] ? why : "the partition has room again");
     pthread_mutex_lock(&adv_mu);
     int moved = cap.usable && (cap.cpus != advertised.cpus ||
                                cap.mem_mb != advertised.mem_mb ||
@@ -363,7 +343,7 @@ static void monitor_once(slurm_gw *g)
             snprintf(d, sizeof d, "the partition now has %u CPUs, %" PRIu64
                      " MiB, %u GPUs usable; registering again to advertise "
                      "them once no job runs", cap.cpus, cap.mem_mb, cap.gpus);
-            gw_say(a, "slurm-capacity", d);
+            agent_note_event(a, "slurm-capacity", d);
         }
     }
 }
