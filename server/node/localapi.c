@@ -25,12 +25,17 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "httpconn.h"
 #include "procmetrics.h"
+
+/* The local API's readers are a person's `status` and a scraper or two. */
+#define NODE_API_MAX_CONNS 64
 
 struct node_api {
     agent *a;
     struct event_base *base;
     struct evhttp *http;
+    httpconn *conns;              /* few, and each request whole in 10 s */
     struct event *tick;
     pthread_t thread;
     char *caps;                   /* the capabilities JSON, read at start */
@@ -292,6 +297,7 @@ static int host_allowed(const char *host)
 static void on_request(struct evhttp_request *r, void *arg)
 {
     struct node_api *api = arg;
+    httpconn_dispatched(api->conns, r);
     enum evhttp_cmd_type cmd = evhttp_request_get_command(r);
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(r));
     const char *host = evhttp_find_header(evhttp_request_get_input_headers(r), "Host");
@@ -403,6 +409,7 @@ static void api_free(struct node_api *api)
         event_free(api->tick);
     if (api->http)
         evhttp_free(api->http);
+    httpconn_free(api->conns);
     if (api->base)
         event_base_free(api->base);
     free(api->caps);
@@ -432,6 +439,12 @@ int node_api_start(agent *a, struct node_api **out)
     evhttp_set_max_body_size(api->http, 4096);
     evhttp_set_timeout(api->http, 10);
     evhttp_set_gencb(api->http, on_request, api);
+    httpconn_limits lim = { NODE_API_MAX_CONNS, 10, NULL, NULL };
+    if (!(api->conns = httpconn_attach(api->http, api->base, &lim))) {
+        fprintf(stderr, "rhizos-node: the local API cannot start: out of memory\n");
+        api_free(api);
+        return -1;
+    }
     int rc = bind_to(api, spec ? spec : NODE_API_DEFAULT);
     if (rc != 0 && !spec && errno == EADDRINUSE) {
         /* Another node on this machine has the default: any free port. */

@@ -739,6 +739,7 @@ static void unrouted(req *q, const char *path, unsigned allow)
 static void dispatch(struct evhttp_request *r, void *arg)
 {
     orch *o = arg;
+    httpconn_dispatched(o->conns, r);
     orch_group_open(o);
     req q;
     memset(&q, 0, sizeof q);
@@ -800,6 +801,8 @@ int orch_http_start(orch *o)
                                EVHTTP_REQ_OPTIONS);
     evhttp_set_timeout(o->http, ORCH_WAIT_MAX + 30);
     evhttp_set_gencb(o->http, dispatch, o);
-    orch_tls_attach(o);
-    return 0;
+    httpconn_limits lim = { o->opts.max_connections, o->opts.read_deadline_s,
+                            NULL, NULL };
+    orch_tls_maker(o, &lim);
+    return (o->conns = httpconn_attach(o->http, o->base, &lim)) ? 0 : -1;
 }

@@ -96,6 +96,14 @@ static void usage_more(FILE *f)
           "  --access-log           also a line per request (route, code, time)\n"
           "  --quiet                warnings and errors only (--log-level warn)\n"
           "\n"
+          "Connections (docs/api.md):\n"
+          "  --max-connections N    open connections at once; past it a new one\n"
+          "                         is closed at once (default: the descriptor\n"
+          "                         limit less 256; 0: no cap)\n"
+          "  --read-deadline S      a request must arrive whole within S seconds\n"
+          "                         of its first byte, a new connection's first\n"
+          "                         within S of the accept (default 60; 0: none)\n"
+          "\n"
           "Per-account limits (0 turns a rate off; docs/api.md \"Limits\"):\n"
           "  --request-rate N       requests a second per key after a burst\n"
           "  --request-burst N      (defaults 100 and 1000; 429 + Retry-After)\n"
@@ -370,7 +378,8 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
            O_WITHDRAWALS, O_DEPOSIT_MAX, O_DEPOSIT_TTL, O_JOBS, O_DEPS,
            O_CHALLENGE_INTERVAL, O_CHALLENGE_GRACE, O_REFUSE_V1,
            O_METRICS_KEY, O_LOG_LEVEL, O_LOG_FORMAT, O_ACCESS_LOG, O_TLS_CERT,
-           O_TLS_KEY, O_ACCEPT_V1, O_UI_DIR, O_CORS_ORIGIN };
+           O_TLS_KEY, O_ACCEPT_V1, O_UI_DIR, O_CORS_ORIGIN, O_MAX_CONNS,
+           O_READ_DEADLINE };
     static const struct option longs[] = {
         { "listen", required_argument, NULL, O_LISTEN },
         { "data", required_argument, NULL, O_DATA },
@@ -407,6 +416,8 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         { "accept-v1-proofs", no_argument, NULL, O_ACCEPT_V1 },
         { "ui-dir", required_argument, NULL, O_UI_DIR },
         { "cors-origin", required_argument, NULL, O_CORS_ORIGIN },
+        { "max-connections", required_argument, NULL, O_MAX_CONNS },
+        { "read-deadline", required_argument, NULL, O_READ_DEADLINE },
         { "routes", no_argument, NULL, O_ROUTES },
         { "help", no_argument, NULL, O_HELP },
         { "version", no_argument, NULL, O_VERSION },
@@ -521,6 +532,20 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
             if (!limit_opt(op, c - O_REQ_RATE, optarg))
                 return 2;
             break;
+        case O_MAX_CONNS: case O_READ_DEADLINE:
+            if (strcmp(optarg, "0") == 0) {
+                v = 0;
+            } else if (!parse_size(optarg, c == O_MAX_CONNS ? 10000000 : 86400, &v)) {
+                fprintf(stderr, ORCH_NAME ": %s\n", c == O_MAX_CONNS
+                        ? "--max-connections: 0 (no cap) to 10000000"
+                        : "--read-deadline: seconds, 0 (none) to 86400");
+                return 2;
+            }
+            if (c == O_MAX_CONNS)
+                op->max_connections = (unsigned)v, op->max_connections_set = true;
+            else
+                op->read_deadline_s = (unsigned)v;
+            break;
         case O_QUIET: op->quiet = true; op->log_level = ORCH_LOG_WARN; break;
         case O_LOG_LEVEL: case O_LOG_FORMAT: case O_ACCESS_LOG:
             if (!log_option(op, c == O_LOG_LEVEL ? 'l' : c == O_LOG_FORMAT ? 'f' : 'a'))
@@ -627,12 +652,23 @@ static void on_ckpt(evutil_socket_t fd, short what, void *arg)
 
 /* Every connection is a descriptor: take the hard limit, not the (often
  * 1024) soft one, so it takes far more idle sockets to run out. */
-static void raise_fd_limit(void)
+/* Raise the descriptor limit to the hard one; unless --max-connections
+ * was given, connections may take all but 256 of it (the stores, logs
+ * and pipes keep theirs, so a flood of clients cannot starve them). */
+static void raise_fd_limit(orch_opts *op)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (!op->max_connections_set && rl.rlim_cur != RLIM_INFINITY) {
+        rlim_t keep = rl.rlim_cur / 2 < 256 ? rl.rlim_cur / 2 : 256;
+        rlim_t cap = rl.rlim_cur - keep;
+        op->max_connections = (unsigned)(cap > 10000000 ? 10000000 : cap);
     }
 }
 
@@ -668,7 +704,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 /* Everything that can refuse without touching the disk comes first. */
 static int start(orch *o, const char *key, const char *key_from)
 {
-    raise_fd_limit();
+    raise_fd_limit(&o->opts);
     char host[256];
     uint16_t port;
     if (!split_listen(o->opts.listen, host, sizeof host, &port)) {
@@ -746,6 +782,7 @@ static void finish(orch *o)
     orch_group_discard(o);
     if (o->http)
         evhttp_free(o->http);   /* frees the requests still held */
+    httpconn_free(o->conns);
     orch_tls_free(o);
     if (o->wake)
         event_free(o->wake);
@@ -791,6 +828,7 @@ int main(int argc, char **argv)
     static orch o;
     o.spare_fd = -1;
     o.opts.max_body = 1024 * 1024;
+    o.opts.read_deadline_s = 60;
     o.opts.log_level = ORCH_LOG_INFO;
     o.opts.node_timeout_ms = 30000;
     o.opts.challenge_interval_ms = 600000;

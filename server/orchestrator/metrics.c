@@ -375,6 +375,20 @@ void r_metrics(req *q)
             evbuffer_add_printf(b, "rhizos_http_responses_total{code=\"%d\"} %llu\n",
                                 c, (unsigned long long)o->http_codes[c]);
     o->http_codes[200]--;
+    httpconn_stats cs = httpconn_get_stats(o->conns);
+    evbuffer_add_printf(b, "# HELP rhizos_http_connections Connections open now.\n"
+                        "# TYPE rhizos_http_connections gauge\n"
+                        "rhizos_http_connections %llu\n"
+                        "# HELP rhizos_http_connections_refused_total Closed on "
+                        "accept: past --max-connections.\n"
+                        "# TYPE rhizos_http_connections_refused_total counter\n"
+                        "rhizos_http_connections_refused_total %llu\n"
+                        "# HELP rhizos_http_read_deadline_total Closed: a request "
+                        "not whole within --read-deadline.\n"
+                        "# TYPE rhizos_http_read_deadline_total counter\n"
+                        "rhizos_http_read_deadline_total %llu\n",
+                        (unsigned long long)cs.open, (unsigned long long)cs.refused,
+                        (unsigned long long)cs.expired);
     print_routes(o, b);
     print_steps(o, b);
     print_process(o, b);

@@ -21,6 +21,7 @@
 #include <event2/http.h>
 
 #include "rhizos/rhizos.h"
+#include "httpconn.h"
 
 #define ORCH_NAME "rhizos-orchestrator"
 #define AUDIT_KEY_BYTES 32               /* DATA/audit.key */
@@ -100,6 +101,9 @@ typedef struct orch_opts {
                                       (routes_llm.c) */
     const char *ui_dir;            /* --ui-dir: the console's files */
     const char *cors_origin;       /* --cors-origin: the one other origin */
+    unsigned max_connections;      /* open at once (httpconn.h); 0: none */
+    bool max_connections_set;      /* else from the descriptor limit */
+    unsigned read_deadline_s;      /* a request's arrival; 0: none */
 } orch_opts;
 
 #define ORCH_LLM_PRICE_MICROS 10000u   /* $10 per million tokens */
@@ -159,6 +163,7 @@ typedef struct orch {
     struct event_base *base;
     struct evhttp *http;
     struct evhttp_bound_socket *sock;
+    httpconn *conns;         /* the connection cap and request deadline */
     void *tls;               /* SSL_CTX * with --tls-cert (tls.c) */
     struct event *wake, *sig_term, *sig_int, *keepalive;
     bool stopping;
@@ -250,7 +255,7 @@ typedef struct req {
 /* Load and check --tls-cert/--tls-key (0, or -1 said on stderr); attach
  * to o->http so every connection speaks TLS; free at the end. */
 int orch_tls_setup(orch *o);
-void orch_tls_attach(orch *o);
+void orch_tls_maker(orch *o, httpconn_limits *lim);  /* TLS connections */
 void orch_tls_free(orch *o);
 
 /* ---- console.c: the console at /, every reply's headers, CORS ---- */

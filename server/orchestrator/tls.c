@@ -94,13 +94,15 @@ int orch_tls_setup(orch *o)
 #endif
 }
 
-void orch_tls_attach(orch *o)
+void orch_tls_maker(orch *o, httpconn_limits *lim)
 {
 #ifdef ORCH_HAVE_TLS
-    if (o->tls)
-        evhttp_set_bevcb(o->http, tls_bev, o->tls);
+    if (o->tls) {
+        lim->make = tls_bev;
+        lim->make_arg = o->tls;
+    }
 #else
-    (void)o;
+    (void)o; (void)lim;
 #endif
 }
 

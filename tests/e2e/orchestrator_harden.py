@@ -472,6 +472,105 @@ class OutOfDescriptors(Base):
         self.assertLess(self.s.stderr_bytes(), 4096)
 
 
+class Connections(Base):
+    """--max-connections closes a connection past the cap at once;
+    --read-deadline closes one whose request trickles in, while a long poll
+    that outlives the deadline keeps its connection and the server answers
+    everyone else throughout."""
+    extra = ("--max-connections", "8", "--read-deadline", "2", "--request-rate", "0")
+
+    def closed_within(self, sock, seconds):
+        """How long until the server closed `sock` (None: still open)."""
+        t0 = time.time()
+        sock.settimeout(seconds)
+        try:
+            while True:
+                if not sock.recv(4096):
+                    return time.time() - t0
+        except socket.timeout:
+            return None
+        except OSError:
+            return time.time() - t0
+
+    def metric(self, name):
+        text = self.ok("GET", "/metrics", key=self.s.admin).decode()
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return int(line.split()[1])
+        self.fail("no %s in /metrics" % name)
+
+    def test_cap_closes_the_extra_connection_at_once(self):
+        held = []
+        for _ in range(8):
+            c = socket.create_connection(("127.0.0.1", self.s.port), timeout=5)
+            c.sendall(b"GET /health HTTP/1.1\r\nHo")   # half a request
+            held.append(c)
+        time.sleep(0.2)
+        extra = socket.create_connection(("127.0.0.1", self.s.port), timeout=5)
+        # Closed by the cap, not by the 2 s deadline (the metric says which;
+        # the time is left loose for a loaded machine).
+        self.assertIsNotNone(self.closed_within(extra, 5), "a 9th connection was kept open")
+        extra.close()
+        for c in held:
+            c.close()
+        time.sleep(0.3)
+        self.assertEqual(self.ok("GET", "/health")["status"], "ok")
+        self.assertGreaterEqual(self.metric("rhizos_http_connections_refused_total"), 1)
+        # Closed connections are counted out within 100 ms of evhttp
+        # freeing them (each reading's own connection among them): only the
+        # reading's own connection is left.
+        deadline = time.time() + 5
+        while True:
+            time.sleep(0.25)
+            now = self.metric("rhizos_http_connections")
+            if now == 1 or time.time() > deadline:
+                break
+        self.assertEqual(now, 1)
+
+    def test_trickled_request_cut_at_the_deadline_long_poll_kept(self):
+        nid, tok = self.node()
+        poll = socket.create_connection(("127.0.0.1", self.s.port), timeout=10)
+        poll.sendall(("GET /api/v1/nodes/%d/jobs?wait=4 HTTP/1.1\r\nHost: x\r\n"
+                      "Authorization: Bearer %s\r\n\r\n" % (nid, tok)).encode())
+        slow = socket.create_connection(("127.0.0.1", self.s.port), timeout=10)
+        silent = socket.create_connection(("127.0.0.1", self.s.port), timeout=10)
+        t0 = time.time()
+        cut = None
+        for ch in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40:
+            try:
+                slow.sendall(bytes([ch]))
+            except OSError:
+                cut = time.time() - t0
+                break
+            # Everyone else is answered meanwhile.
+            self.assertEqual(self.s.call("GET", "/health", timeout=5)[0], 200)
+            time.sleep(0.25)
+            if self.closed_within(slow, 0.01) is not None:
+                cut = time.time() - t0
+                break
+        self.assertIsNotNone(cut, "a trickled request kept its connection")
+        self.assertGreater(cut, 1.5)
+        self.assertLess(cut, 4.5)
+        self.assertIsNotNone(self.closed_within(silent, 2), "a silent connection was kept")
+        # The long poll (4 s, past the 2 s deadline) gets its answer.
+        poll.settimeout(8)
+        reply = poll.recv(65536)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 "), reply[:80])
+        self.assertGreaterEqual(time.time() - t0, 3.5)
+        self.assertGreaterEqual(self.metric("rhizos_http_read_deadline_total"), 2)
+        for sock in (poll, slow, silent):
+            sock.close()
+
+    def test_bad_values_refused(self):
+        for flag, bad in (("--max-connections", "-1"), ("--read-deadline", "x"),
+                          ("--read-deadline", "86401")):
+            r = run([EXE, "--listen", "127.0.0.1:0", "--data",
+                     os.path.join(self.tmp.name, "never"), flag, bad])
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(flag, r.stderr)
+            self.assertFalse(os.path.exists(os.path.join(self.tmp.name, "never")))
+
+
 class Logs(unittest.TestCase):
     """--log-format json: one JSON object per line, with the events an
     operator needs (node registered and lost, jobs dispatched and
