@@ -10,8 +10,14 @@
  * durable, and its reply only leaves once its "end" record (the HTTP
  * status) is: a failed begin answers 500 with nothing done, a failed end
  * turns the reply into a 500 (the operation's own effect then stands, with
- * its begin record and no end). Records name the caller, the route, the
- * path's ids and the amounts, never a key, token or body.
+ * its begin record and no end). Both are grouped by event-loop pass: the
+ * pass's audited calls wait (audit_begin_later) until their begin records
+ * are durable together, run, and their end records go together after the
+ * engine's commit — two fdatasyncs a pass, not two a call. A begin record
+ * with no end is a call that may or may not have taken effect (a crash
+ * between the two); the engine and ledger say which. Records name the
+ * caller, the route, the path's ids and the amounts, never a key, token
+ * or body.
  *
  * The head (last seq and hash, and the seq of the first keyed record) is
  * kept in the auth store too, so that whether the chain is keyed is not the
@@ -504,9 +510,12 @@ static void add_who(cJSON *doc, const req *q)
     cJSON_AddStringToObject(doc, "peer", orch_peer((req *)q));
 }
 
-bool audit_begin(req *q, const char *path)
+/* q's begin record: the caller, the route and the amounts. */
+static cJSON *begin_doc(const req *q, const char *path)
 {
     cJSON *doc = cJSON_CreateObject();
+    if (!doc)
+        return NULL;
     cJSON_AddNumberToObject(doc, "time_ms", (double)orch_now_ms());
     cJSON_AddStringToObject(doc, "phase", "begin");
     add_who(doc, q);
@@ -527,16 +536,98 @@ bool audit_begin(req *q, const char *path)
         cJSON_AddNumberToObject(doc, "amount_micros", old->valuedouble * 10000);
     if (cJSON_IsNumber(cap))   /* a job's budget */
         cJSON_AddNumberToObject(doc, "max_cost_micros", cap->valuedouble);
-    int rc = append(q->o, doc);
+    return doc;
+}
+
+static void begin_failed(req *q)
+{
+    fprintf(stderr, ORCH_NAME ": audit: %s\n", audit_err);
+    reply_error(q, RZ_EIO, "the audit log cannot be written; the "
+                "operation was not done");
+}
+
+bool audit_begin(req *q, const char *path)
+{
+    cJSON *doc = begin_doc(q, path);
+    int rc = doc ? append(q->o, doc) : fail(RZ_EIO, "out of memory");
     cJSON_Delete(doc);
     if (rc != RZ_OK) {
-        fprintf(stderr, ORCH_NAME ": audit: %s\n", audit_err);
-        reply_error(q, RZ_EIO, "the audit log cannot be written; the "
-                    "operation was not done");
+        begin_failed(q);
         return false;
     }
     q->audit_of = q->o->audit_seq;
     return true;
+}
+
+/* A call waiting for its begin record: the request (moved off dispatch's
+ * stack), the record, and what to run once it is durable. */
+struct begun {
+    req q;
+    cJSON *doc;
+    void (*run)(req *);
+};
+
+bool audit_begin_later(req *q, const char *path, void (*run)(req *))
+{
+    orch *o = q->o;
+    if (o->n_begun == o->cap_begun) {
+        size_t n = o->cap_begun ? o->cap_begun * 2 : 16;
+        struct begun *p = realloc(o->begun, n * sizeof *p);
+        if (!p)
+            return false;
+        o->begun = p;
+        o->cap_begun = n;
+    }
+    cJSON *doc = begin_doc(q, path);
+    if (!doc)
+        return false;
+    struct begun *b = &o->begun[o->n_begun++];
+    b->q = *q;
+    b->doc = doc;
+    b->run = run;
+    return true;
+}
+
+void audit_begin_flush(orch *o)
+{
+    size_t n = o->n_begun;
+    if (!n)
+        return;
+    cJSON **docs = malloc(n * sizeof *docs);
+    for (size_t i = 0; docs && i < n; i++)
+        docs[i] = o->begun[i].doc;
+    int rc = docs ? append_many(o, docs, n) : fail(RZ_EIO, "out of memory");
+    uint64_t first = o->audit_seq - n + 1;
+    free(docs);
+    /* Taken off the queue first: a call may defer nothing, but must not
+     * see its own entry again. */
+    struct begun *all = o->begun;
+    o->begun = NULL;
+    o->n_begun = o->cap_begun = 0;
+    for (size_t i = 0; i < n; i++) {
+        req *q = &all[i].q;
+        cJSON_Delete(all[i].doc);
+        if (rc == RZ_OK) {
+            q->audit_of = first + i;
+            all[i].run(q);
+        } else {
+            begin_failed(q);
+        }
+        orch_request_done(q);
+    }
+    free(all);
+}
+
+void audit_begin_drop(orch *o)
+{
+    for (size_t i = 0; i < o->n_begun; i++) {
+        reply_error(&o->begun[i].q, RZ_ESTATE, "the server is stopping");
+        cJSON_Delete(o->begun[i].doc);
+        cJSON_Delete(o->begun[i].q.body);
+    }
+    free(o->begun);
+    o->begun = NULL;
+    o->n_begun = o->cap_begun = 0;
 }
 
 bool audit_end(orch *o, uint64_t of, int code)

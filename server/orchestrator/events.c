@@ -668,6 +668,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     orch *o = arg;
+    audit_begin_flush(o);   /* the pass's audited calls run now */
     orch_after(o);   /* placements and hand-overs join the same commit */
     int rc = rz_engine_group_commit(o->e);
     o->grouped = false;
@@ -710,6 +711,7 @@ void orch_group_open(orch *o)
  * evhttp_free; the engine commits the open group when it closes. */
 void orch_group_discard(orch *o)
 {
+    audit_begin_drop(o);
     for (size_t i = 0; i < o->n_held; i++)
         if (o->held[i].body)
             evbuffer_free(o->held[i].body);

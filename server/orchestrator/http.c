@@ -736,6 +736,12 @@ static void unrouted(req *q, const char *path, unsigned allow)
     }
 }
 
+static void result_oversize(req *q)
+{
+    r_node_result_oversize(q, evbuffer_get_length(
+        evhttp_request_get_input_buffer(q->r)));
+}
+
 static void dispatch(struct evhttp_request *r, void *arg)
 {
     orch *o = arg;
@@ -760,24 +766,37 @@ static void dispatch(struct evhttp_request *r, void *arg)
     const route *hit = find_route(q.method, path, q.params, &allow);
     if (hit)
         q.route = (int)(hit - routes);
+    void (*run)(req *) = NULL;
+    bool audited = false;
     if (o->stopping)
         reply_error(&q, RZ_ESTATE, "the server is stopping");
     else if (!hit)
         unrouted(&q, path, allow);
     else if (!authenticate(&q, hit->who) || !quota_rate_take(&q))
         ;
-    else if (hit->fn == r_node_result && body_over(&q)) {
-        if (audit_begin(&q, path))
-            r_node_result_oversize(&q, evbuffer_get_length(
-                evhttp_request_get_input_buffer(r)));
-    }
-    else if ((!hit->body || read_body(&q, cbor_in)) &&
-             (!quota_audited(&q, hit->fn) || audit_begin(&q, path)))
-        hit->fn(&q);
-    if (!q.answered)   /* held requests are marked answered by their holder */
-        reply_error(&q, RZ_EINTERNAL, "no reply");
-    cJSON_Delete(q.body);
-    if (hit && strcmp(q.method, "GET") != 0 && strcmp(q.method, "HEAD") != 0) {
+    else if (hit->fn == r_node_result && body_over(&q))
+        run = result_oversize, audited = true;
+    else if (!hit->body || read_body(&q, cbor_in))
+        run = hit->fn, audited = quota_audited(&q, hit->fn);
+    /* An audited call runs once its begin record is durable: in a group
+     * (the pass's flush), it waits there with the pass's other begin
+     * records, which then share one fdatasync. */
+    if (run && audited && o->grouped && audit_begin_later(&q, path, run))
+        return;
+    if (run && (!audited || audit_begin(&q, path)))
+        run(&q);
+    orch_request_done(&q);
+}
+
+void orch_request_done(req *q)
+{
+    orch *o = q->o;
+    if (!q->answered)   /* held requests are marked answered by their holder */
+        reply_error(q, RZ_EINTERNAL, "no reply");
+    cJSON_Delete(q->body);
+    q->body = NULL;
+    if (q->route != (int)N_ROUTES && strcmp(q->method, "GET") != 0 &&
+        strcmp(q->method, "HEAD") != 0) {
         o->changed = true;
         o->writes++;
     }

@@ -200,6 +200,8 @@ typedef struct orch {
     struct event *flush;
     bool grouped;
     struct held_reply *held; size_t n_held, cap_held;
+    /* Audited calls waiting for the pass's begin records (audit.c). */
+    struct begun *begun; size_t n_begun, cap_begun;
 
     stop_list *stops; size_t n_stops;   /* by node id - 1 */
     /* Where each running attempt's live log stands (routes_logs.c). */
@@ -308,6 +310,9 @@ void reply_json(req *q, int code, cJSON *doc);       /* takes doc */
 void reply_text(req *q, int code, const char *type, const char *text, size_t len);
 void reply_error(req *q, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A call's end: "no reply" if it gave none, its body freed, the pass told
+ * of a change (dispatch, or audit_begin_flush for a call that waited). */
+void orch_request_done(req *q);
 /* 429 (code RZ_EDENIED): a limit on the caller; retry later, with
  * Retry-After: retry_s seconds when not 0. */
 void reply_limit(req *q, unsigned retry_s, const char *fmt, ...)
@@ -378,6 +383,16 @@ void audit_close(orch *o);
 /* Record that q starts (its caller, route and amount), durably; false:
  * answered 500, do nothing. */
 bool audit_begin(req *q, const char *path);
+/* The same, grouped: q is kept (copied) and `run` on it once the pass's
+ * begin records are durable together (audit_begin_flush, at the start of
+ * the pass's flush; one write, one fdatasync, one move of the head). If
+ * that fails each is answered 500 with nothing done. Then
+ * orch_request_done. false: out of memory, nothing kept (use
+ * audit_begin). */
+bool audit_begin_later(req *q, const char *path, void (*run)(req *));
+void audit_begin_flush(orch *o);
+/* At shutdown: each kept call answered "stopping", undone. */
+void audit_begin_drop(orch *o);
 /* Record the outcome (HTTP status) of the operation whose begin record is
  * `of`, durably, before its reply goes; false: it failed (the reply must
  * become AUDIT_FAIL_JSON, a 500). */
