@@ -408,9 +408,12 @@ bool audit_end_many(orch *o, const uint64_t *of, const int *code, size_t n);
  * end and keyed records against the head the auth store keeps) without
  * changing anything; `print` (may be NULL) gets each record. *headed (may
  * be NULL): whether a head was there to check against (without it only
- * the chain itself is proven). 0, or -1 with audit_error(). */
+ * the chain itself is proven). `torn_ok`: a last record cut short by a
+ * crash (which a start removes) is said on stderr, not a failure, as
+ * `check` judges a start; `audit --verify` judges the log as it is. 0, or
+ * -1 with audit_error(). */
 int audit_check(const char *data, FILE *print, uint64_t *records,
-                bool *headed);
+                bool *headed, bool torn_ok);
 const char *audit_error(void);
 /* `rhizos-orchestrator audit --data DIR [--verify|--accept]` (argv[0] "audit"). */
 int orch_audit_main(int argc, char **argv);

@@ -128,7 +128,7 @@ int orch_check_main(int argc, char **argv)
         return 1;
     }
     uint64_t records = 0;
-    if (audit_check(data, NULL, &records, NULL) != 0) {
+    if (audit_check(data, NULL, &records, NULL, true) != 0) {
         fprintf(stderr, ORCH_NAME " check: %s\n", audit_error());
         return 1;
     }

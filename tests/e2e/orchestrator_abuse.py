@@ -412,6 +412,11 @@ class Audit(Base):
         # the head the auth store keeps): verify names it; a start cuts it
         # and says so, and the chain is whole again.
         verify_fails(good + lines[5][:40], "record 7")
+        # `check`, which judges whether a start would go, takes it as the
+        # start does (the crash's own trace), and says so.
+        r = run([EXE, "check", "--data", self.s.data], timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("cut short", r.stderr)
         self.s.start()
         self.s.proc.stop_clean()
         self.assertIn("record 7", self.s.proc.stderr_text())

@@ -9,8 +9,10 @@
  * not damage: a refused open fails the test.
  *
  * Usage: test_powercut PRELOAD.so (the child runs as `test_powercut
- * --child DIR ROUND`). RZ_POWERCUT_ROUNDS and RZ_POWERCUT_SEED override
- * the defaults (24 rounds, a fixed seed). */
+ * --child DIR ROUND`); `test_powercut --play LOG SEED` only plays the
+ * disk after another program's cut (e2e-orchestrator-powercut).
+ * RZ_POWERCUT_ROUNDS and RZ_POWERCUT_SEED override the defaults (24
+ * rounds, a fixed seed). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -238,6 +240,11 @@ int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--child") == 0)
         return child(argv[2], strtoull(argv[3], NULL, 10));
+    if (argc == 4 && strcmp(argv[1], "--play") == 0) {   /* for other tests */
+        rng = strtoull(argv[3], NULL, 10) * 0x9e3779b97f4a7c15ull + 1;
+        printf("%u\n", play_disk(argv[2]));
+        return 0;
+    }
     CHECK(argc == 2, "usage: test_powercut PRELOAD.so");
     char self[4096];
     ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
