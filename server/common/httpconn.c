@@ -7,7 +7,8 @@
  * reference to it, so it outlives evhttp's use: when evhttp frees the
  * connection it clears the bufferevent's callbacks and shuts its socket
  * for writing (the client sees the end at once), and a sweep every
- * SWEEP_MS finds it so and drops our reference, which closes the socket.
+ * SWEEP_MS (or every SWEEP_NEW accepts) finds it so and drops our
+ * reference, which closes the socket.
  * A callback on its input buffer sees a request's first byte, which
  * starts the deadline; the request callback stops it (the connection is
  * found by its socket, the one key both sides know), so a request being
@@ -29,6 +30,9 @@
 #include <sys/socket.h>
 
 #define SWEEP_MS 100
+/* ... or sooner, after this many new connections: a burst of short ones
+ * would otherwise hold that many freed connections' buffers until then. */
+#define SWEEP_NEW 64
 
 typedef struct conn conn;
 
@@ -40,6 +44,7 @@ struct httpconn {
     size_t cap_all;
     conn **by_fd;          /* the request callback's way in */
     size_t n_by_fd;
+    unsigned fresh;        /* connections since the last sweep */
 };
 
 struct conn {
@@ -139,6 +144,7 @@ static void sweep(evutil_socket_t unused, short what, void *arg)
 {
     (void)unused; (void)what;
     httpconn *hc = arg;
+    hc->fresh = 0;
     for (size_t i = hc->st.open; i-- > 0;)
         if (released(hc->all[i]))
             conn_drop(hc->all[i]);
@@ -147,6 +153,8 @@ static void sweep(evutil_socket_t unused, short what, void *arg)
 static struct bufferevent *conn_new(struct event_base *base, void *arg)
 {
     httpconn *hc = arg;
+    if (++hc->fresh >= SWEEP_NEW)
+        sweep(-1, 0, hc);
     if (hc->st.open == hc->cap_all) {
         size_t n = hc->cap_all ? hc->cap_all * 2 : 64;
         conn **p = realloc(hc->all, n * sizeof *p);
