@@ -695,6 +695,42 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_check(rz_engine *e);
  * its holds in the ledger are still checked whole). */
 RZ_EXTERN RZ_NODISCARD int rz_engine_check_sampled(rz_engine *e, size_t n);
 
+/* ---- Retention (docs/scale.md "Retention") ----
+ * Finished work older than an age leaves the store, so that it stops
+ * growing with everything ever run: a deployment that finished (its step
+ * events, flow and record), then its jobs, and standalone jobs that
+ * finished and are settled. Nothing the ledger needs goes: a job that is
+ * open or owes the ledger, or whose hold is open, stays; the ledger keeps
+ * every transfer. A removed id is never given again, and the totals
+ * (rz_engine_stats_get, rz_engine_volume_micros) count what was removed.
+ * A query of a removed id answers RZ_ENOENT; rz_engine_compacted_id tells
+ * it from an id never given. LMDB reuses the freed pages; the file does
+ * not shrink (a compacting backup does that). */
+typedef struct rz_engine_compacted {
+    uint64_t jobs, deployments, events;   /* removed by this call */
+    int more;                             /* it stopped before the end of
+                                             what it walks: call again */
+    uint64_t total_jobs, total_deployments, total_events;   /* ever */
+} rz_engine_compacted;
+/* Told what a pass removes before it commits (ids in increasing order):
+ * the caller removes its own records of them (logs, results); non-zero
+ * stops the pass, which then removes nothing. */
+typedef int (*rz_engine_compact_fn)(void *userdata, const uint64_t *jobs,
+                                    size_t n_jobs, const uint64_t *deployments,
+                                    size_t n_deployments);
+/* One bounded pass: at most `budget` records (jobs, deployments, step
+ * events) removed, in one write transaction, of what ended before
+ * now_ms - older_than_ms; the next call goes on where this one stopped.
+ * fn may be NULL; out may be NULL. */
+RZ_EXTERN RZ_NODISCARD int rz_engine_compact(rz_engine *e, uint64_t now_ms,
+                                             uint64_t older_than_ms, size_t budget,
+                                             rz_engine_compact_fn fn, void *userdata,
+                                             rz_engine_compacted *out);
+/* 1 if job (deployment non-zero: deployment) `id` was removed by
+ * retention, else 0. */
+RZ_EXTERN int rz_engine_compacted_id(const rz_engine *e, int deployment,
+                                      uint64_t id);
+
 /* ---- Verification: reputation and capability challenges (verify.c) ----
  * See docs/node.md. */
 

@@ -132,6 +132,17 @@ static int check_gone(rz_engine *e, rz__ejob *j)
     return check_hold(e, j);
 }
 
+/* A job retention removed left no open hold behind (it never takes one). */
+static int check_removed(rz_engine *e, uint64_t id)
+{
+    rz_ledger_transfer t;
+    int rc = rz_ledger_transfer_get(e->ledger, rz__engine_hold_id(id), &t);
+    if (rc == RZ_OK && t.state == RZ_LEDGER_OPEN)
+        return BREACH("job %llu was removed by retention with its hold open",
+                      U(id));
+    return rc == RZ_OK || rc == RZ_ENOENT ? RZ_OK : rc;
+}
+
 /* due: a started task's job may wait to be queued (start_due). */
 static bool step_agrees(rz_step_state s, rz_job_state j, bool due)
 {
@@ -223,6 +234,8 @@ static int check_all(rz_engine *e, size_t sample)
      * checks run between calls as the simulator runs them). */
     if (rc == RZ_OK && !e->gone_checked)
         rc = rz__engine_store_each_gone(e, check_gone);
+    if (rc == RZ_OK && !e->gone_checked)
+        rc = rz__engine_store_each_removed(e, check_removed);
     if (rc == RZ_OK)
         e->gone_checked = true;
     if (rc == RZ_OK)

@@ -158,6 +158,9 @@ typedef struct rz__ejob {
      * outputs were made, and where they came from when it was reused. */
     char *cache_key, *reused;
     uint64_t cache_ms;
+    uint64_t ended_ms;        /* first written finished (0: before this
+                                 was kept; retention then goes by
+                                 submitted_ms) */
 } rz__ejob;
 
 enum { RZ__VOTE_NONE = 0, RZ__VOTE_OK, RZ__VOTE_FAILED };
@@ -203,6 +206,8 @@ typedef struct rz__edep {
     bool start_due;           /* a started task's job was not queued (memory
                                  ran out after its start was recorded): the
                                  next tick queues it (deploy.c; memory only) */
+    uint64_t ended_ms;        /* first written finished (0: unknown, as
+                                 for created_ms) */
 } rz__edep;
 
 struct rz__step;
@@ -325,6 +330,15 @@ struct rz_engine {
     uint64_t gone_volume;     /* cost of the succeeded ones that left */
     bool gone_checked;        /* rz_engine_check walked the stored ones */
     struct rz__ecache *cache; /* finished ones read back (live.c) */
+    /* Retention (store.c, rz_engine_compact): what compaction removed, as
+     * the "ret" table holds it, and where its next pass starts (memory
+     * only: after open it starts from the first record). */
+    MDB_dbi db_ret;
+    struct rz__eret {
+        uint64_t max_job, max_dep;     /* highest ids removed */
+        uint64_t jobs[RZ_JOB_CANCELLED + 1], deps, volume, events;
+    } ret;
+    uint64_t ret_job_next, ret_dep_next;
 
     /* The requirement groups: an open-addressing table (requirements.c),
      * and those with queued jobs (queue.c). */
@@ -483,6 +497,10 @@ RZ_HIDDEN size_t rz__engine_store_list(const rz_engine *e, bool deps,
 /* Calls fn for every stored job not in memory (rz_engine_check). */
 RZ_HIDDEN int rz__engine_store_each_gone(rz_engine *e,
                                          int (*fn)(rz_engine *, rz__ejob *));
+
+/* Calls fn for every job id retention removed (rz_engine_check). */
+RZ_HIDDEN int rz__engine_store_each_removed(rz_engine *e,
+                                            int (*fn)(rz_engine *, uint64_t));
 
 /* group.c */
 /* Hold for a job submitted inside a group: checked now, written by

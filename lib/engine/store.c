@@ -340,6 +340,8 @@ int rz__engine_store_index_check(const rz_engine *e)
     return rc;
 }
 
+static int ret_read(rz_engine *e);
+
 int rz__engine_store_open(rz_engine *e, const char *data_dir)
 {
     int rc = rz__mkdir(data_dir);
@@ -357,7 +359,7 @@ int rz__engine_store_open(rz_engine *e, const char *data_dir)
         return rc;
     }
     static const char *const names[] = {"nodes", "jobs", "deps", "devs",
-                                        "dflow", "bycl"};
+                                        "dflow", "bycl", "ret"};
     MDB_dbi dbis[RZ_ARRAY_LEN(names)];
     int mrc = rz__lmdb_open(&e->env, dir, ENGINE_MAP_SIZE,
                             e->opts.durable ? 0 : MDB_NOSYNC, names, dbis,
@@ -365,7 +367,7 @@ int rz__engine_store_open(rz_engine *e, const char *data_dir)
     free(dir);
     if (mrc)
         return db_error(mrc, "open");
-    if ((rc = migrate(e, dbis, RZ_ARRAY_LEN(dbis) - 1)) != RZ_OK)
+    if ((rc = migrate(e, dbis, 5)) != RZ_OK)   /* the record tables */
         return rc;
     rz__lmdb_map_find(e->env, ENGINE_MAP_SIZE, &e->map, &e->map_len);
     e->db_nodes = dbis[0];
@@ -374,6 +376,9 @@ int rz__engine_store_open(rz_engine *e, const char *data_dir)
     e->db_step_events = dbis[3];
     e->db_dep_flows = dbis[4];
     e->db_by_client = dbis[5];
+    e->db_ret = dbis[6];
+    if ((rc = ret_read(e)) != RZ_OK)
+        return rc;
     return index_build(e);
 }
 
@@ -554,6 +559,7 @@ static char *job_record(const rz__ejob *j)
         add_str(o, "cache_key", j->cache_key) &&
         add_str(o, "reused", j->reused) &&
         add_nz(o, "cache_ms", j->cache_ms) &&
+        add_nz(o, "ended", j->ended_ms) &&
         (!j->n_declined || add_declined(o, j)) &&
         rz__replica_save(o, j);
     return print_record(o, whole);
@@ -572,6 +578,7 @@ static char *dep_record(const rz__edep *d)
         add_u64(o, "steps", d->n_steps) &&
         add_u64(o, "state", (uint64_t)d->state) &&
         add_u64(o, "events", d->n_events) &&
+        add_nz(o, "ended", d->ended_ms) &&
         (!d->paused || add_u64(o, "paused", 1));
     /* Borrowed, not copied: a big deployment's status is megabytes. */
     if (whole && d->final_status) {
@@ -666,6 +673,8 @@ static int write_dirty(rz_engine *e, MDB_txn *txn)
     for (size_t i = 0; rc == RZ_OK && i < e->n_dirty_jobs; i++) {
         rz__ejob *j = rz__engine_job(e, e->dirty_jobs[i]);
         key_u64(k, j->id);
+        if (j->state >= RZ_JOB_SUCCEEDED && !j->ended_ms)
+            j->ended_ms = e->now;   /* where retention counts its age from */
         rc = put(txn, e->db_jobs, k, 8, job_record(j));
         if (rc == RZ_OK)
             rc = index_put(txn, e->db_by_client, j->client, 'j', j->id);
@@ -673,6 +682,8 @@ static int write_dirty(rz_engine *e, MDB_txn *txn)
     for (size_t i = 0; rc == RZ_OK && i < e->n_dirty_deps; i++) {
         rz__edep *d = rz__engine_dep(e, e->dirty_deps[i]);
         key_u64(k, d->id);
+        if (d->final_status && !d->ended_ms)
+            d->ended_ms = e->now;
         if (!d->flow_stored)   /* new, or a record that held its flow */
             rc = put(txn, e->db_dep_flows, k, 8, dep_flow_record(d));
         if (rc == RZ_OK)
@@ -864,6 +875,7 @@ static int parse_job(rz__ejob *j, uint64_t id, const cJSON *rec)
     j->cache_key = dup_opt(get_str(rec, "cache_key"), &rc);   /* absent: none */
     j->reused = dup_opt(get_str(rec, "reused"), &rc);
     j->cache_ms = get_u64(rec, "cache_ms");
+    j->ended_ms = get_u64(rec, "ended");
     const char *dd = get_str(rec, "done_digest");   /* absent: unknown */
     j->done_known = dd && strlen(dd) == 64 &&
                     sodium_hex2bin(j->done_digest, sizeof j->done_digest, dd,
@@ -897,7 +909,9 @@ static int load_job(rz_engine *e, const unsigned char *key, size_t klen,
 {
     (void)klen;
     uint64_t id = u64_of(key);
-    if (id <= e->n_jobs || !unwritten_steps(e, e->n_jobs + 1, id))
+    /* Ids retention removed leave gaps (rz_engine_compact). */
+    uint64_t from = e->n_jobs < e->ret.max_job ? e->ret.max_job : e->n_jobs;
+    if (id <= e->n_jobs || !unwritten_steps(e, from + 1 < id ? from + 1 : id, id))
         return rz__error(RZ_EDB, "engine store: job %llu out of sequence",
                          (unsigned long long)id);
     e->n_jobs = id - 1;
@@ -940,6 +954,7 @@ static int parse_dep(rz__edep *d, uint64_t id, const cJSON *rec)
     d->n_steps = (size_t)get_u64(rec, "steps");
     d->state = (rz_run_state)get_u64(rec, "state");
     d->n_events = (uint32_t)get_u64(rec, "events");
+    d->ended_ms = get_u64(rec, "ended");
     d->paused = get_u64(rec, "paused") != 0;
     d->final_status = dup_opt(get_str(rec, "final"), &rc);
     return rc;
@@ -950,10 +965,10 @@ static int load_dep(rz_engine *e, const unsigned char *key, size_t klen,
 {
     (void)klen;
     uint64_t id = u64_of(key);
-    if (id != e->n_deps + 1)
+    if (id <= e->n_deps || (id != e->n_deps + 1 && id - 1 > e->ret.max_dep))
         return rz__error(RZ_EDB, "engine store: deployment %llu out of sequence",
                          (unsigned long long)id);
-    e->n_deps++;
+    e->n_deps = id;
     rz__edep *d = rz__calloc(1, sizeof *d);
     if (!d)
         return rz__error(RZ_ENOMEM, "out of memory");
@@ -1032,6 +1047,15 @@ int rz__engine_load(rz_engine *e)
         rc = walk(e, txn, e->db_deps, load_dep);
     if (rc == RZ_OK)
         rc = walk(e, txn, e->db_jobs, load_job);
+    /* What retention removed: its ids stay used, its counts stay counted. */
+    if (e->n_jobs < e->ret.max_job)
+        e->n_jobs = e->ret.max_job;
+    if (e->n_deps < e->ret.max_dep)
+        e->n_deps = e->ret.max_dep;
+    for (int s = 0; s <= RZ_JOB_CANCELLED; s++)
+        e->gone_jobs[s] += e->ret.jobs[s];
+    e->gone_deps += e->ret.deps;
+    e->gone_volume += e->ret.volume;
     /* The last deployment's last steps may have no record yet. */
     for (size_t i = 0; rc == RZ_OK && i < e->n_live_deps; i++) {
         uint64_t end = e->deps[i]->first_job + e->deps[i]->n_steps - 1;
@@ -1320,5 +1344,427 @@ int rz__engine_store_each_gone(rz_engine *e, int (*fn)(rz_engine *, rz__ejob *))
     rz__engine_store_shed(e);
     if (rc == RZ_OK && mrc != MDB_NOTFOUND && mrc != 0)
         rc = db_error(mrc, "read");
+    return rc;
+}
+
+/* ---- retention (rz_engine_compact) ----
+ * A pass is one write transaction: the records it removes, their entries
+ * in the client index and the "ret" record (the highest ids removed, what
+ * was removed by state, the volume it had) go together, so a crash leaves
+ * the store as it was before the pass or after it, never between. Open
+ * accepts the gaps at or below the highest ids removed and adds the counts
+ * back, so no id is given twice (a ledger id is made from it) and the
+ * totals do not move. The ledger is never written: a removed job's hold
+ * stays there, closed (a pass skips a job whose hold is open, which memory
+ * would hold anyway). A deployment goes before its jobs: its step events
+ * (over as many passes as their number needs; a finished deployment never
+ * replays them), then its flow and record; its jobs, which nothing reads
+ * through it then, in the same or a later pass. A replica set's head goes
+ * once no run of it is in memory, its runs after it. */
+
+static const char *const RET_STATES[RZ_JOB_CANCELLED + 1] = {
+    "s0", "s1", "s2", "s3", "s4", "s5", "s6" };
+
+static int ret_read(rz_engine *e)
+{
+    MDB_txn *txn;
+    int mrc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn);
+    if (mrc)
+        return db_error(mrc, "begin");
+    MDB_val key = { 1, "v" }, val;
+    const char *json;
+    size_t len;
+    int rc = RZ_OK;
+    mrc = mdb_get(txn, e->db_ret, &key, &val);
+    if (mrc && mrc != MDB_NOTFOUND)
+        rc = db_error(mrc, "read");
+    else if (!mrc && (rc = unwrap(&key, &val, &json, &len)) == RZ_OK) {
+        cJSON *rec = cJSON_ParseWithLength(json, len);
+        if (!rec)
+            rc = rz__error(RZ_EDB, "engine store: a corrupt retention record");
+        struct rz__eret *r = &e->ret;
+        r->max_job = get_u64(rec, "max_job");
+        r->max_dep = get_u64(rec, "max_dep");
+        for (int i = 0; i <= RZ_JOB_CANCELLED; i++)
+            r->jobs[i] = get_u64(rec, RET_STATES[i]);
+        r->deps = get_u64(rec, "deps");
+        r->volume = get_u64(rec, "volume");
+        r->events = get_u64(rec, "events");
+        cJSON_Delete(rec);
+    }
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+static char *ret_record(const struct rz__eret *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    bool whole = o && add_u64(o, "max_job", r->max_job) &&
+                 add_u64(o, "max_dep", r->max_dep) &&
+                 add_u64(o, "deps", r->deps) && add_u64(o, "volume", r->volume) &&
+                 add_u64(o, "events", r->events);
+    for (int i = 0; whole && i <= RZ_JOB_CANCELLED; i++)
+        whole = add_u64(o, RET_STATES[i], r->jobs[i]);
+    return print_record(o, whole);
+}
+
+/* A member of a record as add_u64 writes it ("k":"digits"), found without
+ * parsing the record: a finished deployment's holds its status, megabytes.
+ * Members before "final" are numbers and ids, and an escaped quote inside
+ * the status cannot match. */
+static uint64_t scan_u64(const char *json, size_t len, const char *k)
+{
+    char tag[32];
+    int n = snprintf(tag, sizeof tag, "\"%s\":\"", k);
+    const char *at = memmem(json, len, tag, (size_t)n);
+    return at ? strtoull(at + n, NULL, 10) : 0;
+}
+
+typedef struct ret_pass {
+    rz_engine *e;
+    MDB_txn *txn;
+    uint64_t before;          /* what ended before this may go */
+    size_t budget;            /* removals left */
+    bool young;               /* met a record too young: start over next time */
+    bool end;                 /* the ids listed reach the table's end */
+    struct rz__eret ret;      /* e->ret after this pass */
+    uint64_t *ids; size_t n_ids, cap_ids;   /* removed: jobs then deps */
+    size_t n_removed;         /* ids[0..n_removed): removed so far */
+    uint64_t events;
+} ret_pass;
+
+static int del_key(ret_pass *p, MDB_dbi dbi, const unsigned char *k, size_t klen)
+{
+    MDB_val key = { klen, (void *)k };
+    int mrc = mdb_del(p->txn, dbi, &key, NULL);
+    return mrc && mrc != MDB_NOTFOUND ? db_error(mrc, "delete") : RZ_OK;
+}
+
+static int del_record(ret_pass *p, MDB_dbi dbi, uint64_t id, rz_ledger_id c,
+                      char kind)
+{
+    unsigned char k[CLIENT_KEY];
+    key_u64(k, id);   /* 12 bytes of room */
+    int rc = del_key(p, dbi, k, 8);
+    client_key(k, c, kind, id);
+    return rc == RZ_OK ? del_key(p, p->e->db_by_client, k, CLIENT_KEY) : rc;
+}
+
+static bool stored(ret_pass *p, MDB_dbi dbi, uint64_t id)
+{
+    unsigned char k[12];
+    key_u64(k, id);
+    MDB_val key = { 8, k }, val;
+    return mdb_get(p->txn, dbi, &key, &val) == 0;
+}
+
+/* Up to `cap` ids of `dbi` from `from` on, in order. */
+static int ret_ids(ret_pass *p, MDB_dbi dbi, uint64_t from, size_t cap)
+{
+    p->n_ids = 0;
+    if (!rz__engine_grow((void **)&p->ids, &p->cap_ids, cap, sizeof *p->ids))
+        return rz__error(RZ_ENOMEM, "out of memory");
+    MDB_cursor *cur;
+    int mrc = mdb_cursor_open(p->txn, dbi, &cur);
+    if (mrc)
+        return db_error(mrc, "cursor");
+    unsigned char k[12];
+    key_u64(k, from);
+    MDB_val key = { 8, k }, val;
+    for (mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+         mrc == 0 && p->n_ids < cap;
+         mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT))
+        if (key.mv_size == 8)
+            p->ids[p->n_ids++] = u64_of(key.mv_data);
+    mdb_cursor_close(cur);
+    p->end = mrc == MDB_NOTFOUND;
+    return mrc && mrc != MDB_NOTFOUND ? db_error(mrc, "read") : RZ_OK;
+}
+
+/* The id after the last one listed (0 when none was: the walk is over). */
+static uint64_t id_after(const ret_pass *p)
+{
+    return p->n_ids ? p->ids[p->n_ids - 1] + 1 : 0;
+}
+
+/* Remove up to the budget of deployment `dep`'s step events; *all: none
+ * is left. Keys are listed first, then removed (a delete moves the
+ * cursor's page under it). */
+static int ret_events(ret_pass *p, uint64_t dep, bool *all)
+{
+    uint32_t *seq = p->budget ? malloc(p->budget * sizeof *seq) : NULL;
+    if (p->budget && !seq)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    MDB_cursor *cur;
+    int mrc = mdb_cursor_open(p->txn, p->e->db_step_events, &cur);
+    if (mrc) {
+        free(seq);
+        return db_error(mrc, "cursor");
+    }
+    unsigned char k[12] = { 0 };
+    key_u64(k, dep);
+    MDB_val key = { 12, k }, val;
+    size_t n = 0;
+    *all = false;
+    for (mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); ;
+         mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (mrc || key.mv_size != 12 || u64_of(key.mv_data) != dep) {
+            *all = true;
+            break;
+        }
+        if (n == p->budget)
+            break;
+        const unsigned char *b = key.mv_data;
+        seq[n++] = (uint32_t)b[8] << 24 | (uint32_t)b[9] << 16 |
+                   (uint32_t)b[10] << 8 | b[11];
+    }
+    mdb_cursor_close(cur);
+    int rc = mrc && mrc != MDB_NOTFOUND ? db_error(mrc, "read") : RZ_OK;
+    for (size_t i = 0; rc == RZ_OK && i < n; i++) {
+        k[8] = (unsigned char)(seq[i] >> 24); k[9] = (unsigned char)(seq[i] >> 16);
+        k[10] = (unsigned char)(seq[i] >> 8); k[11] = (unsigned char)seq[i];
+        rc = del_key(p, p->e->db_step_events, k, 12);
+    }
+    free(seq);
+    p->budget -= n;
+    p->events += n;
+    return rc;
+}
+
+/* Deployments from e->ret_dep_next on: a finished one that ended before
+ * p->before goes (events, flow, record); the walk starts over at the
+ * first one created since. */
+static int ret_deps(ret_pass *p, size_t look)
+{
+    rz_engine *e = p->e;
+    int rc = ret_ids(p, e->db_deps, e->ret_dep_next, look);
+    uint64_t next = 0, after = id_after(p);
+    for (size_t i = 0; rc == RZ_OK && i < p->n_ids && p->budget; i++) {
+        uint64_t id = p->ids[i];
+        next = id + 1;
+        if (rz__engine_dep(e, id))
+            continue;   /* running, or finished and not yet evicted */
+        const char *json;
+        size_t len;
+        MDB_txn *t = p->txn;
+        if ((rc = get_record(t, e->db_deps, id, &json, &len)) != RZ_OK)
+            break;
+        uint64_t created = scan_u64(json, len, "created");
+        uint64_t ended = scan_u64(json, len, "ended");
+        bool done = memmem(json, len, "\"final\":\"", 9) != NULL;
+        if (created >= p->before) {
+            p->young = true;
+            next = 0;
+            break;
+        }
+        if (!done || (ended ? ended : created) >= p->before)
+            continue;
+        rz_ledger_id c;
+        if (!record_client(json, len, &c)) {
+            rc = rz__error(RZ_EDB, "engine store: deployment %llu names no client",
+                           (unsigned long long)id);
+            break;
+        }
+        bool all = false;
+        if ((rc = ret_events(p, id, &all)) != RZ_OK || !all) {
+            next = id;   /* its other events next time */
+            break;
+        }
+        unsigned char k[12];
+        key_u64(k, id);
+        rc = del_key(p, e->db_dep_flows, k, 8);
+        if (rc == RZ_OK)
+            rc = del_record(p, e->db_deps, id, c, 'd');
+        if (rc != RZ_OK)
+            break;
+        p->ret.deps++;
+        if (p->ret.max_dep < id)
+            p->ret.max_dep = id;
+        p->ids[p->n_removed++] = id;   /* removed ones first, in place */
+        if (p->budget)
+            p->budget--;
+    }
+    if (rc == RZ_OK)   /* past the last one, or at a young one: over again */
+        e->ret_dep_next = p->young || (p->end && next == after) ? 0 : next;
+    return rc;
+}
+
+/* May finished job `j` (stored, not in memory) go? */
+static bool job_may_go(ret_pass *p, const rz__ejob *j)
+{
+    rz_engine *e = p->e;
+    if (j->state < RZ_JOB_SUCCEEDED || j->owed != RZ__OWE_NONE ||
+        (j->ended_ms ? j->ended_ms : j->submitted_ms) >= p->before)
+        return false;
+    if (j->deployment && (rz__engine_dep(e, j->deployment) ||
+                          stored(p, e->db_deps, j->deployment)))
+        return false;   /* its deployment goes first */
+    if (j->rep_head == j->id) {   /* a head goes once its runs are done */
+        for (uint32_t r = 0; r + 1 < j->replicas; r++)
+            if (rz__engine_job(e, j->rep_first + r))
+                return false;
+    } else if (j->rep_head && (rz__engine_job(e, j->rep_head) ||
+                               stored(p, e->db_jobs, j->rep_head)))
+        return false;   /* a run after its head */
+    rz_ledger_transfer t;
+    return rz_ledger_transfer_get(e->ledger, rz__engine_hold_id(j->id), &t) != RZ_OK ||
+           t.state != RZ_LEDGER_OPEN;
+}
+
+static int ret_jobs(ret_pass *p, size_t look)
+{
+    rz_engine *e = p->e;
+    p->young = false;
+    int rc = ret_ids(p, e->db_jobs, e->ret_job_next, look);
+    uint64_t next = 0, after = id_after(p);
+    for (size_t i = 0; rc == RZ_OK && i < p->n_ids && p->budget; i++) {
+        uint64_t id = p->ids[i];
+        next = id + 1;
+        if (rz__engine_job(e, id))
+            continue;
+        const char *json;
+        size_t len;
+        if ((rc = get_record(p->txn, e->db_jobs, id, &json, &len)) != RZ_OK)
+            break;
+        cJSON *rec = cJSON_ParseWithLength(json, len);
+        rz__ejob j;
+        memset(&j, 0, sizeof j);
+        rc = rec ? parse_job(&j, id, rec)
+                 : rz__error(RZ_EDB, "engine store: job %llu: a corrupt record",
+                             (unsigned long long)id);
+        cJSON_Delete(rec);
+        if (rc == RZ_OK && j.submitted_ms >= p->before) {
+            p->young = true;
+            next = 0;
+        } else if (rc == RZ_OK && job_may_go(p, &j)) {
+            rc = del_record(p, e->db_jobs, id, j.client, 'j');
+            if (rc == RZ_OK) {
+                if ((unsigned)j.state <= RZ_JOB_CANCELLED)
+                    p->ret.jobs[j.state]++;
+                p->ret.volume += j.state == RZ_JOB_SUCCEEDED ? j.cost : 0;
+                if (p->ret.max_job < id)
+                    p->ret.max_job = id;
+                p->ids[p->n_removed++] = id;
+                p->budget--;
+            }
+        }
+        rz__engine_job_clear(e, &j);
+        if (p->young)
+            break;
+    }
+    if (rc == RZ_OK)
+        e->ret_job_next = p->young || (p->end && next == after) ? 0 : next;
+    return rc;
+}
+
+int rz_engine_compact(rz_engine *e, uint64_t now_ms, uint64_t older_than_ms,
+                      size_t budget, rz_engine_compact_fn fn, void *userdata,
+                      rz_engine_compacted *out)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!e || !budget)
+        return rz__error(RZ_EINVAL, e ? "a compaction needs a budget" : "no engine");
+    if (e->in_group)
+        return rz__error(RZ_ESTATE, "a group is open: commit it first");
+    int rc = rz__engine_begin(e, now_ms);
+    if (rc != RZ_OK)
+        return rc;
+    ret_pass p = { .e = e, .before = now_ms > older_than_ms ? now_ms - older_than_ms : 0,
+                   .budget = budget, .ret = e->ret };
+    if (!p.before)
+        return RZ_OK;
+    int mrc = mdb_txn_begin(e->env, NULL, 0, &p.txn);
+    if (mrc)
+        return db_error(mrc, "begin");
+    size_t look = budget * 4 + 16;   /* records read at most, per table */
+    rc = ret_deps(&p, look);
+    size_t n_deps = p.n_removed;
+    uint64_t *deps = NULL;
+    if (rc == RZ_OK && n_deps && !(deps = malloc(n_deps * sizeof *deps)))
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    if (deps)
+        memcpy(deps, p.ids, n_deps * sizeof *deps);
+    p.n_removed = 0;
+    if (rc == RZ_OK)
+        rc = ret_jobs(&p, look);
+    size_t n_jobs = p.n_removed;
+    p.ret.events += p.events;
+    bool any = n_jobs || n_deps || p.events;
+    unsigned char k[1] = { 'v' };
+    if (rc == RZ_OK && any)
+        rc = put(p.txn, e->db_ret, k, 1, ret_record(&p.ret));
+    /* The caller's records of them go first: a crash after leaves records
+     * that the next pass removes again, never a caller's record of a job
+     * that is gone. */
+    if (rc == RZ_OK && any && fn && fn(userdata, p.ids, n_jobs, deps, n_deps) != 0)
+        rc = rz__error(RZ_EIO, "compaction: the caller's records could not be "
+                       "removed: %s", rz_error_last()->message);
+    if (rc == RZ_OK && any) {
+        mrc = mdb_txn_commit(p.txn);
+        rc = mrc ? db_error(mrc, "commit") : RZ_OK;
+    } else
+        mdb_txn_abort(p.txn);
+    if (rc == RZ_OK && any) {
+        e->ret = p.ret;
+        rz__engine_cache_free(e);   /* read-back copies of what went */
+        rc = rz__engine_cache_new(e);
+    }
+    if (rc != RZ_OK)   /* the walk starts over */
+        e->ret_job_next = e->ret_dep_next = 0;
+    if (out && rc == RZ_OK) {
+        out->jobs = n_jobs;
+        out->deployments = n_deps;
+        out->events = p.events;
+        /* Stopped at its budget, or before either walk reached its end. */
+        out->more = !p.budget || e->ret_job_next || e->ret_dep_next;
+        out->total_jobs = 0;
+        for (int s = 0; s <= RZ_JOB_CANCELLED; s++)
+            out->total_jobs += e->ret.jobs[s];
+        out->total_deployments = e->ret.deps;
+        out->total_events = e->ret.events;
+    }
+    free(deps);
+    free(p.ids);
+    return rc;
+}
+
+int rz_engine_compacted_id(const rz_engine *e, int deployment, uint64_t id)
+{
+    if (!e || !id || id > (deployment ? e->ret.max_dep : e->ret.max_job))
+        return false;
+    if (deployment ? rz__engine_dep(e, id) != NULL : rz__engine_job(e, id) != NULL)
+        return false;
+    rz__ejob j;
+    rz__edep d;
+    memset(&j, 0, sizeof j);
+    memset(&d, 0, sizeof d);
+    int rc = deployment ? rz__engine_store_dep(e, id, &d)
+                        : rz__engine_store_job(e, id, &j);
+    if (deployment)
+        rz__engine_dep_free(&d);
+    else
+        rz__engine_job_clear((rz_engine *)e, &j);
+    return rc == RZ_ENOENT;
+}
+
+int rz__engine_store_each_removed(rz_engine *e, int (*fn)(rz_engine *, uint64_t))
+{
+    MDB_txn *txn = NULL;
+    int mrc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn);
+    if (mrc)
+        return db_error(mrc, "begin");
+    int rc = RZ_OK;
+    unsigned char k[12];
+    for (uint64_t id = 1; rc == RZ_OK && id <= e->ret.max_job; id++) {
+        key_u64(k, id);
+        MDB_val key = { 8, k }, val;
+        mrc = mdb_get(txn, e->db_jobs, &key, &val);
+        if (mrc == MDB_NOTFOUND && !rz__engine_job(e, id))
+            rc = fn(e, id);
+        else if (mrc && mrc != MDB_NOTFOUND)
+            rc = db_error(mrc, "read");
+    }
+    mdb_txn_abort(txn);
     return rc;
 }

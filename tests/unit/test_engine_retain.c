@@ -1,0 +1,358 @@
+/* Retention (rz_engine_compact): finished work older than an age leaves
+ * the store in bounded passes, so a store driven over simulated months
+ * stays the size of the retained window; the ledger and anything open
+ * stay; a pass killed midway leaves a store that opens and checks. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "rhizos/engine.h"
+#include "rhizos/rhizos.h"
+#include "helpers.h"
+
+#define NODE_CAPS "{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192," \
+    "\"storage\":{\"total_gb\":100,\"free_gb\":100},\"adapters\":[\"process\"]," \
+    "\"prices\":{\"gpu_hour_micros\":0,\"cpu_hour_micros\":36000," \
+    "\"memory_gb_hour_micros\":0},\"max_concurrent_jobs\":4}"
+#define DAY 86400000ull
+#define KEEP (7 * DAY)
+
+static const char *FLOW = "flux: 1\nname: two\nsteps:\n  a:\n    module: count@1\n"
+                          "    inputs:\n      text: \"a\"\n  b:\n    module: count@1\n"
+                          "    inputs:\n      text: \"b\"\n";
+
+typedef struct fx {
+    char dir[64];
+    rz_engine *e;
+    rz_registry *reg;
+    rz_ledger_id client;
+    uint64_t node;
+    uint64_t seen_jobs, seen_deps;   /* told by the hook */
+} fx;
+
+static void reopen(fx *f)
+{
+    rz_engine_close(f->e);
+    f->e = NULL;
+    rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
+    o.durable = 0;
+    o.registry = f->reg;
+    o.node_timeout_ms = UINT64_MAX / 4;   /* days pass between calls */
+    o.ref_cpu_hour_micros = 36000;
+    o.run_tolerance_ms = UINT64_MAX / 2;
+    int rc = rz_engine_open(&f->e, f->dir, &o);
+    if (rc != RZ_OK)
+        fprintf(stderr, "open: %s\n", rz_error_last()->message);
+    assert_int_equal(rc, RZ_OK);
+}
+
+static void check(fx *f)
+{
+    int rc = rz_engine_check(f->e);
+    if (rc != RZ_OK)
+        fprintf(stderr, "check: %s\n", rz_error_last()->message);
+    assert_int_equal(rc, RZ_OK);
+}
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    assert_non_null(tmp_dir_make(f->dir, sizeof f->dir, "engine-retain"));
+    char mods[128], path[256];
+    snprintf(mods, sizeof mods, "%s/modules", f->dir);
+    mkdir(mods, 0700);
+    snprintf(path, sizeof path, "%s/count", mods);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/count/module.json", mods);
+    file_write(path, "{\"id\":\"count\",\"version\":\"1.0.0\",\"name\":\"count\","
+               "\"description\":\"test\",\"inputs\":[{\"name\":\"text\",\"type\":"
+               "\"string\"}],\"outputs\":[{\"name\":\"n\",\"type\":\"integer\"}],"
+               "\"requirements\":{\"adapter\":\"process\",\"cpu_cores\":1},"
+               "\"estimate\":{\"seconds\":10},"
+               "\"exec\":{\"adapter\":\"process\",\"command\":[\"true\"]}}");
+    assert_int_equal(rz_registry_new(&f->reg), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(f->reg, mods, NULL), RZ_OK);
+    reopen(f);
+    f->client = rz_ledger_id_make(7, 1);
+    rz_ledger *l = rz_engine_ledger(f->e);
+    assert_int_equal(rz_ledger_create_account(l, f->client, RZ_LEDGER_CLIENT), RZ_OK);
+    assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 2), f->client,
+                                           1000000000), RZ_OK);
+    assert_int_equal(rz_engine_node_register(f->e, NODE_CAPS, strlen(NODE_CAPS), 0,
+                                             &f->node), RZ_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    rz_engine_close(f->e);
+    rz_registry_free(f->reg);
+    assert_int_equal(tmp_dir_remove(f->dir), 0);
+    free(f);
+    return 0;
+}
+
+static uint64_t submit(fx *f, const char *reqs, uint64_t now)
+{
+    rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
+    s.client = f->client;
+    s.requirements_json = reqs;
+    s.module_id = "count";
+    s.module_version = "1.0.0";
+    s.request_json = "{\"inputs\":{\"text\":\"a b\"},\"config\":{}}";
+    s.max_cost_micros = 500;
+    uint64_t id = 0;
+    assert_int_equal(rz_engine_submit(f->e, &s, now, &id), RZ_OK);
+    return id;
+}
+
+/* Everything queued runs: the node takes and finishes jobs until none is
+ * left (every third one fails, to have both kinds of hold). */
+static void drain(fx *f, uint64_t now)
+{
+    rz_engine_assignment a;
+    for (int k = 0; rz_engine_poll(f->e, f->node, now, &a) == RZ_OK; k++) {
+        bool fail = k % 3 == 2;
+        assert_int_equal(node_report(f->e, f->node, a.job, a.attempt,
+                                     fail ? NULL : "{\"n\":1}",
+                                     fail ? "no" : NULL, 1000, now), RZ_OK);
+        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
+    }
+}
+
+static int hook(void *ud, const uint64_t *jobs, size_t n_jobs,
+                const uint64_t *deps, size_t n_deps)
+{
+    fx *f = ud;
+    for (size_t i = 1; i < n_jobs; i++)
+        assert_true(jobs[i] > jobs[i - 1]);
+    (void)deps;
+    f->seen_jobs += n_jobs;
+    f->seen_deps += n_deps;
+    return 0;
+}
+
+/* Passes until one finishes under its budget. */
+static void compact(fx *f, uint64_t now, size_t budget)
+{
+    rz_engine_compacted c;
+    int passes = 0;
+    do {
+        int rc = rz_engine_compact(f->e, now, KEEP, budget, hook, f, &c);
+        if (rc != RZ_OK)
+            fprintf(stderr, "compact: %s\n", rz_error_last()->message);
+        assert_int_equal(rc, RZ_OK);
+        assert_true(c.jobs + c.deployments + c.events <= budget);
+        assert_true(++passes < 10000);
+    } while (c.more);
+}
+
+static size_t stored_jobs(fx *f)
+{
+    uint64_t ids[4096];
+    size_t n = rz_engine_job_list(f->e, &f->client, 0, ids, 4096);
+    assert_true(n < 4096);
+    return n;
+}
+
+static long file_size(fx *f)
+{
+    char path[128];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/engine/data.mdb", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    return (long)st.st_size;
+}
+
+static uint64_t total_jobs(fx *f)
+{
+    rz_engine_stats s;
+    rz_engine_stats_get(f->e, &s);
+    uint64_t t = 0;
+    for (int i = 0; i <= RZ_JOB_CANCELLED; i++)
+        t += s.jobs[i];
+    return t;
+}
+
+/* Sixty simulated days of 40 jobs and 4 deployments a day, a seven-day
+ * window: the store holds about a window's worth, its file stops
+ * growing, the totals and the ledger are whole, and a job that never ran
+ * (queued all along, its hold open) is never removed. */
+static void test_bounded_over_time(void **state)
+{
+    fx *f = *state;
+    uint64_t stuck = submit(f, "{\"cpu_cores\":64,\"estimate_seconds\":10}", 1);
+    uint64_t first = 0, first_dep = 0;
+    long size_day30 = 0;
+    uint64_t volume_before = 0;
+    for (uint64_t day = 0; day < 60; day++) {
+        uint64_t now = day * DAY + 1000;
+        for (int i = 0; i < 40; i++) {
+            uint64_t j = submit(f, "{\"cpu_cores\":1,\"estimate_seconds\":10}", now);
+            if (!first)
+                first = j;
+            if (i == 39)
+                assert_int_equal(rz_engine_job_cancel(f->e, j, now), RZ_OK);
+            drain(f, now);
+        }
+        for (int i = 0; i < 4; i++) {
+            uint64_t d = 0;
+            assert_int_equal(rz_engine_deploy(f->e, FLOW, strlen(FLOW), f->client,
+                                              NULL, now, &d, NULL), RZ_OK);
+            if (!first_dep)
+                first_dep = d;
+            drain(f, now);
+        }
+        compact(f, now + DAY / 2, 64);
+        if (day % 10 == 9) {
+            uint64_t t = total_jobs(f);
+            uint64_t v = rz_engine_volume_micros(f->e);
+            reopen(f);   /* the gaps load; the totals stay */
+            assert_int_equal(total_jobs(f), t);
+            assert_int_equal(rz_engine_volume_micros(f->e), v);
+            check(f);
+        }
+        if (day == 30)
+            size_day30 = file_size(f);
+        assert_true(rz_engine_volume_micros(f->e) >= volume_before);
+        volume_before = rz_engine_volume_micros(f->e);
+    }
+    check(f);
+    /* 48 jobs a day (40 + 4 x 2 steps), 7 days kept and the day that
+     * has not aged yet, plus the stuck one. */
+    size_t kept = stored_jobs(f);
+    assert_true(kept <= 48 * 9 + 1);
+    assert_true(kept >= 48 * 6);
+    assert_true(f->seen_jobs >= 48 * 50);
+    assert_true(f->seen_deps >= 4 * 50);
+    assert_true(file_size(f) <= size_day30 + size_day30 / 4);
+    /* Removed: told apart from never given. */
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, first, &ji), RZ_ENOENT);
+    assert_true(rz_engine_compacted_id(f->e, 0, first));
+    assert_true(rz_engine_compacted_id(f->e, 1, first_dep));
+    assert_false(rz_engine_compacted_id(f->e, 0, 1000000));
+    assert_false(rz_engine_compacted_id(f->e, 0, stuck));
+    /* The job that never ran is there, its hold open. */
+    assert_int_equal(rz_engine_job_get(f->e, stuck, &ji), RZ_OK);
+    assert_int_equal(ji.state, RZ_JOB_QUEUED);
+    /* New ids follow on: none is given twice. */
+    uint64_t next = submit(f, "{\"cpu_cores\":1,\"estimate_seconds\":10}", 61 * DAY);
+    reopen(f);
+    uint64_t after = submit(f, "{\"cpu_cores\":1,\"estimate_seconds\":10}", 61 * DAY);
+    assert_true(after > next);
+    check(f);
+}
+
+/* Bad input changes nothing. */
+static void test_compact_refuses(void **state)
+{
+    fx *f = *state;
+    rz_engine_compacted c;
+    assert_int_equal(rz_engine_compact(NULL, 1, 1, 1, NULL, NULL, &c), RZ_EINVAL);
+    assert_int_equal(rz_engine_compact(f->e, 1, 1, 0, NULL, NULL, &c), RZ_EINVAL);
+    assert_int_equal(rz_engine_group_begin(f->e), RZ_OK);
+    assert_int_equal(rz_engine_compact(f->e, 1, 1, 1, NULL, NULL, &c), RZ_ESTATE);
+    assert_int_equal(rz_engine_group_commit(f->e), RZ_OK);
+}
+
+static int refuse_hook(void *ud, const uint64_t *jobs, size_t n_jobs,
+                       const uint64_t *deps, size_t n_deps)
+{
+    (void)ud; (void)jobs; (void)n_jobs; (void)deps; (void)n_deps;
+    return -1;
+}
+
+/* A caller that cannot remove its own records stops the pass: nothing
+ * goes. */
+static void test_hook_failure_removes_nothing(void **state)
+{
+    fx *f = *state;
+    uint64_t j = submit(f, "{\"cpu_cores\":1,\"estimate_seconds\":10}", 1000);
+    drain(f, 1000);
+    rz_engine_compacted c;
+    assert_int_not_equal(rz_engine_compact(f->e, 30 * DAY, KEEP, 16, refuse_hook,
+                                           NULL, &c), RZ_OK);
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
+    assert_int_equal(rz_engine_compact(f->e, 30 * DAY, KEEP, 16, NULL, NULL, &c),
+                     RZ_OK);
+    assert_int_equal(c.jobs, 1);
+    assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_ENOENT);
+    check(f);
+}
+
+/* A compaction killed at a random moment, many times over: each reopen
+ * finds a store that loads and checks, and the work ends whole. */
+static void test_killed_mid_compaction(void **state)
+{
+    fx *f = *state;
+    for (uint64_t day = 0; day < 3; day++) {
+        for (int i = 0; i < 150; i++)
+            submit(f, "{\"cpu_cores\":1,\"estimate_seconds\":10}", day * DAY + 1);
+        drain(f, day * DAY + 1);
+        for (int i = 0; i < 10; i++) {
+            uint64_t d;
+            assert_int_equal(rz_engine_deploy(f->e, FLOW, strlen(FLOW), f->client,
+                                              NULL, day * DAY + 2, &d, NULL), RZ_OK);
+            drain(f, day * DAY + 2);
+        }
+    }
+    uint64_t total = total_jobs(f), vol = rz_engine_volume_micros(f->e);
+    rz_engine_close(f->e);
+    f->e = NULL;
+    srand((unsigned)time(NULL));
+    for (int round = 0; round < 12; round++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            reopen(f);
+            rz_engine_compacted c;
+            for (;;)   /* passes of 2 records: many commits to land in */
+                if (rz_engine_compact(f->e, 30 * DAY, KEEP, 2, NULL, NULL, &c) != RZ_OK ||
+                    !c.more)
+                    _exit(0);
+        }
+        usleep((useconds_t)(rand() % 20000));
+        kill(pid, SIGKILL);
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        reopen(f);
+        check(f);
+        assert_int_equal(total_jobs(f), total);
+        assert_int_equal(rz_engine_volume_micros(f->e), vol);
+        rz_engine_close(f->e);
+        f->e = NULL;
+    }
+    reopen(f);
+    compact(f, 30 * DAY, 50);
+    assert_int_equal(stored_jobs(f), 0);
+    assert_int_equal(total_jobs(f), total);
+    check(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_bounded_over_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compact_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hook_failure_removes_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_killed_mid_compaction, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
