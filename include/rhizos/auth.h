@@ -139,6 +139,13 @@ RZ_EXTERN RZ_NODISCARD int rz_auth_log_put(rz_auth *a, uint64_t job,
 RZ_EXTERN RZ_NODISCARD int rz_auth_log_get(const rz_auth *a, uint64_t job,
                                            char **out, size_t *len);
 
+/* Retention: the logs and results of `jobs` and the credentials of
+ * `deployments` removed, in one durable commit (absent ones are fine). */
+RZ_EXTERN RZ_NODISCARD int rz_auth_forget(rz_auth *a, const uint64_t *jobs,
+                                          size_t n_jobs,
+                                          const uint64_t *deployments,
+                                          size_t n_deployments);
+
 /* The head of the orchestrator's audit log: its last record's sequence
  * number and 32-byte hash, kept apart from the log so that a log removed,
  * cut short or rewritten while the server is stopped is seen at its next

@@ -651,6 +651,38 @@ int rz_auth_result_get(const rz_auth *a, uint64_t job, char **out)
     return get_by_id(a, DB_RESULTS, job, out, NULL);
 }
 
+/* Retention: one transaction, so the records of a pass go together. */
+static int del_ids(MDB_txn *txn, MDB_dbi db, const uint64_t *ids, size_t n)
+{
+    int mrc = 0;
+    unsigned char k[8];
+    for (size_t i = 0; mrc == 0 && i < n; i++) {
+        key_u64(k, ids[i]);
+        MDB_val key = { 8, k };
+        mrc = mdb_del(txn, db, &key, NULL);
+        if (mrc == MDB_NOTFOUND)
+            mrc = 0;
+    }
+    return mrc;
+}
+
+int rz_auth_forget(rz_auth *a, const uint64_t *jobs, size_t n_jobs,
+                   const uint64_t *deployments, size_t n_deployments)
+{
+    if (!a || (n_jobs && !jobs) || (n_deployments && !deployments))
+        return rz__error(RZ_EINVAL, "nothing to forget");
+    MDB_txn *txn = NULL;
+    int mrc = mdb_txn_begin(a->env, NULL, 0, &txn);
+    if (mrc == 0)
+        mrc = del_ids(txn, a->dbi[DB_LOGS], jobs, n_jobs);
+    if (mrc == 0)
+        mrc = del_ids(txn, a->dbi[DB_RESULTS], jobs, n_jobs);
+    if (mrc == 0)
+        mrc = del_ids(txn, a->dbi[DB_CREDS], deployments, n_deployments);
+    mrc = end_write(a, txn, mrc, true);
+    return mrc ? db_error(mrc, "write") : RZ_OK;
+}
+
 /* ---- the audit log's head ---- */
 
 /* The head's value: seq (u64 big-endian), hash (32), then keyed_since (u64

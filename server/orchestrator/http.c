@@ -264,6 +264,21 @@ void reply_error(req *q, int rc, const char *fmt, ...)
     reply_json(q, http_status_of(rc), error_doc(rc, msg));
 }
 
+/* 410: a job or deployment retention removed, told apart from one that
+ * never was (404). Its owner went with its record, so anyone asking is
+ * told: ids are sequential and say nothing more. */
+bool reply_if_removed(req *q, bool deployment, uint64_t id)
+{
+    if (!rz_engine_compacted_id(q->o->e, deployment, id))
+        return false;
+    char msg[200];
+    snprintf(msg, sizeof msg, "%s %llu was removed by retention: it finished "
+             "longer ago than the orchestrator keeps work (--retention-days)",
+             deployment ? "deployment" : "job", (unsigned long long)id);
+    reply_json(q, 410, error_doc(RZ_ENOENT, msg));
+    return true;
+}
+
 void reply_limit(req *q, unsigned retry_s, const char *fmt, ...)
 {
     char msg[300], secs[16];

@@ -55,6 +55,11 @@ static void usage(FILE *f)
           "                         seconds fails, refunded, saying why (default\n"
           "                         3600; 0: wait forever); a job's or step's\n"
           "                         queue_timeout_s overrides it\n"
+          "  --retention-days N     finished jobs and deployments older than N\n"
+          "                         days leave the stores with their logs and\n"
+          "                         results (the ledger keeps every transfer;\n"
+          "                         default 90; 0: keep forever; 12h, 30m, 45s\n"
+          "                         also read)\n"
           "  --llm-price MICROS     per 1,000 tokens: an llm job's hold when it\n"
           "                         names no max_cost_micros, the most a node may\n"
           "                         charge (default 10000: $10 a million tokens)\n"
@@ -314,6 +319,32 @@ static bool parse_size(const char *s, uint64_t max, uint64_t *out)
     return true;
 }
 
+/* --retention-days: whole days, or a number with a unit (s, m, h, d) for
+ * shorter ages (tests); 0 keeps everything. At most ten years. */
+static bool parse_age(const char *s, uint64_t *ms)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-' || v > 3650ull * 86400)
+        return false;
+    uint64_t unit = 86400000u;
+    if (*end && !end[1]) {
+        switch (*end) {
+        case 's': unit = 1000u; break;
+        case 'm': unit = 60000u; break;
+        case 'h': unit = 3600000u; break;
+        case 'd': break;
+        default: return false;
+        }
+    } else if (*end)
+        return false;
+    if (v * unit > 3650ull * 86400000u)
+        return false;
+    *ms = v * unit;
+    return true;
+}
+
 /* The per-account limits, i counting from --request-rate in parse_opts's
  * order: whole numbers; only the rate may be 0 (off). */
 static bool limit_opt(orch_opts *op, int i, const char *arg)
@@ -372,7 +403,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
 {
     enum { O_LISTEN = 256, O_DATA, O_MODULES, O_ADMIN, O_MAXBODY, O_TIMEOUT,
            O_POLICY, O_RATE, O_AUTH_FAILURES, O_QUEUE_TIMEOUT, O_ALLOW_IMAGES, O_QUIET, O_ROUTES,
-           O_LLM_PRICE,
+           O_LLM_PRICE, O_RETENTION,
            O_VERIFY_ON_OPEN,
            O_HELP, O_VERSION, O_REQ_RATE, O_REQ_BURST, O_STREAMS, O_DEPOSITS,
            O_WITHDRAWALS, O_DEPOSIT_MAX, O_DEPOSIT_TTL, O_JOBS, O_DEPS,
@@ -393,6 +424,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         { "policy", required_argument, NULL, O_POLICY },
         { "queue-timeout", required_argument, NULL, O_QUEUE_TIMEOUT },
         { "llm-price", required_argument, NULL, O_LLM_PRICE },
+        { "retention-days", required_argument, NULL, O_RETENTION },
         { "allow-images", required_argument, NULL, O_ALLOW_IMAGES },
         { "register-rate", required_argument, NULL, O_RATE },
         { "auth-failures", required_argument, NULL, O_AUTH_FAILURES },
@@ -500,6 +532,13 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
                 return 2;
             }
             op->llm_price_micros = v;
+            break;
+        case O_RETENTION:
+            if (!parse_age(optarg, &op->retention_ms)) {
+                fprintf(stderr, ORCH_NAME ": --retention-days: whole days (0: keep "
+                        "forever), or an age with a unit: 12h, 30m, 45s\n");
+                return 2;
+            }
             break;
         case O_QUEUE_TIMEOUT:
             if (strcmp(optarg, "0") == 0) {
@@ -639,6 +678,7 @@ static void on_ckpt(evutil_socket_t fd, short what, void *arg)
                now - o->ckpt_at_ms >= 30000;
     if (!o->grouped && !o->stopping)
         quota_expire(o, false);
+    orch_retain(o, now);
     if (!due || o->grouped || o->stopping)
         return;
     if (rz_ledger_checkpoint(rz_engine_ledger(o->e)) != RZ_OK) {
@@ -833,6 +873,7 @@ int main(int argc, char **argv)
     o.opts.node_timeout_ms = 30000;
     o.opts.challenge_interval_ms = 600000;
     o.opts.queue_timeout_s = 3600;
+    o.opts.retention_ms = ORCH_RETENTION_DAYS * 86400000ull;
     o.opts.llm_price_micros = ORCH_LLM_PRICE_MICROS;
     o.opts.policy = RZ_POLICY_CHEAPEST;
     o.opts.register_rate = ORCH_REGISTER_RATE;

@@ -355,6 +355,15 @@ void r_metrics(req *q)
                         (unsigned long long)ls.fees_micros,
                         (unsigned long long)ls.escrow_held_micros,
                         (unsigned long long)orch_volume_micros(o));
+    evbuffer_add_printf(b, "# HELP rhizos_retention_removed_total Records retention "
+                        "removed from the store (as of its last pass).\n"
+                        "# TYPE rhizos_retention_removed_total counter\n"
+                        "rhizos_retention_removed_total{kind=\"job\"} %llu\n"
+                        "rhizos_retention_removed_total{kind=\"deployment\"} %llu\n"
+                        "rhizos_retention_removed_total{kind=\"step_event\"} %llu\n",
+                        (unsigned long long)o->retained.total_jobs,
+                        (unsigned long long)o->retained.total_deployments,
+                        (unsigned long long)o->retained.total_events);
     evbuffer_add_printf(b, "# HELP rhizos_audit_records_total Audit records appended "
                         "since start.\n# TYPE rhizos_audit_records_total counter\n"
                         "rhizos_audit_records_total %llu\n"

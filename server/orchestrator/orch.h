@@ -104,7 +104,12 @@ typedef struct orch_opts {
     unsigned max_connections;      /* open at once (httpconn.h); 0: none */
     bool max_connections_set;      /* else from the descriptor limit */
     unsigned read_deadline_s;      /* a request's arrival; 0: none */
+    uint64_t retention_ms;         /* --retention-days: finished work older
+                                      than this leaves the stores (retain.c);
+                                      0: kept forever */
 } orch_opts;
+
+#define ORCH_RETENTION_DAYS 90u
 
 #define ORCH_LLM_PRICE_MICROS 10000u   /* $10 per million tokens */
 
@@ -174,6 +179,9 @@ typedef struct orch {
      * 30 s regardless (changes made by ticks). */
     struct event *ckpt;
     uint64_t ckpt_writes, ckpt_seen, ckpt_at_ms;
+    /* Retention (retain.c): the next pass is due then; the last pass. */
+    uint64_t retain_next;
+    rz_engine_compacted retained;
     /* Out of file descriptors (main.c): a spare descriptor to give back so
      * the pending connection can be accepted and closed, instead of
      * libevent's listener spinning on accept() and warning every time. */
@@ -308,6 +316,8 @@ uint64_t orch_mono_ns(void);
 uint64_t orch_now_ms(void);
 void reply_json(req *q, int code, cJSON *doc);       /* takes doc */
 void reply_text(req *q, int code, const char *type, const char *text, size_t len);
+/* 410 when job (or deployment) `id` was removed by retention: true. */
+bool reply_if_removed(req *q, bool deployment, uint64_t id);
 void reply_error(req *q, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* A call's end: "no reply" if it gave none, its body freed, the pass told
@@ -586,6 +596,10 @@ void r_named_flows_list(req *q);
 void r_named_flow_get(req *q);
 void r_named_flow_rollback(req *q);
 void r_hook(req *q);
+
+/* retain.c: one bounded retention pass when one is due (housekeeping
+ * timer). */
+void orch_retain(orch *o, uint64_t now);
 
 /* stores.c: the data directory's stores before anything opens them, and
  * `rhizos-orchestrator check`. 0, or -1 with the reason printed. */

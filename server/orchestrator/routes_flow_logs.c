@@ -76,7 +76,8 @@ void r_flow_logs(req *q)
     if (rz_engine_deployment_get(q->o->e, dep, &di) != RZ_OK ||
         (q->who.kind != P_ADMIN && (di.client.hi != q->who.account.hi ||
                                     di.client.lo != q->who.account.lo))) {
-        reply_error(q, RZ_ENOENT, "no deployment %llu", (unsigned long long)dep);
+        if (!reply_if_removed(q, true, dep))
+            reply_error(q, RZ_ENOENT, "no deployment %llu", (unsigned long long)dep);
         return;
     }
     if (!step_filter(q, only, sizeof only))

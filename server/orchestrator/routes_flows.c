@@ -77,7 +77,8 @@ static bool visible_dep(req *q, uint64_t *id, rz_engine_deployment_info *di)
         return false;
     if (rz_engine_deployment_get(q->o->e, *id, di) != RZ_OK ||
         (q->who.kind != P_ADMIN && !same_id(di->client, q->who.account))) {
-        reply_error(q, RZ_ENOENT, "no deployment %llu", (unsigned long long)*id);
+        if (!reply_if_removed(q, true, *id))
+            reply_error(q, RZ_ENOENT, "no deployment %llu", (unsigned long long)*id);
         return false;
     }
     return true;

@@ -136,7 +136,8 @@ static bool visible_job(req *q, uint64_t *id, rz_engine_job_info *ji)
         return false;
     if (rz_engine_job_get(q->o->e, *id, ji) != RZ_OK ||
         (q->who.kind != P_ADMIN && !same_id(ji->client, q->who.account))) {
-        reply_error(q, RZ_ENOENT, "no job %llu", (unsigned long long)*id);
+        if (!reply_if_removed(q, false, *id))
+            reply_error(q, RZ_ENOENT, "no job %llu", (unsigned long long)*id);
         return false;
     }
     return true;
