@@ -910,6 +910,54 @@ int flows_record_deploy(orch *o, rz_ledger_id owner, const char *text, const cJS
     return rc;
 }
 
+/* Delete every key under `prefix` in t: from the prefix again after each
+ * delete (a delete moves the cursor's page under it). */
+static int del_prefix(flows *F, MDB_txn *t, const char *prefix)
+{
+    MDB_cursor *c = NULL;
+    int mrc = mdb_cursor_open(t, F->dbi, &c);
+    if (mrc)
+        return mrc;
+    size_t pl = strlen(prefix);
+    for (;;) {
+        MDB_val k = { pl, (void *)prefix }, v;
+        mrc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        if (mrc || k.mv_size < pl || memcmp(k.mv_data, prefix, pl) != 0)
+            break;
+        if ((mrc = mdb_cursor_del(c, 0)) != 0)
+            break;
+    }
+    mdb_cursor_close(c);
+    return mrc == MDB_NOTFOUND || mrc == 0 ? 0 : mrc;
+}
+
+int flows_forget(orch *o, const uint64_t *deps, size_t n)
+{
+    flows *F = o->flows;
+    if (!F || !n)
+        return RZ_OK;
+    MDB_txn *t;
+    int mrc = mdb_txn_begin(F->env, NULL, 0, &t);
+    for (size_t i = 0; mrc == 0 && i < n; i++) {
+        char key[40];
+        snprintf(key, sizeof key, "d/%" PRIu64, deps[i]);
+        MDB_val k = { strlen(key), key };
+        mrc = mdb_del(t, F->dbi, &k, NULL);
+        if (mrc == MDB_NOTFOUND)
+            mrc = 0;
+        snprintf(key, sizeof key, "o/%" PRIu64 "/", deps[i]);
+        if (mrc == 0)
+            mrc = del_prefix(F, t, key);
+    }
+    if (mrc == 0)
+        mrc = mdb_txn_commit(t);
+    else if (t)
+        mdb_txn_abort(t);
+    if (mrc != 0)
+        fprintf(stderr, ORCH_NAME ": flows store: %s\n", mdb_strerror(mrc));
+    return mrc == 0 ? RZ_OK : RZ_EDB;
+}
+
 void flows_status_extra(orch *o, uint64_t dep, cJSON *doc)
 {
     if (!o->flows)

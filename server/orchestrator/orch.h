@@ -592,6 +592,9 @@ int flows_record_deploy(orch *o, rz_ledger_id owner, const char *text, const cJS
                         uint64_t dep, uint64_t now_ms, cJSON *reply);
 /* "flow_id", "version" and "trigger" of a deployment's status. */
 void flows_status_extra(orch *o, uint64_t dep, cJSON *doc);
+/* Retention: the run records of `deps` (d/<dep>) and the marks of what
+ * they fired (o/<dep>/...), in one commit. */
+int flows_forget(orch *o, const uint64_t *deps, size_t n);
 void r_named_flows_list(req *q);
 void r_named_flow_get(req *q);
 void r_named_flow_rollback(req *q);

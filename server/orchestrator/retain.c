@@ -3,7 +3,8 @@
  * and, in the same pass, its logs, signed results and sealed credentials
  * leave the auth store. A pass is bounded (ORCH_RETAIN_BUDGET records, one
  * write transaction each side), run from the one-second housekeeping
- * timer: while there is more to remove the next second takes the next
+ * timer; the flows store's run records (d/<dep>) and the marks of what a
+ * run fired (o/<dep>/...) go with their deployments. While there is more to remove the next second takes the next
  * batch; once a walk is through, the next starts a quarter of the age
  * later, at most ORCH_RETAIN_IDLE_MS (nothing ages faster than that).
  *
@@ -23,7 +24,8 @@ static int forget(void *userdata, const uint64_t *jobs, size_t n_jobs,
                   const uint64_t *deps, size_t n_deps)
 {
     orch *o = userdata;
-    return rz_auth_forget(o->auth, jobs, n_jobs, deps, n_deps) == RZ_OK ? 0 : -1;
+    return rz_auth_forget(o->auth, jobs, n_jobs, deps, n_deps) == RZ_OK &&
+           flows_forget(o, deps, n_deps) == RZ_OK ? 0 : -1;
 }
 
 static uint64_t idle_ms(const orch *o)
