@@ -57,6 +57,8 @@ typedef struct cli {
     const char *tx;               /* --tx REF (admin withdrawal) */
     const char *reason;           /* --reason TEXT (admin withdrawal fail) */
     const char *limit;            /* --limit N (flow runs), NULL: default */
+    bool prune;                   /* --prune (flow runs) */
+    const char *older_than;       /* --older-than AGE (flow runs --prune) */
     const char *container_host;   /* --container-host URL (flow run) */
     const char *llm_servers;      /* --llm KIND=URL... (flow run) */
     bool follow;                  /* --follow (flow logs) */
@@ -109,6 +111,12 @@ char *cli_data_dir(const cli *c);
 void cli_print_diags(const rz_diags *d);
 /* "rhizos: <message from rz_error_last>" on stderr. */
 void cli_error(const char *context, int rc);
+/* prune.c: an age ("30d", "12h", "45m", "10s"; a bare number is days) in
+ * ms: 0, or -1 when malformed. `flow runs --prune`; the bounded pass after
+ * a recorded `flow run` (RHIZOS_RUNS_KEEP). */
+int cli_age_parse(const char *s, uint64_t *ms);
+int cli_runs_prune(cli *c);
+void cli_runs_prune_auto(const char *data_dir);
 bool cli_stderr_tty(void);
 /* Open and unlock the vault of --vault / $RHIZOS_VAULT / the default path,
  * asking for the password if $RHIZOS_VAULT_PASSWORD is unset. Problems are

@@ -662,6 +662,8 @@ static int flow_run(cli *c)
     } else {
         cli_error(c->args[0], rc);
     }
+    if (run && data_dir)
+        cli_runs_prune_auto(data_dir);   /* the history stays bounded */
     rz_run_free(run);
     rz_prices_free(prices);
     cJSON_Delete(p.reused);
@@ -850,8 +852,14 @@ static int flow_run_show(cli *c, const char *id)
 static int flow_runs(cli *c)
 {
     size_t limit;
-    if (need_args(c, "runs", 0, 1) != 0)
+    if (need_args(c, "runs", 0, c->prune ? 0 : 1) != 0)
         return EXIT_USAGE;
+    if (c->prune)
+        return cli_runs_prune(c);
+    if (c->older_than) {
+        fprintf(stderr, "rhizos: --older-than goes with --prune\n");
+        return EXIT_USAGE;
+    }
     if (c->nargs == 1)
         return flow_run_show(c, c->args[0]);
     if (parse_limit(c->limit, &limit) != 0) {

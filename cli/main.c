@@ -92,6 +92,9 @@ static void usage_options(FILE *out)
 "  --note TEXT             the author's note on a new version (flow deploy)\n"
 "  --limit N               at most N entries, newest first (flow runs:\n"
 "                          default 20, 0 for all)\n"
+"  --prune [--older-than AGE]  flow runs: remove runs that ended more than\n"
+"                          AGE ago (default 90d; flow run prunes on its own:\n"
+"                          RHIZOS_RUNS_KEEP, 0 keeps all)\n"
 "  --container-host URL    container engine for docker steps (flow run):\n"
 "                          unix:///PATH (default: DOCKER_HOST, then the\n"
 "                          Docker and Podman sockets)\n"
@@ -126,7 +129,7 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_REPS,
        OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS, OPT_CONTAINER_HOST,
        OPT_KEY_FILE, OPT_CONTEXT, OPT_CA_FILE, OPT_MODEL, OPT_MAX_TOKENS, OPT_TEMPERATURE,
-       OPT_COMMENT, OPT_NOTE, OPT_LLM, OPT_FOLLOW };
+       OPT_COMMENT, OPT_NOTE, OPT_LLM, OPT_FOLLOW, OPT_PRUNE, OPT_OLDER_THAN };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -175,6 +178,8 @@ static const struct option long_opts[] = {
     { "note", required_argument, NULL, OPT_NOTE },
     { "llm", required_argument, NULL, OPT_LLM },
     { "follow", no_argument, NULL, OPT_FOLLOW },
+    { "prune", no_argument, NULL, OPT_PRUNE },
+    { "older-than", required_argument, NULL, OPT_OLDER_THAN },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -286,6 +291,8 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_COMMENT: c->comment = optarg; break;
         case OPT_NOTE: c->note = optarg; break;
         case OPT_FOLLOW: c->follow = true; break;
+        case OPT_PRUNE: c->prune = true; break;
+        case OPT_OLDER_THAN: c->older_than = optarg; break;
         case OPT_REVEAL: c->reveal = true; break;
         case OPT_NODES: c->nodes = optarg; break;
         case OPT_POLICY: c->policy = optarg; break;

@@ -40,6 +40,12 @@ RZ_EXTERN RZ_NODISCARD int rz_store_run_list(const rz_store *st, char **out);
 RZ_EXTERN RZ_NODISCARD int rz_store_run_list_newest(const rz_store *st,
                                                     size_t limit, char **out,
                                                     size_t *total);
+/* Retention: remove up to `budget` runs that ended before `before_ms`
+ * (ms since the epoch; a run without an end counts from its start; one
+ * still running is kept), oldest first, in one transaction; how many in
+ * *removed. Call again while *removed == budget. */
+RZ_EXTERN RZ_NODISCARD int rz_store_run_prune(rz_store *st, uint64_t before_ms,
+                                              size_t budget, size_t *removed);
 /* One run's full record. RZ_ENOENT if unknown. Release with rz_free. */
 RZ_EXTERN RZ_NODISCARD int rz_store_run_get(const rz_store *st, const char *id,
                                             char **out);

@@ -302,3 +302,75 @@ int rz_store_run_get(const rz_store *st, const char *id, char **out)
     mdb_txn_abort(txn);
     return rc;
 }
+
+/* When a record ended (its start if it never did); UINT64_MAX: running. */
+static uint64_t record_ended(const MDB_val *v)
+{
+    cJSON *rec = cJSON_ParseWithLength(v->mv_data, v->mv_size);
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(rec, "finished_ms");
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(rec, "started_ms");
+    const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "status"));
+    uint64_t t = st && strcmp(st, "running") == 0 ? UINT64_MAX
+               : cJSON_IsNumber(f) && f->valuedouble > 0 ? (uint64_t)f->valuedouble
+               : cJSON_IsNumber(s) ? (uint64_t)s->valuedouble : 0;
+    cJSON_Delete(rec);
+    return t;
+}
+
+/* The time index is in start order: the walk stops at the first run that
+ * started after the cutoff (it cannot have ended before it). Keys are
+ * listed, then removed (a delete moves the cursor's page under it). */
+int rz_store_run_prune(rz_store *st, uint64_t before_ms, size_t budget,
+                       size_t *removed)
+{
+    if (removed)
+        *removed = 0;
+    if (!st || !budget || !removed)
+        return rz__error(RZ_EINVAL, "no store, budget or count");
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (mrc != 0)
+        return db_error(mrc, "begin");
+    if ((mrc = mdb_cursor_open(txn, st->by_time, &cur)) != 0) {
+        mdb_txn_abort(txn);
+        return db_error(mrc, "cursor");
+    }
+    char (*keys)[300] = malloc(budget * sizeof *keys);
+    size_t *klen = malloc(budget * sizeof *klen), n = 0;
+    int rc = keys && klen ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
+    MDB_val k, v, rec;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+         rc == RZ_OK && mrc == 0 && n < budget && k.mv_size >= 8 && k.mv_size <= 300;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        uint64_t started = 0;
+        for (int i = 0; i < 8; i++)
+            started = started << 8 | ((const unsigned char *)k.mv_data)[i];
+        if (started >= before_ms)
+            break;
+        if (mdb_get(txn, st->runs, &v, &rec) == 0 && record_ended(&rec) >= before_ms)
+            continue;
+        memcpy(keys[n], k.mv_data, k.mv_size);
+        klen[n++] = k.mv_size;
+    }
+    mdb_cursor_close(cur);
+    for (size_t i = 0; rc == RZ_OK && i < n; i++) {
+        MDB_val tk = { klen[i], keys[i] }, id = { klen[i] - 8, keys[i] + 8 };
+        mrc = mdb_del(txn, st->runs, &id, NULL);
+        if (mrc == 0 || mrc == MDB_NOTFOUND)
+            mrc = mdb_del(txn, st->by_time, &tk, NULL);
+        if (mrc != 0)
+            rc = db_error(mrc, "remove run");
+    }
+    free(keys);
+    free(klen);
+    if (rc != RZ_OK) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    mrc = mdb_txn_commit(txn);
+    if (mrc != 0)
+        return db_error(mrc, "commit");
+    *removed = n;
+    return RZ_OK;
+}

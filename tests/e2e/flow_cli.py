@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end: the real `rhizos` binary on every example flow and on broken
 flows. Usage: flow_cli.py RHIZOS SOURCE_ROOT"""
+import fcntl
 import glob
 import json
 import os
@@ -200,6 +201,51 @@ class FlowRunExamples(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertEqual(len(json.loads(rhizos("flow", "runs", "--json",
                                                data=self.data).stdout)), 2)
+
+    def test_runs_pruned(self):
+        # The run history's retention: --prune by hand, and the pass each
+        # recorded run makes (RHIZOS_RUNS_KEEP); a killed run's stale live
+        # log goes too, a held one stays.
+        def flow_run(keep):
+            env = dict(os.environ, RHIZOS_RUNS_KEEP=keep)
+            p = run([RHIZOS, "flow", "run", os.path.join(FLOWS, "wordcount.yaml"), "--json",
+                     "--data", self.data], cwd=ROOT, env=env, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return json.loads(p.stdout)["id"]
+
+        def listed():
+            return [r["id"] for r in json.loads(rhizos("flow", "runs", "--json", "--limit",
+                                                       "0", data=self.data).stdout)]
+        a, b = flow_run("0"), flow_run("0")
+        live = os.path.join(self.data, "live")
+        os.makedirs(live, exist_ok=True)
+        old = os.path.join(live, "gone.log")
+        with open(old, "w") as f:
+            f.write("a | line\n")
+        os.utime(old, (time.time() - 40 * 86400,) * 2)
+        held = os.path.join(live, "running.log")
+        with open(held, "w") as f:
+            f.write("a | line\n")
+        os.utime(held, (time.time() - 40 * 86400,) * 2)
+        hf = open(held)
+        fcntl.flock(hf, fcntl.LOCK_EX)   # as a run that still writes it
+        p = rhizos("flow", "runs", "--prune", "--older-than", "30d", "--json", data=self.data)
+        hf.close()
+        self.assertEqual(json.loads(p.stdout), {"removed_runs": 0, "removed_live_logs": 1})
+        self.assertFalse(os.path.exists(old))
+        self.assertTrue(os.path.exists(held))
+        self.assertEqual(sorted(listed()), sorted([a, b]))
+        # Each run prunes what ended more than RHIZOS_RUNS_KEEP ago.
+        time.sleep(1.2)
+        c = flow_run("1s")
+        self.assertEqual(listed(), [c])
+        p = rhizos("flow", "runs", "--prune", "--older-than", "0s", data=self.data)
+        self.assertIn("removed 1 run ", p.stdout)
+        self.assertEqual(listed(), [])
+        for bad in (["--prune", "--older-than", "2w"], ["--older-than", "3d"],
+                    ["--prune", "--older-than", "-1"]):
+            p = rhizos("flow", "runs", *bad, data=self.data)
+            self.assertEqual(p.returncode, 2, bad)
 
     def test_subflow_three_levels(self):
         # A sub-flow whose sub-flow runs a third: the child's steps run as
