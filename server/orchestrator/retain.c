@@ -1,18 +1,18 @@
 /* Retention (docs/scale.md "Retention"): work that finished longer ago
- * than --retention-days leaves the engine's store (rz_engine_compact)
- * and, in the same pass, its logs, signed results and sealed credentials
- * leave the auth store. A pass is bounded (ORCH_RETAIN_BUDGET records, one
- * write transaction each side), run from the one-second housekeeping
- * timer; the flows store's run records (d/<dep>) and the marks of what a
- * run fired (o/<dep>/...) go with their deployments. While there is more to remove the next second takes the next
- * batch; once a walk is through, the next starts a quarter of the age
- * later, at most ORCH_RETAIN_IDLE_MS (nothing ages faster than that).
+ * than --retention-days leaves the engine's store (rz_engine_compact);
+ * in the same pass its logs, signed results and sealed credentials leave
+ * the auth store, and a triggered run's record (d/<dep>) and the marks of
+ * what it fired (o/<dep>/...) leave the flows store. A pass is bounded
+ * (ORCH_RETAIN_BUDGET records, one write transaction in each store), run
+ * from the one-second housekeeping timer: while there is more, the next
+ * second takes the next batch; once a walk is through, the next starts a
+ * quarter of the age later, at most ORCH_RETAIN_IDLE_MS.
  *
- * Crash story: the auth store's records go first (their own commit),
- * then the engine's. A crash between leaves jobs without their logs that
- * the next pass removes; never a log of a job that is gone. The ledger
- * is never written: its transfers stay, and a job whose hold is open is
- * never removed. */
+ * Crash story: the auth and flows stores' records go first (their own
+ * commits), then the engine's. A crash between leaves jobs without their
+ * logs that the next pass removes; never a log of a job that is gone. The
+ * ledger is never written: its transfers stay, and a job whose hold is
+ * open is never removed. */
 #include <stdio.h>
 
 #include "orch.h"
