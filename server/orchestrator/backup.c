@@ -22,7 +22,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -536,26 +535,11 @@ static int check_copy(const char *dir)
 
 int orch_backup_main(int argc, char **argv)
 {
-    enum { O_DATA = 256, O_COMPACT, O_HELP };
-    static const struct option longs[] = {
-        { "data", required_argument, NULL, O_DATA },
-        { "compact", no_argument, NULL, O_COMPACT },
-        { "help", no_argument, NULL, O_HELP },
-        { NULL, 0, NULL, 0 }
-    };
-    const char *data = NULL;
+    const char *data;
     bool compact = false;
-    optind = 1;
-    for (int c; (c = getopt_long(argc, argv, "h", longs, NULL)) != -1;) {
-        switch (c) {
-        case O_DATA: data = optarg; break;
-        case O_COMPACT: compact = true; break;
-        case 'h': case O_HELP: return backup_usage(stdout, 0);
-        default: return backup_usage(stderr, 2);
-        }
-    }
-    if (!data || optind != argc - 1)
-        return backup_usage(stderr, 2);
+    int ex = orch_data_opts(argc, argv, 1, &data, &compact, backup_usage);
+    if (ex >= 0)
+        return ex;
     char out[PATH_MAX], err[700] = "";
     struct stat st;
     char ledger[PATH_MAX];
@@ -598,36 +582,26 @@ static bool empty_or_absent(const char *dir)
     return empty;
 }
 
+static int restore_usage(FILE *f, int rc)
+{
+    fputs("usage: " ORCH_NAME " restore BACKUP --data DIR\n", f);
+    if (rc == 0)
+        fputs("\n"
+              "Check the backup BACKUP (as `check` does), then copy it into DIR,\n"
+              "which must be absent or empty, and check the result. Then start\n"
+              "the orchestrator on DIR (with --verify-on-open to cross-check\n"
+              "every job's hold against the ledger). Exit 0: restored; 1:\n"
+              "refused or failed (why on stderr; DIR is left as it was); 2: usage.\n",
+              f);
+    return rc;
+}
+
 int orch_restore_main(int argc, char **argv)
 {
-    enum { O_DATA = 256, O_HELP };
-    static const struct option longs[] = {
-        { "data", required_argument, NULL, O_DATA },
-        { "help", no_argument, NULL, O_HELP },
-        { NULL, 0, NULL, 0 }
-    };
-    const char *data = NULL;
-    optind = 1;
-    for (int c; (c = getopt_long(argc, argv, "h", longs, NULL)) != -1;) {
-        switch (c) {
-        case O_DATA: data = optarg; break;
-        case 'h': case O_HELP:
-            fputs("usage: " ORCH_NAME " restore BACKUP --data DIR\n"
-                  "\n"
-                  "Check the backup BACKUP (as `check` does), then copy it into DIR,\n"
-                  "which must be absent or empty, and check the result. Then start\n"
-                  "the orchestrator on DIR (with --verify-on-open to cross-check\n"
-                  "every job's hold against the ledger). Exit 0: restored; 1:\n"
-                  "refused or failed (why on stderr; DIR is left as it was); 2: usage.\n",
-                  stdout);
-            return 0;
-        default: return 2;
-        }
-    }
-    if (!data || optind != argc - 1) {
-        fputs("usage: " ORCH_NAME " restore BACKUP --data DIR\n", stderr);
-        return 2;
-    }
+    const char *data;
+    int ex = orch_data_opts(argc, argv, 1, &data, NULL, restore_usage);
+    if (ex >= 0)
+        return ex;
     const char *from = argv[optind];
     if (!empty_or_absent(data)) {
         fprintf(stderr, ORCH_NAME " restore: %s is not empty; restore into a new "

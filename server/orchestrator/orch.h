@@ -607,6 +607,12 @@ void orch_retain(orch *o, uint64_t now);
 /* stores.c: the data directory's stores before anything opens them, and
  * `rhizos-orchestrator check`. 0, or -1 with the reason printed. */
 int orch_stores_check(const char *data);
+/* The options of backup, restore and check: --data DIR, --compact (only
+ * where `compact` is given), --help, then `operands` operands from argv[optind].
+ * -1: go on; else the exit status, usage(stdout, 0) or usage(stderr, 2)
+ * printed. */
+int orch_data_opts(int argc, char **argv, int operands, const char **data,
+                   bool *compact, int (*usage)(FILE *, int));
 int orch_stores_agree(rz_engine *e, const char *data, bool full);
 int orch_check_main(int argc, char **argv);
 int orch_migrate_main(int argc, char **argv);

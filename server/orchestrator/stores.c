@@ -85,25 +85,39 @@ static int check_usage(FILE *f, int rc)
     return rc;
 }
 
-int orch_check_main(int argc, char **argv)
+int orch_data_opts(int argc, char **argv, int operands, const char **data,
+                   bool *compact, int (*usage)(FILE *, int))
 {
-    enum { O_DATA = 256, O_HELP };
+    enum { O_DATA = 256, O_COMPACT, O_HELP };
     static const struct option longs[] = {
         { "data", required_argument, NULL, O_DATA },
+        { "compact", no_argument, NULL, O_COMPACT },
         { "help", no_argument, NULL, O_HELP },
         { NULL, 0, NULL, 0 }
     };
-    const char *data = NULL;
+    *data = NULL;
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "h", longs, NULL)) != -1;) {
         switch (c) {
-        case O_DATA: data = optarg; break;
-        case 'h': case O_HELP: return check_usage(stdout, 0);
-        default: return check_usage(stderr, 2);
+        case O_DATA: *data = optarg; break;
+        case O_COMPACT:
+            if (!compact)
+                return usage(stderr, 2);
+            *compact = true;
+            break;
+        case 'h': case O_HELP: return usage(stdout, 0);
+        default: return usage(stderr, 2);
         }
     }
-    if (!data || optind != argc)
-        return check_usage(stderr, 2);
+    return *data && argc - optind == operands ? -1 : usage(stderr, 2);
+}
+
+int orch_check_main(int argc, char **argv)
+{
+    const char *data;
+    int ex = orch_data_opts(argc, argv, 0, &data, NULL, check_usage);
+    if (ex >= 0)
+        return ex;
     struct stat st;
     if (stat(data, &st) != 0 || !S_ISDIR(st.st_mode)) {
         fprintf(stderr, ORCH_NAME " check: %s is not a directory\n", data);
