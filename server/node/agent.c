@@ -472,17 +472,21 @@ static int start_job(agent *a, job_slot *s, cJSON *asg, uint64_t gen)
     s->assignment = asg;
     a->taken++;
     pthread_mutex_unlock(&a->mu);
-    if (pthread_create(&s->thread, NULL, job_main, s) != 0) {
-        pthread_mutex_lock(&a->mu);
-        s->busy = 0;
-        s->assignment = NULL;
-        pthread_mutex_unlock(&a->mu);
-        cJSON_Delete(asg);
-        fprintf(stderr, "rhizos-node: cannot start a thread: %s\n",
-                strerror(errno));
-        return -1;
-    }
-    return 0;
+    return agent_start_slot(a, s, asg);
+}
+
+int agent_start_slot(agent *a, job_slot *s, struct cJSON *asg)
+{
+    int rc = pthread_create(&s->thread, NULL, job_main, s);
+    if (rc == 0)
+        return 0;
+    pthread_mutex_lock(&a->mu);
+    s->busy = 0;
+    s->assignment = NULL;
+    pthread_mutex_unlock(&a->mu);
+    cJSON_Delete(asg);
+    fprintf(stderr, "rhizos-node: cannot start a thread: %s\n", strerror(rc));
+    return -1;
 }
 
 /* One long-poll. Returns after an assignment, a quiet wait, or a failure

@@ -137,6 +137,10 @@ void agent_give_back_gpus(agent *a, uint64_t mask);
 
 /* job.c: the thread of one assignment. */
 void *job_main(void *slot);
+/* Run slot s (filled and busy, its assignment `asg`) on a thread of its
+ * own: 0; else the slot is free again, asg deleted, the reason on stderr,
+ * -1. */
+int agent_start_slot(agent *a, job_slot *s, struct cJSON *asg);
 /* job.c: `rhizos-node slurm-run`: the slot's assignment vetted and run
  * here, its result body ({outputs}|{error}, run_ms, log) returned
  * (NULL: out of memory). */

@@ -876,13 +876,7 @@ static void recover_one(agent *a, const char *name, const slurm_qjob *q,
     char why[120];
     snprintf(why, sizeof why, "Slurm job %" PRIu64 " taken up again", id);
     agent_say(a, "recovered", s, NULL, why, -1);
-    if (pthread_create(&s->thread, NULL, job_main, s) != 0) {
-        pthread_mutex_lock(&a->mu);
-        s->busy = 0;
-        s->assignment = NULL;
-        pthread_mutex_unlock(&a->mu);
-        cJSON_Delete(asg);
-    }
+    (void)agent_start_slot(a, s, asg);
 }
 
 static void recover(agent *a)
