@@ -705,7 +705,7 @@ static char *job_body(const cli *c, uint64_t max_cost, uint64_t priority,
     else
         cJSON_Delete(labels);
     static const struct { size_t off; const char *key, *opt; } res[] = {
-        { offsetof(cli, gpus), "gpu_count", "--gpus" },
+        { offsetof(cli, gpus), "gpu", "--gpus" },   /* the count */
         { offsetof(cli, memory), "memory_mb", "--memory" },
         { offsetof(cli, cpus), "cpu_cores", "--cpus" },
     };

@@ -407,6 +407,11 @@ RZ_EXTERN size_t rz_engine_job_replicas(const rz_engine *e, uint64_t job,
                                         rz_engine_replica_run *out, size_t max);
 /* The ledger id under which a job's hold and settlement are recorded. */
 RZ_EXTERN rz_ledger_id rz_engine_job_ledger_id(uint64_t job);
+/* The requirements job `job` was matched by (docs/formats.md: its
+ * module's, with what its submission or step set in their place), as JSON
+ * text borrowed until the next call that changes state; NULL when the job
+ * is not open (a node is told them with its assignment). */
+RZ_EXTERN const char *rz_engine_job_requirements(const rz_engine *e, uint64_t job);
 
 /* ---- Deployments ---- */
 

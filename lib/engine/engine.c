@@ -1369,6 +1369,12 @@ int rz_engine_job_cancel(rz_engine *e, uint64_t job, uint64_t now_ms)
     return rz__engine_commit_call(e, RZ_OK);
 }
 
+const char *rz_engine_job_requirements(const rz_engine *e, uint64_t job)
+{
+    const rz__ejob *j = e ? rz__engine_job(e, job) : NULL;
+    return j ? j->reqs_json : NULL;
+}
+
 int rz_engine_job_get(const rz_engine *e, uint64_t job, rz_engine_job_info *out)
 {
     const rz__ejob *j = e && out ? rz__engine_job_read(e, job) : NULL;

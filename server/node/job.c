@@ -317,11 +317,19 @@ static uint32_t job_timeout(const job *j)
     return t <= 0 ? 0 : t > 4000000 ? 4000000u : (uint32_t)t;
 }
 
+/* The requirements the job was matched by, as its assignment carries them
+ * (its submission's or step's own over its module's); from an
+ * orchestrator that sends none, its module's. */
+static const cJSON *job_reqs(const job *j)
+{
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(j->asg, "requirements");
+    return cJSON_IsObject(r) ? r
+           : cJSON_GetObjectItemCaseSensitive(j->manifest, "requirements");
+}
+
 static uint32_t job_memory(agent *a, const job *j)
 {
-    double req = num_at(cJSON_GetObjectItemCaseSensitive(j->manifest,
-                                                         "requirements"),
-                        "memory_mb");
+    double req = num_at(job_reqs(j), "memory_mb");
     uint32_t mb = req > 0 && req < UINT32_MAX ? (uint32_t)req : 0;
     uint32_t cap = a->cfg.max_memory_mb;
     return cap && (mb == 0 || mb > cap) ? cap : mb;
@@ -329,13 +337,17 @@ static uint32_t job_memory(agent *a, const job *j)
 
 /* ---- GPUs ---- */
 
-/* The GPUs the step asks for (requirements.gpu.count). */
+/* The GPUs the step asks for, read as the matcher reads them ("gpu": N,
+ * {"count": N}, {} for one). */
 static uint32_t job_gpus(const job *j)
 {
-    const cJSON *req = cJSON_GetObjectItemCaseSensitive(j->manifest,
-                                                        "requirements");
-    double n = num_at(cJSON_GetObjectItemCaseSensitive(req, "gpu"), "count");
-    return n > 0 && n <= 64 ? (uint32_t)n : 0;
+    char *text = cJSON_PrintUnformatted(job_reqs(j));
+    rz_reqs *r = NULL;
+    uint32_t n = text && rz_reqs_parse(&r, text, strlen(text)) == RZ_OK
+                 ? rz_reqs_get(r)->gpu_count : 0;
+    rz_reqs_free(r);
+    cJSON_free(text);
+    return n <= 64 ? n : 0;
 }
 
 const char *agent_take_gpus(agent *a, uint32_t n, uint64_t *mask,
@@ -660,9 +672,7 @@ static void report(agent *a, job *j)
 
 static uint32_t job_cpus(const job *j)
 {
-    double n = num_at(cJSON_GetObjectItemCaseSensitive(j->manifest,
-                                                       "requirements"),
-                      "cpu_cores");
+    double n = num_at(job_reqs(j), "cpu_cores");
     return n >= 1 && n <= 65536 ? (uint32_t)n : 1;
 }
 

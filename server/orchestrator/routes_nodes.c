@@ -624,6 +624,13 @@ static cJSON *assignment_json(orch *o, const rz_engine_assignment *a)
     cJSON *r = cJSON_Parse(a->request_json);
     cJSON_AddItemToObject(doc, "request", r ? r : cJSON_CreateObject());
     cJSON_AddNumberToObject(doc, "max_cost_micros", (double)a->max_cost_micros);
+    /* What it was matched by: a gateway asks its scheduler for as much. */
+    const char *reqs = rz_engine_job_requirements(o->e, a->job);
+    cJSON *rq = reqs ? cJSON_Parse(reqs) : NULL;
+    if (cJSON_IsObject(rq))
+        cJSON_AddItemToObject(doc, "requirements", rq);
+    else
+        cJSON_Delete(rq);
     cJSON_AddArrayToObject(doc, "credentials");
     if (timeout_s > 0)
         cJSON_AddNumberToObject(doc, "timeout_s", timeout_s);

@@ -162,6 +162,20 @@ class Slurm(Base):
         gw2.id, gw2.account = gw.id, gw.account
         self.check_money([j], payees=[(gw.id, gw.account)])
 
+    def test_own_requirements_to_sbatch(self):
+        # What the job was matched by (its own requirements over its
+        # module's) is what Slurm is asked for, not the module's defaults.
+        self.start_gateway()
+        job = self.submit(config={"seconds": 3},
+                          requirements={"cpu_cores": 2, "memory_mb": 300,
+                                        "labels": {"slurm.partition": PARTITION}})
+        ids = wait_until(lambda: list(named("rhizos-%d-1" % job, self.since)), 60,
+                         "the Slurm job")
+        shown = run(["scontrol", "show", "job", "-o", str(ids[0])]).stdout
+        self.assertIn("NumCPUs=2 ", shown)
+        self.assertRegex(shown, r"MinMemory(Node|CPU)=300M")
+        self.assertEqual(self.finished(job)["status"], "succeeded")
+
     def test_too_large_for_any_node(self):
         self.start_gateway()
         self.start_node("plain", PRICES[0])
