@@ -350,6 +350,31 @@ static uint32_t job_gpus(const job *j)
     return n <= 64 ? n : 0;
 }
 
+/* Under Slurm (slurm-run) the GPUs are the ones Slurm gave the job
+ * (SLURM_JOB_GPUS, indices on this node), not this node's own count. */
+static const char *slurm_gpus(uint32_t n, char names[][4], const char **ids,
+                              char *why, size_t len)
+{
+    const char *env = getenv("SLURM_JOB_GPUS");
+    uint32_t k = 0;
+    for (const char *p = env; p && *p && k < n;) {
+        size_t w = strspn(p, "0123456789");
+        if (w == 0 || w > 3 || (p[w] && p[w] != ','))
+            break;
+        memcpy(names[k], p, w);
+        names[k][w] = '\0';
+        ids[k] = names[k];
+        k++;
+        p += w + (p[w] == ',');
+    }
+    ids[k == n ? k : 0] = NULL;
+    if (k == n)
+        return NULL;
+    snprintf(why, len, "needs %" PRIu32 " GPU%s; Slurm gave this job %s", n,
+             n == 1 ? "" : "s", env ? env : "none (no SLURM_JOB_GPUS)");
+    return why;
+}
+
 const char *agent_take_gpus(agent *a, uint32_t n, uint64_t *mask,
                             char names[][4], const char **ids, char *why,
                             size_t len)
@@ -358,6 +383,8 @@ const char *agent_take_gpus(agent *a, uint32_t n, uint64_t *mask,
     ids[0] = NULL;
     if (n == 0)
         return NULL;
+    if (a->local && getenv("SLURM_JOB_ID"))
+        return slurm_gpus(n, names, ids, why, len);
     pthread_mutex_lock(&a->mu);
     uint32_t total = a->st.n_gpus < 64 ? a->st.n_gpus : 64, k = 0;
     for (uint32_t i = 0; i < total && k < n; i++)

@@ -164,8 +164,11 @@ class Slurm(Base):
 
     def test_own_requirements_to_sbatch(self):
         # What the job was matched by (its own requirements over its
-        # module's) is what Slurm is asked for, not the module's defaults.
-        self.start_gateway()
+        # module's) is what Slurm is asked for, not the module's defaults;
+        # [backend] account and qos go with it. (This cluster keeps no
+        # accounting: any account is taken as given and a QoS is ignored,
+        # so a bad one is not refused here: docs/scale.md "Accounting".)
+        self.start_gateway(self.gateway_data(account="proj-a", qos="high"))
         job = self.submit(config={"seconds": 3},
                           requirements={"cpu_cores": 2, "memory_mb": 300,
                                         "labels": {"slurm.partition": PARTITION}})
@@ -174,6 +177,7 @@ class Slurm(Base):
         shown = run(["scontrol", "show", "job", "-o", str(ids[0])]).stdout
         self.assertIn("NumCPUs=2 ", shown)
         self.assertRegex(shown, r"MinMemory(Node|CPU)=300M")
+        self.assertIn("Account=proj-a ", shown)
         self.assertEqual(self.finished(job)["status"], "succeeded")
 
     def test_too_large_for_any_node(self):
@@ -257,6 +261,50 @@ class Slurm(Base):
                     60, "the gateway to take work again")
         j = self.finished(job)
         self.assertEqual((j["status"], j["node"]), ("succeeded", gw.id), j)
+
+
+GPU_CONF = os.environ.get("RHIZOS_TEST_SLURM_GPU_CONF", "")
+
+
+@unittest.skipUnless(HAVE_SLURM and os.path.isfile(GPU_CONF),
+                     "no Slurm cluster with GPUs (RHIZOS_SLURM_GPUS=2 RHIZOS_SLURM_PORT=6927 "
+                     "scripts/slurm-up /tmp/rhizos-slurm-gpu; RHIZOS_TEST_SLURM_GPU_CONF="
+                     "/tmp/rhizos-slurm-gpu/slurm.conf)")
+class SlurmGpus(Slurm):
+    """A second loopback cluster whose node has two GPUs (gres/gpu)."""
+
+    def setUp(self):
+        self.conf = os.environ["SLURM_CONF"]
+        os.environ["SLURM_CONF"] = GPU_CONF
+        super().setUp()
+
+    def tearDown(self):
+        super().tearDown()
+        os.environ["SLURM_CONF"] = self.conf
+
+    def test_gpus_through_gres(self):
+        gw = self.start_gateway()
+        caps = {n["id"]: n for n in self.api("GET", "/api/v1/nodes?limit=100")["nodes"]}
+        self.assertEqual(len(caps[gw.id]["capabilities"]["gpus"]), 2)
+        # Taken at their word here (a gateway answers no GPU challenge).
+        need = {"gpu": 2, "verified": False, "labels": {"slurm.partition": PARTITION}}
+        job = self.submit(config={"seconds": 2}, requirements=need)
+        ids = wait_until(lambda: list(named("rhizos-%d-1" % job, self.since)), 60,
+                         "the Slurm job", proc=gw)
+        shown = run(["scontrol", "show", "job", "-o", str(ids[0])]).stdout
+        self.assertRegex(shown, r"TresPerNode=(gres:)?gpu:2")
+        self.assertEqual(self.finished(job)["status"], "succeeded", self.job(job))
+        # More GPUs than the partition's node has: no node could run it.
+        big = self.submit(module="echo", queue_timeout_s=3,
+                          requirements=dict(need, gpu=3))
+        j = self.finished(big, 30)
+        self.assertEqual(j["status"], "failed", j)
+        self.assertIn("no node could run it", j["error"])
+
+    # The other tests are the plain cluster's.
+    for name in [n for n in dir(Slurm) if n.startswith("test_")]:
+        locals()[name] = None
+    del name
 
 
 if __name__ == "__main__":
