@@ -48,6 +48,8 @@ struct slurm_gw {
     slurm_qjob *queue;           /* this user's rhizos jobs, one squeue a
                                     pass (NULL: none or not read) */
     size_t n_queue;
+    int accounting;              /* the cluster keeps accounting: sacct
+                                    knows a job scontrol has forgotten */
 };
 
 /* What the last registration advertised (slurm_caps_apply), so that the
@@ -623,6 +625,35 @@ static slurm_phase cached_phase(agent *a, uint64_t id)
     return p;
 }
 
+/* A job's final state from the accounting database: 1, or 0 when sacct
+ * does not know it (yet) or fails. */
+static int sacct_job(uint64_t id, slurm_jobinfo *ji)
+{
+    char num[24], err[200];
+    snprintf(num, sizeof num, "%" PRIu64, id);
+    const char *argv[] = { "sacct", "-n", "-P", "-X", "-j", num, "-o",
+                           "JobID,JobName,State,ExitCode,Reason", NULL };
+    cmd_out c;
+    int ok = cmd_run(argv, &c) == 0 && c.status == 0 &&
+             slurm_parse_sacct(c.out ? c.out : "", c.out_len, id, ji, err,
+                               sizeof err) == 0 &&
+             ji->phase != SLURM_WAITING && ji->phase != SLURM_RUNNING &&
+             ji->phase != SLURM_UNKNOWN;
+    cmd_free(&c);
+    return ok;
+}
+
+/* Does the cluster keep accounting (scontrol show config)? */
+static int accounting_on(void)
+{
+    const char *argv[] = { "scontrol", "show", "config", NULL };
+    cmd_out c;
+    int on = cmd_run(argv, &c) == 0 && c.status == 0 &&
+             slurm_config_accounting(c.out ? c.out : "", c.out_len);
+    cmd_free(&c);
+    return on;
+}
+
 /* One look at the job: 1 when it has ended (out filled), 0 not yet. */
 static int look(agent *a, const job_slot *s, const char *dir, uint64_t id,
                 uint64_t *started, slurm_outcome *out)
@@ -640,8 +671,13 @@ static int look(agent *a, const job_slot *s, const char *dir, uint64_t id,
     slurm_jobinfo ji;
     int ran = cmd_run(argv, &c);
     if (ran == 0 && c.status != 0 && strstr(c.line, "Invalid job id")) {
-        /* Purged (MinJobAge) while the gateway was away: the spool says. */
+        /* Purged (MinJobAge) while the gateway was away: sacct, where the
+         * cluster keeps accounting, else the spool says. */
         cmd_free(&c);
+        if (a->slurm->accounting && sacct_job(id, &ji)) {
+            ended(dir, &ji, *started ? mono_ms() - *started : 0, out);
+            return 1;
+        }
         memset(&ji, 0, sizeof ji);
         ji.id = id;
         snprintf(ji.state, sizeof ji.state, "UNKNOWN");
@@ -933,6 +969,7 @@ int slurm_gw_start(agent *a, char *why, size_t n)
     }
     g->cap = cap;
     memcpy(g->why, w, sizeof g->why);
+    g->accounting = accounting_on();
     if (!a->need_register) {
         /* Kept from the last run: taken as what it advertised (a change
          * from here on is advertised again). */

@@ -77,6 +77,16 @@ typedef struct slurm_jobinfo {
 int slurm_parse_job(const char *text, size_t len, slurm_jobinfo *out,
                     char *err, size_t errlen);
 
+/* `sacct -n -P -X -j ID -o JobID,JobName,State,ExitCode,Reason`: the
+ * line of job `id` ("12|rhizos-5-2|CANCELLED by 0|0:15|None"; the state's
+ * first word is the state). 0, or -1 with err (no such line, or not
+ * sacct's). */
+int slurm_parse_sacct(const char *text, size_t len, uint64_t id,
+                      slurm_jobinfo *out, char *err, size_t errlen);
+/* `scontrol show config`: does the cluster keep accounting (an
+ * AccountingStorageType other than accounting_storage/none)? */
+int slurm_config_accounting(const char *text, size_t len);
+
 /* `sbatch --parsable`'s answer: "ID" or "ID;cluster". 0 or -1. */
 int slurm_parse_sbatch(const char *text, size_t len, uint64_t *id);
 

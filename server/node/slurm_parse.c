@@ -571,3 +571,94 @@ void slurm_error_line(char *out, size_t n, const char *text, size_t len)
         end = start;
     }
 }
+
+/* Field i (0-based) of a '|'-separated line [p, end) into out. */
+static int pipe_field(const char *p, const char *end, int i, char *out, size_t cap)
+{
+    for (; i > 0 && p < end; i--) {
+        const char *bar = memchr(p, '|', (size_t)(end - p));
+        if (!bar)
+            return 0;
+        p = bar + 1;
+    }
+    if (i)
+        return 0;
+    const char *bar = memchr(p, '|', (size_t)(end - p));
+    size_t n = (size_t)((bar ? bar : end) - p);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return 1;
+}
+
+int slurm_parse_sacct(const char *text, size_t len, uint64_t id,
+                      slurm_jobinfo *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (memchr(text, '\0', len)) {
+        snprintf(err, errlen, "sacct: not text");
+        return -1;
+    }
+    for (const char *p = text, *end = text + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        char v[256], ec[40];
+        uint64_t jid;
+        if (pipe_field(p, le, 0, v, sizeof v) && parse_u64(v, &jid) == 0 && jid == id &&
+            pipe_field(p, le, 2, v, sizeof v) && pipe_field(p, le, 3, ec, sizeof ec)) {
+            size_t w = strcspn(v, " ");   /* "CANCELLED by 0" */
+            if (w >= sizeof out->state)
+                w = sizeof out->state - 1;
+            v[w] = '\0';
+            char *colon = strchr(ec, ':');
+            uint32_t c = 0, s = 0;
+            if (!v[0] || !colon) {
+                snprintf(err, errlen, "sacct: job %" PRIu64 " has no state or exit code", id);
+                return -1;
+            }
+            *colon = '\0';
+            if (parse_u32(ec, &c) != 0 || parse_u32(colon + 1, &s) != 0 || c > 255 ||
+                s > 255) {
+                snprintf(err, errlen, "sacct: ExitCode is not C:S");
+                return -1;
+            }
+            out->id = id;
+            memcpy(out->state, v, w + 1);
+            pipe_field(p, le, 1, out->name, sizeof out->name);
+            pipe_field(p, le, 4, out->reason, sizeof out->reason);
+            out->exit_code = (int)c;
+            out->exit_signal = (int)s;
+            out->phase = slurm_state_phase(out->state);
+            return 0;
+        }
+        p = le + 1;
+    }
+    snprintf(err, errlen, "sacct: no line for job %" PRIu64, id);
+    return -1;
+}
+
+int slurm_config_accounting(const char *text, size_t len)
+{
+    static const char key[] = "AccountingStorageType";
+    for (const char *p = text, *end = text + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        size_t n = (size_t)(le - p);
+        if (n > sizeof key && memcmp(p, key, sizeof key - 1) == 0 &&
+            (p[sizeof key - 1] == ' ' || p[sizeof key - 1] == '=')) {
+            const char *eq = memchr(p, '=', n);
+            if (!eq)
+                return 0;
+            for (eq++; eq < le && *eq == ' '; eq++)
+                ;
+            static const char none[] = "accounting_storage/none";
+            size_t vl = (size_t)(le - eq);
+            while (vl && (eq[vl - 1] == ' ' || eq[vl - 1] == '\r'))
+                vl--;
+            return vl && !(vl == sizeof none - 1 && memcmp(eq, none, vl) == 0);
+        }
+        p = le + 1;
+    }
+    return 0;
+}

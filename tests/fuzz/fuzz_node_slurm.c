@@ -2,7 +2,8 @@
  * slurm_parse.c). The first byte picks the reader. What is kept holds its
  * invariants: a partition's free counts never exceed its totals, a queue
  * entry names a job and attempt from 1, a job's exit code is a byte, and
- * an error line is printable and bounded. */
+ * an error line is printable and bounded; sacct's line is job 1's, its
+ * state one word. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *text = (const char *)data + 1;
     size_t n = size - 1;
     char err[256] = "";
-    switch (data[0] % 5) {
+    switch (data[0] % 6) {
     case 0: {
         slurm_capacity c;
         if (slurm_parse_nodes(text, n, "debug", &c, err, sizeof err) == 0) {
@@ -49,6 +50,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (slurm_parse_job(text, n, &ji, err, sizeof err) == 0 &&
             (ji.exit_code > 255 || ji.exit_signal > 255 || !ji.state[0]))
             abort();
+        break;
+    }
+    case 4: {   /* sacct's line of job 1 */
+        slurm_jobinfo ji;
+        if (slurm_parse_sacct(text, n, 1, &ji, err, sizeof err) == 0 &&
+            (ji.id != 1 || ji.exit_code > 255 || ji.exit_signal > 255 ||
+             !ji.state[0] || strchr(ji.state, ' ')))
+            abort();
+        (void)slurm_config_accounting(text, n);
         break;
     }
     case 3: {

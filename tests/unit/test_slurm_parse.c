@@ -223,6 +223,39 @@ static void job_info(void **state)
                                          sizeof err), -1);
 }
 
+/* sacct's line of a job that scontrol has forgotten, and whether the
+ * cluster keeps accounting at all. */
+static void sacct_and_config(void **state)
+{
+    (void)state;
+    static const char t[] = "11|other|COMPLETED|0:0|None\n"
+                            "12|rhizos-5-2|CANCELLED by 0|0:15|None\n";
+    slurm_jobinfo ji;
+    char err[256];
+    assert_int_equal(slurm_parse_sacct(t, strlen(t), 12, &ji, err, sizeof err), 0);
+    assert_string_equal(ji.state, "CANCELLED");
+    assert_int_equal(ji.phase, SLURM_RETRY);
+    assert_string_equal(ji.name, "rhizos-5-2");
+    assert_int_equal(ji.exit_signal, 15);
+    static const char f[] = "13|rhizos-6-1|FAILED|2:0|NonZeroExitCode";
+    assert_int_equal(slurm_parse_sacct(f, strlen(f), 13, &ji, err, sizeof err), 0);
+    assert_int_equal(ji.phase, SLURM_FAILED);
+    assert_int_equal(ji.exit_code, 2);
+    assert_string_equal(ji.reason, "NonZeroExitCode");
+    static const char *const bad[] = { "", "12|x", "12|x||0:0|None", "12|x|FAILED|0|n",
+                                       "12|x|FAILED|a:b|n", "12|x|FAILED|300:0|n",
+                                       "14|x|FAILED|0:0|n" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(slurm_parse_sacct(bad[i], strlen(bad[i]), 12, &ji, err,
+                                           sizeof err), -1);
+    static const char none[] = "AccountingStorageHost   = (null)\n"
+                               "AccountingStorageType   = accounting_storage/none\n";
+    static const char dbd[] = "AccountingStorageType   = accounting_storage/slurmdbd\n";
+    assert_int_equal(slurm_config_accounting(none, strlen(none)), 0);
+    assert_int_equal(slurm_config_accounting(dbd, strlen(dbd)), 1);
+    assert_int_equal(slurm_config_accounting("", 0), 0);
+}
+
 static void sbatch_and_args(void **state)
 {
     (void)state;
@@ -302,6 +335,8 @@ static void fuzzish(void **state)
         free(v);
         (void)slurm_parse_job(copy, len, &ji, err, sizeof err);
         (void)slurm_parse_sbatch(copy, len, &id);
+        (void)slurm_parse_sacct(copy, len, 1, &ji, err, sizeof err);
+        (void)slurm_config_accounting(copy, len);
         slurm_error_line(err, sizeof err, copy, len);
         free(copy);
     }
@@ -316,6 +351,7 @@ int main(void)
         cmocka_unit_test(names),
         cmocka_unit_test(queue),
         cmocka_unit_test(job_info),
+        cmocka_unit_test(sacct_and_config),
         cmocka_unit_test(sbatch_and_args),
         cmocka_unit_test(fuzzish),
     };
