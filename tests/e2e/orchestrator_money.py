@@ -43,7 +43,9 @@ class Base(unittest.TestCase):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def start(self, admin):
-        self.proc = start_orchestrator(EXE, self.data, ["--quiet"], admin_key=admin)
+        # The fixture's jobs age: retention must not take them first.
+        self.proc = start_orchestrator(EXE, self.data, ["--quiet", "--retention-days", "0"],
+                                       admin_key=admin)
 
     def ok(self, method, path, body=None, key=None, code=200):
         st, doc = http(self.proc.base, method, path, key=key, body=body)
