@@ -724,9 +724,9 @@ typedef int (*rz_engine_compact_fn)(void *userdata, const uint64_t *jobs,
                                     size_t n_jobs, const uint64_t *deployments,
                                     size_t n_deployments);
 /* One bounded pass: at most `budget` records (jobs, deployments, step
- * events) removed, in one write transaction, of what ended before
- * now_ms - older_than_ms; the next call goes on where this one stopped.
- * fn may be NULL; out may be NULL. */
+ * events; never more than 65,536) removed, in one write transaction, of
+ * what ended before now_ms - older_than_ms; the next call goes on where
+ * this one stopped. fn may be NULL; out may be NULL. */
 RZ_EXTERN RZ_NODISCARD int rz_engine_compact(rz_engine *e, uint64_t now_ms,
                                              uint64_t older_than_ms, size_t budget,
                                              rz_engine_compact_fn fn, void *userdata,

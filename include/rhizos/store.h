@@ -40,7 +40,7 @@ RZ_EXTERN RZ_NODISCARD int rz_store_run_list(const rz_store *st, char **out);
 RZ_EXTERN RZ_NODISCARD int rz_store_run_list_newest(const rz_store *st,
                                                     size_t limit, char **out,
                                                     size_t *total);
-/* Retention: remove up to `budget` runs that ended before `before_ms`
+/* Retention: remove up to `budget` (at most 4,096) runs that ended before `before_ms`
  * (ms since the epoch; a run without an end counts from its start; one
  * still running is kept), oldest first, in one transaction; how many in
  * *removed. Call again while *removed == budget. */

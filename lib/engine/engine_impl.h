@@ -458,6 +458,8 @@ RZ_HIDDEN int rz__engine_assign_one(rz_engine *e, rz__ejob *j);
 /* live.c: what is in memory. rz__engine_job/rz__engine_dep find live ones
  * only (NULL: unknown or finished and gone). */
 RZ_HIDDEN bool rz__engine_live_add_job(rz_engine *e, rz__ejob *j);
+/* Is a job with an id in [lo, hi) in memory? O(log live jobs). */
+RZ_HIDDEN bool rz__engine_live_in(const rz_engine *e, uint64_t lo, uint64_t hi);
 RZ_HIDDEN bool rz__engine_live_add_dep(rz_engine *e, rz__edep *d);
 RZ_HIDDEN void rz__engine_job_clear(rz_engine *e, rz__ejob *j);
 /* j (finished, committed) may leave memory: kept while it owes the ledger

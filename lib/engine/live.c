@@ -60,6 +60,14 @@ rz__edep *rz__engine_dep(const rz_engine *e, uint64_t id)
     return i < e->n_live_deps && e->deps[i]->id == id ? e->deps[i] : NULL;
 }
 
+bool rz__engine_live_in(const rz_engine *e, uint64_t lo, uint64_t hi)
+{
+    size_t i;
+    uint64_t id = lo;   /* the macro's name */
+    LOWER_BOUND(e->jobs, e->n_live_jobs, id, i);
+    return i < e->n_live_jobs && e->jobs[i]->id < hi;
+}
+
 bool rz__engine_live_add_job(rz_engine *e, rz__ejob *j)
 {
     if (!rz__engine_grow((void **)&e->jobs, &e->cap_jobs, e->n_live_jobs + 1,

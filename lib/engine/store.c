@@ -1362,6 +1362,8 @@ int rz__engine_store_each_gone(rz_engine *e, int (*fn)(rz_engine *, rz__ejob *))
  * through it then, in the same or a later pass. A replica set's head goes
  * once no run of it is in memory, its runs after it. */
 
+#define RET_BUDGET_MAX 65536u   /* records a pass removes at most */
+
 static const char *const RET_STATES[RZ_JOB_CANCELLED + 1] = {
     "s0", "s1", "s2", "s3", "s4", "s5", "s6" };
 
@@ -1557,8 +1559,10 @@ static int ret_deps(ret_pass *p, size_t look)
             next = 0;
             break;
         }
-        if (!done || (ended ? ended : created) >= p->before)
-            continue;
+        uint64_t first = scan_u64(json, len, "first_job");
+        if (!done || (ended ? ended : created) >= p->before ||
+            rz__engine_live_in(e, first, first + scan_u64(json, len, "steps")))
+            continue;   /* running, young, or a step still owes the ledger */
         rz_ledger_id c;
         if (!record_client(json, len, &c)) {
             rc = rz__error(RZ_EDB, "engine store: deployment %llu names no client",
@@ -1670,6 +1674,8 @@ int rz_engine_compact(rz_engine *e, uint64_t now_ms, uint64_t older_than_ms,
     int rc = rz__engine_begin(e, now_ms);
     if (rc != RZ_OK)
         return rc;
+    if (budget > RET_BUDGET_MAX)
+        budget = RET_BUDGET_MAX;
     ret_pass p = { .e = e, .before = now_ms > older_than_ms ? now_ms - older_than_ms : 0,
                    .budget = budget, .ret = e->ret };
     if (!p.before)

@@ -327,6 +327,8 @@ int rz_store_run_prune(rz_store *st, uint64_t before_ms, size_t budget,
         *removed = 0;
     if (!st || !budget || !removed)
         return rz__error(RZ_EINVAL, "no store, budget or count");
+    if (budget > 4096)
+        budget = 4096;   /* the keys are listed in memory first */
     MDB_txn *txn;
     MDB_cursor *cur;
     int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
