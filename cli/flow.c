@@ -727,9 +727,16 @@ static void print_runs_table(const cJSON *arr, size_t more)
         printf("(%zu more; --limit 0 for all)\n", more);
 }
 
-/* "12.34s" between two wall-clock ms values, "-" without an end. */
+/* "12.34s": a step's "duration_ms", or (records before it) the time
+ * between its wall-clock "started_ms" and "finished_ms"; "-" without an
+ * end. ("started_ms" is now counted from the run's start.) */
 static void span(char *buf, size_t cap, const cJSON *o)
 {
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(o, "duration_ms");
+    if (cJSON_IsNumber(d) && d->valuedouble >= 0) {
+        snprintf(buf, cap, "%.2fs", d->valuedouble / 1000.0);
+        return;
+    }
     const cJSON *t0 = cJSON_GetObjectItemCaseSensitive(o, "started_ms");
     const cJSON *t1 = cJSON_GetObjectItemCaseSensitive(o, "finished_ms");
     if (cJSON_IsNumber(t0) && cJSON_IsNumber(t1) && t1->valuedouble >= t0->valuedouble &&

@@ -148,6 +148,12 @@ class FlowRunExamples(unittest.TestCase):
         self.assertEqual(shown.returncode, 0, shown.stderr)
         self.assertIn("  element 2: succeeded, 3 attempts", shown.stdout)
         self.assertIn('      inputs   {"message":"4: hello nuuk"}', shown.stdout)
+        # Each step's and element's time is its own run time (seconds, not
+        # the epoch: the record's started_ms counts from the run's start).
+        times = re.findall(r"attempts?, ([0-9.]+)s", shown.stdout)
+        self.assertTrue(times, shown.stdout)
+        for t in times:
+            self.assertLess(float(t), 120, shown.stdout)
         # An empty list succeeds with empty lists; a list too long fails
         # the step, saying so.
         p, doc = self.run_json("for_each.yaml", "--input", "cities=[]")
