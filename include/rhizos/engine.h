@@ -337,6 +337,27 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_report_result(rz_engine *e, uint64_t node,
                                                    const rz_engine_report *report,
                                                    uint64_t now_ms,
                                                    int *was_repeat);
+/* Services (docs/services.md): a running service step's node says it is
+ * ready (its dependants start; a repeat changes nothing), or that it
+ * emitted event `name` (1-64 of [A-Za-z0-9_.-]) with `data_json` (a JSON
+ * value of at most RZ_ENGINE_EVENT_MAX bytes; NULL: null), number `seq`
+ * (from 1) of this attempt's events. A node sends each event until it is
+ * acknowledged, in order: one at or before the last taken from the
+ * attempt is a repeat (*was_repeat 1, may be NULL; nothing changes). Each
+ * listener (`on: {event: steps.S.events.NAME}`) gets one run of it. Both
+ * are recorded like a step's result: a reopened engine replays them.
+ * RZ_ESTATE if the node does not hold that attempt of a service job;
+ * RZ_EINVALID for a bad name or data; RZ_ETOOBIG for data over the cap, or
+ * a listener that holds its most events (the others took it). */
+#define RZ_ENGINE_EVENT_MAX (64u * 1024u)
+RZ_EXTERN RZ_NODISCARD int rz_engine_report_ready(rz_engine *e, uint64_t node,
+                                                  uint64_t job, uint32_t attempt,
+                                                  uint64_t now_ms);
+RZ_EXTERN RZ_NODISCARD int rz_engine_report_event(rz_engine *e, uint64_t node,
+                                                  uint64_t job, uint32_t attempt,
+                                                  uint32_t seq, const char *name,
+                                                  const char *data_json,
+                                                  uint64_t now_ms, int *was_repeat);
 /* Cancel a standalone job that has not finished: its hold is refunded (a
  * node running it is told by a RZ_EV_JOB_STOP event). RZ_ESTATE when it has
  * finished; deployment steps are cancelled with their deployment. */

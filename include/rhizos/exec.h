@@ -178,13 +178,18 @@ typedef struct rz_attempt_opts {
      * serves it. NULL: $RHIZOS_LLM_SERVERS. An llm attempt may have no
      * module (adapter "llm": an ad-hoc llm job). (Version 5.) */
     const char *llm_servers;
+    /* A service step's attempt (docs/services.md): its stdout is a stream
+     * of lines the caller takes as they come (events, readiness, log) and
+     * no cap stops it; its outputs are those of an outputs file, else {}.
+     * Adapters that cannot stream refuse it. (Version 6.) */
+    int service;
 } rz_attempt_opts;
 
 #define RZ_ATTEMPT_DEFAULT_MAX_SCRATCH_MB 1024u
-#define RZ_ATTEMPT_OPTS_VERSION 5
+#define RZ_ATTEMPT_OPTS_VERSION 6
 #define RZ_ATTEMPT_OPTS_INIT { RZ_ATTEMPT_OPTS_VERSION, NULL, NULL, NULL, \
                                NULL, NULL, 0, 0, NULL, NULL, NULL, 0, 0, 0, \
-                               0, 0, 0, 1, -1, NULL, NULL, NULL, 0, NULL }
+                               0, 0, 0, 1, -1, NULL, NULL, NULL, 0, NULL, 0 }
 
 /* Start an attempt; returns at once. An attempt that cannot start (unknown
  * or unavailable adapter, command not found, no scratch folder) is still

@@ -274,8 +274,15 @@ RZ_HIDDEN void rz__engine_dep_log_free(rz__edep *d);
 /* A step event of a deployment, replayed on open to rebuild its rz_run. */
 typedef enum rz__step_event_kind {
     RZ__STEP_EVENT_START = 1, RZ__STEP_EVENT_SUCCEED, RZ__STEP_EVENT_FAIL,
-    RZ__STEP_EVENT_TICK, RZ__STEP_EVENT_CANCEL
+    RZ__STEP_EVENT_TICK, RZ__STEP_EVENT_CANCEL,
+    RZ__STEP_EVENT_READY,     /* a service is ready (service.c) */
+    RZ__STEP_EVENT_EMIT       /* a service emitted an event: text is
+                                 {"attempt","seq","name","data"} */
 } rz__step_event_kind;
+
+/* service.c: apply a READY or EMIT step event to `run` (replay, replica). */
+RZ_HIDDEN int rz__engine_service_apply(rz_run *run, rz__step_event_kind kind,
+                                       size_t step, uint64_t now, const char *text);
 
 typedef struct rz__step_event {
     uint64_t dep;

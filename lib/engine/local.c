@@ -57,6 +57,10 @@ void rz__engine_local_event(rz_engine *e, const rz__edep *d,
     case RZ__STEP_EVENT_CANCEL:
         rc = rz_run_cancel(r, now);
         break;
+    case RZ__STEP_EVENT_READY:
+    case RZ__STEP_EVENT_EMIT:
+        rc = rz__engine_service_apply(r, kind, step, now, text);
+        break;
     }
     if (rc != RZ_OK)
         l->diverged = true;

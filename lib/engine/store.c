@@ -1097,6 +1097,9 @@ static int apply_step_event(rz__edep *d, const cJSON *rec)
     case RZ__STEP_EVENT_CANCEL:
         d->cancelled = true;
         return rz_run_cancel(d->run, now);
+    case RZ__STEP_EVENT_READY:
+    case RZ__STEP_EVENT_EMIT:
+        return rz__engine_service_apply(d->run, kind, step, now, text);
     }
     return rz__error(RZ_EDB, "engine store: unknown step event %d", (int)kind);
 }

@@ -85,6 +85,13 @@ typedef struct rz__adapter {
      * first, once a cap stops its growth: then *total stays *len). NULL
      * when none yet. Borrowed until the next call on the state. */
     const char *(*log_so_far)(void *state, size_t *len, uint64_t *total);
+    /* Optional (NULL: the runtime runs no services): after start, stdout
+     * is a stream of lines (a service's, docs/services.md) and never a
+     * reason to stop it; out_lines takes the whole lines written since
+     * the last call (malloc'ed, NULL when none) and says in *dropped how
+     * many bytes a cap threw away so far. */
+    void (*stream)(void *state);
+    char *(*out_lines)(void *state, uint64_t *dropped);
 } rz__adapter;
 
 RZ_HIDDEN extern const rz__adapter rz__process_adapter;
@@ -115,6 +122,10 @@ typedef struct rz__proc_limits {
 
 /* rz_proc_spawn in a scratch folder the caller made and removes; outputs
  * come from outputs_path or stdout. lim may be NULL. */
+/* The process adapter's stream mode (adapter.h `stream`, `out_lines`). */
+RZ_HIDDEN void rz__proc_stream(rz_proc *p);
+RZ_HIDDEN char *rz__proc_out_take(rz_proc *p, uint64_t *dropped);
+
 RZ_HIDDEN int rz__proc_spawn_in(rz_proc **out, const rz_proc_opts *opts,
                                 const char *scratch, const char *outputs_path,
                                 const rz__proc_limits *lim);

@@ -61,6 +61,9 @@ struct rz_attempt {
      * and what was taken but not yet handed out (wiped when freed). */
     uint64_t live_seen;
     rz__buf live;
+    bool service;                /* stdout is a stream of lines */
+    char *out_last;              /* its lines not taken when it ended */
+    uint64_t out_dropped;
 };
 
 /* ---- the outputs protocol ---- */
@@ -325,6 +328,8 @@ static void finish(rz_attempt *a)
     a->log = end > from ? rz__strndup(o.log + from, end - from) : NULL;
     scrub(a, &a->log, false);
     size_t log_len = a->log ? strlen(a->log) : 0;
+    if (a->service && !o.outputs && o.exit_code == 0)
+        o.outputs = "{}";   /* its stdout was lines, taken as they came */
     bool ok = !a->stopped && !o.failure && !o.timed_out && !o.oom &&
               !o.stdout_over &&
               o.exit_code == 0 && o.outputs &&
@@ -549,9 +554,14 @@ static void launch(rz_attempt *a, const rz_attempt_opts *o)
             .gpu_ids = o->version >= 3 ? o->gpu_ids : NULL,
             .llm_servers = o->version >= 5 ? o->llm_servers : NULL,
         };
-        rc = a->ad->prepare(&a->state, &sp);
+        rc = a->service && !(a->ad->stream && a->ad->out_lines)
+            ? rz__error(RZ_EUNSUPPORTED, "the %s adapter runs no services",
+                        a->ad->name)
+            : a->ad->prepare(&a->state, &sp);
         if (rc == RZ_OK)
             rc = a->ad->start(a->state);
+        if (rc == RZ_OK && a->service)
+            a->ad->stream(a->state);
     }
     free_env(env, owned);
     free(in_path);
@@ -588,6 +598,7 @@ int rz__attempt_start_pooled(rz_attempt **out, const rz_attempt_opts *o,
     a->memory_mb = o->memory_mb;
     a->max_output = o->max_output ? o->max_output : RZ_ATTEMPT_DEFAULT_MAX_OUTPUT;
     a->max_log = o->max_log ? o->max_log : RZ_ATTEMPT_DEFAULT_MAX_LOG;
+    a->service = o->version >= 6 && o->service;
     if (copy_secrets(a, o) != RZ_OK) {
         rz_attempt_free(a);
         return rz__error(RZ_ENOMEM, "out of memory");
@@ -687,6 +698,27 @@ char *rz__attempt_log_lines(rz_attempt *a, bool flush)
     return out;
 }
 
+char *rz__attempt_out_lines(rz_attempt *a, uint64_t *dropped)
+{
+    *dropped = a ? a->out_dropped : 0;
+    if (!a || !a->service || (!a->state && !a->out_last))
+        return NULL;
+    char *text = a->out_last;
+    a->out_last = NULL;
+    if (!text && a->state)
+        text = a->ad->out_lines(a->state, dropped);
+    if (!text)
+        return NULL;
+    scrub(a, &text, false);
+    if (!text)
+        return NULL;
+    size_t n = strlen(text);
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+        text[--n] = '\0';
+    utf8_clean(text, n);
+    return text;
+}
+
 int rz_attempt_log_lines(rz_attempt *a, int flush, char **out)
 {
     if (out)
@@ -719,6 +751,8 @@ int rz_attempt_poll(rz_attempt *a, int timeout_ms)
     int r = a->ad->poll(a->state, timeout_ms);
     if (r == 1) {
         live_take(a);   /* the last of it, before the state goes */
+        if (a->service)
+            a->out_last = a->ad->out_lines(a->state, &a->out_dropped);
         finish(a);
     }
     return r;
@@ -774,6 +808,7 @@ void rz_attempt_free(rz_attempt *a)
     wipe_free(a->outputs);
     wipe_free(a->reason);
     wipe_free(a->log);
+    wipe_free(a->out_last);
     if (a->live.data)
         sodium_memzero(a->live.data, a->live.len);
     free(a->live.data);

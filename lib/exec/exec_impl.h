@@ -41,6 +41,13 @@ RZ_HIDDEN void rz__attempt_status(const rz_attempt *a, char *buf, size_t len);
  * runner's RZ_EVENT_STEP_LOG. */
 RZ_HIDDEN char *rz__attempt_log_lines(rz_attempt *a, bool flush);
 
+/* A service attempt's stdout lines written since the last call, scrubbed
+ * of its secrets (malloc'ed, without the last newline; NULL when none),
+ * and in *dropped the bytes its stdout cap threw away so far. NULL for an
+ * attempt that is no service. `flush`: the attempt finished, take what
+ * is left too. */
+RZ_HIDDEN char *rz__attempt_out_lines(rz_attempt *a, uint64_t *dropped);
+
 /* rz_container_probe without asking whether the engine runs GPU
  * containers (out->gpu stays 0): for callers that only need it to answer. */
 RZ_HIDDEN int rz__container_answers(rz_container_info *out, const char *host);

@@ -56,6 +56,9 @@ struct rz_proc {
     rz__buf out;
     size_t max_output;
     bool out_over;             /* stdout went past max_output */
+    bool stream;               /* a service's: stdout is taken as lines
+                                  (rz__proc_out_take), never a cap's kill */
+    uint64_t out_dropped;      /* stream: bytes dropped past the cap */
     char *log;                 /* stderr tail, see log_append */
     size_t log_len, max_log;
     uint64_t log_total;        /* every byte written to stderr */
@@ -755,6 +758,17 @@ static void log_append(rz_proc *p, const char *data, size_t n)
 
 static void out_append(rz_proc *p, const char *data, size_t n)
 {
+    if (p->stream && p->out.len + n > p->max_output) {
+        /* A line longer than the cap, or lines not taken: what is held
+         * goes (the rest of its line then reads as a malformed one). */
+        p->out_dropped += p->out.len;
+        p->out.len = 0;
+        if (n > p->max_output) {
+            p->out_dropped += n - p->max_output;
+            data += n - p->max_output;
+            n = p->max_output;
+        }
+    }
     size_t room = p->max_output - p->out.len;
     if (n > room) {
         /* Past the cap nothing more is useful: stop the module now rather
@@ -1191,6 +1205,40 @@ void rz__proc_launch_collect(void *state, rz__exec_outcome *o)
     o->log = rz_proc_log(p, &o->log_len);
 }
 
+void rz__proc_stream(rz_proc *p)
+{
+    if (p)
+        p->stream = true;
+}
+
+char *rz__proc_out_take(rz_proc *p, uint64_t *dropped)
+{
+    *dropped = p ? p->out_dropped : 0;
+    if (!p || !p->stream || !p->out.data || p->out.failed)
+        return NULL;
+    size_t n = p->out.len;
+    while (n > 0 && p->out.data[n - 1] != '\n')
+        n--;
+    if (n == 0)
+        return NULL;
+    char *lines = rz__strndup(p->out.data, n);
+    if (!lines)
+        return NULL;
+    memmove(p->out.data, p->out.data + n, p->out.len - n);
+    p->out.len -= n;
+    return lines;
+}
+
+static char *proc_out_lines(void *state, uint64_t *dropped)
+{
+    return rz__proc_out_take(((proc_state *)state)->l.proc, dropped);
+}
+
+static void proc_stream(void *state)
+{
+    rz__proc_stream(((proc_state *)state)->l.proc);
+}
+
 static const char *proc_log_so_far(void *state, size_t *len,
                                    uint64_t *total)
 {
@@ -1203,4 +1251,5 @@ const rz__adapter rz__process_adapter = {
     "process", proc_probe, proc_prepare, rz__proc_launch_start,
     rz__proc_launch_fd, rz__proc_launch_poll, rz__proc_launch_stop,
     rz__proc_launch_collect, proc_cleanup, NULL, proc_log_so_far,
+    proc_stream, proc_out_lines,
 };

@@ -17,6 +17,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -58,6 +59,12 @@ typedef struct slot {
     uint32_t attempt;            /* the engine's, reported back */
     rz_attempt *att;
     bool status_shown;           /* its own progress line was sent once */
+    /* A service's (docs/services.md): its stdout lines as they come. */
+    bool service;
+    uint32_t seq;                /* events sent (the engine's dedup) */
+    uint64_t window_ms;          /* the rate cap's second, and its count */
+    uint32_t in_window;
+    uint64_t dropped_told;       /* stdout bytes dropped, said so far */
 } slot;
 
 /* A record of the run being written on a thread of its own (below). */
@@ -170,7 +177,7 @@ static void on_change(void *userdata)
 
 static uint32_t step_timeout(const rz__step *s)
 {
-    if (s->timeout_s)
+    if (s->timeout_s || s->service)   /* a service runs until it ends */
         return s->timeout_s;
     return s->module ? s->module->timeout_s : 0;
 }
@@ -291,6 +298,7 @@ static int start_step(runner *r, size_t step, const rz__step *s,
         ao.max_scratch_mb = r->opts->max_scratch_mb;
         ao.container_host = r->opts->container_host;
         ao.llm_servers = r->opts->llm_servers;
+        ao.service = s->service && task == step;
         rc = rz__attempt_start_pooled(out, &ao, r->scratch);
     }
     free_names(secrets, names);
@@ -402,7 +410,9 @@ static int start_assignment(runner *r, const rz_engine_assignment *a)
         size_t task = RZ_NPOS;
         (void)!rz_engine_job_task(r->engine, a->job, &task);
         r->slots[r->n_slots++] = (slot){ step, task != RZ_NPOS ? task : step,
-                                         a->job, a->attempt, att, false };
+                                         a->job, a->attempt, att, false,
+                                         s->service && (task == RZ_NPOS || task == step),
+                                         0, 0, 0, 0 };
         return RZ_OK;
     }
     int rc = report(r, a->job, a->attempt, NULL,
@@ -665,6 +675,142 @@ static void live_log(runner *r, size_t k, bool done)
     free(lines);
 }
 
+/* ---- a service's stdout ---- */
+
+#define EVENT_RATE_MAX 1000u     /* events one service sends per second */
+
+static size_t slot_of(const runner *r, uint64_t job)
+{
+    for (size_t k = 0; k < r->n_slots; k++)
+        if (r->slots[k].job == job)
+            return k;
+    return RZ_NPOS;
+}
+
+static void service_note(runner *r, size_t step, const char *fmt, ...)
+    RZ_PRINTF(3, 4);
+static void service_note(runner *r, size_t step, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    emit(r, RZ_EVENT_STEP_LOG, step, msg);
+}
+
+/* {"event": NAME, "data"?: ...} and nothing else: an event; {"ready":
+ * true}: readiness; anything else is a log line. */
+static const char *line_kind(const cJSON *x)
+{
+    if (!cJSON_IsObject(x) || !x->child)
+        return NULL;
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(x, "event");
+    size_t n = (size_t)cJSON_GetArraySize(x);
+    if (cJSON_IsString(ev) &&
+        (n == 1 || (n == 2 && cJSON_GetObjectItemCaseSensitive(x, "data"))))
+        return "event";
+    if (n == 1 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "ready")))
+        return "ready";
+    return NULL;
+}
+
+/* The engine takes an event of slot k's service, or refuses it (said in
+ * the step's log: the service goes on). */
+static int service_event(runner *r, size_t k, const cJSON *x, size_t len)
+{
+    slot *sl = &r->slots[k];
+    const char *name = cJSON_GetObjectItemCaseSensitive(x, "event")->valuestring;
+    uint64_t now = rz__now_ms();
+    if (now - sl->window_ms >= 1000) {
+        sl->window_ms = now;
+        sl->in_window = 0;
+    }
+    if (len > RZ_ENGINE_EVENT_MAX) {
+        service_note(r, sl->step, "event '%.64s' refused: the line is over %u bytes",
+                     name, RZ_ENGINE_EVENT_MAX);
+        return RZ_OK;
+    }
+    if (sl->in_window >= EVENT_RATE_MAX) {
+        service_note(r, sl->step, "event '%.64s' refused: over %u events a second",
+                     name, EVENT_RATE_MAX);
+        return RZ_OK;
+    }
+    sl->in_window++;
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(x, "data");
+    char *data = d ? cJSON_PrintUnformatted(d) : NULL;
+    if (d && !data)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    size_t step = sl->step;
+    int rc = rz_engine_report_event(r->engine, r->node, sl->job, sl->attempt,
+                                    ++sl->seq, name, data, now, NULL);
+    cJSON_free(data);
+    if (rc == RZ_EINVALID || rc == RZ_ETOOBIG || rc == RZ_ESTATE) {
+        service_note(r, step, "event '%.64s' refused: %s", name,
+                     rz_error_last()->message);
+        rc = RZ_OK;
+    }
+    return rc == RZ_OK ? settle(r, now) : rc;
+}
+
+/* Slot k's service wrote these lines. The slot may move or go with any
+ * engine call: it is found again by its job each time. */
+static int service_lines(runner *r, size_t k, char *text)
+{
+    uint64_t job = r->slots[k].job;
+    size_t step = r->slots[k].step;
+    rz__buf logs = {0};
+    int rc = RZ_OK;
+    for (char *line = text, *next; line && rc == RZ_OK; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        size_t len = strlen(line);
+        cJSON *x = line[0] == '{' ? cJSON_ParseWithLength(line, len) : NULL;
+        const char *kind = line_kind(x);
+        k = kind ? slot_of(r, job) : k;
+        if (kind && k == RZ_NPOS) {
+            cJSON_Delete(x);
+            break;   /* stopped meanwhile */
+        }
+        if (kind && strcmp(kind, "event") == 0) {
+            rc = service_event(r, k, x, len);
+        } else if (kind) {
+            uint64_t now = rz__now_ms();
+            rc = rz_engine_report_ready(r->engine, r->node, job,
+                                        r->slots[k].attempt, now);
+            if (rc == RZ_ESTATE)
+                rc = RZ_OK;
+            if (rc == RZ_OK)
+                rc = settle(r, now);
+        } else {
+            rz__buf_printf(&logs, "%s%s", logs.len ? "\n" : "", line);
+        }
+        cJSON_Delete(x);
+    }
+    if (logs.len && !logs.failed)
+        emit(r, RZ_EVENT_STEP_LOG, step, logs.data);
+    rz__buf_free(&logs);
+    return rc;
+}
+
+static int service_out(runner *r, size_t k)
+{
+    if (!r->slots[k].service)
+        return RZ_OK;
+    uint64_t dropped = 0;
+    char *text = rz__attempt_out_lines(r->slots[k].att, &dropped);
+    if (dropped > r->slots[k].dropped_told) {
+        service_note(r, r->slots[k].step, "stdout: %llu bytes of lines over the "
+                     "cap dropped", (unsigned long long)(dropped -
+                                                         r->slots[k].dropped_told));
+        r->slots[k].dropped_told = dropped;
+    }
+    int rc = text ? service_lines(r, k, text) : RZ_OK;
+    free(text);
+    return rc;
+}
+
 static int wait_and_collect(runner *r)
 {
     int wait = wait_ms(r);
@@ -683,11 +829,19 @@ static int wait_and_collect(runner *r)
         if (done < 0)
             return done;
         live_log(r, k, done == 1);
+        uint64_t job = r->slots[k].job;
+        int rc = service_out(r, k);
+        if (rc != RZ_OK)
+            return rc;
+        if (slot_of(r, job) != k) {   /* the slots moved: rescan */
+            k = 0;
+            continue;
+        }
         if (!done) {
             k++;
             continue;
         }
-        int rc = finish_slot(r, k);
+        rc = finish_slot(r, k);
         if (rc != RZ_OK)
             return rc;
         k = 0;
@@ -980,8 +1134,14 @@ static int runner_init(runner *r, const rz_flow *flow,
     bool fan_out = false;   /* a for_each step may run more tasks than steps */
     for (size_t i = 0; i < n && !fan_out; i++)
         fan_out = flow->steps[i].for_each != NULL;
+    for (size_t i = 0; i < n && !fan_out; i++)
+        fan_out = flow->steps[i].on_step != NULL;   /* once per event */
     if (r->jobs > n && !fan_out)
         r->jobs = n ? (unsigned)n : 1;
+    /* A service holds its slot while it runs: the steps it feeds get
+     * theirs beside it. */
+    for (size_t i = 0; i < n; i++)
+        r->jobs += flow->steps[i].service;
     r->slots = rz__calloc(r->jobs, sizeof *r->slots);
     r->pfds = rz__calloc(r->jobs, sizeof *r->pfds);
     r->seen = rz__calloc(n ? n : 1, sizeof *r->seen);

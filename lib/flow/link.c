@@ -69,6 +69,8 @@ static void collect(rz_flow *f, edges *es)
             refs_of_text(f, es, s->when, true, i);
         if (s->for_each)
             refs_of_value(f, es, s->for_each, i);
+        if (s->on_step)   /* an event's listener waits for its source */
+            add(es, rz__map_get(&f->index, s->on_step), i);
         if (s->is_exit)   /* it runs after every other step */
             for (size_t j = 0; j < f->n_steps; j++)
                 if (!f->steps[j].is_exit)

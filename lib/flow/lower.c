@@ -543,6 +543,106 @@ static void lower_max_parallel(lower *L, rz__step *s, const cJSON *v)
         s->max_parallel = n;
 }
 
+/* kind: service (docs/services.md); "job" is the default, said out. */
+static void lower_kind(lower *L, rz__step *s, const cJSON *v)
+{
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "service") == 0)
+        s->service = true;
+    else if (!cJSON_IsString(v) || strcmp(v->valuestring, "job") != 0)
+        bad(L, RZ_EINVALID, "kind", NULL, "'kind' must be job or service");
+}
+
+/* restart: {policy: on-failure|always|never, max_restarts, backoff_ms}. */
+static void lower_restart(lower *L, rz__step *s, const cJSON *v)
+{
+    static const char *const names[] = {"on-failure", "always", "never"};
+    if (!cJSON_IsObject(v)) {
+        bad(L, RZ_EINVALID, "restart", NULL, "'restart' must be a map {policy, "
+            "max_restarts, backoff_ms}, not %s", type_name(v));
+        return;
+    }
+    for (const cJSON *c = v->child; c; c = c->next) {
+        const char *k = c->string;
+        uint32_t n = 0;
+        if (strcmp(k, "policy") == 0) {
+            size_t i = 0;
+            while (cJSON_IsString(c) && i < RZ_ARRAY_LEN(names) &&
+                   strcmp(c->valuestring, names[i]) != 0)
+                i++;
+            if (!cJSON_IsString(c) || i == RZ_ARRAY_LEN(names))
+                bad(L, RZ_EINVALID, "restart", k, "'policy' must be on-failure, "
+                    "always or never");
+            else
+                s->restart = (rz__restart)i;
+        } else if (strcmp(k, "max_restarts") == 0) {
+            if (want_u32(L, c, "restart", k, 0, &n) && n > 10000)
+                bad(L, RZ_EINVALID, "restart", k, "'max_restarts' is out of range: "
+                    "%u is more than 10000", n);
+            else
+                s->retry.max_attempts = n + 1;
+        } else if (strcmp(k, "backoff_ms") == 0) {
+            if (want_u32(L, c, "restart", k, 0, &n))
+                s->retry.initial_ms = n;
+        } else {
+            bad(L, RZ_EINVALID, "restart", k, "unknown key '%s' in 'restart' (keys: "
+                "policy, max_restarts, backoff_ms)", k);
+        }
+    }
+}
+
+/* ready: line (the first {"ready": true} on stdout) or start. */
+static void lower_ready(lower *L, rz__step *s, const cJSON *v)
+{
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "line") == 0)
+        s->ready_line = true;
+    else if (!cJSON_IsString(v) || strcmp(v->valuestring, "start") != 0)
+        bad(L, RZ_EINVALID, "ready", NULL, "'ready' must be line (the service "
+            "prints {\"ready\": true}) or start");
+}
+
+/* on: {event: steps.<id>.events.<name>} (a ${{ }} around it is allowed). */
+static void lower_on(lower *L, rz__step *s, const cJSON *v)
+{
+    const cJSON *ev = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "event")
+                                        : NULL;
+    if (!cJSON_IsObject(v) || !ev || (v->child && v->child->next)) {
+        bad(L, RZ_EINVALID, "on", NULL, "'on' must be a map {event: "
+            "steps.<id>.events.<name>}");
+        return;
+    }
+    const char *t = cJSON_IsString(ev) ? ev->valuestring : "";
+    size_t n = strlen(t);
+    if (strncmp(t, "${{", 3) == 0 && n >= 5 && strcmp(t + n - 2, "}}") == 0) {
+        t += 3;
+        n -= 5;
+    }
+    while (n && *t == ' ') {
+        t++;
+        n--;
+    }
+    while (n && t[n - 1] == ' ')
+        n--;
+    const char *dot = n > 6 ? memchr(t + 6, '.', n - 6) : NULL;
+    if (n <= 6 || strncmp(t, "steps.", 6) != 0 || !dot || dot == t + 6 ||
+        (size_t)(t + n - dot) <= 8 || strncmp(dot, ".events.", 8) != 0 ||
+        memchr(dot + 8, '.', (size_t)(t + n - dot - 8))) {
+        bad(L, RZ_EINVALID, "on", "event", "'event' must be steps.<id>.events.<name>");
+        return;
+    }
+    char *step = rz__arena_alloc(L->a, (size_t)(dot - t - 6) + 1);
+    char *name = rz__arena_alloc(L->a, (size_t)(t + n - dot - 8) + 1);
+    if (!step || !name) {
+        no_memory(L);
+        return;
+    }
+    memcpy(step, t + 6, (size_t)(dot - t - 6));
+    step[dot - t - 6] = '\0';
+    memcpy(name, dot + 8, (size_t)(t + n - dot - 8));
+    name[t + n - dot - 8] = '\0';
+    s->on_step = step;
+    s->on_event = name;
+}
+
 /* A known key seen again in the same map: the first one counts. */
 static bool repeated(lower *L, unsigned *seen, unsigned bit, const char *k)
 {
@@ -666,6 +766,26 @@ static void field_max_parallel(lower *L, rz__step *s, cJSON *obj, cJSON *c,
     lower_max_parallel(L, s, c);
 }
 
+static void field_kind(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    lower_kind(L, s, c);
+}
+
+static void field_restart(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    lower_restart(L, s, c);
+}
+
+static void field_ready(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    lower_ready(L, s, c);
+}
+
+static void field_on(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
+{
+    lower_on(L, s, c);
+}
+
 static void field_position(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
 {
     if (cJSON_IsObject(c))
@@ -726,6 +846,10 @@ static const struct step_field {
     {"max_parallel", field_max_parallel, true},
     {"position", field_position, true},
     {"ui", NULL, true},
+    {"kind", field_kind, true},
+    {"restart", field_restart, true},
+    {"ready", field_ready, true},
+    {"on", field_on, true},
     {"id", field_id, false},              /* the builder format's node keys */
     {"moduleId", field_module_id, false},
     {"moduleVersion", field_module_version, false},
@@ -970,6 +1094,41 @@ static void check_subflow_step(lower *L, const rz__step *s, unsigned seen, bool 
     }
 }
 
+static bool has_field(unsigned seen, const char *k)
+{
+    int i = step_field_of(k);
+    return i >= 0 && (seen & (1u << i)) != 0;
+}
+
+/* A service runs until it ends or is stopped: its restarts replace retry,
+ * and what only a service does (restart, ready) needs kind: service. An
+ * `on: event` step runs once per event, so it cannot also map a list. */
+static void service_rules(lower *L, rz__step *s, unsigned seen, const cJSON *obj)
+{
+    const char *id = s->id ? s->id : "?";
+    if (s->service) {
+        if (has_field(seen, "retry"))
+            bad(L, RZ_EINVALID, "retry", NULL, "service '%s' restarts by its "
+                "'restart' policy, not 'retry'", id);
+        if (s->for_each || s->on_step || s->replicas > 1)
+            bad(L, RZ_EINVALID, "kind", NULL, "service '%s' cannot have for_each, "
+                "on or verify", id);
+        if (!cJSON_GetObjectItemCaseSensitive(
+                cJSON_GetObjectItemCaseSensitive(obj, "restart"), "max_restarts"))
+            s->retry.max_attempts = s->restart == RZ_RESTART_NEVER
+                ? 1 : RZ__SERVICE_MAX_RESTARTS + 1;
+        if (s->restart == RZ_RESTART_NEVER)
+            s->retry.max_attempts = 1;
+    } else if (has_field(seen, "restart") || has_field(seen, "ready")) {
+        bad(L, RZ_EINVALID, has_field(seen, "restart") ? "restart" : "ready", NULL,
+            "'%s' is for services: step '%s' has no 'kind: service'",
+            has_field(seen, "restart") ? "restart" : "ready", id);
+    }
+    if (s->on_step && s->for_each)
+        bad(L, RZ_EINVALID, "on", NULL, "step '%s' runs once per event ('on'): it "
+            "takes no 'for_each'", id);
+}
+
 /* `obj` is the step's map; `key_id` its id when it comes from a steps map. */
 static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
 {
@@ -1027,12 +1186,13 @@ static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
         bad(L, RZ_EINVALID, NULL, NULL, "%s '%s' names no module ('%s') or sub-flow "
             "('flow')", key_id ? "step" : "node", s->id ? s->id : "?",
             key_id ? "module" : "moduleId");
-    if (s->max_parallel && !s->for_each)
+    if (s->max_parallel && !s->for_each && !s->on_step)
         bad(L, RZ_EINVALID, "max_parallel", NULL, "'max_parallel' bounds the elements "
             "of a for_each step; this step has no 'for_each'");
     if (s->for_each && s->replicas > 1)
         bad(L, RZ_EINVALID, "for_each", NULL, "a for_each step cannot ask for verify "
             "replicas yet (each element would need its own set)");
+    service_rules(L, s, seen, obj);
     if (!s->config && !(s->config = cJSON_CreateObject()))
         no_memory(L);
 }

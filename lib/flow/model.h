@@ -15,6 +15,11 @@
 
 typedef enum rz__backoff { RZ_BACKOFF_FIXED = 0, RZ_BACKOFF_EXPONENTIAL = 1 } rz__backoff;
 typedef enum rz__on_failure { RZ_ON_FAILURE_FAIL = 0, RZ_ON_FAILURE_CONTINUE = 1 } rz__on_failure;
+typedef enum rz__restart {
+    RZ_RESTART_ON_FAILURE = 0, RZ_RESTART_ALWAYS, RZ_RESTART_NEVER
+} rz__restart;
+/* A service's default restarts (restart: {max_restarts}). */
+#define RZ__SERVICE_MAX_RESTARTS 3u
 /* When a step may run once its deps settle (`join:`, Airflow's trigger rules). */
 typedef enum rz__join {
     RZ_JOIN_ALL_SUCCEEDED = 0, RZ_JOIN_ANY_SUCCEEDED, RZ_JOIN_ALL_DONE,
@@ -92,6 +97,16 @@ typedef struct rz__step {
     uint32_t max_parallel;       /* for_each elements started at once; 0 =
                                     no bound of the step's own */
     cJSON *extra;                /* unknown keys, kept for round trips; or NULL */
+    /* Services and events (docs/services.md). A service's restarts are
+     * its retries: `restart` sets retry.max_attempts (max_restarts + 1)
+     * and retry.initial_ms (backoff); RZ_RESTART_ALWAYS also restarts it
+     * after a clean exit. */
+    bool service;                /* kind: service */
+    rz__restart restart;
+    bool ready_line;             /* ready: line: ready once it prints
+                                    {"ready": true}; else once started */
+    char *on_step, *on_event;    /* on: {event: steps.<on_step>.events.
+                                    <on_event>}: once per event; NULL none */
 
     /* Filled by rz_flow_validate / rz__flow_link: */
     const rz_module *module;     /* resolved module or NULL */
@@ -177,7 +192,8 @@ typedef struct rz__expr rz__expr;
  * each.index has name "value", "index"), known to a for_each step's inputs
  * and config (one element's). */
 typedef enum rz__ref_kind {
-    RZ_REF_STEP = 1, RZ_REF_INPUT = 2, RZ_REF_FLOW = 3, RZ_REF_EACH = 4
+    RZ_REF_STEP = 1, RZ_REF_INPUT = 2, RZ_REF_FLOW = 3, RZ_REF_EACH = 4,
+    RZ_REF_EVENT = 5      /* event.id|name|data: an `on: event` step's event */
 } rz__ref_kind;
 
 /* What a step reference reads: its outputs, or how it ran. */

@@ -63,6 +63,8 @@ typedef struct vctx {
     pending_ref *pending;
     size_t n_pending, cap_pending;
 
+    bool event_ok;                 /* scanning an `on: event` step's inputs
+                                      or config: event.* is known */
     bool each_ok;                  /* scanning a for_each step's inputs or
                                       config: each.value/index are known */
     size_t *line_starts;           /* lazily built, for expression columns */
@@ -484,6 +486,34 @@ static void sort_sizes(size_t *a, size_t n)
     }
 }
 
+/* The step an `on: event` step listens to: it must be another step, and a
+ * service (only a service's stdout is read for events). Its edge makes the
+ * listener downstream of the source, so cycles through it are found.
+ * RZ_NPOS (reported) if it cannot be. */
+static size_t event_source(vctx *v, size_t i)
+{
+    const rz__step *s = &v->f->steps[i];
+    char hint[160];
+    size_t p = step_index(v, s->on_step);
+    if (p == RZ_NPOS)
+        report(v, RZ_EUNKNOWN, s->ptr, "/on/event", "step '%s' listens to events of "
+               "unknown step '%s'%s", step_name(v, i), s->on_step,
+               hint_step(v, s->on_step, hint, sizeof hint));
+    else if (p == i)
+        report(v, RZ_EINVALID, s->ptr, "/on/event", "step '%s' cannot listen to its "
+               "own events", step_name(v, i));
+    else if (!v->f->steps[p].service)
+        report(v, RZ_EINVALID, s->ptr, "/on/event", "step '%s' listens to events of "
+               "'%s', which is not a service (kind: service): only a service emits "
+               "events", step_name(v, i), s->on_step);
+    else if (v->f->steps[p].is_exit)
+        report(v, RZ_EUPSTREAM, s->ptr, "/on/event", "the on_exit step emits no "
+               "events");
+    else
+        return p;
+    return RZ_NPOS;
+}
+
 /* Report unknown names and build the predecessor lists. */
 /* Each step's `needs` looked up once into need_idx (RZ_NPOS: unknown, or
  * the on_exit step, both reported), counted into pred_off. */
@@ -509,6 +539,11 @@ static void resolve_needs(vctx *v, size_t *need_idx)
                        hint_step(v, s->needs[k] ? s->needs[k] : "", hint, sizeof hint));
             }
         }
+        if (s->on_step) {
+            size_t p = need_idx[at++] = event_source(v, i);
+            if (p != RZ_NPOS)
+                v->pred_off[i + 1]++;
+        }
     }
 }
 
@@ -522,7 +557,7 @@ static void build_graph(vctx *v)
     /* Each `needs` name is looked up once; the second pass reuses it. */
     size_t n_needs = 0, at = 0;
     for (size_t i = 0; i < n; i++)
-        n_needs += f->steps[i].n_needs;
+        n_needs += f->steps[i].n_needs + (f->steps[i].on_step != NULL);
     size_t *need_idx = xcalloc(v, n_needs ? n_needs : 1, sizeof *need_idx);
     if (!need_idx)
         return;
@@ -559,7 +594,7 @@ static void build_graph(vctx *v)
     }
     at = 0;
     for (size_t i = 0; i < n; i++) {
-        for (size_t k = 0; k < f->steps[i].n_needs; k++) {
+        for (size_t k = 0; k < f->steps[i].n_needs + (f->steps[i].on_step != NULL); k++) {
             size_t p = need_idx[at++];
             if (p != RZ_NPOS)
                 v->pred[v->pred_off[i] + fill[i]++] = p;
@@ -821,6 +856,13 @@ static void check_ref(vctx *v, size_t i, const rz__ref *r, const char *ptr,
                       bare ? "" : "each.", name);
         return;
     }
+    if (r->kind == RZ_REF_EVENT) {
+        if (!v->event_ok)
+            report_in(v, RZ_EUNKNOWN, ptr, text, r->offset, "event.%s is known only "
+                      "in the inputs and config of a step with 'on: {event: ...}'",
+                      name);
+        return;
+    }
     if (r->kind == RZ_REF_INPUT) {
         if (rz__map_get(&v->flow_inputs, name) == RZ_NPOS && strcmp(name, "trigger") == 0)
             report_in(v, RZ_EUNKNOWN, ptr, text, r->offset, "${{ trigger... }} reads the "
@@ -999,14 +1041,16 @@ static void check_inputs(vctx *v, size_t i)
             mark_given(v, i, p);
         }
         v->each_ok = s->for_each != NULL;
+        v->event_ok = s->on_step != NULL;
         scan_at(v, i, in->value, in->ptr, NULL);
-        v->each_ok = false;
+        v->each_ok = v->event_ok = false;
     }
     /* Config values may be ${{ }} too (resolved when the step starts). */
     v->each_ok = s->for_each != NULL;
+    v->event_ok = s->on_step != NULL;
     if (s->config && s->config->child)
         scan_at(v, i, s->config, s->ptr, "config");
-    v->each_ok = false;
+    v->each_ok = v->event_ok = false;
     /* The list is read once, when the step starts (its elements not yet). */
     if (s->for_each)
         scan_at(v, i, s->for_each, s->ptr, "for_each");

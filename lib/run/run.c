@@ -28,6 +28,7 @@
 #include "flow/model.h"
 #include "module/module_impl.h"
 #include "run/changes.h"
+#include "run/service.h"
 #include "run/usage.h"
 #include "rhizos/plan.h"
 #include "rhizos/run.h"
@@ -68,6 +69,15 @@ typedef struct step_rt {
     bool mapped;           /* parent: its list was expanded */
     bool el_stop;          /* parent: an element failed (on_failure: fail)
                               or the map was failed: start no more */
+    /* Services and events (run/service.h). An event step's elements are
+     * made one by one as events come, among other tasks: `els` lists
+     * them (a for_each step's are first_el.. in a row). */
+    bool told;             /* service: its dependants were told it is ready */
+    uint32_t emitted;      /* service: events emitted (their ids) */
+    uint32_t ev_attempt, ev_seq;   /* service: the last event taken, as its
+                                      node numbered it (repeats dropped) */
+    cJSON *kept_ev;        /* event step not yet running: events kept */
+    size_t *els, cap_els;  /* event step: its elements' tasks */
 } step_rt;
 
 struct rz_run {
@@ -142,6 +152,20 @@ static const rz__step *step_of(const rz_run *r, size_t i)
 static bool is_element(const rz_run *r, size_t i)
 {
     return i >= r->n;
+}
+
+/* The task of element k of step p. */
+static size_t el_task(const rz_run *r, size_t p, size_t k)
+{
+    const step_rt *ps = &r->st[p];
+    return ps->els ? ps->els[k] : ps->first_el + k;
+}
+
+/* Step i listens to events (on: event); its source, or RZ_NPOS. */
+static size_t event_source(const rz_run *r, size_t i)
+{
+    const rz__step *st = &r->flow->steps[i];
+    return st->on_step ? rz_flow_step_find(r->flow, st->on_step) : RZ_NPOS;
 }
 
 /* ---- Expressions ---------------------------------------------------------- */
@@ -221,9 +245,19 @@ static const cJSON *each_ref(const rz_run *r, const char *name)
     return w->each_field;
 }
 
+/* event.id|name|data of the event element being evaluated. */
+static const cJSON *event_ref(const rz_run *r, const char *name)
+{
+    if (r->cur == RZ_NPOS || !is_element(r, r->cur))
+        return NULL;
+    return cJSON_GetObjectItemCaseSensitive(r->st[r->cur].value, name);
+}
+
 static const cJSON *resolve_ref(const rz__ref *ref, void *ud)
 {
     const rz_run *r = ud;
+    if (ref->kind == RZ_REF_EVENT)
+        return event_ref(r, ref->name);
     if (ref->kind == RZ_REF_EACH)
         return each_ref(r, ref->name);
     if (ref->kind == RZ_REF_FLOW)
@@ -377,10 +411,14 @@ static bool expand(rz_run *r, size_t i);
 
 /* `i` may run: READY, or a for_each step's elements made. Returns true if
  * `i` settled instead. */
+static bool listen(rz_run *r, size_t i);
+
 static bool go(rz_run *r, size_t i)
 {
     if (step_of(r, i)->for_each)
         return expand(r, i);
+    if (step_of(r, i)->on_step)
+        return listen(r, i);
     push_ready(r, i);
     return false;
 }
@@ -457,7 +495,7 @@ static bool join_dep_settled(rz_run *r, size_t d, size_t u)
 {
     step_rt *ds = &r->st[d];
     const char *uid = step_of(r, u)->id;
-    if (r->st[u].state == RZ_STEP_SUCCEEDED)
+    if (r->st[u].state == RZ_STEP_SUCCEEDED || r->st[u].told)
         ds->n_ok++;
     if (failed_for_join(r, u))
         ds->n_failed++;
@@ -510,6 +548,10 @@ static void finish_outputs(rz_run *r)
 }
 
 static void element_settled(rz_run *r, size_t e);
+static void propagate(rz_run *r, size_t i, bool ready);
+static void close_map(rz_run *r, size_t p);
+static bool events_done(const rz_run *r, size_t p);
+static int check_step(const rz_run *r, size_t step);
 
 /* `i` just reached a final state: count it and let its dependants move,
  * iteratively, as far as the news travels (an element: its step's map). */
@@ -519,16 +561,31 @@ static void settle(rz_run *r, size_t i)
         element_settled(r, i);
         return;
     }
+    propagate(r, i, false);
+}
+
+/* `i` settled (or, `ready`, a service was told ready): its dependants move,
+ * iteratively. A service's dependants told at its readiness are not told
+ * again when it settles; an event step whose source settled may end. */
+static void propagate(rz_run *r, size_t i, bool ready)
+{
     size_t sp = 0;
     r->stack[sp++] = i;
     while (sp) {
         size_t u = r->stack[--sp];
-        r->settled++;
-        bool blocked = blocks(r, u);
+        bool telling = ready && u == i;
+        if (!telling)
+            r->settled++;
+        bool blocked = !telling && blocks(r, u);
         for (size_t k = r->succ_off[u]; k < r->succ_off[u + 1]; k++) {
             size_t d = r->succ[k];
             step_rt *ds = &r->st[d];
-            if (ds->state != RZ_STEP_PENDING)
+            if (!telling && event_source(r, d) == u && events_done(r, d)) {
+                close_map(r, d);
+                r->stack[sp++] = d;
+                continue;
+            }
+            if (ds->state != RZ_STEP_PENDING || (!telling && r->st[u].told))
                 continue;
             if (step_of(r, d)->join != RZ_JOIN_ALL_SUCCEEDED) {
                 if (join_dep_settled(r, d, u))
@@ -578,10 +635,12 @@ static void promote(rz_run *r, size_t p)
 {
     step_rt *ps = &r->st[p];
     uint32_t max = step_of(r, p)->max_parallel;
+    if (!max && ps->els)
+        max = RZ__EVENT_PARALLEL;
     while (!ps->el_stop && !r->cancelled && ps->next_el < ps->n_el &&
            (!max || ps->el_active < max)) {
         ps->el_active++;
-        push_ready(r, ps->first_el + ps->next_el++);
+        push_ready(r, el_task(r, p, ps->next_el++));
     }
 }
 
@@ -600,12 +659,12 @@ static cJSON *map_outputs(const rz_run *r, size_t p)
             ok = cJSON_AddArrayToObject(o, m->outputs[k].name) != NULL;
     for (size_t k = 0; ok && k < ps->n_el; k++) {
         const cJSON *c;
-        cJSON_ArrayForEach(c, r->st[ps->first_el + k].outputs)
+        cJSON_ArrayForEach(c, r->st[el_task(r, p, k)].outputs)
             if (ok && !cJSON_GetObjectItemCaseSensitive(o, c->string))
                 ok = cJSON_AddArrayToObject(o, c->string) != NULL;
     }
     for (size_t k = 0; ok && k < ps->n_el; k++) {
-        const cJSON *eo = r->st[ps->first_el + k].outputs;
+        const cJSON *eo = r->st[el_task(r, p, k)].outputs;
         cJSON *list;
         cJSON_ArrayForEach(list, o) {
             const cJSON *v = eo ? cJSON_GetObjectItemCaseSensitive(eo, list->string)
@@ -625,15 +684,16 @@ static cJSON *map_outputs(const rz_run *r, size_t p)
     return o;
 }
 
-/* Every element of `p` settled: the step settles. It succeeds when every
- * element did; with on_failure: continue a failed map still hands on its
- * lists (null where an element failed). */
-static void finish_map(rz_run *r, size_t p)
+/* Every element of `p` settled: the step's final state (close_map; its
+ * caller settles it). It succeeds when every element did; with
+ * on_failure: continue a failed map still hands on its lists (null where
+ * an element failed). An event step's failed elements were dead-lettered. */
+static void close_map(rz_run *r, size_t p)
 {
     step_rt *ps = &r->st[p];
     size_t failed = 0, cancelled = 0, first = RZ_NPOS;
     for (size_t k = 0; k < ps->n_el; k++) {
-        const step_rt *el = &r->st[ps->first_el + k];
+        const step_rt *el = &r->st[el_task(r, p, k)];
         if (el->ended_ms > ps->ended_ms)
             ps->ended_ms = el->ended_ms;
         if (el->state == RZ_STEP_CANCELLED)
@@ -644,8 +704,16 @@ static void finish_map(rz_run *r, size_t p)
     bool cont = step_of(r, p)->on_failure == RZ_ON_FAILURE_CONTINUE;
     rz_step_state st = r->cancelled && cancelled ? RZ_STEP_CANCELLED
                      : failed || ps->error ? RZ_STEP_FAILED : RZ_STEP_SUCCEEDED;
+    if (st == RZ_STEP_FAILED && !ps->error && ps->els) {
+        const step_rt *el = &r->st[el_task(r, p, first)];
+        set_error(ps, rz__asprintf("%zu of %zu events dead-lettered after their "
+                                   "retries; event %s: %s", failed, ps->n_el,
+                                   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+                                       el->value, "id")),
+                                   el->error ? el->error : "failed"));
+    }
     if (st == RZ_STEP_FAILED && !ps->error) {
-        const step_rt *el = &r->st[ps->first_el + first];
+        const step_rt *el = &r->st[el_task(r, p, first)];
         set_error(ps, failed > 1
             ? rz__asprintf("%zu of %zu elements failed; element %zu: %s", failed,
                            ps->n_el, first, el->error ? el->error : "failed")
@@ -662,7 +730,23 @@ static void finish_map(rz_run *r, size_t p)
     if (st == RZ_STEP_FAILED && !cont)
         r->fatal = true;
     set_state(r, p, st);
+}
+
+static void finish_map(rz_run *r, size_t p)
+{
+    close_map(r, p);
     settle(r, p);
+}
+
+/* An event step is done once its source has settled and every event it
+ * was given has been handled. */
+static bool events_done(const rz_run *r, size_t p)
+{
+    const step_rt *ps = &r->st[p];
+    size_t src = event_source(r, p);
+    rz_step_state ss = src != RZ_NPOS ? r->st[src].state : RZ_STEP_SUCCEEDED;
+    return ps->mapped && ps->state == RZ_STEP_RUNNING && ps->el_done == ps->n_el &&
+           ss >= RZ_STEP_SUCCEEDED;
 }
 
 /* Elements of `p` not running yet will not run: `why` (copied per element). */
@@ -671,7 +755,7 @@ static void stop_map(rz_run *r, size_t p, const char *why)
     step_rt *ps = &r->st[p];
     ps->el_stop = true;
     for (size_t k = 0; k < ps->n_el; k++) {
-        size_t e = ps->first_el + k;
+        size_t e = el_task(r, p, k);
         rz_step_state s = r->st[e].state;
         if (s != RZ_STEP_PENDING && s != RZ_STEP_READY && s != RZ_STEP_BACKOFF)
             continue;
@@ -691,14 +775,14 @@ static void element_settled(rz_run *r, size_t e)
     step_rt *ps = &r->st[p];
     ps->el_active--;
     ps->el_done++;
-    if (r->st[e].state == RZ_STEP_FAILED &&
+    if (r->st[e].state == RZ_STEP_FAILED && !ps->els &&
         step_of(r, p)->on_failure != RZ_ON_FAILURE_CONTINUE && !ps->el_stop) {
         char why[64];
         snprintf(why, sizeof why, "element %u failed", r->st[e].index);
         stop_map(r, p, why);
     }
     promote(r, p);
-    if (ps->el_done == ps->n_el)
+    if (step_of(r, p)->on_step ? events_done(r, p) : ps->el_done == ps->n_el)
         finish_map(r, p);
 }
 
@@ -754,6 +838,182 @@ static bool expand(rz_run *r, size_t i)
     set_state(r, i, RZ_STEP_RUNNING);
     promote(r, i);
     return false;
+}
+
+/* ---- Services and events (run/service.h) ---------------------------------- */
+
+/* Event `ev` (taken) becomes one more element of running event step `p`. */
+static int add_event(rz_run *r, size_t p, cJSON *ev)
+{
+    if (r->st[p].n_el >= RZ__RUN_EVENTS_MAX) {
+        cJSON_Delete(ev);
+        return rz__error(RZ_ETOOBIG, "step '%s' was given %u events already, the "
+                         "most one step takes", step_of(r, p)->id, RZ__RUN_EVENTS_MAX);
+    }
+    int rc = grow_tasks(r, 1);
+    step_rt *ps = &r->st[p];
+    if (rc == RZ_OK && ps->n_el == ps->cap_els) {
+        size_t cap = ps->cap_els ? ps->cap_els * 2 : 8;
+        size_t *els = realloc(ps->els, cap * sizeof *els);
+        if (els) {
+            ps->els = els;
+            ps->cap_els = cap;
+        } else {
+            rc = rz__error(RZ_ENOMEM, "out of memory");
+        }
+    }
+    if (rc != RZ_OK) {
+        cJSON_Delete(ev);
+        return rc;
+    }
+    size_t t = r->n_tasks++;
+    step_rt *el = &r->st[t];
+    el->parent = p;
+    el->index = (uint32_t)ps->n_el;
+    el->value = ev;
+    ps->els[ps->n_el++] = t;
+    promote(r, p);
+    return RZ_OK;
+}
+
+/* Event step `i` may run: it listens, and the events kept for it so far
+ * become its elements. Returns true if it settled (its source ended). */
+static bool listen(rz_run *r, size_t i)
+{
+    step_rt *s = &r->st[i];
+    s->mapped = true;
+    if (!s->els && !(s->els = malloc(8 * sizeof *s->els)))
+        return fail_now(r, i, rz__strdup("out of memory"));
+    if (!s->cap_els)
+        s->cap_els = 8;
+    set_state(r, i, RZ_STEP_RUNNING);
+    cJSON *kept = s->kept_ev, *ev;
+    s->kept_ev = NULL;
+    while (kept && (ev = cJSON_DetachItemFromArray(kept, 0)))
+        (void)!add_event(r, i, ev);   /* over the cap: refused when kept */
+    cJSON_Delete(kept);
+    if (!events_done(r, i))
+        return false;
+    close_map(r, i);
+    return true;
+}
+
+static bool running_service(const rz_run *r, size_t step)
+{
+    return step < r->n && step_of(r, step)->service &&
+           r->st[step].state == RZ_STEP_RUNNING;
+}
+
+/* Tell a service's dependants it is ready. */
+static void tell(rz_run *r, size_t step)
+{
+    r->st[step].told = true;
+    propagate(r, step, true);
+}
+
+int rz__run_service_ready(rz_run *run, size_t step, uint64_t now_ms)
+{
+    (void)now_ms;
+    int rc = check_step(run, step);
+    if (rc != RZ_OK)
+        return rc;
+    if (!running_service(run, step))
+        return rz__error(RZ_ESTATE, "step '%s' is not a running service",
+                         step_of(run, step)->id);
+    if (run->st[step].told)
+        return 0;
+    tell(run, step);
+    return 1;
+}
+
+static cJSON *event_object(const char *id, const char *name, const cJSON *data)
+{
+    cJSON *ev = cJSON_CreateObject();
+    cJSON *d = cJSON_Duplicate(data, true);
+    if (!ev || !d || !cJSON_AddStringToObject(ev, "id", id) ||
+        !cJSON_AddStringToObject(ev, "name", name) ||
+        !cJSON_AddItemToObject(ev, "data", d)) {
+        cJSON_Delete(ev);
+        if (ev && d && !cJSON_GetObjectItemCaseSensitive(ev, "data"))
+            cJSON_Delete(d);
+        return NULL;
+    }
+    return ev;
+}
+
+/* Give event `ev` (taken) to listener `d`: kept while it waits, an element
+ * once it runs. */
+static int give_event(rz_run *r, size_t d, cJSON *ev)
+{
+    step_rt *ds = &r->st[d];
+    if (ds->state == RZ_STEP_RUNNING && ds->mapped)
+        return add_event(r, d, ev);
+    if ((size_t)cJSON_GetArraySize(ds->kept_ev) >= RZ__RUN_EVENTS_MAX) {
+        cJSON_Delete(ev);
+        return rz__error(RZ_ETOOBIG, "step '%s' was given %u events already, the "
+                         "most one step takes", step_of(r, d)->id, RZ__RUN_EVENTS_MAX);
+    }
+    if (!ds->kept_ev && !(ds->kept_ev = cJSON_CreateArray())) {
+        cJSON_Delete(ev);
+        return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    if (!cJSON_AddItemToArray(ds->kept_ev, ev)) {
+        cJSON_Delete(ev);
+        return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    return RZ_OK;
+}
+
+int rz__run_emit(rz_run *run, size_t step, uint32_t attempt, uint32_t seq,
+                 const char *name, const char *data_json, uint64_t now_ms,
+                 size_t *delivered)
+{
+    (void)now_ms;
+    if (delivered)
+        *delivered = 0;
+    int rc = check_step(run, step);
+    if (rc != RZ_OK)
+        return rc;
+    if (!name || !running_service(run, step))
+        return rz__error(RZ_ESTATE, "step '%s' is not a running service: it emits "
+                         "no events", step_of(run, step)->id);
+    step_rt *ss = &run->st[step];
+    if (seq && (attempt < ss->ev_attempt ||
+                (attempt == ss->ev_attempt && seq <= ss->ev_seq)))
+        return 1;
+    cJSON *data = data_json ? cJSON_Parse(data_json) : cJSON_CreateNull();
+    if (!data)
+        return data_json ? rz__error(RZ_EINVALID, "event '%s' of step '%s': its data "
+                                     "is not JSON", name, step_of(run, step)->id)
+                         : rz__error(RZ_ENOMEM, "out of memory");
+    if (seq) {
+        ss->ev_attempt = attempt;
+        ss->ev_seq = seq;
+    }
+    char id[96];
+    snprintf(id, sizeof id, "%s:%u", step_of(run, step)->id, ++ss->emitted);
+    for (size_t k = run->succ_off[step]; k < run->succ_off[step + 1]; k++) {
+        size_t d = run->succ[k];
+        const rz__step *ds = step_of(run, d);
+        rz_step_state st = run->st[d].state;
+        if (!ds->on_step || strcmp(ds->on_event, name) != 0 ||
+            event_source(run, d) != step ||
+            !(st == RZ_STEP_PENDING || (st == RZ_STEP_RUNNING && run->st[d].mapped)))
+            continue;
+        cJSON *ev = event_object(id, name, data);
+        int r2 = ev ? give_event(run, d, ev) : rz__error(RZ_ENOMEM, "out of memory");
+        if (r2 == RZ_OK && delivered)
+            (*delivered)++;
+        else if (r2 != RZ_OK)
+            rc = r2;
+    }
+    cJSON_Delete(data);
+    return rc;
+}
+
+uint32_t rz__run_events_emitted(const rz_run *run, size_t step)
+{
+    return run && step < run->n ? run->st[step].emitted : 0;
 }
 
 static uint64_t add_sat(uint64_t a, uint64_t b)
@@ -1014,6 +1274,8 @@ void rz_run_free(rz_run *run)
         return;
     for (size_t i = 0; run->st && i < run->n_tasks; i++) {
         cJSON_Delete(run->st[i].value);
+        cJSON_Delete(run->st[i].kept_ev);
+        free(run->st[i].els);
         free(run->st[i].error);
         free(run->st[i].log);
         free(run->st[i].warning);
@@ -1129,7 +1391,7 @@ size_t rz_run_ready(rz_run *run, uint64_t now_ms, size_t *steps, size_t cap)
 
 static uint32_t timeout_s(const rz__step *st)
 {
-    if (st->timeout_s)
+    if (st->timeout_s || st->service)   /* a service runs until it ends */
         return st->timeout_s;
     return st->module ? st->module->timeout_s : 0;
 }
@@ -1156,6 +1418,9 @@ int rz_run_start(rz_run *run, size_t step, uint64_t now_ms)
         s->due_ms = add_sat(now_ms, (uint64_t)t * 1000u);
         push_timed(run, step);
     }
+    if (running_service(run, step) && !step_of(run, step)->ready_line &&
+        !s->told)
+        tell(run, step);   /* no readiness to wait for */
     return RZ_OK;
 }
 
@@ -1199,6 +1464,15 @@ int rz_run_succeed(rz_run *run, size_t step, const char *outputs_json,
     step_rt *s = &run->st[step];
     if (s->state != RZ_STEP_RUNNING || s->mapped)
         return wrong_state(run, step, "complete");
+    const rz__step *sd = step_of(run, step);
+    if (step < run->n && sd->service && sd->restart == RZ_RESTART_ALWAYS &&
+        !run->cancelled && s->attempts < sd->retry.max_attempts) {
+        char *why = rz__strdup("exited 0; restarted (restart: always)");
+        if (!why)
+            return rz__error(RZ_ENOMEM, "out of memory");
+        step_failed(run, step, why, now_ms);
+        return RZ_OK;
+    }
     const char *end = NULL;
     cJSON *o = outputs_json ? cJSON_ParseWithOpts(outputs_json, &end, true)
                             : cJSON_CreateObject();
@@ -1645,12 +1919,11 @@ static bool task_usage(const rz_run *r, size_t i, usage *out)
     memset(out, 0, sizeof *out);
     out->priced = true;
     const step_rt *s = &r->st[i];
-    size_t lo = i, hi = i + 1;
-    if (i < r->n && s->mapped) {
-        lo = s->first_el;
-        hi = s->first_el + s->n_el;
-    }
-    for (size_t t = lo; t < hi && t < r->n_usage; t++) {
+    bool map = i < r->n && s->mapped;
+    for (size_t k = 0; k < (map ? s->n_el : 1); k++) {
+        size_t t = map ? el_task(r, i, k) : i;
+        if (t >= r->n_usage)
+            continue;
         const usage *u = &r->usage[t];
         if (!u->used)
             continue;
@@ -1721,12 +1994,25 @@ static cJSON *step_json_with(const rz_run *r, size_t i, bool elements)
         cJSON_Delete(o);
         return NULL;
     }
+    if (i < r->n && step_of(r, i)->service &&
+        !cJSON_AddNumberToObject(o, "events", s->emitted)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
     if (!s->mapped || !elements)
         return o;
-    /* Each element's own record, in list order. */
-    cJSON *els = cJSON_AddArrayToObject(o, "elements");
+    /* Each element's own record, in list order; an event step's "runs",
+     * one per event, with the event's id. */
+    cJSON *els = cJSON_AddArrayToObject(o, s->els ? "runs" : "elements");
     for (size_t k = 0; els && k < s->n_el; k++) {
-        cJSON *ej = step_json(r, s->first_el + k);
+        const step_rt *el = &r->st[el_task(r, i, k)];
+        cJSON *ej = step_json(r, el_task(r, i, k));
+        const char *eid = s->els ? cJSON_GetStringValue(
+            cJSON_GetObjectItemCaseSensitive(el->value, "id")) : NULL;
+        if (ej && eid && !cJSON_AddStringToObject(ej, "event_id", eid)) {
+            cJSON_Delete(ej);
+            ej = NULL;
+        }
         if (!ej || !cJSON_AddItemToArray(els, ej)) {
             cJSON_Delete(ej);
             els = NULL;

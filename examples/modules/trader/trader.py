@@ -1,0 +1,28 @@
+"""trader: a service (docs/services.md). Prints {"ready": true}, then one
+{"event": "trade", "data": {...}} line per fill, `trades` of them, with a
+log line and a malformed line between (kept as log lines, never events),
+then exits 0."""
+import json
+import sys
+import time
+
+job = json.load(sys.stdin)
+config = job.get("config", {})
+trades = int(config.get("trades", 3))
+pause = int(config.get("interval_ms", 20)) / 1000.0
+symbol = config.get("symbol", "BTC-USDT")
+
+
+def say(obj):
+    print(json.dumps(obj), flush=True)
+
+
+say({"ready": True})
+print("connected to the paper exchange", flush=True)
+print('{"event": "trade", "data": ', flush=True)   # malformed: a log line
+for i in range(trades):
+    side = "buy" if i % 2 == 0 else "sell"
+    say({"event": "trade", "data": {"n": i + 1, "side": side, "symbol": symbol,
+                                    "qty": 0.01 * (i + 1), "price": 42000 + i}})
+    print("filled %d" % (i + 1), file=sys.stderr, flush=True)
+    time.sleep(pause)
