@@ -206,7 +206,7 @@ static int check_dep(rz_engine *e, const rz__edep *d)
         rz_step_state s = rz_run_step_state(d->run, i);
         /* A for_each step runs as its elements, an approval step waits for
          * a decision: either way its own job waits. */
-        bool map = s == RZ_STEP_RUNNING && (d->flow->steps[i].for_each ||
+        bool map = s == RZ_STEP_RUNNING && (rz__step_maps(&d->flow->steps[i]) ||
                                             rz__engine_is_approval(d, i));
         if (map ? j->state != RZ_JOB_PENDING : !step_agrees(s, j->state, d->start_due))
             return BREACH("deployment %llu: step %s is %s but job %llu is %s",

@@ -144,6 +144,14 @@ static cJSON *step_status_json(const rz_engine *e, const rz__edep *d, size_t i)
         for (cJSON *x = el->child; ok && x && first != RZ_NPOS; x = x->next, k++)
             ok = add_job_view(x, rz__engine_task_job(e, d, first + k));
     }
+    /* An event step's runs, made as events came: among other tasks. */
+    cJSON *runs = ok ? cJSON_GetObjectItemCaseSensitive(s, "runs") : NULL;
+    cJSON *x = runs ? runs->child : NULL;
+    for (size_t t = d->n_steps; ok && x && t < rz_run_task_count(d->run); t++)
+        if (rz_run_task_step(d->run, t, NULL) == i) {
+            ok = add_job_view(x, rz__engine_task_job(e, d, t));
+            x = x->next;
+        }
     if (!ok) {
         cJSON_Delete(s);
         return NULL;
@@ -259,7 +267,7 @@ static void sync_steps(rz_engine *e, rz__edep *d)
         /* A for_each step ran as its elements' jobs: its own gives its
          * hold back whatever the outcome. */
         if (s == RZ_STEP_SUCCEEDED && i < d->n_steps &&
-            d->flow->steps[i].for_each) {
+            rz__step_maps(&d->flow->steps[i])) {
             rz__engine_finish(e, j, RZ_JOB_SUCCEEDED, RZ__OWE_REFUND);
             continue;
         }
@@ -421,7 +429,7 @@ static int queue_due(rz_engine *e, rz__edep *d, uint64_t now)
         rz__ejob *j = step_job(e, d, t);
         if (j && j->state == RZ_JOB_PENDING &&
             rz_run_step_state(d->run, t) == RZ_STEP_RUNNING &&
-            !(t < d->n_steps && (d->flow->steps[t].for_each ||
+            !(t < d->n_steps && (rz__step_maps(&d->flow->steps[t]) ||
                                  rz__engine_is_approval(d, t)))) {
             bool bad;
             rc = queue_started(e, j, d, t, now, &bad);
@@ -1124,7 +1132,7 @@ int rz_engine_deployment_cancel(rz_engine *e, uint64_t deployment, uint64_t now_
                                        NULL);
     for (size_t i = 0; rc == RZ_OK && i < rz_run_task_count(d->run); i++) {
         if (rz_run_step_state(d->run, i) != RZ_STEP_RUNNING ||
-            (i < d->n_steps && d->flow->steps[i].for_each))   /* its elements */
+            (i < d->n_steps && rz__step_maps(&d->flow->steps[i])))   /* its elements */
             continue;
         rc = rz_run_fail(d->run, i, "cancelled", now_ms);
         if (rc == RZ_OK)

@@ -151,7 +151,27 @@ static void step_body(ex *x, cJSON *o, const rz__step *s, bool builder)
         put_inputs(x, o, s);
     }
     put_str(x, o, "when", s->when);
-    if (!retry_is_default(s)) {
+    if (s->service) {
+        static const char *const policies[] = {"on-failure", "always", "never"};
+        cJSON *r = obj(x);
+        put_str(x, o, "kind", "service");
+        put_str(x, r, "policy", policies[s->restart]);
+        put_num(x, r, "max_restarts", s->retry.max_attempts - 1);
+        put_num(x, r, "backoff_ms", s->retry.initial_ms);
+        put(x, o, "restart", r);
+        if (s->ready_line)
+            put_str(x, o, "ready", "line");
+    }
+    if (s->on_step) {
+        cJSON *on = obj(x);
+        char *ev = rz__asprintf("steps.%s.events.%s", s->on_step, s->on_event);
+        if (!ev)
+            x->failed = true;
+        put_str(x, on, "event", ev);
+        free(ev);
+        put(x, o, "on", on);
+    }
+    if (!retry_is_default(s) && !s->service) {
         cJSON *r = obj(x);
         put_num(x, r, "max_attempts", s->retry.max_attempts);
         put_str(x, r, "backoff",

@@ -113,6 +113,13 @@ typedef struct rz__step {
     size_t *deps; size_t n_deps; /* upstream step indices, unique, sorted */
 } rz__step;
 
+/* The step runs as element tasks (for_each, or once per event: `on`), its
+ * own job waiting meanwhile. */
+static inline bool rz__step_maps(const rz__step *s)
+{
+    return s->for_each != NULL || s->on_step != NULL;
+}
+
 /* The step's approval: {timeout_s?, default?, approvers?} (checked at load),
  * or NULL: a step that runs a module. */
 static inline const cJSON *rz__step_approval(const rz__step *s)

@@ -90,6 +90,7 @@ static int setup(void **state)
                "{\"name\":\"right\",\"type\":\"string\"}]");
     add_module(mods, "count", "[{\"name\":\"text\",\"type\":\"string\"}]",
                "[{\"name\":\"n\",\"type\":\"integer\"}]");
+    add_module(mods, "svc", "[{\"name\":\"text\",\"type\":\"string\"}]", "[]");
     add_module(mods, "merge", "[{\"name\":\"x\",\"type\":\"any\"},"
                "{\"name\":\"y\",\"type\":\"any\"}]",
                "[{\"name\":\"sum\",\"type\":\"integer\"}]");
@@ -2558,6 +2559,90 @@ static void test_rejoin_gone_unknown_and_bad_caps(void **state)
     check(f);
 }
 
+
+/* A service's readiness and events are step events: each event is taken
+ * once (a node's repeat changes nothing, before or after a reopen), each
+ * listener runs once per event with the event's data, and the flow ends
+ * when the service has ended and every event was handled. */
+static void test_deploy_service_events(void **state)
+{
+    fx *f = *state;
+    static const char *desk =
+        "flux: 1\nname: desk\ninputs:\n  text: {type: string, required: true}\n"
+        "steps:\n"
+        "  hb: {module: svc@1.0.0, kind: service, ready: line, restart: {policy: never},"
+        " inputs: {text: \"${{ inputs.text }}\"}}\n"
+        "  gate: {module: count@1.0.0, needs: [hb], inputs: {text: go}}\n"
+        "  ann: {module: count@1.0.0, on: {event: steps.hb.events.trade},"
+        " inputs: {text: \"${{ event.data.t }} ${{ event.id }}\"}}\n";
+    uint64_t n = node_add(f, 0);
+    uint64_t d = deploy(f, desk, 1);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, n, 2, &a), RZ_OK);
+    assert_string_equal(a.step, "hb");
+    uint64_t hb = a.job;
+    uint32_t att = a.attempt;
+    /* Not ready: nothing else may start; then ready, once. */
+    assert_int_equal(rz_engine_poll(f->e, n, 3, &a), RZ_ENOENT);
+    assert_int_equal(rz_engine_report_ready(f->e, n, hb, att, 4), RZ_OK);
+    assert_int_equal(rz_engine_report_ready(f->e, n, hb, att, 4), RZ_OK);
+    assert_int_equal(rz_engine_report_ready(f->e, n + 7, hb, att, 4), RZ_ESTATE);
+    assert_int_equal(rz_engine_poll(f->e, n, 5, &a), RZ_OK);
+    assert_string_equal(a.step, "gate");
+    assert_int_equal(node_report(f->e, n, a.job, a.attempt, "{\"n\":1}", NULL, 10, 6),
+                     RZ_OK);
+    int rep = -1;
+    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 1, "trade",
+                                            "{\"t\":\"a b\"}", 7, &rep), RZ_OK);
+    assert_int_equal(rep, 0);
+    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 1, "trade",
+                                            "{\"t\":\"a b\"}", 8, &rep), RZ_OK);
+    assert_int_equal(rep, 1);
+    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 2, "bad name",
+                                            NULL, 8, NULL), RZ_EINVALID);
+    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 2, "trade",
+                                            "{nope", 8, NULL), RZ_EINVALID);
+    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 2, "quote",
+                                            "1", 9, NULL), RZ_OK);   /* no listener */
+    reopen(f);   /* the events are on disk; a repeat after it is still one */
+    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 1, "trade",
+                                            "{\"t\":\"a b\"}", 10, &rep), RZ_OK);
+    assert_int_equal(rep, 1);
+    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 3, "trade",
+                                            "{\"t\":\"c\"}", 11, &rep), RZ_OK);
+    assert_int_equal(rep, 0);
+    check(f);
+    /* One run per event, with its data. */
+    const char *want[] = { "a b hb:1", "c hb:3" };
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(rz_engine_poll(f->e, n, 12, &a), RZ_OK);
+        assert_string_equal(a.step, "ann");
+        cJSON *req = cJSON_Parse(a.request_json);
+        assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(req, "inputs"),
+                                                "text")->valuestring, want[k]);
+        cJSON_Delete(req);
+        assert_int_equal(node_report(f->e, n, a.job, a.attempt, "{\"n\":2}", NULL,
+                                     10, 13), RZ_OK);
+    }
+    assert_int_equal(rz_engine_poll(f->e, n, 14, &a), RZ_ENOENT);
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_RUNNING);   /* the service still runs */
+    assert_int_equal(node_report(f->e, n, hb, att, "{}", NULL, 10, 15), RZ_OK);
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_SUCCEEDED);
+    cJSON *doc = status(f, d);
+    cJSON *ann = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "ann");
+    cJSON *runs = cJSON_GetObjectItem(ann, "runs");
+    assert_int_equal(cJSON_GetArraySize(runs), 2);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(runs, 1),
+                                            "event_id")->valuestring, "hb:3");
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(
+        cJSON_GetObjectItem(doc, "steps"), "hb"), "events")->valueint, 3);
+    cJSON_Delete(doc);
+    check(f);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -2579,6 +2664,7 @@ int main(void)
         T(test_lost_node),
         T(test_stale_duplicate),
         T(test_deploy_fanout),
+        T(test_deploy_service_events),
         T(test_deploy_join),
         T(test_deploy_on_exit_outputs),
         T(test_deploy_invalid_flow_gives_diagnostics),

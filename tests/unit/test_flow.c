@@ -1134,7 +1134,8 @@ static void unknown_step_key_far_from_all_lists_the_keys(void **state)
                              RZ_EINVALID);
     assert_true(has_msg(d, RZ_EINVALID, "unknown key 'zzzzzzzz' in step 'a' (keys: module, flow, "
                         "needs, inputs, config, credentials, when, retry, timeout_s, "
-                        "queue_timeout_s, on_failure, verify, join, for_each, max_parallel, position, ui)", 0, 0));
+                        "queue_timeout_s, on_failure, verify, join, for_each, max_parallel, position, ui, "
+           "kind, restart, ready, on)", 0, 0));
     rz_diags_free(d);
 }
 
