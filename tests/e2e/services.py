@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""End-to-end: service steps and events between steps, embedded
+(docs/services.md). Usage: services.py RHIZOS SOURCE_ROOT"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+from harness import run
+
+RHIZOS, ROOT = sys.argv[1], sys.argv[2]
+DESK = os.path.join(ROOT, "examples", "flows", "desk.yaml")
+
+
+class Desk(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.data = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def flow_run(self, path, *extra):
+        return run([RHIZOS, "flow", "run", path, "--data", self.data, *extra],
+                   cwd=ROOT, timeout=120)
+
+    def test_every_trade_announced_exactly_once(self):
+        n = 40
+        p = self.flow_run(DESK, "--json", "--input", "trades=%d" % n)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        doc = json.loads(p.stdout)
+        self.assertEqual(doc["status"], "succeeded")
+        hb, ann = doc["steps"]["hb"], doc["steps"]["announce"]
+        self.assertEqual(hb["status"], "succeeded")
+        self.assertEqual(hb["events"], n)
+        ids = [r["event_id"] for r in ann["runs"]]
+        self.assertEqual(ids, ["hb:%d" % (i + 1) for i in range(n)])
+        self.assertEqual([r["status"] for r in ann["runs"]], ["succeeded"] * n)
+        self.assertEqual(len(doc["outputs"]["announcements"]), n)
+        for i, msg in enumerate(doc["outputs"]["announcements"]):
+            self.assertTrue(msg.endswith("at %d (hb:%d)" % (42000 + i, i + 1)), msg)
+        self.assertEqual(doc["outputs"]["summary"], "%d trades announced" % n)
+        # The malformed line and the log line are log lines, not events.
+        self.assertIn('| {"event": "trade", "data": ', p.stderr)
+        self.assertIn("| connected to the paper exchange", p.stderr)
+        # The record keeps the runs: `flow runs ID` shows the same.
+        shown = run([RHIZOS, "flow", "runs", doc["id"], "--json", "--data",
+                     self.data], cwd=ROOT, timeout=60)
+        self.assertEqual(shown.returncode, 0, shown.stderr)
+        self.assertIn('"event_id":"hb:%d"' % n, shown.stdout.replace(" ", ""))
+
+    def test_failing_consumer_dead_letters_without_blocking(self):
+        # Event 2's run fails every attempt: it is dead-lettered, the
+        # others are announced, the step (and run) fail saying which.
+        flow = os.path.join(self.data, "deadletter.yaml")
+        with open(flow, "w") as f:
+            f.write("flux: 1\nname: dl\nsteps:\n"
+                    "  hb: {module: trader@1, kind: service, restart: {policy: never},"
+                    " config: {trades: 4, interval_ms: 0}}\n"
+                    "  ann:\n    module: flaky@1\n    on: {event: steps.hb.events.trade}\n"
+                    "    retry: {max_attempts: 2, initial_ms: 10}\n"
+                    "    config: {fail_times: \"${{ event.data.n == 2 ? 99 : 0 }}\"}\n")
+        p = self.flow_run(flow, "--json")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        doc = json.loads(p.stdout)
+        runs = doc["steps"]["ann"]["runs"]
+        self.assertEqual([(r["event_id"], r["status"], r["attempts"]) for r in runs],
+                         [("hb:1", "succeeded", 1), ("hb:2", "failed", 2),
+                          ("hb:3", "succeeded", 1), ("hb:4", "succeeded", 1)])
+        self.assertTrue(doc["steps"]["ann"]["error"].startswith(
+            "1 of 4 events dead-lettered after their retries; event hb:2: "),
+            doc["steps"]["ann"]["error"])
+        self.assertEqual(doc["status"], "failed")
+
+    def test_service_runs_until_interrupted(self):
+        # A service that does not end keeps the run going; Ctrl-C stops it
+        # cleanly, with what was handled kept.
+        flow = os.path.join(self.data, "forever.yaml")
+        with open(flow, "w") as f:
+            f.write("flux: 1\nname: forever\nsteps:\n"
+                    "  hb: {module: trader@1, kind: service, ready: line,"
+                    " config: {trades: 10000, interval_ms: 200}}\n"
+                    "  ann: {module: echo@1, on: {event: steps.hb.events.trade},"
+                    " inputs: {message: \"${{ event.data.n }}\"}}\n")
+        p = subprocess.Popen([RHIZOS, "flow", "run", flow, "--json", "--data",
+                              self.data], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        time.sleep(2.0)
+        self.assertIsNone(p.poll(), "the run ended while its service ran")
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, err)
+        doc = json.loads(out)
+        self.assertEqual(doc["status"], "cancelled")
+        self.assertEqual(doc["steps"]["hb"]["status"], "cancelled")
+        runs = doc["steps"]["ann"]["runs"]
+        self.assertGreaterEqual(len(runs), 2)
+        done = [r for r in runs if r["status"] == "succeeded"]
+        self.assertEqual([r["outputs"]["message"] for r in done],
+                         [str(i + 1) for i in range(len(done))])
+
+    def test_bad_declarations_are_located(self):
+        flow = os.path.join(self.data, "bad.yaml")
+        with open(flow, "w") as f:
+            f.write("flux: 1\nname: bad\nsteps:\n  a: {module: echo@1}\n"
+                    "  b: {module: echo@1, on: {event: steps.a.events.t}}\n")
+        p = run([RHIZOS, "flow", "validate", flow], cwd=ROOT, timeout=60)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("bad.yaml:5:", p.stderr)
+        self.assertIn("which is not a service", p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0]], verbosity=2)
