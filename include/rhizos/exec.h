@@ -228,6 +228,26 @@ typedef struct rz_attempt_result {
 RZ_EXTERN RZ_NODISCARD int rz_attempt_result_get(const rz_attempt *a,
                                                  rz_attempt_result *out);
 
+/* A service attempt's stdout lines (rz_attempt_opts.service) written
+ * since the last call, scrubbed of its secrets and UTF-8 clean, '\n'-
+ * separated without the last newline (release with rz_free), or NULL
+ * when no whole line is new; after rz_attempt_poll returned 1, the lines
+ * it wrote last. *dropped (may be NULL): bytes of stdout its cap threw
+ * away so far. Errors: RZ_EINVAL (NULL). */
+RZ_EXTERN RZ_NODISCARD int rz_attempt_out_lines(rz_attempt *a, char **out,
+                                                uint64_t *dropped);
+
+/* What one line of a service's stdout is (docs/services.md): exactly
+ * {"ready": true}; {"event": NAME, "data"?: VALUE} with nothing else (then
+ * *name and *data_json, the data printed compactly or NULL when absent,
+ * are malloc'ed: release with rz_free; both may be NULL pointers when not
+ * wanted); or anything else, a log line. */
+typedef enum rz_service_line_kind {
+    RZ_SERVICE_LINE_LOG = 0, RZ_SERVICE_LINE_READY, RZ_SERVICE_LINE_EVENT
+} rz_service_line_kind;
+RZ_EXTERN rz_service_line_kind rz_service_line(const char *line, size_t len,
+                                               char **name, char **data_json);
+
 /* The log lines written since the last call, as they come (adapters that
  * stream their log: process, docker), scrubbed of the attempt's secrets
  * and UTF-8 clean: *out gets them '\n'-separated without the last newline

@@ -719,6 +719,60 @@ char *rz__attempt_out_lines(rz_attempt *a, uint64_t *dropped)
     return text;
 }
 
+int rz_attempt_out_lines(rz_attempt *a, char **out, uint64_t *dropped)
+{
+    uint64_t d = 0;
+    if (out)
+        *out = NULL;
+    if (!a || !out)
+        return rz__error(RZ_EINVAL, "rz_attempt_out_lines: NULL argument");
+    *out = rz__attempt_out_lines(a, &d);
+    if (dropped)
+        *dropped = d;
+    return RZ_OK;
+}
+
+rz_service_line_kind rz_service_line(const char *line, size_t len, char **name,
+                                     char **data_json)
+{
+    if (name)
+        *name = NULL;
+    if (data_json)
+        *data_json = NULL;
+    cJSON *x = line && len && line[0] == '{' ? cJSON_ParseWithLength(line, len) : NULL;
+    size_t n = cJSON_IsObject(x) ? (size_t)cJSON_GetArraySize(x) : 0;
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(x, "event");
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(x, "data");
+    rz_service_line_kind k = RZ_SERVICE_LINE_LOG;
+    if (cJSON_IsString(ev) && (n == 1 || (n == 2 && data)))
+        k = RZ_SERVICE_LINE_EVENT;
+    else if (n == 1 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "ready")))
+        k = RZ_SERVICE_LINE_READY;
+    if (k == RZ_SERVICE_LINE_EVENT) {
+        char *d = data && data_json ? cJSON_PrintUnformatted(data) : NULL;
+        char *nm = name ? rz__strdup(ev->valuestring) : NULL;
+        if ((data && data_json && !d) || (name && !nm)) {
+            cJSON_free(d);
+            free(nm);
+            k = RZ_SERVICE_LINE_LOG;   /* out of memory: kept as a log line */
+        } else {
+            if (data_json && d) {
+                *data_json = rz__strdup(d);
+                if (!*data_json) {
+                    free(nm);
+                    nm = NULL;
+                    k = RZ_SERVICE_LINE_LOG;
+                }
+            }
+            cJSON_free(d);
+            if (name)
+                *name = nm;
+        }
+    }
+    cJSON_Delete(x);
+    return k;
+}
+
 int rz_attempt_log_lines(rz_attempt *a, int flush, char **out)
 {
     if (out)

@@ -699,28 +699,12 @@ static void service_note(runner *r, size_t step, const char *fmt, ...)
     emit(r, RZ_EVENT_STEP_LOG, step, msg);
 }
 
-/* {"event": NAME, "data"?: ...} and nothing else: an event; {"ready":
- * true}: readiness; anything else is a log line. */
-static const char *line_kind(const cJSON *x)
-{
-    if (!cJSON_IsObject(x) || !x->child)
-        return NULL;
-    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(x, "event");
-    size_t n = (size_t)cJSON_GetArraySize(x);
-    if (cJSON_IsString(ev) &&
-        (n == 1 || (n == 2 && cJSON_GetObjectItemCaseSensitive(x, "data"))))
-        return "event";
-    if (n == 1 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "ready")))
-        return "ready";
-    return NULL;
-}
-
 /* The engine takes an event of slot k's service, or refuses it (said in
  * the step's log: the service goes on). */
-static int service_event(runner *r, size_t k, const cJSON *x, size_t len)
+static int service_event(runner *r, size_t k, const char *name, const char *data,
+                         size_t len)
 {
     slot *sl = &r->slots[k];
-    const char *name = cJSON_GetObjectItemCaseSensitive(x, "event")->valuestring;
     uint64_t now = rz__now_ms();
     if (now - sl->window_ms >= 1000) {
         sl->window_ms = now;
@@ -737,14 +721,9 @@ static int service_event(runner *r, size_t k, const cJSON *x, size_t len)
         return RZ_OK;
     }
     sl->in_window++;
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(x, "data");
-    char *data = d ? cJSON_PrintUnformatted(d) : NULL;
-    if (d && !data)
-        return rz__error(RZ_ENOMEM, "out of memory");
     size_t step = sl->step;
     int rc = rz_engine_report_event(r->engine, r->node, sl->job, sl->attempt,
                                     ++sl->seq, name, data, now, NULL);
-    cJSON_free(data);
     if (rc == RZ_EINVALID || rc == RZ_ETOOBIG || rc == RZ_ESTATE) {
         service_note(r, step, "event '%.64s' refused: %s", name,
                      rz_error_last()->message);
@@ -753,8 +732,19 @@ static int service_event(runner *r, size_t k, const cJSON *x, size_t len)
     return rc == RZ_OK ? settle(r, now) : rc;
 }
 
-/* Slot k's service wrote these lines. The slot may move or go with any
- * engine call: it is found again by its job each time. */
+static int service_ready(runner *r, size_t k)
+{
+    uint64_t now = rz__now_ms();
+    int rc = rz_engine_report_ready(r->engine, r->node, r->slots[k].job,
+                                    r->slots[k].attempt, now);
+    if (rc == RZ_ESTATE)
+        rc = RZ_OK;
+    return rc == RZ_OK ? settle(r, now) : rc;
+}
+
+/* Slot k's service wrote these lines (rz_service_line sorts them). The
+ * slot may move or go with any engine call: it is found again by its job
+ * each time. */
 static int service_lines(runner *r, size_t k, char *text)
 {
     uint64_t job = r->slots[k].job;
@@ -766,27 +756,19 @@ static int service_lines(runner *r, size_t k, char *text)
         if (next)
             *next++ = '\0';
         size_t len = strlen(line);
-        cJSON *x = line[0] == '{' ? cJSON_ParseWithLength(line, len) : NULL;
-        const char *kind = line_kind(x);
-        k = kind ? slot_of(r, job) : k;
-        if (kind && k == RZ_NPOS) {
-            cJSON_Delete(x);
-            break;   /* stopped meanwhile */
-        }
-        if (kind && strcmp(kind, "event") == 0) {
-            rc = service_event(r, k, x, len);
-        } else if (kind) {
-            uint64_t now = rz__now_ms();
-            rc = rz_engine_report_ready(r->engine, r->node, job,
-                                        r->slots[k].attempt, now);
-            if (rc == RZ_ESTATE)
-                rc = RZ_OK;
-            if (rc == RZ_OK)
-                rc = settle(r, now);
-        } else {
+        char *name = NULL, *data = NULL;
+        rz_service_line_kind kind = rz_service_line(line, len, &name, &data);
+        k = kind != RZ_SERVICE_LINE_LOG ? slot_of(r, job) : k;
+        if (kind == RZ_SERVICE_LINE_LOG)
             rz__buf_printf(&logs, "%s%s", logs.len ? "\n" : "", line);
-        }
-        cJSON_Delete(x);
+        else if (k == RZ_NPOS)
+            next = NULL;   /* stopped meanwhile */
+        else if (kind == RZ_SERVICE_LINE_EVENT)
+            rc = service_event(r, k, name, data, len);
+        else
+            rc = service_ready(r, k);
+        rz_free(name);
+        rz_free(data);
     }
     if (logs.len && !logs.failed)
         emit(r, RZ_EVENT_STEP_LOG, step, logs.data);
