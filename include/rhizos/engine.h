@@ -350,6 +350,9 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_report_result(rz_engine *e, uint64_t node,
  * RZ_EINVALID for a bad name or data; RZ_ETOOBIG for data over the cap, or
  * a listener that holds its most events (the others took it). */
 #define RZ_ENGINE_EVENT_MAX (64u * 1024u)
+/* 1 if job `job` runs a service step of a running deployment (its node
+ * streams its stdout and reports readiness and events), else 0. */
+RZ_EXTERN int rz_engine_job_service(const rz_engine *e, uint64_t job);
 RZ_EXTERN RZ_NODISCARD int rz_engine_report_ready(rz_engine *e, uint64_t node,
                                                   uint64_t job, uint32_t attempt,
                                                   uint64_t now_ms);

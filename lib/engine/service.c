@@ -81,6 +81,13 @@ static rz__ejob *service_job(rz_engine *e, uint64_t node, uint64_t job,
     return j;
 }
 
+int rz_engine_job_service(const rz_engine *e, uint64_t job)
+{
+    const rz__ejob *j = e ? rz__engine_job(e, job) : NULL;
+    const rz__edep *d = j && j->deployment ? rz__engine_dep(e, j->deployment) : NULL;
+    return d && d->run && j->step < d->n_steps && d->flow->steps[j->step].service;
+}
+
 int rz_engine_report_ready(rz_engine *e, uint64_t node, uint64_t job,
                            uint32_t attempt, uint64_t now_ms)
 {

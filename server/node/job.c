@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,12 @@ typedef struct job {
     uint64_t run_ms;
     int llm_server;                      /* an llm job's [[llm]]; -1 none */
     const char *llm_model;               /* borrowed from asg */
+    int service;                         /* a service step (docs/services.md) */
+    uint32_t ev_seq;                     /* its events sent so far */
 } job;
+
+static int deliver(agent *a, job *j, const char *what, const cJSON *body,
+                   long *status_out);
 
 static const char *str_at(const cJSON *o, const char *key)
 {
@@ -310,6 +316,8 @@ static void wipe_credentials(job *j)
 
 static uint32_t job_timeout(const job *j)
 {
+    if (j->service)
+        return 0;   /* it runs until it ends */
     double t = num_at(j->asg, "timeout_s");
     if (t <= 0)
         t = num_at(cJSON_GetObjectItemCaseSensitive(j->manifest, "exec"),
@@ -447,6 +455,7 @@ static int start(agent *a, job *j, rz_attempt **att, const char *const *gpus)
     ao.container_host = a->cfg.container_host;
     ao.gpu_ids = gpus[0] ? gpus : NULL;
     ao.max_scratch_mb = a->cfg.max_scratch_mb;
+    ao.service = j->service;
     /* An llm job is the llm adapter's, on the server that lists its model;
      * a flow's llm step (a module with exec.adapter "llm") may use any. */
     char servers[NODE_CONFIG_MAX_LLM * (NODE_LLM_URL_MAX + 16)] = "";
@@ -487,6 +496,55 @@ static void stream(rz_attempt *att, live_log *live, int flush)
     rz_free(lines);
 }
 
+/* A service's stdout lines (rz_service_line sorts them): log lines join
+ * its live log; readiness and events go to the orchestrator at once
+ * (POST .../events, retried until it answers; a seq it took already is a
+ * repeat there, so a resend after a lost answer is taken once). */
+static void service_out(agent *a, job *j, rz_attempt *att, live_log *live)
+{
+    char *text = NULL;
+    if (!j->service || rz_attempt_out_lines(att, &text, NULL) != RZ_OK || !text)
+        return;
+    cJSON *b = cJSON_CreateObject();
+    cJSON *evs = cJSON_CreateArray();
+    cJSON_AddNumberToObject(b, "attempt", j->s->attempt);
+    cJSON_AddItemToObject(b, "events", evs);
+    bool any = false;
+    for (char *line = text, *next; line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        char *name = NULL, *data = NULL;
+        rz_service_line_kind k = rz_service_line(line, strlen(line), &name, &data);
+        if (k == RZ_SERVICE_LINE_LOG) {
+            live_log_add(live, line);
+        } else if (k == RZ_SERVICE_LINE_READY) {
+            cJSON_AddTrueToObject(b, "ready");
+            any = true;
+        } else {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "seq", ++j->ev_seq);
+            cJSON_AddStringToObject(e, "name", name);
+            cJSON *d = data ? cJSON_Parse(data) : NULL;
+            if (d)
+                cJSON_AddItemToObject(e, "data", d);
+            cJSON_AddItemToArray(evs, e);
+            any = true;
+        }
+        rz_free(name);
+        rz_free(data);
+    }
+    rz_free(text);
+    long status = 0;
+    if (any && deliver(a, j, "events", b, &status) != RZ_OK) {
+        char why[96];
+        snprintf(why, sizeof why, "job %" PRIu64 ": events not taken (HTTP %ld)",
+                 j->s->job, status);
+        agent_note_event(a, "events_refused", why);
+    }
+    cJSON_Delete(b);
+}
+
 /* Runs to the end or until told to stop; fills outputs/error/log. */
 static void run(agent *a, job *j)
 {
@@ -509,13 +567,16 @@ static void run(agent *a, job *j)
     live_log *live = live_log_start(a, j->s);
     while ((done = rz_attempt_poll(att, 200)) == 0) {
         stream(att, live, 0);
+        service_out(a, j, att, live);
         if (!stopped && stop_requested(j->s)) {
             rz_attempt_stop(att);
             stopped = 1;
         }
     }
-    if (done == 1)
+    if (done == 1) {
         stream(att, live, 1);
+        service_out(a, j, att, live);
+    }
     /* The live lines go before the result, which then replaces them. */
     live_log_finish(live);
     rz_attempt_result res;
@@ -806,7 +867,9 @@ void *job_main(void *arg)
 {
     job_slot *s = arg;
     agent *a = s->a;
-    job j = { .s = s, .asg = s->assignment, .llm_server = -1 };
+    job j = { .s = s, .asg = s->assignment, .llm_server = -1,
+              .service = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+                  s->assignment, "service")) };
     char why[400];
     const char *no = s->slurm_id ? NULL : vet(a, &j, why, sizeof why);
     if (s->slurm_id) {
@@ -840,7 +903,9 @@ void *job_main(void *arg)
 
 cJSON *job_run_local(agent *a, job_slot *s)
 {
-    job j = { .s = s, .asg = s->assignment, .llm_server = -1 };
+    job j = { .s = s, .asg = s->assignment, .llm_server = -1,
+              .service = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+                  s->assignment, "service")) };
     char why[400];
     const char *no = vet(a, &j, why, sizeof why);
     if (no)

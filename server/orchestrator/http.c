@@ -42,6 +42,7 @@ static const route routes[] = {
     { "POST",   "/api/v1/nodes/{id}/jobs/{job}/result",    W_NODE,   true,  r_node_result },
     { "POST",   "/api/v1/nodes/{id}/jobs/{job}/decline",   W_NODE,   true,  r_node_decline },
     { "POST",   "/api/v1/nodes/{id}/jobs/{job}/log",       W_NODE,   true,  r_node_log },
+    { "POST",   "/api/v1/nodes/{id}/jobs/{job}/events",    W_NODE,   true,  r_node_events },
     { "DELETE", "/api/v1/nodes/{id}",                      W_NODE | W_ADMIN, false, r_node_delete },
     { "GET",    "/api/v1/nodes/{id}/challenge",            W_NODE | W_ADMIN, false, r_node_challenge_get },
     { "POST",   "/api/v1/nodes/{id}/challenge",            W_NODE,   true,  r_node_challenge_answer },

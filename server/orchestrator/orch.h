@@ -494,6 +494,9 @@ void r_node_decline(req *q);
 /* The node of the path ({id}), the caller's own (a node token names one);
  * false: answered 404. */
 bool own_node(req *q, uint64_t *node);
+/* routes_events.c: POST .../jobs/{job}/events, a service's readiness and
+ * events (docs/services.md). */
+void r_node_events(req *q);
 /* routes_logs.c: POST .../jobs/{job}/log, a running job's log lines. */
 typedef struct live_pos live_pos;
 void r_node_log(req *q);

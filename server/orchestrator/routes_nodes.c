@@ -632,7 +632,12 @@ static cJSON *assignment_json(orch *o, const rz_engine_assignment *a)
     else
         cJSON_Delete(rq);
     cJSON_AddArrayToObject(doc, "credentials");
-    if (timeout_s > 0)
+    /* A service (docs/services.md) runs until it ends: no module timeout;
+     * its node sends its readiness and events as they come. */
+    bool service = rz_engine_job_service(o->e, a->job);
+    if (service)
+        cJSON_AddTrueToObject(doc, "service");
+    if (timeout_s > 0 && !service)
         cJSON_AddNumberToObject(doc, "timeout_s", timeout_s);
     return doc;
 }

@@ -404,6 +404,28 @@ class Network(Base):
         self.assertIn("  log:\n", p.stdout)
         self.assertIn("fails on purpose", p.stdout)
 
+    def test_desk_service_events_over_the_network(self):
+        # The desk (docs/services.md) deployed: the trader service runs on
+        # one node, says it is ready and emits its trades over HTTP; one
+        # announcer job runs per trade on the others, each exactly once.
+        self.start_nodes()
+        with open(os.path.join(ROOT, "examples", "flows", "desk.yaml")) as f:
+            text = re.sub(r"(?m)^( +)(module: .*)$",
+                          r"\1\2\n\1max_cost_micros: 20000000", f.read())
+        dep = self.cli_json("flow", "deploy", self.flow_file("desk.yaml", text),
+                            "--input", "trades=5", key=self.key)["id"]
+        self.cli("flow", "watch", str(dep), key=self.key, timeout=90)
+        st = self.status(dep)
+        runs = st["steps"]["announce"]["runs"]
+        self.assertEqual([r["event_id"] for r in runs],
+                         ["hb:%d" % (i + 1) for i in range(5)])
+        self.assertEqual(len({r["job"] for r in runs}), 5)
+        self.assertEqual(st["steps"]["hb"]["events"], 5)
+        self.assertEqual(st["outputs"]["summary"], "5 trades announced")
+        for r in runs:   # each run a job of the deployment, charged once
+            j = self.job(r["job"])
+            self.assertEqual((j["deployment"], j["status"]), (dep, "succeeded"), j)
+
     def test_node_killed_mid_job_finishes_elsewhere_charged_once(self):
         self.start_nodes()
         flow = self.flow_file("nap.yaml", (
