@@ -25,6 +25,45 @@ static bool refused(cJSON *list, double seq, int rc)
            cJSON_AddItemToArray(list, x);
 }
 
+/* Each event to the engine, in order; one it refuses is listed in `bad`.
+ * RZ_EINVAL for a malformed entry, or the engine's failure: both stop. */
+static int take_events(orch *o, uint64_t node, uint64_t job, uint32_t attempt,
+                       const cJSON *events, cJSON *bad, size_t *taken,
+                       size_t *repeats)
+{
+    int rc = RZ_OK;
+    const cJSON *ev;
+    cJSON_ArrayForEach(ev, events) {
+        const cJSON *seq = cJSON_GetObjectItemCaseSensitive(ev, "seq");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(ev, "name");
+        const cJSON *data = cJSON_GetObjectItemCaseSensitive(ev, "data");
+        double s = cJSON_GetNumberValue(seq);
+        if (!cJSON_IsNumber(seq) || s < 1 || s > UINT32_MAX || s != (double)(uint32_t)s ||
+            !cJSON_IsString(name)) {
+            rz_error_clear();
+            rc = RZ_EINVAL;
+            break;
+        }
+        char *d = data ? cJSON_PrintUnformatted(data) : NULL;
+        int repeat = 0;
+        int r = data && !d ? RZ_ENOMEM
+              : rz_engine_report_event(o->e, node, job, attempt,
+                                       (uint32_t)s, name->valuestring, d,
+                                       orch_now_ms(), &repeat);
+        cJSON_free(d);
+        if (r == RZ_OK) {
+            *taken += !repeat;
+            *repeats += repeat != 0;
+        } else if (r == RZ_EINVALID || r == RZ_ETOOBIG) {
+            (void)refused(bad, s, r);   /* its answer, not a failure of the POST */
+        } else {
+            rc = r;
+            break;
+        }
+    }
+    return rc;
+}
+
 void r_node_events(req *q)
 {
     static const char *const fields[] = { "attempt", "ready", "events", NULL };
@@ -53,35 +92,7 @@ void r_node_events(req *q)
     }
     size_t taken = 0, repeats = 0;
     cJSON *bad = cJSON_CreateArray();
-    const cJSON *ev;
-    cJSON_ArrayForEach(ev, events) {
-        const cJSON *seq = cJSON_GetObjectItemCaseSensitive(ev, "seq");
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(ev, "name");
-        const cJSON *data = cJSON_GetObjectItemCaseSensitive(ev, "data");
-        double s = cJSON_GetNumberValue(seq);
-        if (!cJSON_IsNumber(seq) || s < 1 || s > UINT32_MAX || s != (double)(uint32_t)s ||
-            !cJSON_IsString(name)) {
-            rz_error_clear();
-            rc = RZ_EINVAL;
-            break;
-        }
-        char *d = data ? cJSON_PrintUnformatted(data) : NULL;
-        int repeat = 0;
-        int r = data && !d ? RZ_ENOMEM
-              : rz_engine_report_event(o->e, node, job, (uint32_t)attempt,
-                                       (uint32_t)s, name->valuestring, d,
-                                       orch_now_ms(), &repeat);
-        cJSON_free(d);
-        if (r == RZ_OK) {
-            taken += !repeat;
-            repeats += repeat != 0;
-        } else if (r == RZ_EINVALID || r == RZ_ETOOBIG) {
-            (void)refused(bad, s, r);   /* its answer, not a failure of the POST */
-        } else {
-            rc = r;
-            break;
-        }
-    }
+    rc = take_events(o, node, job, (uint32_t)attempt, events, bad, &taken, &repeats);
     if (rc == RZ_EINVAL) {
         cJSON_Delete(bad);
         reply_error(q, RZ_EINVAL, "each event is {seq: 1.., name: string, data?}");

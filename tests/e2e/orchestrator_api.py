@@ -749,6 +749,7 @@ class OrchestratorApi(unittest.TestCase):
             ("POST", "/api/v1/nodes/{id}/jobs/{job}/result"): {N},
             ("POST", "/api/v1/nodes/{id}/jobs/{job}/decline"): {N},
             ("POST", "/api/v1/nodes/{id}/jobs/{job}/log"): {N},
+            ("POST", "/api/v1/nodes/{id}/jobs/{job}/events"): {N},
             ("DELETE", "/api/v1/nodes/{id}"): {N, A},
             ("GET", "/api/v1/nodes/{id}/challenge"): {N, A},
             ("POST", "/api/v1/nodes/{id}/challenge"): {N},

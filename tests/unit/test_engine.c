@@ -2564,6 +2564,8 @@ static void test_rejoin_gone_unknown_and_bad_caps(void **state)
  * once (a node's repeat changes nothing, before or after a reopen), each
  * listener runs once per event with the event's data, and the flow ends
  * when the service has ended and every event was handled. */
+static void desk_status_checked(fx *f, uint64_t d);
+
 static void test_deploy_service_events(void **state)
 {
     fx *f = *state;
@@ -2631,6 +2633,12 @@ static void test_deploy_service_events(void **state)
     assert_int_equal(node_report(f->e, n, hb, att, "{}", NULL, 10, 15), RZ_OK);
     assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_SUCCEEDED);
+    desk_status_checked(f, d);
+}
+
+/* The finished desk: two runs, the second of event hb:3; three events. */
+static void desk_status_checked(fx *f, uint64_t d)
+{
     cJSON *doc = status(f, d);
     cJSON *ann = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "ann");
     cJSON *runs = cJSON_GetObjectItem(ann, "runs");
