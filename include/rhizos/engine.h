@@ -343,13 +343,17 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_report_result(rz_engine *e, uint64_t node,
  * value of at most RZ_ENGINE_EVENT_MAX bytes; NULL: null), number `seq`
  * (from 1) of this attempt's events. A node sends each event until it is
  * acknowledged, in order: one at or before the last taken from the
- * attempt is a repeat (*was_repeat 1, may be NULL; nothing changes). Each
+ * attempt is a repeat (*was_repeat 1, may be NULL; nothing changes), and
+ * so is one whose `key` (the service's own id of the event, 1 to
+ * RZ_ENGINE_EVENT_KEY_MAX bytes; NULL: none) the step gave before, in any
+ * attempt. Each
  * listener (`on: {event: steps.S.events.NAME}`) gets one run of it. Both
  * are recorded like a step's result: a reopened engine replays them.
  * RZ_ESTATE if the node does not hold that attempt of a service job;
  * RZ_EINVALID for a bad name or data; RZ_ETOOBIG for data over the cap, or
  * a listener that holds its most events (the others took it). */
 #define RZ_ENGINE_EVENT_MAX (64u * 1024u)
+#define RZ_ENGINE_EVENT_KEY_MAX 128u
 /* 1 if job `job` runs a service step of a running deployment (its node
  * streams its stdout and reports readiness and events), else 0. */
 RZ_EXTERN int rz_engine_job_service(const rz_engine *e, uint64_t job);
@@ -358,7 +362,8 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_report_ready(rz_engine *e, uint64_t node,
                                                   uint64_t now_ms);
 RZ_EXTERN RZ_NODISCARD int rz_engine_report_event(rz_engine *e, uint64_t node,
                                                   uint64_t job, uint32_t attempt,
-                                                  uint32_t seq, const char *name,
+                                                  uint32_t seq, const char *key,
+                                                  const char *name,
                                                   const char *data_json,
                                                   uint64_t now_ms, int *was_repeat);
 /* Cancel a standalone job that has not finished: its hold is refunded (a

@@ -238,15 +238,17 @@ RZ_EXTERN RZ_NODISCARD int rz_attempt_out_lines(rz_attempt *a, char **out,
                                                 uint64_t *dropped);
 
 /* What one line of a service's stdout is (docs/services.md): exactly
- * {"ready": true}; {"event": NAME, "data"?: VALUE} with nothing else (then
- * *name and *data_json, the data printed compactly or NULL when absent,
- * are malloc'ed: release with rz_free; both may be NULL pointers when not
- * wanted); or anything else, a log line. */
+ * {"ready": true}; {"event": NAME, "id"?: KEY, "data"?: VALUE} with nothing
+ * else, KEY a string (then *name, *key (NULL when absent) and *data_json,
+ * the data printed compactly or NULL when absent, are malloc'ed: release
+ * with rz_free; each may be a NULL pointer when not wanted); or anything
+ * else, a log line. */
 typedef enum rz_service_line_kind {
     RZ_SERVICE_LINE_LOG = 0, RZ_SERVICE_LINE_READY, RZ_SERVICE_LINE_EVENT
 } rz_service_line_kind;
 RZ_EXTERN rz_service_line_kind rz_service_line(const char *line, size_t len,
-                                               char **name, char **data_json);
+                                               char **name, char **key,
+                                               char **data_json);
 
 /* The log lines written since the last call, as they come (adapters that
  * stream their log: process, docker), scrubbed of the attempt's secrets

@@ -34,11 +34,12 @@ int rz__engine_service_apply(rz_run *run, rz__step_event_kind kind, size_t step,
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(x, "data");
     double a = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(x, "attempt"));
     double s = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(x, "seq"));
+    const char *key = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "key"));
     char *d = data ? cJSON_PrintUnformatted(data) : NULL;
     int rc = !cJSON_IsString(name) || !d
         ? rz__error(x ? RZ_EDB : RZ_ENOMEM, "engine store: a malformed event")
         : rz__run_emit(run, step, a >= 0 && a <= UINT32_MAX ? (uint32_t)a : 0,
-                       s >= 0 && s <= UINT32_MAX ? (uint32_t)s : 0,
+                       s >= 0 && s <= UINT32_MAX ? (uint32_t)s : 0, key,
                        name->valuestring, d, now, NULL);
     cJSON_free(d);
     cJSON_Delete(x);
@@ -107,14 +108,15 @@ int rz_engine_report_ready(rz_engine *e, uint64_t node, uint64_t job,
     return rz__engine_commit_call(e, rz__engine_dep_advance(e, d, now_ms));
 }
 
-static char *event_text(uint32_t attempt, uint32_t seq, const char *name,
-                        const char *data)
+static char *event_text(uint32_t attempt, uint32_t seq, const char *key,
+                        const char *name, const char *data)
 {
     cJSON *x = cJSON_CreateObject();
     cJSON *v = data ? cJSON_Parse(data) : cJSON_CreateNull();
     char *out = NULL;
     if (x && v && cJSON_AddNumberToObject(x, "attempt", attempt) &&
         cJSON_AddNumberToObject(x, "seq", seq) &&
+        (!key || cJSON_AddStringToObject(x, "key", key)) &&
         cJSON_AddStringToObject(x, "name", name) &&
         cJSON_AddItemToObject(x, "data", v)) {
         v = NULL;
@@ -128,14 +130,18 @@ static char *event_text(uint32_t attempt, uint32_t seq, const char *name,
 }
 
 int rz_engine_report_event(rz_engine *e, uint64_t node, uint64_t job,
-                           uint32_t attempt, uint32_t seq, const char *name,
-                           const char *data_json, uint64_t now_ms, int *was_repeat)
+                           uint32_t attempt, uint32_t seq, const char *key,
+                           const char *name, const char *data_json,
+                           uint64_t now_ms, int *was_repeat)
 {
     if (was_repeat)
         *was_repeat = 0;
     if (!name_ok(name))
         return rz__error(RZ_EINVALID, "an event name is 1-%d letters, digits, '_', "
                          "'-' or '.'", EVENT_NAME_MAX);
+    if (key && (!*key || strlen(key) > RZ_ENGINE_EVENT_KEY_MAX))
+        return rz__error(RZ_EINVALID, "event '%s': its key has 1-%u bytes", name,
+                         RZ_ENGINE_EVENT_KEY_MAX);
     if (data_json && strlen(data_json) > RZ_ENGINE_EVENT_MAX)
         return rz__error(RZ_ETOOBIG, "event '%s': its data is over %u bytes", name,
                          RZ_ENGINE_EVENT_MAX);
@@ -146,7 +152,7 @@ int rz_engine_report_event(rz_engine *e, uint64_t node, uint64_t job,
     rz__ejob *j = service_job(e, node, job, attempt, &d);
     if (!j)
         return rz_error_last()->code;
-    char *text = event_text(attempt, seq, name, data_json);
+    char *text = event_text(attempt, seq, key, name, data_json);
     if (!text) {
         cJSON *v = data_json ? cJSON_Parse(data_json) : NULL;
         bool bad = data_json && !v;
@@ -158,7 +164,8 @@ int rz_engine_report_event(rz_engine *e, uint64_t node, uint64_t job,
         free(text);
         return rc;
     }
-    rc = rz__run_emit(d->run, j->step, attempt, seq, name, data_json, now_ms, NULL);
+    rc = rz__run_emit(d->run, j->step, attempt, seq, key, name, data_json, now_ms,
+                      NULL);
     if (rc == 1 || (rc != RZ_OK && rc != RZ_ETOOBIG)) {
         free(text);
         if (rc == 1 && was_repeat)

@@ -732,42 +732,45 @@ int rz_attempt_out_lines(rz_attempt *a, char **out, uint64_t *dropped)
     return RZ_OK;
 }
 
-rz_service_line_kind rz_service_line(const char *line, size_t len, char **name,
-                                     char **data_json)
+/* A copy of `v`'s text (cJSON_PrintUnformatted when `print`) into *out
+ * (left alone when out is NULL or v absent); false: out of memory. */
+static bool copy_out(char **out, const cJSON *v, bool print)
 {
-    if (name)
-        *name = NULL;
-    if (data_json)
-        *data_json = NULL;
+    if (!out || !v)
+        return true;
+    char *t = print ? cJSON_PrintUnformatted(v) : NULL;
+    *out = rz__strdup(print ? t : v->valuestring);
+    cJSON_free(t);
+    return *out != NULL;
+}
+
+rz_service_line_kind rz_service_line(const char *line, size_t len, char **name,
+                                     char **key, char **data_json)
+{
+    char **outs[] = { name, key, data_json };
+    for (size_t i = 0; i < 3; i++)
+        if (outs[i])
+            *outs[i] = NULL;
     cJSON *x = line && len && line[0] == '{' ? cJSON_ParseWithLength(line, len) : NULL;
     size_t n = cJSON_IsObject(x) ? (size_t)cJSON_GetArraySize(x) : 0;
     const cJSON *ev = cJSON_GetObjectItemCaseSensitive(x, "event");
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(x, "id");
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(x, "data");
     rz_service_line_kind k = RZ_SERVICE_LINE_LOG;
-    if (cJSON_IsString(ev) && (n == 1 || (n == 2 && data)))
+    if (cJSON_IsString(ev) && (!id || cJSON_IsString(id)) &&
+        n == 1u + (id != NULL) + (data != NULL))
         k = RZ_SERVICE_LINE_EVENT;
     else if (n == 1 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "ready")))
         k = RZ_SERVICE_LINE_READY;
-    if (k == RZ_SERVICE_LINE_EVENT) {
-        char *d = data && data_json ? cJSON_PrintUnformatted(data) : NULL;
-        char *nm = name ? rz__strdup(ev->valuestring) : NULL;
-        if ((data && data_json && !d) || (name && !nm)) {
-            cJSON_free(d);
-            free(nm);
-            k = RZ_SERVICE_LINE_LOG;   /* out of memory: kept as a log line */
-        } else {
-            if (data_json && d) {
-                *data_json = rz__strdup(d);
-                if (!*data_json) {
-                    free(nm);
-                    nm = NULL;
-                    k = RZ_SERVICE_LINE_LOG;
-                }
+    if (k == RZ_SERVICE_LINE_EVENT &&
+        !(copy_out(name, ev, false) && copy_out(key, id, false) &&
+          copy_out(data_json, data, true))) {
+        for (size_t i = 0; i < 3; i++)   /* out of memory: kept as a log line */
+            if (outs[i]) {
+                free(*outs[i]);
+                *outs[i] = NULL;
             }
-            cJSON_free(d);
-            if (name)
-                *name = nm;
-        }
+        k = RZ_SERVICE_LINE_LOG;
     }
     cJSON_Delete(x);
     return k;

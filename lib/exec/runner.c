@@ -701,8 +701,8 @@ static void service_note(runner *r, size_t step, const char *fmt, ...)
 
 /* The engine takes an event of slot k's service, or refuses it (said in
  * the step's log: the service goes on). */
-static int service_event(runner *r, size_t k, const char *name, const char *data,
-                         size_t len)
+static int service_event(runner *r, size_t k, const char *name, const char *key,
+                         const char *data, size_t len)
 {
     slot *sl = &r->slots[k];
     uint64_t now = rz__now_ms();
@@ -723,7 +723,7 @@ static int service_event(runner *r, size_t k, const char *name, const char *data
     sl->in_window++;
     size_t step = sl->step;
     int rc = rz_engine_report_event(r->engine, r->node, sl->job, sl->attempt,
-                                    ++sl->seq, name, data, now, NULL);
+                                    ++sl->seq, key, name, data, now, NULL);
     if (rc == RZ_EINVALID || rc == RZ_ETOOBIG || rc == RZ_ESTATE) {
         service_note(r, step, "event '%.64s' refused: %s", name,
                      rz_error_last()->message);
@@ -756,18 +756,19 @@ static int service_lines(runner *r, size_t k, char *text)
         if (next)
             *next++ = '\0';
         size_t len = strlen(line);
-        char *name = NULL, *data = NULL;
-        rz_service_line_kind kind = rz_service_line(line, len, &name, &data);
+        char *name = NULL, *key = NULL, *data = NULL;
+        rz_service_line_kind kind = rz_service_line(line, len, &name, &key, &data);
         k = kind != RZ_SERVICE_LINE_LOG ? slot_of(r, job) : k;
         if (kind == RZ_SERVICE_LINE_LOG)
             rz__buf_printf(&logs, "%s%s", logs.len ? "\n" : "", line);
         else if (k == RZ_NPOS)
             next = NULL;   /* stopped meanwhile */
         else if (kind == RZ_SERVICE_LINE_EVENT)
-            rc = service_event(r, k, name, data, len);
+            rc = service_event(r, k, name, key, data, len);
         else
             rc = service_ready(r, k);
         rz_free(name);
+        rz_free(key);
         rz_free(data);
     }
     if (logs.len && !logs.failed)

@@ -76,6 +76,9 @@ typedef struct step_rt {
     uint32_t emitted;      /* service: events emitted (their ids) */
     uint32_t ev_attempt, ev_seq;   /* service: the last event taken, as its
                                       node numbered it (repeats dropped) */
+    rz__map *keys;         /* service: the event keys it gave (key_text[i]) */
+    char **key_text;
+    size_t n_keys, cap_keys;
     cJSON *kept_ev;        /* event step not yet running: events kept */
     size_t *els, cap_els;  /* event step: its elements' tasks */
 } step_rt;
@@ -926,11 +929,13 @@ int rz__run_service_ready(rz_run *run, size_t step, uint64_t now_ms)
     return 1;
 }
 
-static cJSON *event_object(const char *id, const char *name, const cJSON *data)
+static cJSON *event_object(const char *id, const char *key, const char *name,
+                           const cJSON *data)
 {
     cJSON *ev = cJSON_CreateObject();
     cJSON *d = cJSON_Duplicate(data, true);
     if (!ev || !d || !cJSON_AddStringToObject(ev, "id", id) ||
+        (key && !cJSON_AddStringToObject(ev, "key", key)) ||
         !cJSON_AddStringToObject(ev, "name", name) ||
         !cJSON_AddItemToObject(ev, "data", d)) {
         cJSON_Delete(ev);
@@ -964,9 +969,38 @@ static int give_event(rz_run *r, size_t d, cJSON *ev)
     return RZ_OK;
 }
 
+/* Remember service key `key` of step `ss`; false if it was given before.
+ * Past RZ__RUN_KEYS_MAX keys (or out of memory) new ones are not kept. */
+static bool key_new(step_rt *ss, const char *key)
+{
+    if (!key)
+        return true;
+    if (ss->keys && rz__map_get(ss->keys, key) != RZ_NPOS)
+        return false;
+    if (ss->n_keys >= RZ__RUN_KEYS_MAX)
+        return true;
+    if (!ss->keys && !(ss->keys = rz__calloc(1, sizeof *ss->keys)))
+        return true;
+    if (ss->n_keys == ss->cap_keys) {
+        size_t cap = ss->cap_keys ? ss->cap_keys * 2 : 16;
+        char **v = realloc(ss->key_text, cap * sizeof *v);
+        if (!v)
+            return true;
+        ss->key_text = v;
+        ss->cap_keys = cap;
+    }
+    char *k = rz__strdup(key);
+    if (!k || rz__map_put(ss->keys, k, ss->n_keys) != RZ_OK) {
+        free(k);
+        return true;
+    }
+    ss->key_text[ss->n_keys++] = k;
+    return true;
+}
+
 int rz__run_emit(rz_run *run, size_t step, uint32_t attempt, uint32_t seq,
-                 const char *name, const char *data_json, uint64_t now_ms,
-                 size_t *delivered)
+                 const char *key, const char *name, const char *data_json,
+                 uint64_t now_ms, size_t *delivered)
 {
     (void)now_ms;
     if (delivered)
@@ -986,6 +1020,10 @@ int rz__run_emit(rz_run *run, size_t step, uint32_t attempt, uint32_t seq,
         return data_json ? rz__error(RZ_EINVALID, "event '%s' of step '%s': its data "
                                      "is not JSON", name, step_of(run, step)->id)
                          : rz__error(RZ_ENOMEM, "out of memory");
+    if (!key_new(ss, key)) {   /* nothing changed: not recorded either */
+        cJSON_Delete(data);
+        return 1;
+    }
     if (seq) {
         ss->ev_attempt = attempt;
         ss->ev_seq = seq;
@@ -1000,7 +1038,7 @@ int rz__run_emit(rz_run *run, size_t step, uint32_t attempt, uint32_t seq,
             event_source(run, d) != step ||
             !(st == RZ_STEP_PENDING || (st == RZ_STEP_RUNNING && run->st[d].mapped)))
             continue;
-        cJSON *ev = event_object(id, name, data);
+        cJSON *ev = event_object(id, key, name, data);
         int r2 = ev ? give_event(run, d, ev) : rz__error(RZ_ENOMEM, "out of memory");
         if (r2 == RZ_OK && delivered)
             (*delivered)++;
@@ -1276,6 +1314,12 @@ void rz_run_free(rz_run *run)
         cJSON_Delete(run->st[i].value);
         cJSON_Delete(run->st[i].kept_ev);
         free(run->st[i].els);
+        for (size_t k = 0; k < run->st[i].n_keys; k++)
+            free(run->st[i].key_text[k]);
+        free(run->st[i].key_text);
+        if (run->st[i].keys)
+            rz__map_free(run->st[i].keys);
+        free(run->st[i].keys);
         free(run->st[i].error);
         free(run->st[i].log);
         free(run->st[i].warning);
@@ -2009,6 +2053,12 @@ static cJSON *step_json_with(const rz_run *r, size_t i, bool elements)
         cJSON *ej = step_json(r, el_task(r, i, k));
         const char *eid = s->els ? cJSON_GetStringValue(
             cJSON_GetObjectItemCaseSensitive(el->value, "id")) : NULL;
+        const char *ekey = s->els ? cJSON_GetStringValue(
+            cJSON_GetObjectItemCaseSensitive(el->value, "key")) : NULL;
+        if (ej && ekey && !cJSON_AddStringToObject(ej, "event_key", ekey)) {
+            cJSON_Delete(ej);
+            ej = NULL;
+        }
         if (ej && eid && !cJSON_AddStringToObject(ej, "event_id", eid)) {
             cJSON_Delete(ej);
             ej = NULL;

@@ -36,15 +36,20 @@ RZ_HIDDEN int rz__run_service_ready(rz_run *run, size_t step, uint64_t now_ms);
  * null), number `seq` (from 1) of its attempt `attempt` as its node counts
  * them: an event at or before the last one taken from that attempt is a
  * repeat (a node sends again what it is not sure arrived) and returns 1,
- * changing nothing; seq 0 is never a repeat. Its id is "<step>:<n>", n
+ * changing nothing; seq 0 is never a repeat. `key` (NULL: none) is the
+ * service's own id of the event: one it gave before, in any attempt (a
+ * service restarted elsewhere emitting its fills again), is a repeat too
+ * (the first RZ__RUN_KEYS_MAX keys of a step are remembered). Its id is "<step>:<n>", n
  * counting the events taken from the step, from 1. *delivered (may be
  * NULL): the listeners that took it. RZ_EINVALID for data that is not
  * JSON, RZ_ESTATE if the step is not a running service (nothing changes
  * then), RZ_ETOOBIG if a listener holds RZ__RUN_EVENTS_MAX events already
  * (the others took it: the event happened). */
 RZ_HIDDEN int rz__run_emit(rz_run *run, size_t step, uint32_t attempt,
-                           uint32_t seq, const char *name, const char *data_json,
-                           uint64_t now_ms, size_t *delivered);
+                           uint32_t seq, const char *key, const char *name,
+                           const char *data_json, uint64_t now_ms,
+                           size_t *delivered);
+#define RZ__RUN_KEYS_MAX 100000u
 
 /* Events service `step` emitted so far. */
 RZ_HIDDEN uint32_t rz__run_events_emitted(const rz_run *run, size_t step);

@@ -514,8 +514,9 @@ static void service_out(agent *a, job *j, rz_attempt *att, live_log *live)
         next = strchr(line, '\n');
         if (next)
             *next++ = '\0';
-        char *name = NULL, *data = NULL;
-        rz_service_line_kind k = rz_service_line(line, strlen(line), &name, &data);
+        char *name = NULL, *key = NULL, *data = NULL;
+        rz_service_line_kind k = rz_service_line(line, strlen(line), &name, &key,
+                                                 &data);
         if (k == RZ_SERVICE_LINE_LOG) {
             live_log_add(live, line);
         } else if (k == RZ_SERVICE_LINE_READY) {
@@ -525,6 +526,8 @@ static void service_out(agent *a, job *j, rz_attempt *att, live_log *live)
             cJSON *e = cJSON_CreateObject();
             cJSON_AddNumberToObject(e, "seq", ++j->ev_seq);
             cJSON_AddStringToObject(e, "name", name);
+            if (key)
+                cJSON_AddStringToObject(e, "id", key);
             cJSON *d = data ? cJSON_Parse(data) : NULL;
             if (d)
                 cJSON_AddItemToObject(e, "data", d);
@@ -532,6 +535,7 @@ static void service_out(agent *a, job *j, rz_attempt *att, live_log *live)
             any = true;
         }
         rz_free(name);
+        rz_free(key);
         rz_free(data);
     }
     rz_free(text);

@@ -37,9 +37,10 @@ static int take_events(orch *o, uint64_t node, uint64_t job, uint32_t attempt,
         const cJSON *seq = cJSON_GetObjectItemCaseSensitive(ev, "seq");
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(ev, "name");
         const cJSON *data = cJSON_GetObjectItemCaseSensitive(ev, "data");
+        const cJSON *key = cJSON_GetObjectItemCaseSensitive(ev, "id");
         double s = cJSON_GetNumberValue(seq);
         if (!cJSON_IsNumber(seq) || s < 1 || s > UINT32_MAX || s != (double)(uint32_t)s ||
-            !cJSON_IsString(name)) {
+            !cJSON_IsString(name) || (key && !cJSON_IsString(key))) {
             rz_error_clear();
             rc = RZ_EINVAL;
             break;
@@ -48,7 +49,8 @@ static int take_events(orch *o, uint64_t node, uint64_t job, uint32_t attempt,
         int repeat = 0;
         int r = data && !d ? RZ_ENOMEM
               : rz_engine_report_event(o->e, node, job, attempt,
-                                       (uint32_t)s, name->valuestring, d,
+                                       (uint32_t)s, cJSON_GetStringValue(key),
+                                       name->valuestring, d,
                                        orch_now_ms(), &repeat);
         cJSON_free(d);
         if (r == RZ_OK) {

@@ -426,6 +426,36 @@ class Network(Base):
             j = self.job(r["job"])
             self.assertEqual((j["deployment"], j["status"]), (dep, "succeeded"), j)
 
+    def test_desk_producer_node_killed_restarts_elsewhere(self):
+        # kill -9 of the trader's node mid-run: the service is restarted on
+        # another node and emits its fills again from the first; their ids
+        # make each one event, so every trade is announced exactly once.
+        self.start_nodes()
+        with open(os.path.join(ROOT, "examples", "flows", "desk.yaml")) as f:
+            text = re.sub(r"(?m)^( +)(module: .*)$",
+                          r"\1\2\n\1max_cost_micros: 200000000", f.read())
+        text = text.replace("restart: {policy: never}",
+                            "restart: {policy: on-failure, backoff_ms: 100}")
+        text = text.replace('trades: "${{ inputs.trades }}"',
+                            'trades: "${{ inputs.trades }}"\n      interval_ms: 150')
+        dep = self.cli_json("flow", "deploy", self.flow_file("desk.yaml", text),
+                            "--input", "trades=12", key=self.key)["id"]
+        hb = self.cli_json("flow", "status", str(dep), key=self.key)["steps"]["hb"]["job"]
+        first = self.holder(hb)
+        wait_until(lambda: self.cli_json("flow", "status", str(dep), key=self.key)
+                   ["steps"]["hb"].get("events", 0) >= 3, 30, "three trades")
+        first.stop(signal.SIGKILL)
+        self.cli("flow", "watch", str(dep), key=self.key, timeout=90)
+        st = self.status(dep)
+        runs = st["steps"]["announce"]["runs"]
+        self.assertEqual(sorted(r["event_key"] for r in runs),
+                         sorted("fill-%d" % (i + 1) for i in range(12)))
+        self.assertEqual(st["steps"]["hb"]["events"], 12)
+        self.assertEqual(st["outputs"]["summary"], "12 trades announced")
+        j = self.job(hb)
+        self.assertNotEqual(j["node"], first.id, j)
+        self.assertGreaterEqual(j["attempt"], 2, j)
+
     def test_node_killed_mid_job_finishes_elsewhere_charged_once(self):
         self.start_nodes()
         flow = self.flow_file("nap.yaml", (

@@ -2594,23 +2594,23 @@ static void test_deploy_service_events(void **state)
     assert_int_equal(node_report(f->e, n, a.job, a.attempt, "{\"n\":1}", NULL, 10, 6),
                      RZ_OK);
     int rep = -1;
-    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 1, "trade",
+    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 1, NULL, "trade",
                                             "{\"t\":\"a b\"}", 7, &rep), RZ_OK);
     assert_int_equal(rep, 0);
-    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 1, "trade",
+    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 1, NULL, "trade",
                                             "{\"t\":\"a b\"}", 8, &rep), RZ_OK);
     assert_int_equal(rep, 1);
-    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 2, "bad name",
+    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 2, NULL, "bad name",
                                             NULL, 8, NULL), RZ_EINVALID);
-    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 2, "trade",
+    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 2, NULL, "trade",
                                             "{nope", 8, NULL), RZ_EINVALID);
-    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 2, "quote",
+    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 2, NULL, "quote",
                                             "1", 9, NULL), RZ_OK);   /* no listener */
     reopen(f);   /* the events are on disk; a repeat after it is still one */
-    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 1, "trade",
+    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 1, NULL, "trade",
                                             "{\"t\":\"a b\"}", 10, &rep), RZ_OK);
     assert_int_equal(rep, 1);
-    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 3, "trade",
+    assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 3, NULL, "trade",
                                             "{\"t\":\"c\"}", 11, &rep), RZ_OK);
     assert_int_equal(rep, 0);
     check(f);

@@ -113,20 +113,20 @@ static void test_events_runs_and_dead_letters(void **state)
     assert_int_equal(rz_run_start(r, hb, 1), RZ_OK);
     size_t got = 9;
     /* Before it is ready: kept for the listener, which is not running. */
-    assert_int_equal(rz__run_emit(r, hb, 1, 1, "trade", "{\"n\":1}", 2, &got), RZ_OK);
+    assert_int_equal(rz__run_emit(r, hb, 1, 1, NULL, "trade", "{\"n\":1}", 2, &got), RZ_OK);
     assert_int_equal(got, 1);
-    assert_int_equal(rz__run_emit(r, hb, 1, 1, "trade", "{\"n\":1}", 2, &got), 1);
+    assert_int_equal(rz__run_emit(r, hb, 1, 1, NULL, "trade", "{\"n\":1}", 2, &got), 1);
     assert_int_equal(got, 0);
-    assert_int_equal(rz__run_emit(r, hb, 1, 2, "quote", "{}", 2, &got), RZ_OK);
+    assert_int_equal(rz__run_emit(r, hb, 1, 2, NULL, "quote", "{}", 2, &got), RZ_OK);
     assert_int_equal(got, 0);   /* nobody listens to quotes */
-    assert_int_equal(rz__run_emit(r, hb, 1, 3, "trade", "{nope", 2, &got),
+    assert_int_equal(rz__run_emit(r, hb, 1, 3, NULL, "trade", "{nope", 2, &got),
                      RZ_EINVALID);
-    assert_int_equal(rz__run_emit(r, S(r, "ui"), 1, 3, "trade", "1", 2, &got),
+    assert_int_equal(rz__run_emit(r, S(r, "ui"), 1, 3, NULL, "trade", "1", 2, &got),
                      RZ_ESTATE);
     assert_int_equal(rz_run_task_count(r), 4);   /* no run made yet */
     assert_int_equal(rz__run_service_ready(r, hb, 3), 1);
-    assert_int_equal(rz__run_emit(r, hb, 1, 3, "trade", "{\"n\":2}", 4, &got), RZ_OK);
-    assert_int_equal(rz__run_emit(r, hb, 1, 4, "trade", "{\"n\":3}", 4, &got), RZ_OK);
+    assert_int_equal(rz__run_emit(r, hb, 1, 3, NULL, "trade", "{\"n\":2}", 4, &got), RZ_OK);
+    assert_int_equal(rz__run_emit(r, hb, 1, 4, NULL, "trade", "{\"n\":3}", 4, &got), RZ_OK);
     assert_int_equal(rz__run_events_emitted(r, hb), 4);
     /* ui and the first run; one run at a time. */
     size_t n = ready(r, 4, t);
@@ -191,6 +191,33 @@ static void dead_letter_checked(rz_run *r)
     assert_int_equal(rz_run_succeed(r, S(r, "ui"), "{}", 108), RZ_OK);
     assert_int_equal(rz_run_step_state(r, S(r, "sum")), RZ_STEP_SKIPPED);
     assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
+}
+
+/* A service's own event keys dedup across its attempts (restarted
+ * elsewhere, it emits its fills again): each key is one run. */
+static void test_keys_dedup_across_attempts(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: k\nsteps:\n"
+                      "  hb: {module: m, kind: service, restart: {backoff_ms: 10}}\n"
+                      "  ann: {module: m, on: {event: steps.hb.events.trade}}\n");
+    rz_run *r = NULL;
+    assert_int_equal(rz_run_new(&r, f, NULL, "r", 0), RZ_OK);
+    size_t hb = S(r, "hb"), got = 0;
+    assert_int_equal(rz_run_start(r, hb, 1), RZ_OK);
+    assert_int_equal(rz__run_emit(r, hb, 1, 1, "fill-1", "trade", "1", 2, &got), RZ_OK);
+    assert_int_equal(rz__run_emit(r, hb, 1, 2, "fill-2", "trade", "2", 2, &got), RZ_OK);
+    assert_int_equal(rz_run_fail(r, hb, "node lost", 3), RZ_OK);   /* restarts */
+    assert_int_equal(rz_run_step_state(r, hb), RZ_STEP_BACKOFF);
+    assert_int_equal(rz_run_ready(r, 5000, NULL, 0) >= 1, 1);
+    assert_int_equal(rz_run_start(r, hb, 5000), RZ_OK);
+    assert_int_equal(rz__run_emit(r, hb, 2, 1, "fill-1", "trade", "1", 5001, &got), 1);
+    assert_int_equal(rz__run_emit(r, hb, 2, 2, "fill-2", "trade", "2", 5001, &got), 1);
+    assert_int_equal(rz__run_emit(r, hb, 2, 3, "fill-3", "trade", "3", 5001, &got), RZ_OK);
+    assert_int_equal(got, 1);
+    assert_int_equal(rz__run_events_emitted(r, hb), 3);
+    rz_run_free(r);
+    rz_flow_free(f);
 }
 
 /* restart: always restarts a clean exit too, up to max_restarts; a service
@@ -303,6 +330,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ready_then_end),
         cmocka_unit_test(test_events_runs_and_dead_letters),
+        cmocka_unit_test(test_keys_dedup_across_attempts),
         cmocka_unit_test(test_restart_always),
         cmocka_unit_test(test_bad_declarations_located),
     };

@@ -1,7 +1,8 @@
 """trader: a service (docs/services.md). Prints {"ready": true}, then one
-{"event": "trade", "data": {...}} line per fill, `trades` of them, with a
-log line and a malformed line between (kept as log lines, never events),
-then exits 0."""
+{"event": "trade", "id": "fill-N", "data": {...}} line per fill, `trades`
+of them, with a log line and a malformed line between (kept as log lines,
+never events), then exits 0. Restarted, it emits its fills again from the
+first: their ids make each one event."""
 import json
 import sys
 import time
@@ -22,7 +23,8 @@ print("connected to the paper exchange", flush=True)
 print('{"event": "trade", "data": ', flush=True)   # malformed: a log line
 for i in range(trades):
     side = "buy" if i % 2 == 0 else "sell"
-    say({"event": "trade", "data": {"n": i + 1, "side": side, "symbol": symbol,
-                                    "qty": 0.01 * (i + 1), "price": 42000 + i}})
+    say({"event": "trade", "id": "fill-%d" % (i + 1),
+         "data": {"n": i + 1, "side": side, "symbol": symbol,
+                  "qty": 0.01 * (i + 1), "price": 42000 + i}})
     print("filled %d" % (i + 1), file=sys.stderr, flush=True)
     time.sleep(pause)
