@@ -588,7 +588,11 @@ static void propagate(rz_run *r, size_t i, bool ready)
                 r->stack[sp++] = d;
                 continue;
             }
-            if (ds->state != RZ_STEP_PENDING || (!telling && r->st[u].told))
+            /* The on_exit step runs after every step has ended: a
+             * service's readiness is not its end. */
+            bool last = step_of(r, d)->is_exit;
+            if (ds->state != RZ_STEP_PENDING || (telling && last) ||
+                (!telling && r->st[u].told && !last))
                 continue;
             if (step_of(r, d)->join != RZ_JOIN_ALL_SUCCEEDED) {
                 if (join_dep_settled(r, d, u))

@@ -35,6 +35,11 @@ static size_t S(const rz_run *r, const char *id)
     return i;
 }
 
+static bool step_of_is_exit(const rz_run *r, size_t i)
+{
+    return rz_run_flow(r)->steps[i].is_exit;
+}
+
 /* The tasks ready now (up to 16). */
 static size_t ready(rz_run *r, uint64_t now, size_t *t)
 {
@@ -220,6 +225,30 @@ static void test_keys_dedup_across_attempts(void **state)
     rz_flow_free(f);
 }
 
+/* The on_exit step waits for the service's end, not its readiness. */
+static void test_on_exit_after_service_end(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: x\nsteps:\n"
+                      "  s: {module: m, kind: service, restart: {policy: never}}\n"
+                      "  b: {module: m, needs: [s]}\n"
+                      "on_exit: {module: m}\n");
+    rz_run *r = NULL;
+    assert_int_equal(rz_run_new(&r, f, NULL, "r", 0), RZ_OK);
+    size_t t[16], s = S(r, "s"), b = S(r, "b");
+    assert_int_equal(rz_run_start(r, s, 1), RZ_OK);   /* ready at once */
+    assert_int_equal(ready(r, 1, t), 1);
+    assert_int_equal(t[0], b);
+    assert_int_equal(rz_run_start(r, b, 2), RZ_OK);
+    assert_int_equal(rz_run_succeed(r, b, "{}", 3), RZ_OK);
+    assert_int_equal(ready(r, 3, t), 0);   /* s still runs */
+    assert_int_equal(rz_run_succeed(r, s, "{}", 4), RZ_OK);
+    assert_int_equal(ready(r, 4, t), 1);   /* now on_exit */
+    assert_true(step_of_is_exit(r, t[0]));
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
 /* restart: always restarts a clean exit too, up to max_restarts; a service
  * has no timeout of its module's. */
 static void test_restart_always(void **state)
@@ -331,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_ready_then_end),
         cmocka_unit_test(test_events_runs_and_dead_letters),
         cmocka_unit_test(test_keys_dedup_across_attempts),
+        cmocka_unit_test(test_on_exit_after_service_end),
         cmocka_unit_test(test_restart_always),
         cmocka_unit_test(test_bad_declarations_located),
     };
