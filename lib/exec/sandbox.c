@@ -885,6 +885,7 @@ typedef struct cell {
     size_t n_cg;
     int zsock;
     pid_t zpid;
+    pid_t spare;    /* its zygote's spare init, our child; -1: none */
     uint32_t uid;   /* its steps' host uid and gid, its own */
     bool locked;    /* uid_take'n: unlocked once nothing runs as it */
     bool busy;
@@ -910,13 +911,16 @@ static bool cell_free(cell *c)
 {
     if (!c)
         return true;
-    if (c->zsock >= 0)
-        close(c->zsock);
     if (c->zpid > 0) {
         kill(c->zpid, SIGKILL);
         while (waitpid(c->zpid, NULL, 0) < 0 && errno == EINTR)
             ;
     }
+    /* After the zygote: it makes no spare any more, and its notes of
+     * those it made are all queued. */
+    rz__sbx_helper_cell_end(c->zsock, &c->spare);
+    if (c->zsock >= 0)
+        close(c->zsock);
     bool gone = true;
     for (size_t i = 0; i < c->n_cg; i++) {
         gone &= cg_remove(c->cg[i]) == 0;   /* kills what it holds */
@@ -945,6 +949,7 @@ static int cell_new(const rz__sbx *s, const rz__sbx_opts *o, uint32_t uid,
     if (!c)
         return rz__error(RZ_ENOMEM, "out of memory");
     c->zsock = -1;
+    c->spare = -1;
     c->uid = uid;
     c->locked = true;
     int rc = sb.cg_version > 0 ? cgroup_create(&tmp, o) : RZ_OK;
@@ -1103,12 +1108,14 @@ size_t rz__sbx_cell_pids(pid_t *out, size_t max)
     return n;
 }
 
-static void kill_members_but(const char *dir, pid_t keep);
+static void kill_members_but(const char *dir, pid_t keep, pid_t keep2);
 
-/* What the cell's counters say of this step; its leftovers killed. */
+/* What the cell's counters say of this step; its leftovers killed (not
+ * its zygote nor the spare init that the zygote made ahead, which holds
+ * nothing of a step); then the zygote may make the next spare. */
 static void cell_finish(rz__sbx *s, rz__sbx_report *r)
 {
-    pid_t zpid = cells[s->cell]->zpid;
+    pid_t zpid = cells[s->cell]->zpid, spare = cells[s->cell]->spare;
     for (size_t k = 0; k < s->n_cg; k++) {
         long long oom = cg_counter(s->cg[k], s->cg_kind[k], true);
         long long pids = cg_counter(s->cg[k], s->cg_kind[k], false);
@@ -1116,8 +1123,9 @@ static void cell_finish(rz__sbx *s, rz__sbx_report *r)
             r->oom = true;
         if (r && pids > s->pids0)
             r->pids_hit = true;
-        kill_members_but(s->cg[k], zpid);
+        kill_members_but(s->cg[k], zpid, spare);
     }
+    rz__sbx_helper_cell_done(cells[s->cell]->zsock);
     cell_release(s, false);
 }
 
@@ -1363,8 +1371,9 @@ int rz__sbx_spawn(pid_t *pid, rz__sbx *s, rz__sbx_launch *l,
         if (s->in_cell)
             l->uid = cells[s->cell]->uid;
         int cellfd = s->in_cell ? cells[s->cell]->zsock : -1;
-        int e = rz__sbx_helper_spawn(pid, l, stdio, errpipe, cellfd, why,
-                                     sizeof why);
+        pid_t *spare = s->in_cell ? &cells[s->cell]->spare : NULL;
+        int e = rz__sbx_helper_spawn(pid, l, stdio, errpipe, cellfd, spare,
+                                     why, sizeof why);
         if (e == 0)
             return RZ_OK;
         if (e != -EPIPE || !s->in_cell || tries > MAX_CELLS)
@@ -1407,14 +1416,15 @@ static size_t read_members(const char *dir, pid_t *out, size_t max)
 
 #define KILL_BATCH 1024
 
-/* Kill what cgroup `dir` holds but `keep`: by cgroup.kill where there is
- * one (v2), else by pidfd. A pid read from cgroup.procs may belong to
- * some host process by the time it is signalled (the member exited and
- * the pid was reused); a pidfd names one process for good, and a pid
+/* Kill what cgroup `dir` holds but `keep` and `keep2`: by cgroup.kill
+ * where there is one (v2) and nothing is kept, else by pidfd. A pid read
+ * from cgroup.procs may belong to some host process by the time it is
+ * signalled (the member exited and the pid was reused); a pidfd names one
+ * process for good, and a pid
  * still listed after its pidfd was opened was that process's all along
  * (a pid is not reused while its holder lives, and the signal fails if
  * the holder is gone). The caller loops (cg_remove) while members stay. */
-static void kill_members_but(const char *dir, pid_t keep)
+static void kill_members_but(const char *dir, pid_t keep, pid_t keep2)
 {
     if (keep <= 0 && sb.cg_version == 2 &&
         write_at(dir, "cgroup.kill", "1") == 0)
@@ -1425,7 +1435,7 @@ static void kill_members_but(const char *dir, pid_t keep)
     for (size_t i = 0; i < n; i++) {
         pfd[i] = -1;
 #ifdef SYS_pidfd_open
-        if (pids[i] != keep)
+        if (pids[i] != keep && pids[i] != keep2)
             pfd[i] = (int)syscall(SYS_pidfd_open, pids[i], 0);
 #endif
         opened += pfd[i] >= 0;
@@ -1449,7 +1459,7 @@ static void kill_members_but(const char *dir, pid_t keep)
 
 static void kill_members(const char *dir)
 {
-    kill_members_but(dir, -1);
+    kill_members_but(dir, -1, -1);
 }
 
 void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r)

@@ -341,6 +341,9 @@ static int write_request(const rz__sbx_launch *l, const binds *b)
  * a go that will not come: send_once). */
 enum { SENT_NOT = 1, SENT_LOST = 2 };
 #define TAKEN INT32_MIN
+/* A cell's note, unasked, of a spare init it made (see make_spare):
+ * {SPARE_NOTE, pid}, eight bytes where every answer has four. */
+#define SPARE_NOTE (INT32_MIN + 1)
 /* A request's bytes: its kind ('r' a step, 'z' a cell) and, for a cell,
  * its steps' uid. Two 32-bit fields: no padding, so no byte sent is
  * uninitialised. */
@@ -349,8 +352,50 @@ typedef struct msg {
     uint32_t uid;
 } msg;
 
+/* One answer from `to` into *answer (and its descriptor into *fd, if
+ * any came), a cell's spare notes on the way recorded in *spare (NULL:
+ * none expected). The byte count of the answer, as recvmsg's. */
+static ssize_t recv_answer(int to, int32_t *answer, int *fd, pid_t *spare,
+                           int flags)
+{
+    for (;;) {
+        int32_t a[2] = { 0, 0 };
+        struct iovec iov = { a, sizeof a };
+        union {
+            struct cmsghdr h;
+            char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+        } u;
+        memset(&u, 0, sizeof u);
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+                            .msg_control = u.buf,
+                            .msg_controllen = sizeof u.buf };
+        ssize_t n;
+        while ((n = recvmsg(to, &m, MSG_CMSG_CLOEXEC | flags)) < 0 &&
+               errno == EINTR)
+            ;
+        for (struct cmsghdr *h = n > 0 ? CMSG_FIRSTHDR(&m) : NULL; h;
+             h = CMSG_NXTHDR(&m, h))
+            if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS &&
+                h->cmsg_len >= CMSG_LEN(sizeof(int))) {
+                int got;
+                memcpy(&got, CMSG_DATA(h), sizeof got);
+                if (fd && *fd < 0)
+                    *fd = got;
+                else
+                    close(got);
+            }
+        if (n == (ssize_t)sizeof a && a[0] == SPARE_NOTE && a[1] > 0) {
+            if (spare)
+                *spare = a[1];
+            continue;
+        }
+        *answer = a[0];
+        return n;
+    }
+}
+
 static int exchange(int to, msg req, const int *fds, size_t n_fds,
-                    pid_t *pid, int *got)
+                    pid_t *pid, int *got, pid_t *spare)
 {
     struct iovec iov = { &req, sizeof req };
     union {
@@ -372,29 +417,17 @@ static int exchange(int to, msg req, const int *fds, size_t n_fds,
     if (n != (ssize_t)sizeof req)
         return SENT_NOT;
     int32_t answer = 0;
-    struct iovec aiov = { &answer, sizeof answer };
-    memset(&u, 0, sizeof u);
-    struct msghdr a = { .msg_iov = &aiov, .msg_iovlen = 1,
-                        .msg_control = u.buf, .msg_controllen = sizeof u.buf };
     if (req.kind == 'r') {
-        while ((n = recvmsg(to, &a, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
-            ;
+        n = recv_answer(to, &answer, NULL, spare, 0);
         if (n != (ssize_t)sizeof answer)
             return SENT_NOT;
         if (answer != TAKEN) {
             *pid = answer;   /* refused before any clone */
             return 0;
         }
-        a.msg_controllen = sizeof u.buf;
     }
-    while ((n = recvmsg(to, &a, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
-        ;
     int fd = -1;
-    for (struct cmsghdr *h = CMSG_FIRSTHDR(&a); n > 0 && h;
-         h = CMSG_NXTHDR(&a, h))
-        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS &&
-            h->cmsg_len >= CMSG_LEN(sizeof(int)))
-            memcpy(&fd, CMSG_DATA(h), sizeof fd);
+    n = recv_answer(to, &answer, &fd, spare, 0);
     if (got)
         *got = fd;
     else if (fd >= 0)
@@ -402,6 +435,8 @@ static int exchange(int to, msg req, const int *fds, size_t n_fds,
     if (n != (ssize_t)sizeof answer)
         return SENT_LOST;
     *pid = answer;
+    if (spare && *pid > 0 && *pid == *spare)
+        *spare = -1;   /* the step's init now: the caller's to reap */
     return 0;
 }
 
@@ -417,7 +452,7 @@ int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg, uint32_t uid,
             break;
         pid_t pid = -1;
         msg req = { 'z', uid };
-        if (exchange(sock, req, cg_procs, n_cg, &pid, zsock) == 0) {
+        if (exchange(sock, req, cg_procs, n_cg, &pid, zsock, NULL) == 0) {
             rc = pid > 0 && *zsock >= 0 ? 0 : (pid < 0 ? pid : -EIO);
             if (rc == 0)
                 *zpid = pid;
@@ -432,6 +467,24 @@ int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg, uint32_t uid,
         *zsock = -1;
     }
     return rc;
+}
+
+void rz__sbx_helper_cell_done(int zsock)
+{
+    msg m = { 'f', 0 };
+    (void)!send(zsock, &m, sizeof m, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+void rz__sbx_helper_cell_end(int zsock, pid_t *spare)
+{
+    int32_t answer;
+    if (zsock >= 0)
+        while (recv_answer(zsock, &answer, NULL, spare, MSG_DONTWAIT) > 0)
+            ;
+    if (*spare > 0 && kill(*spare, SIGKILL) == 0)
+        while (waitpid(*spare, NULL, __WALL) < 0 && errno == EINTR)
+            ;
+    *spare = -1;
 }
 
 /* A step's go socket. The step's init says hello on it first thing (the
@@ -449,7 +502,7 @@ int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg, uint32_t uid,
  * socket's other end closed with no hello). Bounded: a copy of the
  * step's end held by a concurrent fork of ours only delays the EOF; the
  * init then ends by itself when `go` closes, having run nothing. */
-static void reap_unstarted(int go)
+static pid_t reap_unstarted(int go)
 {
     char c;
     struct iovec iov = { &c, 1 };
@@ -475,14 +528,16 @@ static void reap_unstarted(int go)
             memcpy(&cr, CMSG_DATA(h), sizeof cr);
             init = cr.pid;
         }
-    if (init > 0 && kill(init, SIGKILL) == 0)
-        while (waitpid(init, NULL, __WALL) < 0 && errno == EINTR)
-            ;
+    if (init <= 0 || kill(init, SIGKILL) != 0)
+        return -1;
+    while (waitpid(init, NULL, __WALL) < 0 && errno == EINTR)
+        ;
+    return init;
 }
 
 /* One try: a fresh go socket, the request, and 'g' once the pid is ours;
  * as exchange(). fds[FD_GO_SLOT] is set here. */
-static int send_once(int to, int *fds, size_t n, pid_t *pid)
+static int send_once(int to, int *fds, size_t n, pid_t *pid, pid_t *spare)
 {
     int go[2], on = 1;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, go) != 0)
@@ -494,13 +549,16 @@ static int send_once(int to, int *fds, size_t n, pid_t *pid)
         return -e;
     }
     fds[FD_GO_SLOT] = go[1];
-    int r = exchange(to, (msg){ 'r', 0 }, fds, n, pid, NULL);
+    int r = exchange(to, (msg){ 'r', 0 }, fds, n, pid, NULL, spare);
     close(go[1]);   /* the step's end: only the init's copy is left */
     fds[FD_GO_SLOT] = -1;
-    if (r == 0 && *pid > 0)
+    if (r == 0 && *pid > 0) {
         (void)!send(go[0], "g", 1, MSG_NOSIGNAL);   /* a failed init: EPIPE */
-    else if (r == SENT_LOST)
-        reap_unstarted(go[0]);
+    } else if (r == SENT_LOST) {
+        pid_t gone = reap_unstarted(go[0]);
+        if (spare && gone > 0 && gone == *spare)
+            *spare = -1;   /* reaped: never to be signalled again */
+    }
     close(go[0]);
     return r;
 }
@@ -511,12 +569,12 @@ static int send_once(int to, int *fds, size_t n, pid_t *pid)
  * (the answer lost), the step did not run (see send_once): -EPIPE, and
  * it may be sent again (the caller takes another cell). */
 static int send_step(int cell, int *fds, size_t n, pid_t *pid,
-                     char *why, size_t why_len)
+                     pid_t *spare, char *why, size_t why_len)
 {
     if (cell >= 0) {
         /* The cell is this step's alone: no lock. Its zygote gone, the
          * caller takes another cell. */
-        int r = send_once(cell, fds, n, pid);
+        int r = send_once(cell, fds, n, pid, spare);
         if (r == 0)
             return 0;
         snprintf(why, why_len, "the sandbox's process for this cgroup %s",
@@ -532,7 +590,7 @@ static int send_step(int cell, int *fds, size_t n, pid_t *pid,
                      "(re)started: %s; step not run", strerror(-rc));
             break;
         }
-        int r = send_once(sock, fds, n, pid);
+        int r = send_once(sock, fds, n, pid, NULL);
         if (r == 0)
             break;
         if (r < 0) {
@@ -553,7 +611,7 @@ static int send_step(int cell, int *fds, size_t n, pid_t *pid,
 
 int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
                          const int stdio[3], int errpipe, int cell,
-                         char *why, size_t why_len)
+                         pid_t *spare, char *why, size_t why_len)
 {
     *pid = -1;
     int fds[MAX_FDS], n = 0, rc = 0;
@@ -601,7 +659,7 @@ int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
         fds[n++] = b.fd[i];
     for (size_t i = 0; i < l->n_cg; i++)
         fds[n++] = l->cg_procs[i];
-    rc = send_step(cell, fds, (size_t)n, pid, why, why_len);
+    rc = send_step(cell, fds, (size_t)n, pid, spare, why, why_len);
     if (ftruncate(memfd, 0) != 0) {
         /* closed below all the same */
     }
@@ -1155,20 +1213,27 @@ static int copy_out(const step *s, int host, int err)
     return -1;
 }
 
-/* The step's own mounts, in its copy of the root. */
+/* What every step's init mounts in its copy of the root whatever the
+ * step: its pid namespace's /proc, /tmp of `mb` MiB, /dev/shm. */
+static int common_mounts(uint32_t mb)
+{
+    return mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                 NULL) == 0 &&
+                   tmpfs_at("/tmp", mb, "1777", 0) == 0 &&
+                   tmpfs_at("/dev/shm", SHM_MB, "1777", 0) == 0
+               ? 0 : -1;
+}
+
+/* The step's own mounts, after common_mounts. */
 static int step_mounts(const step *s)
 {
     char tops[4][NAME_MAX + 2];
     int n_tops = 0;
     uint32_t mb = s->h.scratch_mb;
-    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-              NULL) != 0 ||
-        (s->h.network &&
+    if ((s->h.network &&
          (mount("/.rz-net/etc", "/etc", NULL, MS_BIND | MS_REC, NULL) != 0 ||
           mount(NULL, "/etc", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY |
                 MS_NOSUID | MS_NODEV, NULL) != 0)) ||
-        tmpfs_at("/tmp", mb, "1777", 0) != 0 ||
-        tmpfs_at("/dev/shm", SHM_MB, "1777", 0) != 0 ||
         mount_point(s->scratch, false, tops, &n_tops) != 0 ||
         tmpfs_at(s->scratch, mb, "0755", s->h.uid) != 0)
         return -1;
@@ -1302,6 +1367,14 @@ static int n_net;
 static int host_net = -1;   /* the helper's own, opened before its root
                                * (which has no /proc) was built */
 
+/* A cell's spare: the next step's init, made ahead (make_spare) so that
+ * a step's start waits for no clone, network namespace or common mount;
+ * used by one step only, as the inits made per step are. */
+static pid_t spare_pid = -1;
+static int spare_sock = -1;    /* to it: the step's request goes there */
+static uint32_t spare_mb;      /* its /tmp's size: the last step's */
+static bool spare_broken;      /* one could not be handed a step: no more */
+
 /* One more namespace, its loopback up, into the pool; 0 or -1. */
 static int net_pool_fill(void)
 {
@@ -1358,14 +1431,16 @@ static void mnt_hold(pid_t pid)
 {
     mnt_release();
 #ifdef SYS_pidfd_open
+    /* The pidfd alone still says when the init is gone (make_spare). */
     int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
     int ns = pfd >= 0 ? ioctl(pfd, PIDFD_GET_MNT_NAMESPACE, 0) : -1;
-    if (ns < 0 || fcntl(ns, F_SETFD, FD_CLOEXEC) != 0) {
-        if (ns >= 0)
-            close(ns);
-        if (pfd >= 0)
-            close(pfd);
-        return;
+    if (ns >= 0 && fcntl(ns, F_SETFD, FD_CLOEXEC) != 0) {
+        close(ns);
+        ns = -1;
+    }
+    if (pfd >= 0 && fcntl(pfd, F_SETFD, FD_CLOEXEC) != 0) {
+        close(pfd);
+        pfd = -1;
     }
     held_mnt = ns;
     held_pidfd = pfd;
@@ -1504,6 +1579,21 @@ static void init_rename(void)
         a[len - 1] = ' ';
 }
 
+static _Noreturn void step_run(const step *s, const rz__sbx_tmpl *t,
+                               int life);
+
+/* What a new init leaves of its cell: the pool's and the held namespaces'
+ * descriptors, the host's network, its name. */
+static void init_detach(void)
+{
+    net_pool_drop();   /* the next steps' namespaces are not this one's */
+    mnt_release();
+    close(host_net);
+    if (spare_sock >= 0)
+        close(spare_sock);   /* the cell's, to its spare */
+    init_rename();
+}
+
 static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
                                 int life, int net)
 {
@@ -1512,10 +1602,7 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
      * fails (EPIPE) once the runner has sent 'g' and closed its end:
      * then the read below decides, as always. */
     (void)!send(go, "h", 1, MSG_NOSIGNAL);
-    net_pool_drop();   /* the next steps' namespaces are not this one's */
-    mnt_release();
-    close(host_net);
-    init_rename();
+    init_detach();
     if (setsid() < 0 || join_net(s, net) != 0)
         fail_to(ep);
     for (uint32_t i = 0; i < s->h.n_cg; i++) {
@@ -1526,8 +1613,16 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
     /* Its cgroups are its root: /proc/self/cgroup names no host path. */
     if (unshare(CLONE_NEWCGROUP) != 0)
         fail_to(ep);
-    if (step_mounts(s) != 0)
+    if (common_mounts(s->h.scratch_mb) != 0 || step_mounts(s) != 0)
         fail_to(ep);
+    step_run(s, t, life);
+}
+
+/* The step's start and its reaping, once every mount is made. */
+static _Noreturn void step_run(const step *s, const rz__sbx_tmpl *t,
+                               int life)
+{
+    int ep = fd_at(s, FD_ERRPIPE), go = fd_at(s, FD_GO);
     sigset_t chld, old;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
@@ -1618,12 +1713,149 @@ static void step_free(step *st)
     free(st->envp);
 }
 
+static uint32_t cell_uid;   /* a cell's: its steps' uid; 0 in the helper */
+
+/* The spare's life: everything a step's init does before it knows the
+ * step (its network namespace, from the pool; its cgroup namespace;
+ * /proc, /tmp, /dev/shm), then the step's request, forwarded by the cell
+ * on `sp`, and the rest as step_init. Gone with the cell (sp closes) or
+ * the runner (life). A failure before the request is said to the step. */
+static _Noreturn void spare_main(int sp, int life, int net, uint32_t mb)
+{
+    init_detach();
+    int err = 0;
+    if (setsid() < 0 || setns(net, CLONE_NEWNET) != 0 ||
+        unshare(CLONE_NEWCGROUP) != 0 || common_mounts(mb) != 0)
+        err = errno ? errno : EIO;
+    close(net);
+    struct pollfd pf[2] = { { sp, POLLIN, 0 }, { life, POLLIN, 0 } };
+    while (poll(pf, 2, -1) < 0 && errno == EINTR)
+        ;
+    step st;
+    msg req;
+    if (pf[1].revents || !(pf[0].revents & POLLIN) ||
+        recv_step(sp, &st, &req) != 0)
+        _exit(0);
+    close(sp);
+    /* Hello first, as step_init: the runner finds us by it. */
+    if (fd_at(&st, FD_GO) >= 0)
+        (void)!send(fd_at(&st, FD_GO), "h", 1, MSG_NOSIGNAL);
+    int ep = fd_at(&st, FD_ERRPIPE);
+    if (ep < 0)
+        _exit(127);
+    if (err) {
+        errno = err;
+        fail_to(ep);
+    }
+    errno = EINVAL;
+    int parsed = req.kind == 'r' ? parse_step(&st) : -1;
+    if (ftruncate(fd_at(&st, FD_MEM), 0) != 0) {
+        /* the cell's copy (spare_take): closed below all the same */
+    }
+    if (parsed != 0 || st.h.uid != cell_uid || st.h.network || st.h.n_cg)
+        fail_to(ep);
+    if (st.h.scratch_mb != mb &&
+        (umount2("/tmp", MNT_DETACH) != 0 ||
+         tmpfs_at("/tmp", st.h.scratch_mb, "1777", 0) != 0))
+        fail_to(ep);
+    if (step_mounts(&st) != 0)
+        fail_to(ep);
+    step_run(&st, &tmpl, life);
+}
+
+/* A cell's spare, made when the runner is done with the last step (so
+ * the cell's cgroups never hold a spare beside a running step's init,
+ * but for a step with network, which does not use it). Its pid is noted
+ * to the runner, unasked, ahead of any later answer: the runner spares
+ * it when it kills a step's leftovers, and reaps it if the cell ends
+ * with it unused (rz__sbx_helper_cell_end): it is the runner's child
+ * (CLONE_PARENT, as every init). */
+static void make_spare(int s, int life)
+{
+    if (spare_pid > 0 || spare_broken || !cell_uid || !spare_mb)
+        return;
+    int net = net_pool_take(), sp[2];
+    if (net < 0)
+        return;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0) {
+        close(net);
+        return;
+    }
+    const long ns = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+    long pid = syscall(SYS_clone, CLONE_PARENT | ns, NULL, NULL, NULL, NULL);
+    if (pid == 0) {
+        close(s);
+        close(sp[0]);
+        spare_main(sp[1], life, net, spare_mb);
+    }
+    close(sp[1]);
+    close(net);
+    if (pid < 0) {
+        close(sp[0]);
+        return;
+    }
+    spare_pid = (pid_t)pid;
+    spare_sock = sp[0];
+    int32_t note[2] = { SPARE_NOTE, (int32_t)pid };
+    (void)!send(s, note, sizeof note, MSG_NOSIGNAL);
+}
+
+/* The step's request (its descriptors) handed to the spare; 0 or -1.
+ * The request itself goes in a copy: the runner empties its own once
+ * it has the step's pid, which may be before the spare has read it. */
+static int spare_take(const step *st)
+{
+    size_t len = sizeof st->h + st->h.strings_len, off = 0;
+    int copy = memfd_create("rz-step", MFD_CLOEXEC);
+    while (copy >= 0 && off < len) {
+        ssize_t w = write(copy, st->buf + off, len - off);
+        if (w <= 0) {
+            close(copy);
+            copy = -1;
+        } else {
+            off += (size_t)w;
+        }
+    }
+    if (copy < 0)
+        return -1;   /* the step is started the other way */
+    int fds[MAX_FDS];
+    memcpy(fds, st->fds, sizeof(int) * (size_t)st->n_fds);
+    fds[FD_MEM] = copy;
+    msg req = { 'r', 0 };
+    struct iovec iov = { &req, sizeof req };
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+    } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = u.buf,
+                        .msg_controllen = CMSG_SPACE(sizeof(int) *
+                                                     (size_t)st->n_fds) };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)st->n_fds);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)st->n_fds);
+    ssize_t n;
+    while ((n = sendmsg(spare_sock, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
+    close(copy);
+    close(spare_sock);
+    spare_sock = -1;
+    if (n != (ssize_t)sizeof req) {
+        spare_broken = true;   /* the runner reaps it at the cell's end */
+        spare_pid = -1;
+        return -1;
+    }
+    return 0;
+}
+
 /* A zygote: a process that sits in one cell's cgroups, so the steps it
  * starts are born there; moving a process into a cgroup v1 costs an RCU
  * grace period (milliseconds under load), a fork costs nothing of it. */
 static _Noreturn void serve(int s, int life, bool is_helper);
 
-static uint32_t cell_uid;   /* a cell's: its steps' uid; 0 in the helper */
 
 static int32_t make_zygote(step *st, uint32_t uid, int s, int life,
                            int *peer)
@@ -1718,6 +1950,15 @@ static _Noreturn void serve(int s, int life, bool is_helper)
         if (recv_step(s, &st, &req) != 0)
             _exit(0);
         char kind = req.kind;
+        if (kind == 'f' && !is_helper) {
+            /* The runner is done with the last step (its leftovers
+             * killed, rz__sbx_helper_cell_done): the next one's init is
+             * made now, and the pool filled, unless a request waits. */
+            step_free(&st);
+            make_spare(s, life);
+            net_pool_idle(s);
+            continue;
+        }
         int32_t answer = -EINVAL;
         int peer = -1;
         if (kind == 'z' && is_helper) {
@@ -1726,16 +1967,25 @@ static _Noreturn void serve(int s, int life, bool is_helper)
                    (is_helper || st.h.uid == cell_uid) &&
                    reply(s, TAKEN, -1) == 0) {
             serves_steps = !is_helper;
-            /* Never a namespace an earlier step had: what one step did
-             * on loopback (its counters, sockets left closing) is not the
-             * next one's to see. */
-            int net = st.h.network ? -1 : net_pool_take();
-            long pid = syscall(SYS_clone, CLONE_PARENT | ns, NULL, NULL,
-                               NULL, NULL);
-            if (pid == 0) {
-                close(s);
-                step_init(&st, &tmpl, life, net);
+            long pid = -1;
+            int net = -1;
+            if (spare_pid > 0 && !st.h.network && st.h.n_cg == 0 &&
+                spare_take(&st) == 0) {
+                pid = spare_pid;   /* a fresh one, made ahead */
+                spare_pid = -1;
+            } else {
+                /* Never a namespace an earlier step had: what one step
+                 * did on loopback (its counters, sockets left closing) is
+                 * not the next one's to see. */
+                net = st.h.network ? -1 : net_pool_take();
+                pid = syscall(SYS_clone, CLONE_PARENT | ns, NULL, NULL,
+                              NULL, NULL);
+                if (pid == 0) {
+                    close(s);
+                    step_init(&st, &tmpl, life, net);
+                }
             }
+            spare_mb = st.h.scratch_mb;
             answer = pid > 0 ? (int32_t)pid : -errno;
             if (pid > 0 && hook_fires())
                 _exit(1);   /* the test hook: gone before the answer */

@@ -60,11 +60,12 @@ typedef struct rz__sbx_launch {
 /* Start the helper (once; later calls only update nothing). 0 or -errno. */
 RZ_HIDDEN int rz__sbx_helper_start(const rz__sbx_tmpl *t);
 /* Start a step; *pid is the runner's child to wait for. The descriptors
- * are borrowed (the caller closes its copies). 0, or -errno with the
- * reason in why. */
+ * are borrowed (the caller closes its copies). `spare` (a cell's; NULL
+ * for the helper) is where the cell's spare init is kept track of: see
+ * rz__sbx_helper_cell_end. 0, or -errno with the reason in why. */
 RZ_HIDDEN int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
                                    const int stdio[3], int errpipe, int cell,
-                                   char *why, size_t why_len);
+                                   pid_t *spare, char *why, size_t why_len);
 /* A cell: a process of the helper's (a child of ours) that has joined the
  * cgroups whose cgroup.procs are given, and starts the steps sent on
  * *zsock (`cell` above) there, with no cgroup move per step. Its steps
@@ -72,6 +73,15 @@ RZ_HIDDEN int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
  * 0 or -errno; -EPIPE from a spawn on a cell: its process is gone. */
 RZ_HIDDEN int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg,
                                   uint32_t uid, int *zsock, pid_t *zpid);
+/* The runner is done with a cell's last step (its leftovers killed,
+ * sparing the cell's spare init, whose pid an earlier exchange noted in
+ * *spare): the cell may make the next step's init ahead now. */
+RZ_HIDDEN void rz__sbx_helper_cell_done(int zsock);
+/* A cell's end, once its zygote is killed and reaped: its spare init
+ * (a step's init made ahead, our child, holding nothing of a step; its
+ * pid in *spare, or in a note still queued on zsock), killed and
+ * reaped. *spare is -1 after. */
+RZ_HIDDEN void rz__sbx_helper_cell_end(int zsock, pid_t *spare);
 /* Tests only: helpers started after this call exit right after a step's
  * clone, before answering, while the file `flag` starts with '1' (they
  * turn it to '0'); NULL or "" ends it. Hidden: nothing outside the

@@ -3067,6 +3067,84 @@ static void test_sandbox_new_cell_survives(void **state)
     }
 }
 
+/* Our children named rz-step-init (zombies too): a cell's spare init,
+ * made ahead between steps, is one; at most `max` pids into out. */
+static size_t spare_inits(pid_t *out, size_t max)
+{
+    size_t n = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL && n < max) {
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = e->d_name[0] >= '1' && e->d_name[0] <= '9'
+                      ? fopen(path, "re") : NULL;
+        size_t got = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (f)
+            fclose(f);
+        buf[got] = '\0';
+        char *close_paren = strrchr(buf, ')');
+        long ppid = 0;
+        if (got && strstr(buf, "(rz-step-init)") && close_paren &&
+            sscanf(close_paren + 1, " %*c %ld", &ppid) == 1 &&
+            ppid == (long)getpid())
+            out[n++] = (pid_t)atol(e->d_name);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static pid_t await_spare(void)
+{
+    pid_t got[4];
+    for (int i = 0; i < 200; i++) {
+        if (spare_inits(got, 4) == 1)
+            return got[0];
+        sleep_ms(10);
+    }
+    fail_msg("no spare init appeared");
+    return -1;
+}
+
+/* A cell makes the next step's init ahead once the runner is done with
+ * a step: the next step without network runs in it (and it is gone with
+ * that step), a step with network does not (a fresh init joins the
+ * host's network); the runner's leftover kill spares it; an idle cell's
+ * end reaps it (no zombie left). */
+static void test_sandbox_spare_init(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 ||
+        !rz__sandbox_has_cgroup())
+        skip();
+    rz__sbx_test_cells(true);
+    pid_t none[4];
+    assert_int_equal(spare_inits(none, 4), 0);
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    rz_proc *p = run_sh(&o, "echo '{}'");
+    assert_int_equal(rz_proc_exit_code(p), 0);
+    rz_proc_free(p);
+    pid_t first = await_spare();
+    p = run_sh(&o, "echo '{}'");   /* in `first` */
+    assert_int_equal(rz_proc_exit_code(p), 0);
+    rz_proc_free(p);
+    pid_t second = await_spare();
+    assert_int_not_equal(second, first);
+    o.network = 1;
+    p = run_sh(&o, "echo '{}'");
+    assert_int_equal(rz_proc_exit_code(p), 0);
+    rz_proc_free(p);
+    o.network = 0;
+    sleep_ms(50);
+    pid_t after[4];
+    assert_int_equal(spare_inits(after, 4), 1);
+    assert_int_equal(after[0], second);   /* neither used nor killed */
+    rz__sbx_test_cells(true);   /* the idle cell ends */
+    assert_int_equal(spare_inits(after, 4), 0);
+}
+
 /* The sandbox helper: identity, roots, start. */
 static const struct CMUnitTest helper_tests[] = {
     T(test_hostile_resolver_only_with_network),
@@ -3079,6 +3157,7 @@ static const struct CMUnitTest helper_tests[] = {
     T(test_hostile_init_and_cgroup_names),
     T(test_scratch_reuse_refuses_step_owned),
     T(test_sandbox_new_cell_survives),
+    T(test_sandbox_spare_init),
 };
 
 /* RZ_TEST_FILTER=test_hostile_* runs only the matching tests. */
