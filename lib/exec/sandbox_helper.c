@@ -5,7 +5,9 @@
  * helper builds that root once, in a mount namespace of its own, and per
  * step only copies it: a clone into new mount, pid, net, ipc and uts
  * namespaces, then the few mounts that differ per step (/proc, /tmp,
- * /dev/shm, the scratch tmpfs and its binds, the module's folder).
+ * /dev/shm, the scratch tmpfs and its binds, the module's folder). A
+ * cell makes that clone and the mounts every step has ahead, between
+ * steps (make_spare), so a step's start waits only for its own mounts.
  *
  * The step's processes are the runner's children (CLONE_PARENT), so the
  * runner waits for them, kills their group and reads their exit as it did

@@ -19,9 +19,15 @@
  * dying before its answer (the helper, a cell's process killed for
  * memory) leaves an init that never runs the step: the runner finds it by
  * the credentials on its hello, kills and reaps it, and sends the step
- * again. The runner dying ends every init (their life pipe closes) and so
- * every step (each is its init's pid namespace). A cell's uid lock is an
- * open-file-description lock: the kernel drops it with the runner.
+ * again. A cell's spare init (the next step's, made ahead) gets the step
+ * from its cell and says hello before anything else, as an init cloned
+ * for the step does; the runner learns its pid from a note the cell
+ * queues as soon as it is made, and reaps it if the cell ends with it
+ * unused (a cell killed between the clone and that note leaves it a
+ * zombie until the runner exits). The runner dying ends every init
+ * (their life pipe closes) and so every step (each is its init's pid
+ * namespace). A cell's uid lock is an open-file-description lock: the
+ * kernel drops it with the runner.
  */
 #ifndef RZ_EXEC_SANDBOX_HELPER_H
 #define RZ_EXEC_SANDBOX_HELPER_H
