@@ -1858,7 +1858,6 @@ static int spare_take(const step *st)
  * grace period (milliseconds under load), a fork costs nothing of it. */
 static _Noreturn void serve(int s, int life, bool is_helper);
 
-
 static int32_t make_zygote(step *st, uint32_t uid, int s, int life,
                            int *peer)
 {
