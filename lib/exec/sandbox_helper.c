@@ -343,8 +343,9 @@ static int write_request(const rz__sbx_launch *l, const binds *b)
  * a go that will not come: send_once). */
 enum { SENT_NOT = 1, SENT_LOST = 2 };
 #define TAKEN INT32_MIN
-/* A cell's note, unasked, of a spare init it made (see make_spare):
- * {SPARE_NOTE, pid}, eight bytes where every answer has four. */
+/* A spare init's note of itself, unasked, on its cell's socket (see
+ * make_spare): {SPARE_NOTE, 0}, eight bytes where every answer has four;
+ * its pid is the credentials the kernel stamps on it. */
 #define SPARE_NOTE (INT32_MIN + 1)
 /* A request's bytes: its kind ('r' a step, 'z' a cell) and, for a cell,
  * its steps' uid. Two 32-bit fields: no padding, so no byte sent is
@@ -365,7 +366,8 @@ static ssize_t recv_answer(int to, int32_t *answer, int *fd, pid_t *spare,
         struct iovec iov = { a, sizeof a };
         union {
             struct cmsghdr h;
-            char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+            char buf[CMSG_SPACE(sizeof(int) * MAX_FDS) +
+                     CMSG_SPACE(sizeof(struct ucred))];
         } u;
         memset(&u, 0, sizeof u);
         struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
@@ -375,8 +377,16 @@ static ssize_t recv_answer(int to, int32_t *answer, int *fd, pid_t *spare,
         while ((n = recvmsg(to, &m, MSG_CMSG_CLOEXEC | flags)) < 0 &&
                errno == EINTR)
             ;
+        pid_t from = -1;
         for (struct cmsghdr *h = n > 0 ? CMSG_FIRSTHDR(&m) : NULL; h;
-             h = CMSG_NXTHDR(&m, h))
+             h = CMSG_NXTHDR(&m, h)) {
+            if (h->cmsg_level == SOL_SOCKET &&
+                h->cmsg_type == SCM_CREDENTIALS &&
+                h->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+                struct ucred cr;
+                memcpy(&cr, CMSG_DATA(h), sizeof cr);
+                from = cr.pid;
+            }
             if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS &&
                 h->cmsg_len >= CMSG_LEN(sizeof(int))) {
                 int got;
@@ -386,9 +396,11 @@ static ssize_t recv_answer(int to, int32_t *answer, int *fd, pid_t *spare,
                 else
                     close(got);
             }
-        if (n == (ssize_t)sizeof a && a[0] == SPARE_NOTE && a[1] > 0) {
-            if (spare)
-                *spare = a[1];
+        }
+        /* The spare's own note: its pid as the kernel stamped it. */
+        if (n == (ssize_t)sizeof a && a[0] == SPARE_NOTE) {
+            if (spare && from > 0)
+                *spare = from;
             continue;
         }
         *answer = a[0];
@@ -456,6 +468,10 @@ int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg, uint32_t uid,
         msg req = { 'z', uid };
         if (exchange(sock, req, cg_procs, n_cg, &pid, zsock, NULL) == 0) {
             rc = pid > 0 && *zsock >= 0 ? 0 : (pid < 0 ? pid : -EIO);
+            int on = 1;   /* spare inits' notes carry their pids */
+            if (rc == 0 && setsockopt(*zsock, SOL_SOCKET, SO_PASSCRED, &on,
+                                      sizeof on) != 0)
+                rc = -errno;
             if (rc == 0)
                 *zpid = pid;
             break;
@@ -477,12 +493,17 @@ void rz__sbx_helper_cell_done(int zsock)
     (void)!send(zsock, &m, sizeof m, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
+#define CELL_END_WAIT_MS 2000
+
 void rz__sbx_helper_cell_end(int zsock, pid_t *spare)
 {
+    /* Every spare holds the cell's socket until it has noted itself:
+     * its end (the zygote gone) means every note is queued. */
     int32_t answer;
-    if (zsock >= 0)
-        while (recv_answer(zsock, &answer, NULL, spare, MSG_DONTWAIT) > 0)
-            ;
+    struct pollfd pf = { zsock, POLLIN, 0 };
+    while (zsock >= 0 && poll(&pf, 1, CELL_END_WAIT_MS) > 0 &&
+           recv_answer(zsock, &answer, NULL, spare, MSG_DONTWAIT) > 0)
+        ;
     if (*spare > 0 && kill(*spare, SIGKILL) == 0)
         while (waitpid(*spare, NULL, __WALL) < 0 && errno == EINTR)
             ;
@@ -1376,6 +1397,7 @@ static pid_t spare_pid = -1;
 static int spare_sock = -1;    /* to it: the step's request goes there */
 static uint32_t spare_mb;      /* its /tmp's size: the last step's */
 static bool spare_broken;      /* one could not be handed a step: no more */
+static bool spare_ready;       /* it has noted itself to the runner */
 
 /* One more namespace, its loopback up, into the pool; 0 or -1. */
 static int net_pool_fill(void)
@@ -1722,8 +1744,14 @@ static uint32_t cell_uid;   /* a cell's: its steps' uid; 0 in the helper */
  * /proc, /tmp, /dev/shm), then the step's request, forwarded by the cell
  * on `sp`, and the rest as step_init. Gone with the cell (sp closes) or
  * the runner (life). A failure before the request is said to the step. */
-static _Noreturn void spare_main(int sp, int life, int net, uint32_t mb)
+static _Noreturn void spare_main(int s, int sp, int life, int net,
+                                 uint32_t mb)
 {
+    /* Noted to the runner first (see make_spare), then ready. */
+    int32_t note[2] = { SPARE_NOTE, 0 };
+    (void)!send(s, note, sizeof note, MSG_NOSIGNAL);
+    close(s);
+    (void)!send(sp, "n", 1, MSG_NOSIGNAL);
     init_detach();
     int err = 0;
     if (setsid() < 0 || setns(net, CLONE_NEWNET) != 0 ||
@@ -1767,11 +1795,14 @@ static _Noreturn void spare_main(int sp, int life, int net, uint32_t mb)
 
 /* A cell's spare, made when the runner is done with the last step (so
  * the cell's cgroups never hold a spare beside a running step's init,
- * but for a step with network, which does not use it). Its pid is noted
- * to the runner, unasked, ahead of any later answer: the runner spares
- * it when it kills a step's leftovers, and reaps it if the cell ends
- * with it unused (rz__sbx_helper_cell_end): it is the runner's child
- * (CLONE_PARENT, as every init). */
+ * but for a step with network, which does not use it). It notes itself
+ * to the runner, unasked, on the cell's socket, whose copy it holds
+ * until then (so the socket's end, the zygote gone, means every note is
+ * queued), and only then tells the cell it is ready: it is handed a
+ * step only after, so its note comes ahead of the answer naming it. The
+ * runner spares it when it kills a step's leftovers, and reaps it if the
+ * cell ends with it unused (rz__sbx_helper_cell_end): it is the runner's
+ * child (CLONE_PARENT, as every init). */
 static void make_spare(int s, int life)
 {
     if (spare_pid > 0 || spare_broken || !cell_uid || !spare_mb)
@@ -1786,9 +1817,8 @@ static void make_spare(int s, int life)
     const long ns = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
     long pid = syscall(SYS_clone, CLONE_PARENT | ns, NULL, NULL, NULL, NULL);
     if (pid == 0) {
-        close(s);
         close(sp[0]);
-        spare_main(sp[1], life, net, spare_mb);
+        spare_main(s, sp[1], life, net, spare_mb);
     }
     close(sp[1]);
     close(net);
@@ -1798,8 +1828,31 @@ static void make_spare(int s, int life)
     }
     spare_pid = (pid_t)pid;
     spare_sock = sp[0];
-    int32_t note[2] = { SPARE_NOTE, (int32_t)pid };
-    (void)!send(s, note, sizeof note, MSG_NOSIGNAL);
+    spare_ready = false;
+}
+
+/* Before any answer: the spare (if any) has noted itself, so that the
+ * runner has its pid before the answer that may name it, and before it
+ * kills the next step's leftovers. One that does not (gone) is dropped. */
+#define SPARE_READY_MS 2000
+
+static void spare_wait_ready(void)
+{
+    if (spare_pid <= 0 || spare_ready)
+        return;
+    struct pollfd pf = { spare_sock, POLLIN, 0 };
+    char c = 0;
+    int r;
+    while ((r = poll(&pf, 1, SPARE_READY_MS)) < 0 && errno == EINTR)
+        ;
+    if (r > 0 && recv(spare_sock, &c, 1, MSG_DONTWAIT) == 1 && c == 'n') {
+        spare_ready = true;
+        return;
+    }
+    close(spare_sock);   /* it ends with its EOF; the runner reaps it */
+    spare_sock = -1;
+    spare_pid = -1;
+    spare_broken = true;
 }
 
 /* The step's request (its descriptors) handed to the spare; 0 or -1.
@@ -1970,8 +2023,9 @@ static _Noreturn void serve(int s, int life, bool is_helper)
             serves_steps = !is_helper;
             long pid = -1;
             int net = -1;
-            if (spare_pid > 0 && !st.h.network && st.h.n_cg == 0 &&
-                spare_take(&st) == 0) {
+            spare_wait_ready();
+            if (spare_pid > 0 && spare_ready && !st.h.network &&
+                st.h.n_cg == 0 && spare_take(&st) == 0) {
                 pid = spare_pid;   /* a fresh one, made ahead */
                 spare_pid = -1;
             } else {

@@ -21,12 +21,13 @@
  * the credentials on its hello, kills and reaps it, and sends the step
  * again. A cell's spare init (the next step's, made ahead) gets the step
  * from its cell and says hello before anything else, as an init cloned
- * for the step does; the runner learns its pid from a note the cell
- * queues as soon as it is made, and reaps it if the cell ends with it
- * unused (a cell killed between the clone and that note leaves it a
- * zombie until the runner exits). The runner dying ends every init
- * (their life pipe closes) and so every step (each is its init's pid
- * namespace). A cell's uid lock is an open-file-description lock: the
+ * for the step does; it notes itself to the runner (its pid in the
+ * credentials the kernel stamps) on its cell's socket before its cell
+ * may hand it a step or answer anything, and holds that socket until
+ * then, so the runner, which reaps an unused spare at the cell's end,
+ * reads every note there is by the socket's end. The runner dying ends
+ * every init (their life pipe closes) and so every step (each is its
+ * init's pid namespace). A cell's uid lock is an open-file-description lock: the
  * kernel drops it with the runner.
  */
 #ifndef RZ_EXEC_SANDBOX_HELPER_H
