@@ -126,13 +126,35 @@ static bool add_job_view(cJSON *s, const rz__ejob *j)
                   (!why || cJSON_AddStringToObject(s, "waiting_reason", why)));
 }
 
+/* Step i's module and the steps it waits for ("needs": its needs, the
+ * steps its expressions read, its connections): enough for a viewer that
+ * has only the status to draw the graph. */
+static bool add_step_shape(cJSON *s, const rz_flow *f, size_t i)
+{
+    const char *mod = rz_flow_step_module(f, i);
+    if (mod && *mod && !cJSON_AddStringToObject(s, "module", mod))
+        return false;
+    size_t n = 0;
+    const size_t *deps = rz_flow_step_deps(f, i, &n);
+    cJSON *needs = cJSON_AddArrayToObject(s, "needs");
+    for (size_t k = 0; needs && k < n; k++) {
+        cJSON *id = cJSON_CreateString(rz_flow_step_id(f, deps[k]));
+        if (!id || !cJSON_AddItemToArray(needs, id)) {
+            cJSON_Delete(id);
+            return false;
+        }
+    }
+    return needs != NULL;
+}
+
 /* Step i as the run gives it, with its job's own view: after a decline or
  * a lost node the run's step is still running (same attempt) while its job
  * waits in the queue again, dispatched once more. */
 static cJSON *step_status_json(const rz_engine *e, const rz__edep *d, size_t i)
 {
     cJSON *s = rz__run_step_json(d->run, i);
-    bool ok = s && add_job_view(s, rz__engine_job(e, d->first_job + i));
+    bool ok = s && add_step_shape(s, d->flow, i) &&
+              add_job_view(s, rz__engine_job(e, d->first_job + i));
     /* A for_each step's elements: each its own job. */
     cJSON *el = ok ? cJSON_GetObjectItemCaseSensitive(s, "elements") : NULL;
     if (el) {

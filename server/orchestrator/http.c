@@ -86,6 +86,7 @@ static const route routes[] = {
     { "POST",   "/api/v1/flows/validate",                  W_CLIENT | W_ADMIN, true,  r_flow_validate },
     { "POST",   "/api/v1/flows/estimate",                  W_CLIENT | W_ADMIN, true,  r_flow_estimate },
     { "GET",    "/api/v1/modules",                         W_CLIENT | W_ADMIN, false, r_modules },
+    { "GET",    "/api/v1/whoami",                          W_ANY,    false, r_whoami },
 };
 
 #define N_ROUTES (sizeof routes / sizeof routes[0])

@@ -539,6 +539,7 @@ void llm_job_submit(req *q, const rz_engine_module_job *mj);
 void r_models(req *q);
 void r_account_create(req *q);
 void r_account_get(req *q);
+void r_whoami(req *q);
 void r_account_deposit(req *q);
 void r_account_credit(req *q);
 void r_account_withdraw(req *q);

@@ -686,3 +686,23 @@ void r_deposit_cancel(req *q)
     cJSON_AddNumberToObject(doc, "amount_micros", (double)t.amount);
     reply_json(q, 200, doc);
 }
+
+/* Who the key is: its role and its account (a node's payout one) or node,
+ * so a console shows what the key may do instead of guessing from 403s.
+ * Nothing secret: the key itself is never echoed. */
+void r_whoami(req *q)
+{
+    cJSON *doc = cJSON_CreateObject();
+    const principal *w = &q->who;
+    cJSON_AddStringToObject(doc, "role", w->kind == P_ADMIN ? "admin"
+                                         : w->kind == P_NODE ? "node" : "client");
+    if (w->kind == P_ADMIN)
+        cJSON_AddNullToObject(doc, "account");
+    else
+        add_hex(doc, "account", w->account);
+    if (w->kind == P_NODE)
+        cJSON_AddNumberToObject(doc, "node", (double)w->node);
+    else
+        cJSON_AddNullToObject(doc, "node");
+    reply_json(q, 200, doc);
+}

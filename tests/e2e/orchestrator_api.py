@@ -715,6 +715,31 @@ class OrchestratorApi(unittest.TestCase):
         self.assertNotEqual(rc, 0)
         self.ok("DELETE", "/api/v1/flows/%d" % dep, key=key)
 
+    def test_whoami_and_step_needs(self):
+        acct, key = self.client(5000)
+        nid, tok, nacct = self.node()
+        self.assertEqual(self.ok("GET", "/api/v1/whoami", key=key),
+                         {"role": "client", "account": acct, "node": None})
+        self.assertEqual(self.ok("GET", "/api/v1/whoami", key=tok),
+                         {"role": "node", "account": nacct, "node": nid})
+        me = self.ok("GET", "/api/v1/whoami", key=self.admin)
+        self.assertEqual(me, {"role": "admin", "account": None, "node": None})
+        self.assertNotIn(self.admin, json.dumps(me))
+        self.err(401, None, "GET", "/api/v1/whoami", key="rzk_" + "0" * 64)
+        # The status carries each step's module and what it waits for: a
+        # viewer with nothing but the status draws the edges.
+        flow = ("flux: 1\nname: shape\nsteps:\n  a:\n    module: echo@1\n"
+                "    inputs:\n      message: hi\n  b:\n    module: echo@1\n"
+                "    needs: a\n    inputs:\n      message: ${{ steps.a.outputs.message }}\n"
+                "  c:\n    module: echo@1\n    needs: [b]\n"
+                "    inputs:\n      message: ${{ steps.a.outputs.message }}\n")
+        dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, key, 201)["id"]
+        self.addCleanup(self.s.call, "DELETE", "/api/v1/flows/%d" % dep, key=self.admin)
+        st = self.ok("GET", "/api/v1/flows/%d/status" % dep, key=key)
+        self.assertEqual({k: v["needs"] for k, v in st["steps"].items()},
+                         {"a": [], "b": ["a"], "c": ["a", "b"]})   # c reads a, needs b
+        self.assertEqual({v["module"] for v in st["steps"].values()}, {"echo"})
+
     def test_auth_matrix(self):
         acct_a, key_a = self.client(5000)
         acct_b, key_b = self.client(5000)
@@ -793,6 +818,7 @@ class OrchestratorApi(unittest.TestCase):
             ("POST", "/api/v1/flows/validate"): {C, A},
             ("POST", "/api/v1/flows/estimate"): {C, A},
             ("GET", "/api/v1/modules"): {C, A},
+            ("GET", "/api/v1/whoami"): {C, A, N},
         }
         self.assertEqual(set(allowed), openapi_routes())
         bodies = {"/api/v1/jobs": {"module": "echo", "max_cost_micros": 1},
