@@ -18,16 +18,23 @@ export function setKey(k: string | null, remember = true): void {
   else sessionStorage.removeItem(STORE);
 }
 
-let who: Promise<"account" | "admin"> | null = null;
+export interface Whoami {
+  role: "admin" | "client" | "node";
+  account: string | null;
+  node: number | null;
+}
 
-/** Whether the key owns an account (a client or a node) or is the admin's
- * (which has none): the admin-only money totals are asked only of it, so a
- * client's console logs no 403. */
-export function principal(): Promise<"account" | "admin"> {
-  return (who ??= get("/api/v1/accounts/me").then(
-    () => "account" as const,
-    () => "admin" as const,
-  ));
+let who: Promise<Whoami> | null = null;
+
+/** Who the key is (GET /api/v1/whoami): the admin has no account, so the
+ * admin-only money totals are asked only for it, and only a client (who
+ * pays) is offered what only the owner may do. */
+export function whoami(): Promise<Whoami> {
+  const p = (who ??= get<Whoami>("/api/v1/whoami"));
+  p.catch(() => {
+    if (who === p) who = null;   // asked again next time
+  });
+  return p;
 }
 
 /** Called when the server answers 401: the view goes back to the login. */

@@ -70,3 +70,63 @@ export function ms(v: number | null | undefined): string {
   if (v === null || v === undefined) return "–";
   return v < 1000 ? `${v} ms` : `${(v / 1000).toFixed(1)} s`;
 }
+
+/** One column of a <Table>: its header and how a row fills its cell. */
+export interface Column<T> {
+  head: string;
+  cell: (row: T) => React.ReactNode;
+  /** the header read by screen readers only (an actions column) */
+  hidden?: boolean;
+}
+
+/** The console's list table: the load error above it, a line instead of
+ * it when loaded and empty (nothing while still loading). */
+export function Table<T>({
+  rows,
+  columns,
+  rowKey,
+  error = null,
+  empty,
+  className,
+  rowTestId,
+}: {
+  rows: T[] | null | undefined;
+  columns: Column<T>[];
+  rowKey: (row: T) => string | number;
+  error?: string | null;
+  empty?: React.ReactNode;
+  className?: string;
+  rowTestId?: (row: T) => string;
+}) {
+  return (
+    <>
+      <ErrorLine error={error} />
+      {rows && rows.length === 0 && empty !== undefined ? (
+        <p className="hint" data-testid="empty">
+          {empty}
+        </p>
+      ) : (
+        <table className={className}>
+          <thead>
+            <tr>
+              {columns.map((c) => (
+                <th scope="col" key={c.head}>
+                  {c.hidden ? <span className="sr-only">{c.head}</span> : c.head}
+                </th>
+              ))}
+            </tr>
+          </thead>
+          <tbody>
+            {(rows || []).map((r) => (
+              <tr key={rowKey(r)} data-testid={rowTestId?.(r)}>
+                {columns.map((c) => (
+                  <td key={c.head}>{c.cell(r)}</td>
+                ))}
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </>
+  );
+}

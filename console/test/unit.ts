@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { check, validator } from "../src/flow/validator";
-import { freshId, parseFlowText, portsFit, toCanvas, toDoc, type Manifest } from "../src/flow/flowdoc";
+import { cannotDeployHere, freshId, fromStatus, parseFlowText, portsFit, subflowOf, toCanvas, toDoc, type Manifest } from "../src/flow/flowdoc";
 import { locate } from "../src/flow/locate";
 
 const root = process.env.RZ_ROOT || "..";
@@ -143,4 +143,27 @@ test("palette chips: what a module needs", async () => {
     "2× GPU",
     "credentials: llm_api",
   ]);
+});
+
+test("sub-flow steps: imported as such, not deployable from here", async () => {
+  const doc = await parseFlowText(readFileSync(`${root}/examples/flows/subflow.yaml`, "utf8"));
+  const c = doc.nodes.find((n) => n.id === "classify")!;
+  assert.equal(c.moduleId, "");
+  assert.equal(subflowOf(c), "subflows/classify.yaml");
+  assert.equal(subflowOf(doc.nodes.find((n) => n.id === "start")!), null);
+  assert.match(cannotDeployHere(doc.nodes) || "", /sub-flow files \(subflows\/classify\.yaml\).*rhizos flow deploy/);
+  const withCred = [{ moduleId: "http", credentials: { token: { credentialId: "gh", type: "api_key" } } }];
+  assert.match(cannotDeployHere(withCred) || "", /credentials \(gh\)/);
+  assert.equal(cannotDeployHere([{ moduleId: "echo" }]), null);
+});
+
+test("a deployment drawn from its status: one edge per need", () => {
+  const g = fromStatus(
+    { a: { module: "echo", needs: [] }, b: { module: "echo", needs: ["a"] }, c: { needs: ["a", "b", "gone"] } },
+    new Map([["echo", { id: "echo", version: "1.0.0" }]]),
+  );
+  assert.deepEqual(g.edges.map((e) => `${e.source}->${e.target}`), ["a->b", "a->c", "b->c"]);
+  assert.equal(g.nodes.find((n) => n.id === "a")!.data.module!.id, "echo");
+  assert.equal(g.nodes.find((n) => n.id === "c")!.data.module, undefined);
+  assert.ok(g.nodes.every((n) => n.data.plain));
 });

@@ -128,13 +128,32 @@ try {
   );
 
   step = "login";
-  const t0 = Date.now();
+  // Time to the first interactive view, read in the page: from the
+  // navigation's start (performance.now() is 0 there) to the frame in which
+  // React has drawn the key field with its handlers. Each load in a fresh
+  // context (nothing cached), five times; the median is what is asserted.
+  const loads = [];
+  for (let i = 0; i < 5; i++) {
+    const c = await browser.createBrowserContext();
+    const p = await c.newPage();
+    watch(p);
+    await p.goto(BASE + "/", { waitUntil: "domcontentloaded" });
+    const h = await p.waitForFunction(
+      () => {
+        const k = document.querySelector("#key");
+        return k && k.getClientRects().length > 0 && !k.disabled ? performance.now() : 0;
+      },
+      { polling: "raf", timeout: 10000 },
+    );
+    loads.push(Math.round(await h.jsonValue()));
+    await c.close();
+  }
+  const sorted = [...loads].sort((x, y) => x - y);
+  summary.first_view_ms = loads;
+  summary.first_view_median_ms = sorted[2];
+  assert(sorted[2] < 1000, "the login form is interactive within 1 s of navigation (median of 5 cold loads)", loads);
+  ok(`the login form is interactive ${sorted[2]} ms after navigation starts (median of 5 cold loads: ${loads.join(", ")} ms)`);
   await page.goto(BASE + "/", { waitUntil: "domcontentloaded" });
-  await page.waitForSelector("#key", { visible: true });
-  summary.first_view_ms = Date.now() - t0;
-  // the goal is 1 s on loopback; the margin is for a loaded 2-core CI box
-  assert(summary.first_view_ms < 2000, "the login form is usable within 2 s", summary.first_view_ms);
-  ok(`the login form is interactive ${summary.first_view_ms} ms after navigation`);
   const headers = (await page.goto(BASE + "/", { waitUntil: "networkidle0" })).headers();
   assert(/script-src 'self'/.test(headers["content-security-policy"] || ""), "the page comes with the CSP", headers);
   await page.waitForSelector("#key", { visible: true });
@@ -315,6 +334,49 @@ try {
   await cancelBtn.click();
   await page.waitForFunction(() => /cancelled/.test(document.querySelector("[data-testid=dep-status]")?.textContent || ""), { timeout: 10000 });
   ok("another deployment cancelled from its page");
+
+  step = "pause, resume, approve";
+  // A deployment made elsewhere (no builder document in this tab): its
+  // edges come from the status's `needs`.
+  const gate = "flux: 1\nname: gate\nsteps:\n  ask:\n    approval: {timeout_s: 600}\n" +
+    "  after:\n    module: echo@1\n    needs: [ask]\n    inputs: {message: hi}\n";
+  const deployGate = () =>
+    page.evaluate(async (key, flow) => {
+      const r = await fetch("/api/v1/flows/deploy", {
+        method: "POST",
+        headers: { Authorization: "Bearer " + key, "Content-Type": "application/json" },
+        body: JSON.stringify({ flow }),
+      });
+      return (await r.json()).id;
+    }, KEY, gate);
+  const g1 = await deployGate();
+  await page.goto(`${BASE}/#/flows/${g1}`);
+  await page.waitForFunction(() => document.querySelectorAll(".react-flow__edge").length === 1, { timeout: 10000 });
+  assert(/echo/.test(await page.$eval("[data-testid=step-after]", (e) => e.textContent)), "the step shows its module from the status");
+  ok("a deployment made through the API draws its edge from the status's needs, with the step's module");
+  await (await page.waitForSelector("[data-testid=dep-pause]", { visible: true, timeout: 10000 })).click();
+  await page.waitForSelector("[data-testid=dep-paused]", { timeout: 10000 });
+  assert(!(await page.$("[data-testid=dep-pause]")), "no Pause button while paused");
+  await (await page.waitForSelector("[data-testid=dep-resume]", { visible: true })).click();
+  await page.waitForSelector("[data-testid=dep-pause]", { visible: true, timeout: 10000 });
+  assert(!(await page.$("[data-testid=dep-paused]")), "not paused after Resume");
+  ok("Pause and Resume buttons, each shown only when it applies");
+  await shot(page, "deployment-approval");
+  await page.type("#decision-comment", "looks fine");
+  await (await page.waitForSelector("[data-testid=approve-ask]", { visible: true })).click();
+  await page.waitForFunction(() => /succeeded/.test(document.querySelector("[data-testid=dep-status]")?.textContent || ""), { timeout: 30000 });
+  assert(!(await page.$("[data-testid=approvals]")) && !(await page.$("[data-testid=dep-pause]")), "no approval or pause buttons once finished");
+  ok("Approve: the gate passes and the deployment succeeds");
+  const g2 = await deployGate();
+  await page.goto(`${BASE}/#/flows/${g2}`);
+  await (await page.waitForSelector("[data-testid=reject-ask]", { visible: true, timeout: 10000 })).click();
+  await page.waitForFunction(() => /failed/.test(document.querySelector("[data-testid=dep-status]")?.textContent || ""), { timeout: 10000 });
+  ok("Reject: the gate fails the deployment");
+  await (await page.waitForSelector("[data-testid=dep-rerun]", { visible: true })).click();
+  await page.waitForFunction((g) => /^#\/flows\/\d+$/.test(location.hash) && location.hash !== `#/flows/${g}`, { timeout: 10000 }, g2);
+  await (await page.waitForSelector("[data-testid=approve-ask]", { visible: true, timeout: 10000 })).click();
+  await page.waitForFunction(() => /succeeded/.test(document.querySelector("[data-testid=dep-status]")?.textContent || ""), { timeout: 30000 });
+  ok("a rejected deployment run again from its page, approved, succeeds");
 
   step = "flows";
   await page.goto(BASE + "/#/flows");

@@ -15,6 +15,7 @@ import { ApiError, get, post, type Diagnostic } from "../api";
 import { locate, type Problem } from "./locate";
 import { describe, ErrorLine } from "../ui";
 import {
+  cannotDeployHere,
   freshId,
   parseFlowText,
   portsFit,
@@ -169,7 +170,7 @@ function Builder() {
     const { nodes: ns, edges: es } = toCanvas(d, modules);
     const { nodes: _n, connections: _c, ...top } = d;
     setMeta(top);
-    const missing = [...new Set(d.nodes.map((n) => n.moduleId).filter((id) => !modules.has(id)))];
+    const missing = [...new Set(d.nodes.map((n) => n.moduleId).filter((id) => id && !modules.has(id)))];
     for (const id of missing) {
       try {
         const r = await get<{ modules: ModuleEntry[] }>(`/api/v1/modules?q=${encodeURIComponent(id)}&limit=20`);
@@ -233,6 +234,11 @@ function Builder() {
 
   const deploy = async () => {
     setError(null);
+    const why = cannotDeployHere(nodes.map((n) => n.data.step));
+    if (why) {
+      setError(why);
+      return;
+    }
     try {
       const r = await post<{ id: number }>("/api/v1/flows/deploy", { flow: doc });
       sessionStorage.setItem("rhizos.dep." + r.id, JSON.stringify(doc));

@@ -1,6 +1,6 @@
 import { useEffect, useState } from "react";
 import { ApiError, money, post } from "../api";
-import { describe } from "../ui";
+import { describe, Table } from "../ui";
 import type { BuilderDoc } from "./flowdoc";
 
 interface StepEstimate {
@@ -57,26 +57,17 @@ export function CostPanel({ doc, semantic, enabled }: { doc: BuilderDoc; semanti
             Total <strong data-testid="cost-total">{money(est.total_micros)}</strong>
             {!est.complete && " (some steps have no price)"}
           </p>
-          <table className="compact">
-            <thead>
-              <tr>
-                <th scope="col">step</th>
-                <th scope="col">rent</th>
-                <th scope="col">API</th>
-                <th scope="col">pick</th>
-              </tr>
-            </thead>
-            <tbody>
-              {est.steps.map((s) => (
-                <tr key={s.step}>
-                  <td>{s.step}</td>
-                  <td title={s.rent_unavailable}>{s.rent ? money(s.rent.cost_micros) : "–"}</td>
-                  <td title={s.api_unavailable}>{s.api ? `${money(s.api.cost_micros)} ${s.api.provider}` : "–"}</td>
-                  <td>{s.recommendation}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <Table
+            className="compact"
+            rows={est.steps}
+            rowKey={(s) => s.step}
+            columns={[
+              { head: "step", cell: (s) => s.step },
+              { head: "rent", cell: (s) => <span title={s.rent_unavailable}>{s.rent ? money(s.rent.cost_micros) : "–"}</span> },
+              { head: "API", cell: (s) => <span title={s.api_unavailable}>{s.api ? `${money(s.api.cost_micros)} ${s.api.provider}` : "–"}</span> },
+              { head: "pick", cell: (s) => s.recommendation },
+            ]}
+          />
         </>
       )}
     </section>

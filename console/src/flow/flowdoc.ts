@@ -66,9 +66,17 @@ export interface StepData extends Record<string, unknown> {
   module?: Manifest;
   status?: string;
   problems?: number;
+  /** Drawn from a deployment's status alone: one handle a side, the edges
+   * are its `needs` (no port names). */
+  plain?: boolean;
 }
 
 export type StepNode = Node<StepData, "step">;
+
+/** The flow file a sub-flow step (`flow: child.yaml`) runs, or null. */
+export function subflowOf(step: StepFields): string | null {
+  return typeof step.flow === "string" && !step.moduleId ? step.flow : null;
+}
 
 export const STEP_ID = /^[A-Za-z_][A-Za-z0-9_-]{0,63}$/;
 
@@ -123,7 +131,8 @@ function splitModule(ref: string): { moduleId: string; moduleVersion?: string } 
 
 function stepToNode(id: string, s: any): { node: BuilderNode; links: BuilderConnection[] } {
   const { module, needs, inputs, ...rest } = s || {};
-  const node: BuilderNode = { id, ...splitModule(String(module ?? "")), ...rest };
+  // a sub-flow step (`flow: child.yaml`) or an approval step has no module
+  const node: BuilderNode = { id, ...(module === undefined ? { moduleId: "" } : splitModule(String(module))), ...rest };
   const links: BuilderConnection[] = [];
   const keep: Record<string, unknown> = {};
   for (const [port, v] of Object.entries(inputs || {})) {
@@ -195,4 +204,42 @@ export function needs(m: ModuleEntry): string[] {
   const creds = m.manifest?.credentials || [];
   if (creds.length) out.push("credentials: " + creds.map((c) => c.type).join(", "));
   return out;
+}
+
+/** Why the console cannot deploy these steps itself, or null. A sub-flow's
+ * file is read where it lies (the CLI expands it; a server never reads a
+ * file a flow names). A credential's value stays in the deployer's vault
+ * and is sealed to the orchestrator by the CLI or a binding: the console
+ * holds references only and has no vault to seal from (docs/console.md). */
+export function cannotDeployHere(steps: StepFields[]): string | null {
+  const subs = steps.map(subflowOf).filter((f): f is string => !!f);
+  if (subs.length)
+    return (
+      `This flow runs sub-flow files (${[...new Set(subs)].join(", ")}): deploy it with ` +
+      "`rhizos flow deploy FILE`, which expands them where the files are."
+    );
+  const creds = [...new Set(steps.flatMap((s) => Object.values(s.credentials || {}).map((c) => c.credentialId)))];
+  if (creds.length)
+    return (
+      `This flow's steps use credentials (${creds.join(", ")}). Their values stay in your vault: ` +
+      "export the flow and deploy it with `rhizos flow deploy FILE` (or a binding's deploy), " +
+      "which seals each to the orchestrator. The console keeps references only."
+    );
+  return null;
+}
+
+/** A deployment's graph from its status alone (GET /api/v1/flows/{id}/status:
+ * each step's `module` and `needs`): one plain edge per need. */
+export function fromStatus(steps: Record<string, { module?: string; needs?: string[] }>, modules: Map<string, Manifest>): { nodes: StepNode[]; edges: Edge[] } {
+  const nodes: StepNode[] = Object.entries(steps).map(([id, s]) => ({
+    id,
+    type: "step",
+    position: { x: 0, y: 0 },
+    data: { step: { moduleId: s.module || "" }, module: s.module ? modules.get(s.module) : undefined, plain: true },
+  }));
+  const edges: Edge[] = [];
+  for (const [id, s] of Object.entries(steps))
+    for (const n of s.needs || [])
+      if (n in steps) edges.push({ id: `${n}->${id}`, source: n, sourceHandle: "needs", target: id, targetHandle: "needs" });
+  return { nodes, edges };
 }

@@ -1,7 +1,7 @@
 import { useMemo, useState } from "react";
 import Form from "@rjsf/core";
 import type { ErrorSchema, RJSFSchema } from "@rjsf/utils";
-import { STEP_ID, type StepNode } from "./flowdoc";
+import { STEP_ID, subflowOf, type StepNode } from "./flowdoc";
 import { validator } from "./validator";
 import type { Problem } from "./locate";
 
@@ -54,6 +54,7 @@ export function Inspector({
   const extra = useMemo(() => toErrorSchema(problems), [problems]);
   const schema = (m?.config || { type: "object" }) as RJSFSchema;
   const creds = m?.credentials || [];
+  const sub = subflowOf(step);
   return (
     <section aria-labelledby="insp-h" className="inspector">
       <h2 id="insp-h">Step {node.id}</h2>
@@ -61,6 +62,13 @@ export function Inspector({
         {m ? `${m.name || m.id} ${m.version}` : step.moduleId}
         {m?.description ? ` — ${m.description}` : ""}
       </p>
+      {sub && (
+        <p className="hint" data-testid="subflow-note">
+          Runs the sub-flow <code>{sub}</code>: its steps join this flow as <code>{node.id}-&lt;step&gt;</code>. The file is
+          read where it lies, so <code>rhizos flow deploy</code> expands it; the server never reads a file a flow names, and
+          this console cannot either. Its inputs and outputs are wired with <code>{"${{ }}"}</code> in the YAML.
+        </p>
+      )}
       <div className="field">
         <label htmlFor="step-id">Step id</label>
         <input
@@ -78,7 +86,7 @@ export function Inspector({
           </span>
         )}
       </div>
-      <div className="field">
+      {!sub && <div className="field">
         <label htmlFor="step-version">Module version</label>
         <input
           id="step-version"
@@ -86,7 +94,7 @@ export function Inspector({
           placeholder="highest"
           onChange={(e) => onChange(node.id, { ...step, moduleVersion: e.target.value || undefined })}
         />
-      </div>
+      </div>}
       {feeds.length > 0 && (
         <>
           <h3>Inputs</h3>
@@ -107,8 +115,8 @@ export function Inspector({
           ))}
         </>
       )}
-      <h3>Configuration</h3>
-      <Form
+      {!sub && <h3>Configuration</h3>}
+      {!sub && <Form
         schema={schema}
         formData={step.config || {}}
         validator={validator}
@@ -119,7 +127,7 @@ export function Inspector({
         uiSchema={NO_SUBMIT}
         idPrefix={"cfg-" + node.id}
         onChange={(e) => onChange(node.id, { ...step, config: e.formData })}
-      />
+      />}
       {creds.length > 0 && (
         <>
           <h3>Credentials</h3>

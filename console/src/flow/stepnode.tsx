@@ -1,12 +1,14 @@
 import { Handle, Position, type NodeProps } from "@xyflow/react";
-import type { StepNode as StepNodeT } from "./flowdoc";
+import { subflowOf, type StepNode as StepNodeT } from "./flowdoc";
 
 /** A step on a canvas: inputs on the left, outputs on the right, each a
  * handle named after its port (so connections carry the port names). */
 export function StepNode({ id, data, selected }: NodeProps<StepNodeT>) {
   const m = data.module;
-  const ins = m?.inputs || [];
-  const outs = m?.outputs || [];
+  const ins = (!data.plain && m?.inputs) || [];
+  const outs = (!data.plain && m?.outputs) || [];
+  const sub = subflowOf(data.step);
+  const gate = !data.step.moduleId && !!data.step.approval;
   const rows = Math.max(ins.length, outs.length, 1);
   const cls = ["step", data.status ? "st-" + data.status : "", selected ? "selected" : "", data.problems ? "has-problems" : ""];
   return (
@@ -15,8 +17,16 @@ export function StepNode({ id, data, selected }: NodeProps<StepNodeT>) {
         <strong>{id}</strong>
         <span className="step-mod">{data.step.moduleId}</span>
         {data.status && <span className={"badge st-" + data.status}>{data.status}</span>}
-        {!m && !data.status && <span className="badge st-failed">unknown module</span>}
+        {sub && <span className="badge kind" title="runs the steps of another flow file, expanded as <step>-<id> at deploy">sub-flow {sub}</span>}
+        {gate && <span className="badge kind">approval</span>}
+        {!m && !sub && !gate && !data.status && <span className="badge st-failed">unknown module</span>}
       </div>
+      {data.plain && (
+        <>
+          <Handle type="target" position={Position.Left} id="needs" isConnectable={false} className="h-needs" />
+          <Handle type="source" position={Position.Right} id="needs" isConnectable={false} className="h-needs" />
+        </>
+      )}
       <div className={"ports rows-" + Math.min(rows, 8)}>
         <div className="ins">
           {ins.map((p) => (

@@ -1,6 +1,6 @@
 import { useState } from "react";
 import { get, money, post } from "../api";
-import { describe, ErrorLine, Kv, usePoll } from "../ui";
+import { describe, ErrorLine, Kv, Table, usePoll } from "../ui";
 
 /** Dollars typed by a person as exact micro-dollars (no float rounding). */
 function micros(text: string): number | null {
@@ -73,33 +73,28 @@ export function AccountView() {
           {msg && <p role="status">{msg}</p>}
           <ErrorLine error={error} />
           <h2>History</h2>
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">kind</th>
-                <th scope="col">amount</th>
-                <th scope="col">from</th>
-                <th scope="col">to</th>
-                <th scope="col">job</th>
-                <th scope="col">status</th>
-              </tr>
-            </thead>
-            <tbody>
-              {(pays.value?.payments || []).map((p: any) => (
-                <tr key={p.id}>
-                  <td>{p.kind}</td>
-                  <td className={p.direction === "in" ? "in" : "out"}>
+          <Table
+            rows={pays.value?.payments}
+            rowKey={(p: any) => p.id}
+            error={pays.error}
+            empty="No payment yet."
+            columns={[
+              { head: "kind", cell: (p: any) => p.kind },
+              {
+                head: "amount",
+                cell: (p: any) => (
+                  <span className={p.direction === "in" ? "in" : "out"}>
                     {p.direction === "in" ? "+" : "−"}
                     {money(p.amount_micros)}
-                  </td>
-                  <td>{p.debit_name}</td>
-                  <td>{p.credit_name}</td>
-                  <td>{p.job ?? ""}</td>
-                  <td>{p.status}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+                  </span>
+                ),
+              },
+              { head: "from", cell: (p: any) => p.debit_name },
+              { head: "to", cell: (p: any) => p.credit_name },
+              { head: "job", cell: (p: any) => p.job ?? "" },
+              { head: "status", cell: (p: any) => p.status },
+            ]}
+          />
           <h2>Withdrawals</h2>
           <ul>
             {(wds.value?.withdrawals || []).map((w: any) => (

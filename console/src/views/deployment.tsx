@@ -1,9 +1,9 @@
 import { useEffect, useRef, useState } from "react";
 import { Background, Controls, ReactFlow, ReactFlowProvider, type Edge } from "@xyflow/react";
-import { del, get, money, sse } from "../api";
+import { del, get, money, post, sse, whoami } from "../api";
 import { describe, ErrorLine, Kv, ms, StateBadge } from "../ui";
 import { StepNode } from "../flow/stepnode";
-import { toCanvas, type BuilderDoc, type Manifest, type StepNode as StepNodeT } from "../flow/flowdoc";
+import { fromStatus, toCanvas, type BuilderDoc, type Manifest, type StepNode as StepNodeT } from "../flow/flowdoc";
 import { layout } from "../flow/layout";
 
 const nodeTypes = { step: StepNode };
@@ -17,6 +17,15 @@ interface StepStatus {
   error?: string;
   outputs?: unknown;
   waiting_reason?: string;
+  module?: string;
+  needs?: string[];
+}
+
+interface Awaiting {
+  step: string;
+  approvers: string[];
+  default: string;
+  deadline_ms?: number;
 }
 
 interface Status {
@@ -28,31 +37,33 @@ interface Status {
   error?: string;
   held_micros?: number;
   charged_micros?: number;
+  paused?: boolean;
+  awaiting_approval?: Awaiting[];
 }
 
-/** The graph: edges from the builder document when this tab deployed it
- * (the status does not carry them), else the steps alone; laid out by elk. */
+async function manifests(): Promise<Map<string, Manifest>> {
+  const mods = new Map<string, Manifest>();
+  try {
+    const r = await get<{ modules: { id: string; manifest: Manifest }[] }>("/api/v1/modules?limit=1000");
+    for (const m of r.modules) mods.set(m.id, m.manifest);
+  } catch {
+    /* ports unnamed: the steps still show */
+  }
+  return mods;
+}
+
+/** The graph: port to port from the builder document when this tab
+ * deployed it, else from the status's `needs` (a deployment made
+ * elsewhere); laid out by elk when it has no positions. */
 async function graph(id: string, st: Status): Promise<{ nodes: StepNodeT[]; edges: Edge[] }> {
   const kept = sessionStorage.getItem("rhizos.dep." + id);
+  const mods = await manifests();
   if (kept) {
-    const doc = JSON.parse(kept) as BuilderDoc;
-    const mods = new Map<string, Manifest>();
-    try {
-      const r = await get<{ modules: { id: string; manifest: Manifest }[] }>("/api/v1/modules?limit=1000");
-      for (const m of r.modules) mods.set(m.id, m.manifest);
-    } catch {
-      /* ports unnamed: the steps still show */
-    }
-    const g = toCanvas(doc, mods);
+    const g = toCanvas(JSON.parse(kept) as BuilderDoc, mods);
     return { nodes: g.nodes.filter((n) => n.id in st.steps), edges: g.edges };
   }
-  const nodes: StepNodeT[] = Object.keys(st.steps).map((s) => ({
-    id: s,
-    type: "step",
-    position: { x: 0, y: 0 },
-    data: { step: { moduleId: "" } },
-  }));
-  return { nodes: await layout(nodes, []), edges: [] };
+  const g = fromStatus(st.steps, mods);
+  return { nodes: await layout(g.nodes, g.edges), edges: g.edges };
 }
 
 function DeploymentInner({ id }: { id: string }) {
@@ -120,13 +131,42 @@ function DeploymentInner({ id }: { id: string }) {
     };
   }, [step?.job, step?.status]);
 
-  const cancel = async () => {
+  const [role, setRole] = useState<string | null>(null);
+  useEffect(() => {
+    whoami().then((w) => setRole(w.role), () => setRole(null));
+  }, []);
+  const [comment, setComment] = useState("");
+  const [busy, setBusy] = useState(false);
+  const act = async (f: () => Promise<Status | void>) => {
+    setError(null);
+    setBusy(true);
     try {
-      setSt(await del<Status>(`/api/v1/flows/${id}`));
+      const r = await f();
+      if (r) setSt(r);
     } catch (e) {
       setError(describe(e));
+    } finally {
+      setBusy(false);
     }
   };
+  const cancel = () => act(() => del<Status>(`/api/v1/flows/${id}`));
+  const pause = () => act(() => post<Status>(`/api/v1/flows/${id}/pause`));
+  const resume = () => act(() => post<Status>(`/api/v1/flows/${id}/resume`));
+  // A failed or cancelled deployment runs again as a new one, reusing the
+  // steps that succeeded (its owner only: the owner pays).
+  const rerun = () =>
+    act(async () => {
+      const r = await post<{ id: number }>(`/api/v1/flows/${id}/resume`);
+      location.hash = `#/flows/${r.id}`;
+    });
+  const decide = (step: string, verdict: "approve" | "reject") =>
+    act(async () => {
+      const r = await post<Status>(`/api/v1/flows/${id}/steps/${encodeURIComponent(step)}/${verdict}`, comment ? { comment } : {});
+      setComment("");
+      return r;
+    });
+  const running = st?.status === "running";
+  const awaiting = running ? st?.awaiting_approval || [] : [];
 
   return (
     <section aria-labelledby="dep-h" className="deployment">
@@ -145,15 +185,48 @@ function DeploymentInner({ id }: { id: string }) {
           <span>held {money(st.held_micros)}</span>
           <span>charged {money(st.charged_micros)}</span>
           <span className="hint">{live ? "live" : "not live"}</span>
-          {drawn.current && edges.length === 0 && nodes.length > 1 && (
-            <span className="hint">(connections are drawn for deployments made from this tab's builder)</span>
+          {st.paused && running && <span className="badge st-waiting" data-testid="dep-paused">paused</span>}
+          {running && !st.paused && (
+            <button type="button" onClick={pause} disabled={busy} data-testid="dep-pause">
+              Pause
+            </button>
           )}
-          {st.status === "running" && (
-            <button type="button" className="danger" onClick={cancel}>
+          {running && st.paused && (
+            <button type="button" onClick={resume} disabled={busy} data-testid="dep-resume">
+              Resume
+            </button>
+          )}
+          {(st.status === "failed" || st.status === "cancelled") && role === "client" && (
+            <button type="button" onClick={rerun} disabled={busy} data-testid="dep-rerun" title="a new deployment that reuses the steps that succeeded">
+              Run again, reusing what succeeded
+            </button>
+          )}
+          {running && (
+            <button type="button" className="danger" onClick={cancel} disabled={busy}>
               Cancel deployment
             </button>
           )}
         </div>
+      )}
+      {awaiting.length > 0 && (
+        <section aria-label="Awaiting approval" className="approvals" data-testid="approvals">
+          <label htmlFor="decision-comment">Comment (optional)</label>
+          <input id="decision-comment" value={comment} maxLength={1000} onChange={(e) => setComment(e.target.value)} />
+          {awaiting.map((a) => (
+            <div className="row" key={a.step}>
+              <span>
+                <strong>{a.step}</strong> awaits approval
+                {a.deadline_ms ? ` (${a.default} at ${new Date(a.deadline_ms).toLocaleString()})` : ""}
+              </span>
+              <button type="button" onClick={() => decide(a.step, "approve")} disabled={busy} data-testid={"approve-" + a.step}>
+                Approve {a.step}
+              </button>
+              <button type="button" className="danger" onClick={() => decide(a.step, "reject")} disabled={busy} data-testid={"reject-" + a.step}>
+                Reject {a.step}
+              </button>
+            </div>
+          ))}
+        </section>
       )}
       <div className="dep-main">
         <div className="canvas small" aria-label="Steps of the deployment">
@@ -186,6 +259,8 @@ function DeploymentInner({ id }: { id: string }) {
               <Kv
                 rows={[
                   ["status", <StateBadge state={step.status} />],
+                  ["module", step.module ?? "–"],
+                  ["needs", step.needs?.length ? step.needs.join(", ") : "–"],
                   ["attempts", step.attempts],
                   ["job", step.job ? <a href={`#/jobs/${step.job}`}>job {step.job}</a> : "–"],
                   ["job status", step.job_status ?? "–"],

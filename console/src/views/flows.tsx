@@ -1,6 +1,6 @@
 import { useState } from "react";
 import { get, post } from "../api";
-import { describe, ErrorLine, StateBadge, usePoll } from "../ui";
+import { describe, ErrorLine, StateBadge, Table, usePoll } from "../ui";
 
 /** Named flows: each deploy of a flow with a name is a version of it
  * (docs/triggers.md); one is active, and its triggers fire. */
@@ -23,30 +23,23 @@ function NamedFlows() {
   return (
     <>
       <h2>Named flows</h2>
-      <table>
-        <thead>
-          <tr>
-            <th scope="col">name</th>
-            <th scope="col">active version</th>
-            <th scope="col">latest</th>
-            <th scope="col">triggers</th>
-          </tr>
-        </thead>
-        <tbody>
-          {value.flows.map((f) => (
-            <tr key={f.id}>
-              <td>
-                <button type="button" className="link" aria-expanded={open === f.id} onClick={() => setOpen(open === f.id ? null : f.id)}>
-                  {f.name}
-                </button>
-              </td>
-              <td>{f.active ?? "–"}</td>
-              <td>{f.latest}</td>
-              <td>{(f.triggers || []).join(", ") || "–"}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+      <Table
+        rows={value.flows}
+        rowKey={(f) => f.id}
+        columns={[
+          {
+            head: "name",
+            cell: (f) => (
+              <button type="button" className="link" aria-expanded={open === f.id} onClick={() => setOpen(open === f.id ? null : f.id)}>
+                {f.name}
+              </button>
+            ),
+          },
+          { head: "active version", cell: (f) => f.active ?? "–" },
+          { head: "latest", cell: (f) => f.latest },
+          { head: "triggers", cell: (f) => (f.triggers || []).join(", ") || "–" },
+        ]}
+      />
       {open !== null && detail.value && (
         <section aria-label="Versions">
           <h3>Versions of {detail.value.name}</h3>
@@ -85,29 +78,17 @@ export function FlowsView() {
           </option>
         ))}
       </select>
-      <ErrorLine error={error} />
-      <table>
-        <thead>
-          <tr>
-            <th scope="col">id</th>
-            <th scope="col">flow</th>
-            <th scope="col">status</th>
-          </tr>
-        </thead>
-        <tbody>
-          {flows.map((f) => (
-            <tr key={f.id}>
-              <td>
-                <a href={`#/flows/${f.id}`}>deployment {f.id}</a>
-              </td>
-              <td>{f.flow}</td>
-              <td>
-                <StateBadge state={f.status} />
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+      <Table
+        rows={value ? flows : null}
+        rowKey={(f) => f.id}
+        error={error}
+        empty={filter ? `No ${filter} deployment.` : "No deployment yet."}
+        columns={[
+          { head: "id", cell: (f) => <a href={`#/flows/${f.id}`}>deployment {f.id}</a> },
+          { head: "flow", cell: (f) => f.flow },
+          { head: "status", cell: (f) => <StateBadge state={f.status} /> },
+        ]}
+      />
       <p>
         <a href="#/builder">Build a new flow</a>
       </p>

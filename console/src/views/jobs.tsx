@@ -1,6 +1,6 @@
 import { useState } from "react";
 import { del, get, money } from "../api";
-import { describe, ErrorLine, Kv, ms, StateBadge, usePoll } from "../ui";
+import { describe, ErrorLine, Kv, ms, StateBadge, Table, usePoll } from "../ui";
 
 const STATES = ["", "pending", "queued", "assigned", "running", "succeeded", "failed", "cancelled"];
 const DONE = new Set(["succeeded", "failed", "cancelled"]);
@@ -29,48 +29,40 @@ export function JobsView() {
           </option>
         ))}
       </select>
-      <ErrorLine error={loadErr || error} />
-      <table>
-        <thead>
-          <tr>
-            <th scope="col">id</th>
-            <th scope="col">module</th>
-            <th scope="col">status</th>
-            <th scope="col">node</th>
-            <th scope="col">flow step</th>
-            <th scope="col">run time</th>
-            <th scope="col">cost</th>
-            <th scope="col">
-              <span className="sr-only">actions</span>
-            </th>
-          </tr>
-        </thead>
-        <tbody>
-          {jobs.map((j) => (
-            <tr key={j.id}>
-              <td>
-                <a href={`#/jobs/${j.id}`}>job {j.id}</a>
-              </td>
-              <td>{j.module || j.image || j.type}</td>
-              <td>
+      <Table
+        rows={value ? jobs : null}
+        rowKey={(j) => j.id}
+        error={loadErr || error}
+        empty={filter ? `No ${filter} job.` : "No job yet."}
+        columns={[
+          { head: "id", cell: (j) => <a href={`#/jobs/${j.id}`}>job {j.id}</a> },
+          { head: "module", cell: (j) => j.module || j.image || j.type },
+          {
+            head: "status",
+            cell: (j) => (
+              <>
                 <StateBadge state={j.status} />
                 {j.waiting_reason && <span className="hint"> {j.waiting_reason}</span>}
-              </td>
-              <td>{j.node ?? "–"}</td>
-              <td>{j.deployment ? <a href={`#/flows/${j.deployment}`}>{`flow ${j.deployment} · ${j.step}`}</a> : "–"}</td>
-              <td>{ms(j.run_ms)}</td>
-              <td>{money(j.cost_micros)}</td>
-              <td>
-                {!DONE.has(j.status) && !j.deployment && (
-                  <button type="button" onClick={() => cancel(j.id)}>
-                    Cancel
-                  </button>
-                )}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+              </>
+            ),
+          },
+          { head: "node", cell: (j) => j.node ?? "–" },
+          { head: "flow step", cell: (j) => (j.deployment ? <a href={`#/flows/${j.deployment}`}>{`flow ${j.deployment} · ${j.step}`}</a> : "–") },
+          { head: "run time", cell: (j) => ms(j.run_ms) },
+          { head: "cost", cell: (j) => money(j.cost_micros) },
+          {
+            head: "actions",
+            hidden: true,
+            cell: (j) =>
+              !DONE.has(j.status) &&
+              !j.deployment && (
+                <button type="button" onClick={() => cancel(j.id)}>
+                  Cancel
+                </button>
+              ),
+          },
+        ]}
+      />
     </section>
   );
 }

@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from "react";
-import { get, getKey, money, principal } from "../api";
+import { get, getKey, money, whoami } from "../api";
 import { buckets, quantile, seconds } from "../metrics";
 import { Chart } from "../chart";
 import { describe, ErrorLine, Kv } from "../ui";
@@ -46,7 +46,7 @@ export function NetworkView() {
         h.depth.push(s.queue_depth);
         while (h.t.length && h.t[0] < now - HOUR) for (const a of Object.values(h)) a.shift();
         redraw((n) => n + 1);
-        if (payOk === null) payOk = (await principal()) === "admin";
+        if (payOk === null) payOk = (await whoami().catch(() => null))?.role === "admin";
         if (payOk) {
           try {
             setPay(await get("/api/v1/payments/stats"));

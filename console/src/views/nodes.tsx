@@ -1,5 +1,5 @@
 import { get, money } from "../api";
-import { ErrorLine, Kv, StateBadge, usePoll } from "../ui";
+import { ErrorLine, Kv, StateBadge, Table, usePoll } from "../ui";
 
 interface Node {
   id: number;
@@ -28,40 +28,23 @@ export function NodesView() {
   return (
     <section aria-labelledby="nodes-h">
       <h1 id="nodes-h">Nodes</h1>
-      <ErrorLine error={error} />
-      <table>
-        <thead>
-          <tr>
-            <th scope="col">id</th>
-            <th scope="col">state</th>
-            <th scope="col">hardware</th>
-            <th scope="col">adapters</th>
-            <th scope="col">prices</th>
-            <th scope="col">load</th>
-            <th scope="col">verification</th>
-            <th scope="col">reputation</th>
-          </tr>
-        </thead>
-        <tbody>
-          {(value?.nodes || []).map((n) => (
-            <tr key={n.id} data-testid={"node-" + n.id}>
-              <td>
-                <a href={`#/nodes/${n.id}`}>node {n.id}</a>
-              </td>
-              <td>
-                <StateBadge state={n.state} />
-              </td>
-              <td>{hardware(n.capabilities)}</td>
-              <td>{(n.capabilities?.adapters || []).join(", ")}</td>
-              <td>{prices(n.capabilities)}</td>
-              <td>{Math.round((n.load || 0) * 100)}%</td>
-              <td>{n.verification?.state ?? "–"}</td>
-              <td>{n.verification?.reputation?.toFixed(2) ?? "–"}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-      {value && value.nodes.length === 0 && <p>No node has registered yet.</p>}
+      <Table
+        rows={value?.nodes}
+        rowKey={(n) => n.id}
+        rowTestId={(n) => "node-" + n.id}
+        error={error}
+        empty="No node has registered yet."
+        columns={[
+          { head: "id", cell: (n) => <a href={`#/nodes/${n.id}`}>node {n.id}</a> },
+          { head: "state", cell: (n) => <StateBadge state={n.state} /> },
+          { head: "hardware", cell: (n) => hardware(n.capabilities) },
+          { head: "adapters", cell: (n) => (n.capabilities?.adapters || []).join(", ") },
+          { head: "prices", cell: (n) => prices(n.capabilities) },
+          { head: "load", cell: (n) => `${Math.round((n.load || 0) * 100)}%` },
+          { head: "verification", cell: (n) => n.verification?.state ?? "–" },
+          { head: "reputation", cell: (n) => n.verification?.reputation?.toFixed(2) ?? "–" },
+        ]}
+      />
     </section>
   );
 }
