@@ -407,6 +407,17 @@ try {
   const opts = await page.$$eval("#feed-text option", (os) => os.map((o) => o.value));
   assert(!opts.includes("source.length") && opts.includes("source.text"), "only outputs of a fitting type are offered", opts);
   ok("an input connected and disconnected from the inspector (keyboard), fitting types only");
+  // a sub-flow step shows as one, and Deploy says how to deploy it
+  await (await page.$("[data-testid=import]")).uploadFile(join(ROOT, "examples", "flows", "subflow.yaml"));
+  await page.waitForSelector("[data-testid=step-classify]", { timeout: 10000 });
+  const sub = await page.$eval("[data-testid=step-classify]", (e) => e.textContent);
+  assert(/sub-flow subflows\/classify\.yaml/.test(sub) && !/unknown module/.test(sub), "the sub-flow step shows as one", sub);
+  await select(page, "classify");
+  await page.waitForSelector("[data-testid=subflow-note]");
+  await page.click("button.primary");
+  await page.waitForFunction(() => /sub-flow files \(subflows\/classify\.yaml\).*rhizos flow deploy/.test(document.querySelector("[role=alert]")?.textContent || ""), { timeout: 5000 });
+  ok("a sub-flow step (flow: subflows/classify.yaml) shows as a sub-flow; Deploy names the CLI's way instead of failing on the server");
+  await shot(page, "builder-subflow");
 
   step = "account";
   await page.goto(BASE + "/#/account");
