@@ -457,10 +457,12 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_deploy(rz_engine *e, const char *text,
                                             uint64_t now_ms,
                                             uint64_t *deployment,
                                             rz_diags *diags);
-/* {"id","status","steps":{"<id>":{"status","attempts","outputs","job",
- *  "job_status","dispatches"}},"outputs":{...}}: the shape of `rhizos flow
- * run --json` plus each step's job id, the job's own state
- * (rz_job_state_name) and how many times it was dispatched in all. "status"
+/* {"id","status","steps":{"<id>":{"status","attempts","outputs","module",
+ *  "needs","job","job_status","dispatches"}},"outputs":{...}}: the shape of
+ * `rhizos flow run --json` plus each step's module id (none for an
+ * approval step), the ids of the steps it waits for (rz_flow_step_deps),
+ * its job id, the job's own state (rz_job_state_name) and how many times
+ * it was dispatched in all. "status"
  * and "attempts" are the run's: a step stays "running" on its attempt while
  * its job, declined or lost by a node, is "queued" again. A step that timed
  * out before any node took its job says so: "timed out after N s waiting for

@@ -1112,7 +1112,8 @@ int rz_engine_deployment_step_status(const rz_engine *e, uint64_t deployment,
         return no_memory();
     const rz__ejob *j = rz__engine_job(e, d->first_job + step);
     const char *why = rz__engine_waiting_reason(j);
-    bool ok = cJSON_AddStringToObject(s, "step", rz_flow_step_id(d->flow, step)) &&
+    bool ok = add_step_shape(s, d->flow, step) &&
+              cJSON_AddStringToObject(s, "step", rz_flow_step_id(d->flow, step)) &&
               cJSON_AddNumberToObject(s, "job", (double)j->id) &&
               cJSON_AddStringToObject(s, "job_status",
                                       rz_job_state_name(j->state)) &&

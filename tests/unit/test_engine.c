@@ -680,6 +680,12 @@ static void assert_status_as_tree(fx *f, uint64_t dep)
     for (cJSON *s = steps->child; s; s = s->next) {
         size_t i = rz_flow_step_find(d->flow, s->string);
         const rz__ejob *j = rz__engine_job(f->e, d->first_job + i);
+        cJSON_AddStringToObject(s, "module", rz_flow_step_module(d->flow, i));
+        size_t nd = 0;
+        const size_t *deps = rz_flow_step_deps(d->flow, i, &nd);
+        cJSON *needs = cJSON_AddArrayToObject(s, "needs");
+        for (size_t k = 0; k < nd; k++)
+            cJSON_AddItemToArray(needs, cJSON_CreateString(rz_flow_step_id(d->flow, deps[k])));
         cJSON_AddNumberToObject(s, "job", (double)j->id);
         cJSON_AddStringToObject(s, "job_status", rz_job_state_name(j->state));
         cJSON_AddNumberToObject(s, "dispatches", (double)j->attempt);
