@@ -27,7 +27,8 @@ export interface Diagnostic {
   pointer: string;
 }
 
-export interface Step { id: string; module: string; }
+/** `flow`: the file a sub-flow step runs, until the flow is expanded. */
+export interface Step { id: string; module: string; flow?: string; }
 
 export interface PlanInfo {
   stages: string[][];
@@ -50,6 +51,10 @@ export class Flow {
   readonly closed: boolean;
   /** undefined: default registries; []: structure only. Returns every diagnostic ([] = valid). */
   validate(registries?: string[]): Diagnostic[];
+  /** True while a step runs another flow file not yet put in its place. */
+  readonly hasSubflows: boolean;
+  /** Sub-flow steps replaced by the child flows' steps ("<step>-<id>"); validate() and plan() do it too. */
+  expand(): Diagnostic[];
   plan(): string[][];
   planInfo(): PlanInfo;
   toJSON(opts?: { pretty?: boolean; builder?: boolean }): string | null;

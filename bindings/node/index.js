@@ -92,10 +92,23 @@ class Flow {
     return r.diagnostics;
   }
 
+  /** True while a step runs another flow file (`flow: FILE`) not yet put in its place. */
+  get hasSubflows() { return this.steps.some((s) => s.flow !== undefined); }
+
+  /**
+   * Put each sub-flow step's child flow in its place, as the CLI does:
+   * the child (relative to this flow's file, or to the filename given to
+   * parseFlow; the current folder without one) becomes steps
+   * "<step>-<child step>". Structure checked, modules not (validate()
+   * does both, and expands too). Throws with every problem, the flow
+   * unchanged; returns the warnings.
+   */
+  expand() { return this.hasSubflows ? native.flowExpand(this._use()) : []; }
+
   /** Stages in execution order: [['a'], ['b', 'c'], ['d']]. */
   plan() { return this.planInfo().stages; }
-  /** {stages, critical_path, critical_seconds, steps} */
-  planInfo() { return JSON.parse(native.flowPlan(this._use())); }
+  /** {stages, critical_path, critical_seconds, steps}; sub-flows expanded first. */
+  planInfo() { this.expand(); return JSON.parse(native.flowPlan(this._use())); }
 
   /** Canonical JSON, credentials stripped. */
   toJSON(opts = {}) {
@@ -354,16 +367,25 @@ function estimate(flow, opts = {}) {
 // ---- orchestrator client -------------------------------------------------
 
 function flowBody(flow) {
-  if (flow instanceof Flow) return flow.toJSON();          // credentials stripped
+  if (flow instanceof Flow) { flow.expand(); return flow.toJSON(); }   // credentials stripped
   if (Buffer.isBuffer(flow)) return flow.toString('utf8');
   if (flow && typeof flow === 'object') return flow;       // builder JSON object
   if (typeof flow !== 'string') throw Object.assign(new TypeError('deploy() wants a Flow, a path, text or an object'), { code: 'RZ_EINVAL' });
   if (!looksLikePath(flow)) return flow;
-  try { return fs.readFileSync(flow, 'utf8'); } catch (err) {
+  let text;
+  try { text = fs.readFileSync(flow, 'utf8'); } catch (err) {
     const e = new Error(`${flow}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
     e.code = err.code === 'ENOENT' ? 'RZ_ENOENT' : 'RZ_EIO';
     throw e;
   }
+  if (!text.includes('flow:') && !text.includes('"flow"')) return text;
+  // sub-flow files are read here, beside this one: the server never reads them
+  const f = loadFlow(flow);
+  try {
+    if (!f.hasSubflows) return text;
+    f.expand();
+    return f.toJSON();
+  } finally { f.close(); }
 }
 
 function deploymentId(id) {

@@ -74,6 +74,9 @@ RZ_EXTERN rz_format rz_flow_format(const rz_flow *flow);
 RZ_EXTERN size_t rz_flow_step_count(const rz_flow *flow);
 RZ_EXTERN const char *rz_flow_step_id(const rz_flow *flow, size_t i);
 RZ_EXTERN const char *rz_flow_step_module(const rz_flow *flow, size_t i);
+/* The flow file a sub-flow step names (`flow:`), NULL for a module step
+ * or a bad index: a flow holding one needs rz_flow_expand before it runs. */
+RZ_EXTERN const char *rz_flow_step_subflow(const rz_flow *flow, size_t i);
 /* The steps step i waits for (its `needs`, the steps its expressions read,
  * its join), as step indices, unique and sorted; borrowed, valid while the
  * flow lives. Known once rz_flow_validate or rz_plan_build has run on the

@@ -522,6 +522,11 @@ const char *rz_flow_step_module(const rz_flow *f, size_t i)
     return f && i < f->n_steps ? f->steps[i].module_id : NULL;
 }
 
+const char *rz_flow_step_subflow(const rz_flow *f, size_t i)
+{
+    return f && i < f->n_steps ? f->steps[i].subflow : NULL;
+}
+
 const size_t *rz_flow_step_deps(const rz_flow *f, size_t i, size_t *n)
 {
     if (!f || !f->linked || i >= f->n_steps) {

@@ -450,6 +450,8 @@ static napi_value js_flow_info(napi_env env, napi_callback_info info)
         CALL(env, napi_create_object(env, &s));
         set_str(env, s, "id", rz_flow_step_id(f, i));
         set_str(env, s, "module", rz_flow_step_module(f, i));
+        if (rz_flow_step_subflow(f, i))
+            set_str(env, s, "flow", rz_flow_step_subflow(f, i));
         napi_set_element(env, steps, (uint32_t)i, s);
     }
     napi_set_named_property(env, o, "steps", steps);
@@ -506,7 +508,10 @@ static napi_value js_flow_validate(napi_env env, napi_callback_info info)
             return throw_rz(env, rc, NULL, NULL);
         }
     }
-    rc = rz_flow_validate(b->p, reg, d);
+    /* Validates too; a flow with sub-flows is replaced by its expansion. */
+    rz_flow *f = b->p;
+    rc = rz_flow_expand(&f, reg, d);
+    b->p = f;
     if (rc != RZ_OK && rc != RZ_EINVALID && rz_diags_count(d) == 0) {
         rz_registry_free(reg);   /* nothing resolved: the flow keeps its old one */
         napi_value out = throw_rz(env, rc, d, NULL);
@@ -524,6 +529,30 @@ static napi_value js_flow_validate(napi_env env, napi_callback_info info)
     CALL(env, napi_get_boolean(env, rc == RZ_OK && reg != NULL, &valid));
     napi_set_named_property(env, o, "valid", valid);
     return o;
+}
+
+/* flowExpand(flow) -> diagnostics (warnings); sub-flows put in place,
+ * structure checked (modules are validate's). Throws with every problem,
+ * the flow unchanged. */
+static napi_value js_flow_expand(napi_env env, napi_callback_info info)
+{
+    napi_value a[1];
+    if (!args(env, info, a, 1))
+        return NULL;
+    box *b = get_box(env, a[0], K_FLOW, true);
+    if (!b)
+        return NULL;
+    if (b->busy)
+        return throw_code(env, "RZ_ESTATE", "Flow is in use by a run");
+    rz_diags *d = NULL;
+    int rc = rz_diags_new(&d);
+    rz_flow *f = b->p;
+    if (rc == RZ_OK)
+        rc = rz_flow_expand(&f, NULL, d);
+    b->p = f;
+    napi_value out = rc == RZ_OK ? diags_array(env, d) : throw_rz(env, rc, d, NULL);
+    rz_diags_free(d);
+    return out;
 }
 
 static napi_value js_flow_plan(napi_env env, napi_callback_info info)
@@ -1407,7 +1436,7 @@ static napi_value init(napi_env env, napi_value exports)
         FN("version", js_version), FN("statusName", js_status_name),
         FN("flowLoad", js_flow_load), FN("flowParse", js_flow_parse),
         FN("flowInfo", js_flow_info), FN("flowValidate", js_flow_validate),
-        FN("flowPlan", js_flow_plan), FN("flowExport", js_flow_export),
+        FN("flowPlan", js_flow_plan), FN("flowExpand", js_flow_expand), FN("flowExport", js_flow_export),
         FN("flowClose", js_flow_close), FN("flowEstimate", js_flow_estimate),
         FN("flowInputsParse", js_flow_inputs_parse),
         FN("run", js_run),

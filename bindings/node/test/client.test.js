@@ -4,6 +4,8 @@ const test = require('node:test');
 const assert = require('node:assert');
 const http = require('http');
 const net = require('net');
+const fs = require('fs');
+const os = require('os');
 const path = require('path');
 const rz = require('..');
 
@@ -120,6 +122,12 @@ test('deploy, status, balance, request', async () => {
   f.close();
   assert.strictEqual(await c.deploy({ nodes: [], connections: [] }), 7);
   assert.deepStrictEqual(posted.at(-1).flow, { nodes: [], connections: [] });
+  // a sub-flow is read here, beside the file: the server gets the expanded flow
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-node-subdeploy-'));
+  fs.writeFileSync(path.join(dir, 'child.yaml'), 'flux: 1\nsteps:\n  say: {module: echo@1}\n');
+  fs.writeFileSync(path.join(dir, 'top.yaml'), 'flux: 1\nsteps:\n  kid: {flow: child.yaml}\n');
+  assert.strictEqual(await c.deploy(path.join(dir, 'top.yaml')), 7);
+  assert.ok(posted.at(-1).flow.includes('"kid-say"') && !posted.at(-1).flow.includes('child.yaml'));
   assert.strictEqual((await c.status(7)).status, 'running');
   assert.deepStrictEqual(await c.balance(), ACCOUNT);
   assert.strictEqual((await c.withdraw(834, '0xabc')).amount_micros, 834);

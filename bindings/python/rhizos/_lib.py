@@ -160,6 +160,8 @@ _PROTOS = {
     "rz_flow_load": (c_int, [_PP, c_char_p, c_int, _P]),
     "rz_flow_free": (None, [_P]),
     "rz_flow_validate": (c_int, [_P, _P, _P]),
+    "rz_flow_expand": (c_int, [_PP, _P, _P]),
+    "rz_flow_step_subflow": (c_char_p, [_P, c_size_t]),
     "rz_flow_name": (c_char_p, [_P]),
     "rz_flow_file": (c_char_p, [_P]),
     "rz_flow_format": (c_int, [_P]),

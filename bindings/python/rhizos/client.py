@@ -53,6 +53,7 @@ def _flow_text(flow: FlowSource) -> Union[str, JSON]:
     """What POST /api/v1/flows/deploy takes as "flow": document text, or a
     builder JSON object."""
     if isinstance(flow, Flow):
+        flow._expanded()                    # sub-flows read here, as the CLI does
         return flow.to_json()               # credential values stripped
     if isinstance(flow, Mapping):
         return dict(flow)
@@ -62,9 +63,17 @@ def _flow_text(flow: FlowSource) -> Union[str, JSON]:
         path = os.fspath(flow)
         try:
             with open(path, encoding="utf-8") as f:
-                return f.read()
+                text = f.read()
         except FileNotFoundError:
             raise errors.NotFound("%s: no such file" % path, code="RZ_ENOENT") from None
+        if "flow:" not in text and '"flow"' not in text:
+            return text
+        # a sub-flow file is read beside this one: the server never reads it
+        with load_flow(path) as parsed:
+            if not parsed.has_subflows:
+                return text
+            parsed._expanded()
+            return parsed.to_json()
     return flow
 
 

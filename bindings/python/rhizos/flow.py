@@ -37,9 +37,12 @@ class Diagnostic:
 
 @dataclass(frozen=True)
 class Step:
-    """A step (builder "node") of a flow and the module it instantiates."""
+    """A step (builder "node") of a flow and the module it instantiates;
+    `flow` the file a sub-flow step runs (None once expanded, and for a
+    module step)."""
     id: str
     module: str
+    flow: Optional[str] = None
 
 
 class _Diags(Handle):
@@ -185,8 +188,17 @@ class Flow(Handle):
     def steps(self) -> List[Step]:
         with self._use() as h:
             return [Step(dec(lib.rz_flow_step_id(h, i)),
-                         dec(lib.rz_flow_step_module(h, i)))
+                         dec(lib.rz_flow_step_module(h, i)),
+                         _opt_dec(lib.rz_flow_step_subflow(h, i)))
                     for i in range(lib.rz_flow_step_count(h))]
+
+    @property
+    def has_subflows(self) -> bool:
+        """True while a step runs another flow file (`flow: FILE`) that
+        validate(), plan() or expand() has not put in its place yet."""
+        with self._use() as h:
+            return any(lib.rz_flow_step_subflow(h, i)
+                       for i in range(lib.rz_flow_step_count(h)))
 
     @property
     def nodes(self) -> List[Dict[str, Any]]:
@@ -219,6 +231,11 @@ class Flow(Handle):
                  ) -> List[Diagnostic]:
         """Check the graph against module registries and return every
         problem found (an empty list: the flow is valid).
+
+        Sub-flows are expanded first, as `rhizos flow validate` does: each
+        step `flow: FILE` (relative to this flow's file, or to the
+        `filename` given to load_flow; the current folder without one) is
+        replaced by the child's steps, named "<step>-<child step>".
 
         `registries`: folders / index URLs, or one Registry; None uses the
         defaults ($RHIZOS_MODULES and examples/modules); [] checks the
@@ -255,11 +272,12 @@ class Flow(Handle):
 
     def _validate(self, reg: Optional[Registry], owned: bool,
                   diags: _Diags) -> List[Diagnostic]:
-        with self._use() as h:
+        with self._use():
             if reg is not None:
                 reg._use().check()
-            rc = lib.rz_flow_validate(h, reg._h if reg is not None else None,
-                                      diags._h)
+            # rz_flow_expand validates too; it may replace the handle
+            rc = lib.rz_flow_expand(byref(self._h), reg._h if reg is not None else None,
+                                    diags._h)
             items = diags.items()
             if rc < 0 and rc != -6 and not items:
                 raise errors.from_status(rc)
@@ -279,6 +297,32 @@ class Flow(Handle):
             if owned:
                 reg.close()
 
+    def expand(self) -> List[Diagnostic]:
+        """Put each sub-flow step's child flow in its place (structure
+        checked, modules not: validate() checks those) and return the
+        problems found; the flow is unchanged if there is any error. A flow
+        without sub-flows is left as it is. plan() calls this."""
+        if not self.has_subflows:
+            return []
+        diags = _Diags()
+        try:
+            with self._use():
+                rc = lib.rz_flow_expand(byref(self._h), None, diags._h)
+                items = diags.items()
+                if rc < 0 and rc != -6 and not items:
+                    raise errors.from_status(rc)
+                return items
+        finally:
+            diags.close()
+
+    def _expanded(self) -> None:
+        """expand(), raising ValidationError on a problem."""
+        items = self.expand()
+        errs = [d for d in items if d.severity == "error"]
+        if errs:
+            raise errors.ValidationError(str(errs[0]), code="RZ_EINVALID",
+                                         diagnostics=items)
+
     def plan(self) -> List[List[str]]:
         """Stages in execution order, e.g. [["a"], ["b", "c"], ["d"]].
         A cycle raises CycleError naming it (see .diagnostics)."""
@@ -286,7 +330,8 @@ class Flow(Handle):
 
     def plan_info(self) -> Dict[str, Any]:
         """The full plan: {"stages", "critical_path", "critical_seconds",
-        "steps"}."""
+        "steps"}. Sub-flows are expanded first (expand())."""
+        self._expanded()
         diags = _Diags()
         plan = c_void_p()
         try:
@@ -337,6 +382,10 @@ class Flow(Handle):
             super().close()
             self._validated = False
             self._drop_registry()
+
+
+def _opt_dec(b: Optional[bytes]) -> Optional[str]:
+    return None if b is None else dec(b)
 
 
 def _looks_like_path(s: str) -> bool:
