@@ -104,6 +104,9 @@ void cli_schema_usage(void);
  * trusting --trusted-publisher keys. Problems are printed; returns NULL when
  * out of memory or a trusted key is malformed. */
 rz_registry *cli_registry(const cli *c);
+/* How sub-flows expand here: named ones (flow://NAME@N) from the folder
+ * $RHIZOS_FLOWS, or kept for the orchestrator (`keep_named`, deploy). */
+const rz_flow_expand_opts *cli_expand_opts(bool keep_named);
 /* The data directory: --data, else $XDG_DATA_HOME/rhizos, else
  * ~/.local/share/rhizos. Returns a malloc'd string. */
 char *cli_data_dir(const cli *c);

@@ -109,11 +109,13 @@ static rz_flow *check_locally(const cli *c, const char *path, const char *text,
     /* Sub-flows are read here, beside the file; their modules are checked
      * below like the parent's (the orchestrator may have those we lack). */
     rz_flow *parsed = flow;
+    /* Named sub-flows (flow://NAME@N) are the orchestrator's to expand. */
     if (rc == RZ_OK)
-        rc = rz_flow_expand(&flow, NULL, d);
+        rc = rz_flow_expand_with(&flow, NULL, cli_expand_opts(true), d);
     *expanded = rc == RZ_OK && flow != parsed;   /* a new flow replaced it */
     *reg = rc == RZ_OK ? cli_registry(c) : NULL;
-    if (rc == RZ_OK && *reg && rz_flow_validate(flow, *reg, d) != RZ_OK &&
+    if (rc == RZ_OK && *reg &&
+        rz_flow_expand_with(&flow, *reg, cli_expand_opts(true), d) != RZ_OK &&
         only_module_errors(d))
         rc = RZ_OK;
     else if (rc == RZ_OK && rz_diags_error_count(d) > 0)

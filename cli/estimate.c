@@ -75,7 +75,7 @@ static rz_flow *load_valid(const char *path, const rz_registry *reg)
     rz_flow *flow = NULL;
     int rc = rz_flow_load(&flow, path, RZ_FORMAT_AUTO, d);
     if (rc == RZ_OK)
-        rc = rz_flow_expand(&flow, reg, d);
+        rc = rz_flow_expand_with(&flow, reg, cli_expand_opts(false), d);
     if (rc != RZ_OK && rz_diags_error_count(d) == 0)
         cli_error(path, rc);
     rz_diags_sort(d);

@@ -41,7 +41,9 @@ void cli_flow_usage(void)
 "only if the run succeeded. A run here is charged nothing; its record\n"
 "says what its steps' time would cost to rent (\"cost_micros\": the\n"
 "cheapest fitting node class of the shipped price tables, or --prices).\n"
-"A step `flow: FILE` runs that flow file (a sub-flow, read beside FILE).\n"
+"A step `flow: FILE` runs that flow file (a sub-flow, read beside FILE);\n"
+"`flow: flow://NAME@N` runs version N of a named flow: `deploy` leaves it to\n"
+"the orchestrator, here it is read from $RHIZOS_FLOWS/NAME@N.yaml.\n"
 "`runs` lists the newest 20 recorded runs with that cost\n"
 "(--limit N: N of them, 0: all; --json prints the same list); `runs RUN_ID`\n"
 "shows one run: its steps with status, attempts, times, cost, inputs,\n"
@@ -72,7 +74,7 @@ static rz_flow *load_checked(const cli *c, const char *path,
     rz_flow *flow = NULL;
     int rc = rz_flow_load(&flow, path, RZ_FORMAT_AUTO, d);
     if (rc == RZ_OK)
-        rc = rz_flow_expand(&flow, reg, d);
+        rc = rz_flow_expand_with(&flow, reg, cli_expand_opts(false), d);
     /* Errors without a diagnostic (unreadable file, no memory) still say why. */
     if (rc != RZ_OK && rz_diags_error_count(d) == 0)
         cli_error(path, rc);

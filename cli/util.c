@@ -23,6 +23,15 @@ static void print_registry_diags(const rz_diags *d)
     }
 }
 
+const rz_flow_expand_opts *cli_expand_opts(bool keep_named)
+{
+    static rz_flow_expand_opts o = RZ_FLOW_EXPAND_OPTS_INIT;
+    const char *dir = getenv("RHIZOS_FLOWS");
+    o.flows_dir = dir && dir[0] ? dir : NULL;
+    o.keep_named = keep_named;
+    return &o;
+}
+
 rz_registry *cli_registry(const cli *c)
 {
     rz_registry *reg;

@@ -67,6 +67,37 @@ RZ_EXTERN RZ_NODISCARD int rz_flow_expand(rz_flow **flow,
                                           const rz_registry *reg,
                                           rz_diags *diags);
 
+/* How rz_flow_expand_with finds sub-flows. A named sub-flow, `flow:
+ * flow://NAME@N` (version N of a flow deployed by name) or `flow://NAME`
+ * (its active version), is resolved by `named` if set, else read from
+ * `flows_dir` (NAME@N.yaml, .yml or .json there; NAME.yaml and so on
+ * without @N), else refused with a located error. */
+typedef struct rz_flow_expand_opts {
+    int version;                /* RZ_FLOW_EXPAND_OPTS_VERSION */
+    int no_files;               /* nonzero: a `flow: FILE` step is an error
+                                   (a server never reads a file a document
+                                   names) */
+    int keep_named;             /* nonzero: named sub-flow steps stay as they
+                                   are, for the orchestrator to expand */
+    const char *flows_dir;      /* NULL: none */
+    /* The named flow's document: RZ_OK with *text (malloc'd; the library
+     * frees it) and *found (the version it is, for 0 the active one), or a
+     * negative status with the reason written to `why` (`cap` bytes). */
+    int (*named)(void *ctx, const char *name, unsigned long long version,
+                 char **text, unsigned long long *found, char *why, size_t cap);
+    void *named_ctx;
+} rz_flow_expand_opts;
+#define RZ_FLOW_EXPAND_OPTS_VERSION 1
+#define RZ_FLOW_EXPAND_OPTS_INIT { RZ_FLOW_EXPAND_OPTS_VERSION, 0, 0, NULL, NULL, NULL }
+
+/* rz_flow_expand with `opts` (NULL: the defaults, as rz_flow_expand).
+ * Named sub-flows count against the same depth, size and cycle limits;
+ * a named flow's own sub-flows must be named ones. */
+RZ_EXTERN RZ_NODISCARD int rz_flow_expand_with(rz_flow **flow,
+                                               const rz_registry *reg,
+                                               const rz_flow_expand_opts *opts,
+                                               rz_diags *diags);
+
 /* Borrowed strings, valid while the flow lives. */
 RZ_EXTERN const char *rz_flow_name(const rz_flow *flow);       /* never NULL */
 RZ_EXTERN const char *rz_flow_file(const rz_flow *flow);       /* never NULL */

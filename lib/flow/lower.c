@@ -703,8 +703,12 @@ static void field_flow(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from
     const char *p = c->valuestring;
     size_t n = strlen(p);
     if (strncmp(p, "flow://", 7) == 0) {
-        bad(L, RZ_EINVALID, "flow", NULL, "'flow' names '%.200s', a named flow on an "
-            "orchestrator: not supported yet; give the flow file's path", p);
+        char why[200];
+        if (!rz__flow_named_ref(p, NULL, 0, NULL, why, sizeof why)) {
+            bad(L, RZ_EINVALID, "flow", NULL, "'flow' names '%.200s': %s", p, why);
+            return;
+        }
+        s->subflow = sdup(L, p);
         return;
     }
     if (p[0] == '/' || n > SUBFLOW_PATH_MAX) {

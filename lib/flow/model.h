@@ -163,6 +163,13 @@ RZ_HIDDEN int rz__flow_diag(const rz_flow *f, rz_diags *diags, int code,
 RZ_HIDDEN int rz__flow_validate(rz_flow *flow, const rz_registry *reg,
                                 rz_diags *diags, bool subflows);
 
+/* A named sub-flow reference, "flow://NAME" or "flow://NAME@N": NAME
+ * (1-128 bytes, no '/', '@', control byte or leading '.') into `name`
+ * (may be NULL), N into *version (0 without one). False with the reason in
+ * `why`. */
+RZ_HIDDEN bool rz__flow_named_ref(const char *ref, char *name, size_t cap,
+                                  uint64_t *version, char *why, size_t whycap);
+
 /* The canonical export tree in the FluxGraph shape (whatever shape the
  * flow came in), owning its values; NULL out of memory. */
 RZ_HIDDEN cJSON *rz__flow_flux_tree(const rz_flow *f);

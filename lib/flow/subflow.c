@@ -31,10 +31,11 @@
 #define STEP_ID_MAX 64
 
 typedef struct chain {
-    const char *canon;        /* realpath of the flow file */
+    const char *canon;        /* realpath of the flow file, or flow://NAME@N */
     const char *file;         /* as named */
     const struct chain *up;
     unsigned depth;
+    bool named;               /* a named flow: its sub-flows are named too */
 } chain;
 
 typedef struct kid {
@@ -49,6 +50,7 @@ typedef struct kid {
 typedef struct xctx {
     rz_flow *f;
     const rz_registry *reg;
+    const rz_flow_expand_opts *o;
     rz_diags *d;
     const chain *ch;
     size_t *budget;
@@ -443,8 +445,46 @@ static int kid_ready(xctx *x, kid *k)
 
 /* ---- loading the children ---- */
 
-static int expand_flow(rz_flow **io, const rz_registry *reg, rz_diags *d,
-                       const chain *ch, size_t *budget);
+static int expand_flow(rz_flow **io, const rz_registry *reg, const rz_flow_expand_opts *o,
+                       rz_diags *d, const chain *ch, size_t *budget);
+
+static bool is_named(const char *ref)
+{
+    return strncmp(ref, "flow://", 7) == 0;
+}
+
+bool rz__flow_named_ref(const char *ref, char *name, size_t cap, uint64_t *version,
+                        char *why, size_t whycap)
+{
+    const char *n = ref + 7, *at = strchr(n, '@');
+    size_t len = at ? (size_t)(at - n) : strlen(n);
+    const char *bad = NULL;
+    if (!is_named(ref) || len == 0 || len > 128)
+        bad = "a name of 1 to 128 bytes follows flow://";
+    else if (n[0] == '.')
+        bad = "a flow name does not start with '.'";
+    for (size_t i = 0; !bad && i < len; i++)
+        if ((unsigned char)n[i] < 0x20 || n[i] == 0x7f || n[i] == '/')
+            bad = "a flow name holds no '/' or control byte";
+    uint64_t v = 0;
+    if (!bad && at) {
+        const char *d = at + 1;
+        if (!*d || strspn(d, "0123456789") != strlen(d) || d[0] == '0' || strlen(d) > 15)
+            bad = "the version after '@' is a number, 1 or more (a named flow's versions "
+                  "are 1, 2, 3, ... as `rhizos flow deploy` numbers them)";
+        else
+            v = strtoull(d, NULL, 10);
+    }
+    if (bad) {
+        snprintf(why, whycap, "%s", bad);
+        return false;
+    }
+    if (name)
+        snprintf(name, cap, "%.*s", (int)len, n);
+    if (version)
+        *version = v;
+    return true;
+}
 
 /* The child file of step `s`, relative to the parent's folder. */
 static char *child_path(const rz_flow *f, const rz__step *s)
@@ -456,27 +496,104 @@ static char *child_path(const rz_flow *f, const rz__step *s)
     return rz__asprintf("%.*s/%s", (int)(slash - file), file, s->subflow);
 }
 
+/* The file of a named flow in the flows folder; NULL (said) if none. */
+static char *named_file(xctx *x, const rz__step *s, const char *name, uint64_t v)
+{
+    static const char *const exts[] = {".yaml", ".yml", ".json"};
+    for (size_t e = 0; e < RZ_ARRAY_LEN(exts); e++) {
+        char *p = v ? rz__asprintf("%s/%s@%llu%s", x->o->flows_dir, name,
+                                   (unsigned long long)v, exts[e])
+                    : rz__asprintf("%s/%s%s", x->o->flows_dir, name, exts[e]);
+        struct stat sb;
+        if (!p) {
+            x->oom = true;
+            return NULL;
+        }
+        if (stat(p, &sb) == 0)
+            return p;
+        free(p);
+    }
+    xdiag(x, s->ptr, "/flow", "sub-flow %s of step '%s': no %s%s%.0llu.yaml (or .yml, "
+          ".json) in the flows folder %s", s->subflow, s->id, name, v ? "@" : "",
+          (unsigned long long)v, x->o->flows_dir);
+    return NULL;
+}
+
+/* Step i's child: a file to read (*path) or a named flow's text (*text);
+ * *canon and *label name it. False: said (or x->oom). */
+static bool find_kid(xctx *x, size_t i, char **path, char **text, char **canon, char **label)
+{
+    const rz__step *s = &x->f->steps[i];
+    *path = *text = *canon = *label = NULL;
+    if (!is_named(s->subflow)) {
+        if (x->ch->named || x->o->no_files) {
+            xdiag(x, s->ptr, "/flow", "sub-flow %s of step '%s' is a file: %s", s->subflow,
+                  s->id, x->ch->named ? "a named flow's sub-flows are named flows "
+                  "(flow://NAME@N)" : "files are not read here (a server never reads a "
+                  "file a document names); expand it where the file is, as `rhizos flow "
+                  "deploy` does");
+            return false;
+        }
+        *path = child_path(x->f, s);
+        char buf[PATH_MAX];
+        if (*path && !realpath(*path, buf)) {
+            xdiag(x, s->ptr, "/flow", "sub-flow '%s' of step '%s': %s", s->subflow, s->id,
+                  strerror(errno));
+            return false;
+        }
+        *canon = *path ? rz__strdup(buf) : NULL;
+        *label = *path ? rz__strdup(*path) : NULL;
+        return *canon && *label ? true : !(x->oom = true);
+    }
+    char name[129], why[200];
+    uint64_t v = 0;
+    unsigned long long found = 0;
+    if (!rz__flow_named_ref(s->subflow, name, sizeof name, &v, why, sizeof why)) {
+        xdiag(x, s->ptr, "/flow", "'flow' names '%s': %s", s->subflow, why);
+        return false;
+    }
+    found = v;
+    if (x->o->named) {
+        char msg[300] = "";
+        int rc = x->o->named(x->o->named_ctx, name, v, text, &found, msg, sizeof msg);
+        if (rc == RZ_ENOMEM)
+            return !(x->oom = true);
+        if (rc != RZ_OK || !*text) {
+            xdiag(x, s->ptr, "/flow", "sub-flow %s of step '%s': %s", s->subflow, s->id,
+                  msg[0] ? msg : rc != RZ_OK ? rz_strerror(rc) : "no text");
+            return false;
+        }
+    } else if (x->o->flows_dir) {
+        if (!(*path = named_file(x, s, name, v)))
+            return false;
+    } else {
+        xdiag(x, s->ptr, "/flow", "sub-flow %s of step '%s' is a named flow, deployed on an "
+              "orchestrator: `rhizos flow deploy` has it expanded there; to run it here, "
+              "set RHIZOS_FLOWS to a folder holding %s@N.yaml", s->subflow, s->id, name);
+        return false;
+    }
+    *canon = found ? rz__asprintf("flow://%s@%llu", name, found)
+                   : rz__asprintf("flow://%s", name);
+    *label = *path ? rz__strdup(*path) : rz__strdup(*canon);
+    return *canon && *label ? true : !(x->oom = true);
+}
+
 static void load_kid(xctx *x, size_t i)
 {
     const rz__step *s = &x->f->steps[i];
-    char *path = child_path(x->f, s);
-    char canon[PATH_MAX];
-    if (!path) {
-        x->oom = true;
-        return;
-    }
-    if (!realpath(path, canon)) {
-        xdiag(x, s->ptr, "/flow", "sub-flow '%s' of step '%s': %s", s->subflow, s->id,
-              strerror(errno));
+    char *path, *text, *canon, *label;
+    if (!find_kid(x, i, &path, &text, &canon, &label)) {
         free(path);
+        free(text);
+        free(canon);
+        free(label);
         return;
     }
     struct stat sb;
-    if (stat(canon, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    if (path && (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))) {
         xdiag(x, s->ptr, "/flow", "sub-flow '%s' of step '%s' is not a regular file",
               s->subflow, s->id);
-        free(path);
-        return;
+        goto out;
     }
     /* The files from the first visit of this one down to here. */
     rz__buf cyc = {0};
@@ -489,7 +606,7 @@ static void load_kid(xctx *x, size_t i)
             if (p->depth == lvl)
                 rz__buf_printf(&cyc, "%s -> ", p->file);
     if (cyc.len) {
-        xdiag(x, s->ptr, "/flow", "sub-flows form a cycle: %s%s", cyc.data, path);
+        xdiag(x, s->ptr, "/flow", "sub-flows form a cycle: %s%s", cyc.data, label);
     } else if (x->ch->depth >= SUBFLOW_DEPTH_MAX) {
         xdiag(x, s->ptr, "/flow", "sub-flows nested deeper than %d levels",
               SUBFLOW_DEPTH_MAX);
@@ -498,11 +615,12 @@ static void load_kid(xctx *x, size_t i)
               SUBFLOW_BUDGET);
     } else {
         (*x->budget)--;
-        chain here = {canon, path, x->ch, x->ch->depth + 1};
+        chain here = {canon, label, x->ch, x->ch->depth + 1, is_named(s->subflow)};
         rz_flow *c = NULL;
-        int rc = rz_flow_load(&c, path, RZ_FORMAT_AUTO, x->d);
+        int rc = path ? rz_flow_load(&c, path, RZ_FORMAT_AUTO, x->d)
+                      : rz_flow_parse(&c, text, strlen(text), RZ_FORMAT_AUTO, label, x->d);
         if (rc == RZ_OK)
-            rc = expand_flow(&c, x->reg, x->d, &here, x->budget);
+            rc = expand_flow(&c, x->reg, x->o, x->d, &here, x->budget);
         if (rc == RZ_OK && c->n_steps && c->steps[c->n_steps - 1].is_exit)
             xdiag(x, s->ptr, "/flow", "sub-flow %s has an on_exit step: not supported "
                   "in a sub-flow yet", s->subflow);
@@ -522,7 +640,11 @@ static void load_kid(xctx *x, size_t i)
         rz_flow_free(c);
     }
     rz__buf_free(&cyc);
+out:
     free(path);
+    free(text);
+    free(canon);
+    free(label);
 }
 
 /* ---- the expanded document ---- */
@@ -764,22 +886,28 @@ static cJSON *build_doc(xctx *x)
     return doc;
 }
 
-static int expand_flow(rz_flow **io, const rz_registry *reg, rz_diags *d,
-                       const chain *ch, size_t *budget)
+/* Step i is expanded here (a named one may be kept for the orchestrator). */
+static bool expands(const rz_flow_expand_opts *o, const rz__step *s)
+{
+    return s->subflow && !(o->keep_named && is_named(s->subflow));
+}
+
+static int expand_flow(rz_flow **io, const rz_registry *reg, const rz_flow_expand_opts *o,
+                       rz_diags *d, const chain *ch, size_t *budget)
 {
     rz_flow *f = *io;
     int rc = rz__flow_validate(f, reg, d, true);
     size_t n = 0;
     for (size_t i = 0; i < f->n_steps; i++)
-        n += f->steps[i].subflow != NULL;
+        n += expands(o, &f->steps[i]);
     if (rc != RZ_OK || n == 0)
         return rc;
-    xctx x = {.f = f, .reg = reg, .d = d, .ch = ch, .budget = budget,
+    xctx x = {.f = f, .reg = reg, .o = o, .d = d, .ch = ch, .budget = budget,
               .kids = rz__calloc(n, sizeof(kid))};
     if (!x.kids)
         return rz__error(RZ_ENOMEM, "out of memory");
     for (size_t i = 0; i < f->n_steps && !x.oom; i++)
-        if (f->steps[i].subflow)
+        if (expands(o, &f->steps[i]))
             load_kid(&x, i);
     if (!x.oom && !x.errors)
         check_conns(&x);
@@ -791,7 +919,7 @@ static int expand_flow(rz_flow **io, const rz_registry *reg, rz_diags *d,
     if (text) {
         rc = rz_flow_parse(&out, text, strlen(text), RZ_FORMAT_JSON, rz_flow_file(f), d);
         if (rc == RZ_OK)
-            rc = rz_flow_validate(out, reg, d);
+            rc = rz__flow_validate(out, reg, d, o->keep_named != 0);
     } else {
         rc = x.oom ? rz__error(RZ_ENOMEM, "out of memory expanding sub-flows")
                    : rz__error(RZ_EINVALID, "%s: sub-flows could not be expanded (see "
@@ -815,13 +943,24 @@ static int expand_flow(rz_flow **io, const rz_registry *reg, rz_diags *d,
     return RZ_OK;
 }
 
-int rz_flow_expand(rz_flow **flow, const rz_registry *reg, rz_diags *diags)
+int rz_flow_expand_with(rz_flow **flow, const rz_registry *reg,
+                        const rz_flow_expand_opts *opts, rz_diags *diags)
 {
+    static const rz_flow_expand_opts defaults = RZ_FLOW_EXPAND_OPTS_INIT;
     if (!flow || !*flow)
         return rz__error(RZ_EINVAL, "rz_flow_expand: NULL flow");
+    if (opts && (opts->version < 1 || opts->version > RZ_FLOW_EXPAND_OPTS_VERSION))
+        return rz__error(RZ_EINVAL, "rz_flow_expand_opts version %d is not known "
+                         "(this library knows 1 to %d)", opts->version,
+                         RZ_FLOW_EXPAND_OPTS_VERSION);
     char canon[PATH_MAX];
     const char *file = rz_flow_file(*flow);
-    chain top = {realpath(file, canon) ? canon : file, file, NULL, 0};
+    chain top = {realpath(file, canon) ? canon : file, file, NULL, 0, false};
     size_t budget = SUBFLOW_BUDGET;
-    return expand_flow(flow, reg, diags, &top, &budget);
+    return expand_flow(flow, reg, opts ? opts : &defaults, diags, &top, &budget);
+}
+
+int rz_flow_expand(rz_flow **flow, const rz_registry *reg, rz_diags *diags)
+{
+    return rz_flow_expand_with(flow, reg, NULL, diags);
 }

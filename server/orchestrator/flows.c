@@ -735,6 +735,95 @@ bool flows_deploy_check(req *q, const char *text, const cJSON *creds)
     return ok;
 }
 
+/* ---- named sub-flows ---- */
+
+typedef struct named_ctx {
+    flows *F;
+    rz_ledger_id owner;
+} named_ctx;
+
+/* The text of the owner's flow NAME at version v (0: its active one): a
+ * deploy runs only the caller's own named flows. */
+static int named_text(void *ctx, const char *name, unsigned long long v, char **text,
+                      unsigned long long *found, char *why, size_t cap)
+{
+    named_ctx *n = ctx;
+    char hex[33], nkey[400];
+    owner_hex(n->owner, hex);
+    snprintf(nkey, sizeof nkey, "n/%s/%s", hex, name);
+    char *idtext = kv_get(n->F, nkey);
+    cJSON *rec = idtext ? flow_rec(n->F, strtoull(idtext, NULL, 10)) : NULL;
+    free(idtext);
+    if (!rec) {
+        snprintf(why, cap, "you have no flow named '%s' (`rhizos flow deploy` names a "
+                 "flow by its `name:`)", name);
+        return RZ_ENOENT;
+    }
+    uint64_t want = v ? v : num(rec, "active");
+    cJSON *ver = version_rec(n->F, num(rec, "id"), want);
+    const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ver, "text"));
+    int rc = RZ_OK;
+    if (!t) {
+        snprintf(why, cap, "flow '%s' has no version %llu (its latest is %llu)", name,
+                 (unsigned long long)want, (unsigned long long)num(rec, "latest"));
+        rc = RZ_ENOENT;
+    } else if (!(*text = strdup(t))) {
+        rc = RZ_ENOMEM;
+    }
+    *found = want;
+    cJSON_Delete(ver);
+    cJSON_Delete(rec);
+    return rc;
+}
+
+int flows_expand(req *q, rz_flow **f, const rz_registry *reg, rz_diags *d)
+{
+    named_ctx n = { q->o->flows, q->who.account };
+    rz_flow_expand_opts xo = RZ_FLOW_EXPAND_OPTS_INIT;
+    xo.no_files = 1;
+    xo.named = q->o->flows ? named_text : NULL;
+    xo.named_ctx = &n;
+    return rz_flow_expand_with(f, reg, &xo, d);
+}
+
+char *flows_expand_named(req *q, char *text)
+{
+    rz_flow *f = NULL;
+    if (!text)
+        return NULL;
+    if (rz_flow_parse(&f, text, strlen(text), RZ_FORMAT_AUTO, "flow", NULL) != RZ_OK)
+        return text;     /* the validation after says why */
+    bool any = false;
+    for (size_t i = 0; i < rz_flow_step_count(f); i++)
+        any = any || rz_flow_step_subflow(f, i) != NULL;
+    rz_diags *d = NULL;
+    char *json = NULL;
+    int rc = any ? rz_diags_new(&d) : RZ_OK;
+    if (any && rc == RZ_OK) {
+        rc = flows_expand(q, &f, NULL, d);
+        if (rc == RZ_OK)
+            rc = rz_flow_to_json(f, 0, &json, NULL);
+    }
+    rz_flow_free(f);
+    char *out = text;
+    if (rc != RZ_OK) {
+        if (rz_diags_count(d) > 0)
+            reply_diags(q, RZ_EINVALID, d);
+        else
+            reply_rz(q, rc);
+        out = NULL;
+    } else if (json) {
+        out = strdup(json);
+        if (!out)
+            reply_error(q, RZ_ENOMEM, "out of memory");
+    }
+    if (out != text)
+        free(text);
+    rz_free(json);
+    rz_diags_free(d);
+    return out;
+}
+
 /* Content digest: of the canonical builder JSON, so reformatting a file
  * is not a new version. */
 static void digest_of(const rz_flow *f, const char *text, char hex[RZ_AUTH_DIGEST_HEX + 1])

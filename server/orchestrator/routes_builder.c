@@ -33,7 +33,7 @@ static bool parse_flow(req *q, rz_diags *d, rz_flow **flow, int *rc)
     }
     *rc = rz_flow_parse(flow, text, strlen(text), RZ_FORMAT_AUTO, "flow", d);
     if (*rc == RZ_OK)
-        *rc = rz_flow_validate(*flow, q->o->reg, d);
+        *rc = flows_expand(q, flow, q->o->reg, d);   /* named sub-flows too */
     free(text);
     if (*rc == RZ_ENOMEM) {
         reply_error(q, RZ_ENOMEM, "out of memory");

@@ -428,6 +428,62 @@ class OrchestratorApi(unittest.TestCase):
         self.assertEqual(self.balance(key), (1000, 0))
         self.assertEqual(self.ok("GET", "/api/v1/flows", key=key)["flows"], [])
 
+    def test_named_subflows_expand_at_deploy(self):
+        # flow://NAME@N runs version N of the caller's own named flow: the
+        # orchestrator puts its steps in at deploy (its own sub-flows named
+        # too); a file, another account's flow or a missing version is a 422.
+        _, key = self.client(100000)
+        _, other = self.client(100000)
+        shout = ("flux: 1\nname: shout\ninputs:\n  text: {type: string}\n"
+                 "steps:\n  say:\n    module: echo@1\n"
+                 "    inputs: {message: \"${{ inputs.text }}!\"}\n"
+                 "outputs:\n  loud: \"${{ steps.say.outputs.message }}\"\n")
+        made = []     # their jobs are no other test's: cancelled at the end
+        self.addCleanup(lambda: [self.s.call("DELETE", "/api/v1/flows/%d" % i, key=key)
+                                 for i in made])
+        v1 = self.ok("POST", "/api/v1/flows/deploy", {"flow": shout, "inputs": {"text": "a"}},
+                     key, 201)
+        made.append(v1["id"])
+        self.assertEqual(v1["version"], 1)
+        v2 = self.ok("POST", "/api/v1/flows/deploy",
+                     {"flow": shout.replace("}!", "}?"), "inputs": {"text": "a"}}, key, 201)
+        made.append(v2["id"])
+        self.assertEqual(v2["version"], 2)
+        wrap = ("flux: 1\nname: wrap\ninputs:\n  t: {type: string}\nsteps:\n"
+                "  inner:\n    flow: flow://shout\n    inputs: {text: \"${{ inputs.t }}\"}\n"
+                "outputs:\n  loud: \"${{ steps.inner.outputs.loud }}\"\n")
+        v3 = self.ok("POST", "/api/v1/flows/deploy", {"flow": wrap, "inputs": {"t": "b"}},
+                     key, 201)
+        made.append(v3["id"])
+        top = ("flux: 1\nname: top\nsteps:\n"
+               "  a:\n    flow: flow://shout@1\n    inputs: {text: hey}\n"
+               "  w:\n    flow: flow://wrap\n    needs: [a]\n    inputs: {t: \"${{ steps.a.outputs.loud }}\"}\n"
+               "  b:\n    module: echo@1\n    needs: [w]\n"
+               "    inputs: {message: \"${{ steps.w.outputs.loud }}\"}\n")
+        dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": top}, key, 201)
+        made.append(dep["id"])
+        st = self.ok("GET", "/api/v1/flows/%d/status" % dep["id"], key=key)
+        self.assertEqual(sorted(st["steps"]), ["a-say", "b", "w-inner-say"])
+        # validate and estimate read named flows the same way
+        v = self.ok("POST", "/api/v1/flows/validate", {"flow": top}, key)
+        self.assertTrue(v["valid"], v)
+        est = self.ok("POST", "/api/v1/flows/estimate", {"flow": top}, key)
+        self.assertEqual(len(est["steps"]), 3, est)
+        text = self.ok("GET", "/api/v1/named-flows/%d" % dep["flow_id"], key=key)
+        self.assertEqual(text["name"], "top")
+        for flow, want in [
+                (top.replace("@1", "@7"), "flow 'shout' has no version 7 (its latest is 2)"),
+                (top.replace("@1", "@1.2"), "the version after '@' is a number"),
+                (top.replace("flow://shout@1", "child.yaml"), "files are not read here"),
+                (top.replace("flow://wrap", "flow://../x"), "does not start with '.'")]:
+            doc = self.err(422, "RZ_EINVALID", "POST", "/api/v1/flows/deploy", {"flow": flow}, key)
+            self.assertTrue(any(want in d["message"] for d in doc["diagnostics"]), doc)
+        doc = self.err(422, "RZ_EINVALID", "POST", "/api/v1/flows/deploy", {"flow": top}, other)
+        self.assertIn("you have no flow named 'shout'",
+                      " ".join(d["message"] for d in doc["diagnostics"]))
+        self.assertEqual({(d["line"], d["column"]) for d in doc["diagnostics"]},
+                         {(5, 11), (8, 11)})    # each step's `flow:`
+
     def test_node_settlement_decline_sse(self):
         acct, key = self.client(10000)
         nid, tok, nacct = self.node()

@@ -4,6 +4,7 @@
  * interface (inputs, outputs, status reads, connections), ids, depth. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -255,7 +256,7 @@ static void bad_flow_keys_located(void **state)
     struct { uint32_t line, col; const char *msg; } want[] = {
         {3, 13, "'flow' must be a path relative to this flow's file, 1024 bytes at most, "
                 "not an absolute path"},
-        {4, 13, "a named flow on an orchestrator: not supported yet"},
+        {4, 13, "'flow' names 'flow://lib@1.2': the version after '@' is a number"},
         {5, 13, "a step runs a module or a sub-flow ('flow'), not both"},
         {6, 28, "a sub-flow step takes no 'retry'"},
         {6, 31, "a sub-flow step takes no 'config'"},
@@ -459,6 +460,191 @@ static void example_validates(void **state)
     rz_registry_free(reg);
 }
 
+/* ---- named sub-flows (flow://NAME@N) ---- */
+
+static const char *const SHOUT =
+    "flux: 1\nname: shout\ninputs:\n  text: {type: string}\n"
+    "steps:\n  say:\n    module: echo@1\n    inputs: {message: \"${{ inputs.text }}!\"}\n"
+    "outputs:\n  loud: \"${{ steps.say.outputs.message }}\"\n";
+
+/* An orchestrator's store of named flows, as the callback sees it. */
+typedef struct store {
+    const char *name[4], *text[4];
+    unsigned long long version[4], active;
+    unsigned calls;
+} store;
+
+static int store_named(void *ctx, const char *name, unsigned long long v, char **text,
+                       unsigned long long *found, char *why, size_t cap)
+{
+    store *st = ctx;
+    st->calls++;
+    for (size_t i = 0; i < 4 && st->name[i]; i++)
+        if (!strcmp(st->name[i], name) && st->version[i] == (v ? v : st->active)) {
+            *text = strdup(st->text[i]);
+            *found = st->version[i];
+            return *text ? RZ_OK : RZ_ENOMEM;
+        }
+    snprintf(why, cap, "no flow %s version %llu here", name, v);
+    return RZ_ENOENT;
+}
+
+static int parse_expand(const char *y, const rz_flow_expand_opts *o, rz_flow **out,
+                        rz_diags **d)
+{
+    assert_int_equal(rz_diags_new(d), RZ_OK);
+    char path[256];
+    snprintf(path, sizeof path, "%s/top.yaml", g_dir);
+    rz_flow *f = NULL;
+    int rc = rz_flow_parse(&f, y, strlen(y), RZ_FORMAT_YAML, path, *d);
+    if (rc == RZ_OK)
+        rc = rz_flow_expand_with(&f, NULL, o, *d);
+    if (rc != RZ_OK) {
+        rz_flow_free(f);
+        f = NULL;
+    }
+    *out = f;
+    return rc;
+}
+
+static bool said(const rz_diags *d, uint32_t line, const char *msg)
+{
+    for (size_t i = 0; i < rz_diags_count(d); i++)
+        if (rz_diags_get(d, i)->line == line && strstr(rz_diags_get(d, i)->message, msg))
+            return true;
+    dump(d);
+    return false;
+}
+
+/* Resolved by the caller (an orchestrator), named children of named
+ * children, cycles by name, files refused where no file may be read. */
+static void named_by_callback(void **state)
+{
+    (void)state;
+    store st = {.name = {"shout", "shout", "wrap", "loop"},
+                .text = {SHOUT, SHOUT, "flux: 1\nname: wrap\nsteps:\n  in:\n"
+                         "    flow: flow://shout@1\n    inputs: {text: x}\n",
+                         "flux: 1\nname: loop\nsteps:\n  again: {flow: 'flow://loop@1'}\n"},
+                .version = {1, 2, 1, 1}, .active = 2};
+    rz_flow_expand_opts o = RZ_FLOW_EXPAND_OPTS_INIT;
+    o.named = store_named;
+    o.named_ctx = &st;
+    const char *y = "flux: 1\nsteps:\n  a:\n    flow: flow://shout\n    inputs: {text: hi}\n"
+                    "  w: {flow: 'flow://wrap@1'}\n";
+    rz_flow *f;
+    rz_diags *d;
+    assert_int_equal(parse_expand(y, &o, &f, &d), RZ_OK);
+    assert_int_equal(rz_flow_step_count(f), 2);
+    assert_string_equal(rz_flow_step_id(f, 0), "a-say");
+    assert_string_equal(rz_flow_step_id(f, 1), "w-in-say");
+    assert_null(rz_flow_step_subflow(f, 0));
+    assert_int_equal(st.calls, 3);
+    rz_flow_free(f);
+    rz_diags_free(d);
+    /* A missing version: the callback's reason, at the step. */
+    y = "flux: 1\nsteps:\n  a:\n    flow: flow://shout@9\n    inputs: {text: hi}\n";
+    assert_int_equal(parse_expand(y, &o, &f, &d), RZ_EINVALID);
+    assert_true(said(d, 4, "sub-flow flow://shout@9 of step 'a': no flow shout version 9 here"));
+    rz_diags_free(d);
+    y = "flux: 1\nsteps:\n  a: {flow: 'flow://loop@1'}\n";
+    assert_int_equal(parse_expand(y, &o, &f, &d), RZ_EINVALID);
+    assert_true(said(d, 4, "sub-flows form a cycle: flow://loop@1 -> flow://loop@1"));
+    rz_diags_free(d);
+    /* A server reads no file; a named flow's sub-flows are named. */
+    o.no_files = 1;
+    y = "flux: 1\nsteps:\n  a: {flow: child.yaml}\n";
+    assert_int_equal(parse_expand(y, &o, &f, &d), RZ_EINVALID);
+    assert_true(said(d, 3, "is a file: files are not read here"));
+    rz_diags_free(d);
+    o.no_files = 0;
+    st.text[2] = "flux: 1\nname: wrap\nsteps:\n  in: {flow: ../etc/x.yaml}\n";
+    y = "flux: 1\nsteps:\n  w: {flow: 'flow://wrap@1'}\n";
+    assert_int_equal(parse_expand(y, &o, &f, &d), RZ_EINVALID);
+    assert_true(said(d, 4, "a named flow's sub-flows are named flows"));
+    rz_diags_free(d);
+    /* Kept for the orchestrator: the step stays, the rest validates. */
+    o.keep_named = 1;
+    put("kid.yaml", "flux: 1\nsteps:\n  n: {flow: 'flow://shout@2', inputs: {text: a}}\n"
+                    "outputs:\n  o: \"${{ steps.n.outputs.loud }}\"\n");
+    y = "flux: 1\nsteps:\n  k: {flow: kid.yaml}\n  b:\n    module: echo@1\n    needs: [k]\n"
+        "    inputs: {message: \"${{ steps.k.outputs.o }}\"}\n";
+    st.calls = 0;
+    assert_int_equal(parse_expand(y, &o, &f, &d), RZ_OK);
+    assert_int_equal(st.calls, 0);
+    assert_string_equal(rz_flow_step_id(f, 0), "k-n");
+    assert_string_equal(rz_flow_step_subflow(f, 0), "flow://shout@2");
+    assert_int_equal(rz_flow_validate(f, NULL, d), RZ_EINVALID);   /* not runnable as is */
+    rz_flow_free(f);
+    rz_diags_free(d);
+}
+
+/* Embedded: a flows folder, else a clear refusal; names that could leave
+ * the folder never load. */
+static void named_from_folder(void **state)
+{
+    (void)state;
+    put("lib/shout@3.yaml", SHOUT);
+    put("lib/shout.json", "{\"flux\": 1, \"steps\": {\"s\": {\"module\": \"echo@1\"}}}");
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/lib", g_dir);
+    rz_flow_expand_opts o = RZ_FLOW_EXPAND_OPTS_INIT;
+    const char *y = "flux: 1\nsteps:\n  a:\n    flow: flow://shout@3\n    inputs: {text: hi}\n"
+                    "  b: {flow: 'flow://shout'}\n";
+    rz_flow *f;
+    rz_diags *d;
+    assert_int_equal(parse_expand(y, &o, &f, &d), RZ_EINVALID);
+    assert_true(said(d, 4, "is a named flow, deployed on an orchestrator"));
+    assert_true(said(d, 6, "set RHIZOS_FLOWS to a folder holding shout@N.yaml"));
+    rz_diags_free(d);
+    o.flows_dir = dir;
+    assert_int_equal(parse_expand(y, &o, &f, &d), RZ_OK);
+    assert_int_equal(rz_flow_step_count(f), 2);
+    assert_string_equal(rz_flow_step_id(f, 0), "a-say");
+    assert_string_equal(rz_flow_step_id(f, 1), "b-s");
+    rz_flow_free(f);
+    rz_diags_free(d);
+    y = "flux: 1\nsteps:\n  a: {flow: 'flow://shout@4'}\n";
+    assert_int_equal(parse_expand(y, &o, &f, &d), RZ_EINVALID);
+    assert_true(said(d, 3, "no shout@4.yaml (or .yml, .json) in the flows folder"));
+    rz_diags_free(d);
+    /* Hostile or malformed references: refused at load, located. */
+    static const char *const bad[][2] = {
+        {"flow://", "a name of 1 to 128 bytes"},
+        {"flow://@3", "a name of 1 to 128 bytes"},
+        {"flow://../lib/shout@3", "does not start with '.'"},
+        {"flow://a/b@1", "no '/' or control byte"},
+        {"flow://x@0", "the version after '@' is a number"},
+        {"flow://x@01", "the version after '@' is a number"},
+        {"flow://x@", "the version after '@' is a number"},
+        {"flow://x@1@2", "the version after '@' is a number"},
+        {"flow://x@-1", "the version after '@' is a number"},
+        {"flow://x@9999999999999999", "the version after '@' is a number"},
+        {"flow://x\\u0001", "no '/' or control byte"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char doc[200];
+        snprintf(doc, sizeof doc, "flux: 1\nsteps:\n  a: {flow: \"%s\"}\n", bad[i][0]);
+        assert_int_equal(parse_expand(doc, &o, &f, &d), RZ_EINVALID);
+        assert_null(f);
+        if (!said(d, 3, bad[i][1]))
+            fprintf(stderr, "case %s\n", bad[i][0]);
+        assert_true(said(d, 3, bad[i][1]));
+        rz_diags_free(d);
+    }
+    /* A long name is refused, not cut. */
+    char doc[400], name[200];
+    memset(name, 'n', 129);
+    name[129] = '\0';
+    snprintf(doc, sizeof doc, "flux: 1\nsteps:\n  a: {flow: \"flow://%s\"}\n", name);
+    assert_int_equal(parse_expand(doc, &o, &f, &d), RZ_EINVALID);
+    assert_true(said(d, 3, "a name of 1 to 128 bytes"));
+    rz_diags_free(d);
+    rz_flow_expand_opts v9 = o;
+    v9.version = 9;
+    assert_int_equal(parse_expand(y, &v9, &f, &d), RZ_EINVAL);
+    rz_diags_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -471,6 +657,8 @@ int main(void)
         cmocka_unit_test(builder_child_connections),
         cmocka_unit_test(depth_is_bounded),
         cmocka_unit_test(example_validates),
+        cmocka_unit_test(named_by_callback),
+        cmocka_unit_test(named_from_folder),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
