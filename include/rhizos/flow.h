@@ -32,6 +32,9 @@ typedef enum rz_format {
 /* Most elements one for_each step runs (a longer list fails the step, or
  * the load when the list is written out). */
 #define RZ_FLOW_FOR_EACH_MAX 10000u
+/* Most levels of nested lists one for_each step walks (`for_each_depth`):
+ * a map within a map within ... */
+#define RZ_FLOW_FOR_EACH_DEPTH_MAX 4u
 
 /* Parse a document held in memory. `filename` names it in diagnostics (may
  * be NULL: "<input>"). On failure *out is NULL, problems are appended to

@@ -197,6 +197,8 @@ static void step_body(ex *x, cJSON *o, const rz__step *s, bool builder)
         put_ref(x, o, "for_each", s->for_each);
     if (s->max_parallel)
         put_num(x, o, "max_parallel", s->max_parallel);
+    if (s->for_each_depth > 1)
+        put_num(x, o, "for_each_depth", s->for_each_depth);
     if (!builder)
         put_ref(x, o, "position", s->position);
     put_extra(x, o, s->extra, builder, false);

@@ -214,7 +214,7 @@ static bool parse_ref(parser *p, rz__ref_kind kind, size_t start, size_t *out)
     static const char *const what[] = {
         [RZ_REF_STEP] = "a step id", [RZ_REF_INPUT] = "an input name",
         [RZ_REF_FLOW] = "'status' or 'failed_steps'",
-        [RZ_REF_EACH] = "'value' or 'index'",
+        [RZ_REF_EACH] = "'value', 'index' or 'indices'",
         [RZ_REF_EVENT] = "'id', 'name' or 'data'",
     };
     if (!expect_dot(p, heads[kind]))
@@ -226,8 +226,8 @@ static bool parse_ref(parser *p, rz__ref_kind kind, size_t start, size_t *out)
         strcmp(r.name, "failed_steps") != 0)
         return fail(p, name_at, "expected flow.status or flow.failed_steps");
     if (kind == RZ_REF_EACH && strcmp(r.name, "value") != 0 &&
-        strcmp(r.name, "index") != 0)
-        return fail(p, name_at, "expected each.value or each.index");
+        strcmp(r.name, "index") != 0 && strcmp(r.name, "indices") != 0)
+        return fail(p, name_at, "expected each.value, each.index or each.indices");
     if (kind == RZ_REF_EVENT && strcmp(r.name, "id") != 0 &&
         strcmp(r.name, "name") != 0 && strcmp(r.name, "data") != 0)
         return fail(p, name_at, "expected event.id, event.name or event.data");
@@ -462,11 +462,13 @@ static bool parse_primary(parser *p, size_t *out)
             return parse_ref(p, RZ_REF_EACH, start, out);
         if (n == 5 && memcmp(w, "event", 5) == 0)
             return parse_ref(p, RZ_REF_EVENT, start, out);
-        if ((n == 4 && memcmp(w, "item", 4) == 0) || (n == 5 && memcmp(w, "index", 5) == 0))
+        if ((n == 4 && memcmp(w, "item", 4) == 0) || (n == 5 && memcmp(w, "index", 5) == 0) ||
+            (n == 7 && memcmp(w, "indices", 7) == 0))
             return item_ref(p, w, n, start, out);
         snprintf(p->msgbuf, sizeof p->msgbuf,
                  "unknown name '%.*s' (expected steps.<id>..., inputs.<name>, trigger..., "
-                 "flow.status, item, index, event..., true, false, null or a function call)",
+                 "flow.status, item, index, indices, event..., true, false, null or a "
+                 "function call)",
                  (int)(n > 40 ? 40 : n), w);
         return fail(p, start, p->msgbuf);
     }

@@ -790,6 +790,18 @@ static void field_on(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_k
     lower_on(L, s, c);
 }
 
+/* Maps within maps: for_each walks this many levels of nested lists. */
+static void field_for_each_depth(lower *L, rz__step *s, cJSON *obj, cJSON *c,
+                                 bool id_from_key)
+{
+    double d = cJSON_IsNumber(c) ? c->valuedouble : 0;
+    if (cJSON_IsNumber(c) && d == floor(d) && (d < 1 || d > RZ_FLOW_FOR_EACH_DEPTH_MAX))
+        bad(L, RZ_EINVALID, c->string, NULL, "'for_each_depth' is out of range: %.0f is "
+            "not between 1 and %u", d, RZ_FLOW_FOR_EACH_DEPTH_MAX);
+    else
+        want_u32(L, c, c->string, NULL, 1, &s->for_each_depth);
+}
+
 static void field_position(lower *L, rz__step *s, cJSON *obj, cJSON *c, bool id_from_key)
 {
     if (cJSON_IsObject(c))
@@ -848,6 +860,7 @@ static const struct step_field {
     {"join", field_join, true},
     {"for_each", field_for_each, true},
     {"max_parallel", field_max_parallel, true},
+    {"for_each_depth", field_for_each_depth, true},
     {"position", field_position, true},
     {"ui", NULL, true},
     {"kind", field_kind, true},
@@ -1084,7 +1097,8 @@ static void check_subflow_step(lower *L, const rz__step *s, unsigned seen, bool 
 {
     static const char *const refused[] = {
         "config", "credentials", "retry", "timeout_s", "queue_timeout_s", "on_failure",
-        "verify", "join", "for_each", "max_parallel", "max_cost_micros", "max_cost_cents",
+        "verify", "join", "for_each", "max_parallel", "for_each_depth", "max_cost_micros",
+        "max_cost_cents",
     };
     if (has_module)
         bad(L, RZ_EINVALID, "flow", NULL, "a step runs a module or a sub-flow ('flow'), "
@@ -1193,6 +1207,9 @@ static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
     if (s->max_parallel && !s->for_each && !s->on_step)
         bad(L, RZ_EINVALID, "max_parallel", NULL, "'max_parallel' bounds the elements "
             "of a for_each step; this step has no 'for_each'");
+    if (s->for_each_depth && !s->for_each && !s->subflow)
+        bad(L, RZ_EINVALID, "for_each_depth", NULL, "'for_each_depth' says how deep a "
+            "for_each step's lists nest; this step has no 'for_each'");
     if (s->for_each && s->replicas > 1)
         bad(L, RZ_EINVALID, "for_each", NULL, "a for_each step cannot ask for verify "
             "replicas yet (each element would need its own set)");

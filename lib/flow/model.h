@@ -96,6 +96,8 @@ typedef struct rz__step {
                                     element; NULL: once */
     uint32_t max_parallel;       /* for_each elements started at once; 0 =
                                     no bound of the step's own */
+    uint32_t for_each_depth;     /* levels of nested lists for_each walks,
+                                    each leaf an element; 0/1 = one list */
     cJSON *extra;                /* unknown keys, kept for round trips; or NULL */
     /* Services and events (docs/services.md). A service's restarts are
      * its retries: `restart` sets retry.max_attempts (max_restarts + 1)

@@ -62,6 +62,10 @@ typedef struct step_rt {
     size_t parent;         /* element: its step (unused for a step) */
     uint32_t index;        /* element: its place in the list */
     cJSON *value;          /* element: each.value */
+    cJSON *indices;        /* element of a nested map: its place at each
+                              level (each.indices); NULL in a flat one */
+    cJSON *shape;          /* parent of a nested map: the lists with each
+                              element a null, to put outputs back in */
     size_t first_el, n_el; /* parent: its elements' tasks */
     size_t next_el;        /* parent: next element to make READY */
     size_t el_active;      /* parent: elements made READY, not settled */
@@ -233,18 +237,27 @@ static const cJSON *flow_ref(const rz_run *r, const char *name)
     return w->flow_field;
 }
 
-/* item (each.value), index (each.index) of the element being evaluated
- * (null outside one). */
+/* item (each.value), index (each.index: in the innermost list of a
+ * nested map) and indices (the place at every level) of the element being
+ * evaluated (null outside one). */
 static const cJSON *each_ref(const rz_run *r, const char *name)
 {
     if (r->cur == RZ_NPOS || !is_element(r, r->cur))
         return NULL;
     const step_rt *el = &r->st[r->cur];
-    if (strcmp(name, "index") != 0)
+    bool all = strcmp(name, "indices") == 0;
+    if (!all && strcmp(name, "index") != 0)
         return el->value;
+    int depth = el->indices ? cJSON_GetArraySize(el->indices) : 0;
+    if (depth && !all)
+        return cJSON_GetArrayItem(el->indices, depth - 1);
+    if (depth)
+        return el->indices;
     rz_run *w = (rz_run *)r;   /* a cache only, as flow_ref's */
     cJSON_Delete(w->each_field);
-    w->each_field = cJSON_CreateNumber(el->index);
+    w->each_field = all ? cJSON_CreateArray() : cJSON_CreateNumber(el->index);
+    if (all && w->each_field)
+        cJSON_AddItemToArray(w->each_field, cJSON_CreateNumber(el->index));
     return w->each_field;
 }
 
@@ -651,6 +664,123 @@ static void promote(rz_run *r, size_t p)
     }
 }
 
+/* ---- nested maps (for_each_depth) ---- */
+
+/* `nu` takes `old`'s place in array `list`; `old` is left detached. */
+static void swap_node(cJSON *list, cJSON *old, cJSON *nu)
+{
+    nu->next = old->next;
+    nu->prev = old->prev;
+    if (list->child == old)
+        list->child = nu;
+    else
+        old->prev->next = nu;
+    if (old->next)
+        old->next->prev = nu;
+    else
+        list->child->prev = nu;   /* the head's prev is the last item */
+    old->next = old->prev = NULL;
+}
+
+/* The leaves `depth` levels down in `list` added to *n (counting stops past
+ * the cap); false with where in `at` when a level above the last holds
+ * something other than a list. */
+static bool nested_count(const cJSON *list, uint32_t depth, size_t *n, char *at, size_t cap)
+{
+    size_t k = 0;
+    for (const cJSON *c = list->child; c && *n <= RZ_FLOW_FOR_EACH_MAX; c = c->next, k++) {
+        if (depth == 1) {
+            (*n)++;
+        } else if (!cJSON_IsArray(c)) {
+            snprintf(at, cap, "[%zu] is %s, not a list", k, type_of(c));
+            return false;
+        } else if (!nested_count(c, depth - 1, n, at, cap)) {
+            char tail[160];
+            snprintf(tail, sizeof tail, "%s", at);
+            snprintf(at, cap, "[%zu]%s", k, tail);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Each leaf of `list` (`depth` levels down) becomes an element of step p,
+ * in row-major order, its place kept in `path`; a null stays where it was.
+ * False out of memory. */
+static bool nested_make(rz_run *r, size_t p, cJSON *list, uint32_t depth, cJSON *path)
+{
+    int k = 0;
+    bool ok = true;
+    for (cJSON *c = list->child, *next; ok && c; c = next, k++) {
+        next = c->next;
+        cJSON *at = cJSON_CreateNumber(k);
+        ok = at && cJSON_AddItemToArray(path, at);
+        if (!ok) {
+            cJSON_Delete(at);
+            break;
+        }
+        if (depth > 1) {
+            ok = nested_make(r, p, c, depth - 1, path);
+        } else {
+            cJSON *hole = cJSON_CreateNull();
+            cJSON *where = cJSON_Duplicate(path, true);
+            ok = hole && where;
+            if (ok) {
+                step_rt *el = &r->st[r->n_tasks];
+                el->parent = p;
+                el->index = (uint32_t)(r->n_tasks - r->st[p].first_el);
+                el->indices = where;
+                swap_node(list, c, hole);
+                el->value = c;
+                r->n_tasks++;
+            } else {
+                cJSON_Delete(hole);
+                cJSON_Delete(where);
+            }
+        }
+        cJSON_DeleteItemFromArray(path, cJSON_GetArraySize(path) - 1);
+    }
+    return ok;
+}
+
+/* The leaves (`depth` down) of a copy of the shape, from `flat` in order. */
+static bool nested_fill(cJSON *node, uint32_t depth, cJSON *flat)
+{
+    for (cJSON *c = node->child, *next; c; c = next) {
+        next = c->next;
+        if (depth > 1) {
+            if (!nested_fill(c, depth - 1, flat))
+                return false;
+            continue;
+        }
+        cJSON *v = cJSON_DetachItemFromArray(flat, 0);
+        if (!v)
+            return false;
+        swap_node(node, c, v);
+        cJSON_Delete(c);
+    }
+    return true;
+}
+
+/* A nested map's flat output lists put back in the shape of its lists. */
+static bool nested_outputs(const rz_run *r, size_t p, cJSON *o)
+{
+    uint32_t depth = step_of(r, p)->for_each_depth;
+    for (cJSON *list = o->child, *next; list; list = next) {
+        next = list->next;
+        cJSON *shaped = cJSON_Duplicate(r->st[p].shape, true);
+        if (!shaped || !nested_fill(shaped, depth, list)) {
+            cJSON_Delete(shaped);
+            return false;
+        }
+        swap_node(o, list, shaped);
+        shaped->string = list->string;
+        list->string = NULL;
+        cJSON_Delete(list);
+    }
+    return true;
+}
+
 /* The elements' outputs as lists in element order, one per port: the
  * module's declared ports (so no elements give []), then any other port an
  * element returned; an element without the port (failed, skipped) gives
@@ -684,6 +814,8 @@ static cJSON *map_outputs(const rz_run *r, size_t p)
             }
         }
     }
+    if (ok && ps->shape)
+        ok = nested_outputs(r, p, o);
     if (!ok) {
         cJSON_Delete(o);
         return NULL;
@@ -811,9 +943,16 @@ static bool expand(rz_run *r, size_t i)
     cJSON *list = NULL;
     if (eval_value(r, st->for_each, &list) != RZ_OK)
         return fail_now(r, i, rz__asprintf("for_each: %s", rz_error_last()->message));
-    size_t n = (size_t)cJSON_GetArraySize(list);
+    uint32_t depth = st->for_each_depth > 1 ? st->for_each_depth : 1;
+    size_t n = depth > 1 ? 0 : (size_t)cJSON_GetArraySize(list);
+    char at[200] = "";
+    bool shaped = depth == 1 || !cJSON_IsArray(list) ||
+                  nested_count(list, depth, &n, at, sizeof at);
     char *why = !cJSON_IsArray(list)
         ? rz__asprintf("for_each must give a list, not %s", type_of(list))
+        : !shaped
+        ? rz__asprintf("for_each_depth %u: for_each must give lists %u deep; item %s",
+                       depth, depth, at)
         : n > RZ_FLOW_FOR_EACH_MAX
         ? rz__asprintf("for_each gives %zu elements; a step runs at most %u", n,
                        RZ_FLOW_FOR_EACH_MAX)
@@ -828,7 +967,18 @@ static bool expand(rz_run *r, size_t i)
     s->mapped = true;
     s->first_el = r->n_tasks;
     s->n_el = n;
-    for (uint32_t k = 0; k < n; k++) {
+    if (depth > 1) {
+        cJSON *path = cJSON_CreateArray();
+        bool ok = path && nested_make(r, i, list, depth, path);
+        cJSON_Delete(path);
+        s->shape = list;
+        if (!ok) {   /* the elements made stay as tasks, never started */
+            s->n_el = r->n_tasks - s->first_el;
+            return fail_now(r, i, rz__strdup("out of memory making the for_each elements"));
+        }
+        list = NULL;
+    }
+    for (uint32_t k = 0; list && k < n; k++) {
         step_rt *el = &r->st[r->n_tasks++];
         el->parent = i;
         el->index = k;
@@ -1324,6 +1474,8 @@ void rz_run_free(rz_run *run)
         if (run->st[i].keys)
             rz__map_free(run->st[i].keys);
         free(run->st[i].keys);
+        cJSON_Delete(run->st[i].indices);
+        cJSON_Delete(run->st[i].shape);
         free(run->st[i].error);
         free(run->st[i].log);
         free(run->st[i].warning);

@@ -352,7 +352,7 @@ class Network(Base):
         # on_exit step reading flow.status, and declared outputs, with the
         # same results as the same flows run embedded.
         self.start_nodes()
-        for name in ("join.yaml", "for_each.yaml", "on_exit.yaml"):
+        for name in ("join.yaml", "for_each.yaml", "nested_map.yaml", "on_exit.yaml"):
             with self.subTest(flow=name):
                 path = os.path.join(ROOT, "examples", "flows", name)
                 with open(path) as f:   # each step a budget for these prices
@@ -376,6 +376,11 @@ class Network(Base):
                                 for e in v.get("elements", [])]
                             for k, v in doc["steps"].items()}
                 self.assertEqual(elements(st), elements(local))
+                if name == "nested_map.yaml":   # a map within a map, grouped back
+                    self.assertEqual(st["outputs"]["by_team"],
+                                     [["team 0 #0: ann", "team 0 #1: bob"], [],
+                                      ["team 2 #0: cy"]])
+                    self.assertEqual(len({e["job"] for e in st["steps"]["greet"]["elements"]}), 3)
                 if name == "for_each.yaml":   # element i failed i times
                     self.assertEqual([a for _, a, _ in elements(st)["retries"]],
                                      [1, 2, 3])

@@ -1134,8 +1134,8 @@ static void unknown_step_key_far_from_all_lists_the_keys(void **state)
                              RZ_EINVALID);
     assert_true(has_msg(d, RZ_EINVALID, "unknown key 'zzzzzzzz' in step 'a' (keys: module, flow, "
                         "needs, inputs, config, credentials, when, retry, timeout_s, "
-                        "queue_timeout_s, on_failure, verify, join, for_each, max_parallel, position, ui, "
-           "kind, restart, ready, on)", 0, 0));
+                        "queue_timeout_s, on_failure, verify, join, for_each, max_parallel, "
+                        "for_each_depth, position, ui, kind, restart, ready, on)", 0, 0));
     rz_diags_free(d);
 }
 
@@ -1590,6 +1590,10 @@ static void join_loads_and_round_trips(void **state)
                        "w: \"${{ each.value }}\", k: \"${{ item.k[index] }}\"}}\n"
                        "  c: {module: m, for_each: [1, {k: x}, \"${{ index }}\"]}\n",
                        "\"for_each\":\"${{ steps.a.outputs.xs }}\",\"max_parallel\":3");
+    expect_round_trips("flux: 1\nname: n\nsteps:\n"
+                       "  b: {module: m, for_each: [[1, 2], []], for_each_depth: 2, "
+                       "inputs: {v: \"${{ indices[0] }}\", w: \"${{ each.indices }}\"}}\n",
+                       "\"for_each\":[[1,2],[]],\"for_each_depth\":2");
     expect_round_trips("flux: 1\nname: j\nsteps:\n  a: {module: m}\n  b: {module: m}\n"
                        "  c: {module: m, needs: [a, b], join: any_succeeded}\n",
                        "\"join\":\"any_succeeded\"");

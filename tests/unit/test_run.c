@@ -1687,6 +1687,141 @@ static void test_for_each_empty_bad_and_cap(void **state)
     rz_flow_free(f);
 }
 
+/* ---- nested maps (for_each_depth) ---- */
+
+static const char *NEST_FLOW =
+    "flux: 1\nname: nest\ninputs:\n  xs: {type: any}\nsteps:\n"
+    "  m:\n    module: noop\n    for_each: \"${{ inputs.xs }}\"\n    for_each_depth: 2\n"
+    "    inputs: {v: \"${{ item }}\", i: \"${{ index }}\", at: \"${{ indices }}\"}\n"
+    "  after:\n    module: noop\n    needs: [m]\n"
+    "    inputs: {all: \"${{ steps.m.outputs.y }}\", one: \"${{ steps.m.outputs.y[2][0] }}\"}\n";
+
+/* A map within a map: every element of every inner list runs, in any
+ * order; outputs come back in the lists' shape (empty inner lists kept). */
+static void test_nested_map_shape_any_order(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml(NEST_FLOW);
+    unsigned seed = 777;
+    for (int round = 0; round < 20; round++) {
+        /* 1 to 6 inner lists of 0 to 5 numbers each, some empty */
+        size_t rows = 1 + (size_t)(rand_r(&seed) % 6), n = 0, len[8];
+        char in[1024] = "{\"xs\":[";
+        for (size_t a = 0; a < rows; a++) {
+            len[a] = a == 2 ? 1 : (size_t)(rand_r(&seed) % 6);
+            strcat(in, a ? ",[" : "[");
+            for (size_t b = 0; b < len[a]; b++)
+                snprintf(in + strlen(in), sizeof in - strlen(in), "%s%zu", b ? "," : "",
+                         a * 10 + b);
+            strcat(in, "]");
+            n += len[a];
+        }
+        strcat(in, "]}");
+        rz_run *r = start_run(f, in);
+        assert_int_equal(rz_run_task_count(r), 2 + n);
+        size_t t[64];
+        size_t k = ready_tasks(r, 0, t);
+        assert_int_equal(k, n);
+        for (size_t i = k; i > 1; i--) {
+            size_t j = (size_t)rand_r(&seed) % i, x = t[i - 1];
+            t[i - 1] = t[j];
+            t[j] = x;
+        }
+        for (size_t i = 0; i < k; i++) {
+            /* each element is told its value, its inner index and its place */
+            char *req = NULL;
+            assert_int_equal(rz_run_request(r, t[i], &req), RZ_OK);
+            cJSON *q = cJSON_Parse(req);
+            rz_free(req);
+            const cJSON *in_ = cJSON_GetObjectItem(q, "inputs");
+            int v = cJSON_GetObjectItem(in_, "v")->valueint;
+            const cJSON *at = cJSON_GetObjectItem(in_, "at");
+            assert_int_equal(cJSON_GetArraySize(at), 2);
+            assert_int_equal(cJSON_GetArrayItem(at, 0)->valueint, v / 10);
+            assert_int_equal(cJSON_GetArrayItem(at, 1)->valueint, v % 10);
+            assert_int_equal(cJSON_GetObjectItem(in_, "i")->valueint, v % 10);
+            cJSON_Delete(q);
+            char o[64];
+            snprintf(o, sizeof o, "{\"y\":%d}", v * 2);
+            assert_int_equal(rz_run_start(r, t[i], 0), RZ_OK);
+            assert_int_equal(rz_run_succeed(r, t[i], o, 1), RZ_OK);
+        }
+        assert_int_equal(state_of(r, "m"), RZ_STEP_SUCCEEDED);
+        char *out = NULL;
+        assert_int_equal(rz_run_step_outputs(r, S(r, "m"), &out), RZ_OK);
+        cJSON *o = cJSON_Parse(out);
+        rz_free(out);
+        const cJSON *y = cJSON_GetObjectItem(o, "y");
+        assert_int_equal(cJSON_GetArraySize(y), rows);
+        for (size_t a = 0; a < rows; a++) {
+            const cJSON *row = cJSON_GetArrayItem(y, (int)a);
+            assert_true(cJSON_IsArray(row));
+            assert_int_equal(cJSON_GetArraySize(row), len[a]);
+            for (size_t b = 0; b < len[a]; b++)
+                assert_int_equal(cJSON_GetArrayItem(row, (int)b)->valueint,
+                                 (int)(a * 10 + b) * 2);
+        }
+        cJSON_Delete(o);
+        if (rows > 2) {   /* y[2][0] is element 20's */
+            char *req = NULL;
+            assert_int_equal(rz_run_request(r, S(r, "after"), &req), RZ_OK);
+            assert_non_null(strstr(req, "\"one\":40"));
+            rz_free(req);
+        }
+        rz_run_free(r);
+    }
+    rz_flow_free(f);
+}
+
+/* An inner value that is not a list fails the step, saying where; only
+ * empty lists: success at once, the shape kept; three levels; a failed
+ * element fails the map (or leaves a null in its place with continue). */
+static void test_nested_map_edges(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml(NEST_FLOW);
+    rz_run *r = start_run(f, "{\"xs\":[[1],[2,3],4]}");
+    assert_int_equal(state_of(r, "m"), RZ_STEP_FAILED);
+    assert_string_equal(rz_run_step_error(r, S(r, "m")),
+                        "for_each_depth 2: for_each must give lists 2 deep; item [2] is a "
+                        "number, not a list");
+    assert_int_equal(rz_run_task_count(r), 2);
+    rz_run_free(r);
+    r = start_run(f, "{\"xs\":[[],[]]}");
+    assert_int_equal(state_of(r, "m"), RZ_STEP_SUCCEEDED);
+    char *out = NULL;
+    assert_int_equal(rz_run_step_outputs(r, S(r, "m"), &out), RZ_OK);
+    assert_string_equal(out, "{}");   /* noop declares no port (an empty list's [] stays:
+                                         the three levels below) */
+    rz_free(out);
+    rz_run_free(r);
+    rz_flow_free(f);
+    f = yaml("flux: 1\nname: n3\ninputs:\n  xs: {type: any}\nsteps:\n"
+             "  m:\n    module: noop\n    for_each: \"${{ inputs.xs }}\"\n"
+             "    for_each_depth: 3\n    on_failure: continue\n"
+             "    inputs: {at: \"${{ each.indices }}\"}\n");
+    r = start_run(f, "{\"xs\":[[[1,2]],[[],[3]],[[[4]]]]}");
+    size_t t[64];
+    assert_int_equal(ready_tasks(r, 0, t), 4);   /* [[4]] is one leaf: a list */
+    char *req = NULL;
+    assert_int_equal(rz_run_request(r, t[3], &req), RZ_OK);
+    assert_string_equal(req, "{\"inputs\":{\"at\":[2,0,0]},\"config\":{}}");
+    rz_free(req);
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(rz_run_start(r, t[i], 0), RZ_OK);
+        if (i == 1)
+            assert_int_equal(rz_run_fail(r, t[i], "boom", 1), RZ_OK);
+        else
+            assert_int_equal(rz_run_succeed(r, t[i], "{\"y\":1}", 1), RZ_OK);
+    }
+    assert_int_equal(state_of(r, "m"), RZ_STEP_FAILED);
+    assert_int_equal(rz_run_step_outputs(r, S(r, "m"), &out), RZ_OK);
+    assert_string_equal(out, "{\"y\":[[[1,null]],[[],[1]],[[1]]]}");
+    rz_free(out);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
 /* Each element has the step's timeout; one that expires fails the map
  * like a failure would; rz_run_fail on the step fails the whole map. */
 static void test_for_each_timeout_and_fail_map(void **state)
@@ -1750,6 +1885,8 @@ int main(void)
         cmocka_unit_test(test_for_each_order_and_bound),
         cmocka_unit_test(test_usage_and_cost),
         cmocka_unit_test(test_for_each_any_completion_order),
+        cmocka_unit_test(test_nested_map_shape_any_order),
+        cmocka_unit_test(test_nested_map_edges),
         cmocka_unit_test(test_for_each_failure_fails_map),
         cmocka_unit_test(test_for_each_retry_and_continue),
         cmocka_unit_test(test_for_each_empty_bad_and_cap),

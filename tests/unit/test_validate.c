@@ -854,6 +854,34 @@ static void test_for_each(void **state)
     expect(d, "b.yaml", 6, 51, RZ_EINVALID, "'max_parallel' is out of range: 0 is not "
            "between 1 and 10000");
     rz_diags_free(d);
+    /* Nested maps: a depth of 1 to 4, on a for_each step; not on a sub-flow. */
+    const char *deep = "flux: 1\nname: x\nsteps:\n"
+                       "  c: {module: count, for_each: [[a]], for_each_depth: 5}\n"
+                       "  d: {module: count, for_each_depth: 2}\n"
+                       "  e: {module: count, for_each: [[1]], for_each_depth: two}\n"
+                       "  g: {flow: x.yaml, for_each_depth: 2}\n";
+    assert_int_equal(rz_diags_new(&d), RZ_OK);
+    assert_int_equal(rz_flow_parse(&f, deep, strlen(deep), RZ_FORMAT_YAML, "b.yaml", d),
+                     RZ_EINVALID);
+    expect(d, "b.yaml", 4, 55, RZ_EINVALID, "'for_each_depth' is out of range: 5 is not "
+           "between 1 and 4");
+    expect(d, "b.yaml", 5, 38, RZ_EINVALID, "'for_each_depth' says how deep a for_each "
+           "step's lists nest; this step has no 'for_each'");
+    expect(d, "b.yaml", 6, 55, RZ_EINVALID, "'for_each_depth' must be a positive integer, "
+           "not a string");
+    expect(d, "b.yaml", 7, 37, RZ_EINVALID, "a sub-flow step takes no 'for_each_depth' "
+           "(the sub-flow's steps carry their own)");
+    rz_diags_free(d);
+    /* indices, as item and index, only where elements are. */
+    const char *idx = "flux: 1\nname: x\nsteps:\n"
+                      "  c: {module: count, inputs: {text: \"${{ indices[0] }}\"}}\n"
+                      "  e: {module: count, for_each: [[1]], for_each_depth: 2,"
+                      " inputs: {text: \"${{ each.indices[1] }} ${{ indices }}\"}}\n";
+    assert_int_equal(validate(idx, RZ_FORMAT_YAML, "i.yaml", g_reg, NULL, &d), RZ_EINVALID);
+    expect(d, "i.yaml", 4, 42, RZ_EUNKNOWN, "indices is known only in the inputs "
+           "and config of a step with 'for_each'");
+    assert_int_equal(rz_diags_count(d), 1);
+    rz_diags_free(d);
 }
 
 int main(void)
