@@ -1696,6 +1696,25 @@ static const char *NEST_FLOW =
     "  after:\n    module: noop\n    needs: [m]\n"
     "    inputs: {all: \"${{ steps.m.outputs.y }}\", one: \"${{ steps.m.outputs.y[2][0] }}\"}\n";
 
+/* Element `task` of NEST_FLOW is told its value (10 * row + column), its
+ * inner index and its place; returns the value. */
+static int nested_element_checked(rz_run *r, size_t task)
+{
+    char *req = NULL;
+    assert_int_equal(rz_run_request(r, task, &req), RZ_OK);
+    cJSON *q = cJSON_Parse(req);
+    rz_free(req);
+    const cJSON *in = cJSON_GetObjectItem(q, "inputs");
+    int v = cJSON_GetObjectItem(in, "v")->valueint;
+    const cJSON *at = cJSON_GetObjectItem(in, "at");
+    assert_int_equal(cJSON_GetArraySize(at), 2);
+    assert_int_equal(cJSON_GetArrayItem(at, 0)->valueint, v / 10);
+    assert_int_equal(cJSON_GetArrayItem(at, 1)->valueint, v % 10);
+    assert_int_equal(cJSON_GetObjectItem(in, "i")->valueint, v % 10);
+    cJSON_Delete(q);
+    return v;
+}
+
 /* A map within a map: every element of every inner list runs, in any
  * order; outputs come back in the lists' shape (empty inner lists kept). */
 static void test_nested_map_shape_any_order(void **state)
@@ -1728,19 +1747,7 @@ static void test_nested_map_shape_any_order(void **state)
             t[j] = x;
         }
         for (size_t i = 0; i < k; i++) {
-            /* each element is told its value, its inner index and its place */
-            char *req = NULL;
-            assert_int_equal(rz_run_request(r, t[i], &req), RZ_OK);
-            cJSON *q = cJSON_Parse(req);
-            rz_free(req);
-            const cJSON *in_ = cJSON_GetObjectItem(q, "inputs");
-            int v = cJSON_GetObjectItem(in_, "v")->valueint;
-            const cJSON *at = cJSON_GetObjectItem(in_, "at");
-            assert_int_equal(cJSON_GetArraySize(at), 2);
-            assert_int_equal(cJSON_GetArrayItem(at, 0)->valueint, v / 10);
-            assert_int_equal(cJSON_GetArrayItem(at, 1)->valueint, v % 10);
-            assert_int_equal(cJSON_GetObjectItem(in_, "i")->valueint, v % 10);
-            cJSON_Delete(q);
+            int v = nested_element_checked(r, t[i]);
             char o[64];
             snprintf(o, sizeof o, "{\"y\":%d}", v * 2);
             assert_int_equal(rz_run_start(r, t[i], 0), RZ_OK);

@@ -854,7 +854,14 @@ static void test_for_each(void **state)
     expect(d, "b.yaml", 6, 51, RZ_EINVALID, "'max_parallel' is out of range: 0 is not "
            "between 1 and 10000");
     rz_diags_free(d);
-    /* Nested maps: a depth of 1 to 4, on a for_each step; not on a sub-flow. */
+}
+
+/* Nested maps: a depth of 1 to 4, on a for_each step; not on a sub-flow. */
+static void test_for_each_depth(void **state)
+{
+    (void)state;
+    rz_diags *d;
+    rz_flow *f = NULL;
     const char *deep = "flux: 1\nname: x\nsteps:\n"
                        "  c: {module: count, for_each: [[a]], for_each_depth: 5}\n"
                        "  d: {module: count, for_each_depth: 2}\n"
@@ -902,6 +909,7 @@ int main(void)
         cmocka_unit_test(test_large),
         cmocka_unit_test(test_exit_and_outputs),
         cmocka_unit_test(test_for_each),
+        cmocka_unit_test(test_for_each_depth),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
