@@ -1,0 +1,216 @@
+/* Content-addressed files (blob.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "store/blob.h"
+
+#define CHUNK (64u * 1024u)
+#define NAME_MAX_BYTES 1024u
+#define PART_MAX 255u
+
+bool rz__blob_name_ok(const char *name, char *why, size_t cap)
+{
+    size_t n = name ? strlen(name) : 0;
+    const char *bad = NULL;
+    if (n == 0 || n > NAME_MAX_BYTES)
+        bad = "a file name is 1 to 1024 bytes";
+    else if (name[0] == '/')
+        bad = "a file name is relative to the output folder, not absolute";
+    else if (name[n - 1] == '/')
+        bad = "a file name names a file, not a folder";
+    for (size_t i = 0; !bad && i < n; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f || name[i] == '\\')
+            bad = "a file name holds no control byte or backslash";
+    for (const char *p = name; !bad && p && *p;) {
+        size_t len = strcspn(p, "/");
+        if (len == 0 || len > PART_MAX)
+            bad = "each part of a file name is 1 to 255 bytes";
+        else if ((len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+            bad = "a file name has no '.' or '..' part";
+        p += len + (p[len] == '/');
+    }
+    if (bad)
+        snprintf(why, cap, "%s", bad);
+    return !bad;
+}
+
+/* `name` under the folder `base_fd`, each component opened without
+ * following a symlink: the file's descriptor, or -1 (errno set). */
+static int open_beneath(int base_fd, const char *name)
+{
+    char part[PART_MAX + 1];
+    int fd = dup(base_fd);
+    for (const char *p = name; fd >= 0;) {
+        size_t len = strcspn(p, "/");
+        memcpy(part, p, len);
+        part[len] = '\0';
+        bool last = p[len] == '\0';
+        int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (last ? O_NONBLOCK : O_DIRECTORY);
+        int next = openat(fd, part, flags);
+        int e = errno;
+        close(fd);
+        errno = e;
+        fd = next;
+        if (last)
+            break;
+        p += len + 1;
+    }
+    return fd;
+}
+
+static void hex_of(const unsigned char *d, char hex[RZ_BLOB_HEX + 1])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < 32; i++) {
+        hex[2 * i] = digits[d[i] >> 4];
+        hex[2 * i + 1] = digits[d[i] & 15];
+    }
+    hex[RZ_BLOB_HEX] = '\0';
+}
+
+static int mkdirs(const char *dir, const char *hex)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s", dir);
+    if (mkdir(p, 0755) != 0 && errno != EEXIST)
+        return -1;
+    snprintf(p, sizeof p, "%s/sha256", dir);
+    if (mkdir(p, 0755) != 0 && errno != EEXIST)
+        return -1;
+    snprintf(p, sizeof p, "%s/sha256/%.2s", dir, hex);
+    return mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Copies src_fd into out_fd (if >= 0), hashing; RZ_ETOOBIG past `max`. */
+static int stream(int src_fd, int out_fd, uint64_t max, unsigned char digest[32],
+                  uint64_t *size)
+{
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    unsigned char *buf = malloc(CHUNK);
+    if (!buf)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    uint64_t total = 0;
+    int rc = RZ_OK;
+    for (;;) {
+        ssize_t n = read(src_fd, buf, CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = rz__error(RZ_EIO, "reading a file: %s", strerror(errno));
+            break;
+        }
+        if (n == 0)
+            break;
+        total += (uint64_t)n;
+        if (total > max) {
+            rc = rz__error(RZ_ETOOBIG, "the file is over its cap of %llu bytes",
+                           (unsigned long long)max);
+            break;
+        }
+        crypto_hash_sha256_update(&st, buf, (size_t)n);
+        for (ssize_t off = 0; out_fd >= 0 && off < n;) {
+            ssize_t w = write(out_fd, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                rc = rz__error(RZ_EIO, "writing a file: %s", strerror(errno));
+                break;
+            }
+            off += w;
+        }
+        if (rc != RZ_OK)
+            break;
+    }
+    free(buf);
+    crypto_hash_sha256_final(&st, digest);
+    *size = total;
+    return rc;
+}
+
+int rz__blob_put(const char *dir, const char *from, const char *name, uint64_t max,
+                 char hex[RZ_BLOB_HEX + 1], uint64_t *size)
+{
+    char why[120];
+    if (!rz__blob_name_ok(name, why, sizeof why))
+        return rz__error(RZ_EINVAL, "'%.200s': %s", name ? name : "", why);
+    if (sodium_init() < 0)
+        return rz__error(RZ_EINTERNAL, "libsodium cannot start");
+    int base = open(from, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int src = base >= 0 ? open_beneath(base, name) : -1;
+    int e = errno;
+    if (base >= 0)
+        close(base);
+    struct stat sb;
+    if (src < 0)
+        return rz__error(e == ENOENT ? RZ_ENOENT : RZ_EINVAL, "'%.200s': %s", name,
+                         e == ELOOP ? "a symbolic link, not a file" : strerror(e));
+    if (fstat(src, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(src);
+        return rz__error(RZ_EINVAL, "'%.200s' is not a regular file", name);
+    }
+    char tmp[4096], final[4096];
+    snprintf(tmp, sizeof tmp, "%s/tmp.XXXXXX", dir);
+    int out = mkdir(dir, 0755) == 0 || errno == EEXIST ? mkstemp(tmp) : -1;
+    if (out < 0) {
+        close(src);
+        return rz__error(RZ_EIO, "blob store %s: %s", dir, strerror(errno));
+    }
+    unsigned char d[32];
+    int rc = stream(src, out, max, d, size);
+    close(src);
+    if (rc == RZ_OK && (fchmod(out, 0444) != 0 || fsync(out) != 0))
+        rc = rz__error(RZ_EIO, "blob store %s: %s", dir, strerror(errno));
+    close(out);
+    if (rc == RZ_OK) {
+        hex_of(d, hex);
+        snprintf(final, sizeof final, "%s/sha256/%.2s/%s", dir, hex, hex);
+        /* Kept once: an equal blob already there is this one. */
+        if (mkdirs(dir, hex) != 0 || rename(tmp, final) != 0)
+            rc = rz__error(RZ_EIO, "blob store %s: %s", dir, strerror(errno));
+    }
+    if (rc != RZ_OK)
+        unlink(tmp);
+    return rc;
+}
+
+int rz__blob_copy_out(const char *dir, const char *hex, const char *dest)
+{
+    if (!hex || strlen(hex) != RZ_BLOB_HEX || strspn(hex, "0123456789abcdef") != RZ_BLOB_HEX)
+        return rz__error(RZ_EINVAL, "not a SHA-256 digest in hex");
+    if (sodium_init() < 0)
+        return rz__error(RZ_EINTERNAL, "libsodium cannot start");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/sha256/%.2s/%s", dir, hex, hex);
+    int src = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (src < 0)
+        return rz__error(errno == ENOENT ? RZ_ENOENT : RZ_EIO, "blob %.12s...: %s", hex,
+                         strerror(errno));
+    int out = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+    if (out < 0) {
+        int e = errno;
+        close(src);
+        return rz__error(RZ_EIO, "%s: %s", dest, strerror(e));
+    }
+    unsigned char d[32];
+    uint64_t size;
+    int rc = stream(src, out, UINT64_MAX, d, &size);
+    char got[RZ_BLOB_HEX + 1];
+    hex_of(d, got);
+    if (rc == RZ_OK && strcmp(got, hex) != 0)
+        rc = rz__error(RZ_EIO, "blob %.12s... no longer matches its digest (%.12s...): "
+                       "the store is damaged", hex, got);
+    close(src);
+    if (close(out) != 0 && rc == RZ_OK)
+        rc = rz__error(RZ_EIO, "%s: %s", dest, strerror(errno));
+    if (rc != RZ_OK)
+        unlink(dest);
+    return rc;
+}
