@@ -458,6 +458,15 @@ static napi_value js_flow_info(napi_env env, napi_callback_info info)
     return o;
 }
 
+/* As the CLI expands: named sub-flows (flow://NAME@N) from $RHIZOS_FLOWS. */
+static const rz_flow_expand_opts *expand_opts(rz_flow_expand_opts *o)
+{
+    const char *dir = getenv("RHIZOS_FLOWS");
+    *o = (rz_flow_expand_opts)RZ_FLOW_EXPAND_OPTS_INIT;
+    o->flows_dir = dir && dir[0] ? dir : NULL;
+    return o;
+}
+
 /* flowValidate(flow, registries: string[] | null, structureOnly: bool)
  * -> { diagnostics, valid } ; registries null: none given, the flow is
  * checked for structure only. */
@@ -510,7 +519,8 @@ static napi_value js_flow_validate(napi_env env, napi_callback_info info)
     }
     /* Validates too; a flow with sub-flows is replaced by its expansion. */
     rz_flow *f = b->p;
-    rc = rz_flow_expand(&f, reg, d);
+    rz_flow_expand_opts xo;
+    rc = rz_flow_expand_with(&f, reg, expand_opts(&xo), d);
     b->p = f;
     if (rc != RZ_OK && rc != RZ_EINVALID && rz_diags_count(d) == 0) {
         rz_registry_free(reg);   /* nothing resolved: the flow keeps its old one */
@@ -547,8 +557,9 @@ static napi_value js_flow_expand(napi_env env, napi_callback_info info)
     rz_diags *d = NULL;
     int rc = rz_diags_new(&d);
     rz_flow *f = b->p;
+    rz_flow_expand_opts xo;
     if (rc == RZ_OK)
-        rc = rz_flow_expand(&f, NULL, d);
+        rc = rz_flow_expand_with(&f, NULL, expand_opts(&xo), d);
     b->p = f;
     napi_value out = rc == RZ_OK ? diags_array(env, d) : throw_rz(env, rc, d, NULL);
     rz_diags_free(d);

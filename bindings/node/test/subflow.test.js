@@ -74,6 +74,28 @@ test('text is read relative to its filename', () => {
   g.close();
 });
 
+test('named sub-flows are read from RHIZOS_FLOWS, as the CLI does', () => {
+  const dir = tree();
+  fs.mkdirSync(path.join(dir, 'lib'));
+  fs.writeFileSync(path.join(dir, 'lib', 'leaf@2.yaml'), LEAF);
+  const named = path.join(dir, 'named.yaml');
+  fs.writeFileSync(named, TOP.replace('sub/leaf.yaml', 'flow://leaf@2'));
+  const old = process.env.RHIZOS_FLOWS;
+  try {
+    delete process.env.RHIZOS_FLOWS;
+    let f = rz.loadFlow(named);
+    assert.strictEqual(f.steps[1].flow, 'flow://leaf@2');
+    assert.ok(f.validate([MODULES]).some((d) => d.message.includes('set RHIZOS_FLOWS')));
+    f.close();
+    process.env.RHIZOS_FLOWS = path.join(dir, 'lib');
+    f = rz.loadFlow(named);
+    assert.deepStrictEqual(f.plan(), [['first'], ['mid-say'], ['last']]);
+    f.close();
+  } finally {
+    if (old === undefined) delete process.env.RHIZOS_FLOWS; else process.env.RHIZOS_FLOWS = old;
+  }
+});
+
 test('hostile and broken children are refused', () => {
   const dir = tree();
   const cases = [

@@ -68,6 +68,12 @@ class RzRunnerOpts(Structure):
     #               reuse_json NULL: none; llm_servers NULL: $RHIZOS_LLM_SERVERS
 
 
+class RzFlowExpandOpts(Structure):
+    _fields_ = [("version", c_int), ("no_files", c_int), ("keep_named", c_int),
+                ("flows_dir", c_char_p), ("named", c_void_p), ("named_ctx", c_void_p)]
+    VERSION = 1   # RZ_FLOW_EXPAND_OPTS_VERSION
+
+
 class RzPlacement(Structure):
     _fields_ = [("node", c_size_t), ("node_id", c_char_p),
                 ("cost_micros", c_uint64), ("ticket", c_uint64)]
@@ -160,7 +166,7 @@ _PROTOS = {
     "rz_flow_load": (c_int, [_PP, c_char_p, c_int, _P]),
     "rz_flow_free": (None, [_P]),
     "rz_flow_validate": (c_int, [_P, _P, _P]),
-    "rz_flow_expand": (c_int, [_PP, _P, _P]),
+    "rz_flow_expand_with": (c_int, [_PP, _P, _P, _P]),
     "rz_flow_step_subflow": (c_char_p, [_P, c_size_t]),
     "rz_flow_name": (c_char_p, [_P]),
     "rz_flow_file": (c_char_p, [_P]),

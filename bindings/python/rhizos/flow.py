@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 from . import errors
-from ._lib import (Handle, StrPath, dec, enc, json_object, lib, take_bytes,
+from ._lib import (Handle, RzFlowExpandOpts, StrPath, dec, enc, json_object, lib, take_bytes,
                    take_string)
 
 _FORMATS = {None: 0, "auto": 0, "json": 1, "yaml": 2, "yml": 2, "cbor": 3}
@@ -276,8 +276,9 @@ class Flow(Handle):
             if reg is not None:
                 reg._use().check()
             # rz_flow_expand validates too; it may replace the handle
-            rc = lib.rz_flow_expand(byref(self._h), reg._h if reg is not None else None,
-                                    diags._h)
+            opts = _expand_opts()
+            rc = lib.rz_flow_expand_with(byref(self._h), reg._h if reg is not None else None,
+                                         byref(opts), diags._h)
             items = diags.items()
             if rc < 0 and rc != -6 and not items:
                 raise errors.from_status(rc)
@@ -307,7 +308,8 @@ class Flow(Handle):
         diags = _Diags()
         try:
             with self._use():
-                rc = lib.rz_flow_expand(byref(self._h), None, diags._h)
+                opts = _expand_opts()
+                rc = lib.rz_flow_expand_with(byref(self._h), None, byref(opts), diags._h)
                 items = diags.items()
                 if rc < 0 and rc != -6 and not items:
                     raise errors.from_status(rc)
@@ -382,6 +384,15 @@ class Flow(Handle):
             super().close()
             self._validated = False
             self._drop_registry()
+
+
+def _expand_opts() -> RzFlowExpandOpts:
+    """As the CLI expands: named sub-flows (flow://NAME@N) from the folder
+    $RHIZOS_FLOWS, when set."""
+    opts = RzFlowExpandOpts()
+    opts.version = RzFlowExpandOpts.VERSION
+    opts.flows_dir = enc(os.environ.get("RHIZOS_FLOWS") or None)
+    return opts
 
 
 def _opt_dec(b: Optional[bytes]) -> Optional[str]:

@@ -105,6 +105,27 @@ class TestSubflow(unittest.TestCase):
                     with self.assertRaises(rhizos.ValidationError):
                         f.plan()
 
+    def test_named_subflow_from_rhizos_flows(self):
+        # flow://NAME@N as the CLI reads it here: from $RHIZOS_FLOWS
+        _write(os.path.join(self.tmp, "lib", "leaf@2.yaml"), LEAF)
+        named = os.path.join(self.tmp, "named.yaml")
+        _write(named, TOP.replace("sub/leaf.yaml", "flow://leaf@2"))
+        old = os.environ.pop("RHIZOS_FLOWS", None)
+        try:
+            with rhizos.load_flow(named) as f:
+                self.assertEqual(f.steps[1].flow, "flow://leaf@2")
+                diags = f.validate([MODULES])
+                self.assertTrue(any("set RHIZOS_FLOWS" in d.message for d in diags), diags)
+            os.environ["RHIZOS_FLOWS"] = os.path.join(self.tmp, "lib")
+            with rhizos.load_flow(named) as f:
+                self.assertEqual(f.plan(), [["first"], ["mid-say"], ["last"]])
+                r = rhizos.run(f, {"who": "cy"}, sandbox=False)
+            self.assertEqual(r.outputs["said"], "cy!")
+        finally:
+            os.environ.pop("RHIZOS_FLOWS", None)
+            if old is not None:
+                os.environ["RHIZOS_FLOWS"] = old
+
     def test_deploy_body_is_expanded(self):
         from rhizos.client import _flow_text
         body = _flow_text(self.top)
