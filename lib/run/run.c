@@ -971,11 +971,19 @@ static bool expand(rz_run *r, size_t i)
         cJSON *path = cJSON_CreateArray();
         bool ok = path && nested_make(r, i, list, depth, path);
         cJSON_Delete(path);
-        s->shape = list;
-        if (!ok) {   /* the elements made stay as tasks, never started */
-            s->n_el = r->n_tasks - s->first_el;
+        if (!ok) {   /* none made after all */
+            for (size_t k = s->first_el; k < r->n_tasks; k++) {
+                cJSON_Delete(r->st[k].value);
+                cJSON_Delete(r->st[k].indices);
+                memset(&r->st[k], 0, sizeof r->st[k]);
+            }
+            r->n_tasks = s->first_el;
+            s->n_el = 0;
+            s->mapped = false;
+            cJSON_Delete(list);
             return fail_now(r, i, rz__strdup("out of memory making the for_each elements"));
         }
+        s->shape = list;
         list = NULL;
     }
     for (uint32_t k = 0; list && k < n; k++) {

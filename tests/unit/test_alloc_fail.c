@@ -31,6 +31,7 @@
 #include "rhizos/flow.h"
 #include "rhizos/ledger.h"
 #include "rhizos/module.h"
+#include "rhizos/run.h"
 #include "helpers.h"
 
 #ifndef RZ_SOURCE_ROOT
@@ -219,6 +220,52 @@ static void subflows_expand(void **state)
     free(want);
 }
 
+/* A nested map (for_each_depth 2) made, run and gathered back into its
+ * shape: every failing allocation a clean error, or the same outputs. */
+static int nested_map_scenario(void *p)
+{
+    char **want = p;
+    static const char *const y =
+        "flux: 1\nname: n\ninputs:\n  xs: {type: any}\nsteps:\n"
+        "  m:\n    module: noop\n    for_each: \"${{ inputs.xs }}\"\n    for_each_depth: 2\n"
+        "    inputs: {v: \"${{ item }}\", at: \"${{ indices }}\"}\n";
+    rz_flow *f = NULL;
+    rz_run *r = NULL;
+    char *out = NULL;
+    int rc = rz_flow_parse(&f, y, strlen(y), RZ_FORMAT_YAML, "n.yaml", NULL);
+    if (rc == RZ_OK)
+        rc = rz_run_new(&r, f, "{\"xs\":[[1,2],[],[3]]}", "r1", 0);
+    size_t t[8];
+    size_t n = rc == RZ_OK ? rz_run_ready(r, 0, t, 8) : 0;
+    for (size_t i = 0; rc == RZ_OK && i < n; i++) {
+        char *req = NULL;
+        rc = rz_run_request(r, t[i], &req);
+        rz_free(req);
+        if (rc == RZ_OK)
+            rc = rz_run_start(r, t[i], 1);
+        if (rc == RZ_OK)
+            rc = rz_run_succeed(r, t[i], "{\"y\":7}", 2);
+    }
+    if (rc == RZ_OK && r)
+        rc = rz_run_step_outputs(r, 0, &out);
+    disarm();
+    if (rc == RZ_OK && n == 3 && rz_run_step_state(r, 0) == RZ_STEP_SUCCEEDED)
+        same_as_first(want, out);
+    rz_free(out);
+    rz_run_free(r);
+    rz_flow_free(f);
+    return rc;
+}
+
+static void nested_map_run(void **state)
+{
+    (void)state;
+    char *want = NULL;
+    each_failure("nested map", nested_map_scenario, &want);
+    assert_string_equal(want, "{\"y\":[[7,7],[],[7]]}");
+    free(want);
+}
+
 /* ---- the ledger ---- */
 
 static int ledger_scenario(void *p)
@@ -373,6 +420,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(flows_json_yaml_cbor),
         cmocka_unit_test(subflows_expand),
+        cmocka_unit_test(nested_map_run),
         cmocka_unit_test(ledger_open_and_ops),
         cmocka_unit_test(engine_submit_and_report),
     };
