@@ -347,6 +347,39 @@ class Network(Base):
         self.assertEqual(st["charged_micros"], sum(j["cost_micros"] for j in jobs), st)
         self.assertGreater(st["charged_micros"], 0)
 
+    def test_named_subflow_through_the_cli(self):
+        # `flow deploy` expands a file sub-flow where the file is and leaves
+        # flow://NAME@N to the orchestrator, which runs that version of the
+        # caller's own named flow: its steps are jobs of the deployment.
+        self.start_nodes()
+        shout = ("flux: 1\nname: shout\ninputs:\n  text: {type: string}\nsteps:\n"
+                 "  say:\n    module: echo@1\n    max_cost_micros: 20000000\n"
+                 "    inputs: {message: \"${{ inputs.text }}!\"}\n"
+                 "outputs:\n  loud: \"${{ steps.say.outputs.message }}\"\n")
+        first = self.cli_json("flow", "deploy", self.flow_file("shout.yaml", shout),
+                              "--input", "text=x", key=self.key)["id"]
+        self.cli("flow", "watch", str(first), key=self.key, timeout=90)
+        self.flow_file("kid.yaml", shout.replace("name: shout", "name: kid")
+                       .replace("}!", "}?"))
+        top = self.flow_file("top.yaml",
+            "flux: 1\nname: top\nsteps:\n"
+            "  a:\n    flow: flow://shout@1\n    inputs: {text: hey}\n"
+            "  k:\n    flow: kid.yaml\n    needs: [a]\n"
+            "    inputs: {text: \"${{ steps.a.outputs.loud }}\"}\n"
+            "outputs:\n  said: \"${{ steps.k.outputs.loud }}\"\n")
+        dep = self.deploy_and_watch(top)
+        st = self.cli_json("flow", "status", str(dep), key=self.key)
+        self.assertEqual(st["status"], "succeeded", st)
+        self.assertEqual(st["outputs"], {"said": "hey!?"})
+        self.assertEqual(sorted(st["steps"]), ["a-say", "k-say"])
+        for s in st["steps"].values():
+            self.assertEqual(self.job(s["job"])["deployment"], dep)
+        # a version the account does not have: refused before anything is held
+        with open(top) as f:
+            bad = self.flow_file("bad.yaml", f.read().replace("@1", "@5"))
+        p = self.cli("flow", "deploy", bad, key=self.key, code=1)
+        self.assertIn("flow 'shout' has no version 5 (its latest is 1)", p.stderr)
+
     def test_join_on_exit_and_outputs_as_embedded(self):
         # The flow language on the network: a join after an if/else, an
         # on_exit step reading flow.status, and declared outputs, with the
