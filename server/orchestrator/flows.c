@@ -740,7 +740,22 @@ bool flows_deploy_check(req *q, const char *text, const cJSON *creds)
 typedef struct named_ctx {
     flows *F;
     rz_ledger_id owner;
+    cJSON *creds;           /* the deploy's sealed credentials, or NULL */
 } named_ctx;
+
+/* The sealed values a named flow's own deploy left (sealed to this
+ * orchestrator), added to the deploy's where it gives none of that id: the
+ * child's steps keep the credentials they were deployed with. */
+static void carry_creds(named_ctx *n, const cJSON *ver)
+{
+    const char *c = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ver, "creds"));
+    cJSON *rec = n->creds && c ? cJSON_Parse(c) : NULL;
+    const cJSON *s;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(rec, "sealed"))
+        if (cJSON_IsString(s) && !cJSON_GetObjectItemCaseSensitive(n->creds, s->string))
+            cJSON_AddStringToObject(n->creds, s->string, s->valuestring);
+    cJSON_Delete(rec);
+}
 
 /* The text of the owner's flow NAME at version v (0: its active one): a
  * deploy runs only the caller's own named flows. */
@@ -769,6 +784,8 @@ static int named_text(void *ctx, const char *name, unsigned long long v, char **
         rc = RZ_ENOENT;
     } else if (!(*text = strdup(t))) {
         rc = RZ_ENOMEM;
+    } else {
+        carry_creds(n, ver);
     }
     *found = want;
     cJSON_Delete(ver);
@@ -778,7 +795,13 @@ static int named_text(void *ctx, const char *name, unsigned long long v, char **
 
 int flows_expand(req *q, rz_flow **f, const rz_registry *reg, rz_diags *d)
 {
-    named_ctx n = { q->o->flows, q->who.account };
+    return flows_expand_creds(q, f, reg, d, NULL);
+}
+
+int flows_expand_creds(req *q, rz_flow **f, const rz_registry *reg, rz_diags *d,
+                       cJSON *creds)
+{
+    named_ctx n = { q->o->flows, q->who.account, creds };
     rz_flow_expand_opts xo = RZ_FLOW_EXPAND_OPTS_INIT;
     xo.no_files = 1;
     xo.named = q->o->flows ? named_text : NULL;
@@ -786,7 +809,7 @@ int flows_expand(req *q, rz_flow **f, const rz_registry *reg, rz_diags *d)
     return rz_flow_expand_with(f, reg, &xo, d);
 }
 
-char *flows_expand_named(req *q, char *text)
+char *flows_expand_named(req *q, char *text, cJSON **creds)
 {
     rz_flow *f = NULL;
     if (!text)
@@ -799,8 +822,11 @@ char *flows_expand_named(req *q, char *text)
     rz_diags *d = NULL;
     char *json = NULL;
     int rc = any ? rz_diags_new(&d) : RZ_OK;
+    if (any && rc == RZ_OK && !*creds &&
+        !(*creds = cJSON_AddObjectToObject(q->body, "credentials")))
+        rc = RZ_ENOMEM;
     if (any && rc == RZ_OK) {
-        rc = flows_expand(q, &f, NULL, d);
+        rc = flows_expand_creds(q, &f, NULL, d, *creds);
         if (rc == RZ_OK)
             rc = rz_flow_to_json(f, 0, &json, NULL);
     }

@@ -579,12 +579,18 @@ void flows_close(orch *o);
 /* Before a deploy: its webhooks' secrets supplied? False: answered. */
 bool flows_deploy_check(req *q, const char *text, const cJSON *creds);
 /* A flow whose steps run the caller's named flows (flow://NAME@N): the
- * text expanded (takes `text`); one without sub-flows as it is; NULL:
+ * text expanded (takes `text`), *creds (made in the body if NULL) gaining
+ * what the named flows were deployed with (flows_expand_creds); one without
+ * sub-flows as it is; NULL:
  * answered (422 with the diagnostics), or `text` NULL. Files are never read. */
-char *flows_expand_named(req *q, char *text);
+char *flows_expand_named(req *q, char *text, cJSON **creds);
 /* rz_flow_validate, the caller's named sub-flows expanded first (*f
  * replaced); a file sub-flow refused. */
 int flows_expand(req *q, rz_flow **f, const rz_registry *reg, rz_diags *d);
+/* flows_expand; `creds` (may be NULL) gains the sealed credentials each
+ * named flow's own deploy left, where it has none of that id. */
+int flows_expand_creds(req *q, rz_flow **f, const rz_registry *reg, rz_diags *d,
+                       cJSON *creds);
 /* The credentials record kept with the named flow version deployment
  * `dep` ran (sealed to this orchestrator for long), or NULL. */
 char *flows_dep_creds(orch *o, uint64_t dep);

@@ -255,7 +255,7 @@ void r_flow_deploy(req *q)
         free(map);
         return;
     }
-    char *text = flows_expand_named(q, flow_text(q));
+    char *text = flows_expand_named(q, flow_text(q), &creds);
     if (!text || !flows_deploy_check(q, text, creds)) {
         free(text);
         free(map);

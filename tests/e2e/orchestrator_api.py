@@ -770,6 +770,25 @@ class OrchestratorApi(unittest.TestCase):
                                  npk, nsk, b"999999", ctypes.c_uint64(0))
         self.assertNotEqual(rc, 0)
         self.ok("DELETE", "/api/v1/flows/%d" % dep, key=key)
+        # A flow running it by name (flow://secret-use@1) brings no
+        # credentials: its step keeps those that version was deployed with.
+        wrap = "flux: 1\nname: wrap-secret\nsteps:\n  inner: {flow: 'flow://secret-use@1'}\n"
+        dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": wrap}, key, 201)["id"]
+        a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % reg["id"], key=reg["token"])
+        self.assertEqual((a["deployment"], a["step"]), (dep, "inner-call"))
+        c = a["credentials"][0]
+        self.assertEqual((c["field"], c["credential_id"]), ("api", "openai"))
+        blob = base64.b64decode(c["sealed"])
+        rc = lib.rz_vault_unseal(ctypes.byref(secret), None, blob, ctypes.c_size_t(len(blob)),
+                                 npk, nsk, str(a["job"]).encode(), ctypes.c_uint64(0))
+        self.assertEqual(rc, 0)
+        got = ctypes.string_at(lib.rz_secret_data(secret), lib.rz_secret_len(secret))
+        lib.rz_secret_free(secret)
+        self.assertEqual(got, b"s3cret")
+        self.ok("DELETE", "/api/v1/flows/%d" % dep, key=key)
+        # another account's flow of that name is not theirs to run
+        _, other = self.client(1000)
+        self.err(422, "RZ_EINVALID", "POST", "/api/v1/flows/deploy", {"flow": wrap}, other)
 
     def test_whoami_and_step_needs(self):
         acct, key = self.client(5000)
