@@ -774,6 +774,11 @@ static bool nested_outputs(const rz_run *r, size_t p, cJSON *o)
             return false;
         }
         swap_node(o, list, shaped);
+        /* the port's key; the copy's own (the list's, from the flow inputs'
+         * map) goes */
+        if (!(shaped->type & cJSON_StringIsConst))
+            cJSON_free(shaped->string);
+        shaped->type &= ~cJSON_StringIsConst;
         shaped->string = list->string;
         list->string = NULL;
         cJSON_Delete(list);
