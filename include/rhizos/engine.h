@@ -532,8 +532,11 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_deploy_reuse(rz_engine *e, const char *text
                                                   uint64_t *deployment,
                                                   rz_diags *diags);
 /* Pause (paused != 0) or resume a running deployment. While paused no
- * step starts: running ones finish, retries and ready steps wait, holds
- * stay, approval steps may still be decided. The flag is durable with the
+ * step starts and its queued jobs go to no node (their queue deadline
+ * stops; rz_engine_job_info.waiting_reason says so): jobs already
+ * assigned finish, retries and ready steps wait, holds stay, approval
+ * steps may still be decided. A resume queues the held jobs again in
+ * their order, their deadline counted from then. The flag is durable with the
  * deployment; its status shows "paused": true. Pausing a paused one or
  * resuming a running one changes nothing. RZ_ESTATE once it has finished,
  * RZ_ENOENT no such deployment. */

@@ -1,8 +1,10 @@
 /* Pause, resume and approval steps (docs/triggers.md).
  *
- * A paused deployment starts no step: running ones finish, retries wait,
- * holds stay. The flag is part of the deployment's record, so it is durable
- * with the commit of the call that set it.
+ * A paused deployment starts no step and its queued jobs go to no node
+ * (queue.c holds them) until the resume: running ones (and those already
+ * assigned) finish, retries wait, holds stay. The flag is part of the
+ * deployment's record, so it is durable with the commit of the call that
+ * set it; open holds its queued jobs again from it.
  *
  * An approval step runs no module: when the run makes it ready it is
  * started (a START event, as any step) but its job is never queued; it
@@ -48,6 +50,17 @@ int rz__engine_dep_approvals(rz__edep *d)
 bool rz__engine_is_approval(const rz__edep *d, size_t task)
 {
     return d->flow && task < d->n_steps && rz__step_approval(&d->flow->steps[task]);
+}
+
+bool rz__engine_job_paused(const rz_engine *e, const rz__ejob *j)
+{
+    uint64_t dep = j->deployment;
+    if (!dep && j->rep_head && j->rep_head != j->id) {
+        const rz__ejob *h = rz__engine_job(e, j->rep_head);   /* live while undecided */
+        dep = h ? h->deployment : 0;
+    }
+    const rz__edep *d = dep ? rz__engine_dep(e, dep) : NULL;
+    return d && d->paused && !d->final_status;   /* run is NULL during open too */
 }
 
 static bool awaiting(const rz__edep *d, size_t i)
@@ -214,7 +227,8 @@ int rz_engine_deployment_pause(rz_engine *e, uint64_t deployment, int paused,
     if (d->paused != (paused != 0)) {
         d->paused = paused != 0;
         rz__engine_touch_dep(e, d);
-        if (!d->paused)   /* what became ready meanwhile starts now */
+        rc = rz__engine_queue_pause_sync(e);   /* its queued jobs wait too */
+        if (rc == RZ_OK && !d->paused)   /* what became ready meanwhile starts now */
             rc = rz__engine_dep_advance(e, d, now_ms);
     }
     int crc = rz__engine_commit_call(e, RZ_OK);

@@ -121,7 +121,10 @@ static int check_job(rz_engine *e, rz__ejob *j, size_t *queued)
     }
     if (j->state == RZ_JOB_PENDING && !j->deployment && !j->rep_head)
         return BREACH("standalone job %llu is pending", U(j->id));
-    *queued += j->state == RZ_JOB_QUEUED;
+    if (j->state == RZ_JOB_QUEUED && j->held != rz__engine_job_paused(e, j))
+        return BREACH("queued job %llu is %sheld but its deployment is %spaused",
+                      U(j->id), j->held ? "" : "not ", j->held ? "not " : "");
+    *queued += j->state == RZ_JOB_QUEUED && !j->held;   /* held: in no heap */
     return check_hold(e, j);
 }
 

@@ -465,7 +465,8 @@ static int resume(rz_engine *e)
             rc = rz__engine_place_job(e, j, j->node);
         else if (j->state == RZ_JOB_QUEUED) {
             j->queue_gen++;
-            if (!rz__engine_queue_push(e, j))
+            j->held = rz__engine_job_paused(e, j);
+            if (!j->held && !rz__engine_queue_push(e, j))
                 rc = no_memory();
         }
         if (j->owed != RZ__OWE_NONE &&

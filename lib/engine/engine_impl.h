@@ -134,6 +134,9 @@ typedef struct rz__ejob {
     unsigned char done_digest[32];   /* of that report's content (engine.c
                                         report_digest) */
     uint32_t queue_gen;       /* heap entries of older generations are stale */
+    bool held;                /* queued, but its deployment is paused: in no
+                                 heap until the resume (memory only: open
+                                 sets it from the deployment's flag) */
     uint64_t queued_ms;       /* last enqueue (memory only; 0 after open) */
     uint64_t queue_timeout_ms;   /* as submitted; 0: opts.queue_timeout_ms */
     uint64_t queue_deadline;  /* queued: fails if still queued then; 0: never */
@@ -258,6 +261,8 @@ RZ_HIDDEN int rz__engine_deploy(rz_engine *e, const char *text, size_t len,
  * (release with free). */
 RZ_HIDDEN int rz__engine_store_dep_flow(const rz_engine *e, uint64_t id, char **text,
                                         char **inputs);
+/* The pause holds j: its deployment (its replica set's) is paused. */
+RZ_HIDDEN bool rz__engine_job_paused(const rz_engine *e, const rz__ejob *j);
 /* Is task `task` an approval step (started without a job in the queue)? */
 RZ_HIDDEN bool rz__engine_is_approval(const rz__edep *d, size_t task);
 /* The "paused" and "awaiting_approval" members of a running deployment's
@@ -536,6 +541,9 @@ RZ_HIDDEN int rz__engine_enqueue(rz_engine *e, rz__ejob *j);
 RZ_HIDDEN int rz__engine_queue_reserve(rz_engine *e, rz__req_group *g, size_t n);
 /* Push a QUEUED job's entry (rz__engine_enqueue, and resume on open). */
 RZ_HIDDEN bool rz__engine_queue_push(rz_engine *e, const rz__ejob *j);
+/* Make every queued job held exactly when its deployment is paused
+ * (rz_engine_deployment_pause). */
+RZ_HIDDEN int rz__engine_queue_pause_sync(rz_engine *e);
 /* Forget group `g`, whose heap holds stale entries only. */
 RZ_HIDDEN void rz__engine_queue_drop(rz_engine *e, const rz__req_group *g);
 /* Place queued jobs in priority order while nodes have room. */

@@ -115,18 +115,31 @@ bool rz__engine_queue_push(rz_engine *e, const rz__ejob *j)
     return true;
 }
 
-int rz__engine_enqueue(rz_engine *e, rz__ejob *j)
+/* j waits in its group's queue from now: its queue deadline starts. */
+static void queue_start(rz_engine *e, rz__ejob *j)
 {
-    j->state = RZ_JOB_QUEUED;
-    j->attempt++;
     j->queue_gen++;
-    j->node = 0;
     j->queued_ms = e->now;
     uint64_t t = j->queue_timeout_ms ? j->queue_timeout_ms
                                      : e->opts.queue_timeout_ms;
     j->queue_deadline = t ? e->now + t : 0;
     rz__engine_touch_job(e, j);
     e->assign_dirty = true;
+}
+
+int rz__engine_enqueue(rz_engine *e, rz__ejob *j)
+{
+    j->state = RZ_JOB_QUEUED;
+    j->attempt++;
+    j->node = 0;
+    j->held = rz__engine_job_paused(e, j);
+    if (j->held) {   /* the resume queues it (rz__engine_queue_pause_sync) */
+        j->queue_gen++;
+        j->queue_deadline = 0;
+        rz__engine_touch_job(e, j);
+        return RZ_OK;
+    }
+    queue_start(e, j);
     if (!rz__engine_queue_push(e, j))
         return no_memory();
     return rz__engine_why_refresh(e, j->req_group, false);
@@ -142,6 +155,48 @@ int rz__engine_queue_reserve(rz_engine *e, rz__req_group *g, size_t n)
         return no_memory();
     /* Fresh now, so the enqueues' refresh has nothing to allocate. */
     return rz__engine_why_refresh(e, g, false);
+}
+
+/* Hold the queued jobs of paused deployments (out of every heap: the
+ * generation moves on, so their entries are stale; their queue deadline
+ * stops, and the record says so, so a reopen holds them too) and queue
+ * again those whose deployment resumed (in (priority, id) order as the
+ * heap always is; their deadline starts again). Room is made first, so
+ * nothing fails half way. O(live jobs): pause and resume are rare. */
+int rz__engine_queue_pause_sync(rz_engine *e)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < e->n_live_jobs; i++) {
+        rz__ejob *j = e->jobs[i];
+        if (j->state == RZ_JOB_QUEUED && j->held && !rz__engine_job_paused(e, j))
+            n++;
+    }
+    if (n && !rz__engine_grow((void **)&e->queued_groups, &e->cap_queued_groups,
+                              e->n_queued_groups + n, sizeof *e->queued_groups))
+        return no_memory();
+    for (size_t i = 0; n && i < e->n_live_jobs; i++) {
+        rz__ejob *j = e->jobs[i];
+        if (j->state == RZ_JOB_QUEUED && j->held && !rz__engine_job_paused(e, j)) {
+            int rc = rz__engine_queue_reserve(e, j->req_group, n);
+            if (rc != RZ_OK)
+                return rc;
+        }
+    }
+    for (size_t i = 0; i < e->n_live_jobs; i++) {
+        rz__ejob *j = e->jobs[i];
+        if (j->state != RZ_JOB_QUEUED || j->held == rz__engine_job_paused(e, j))
+            continue;
+        j->held = !j->held;
+        if (j->held) {
+            j->queue_gen++;
+            j->queue_deadline = 0;
+            rz__engine_touch_job(e, j);
+        } else {
+            queue_start(e, j);
+            (void)!rz__engine_queue_push(e, j);   /* room was made above */
+        }
+    }
+    return RZ_OK;
 }
 
 /* Groups ordered by their best queued job, for merging them. */

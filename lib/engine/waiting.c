@@ -59,6 +59,8 @@ int rz__engine_why_refresh(rz_engine *e, rz__req_group *g, bool force)
 
 const char *rz__engine_waiting_reason(const rz__ejob *j)
 {
+    if (j->state == RZ_JOB_QUEUED && j->held)
+        return "its deployment is paused";
     if (j->state != RZ_JOB_QUEUED || !j->req_group || !j->req_group->why)
         return NULL;
     if (*j->req_group->why)

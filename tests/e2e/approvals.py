@@ -11,6 +11,8 @@
 - A rejection fails the gate and skips what follows; bad calls (decided
   twice, unknown step, a step that is no gate, a bad comment, a finished
   run) change nothing.
+- A pause holds a job already queued: no node gets it, across a kill -9,
+  until the resume.
 - The CLI: rhizos flow pause/resume/approve/reject.
 - Resume with a step cache: a failed deployment resumed runs only what did
   not succeed (the rest "reused", not paid again: the ledger is checked),
@@ -67,6 +69,25 @@ class Helpers(Base):
 
 
 class Approvals(Helpers):
+    def test_pause_holds_a_queued_job_across_kill9(self):
+        _, key = self.client(10 ** 6)
+        one = "flux: 1\nname: one\nsteps:\n  a:\n    module: echo@1\n    inputs: {message: hi}\n"
+        # Deployed before any node exists: its one job waits in the queue.
+        dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": one}, key, 201)["id"]
+        self.assertTrue(self.ok("POST", "/api/v1/flows/%d/pause" % dep, key=key)["paused"])
+        nk, nid, tok = self.node()
+        self.assertIsNone(self.take(nk, nid, tok, wait=1))   # held, not assigned
+        st = self.status(dep, key)
+        self.assertEqual(st["steps"]["a"]["waiting_reason"], "its deployment is paused", st)
+        self.s.proc.stop(sig=signal.SIGKILL)
+        self.s.start()
+        self.assertIsNone(self.take(nk, nid, tok, wait=1))   # still held after kill -9
+        self.assertTrue(self.status(dep, key).get("paused"))
+        self.ok("POST", "/api/v1/flows/%d/resume" % dep, key=key)
+        a = self.take(nk, nid, tok)
+        self.assertEqual(a["step"], "a")
+        self.assertEqual(self.status(dep, key)["status"], "succeeded")
+
     def test_pause_approve_across_kill9_then_reject(self):
         owner, key = self.client(10 ** 6)
         approver, akey = self.client(0)
@@ -153,10 +174,11 @@ class Approvals(Helpers):
         dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": GATED % approver}, key, 201)["id"]
         with rhizos.Client(self.s.proc.base, key) as c:
             self.assertTrue(c.pause(dep)["paused"])
-            self.take(nk, nid, tok)   # a: queued at the deploy, so started
+            self.assertIsNone(self.take(nk, nid, tok, wait=0))   # a: queued, held
             with self.assertRaises(rhizos.errors.StateError):   # paused: not reached
                 c.approve(dep, "gate")
             self.assertNotIn("paused", c.resume(dep))
+            self.assertEqual(self.take(nk, nid, tok)["step"], "a")
             with self.assertRaises(rhizos.errors.ValidationError):
                 c.approve(dep, "b")
             st = c.approve(dep, "gate", "py")
@@ -173,13 +195,14 @@ class Approvals(Helpers):
             self.assertEqual(p.returncode, code, p.stdout + p.stderr)
             return p.stdout + p.stderr
         dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": GATED % approver}, key, 201)["id"]
-        # (a was queued at the deploy: started, so the pause lets it run.)
+        # (a was queued at the deploy: the pause holds it in the queue.)
         self.assertIn("paused", rz("flow", "pause", str(dep)))
-        self.assertEqual(self.take(nk, nid, tok)["step"], "a")
+        self.assertIsNone(self.take(nk, nid, tok, wait=0))
         out = rz("flow", "status", str(dep))
-        self.assertRegex(out, r"(?m)^  gate +0 +\d+  ready$")   # paused: not started
+        self.assertRegex(out, r"(?m)^  a .*running \(queued for a node: its deployment is paused\)$")
         self.assertIn("paused: no step starts", out)
         self.assertIn("resumed", rz("flow", "resume", str(dep)))
+        self.assertEqual(self.take(nk, nid, tok)["step"], "a")
         self.assertIn("awaiting approval: gate", rz("flow", "status", str(dep)))
         self.assertIn("not an approval step", rz("flow", "approve", str(dep), "a", code=1))
         out = rz("flow", "approve", str(dep), "gate", "--comment", "from the cli")

@@ -246,36 +246,104 @@ static void test_timeout_takes_the_default(void **state)
     assert_int_equal(state_of(f, d), RZ_RUN_SUCCEEDED);
 }
 
+static const char *job_waiting(fx *f, uint64_t job)
+{
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, job, &ji), RZ_OK);
+    assert_int_equal(ji.state, RZ_JOB_QUEUED);
+    return ji.waiting_reason;
+}
+
+/* A pause holds the jobs already queued (not yet assigned) as well as the
+ * steps not started: none goes to a node, their queue deadline stops, a
+ * reopen holds them still; the resume queues them again. */
 static void test_pause_holds_new_steps(void **state)
 {
     fx *f = *state;
     static const char *flow =
         "flux: 1\nname: two\nsteps:\n"
         "  a:\n    module: count@1.0.0\n    inputs: {text: \"x\"}\n"
+        "    queue_timeout_s: 5\n"
         "  b:\n    module: count@1.0.0\n    needs: [a]\n    inputs: {text: \"y\"}\n";
     uint64_t n = node_add(f);
     uint64_t d = deploy(f, flow, 1);
     assert_int_equal(rz_engine_deployment_pause(f->e, d, 1, 2), RZ_OK);
     assert_int_equal(rz_engine_deployment_pause(f->e, d, 1, 2), RZ_OK);   /* again: fine */
-    /* a was queued before the pause: it runs and finishes; b waits. */
-    assert_string_equal(run_one(f, n, 3), "a");
-    assert_int_equal(rz_engine_tick(f->e, 100), RZ_OK);
-    assert_null(run_one(f, n, 101));
+    assert_int_equal(rz_engine_check(f->e), RZ_OK);
+    /* a was queued before the pause: it waits with b, past its queue
+     * timeout, and says why. */
+    assert_null(run_one(f, n, 3));
+    assert_string_equal(job_waiting(f, d), "its deployment is paused");
+    assert_int_equal(rz_engine_tick(f->e, 100000), RZ_OK);
+    assert_null(run_one(f, n, 100001));
     cJSON *doc = status(f, d);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "paused")));
-    assert_string_equal(step_status(doc, "b"), "ready");   /* not started */
+    assert_string_equal(step_status(doc, "a"), "running");   /* started: queued */
+    assert_string_equal(step_status(doc, "b"), "pending");
     cJSON_Delete(doc);
-    reopen(f);   /* the flag is the deployment's */
+    reopen(f);   /* the flag is the deployment's; open holds a again */
+    assert_int_equal(rz_engine_check(f->e), RZ_OK);
     doc = status(f, d);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "paused")));
     cJSON_Delete(doc);
-    assert_null(run_one(f, n, 102));
-    assert_int_equal(rz_engine_deployment_pause(f->e, d, 0, 103), RZ_OK);
-    assert_string_equal(run_one(f, n, 104), "b");
+    assert_null(run_one(f, n, 100002));
+    assert_string_equal(job_waiting(f, d), "its deployment is paused");
+    assert_int_equal(rz_engine_deployment_pause(f->e, d, 0, 100003), RZ_OK);
+    assert_int_equal(rz_engine_check(f->e), RZ_OK);
+    assert_string_equal(run_one(f, n, 100004), "a");
+    assert_string_equal(run_one(f, n, 100006), "b");
     assert_int_equal(state_of(f, d), RZ_RUN_SUCCEEDED);
-    assert_int_equal(rz_engine_deployment_pause(f->e, d, 1, 105), RZ_ESTATE);
-    assert_int_equal(rz_engine_deployment_pause(f->e, d + 1, 1, 105), RZ_ENOENT);
+    assert_int_equal(rz_engine_deployment_pause(f->e, d, 1, 100007), RZ_ESTATE);
+    assert_int_equal(rz_engine_deployment_pause(f->e, d + 1, 1, 100007), RZ_ENOENT);
     assert_int_equal(balance(f), 10000 - 200);
+    assert_int_equal(rz_engine_check(f->e), RZ_OK);
+}
+
+/* What a node already holds finishes; what is queued waits; a step that
+ * becomes ready waits; a resume runs the rest in order; a queue deadline
+ * starts again at the resume. */
+static void test_pause_lets_handed_jobs_finish(void **state)
+{
+    fx *f = *state;
+    static const char *flow =
+        "flux: 1\nname: three\nsteps:\n"
+        "  a:\n    module: count@1.0.0\n    inputs: {text: \"x\"}\n"
+        "  b:\n    module: count@1.0.0\n    inputs: {text: \"y\"}\n"
+        "    queue_timeout_s: 5\n"
+        "  c:\n    module: count@1.0.0\n    needs: [a]\n    inputs: {text: \"z\"}\n";
+    /* One job at a time: b stays queued while a runs. */
+    char caps[sizeof NODE_CAPS];
+    snprintf(caps, sizeof caps, "%s", NODE_CAPS);
+    *strstr(caps, "\"max_concurrent_jobs\":2") = '\0';
+    char one[sizeof NODE_CAPS + 32];
+    snprintf(one, sizeof one, "%s\"max_concurrent_jobs\":1}", caps);
+    uint64_t n = 0;
+    assert_int_equal(rz_engine_node_register(f->e, one, strlen(one), 0, &n), RZ_OK);
+    uint64_t d = deploy(f, flow, 1);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_node_heartbeat(f->e, n, 2, 0), RZ_OK);
+    assert_int_equal(rz_engine_poll(f->e, n, 2, &a), RZ_OK);   /* a: handed over */
+    assert_string_equal(a.step, "a");
+    assert_int_equal(rz_engine_deployment_pause(f->e, d, 1, 3), RZ_OK);
+    assert_int_equal(node_report(f->e, n, a.job, a.attempt, "{\"n\":1}", NULL, 10000, 4),
+                     RZ_OK);
+    assert_int_equal(rz_engine_check(f->e), RZ_OK);
+    assert_null(run_one(f, n, 5));   /* b held, c ready but not started */
+    cJSON *doc = status(f, d);
+    assert_string_equal(step_status(doc, "a"), "succeeded");
+    assert_string_equal(step_status(doc, "c"), "ready");
+    cJSON_Delete(doc);
+    assert_int_equal(rz_engine_deployment_pause(f->e, d, 0, 20000), RZ_OK);
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, d + 1, &ji), RZ_OK);
+    assert_int_equal(ji.queue_deadline_ms, 20000 + 5000);   /* from the resume */
+    assert_null(ji.waiting_reason);
+    assert_int_equal(rz_engine_tick(f->e, 20001), RZ_OK);
+    assert_string_equal(run_one(f, n, 20002), "b");   /* queued first: id order */
+    assert_string_equal(run_one(f, n, 20004), "c");
+    assert_int_equal(state_of(f, d), RZ_RUN_SUCCEEDED);
+    assert_int_equal(balance(f), 10000 - 300);
+    assert_int_equal(rz_engine_check(f->e), RZ_OK);
 }
 
 /* kill -9 while paused and awaiting approval: both stand after reopen,
@@ -552,6 +620,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reject_skips_the_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_takes_the_default, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_holds_new_steps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pause_lets_handed_jobs_finish, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_while_paused_and_awaiting, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_approval_refused, setup, teardown),
