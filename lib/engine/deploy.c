@@ -476,8 +476,12 @@ int rz__engine_dep_advance(rz_engine *e, rz__edep *d, uint64_t now)
     for (bool more = true; rc == RZ_OK && more;) {
         size_t buf[64];
         rc = rz__engine_fan_out(e, d, now);   /* elements the run made */
-        if (rc != RZ_OK || d->paused)
+        if (rc != RZ_OK)
             break;
+        if (d->paused) {   /* readiness worked out (as a reopen does), nothing started */
+            rz_run_ready(d->run, now, NULL, 0);
+            break;
+        }
         size_t n = rz_run_ready(d->run, now, buf, RZ_ARRAY_LEN(buf));
         size_t room = rz__engine_local_room(e, d);   /* embedded mode */
         if (n > room)

@@ -404,6 +404,9 @@ RZ_HIDDEN void rz__engine_store_close(rz_engine *e);
  * and its completion mark (rz_engine_check). */
 RZ_HIDDEN int rz__engine_store_index_check(const rz_engine *e);
 RZ_HIDDEN int rz__engine_commit(rz_engine *e);
+/* Tests only (tests/sim): called after each commit of the engine's store,
+ * where a simulated crash may strike; NULL otherwise. */
+RZ_HIDDEN extern void (*rz__engine_commit_seam)(void);
 RZ_HIDDEN int rz__engine_load(rz_engine *e);
 /* Drop the store's mapped pages from RSS (every SHED_COMMITS commits). */
 RZ_HIDDEN void rz__engine_store_shed(rz_engine *e);

@@ -737,6 +737,8 @@ static void clear_dirty(rz_engine *e)
     e->index_mark = false;
 }
 
+void (*rz__engine_commit_seam)(void);
+
 /* One write transaction with everything the call changed. A failure leaves
  * memory ahead of the disk, so the handle refuses further changes. */
 int rz__engine_commit(rz_engine *e)
@@ -761,6 +763,8 @@ int rz__engine_commit(rz_engine *e)
         e->broken = true;
         return db_error(mrc, "commit");
     }
+    if (rz__engine_commit_seam)
+        rz__engine_commit_seam();
     clear_dirty(e);
     if (++e->stats.commits % SHED_COMMITS == 0)
         rz__engine_store_shed(e);

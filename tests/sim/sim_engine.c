@@ -16,14 +16,31 @@
  * and each one reads back the same from the store. After every step each
  * running deployment read back as a reopen would (its stored flow and
  * events) equals its run in memory.
+ * Issue 18: deployments are paused and resumed (no job of a paused one is
+ * assigned from the pause's commit to the resume's), approval steps are
+ * decided (or take their default), failed and cancelled deployments are
+ * resumed with their step cache, and trigger fires are made as the
+ * orchestrator makes them (a record, then the engine's group commit). Now
+ * and then one of those actions is swept: run from the same state with a
+ * crash (SIGKILL, in a child) after its first durable write, then after
+ * its second, ... (engine commits, ledger journal appends and checkpoints,
+ * fire records); after each crash the engine opens, fires the crash lost
+ * run again, every invariant holds and each fire ran exactly once.
+ * RZ_SIM_SWEEP=0 turns the sweeps off.
  * A failure prints the seed and step; run again with that seed to replay:
  * the world and the engine are both deterministic. */
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
-#include "engine/engine_impl.h"   /* rz__engine_live_jobs */
+#include <cjson/cJSON.h>
+
+#include "engine/engine_impl.h"   /* rz__engine_live_jobs, the commit seam */
+#include "ledger/ledger_impl.h"   /* the ledger's I/O seam */
 #include "rhizos/engine.h"
 
 typedef struct world {
@@ -47,6 +64,18 @@ typedef struct world {
     uint64_t big_dep;
     rz_ledger_id rich;            /* who pays for it */
     unsigned long ch_right, ch_wrong, ch_silent;
+    /* Deployments made (ids), and which the world paused (by id, as the
+     * engine acknowledged): none of their jobs may be assigned from the
+     * pause's commit to the resume's. */
+    uint64_t *deps; size_t n_deps, cap_deps;
+    bool *paused; size_t cap_paused;
+    unsigned long pauses, resumes, decided, resumed_cached, reused;
+    /* Trigger fires (act_fire): fire t (1..n_fires) deploys FIRED with
+     * input fire = t; DIR/sim-fires records "t deployment created_ms" as
+     * the orchestrator records a fire (docs/triggers.md, Durability). */
+    uint64_t n_fires;
+    unsigned long sweeps, crashes, fires_lost;
+    bool sweep;                   /* crash sweeps on (RZ_SIM_SWEEP, default on) */
 } world;
 
 static uint64_t rnd(world *w)
@@ -149,7 +178,27 @@ static const char *FLOW =
     "  f: {module: m, needs: [a], for_each: [1, 2, 3], max_parallel: 2,"
     " retry: {max_attempts: 2, initial_ms: 50}, max_cost_micros: 400}\n"
     "  g: {module: m, needs: [f], on_failure: continue, max_cost_micros: 400,"
-    " for_each: \"${{ steps.f.outputs.v }}\"}\n";
+    " for_each: \"${{ steps.f.outputs.v }}\"}\n"
+    /* an approval: decided by the world (act_approve), or its default */
+    "  h: {needs: [a], approval: {timeout_s: 3, default: approve}}\n"
+    "  i: {module: m, needs: [h], max_cost_micros: 400}\n";
+
+static void dep_made(world *w, uint64_t id)
+{
+    if (w->n_deps == w->cap_deps) {
+        w->cap_deps = w->cap_deps ? w->cap_deps * 2 : 64;
+        if (!(w->deps = realloc(w->deps, w->cap_deps * sizeof *w->deps)))
+            abort();
+    }
+    w->deps[w->n_deps++] = id;
+    if (id >= w->cap_paused) {
+        size_t cap = (id + 1) * 2;
+        if (!(w->paused = realloc(w->paused, cap * sizeof *w->paused)))
+            abort();
+        memset(w->paused + w->cap_paused, 0, (cap - w->cap_paused) * sizeof *w->paused);
+        w->cap_paused = cap;
+    }
+}
 
 static void act_deploy(world *w)
 {
@@ -159,6 +208,101 @@ static void act_deploy(world *w)
     if (rc != RZ_OK && rc != RZ_EFUNDS)
         die(w, "deploy");
     w->deployed += rc == RZ_OK;
+    if (rc == RZ_OK)
+        dep_made(w, id);
+}
+
+/* The decisions since the last call: no job of a deployment the world
+ * paused is assigned (a replica's deployment is its head's). */
+static void drain_events(world *w)
+{
+    rz_engine_event ev;
+    while (rz_engine_next_event(w->e, &ev)) {
+        if (ev.type != RZ_EV_JOB_ASSIGNED)
+            continue;
+        rz_engine_job_info ji;
+        if (rz_engine_job_get(w->e, ev.job, &ji) != RZ_OK)
+            die(w, "job_get");
+        if (ji.deployment && ji.deployment < w->cap_paused && w->paused[ji.deployment]) {
+            fprintf(stderr, "sim: job %llu of paused deployment %llu assigned\n",
+                    (unsigned long long)ev.job, (unsigned long long)ji.deployment);
+            die(w, "a paused deployment's job was assigned");
+        }
+    }
+}
+
+/* A deployment the world made, running if one of a few draws is. */
+static uint64_t some_dep(world *w, bool running)
+{
+    uint64_t d = 0;
+    for (int k = 0; w->n_deps && k < 4; k++) {
+        rz_run_state st;
+        d = w->deps[below(w, w->n_deps)];
+        if (rz_engine_deployment_state(w->e, d, &st) != RZ_OK)
+            die(w, "deployment state");
+        if ((st == RZ_RUN_RUNNING) == running)
+            break;
+    }
+    return d;
+}
+
+/* Pause or resume a deployment; RZ_ESTATE once it has finished. */
+static void act_pause(world *w)
+{
+    uint64_t d = some_dep(w, true);
+    if (!d)
+        return;
+    int pause = !w->paused[d];
+    drain_events(w);   /* what was assigned before it */
+    int rc = rz_engine_deployment_pause(w->e, d, pause, w->now);
+    if (rc != RZ_OK && rc != RZ_ESTATE)
+        die(w, "pause");
+    if (rc == RZ_OK) {
+        w->paused[d] = pause;
+        *(pause ? &w->pauses : &w->resumes) += 1;
+    }
+}
+
+/* Decide a deployment's approval step h, if it waits (else RZ_ESTATE). */
+static void act_approve(world *w)
+{
+    uint64_t d = some_dep(w, true);
+    if (!d)
+        return;
+    int approve = below(w, 3) != 0;
+    int rc = rz_engine_deployment_approve(w->e, d, "h", approve, "sim",
+                                          approve ? NULL : "no", w->now);
+    if (rc != RZ_OK && rc != RZ_ESTATE && rc != RZ_ENOENT)   /* a fire's: no h */
+        die(w, "approve");
+    w->decided += rc == RZ_OK;
+}
+
+/* Resume a failed or cancelled deployment with its step cache: what
+ * succeeded there is reused (not run, not paid again). */
+static void act_resume_cached(world *w)
+{
+    uint64_t d = some_dep(w, false);
+    rz_engine_deployment_info di;
+    if (!d || rz_engine_deployment_get(w->e, d, &di) != RZ_OK)
+        return;
+    if (di.state != RZ_RUN_FAILED && di.state != RZ_RUN_CANCELLED)
+        return;
+    char *map = NULL, *text = NULL, *inputs = NULL;
+    if (rz_engine_reuse_map(w->e, d, &map) != RZ_OK ||
+        rz_engine_deployment_flow(w->e, d, &text, &inputs) != RZ_OK)
+        die(w, "reuse map");
+    uint64_t id;
+    int rc = rz_engine_deploy_reuse(w->e, text, strlen(text), di.client, inputs, map,
+                                    w->now, &id, NULL);
+    if (rc != RZ_OK && rc != RZ_EFUNDS)
+        die(w, "deploy with reuse");
+    rz_free(map);
+    rz_free(text);
+    rz_free(inputs);
+    if (rc == RZ_OK) {
+        dep_made(w, id);
+        w->resumed_cached++;
+    }
 }
 
 /* A tree: step i needs step (i-1)/2; retries keep most of it alive
@@ -410,6 +554,331 @@ static void act_challenge(world *w)
     rz_free(ans);
 }
 
+/* ---- trigger fires and crashes at every commit point ----
+ * A fire is made as the orchestrator makes one: the deployment in an
+ * engine group, its record written (and synced) before the group's
+ * commit; at a start each record is looked up in the engine (the
+ * deployment with that id, made at that time, for that fire): one the
+ * crash lost is dropped, and the fire is due again (the catch-up rule).
+ * So each fire runs exactly once. */
+
+static const char *FIRED =
+    "flux: 1\nname: fired\ninputs:\n  fire: {required: false}\nsteps:\n"
+    "  a: {module: m, max_cost_micros: 400, inputs: {n: \"${{ inputs.fire }}\"}}\n";
+
+/* Where a crash strikes in a child: after the `crash_at`-th durable write
+ * (an engine commit, a ledger journal append or checkpoint, a fire
+ * record); 0: never. */
+static unsigned long crash_at, crash_seen;
+static const rz__ledger_io *plain_io;
+
+static void durable_point(void)
+{
+    if (crash_at && ++crash_seen == crash_at)
+        raise(SIGKILL);
+}
+
+static ssize_t seam_pwrite(int fd, const void *p, size_t n, off_t off)
+{
+    ssize_t r = plain_io->pwrite(fd, p, n, off);
+    durable_point();
+    return r;
+}
+
+static int seam_commit(MDB_txn *txn)
+{
+    int r = plain_io->commit(txn);
+    durable_point();
+    return r;
+}
+
+static void seams_on(unsigned long at)
+{
+    static rz__ledger_io io;
+    plain_io = rz__ledger_io_seam;
+    io = *plain_io;
+    io.pwrite = seam_pwrite;
+    io.commit = seam_commit;
+    rz__ledger_io_seam = &io;
+    rz__engine_commit_seam = durable_point;
+    crash_at = at;
+    crash_seen = 0;
+}
+
+static void fires_path(const world *w, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s/sim-fires", w->dir);
+}
+
+static void fire_once(world *w, uint64_t t)
+{
+    char in[64], path[96];
+    snprintf(in, sizeof in, "{\"fire\":%llu}", (unsigned long long)t);
+    uint64_t id = 0;
+    if (rz_engine_group_begin(w->e) != RZ_OK)
+        die(w, "group");
+    int rc = rz_engine_deploy(w->e, FIRED, strlen(FIRED), w->clients[0], in, w->now,
+                              &id, NULL);
+    if (rc != RZ_OK && rc != RZ_EFUNDS)
+        die(w, "fire deploy");
+    fires_path(w, path, sizeof path);
+    FILE *f = fopen(path, "a");
+    if (!f || fprintf(f, "%llu %llu %llu\n", (unsigned long long)t,
+                      (unsigned long long)(rc == RZ_OK ? id : 0),
+                      (unsigned long long)w->now) < 0 ||
+        fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0)
+        die(w, "fire record");
+    durable_point();
+    if (rz_engine_group_commit(w->e) != RZ_OK)
+        die(w, "group commit");
+}
+
+/* The fire number deployment `id` was made for; 0: not a fire. */
+static uint64_t fire_of(world *w, uint64_t id, uint64_t *created)
+{
+    char *text = NULL, *inputs = NULL;
+    rz_engine_deployment_info di;
+    if (rz_engine_deployment_get(w->e, id, &di) != RZ_OK ||
+        rz_engine_deployment_flow(w->e, id, &text, &inputs) != RZ_OK)
+        die(w, "deployment read");
+    cJSON *in = inputs ? cJSON_Parse(inputs) : NULL;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(in, "fire");
+    uint64_t n = cJSON_IsNumber(t) ? (uint64_t)t->valuedouble : 0;
+    cJSON_Delete(in);
+    rz_free(text);
+    rz_free(inputs);
+    *created = di.created_ms;
+    return n;
+}
+
+/* At a start: keep the records whose deployment the engine has; every
+ * fire decided and not kept is due again (returned in lost[], their
+ * count), as the catch-up rule would run it. */
+static size_t fires_recover(world *w, uint64_t *lost, size_t cap)
+{
+    char path[96], tmp[104];
+    fires_path(w, path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    FILE *f = fopen(path, "r"), *o = fopen(tmp, "w");
+    bool *kept = calloc(w->n_fires + 1, sizeof *kept);
+    if (!o || !kept)
+        die(w, "fire records");
+    unsigned long long t, dep, ms;
+    while (f && fscanf(f, "%llu %llu %llu", &t, &dep, &ms) == 3) {
+        uint64_t created = 0;
+        if (t > w->n_fires || kept[t])
+            die(w, "a fire recorded twice");
+        if (!dep || (dep <= w->e->n_deps && fire_of(w, dep, &created) == t &&
+                     created == ms)) {
+            kept[t] = true;
+            fprintf(o, "%llu %llu %llu\n", t, dep, ms);
+        }
+    }
+    if (f)
+        fclose(f);
+    if (fflush(o) != 0 || fsync(fileno(o)) != 0 || fclose(o) != 0 || rename(tmp, path) != 0)
+        die(w, "fire records");
+    size_t n = 0;
+    for (uint64_t k = 1; k <= w->n_fires; k++)
+        if (!kept[k] && n < cap)
+            lost[n++] = k;
+    free(kept);
+    return n;
+}
+
+/* Every fire decided so far ran exactly once (a refused one: none), as
+ * the engine and the records say. */
+static void fires_check(world *w)
+{
+    uint64_t n_deps = w->e->n_deps;
+    unsigned *runs = calloc(w->n_fires + 1, sizeof *runs);
+    bool *rec = calloc(w->n_fires + 1, sizeof *rec);
+    if (!runs || !rec)
+        abort();
+    for (uint64_t d = 1; d <= n_deps; d++) {
+        uint64_t created, t = fire_of(w, d, &created);
+        if (t > w->n_fires)
+            die(w, "a deployment for a fire not yet decided");
+        runs[t] += t != 0;
+    }
+    char path[96];
+    fires_path(w, path, sizeof path);
+    FILE *f = fopen(path, "r");
+    unsigned long long t, dep, ms;
+    while (f && fscanf(f, "%llu %llu %llu", &t, &dep, &ms) == 3) {
+        if (t > w->n_fires || rec[t])
+            die(w, "a fire recorded twice");
+        rec[t] = true;
+        if (!dep)
+            runs[t]++;   /* refused (funds): handled, nothing runs */
+    }
+    if (f)
+        fclose(f);
+    for (uint64_t k = 1; k <= w->n_fires; k++)
+        if (runs[k] != 1 || !rec[k]) {
+            fprintf(stderr, "sim: fire %llu ran %u times (recorded: %d)\n",
+                    (unsigned long long)k, runs[k], rec[k]);
+            die(w, "a fire was lost or doubled");
+        }
+    free(runs);
+    free(rec);
+}
+
+/* A start after a crash: lost fires run again (the catch-up rule). */
+static void restart_after_crash(world *w)
+{
+    open_engine(w);
+    uint64_t lost[64];
+    size_t n = fires_recover(w, lost, 64);
+    for (size_t i = 0; i < n; i++)
+        fire_once(w, lost[i]);
+    w->fires_lost += n;
+    if (rz_engine_tick(w->e, w->now) != RZ_OK)   /* readiness as of now, as step() has it */
+        die(w, "tick");
+    if (rz_engine_check(w->e) != RZ_OK)
+        die(w, "invariant after a crash");
+    for (size_t i = 0; i < w->e->n_live_deps; i++)
+        if (rz__engine_dep_readback(w->e, w->e->deps[i]) != RZ_OK)
+            die(w, "a run read back after a crash differs from memory");
+    fires_check(w);
+}
+
+enum { SW_FIRE, SW_PAUSE, SW_APPROVE, SW_RESUME, SW_KINDS };
+
+typedef struct sweep_act {
+    int kind;
+    uint64_t dep, t;
+    int flag;
+} sweep_act;
+
+/* The action, as a child runs it (it must not draw from the world). */
+static void sweep_do(world *w, const sweep_act *a)
+{
+    int rc = RZ_OK;
+    switch (a->kind) {
+    case SW_FIRE:
+        fire_once(w, a->t);
+        return;
+    case SW_PAUSE:
+        rc = rz_engine_deployment_pause(w->e, a->dep, a->flag, w->now);
+        break;
+    case SW_APPROVE:
+        rc = rz_engine_deployment_approve(w->e, a->dep, "h", a->flag, "sim", NULL, w->now);
+        break;
+    case SW_RESUME: {
+        char *map = NULL, *text = NULL, *inputs = NULL;
+        rz_engine_deployment_info di;
+        uint64_t id;
+        if (rz_engine_deployment_get(w->e, a->dep, &di) != RZ_OK ||
+            rz_engine_reuse_map(w->e, a->dep, &map) != RZ_OK ||
+            rz_engine_deployment_flow(w->e, a->dep, &text, &inputs) != RZ_OK)
+            die(w, "reuse map");
+        rc = rz_engine_deploy_reuse(w->e, text, strlen(text), di.client, inputs, map,
+                                    w->now, &id, NULL);
+        rc = rc == RZ_EFUNDS ? RZ_OK : rc;
+        rz_free(map);
+        rz_free(text);
+        rz_free(inputs);
+        break;
+    }
+    }
+    if (rc != RZ_OK && rc != RZ_ESTATE && rc != RZ_ENOENT)
+        die(w, "swept action");
+}
+
+/* Run one action with a crash after its first durable write, then from
+ * the same state with one after its second, ... until it completes: after
+ * each crash the engine opens, lost fires run again, every invariant
+ * holds. Then the world goes on from the completed action. */
+static void crash_sweep(world *w, const sweep_act *a)
+{
+    char snap[96], cmd[512];
+    snprintf(snap, sizeof snap, "%s.snap", w->dir);
+    uint64_t before = w->e->n_deps;
+    rz_engine_close(w->e);
+    w->e = NULL;
+    snprintf(cmd, sizeof cmd, "rm -rf %s && cp -a %s %s", snap, w->dir, snap);
+    if (system(cmd) != 0)
+        die(w, "snapshot");
+    for (unsigned long k = 1;; k++) {
+        snprintf(cmd, sizeof cmd, "rm -rf %s && cp -a %s %s", w->dir, snap, w->dir);
+        if (k > 1 && system(cmd) != 0)
+            die(w, "restore");
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid < 0)
+            die(w, "fork");
+        if (pid == 0) {
+            open_engine(w);
+            seams_on(k);
+            sweep_do(w, a);
+            rz_engine_close(w->e);
+            _exit(0);
+        }
+        int st = 0;
+        if (waitpid(pid, &st, 0) != pid)
+            die(w, "wait");
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+            break;   /* it completed before the k-th durable write */
+        if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
+            die(w, "the swept action failed");
+        w->crashes++;
+        restart_after_crash(w);
+        rz_engine_close(w->e);
+        w->e = NULL;
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", snap);
+    if (system(cmd) != 0)
+        die(w, "snapshot");
+    restart_after_crash(w);   /* nothing lost: the checks again */
+    if (a->kind == SW_PAUSE) {
+        rz_engine_deployment_info di;
+        if (rz_engine_deployment_get(w->e, a->dep, &di) != RZ_OK)
+            die(w, "deployment");
+        if (di.state == RZ_RUN_RUNNING)
+            w->paused[a->dep] = a->flag;
+    }
+    for (uint64_t id = before + 1; id <= w->e->n_deps; id++)
+        dep_made(w, id);   /* what the completed action made */
+    w->sweeps++;
+}
+
+static void act_fire(world *w, bool sweep)
+{
+    uint64_t t = ++w->n_fires, before = w->e->n_deps;
+    if (!sweep) {
+        fire_once(w, t);
+        for (uint64_t id = before + 1; id <= w->e->n_deps; id++)
+            dep_made(w, id);
+        return;
+    }
+    sweep_act a = { .kind = SW_FIRE, .t = t };
+    crash_sweep(w, &a);
+}
+
+/* One of the swept actions, with crashes at each of its commit points. */
+static void act_sweep(world *w)
+{
+    sweep_act a = { .kind = (int)below(w, SW_KINDS) };
+    if (a.kind == SW_FIRE) {
+        act_fire(w, true);
+        return;
+    }
+    a.dep = some_dep(w, a.kind != SW_RESUME);
+    if (!a.dep)
+        return;
+    a.flag = a.kind == SW_PAUSE ? !w->paused[a.dep] : below(w, 2) == 0;
+    if (a.kind == SW_RESUME) {
+        rz_engine_deployment_info di;
+        if (rz_engine_deployment_get(w->e, a.dep, &di) != RZ_OK)
+            die(w, "deployment");
+        if (di.state != RZ_RUN_FAILED && di.state != RZ_RUN_CANCELLED)
+            return;
+    }
+    drain_events(w);
+    crash_sweep(w, &a);
+}
+
 static void step(world *w)
 {
     w->now += below(w, 200);
@@ -432,7 +901,15 @@ static void step(world *w)
         w->e = NULL;
         open_engine(w);
         w->restarts++;
-    } else
+    } else if (r < 199)
+        act_pause(w);
+    else if (r < 201)
+        act_resume_cached(w);
+    else if (r < 203)
+        act_fire(w, false);
+    else if (r < 205 && w->sweep)
+        act_sweep(w);
+    else
         for (int k = 0; k < 8; k++)
             act_poll(w);
     act_results(w);
@@ -440,11 +917,13 @@ static void step(world *w)
         act_heartbeats(w);
     if (below(w, 2) == 0)
         act_challenge(w);
+    if (below(w, 4) == 0)
+        act_approve(w);
+    if (below(w, 10) == 0)
+        act_pause(w);
     if (rz_engine_tick(w->e, w->now) != RZ_OK)
         die(w, "tick");
-    rz_engine_event ev;
-    while (rz_engine_next_event(w->e, &ev))
-        ;
+    drain_events(w);
     /* With a big deployment the engine's side is still checked whole every
      * step, the ledger (every record read, O(transfers)) by a sample of
      * it but whole every 100 steps and at the end. */
@@ -567,6 +1046,7 @@ static void finish(world *w)
     }
     if (rz_engine_check(w->e) != RZ_OK)
         die(w, "final invariant");
+    fires_check(w);
     finished_leave_memory(w, total, cost);
     /* Every node's reputation is the formula's over its record; only what
      * it claims is unverified. */
@@ -589,6 +1069,11 @@ static void finish(world *w)
            w->restarts, w->declined, w->dropped, w->reconciled, w->ch_right,
            w->ch_wrong, w->ch_silent, (unsigned long long)cost,
            rep[RZ_JOB_SUCCEEDED], rep[RZ_JOB_FAILED], rep[RZ_JOB_CANCELLED]);
+    printf("sim: %lu pauses, %lu resumes, %lu approvals decided, %lu deployments "
+           "resumed with their step cache, %llu trigger fires (%lu lost to a crash "
+           "and run again); %lu actions swept through %lu crashes at their commit "
+           "points\n", w->pauses, w->resumes, w->decided, w->resumed_cached,
+           (unsigned long long)w->n_fires, w->fires_lost, w->sweeps, w->crashes);
 }
 
 /* Small capability challenges, often, among the faults (act_challenge). */
@@ -643,6 +1128,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < w.n_nodes; i++)
         add_node(&w, i);
     w.big = env_num("RZ_SIM_BIG", 0);
+    w.sweep = env_num("RZ_SIM_SWEEP", 1) != 0;
     if (w.big)
         deploy_big(&w);
     /* The big deployment runs to its end, within a bound far past what
@@ -674,6 +1160,8 @@ int main(int argc, char **argv)
     free(w.alive);
     free(w.fl);
     free(w.late);
+    free(w.deps);
+    free(w.paused);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", w.dir);
     return system(cmd) == 0 ? 0 : 2;
