@@ -999,6 +999,15 @@ static void replicated_check(world *w, const rz_engine_job_info *ji,
     by_state[ji->state]++;
 }
 
+static void summary_18(const world *w)
+{
+    printf("sim: %lu pauses, %lu resumes, %lu approvals decided, %lu deployments "
+           "resumed with their step cache, %llu trigger fires (%lu lost to a crash "
+           "and run again); %lu actions swept through %lu crashes at their commit "
+           "points\n", w->pauses, w->resumes, w->decided, w->resumed_cached,
+           (unsigned long long)w->n_fires, w->fires_lost, w->sweeps, w->crashes);
+}
+
 static void finish(world *w)
 {
     rz_engine_stats st;
@@ -1069,11 +1078,7 @@ static void finish(world *w)
            w->restarts, w->declined, w->dropped, w->reconciled, w->ch_right,
            w->ch_wrong, w->ch_silent, (unsigned long long)cost,
            rep[RZ_JOB_SUCCEEDED], rep[RZ_JOB_FAILED], rep[RZ_JOB_CANCELLED]);
-    printf("sim: %lu pauses, %lu resumes, %lu approvals decided, %lu deployments "
-           "resumed with their step cache, %llu trigger fires (%lu lost to a crash "
-           "and run again); %lu actions swept through %lu crashes at their commit "
-           "points\n", w->pauses, w->resumes, w->decided, w->resumed_cached,
-           (unsigned long long)w->n_fires, w->fires_lost, w->sweeps, w->crashes);
+    summary_18(w);
 }
 
 /* Small capability challenges, often, among the faults (act_challenge). */
@@ -1090,6 +1095,16 @@ static unsigned long env_num(const char *name, unsigned long def)
 {
     const char *v = getenv(name);
     return v && *v ? strtoul(v, NULL, 10) : def;
+}
+
+static void world_free(world *w)
+{
+    free(w->node);
+    free(w->alive);
+    free(w->fl);
+    free(w->late);
+    free(w->deps);
+    free(w->paused);
 }
 
 int main(int argc, char **argv)
@@ -1156,12 +1171,7 @@ int main(int argc, char **argv)
     }
     finish(&w);
     rz_engine_close(w.e);
-    free(w.node);
-    free(w.alive);
-    free(w.fl);
-    free(w.late);
-    free(w.deps);
-    free(w.paused);
+    world_free(&w);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", w.dir);
     return system(cmd) == 0 ? 0 : 2;
