@@ -1579,6 +1579,11 @@ static uint64_t follow_fire(follow *f)
         kv_write(F, kv, f->okey ? 3 : 2) != RZ_OK) {
         (void)!rz_engine_deployment_cancel(o->e, dep, f->now_ms);   /* just made */
         dep = 0;
+    } else if (f->okey && getenv("RHIZOS_TEST_KILL_AFTER_FOLLOW")) {
+        /* Tests only: die between the fire's record and the engine's
+         * commit of its run (and of the end it follows), the window the
+         * replay of that end covers (tests/e2e/approvals.py, LostFire). */
+        raise(SIGKILL);
     }
     free(ftext);
     free(dtext);
@@ -1660,6 +1665,10 @@ static void on_source_end(orch *o, cJSON *rec, const cJSON *ver, const cJSON *t,
              trig);
     cJSON *seen = kv_json(o->flows, okey);
     bool done = seen && dep_is(o, num(seen, "dep"), owner_of(rec), num(seen, "ms"));
+    if (seen && !done)   /* recorded, but a crash took its run: fired again */
+        add_event(obj_at(obj_at(rec, "triggers"), trig), (int64_t)(fin->now_ms / 1000),
+                  "lost", "the orchestrator stopped before the run was stored; the end "
+                  "of the run it follows fires it again", 0);
     cJSON_Delete(seen);
     if (done)
         return;

@@ -23,7 +23,9 @@
   succeeds, with its outputs as ${{ trigger.outputs }}; one waiting for a
   failure does not; a cycle is refused at deploy; an event published
   through the API runs the flows that wait for it (the caller's only); a
-  kill -9 after the fire does not fire again.
+  kill -9 after the fire does not fire again; a fire lost to a crash
+  (recorded, its run not yet committed) runs once when the end it follows
+  is replayed.
 - flow diff: steps added, removed, changed (which fields) between versions.
 
 Usage: approvals.py ORCHESTRATOR SOURCE_ROOT LIBRHIZOS [RHIZOS]"""
@@ -34,7 +36,7 @@ import sys
 import tempfile
 import unittest
 
-from triggers import LIB, NODE_CAPS, RHIZOS, ROOT, X25519, Base
+from triggers import LIB, NODE_CAPS, RHIZOS, ROOT, X25519, Base, Server
 from harness import NodeKey, run
 
 GATED = ("flux: 1\nname: gated\nsteps:\n"
@@ -213,6 +215,61 @@ class Approvals(Helpers):
         self.take(nk, nid, tok)
         self.assertIn("gate rejected", rz("flow", "reject", str(dep), "gate"))
         rz("flow", "approve", code=2)
+
+
+class LostFire(Helpers):
+    """A flow trigger's fire lost to a crash runs once: the orchestrator dies
+    (a test seam) after recording the fire and before the engine's commit of
+    its run and of the end it follows; started again, the node's result is
+    sent again, the end is replayed and the follower runs, once."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.s = Server(cls.tmp.name, env=dict(os.environ, RHIZOS_TEST_KILL_AFTER_FOLLOW="1"))
+
+    def test_fire_lost_to_a_crash_runs_once(self):
+        _, key = self.client(10 ** 6)
+        nk, nid, tok = self.node()
+        after = ("flux: 1\nname: after\ntriggers:\n  - {type: flow, flow: first}\n"
+                 "inputs:\n  trigger: {required: false}\nsteps:\n  s:\n    module: echo@1\n"
+                 "    inputs: {message: \"${{ trigger.outputs.a.message }}\"}\n")
+        first = "flux: 1\nname: first\nsteps:\n  a:\n    module: echo@1\n    inputs: {message: hi}\n"
+        fa = self.ok("POST", "/api/v1/flows/deploy", {"flow": after}, key, 201)
+        self.assertEqual(self.take(nk, nid, tok)["deployment"], fa["id"])   # its own run
+        d = self.ok("POST", "/api/v1/flows/deploy", {"flow": first}, key, 201)["id"]
+        st, a = self.s.call("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
+        self.assertEqual((st, a["deployment"]), (200, d))
+        body = nk.result_body(a["job"], a["attempt"], {"message": "hi"}, run_ms=10)
+        try:   # the fire is recorded, then the server dies before its commit
+            self.s.call("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, a["job"]), body, tok)
+        except Exception:
+            pass
+        self.assertEqual(self.s.proc.p.wait(timeout=30), -signal.SIGKILL)
+        self.s.proc.stop()   # collects what it left (pipes)
+        self.s.env = None
+        self.s.start()
+        # The end was lost with the fire: the node sends its result again.
+        self.assertEqual(self.status(d, key)["status"], "running")
+        self.ok("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, a["job"]), body, tok)
+        self.assertEqual(self.status(d, key)["status"], "succeeded")
+        f = self.ok("GET", "/api/v1/named-flows/%d" % fa["flow_id"], key=key)
+        ev = [e["what"] for e in f["triggers"]["flow-0"]["events"]]
+        self.assertEqual(ev, ["fired", "lost", "fired"], ev)
+        runs = sorted(x["id"] for x in self.ok("GET", "/api/v1/flows", key=key)["flows"])
+        self.assertEqual(len(runs), 3, runs)   # after's own run, first, one fire
+        fired = f["triggers"]["flow-0"]["events"][-1]["deployment"]
+        st = self.status(fired, key)
+        self.assertEqual((st["trigger"]["name"], st["version"]), ("flow-0", 1))
+        b = self.take(nk, nid, tok)
+        self.assertEqual((b["deployment"], b["request"]["inputs"]["message"]), (fired, "hi"))
+        self.assertIsNone(self.take(nk, nid, tok, wait=1))   # once, not twice
+        # Another restart changes nothing: the fire is done.
+        self.s.proc.stop(sig=signal.SIGKILL)
+        self.s.start()
+        self.assertIsNone(self.take(nk, nid, tok, wait=1))
+        self.assertEqual(sorted(x["id"] for x in
+                                self.ok("GET", "/api/v1/flows", key=key)["flows"]), runs)
 
 
 CHAIN = ("flux: 1\nname: chain\nsteps:\n"
