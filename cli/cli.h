@@ -72,6 +72,8 @@ typedef struct cli {
     const char *reuse_json;       /* flow resume RUN: its step cache */
     const char *resume_inputs;    /* ... its inputs (unless --input) */
     const char *resumed_run;      /* ... its id */
+    const char *run_id;           /* flow run under this id (flow serve's
+                                     fires); NULL: a new one */
     char **args;                  /* positionals after "GROUP VERB" */
     int nargs;
 } cli;
@@ -196,5 +198,12 @@ const char *cli_json_str(const struct cJSON *o, const char *name, const char *df
 /* --input NAME=VALUE as a JSON object (VALUE as JSON if it parses, else a
  * string); NULL (printed) on a malformed one. */
 char *cli_inputs_json(const cli *c);
+
+/* flow.c: `flow run` of c->args[0]; one flow loaded and validated
+ * (problems printed; NULL then). serve.c: `flow serve`. */
+int cli_flow_run(cli *c);
+rz_flow *cli_flow_load(const cli *c, const char *path, const rz_registry *reg);
+int cli_flow_serve(cli *c);
+void cli_serve_usage(void);
 
 #endif

@@ -1,4 +1,4 @@
-/* rhizos flow validate | plan | run | runs | export */
+/* rhizos flow validate | plan | run | runs | export (serve: serve.c) */
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
@@ -26,6 +26,7 @@ void cli_flow_usage(void)
 "       rhizos flow export FILE         [--format json|yaml|cbor]\n"
 "       rhizos flow estimate FILE       [--json] [--prices FILE|DIR]\n"
 );
+    cli_serve_usage();
     cli_deploy_usage();
     cli_named_usage();
     cli_gate_usage();
@@ -48,6 +49,9 @@ void cli_flow_usage(void)
 "(--limit N: N of them, 0: all; --json prints the same list); `runs RUN_ID`\n"
 "shows one run: its steps with status, attempts, times, cost, inputs,\n"
 "outputs, errors and logs (--json: the whole record).\n"
+"`serve` runs the flows' cron triggers on this machine until stopped, each\n"
+"fire a `flow run` recorded under --data as serve-FLOW-TRIGGER-TIME, once\n"
+"(a restart neither loses nor repeats a fire; docs/triggers.md).\n"
 "`plan --format dot` prints the graph for Graphviz (rhizos flow plan F\n"
 "--format dot | dot -Tsvg > flow.svg); `--format mermaid` for Markdown\n"
 "pages; the critical path is drawn heavier.\n");
@@ -557,7 +561,12 @@ static void print_run_json(const char *json, const cJSON *reused)
     cJSON_Delete(doc);
 }
 
-static int flow_run(cli *c)
+rz_flow *cli_flow_load(const cli *c, const char *path, const rz_registry *reg)
+{
+    return load_checked(c, path, reg, NULL);
+}
+
+int cli_flow_run(cli *c)
 {
     if (need_args(c, "run", 1, 1) != 0)
         return EXIT_USAGE;
@@ -588,8 +597,11 @@ static int flow_run(cli *c)
         rz_registry_free(reg);
         return EXIT_FAILED;
     }
-    char run_id[64];
-    make_run_id(run_id, sizeof run_id);
+    char run_id[300];
+    if (c->run_id)
+        snprintf(run_id, sizeof run_id, "%s", c->run_id);
+    else
+        make_run_id(run_id, sizeof run_id);
     progress p = { c, cli_stderr_tty(), false, rz_flow_step_count(flow), NULL, NULL };
     /* Ask for the vault password once, and only if a step needs a secret. */
     rz_vault *vault = NULL;
@@ -949,7 +961,7 @@ int cli_flow_resume_local(cli *c)
         c->resumed_run = c->args[0];
         c->args = args;
         c->nargs = 1;
-        ex = map ? flow_run(c) : EXIT_FAILED;
+        ex = map ? cli_flow_run(c) : EXIT_FAILED;
         c->nargs = 0;
         free(map);
         free(inputs);
@@ -965,7 +977,9 @@ int cli_flow(cli *c, const char *verb)
     if (strcmp(verb, "plan") == 0)
         return flow_plan(c);
     if (strcmp(verb, "run") == 0)
-        return flow_run(c);
+        return cli_flow_run(c);
+    if (strcmp(verb, "serve") == 0)
+        return cli_flow_serve(c);
     if (strcmp(verb, "runs") == 0)
         return flow_runs(c);
     if (strcmp(verb, "export") == 0)

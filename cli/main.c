@@ -18,6 +18,7 @@ static void usage(FILE *out)
 "  flow plan FILE          stages in execution order and the critical path\n"
 "  flow run FILE           run a flow on this machine\n"
 "  flow runs               list the runs recorded under --data\n"
+"  flow serve FILE...      run the flows' cron triggers here until stopped\n"
 "  flow export FILE        canonical JSON with credential values stripped\n"
 "  flow estimate FILE      cost per step: rented node vs API [--prices F]\n"
 "\n"
@@ -332,7 +333,7 @@ static const struct {
 } groups[] = {
     { "flow", 1, cli_flow, cli_flow_usage,
       "validate plan run runs export estimate deploy status watch cancel list versions "
-      "rollback schedule pause resume approve reject diff logs" },
+      "rollback schedule pause resume approve reject diff logs serve" },
     { "vault", 1, cli_vault, cli_vault_usage, "init add list show rm passwd" },
     { "match", 0, cli_match, cli_match_usage, "" },
     { "ledger", 1, cli_ledger, cli_ledger_usage, "verify export" },
