@@ -51,7 +51,8 @@ void cli_flow_usage(void)
 "outputs, errors and logs (--json: the whole record).\n"
 "`serve` runs the flows' cron triggers on this machine until stopped, each\n"
 "fire a `flow run` recorded under --data as serve-FLOW-TRIGGER-TIME, once\n"
-"(a restart neither loses nor repeats a fire; docs/triggers.md).\n"
+"(a restart neither loses nor repeats a fire); with --listen it takes\n"
+"signed webhook calls at POST /hooks/FLOW/NAME (docs/triggers.md).\n"
 "`plan --format dot` prints the graph for Graphviz (rhizos flow plan F\n"
 "--format dot | dot -Tsvg > flow.svg); `--format mermaid` for Markdown\n"
 "pages; the critical path is drawn heavier.\n");

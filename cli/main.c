@@ -100,6 +100,7 @@ static void usage_options(FILE *out)
 "                          unix:///PATH (default: DOCKER_HOST, then the\n"
 "                          Docker and Podman sockets)\n"
 "  --follow                flow logs: keep printing lines as they come\n"
+"  --listen HOST:PORT      flow serve: take webhook calls there (IPv4)\n"
 "  --llm KIND=URL          model server(s) for llm steps (flow run; KIND\n"
 "                          ollama or openai, several space-separated;\n"
 "                          default: RHIZOS_LLM_SERVERS)\n"
@@ -130,7 +131,8 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_REPS,
        OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS, OPT_CONTAINER_HOST,
        OPT_KEY_FILE, OPT_CONTEXT, OPT_CA_FILE, OPT_MODEL, OPT_MAX_TOKENS, OPT_TEMPERATURE,
-       OPT_COMMENT, OPT_NOTE, OPT_LLM, OPT_FOLLOW, OPT_PRUNE, OPT_OLDER_THAN };
+       OPT_COMMENT, OPT_NOTE, OPT_LLM, OPT_FOLLOW, OPT_PRUNE, OPT_OLDER_THAN,
+       OPT_LISTEN };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -181,6 +183,7 @@ static const struct option long_opts[] = {
     { "follow", no_argument, NULL, OPT_FOLLOW },
     { "prune", no_argument, NULL, OPT_PRUNE },
     { "older-than", required_argument, NULL, OPT_OLDER_THAN },
+    { "listen", required_argument, NULL, OPT_LISTEN },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -294,6 +297,7 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_FOLLOW: c->follow = true; break;
         case OPT_PRUNE: c->prune = true; break;
         case OPT_OLDER_THAN: c->older_than = optarg; break;
+        case OPT_LISTEN: c->listen = optarg; break;
         case OPT_REVEAL: c->reveal = true; break;
         case OPT_NODES: c->nodes = optarg; break;
         case OPT_POLICY: c->policy = optarg; break;

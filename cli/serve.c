@@ -1,5 +1,6 @@
-/* rhizos flow serve FILE...: the cron triggers of flows on one machine,
- * without an orchestrator (docs/triggers.md, "On one machine").
+/* rhizos flow serve FILE...: the cron triggers (and with --listen the
+ * webhooks: serve_hook.c) of flows on one machine, without an
+ * orchestrator (docs/triggers.md, "On one machine").
  *
  * Each fire runs the flow as `flow run` does (a child process, so the
  * server goes on; it dies with the server), under the run id
@@ -14,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +28,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "cli.h"
+#include "serve.h"
 #include "trigplan.h"
 
 #define SERVE_MAX 64            /* cron triggers served at once */
@@ -55,13 +57,13 @@ static void on_stop(int sig)
 void cli_serve_usage(void)
 {
     printf(
-"       rhizos flow serve FILE...       [--data DIR] [--modules DIR]\n"
-"                                       [--no-sandbox] [--quiet]\n");
+"       rhizos flow serve FILE...       [--listen HOST:PORT] [--data DIR]\n"
+"                                       [--modules DIR] [--no-sandbox]\n");
 }
 
 /* The clock: real time, or (tests) RHIZOS_TEST_SERVE_CLOCK=<unix seconds>
  * as the time the server started, going on at the real pace. */
-static int64_t now_s(void)
+int64_t serve_now(void)
 {
     static int64_t shift;
     static bool known;
@@ -81,7 +83,7 @@ static void run_id(const strig *t, int64_t fire, char *buf, size_t cap)
 
 /* Write `text` to `path` whole: a temporary file, synced, renamed over it,
  * the folder synced. */
-static int write_synced(const char *path, const char *text)
+int serve_write_synced(const char *path, const char *text)
 {
     char tmp[4500];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -111,7 +113,7 @@ static int state_put(strig *t, int64_t fire)
                  t->last, fire);
     else
         snprintf(text, sizeof text, "{\"last\":%" PRId64 "}\n", t->last);
-    if (write_synced(t->path, text) != 0) {
+    if (serve_write_synced(t->path, text) != 0) {
         fprintf(stderr, "rhizos: flow serve: cannot write %s: %s\n", t->path,
                 strerror(errno));
         return -1;
@@ -119,7 +121,7 @@ static int state_put(strig *t, int64_t fire)
     return 0;
 }
 
-static bool run_recorded(const char *data, const char *id)
+bool serve_run_recorded(const char *data, const char *id)
 {
     rz_store *st = NULL;
     char *json = NULL;
@@ -129,42 +131,47 @@ static bool run_recorded(const char *data, const char *id)
     return there;
 }
 
-/* Start the run of fire `fire` in a child: `flow run` with the trigger as
- * its input `trigger` (when the flow declares one) under its fixed id. */
-static void fire_run(cli *c, strig *t, int64_t fire)
+pid_t serve_spawn(cli *c, const char *file, const char *id, const char *inputs_json)
 {
-    char id[300];
-    run_id(t, fire, id, sizeof id);
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "rhizos: flow serve: %s: cannot start a run: %s\n", id,
                 strerror(errno));
-        return;
+        return -1;
     }
-    if (pid > 0) {
-        t->child = pid;
-        if (!c->quiet)
-            fprintf(stderr, "rhizos: flow serve: %s %s fired: run %s\n", t->flow, t->name, id);
-        return;
-    }
+    if (pid > 0)
+        return pid;
     (void)prctl(PR_SET_PDEATHSIG, SIGKILL);   /* it dies with the server */
     if (getppid() == 1)
         _exit(EXIT_FAILED);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
-    char in[512];
-    snprintf(in, sizeof in, "{\"trigger\":{\"type\":\"cron\",\"name\":\"%s\",\"fire\":%" PRId64
-             "}}", t->name, fire);
     cli run = *c;
-    char *argv[2] = { (char *)t->file, NULL };
+    char *argv[2] = { (char *)file, NULL };
     run.args = argv;
     run.nargs = 1;
     run.n_inputs = 0;
-    run.resume_inputs = t->wants_trigger ? in : "{}";
+    run.resume_inputs = inputs_json;
     run.run_id = id;
     run.quiet = true;
     _exit(cli_flow_run(&run));
+}
+
+/* Start the run of fire `fire`: the trigger as its input `trigger` (when
+ * the flow declares one), under its fixed id. */
+static void fire_run(cli *c, strig *t, int64_t fire)
+{
+    char id[300], in[512];
+    run_id(t, fire, id, sizeof id);
+    snprintf(in, sizeof in, "{\"trigger\":{\"type\":\"cron\",\"name\":\"%s\",\"fire\":%" PRId64
+             "}}", t->name, fire);
+    pid_t pid = serve_spawn(c, t->file, id, t->wants_trigger ? in : "{}");
+    if (pid > 0) {
+        t->child = pid;
+        if (!c->quiet)
+            fprintf(stderr, "rhizos: flow serve: %s %s fired: run %s\n", t->flow, t->name, id);
+    }
 }
 
 /* Where the last start left a decided fire: run it, unless its run is
@@ -181,11 +188,11 @@ static void recover(cli *c, strig *t, const char *data)
     st = n ? cJSON_Parse(buf) : NULL;
     const cJSON *last = cJSON_GetObjectItemCaseSensitive(st, "last");
     const cJSON *fire = cJSON_GetObjectItemCaseSensitive(st, "fire");
-    t->last = cJSON_IsNumber(last) ? (int64_t)last->valuedouble : now_s();
+    t->last = cJSON_IsNumber(last) ? (int64_t)last->valuedouble : serve_now();
     if (cJSON_IsNumber(fire)) {
         char id[300];
         run_id(t, (int64_t)fire->valuedouble, id, sizeof id);
-        if (!run_recorded(data, id)) {
+        if (!serve_run_recorded(data, id)) {
             if (!c->quiet)
                 fprintf(stderr, "rhizos: flow serve: %s %s: the fire at %" PRId64 " was "
                         "decided but never ran (a crash): running it now\n", t->flow,
@@ -254,9 +261,64 @@ static bool name_ok(const char *s)
     return true;
 }
 
-/* The enabled cron triggers of `f` (loaded from `file`) into t[]. */
-static int add_triggers(const char *file, const rz_flow *f, const char *sdir, strig *t,
-                        size_t *n)
+/* What one server serves. */
+typedef struct served {
+    strig t[SERVE_MAX];
+    size_t n;
+    shook h[SERVE_MAX];
+    size_t n_h;
+    rz_vault *vault;            /* opened at the first webhook */
+    int lfd;                    /* --listen socket; -1 none */
+} served;
+
+static int add_cron(const char *file, const char *flow, const char *name, const cJSON *x,
+                    const char *sdir, strig *s)
+{
+    memset(s, 0, sizeof *s);
+    rz_cron_opts o = RZ_CRON_OPTS_INIT;
+    o.tz = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "tz"));
+    const char *sched = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "schedule"));
+    if (!sched || rz_cron_parse(&s->cron, sched, &o) != RZ_OK) {
+        fprintf(stderr, "rhizos: %s: trigger '%s': %s\n", file, name, rz_error_last()->message);
+        return -1;
+    }
+    const char *cu = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "catchup"));
+    const char *ov = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "overlap"));
+    s->catchup = cu && !strcmp(cu, "none") ? TRIG_CATCHUP_NONE
+                 : cu && !strcmp(cu, "all") ? TRIG_CATCHUP_ALL : TRIG_CATCHUP_ONE;
+    s->allow = ov && !strcmp(ov, "allow");
+    s->file = file;
+    snprintf(s->flow, sizeof s->flow, "%s", flow);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    snprintf(s->path, sizeof s->path, "%s/%s.%s.json", sdir, flow, name);
+    return 0;
+}
+
+/* A webhook: its key revealed from the vault (unlocked once). */
+static int add_hook(cli *c, served *sv, const char *file, const char *flow, const char *name,
+                    const cJSON *x, shook *h)
+{
+    memset(h, 0, sizeof *h);
+    const char *cred = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "secret"));
+    if (!sv->vault && !(sv->vault = cli_vault_open_unlocked(c)))
+        return -1;
+    size_t i = cred ? rz_vault_find(sv->vault, cred) : (size_t)-1;
+    if (i == (size_t)-1 || rz_vault_reveal(sv->vault, i, &h->key) != RZ_OK) {
+        fprintf(stderr, "rhizos: %s: webhook '%s': no credential '%s' in the vault\n", file,
+                name, cred ? cred : "");
+        return -1;
+    }
+    h->file = file;
+    h->max_body = (size_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(x,
+                                                                         "max_body_bytes"));
+    snprintf(h->flow, sizeof h->flow, "%s", flow);
+    snprintf(h->name, sizeof h->name, "%s", name);
+    return 0;
+}
+
+/* The enabled cron triggers (and with --listen the webhooks) of `f`. */
+static int add_triggers(cli *c, served *sv, const char *file, const rz_flow *f,
+                        const char *sdir)
 {
     char *json = NULL;
     if (rz_flow_triggers(f, &json) != RZ_OK) {
@@ -272,63 +334,79 @@ static int add_triggers(const char *file, const rz_flow *f, const char *sdir, st
     cJSON_ArrayForEach(x, arr) {
         const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "type"));
         const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "name"));
-        if (!type || !name || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(x, "enabled")))
+        bool cron = type && !strcmp(type, "cron"), hook = type && !strcmp(type, "webhook");
+        if (!name || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(x, "enabled")))
             continue;
-        if (!strcmp(type, "webhook"))
-            fprintf(stderr, "rhizos: %s: webhook trigger '%s' is not served here (an "
-                    "orchestrator serves webhooks)\n", file, name);
-        if (strcmp(type, "cron") != 0)
+        if (hook && !c->listen)
+            fprintf(stderr, "rhizos: %s: webhook trigger '%s' is not served without "
+                    "--listen HOST:PORT\n", file, name);
+        if (!cron && !(hook && c->listen))
             continue;
-        if (*n >= SERVE_MAX || !name_ok(flow) || strlen(flow) >= sizeof t->flow) {
-            fprintf(stderr, "rhizos: %s: cannot serve trigger '%s' (at most %d, flow names "
-                    "of letters, digits, '_' and '-')\n", file, name, SERVE_MAX);
+        if (sv->n >= SERVE_MAX || sv->n_h >= SERVE_MAX || !name_ok(flow) ||
+            strlen(flow) >= sizeof sv->t[0].flow) {
+            fprintf(stderr, "rhizos: %s: cannot serve trigger '%s' (at most %d of a kind, "
+                    "flow names of letters, digits, '_' and '-')\n", file, name, SERVE_MAX);
             rc = -1;
             break;
         }
-        strig *s = &t[*n];
-        memset(s, 0, sizeof *s);
-        rz_cron_opts o = RZ_CRON_OPTS_INIT;
-        o.tz = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "tz"));
-        const char *sched = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "schedule"));
-        if (!sched || rz_cron_parse(&s->cron, sched, &o) != RZ_OK) {
-            fprintf(stderr, "rhizos: %s: trigger '%s': %s\n", file, name,
-                    rz_error_last()->message);
+        if (cron ? add_cron(file, flow, name, x, sdir, &sv->t[sv->n]) != 0
+                 : add_hook(c, sv, file, flow, name, x, &sv->h[sv->n_h]) != 0) {
             rc = -1;
             break;
         }
-        const char *cu = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "catchup"));
-        const char *ov = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "overlap"));
-        s->catchup = cu && !strcmp(cu, "none") ? TRIG_CATCHUP_NONE
-                     : cu && !strcmp(cu, "all") ? TRIG_CATCHUP_ALL : TRIG_CATCHUP_ONE;
-        s->allow = ov && !strcmp(ov, "allow");
-        s->file = file;
-        s->wants_trigger = wants;
-        snprintf(s->flow, sizeof s->flow, "%s", flow);
-        snprintf(s->name, sizeof s->name, "%s", name);
-        snprintf(s->path, sizeof s->path, "%s/%s.%s.json", sdir, flow, name);
-        (*n)++;
+        if (cron)
+            sv->t[sv->n++].wants_trigger = wants;
+        else
+            sv->h[sv->n_h++].wants_trigger = wants;
     }
     cJSON_Delete(arr);
     return rc;
 }
 
-/* Sleep until the next fire of any trigger, a child's end, or a signal
- * (at most a second: children are reaped as they end). */
-static void wait_next(strig *t, size_t n, int64_t now)
+/* Wait for the next fire of any trigger, a call, a child's end or a
+ * signal (at most a second: children are reaped as they end). */
+static void wait_next(cli *c, served *sv, const char *data, int64_t now)
 {
     int64_t next = now + 1;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < sv->n; i++) {
         int64_t x;
-        if (rz_cron_next(t[i].cron, t[i].last, &x) == RZ_OK && x < next)
+        if (rz_cron_next(sv->t[i].cron, sv->t[i].last, &x) == RZ_OK && x < next)
             next = x;
     }
-    if (next > now)
-        sleep((unsigned)(next - now));
+    struct pollfd p = { sv->lfd, POLLIN, 0 };
+    int ms = next > now ? (int)(next - now) * 1000 : 0;
+    if (poll(&p, sv->lfd >= 0 ? 1 : 0, ms) > 0 && (p.revents & POLLIN))
+        serve_hook_take(c, sv->lfd, sv->h, sv->n_h, data);
     pid_t pid;
     while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
-        for (size_t i = 0; i < n; i++)
-            if (t[i].child == pid)
-                t[i].child = 0;
+        for (size_t i = 0; i < sv->n; i++)
+            if (sv->t[i].child == pid)
+                sv->t[i].child = 0;
+}
+
+static void serve_loop(cli *c, served *sv, const char *data)
+{
+    signal(SIGINT, on_stop);
+    signal(SIGTERM, on_stop);
+    for (size_t i = 0; i < sv->n; i++)
+        recover(c, &sv->t[i], data);
+    serve_hook_recover(c, sv->h, sv->n_h, data);
+    if (!c->quiet)
+        fprintf(stderr, "rhizos: flow serve: %zu cron trigger%s and %zu webhook%s served%s%s; "
+                "runs are recorded under %s (rhizos flow runs)\n", sv->n,
+                sv->n == 1 ? "" : "s", sv->n_h, sv->n_h == 1 ? "" : "s",
+                sv->n_h ? " at http://" : "", sv->n_h ? c->listen : "", data);
+    while (!stop_signal) {
+        int64_t now = serve_now();
+        for (size_t i = 0; i < sv->n && !stop_signal; i++)
+            tick(c, &sv->t[i], now);
+        wait_next(c, sv, data, serve_now());
+    }
+    for (size_t i = 0; i < sv->n; i++)   /* the runs it started end with it */
+        if (sv->t[i].child)
+            kill(sv->t[i].child, SIGTERM);
+    while (waitpid(-1, NULL, 0) > 0)
+        ;
 }
 
 int cli_flow_serve(cli *c)
@@ -346,41 +424,31 @@ int cli_flow_serve(cli *c)
         return EXIT_FAILED;
     }
     rz_registry *reg = cli_registry(c);
-    static strig t[SERVE_MAX];
-    size_t n = 0;
+    static served sv;
+    sv.lfd = -1;
     int rc = reg ? EXIT_OK : EXIT_FAILED;
     for (int i = 0; rc == EXIT_OK && i < c->nargs; i++) {
         rz_flow *f = cli_flow_load(c, c->args[i], reg);
-        if (!f || add_triggers(c->args[i], f, sdir, t, &n) != 0)
+        if (!f || add_triggers(c, &sv, c->args[i], f, sdir) != 0)
             rc = EXIT_FAILED;
         rz_flow_free(f);
     }
-    if (rc == EXIT_OK && !n) {
-        fprintf(stderr, "rhizos: flow serve: no enabled cron trigger in the given flows\n");
+    if (rc == EXIT_OK && !sv.n && !sv.n_h) {
+        fprintf(stderr, "rhizos: flow serve: no enabled cron trigger%s in the given flows\n",
+                c->listen ? " or webhook" : "");
         rc = EXIT_FAILED;
     }
-    if (rc == EXIT_OK) {
-        signal(SIGINT, on_stop);
-        signal(SIGTERM, on_stop);
-        for (size_t i = 0; i < n; i++)
-            recover(c, &t[i], data);
-        if (!c->quiet)
-            fprintf(stderr, "rhizos: flow serve: %zu cron trigger%s served; runs are "
-                    "recorded under %s (rhizos flow runs)\n", n, n == 1 ? "" : "s", data);
-        while (!stop_signal) {
-            int64_t now = now_s();
-            for (size_t i = 0; i < n && !stop_signal; i++)
-                tick(c, &t[i], now);
-            wait_next(t, n, now_s());
-        }
-        for (size_t i = 0; i < n; i++)   /* the runs it started end with it */
-            if (t[i].child)
-                kill(t[i].child, SIGTERM);
-        while (waitpid(-1, NULL, 0) > 0)
-            ;
-    }
-    for (size_t i = 0; i < n; i++)
-        rz_cron_free(t[i].cron);
+    if (rc == EXIT_OK && sv.n_h && (sv.lfd = serve_hook_listen(c->listen)) < 0)
+        rc = EXIT_FAILED;
+    if (rc == EXIT_OK)
+        serve_loop(c, &sv, data);
+    if (sv.lfd >= 0)
+        close(sv.lfd);
+    for (size_t i = 0; i < sv.n; i++)
+        rz_cron_free(sv.t[i].cron);
+    for (size_t i = 0; i < sv.n_h; i++)
+        rz_secret_free(sv.h[i].key);
+    rz_vault_close(sv.vault);
     rz_registry_free(reg);
     free(data);
     return rc;

@@ -10,23 +10,37 @@ RHIZOS_TEST_SERVE_CLOCK so a minute turns at once):
   started: started again, it runs that fire, once; a further kill -9 and
   start changes nothing;
 - after three minutes down, catch-up `one` runs once, for the newest time;
+- webhooks (--listen): a signed call runs the flow with its body (202 and
+  the run), the same delivery again is 409, a wrong signature or a stale
+  timestamp 401, an unknown hook 404, a body over max_body_bytes 413; a
+  server killed after recording a call and before its run runs it at the
+  next start, once;
 - --help, no FILE (usage), a flow without a cron trigger (refused).
 
 Usage: serve.py RHIZOS SOURCE_ROOT"""
+import hashlib
+import hmac
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 RHIZOS, ROOT = sys.argv[1], sys.argv[2]
 MODULES = os.path.join(ROOT, "examples", "modules")
 FLOW = ("flux: 1\nname: tick\ntriggers:\n  - cron: \"* * * * *\"\n"
         "inputs:\n  trigger: {required: false}\nsteps:\n  s:\n    module: echo@1\n"
         "    inputs: {message: \"${{ trigger.fire }}\"}\n")
+HOOKED = ("flux: 1\nname: hooked\ntriggers:\n"
+          "  - webhook: {name: gh, secret: {credentialId: gh-hook}, max_body_bytes: 100}\n"
+          "inputs:\n  trigger: {required: false}\nsteps:\n  s:\n    module: echo@1\n"
+          "    inputs: {message: \"${{ trigger.body.msg }}\"}\n")
 
 
 class Serve(unittest.TestCase):
@@ -45,10 +59,10 @@ class Serve(unittest.TestCase):
         self.assertEqual(p.returncode, code, p.stdout + p.stderr)
         return p.stdout + p.stderr
 
-    def start(self, clock, **env):
+    def start(self, clock, args=(), **env):
         e = dict(os.environ, RHIZOS_TEST_SERVE_CLOCK=str(clock), **env)
         p = subprocess.Popen([RHIZOS, "--data", self.data, "--modules", MODULES,
-                              "--no-sandbox", "flow", "serve", self.flow],
+                              "--no-sandbox", *args, "flow", "serve", self.flow],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              env=e)
         self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
@@ -116,6 +130,76 @@ class Serve(unittest.TestCase):
         p.send_signal(signal.SIGTERM)
         self.assertEqual(p.wait(timeout=10), 0)
         self.assertIn("missed", p.stdout.read())
+
+    def post(self, port, body, ts=None, key=b"s3cret", delivery=None, path="hooked/gh"):
+        ts = str(int(ts if ts is not None else time.time()))
+        sig = hmac.new(key, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+        h = {"X-Rhizos-Timestamp": ts, "X-Rhizos-Signature": "sha256=" + sig}
+        if delivery:
+            h["X-Rhizos-Delivery"] = delivery
+        req = urllib.request.Request("http://127.0.0.1:%d/hooks/%s" % (port, path), data=body,
+                                     headers=h, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def test_webhooks_once_across_kills(self):
+        env = dict(RHIZOS_VAULT=os.path.join(self.tmp.name, "vault"),
+                   RHIZOS_VAULT_PASSWORD="correct horse", RHIZOS_VAULT_KDF="interactive")
+        os.environ.update(env)
+        self.addCleanup(lambda: [os.environ.pop(k) for k in env])
+        self.rz("vault", "init")
+        p = subprocess.run([RHIZOS, "vault", "add", "gh-hook", "--type", "webhook"],
+                           input="s3cret", capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(self.flow, "w") as f:
+            f.write(HOOKED)
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        listen = ["--listen", "127.0.0.1:%d" % port]
+        p = self.start(int(time.time()), args=listen)
+        self.wait_listening(port)
+        body = b'{"msg": "hello"}'
+        st, doc = self.post(port, body, delivery="d1")
+        self.assertEqual((st, doc), (202, {"run": "serve-hooked-gh-d1"}))
+        self.assertEqual(self.post(port, body, delivery="d1"), (409, doc))   # replayed
+        for kw, code in ((dict(key=b"wrong"), 401), (dict(ts=time.time() - 400), 401),
+                         (dict(path="hooked/nope"), 404)):
+            self.assertEqual(self.post(port, body, delivery="x", **kw)[0], code, kw)
+        self.assertEqual(self.post(port, b"x" * 101, delivery="big")[0], 413)
+        runs = self.wait_runs(1)
+        self.assertEqual(runs, {"serve-hooked-gh-d1": "succeeded"})
+        rec = json.loads(self.rz("flow", "runs", "serve-hooked-gh-d1", "--json"))
+        self.assertEqual(rec["steps"]["s"]["outputs"]["message"], "hello")
+        self.kill9(p)
+        # Killed after recording a call, before its run: run at the next start.
+        p = self.start(int(time.time()), args=listen, RHIZOS_TEST_KILL_AFTER_FIRE="1")
+        self.wait_listening(port)
+        with self.assertRaises(Exception):
+            self.post(port, body, delivery="d2")
+        self.assertEqual(p.wait(timeout=20), -signal.SIGKILL)
+        self.assertEqual(len(self.runs()), 1)
+        p = self.start(int(time.time()), args=listen)
+        runs = self.wait_runs(2)
+        self.assertEqual(runs["serve-hooked-gh-d2"], "succeeded")
+        self.wait_listening(port)
+        self.assertEqual(self.post(port, body, delivery="d2")[0], 409)
+        time.sleep(1)
+        self.assertEqual(len(self.runs()), 2)
+        self.assertIn("never ran", self.kill9(p))
+
+    def wait_listening(self, port):
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.fail("nothing listens on %d" % port)
 
     def test_usage_and_refusals(self):
         self.assertIn("flow serve FILE", self.rz("flow", "--help"))
