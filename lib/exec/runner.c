@@ -74,7 +74,10 @@ typedef struct bg_record {
     bool thread_started;
     const char *dir, *id;
     uint64_t started;
-    char *rec;                   /* the thread's to free */
+    char *rec;                   /* the thread's to free; NULL: */
+    const rz_run *run;           /* written in parts from the run, */
+    uint64_t finished;           /* with these, on the runner's thread */
+    const char *extra;
     rz_store *store;             /* the thread's until joined */
     int rc;
     char msg[512];               /* rz_error_last() is per thread */
@@ -520,7 +523,10 @@ static void *write_record(void *arg)
 {
     bg_record *f = arg;
     int rc = f->store ? RZ_OK : rz_store_open(&f->store, f->dir);
-    if (rc == RZ_OK)
+    if (rc == RZ_OK && !f->rec)
+        rc = rz__store_put_run(f->store, f->run, f->started, f->finished,
+                               f->extra);
+    else if (rc == RZ_OK)
         rc = rz__store_put_record(f->store, f->id, f->started, f->rec);
     else
         free(f->rec);
@@ -609,22 +615,11 @@ static void resume_record(runner *r)
     cJSON_Delete(reused);
 }
 
-/* The record (a JSON object) with the resume members before its end. */
-static char *with_resume(char *rec, const char *extra)
-{
-    size_t n = rec ? strlen(rec) : 0;
-    if (!extra || n < 2 || rec[n - 1] != '}')
-        return rec;
-    char *out = rz__asprintf("%.*s%s}", (int)(n - 1), rec, extra);
-    if (!out)
-        return rec;   /* the record without them */
-    free(rec);
-    return out;
-}
-
 /* Starts writing the run's record as it is now (finished: 0 while it
- * goes); record_join waits for it. */
-static void record(runner *r, uint64_t finished)
+ * goes); record_join waits for it. A big run's final record is written in
+ * parts, here (the run no longer changes), so that it is never whole in
+ * memory: at 100,000 steps it is ~100 MB. */
+static void record(runner *r, uint64_t finished, bool in_parts)
 {
     bg_record *f = &r->bg;
     (void)record_join(r);   /* told; the next record says it again */
@@ -633,14 +628,21 @@ static void record(runner *r, uint64_t finished)
     f->dir = r->opts->data_dir;
     f->id = rz_run_id(r->run);
     f->started = r->started_wall;
-    f->rec = rz__store_record(r->run, r->started_wall, finished);
-    if (finished)
-        f->rec = with_resume(f->rec, r->resume_rec);
+    const char *extra = finished ? r->resume_rec : NULL;
     f->rc = RZ_OK;
     f->msg[0] = '\0';
     f->pending = true;
     f->store = r->store;   /* the thread's until joined */
     r->store = NULL;
+    if (in_parts) {
+        f->rec = NULL;
+        f->run = r->run;
+        f->finished = finished;
+        f->extra = extra;
+        (void)write_record(f);
+        return;
+    }
+    f->rec = rz__store_record(r->run, r->started_wall, finished, extra);
     if (!f->rec) {
         f->rc = RZ_ENOMEM;
         snprintf(f->msg, sizeof f->msg, "out of memory");
@@ -1249,7 +1251,7 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
         else if (opts->sandbox && rz_sandbox_status())
             emit(&r, RZ_EVENT_NOTICE, RZ_NPOS, rz_sandbox_status());
         report_changes(&r);
-        record(&r, 0);      /* told; the final record says it again */
+        record(&r, 0, false);   /* told; the final record says it again */
         rc = engine_start(&r);
     }
     if (rc == RZ_OK)
@@ -1260,10 +1262,11 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
      * small one is built first, so its commit overlaps the teardown. */
     if (rc == RZ_OK)
         resume_record(&r);
-    if (rc == RZ_OK && rz_flow_step_count(flow) >= 4096)
+    bool big = rz_flow_step_count(flow) >= 4096;
+    if (rc == RZ_OK && big)
         engine_stop(&r);
     if (rc == RZ_OK)
-        record(&r, rz__wall_ms());   /* joined in runner_free */
+        record(&r, rz__wall_ms(), big);   /* joined in runner_free */
     runner_free(&r);
     int recorded = rc == RZ_OK ? r.recorded : RZ_OK;
     if (rc != RZ_OK) {

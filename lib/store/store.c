@@ -13,6 +13,7 @@
 #include "common/fs.h"
 #include "common/internal.h"
 #include "rhizos/store.h"
+#include "run/changes.h"
 #include "store/store_impl.h"
 
 /* Runs are small; 1 GiB of address space is plenty and costs nothing until
@@ -109,49 +110,174 @@ static void add_task_details(const rz_run *run, size_t task, cJSON *sj,
         cJSON_Delete(v);
 }
 
-static void add_step_details(const rz_run *run, cJSON *rec, uint64_t started)
+/* ---- a record written in parts ----
+ *
+ * The record is the run's JSON (rz_run_to_json) with each task's details
+ * and the run's times added, printed as one JSON text. At 100,000 steps it
+ * is ~100 MB, so it is never held whole, as a string or as a tree: it is
+ * written one step at a time, twice — once to count its bytes, once into
+ * the space LMDB reserves for it (or a string of that size). The text is
+ * the one printing the whole tree gave: cJSON prints a member the same
+ * inside a document as alone, and numbers are exact either way. The run
+ * must not change between the two passes. */
+
+typedef struct rec_out {
+    char *p;            /* NULL: count only */
+    size_t len, cap;    /* bytes so far; room at p */
+    bool bad;           /* out of memory, or past cap */
+} rec_out;
+
+static void out_add(rec_out *o, const char *s, size_t n)
 {
-    const rz_flow *flow = rz_run_flow(run);
-    cJSON *steps = cJSON_GetObjectItemCaseSensitive(rec, "steps");
-    /* The run writes its steps in the flow's order: walk both together
-     * (a lookup by name per step is quadratic, minutes at 100,000 steps),
-     * looking a step up only where the orders differ. */
-    cJSON *next = steps ? steps->child : NULL;
-    size_t n = rz_flow_step_count(flow);
-    for (size_t i = 0; i < n; i++) {
-        const char *id = rz_flow_step_id(flow, i);
-        cJSON *sj = next && next->string && strcmp(next->string, id) == 0
-                  ? next : cJSON_GetObjectItemCaseSensitive(steps, id);
-        next = sj ? sj->next : NULL;
-        add_task_details(run, i, sj, started);
+    if (o->bad)
+        return;
+    if (o->p) {
+        if (n > o->cap - o->len) {
+            o->bad = true;
+            return;
+        }
+        memcpy(o->p + o->len, s, n);
     }
-    for (size_t t = n; t < rz_run_task_count(run); t++) {
-        size_t el = 0, i = rz_run_task_step(run, t, &el);
-        const cJSON *sj = cJSON_GetObjectItemCaseSensitive(steps, rz_flow_step_id(flow, i));
-        add_task_details(run, t, cJSON_GetArrayItem(
-                             cJSON_GetObjectItemCaseSensitive(sj, "elements"), (int)el),
-                         started);
-    }
+    o->len += n;
 }
 
-static char *build_record(const rz_run *run, uint64_t started, uint64_t finished)
+/* v printed with exact numbers (as rz__json_print, without its copy); v is
+ * the caller's and changed. */
+static void out_value(rec_out *o, cJSON *v)
 {
-    char *json = NULL;
-    if (rz_run_to_json(run, &json) != RZ_OK)
+    char *t = v && rz__json_raw_numbers(v) ? cJSON_PrintUnformatted(v) : NULL;
+    if (!t)
+        o->bad = true;
+    else
+        out_add(o, t, strlen(t));
+    free(t);
+}
+
+static void out_json(rec_out *o, cJSON *v)   /* v consumed */
+{
+    out_value(o, v);
+    cJSON_Delete(v);
+}
+
+static void out_key(rec_out *o, const char *key)
+{
+    out_json(o, cJSON_CreateString(key));
+    out_add(o, ":", 1);
+}
+
+/* The first task of each step's for_each elements (a step's elements are
+ * consecutive tasks), RZ_NPOS for none; NULL when the run has none. */
+static size_t *element_index(const rz_run *run, bool *bad)
+{
+    size_t n = rz_flow_step_count(rz_run_flow(run)), nt = rz_run_task_count(run);
+    if (nt <= n)
         return NULL;
-    cJSON *rec = cJSON_Parse(json);
-    rz_free(json);
-    if (!rec)
+    size_t *first = malloc(n * sizeof *first);
+    if (!first) {
+        *bad = true;
         return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        first[i] = RZ_NPOS;
+    for (size_t t = nt; t-- > n;) {
+        size_t i = rz_run_task_step(run, t, NULL);
+        if (i < n)
+            first[i] = t;
+    }
+    return first;
+}
+
+/* Step i's object as the record has it: the run's, with the details of
+ * its task and of its elements' tasks. */
+static cJSON *step_record(const rz_run *run, size_t i, const size_t *el_first,
+                          uint64_t started)
+{
+    cJSON *sj = rz__run_step_json(run, i);
+    add_task_details(run, i, sj, started);
+    size_t t = sj && el_first ? el_first[i] : RZ_NPOS;
+    if (t == RZ_NPOS)
+        return sj;
+    cJSON *els = cJSON_GetObjectItemCaseSensitive(sj, "elements");
+    cJSON *x = els ? els->child : NULL;
+    for (size_t k = 0, nt = rz_run_task_count(run); t < nt; t++, k++) {
+        size_t el = 0;
+        if (rz_run_task_step(run, t, &el) != i)
+            break;
+        add_task_details(run, t, el == k ? x : cJSON_GetArrayItem(els, (int)el),
+                         started);
+        x = x ? x->next : NULL;
+    }
+    return sj;
+}
+
+/* The record, its steps one at a time; `extra` (",..." members, or NULL)
+ * goes before its end. */
+static void record_write(const rz_run *run, uint64_t started, uint64_t finished,
+                         const char *extra, const size_t *el_first, rec_out *o)
+{
     const rz_flow *flow = rz_run_flow(run);
-    cJSON_DeleteItemFromObject(rec, "file");
-    cJSON_AddStringToObject(rec, "file", rz_flow_file(flow));
-    cJSON_AddNumberToObject(rec, "started_ms", (double)started);
-    cJSON_AddNumberToObject(rec, "finished_ms", (double)finished);
-    add_step_details(run, rec, started);
-    char *s = rz__json_print(rec, false);
-    cJSON_Delete(rec);
-    return s;
+    cJSON *head = rz__run_json_summary(run);
+    const char *file = rz_flow_file(flow);
+    bool ok = head && (!file || cJSON_AddStringToObject(head, "file", file)) &&
+              cJSON_AddNumberToObject(head, "started_ms", (double)started) &&
+              cJSON_AddNumberToObject(head, "finished_ms", (double)finished) &&
+              cJSON_GetObjectItemCaseSensitive(head, "outputs");
+    if (!ok)
+        o->bad = true;
+    out_add(o, "{", 1);
+    for (cJSON *c = ok ? head->child : NULL; c && !o->bad; c = c->next) {
+        if (c != head->child)
+            out_add(o, ",", 1);
+        if (strcmp(c->string, "outputs") == 0) {   /* the steps go before */
+            out_add(o, "\"steps\":{", 9);
+            for (size_t i = 0, n = rz_flow_step_count(flow); i < n && !o->bad; i++) {
+                if (i)
+                    out_add(o, ",", 1);
+                out_key(o, rz_flow_step_id(flow, i));
+                out_json(o, step_record(run, i, el_first, started));
+            }
+            out_add(o, "},", 2);
+        }
+        out_key(o, c->string);
+        out_value(o, c);
+    }
+    cJSON_Delete(head);
+    if (extra)
+        out_add(o, extra, strlen(extra));
+    out_add(o, "}", 1);
+}
+
+/* A record to write: a text built already, or the run's, written in parts. */
+typedef struct rec_src {
+    const char *text;
+    const rz_run *run;
+    uint64_t started, finished;
+    const char *extra;
+    size_t *el_first;
+} rec_src;
+
+static bool src_write(const rec_src *s, rec_out *o)
+{
+    if (s->text)
+        out_add(o, s->text, strlen(s->text));
+    else
+        record_write(s->run, s->started, s->finished, s->extra, s->el_first, o);
+    return !o->bad;
+}
+
+/* Both passes; *len the record's size. */
+static char *src_string(const rec_src *s)
+{
+    rec_out o = { NULL, 0, 0, false };
+    if (!src_write(s, &o))
+        return NULL;
+    rec_out w = { malloc(o.len + 1), 0, o.len, false };
+    if (!w.p || !src_write(s, &w) || w.len != o.len) {
+        free(w.p);
+        return NULL;
+    }
+    w.p[w.len] = '\0';
+    return w.p;
 }
 
 static uint64_t record_started(const char *json, size_t len)
@@ -164,59 +290,92 @@ static uint64_t record_started(const char *json, size_t len)
 }
 
 char *rz__store_record(const rz_run *run, uint64_t started_ms,
-                       uint64_t finished_ms)
+                       uint64_t finished_ms, const char *extra)
 {
-    return build_record(run, started_ms, finished_ms);
+    rec_src s = { NULL, run, started_ms, finished_ms, extra, NULL };
+    bool bad = false;
+    s.el_first = element_index(run, &bad);
+    char *rec = bad ? NULL : src_string(&s);
+    free(s.el_first);
+    return rec;
+}
+
+/* One durable commit of the record and its index entry. */
+static int put_record(rz_store *st, const char *id, uint64_t started_ms,
+                      const rec_src *src)
+{
+    if (!st || !id || !*id || strlen(id) > 256)
+        return rz__error(RZ_EINVAL, "run id must be 1..256 bytes");
+    rec_out count = { NULL, 0, 0, false };
+    if (!src_write(src, &count))
+        return rz__error(RZ_ENOMEM, "out of memory");
+    MDB_txn *txn;
+    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (mrc != 0)
+        return db_error(mrc, "begin");
+    MDB_val key = { strlen(id), (void *)id }, old, none;
+    char tk[300];
+    MDB_val k2 = { time_key(tk, sizeof tk, started_ms, id), tk };
+    /* A replaced record may have a different start time: drop its index.
+     * (Its own start is read only when the index does not have this one:
+     * the runner's records of a run all have the same.) */
+    if (mdb_get(txn, st->by_time, &k2, &none) != 0 &&
+        mdb_get(txn, st->runs, &key, &old) == 0) {
+        char ok[300];
+        MDB_val k3 = { time_key(ok, sizeof ok,
+                                record_started(old.mv_data, old.mv_size), id), ok };
+        mdb_del(txn, st->by_time, &k3, NULL);
+    }
+    /* Written in place: LMDB's copy is the only one of a record built in
+     * parts. */
+    MDB_val val = { count.len, NULL };
+    mrc = mdb_put(txn, st->runs, &key, &val, MDB_RESERVE);
+    bool written = false;
+    if (mrc == 0) {
+        rec_out w = { val.mv_data, 0, count.len, false };
+        written = src_write(src, &w) && w.len == count.len;
+    }
+    if (mrc == 0 && written) {
+        MDB_val v2 = { strlen(id), (void *)id };
+        mrc = mdb_put(txn, st->by_time, &k2, &v2, 0);
+    }
+    if (mrc != 0 || !written) {
+        mdb_txn_abort(txn);
+        return mrc ? db_error(mrc, "write run")
+                   : rz__error(RZ_ENOMEM, "out of memory");
+    }
+    mrc = mdb_txn_commit(txn);
+    return mrc == 0 ? RZ_OK : db_error(mrc, "commit");
+}
+
+int rz__store_put_run(rz_store *st, const rz_run *run, uint64_t started_ms,
+                      uint64_t finished_ms, const char *extra)
+{
+    const char *id = run ? rz_run_id(run) : NULL;
+    rec_src s = { NULL, run, started_ms, finished_ms, extra, NULL };
+    bool bad = false;
+    if (run)
+        s.el_first = element_index(run, &bad);
+    int rc = bad ? rz__error(RZ_ENOMEM, "out of memory")
+                 : put_record(st, id, started_ms, &s);
+    free(s.el_first);
+    return rc;
 }
 
 int rz_store_run_put(rz_store *st, const rz_run *run, uint64_t started_ms,
                      uint64_t finished_ms)
 {
-    const char *id = rz_run_id(run);
-    if (!st || !id || !*id || strlen(id) > 256)
-        return rz__error(RZ_EINVAL, "run id must be 1..256 bytes");
-    char *rec = build_record(run, started_ms, finished_ms);
-    if (!rec)
-        return rz__error(RZ_ENOMEM, "out of memory");
-    return rz__store_put_record(st, id, started_ms, rec);
+    return rz__store_put_run(st, run, started_ms, finished_ms, NULL);
 }
 
 int rz__store_put_record(rz_store *st, const char *id, uint64_t started_ms,
                          char *rec)
 {
-    if (!st || !id || !*id || strlen(id) > 256) {
-        free(rec);
-        return rz__error(RZ_EINVAL, "run id must be 1..256 bytes");
-    }
-    MDB_txn *txn;
-    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
-    if (mrc != 0) {
-        free(rec);
-        return db_error(mrc, "begin");
-    }
-    MDB_val key = { strlen(id), (void *)id }, old;
-    /* A replaced record may have a different start time: drop its index. */
-    if (mdb_get(txn, st->runs, &key, &old) == 0) {
-        char tk[300];
-        MDB_val k2 = { time_key(tk, sizeof tk,
-                                record_started(old.mv_data, old.mv_size), id), tk };
-        mdb_del(txn, st->by_time, &k2, NULL);
-    }
-    MDB_val val = { strlen(rec), rec };
-    mrc = mdb_put(txn, st->runs, &key, &val, 0);
-    if (mrc == 0) {
-        char tk[300];
-        MDB_val k2 = { time_key(tk, sizeof tk, started_ms, id), tk };
-        MDB_val v2 = { strlen(id), (void *)id };
-        mrc = mdb_put(txn, st->by_time, &k2, &v2, 0);
-    }
+    rec_src s = { rec, NULL, 0, 0, NULL, NULL };
+    int rc = rec ? put_record(st, id, started_ms, &s)
+                 : rz__error(RZ_ENOMEM, "out of memory");
     free(rec);
-    if (mrc != 0) {
-        mdb_txn_abort(txn);
-        return db_error(mrc, "write run");
-    }
-    mrc = mdb_txn_commit(txn);
-    return mrc == 0 ? RZ_OK : db_error(mrc, "commit");
+    return rc;
 }
 
 static cJSON *summary_of(const MDB_val *v)

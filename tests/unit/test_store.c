@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <cjson/cJSON.h>
 
+#include "common/internal.h"
 #include "rhizos/rhizos.h"
 #include "helpers.h"
 
@@ -172,6 +173,120 @@ static void list_newest_reads_only_the_newest(void **state)
     rz_store_close(st);
 }
 
+/* ---- the record written in parts is the whole tree printed ----
+ *
+ * The record as it was built before it was written in parts: the run's
+ * JSON parsed, each task's details added, printed whole. */
+static void add_details(const rz_run *run, size_t task, cJSON *sj, uint64_t started)
+{
+    uint64_t t0, t1;
+    if (!sj || rz_run_step_times(run, task, &t0, &t1) != RZ_OK)
+        return;
+    cJSON_AddNumberToObject(sj, "started_ms", (double)(started + t0));
+    if (t1)
+        cJSON_AddNumberToObject(sj, "finished_ms", (double)(started + t1));
+    char *in = NULL;
+    if (rz_run_step_inputs(run, task, &in) != RZ_OK)
+        return;
+    cJSON_AddItemToObject(sj, "inputs", cJSON_Parse(in));
+    rz_free(in);
+}
+
+static char *whole_record(const rz_run *run, uint64_t started, uint64_t finished)
+{
+    char *json = NULL;
+    assert_int_equal(rz_run_to_json(run, &json), RZ_OK);
+    cJSON *rec = cJSON_Parse(json);
+    rz_free(json);
+    const rz_flow *flow = rz_run_flow(run);
+    cJSON_AddStringToObject(rec, "file", rz_flow_file(flow));
+    cJSON_AddNumberToObject(rec, "started_ms", (double)started);
+    cJSON_AddNumberToObject(rec, "finished_ms", (double)finished);
+    cJSON *steps = cJSON_GetObjectItemCaseSensitive(rec, "steps");
+    for (size_t i = 0; i < rz_flow_step_count(flow); i++)
+        add_details(run, i, cJSON_GetObjectItemCaseSensitive(steps, rz_flow_step_id(flow, i)),
+                    started);
+    for (size_t t = rz_flow_step_count(flow); t < rz_run_task_count(run); t++) {
+        size_t el = 0, i = rz_run_task_step(run, t, &el);
+        cJSON *sj = cJSON_GetObjectItemCaseSensitive(steps, rz_flow_step_id(flow, i));
+        add_details(run, t, cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(sj, "elements"),
+                                               (int)el), started);
+    }
+    char *s = rz__json_print(rec, false);
+    cJSON_Delete(rec);
+    return s;
+}
+
+static void expect_same_record(rz_store *st, const rz_run *run, uint64_t started,
+                               uint64_t finished)
+{
+    char *want = whole_record(run, started, finished), *got = NULL;
+    assert_int_equal(rz_store_run_put(st, run, started, finished), RZ_OK);
+    assert_int_equal(rz_store_run_get(st, rz_run_id(run), &got), RZ_OK);
+    assert_string_equal(got, want);
+    rz_free(got);
+    free(want);
+}
+
+static const char *mixed_yaml =
+    "flux: 1\nname: \"mixed \\\"one\\\"\"\n"
+    "inputs:\n  xs: {type: array}\n"
+    "outputs:\n  big: \"${{ steps.a.outputs.big }}\"\n"
+    "steps:\n"
+    "  a:\n    module: m\n    inputs: {k: \"tab\\there\", n: 0.1}\n"
+    "  b:\n    module: m\n    needs: [a]\n    on_failure: continue\n"
+    "  m:\n    module: m\n    needs: [a]\n    for_each: \"${{ inputs.xs }}\"\n"
+    "    inputs: {v: \"${{ each.value }}\", i: \"${{ each.index }}\"}\n"
+    "  z:\n    module: m\n    needs: [m]\n";
+
+static void record_in_parts_is_the_whole_tree(void **state)
+{
+    fixture *f = *state;
+    rz_flow *flow;
+    assert_int_equal(rz_flow_parse(&flow, mixed_yaml, strlen(mixed_yaml), RZ_FORMAT_YAML,
+                                   "mixed.yaml", NULL), RZ_OK);
+    rz_store *st;
+    assert_int_equal(rz_store_open(&st, f->dir), RZ_OK);
+    rz_run *run;
+    assert_int_equal(rz_run_new(&run, flow, "{\"xs\":[\"x\",{\"q\":\"\\u0001\"},-0.0]}",
+                                "mixed-1", 100), RZ_OK);
+    expect_same_record(st, run, 1000, 0);   /* nothing started */
+    size_t t[16];
+    assert_int_equal(rz_run_ready(run, 100, t, 16), 1);
+    assert_int_equal(rz_run_start(run, t[0], 101), RZ_OK);
+    assert_int_equal(rz_run_succeed(run, t[0], "{\"big\":9007199254740992,\"f\":1e300,"
+                                    "\"s\":\"caf\\u00e9 \\\"q\\\"\\n\",\"neg\":-0.0}", 107), RZ_OK);
+    size_t n = rz_run_ready(run, 107, t, 16);
+    assert_true(n >= 2);
+    for (size_t k = 0; k < n; k++)
+        assert_int_equal(rz_run_start(run, t[k], 108), RZ_OK);
+    expect_same_record(st, run, 1000, 0);   /* elements running */
+    for (size_t k = 0; k < n; k++) {
+        size_t el = 0, i = rz_run_task_step(run, t[k], &el);
+        if (strcmp(rz_flow_step_id(flow, i), "m") != 0)
+            assert_int_equal(rz_run_fail(run, t[k], "no \"way\"\n", 110), RZ_OK);
+        else
+            assert_int_equal(rz_run_succeed(run, t[k], "{\"r\":[1,2.5]}", 111 + el), RZ_OK);
+    }
+    while ((n = rz_run_ready(run, 120, t, 16)) > 0)
+        for (size_t k = 0; k < n; k++) {
+            assert_int_equal(rz_run_start(run, t[k], 120), RZ_OK);
+            assert_int_equal(rz_run_succeed(run, t[k], "{\"r\":[3]}", 125), RZ_OK);
+        }
+    assert_true(rz_run_done(run));
+    expect_same_record(st, run, 1000, 1200);   /* finished, replacing */
+    char *got = NULL;   /* what the comparison covered */
+    assert_int_equal(rz_store_run_get(st, "mixed-1", &got), RZ_OK);
+    assert_non_null(strstr(got, "\"elements\":[{\"status\":\"succeeded\""));
+    assert_non_null(strstr(got, "\"f\":1e+300"));
+    assert_non_null(strstr(got, "\"error\":\"no \\\"way\\\"\\n\""));
+    assert_non_null(strstr(got, "\"finished_ms\":1200}"));
+    rz_free(got);
+    rz_run_free(run);
+    rz_flow_free(flow);
+    rz_store_close(st);
+}
+
 static void bad_directories(void **state)
 {
     (void)state;
@@ -190,6 +305,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(replace_keeps_one_record_and_survives_reopen, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(list_newest_reads_only_the_newest, setup, teardown),
+        cmocka_unit_test_setup_teardown(record_in_parts_is_the_whole_tree, setup, teardown),
         cmocka_unit_test(bad_directories),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
