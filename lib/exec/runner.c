@@ -563,56 +563,96 @@ static int record_join(runner *r)
     return f->rc;
 }
 
-/* What `rhizos flow resume RUN` needs of a finished run, for its record:
- * its step cache, its inputs and which steps it reused itself. Taken
- * from the engine before it stops. */
-static void resume_record(runner *r)
+/* `v` (consumed) as cJSON prints it inside a document. */
+static bool buf_json(rz__buf *b, cJSON *v)
 {
-    char *map = NULL;
-    if (!r->opts->data_dir || rz_engine_reuse_map(r->engine, r->dep, &map) != RZ_OK)
-        return;
-    cJSON *x = cJSON_CreateObject();
-    cJSON *m = cJSON_Parse(map);
-    rz_free(map);
-    cJSON *in = r->opts->inputs_json ? cJSON_Parse(r->opts->inputs_json) : NULL;
-    /* The engine names its own results "deployment N step S": here they
-     * are this run's ("run <id> step S"); reused ones keep their origin. */
-    char own[48];
-    snprintf(own, sizeof own, "deployment %llu step ", (unsigned long long)r->dep);
-    cJSON *e;
-    cJSON_ArrayForEach(e, m) {
-        cJSON *from = cJSON_GetObjectItemCaseSensitive(e, "from");
+    char *t = v ? cJSON_PrintUnformatted(v) : NULL;
+    cJSON_Delete(v);
+    if (t)
+        rz__buf_puts(b, t);
+    free(t);
+    return t != NULL;
+}
+
+/* The step cache (rz_engine_reuse_map's object) one entry at a time: at
+ * 100,000 steps it is ~15 MB of text and several times that as a tree.
+ * The engine names its own results "deployment N step S" (`own`): here
+ * they are this run's ("run <id> step S"); reused ones keep their origin.
+ * Each entry is printed as printing the whole object printed it. */
+static bool cache_entries(rz__buf *b, const char *map, const char *own,
+                          const char *run_id)
+{
+    const char *p = map, *end = NULL;
+    if (*p++ != '{')
+        return false;
+    rz__buf_puts(b, "{");
+    for (bool first = true; *p && *p != '}'; first = false) {
+        cJSON *k = cJSON_ParseWithOpts(p, &end, 0);
+        cJSON *v = cJSON_IsString(k) && *end == ':'
+                 ? cJSON_ParseWithOpts(end + 1, &end, 0) : NULL;
+        cJSON *from = cJSON_GetObjectItemCaseSensitive(v, "from");
         if (cJSON_IsString(from) && strncmp(from->valuestring, own, strlen(own)) == 0) {
-            char *t = rz__asprintf("run %s step %s", rz_run_id(r->run),
+            char *t = rz__asprintf("run %s step %s", run_id,
                                    from->valuestring + strlen(own));
             if (t)
                 cJSON_SetValuestring(from, t);
             free(t);
         }
+        if (!v) {
+            cJSON_Delete(k);
+            return false;
+        }
+        if (!first)
+            rz__buf_puts(b, ",");
+        if (!buf_json(b, k)) {
+            cJSON_Delete(v);
+            return false;
+        }
+        rz__buf_puts(b, ":");
+        if (!buf_json(b, v))
+            return false;
+        p = end + (*end == ',');
     }
-    cJSON *reused = cJSON_CreateObject();
+    rz__buf_puts(b, "}");
+    return *p == '}';
+}
+
+/* What `rhizos flow resume RUN` needs of a finished run, for its record:
+ * its step cache, its inputs and which steps it reused itself, as the
+ * record's last members. Taken from the engine before it stops. */
+static void resume_record(runner *r)
+{
+    char *map = NULL;
+    if (!r->opts->data_dir || rz_engine_reuse_map(r->engine, r->dep, &map) != RZ_OK)
+        return;
+    char own[48];
+    snprintf(own, sizeof own, "deployment %llu step ", (unsigned long long)r->dep);
+    rz__buf b = {0};
+    rz__buf_puts(&b, ",\"step_cache\":");
+    bool ok = cache_entries(&b, map, own, rz_run_id(r->run));
+    rz_free(map);
+    cJSON *in = ok && r->opts->inputs_json ? cJSON_Parse(r->opts->inputs_json) : NULL;
+    if (in) {
+        rz__buf_puts(&b, ",\"inputs\":");
+        ok = buf_json(&b, in);
+    }
+    cJSON *reused = ok ? cJSON_CreateObject() : NULL;
     for (size_t i = 0; reused && i < rz_flow_step_count(r->flow); i++) {
         const char *from = rz_engine_task_reused_from(r->engine, r->dep, i);
         if (from)
             cJSON_AddStringToObject(reused, rz_flow_step_id(r->flow, i), from);
     }
-    if (x && m && cJSON_AddItemToObject(x, "step_cache", m)) {
-        m = NULL;
-        if (in && cJSON_AddItemToObject(x, "inputs", in))
-            in = NULL;
-        if (reused && reused->child && cJSON_AddItemToObject(x, "reused", reused))
-            reused = NULL;
-        char *t = cJSON_PrintUnformatted(x);   /* "{...}": its inside is spliced */
-        if (t && strlen(t) > 2) {
-            t[strlen(t) - 1] = '\0';
-            r->resume_rec = rz__asprintf(",%s", t + 1);
-        }
-        free(t);
+    if (reused && reused->child) {
+        rz__buf_puts(&b, ",\"reused\":");
+        ok = buf_json(&b, reused);
+    } else {
+        cJSON_Delete(reused);
     }
-    cJSON_Delete(x);
-    cJSON_Delete(m);
-    cJSON_Delete(in);
-    cJSON_Delete(reused);
+    char *t = rz__buf_take(&b);
+    if (ok)
+        r->resume_rec = t;
+    else
+        free(t);
 }
 
 /* Starts writing the run's record as it is now (finished: 0 while it
