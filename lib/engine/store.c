@@ -566,7 +566,8 @@ static char *job_record(const rz__ejob *j)
 }
 
 /* The deployment's flow lives in "dflow" (dep_flow_record): this one is
- * rewritten on every step event and must stay small. */
+ * rewritten on every step event and must stay small. Its final status is
+ * added by put_dep. */
 static char *dep_record(const rz__edep *d)
 {
     cJSON *o = cJSON_CreateObject();
@@ -580,13 +581,6 @@ static char *dep_record(const rz__edep *d)
         add_u64(o, "events", d->n_events) &&
         add_nz(o, "ended", d->ended_ms) &&
         (!d->paused || add_u64(o, "paused", 1));
-    /* Borrowed, not copied: a big deployment's status is megabytes. */
-    if (whole && d->final_status) {
-        cJSON *fin = cJSON_CreateStringReference(d->final_status);
-        whole = fin && cJSON_AddItemToObject(o, "final", fin);
-        if (!whole)
-            cJSON_Delete(fin);
-    }
     return print_record(o, whole);
 }
 
@@ -624,6 +618,72 @@ static int put(MDB_txn *txn, MDB_dbi dbi, const unsigned char *k, size_t klen,
         for (int i = 0; i < 4; i++)
             v[4 + i] = (unsigned char)(crc >> (8 * i));
         memcpy(v + HDR, rec, len);
+    }
+    free(rec);
+    return mrc ? db_error(mrc, "write") : RZ_OK;
+}
+
+/* s as cJSON prints a string (quotes included): its length, and the text
+ * at o (which returns past it). */
+static size_t quoted_len(const unsigned char *s)
+{
+    size_t n = 2;
+    for (; *s; s++)
+        n += *s == '"' || *s == '\\' || *s == '\b' || *s == '\f' || *s == '\n' ||
+             *s == '\r' || *s == '\t' ? 2 : *s < 32 ? 6 : 1;
+    return n;
+}
+
+static unsigned char *quoted_put(unsigned char *o, const unsigned char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    *o++ = '"';
+    for (; *s; s++) {
+        const char *e = *s == '"' ? "\\\"" : *s == '\\' ? "\\\\" : *s == '\b' ? "\\b"
+                      : *s == '\f' ? "\\f" : *s == '\n' ? "\\n" : *s == '\r' ? "\\r"
+                      : *s == '\t' ? "\\t" : NULL;
+        if (e) {
+            *o++ = (unsigned char)e[0];
+            *o++ = (unsigned char)e[1];
+        } else if (*s < 32) {
+            memcpy(o, "\\u00", 4);
+            o[4] = (unsigned char)hex[*s >> 4];
+            o[5] = (unsigned char)hex[*s & 15];
+            o += 6;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o++ = '"';
+    return o;
+}
+
+/* The deployment's record with its final status last, the text cJSON
+ * printed with the status as a member, written straight into LMDB's
+ * reserved value: a big deployment's status (megabytes) is not copied
+ * into a printed record first. */
+static int put_dep(MDB_txn *txn, MDB_dbi dbi, const unsigned char *k,
+                   const rz__edep *d)
+{
+    char *rec = dep_record(d);
+    if (!rec || !d->final_status)
+        return put(txn, dbi, k, 8, rec);
+    static const char key[] = ",\"final\":";
+    const unsigned char *fin = (const unsigned char *)d->final_status;
+    size_t head = strlen(rec) - 1;   /* without its "}" */
+    size_t len = head + sizeof key - 1 + quoted_len(fin) + 1;
+    MDB_val kv = { 8, (void *)k }, val = { HDR + len, NULL };
+    int mrc = mdb_put(txn, dbi, &kv, &val, MDB_RESERVE);
+    if (!mrc) {
+        unsigned char *v = val.mv_data, *o = v + HDR;
+        memcpy(o, rec, head);
+        memcpy(o + head, key, sizeof key - 1);
+        o = quoted_put(o + head + sizeof key - 1, fin);
+        *o = '}';
+        uint32_t crc = record_crc(k, 8, v + HDR, len);
+        memcpy(v, MAGIC, 4);
+        for (int i = 0; i < 4; i++)
+            v[4 + i] = (unsigned char)(crc >> (8 * i));
     }
     free(rec);
     return mrc ? db_error(mrc, "write") : RZ_OK;
@@ -687,7 +747,7 @@ static int write_dirty(rz_engine *e, MDB_txn *txn)
         if (!d->flow_stored)   /* new, or a record that held its flow */
             rc = put(txn, e->db_dep_flows, k, 8, dep_flow_record(d));
         if (rc == RZ_OK)
-            rc = put(txn, e->db_deps, k, 8, dep_record(d));
+            rc = put_dep(txn, e->db_deps, k, d);
         if (rc == RZ_OK)
             rc = index_put(txn, e->db_by_client, d->client, 'd', d->id);
     }
