@@ -173,11 +173,36 @@ int rz__engine_reuse_set(rz__edep *d, const char *json)
     return RZ_OK;
 }
 
-/* One job's entry, when it succeeded with a key. */
-static bool add_entry(cJSON *map, const rz__ejob *j, uint64_t dep)
+/* The map as text, one entry at a time: a tree of 100,000 entries is tens
+ * of MB. `seen` holds the keys written (owned), found in O(1): a lookup in
+ * the object was quadratic. Each entry is printed as printing the whole
+ * object printed it. */
+typedef struct map_text {
+    rz__buf b;
+    rz__map seen;
+    bool any;
+} map_text;
+
+static void map_text_free(map_text *m)
+{
+    for (size_t i = 0; m->seen.keys && i < m->seen.cap; i++)
+        free((char *)m->seen.keys[i]);
+    rz__map_free(&m->seen);
+    rz__buf_free(&m->b);
+}
+
+static char *print_consumed(cJSON *v)
+{
+    char *t = v ? cJSON_PrintUnformatted(v) : NULL;
+    cJSON_Delete(v);
+    return t;
+}
+
+/* One job's entry, when it succeeded with a key not written yet. */
+static bool add_entry(map_text *m, const rz__ejob *j, uint64_t dep)
 {
     if (!j || j->state != RZ_JOB_SUCCEEDED || !j->cache_key || !j->outputs ||
-        cJSON_GetObjectItemCaseSensitive(map, j->cache_key))
+        rz__map_get(&m->seen, j->cache_key) != RZ_NPOS)
         return true;
     cJSON *o = cJSON_Parse(j->outputs);
     if (!cJSON_IsObject(o)) {
@@ -190,10 +215,31 @@ static bool add_entry(cJSON *map, const rz__ejob *j, uint64_t dep)
     else
         snprintf(from, sizeof from, "deployment %llu step %.64s", (unsigned long long)dep,
                  j->step_id ? j->step_id : "?");
-    cJSON *x = cJSON_AddObjectToObject(map, j->cache_key);
-    return x && cJSON_AddItemToObject(x, "outputs", o) &&
-           cJSON_AddStringToObject(x, "from", from) &&
-           cJSON_AddNumberToObject(x, "ms", (double)j->cache_ms);
+    cJSON *x = cJSON_CreateObject();
+    if (!x || !cJSON_AddItemToObject(x, "outputs", o)) {
+        cJSON_Delete(o);
+        cJSON_Delete(x);
+        return false;
+    }
+    bool ok = cJSON_AddStringToObject(x, "from", from) &&
+              cJSON_AddNumberToObject(x, "ms", (double)j->cache_ms);
+    char *xt = print_consumed(x);
+    char *kt = print_consumed(cJSON_CreateString(j->cache_key));
+    char *key = rz__strdup(j->cache_key);
+    ok = ok && kt && xt && key && rz__map_put(&m->seen, key, 0) == RZ_OK;
+    if (ok) {
+        if (m->any)
+            rz__buf_puts(&m->b, ",");
+        m->any = true;
+        rz__buf_puts(&m->b, kt);
+        rz__buf_puts(&m->b, ":");
+        rz__buf_puts(&m->b, xt);
+    } else {
+        free(key);
+    }
+    free(kt);
+    free(xt);
+    return ok;
 }
 
 int rz_engine_reuse_map(const rz_engine *e, uint64_t deployment, char **json)
@@ -212,24 +258,27 @@ int rz_engine_reuse_map(const rz_engine *e, uint64_t deployment, char **json)
      * parsed: at 20,000 steps its tree was 16 MB. */
     const char *fin = d->final_status;
     cJSON *st = fin && strstr(fin, "\"elements\":[") ? cJSON_Parse(fin) : NULL;
-    cJSON *map = cJSON_CreateObject();
-    bool ok = map != NULL;
+    map_text m;
+    memset(&m, 0, sizeof m);
+    bool ok = rz__map_init(&m.seen, (size_t)n) == RZ_OK;
+    rz__buf_puts(&m.b, "{");
     for (uint64_t i = 0; ok && i < n; i++)
-        ok = add_entry(map, rz__engine_job_read(e, first + i), deployment);
+        ok = add_entry(&m, rz__engine_job_read(e, first + i), deployment);
     const cJSON *s, *el;
     cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(st, "steps"))
         cJSON_ArrayForEach(el, cJSON_GetObjectItemCaseSensitive(s, "elements")) {
             const cJSON *jid = cJSON_GetObjectItemCaseSensitive(el, "job");
             if (ok && cJSON_IsNumber(jid))
-                ok = add_entry(map, rz__engine_job_read(e, (uint64_t)jid->valuedouble),
+                ok = add_entry(&m, rz__engine_job_read(e, (uint64_t)jid->valuedouble),
                                deployment);
         }
     cJSON_Delete(st);
     d = rz__engine_dep(e, deployment);   /* running: its element jobs */
     for (size_t k = 0; ok && d && k < d->n_el_jobs; k++)
-        ok = add_entry(map, rz__engine_job_read(e, d->el_jobs[k]), deployment);
-    *json = ok ? cJSON_PrintUnformatted(map) : NULL;
-    cJSON_Delete(map);
+        ok = add_entry(&m, rz__engine_job_read(e, d->el_jobs[k]), deployment);
+    rz__buf_puts(&m.b, "}");
+    *json = ok ? rz__buf_take(&m.b) : NULL;
+    map_text_free(&m);
     return *json ? RZ_OK : no_memory();
 }
 
