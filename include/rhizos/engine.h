@@ -878,9 +878,16 @@ typedef struct rz_engine_replica {
     unsigned max_started;
     void (*on_change)(void *userdata);
     void *userdata;
+    /* Version 2. Non-zero: the deployment runs on `run` itself instead of
+     * a run of its own that `run` follows: one run in memory, not two (at
+     * 100,000 steps each is ~40 MB). `run` must be fresh (nothing but
+     * rz_run_new, and reading it) and outlive the engine, which never
+     * frees it; what the caller adds to it (step logs) is then part of
+     * the deployment's status. */
+    int share;
 } rz_engine_replica;
-#define RZ_ENGINE_REPLICA_VERSION 1
-#define RZ_ENGINE_REPLICA_INIT { RZ_ENGINE_REPLICA_VERSION, NULL, 0, NULL, NULL }
+#define RZ_ENGINE_REPLICA_VERSION 2
+#define RZ_ENGINE_REPLICA_INIT { RZ_ENGINE_REPLICA_VERSION, NULL, 0, NULL, NULL, 0 }
 
 /* Deploy a validated flow to run locally. The deployment runs on `flow`
  * itself (not a copy: it must outlive the deployment) and stores its JSON

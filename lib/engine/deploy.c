@@ -24,7 +24,8 @@ static int no_memory(void)
 
 void rz__engine_dep_free(rz__edep *d)
 {
-    rz_run_free(d->run);
+    if (!d->run_shared)
+        rz_run_free(d->run);
     if (!d->flow_shared)
         rz_flow_free(d->flow);
     free(d->text);
@@ -250,8 +251,10 @@ static int finish_dep(rz_engine *e, rz__edep *d)
     d->state = rz_run_state_get(d->run);
     d->final_status = status;
     rz__engine_dep_log_free(d);   /* streams end with the final status */
-    rz_run_free(d->run);
+    if (!d->run_shared)
+        rz_run_free(d->run);
     d->run = NULL;
+    d->run_shared = false;
     if (!d->flow_shared)
         rz_flow_free(d->flow);
     d->flow = NULL;
@@ -279,7 +282,7 @@ static int set_text(char **dst, const char *src)
 static void sync_steps(rz_engine *e, rz__edep *d)
 {
     const size_t *changed;
-    size_t n = rz__run_take_changes(d->run, &changed);
+    size_t n = rz__run_take_changes(d->run, RZ__RUN_ENGINE, &changed);
     for (size_t k = 0; k < n; k++) {
         size_t i = changed[k];
         rz__ejob *j = step_job(e, d, i);
@@ -844,6 +847,7 @@ static int load_flow(rz_flow **out, const rz_engine *e, const char *text,
 
 static int new_run(rz__edep *d, uint64_t now)
 {
+    d->run_shared = false;
     char id[24];
     snprintf(id, sizeof id, "%llu", (unsigned long long)d->id);
     return rz_run_new(&d->run, d->flow, d->inputs, id, now);
@@ -931,8 +935,14 @@ static int deploy(rz_engine *e, const char *text, size_t len,
         rc = load_flow(&d.flow, e, text, len, diags, false);
     if (rc == RZ_OK)
         rc = rz__engine_dep_approvals(&d);
-    if (rc == RZ_OK)
+    /* An embedded caller's run, when it shares it (local.c). */
+    bool own_run = !(shared && e->local.shared && e->local.dep == d.id);
+    if (rc == RZ_OK && own_run)
         rc = new_run(&d, now_ms);
+    else if (rc == RZ_OK) {
+        d.run = e->local.replica;
+        d.run_shared = true;
+    }
     d.first_job = e->n_jobs + 1;
     d.n_steps = d.flow ? rz_flow_step_count(d.flow) : 0;
     if (rc == RZ_OK)

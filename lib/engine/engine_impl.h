@@ -189,6 +189,7 @@ typedef struct rz__edep {
     char *reuse_text;         /* the reuse map as given (stored with the flow) */
     struct cJSON *reuse;      /* parsed, or NULL (reuse.c) */
     bool flow_stored;         /* text and inputs are in "dflow" (store.c) */
+    bool run_shared;          /* `run` is an embedded caller's: not freed */
     bool flow_shared;         /* `flow` is an embedded caller's (local.c):
                                  borrowed, and its text is dropped once
                                  stored (one parsed flow, not two) */
@@ -308,6 +309,7 @@ typedef struct rz__elocal {
     size_t max_started;       /* 0: no cap */
     size_t started;           /* RUNNING steps of the replica */
     bool diverged;            /* the replica refused an event */
+    bool shared;              /* the replica is the deployment's own run */
     void (*on_change)(void *userdata);   /* after each event applied */
     void *userdata;
     const struct rz_flow *flow;   /* the caller's, modules resolved (the

@@ -15,6 +15,7 @@
 #include "engine/engine_impl.h"
 #include "flow/model.h"
 #include "rhizos/hw.h"
+#include "run/changes.h"
 
 /* Client accounts of embedded deployments, and their test credit. */
 #define LOCAL_CLIENT_HI 0x525a4c4f43414c00ull    /* "RZLOCAL" */
@@ -34,6 +35,11 @@ void rz__engine_local_event(rz_engine *e, const rz__edep *d,
     rz__elocal *l = &e->local;
     if (!l->replica || l->diverged || d->id != l->dep)
         return;
+    if (l->shared) {   /* the event is the deployment's own run's already */
+        if (l->on_change)
+            l->on_change(l->userdata);
+        return;
+    }
     rz_run *r = l->replica;
     bool was = running(r, step);
     int rc = RZ_OK;
@@ -77,7 +83,8 @@ size_t rz__engine_local_room(const rz_engine *e, const rz__edep *d)
     const rz__elocal *l = &e->local;
     if (!l->max_started || d->id != l->dep)
         return SIZE_MAX;
-    return l->started < l->max_started ? l->max_started - l->started : 0;
+    size_t started = l->shared ? rz__run_started(l->replica) : l->started;
+    return started < l->max_started ? l->max_started - started : 0;
 }
 
 int rz_engine_local_check(const rz_engine *e)
@@ -169,7 +176,8 @@ int rz_engine_local_deploy(rz_engine *e, const rz_flow *flow,
     if (deployment)
         *deployment = 0;
     if (!e || !flow || !deployment ||
-        (replica && (replica->version != RZ_ENGINE_REPLICA_VERSION ||
+        (replica && (replica->version < 1 ||
+                     replica->version > RZ_ENGINE_REPLICA_VERSION ||
                      !replica->run)))
         return rz__error(RZ_EINVAL, "rz_engine_local_deploy: invalid "
                          "arguments");
@@ -194,6 +202,7 @@ int rz_engine_local_deploy(rz_engine *e, const rz_flow *flow,
             e->local.max_started = replica->max_started;
             e->local.on_change = replica->on_change;
             e->local.userdata = replica->userdata;
+            e->local.shared = replica->version >= 2 && replica->share;
         }
         rc = rz__engine_deploy_shared(e, doc, flow, client, inputs_json,
                                       e->local_reuse, now_ms, deployment);

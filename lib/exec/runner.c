@@ -9,11 +9,11 @@
  * run decides everything flow-shaped (readiness, `when`, retries, timeouts,
  * on_failure, cancel), exactly as for a network deployment.
  *
- * The caller's rz_run is the deployment's replica (rz_engine_replica): the
- * engine applies each step event to it as it records it. Events come from
- * diffing its step states after each of those, so skips and cancellations
- * the run makes on its own are reported too. One thread, one poll() over
- * every running attempt.
+ * The caller's rz_run is the deployment's own run (rz_engine_replica with
+ * `share`: one run in memory, not two): the engine drives it, and events
+ * come from its changes (the run's second reader of them) after each
+ * engine call, so skips and cancellations the run makes on its own are
+ * reported too. One thread, one poll() over every running attempt.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -149,7 +149,7 @@ static rz_event_kind change_event(rz_step_state was, rz_step_state now)
 static void report_changes(runner *r)
 {
     const size_t *changed;
-    size_t n = rz__run_take_changes(r->run, &changed);
+    size_t n = rz__run_take_changes(r->run, RZ__RUN_OWNER, &changed);
     for (size_t k = 0; k < n; k++) {
         size_t i = changed[k];
         if (i >= rz_flow_step_count(r->flow))
@@ -1142,6 +1142,7 @@ static int engine_start(runner *r)
     rep.max_started = r->jobs;
     rep.on_change = on_change;
     rep.userdata = r;
+    rep.share = 1;   /* one run in memory: the engine's is this one */
     rz_engine_local_reuse(r->engine, r->opts->reuse_json);
     rc = rz_engine_local_deploy(r->engine, r->flow, r->opts->inputs_json,
                                 &rep, r->t0, &r->dep);

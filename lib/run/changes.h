@@ -9,10 +9,18 @@
 #include "common/internal.h"
 #include "rhizos/run.h"
 
-/* The steps whose state changed since the last call (since rz_run_new for
- * the first), each once, in index order; *steps is valid until the next
- * call. Their current states are rz_run_step_state's. */
-RZ_HIDDEN size_t rz__run_take_changes(rz_run *run, const size_t **steps);
+/* Two readers follow a run's changes, each on its own: the engine that
+ * drives it and the embedded runner that shares it (rz_engine_replica's
+ * `share`). */
+enum { RZ__RUN_ENGINE = 0, RZ__RUN_OWNER = 1, RZ__RUN_READERS = 2 };
+
+/* The steps whose state changed since `reader`'s last call (since
+ * rz_run_new for the first), each once, in index order; *steps is valid
+ * until its next call. Their current states are rz_run_step_state's. */
+RZ_HIDDEN size_t rz__run_take_changes(rz_run *run, unsigned reader,
+                                      const size_t **steps);
+/* Tasks RUNNING now, for_each steps aside (their elements count). */
+RZ_HIDDEN size_t rz__run_started(const rz_run *run);
 
 /* Step `step` as rz_run_to_json writes it under "steps" (a new object to
  * delete; NULL out of memory or out of range). */

@@ -41,7 +41,7 @@ typedef struct step_rt {
     bool has_deadline;     /* RUNNING with a timeout */
     bool in_ready;         /* listed in run->ready */
     bool in_timed;         /* listed in run->timed */
-    bool in_changed;       /* listed in run->changed */
+    unsigned char in_changed;   /* bit k: listed in run->changed[k] */
     char *error;           /* failure or skip reason, or NULL */
     char *log;             /* stderr tail of the last attempt, or NULL */
     char *warning;         /* outputs off the manifest ("outputs_check":
@@ -106,11 +106,13 @@ struct rz_run {
     size_t *timed; size_t n_timed;
     size_t *stack;              /* settle propagation, n slots */
     size_t *scratch;            /* tick's expired steps, n slots */
-    /* Steps whose state changed since rz__run_take_changes last took them,
-     * each once: a caller follows the run in O(changes), not O(steps).
-     * `taken` is the list it took last, kept until it takes again. */
-    size_t *changed; size_t n_changed;
-    size_t *taken;
+    /* Steps whose state changed since rz__run_take_changes last took them
+     * for reader k, each once: a caller follows the run in O(changes), not
+     * O(steps). `taken` is the list it took last, kept until it takes
+     * again. Two readers: an engine and the runner that shares its run. */
+    size_t *changed[RZ__RUN_READERS]; size_t n_changed[RZ__RUN_READERS];
+    size_t *taken[RZ__RUN_READERS];
+    size_t n_started;           /* RUNNING tasks that are not for_each steps */
     size_t settled;
     bool cancelled;
     bool fatal;                 /* a step failed with on_failure: fail */
@@ -359,11 +361,14 @@ static int eval_value(const rz_run *r, const cJSON *v, cJSON **out)
 /* Every change of a step's state goes through here. */
 static void set_state(rz_run *r, size_t i, rz_step_state st)
 {
+    if (i >= r->n || !step_of(r, i)->for_each)   /* a task something runs */
+        r->n_started += (st == RZ_STEP_RUNNING) - (r->st[i].state == RZ_STEP_RUNNING);
     r->st[i].state = st;
-    if (!r->st[i].in_changed) {
-        r->st[i].in_changed = true;
-        r->changed[r->n_changed++] = i;
-    }
+    for (unsigned k = 0; k < RZ__RUN_READERS; k++)
+        if (!(r->st[i].in_changed & 1u << k)) {
+            r->st[i].in_changed |= (unsigned char)(1u << k);
+            r->changed[k][r->n_changed[k]++] = i;
+        }
 }
 
 static void push_ready(rz_run *r, size_t i)
@@ -639,7 +644,7 @@ static int grow_tasks(rz_run *r, size_t add)
     r->st = st;
     memset(st + r->cap, 0, (cap - r->cap) * sizeof *st);
     size_t **lists[] = { &r->ready, &r->timed, &r->stack, &r->scratch,
-                         &r->changed, &r->taken };
+                         &r->changed[0], &r->taken[0], &r->changed[1], &r->taken[1] };
     for (size_t k = 0; k < RZ_ARRAY_LEN(lists); k++) {
         size_t *l = realloc(*lists[k], cap * sizeof **lists[k]);
         if (!l)
@@ -1420,10 +1425,14 @@ static int run_alloc(rz_run *r, const char *run_id)
     r->timed = rz__malloc(n1 * sizeof *r->timed);
     r->stack = rz__malloc(n1 * sizeof *r->stack);
     r->scratch = rz__malloc(n1 * sizeof *r->scratch);
-    r->changed = rz__malloc(n1 * sizeof *r->changed);
-    r->taken = rz__malloc(n1 * sizeof *r->taken);
+    bool lists = true;
+    for (unsigned k = 0; k < RZ__RUN_READERS; k++) {
+        r->changed[k] = rz__malloc(n1 * sizeof *r->changed[k]);
+        r->taken[k] = rz__malloc(n1 * sizeof *r->taken[k]);
+        lists = lists && r->changed[k] && r->taken[k];
+    }
     if (!r->id || !r->st || !r->ready || !r->timed || !r->stack ||
-        !r->scratch || !r->changed || !r->taken)
+        !r->scratch || !lists)
         return rz__error(RZ_ENOMEM, "out of memory");
     return RZ_OK;
 }
@@ -1512,8 +1521,10 @@ void rz_run_free(rz_run *run)
     free(run->timed);
     free(run->stack);
     free(run->scratch);
-    free(run->changed);
-    free(run->taken);
+    for (unsigned k = 0; k < RZ__RUN_READERS; k++) {
+        free(run->changed[k]);
+        free(run->taken[k]);
+    }
     free(run);
 }
 
@@ -1523,18 +1534,23 @@ static int by_index(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-size_t rz__run_take_changes(rz_run *run, const size_t **steps)
+size_t rz__run_take_changes(rz_run *run, unsigned reader, const size_t **steps)
 {
-    size_t n = run->n_changed;
-    qsort(run->changed, n, sizeof *run->changed, by_index);
+    size_t n = run->n_changed[reader];
+    size_t *l = run->changed[reader];
+    qsort(l, n, sizeof *l, by_index);
     for (size_t k = 0; k < n; k++)
-        run->st[run->changed[k]].in_changed = false;
-    run->n_changed = 0;
-    size_t *t = run->taken;
-    run->taken = run->changed;
-    run->changed = t;
-    *steps = run->taken;
+        run->st[l[k]].in_changed &= (unsigned char)~(1u << reader);
+    run->n_changed[reader] = 0;
+    run->changed[reader] = run->taken[reader];
+    run->taken[reader] = l;
+    *steps = l;
     return n;
+}
+
+size_t rz__run_started(const rz_run *run)
+{
+    return run->n_started;
 }
 
 /* ---- Transitions ---------------------------------------------------------- */
