@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "engine/engine_impl.h"
+#include "run/changes.h"
 #include "flow/model.h"
 #include "module/module_impl.h"
 #include "run/usage.h"
@@ -1177,6 +1178,77 @@ static void test_replica_follows_deployment(void **state)
     rz_flow_free(f);
 }
 
+/* Shared (version 2): the deployment runs on the caller's run itself (one
+ * run in memory), the engine and the caller each read its changes, the
+ * slots cap holds, and the engine never frees the run. */
+static void test_shared_run_is_the_deployment(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: shared\nsteps:\n"
+                      "  a: {module: m}\n"
+                      "  b:\n    module: m\n    needs: [a]\n"
+                      "    retry: {max_attempts: 2, initial_ms: 0}\n"
+                      "  c: {module: m}\n"
+                      "  d:\n    module: m\n    needs: [b]\n"
+                      "    when: \"${{ steps.b.outputs.go }}\"\n");
+    struct rz_module m = {0};
+    m.timeout_s = 4;
+    for (size_t i = 0; i < 4; i++)
+        f->steps[i].module = &m;
+    char dir[] = "/tmp/rz-test-local-XXXXXX";
+    rz_engine *e = local_engine(dir, NULL);
+    uint64_t node = 0, dep = 0;
+    assert_int_equal(rz_engine_local_node(e, "{\"cpu\":{\"cores\":2,"
+                                     "\"threads\":2},\"memory_mb\":4096,"
+                                     "\"adapters\":[\"process\"]}", 1, 0,
+                                     &node), RZ_OK);
+    rz_run *r = NULL;
+    assert_int_equal(rz_run_new(&r, f, NULL, "r2", 0), RZ_OK);
+    int changes = 0;
+    rz_engine_replica rep = RZ_ENGINE_REPLICA_INIT;
+    rep.run = r;
+    rep.max_started = 1;
+    rep.on_change = count_change;
+    rep.userdata = &changes;
+    rep.share = 1;
+    assert_int_equal(rz_engine_local_deploy(e, f, NULL, &rep, 0, &dep), RZ_OK);
+    assert_ptr_equal(rz__engine_dep(e, dep)->run, r);
+    assert_int_equal(count_running(r), 1);
+    assert_int_equal(changes, 1);
+    const size_t *seen;   /* the caller's reader: a, c ready, one started */
+    assert_int_equal(rz__run_take_changes(r, RZ__RUN_OWNER, &seen), 2);
+    uint64_t now = 0;
+    bool b_failed = false;
+    rz_engine_assignment a;
+    while (!rz_run_done(r)) {
+        now += 10;
+        assert_int_equal(rz_engine_poll(e, node, now, &a), RZ_OK);
+        assert_int_equal(count_running(r), 1);
+        assert_int_equal(rz__run_started(r), 1);
+        if (strcmp(a.step, "b") == 0 && !b_failed) {
+            b_failed = true;
+            assert_int_equal(node_report(e, node, a.job, a.attempt, NULL,
+                                    "flaky", 5, now), RZ_OK);
+            assert_int_equal(rz_run_step_attempts(r, S(r, "b")), 2);
+        } else {
+            assert_int_equal(node_report(e, node, a.job, a.attempt,
+                                    "{\"go\":false}", NULL, 5, now), RZ_OK);
+        }
+        /* The engine took its changes; the caller's are still there. */
+        assert_true(rz__run_take_changes(r, RZ__RUN_OWNER, &seen) >= 1);
+        assert_follows(e, dep, r);
+    }
+    assert_true(b_failed);
+    assert_int_equal(rz__run_started(r), 0);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    assert_int_equal(state_of(r, "d"), RZ_STEP_SKIPPED);
+    rz_engine_close(e);   /* the run is the caller's still */
+    assert_string_equal(rz_run_id(r), "r2");
+    rz_run_free(r);
+    assert_int_equal(tmp_dir_remove(dir), 0);
+    rz_flow_free(f);
+}
+
 /* ---- joins ---- */
 
 #define IF_ELSE_FLOW \
@@ -1926,6 +1998,7 @@ int main(void)
         cmocka_unit_test(test_when_eval_error),
         cmocka_unit_test(test_exact_numbers),
         cmocka_unit_test(test_replica_follows_deployment),
+        cmocka_unit_test(test_shared_run_is_the_deployment),
         cmocka_unit_test(test_join_if_else),
         cmocka_unit_test(test_on_exit_and_outputs),
         cmocka_unit_test(test_flow_output_error),
