@@ -104,6 +104,8 @@ typedef struct runner {
     uint64_t node, dep;
     char *resume_rec;            /* ,"step_cache":..,"inputs":..,"reused":..
                                     for the final record (resume_record) */
+    char *resume_map;            /* the engine's step cache, and its */
+    char *resume_reused;         /* reused steps, for resume_record */
     bool finished;               /* the deployment finished */
     int recorded;                /* the last record's outcome */
 } runner;
@@ -582,14 +584,17 @@ static bool buf_json(rz__buf *b, cJSON *v)
 static bool cache_entries(rz__buf *b, const char *map, const char *own,
                           const char *run_id)
 {
-    const char *p = map, *end = NULL;
+    const char *p = map, *end = NULL, *stop = map + strlen(map);
     if (*p++ != '{')
         return false;
     rz__buf_puts(b, "{");
+    /* Lengths given: cJSON_ParseWithOpts measures the rest of the text at
+     * every call (quadratic). */
     for (bool first = true; *p && *p != '}'; first = false) {
-        cJSON *k = cJSON_ParseWithOpts(p, &end, 0);
+        cJSON *k = cJSON_ParseWithLengthOpts(p, (size_t)(stop - p), &end, 0);
         cJSON *v = cJSON_IsString(k) && *end == ':'
-                 ? cJSON_ParseWithOpts(end + 1, &end, 0) : NULL;
+                 ? cJSON_ParseWithLengthOpts(end + 1, (size_t)(stop - end - 1), &end, 0)
+                 : NULL;
         cJSON *from = cJSON_GetObjectItemCaseSensitive(v, "from");
         if (cJSON_IsString(from) && strncmp(from->valuestring, own, strlen(own)) == 0) {
             char *t = rz__asprintf("run %s step %s", run_id,
@@ -618,35 +623,46 @@ static bool cache_entries(rz__buf *b, const char *map, const char *own,
 }
 
 /* What `rhizos flow resume RUN` needs of a finished run, for its record:
- * its step cache, its inputs and which steps it reused itself, as the
- * record's last members. Taken from the engine before it stops. */
-static void resume_record(runner *r)
+ * its step cache and which steps it reused itself, taken from the engine
+ * before it stops (resume_record writes them after: a big run's engine is
+ * gone by then). */
+static void resume_take(runner *r)
 {
-    char *map = NULL;
-    if (!r->opts->data_dir || rz_engine_reuse_map(r->engine, r->dep, &map) != RZ_OK)
+    if (!r->opts->data_dir ||
+        rz_engine_reuse_map(r->engine, r->dep, &r->resume_map) != RZ_OK)
         return;
-    char own[48];
-    snprintf(own, sizeof own, "deployment %llu step ", (unsigned long long)r->dep);
-    rz__buf b = {0};
-    rz__buf_puts(&b, ",\"step_cache\":");
-    bool ok = cache_entries(&b, map, own, rz_run_id(r->run));
-    rz_free(map);
-    cJSON *in = ok && r->opts->inputs_json ? cJSON_Parse(r->opts->inputs_json) : NULL;
-    if (in) {
-        rz__buf_puts(&b, ",\"inputs\":");
-        ok = buf_json(&b, in);
-    }
-    cJSON *reused = ok ? cJSON_CreateObject() : NULL;
+    cJSON *reused = cJSON_CreateObject();
     for (size_t i = 0; reused && i < rz_flow_step_count(r->flow); i++) {
         const char *from = rz_engine_task_reused_from(r->engine, r->dep, i);
         if (from)
             cJSON_AddStringToObject(reused, rz_flow_step_id(r->flow, i), from);
     }
-    if (reused && reused->child) {
+    if (reused && reused->child)
+        r->resume_reused = cJSON_PrintUnformatted(reused);
+    cJSON_Delete(reused);
+}
+
+/* The record's last members: the step cache, the inputs and the steps
+ * reused. */
+static void resume_record(runner *r)
+{
+    if (!r->resume_map)
+        return;
+    char own[48];
+    snprintf(own, sizeof own, "deployment %llu step ", (unsigned long long)r->dep);
+    rz__buf b = {0};
+    rz__buf_puts(&b, ",\"step_cache\":");
+    bool ok = cache_entries(&b, r->resume_map, own, rz_run_id(r->run));
+    rz_free(r->resume_map);
+    r->resume_map = NULL;
+    cJSON *in = ok && r->opts->inputs_json ? cJSON_Parse(r->opts->inputs_json) : NULL;
+    if (in) {
+        rz__buf_puts(&b, ",\"inputs\":");
+        ok = buf_json(&b, in);
+    }
+    if (ok && r->resume_reused) {
         rz__buf_puts(&b, ",\"reused\":");
-        ok = buf_json(&b, reused);
-    } else {
-        cJSON_Delete(reused);
+        rz__buf_puts(&b, r->resume_reused);
     }
     char *t = rz__buf_take(&b);
     if (ok)
@@ -1212,6 +1228,8 @@ static void runner_free(runner *r)
     free(r->pfds);
     free(r->seen);
     free(r->resume_rec);
+    rz_free(r->resume_map);
+    free(r->resume_reused);
 }
 
 int rz_runner_check(const rz_flow *flow, const rz_runner_opts *opts)
@@ -1302,10 +1320,12 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
      * are not in memory together: at 100,000 steps each is ~100 MiB. A
      * small one is built first, so its commit overlaps the teardown. */
     if (rc == RZ_OK)
-        resume_record(&r);
+        resume_take(&r);
     bool big = rz_flow_step_count(flow) >= 4096;
     if (rc == RZ_OK && big)
         engine_stop(&r);
+    if (rc == RZ_OK)
+        resume_record(&r);
     if (rc == RZ_OK)
         record(&r, rz__wall_ms(), big);   /* joined in runner_free */
     runner_free(&r);
