@@ -62,7 +62,7 @@ typedef struct cli {
     const char *container_host;   /* --container-host URL (flow run) */
     const char *llm_servers;      /* --llm KIND=URL... (flow run) */
     bool follow;                  /* --follow (flow logs) */
-    const char *listen;           /* --listen HOST:PORT (flow serve) */
+    const char *listen;           /* --listen HOST:PORT (flow serve, ui) */
     const char *prompt;           /* -p PROMPT (run -t llm) */
     const char *model;            /* --model M (run -t llm) */
     const char *max_tokens;       /* --max-tokens N (run -t llm) */
@@ -77,6 +77,8 @@ typedef struct cli {
                                      fires); NULL: a new one */
     char **args;                  /* positionals after "GROUP VERB" */
     int nargs;
+    const char *ui_dir;           /* --ui-dir DIR (ui) */
+    bool open;                    /* --open (ui) */
 } cli;
 
 int cli_flow(cli *c, const char *verb);
@@ -90,6 +92,9 @@ int cli_llm_show(const cli *c, const char *reply);
 /* True when no llm option is given (else said why): for other runs. */
 bool cli_llm_flags_unused(const cli *c);
 void cli_flow_usage(void);
+/* ui.c: `rhizos ui`, the console on this machine (execs rhizos-ui) */
+int cli_ui(cli *c, const char *verb);
+void cli_ui_usage(void);
 int cli_match(cli *c, const char *verb);
 void cli_match_usage(void);
 int cli_vault(cli *c, const char *verb);

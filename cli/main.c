@@ -21,6 +21,8 @@ static void usage(FILE *out)
 "  flow serve FILE...      run the flows' cron triggers here until stopped\n"
 "  flow export FILE        canonical JSON with credential values stripped\n"
 "  flow estimate FILE      cost per step: rented node vs API [--prices F]\n"
+"  ui                      the web console on this machine [--listen A:P]\n"
+"                          [--open]; see ui --help\n"
 "\n"
 "Modules (--modules DIR|URL, --trusted-publisher KEY):\n"
 "  module list|show|keygen|sign|verify   registry contents and signatures\n"
@@ -132,7 +134,7 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS, OPT_CONTAINER_HOST,
        OPT_KEY_FILE, OPT_CONTEXT, OPT_CA_FILE, OPT_MODEL, OPT_MAX_TOKENS, OPT_TEMPERATURE,
        OPT_COMMENT, OPT_NOTE, OPT_LLM, OPT_FOLLOW, OPT_PRUNE, OPT_OLDER_THAN,
-       OPT_LISTEN };
+       OPT_LISTEN, OPT_OPEN, OPT_UI_DIR };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -184,6 +186,8 @@ static const struct option long_opts[] = {
     { "prune", no_argument, NULL, OPT_PRUNE },
     { "older-than", required_argument, NULL, OPT_OLDER_THAN },
     { "listen", required_argument, NULL, OPT_LISTEN },
+    { "open", no_argument, NULL, OPT_OPEN },
+    { "ui-dir", required_argument, NULL, OPT_UI_DIR },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -298,6 +302,8 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_PRUNE: c->prune = true; break;
         case OPT_OLDER_THAN: c->older_than = optarg; break;
         case OPT_LISTEN: c->listen = optarg; break;
+        case OPT_OPEN: c->open = true; break;
+        case OPT_UI_DIR: c->ui_dir = optarg; break;
         case OPT_REVEAL: c->reveal = true; break;
         case OPT_NODES: c->nodes = optarg; break;
         case OPT_POLICY: c->policy = optarg; break;
@@ -352,6 +358,7 @@ static const struct {
     { "account", 1, cli_account, cli_account_usage,
       "create balance deposit withdraw withdrawals history credit confirm" },
     { "admin", 1, cli_admin, cli_admin_usage, "withdrawal" },
+    { "ui", 0, cli_ui, cli_ui_usage, "" },
 };
 #define N_GROUPS (sizeof groups / sizeof groups[0])
 

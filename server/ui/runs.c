@@ -1,0 +1,338 @@
+/* Runs started from the console: each on a thread of its own through
+ * rz_runner_run, the same runner as `rhizos flow run`, and recorded in the
+ * run store of --data so `rhizos flow runs` lists them.
+ *
+ * This process holds the store open once and writes the runs' records
+ * itself (the runner gets no data_dir): LMDB must not have one
+ * environment open twice in a process, and two runs at once would each
+ * open it. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "ui.h"
+
+typedef struct ui_run {
+    char id[64];
+    rz_flow *flow;
+    char *inputs;
+    pthread_t thread;
+    volatile int cancel;
+    char *status;             /* rz_run_to_json, latest; under rs->mu */
+    cJSON *live;              /* step id -> log lines streamed so far */
+    bool recorded;            /* the first record is written */
+    bool done;
+    uint64_t started_ms;
+    struct ui_runs *rs;
+    struct ui_run *next;
+} ui_run;
+
+struct ui_runs {
+    pthread_mutex_t mu;
+    ui_runs_opts opts;
+    rz_store *store;
+    ui_run *head;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+ui_runs *ui_runs_open(const ui_runs_opts *opts)
+{
+    ui_runs *rs = calloc(1, sizeof *rs);
+    if (!rs)
+        return NULL;
+    rs->opts = *opts;
+    if (rz_fs_mkdirs(opts->data_dir, 0700) != RZ_OK ||
+        rz_store_open(&rs->store, opts->data_dir) != RZ_OK) {
+        fprintf(stderr, "rhizos ui: %s: %s\n", opts->data_dir, rz_error_last()->message);
+        free(rs);
+        return NULL;
+    }
+    pthread_mutex_init(&rs->mu, NULL);
+    return rs;
+}
+
+static ui_run *find(ui_runs *rs, const char *id)
+{
+    for (ui_run *u = rs->head; u; u = u->next)
+        if (strcmp(u->id, id) == 0)
+            return u;
+    return NULL;
+}
+
+/* Called on the runner's thread: the status as it is now, the streamed
+ * lines, and the run on record from its first event. */
+static void on_event(const rz_event *ev, void *userdata)
+{
+    ui_run *u = userdata;
+    if (ev->kind == RZ_EVENT_PROGRESS)
+        return;
+    char *json = NULL;
+    if (ev->kind != RZ_EVENT_STEP_LOG && rz_run_to_json(ev->run, &json) != RZ_OK)
+        json = NULL;
+    pthread_mutex_lock(&u->rs->mu);
+    if (ev->kind == RZ_EVENT_STEP_LOG && ev->message && ev->step != (size_t)-1) {
+        const char *sid = rz_flow_step_id(rz_run_flow(ev->run), ev->step);
+        cJSON *have = cJSON_GetObjectItemCaseSensitive(u->live, sid);
+        size_t n = (have ? strlen(have->valuestring) : 0) + strlen(ev->message) + 2;
+        char *s = malloc(n);
+        if (s) {
+            snprintf(s, n, "%s%s\n", have ? have->valuestring : "", ev->message);
+            cJSON_DeleteItemFromObjectCaseSensitive(u->live, sid);
+            cJSON_AddStringToObject(u->live, sid, s);
+            free(s);
+        }
+    }
+    if (json) {
+        free(u->status);
+        u->status = strdup(json);
+    }
+    if (!u->recorded) {
+        u->recorded = true;
+        if (rz_store_run_put(u->rs->store, ev->run, u->started_ms, 0) != RZ_OK)
+            fprintf(stderr, "rhizos ui: run %s not recorded: %s\n", u->id,
+                    rz_error_last()->message);
+    }
+    pthread_mutex_unlock(&u->rs->mu);
+    rz_free(json);
+}
+
+static void *run_main(void *arg)
+{
+    ui_run *u = arg;
+    const ui_runs_opts *o = &u->rs->opts;
+    rz_runner_opts ro = RZ_RUNNER_OPTS_INIT;
+    ro.jobs = o->jobs;
+    ro.sandbox = o->sandbox;
+    ro.container_host = o->container_host;
+    ro.prices = o->prices;
+    ro.inputs_json = u->inputs;
+    ro.run_id = u->id;
+    ro.on_event = on_event;
+    ro.userdata = u;
+    ro.cancel = &u->cancel;
+    rz_run *run = NULL;
+    int rc = rz_runner_run(&run, u->flow, &ro);
+    char *json = NULL;
+    if (run && rz_run_to_json(run, &json) != RZ_OK)
+        json = NULL;
+    pthread_mutex_lock(&u->rs->mu);
+    if (json) {
+        free(u->status);
+        u->status = strdup(json);
+    } else if (!run) {
+        /* Could not be carried out at all: a status that says why. */
+        cJSON *doc = cJSON_CreateObject();
+        cJSON_AddStringToObject(doc, "id", u->id);
+        cJSON_AddStringToObject(doc, "flow", rz_flow_name(u->flow));
+        cJSON_AddStringToObject(doc, "status", "failed");
+        cJSON_AddStringToObject(doc, "error", rz_error_last()->message);
+        cJSON_AddObjectToObject(doc, "steps");
+        free(u->status);
+        u->status = cJSON_PrintUnformatted(doc);
+        cJSON_Delete(doc);
+        (void)rc;
+    }
+    if (run && rz_store_run_put(u->rs->store, run, u->started_ms, now_ms()) != RZ_OK)
+        fprintf(stderr, "rhizos ui: run %s not recorded: %s\n", u->id,
+                rz_error_last()->message);
+    u->done = true;
+    pthread_mutex_unlock(&u->rs->mu);
+    rz_free(json);
+    rz_run_free(run);
+    return NULL;
+}
+
+/* As `rhizos flow run` names runs: run-YYYYMMDD-HHMMSS-xxxx. */
+static void make_id(char id[64])
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    unsigned short r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+        r = (unsigned short)(now ^ clock());
+    snprintf(id, 64, "run-%04d%02d%02d-%02d%02d%02d-%04x", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, r);
+}
+
+int ui_runs_start(ui_runs *rs, rz_flow *flow, const char *inputs_json, char id[64])
+{
+    ui_run *u = calloc(1, sizeof *u);
+    if (!u || !(u->live = cJSON_CreateObject()) ||
+        (inputs_json && !(u->inputs = strdup(inputs_json)))) {
+        if (u)
+            cJSON_Delete(u->live);
+        free(u);
+        rz_flow_free(flow);
+        return RZ_ENOMEM;
+    }
+    u->flow = flow;
+    u->rs = rs;
+    u->started_ms = now_ms();
+    pthread_mutex_lock(&rs->mu);
+    do
+        make_id(u->id);
+    while (find(rs, u->id));
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "id", u->id);
+    cJSON_AddStringToObject(doc, "flow", rz_flow_name(flow));
+    cJSON_AddStringToObject(doc, "status", "pending");
+    cJSON *steps = cJSON_AddObjectToObject(doc, "steps");
+    for (size_t i = 0; i < rz_flow_step_count(flow); i++)
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(steps, rz_flow_step_id(flow, i)),
+                                "status", "pending");
+    u->status = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    int rc = u->status && pthread_create(&u->thread, NULL, run_main, u) == 0 ? RZ_OK : RZ_ENOMEM;
+    if (rc == RZ_OK) {
+        u->next = rs->head;
+        rs->head = u;
+        memcpy(id, u->id, 64);
+    }
+    pthread_mutex_unlock(&rs->mu);
+    if (rc != RZ_OK) {
+        free(u->status);
+        free(u->inputs);
+        cJSON_Delete(u->live);
+        rz_flow_free(flow);
+        free(u);
+    }
+    return rc;
+}
+
+size_t ui_runs_active(ui_runs *rs)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&rs->mu);
+    for (ui_run *u = rs->head; u; u = u->next)
+        n += !u->done;
+    pthread_mutex_unlock(&rs->mu);
+    return n;
+}
+
+cJSON *ui_runs_list(ui_runs *rs, size_t limit)
+{
+    char *text = NULL;
+    pthread_mutex_lock(&rs->mu);
+    int rc = rz_store_run_list_newest(rs->store, limit, &text, NULL);
+    cJSON *arr = rc == RZ_OK ? cJSON_Parse(text) : NULL;
+    rz_free(text);
+    /* Started here but not on record yet: first. */
+    for (ui_run *u = rs->head; arr && u; u = u->next) {
+        const cJSON *r;
+        bool listed = false;
+        cJSON_ArrayForEach(r, arr)
+            listed |= strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "id"))
+                             ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "id")) : "",
+                             u->id) == 0;
+        if (listed)
+            continue;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "id", u->id);
+        cJSON_AddStringToObject(e, "flow", rz_flow_name(u->flow));
+        cJSON_AddStringToObject(e, "status", u->done ? "failed" : "pending");
+        cJSON_AddNumberToObject(e, "started_ms", (double)u->started_ms);
+        cJSON_AddNumberToObject(e, "steps", (double)rz_flow_step_count(u->flow));
+        cJSON_InsertItemInArray(arr, 0, e);
+    }
+    pthread_mutex_unlock(&rs->mu);
+    if (!arr)
+        return NULL;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddItemToObject(doc, "flows", arr);
+    return doc;
+}
+
+/* Each step without a log of its own shows the lines streamed so far. */
+static char *with_live(const char *status, const cJSON *live)
+{
+    cJSON *doc = cJSON_Parse(status);
+    cJSON *steps = cJSON_GetObjectItemCaseSensitive(doc, "steps");
+    const cJSON *l;
+    cJSON_ArrayForEach(l, live) {
+        cJSON *s = cJSON_GetObjectItemCaseSensitive(steps, l->string);
+        if (s && !cJSON_GetObjectItemCaseSensitive(s, "log"))
+            cJSON_AddStringToObject(s, "log", l->valuestring);
+    }
+    char *out = doc ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    return out;
+}
+
+int ui_runs_status(ui_runs *rs, const char *id, char **out, bool *done)
+{
+    *out = NULL;
+    *done = false;
+    pthread_mutex_lock(&rs->mu);
+    ui_run *u = find(rs, id);
+    int rc = RZ_OK;
+    if (u) {
+        *out = with_live(u->status, u->live);
+        *done = u->done;
+    } else {
+        char *rec = NULL;
+        rc = rz_store_run_get(rs->store, id, &rec);
+        if (rc == RZ_OK) {
+            *out = strdup(rec);
+            /* Another process's run still going: it changes there. */
+            cJSON *doc = cJSON_Parse(rec);
+            const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "status"));
+            *done = !st || (strcmp(st, "running") != 0 && strcmp(st, "pending") != 0);
+            cJSON_Delete(doc);
+        }
+        rz_free(rec);
+    }
+    pthread_mutex_unlock(&rs->mu);
+    if (rc == RZ_OK && !*out)
+        rc = RZ_ENOMEM;
+    return rc;
+}
+
+int ui_runs_cancel(ui_runs *rs, const char *id)
+{
+    pthread_mutex_lock(&rs->mu);
+    ui_run *u = find(rs, id);
+    int rc = RZ_OK;
+    char *rec = NULL;
+    if (u && !u->done)
+        u->cancel = 1;
+    else if (u)
+        rc = RZ_ESTATE;
+    else
+        rc = rz_store_run_get(rs->store, id, &rec) == RZ_OK ? RZ_ESTATE : RZ_ENOENT;
+    rz_free(rec);
+    pthread_mutex_unlock(&rs->mu);
+    return rc;
+}
+
+void ui_runs_close(ui_runs *rs)
+{
+    if (!rs)
+        return;
+    pthread_mutex_lock(&rs->mu);
+    for (ui_run *u = rs->head; u; u = u->next)
+        u->cancel = 1;
+    pthread_mutex_unlock(&rs->mu);
+    while (rs->head) {
+        ui_run *u = rs->head;
+        rs->head = u->next;
+        pthread_join(u->thread, NULL);
+        free(u->status);
+        free(u->inputs);
+        cJSON_Delete(u->live);
+        rz_flow_free(u->flow);
+        free(u);
+    }
+    rz_store_close(rs->store);
+    pthread_mutex_destroy(&rs->mu);
+    free(rs);
+}
