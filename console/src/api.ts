@@ -5,6 +5,15 @@
 const STORE = "rhizos.key";
 
 let key: string | null = sessionStorage.getItem(STORE);
+
+// `rhizos ui` prints http://127.0.0.1:PORT/#token=...: the token is this
+// tab's key, and leaves the address bar (and the history) at once.
+const fromUrl = /^#token=([0-9a-f]{16,128})$/.exec(location.hash);
+if (fromUrl) {
+  key = fromUrl[1];
+  sessionStorage.setItem(STORE, key);
+  history.replaceState(null, "", location.pathname + location.search + "#/flows");
+}
 let onAuthLost: () => void = () => {};
 
 export function getKey(): string | null {
@@ -35,6 +44,20 @@ export function whoami(): Promise<Whoami> {
     if (who === p) who = null;   // asked again next time
   });
   return p;
+}
+
+let localMode: Promise<boolean> | null = null;
+
+/** Whether this is `rhizos ui` (one machine: its stats say "mode": "local"),
+ * where there are no nodes, jobs or accounts. */
+export function isLocal(): Promise<boolean> {
+  return (localMode ??= get<{ mode?: string }>("/api/v1/stats").then(
+    (s) => s.mode === "local",
+    () => {
+      localMode = null;
+      return false;
+    },
+  ));
 }
 
 /** Called when the server answers 401: the view goes back to the login. */

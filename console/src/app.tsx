@@ -1,5 +1,5 @@
 import { lazy, Suspense, useEffect, useState } from "react";
-import { getKey, onUnauthorized, setKey } from "./api";
+import { getKey, isLocal, onUnauthorized, setKey } from "./api";
 import { Login } from "./views/login";
 import { NetworkView } from "./views/network";
 import { NodesView, NodeDetail } from "./views/nodes";
@@ -21,14 +21,30 @@ const NAV: [string, string][] = [
   ["account", "Account"],
 ];
 
+// Views that need a network: `rhizos ui` (one machine) has none of them.
+const NETWORK_ONLY = new Set(["network", "nodes", "jobs", "account"]);
+
 function route(): string[] {
   const h = location.hash.replace(/^#\/?/, "");
-  return h ? h.split("/") : ["network"];
+  return h ? h.split("/") : [];
+}
+
+function NotLocal({ view }: { view: string }) {
+  return (
+    <section aria-labelledby="nl-h">
+      <h1 id="nl-h">Not available on one machine</h1>
+      <p>
+        The {view} view needs an orchestrator: <code>rhizos ui</code> runs flows on this machine only. Build a flow in the{" "}
+        <a href="#/builder">builder</a> or follow your <a href="#/flows">runs</a>.
+      </p>
+    </section>
+  );
 }
 
 export function App() {
   const [authed, setAuthed] = useState(!!getKey());
   const [path, setPath] = useState(route());
+  const [local, setLocal] = useState(false);
   useEffect(() => {
     const f = () => setPath(route());
     window.addEventListener("hashchange", f);
@@ -38,10 +54,17 @@ export function App() {
     });
     return () => window.removeEventListener("hashchange", f);
   }, []);
+  useEffect(() => {
+    if (authed) isLocal().then(setLocal);
+  }, [authed]);
   if (!authed) return <Login onDone={() => setAuthed(true)} />;
-  const [top, id] = path;
+  const top = path[0] || (local ? "flows" : "network");
+  const id = path[1];
   let view;
-  switch (top) {
+  switch (local && NETWORK_ONLY.has(top) ? "not-local" : top) {
+    case "not-local":
+      view = <NotLocal view={top} />;
+      break;
     case "nodes":
       view = id ? <NodeDetail id={id} /> : <NodesView />;
       break;
@@ -65,7 +88,8 @@ export function App() {
       <header>
         <span className="brand">RhizOS</span>
         <nav aria-label="Main">
-          {NAV.map(([k, label]) => (
+          {local && <span className="hint">this machine</span>}
+          {NAV.filter(([k]) => !local || !NETWORK_ONLY.has(k)).map(([k, label]) => (
             <a key={k} href={"#/" + k} aria-current={top === k ? "page" : undefined}>
               {label}
             </a>
