@@ -645,7 +645,7 @@ static bool id_ok(const char *s, size_t n)
 static void method_not_allowed(struct evhttp_request *r, const char *allow)
 {
     evhttp_add_header(evhttp_request_get_output_headers(r), "Allow", allow);
-    reply_error(r, RZ_EINVAL, "method not allowed here (%s)", allow);
+    reply_json(r, 405, error_doc(RZ_EINVAL, "method not allowed here"));
 }
 
 static void api(ui_server *s, struct evhttp_request *r, const char *path,
@@ -775,6 +775,7 @@ int ui_http_start(ui_server *s)
     evhttp_set_timeout(s->http, 60);
     evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
                                EVHTTP_REQ_POST | EVHTTP_REQ_DELETE |
+                               EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |
                                EVHTTP_REQ_OPTIONS);
     evhttp_set_gencb(s->http, on_request, s);
     return 0;
