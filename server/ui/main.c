@@ -148,7 +148,18 @@ static rz_prices *shipped_prices(void)
     return p;
 }
 
-int main(int argc, char **argv)
+typedef struct args {
+    char *modules[MODULES_MAX];
+    size_t n_modules;
+    unsigned jobs;
+    int sandbox;
+    char host[64];
+    unsigned port;
+} args;
+
+/* The options into s->opts and a; 0, else the exit status (help: 0 via
+ * *done). */
+static int parse_args(int argc, char **argv, ui_server *s, args *a, bool *done)
 {
     static const struct option longs[] = {
         { "listen", required_argument, NULL, 'l' },
@@ -162,85 +173,69 @@ int main(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    ui_server s = { 0 };
-    char *modules[MODULES_MAX];
-    size_t n_modules = 0;
-    unsigned jobs = 0;
-    int sandbox = 1, c;
+    int c;
+    char *end;
+    unsigned long v;
+    *done = false;
     while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
         switch (c) {
-        case 'l': s.opts.listen = optarg; break;
-        case 'd': s.opts.data_dir = optarg; break;
-        case 'u': s.opts.ui_dir = optarg; break;
-        case 'c': s.opts.container_host = optarg; break;
-        case 'o': s.opts.open = true; break;
-        case 'S': sandbox = 0; break;
+        case 'l': s->opts.listen = optarg; break;
+        case 'd': s->opts.data_dir = optarg; break;
+        case 'u': s->opts.ui_dir = optarg; break;
+        case 'c': s->opts.container_host = optarg; break;
+        case 'o': s->opts.open = true; break;
+        case 'S': a->sandbox = 0; break;
         case 'm':
-            if (n_modules == MODULES_MAX) {
+            if (a->n_modules == MODULES_MAX) {
                 fprintf(stderr, "rhizos ui: at most %d --modules\n", MODULES_MAX);
                 return 2;
             }
-            modules[n_modules++] = optarg;
+            a->modules[a->n_modules++] = optarg;
             break;
-        case 'j': {
-            char *end;
-            unsigned long v = strtoul(optarg, &end, 10);
+        case 'j':
+            v = strtoul(optarg, &end, 10);
             if (!*optarg || *end || v < 1 || v > 4096) {
                 fprintf(stderr, "rhizos ui: --jobs wants a number from 1 to 4096\n");
                 return 2;
             }
-            jobs = (unsigned)v;
+            a->jobs = (unsigned)v;
             break;
-        }
-        case 'h': usage(stdout); return 0;
+        case 'h': usage(stdout); *done = true; return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (optind != argc || !s.opts.data_dir) {
+    if (optind != argc || !s->opts.data_dir) {
         usage(stderr);
         return 2;
     }
-    char host[64];
-    unsigned port = DEFAULT_PORT;
-    strcpy(host, "127.0.0.1");
-    int lrc = s.opts.listen ? parse_listen(s.opts.listen, host, sizeof host, &port) : 0;
+    int lrc = s->opts.listen ? parse_listen(s->opts.listen, a->host, sizeof a->host, &a->port)
+                             : 0;
     if (lrc != 0) {
-        fprintf(stderr, "rhizos ui: --listen %s: %s\n", s.opts.listen, lrc == -2
+        fprintf(stderr, "rhizos ui: --listen %s: %s\n", s->opts.listen, lrc == -2
                 ? "only a loopback address (127.0.0.1, ::1): the console runs "
                   "flows on this machine"
                 : "want ADDR:PORT, e.g. 127.0.0.1:7190");
         return 2;
     }
     struct stat st;
-    char *shipped = NULL;
-    if (s.opts.ui_dir && (stat(s.opts.ui_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
-        fprintf(stderr, "rhizos ui: --ui-dir: %s is not a folder\n", s.opts.ui_dir);
+    if (s->opts.ui_dir && (stat(s->opts.ui_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        fprintf(stderr, "rhizos ui: --ui-dir: %s is not a folder\n", s->opts.ui_dir);
         return 2;
     }
-    if (!s.opts.ui_dir && (shipped = rz_data_path("console")) != NULL)
-        s.opts.ui_dir = shipped;
-    if (!s.opts.ui_dir)
-        fprintf(stderr, "rhizos ui: the console was not built (-Dui=enabled): "
-                "only the API is served\n");
-    if (make_token(s.token) != 0) {
-        fprintf(stderr, "rhizos ui: no random bytes for the token\n");
-        return 1;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    s.reg = registry(modules, n_modules);
-    s.prices = shipped_prices();
-    ui_runs_opts ro = { s.opts.data_dir, jobs, sandbox, s.opts.container_host, s.prices };
-    s.base = event_base_new();
-    int status = 1;
-    if (!s.reg || !s.base || ui_http_start(&s) != 0 || !(s.runs = ui_runs_open(&ro)))
-        goto out;
-    struct evhttp_bound_socket *sock = evhttp_bind_socket_with_handle(s.http, host, (ev_uint16_t)port);
-    if (!sock && !s.opts.listen)   /* the default taken: any free port */
-        sock = evhttp_bind_socket_with_handle(s.http, host, 0);
+    return 0;
+}
+
+/* Listen, say where, serve until SIGINT or SIGTERM: the exit status. */
+static int serve(ui_server *s, const char *host, unsigned port)
+{
+    struct evhttp_bound_socket *sock =
+        evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port);
+    if (!sock && !s->opts.listen)   /* the default taken: any free port */
+        sock = evhttp_bind_socket_with_handle(s->http, host, 0);
     if (!sock) {
         fprintf(stderr, "rhizos ui: cannot listen on %s:%u: %s\n", host, port,
                 strerror(errno));
-        goto out;
+        return 1;
     }
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
@@ -250,21 +245,51 @@ int main(int argc, char **argv)
     char url[256];
     snprintf(url, sizeof url, strchr(host, ':') ? "http://[%s]:%u/#token=%s"
                                                 : "http://%s:%u/#token=%s",
-             host, port, s.token);
+             host, port, s->token);
     printf("rhizos ui: the console of this machine (runs in %s)\n"
            "rhizos ui: open %s\n"
            "rhizos ui: Ctrl-C stops it (and the runs it started)\n",
-           s.opts.data_dir, url);
+           s->opts.data_dir, url);
     fflush(stdout);
-    if (s.opts.open)
+    if (s->opts.open)
         open_browser(url);
-    struct event *sigint = evsignal_new(s.base, SIGINT, on_signal, s.base);
-    struct event *sigterm = evsignal_new(s.base, SIGTERM, on_signal, s.base);
+    int status = 1;
+    struct event *sigint = evsignal_new(s->base, SIGINT, on_signal, s->base);
+    struct event *sigterm = evsignal_new(s->base, SIGTERM, on_signal, s->base);
     if (sigint && sigterm && event_add(sigint, NULL) == 0 && event_add(sigterm, NULL) == 0)
-        status = event_base_dispatch(s.base) < 0;
+        status = event_base_dispatch(s->base) < 0;
     event_free(sigint);
     event_free(sigterm);
-out:
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    ui_server s = { 0 };
+    args a = { .sandbox = 1, .host = "127.0.0.1", .port = DEFAULT_PORT };
+    bool done;
+    int status = parse_args(argc, argv, &s, &a, &done);
+    if (status || done)
+        return status;
+    char *shipped = NULL;
+    if (!s.opts.ui_dir && (shipped = rz_data_path("console")) != NULL)
+        s.opts.ui_dir = shipped;
+    if (!s.opts.ui_dir)
+        fprintf(stderr, "rhizos ui: the console was not built (-Dui=enabled): "
+                "only the API is served\n");
+    if (make_token(s.token) != 0) {
+        fprintf(stderr, "rhizos ui: no random bytes for the token\n");
+        rz_free(shipped);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    s.reg = registry(a.modules, a.n_modules);
+    s.prices = shipped_prices();
+    ui_runs_opts ro = { s.opts.data_dir, a.jobs, a.sandbox, s.opts.container_host, s.prices };
+    s.base = event_base_new();
+    status = 1;
+    if (s.reg && s.base && ui_http_start(&s) == 0 && (s.runs = ui_runs_open(&ro)))
+        status = serve(&s, a.host, a.port);
     if (s.http)
         evhttp_free(s.http);
     ui_runs_close(s.runs);
