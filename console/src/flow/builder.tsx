@@ -167,18 +167,23 @@ function Builder() {
   };
 
   const load = async (d: BuilderDoc) => {
-    const { nodes: ns, edges: es } = toCanvas(d, modules);
     const { nodes: _n, connections: _c, ...top } = d;
     setMeta(top);
+    // The canvas is made with the modules asked for here: the state's map
+    // changes only after this render, too late for these nodes' ports.
+    const known = new Map(modules);
     const missing = [...new Set(d.nodes.map((n) => n.moduleId).filter((id) => id && !modules.has(id)))];
     for (const id of missing) {
       try {
         const r = await get<{ modules: ModuleEntry[] }>(`/api/v1/modules?q=${encodeURIComponent(id)}&limit=20`);
-        learn(r.modules.filter((m) => m.id === id));
+        const found = r.modules.filter((m) => m.id === id);
+        learn(found);
+        for (const m of found) known.set(m.id, m.manifest);
       } catch {
         /* shown as an unknown module on the step */
       }
     }
+    const { nodes: ns, edges: es } = toCanvas(d, known);
     const placed = d.nodes.every((n) => n.position) ? ns : await layout(ns, es);
     setNodes(placed);
     setEdges(es);
