@@ -24,6 +24,7 @@ typedef struct ui_run {
     char *status;             /* rz_run_to_json, latest; under rs->mu */
     cJSON *live;              /* step id -> log lines streamed so far */
     bool recorded;            /* the first record is written */
+    bool stored;              /* the final record is written */
     bool done;
     uint64_t started_ms;
     struct ui_runs *rs;
@@ -141,7 +142,8 @@ static void *run_main(void *arg)
         cJSON_Delete(doc);
         (void)rc;
     }
-    if (run && rz_store_run_put(u->rs->store, run, u->started_ms, now_ms()) != RZ_OK)
+    u->stored = run && rz_store_run_put(u->rs->store, run, u->started_ms, now_ms()) == RZ_OK;
+    if (run && !u->stored)
         fprintf(stderr, "rhizos ui: run %s not recorded: %s\n", u->id,
                 rz_error_last()->message);
     u->done = true;
@@ -164,6 +166,32 @@ static void make_id(char id[64])
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, r);
 }
 
+static void entry_free(ui_run *u)
+{
+    free(u->status);
+    free(u->inputs);
+    cJSON_Delete(u->live);
+    rz_flow_free(u->flow);
+    free(u);
+}
+
+/* Finished runs whose final record is written are answered from the store
+ * from now on: their threads joined (they are returning) and freed, so a
+ * long session does not keep every run it started. Under rs->mu. */
+static void reap(ui_runs *rs)
+{
+    for (ui_run **at = &rs->head; *at;) {
+        ui_run *u = *at;
+        if (!u->done || !u->stored) {
+            at = &u->next;
+            continue;
+        }
+        *at = u->next;
+        pthread_join(u->thread, NULL);
+        entry_free(u);
+    }
+}
+
 int ui_runs_start(ui_runs *rs, rz_flow *flow, const char *inputs_json, char id[64])
 {
     ui_run *u = calloc(1, sizeof *u);
@@ -179,6 +207,7 @@ int ui_runs_start(ui_runs *rs, rz_flow *flow, const char *inputs_json, char id[6
     u->rs = rs;
     u->started_ms = now_ms();
     pthread_mutex_lock(&rs->mu);
+    reap(rs);
     do
         make_id(u->id);
     while (find(rs, u->id));
@@ -199,13 +228,8 @@ int ui_runs_start(ui_runs *rs, rz_flow *flow, const char *inputs_json, char id[6
         memcpy(id, u->id, 64);
     }
     pthread_mutex_unlock(&rs->mu);
-    if (rc != RZ_OK) {
-        free(u->status);
-        free(u->inputs);
-        cJSON_Delete(u->live);
-        rz_flow_free(flow);
-        free(u);
-    }
+    if (rc != RZ_OK)
+        entry_free(u);
     return rc;
 }
 
@@ -230,10 +254,10 @@ cJSON *ui_runs_list(ui_runs *rs, size_t limit)
     for (ui_run *u = rs->head; arr && u; u = u->next) {
         const cJSON *r;
         bool listed = false;
-        cJSON_ArrayForEach(r, arr)
-            listed |= strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "id"))
-                             ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "id")) : "",
-                             u->id) == 0;
+        cJSON_ArrayForEach(r, arr) {
+            const char *rid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "id"));
+            listed |= rid && strcmp(rid, u->id) == 0;
+        }
         if (listed)
             continue;
         cJSON *e = cJSON_CreateObject();
@@ -326,11 +350,7 @@ void ui_runs_close(ui_runs *rs)
         ui_run *u = rs->head;
         rs->head = u->next;
         pthread_join(u->thread, NULL);
-        free(u->status);
-        free(u->inputs);
-        cJSON_Delete(u->live);
-        rz_flow_free(u->flow);
-        free(u);
+        entry_free(u);
     }
     rz_store_close(rs->store);
     pthread_mutex_destroy(&rs->mu);

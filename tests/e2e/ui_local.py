@@ -274,6 +274,18 @@ class UiLocal(unittest.TestCase):
         self.assertEqual(runs[rid]["status"], "succeeded")
         # Finished: cancel refused.
         self.assertEqual(self.api("DELETE", "flows/" + rid)[0], 409)
+        # The next deploy lets the finished run go from memory: it is then
+        # answered from its record, the same.
+        st, _, other = self.api("POST", "flows/deploy",
+                                {"flow": SLEEP.replace("30", "0.1"), "inputs": {}})
+        self.assertEqual(st, 201, other)
+        again = self.api("GET", "flows/" + rid)[2]
+        self.assertEqual((again["status"], again["steps"]["split"]["log"]),
+                         (doc["status"], doc["steps"]["split"]["log"]))
+        self.assertIn("split", self.api("GET", "flows/%s/logs?step=split" % rid)[2]["steps"][0]["log"])
+        self.assertEqual(self.api("DELETE", "flows/" + rid)[0], 409)
+        self.assertEqual(self.wait_status(other["id"], ("succeeded", "failed"))["status"],
+                         "succeeded")
 
     def test_cancel(self):
         st, _, doc = self.api("POST", "flows/deploy", {"flow": SLEEP})
