@@ -1,7 +1,6 @@
 /* What the console's flow builder asks without deploying anything: a
  * flow's diagnostics (with JSON pointers to the fields they are about),
  * its estimate (rent versus API per step), and the module palette. */
-#include <strings.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +8,7 @@
 
 #include <event2/keyvalq_struct.h>
 
+#include "builderjson.h"
 #include "orch.h"
 
 #define MODULES_PAGE 100u
@@ -42,14 +42,6 @@ static bool parse_flow(req *q, rz_diags *d, rz_flow **flow, int *rc)
     return true;
 }
 
-static cJSON *diags_json(const rz_diags *d)
-{
-    char *json = NULL;
-    cJSON *list = rz_diags_to_json(d, &json) == RZ_OK ? cJSON_Parse(json) : NULL;
-    rz_free(json);
-    return list && cJSON_IsArray(list) ? list : (cJSON_Delete(list), cJSON_CreateArray());
-}
-
 /* 200 {"valid", "errors", "warnings", "diagnostics"}: an invalid flow is
  * a normal answer here, not an error. */
 void r_flow_validate(req *q)
@@ -63,13 +55,7 @@ void r_flow_validate(req *q)
     }
     if (parse_flow(q, d, &flow, &rc)) {
         rz_diags_sort(d);
-        cJSON *doc = cJSON_CreateObject();
-        cJSON_AddBoolToObject(doc, "valid", rc == RZ_OK);
-        cJSON_AddNumberToObject(doc, "errors", (double)rz_diags_error_count(d));
-        cJSON_AddNumberToObject(doc, "warnings",
-                                (double)(rz_diags_count(d) - rz_diags_error_count(d)));
-        cJSON_AddItemToObject(doc, "diagnostics", diags_json(d));
-        reply_json(q, 200, doc);
+        reply_json(q, 200, builder_validate_json(rc, d));
     }
     rz_flow_free(flow);
     rz_diags_free(d);
@@ -134,45 +120,6 @@ void r_flow_estimate(req *q)
 
 /* ---- GET /api/v1/modules?q=&limit= ---- */
 
-static bool contains_ci(const char *hay, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (; hay && *hay; hay++)
-        if (strncasecmp(hay, needle, n) == 0)
-            return true;
-    return !*needle;
-}
-
-static bool module_matches(const rz_module *m, const char *qs)
-{
-    return !qs || !*qs || contains_ci(rz_module_id(m), qs) ||
-           contains_ci(rz_module_name(m), qs) || contains_ci(rz_module_description(m), qs);
-}
-
-/* A palette entry: the names and the manifest, whose requirements,
- * inputs, outputs and config schema the builder shows and fills. */
-static cJSON *module_json(const rz_module *m)
-{
-    char *manifest = NULL;
-    char digest[65];
-    cJSON *doc = cJSON_CreateObject();
-    cJSON_AddStringToObject(doc, "id", rz_module_id(m));
-    cJSON_AddStringToObject(doc, "version", rz_module_version(m));
-    cJSON_AddStringToObject(doc, "name", rz_module_name(m) ? rz_module_name(m) : "");
-    cJSON_AddStringToObject(doc, "description",
-                            rz_module_description(m) ? rz_module_description(m) : "");
-    if (rz_module_publisher(m))
-        cJSON_AddStringToObject(doc, "publisher", rz_module_publisher(m));
-    else
-        cJSON_AddNullToObject(doc, "publisher");
-    if (rz_module_digest(m, digest) == RZ_OK)
-        cJSON_AddStringToObject(doc, "digest", digest);
-    cJSON *man = rz_module_manifest_json(m, &manifest) == RZ_OK ? cJSON_Parse(manifest) : NULL;
-    rz_free(manifest);
-    cJSON_AddItemToObject(doc, "manifest", man ? man : cJSON_CreateObject());
-    return doc;
-}
-
 void r_modules(req *q)
 {
     uint64_t limit;
@@ -193,10 +140,10 @@ void r_modules(req *q)
         size_t total = 0;
         for (size_t i = 0; i < rz_registry_count(q->o->reg); i++) {
             const rz_module *m = rz_registry_get(q->o->reg, i);
-            if (!module_matches(m, want))
+            if (!builder_module_matches(m, want))
                 continue;
             if (total++ < limit)
-                cJSON_AddItemToArray(arr, module_json(m));
+                cJSON_AddItemToArray(arr, builder_module_json(m));
         }
         cJSON_AddNumberToObject(doc, "total", (double)total);
         reply_json(q, 200, doc);

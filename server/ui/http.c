@@ -14,6 +14,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "builderjson.h"
 #include "ui_http.h"
 #include "webfiles.h"
 
@@ -98,19 +99,11 @@ static void reply_error(struct evhttp_request *r, int rc, const char *fmt, ...)
     reply_json(r, status_of(rc), error_doc(rc, msg));
 }
 
-static cJSON *diags_json(const rz_diags *d)
-{
-    char *json = NULL;
-    cJSON *list = rz_diags_to_json(d, &json) == RZ_OK ? cJSON_Parse(json) : NULL;
-    rz_free(json);
-    return cJSON_IsArray(list) ? list : (cJSON_Delete(list), cJSON_CreateArray());
-}
-
 static void reply_diags(struct evhttp_request *r, int rc, const rz_diags *d)
 {
     cJSON *doc = error_doc(rc, rz_diags_count(d) ? rz_diags_get(d, 0)->message
                                                  : rz_strerror(rc));
-    cJSON_AddItemToObject(doc, "diagnostics", diags_json(d));
+    cJSON_AddItemToObject(doc, "diagnostics", builder_diags_json(d));
     reply_json(r, status_of(rc), doc);
 }
 
@@ -242,15 +235,8 @@ static void r_validate(ui_server *s, struct evhttp_request *r, const cJSON *body
         reply_error(r, RZ_ENOMEM, "out of memory");
         return;
     }
-    if (parse_flow(s, r, body, fields, d, &flow, &rc)) {
-        cJSON *doc = cJSON_CreateObject();
-        cJSON_AddBoolToObject(doc, "valid", rc == RZ_OK);
-        cJSON_AddNumberToObject(doc, "errors", (double)rz_diags_error_count(d));
-        cJSON_AddNumberToObject(doc, "warnings",
-                                (double)(rz_diags_count(d) - rz_diags_error_count(d)));
-        cJSON_AddItemToObject(doc, "diagnostics", diags_json(d));
-        reply_json(r, 200, doc);
-    }
+    if (parse_flow(s, r, body, fields, d, &flow, &rc))
+        reply_json(r, 200, builder_validate_json(rc, d));
     rz_flow_free(flow);
     rz_diags_free(d);
 }
@@ -330,38 +316,6 @@ static void r_deploy(ui_server *s, struct evhttp_request *r, const cJSON *body)
     rz_diags_free(d);
 }
 
-static bool contains_ci(const char *hay, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (; hay && *hay; hay++)
-        if (strncasecmp(hay, needle, n) == 0)
-            return true;
-    return !*needle;
-}
-
-/* A palette entry as the orchestrator gives it (routes_builder.c). */
-static cJSON *module_json(const rz_module *m)
-{
-    char *manifest = NULL;
-    char digest[65];
-    cJSON *doc = cJSON_CreateObject();
-    cJSON_AddStringToObject(doc, "id", rz_module_id(m));
-    cJSON_AddStringToObject(doc, "version", rz_module_version(m));
-    cJSON_AddStringToObject(doc, "name", rz_module_name(m) ? rz_module_name(m) : "");
-    cJSON_AddStringToObject(doc, "description",
-                            rz_module_description(m) ? rz_module_description(m) : "");
-    if (rz_module_publisher(m))
-        cJSON_AddStringToObject(doc, "publisher", rz_module_publisher(m));
-    else
-        cJSON_AddNullToObject(doc, "publisher");
-    if (rz_module_digest(m, digest) == RZ_OK)
-        cJSON_AddStringToObject(doc, "digest", digest);
-    cJSON *man = rz_module_manifest_json(m, &manifest) == RZ_OK ? cJSON_Parse(manifest) : NULL;
-    rz_free(manifest);
-    cJSON_AddItemToObject(doc, "manifest", man ? man : cJSON_CreateObject());
-    return doc;
-}
-
 /* A whole number from the query, default `def`, at most `max`. */
 static bool query_num(struct evhttp_request *r, const struct evkeyvalq *qs,
                       const char *name, unsigned def, unsigned max, unsigned *out)
@@ -395,12 +349,10 @@ static void r_modules(ui_server *s, struct evhttp_request *r, const struct evkey
     size_t total = 0;
     for (size_t i = 0; i < rz_registry_count(s->reg); i++) {
         const rz_module *m = rz_registry_get(s->reg, i);
-        if (want && *want && !contains_ci(rz_module_id(m), want) &&
-            !contains_ci(rz_module_name(m), want) &&
-            !contains_ci(rz_module_description(m), want))
+        if (!builder_module_matches(m, want))
             continue;
         if (total++ < limit)
-            cJSON_AddItemToArray(arr, module_json(m));
+            cJSON_AddItemToArray(arr, builder_module_json(m));
     }
     cJSON_AddNumberToObject(doc, "total", (double)total);
     reply_json(r, 200, doc);
