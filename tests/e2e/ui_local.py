@@ -104,8 +104,24 @@ class UiLocal(unittest.TestCase):
     def test_address_and_token(self):
         self.assertEqual(len(self.token), 64)
         other = os.path.join(self.tmp.name, "other")
-        p2, port2, token2 = start(other)
+        # --open hands the address to the desktop's xdg-open (a fake here).
+        bin_dir = os.path.join(self.tmp.name, "bin")
+        os.makedirs(bin_dir, exist_ok=True)
+        opened = os.path.join(self.tmp.name, "opened")
+        with open(os.path.join(bin_dir, "xdg-open"), "w") as f:
+            f.write("#!/bin/sh\nprintf '%%s' \"$1\" > %s\n" % opened)
+        os.chmod(os.path.join(bin_dir, "xdg-open"), 0o755)
+        path = os.environ["PATH"]
+        os.environ["PATH"] = bin_dir + os.pathsep + path
         try:
+            p2, port2, token2 = start(other, "--open")
+        finally:
+            os.environ["PATH"] = path
+        try:
+            wait_until(lambda: os.path.exists(opened) and os.path.getsize(opened), 10,
+                       "xdg-open to be run")
+            with open(opened) as f:
+                self.assertEqual(f.read(), "http://127.0.0.1:%d/#token=%s" % (port2, token2))
             self.assertNotEqual(port2, self.port)
             self.assertNotEqual(token2, self.token)   # a fresh one each start
             self.assertEqual(request(port2, "GET", "/api/v1/stats", token=self.token)[0], 401)
@@ -286,6 +302,14 @@ class UiLocal(unittest.TestCase):
         self.assertEqual(self.api("DELETE", "flows/" + rid)[0], 409)
         self.assertEqual(self.wait_status(other["id"], ("succeeded", "failed"))["status"],
                          "succeeded")
+
+    def test_inputs(self):
+        st, _, doc = self.api("POST", "flows/deploy", {"flow": read("examples", "flows",
+                                                                     "inputs.yaml"),
+                                                       "inputs": {"who": "Ada"}})
+        self.assertEqual(st, 201, doc)
+        doc = self.wait_status(doc["id"], ("succeeded", "failed"))
+        self.assertEqual(doc["steps"]["greet"]["outputs"]["message"], "Hello, Ada!", doc)
 
     def test_cancel(self):
         st, _, doc = self.api("POST", "flows/deploy", {"flow": SLEEP})
