@@ -15,6 +15,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "builderjson.h"
+#include "httpconn.h"
 #include "ui_http.h"
 #include "webfiles.h"
 
@@ -25,6 +26,7 @@
 #define RUNS_PAGE 200u
 #define WATCH_MS 250
 #define KEEPALIVE_MS 15000
+#define CONNS_MAX 64
 
 /* ---- replies ---- */
 
@@ -664,6 +666,7 @@ static void api(ui_server *s, struct evhttp_request *r, const char *path,
 static void on_request(struct evhttp_request *r, void *arg)
 {
     ui_server *s = arg;
+    httpconn_dispatched(s->conns, r);
     web_security_headers(r);
     const char *host = evhttp_find_header(evhttp_request_get_input_headers(r), "Host");
     if (!host_allowed(host)) {
@@ -730,5 +733,8 @@ int ui_http_start(ui_server *s)
                                EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |
                                EVHTTP_REQ_OPTIONS);
     evhttp_set_gencb(s->http, on_request, s);
-    return 0;
+    /* One person's browser: a few connections, each request whole in 10 s. */
+    httpconn_limits lim = { CONNS_MAX, 10, NULL, NULL };
+    s->conns = httpconn_attach(s->http, s->base, &lim);
+    return s->conns ? 0 : -1;
 }

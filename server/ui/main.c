@@ -19,6 +19,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "httpconn.h"
 #include "ui_http.h"
 
 #define DEFAULT_PORT 7190
@@ -292,6 +293,7 @@ int main(int argc, char **argv)
         status = serve(&s, a.host, a.port);
     if (s.http)
         evhttp_free(s.http);
+    httpconn_free(s.conns);
     ui_runs_close(s.runs);
     if (s.base)
         event_base_free(s.base);

@@ -20,12 +20,14 @@ typedef struct ui_server {
     char token[65];              /* 32 random bytes, hex */
     struct event_base *base;
     struct evhttp *http;
+    struct httpconn *conns;      /* the connection cap and request deadline */
     rz_registry *reg;
     rz_prices *prices;           /* the shipped tables; NULL: none */
     ui_runs *runs;
 } ui_server;
 
-/* The request handler on s->base (s->http). 0, or -1 out of memory. */
+/* The request handler on s->base (s->http) and its connection limits
+ * (s->conns). 0, or -1 out of memory. */
 int ui_http_start(ui_server *s);
 
 #endif
