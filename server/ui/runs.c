@@ -25,7 +25,8 @@ typedef struct ui_run {
     cJSON *live;              /* step id -> log lines streamed so far */
     bool recorded;            /* the first record is written */
     bool stored;              /* the final record is written */
-    bool done;
+    bool finished;            /* its state is final: nothing to cancel */
+    bool done;                /* the runner has returned */
     uint64_t started_ms;
     struct ui_runs *rs;
     struct ui_run *next;
@@ -96,6 +97,7 @@ static void on_event(const rz_event *ev, void *userdata)
         free(u->status);
         u->status = strdup(json);
     }
+    u->finished |= ev->kind == RZ_EVENT_RUN_FINISHED || rz_run_done(ev->run);
     if (!u->recorded) {
         u->recorded = true;
         if (rz_store_run_put(u->rs->store, ev->run, u->started_ms, 0) != RZ_OK)
@@ -327,7 +329,7 @@ int ui_runs_cancel(ui_runs *rs, const char *id)
     ui_run *u = find(rs, id);
     int rc = RZ_OK;
     char *rec = NULL;
-    if (u && !u->done)
+    if (u && !u->done && !u->finished)
         u->cancel = 1;
     else if (u)
         rc = RZ_ESTATE;
