@@ -612,6 +612,11 @@ static void api(ui_server *s, struct evhttp_request *r, const char *path,
         get ? r_stats(s, r) : method_not_allowed(r, "GET, HEAD");
     } else if (strcmp(rest, "modules") == 0) {
         get ? r_modules(s, r, qs) : method_not_allowed(r, "GET, HEAD");
+    } else if (strcmp(rest, "whoami") == 0) {
+        /* The one user of this machine: no account, no node, no admin. */
+        get ? reply_json(r, 200, cJSON_Parse("{\"role\":\"local\",\"account\":null,"
+                                             "\"node\":null}"))
+            : method_not_allowed(r, "GET, HEAD");
     } else if (strcmp(rest, "named-flows") == 0) {
         /* No named flows on one machine: an empty list, not an error. */
         get ? reply_json(r, 200, cJSON_Parse("{\"flows\":[]}"))

@@ -157,6 +157,10 @@ class UiLocal(unittest.TestCase):
         self.assertEqual(self.api("POST", "flows/deploy", {"flow": SLEEP}, token=None)[0], 401)
         st, _, doc = self.api("GET", "stats")
         self.assertEqual((st, doc["mode"]), (200, "local"))
+        # Who the token is: the machine's one user (the console asks).
+        st, _, doc = self.api("GET", "whoami")
+        self.assertEqual((st, doc), (200, {"role": "local", "account": None, "node": None}))
+        self.assertEqual(self.api("GET", "whoami", token=None)[0], 401)
 
     def test_host_header(self):
         for host in ("evil.example", "evil.example:%d" % self.port, "127.0.0.1.nip.io",
