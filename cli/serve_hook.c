@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -271,6 +272,24 @@ static void handle(cli *c, int fd, const shook *h, const char *data, char *buf, 
     free(body);
 }
 
+/* Close after the reply has gone: a refused call's unread body would make
+ * the kernel answer the close with a reset, which can reach the caller
+ * before the reply does. So: end our side, read what the caller still
+ * sends (at most 1 MiB and 2 s), then close. */
+static void linger_close(int fd)
+{
+    char sink[4096];
+    size_t drained = 0;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    shutdown(fd, SHUT_WR);
+    for (ssize_t r; drained < (1u << 20) && clock_gettime(CLOCK_MONOTONIC, &t) == 0 &&
+                    t.tv_sec - t0.tv_sec < 2 &&   /* a trickling caller gets no more */
+                    (r = read(fd, sink, sizeof sink)) > 0;)
+        drained += (size_t)r;
+    close(fd);
+}
+
 void serve_hook_take(cli *c, int lfd, const shook *h, size_t n, const char *data)
 {
     int fd = accept(lfd, NULL, NULL);
@@ -292,7 +311,7 @@ void serve_hook_take(cli *c, int lfd, const shook *h, size_t n, const char *data
         refuse(fd, 404, "Not Found", "no webhook there: POST /hooks/FLOW/NAME");
     else
         handle(c, fd, hk, data, buf, (size_t)got, head_len);
-    close(fd);
+    linger_close(fd);
 }
 
 static cJSON *read_json(const char *path)
