@@ -10,6 +10,7 @@
  * before the 202; the same delivery again is 409. At the next start a
  * recorded delivery whose run is not in the run store runs then. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -131,12 +132,32 @@ static bool delivery_ok(const char *s)
     return n >= 1 && n <= 64;
 }
 
+/* A whole call must arrive within REQUEST_S of the accept: the socket's
+ * receive timeout bounds one read, not a caller sending a byte at a time,
+ * who would otherwise hold this one-call-at-a-time server (and its cron
+ * fires) for as long as it liked. */
+#define REQUEST_S 5
+static struct timespec call_deadline;
+
+static ssize_t read_timed(int fd, void *p, size_t n)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long left_us = (call_deadline.tv_sec - now.tv_sec) * 1000000LL +
+                        (call_deadline.tv_nsec - now.tv_nsec) / 1000;
+    if (left_us <= 0)
+        return -1;
+    struct timeval tv = { (time_t)(left_us / 1000000), (suseconds_t)(left_us % 1000000) };
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return read(fd, p, n);
+}
+
 /* Read the head (up to its blank line) and as much body as came with it. */
 static ssize_t read_head(int fd, char *buf, size_t cap, size_t *head_len)
 {
     size_t got = 0;
     while (got < cap - 1) {
-        ssize_t r = read(fd, buf + got, cap - 1 - got);
+        ssize_t r = read_timed(fd, buf + got, cap - 1 - got);
         if (r <= 0)
             return -1;
         got += (size_t)r;
@@ -234,9 +255,16 @@ static void handle(cli *c, int fd, const shook *h, const char *data, char *buf, 
     const char *lens = header(buf, "Content-Length", cl, sizeof cl);
     char *end = NULL;
     unsigned long long want = lens ? strtoull(lens, &end, 10) : 0;
-    if (!lens || !end || *end || want > h->max_body) {
-        refuse(fd, lens ? 413 : 411, lens ? "Payload Too Large" : "Length Required",
-               lens ? "the body is over the trigger's max_body_bytes" : "no Content-Length");
+    if (!lens) {
+        refuse(fd, 411, "Length Required", "no Content-Length");
+        return;
+    }
+    if (!end || end == lens || *end || *lens < '0' || *lens > '9') {
+        refuse(fd, 400, "Bad Request", "Content-Length is not a number");
+        return;
+    }
+    if (want > h->max_body) {
+        refuse(fd, 413, "Payload Too Large", "the body is over the trigger's max_body_bytes");
         return;
     }
     char *body = malloc((size_t)want + 1);
@@ -245,7 +273,7 @@ static void handle(cli *c, int fd, const shook *h, const char *data, char *buf, 
         return;
     memcpy(body, buf + head_len, have);
     while (have < want) {
-        ssize_t r = read(fd, body + have, (size_t)want - have);
+        ssize_t r = read_timed(fd, body + have, (size_t)want - have);
         if (r <= 0)
             break;
         have += (size_t)r;
@@ -253,10 +281,12 @@ static void handle(cli *c, int fd, const shook *h, const char *data, char *buf, 
     const char *t = header(buf, "X-Rhizos-Timestamp", ts, sizeof ts);
     const char *s = header(buf, "X-Rhizos-Signature", sig, sizeof sig);
     const char *d = header(buf, "X-Rhizos-Delivery", dl, sizeof dl);
-    long long when = t ? strtoll(t, NULL, 10) : 0;
+    /* Unix seconds: digits only, a dozen at most (no sign, no overflow). */
+    bool t_ok = t && *t && strlen(t) <= 12 && strspn(t, "0123456789") == strlen(t);
+    long long when = t_ok ? strtoll(t, NULL, 10) : 0;
     if (have < want)
         refuse(fd, 400, "Bad Request", "the body ended early");
-    else if (!t || !sig_ok(h, t, s, body, have))
+    else if (!t_ok || !sig_ok(h, t, s, body, have))
         refuse(fd, 401, "Unauthorized", "missing or wrong X-Rhizos-Signature");
     else if (llabs(when - serve_now()) > WINDOW_S)
         refuse(fd, 401, "Unauthorized", "X-Rhizos-Timestamp is outside the 300 s window");
@@ -267,6 +297,9 @@ static void handle(cli *c, int fd, const shook *h, const char *data, char *buf, 
          * signed call again is the same delivery. */
         snprintf(dbuf, sizeof dbuf, "%s", d ? d : s + 7);
         dbuf[d ? sizeof dbuf - 1 : 32] = '\0';
+        /* The hex is read in either case: one call, one spelling. */
+        for (char *x = dbuf; !d && *x; x++)
+            *x = (char)tolower((unsigned char)*x);
         take(c, fd, h, data, dbuf, body, have);
     }
     free(body);
@@ -282,6 +315,8 @@ static void linger_close(int fd)
     size_t drained = 0;
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct timeval tv = { 1, 0 };
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     shutdown(fd, SHUT_WR);
     for (ssize_t r; drained < (1u << 20) && clock_gettime(CLOCK_MONOTONIC, &t) == 0 &&
                     t.tv_sec - t0.tv_sec < 2 &&   /* a trickling caller gets no more */
@@ -296,8 +331,9 @@ void serve_hook_take(cli *c, int lfd, const shook *h, size_t n, const char *data
     if (fd < 0)
         return;
     struct timeval tv = { 2, 0 };   /* a slow caller gets no more */
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    clock_gettime(CLOCK_MONOTONIC, &call_deadline);
+    call_deadline.tv_sec += REQUEST_S;
     static char buf[HEAD_MAX];
     size_t head_len = 0;
     buf[0] = '\0';

@@ -534,8 +534,12 @@ static void watch_tick(evutil_socket_t fd, short what, void *arg)
     free(w->last);
     w->last = now;
     if (done || !now) {
-        evhttp_send_reply_end(w->r);
+        /* Ending the reply may free the connection at once (nothing left
+         * to send and a close asked for): its close callback must not
+         * free w too. */
+        struct evhttp_request *r = w->r;
         watcher_free(w);
+        evhttp_send_reply_end(r);
         return;
     }
     struct timeval tv = { 0, WATCH_MS * 1000 };

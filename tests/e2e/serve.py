@@ -131,10 +131,13 @@ class Serve(unittest.TestCase):
         self.assertEqual(p.wait(timeout=10), 0)
         self.assertIn("missed", p.stdout.read())
 
-    def post(self, port, body, ts=None, key=b"s3cret", delivery=None, path="hooked/gh"):
-        ts = str(int(ts if ts is not None else time.time()))
+    def post(self, port, body, ts=None, key=b"s3cret", delivery=None, path="hooked/gh",
+             upper=False, headers=None):
+        ts = ts if isinstance(ts, str) else str(int(ts if ts is not None else time.time()))
         sig = hmac.new(key, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
-        h = {"X-Rhizos-Timestamp": ts, "X-Rhizos-Signature": "sha256=" + sig}
+        h = {"X-Rhizos-Timestamp": ts,
+             "X-Rhizos-Signature": "sha256=" + (sig.upper() if upper else sig)}
+        h.update(headers or {})
         if delivery:
             h["X-Rhizos-Delivery"] = delivery
         req = urllib.request.Request("http://127.0.0.1:%d/hooks/%s" % (port, path), data=body,
@@ -171,8 +174,31 @@ class Serve(unittest.TestCase):
                          (dict(path="hooked/nope"), 404)):
             self.assertEqual(self.post(port, body, delivery="x", **kw)[0], code, kw)
         self.assertEqual(self.post(port, b"x" * 101, delivery="big")[0], 413)
-        runs = self.wait_runs(1)
-        self.assertEqual(runs, {"serve-hooked-gh-d1": "succeeded"})
+        # Without a delivery id the signature names the call, in either
+        # case of its hex: the same call again is the same delivery.
+        t = time.time()
+        st, first = self.post(port, body, ts=t)
+        self.assertEqual(st, 202, first)
+        self.assertEqual(self.post(port, body, ts=t, upper=True), (409, first))
+        # A timestamp that is not plain unix seconds is refused.
+        self.assertEqual(self.post(port, body, ts="-1", delivery="neg")[0], 401)
+        # A caller sending a byte a second is cut at 5 s, and the server
+        # answers the next caller.
+        slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+        t0 = time.time()
+        try:
+            for ch in b"POST /hooks/hooked/gh HTTP/1.1\r\nHost: x\r\nX-Slow: abcdefghij":
+                slow.sendall(bytes([ch]))
+                time.sleep(0.5)
+                if time.time() - t0 > 12:
+                    break
+        except OSError:
+            pass
+        self.assertLess(time.time() - t0, 9, "a trickling caller held the server")
+        slow.close()
+        self.assertEqual(self.post(port, body, delivery="after-slow")[0], 202)
+        runs = self.wait_runs(3)
+        self.assertEqual(runs["serve-hooked-gh-d1"], "succeeded")
         rec = json.loads(self.rz("flow", "runs", "serve-hooked-gh-d1", "--json"))
         self.assertEqual(rec["steps"]["s"]["outputs"]["message"], "hello")
         self.kill9(p)
@@ -182,14 +208,14 @@ class Serve(unittest.TestCase):
         with self.assertRaises(Exception):
             self.post(port, body, delivery="d2")
         self.assertEqual(p.wait(timeout=20), -signal.SIGKILL)
-        self.assertEqual(len(self.runs()), 1)
+        self.assertEqual(len(self.runs()), 3)
         p = self.start(int(time.time()), args=listen)
-        runs = self.wait_runs(2)
+        runs = self.wait_runs(4)
         self.assertEqual(runs["serve-hooked-gh-d2"], "succeeded")
         self.wait_listening(port)
         self.assertEqual(self.post(port, body, delivery="d2")[0], 409)
         time.sleep(1)
-        self.assertEqual(len(self.runs()), 2)
+        self.assertEqual(len(self.runs()), 4)
         self.assertIn("never ran", self.kill9(p))
 
     def wait_listening(self, port):

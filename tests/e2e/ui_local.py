@@ -287,6 +287,26 @@ class UiLocal(unittest.TestCase):
         text = body.decode()
         self.assertIn("event: end\n", text)
         self.assertEqual(text.count("\"step\":\"split\""), 1)
+        # HEAD of a running run's stream, the connection to be closed
+        # (HTTP/1.0): when the run ends, ending the reply frees the
+        # connection at once (no body, not chunked), and the server must not
+        # free the stream twice (found by review).
+        for _ in range(2):
+            st, _, short = self.api("POST", "flows/deploy",
+                                    {"flow": SLEEP.replace("30", "1"), "inputs": {}})
+            self.assertEqual(st, 201, short)
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            sock.sendall(("HEAD /api/v1/flows/%s/events HTTP/1.0\r\nHost: 127.0.0.1\r\n"
+                          "Authorization: Bearer %s\r\n\r\n" % (short["id"], self.token)).encode())
+            got = b""
+            while True:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            sock.close()
+            self.assertTrue(got.startswith(b"HTTP/1."), got[:80])
+        self.assertEqual(self.api("GET", "stats")[0], 200)   # still serving
         # On record: `rhizos flow runs` lists it (the store of --data).
         r = run([EXE, "--data", self.data, "--json", "flow", "runs"], env=cli_env())
         self.assertEqual(r.returncode, 0, r.stderr)
