@@ -1677,9 +1677,10 @@ static bool job_may_go(ret_pass *p, const rz__ejob *j)
     } else if (j->rep_head && (rz__engine_job(e, j->rep_head) ||
                                stored(p, e->db_jobs, j->rep_head)))
         return false;   /* a run after its head */
+    /* Never held, or its hold closed; a hold that cannot be read keeps it. */
     rz_ledger_transfer t;
-    return rz_ledger_transfer_get(e->ledger, rz__engine_hold_id(j->id), &t) != RZ_OK ||
-           t.state != RZ_LEDGER_OPEN;
+    int lrc = rz_ledger_transfer_get(e->ledger, rz__engine_hold_id(j->id), &t);
+    return lrc == RZ_ENOENT || (lrc == RZ_OK && t.state != RZ_LEDGER_OPEN);
 }
 
 static int ret_jobs(ret_pass *p, size_t look)

@@ -1051,7 +1051,7 @@ int flows_forget(orch *o, const uint64_t *deps, size_t n)
     flows *F = o->flows;
     if (!F || !n)
         return RZ_OK;
-    MDB_txn *t;
+    MDB_txn *t = NULL;
     int mrc = mdb_txn_begin(F->env, NULL, 0, &t);
     for (size_t i = 0; mrc == 0 && i < n; i++) {
         char key[40];

@@ -513,7 +513,8 @@ static void decide(req *q, int approve)
         rz_ledger_id_format(q->who.account, by);
     cJSON_Delete(doc);
     if (!may) {
-        reply_error(q, RZ_ENOENT, "no deployment %llu", (unsigned long long)id);
+        if (!reply_if_removed(q, true, id))
+            reply_error(q, RZ_ENOENT, "no deployment %llu", (unsigned long long)id);
         return;
     }
     if (!body_fields(q, fields) || !body_str(q, "comment", false, &comment))
