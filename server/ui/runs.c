@@ -155,7 +155,8 @@ static void *run_main(void *arg)
     return NULL;
 }
 
-/* As `rhizos flow run` names runs: run-YYYYMMDD-HHMMSS-xxxx. */
+/* As `rhizos flow run` names runs (cli/flow.c): "run-", the UTC date and
+ * time, and four random hex digits. */
 static void make_id(char id[64])
 {
     time_t now = time(NULL);
