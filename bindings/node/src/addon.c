@@ -369,6 +369,18 @@ static int parse_format(napi_env env, napi_value v, rz_format *out)
     return rc;
 }
 
+/* A flow handle that a call may replace (validate and expand put sub-flows
+ * in place): open, and not lent to a run in progress. */
+static box *flow_to_change(napi_env env, napi_value v)
+{
+    box *b = get_box(env, v, K_FLOW, true);
+    if (b && b->busy) {
+        throw_code(env, "RZ_ESTATE", "Flow is in use by a run");
+        return NULL;
+    }
+    return b;
+}
+
 /* flowLoad(path, format) */
 static napi_value js_flow_load(napi_env env, napi_callback_info info)
 {
@@ -475,11 +487,9 @@ static napi_value js_flow_validate(napi_env env, napi_callback_info info)
     napi_value a[2];
     if (!args(env, info, a, 2))
         return NULL;
-    box *b = get_box(env, a[0], K_FLOW, true);
+    box *b = flow_to_change(env, a[0]);
     if (!b)
         return NULL;
-    if (b->busy)
-        return throw_code(env, "RZ_ESTATE", "Flow is in use by a run");
     rz_registry *reg = NULL;
     rz_diags *d = NULL;
     int rc = rz_diags_new(&d);
@@ -549,11 +559,9 @@ static napi_value js_flow_expand(napi_env env, napi_callback_info info)
     napi_value a[1];
     if (!args(env, info, a, 1))
         return NULL;
-    box *b = get_box(env, a[0], K_FLOW, true);
+    box *b = flow_to_change(env, a[0]);
     if (!b)
         return NULL;
-    if (b->busy)
-        return throw_code(env, "RZ_ESTATE", "Flow is in use by a run");
     rz_diags *d = NULL;
     int rc = rz_diags_new(&d);
     rz_flow *f = b->p;
