@@ -162,6 +162,7 @@ int cli_flow_cancel(cli *c);
 /* logs.c: flow logs ID [STEP]; and the live log file `flow run` appends a
  * running step's lines to (DATA/live/RUN.log, "STEP\tline"), for --follow. */
 int cli_flow_logs(cli *c);
+int cli_job_logs(cli *c, uint64_t id);
 char *cli_live_path(const char *data_dir, const char *run_id);
 FILE *cli_live_open(const char *data_dir, const char *run_id);
 void cli_live_write(FILE *f, const char *step, const char *lines);

@@ -1,5 +1,6 @@
 /* rhizos flow logs ID [STEP] [--follow] [--json]: the steps' logs of a run,
- * as "STEP | line".
+ * as "STEP | line"; rhizos job logs ID [--follow]: one job's, as it printed
+ * them.
  *
  * A number is a deployment (GET /api/v1/flows/ID/logs); with --follow the
  * deployment's event stream adds the lines its nodes send as they come,
@@ -173,6 +174,104 @@ static int deployment_logs(cli *c, uint64_t id, const char *step)
            : rc == RZ_OK || rc == 1 ? EXIT_OK : cli_net_fail(NULL, rc);
     }
     cJSON_Delete(fw.seen);
+    rz_client_free(cl);
+    return ex;
+}
+
+/* ---- a job ---- */
+
+/* The job's log as it stands; following, new lines every POLL_NS until the
+ * job is over. "log" keeps the attempt's last ORCH_LOG_MAX bytes and
+ * "log_end" says where that tail ends in the attempt's stream, so what is
+ * new since the last look is the log's last (log_end - seen) bytes. When
+ * the job ends, its result's log (the same lines' authoritative tail)
+ * replaces the streamed one and has no log_end: what follows what was
+ * printed is found by the printed text, at worst printed again whole. */
+typedef struct job_follow {
+    long long attempt;      /* -1: nothing printed yet */
+    long long end;          /* stream bytes printed; -1: unknown */
+    char *seen;             /* the log as last printed */
+} job_follow;
+
+static bool job_over(const char *status)
+{
+    return !strcmp(status, "succeeded") || !strcmp(status, "failed") ||
+           !strcmp(status, "cancelled");
+}
+
+/* What of the finished log `fin` follows the printed `seen`. */
+static const char *after_seen(const char *fin, const char *seen, long long end)
+{
+    size_t n = strlen(seen);
+    if (end >= 0 && (size_t)end == n && strncmp(fin, seen, n) == 0)
+        return fin + n;                 /* the whole stream was kept */
+    size_t k = n < 256 ? n : 256;       /* else: after the printed tail */
+    const char *hit = NULL;
+    for (const char *p = fin; k && (p = strstr(p, seen + n - k)); p++)
+        hit = p;
+    return hit ? hit + k : NULL;
+}
+
+static void job_print(job_follow *jf, const cJSON *j)
+{
+    const char *log = cli_json_str(j, "log", "");
+    long long attempt = cli_json_int(j, "attempt");
+    const cJSON *le = cJSON_GetObjectItemCaseSensitive(j, "log_end");
+    long long end = cJSON_IsNumber(le) ? (long long)le->valuedouble : -1;
+    size_t n = strlen(log);
+    const char *from = log;
+    if (jf->attempt >= 0 && jf->attempt != attempt)
+        printf("--- attempt %lld ---\n", attempt);
+    else if (jf->attempt >= 0 && end >= 0 && jf->end >= 0)
+        from = end - jf->end <= (long long)n ? log + n - (size_t)(end - jf->end)
+                                             : log;
+    else if (jf->attempt >= 0 && jf->seen) {
+        const char *rest = after_seen(log, jf->seen, jf->end);
+        if (!rest)
+            printf("--- the job's kept log, whole ---\n");
+        from = rest ? rest : log;
+    }
+    fwrite(from, 1, n - (size_t)(from - log), stdout);
+    fflush(stdout);
+    jf->attempt = attempt;
+    jf->end = end >= 0 ? end : (long long)n;
+    free(jf->seen);
+    jf->seen = strdup(log);
+}
+
+int cli_job_logs(cli *c, uint64_t id)
+{
+    rz_client *cl = cli_client(c);
+    if (!cl)
+        return EXIT_USAGE;
+    char path[64];
+    snprintf(path, sizeof path, "/api/v1/jobs/%" PRIu64, id);
+    job_follow jf = { -1, -1, NULL };
+    struct timespec ts = { 0, POLL_NS };
+    int ex;
+    for (;;) {
+        char *reply = NULL;
+        ex = cli_request(cl, "GET", path, NULL, &reply);
+        cJSON *j = ex == EXIT_OK ? cJSON_Parse(reply) : NULL;
+        rz_free(reply);
+        if (ex != EXIT_OK)
+            break;
+        bool over = job_over(cli_json_str(j, "status", ""));
+        if (c->json) {
+            char *text = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "log"));
+            cli_print_json(text ? text : "null");
+            free(text);
+        } else {
+            job_print(&jf, j);
+        }
+        if (over && !strcmp(cli_json_str(j, "status", ""), "failed"))
+            ex = EXIT_FAILED;
+        cJSON_Delete(j);
+        if (over || !c->follow || c->json)
+            break;
+        nanosleep(&ts, NULL);
+    }
+    free(jf.seen);
     rz_client_free(cl);
     return ex;
 }

@@ -50,6 +50,7 @@ static void usage(FILE *out)
 "  models                  the models the network serves, by whom, at\n"
 "                          what price\n"
 "  job [ID], cancel ID    show your jobs or one; cancel one (refunded)\n"
+"  job logs ID [--follow] one job's log, live with --follow\n"
 "  account VERB ...        escrow accounts: balance, withdraw...; account --help\n"
 "  admin withdrawal ...    the treasury's side of withdrawals; admin --help\n"
 "  flow deploy FILE, flow status|watch|cancel ID   flows on the network\n"
@@ -101,7 +102,7 @@ static void usage_options(FILE *out)
 "  --container-host URL    container engine for docker steps (flow run):\n"
 "                          unix:///PATH (default: DOCKER_HOST, then the\n"
 "                          Docker and Podman sockets)\n"
-"  --follow                flow logs: keep printing lines as they come\n"
+"  --follow                flow logs, job logs: keep printing lines as they come\n"
 "  --listen HOST:PORT      flow serve: take webhook calls there (IPv4)\n"
 "  --llm KIND=URL          model server(s) for llm steps (flow run; KIND\n"
 "                          ollama or openai, several space-separated;\n"
@@ -352,7 +353,7 @@ static const struct {
     { "status", 0, cli_status, cli_net_usage, "" },
     { "nodes", 0, cli_nodes, cli_net_usage, "" },
     { "run", 0, cli_run, cli_net_usage, "" },
-    { "job", 0, cli_job, cli_net_usage, "" },
+    { "job", 0, cli_job, cli_net_usage, "logs" },
     { "cancel", 0, cli_cancel, cli_net_usage, "" },
     { "models", 0, cli_models, cli_models_usage, "" },
     { "account", 1, cli_account, cli_account_usage,

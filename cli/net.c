@@ -41,6 +41,8 @@ void cli_net_usage(void)
 "                                      text from a model a node serves; waits\n"
 "                                      and prints it (rhizos models --help)\n"
 "       rhizos job [ID]                one job (without ID: your jobs, newest first)\n"
+"       rhizos job logs ID [--follow]  its log as its node sent it; --follow keeps\n"
+"                                      printing lines as they come, until it ends\n"
 "       rhizos cancel ID               cancel a job that has not finished; its\n"
 "                                      hold is refunded\n"
 "\n"
@@ -818,6 +820,12 @@ int cli_run(cli *c, const char *verb)
 int cli_job(cli *c, const char *verb)
 {
     uint64_t id = 0;
+    if (c->nargs >= 1 && strcmp(c->args[0], "logs") == 0) {
+        if (wrong_args("job logs", c->nargs - 1, 1, 1))
+            return EXIT_USAGE;
+        return parse_id("job logs", c->args[1], &id) ? cli_job_logs(c, id)
+                                                     : EXIT_USAGE;
+    }
     if (wrong_args("job", c->nargs, 0, 1))
         return EXIT_USAGE;
     if (c->nargs == 1 && !parse_id("job", c->args[0], &id))

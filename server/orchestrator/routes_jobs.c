@@ -120,6 +120,12 @@ cJSON *job_json(orch *o, uint64_t id, bool with_log)
         else
             cJSON_AddNullToObject(j, "log");
         free(log);
+        /* How far the attempt's stream is, so a follower prints each line
+         * once although "log" keeps only the last ORCH_LOG_MAX bytes. */
+        uint32_t attempt = 0;
+        uint64_t end = orch_live_taken(o, id, &attempt);
+        if (live && attempt == ji.attempt)
+            add_u64(j, "log_end", end);
     }
     return j;
 }

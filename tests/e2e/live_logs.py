@@ -180,6 +180,7 @@ class LiveLogs(network.Base):
                                     else None)(self.job(job)), 3 * NAP + 20,
                            "the first line in the job's log")
             self.assertEqual(j["status"], "running", j)
+            self.assertEqual(j["log_end"], len(j["log"].encode()), j)   # all kept
             self.assertNotIn("third line", j["log"])
             self.assertNotIn(SECRET, j["log"])
             # ... and on the stream, before the step's end.
@@ -273,6 +274,41 @@ class LiveLogs(network.Base):
         self.api("GET", "/api/v1/flows/%d/logs" % dep, key=network.ADMIN)
         self.cli("flow", "logs", key=self.key, code=2)
         self.cli("flow", "logs", str(dep), "talk", "x", key=self.key, code=2)
+        node = self.nodes.pop()
+        node.stop_clean()
+        self.stop_orchestrator()
+
+    def test_job_logs_follow(self):
+        """rhizos job logs ID --follow: one job's lines as they come, each
+        once (log_end against what was printed), ending with the job; the
+        plain form prints the log; bad requests are refused."""
+        self.start_node("node1", network.PRICES[0])
+        dep = self.deploy_with_secret()
+        job = wait_until(lambda: self.api("GET", "/api/v1/flows/%d/status" % dep,
+                                          key=self.key)["steps"]["talk"].get("job"),
+                         30, "the step's job")
+        env = cli_env(RHIZOS_API_KEY=self.key)
+        follow = Proc([RHIZOS, "--orchestrator", self.base, "job", "logs", str(job),
+                       "--follow"], cwd=ROOT, env=env)
+        try:
+            follow.wait_for(lambda: "first line, key [redacted]" in follow.out,
+                            3 * NAP + 20, "job logs --follow to print the first line")
+            self.assertFalse(any("second line" in l for l in follow.out), follow.out)
+            self.assertEqual(follow.p.wait(timeout=30), 0, follow.output())
+        finally:
+            follow.stop()
+        want = ["first line, key [redacted]", "second line", "third line"]
+        self.assertEqual([l for l in follow.out if "line" in l], want, follow.output())
+        p = self.cli("job", "logs", str(job), key=self.key)
+        self.assertEqual([l for l in p.stdout.splitlines() if "line" in l], want)
+        self.assertNotIn(SECRET, p.stdout + "\n".join(follow.out))
+        self.assertNotIn("log_end", self.job(job))   # not streaming any more
+        other = self.cli_json("account", "create", "--name", "other2", key=network.ADMIN)
+        p = self.cli("job", "logs", str(job), key=other["api_key"], code=1)
+        self.assertNotIn("line", p.stdout)
+        self.cli("job", "logs", key=self.key, code=2)
+        self.cli("job", "logs", "x", key=self.key, code=2)
+        self.cli("job", "logs", str(job), "y", key=self.key, code=2)
         node = self.nodes.pop()
         node.stop_clean()
         self.stop_orchestrator()
