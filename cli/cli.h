@@ -62,6 +62,7 @@ typedef struct cli {
     const char *container_host;   /* --container-host URL (flow run) */
     const char *llm_servers;      /* --llm KIND=URL... (flow run) */
     bool follow;                  /* --follow (flow logs) */
+    const char *attempt;          /* --attempt N (job logs) */
     const char *listen;           /* --listen HOST:PORT (flow serve, ui) */
     const char *prompt;           /* -p PROMPT (run -t llm) */
     const char *model;            /* --model M (run -t llm) */

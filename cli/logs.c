@@ -241,11 +241,22 @@ static void job_print(job_follow *jf, const cJSON *j)
 
 int cli_job_logs(cli *c, uint64_t id)
 {
+    uint64_t attempt = 0;
+    if (c->attempt && (!cli_parse_u64(c->attempt, UINT32_MAX, &attempt) || !attempt)) {
+        fprintf(stderr, "rhizos: job logs: --attempt wants an attempt's number "
+                        "(1, 2, ...), not '%s'\n", c->attempt);
+        return EXIT_USAGE;
+    }
+    if (attempt && c->follow) {
+        fprintf(stderr, "rhizos: job logs: --attempt shows an attempt's kept log; "
+                        "--follow follows the job's last one: give one of them\n");
+        return EXIT_USAGE;
+    }
     rz_client *cl = cli_client(c);
     if (!cl)
         return EXIT_USAGE;
-    char path[64];
-    snprintf(path, sizeof path, "/api/v1/jobs/%" PRIu64, id);
+    char path[96];
+    snprintf(path, sizeof path, "/api/v1/jobs/%" PRIu64 "?attempt=%" PRIu64, id, attempt);
     job_follow jf = { -1, -1, NULL };
     struct timespec ts = { 0, POLL_NS };
     int ex;

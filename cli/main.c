@@ -50,7 +50,7 @@ static void usage(FILE *out)
 "  models                  the models the network serves, by whom, at\n"
 "                          what price\n"
 "  job [ID], cancel ID    show your jobs or one; cancel one (refunded)\n"
-"  job logs ID [--follow] one job's log, live with --follow\n"
+"  job logs ID [--follow|--attempt N]   one job's log, live with --follow\n"
 "  account VERB ...        escrow accounts: balance, withdraw...; account --help\n"
 "  admin withdrawal ...    the treasury's side of withdrawals; admin --help\n"
 "  flow deploy FILE, flow status|watch|cancel ID   flows on the network\n"
@@ -135,7 +135,7 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS, OPT_CONTAINER_HOST,
        OPT_KEY_FILE, OPT_CONTEXT, OPT_CA_FILE, OPT_MODEL, OPT_MAX_TOKENS, OPT_TEMPERATURE,
        OPT_COMMENT, OPT_NOTE, OPT_LLM, OPT_FOLLOW, OPT_PRUNE, OPT_OLDER_THAN,
-       OPT_LISTEN, OPT_OPEN, OPT_UI_DIR };
+       OPT_LISTEN, OPT_OPEN, OPT_UI_DIR, OPT_ATTEMPT };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -184,6 +184,7 @@ static const struct option long_opts[] = {
     { "note", required_argument, NULL, OPT_NOTE },
     { "llm", required_argument, NULL, OPT_LLM },
     { "follow", no_argument, NULL, OPT_FOLLOW },
+    { "attempt", required_argument, NULL, OPT_ATTEMPT },
     { "prune", no_argument, NULL, OPT_PRUNE },
     { "older-than", required_argument, NULL, OPT_OLDER_THAN },
     { "listen", required_argument, NULL, OPT_LISTEN },
@@ -201,6 +202,23 @@ static void account_option(cli *c, int ch)
     const char **slot = ch == OPT_NAME ? &c->name : ch == OPT_ADDRESS ? &c->address
                       : ch == OPT_TX ? &c->tx : &c->reason;
     *slot = optarg;
+}
+
+/* The options of flow, job and ui verbs. */
+static void flow_option(cli *c, int ch)
+{
+    switch (ch) {
+    case OPT_LIMIT: c->limit = optarg; break;
+    case OPT_COMMENT: c->comment = optarg; break;
+    case OPT_NOTE: c->note = optarg; break;
+    case OPT_FOLLOW: c->follow = true; break;
+    case OPT_ATTEMPT: c->attempt = optarg; break;
+    case OPT_PRUNE: c->prune = true; break;
+    case OPT_OLDER_THAN: c->older_than = optarg; break;
+    case OPT_LISTEN: c->listen = optarg; break;
+    case OPT_OPEN: c->open = true; break;
+    case OPT_UI_DIR: c->ui_dir = optarg; break;
+    }
 }
 
 static bool add_arg(const char **v, size_t *n, const char *opt)
@@ -296,15 +314,10 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
             break;
         case OPT_NAME: case OPT_ADDRESS: case OPT_TX: case OPT_REASON:
             account_option(c, ch); break;
-        case OPT_LIMIT: c->limit = optarg; break;
-        case OPT_COMMENT: c->comment = optarg; break;
-        case OPT_NOTE: c->note = optarg; break;
-        case OPT_FOLLOW: c->follow = true; break;
-        case OPT_PRUNE: c->prune = true; break;
-        case OPT_OLDER_THAN: c->older_than = optarg; break;
-        case OPT_LISTEN: c->listen = optarg; break;
-        case OPT_OPEN: c->open = true; break;
-        case OPT_UI_DIR: c->ui_dir = optarg; break;
+        case OPT_LIMIT: case OPT_COMMENT: case OPT_NOTE: case OPT_FOLLOW:
+        case OPT_ATTEMPT: case OPT_PRUNE: case OPT_OLDER_THAN: case OPT_LISTEN:
+        case OPT_OPEN: case OPT_UI_DIR:
+            flow_option(c, ch); break;
         case OPT_REVEAL: c->reveal = true; break;
         case OPT_NODES: c->nodes = optarg; break;
         case OPT_POLICY: c->policy = optarg; break;

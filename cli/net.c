@@ -43,6 +43,8 @@ void cli_net_usage(void)
 "       rhizos job [ID]                one job (without ID: your jobs, newest first)\n"
 "       rhizos job logs ID [--follow]  its log as its node sent it; --follow keeps\n"
 "                                      printing lines as they come, until it ends\n"
+"       rhizos job logs ID --attempt N an earlier attempt's log (the last 8\n"
+"                                      attempts' are kept, 64 KiB each)\n"
 "       rhizos cancel ID               cancel a job that has not finished; its\n"
 "                                      hold is refunded\n"
 "\n"

@@ -139,6 +139,26 @@ RZ_EXTERN RZ_NODISCARD int rz_auth_log_put(rz_auth *a, uint64_t job,
 RZ_EXTERN RZ_NODISCARD int rz_auth_log_get(const rz_auth *a, uint64_t job,
                                            char **out, size_t *len);
 
+/* A job's logs one per attempt (from 1), each replacing what the same
+ * attempt kept before; putting attempt A drops the job's attempts up to
+ * A - RZ_AUTH_LOG_ATTEMPTS in the same commit, so a job keeps its last
+ * RZ_AUTH_LOG_ATTEMPTS attempts' logs. get of attempt 0 is the job's last
+ * log (its highest attempt; else one kept by rz_auth_log_put), and says in
+ * *which (may be NULL) which attempt it was (0: not told). rz_auth_log_get
+ * is get of attempt 0. RZ_ENOENT if none. Release *out with rz_free. */
+#define RZ_AUTH_LOG_ATTEMPTS 8
+RZ_EXTERN RZ_NODISCARD int rz_auth_attempt_log_put(rz_auth *a, uint64_t job,
+                                                   uint32_t attempt,
+                                                   const char *log, size_t len);
+RZ_EXTERN RZ_NODISCARD int rz_auth_attempt_log_get(const rz_auth *a, uint64_t job,
+                                                   uint32_t attempt, char **out,
+                                                   size_t *len, uint32_t *which);
+/* The attempts whose logs are kept, in order: up to `cap` into out, how
+ * many in *n. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_log_attempts(const rz_auth *a, uint64_t job,
+                                                uint32_t *out, size_t cap,
+                                                size_t *n);
+
 /* Retention: the logs and results of `jobs` and the credentials of
  * `deployments` removed, in one durable commit (absent ones are fine). */
 RZ_EXTERN RZ_NODISCARD int rz_auth_forget(rz_auth *a, const uint64_t *jobs,

@@ -2,7 +2,10 @@
  *   keys      BLAKE2b-256 of a key      -> {"kind","account","node"?}
  *   nodes     u64 node (big-endian)     -> {"x25519","ed25519"?}
  *   creds     u64 deployment            -> the sealed credentials' text
- *   logs      u64 job                   -> the node's log
+ *   logs      u64 job                   -> a job's log kept before attempts
+ *                                          were told apart
+ *             u64 job + u32 attempt     -> that attempt's log (the last
+ *                                          RZ_AUTH_LOG_ATTEMPTS of a job)
  *   accounts  16-byte account id        -> {"name"?,"wallet_address"?}
  *   ids       32-byte Ed25519 key        -> {"node","retired"?}
  *   results   u64 job                   -> the signed result's record
@@ -435,7 +438,151 @@ int rz_auth_log_put(rz_auth *a, uint64_t job, const char *log, size_t len)
 
 int rz_auth_log_get(const rz_auth *a, uint64_t job, char **out, size_t *len)
 {
-    return get_by_id(a, DB_LOGS, job, out, len);
+    return rz_auth_attempt_log_get(a, job, 0, out, len, NULL);
+}
+
+/* ---- a job's logs, one per attempt ----
+ * A job's keys sit together, as LMDB orders a key before its longer
+ * extensions: the job's own (a log kept before attempts were told apart),
+ * then job + attempt, in attempt order. */
+
+static void key_attempt(unsigned char k[12], uint64_t job, uint32_t attempt)
+{
+    key_u64(k, job);
+    for (int i = 0; i < 4; i++)
+        k[8 + i] = (unsigned char)(attempt >> (24 - 8 * i));
+}
+
+static uint32_t attempt_of(const MDB_val *k)
+{
+    const unsigned char *b = k->mv_data;
+    return (uint32_t)b[8] << 24 | (uint32_t)b[9] << 16 | (uint32_t)b[10] << 8 | b[11];
+}
+
+static bool job_key(const MDB_val *k, const unsigned char job[8])
+{
+    return (k->mv_size == 8 || k->mv_size == 12) && memcmp(k->mv_data, job, 8) == 0;
+}
+
+/* The job's attempts below `below` removed (its own key too when `all`). */
+static int drop_attempts(MDB_txn *txn, MDB_dbi db, uint64_t job, uint32_t below,
+                         bool all)
+{
+    MDB_cursor *c;
+    int mrc = mdb_cursor_open(txn, db, &c);
+    if (mrc)
+        return mrc;
+    unsigned char j[8];
+    key_u64(j, job);
+    MDB_val k = { 8, j }, v;
+    mrc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (mrc == 0 && job_key(&k, j)) {
+        bool drop = all || (k.mv_size == 12 && attempt_of(&k) < below);
+        if (!drop && k.mv_size == 12)
+            break;                      /* the rest are newer */
+        mrc = drop ? mdb_cursor_del(c, 0) : 0;
+        if (mrc == 0)   /* after a delete the cursor is on the next key */
+            mrc = mdb_cursor_get(c, &k, &v, drop ? MDB_GET_CURRENT : MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return mrc == MDB_NOTFOUND ? 0 : mrc;
+}
+
+int rz_auth_attempt_log_put(rz_auth *a, uint64_t job, uint32_t attempt,
+                            const char *log, size_t len)
+{
+    if (!a || !attempt || (len && !log))
+        return rz__error(RZ_EINVAL, "no store, attempt or log text");
+    unsigned char k[12];
+    key_attempt(k, job, attempt);
+    MDB_val key = { sizeof k, k }, val = { len, len ? (void *)log : "" };
+    MDB_txn *txn = NULL;
+    int mrc = mdb_txn_begin(a->env, NULL, 0, &txn);
+    if (mrc == 0)
+        mrc = mdb_put(txn, a->dbi[DB_LOGS], &key, &val, 0);
+    if (mrc == 0 && attempt > RZ_AUTH_LOG_ATTEMPTS)
+        mrc = drop_attempts(txn, a->dbi[DB_LOGS], job,
+                            attempt - RZ_AUTH_LOG_ATTEMPTS + 1, false);
+    mrc = end_write(a, txn, mrc, true);
+    return mrc ? db_error(mrc, "write") : RZ_OK;
+}
+
+/* The job's key at `attempt`, or its last one (0). */
+static int seek_attempt(MDB_cursor *c, uint64_t job, uint32_t attempt,
+                        MDB_val *k, MDB_val *v)
+{
+    unsigned char want[12], j[8];
+    key_attempt(want, job, attempt ? attempt : UINT32_MAX);
+    key_u64(j, job);
+    *k = (MDB_val){ sizeof want, want };
+    int mrc = mdb_cursor_get(c, k, v, attempt ? MDB_SET_KEY : MDB_SET_RANGE);
+    if (attempt)
+        return mrc;
+    if (mrc == 0 && job_key(k, j) && k->mv_size == 12 && attempt_of(k) == UINT32_MAX)
+        return 0;
+    mrc = mdb_cursor_get(c, k, v, mrc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
+    return mrc == 0 && !job_key(k, j) ? MDB_NOTFOUND : mrc;
+}
+
+int rz_auth_attempt_log_get(const rz_auth *a, uint64_t job, uint32_t attempt,
+                            char **out, size_t *len, uint32_t *which)
+{
+    if (!a || !out)
+        return rz__error(RZ_EINVAL, "no store or output");
+    *out = NULL;
+    MDB_txn *txn = NULL;
+    MDB_cursor *c = NULL;
+    MDB_val k, v;
+    int mrc = mdb_txn_begin(a->env, NULL, MDB_RDONLY, &txn);
+    if (mrc == 0)
+        mrc = mdb_cursor_open(txn, a->dbi[DB_LOGS], &c);
+    if (mrc == 0)
+        mrc = seek_attempt(c, job, attempt, &k, &v);
+    int rc = RZ_OK;
+    if (mrc == MDB_NOTFOUND)
+        rc = rz__error(RZ_ENOENT, "no log kept for job %llu%s",
+                       (unsigned long long)job, attempt ? " at that attempt" : "");
+    else if (mrc)
+        rc = db_error(mrc, "read");
+    else if (!(*out = rz__malloc(v.mv_size + 1)))
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    if (rc == RZ_OK) {
+        memcpy(*out, v.mv_data, v.mv_size);
+        (*out)[v.mv_size] = '\0';
+        if (len)
+            *len = v.mv_size;
+        if (which)
+            *which = k.mv_size == 12 ? attempt_of(&k) : 0;
+    }
+    mdb_cursor_close(c);
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+int rz_auth_log_attempts(const rz_auth *a, uint64_t job, uint32_t *out,
+                         size_t cap, size_t *n)
+{
+    if (!a || !n || (cap && !out))
+        return rz__error(RZ_EINVAL, "no store or output");
+    *n = 0;
+    MDB_txn *txn = NULL;
+    MDB_cursor *c = NULL;
+    unsigned char j[8];
+    key_u64(j, job);
+    MDB_val k = { 8, j }, v;
+    int mrc = mdb_txn_begin(a->env, NULL, MDB_RDONLY, &txn);
+    if (mrc == 0)
+        mrc = mdb_cursor_open(txn, a->dbi[DB_LOGS], &c);
+    if (mrc == 0)
+        mrc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    for (; mrc == 0 && job_key(&k, j); mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+        if (k.mv_size == 12 && *n < cap)
+            out[(*n)++] = attempt_of(&k);
+    mdb_cursor_close(c);
+    if (txn)
+        mdb_txn_abort(txn);
+    return mrc && mrc != MDB_NOTFOUND ? db_error(mrc, "read") : RZ_OK;
 }
 
 /* ---- node identities ---- */
@@ -673,8 +820,8 @@ int rz_auth_forget(rz_auth *a, const uint64_t *jobs, size_t n_jobs,
         return rz__error(RZ_EINVAL, "nothing to forget");
     MDB_txn *txn = NULL;
     int mrc = mdb_txn_begin(a->env, NULL, 0, &txn);
-    if (mrc == 0)
-        mrc = del_ids(txn, a->dbi[DB_LOGS], jobs, n_jobs);
+    for (size_t i = 0; mrc == 0 && i < n_jobs; i++)
+        mrc = drop_attempts(txn, a->dbi[DB_LOGS], jobs[i], 0, true);
     if (mrc == 0)
         mrc = del_ids(txn, a->dbi[DB_RESULTS], jobs, n_jobs);
     if (mrc == 0)

@@ -209,14 +209,16 @@ char *auth_get_creds(orch *o, uint64_t dep)
     return rz_auth_creds_get(o->auth, dep, &out) == RZ_OK ? out : NULL;
 }
 
-int auth_put_log(orch *o, uint64_t job, const char *log, size_t len)
+int auth_put_log(orch *o, uint64_t job, uint32_t attempt, const char *log, size_t len)
 {
-    int rc = rz_auth_log_put(o->auth, job, log, len);
+    int rc = rz_auth_attempt_log_put(o->auth, job, attempt, log, len);
     return rc == RZ_OK ? rc : say(rc, "write");
 }
 
-char *auth_get_log(orch *o, uint64_t job)
+/* Attempt 0: the job's last log. */
+char *auth_get_log(orch *o, uint64_t job, uint32_t attempt)
 {
     char *out = NULL;
-    return rz_auth_log_get(o->auth, job, &out, NULL) == RZ_OK ? out : NULL;
+    return rz_auth_attempt_log_get(o->auth, job, attempt, &out, NULL, NULL) == RZ_OK
+           ? out : NULL;
 }

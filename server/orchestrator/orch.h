@@ -378,8 +378,8 @@ int auth_put_account(orch *o, rz_ledger_id id, const char *name,
 int auth_put_creds(orch *o, uint64_t dep, const char *json);
 /* NULL when none; release with free. */
 char *auth_get_creds(orch *o, uint64_t dep);
-int auth_put_log(orch *o, uint64_t job, const char *log, size_t len);
-char *auth_get_log(orch *o, uint64_t job);
+int auth_put_log(orch *o, uint64_t job, uint32_t attempt, const char *log, size_t len);
+char *auth_get_log(orch *o, uint64_t job, uint32_t attempt);
 rz_ledger_id auth_random_id(void);
 bool hex_decode(const char *hex, unsigned char *out, size_t n);
 void hex_encode(const unsigned char *in, size_t n, char *out);

@@ -55,7 +55,7 @@ static cJSON *job_entry(orch *o, const char *step, int element, uint64_t job)
     uint32_t attempt = 0;
     uint64_t end = orch_live_taken(o, job, &attempt);
     const char *live = orch_live_log(o, job);
-    char *stored = live ? NULL : auth_get_log(o, job);
+    char *stored = live ? NULL : auth_get_log(o, job, 0);
     if (live || stored)
         cJSON_AddStringToObject(e, "log", live ? live : stored);
     else

@@ -114,7 +114,7 @@ cJSON *job_json(orch *o, uint64_t id, bool with_log)
     }
     if (with_log) {   /* a running job's: what its node streamed so far */
         const char *live = orch_live_log(o, id);
-        char *log = live ? NULL : auth_get_log(o, id);
+        char *log = live ? NULL : auth_get_log(o, id, 0);
         if (live || log)
             cJSON_AddStringToObject(j, "log", live ? live : log);
         else
@@ -126,6 +126,12 @@ cJSON *job_json(orch *o, uint64_t id, bool with_log)
         uint64_t end = orch_live_taken(o, id, &attempt);
         if (live && attempt == ji.attempt)
             add_u64(j, "log_end", end);
+        uint32_t kept[RZ_AUTH_LOG_ATTEMPTS];
+        size_t n = 0;
+        cJSON *at = cJSON_AddArrayToObject(j, "log_attempts");
+        if (rz_auth_log_attempts(o->auth, id, kept, RZ_AUTH_LOG_ATTEMPTS, &n) == RZ_OK)
+            for (size_t i = 0; i < n; i++)
+                cJSON_AddItemToArray(at, cJSON_CreateNumber(kept[i]));
     }
     return j;
 }
@@ -415,12 +421,24 @@ void r_jobs_list(req *q)
     reply_json(q, 200, doc);
 }
 
+/* ?attempt=N: "log" is that attempt's (null when not kept). */
 void r_job_get(req *q)
 {
-    uint64_t id;
+    uint64_t id, attempt;
     rz_engine_job_info ji;
-    if (visible_job(q, &id, &ji))
-        reply_json(q, 200, job_json(q->o, id, true));
+    if (!query_u64(q, "attempt", 0, UINT32_MAX, &attempt) || !visible_job(q, &id, &ji))
+        return;
+    cJSON *j = job_json(q->o, id, true);
+    uint32_t live_attempt = 0;
+    (void)orch_live_taken(q->o, id, &live_attempt);
+    if (j && attempt && !(orch_live_log(q->o, id) && live_attempt == attempt)) {
+        char *log = auth_get_log(q->o, id, (uint32_t)attempt);
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "log");
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "log_end");
+        cJSON_AddItemToObject(j, "log", log ? cJSON_CreateString(log) : cJSON_CreateNull());
+        free(log);
+    }
+    reply_json(q, 200, j);
 }
 
 void r_job_cancel(req *q)

@@ -44,7 +44,7 @@ static void pos_clear(live_pos *p)
 /* Store what the store lacks of it. */
 static void pos_put(orch *o, live_pos *p)
 {
-    if (p->dirty && auth_put_log(o, p->job, p->log, p->len) == RZ_OK)
+    if (p->dirty && auth_put_log(o, p->job, p->attempt, p->log, p->len) == RZ_OK)
         p->dirty = false;
     p->put_ms = orch_now_ms();
 }

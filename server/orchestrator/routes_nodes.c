@@ -838,7 +838,7 @@ void r_node_result(req *q)
     if (log && !repeat) {   /* the log of the report taken, kept once */
         size_t len;
         const char *tail = log_cut(log, &len);
-        if (auth_put_log(o, job, tail, len) != RZ_OK)
+        if (auth_put_log(o, job, (uint32_t)attempt, tail, len) != RZ_OK)
             orch_log(o, ORCH_LOG_WARN, "job_log_not_kept", "job", LOG_U64, job, NULL);
     }
     if (!repeat)   /* the streamed log: replaced, or kept when none came */

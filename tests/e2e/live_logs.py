@@ -383,6 +383,59 @@ class LiveLogs(network.Base):
         self.assertEqual(self.job(job2)["log"], "only\n")
 
 
+    def test_each_attempt_keeps_its_log(self):
+        """A declined attempt's log stays, apart from the next attempt's:
+        ?attempt=N and `rhizos job logs --attempt N` show it; the job's
+        log is its last attempt's."""
+        nodes = [self.fake_node(), self.fake_node()]
+        job = self.submit()
+        first = None
+        for n, tok, _ in nodes:
+            st, got = http(self.base, "GET", "/api/v1/nodes/%d/jobs?wait=0" % n, tok)
+            if st == 200 and got.get("job") == job:
+                first = (n, tok)
+        self.assertIsNotNone(first, "a node got the job")
+        st, doc = self.post(first[0], first[1], job,
+                            {"attempt": 1, "offset": 0, "lines": "first try\n"})
+        self.assertEqual(st, 200, doc)
+        self.api("POST", "/api/v1/nodes/%d/jobs/%d/decline" % (first[0], job), key=first[1],
+                 body={"attempt": 1, "reason": "test: not here"})
+        n2, tok2, _ = [x for x in nodes if x[0] != first[0]][0]
+        got = wait_until(lambda: (lambda r: r[1] if r[0] == 200 and r[1].get("job") == job
+                                  else None)(
+            http(self.base, "GET", "/api/v1/nodes/%d/jobs?wait=0" % n2, tok2)),
+            10, "the job's second attempt on the other node")
+        self.assertEqual(got["attempt"], 2, got)
+        st, doc = self.post(n2, tok2, job, {"attempt": 2, "offset": 0,
+                                            "lines": "second try\n"})
+        self.assertEqual(st, 200, doc)
+        j = self.job(job)
+        self.assertEqual((j["log"], j["log_attempts"]), ("second try\n", [1, 2]), j)
+        one = self.api("GET", "/api/v1/jobs/%d?attempt=1" % job, key=self.key)
+        self.assertEqual(one["log"], "first try\n")
+        self.assertNotIn("log_end", one)
+        two = self.api("GET", "/api/v1/jobs/%d?attempt=2" % job, key=self.key)
+        self.assertEqual((two["log"], two["log_end"]), ("second try\n", 11), two)
+        self.assertIsNone(self.api("GET", "/api/v1/jobs/%d?attempt=3" % job,
+                                   key=self.key)["log"])
+        for bad in ("x", "-1", "4294967296"):
+            self.api("GET", "/api/v1/jobs/%d?attempt=%s" % (job, bad), key=self.key,
+                     code=400)
+        self.api("POST", "/api/v1/nodes/%d/jobs/%d/result" % (n2, job), key=tok2,
+                 body=network.KEYS[n2].signed(job, {
+                     "attempt": 2, "run_ms": 40, "outputs": {"message": "hi"},
+                     "log": "second try\nend\n"}))
+        p = self.cli("job", "logs", str(job), "--attempt", "1", key=self.key)
+        self.assertEqual(p.stdout, "first try\n")
+        p = self.cli("job", "logs", str(job), key=self.key)
+        self.assertEqual(p.stdout, "second try\nend\n")
+        self.assertEqual(self.job(job)["log_attempts"], [1, 2])
+        self.cli("job", "logs", str(job), "--attempt", "0", key=self.key, code=2)
+        self.cli("job", "logs", str(job), "--attempt", "1", "--follow", key=self.key,
+                 code=2)
+        other = self.cli_json("account", "create", "--name", "other3", key=network.ADMIN)
+        self.api("GET", "/api/v1/jobs/%d?attempt=1" % job, key=other["api_key"], code=404)
+
 def cbor(data, i=0):
     """(value, next index) of the CBOR item at data[i]: what the node's
     bodies hold (maps, text, integers, floats, booleans, null)."""

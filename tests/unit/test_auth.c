@@ -360,6 +360,80 @@ static void test_log_put_refuses_null_text_with_length(void **state)
     assert_int_equal(rz_auth_log_get(f->a, 3, &out, NULL), RZ_ENOENT);
 }
 
+static void expect_log(rz_auth *a, uint64_t job, uint32_t attempt,
+                       const char *want, uint32_t want_which)
+{
+    char *out = NULL;
+    uint32_t which = 99;
+    assert_int_equal(rz_auth_attempt_log_get(a, job, attempt, &out, NULL, &which), RZ_OK);
+    assert_string_equal(out, want);
+    assert_int_equal(which, want_which);
+    rz_free(out);
+}
+
+/* Each attempt's log apart; the last one is the job's log; a neighbour's
+ * keys (job 4 after job 3's) are never read as job 3's. */
+static void test_logs_are_kept_per_attempt(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(rz_auth_log_put(f->a, 3, "before", 6), RZ_OK);
+    expect_log(f->a, 3, 0, "before", 0);
+    assert_int_equal(rz_auth_attempt_log_put(f->a, 3, 1, "one", 3), RZ_OK);
+    assert_int_equal(rz_auth_attempt_log_put(f->a, 3, 2, "two", 3), RZ_OK);
+    assert_int_equal(rz_auth_attempt_log_put(f->a, 4, 1, "four", 4), RZ_OK);
+    assert_int_equal(rz_auth_attempt_log_put(f->a, 3, 2, "two again", 9), RZ_OK);
+    expect_log(f->a, 3, 0, "two again", 2);
+    expect_log(f->a, 3, 1, "one", 1);
+    expect_log(f->a, 4, 0, "four", 1);
+    char *out = NULL;
+    assert_int_equal(rz_auth_log_get(f->a, 3, &out, NULL), RZ_OK);
+    assert_string_equal(out, "two again");
+    rz_free(out);
+    out = NULL;
+    assert_int_equal(rz_auth_attempt_log_get(f->a, 3, 5, &out, NULL, NULL), RZ_ENOENT);
+    assert_null(out);
+    assert_int_equal(rz_auth_attempt_log_get(f->a, 5, 0, &out, NULL, NULL), RZ_ENOENT);
+    assert_int_equal(rz_auth_attempt_log_get(f->a, 2, 0, &out, NULL, NULL), RZ_ENOENT);
+    uint32_t at[4];
+    size_t n = 9;
+    assert_int_equal(rz_auth_log_attempts(f->a, 3, at, 4, &n), RZ_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(at[0], 1);
+    assert_int_equal(at[1], 2);
+    assert_int_equal(rz_auth_attempt_log_put(f->a, 3, 0, "x", 1), RZ_EINVAL);
+    assert_int_equal(rz_auth_attempt_log_put(f->a, 3, 1, NULL, 1), RZ_EINVAL);
+}
+
+/* Past RZ_AUTH_LOG_ATTEMPTS the oldest go, in the same commit; forgetting
+ * the job takes them all, its first log too, and no neighbour's. */
+static void test_attempt_logs_rotate_and_are_forgotten(void **state)
+{
+    fixture *f = *state;
+    char text[16];
+    assert_int_equal(rz_auth_log_put(f->a, 7, "legacy", 6), RZ_OK);
+    for (uint32_t i = 1; i <= RZ_AUTH_LOG_ATTEMPTS + 3; i++) {
+        int n = snprintf(text, sizeof text, "attempt %u", i);
+        assert_int_equal(rz_auth_attempt_log_put(f->a, 7, i, text, (size_t)n), RZ_OK);
+    }
+    assert_int_equal(rz_auth_attempt_log_put(f->a, 8, 1, "eight", 5), RZ_OK);
+    assert_int_equal(rz_auth_attempt_log_put(f->a, 6, 1, "six", 3), RZ_OK);
+    uint32_t at[16];
+    size_t n = 0;
+    assert_int_equal(rz_auth_log_attempts(f->a, 7, at, 16, &n), RZ_OK);
+    assert_int_equal(n, RZ_AUTH_LOG_ATTEMPTS);
+    assert_int_equal(at[0], 4);
+    assert_int_equal(at[n - 1], RZ_AUTH_LOG_ATTEMPTS + 3);
+    expect_log(f->a, 7, 0, "attempt 11", RZ_AUTH_LOG_ATTEMPTS + 3);
+    const uint64_t jobs[] = { 7 };
+    assert_int_equal(rz_auth_forget(f->a, jobs, 1, NULL, 0), RZ_OK);
+    char *out = NULL;
+    assert_int_equal(rz_auth_log_get(f->a, 7, &out, NULL), RZ_ENOENT);
+    assert_int_equal(rz_auth_log_attempts(f->a, 7, at, 16, &n), RZ_OK);
+    assert_int_equal(n, 0);
+    expect_log(f->a, 8, 0, "eight", 1);
+    expect_log(f->a, 6, 0, "six", 1);
+}
+
 /* ---- the throttle ---- */
 
 static rz_auth_throttle *throttle(uint32_t max, uint32_t slots)
@@ -548,6 +622,8 @@ int main(void)
         F(test_creds_put_refuses_empty),
         F(test_log_keeps_binary_length),
         F(test_log_put_refuses_null_text_with_length),
+        F(test_logs_are_kept_per_attempt),
+        F(test_attempt_logs_rotate_and_are_forgotten),
         T(test_throttle_allows_failures_below_the_limit),
         T(test_throttle_locks_the_address_at_the_limit),
         T(test_throttle_leaves_other_addresses_alone),
