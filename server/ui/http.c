@@ -455,9 +455,8 @@ typedef struct watcher {
     struct evhttp_connection *conn;
     struct event *timer;
     char id[64];
-    char *last;        /* the status last sent, logs aside */
     unsigned quiet;    /* ticks since something was sent */
-    cJSON *sent;       /* step -> log bytes sent */
+    ui_watch *seen;    /* what was sent */
 } watcher;
 
 static void watcher_free(watcher *w)
@@ -465,8 +464,7 @@ static void watcher_free(watcher *w)
     if (w->conn)
         evhttp_connection_set_closecb(w->conn, NULL, NULL);
     event_free(w->timer);
-    free(w->last);
-    cJSON_Delete(w->sent);
+    ui_watch_free(w->seen);
     free(w);
 }
 
@@ -480,29 +478,20 @@ static void sse(struct evhttp_request *r, const char *event, const char *data)
     evbuffer_free(b);
 }
 
-/* New log bytes of each step as "step_log" events; the logs then leave
- * the status (they travel once). */
-static void send_logs(watcher *w, cJSON *st)
+/* New log lines of each step as "step_log" events (logs travel once, not
+ * in the status). */
+static void send_logs(watcher *w, const cJSON *logs)
 {
-    cJSON *step;
-    cJSON_ArrayForEach(step, cJSON_GetObjectItemCaseSensitive(st, "steps")) {
-        cJSON *log = cJSON_DetachItemFromObjectCaseSensitive(step, "log");
-        const char *l = cJSON_GetStringValue(log);
-        cJSON *had = cJSON_GetObjectItemCaseSensitive(w->sent, step->string);
-        size_t from = cJSON_IsNumber(had) ? (size_t)had->valuedouble : 0;
-        if (l && strlen(l) > from) {
-            cJSON *ev = cJSON_CreateObject();
-            cJSON_AddStringToObject(ev, "step", step->string);
-            cJSON_AddStringToObject(ev, "lines", l + from);
-            char *t = cJSON_PrintUnformatted(ev);
-            if (t)
-                sse(w->r, "step_log", t);
-            free(t);
-            cJSON_Delete(ev);
-            cJSON_DeleteItemFromObjectCaseSensitive(w->sent, step->string);
-            cJSON_AddNumberToObject(w->sent, step->string, (double)strlen(l));
-        }
-        cJSON_Delete(log);
+    const cJSON *l;
+    cJSON_ArrayForEach(l, logs) {
+        cJSON *ev = cJSON_CreateObject();
+        cJSON_AddStringToObject(ev, "step", l->string);
+        cJSON_AddStringToObject(ev, "lines", l->valuestring);
+        char *t = cJSON_PrintUnformatted(ev);
+        if (t)
+            sse(w->r, "step_log", t);
+        free(t);
+        cJSON_Delete(ev);
     }
 }
 
@@ -510,16 +499,13 @@ static void watch_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     watcher *w = arg;
-    char *text = NULL;
+    char *now = NULL;
     bool done = false;
-    cJSON *st = ui_runs_status(w->s->runs, w->id, &text, &done) == RZ_OK
-              ? cJSON_Parse(text) : NULL;
-    free(text);
-    if (st)
-        send_logs(w, st);
-    char *now = st ? cJSON_PrintUnformatted(st) : NULL;
-    cJSON_Delete(st);
-    if (now && (done || !w->last || strcmp(now, w->last) != 0)) {
+    cJSON *logs = cJSON_CreateObject();
+    int rc = logs ? ui_runs_watch(w->s->runs, w->id, w->seen, &now, logs, &done) : RZ_ENOMEM;
+    send_logs(w, logs);
+    cJSON_Delete(logs);
+    if (now) {
         sse(w->r, done ? "end" : "status", now);
         w->quiet = 0;
     } else if (++w->quiet * WATCH_MS >= KEEPALIVE_MS) {
@@ -531,9 +517,8 @@ static void watch_tick(evutil_socket_t fd, short what, void *arg)
             evbuffer_free(b);
         w->quiet = 0;
     }
-    free(w->last);
-    w->last = now;
-    if (done || !now) {
+    free(now);
+    if (done || rc != RZ_OK) {
         /* Ending the reply may free the connection at once (nothing left
          * to send and a close asked for): its close callback must not
          * free w too. */
@@ -565,10 +550,10 @@ static void r_events(ui_server *s, struct evhttp_request *r, const char *id)
         return;
     }
     watcher *w = calloc(1, sizeof *w);
-    if (!w || !(w->sent = cJSON_CreateObject()) ||
+    if (!w || !(w->seen = ui_watch_new()) ||
         !(w->timer = evtimer_new(s->base, watch_tick, w))) {
         if (w)
-            cJSON_Delete(w->sent);
+            ui_watch_free(w->seen);
         free(w);
         reply_error(r, RZ_ENOMEM, "out of memory");
         return;

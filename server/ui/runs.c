@@ -15,6 +15,16 @@
 
 #include "ui.h"
 
+/* A step's lines streamed so far: its last RZ_RUN_LOG_MAX bytes are
+ * shown, as a record keeps a log. The buffer may hold up to twice that, so
+ * the head is dropped by one move now and then, not on every line. */
+#define LIVE_KEEP RZ_RUN_LOG_MAX
+typedef struct live_log {
+    char *buf;                /* NUL-terminated */
+    size_t len, cap;
+    uint64_t total;           /* bytes ever added: where a watcher is */
+} live_log;
+
 typedef struct ui_run {
     char id[64];
     rz_flow *flow;
@@ -22,7 +32,9 @@ typedef struct ui_run {
     pthread_t thread;
     volatile int cancel;
     char *status;             /* rz_run_to_json, latest; under rs->mu */
-    cJSON *live;              /* step id -> log lines streamed so far */
+    uint64_t version;         /* bumped when status changes */
+    live_log *live;           /* per step of flow */
+    size_t n_live;
     bool recorded;            /* the first record is written */
     bool stored;              /* the final record is written */
     bool finished;            /* its state is final: nothing to cancel */
@@ -70,6 +82,50 @@ static ui_run *find(ui_runs *rs, const char *id)
     return NULL;
 }
 
+/* The shown part of l: its last LIVE_KEEP bytes, from a UTF-8 boundary. */
+static const char *live_view(const live_log *l)
+{
+    if (!l->buf)
+        return NULL;
+    const char *v = l->buf + (l->len > LIVE_KEEP ? l->len - LIVE_KEEP : 0);
+    while (((unsigned char)*v & 0xC0) == 0x80)
+        v++;
+    return v;
+}
+
+/* Append msg and a newline; amortised linear in what is added, and never
+ * more than 2 * LIVE_KEEP bytes held. Out of memory: the lines are lost. */
+static void live_add(live_log *l, const char *msg)
+{
+    size_t n = strlen(msg);
+    l->total += n + 1;
+    if (n + 1 > LIVE_KEEP) {   /* longer than what is shown: only its tail */
+        msg += n + 1 - LIVE_KEEP;
+        n = LIVE_KEEP - 1;
+        l->len = 0;
+    } else if (l->len + n + 1 > 2 * LIVE_KEEP) {
+        size_t keep = LIVE_KEEP - (n + 1);
+        memmove(l->buf, l->buf + l->len - keep, keep);
+        l->len = keep;
+    }
+    if (l->len + n + 2 > l->cap) {
+        size_t cap = l->cap ? l->cap : 256;
+        while (cap < l->len + n + 2)
+            cap *= 2;
+        if (cap > 2 * LIVE_KEEP + 1)
+            cap = 2 * LIVE_KEEP + 1;
+        char *b = realloc(l->buf, cap);
+        if (!b)
+            return;
+        l->buf = b;
+        l->cap = cap;
+    }
+    memcpy(l->buf + l->len, msg, n);
+    l->buf[l->len + n] = '\n';
+    l->len += n + 1;
+    l->buf[l->len] = '\0';
+}
+
 /* Called on the runner's thread: the status as it is now, the streamed
  * lines, and the run on record from its first event. */
 static void on_event(const rz_event *ev, void *userdata)
@@ -81,21 +137,12 @@ static void on_event(const rz_event *ev, void *userdata)
     if (ev->kind != RZ_EVENT_STEP_LOG && rz_run_to_json(ev->run, &json) != RZ_OK)
         json = NULL;
     pthread_mutex_lock(&u->rs->mu);
-    if (ev->kind == RZ_EVENT_STEP_LOG && ev->message && ev->step != (size_t)-1) {
-        const char *sid = rz_flow_step_id(rz_run_flow(ev->run), ev->step);
-        cJSON *have = cJSON_GetObjectItemCaseSensitive(u->live, sid);
-        size_t n = (have ? strlen(have->valuestring) : 0) + strlen(ev->message) + 2;
-        char *s = malloc(n);
-        if (s) {
-            snprintf(s, n, "%s%s\n", have ? have->valuestring : "", ev->message);
-            cJSON_DeleteItemFromObjectCaseSensitive(u->live, sid);
-            cJSON_AddStringToObject(u->live, sid, s);
-            free(s);
-        }
-    }
+    if (ev->kind == RZ_EVENT_STEP_LOG && ev->message && ev->step < u->n_live)
+        live_add(&u->live[ev->step], ev->message);
     if (json) {
         free(u->status);
         u->status = strdup(json);
+        u->version++;
     }
     u->finished |= ev->kind == RZ_EVENT_RUN_FINISHED || rz_run_done(ev->run);
     if (!u->recorded) {
@@ -173,7 +220,9 @@ static void entry_free(ui_run *u)
 {
     free(u->status);
     free(u->inputs);
-    cJSON_Delete(u->live);
+    for (size_t i = 0; i < u->n_live; i++)
+        free(u->live[i].buf);
+    free(u->live);
     rz_flow_free(u->flow);
     free(u);
 }
@@ -198,14 +247,17 @@ static void reap(ui_runs *rs)
 int ui_runs_start(ui_runs *rs, rz_flow *flow, const char *inputs_json, char id[64])
 {
     ui_run *u = calloc(1, sizeof *u);
-    if (!u || !(u->live = cJSON_CreateObject()) ||
+    size_t n = rz_flow_step_count(flow);
+    if (!u || !(u->live = calloc(n ? n : 1, sizeof *u->live)) ||
         (inputs_json && !(u->inputs = strdup(inputs_json)))) {
         if (u)
-            cJSON_Delete(u->live);
+            free(u->live);
         free(u);
         rz_flow_free(flow);
         return RZ_ENOMEM;
     }
+    u->n_live = n;
+    u->version = 1;   /* a watcher starts at 0: the first tick sends it */
     u->flow = flow;
     u->rs = rs;
     u->started_ms = now_ms();
@@ -280,15 +332,15 @@ cJSON *ui_runs_list(ui_runs *rs, size_t limit)
 }
 
 /* Each step without a log of its own shows the lines streamed so far. */
-static char *with_live(const char *status, const cJSON *live)
+static char *with_live(const ui_run *u)
 {
-    cJSON *doc = cJSON_Parse(status);
+    cJSON *doc = cJSON_Parse(u->status);
     cJSON *steps = cJSON_GetObjectItemCaseSensitive(doc, "steps");
-    const cJSON *l;
-    cJSON_ArrayForEach(l, live) {
-        cJSON *s = cJSON_GetObjectItemCaseSensitive(steps, l->string);
+    for (size_t i = 0; steps && i < u->n_live; i++) {
+        const char *v = live_view(&u->live[i]);
+        cJSON *s = v ? cJSON_GetObjectItemCaseSensitive(steps, rz_flow_step_id(u->flow, i)) : NULL;
         if (s && !cJSON_GetObjectItemCaseSensitive(s, "log"))
-            cJSON_AddStringToObject(s, "log", l->valuestring);
+            cJSON_AddStringToObject(s, "log", v);
     }
     char *out = doc ? cJSON_PrintUnformatted(doc) : NULL;
     cJSON_Delete(doc);
@@ -303,7 +355,7 @@ int ui_runs_status(ui_runs *rs, const char *id, char **out, bool *done)
     ui_run *u = find(rs, id);
     int rc = RZ_OK;
     if (u) {
-        *out = with_live(u->status, u->live);
+        *out = with_live(u);
         *done = u->done;
     } else {
         char *rec = NULL;
@@ -321,6 +373,120 @@ int ui_runs_status(ui_runs *rs, const char *id, char **out, bool *done)
     pthread_mutex_unlock(&rs->mu);
     if (rc == RZ_OK && !*out)
         rc = RZ_ENOMEM;
+    return rc;
+}
+
+struct ui_watch {
+    uint64_t version;    /* of the live status last sent; 0: none yet */
+    char *record;        /* the stored record last seen (a run not live here) */
+    size_t n;
+    uint64_t *sent;      /* per step: log bytes sent (its total when live) */
+};
+
+ui_watch *ui_watch_new(void)
+{
+    return calloc(1, sizeof(ui_watch));
+}
+
+void ui_watch_free(ui_watch *w)
+{
+    if (w) {
+        free(w->record);
+        free(w->sent);
+        free(w);
+    }
+}
+
+static bool watch_size(ui_watch *w, size_t n)
+{
+    if (n <= w->n)
+        return true;
+    uint64_t *s = realloc(w->sent, n * sizeof *s);
+    if (!s)
+        return false;
+    memset(s + w->n, 0, (n - w->n) * sizeof *s);
+    w->sent = s;
+    w->n = n;
+    return true;
+}
+
+/* The status doc without its steps' logs; each log not sent before (a step
+ * that streamed nothing, or a record read from the store) into logs. */
+static char *strip_logs(ui_watch *w, const char *status, cJSON *logs)
+{
+    cJSON *doc = cJSON_Parse(status);
+    cJSON *step;
+    size_t i = 0;
+    cJSON_ArrayForEach(step, cJSON_GetObjectItemCaseSensitive(doc, "steps")) {
+        cJSON *log = cJSON_DetachItemFromObjectCaseSensitive(step, "log");
+        const char *l = cJSON_GetStringValue(log);
+        if (l && watch_size(w, i + 1) && strlen(l) > w->sent[i]) {
+            cJSON_AddStringToObject(logs, step->string, l + w->sent[i]);
+            w->sent[i] = strlen(l);
+        }
+        cJSON_Delete(log);
+        i++;
+    }
+    char *out = doc ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    return out;
+}
+
+int ui_runs_watch(ui_runs *rs, const char *id, ui_watch *w, char **status,
+                  cJSON *logs, bool *done)
+{
+    *status = NULL;
+    *done = false;
+    int rc = RZ_OK;
+    pthread_mutex_lock(&rs->mu);
+    ui_run *u = find(rs, id);
+    if (u) {
+        *done = u->done;
+        if (!watch_size(w, u->n_live)) {
+            rc = RZ_ENOMEM;
+        } else {
+            /* New lines: from the buffer, or its shown tail if more came
+             * than it keeps. They start where the last lines sent ended. */
+            for (size_t i = 0; i < u->n_live; i++) {
+                const live_log *l = &u->live[i];
+                if (l->total <= w->sent[i] || !l->buf)
+                    continue;
+                uint64_t fresh = l->total - w->sent[i];
+                const char *v = live_view(l);
+                if (fresh < (uint64_t)(l->buf + l->len - v))
+                    v = l->buf + l->len - fresh;
+                cJSON_AddStringToObject(logs, rz_flow_step_id(u->flow, i), v);
+                w->sent[i] = l->total;
+            }
+            /* The logs a status carries (steps done) were streamed, unless
+             * the step streamed nothing: strip_logs sends those. */
+            if (u->version != w->version || *done) {
+                *status = strip_logs(w, u->status, logs);
+                rc = *status ? RZ_OK : RZ_ENOMEM;
+                w->version = u->version;
+            }
+        }
+    } else {
+        char *rec = NULL;
+        rc = rz_store_run_get(rs->store, id, &rec);
+        if (rc == RZ_OK) {
+            /* Another process's run: parsed only when its record changed. */
+            const char *st = NULL;
+            bool changed = !w->record || strcmp(w->record, rec) != 0;
+            cJSON *doc = changed ? cJSON_Parse(rec) : NULL;
+            st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "status"));
+            *done = changed && (!st || (strcmp(st, "running") != 0 && strcmp(st, "pending") != 0));
+            cJSON_Delete(doc);
+            if (changed || *done) {
+                *status = strip_logs(w, rec, logs);
+                free(w->record);
+                w->record = strdup(rec);
+                rc = *status && w->record ? RZ_OK : RZ_ENOMEM;
+            }
+        }
+        rz_free(rec);
+    }
+    pthread_mutex_unlock(&rs->mu);
     return rc;
 }
 

@@ -38,6 +38,18 @@ cJSON *ui_runs_list(ui_runs *rs, size_t limit);
  * while it has no other) into *out (malloc'ed); *done when it cannot
  * change any more. RZ_ENOENT when unknown. */
 int ui_runs_status(ui_runs *rs, const char *id, char **out, bool *done);
+/* What one live view has been sent of a run. */
+typedef struct ui_watch ui_watch;
+ui_watch *ui_watch_new(void);
+void ui_watch_free(ui_watch *w);
+/* The news since w's last call: *status (malloc'ed, without the steps'
+ * logs) when the status changed or the run is *done, else NULL; each
+ * step's log lines not sent before added to `logs` as "step": "lines".
+ * Bounded and linear: nothing is copied or parsed for a tick with no news,
+ * and a step's lines are at most its last RZ_RUN_LOG_MAX bytes. RZ_ENOENT
+ * when unknown. */
+int ui_runs_watch(ui_runs *rs, const char *id, ui_watch *w, char **status,
+                  cJSON *logs, bool *done);
 /* Ask a run started here to stop. RZ_ENOENT unknown, RZ_ESTATE finished
  * or not started by this process. */
 int ui_runs_cancel(ui_runs *rs, const char *id);

@@ -68,6 +68,18 @@ def request(port, method, path, body=None, token=None, headers=None):
     return r.status, hdrs, data
 
 
+def cpu_seconds(pid):
+    """User and system CPU time a process has used so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def vm_hwm_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+
+
 class UiLocal(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -326,6 +338,44 @@ class UiLocal(unittest.TestCase):
         self.assertEqual(self.api("DELETE", "flows/" + rid)[0], 409)
         self.assertEqual(self.wait_status(other["id"], ("succeeded", "failed"))["status"],
                          "succeeded")
+
+    def test_chatty_step(self):
+        # 60,000 lines of 100 bytes streamed in many pieces: the server keeps
+        # each step's last 64 KiB (as a record keeps a log) and does work
+        # linear in the lines (before, it copied the whole log on every line
+        # and parsed it on every tick: quadratic, memory unbounded).
+        lines = 60000
+        flow = ("flux: 1\nname: chatty\nsteps:\n  talk:\n    module: big-output@1\n"
+                "    config: {kib: 1, lines: %d}\n" % lines)
+        cpu0 = cpu_seconds(self.p.pid)
+        st, _, doc = self.api("POST", "flows/deploy", {"flow": flow})
+        self.assertEqual(st, 201, doc)
+        rid = doc["id"]
+        peak = 0
+        def watch():
+            nonlocal peak
+            st, _, d = self.api("GET", "flows/" + rid)
+            self.assertEqual(st, 200, d)
+            peak = max(peak, len(d["steps"]["talk"].get("log") or ""))
+            return d if d["status"] in ("succeeded", "failed") else None
+        doc = wait_until(watch, 120, "the chatty run", proc=self.p)
+        self.assertEqual(doc["status"], "succeeded", doc)
+        last = "line %07d " % (lines - 1)
+        self.assertLessEqual(peak, 64 * 1024)
+        log = doc["steps"]["talk"]["log"]
+        self.assertLessEqual(len(log.encode()), 64 * 1024)
+        self.assertIn(last, log)
+        self.assertNotIn("line 0000000 ", log)
+        # The stream after the fact: the log once, bounded, then "end".
+        st, _, body = self.api("GET", "flows/%s/events" % rid)
+        events = [json.loads(l[6:]) for l in body.decode().splitlines()
+                  if l.startswith("data: ") and "\"lines\"" in l]
+        self.assertEqual(len(events), 1)
+        self.assertLessEqual(len(events[0]["lines"]), 64 * 1024)
+        self.assertIn(last, events[0]["lines"])
+        used = cpu_seconds(self.p.pid) - cpu0
+        self.assertLess(used, 20, "rhizos ui used %.1f s of CPU" % used)
+        self.assertLess(vm_hwm_kib(self.p.pid), 512 * 1024)
 
     def test_inputs(self):
         st, _, doc = self.api("POST", "flows/deploy", {"flow": read("examples", "flows",
