@@ -436,23 +436,6 @@ static void on_sigint(int sig)
     cancel_flag = 1;
 }
 
-/* A \u0000 escape (one not itself escaped) in JSON text. */
-static void make_run_id(char *buf, size_t cap)
-{
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    unsigned r = 0;
-    FILE *f = fopen("/dev/urandom", "rb");
-    if (!f || fread(&r, sizeof r, 1, f) != 1)
-        r = (unsigned)now ^ (unsigned)clock();
-    if (f)
-        fclose(f);
-    snprintf(buf, cap, "run-%04d%02d%02d-%02d%02d%02d-%04x", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             r & 0xffff);
-}
-
 /* One line per output port, "step.port: value" (or "name: value" for a
  * flow output, step NULL) as compact JSON, long values cut: the whole
  * record is one --json away. */
@@ -601,8 +584,8 @@ int cli_flow_run(cli *c)
     char run_id[300];
     if (c->run_id)
         snprintf(run_id, sizeof run_id, "%s", c->run_id);
-    else
-        make_run_id(run_id, sizeof run_id);
+    else if (rz_store_run_id_make(run_id, sizeof run_id) != RZ_OK)
+        snprintf(run_id, sizeof run_id, "run");   /* cannot happen: 300 bytes fit */
     progress p = { c, cli_stderr_tty(), false, rz_flow_step_count(flow), NULL, NULL };
     /* Ask for the vault password once, and only if a step needs a secret. */
     rz_vault *vault = NULL;

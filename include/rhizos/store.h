@@ -46,6 +46,15 @@ RZ_EXTERN RZ_NODISCARD int rz_store_run_list_newest(const rz_store *st,
  * *removed. Call again while *removed == budget. */
 RZ_EXTERN RZ_NODISCARD int rz_store_run_prune(rz_store *st, uint64_t before_ms,
                                               size_t budget, size_t *removed);
+/* A new run id, as `rhizos flow run` and `rhizos ui` name runs: "run-",
+ * the UTC date and time (YYYYMMDD-hhmmss) and four random hex digits, NUL
+ * terminated in out (cap bytes, at least RZ_STORE_RUN_ID_LEN + 1). Two
+ * runs started in the same second may draw the same digits: a caller that
+ * must not reuse an id checks the ids it holds and draws again. RZ_EINVAL
+ * (out unchanged) when cap is too small. */
+#define RZ_STORE_RUN_ID_LEN 24
+RZ_EXTERN RZ_NODISCARD int rz_store_run_id_make(char *out, size_t cap);
+
 /* One run's full record. RZ_ENOENT if unknown. Release with rz_free. */
 RZ_EXTERN RZ_NODISCARD int rz_store_run_get(const rz_store *st, const char *id,
                                             char **out);

@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 #include <lmdb.h>
@@ -440,6 +442,22 @@ int rz_store_run_list_newest(const rz_store *st, size_t limit, char **out,
     *out = arr ? rz__json_print(arr, false) : NULL;
     cJSON_Delete(arr);
     return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
+}
+
+int rz_store_run_id_make(char *out, size_t cap)
+{
+    if (!out || cap < RZ_STORE_RUN_ID_LEN + 1)
+        return rz__error(RZ_EINVAL, "a run id needs %d bytes", RZ_STORE_RUN_ID_LEN + 1);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    unsigned short r = 0;
+    /* Without randomness (a very early boot), the clock still varies it. */
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+        r = (unsigned short)((unsigned)now ^ (unsigned)clock());
+    snprintf(out, cap, "run-%04d%02d%02d-%02d%02d%02d-%04x", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)r);
+    return RZ_OK;
 }
 
 int rz_store_run_get(const rz_store *st, const char *id, char **out)

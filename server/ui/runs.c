@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "ui.h"
@@ -202,20 +201,6 @@ static void *run_main(void *arg)
     return NULL;
 }
 
-/* As `rhizos flow run` names runs (cli/flow.c): "run-", the UTC date and
- * time, and four random hex digits. */
-static void make_id(char id[64])
-{
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    unsigned short r = 0;
-    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
-        r = (unsigned short)(now ^ clock());
-    snprintf(id, 64, "run-%04d%02d%02d-%02d%02d%02d-%04x", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, r);
-}
-
 static void entry_free(ui_run *u)
 {
     free(u->status);
@@ -263,9 +248,10 @@ int ui_runs_start(ui_runs *rs, rz_flow *flow, const char *inputs_json, char id[6
     u->started_ms = now_ms();
     pthread_mutex_lock(&rs->mu);
     reap(rs);
+    int made;
     do
-        make_id(u->id);
-    while (find(rs, u->id));
+        made = rz_store_run_id_make(u->id, sizeof u->id);
+    while (made == RZ_OK && find(rs, u->id));
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "id", u->id);
     cJSON_AddStringToObject(doc, "flow", rz_flow_name(flow));
@@ -276,7 +262,8 @@ int ui_runs_start(ui_runs *rs, rz_flow *flow, const char *inputs_json, char id[6
                                 "status", "pending");
     u->status = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
-    int rc = u->status && pthread_create(&u->thread, NULL, run_main, u) == 0 ? RZ_OK : RZ_ENOMEM;
+    int rc = made == RZ_OK && u->status &&
+             pthread_create(&u->thread, NULL, run_main, u) == 0 ? RZ_OK : RZ_ENOMEM;
     if (rc == RZ_OK) {
         u->next = rs->head;
         rs->head = u;

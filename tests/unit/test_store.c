@@ -298,6 +298,32 @@ static void bad_directories(void **state)
     rz_store_close(NULL);
 }
 
+/* The one run-id maker of `rhizos flow run` and `rhizos ui`. */
+static void run_ids(void **state)
+{
+    (void)state;
+    char a[RZ_STORE_RUN_ID_LEN + 1], b[64], small[RZ_STORE_RUN_ID_LEN] = "untouched";
+    assert_int_equal(rz_store_run_id_make(a, sizeof a), RZ_OK);
+    assert_int_equal(strlen(a), RZ_STORE_RUN_ID_LEN);
+    assert_memory_equal(a, "run-", 4);
+    for (size_t i = 4; i < RZ_STORE_RUN_ID_LEN; i++) {
+        bool dash = i == 12 || i == 19;
+        bool hex = i > 19;
+        assert_true(dash ? a[i] == '-' : hex ? !!strchr("0123456789abcdef", a[i])
+                                             : a[i] >= '0' && a[i] <= '9');
+    }
+    /* The random part varies: 16 draws in the same second are not all one. */
+    bool varied = false;
+    for (int i = 0; i < 16 && !varied; i++) {
+        assert_int_equal(rz_store_run_id_make(b, sizeof b), RZ_OK);
+        varied = strcmp(a + 20, b + 20) != 0;
+    }
+    assert_true(varied);
+    assert_int_equal(rz_store_run_id_make(small, sizeof small), RZ_EINVAL);
+    assert_string_equal(small, "untouched");
+    assert_int_equal(rz_store_run_id_make(NULL, 64), RZ_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -307,6 +333,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(list_newest_reads_only_the_newest, setup, teardown),
         cmocka_unit_test_setup_teardown(record_in_parts_is_the_whole_tree, setup, teardown),
         cmocka_unit_test(bad_directories),
+        cmocka_unit_test(run_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
