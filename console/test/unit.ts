@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { check, validator } from "../src/flow/validator";
-import { cannotDeployHere, freshId, fromStatus, parseFlowText, portsFit, subflowOf, toCanvas, toDoc, type Manifest } from "../src/flow/flowdoc";
+import { cannotDeployHere, freshId, fromStatus, parseFlowText, portsFit, subflowOf, toCanvas, toDoc, type Manifest, type StepNode } from "../src/flow/flowdoc";
 import { locate } from "../src/flow/locate";
 
 const root = process.env.RZ_ROOT || "..";
@@ -163,7 +163,25 @@ test("a deployment drawn from its status: one edge per need", () => {
     new Map([["echo", { id: "echo", version: "1.0.0" }]]),
   );
   assert.deepEqual(g.edges.map((e) => `${e.source}->${e.target}`), ["a->b", "a->c", "b->c"]);
-  assert.equal(g.nodes.find((n) => n.id === "a")!.data.module!.id, "echo");
-  assert.equal(g.nodes.find((n) => n.id === "c")!.data.module, undefined);
-  assert.ok(g.nodes.every((n) => n.data.plain));
+  const steps = g.nodes.filter((n) => n.type === "step") as StepNode[];
+  assert.equal(steps.find((n) => n.id === "a")!.data.module!.id, "echo");
+  assert.equal(steps.find((n) => n.id === "c")!.data.module, undefined);
+  assert.ok(steps.every((n) => n.data.plain));
+  assert.equal(g.nodes.length, 3);   // no sub-flow: no boxes
+});
+
+test("a sub-flow's steps drawn in a box named after its step, the box first", () => {
+  const g = fromStatus(
+    { first: { needs: [] }, "mid-a": { needs: ["first"], group: "mid" }, "mid-c-say": { needs: ["mid-a"], group: "mid-c" }, "mid-b": { group: "mid" } },
+    new Map(),
+  );
+  assert.deepEqual(g.nodes.map((n) => [n.id, n.type, n.parentId ?? null]), [
+    ["group:mid", "group-box", null],
+    ["group:mid-c", "group-box", null],
+    ["first", "step", null],
+    ["mid-a", "step", "group:mid"],
+    ["mid-c-say", "step", "group:mid-c"],
+    ["mid-b", "step", "group:mid"],
+  ]);
+  assert.deepEqual(g.edges.map((e) => `${e.source}->${e.target}`), ["first->mid-a", "mid-a->mid-c-say"]);
 });

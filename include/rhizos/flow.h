@@ -111,6 +111,11 @@ RZ_EXTERN const char *rz_flow_step_module(const rz_flow *flow, size_t i);
 /* The flow file a sub-flow step names (`flow:`), NULL for a module step
  * or a bad index: a flow holding one needs rz_flow_expand before it runs. */
 RZ_EXTERN const char *rz_flow_step_subflow(const rz_flow *flow, size_t i);
+/* The sub-flow step that step i came from ("<step>" or, nested,
+ * "<step>-<inner step>"): rz_flow_expand marks each step it inlines with
+ * `ui: {group: ...}`, which survives export and parsing. NULL for a step
+ * of the flow itself or a bad index. Borrowed, valid while the flow lives. */
+RZ_EXTERN const char *rz_flow_step_group(const rz_flow *flow, size_t i);
 /* The steps step i waits for (its `needs`, the steps its expressions read,
  * its join), as step indices, unique and sorted; borrowed, valid while the
  * flow lives. Known once rz_flow_validate or rz_plan_build has run on the

@@ -127,13 +127,17 @@ static bool add_job_view(cJSON *s, const rz__ejob *j)
                   (!why || cJSON_AddStringToObject(s, "waiting_reason", why)));
 }
 
-/* Step i's module and the steps it waits for ("needs": its needs, the
- * steps its expressions read, its connections): enough for a viewer that
+/* Step i's module, the sub-flow step it came from ("group"), and the steps
+ * it waits for ("needs": its needs, the steps its expressions read, its
+ * connections): enough for a viewer that
  * has only the status to draw the graph. */
 static bool add_step_shape(cJSON *s, const rz_flow *f, size_t i)
 {
     const char *mod = rz_flow_step_module(f, i);
     if (mod && *mod && !cJSON_AddStringToObject(s, "module", mod))
+        return false;
+    const char *group = rz_flow_step_group(f, i);   /* the sub-flow it came from */
+    if (group && !cJSON_AddStringToObject(s, "group", group))
         return false;
     size_t n = 0;
     const size_t *deps = rz_flow_step_deps(f, i, &n);

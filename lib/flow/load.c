@@ -527,6 +527,13 @@ const char *rz_flow_step_subflow(const rz_flow *f, size_t i)
     return f && i < f->n_steps ? f->steps[i].subflow : NULL;
 }
 
+const char *rz_flow_step_group(const rz_flow *f, size_t i)
+{
+    const cJSON *g = f && i < f->n_steps
+                   ? cJSON_GetObjectItemCaseSensitive(f->steps[i].extra, "group") : NULL;
+    return cJSON_IsString(g) && g->valuestring[0] ? g->valuestring : NULL;
+}
+
 const size_t *rz_flow_step_deps(const rz_flow *f, size_t i, size_t *n)
 {
     if (!f || !f->linked || i >= f->n_steps) {

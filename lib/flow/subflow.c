@@ -762,6 +762,21 @@ static bool inline_conns(xctx *x, const char *sid, cJSON *tree, cJSON *conns)
     return ok;
 }
 
+/* `ui.group` names the sub-flow step a child step came from, so a viewer
+ * can draw a sub-flow's steps together (rz_flow_step_group); a step of a
+ * nested sub-flow keeps its inner group, renamed as the steps are. */
+static bool mark_group(xctx *x, cJSON *step, const char *sid)
+{
+    cJSON *ui = cJSON_GetObjectItemCaseSensitive(step, "ui");
+    if (!ui && !(ui = cJSON_AddObjectToObject(step, "ui")))
+        return !(x->oom = true);
+    const char *inner = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ui, "group"));
+    char *g = inner ? rz__asprintf("%s-%s", sid, inner) : rz__strdup(sid);
+    cJSON *v = g ? cJSON_CreateString(g) : NULL;
+    free(g);
+    return put_key(ui, "group", v) || !(x->oom = true);
+}
+
 /* Each child step renamed and rewired into `steps`; the child's
  * connections into `conns`. */
 static bool inline_kid(xctx *x, kid *k, cJSON *sstep, cJSON *steps, cJSON *conns)
@@ -804,7 +819,7 @@ static bool inline_kid(xctx *x, kid *k, cJSON *sstep, cJSON *steps, cJSON *conns
             break;
         }
         ok = rename_needs(x, c, s->id, outer_needs);
-        ok = ok && fix_step(&child, c) && join_when(x, c, outer);
+        ok = ok && fix_step(&child, c) && join_when(x, c, outer) && mark_group(x, c, s->id);
         if (ok) {
             cJSON_DetachItemViaPointer(csteps, c);
             ok = cJSON_AddItemToObject(steps, id, c) || !(x->oom = true);

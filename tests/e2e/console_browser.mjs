@@ -387,6 +387,42 @@ try {
   ok("the flows view lists the deployments and the named flow, whose version 1 links to its deployment");
   await shot(page, "flows");
 
+  step = "sub-flow groups";
+  // A deployment whose sub-flow steps the orchestrator expanded (a named
+  // flow, flow://shout): their steps drawn inside a box named after it.
+  const deployFlow = (flow, inputs) =>
+    page.evaluate(async (key, flow, inputs) => {
+      const r = await fetch("/api/v1/flows/deploy", {
+        method: "POST",
+        headers: { Authorization: "Bearer " + key, "Content-Type": "application/json" },
+        body: JSON.stringify({ flow, inputs }),
+      });
+      const d = await r.json();
+      if (r.status !== 201) throw new Error(JSON.stringify(d));
+      return d.id;
+    }, KEY, flow, inputs);
+  await deployFlow("flux: 1\nname: shout\ninputs:\n  text: {type: string}\nsteps:\n  say:\n    module: echo@1\n" +
+    "    inputs: {message: \"${{ inputs.text }}!\"}\n  again:\n    module: echo@1\n    needs: [say]\n" +
+    "    inputs: {message: \"${{ steps.say.outputs.message }}\"}\n" +
+    "outputs:\n  loud: \"${{ steps.again.outputs.message }}\"\n", { text: "a" });
+  const grouped = await deployFlow("flux: 1\nname: grouped\nsteps:\n  loud:\n    flow: flow://shout\n    inputs: {text: hey}\n" +
+    "  after:\n    module: echo@1\n    needs: [loud]\n    inputs: {message: \"${{ steps.loud.outputs.loud }}\"}\n", {});
+  await page.goto(`${BASE}/#/flows/${grouped}`);
+  await page.waitForSelector("[data-testid=group-loud]", { visible: true, timeout: 10000 });
+  const inBox = await page.evaluate(() => {
+    const box = document.querySelector("[data-testid=group-loud]").getBoundingClientRect();
+    const inside = (id) => {
+      const r = document.querySelector(`[data-testid=step-${id}]`).getBoundingClientRect();
+      return r.left >= box.left && r.right <= box.right && r.top >= box.top && r.bottom <= box.bottom;
+    };
+    return { say: inside("loud-say"), again: inside("loud-again"), after: inside("after") };
+  });
+  assert(inBox.say && inBox.again && !inBox.after, "the sub-flow's steps, and only they, are inside its box", inBox);
+  assert(/sub-flow loud/.test(await page.$eval("[data-testid=group-loud]", (e) => e.textContent)), "the box is named after the sub-flow step");
+  await page.waitForFunction(() => document.querySelectorAll(".react-flow__edge").length === 2, { timeout: 10000 });
+  ok("a deployment's sub-flow steps (flow://shout expanded as loud-say, loud-again) drawn together in a box named loud");
+  await shot(page, "deployment-subflow");
+
   step = "yaml import";
   // the draft came back; a YAML flow replaces it, laid out by elk
   await page.goto(BASE + "/#/builder");

@@ -464,6 +464,9 @@ class OrchestratorApi(unittest.TestCase):
         made.append(dep["id"])
         st = self.ok("GET", "/api/v1/flows/%d/status" % dep["id"], key=key)
         self.assertEqual(sorted(st["steps"]), ["a-say", "b", "w-inner-say"])
+        # Each names the sub-flow step it came from, for the console to group.
+        self.assertEqual({k: s.get("group") for k, s in st["steps"].items()},
+                         {"a-say": "a", "w-inner-say": "w-inner", "b": None})
         # validate and estimate read named flows the same way
         v = self.ok("POST", "/api/v1/flows/validate", {"flow": top}, key)
         self.assertTrue(v["valid"], v)

@@ -216,7 +216,8 @@ static void subflows_expand(void **state)
     char *want = NULL;
     each_failure("classify.yaml", subflow_scenario, &want);
     assert_non_null(strstr(want, "\"note-say\":{\"module\":\"echo@1\",\"needs\":[\"pick\"],"
-                                 "\"inputs\":{\"message\":\"${{ (( steps.pick.outputs.message )) }}!\"}}"));
+                                 "\"inputs\":{\"message\":\"${{ (( steps.pick.outputs.message )) }}!\"},"
+                                 "\"ui\":{\"group\":\"note\"}}"));
     free(want);
 }
 

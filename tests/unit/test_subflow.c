@@ -151,6 +151,16 @@ static void three_levels_expand(void **state)
     assert_int_equal(rz_flow_step_count(f), 5);
     for (size_t i = 0; i < 5; i++)
         assert_string_equal(rz_flow_step_id(f, i), ids[i]);
+    /* Each inlined step names the sub-flow step it came from (nested: the
+     * inner one, renamed), for a viewer to draw them together. */
+    const char *groups[] = {NULL, "mid", "mid", "mid-c", NULL};
+    for (size_t i = 0; i < 5; i++)
+        if (groups[i])
+            assert_string_equal(rz_flow_step_group(f, i), groups[i]);
+        else
+            assert_null(rz_flow_step_group(f, i));
+    assert_null(rz_flow_step_group(f, 5));
+    assert_null(rz_flow_step_group(NULL, 0));
     /* The child's input is the parent's value (a template as format()); the
      * sub-flow step's when and needs joined in; its default where not given. */
     char *j = step_json(f, "\"mid-a\"");

@@ -73,6 +73,10 @@ export interface StepData extends Record<string, unknown> {
 
 export type StepNode = Node<StepData, "step">;
 
+/** A box around the steps one sub-flow step became (the status's `group`). */
+export type GroupNode = Node<{ label: string }, "group-box">;
+export type DepNode = StepNode | GroupNode;
+
 /** The flow file a sub-flow step (`flow: child.yaml`) runs, or null. */
 export function subflowOf(step: StepFields): string | null {
   return typeof step.flow === "string" && !step.moduleId ? step.flow : null;
@@ -230,13 +234,18 @@ export function cannotDeployHere(steps: StepFields[]): string | null {
 
 /** A deployment's graph from its status alone (GET /api/v1/flows/{id}/status:
  * each step's `module` and `needs`): one plain edge per need. */
-export function fromStatus(steps: Record<string, { module?: string; needs?: string[] }>, modules: Map<string, Manifest>): { nodes: StepNode[]; edges: Edge[] } {
-  const nodes: StepNode[] = Object.entries(steps).map(([id, s]) => ({
-    id,
-    type: "step",
-    position: { x: 0, y: 0 },
-    data: { step: { moduleId: s.module || "" }, module: s.module ? modules.get(s.module) : undefined, plain: true },
-  }));
+export function fromStatus(steps: Record<string, { module?: string; needs?: string[]; group?: string }>, modules: Map<string, Manifest>): { nodes: DepNode[]; edges: Edge[] } {
+  // Sub-flow boxes first: a parent node must come before its children.
+  const groups = [...new Set(Object.values(steps).flatMap((s) => (s.group ? [s.group] : [])))];
+  const nodes: DepNode[] = groups.map((g): GroupNode => ({ id: "group:" + g, type: "group-box", position: { x: 0, y: 0 }, data: { label: g }, selectable: false }));
+  for (const [id, s] of Object.entries(steps))
+    nodes.push({
+      id,
+      type: "step",
+      position: { x: 0, y: 0 },
+      data: { step: { moduleId: s.module || "" }, module: s.module ? modules.get(s.module) : undefined, plain: true },
+      ...(s.group ? { parentId: "group:" + s.group, extent: "parent" as const } : {}),
+    });
   const edges: Edge[] = [];
   for (const [id, s] of Object.entries(steps))
     for (const n of s.needs || [])

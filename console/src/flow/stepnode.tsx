@@ -1,5 +1,5 @@
 import { Handle, Position, type NodeProps } from "@xyflow/react";
-import { subflowOf, type StepNode as StepNodeT } from "./flowdoc";
+import { subflowOf, type GroupNode, type StepNode as StepNodeT } from "./flowdoc";
 
 /** A step on a canvas: inputs on the left, outputs on the right, each a
  * handle named after its port (so connections carry the port names). */
@@ -64,6 +64,15 @@ export function StepNode({ id, data, selected }: NodeProps<StepNodeT>) {
           ))}
         </div>
       </div>
+    </div>
+  );
+}
+
+/** The steps of one sub-flow step, drawn in a box named after it. */
+export function GroupBox({ data }: NodeProps<GroupNode>) {
+  return (
+    <div className="group-box" data-testid={"group-" + data.label} title={`the steps sub-flow step ${data.label} became`}>
+      <span className="group-label">sub-flow {data.label}</span>
     </div>
   );
 }

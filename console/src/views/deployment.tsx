@@ -2,11 +2,11 @@ import { useEffect, useRef, useState } from "react";
 import { Background, Controls, ReactFlow, ReactFlowProvider, type Edge } from "@xyflow/react";
 import { del, get, money, post, sse, whoami } from "../api";
 import { describe, ErrorLine, Kv, ms, StateBadge } from "../ui";
-import { StepNode } from "../flow/stepnode";
-import { fromStatus, toCanvas, type BuilderDoc, type Manifest, type StepNode as StepNodeT } from "../flow/flowdoc";
+import { GroupBox, StepNode } from "../flow/stepnode";
+import { fromStatus, toCanvas, type BuilderDoc, type DepNode, type Manifest } from "../flow/flowdoc";
 import { layout } from "../flow/layout";
 
-const nodeTypes = { step: StepNode };
+const nodeTypes = { step: StepNode, "group-box": GroupBox };
 
 interface StepStatus {
   status: string;
@@ -19,6 +19,7 @@ interface StepStatus {
   waiting_reason?: string;
   module?: string;
   needs?: string[];
+  group?: string;
 }
 
 interface Awaiting {
@@ -54,8 +55,9 @@ async function manifests(): Promise<Map<string, Manifest>> {
 
 /** The graph: port to port from the builder document when this tab
  * deployed it, else from the status's `needs` (a deployment made
- * elsewhere); laid out by elk when it has no positions. */
-async function graph(id: string, st: Status): Promise<{ nodes: StepNodeT[]; edges: Edge[] }> {
+ * elsewhere, each sub-flow's steps in a box); laid out by elk when it
+ * has no positions. */
+async function graph(id: string, st: Status): Promise<{ nodes: DepNode[]; edges: Edge[] }> {
   const kept = sessionStorage.getItem("rhizos.dep." + id);
   const mods = await manifests();
   if (kept) {
@@ -68,7 +70,7 @@ async function graph(id: string, st: Status): Promise<{ nodes: StepNodeT[]; edge
 
 function DeploymentInner({ id }: { id: string }) {
   const [st, setSt] = useState<Status | null>(null);
-  const [nodes, setNodes] = useState<StepNodeT[]>([]);
+  const [nodes, setNodes] = useState<DepNode[]>([]);
   const [edges, setEdges] = useState<Edge[]>([]);
   const [selected, setSelected] = useState<string | null>(null);
   const [logs, setLogs] = useState<Record<string, string>>({});
@@ -107,7 +109,8 @@ function DeploymentInner({ id }: { id: string }) {
   }, [id]);
 
   // Step states onto the canvas as they come.
-  const shown = nodes.map((n) => {
+  const shown = nodes.map((n): DepNode => {
+    if (n.type !== "step") return n;
     const s = st?.steps[n.id]?.status;
     return s === n.data.status && n.selected === (n.id === selected) ? n : { ...n, selected: n.id === selected, data: { ...n.data, status: s } };
   });
@@ -236,7 +239,7 @@ function DeploymentInner({ id }: { id: string }) {
             nodeTypes={nodeTypes}
             nodesConnectable={false}
             nodesDraggable={false}
-            onNodeClick={(_, n) => setSelected(n.id)}
+            onNodeClick={(_, n) => n.type === "step" && setSelected(n.id)}
             fitView
             proOptions={{ hideAttribution: true }}
           >
@@ -261,6 +264,7 @@ function DeploymentInner({ id }: { id: string }) {
                   ["status", <StateBadge state={step.status} />],
                   ["module", step.module ?? "–"],
                   ["needs", step.needs?.length ? step.needs.join(", ") : "–"],
+                  ["sub-flow", step.group ?? "–"],
                   ["attempts", step.attempts],
                   ["job", step.job ? <a href={`#/jobs/${step.job}`}>job {step.job}</a> : "–"],
                   ["job status", step.job_status ?? "–"],
