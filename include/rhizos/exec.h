@@ -404,12 +404,18 @@ typedef struct rz_runner_opts {
     /* The model servers of llm steps (rz_attempt_opts' llm_servers);
      * NULL: $RHIZOS_LLM_SERVERS. Version 8. */
     const char *llm_servers;
+    /* Record the run, as data_dir does, in this run store, open already
+     * (borrowed; used instead of data_dir): a process running several
+     * flows at once holds its store open once (LMDB allows one
+     * environment per process). A store may be written by several
+     * runners' threads and read meanwhile. NULL: data_dir's. Version 9. */
+    struct rz_store *store;
 } rz_runner_opts;
 
-#define RZ_RUNNER_OPTS_VERSION 8
+#define RZ_RUNNER_OPTS_VERSION 9
 #define RZ_RUNNER_OPTS_INIT { RZ_RUNNER_OPTS_VERSION, 0, NULL, NULL, NULL, 1, \
                               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-                              0, 0, NULL, NULL, NULL }
+                              0, 0, NULL, NULL, NULL, NULL }
 
 /* Before a run: RZ_OK when this machine can run every step of a validated
  * flow, else RZ_EUNSUPPORTED, with rz_error_last() naming the steps that

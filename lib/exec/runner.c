@@ -98,7 +98,8 @@ typedef struct runner {
     char *dir;                   /* the engine's private data folder */
     rz__scratch_pool *scratch;   /* unsandboxed steps' folders, reused */
     rz_engine *engine;
-    rz_store *store;             /* opts->data_dir's, open for the run */
+    rz_store *store;             /* opts->data_dir's, open for the run, or
+                                    opts->store (not ours to close) */
     bg_record bg;                 /* the record being written */
     uint64_t started_wall;       /* for the run's record */
     uint64_t node, dep;
@@ -541,8 +542,8 @@ static void *write_record(void *arg)
 
 static void record_failed(runner *r, int rc, const char *why)
 {
-    char *msg = rz__asprintf("run not recorded in %s: %s", r->opts->data_dir,
-                             why);
+    char *msg = rz__asprintf("run not recorded in %s: %s", r->opts->data_dir
+                             ? r->opts->data_dir : "the run store", why);
     emit(r, RZ_EVENT_NOTICE, RZ_NPOS, msg ? msg : "run not recorded");
     rz__error(rc, "%s", msg ? msg : "run not recorded");
     free(msg);
@@ -628,7 +629,7 @@ static bool cache_entries(rz__buf *b, const char *map, const char *own,
  * gone by then). */
 static void resume_take(runner *r)
 {
-    if (!r->opts->data_dir ||
+    if ((!r->opts->data_dir && !r->opts->store) ||
         rz_engine_reuse_map(r->engine, r->dep, &r->resume_map) != RZ_OK)
         return;
     cJSON *reused = cJSON_CreateObject();
@@ -679,7 +680,7 @@ static void record(runner *r, uint64_t finished, bool in_parts)
 {
     bg_record *f = &r->bg;
     (void)record_join(r);   /* told; the next record says it again */
-    if (!r->opts->data_dir)
+    if (!r->opts->data_dir && !r->opts->store)
         return;
     f->dir = r->opts->data_dir;
     f->id = rz_run_id(r->run);
@@ -1172,6 +1173,7 @@ static int runner_init(runner *r, const rz_flow *flow,
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     r->flow = flow;
     r->opts = opts;
+    r->store = opts->store;   /* borrowed; else data_dir's, opened by the first record */
     r->jobs = opts->jobs ? opts->jobs : (cpus > 0 ? (unsigned)cpus : 1);
     bool fan_out = false;   /* a for_each step may run more tasks than steps */
     for (size_t i = 0; i < n && !fan_out; i++)
@@ -1223,7 +1225,8 @@ static void runner_free(runner *r)
 {
     engine_stop(r);
     r->recorded = record_join(r);   /* the final record, written meanwhile */
-    rz_store_close(r->store);
+    if (r->store != r->opts->store)
+        rz_store_close(r->store);
     free(r->slots);
     free(r->pfds);
     free(r->seen);
@@ -1268,6 +1271,33 @@ int rz_runner_check(const rz_flow *flow, const rz_runner_opts *opts)
     return rc;
 }
 
+/* An older caller's options as this version's (the fields it lacks at
+ * their defaults, in *to). */
+static const rz_runner_opts *opts_upgrade(const rz_runner_opts *opts,
+                                          rz_runner_opts *to)
+{
+    if (opts->version == RZ_RUNNER_OPTS_VERSION)
+        return opts;
+    /* Version 2 ends before container_host, 3 before default_memory_mb,
+     * 4 before max_scratch_mb, 5 before prices, 6 before reuse_json,
+     * 7 before llm_servers, 8 before store. */
+    memcpy(to, opts, opts->version == 2
+               ? offsetof(rz_runner_opts, container_host)
+               : opts->version == 3
+               ? offsetof(rz_runner_opts, default_memory_mb)
+               : opts->version == 4
+               ? offsetof(rz_runner_opts, max_scratch_mb)
+               : opts->version == 5
+               ? offsetof(rz_runner_opts, prices)
+               : opts->version == 6
+               ? offsetof(rz_runner_opts, reuse_json)
+               : opts->version == 7
+               ? offsetof(rz_runner_opts, llm_servers)
+               : offsetof(rz_runner_opts, store));
+    to->version = RZ_RUNNER_OPTS_VERSION;
+    return to;
+}
+
 int rz_runner_run(rz_run **out, const rz_flow *flow,
                   const rz_runner_opts *opts)
 {
@@ -1279,25 +1309,8 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
         opts = &defaults;
     if (!flow || opts->version < 2 || opts->version > RZ_RUNNER_OPTS_VERSION)
         return rz__error(RZ_EINVAL, "rz_runner_run: invalid arguments");
-    /* Version 2 ends before container_host, 3 before default_memory_mb,
-     * 4 before max_scratch_mb, 5 before prices, 6 before reuse_json,
-     * 7 before llm_servers. */
     rz_runner_opts upgraded = RZ_RUNNER_OPTS_INIT;
-    if (opts->version < RZ_RUNNER_OPTS_VERSION) {
-        memcpy(&upgraded, opts, opts->version == 2
-                   ? offsetof(rz_runner_opts, container_host)
-                   : opts->version == 3
-                   ? offsetof(rz_runner_opts, default_memory_mb)
-                   : opts->version == 4
-                   ? offsetof(rz_runner_opts, max_scratch_mb)
-                   : opts->version == 5
-                   ? offsetof(rz_runner_opts, prices)
-                   : opts->version == 6
-                   ? offsetof(rz_runner_opts, reuse_json)
-                   : offsetof(rz_runner_opts, llm_servers));
-        upgraded.version = RZ_RUNNER_OPTS_VERSION;
-        opts = &upgraded;
-    }
+    opts = opts_upgrade(opts, &upgraded);
     runner r;
     memset(&r, 0, sizeof r);
     int rc = runner_init(&r, flow, opts);
@@ -1338,6 +1351,7 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
          rz_run_state_name(rz_run_state_get(r.run)));
     *out = r.run;
     if (recorded != RZ_OK)   /* after the events, which may set errors */
-        rz__error(recorded, "run not recorded in %s", opts->data_dir);
+        rz__error(recorded, "run not recorded in %s",
+                  opts->data_dir ? opts->data_dir : "the run store");
     return recorded;
 }

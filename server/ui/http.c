@@ -2,12 +2,15 @@
  * files and the part of /api/v1 its builder and run views ask, answered
  * from the library (the orchestrator's reply shapes, docs/api.md). */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -182,7 +185,8 @@ static cJSON *body_object(struct evhttp_request *r)
  * answered. Fields other than `allowed` are refused, as the
  * orchestrator does. */
 static bool parse_flow(ui_server *s, struct evhttp_request *r, const cJSON *body,
-                       const char *const *allowed, rz_diags *d, rz_flow **flow, int *rc)
+                       const char *const *allowed, rz_diags *d, rz_flow **flow, int *rc,
+                       char **text_out)
 {
     *flow = NULL;
     const cJSON *it;
@@ -206,7 +210,10 @@ static bool parse_flow(ui_server *s, struct evhttp_request *r, const cJSON *body
     *rc = rz_flow_parse(flow, text, strlen(text), RZ_FORMAT_AUTO, "flow", d);
     if (*rc == RZ_OK)
         *rc = rz_flow_validate(*flow, s->reg, d);
-    free(text);
+    if (text_out)
+        *text_out = text;
+    else
+        free(text);
     if (*rc == RZ_ENOMEM) {
         reply_error(r, RZ_ENOMEM, "out of memory");
         return false;
@@ -237,7 +244,7 @@ static void r_validate(ui_server *s, struct evhttp_request *r, const cJSON *body
         reply_error(r, RZ_ENOMEM, "out of memory");
         return;
     }
-    if (parse_flow(s, r, body, fields, d, &flow, &rc))
+    if (parse_flow(s, r, body, fields, d, &flow, &rc, NULL))
         reply_json(r, 200, builder_validate_json(rc, d));
     rz_flow_free(flow);
     rz_diags_free(d);
@@ -254,7 +261,7 @@ static void r_estimate(ui_server *s, struct evhttp_request *r, const cJSON *body
         reply_error(r, RZ_ENOMEM, "out of memory");
         return;
     }
-    if (!parse_flow(s, r, body, fields, d, &flow, &rc)) {
+    if (!parse_flow(s, r, body, fields, d, &flow, &rc, NULL)) {
         ;
     } else if (rc != RZ_OK) {
         reply_diags(r, RZ_EINVALID, d);
@@ -271,6 +278,54 @@ static void r_estimate(ui_server *s, struct evhttp_request *r, const cJSON *body
     rz_estimate_free(e);
     rz_flow_free(flow);
     rz_diags_free(d);
+}
+
+/* The flow to run, kept as a file in --data (console-flows/) and loaded
+ * from there, so that the run's record names it and `rhizos flow resume
+ * RUN` reads it back as it reads a CLI run's flow file. The file is only
+ * made, never replaced. *flow, its path in `path`; NULL with the reason in
+ * `why`. */
+static rz_flow *keep_flow(ui_server *s, const char *text, char *path, size_t cap,
+                          char *why, size_t wcap)
+{
+    char made[PATH_MAX], dir[PATH_MAX], id[64];
+    int fd = -1;
+    /* Absolute: the record is read from wherever `flow resume` runs. */
+    bool ok = snprintf(made, sizeof made, "%s/console-flows", s->opts.data_dir) <
+              (int)sizeof made && rz_fs_mkdirs(made, 0700) == RZ_OK && realpath(made, dir);
+    snprintf(why, wcap, "%s", ok ? "" : "cannot make --data/console-flows");
+    const char *ext = text[strspn(text, " \t\r\n")] == '{' ? "json" : "yaml";
+    for (int i = 0; ok && fd < 0 && i < 16; i++) {
+        ok = rz_store_run_id_make(id, sizeof id) == RZ_OK &&
+             snprintf(path, cap, "%s/%s.%s", dir, id + 4, ext) < (int)cap;
+        if (ok && (fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0 &&
+            errno != EEXIST)
+            ok = false;
+    }
+    if (ok && fd < 0)
+        ok = false;
+    size_t n = strlen(text), done = 0;
+    while (ok && done < n) {
+        ssize_t w = write(fd, text + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        ok = w > 0;
+        done += ok ? (size_t)w : 0;
+    }
+    if (fd >= 0 && close(fd) != 0)
+        ok = false;
+    if (!ok && !why[0])
+        snprintf(why, wcap, "%s: %s", fd >= 0 ? path : dir, strerror(errno));
+    rz_flow *flow = NULL;
+    if (ok && (rz_flow_load(&flow, path, RZ_FORMAT_AUTO, NULL) != RZ_OK ||
+               rz_flow_validate(flow, s->reg, NULL) != RZ_OK)) {
+        snprintf(why, wcap, "%s", rz_error_last()->message);
+        rz_flow_free(flow);
+        flow = NULL;
+    }
+    if (!flow && fd >= 0)
+        unlink(path);
+    return flow;
 }
 
 /* Start an embedded run: {"flow", "inputs"?} -> 201 {"id","status"}. */
@@ -291,9 +346,10 @@ static void r_deploy(ui_server *s, struct evhttp_request *r, const cJSON *body)
     }
     rz_runner_opts check = RZ_RUNNER_OPTS_INIT;
     check.container_host = s->opts.container_host;
-    char id[64];
-    char *in = inputs ? cJSON_PrintUnformatted(inputs) : NULL;
-    if (!parse_flow(s, r, body, fields, d, &flow, &rc)) {
+    char id[64], path[PATH_MAX], why[PATH_MAX + 64];
+    char *in = inputs ? cJSON_PrintUnformatted(inputs) : NULL, *text = NULL;
+    rz_flow *kept = NULL;
+    if (!parse_flow(s, r, body, fields, d, &flow, &rc, &text)) {
         ;
     } else if (rc != RZ_OK) {
         reply_diags(r, RZ_EINVALID, d);
@@ -303,17 +359,19 @@ static void r_deploy(ui_server *s, struct evhttp_request *r, const cJSON *body)
                     "`rhizos flow run` (it asks for the vault's password)");
     } else if (rz_runner_check(flow, &check) != RZ_OK) {
         reply_error(r, RZ_EUNSUPPORTED, "%s", rz_error_last()->message);
-    } else if ((rc = ui_runs_start(s->runs, flow, in, id)) != RZ_OK) {
-        flow = NULL;   /* taken */
+    } else if (!(kept = keep_flow(s, text, path, sizeof path, why, sizeof why))) {
+        reply_error(r, RZ_EIO, "the flow could not be kept in --data: %s", why);
+    } else if ((rc = ui_runs_start(s->runs, kept, in, id)) != RZ_OK) {
+        unlink(path);   /* kept (taken) for a run that never started */
         reply_error(r, rc, "the run could not start: %s", rz_error_last()->message);
     } else {
-        flow = NULL;
         cJSON *doc = cJSON_CreateObject();
         cJSON_AddStringToObject(doc, "id", id);
         cJSON_AddStringToObject(doc, "status", "running");
         reply_json(r, 201, doc);
     }
     free(in);
+    free(text);
     rz_flow_free(flow);
     rz_diags_free(d);
 }

@@ -2,10 +2,11 @@
  * rz_runner_run, the same runner as `rhizos flow run`, and recorded in the
  * run store of --data so `rhizos flow runs` lists them.
  *
- * This process holds the store open once and writes the runs' records
- * itself (the runner gets no data_dir): LMDB must not have one
- * environment open twice in a process, and two runs at once would each
- * open it. */
+ * This process holds the store open once and hands it to each runner
+ * (rz_runner_opts.store, not data_dir): LMDB must not have one environment
+ * open twice in a process, and two runs at once would each open it. The
+ * runner writes the records as `rhizos flow run` does, step cache
+ * included, so `rhizos flow resume` takes these runs too. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,6 @@ typedef struct ui_run {
     uint64_t version;         /* bumped when status changes */
     live_log *live;           /* per step of flow */
     size_t n_live;
-    bool recorded;            /* the first record is written */
     bool stored;              /* the final record is written */
     bool finished;            /* its state is final: nothing to cancel */
     bool done;                /* the runner has returned */
@@ -144,12 +144,6 @@ static void on_event(const rz_event *ev, void *userdata)
         u->version++;
     }
     u->finished |= ev->kind == RZ_EVENT_RUN_FINISHED || rz_run_done(ev->run);
-    if (!u->recorded) {
-        u->recorded = true;
-        if (rz_store_run_put(u->rs->store, ev->run, u->started_ms, 0) != RZ_OK)
-            fprintf(stderr, "rhizos ui: run %s not recorded: %s\n", u->id,
-                    rz_error_last()->message);
-    }
     pthread_mutex_unlock(&u->rs->mu);
     rz_free(json);
 }
@@ -168,6 +162,7 @@ static void *run_main(void *arg)
     ro.on_event = on_event;
     ro.userdata = u;
     ro.cancel = &u->cancel;
+    ro.store = u->rs->store;
     rz_run *run = NULL;
     int rc = rz_runner_run(&run, u->flow, &ro);
     char *json = NULL;
@@ -188,9 +183,8 @@ static void *run_main(void *arg)
         free(u->status);
         u->status = cJSON_PrintUnformatted(doc);
         cJSON_Delete(doc);
-        (void)rc;
     }
-    u->stored = run && rz_store_run_put(u->rs->store, run, u->started_ms, now_ms()) == RZ_OK;
+    u->stored = run && rc == RZ_OK;   /* the runner wrote its final record */
     if (run && !u->stored)
         fprintf(stderr, "rhizos ui: run %s not recorded: %s\n", u->id,
                 rz_error_last()->message);

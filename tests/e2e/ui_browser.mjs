@@ -101,6 +101,15 @@ try {
   await page.select("#step-pick", "split");
   await page.waitForFunction(() => /split \d+ words into 3 chunks/.test(document.querySelector("[data-testid=step-log]")?.textContent || ""), { timeout: 10000 });
   ok("the split step's log shows");
+  // The network's rows (jobs, nodes, holds, charges, waiting) are left out
+  // for a run on this machine, not shown empty.
+  const rows = await page.$$eval(".kv dt", (ds) => ds.map((d) => d.textContent));
+  for (const gone of ["job", "job status", "dispatches", "node", "cost", "waiting"])
+    assert(!rows.includes(gone), `no "${gone}" row for a local run`, rows);
+  assert(rows.includes("run time") && rows.includes("attempts"), "the local rows show", rows);
+  const head = await page.$eval(".deployment .row", (e) => e.textContent);
+  assert(!/held|charged/.test(head) && !(await page.$("[data-testid=dep-pause]")), "no holds, charges or Pause for a local run", head);
+  ok("a local run's page leaves out the network-only rows (job, node, cost, holds, Pause)");
   await shot(page, "ui-run");
 
   step = "runs";

@@ -324,6 +324,17 @@ class UiLocal(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         runs = {x["id"]: x for x in json.loads(r.stdout)}
         self.assertEqual(runs[rid]["status"], "succeeded")
+        # Resumable as a CLI run: its record keeps the step cache and names
+        # the flow, kept in --data, so `flow resume RUN` runs nothing again.
+        self.assertIsInstance(runs[rid].get("file"), str)
+        r = run([EXE, "--data", self.data, "--json", "flow", "resume", rid] + sandbox_flags(),
+                env=cli_env(), timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        steps = json.loads(r.stdout)["steps"]
+        self.assertEqual({s: v.get("reused") for s, v in steps.items()},
+                         {s: True for s in doc["steps"]}, r.stderr)
+        self.assertEqual(steps["merge"]["reused_from"], "run %s step merge" % rid)
+        self.assertEqual(steps["merge"]["outputs"], doc["steps"]["merge"]["outputs"])
         # Finished: cancel refused.
         self.assertEqual(self.api("DELETE", "flows/" + rid)[0], 409)
         # The next deploy lets the finished run go from memory: it is then

@@ -1599,6 +1599,44 @@ static void test_runner_keeps_other_namespaces_folders(void **state)
     rz_registry_free(reg);
 }
 
+/* With an open store (rz_runner_opts.store) the run is recorded there, as
+ * with data_dir, step cache and all, and the store stays open: the
+ * caller's, also read and written by the next run. */
+static void test_runner_records_in_open_store(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, NULL,
+        "flux: 1\nname: rec\nsteps:\n  only:\n    module: env\n");
+    char data[400];
+    snprintf(data, sizeof data, "%s/open-store", tmp_root);
+    assert_int_equal(rz_fs_mkdirs(data, 0700), RZ_OK);
+    rz_store *st = NULL;
+    assert_int_equal(rz_store_open(&st, data), RZ_OK);
+    for (int i = 0; i < 2; i++) {
+        recorder rec = { .n = 0 };
+        rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+        o.run_id = i ? "open-2" : "open-1";
+        o.store = st;
+        rz_run *run = run_flow(f, &o, &rec);
+        assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+        assert_int_equal(count_events(&rec, RZ_EVENT_NOTICE, RZ_NPOS), 0);
+        rz_run_free(run);
+        recorder_free(&rec);
+        char *json = NULL;
+        assert_int_equal(rz_store_run_get(st, o.run_id, &json), RZ_OK);
+        cJSON *doc = cJSON_Parse(json);
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "status")),
+                            "succeeded");
+        assert_true(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(doc, "step_cache")));
+        cJSON_Delete(doc);
+        rz_free(json);
+    }
+    rz_store_close(st);
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
 /* With data_dir the run is on record (finished); a folder that cannot hold
  * a store gives a notice and the store's error, with the run still out. */
 static void test_runner_records_run(void **state)
@@ -3212,6 +3250,7 @@ int main(void)
         T(test_runner_scratch_reuse),
         T(test_runner_scratch_fresh_sandboxed),
         T(test_runner_records_run),
+        T(test_runner_records_in_open_store),
         T(test_runner_first_record),
         T(test_hostile_etc_and_identity),
         T(test_hostile_host_uid),

@@ -17,6 +17,7 @@ interface StepStatus {
   error?: string;
   outputs?: unknown;
   waiting_reason?: string;
+  run_ms?: number;
   module?: string;
   needs?: string[];
   group?: string;
@@ -169,6 +170,9 @@ function DeploymentInner({ id }: { id: string }) {
       return r;
     });
   const running = st?.status === "running";
+  // `rhizos ui`: a run on this machine has no jobs, nodes, holds or charges,
+  // and no pause: those rows and buttons are left out, not shown empty.
+  const local = role === "local";
   const awaiting = running ? st?.awaiting_approval || [] : [];
 
   return (
@@ -185,16 +189,16 @@ function DeploymentInner({ id }: { id: string }) {
           <span data-testid="dep-status">
             <StateBadge state={st.status} />
           </span>
-          <span>held {money(st.held_micros)}</span>
-          <span>charged {money(st.charged_micros)}</span>
+          {!local && <span>held {money(st.held_micros)}</span>}
+          {!local && <span>charged {money(st.charged_micros)}</span>}
           <span className="hint">{live ? "live" : "not live"}</span>
           {st.paused && running && <span className="badge st-waiting" data-testid="dep-paused">paused</span>}
-          {running && !st.paused && (
+          {running && !st.paused && !local && (
             <button type="button" onClick={pause} disabled={busy} data-testid="dep-pause">
               Pause
             </button>
           )}
-          {running && st.paused && (
+          {running && st.paused && !local && (
             <button type="button" onClick={resume} disabled={busy} data-testid="dep-resume">
               Resume
             </button>
@@ -206,7 +210,7 @@ function DeploymentInner({ id }: { id: string }) {
           )}
           {running && (
             <button type="button" className="danger" onClick={cancel} disabled={busy}>
-              Cancel deployment
+              {local ? "Cancel run" : "Cancel deployment"}
             </button>
           )}
         </div>
@@ -260,21 +264,33 @@ function DeploymentInner({ id }: { id: string }) {
           {step && (
             <>
               <Kv
-                rows={[
-                  ["status", <StateBadge state={step.status} />],
-                  ["module", step.module ?? "–"],
-                  ["needs", step.needs?.length ? step.needs.join(", ") : "–"],
-                  ["sub-flow", step.group ?? "–"],
-                  ["attempts", step.attempts],
-                  ["job", step.job ? <a href={`#/jobs/${step.job}`}>job {step.job}</a> : "–"],
-                  ["job status", step.job_status ?? "–"],
-                  ["dispatches", step.dispatches ?? "–"],
-                  ["node", job?.node ?? "–"],
-                  ["run time", ms(job?.run_ms)],
-                  ["cost", money(job?.cost_micros)],
-                  ["waiting", step.waiting_reason ?? "–"],
-                  ["error", step.error ?? "–"],
-                ]}
+                rows={
+                  local
+                    ? [
+                        ["status", <StateBadge state={step.status} />],
+                        ["module", step.module ?? "–"],
+                        ["needs", step.needs?.length ? step.needs.join(", ") : "–"],
+                        ["sub-flow", step.group ?? "–"],
+                        ["attempts", step.attempts],
+                        ["run time", ms(step.run_ms)],
+                        ["error", step.error ?? "–"],
+                      ]
+                    : [
+                        ["status", <StateBadge state={step.status} />],
+                        ["module", step.module ?? "–"],
+                        ["needs", step.needs?.length ? step.needs.join(", ") : "–"],
+                        ["sub-flow", step.group ?? "–"],
+                        ["attempts", step.attempts],
+                        ["job", step.job ? <a href={`#/jobs/${step.job}`}>job {step.job}</a> : "–"],
+                        ["job status", step.job_status ?? "–"],
+                        ["dispatches", step.dispatches ?? "–"],
+                        ["node", job?.node ?? "–"],
+                        ["run time", ms(job?.run_ms)],
+                        ["cost", money(job?.cost_micros)],
+                        ["waiting", step.waiting_reason ?? "–"],
+                        ["error", step.error ?? "–"],
+                      ]
+                }
               />
               <h2>Outputs</h2>
               <pre tabIndex={0} className="json">{JSON.stringify(step.outputs ?? null, null, 2)}</pre>
