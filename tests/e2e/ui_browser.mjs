@@ -95,7 +95,11 @@ try {
     await sleep(50);
   }
   await page.waitForFunction(() => /succeeded/.test(document.querySelector("[data-testid=dep-status]")?.textContent || ""), { timeout: 10000 });
-  const edges = await page.$$eval(".react-flow__edge", (es) => es.length);
+  // Edges are drawn a frame after their nodes are measured: waited for (a
+  // loaded machine's browser once counted 0 here).
+  const edges = await page
+    .waitForFunction(() => document.querySelectorAll(".react-flow__edge").length === 7, { timeout: 10000 })
+    .then(() => 7, () => page.$$eval(".react-flow__edge", (es) => es.length));
   assert(edges === 7, "the run's graph has the builder's connections", edges);
   ok(`deployed as embedded run ${summary.run}: the 6 steps finished green`);
   await page.select("#step-pick", "split");
