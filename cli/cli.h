@@ -80,6 +80,9 @@ typedef struct cli {
     int nargs;
     const char *ui_dir;           /* --ui-dir DIR (ui) */
     bool open;                    /* --open (ui) */
+    const char *flow;             /* --flow NAME (flow cache) */
+    const char *step;             /* --step ID (flow cache) */
+    bool remote;                  /* --remote (flow cache clear) */
 } cli;
 
 int cli_flow(cli *c, const char *verb);
@@ -156,6 +159,12 @@ void cli_named_usage(void);
 int cli_flow_gate(cli *c, const char *verb);
 /* flow resume RUN_ID [FILE] on this machine (flow.c) */
 int cli_flow_resume_local(cli *c);
+/* flow cache clear | list | stats (cache.c); and a run's step cache `*map`
+ * (replaced) without what was cleared on this machine for flow `flow`: 0,
+ * or -1 (said on stderr). */
+int cli_flow_cache(cli *c);
+void cli_cache_usage(void);
+int cli_cache_filter(const cli *c, const char *flow, char **map);
 void cli_gate_usage(void);
 int cli_flow_status(cli *c);
 int cli_flow_watch(cli *c);

@@ -30,6 +30,7 @@ void cli_flow_usage(void)
     cli_deploy_usage();
     cli_named_usage();
     cli_gate_usage();
+    cli_cache_usage();
     printf(
 "\n"
 "FILE is a JSON builder document or a FluxGraph YAML file ('-' reads stdin).\n"
@@ -937,6 +938,12 @@ int cli_flow_resume_local(cli *c)
                 "(rhizos flow resume %s FILE)\n", c->args[0], c->args[0]);
     else if (rec) {
         char *map = cJSON_PrintUnformatted(cache);
+        /* What was cleared since is not reused. */
+        if (map && cli_cache_filter(c, cJSON_GetStringValue(
+                       cJSON_GetObjectItemCaseSensitive(rec, "flow")), &map) != 0) {
+            free(map);
+            map = NULL;
+        }
         const cJSON *in = cJSON_GetObjectItemCaseSensitive(rec, "inputs");
         char *inputs = cJSON_IsObject(in) ? cJSON_PrintUnformatted(in) : NULL;
         char *args[1] = { (char *)file };
@@ -964,6 +971,8 @@ int cli_flow(cli *c, const char *verb)
         return cli_flow_run(c);
     if (strcmp(verb, "serve") == 0)
         return cli_flow_serve(c);
+    if (strcmp(verb, "cache") == 0)
+        return cli_flow_cache(c);
     if (strcmp(verb, "runs") == 0)
         return flow_runs(c);
     if (strcmp(verb, "export") == 0)

@@ -57,6 +57,7 @@ static void usage(FILE *out)
 "  flow logs ID [STEP] [--follow]   steps' logs of a deployment or a run\n"
 "  flow list, flow versions|schedule|rollback|diff NAME   named flows, triggers\n"
 "  flow pause|resume ID, flow approve|reject ID STEP   hold a run; decide a gate\n"
+"  flow cache clear|list|stats   the step cache that flow resume reuses\n"
 "\n");
     usage_options(out);
 }
@@ -104,6 +105,8 @@ static void usage_options(FILE *out)
 "                          Docker and Podman sockets)\n"
 "  --follow                flow logs, job logs: keep printing lines as they come\n"
 "  --listen HOST:PORT      flow serve: take webhook calls there (IPv4)\n"
+"  --flow NAME, --step ID  flow cache: only that flow's, that step's results\n"
+"  --remote                flow cache clear: on the orchestrator (your account)\n"
 "  --llm KIND=URL          model server(s) for llm steps (flow run; KIND\n"
 "                          ollama or openai, several space-separated;\n"
 "                          default: RHIZOS_LLM_SERVERS)\n"
@@ -135,7 +138,7 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS, OPT_CONTAINER_HOST,
        OPT_KEY_FILE, OPT_CONTEXT, OPT_CA_FILE, OPT_MODEL, OPT_MAX_TOKENS, OPT_TEMPERATURE,
        OPT_COMMENT, OPT_NOTE, OPT_LLM, OPT_FOLLOW, OPT_PRUNE, OPT_OLDER_THAN,
-       OPT_LISTEN, OPT_OPEN, OPT_UI_DIR, OPT_ATTEMPT };
+       OPT_LISTEN, OPT_OPEN, OPT_UI_DIR, OPT_ATTEMPT, OPT_FLOW, OPT_STEP, OPT_REMOTE };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -190,6 +193,9 @@ static const struct option long_opts[] = {
     { "listen", required_argument, NULL, OPT_LISTEN },
     { "open", no_argument, NULL, OPT_OPEN },
     { "ui-dir", required_argument, NULL, OPT_UI_DIR },
+    { "flow", required_argument, NULL, OPT_FLOW },
+    { "step", required_argument, NULL, OPT_STEP },
+    { "remote", no_argument, NULL, OPT_REMOTE },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -218,6 +224,9 @@ static void flow_option(cli *c, int ch)
     case OPT_LISTEN: c->listen = optarg; break;
     case OPT_OPEN: c->open = true; break;
     case OPT_UI_DIR: c->ui_dir = optarg; break;
+    case OPT_FLOW: c->flow = optarg; break;      /* flow cache */
+    case OPT_STEP: c->step = optarg; break;
+    case OPT_REMOTE: c->remote = true; break;
     }
 }
 
@@ -316,7 +325,7 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
             account_option(c, ch); break;
         case OPT_LIMIT: case OPT_COMMENT: case OPT_NOTE: case OPT_FOLLOW:
         case OPT_ATTEMPT: case OPT_PRUNE: case OPT_OLDER_THAN: case OPT_LISTEN:
-        case OPT_OPEN: case OPT_UI_DIR:
+        case OPT_OPEN: case OPT_UI_DIR: case OPT_FLOW: case OPT_STEP: case OPT_REMOTE:
             flow_option(c, ch); break;
         case OPT_REVEAL: c->reveal = true; break;
         case OPT_NODES: c->nodes = optarg; break;
@@ -357,7 +366,7 @@ static const struct {
 } groups[] = {
     { "flow", 1, cli_flow, cli_flow_usage,
       "validate plan run runs export estimate deploy status watch cancel list versions "
-      "rollback schedule pause resume approve reject diff logs serve" },
+      "rollback schedule pause resume approve reject diff logs serve cache" },
     { "vault", 1, cli_vault, cli_vault_usage, "init add list show rm passwd" },
     { "match", 0, cli_match, cli_match_usage, "" },
     { "ledger", 1, cli_ledger, cli_ledger_usage, "verify export" },

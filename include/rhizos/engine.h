@@ -531,6 +531,18 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_deploy_reuse(rz_engine *e, const char *text
                                                   uint64_t now_ms,
                                                   uint64_t *deployment,
                                                   rz_diags *diags);
+/* Clearing a step cache (docs/triggers.md, "Clearing the cache"): `map`
+ * (a reuse map as rz_engine_reuse_map gives it, or a run record's
+ * "step_cache") without the entries of step `step` (NULL: of every step)
+ * whose result was taken at or before `before_ms`, into *out (release with
+ * rz_free); how many were dropped into *dropped (may be NULL). An entry's
+ * step is the last word of its "from" ("deployment 12 step fetch", "run R
+ * step fetch"). Pure: nothing is read or written but the text. RZ_EINVAL
+ * for a map that is not a JSON object; *out is NULL on failure. */
+RZ_EXTERN RZ_NODISCARD int rz_engine_reuse_drop(char **out, const char *map,
+                                                const char *step,
+                                                uint64_t before_ms,
+                                                size_t *dropped);
 /* Pause (paused != 0) or resume a running deployment. While paused no
  * step starts and its queued jobs go to no node (their queue deadline
  * stops; rz_engine_job_info.waiting_reason says so): jobs already

@@ -346,3 +346,49 @@ int rz_engine_deploy_reuse(rz_engine *e, const char *text, size_t len, rz_ledger
     return rz__engine_deploy(e, text, len, client, inputs_json, reuse_json, now_ms,
                              deployment, diags);
 }
+
+/* The step an entry's result is of: the word after its "from"'s last
+ * " step " (both spellings end so: the key covers the step id, so an
+ * entry carried from run to run keeps it). */
+static bool entry_of_step(const cJSON *entry, const char *step)
+{
+    const char *from = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(entry, "from"));
+    const char *at = NULL;
+    for (const char *p = from; p && (p = strstr(p, " step ")); p++)
+        at = p + 6;
+    return at && strcmp(at, step) == 0;
+}
+
+int rz_engine_reuse_drop(char **out, const char *map, const char *step, uint64_t before_ms,
+                         size_t *dropped)
+{
+    if (out)
+        *out = NULL;
+    if (dropped)
+        *dropped = 0;
+    if (!out || !map)
+        return rz__error(RZ_EINVAL, "no map or no output pointer");
+    cJSON *doc = cJSON_Parse(map);
+    if (!cJSON_IsObject(doc)) {
+        cJSON_Delete(doc);
+        return rz__error(RZ_EINVAL, "the step cache is not a JSON object");
+    }
+    size_t n = 0;
+    for (cJSON *c = doc->child, *next; c; c = next) {
+        next = c->next;
+        const cJSON *ms = cJSON_GetObjectItemCaseSensitive(c, "ms");
+        /* An entry without a time is older than any clear. */
+        uint64_t at = cJSON_IsNumber(ms) && ms->valuedouble > 0 ? (uint64_t)ms->valuedouble : 0;
+        if (at <= before_ms && (!step || entry_of_step(c, step))) {
+            cJSON_Delete(cJSON_DetachItemViaPointer(doc, c));
+            n++;
+        }
+    }
+    *out = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    if (!*out)
+        return no_memory();
+    if (dropped)
+        *dropped = n;
+    return RZ_OK;
+}

@@ -1976,3 +1976,98 @@ void r_named_flow_diff(req *q)
     cJSON_Delete(b);
     cJSON_Delete(rec);
 }
+
+/* ---- clearing the step cache (docs/triggers.md, "Clearing the cache") ----
+ *
+ * A clear is a mark, k/<owner> = [{"flow","step","ms"}, ...]: results of
+ * the owner's matching steps taken at or before "ms" are never reused
+ * again. The deployments keep their outputs (their status shows them);
+ * only their reuse ends. A newer mark covers the older ones it implies. */
+
+#define CACHE_MARKS_MAX 256
+
+static bool mark_covers(const cJSON *m, const char *flow, const char *step)
+{
+    const char *mf = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "flow"));
+    const char *ms = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "step"));
+    return (!mf || (flow && !strcmp(mf, flow))) && (!ms || (step && !strcmp(ms, step)));
+}
+
+int flows_cache_clear(orch *o, rz_ledger_id owner, const char *flow, const char *step,
+                      uint64_t ms)
+{
+    if (!o->flows)
+        return RZ_EUNSUPPORTED;
+    char key[40], h[33];
+    owner_hex(owner, h);
+    snprintf(key, sizeof key, "k/%s", h);
+    cJSON *marks = kv_json(o->flows, key), *keep = cJSON_CreateArray();
+    cJSON *mine = cJSON_CreateObject();
+    if (!keep || !mine) {
+        cJSON_Delete(marks);
+        cJSON_Delete(keep);
+        cJSON_Delete(mine);
+        return RZ_ENOMEM;
+    }
+    cJSON_AddItemToObject(mine, "flow", flow ? cJSON_CreateString(flow) : cJSON_CreateNull());
+    cJSON_AddItemToObject(mine, "step", step ? cJSON_CreateString(step) : cJSON_CreateNull());
+    cJSON_AddNumberToObject(mine, "ms", (double)ms);
+    const cJSON *m;
+    cJSON_ArrayForEach(m, marks) {   /* the ones this one does not imply */
+        const char *mf = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "flow"));
+        const char *ms2 = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "step"));
+        if (!mark_covers(mine, mf, ms2))
+            cJSON_AddItemToArray(keep, cJSON_Duplicate(m, true));
+    }
+    cJSON_Delete(marks);
+    if (cJSON_GetArraySize(keep) >= CACHE_MARKS_MAX) {
+        /* Too many narrow marks: one that clears everything up to now
+         * (more than asked, never less). */
+        cJSON_Delete(keep);
+        keep = cJSON_CreateArray();
+        cJSON_ReplaceItemInObject(mine, "flow", cJSON_CreateNull());
+        cJSON_ReplaceItemInObject(mine, "step", cJSON_CreateNull());
+    }
+    cJSON_AddItemToArray(keep, mine);
+    int rc = kv_put_json(o->flows, key, keep);
+    cJSON_Delete(keep);
+    return rc;
+}
+
+int flows_cache_filter(orch *o, rz_ledger_id owner, uint64_t from, char **map)
+{
+    if (!o->flows || !*map)
+        return RZ_OK;
+    char key[40], h[33];
+    owner_hex(owner, h);
+    snprintf(key, sizeof key, "k/%s", h);
+    cJSON *marks = kv_json(o->flows, key);
+    if (!cJSON_GetArraySize(marks)) {
+        cJSON_Delete(marks);
+        return RZ_OK;
+    }
+    /* The flow the results are of: the deployment's named flow. */
+    snprintf(key, sizeof key, "d/%" PRIu64, from);
+    cJSON *d = kv_json(o->flows, key);
+    cJSON *rec = d ? flow_rec(o->flows, num(d, "flow")) : NULL;
+    const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "name"));
+    int rc = RZ_OK;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, marks) {
+        const char *mf = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "flow"));
+        if (rc != RZ_OK || (mf && (!name || strcmp(mf, name) != 0)))
+            continue;
+        char *out = NULL;
+        rc = rz_engine_reuse_drop(&out, *map,
+                                  cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "step")),
+                                  num(m, "ms"), NULL);
+        if (rc == RZ_OK) {
+            rz_free(*map);
+            *map = out;
+        }
+    }
+    cJSON_Delete(rec);
+    cJSON_Delete(d);
+    cJSON_Delete(marks);
+    return rc;
+}

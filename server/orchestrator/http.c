@@ -87,6 +87,7 @@ static const route routes[] = {
     { "POST",   "/api/v1/flows/estimate",                  W_CLIENT | W_ADMIN, true,  r_flow_estimate },
     { "GET",    "/api/v1/modules",                         W_CLIENT | W_ADMIN, false, r_modules },
     { "GET",    "/api/v1/whoami",                          W_ANY,    false, r_whoami },
+    { "DELETE", "/api/v1/cache",                           W_CLIENT, false, r_cache_clear },
 };
 
 #define N_ROUTES (sizeof routes / sizeof routes[0])

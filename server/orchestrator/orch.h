@@ -601,6 +601,13 @@ void flows_on_finished(orch *o, uint64_t dep);
 bool flows_cycle(orch *o, rz_ledger_id owner, const char *self, const cJSON *mine,
                  char *path, size_t cap);
 void r_event_publish(req *q);
+/* Clearing the step cache (flows.c): a mark that the owner's results of
+ * `flow` (NULL: any) and `step` (NULL: any) up to `ms` are not reused;
+ * and a reuse map of deployment `from` (replaced) without them. */
+int flows_cache_clear(orch *o, rz_ledger_id owner, const char *flow, const char *step,
+                      uint64_t ms);
+int flows_cache_filter(orch *o, rz_ledger_id owner, uint64_t from, char **map);
+void r_cache_clear(req *q);
 void r_named_flow_diff(req *q);
 /* After a deploy: the flow's version (new when the content is), the run's
  * record; "flow_id" and "version" added to reply (may be NULL). */

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/keyvalq_struct.h>
+
 #include "orch.h"
 
 #define LIST_MAX 1000
@@ -233,9 +235,58 @@ static char *reuse_map_of(req *q, uint64_t from)
         return NULL;
     }
     int rc = rz_engine_reuse_map(q->o->e, from, &map);
-    if (rc != RZ_OK)
+    if (rc == RZ_OK)   /* what the owner cleared is not reused */
+        rc = flows_cache_filter(q->o, q->who.account, from, &map);
+    if (rc != RZ_OK) {
         reply_rz(q, rc);
+        rz_free(map);
+        map = NULL;
+    }
     return map;
+}
+
+/* A flow name or step id as a query value: 1-128 of A-Za-z0-9_-. */
+static bool cache_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 1 && n <= 128 && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                           "0123456789_-") == n;
+}
+
+/* DELETE /api/v1/cache[?flow=NAME][&step=ID]: the caller's step results
+ * up to now (of that flow, that step) are never reused again
+ * (docs/triggers.md, "Clearing the cache"). Another account's never. */
+void r_cache_clear(req *q)
+{
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(q->r));
+    struct evkeyvalq qs;
+    if (evhttp_parse_query_str(query ? query : "", &qs) != 0) {
+        reply_error(q, RZ_EINVAL, "malformed query string");
+        return;
+    }
+    const char *flow = evhttp_find_header(&qs, "flow"), *step = evhttp_find_header(&qs, "step");
+    bool other = false;
+    for (struct evkeyval *kv = qs.tqh_first; kv; kv = kv->next.tqe_next)
+        other = other || (strcmp(kv->key, "flow") != 0 && strcmp(kv->key, "step") != 0);
+    if (other || (flow && !cache_name_ok(flow)) || (step && !cache_name_ok(step))) {
+        reply_error(q, RZ_EINVAL, "the query takes flow=NAME and step=ID, each 1-128 of "
+                    "letters, digits, '_' or '-'");
+        evhttp_clear_headers(&qs);
+        return;
+    }
+    uint64_t now = orch_now_ms();
+    int rc = flows_cache_clear(q->o, q->who.account, flow, step, now);
+    if (rc != RZ_OK) {
+        reply_error(q, rc, rc == RZ_EUNSUPPORTED ? "this orchestrator keeps no named flows"
+                                                 : "cannot record the clear");
+    } else {
+        cJSON *doc = cJSON_CreateObject();
+        cJSON_AddItemToObject(doc, "flow", flow ? cJSON_CreateString(flow) : cJSON_CreateNull());
+        cJSON_AddItemToObject(doc, "step", step ? cJSON_CreateString(step) : cJSON_CreateNull());
+        cJSON_AddNumberToObject(doc, "cleared_before_ms", (double)now);
+        reply_json(q, 200, doc);
+    }
+    evhttp_clear_headers(&qs);
 }
 
 void r_flow_deploy(req *q)

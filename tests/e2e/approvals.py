@@ -347,6 +347,53 @@ class Resume(Helpers):
         if RHIZOS:
             self.cli_resume(key, nk, nid, tok)
 
+    def fail_chain(self, key, nk, nid, tok, text):
+        """A chain deployed whose a succeeds and b fails: its id."""
+        d = self.ok("POST", "/api/v1/flows/deploy", {"flow": text}, key, 201)["id"]
+        self.assertEqual(self.take_as(nk, nid, tok), "a")
+        self.assertEqual(self.take_as(nk, nid, tok, fail=True), "b")
+        return d
+
+    def test_cache_clear_is_per_account(self):
+        _, key = self.client(10 ** 6)
+        _, other = self.client(10 ** 6)
+        nk, nid, tok = self.node()
+        mine = self.fail_chain(key, nk, nid, tok, CHAIN % "mine")
+        theirs = self.fail_chain(other, nk, nid, tok, CHAIN % "theirs")
+        # Bad filters change nothing.
+        for q in ("?flow=a/b", "?step=", "?flow=" + "x" * 129, "?other=1"):
+            self.assertEqual(self.s.call("DELETE", "/api/v1/cache" + q, None, key)[0], 400, q)
+        # A clear of another flow's or another step's results: a reused.
+        self.ok("DELETE", "/api/v1/cache?flow=nothere", key=key)
+        c = self.ok("DELETE", "/api/v1/cache?flow=chain&step=b", key=key)
+        self.assertEqual((c["flow"], c["step"]), ("chain", "b"))
+        d = self.ok("POST", "/api/v1/flows/%d/resume" % mine, None, key, 201)["id"]
+        self.assertTrue(self.status(d, key)["steps"]["a"].get("reused"))
+        self.ok("DELETE", "/api/v1/flows/%d" % d, key=key)
+        # Mine cleared (step a of flow chain): a runs and is paid again.
+        c = self.ok("DELETE", "/api/v1/cache?flow=chain&step=a", key=key)
+        self.assertIsInstance(c["cleared_before_ms"], int)
+        bal = self.balance(key)
+        d = self.ok("POST", "/api/v1/flows/%d/resume" % mine, None, key, 201)["id"]
+        self.assertFalse(self.status(d, key)["steps"]["a"].get("reused"))
+        for want in "abc":
+            self.assertEqual(self.take_as(nk, nid, tok), want)
+        st = self.status(d, key)
+        self.assertEqual(st["status"], "succeeded", st)
+        self.assertGreater(self.ok("GET", "/api/v1/jobs/%d" % st["steps"]["a"]["job"],
+                                   key=key)["cost_micros"], 0)
+        self.assertEqual(self.balance(key), bal - st["charged_micros"])
+        # Theirs untouched: the other account's resume still reuses a.
+        d = self.ok("POST", "/api/v1/flows/%d/resume" % theirs, None, other, 201)["id"]
+        st = self.status(d, other)
+        self.assertTrue(st["steps"]["a"].get("reused"), st)
+        # A clear of all: a result carried from run to run is not reused either.
+        self.assertEqual(self.take_as(nk, nid, tok, fail=True), "b")
+        self.ok("DELETE", "/api/v1/cache", key=other)
+        after = self.ok("POST", "/api/v1/flows/%d/resume" % d, None, other, 201)["id"]
+        self.assertFalse(self.status(after, other)["steps"]["a"].get("reused"))
+        self.ok("DELETE", "/api/v1/flows/%d" % after, key=other)
+
     def cli_resume(self, key, nk, nid, tok):
         env = dict(os.environ, RHIZOS_URL=self.s.proc.base, RHIZOS_API_KEY=key)
         d = self.ok("POST", "/api/v1/flows/deploy", {"flow": CHAIN % "cli"}, key, 201)["id"]
@@ -373,6 +420,10 @@ class Resume(Helpers):
             self.assertEqual(st["status"], "succeeded", st)
             f = self.ok("GET", "/api/v1/named-flows/%d" % st["flow_id"], key=key)
             self.assertEqual(f["versions"][-1]["note"], "from a file")
+        p = run([RHIZOS, "flow", "cache", "clear", "--remote", "--flow", "chain", "--step",
+                 "a", "--json"], env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["step"], "a")
         p = run([RHIZOS, "flow", "resume", "x"], env=env)
         self.assertEqual(p.returncode, 2)
 
@@ -546,9 +597,54 @@ class Embedded(unittest.TestCase):
                              {"a": True, "b": True, "c": True})
             self.assertEqual(steps["a"]["reused_from"], "run %s step a" % first)
             self.assertNotIn("| hi", p.stderr)   # no step printed a line: none ran
+            self.cache_on_this_machine(second, fixed, opts)
             p = run([RHIZOS, "flow", "resume", "run-nope"] + opts)
             self.assertEqual(p.returncode, 1)
             self.assertIn("no run 'run-nope'", p.stderr)
+
+    def cache_on_this_machine(self, second, fixed, opts):
+        """rhizos flow cache list | stats | clear over the runs here."""
+        data = opts[:2]
+        p = run([RHIZOS, "flow", "cache", "list", "--json"] + data)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rows = [(e["run"], e["step"]) for e in json.loads(p.stdout)]
+        self.assertTrue({(second, s) for s in "abc"} <= set(rows), rows)
+        p = run([RHIZOS, "flow", "cache", "stats", "--json"] + data)
+        st = json.loads(p.stdout)
+        self.assertEqual(st["entries"], len(rows))
+        self.assertEqual(st["flows"]["chain"], len(rows))
+        for bad in (["--step", "a/b"], ["--flow", ""]):
+            p = run([RHIZOS, "flow", "cache", "clear"] + bad + data)
+            self.assertEqual(p.returncode, 2, bad)
+        self.assertEqual(run([RHIZOS, "flow", "cache", "drop"] + data).returncode, 2)
+        self.assertFalse(os.path.exists(os.path.join(data[1], "cache-clears.json")))
+        # Another flow's clear changes nothing; step b's: b runs again, its
+        # output is the same, so c (same inputs) is still reused.
+        p = run([RHIZOS, "flow", "cache", "clear", "--flow", "other"] + data)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = run([RHIZOS, "flow", "cache", "clear", "--flow", "chain", "--step", "b"] + data)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("step cache cleared", p.stdout)
+        p = run([RHIZOS, "flow", "cache", "list", "--json", "--step", "b"] + data)
+        self.assertEqual(json.loads(p.stdout), [])
+        p = run([RHIZOS, "flow", "resume", second, fixed, "--json"] + opts)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        steps = json.loads(p.stdout)["steps"]
+        self.assertEqual({s: bool(v.get("reused")) for s, v in steps.items()},
+                         {"a": True, "b": False, "c": True})
+        # Everything cleared: the next resume runs every step.
+        p = run([RHIZOS, "flow", "cache", "clear"] + data)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = run([RHIZOS, "flow", "cache", "stats", "--json"] + data)
+        self.assertEqual(json.loads(p.stdout)["entries"], 0)
+        p = run([RHIZOS, "flow", "resume", second, fixed, "--json"] + opts)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertFalse(any(v.get("reused") for v in json.loads(p.stdout)["steps"].values()))
+        # A clear on the network needs an orchestrator.
+        p = run([RHIZOS, "flow", "cache", "list", "--remote"] + data)
+        self.assertEqual(p.returncode, 2)
+        p = run([RHIZOS, "flow", "--help"])
+        self.assertIn("rhizos flow cache clear", p.stdout)
 
 
 if __name__ == "__main__":

@@ -897,6 +897,7 @@ class OrchestratorApi(unittest.TestCase):
             ("POST", "/api/v1/flows/estimate"): {C, A},
             ("GET", "/api/v1/modules"): {C, A},
             ("GET", "/api/v1/whoami"): {C, A, N},
+            ("DELETE", "/api/v1/cache"): {C},
         }
         self.assertEqual(set(allowed), openapi_routes())
         bodies = {"/api/v1/jobs": {"module": "echo", "max_cost_micros": 1},

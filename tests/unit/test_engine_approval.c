@@ -613,6 +613,51 @@ static void test_resume_survives_sigkill(void **state)
     assert_int_equal(rz_engine_check(f->e), RZ_OK);
 }
 
+/* Clearing the cache: entries dropped by step and time; a cleared step
+ * runs (and is paid) again on resume; a bad map changes nothing. */
+static void test_reuse_drop_clears(void **state)
+{
+    fx *f = *state;
+    uint64_t n = node_add(f);
+    uint64_t d1 = deploy(f, chain("a b", ""), 1);
+    assert_string_equal(take(f, n, 2, false), "a");
+    assert_string_equal(take(f, n, 3, true), "b");
+    char *m1 = map_of(f, d1), *out = NULL;
+    size_t dropped = 9;
+    /* Another step's clear, or one older than the result: kept. */
+    assert_int_equal(rz_engine_reuse_drop(&out, m1, "b", 100, &dropped), RZ_OK);
+    assert_int_equal(dropped, 0);
+    assert_string_equal(out, m1);
+    rz_free(out);
+    /* a's key was taken when it started, at its deploy (1). */
+    assert_int_equal(rz_engine_reuse_drop(&out, m1, "a", 0, &dropped), RZ_OK);
+    assert_int_equal(dropped, 0);
+    rz_free(out);
+    /* A step id that only ends like "a" is another step. */
+    assert_int_equal(rz_engine_reuse_drop(&out, m1, "xa", 100, &dropped), RZ_OK);
+    assert_int_equal(dropped, 0);
+    rz_free(out);
+    assert_int_equal(rz_engine_reuse_drop(&out, m1, "a", 1, &dropped), RZ_OK);
+    assert_int_equal(dropped, 1);
+    assert_string_equal(out, "{}");
+    rz_free(out);
+    assert_int_equal(rz_engine_reuse_drop(&out, m1, NULL, 50, NULL), RZ_OK);
+    assert_string_equal(out, "{}");
+    /* Resumed with the cleared cache: a runs and is paid again. */
+    uint64_t d2 = deploy_reuse(f, chain("a b", ""), out, 10);
+    rz_free(out);
+    assert_string_equal(take(f, n, 11, false), "a");
+    assert_string_equal(take(f, n, 12, false), "b");
+    assert_string_equal(take(f, n, 13, false), "c");
+    assert_int_equal(state_of(f, d2), RZ_RUN_SUCCEEDED);
+    assert_int_equal(balance(f), 10000 - 100 - 300);
+    out = (char *)1;
+    assert_int_equal(rz_engine_reuse_drop(&out, "[1]", NULL, 5, &dropped), RZ_EINVAL);
+    assert_null(out);
+    assert_int_equal(rz_engine_reuse_drop(&out, NULL, NULL, 5, NULL), RZ_EINVAL);
+    free(m1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -628,6 +673,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resume_reuses_what_succeeded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_refuses_a_bad_map, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_survives_sigkill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reuse_drop_clears, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
