@@ -11,7 +11,7 @@
  * next start a decided fire whose run is not in the run store is run again
  * (the crash came between the decision and the run's first record); one
  * whose run is there is done. Fires missed while the server was down
- * follow the trigger's catch-up rule, as on an orchestrator (trigplan.c). */
+ * follow the trigger's catch-up rule, as on an orchestrator (rz_cron_plan). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -29,7 +29,6 @@
 #include <cjson/cJSON.h>
 
 #include "serve.h"
-#include "trigplan.h"
 
 #define SERVE_MAX 64            /* cron triggers served at once */
 #define FIRES_PER_PASS 100
@@ -38,7 +37,7 @@ typedef struct strig {
     const char *file;
     char flow[128], name[80];
     rz_cron *cron;
-    trig_catchup catchup;
+    rz_cron_catchup catchup;
     bool allow;                 /* overlap: allow (else a fire while the
                                    last run runs is skipped) */
     bool wants_trigger;         /* the flow declares input `trigger` */
@@ -210,12 +209,12 @@ static void tick(cli *c, strig *t, int64_t now)
 {
     int64_t fires[FIRES_PER_PASS], new_last;
     uint64_t missed = 0;
-    size_t n = trig_plan(t->cron, t->last, now, t->catchup, fires, FIRES_PER_PASS, &missed,
+    size_t n = rz_cron_plan(t->cron, t->last, now, t->catchup, fires, FIRES_PER_PASS, &missed,
                          &new_last);
     if (missed && !c->quiet)
         fprintf(stderr, "rhizos: flow serve: %s %s: %" PRIu64 " fire(s) missed while it "
                 "was not served (catchup: %s)\n", t->flow, t->name, missed,
-                trig_catchup_name(t->catchup));
+                rz_cron_catchup_name(t->catchup));
     for (size_t i = 0; i < n && !stop_signal; i++) {
         t->last = fires[i];
         if (t->child && !t->allow) {
@@ -284,8 +283,11 @@ static int add_cron(const char *file, const char *flow, const char *name, const 
     }
     const char *cu = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "catchup"));
     const char *ov = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "overlap"));
-    s->catchup = cu && !strcmp(cu, "none") ? TRIG_CATCHUP_NONE
-                 : cu && !strcmp(cu, "all") ? TRIG_CATCHUP_ALL : TRIG_CATCHUP_ONE;
+    s->catchup = RZ_CRON_CATCHUP_ONE;
+    if (rz_cron_catchup_parse(cu, &s->catchup) != RZ_OK) {
+        fprintf(stderr, "rhizos: %s: trigger '%s': %s\n", file, name, rz_error_last()->message);
+        return -1;
+    }
     s->allow = ov && !strcmp(ov, "allow");
     s->file = file;
     snprintf(s->flow, sizeof s->flow, "%s", flow);

@@ -80,6 +80,39 @@ RZ_EXTERN const char *rz_cron_zone(const rz_cron *c);
 /* 1 if a fixed-time expression (DST rule above), 0 if a wildcard one. */
 RZ_EXTERN int rz_cron_is_fixed(const rz_cron *c);
 
+/* ---- Which fires run: the catch-up rule ------------------------------------
+ * The rule a cron trigger follows after downtime (its `catchup:`,
+ * docs/triggers.md), the same on an orchestrator and in `rhizos flow
+ * serve`. Pure: time is passed in, nothing is read or written, so tests
+ * drive it with a fake clock across a simulated outage. */
+typedef enum rz_cron_catchup {
+    RZ_CRON_CATCHUP_NONE = 0,   /* fires missed by more than the grace are dropped */
+    RZ_CRON_CATCHUP_ONE,        /* all that are due run once, as the newest */
+    RZ_CRON_CATCHUP_ALL         /* each due fire runs (at most `cap` a call) */
+} rz_cron_catchup;
+
+/* A fire is on time when it runs within this of its time; an older one was
+ * missed (the server was down or stalled). */
+#define RZ_CRON_GRACE_S 60
+/* Due times walked in one call at most. */
+#define RZ_CRON_WALK_MAX 100000u
+
+/* The fire times (unix seconds) to run now, oldest first, of schedule `c`
+ * whose fires up to `last` are done, at time `now`: into fires[cap]; their
+ * count is returned. *missed: due fires that will never run (dropped, or
+ * folded into one; a lower bound past RZ_CRON_WALK_MAX due). *new_last:
+ * where the next call starts (the newest due time; with `all` and more than
+ * cap due, the last one returned; `now` past RZ_CRON_WALK_MAX due). With
+ * cap 0 nothing is returned and `one` folds nothing. */
+RZ_EXTERN size_t rz_cron_plan(const rz_cron *c, int64_t last, int64_t now,
+                              rz_cron_catchup catchup, int64_t *fires, size_t cap,
+                              uint64_t *missed, int64_t *new_last);
+/* "none", "one" or "all". */
+RZ_EXTERN const char *rz_cron_catchup_name(rz_cron_catchup catchup);
+/* A trigger's `catchup:` value: "none", "one" or "all"; NULL (not given)
+ * is `one`, the default. RZ_EINVAL for another word (*out unchanged). */
+RZ_EXTERN RZ_NODISCARD int rz_cron_catchup_parse(const char *s, rz_cron_catchup *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -27,7 +27,6 @@
 #include <sodium.h>
 
 #include "orch.h"
-#include "trigplan.h"
 
 #define FLOWS_MAP_SIZE (1ull << 30)
 #define FIRES_PER_PASS 100
@@ -40,7 +39,7 @@ typedef struct sched {
     uint64_t flow;
     char trigger[80];
     rz_cron *cron;
-    trig_catchup catchup;
+    rz_cron_catchup catchup;
     int overlap;              /* 0 skip, 1 queue, 2 allow */
     int64_t last;             /* fires up to here are done */
     int64_t next;             /* its next fire, INT64_MAX: none */
@@ -370,8 +369,8 @@ static void sched_add_flow(orch *o, cJSON *rec, int64_t now_s, bool *dirty)
         e->cron = c;
         const char *cu = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "catchup"));
         const char *ov = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "overlap"));
-        e->catchup = cu && !strcmp(cu, "none") ? TRIG_CATCHUP_NONE
-                   : cu && !strcmp(cu, "all") ? TRIG_CATCHUP_ALL : TRIG_CATCHUP_ONE;
+        e->catchup = RZ_CRON_CATCHUP_ONE;   /* validated at deploy */
+        (void)!rz_cron_catchup_parse(cu, &e->catchup);
         e->overlap = ov && !strcmp(ov, "queue") ? 1 : ov && !strcmp(ov, "allow") ? 2 : 0;
         e->last = inum(st, "last");
         e->queued = (unsigned)num(st, "queued");
@@ -511,12 +510,12 @@ static void tick_one(orch *o, sched *e, int64_t now_s, uint64_t now_ms)
     cJSON *runs = cJSON_CreateArray();
     int64_t fires[FIRES_PER_PASS], new_last;
     uint64_t missed = 0;
-    size_t n = trig_plan(e->cron, e->last, now_s, e->catchup, fires, FIRES_PER_PASS, &missed,
+    size_t n = rz_cron_plan(e->cron, e->last, now_s, e->catchup, fires, FIRES_PER_PASS, &missed,
                          &new_last);
     if (missed) {
         char why[96];
         snprintf(why, sizeof why, "%" PRIu64 " fire(s) missed while the orchestrator was "
-                 "down (catchup: %s)", missed, trig_catchup_name(e->catchup));
+                 "down (catchup: %s)", missed, rz_cron_catchup_name(e->catchup));
         add_event(st, new_last, "missed", why, 0);
         cJSON *cnt = obj_at(st, "counts");
         set_num(cnt, "missed", (double)(num(cnt, "missed") + missed - 1));
