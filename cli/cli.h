@@ -163,6 +163,8 @@ int cli_flow_resume_local(cli *c);
  * (replaced) without what was cleared on this machine for flow `flow`: 0,
  * or -1 (said on stderr). */
 int cli_flow_cache(cli *c);
+/* flow publish EVENT [DATA] (serve_follow.c) */
+int cli_flow_publish(cli *c);
 void cli_cache_usage(void);
 int cli_cache_filter(const cli *c, const char *flow, char **map);
 void cli_gate_usage(void);

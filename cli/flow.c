@@ -53,7 +53,11 @@ void cli_flow_usage(void)
 "`serve` runs the flows' cron triggers on this machine until stopped, each\n"
 "fire a `flow run` recorded under --data as serve-FLOW-TRIGGER-TIME, once\n"
 "(a restart neither loses nor repeats a fire); with --listen it takes\n"
-"signed webhook calls at POST /hooks/FLOW/NAME (docs/triggers.md).\n"
+"signed webhook calls at POST /hooks/FLOW/NAME (docs/triggers.md). A served\n"
+"flow with `{type: flow, flow: NAME}` runs when a served run of NAME ends\n"
+"(circles refused); one with `{event: NAME}` when `flow publish NAME [DATA]`\n"
+"is run with the same --data. `overlap: queue` runs a fire due while the\n"
+"last run runs after it (at most 10 waiting).\n"
 "`plan --format dot` prints the graph for Graphviz (rhizos flow plan F\n"
 "--format dot | dot -Tsvg > flow.svg); `--format mermaid` for Markdown\n"
 "pages; the critical path is drawn heavier.\n");
@@ -973,6 +977,8 @@ int cli_flow(cli *c, const char *verb)
         return cli_flow_serve(c);
     if (strcmp(verb, "cache") == 0)
         return cli_flow_cache(c);
+    if (strcmp(verb, "publish") == 0)
+        return cli_flow_publish(c);
     if (strcmp(verb, "runs") == 0)
         return flow_runs(c);
     if (strcmp(verb, "export") == 0)

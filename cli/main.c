@@ -366,7 +366,7 @@ static const struct {
 } groups[] = {
     { "flow", 1, cli_flow, cli_flow_usage,
       "validate plan run runs export estimate deploy status watch cancel list versions "
-      "rollback schedule pause resume approve reject diff logs serve cache" },
+      "rollback schedule pause resume approve reject diff logs serve cache publish" },
     { "vault", 1, cli_vault, cli_vault_usage, "init add list show rm passwd" },
     { "match", 0, cli_match, cli_match_usage, "" },
     { "ledger", 1, cli_ledger, cli_ledger_usage, "verify export" },

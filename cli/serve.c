@@ -11,7 +11,12 @@
  * next start a decided fire whose run is not in the run store is run again
  * (the crash came between the decision and the run's first record); one
  * whose run is there is done. Fires missed while the server was down
- * follow the trigger's catch-up rule, as on an orchestrator (rz_cron_plan). */
+ * follow the trigger's catch-up rule, as on an orchestrator (rz_cron_plan).
+ *
+ * `overlap:` skip drops a fire while the trigger's last run runs; queue
+ * keeps up to QUEUE_MAX of them (in the state file, "queue") and runs each
+ * when the one before has ended; allow runs it at once. Flow and event
+ * triggers: serve_follow.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -32,6 +37,9 @@
 
 #define SERVE_MAX 64            /* cron triggers served at once */
 #define FIRES_PER_PASS 100
+#define QUEUE_MAX 10            /* fires an `overlap: queue` trigger keeps */
+#define KIDS_MAX 1024           /* runs remembered while they run */
+#define EXPIRE_EVERY_S 60       /* webhook records swept this often */
 
 typedef struct strig {
     const char *file;
@@ -39,7 +47,10 @@ typedef struct strig {
     rz_cron *cron;
     rz_cron_catchup catchup;
     bool allow;                 /* overlap: allow (else a fire while the
-                                   last run runs is skipped) */
+                                   last run runs is skipped or queued) */
+    bool queue;                 /* overlap: queue */
+    int64_t queued[QUEUE_MAX];  /* fires waiting for the last run's end */
+    size_t n_queued;
     bool wants_trigger;         /* the flow declares input `trigger` */
     int64_t last;               /* fires up to here are done */
     pid_t child;                /* its last fire's run, while it runs */
@@ -57,7 +68,8 @@ void cli_serve_usage(void)
 {
     printf(
 "       rhizos flow serve FILE...       [--listen HOST:PORT] [--data DIR]\n"
-"                                       [--modules DIR] [--no-sandbox]\n");
+"                                       [--modules DIR] [--no-sandbox]\n"
+"       rhizos flow publish EVENT [DATA_JSON]   [--data DIR]\n");
 }
 
 /* The clock: real time, or (tests) RHIZOS_TEST_SERVE_CLOCK=<unix seconds>
@@ -106,12 +118,17 @@ int serve_write_synced(const char *path, const char *text)
 
 static int state_put(strig *t, int64_t fire)
 {
-    char text[256];
+    char text[512], q[300] = "";
+    for (size_t i = 0, k = 0; i < t->n_queued; i++)
+        k += (size_t)snprintf(q + k, sizeof q - k, "%s%" PRId64, i ? "," : ",\"queue\":[",
+                              t->queued[i]);
+    if (t->n_queued)
+        strcat(q, "]");
     if (fire)
-        snprintf(text, sizeof text, "{\"last\":%" PRId64 ",\"fire\":%" PRId64 "}\n",
-                 t->last, fire);
+        snprintf(text, sizeof text, "{\"last\":%" PRId64 ",\"fire\":%" PRId64 "%s}\n",
+                 t->last, fire, q);
     else
-        snprintf(text, sizeof text, "{\"last\":%" PRId64 "}\n", t->last);
+        snprintf(text, sizeof text, "{\"last\":%" PRId64 "%s}\n", t->last, q);
     if (serve_write_synced(t->path, text) != 0) {
         fprintf(stderr, "rhizos: flow serve: cannot write %s: %s\n", t->path,
                 strerror(errno));
@@ -130,7 +147,26 @@ bool serve_run_recorded(const char *data, const char *id)
     return there;
 }
 
-pid_t serve_spawn(cli *c, const char *file, const char *id, const char *inputs_json)
+/* The runs started and not yet reaped: whose end a flow trigger follows. */
+static struct kid {
+    pid_t pid;
+    char flow[128], run[300];
+} kids[KIDS_MAX];
+
+bool serve_child_end(pid_t pid, char *flow, size_t fcap, char *run, size_t rcap)
+{
+    for (size_t i = 0; i < KIDS_MAX; i++)
+        if (kids[i].pid == pid) {
+            snprintf(flow, fcap, "%s", kids[i].flow);
+            snprintf(run, rcap, "%s", kids[i].run);
+            kids[i].pid = 0;
+            return true;
+        }
+    return false;
+}
+
+pid_t serve_spawn(cli *c, const char *file, const char *flow, const char *id,
+                  const char *inputs_json)
 {
     fflush(NULL);
     pid_t pid = fork();
@@ -139,8 +175,20 @@ pid_t serve_spawn(cli *c, const char *file, const char *id, const char *inputs_j
                 strerror(errno));
         return -1;
     }
-    if (pid > 0)
+    if (pid > 0) {
+        size_t i = 0;
+        while (i < KIDS_MAX && kids[i].pid)
+            i++;
+        if (i < KIDS_MAX) {
+            kids[i].pid = pid;
+            snprintf(kids[i].flow, sizeof kids[i].flow, "%s", flow);
+            snprintf(kids[i].run, sizeof kids[i].run, "%s", id);
+        } else {
+            fprintf(stderr, "rhizos: flow serve: %d runs at once: the end of %s fires no "
+                    "flow trigger\n", KIDS_MAX, id);
+        }
         return pid;
+    }
     (void)prctl(PR_SET_PDEATHSIG, SIGKILL);   /* it dies with the server */
     if (getppid() == 1)
         _exit(EXIT_FAILED);
@@ -165,7 +213,7 @@ static void fire_run(cli *c, strig *t, int64_t fire)
     run_id(t, fire, id, sizeof id);
     snprintf(in, sizeof in, "{\"trigger\":{\"type\":\"cron\",\"name\":\"%s\",\"fire\":%" PRId64
              "}}", t->name, fire);
-    pid_t pid = serve_spawn(c, t->file, id, t->wants_trigger ? in : "{}");
+    pid_t pid = serve_spawn(c, t->file, t->flow, id, t->wants_trigger ? in : "{}");
     if (pid > 0) {
         t->child = pid;
         if (!c->quiet)
@@ -188,6 +236,10 @@ static void recover(cli *c, strig *t, const char *data)
     const cJSON *last = cJSON_GetObjectItemCaseSensitive(st, "last");
     const cJSON *fire = cJSON_GetObjectItemCaseSensitive(st, "fire");
     t->last = cJSON_IsNumber(last) ? (int64_t)last->valuedouble : serve_now();
+    const cJSON *q;
+    cJSON_ArrayForEach(q, cJSON_GetObjectItemCaseSensitive(st, "queue"))
+        if (cJSON_IsNumber(q) && t->n_queued < QUEUE_MAX && t->queue)
+            t->queued[t->n_queued++] = (int64_t)q->valuedouble;
     if (cJSON_IsNumber(fire)) {
         char id[300];
         run_id(t, (int64_t)fire->valuedouble, id, sizeof id);
@@ -217,11 +269,19 @@ static void tick(cli *c, strig *t, int64_t now)
                 rz_cron_catchup_name(t->catchup));
     for (size_t i = 0; i < n && !stop_signal; i++) {
         t->last = fires[i];
+        if ((t->child || t->n_queued) && t->queue && t->n_queued < QUEUE_MAX) {
+            t->queued[t->n_queued++] = fires[i];   /* durable with the state below */
+            if (!c->quiet)
+                fprintf(stderr, "rhizos: flow serve: %s %s: fire at %" PRId64 " queued: "
+                        "the last run still runs (overlap: queue)\n", t->flow, t->name,
+                        fires[i]);
+            continue;
+        }
         if (t->child && !t->allow) {
             if (!c->quiet)
                 fprintf(stderr, "rhizos: flow serve: %s %s: fire at %" PRId64 " skipped: "
-                        "the last run still runs (overlap: skip)\n", t->flow, t->name,
-                        fires[i]);
+                        "the last run still runs (overlap: %s)\n", t->flow, t->name,
+                        fires[i], t->queue ? "queue, and the queue is full" : "skip");
             continue;
         }
         if (state_put(t, fires[i]) != 0)   /* decided: durable before it runs */
@@ -234,6 +294,19 @@ static void tick(cli *c, strig *t, int64_t now)
         t->last = new_last;
         (void)state_put(t, 0);
     }
+}
+
+/* An `overlap: queue` trigger whose last run ended: its oldest queued
+ * fire is decided (out of the queue, durable) and run. */
+static void dequeue(cli *c, strig *t)
+{
+    if (t->child || !t->n_queued || stop_signal)
+        return;
+    int64_t fire = t->queued[0];
+    memmove(t->queued, t->queued + 1, (t->n_queued - 1) * sizeof *t->queued);
+    t->n_queued--;
+    if (state_put(t, fire) == 0)
+        fire_run(c, t, fire);
 }
 
 static bool flow_wants_trigger(const rz_flow *f)
@@ -266,6 +339,11 @@ typedef struct served {
     size_t n;
     shook h[SERVE_MAX];
     size_t n_h;
+    sfollow f[SERVE_MAX];       /* flow and event triggers */
+    size_t n_f;
+    const char *names[SERVE_MAX];   /* the served flows' names */
+    char name_buf[SERVE_MAX][128];
+    size_t n_names;
     rz_vault *vault;            /* opened at the first webhook */
     int lfd;                    /* --listen socket; -1 none */
 } served;
@@ -289,6 +367,7 @@ static int add_cron(const char *file, const char *flow, const char *name, const 
         return -1;
     }
     s->allow = ov && !strcmp(ov, "allow");
+    s->queue = ov && !strcmp(ov, "queue");
     s->file = file;
     snprintf(s->flow, sizeof s->flow, "%s", flow);
     snprintf(s->name, sizeof s->name, "%s", name);
@@ -318,7 +397,24 @@ static int add_hook(cli *c, served *sv, const char *file, const char *flow, cons
     return 0;
 }
 
-/* The enabled cron triggers (and with --listen the webhooks) of `f`. */
+/* A flow or event trigger. */
+static void add_follow(const char *file, const char *flow, const char *name, const cJSON *x,
+                       bool event, sfollow *s)
+{
+    memset(s, 0, sizeof *s);
+    s->file = file;
+    s->event = event;
+    snprintf(s->flow, sizeof s->flow, "%s", flow);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    const char *src = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, event ? "event"
+                                                                                   : "flow"));
+    const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "status"));
+    snprintf(s->source, sizeof s->source, "%s", src ? src : "");
+    snprintf(s->status, sizeof s->status, "%s", st ? st : "succeeded");
+}
+
+/* The enabled cron, flow and event triggers (and with --listen the
+ * webhooks) of `f`. */
 static int add_triggers(cli *c, served *sv, const char *file, const rz_flow *f,
                         const char *sdir)
 {
@@ -337,8 +433,14 @@ static int add_triggers(cli *c, served *sv, const char *file, const rz_flow *f,
         const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "type"));
         const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "name"));
         bool cron = type && !strcmp(type, "cron"), hook = type && !strcmp(type, "webhook");
+        bool follow = type && (!strcmp(type, "flow") || !strcmp(type, "event"));
         if (!name || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(x, "enabled")))
             continue;
+        if (follow && sv->n_f < SERVE_MAX && name_ok(flow) && strlen(flow) < 128) {
+            add_follow(file, flow, name, x, type[0] == 'e', &sv->f[sv->n_f]);
+            sv->f[sv->n_f++].wants_trigger = wants;
+            continue;
+        }
         if (hook && !c->listen)
             fprintf(stderr, "rhizos: %s: webhook trigger '%s' is not served without "
                     "--listen HOST:PORT\n", file, name);
@@ -362,6 +464,11 @@ static int add_triggers(cli *c, served *sv, const char *file, const rz_flow *f,
             sv->h[sv->n_h++].wants_trigger = wants;
     }
     cJSON_Delete(arr);
+    if (rc == 0 && sv->n_names < SERVE_MAX) {
+        snprintf(sv->name_buf[sv->n_names], sizeof sv->name_buf[0], "%s", flow);
+        sv->names[sv->n_names] = sv->name_buf[sv->n_names];
+        sv->n_names++;
+    }
     return rc;
 }
 
@@ -380,10 +487,14 @@ static void wait_next(cli *c, served *sv, const char *data, int64_t now)
     if (poll(&p, sv->lfd >= 0 ? 1 : 0, ms) > 0 && (p.revents & POLLIN))
         serve_hook_take(c, sv->lfd, sv->h, sv->n_h, data);
     pid_t pid;
-    while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
+    while ((pid = waitpid(-1, NULL, WNOHANG)) > 0) {
+        char flow[128], run[300];
         for (size_t i = 0; i < sv->n; i++)
             if (sv->t[i].child == pid)
                 sv->t[i].child = 0;
+        if (serve_child_end(pid, flow, sizeof flow, run, sizeof run))
+            serve_follow_ended(sv->f, sv->n_f, data, flow, run);
+    }
 }
 
 static void serve_loop(cli *c, served *sv, const char *data)
@@ -394,19 +505,29 @@ static void serve_loop(cli *c, served *sv, const char *data)
         recover(c, &sv->t[i], data);
     serve_hook_recover(c, sv->h, sv->n_h, data);
     if (!c->quiet)
-        fprintf(stderr, "rhizos: flow serve: %zu cron trigger%s and %zu webhook%s served%s%s; "
-                "runs are recorded under %s (rhizos flow runs)\n", sv->n,
-                sv->n == 1 ? "" : "s", sv->n_h, sv->n_h == 1 ? "" : "s",
+        fprintf(stderr, "rhizos: flow serve: %zu cron trigger%s, %zu flow or event "
+                "trigger%s and %zu webhook%s served%s%s; runs are recorded under %s "
+                "(rhizos flow runs)\n", sv->n, sv->n == 1 ? "" : "s", sv->n_f,
+                sv->n_f == 1 ? "" : "s", sv->n_h, sv->n_h == 1 ? "" : "s",
                 sv->n_h ? " at http://" : "", sv->n_h ? c->listen : "", data);
+    int64_t swept = serve_now();
     while (!stop_signal) {
         int64_t now = serve_now();
-        for (size_t i = 0; i < sv->n && !stop_signal; i++)
+        for (size_t i = 0; i < sv->n && !stop_signal; i++) {
+            dequeue(c, &sv->t[i]);
             tick(c, &sv->t[i], now);
+        }
+        if (sv->n_f)
+            serve_follow_pass(c, sv->f, sv->n_f, data);
+        if (now - swept >= EXPIRE_EVERY_S || getenv("RHIZOS_TEST_HOOK_KEEP_S")) {
+            serve_hook_expire(sv->h, sv->n_h, data);   /* not only at start */
+            swept = now;
+        }
         wait_next(c, sv, data, serve_now());
     }
-    for (size_t i = 0; i < sv->n; i++)   /* the runs it started end with it */
-        if (sv->t[i].child)
-            kill(sv->t[i].child, SIGTERM);
+    for (size_t i = 0; i < KIDS_MAX; i++)   /* the runs it started end with it */
+        if (kids[i].pid)
+            kill(kids[i].pid, SIGTERM);
     while (waitpid(-1, NULL, 0) > 0)
         ;
 }
@@ -435,11 +556,13 @@ int cli_flow_serve(cli *c)
             rc = EXIT_FAILED;
         rz_flow_free(f);
     }
-    if (rc == EXIT_OK && !sv.n && !sv.n_h) {
-        fprintf(stderr, "rhizos: flow serve: no enabled cron trigger%s in the given flows\n",
-                c->listen ? " or webhook" : "");
+    if (rc == EXIT_OK && !sv.n && !sv.n_h && !sv.n_f) {
+        fprintf(stderr, "rhizos: flow serve: no enabled cron, flow or event trigger%s in the "
+                "given flows\n", c->listen ? " or webhook" : "");
         rc = EXIT_FAILED;
     }
+    if (rc == EXIT_OK && serve_follow_check(sv.f, sv.n_f, sv.names, sv.n_names) != 0)
+        rc = EXIT_FAILED;
     if (rc == EXIT_OK && sv.n_h && (sv.lfd = serve_hook_listen(c->listen)) < 0)
         rc = EXIT_FAILED;
     if (rc == EXIT_OK)

@@ -8,7 +8,10 @@
  * Exactly once: a call that passes is recorded (DATA/serve/hooks/<flow>.
  * <name>.<delivery>.json, with its body, synced) before its run starts and
  * before the 202; the same delivery again is 409. At the next start a
- * recorded delivery whose run is not in the run store runs then. */
+ * recorded delivery whose run is not in the run store runs then. A record
+ * whose run is there is removed once past KEEP_S (longer than the window,
+ * so its id cannot come again while it could pass): at start and then
+ * every minute while serving. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
@@ -202,7 +205,7 @@ static pid_t run_delivery(cli *c, const shook *h, const char *delivery, const cJ
     cJSON_AddItemToObject(tr, "body", body ? body : cJSON_CreateString(text ? text : ""));
     cJSON_AddItemToObject(in, "trigger", tr);
     char *inputs = h->wants_trigger ? cJSON_PrintUnformatted(in) : NULL;
-    pid_t pid = serve_spawn(c, h->file, id, inputs ? inputs : "{}");
+    pid_t pid = serve_spawn(c, h->file, h->flow, id, inputs ? inputs : "{}");
     free(inputs);
     cJSON_Delete(in);
     return pid;
@@ -364,7 +367,17 @@ static cJSON *read_json(const char *path)
     return doc;
 }
 
-void serve_hook_recover(cli *c, const shook *h, size_t n, const char *data)
+/* Records older than this are removed (tests shorten it). */
+static double keep_s(void)
+{
+    const char *t = getenv("RHIZOS_TEST_HOOK_KEEP_S");
+    return t && *t ? strtod(t, NULL) : KEEP_S;
+}
+
+/* Each record of a served hook: run it when `c` is given and its run is
+ * missing (a crash took it); remove it when its run is there and it is
+ * past keep_s(). */
+static void scan(cli *c, const shook *h, size_t n, const char *data)
 {
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/serve/hooks", data);
@@ -387,13 +400,13 @@ void serve_hook_recover(cli *c, const shook *h, size_t n, const char *data)
             cJSON *rec = read_json(path);
             double t = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(rec, "t"));
             bool ran = serve_run_recorded(data, id);
-            if (rec && !ran) {
+            if (c && rec && !ran) {
                 if (!c->quiet)
                     fprintf(stderr, "rhizos: flow serve: %s %s: delivery %s was taken but "
                             "never ran (a crash): running it now\n", h[i].flow, h[i].name,
                             delivery);
                 (void)run_delivery(c, &h[i], delivery, rec);
-            } else if (ran && t + KEEP_S < (double)serve_now()) {
+            } else if (ran && t + keep_s() < (double)serve_now()) {
                 unlink(path);   /* past the window: its id cannot come again */
             }
             cJSON_Delete(rec);
@@ -401,4 +414,15 @@ void serve_hook_recover(cli *c, const shook *h, size_t n, const char *data)
     }
     if (d)
         closedir(d);
+}
+
+void serve_hook_recover(cli *c, const shook *h, size_t n, const char *data)
+{
+    scan(c, h, n, data);
+}
+
+void serve_hook_expire(const shook *h, size_t n, const char *data)
+{
+    if (n)
+        scan(NULL, h, n, data);
 }

@@ -15,7 +15,17 @@ RHIZOS_TEST_SERVE_CLOCK so a minute turns at once):
   timestamp 401, an unknown hook 404, a body over max_body_bytes 413; a
   server killed after recording a call and before its run runs it at the
   next start, once;
-- --help, no FILE (usage), a flow without a cron trigger (refused).
+- webhook call records are removed while the server runs (not only at
+  start) once past their keep time (shortened for the test);
+- flow triggers: a served flow that follows another runs when a run of it
+  ends, with its run, status and outputs as ${{ trigger }}; event
+  triggers: `rhizos flow publish EVENT DATA` runs the flows that wait for
+  it, once (kill -9 and start run nothing again); a circle of flow
+  triggers is refused at start;
+- overlap: queue: four fires due at once (catch-up all after downtime) run
+  one after another, never two at a time, the waiting ones kept in the
+  state file; overlap: skip runs one of them;
+- --help, no FILE (usage), a flow without a trigger (refused).
 
 Usage: serve.py RHIZOS SOURCE_ROOT"""
 import hashlib
@@ -43,6 +53,18 @@ HOOKED = ("flux: 1\nname: hooked\ntriggers:\n"
           "    inputs: {message: \"${{ trigger.body.msg }}\"}\n")
 
 
+AFTER = ("flux: 1\nname: after\ntriggers:\n  - {type: flow, flow: tick}\n"
+         "inputs:\n  trigger: {required: false}\nsteps:\n  s:\n    module: echo@1\n"
+         "    inputs: {message: \"${{ trigger.run }} ${{ trigger.status }} "
+         "${{ trigger.outputs.s.message }}\"}\n")
+ONEVENT = ("flux: 1\nname: onevent\ntriggers:\n  - event: moved\n"
+           "inputs:\n  trigger: {required: false}\nsteps:\n  s:\n    module: echo@1\n"
+           "    inputs: {message: \"${{ trigger.data.px }}\"}\n")
+SLOW = ("flux: 1\nname: slow\ntriggers:\n"
+        "  - {type: cron, schedule: \"* * * * *\", catchup: all, overlap: %s}\n"
+        "steps:\n  s:\n    module: sleep@1\n    config: {seconds: 1.2}\n")
+
+
 class Serve(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
@@ -59,10 +81,11 @@ class Serve(unittest.TestCase):
         self.assertEqual(p.returncode, code, p.stdout + p.stderr)
         return p.stdout + p.stderr
 
-    def start(self, clock, args=(), **env):
+    def start(self, clock, args=(), files=None, **env):
         e = dict(os.environ, RHIZOS_TEST_SERVE_CLOCK=str(clock), **env)
         p = subprocess.Popen([RHIZOS, "--data", self.data, "--modules", MODULES,
-                              "--no-sandbox", *args, "flow", "serve", self.flow],
+                              "--no-sandbox", *args, "flow", "serve",
+                              *(files or [self.flow])],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              env=e)
         self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
@@ -147,6 +170,117 @@ class Serve(unittest.TestCase):
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read())
+
+    def write(self, name, text):
+        path = os.path.join(self.tmp.name, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_flow_and_event_triggers(self):
+        t = self.base
+        after = self.write("after.yaml", AFTER)
+        onevent = self.write("onevent.yaml", ONEVENT)
+        p = self.start(t - 2, files=[self.flow, after, onevent])
+        runs = self.wait_runs(2)
+        src = "serve-tick-cron-0-%d" % t
+        follower = "serve-after-flow-0-" + src
+        self.assertEqual(runs, {src: "succeeded", follower: "succeeded"})
+        rec = json.loads(self.rz("flow", "runs", follower, "--json"))
+        self.assertEqual(rec["steps"]["s"]["outputs"]["message"],
+                         "%s succeeded %d" % (src, t))
+        # An event published on this machine runs the flow that waits for it.
+        eid = self.rz("flow", "publish", "moved", '{"px": 7}').split()[0]
+        runs = self.wait_runs(3)
+        self.assertEqual(runs["serve-onevent-event-0-" + eid], "succeeded")
+        rec = json.loads(self.rz("flow", "runs", "serve-onevent-event-0-" + eid, "--json"))
+        self.assertEqual(rec["steps"]["s"]["outputs"]["message"], "7")
+        # Bad events are refused and spool nothing.
+        self.rz("flow", "publish", "a/b", code=2)
+        self.rz("flow", "publish", "moved", "{not json", code=2)
+        self.kill9(p)
+        # Killed and started again: nothing fires twice.
+        p = self.start(t + 5, files=[self.flow, after, onevent])
+        time.sleep(2.5)
+        self.assertEqual(len(self.runs()), 3)
+        self.kill9(p)
+        # A circle of flow triggers is refused at start.
+        loop = self.write("loop.yaml", AFTER.replace("name: after", "name: tick")
+                          .replace("flow: tick", "flow: after"))
+        out = self.rz("flow", "serve", after, loop, code=1)
+        self.assertIn("circle (after -> tick -> after)", out)
+
+    def test_overlap_queue_runs_one_after_another(self):
+        t = self.base
+        for overlap, want in (("queue", 4), ("skip", 1)):
+            self.data = os.path.join(self.tmp.name, "data-" + overlap)
+            slow = self.write("slow.yaml", SLOW % overlap)
+            state = os.path.join(self.data, "serve", "slow.cron-0.json")
+            p = self.start(t - 30, files=[slow])
+            for _ in range(100):
+                if os.path.exists(state):
+                    break
+                time.sleep(0.1)
+            self.kill9(p)
+            # Down four minutes: four fires due at once (catchup: all).
+            p = self.start(t + 183, files=[slow])
+            if overlap == "queue":   # the waiting fires are kept in the state
+                seen = 0
+                for _ in range(50):
+                    with open(state) as f:
+                        seen = max(seen, len(json.load(f).get("queue", [])))
+                    if seen == 3:
+                        break
+                    time.sleep(0.1)
+                self.assertEqual(seen, 3)
+            runs = self.wait_runs(want, timeout=30)
+            time.sleep(1.5)
+            runs = self.wait_runs(want)
+            self.assertEqual(len(runs), want, runs)
+            spans = []
+            for r in runs:
+                rec = json.loads(self.rz("flow", "runs", r, "--json"))
+                o = rec["steps"]["s"]["outputs"]
+                spans.append((o["started"], o["finished"]))
+            spans.sort()
+            for a, b in zip(spans, spans[1:]):
+                self.assertGreaterEqual(b[0], a[1], "two runs at once: %r" % spans)
+            p.send_signal(signal.SIGTERM)
+            out = p.communicate(timeout=10)[0]
+            self.assertIn("queued" if overlap == "queue" else "skipped", out)
+
+    def hook_vault(self):
+        env = dict(RHIZOS_VAULT=os.path.join(self.tmp.name, "vault"),
+                   RHIZOS_VAULT_PASSWORD="correct horse", RHIZOS_VAULT_KDF="interactive")
+        os.environ.update(env)
+        self.addCleanup(lambda: [os.environ.pop(k) for k in env])
+        self.rz("vault", "init")
+        p = subprocess.run([RHIZOS, "vault", "add", "gh-hook", "--type", "webhook"],
+                           input="s3cret", capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(self.flow, "w") as f:
+            f.write(HOOKED)
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        return port
+
+    def test_hook_records_expire_while_serving(self):
+        port = self.hook_vault()
+        p = self.start(int(time.time()), args=["--listen", "127.0.0.1:%d" % port],
+                       RHIZOS_TEST_HOOK_KEEP_S="1")
+        self.wait_listening(port)
+        self.assertEqual(self.post(port, b'{"msg": "x"}', delivery="old")[0], 202)
+        self.wait_runs(1)
+        rec = os.path.join(self.data, "serve", "hooks", "hooked.gh.old.json")
+        for _ in range(60):
+            if not os.path.exists(rec):
+                break
+            time.sleep(0.1)
+        self.assertFalse(os.path.exists(rec), "the record outlived its keep time")
+        self.assertIsNone(p.poll())
+        self.kill9(p)
 
     def test_webhooks_once_across_kills(self):
         env = dict(RHIZOS_VAULT=os.path.join(self.tmp.name, "vault"),
@@ -233,7 +367,7 @@ class Serve(unittest.TestCase):
         plain = os.path.join(self.tmp.name, "plain.yaml")
         with open(plain, "w") as f:
             f.write("flux: 1\nname: plain\nsteps:\n  s:\n    module: echo@1\n")
-        self.assertIn("no enabled cron trigger", self.rz("flow", "serve", plain, code=1))
+        self.assertIn("no enabled cron, flow or event trigger", self.rz("flow", "serve", plain, code=1))
         self.assertIn("no such file", self.rz("flow", "serve", "/nonexistent.yaml",
                                               code=1).lower())
 
