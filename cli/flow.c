@@ -996,7 +996,8 @@ int cli_flow(cli *c, const char *verb)
     if (strcmp(verb, "logs") == 0)
         return cli_flow_logs(c);
     if (!strcmp(verb, "list") || !strcmp(verb, "versions") || !strcmp(verb, "rollback") ||
-        !strcmp(verb, "schedule") || !strcmp(verb, "diff"))
+        !strcmp(verb, "schedule") || !strcmp(verb, "diff") || !strcmp(verb, "enable") ||
+        !strcmp(verb, "disable"))
         return cli_flow_named(c, verb);
     if (!strcmp(verb, "pause") || !strcmp(verb, "resume") || !strcmp(verb, "approve") ||
         !strcmp(verb, "reject"))

@@ -56,6 +56,7 @@ static void usage(FILE *out)
 "  flow deploy FILE, flow status|watch|cancel ID   flows on the network\n"
 "  flow logs ID [STEP] [--follow]   steps' logs of a deployment or a run\n"
 "  flow list, flow versions|schedule|rollback|diff NAME   named flows, triggers\n"
+"  flow disable|enable NAME TRIGGER   switch a flow's trigger off or on\n"
 "  flow pause|resume ID, flow approve|reject ID STEP   hold a run; decide a gate\n"
 "  flow cache clear|list|stats   the step cache that flow resume reuses\n"
 "\n");
@@ -366,7 +367,7 @@ static const struct {
 } groups[] = {
     { "flow", 1, cli_flow, cli_flow_usage,
       "validate plan run runs export estimate deploy status watch cancel list versions "
-      "rollback schedule pause resume approve reject diff logs serve cache publish" },
+      "rollback schedule pause resume approve reject diff logs serve cache publish enable disable" },
     { "vault", 1, cli_vault, cli_vault_usage, "init add list show rm passwd" },
     { "match", 0, cli_match, cli_match_usage, "" },
     { "ledger", 1, cli_ledger, cli_ledger_usage, "verify export" },

@@ -1,5 +1,6 @@
-/* rhizos flow list | versions | rollback | schedule: named flows on an
- * orchestrator, their versions and their triggers (docs/triggers.md). */
+/* rhizos flow list | versions | rollback | schedule | disable | enable:
+ * named flows on an orchestrator, their versions and their triggers
+ * (docs/triggers.md). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,9 @@ void cli_named_usage(void)
 "       rhizos flow rollback NAME|ID VERSION\n"
 "       rhizos flow schedule NAME|ID    [--limit N] [--json]\n"
 "       rhizos flow diff NAME|ID V1 [V2] [--json]   steps added, removed, changed\n"
-"                                       from version V1 to V2 (default: the active)\n");
+"                                       from version V1 to V2 (default: the active)\n"
+"       rhizos flow disable NAME|ID TRIGGER   switch a trigger off (any version),\n"
+"       rhizos flow enable NAME|ID TRIGGER    and on again (a cron one from now)\n");
 }
 
 static bool args(const cli *c, const char *verb, int n)
@@ -164,6 +167,34 @@ static int flow_rollback(const cli *c, rz_client *cl)
     return ex;
 }
 
+/* flow disable | enable NAME TRIGGER */
+static int flow_switch(const cli *c, rz_client *cl, bool on)
+{
+    const char *t = c->args[1];
+    size_t n = strlen(t);
+    if (n < 1 || n > 64 || strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                      "0123456789_-") != n) {
+        fprintf(stderr, "rhizos: flow %s: '%s' is not a trigger name (see 'rhizos flow "
+                "schedule NAME')\n", on ? "enable" : "disable", t);
+        return EXIT_USAGE;
+    }
+    int ex;
+    uint64_t id;
+    if (!resolve(cl, c->args[0], &id, &ex))
+        return ex;
+    char path[200], *reply = NULL;
+    snprintf(path, sizeof path, "/api/v1/named-flows/%" PRIu64 "/triggers/%s/%s", id, t,
+             on ? "enable" : "disable");
+    ex = cli_request(cl, "POST", path, NULL, &reply);
+    if (ex == EXIT_OK && c->json)
+        cli_print_json(reply);
+    else if (ex == EXIT_OK)
+        printf("flow %s: trigger %s %s\n", c->args[0], t,
+               on ? "enabled (a cron one fires from now on)" : "disabled");
+    rz_free(reply);
+    return ex;
+}
+
 static void print_names(const char *mark, const cJSON *arr)
 {
     const cJSON *x;
@@ -231,7 +262,8 @@ static int flow_schedule(const cli *c, rz_client *cl)
         const cJSON *t, *n, *e;
         cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(doc, "active_triggers")) {
             const char *type = cli_json_str(t, "type", "?"), *name = cli_json_str(t, "name", "?");
-            bool on = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(t, "enabled"));
+            bool on = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(t, "enabled")) &&
+                      !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(t, "disabled"));
             if (strcmp(type, "cron") == 0)
                 printf("  %s: cron \"%s\" in %s, catchup %s, overlap %s%s\n", name,
                        cli_json_str(t, "schedule", "?"), cli_json_str(t, "tz", "UTC"),
@@ -263,7 +295,9 @@ int cli_flow_named(cli *c, const char *verb)
 {
     bool list = strcmp(verb, "list") == 0, rollback = strcmp(verb, "rollback") == 0;
     bool diff = strcmp(verb, "diff") == 0;
-    if (diff ? !args(c, verb, c->nargs == 2 ? 2 : 3) : !args(c, verb, list ? 0 : rollback ? 2 : 1))
+    bool on = strcmp(verb, "enable") == 0, sw = on || strcmp(verb, "disable") == 0;
+    if (diff ? !args(c, verb, c->nargs == 2 ? 2 : 3)
+             : !args(c, verb, list ? 0 : rollback || sw ? 2 : 1))
         return EXIT_USAGE;
     rz_client *cl = cli_client(c);
     if (!cl)
@@ -271,6 +305,7 @@ int cli_flow_named(cli *c, const char *verb)
     int ex = list ? flow_list(c, cl)
            : rollback ? flow_rollback(c, cl)
            : diff ? flow_diff(c, cl)
+           : sw ? flow_switch(c, cl, on)
            : strcmp(verb, "versions") == 0 ? flow_versions(c, cl) : flow_schedule(c, cl);
     rz_client_free(cl);
     return ex;

@@ -254,6 +254,17 @@ static void add_event(cJSON *st, int64_t t, const char *what, const char *reason
     set_num(cnt, what, (double)(num(cnt, what) + 1));
 }
 
+/* Has the owner switched trigger `name` of flow record `rec` off
+ * (POST .../triggers/{name}/disable)? Its state says so, whatever the
+ * version: a trigger's state is by name. */
+static bool switched_off(const cJSON *rec, const char *name)
+{
+    const cJSON *st = name ? cJSON_GetObjectItemCaseSensitive(
+                                 cJSON_GetObjectItemCaseSensitive(rec, "triggers"), name)
+                           : NULL;
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "disabled"));
+}
+
 /* Is the deployment the one a fire made (its owner, its creation time)? */
 static bool dep_is(orch *o, uint64_t dep, rz_ledger_id owner, uint64_t ms)
 {
@@ -335,7 +346,8 @@ static void sched_add_flow(orch *o, cJSON *rec, int64_t now_s, bool *dirty)
         if (type && !strcmp(type, "flow"))
             F->followers++;
         if (!type || !name || strcmp(type, "cron") != 0 ||
-            cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(t, "enabled")))
+            cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(t, "enabled")) ||
+            switched_off(rec, name))
             continue;
         rz_cron_opts co = RZ_CRON_OPTS_INIT;
         co.tz = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "tz"));
@@ -1145,6 +1157,8 @@ static cJSON *public_flow(orch *o, const cJSON *rec, unsigned count)
         const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name"));
         if (cJSON_GetObjectItemCaseSensitive(c, "secret"))   /* an id, but keep it private */
             cJSON_DeleteItemFromObjectCaseSensitive(c, "secret");
+        if (switched_off(rec, name))
+            cJSON_AddTrueToObject(c, "disabled");
         for (size_t i = 0; i < o->flows->n; i++) {
             sched *e = &o->flows->s[i];
             if (e->flow != id || !name || strcmp(e->trigger, name) != 0)
@@ -1235,6 +1249,61 @@ void r_named_flow_rollback(req *q)
         }
     }
     cJSON_Delete(rec);
+}
+
+/* POST /api/v1/named-flows/{id}/triggers/{name}/disable | enable: a
+ * trigger of the flow switched off or on by its owner, whatever version
+ * is active (docs/triggers.md, "Switching a trigger off"). A cron trigger
+ * switched on again starts from now: the fires of the time it was off
+ * are not caught up. */
+static void switch_trigger(req *q, bool on)
+{
+    cJSON *rec = visible_flow(q, 0);
+    if (!rec)
+        return;
+    const char *name = q->params[1];
+    cJSON *ver = version_rec(q->o->flows, num(rec, "id"), num(rec, "active"));
+    bool known = false;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(ver, "triggers")) {
+        const char *n = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name"));
+        known = known || (n && !strcmp(n, name));
+    }
+    cJSON_Delete(ver);
+    if (!known) {
+        reply_error(q, RZ_ENOENT, "flow %" PRIu64 " has no trigger '%.64s' in its active "
+                    "version", num(rec, "id"), name);
+        cJSON_Delete(rec);
+        return;
+    }
+    cJSON *st = obj_at(obj_at(rec, "triggers"), name);
+    int64_t now_s = (int64_t)(orch_now_ms() / 1000);
+    if (on != !switched_off(rec, name)) {   /* a change: said in its events */
+        cJSON_DeleteItemFromObjectCaseSensitive(st, "disabled");
+        if (!on)
+            cJSON_AddTrueToObject(st, "disabled");
+        else
+            set_num(st, "last", (double)now_s);
+        add_event(st, now_s, on ? "enabled" : "disabled", NULL, 0);
+    }
+    if (flow_put(q->o->flows, rec) != RZ_OK) {
+        reply_error(q, RZ_EDB, "cannot store the flow");
+    } else {
+        sched_rebuild(q->o);
+        arm(q->o);
+        reply_json(q, 200, public_flow(q->o, rec, 5));
+    }
+    cJSON_Delete(rec);
+}
+
+void r_named_flow_trigger_disable(req *q)
+{
+    switch_trigger(q, false);
+}
+
+void r_named_flow_trigger_enable(req *q)
+{
+    switch_trigger(q, true);
 }
 
 /* ---- webhooks ---- */
@@ -1359,8 +1428,10 @@ static bool hook_admit(hook_call *h)
     const char *cid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(trig, "secret"));
     const char *sealed = cid ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(h->ver, "hooks"), cid)) : NULL;
-    if (!trig || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(trig, "enabled")))
-        reply_error(q, RZ_ENOENT, "no webhook '%.64s' on flow %" PRIu64, h->name, h->id);
+    if (!trig || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(trig, "enabled")) ||
+        switched_off(h->rec, h->name))
+        reply_error(q, RZ_ENOENT, "no enabled webhook '%.64s' on flow %" PRIu64, h->name,
+                    h->id);
     else if (h->len > num(trig, "max_body_bytes"))
         reply_error(q, RZ_ETOOBIG, "the body is %zu bytes; this webhook takes at most %"
                     PRIu64, h->len, num(trig, "max_body_bytes"));
@@ -1622,7 +1693,9 @@ static void each_trigger(orch *o, rz_ledger_id owner, const char *type, const ch
             const char *ty = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "type"));
             const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, key));
             if (ty && v && !strcmp(ty, type) && !strcmp(v, value) &&
-                !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(t, "enabled")))
+                !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(t, "enabled")) &&
+                !switched_off(rec, cJSON_GetStringValue(
+                                       cJSON_GetObjectItemCaseSensitive(t, "name"))))
                 fn(o, rec, ver, t, ud);
         }
         cJSON_Delete(ver);

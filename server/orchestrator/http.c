@@ -88,6 +88,8 @@ static const route routes[] = {
     { "GET",    "/api/v1/modules",                         W_CLIENT | W_ADMIN, false, r_modules },
     { "GET",    "/api/v1/whoami",                          W_ANY,    false, r_whoami },
     { "DELETE", "/api/v1/cache",                           W_CLIENT, false, r_cache_clear },
+    { "POST",   "/api/v1/named-flows/{id}/triggers/{name}/disable", W_CLIENT | W_ADMIN, false, r_named_flow_trigger_disable },
+    { "POST",   "/api/v1/named-flows/{id}/triggers/{name}/enable",  W_CLIENT | W_ADMIN, false, r_named_flow_trigger_enable },
 };
 
 #define N_ROUTES (sizeof routes / sizeof routes[0])

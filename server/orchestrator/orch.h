@@ -608,6 +608,8 @@ int flows_cache_clear(orch *o, rz_ledger_id owner, const char *flow, const char 
                       uint64_t ms);
 int flows_cache_filter(orch *o, rz_ledger_id owner, uint64_t from, char **map);
 void r_cache_clear(req *q);
+void r_named_flow_trigger_disable(req *q);
+void r_named_flow_trigger_enable(req *q);
 void r_named_flow_diff(req *q);
 /* After a deploy: the flow's version (new when the content is), the run's
  * record; "flow_id" and "version" added to reply (may be NULL). */

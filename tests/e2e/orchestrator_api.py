@@ -898,6 +898,8 @@ class OrchestratorApi(unittest.TestCase):
             ("GET", "/api/v1/modules"): {C, A},
             ("GET", "/api/v1/whoami"): {C, A, N},
             ("DELETE", "/api/v1/cache"): {C},
+            ("POST", "/api/v1/named-flows/{id}/triggers/{name}/disable"): {A},
+            ("POST", "/api/v1/named-flows/{id}/triggers/{name}/enable"): {A},
         }
         self.assertEqual(set(allowed), openapi_routes())
         bodies = {"/api/v1/jobs": {"module": "echo", "max_cost_micros": 1},
