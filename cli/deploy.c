@@ -21,6 +21,8 @@ void cli_deploy_usage(void)
 "       rhizos flow deploy FILE         [--input NAME=VALUE]... [--vault F]\n"
 "                                       [--note TEXT]\n"
 "       rhizos flow status ID           [--json]\n"
+"       rhizos flow status NAME         [--json]   a named flow's triggers: next\n"
+"                                       fires, fired, missed, refused, failed\n"
 "       rhizos flow watch ID            [--json]\n"
 "       rhizos flow cancel ID\n"
 "\n"
@@ -421,6 +423,12 @@ static void print_flow_status(const cJSON *s)
 int cli_flow_status(cli *c)
 {
     uint64_t id;
+    /* A name: the named flow's triggers, with their fires, misses,
+     * refusals and failures (as `flow schedule NAME`). */
+    if (c->nargs == 1 && !cli_parse_u64(c->args[0], UINT64_MAX, &id) && c->args[0][0] &&
+        strspn(c->args[0], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-0123456789")
+            == strlen(c->args[0]))
+        return cli_flow_named(c, "schedule");
     if (!need(c, "status", 1) || !flow_id(c->args[0], &id))
         return EXIT_USAGE;
     rz_client *cl = cli_client(c);

@@ -254,6 +254,10 @@ class Cron(Base):
         self.assertIn("funds", ev[-1]["reason"])
         self.assertEqual(ev[-1]["t"], fire_at)
         self.assertEqual(self.deps(poor), [dp["id"]])
+        if RHIZOS:   # and `flow status NAME` shows it with its reason
+            env = dict(os.environ, RHIZOS_URL=self.s.proc.base, RHIZOS_API_KEY=poor)
+            out = run([RHIZOS, "flow", "status", str(pf["name"])], env=env)
+            self.assertRegex(out.stdout, r"(?m)^    \S+ refused: .*funds", out.stderr)
         # kill -9 now, start again: the fire is done, not made again.
         self.s.proc.stop(sig=signal.SIGKILL)
         self.s.start()
@@ -438,7 +442,7 @@ class Switch(Base):
         p = run([RHIZOS, "flow", "disable", "switched", "event-1"], env=env)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("trigger event-1 disabled", p.stdout)
-        out = run([RHIZOS, "flow", "schedule", "switched"], env=env).stdout
+        out = run([RHIZOS, "flow", "status", "switched"], env=env).stdout
         self.assertIn("event-1: event (disabled)", out)
         self.assertEqual(run([RHIZOS, "flow", "enable", "switched", "a/b"], env=env).returncode, 2)
         p = run([RHIZOS, "flow", "enable", "switched", "event-1"], env=env)
