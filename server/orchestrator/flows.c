@@ -55,6 +55,8 @@ struct flows {
     struct event *timer;
     size_t followers;        /* flow triggers in active versions: 0 skips
                                 the lookup at every run's end */
+    size_t listeners;        /* event triggers in active versions: 0 skips
+                                the lookup at every service event */
 };
 
 /* ---- the store ---- */
@@ -320,6 +322,7 @@ static cJSON *reseal_map(orch *o, const cJSON *m, uint64_t now)
 static void sched_clear(flows *F)
 {
     F->followers = 0;
+    F->listeners = 0;
     for (size_t i = 0; i < F->n; i++)
         rz_cron_free(F->s[i].cron);
     F->n = 0;
@@ -345,6 +348,8 @@ static void sched_add_flow(orch *o, cJSON *rec, int64_t now_s, bool *dirty)
         const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name"));
         if (type && !strcmp(type, "flow"))
             F->followers++;
+        if (type && !strcmp(type, "event"))
+            F->listeners++;
         if (!type || !name || strcmp(type, "cron") != 0 ||
             cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(t, "enabled")) ||
             switched_off(rec, name))
@@ -1785,6 +1790,7 @@ typedef struct published {
     const char *event;
     const cJSON *data;
     uint64_t now_ms;
+    uint64_t chain;          /* 0: from the API (1) */
     cJSON *runs, *refused;
 } published;
 
@@ -1801,7 +1807,7 @@ static void on_event_published(orch *o, cJSON *rec, const cJSON *ver, const cJSO
     cJSON_AddItemToObject(tr, "data", pb->data ? cJSON_Duplicate(pb->data, 1)
                                                : cJSON_CreateNull());
     follow f = { .o = o, .rec = rec, .ver = ver, .trig = trig, .trigger = tr,
-                 .chain = 1, .now_ms = pb->now_ms };
+                 .chain = pb->chain ? pb->chain : 1, .now_ms = pb->now_ms };
     uint64_t dep = follow_fire(&f);
     cJSON_Delete(f.trigger);
     cJSON *x = cJSON_CreateObject();
@@ -1848,6 +1854,30 @@ void r_event_publish(req *q)
     cJSON_AddItemToObject(doc, "runs", pb.runs);
     cJSON_AddItemToObject(doc, "refused", pb.refused);
     reply_json(q, 202, doc);
+}
+
+/* ---- events from service steps ---- */
+
+void flows_on_service_event(orch *o, uint64_t job, const char *event, const char *data)
+{
+    rz_engine_job_info ji;
+    if (!o->flows || o->stopping || !o->flows->listeners || !event_name_ok(event) ||
+        rz_engine_job_get(o->e, job, &ji) != RZ_OK)
+        return;
+    /* A run that an event made, emitting events that run flows...: the
+     * chain of its deployment goes on, and is cut as flow triggers are. */
+    char key[32];
+    snprintf(key, sizeof key, "d/%" PRIu64, ji.deployment);
+    cJSON *r = ji.deployment ? kv_json(o->flows, key) : NULL;
+    cJSON *d = data ? cJSON_Parse(data) : NULL;
+    published pb = { .event = event, .data = d, .now_ms = orch_now_ms(),
+                     .chain = num(r, "chain") + 1, .runs = cJSON_CreateArray(),
+                     .refused = cJSON_CreateArray() };
+    each_trigger(o, ji.client, "event", "event", event, on_event_published, &pb);
+    cJSON_Delete(pb.runs);
+    cJSON_Delete(pb.refused);
+    cJSON_Delete(d);
+    cJSON_Delete(r);
 }
 
 /* ---- cycles of flow triggers, refused at deploy ---- */

@@ -601,6 +601,10 @@ void flows_on_finished(orch *o, uint64_t dep);
 bool flows_cycle(orch *o, rz_ledger_id owner, const char *self, const cJSON *mine,
                  char *path, size_t cap);
 void r_event_publish(req *q);
+/* A service step's event (taken, not a repeat) of job `job`: the flows of
+ * the job's owner with an event trigger of that name run (data: its JSON
+ * text, or NULL). */
+void flows_on_service_event(orch *o, uint64_t job, const char *event, const char *data);
 /* Clearing the step cache (flows.c): a mark that the owner's results of
  * `flow` (NULL: any) and `step` (NULL: any) up to `ms` are not reused;
  * and a reuse map of deployment `from` (replaced) without them. */

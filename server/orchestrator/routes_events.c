@@ -7,7 +7,9 @@
  * with the call) and drops a seq it has taken already, so a retried POST
  * is taken once; the answer says how many were new. An event the engine
  * refuses (a bad name, data over the cap) is answered in "refused" and not
- * sent again; a job this node no longer runs is a 409. */
+ * sent again; a job this node no longer runs is a 409. An event taken
+ * runs the owner's flows that have an event trigger of its name
+ * (docs/triggers.md, "Flow and event triggers"). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +54,8 @@ static int take_events(orch *o, uint64_t node, uint64_t job, uint32_t attempt,
                                        (uint32_t)s, cJSON_GetStringValue(key),
                                        name->valuestring, d,
                                        orch_now_ms(), &repeat);
+        if (r == RZ_OK && !repeat)   /* once per event: a retried POST repeats */
+            flows_on_service_event(o, job, name->valuestring, d);
         cJSON_free(d);
         if (r == RZ_OK) {
             *taken += !repeat;

@@ -493,6 +493,36 @@ class FlowTriggers(Helpers):
             code, doc = self.s.call("POST", "/api/v1/events", body, key)
             self.assertEqual(code, 400, (body, doc))
 
+    def test_service_events_run_event_triggers(self):
+        _, key = self.client(10 ** 6)
+        _, other = self.client(10 ** 6)
+        nk, nid, tok = self.node()
+        self.drain(nk, nid, tok)
+        waits = ("flux: 1\nname: onalert\ntriggers:\n  - event: alert\n"
+                 "inputs:\n  trigger: {required: false}\nsteps:\n  s:\n    module: echo@1\n"
+                 "    inputs: {message: \"${{ trigger.data.px }}\"}\n")
+        for k in (key, other):   # the other account's flow must not run
+            d = self.ok("POST", "/api/v1/flows/deploy", {"flow": waits}, k, 201)["id"]
+            self.drain(nk, nid, tok)
+            self.s.call("DELETE", "/api/v1/flows/%d" % d, key=k)
+        svc = ("flux: 1\nname: desk\nsteps:\n  hb:\n    module: trader@1\n"
+               "    kind: service\n    ready: line\n    restart: {policy: never}\n")
+        dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": svc}, key, 201)["id"]
+        st, a = self.s.call("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
+        self.assertEqual(st, 200, a)
+        before, theirs = set(self.deps(key)), set(self.deps(other))
+        path = "/api/v1/nodes/%d/jobs/%d/events" % (nid, a["job"])
+        body = {"attempt": a["attempt"], "ready": True,
+                "events": [{"seq": 1, "name": "alert", "data": {"px": 9}},
+                           {"seq": 2, "name": "other", "data": {}}]}
+        for _ in range(2):   # the node sends again: taken once, fired once
+            self.ok("POST", path, body, tok)
+        new = set(self.deps(key)) - before
+        self.assertEqual(len(new), 1, new)
+        self.assertEqual(self.drain(nk, nid, tok), {new.pop(): 9})
+        self.assertEqual(set(self.deps(other)), theirs)
+        self.s.call("DELETE", "/api/v1/flows/%d" % dep, key=key)
+
 
 class Diff(Helpers):
     def test_flow_diff(self):
