@@ -347,6 +347,21 @@ class Resume(Helpers):
         if RHIZOS:
             self.cli_resume(key, nk, nid, tok)
 
+    def python_clear(self, key):
+        """The Python binding's clear_cache."""
+        probe = run([sys.executable, "-c", "import ctypes,sys; ctypes.CDLL(sys.argv[1])", LIB])
+        if not LIB or probe.returncode != 0:
+            return   # a sanitizer build: ctypes cannot load it
+        os.environ["RHIZOS_LIB"] = LIB
+        sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
+        import rhizos
+        with rhizos.Client(self.s.proc.base, key) as c:
+            doc = c.clear_cache(flow="chain", step="a")
+            self.assertEqual((doc["flow"], doc["step"]), ("chain", "a"))
+            self.assertIsNone(c.clear_cache()["flow"])
+            with self.assertRaises(rhizos.errors.Error):
+                c.clear_cache(flow="a/b")
+
     def fail_chain(self, key, nk, nid, tok, text):
         """A chain deployed whose a succeeds and b fails: its id."""
         d = self.ok("POST", "/api/v1/flows/deploy", {"flow": text}, key, 201)["id"]
@@ -383,6 +398,7 @@ class Resume(Helpers):
         self.assertGreater(self.ok("GET", "/api/v1/jobs/%d" % st["steps"]["a"]["job"],
                                    key=key)["cost_micros"], 0)
         self.assertEqual(self.balance(key), bal - st["charged_micros"])
+        self.python_clear(key)
         # Theirs untouched: the other account's resume still reuses a.
         d = self.ok("POST", "/api/v1/flows/%d/resume" % theirs, None, other, 201)["id"]
         st = self.status(d, other)

@@ -330,6 +330,16 @@ class Client(Handle):
         skipped; returns the status."""
         return self.approve(deployment, step, comment, reject=True)
 
+    def clear_cache(self, flow: Optional[str] = None, step: Optional[str] = None) -> JSON:
+        """Clear this account's step cache: results taken until now (of
+        named flow `flow`, of step `step`; None: all) are never reused by a
+        later resume. Another account's cache is never touched. Returns
+        {"flow", "step", "cleared_before_ms"}."""
+        query = urllib.parse.urlencode([(k, v) for k, v in (("flow", flow), ("step", step))
+                                        if v is not None])
+        return _object(self.request("DELETE", "/api/v1/cache" + ("?" + query if query else "")),
+                       "cache clear")
+
     def flows(self) -> List[JSON]:
         """This key's deployments: [{"id", "flow", "status"}]."""
         return _list(self.request("GET", "/api/v1/flows"), "flows", "flow list")
