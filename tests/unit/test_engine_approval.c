@@ -75,6 +75,16 @@ static int setup(void **state)
                "\"requirements\":{\"adapter\":\"process\",\"cpu_cores\":1},"
                "\"estimate\":{\"seconds\":10},"
                "\"exec\":{\"adapter\":\"process\",\"command\":[\"true\"]}}");
+    /* A side-effecting module (a trade): never reused. */
+    snprintf(path, sizeof path, "%s/trade", mods);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/trade/module.json", mods);
+    file_write(path, "{\"id\":\"trade\",\"version\":\"1.0.0\",\"name\":\"trade\","
+               "\"description\":\"test\",\"inputs\":[{\"name\":\"text\",\"type\":\"string\"}],"
+               "\"outputs\":[{\"name\":\"n\",\"type\":\"integer\"}],\"cacheable\":false,"
+               "\"requirements\":{\"adapter\":\"process\",\"cpu_cores\":1},"
+               "\"estimate\":{\"seconds\":10},"
+               "\"exec\":{\"adapter\":\"process\",\"command\":[\"true\"]}}");
     assert_int_equal(rz_registry_new(&f->reg), RZ_OK);
     assert_int_equal(rz_registry_add_dir(f->reg, mods, NULL), RZ_OK);
     reopen(f);
@@ -658,6 +668,40 @@ static void test_reuse_drop_clears(void **state)
     free(m1);
 }
 
+/* A module with "cacheable": false is never reused; `cache: {ttl_s}`
+ * reuses a result only while it is young enough. */
+static void test_reuse_opt_outs(void **state)
+{
+    fx *f = *state;
+    uint64_t n = node_add(f);
+    static const char *T = "flux: 1\nname: trades\nsteps:\n"
+        "  a:\n    module: count@1.0.0\n    inputs: {text: \"a\"}\n    cache: {ttl_s: 5}\n"
+        "  t:\n    module: trade@1.0.0\n    needs: [a]\n    inputs: {text: \"t\"}\n"
+        "  z:\n    module: count@1.0.0\n    needs: [t]\n    inputs: {text: \"z\"}\n";
+    uint64_t d1 = deploy(f, T, 1);
+    assert_string_equal(take(f, n, 2, false), "a");
+    assert_string_equal(take(f, n, 3, false), "t");
+    assert_string_equal(take(f, n, 4, true), "z");
+    char *m = map_of(f, d1);
+    cJSON *mj = cJSON_Parse(m);
+    assert_int_equal(cJSON_GetArraySize(mj), 1);   /* a only: the trade keeps no key */
+    cJSON_Delete(mj);
+    /* a's result (taken at 1 ms) within its 5 s: reused; the trade runs again. */
+    uint64_t d2 = deploy_reuse(f, T, m, 3000);
+    assert_string_equal(take(f, n, 3001, false), "t");
+    assert_string_equal(take(f, n, 3002, false), "z");
+    assert_null(take(f, n, 3003, false));
+    assert_int_equal(state_of(f, d2), RZ_RUN_SUCCEEDED);
+    /* Past its ttl: a runs again too. */
+    uint64_t d3 = deploy_reuse(f, T, m, 10000);
+    assert_string_equal(take(f, n, 10001, false), "a");
+    assert_string_equal(take(f, n, 10002, false), "t");
+    assert_string_equal(take(f, n, 10003, false), "z");
+    assert_int_equal(state_of(f, d3), RZ_RUN_SUCCEEDED);
+    free(m);
+    assert_int_equal(rz_engine_check(f->e), RZ_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -674,6 +718,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resume_refuses_a_bad_map, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_survives_sigkill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reuse_drop_clears, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reuse_opt_outs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
