@@ -57,11 +57,14 @@ static cJSON *marks_read(const char *path)
     FILE *f = fopen(path, "r");
     if (!f)
         return errno == ENOENT ? cJSON_CreateArray() : NULL;
-    char buf[65536];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    /* At most MARKS_MAX marks of two 128-byte names: well under 1 MiB. */
+    char *buf = malloc(1u << 20);
+    size_t n = buf ? fread(buf, 1, (1u << 20) - 1, f) : 0;
     fclose(f);
-    buf[n] = '\0';
-    cJSON *m = cJSON_Parse(buf);
+    if (buf)
+        buf[n] = '\0';
+    cJSON *m = buf ? cJSON_Parse(buf) : NULL;
+    free(buf);
     if (!cJSON_IsArray(m)) {
         cJSON_Delete(m);
         return NULL;

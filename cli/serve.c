@@ -525,9 +525,9 @@ static void serve_loop(cli *c, served *sv, const char *data)
         }
         wait_next(c, sv, data, serve_now());
     }
-    for (size_t i = 0; i < KIDS_MAX; i++)   /* the runs it started end with it */
-        if (kids[i].pid)
-            kill(kids[i].pid, SIGTERM);
+    for (size_t i = 0; i < sv->n; i++)   /* the cron runs it started end with it */
+        if (sv->t[i].child)
+            kill(sv->t[i].child, SIGTERM);
     while (waitpid(-1, NULL, 0) > 0)
         ;
 }

@@ -61,7 +61,7 @@ USAGE_ERRORS = [
     ["account", "withdraw", "-5"], ["account", "balance", "XYZ"],
     ["account", "credit", "me", "5"], ["account", "credit", HEX],
     ["account", "confirm", "nothex"], ["account", "create", "extra"],
-    ["flow", "deploy"], ["flow", "status", "x"], ["flow", "watch"],
+    ["flow", "deploy"], ["flow", "status", "x/y"], ["flow", "watch"],
     ["flow", "cancel", "1", "2"],
 ]
 
