@@ -49,6 +49,8 @@ static int check_node(rz_engine *e, const rz__enode *n)
  * posted at its cost (succeeded) or voided. */
 static int check_hold(rz_engine *e, rz__ejob *j)
 {
+    if (j->iv)
+        return rz__bill_check(e, j);   /* billed by time: one interval held */
     bool open = j->state < RZ_JOB_SUCCEEDED;
     if (!open && j->hold_checked)
         return RZ_OK;

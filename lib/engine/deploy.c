@@ -115,8 +115,10 @@ static void sb_item(sbuf *b, cJSON *v)
 }
 
 /* A job's own view beside its step's (or element's) run state. */
-static bool add_job_view(cJSON *s, const rz__ejob *j)
+static bool add_job_view(const rz_engine *e, cJSON *s, const rz__ejob *j)
 {
+    if (!rz__bill_json(e, j, s))
+        return false;
     const char *why = j ? rz__engine_waiting_reason(j) : NULL;
     if (j && j->reused && (!cJSON_AddTrueToObject(s, "reused") ||
                            !cJSON_AddStringToObject(s, "reused_from", j->reused)))
@@ -159,7 +161,7 @@ static cJSON *step_status_json(const rz_engine *e, const rz__edep *d, size_t i)
 {
     cJSON *s = rz__run_step_json(d->run, i);
     bool ok = s && add_step_shape(s, d->flow, i) &&
-              add_job_view(s, rz__engine_job(e, d->first_job + i));
+              add_job_view(e, s, rz__engine_job(e, d->first_job + i));
     /* A for_each step's elements: each its own job. */
     cJSON *el = ok ? cJSON_GetObjectItemCaseSensitive(s, "elements") : NULL;
     if (el) {
@@ -169,14 +171,14 @@ static cJSON *step_status_json(const rz_engine *e, const rz__edep *d, size_t i)
                 first = t;   /* a step's elements are consecutive tasks */
         size_t k = 0;
         for (cJSON *x = el->child; ok && x && first != RZ_NPOS; x = x->next, k++)
-            ok = add_job_view(x, rz__engine_task_job(e, d, first + k));
+            ok = add_job_view(e, x, rz__engine_task_job(e, d, first + k));
     }
     /* An event step's runs, made as events came: among other tasks. */
     cJSON *runs = ok ? cJSON_GetObjectItemCaseSensitive(s, "runs") : NULL;
     cJSON *x = runs ? runs->child : NULL;
     for (size_t t = d->n_steps; ok && x && t < rz_run_task_count(d->run); t++)
         if (rz_run_task_step(d->run, t, NULL) == i) {
-            ok = add_job_view(x, rz__engine_task_job(e, d, t));
+            ok = add_job_view(e, x, rz__engine_task_job(e, d, t));
             x = x->next;
         }
     if (!ok) {
@@ -716,7 +718,8 @@ int rz__engine_step_job_fill(rz_engine *e, rz__ejob *j, const rz__edep *d,
         return rc;
     j->max_cost = d->flow_shared ? rz__engine_ref_cost(e, j->reqs)
                                  : step_max_cost(e, st, j->reqs);
-    return rz__engine_reqs_set(e, j, j->reqs_json, j->max_cost);
+    rc = rz__engine_reqs_set(e, j, j->reqs_json, j->max_cost);
+    return rc == RZ_OK ? rz__bill_fill(e, j, d, st) : rc;
 }
 
 /* Holds of steps [from, from + n) in one linked batch: all or none. */

@@ -91,6 +91,7 @@ void rz__engine_jobs_truncate(rz_engine *e, size_t n)
         if (e->dirty_jobs[i] <= n)
             e->dirty_jobs[k++] = e->dirty_jobs[i];
     e->n_dirty_jobs = k;
+    rz__bill_truncate(e, n);
     while (e->n_live_jobs && e->jobs[e->n_live_jobs - 1]->id > n) {
         rz__ejob *j = e->jobs[--e->n_live_jobs];
         rz__engine_job_clear(e, j);
@@ -245,6 +246,7 @@ void rz__engine_unplace(rz_engine *e, rz__ejob *j, bool stop)
         held_remove(n, j->id);
     j->placed = false;
     j->ticket = 0;
+    j->iv_running = false;   /* billed by time: the attempt's interval stops */
     e->assign_dirty = true;
     if (stop)
         rz__engine_emit(e, RZ_EV_JOB_STOP, j, j->node);
@@ -326,6 +328,8 @@ void rz__engine_finish(rz_engine *e, rz__ejob *j, rz_job_state st, int owe)
         return;   /* a run of an undecided replicated job (replica.c) */
     j->state = st;
     j->owed = owe;
+    if (j->iv && owe != RZ__OWE_SETTLE)
+        j->cost = 0;   /* billed by time: its last interval pays nothing */
     rz__engine_touch_job(e, j);
     if (owe != RZ__OWE_NONE &&
         rz__engine_grow((void **)&e->owed, &e->cap_owed, e->n_owed + 1,
@@ -349,6 +353,8 @@ static void owed_op(const rz__ejob *j, rz_ledger_op *op)
         op->type = RZ_LEDGER_OP_REFUND;
         op->id = eid(RZ__EID_REFUND, j->id);
     }
+    if (j->iv)   /* billed by time: its current interval's hold */
+        op->pending_id = rz__bill_hold_id(j->id, j->iv);
 }
 
 /* Apply the settlements and refunds the last commit recorded as owed. They
@@ -371,7 +377,9 @@ static int owed_relist(rz_engine *e)
 
 int rz__engine_pay(rz_engine *e)
 {
-    int rc = e->owed_lost ? owed_relist(e) : RZ_OK;
+    int rc = rz__bill_pay(e);   /* first: a final settlement needs its hold */
+    if (rc == RZ_OK && e->owed_lost)
+        rc = owed_relist(e);
     if (rc != RZ_OK)
         return rc;
     size_t done = 0;
@@ -473,6 +481,8 @@ static int resume(rz_engine *e)
             rz__engine_grow((void **)&e->owed, &e->cap_owed, e->n_owed + 1,
                             sizeof *e->owed))
             e->owed[e->n_owed++] = j->id;
+        if (rc == RZ_OK && j->iv && (j->state < RZ_JOB_SUCCEEDED || j->iv_owed))
+            rc = rz__bill_track(e, j);
         j->hold_checked = false;
     }
     for (size_t i = 0; rc == RZ_OK && i < e->n_live_deps; i++)
@@ -617,6 +627,7 @@ void rz_engine_close(rz_engine *e)
     free(e->queued_groups);
     free(e->step_events);
     free(e->owed);
+    free(e->bill);
     free(e->dirty_nodes);
     free(e->dirty_jobs);
     free(e->dirty_deps);
@@ -726,7 +737,7 @@ int rz_engine_node_register(rz_engine *e, const char *caps_json, size_t len,
     memset(n, 0, sizeof *n);
     *n = (rz__enode){ .id = id, .state = RZ_NODE_ACTIVE, .caps = caps,
                       .mindex = RZ_NPOS, .registered_ms = now_ms,
-                      .last_hb = now_ms };
+                      .last_hb = now_ms, .heard = now_ms };
     rc = rz__verify_register(e, n, now_ms);
     if (rc == RZ_OK)
         rc = matcher_add_node(e, n);
@@ -764,6 +775,8 @@ int rz_engine_node_heartbeat(rz_engine *e, uint64_t node, uint64_t now_ms,
         return rc;
     if (now_ms > n->last_hb)
         n->last_hb = now_ms;
+    if (now_ms > n->heard)
+        n->heard = now_ms;
     n->load = load;
     return RZ_OK;
 }
@@ -772,7 +785,13 @@ int rz_engine_node_heartbeat(rz_engine *e, uint64_t node, uint64_t now_ms,
  * dispatches. Its hold stays, so nothing is charged twice. */
 static int requeue(rz_engine *e, rz__ejob *j, uint64_t now)
 {
+    /* A service that was running is restarted by its own policy: the
+     * lost node counts as a failed attempt against its max_restarts. */
+    bool service = j->state == RZ_JOB_RUNNING && !j->rep_head &&
+                   rz_engine_job_service(e, j->id);
     rz__engine_unplace(e, j, false);
+    if (service)
+        return rz__engine_dep_report(e, j, NULL, "its node was lost", now);
     if (j->attempt < e->opts.max_attempts) {
         e->stats.requeues++;
         return rz__engine_enqueue(e, j);
@@ -837,6 +856,8 @@ int rz_engine_node_rejoin(rz_engine *e, uint64_t node, const char *caps_json,
         rz_caps_free(caps);
         if (now_ms > n->last_hb)
             n->last_hb = now_ms;
+        if (now_ms > n->heard)
+            n->heard = now_ms;
         return RZ_OK;
     }
     if (active) {
@@ -876,6 +897,7 @@ int rz_engine_node_rejoin(rz_engine *e, uint64_t node, const char *caps_json,
     }
     n->state = RZ_NODE_ACTIVE;
     n->last_hb = now_ms > n->last_hb ? now_ms : n->last_hb;
+    n->heard = now_ms > n->heard ? now_ms : n->heard;
     rz__engine_touch_node(e, n);
     e->assign_dirty = true;
     return rz__engine_commit_call(e, RZ_OK);
@@ -1091,6 +1113,8 @@ int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
         return rc;
     if (now_ms > n->last_hb)
         n->last_hb = now_ms;
+    if (now_ms > n->heard)
+        n->heard = now_ms;
     rc = rz__engine_assign_all(e);
     rz__ejob *got = NULL;
     for (size_t i = 0; rc == RZ_OK && i < n->n_held && !got; i++) {
@@ -1102,6 +1126,10 @@ int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
         got->state = RZ_JOB_RUNNING;
         got->running_ms = now_ms;
         got->handed_ms = now_ms;
+        if (got->iv) {   /* billed by time: its interval runs from now */
+            got->iv_start = now_ms;
+            got->iv_running = true;
+        }
         rz__engine_touch_job(e, got);
     }
     rc = rz__engine_commit_call(e, rc);
@@ -1315,13 +1343,14 @@ int rz_engine_report_result(rz_engine *e, uint64_t node, uint64_t job,
         return rc;
     report_digest(outputs_json, report->error, run_ms, j->done_digest);   /* as sent */
     j->done_known = true;
+    uint64_t iv_cost = j->iv && !error ? rz__bill_final_cost(e, j, now_ms) : 0;
     rz__engine_unplace(e, j, false);
     j->node = node;
     j->done_node = node;
     j->done_attempt = attempt;
     j->run_ms = billable_ms(e, j, run_ms, now_ms);
     if (!error)
-        j->cost = actual_cost(e, j, j->run_ms, outputs_json);
+        j->cost = j->iv ? iv_cost : actual_cost(e, j, j->run_ms, outputs_json);
     if (j->rep_head)   /* a vote: paid, or not, at the verdict */
         return rz__engine_commit_call(e, rz__replica_report(e, j, outputs_json,
                                                             error, kept));
@@ -1451,6 +1480,8 @@ int rz_engine_tick(rz_engine *e, uint64_t now_ms)
                        rz__engine_approvals_next(d) <= now_ms))
             rc = rz__engine_dep_advance(e, d, now_ms);
     }
+    if (rc == RZ_OK)   /* last: it sees what this tick held already */
+        rc = rz__bill_tick(e, now_ms);
     if (rc == RZ_OK)
         rc = rz__engine_assign_all(e);
     if (!e || e->broken)
@@ -1480,6 +1511,9 @@ uint64_t rz_engine_next_wakeup(const rz_engine *e)
         }
     uint64_t q = rz__engine_queue_next(e);
     uint64_t v = rz__verify_next(e);
+    uint64_t b = rz__bill_next(e);
+    if (b < t)
+        t = b;
     if (v < t)
         t = v;
     return q < t ? q : t;

@@ -50,7 +50,9 @@
 /* Namespaces of the engine's ledger ids: {RZ__EID(kind), number}. */
 #define RZ__EID(kind) (0x525a454e47000000ull | (uint64_t)(kind))
 enum { RZ__EID_JOB = 1, RZ__EID_HOLD = 2, RZ__EID_SETTLE = 3,
-       RZ__EID_REFUND = 4, RZ__EID_NODE = 5 };
+       RZ__EID_REFUND = 4, RZ__EID_NODE = 5,
+       RZ__EID_IV_HOLD = 6,     /* billing.c: {kind, job << 24 | interval} */
+       RZ__EID_IV_SETTLE = 7 };
 
 /* A settlement owed to the ledger (job.owed). */
 enum { RZ__OWE_NONE = 0, RZ__OWE_SETTLE = 1, RZ__OWE_REFUND = 2 };
@@ -75,6 +77,9 @@ typedef struct rz__enode {
     uint64_t *held; size_t n_held, cap_held;   /* those jobs' ids */
     bool waiting;             /* a poll is held (memory only; see
                                  rz_engine_node_waiting) */
+    uint64_t heard;           /* the node's own last call (memory only; 0
+                                 after open: the grace given then is not
+                                 the node's word; billing.c) */
     bool dirty;
     rz_engine_record rec;     /* its record, for its reputation */
     uint32_t claims, unverified;   /* RZ_CAP_* bits (verify.c) */
@@ -164,6 +169,18 @@ typedef struct rz__ejob {
     uint64_t ended_ms;        /* first written finished (0: before this
                                  was kept; retention then goes by
                                  submitted_ms) */
+    /* Billing by time (billing.c): a service step with a budget holds one
+     * interval at a time; max_cost is one interval's hold. */
+    uint32_t iv;              /* the interval whose hold is open (from 1);
+                                 0: not billed by time */
+    uint64_t iv_start;        /* engine time interval iv began to run */
+    bool iv_running;          /* an attempt runs it (from its hand-over to
+                                 the end of the attempt) */
+    uint64_t iv_paid_micros;  /* intervals 1 .. iv - 1: what they paid */
+    bool iv_owed;             /* committed, not yet in the ledger: the
+                                 settlement of interval iv - 1 (iv_owed_micros
+                                 to node iv_owed_node) and the hold of iv */
+    uint64_t iv_owed_micros, iv_owed_node;
 } rz__ejob;
 
 enum { RZ__VOTE_NONE = 0, RZ__VOTE_OK, RZ__VOTE_FAILED };
@@ -282,8 +299,10 @@ typedef enum rz__step_event_kind {
     RZ__STEP_EVENT_START = 1, RZ__STEP_EVENT_SUCCEED, RZ__STEP_EVENT_FAIL,
     RZ__STEP_EVENT_TICK, RZ__STEP_EVENT_CANCEL,
     RZ__STEP_EVENT_READY,     /* a service is ready (service.c) */
-    RZ__STEP_EVENT_EMIT       /* a service emitted an event: text is
+    RZ__STEP_EVENT_EMIT,      /* a service emitted an event: text is
                                  {"attempt","seq","name","data"} */
+    RZ__STEP_EVENT_STOP       /* a service was stopped for good (its
+                                 budget; billing.c): text is the reason */
 } rz__step_event_kind;
 
 /* service.c: apply a READY or EMIT step event to `run` (replay, replica). */
@@ -372,6 +391,9 @@ struct rz_engine {
     uint64_t *dirty_deps; size_t n_dirty_deps, cap_dirty_deps;
     bool broken;              /* a commit failed: memory is ahead of disk */
     uint64_t *owed; size_t n_owed, cap_owed;       /* jobs owing the ledger */
+    uint64_t *bill; size_t n_bill, cap_bill;       /* jobs billed by time
+                                                      (billing.c), open or
+                                                      owing an interval */
     bool owed_lost;           /* one was not listed (memory ran out): the
                                  next payment looks through live jobs */
 
@@ -660,6 +682,36 @@ RZ_HIDDEN bool rz__replica_finish(rz_engine *e, rz__ejob *j, rz_job_state st);
 /* The job record's replica members (store.c). */
 RZ_HIDDEN bool rz__replica_save(struct cJSON *rec, const rz__ejob *j);
 RZ_HIDDEN int rz__replica_load(rz__ejob *j, const struct cJSON *rec);
+
+/* billing.c: billing by time (docs/services.md). */
+/* A new job of service step `st` with a budget: billed by time (iv 1, one
+ * interval held, matched on one interval's price); else unchanged. */
+RZ_HIDDEN int rz__bill_fill(rz_engine *e, rz__ejob *j, const rz__edep *d,
+                            const struct rz__step *st);
+/* j is billed by time: keep it in e->bill (open). */
+RZ_HIDDEN int rz__bill_track(rz_engine *e, const rz__ejob *j);
+/* Drop jobs of ids above n (a rejected deploy; rz__engine_jobs_truncate). */
+RZ_HIDDEN void rz__bill_truncate(rz_engine *e, uint64_t n);
+/* Interval ends due at `now`: settle and hold the next, or stop. */
+RZ_HIDDEN int rz__bill_tick(rz_engine *e, uint64_t now);
+/* The earliest interval end (UINT64_MAX: none; 0: a payment is owed). */
+RZ_HIDDEN uint64_t rz__bill_next(const rz_engine *e);
+/* Move what the last commit recorded as owed by intervals (first of all
+ * payments: a job's final settlement needs its current hold). */
+RZ_HIDDEN int rz__bill_pay(rz_engine *e);
+/* The last, partial interval of a service that ended by itself at `now`. */
+RZ_HIDDEN uint64_t rz__bill_final_cost(rz_engine *e, const rz__ejob *j,
+                                       uint64_t now);
+/* The ledger id of interval k's hold (k = 1: the job's own). */
+RZ_HIDDEN rz_ledger_id rz__bill_hold_id(uint64_t job, uint32_t k);
+/* rz_engine_check for a job billed by time. */
+RZ_HIDDEN int rz__bill_check(rz_engine *e, rz__ejob *j);
+/* The "billing" member of j's status view; false: out of memory. */
+RZ_HIDDEN bool rz__bill_json(const rz_engine *e, const rz__ejob *j,
+                             struct cJSON *view);
+/* Apply a STOP step event to `run` (replay, replica). */
+RZ_HIDDEN int rz__bill_stop_apply(rz_run *run, size_t step, uint64_t now,
+                                  const char *reason);
 
 /* local.c: embedded mode hooks. */
 RZ_HIDDEN void rz__engine_local_event(rz_engine *e, const rz__edep *d,

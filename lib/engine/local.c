@@ -67,6 +67,9 @@ void rz__engine_local_event(rz_engine *e, const rz__edep *d,
     case RZ__STEP_EVENT_EMIT:
         rc = rz__engine_service_apply(r, kind, step, now, text);
         break;
+    case RZ__STEP_EVENT_STOP:
+        rc = rz__bill_stop_apply(r, step, now, text);
+        break;
     }
     if (rc != RZ_OK)
         l->diverged = true;

@@ -560,6 +560,13 @@ static char *job_record(const rz__ejob *j)
         add_str(o, "reused", j->reused) &&
         add_nz(o, "cache_ms", j->cache_ms) &&
         add_nz(o, "ended", j->ended_ms) &&
+        add_nz(o, "iv", j->iv) &&
+        add_nz(o, "iv_start", j->iv_start) &&
+        add_nz(o, "iv_run", j->iv_running) &&
+        add_nz(o, "iv_paid", j->iv_paid_micros) &&
+        add_nz(o, "iv_owed", j->iv_owed) &&
+        add_nz(o, "iv_owed_micros", j->iv_owed_micros) &&
+        add_nz(o, "iv_owed_node", j->iv_owed_node) &&
         (!j->n_declined || add_declined(o, j)) &&
         rz__replica_save(o, j);
     return print_record(o, whole);
@@ -940,6 +947,13 @@ static int parse_job(rz__ejob *j, uint64_t id, const cJSON *rec)
     j->reused = dup_opt(get_str(rec, "reused"), &rc);
     j->cache_ms = get_u64(rec, "cache_ms");
     j->ended_ms = get_u64(rec, "ended");
+    j->iv = (uint32_t)get_u64(rec, "iv");   /* absent: not billed by time */
+    j->iv_start = get_u64(rec, "iv_start");
+    j->iv_running = get_u64(rec, "iv_run") != 0;
+    j->iv_paid_micros = get_u64(rec, "iv_paid");
+    j->iv_owed = get_u64(rec, "iv_owed") != 0;
+    j->iv_owed_micros = get_u64(rec, "iv_owed_micros");
+    j->iv_owed_node = get_u64(rec, "iv_owed_node");
     const char *dd = get_str(rec, "done_digest");   /* absent: unknown */
     j->done_known = dd && strlen(dd) == 64 &&
                     sodium_hex2bin(j->done_digest, sizeof j->done_digest, dd,
@@ -1164,6 +1178,8 @@ static int apply_step_event(rz__edep *d, const cJSON *rec)
     case RZ__STEP_EVENT_READY:
     case RZ__STEP_EVENT_EMIT:
         return rz__engine_service_apply(d->run, kind, step, now, text);
+    case RZ__STEP_EVENT_STOP:
+        return rz__bill_stop_apply(d->run, step, now, text);
     }
     return rz__error(RZ_EDB, "engine store: unknown step event %d", (int)kind);
 }

@@ -902,6 +902,7 @@ bool rz__flux_kept_key(const char *k, bool top)
     return top ? strncmp(k, "x-", 2) == 0 : (strcmp(k, "max_cost_micros") == 0 ||
                                             strcmp(k, "max_cost_cents") == 0 ||
                                             strcmp(k, "approval") == 0 ||
+                                            strcmp(k, "budget") == 0 ||
                                             strcmp(k, "cache") == 0);
 }
 
@@ -1039,6 +1040,77 @@ static void check_cache(lower *L, const cJSON *c)
                 "ttl_s)", k->string);
 }
 
+/* A whole number in [min, max] as a double read exactly; false if not. */
+static bool whole_in(const cJSON *v, double min, double max)
+{
+    return cJSON_IsNumber(v) && isfinite(v->valuedouble) &&
+           v->valuedouble == floor(v->valuedouble) && v->valuedouble >= min &&
+           v->valuedouble <= max;
+}
+
+/* budget: {max_cents_per_hour | max_micros_per_hour, hours?, interval_s?}
+ * (docs/services.md): whole numbers only, money in the ledger's
+ * micro-dollars (a cent is 10,000), one rate, not both. */
+static void check_budget(lower *L, const cJSON *c)
+{
+    if (!cJSON_IsObject(c)) {
+        bad(L, RZ_EINVALID, "budget", NULL, "'budget' must be a map (max_cents_per_hour "
+            "or max_micros_per_hour, hours, interval_s), not %s", type_name(c));
+        return;
+    }
+    int rates = 0;
+    for (const cJSON *k = c->child; k; k = k->next) {
+        const char *n = k->string;
+        if (strcmp(n, "max_cents_per_hour") == 0 || strcmp(n, "max_micros_per_hour") == 0) {
+            bool cents = n[4] == 'c';
+            double max = cents ? 900719925474.0 : 9007199254740992.0;
+            rates++;
+            if (!whole_in(k, 1, max))
+                bad(L, RZ_EINVALID, "budget", n, "'%s' must be a whole number of %s "
+                    "from 1 to %.0f", n, cents ? "cents" : "micro-dollars", max);
+        } else if (strcmp(n, "hours") == 0) {
+            if (!whole_in(k, 1, RZ__BUDGET_HOURS_MAX))
+                bad(L, RZ_EINVALID, "budget", n, "'hours' must be a whole number from 1 "
+                    "to %u", RZ__BUDGET_HOURS_MAX);
+        } else if (strcmp(n, "interval_s") == 0) {
+            if (!whole_in(k, 1, RZ__BUDGET_INTERVAL_MAX_S))
+                bad(L, RZ_EINVALID, "budget", n, "'interval_s' must be a whole number "
+                    "of seconds from 1 to %u", RZ__BUDGET_INTERVAL_MAX_S);
+        } else {
+            bad(L, RZ_EINVALID, "budget", n, "unknown key '%s' in 'budget' (keys: "
+                "max_cents_per_hour, max_micros_per_hour, hours, interval_s)", n);
+        }
+    }
+    if (rates != 1)
+        bad(L, RZ_EINVALID, "budget", NULL, rates ? "'budget' takes one rate: "
+            "max_cents_per_hour or max_micros_per_hour, not both"
+            : "'budget' needs a rate: max_cents_per_hour or max_micros_per_hour");
+}
+
+bool rz__step_budget(const rz__step *s, rz__budget *out)
+{
+    const cJSON *b = s->extra ? cJSON_GetObjectItemCaseSensitive(s->extra, "budget") : NULL;
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(b, "max_cents_per_hour");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(b, "max_micros_per_hour");
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(b, "hours");
+    const cJSON *i = cJSON_GetObjectItemCaseSensitive(b, "interval_s");
+    if (!cJSON_IsObject(b) || (c != NULL) == (m != NULL) ||
+        (c && !whole_in(c, 1, 900719925474.0)) || (m && !whole_in(m, 1, 9007199254740992.0)) ||
+        (h && !whole_in(h, 1, RZ__BUDGET_HOURS_MAX)) ||
+        (i && !whole_in(i, 1, RZ__BUDGET_INTERVAL_MAX_S)))
+        return false;
+    out->micros_per_hour = c ? (uint64_t)c->valuedouble * 10000u : (uint64_t)m->valuedouble;
+    out->hours = h ? (uint32_t)h->valuedouble : 0;
+    out->interval_s = i ? (uint32_t)i->valuedouble : RZ__BUDGET_INTERVAL_S;
+    return true;
+}
+
+uint64_t rz__budget_interval_micros(const rz__budget *b)
+{
+    uint64_t r = b->micros_per_hour, s = b->interval_s;
+    return r / 3600u * s + ((r % 3600u) * s + 3599u) / 3600u;
+}
+
 /* An approval step waits for a person: it runs nothing. */
 static void approval_step_rules(lower *L, const rz__step *s)
 {
@@ -1137,6 +1209,9 @@ static void service_rules(lower *L, rz__step *s, unsigned seen, const cJSON *obj
                 ? 1 : RZ__SERVICE_MAX_RESTARTS + 1;
         if (s->restart == RZ_RESTART_NEVER)
             s->retry.max_attempts = 1;
+    } else if (s->extra && cJSON_GetObjectItemCaseSensitive(s->extra, "budget")) {
+        bad(L, RZ_EINVALID, "budget", NULL, "'budget' is for services (billed by "
+            "time): step '%s' has no 'kind: service'", id);
     } else if (has_field(seen, "restart") || has_field(seen, "ready")) {
         bad(L, RZ_EINVALID, has_field(seen, "restart") ? "restart" : "ready", NULL,
             "'%s' is for services: step '%s' has no 'kind: service'",
@@ -1179,6 +1254,8 @@ static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
             check_approval(L, c);
         if (strcmp(c->string, "cache") == 0)
             check_cache(L, c);
+        if (strcmp(c->string, "budget") == 0)
+            check_budget(L, c);
         if (key_id && strcmp(c->string, "ui") == 0)
             lower_ui(L, &s->extra, c, false);
         else if (!lower_step_field(L, s, obj, c, key_id != NULL, &seen))

@@ -130,6 +130,26 @@ static inline const cJSON *rz__step_approval(const rz__step *s)
     return cJSON_IsObject(a) ? a : NULL;
 }
 
+/* A service's budget (docs/services.md, "Billing by time"): `budget:
+ * {max_cents_per_hour | max_micros_per_hour, hours?, interval_s?}`, kept
+ * in the step's extra and checked at load. The engine holds one interval
+ * at a time: interval_hold_micros = ceil(rate x interval_s / 3600). */
+#define RZ__BUDGET_INTERVAL_S 60u
+#define RZ__BUDGET_INTERVAL_MAX_S 3600u
+#define RZ__BUDGET_HOURS_MAX 87600u          /* ten years */
+typedef struct rz__budget {
+    uint64_t micros_per_hour;   /* 1..2^53 */
+    uint32_t hours;             /* lifetime in hours; 0: no limit but the
+                                   client's balance */
+    uint32_t interval_s;        /* 1..RZ__BUDGET_INTERVAL_MAX_S */
+} rz__budget;
+/* The step's budget: false when it has none (or a malformed one, which
+ * the loader refused already). */
+RZ_HIDDEN bool rz__step_budget(const rz__step *s, rz__budget *out);
+/* What one interval holds: ceil(micros_per_hour x interval_s / 3600),
+ * computed without overflow (<= 2^53). */
+RZ_HIDDEN uint64_t rz__budget_interval_micros(const rz__budget *b);
+
 struct rz_flow {
     rz_format format;     /* syntax it was loaded from */
     bool builder;         /* builder shape (nodes/connections) vs FluxGraph */

@@ -1244,7 +1244,9 @@ static uint64_t backoff_delay(const rz__step *st, uint32_t n)
 }
 
 /* A RUNNING step failed with `reason` (taken over). Retry or settle. */
-static void step_failed(rz_run *r, size_t i, char *reason, uint64_t now_ms)
+/* again: it may retry (attempts left); false: it fails for good. */
+static void step_failed_as(rz_run *r, size_t i, char *reason, uint64_t now_ms,
+                           bool again)
 {
     step_rt *s = &r->st[i];
     const rz__step *st = step_of(r, i);
@@ -1252,7 +1254,7 @@ static void step_failed(rz_run *r, size_t i, char *reason, uint64_t now_ms)
     s->has_deadline = false;
     s->ended_ms = now_ms;
     uint32_t max = st->retry.max_attempts ? st->retry.max_attempts : 1;
-    if (!r->cancelled && s->attempts < max) {
+    if (again && !r->cancelled && s->attempts < max) {
         set_state(r, i, RZ_STEP_BACKOFF);
         s->due_ms = add_sat(now_ms, backoff_delay(st, s->attempts));
         push_timed(r, i);
@@ -1264,6 +1266,26 @@ static void step_failed(rz_run *r, size_t i, char *reason, uint64_t now_ms)
         !is_element(r, i))   /* an element's step decides (finish_map) */
         r->fatal = true;
     settle(r, i);
+}
+
+static void step_failed(rz_run *r, size_t i, char *reason, uint64_t now_ms)
+{
+    step_failed_as(r, i, reason, now_ms, true);
+}
+
+int rz__run_service_stop(rz_run *run, size_t step, const char *reason,
+                         uint64_t now_ms)
+{
+    int rc = check_step(run, step);
+    if (rc != RZ_OK)
+        return rc;
+    if (run->st[step].state != RZ_STEP_RUNNING || !step_of(run, step)->service)
+        return rz__error(RZ_ESTATE, "step %zu is not a running service", step);
+    char *copy = rz__strdup(reason && reason[0] ? reason : "stopped");
+    if (!copy)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    step_failed_as(run, step, copy, now_ms, false);
+    return RZ_OK;
 }
 
 /* ---- Construction --------------------------------------------------------- */

@@ -51,6 +51,12 @@ RZ_HIDDEN int rz__run_emit(rz_run *run, size_t step, uint32_t attempt,
                            size_t *delivered);
 #define RZ__RUN_KEYS_MAX 100000u
 
+/* Running service `step` is stopped for good (its budget ran out): it
+ * fails with `reason`, not restarted whatever its policy. RZ_ESTATE if it
+ * is not a running service (nothing changes). */
+RZ_HIDDEN int rz__run_service_stop(rz_run *run, size_t step, const char *reason,
+                                   uint64_t now_ms);
+
 /* Events service `step` emitted so far. */
 RZ_HIDDEN uint32_t rz__run_events_emitted(const rz_run *run, size_t step);
 
