@@ -380,7 +380,10 @@ typedef struct rz_engine_job_info {
     int32_t priority;
     rz_ledger_id client;
     uint64_t max_cost_micros;
-    uint64_t cost_micros;       /* charged; set once it succeeded */
+    uint64_t cost_micros;       /* charged; set once it succeeded (a service
+                                   billed by time: what its intervals were
+                                   charged so far, its max_cost_micros one
+                                   interval's hold; docs/services.md) */
     uint64_t run_ms;
     uint64_t deployment;       /* 0: standalone */
     const char *step;          /* borrowed like rz_engine_assignment */

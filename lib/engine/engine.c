@@ -783,11 +783,13 @@ int rz_engine_node_heartbeat(rz_engine *e, uint64_t node, uint64_t now_ms,
 
 /* A job whose node went away: back to the queue, or failed after too many
  * dispatches. Its hold stays, so nothing is charged twice. */
-static int requeue(rz_engine *e, rz__ejob *j, uint64_t now)
+/* node_gone: its node was lost or left (else it declined the job, or lost
+ * the assignment before it ran). */
+static int requeue(rz_engine *e, rz__ejob *j, uint64_t now, bool node_gone)
 {
-    /* A service that was running is restarted by its own policy: the
-     * lost node counts as a failed attempt against its max_restarts. */
-    bool service = j->state == RZ_JOB_RUNNING && !j->rep_head &&
+    /* A service that ran on a node now gone is restarted by its own
+     * policy: the attempt failed, counted against its max_restarts. */
+    bool service = node_gone && j->state == RZ_JOB_RUNNING && !j->rep_head &&
                    rz_engine_job_service(e, j->id);
     rz__engine_unplace(e, j, false);
     if (service)
@@ -824,7 +826,7 @@ static int node_drop(rz_engine *e, rz__enode *n, rz_node_state st, uint64_t now)
     }
     int rc = RZ_OK;
     while (rc == RZ_OK && n->n_held)
-        rc = requeue(e, rz__engine_job(e, n->held[0]), now);
+        rc = requeue(e, rz__engine_job(e, n->held[0]), now, true);
     return rc;
 }
 
@@ -924,7 +926,7 @@ int rz_engine_decline(rz_engine *e, uint64_t node, uint64_t job,
     j->declined[j->n_declined++] = node;
     rz__engine_touch_job(e, j);
     rz__verify_outcome(e, node, RZ__OUT_DECLINED);
-    return rz__engine_commit_call(e, requeue(e, j, now_ms));
+    return rz__engine_commit_call(e, requeue(e, j, now_ms, false));
 }
 
 static bool listed(const uint64_t *ids, size_t n, uint64_t job)
@@ -970,7 +972,7 @@ int rz_engine_node_running(rz_engine *e, uint64_t node, const uint64_t *running,
             continue;
         }
         rz__engine_unplace(e, j, true);   /* leaves n->held; a stop, in case */
-        rc = requeue(e, j, now_ms);
+        rc = requeue(e, j, now_ms, false);
         k++;
     }
     if (requeued)
@@ -1424,6 +1426,8 @@ int rz_engine_job_get(const rz_engine *e, uint64_t job, rz_engine_job_info *out)
     out->client = j->client;
     out->max_cost_micros = j->max_cost;
     out->cost_micros = j->state == RZ_JOB_SUCCEEDED ? j->cost : 0;
+    if (j->iv)   /* billed by time: its intervals so far, the last once paid */
+        out->cost_micros = j->iv_paid_micros + (j->state >= RZ_JOB_SUCCEEDED ? j->cost : 0);
     out->run_ms = j->run_ms;
     out->deployment = j->deployment;
     rz_engine_assignment a;

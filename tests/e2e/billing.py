@@ -80,6 +80,8 @@ class Billing(network.Base):
         self.assertEqual((b["intervals_paid"], b["paid_micros"]),
                          (PAID, PAID * INTERVAL_COST), b)
         self.assertEqual(b["interval_hold_micros"], HOLD, b)
+        self.assertEqual((st["charged_micros"], st["held_micros"]),
+                         (PAID * INTERVAL_COST, HOLD), st)
         # The ledger, exactly: nine settlements of $0.10, 5% of each a fee.
         total = PAID * INTERVAL_COST
         fee = network.fee(INTERVAL_COST)

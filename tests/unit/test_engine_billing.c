@@ -233,6 +233,10 @@ static void test_intervals_paid_until_the_balance_runs_out(void **state)
     assert_int_equal((int)billing(v, "paid_micros"), 9000);
     assert_int_equal(cJSON_GetObjectItem(v, "attempts")->valueint, 1);   /* no restart */
     cJSON_Delete(v);
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, hb, &ji), RZ_OK);
+    assert_int_equal(ji.cost_micros, 9000);   /* every interval, the last too */
+    assert_int_equal(ji.max_cost_micros, 1200);
     /* Exact: 15 x 600 paid, 95% to the node, 5% fee; nothing held. */
     assert_int_equal(avail(f, f->client), CREDIT - 9000);
     assert_int_equal(avail(f, rz_engine_node_account(n)), 15u * 570);
