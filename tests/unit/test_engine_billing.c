@@ -172,6 +172,45 @@ static bool stopped(fx *f, uint64_t job, uint64_t node)
     return seen;
 }
 
+/* After the 15th interval: the step failed for good with its reason, the
+ * money exact, and a reopen changes nothing. */
+static void exhausted_checked(fx *f, uint64_t d, uint64_t hb, uint64_t n,
+                              uint32_t attempt, uint64_t end)
+{
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_FAILED);
+    cJSON *v = step_view(f, d, "hb");
+    assert_string_equal(cJSON_GetObjectItem(v, "status")->valuestring, "failed");
+    assert_string_equal(cJSON_GetObjectItem(v, "error")->valuestring,
+                        "budget exhausted: 15 intervals paid ($0.009000); the balance "
+                        "($0.001000) cannot cover the next ($0.001200)");
+    assert_int_equal((int)billing(v, "intervals_paid"), 15);
+    assert_int_equal((int)billing(v, "paid_micros"), 9000);
+    assert_int_equal(cJSON_GetObjectItem(v, "attempts")->valueint, 1);   /* no restart */
+    cJSON_Delete(v);
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, hb, &ji), RZ_OK);
+    assert_int_equal(ji.cost_micros, 9000);   /* every interval, the last too */
+    assert_int_equal(ji.max_cost_micros, 1200);
+    /* Exact: 15 x 600 paid, 95% to the node, 5% fee; nothing held. */
+    assert_int_equal(avail(f, f->client), CREDIT - 9000);
+    assert_int_equal(avail(f, rz_engine_node_account(n)), 15u * 570);
+    assert_int_equal(avail(f, RZ_LEDGER_PLATFORM_ID), 15u * 30);
+    rz_ledger_stats ls;
+    assert_int_equal(rz_ledger_stats_get(rz_engine_ledger(f->e), &ls), RZ_OK);
+    assert_int_equal(ls.escrow_held_micros, 0);
+    /* The node's late result changes nothing; a reopen replays the stop. */
+    rz_engine_report r = RZ_ENGINE_REPORT_INIT;
+    r.attempt = attempt;
+    assert_int_equal(rz_engine_report_result(f->e, n, hb, &r, end + 5, NULL), RZ_ESTATE);
+    reopen(f);
+    check(f);
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_FAILED);
+    assert_int_equal(avail(f, f->client), CREDIT - 9000);
+}
+
 /* The node keeps beating and the clock moves a minute at a time; every
  * interval is paid once, the balance falls by 600 each, and the 15th
  * cannot be followed: 10,000 - 1,200 held leaves 8,800, which pays 14
@@ -221,38 +260,7 @@ static void test_intervals_paid_until_the_balance_runs_out(void **state)
     assert_int_equal(rz_engine_tick(f->e, end), RZ_OK);
     check(f);
     assert_true(stopped(f, hb, n));   /* the node is told to stop it */
-    rz_run_state rs;
-    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
-    assert_int_equal(rs, RZ_RUN_FAILED);
-    cJSON *v = step_view(f, d, "hb");
-    assert_string_equal(cJSON_GetObjectItem(v, "status")->valuestring, "failed");
-    assert_string_equal(cJSON_GetObjectItem(v, "error")->valuestring,
-                        "budget exhausted: 15 intervals paid ($0.009000); the balance "
-                        "($0.001000) cannot cover the next ($0.001200)");
-    assert_int_equal((int)billing(v, "intervals_paid"), 15);
-    assert_int_equal((int)billing(v, "paid_micros"), 9000);
-    assert_int_equal(cJSON_GetObjectItem(v, "attempts")->valueint, 1);   /* no restart */
-    cJSON_Delete(v);
-    rz_engine_job_info ji;
-    assert_int_equal(rz_engine_job_get(f->e, hb, &ji), RZ_OK);
-    assert_int_equal(ji.cost_micros, 9000);   /* every interval, the last too */
-    assert_int_equal(ji.max_cost_micros, 1200);
-    /* Exact: 15 x 600 paid, 95% to the node, 5% fee; nothing held. */
-    assert_int_equal(avail(f, f->client), CREDIT - 9000);
-    assert_int_equal(avail(f, rz_engine_node_account(n)), 15u * 570);
-    assert_int_equal(avail(f, RZ_LEDGER_PLATFORM_ID), 15u * 30);
-    rz_ledger_stats ls;
-    assert_int_equal(rz_ledger_stats_get(rz_engine_ledger(f->e), &ls), RZ_OK);
-    assert_int_equal(ls.escrow_held_micros, 0);
-    /* The node's late result changes nothing; a reopen replays the stop. */
-    rz_engine_report r = RZ_ENGINE_REPORT_INIT;
-    r.attempt = a.attempt;
-    assert_int_equal(rz_engine_report_result(f->e, n, hb, &r, end + 5, NULL), RZ_ESTATE);
-    reopen(f);
-    check(f);
-    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
-    assert_int_equal(rs, RZ_RUN_FAILED);
-    assert_int_equal(avail(f, f->client), CREDIT - 9000);
+    exhausted_checked(f, d, hb, n, a.attempt, end);
 }
 
 /* hours: 1 at 10-minute intervals: six intervals, then it stops, spent. A
