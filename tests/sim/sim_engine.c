@@ -27,6 +27,9 @@
  * fire records); after each crash the engine opens, fires the crash lost
  * run again, every invariant holds and each fire ran exactly once.
  * RZ_SIM_SWEEP=0 turns the sweeps off.
+ * Issue 17: each deployment has a service billed by time (step s, 1-second
+ * intervals, restarts), so intervals roll over among the faults and
+ * crashes, rz_engine_check holding each interval settled once.
  * A failure prints the seed and step; run again with that seed to replay:
  * the world and the engine are both deterministic. */
 #include <signal.h>
@@ -181,7 +184,10 @@ static const char *FLOW =
     " for_each: \"${{ steps.f.outputs.v }}\"}\n"
     /* an approval: decided by the world (act_approve), or its default */
     "  h: {needs: [a], approval: {timeout_s: 3, default: approve}}\n"
-    "  i: {module: m, needs: [h], max_cost_micros: 400}\n";
+    "  i: {module: m, needs: [h], max_cost_micros: 400}\n"
+    /* a service billed by time (billing.c): 1-second intervals, restarts */
+    "  s: {module: m, kind: service, restart: {max_restarts: 2,"
+    " backoff_ms: 50}, budget: {max_micros_per_hour: 7200000, interval_s: 1}}\n";
 
 static void dep_made(world *w, uint64_t id)
 {
@@ -999,6 +1005,24 @@ static void replicated_check(world *w, const rz_engine_job_info *ji,
     by_state[ji->state]++;
 }
 
+/* Services billed by time (step s): intervals rolled over (each settled
+ * once: rz_engine_check's B2) and what the billed jobs were charged. */
+static void summary_billing(world *w, uint64_t total)
+{
+    unsigned long jobs = 0, intervals = 0;
+    uint64_t micros = 0;
+    for (uint64_t j = 1; j <= total; j++) {
+        const rz__ejob *x = rz__engine_job_read(w->e, j);
+        if (!x || !x->iv)
+            continue;
+        jobs++;
+        intervals += x->iv - 1;
+        micros += x->iv_paid_micros + x->cost;
+    }
+    printf("sim: %lu services billed by time, %lu intervals rolled over, %llu "
+           "micros charged for them\n", jobs, intervals, (unsigned long long)micros);
+}
+
 static void summary_18(const world *w)
 {
     printf("sim: %lu pauses, %lu resumes, %lu approvals decided, %lu deployments "
@@ -1079,6 +1103,7 @@ static void finish(world *w)
            w->ch_wrong, w->ch_silent, (unsigned long long)cost,
            rep[RZ_JOB_SUCCEEDED], rep[RZ_JOB_FAILED], rep[RZ_JOB_CANCELLED]);
     summary_18(w);
+    summary_billing(w, total);
 }
 
 /* Small capability challenges, often, among the faults (act_challenge). */
