@@ -732,8 +732,9 @@ typedef struct rz_engine_stats {
 } rz_engine_stats;
 RZ_EXTERN void rz_engine_stats_get(const rz_engine *e, rz_engine_stats *out);
 /* What succeeded jobs were charged in all (the sum of their cost_micros,
- * as rz_engine_job_get gives it): O(jobs in memory), without reading the
- * finished jobs' records. 0 for NULL. */
+ * as rz_engine_job_get gives it), and services billed by time what their
+ * intervals were: O(jobs in memory), without reading the finished jobs'
+ * records. 0 for NULL. */
 RZ_EXTERN uint64_t rz_engine_volume_micros(const rz_engine *e);
 
 /* Check every invariant: no job both queued and placed, no node's capacity

@@ -1131,6 +1131,7 @@ int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
         if (got->iv) {   /* billed by time: its interval runs from now */
             got->iv_start = now_ms;
             got->iv_running = true;
+            got->cost = 0;   /* an earlier attempt's, not paid (restart: always) */
         }
         rz__engine_touch_job(e, got);
     }
@@ -1427,7 +1428,7 @@ int rz_engine_job_get(const rz_engine *e, uint64_t job, rz_engine_job_info *out)
     out->max_cost_micros = j->max_cost;
     out->cost_micros = j->state == RZ_JOB_SUCCEEDED ? j->cost : 0;
     if (j->iv)   /* billed by time: its intervals so far, the last once paid */
-        out->cost_micros = j->iv_paid_micros + (j->state >= RZ_JOB_SUCCEEDED ? j->cost : 0);
+        out->cost_micros = rz__engine_charged(j);
     out->run_ms = j->run_ms;
     out->deployment = j->deployment;
     rz_engine_assignment a;
@@ -1555,7 +1556,7 @@ uint64_t rz_engine_volume_micros(const rz_engine *e)
         return 0;
     uint64_t sum = e->gone_volume;
     for (size_t i = 0; i < e->n_live_jobs; i++)
-        sum += e->jobs[i]->state == RZ_JOB_SUCCEEDED ? e->jobs[i]->cost : 0;
+        sum += rz__engine_charged(e->jobs[i]);
     return sum;
 }
 

@@ -683,6 +683,15 @@ RZ_HIDDEN bool rz__replica_finish(rz_engine *e, rz__ejob *j, rz_job_state st);
 RZ_HIDDEN bool rz__replica_save(struct cJSON *rec, const rz__ejob *j);
 RZ_HIDDEN int rz__replica_load(rz__ejob *j, const struct cJSON *rec);
 
+/* What j was charged: a succeeded job its cost; a service billed by time
+ * its intervals so far, and its last once that was settled (its cost is 0
+ * unless it was). */
+static inline uint64_t rz__engine_charged(const rz__ejob *j)
+{
+    return j->iv ? j->iv_paid_micros + j->cost
+                 : j->state == RZ_JOB_SUCCEEDED ? j->cost : 0;
+}
+
 /* billing.c: billing by time (docs/services.md). */
 /* A new job of service step `st` with a budget: billed by time (iv 1, one
  * interval held, matched on one interval's price); else unchanged. */

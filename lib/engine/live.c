@@ -171,7 +171,7 @@ void rz__engine_evict(rz_engine *e)
         if (c < e->n_evict && e->evict[c] == j->id &&
             rz__engine_job_done(e, j)) {
             e->gone_jobs[j->state]++;
-            e->gone_volume += j->state == RZ_JOB_SUCCEEDED ? j->cost : 0;
+            e->gone_volume += rz__engine_charged(j);
             rz__engine_job_clear(e, j);
             free(j);
             continue;

@@ -1001,7 +1001,7 @@ static int load_job(rz_engine *e, const unsigned char *key, size_t klen,
     if (rc == RZ_OK && rz__engine_job_done(e, j)) {
         if ((unsigned)j->state <= RZ_JOB_CANCELLED)
             e->gone_jobs[j->state]++;
-        e->gone_volume += j->state == RZ_JOB_SUCCEEDED ? j->cost : 0;
+        e->gone_volume += rz__engine_charged(j);
         rz__engine_job_clear(e, j);
         free(j);
         return RZ_OK;
@@ -1729,7 +1729,7 @@ static int ret_jobs(ret_pass *p, size_t look)
             if (rc == RZ_OK) {
                 if ((unsigned)j.state <= RZ_JOB_CANCELLED)
                     p->ret.jobs[j.state]++;
-                p->ret.volume += j.state == RZ_JOB_SUCCEEDED ? j.cost : 0;
+                p->ret.volume += rz__engine_charged(&j);
                 if (p->ret.max_job < id)
                     p->ret.max_job = id;
                 p->ids[p->n_removed++] = id;
