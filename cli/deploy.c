@@ -349,6 +349,16 @@ static void print_step_row(const char *name, const cJSON *st)
     const char *err = cli_json_str(st, "error", NULL);
     if (err)
         printf("  %-20s error: %s\n", "", err);
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(st, "billing");
+    if (cJSON_IsObject(b)) {   /* a service billed by time */
+        char paid[48], hold[48];
+        cli_money_u64((uint64_t)cli_json_int(b, "paid_micros"), false, paid, sizeof paid);
+        cli_money_u64((uint64_t)cli_json_int(b, "interval_hold_micros"), false, hold,
+                      sizeof hold);
+        printf("  %-20s billed by time: %lld intervals of %lld s paid (%s), %s held "
+               "an interval\n", "", (long long)cli_json_int(b, "intervals_paid"),
+               (long long)cli_json_int(b, "interval_s"), paid, hold);
+    }
 }
 
 /* A for_each step's elements: each one while there are at most 20, else a

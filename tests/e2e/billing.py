@@ -82,6 +82,10 @@ class Billing(network.Base):
         self.assertEqual(b["interval_hold_micros"], HOLD, b)
         self.assertEqual((st["charged_micros"], st["held_micros"]),
                          (PAID * INTERVAL_COST, HOLD), st)
+        text = self.cli("flow", "status", str(dep), key=self.small_key).stdout
+        self.assertIn("billed by time: 9 intervals of 1 s paid ($0.90), $0.20 held "
+                      "an interval", text)
+        self.assertIn(REASON, text)
         # The ledger, exactly: nine settlements of $0.10, 5% of each a fee.
         total = PAID * INTERVAL_COST
         fee = network.fee(INTERVAL_COST)
