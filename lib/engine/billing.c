@@ -301,18 +301,21 @@ static bool due(const rz_engine *e, const rz__ejob *j, const rz__budget *b,
 int rz__bill_tick(rz_engine *e, uint64_t now)
 {
     int rc = RZ_OK;
-    size_t k = 0;
-    for (size_t i = 0; i < e->n_bill; i++) {
-        uint64_t id = e->bill[i];
-        rz__ejob *j = rz__engine_job(e, id);
+    /* A stop advances its deployment, which may list more jobs: the list
+     * is read again at each step and tidied after. */
+    for (size_t i = 0; rc == RZ_OK && i < e->n_bill; i++) {
+        rz__ejob *j = rz__engine_job(e, e->bill[i]);
         rz__edep *d;
         rz__budget b;
-        bool budget = j && job_budget(e, j, &b, &d);
-        if (rc == RZ_OK && budget && due(e, j, &b, now) && d->run)
+        if (j && job_budget(e, j, &b, &d) && due(e, j, &b, now) && d->run)
             rc = interval_end(e, j, d, &b, now);
-        /* Kept while open or owing an interval; gone ones leave. */
+    }
+    /* Kept while open or owing an interval; gone ones leave. */
+    size_t k = 0;
+    for (size_t i = 0; i < e->n_bill; i++) {
+        const rz__ejob *j = rz__engine_job(e, e->bill[i]);
         if (j && j->iv && (j->state < RZ_JOB_SUCCEEDED || j->iv_owed))
-            e->bill[k++] = id;
+            e->bill[k++] = e->bill[i];
     }
     e->n_bill = k;
     return rc;
