@@ -782,9 +782,9 @@ int rz_engine_node_heartbeat(rz_engine *e, uint64_t node, uint64_t now_ms,
 }
 
 /* A job whose node went away: back to the queue, or failed after too many
- * dispatches. Its hold stays, so nothing is charged twice. */
-/* node_gone: its node was lost or left (else it declined the job, or lost
- * the assignment before it ran). */
+ * dispatches. Its hold stays, so nothing is charged twice. node_gone: its
+ * node was lost or left (else it declined the job, or lost the assignment
+ * before it ran). */
 static int requeue(rz_engine *e, rz__ejob *j, uint64_t now, bool node_gone)
 {
     /* A service that ran on a node now gone is restarted by its own
