@@ -555,6 +555,26 @@ rz_flow *cli_flow_load(const cli *c, const char *path, const rz_registry *reg)
     return load_checked(c, path, reg, NULL);
 }
 
+/* The file outputs' caps (docs/flow-format.md): a whole number of MiB
+ * from 1 to 1,048,576 in the variable, or unset (the default). */
+static bool env_mb(const char *name, uint32_t *out)
+{
+    const char *v = getenv(name);
+    *out = 0;
+    if (!v || !*v)
+        return true;
+    char *end = NULL;
+    errno = 0;
+    unsigned long n = strtoul(v, &end, 10);
+    if (errno || *end || v[0] == '-' || n < 1 || n > (1ul << 20)) {
+        fprintf(stderr, "rhizos: %s wants a number of MiB from 1 to 1048576, "
+                "not '%s'\n", name, v);
+        return false;
+    }
+    *out = (uint32_t)n;
+    return true;
+}
+
 int cli_flow_run(cli *c)
 {
     if (need_args(c, "run", 1, 1) != 0)
@@ -585,6 +605,14 @@ int cli_flow_run(cli *c)
         rz_flow_free(flow);
         rz_registry_free(reg);
         return EXIT_FAILED;
+    }
+    uint32_t file_mb = 0, run_files_mb = 0;
+    if (!env_mb("RHIZOS_MAX_FILE_MB", &file_mb) ||
+        !env_mb("RHIZOS_MAX_RUN_FILES_MB", &run_files_mb)) {
+        free(inputs);
+        rz_flow_free(flow);
+        rz_registry_free(reg);
+        return EXIT_USAGE;
     }
     char run_id[300];
     if (c->run_id)
@@ -630,6 +658,8 @@ int cli_flow_run(cli *c)
     opts.container_host = c->container_host;
     opts.reuse_json = c->reuse_json;
     opts.llm_servers = c->llm_servers;
+    opts.max_file_mb = file_mb;
+    opts.max_run_files_mb = run_files_mb;
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
     if (!c->quiet && !c->json && c->resumed_run)

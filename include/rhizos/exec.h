@@ -183,13 +183,25 @@ typedef struct rz_attempt_opts {
      * no cap stops it; its outputs are those of an outputs file, else {}.
      * Adapters that cannot stream refuse it. (Version 6.) */
     int service;
+    /* File outputs (`type: file`, docs/flow-format.md): the blob store
+     * folder (content-addressed, lib/store/blob.c) where a step's file
+     * outputs are stored and its file inputs are read from; NULL: none, a
+     * step with a file output or input fails saying so. The most bytes of
+     * one file, and of all the step's files (what is left of the run's
+     * cap); 0: RZ_ATTEMPT_DEFAULT_MAX_FILE / _MAX_FILES. (Version 7.) */
+    const char *blob_dir;
+    uint64_t max_file;
+    uint64_t max_files;
 } rz_attempt_opts;
 
 #define RZ_ATTEMPT_DEFAULT_MAX_SCRATCH_MB 1024u
-#define RZ_ATTEMPT_OPTS_VERSION 6
+#define RZ_ATTEMPT_DEFAULT_MAX_FILE ((uint64_t)1 << 30)    /* 1 GiB */
+#define RZ_ATTEMPT_DEFAULT_MAX_FILES ((uint64_t)4 << 30)   /* 4 GiB */
+#define RZ_ATTEMPT_OPTS_VERSION 7
 #define RZ_ATTEMPT_OPTS_INIT { RZ_ATTEMPT_OPTS_VERSION, NULL, NULL, NULL, \
                                NULL, NULL, 0, 0, NULL, NULL, NULL, 0, 0, 0, \
-                               0, 0, 0, 1, -1, NULL, NULL, NULL, 0, NULL, 0 }
+                               0, 0, 0, 1, -1, NULL, NULL, NULL, 0, NULL, 0, \
+                               NULL, 0, 0 }
 
 /* Start an attempt; returns at once. An attempt that cannot start (unknown
  * or unavailable adapter, command not found, no scratch folder) is still
@@ -410,12 +422,18 @@ typedef struct rz_runner_opts {
      * environment per process). A store may be written by several
      * runners' threads and read meanwhile. NULL: data_dir's. Version 9. */
     struct rz_store *store;
+    /* File outputs (docs/flow-format.md): stored in data_dir/blobs (else
+     * in the run's private folder, gone with it), at most max_file_mb MiB
+     * a file and max_run_files_mb MiB for the whole run; 0: 1024 and 4096.
+     * Version 10. */
+    uint32_t max_file_mb;
+    uint32_t max_run_files_mb;
 } rz_runner_opts;
 
-#define RZ_RUNNER_OPTS_VERSION 9
+#define RZ_RUNNER_OPTS_VERSION 10
 #define RZ_RUNNER_OPTS_INIT { RZ_RUNNER_OPTS_VERSION, 0, NULL, NULL, NULL, 1, \
                               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-                              0, 0, NULL, NULL, NULL, NULL }
+                              0, 0, NULL, NULL, NULL, NULL, 0, 0 }
 
 /* Before a run: RZ_OK when this machine can run every step of a validated
  * flow, else RZ_EUNSUPPORTED, with rz_error_last() naming the steps that

@@ -44,6 +44,9 @@ typedef struct rz__exec_spec {
     const char *container_host;   /* NULL: the default engine */
     const char *const *gpu_ids;   /* reserved GPUs, NULL-ended; NULL: none */
     const char *llm_servers;      /* the llm adapter's; NULL: the default */
+    /* File outputs (<scratch>/out/files, RZ_OUTPUT_DIR): the most bytes
+     * of one file and of all of them a sandbox copies out of the step. */
+    uint64_t max_file, max_files;
 } rz__exec_spec;
 
 /* What happened; pointers borrowed from the adapter's state until cleanup. */
@@ -118,6 +121,8 @@ typedef struct rz__proc_limits {
     uint32_t cpus;                /* CPU weight */
     uint32_t pids_max;
     uint32_t scratch_mb;          /* the scratch and /tmp tmpfs, each */
+    uint64_t file_cap, files_cap; /* file outputs copied out of a sandboxed
+                                     step: bytes a file, bytes in all */
 } rz__proc_limits;
 
 /* rz_proc_spawn in a scratch folder the caller made and removes; outputs

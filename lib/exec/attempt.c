@@ -64,6 +64,11 @@ struct rz_attempt {
     bool service;                /* stdout is a stream of lines */
     char *out_last;              /* its lines not taken when it ended */
     uint64_t out_dropped;
+    /* File outputs (files.c): the store, the module's file outputs. */
+    char *blob_dir;
+    char **file_ports;
+    size_t n_file_ports;
+    uint64_t max_file, max_files;
 };
 
 /* ---- the outputs protocol ---- */
@@ -334,9 +339,24 @@ static void finish(rz_attempt *a)
               !o.stdout_over &&
               o.exit_code == 0 && o.outputs &&
               strlen(o.outputs) <= a->max_output;
+    char *files_why = NULL;
+    if (ok && (a->outputs = rz__strdup(o.outputs)) && a->n_file_ports) {
+        rz__files_ctx c = { a->blob_dir, a->scratch,
+                            (char *const *)a->file_ports, a->n_file_ports,
+                            a->max_file, a->max_files };
+        uint64_t stored = 0;
+        if (rz__files_outputs(&c, &a->outputs, &stored) != RZ_OK) {
+            files_why = rz__strdup(rz_error_last()->message);
+            ok = false;
+            free(a->outputs);
+            a->outputs = NULL;
+        }
+    }
     if (ok) {
-        a->outputs = rz__strdup(o.outputs);
         scrub(a, &a->outputs, true);
+    } else if (files_why) {
+        a->reason = files_why;
+        scrub(a, &a->reason, false);
     } else {
         a->reason = failure_reason(a, &o, a->log, log_len);
         scrub(a, &a->reason, false);
@@ -511,6 +531,50 @@ int rz_attempt_adapter_check_at(const char *adapter, const char *host)
     return rc;
 }
 
+/* The file outputs' folder (RZ_OUTPUT_DIR) where the module has any; file
+ * inputs copied in, the request rewritten with their paths (*req_out, or
+ * NULL when it is unchanged). */
+static int files_prepare(rz_attempt *a, const char *req, const char *in_path,
+                         char **req_out)
+{
+    *req_out = NULL;
+    char *dir = a->n_file_ports ? rz__asprintf("%s/out/files", a->scratch) : NULL;
+    int rc = a->n_file_ports && !dir ? rz__error(RZ_ENOMEM, "out of memory") : RZ_OK;
+    if (dir && mkdir(dir, 0755) != 0 && errno != EEXIST)
+        rc = rz__error(RZ_EIO, "%s: %s", dir, strerror(errno));
+    free(dir);
+    if (rc == RZ_OK)
+        rc = rz__files_inputs(a->blob_dir, a->scratch, req, req_out);
+    if (rc == RZ_OK && *req_out && (unlink(in_path) != 0 ||
+                                    write_file(in_path, *req_out,
+                                               strlen(*req_out)) != 0))
+        rc = rz__error(RZ_EIO, "%s: %s", in_path, strerror(errno));
+    return rc;
+}
+
+/* The module's outputs of type file, and the store they go to. */
+static int files_setup(rz_attempt *a, const rz_attempt_opts *o)
+{
+    if (o->version < 7)
+        return RZ_OK;
+    a->max_file = o->max_file ? o->max_file : RZ_ATTEMPT_DEFAULT_MAX_FILE;
+    a->max_files = o->max_files ? o->max_files : RZ_ATTEMPT_DEFAULT_MAX_FILES;
+    if (o->blob_dir && !(a->blob_dir = rz__strdup(o->blob_dir)))
+        return RZ_ENOMEM;
+    const rz_module *m = o->module;
+    for (size_t k = 0; m && k < m->n_outputs; k++) {
+        if (!m->outputs[k].type || strcmp(m->outputs[k].type, "file") != 0)
+            continue;
+        if (!a->file_ports &&
+            !(a->file_ports = rz__calloc(m->n_outputs, sizeof *a->file_ports)))
+            return RZ_ENOMEM;
+        if (!(a->file_ports[a->n_file_ports] = rz__strdup(m->outputs[k].name)))
+            return RZ_ENOMEM;
+        a->n_file_ports++;
+    }
+    return RZ_OK;
+}
+
 /* Scratch, context, prepare, start; a failure is the attempt's reason. */
 static void launch(rz_attempt *a, const rz_attempt_opts *o)
 {
@@ -528,6 +592,11 @@ static void launch(rz_attempt *a, const rz_attempt_opts *o)
         return;
     }
     int rc = make_scratch(a, o->scratch_parent, req, &in_path, &out_path);
+    char *files_req = NULL;
+    if (rc == RZ_OK)
+        rc = files_prepare(a, req, in_path, &files_req);
+    if (files_req)
+        req = files_req;
     if (rc == RZ_OK && !(env = context_env(o, &owned)))
         rc = rz__error(RZ_ENOMEM, "out of memory");
     if (rc == RZ_OK) {
@@ -553,6 +622,7 @@ static void launch(rz_attempt *a, const rz_attempt_opts *o)
             .container_host = o->version >= 2 ? o->container_host : NULL,
             .gpu_ids = o->version >= 3 ? o->gpu_ids : NULL,
             .llm_servers = o->version >= 5 ? o->llm_servers : NULL,
+            .max_file = a->max_file, .max_files = a->max_files,
         };
         rc = a->service && !(a->ad->stream && a->ad->out_lines)
             ? rz__error(RZ_EUNSUPPORTED, "the %s adapter runs no services",
@@ -566,6 +636,7 @@ static void launch(rz_attempt *a, const rz_attempt_opts *o)
     free_env(env, owned);
     free(in_path);
     free(out_path);
+    free(files_req);
     if (rc != RZ_OK)
         fail_now(a, rz__asprintf("cannot start: %s",
                                  rz_error_last()->message));
@@ -599,7 +670,7 @@ int rz__attempt_start_pooled(rz_attempt **out, const rz_attempt_opts *o,
     a->max_output = o->max_output ? o->max_output : RZ_ATTEMPT_DEFAULT_MAX_OUTPUT;
     a->max_log = o->max_log ? o->max_log : RZ_ATTEMPT_DEFAULT_MAX_LOG;
     a->service = o->version >= 6 && o->service;
-    if (copy_secrets(a, o) != RZ_OK) {
+    if (copy_secrets(a, o) != RZ_OK || files_setup(a, o) != RZ_OK) {
         rz_attempt_free(a);
         return rz__error(RZ_ENOMEM, "out of memory");
     }
@@ -866,6 +937,10 @@ void rz_attempt_free(rz_attempt *a)
     wipe_free(a->reason);
     wipe_free(a->log);
     wipe_free(a->out_last);
+    for (size_t i = 0; i < a->n_file_ports; i++)
+        free(a->file_ports[i]);
+    free(a->file_ports);
+    free(a->blob_dir);
     if (a->live.data)
         sodium_memzero(a->live.data, a->live.len);
     free(a->live.data);

@@ -81,4 +81,27 @@ RZ_HIDDEN int rz__attempt_start_pooled(rz_attempt **out,
                                        const rz_attempt_opts *o,
                                        rz__scratch_pool *pool);
 
+/* File outputs and inputs of an attempt (files.c, docs/flow-format.md). */
+typedef struct rz__files_ctx {
+    const char *blob_dir;         /* the blob store; NULL: none here */
+    const char *scratch;          /* files are under <scratch>/out/files */
+    char *const *ports;           /* the module's outputs of type file */
+    size_t n_ports;
+    uint64_t file_cap, files_cap; /* bytes a file, bytes in all */
+} rz__files_ctx;
+/* The request with each input that is a file reference (or a list's
+ * element that is one) replaced by the absolute path of a read-only copy
+ * under <scratch>/in/files, the digest checked as it is copied: *out
+ * (malloc'd), or NULL when nothing was replaced. */
+RZ_HIDDEN int rz__files_inputs(const char *blob_dir, const char *scratch,
+                               const char *req, char **out);
+/* Each file output of *outputs (a JSON object; a string naming a file
+ * under <scratch>/out/files) stored in the blob store and replaced by its
+ * reference (rz__file_ref_digest), *outputs rewritten; *stored: the bytes
+ * stored. An error names the output and, past a cap, the cap. */
+RZ_HIDDEN int rz__files_outputs(const rz__files_ctx *c, char **outputs,
+                                uint64_t *stored);
+/* The bytes of the file references among outputs' members. */
+RZ_HIDDEN uint64_t rz__files_size(const char *outputs);
+
 #endif

@@ -63,6 +63,7 @@ struct rz_proc {
     size_t log_len, max_log;
     uint64_t log_total;        /* every byte written to stderr */
     char *scratch, *output_path;
+    uint64_t file_cap, files_cap;  /* see rz__proc_limits */
     bool own_scratch;          /* made here, removed by rz_proc_free */
     bool reaped, timed_out, done;
     bool sandboxed;            /* the child is bwrap */
@@ -274,6 +275,12 @@ static int build_env(launch *l, const rz_proc *p, const rz_proc_opts *o,
         env_set(&l->env, rz__strdup(*e));
     }
     env_set(&l->env, rz__asprintf("RZ_OUTPUT=%s", p->output_path));
+    /* File outputs go beside the outputs file (attempt.c makes the folder). */
+    const char *slash = strrchr(p->output_path, '/');
+    if (slash && !p->own_scratch)
+        env_set(&l->env, rz__asprintf("RZ_OUTPUT_DIR=%.*s/files",
+                                      (int)(slash - p->output_path),
+                                      p->output_path));
     return l->env.failed ? rz__error(RZ_ENOMEM, "out of memory") : RZ_OK;
 }
 
@@ -577,6 +584,7 @@ static int start_child(rz_proc *p, const launch *l)
             .fsize = l->fsize, .nofile = l->nofile, .as = l->as,
             .cpu = l->cpu, .limit_as = l->limit_as,
             .limit_cpu = l->limit_cpu, .out_cap = p->max_output,
+            .file_cap = p->file_cap, .files_cap = p->files_cap,
         };
         if ((rc = rz__sbx_spawn(&pid, &p->sbx, &sl, stdio, ep[1])) != RZ_OK)
             goto out;
@@ -724,6 +732,8 @@ int rz__proc_spawn_in(rz_proc **out, const rz_proc_opts *opts,
         p->cpus = lim->cpus;
         p->pids_max = lim->pids_max;
         p->scratch_mb = lim->scratch_mb;
+        p->file_cap = lim->file_cap;
+        p->files_cap = lim->files_cap;
     }
     p->scratch = rz__strdup(scratch);
     p->output_path = rz__strdup(outputs_path);
@@ -1162,6 +1172,8 @@ void rz__proc_launch_init(rz__proc_launch *l, const rz__exec_spec *sp)
     l->po = po;
     l->lim.cpus = sp->cpus;
     l->lim.scratch_mb = sp->scratch_mb;
+    l->lim.file_cap = sp->max_file;
+    l->lim.files_cap = sp->max_files;
     l->scratch = sp->scratch;
     l->outputs_path = sp->outputs_path;
 }

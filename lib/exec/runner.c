@@ -109,6 +109,8 @@ typedef struct runner {
     char *resume_reused;         /* reused steps, for resume_record */
     bool finished;               /* the deployment finished */
     int recorded;                /* the last record's outcome */
+    char *blob_dir;              /* file outputs' store (files.c) */
+    uint64_t files_used;         /* bytes of file outputs the run stored */
 } runner;
 
 /* ---- events ---- */
@@ -275,6 +277,26 @@ static const char *sandbox_scratch_parent(const runner *r)
     return count ? r->dir : NULL;
 }
 
+/* File outputs go to data_dir/blobs, where the run's record can name
+ * them; each step may store what is left of the run's cap. */
+static int files_opts(runner *r, rz_attempt_opts *ao)
+{
+    const rz_runner_opts *o = r->opts;
+    uint64_t file_mb = o->version >= 10 && o->max_file_mb ? o->max_file_mb : 1024;
+    uint64_t run_mb = o->version >= 10 && o->max_run_files_mb ? o->max_run_files_mb
+                                                             : 4096;
+    if (!r->blob_dir)
+        r->blob_dir = rz__asprintf("%s/blobs", o->data_dir ? o->data_dir : r->dir);
+    if (!r->blob_dir)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    uint64_t cap = run_mb << 20;
+    ao->blob_dir = r->blob_dir;
+    ao->max_file = file_mb << 20;
+    /* 0 would mean the default: one byte is the least there is. */
+    ao->max_files = r->files_used < cap ? cap - r->files_used : 1;
+    return RZ_OK;
+}
+
 static int start_step(runner *r, size_t step, const rz__step *s,
                       const rz_engine_assignment *asg, char **secret_env,
                       rz_attempt **out)
@@ -305,7 +327,9 @@ static int start_step(runner *r, size_t step, const rz__step *s,
         ao.container_host = r->opts->container_host;
         ao.llm_servers = r->opts->llm_servers;
         ao.service = s->service && task == step;
-        rc = rz__attempt_start_pooled(out, &ao, r->scratch);
+        rc = files_opts(r, &ao);
+        if (rc == RZ_OK)
+            rc = rz__attempt_start_pooled(out, &ao, r->scratch);
     }
     free_names(secrets, names);
     return rc;
@@ -469,6 +493,8 @@ static int finish_slot(runner *r, size_t k)
     price_attempt(r, sl, res.run_ms);
     char *outputs = res.ok ? rz__strdup(res.outputs) : NULL;
     char *why = res.ok ? NULL : rz__strdup(res.reason);
+    if (res.ok)
+        r->files_used += rz__files_size(res.outputs);
     uint64_t job = sl->job;
     uint32_t attempt = sl->attempt;
     drop_slot(r, k);   /* before reporting: the report may stop others */
@@ -1233,6 +1259,7 @@ static void runner_free(runner *r)
     free(r->resume_rec);
     rz_free(r->resume_map);
     free(r->resume_reused);
+    free(r->blob_dir);
 }
 
 int rz_runner_check(const rz_flow *flow, const rz_runner_opts *opts)
@@ -1280,7 +1307,7 @@ static const rz_runner_opts *opts_upgrade(const rz_runner_opts *opts,
         return opts;
     /* Version 2 ends before container_host, 3 before default_memory_mb,
      * 4 before max_scratch_mb, 5 before prices, 6 before reuse_json,
-     * 7 before llm_servers, 8 before store. */
+     * 7 before llm_servers, 8 before store, 9 before max_file_mb. */
     memcpy(to, opts, opts->version == 2
                ? offsetof(rz_runner_opts, container_host)
                : opts->version == 3
@@ -1293,7 +1320,9 @@ static const rz_runner_opts *opts_upgrade(const rz_runner_opts *opts,
                ? offsetof(rz_runner_opts, reuse_json)
                : opts->version == 7
                ? offsetof(rz_runner_opts, llm_servers)
-               : offsetof(rz_runner_opts, store));
+               : opts->version == 8
+               ? offsetof(rz_runner_opts, store)
+               : offsetof(rz_runner_opts, max_file_mb));
     to->version = RZ_RUNNER_OPTS_VERSION;
     return to;
 }

@@ -752,6 +752,16 @@ static int scratch_args(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
         strncmp(o->output_path, o->scratch, slen) == 0 &&
         o->output_path[slen] == '/')
         push3(a, "--bind", o->output_path, o->output_path);
+    /* The file outputs' folder beside it (RZ_OUTPUT_DIR), writable: under
+     * bwrap the step writes it on the host; its files are capped as they
+     * are taken into the blob store (attempt.c). */
+    const char *slash = o->output_path ? strrchr(o->output_path, '/') : NULL;
+    char *files = slash ? rz__asprintf("%.*s/files", (int)(slash - o->output_path),
+                                       o->output_path) : NULL;
+    struct stat fst;
+    if (files && lstat(files, &fst) == 0 && S_ISDIR(fst.st_mode))
+        push3(a, "--bind", files, files);
+    free(files);
     if (a->failed)
         return rz__error(RZ_ENOMEM, "out of memory");
     return RZ_OK;

@@ -77,6 +77,7 @@
  * The descriptors come alongside in this order: memfd, stdin, stdout,
  * stderr, error pipe, scratch (O_PATH), the step's end of its go socket
  * (see send_once), the host's outputs file (written, see copy_out; else
+ * /dev/null), the host's file outputs folder (see copy_files; else
  * /dev/null), each bind's detached mount tree
  * (open_tree clones: a tree of another mount namespace cannot be cloned
  * from inside the helper's), cgroup.procs x n_cg. */
@@ -86,6 +87,7 @@ typedef struct req_hdr {
     uint32_t limit_as, limit_cpu;
     uint64_t strings_len;
     uint64_t out_cap;   /* bytes of the outputs file copied out at most */
+    uint64_t file_cap, files_cap;   /* of the file outputs (copy_files) */
 } req_hdr;
 
 /* ---- the runner's side ---- */
@@ -277,6 +279,20 @@ static int collect_binds(binds *b, const rz__sbx_launch *l)
     return rc;
 }
 
+/* The host's <out>/files (attempt.c makes it where the module has file
+ * outputs), for the init's copy_files; else /dev/null. */
+static int open_files_dir(const rz__sbx_launch *l)
+{
+    const char *slash = l->output_path ? strrchr(l->output_path, '/') : NULL;
+    char dir[PATH_MAX];
+    int fd = -1;
+    if (slash && snprintf(dir, sizeof dir, "%.*s/files",
+                          (int)(slash - l->output_path), l->output_path) <
+                     (int)sizeof dir)
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    return fd >= 0 ? fd : open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 /* The request in a memfd; -errno on failure. */
 static int write_request(const rz__sbx_launch *l, const binds *b)
 {
@@ -295,6 +311,8 @@ static int write_request(const rz__sbx_launch *l, const binds *b)
     h.limit_as = l->limit_as;
     h.limit_cpu = l->limit_cpu;
     h.out_cap = l->out_cap;
+    h.file_cap = l->file_cap;
+    h.files_cap = l->files_cap;
     const char *out = l->output_path ? l->output_path : "";
     size_t n = vec_len(l->argv, &h.argc) + vec_len(l->envp, &h.envc);
     n += strlen(l->scratch) + strlen(l->exe) + strlen(out) + 3;
@@ -678,6 +696,8 @@ int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
         return rc;
     }
     fds[n++] = ofd;
+    int ffd = open_files_dir(l);
+    fds[n++] = ffd;
     for (size_t i = 0; i < b.n; i++)
         fds[n++] = b.fd[i];
     for (size_t i = 0; i < l->n_cg; i++)
@@ -689,6 +709,8 @@ int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
     close(memfd);
     close(sfd);
     close(ofd);
+    if (ffd >= 0)
+        close(ffd);
     binds_free(&b);
     if (rc == 0 && *pid < 0) {
         rc = *pid;
@@ -950,7 +972,7 @@ static int fd_at(const step *s, int i)
 }
 
 enum { FD_MEM, FD_IN, FD_OUT, FD_ERR, FD_ERRPIPE, FD_SCRATCH, FD_GO,
-       FD_OUTFILE, FD_REST };
+       FD_OUTFILE, FD_FILES, FD_REST };
 _Static_assert(FD_GO == FD_GO_SLOT, "the go socket's place");
 
 static const char *next_str(char **at, char *end)
@@ -1192,7 +1214,129 @@ static int make_out(const step *s)
     int rc = fd >= 0 && fchown(fd, s->h.uid, s->h.uid) == 0 ? 0 : -1;
     if (fd >= 0)
         close(fd);
+    /* RZ_OUTPUT_DIR: the step's own, in its tmpfs, where the host has
+     * one to copy it to (the module has file outputs). */
+    struct stat hf;
+    if (rc == 0 && fstat(fd_at(s, FD_FILES), &hf) == 0 && S_ISDIR(hf.st_mode) &&
+        (mkdirat(out_dir, "files", 0755) != 0 ||
+                    fchownat(out_dir, "files", s->h.uid, s->h.uid,
+                             AT_SYMLINK_NOFOLLOW) != 0))
+        rc = -1;
     return rc;
+}
+
+#define FILES_DEPTH 16        /* folders deep under RZ_OUTPUT_DIR */
+#define FILES_ENTRIES 10000   /* entries looked at in all */
+
+typedef struct files_copy {
+    uint64_t file_cap, left;  /* per file; of files_cap, what is left */
+    unsigned entries;
+    const char *over;         /* what went past a cap, for the log */
+} files_copy;
+
+/* One regular file of the step's (opened without following a link or
+ * blocking on a fifo) to a new one of the host's, capped as it is read. */
+static int copy_file(files_copy *c, int from_dir, int to_dir, const char *name)
+{
+    int fd = openat(from_dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+                    O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0)
+            close(fd);
+        return 0;   /* not taken: the runner names what is missing */
+    }
+    int out = openat(to_dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+                     O_CLOEXEC, 0644);
+    uint64_t done = 0;
+    char buf[16384];
+    ssize_t r;
+    int rc = out >= 0 ? 0 : -1;
+    while (rc == 0 && (r = read(fd, buf, sizeof buf)) > 0) {
+        done += (uint64_t)r;
+        if (done > c->file_cap || (uint64_t)r > c->left) {
+            c->over = done > c->file_cap ? "a file" : "the files together";
+            rc = -1;
+            break;
+        }
+        c->left -= (uint64_t)r;
+        for (ssize_t off = 0; rc == 0 && off < r;) {
+            ssize_t w = write(out, buf + off, (size_t)(r - off));
+            if (w <= 0)
+                rc = -1;
+            else
+                off += w;
+        }
+    }
+    close(fd);
+    if (out >= 0)
+        close(out);
+    return rc;
+}
+
+/* The step's RZ_OUTPUT_DIR tree copied to the host's: folders and regular
+ * files only (a link, fifo or device is not taken), within the caps. */
+static int copy_tree(files_copy *c, int from_dir, int to_dir, int depth)
+{
+    DIR *d = fdopendir(from_dir);
+    if (!d) {
+        close(from_dir);
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (++c->entries > FILES_ENTRIES) {
+            c->over = "the number of entries (10,000)";
+            rc = -1;
+            break;
+        }
+        int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY |
+                         O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0) {
+            rc = copy_file(c, dirfd(d), to_dir, e->d_name);
+            continue;
+        }
+        int to = depth < FILES_DEPTH && mkdirat(to_dir, e->d_name, 0755) == 0
+                     ? openat(to_dir, e->d_name, O_RDONLY | O_DIRECTORY |
+                              O_NOFOLLOW | O_CLOEXEC) : -1;
+        if (to < 0) {
+            close(sub);
+            continue;   /* too deep: not taken */
+        }
+        rc = copy_tree(c, sub, to, depth + 1);
+        close(to);
+    }
+    closedir(d);
+    return rc;
+}
+
+/* After the step: its file outputs folder copied to the host's, which the
+ * attempt takes into the blob store; the step's tmpfs goes with it. Past
+ * a cap the log says which and the step fails: -1. */
+static int copy_files(const step *s, int host, int err)
+{
+    struct stat st;
+    if (out_dir < 0 || host < 0 || fstat(host, &st) != 0 || !S_ISDIR(st.st_mode))
+        return 0;
+    int from = openat(out_dir, "files", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+                      O_CLOEXEC);
+    if (from < 0)
+        return 0;
+    files_copy c = { s->h.file_cap, s->h.files_cap, 0, NULL };
+    if (copy_tree(&c, from, host, 0) == 0)
+        return 0;
+    if (c.over)
+        dprintf(err, "\nrhizos: the step's file outputs (RZ_OUTPUT_DIR) are "
+                "over their cap: %s (at most %llu MiB a file, %llu MiB in "
+                "all)\n", c.over, (unsigned long long)(s->h.file_cap >> 20),
+                (unsigned long long)(s->h.files_cap >> 20));
+    else
+        dprintf(err, "\nrhizos: the step's file outputs could not be copied "
+                "out: %s\n", strerror(errno));
+    return -1;
 }
 
 /* After the step: its outputs file copied to the host's, up to out_cap
@@ -1670,6 +1814,7 @@ static _Noreturn void step_run(const step *s, const rz__sbx_tmpl *t,
         fail_to(ep);
     int err = fcntl(fd_at(s, FD_ERR), F_DUPFD_CLOEXEC, 3);
     int host_out = fcntl(fd_at(s, FD_OUTFILE), F_DUPFD_CLOEXEC, 3);
+    int host_files = fcntl(fd_at(s, FD_FILES), F_DUPFD_CLOEXEC, 3);
     for (int i = 0; i < s->n_fds; i++)
         close(s->fds[i]);
     struct pollfd pf = { life, POLLIN, 0 };
@@ -1683,6 +1828,8 @@ static _Noreturn void step_run(const step *s, const rz__sbx_tmpl *t,
                 if (code != 0)
                     say_if_full(s, err);
                 if (copy_out(s, host_out, err) != 0 && code == 0)
+                    code = 1;
+                if (code == 0 && copy_files(s, host_files, err) != 0)
                     code = 1;
                 _exit(code);
             }

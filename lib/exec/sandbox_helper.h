@@ -58,6 +58,8 @@ typedef struct rz__sbx_launch {
     uint32_t scratch_mb;
     uint32_t uid;              /* the step's host uid and gid; never 0 */
     uint64_t out_cap;          /* most bytes of output_path kept */
+    uint64_t file_cap, files_cap;  /* of <output_path's folder>/files: the
+                                      most bytes of a file, of all */
     struct rlimit fsize, nofile, as, cpu;
     bool limit_as, limit_cpu;
     const int *cg_procs;       /* cgroup.procs the step joins */

@@ -298,6 +298,9 @@ static bool port_compatible(const char *out, const char *in)
         return true;
     if (strcmp(out, in) == 0)
         return true;
+    /* A file reaches its dependant as the path of a read-only copy. */
+    if (strcmp(out, "file") == 0 && strcmp(in, "string") == 0)
+        return true;
     return strcmp(out, "integer") == 0 && strcmp(in, "number") == 0;
 }
 

@@ -169,7 +169,7 @@ static void bad(mctx *c, const char *pointer, const char *fmt, ...)
 /* ---- Field checks ---- */
 
 static const char *const port_types[] = {
-    "string", "number", "integer", "boolean", "object", "array", "any"
+    "string", "number", "integer", "boolean", "object", "array", "any", "file"
 };
 
 static bool known_type(const char *t)
@@ -706,7 +706,22 @@ bool rz__port_type_ok(const char *t, const cJSON *x)
     if (strcmp(t, "boolean") == 0) return cJSON_IsBool(x);
     if (strcmp(t, "object") == 0) return cJSON_IsObject(x);
     if (strcmp(t, "array") == 0) return cJSON_IsArray(x);
+    if (strcmp(t, "file") == 0) return rz__file_ref_digest(x) != NULL;
     return true;
+}
+
+const char *rz__file_ref_digest(const cJSON *v)
+{
+    const cJSON *f = cJSON_IsObject(v) && cJSON_GetArraySize(v) == 1
+                         ? cJSON_GetObjectItemCaseSensitive(v, "$file") : NULL;
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(f, "sha256");
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(f, "size");
+    const char *hex = cJSON_GetStringValue(h);
+    if (!hex || strlen(hex) != 64 || strspn(hex, "0123456789abcdef") != 64 ||
+        !cJSON_IsNumber(n) || n->valuedouble < 0 ||
+        !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(f, "name")))
+        return NULL;
+    return hex;
 }
 
 const char *rz_module_id(const rz_module *m) { return m ? m->id : NULL; }

@@ -11,7 +11,7 @@
 typedef struct rz__port {
     char *name;
     char *type;         /* "string", "number", "integer", "boolean", "object",
-                           "array", "any" */
+                           "array", "any", "file" (docs/flow-format.md) */
     bool required;      /* inputs only: must be connected or given */
 } rz__port;
 
@@ -71,6 +71,11 @@ RZ_HIDDEN const rz__port *rz__module_output(const rz_module *m, const char *name
 /* Whether `v` is of port type `type` ("integer": a whole number; "any",
  * NULL or an unknown type: anything). */
 RZ_HIDDEN bool rz__port_type_ok(const char *type, const cJSON *v);
+/* A file output's value once stored (attempt.c): {"$file": {"sha256": 64
+ * lower-case hex, "size": N, "name": its path under RZ_OUTPUT_DIR, "path"?:
+ * where the storing machine keeps it}}. Its digest, or NULL if `v` is not
+ * one. */
+RZ_HIDDEN const char *rz__file_ref_digest(const cJSON *v);
 
 /* ---- Versions (semver.c) ----
  * A version is strictly MAJOR.MINOR.PATCH (decimal, no leading zeros). A spec

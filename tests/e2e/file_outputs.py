@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""End-to-end: file outputs (`type: file`) between steps of `rhizos flow
+run`, sandboxed and not: the file stored by digest in the data folder's
+blob store, the dependant handed a read-only copy by absolute path, hostile
+names and files refused, the caps, and a 100 MB file passed with the
+runner's memory bounded. Usage: file_outputs.py RHIZOS SOURCE_ROOT"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from harness import cli_env, sandbox_works
+
+RHIZOS, ROOT = sys.argv[1], sys.argv[2]
+MODULES = os.path.join(ROOT, "tests", "e2e", "modules")
+
+FLOW = """flux: 1
+name: files
+steps:
+  make:
+    module: file-make@1
+    config: %s
+  read:
+    module: file-read@1
+    needs: [make]
+    inputs:
+      data: "${{ steps.make.outputs.data }}"
+"""
+
+
+def expected(mb):
+    """What file-make writes for `mb` MiB, hashed the same way."""
+    piece = bytes(range(256)) * 256
+    h = hashlib.sha256()
+    for i in range(mb * 16):
+        h.update(piece[i % 256:] + piece[:i % 256])
+    return h.hexdigest()
+
+
+class FileOutputs(unittest.TestCase):
+    sandbox = False
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.data = os.path.join(self.tmp.name, "data")
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def flow(self, config, **env):
+        """Runs FLOW with file-make's config: (exit code, the --json doc or
+        None, stderr)."""
+        path = os.path.join(self.tmp.name, "files.yaml")
+        with open(path, "w") as f:
+            f.write(FLOW % json.dumps(config))
+        cmd = [RHIZOS, "flow", "run", path, "--json", "--modules", MODULES,
+               "--data", self.data] + ([] if self.sandbox else ["--no-sandbox"])
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=cli_env(**env), text=True)
+        out, err = p.communicate(timeout=240)
+        return p.returncode, json.loads(out) if out.strip() else None, err
+
+    def step(self, doc, sid):
+        return doc["steps"][sid]
+
+    def blobs(self):
+        root = os.path.join(self.data, "blobs", "sha256")
+        found = []
+        for d, _, files in os.walk(root):
+            found += [os.path.join(d, f) for f in files]
+        return found
+
+    def test_file_passed_by_digest_read_only(self):
+        rc, doc, err = self.flow({"mb": 1})
+        self.assertEqual(rc, 0, err)
+        ref = self.step(doc, "make")["outputs"]["data"]["$file"]
+        want = expected(1)
+        self.assertEqual(ref["sha256"], want)
+        self.assertEqual(ref["size"], 1 << 20)
+        self.assertEqual(ref["name"], "sub/data.bin")
+        self.assertTrue(ref["path"].startswith(os.path.join(self.data, "blobs") + "/"))
+        with open(ref["path"], "rb") as f:
+            self.assertEqual(hashlib.sha256(f.read()).hexdigest(), want)
+        self.assertEqual(os.stat(ref["path"]).st_mode & 0o777, 0o444)
+        got = self.step(doc, "read")["outputs"]
+        self.assertEqual((got["sha256"], got["size"]), (want, 1 << 20))
+        self.assertTrue(os.path.isabs(got["path"]))
+        self.assertTrue(got["path"].endswith("/data.bin"), got["path"])
+        self.assertNotEqual(got["path"], ref["path"])   # a copy, not the blob
+        self.assertEqual(got["mode"], 0o444)
+        if self.sandbox:
+            self.assertFalse(got["writable"])   # bound read-only
+        # The record keeps the reference.
+        runs = subprocess.run([RHIZOS, "flow", "runs", doc["id"], "--json",
+                               "--data", self.data], capture_output=True, text=True,
+                              env=cli_env())
+        self.assertIn(want, runs.stdout)
+
+    def refused(self, config, words, **env):
+        rc, doc, err = self.flow(config, **env)
+        self.assertEqual(rc, 1, err)
+        make = self.step(doc, "make")
+        self.assertEqual(make["status"], "failed")
+        for w in words:
+            self.assertIn(w, make["error"])
+        self.assertEqual(self.step(doc, "read")["status"], "skipped")
+        self.assertEqual(self.blobs(), [])
+        return make["error"]
+
+    def test_symlink_to_shadow_refused(self):
+        self.refused({"mode": "symlink", "name": "link"}, ["output 'data'", "link"])
+
+    def test_symlinked_folder_refused(self):
+        self.refused({"mode": "linkdir"}, ["output 'data'", "etc/shadow"])
+
+    def test_fifo_refused(self):
+        self.refused({"mode": "fifo", "name": "fifo"}, ["output 'data'", "fifo"])
+
+    def test_dotdot_refused(self):
+        self.refused({"mode": "dotdot"}, ["output 'data'", "'..'"])
+
+    def test_absolute_refused(self):
+        self.refused({"mode": "absolute"}, ["output 'data'", "absolute"])
+
+    def test_file_over_cap(self):
+        err = self.refused({"mb": 3}, ["cap", "2 MiB"], RHIZOS_MAX_FILE_MB="2")
+        self.assertIn("file", err)
+
+    def test_run_cap(self):
+        self.refused({"mb": 3}, ["cap", "2 MiB"], RHIZOS_MAX_RUN_FILES_MB="2")
+
+    def test_bad_cap_is_usage_error(self):
+        rc, doc, err = self.flow({"mb": 1}, RHIZOS_MAX_FILE_MB="lots")
+        self.assertEqual(rc, 2)
+        self.assertIn("RHIZOS_MAX_FILE_MB", err)
+
+    def test_100mb_streamed_with_bounded_memory(self):
+        path = os.path.join(self.tmp.name, "files.yaml")
+        with open(path, "w") as f:
+            f.write(FLOW % json.dumps({"mb": 100}))
+        cmd = [RHIZOS, "flow", "run", path, "--json", "--modules", MODULES,
+               "--data", self.data] + ([] if self.sandbox else ["--no-sandbox"])
+        with open(os.path.join(self.tmp.name, "out"), "w+") as out, \
+                open(os.path.join(self.tmp.name, "err"), "w+") as err:
+            p = subprocess.Popen(cmd, stdout=out, stderr=err, env=cli_env())
+            _, status, ru = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            out.seek(0)
+            err.seek(0)
+            self.assertEqual(p.returncode, 0, err.read())
+            doc = json.load(out)
+        want = expected(100)
+        self.assertEqual(self.step(doc, "make")["outputs"]["data"]["$file"]["sha256"], want)
+        self.assertEqual(self.step(doc, "read")["outputs"]["sha256"], want)
+        # ru_maxrss: the most any of rhizos and the processes it waited for
+        # held (the steps stream in 64 KiB pieces too). Holding the file
+        # whole anywhere would put it past 100 MiB.
+        self.assertLess(ru.ru_maxrss, 64 * 1024, "peak RSS %d KiB" % ru.ru_maxrss)
+        print("100 MB file, sandbox=%s: peak RSS %d KiB" % (self.sandbox, ru.ru_maxrss))
+
+
+class FileOutputsSandboxed(FileOutputs):
+    sandbox = True
+
+    def setUp(self):
+        if not sandbox_works():
+            self.skipTest("no sandbox here (bubblewrap cannot run)")
+        super().setUp()
+
+
+if __name__ == "__main__":
+    unittest.main(argv=sys.argv[:1], verbosity=2)

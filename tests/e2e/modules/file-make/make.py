@@ -1,0 +1,29 @@
+"""Writes config.mb MiB to $RZ_OUTPUT_DIR/config.name in 64 KiB pieces (never
+held whole) and returns that name; other modes return a hostile one."""
+import json
+import os
+import sys
+
+req = json.load(sys.stdin)
+cfg = req.get("config", {})
+mode, name = cfg.get("mode", "ok"), cfg.get("name", "sub/data.bin")
+out = os.environ["RZ_OUTPUT_DIR"]
+path = os.path.join(out, name)
+if mode == "ok":
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    piece = bytes(range(256)) * 256
+    with open(path, "wb") as f:
+        for i in range(int(cfg.get("mb", 1)) * 16):
+            f.write(piece[i % 256:] + piece[:i % 256])
+elif mode == "symlink":
+    os.symlink("/etc/shadow", path)
+elif mode == "fifo":
+    os.mkfifo(path)
+elif mode == "dotdot":
+    name = "../../in/request.json"
+elif mode == "absolute":
+    name = "/etc/shadow"
+elif mode == "linkdir":
+    os.symlink("/etc", os.path.join(out, "etc"))
+    name = "etc/shadow"
+json.dump({"data": name, "note": mode}, sys.stdout)
