@@ -3,9 +3,8 @@
  * DIR/sha256/<2 hex>/<64 hex>, read-only; copies out are checked against
  * the digest on the way. Files are streamed in fixed chunks, never held
  * whole in memory, and capped as they are read (a file growing past its
- * stat size cannot slip by). Not wired to steps yet: the sandbox keeps a
- * step's scratch in a tmpfs of its own, which an output folder must leave
- * first (see the issue's notes).
+ * stat size cannot slip by). Used by the attempt for file outputs and
+ * inputs (lib/exec/files.c).
  */
 #ifndef RZ_STORE_BLOB_H
 #define RZ_STORE_BLOB_H

@@ -42,6 +42,7 @@ def expected(mb):
 
 class FileOutputs(unittest.TestCase):
     sandbox = False
+    env = {}
 
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
@@ -59,7 +60,7 @@ class FileOutputs(unittest.TestCase):
         cmd = [RHIZOS, "flow", "run", path, "--json", "--modules", MODULES,
                "--data", self.data] + ([] if self.sandbox else ["--no-sandbox"])
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             env=cli_env(**env), text=True)
+                             env=cli_env(**self.env, **env), text=True)
         out, err = p.communicate(timeout=240)
         return p.returncode, json.loads(out) if out.strip() else None, err
 
@@ -145,7 +146,7 @@ class FileOutputs(unittest.TestCase):
                "--data", self.data] + ([] if self.sandbox else ["--no-sandbox"])
         with open(os.path.join(self.tmp.name, "out"), "w+") as out, \
                 open(os.path.join(self.tmp.name, "err"), "w+") as err:
-            p = subprocess.Popen(cmd, stdout=out, stderr=err, env=cli_env())
+            p = subprocess.Popen(cmd, stdout=out, stderr=err, env=cli_env(**self.env))
             _, status, ru = os.wait4(p.pid, 0)
             p.returncode = os.waitstatus_to_exitcode(status)
             out.seek(0)
@@ -169,6 +170,12 @@ class FileOutputsSandboxed(FileOutputs):
         if not sandbox_works():
             self.skipTest("no sandbox here (bubblewrap cannot run)")
         super().setUp()
+
+
+class FileOutputsBwrap(FileOutputsSandboxed):
+    """Through bubblewrap, the sandbox of runners that are not root (the
+    step writes RZ_OUTPUT_DIR on the host, bound writable)."""
+    env = {"RHIZOS_SANDBOX": "bwrap"}
 
 
 if __name__ == "__main__":
