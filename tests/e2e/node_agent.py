@@ -302,6 +302,15 @@ class RoundTrip(unittest.TestCase):
         self.assertEqual(j["status"], "succeeded", j)
         self.assertEqual(len(j["outputs"]["blob"]), 400 * 1024)
 
+    def test_file_outputs_not_on_the_network_yet(self):
+        # A file output cannot leave its node yet (docs/flow-format.md,
+        # "File outputs"): the job fails once, saying so.
+        self.start_node("files", "--modules", os.path.join(ROOT, "tests/e2e/modules"))
+        j = self.wait_job(self.submit("file-make"))
+        self.assertEqual((j["status"], j["attempt"]), ("failed", 1), j)
+        self.assertIn("output 'data' is a file", j["error"])
+        self.assertIn("keeps no blob store", j["error"])
+
     def test_max_scratch_mb_reaches_the_step(self):
         # [limits] max_scratch_mb = 1: a module asking for 2 MiB fails to
         # start, naming the node's maximum; under the default it runs.
