@@ -163,6 +163,27 @@ class FileOutputs(unittest.TestCase):
         print("100 MB file, sandbox=%s: peak RSS %d KiB" % (self.sandbox, ru.ru_maxrss))
 
 
+class FileTyping(unittest.TestCase):
+    def test_file_output_connects_to_file_or_string_only(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "v.yaml")
+            with open(path, "w") as f:
+                f.write("flux: 1\nname: v\nsteps:\n  make:\n    module: file-make@1\n"
+                        "  cnt:\n    module: wordcount-count@1\n    needs: [make]\n"
+                        "    inputs:\n      text: \"${{ steps.make.outputs.data }}\"\n")
+            p = subprocess.run([RHIZOS, "flow", "validate", path, "--modules", MODULES],
+                               capture_output=True, text=True, env=cli_env())
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(path, "a") as f:
+                f.write("  cmp:\n    module: compare@1\n    needs: [make]\n"
+                        "    inputs:\n      value: \"${{ steps.make.outputs.data }}\"\n")
+            p = subprocess.run([RHIZOS, "flow", "validate", path, "--modules", MODULES],
+                               capture_output=True, text=True, env=cli_env())
+            self.assertEqual(p.returncode, 1)
+            self.assertIn(":15:14: error: output 'data' of 'make' is file but input "
+                          "'value' of 'cmp' is number", p.stderr)
+
+
 class FileOutputsSandboxed(FileOutputs):
     sandbox = True
 

@@ -1,4 +1,5 @@
-/* Content-addressed files (lib/store/blob.c): stored once under their
+/* Content-addressed files (lib/store/blob.c) and the file outputs over
+ * them (lib/exec/files.c): stored once under their
  * SHA-256, streamed with a cap that a growing file cannot pass, nothing
  * but plain files beneath the output folder (no symlink at any level, no
  * FIFO, no '..'), and copies out checked against the digest. */
@@ -13,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "exec/exec_impl.h"
+#include "rhizos/common.h"
 #include "store/blob.h"
 
 static char g_dir[64], g_out[128], g_store[128];
@@ -160,6 +163,105 @@ static void hostile_names_and_files(void **state)
     assert_int_equal(rz__blob_put(g_store, g_out, "real/f.txt", 100, hex, &size), RZ_OK);
 }
 
+/* lib/exec/files.c: a step's file output taken into the store and
+ * replaced by its reference; a dependant's reference copied out to a
+ * read-only file whose path replaces it, in a list too. */
+static void file_outputs_to_inputs(void **state)
+{
+    (void)state;
+    char p[300];
+    snprintf(p, sizeof p, "%s/files", g_out);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof p, "%s/in", g_dir);
+    assert_int_equal(mkdir(p, 0755), 0);
+    put_file("files/r/a.txt", "abc", 1);
+    char *const ports[] = { "f" };
+    rz__files_ctx c = { g_store, g_dir, ports, 1, 100, 1000 };
+    char *out = strdup("{\"f\":\"r/a.txt\",\"n\":1}");
+    uint64_t stored = 0;
+    assert_int_equal(rz__files_outputs(&c, &out, &stored), RZ_OK);
+    assert_int_equal(stored, 3);
+    assert_non_null(strstr(out, "\"f\":{\"$file\":{\"sha256\":\"" ABC "\",\"size\":3,"
+                                "\"name\":\"r/a.txt\""));
+    assert_non_null(strstr(out, "\"n\":1"));
+    assert_int_equal(rz__files_size(out), 3);
+    /* as a dependant's input, alone and in a list, beside plain values */
+    const char *ref = strstr(out, "{\"$file\"");
+    size_t len = strlen(ref) - strlen(strstr(ref, ",\"n\""));
+    char req[1200];
+    snprintf(req, sizeof req, "{\"inputs\":{\"x\":%.*s,\"l\":[%.*s,5],\"s\":\"p\"},"
+             "\"config\":{}}", (int)len, ref, (int)len, ref);
+    char *got = NULL;
+    assert_int_equal(rz__files_inputs(g_store, g_dir, req, &got), RZ_OK);
+    assert_non_null(got);
+    char path[300], want[700];
+    snprintf(path, sizeof path, "%s/in/files/%s/a.txt", g_dir, ABC);
+    snprintf(want, sizeof want, "{\"inputs\":{\"x\":\"%s\",\"l\":[\"%s\",5],"
+             "\"s\":\"p\"},\"config\":{}}", path, path);
+    assert_string_equal(got, want);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0444);
+    assert_int_equal(sb.st_size, 3);
+    free(got);
+    /* nothing to do: no parse, no change */
+    assert_int_equal(rz__files_inputs(g_store, g_dir, "{\"inputs\":{}}", &got), RZ_OK);
+    assert_null(got);
+    free(out);
+}
+
+/* Forged or missing references and values, and the caps: a clear error
+ * naming the port, nothing stored. */
+static void file_refs_refused(void **state)
+{
+    (void)state;
+    char *got = NULL;
+    /* a digest this store never had */
+    const char *req = "{\"inputs\":{\"x\":{\"$file\":{\"sha256\":\""
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\","
+        "\"size\":1,\"name\":\"../../etc/passwd\"}}}}";
+    assert_int_equal(rz__files_inputs(g_store, g_dir, req, &got), RZ_ENOENT);
+    assert_null(got);
+    assert_non_null(strstr(rz_error_last()->message, "input 'x'"));
+    assert_non_null(strstr(rz_error_last()->message, "not in this machine's blob store"));
+    /* no store here */
+    assert_int_not_equal(rz__files_inputs(NULL, g_dir, req, &got), RZ_OK);
+    /* not a reference (a digest that is no digest): left as it is */
+    assert_int_equal(rz__files_inputs(g_store, g_dir,
+        "{\"inputs\":{\"x\":{\"$file\":{\"sha256\":\"../x\",\"size\":1,"
+        "\"name\":\"a\"}}}}", &got), RZ_OK);
+    assert_null(got);
+    /* an output that is not a name: a number, a forged reference */
+    char *const ports[] = { "f" };
+    rz__files_ctx c = { g_store, g_dir, ports, 1, 100, 1000 };
+    uint64_t stored = 0;
+    char *out = strdup("{\"f\":7}");
+    assert_int_equal(rz__files_outputs(&c, &out, &stored), RZ_EINVALID);
+    assert_non_null(strstr(rz_error_last()->message, "output 'f' is a file"));
+    assert_string_equal(out, "{\"f\":7}");
+    free(out);
+    /* over the cap on a file, over what is left of the run's */
+    put_file("files/ten.txt", "0123456789", 1);
+    out = strdup("{\"f\":\"ten.txt\"}");
+    c.file_cap = 9;
+    assert_int_equal(rz__files_outputs(&c, &out, &stored), RZ_ETOOBIG);
+    assert_non_null(strstr(rz_error_last()->message, "the cap on a file"));
+    c.file_cap = 100;
+    c.files_cap = 9;
+    assert_int_equal(rz__files_outputs(&c, &out, &stored), RZ_ETOOBIG);
+    assert_non_null(strstr(rz_error_last()->message, "the run's cap"));
+    c.files_cap = 10;
+    assert_int_equal(rz__files_outputs(&c, &out, &stored), RZ_OK);
+    assert_int_equal(stored, 10);
+    free(out);
+    /* no store: the step is told */
+    c.blob_dir = NULL;
+    out = strdup("{\"f\":\"ten.txt\"}");
+    assert_int_equal(rz__files_outputs(&c, &out, &stored), RZ_EUNSUPPORTED);
+    assert_non_null(strstr(rz_error_last()->message, "keeps no blob store"));
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +269,8 @@ int main(void)
         cmocka_unit_test(damaged_blob_refused),
         cmocka_unit_test(cap_enforced_while_streaming),
         cmocka_unit_test(hostile_names_and_files),
+        cmocka_unit_test(file_outputs_to_inputs),
+        cmocka_unit_test(file_refs_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
