@@ -289,7 +289,7 @@ static int load_ports(mctx *c, const cJSON *root, const char *key, bool inputs,
             char tp[80];
             snprintf(tp, sizeof tp, "%s/type", ptr);
             bad(c, tp, "unknown type '%s' (expected string, number, integer, "
-                "boolean, object, array or any)", type);
+                "boolean, object, array, any or file)", type);
         }
         /* An input with a default need not be wired; otherwise it must be
          * unless the manifest says "required": false. */

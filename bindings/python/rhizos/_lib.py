@@ -63,10 +63,12 @@ class RzRunnerOpts(Structure):
                 ("data_dir", c_char_p), ("container_host", c_char_p),
                 ("default_memory_mb", c_uint32), ("max_scratch_mb", c_uint32),
                 ("prices", c_void_p), ("reuse_json", c_char_p),
-                ("llm_servers", c_char_p), ("store", c_void_p)]
-    VERSION = 9   # RZ_RUNNER_OPTS_VERSION; prices NULL: not priced;
+                ("llm_servers", c_char_p), ("store", c_void_p),
+                ("max_file_mb", c_uint32), ("max_run_files_mb", c_uint32)]
+    VERSION = 10  # RZ_RUNNER_OPTS_VERSION; prices NULL: not priced;
     #               reuse_json NULL: none; llm_servers NULL: $RHIZOS_LLM_SERVERS;
-    #               store NULL: data_dir's
+    #               store NULL: data_dir's; max_file_mb, max_run_files_mb 0:
+    #               the defaults
 
 
 class RzFlowExpandOpts(Structure):
