@@ -27,6 +27,7 @@
 #include "agent.h"
 #include "httpconn.h"
 #include "procmetrics.h"
+#include "slurm.h"
 
 /* The local API's readers are a person's `status` and a scraper or two. */
 #define NODE_API_MAX_CONNS 64
@@ -230,6 +231,13 @@ static cJSON *status_json(struct node_api *api)
         cJSON_AddNullToObject(j, "earnings");
     }
     pthread_mutex_unlock(&a->mu);
+    if (a->slurm) {
+        /* A gateway: whether it asks for work now, and why not. */
+        char why[512];
+        cJSON *sl = cJSON_AddObjectToObject(j, "slurm");
+        cJSON_AddBoolToObject(sl, "taking_work", slurm_gw_can_take(a, why, sizeof why));
+        cJSON_AddStringToObject(sl, "why", why);
+    }
     cJSON *caps = api->caps ? cJSON_Parse(api->caps) : NULL;
     if (caps)
         cJSON_AddItemToObject(j, "capabilities", caps);
@@ -265,6 +273,13 @@ static void metrics_text(struct node_api *api, struct evbuffer *b)
             (long long)a->earn_balance);
     uint64_t started = a->started_ms;
     pthread_mutex_unlock(&a->mu);
+    if (a->slurm)
+        evbuffer_add_printf(b,
+            "# HELP rhizos_node_slurm_taking_work 1 while the Slurm gateway asks for work "
+            "(0: Slurm away, the partition unusable or full, or every job refused; "
+            "/status says why).\n"
+            "# TYPE rhizos_node_slurm_taking_work gauge\nrhizos_node_slurm_taking_work %d\n",
+            slurm_gw_can_take(a, NULL, 0));
     evbuffer_add_printf(b,
         "# HELP rhizos_build_info The running node agent's version.\n"
         "# TYPE rhizos_build_info gauge\nrhizos_build_info{version=\"%s\"} 1\n",

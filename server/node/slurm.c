@@ -3,8 +3,9 @@
  * `rhizos-node slurm-run` on a compute node, which runs the step through
  * the same adapters as any node and writes its result into the shared
  * spool (SPOOL/<node id>/<job>-<attempt>/). The gateway tracks it with
- * `scontrol show job` (no accounting database is assumed, so no sacct),
- * reports the result, and advertises what the partition can take.
+ * `scontrol show job` (and, where the cluster keeps accounting, reads the
+ * final state and run time from sacct), reports the result, and
+ * advertises what the partition can take.
  *
  * Commands run with posix_spawnp and an argument vector, never a shell
  * string; what they print is read by slurm_parse.c. */
@@ -35,6 +36,8 @@ extern char **environ;
 #define MONITOR_MIN_MS 1000
 #define PROBE_WAIT_S 120
 #define RESULT_MAX (2u * 1024u * 1024u)
+#define REFUSED_RECHECK_MS 5000
+#define SACCT_TRIES 5
 
 struct slurm_gw {
     agent *a;
@@ -50,6 +53,9 @@ struct slurm_gw {
     size_t n_queue;
     int accounting;              /* the cluster keeps accounting: sacct
                                     knows a job scontrol has forgotten */
+    char refused[400];           /* sbatch refuses every job of this
+                                    gateway (account, QoS): why; "" not */
+    uint64_t refused_checked_ms; /* when that was last asked again */
 };
 
 /* What the last registration advertised (slurm_caps_apply), so that the
@@ -300,6 +306,45 @@ static int queue_now(slurm_qjob **v, size_t *n, char *why, size_t wn)
     return rc;
 }
 
+static uint64_t mono_ms(void);
+static int test_only(agent *a, char *why, size_t n);
+static int unreachable(const char *why);
+
+/* Why no work is taken while Slurm refuses every job (a->mu held). */
+static void refused_why(const slurm_gw *g, char *why, size_t n)
+{
+    snprintf(why, n, "Slurm refuses every job of this gateway (sbatch: "
+             "%.300s); check [backend] account, qos and partition against "
+             "sacctmgr's associations", g->refused);
+}
+
+/* A refusal of every job (refuse_all) asked again every
+ * REFUSED_RECHECK_MS with a job Slurm only tests, never runs: why names
+ * it until Slurm takes such a job again. Slurm away or the partition
+ * unusable says so first. */
+static void refused_now(slurm_gw *g, char *why, size_t n)
+{
+    agent *a = g->a;
+    pthread_mutex_lock(&a->mu);
+    int refused = g->refused[0] != '\0';
+    int due = refused && mono_ms() - g->refused_checked_ms >= REFUSED_RECHECK_MS;
+    pthread_mutex_unlock(&a->mu);
+    if (!refused || why[0])
+        return;
+    char line[400] = "";
+    int rc = due ? test_only(a, line, sizeof line) : 1;
+    pthread_mutex_lock(&a->mu);
+    if (due)
+        g->refused_checked_ms = mono_ms();
+    if (rc == 0)
+        g->refused[0] = '\0';
+    else if (rc == 1 && due)
+        snprintf(g->refused, sizeof g->refused, "%s", line);
+    if (g->refused[0])
+        refused_why(g, why, n);
+    pthread_mutex_unlock(&a->mu);
+}
+
 /* One look at the partition: says once when the gateway stops taking work
  * and why, and when it takes it again; a change of the usable totals is
  * advertised by registering again once no job runs. */
@@ -310,6 +355,7 @@ static void monitor_once(slurm_gw *g)
     char why[512];
     if (capacity_now(&a->cfg, &cap, why, sizeof why) != 0)
         memset(&cap, 0, sizeof cap);
+    refused_now(g, why, sizeof why);
     /* One squeue for every job of this gateway (look() reads it), not a
      * scontrol per job and pass. */
     slurm_qjob *q = NULL;
@@ -513,6 +559,66 @@ static int submit(agent *a, const char *dir, const char *name,
     return 0;
 }
 
+/* Would Slurm take the smallest job of this gateway (its partition,
+ * account and QoS)? `sbatch --test-only` checks it without queueing
+ * anything. 0 yes, 1 refused (why: sbatch's words), -1 no answer. */
+static int test_only(agent *a, char *why, size_t n)
+{
+    char a_part[100], a_acct[100], a_qos[100];
+    const char *argv[24];
+    size_t k = 0;
+    argv[k++] = "sbatch";
+    argv[k++] = "--test-only";
+    snprintf(a_part, sizeof a_part, "--partition=%s", a->cfg.slurm_partition);
+    argv[k++] = a_part;
+    if (a->cfg.slurm_account) {
+        snprintf(a_acct, sizeof a_acct, "--account=%s", a->cfg.slurm_account);
+        argv[k++] = a_acct;
+    }
+    if (a->cfg.slurm_qos) {
+        snprintf(a_qos, sizeof a_qos, "--qos=%s", a->cfg.slurm_qos);
+        argv[k++] = a_qos;
+    }
+    argv[k++] = "--nodes=1";
+    argv[k++] = "--ntasks=1";
+    argv[k++] = "--cpus-per-task=1";
+    argv[k++] = "--mem=64";
+    argv[k++] = "--output=/dev/null";
+    argv[k++] = "--wrap=true";
+    argv[k] = NULL;
+    cmd_out c;
+    int rc = cmd_run(argv, &c);
+    int out = rc == 0 && c.status == 0 ? 0 : -1;
+    if (rc == 0 && c.status != 0 && c.line[0]) {
+        snprintf(why, n, "%s", c.line);
+        out = unreachable(c.line) ? -1 : 1;
+    }
+    cmd_free(&c);
+    return out;
+}
+
+/* sbatch refused a job: when it refuses even the smallest one, every job
+ * would be refused (an account or QoS Slurm no longer allows), so the
+ * gateway stops taking work until it is taken again (refused_now). */
+static void refuse_all(agent *a)
+{
+    char line[400] = "";
+    if (test_only(a, line, sizeof line) != 1)
+        return;
+    slurm_gw *g = a->slurm;
+    char why[512];
+    pthread_mutex_lock(&a->mu);
+    snprintf(g->refused, sizeof g->refused, "%s", line);
+    g->refused_checked_ms = mono_ms();
+    refused_why(g, why, sizeof why);
+    int changed = strcmp(why, g->why) != 0;
+    if (changed)
+        snprintf(g->why, sizeof g->why, "%s", why);
+    pthread_mutex_unlock(&a->mu);
+    if (changed)
+        agent_note_event(a, "slurm-not-taking-work", why);
+}
+
 /* The job's folder with the assignment and the batch script. */
 static int prepare(agent *a, const job_slot *s, const char *dir, char *why,
                    size_t n)
@@ -632,7 +738,8 @@ static int sacct_job(uint64_t id, slurm_jobinfo *ji)
     char num[24], err[200];
     snprintf(num, sizeof num, "%" PRIu64, id);
     const char *argv[] = { "sacct", "-n", "-P", "-X", "-j", num, "-o",
-                           "JobID,JobName,State,ExitCode,Reason", NULL };
+                           "JobID,JobName,State,ExitCode,Reason,ElapsedRaw",
+                           NULL };
     cmd_out c;
     int ok = cmd_run(argv, &c) == 0 && c.status == 0 &&
              slurm_parse_sacct(c.out ? c.out : "", c.out_len, id, ji, err,
@@ -641,6 +748,28 @@ static int sacct_job(uint64_t id, slurm_jobinfo *ji)
              ji->phase != SLURM_UNKNOWN;
     cmd_free(&c);
     return ok;
+}
+
+/* A job scontrol says has ended, as the accounting database has it:
+ * slurmctld hands the end to slurmdbd a moment later, so sacct is asked a
+ * few times. Its state and ElapsedRaw (what Slurm charged the account)
+ * are said in the job's log, and the elapsed time is the job's run time
+ * when the step left no result of its own. 1 with *ji, or 0 (the
+ * gateway's own measure then). */
+static int accounted(agent *a, const job_slot *s, uint64_t id, slurm_jobinfo *ji)
+{
+    for (int i = 0; i < SACCT_TRIES; i++) {
+        if (sacct_job(id, ji)) {
+            char d[300];
+            snprintf(d, sizeof d, "sacct: Slurm job %" PRIu64 " %s, elapsed %"
+                     PRIu64 " s", id, ji->state, ji->elapsed_s);
+            agent_say(a, "accounted", s, NULL, d, -1);
+            return 1;
+        }
+        if (agent_sleep(a, 1000))
+            break;
+    }
+    return 0;
 }
 
 /* Does the cluster keep accounting (scontrol show config)? */
@@ -675,7 +804,8 @@ static int look(agent *a, const job_slot *s, const char *dir, uint64_t id,
          * cluster keeps accounting, else the spool says. */
         cmd_free(&c);
         if (a->slurm->accounting && sacct_job(id, &ji)) {
-            ended(dir, &ji, *started ? mono_ms() - *started : 0, out);
+            ended(dir, &ji, ji.has_elapsed ? ji.elapsed_s * 1000u
+                            : *started ? mono_ms() - *started : 0, out);
             return 1;
         }
         memset(&ji, 0, sizeof ji);
@@ -692,14 +822,17 @@ static int look(agent *a, const job_slot *s, const char *dir, uint64_t id,
         return 0;   /* slurmctld away: the monitor says so; wait */
     }
     cmd_free(&c);
-    (void)s;
-    (void)a;
     if (ji.phase == SLURM_RUNNING && !*started)
         *started = mono_ms();
     if (ji.phase == SLURM_WAITING || ji.phase == SLURM_RUNNING ||
         ji.phase == SLURM_UNKNOWN)
         return 0;
-    ended(dir, &ji, *started ? mono_ms() - *started : 0, out);
+    uint64_t run_ms = *started ? mono_ms() - *started : 0;
+    slurm_jobinfo acct;
+    if (s->job && a->slurm->accounting && accounted(a, s, id, &acct) &&
+        acct.has_elapsed)
+        run_ms = acct.elapsed_s * 1000u;
+    ended(dir, &ji, run_ms, out);
     return 1;
 }
 
@@ -761,9 +894,13 @@ void slurm_job_run(agent *a, job_slot *s, const slurm_request *rq,
             out->error = strdup(why);
             return;
         }
+        int refused = 0;
         if (prepare(a, s, dir, why, sizeof why) != 0 ||
-            submit_when_up(a, s, dir, name, rq, &id, why, sizeof why) != 0) {
+            (refused = submit_when_up(a, s, dir, name, rq, &id, why,
+                                      sizeof why)) != 0) {
             remove_dir(dir);
+            if (refused && !stop_of(a, s))
+                refuse_all(a);
             out->kind = stop_of(a, s) == 2 ? SLURM_OUT_LEFT
                       : stop_of(a, s) == 1 ? SLURM_OUT_WITHDRAWN
                       : SLURM_OUT_DECLINE;

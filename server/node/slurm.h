@@ -72,15 +72,17 @@ typedef struct slurm_jobinfo {
     char reason[128];
     int exit_code, exit_signal;   /* ExitCode=C:S */
     slurm_phase phase;
+    uint64_t elapsed_s;           /* sacct's ElapsedRaw, when has_elapsed */
+    int has_elapsed;
 } slurm_jobinfo;
 
 int slurm_parse_job(const char *text, size_t len, slurm_jobinfo *out,
                     char *err, size_t errlen);
 
-/* `sacct -n -P -X -j ID -o JobID,JobName,State,ExitCode,Reason`: the
- * line of job `id` ("12|rhizos-5-2|CANCELLED by 0|0:15|None"; the state's
- * first word is the state). 0, or -1 with err (no such line, or not
- * sacct's). */
+/* `sacct -n -P -X -j ID -o JobID,JobName,State,ExitCode,Reason[,ElapsedRaw]`:
+ * the line of job `id` ("12|rhizos-5-2|CANCELLED by 0|0:15|None|4"; the
+ * state's first word is the state; ElapsedRaw, whole seconds, may be left
+ * out). 0, or -1 with err (no such line, or not sacct's). */
 int slurm_parse_sacct(const char *text, size_t len, uint64_t id,
                       slurm_jobinfo *out, char *err, size_t errlen);
 /* `scontrol show config`: does the cluster keep accounting (an

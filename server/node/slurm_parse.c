@@ -630,6 +630,15 @@ int slurm_parse_sacct(const char *text, size_t len, uint64_t id,
             out->exit_code = (int)c;
             out->exit_signal = (int)s;
             out->phase = slurm_state_phase(out->state);
+            uint64_t el;
+            if (pipe_field(p, le, 5, v, sizeof v) && v[0]) {
+                if (parse_u64(v, &el) != 0 || el > UINT32_MAX) {
+                    snprintf(err, errlen, "sacct: ElapsedRaw is not seconds");
+                    return -1;
+                }
+                out->elapsed_s = el;
+                out->has_elapsed = 1;
+            }
             return 0;
         }
         p = le + 1;

@@ -16,6 +16,7 @@ takes work again once it is back.
 Skipped without RHIZOS_TEST_SLURM (from scripts/slurm-up's env file).
 
 Usage: slurm.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT [TEST ...]"""
+import json
 import os
 import signal
 import subprocess
@@ -23,8 +24,8 @@ import sys
 import time
 import unittest
 
-from harness import run, set_config, wait_until
-from network import FANOUT, PRICES, Base, NODE, ROOT
+from harness import free_port, run, set_config, wait_until
+from network import CREDITS, FANOUT, PRICES, Base, NODE, ROOT
 
 HAVE_SLURM = bool(os.environ.get("RHIZOS_TEST_SLURM")) and bool(os.environ.get("SLURM_CONF"))
 PARTITION = os.environ.get("RHIZOS_SLURM_PARTITION", "debug")
@@ -300,6 +301,151 @@ class SlurmGpus(Slurm):
         j = self.finished(big, 30)
         self.assertEqual(j["status"], "failed", j)
         self.assertIn("no node could run it", j["error"])
+
+    # The other tests are the plain cluster's.
+    for name in [n for n in dir(Slurm) if n.startswith("test_")]:
+        locals()[name] = None
+    del name
+
+
+ACCT_CONF = os.environ.get("RHIZOS_TEST_SLURM_ACCT_CONF", "")
+
+
+def sacctmgr(*args):
+    p = run(["sacctmgr", "-i", *args])
+    if p.returncode != 0 and "Nothing" not in p.stdout + p.stderr:
+        raise OSError(p.stdout + p.stderr)
+
+
+def sacct(slurm_id):
+    """{field: value} of sacct's line for the job (accounting database)."""
+    fields = "JobID,JobName,State,Account,QOS,ElapsedRaw"
+    p = run(["sacct", "-n", "-P", "-X", "-j", str(slurm_id), "-o", fields])
+    for line in p.stdout.splitlines():
+        row = dict(zip(fields.split(","), line.split("|")))
+        if row["JobID"] == str(slurm_id):
+            return row
+    return None
+
+
+@unittest.skipUnless(HAVE_SLURM and os.path.isfile(ACCT_CONF),
+                     "no Slurm cluster with accounting (RHIZOS_SLURM_ACCOUNTING=1 "
+                     "RHIZOS_SLURM_PORT=6937 scripts/slurm-up /tmp/rhizos-slurm-acct; "
+                     "RHIZOS_TEST_SLURM_ACCT_CONF=/tmp/rhizos-slurm-acct/slurm.conf)")
+class SlurmAccounting(Slurm):
+    """A third loopback cluster that keeps accounting for real (slurmdbd over
+    MariaDB) and enforces associations, limits and QoS: account "other" and
+    QoS "rhizos" are root's to use until a test takes them away."""
+
+    def setUp(self):
+        self.conf = os.environ["SLURM_CONF"]
+        os.environ["SLURM_CONF"] = ACCT_CONF
+        super().setUp()
+
+    def tearDown(self):
+        super().tearDown()
+        os.environ["SLURM_CONF"] = self.conf
+
+    def accounting_gateway(self, **backend):
+        port = free_port()
+        data = self.gateway_data(account="other", qos="rhizos", **backend)
+        set_config(data, "api", "listen", '"127.0.0.1:%d"' % port)
+        gw = self.start_gateway(data)
+        gw.api = "http://127.0.0.1:%d" % port
+        return gw
+
+    def local(self, gw, path):
+        p = run(["curl", "-s", gw.api + path])
+        return p.stdout
+
+    def test_refused_account_or_qos_stops_the_gateway(self):
+        gw = self.accounting_gateway()
+        host_said = lambda ev, what: lambda: [e for e in gw.events() if e.get("event") == ev
+                                              and what in e.get("detail", "")]
+        for take, give, words in (
+                (("remove", "user", "root", "account=other"),
+                 ("add", "user", "root", "account=other", "qos=normal,rhizos"),
+                 "Invalid account"),
+                (("modify", "user", "root", "set", "qos-=rhizos"),
+                 ("modify", "user", "root", "set", "qos+=rhizos"), "Invalid qos")):
+            with self.subTest(words=words):
+                sacctmgr(*take)
+                try:
+                    job = self.submit(module="echo", queue_timeout_s=4)
+                    j = self.finished(job, 40)
+                    # Declined, never queued in Slurm: the job fails for want
+                    # of a node, its hold given back, nothing charged.
+                    self.assertEqual(j["status"], "failed", j)
+                    self.assertIn("no node could run it", j["error"])
+                    self.assertEqual(named("rhizos-%d-1" % job, self.since), {})
+                    gw.wait_for(host_said("declined", "sbatch refused the job: " + words), 10,
+                                "the gateway to decline with sbatch's words")
+                    # Every job would be refused: the gateway stops taking
+                    # work and says why in its log, /status and /metrics.
+                    gw.wait_for(host_said("slurm-not-taking-work",
+                                          "Slurm refuses every job of this gateway"), 20,
+                                "the gateway to stop taking work")
+                    st = json.loads(self.local(gw, "/status"))
+                    self.assertFalse(st["slurm"]["taking_work"], st)
+                    self.assertIn(words, st["slurm"]["why"])
+                    self.assertIn("rhizos_node_slurm_taking_work 0", self.local(gw, "/metrics"))
+                    a = self.api("GET", "/api/v1/accounts/%s" % self.client)
+                    self.assertEqual((a["balance_micros"], a["pending_micros"]), (CREDITS, 0), a)
+                    self.assertEqual(self.api("GET", "/api/v1/payments/stats")["held_micros"], 0)
+                finally:
+                    sacctmgr(*give)
+                n = len([e for e in gw.events() if e.get("event") == "slurm-taking-work"])
+                gw.wait_for(lambda: len([e for e in gw.events()
+                                         if e.get("event") == "slurm-taking-work"]) > n,
+                            30, "the gateway to take work again")
+                self.assertIn("rhizos_node_slurm_taking_work 1", self.local(gw, "/metrics"))
+        # Taken again: a job runs, and the accounting database has it under
+        # the gateway's account and QoS, as the gateway read it back.
+        job = self.submit(config={"seconds": 2})
+        j = self.finished(job)
+        self.assertEqual(j["status"], "succeeded", j)
+        ids = list(named("rhizos-%d-1" % job, self.since))
+        row = wait_until(lambda: (lambda r: r if r and r["State"] == "COMPLETED" else None)(
+            sacct(ids[0])), 20, "sacct to have the job")
+        self.assertEqual((row["Account"], row["QOS"]), ("other", "rhizos"), row)
+        self.assertGreaterEqual(int(row["ElapsedRaw"]), 2, row)
+        gw.wait_for(host_said("accounted", "sacct: Slurm job %d COMPLETED, elapsed %s s"
+                              % (ids[0], row["ElapsedRaw"])), 10, "the gateway to read sacct")
+
+    def test_sacct_elapsed_without_a_result(self):
+        # A step that dies on the compute node before writing a result
+        # (the command runs the probe, then fails every job after 3 s):
+        # its state and run time are what Slurm accounted, from sacct.
+        wrapper = os.path.join(self.tmp.name, "dies.sh")
+        with open(wrapper, "w") as f:
+            f.write('#!/bin/sh\ncase "$*" in *probe-*) exec %s "$@";; esac\n'
+                    'sleep 3\nexit 3\n' % os.path.abspath(NODE))
+        os.chmod(wrapper, 0o755)
+        gw = self.accounting_gateway(command=wrapper)
+        job = self.submit(config={"seconds": 1})
+        j = self.finished(job)
+        self.assertEqual(j["status"], "failed", j)
+        ids = list(named("rhizos-%d-1" % job, self.since))
+        self.assertIn("Slurm job %d ended FAILED (exit code 3" % ids[0], j["error"])
+        row = sacct(ids[0])
+        self.assertEqual(row["State"], "FAILED", row)
+        self.assertGreaterEqual(int(row["ElapsedRaw"]), 3, row)
+        self.assertEqual(j["run_ms"], int(row["ElapsedRaw"]) * 1000, (j, row))
+        gw.wait_for(lambda: [e for e in gw.events() if e.get("event") == "accounted"
+                             and e["job"] == job], 10, "the gateway to read sacct")
+        a = self.api("GET", "/api/v1/accounts/%s" % self.client)   # a failure is refunded
+        self.assertEqual((a["balance_micros"], a["pending_micros"]), (CREDITS, 0), a)
+
+    def test_bad_account_or_qos_at_start(self):
+        for backend, want in (({"account": "nosuch"}, "Invalid account"),
+                              ({"qos": "closed"}, "Invalid qos")):
+            with self.subTest(backend=backend):
+                data = self.gateway_data("bad-" + list(backend)[0], **backend)
+                p = run([NODE, "start", "--data", data, "--json"], cwd=ROOT, timeout=150)
+                self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+                self.assertIn("sbatch refused the job: " + want, p.stderr)
+                self.assertNotIn("registered", p.stdout)
+        self.assertEqual(named("rhizos-probe", self.since), {})   # nothing queued
 
     # The other tests are the plain cluster's.
     for name in [n for n in dir(Slurm) if n.startswith("test_")]:

@@ -242,9 +242,17 @@ static void sacct_and_config(void **state)
     assert_int_equal(ji.phase, SLURM_FAILED);
     assert_int_equal(ji.exit_code, 2);
     assert_string_equal(ji.reason, "NonZeroExitCode");
+    assert_int_equal(ji.has_elapsed, 0);
+    /* With ElapsedRaw: the run time Slurm accounted, in seconds. */
+    static const char e[] = "15|rhizos-7-1|COMPLETED|0:0|None|42\n";
+    assert_int_equal(slurm_parse_sacct(e, strlen(e), 15, &ji, err, sizeof err), 0);
+    assert_int_equal(ji.phase, SLURM_DONE);
+    assert_int_equal(ji.has_elapsed, 1);
+    assert_int_equal(ji.elapsed_s, 42);
     static const char *const bad[] = { "", "12|x", "12|x||0:0|None", "12|x|FAILED|0|n",
                                        "12|x|FAILED|a:b|n", "12|x|FAILED|300:0|n",
-                                       "14|x|FAILED|0:0|n" };
+                                       "14|x|FAILED|0:0|n", "12|x|FAILED|0:0|n|-3",
+                                       "12|x|FAILED|0:0|n|1:02", "12|x|FAILED|0:0|n|99999999999" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(slurm_parse_sacct(bad[i], strlen(bad[i]), 12, &ji, err,
                                            sizeof err), -1);
