@@ -605,7 +605,8 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_node_running(rz_engine *e, uint64_t node,
 
 /* Job ids newest first: up to `cap` ids below `before` (0: from the newest)
  * whose client is *client (NULL: every job's), standalone jobs and
- * deployment steps alike. Returns how many were written. O(jobs). */
+ * deployment steps alike; ids retention removed are skipped. Returns how
+ * many were written. O(jobs). */
 RZ_EXTERN size_t rz_engine_job_list(const rz_engine *e,
                                     const rz_ledger_id *client,
                                     uint64_t before, uint64_t *ids, size_t cap);

@@ -497,8 +497,10 @@ RZ_HIDDEN int rz__engine_assign_one(rz_engine *e, rz__ejob *j);
 /* live.c: what is in memory. rz__engine_job/rz__engine_dep find live ones
  * only (NULL: unknown or finished and gone). */
 RZ_HIDDEN bool rz__engine_live_add_job(rz_engine *e, rz__ejob *j);
-/* Is a job with an id in [lo, hi) in memory? O(log live jobs). */
-RZ_HIDDEN bool rz__engine_live_in(const rz_engine *e, uint64_t lo, uint64_t hi);
+/* The deployments of the jobs in memory (steps, for_each elements, and
+ * replica runs of a step whose head is in memory), sorted, repeats kept:
+ * *out malloc'd (NULL when none). O(live jobs). */
+RZ_HIDDEN int rz__engine_live_dep_ids(const rz_engine *e, uint64_t **out, size_t *n);
 RZ_HIDDEN bool rz__engine_live_add_dep(rz_engine *e, rz__edep *d);
 RZ_HIDDEN void rz__engine_job_clear(rz_engine *e, rz__ejob *j);
 /* j (finished, committed) may leave memory: kept while it owes the ledger
@@ -518,6 +520,9 @@ RZ_HIDDEN const rz__edep *rz__engine_dep_read(const rz_engine *e, uint64_t id);
 RZ_HIDDEN size_t rz__engine_cache_dep_bytes(const rz_engine *e);
 RZ_HIDDEN int rz__engine_cache_new(rz_engine *e);
 RZ_HIDDEN void rz__engine_cache_free(rz_engine *e);
+/* Every read-back copy dropped, the slots kept (nothing to allocate, so
+ * nothing that can fail). */
+RZ_HIDDEN void rz__engine_cache_clear(rz_engine *e);
 /* For tests: how many jobs and deployments memory holds. */
 RZ_HIDDEN size_t rz__engine_live_jobs(const rz_engine *e);
 RZ_HIDDEN size_t rz__engine_live_deps(const rz_engine *e);

@@ -60,12 +60,33 @@ rz__edep *rz__engine_dep(const rz_engine *e, uint64_t id)
     return i < e->n_live_deps && e->deps[i]->id == id ? e->deps[i] : NULL;
 }
 
-bool rz__engine_live_in(const rz_engine *e, uint64_t lo, uint64_t hi)
+static int cmp_id(const void *a, const void *b)
 {
-    size_t i;
-    uint64_t id = lo;   /* the macro's name */
-    LOWER_BOUND(e->jobs, e->n_live_jobs, id, i);
-    return i < e->n_live_jobs && e->jobs[i]->id < hi;
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+int rz__engine_live_dep_ids(const rz_engine *e, uint64_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    uint64_t *v = e->n_live_jobs ? malloc(e->n_live_jobs * sizeof *v) : NULL;
+    if (e->n_live_jobs && !v)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < e->n_live_jobs; i++) {
+        const rz__ejob *j = e->jobs[i];
+        const rz__ejob *h = !j->deployment && j->rep_head && j->rep_head != j->id
+                          ? rz__engine_job(e, j->rep_head) : NULL;
+        uint64_t d = j->deployment ? j->deployment : h ? h->deployment : 0;
+        if (d)
+            v[k++] = d;
+    }
+    if (k)
+        qsort(v, k, sizeof *v, cmp_id);
+    *out = v;
+    *n = k;
+    return RZ_OK;
 }
 
 bool rz__engine_live_add_job(rz_engine *e, rz__ejob *j)
@@ -269,7 +290,7 @@ const rz__edep *rz__engine_dep_read(const rz_engine *e, uint64_t id)
     return slot;
 }
 
-void rz__engine_cache_free(rz_engine *e)
+void rz__engine_cache_clear(rz_engine *e)
 {
     struct rz__ecache *c = e->cache;
     if (!c)
@@ -278,7 +299,13 @@ void rz__engine_cache_free(rz_engine *e)
         rz__engine_job_clear(e, &c->job[i]);
         rz__engine_dep_free(&c->dep[i]);
     }
-    free(c);
+    memset(c, 0, sizeof *c);
+}
+
+void rz__engine_cache_free(rz_engine *e)
+{
+    rz__engine_cache_clear(e);
+    free(e->cache);
     e->cache = NULL;
 }
 

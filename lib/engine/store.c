@@ -1300,49 +1300,67 @@ int rz__engine_store_dep_read(rz_engine *e, uint64_t id, rz__edep *out)
 }
 
 /* A descending walk over one client's ids of a kind in the index. */
+/* Ids walked down a table: the client index (keys of CLIENT_KEY bytes,
+ * a 17-byte client-and-kind prefix) or the records themselves (8-byte
+ * keys, no prefix: other keys are skipped). */
 typedef struct index_walk {
     MDB_cursor *cur;
     unsigned char prefix[17];
+    size_t plen, klen;
     int op;   /* the next cursor move; 0: done */
 } index_walk;
 
-/* Position at the greatest id <= top. */
-static void walk_start(index_walk *w, rz_ledger_id c, char kind, uint64_t top)
+/* Position at the greatest id <= top: k, the key of top (w->klen bytes). */
+static void walk_at(index_walk *w, const unsigned char *k)
 {
-    unsigned char k[CLIENT_KEY];
-    client_key(k, c, kind, top);
-    memcpy(w->prefix, k, sizeof w->prefix);
-    MDB_val key = { CLIENT_KEY, k }, val;
+    memcpy(w->prefix, k, w->plen);
+    MDB_val key = { w->klen, (void *)k }, val;
     int mrc = mdb_cursor_get(w->cur, &key, &val, MDB_SET_RANGE);
-    if (mrc == 0 && key.mv_size == CLIENT_KEY &&
-        memcmp(key.mv_data, k, CLIENT_KEY) == 0)
+    if (mrc == 0 && key.mv_size == w->klen && memcmp(key.mv_data, k, w->klen) == 0)
         w->op = MDB_GET_CURRENT;
     else
         w->op = mrc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV;
 }
 
-/* The next id, 0 when the client's range ends. */
+static void walk_start(index_walk *w, const rz_ledger_id *c, char kind,
+                       uint64_t top)
+{
+    unsigned char k[CLIENT_KEY];
+    w->plen = c ? 17 : 0;
+    w->klen = c ? CLIENT_KEY : 8;
+    if (c)
+        client_key(k, *c, kind, top);
+    else
+        key_u64(k, top);
+    walk_at(w, k);
+}
+
+/* The next id, 0 when the range ends. */
 static uint64_t walk_next(index_walk *w)
 {
     MDB_val key, val;
-    if (!w->op || mdb_cursor_get(w->cur, &key, &val, (MDB_cursor_op)w->op) ||
-        key.mv_size != CLIENT_KEY || memcmp(key.mv_data, w->prefix, 17) != 0) {
-        w->op = 0;
-        return 0;
+    while (w->op && mdb_cursor_get(w->cur, &key, &val, (MDB_cursor_op)w->op) == 0 &&
+           memcmp(key.mv_data, w->prefix, key.mv_size < w->plen ? key.mv_size
+                                                                 : w->plen) == 0) {
+        w->op = MDB_PREV;
+        if (key.mv_size == w->klen)
+            return u64_of((const unsigned char *)key.mv_data + w->plen);
+        if (w->plen)
+            break;   /* the client's range is over */
     }
-    w->op = MDB_PREV;
-    return u64_of((const unsigned char *)key.mv_data + 17);
+    w->op = 0;
+    return 0;
 }
 
-/* The next live record of the client below index *i (memory holds
- * pending steps whose record is not written yet), 0: none. */
-static uint64_t live_next(const rz_engine *e, bool deps, rz_ledger_id c,
+/* The next live record of the client (NULL: anyone's) below index *i
+ * (memory holds pending steps whose record is not written yet), 0: none. */
+static uint64_t live_next(const rz_engine *e, bool deps, const rz_ledger_id *c,
                           size_t *i)
 {
     while (*i > 0) {
         --*i;
         const rz_ledger_id *x = deps ? &e->deps[*i]->client : &e->jobs[*i]->client;
-        if (rz_ledger_id_equal(*x, c))
+        if (!c || rz_ledger_id_equal(*x, *c))
             return deps ? e->deps[*i]->id : e->jobs[*i]->id;
     }
     return 0;
@@ -1353,20 +1371,18 @@ size_t rz__engine_store_list(const rz_engine *e, bool deps,
                              uint64_t *ids, size_t cap)
 {
     size_t n = 0;
-    if (!client) {
-        for (uint64_t id = top; id >= 1 && n < cap; id--)
-            ids[n++] = id;
-        return n;
-    }
     MDB_txn *txn = NULL;
     index_walk w = { 0 };
     if (mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn))
         return 0;
-    if (mdb_cursor_open(txn, e->db_by_client, &w.cur)) {
+    /* Everyone's: the records themselves, so the ids retention removed
+     * are not listed (a page of `cap` is full while more exist). */
+    MDB_dbi dbi = client ? e->db_by_client : deps ? e->db_deps : e->db_jobs;
+    if (mdb_cursor_open(txn, dbi, &w.cur)) {
         mdb_txn_abort(txn);
         return 0;
     }
-    walk_start(&w, *client, deps ? 'd' : 'j', top);
+    walk_start(&w, client, deps ? 'd' : 'j', top);
     /* Live ones at or below top: the first index past them, walked down. */
     size_t lo = 0, i = deps ? e->n_live_deps : e->n_live_jobs;
     while (lo < i) {   /* the first live id > top */
@@ -1376,14 +1392,14 @@ size_t rz__engine_store_list(const rz_engine *e, bool deps,
         else
             i = mid;
     }
-    uint64_t a = walk_next(&w), b = live_next(e, deps, *client, &i);
+    uint64_t a = walk_next(&w), b = live_next(e, deps, client, &i);
     while ((a || b) && n < cap) {
         uint64_t id = a > b ? a : b;
         ids[n++] = id;
         if (a == id)
             a = walk_next(&w);
         if (b == id)
-            b = live_next(e, deps, *client, &i);
+            b = live_next(e, deps, client, &i);
     }
     mdb_cursor_close(w.cur);
     mdb_txn_abort(txn);
@@ -1441,9 +1457,12 @@ int rz__engine_store_each_gone(rz_engine *e, int (*fn)(rz_engine *, rz__ejob *))
  * stays there, closed (a pass skips a job whose hold is open, which memory
  * would hold anyway). A deployment goes before its jobs: its step events
  * (over as many passes as their number needs; a finished deployment never
- * replays them), then its flow and record; its jobs, which nothing reads
- * through it then, in the same or a later pass. A replica set's head goes
- * once no run of it is in memory, its runs after it. */
+ * replays them), then its flow and record, once no job of it (a step, a
+ * for_each element, a step's replica run) is in memory; its jobs, which
+ * nothing reads through it then, in the same or a later pass. A replica
+ * set goes whole in one pass, once no run of it is in memory, so no run
+ * outlives the head its record and refund name. The read-back cache is
+ * cleared in place after a pass (nothing allocated, nothing to fail). */
 
 #define RET_BUDGET_MAX 65536u   /* records a pass removes at most */
 
@@ -1516,6 +1535,10 @@ typedef struct ret_pass {
     uint64_t *ids; size_t n_ids, cap_ids;   /* removed: jobs then deps */
     size_t n_removed;         /* ids[0..n_removed): removed so far */
     uint64_t events;
+    uint64_t *live_deps; size_t n_live_deps;   /* rz__engine_live_dep_ids, */
+    bool live_deps_read;                       /* read once a pass */
+    uint64_t *runs; size_t n_runs, cap_runs;   /* replica runs removed with
+                                                  their heads */
 } ret_pass;
 
 static int del_key(ret_pass *p, MDB_dbi dbi, const unsigned char *k, size_t klen)
@@ -1616,6 +1639,27 @@ static int ret_events(ret_pass *p, uint64_t dep, bool *all)
     return rc;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Has deployment `id` a job in memory (a step, a for_each element, a
+ * step's replica run)? It goes after them. */
+static int dep_live(ret_pass *p, uint64_t id, bool *live)
+{
+    if (!p->live_deps_read) {
+        int rc = rz__engine_live_dep_ids(p->e, &p->live_deps, &p->n_live_deps);
+        if (rc != RZ_OK)
+            return rc;
+        p->live_deps_read = true;
+    }
+    *live = p->live_deps &&
+            bsearch(&id, p->live_deps, p->n_live_deps, sizeof id, cmp_u64) != NULL;
+    return RZ_OK;
+}
+
 /* Deployments from e->ret_dep_next on: a finished one that ended before
  * p->before goes (events, flow, record); the walk starts over at the
  * first one created since. */
@@ -1642,10 +1686,13 @@ static int ret_deps(ret_pass *p, size_t look)
             next = 0;
             break;
         }
-        uint64_t first = scan_u64(json, len, "first_job");
-        if (!done || (ended ? ended : created) >= p->before ||
-            rz__engine_live_in(e, first, first + scan_u64(json, len, "steps")))
-            continue;   /* running, young, or a step still owes the ledger */
+        if (!done || (ended ? ended : created) >= p->before)
+            continue;   /* running or young */
+        bool live = false;
+        if ((rc = dep_live(p, id, &live)) != RZ_OK)
+            break;
+        if (live)
+            continue;   /* a step or element still owes the ledger */
         rz_ledger_id c;
         if (!record_client(json, len, &c)) {
             rc = rz__error(RZ_EDB, "engine store: deployment %llu names no client",
@@ -1676,27 +1723,106 @@ static int ret_deps(ret_pass *p, size_t look)
     return rc;
 }
 
-/* May finished job `j` (stored, not in memory) go? */
-static bool job_may_go(ret_pass *p, const rz__ejob *j)
+/* Is finished job `j` (stored, not in memory) settled and old enough to
+ * go, its deployment gone? */
+static bool job_settled(ret_pass *p, const rz__ejob *j)
 {
     rz_engine *e = p->e;
-    if (j->state < RZ_JOB_SUCCEEDED || j->owed != RZ__OWE_NONE ||
+    if (rz__engine_job(e, j->id) || j->state < RZ_JOB_SUCCEEDED ||
+        j->owed != RZ__OWE_NONE ||
         (j->ended_ms ? j->ended_ms : j->submitted_ms) >= p->before)
         return false;
     if (j->deployment && (rz__engine_dep(e, j->deployment) ||
                           stored(p, e->db_deps, j->deployment)))
         return false;   /* its deployment goes first */
-    if (j->rep_head == j->id) {   /* a head goes once its runs are done */
-        for (uint32_t r = 0; r + 1 < j->replicas; r++)
-            if (rz__engine_job(e, j->rep_first + r))
-                return false;
-    } else if (j->rep_head && (rz__engine_job(e, j->rep_head) ||
-                               stored(p, e->db_jobs, j->rep_head)))
-        return false;   /* a run after its head */
     /* Never held, or its hold closed; a hold that cannot be read keeps it. */
     rz_ledger_transfer t;
     int lrc = rz_ledger_transfer_get(e->ledger, rz__engine_hold_id(j->id), &t);
     return lrc == RZ_ENOENT || (lrc == RZ_OK && t.state != RZ_LEDGER_OPEN);
+}
+
+/* May job `j` go on its own? A replica set's runs go with its head
+ * (ret_set), so no run ever names a head that is gone; a run is taken
+ * alone only when its head is gone already (a store compacted before
+ * sets went whole). */
+static bool job_may_go(ret_pass *p, const rz__ejob *j)
+{
+    rz_engine *e = p->e;
+    if (j->rep_head && j->rep_head != j->id &&
+        (rz__engine_job(e, j->rep_head) || stored(p, e->db_jobs, j->rep_head)))
+        return false;
+    return job_settled(p, j);
+}
+
+/* Job `id`'s record parsed into *j (cleared by the caller). */
+static int read_job(ret_pass *p, uint64_t id, rz__ejob *j)
+{
+    const char *json;
+    size_t len;
+    memset(j, 0, sizeof *j);
+    int rc = get_record(p->txn, p->e->db_jobs, id, &json, &len);
+    if (rc != RZ_OK)
+        return rc;
+    cJSON *rec = cJSON_ParseWithLength(json, len);
+    rc = rec ? parse_job(j, id, rec)
+             : rz__error(RZ_EDB, "engine store: job %llu: a corrupt record",
+                         (unsigned long long)id);
+    cJSON_Delete(rec);
+    return rc;
+}
+
+static int ret_one(ret_pass *p, const rz__ejob *j)
+{
+    int rc = del_record(p, p->e->db_jobs, j->id, j->client, 'j');
+    if (rc != RZ_OK)
+        return rc;
+    if ((unsigned)j->state <= RZ_JOB_CANCELLED)
+        p->ret.jobs[j->state]++;
+    p->ret.volume += rz__engine_charged(j);
+    if (p->ret.max_job < j->id)
+        p->ret.max_job = j->id;
+    if (p->budget)
+        p->budget--;
+    return RZ_OK;
+}
+
+/* A replica set's head `h` (may go) and its runs, all in this pass or
+ * none: *gone, and the runs' ids appended to p->runs. */
+static int ret_set(ret_pass *p, const rz__ejob *h, bool *gone)
+{
+    *gone = false;
+    uint32_t n = h->replicas > 1 ? h->replicas - 1 : 0;
+    if (n + 1 > p->budget)
+        return RZ_OK;   /* next pass, with its whole budget */
+    rz__ejob runs[RZ_ENGINE_REPLICAS_MAX];
+    uint32_t k = 0;
+    int rc = RZ_OK;
+    bool all = n <= RZ_ENGINE_REPLICAS_MAX;
+    for (uint32_t r = 0; all && rc == RZ_OK && r < n; r++) {
+        uint64_t id = h->rep_first + r;
+        if (rz__engine_job(p->e, id)) {
+            all = false;
+            break;
+        }
+        if (!stored(p, p->e->db_jobs, id))
+            continue;   /* gone before */
+        rc = read_job(p, id, &runs[k]);
+        all = rc == RZ_OK && job_settled(p, &runs[k]);
+        k++;
+    }
+    if (rc == RZ_OK && all &&
+        !rz__engine_grow((void **)&p->runs, &p->cap_runs, p->n_runs + k,
+                         sizeof *p->runs))
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    for (uint32_t r = 0; rc == RZ_OK && all && r < k; r++) {
+        rc = ret_one(p, &runs[r]);
+        if (rc == RZ_OK)
+            p->runs[p->n_runs++] = runs[r].id;
+    }
+    for (uint32_t r = 0; r < k; r++)
+        rz__engine_job_clear(p->e, &runs[r]);
+    *gone = rc == RZ_OK && all;
+    return rc;
 }
 
 static int ret_jobs(ret_pass *p, size_t look)
@@ -1708,41 +1834,53 @@ static int ret_jobs(ret_pass *p, size_t look)
     for (size_t i = 0; rc == RZ_OK && i < p->n_ids && p->budget; i++) {
         uint64_t id = p->ids[i];
         next = id + 1;
-        if (rz__engine_job(e, id))
-            continue;
-        const char *json;
-        size_t len;
-        if ((rc = get_record(p->txn, e->db_jobs, id, &json, &len)) != RZ_OK)
-            break;
-        cJSON *rec = cJSON_ParseWithLength(json, len);
+        if (rz__engine_job(e, id) || !stored(p, e->db_jobs, id))
+            continue;   /* in memory, or a run gone with its head */
         rz__ejob j;
-        memset(&j, 0, sizeof j);
-        rc = rec ? parse_job(&j, id, rec)
-                 : rz__error(RZ_EDB, "engine store: job %llu: a corrupt record",
-                             (unsigned long long)id);
-        cJSON_Delete(rec);
+        rc = read_job(p, id, &j);
+        bool go = false;
         if (rc == RZ_OK && j.submitted_ms >= p->before) {
             p->young = true;
             next = 0;
         } else if (rc == RZ_OK && job_may_go(p, &j)) {
-            rc = del_record(p, e->db_jobs, id, j.client, 'j');
-            if (rc == RZ_OK) {
-                if ((unsigned)j.state <= RZ_JOB_CANCELLED)
-                    p->ret.jobs[j.state]++;
-                p->ret.volume += rz__engine_charged(&j);
-                if (p->ret.max_job < id)
-                    p->ret.max_job = id;
-                p->ids[p->n_removed++] = id;
-                p->budget--;
-            }
+            go = true;
+            if (j.rep_head == id && j.replicas > 1)
+                rc = ret_set(p, &j, &go);
         }
+        if (rc == RZ_OK && go && (rc = ret_one(p, &j)) == RZ_OK)
+            p->ids[p->n_removed++] = id;
         rz__engine_job_clear(e, &j);
         if (p->young)
             break;
     }
     if (rc == RZ_OK)
         e->ret_job_next = p->young || (p->end && next == after) ? 0 : next;
+    /* The runs that went with their heads join the list, in order. */
+    if (rc == RZ_OK && p->n_runs) {
+        if (!rz__engine_grow((void **)&p->ids, &p->cap_ids, p->n_removed + p->n_runs,
+                             sizeof *p->ids))
+            return rz__error(RZ_ENOMEM, "out of memory");
+        memcpy(p->ids + p->n_removed, p->runs, p->n_runs * sizeof *p->ids);
+        p->n_removed += p->n_runs;
+        qsort(p->ids, p->n_removed, sizeof *p->ids, cmp_u64);
+    }
     return rc;
+}
+
+/* What a pass removed, and all passes have. */
+static void ret_said(const rz_engine *e, const ret_pass *p, size_t n_jobs,
+                     size_t n_deps, rz_engine_compacted *out)
+{
+    out->jobs = n_jobs;
+    out->deployments = n_deps;
+    out->events = p->events;
+    /* Stopped at its budget, or before either walk reached its end. */
+    out->more = !p->budget || e->ret_job_next || e->ret_dep_next;
+    out->total_jobs = 0;
+    for (int s = 0; s <= RZ_JOB_CANCELLED; s++)
+        out->total_jobs += e->ret.jobs[s];
+    out->total_deployments = e->ret.deps;
+    out->total_events = e->ret.events;
 }
 
 int rz_engine_compact(rz_engine *e, uint64_t now_ms, uint64_t older_than_ms,
@@ -1797,25 +1935,18 @@ int rz_engine_compact(rz_engine *e, uint64_t now_ms, uint64_t older_than_ms,
         mdb_txn_abort(p.txn);
     if (rc == RZ_OK && any) {
         e->ret = p.ret;
-        rz__engine_cache_free(e);   /* read-back copies of what went */
-        rc = rz__engine_cache_new(e);
+        /* Read-back copies of what went, dropped in place: a cache lost
+         * to a failed allocation would make kept work read as missing. */
+        rz__engine_cache_clear(e);
     }
     if (rc != RZ_OK)   /* the walk starts over */
         e->ret_job_next = e->ret_dep_next = 0;
-    if (out && rc == RZ_OK) {
-        out->jobs = n_jobs;
-        out->deployments = n_deps;
-        out->events = p.events;
-        /* Stopped at its budget, or before either walk reached its end. */
-        out->more = !p.budget || e->ret_job_next || e->ret_dep_next;
-        out->total_jobs = 0;
-        for (int s = 0; s <= RZ_JOB_CANCELLED; s++)
-            out->total_jobs += e->ret.jobs[s];
-        out->total_deployments = e->ret.deps;
-        out->total_events = e->ret.events;
-    }
+    if (out && rc == RZ_OK)
+        ret_said(e, &p, n_jobs, n_deps, out);
     free(deps);
     free(p.ids);
+    free(p.live_deps);
+    free(p.runs);
     return rc;
 }
 

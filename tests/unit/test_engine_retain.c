@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "common/internal.h"
+#include "engine/engine_impl.h"
 #include "rhizos/engine.h"
 #include "rhizos/rhizos.h"
 #include "helpers.h"
@@ -345,6 +347,170 @@ static void test_killed_mid_compaction(void **state)
     check(f);
 }
 
+/* A pass whose allocations fail one by one (each N in turn) never makes
+ * kept work read as missing: the read-back cache is cleared in place, not
+ * made again (a failed re-allocation used to leave none, so every
+ * finished job read 404 until a restart). */
+static void test_out_of_memory_keeps_reads(void **state)
+{
+    fx *f = *state;
+    rz_engine_job_info ji;
+    bool past = false;   /* a pass made fewer calls than n: all were tried */
+    for (long n = 1; !past; n++) {
+        assert_true(n < 100000);
+        uint64_t base = (uint64_t)n * 30 * DAY;
+        uint64_t old = submit(f, "{\"cpu_cores\":1,\"estimate_seconds\":10}", base);
+        drain(f, base);
+        uint64_t kept = submit(f, "{\"cpu_cores\":1,\"estimate_seconds\":10}", base + 20 * DAY);
+        drain(f, base + 20 * DAY);
+        assert_int_equal(rz_engine_job_get(f->e, kept, &ji), RZ_OK);   /* read back */
+        rz_engine_compacted c;
+        rz__alloc_fail_at(n, false);
+        int rc = rz_engine_compact(f->e, base + 20 * DAY + 1000, KEEP, 64, NULL, NULL, &c);
+        past = rz__alloc_calls() < n;
+        rz__alloc_fail_at(0, false);
+        assert_true(rc == RZ_OK || rz_error_last()->message[0]);
+        assert_int_equal(rz_engine_job_get(f->e, kept, &ji), RZ_OK);
+        assert_int_equal(ji.state, RZ_JOB_SUCCEEDED);
+        int gone = rz_engine_job_get(f->e, old, &ji);
+        assert_true(gone == RZ_ENOENT ? rc == RZ_OK : gone == RZ_OK);
+    }
+    compact(f, 200 * 30 * DAY, 64);
+    check(f);
+}
+
+static const char *FE_FLOW = "flux: 1\nname: fe\ninputs: {xs: {type: array}}\nsteps:\n"
+                             "  c:\n    module: count@1\n    for_each: \"${{ inputs.xs }}\"\n"
+                             "    inputs: {text: \"${{ each.value }}\"}\n";
+
+/* A finished deployment stays while any job of it is in memory, a
+ * for_each element too, whose id lies past the deployment's steps. (What
+ * keeps one there is a payment still owed, which the engine settles in
+ * the same call: it is put there by hand.) */
+static void test_deployment_waits_for_its_elements(void **state)
+{
+    fx *f = *state;
+    uint64_t d = 0;
+    const char *in = "{\"xs\":[\"a\",\"b c\",\"d\"]}";
+    assert_int_equal(rz_engine_deploy(f->e, FE_FLOW, strlen(FE_FLOW), f->client, in,
+                                      1000, &d, NULL), RZ_OK);
+    drain(f, 1000);
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
+    assert_true(rs == RZ_RUN_SUCCEEDED || rs == RZ_RUN_FAILED);
+    assert_int_equal(rz_engine_tick(f->e, 2000), RZ_OK);   /* all leave memory */
+    assert_int_equal(rz__engine_live_jobs(f->e), 0);
+    uint64_t ids[16];
+    size_t n = rz_engine_job_list(f->e, &f->client, 0, ids, 16);
+    assert_int_equal(n, 4);   /* the step and its three elements */
+    rz__ejob *el = calloc(1, sizeof *el);
+    el->id = ids[0];   /* the newest: an element */
+    el->deployment = d;
+    el->client = f->client;
+    el->state = RZ_JOB_SUCCEEDED;
+    el->owed = RZ__OWE_SETTLE;
+    assert_true(rz__engine_live_add_job(f->e, el));
+    rz_engine_compacted c;
+    assert_int_equal(rz_engine_compact(f->e, 30 * DAY, KEEP, 64, NULL, NULL, &c), RZ_OK);
+    assert_int_equal(c.deployments, 0);
+    assert_false(rz_engine_compacted_id(f->e, 1, d));
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
+    f->e->n_live_jobs--;   /* paid: it leaves */
+    free(el);
+    compact(f, 30 * DAY, 64);
+    assert_true(rz_engine_compacted_id(f->e, 1, d));
+    assert_int_equal(rz_engine_job_list(f->e, &f->client, 0, ids, 16), 0);
+    check(f);
+}
+
+/* A replica set goes whole in one pass or not at all: no pass leaves a
+ * run whose head is gone (its refund and its record name the head). */
+static void test_replica_set_goes_whole(void **state)
+{
+    fx *f = *state;
+    uint64_t nodes[3] = { f->node, 0, 0 };
+    for (int i = 1; i < 3; i++)
+        assert_int_equal(rz_engine_node_register(f->e, NODE_CAPS, strlen(NODE_CAPS), 0,
+                                                 &nodes[i]), RZ_OK);
+    rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
+    s.client = f->client;
+    s.requirements_json = "{\"cpu_cores\":1,\"estimate_seconds\":10}";
+    s.module_id = "count";
+    s.module_version = "1.0.0";
+    s.request_json = "{\"inputs\":{\"text\":\"a b\"},\"config\":{}}";
+    s.max_cost_micros = 500;
+    s.replicas = 3;
+    uint64_t head = 0;
+    assert_int_equal(rz_engine_submit(f->e, &s, 1000, &head), RZ_OK);
+    for (int i = 0; i < 3; i++) {
+        rz_engine_assignment a;
+        assert_int_equal(rz_engine_poll(f->e, nodes[i], 1000, &a), RZ_OK);
+        assert_int_equal(node_report(f->e, nodes[i], a.job, a.attempt, "{\"n\":2}", NULL,
+                                     1000, 1000), RZ_OK);
+    }
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, head, &ji), RZ_OK);
+    assert_int_equal(ji.state, RZ_JOB_SUCCEEDED);
+    assert_int_equal(rz_engine_tick(f->e, 2000), RZ_OK);
+    /* Budgets smaller than the set remove nothing of it. */
+    for (size_t budget = 1; budget < 3; budget++) {
+        rz_engine_compacted c;
+        assert_int_equal(rz_engine_compact(f->e, 30 * DAY, KEEP, budget, hook, f, &c),
+                         RZ_OK);
+        assert_int_equal(c.jobs, 0);
+        for (uint64_t id = head; id < head + 3; id++)
+            assert_int_equal(rz_engine_job_get(f->e, id, &ji), RZ_OK);
+    }
+    rz_engine_compacted c;
+    assert_int_equal(rz_engine_compact(f->e, 30 * DAY, KEEP, 3, hook, f, &c), RZ_OK);
+    assert_int_equal(c.jobs, 3);
+    for (uint64_t id = head; id < head + 3; id++) {
+        assert_int_equal(rz_engine_job_get(f->e, id, &ji), RZ_ENOENT);
+        assert_true(rz_engine_compacted_id(f->e, 0, id));
+    }
+    check(f);
+    reopen(f);
+    check(f);
+}
+
+/* Everyone's job list (the admin's) is full while more jobs exist: the
+ * ids retention removed are skipped, not listed and dropped. */
+static void test_unfiltered_list_is_full(void **state)
+{
+    fx *f = *state;
+    uint64_t first = 0, last = 0;
+    for (int i = 0; i < 10; i++) {
+        last = submit(f, "{\"cpu_cores\":1,\"estimate_seconds\":10}", 1000);
+        first = first ? first : last;
+        drain(f, 1000);
+    }
+    for (int i = 0; i < 5; i++) {
+        last = submit(f, "{\"cpu_cores\":1,\"estimate_seconds\":10}", 20 * DAY);
+        drain(f, 20 * DAY);
+    }
+    compact(f, 20 * DAY, 64);   /* the first ten go */
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, first, &ji), RZ_ENOENT);
+    uint64_t ids[32];
+    /* A page of 4, then the rest from below it: 5 in all, newest first. */
+    size_t n = rz_engine_job_list(f->e, NULL, 0, ids, 4);
+    assert_int_equal(n, 4);
+    assert_int_equal(ids[0], last);
+    size_t m = rz_engine_job_list(f->e, NULL, ids[3], ids + 4, 28);
+    assert_int_equal(m, 1);
+    for (size_t i = 0; i < n + m; i++) {
+        assert_int_equal(rz_engine_job_get(f->e, ids[i], &ji), RZ_OK);
+        if (i)
+            assert_true(ids[i] < ids[i - 1]);
+    }
+    /* A job still queued (its record not yet the newest) is listed too. */
+    uint64_t q = submit(f, "{\"cpu_cores\":64,\"estimate_seconds\":10}", 20 * DAY);
+    assert_int_equal(rz_engine_job_list(f->e, NULL, 0, ids, 1), 1);
+    assert_int_equal(ids[0], q);
+    /* Deployments the same way. */
+    assert_int_equal(rz_engine_deployment_list(f->e, NULL, 0, ids, 4), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -353,6 +519,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hook_failure_removes_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_killed_mid_compaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_out_of_memory_keeps_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deployment_waits_for_its_elements, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_replica_set_goes_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unfiltered_list_is_full, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
