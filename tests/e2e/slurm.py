@@ -143,6 +143,22 @@ class Slurm(Base):
         self.assertEqual((j["status"], j["node"], j["attempt"]), ("succeeded", plain.id, 2), j)
         self.check_money([j])
 
+    def test_cancelled_job_is_scancelled(self):
+        # The client cancels a job running through the gateway: the
+        # orchestrator withdraws it and the gateway scancels its Slurm job.
+        gw = self.start_gateway()
+        job = self.submit(config={"seconds": 60})
+        name = "rhizos-%d-1" % job
+        wait_until(lambda: "RUNNING" in named(name, self.since).values(), 60,
+                   "the Slurm job to run", proc=gw)
+        self.api("DELETE", "/api/v1/jobs/%d" % job, key=self.key, code=200)
+        gw.wait_for(lambda: [e for e in gw.events() if e.get("event") == "stopped"
+                             and e["job"] == job and "scancelled" in e.get("detail", "")],
+                    30, "the gateway to scancel the job")
+        wait_until(lambda: list(named(name, self.since).values()) == ["CANCELLED"], 30,
+                   "Slurm to cancel it")
+        self.assertEqual(self.job(job)["status"], "cancelled")
+
     def test_gateway_killed_mid_job_finishes_it_once(self):
         data = self.gateway_data()
         gw = self.start_gateway(data)
