@@ -357,6 +357,11 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_report_result(rz_engine *e, uint64_t node,
 /* 1 if job `job` runs a service step of a running deployment (its node
  * streams its stdout and reports readiness and events), else 0. */
 RZ_EXTERN int rz_engine_job_service(const rz_engine *e, uint64_t job);
+/* A service job's readiness check ("tcp:PORT" or an http:// URL, as
+ * rz_attempt_opts.ready_check) and its timeout in *timeout_s (0: the
+ * default; may be NULL); NULL when it has none. Borrowed from the flow. */
+RZ_EXTERN const char *rz_engine_job_ready_check(const rz_engine *e, uint64_t job,
+                                                uint32_t *timeout_s);
 RZ_EXTERN RZ_NODISCARD int rz_engine_report_ready(rz_engine *e, uint64_t node,
                                                   uint64_t job, uint32_t attempt,
                                                   uint64_t now_ms);

@@ -192,16 +192,24 @@ typedef struct rz_attempt_opts {
     const char *blob_dir;
     uint64_t max_file;
     uint64_t max_files;
+    /* A service's readiness check (docs/services.md): "tcp:PORT" or an
+     * http:// URL (host an IPv4 address or localhost), tried from inside
+     * the step's network (its sandbox's or container's) until it passes,
+     * when the attempt's stdout gets the line {"ready": true}; not passed
+     * within ready_timeout_s (0: 60), the attempt fails saying why. NULL:
+     * none. (Version 8.) */
+    const char *ready_check;
+    uint32_t ready_timeout_s;
 } rz_attempt_opts;
 
 #define RZ_ATTEMPT_DEFAULT_MAX_SCRATCH_MB 1024u
 #define RZ_ATTEMPT_DEFAULT_MAX_FILE ((uint64_t)1 << 30)    /* 1 GiB */
 #define RZ_ATTEMPT_DEFAULT_MAX_FILES ((uint64_t)4 << 30)   /* 4 GiB */
-#define RZ_ATTEMPT_OPTS_VERSION 7
+#define RZ_ATTEMPT_OPTS_VERSION 8
 #define RZ_ATTEMPT_OPTS_INIT { RZ_ATTEMPT_OPTS_VERSION, NULL, NULL, NULL, \
                                NULL, NULL, 0, 0, NULL, NULL, NULL, 0, 0, 0, \
                                0, 0, 0, 1, -1, NULL, NULL, NULL, 0, NULL, 0, \
-                               NULL, 0, 0 }
+                               NULL, 0, 0, NULL, 0 }
 
 /* Start an attempt; returns at once. An attempt that cannot start (unknown
  * or unavailable adapter, command not found, no scratch folder) is still

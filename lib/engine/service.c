@@ -89,6 +89,20 @@ int rz_engine_job_service(const rz_engine *e, uint64_t job)
     return d && d->run && j->step < d->n_steps && d->flow->steps[j->step].service;
 }
 
+const char *rz_engine_job_ready_check(const rz_engine *e, uint64_t job,
+                                      uint32_t *timeout_s)
+{
+    if (timeout_s)
+        *timeout_s = 0;
+    if (!rz_engine_job_service(e, job))
+        return NULL;
+    const rz__ejob *j = rz__engine_job(e, job);
+    const rz__step *s = &rz__engine_dep(e, j->deployment)->flow->steps[j->step];
+    if (timeout_s && s->ready_check)
+        *timeout_s = s->ready_timeout_s;
+    return s->ready_check;
+}
+
 int rz_engine_report_ready(rz_engine *e, uint64_t node, uint64_t job,
                            uint32_t attempt, uint64_t now_ms)
 {

@@ -95,6 +95,10 @@ typedef struct rz__adapter {
      * many bytes a cap threw away so far. */
     void (*stream)(void *state);
     char *(*out_lines)(void *state, uint64_t *dropped);
+    /* Optional (NULL: this process's own): after start, a process in the
+     * step's network namespace for a readiness check (ready.h), 0 when the
+     * step shares this process's, -1 while it is not known yet. */
+    int (*net_pid)(void *state);
 } rz__adapter;
 
 RZ_HIDDEN extern const rz__adapter rz__process_adapter;

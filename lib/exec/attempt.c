@@ -19,6 +19,7 @@
 #include <sodium.h>
 
 #include "exec/adapter.h"
+#include "exec/ready.h"
 #include "module/module_impl.h"
 
 #define REASON_LINE 300          /* bytes of the log quoted in a failure */
@@ -69,6 +70,15 @@ struct rz_attempt {
     char **file_ports;
     size_t n_file_ports;
     uint64_t max_file, max_files;
+    /* Its readiness check (ready.h): tried every READY_EVERY_MS until it
+     * passes (then one {"ready": true} line is handed out first) or
+     * ready_due passes (then it is stopped, ready_fail its reason). */
+    bool ready_wait, ready_line;
+    rz__ready_target ready;
+    uint64_t ready_next, ready_due;
+    uint32_t ready_timeout_s;
+    char ready_why[256];
+    char *ready_fail;
 };
 
 /* ---- the outputs protocol ---- */
@@ -294,6 +304,8 @@ static char *exit_reason(int code, const char *log, size_t len)
 static char *failure_reason(const rz_attempt *a, const rz__exec_outcome *o,
                             const char *log, size_t log_len)
 {
+    if (a->ready_fail)
+        return rz__strdup(a->ready_fail);
     if (a->stopped)
         return rz__strdup("stopped");
     if (o->timed_out)
@@ -670,6 +682,14 @@ int rz__attempt_start_pooled(rz_attempt **out, const rz_attempt_opts *o,
     a->max_output = o->max_output ? o->max_output : RZ_ATTEMPT_DEFAULT_MAX_OUTPUT;
     a->max_log = o->max_log ? o->max_log : RZ_ATTEMPT_DEFAULT_MAX_LOG;
     a->service = o->version >= 6 && o->service;
+    const char *check = o->version >= 8 && a->service ? o->ready_check : NULL;
+    char check_why[200] = "";
+    a->ready_wait = check != NULL;
+    a->ready_timeout_s = o->version >= 8 && o->ready_timeout_s
+                             ? o->ready_timeout_s : RZ__READY_DEFAULT_TIMEOUT_S;
+    a->ready_due = a->started + (uint64_t)a->ready_timeout_s * 1000u;
+    int check_rc = check ? rz__ready_parse(check, &a->ready, check_why,
+                                           sizeof check_why) : RZ_OK;
     if (copy_secrets(a, o) != RZ_OK || files_setup(a, o) != RZ_OK) {
         rz_attempt_free(a);
         return rz__error(RZ_ENOMEM, "out of memory");
@@ -683,7 +703,9 @@ int rz__attempt_start_pooled(rz_attempt **out, const rz_attempt_opts *o,
         a->pool = pool;
     char why[512] = "";
     const char *host = o->version >= 2 ? o->container_host : NULL;
-    if (!a->ad || !a->ad->probe(host, why, sizeof why))
+    if (check_rc != RZ_OK)
+        fail_now(a, rz__asprintf("ready check '%.200s': %s", check, check_why));
+    else if (!a->ad || !a->ad->probe(host, why, sizeof why))
         fail_now(a, unavailable(name, why));
     else
         launch(a, o);
@@ -769,15 +791,32 @@ char *rz__attempt_log_lines(rz_attempt *a, bool flush)
     return out;
 }
 
+/* The ready line the check earned goes before what the service wrote. */
+static char *with_ready_line(rz_attempt *a, char *text)
+{
+    if (!a->ready_line)
+        return text;
+    char *t = rz__asprintf("{\"ready\": true}%s%s", text ? "\n" : "",
+                           text ? text : "");
+    if (!t)
+        return text;   /* out of memory: said with the next lines */
+    a->ready_line = false;
+    if (text)
+        sodium_memzero(text, strlen(text));
+    free(text);
+    return t;
+}
+
 char *rz__attempt_out_lines(rz_attempt *a, uint64_t *dropped)
 {
     *dropped = a ? a->out_dropped : 0;
-    if (!a || !a->service || (!a->state && !a->out_last))
+    if (!a || !a->service || (!a->state && !a->out_last && !a->ready_line))
         return NULL;
     char *text = a->out_last;
     a->out_last = NULL;
     if (!text && a->state)
         text = a->ad->out_lines(a->state, dropped);
+    text = with_ready_line(a, text);
     if (!text)
         return NULL;
     scrub(a, &text, false);
@@ -870,12 +909,44 @@ int rz_attempt_fd(const rz_attempt *a)
     return a && !a->done && a->state ? a->ad->fd(a->state) : -1;
 }
 
+#define READY_EVERY_MS 100u
+#define READY_TRY_MS 250
+
+/* One try of the readiness check when one is due; past its deadline, or
+ * when the step's network cannot be entered, the attempt is stopped. */
+static void ready_check(rz_attempt *a)
+{
+    uint64_t now = rz__now_ms();
+    if (!a->ready_wait || a->stopped || now < a->ready_next)
+        return;
+    int pid = a->ad->net_pid ? a->ad->net_pid(a->state) : 0;
+    int r = pid < 0 ? 0 : rz__ready_try(&a->ready, pid, READY_TRY_MS,
+                                        a->ready_why, sizeof a->ready_why);
+    a->ready_next = rz__now_ms() + READY_EVERY_MS;
+    if (r == 1) {
+        a->ready_wait = false;
+        a->ready_line = true;
+    } else if (r < 0 || a->ready_next > a->ready_due) {
+        a->ready_fail = r < 0
+            ? rz__asprintf("not ready: %s", a->ready_why)
+            : rz__asprintf("not ready within %" PRIu32 " s (%s)",
+                           a->ready_timeout_s,
+                           a->ready_why[0] ? a->ready_why : "not started");
+        a->ready_wait = false;
+        a->stopped = true;
+        a->ad->stop(a->state);
+    }
+}
+
 int rz_attempt_poll(rz_attempt *a, int timeout_ms)
 {
     if (!a)
         return rz__error(RZ_EINVAL, "rz_attempt_poll: no attempt");
     if (a->done)
         return 1;
+    ready_check(a);
+    if (a->ready_wait && timeout_ms > (int)READY_EVERY_MS)
+        timeout_ms = (int)READY_EVERY_MS;
     int r = a->ad->poll(a->state, timeout_ms);
     if (r == 1) {
         live_take(a);   /* the last of it, before the state goes */
@@ -941,6 +1012,7 @@ void rz_attempt_free(rz_attempt *a)
         free(a->file_ports[i]);
     free(a->file_ports);
     free(a->blob_dir);
+    free(a->ready_fail);
     if (a->live.data)
         sodium_memzero(a->live.data, a->live.len);
     free(a->live.data);

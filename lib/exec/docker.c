@@ -975,5 +975,5 @@ static const char *dk_log_so_far(void *state, size_t *len, uint64_t *total)
 
 const rz__adapter rz__docker_adapter = {
     "docker", dk_probe, dk_prepare, dk_start, dk_fd, dk_poll,
-    dk_stop, dk_collect, dk_cleanup, dk_status, dk_log_so_far, NULL, NULL,
+    dk_stop, dk_collect, dk_cleanup, dk_status, dk_log_so_far, NULL, NULL, NULL,
 };

@@ -1259,9 +1259,20 @@ static const char *proc_log_so_far(void *state, size_t *len,
     return rz_proc_log(p, len);
 }
 
+/* A sandboxed step without network has a namespace of its own, which its
+ * first process (the sandbox's init) is in. */
+static int proc_net_pid(void *state)
+{
+    const proc_state *st = state;
+    const rz_proc *p = st->l.proc;
+    if (!p || !p->sandboxed || st->l.po.network)
+        return 0;
+    return p->pid > 0 && !p->reaped ? (int)p->pid : -1;
+}
+
 const rz__adapter rz__process_adapter = {
     "process", proc_probe, proc_prepare, rz__proc_launch_start,
     rz__proc_launch_fd, rz__proc_launch_poll, rz__proc_launch_stop,
     rz__proc_launch_collect, proc_cleanup, NULL, proc_log_so_far,
-    proc_stream, proc_out_lines,
+    proc_stream, proc_out_lines, proc_net_pid,
 };

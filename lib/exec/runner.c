@@ -327,6 +327,8 @@ static int start_step(runner *r, size_t step, const rz__step *s,
         ao.container_host = r->opts->container_host;
         ao.llm_servers = r->opts->llm_servers;
         ao.service = s->service && task == step;
+        ao.ready_check = ao.service ? s->ready_check : NULL;
+        ao.ready_timeout_s = s->ready_timeout_s;
         rc = files_opts(r, &ao);
         if (rc == RZ_OK)
             rc = rz__attempt_start_pooled(out, &ao, r->scratch);

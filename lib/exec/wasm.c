@@ -386,5 +386,5 @@ static const char *wasm_log_so_far(void *state, size_t *len, uint64_t *total)
 const rz__adapter rz__wasm_adapter = {
     "wasm", wasm_probe, wasm_prepare, rz__proc_launch_start,
     rz__proc_launch_fd, rz__proc_launch_poll, rz__proc_launch_stop,
-    wasm_collect, wasm_cleanup, NULL, wasm_log_so_far, NULL, NULL,
+    wasm_collect, wasm_cleanup, NULL, wasm_log_so_far, NULL, NULL, NULL,
 };

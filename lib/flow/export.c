@@ -132,6 +132,30 @@ static void put_inputs(ex *x, cJSON *o, const rz__step *s)
     put(x, o, "inputs", in);
 }
 
+/* kind: service with its restart policy and readiness. */
+static void put_service(ex *x, cJSON *o, const rz__step *s)
+{
+    static const char *const policies[] = {"on-failure", "always", "never"};
+    cJSON *r = obj(x);
+    put_str(x, o, "kind", "service");
+    put_str(x, r, "policy", policies[s->restart]);
+    put_num(x, r, "max_restarts", s->retry.max_attempts - 1);
+    put_num(x, r, "backoff_ms", s->retry.initial_ms);
+    put(x, o, "restart", r);
+    if (s->ready_check) {
+        cJSON *rd = obj(x);
+        if (strncmp(s->ready_check, "tcp:", 4) == 0)
+            put_num(x, rd, "tcp", strtod(s->ready_check + 4, NULL));
+        else
+            put_str(x, rd, "http", s->ready_check);
+        if (s->ready_timeout_s)
+            put_num(x, rd, "timeout_s", s->ready_timeout_s);
+        put(x, o, "ready", rd);
+    } else if (s->ready_line) {
+        put_str(x, o, "ready", "line");
+    }
+}
+
 /* Fields common to both shapes, in canonical order: the builder leads with
  * what a node is (config, credentials, position), FluxGraph with how a step
  * is wired (needs, inputs). */
@@ -151,17 +175,8 @@ static void step_body(ex *x, cJSON *o, const rz__step *s, bool builder)
         put_inputs(x, o, s);
     }
     put_str(x, o, "when", s->when);
-    if (s->service) {
-        static const char *const policies[] = {"on-failure", "always", "never"};
-        cJSON *r = obj(x);
-        put_str(x, o, "kind", "service");
-        put_str(x, r, "policy", policies[s->restart]);
-        put_num(x, r, "max_restarts", s->retry.max_attempts - 1);
-        put_num(x, r, "backoff_ms", s->retry.initial_ms);
-        put(x, o, "restart", r);
-        if (s->ready_line)
-            put_str(x, o, "ready", "line");
-    }
+    if (s->service)
+        put_service(x, o, s);
     if (s->on_step) {
         cJSON *on = obj(x);
         char *ev = rz__asprintf("steps.%s.events.%s", s->on_step, s->on_event);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exec/ready.h"
 #include "flow/loader.h"
 #include "rhizos/trigger.h"
 #include "trigger/trigger_impl.h"
@@ -590,14 +591,60 @@ static void lower_restart(lower *L, rz__step *s, const cJSON *v)
     }
 }
 
-/* ready: line (the first {"ready": true} on stdout) or start. */
+/* ready: {tcp: PORT | http: URL, timeout_s}: the check exec/ready.h
+ * makes, in its one-string form. */
+static void lower_ready_check(lower *L, rz__step *s, const cJSON *v)
+{
+    char spec[600] = "", why[200];
+    for (const cJSON *c = v->child; c; c = c->next) {
+        const char *k = c->string;
+        uint32_t n = 0;
+        if (strcmp(k, "tcp") == 0 && cJSON_IsNumber(c) && c->valuedouble >= 1 &&
+            c->valuedouble <= 65535 && c->valuedouble == (double)(int)c->valuedouble)
+            snprintf(spec, sizeof spec, "tcp:%d", (int)c->valuedouble);
+        else if (strcmp(k, "tcp") == 0)
+            bad(L, RZ_EINVALID, "ready", k, "'tcp' must be a port, 1-65535");
+        else if (strcmp(k, "http") == 0 && cJSON_IsString(c))
+            snprintf(spec, sizeof spec, "%.590s", c->valuestring);
+        else if (strcmp(k, "http") == 0)
+            bad(L, RZ_EINVALID, "ready", k, "'http' must be a URL, e.g. "
+                "http://127.0.0.1:8080/health");
+        else if (strcmp(k, "timeout_s") == 0) {
+            if (want_u32(L, c, "ready", k, 1, &n))
+                s->ready_timeout_s = n;
+        } else
+            bad(L, RZ_EINVALID, "ready", k, "unknown key '%s' in 'ready' (keys: "
+                "tcp or http, timeout_s)", k);
+    }
+    bool both = cJSON_GetObjectItemCaseSensitive(v, "tcp") &&
+                cJSON_GetObjectItemCaseSensitive(v, "http");
+    if (both || (!spec[0] && !cJSON_GetObjectItemCaseSensitive(v, "tcp") &&
+                 !cJSON_GetObjectItemCaseSensitive(v, "http"))) {
+        bad(L, RZ_EINVALID, "ready", NULL, "'ready' takes one check: {tcp: PORT} "
+            "or {http: URL}");
+        return;
+    }
+    if (!spec[0])
+        return;   /* said above */
+    rz__ready_target t;
+    if (rz__ready_parse(spec, &t, why, sizeof why) != RZ_OK) {
+        bad(L, RZ_EINVALID, "ready", "http", "'http': %s", why);
+        return;
+    }
+    s->ready_check = sdup(L, spec);
+    s->ready_line = true;
+}
+
+/* ready: line (the first {"ready": true} on stdout), start, or a check. */
 static void lower_ready(lower *L, rz__step *s, const cJSON *v)
 {
-    if (cJSON_IsString(v) && strcmp(v->valuestring, "line") == 0)
+    if (cJSON_IsObject(v))
+        lower_ready_check(L, s, v);
+    else if (cJSON_IsString(v) && strcmp(v->valuestring, "line") == 0)
         s->ready_line = true;
     else if (!cJSON_IsString(v) || strcmp(v->valuestring, "start") != 0)
         bad(L, RZ_EINVALID, "ready", NULL, "'ready' must be line (the service "
-            "prints {\"ready\": true}) or start");
+            "prints {\"ready\": true}), start, {tcp: PORT} or {http: URL}");
 }
 
 /* on: {event: steps.<id>.events.<name>} (a ${{ }} around it is allowed). */

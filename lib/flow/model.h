@@ -105,8 +105,13 @@ typedef struct rz__step {
      * after a clean exit. */
     bool service;                /* kind: service */
     rz__restart restart;
-    bool ready_line;             /* ready: line: ready once it prints
-                                    {"ready": true}; else once started */
+    bool ready_line;             /* ready is reported: the line
+                                    {"ready": true}, or the check below
+                                    (which makes that line); else ready
+                                    once started */
+    char *ready_check;           /* ready: {tcp: PORT} as "tcp:PORT", or
+                                    {http: URL} as the URL (exec/ready.h) */
+    uint32_t ready_timeout_s;    /* the check's; 0: its default */
     char *on_step, *on_event;    /* on: {event: steps.<on_step>.events.
                                     <on_event>}: once per event; NULL none */
 

@@ -456,6 +456,10 @@ static int start(agent *a, job *j, rz_attempt **att, const char *const *gpus)
     ao.gpu_ids = gpus[0] ? gpus : NULL;
     ao.max_scratch_mb = a->cfg.max_scratch_mb;
     ao.service = j->service;
+    const cJSON *rd = cJSON_GetObjectItemCaseSensitive(j->asg, "ready");
+    ao.ready_check = j->service ? str_at(rd, "check") : NULL;
+    double ready_s = num_at(rd, "timeout_s");
+    ao.ready_timeout_s = ready_s >= 1 && ready_s <= 86400 * 30 ? (uint32_t)ready_s : 0;
     /* An llm job is the llm adapter's, on the server that lists its model;
      * a flow's llm step (a module with exec.adapter "llm") may use any. */
     char servers[NODE_CONFIG_MAX_LLM * (NODE_LLM_URL_MAX + 16)] = "";

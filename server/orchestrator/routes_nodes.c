@@ -637,6 +637,14 @@ static cJSON *assignment_json(orch *o, const rz_engine_assignment *a)
     bool service = rz_engine_job_service(o->e, a->job);
     if (service)
         cJSON_AddTrueToObject(doc, "service");
+    uint32_t ready_s = 0;
+    const char *check = rz_engine_job_ready_check(o->e, a->job, &ready_s);
+    if (check) {
+        cJSON *rd = cJSON_AddObjectToObject(doc, "ready");
+        cJSON_AddStringToObject(rd, "check", check);
+        if (ready_s)
+            cJSON_AddNumberToObject(rd, "timeout_s", ready_s);
+    }
     if (timeout_s > 0 && !service)
         cJSON_AddNumberToObject(doc, "timeout_s", timeout_s);
     return doc;

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import signal
+import socket
 import stat
 import sys
 import tempfile
@@ -463,6 +464,36 @@ class Network(Base):
         for r in runs:   # each run a job of the deployment, charged once
             j = self.job(r["job"])
             self.assertEqual((j["deployment"], j["status"]), (dep, "succeeded"), j)
+
+    def test_service_ready_check_on_a_node(self):
+        # ready: {tcp: PORT} travels in the assignment and the node checks
+        # inside the step's network: the trader listens (and prints no
+        # ready line), so its announcer runs; a check of a port nothing
+        # listens on fails the service with the reason.
+        self.start_nodes()
+        ports = []
+        for _ in range(2):
+            with socket.socket() as sk:
+                sk.bind(("127.0.0.1", 0))
+                ports.append(sk.getsockname()[1])
+        for port, ok in ((ports[0], True), (ports[1], False)):
+            text = ("flux: 1\nname: rdy\nsteps:\n"
+                    "  hb: {module: trader@1, kind: service, restart: {policy: never},"
+                    " max_cost_micros: 20000000, ready: {tcp: %d, timeout_s: 2},"
+                    " config: {trades: 2, interval_ms: 1500, listen_port: %d}}\n"
+                    "  after: {module: echo@1, needs: [hb], max_cost_micros: 20000000,"
+                    " inputs: {message: ready}}\n" % (port, ports[0]))
+            dep = self.cli_json("flow", "deploy", self.flow_file("rdy%d.yaml" % port, text),
+                                key=self.key)["id"]
+            self.cli("flow", "watch", str(dep), key=self.key, timeout=90, code=0 if ok else 1)
+            st = self.cli_json("flow", "status", str(dep), key=self.key)
+            if ok:
+                self.assertEqual(st["steps"]["after"]["status"], "succeeded", st)
+                self.assertEqual(st["steps"]["hb"]["status"], "succeeded", st)
+            else:
+                self.assertIn("not ready within 2 s (connect 127.0.0.1:%d" % port,
+                              st["steps"]["hb"]["error"], st)
+                self.assertNotEqual(st["steps"]["after"]["status"], "succeeded", st)
 
     def test_desk_producer_node_killed_restarts_elsewhere(self):
         # kill -9 of the trader's node mid-run: the service is restarted on

@@ -16,6 +16,30 @@ RHIZOS, ROOT = sys.argv[1], sys.argv[2]
 DESK = os.path.join(ROOT, "examples", "flows", "desk.yaml")
 
 
+WEB_PY = r"""
+import http.server, json, sys, threading, time
+c = json.load(sys.stdin).get("config", {})
+time.sleep(c["delay_ms"] / 1000.0)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(c["status"] if self.path == "/health" else 404)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", c["port"]), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+print("listening", flush=True)
+time.sleep(c["serve_ms"] / 1000.0)
+"""
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class Desk(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
@@ -102,6 +126,80 @@ class Desk(unittest.TestCase):
         done = [r for r in runs if r["status"] == "succeeded"]
         self.assertEqual([r["outputs"]["message"] for r in done],
                          [str(i + 1) for i in range(len(done))])
+
+    def write_web(self):
+        """A service that listens only after `delay_ms` and serves `status`
+        on /health for `serve_ms`, then exits 0: `ready: {tcp|http}`."""
+        mods = os.path.join(self.data, "mods", "web")
+        os.makedirs(mods)
+        with open(os.path.join(mods, "module.json"), "w") as f:
+            json.dump({"id": "web", "version": "1.0.0", "name": "Web",
+                       "description": "listens late", "inputs": [], "outputs": [],
+                       "credentials": [],
+                       "exec": {"adapter": "process",
+                                "command": ["python3", "./web.py"]}}, f)
+        with open(os.path.join(mods, "web.py"), "w") as f:
+            f.write(WEB_PY)
+        return os.path.dirname(mods)
+
+    def web_flow(self, ready, status=200, serve_ms=1500):
+        port = free_port()
+        flow = os.path.join(self.data, "web.yaml")
+        with open(flow, "w") as f:
+            f.write("flux: 1\nname: web\nsteps:\n"
+                    "  web: {module: web@1, kind: service, restart: {policy: never},"
+                    " ready: %s, config: {port: %d, delay_ms: 1000,"
+                    " serve_ms: %d, status: %d}}\n"
+                    "  after: {module: echo@1, needs: [web], inputs: {message: hi}}\n"
+                    % (ready.replace("PORT", str(port)), port, serve_ms, status))
+        return flow
+
+    def check_ready_gates(self, ready, *extra):
+        mods = self.write_web()
+        flow = self.web_flow(ready)
+        p = self.flow_run(flow, "--json", "--modules", mods, *extra)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        doc = json.loads(p.stdout)
+        web, after = doc["steps"]["web"], doc["steps"]["after"]
+        self.assertEqual((web["status"], after["status"]), ("succeeded", "succeeded"))
+        # `after` waited for the port: it opens a second after the start.
+        self.assertGreaterEqual(after["started_ms"] - web["started_ms"], 900, doc)
+
+    def test_ready_by_tcp_check(self):
+        self.check_ready_gates("{tcp: PORT}")
+
+    def test_ready_by_http_check(self):
+        self.check_ready_gates('{http: "http://127.0.0.1:PORT/health"}')
+
+    def test_ready_by_check_unsandboxed(self):
+        self.check_ready_gates('{http: "http://localhost:PORT/health"}', "--no-sandbox")
+
+    def test_ready_check_never_passing_fails_the_service(self):
+        # /health answers 500: never ready; past timeout_s the service is
+        # stopped and fails saying why, and `after` never runs.
+        mods = self.write_web()
+        flow = self.web_flow('{http: "http://127.0.0.1:PORT/health", timeout_s: 2}',
+                             status=500, serve_ms=20000)
+        p = self.flow_run(flow, "--json", "--modules", mods)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        doc = json.loads(p.stdout)
+        err = doc["steps"]["web"]["error"]
+        self.assertIn("not ready within 2 s (GET /health: status 500)", err)
+        self.assertNotEqual(doc["steps"]["after"]["status"], "succeeded")
+
+    def test_bad_ready_checks_are_located(self):
+        flow = os.path.join(self.data, "badready.yaml")
+        for ready, want in (("{tcp: 70000}", "'tcp' must be a port"),
+                            ('{http: "http://example.com/"}', "IPv4 address or localhost"),
+                            ("{tcp: 80, http: \"http://127.0.0.1/\"}", "one check"),
+                            ("{tcp: 80, every: 2}", "unknown key 'every'")):
+            with open(flow, "w") as f:
+                f.write("flux: 1\nname: b\nsteps:\n"
+                        "  s: {module: trader@1, kind: service, ready: %s}\n" % ready)
+            p = run([RHIZOS, "flow", "validate", flow], cwd=ROOT, timeout=60)
+            self.assertEqual(p.returncode, 1, ready)
+            self.assertIn("badready.yaml:4:", p.stderr)
+            self.assertIn(want, p.stderr)
 
     def test_bad_declarations_are_located(self):
         flow = os.path.join(self.data, "bad.yaml")

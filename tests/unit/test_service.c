@@ -354,6 +354,30 @@ static void test_bad_declarations_located(void **state)
     }
 }
 
+/* ready: {tcp|http} is kept as its check string and written back. */
+static void test_ready_check_round_trip(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: r\nsteps:\n"
+                      "  a: {module: m@1, kind: service, ready: {tcp: 8080}}\n"
+                      "  b: {module: m@1, kind: service, ready: {http: "
+                      "\"http://localhost:9/h\", timeout_s: 5}}\n");
+    const rz__step *a = &f->steps[0], *b = &f->steps[1];
+    assert_string_equal(a->ready_check, "tcp:8080");
+    assert_true(a->ready_line);
+    assert_int_equal(a->ready_timeout_s, 0);
+    assert_string_equal(b->ready_check, "http://localhost:9/h");
+    assert_int_equal(b->ready_timeout_s, 5);
+    char *json = NULL;
+    size_t len = 0;
+    assert_int_equal(rz_flow_to_json(f, 0, &json, &len), RZ_OK);
+    assert_non_null(strstr(json, "\"ready\":{\"tcp\":8080}"));
+    assert_non_null(strstr(json, "\"ready\":{\"http\":\"http://localhost:9/h\","
+                           "\"timeout_s\":5}"));
+    rz_free(json);
+    rz_flow_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -363,6 +387,7 @@ int main(void)
         cmocka_unit_test(test_on_exit_after_service_end),
         cmocka_unit_test(test_restart_always),
         cmocka_unit_test(test_bad_declarations_located),
+        cmocka_unit_test(test_ready_check_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

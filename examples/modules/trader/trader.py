@@ -1,9 +1,11 @@
 """trader: a service (docs/services.md). Prints {"ready": true}, then one
 {"event": "trade", "id": "fill-N", "data": {...}} line per fill, `trades`
 of them, with a log line and a malformed line between (kept as log lines,
-never events), then exits 0. Restarted, it emits its fills again from the
+never events), then exits 0. With `listen_port` it listens there instead of
+printing the ready line (its readiness is then a `ready: {tcp: PORT}` check). Restarted, it emits its fills again from the
 first: their ids make each one event."""
 import json
+import socket
 import sys
 import time
 
@@ -18,7 +20,14 @@ def say(obj):
     print(json.dumps(obj), flush=True)
 
 
-say({"ready": True})
+port = int(config.get("listen_port", 0))
+if port:
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", port))
+    srv.listen(16)
+else:
+    say({"ready": True})
 print("connected to the paper exchange", flush=True)
 print('{"event": "trade", "data": ', flush=True)   # malformed: a log line
 for i in range(trades):
