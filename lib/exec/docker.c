@@ -252,6 +252,9 @@ typedef struct dk_state {
     uint64_t kill_at;
     int exit_code;
     bool oom, stdout_over;
+    bool service;                /* stdout is lines (dk_stream) */
+    uint64_t out_dropped;
+    int net_pid;                 /* its State.Pid once known, for a ready check */
     char *failure, *outputs;
     char output_error[256];
     const char *log;
@@ -708,6 +711,8 @@ static int launch_container(dk_state *s)
     if (rc == RZ_OK)
         rc = rz__docker_attach(&s->st, s->d, s->id, s->request,
                                s->request_len, s->max_stdout);
+    if (rc == RZ_OK && s->service)
+        rz__docker_stream_lines(s->st);
     if (rc == RZ_OK)
         rc = rz__docker_start(s->d, s->id);
     if (rc == RZ_OK)
@@ -790,7 +795,7 @@ static void finish_container(dk_state *s)
     /* Podman 4.3's attach now and then ends before the last of a
      * container's output (all of it when it exits at once); its log file
      * has it all: the longer stdout wins. */
-    bool lost = !dropped && !s->stopping && rc == RZ_OK;
+    bool lost = !dropped && !s->stopping && rc == RZ_OK && !s->service;
     if (lost) {
         s->have_logs = true;   /* initialised by the call, freed at cleanup */
         lost = rz__docker_logs(s->d, s->id, s->max_stdout + 1, &s->logs) == RZ_OK &&
@@ -805,6 +810,13 @@ static void finish_container(dk_state *s)
             err_len = s->logs.err.len;
             err_dropped = s->logs.err_dropped;
         }
+    }
+    if (s->service) {
+        /* Its stdout was lines, taken as they came (the attempt keeps
+         * the last of them); its outputs are the file's alone. */
+        out = "";
+        out_len = 0;
+        dropped = 0;
     }
     s->stdout_over = dropped > 0;
     rz__exec_outputs(s->outputs_path, s->max_stdout, out, out_len,
@@ -973,7 +985,44 @@ static const char *dk_log_so_far(void *state, size_t *len, uint64_t *total)
     return s->live_err.data;
 }
 
+/* A service's stdout lines (adapter.h `stream`): the attach stream hands
+ * them over as they come; the lines still held when it exits are taken
+ * before the state goes (finish_container keeps them for out_lines). */
+static void dk_stream(void *state)
+{
+    dk_state *s = state;
+    s->service = true;
+    if (s->st)
+        rz__docker_stream_lines(s->st);
+}
+
+static char *dk_out_lines(void *state, uint64_t *dropped)
+{
+    dk_state *s = state;
+    size_t d = 0;
+    char *lines = s->st ? rz__docker_stream_out_take(s->st, &d) : NULL;
+    if (s->st)
+        s->out_dropped = d;
+    *dropped = s->out_dropped;
+    return lines;
+}
+
+/* The container's own network namespace, where its ready check is made:
+ * its first process's (State.Pid), as the engine reports it. */
+static int dk_net_pid(void *state)
+{
+    dk_state *s = state;
+    rz__docker_state st;
+    if (s->net_pid > 0 || s->ph != PH_RUN || !s->id ||
+        rz__docker_inspect(s->d, s->id, &st) != RZ_OK)
+        return s->net_pid > 0 ? s->net_pid : -1;
+    if (st.running && st.pid > 0)
+        s->net_pid = st.pid;
+    return s->net_pid > 0 ? s->net_pid : -1;
+}
+
 const rz__adapter rz__docker_adapter = {
     "docker", dk_probe, dk_prepare, dk_start, dk_fd, dk_poll,
-    dk_stop, dk_collect, dk_cleanup, dk_status, dk_log_so_far, NULL, NULL, NULL,
+    dk_stop, dk_collect, dk_cleanup, dk_status, dk_log_so_far, dk_stream,
+    dk_out_lines, dk_net_pid,
 };

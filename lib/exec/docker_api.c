@@ -1242,7 +1242,9 @@ int rz__docker_inspect(rz__docker *d, const char *id, rz__docker_state *st)
     x = cJSON_GetObjectItemCaseSensitive(h, "Memory");
     st->memory = cJSON_IsNumber(x) ? (int64_t)x->valuedouble : 0;
     x = cJSON_GetObjectItemCaseSensitive(s, "Pid");
-    int pid = cJSON_IsNumber(x) ? x->valueint : 0;
+    int pid = cJSON_IsNumber(x) && x->valuedouble > 0 && x->valuedouble < 1e9
+                  ? x->valueint : 0;
+    st->pid = pid;
     st->oom_killed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "OOMKilled"))
                      || (st->running && cgroup_oom(pid))
                      || (!st->running && st->exit_code == 137 && st->memory > 0
@@ -1392,6 +1394,12 @@ int rz__docker_demux_feed(rz__docker_demux *m, const void *p, size_t n)
         size_t take = m->left < n ? m->left : n;
         rz__buf *b = m->stream == 2 ? &m->err : &m->out;
         size_t *dropped = m->stream == 2 ? &m->err_dropped : &m->out_dropped;
+        if (m->stream != 2 && m->out_lines && b->len + take > m->cap) {
+            /* A line longer than the cap, or lines not taken: what is held
+             * goes (the rest of its line then reads as a malformed one). */
+            *dropped += b->len;
+            b->len = 0;
+        }
         size_t room = b->len < m->cap ? m->cap - b->len : 0;
         size_t keep = take < room ? take : room;
         if (keep)
@@ -1613,6 +1621,26 @@ const char *rz__docker_stream_stderr(const rz__docker_stream *a, size_t *len,
     if (dropped)
         *dropped = a->demux.err_dropped;
     return a->demux.err.data ? a->demux.err.data : "";
+}
+
+void rz__docker_stream_lines(rz__docker_stream *a)
+{
+    a->demux.out_lines = true;
+}
+
+char *rz__docker_stream_out_take(rz__docker_stream *a, size_t *dropped)
+{
+    rz__buf *b = &a->demux.out;
+    *dropped = a->demux.out_dropped;
+    size_t n = b->len;
+    while (n > 0 && b->data[n - 1] != '\n')
+        n--;
+    char *lines = n ? rz__strndup(b->data, n) : NULL;
+    if (!lines)
+        return NULL;
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+    return lines;
 }
 
 void rz__docker_stream_free(rz__docker_stream *a)

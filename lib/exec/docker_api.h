@@ -179,6 +179,13 @@ RZ_HIDDEN const char *rz__docker_stream_stdout(const rz__docker_stream *a,
 RZ_HIDDEN const char *rz__docker_stream_stderr(const rz__docker_stream *a,
                                                size_t *len, size_t *dropped);
 RZ_HIDDEN void rz__docker_stream_free(rz__docker_stream *a);
+/* A service's stdout (docs/services.md): from now on, stdout is lines taken
+ * with rz__docker_stream_out_take as they come; a line longer than the cap,
+ * or lines not taken, are dropped (counted), never a reason to stop. */
+RZ_HIDDEN void rz__docker_stream_lines(rz__docker_stream *a);
+/* The whole stdout lines written since the last call (malloc'ed, NULL when
+ * none); *dropped: bytes dropped so far. */
+RZ_HIDDEN char *rz__docker_stream_out_take(rz__docker_stream *a, size_t *dropped);
 
 /* Demultiplexer of the 8-byte-framed stdout/stderr stream (attach, logs). */
 typedef struct rz__docker_demux {
@@ -188,6 +195,8 @@ typedef struct rz__docker_demux {
     uint32_t left;      /* bytes of the current frame still to come */
     rz__buf out, err;
     size_t cap, out_dropped, err_dropped;
+    bool out_lines;     /* stdout is a service's line stream: over the cap,
+                           what is held goes, not what comes */
 } rz__docker_demux;
 RZ_HIDDEN void rz__docker_demux_init(rz__docker_demux *m, size_t cap);
 /* Feed bytes as they arrive; frames may be split anywhere. RZ_EPROTOCOL on
@@ -218,6 +227,7 @@ typedef struct rz__docker_state {
                             an oom_kill */
     int64_t memory;      /* HostConfig.Memory, bytes */
     char status[16];     /* "created", "running", "exited", ... */
+    int pid;             /* State.Pid: its first process here; 0 none */
 } rz__docker_state;
 /* RZ_ENOENT when no such container. */
 RZ_HIDDEN int rz__docker_inspect(rz__docker *d, const char *id,

@@ -121,6 +121,13 @@ class Embedded(unittest.TestCase):
             "echo 'first line' >&2; sleep 3; echo 'second line' >&2; "
             "echo '{\"ok\": true}'"), ["ok"])
         write_module(cls.mods, "ctr-quick", sh("echo '{\"ok\": 1}'"), ["ok"])
+        write_module(cls.mods, "ctr-ticker", sh(
+            "echo '{\"ready\": true}'; for i in 1 2 3; do "
+            "printf '{\"event\": \"tick\", \"data\": {\"n\": %d}}\\n' $i; "
+            "echo \"said $i\"; echo \"err $i\" >&2; sleep 0.2; done"), [])
+        write_module(cls.mods, "ctr-web", sh(
+            "mkdir -p /tmp/w && echo ok > /tmp/w/health && sleep 1 && "
+            "echo listening && exec httpd -f -p 8080 -h /tmp/w"), [])
         write_module(cls.mods, "ctr-missing", sh("true"), ["x"],
                      image="localhost/rhizos-no-such-image:latest")
         write_module(cls.mods, "ctr-never", sh("true"), ["x"],
@@ -272,6 +279,64 @@ class Embedded(unittest.TestCase):
         self.assertTrue(first and second and done, "\n".join(lines))
         self.assertGreater(done[0] - first[0], 1.5, "\n".join(lines))
         self.assertLessEqual(second[0], done[0])
+
+    def test_service_events_from_a_container(self):
+        """A container service: stdout read line by line (ready, events,
+        log lines), one listener run per event, stopped when it ends."""
+        path = self.flow("tick", "ctr-ticker",
+                         "    kind: service\n    ready: line\n"
+                         "    restart: {policy: never}\n"
+                         "  ann:\n    module: echo@1\n"
+                         "    on: {event: steps.tick.events.tick}\n"
+                         "    inputs: {message: \"n=${{ event.data.n }}\"}\n")
+        p = self.cli("flow", "run", path, "--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        doc = json.loads(p.stdout)
+        self.assertEqual(doc["steps"]["tick"]["events"], 3, doc)
+        runs = doc["steps"]["ann"]["runs"]
+        self.assertEqual([r["outputs"]["message"] for r in runs],
+                         ["n=1", "n=2", "n=3"])
+        self.assertIn("tick                 | said 2", p.stderr)
+        self.assertIn("tick                 | err 3", p.stderr)
+        self.assert_no_container(doc["id"])
+
+    def test_service_ready_check_inside_the_container_then_stopped(self):
+        """ready: {http} is checked inside the container's own network (it
+        has none to the host); the dependant runs once httpd answers; the
+        run goes on until Ctrl-C, which stops and removes the container."""
+        path = self.flow("web", "ctr-web",
+                         "    kind: service\n"
+                         "    ready: {http: \"http://127.0.0.1:8080/health\", timeout_s: 30}\n"
+                         "  after:\n    module: echo@1\n    needs: [web]\n"
+                         "    inputs: {message: up}\n")
+        proc = subprocess.Popen(
+            [RHIZOS, "flow", "run", path, "--json", "--modules", self.mods,
+             "--modules", os.path.join(ROOT, "examples", "modules"), "--data",
+             self.data, "--container-host", HOST], cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        seen = []
+        try:
+            for line in proc.stderr:
+                seen.append(line.rstrip("\n"))
+                if "after" in line and line.rstrip().endswith("succeeded"):
+                    break
+            time.sleep(0.5)
+            self.assertIsNone(proc.poll(), "\n".join(seen))
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.assertEqual(proc.returncode, 130, "\n".join(seen) + err)
+        doc = json.loads(out)
+        self.assertEqual(doc["steps"]["after"]["status"], "succeeded", doc)
+        self.assertEqual(doc["steps"]["web"]["status"], "cancelled", doc)
+        # httpd starts a second in: `after` waited for it.
+        started = [float(l.split("s]")[0].strip("[ ")) for l in seen
+                   if "after" in l and l.endswith("started")]
+        self.assertTrue(started and started[0] >= 1.0, "\n".join(seen))
+        self.assert_no_container(doc["id"])
 
     def test_no_engine_noise_in_logs(self):
         """Podman 4.3 writes 'Error: read/write unixpacket ...' into about one

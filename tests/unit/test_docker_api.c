@@ -213,6 +213,26 @@ static void test_demux(void **state)
     rz__docker_demux_free(&m);
 }
 
+/* A service's stdout (out_lines): over the cap, what is held goes and the
+ * stream goes on, so later lines still arrive whole. */
+static void test_demux_lines(void **state)
+{
+    (void)state;
+    const unsigned char s[] = {1, 0, 0, 0, 0, 0, 0, 3, 'a', 'b', '\n',
+                               1, 0, 0, 0, 0, 0, 0, 6, 'l', 'o', 'n', 'g', 'e', 'r',
+                               1, 0, 0, 0, 0, 0, 0, 4, 'x', '\n', 'y', '\n'};
+    rz__docker_demux m;
+    rz__docker_demux_init(&m, 8);
+    m.out_lines = true;
+    assert_int_equal(rz__docker_demux_feed(&m, s, sizeof s), RZ_OK);
+    /* "ab\n" went when "longer" came past the cap, and the unfinished
+     * "longer" when "x\ny\n" did: the lines after arrive whole. */
+    assert_int_equal(m.out.len, 4);
+    assert_memory_equal(m.out.data, "x\ny\n", 4);
+    assert_int_equal(m.out_dropped, 9);
+    rz__docker_demux_free(&m);
+}
+
 static void test_unreachable(void **state)
 {
     (void)state;
@@ -1196,6 +1216,7 @@ int main(void)
         cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_ref_split),
         cmocka_unit_test(test_demux),
+        cmocka_unit_test(test_demux_lines),
         cmocka_unit_test(test_unreachable),
         cmocka_unit_test(test_registry_auth),
         cmocka_unit_test(test_registry_auth_sent),
