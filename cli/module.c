@@ -136,6 +136,9 @@ static void show_text(const rz_module *m, const cJSON *man)
     printf("%s@%s  %s\n", rz_module_id(m), rz_module_version(m), rz_module_name(m));
     if (*rz_module_description(m))
         printf("  %s\n", rz_module_description(m));
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(man, "kind");
+    if (cJSON_IsString(kind) && strcmp(kind->valuestring, "service") == 0)
+        printf("kind: service (runs until stopped; docs/services.md)\n");
     printf("origin: %s\n", rz_module_origin(m));
     printf("signed by: %s\n", rz_module_publisher(m) ? rz_module_publisher(m)
                                                      : "(unsigned)");

@@ -1338,6 +1338,8 @@ static void lower_step(lower *L, rz__step *s, cJSON *obj, const char *key_id)
         bad(L, RZ_EINVALID, "for_each", NULL, "a for_each step cannot ask for verify "
             "replicas yet (each element would need its own set)");
     service_rules(L, s, seen, obj);
+    s->kind_given = has_field(seen, "kind");
+    s->retry_given = has_field(seen, "retry");
     if (!s->config && !(s->config = cJSON_CreateObject()))
         no_memory(L);
 }

@@ -103,7 +103,9 @@ typedef struct rz__step {
      * its retries: `restart` sets retry.max_attempts (max_restarts + 1)
      * and retry.initial_ms (backoff); RZ_RESTART_ALWAYS also restarts it
      * after a clean exit. */
-    bool service;                /* kind: service */
+    bool service;                /* kind: service, or its module's */
+    bool kind_given, retry_given; /* written on the step (a service module
+                                    checks them once resolved) */
     rz__restart restart;
     bool ready_line;             /* ready is reported: the line
                                     {"ready": true}, or the check below

@@ -433,6 +433,30 @@ static const char *hint_module(const vctx *v, const char *want, char *buf, size_
     return rz__suggest_text(&s, buf, cap);
 }
 
+/* A module whose manifest says "kind": "service" makes its steps services
+ * (docs/services.md), with the default restart policy, unless the step
+ * says otherwise; what a service cannot have is refused as lower.c does. */
+static void module_service(vctx *v, rz__step *s)
+{
+    if (!s->module->service || s->service)
+        return;
+    const char *id = s->id ? s->id : "?";
+    if (s->kind_given)
+        report(v, RZ_EINVALID, s->ptr, "/kind", "module '%s' is a service (its "
+               "manifest's kind): step '%s' cannot be kind: job", s->module_id, id);
+    else if (s->retry_given)
+        report(v, RZ_EINVALID, s->ptr, "/retry", "module '%s' is a service: step "
+               "'%s' restarts by its 'restart' policy (say kind: service), not "
+               "'retry'", s->module_id, id);
+    else if (s->for_each || s->on_step || s->replicas > 1)
+        report(v, RZ_EINVALID, s->ptr, "/module", "module '%s' is a service: step "
+               "'%s' cannot have for_each, on or verify", s->module_id, id);
+    else {
+        s->service = true;
+        s->retry.max_attempts = RZ__SERVICE_MAX_RESTARTS + 1;
+    }
+}
+
 static void resolve_module(vctx *v, rz__step *s)
 {
     s->module = NULL;
@@ -445,6 +469,7 @@ static void resolve_module(vctx *v, rz__step *s)
     int rc = rz_registry_resolve(v->reg, s->module_id, s->module_spec, &m);
     if (rc == RZ_OK) {
         s->module = m;
+        module_service(v, s);
         return;
     }
     const char *id = rz__module_ref_id(s->module_id);

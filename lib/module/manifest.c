@@ -540,6 +540,13 @@ static int load_header(mctx *c, const cJSON *root, rz_module *m)
         bad(c, "/outputs_check", "'outputs_check' must be \"strict\" or \"warn\"");
     else
         m->outputs_warn = oc && strcmp(oc->valuestring, "warn") == 0;
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(root, "kind");
+    if (kind && !(cJSON_IsString(kind) && (strcmp(kind->valuestring, "job") == 0 ||
+                                           strcmp(kind->valuestring, "service") == 0)))
+        bad(c, "/kind", "'kind' must be \"job\" (the default: runs and exits) or "
+            "\"service\" (runs until stopped)");
+    else
+        m->service = kind && strcmp(kind->valuestring, "service") == 0;
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(root, "config");
     if (cfg && !cJSON_IsObject(cfg))
         bad(c, "/config", "'config' must be a JSON Schema object");

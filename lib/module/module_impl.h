@@ -40,6 +40,8 @@ struct rz_module {
     char *adapter;              /* "process", "docker", ... */
     char **command;             /* argv, NULL-terminated (process adapter) */
     bool network;               /* exec.network: wants network in the sandbox */
+    bool service;               /* "kind": "service": runs until stopped
+                                   (docs/services.md); its steps are services */
     /* Containers (exec.adapter "docker"): the image reference (a tag,
      * optionally pinned name@sha256:...), exec.pull ("if-not-present",
      * "always", "never") and exec.read_only (default true). Borrowed from

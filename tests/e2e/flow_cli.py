@@ -863,6 +863,7 @@ class FlowCommands(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertRegex(p.stdout, r"\n  exchange +string +\(required\)")
         self.assertRegex(p.stdout, r"\n  dryRun +boolean += true")
+        self.assertIn("\nkind: service (runs until stopped", p.stdout)
 
     def test_missing_file_is_a_clear_error(self):
         p = rhizos("flow", "validate", "/nonexistent/flow.yaml")

@@ -233,13 +233,16 @@ static void test_bad_manifests(void **state)
     (void)state;
     rz_diags *d;
     rz_registry *reg = load(MODS "/bad", &d);
-    if (rz_diags_count(d) != 19)
+    if (rz_diags_count(d) != 22)
         dump(d);
     /* Only the one good manifest among them survives. */
     assert_int_equal(rz_registry_count(reg), 1);
     assert_string_equal(rz_module_id(rz_registry_get(reg, 0)), "okay");
-    assert_int_equal(rz_diags_count(d), 21);
-    assert_int_equal(rz_diags_error_count(d), 21);
+    assert_int_equal(rz_diags_count(d), 22);
+    assert_int_equal(rz_diags_error_count(d), 22);
+    assert_true(has_diag(d, "bad/kind/module.json", 2, 10,
+                         "'kind' must be \"job\" (the default: runs and exits) or "
+                         "\"service\" (runs until stopped)"));
     assert_true(has_diag(d, "bad/scratch/module.json", 3, 56,
                          "'scratch_mb' must be a whole number of MiB"));
 

@@ -14,6 +14,7 @@
 #include "flow/model.h"
 #include "run/service.h"
 #include "rhizos/flow.h"
+#include "rhizos/module.h"
 #include "rhizos/run.h"
 
 static rz_flow *yaml(const char *src)
@@ -354,6 +355,52 @@ static void test_bad_declarations_located(void **state)
     }
 }
 
+/* A module whose manifest says "kind": "service" makes its steps services
+ * (events may be listened to); what a service cannot have is refused. */
+static void test_module_kind_service(void **state)
+{
+    (void)state;
+    rz_registry *reg = NULL;
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(reg, RZ_SOURCE_ROOT
+                                         "/tests/data/modules/service", NULL), RZ_OK);
+    struct { const char *steps, *msg; } cases[] = {
+        { "  t: {module: ticker@1}\n"
+          "  l: {module: ticker@1, kind: job, on: {event: steps.t.events.x}}\n",
+          "module 'ticker' is a service (its manifest's kind): step 'l' cannot be "
+          "kind: job" },
+        { "  t: {module: ticker@1, retry: 2}\n",
+          "module 'ticker' is a service: step 't' restarts by its 'restart' policy" },
+        { "  t: {module: ticker@1, for_each: [1, 2]}\n",
+          "module 'ticker' is a service: step 't' cannot have for_each, on or verify" },
+        { "  t: {module: ticker@1}\n", NULL },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char src[512];
+        snprintf(src, sizeof src, "flux: 1\nname: k\nsteps:\n%s", cases[i].steps);
+        rz_flow *f = NULL;
+        rz_diags *d = NULL;
+        assert_int_equal(rz_diags_new(&d), RZ_OK);
+        assert_int_equal(rz_flow_parse(&f, src, strlen(src), RZ_FORMAT_YAML,
+                                       "t.yaml", d), RZ_OK);
+        int rc = rz_flow_validate(f, reg, d);
+        if (!cases[i].msg) {
+            assert_int_equal(rc, RZ_OK);
+            assert_true(f->steps[0].service);
+            assert_int_equal(f->steps[0].retry.max_attempts, 4);
+        } else {
+            assert_int_not_equal(rc, RZ_OK);
+            bool found = false;
+            for (size_t k = 0; k < rz_diags_count(d); k++)
+                found |= strstr(rz_diags_get(d, k)->message, cases[i].msg) != NULL;
+            assert_true(found);
+        }
+        rz_diags_free(d);
+        rz_flow_free(f);
+    }
+    rz_registry_free(reg);
+}
+
 /* ready: {tcp|http} is kept as its check string and written back. */
 static void test_ready_check_round_trip(void **state)
 {
@@ -388,6 +435,7 @@ int main(void)
         cmocka_unit_test(test_restart_always),
         cmocka_unit_test(test_bad_declarations_located),
         cmocka_unit_test(test_ready_check_round_trip),
+        cmocka_unit_test(test_module_kind_service),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
