@@ -270,6 +270,23 @@ RZ_EXTERN rz_service_line_kind rz_service_line(const char *line, size_t len,
                                                char **name, char **key,
                                                char **data_json);
 
+/* The caps on a service's events (docs/services.md), the same embedded
+ * and on a node: an event line over RZ_SERVICE_EVENT_MAX bytes, or past
+ * RZ_SERVICE_EVENT_RATE events in one second from one service, is refused
+ * (the service goes on). One rz_service_rate per service attempt, zeroed
+ * to start. */
+#define RZ_SERVICE_EVENT_MAX (64u * 1024u)
+#define RZ_SERVICE_EVENT_RATE 1000u
+typedef struct rz_service_rate {
+    uint64_t window_ms;            /* the current second's start */
+    uint32_t in_window;            /* events let through in it */
+} rz_service_rate;
+/* NULL when the event line of `len` bytes may go (it is counted), else why
+ * it is refused ("the line is over 65536 bytes", "over 1000 events a
+ * second"; static text). */
+RZ_EXTERN const char *rz_service_event_admit(rz_service_rate *r, size_t len,
+                                             uint64_t now_ms);
+
 /* The log lines written since the last call, as they come (adapters that
  * stream their log: process, docker), scrubbed of the attempt's secrets
  * and UTF-8 clean: *out gets them '\n'-separated without the last newline

@@ -886,6 +886,26 @@ rz_service_line_kind rz_service_line(const char *line, size_t len, char **name,
     return k;
 }
 
+_Static_assert(RZ_SERVICE_EVENT_MAX == 65536u && RZ_SERVICE_EVENT_RATE == 1000u,
+               "rz_service_event_admit's reasons name the caps");
+
+const char *rz_service_event_admit(rz_service_rate *r, size_t len,
+                                   uint64_t now_ms)
+{
+    if (!r)
+        return "no rate window";
+    if (now_ms - r->window_ms >= 1000) {
+        r->window_ms = now_ms;
+        r->in_window = 0;
+    }
+    if (len > RZ_SERVICE_EVENT_MAX)
+        return "the line is over 65536 bytes";
+    if (r->in_window >= RZ_SERVICE_EVENT_RATE)
+        return "over 1000 events a second";
+    r->in_window++;
+    return NULL;
+}
+
 int rz_attempt_log_lines(rz_attempt *a, int flush, char **out)
 {
     if (out)

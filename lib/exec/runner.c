@@ -62,8 +62,7 @@ typedef struct slot {
     /* A service's (docs/services.md): its stdout lines as they come. */
     bool service;
     uint32_t seq;                /* events sent (the engine's dedup) */
-    uint64_t window_ms;          /* the rate cap's second, and its count */
-    uint32_t in_window;
+    rz_service_rate rate;        /* the caps on its events */
     uint64_t dropped_told;       /* stdout bytes dropped, said so far */
 } slot;
 
@@ -444,7 +443,7 @@ static int start_assignment(runner *r, const rz_engine_assignment *a)
         r->slots[r->n_slots++] = (slot){ step, task != RZ_NPOS ? task : step,
                                          a->job, a->attempt, att, false,
                                          s->service && (task == RZ_NPOS || task == step),
-                                         0, 0, 0, 0 };
+                                         0, {0, 0}, 0 };
         return RZ_OK;
     }
     int rc = report(r, a->job, a->attempt, NULL,
@@ -764,8 +763,6 @@ static void live_log(runner *r, size_t k, bool done)
 
 /* ---- a service's stdout ---- */
 
-#define EVENT_RATE_MAX 1000u     /* events one service sends per second */
-
 static size_t slot_of(const runner *r, uint64_t job)
 {
     for (size_t k = 0; k < r->n_slots; k++)
@@ -793,21 +790,11 @@ static int service_event(runner *r, size_t k, const char *name, const char *key,
 {
     slot *sl = &r->slots[k];
     uint64_t now = rz__now_ms();
-    if (now - sl->window_ms >= 1000) {
-        sl->window_ms = now;
-        sl->in_window = 0;
-    }
-    if (len > RZ_ENGINE_EVENT_MAX) {
-        service_note(r, sl->step, "event '%.64s' refused: the line is over %u bytes",
-                     name, RZ_ENGINE_EVENT_MAX);
+    const char *no = rz_service_event_admit(&sl->rate, len, now);
+    if (no) {
+        service_note(r, sl->step, "event '%.64s' refused: %s", name, no);
         return RZ_OK;
     }
-    if (sl->in_window >= EVENT_RATE_MAX) {
-        service_note(r, sl->step, "event '%.64s' refused: over %u events a second",
-                     name, EVENT_RATE_MAX);
-        return RZ_OK;
-    }
-    sl->in_window++;
     size_t step = sl->step;
     int rc = rz_engine_report_event(r->engine, r->node, sl->job, sl->attempt,
                                     ++sl->seq, key, name, data, now, NULL);

@@ -1250,20 +1250,18 @@ static void service_rules(lower *L, rz__step *s, unsigned seen, const cJSON *obj
         if (s->for_each || s->on_step || s->replicas > 1)
             bad(L, RZ_EINVALID, "kind", NULL, "service '%s' cannot have for_each, "
                 "on or verify", id);
-        if (!cJSON_GetObjectItemCaseSensitive(
-                cJSON_GetObjectItemCaseSensitive(obj, "restart"), "max_restarts"))
-            s->retry.max_attempts = s->restart == RZ_RESTART_NEVER
-                ? 1 : RZ__SERVICE_MAX_RESTARTS + 1;
-        if (s->restart == RZ_RESTART_NEVER)
-            s->retry.max_attempts = 1;
-    } else if (s->extra && cJSON_GetObjectItemCaseSensitive(s->extra, "budget")) {
+    } else if (has_field(seen, "kind") && s->extra &&
+               cJSON_GetObjectItemCaseSensitive(s->extra, "budget")) {
         bad(L, RZ_EINVALID, "budget", NULL, "'budget' is for services (billed by "
-            "time): step '%s' has no 'kind: service'", id);
-    } else if (has_field(seen, "restart") || has_field(seen, "ready")) {
-        bad(L, RZ_EINVALID, has_field(seen, "restart") ? "restart" : "ready", NULL,
-            "'%s' is for services: step '%s' has no 'kind: service'",
-            has_field(seen, "restart") ? "restart" : "ready", id);
+            "time): step '%s' is kind: job", id);
     }
+    /* Without kind: service, its module may be one: validate.c decides. */
+    s->max_restarts_given = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(obj, "restart"), "max_restarts") != NULL;
+    s->restart_given = has_field(seen, "restart");
+    s->ready_given = has_field(seen, "ready");
+    if (s->service)
+        rz__step_service_restarts(s);
     if (s->on_step && s->for_each)
         bad(L, RZ_EINVALID, "on", NULL, "step '%s' runs once per event ('on'): it "
             "takes no 'for_each'", id);

@@ -106,6 +106,7 @@ typedef struct rz__step {
     bool service;                /* kind: service, or its module's */
     bool kind_given, retry_given; /* written on the step (a service module
                                     checks them once resolved) */
+    bool restart_given, ready_given, max_restarts_given;
     rz__restart restart;
     bool ready_line;             /* ready is reported: the line
                                     {"ready": true}, or the check below
@@ -121,6 +122,16 @@ typedef struct rz__step {
     const rz_module *module;     /* resolved module or NULL */
     size_t *deps; size_t n_deps; /* upstream step indices, unique, sorted */
 } rz__step;
+
+/* A service's attempts from its restart policy: max_restarts + 1, the
+ * default's when not given, one with policy never. */
+static inline void rz__step_service_restarts(rz__step *s)
+{
+    if (!s->max_restarts_given)
+        s->retry.max_attempts = RZ__SERVICE_MAX_RESTARTS + 1;
+    if (s->restart == RZ_RESTART_NEVER)
+        s->retry.max_attempts = 1;
+}
 
 /* The step runs as element tasks (for_each, or once per event: `on`), its
  * own job waiting meanwhile. */

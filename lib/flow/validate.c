@@ -438,7 +438,7 @@ static const char *hint_module(const vctx *v, const char *want, char *buf, size_
  * says otherwise; what a service cannot have is refused as lower.c does. */
 static void module_service(vctx *v, rz__step *s)
 {
-    if (!s->module->service || s->service)
+    if (!s->module || !s->module->service || s->service)
         return;
     const char *id = s->id ? s->id : "?";
     if (s->kind_given)
@@ -453,8 +453,22 @@ static void module_service(vctx *v, rz__step *s)
                "'%s' cannot have for_each, on or verify", s->module_id, id);
     else {
         s->service = true;
-        s->retry.max_attempts = RZ__SERVICE_MAX_RESTARTS + 1;
+        rz__step_service_restarts(s);
     }
+}
+
+/* What only a service has (restart, ready, budget) on a step that is none, by its
+ * own kind or its module's (checked only where the modules are known). */
+static void service_fields(vctx *v, const rz__step *s)
+{
+    bool budget = s->extra && cJSON_GetObjectItemCaseSensitive(s->extra, "budget");
+    if (s->service || !(s->restart_given || s->ready_given || budget) || !v->reg)
+        return;   /* without modules, its module may be a service */
+    const char *k = s->restart_given ? "restart" : s->ready_given ? "ready" : "budget";
+    char sfx[16];
+    snprintf(sfx, sizeof sfx, "/%s", k);
+    report(v, RZ_EINVALID, s->ptr, sfx, "'%s' is for services: step '%s' has no "
+           "'kind: service' (nor a service module)", k, s->id ? s->id : "?");
 }
 
 static void resolve_module(vctx *v, rz__step *s)
@@ -469,7 +483,6 @@ static void resolve_module(vctx *v, rz__step *s)
     int rc = rz_registry_resolve(v->reg, s->module_id, s->module_spec, &m);
     if (rc == RZ_OK) {
         s->module = m;
-        module_service(v, s);
         return;
     }
     const char *id = rz__module_ref_id(s->module_id);
@@ -530,7 +543,7 @@ static size_t event_source(vctx *v, size_t i)
     else if (p == i)
         report(v, RZ_EINVALID, s->ptr, "/on/event", "step '%s' cannot listen to its "
                "own events", step_name(v, i));
-    else if (!v->f->steps[p].service)
+    else if (!v->f->steps[p].service && v->reg)   /* without modules: maybe */
         report(v, RZ_EINVALID, s->ptr, "/on/event", "step '%s' listens to events of "
                "'%s', which is not a service (kind: service): only a service emits "
                "events", step_name(v, i), s->on_step);
@@ -1475,8 +1488,11 @@ int rz__flow_validate(rz_flow *flow, const rz_registry *reg, rz_diags *diags,
         check_unexpanded(&v);
     if (!v.oom && index_flow_inputs(&v) != RZ_OK)
         v.oom = RZ_ENOMEM;
-    for (size_t i = 0; i < flow->n_steps && !v.oom; i++)
+    for (size_t i = 0; i < flow->n_steps && !v.oom; i++) {
         resolve_module(&v, &flow->steps[i]);
+        module_service(&v, &flow->steps[i]);
+        service_fields(&v, &flow->steps[i]);
+    }
     if (!v.oom && reg)
         alloc_given(&v);
     if (!v.oom)

@@ -44,6 +44,7 @@ typedef struct job {
     const char *llm_model;               /* borrowed from asg */
     int service;                         /* a service step (docs/services.md) */
     uint32_t ev_seq;                     /* its events sent so far */
+    rz_service_rate rate;                /* the caps on its events */
 } job;
 
 static int deliver(agent *a, job *j, const char *what, const cJSON *body,
@@ -500,56 +501,92 @@ static void stream(rz_attempt *att, live_log *live, int flush)
     rz_free(lines);
 }
 
+/* Events go to the orchestrator at most this many a call (it takes 1,024). */
+#define EVENTS_PER_POST 1000
+
+/* One batch of readiness and events (POST .../events, retried until it
+ * answers; a seq it took already is a repeat there, so a resend after a
+ * lost answer is taken once); emptied for the next. */
+static void events_post(agent *a, job *j, cJSON **body)
+{
+    cJSON *b = *body;
+    cJSON *evs = cJSON_GetObjectItemCaseSensitive(b, "events");
+    long status = 0;
+    if ((cJSON_GetArraySize(evs) || cJSON_HasObjectItem(b, "ready")) &&
+        deliver(a, j, "events", b, &status) != RZ_OK) {
+        char why[96];
+        snprintf(why, sizeof why, "job %" PRIu64 ": events not taken (HTTP %ld)",
+                 j->s->job, status);
+        agent_note_event(a, "events_refused", why);
+    }
+    cJSON_Delete(b);
+    *body = cJSON_CreateObject();
+    cJSON_AddNumberToObject(*body, "attempt", j->s->attempt);
+    cJSON_AddArrayToObject(*body, "events");
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+/* An event line, under the caps embedded runs have (rz_service_event_admit):
+ * refused, the reason joins the live log and the service goes on. */
+static void event_add(job *j, cJSON *b, live_log *live, size_t len,
+                      const char *name, const char *key, const char *data)
+{
+    const char *no = rz_service_event_admit(&j->rate, len, mono_ms());
+    if (no) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "event '%.64s' refused: %s", name, no);
+        live_log_add(live, msg);
+        return;
+    }
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "seq", ++j->ev_seq);
+    cJSON_AddStringToObject(e, "name", name);
+    if (key)
+        cJSON_AddStringToObject(e, "id", key);
+    cJSON *d = data ? cJSON_Parse(data) : NULL;
+    if (d)
+        cJSON_AddItemToObject(e, "data", d);
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(b, "events"), e);
+}
+
 /* A service's stdout lines (rz_service_line sorts them): log lines join
- * its live log; readiness and events go to the orchestrator at once
- * (POST .../events, retried until it answers; a seq it took already is a
- * repeat there, so a resend after a lost answer is taken once). */
+ * its live log; readiness and events go to the orchestrator at once. */
 static void service_out(agent *a, job *j, rz_attempt *att, live_log *live)
 {
     char *text = NULL;
     if (!j->service || rz_attempt_out_lines(att, &text, NULL) != RZ_OK || !text)
         return;
     cJSON *b = cJSON_CreateObject();
-    cJSON *evs = cJSON_CreateArray();
     cJSON_AddNumberToObject(b, "attempt", j->s->attempt);
-    cJSON_AddItemToObject(b, "events", evs);
-    bool any = false;
+    cJSON_AddArrayToObject(b, "events");
     for (char *line = text, *next; line; line = next) {
         next = strchr(line, '\n');
         if (next)
             *next++ = '\0';
         char *name = NULL, *key = NULL, *data = NULL;
-        rz_service_line_kind k = rz_service_line(line, strlen(line), &name, &key,
-                                                 &data);
-        if (k == RZ_SERVICE_LINE_LOG) {
+        size_t len = strlen(line);
+        rz_service_line_kind k = rz_service_line(line, len, &name, &key, &data);
+        if (k == RZ_SERVICE_LINE_LOG)
             live_log_add(live, line);
-        } else if (k == RZ_SERVICE_LINE_READY) {
+        else if (k == RZ_SERVICE_LINE_READY && !cJSON_HasObjectItem(b, "ready"))
             cJSON_AddTrueToObject(b, "ready");
-            any = true;
-        } else {
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddNumberToObject(e, "seq", ++j->ev_seq);
-            cJSON_AddStringToObject(e, "name", name);
-            if (key)
-                cJSON_AddStringToObject(e, "id", key);
-            cJSON *d = data ? cJSON_Parse(data) : NULL;
-            if (d)
-                cJSON_AddItemToObject(e, "data", d);
-            cJSON_AddItemToArray(evs, e);
-            any = true;
-        }
+        else if (k == RZ_SERVICE_LINE_EVENT)
+            event_add(j, b, live, len, name, key, data);
+        if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(b, "events")) >=
+            EVENTS_PER_POST)
+            events_post(a, j, &b);
         rz_free(name);
         rz_free(key);
         rz_free(data);
     }
     rz_free(text);
-    long status = 0;
-    if (any && deliver(a, j, "events", b, &status) != RZ_OK) {
-        char why[96];
-        snprintf(why, sizeof why, "job %" PRIu64 ": events not taken (HTTP %ld)",
-                 j->s->job, status);
-        agent_note_event(a, "events_refused", why);
-    }
+    events_post(a, j, &b);
     cJSON_Delete(b);
 }
 

@@ -495,6 +495,31 @@ class Network(Base):
                               st["steps"]["hb"]["error"], st)
                 self.assertNotEqual(st["steps"]["after"]["status"], "succeeded", st)
 
+    def test_node_caps_service_events(self):
+        # The node refuses, as an embedded run does, an event over 64 KiB
+        # and those past 1,000 a second, saying so in the job's live log
+        # (read while it runs: the final log is its stderr); the rest reach
+        # the orchestrator (in posts under its 1,024 cap).
+        self.start_nodes()
+        text = ("flux: 1\nname: caps\nsteps:\n"
+                "  hb: {module: trader@1, restart: {policy: never},"
+                " max_cost_micros: 20000000,"
+                " config: {trades: 2, interval_ms: 4000, burst: 3000, oversize: true}}\n"
+                "  ann: {module: echo@1, on: {event: steps.hb.events.trade},"
+                " max_cost_micros: 20000000, inputs: {message: \"${{ event.data.n }}\"}}\n")
+        dep = self.cli_json("flow", "deploy", self.flow_file("caps.yaml", text),
+                            key=self.key)["id"]
+        want = ("event 'quote' refused: the line is over 65536 bytes",
+                "event 'quote' refused: over 1000 events a second")
+        logs = lambda: self.cli("flow", "logs", str(dep), "hb", key=self.key).stdout  # noqa: E731
+        wait_until(lambda: all(w in logs() for w in want), 30, "the refusals logged")
+        self.cli("flow", "watch", str(dep), key=self.key, timeout=90)
+        st = self.status(dep)
+        events = st["steps"]["hb"]["events"]
+        self.assertGreaterEqual(events, 1000 + 2, st["steps"]["hb"])
+        self.assertLess(events, 3000 + 2, st["steps"]["hb"])
+        self.assertEqual(len(st["steps"]["ann"]["runs"]), 2)
+
     def test_desk_producer_node_killed_restarts_elsewhere(self):
         # kill -9 of the trader's node mid-run: the service is restarted on
         # another node and emits its fills again from the first; their ids

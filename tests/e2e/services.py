@@ -127,6 +127,27 @@ class Desk(unittest.TestCase):
         self.assertEqual([r["outputs"]["message"] for r in done],
                          [str(i + 1) for i in range(len(done))])
 
+    def test_event_caps_refuse_with_a_logged_reason(self):
+        # One quote over 64 KiB and 3,000 written at once: the big one and
+        # those past 1,000 in a second are refused, each said in the log;
+        # the service goes on and its trades are all taken.
+        flow = os.path.join(self.data, "caps.yaml")
+        with open(flow, "w") as f:
+            f.write("flux: 1\nname: caps\nsteps:\n"
+                    "  hb: {module: trader@1, restart: {policy: never},"
+                    " config: {trades: 2, interval_ms: 0, burst: 3000, oversize: true}}\n"
+                    "  ann: {module: echo@1, on: {event: steps.hb.events.trade},"
+                    " inputs: {message: \"${{ event.data.n }}\"}}\n")
+        p = self.flow_run(flow, "--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        doc = json.loads(p.stdout)
+        self.assertIn("event 'quote' refused: the line is over 65536 bytes", p.stderr)
+        self.assertIn("event 'quote' refused: over 1000 events a second", p.stderr)
+        events = doc["steps"]["hb"]["events"]
+        self.assertGreaterEqual(events, 1000 + 2)
+        self.assertLess(events, 3000 + 2)
+        self.assertEqual(len(doc["steps"]["ann"]["runs"]), 2)
+
     def write_web(self):
         """A service that listens only after `delay_ms` and serves `status`
         on /health for `serve_ms`, then exits 0: `ready: {tcp|http}`."""

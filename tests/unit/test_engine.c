@@ -2642,6 +2642,43 @@ static void test_deploy_service_events(void **state)
     desk_status_checked(f, d);
 }
 
+/* A service's node lost while it runs is a failed attempt of the step: it
+ * counts against max_restarts, so the second loss (max_restarts 1) fails
+ * the service with the reason, where a batch job would be requeued. */
+static void test_service_node_lost_counts_restart(void **state)
+{
+    fx *f = *state;
+    static const char *flow =
+        "flux: 1\nname: lost\ninputs:\n  text: {type: string, required: true}\n"
+        "steps:\n"
+        "  hb: {module: svc@1.0.0, kind: service,"
+        " restart: {policy: on-failure, max_restarts: 1, backoff_ms: 0},"
+        " inputs: {text: \"${{ inputs.text }}\"}}\n";
+    uint64_t d = deploy(f, flow, 1);
+    rz_engine_assignment a;
+    for (int k = 0; k < 2; k++) {
+        uint64_t n = node_add(f, 2 + 10 * (uint64_t)k);
+        assert_int_equal(rz_engine_poll(f->e, n, 3 + 10 * (uint64_t)k, &a), RZ_OK);
+        assert_string_equal(a.step, "hb");
+        assert_int_equal(rz_engine_node_deregister(f->e, n, 4 + 10 * (uint64_t)k),
+                         RZ_OK);
+        (void)!rz_engine_tick(f->e, 5 + 10 * (uint64_t)k);
+    }
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_FAILED);
+    cJSON *doc = status(f, d);
+    cJSON *hb = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "hb");
+    assert_int_equal(cJSON_GetObjectItem(hb, "attempts")->valueint, 2);
+    assert_string_equal(cJSON_GetObjectItem(hb, "error")->valuestring,
+                        "its node was lost");
+    cJSON_Delete(doc);
+    reopen(f);   /* replayed the same */
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_FAILED);
+    check(f);
+}
+
 /* The finished desk: two runs, the second of event hb:3; three events. */
 static void desk_status_checked(fx *f, uint64_t d)
 {
@@ -2679,6 +2716,7 @@ int main(void)
         T(test_stale_duplicate),
         T(test_deploy_fanout),
         T(test_deploy_service_events),
+        T(test_service_node_lost_counts_restart),
         T(test_deploy_join),
         T(test_deploy_on_exit_outputs),
         T(test_deploy_invalid_flow_gives_diagnostics),

@@ -283,8 +283,12 @@ static void expect_error(const char *src, const char *msg, uint32_t line)
     rz_diags *d = NULL;
     assert_int_equal(rz_diags_new(&d), RZ_OK);
     int rc = rz_flow_parse(&f, src, strlen(src), RZ_FORMAT_YAML, "t.yaml", d);
+    /* With modules (none named m): whether a step is a service is known. */
+    rz_registry *reg = NULL;
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
     if (rc == RZ_OK)
-        rc = rz_flow_validate(f, NULL, d);
+        rc = rz_flow_validate(f, reg, d);
+    rz_registry_free(reg);
     assert_int_not_equal(rc, RZ_OK);
     bool found = false;
     for (size_t i = 0; i < rz_diags_count(d); i++) {
@@ -374,6 +378,7 @@ static void test_module_kind_service(void **state)
         { "  t: {module: ticker@1, for_each: [1, 2]}\n",
           "module 'ticker' is a service: step 't' cannot have for_each, on or verify" },
         { "  t: {module: ticker@1}\n", NULL },
+        { "  t: {module: ticker@1, restart: {policy: never}, ready: line}\n", NULL },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char src[512];
@@ -387,7 +392,8 @@ static void test_module_kind_service(void **state)
         if (!cases[i].msg) {
             assert_int_equal(rc, RZ_OK);
             assert_true(f->steps[0].service);
-            assert_int_equal(f->steps[0].retry.max_attempts, 4);
+            assert_int_equal(f->steps[0].retry.max_attempts,
+                             f->steps[0].restart == RZ_RESTART_NEVER ? 1 : 4);
         } else {
             assert_int_not_equal(rc, RZ_OK);
             bool found = false;

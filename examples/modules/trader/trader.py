@@ -2,7 +2,9 @@
 {"event": "trade", "id": "fill-N", "data": {...}} line per fill, `trades`
 of them, with a log line and a malformed line between (kept as log lines,
 never events), then exits 0. With `listen_port` it listens there instead of
-printing the ready line (its readiness is then a `ready: {tcp: PORT}` check). Restarted, it emits its fills again from the
+printing the ready line (its readiness is then a `ready: {tcp: PORT}` check).
+`burst` quote events written at once and an `oversize` one test the event
+caps (docs/services.md). Restarted, it emits its fills again from the
 first: their ids make each one event."""
 import json
 import socket
@@ -29,6 +31,14 @@ if port:
 else:
     say({"ready": True})
 print("connected to the paper exchange", flush=True)
+if config.get("oversize"):
+    say({"event": "quote", "data": {"pad": "x" * 70000}})
+burst = int(config.get("burst", 0))
+if burst:   # in one write: the caps refuse what is past 1,000 a second
+    sys.stdout.write("".join(json.dumps({"event": "quote", "data": {"q": q}}) + "\n"
+                             for q in range(burst)))
+    sys.stdout.flush()
+    time.sleep(1.1)   # the next second's window: the trades go through
 print('{"event": "trade", "data": ', flush=True)   # malformed: a log line
 for i in range(trades):
     side = "buy" if i % 2 == 0 else "sell"
