@@ -324,6 +324,26 @@ RZ_EXTERN RZ_NODISCARD int rz_attempt_adapter_check_at(
 RZ_EXTERN RZ_NODISCARD int rz_llm_models(char **out, const char *kind,
                                          const char *url, int details);
 
+/* The llm adapter's bounds (docs/llm.md), the same for the orchestrator's
+ * llm jobs, the engine's llm steps, the adapter and the estimate: a
+ * generation's max_tokens and a flow step's max_prompt_tokens when not
+ * given, and what a prompt can weigh in tokens at most: its bytes (no
+ * tokenizer makes more tokens than bytes), RZ_LLM_TOKENS_PER_MESSAGE a
+ * message (a prompt is one) for the chat template, and
+ * RZ_LLM_TOKENS_OVERHEAD around the whole. */
+#define RZ_LLM_DEFAULT_MAX_TOKENS 256u
+#define RZ_LLM_DEFAULT_MAX_PROMPT_TOKENS 4096u
+#define RZ_LLM_TOKENS_PER_MESSAGE 16u
+#define RZ_LLM_TOKENS_OVERHEAD 64u
+RZ_EXTERN uint64_t rz_llm_prompt_bound(uint64_t text_bytes, size_t n_messages);
+
+/* Which model server of `servers` ("KIND=URL ..." as
+ * rz_attempt_opts.llm_servers) serves `model`: *index gets the first whose
+ * model list names it (0-based), -1 when none does (a server that does not
+ * answer lists nothing). Errors: RZ_EINVAL (NULL, a bad list), RZ_ENOMEM. */
+RZ_EXTERN RZ_NODISCARD int rz_llm_find(int *index, const char *servers,
+                                       const char *model);
+
 /* What this machine's container engine offers, for a node's capabilities
  * and for a runner that has docker steps. */
 typedef struct rz_container_info {

@@ -15,6 +15,7 @@
 #include "flow/model.h"
 #include "match/match_impl.h"
 #include "module/module_impl.h"
+#include "rhizos/exec.h"
 #include "run/changes.h"
 
 static int no_memory(void)
@@ -589,8 +590,6 @@ int rz__engine_dep_report(rz_engine *e, rz__ejob *j, const char *outputs,
  * on what its tokens can be: max_tokens plus max_prompt_tokens, the bound
  * the llm adapter holds the prompt to. The model must be written out, as
  * nodes are matched before the step's inputs are known. */
-#define LLM_DEFAULT_MAX_TOKENS 256.0
-#define LLM_DEFAULT_MAX_PROMPT_TOKENS 4096.0
 #define LLM_TOKENS_MAX 1e9
 
 static double llm_number(const cJSON *config, const char *key, double def)
@@ -608,9 +607,9 @@ static int llm_reqs(const rz__step *st, cJSON **out)
                          "must be a model's name written out (nodes are "
                          "matched to it before the step's inputs are known)",
                          st->id);
-    double mt = llm_number(st->config, "max_tokens", LLM_DEFAULT_MAX_TOKENS);
+    double mt = llm_number(st->config, "max_tokens", RZ_LLM_DEFAULT_MAX_TOKENS);
     double mp = llm_number(st->config, "max_prompt_tokens",
-                           LLM_DEFAULT_MAX_PROMPT_TOKENS);
+                           RZ_LLM_DEFAULT_MAX_PROMPT_TOKENS);
     if (!(mt >= 1 && mt <= LLM_TOKENS_MAX && mp >= 1 && mp <= LLM_TOKENS_MAX))
         return rz__error(RZ_EINVALID, "step '%s': max_tokens and "
                          "max_prompt_tokens must be from 1 to 10^9", st->id);

@@ -1188,7 +1188,7 @@ static uint64_t actual_cost(rz_engine *e, const rz__ejob *j, uint64_t run_ms,
     rz__enode *n = rz__engine_node(e, j->node);
     const rz_reqs *r = j->reqs;
     uint64_t c = r->llm_model
-        ? rz__match_token_cost(n->caps, llm_tokens(r, outputs))
+        ? rz__match_token_cost(n->caps, r->llm_model, llm_tokens(r, outputs))
         : rz__match_cost(rz__match_rate(rz_caps_get(n->caps), rz_reqs_get(r)),
                          run_ms);
     return c < j->max_cost ? c : j->max_cost;

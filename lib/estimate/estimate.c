@@ -14,6 +14,7 @@
 #include "flow/model.h"
 #include "module/module_impl.h"
 #include "rhizos/estimate.h"
+#include "rhizos/exec.h"
 #include "rhizos/hw.h"
 #include "rhizos/match.h"
 
@@ -474,8 +475,10 @@ static uint64_t class_llm_price(const rz_caps *c)
 static int estimate_llm(rz_estimate *e, const rz_prices *p, const rz_module *m,
                         const cJSON *config, rz_step_estimate *s)
 {
-    uint64_t tokens = (uint64_t)llm_setting(m, config, "max_tokens", 256) +
-                      (uint64_t)llm_setting(m, config, "max_prompt_tokens", 4096);
+    uint64_t tokens = (uint64_t)llm_setting(m, config, "max_tokens",
+                                            RZ_LLM_DEFAULT_MAX_TOKENS) +
+                      (uint64_t)llm_setting(m, config, "max_prompt_tokens",
+                                            RZ_LLM_DEFAULT_MAX_PROMPT_TOKENS);
     size_t best = RZ_NPOS;
     uint64_t best_cost = UINT64_MAX;
     for (size_t i = 0; i < p->n_nodes; i++) {

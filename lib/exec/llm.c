@@ -29,9 +29,6 @@
 #include "exec/adapter.h"
 #include "exec/llm.h"
 
-#define DEFAULT_MAX_TOKENS 256u
-#define PER_MESSAGE 16u      /* tokens a chat template adds, at most */
-#define OVERHEAD 64u         /* and around the whole prompt */
 #define WAKE_MS 100u         /* the poller is woken at most this often */
 
 typedef struct llm_state {
@@ -83,18 +80,20 @@ static const cJSON *field(const cJSON *doc, const char *key)
                        cJSON_GetObjectItemCaseSensitive(doc, "config"), key);
 }
 
-/* What the prompt can weigh in tokens (no tokenizer makes more tokens
- * than bytes), as the orchestrator prices an llm job. */
+/* What the prompt can weigh in tokens (rz_llm_prompt_bound), as the
+ * orchestrator and the engine price it. */
 static uint64_t prompt_bound(const cJSON *req)
 {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(req, "prompt"), *m;
-    uint64_t n = OVERHEAD;
     if (cJSON_IsString(p))
-        return n + strlen(p->valuestring) + PER_MESSAGE;
-    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(req, "messages"))
-        n += strlen(cJSON_GetStringValue(cJSON_GetObjectItem(m, "content")))
-             + PER_MESSAGE;
-    return n;
+        return rz_llm_prompt_bound(strlen(p->valuestring), 1);
+    uint64_t bytes = 0;
+    size_t n = 0;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(req, "messages")) {
+        bytes += strlen(cJSON_GetStringValue(cJSON_GetObjectItem(m, "content")));
+        n++;
+    }
+    return rz_llm_prompt_bound(bytes, n);
 }
 
 static int bad(const char *fmt, const char *detail)
@@ -127,7 +126,7 @@ static int read_request(llm_state *s, const char *text)
         }
     }
     if (rc == RZ_OK && !cJSON_HasObjectItem(s->req, "max_tokens"))
-        cJSON_AddNumberToObject(s->req, "max_tokens", DEFAULT_MAX_TOKENS);
+        cJSON_AddNumberToObject(s->req, "max_tokens", RZ_LLM_DEFAULT_MAX_TOKENS);
     const char *why = rc == RZ_OK ? rz__llm_request_check(s->req) : NULL;
     if (why)
         rc = bad("%s", why);
@@ -221,22 +220,8 @@ static int should_stop(void *ud)
 /* With several servers, the first that lists the model now. */
 static int pick_server(llm_state *s)
 {
-    if (s->n_srv == 1)
-        return 0;
-    for (int i = 0; i < s->n_srv && !atomic_load(&s->stop); i++) {
-        cJSON *models = NULL, *m;
-        char err[RZ__LLM_ERROR_MAX + 80];
-        int found = 0;
-        if (rz__llm_list(&s->srv[i], 0, &models, err, sizeof err) == 0)
-            cJSON_ArrayForEach(m, models)
-                found |= strcmp(cJSON_GetStringValue(
-                                    cJSON_GetObjectItem(m, "name")),
-                                s->model) == 0;
-        cJSON_Delete(models);
-        if (found)
-            return i;
-    }
-    return -1;
+    return s->n_srv == 1 ? 0 : rz__llm_find(s->srv, s->n_srv, s->model,
+                                            should_stop, s);
 }
 
 static void *generate(void *arg)

@@ -112,6 +112,11 @@ RZ_HIDDEN void rz__llm_stream_free(rz__llm_stream *s);
 RZ_HIDDEN int rz__llm_list(const rz__llm_server *srv, int details,
                            struct cJSON **models, char *err, size_t errlen);
 
+/* The first of n servers whose model list names `model`, or -1; `stop`
+ * (may be NULL) is asked before each server: nonzero gives up (-1). */
+RZ_HIDDEN int rz__llm_find(const rz__llm_server *srv, int n, const char *model,
+                           int (*stop)(void *), void *ud);
+
 /* "ollama" or "openai" as a kind; 0 for neither. */
 RZ_HIDDEN rz__llm_kind rz__llm_kind_of(const char *name);
 RZ_HIDDEN const char *rz__llm_kind_name(rz__llm_kind k);

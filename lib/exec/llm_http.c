@@ -375,3 +375,44 @@ int rz_llm_models(char **out, const char *kind, const char *url, int details)
     free(list);
     return rc;
 }
+
+int rz__llm_find(const rz__llm_server *srv, int n, const char *model,
+                 int (*stop)(void *), void *ud)
+{
+    for (int i = 0; i < n && !(stop && stop(ud)); i++) {
+        cJSON *models = NULL, *m;
+        char err[RZ__LLM_ERROR_MAX + 80];
+        int found = 0;
+        if (rz__llm_list(&srv[i], 0, &models, err, sizeof err) == 0)
+            cJSON_ArrayForEach(m, models)
+                found |= strcmp(cJSON_GetStringValue(
+                                    cJSON_GetObjectItem(m, "name")), model) == 0;
+        cJSON_Delete(models);
+        if (found)
+            return i;
+    }
+    return -1;
+}
+
+int rz_llm_find(int *index, const char *servers, const char *model)
+{
+    if (index)
+        *index = -1;
+    if (!index || !servers || !model)
+        return rz__error(RZ_EINVAL, "rz_llm_find: NULL argument");
+    rz__llm_server srv[RZ__LLM_SERVERS_MAX];
+    char err[RZ__LLM_ERROR_MAX + RZ__LLM_URL_MAX + 160], *buf = NULL;
+    int n = rz__llm_servers_parse(servers, &buf, srv, err, sizeof err);
+    if (n < 0)
+        return rz__error(RZ_EINVAL, "%s", err);
+    *index = rz__llm_find(srv, n, model, NULL, NULL);
+    free(buf);
+    return RZ_OK;
+}
+
+uint64_t rz_llm_prompt_bound(uint64_t text_bytes, size_t n_messages)
+{
+    uint64_t per = (uint64_t)n_messages * RZ_LLM_TOKENS_PER_MESSAGE;
+    uint64_t n = text_bytes + per + RZ_LLM_TOKENS_OVERHEAD;
+    return n < text_bytes ? UINT64_MAX : n;   /* saturated */
+}

@@ -84,9 +84,30 @@ bool rz__caps_llm_serves(const rz_caps *c, const char *model)
     return rz__strv_has(&c->llm_models, model);
 }
 
-uint64_t rz__caps_llm_price(const rz_caps *c)
+uint64_t rz__caps_llm_price(const rz_caps *c, const char *model)
 {
+    for (size_t i = 0; model && i < c->n_llm_prices; i++)
+        if (strcmp(c->llm_prices[i].model, model) == 0)
+            return c->llm_prices[i].micros;
     return c->llm_1k_micros;
+}
+
+int rz__caps_llm_price_set(rz_caps *c, const char *model, uint64_t micros)
+{
+    for (size_t i = 0; i < c->n_llm_prices; i++)
+        if (strcmp(c->llm_prices[i].model, model) == 0) {
+            c->llm_prices[i].micros = micros;
+            return RZ_OK;
+        }
+    struct rz__llm_price *p = rz__realloc(c->llm_prices,
+                                          (c->n_llm_prices + 1) * sizeof *p);
+    if (!p)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    c->llm_prices = p;
+    if (!(p[c->n_llm_prices].model = rz__strdup(model)))
+        return rz__error(RZ_ENOMEM, "out of memory");
+    p[c->n_llm_prices++].micros = micros;
+    return RZ_OK;
 }
 
 void rz_caps_free(rz_caps *c)
@@ -103,6 +124,9 @@ void rz_caps_free(rz_caps *c)
     rz__strv_free(&c->adapters);
     rz__strv_free(&c->runtimes);
     rz__strv_free(&c->llm_models);
+    for (size_t i = 0; i < c->n_llm_prices; i++)
+        free(c->llm_prices[i].model);
+    free(c->llm_prices);
     for (size_t i = 0; i < c->info.n_gpus; i++)
         gpu_free_strings(&c->gpus[i]);
     free(c->gpus);
@@ -270,6 +294,9 @@ int rz_caps_clone(rz_caps **out, const rz_caps *src)
     if (rc == RZ_OK)
         rc = copy_strv(&c->llm_models, &src->llm_models);
     c->llm_1k_micros = src->llm_1k_micros;
+    for (size_t i = 0; i < src->n_llm_prices && rc == RZ_OK; i++)
+        rc = rz__caps_llm_price_set(c, src->llm_prices[i].model,
+                                    src->llm_prices[i].micros);
     for (size_t i = 0; i < src->labels.n && rc == RZ_OK; i++)
         rc = rz__labels_set(&c->labels, src->labels.keys[i], src->labels.vals[i]);
     for (size_t i = 0; i < src->info.n_gpus && rc == RZ_OK; i++)

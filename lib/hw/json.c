@@ -156,6 +156,13 @@ static int parse_llm(rz_caps *c, const cJSON *o, const char *base)
             rc = rz__json_field_error(mb, "name", "must be a non-empty string");
         if (rc == RZ_OK)
             rc = rz__strv_add(&c->llm_models, name);
+        bool own = false;
+        uint64_t price = 0;
+        if (rc == RZ_OK)
+            rc = rz__json_money(m, "price_1k_tokens_micros", UINT64_C(1) << 53, mb,
+                                &price, &own);
+        if (rc == RZ_OK && own)
+            rc = rz__caps_llm_price_set(c, name, price);
         if (rc != RZ_OK)
             return rc;
     }

@@ -31,7 +31,8 @@ RZ_HIDDEN uint64_t rz__match_cost(unsigned __int128 rate, uint64_t estimate_ms);
 RZ_HIDDEN unsigned __int128 rz__match_job_rate(const rz_caps *c, const rz_reqs *r);
 RZ_HIDDEN uint64_t rz__match_job_cost(unsigned __int128 rate, const rz_reqs *r);
 /* What `tokens` cost on `c`, rounded up (an llm job's actual cost). */
-RZ_HIDDEN uint64_t rz__match_token_cost(const rz_caps *c, uint64_t tokens);
+RZ_HIDDEN uint64_t rz__match_token_cost(const rz_caps *c, const char *model,
+                                       uint64_t tokens);
 
 /* Does the GPU satisfy the per-GPU constraints (vram, vendor, capability)? */
 RZ_HIDDEN bool rz__gpu_ok(const rz_gpu_info *g, const rz_reqs_info *r);

@@ -414,7 +414,8 @@ uint64_t rz__match_cost(unsigned __int128 rate, uint64_t estimate_ms)
 
 unsigned __int128 rz__match_job_rate(const rz_caps *c, const rz_reqs *r)
 {
-    return r->llm_model ? rz__caps_llm_price(c) : rz__match_rate(rz_caps_get(c), &r->info);
+    return r->llm_model ? rz__caps_llm_price(c, r->llm_model)
+                        : rz__match_rate(rz_caps_get(c), &r->info);
 }
 
 uint64_t rz__match_job_cost(unsigned __int128 rate, const rz_reqs *r)
@@ -425,9 +426,10 @@ uint64_t rz__match_job_cost(unsigned __int128 rate, const rz_reqs *r)
     return micros > UINT64_MAX ? UINT64_MAX : (uint64_t)micros;
 }
 
-uint64_t rz__match_token_cost(const rz_caps *c, uint64_t tokens)
+uint64_t rz__match_token_cost(const rz_caps *c, const char *model, uint64_t tokens)
 {
-    unsigned __int128 micros = ((unsigned __int128)rz__caps_llm_price(c) * tokens + 999) / 1000;
+    unsigned __int128 micros = ((unsigned __int128)rz__caps_llm_price(c, model) * tokens
+                                + 999) / 1000;
     return micros > UINT64_MAX ? UINT64_MAX : (uint64_t)micros;
 }
 

@@ -68,7 +68,7 @@ typedef enum { K_URL, K_MODULES, K_SANDBOX, K_HEARTBEAT, K_GPU, K_CPU, K_MEM,
                K_ALLOW_IMAGES, K_ORCH_KEY, K_MAXSCRATCH, K_UID_FIRST,
                K_UID_COUNT, K_LLM_PRICE, K_LLM_REFRESH, K_API_LISTEN, K_CA_FILE,
                K_BK_KIND, K_BK_PARTITION, K_BK_ACCOUNT, K_BK_QOS, K_BK_SPOOL,
-               K_BK_COMMAND, K_BK_MEMORY, K_BK_POLL } key_id;
+               K_BK_COMMAND, K_BK_MEMORY, K_BK_POLL, K_LLM_MODEL_PRICES } key_id;
 
 typedef struct key_def {
     const char *section, *name;
@@ -85,6 +85,7 @@ static const key_def keys[] = {
     { "node", "heartbeat_s", K_HEARTBEAT, V_FLOAT },
     { "node", "llm_refresh_s", K_LLM_REFRESH, V_FLOAT },
     { "pricing", "llm_1k_tokens_micros", K_LLM_PRICE, V_INT },
+    { "pricing", "llm_model_prices", K_LLM_MODEL_PRICES, V_STRV },
     { "pricing", "gpu_hour_micros", K_GPU, V_INT },
     { "pricing", "cpu_hour_micros", K_CPU, V_INT },
     { "pricing", "memory_gb_hour_micros", K_MEM, V_INT },
@@ -476,6 +477,61 @@ static int apply_allow_images(parser *p, value *v)
     return 0;
 }
 
+/* "MODEL=MICROS": the last '=' splits (a model name may hold one). */
+static int model_price_split(const char *e, size_t *name_len, uint64_t *micros)
+{
+    const char *eq = strrchr(e, '=');
+    if (!eq || eq == e || (size_t)(eq - e) > 200 || !eq[1] || strlen(eq + 1) > 16)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(eq + 1, &end, 10);
+    if (errno || *end || eq[1] < '0' || eq[1] > '9' || v > PRICE_MAX)
+        return -1;
+    *name_len = (size_t)(eq - e);
+    *micros = v;
+    return 0;
+}
+
+/* Per-model llm prices, each "MODEL=MICROS" per 1,000 tokens. */
+static int apply_model_prices(parser *p, value *v)
+{
+    node_config *c = p->c;
+    for (size_t i = 0; i < v->n_sv; i++) {
+        size_t n;
+        uint64_t m;
+        if (model_price_split(v->sv[i], &n, &m) != 0)
+            return perr(p, "llm_model_prices: \"%.80s\" is not \"MODEL=MICROS\" "
+                        "(a model name of 1-200 bytes, a whole price up to %llu)",
+                        v->sv[i], (unsigned long long)PRICE_MAX);
+        for (size_t k = 0; k < i; k++)
+            if (strncmp(v->sv[k], v->sv[i], n + 1) == 0)
+                return perr(p, "llm_model_prices: model \"%.*s\" priced twice",
+                            (int)n, v->sv[i]);
+    }
+    c->llm_model_prices = v->sv;
+    c->n_llm_model_prices = v->n_sv;
+    v->sv = NULL;
+    v->n_sv = 0;
+    return 0;
+}
+
+uint64_t node_llm_price(const node_config *c, const char *model, int *own)
+{
+    size_t n, len = model ? strlen(model) : 0;
+    uint64_t m;
+    for (size_t i = 0; i < c->n_llm_model_prices; i++)
+        if (model_price_split(c->llm_model_prices[i], &n, &m) == 0 && n == len &&
+            strncmp(c->llm_model_prices[i], model, n) == 0) {
+            if (own)
+                *own = 1;
+            return m;
+        }
+    if (own)
+        *own = 0;
+    return c->llm_1k_tokens_micros;
+}
+
 /* ---- [backend] ---- */
 
 /* A Slurm name (partition, account, QoS): what sbatch takes as one
@@ -547,6 +603,7 @@ static int apply(parser *p, const key_def *k, value *v)
                         "engine's socket)");
         return set_string(&c->container_host, v);
     case K_ALLOW_IMAGES: return apply_allow_images(p, v);
+    case K_LLM_MODEL_PRICES: return apply_model_prices(p, v);
     case K_API_LISTEN: return apply_api_listen(p, v);
     case K_SANDBOX: c->sandbox = v->b; return 0;
     case K_HEARTBEAT:
@@ -856,6 +913,9 @@ void node_config_free(node_config *c)
     for (size_t i = 0; i < c->n_allow_images; i++)
         free(c->allow_images[i]);
     free(c->allow_images);
+    for (size_t i = 0; i < c->n_llm_model_prices; i++)
+        free(c->llm_model_prices[i]);
+    free(c->llm_model_prices);
     free(c->slurm_partition);
     free(c->slurm_account);
     free(c->slurm_qos);
@@ -943,6 +1003,29 @@ static void put_orchestrator(FILE *f, const node_config *c)
         fputs("\nca_file = ", f);
         put_string(f, c->orchestrator_ca_file);
     }
+}
+
+/* [pricing] llm_model_prices as written (or a commented example), with the
+ * blank line after; malloc'ed, NULL when out of memory. */
+static char *model_prices_text(const node_config *c)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    if (!m)
+        return NULL;
+    if (!c->n_llm_model_prices)
+        fputs("# A model's own price: llm_model_prices = [\"llama3:8b=2000\"]\n", m);
+    else
+        fputs("llm_model_prices = [", m);
+    for (size_t i = 0; i < c->n_llm_model_prices; i++) {
+        if (i)
+            fputs(", ", m);
+        put_string(m, c->llm_model_prices[i]);
+    }
+    fputs(c->n_llm_model_prices ? "]\n\n" : "\n", m);
+    fclose(m);
+    return text;
 }
 
 static void put_container(FILE *f, const node_config *c)
@@ -1045,10 +1128,11 @@ char *node_config_format(const node_config *c)
     } else {
         fputs("# modules = \"/srv/modules:/opt/more-modules\"\n", f);
     }
+    char *prices = model_prices_text(c);
     fprintf(f, "\n# What this node charges, in micro-dollars (1e-6 USD; 1000000 is $1)\n"
             "# per hour of each resource.\n[pricing]\ngpu_hour_micros = %llu\ncpu_hour_micros = "
             "%llu\nmemory_gb_hour_micros = %llu\n# llm jobs: per 1,000 tokens (prompt and completion).\n"
-            "llm_1k_tokens_micros = %llu\n\n[limits]\n"
+            "llm_1k_tokens_micros = %llu\n%s[limits]\n"
             "max_concurrent_jobs = %u\n# Memory cap of one job in MiB, also "
             "when its module names none (0: the module's own requirement,\n"
             "# else 2048 in the sandbox).\nmax_memory_mb = "
@@ -1062,8 +1146,10 @@ char *node_config_format(const node_config *c)
             (unsigned long long)c->cpu_hour_micros,
             (unsigned long long)c->memory_gb_hour_micros,
             (unsigned long long)c->llm_1k_tokens_micros,
+            prices ? prices : "",
             c->max_concurrent_jobs, c->max_memory_mb, NODE_MAX_OUTPUT_KB,
             c->max_output_kb, NODE_MAX_SCRATCH_MB, c->max_scratch_mb);
+    free(prices);
     put_container(f, c);
     put_llm(f, c);
     put_api(f, c);

@@ -69,6 +69,10 @@ cJSON *llm_caps(const node_config *cfg, char *why, size_t whylen)
             if (dup || cJSON_GetArraySize(all) >= (int)LLM_MODELS_MAX)
                 continue;
             cJSON_AddStringToObject(m, "kind", kind_name(srv->kind));
+            int own = 0;
+            uint64_t price = node_llm_price(cfg, name, &own);
+            if (own)   /* its own price in [pricing] llm_model_prices */
+                cJSON_AddNumberToObject(m, "price_1k_tokens_micros", (double)price);
             cJSON_AddItemToArray(all, cJSON_DetachItemViaPointer(models, m));
         }
         cJSON_Delete(models);
@@ -78,16 +82,13 @@ cJSON *llm_caps(const node_config *cfg, char *why, size_t whylen)
 
 int llm_find(const node_config *cfg, const char *model)
 {
+    char servers[NODE_CONFIG_MAX_LLM * (NODE_LLM_URL_MAX + 16)] = "";
     for (size_t i = 0; i < cfg->n_llm; i++) {
-        char err[1024];
-        cJSON *models = list(&cfg->llm[i], 0, err, sizeof err), *m;
-        int found = 0;
-        cJSON_ArrayForEach(m, models)
-            found |= strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(m, "name")),
-                            model) == 0;
-        cJSON_Delete(models);
-        if (found)
-            return (int)i;
+        size_t used = strlen(servers);
+        if (used)
+            servers[used++] = ' ';
+        llm_server_spec(&cfg->llm[i], servers + used, sizeof servers - used);
     }
-    return -1;
+    int index = -1;
+    return cfg->n_llm && rz_llm_find(&index, servers, model) == RZ_OK ? index : -1;
 }

@@ -58,6 +58,10 @@ typedef struct node_config {
                                         NODE_DEFAULT_OUTPUT_KB) */
     uint64_t llm_1k_tokens_micros;   /* [pricing] per 1,000 tokens in and
                                         out of an llm job */
+    char **llm_model_prices;         /* [pricing] llm_model_prices:
+                                        "MODEL=MICROS" (checked), a model's
+                                        own price per 1,000 tokens */
+    size_t n_llm_model_prices;
     double llm_refresh_s;            /* [node] llm_refresh_s: how often the
                                         model lists are read again */
     char *api_listen;                /* [api] listen: "off" or ADDR:PORT;
@@ -118,6 +122,10 @@ int node_config_set_container_host(node_config *c, const char *host,
  * orchestrator requires of an ad-hoc image's job (a [labels] key cannot
  * hold the '.'). */
 #define NODE_ADHOC_LABEL "rhizos.adhoc_images"
+/* The price per 1,000 tokens of `model` here: its own in
+ * llm_model_prices, else llm_1k_tokens_micros; *own says which. */
+uint64_t node_llm_price(const node_config *c, const char *model, int *own);
+
 /* 1 when an allow_images glob matches `image`, else 0. */
 int node_config_image_allowed(const node_config *c, const char *image);
 /* The file `init` writes (malloc'd). */

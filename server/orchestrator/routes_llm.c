@@ -16,12 +16,9 @@
 
 #include "orch.h"
 
-#define LLM_DEFAULT_MAX_TOKENS 256u
 #define LLM_MAX_TOKENS 1000000u
 #define LLM_MESSAGES_MAX 1024
 #define LLM_MODEL_MAX 200u
-#define LLM_PER_MESSAGE 16u        /* tokens a chat template adds, at most */
-#define LLM_OVERHEAD 64u
 
 static const char *const llm_fields[] = { "model", "prompt", "messages",
                                           "max_tokens", "temperature", NULL };
@@ -63,8 +60,8 @@ static bool model_ok(req *q, const char **model)
     return true;
 }
 
-/* "prompt" or "messages" into `request`; *bytes what they weigh in tokens
- * at most. */
+/* "prompt" or "messages" into `request`; *tokens what they weigh in tokens
+ * at most (rz_llm_prompt_bound, as the llm adapter bounds it). */
 static bool text_ok(req *q, cJSON *request, uint64_t *tokens)
 {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(q->body, "prompt");
@@ -79,7 +76,7 @@ static bool text_ok(req *q, cJSON *request, uint64_t *tokens)
             reply_error(q, RZ_EINVAL, "\"prompt\" must be a non-empty string");
             return false;
         }
-        *tokens = strlen(p->valuestring) + LLM_PER_MESSAGE;
+        *tokens = rz_llm_prompt_bound(strlen(p->valuestring), 1);
         cJSON_AddStringToObject(request, "prompt", p->valuestring);
         return true;
     }
@@ -90,7 +87,7 @@ static bool text_ok(req *q, cJSON *request, uint64_t *tokens)
         return false;
     }
     cJSON *out = cJSON_AddArrayToObject(request, "messages");
-    *tokens = 0;
+    uint64_t bytes = 0;
     cJSON_ArrayForEach(x, m) {
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(x, "role");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(x, "content");
@@ -105,8 +102,9 @@ static bool text_ok(req *q, cJSON *request, uint64_t *tokens)
         cJSON_AddStringToObject(c, "role", role->valuestring);
         cJSON_AddStringToObject(c, "content", content->valuestring);
         cJSON_AddItemToArray(out, c);
-        *tokens += strlen(content->valuestring) + LLM_PER_MESSAGE;
+        bytes += strlen(content->valuestring);
     }
+    *tokens = rz_llm_prompt_bound(bytes, (size_t)n);
     return true;
 }
 
@@ -116,7 +114,7 @@ static bool numbers_ok(req *q, cJSON *request, uint64_t *max_tokens)
     if (!body_u64(q, "max_tokens", false, LLM_MAX_TOKENS, max_tokens, &have))
         return false;
     if (!have)
-        *max_tokens = LLM_DEFAULT_MAX_TOKENS;
+        *max_tokens = RZ_LLM_DEFAULT_MAX_TOKENS;
     if (!*max_tokens) {
         reply_error(q, RZ_EINVAL, "\"max_tokens\" must be at least 1");
         return false;
@@ -166,7 +164,7 @@ void llm_job_submit(req *q, const rz_engine_module_job *mj)
                     "not \"inputs\" or \"config\"");
         return;
     }
-    uint64_t tokens = prompt_tokens + LLM_OVERHEAD + max_tokens;
+    uint64_t tokens = prompt_tokens + max_tokens;
     cJSON_AddStringToObject(request, "model", model);
     cJSON *x = cJSON_CreateObject();
     cJSON_AddStringToObject(x, "adapter", "llm");
@@ -230,8 +228,11 @@ static void node_models(cJSON *models, uint64_t id, const cJSON *caps)
             continue;
         cJSON *n = cJSON_CreateObject();
         cJSON_AddNumberToObject(n, "node", (double)id);
+        /* A model's own price (the node's llm_model_prices) wins. */
+        const cJSON *own = cJSON_GetObjectItemCaseSensitive(m, "price_1k_tokens_micros");
+        const cJSON *p = cJSON_IsNumber(own) ? own : price;
         cJSON_AddNumberToObject(n, "price_1k_tokens_micros",
-                                cJSON_IsNumber(price) ? price->valuedouble : 0);
+                                cJSON_IsNumber(p) ? p->valuedouble : 0);
         for (size_t k = 0; k < sizeof keep / sizeof *keep; k++) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, keep[k]);
             if (cJSON_IsString(v) || cJSON_IsNumber(v))

@@ -28,6 +28,7 @@ from harness import sanitizer_report, wait_until  # noqa: E402
 ROOT, RHIZOS = network.ROOT, network.RHIZOS
 PRICE = 5000          # the node's micros per 1,000 tokens
 REF_PRICE = 10000     # the orchestrator's --llm-price default
+GPT_PRICE = 7000      # gpt-fake's own price (llm_model_prices)
 OLLAMA_MODELS = ["tiny:1b", "slow:1b", "cut:1b", "boom:1b", "junk:1b"]
 OPENAI_MODELS = ["gpt-fake"]
 
@@ -55,6 +56,8 @@ class LlmBase(network.Base):
     def start_llm_node(self):
         data = self.init_node("llm", 0)
         network.set_config(data, "pricing", "llm_1k_tokens_micros", PRICE)
+        network.set_config(data, "pricing", "llm_model_prices",
+                           '["gpt-fake=%d"]' % GPT_PRICE)
         network.set_config(data, "node", "llm_refresh_s", 1)
         network.set_config(data, "limits", "max_concurrent_jobs", 2)
         with open(os.path.join(data, "config.toml"), "a") as f:
@@ -98,6 +101,7 @@ class Llm(LlmBase):
         self.assertEqual(tiny["context_length"], 131072)   # from /api/show
         self.assertEqual(models["gpt-fake"][0]["context_length"], 8192)
         self.assertEqual(models["gpt-fake"][0]["kind"], "openai")
+        self.assertEqual(models["gpt-fake"][0]["price_1k_tokens_micros"], GPT_PRICE)
         p = self.cli("models", key=self.key)
         self.assertIn("tiny:1b", p.stdout)
         self.assertIn("$5", p.stdout)          # per million tokens
@@ -136,6 +140,9 @@ class Llm(LlmBase):
         self.assertEqual(g["outputs"]["text"],
                          "".join(fake_llm.answer("gpt-fake", "be brief hi there")[:20]))
         self.assertEqual(g["outputs"]["tokens_in"], 4)
+        # Charged at gpt-fake's own price, not the node's default.
+        self.assertEqual(g["cost_micros"], ceil_div(
+            (4 + g["outputs"]["tokens_out"]) * GPT_PRICE, 1000), g)
         req = self.requests_to(self.openai, "/v1/chat/completions")[-1]
         self.assertEqual(req["messages"], msgs)
         self.assertEqual((req["max_tokens"], req["temperature"], req["stream"],

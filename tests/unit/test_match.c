@@ -679,7 +679,8 @@ static void llm_models(void **state)
     static const char *const nodes[] = {
         ("{\"id\":\"dear\",\"cpu\":{\"cores\":4},\"memory_mb\":8192,"
          "\"adapters\":[\"process\",\"llm\"],\"llm\":{\"models\":[{\"name\":\"tiny:1b\","
-         "\"size_bytes\":5},{\"name\":\"big:70b\"}],\"price_1k_tokens_micros\":9000}}"),
+         "\"size_bytes\":5},{\"name\":\"big:70b\"},{\"name\":\"own:3b\","
+         "\"price_1k_tokens_micros\":200}],\"price_1k_tokens_micros\":9000}}"),
         ("{\"id\":\"cheap\",\"cpu\":{\"cores\":4},\"memory_mb\":8192,"
          "\"adapters\":[\"llm\"],\"llm\":{\"models\":[{\"name\":\"tiny:1b\"}],"
          "\"price_1k_tokens_micros\":1000,\"servers\":[]}}"),
@@ -710,6 +711,10 @@ static void llm_models(void **state)
     r = job("{\"adapter\":\"llm\",\"llm\":{\"model\":\"tiny:1b\",\"tokens\":1}}");
     assert_int_equal(rz_match_cost(cheap, r), 1);   /* rounded up */
     rz_reqs_free(r);
+    /* a model's own price (the node's llm_model_prices) wins over the node's */
+    r = job("{\"adapter\":\"llm\",\"llm\":{\"model\":\"own:3b\",\"tokens\":1001}}");
+    assert_int_equal(rz_match_cost(dear, r), 201);
+    rz_reqs_free(r);
     /* the llm object survives a round trip */
     char *back = NULL;
     assert_int_equal(rz_caps_to_json(dear, 0, &back), RZ_OK);
@@ -718,6 +723,9 @@ static void llm_models(void **state)
     r = job(tiny);
     assert_int_equal(rz_match_cost(again, r), 9009);
     assert_true(rz_match_fits(again, r));
+    rz_reqs_free(r);
+    r = job("{\"adapter\":\"llm\",\"llm\":{\"model\":\"own:3b\",\"tokens\":1001}}");
+    assert_int_equal(rz_match_cost(again, r), 201);   /* kept through JSON */
     rz_reqs_free(r);
     rz_free(back);
     rz_caps_free(again);
@@ -729,6 +737,7 @@ static void llm_models(void **state)
         "{\"llm\":[]}", "{\"llm\":{\"models\":{}}}", "{\"llm\":{\"models\":[\"x\"]}}",
         "{\"llm\":{\"models\":[{\"name\":\"\"}]}}", "{\"llm\":{\"models\":[{}]}}",
         "{\"llm\":{\"price_1k_tokens_micros\":-1}}",
+        "{\"llm\":{\"models\":[{\"name\":\"a\",\"price_1k_tokens_micros\":-2}]}}",
     };
     for (size_t i = 0; i < sizeof bad_nodes / sizeof *bad_nodes; i++) {
         rz_caps *c = NULL;

@@ -193,6 +193,10 @@ static const bad_case bad[] = {
     { "[[llm]]\n[[llm]]\n[[llm]]\n[[llm]]\n[[llm]]\n[[llm]]\n[[llm]]\n[[llm]]\n[[llm]]\n", "node.toml:9: more than 8 [[llm]] servers" },
     { "[pricing]\nllm_1k_tokens_micros = -1\n", "node.toml:2: llm_1k_tokens_micros must be between 0 and" },
     { "[node]\nllm_refresh_s = 0.5\n", "node.toml:2: llm_refresh_s must be between 1 and 86400" },
+    { "[pricing]\nllm_model_prices = [\"tiny:1b\"]\n", "node.toml:2: llm_model_prices: \"tiny:1b\" is not \"MODEL=MICROS\"" },
+    { "[pricing]\nllm_model_prices = [\"=5\"]\n", "node.toml:2: llm_model_prices: \"=5\" is not" },
+    { "[pricing]\nllm_model_prices = [\"a=-5\"]\n", "node.toml:2: llm_model_prices: \"a=-5\" is not" },
+    { "[pricing]\nllm_model_prices = [\"a=1\", \"a=2\"]\n", "node.toml:2: llm_model_prices: model \"a\" priced twice" },
     /* [api] listen: an IP literal and a port, or "off" */
     { "[api]\nlisten = \"localhost:7180\"\n", "node.toml:2: listen must be \"off\" or ADDRESS:PORT" },
     { "[api]\nlisten = \"127.0.0.1\"\n", "node.toml:2: listen must be \"off\" or ADDRESS:PORT" },
@@ -247,6 +251,7 @@ static void llm_servers(void **state)
     char err[512] = "";
     const char *text =
         "[pricing]\nllm_1k_tokens_micros = 2500\n"
+        "llm_model_prices = [\"llama3:8b=2000\", \"a=b=7\"]\n"
         "[node]\nllm_refresh_s = 5\n"
         "[[llm]]\nkind = \"ollama\"\nurl = \"http://127.0.0.1:11434//\"\n"
         "\n[[llm]] # the second\nkind = 'openai'\nurl = \"https://h:8000/v1x\"\n"
@@ -261,6 +266,12 @@ static void llm_servers(void **state)
     assert_string_equal(c.llm[1].url, "https://h:8000/v1x");
     assert_true(c.llm[1].timeout_s == 12.5);
     assert_int_equal(c.llm_1k_tokens_micros, 2500);
+    int own = -1;
+    assert_int_equal(node_llm_price(&c, "llama3:8b", &own), 2000);
+    assert_int_equal(own, 1);
+    assert_int_equal(node_llm_price(&c, "a=b", &own), 7);   /* the last '=' */
+    assert_int_equal(node_llm_price(&c, "llama3", &own), 2500);
+    assert_int_equal(own, 0);
     assert_true(c.llm_refresh_s == 5);
     assert_int_equal(c.n_labels, 1);   /* [labels] after [[llm]] is its own */
     char *out = node_config_format(&c);
@@ -270,6 +281,7 @@ static void llm_servers(void **state)
     assert_string_equal(d.llm[1].url, c.llm[1].url);
     assert_true(d.llm[1].timeout_s == 12.5);
     assert_int_equal(d.llm_1k_tokens_micros, 2500);
+    assert_int_equal(node_llm_price(&d, "llama3:8b", NULL), 2000);
     char *again = node_config_format(&d);
     assert_string_equal(out, again);
     free(out);
