@@ -644,9 +644,7 @@ static int apply(parser *p, const key_def *k, value *v)
         if ((rc = want_uint(p, k, v, 1, 256, &u)) == 0)
             c->step_uid_count = (uint32_t)u;
         break;
-    case K_LLM_PRICE:
-        rc = want_uint(p, k, v, 0, PRICE_MAX, &c->llm_1k_tokens_micros);
-        break;
+    case K_LLM_PRICE: return want_uint(p, k, v, 0, PRICE_MAX, &c->llm_1k_tokens_micros);
     case K_BK_KIND: case K_BK_PARTITION: case K_BK_ACCOUNT: case K_BK_QOS:
     case K_BK_SPOOL: case K_BK_COMMAND: case K_BK_MEMORY: case K_BK_POLL:
         return apply_backend(p, k, v);

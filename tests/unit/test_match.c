@@ -670,6 +670,14 @@ static void gpu_containers(void **state)
     rz_matcher_free(m);
 }
 
+/* A model's own price (the node's llm_model_prices) wins over the node's. */
+static void llm_own_price(const rz_caps *c)
+{
+    rz_reqs *r = job("{\"adapter\":\"llm\",\"llm\":{\"model\":\"own:3b\",\"tokens\":1001}}");
+    assert_int_equal(rz_match_cost(c, r), 201);
+    rz_reqs_free(r);
+}
+
 /* llm jobs (docs/llm.md): only nodes serving the model, priced per 1,000
  * tokens (rounded up) on the job's "tokens", cheapest first, the cost
  * limit applied on that price; the caps' "llm" kept and checked. */
@@ -711,10 +719,7 @@ static void llm_models(void **state)
     r = job("{\"adapter\":\"llm\",\"llm\":{\"model\":\"tiny:1b\",\"tokens\":1}}");
     assert_int_equal(rz_match_cost(cheap, r), 1);   /* rounded up */
     rz_reqs_free(r);
-    /* a model's own price (the node's llm_model_prices) wins over the node's */
-    r = job("{\"adapter\":\"llm\",\"llm\":{\"model\":\"own:3b\",\"tokens\":1001}}");
-    assert_int_equal(rz_match_cost(dear, r), 201);
-    rz_reqs_free(r);
+    llm_own_price(dear);
     /* the llm object survives a round trip */
     char *back = NULL;
     assert_int_equal(rz_caps_to_json(dear, 0, &back), RZ_OK);
@@ -724,15 +729,18 @@ static void llm_models(void **state)
     assert_int_equal(rz_match_cost(again, r), 9009);
     assert_true(rz_match_fits(again, r));
     rz_reqs_free(r);
-    r = job("{\"adapter\":\"llm\",\"llm\":{\"model\":\"own:3b\",\"tokens\":1001}}");
-    assert_int_equal(rz_match_cost(again, r), 201);   /* kept through JSON */
-    rz_reqs_free(r);
+    llm_own_price(again);   /* kept through JSON */
     rz_free(back);
     rz_caps_free(again);
     rz_caps_free(dear);
     rz_caps_free(cheap);
     rz_matcher_free(m);
-    /* malformed */
+}
+
+/* Malformed llm capabilities and requirements are refused. */
+static void llm_malformed(void **state)
+{
+    (void)state;
     static const char *const bad_nodes[] = {
         "{\"llm\":[]}", "{\"llm\":{\"models\":{}}}", "{\"llm\":{\"models\":[\"x\"]}}",
         "{\"llm\":{\"models\":[{\"name\":\"\"}]}}", "{\"llm\":{\"models\":[{}]}}",
@@ -833,6 +841,7 @@ int main(void)
         cmocka_unit_test(gpu_containers),
         cmocka_unit_test(wasm_runs_on_any_cpu),
         cmocka_unit_test(llm_models),
+        cmocka_unit_test(llm_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
