@@ -280,10 +280,13 @@ RZ_EXTERN rz_service_line_kind rz_service_line(const char *line, size_t len,
 typedef struct rz_service_rate {
     uint64_t window_ms;            /* the current second's start */
     uint32_t in_window;            /* events let through in it */
+    uint32_t refused;              /* events refused for the rate in it */
 } rz_service_rate;
 /* NULL when the event line of `len` bytes may go (it is counted), else why
- * it is refused ("the line is over 65536 bytes", "over 1000 events a
- * second"; static text). */
+ * it is refused ("the line is over 65536 bytes"; "over 1000 events a
+ * second ..." for the first refused for the rate in a second, and "" for
+ * the rest of that second's, so a flood makes one log line a second, not
+ * one an event; static text). */
 RZ_EXTERN const char *rz_service_event_admit(rz_service_rate *r, size_t len,
                                              uint64_t now_ms);
 
@@ -323,19 +326,6 @@ RZ_EXTERN RZ_NODISCARD int rz_attempt_adapter_check_at(
  * RZ_ENOMEM. */
 RZ_EXTERN RZ_NODISCARD int rz_llm_models(char **out, const char *kind,
                                          const char *url, int details);
-
-/* The llm adapter's bounds (docs/llm.md), the same for the orchestrator's
- * llm jobs, the engine's llm steps, the adapter and the estimate: a
- * generation's max_tokens and a flow step's max_prompt_tokens when not
- * given, and what a prompt can weigh in tokens at most: its bytes (no
- * tokenizer makes more tokens than bytes), RZ_LLM_TOKENS_PER_MESSAGE a
- * message (a prompt is one) for the chat template, and
- * RZ_LLM_TOKENS_OVERHEAD around the whole. */
-#define RZ_LLM_DEFAULT_MAX_TOKENS 256u
-#define RZ_LLM_DEFAULT_MAX_PROMPT_TOKENS 4096u
-#define RZ_LLM_TOKENS_PER_MESSAGE 16u
-#define RZ_LLM_TOKENS_OVERHEAD 64u
-RZ_EXTERN uint64_t rz_llm_prompt_bound(uint64_t text_bytes, size_t n_messages);
 
 /* Which model server of `servers` ("KIND=URL ..." as
  * rz_attempt_opts.llm_servers) serves `model`: *index gets the first whose

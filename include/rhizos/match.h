@@ -163,6 +163,19 @@ typedef struct rz_matcher_stats {
 } rz_matcher_stats;
 RZ_EXTERN void rz_matcher_stats_get(const rz_matcher *m, rz_matcher_stats *out);
 
+/* The llm adapter's bounds (docs/llm.md), the same for the orchestrator's
+ * llm jobs, the engine's llm steps, the adapter and the estimate: a
+ * generation's max_tokens and a flow step's max_prompt_tokens when not
+ * given, and what a prompt can weigh in tokens at most: its bytes (no
+ * tokenizer makes more tokens than bytes), RZ_LLM_TOKENS_PER_MESSAGE a
+ * message (a prompt is one) for the chat template, and
+ * RZ_LLM_TOKENS_OVERHEAD around the whole. */
+#define RZ_LLM_DEFAULT_MAX_TOKENS 256u
+#define RZ_LLM_DEFAULT_MAX_PROMPT_TOKENS 4096u
+#define RZ_LLM_TOKENS_PER_MESSAGE 16u
+#define RZ_LLM_TOKENS_OVERHEAD 64u
+RZ_EXTERN uint64_t rz_llm_prompt_bound(uint64_t text_bytes, size_t n_messages);
+
 #ifdef __cplusplus
 }
 #endif

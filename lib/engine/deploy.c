@@ -15,7 +15,6 @@
 #include "flow/model.h"
 #include "match/match_impl.h"
 #include "module/module_impl.h"
-#include "rhizos/exec.h"
 #include "run/changes.h"
 
 static int no_memory(void)

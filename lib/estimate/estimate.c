@@ -14,7 +14,6 @@
 #include "flow/model.h"
 #include "module/module_impl.h"
 #include "rhizos/estimate.h"
-#include "rhizos/exec.h"
 #include "rhizos/hw.h"
 #include "rhizos/match.h"
 

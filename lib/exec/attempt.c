@@ -897,11 +897,13 @@ const char *rz_service_event_admit(rz_service_rate *r, size_t len,
     if (now_ms - r->window_ms >= 1000) {
         r->window_ms = now_ms;
         r->in_window = 0;
+        r->refused = 0;
     }
     if (len > RZ_SERVICE_EVENT_MAX)
         return "the line is over 65536 bytes";
     if (r->in_window >= RZ_SERVICE_EVENT_RATE)
-        return "over 1000 events a second";
+        return r->refused++ ? "" : "over 1000 events a second (the rest of "
+                                   "this second's are refused unsaid)";
     r->in_window++;
     return NULL;
 }

@@ -28,6 +28,7 @@
 
 #include "exec/adapter.h"
 #include "exec/llm.h"
+#include "rhizos/match.h"
 
 #define WAKE_MS 100u         /* the poller is woken at most this often */
 

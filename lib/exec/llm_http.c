@@ -409,10 +409,3 @@ int rz_llm_find(int *index, const char *servers, const char *model)
     free(buf);
     return RZ_OK;
 }
-
-uint64_t rz_llm_prompt_bound(uint64_t text_bytes, size_t n_messages)
-{
-    uint64_t per = (uint64_t)n_messages * RZ_LLM_TOKENS_PER_MESSAGE;
-    uint64_t n = text_bytes + per + RZ_LLM_TOKENS_OVERHEAD;
-    return n < text_bytes ? UINT64_MAX : n;   /* saturated */
-}

@@ -9,20 +9,7 @@
 #ifndef RZ_EXEC_READY_H
 #define RZ_EXEC_READY_H
 
-#include "common/internal.h"
-
-#define RZ__READY_DEFAULT_TIMEOUT_S 60u
-
-typedef struct rz__ready_target {
-    bool http;
-    char host[64];       /* dotted IPv4 */
-    uint16_t port;
-    char path[512];      /* the HTTP request target, "/" at least */
-} rz__ready_target;
-
-/* Parse a check; RZ_OK, or RZ_EINVALID with why (one line) in `why`. */
-RZ_HIDDEN int rz__ready_parse(const char *check, rz__ready_target *t,
-                              char *why, size_t why_len);
+#include "common/ready_check.h"
 
 /* One try of the check, waiting at most timeout_ms: 1 passed; 0 not (yet),
  * with why; -1 cannot be tried at all (the step's network namespace cannot

@@ -443,7 +443,7 @@ static int start_assignment(runner *r, const rz_engine_assignment *a)
         r->slots[r->n_slots++] = (slot){ step, task != RZ_NPOS ? task : step,
                                          a->job, a->attempt, att, false,
                                          s->service && (task == RZ_NPOS || task == step),
-                                         0, {0, 0}, 0 };
+                                         0, {0, 0, 0}, 0 };
         return RZ_OK;
     }
     int rc = report(r, a->job, a->attempt, NULL,
@@ -792,7 +792,8 @@ static int service_event(runner *r, size_t k, const char *name, const char *key,
     uint64_t now = rz__now_ms();
     const char *no = rz_service_event_admit(&sl->rate, len, now);
     if (no) {
-        service_note(r, sl->step, "event '%.64s' refused: %s", name, no);
+        if (*no)
+            service_note(r, sl->step, "event '%.64s' refused: %s", name, no);
         return RZ_OK;
     }
     size_t step = sl->step;

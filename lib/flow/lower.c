@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "exec/ready.h"
+#include "common/ready_check.h"
 #include "flow/loader.h"
 #include "rhizos/trigger.h"
 #include "trigger/trigger_impl.h"

@@ -546,3 +546,10 @@ int rz_match_fits(const rz_caps *node, const rz_reqs *reqs)
         gpus += rz__gpu_ok(&n->gpus[i], q);
     return gpus >= q->gpu_count;
 }
+
+uint64_t rz_llm_prompt_bound(uint64_t text_bytes, size_t n_messages)
+{
+    uint64_t per = (uint64_t)n_messages * RZ_LLM_TOKENS_PER_MESSAGE;
+    uint64_t n = text_bytes + per + RZ_LLM_TOKENS_OVERHEAD;
+    return n < text_bytes ? UINT64_MAX : n;   /* saturated */
+}

@@ -538,8 +538,10 @@ static void event_add(job *j, cJSON *b, live_log *live, size_t len,
                       const char *name, const char *key, const char *data)
 {
     const char *no = rz_service_event_admit(&j->rate, len, mono_ms());
+    if (no && !*no)
+        return;   /* said once this second */
     if (no) {
-        char msg[160];
+        char msg[200];
         snprintf(msg, sizeof msg, "event '%.64s' refused: %s", name, no);
         live_log_add(live, msg);
         return;

@@ -518,7 +518,9 @@ class Network(Base):
         events = st["steps"]["hb"]["events"]
         self.assertGreaterEqual(events, 1000 + 2, st["steps"]["hb"])
         self.assertLess(events, 3000 + 2, st["steps"]["hb"])
-        self.assertEqual(len(st["steps"]["ann"]["runs"]), 2)
+        # The cap counts on the node's clock as it reads: a slow reader
+        # (a loaded machine, ASan) may still be in the burst's seconds.
+        self.assertIn(len(st["steps"]["ann"]["runs"]), (1, 2))
 
     def test_desk_producer_node_killed_restarts_elsewhere(self):
         # kill -9 of the trader's node mid-run: the service is restarted on

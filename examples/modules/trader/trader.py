@@ -38,7 +38,7 @@ if burst:   # in one write: the caps refuse what is past 1,000 a second
     sys.stdout.write("".join(json.dumps({"event": "quote", "data": {"q": q}}) + "\n"
                              for q in range(burst)))
     sys.stdout.flush()
-    time.sleep(1.1)   # the next second's window: the trades go through
+    time.sleep(2.5)   # a later second's window: the trades go through
 print('{"event": "trade", "data": ', flush=True)   # malformed: a log line
 for i in range(trades):
     side = "buy" if i % 2 == 0 else "sell"
