@@ -1216,7 +1216,7 @@ static void check_subflow_step(lower *L, const rz__step *s, unsigned seen, bool 
 {
     static const char *const refused[] = {
         "config", "credentials", "retry", "timeout_s", "queue_timeout_s", "on_failure",
-        "verify", "join", "for_each", "max_parallel", "for_each_depth", "max_cost_micros",
+        "verify", "join", "for_each_depth", "max_cost_micros",
         "max_cost_cents",
     };
     if (has_module)

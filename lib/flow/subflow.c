@@ -45,6 +45,8 @@ typedef struct kid {
     cJSON *outs;              /* child output -> expression text, parent names */
     cJSON *finals;            /* ids (parent names) a step after it needs */
     int state;                /* 0 new, 1 computing, 2 ready */
+    bool each;                /* the step maps a list: every child step runs
+                                 once per element (for_each) */
 } kid;
 
 typedef struct xctx {
@@ -181,6 +183,10 @@ typedef struct scope {
     xctx *x;
     kid *k;
     const char *ptr;          /* where problems are reported */
+    bool elem;                /* a mapped child step's inputs/config: a child
+                                 step's output is its element's, [index] */
+    bool whole;               /* a mapped child step's `when`: evaluated once
+                                 for all elements, so no element's values */
 } scope;
 
 /* The source span of reference `r` in `text`; false if it is not spelt the
@@ -202,6 +208,22 @@ static bool ref_span(const char *text, const rz__ref *r, size_t *len)
     return strncmp(text + r->offset, want, *len) == 0;
 }
 
+/* Whether expression `text` reads an element (item, index, indices); *oom
+ * set when it cannot be parsed for want of memory. */
+static bool per_element(const char *text, bool *oom)
+{
+    rz__expr *e = NULL;
+    if (rz__expr_parse(&e, text, true, NULL, 0, NULL) != RZ_OK) {
+        *oom = true;
+        return false;
+    }
+    bool found = false;
+    for (size_t i = 0; i < rz__expr_ref_count(e) && !found; i++)
+        found = rz__expr_ref(e, i)->kind == RZ_REF_EACH;
+    rz__expr_free(e);
+    return found;
+}
+
 /* What replaces reference `r`, or NULL to keep it; *bad on a problem
  * (reported, or x->oom: a reference is never kept for want of memory). */
 static char *replacement(scope *sc, const char *text, size_t len, const rz__ref *r,
@@ -209,11 +231,32 @@ static char *replacement(scope *sc, const char *text, size_t len, const rz__ref 
 {
     xctx *x = sc->x;
     char *with = NULL;
-    if (sc->k && r->kind == RZ_REF_STEP) {   /* steps.X... -> steps.<step>-X... */
-        with = rz__asprintf("steps.%s-%.*s", x->f->steps[sc->k->step].id,
-                            (int)(len - 6), text + r->offset + 6);
+    if (sc->k && r->kind == RZ_REF_STEP && (sc->elem || sc->whole) &&
+        (sc->whole || r->field != RZ_FIELD_OUTPUTS)) {
+        xdiag(x, sc->ptr, NULL, "'%s' maps a list over sub-flow %s, whose steps run once "
+              "per element: %s", x->f->steps[sc->k->step].id, x->f->steps[sc->k->step].subflow,
+              sc->whole ? "a `when` is evaluated once for all elements, so it cannot read "
+              "a step of the sub-flow" : "a step can read another's outputs (its element's), "
+              "not how it ran");
+        *bad = true;
+        return NULL;
+    } else if (sc->k && r->kind == RZ_REF_STEP) {   /* steps.X... -> steps.<step>-X... */
+        with = rz__asprintf("steps.%s-%.*s%s", x->f->steps[sc->k->step].id,
+                            (int)(len - 6), text + r->offset + 6, sc->elem ? "[index]" : "");
     } else if (sc->k && r->kind == RZ_REF_INPUT) {
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(sc->k->in_exprs, r->name);
+        if (sc->whole && cJSON_IsString(e) && per_element(e->valuestring, bad)) {
+            xdiag(x, sc->ptr, NULL, "'%s' maps a list over sub-flow %s: a `when` is "
+                  "evaluated once for all elements, and input '%s' is given an element's "
+                  "value", x->f->steps[sc->k->step].id, x->f->steps[sc->k->step].subflow,
+                  r->name);
+            *bad = true;
+            return NULL;
+        }
+        if (*bad) {   /* out of memory parsing it */
+            x->oom = true;
+            return NULL;
+        }
         with = rz__asprintf("(%s)", cJSON_IsString(e) ? e->valuestring : "null");
     } else {
         kid *k = r->kind == RZ_REF_STEP ? kid_named(x, r->name) : NULL;
@@ -385,6 +428,72 @@ static bool kid_inputs(xctx *x, kid *k, scope *parent)
     return !x->oom;
 }
 
+/* Whether output value `v` is one step output read as it is
+ * (${{ steps.X.outputs.P }}): what a mapped sub-flow can return, the
+ * step's list. */
+static bool one_output_ref(const cJSON *v, bool *oom)
+{
+    rz__expr *e = NULL;
+    if (!cJSON_IsString(v))
+        return false;
+    if (rz__expr_parse(&e, v->valuestring, false, NULL, 0, NULL) != RZ_OK) {
+        *oom = true;   /* validated already: only memory fails here */
+        return false;
+    }
+    const char *t = v->valuestring;
+    size_t start = 0, len = 0, rl = 0;
+    bool ok = rz__expr_part_count(e) == 1 && !rz__expr_is_literal(e) &&
+              rz__expr_part(e, 0, &start, &len) && rz__expr_ref_count(e) == 1;
+    const rz__ref *r = ok ? rz__expr_ref(e, 0) : NULL;
+    /* Blanks and outer parentheses (an expanded child's outputs have them)
+     * aside; the span must then be the reference's own. */
+    for (;;) {
+        if (len && (t[start] == ' ' || t[start] == '\t'))
+            start++, len--;
+        else if (len && (t[start + len - 1] == ' ' || t[start + len - 1] == '\t'))
+            len--;
+        else if (len >= 2 && t[start] == '(' && t[start + len - 1] == ')')
+            start++, len -= 2;
+        else
+            break;
+    }
+    ok = r && r->kind == RZ_REF_STEP && r->field == RZ_FIELD_OUTPUTS &&
+         r->offset == start && ref_span(t, r, &rl) && rl == len;
+    rz__expr_free(e);
+    return ok;
+}
+
+/* A mapped sub-flow's steps run as for_each steps of the parent: what a
+ * for_each step cannot be, or what would not be one element's, is said
+ * at the step. */
+static void check_mapped(xctx *x, const kid *k)
+{
+    const rz__step *s = &x->f->steps[k->step];
+    const rz_flow *c = k->flow;
+    for (size_t i = 0; i < c->n_steps; i++) {
+        const rz__step *cs = &c->steps[i];
+        const char *why = cs->for_each ? "maps a list of its own (a map within a mapped "
+                                         "sub-flow is not supported yet)"
+                        : cs->service ? "is a service"
+                        : cs->on_step ? "runs once per event"
+                        : rz__step_approval(cs) ? "waits for an approval"
+                        : cs->replicas > 1 ? "asks for verify replicas" : NULL;
+        if (why)
+            xdiag(x, s->ptr, "/for_each", "'%s' maps a list over sub-flow %s, whose steps "
+                  "run once per element, but its step '%s' %s", s->id, s->subflow, cs->id,
+                  why);
+    }
+    bool oom = false;
+    for (size_t i = 0; i < c->n_outputs && !oom; i++)
+        if (!one_output_ref(c->outputs[i].value, &oom) && !oom)
+            xdiag(x, s->ptr, "/for_each", "'%s' maps a list over sub-flow %s: its output "
+                  "'%s' must read one step output as it is (${{ steps.X.outputs.P }}), "
+                  "which becomes the list of the elements' values", s->id, s->subflow,
+                  c->outputs[i].name);
+    if (oom)
+        x->oom = true;
+}
+
 /* The child's outputs in parent names, and its final steps (renamed): those
  * no other child step needs. Every child step is upstream of one, so a
  * step that needs them all reads any child step settled, and a branch the
@@ -435,8 +544,10 @@ static int kid_ready(xctx *x, kid *k)
         return RZ_EINVALID;
     k->state = 1;
     size_t before = x->errors;
-    scope parent = {x, NULL, x->f->steps[k->step].ptr};
-    scope child = {x, k, x->f->steps[k->step].ptr};
+    scope parent = {x, NULL, x->f->steps[k->step].ptr, false, false};
+    scope child = {x, k, x->f->steps[k->step].ptr, false, false};
+    if (k->each)
+        check_mapped(x, k);
     if (kid_inputs(x, k, &parent))
         kid_outputs(x, k, &child);
     k->state = 2;
@@ -634,7 +745,7 @@ static void load_kid(xctx *x, size_t i)
                   "problems are above)", s->subflow, s->id);
         if (rc == RZ_OK && x->errors == 0 && !x->oom) {
             *x->budget -= c->n_steps;
-            x->kids[x->n_kids++] = (kid){.step = i, .flow = c};
+            x->kids[x->n_kids++] = (kid){.step = i, .flow = c, .each = s->for_each != NULL};
             c = NULL;
         }
         rz_flow_free(c);
@@ -681,15 +792,18 @@ static bool fix_step(scope *sc, cJSON *step)
 {
     static const char *const keys[] = {"inputs", "config", "for_each", "when"};
     const char *base = sc->ptr;
-    bool ok = true;
+    bool ok = true, each = sc->k && sc->k->each;
     for (size_t i = 0; !sc->x->oom && i < RZ_ARRAY_LEN(keys); i++) {
         cJSON *v = cJSON_GetObjectItemCaseSensitive(step, keys[i]);
         char *ptr = v ? rz__asprintf("%s/%s", base, keys[i]) : NULL;
         if (v && !ptr)
             return !(sc->x->oom = true);
         sc->ptr = ptr;
+        sc->elem = each && i < 2;
+        sc->whole = each && i == 3;
         ok = (!v || rewrite_tree(sc, v, i == 3)) && ok;
         sc->ptr = base;
+        sc->elem = sc->whole = false;
         free(ptr);
     }
     return ok;
@@ -777,6 +891,62 @@ static bool mark_group(xctx *x, cJSON *step, const char *sid)
     return put_key(ui, "group", v) || !(x->oom = true);
 }
 
+/* `step` needs <sid>-<src> (once). */
+static bool add_need(cJSON *step, const char *sid, const char *src)
+{
+    char *id = rz__asprintf("%s-%s", sid, src);
+    cJSON *needs = cJSON_GetObjectItemCaseSensitive(step, "needs");
+    if (!needs)
+        needs = cJSON_AddArrayToObject(step, "needs");
+    bool have = false;
+    for (const cJSON *n = needs ? needs->child : NULL; id && n && !have; n = n->next)
+        have = cJSON_IsString(n) && strcmp(n->valuestring, id) == 0;
+    bool ok = id && needs && (have || add_str(needs, NULL, rz__strdup(id)));
+    free(id);
+    return ok;
+}
+
+/* A mapped child's connections as its steps' inputs: element i of the
+ * target reads element i of the source's list. */
+static bool conns_as_inputs(xctx *x, const char *sid, cJSON *tree, cJSON *steps)
+{
+    cJSON *cc = cJSON_GetObjectItemCaseSensitive(tree, "connections");
+    for (const cJSON *c = cc ? cc->child : NULL; c; c = c->next) {
+        const cJSON *src = cJSON_GetObjectItemCaseSensitive(c, "source");
+        const cJSON *dst = cJSON_GetObjectItemCaseSensitive(c, "target");
+        const char *sn = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(src, "nodeId"));
+        const char *sp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(src, "port"));
+        const char *dn = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(dst, "nodeId"));
+        const char *dp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(dst, "port"));
+        char *id = sn && sp && dn && dp ? rz__asprintf("%s-%s", sid, dn) : NULL;
+        cJSON *step = id ? cJSON_GetObjectItemCaseSensitive(steps, id) : NULL;
+        free(id);
+        cJSON *in = cJSON_GetObjectItemCaseSensitive(step, "inputs");
+        if (step && !in)
+            in = cJSON_AddObjectToObject(step, "inputs");
+        char *e = in ? rz__asprintf("${{ steps.%s-%s.outputs.%s[index] }}", sid, sn, sp) : NULL;
+        if (!e || !put_key(in, dp, cJSON_CreateString(e)) || !add_need(step, sid, sn)) {
+            free(e);
+            return !(x->oom = true);
+        }
+        free(e);
+    }
+    return true;
+}
+
+/* The list a mapped sub-flow step gives, in parent names (it is
+ * evaluated by each child step, when it may run). */
+static bool mapped_list(xctx *x, const rz__step *s, cJSON *each)
+{
+    char *ptr = rz__asprintf("%s/for_each", s->ptr);
+    if (!ptr)
+        return !(x->oom = true);
+    scope parent = {x, NULL, ptr, false, false};
+    bool ok = rewrite_tree(&parent, each, false);
+    free(ptr);
+    return ok;
+}
+
 /* Each child step renamed and rewired into `steps`; the child's
  * connections into `conns`. */
 static bool inline_kid(xctx *x, kid *k, cJSON *sstep, cJSON *steps, cJSON *conns)
@@ -787,7 +957,7 @@ static bool inline_kid(xctx *x, kid *k, cJSON *sstep, cJSON *steps, cJSON *conns
     char *wptr = rz__asprintf("%s/when", s->ptr);
     if (!wptr)
         return !(x->oom = true);
-    scope parent = {x, NULL, wptr};
+    scope parent = {x, NULL, wptr, false, false};
     cJSON *w = cJSON_GetObjectItemCaseSensitive(sstep, "when");
     char why[300] = "";
     char *outer = NULL;
@@ -798,9 +968,15 @@ static bool inline_kid(xctx *x, kid *k, cJSON *sstep, cJSON *steps, cJSON *conns
     if (cJSON_IsString(w) && !(outer = text_expr(w->valuestring, true, why, sizeof why)))
         return why[0] ? (xdiag(x, s->ptr, "/when", "%s", why), false) : !(x->oom = true);
     const cJSON *outer_needs = cJSON_GetObjectItemCaseSensitive(sstep, "needs");
+    cJSON *each = k->each ? cJSON_GetObjectItemCaseSensitive(sstep, "for_each") : NULL;
+    if (each && !mapped_list(x, s, each)) {
+        free(outer);
+        return false;
+    }
+    const cJSON *maxp = cJSON_GetObjectItemCaseSensitive(sstep, "max_parallel");
     cJSON *tree = rz__flow_flux_tree(k->flow);
     cJSON *csteps = cJSON_GetObjectItemCaseSensitive(tree, "steps");
-    scope child = {x, k, s->ptr};
+    scope child = {x, k, s->ptr, false, false};
     bool ok = tree != NULL;
     for (cJSON *c = csteps ? csteps->child : NULL, *next; ok && c; c = next) {
         next = c->next;
@@ -820,6 +996,13 @@ static bool inline_kid(xctx *x, kid *k, cJSON *sstep, cJSON *steps, cJSON *conns
         }
         ok = rename_needs(x, c, s->id, outer_needs);
         ok = ok && fix_step(&child, c) && join_when(x, c, outer) && mark_group(x, c, s->id);
+        /* Every child step maps the step's list: element i of each is
+         * element i's run of the child. */
+        if (ok && each)
+            ok = put_key(c, "for_each", cJSON_Duplicate(each, true)) &&
+                 (!maxp || put_key(c, "max_parallel", cJSON_Duplicate(maxp, true)));
+        if (!ok && !x->errors)
+            x->oom = true;
         if (ok) {
             cJSON_DetachItemViaPointer(csteps, c);
             ok = cJSON_AddItemToObject(steps, id, c) || !(x->oom = true);
@@ -829,7 +1012,8 @@ static bool inline_kid(xctx *x, kid *k, cJSON *sstep, cJSON *steps, cJSON *conns
         free(id);
     }
     if (ok)
-        ok = inline_conns(x, s->id, tree, conns);
+        ok = each ? conns_as_inputs(x, s->id, tree, steps)
+                  : inline_conns(x, s->id, tree, conns);
     free(outer);
     cJSON_Delete(tree);
     return ok;
@@ -869,7 +1053,7 @@ static cJSON *build_doc(xctx *x)
         next = c->next;
         size_t i = rz_flow_step_find(x->f, c->string);
         kid *k = i != RZ_NPOS ? kid_named(x, c->string) : NULL;
-        scope sc = {x, NULL, i != RZ_NPOS ? x->f->steps[i].ptr : ""};
+        scope sc = {x, NULL, i != RZ_NPOS ? x->f->steps[i].ptr : "", false, false};
         if (k) {
             ok = inline_kid(x, k, c, out, conns) && ok;
         } else if (map_needs(x, c) && fix_step(&sc, c)) {
@@ -884,7 +1068,7 @@ static cJSON *build_doc(xctx *x)
     }
     if (!put_key(doc, "steps", out))
         x->oom = true;
-    scope top = {x, NULL, "/on_exit"};
+    scope top = {x, NULL, "/on_exit", false, false};
     cJSON *ex = cJSON_GetObjectItemCaseSensitive(doc, "on_exit");
     if (ex && !x->oom)
         ok = fix_step(&top, ex) && ok;

@@ -420,6 +420,129 @@ static void builder_child_connections(void **state)
     rz_diags_free(d);
 }
 
+/* for_each over a sub-flow: every child step maps the step's list, reads
+ * its siblings' outputs element by element, and the step's outputs are the
+ * child steps' lists; a builder child's connections become such reads. */
+static void mapped_subflow_expands(void **state)
+{
+    (void)state;
+    put("e/leaf.yaml", LEAF);
+    put("e/pair.yaml", "flux: 1\ninputs:\n  t: {type: string}\n  k: {type: any, default: 0}\n"
+                       "steps:\n  a:\n    module: m\n    inputs: {v: \"${{ inputs.t }}\"}\n"
+                       "  b:\n    module: m\n    needs: [a]\n"
+                       "    inputs: {v: \"${{ steps.a.outputs.v }}\", n: \"${{ inputs.k }}\"}\n"
+                       "  c:\n    flow: leaf.yaml\n    needs: [b]\n"
+                       "    inputs: {text: \"${{ steps.b.outputs.v }}\"}\n"
+                       "outputs:\n  r: \"${{ steps.c.outputs.loud }}\"\n  v: \"${{ steps.b.outputs.v }}\"\n");
+    put("e/p.yaml", "flux: 1\ninputs:\n  xs: {type: array}\nsteps:\n"
+                    "  s:\n    flow: pair.yaml\n    for_each: \"${{ inputs.xs }}\"\n"
+                    "    max_parallel: 3\n    inputs: {t: \"${{ item }}\", k: \"${{ index }}\"}\n"
+                    "  after:\n    module: m\n    needs: [s]\n"
+                    "    inputs: {v: \"${{ steps.s.outputs.r }}\"}\n");
+    rz_flow *f;
+    rz_diags *d;
+    int rc = expand("e/p.yaml", &f, &d);
+    if (rc != RZ_OK)
+        dump(d);
+    assert_int_equal(rc, RZ_OK);
+    const char *ids[] = {"s-a", "s-b", "s-c-say", "after"};
+    assert_int_equal(rz_flow_step_count(f), 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(rz_flow_step_id(f, i), ids[i]);
+    char *j = step_json(f, "\"s-a\"");
+    assert_non_null(strstr(j, "\"inputs\":{\"v\":\"${{ (( item )) }}\"},"
+                              "\"for_each\":\"${{ inputs.xs }}\",\"max_parallel\":3"));
+    free(j);
+    j = step_json(f, "\"s-b\"");
+    assert_non_null(strstr(j, "\"inputs\":{\"v\":\"${{ steps.s-a.outputs.v[index] }}\","
+                              "\"n\":\"${{ (( index )) }}\"},\"for_each\":\"${{ inputs.xs }}\""));
+    free(j);
+    j = step_json(f, "\"s-c-say\"");
+    assert_non_null(strstr(j, "steps.s-b.outputs.v[index]"));
+    assert_non_null(strstr(j, "\"for_each\":\"${{ inputs.xs }}\""));
+    free(j);
+    /* The step's output is the child step's list, whole. */
+    j = step_json(f, "\"after\"");
+    assert_non_null(strstr(j, "\"inputs\":{\"v\":\"${{ (( (( steps.s-c-say.outputs.message ))"
+                              " )) }}\"}"));
+    free(j);
+    rz_flow_free(f);
+    rz_diags_free(d);
+
+    /* Builder format, parent and child: a connection is element i to element i. */
+    put("e/child.json", "{\"inputs\": {\"t\": {\"type\": \"string\"}}, \"nodes\": ["
+                        "{\"id\": \"a\", \"moduleId\": \"m\", \"inputs\": {\"x\": \"${{ inputs.t }}\"}},"
+                        "{\"id\": \"b\", \"moduleId\": \"m\"}], \"connections\": [{\"id\": \"c1\","
+                        "\"source\": {\"nodeId\": \"a\", \"port\": \"o\"},"
+                        "\"target\": {\"nodeId\": \"b\", \"port\": \"i\"}}],"
+                        "\"outputs\": {\"r\": \"${{ steps.b.outputs.r }}\"}}");
+    put("e/p.json", "{\"nodes\": [{\"id\": \"s\", \"flow\": \"child.json\", \"for_each\": [1, 2],"
+                    "\"inputs\": {\"t\": \"n${{ item }}\"}}]}");
+    rc = expand("e/p.json", &f, &d);
+    if (rc != RZ_OK)
+        dump(d);
+    assert_int_equal(rc, RZ_OK);
+    j = step_json(f, "\"s-b\"");
+    assert_non_null(strstr(j, "\"inputs\":{\"i\":\"${{ steps.s-a.outputs.o[index] }}\"},"
+                              "\"for_each\":[1,2]"));
+    free(j);
+    size_t n;
+    const size_t *deps = rz_flow_step_deps(f, rz_flow_step_find(f, "s-b"), &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(deps[0], rz_flow_step_find(f, "s-a"));
+    rz_flow_free(f);
+    rz_diags_free(d);
+}
+
+/* What a mapped sub-flow cannot hold is said at the step, once each. */
+static void mapped_subflow_refusals(void **state)
+{
+    (void)state;
+    put("r/kid.yaml", "flux: 1\ninputs:\n  t: {type: string}\nsteps:\n"
+                      "  a:\n    module: m\n    for_each: [1]\n"
+                      "  b:\n    module: m\n    needs: [a]\n    when: \"${{ steps.a.outputs.v }}\"\n"
+                      "  c:\n    module: m\n    needs: [b]\n    inputs: {s: \"${{ steps.b.status }}\"}\n"
+                      "  d:\n    module: m\n    when: \"${{ inputs.t == 'x' }}\"\n"
+                      "outputs:\n  v: \"${{ format('{0}!', steps.b.outputs.v) }}\"\n"
+                      "  w: \"${{ steps.b.outputs.v }}\"\n");
+    put("r/p.yaml", "flux: 1\nsteps:\n  s:\n    flow: kid.yaml\n    for_each: [x, y]\n"
+                    "    inputs: {t: \"${{ item }}\"}\n"
+                    "  u:\n    flow: kid.yaml\n    for_each: [x]\n    for_each_depth: 2\n"
+                    "    inputs: {t: x}\n");
+    rz_flow *f;
+    rz_diags *d;
+    assert_int_equal(expand("r/p.yaml", &f, &d), RZ_EINVALID);
+    assert_null(f);
+    expect(d, "r/p.yaml", 10, 21, "a sub-flow step takes no 'for_each_depth'");
+    rz_diags_free(d);
+    put("r/p.yaml", "flux: 1\nsteps:\n  s:\n    flow: kid.yaml\n    for_each: [x, y]\n"
+                    "    inputs: {t: \"${{ item }}\"}\n");
+    assert_int_equal(expand("r/p.yaml", &f, &d), RZ_EINVALID);
+    expect(d, "r/p.yaml", 5, 5, "its step 'a' maps a list of its own");
+    expect(d, "r/p.yaml", 5, 5, "its output 'v' must read one step output as it is");
+    rz_diags_free(d);
+    /* Reads that are not one element's, each said at the step. */
+    static const struct { const char *steps, *msg; unsigned line, col; } kids[] = {
+        {"  b:\n    module: m\n    needs: [a]\n    when: \"${{ steps.a.outputs.v }}\"\n",
+         "a `when` is evaluated once for all elements, so it cannot read a step of the "
+         "sub-flow", 3, 3},
+        {"  b:\n    module: m\n    needs: [a]\n    inputs: {s: \"${{ steps.a.status }}\"}\n",
+         "a step can read another's outputs (its element's), not how it ran", 6, 5},
+        {"  b:\n    module: m\n    when: \"${{ inputs.t == 'x' }}\"\n",
+         "input 't' is given an element's value", 3, 3},
+    };
+    for (size_t i = 0; i < sizeof kids / sizeof kids[0]; i++) {
+        char kid[600];
+        snprintf(kid, sizeof kid, "flux: 1\ninputs:\n  t: {type: string}\nsteps:\n"
+                 "  a:\n    module: m\n%soutputs:\n  w: \"${{ steps.a.outputs.v }}\"\n",
+                 kids[i].steps);
+        put("r/kid.yaml", kid);
+        assert_int_equal(expand("r/p.yaml", &f, &d), RZ_EINVALID);
+        expect(d, "r/p.yaml", kids[i].line, kids[i].col, kids[i].msg);
+        rz_diags_free(d);
+    }
+}
+
 /* Nine levels: refused at the ninth; no budget overrun on a wide fan. */
 static void depth_is_bounded(void **state)
 {
@@ -665,6 +788,8 @@ int main(void)
         cmocka_unit_test(hostile_paths),
         cmocka_unit_test(interface_errors_located),
         cmocka_unit_test(builder_child_connections),
+        cmocka_unit_test(mapped_subflow_expands),
+        cmocka_unit_test(mapped_subflow_refusals),
         cmocka_unit_test(depth_is_bounded),
         cmocka_unit_test(example_validates),
         cmocka_unit_test(named_by_callback),
