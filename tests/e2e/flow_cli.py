@@ -317,6 +317,66 @@ class FlowRunExamples(unittest.TestCase):
         self.assertIn("%s:8:23: error: sub-flow step 'c' (c.yaml) has no output 'nope' "
                       "(its outputs: m)" % os.path.join(d, "p.yaml"), p.stderr)
 
+    def test_for_each_over_subflow(self):
+        # A sub-flow run once per element, in YAML and in the builder format:
+        # the elements end out of order (element 1 before element 0), the outputs
+        # come back in list order, element i of the second child step reading
+        # element i of the first.
+        d = self.tmp.name
+        with open(os.path.join(d, "nap.yaml"), "w") as f:
+            f.write("flux: 1\ninputs:\n  s: {type: number}\n  tag: {type: string}\n"
+                    "steps:\n  nap:\n    module: sleep@1\n"
+                    "    config: {seconds: \"${{ inputs.s }}\"}\n"
+                    "  say:\n    module: echo@1\n    needs: [nap]\n"
+                    "    inputs: {message: \"${{ inputs.tag }} ${{ steps.nap.outputs.started }}\"}\n"
+                    "outputs:\n  said: \"${{ steps.say.outputs.message }}\"\n"
+                    "  finished: \"${{ steps.nap.outputs.finished }}\"\n")
+        naps = [0.8, 0, 0.4, 0.2]
+        yaml_flow = ("flux: 1\nsteps:\n  m:\n    flow: nap.yaml\n"
+                     "    for_each: %s\n    inputs: {s: \"${{ item }}\", tag: \"#${{ index }}\"}\n"
+                     "  after:\n    module: echo@1\n    needs: [m]\n"
+                     "    inputs: {message: \"${{ length(steps.m.outputs.said) }}\"}\n"
+                     "outputs:\n  said: \"${{ steps.m.outputs.said }}\"\n"
+                     "  finished: \"${{ steps.m.outputs.finished }}\"\n" % json.dumps(naps))
+        builder = {"nodes": [
+            {"id": "m", "flow": "nap.yaml", "for_each": naps,
+             "inputs": {"s": "${{ item }}", "tag": "#${{ index }}"}},
+            {"id": "after", "moduleId": "echo", "moduleVersion": "1", "needs": ["m"],
+             "inputs": {"message": "${{ length(steps.m.outputs.said) }}"}}],
+            "outputs": {"said": "${{ steps.m.outputs.said }}",
+                        "finished": "${{ steps.m.outputs.finished }}"}}
+        for name, text in (("map.yaml", yaml_flow), ("map.json", json.dumps(builder))):
+            with self.subTest(format=name):
+                path = os.path.join(d, name)
+                with open(path, "w") as f:
+                    f.write(text)
+                p = rhizos("flow", "run", path, "--json", "--jobs", "4", data=self.data)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                doc = json.loads(p.stdout)
+                self.assertEqual(list(doc["steps"]), ["m-nap", "m-say", "after"])
+                said = doc["outputs"]["said"]
+                self.assertEqual([x.split(" ")[0] for x in said], ["#0", "#1", "#2", "#3"])
+                fin = doc["outputs"]["finished"]
+                self.assertLess(fin[1], fin[0])   # ended out of order
+                self.assertEqual(doc["steps"]["after"]["outputs"]["message"], "4")
+                self.assertEqual(len(doc["steps"]["m-say"]["elements"]), 4)
+        # Mistakes are located at the step, exit 1, in both formats.
+        with open(os.path.join(d, "bad.yaml"), "w") as f:
+            f.write(yaml_flow.replace('"${{ steps.m.outputs.finished }}"',
+                                      '"${{ steps.m.outputs.nope }}"'))
+        with open(os.path.join(d, "kid.yaml"), "w") as f:
+            f.write("flux: 1\nsteps:\n  a: {module: echo@1, for_each: [1]}\n"
+                    "outputs:\n  o: \"${{ steps.a.outputs.message }}\"\n")
+        with open(os.path.join(d, "bad.json"), "w") as f:
+            f.write('{"nodes": [{"id": "m", "flow": "kid.yaml", "for_each": [1, 2]}]}')
+        p = rhizos("flow", "validate", os.path.join(d, "bad.yaml"), os.path.join(d, "bad.json"))
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("%s:13:13: error: sub-flow step 'm' (nap.yaml) has no output 'nope'"
+                      % os.path.join(d, "bad.yaml"), p.stderr)
+        self.assertIn("%s:1:56: error: 'm' maps a list over sub-flow kid.yaml, whose steps run "
+                      "once per element, but its step 'a' maps a list of its own"
+                      % os.path.join(d, "bad.json"), p.stderr)
+
     def test_for_each_max_parallel(self):
         # Four naps, two at a time: the third and fourth start only after
         # one of the first two ended, and the runner runs two at once even

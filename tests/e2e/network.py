@@ -348,6 +348,41 @@ class Network(Base):
         self.assertEqual(st["charged_micros"], sum(j["cost_micros"] for j in jobs), st)
         self.assertGreater(st["charged_micros"], 0)
 
+    def test_for_each_subflow_as_embedded(self):
+        # for_each over a sub-flow on the network: each element of each
+        # child step is a job of the deployment with its own hold and charge,
+        # and the outputs (lists in element order) are the embedded run's.
+        self.start_nodes()
+        src = os.path.join(ROOT, "examples", "flows")
+        os.makedirs(os.path.join(self.tmp.name, "subflows"), exist_ok=True)
+        for name in ("map_subflow.yaml", "subflows/greet.yaml", "subflows/shout.yaml"):
+            with open(os.path.join(src, name)) as f:
+                text = re.sub(r"(?m)^( +)(module: .*)$",
+                              r"\1\2\n\1max_cost_micros: 20000000", f.read())
+            self.flow_file(name, text)
+        path = os.path.join(self.tmp.name, "map_subflow.yaml")
+        dep = self.deploy_and_watch(path)
+        st = self.cli_json("flow", "status", str(dep), key=self.key)
+        p = run([RHIZOS, "flow", "run", os.path.join(src, "map_subflow.yaml"), "--json",
+                 "--data", os.path.join(self.tmp.name, "embedded")], cwd=ROOT)
+        local = json.loads(p.stdout)
+        self.assertEqual(st["status"], "succeeded", st)
+        self.assertEqual(st["outputs"], local["outputs"])
+        self.assertEqual(st["outputs"]["loud"],
+                         ["#0 hello ann!", "#1 hello bob!", "#2 hello cy!"])
+        self.assertEqual(sorted(st["steps"]), ["greet-hello", "greet-loud-say", "report"])
+        jobs = [self.job(st["steps"]["report"]["job"])]
+        for sid in ("greet-hello", "greet-loud-say"):
+            els = st["steps"][sid]["elements"]
+            self.assertEqual([e["outputs"] for e in els],
+                             [e["outputs"] for e in local["steps"][sid]["elements"]])
+            jobs += [self.job(e["job"]) for e in els]
+        self.assertEqual(len({j["id"] for j in jobs}), 7)
+        for j in jobs:
+            self.assertEqual(j["deployment"], dep, j)
+        self.assertEqual(st["charged_micros"], sum(j["cost_micros"] for j in jobs), st)
+        self.assertGreater(st["charged_micros"], 0)
+
     def test_named_subflow_through_the_cli(self):
         # `flow deploy` expands a file sub-flow where the file is and leaves
         # flow://NAME@N to the orchestrator, which runs that version of the
