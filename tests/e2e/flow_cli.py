@@ -377,6 +377,47 @@ class FlowRunExamples(unittest.TestCase):
                       "once per element, but its step 'a' maps a list of its own"
                       % os.path.join(d, "bad.json"), p.stderr)
 
+    def test_named_subflow_here(self):
+        # flow://NAME@N here: without RHIZOS_FLOWS a located error (exit 1,
+        # both formats, text and --json), never a pass; with it, read from
+        # that folder and run.
+        d = self.tmp.name
+        files = {"top.yaml": "flux: 1\nname: top\nsteps:\n  a:\n    flow: flow://shout@1\n"
+                             "    inputs: {text: hey}\noutputs:\n"
+                             "  o: \"${{ steps.a.outputs.loud }}\"\n",
+                 "top.json": '{"nodes": [{"id": "a", "flow": "flow://shout@1",'
+                             ' "inputs": {"text": "hey"}}]}',
+                 "named/shout@1.yaml": "flux: 1\ninputs:\n  text: {type: string}\n"
+                                       "steps:\n  say:\n    module: echo@1\n"
+                                       "    inputs: {message: \"${{ inputs.text }}!\"}\n"
+                                       "outputs:\n  loud: \"${{ steps.say.outputs.message }}\"\n"}
+        os.makedirs(os.path.join(d, "named"))
+        for name, text in files.items():
+            with open(os.path.join(d, name), "w") as f:
+                f.write(text)
+        env = {k: v for k, v in os.environ.items() if k != "RHIZOS_FLOWS"}
+        top = [os.path.join(d, "top.yaml"), os.path.join(d, "top.json")]
+        for verb in ("validate", "plan", "run"):
+            p = run([RHIZOS, "flow", verb, top[0]] + (["--data", self.data] if verb == "run"
+                                                      else []), cwd=ROOT, env=env)
+            self.assertEqual(p.returncode, 1, (verb, p.stdout, p.stderr))
+            self.assertIn("%s:5:11: error: sub-flow flow://shout@1 of step 'a' is a named "
+                          "flow" % top[0], p.stderr)
+        p = run([RHIZOS, "flow", "validate", *top], cwd=ROOT, env=env)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("%s:1:32: error: sub-flow flow://shout@1 of step 'a' is a named flow"
+                      % top[1], p.stderr)
+        p = run([RHIZOS, "flow", "validate", "--json", *top], cwd=ROOT, env=env)
+        self.assertEqual(p.returncode, 1)
+        got = [(x["file"], x["line"], x["column"], x["pointer"]) for x in json.loads(p.stdout)]
+        self.assertEqual(got, [(top[1], 1, 32, "/nodes/0/flow"),
+                               (top[0], 5, 11, "/steps/a/flow")])
+        env["RHIZOS_FLOWS"] = os.path.join(d, "named")
+        p = run([RHIZOS, "flow", "run", top[0], "--json", "--data", self.data], cwd=ROOT,
+                env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["outputs"], {"o": "hey!"})
+
     def test_for_each_max_parallel(self):
         # Four naps, two at a time: the third and fourth start only after
         # one of the first two ended, and the runner runs two at once even
