@@ -901,6 +901,23 @@ class FlowCommands(unittest.TestCase):
              "steps:\n  a: {module: echo}\n", 3, "the hour field: 25 is out of range 0-23"),
             (".json", '{"triggers": [\n{"cron": "* *"}],\n"nodes": [{"id": "a", '
              '"moduleId": "echo"}]}\n', 2, "cron '* *': 2 fields, cron wants 5"),
+            # Numbers of the wrong type, unknown trigger types, maps, in both.
+            (".yaml", "flux: 1\nsteps:\n  a:\n    module: echo\n    max_cost_cents: '5'\n",
+             5, "'max_cost_cents' must be a whole number of cents"),
+            (".json", '{"nodes": [\n{"id": "a", "moduleId": "echo", "max_cost_cents": 1e30}]}\n',
+             2, "'max_cost_cents' must be a whole number of cents"),
+            (".yaml", "flux: 1\ntriggers:\n  - {type: pigeon}\nsteps:\n  a: {module: echo}\n",
+             3, "unknown trigger type 'pigeon'"),
+            (".json", '{"triggers": [\n{"type": "pigeon"}],\n"nodes": [{"id": "a", '
+             '"moduleId": "echo"}]}\n', 2, "unknown trigger type 'pigeon'"),
+            (".yaml", "flux: 1\nsteps:\n  a:\n    module: echo\n    for_each: 5\n", 5,
+             "'for_each' must be a list or"),
+            (".json", '{"nodes": [\n{"id": "a", "moduleId": "echo", "for_each": {}}]}\n', 2,
+             "'for_each' must be a list or"),
+            (".yaml", "flux: 1\nsteps:\n  a:\n    module: echo\n    max_parallel: 2\n", 5,
+             "this step has no 'for_each'"),
+            (".json", '{"nodes": [\n{"id": "a", "moduleId": "echo", "for_each": [1], '
+             '"for_each_depth": 9}]}\n', 2, "'for_each_depth' is out of range"),
             # Joins, on_exit and flow outputs, in both formats.
             (".yaml", "flux: 1\nsteps:\n  a: {module: echo}\n  b:\n    module: echo\n"
              "    needs: [a]\n    join: some\n", 7, "'join' must be all_succeeded"),

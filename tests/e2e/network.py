@@ -410,6 +410,21 @@ class Network(Base):
         self.assertEqual(sorted(st["steps"]), ["a-say", "k-say"])
         for s in st["steps"].values():
             self.assertEqual(self.job(s["job"])["deployment"], dep)
+        # for_each over a named sub-flow: the orchestrator maps it, each
+        # element a job of the deployment.
+        many = self.flow_file("many.yaml",
+            "flux: 1\nname: many\nsteps:\n"
+            "  m:\n    flow: flow://shout@1\n    for_each: [x, y, z]\n"
+            "    inputs: {text: \"${{ index }}${{ item }}\"}\n"
+            "outputs:\n  said: \"${{ steps.m.outputs.loud }}\"\n")
+        dep = self.deploy_and_watch(many)
+        st = self.cli_json("flow", "status", str(dep), key=self.key)
+        self.assertEqual(st["status"], "succeeded", st)
+        self.assertEqual(st["outputs"], {"said": ["0x!", "1y!", "2z!"]})
+        els = st["steps"]["m-say"]["elements"]
+        self.assertEqual(len({e["job"] for e in els}), 3)
+        for e in els:
+            self.assertEqual(self.job(e["job"])["deployment"], dep)
         # a version the account does not have: refused before anything is held
         with open(top) as f:
             bad = self.flow_file("bad.yaml", f.read().replace("@1", "@5"))
