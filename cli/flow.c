@@ -45,7 +45,8 @@ void cli_flow_usage(void)
 "cheapest fitting node class of the shipped price tables, or --prices).\n"
 "A step `flow: FILE` runs that flow file (a sub-flow, read beside FILE);\n"
 "`flow: flow://NAME@N` runs version N of a named flow: `deploy` leaves it to\n"
-"the orchestrator, here it is read from $RHIZOS_FLOWS/NAME@N.yaml.\n"
+"the orchestrator, here it is read from $RHIZOS_FLOWS/NAME@N.yaml;\n"
+"`rhizos --orchestrator URL flow validate` has that orchestrator check it.\n"
 "`runs` lists the newest 20 recorded runs with that cost\n"
 "(--limit N: N of them, 0: all; --json prints the same list); `runs RUN_ID`\n"
 "shows one run: its steps with status, attempts, times, cost, inputs,\n"
@@ -74,9 +75,10 @@ static int need_args(const cli *c, const char *verb, int min, int max)
 }
 
 /* Load and validate one flow; diagnostics go to `all` (JSON mode) or are
- * printed. Returns the flow, or NULL if it has errors. */
-static rz_flow *load_checked(const cli *c, const char *path,
-                             const rz_registry *reg, rz_diags *all)
+ * printed. Returns the flow, or NULL if it has errors. `keep_named`:
+ * named sub-flows are left for an orchestrator to check. */
+static rz_flow *load_checked(const cli *c, const char *path, const rz_registry *reg,
+                             rz_diags *all, bool keep_named)
 {
     rz_diags *d = all;
     if (!d && rz_diags_new(&d) != RZ_OK)
@@ -84,7 +86,7 @@ static rz_flow *load_checked(const cli *c, const char *path,
     rz_flow *flow = NULL;
     int rc = rz_flow_load(&flow, path, RZ_FORMAT_AUTO, d);
     if (rc == RZ_OK)
-        rc = rz_flow_expand_with(&flow, reg, cli_expand_opts(false), d);
+        rc = rz_flow_expand_with(&flow, reg, cli_expand_opts(keep_named), d);
     /* Errors without a diagnostic (unreadable file, no memory) still say why. */
     if (rc != RZ_OK && rz_diags_error_count(d) == 0)
         cli_error(path, rc);
@@ -100,6 +102,106 @@ static rz_flow *load_checked(const cli *c, const char *path,
     return flow;
 }
 
+/* Whether the flow still runs a named sub-flow (kept for the orchestrator). */
+static bool runs_named(const rz_flow *f)
+{
+    for (size_t i = 0; i < rz_flow_step_count(f); i++)
+        if (rz_flow_step_subflow(f, i))
+            return true;
+    return false;
+}
+
+/* One diagnostic of the orchestrator's answer in the file's terms: one
+ * about the document sent ("flow") located by its pointer in the file
+ * (`at`: the flow as loaded); a named flow's as the orchestrator located
+ * it. Added to `out` (--json), else printed. */
+static void remote_diag(const cJSON *dg, const char *path, const rz_flow *at, cJSON *out)
+{
+    const char *file = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(dg, "file"));
+    const char *ptr = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(dg, "pointer"));
+    const char *msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(dg, "message"));
+    const char *sev = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(dg, "severity"));
+    double l = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(dg, "line"));
+    double k = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(dg, "column"));
+    uint32_t line = l >= 0 && l <= UINT32_MAX ? (uint32_t)l : 0;
+    uint32_t col = k >= 0 && k <= UINT32_MAX ? (uint32_t)k : 0;
+    if (!file || strcmp(file, "flow") == 0) {
+        file = path;
+        rz_flow_locate(at, ptr, &line, &col);
+    }
+    cJSON *o = out ? cJSON_Duplicate(dg, true) : NULL;
+    if (o) {
+        cJSON_ReplaceItemInObjectCaseSensitive(o, "file", cJSON_CreateString(file));
+        cJSON_ReplaceItemInObjectCaseSensitive(o, "line", cJSON_CreateNumber(line));
+        cJSON_ReplaceItemInObjectCaseSensitive(o, "column", cJSON_CreateNumber(col));
+        cJSON_AddItemToArray(out, o);
+    } else if (!out && line) {
+        fprintf(stderr, "%s:%u:%u: %s: %s\n", file, line, col, sev ? sev : "error",
+                msg ? msg : "?");
+    } else if (!out) {
+        fprintf(stderr, "%s: %s: %s\n", file, sev ? sev : "error", msg ? msg : "?");
+    }
+}
+
+/* The flow (files expanded here) validated by the orchestrator, which
+ * expands its named sub-flows from the caller's own named flows; its
+ * diagnostics printed, or added to `out` (--json). */
+static int validate_there(cli *c, rz_client **cl, const char *path, const rz_flow *flow,
+                          cJSON *out)
+{
+    if (!*cl && !(*cl = cli_client(c)))
+        return EXIT_USAGE;
+    char *text = NULL, *reply = NULL, *body = NULL;
+    size_t len = 0;
+    cJSON *req = rz_flow_to_json(flow, 0, &text, &len) == RZ_OK ? cJSON_CreateObject() : NULL;
+    if (req && cJSON_AddStringToObject(req, "flow", text))
+        body = cJSON_PrintUnformatted(req);
+    cJSON_Delete(req);
+    rz_free(text);
+    if (!body) {
+        cli_error(path, RZ_ENOMEM);
+        return EXIT_FAILED;
+    }
+    int ex = cli_request(*cl, "POST", "/api/v1/flows/validate", body, &reply);
+    free(body);
+    cJSON *doc = ex == EXIT_OK ? cJSON_Parse(reply) : NULL;
+    rz_free(reply);
+    if (ex != EXIT_OK)
+        return ex;
+    /* Expanded, the flow is new text: locate in the file as written. */
+    rz_flow *file = NULL;
+    if (strcmp(path, "-") == 0 || rz_flow_load(&file, path, RZ_FORMAT_AUTO, NULL) != RZ_OK)
+        file = NULL;
+    const cJSON *dg;
+    cJSON_ArrayForEach(dg, cJSON_GetObjectItemCaseSensitive(doc, "diagnostics"))
+        remote_diag(dg, path, file ? file : flow, out);
+    rz_flow_free(file);
+    const cJSON *valid = cJSON_GetObjectItemCaseSensitive(doc, "valid");
+    ex = cJSON_IsBool(valid) ? (cJSON_IsTrue(valid) ? EXIT_OK : EXIT_FAILED) : EXIT_FAILED;
+    if (!cJSON_IsBool(valid))
+        fprintf(stderr, "rhizos: %s: the orchestrator's answer is not a validation\n", path);
+    cJSON_Delete(doc);
+    return ex;
+}
+
+/* The diagnostics of every file as one JSON list: the local ones, then
+ * the orchestrator's. */
+static void print_all_json(rz_diags *all, cJSON *there)
+{
+    char *json = NULL;
+    rz_diags_sort(all);
+    cJSON *list = rz_diags_to_json(all, &json) == RZ_OK ? cJSON_Parse(json) : NULL;
+    rz_free(json);
+    cJSON *x;
+    while (list && there && (x = cJSON_DetachItemFromArray(there, 0)))
+        cJSON_AddItemToArray(list, x);
+    char *text = list ? cJSON_PrintUnformatted(list) : NULL;
+    if (text)
+        cli_print_json(text);
+    free(text);
+    cJSON_Delete(list);
+}
+
 static int flow_validate(cli *c)
 {
     if (need_args(c, "validate", 1, -1) != 0)
@@ -108,25 +210,30 @@ static int flow_validate(cli *c)
     rz_diags *all = NULL;
     if (!reg || (c->json && rz_diags_new(&all) != RZ_OK))
         return EXIT_FAILED;
+    /* --orchestrator given: named sub-flows are checked there. */
+    bool there = c->orchestrator != NULL;
+    cJSON *remote = all ? cJSON_CreateArray() : NULL;
+    rz_client *cl = NULL;
     int status = EXIT_OK;
     for (int i = 0; i < c->nargs; i++) {
-        rz_flow *flow = load_checked(c, c->args[i], reg, all);
-        if (!flow) {
-            status = EXIT_FAILED;
-            continue;
-        }
-        if (!c->json && !c->quiet)
+        rz_flow *flow = load_checked(c, c->args[i], reg, all, there);
+        int ex = !flow ? EXIT_FAILED
+               : there && runs_named(flow) ? validate_there(c, &cl, c->args[i], flow, remote)
+               : EXIT_OK;
+        if (ex == EXIT_OK && !c->json && !c->quiet)
             printf("%s: ok (%zu steps)\n", c->args[i], rz_flow_step_count(flow));
+        if (ex != EXIT_OK && status == EXIT_OK)
+            status = ex;
         rz_flow_free(flow);
+        if (ex == EXIT_USAGE || ex == EXIT_UNREACHABLE)
+            break;
     }
     if (all) {
-        char *json = NULL;
-        rz_diags_sort(all);
-        if (rz_diags_to_json(all, &json) == RZ_OK)
-            cli_print_json(json);
-        rz_free(json);
+        print_all_json(all, remote);
         rz_diags_free(all);
     }
+    cJSON_Delete(remote);
+    rz_client_free(cl);
     rz_registry_free(reg);
     return status;
 }
@@ -224,7 +331,7 @@ static int flow_plan(cli *c)
         return EXIT_USAGE;
     }
     rz_registry *reg = cli_registry(c);
-    rz_flow *flow = reg ? load_checked(c, c->args[0], reg, NULL) : NULL;
+    rz_flow *flow = reg ? load_checked(c, c->args[0], reg, NULL, false) : NULL;
     int status = EXIT_FAILED;
     rz_plan *plan = NULL;
     rz_diags *d = NULL;
@@ -552,7 +659,7 @@ static void print_run_json(const char *json, const cJSON *reused)
 
 rz_flow *cli_flow_load(const cli *c, const char *path, const rz_registry *reg)
 {
-    return load_checked(c, path, reg, NULL);
+    return load_checked(c, path, reg, NULL, false);
 }
 
 /* The file outputs' caps (docs/flow-format.md): a whole number of MiB
@@ -590,7 +697,7 @@ int cli_flow_run(cli *c)
     if (!inputs)
         return EXIT_USAGE;
     rz_registry *reg = cli_registry(c);
-    rz_flow *flow = reg ? load_checked(c, c->args[0], reg, NULL) : NULL;
+    rz_flow *flow = reg ? load_checked(c, c->args[0], reg, NULL, false) : NULL;
     if (!flow) {
         free(inputs);
         rz_registry_free(reg);

@@ -101,6 +101,14 @@ RZ_EXTERN RZ_NODISCARD int rz_flow_expand_with(rz_flow **flow,
                                                const rz_flow_expand_opts *opts,
                                                rz_diags *diags);
 
+/* Where JSON pointer `pointer` ("/steps/a/flow") is in the text the flow
+ * was loaded from: 1-based *line and *column of the value (of its nearest
+ * enclosing value the text holds), or 0 and 0 when the flow keeps no text
+ * (CBOR) or the pointer is NULL. For diagnostics that come by pointer,
+ * such as an orchestrator's answer to POST /api/v1/flows/validate. */
+RZ_EXTERN void rz_flow_locate(const rz_flow *flow, const char *pointer, uint32_t *line,
+                              uint32_t *column);
+
 /* Borrowed strings, valid while the flow lives. */
 RZ_EXTERN const char *rz_flow_name(const rz_flow *flow);       /* never NULL */
 RZ_EXTERN const char *rz_flow_file(const rz_flow *flow);       /* never NULL */

@@ -28,3 +28,13 @@ int rz__flow_diag(const rz_flow *f, rz_diags *diags, int code,
     va_end(ap);
     return code;
 }
+
+void rz_flow_locate(const rz_flow *f, const char *pointer, uint32_t *line, uint32_t *column)
+{
+    uint32_t l, c;
+    rz__flow_locate(f, pointer, &l, &c);
+    if (line)
+        *line = l;
+    if (column)
+        *column = c;
+}

@@ -680,7 +680,8 @@ static bool find_kid(xctx *x, size_t i, char **path, char **text, char **canon, 
     } else {
         xdiag(x, s->ptr, "/flow", "sub-flow %s of step '%s' is a named flow, deployed on an "
               "orchestrator: `rhizos flow deploy` has it expanded there; to run it here, "
-              "set RHIZOS_FLOWS to a folder holding %s@N.yaml", s->subflow, s->id, name);
+              "set RHIZOS_FLOWS to a folder holding %s@N.yaml (`rhizos --orchestrator URL flow "
+              "validate` checks it there)", s->subflow, s->id, name);
         return false;
     }
     *canon = found ? rz__asprintf("flow://%s@%llu", name, found)

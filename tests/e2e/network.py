@@ -430,6 +430,23 @@ class Network(Base):
             bad = self.flow_file("bad.yaml", f.read().replace("@1", "@5"))
         p = self.cli("flow", "deploy", bad, key=self.key, code=1)
         self.assertIn("flow 'shout' has no version 5 (its latest is 1)", p.stderr)
+        # `flow validate` with --orchestrator checks named sub-flows there
+        # (files here), located in the file as written, in both formats.
+        p = self.cli("flow", "validate", top, key=self.key)
+        self.assertIn("%s: ok (2 steps)" % top, p.stdout)
+        p = self.cli("flow", "validate", bad, key=self.key, code=1)
+        self.assertIn("%s:5:11: error: " % bad, p.stderr)
+        self.assertIn("flow 'shout' has no version 5 (its latest is 1)", p.stderr)
+        badj = self.flow_file("bad.json", '{"nodes": [{"id": "a", "flow": "flow://shout@1",\n'
+                              ' "inputs": {"txet": "hey"}}]}')
+        p = self.cli("flow", "validate", "--json", badj, key=self.key, code=1)
+        got = [(d["file"], d["line"], d["column"], d["message"]) for d in json.loads(p.stdout)]
+        self.assertIn((badj, 2, 21, "sub-flow flow://shout@1 has no input 'txet'"), got)
+        # The interface of a flow's active version, at the step.
+        inner = self.flow_file("inner.yaml", "flux: 1\nsteps:\n  a:\n    flow: flow://shout\n")
+        p = self.cli("flow", "validate", inner, key=self.key, code=1)
+        self.assertIn("%s:3:3: error: sub-flow step 'a' does not give input 'text', which "
+                      "flow://shout" % inner, p.stderr)
 
     def test_join_on_exit_and_outputs_as_embedded(self):
         # The flow language on the network: a join after an if/else, an
