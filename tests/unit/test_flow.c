@@ -990,6 +990,17 @@ static void locate_pointers(void **state)
     rz__flow_locate(f, "/nodes/1/when", &l, &c);
     assert_int_equal(l, 25);
     assert_int_equal(c, 15);
+    /* The public face: the same places; NULLs are fine. */
+    rz_flow_locate(f, "/nodes/1/when", &l, &c);
+    assert_int_equal(l, 25);
+    assert_int_equal(c, 15);
+    rz_flow_locate(g, "/nodes/1", &l, &c);
+    assert_int_equal(l + c, 0);
+    rz_flow_locate(f, NULL, &l, &c);
+    assert_int_equal(l + c, 0);
+    rz_flow_locate(NULL, "/nodes", &l, &c);
+    assert_int_equal(l + c, 0);
+    rz_flow_locate(f, "/nodes", NULL, NULL);
     rz_free(cb);
     rz_flow_free(f);
     rz_flow_free(g);
