@@ -221,7 +221,8 @@ static int flow_validate(cli *c)
                : there && runs_named(flow) ? validate_there(c, &cl, c->args[i], flow, remote)
                : EXIT_OK;
         if (ex == EXIT_OK && !c->json && !c->quiet)
-            printf("%s: ok (%zu steps)\n", c->args[i], rz_flow_step_count(flow));
+            printf("%s: ok (%zu step%s)\n", c->args[i], rz_flow_step_count(flow),
+                   rz_flow_step_count(flow) == 1 ? "" : "s");
         if (ex != EXIT_OK && status == EXIT_OK)
             status = ex;
         rz_flow_free(flow);
