@@ -61,6 +61,18 @@ class TestSubflow(unittest.TestCase):
         self.assertEqual(set(r.steps), {"first", "mid-say", "last"})
         self.assertEqual(r.outputs["said"], "ann!")
 
+    def test_run_maps_a_subflow(self):
+        # for_each over a sub-flow: the child once per element, its output
+        # a list in element order.
+        mapped = os.path.join(self.tmp, "map.yaml")
+        _write(mapped, "flux: 1\nsteps:\n  m:\n    flow: sub/leaf.yaml\n"
+                       "    for_each: [a, b, c]\n    inputs: {text: \"${{ index }}${{ item }}\"}\n"
+                       "outputs:\n  said: \"${{ steps.m.outputs.loud }}\"\n")
+        with rhizos.load_flow(mapped) as f:
+            r = rhizos.run(f, sandbox=False)
+        self.assertTrue(r.ok, r.raw)
+        self.assertEqual(r.outputs["said"], ["0a!", "1b!", "2c!"])
+
     def test_text_is_read_relative_to_its_filename(self):
         with open(self.top) as fh:
             text = fh.read()
