@@ -191,13 +191,11 @@ static void flows_json_yaml_cbor(void **state)
 
 /* Sub-flows two levels deep expanded: every allocation that fails is a
  * clean error with a message (and no leak under ASan), or the same flow. */
-static int subflow_scenario(void *p)
+static int expand_scenario(char **want, const char *path)
 {
-    char **want = p;
     rz_flow *f = NULL;
     char *json = NULL;
-    int rc = rz_flow_load(&f, RZ_SOURCE_ROOT "/examples/flows/subflows/classify.yaml",
-                          RZ_FORMAT_AUTO, NULL);
+    int rc = rz_flow_load(&f, path, RZ_FORMAT_AUTO, NULL);
     if (rc == RZ_OK)
         rc = rz_flow_expand(&f, NULL, NULL);
     if (rc == RZ_OK)
@@ -210,6 +208,31 @@ static int subflow_scenario(void *p)
     return rc;
 }
 
+static int subflow_scenario(void *p)
+{
+    return expand_scenario(p, RZ_SOURCE_ROOT "/examples/flows/subflows/classify.yaml");
+}
+
+/* A for_each over a sub-flow of two steps: the same. */
+static char g_mapped[64];
+
+static int mapped_scenario(void *p)
+{
+    char path[96];
+    snprintf(path, sizeof path, "%s/map.yaml", g_mapped);
+    return expand_scenario(p, path);
+}
+
+static void put_file(const char *dir, const char *name, const char *text)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
 static void subflows_expand(void **state)
 {
     (void)state;
@@ -219,6 +242,21 @@ static void subflows_expand(void **state)
                                  "\"inputs\":{\"message\":\"${{ (( steps.pick.outputs.message )) }}!\"},"
                                  "\"ui\":{\"group\":\"note\"}}"));
     free(want);
+    want = NULL;
+    snprintf(g_mapped, sizeof g_mapped, "/tmp/rz-alloc-XXXXXX");
+    assert_non_null(mkdtemp(g_mapped));
+    put_file(g_mapped, "kid.yaml", "flux: 1\ninputs:\n  t: {type: string}\nsteps:\n"
+             "  a: {module: echo@1, inputs: {message: \"${{ inputs.t }}\"}}\n"
+             "  b: {module: echo@1, needs: [a], inputs: {message: \"${{ steps.a.outputs.message }}\"}}\n"
+             "outputs:\n  o: \"${{ steps.b.outputs.message }}\"\n");
+    put_file(g_mapped, "map.yaml", "flux: 1\nsteps:\n  m:\n    flow: kid.yaml\n"
+             "    for_each: [x, y]\n    inputs: {t: \"${{ item }}\"}\n");
+    each_failure("map.yaml", mapped_scenario, &want);
+    assert_non_null(strstr(want, "steps.m-a.outputs.message[index]"));
+    free(want);
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_mapped);
+    assert_int_equal(system(cmd), 0);
 }
 
 /* A nested map (for_each_depth 2) made, run and gathered back into its
