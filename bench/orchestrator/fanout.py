@@ -29,8 +29,10 @@ NOP = {
     "inputs": [], "outputs": [], "config": {"type": "object"}, "credentials": [],
     "requirements": {"adapter": "process", "cpu_cores": 1, "memory_mb": 16},
     "estimate": {"seconds": 0.01},
+    # On the network a step's timeout counts from when its job is queued:
+    # 10,000 steps through two one-slot nodes wait minutes for a node.
     "exec": {"adapter": "process", "command": ["/bin/sh", "-c", "echo {}"],
-             "timeout_s": 60},
+             "timeout_s": 3600},
 }
 
 
