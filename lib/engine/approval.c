@@ -60,7 +60,7 @@ bool rz__engine_job_paused(const rz_engine *e, const rz__ejob *j)
         dep = h ? h->deployment : 0;
     }
     const rz__edep *d = dep ? rz__engine_dep(e, dep) : NULL;
-    return d && d->paused && !d->final_status;   /* run is NULL during open too */
+    return d && d->paused && !rz__engine_dep_finished(d);   /* run is NULL during open too */
 }
 
 static bool awaiting(const rz__edep *d, size_t i)

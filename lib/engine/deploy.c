@@ -157,11 +157,23 @@ static bool add_step_shape(cJSON *s, const rz_flow *f, size_t i)
 /* Step i as the run gives it, with its job's own view: after a decline or
  * a lost node the run's step is still running (same attempt) while its job
  * waits in the queue again, dispatched once more. */
+/* Task t's job: a finished deployment's are read back from the store
+ * (they left memory after their commit). */
+static const rz__ejob *task_job(const rz_engine *e, const rz__edep *d, size_t t)
+{
+    if (!d->final_lazy)
+        return rz__engine_task_job(e, d, t);
+    size_t k = t - d->n_steps;
+    uint64_t id = t < d->n_steps ? d->first_job + t
+                : k < d->n_el_jobs ? d->el_jobs[k] : 0;
+    return id ? rz__engine_job_read(e, id) : NULL;
+}
+
 static cJSON *step_status_json(const rz_engine *e, const rz__edep *d, size_t i)
 {
     cJSON *s = rz__run_step_json(d->run, i);
     bool ok = s && add_step_shape(s, d->flow, i) &&
-              add_job_view(e, s, rz__engine_job(e, d->first_job + i));
+              add_job_view(e, s, task_job(e, d, i));
     /* A for_each step's elements: each its own job. */
     cJSON *el = ok ? cJSON_GetObjectItemCaseSensitive(s, "elements") : NULL;
     if (el) {
@@ -171,14 +183,14 @@ static cJSON *step_status_json(const rz_engine *e, const rz__edep *d, size_t i)
                 first = t;   /* a step's elements are consecutive tasks */
         size_t k = 0;
         for (cJSON *x = el->child; ok && x && first != RZ_NPOS; x = x->next, k++)
-            ok = add_job_view(e, x, rz__engine_task_job(e, d, first + k));
+            ok = add_job_view(e, x, task_job(e, d, first + k));
     }
     /* An event step's runs, made as events came: among other tasks. */
     cJSON *runs = ok ? cJSON_GetObjectItemCaseSensitive(s, "runs") : NULL;
     cJSON *x = runs ? runs->child : NULL;
     for (size_t t = d->n_steps; ok && x && t < rz_run_task_count(d->run); t++)
         if (rz_run_task_step(d->run, t, NULL) == i) {
-            ok = add_job_view(e, x, rz__engine_task_job(e, d, t));
+            ok = add_job_view(e, x, task_job(e, d, t));
             x = x->next;
         }
     if (!ok) {
@@ -251,11 +263,17 @@ static int status_json(const rz_engine *e, const rz__edep *d, char **out)
 static int finish_dep(rz_engine *e, rz__edep *d)
 {
     char *status = NULL;
-    int rc = status_json(e, d, &status);
+    /* The embedded caller's run and flow outlive the engine: its status
+     * is built when asked (final_lazy), not at every run's end. */
+    bool lazy = d->run_shared && d->flow_shared;
+    int rc = lazy ? RZ_OK : status_json(e, d, &status);
     if (rc != RZ_OK)
         return rc;
     d->state = rz_run_state_get(d->run);
     d->final_status = status;
+    d->final_lazy = lazy;
+    d->kept_run = lazy ? d->run : NULL;
+    d->kept_flow = lazy ? d->flow : NULL;
     rz__engine_dep_log_free(d);   /* streams end with the final status */
     if (!d->run_shared)
         rz_run_free(d->run);
@@ -1089,6 +1107,12 @@ int rz_engine_deployment_status(const rz_engine *e, uint64_t deployment, char **
     if (d->final_status) {
         *json = rz__strdup(d->final_status);
         return *json ? RZ_OK : no_memory();
+    }
+    if (d->final_lazy) {   /* as finish_dep would have built it */
+        rz__edep v = *d;
+        v.run = d->kept_run;
+        v.flow = d->kept_flow;
+        return status_json(e, &v, json);
     }
     return status_json(e, d, json);
 }

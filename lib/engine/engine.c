@@ -1545,8 +1545,8 @@ void rz_engine_stats_get(const rz_engine *e, rz_engine_stats *out)
         if ((unsigned)e->jobs[i]->state <= RZ_JOB_CANCELLED)
             out->jobs[e->jobs[i]->state]++;
     for (size_t i = 0; i < e->n_live_deps; i++) {
-        out->deployments_running += e->deps[i]->final_status == NULL;
-        out->deployments_done += e->deps[i]->final_status != NULL;
+        out->deployments_running += !rz__engine_dep_finished(e->deps[i]);
+        out->deployments_done += rz__engine_dep_finished(e->deps[i]);
     }
 }
 

@@ -198,6 +198,14 @@ typedef struct rz__edep {
     rz_flow *flow;
     rz_run *run;              /* NULL once finished (status kept instead) */
     char *final_status;       /* status JSON once finished */
+    /* Finished on an embedded caller's run and flow (local.c, `share`),
+     * which outlive the engine: the status is built from them when asked
+     * (rz_engine_deployment_status), never kept, and not stored (the
+     * folder is the runner's, never reopened; a reopen replays the
+     * events). At 100,000 steps the text is ~16 MB and its pages ~20. */
+    bool final_lazy;
+    rz_run *kept_run;
+    rz_flow *kept_flow;
     rz_run_state state;
     uint32_t n_events;        /* step events recorded */
     bool cancelled;           /* a CANCEL event was applied */
@@ -515,6 +523,11 @@ RZ_HIDDEN void rz__engine_evict(rz_engine *e);
  * next call into the engine; read-only). NULL: none (RZ_ENOENT set, or
  * the store's error). */
 RZ_HIDDEN const rz__ejob *rz__engine_job_read(const rz_engine *e, uint64_t id);
+/* Finished: its final status is kept, or built when asked (final_lazy). */
+static inline bool rz__engine_dep_finished(const rz__edep *d)
+{
+    return d->final_status || d->final_lazy;
+}
 RZ_HIDDEN const rz__edep *rz__engine_dep_read(const rz_engine *e, uint64_t id);
 /* Bytes of text the read-back deployments hold (tests). */
 RZ_HIDDEN size_t rz__engine_cache_dep_bytes(const rz_engine *e);

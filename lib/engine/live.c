@@ -11,6 +11,7 @@
 #include <malloc.h>
 #endif
 
+#include "common/fs.h"
 #include "engine/engine_impl.h"
 
 /* Read-back copies: a few, so that one query reading several records keeps
@@ -30,7 +31,14 @@ struct rz__ecache {
     rz__edep dep[CACHE_SLOTS];
     size_t dep_bytes[CACHE_SLOTS];
     unsigned next_job, next_dep;
+    unsigned reads;   /* jobs read from the store, for SHED_READS */
 };
+
+/* Jobs read back between two sheds of the store's map: a walk of every
+ * finished job (the step cache of a 100,000-step run, a finished status
+ * built when asked) faults in the whole jobs table, which on /dev/shm
+ * (embedded runs) counts as the process's memory (~40 MB there). */
+#define SHED_READS 1024
 
 /* The index of the first element whose id is >= id. */
 #define LOWER_BOUND(arr, n, id, out)                                          \
@@ -127,7 +135,7 @@ bool rz__engine_job_done(const rz_engine *e, const rz__ejob *j)
     if (j->state < RZ_JOB_SUCCEEDED || j->owed != RZ__OWE_NONE || j->dirty)
         return false;
     const rz__edep *d = j->deployment ? rz__engine_dep(e, j->deployment) : NULL;
-    return !d || d->final_status;
+    return !d || rz__engine_dep_finished(d);
 }
 
 void rz__engine_evict_later(rz_engine *e, uint64_t id, bool dep)
@@ -230,6 +238,8 @@ const rz__ejob *rz__engine_job_read(const rz_engine *e, uint64_t id)
         memset(slot, 0, sizeof *slot);
         return NULL;
     }
+    if (++c->reads % SHED_READS == 0)
+        rz__lmdb_shed(e->map, e->map_len);
     return slot;
 }
 

@@ -27,6 +27,7 @@
 #include <sodium.h>
 
 #include "engine/engine_impl.h"
+#include "engine/local.h"
 #include "flow/model.h"
 #include "module/module_impl.h"
 
@@ -181,6 +182,7 @@ typedef struct map_text {
     rz__buf b;
     rz__map seen;
     bool any;
+    const char *own;   /* the deployment's own results' name; NULL: its id */
 } map_text;
 
 static void map_text_free(map_text *m)
@@ -209,9 +211,11 @@ static bool add_entry(map_text *m, const rz__ejob *j, uint64_t dep)
         cJSON_Delete(o);
         return true;
     }
-    char from[160];
+    char from[256];
     if (j->reused)
         snprintf(from, sizeof from, "%.150s", j->reused);
+    else if (m->own)
+        snprintf(from, sizeof from, "%s%.64s", m->own, j->step_id ? j->step_id : "?");
     else
         snprintf(from, sizeof from, "deployment %llu step %.64s", (unsigned long long)dep,
                  j->step_id ? j->step_id : "?");
@@ -244,6 +248,12 @@ static bool add_entry(map_text *m, const rz__ejob *j, uint64_t dep)
 
 int rz_engine_reuse_map(const rz_engine *e, uint64_t deployment, char **json)
 {
+    return rz__engine_reuse_map_named(e, deployment, NULL, json);
+}
+
+int rz__engine_reuse_map_named(const rz_engine *e, uint64_t deployment,
+                               const char *own, char **json)
+{
     if (json)
         *json = NULL;
     if (!e || !json)
@@ -260,6 +270,7 @@ int rz_engine_reuse_map(const rz_engine *e, uint64_t deployment, char **json)
     cJSON *st = fin && strstr(fin, "\"elements\":[") ? cJSON_Parse(fin) : NULL;
     map_text m;
     memset(&m, 0, sizeof m);
+    m.own = own;
     bool ok = rz__map_init(&m.seen, (size_t)n) == RZ_OK;
     rz__buf_puts(&m.b, "{");
     for (uint64_t i = 0; ok && i < n; i++)

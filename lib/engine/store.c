@@ -749,7 +749,7 @@ static int write_dirty(rz_engine *e, MDB_txn *txn)
     for (size_t i = 0; rc == RZ_OK && i < e->n_dirty_deps; i++) {
         rz__edep *d = rz__engine_dep(e, e->dirty_deps[i]);
         key_u64(k, d->id);
-        if (d->final_status && !d->ended_ms)
+        if (rz__engine_dep_finished(d) && !d->ended_ms)
             d->ended_ms = e->now;
         if (!d->flow_stored)   /* new, or a record that held its flow */
             rc = put(txn, e->db_dep_flows, k, 8, dep_flow_record(d));

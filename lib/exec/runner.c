@@ -34,6 +34,7 @@
 
 
 #include "exec/exec_impl.h"
+#include "engine/local.h"
 #include "exec/sandbox.h"
 #include "flow/model.h"
 #include "module/module_impl.h"
@@ -604,60 +605,20 @@ static bool buf_json(rz__buf *b, cJSON *v)
     return t != NULL;
 }
 
-/* The step cache (rz_engine_reuse_map's object) one entry at a time: at
- * 100,000 steps it is ~15 MB of text and several times that as a tree.
- * The engine names its own results "deployment N step S" (`own`): here
- * they are this run's ("run <id> step S"); reused ones keep their origin.
- * Each entry is printed as printing the whole object printed it. */
-static bool cache_entries(rz__buf *b, const char *map, const char *own,
-                          const char *run_id)
-{
-    const char *p = map, *end = NULL, *stop = map + strlen(map);
-    if (*p++ != '{')
-        return false;
-    rz__buf_puts(b, "{");
-    /* Lengths given: cJSON_ParseWithOpts measures the rest of the text at
-     * every call (quadratic). */
-    for (bool first = true; *p && *p != '}'; first = false) {
-        cJSON *k = cJSON_ParseWithLengthOpts(p, (size_t)(stop - p), &end, 0);
-        cJSON *v = cJSON_IsString(k) && *end == ':'
-                 ? cJSON_ParseWithLengthOpts(end + 1, (size_t)(stop - end - 1), &end, 0)
-                 : NULL;
-        cJSON *from = cJSON_GetObjectItemCaseSensitive(v, "from");
-        if (cJSON_IsString(from) && strncmp(from->valuestring, own, strlen(own)) == 0) {
-            char *t = rz__asprintf("run %s step %s", run_id,
-                                   from->valuestring + strlen(own));
-            if (t)
-                cJSON_SetValuestring(from, t);
-            free(t);
-        }
-        if (!v) {
-            cJSON_Delete(k);
-            return false;
-        }
-        if (!first)
-            rz__buf_puts(b, ",");
-        if (!buf_json(b, k)) {
-            cJSON_Delete(v);
-            return false;
-        }
-        rz__buf_puts(b, ":");
-        if (!buf_json(b, v))
-            return false;
-        p = end + (*end == ',');
-    }
-    rz__buf_puts(b, "}");
-    return *p == '}';
-}
-
 /* What `rhizos flow resume RUN` needs of a finished run, for its record:
  * its step cache and which steps it reused itself, taken from the engine
  * before it stops (resume_record writes them after: a big run's engine is
  * gone by then). */
 static void resume_take(runner *r)
 {
-    if ((!r->opts->data_dir && !r->opts->store) ||
-        rz_engine_reuse_map(r->engine, r->dep, &r->resume_map) != RZ_OK)
+    /* The engine names this run's own results as the record does. */
+    bool recorded = r->opts->data_dir || r->opts->store;
+    char *own = recorded ? rz__asprintf("run %s step ", rz_run_id(r->run)) : NULL;
+    int rc = !recorded ? RZ_EINVAL
+           : own ? rz__engine_reuse_map_named(r->engine, r->dep, own, &r->resume_map)
+                 : RZ_ENOMEM;
+    free(own);
+    if (rc != RZ_OK)
         return;
     cJSON *reused = cJSON_CreateObject();
     for (size_t i = 0; reused && i < rz_flow_step_count(r->flow); i++) {
@@ -676,14 +637,9 @@ static void resume_record(runner *r)
 {
     if (!r->resume_map)
         return;
-    char own[48];
-    snprintf(own, sizeof own, "deployment %llu step ", (unsigned long long)r->dep);
     rz__buf b = {0};
-    rz__buf_puts(&b, ",\"step_cache\":");
-    bool ok = cache_entries(&b, r->resume_map, own, rz_run_id(r->run));
-    rz_free(r->resume_map);
-    r->resume_map = NULL;
-    cJSON *in = ok && r->opts->inputs_json ? cJSON_Parse(r->opts->inputs_json) : NULL;
+    bool ok = true;
+    cJSON *in = r->opts->inputs_json ? cJSON_Parse(r->opts->inputs_json) : NULL;
     if (in) {
         rz__buf_puts(&b, ",\"inputs\":");
         ok = buf_json(&b, in);
@@ -692,11 +648,22 @@ static void resume_record(runner *r)
         rz__buf_puts(&b, ",\"reused\":");
         rz__buf_puts(&b, r->resume_reused);
     }
-    char *t = rz__buf_take(&b);
-    if (ok)
+    char *tail = rz__buf_take(&b);
+    /* The step cache's text grows in place (~15 MB at 100,000 steps): not
+     * copied into a second buffer. */
+    static const char pre[] = ",\"step_cache\":";
+    size_t len = strlen(r->resume_map), n = tail ? strlen(tail) : 0;
+    char *t = ok && tail ? realloc(r->resume_map, sizeof pre - 1 + len + n + 1) : NULL;
+    if (t) {
+        memmove(t + sizeof pre - 1, t, len);
+        memcpy(t, pre, sizeof pre - 1);
+        memcpy(t + sizeof pre - 1 + len, tail, n + 1);
         r->resume_rec = t;
-    else
-        free(t);
+    } else {
+        rz_free(r->resume_map);
+    }
+    r->resume_map = NULL;
+    free(tail);
 }
 
 /* Starts writing the run's record as it is now (finished: 0 while it

@@ -1249,6 +1249,95 @@ static void test_shared_run_is_the_deployment(void **state)
     rz_flow_free(f);
 }
 
+/* The flow of test_shared_run_is_the_deployment run to its end by a local
+ * deployment on the caller's run (share) or on one of the engine's own:
+ * its final status. */
+static char *finished_status(rz_flow *f, int share)
+{
+    char dir[] = "/tmp/rz-test-local-XXXXXX";
+    rz_engine *e = local_engine(dir, NULL);
+    uint64_t node = 0, dep = 0;
+    assert_int_equal(rz_engine_local_node(e, "{\"cpu\":{\"cores\":2,"
+                                     "\"threads\":2},\"memory_mb\":4096,"
+                                     "\"adapters\":[\"process\"]}", 1, 0,
+                                     &node), RZ_OK);
+    rz_run *r = NULL;
+    rz_engine_replica rep = RZ_ENGINE_REPLICA_INIT;
+    if (share) {
+        assert_int_equal(rz_run_new(&r, f, NULL, "r3", 0), RZ_OK);
+        rep.run = r;   /* no slot cap: steps start as the engine's own run's */
+        rep.share = 1;
+    }
+    assert_int_equal(rz_engine_local_deploy(e, f, NULL, share ? &rep : NULL, 0,
+                                            &dep), RZ_OK);
+    uint64_t now = 0;
+    bool b_failed = false;
+    rz_run_state st = RZ_RUN_RUNNING;
+    while (st == RZ_RUN_RUNNING) {
+        now += 10;
+        rz_engine_assignment a;
+        assert_int_equal(rz_engine_poll(e, node, now, &a), RZ_OK);
+        if (a.job && strcmp(a.step, "b") == 0 && !b_failed) {
+            b_failed = true;
+            assert_int_equal(node_report(e, node, a.job, a.attempt, NULL,
+                                         "flaky", 5, now), RZ_OK);
+        } else if (a.job) {
+            assert_int_equal(node_report(e, node, a.job, a.attempt,
+                                         "{\"go\":true}", NULL, 5, now), RZ_OK);
+        }
+        assert_int_equal(rz_engine_deployment_state(e, dep, &st), RZ_OK);
+        assert_true(now < 10000);
+    }
+    /* Its jobs leave memory as any finished deployment's: the status
+     * reads them back; asked twice, the same text. */
+    assert_int_equal(rz_engine_tick(e, now + 10), RZ_OK);
+    assert_int_equal(rz_engine_check(e), RZ_OK);
+    if (share) {   /* kept, with no text: its run is the caller's */
+        const rz__edep *d = rz__engine_dep(e, dep);
+        assert_non_null(d);
+        assert_null(d->final_status);
+        assert_true(d->final_lazy);
+    }
+    rz_engine_stats es;
+    rz_engine_stats_get(e, &es);
+    assert_int_equal(es.deployments_done, 1);
+    assert_int_equal(es.deployments_running, 0);
+    char *json = NULL, *again = NULL;
+    assert_int_equal(rz_engine_deployment_status(e, dep, &json), RZ_OK);
+    assert_int_equal(rz_engine_deployment_status(e, dep, &again), RZ_OK);
+    assert_string_equal(json, again);
+    rz_free(again);
+    rz_engine_close(e);
+    rz_run_free(r);
+    assert_int_equal(tmp_dir_remove(dir), 0);
+    return json;
+}
+
+/* A finished deployment on the caller's run keeps no status text (built
+ * when asked: ~16 MB at 100,000 steps): the one built is the text a
+ * deployment on its own run keeps. */
+static void test_shared_run_status_when_asked(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: shared\nsteps:\n"
+                      "  a: {module: m}\n"
+                      "  b:\n    module: m\n    needs: [a]\n"
+                      "    retry: {max_attempts: 2, initial_ms: 0}\n"
+                      "  c: {module: m}\n"
+                      "  d:\n    module: m\n    needs: [b]\n"
+                      "    when: \"${{ steps.b.outputs.go }}\"\n");
+    struct rz_module m = {0};
+    m.timeout_s = 4;
+    for (size_t i = 0; i < 4; i++)
+        f->steps[i].module = &m;
+    char *own = finished_status(f, 0), *shared = finished_status(f, 1);
+    assert_non_null(strstr(own, "\"job_status\":\"succeeded\""));
+    assert_string_equal(shared, own);
+    rz_free(own);
+    rz_free(shared);
+    rz_flow_free(f);
+}
+
 /* ---- joins ---- */
 
 #define IF_ELSE_FLOW \
@@ -1999,6 +2088,7 @@ int main(void)
         cmocka_unit_test(test_exact_numbers),
         cmocka_unit_test(test_replica_follows_deployment),
         cmocka_unit_test(test_shared_run_is_the_deployment),
+        cmocka_unit_test(test_shared_run_status_when_asked),
         cmocka_unit_test(test_join_if_else),
         cmocka_unit_test(test_on_exit_and_outputs),
         cmocka_unit_test(test_flow_output_error),
