@@ -38,8 +38,9 @@
 /* Commits between two rz__engine_store_shed: on /dev/shm (embedded runs)
  * the pages a map faults in count as the process's memory, up to ~120 MiB
  * in 1,024 commits of a 100,000-step run (up to 45 MiB in 256 of them was
- * seen on top of the heap's peak; 64: under 12). */
-#define SHED_COMMITS 64
+ * seen on top of the heap's peak; 64: up to 21 MiB at load 20, which
+ * alone put the run past 256 MiB; 16: a quarter). */
+#define SHED_COMMITS 16
 
 /* LMDB's own codes are negative; a positive one is the system's errno from
  * its I/O: a storage failure (a short write on a disk that filled reads as

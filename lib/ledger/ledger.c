@@ -562,8 +562,9 @@ static int apply_batch(rz_ledger *l, uint32_t fee_bps, const rz_ledger_op *ops,
     l->ops_since += n;
     /* Pages the open transaction read: on /dev/shm (embedded runs) they
      * count as the process's memory; 1,024 batches of a 100,000-step run
-     * let them reach 60 MB, 128 keep them under 8. */
-    if (m.batches % 128 == 0)
+     * let them reach 60 MB, 128 keep them under 8; 32, as the engine's
+     * store sheds more often too (issue 22's 256 MiB). */
+    if (m.batches % 32 == 0)
         rz__lmdb_shed(l->map, l->map_len);
     return RZ_OK;
 }
