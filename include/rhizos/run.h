@@ -193,6 +193,11 @@ RZ_EXTERN const char *rz_run_step_log(const rz_run *run, size_t step);
  * "failed_steps" lists the steps that failed, when any did. Release with
  * rz_free. */
 RZ_EXTERN RZ_NODISCARD int rz_run_to_json(const rz_run *run, char **out);
+/* rz_run_to_json's document without "steps": its status, outputs, error,
+ * failed steps and cost, the same size at any step count (the whole one
+ * is ~1.5 KiB a step as text, several times that as a tree). Release with
+ * rz_free. */
+RZ_EXTERN RZ_NODISCARD int rz_run_summary_to_json(const rz_run *run, char **out);
 /* Outputs of one step as a JSON object ("{}" if none). Release with rz_free. */
 RZ_EXTERN RZ_NODISCARD int rz_run_step_outputs(const rz_run *run, size_t step,
                                                char **out);

@@ -2421,13 +2421,23 @@ cJSON *rz__run_json_summary(const rz_run *run)
     return run_json(run, false);
 }
 
-int rz_run_to_json(const rz_run *run, char **out)
+static int run_text(const rz_run *run, bool with_steps, char **out)
 {
     *out = NULL;
     if (!run)
         return rz__error(RZ_EINVAL, "run is NULL");
-    cJSON *root = run_json(run, true);
+    cJSON *root = run_json(run, with_steps);
     *out = root ? rz__json_print(root, false) : NULL;
     cJSON_Delete(root);
     return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
+}
+
+int rz_run_to_json(const rz_run *run, char **out)
+{
+    return run_text(run, true, out);
+}
+
+int rz_run_summary_to_json(const rz_run *run, char **out)
+{
+    return run_text(run, false, out);
 }

@@ -1370,6 +1370,44 @@ static void test_join_if_else(void **state)
     rz_flow_free(f);
 }
 
+/* rz_run_summary_to_json is rz_run_to_json's document less "steps", while
+ * the run goes and once it has ended. */
+static void assert_summary_is_whole_less_steps(const rz_run *r)
+{
+    char *whole = NULL, *sum = NULL;
+    assert_int_equal(rz_run_to_json(r, &whole), RZ_OK);
+    assert_int_equal(rz_run_summary_to_json(r, &sum), RZ_OK);
+    cJSON *w = cJSON_Parse(whole), *s = cJSON_Parse(sum);
+    assert_non_null(cJSON_GetObjectItem(w, "steps"));
+    cJSON_DeleteItemFromObject(w, "steps");
+    char *a = cJSON_PrintUnformatted(w), *b = cJSON_PrintUnformatted(s);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    cJSON_Delete(w);
+    cJSON_Delete(s);
+    rz_free(whole);
+    rz_free(sum);
+}
+
+static void test_run_summary(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml(IF_ELSE_FLOW);
+    rz_run *r = start_run(f, NULL);
+    run_ok(r, "check", "{\"above\":true}", 0);
+    assert_summary_is_whole_less_steps(r);
+    run_ok(r, "high", "{\"m\":\"H\"}", 1);
+    run_ok(r, "merge", "{}", 3);
+    assert_int_equal(rz_run_state_get(r), RZ_RUN_SUCCEEDED);
+    assert_summary_is_whole_less_steps(r);
+    char *sum = NULL;
+    assert_int_equal(rz_run_summary_to_json(NULL, &sum), RZ_EINVAL);
+    assert_null(sum);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
 /* any_succeeded after needs that all were skipped: never met, skipped with
  * the rule as the reason; so are the steps after it. */
 static void test_join_any_unmet(void **state)
@@ -2090,6 +2128,7 @@ int main(void)
         cmocka_unit_test(test_shared_run_is_the_deployment),
         cmocka_unit_test(test_shared_run_status_when_asked),
         cmocka_unit_test(test_join_if_else),
+        cmocka_unit_test(test_run_summary),
         cmocka_unit_test(test_on_exit_and_outputs),
         cmocka_unit_test(test_flow_output_error),
         cmocka_unit_test(test_join_any_unmet),
