@@ -1287,6 +1287,26 @@ static const rz_runner_opts *opts_upgrade(const rz_runner_opts *opts,
     return to;
 }
 
+/* A finished run's final record. A big run's (the whole run as JSON) is
+ * built after the engine (its own copy of the flow, run and jobs) is gone,
+ * so the two are not in memory together: at 100,000 steps each is ~100
+ * MiB. A small one is built first, so its commit overlaps the teardown. */
+static void record_end(runner *r)
+{
+    resume_take(r);
+    bool big = rz_flow_step_count(r->flow) >= 4096;
+    if (big) {
+        engine_stop(r);
+#ifdef __GLIBC__
+        /* The engine's pages, freed among the run's, go back before the
+         * record's (LMDB copies a value of ~33 MB at 100,000 steps). */
+        malloc_trim(0);
+#endif
+    }
+    resume_record(r);
+    record(r, rz__wall_ms(), big);   /* joined in runner_free */
+}
+
 int rz_runner_run(rz_run **out, const rz_flow *flow,
                   const rz_runner_opts *opts)
 {
@@ -1317,25 +1337,8 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
     }
     if (rc == RZ_OK)
         rc = drive(&r);
-    /* A big run's final record (the whole run as JSON) is built after the
-     * engine (its own copy of the flow, run and jobs) is gone, so the two
-     * are not in memory together: at 100,000 steps each is ~100 MiB. A
-     * small one is built first, so its commit overlaps the teardown. */
     if (rc == RZ_OK)
-        resume_take(&r);
-    bool big = rz_flow_step_count(flow) >= 4096;
-    if (rc == RZ_OK && big) {
-        engine_stop(&r);
-#ifdef __GLIBC__
-        /* The engine's pages, freed among the run's, go back before the
-         * record's (LMDB copies a value of ~33 MB at 100,000 steps). */
-        malloc_trim(0);
-#endif
-    }
-    if (rc == RZ_OK)
-        resume_record(&r);
-    if (rc == RZ_OK)
-        record(&r, rz__wall_ms(), big);   /* joined in runner_free */
+        record_end(&r);
     runner_free(&r);
     int recorded = rc == RZ_OK ? r.recorded : RZ_OK;
     if (rc != RZ_OK) {
