@@ -527,6 +527,14 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_cancel(rz_engine *e,
 RZ_EXTERN RZ_NODISCARD int rz_engine_reuse_map(const rz_engine *e,
                                                uint64_t deployment,
                                                char **json);
+/* rz_engine_reuse_map with the deployment's own results' "from" named
+ * `own` followed by the step's id (an embedded runner's "run <id> step
+ * S") instead of "deployment N step S": a record takes the text as it is,
+ * not parsed and printed again (~15 MB at 100,000 steps). */
+RZ_EXTERN RZ_NODISCARD int rz_engine_reuse_map_named(const rz_engine *e,
+                                                     uint64_t deployment,
+                                                     const char *own,
+                                                     char **json);
 /* The flow text and inputs (NULL: none) a deployment was made with;
  * release both with rz_free. */
 RZ_EXTERN RZ_NODISCARD int rz_engine_deployment_flow(const rz_engine *e,

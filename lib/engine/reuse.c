@@ -27,7 +27,6 @@
 #include <sodium.h>
 
 #include "engine/engine_impl.h"
-#include "engine/local.h"
 #include "flow/model.h"
 #include "module/module_impl.h"
 
@@ -248,10 +247,10 @@ static bool add_entry(map_text *m, const rz__ejob *j, uint64_t dep)
 
 int rz_engine_reuse_map(const rz_engine *e, uint64_t deployment, char **json)
 {
-    return rz__engine_reuse_map_named(e, deployment, NULL, json);
+    return rz_engine_reuse_map_named(e, deployment, NULL, json);
 }
 
-int rz__engine_reuse_map_named(const rz_engine *e, uint64_t deployment,
+int rz_engine_reuse_map_named(const rz_engine *e, uint64_t deployment,
                                const char *own, char **json)
 {
     if (json)

@@ -37,7 +37,6 @@
 
 
 #include "exec/exec_impl.h"
-#include "engine/local.h"
 #include "exec/sandbox.h"
 #include "flow/model.h"
 #include "module/module_impl.h"
@@ -618,7 +617,7 @@ static void resume_take(runner *r)
     bool recorded = r->opts->data_dir || r->opts->store;
     char *own = recorded ? rz__asprintf("run %s step ", rz_run_id(r->run)) : NULL;
     int rc = !recorded ? RZ_EINVAL
-           : own ? rz__engine_reuse_map_named(r->engine, r->dep, own, &r->resume_map)
+           : own ? rz_engine_reuse_map_named(r->engine, r->dep, own, &r->resume_map)
                  : RZ_ENOMEM;
     free(own);
     if (rc != RZ_OK)

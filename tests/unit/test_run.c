@@ -1297,6 +1297,17 @@ static char *finished_status(rz_flow *f, int share)
         assert_non_null(d);
         assert_null(d->final_status);
         assert_true(d->final_lazy);
+        /* The step cache named as the runner's record names it. */
+        char *map = NULL, *named = NULL;
+        assert_int_equal(rz_engine_reuse_map(e, dep, &map), RZ_OK);
+        assert_int_equal(rz_engine_reuse_map_named(e, dep, "run r3 step ", &named), RZ_OK);
+        assert_non_null(strstr(map, "\"from\":\"deployment 1 step a\""));
+        assert_non_null(strstr(named, "\"from\":\"run r3 step a\""));
+        assert_null(strstr(named, "deployment 1 step"));
+        assert_int_equal(strlen(named), strlen(map) + 4 * (strlen("run r3") -
+                                                           strlen("deployment 1")));
+        rz_free(map);
+        rz_free(named);
     }
     rz_engine_stats es;
     rz_engine_stats_get(e, &es);
