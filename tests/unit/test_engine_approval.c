@@ -85,6 +85,17 @@ static int setup(void **state)
                "\"requirements\":{\"adapter\":\"process\",\"cpu_cores\":1},"
                "\"estimate\":{\"seconds\":10},"
                "\"exec\":{\"adapter\":\"process\",\"command\":[\"true\"]}}");
+    /* A module with a credential: the cache key names which one. */
+    snprintf(path, sizeof path, "%s/post", mods);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/post/module.json", mods);
+    file_write(path, "{\"id\":\"post\",\"version\":\"1.0.0\",\"name\":\"post\","
+               "\"description\":\"test\",\"inputs\":[{\"name\":\"text\",\"type\":\"string\"}],"
+               "\"outputs\":[{\"name\":\"n\",\"type\":\"integer\"}],"
+               "\"credentials\":[{\"name\":\"api\",\"type\":\"llm_api\"}],"
+               "\"requirements\":{\"adapter\":\"process\",\"cpu_cores\":1},"
+               "\"estimate\":{\"seconds\":10},"
+               "\"exec\":{\"adapter\":\"process\",\"command\":[\"true\"]}}");
     assert_int_equal(rz_registry_new(&f->reg), RZ_OK);
     assert_int_equal(rz_registry_add_dir(f->reg, mods, NULL), RZ_OK);
     reopen(f);
@@ -668,6 +679,38 @@ static void test_reuse_drop_clears(void **state)
     free(m1);
 }
 
+/* The cache key covers which credential a step used (its id, never its
+ * value): the same step with another credential runs again. */
+static const char *posting(const char *cred)
+{
+    static char t[320];
+    snprintf(t, sizeof t, "flux: 1\nname: posts\nsteps:\n"
+             "  p:\n    module: post@1.0.0\n    inputs: {text: \"hi\"}\n"
+             "    credentials: {api: {credentialId: %s, type: llm_api}}\n", cred);
+    return t;
+}
+
+static void test_reuse_key_names_the_credential(void **state)
+{
+    fx *f = *state;
+    uint64_t n = node_add(f);
+    uint64_t d1 = deploy(f, posting("key-one"), 1);
+    assert_string_equal(take(f, n, 2, false), "p");
+    assert_int_equal(state_of(f, d1), RZ_RUN_SUCCEEDED);
+    char *m = map_of(f, d1);
+    /* The same credential: reused, nothing runs. */
+    uint64_t d2 = deploy_reuse(f, posting("key-one"), m, 10);
+    assert_null(take(f, n, 11, false));
+    assert_int_equal(state_of(f, d2), RZ_RUN_SUCCEEDED);
+    /* Another one: the step runs (and is paid) again. */
+    uint64_t d3 = deploy_reuse(f, posting("key-two"), m, 20);
+    assert_string_equal(take(f, n, 21, false), "p");
+    assert_int_equal(state_of(f, d3), RZ_RUN_SUCCEEDED);
+    assert_int_equal(balance(f), 10000 - 200);
+    free(m);
+    assert_int_equal(rz_engine_check(f->e), RZ_OK);
+}
+
 /* A module with "cacheable": false is never reused; `cache: {ttl_s}`
  * reuses a result only while it is young enough. */
 static void test_reuse_opt_outs(void **state)
@@ -719,6 +762,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resume_survives_sigkill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reuse_drop_clears, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reuse_opt_outs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reuse_key_names_the_credential, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
