@@ -40,6 +40,9 @@ from harness import NodeKey, http, run, start_orchestrator
 EXE, ROOT = sys.argv[1], sys.argv[2]
 LIB = sys.argv[3] if len(sys.argv) > 3 else None
 RHIZOS = sys.argv[4] if len(sys.argv) > 4 else None
+# One class only (e2e-triggers-overlap runs Overlap apart: minutes of real
+# time that need no quiet machine, unlike the 2 s cron check).
+ONLY = sys.argv[5] if len(sys.argv) > 5 else None
 X25519 = "11" * 32
 NODE_CAPS = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
              "storage": {"total_gb": 100, "free_gb": 100}, "adapters": ["process"],
@@ -295,6 +298,47 @@ class Cron(Base):
                                  key=k2)[1]["trigger"]["fire"], fire_at)
 
 
+class Overlap(Base):
+    def test_a_fire_waits_its_turn_with_overlap_queue(self):
+        """overlap: queue: a fire while the last triggered run still runs
+        (an approval holds it) is queued, not run and not dropped; it runs
+        as soon as that run ends. Costs up to two minutes of real time."""
+        flow = ("flux: 1\nname: queued\ntriggers:\n  - {type: cron, schedule: \"* * * * *\","
+                " overlap: queue}\nsteps:\n  gate:\n    approval: {timeout_s: 3600}\n")
+        _, key = self.client(10 ** 6)
+        d = self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, key, 201)
+        fid, manual = d["flow_id"], d["id"]
+        self.ok("POST", "/api/v1/flows/%d/steps/gate/approve" % manual, {}, key)
+
+        def trig():
+            return self.ok("GET", "/api/v1/named-flows/%d" % fid,
+                           key=key)["triggers"].get("cron-0", {})
+
+        def wait_for(what, n, limit):
+            end = time.time() + limit
+            while time.time() < end:
+                if sum(1 for e in trig().get("events", []) if e["what"] == what) >= n:
+                    return
+                time.sleep(0.2)
+            self.fail("no %d '%s' event(s) in %d s: %r" % (n, what, limit, trig()))
+        wait_for("fired", 1, 65)                 # the first minute: a run, held
+        first = [x for x in self.deps(key) if x != manual]
+        self.assertEqual(len(first), 1, first)
+        wait_for("queued", 1, 65)                # the next: it waits
+        self.assertEqual([x for x in self.deps(key) if x != manual], first)
+        self.assertEqual(trig()["queued"], 1)
+        self.ok("POST", "/api/v1/flows/%d/steps/gate/approve" % first[0], {}, key)
+        wait_for("fired", 2, 5)                  # the held run ended: the queued fire runs
+        runs = [x for x in self.deps(key) if x != manual]
+        self.assertEqual(len(runs), 2, runs)
+        t = trig()
+        self.assertEqual(t["queued"], 0, t)
+        whats = [e["what"] for e in t["events"]]
+        self.assertEqual(whats[-3:], ["fired", "queued", "fired"], whats)
+        for x in self.deps(key):
+            self.s.call("DELETE", "/api/v1/flows/%d" % x, key=key)
+
+
 class Webhooks(Base):
     def seal(self, value, cid):
         lib = ctypes.CDLL(LIB)
@@ -451,4 +495,5 @@ class Switch(Base):
                                            env=env).stdout)
 
 if __name__ == "__main__":
-    unittest.main(argv=[sys.argv[0], "-v"])
+    unittest.main(argv=[sys.argv[0], "-v"] +
+                  ([ONLY] if ONLY else ["Versions", "Cron", "Webhooks", "Switch"]))
