@@ -131,6 +131,24 @@ RZ_EXTERN RZ_NODISCARD int rz_auth_creds_put(rz_auth *a, uint64_t deployment,
 RZ_EXTERN RZ_NODISCARD int rz_auth_creds_get(const rz_auth *a,
                                              uint64_t deployment, char **out);
 
+/* The credentials an account keeps for later deploys, by credential id
+ * (1 to RZ_AUTH_CRED_ID_MAX bytes, else RZ_EINVAL): any non-empty text (the
+ * orchestrator keeps {"type","created_ms","sealed"}, the value sealed to
+ * its own key, never plain). put replaces what the id held, in one durable
+ * commit; get and del: RZ_ENOENT if none. list: a JSON array of the
+ * account's records, in id order, each object with its "id" added (only
+ * the account's own; "[]" if none). Release *out with rz_free. */
+#define RZ_AUTH_CRED_ID_MAX 128
+RZ_EXTERN RZ_NODISCARD int rz_auth_account_cred_put(rz_auth *a, rz_ledger_id account,
+                                                    const char *id, const char *text);
+RZ_EXTERN RZ_NODISCARD int rz_auth_account_cred_get(const rz_auth *a,
+                                                    rz_ledger_id account,
+                                                    const char *id, char **out);
+RZ_EXTERN RZ_NODISCARD int rz_auth_account_cred_del(rz_auth *a, rz_ledger_id account,
+                                                    const char *id);
+RZ_EXTERN RZ_NODISCARD int rz_auth_account_cred_list(const rz_auth *a,
+                                                     rz_ledger_id account, char **out);
+
 /* A job's log: `len` bytes (0 allowed; `log` may then be NULL). get gives
  * them NUL-terminated and their length in *len (may be NULL). RZ_ENOENT if
  * none. Release with rz_free. */

@@ -14,6 +14,8 @@
  *             "a"                       -> the audit log's head: seq (u64
  *                                          big-endian) + hash (32) +
  *                                          keyed_since (u64 big-endian)
+ *             "c" + 16-byte account + id -> a credential the account
+ *                                          stored (JSON, its value sealed)
  * Each put is one write transaction (LMDB fsyncs at commit). */
 #include <errno.h>
 #include <stdbool.h>
@@ -408,6 +410,124 @@ int rz_auth_withdrawal_get(const rz_auth *a, rz_ledger_id id, char **out)
     unsigned char k[17];
     withdrawal_key(k, id);
     return get(a, DB_REFS, k, sizeof k, out, NULL);
+}
+
+/* "c" + account + credential id: one stored credential in DB_REFS (an
+ * account's keys sort together, so listing is one cursor walk). */
+static size_t cred_key(unsigned char k[1 + 16 + RZ_AUTH_CRED_ID_MAX], rz_ledger_id account,
+                       const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > RZ_AUTH_CRED_ID_MAX)
+        return 0;
+    k[0] = 'c';
+    key_account(k + 1, account);
+    memcpy(k + 17, id, n);
+    return n + 17;
+}
+
+static int cred_id_error(void)
+{
+    return rz__error(RZ_EINVAL, "a credential id is 1 to %d bytes",
+                     RZ_AUTH_CRED_ID_MAX);
+}
+
+int rz_auth_account_cred_put(rz_auth *a, rz_ledger_id account, const char *id,
+                             const char *text)
+{
+    unsigned char k[1 + 16 + RZ_AUTH_CRED_ID_MAX];
+    size_t kl = cred_key(k, account, id);
+    if (!kl)
+        return cred_id_error();
+    if (!text || !*text)
+        return rz__error(RZ_EINVAL, "an empty credential record");
+    return put(a, DB_REFS, k, kl, text, strlen(text));
+}
+
+int rz_auth_account_cred_get(const rz_auth *a, rz_ledger_id account, const char *id,
+                             char **out)
+{
+    *out = NULL;
+    unsigned char k[1 + 16 + RZ_AUTH_CRED_ID_MAX];
+    size_t kl = cred_key(k, account, id);
+    return kl ? get(a, DB_REFS, k, kl, out, NULL) : cred_id_error();
+}
+
+int rz_auth_account_cred_del(rz_auth *a, rz_ledger_id account, const char *id)
+{
+    unsigned char k[1 + 16 + RZ_AUTH_CRED_ID_MAX];
+    size_t kl = cred_key(k, account, id);
+    if (!kl)
+        return cred_id_error();
+    MDB_txn *txn = NULL;
+    MDB_val key = { kl, k };
+    int mrc = mdb_txn_begin(a->env, NULL, 0, &txn);
+    if (mrc == 0)
+        mrc = mdb_del(txn, a->dbi[DB_REFS], &key, NULL);
+    if (mrc == MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return rz__error(RZ_ENOENT, "no such credential");
+    }
+    mrc = end_write(a, txn, mrc, true);
+    return mrc ? db_error(mrc, "delete") : RZ_OK;
+}
+
+/* Each record of the walk as {"id", ...its members}; false: out of memory. */
+static bool cred_list_add(cJSON *arr, const MDB_val *k, const MDB_val *v)
+{
+    cJSON *rec = cJSON_ParseWithLength(v->mv_data, v->mv_size);
+    if (!cJSON_IsObject(rec)) {
+        cJSON_Delete(rec);
+        return true;     /* not a record this version wrote: left out */
+    }
+    char *id = rz__malloc(k->mv_size - 17 + 1);
+    if (!id) {
+        cJSON_Delete(rec);
+        return false;
+    }
+    memcpy(id, (const char *)k->mv_data + 17, k->mv_size - 17);
+    id[k->mv_size - 17] = '\0';
+    cJSON_DeleteItemFromObjectCaseSensitive(rec, "id");
+    bool ok = cJSON_AddStringToObject(rec, "id", id) != NULL;
+    free(id);
+    cJSON_AddItemToArray(arr, rec);
+    return ok;
+}
+
+int rz_auth_account_cred_list(const rz_auth *a, rz_ledger_id account, char **out)
+{
+    *out = NULL;
+    unsigned char pre[17];
+    pre[0] = 'c';
+    key_account(pre + 1, account);
+    cJSON *arr = cJSON_CreateArray();
+    MDB_txn *txn = NULL;
+    MDB_cursor *c = NULL;
+    int mrc = arr ? mdb_txn_begin(a->env, NULL, MDB_RDONLY, &txn) : 0;
+    if (arr && mrc == 0)
+        mrc = mdb_cursor_open(txn, a->dbi[DB_REFS], &c);
+    MDB_val k = { sizeof pre, pre }, v;
+    bool ok = arr != NULL;
+    if (ok && mrc == 0) {
+        mrc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        while (ok && mrc == 0 && k.mv_size > sizeof pre &&
+               memcmp(k.mv_data, pre, sizeof pre) == 0) {
+            ok = cred_list_add(arr, &k, &v);
+            mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+        }
+        if (mrc == MDB_NOTFOUND)
+            mrc = 0;
+    }
+    if (c)
+        mdb_cursor_close(c);
+    if (txn)
+        mdb_txn_abort(txn);
+    if (ok && mrc == 0)
+        *out = cJSON_PrintUnformatted(arr);
+    cJSON_Delete(arr);
+    if (mrc)
+        return db_error(mrc, "read");
+    return *out ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
 }
 
 int rz_auth_account_get(const rz_auth *a, rz_ledger_id id, char **out)

@@ -340,6 +340,42 @@ static void test_creds_put_refuses_empty(void **state)
     assert_null(out);
 }
 
+/* An account's stored credentials: its own only, listed in id order,
+ * replaced by a put, gone after del; bad ids refused with no change. */
+static void test_account_creds_are_per_account(void **state)
+{
+    fixture *f = *state;
+    rz_ledger_id me = rz_ledger_id_make(1, 2), other = rz_ledger_id_make(1, 3);
+    char *out = NULL;
+    assert_int_equal(rz_auth_account_cred_put(f->a, me, "zeta", "{\"type\":\"t\"}"), RZ_OK);
+    assert_int_equal(rz_auth_account_cred_put(f->a, me, "alpha", "{\"type\":\"a\"}"), RZ_OK);
+    assert_int_equal(rz_auth_account_cred_put(f->a, me, "alpha", "{\"type\":\"b\"}"), RZ_OK);
+    assert_int_equal(rz_auth_account_cred_put(f->a, other, "mine", "{\"type\":\"o\"}"), RZ_OK);
+    assert_int_equal(rz_auth_account_cred_list(f->a, me, &out), RZ_OK);
+    assert_string_equal(out, "[{\"type\":\"b\",\"id\":\"alpha\"},{\"type\":\"t\",\"id\":\"zeta\"}]");
+    rz_free(out);
+    assert_int_equal(rz_auth_account_cred_get(f->a, me, "mine", &out), RZ_ENOENT);
+    assert_null(out);
+    assert_int_equal(rz_auth_account_cred_get(f->a, other, "mine", &out), RZ_OK);
+    assert_string_equal(out, "{\"type\":\"o\"}");
+    rz_free(out);
+    assert_int_equal(rz_auth_account_cred_del(f->a, me, "mine"), RZ_ENOENT);
+    assert_int_equal(rz_auth_account_cred_del(f->a, me, "zeta"), RZ_OK);
+    assert_int_equal(rz_auth_account_cred_del(f->a, me, "zeta"), RZ_ENOENT);
+    char long_id[RZ_AUTH_CRED_ID_MAX + 2];
+    memset(long_id, 'x', sizeof long_id - 1);
+    long_id[sizeof long_id - 1] = '\0';
+    assert_int_equal(rz_auth_account_cred_put(f->a, me, long_id, "{}"), RZ_EINVAL);
+    assert_int_equal(rz_auth_account_cred_put(f->a, me, "", "{}"), RZ_EINVAL);
+    assert_int_equal(rz_auth_account_cred_put(f->a, me, "e", ""), RZ_EINVAL);
+    assert_int_equal(rz_auth_account_cred_list(f->a, me, &out), RZ_OK);
+    assert_string_equal(out, "[{\"type\":\"b\",\"id\":\"alpha\"}]");
+    rz_free(out);
+    assert_int_equal(rz_auth_account_cred_list(f->a, rz_ledger_id_make(9, 9), &out), RZ_OK);
+    assert_string_equal(out, "[]");
+    rz_free(out);
+}
+
 static void test_log_keeps_binary_length(void **state)
 {
     fixture *f = *state;
@@ -620,6 +656,7 @@ int main(void)
         F(test_account_round_trips),
         F(test_creds_round_trip),
         F(test_creds_put_refuses_empty),
+        F(test_account_creds_are_per_account),
         F(test_log_keeps_binary_length),
         F(test_log_put_refuses_null_text_with_length),
         F(test_logs_are_kept_per_attempt),
