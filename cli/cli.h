@@ -148,6 +148,14 @@ int cli_job(cli *c, const char *verb);
 int cli_cancel(cli *c, const char *verb);
 void cli_net_usage(void);
 int cli_account(cli *c, const char *verb);
+/* credentials.c: an account's credentials stored on the orchestrator. */
+int cli_credentials(cli *c, const char *verb);
+void cli_credentials_usage(void);
+/* vault.c: ms since the epoch as "YYYY-MM-DDThh:mm:ssZ". */
+void cli_iso_time(uint64_t ms, char *out, size_t cap);
+/* deploy.c: the orchestrator's X25519 key (GET /api/v1/keys); false with
+ * *ex set (printed). */
+bool cli_orchestrator_key(struct rz_client *cl, unsigned char pk[32], int *ex);
 void cli_account_usage(void);
 int cli_admin(cli *c, const char *verb);
 void cli_admin_usage(void);

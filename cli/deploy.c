@@ -134,8 +134,8 @@ static rz_flow *check_locally(const cli *c, const char *path, const char *text,
     return flow;
 }
 
-static bool orchestrator_key(rz_client *cl, unsigned char pk[RZ_VAULT_NODE_PK_BYTES],
-                             int *ex)
+bool cli_orchestrator_key(rz_client *cl, unsigned char pk[RZ_VAULT_NODE_PK_BYTES],
+                          int *ex)
 {
     char *r = NULL;
     *ex = cli_request(cl, "GET", "/api/v1/keys", NULL, &r);
@@ -169,7 +169,7 @@ static char *sealed_credentials(const cli *c, rz_client *cl, const rz_flow *flow
     unsigned char pk[RZ_VAULT_NODE_PK_BYTES];
     rz_vault *v = NULL;
     char *json = NULL;
-    if (!orchestrator_key(cl, pk, ex))
+    if (!cli_orchestrator_key(cl, pk, ex))
         return NULL;
     if (!(v = cli_vault_open_unlocked(c))) {
         *ex = EXIT_FAILED;      /* printed */

@@ -369,6 +369,7 @@ static const struct {
       "validate plan run runs export estimate deploy status watch cancel list versions "
       "rollback schedule pause resume approve reject diff logs serve cache publish enable disable" },
     { "vault", 1, cli_vault, cli_vault_usage, "init add list show rm passwd" },
+    { "credentials", 1, cli_credentials, cli_credentials_usage, "put list rm" },
     { "match", 0, cli_match, cli_match_usage, "" },
     { "ledger", 1, cli_ledger, cli_ledger_usage, "verify export" },
     { "schema", 1, cli_schema, cli_schema_usage, "validate" },

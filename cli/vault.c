@@ -372,7 +372,7 @@ static int cmd_add(const cli *c)
     return rc == RZ_OK ? EXIT_OK : EXIT_FAILED;
 }
 
-static void iso_time(uint64_t ms, char *out, size_t cap)
+void cli_iso_time(uint64_t ms, char *out, size_t cap)
 {
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
@@ -387,9 +387,9 @@ static cJSON *entry_json(const rz_vault_entry *e)
     cJSON_AddStringToObject(o, "id", e->id);
     cJSON_AddStringToObject(o, "name", e->name);
     cJSON_AddStringToObject(o, "type", e->type);
-    iso_time(e->created_ms, t, sizeof t);
+    cli_iso_time(e->created_ms, t, sizeof t);
     cJSON_AddStringToObject(o, "created", t);
-    iso_time(e->updated_ms, t, sizeof t);
+    cli_iso_time(e->updated_ms, t, sizeof t);
     cJSON_AddStringToObject(o, "updated", t);
     cJSON *meta = cJSON_Parse(e->metadata);
     cJSON_AddItemToObject(o, "metadata", meta ? meta : cJSON_CreateObject());
@@ -420,7 +420,7 @@ static int cmd_list(const cli *c)
         rz_vault_entry e;
         (void)!rz_vault_get(v, i, &e);   /* i < count: cannot fail */
         char t[32];
-        iso_time(e.updated_ms, t, sizeof t);
+        cli_iso_time(e.updated_ms, t, sizeof t);
         if (arr)
             cJSON_AddItemToArray(arr, entry_json(&e));
         else
@@ -468,9 +468,9 @@ static int cmd_show(const cli *c)
         char t[32];
         printf("name:     %s\nid:       %s\ntype:     %s%s\n", e.name, e.id, e.type,
                rz_vault_type_is_known(e.type) ? "" : " (custom)");
-        iso_time(e.created_ms, t, sizeof t);
+        cli_iso_time(e.created_ms, t, sizeof t);
         printf("created:  %s\n", t);
-        iso_time(e.updated_ms, t, sizeof t);
+        cli_iso_time(e.updated_ms, t, sizeof t);
         printf("updated:  %s\nmetadata: %s\nlength:   %zu bytes\n", t, e.metadata, e.value_len);
         if (s) {
             fputs("value:    ", stdout);

@@ -90,6 +90,9 @@ static const route routes[] = {
     { "DELETE", "/api/v1/cache",                           W_CLIENT, false, r_cache_clear },
     { "POST",   "/api/v1/named-flows/{id}/triggers/{name}/disable", W_CLIENT | W_ADMIN, false, r_named_flow_trigger_disable },
     { "POST",   "/api/v1/named-flows/{id}/triggers/{name}/enable",  W_CLIENT | W_ADMIN, false, r_named_flow_trigger_enable },
+    { "PUT",    "/api/v1/credentials/{id}",                W_CLIENT, true,  r_cred_put },
+    { "GET",    "/api/v1/credentials",                     W_CLIENT, false, r_creds_list },
+    { "DELETE", "/api/v1/credentials/{id}",                W_CLIENT, false, r_cred_delete },
 };
 
 #define N_ROUTES (sizeof routes / sizeof routes[0])

@@ -554,6 +554,14 @@ void r_payments_stats(req *q);
 void r_deposit_confirm(req *q);
 void r_deposit_cancel(req *q);
 void r_flow_deploy(req *q);
+/* routes_creds.c: an account's stored credentials. creds_fill_stored adds
+ * to *creds (made in the body if NULL) each credential the flow `text`
+ * references and the deploy did not supply, from the caller's own store;
+ * false: answered (a stored one of another type than a step asks for). */
+void r_cred_put(req *q);
+void r_creds_list(req *q);
+void r_cred_delete(req *q);
+bool creds_fill_stored(req *q, const char *text, cJSON **creds);
 void r_flows_list(req *q);
 void r_flow_status(req *q);
 void r_flow_events(req *q);

@@ -307,7 +307,7 @@ void r_flow_deploy(req *q)
         return;
     }
     char *text = flows_expand_named(q, flow_text(q), &creds);
-    if (!text || !flows_deploy_check(q, text, creds)) {
+    if (!text || !creds_fill_stored(q, text, &creds) || !flows_deploy_check(q, text, creds)) {
         free(text);
         free(map);
         return;

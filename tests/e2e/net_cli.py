@@ -17,7 +17,7 @@ import sys
 import tempfile
 import unittest
 
-from harness import cli_env, free_port, run, start_orchestrator  # noqa: E402
+from harness import cli_env, free_port, http, run, start_orchestrator  # noqa: E402
 
 RHIZOS, ROOT = sys.argv[1], sys.argv[2]
 ORCH = sys.argv[3] if len(sys.argv) > 3 else None
@@ -479,6 +479,73 @@ class Live(unittest.TestCase):
         self.assertNotIn(secret, json.dumps(st))
         self.assertNotIn(secret, self.read_log())
         self.cli("flow", "cancel", str(fid), key=key)
+
+    def test_stored_credentials_deploy_by_reference(self):
+        """A credential stored once with `rhizos credentials put` lets a
+        deploy name it by id only (as the console does); only the caller's
+        own, of the type the step asks for, and never shown again."""
+        _, key = self.new_client(1000)
+        _, other = self.new_client(1000)
+        secret = "sk-stored-e2e-9876543210"
+        vault = os.path.join(self.tmp.name, "stored.vault")
+        env = {"RHIZOS_VAULT": vault, "RHIZOS_VAULT_PASSWORD": "e2e password"}
+        args = ["--orchestrator", self.url, "--api-key", key]
+        self.assertEqual(rhizos(*args, "vault", "init", env=env).returncode, 0)
+        for name, typ, value in (("openai", "llm_api", secret), ("bot", "discord_bot", "b0t")):
+            p = rhizos(*args, "vault", "add", name, "--type", typ, env=env, stdin=value)
+            self.assertEqual(p.returncode, 0, p.stderr)
+        with open(SECRET_FLOW) as f:
+            text = f.read()
+        deploy = {"flow": text}
+        # Nothing stored yet: refused as before.
+        code, r = http(self.url, "POST", "/api/v1/flows/deploy", key=key, body=deploy)
+        self.assertEqual(code, 422, r)
+        self.assertIn("referenced but not supplied", r["error"]["message"])
+        p = rhizos(*args, "credentials", "put", "openai", env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("stored openai (llm_api)", p.stdout)
+        p = rhizos(*args, "credentials", "list", "--json", env=env)
+        listed = json.loads(p.stdout)["credentials"]
+        self.assertEqual([(c["id"], c["type"]) for c in listed], [("openai", "llm_api")])
+        self.assertEqual(sorted(listed[0]), ["created_ms", "id", "type"])
+        self.assertIn("openai", rhizos(*args, "credentials", "list").stdout)
+        # Deployed by reference: the stored value is used, never shown.
+        code, dep = http(self.url, "POST", "/api/v1/flows/deploy", key=key, body=deploy)
+        self.assertEqual(code, 201, dep)
+        st = self.cli_json("flow", "status", str(dep["id"]), key=key)
+        self.assertNotIn(secret, json.dumps(st))
+        self.cli("flow", "cancel", str(dep["id"]), key=key)
+        # Another account cannot use, list or remove it.
+        code, r = http(self.url, "POST", "/api/v1/flows/deploy", key=other, body=deploy)
+        self.assertEqual(code, 422, r)
+        self.assertIn('credential "openai" is referenced but not supplied', r["error"]["message"])
+        code, r = http(self.url, "GET", "/api/v1/credentials", key=other)
+        self.assertEqual((code, r), (200, {"credentials": []}))
+        code, _ = http(self.url, "DELETE", "/api/v1/credentials/openai", key=other)
+        self.assertEqual(code, 404)
+        # A stored credential of another type than the step asks for: refused.
+        p = rhizos(*args, "credentials", "put", "bot", env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        code, r = http(self.url, "POST", "/api/v1/flows/deploy", key=key,
+                       body={"flow": text.replace("credentialId: openai", "credentialId: bot")})
+        self.assertEqual(code, 422, r)
+        self.assertIn("type 'discord_bot'", r["error"]["message"])
+        # Bad input: a clear error and nothing stored.
+        for path, body in (("/api/v1/credentials/openai", {"type": "llm_api", "sealed": "AAAA"}),
+                           ("/api/v1/credentials/openai", {"type": "llm api", "sealed": "AAAA"}),
+                           ("/api/v1/credentials/bad%20id", {"type": "llm_api", "sealed": "AAAA"})):
+            code, r = http(self.url, "PUT", path, key=key, body=body)
+            self.assertEqual(code, 400, (path, r))
+        code, r = http(self.url, "PUT", "/api/v1/credentials/x", key=self.ADMIN,
+                       body={"type": "llm_api", "sealed": "AAAA"})
+        self.assertEqual(code, 403, r)
+        # Removed: a deploy is refused again.
+        self.assertEqual(rhizos(*args, "credentials", "rm", "openai", env=env).returncode, 0)
+        self.assertEqual(rhizos(*args, "credentials", "rm", "openai", env=env).returncode, 1)
+        code, r = http(self.url, "POST", "/api/v1/flows/deploy", key=key, body=deploy)
+        self.assertEqual(code, 422, r)
+        self.assertNotIn(secret, self.read_log())
+        self.assertNotIn("b0t", self.read_log())
 
     def test_invalid_flow_reports_server_diagnostics(self):
         _, key = self.new_client(1000)
