@@ -118,8 +118,8 @@ static int do_list(const cli *c, rz_client *cl, char **r)
     const cJSON *e;
     cJSON_ArrayForEach(e, list) {
         char t[32];
-        cli_iso_time((uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "created_ms")),
-                     t, sizeof t);
+        const cJSON *ms = cJSON_GetObjectItemCaseSensitive(e, "created_ms");
+        cli_iso_time((uint64_t)cJSON_GetNumberValue(ms), t, sizeof t);
         printf("%-32s %-20s %s\n", cli_json_str(e, "id", ""), cli_json_str(e, "type", ""), t);
     }
     cJSON_Delete(doc);

@@ -127,11 +127,14 @@ void r_creds_list(req *q)
     cJSON *list = cJSON_CreateArray();
     const cJSON *r;
     cJSON_ArrayForEach(r, all) {
+        /* Only these three: the record's sealed value never leaves. */
         cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "id", cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "id")));
-        cJSON_AddStringToObject(e, "type", cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "type")));
-        cJSON_AddNumberToObject(e, "created_ms",
-                                cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "created_ms")));
+        static const char *const keep[] = { "id", "type", "created_ms" };
+        for (size_t i = 0; i < 3; i++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, keep[i]);
+            if (v)
+                cJSON_AddItemToObject(e, keep[i], cJSON_Duplicate(v, false));
+        }
         cJSON_AddItemToArray(list, e);
     }
     cJSON_Delete(all);

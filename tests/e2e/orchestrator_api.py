@@ -792,6 +792,28 @@ class OrchestratorApi(unittest.TestCase):
         # another account's flow of that name is not theirs to run
         _, other = self.client(1000)
         self.err(422, "RZ_EINVALID", "POST", "/api/v1/flows/deploy", {"flow": wrap}, other)
+        # Stored once (PUT /api/v1/credentials/openai), named by id only:
+        # the node gets the stored value, sealed for its job.
+        self.err(400, "RZ_EINVAL", "PUT", "/api/v1/credentials/openai",
+                 {"type": "llm_api", "sealed": base64.b64encode(decoy).decode()}, other)
+        st = self.ok("PUT", "/api/v1/credentials/openai",
+                     {"type": "llm_api", "sealed": base64.b64encode(seal(b"st0red", b"openai"))
+                      .decode()}, other)
+        self.assertEqual((st["id"], st["type"]), ("openai", "llm_api"))
+        self.assertEqual(self.ok("GET", "/api/v1/credentials", key=other)["credentials"], [st])
+        dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, other, 201)["id"]
+        a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % reg["id"], key=reg["token"])
+        self.assertEqual(a["deployment"], dep)
+        blob = base64.b64decode(a["credentials"][0]["sealed"])
+        rc = lib.rz_vault_unseal(ctypes.byref(secret), None, blob, ctypes.c_size_t(len(blob)),
+                                 npk, nsk, str(a["job"]).encode(), ctypes.c_uint64(0))
+        self.assertEqual(rc, 0)
+        got = ctypes.string_at(lib.rz_secret_data(secret), lib.rz_secret_len(secret))
+        lib.rz_secret_free(secret)
+        self.assertEqual(got, b"st0red")
+        self.ok("DELETE", "/api/v1/flows/%d" % dep, key=other)
+        self.assertEqual(self.ok("DELETE", "/api/v1/credentials/openai", key=other), {})
+        self.err(404, "RZ_ENOENT", "DELETE", "/api/v1/credentials/openai", None, other)
 
     def test_whoami_and_step_needs(self):
         acct, key = self.client(5000)
@@ -900,6 +922,9 @@ class OrchestratorApi(unittest.TestCase):
             ("DELETE", "/api/v1/cache"): {C},
             ("POST", "/api/v1/named-flows/{id}/triggers/{name}/disable"): {A},
             ("POST", "/api/v1/named-flows/{id}/triggers/{name}/enable"): {A},
+            ("GET", "/api/v1/credentials"): {C},
+            ("PUT", "/api/v1/credentials/{id}"): {C},
+            ("DELETE", "/api/v1/credentials/{id}"): {C},
         }
         self.assertEqual(set(allowed), openapi_routes())
         bodies = {"/api/v1/jobs": {"module": "echo", "max_cost_micros": 1},
