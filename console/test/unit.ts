@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { check, validator } from "../src/flow/validator";
-import { cannotDeployHere, freshId, fromStatus, parseFlowText, portsFit, subflowOf, toCanvas, toDoc, type Manifest, type StepNode } from "../src/flow/flowdoc";
+import { cannotDeployHere, freshId, isStored, fromStatus, parseFlowText, portsFit, subflowOf, toCanvas, toDoc, type Manifest, type StepNode } from "../src/flow/flowdoc";
 import { locate } from "../src/flow/locate";
 
 const root = process.env.RZ_ROOT || "..";
@@ -155,6 +155,16 @@ test("sub-flow steps: imported as such, not deployable from here", async () => {
   const withCred = [{ moduleId: "http", credentials: { token: { credentialId: "gh", type: "api_key" } } }];
   assert.match(cannotDeployHere(withCred) || "", /credentials \(gh\)/);
   assert.equal(cannotDeployHere([{ moduleId: "echo" }]), null);
+});
+
+test("credentials: deployable from here once stored on the orchestrator with their type", () => {
+  const withCred = [{ moduleId: "http", credentials: { token: { credentialId: "gh", type: "api_key" } } }];
+  assert.equal(cannotDeployHere(withCred, [{ id: "gh", type: "api_key" }]), null);
+  assert.match(cannotDeployHere(withCred, []) || "", /not stored .*\(gh\).*rhizos credentials put ID/);
+  assert.match(cannotDeployHere(withCred, [{ id: "gh", type: "llm_api" }]) || "", /another type/);
+  assert.match(cannotDeployHere(withCred, [{ id: "other", type: "api_key" }]) || "", /\(gh\)/);
+  assert.equal(isStored([{ id: "gh", type: "api_key" }], { credentialId: "gh", type: "api_key" }), true);
+  assert.equal(isStored([{ id: "GH", type: "api_key" }], { credentialId: "gh", type: "api_key" }), false);
 });
 
 test("a deployment drawn from its status: one edge per need", () => {

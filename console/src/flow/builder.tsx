@@ -11,7 +11,7 @@ import {
   type Connection,
   type Edge,
 } from "@xyflow/react";
-import { ApiError, get, post, type Diagnostic } from "../api";
+import { ApiError, get, post, whoami, type Diagnostic } from "../api";
 import { locate, type Problem } from "./locate";
 import { describe, ErrorLine } from "../ui";
 import {
@@ -25,6 +25,7 @@ import {
   type Manifest,
   type ModuleEntry,
   type StepNode as StepNodeT,
+  type StoredCredential,
 } from "./flowdoc";
 import { layout } from "./layout";
 import { StepNode } from "./stepnode";
@@ -49,6 +50,7 @@ function Builder() {
   const [error, setError] = useState<string | null>(null);
   const [deployed, setDeployed] = useState<number | null>(null);
   const [showJson, setShowJson] = useState(false);
+  const [stored, setStored] = useState<StoredCredential[] | null>(null);
   const wrapper = useRef<HTMLDivElement>(null);
 
   const doc = useMemo(() => toDoc(meta, nodes, edges), [meta, nodes, edges]);
@@ -237,9 +239,28 @@ function Builder() {
     localStorage.setItem(SAVED, JSON.stringify(all));
   };
 
+  // The caller's stored credentials (ids and types only), asked again at
+  // each deploy: one stored with the CLI meanwhile counts. Only a client
+  // has them (not the admin, not rhizos ui's local role).
+  const loadStored = useCallback(async () => {
+    let list: StoredCredential[] | null = null;
+    try {
+      if ((await whoami()).role === "client")
+        list = (await get<{ credentials: StoredCredential[] }>("/api/v1/credentials")).credentials;
+    } catch {
+      list = null;
+    }
+    setStored(list);
+    return list;
+  }, []);
+  useEffect(() => {
+    void loadStored();
+  }, [loadStored]);
+
   const deploy = async () => {
     setError(null);
-    const why = cannotDeployHere(nodes.map((n) => n.data.step));
+    const refs = nodes.some((n) => Object.keys(n.data.step.credentials || {}).length);
+    const why = cannotDeployHere(nodes.map((n) => n.data.step), refs ? await loadStored() : stored);
     if (why) {
       setError(why);
       return;
@@ -355,6 +376,7 @@ function Builder() {
               problems={problems.filter((p) => p.nodeId === sel.id)}
               allIds={nodes.map((n) => n.id)}
               credentialIds={[...new Set(nodes.flatMap((n) => Object.values(n.data.step.credentials || {}).map((c) => c.credentialId)))]}
+              stored={stored}
               onChange={(id, step) => {
                 setNodes((ns) => ns.map((n) => (n.id === sel.id ? { ...n, id, data: { ...n.data, step } } : n)));
                 if (id !== sel.id) {

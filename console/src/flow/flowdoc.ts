@@ -210,24 +210,44 @@ export function needs(m: ModuleEntry): string[] {
   return out;
 }
 
+/** A credential the caller stored on the orchestrator (GET
+ * /api/v1/credentials): its id and type, never a value. */
+export type StoredCredential = { id: string; type: string };
+
+/** Whether a step's reference is one the orchestrator holds for the
+ * caller: the same id, of the type the step asks for. */
+export function isStored(stored: StoredCredential[], ref: { credentialId: string; type: string }): boolean {
+  return stored.some((s) => s.id === ref.credentialId && s.type === ref.type);
+}
+
 /** Why the console cannot deploy these steps itself, or null. A sub-flow's
  * file is read where it lies (the CLI expands it; a server never reads a
- * file a flow names). A credential's value stays in the deployer's vault
- * and is sealed to the orchestrator by the CLI or a binding: the console
- * holds references only and has no vault to seal from (docs/console.md). */
-export function cannotDeployHere(steps: StepFields[]): string | null {
+ * file a flow names). A credential's value never reaches the console: a
+ * deploy names it by id and the orchestrator uses the one the caller stored
+ * with `rhizos credentials put` (`stored`; null where there is no such
+ * store, as in `rhizos ui`), so only a reference to none is refused here
+ * (docs/console.md). */
+export function cannotDeployHere(steps: StepFields[], stored: StoredCredential[] | null = null): string | null {
   const subs = steps.map(subflowOf).filter((f): f is string => !!f);
   if (subs.length)
     return (
       `This flow runs sub-flow files (${[...new Set(subs)].join(", ")}): deploy it with ` +
       "`rhizos flow deploy FILE`, which expands them where the files are."
     );
-  const creds = [...new Set(steps.flatMap((s) => Object.values(s.credentials || {}).map((c) => c.credentialId)))];
-  if (creds.length)
+  const refs = steps.flatMap((s) => Object.values(s.credentials || {}));
+  const missing = [...new Set(refs.filter((r) => !stored || !isStored(stored, r)).map((r) => r.credentialId))];
+  if (missing.length && !stored)
     return (
-      `This flow's steps use credentials (${creds.join(", ")}). Their values stay in your vault: ` +
+      `This flow's steps use credentials (${missing.join(", ")}). Their values stay in your vault: ` +
       "export the flow and deploy it with `rhizos flow deploy FILE` (or a binding's deploy), " +
       "which seals each to the orchestrator. The console keeps references only."
+    );
+  if (missing.length)
+    return (
+      `This flow's steps use credentials not stored on the orchestrator for your account, ` +
+      `or of another type than the step asks for (${missing.join(", ")}). Store each once from ` +
+      "your vault with `rhizos credentials put ID` (the console never handles a value), " +
+      "or export the flow and deploy it with `rhizos flow deploy FILE`."
     );
   return null;
 }

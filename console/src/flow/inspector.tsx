@@ -1,7 +1,7 @@
 import { useMemo, useState } from "react";
 import Form from "@rjsf/core";
 import type { ErrorSchema, RJSFSchema } from "@rjsf/utils";
-import { STEP_ID, subflowOf, type StepNode } from "./flowdoc";
+import { isStored, STEP_ID, subflowOf, type StepNode, type StoredCredential } from "./flowdoc";
 import { validator } from "./validator";
 import type { Problem } from "./locate";
 
@@ -22,12 +22,14 @@ const NO_SUBMIT = { "ui:submitButtonOptions": { norender: true } };
 /** One step: its id, module version, config form (from the module's JSON
  * Schema, with the server's diagnostics on the fields they point to) and
  * credential references. Credential values never pass through here: a
- * step names a credential id the deployer's vault holds. */
+ * step names a credential id, one the caller stored on the orchestrator
+ * (`stored`, offered first) or one the deployer's vault holds. */
 export function Inspector({
   node,
   problems,
   allIds,
   credentialIds,
+  stored,
   onChange,
   onDelete,
   feeds,
@@ -37,6 +39,8 @@ export function Inspector({
   problems: Problem[];
   allIds: string[];
   credentialIds: string[];
+  /** the caller's stored credentials; null where there is no such store */
+  stored: StoredCredential[] | null;
   onChange: (id: string, step: StepNode["data"]["step"]) => void;
   onDelete: () => void;
   /** per input port: what feeds it now ("step.port" or "") and what may */
@@ -131,32 +135,45 @@ export function Inspector({
       {creds.length > 0 && (
         <>
           <h3>Credentials</h3>
-          <p className="hint">References only: the value stays in the deployer's vault and is sealed to the orchestrator at deploy.</p>
-          <datalist id="cred-ids">
-            {credentialIds.map((c) => (
-              <option key={c} value={c} />
-            ))}
-          </datalist>
-          {creds.map((c) => (
-            <div className="field" key={c.name}>
-              <label htmlFor={"cred-" + c.name}>
-                {c.name} ({c.type}){c.required ? " *" : ""}
-              </label>
-              <input
-                id={"cred-" + c.name}
-                list="cred-ids"
-                autoComplete="off"
-                value={step.credentials?.[c.name]?.credentialId ?? ""}
-                placeholder="credential id"
-                onChange={(e) => {
-                  const next = { ...(step.credentials || {}) };
-                  if (e.target.value) next[c.name] = { credentialId: e.target.value, type: c.type };
-                  else delete next[c.name];
-                  onChange(node.id, { ...step, credentials: Object.keys(next).length ? next : undefined });
-                }}
-              />
-            </div>
-          ))}
+          <p className="hint">
+            References only: a deploy from here uses the credential you stored on the orchestrator under that id
+            (<code>rhizos credentials put ID</code>); the CLI seals one from your vault.
+          </p>
+          {creds.map((c) => {
+            const ref = step.credentials?.[c.name];
+            const ids = [...new Set([...(stored || []).filter((s) => s.type === c.type).map((s) => s.id), ...credentialIds])];
+            return (
+              <div className="field" key={c.name}>
+                <label htmlFor={"cred-" + c.name}>
+                  {c.name} ({c.type}){c.required ? " *" : ""}
+                </label>
+                <datalist id={"cred-ids-" + c.name}>
+                  {ids.map((id) => (
+                    <option key={id} value={id} />
+                  ))}
+                </datalist>
+                <input
+                  id={"cred-" + c.name}
+                  list={"cred-ids-" + c.name}
+                  autoComplete="off"
+                  aria-describedby={stored && ref ? "cred-state-" + c.name : undefined}
+                  value={ref?.credentialId ?? ""}
+                  placeholder="credential id"
+                  onChange={(e) => {
+                    const next = { ...(step.credentials || {}) };
+                    if (e.target.value) next[c.name] = { credentialId: e.target.value, type: c.type };
+                    else delete next[c.name];
+                    onChange(node.id, { ...step, credentials: Object.keys(next).length ? next : undefined });
+                  }}
+                />
+                {stored && ref && (
+                  <p className="hint" id={"cred-state-" + c.name}>
+                    {isStored(stored, ref) ? "stored on the orchestrator" : "not stored on the orchestrator (of this type)"}
+                  </p>
+                )}
+              </div>
+            );
+          })}
         </>
       )}
       <button type="button" className="danger" onClick={onDelete}>
