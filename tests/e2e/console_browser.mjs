@@ -32,9 +32,11 @@ const browser = await puppeteer.launch({
   defaultViewport: { width: 1400, height: 900 },
 });
 const problems = [];   // console errors, page errors, CSP refusals
+const said = [];       // every console message, searched for the secret
 
 function watch(page, expected = () => false) {
   page.on("console", (m) => {
+    said.push(m.text());
     if (m.type() !== "error") return;
     const text = m.text();
     const url = m.location()?.url || "";
@@ -455,6 +457,29 @@ try {
   ok("a sub-flow step (flow: subflows/classify.yaml) shows as a sub-flow; Deploy names the CLI's way instead of failing on the server");
   await shot(page, "builder-subflow");
 
+  step = "stored credential";
+  // A flow needing a credential the CLI stored (rhizos credentials put):
+  // the picker offers its id, Deploy sends the reference only, the step
+  // runs with the value, and the value is nowhere in the page.
+  const SECRET = process.env.RZ_SECRET;
+  if (SECRET) {
+    await (await page.$("[data-testid=import]")).uploadFile(join(ROOT, "tests", "e2e", "secret_flow.yaml"));
+    await page.waitForSelector("[data-testid=step-call]", { timeout: 10000 });
+    await select(page, "call");
+    await page.waitForFunction(() => document.querySelector("#cred-api")?.value === "openai" && /^stored on the orchestrator/.test(document.querySelector("#cred-state-api")?.textContent || ""), { timeout: 10000 });
+    const offered = await page.$$eval("#cred-ids-api option", (os) => os.map((o) => o.value));
+    assert(offered.includes("openai"), "the picker offers the stored id", offered);
+    await shot(page, "builder-credentials");
+    await page.click("button.primary");
+    const link = await page.waitForSelector("a[href^='#/flows/']", { timeout: 10000 });
+    summary.secret_deployed = Number((await link.evaluate((e) => e.getAttribute("href"))).split("/").pop());
+    await link.click();
+    await page.waitForFunction(() => document.querySelector("[data-testid=step-call]")?.getAttribute("data-status") === "succeeded", { timeout: 60000 });
+    const html = await page.content();
+    assert(!html.includes(SECRET), "the secret is not in the page");
+    ok("a flow needing a stored credential (openai) deployed from the builder by id only; its step succeeded");
+  }
+
   step = "account";
   await page.goto(BASE + "/#/account");
   await page.waitForSelector("[data-testid=balance]");
@@ -500,6 +525,7 @@ try {
   ok("a stale or bad key shows the login page with the server's reason");
 
   assert(problems.length === 0, "no console errors, page errors or failed requests", problems);
+  if (process.env.RZ_SECRET) assert(!said.some((t) => t.includes(process.env.RZ_SECRET)), "the secret is in no console message");
   ok("no console errors, page errors or failed requests in the whole run");
   writeFileSync(join(ART, "summary.json"), JSON.stringify(summary, null, 2));
 } catch (e) {
