@@ -59,6 +59,8 @@ static void usage(FILE *out)
 "  flow disable|enable NAME TRIGGER   switch a flow's trigger off or on\n"
 "  flow pause|resume ID, flow approve|reject ID STEP   hold a run; decide a gate\n"
 "  flow cache clear|list|stats   the step cache that flow resume reuses\n"
+"  credentials put|list|rm   vault entries kept sealed on the orchestrator, for\n"
+"                          flows deployed by id (the console); credentials --help\n"
 "\n");
     usage_options(out);
 }
