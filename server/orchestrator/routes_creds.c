@@ -18,6 +18,8 @@
 /* As long as a trigger's credentials (SEAL_SELF_MS in flows.c). */
 #define CRED_SEAL_MS (10ull * 365 * 86400 * 1000)
 #define CRED_TYPE_MAX 64
+/* Per account: bounds what one client keeps in the auth store. */
+#define CREDS_MAX 256
 
 /* Ids and types are names, not text: a vault name's characters. */
 static bool name_ok(const char *s, size_t max)
@@ -77,6 +79,28 @@ static char *reseal_stored(req *q, const char *b64, const char *id, uint64_t now
     return res;
 }
 
+/* A new id while the account holds CREDS_MAX already: refused (409). */
+static bool room_for(req *q, const char *id)
+{
+    char *text = NULL;
+    if (rz_auth_account_cred_get(q->o->auth, q->who.account, id, &text) == RZ_OK) {
+        rz_free(text);
+        return true;     /* a replacement */
+    }
+    cJSON *all = NULL;
+    if (rz_auth_account_cred_list(q->o->auth, q->who.account, &text) == RZ_OK)
+        all = cJSON_Parse(text);
+    rz_free(text);
+    int n = all ? cJSON_GetArraySize(all) : -1;
+    cJSON_Delete(all);
+    if (n < 0)
+        reply_error(q, RZ_EDB, "cannot read the stored credentials");
+    else if (n >= CREDS_MAX)
+        reply_error(q, RZ_ESTATE, "an account keeps at most %d stored credentials: "
+                    "remove one first", CREDS_MAX);
+    return n >= 0 && n < CREDS_MAX;
+}
+
 void r_cred_put(req *q)
 {
     static const char *const fields[] = { "type", "sealed", NULL };
@@ -89,6 +113,8 @@ void r_cred_put(req *q)
                     "'.', '_', ':', '@', '-'", CRED_TYPE_MAX);
         return;
     }
+    if (!room_for(q, id))
+        return;
     uint64_t now = orch_now_ms();
     char *mine = reseal_stored(q, b64, id, now);
     if (!mine)

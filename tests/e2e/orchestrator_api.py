@@ -812,6 +812,18 @@ class OrchestratorApi(unittest.TestCase):
         lib.rz_secret_free(secret)
         self.assertEqual(got, b"st0red")
         self.ok("DELETE", "/api/v1/flows/%d" % dep, key=other)
+        # At most 256 per account: a new id past them is refused, a
+        # replacement is not.
+        for i in range(255):
+            cid = b"c%03d" % i
+            self.ok("PUT", "/api/v1/credentials/" + cid.decode(),
+                    {"type": "t", "sealed": base64.b64encode(seal(b"v", cid)).decode()}, other)
+        self.err(409, "RZ_ESTATE", "PUT", "/api/v1/credentials/more",
+                 {"type": "t", "sealed": base64.b64encode(seal(b"v", b"more")).decode()}, other)
+        self.ok("PUT", "/api/v1/credentials/openai",
+                {"type": "llm_api", "sealed": base64.b64encode(seal(b"again", b"openai"))
+                 .decode()}, other)
+        self.assertEqual(len(self.ok("GET", "/api/v1/credentials", key=other)["credentials"]), 256)
         self.assertEqual(self.ok("DELETE", "/api/v1/credentials/openai", key=other), {})
         self.err(404, "RZ_ENOENT", "DELETE", "/api/v1/credentials/openai", None, other)
 
