@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
-
 #include "orch.h"
 
 /* As long as a trigger's credentials (SEAL_SELF_MS in flows.c). */
@@ -125,7 +123,6 @@ void r_cred_put(req *q)
     cJSON_AddStringToObject(rec, "sealed", mine);
     char *text = cJSON_PrintUnformatted(rec);
     cJSON_Delete(rec);
-    sodium_memzero(mine, strlen(mine));
     free(mine);
     int rc = text ? rz_auth_account_cred_put(q->o->auth, q->who.account, id, text)
                   : RZ_ENOMEM;
@@ -198,7 +195,6 @@ static bool fill_one(req *q, cJSON **creds, const char *cid, const char *type,
     if (rz_auth_account_cred_get(q->o->auth, q->who.account, cid, &text) != RZ_OK)
         return true;
     cJSON *rec = cJSON_Parse(text);
-    sodium_memzero(text, strlen(text));
     rz_free(text);
     const char *have = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "type"));
     const char *sealed = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "sealed"));
