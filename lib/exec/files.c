@@ -39,7 +39,7 @@ static const char *base_of(const cJSON *ref)
     return slash ? slash + 1 : name;
 }
 
-/* `ref` copied to <scratch>/in/files/<digest>/<base> (once per digest) and
+/* `ref` copied to <scratch>/in/files/<digest>/<base> (once per name) and
  * replaced in its parent by that path. */
 static int materialize(const char *blob_dir, const char *scratch,
                        const char *port, cJSON *parent, cJSON *ref)
@@ -54,7 +54,9 @@ static int materialize(const char *blob_dir, const char *scratch,
     int rc = path && top ? RZ_OK : rz__error(RZ_ENOMEM, "out of memory");
     struct stat st;
     if (rc == RZ_OK && lstat(path, &st) != 0) {
-        if ((mkdir(top, 0755) != 0 && errno != EEXIST) || mkdir(dir, 0755) != 0)
+        /* The digest's folder may hold the same bytes under another name. */
+        if ((mkdir(top, 0755) != 0 && errno != EEXIST) ||
+            (mkdir(dir, 0755) != 0 && errno != EEXIST))
             rc = rz__error(RZ_EIO, "%s: %s", dir, strerror(errno));
         else if ((rc = rz__blob_copy_out(blob_dir, hex, path)) != RZ_OK)
             rc = rz__error(rc, "input '%s': file sha256:%.12s...: %s%s", port, hex,

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- a socket in the step's network namespace ---- */
@@ -45,6 +46,17 @@ static int make_socket(int net_pid, char *why, size_t why_len)
     netns_sock s = { open(path, O_RDONLY | O_CLOEXEC), -1, 0 };
     if (s.nsfd < 0) {
         snprintf(why, why_len, "the step's network: %s", strerror(errno));
+        return -1;
+    }
+    /* The pid named may not be in the step's own namespace (bubblewrap's
+     * outer process stays in ours; a container's pid may be reused): a
+     * check from our network would reach the host's services for the step. */
+    struct stat theirs, ours;
+    if (fstat(s.nsfd, &theirs) != 0 || stat("/proc/self/ns/net", &ours) != 0 ||
+        (theirs.st_dev == ours.st_dev && theirs.st_ino == ours.st_ino)) {
+        close(s.nsfd);
+        snprintf(why, why_len, "the step's network could not be told from this "
+                 "machine's, so it is not checked from here");
         return -1;
     }
     pthread_t th;

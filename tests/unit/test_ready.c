@@ -126,6 +126,23 @@ static void test_no_such_namespace(void **state)
     assert_non_null(strstr(why, "the step's network"));
 }
 
+/* A pid in our own network (bubblewrap's outer process, a reused pid):
+ * refused, never checked from here, even with a listener that would pass. */
+static void test_own_namespace_refused(void **state)
+{
+    (void)state;
+    uint16_t port;
+    int fd = listener(&port);
+    char spec[32], why[200];
+    rz__ready_target t;
+    snprintf(spec, sizeof spec, "tcp:%u", port);
+    assert_int_equal(rz__ready_parse(spec, &t, why, sizeof why), RZ_OK);
+    assert_int_equal(rz__ready_try(&t, 0, 500, why, sizeof why), 1);   /* it listens */
+    assert_int_equal(rz__ready_try(&t, (int)getpid(), 500, why, sizeof why), -1);
+    assert_non_null(strstr(why, "could not be told from this machine's"));
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -133,6 +150,7 @@ int main(void)
         cmocka_unit_test(test_tcp),
         cmocka_unit_test(test_http),
         cmocka_unit_test(test_no_such_namespace),
+        cmocka_unit_test(test_own_namespace_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
