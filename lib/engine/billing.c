@@ -47,11 +47,17 @@
  * (job, k) names one (attempt, interval) and no two attempts can settle
  * the same k. Nothing a roll-over pays comes from memory-only state: the
  * amount is the node's price for a whole interval, the node the one the
- * store says held the job. The hold of k + 1 cannot be refused when it is paid:
- * the engine is the ledger's one writer, the batch settles k (its hold's
- * remainder back) before it holds k + 1, and the roll-over was decided
- * only if the client's balance after that settlement, less what this
- * call's other roll-overs and an open group take, covered the hold.
+ * store says held the job. The roll-over is decided only if the client's
+ * balance after k's settlement, less what this call's other roll-overs
+ * and an open group take, covers k + 1's hold, and a group's later holds
+ * leave what is owed (rz__bill_owed); yet the hold can still be refused
+ * when it is paid: a group pays at its commit, after other writers (a
+ * withdrawal) took the balance. Then k stands as settled (the batch is
+ * not linked) and the job stops there, exhausted, as if the balance had
+ * been short at the decision (refused): nothing owed, committed before
+ * any other payment. A crash before that commit pays again on open: k's
+ * settlement replays, and k + 1 is held (the balance came back) or
+ * refused and stopped again; either way each interval is paid once.
  *
  * An interval is paid only once its node was heard from (a heartbeat or
  * a poll: `heard`, not the grace a reopen gives every node) at or after
@@ -175,7 +181,7 @@ uint64_t rz__bill_final_cost(rz_engine *e, const rz__ejob *j, uint64_t now)
 /* What the roll-overs decided in this call (owed, not yet paid) take from
  * `client`: each settles its interval out of its hold and holds the next,
  * so each spends its interval's cost. */
-static uint64_t owed_costs(const rz_engine *e, rz_ledger_id client)
+uint64_t rz__bill_owed(const rz_engine *e, rz_ledger_id client)
 {
     uint64_t sum = 0;
     for (size_t i = 0; i < e->n_bill; i++) {
@@ -197,15 +203,16 @@ static int balance_after(rz_engine *e, const rz__ejob *j, uint64_t cost,
     if (rc != RZ_OK)
         return rc;
     uint64_t have = rz_ledger_available(&a) + (j->max_cost - cost);
-    uint64_t taken = owed_costs(e, j->client) + rz_engine_group_pending(e, j->client);
+    uint64_t taken = rz__bill_owed(e, j->client) + rz_engine_group_pending(e, j->client);
     *out = have > taken ? have - taken : 0;
     return RZ_OK;
 }
 
-/* Stop j for good after interval iv (worth `cost`): its final settlement,
- * the node told to stop, the step failed with `why` (recorded). */
+/* Stop j for good after interval iv (worth `cost`): its final settlement
+ * (made already when `paid`), the node told to stop, the step failed with
+ * `why` (recorded). */
 static int stop(rz_engine *e, rz__ejob *j, rz__edep *d, uint64_t cost,
-                const char *why, uint64_t now)
+                bool paid, const char *why, uint64_t now)
 {
     int rc = rz__engine_step_event_room(e);
     if (rc != RZ_OK)
@@ -225,9 +232,10 @@ static int stop(rz_engine *e, rz__ejob *j, rz__edep *d, uint64_t cost,
     uint64_t node = j->node;
     rz__engine_unplace(e, j, true);
     j->node = node;
-    j->cost = cost;
     j->run_ms = 0;
-    rz__engine_finish(e, j, RZ_JOB_FAILED, cost ? RZ__OWE_SETTLE : RZ__OWE_REFUND);
+    rz__engine_finish(e, j, RZ_JOB_FAILED, paid ? RZ__OWE_NONE
+                                          : cost ? RZ__OWE_SETTLE : RZ__OWE_REFUND);
+    j->cost = cost;   /* after: finish zeroes a billed job's unsettled cost */
     return rz__engine_dep_advance(e, d, now);
 }
 
@@ -235,6 +243,17 @@ static void money(char *buf, size_t cap, uint64_t micros)
 {
     snprintf(buf, cap, "$%llu.%06llu", (unsigned long long)(micros / 1000000u),
              (unsigned long long)(micros % 1000000u));
+}
+
+static void exhausted(char *why, size_t cap, uint32_t iv, uint64_t paid_micros,
+                      uint64_t have, uint64_t next_micros)
+{
+    char paid[32], bal[32], next[32];
+    money(paid, sizeof paid, paid_micros);
+    money(bal, sizeof bal, have);
+    money(next, sizeof next, next_micros);
+    snprintf(why, cap, "budget exhausted: %u intervals paid (%s); the balance "
+             "(%s) cannot cover the next (%s)", iv, paid, bal, next);
 }
 
 /* Interval iv of j ended at iv_start + interval: roll over or stop. */
@@ -250,7 +269,7 @@ static int interval_end(rz_engine *e, rz__ejob *j, rz__edep *d,
     int rc = j->iv < last ? balance_after(e, j, cost, &have) : RZ_OK;
     if (rc != RZ_OK)
         return rc;
-    char paid[32], bal[32], next[32];
+    char paid[32];
     money(paid, sizeof paid, j->iv_paid_micros + cost);
     if (j->iv >= last) {
         char why[256];
@@ -260,15 +279,12 @@ static int interval_end(rz_engine *e, rz__ejob *j, rz__edep *d,
         else
             snprintf(why, sizeof why, "budget spent: a job is billed for at most "
                      "%u intervals (%s paid)", j->iv, paid);
-        return stop(e, j, d, cost, why, now);
+        return stop(e, j, d, cost, false, why, now);
     }
     if (have < j->max_cost) {
         char why[256];
-        money(bal, sizeof bal, have);
-        money(next, sizeof next, j->max_cost);
-        snprintf(why, sizeof why, "budget exhausted: %u intervals paid (%s); the "
-                 "balance (%s) cannot cover the next (%s)", j->iv, paid, bal, next);
-        return stop(e, j, d, cost, why, now);
+        exhausted(why, sizeof why, j->iv, j->iv_paid_micros + cost, have, j->max_cost);
+        return stop(e, j, d, cost, false, why, now);
     }
     j->iv_owed = true;
     j->iv_owed_micros = cost;
@@ -341,6 +357,40 @@ uint64_t rz__bill_next(const rz_engine *e)
     return t;
 }
 
+/* The ledger refused the hold of interval iv after iv - 1 was settled:
+ * back to iv - 1, paid, and stopped there (see the opening comment). */
+static int refused(rz_engine *e, rz__ejob *j)
+{
+    rz__edep *d;
+    rz__budget b;
+    if (!job_budget(e, j, &b, &d) || !d->run)
+        return rz__error(RZ_EFUNDS, "job %llu: interval %u: %s", (unsigned long long)j->id,
+                         j->iv, rz_strerror(RZ_EFUNDS));
+    uint64_t cost = j->iv_owed_micros;
+    j->iv--;
+    j->iv_paid_micros -= cost;
+    j->iv_owed = false;
+    j->iv_start -= (uint64_t)b.interval_s * 1000u;
+    rz_ledger_account a;
+    int rc = rz_ledger_balance(e->ledger, j->client, &a);
+    if (rc != RZ_OK)
+        return rc;
+    char why[256];
+    exhausted(why, sizeof why, j->iv, j->iv_paid_micros + cost, rz_ledger_available(&a),
+              j->max_cost);
+    /* The stop is dated at the paid interval's end at the earliest (open
+     * pays before any call sets the clock). */
+    uint64_t end = j->iv_start + (uint64_t)b.interval_s * 1000u;
+    e->bill_stopped = true;
+    if (j->state >= RZ_JOB_SUCCEEDED) {   /* ended since the decision */
+        j->cost = cost;
+        j->owed = RZ__OWE_NONE;
+        rz__engine_touch_job(e, j);
+        return RZ_OK;
+    }
+    return stop(e, j, d, cost, true, why, e->now > end ? e->now : end);
+}
+
 int rz__bill_pay(rz_engine *e)
 {
     int rc = RZ_OK;
@@ -372,6 +422,10 @@ int rz__bill_pay(rz_engine *e)
         rc = rz_ledger_submit(e->ledger, ops, 2, res);
         if (rc != RZ_OK)
             break;
+        if (res[0].status == RZ_OK && res[1].status == RZ_EFUNDS) {
+            rc = refused(e, j);
+            continue;
+        }
         for (int k = 0; k < 2 && rc == RZ_OK; k++)
             if (res[k].status != RZ_OK)
                 rc = rz__error(res[k].status, "job %llu: interval %u: %s",

@@ -377,8 +377,13 @@ static int owed_relist(rz_engine *e)
 
 int rz__engine_pay(rz_engine *e)
 {
+    e->bill_stopped = false;
     int rc = rz__bill_pay(e);   /* first: a final settlement needs its hold */
-    if (rc == RZ_OK && e->owed_lost)
+    /* A refused roll-over stopped its job: the refunds that stop may owe
+     * wait until it is stored (the caller commits, then pays again). */
+    if (rc != RZ_OK || e->bill_stopped)
+        return rc;
+    if (e->owed_lost)
         rc = owed_relist(e);
     if (rc != RZ_OK)
         return rc;
@@ -495,6 +500,11 @@ static int resume(rz_engine *e)
         rc = rz__engine_pay(e);
     if (rc == RZ_OK)
         rc = rz__engine_commit(e);
+    while (rc == RZ_OK && e->bill_stopped) {   /* see rz__engine_pay */
+        rc = rz__engine_pay(e);
+        if (rc == RZ_OK)
+            rc = rz__engine_commit(e);
+    }
     e->assign_dirty = true;
     return rc;
 }
@@ -684,6 +694,11 @@ int rz__engine_commit_call(rz_engine *e, int rc)
     if (crc != RZ_OK)
         return crc;
     int prc = rz__engine_pay(e);
+    while (prc == RZ_OK && e->bill_stopped) {   /* see rz__engine_pay */
+        prc = rz__engine_commit(e);
+        if (prc == RZ_OK)
+            prc = rz__engine_pay(e);
+    }
     return rc != RZ_OK ? rc : prc;
 }
 

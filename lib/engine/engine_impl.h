@@ -404,6 +404,9 @@ struct rz_engine {
                                                       owing an interval */
     bool owed_lost;           /* one was not listed (memory ran out): the
                                  next payment looks through live jobs */
+    bool bill_stopped;        /* the last rz__bill_pay stopped a job whose
+                                 next interval's hold was refused: commit
+                                 before the other payments (engine.c) */
 
     rz_engine_event *events; size_t ev_head, ev_len;
 
@@ -724,8 +727,13 @@ RZ_HIDDEN int rz__bill_tick(rz_engine *e, uint64_t now);
 /* The earliest interval end (UINT64_MAX: none; 0: a payment is owed). */
 RZ_HIDDEN uint64_t rz__bill_next(const rz_engine *e);
 /* Move what the last commit recorded as owed by intervals (first of all
- * payments: a job's final settlement needs its current hold). */
+ * payments: a job's final settlement needs its current hold). A hold of
+ * the next interval the ledger refuses (RZ_EFUNDS) stops its job in
+ * memory (e->bill_stopped): the caller commits before paying the rest. */
 RZ_HIDDEN int rz__bill_pay(rz_engine *e);
+/* What the roll-overs decided but not yet paid will take from `client`
+ * (other holds in a group must leave it). */
+RZ_HIDDEN uint64_t rz__bill_owed(const rz_engine *e, rz_ledger_id client);
 /* The last, partial interval of a service that ended by itself at `now`. */
 RZ_HIDDEN uint64_t rz__bill_final_cost(rz_engine *e, const rz__ejob *j,
                                        uint64_t now);

@@ -54,10 +54,14 @@ static int hold_elements(rz_engine *e, const rz__edep *d, uint64_t first, size_t
     rz_ledger_account a;
     if (rc == RZ_OK)
         rc = rz_ledger_balance(e->ledger, d->client, &a);
-    if (rc == RZ_OK && rz_ledger_available(&a) < sum)
+    /* Less the roll-overs a group pays at its commit (billing.c). */
+    uint64_t have = rc == RZ_OK ? rz_ledger_available(&a) : 0,
+             owed = rz__bill_owed(e, d->client);
+    have = have > owed ? have - owed : 0;
+    if (rc == RZ_OK && have < sum)
         return rz__error(RZ_EFUNDS, "%zu for_each elements need %llu micros "
                          "held; %llu available", n, (unsigned long long)sum,
-                         (unsigned long long)rz_ledger_available(&a));
+                         (unsigned long long)have);
     size_t cap = n < RZ_LEDGER_BATCH_MAX ? n : RZ_LEDGER_BATCH_MAX;
     rz_ledger_op *ops = rz__calloc(cap, sizeof *ops);
     rz_ledger_result *res = rz__calloc(cap, sizeof *res);

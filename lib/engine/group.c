@@ -63,8 +63,9 @@ static rz__group_sum *group_sum_of(rz_engine *e, rz_ledger_id client)
 }
 
 /* What the ledger would answer to the hold of `amount` more, counting the
- * group's holds not written yet (the checks of a HOLD op: a client
- * account, the limit, no overflow). */
+ * group's holds not written yet and the roll-overs owed, paid at the
+ * commit (the checks of a HOLD op: a client account, the limit, no
+ * overflow). */
 static int group_precheck(rz_engine *e, rz_ledger_id client, uint64_t amount,
                           rz__group_sum **sum)
 {
@@ -81,16 +82,16 @@ static int group_precheck(rz_engine *e, rz_ledger_id client, uint64_t amount,
                          a.kind);
     if (!(*sum = group_sum_of(e, client)))
         return no_memory();
-    uint64_t out = a.debits_posted, parts[3] = { a.debits_pending,
-                                                 (*sum)->micros, amount };
-    for (int i = 0; i < 3; i++) {
+    uint64_t out = a.debits_posted, parts[4] = { a.debits_pending, (*sum)->micros,
+                                                 rz__bill_owed(e, client), amount };
+    for (int i = 0; i < 4; i++) {
         if (out > UINT64_MAX - parts[i])
             return rz__error(RZ_EOVERFLOW, "account %s: the hold overflows", h);
         out += parts[i];
     }
     if ((a.flags & RZ_LEDGER_DEBITS_MUST_NOT_EXCEED_CREDITS) &&
         out > a.credits_posted) {
-        uint64_t held = a.debits_posted + a.debits_pending + (*sum)->micros;
+        uint64_t held = out - amount;
         return rz__error(RZ_EFUNDS, "account %s has %llu micros available, "
                          "%llu needed", h, (unsigned long long)
                          (a.credits_posted > held ? a.credits_posted - held : 0),

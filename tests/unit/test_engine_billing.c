@@ -454,6 +454,159 @@ static void test_kill9_mid_interval_bills_each_once(void **state)
     }
 }
 
+/* A roll-over decided in a group (the orchestrator ticks inside its pass)
+ * is paid only at the commit: the group's later holds leave what it will
+ * take. 8,800 available, 600 owed: six deploys of 1,200 fit, a seventh
+ * is refused at once, and the commit pays interval 1 and holds 2. */
+static void test_group_holds_leave_the_owed_roll_over(void **state)
+{
+    fx *f = *state;
+    uint64_t n = node_add(f, 0);
+    (void)deploy(f, FLOW, 0);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, n, 1000, &a), RZ_OK);
+    uint64_t now = 1000 + MIN;
+    assert_int_equal(rz_engine_node_heartbeat(f->e, n, now, 0), RZ_OK);
+    assert_int_equal(rz_engine_group_begin(f->e), RZ_OK);
+    assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);   /* decided, owed */
+    for (int i = 0; i < 7; i++) {
+        uint64_t d = 0;
+        int rc = rz_engine_deploy(f->e, FLOW, strlen(FLOW), f->client, NULL, now,
+                                  &d, NULL);
+        assert_int_equal(rc, i < 6 ? RZ_OK : RZ_EFUNDS);
+    }
+    assert_int_equal(rz_engine_group_commit(f->e), RZ_OK);
+    check(f);
+    assert_int_equal(avail(f, rz_engine_node_account(n)), 570);
+    assert_int_equal(avail(f, f->client), CREDIT - 1200 - 600 - 6u * 1200);
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, a.job, &ji), RZ_OK);
+    assert_int_equal(ji.state, RZ_JOB_RUNNING);
+    assert_int_equal(rz__bill_next(f->e), 1000 + 2 * MIN);
+}
+
+/* Interval 2's hold refused (a withdrawal took the balance between the
+ * decision and the group's commit): interval 1 stands as settled, the
+ * service stops exhausted, nothing is owed, and a reopen agrees. */
+static void refused_checked(fx *f, uint64_t d, uint64_t hb, uint64_t n)
+{
+    check(f);
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_FAILED);
+    cJSON *v = step_view(f, d, "hb");
+    assert_string_equal(cJSON_GetObjectItem(v, "status")->valuestring, "failed");
+    assert_string_equal(cJSON_GetObjectItem(v, "error")->valuestring,
+                        "budget exhausted: 1 intervals paid ($0.000600); the balance "
+                        "($0.000600) cannot cover the next ($0.001200)");
+    assert_int_equal((int)billing(v, "intervals_paid"), 1);
+    assert_int_equal((int)billing(v, "paid_micros"), 600);
+    cJSON_Delete(v);
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, hb, &ji), RZ_OK);
+    assert_int_equal(ji.state, RZ_JOB_FAILED);
+    assert_int_equal(ji.cost_micros, 600);
+    /* Paid once: 570 to the node, 30 fee; the remainder back. */
+    assert_int_equal(avail(f, rz_engine_node_account(n)), 570);
+    assert_int_equal(avail(f, RZ_LEDGER_PLATFORM_ID), 30);
+    assert_int_equal(avail(f, f->client), 600);
+    rz_ledger_transfer t;
+    assert_int_equal(rz_ledger_transfer_get(rz_engine_ledger(f->e),
+                                            rz__bill_hold_id(hb, 2), &t), RZ_ENOENT);
+    uint64_t w = rz_engine_next_wakeup(f->e);
+    assert_true(w != 0);   /* nothing owed: no busy loop */
+}
+
+static uint64_t refusal_begin(fx *f, uint64_t *d, uint64_t *hb)
+{
+    uint64_t n = node_add(f, 0);
+    *d = deploy(f, FLOW, 0);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, n, 1000, &a), RZ_OK);
+    *hb = a.job;
+    uint64_t now = 1000 + MIN;
+    assert_int_equal(rz_engine_node_heartbeat(f->e, n, now, 0), RZ_OK);
+    assert_int_equal(rz_engine_group_begin(f->e), RZ_OK);
+    assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);   /* decided, owed */
+    assert_int_equal(rz_ledger_withdraw_request(rz_engine_ledger(f->e),
+                                                rz_ledger_id_make(9, 9), f->client,
+                                                CREDIT - 1200), RZ_OK);
+    return n;
+}
+
+static void test_refused_next_hold_stops_exhausted(void **state)
+{
+    fx *f = *state;
+    uint64_t d, hb, n = refusal_begin(f, &d, &hb);
+    assert_int_equal(rz_engine_group_commit(f->e), RZ_OK);
+    assert_true(stopped(f, hb, n));   /* the node is told to stop it */
+    refused_checked(f, d, hb, n);
+    /* Later calls and a reopen go on; nothing is paid again. */
+    assert_int_equal(rz_engine_node_heartbeat(f->e, n, 1000 + 2 * MIN, 0), RZ_OK);
+    assert_int_equal(rz_engine_tick(f->e, 1000 + 2 * MIN), RZ_OK);
+    refused_checked(f, d, hb, n);
+    reopen(f);
+    refused_checked(f, d, hb, n);
+}
+
+/* kill -9 right after the group's commit stored the roll-over as owed,
+ * before the ledger was touched: the reopened engine pays interval 1 and
+ * is refused interval 2 (stops, as without the crash), or, with the money
+ * back by then, holds it and goes on. Interval 1 is paid once either way. */
+static void test_refused_next_hold_kill9(void **state)
+{
+    fx *f = *state;
+    for (int back = 0; back <= 1; back++) {
+        if (back) {
+            teardown(state);
+            setup(state);
+            f = *state;
+        }
+        rz_engine_close(f->e);
+        f->e = NULL;
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            reopen(f);
+            uint64_t d, hb;
+            (void)refusal_begin(f, &d, &hb);
+            kill_after = 1;
+            rz__engine_commit_seam = kill_point;
+            (void)!rz_engine_group_commit(f->e);
+            _exit(5);
+        }
+        int st = 0;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFSIGNALED(st));
+        assert_int_equal(WTERMSIG(st), SIGKILL);
+        if (back) {   /* a deposit while the orchestrator was down */
+            rz_ledger *l = NULL;
+            rz_ledger_opts lo = RZ_LEDGER_OPTS_INIT;
+            lo.durable = 0;
+            assert_int_equal(rz_ledger_open(&l, f->dir, &lo), RZ_OK);
+            assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 3),
+                                                   f->client, 5000), RZ_OK);
+            rz_ledger_close(l);
+        }
+        reopen(f);
+        if (!back) {
+            refused_checked(f, 1, 1, 1);
+            continue;
+        }
+        check(f);
+        rz_engine_job_info ji;
+        assert_int_equal(rz_engine_job_get(f->e, 1, &ji), RZ_OK);
+        assert_int_equal(ji.state, RZ_JOB_RUNNING);
+        cJSON *v = step_view(f, 1, "hb");
+        assert_int_equal((int)billing(v, "interval"), 2);
+        assert_int_equal((int)billing(v, "intervals_paid"), 1);
+        cJSON_Delete(v);
+        assert_int_equal(avail(f, rz_engine_node_account(1)), 570);
+        assert_int_equal(avail(f, f->client), 5000 + 600 - 1200);
+        assert_int_equal(rz__bill_next(f->e), 1000 + 2 * MIN);
+    }
+}
+
 /* budget: checked at load with the line of the mistake; not for jobs. */
 static void test_budget_validation(void **state)
 {
@@ -506,6 +659,9 @@ int main(void)
         T(test_hours_spent_and_a_clean_exit),
         T(test_node_lost_restarts_counted_never_billed_twice),
         T(test_kill9_mid_interval_bills_each_once),
+        T(test_group_holds_leave_the_owed_roll_over),
+        T(test_refused_next_hold_stops_exhausted),
+        T(test_refused_next_hold_kill9),
         T(test_budget_validation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
