@@ -8,7 +8,8 @@
  * when interval_s have passed (rz__bill_tick, from rz_engine_tick) the
  * engine either
  *   - rolls over: interval k is paid in full at the node's price for
- *     interval_s (at most H) to the node running it, by a SETTLE of k's
+ *     interval_s (at most H; rounded up over the run, not per interval:
+ *     price) to the node running it, by a SETTLE of k's
  *     hold with id {IV_SETTLE, job << 24 | k}, and interval k + 1 is held
  *     from the client's balance; or
  *   - stops the service, when the budget's hours are spent or the
@@ -46,7 +47,7 @@
  * the crash fell. Interval numbers run on across attempts, so the key
  * (job, k) names one (attempt, interval) and no two attempts can settle
  * the same k. Nothing a roll-over pays comes from memory-only state: the
- * amount is the node's price for a whole interval, the node the one the
+ * amount is the node's price for interval k, the node the one the
  * store says held the job. The roll-over is decided only if the client's
  * balance after k's settlement, less what this call's other roll-overs
  * and an open group take, covers k + 1's hold, and a group's later holds
@@ -157,15 +158,21 @@ int rz__bill_fill(rz_engine *e, rz__ejob *j, const rz__edep *d,
     return rc == RZ_OK ? rz__bill_track(e, j) : rc;
 }
 
-/* The node's price for `ms` of j's requirements, at most one interval's
- * hold. */
-static uint64_t price(rz_engine *e, const rz__ejob *j, uint64_t node, uint64_t ms)
+/* The node's price for the first `ms` of j's interval iv (each `whole`
+ * ms long), at most one interval's hold: its price for the time billed
+ * through then less that up to the interval's start, so a run is rounded
+ * up once, not once an interval (at 10,000 micros an hour, 1 s intervals
+ * cost 3, 3, 3, 3, 2, ...: 10,000 an hour, not 10,800). Time billed counts
+ * whole intervals, across attempts as their numbers do. */
+static uint64_t price(rz_engine *e, const rz__ejob *j, uint64_t node,
+                      uint64_t whole, uint64_t ms)
 {
     rz__enode *n = rz__engine_node(e, node);
-    if (!n || !j->reqs)
+    if (!n || !j->reqs || !j->iv)
         return 0;
-    uint64_t c = rz__match_cost(rz__match_rate(rz_caps_get(n->caps),
-                                               rz_reqs_get(j->reqs)), ms);
+    unsigned __int128 rate = rz__match_rate(rz_caps_get(n->caps), rz_reqs_get(j->reqs));
+    uint64_t before = (uint64_t)(j->iv - 1) * whole;   /* < 2^24 x 2^22 */
+    uint64_t c = rz__match_cost(rate, before + ms) - rz__match_cost(rate, before);
     return c < j->max_cost ? c : j->max_cost;
 }
 
@@ -175,7 +182,7 @@ uint64_t rz__bill_final_cost(rz_engine *e, const rz__ejob *j, uint64_t now)
     if (!job_budget(e, j, &b, NULL) || !j->iv_running || now <= j->iv_start)
         return 0;
     uint64_t ms = now - j->iv_start, whole = (uint64_t)b.interval_s * 1000u;
-    return price(e, j, j->node, ms < whole ? ms : whole);
+    return price(e, j, j->node, whole, ms < whole ? ms : whole);
 }
 
 /* What the roll-overs decided in this call (owed, not yet paid) take from
@@ -261,7 +268,7 @@ static int interval_end(rz_engine *e, rz__ejob *j, rz__edep *d,
                         const rz__budget *b, uint64_t now)
 {
     uint64_t whole = (uint64_t)b->interval_s * 1000u;
-    uint64_t cost = price(e, j, j->node, whole);
+    uint64_t cost = price(e, j, j->node, whole, whole);
     uint64_t last = b->hours ? (uint64_t)b->hours * 3600u / b->interval_s : IV_MAX;
     if (last > IV_MAX)
         last = IV_MAX;

@@ -607,6 +607,40 @@ static void test_refused_next_hold_kill9(void **state)
     }
 }
 
+/* Rounded up once over the run, not once an interval: a node at 10,000
+ * micros an hour with 1 s intervals is paid ceil(10,000 x k / 3,600)
+ * after k of them (3, 6, 9, 12, 14, ...: 100 after 36 s, not 108). */
+static void test_rounded_up_once_not_per_interval(void **state)
+{
+    fx *f = *state;
+    static const char *caps =
+        "{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192,"
+        "\"storage\":{\"total_gb\":100,\"free_gb\":100},\"adapters\":[\"process\"],"
+        "\"prices\":{\"gpu_hour_micros\":0,\"cpu_hour_micros\":10000,"
+        "\"memory_gb_hour_micros\":0},\"max_concurrent_jobs\":2}";
+    static const char *flow =
+        "flux: 1\nname: cheap\nsteps:\n"
+        "  hb:\n    module: svc@1.0.0\n    kind: service\n    restart: {policy: never}\n"
+        "    budget: {max_micros_per_hour: 10000, interval_s: 1}\n"
+        "    inputs: {text: x}\n";
+    uint64_t n = 0;
+    assert_int_equal(rz_engine_node_register(f->e, caps, strlen(caps), 0, &n), RZ_OK);
+    uint64_t d = deploy(f, flow, 0);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, n, 0, &a), RZ_OK);
+    for (uint64_t k = 1; k <= 36; k++) {
+        assert_int_equal(rz_engine_node_heartbeat(f->e, n, k * 1000, 0), RZ_OK);
+        assert_int_equal(rz_engine_tick(f->e, k * 1000), RZ_OK);
+        check(f);
+        cJSON *v = step_view(f, d, "hb");
+        assert_int_equal((int)billing(v, "interval_hold_micros"), 3);
+        assert_int_equal((int)billing(v, "intervals_paid"), (int)k);
+        assert_int_equal((int)billing(v, "paid_micros"), (int)((10000 * k + 3599) / 3600));
+        cJSON_Delete(v);
+    }
+    assert_int_equal(avail(f, f->client), CREDIT - 100 - 3);
+}
+
 /* budget: checked at load with the line of the mistake; not for jobs. */
 static void test_budget_validation(void **state)
 {
@@ -662,6 +696,7 @@ int main(void)
         T(test_group_holds_leave_the_owed_roll_over),
         T(test_refused_next_hold_stops_exhausted),
         T(test_refused_next_hold_kill9),
+        T(test_rounded_up_once_not_per_interval),
         T(test_budget_validation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
