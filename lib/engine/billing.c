@@ -373,15 +373,15 @@ static int refused(rz_engine *e, rz__ejob *j)
     if (!job_budget(e, j, &b, &d) || !d->run)
         return rz__error(RZ_EFUNDS, "job %llu: interval %u: %s", (unsigned long long)j->id,
                          j->iv, rz_strerror(RZ_EFUNDS));
+    rz_ledger_account a;
+    int rc = rz_ledger_balance(e->ledger, j->client, &a);
+    if (rc != RZ_OK)
+        return rc;
     uint64_t cost = j->iv_owed_micros;
     j->iv--;
     j->iv_paid_micros -= cost;
     j->iv_owed = false;
     j->iv_start -= (uint64_t)b.interval_s * 1000u;
-    rz_ledger_account a;
-    int rc = rz_ledger_balance(e->ledger, j->client, &a);
-    if (rc != RZ_OK)
-        return rc;
     char why[256];
     exhausted(why, sizeof why, j->iv, j->iv_paid_micros + cost, rz_ledger_available(&a),
               j->max_cost);
