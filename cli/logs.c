@@ -222,9 +222,13 @@ static void job_print(job_follow *jf, const cJSON *j)
     const char *from = log;
     if (jf->attempt >= 0 && jf->attempt != attempt)
         printf("--- attempt %lld ---\n", attempt);
-    else if (jf->attempt >= 0 && end >= 0 && jf->end >= 0)
-        from = end - jf->end <= (long long)n ? log + n - (size_t)(end - jf->end)
-                                             : log;
+    else if (jf->attempt >= 0 && end >= 0 && jf->end >= 0) {
+        /* Fewer than printed: the stream started again (an orchestrator
+         * restart); more than kept: lines went by unseen. Either way the
+         * whole log. */
+        long long fresh = end - jf->end;
+        from = fresh >= 0 && fresh <= (long long)n ? log + n - (size_t)fresh : log;
+    }
     else if (jf->attempt >= 0 && jf->seen) {
         const char *rest = after_seen(log, jf->seen, jf->end);
         if (!rest)
