@@ -77,6 +77,7 @@ struct rz_attempt {
     rz__ready_target ready;
     uint64_t ready_next, ready_due;
     uint32_t ready_timeout_s;
+    rz__ready_probe probe;       /* the try under way, fd -1 between tries */
     char ready_why[256];
     char *ready_fail;
 };
@@ -677,6 +678,7 @@ int rz__attempt_start_pooled(rz_attempt **out, const rz_attempt_opts *o,
     if (!a)
         return rz__error(RZ_ENOMEM, "out of memory");
     a->started = rz__now_ms();
+    a->probe = (rz__ready_probe)RZ__READY_PROBE_INIT;
     a->timeout_s = o->timeout_s;
     a->memory_mb = o->memory_mb;
     a->max_output = o->max_output ? o->max_output : RZ_ATTEMPT_DEFAULT_MAX_OUTPUT;
@@ -933,17 +935,36 @@ int rz_attempt_fd(const rz_attempt *a)
 
 #define READY_EVERY_MS 100u
 #define READY_TRY_MS 250
+#define READY_STEP_MS 5u         /* how soon a try under way is looked at again */
 
-/* One try of the readiness check when one is due; past its deadline, or
- * when the step's network cannot be entered, the attempt is stopped. */
+/* The try under way, or a new one when one is due: 1 passed, 0 not, -1
+ * cannot be tried, 2 under way (or none due). Never blocks. */
+static int ready_try(rz_attempt *a)
+{
+    if (a->probe.fd < 0) {
+        if (rz__now_ms() < a->ready_next)
+            return 2;
+        int pid = a->ad->net_pid ? a->ad->net_pid(a->state) : 0;
+        if (pid < 0)
+            return 0;   /* no process to check from yet */
+        if (rz__ready_probe_start(&a->probe, &a->ready, pid, READY_TRY_MS,
+                                  a->ready_why, sizeof a->ready_why) < 0)
+            return -1;
+    }
+    return rz__ready_probe_step(&a->probe, &a->ready, a->ready_why,
+                                sizeof a->ready_why);
+}
+
+/* The readiness check, a step at a time; past its deadline, or when the
+ * step's network cannot be entered, the attempt is stopped. */
 static void ready_check(rz_attempt *a)
 {
-    uint64_t now = rz__now_ms();
-    if (!a->ready_wait || a->stopped || now < a->ready_next)
+    if (!a->ready_wait || a->stopped)
         return;
-    int pid = a->ad->net_pid ? a->ad->net_pid(a->state) : 0;
-    int r = pid < 0 ? 0 : rz__ready_try(&a->ready, pid, READY_TRY_MS,
-                                        a->ready_why, sizeof a->ready_why);
+    int r = ready_try(a);
+    if (r == 2)
+        return;
+    rz__ready_probe_end(&a->probe);
     a->ready_next = rz__now_ms() + READY_EVERY_MS;
     if (r == 1) {
         a->ready_wait = false;
@@ -960,6 +981,16 @@ static void ready_check(rz_attempt *a)
     }
 }
 
+int rz__attempt_wake_ms(const rz_attempt *a)
+{
+    if (!a || a->done || !a->ready_wait || a->stopped)
+        return -1;
+    if (a->probe.fd >= 0)
+        return (int)READY_STEP_MS;
+    uint64_t now = rz__now_ms();
+    return a->ready_next > now ? (int)(a->ready_next - now) : 0;
+}
+
 int rz_attempt_poll(rz_attempt *a, int timeout_ms)
 {
     if (!a)
@@ -967,10 +998,12 @@ int rz_attempt_poll(rz_attempt *a, int timeout_ms)
     if (a->done)
         return 1;
     ready_check(a);
-    if (a->ready_wait && timeout_ms > (int)READY_EVERY_MS)
-        timeout_ms = (int)READY_EVERY_MS;
+    int wake = rz__attempt_wake_ms(a);
+    if (wake >= 0 && timeout_ms > wake)
+        timeout_ms = wake;
     int r = a->ad->poll(a->state, timeout_ms);
     if (r == 1) {
+        rz__ready_probe_end(&a->probe);
         live_take(a);   /* the last of it, before the state goes */
         if (a->service)
             a->out_last = a->ad->out_lines(a->state, &a->out_dropped);
@@ -1013,6 +1046,7 @@ void rz_attempt_free(rz_attempt *a)
 {
     if (!a)
         return;
+    rz__ready_probe_end(&a->probe);
     if (a->state) {
         a->ad->stop(a->state);
         a->ad->cleanup(a->state);

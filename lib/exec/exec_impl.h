@@ -33,6 +33,11 @@ RZ_HIDDEN int rz__sandbox_installed(void);
  * an image pull's progress; for the runner's RZ_EVENT_PROGRESS. */
 RZ_HIDDEN void rz__attempt_status(const rz_attempt *a, char *buf, size_t len);
 
+/* How soon (ms) the attempt wants rz_attempt_poll called again whatever its
+ * fd says (a readiness check to try or under way); -1: only when its fd is
+ * ready. */
+RZ_HIDDEN int rz__attempt_wake_ms(const rz_attempt *a);
+
 /* The log lines an attempt wrote since the last call, scrubbed of its
  * secrets and UTF-8 clean, as one malloc'ed text without the last newline;
  * NULL when no whole line is new. A line is held back while a secret could

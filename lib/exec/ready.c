@@ -72,63 +72,13 @@ static int make_socket(int net_pid, char *why, size_t why_len)
     return s.fd;
 }
 
-/* ---- one try ---- */
+/* ---- one try, a step at a time ---- */
 
-static int wait_fd(int fd, short ev, uint64_t deadline)
+static int answer_status(const rz__ready_probe *p, const rz__ready_target *t,
+                         char *why, size_t why_len)
 {
-    for (;;) {
-        uint64_t now = rz__now_ms();
-        if (now >= deadline)
-            return 0;
-        struct pollfd p = { fd, ev, 0 };
-        int r = poll(&p, 1, (int)(deadline - now));
-        if (r > 0 || (r < 0 && errno != EINTR))
-            return r;
-    }
-}
-
-static int try_connect(int fd, const rz__ready_target *t, uint64_t deadline,
-                       char *why, size_t why_len)
-{
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(t->port) };
-    inet_pton(AF_INET, t->host, &sa.sin_addr);
-    int e = 0;
-    socklen_t el = sizeof e;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        if (errno != EINPROGRESS)
-            e = errno;
-        else if (wait_fd(fd, POLLOUT, deadline) <= 0)
-            e = ETIMEDOUT;
-        else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0)
-            e = errno;
-    }
-    if (e)
-        snprintf(why, why_len, "connect %s:%u: %s", t->host, t->port, strerror(e));
-    return e ? 0 : 1;
-}
-
-/* GET the path; any 2xx or 3xx status passes. */
-static int try_http(int fd, const rz__ready_target *t, uint64_t deadline,
-                    char *why, size_t why_len)
-{
-    char req[700];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: %s:%u\r\n"
-                     "Connection: close\r\n\r\n", t->path, t->host, t->port);
-    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
-        snprintf(why, why_len, "GET %s: %s", t->path, strerror(errno));
-        return 0;
-    }
-    char line[64];
-    size_t got = 0;
-    while (got < 12 && wait_fd(fd, POLLIN, deadline) > 0) {
-        ssize_t r = recv(fd, line + got, sizeof line - 1 - got, 0);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    line[got] = '\0';
     int status = 0;
-    if (got < 12 || sscanf(line, "HTTP/1.%*1[01] %3d", &status) != 1) {
+    if (p->got < 12 || sscanf(p->line, "HTTP/1.%*1[01] %3d", &status) != 1) {
         snprintf(why, why_len, "GET %s: no HTTP answer", t->path);
         return 0;
     }
@@ -139,18 +89,114 @@ static int try_http(int fd, const rz__ready_target *t, uint64_t deadline,
     return 1;
 }
 
+int rz__ready_probe_start(rz__ready_probe *p, const rz__ready_target *t,
+                          int net_pid, int timeout_ms, char *why, size_t why_len)
+{
+    *p = (rz__ready_probe)RZ__READY_PROBE_INIT;
+    if (why_len)
+        why[0] = '\0';
+    p->fd = make_socket(net_pid, why, why_len);
+    if (p->fd < 0)
+        return -1;
+    p->deadline = rz__now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(t->port) };
+    inet_pton(AF_INET, t->host, &sa.sin_addr);
+    /* Refused at once is said by the first step, as a later failure is. */
+    if (connect(p->fd, (struct sockaddr *)&sa, sizeof sa) != 0 &&
+        errno != EINPROGRESS)
+        p->err = errno;
+    return 0;
+}
+
+/* The connect's outcome once the socket is writable; 2 while it is not. */
+static int step_connect(rz__ready_probe *p, const rz__ready_target *t,
+                        char *why, size_t why_len)
+{
+    int e = p->err;
+    if (!e) {
+        struct pollfd pf = { p->fd, POLLOUT, 0 };
+        socklen_t el = sizeof e;
+        if (poll(&pf, 1, 0) == 0) {
+            if (rz__now_ms() < p->deadline)
+                return 2;
+            e = ETIMEDOUT;
+        } else if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0) {
+            e = errno;
+        }
+    }
+    if (!e) {
+        p->sent = true;
+        return 1;
+    }
+    snprintf(why, why_len, "connect %s:%u: %s", t->host, t->port, strerror(e));
+    return 0;
+}
+
+static int send_get(rz__ready_probe *p, const rz__ready_target *t,
+                    char *why, size_t why_len)
+{
+    char req[700];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: %s:%u\r\n"
+                     "Connection: close\r\n\r\n", t->path, t->host, t->port);
+    /* A fresh socket's buffer takes the whole request at once. */
+    if (send(p->fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+        snprintf(why, why_len, "GET %s: %s", t->path, strerror(errno));
+        return 0;
+    }
+    return 2;
+}
+
+/* Reads the start of the answer; any 2xx or 3xx status passes. */
+static int step_answer(rz__ready_probe *p, const rz__ready_target *t,
+                       char *why, size_t why_len)
+{
+    while (p->got < 12) {
+        ssize_t r = recv(p->fd, p->line + p->got, sizeof p->line - 1 - p->got, 0);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            if (rz__now_ms() < p->deadline)
+                return 2;
+            break;
+        }
+        if (r <= 0)
+            break;
+        p->got += (size_t)r;
+        p->line[p->got] = '\0';
+    }
+    return answer_status(p, t, why, why_len);
+}
+
+int rz__ready_probe_step(rz__ready_probe *p, const rz__ready_target *t,
+                         char *why, size_t why_len)
+{
+    if (!p->sent) {
+        int r = step_connect(p, t, why, why_len);
+        if (r != 1 || !t->http)
+            return r;
+        if (send_get(p, t, why, why_len) == 0)
+            return 0;
+    }
+    return step_answer(p, t, why, why_len);
+}
+
+void rz__ready_probe_end(rz__ready_probe *p)
+{
+    if (p->fd >= 0)
+        close(p->fd);
+    p->fd = -1;
+}
+
 int rz__ready_try(const rz__ready_target *t, int net_pid, int timeout_ms,
                   char *why, size_t why_len)
 {
-    if (why_len)
-        why[0] = '\0';
-    int fd = make_socket(net_pid, why, why_len);
-    if (fd < 0)
+    rz__ready_probe p;
+    if (rz__ready_probe_start(&p, t, net_pid, timeout_ms, why, why_len) < 0)
         return -1;
-    uint64_t deadline = rz__now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
-    int ok = try_connect(fd, t, deadline, why, why_len);
-    if (ok && t->http)
-        ok = try_http(fd, t, deadline, why, why_len);
-    close(fd);
-    return ok;
+    int r;
+    while ((r = rz__ready_probe_step(&p, t, why, why_len)) == 2) {
+        uint64_t now = rz__now_ms();
+        struct pollfd pf = { p.fd, (short)(p.sent ? POLLIN : POLLOUT), 0 };
+        (void)poll(&pf, 1, now < p.deadline ? (int)(p.deadline - now) : 0);
+    }
+    rz__ready_probe_end(&p);
+    return r;
 }

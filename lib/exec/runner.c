@@ -847,6 +847,9 @@ static int wait_and_collect(runner *r)
         r->pfds[k].revents = 0;
         if (r->pfds[k].fd < 0)
             wait = 0;   /* finished already, or nothing to wait on */
+        int wake = rz__attempt_wake_ms(r->slots[k].att);
+        if (wake >= 0 && wake < wait)
+            wait = wake;   /* its readiness check, tried without blocking */
     }
     if (poll(r->pfds, r->n_slots, wait) < 0 && errno != EINTR)
         return rz__error(RZ_EIO, "poll: %s", strerror(errno));

@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -115,6 +116,40 @@ static void test_http(void **state)
     assert_int_equal(http_try("", why, sizeof why), 0);
 }
 
+/* A try is stepped, never waited on: with a server that has accepted but
+ * not answered, a step says "under way" (2) before the try's deadline, and
+ * the answer, once sent, passes it. */
+static void test_probe_does_not_block(void **state)
+{
+    (void)state;
+    uint16_t port;
+    int lfd = listener(&port);
+    char spec[64], why[200];
+    snprintf(spec, sizeof spec, "http://127.0.0.1:%u/health", port);
+    rz__ready_target t;
+    assert_int_equal(rz__ready_parse(spec, &t, why, sizeof why), RZ_OK);
+    rz__ready_probe p;
+    assert_int_equal(rz__ready_probe_start(&p, &t, 0, 60000, why, sizeof why), 0);
+    int r, c = -1;
+    while ((r = rz__ready_probe_step(&p, &t, why, sizeof why)) == 2 && c < 0) {
+        c = accept(lfd, NULL, NULL);   /* listener is blocking: the connect is made */
+    }
+    assert_int_equal(r, 2);
+    assert_true(c >= 0);
+    char buf[1024];
+    assert_true(recv(c, buf, sizeof buf, 0) > 0);       /* the GET was sent */
+    assert_int_equal(rz__ready_probe_step(&p, &t, why, sizeof why), 2);
+    const char *ok = "HTTP/1.1 204 No Content\r\n\r\n";
+    assert_int_equal(send(c, ok, strlen(ok), MSG_NOSIGNAL), (ssize_t)strlen(ok));
+    struct pollfd pf = { p.fd, POLLIN, 0 };
+    assert_int_equal(poll(&pf, 1, 5000), 1);
+    assert_int_equal(rz__ready_probe_step(&p, &t, why, sizeof why), 1);
+    rz__ready_probe_end(&p);
+    rz__ready_probe_end(&p);   /* twice is fine */
+    close(c);
+    close(lfd);
+}
+
 static void test_no_such_namespace(void **state)
 {
     (void)state;
@@ -148,6 +183,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_tcp),
+        cmocka_unit_test(test_probe_does_not_block),
         cmocka_unit_test(test_http),
         cmocka_unit_test(test_no_such_namespace),
         cmocka_unit_test(test_own_namespace_refused),
