@@ -22,112 +22,45 @@
 #include "rhizos/engine.h"
 #include "rhizos/module.h"
 #include "helpers.h"
+#include "engine_fixture.h"
 
 /* 36000 micros per core-hour: 10 s on 2 cores costs exactly 200 micros. */
-#define NODE_CAPS "{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192," \
-    "\"storage\":{\"total_gb\":100,\"free_gb\":100},\"adapters\":[\"process\"]," \
-    "\"prices\":{\"gpu_hour_micros\":0,\"cpu_hour_micros\":36000," \
-    "\"memory_gb_hour_micros\":0},\"max_concurrent_jobs\":2}"
+#define NODE_CAPS EFX_NODE_CAPS
 
-typedef struct fx {
-    char dir[64];
-    rz_engine *e;
-    rz_registry *reg;
-    rz_ledger_id client;
-} fx;
+typedef efx fx;
 
-static void add_module(const char *root, const char *id, const char *inputs,
-                       const char *outputs)
+static int setup(void **state)
 {
-    char path[256], text[1024];
-    snprintf(path, sizeof path, "%s/%s", root, id);
-    mkdir(path, 0700);
-    snprintf(text, sizeof text,
-             "{\"id\":\"%s\",\"version\":\"1.0.0\",\"name\":\"%s\","
-             "\"description\":\"test\",\"inputs\":%s,\"outputs\":%s,"
-             "\"requirements\":{\"adapter\":\"process\",\"cpu_cores\":1},"
-             "\"estimate\":{\"seconds\":10},"
-             "\"exec\":{\"adapter\":\"process\",\"command\":[\"true\"]}}",
-             id, id, inputs, outputs);
-    snprintf(path, sizeof path, "%s/%s/module.json", root, id);
-    file_write(path, text);
-}
-
-static rz_engine_opts test_opts(const fx *f)
-{
+    static const efx_module mods[] = {
+        { "split", EFX_TEXT_IN, "[{\"name\":\"left\",\"type\":\"string\"},"
+          "{\"name\":\"right\",\"type\":\"string\"}]", NULL, NULL },
+        EFX_COUNT,
+        { "svc", EFX_TEXT_IN, "[]", NULL, NULL },
+        { "merge", "[{\"name\":\"x\",\"type\":\"any\"},"
+          "{\"name\":\"y\",\"type\":\"any\"}]",
+          "[{\"name\":\"sum\",\"type\":\"integer\"}]", NULL, NULL },
+    };
     rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
     o.durable = 0;
-    o.registry = f->reg;
     o.node_timeout_ms = 1000;
     o.ref_cpu_hour_micros = 36000;   /* 10 s x 200% on 1 core: 200 micros */
     /* These tests step the clock by a few ms around runs of seconds; the
      * bound of the run time by the clock has its own test
      * (test_run_time_bounded). */
     o.run_tolerance_ms = UINT64_MAX / 2;
-    return o;
-}
-
-static void reopen(fx *f)
-{
-    rz_engine_close(f->e);
-    f->e = NULL;
-    rz_engine_opts o = test_opts(f);
-    int rc = rz_engine_open(&f->e, f->dir, &o);
-    if (rc != RZ_OK)
-        fprintf(stderr, "open: %s\n", rz_error_last()->message);
-    assert_int_equal(rc, RZ_OK);
-}
-
-static int setup(void **state)
-{
-    fx *f = calloc(1, sizeof *f);
-    assert_non_null(tmp_dir_make(f->dir, sizeof f->dir, "engine"));
-    char mods[128];
-    snprintf(mods, sizeof mods, "%s/modules", f->dir);
-    mkdir(mods, 0700);
-    add_module(mods, "split", "[{\"name\":\"text\",\"type\":\"string\"}]",
-               "[{\"name\":\"left\",\"type\":\"string\"},"
-               "{\"name\":\"right\",\"type\":\"string\"}]");
-    add_module(mods, "count", "[{\"name\":\"text\",\"type\":\"string\"}]",
-               "[{\"name\":\"n\",\"type\":\"integer\"}]");
-    add_module(mods, "svc", "[{\"name\":\"text\",\"type\":\"string\"}]", "[]");
-    add_module(mods, "merge", "[{\"name\":\"x\",\"type\":\"any\"},"
-               "{\"name\":\"y\",\"type\":\"any\"}]",
-               "[{\"name\":\"sum\",\"type\":\"integer\"}]");
-    assert_int_equal(rz_registry_new(&f->reg), RZ_OK);
-    assert_int_equal(rz_registry_add_dir(f->reg, mods, NULL), RZ_OK);
-    reopen(f);
-    f->client = rz_ledger_id_make(7, 1);
-    rz_ledger *l = rz_engine_ledger(f->e);
-    assert_int_equal(rz_ledger_create_account(l, f->client, RZ_LEDGER_CLIENT), RZ_OK);
-    assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 2), f->client,
-                                           10000), RZ_OK);
-    *state = f;
+    *state = efx_new("engine", mods, sizeof mods / sizeof mods[0], &o, 10000);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fx *f = *state;
-    rz_engine_close(f->e);
-    rz_registry_free(f->reg);
-    assert_int_equal(tmp_dir_remove(f->dir), 0);
-    free(f);
+    efx_free(*state);
     return 0;
-}
-
-static uint64_t balance(fx *f, rz_ledger_id id)
-{
-    rz_ledger_account a;
-    assert_int_equal(rz_ledger_balance(rz_engine_ledger(f->e), id, &a), RZ_OK);
-    return rz_ledger_available(&a);
 }
 
 static uint64_t node_add(fx *f, uint64_t now)
 {
-    uint64_t id = 0;
-    assert_int_equal(rz_engine_node_register(f->e, NODE_CAPS, strlen(NODE_CAPS),
-                                             now, &id), RZ_OK);
+    uint64_t id = efx_node_add(f, NODE_CAPS, now);
     assert_true(id > 0);
     return id;
 }
@@ -175,7 +108,7 @@ static void test_settle_exact(void **state)
     uint64_t n = node_add(f, 0);
     uint64_t j = submit(f, 500, 0, 1);
     assert_true(j > 0);
-    assert_int_equal(balance(f, f->client), 9500);
+    assert_int_equal(efx_available(f, f->client), 9500);
     assert_int_equal(job_state(f, j), RZ_JOB_QUEUED);
     rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, n, 2, &a), RZ_OK);
@@ -194,9 +127,9 @@ static void test_settle_exact(void **state)
     assert_int_equal(ji.cost_micros, 200);
     assert_string_equal(ji.outputs_json, "{\"n\":2}");
     /* Client pays the actual cost, node 95%, platform 5%. */
-    assert_int_equal(balance(f, f->client), 9800);
-    assert_int_equal(balance(f, rz_engine_node_account(n)), 190);
-    assert_int_equal(balance(f, RZ_LEDGER_PLATFORM_ID), 10);
+    assert_int_equal(efx_available(f, f->client), 9800);
+    assert_int_equal(efx_available(f, rz_engine_node_account(n)), 190);
+    assert_int_equal(efx_available(f, RZ_LEDGER_PLATFORM_ID), 10);
     rz_engine_event ev;
     int seen_assign = 0, seen_finish = 0;
     while (rz_engine_next_event(f->e, &ev)) {
@@ -213,8 +146,8 @@ static void test_settle_exact(void **state)
     assert_int_equal(node_report(f->e, n, j2, 1, NULL, NULL, 3600000, 7), RZ_OK);
     assert_int_equal(rz_engine_job_get(f->e, j2, &ji), RZ_OK);
     assert_int_equal(ji.cost_micros, 250);
-    assert_int_equal(balance(f, f->client), 9550);
-    assert_int_equal(balance(f, RZ_LEDGER_PLATFORM_ID), 10 + 13);   /* 12.5 -> 13 */
+    assert_int_equal(efx_available(f, f->client), 9550);
+    assert_int_equal(efx_available(f, RZ_LEDGER_PLATFORM_ID), 10 + 13);   /* 12.5 -> 13 */
     /* A hold below the node's estimate is never placed there. */
     uint64_t j3 = submit(f, 150, 0, 8);
     assert_int_equal(rz_engine_poll(f->e, n, 9, &a), RZ_ENOENT);
@@ -229,7 +162,7 @@ static void test_run_time_bounded(void **state)
 {
     fx *f = *state;
     rz_engine_close(f->e);
-    rz_engine_opts o = test_opts(f);
+    rz_engine_opts o = f->opts;
     o.run_tolerance_ms = 0;   /* the default: none */
     assert_int_equal(rz_engine_open(&f->e, f->dir, &o), RZ_OK);
     uint64_t n = node_add(f, 1000);
@@ -245,7 +178,7 @@ static void test_run_time_bounded(void **state)
     assert_int_equal(ji.run_ms, 500);
     /* 2 cores at 36000 micros/h: 0.5 s is 10 micros, far below the hold. */
     assert_int_equal(ji.cost_micros, 10);
-    assert_int_equal(balance(f, f->client), 10000 - 10);
+    assert_int_equal(efx_available(f, f->client), 10000 - 10);
     /* One millisecond more than measured is not billed either. */
     uint64_t x = submit(f, 500, 0, 2500);
     assert_int_equal(rz_engine_poll(f->e, n, 2600, &a), RZ_OK);
@@ -321,7 +254,7 @@ static void test_failed_job_is_refunded(void **state)
     assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
     assert_int_equal(ji.state, RZ_JOB_FAILED);
     assert_string_equal(ji.error, "exit 1");
-    assert_int_equal(balance(f, f->client), 10000);
+    assert_int_equal(efx_available(f, f->client), 10000);
     check(f);
 }
 
@@ -331,7 +264,7 @@ static void test_cancel_queued_job_is_refunded_once(void **state)
     uint64_t q = submit(f, 300, 0, 4);
     assert_int_equal(rz_engine_job_cancel(f->e, q, 5), RZ_OK);
     assert_int_equal(rz_engine_job_cancel(f->e, q, 5), RZ_ESTATE);
-    assert_int_equal(balance(f, f->client), 10000);
+    assert_int_equal(efx_available(f, f->client), 10000);
     check(f);
 }
 
@@ -345,7 +278,7 @@ static void test_cancel_running_job_refuses_its_late_result(void **state)
     assert_int_equal(a.job, r);
     assert_int_equal(rz_engine_job_cancel(f->e, r, 8), RZ_OK);
     assert_int_equal(node_report(f->e, n, r, 1, "{}", NULL, 10, 9), RZ_ESTATE);
-    assert_int_equal(balance(f, f->client), 10000);
+    assert_int_equal(efx_available(f, f->client), 10000);
     check(f);
 }
 
@@ -360,7 +293,7 @@ static void test_insufficient_funds_change_nothing(void **state)
     assert_memory_equal(before.jobs, after.jobs, sizeof before.jobs);
     rz_engine_job_info ji;
     assert_int_equal(rz_engine_job_get(f->e, 1, &ji), RZ_ENOENT);
-    assert_int_equal(balance(f, f->client), 10000);
+    assert_int_equal(efx_available(f, f->client), 10000);
     check(f);
 }
 
@@ -386,7 +319,7 @@ static void test_hostile_submit_changes_nothing(void **state)
     assert_int_not_equal(rz_engine_submit(f->e, &s, 11, &id), RZ_OK);
     rz_engine_stats_get(f->e, &after);
     assert_memory_equal(before.jobs, after.jobs, sizeof before.jobs);
-    assert_int_equal(balance(f, f->client), 10000);
+    assert_int_equal(efx_available(f, f->client), 10000);
     check(f);
 }
 
@@ -437,9 +370,9 @@ static void test_lost_node(void **state)
     assert_int_equal(as.job, j);
     assert_int_equal(as.attempt, 2);
     assert_int_equal(node_report(f->e, b, j, 2, "{\"n\":1}", NULL, 10000, 1700), RZ_OK);
-    assert_int_equal(balance(f, f->client), 9800);   /* charged once */
-    assert_int_equal(balance(f, rz_engine_node_account(b)), 190);
-    assert_int_equal(balance(f, rz_engine_node_account(a)), 0);
+    assert_int_equal(efx_available(f, f->client), 9800);   /* charged once */
+    assert_int_equal(efx_available(f, rz_engine_node_account(b)), 190);
+    assert_int_equal(efx_available(f, rz_engine_node_account(a)), 0);
     size_t nt = 0, total = 0;
     rz_ledger_transfer t[8];
     assert_int_equal(rz_ledger_job_transfers(rz_engine_ledger(f->e),
@@ -486,12 +419,12 @@ static void test_stale_duplicate(void **state)
     assert_int_equal(repeat, 0);
     assert_int_equal(node_report(f->e, holder, j, 1, "{\"n\":3}", NULL, 10001, 6), RZ_ESTATE);
     assert_int_equal(job_state(f, j), RZ_JOB_SUCCEEDED);
-    assert_int_equal(balance(f, f->client), 9800);
+    assert_int_equal(efx_available(f, f->client), 9800);
     rz_engine_stats st;
     rz_engine_stats_get(f->e, &st);
     assert_int_equal(st.results_rejected, 5);
     /* The accepted report's digest is kept with the job. */
-    reopen(f);
+    efx_reopen(f);
     assert_int_equal(node_report(f->e, holder, j, 1, "{\"n\":3}", NULL, 10000, 7), RZ_OK);
     assert_int_equal(node_report(f->e, holder, j, 1, "{\"n\":5}", NULL, 10000, 7), RZ_ESTATE);
     assert_int_equal(job_state(f, j), RZ_JOB_SUCCEEDED);
@@ -515,7 +448,7 @@ static void test_stale_duplicate(void **state)
     assert_int_equal(repeat, 0);
     assert_int_equal(rz_engine_report_result(f->e, holder, k, NULL, 10, NULL),
                      RZ_EINVAL);
-    assert_int_equal(balance(f, f->client), 9800);
+    assert_int_equal(efx_available(f, f->client), 9800);
     check(f);
 }
 
@@ -660,10 +593,10 @@ static void assert_money(fx *f, uint64_t first_job, uint64_t last_job,
         fees += rz_ledger_fee(ji.cost_micros, 500);
     }
     for (size_t i = 0; i < n; i++)
-        paid += balance(f, rz_engine_node_account(nodes[i]));
-    assert_int_equal(balance(f, f->client), 10000 - total);
+        paid += efx_available(f, rz_engine_node_account(nodes[i]));
+    assert_int_equal(efx_available(f, f->client), 10000 - total);
     assert_int_equal(paid, total - fees);
-    assert_int_equal(balance(f, RZ_LEDGER_PLATFORM_ID), fees);
+    assert_int_equal(efx_available(f, RZ_LEDGER_PLATFORM_ID), fees);
 }
 
 /* The status as one cJSON tree printed whole (how the engine built it
@@ -736,7 +669,7 @@ static void test_deploy_fanout(void **state)
     uint64_t nodes[3] = { node_add(f, 0), node_add(f, 0), node_add(f, 0) };
     uint64_t d = deploy(f, FANOUT, 1);
     /* Five steps held at 200 micros each (reference estimate). */
-    assert_int_equal(balance(f, f->client), 9000);
+    assert_int_equal(efx_available(f, f->client), 9000);
     check(f);
     uint64_t now = 2;
     for (int round = 0; round < 10; round++, now += 150) {
@@ -766,9 +699,9 @@ static void test_deploy_fanout(void **state)
     assert_int_equal(finished, 1);
     /* 4 jobs ran at 1 core x 10 s = 100 micros; the skipped one is refunded. */
     assert_money(f, 1, 5, nodes, 3);
-    assert_int_equal(balance(f, f->client), 9600);
+    assert_int_equal(efx_available(f, f->client), 9600);
     assert_int_equal(rz_engine_deployment_cancel(f->e, d, now), RZ_ESTATE);
-    reopen(f);   /* finished deployments keep their status */
+    efx_reopen(f);   /* finished deployments keep their status */
     doc = status(f, d);
     assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
     cJSON_Delete(doc);
@@ -855,7 +788,7 @@ static void live_work_stays(fx *f, char **texts, uint64_t n, uint64_t now,
     uint64_t q = submit(f, 300, 0, now++);
     assert_int_equal(rz__engine_live_jobs(f->e), 1);
     assert_non_null(rz__engine_job(f->e, q));
-    reopen(f);
+    efx_reopen(f);
     assert_int_equal(rz__engine_live_jobs(f->e), 1);
     assert_int_equal(rz__engine_live_deps(f->e), 0);
     assert_int_equal(rz_engine_job_cancel(f->e, q, now++), RZ_OK);
@@ -933,7 +866,7 @@ static void test_finished_leave_memory(void **state)
     assert_int_equal(rz_engine_report_result(f->e, node, 2, &r, now++, &again),
                      RZ_ESTATE);
     assert_same_answers(f, texts, n, d, dep_status, &st);
-    reopen(f);
+    efx_reopen(f);
     assert_int_equal(rz__engine_live_jobs(f->e), 0);
     assert_same_answers(f, texts, n, d, dep_status, &st);
     live_work_stays(f, texts, n, now, &st);
@@ -961,7 +894,7 @@ static void test_deploy_join(void **state)
         drive(f, nodes, 1, now, NULL);
         assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
     }
-    reopen(f);
+    efx_reopen(f);
     cJSON *doc = status(f, d);
     assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
     assert_string_equal(step_status(doc, "a"), "skipped");
@@ -1000,7 +933,7 @@ static void test_deploy_on_exit_outputs(void **state)
     assert_int_equal(cJSON_GetArraySize(outs), 1);
     assert_int_equal(cJSON_GetObjectItem(outs, "total")->valueint, 1002);
     cJSON_Delete(doc);
-    reopen(f);
+    efx_reopen(f);
     doc = status(f, d);
     assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "outputs"),
                                          "total")->valueint, 1002);
@@ -1052,7 +985,7 @@ static void test_deploy_without_funds_for_every_step_holds_nothing(void **state)
     assert_int_equal(rz_engine_deploy(f->e, FANOUT, strlen(FANOUT), poor,
                                       "{\"text\":\"x\"}", 1, &d, NULL), RZ_EFUNDS);
     assert_int_equal(d, 0);
-    assert_int_equal(balance(f, poor), 900);
+    assert_int_equal(efx_available(f, poor), 900);
     rz_engine_job_info ji;
     assert_int_equal(rz_engine_job_get(f->e, 1, &ji), RZ_ENOENT);
     check(f);
@@ -1079,7 +1012,7 @@ static void test_deploy_timeout_cancel(void **state)
     assert_int_equal(rs, RZ_RUN_FAILED);
     assert_int_equal(job_state(f, a.job), RZ_JOB_FAILED);
     assert_int_equal(node_report(f->e, n, a.job, 1, "{}", NULL, 5, 1012), RZ_ESTATE);
-    assert_int_equal(balance(f, f->client), 10000);
+    assert_int_equal(efx_available(f, f->client), 10000);
     int stops = 0;
     rz_engine_event ev;
     while (rz_engine_next_event(f->e, &ev))
@@ -1093,7 +1026,7 @@ static void test_deploy_timeout_cancel(void **state)
     assert_int_equal(rz_engine_deployment_state(f->e, d2, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_CANCELLED);
     assert_int_equal(job_state(f, a.job), RZ_JOB_CANCELLED);
-    assert_int_equal(balance(f, f->client), 10000);
+    assert_int_equal(efx_available(f, f->client), 10000);
     check(f);
 }
 
@@ -1163,7 +1096,7 @@ static void test_timeout_reason(void **state)
     assert_int_equal(rz_engine_tick(f->e, 3302), RZ_OK);
     assert_step_error(f, d3, "timed out after 1 s");
     check(f);
-    reopen(f);
+    efx_reopen(f);
     assert_step_error(f, d1, no_node);
     assert_step_error(f, d2, waiting);
     assert_step_error(f, d3, "timed out after 1 s");
@@ -1200,7 +1133,7 @@ static void test_status_job_view(void **state)
         assert_int_equal(step_int(doc, "s", "dispatches"), 2);
         cJSON_Delete(doc);
         if (!pass)
-            reopen(f);
+            efx_reopen(f);
     }
     /* A second node finishes it: the final status keeps the job's view. */
     uint64_t m = node_add(f, 20);
@@ -1227,7 +1160,7 @@ static void test_restart_close(void **state)
     free(out);
     assert_int_equal(rz_engine_poll(f->e, nodes[0], 4, &a), RZ_OK);   /* a (ties: first node) */
     uint64_t running = a.job;
-    reopen(f);
+    efx_reopen(f);
     check(f);
     assert_int_equal(job_state(f, running), RZ_JOB_RUNNING);
     /* A queued standalone job survives too. */
@@ -1266,7 +1199,7 @@ static void test_deploy_lazy_records(void **state)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        reopen(f);
+        efx_reopen(f);
         node_add(f, 0);
         deploy(f, FANOUT, 1);
         rz__ejob j;
@@ -1286,11 +1219,11 @@ static void test_deploy_lazy_records(void **state)
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFSIGNALED(st));
     assert_int_equal(WTERMSIG(st), SIGKILL);
-    rz_engine_opts o = test_opts(f);
+    rz_engine_opts o = f->opts;
     o.ref_cpu_hour_micros = 72000;   /* new steps would hold twice as much */
     assert_int_equal(rz_engine_open(&f->e, f->dir, &o), RZ_OK);
     check(f);
-    assert_int_equal(balance(f, f->client), 9000);
+    assert_int_equal(efx_available(f, f->client), 9000);
     for (uint64_t id = 1; id <= 5; id++) {
         rz_engine_job_info ji;
         assert_int_equal(rz_engine_job_get(f->e, id, &ji), RZ_OK);
@@ -1323,8 +1256,8 @@ static void test_deploy_lazy_records(void **state)
     assert_string_equal(step_status(doc, "merge"), "succeeded");
     cJSON_Delete(doc);
     assert_money(f, 1, 5, nodes, 1);
-    assert_int_equal(balance(f, f->client), 9600);
-    reopen(f);
+    assert_int_equal(efx_available(f, f->client), 9600);
+    efx_reopen(f);
     check(f);
 }
 
@@ -1337,7 +1270,7 @@ static void deploy_killed(fx *f, const char *flow)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        reopen(f);
+        efx_reopen(f);
         for (int i = 0; i < 3; i++)
             node_add(f, 0);
         deploy(f, flow, 1);
@@ -1377,11 +1310,11 @@ static void test_deploy_replicated_records(void **state)
         "    inputs: {text: \"${{ steps.split.outputs.left }}\"}\n";
     fx *f = *state;
     deploy_killed(f, flow);
-    rz_engine_opts o = test_opts(f);
+    rz_engine_opts o = f->opts;
     o.ref_cpu_hour_micros = 72000;   /* new steps would hold twice as much */
     assert_int_equal(rz_engine_open(&f->e, f->dir, &o), RZ_OK);
     check(f);
-    assert_int_equal(balance(f, f->client), 10000 - 5 * 200);
+    assert_int_equal(efx_available(f, f->client), 10000 - 5 * 200);
     rz_engine_replica_run r[5];
     assert_int_equal(rz_engine_job_replicas(f->e, 5, r, 5), 3);
     assert_int_equal(r[0].job, 2);
@@ -1411,7 +1344,7 @@ static void test_deploy_replicated_records(void **state)
     cJSON *doc = status(f, 1);
     assert_string_equal(step_status(doc, "b"), "succeeded");
     cJSON_Delete(doc);
-    reopen(f);
+    efx_reopen(f);
     check(f);
     assert_int_equal(rz__engine_live_jobs(f->e), 0);
     assert_int_equal(rz_engine_job_replicas(f->e, 4, r, 5), 3);
@@ -1458,7 +1391,7 @@ static void replicated_step_oom(void **state, bool agree)
         rz_ledger_account acc;
         if (f->e->broken || rz_ledger_balance(rz_engine_ledger(f->e), f->client,
                                               &acc) == RZ_ESTATE)
-            reopen(f);
+            efx_reopen(f);
         check(f);
         rz_engine_replica_run r[3];
         assert_int_equal(rz_engine_job_replicas(f->e, job[0], r, 3), 3);
@@ -1476,7 +1409,7 @@ static void replicated_step_oom(void **state, bool agree)
             assert_string_equal(r[i].verdict, agree ? "agreed" : "no_majority");
         assert_int_equal(rz_engine_tick(f->e, 6), RZ_OK);
         check(f);
-        reopen(f);
+        efx_reopen(f);
         check(f);
         teardown(state);
         assert_int_equal(setup(state), 0);
@@ -1502,7 +1435,7 @@ static void test_restart_sigkill(void **state)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        reopen(f);
+        efx_reopen(f);
         uint64_t n = node_add(f, 0);
         deploy(f, FANOUT, 1);
         rz_engine_assignment a;
@@ -1520,7 +1453,7 @@ static void test_restart_sigkill(void **state)
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFSIGNALED(st));
     assert_int_equal(WTERMSIG(st), SIGKILL);
-    reopen(f);
+    efx_reopen(f);
     check(f);
     uint64_t nodes[1] = { 1 };
     uint64_t now = 100;
@@ -1588,7 +1521,7 @@ static void fe_finish(fx *f, uint64_t dep, uint64_t last_job)
     assert_money(f, 1, last_job, nodes, 1);
     rz_engine_job_info ji;
     assert_int_equal(rz_engine_job_get(f->e, last_job + 1, &ji), RZ_ENOENT);
-    reopen(f);
+    efx_reopen(f);
     check(f);
 }
 
@@ -1597,7 +1530,7 @@ static void test_for_each_jobs(void **state)
     fx *f = *state;
     node_add(f, 0);
     uint64_t d = deploy_in(f, FE_FLOW, FE_INPUTS, 1);
-    assert_int_equal(balance(f, f->client), 10000 - 3 * 200);
+    assert_int_equal(efx_available(f, f->client), 10000 - 3 * 200);
     rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, 1, 2, &a), RZ_OK);
     assert_string_equal(a.step, "split");
@@ -1606,7 +1539,7 @@ static void test_for_each_jobs(void **state)
     free(out);
     check(f);
     /* split cost nothing (0 ms): three holds of steps, three of elements. */
-    assert_int_equal(balance(f, f->client), 10000 - 5 * 200);
+    assert_int_equal(efx_available(f, f->client), 10000 - 5 * 200);
     uint64_t ids[8] = {0};
     assert_int_equal(rz_engine_deployment_element_jobs(f->e, d, ids, 8), 3);
     assert_int_equal(ids[0], 4);
@@ -1620,7 +1553,7 @@ static void test_for_each_jobs(void **state)
         assert_int_equal(rz_engine_job_task(f->e, j, &task), RZ_OK);
         assert_int_equal(task, 3 + (j - 4));
     }
-    reopen(f);   /* the run and its elements' jobs come back */
+    efx_reopen(f);   /* the run and its elements' jobs come back */
     check(f);
     fe_finish(f, d, 6);
     /* Finished: its status names each element's job instead. */
@@ -1642,7 +1575,7 @@ static void test_for_each_killed_after_fan_out(void **state)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        reopen(f);
+        efx_reopen(f);
         uint64_t n = node_add(f, 0);
         deploy_in(f, FE_FLOW, FE_INPUTS, 1);
         rz_engine_assignment a;
@@ -1660,7 +1593,7 @@ static void test_for_each_killed_after_fan_out(void **state)
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFSIGNALED(st));
     assert_int_equal(WTERMSIG(st), SIGKILL);
-    reopen(f);
+    efx_reopen(f);
     check(f);
     rz_engine_job_info ji;
     for (uint64_t j = 5; j <= 6; j++) {   /* held: one queued, one waits */
@@ -1697,8 +1630,8 @@ static void test_for_each_crash_before_commit(void **state)
     for (uint64_t j = 4; j <= 6; j++)   /* what fan_out held before dying */
         assert_int_equal(rz_ledger_hold(l, rz__engine_hold_id(j),
                          rz_engine_job_ledger_id(j), f->client, 200, 0), RZ_OK);
-    reopen(f);
-    assert_int_equal(balance(f, f->client), 10000 - 3 * 200);
+    efx_reopen(f);
+    assert_int_equal(efx_available(f, f->client), 10000 - 3 * 200);
     for (uint64_t j = 4; j <= 6; j++)
         assert_int_equal(job_state(f, j), RZ_JOB_CANCELLED);
     check(f);
@@ -1707,7 +1640,7 @@ static void test_for_each_crash_before_commit(void **state)
     free(out);
     check(f);
     /* split cost nothing; c, m and three new elements are held, once. */
-    assert_int_equal(balance(f, f->client), 10000 - 5 * 200);
+    assert_int_equal(efx_available(f, f->client), 10000 - 5 * 200);
     size_t task = 0;
     assert_int_equal(rz_engine_job_task(f->e, 7, &task), RZ_OK);
     assert_int_equal(task, 3);
@@ -1769,7 +1702,7 @@ static void test_for_each_out_of_memory_then_crash(void **state)
             continue;
         }
         if (broken || n % 2)
-            reopen(f);   /* the crash: the commit stands, memory is gone */
+            efx_reopen(f);   /* the crash: the commit stands, memory is gone */
         check(f);
         if (job_state(f, a.job) != RZ_JOB_SUCCEEDED) {   /* nothing applied */
             assert_int_equal(rz_engine_node_heartbeat(f->e, 1, 3, 0), RZ_OK);
@@ -1815,7 +1748,7 @@ static void test_for_each_no_funds(void **state)
     assert_string_equal(step_status(doc, "m"), "skipped");
     cJSON_Delete(doc);
     assert_money(f, 1, 3, nodes, 1);
-    reopen(f);
+    efx_reopen(f);
     check(f);
 }
 
@@ -1827,15 +1760,15 @@ static void test_orphan_hold(void **state)
     rz_ledger *l = rz_engine_ledger(f->e);
     assert_int_equal(rz_ledger_hold(l, rz__engine_hold_id(1),
                      rz_engine_job_ledger_id(1), f->client, 400, 0), RZ_OK);
-    assert_int_equal(balance(f, f->client), 9600);
-    reopen(f);
-    assert_int_equal(balance(f, f->client), 10000);
+    assert_int_equal(efx_available(f, f->client), 9600);
+    efx_reopen(f);
+    assert_int_equal(efx_available(f, f->client), 10000);
     assert_int_equal(job_state(f, 1), RZ_JOB_CANCELLED);
     check(f);
     uint64_t j = submit(f, 300, 0, 1);
     assert_int_equal(j, 2);
-    assert_int_equal(balance(f, f->client), 9700);
-    reopen(f);
+    assert_int_equal(efx_available(f, f->client), 9700);
+    efx_reopen(f);
     assert_int_equal(job_state(f, 1), RZ_JOB_CANCELLED);
     assert_int_equal(job_state(f, 2), RZ_JOB_QUEUED);
     check(f);
@@ -1861,7 +1794,7 @@ static void test_decline(void **state)
     /* a has room but declined it: it is not placed there again. */
     assert_int_equal(rz_engine_poll(f->e, a, 4, &as), RZ_ENOENT);
     assert_int_equal(job_state(f, j), RZ_JOB_QUEUED);
-    reopen(f);
+    efx_reopen(f);
     assert_int_equal(rz_engine_poll(f->e, a, 5, &as), RZ_ENOENT);
     uint64_t b = node_add(f, 6);
     assert_int_equal(rz_engine_poll(f->e, b, 7, &as), RZ_OK);
@@ -1879,9 +1812,9 @@ static void test_decline(void **state)
     uint64_t k = submit(f, 500, 0, 10);
     assert_int_equal(rz_engine_poll(f->e, a, 10, &as), RZ_OK);
     assert_int_equal(as.job, k);
-    assert_int_equal(balance(f, f->client), 10000 - 200 - 500);
+    assert_int_equal(efx_available(f, f->client), 10000 - 200 - 500);
     assert_int_equal(rz_engine_job_cancel(f->e, k, 11), RZ_OK);
-    assert_int_equal(balance(f, f->client), 9800);
+    assert_int_equal(efx_available(f, f->client), 9800);
     check(f);
 }
 
@@ -1899,7 +1832,7 @@ static void test_decline_exhausts(void **state)
         check(f);
     }
     assert_int_equal(job_state(f, j), RZ_JOB_FAILED);
-    assert_int_equal(balance(f, f->client), 10000);
+    assert_int_equal(efx_available(f, f->client), 10000);
 }
 
 /* Listings newest first, by client; deployment info; caps; times; the
@@ -2073,7 +2006,7 @@ static void test_group_commit(void **state)
     uint64_t j3 = submit(f, 300, 0, 1), j4 = submit(f, 9000, 0, 1);
     assert_true(j1 && j2 && j3 && j4);
     /* 9900 of 10000 are spoken for, though the ledger holds none yet. */
-    assert_int_equal(balance(f, f->client), 10000);
+    assert_int_equal(efx_available(f, f->client), 10000);
     assert_int_equal(submit(f, 200, 0, 1), 0);
     assert_int_equal(rz_error_last()->code, RZ_EFUNDS);
     assert_int_equal(rz_engine_check(f->e), RZ_ESTATE);
@@ -2083,14 +2016,14 @@ static void test_group_commit(void **state)
     assert_int_equal(rz_engine_job_cancel(f->e, j2, 2), RZ_OK);
     assert_int_equal(rz_engine_group_commit(f->e), RZ_OK);
     assert_false(rz_engine_in_group(f->e));
-    assert_int_equal(balance(f, f->client), 10000 - 300 - 300 - 9000);
+    assert_int_equal(efx_available(f, f->client), 10000 - 300 - 300 - 9000);
     check(f);
-    reopen(f);
+    efx_reopen(f);
     check(f);
     assert_int_equal(job_state(f, j1), RZ_JOB_RUNNING);
     assert_int_equal(job_state(f, j2), RZ_JOB_CANCELLED);
     assert_int_equal(job_state(f, j3), RZ_JOB_QUEUED);
-    assert_int_equal(balance(f, f->client), 400);
+    assert_int_equal(efx_available(f, f->client), 400);
     /* Money taken out of the ledger directly after the check: the hold is
      * refused at the commit and its job fails, holding nothing. */
     assert_int_equal(rz_engine_group_begin(f->e), RZ_OK);
@@ -2105,14 +2038,14 @@ static void test_group_commit(void **state)
     assert_int_equal(ji.max_cost_micros, 0);
     assert_non_null(strstr(ji.error, "refused"));
     check(f);
-    reopen(f);
+    efx_reopen(f);
     check(f);
     /* Closing with a group open commits it. */
     assert_int_equal(rz_engine_group_begin(f->e), RZ_OK);
     uint64_t j6 = submit(f, 50, 0, 4);
-    reopen(f);
+    efx_reopen(f);
     assert_int_equal(job_state(f, j6), RZ_JOB_QUEUED);
-    assert_int_equal(balance(f, f->client), 50);
+    assert_int_equal(efx_available(f, f->client), 50);
     check(f);
 }
 
@@ -2137,7 +2070,7 @@ static void test_group_pending(void **state)
     assert_int_equal(rz_engine_group_commit(f->e), RZ_OK);
     assert_int_equal(rz_engine_group_pending(f->e, f->client), 0);
     assert_int_equal(job_state(f, j), RZ_JOB_QUEUED);
-    assert_int_equal(balance(f, f->client), 1000);
+    assert_int_equal(efx_available(f, f->client), 1000);
     check(f);
 }
 
@@ -2152,14 +2085,14 @@ static void test_group_orphans_gap(void **state)
                      rz_engine_job_ledger_id(1), f->client, 100, 0), RZ_OK);
     assert_int_equal(rz_ledger_hold(l, rz__engine_hold_id(3),
                      rz_engine_job_ledger_id(3), f->client, 200, 0), RZ_OK);
-    assert_int_equal(balance(f, f->client), 9700);
-    reopen(f);
-    assert_int_equal(balance(f, f->client), 10000);
+    assert_int_equal(efx_available(f, f->client), 9700);
+    efx_reopen(f);
+    assert_int_equal(efx_available(f, f->client), 10000);
     for (uint64_t j = 1; j <= 3; j++)
         assert_int_equal(job_state(f, j), RZ_JOB_CANCELLED);
     check(f);
     assert_int_equal(submit(f, 10, 0, 1), 4);
-    reopen(f);
+    efx_reopen(f);
     check(f);
 }
 
@@ -2178,7 +2111,7 @@ static void test_shared_requirements(void **state)
                         "\"estimate_seconds\":10}");
     uint64_t d = submit(f, 200, 0, 1);
     assert_int_equal(rz_engine_job_cancel(f->e, a, 2), RZ_OK);
-    reopen(f);
+    efx_reopen(f);
     assert_null(rz__engine_job(f->e, a));   /* finished: not in memory */
     assert_ptr_equal(rz__engine_job(f->e, d)->reqs, rz__engine_job(f->e, b)->reqs);
     uint64_t n = node_add(f, 3);
@@ -2231,7 +2164,7 @@ static void test_queue_groups(void **state)
     assert_int_equal(job_state(f, b), RZ_JOB_ASSIGNED);
     assert_int_equal(rz_engine_job_cancel(f->e, x[1], 6), RZ_OK);
     check(f);
-    reopen(f);
+    efx_reopen(f);
     check(f);
     assert_int_equal(job_state(f, x[0]), RZ_JOB_QUEUED);
     assert_int_equal(job_state(f, x[2]), RZ_JOB_QUEUED);
@@ -2261,15 +2194,15 @@ static void test_deploy_many_steps(void **state)
     uint64_t d = 0;
     assert_int_equal(rz_engine_deploy(f->e, poor, strlen(poor), f->client, NULL,
                                       1, &d, NULL), RZ_EFUNDS);
-    assert_int_equal(balance(f, f->client), 10000);
+    assert_int_equal(efx_available(f, f->client), 10000);
     free(poor);
     char *text = many_steps(n, 1);
     d = deploy_in(f, text, NULL, 2);
     free(text);
-    assert_int_equal(balance(f, f->client), 10000 - n);
+    assert_int_equal(efx_available(f, f->client), 10000 - n);
     check(f);
     assert_int_equal(rz_engine_deployment_cancel(f->e, d, 3), RZ_OK);
-    assert_int_equal(balance(f, f->client), 10000);
+    assert_int_equal(efx_available(f, f->client), 10000);
     check(f);
 }
 
@@ -2319,7 +2252,7 @@ static void test_waiting_reason_queue_timeout(void **state)
     assert_int_equal(rz_engine_next_wakeup(f->e), 1041);   /* heartbeat first */
     assert_int_equal(rz_engine_node_heartbeat(f->e, n, 1000, 0), RZ_OK);
     assert_int_equal(node_report(f->e, n, ok, 1, "{\"n\":1}", NULL, 10000, 1000), RZ_OK);
-    reopen(f);   /* the deadline is stored; the reason is worked out again */
+    efx_reopen(f);   /* the deadline is stored; the reason is worked out again */
     assert_null(waiting_reason(f, dk));
     assert_int_equal(rz_engine_node_heartbeat(f->e, n, 5000, 0), RZ_OK);
     assert_int_equal(rz_engine_tick(f->e, 5009), RZ_OK);
@@ -2333,7 +2266,7 @@ static void test_waiting_reason_queue_timeout(void **state)
     assert_null(ji.waiting_reason);
     assert_string_equal(ji.error, "no node could run it within 5 s: no node "
                         "offers adapter 'docker'");
-    assert_int_equal(balance(f, f->client), 10000 - 200);   /* ok's cost only */
+    assert_int_equal(efx_available(f, f->client), 10000 - 200);   /* ok's cost only */
     check(f);
 }
 
@@ -2344,7 +2277,7 @@ static void test_queue_timeout_default_and_step(void **state)
     fx *f = *state;
     rz_engine_close(f->e);
     f->e = NULL;
-    rz_engine_opts o = test_opts(f);
+    rz_engine_opts o = f->opts;
     o.queue_timeout_ms = 2000;
     assert_int_equal(rz_engine_open(&f->e, f->dir, &o), RZ_OK);
     uint64_t j = submit(f, 300, 0, 100);
@@ -2372,7 +2305,7 @@ static void test_queue_timeout_default_and_step(void **state)
     assert_string_equal(step_field(doc, "s", "error"),
                         "no node could run it within 1 s: no active node");
     cJSON_Delete(doc);
-    assert_int_equal(balance(f, f->client), 10000);
+    assert_int_equal(efx_available(f, f->client), 10000);
     check(f);
 }
 
@@ -2391,10 +2324,10 @@ static void test_adhoc_exec(void **state)
     s.exec_json = "{\"adapter\":\"docker\"}";
     uint64_t id = 0;
     assert_int_equal(rz_engine_submit(f->e, &s, 1, &id), RZ_EINVALID);
-    assert_int_equal(balance(f, f->client), 10000);
+    assert_int_equal(efx_available(f, f->client), 10000);
     s.exec_json = x;
     assert_int_equal(rz_engine_submit(f->e, &s, 1, &id), RZ_OK);
-    reopen(f);
+    efx_reopen(f);
     rz_engine_job_info ji;
     assert_int_equal(rz_engine_job_get(f->e, id, &ji), RZ_OK);
     assert_string_equal(ji.exec_json, x);
@@ -2451,7 +2384,7 @@ static void test_waiting_nodes(void **state)
     /* Not state: after a restart no node waits. */
     uint64_t n4 = node_add(f, 8), n5 = node_add(f, 8);
     assert_int_equal(rz_engine_node_waiting(f->e, n5, 1), RZ_OK);
-    reopen(f);
+    efx_reopen(f);
     uint64_t j8 = submit(f, 500, 0, 9);
     assert_int_equal(rz_engine_tick(f->e, 9), RZ_OK);
     assert_int_equal(job_node(f, j8), n4);
@@ -2482,7 +2415,7 @@ static void test_lost_node_rejoins_with_its_account(void **state)
     rz_engine_assignment as;
     assert_int_equal(rz_engine_poll(f->e, a, 2, &as), RZ_OK);
     assert_int_equal(node_report(f->e, a, j, 1, "{\"n\":1}", NULL, 10000, 3), RZ_OK);
-    uint64_t earned = balance(f, rz_engine_node_account(a));
+    uint64_t earned = efx_available(f, rz_engine_node_account(a));
     assert_true(earned > 0);
     assert_int_equal(rz_engine_tick(f->e, 1500), RZ_OK);
     rz_engine_node_info ni;
@@ -2494,7 +2427,7 @@ static void test_lost_node_rejoins_with_its_account(void **state)
     assert_int_equal(rz_engine_node_get(f->e, a, &ni), RZ_OK);
     assert_int_equal(ni.state, RZ_NODE_ACTIVE);
     assert_true(rz_ledger_id_equal(ni.account, rz_engine_node_account(a)));
-    assert_int_equal(balance(f, rz_engine_node_account(a)), earned);
+    assert_int_equal(efx_available(f, rz_engine_node_account(a)), earned);
     assert_int_equal(rz_engine_node_count(f->e), 1);
     assert_true(caps_have(f, a, "\"max_concurrent_jobs\":1"));
     /* Placed on again, with its new capabilities. */
@@ -2509,14 +2442,14 @@ static void test_lost_node_rejoins_after_reopen(void **state)
     fx *f = *state;
     uint64_t a = node_add(f, 0);
     assert_int_equal(rz_engine_tick(f->e, 1500), RZ_OK);
-    reopen(f);   /* the matcher is rebuilt without the lost node */
+    efx_reopen(f);   /* the matcher is rebuilt without the lost node */
     assert_int_equal(rz_engine_node_rejoin(f->e, a, NODE_CAPS, strlen(NODE_CAPS),
                                            2000), RZ_OK);
     uint64_t k = submit(f, 500, 0, 2001);
     rz_engine_assignment as;
     assert_int_equal(rz_engine_poll(f->e, a, 2002, &as), RZ_OK);
     assert_int_equal(as.job, k);
-    reopen(f);   /* and it stays active */
+    efx_reopen(f);   /* and it stays active */
     rz_engine_node_info ni;
     assert_int_equal(rz_engine_node_get(f->e, a, &ni), RZ_OK);
     assert_int_equal(ni.state, RZ_NODE_ACTIVE);
@@ -2612,7 +2545,7 @@ static void test_deploy_service_events(void **state)
                                             "{nope", 8, NULL), RZ_EINVALID);
     assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 2, NULL, "quote",
                                             "1", 9, NULL), RZ_OK);   /* no listener */
-    reopen(f);   /* the events are on disk; a repeat after it is still one */
+    efx_reopen(f);   /* the events are on disk; a repeat after it is still one */
     assert_int_equal(rz_engine_report_event(f->e, n, hb, att, 1, NULL, "trade",
                                             "{\"t\":\"a b\"}", 10, &rep), RZ_OK);
     assert_int_equal(rep, 1);
@@ -2673,7 +2606,7 @@ static void test_service_node_lost_counts_restart(void **state)
     assert_string_equal(cJSON_GetObjectItem(hb, "error")->valuestring,
                         "its node was lost");
     cJSON_Delete(doc);
-    reopen(f);   /* replayed the same */
+    efx_reopen(f);   /* replayed the same */
     assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_FAILED);
     check(f);

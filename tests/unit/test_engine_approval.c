@@ -24,12 +24,10 @@
 #include "rhizos/flow.h"
 #include "rhizos/module.h"
 #include "helpers.h"
+#include "engine_fixture.h"
 
 /* 36000 micros per core-hour: 10 s on 1 core costs exactly 100 micros. */
-#define NODE_CAPS "{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192," \
-    "\"storage\":{\"total_gb\":100,\"free_gb\":100},\"adapters\":[\"process\"]," \
-    "\"prices\":{\"gpu_hour_micros\":0,\"cpu_hour_micros\":36000," \
-    "\"memory_gb_hour_micros\":0},\"max_concurrent_jobs\":2}"
+#define NODE_CAPS EFX_NODE_CAPS
 
 static const char *GATED =
     "flux: 1\nname: gated\nsteps:\n"
@@ -39,90 +37,36 @@ static const char *GATED =
     "  b:\n    module: count@1.0.0\n    needs: [gate]\n"
     "    inputs: {text: \"${{ steps.gate.outputs.by }}\"}\n";
 
-typedef struct fx {
-    char dir[64];
-    rz_engine *e;
-    rz_registry *reg;
-    rz_ledger_id client;
-} fx;
-
-static void reopen(fx *f)
-{
-    rz_engine_close(f->e);
-    f->e = NULL;
-    rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
-    o.durable = 0;
-    o.registry = f->reg;
-    o.node_timeout_ms = 1000000;
-    o.ref_cpu_hour_micros = 36000;
-    o.run_tolerance_ms = UINT64_MAX / 2;
-    assert_int_equal(rz_engine_open(&f->e, f->dir, &o), RZ_OK);
-}
+typedef efx fx;
 
 static int setup(void **state)
 {
-    fx *f = calloc(1, sizeof *f);
-    assert_non_null(tmp_dir_make(f->dir, sizeof f->dir, "approval"));
-    char mods[128], path[256];
-    snprintf(mods, sizeof mods, "%s/modules", f->dir);
-    mkdir(mods, 0700);
-    snprintf(path, sizeof path, "%s/count", mods);
-    mkdir(path, 0700);
-    snprintf(path, sizeof path, "%s/count/module.json", mods);
-    file_write(path, "{\"id\":\"count\",\"version\":\"1.0.0\",\"name\":\"count\","
-               "\"description\":\"test\",\"inputs\":[{\"name\":\"text\",\"type\":\"string\"}],"
-               "\"outputs\":[{\"name\":\"n\",\"type\":\"integer\"}],"
-               "\"requirements\":{\"adapter\":\"process\",\"cpu_cores\":1},"
-               "\"estimate\":{\"seconds\":10},"
-               "\"exec\":{\"adapter\":\"process\",\"command\":[\"true\"]}}");
-    /* A side-effecting module (a trade): never reused. */
-    snprintf(path, sizeof path, "%s/trade", mods);
-    mkdir(path, 0700);
-    snprintf(path, sizeof path, "%s/trade/module.json", mods);
-    file_write(path, "{\"id\":\"trade\",\"version\":\"1.0.0\",\"name\":\"trade\","
-               "\"description\":\"test\",\"inputs\":[{\"name\":\"text\",\"type\":\"string\"}],"
-               "\"outputs\":[{\"name\":\"n\",\"type\":\"integer\"}],\"cacheable\":false,"
-               "\"requirements\":{\"adapter\":\"process\",\"cpu_cores\":1},"
-               "\"estimate\":{\"seconds\":10},"
-               "\"exec\":{\"adapter\":\"process\",\"command\":[\"true\"]}}");
-    /* A module with a credential: the cache key names which one. */
-    snprintf(path, sizeof path, "%s/post", mods);
-    mkdir(path, 0700);
-    snprintf(path, sizeof path, "%s/post/module.json", mods);
-    file_write(path, "{\"id\":\"post\",\"version\":\"1.0.0\",\"name\":\"post\","
-               "\"description\":\"test\",\"inputs\":[{\"name\":\"text\",\"type\":\"string\"}],"
-               "\"outputs\":[{\"name\":\"n\",\"type\":\"integer\"}],"
-               "\"credentials\":[{\"name\":\"api\",\"type\":\"llm_api\"}],"
-               "\"requirements\":{\"adapter\":\"process\",\"cpu_cores\":1},"
-               "\"estimate\":{\"seconds\":10},"
-               "\"exec\":{\"adapter\":\"process\",\"command\":[\"true\"]}}");
-    assert_int_equal(rz_registry_new(&f->reg), RZ_OK);
-    assert_int_equal(rz_registry_add_dir(f->reg, mods, NULL), RZ_OK);
-    reopen(f);
-    f->client = rz_ledger_id_make(7, 1);
-    rz_ledger *l = rz_engine_ledger(f->e);
-    assert_int_equal(rz_ledger_create_account(l, f->client, RZ_LEDGER_CLIENT), RZ_OK);
-    assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 2), f->client,
-                                           10000), RZ_OK);
-    *state = f;
+    static const efx_module mods[] = {
+        EFX_COUNT,
+        /* A side-effecting module (a trade): never reused. */
+        { "trade", EFX_TEXT_IN, EFX_N_OUT, ",\"cacheable\":false", NULL },
+        /* A module with a credential: the cache key names which one. */
+        { "post", EFX_TEXT_IN, EFX_N_OUT,
+          ",\"credentials\":[{\"name\":\"api\",\"type\":\"llm_api\"}]", NULL },
+    };
+    rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
+    o.durable = 0;
+    o.node_timeout_ms = 1000000;
+    o.ref_cpu_hour_micros = 36000;
+    o.run_tolerance_ms = UINT64_MAX / 2;
+    *state = efx_new("approval", mods, sizeof mods / sizeof mods[0], &o, 10000);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fx *f = *state;
-    rz_engine_close(f->e);
-    rz_registry_free(f->reg);
-    assert_int_equal(tmp_dir_remove(f->dir), 0);
-    free(f);
+    efx_free(*state);
     return 0;
 }
 
 static uint64_t balance(fx *f)
 {
-    rz_ledger_account a;
-    assert_int_equal(rz_ledger_balance(rz_engine_ledger(f->e), f->client, &a), RZ_OK);
-    return rz_ledger_available(&a);
+    return efx_available(f, f->client);
 }
 
 static uint64_t deploy(fx *f, const char *text, uint64_t now)
@@ -168,10 +112,7 @@ static const char *run_one(fx *f, uint64_t node, uint64_t now)
 
 static uint64_t node_add(fx *f)
 {
-    uint64_t id = 0;
-    assert_int_equal(rz_engine_node_register(f->e, NODE_CAPS, strlen(NODE_CAPS), 0, &id),
-                     RZ_OK);
-    return id;
+    return efx_node_add(f, NODE_CAPS, 0);
 }
 
 static rz_run_state state_of(fx *f, uint64_t d)
@@ -302,7 +243,7 @@ static void test_pause_holds_new_steps(void **state)
     assert_string_equal(step_status(doc, "a"), "running");   /* started: queued */
     assert_string_equal(step_status(doc, "b"), "pending");
     cJSON_Delete(doc);
-    reopen(f);   /* the flag is the deployment's; open holds a again */
+    efx_reopen(f);   /* the flag is the deployment's; open holds a again */
     assert_int_equal(rz_engine_check(f->e), RZ_OK);
     doc = status(f, d);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "paused")));
@@ -377,7 +318,7 @@ static void test_sigkill_while_paused_and_awaiting(void **state)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        reopen(f);
+        efx_reopen(f);
         uint64_t n = node_add(f);
         uint64_t d = deploy(f, GATED, 1);
         const char *s = run_one(f, n, 2);
@@ -389,7 +330,7 @@ static void test_sigkill_while_paused_and_awaiting(void **state)
     int st = 0;
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFSIGNALED(st));
-    reopen(f);
+    efx_reopen(f);
     if (rz_engine_check(f->e) != RZ_OK)
         fprintf(stderr, "check: %s\n", rz_error_last()->message);
     assert_int_equal(rz_engine_check(f->e), RZ_OK);
@@ -609,7 +550,7 @@ static void test_resume_survives_sigkill(void **state)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        reopen(f);
+        efx_reopen(f);
         (void)deploy_reuse(f, chain("a b", ""), m1, 10);
         const char *s = take(f, 1, 11, false);
         if (!s || strcmp(s, "b") != 0)
@@ -621,7 +562,7 @@ static void test_resume_survives_sigkill(void **state)
     int st = 0;
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFSIGNALED(st));
-    reopen(f);
+    efx_reopen(f);
     assert_int_equal(rz_engine_check(f->e), RZ_OK);
     assert_string_equal(take(f, 1, 20, false), "c");
     assert_null(take(f, 1, 21, false));

@@ -28,13 +28,11 @@
 #include "rhizos/flow.h"
 #include "rhizos/module.h"
 #include "helpers.h"
+#include "engine_fixture.h"
 
 /* 36,000 micros per core-hour; the service asks 1 core: a minute on the
  * node costs exactly 600 micros, of which the fee is 30. */
-#define NODE_CAPS "{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192," \
-    "\"storage\":{\"total_gb\":100,\"free_gb\":100},\"adapters\":[\"process\"]," \
-    "\"prices\":{\"gpu_hour_micros\":0,\"cpu_hour_micros\":36000," \
-    "\"memory_gb_hour_micros\":0},\"max_concurrent_jobs\":2}"
+#define NODE_CAPS EFX_NODE_CAPS
 #define MIN 60000u
 #define CREDIT 10000u
 
@@ -46,71 +44,33 @@ static const char *FLOW =
     "    budget: {max_micros_per_hour: 72000, interval_s: 60}\n"
     "    inputs: {text: x}\n";
 
-typedef struct fx {
-    char dir[64];
-    rz_engine *e;
-    rz_registry *reg;
-    rz_ledger_id client;
-} fx;
+typedef efx fx;
 
 static void reopen(fx *f)
 {
-    rz_engine_close(f->e);
-    f->e = NULL;
-    rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
-    o.durable = 0;
-    o.registry = f->reg;
-    o.node_timeout_ms = 30000;
-    o.ref_cpu_hour_micros = 36000;
-    int rc = rz_engine_open(&f->e, f->dir, &o);
-    if (rc != RZ_OK)
-        fprintf(stderr, "open: %s\n", rz_error_last()->message);
-    assert_int_equal(rc, RZ_OK);
+    efx_reopen(f);
 }
 
 static int setup(void **state)
 {
-    fx *f = calloc(1, sizeof *f);
-    assert_non_null(tmp_dir_make(f->dir, sizeof f->dir, "billing"));
-    char mods[128], path[256];
-    snprintf(mods, sizeof mods, "%s/modules", f->dir);
-    mkdir(mods, 0700);
-    snprintf(path, sizeof path, "%s/svc", mods);
-    mkdir(path, 0700);
-    snprintf(path, sizeof path, "%s/svc/module.json", mods);
-    file_write(path, "{\"id\":\"svc\",\"version\":\"1.0.0\",\"name\":\"svc\","
-               "\"description\":\"test\",\"inputs\":[{\"name\":\"text\",\"type\":\"string\"}],"
-               "\"outputs\":[],\"requirements\":{\"adapter\":\"process\",\"cpu_cores\":1},"
-               "\"estimate\":{\"seconds\":10},"
-               "\"exec\":{\"adapter\":\"process\",\"command\":[\"true\"]}}");
-    assert_int_equal(rz_registry_new(&f->reg), RZ_OK);
-    assert_int_equal(rz_registry_add_dir(f->reg, mods, NULL), RZ_OK);
-    reopen(f);
-    f->client = rz_ledger_id_make(7, 1);
-    rz_ledger *l = rz_engine_ledger(f->e);
-    assert_int_equal(rz_ledger_create_account(l, f->client, RZ_LEDGER_CLIENT), RZ_OK);
-    assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 2), f->client,
-                                           CREDIT), RZ_OK);
-    *state = f;
+    static const efx_module svc = { "svc", EFX_TEXT_IN, "[]", NULL, NULL };
+    rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
+    o.durable = 0;
+    o.node_timeout_ms = 30000;
+    o.ref_cpu_hour_micros = 36000;
+    *state = efx_new("billing", &svc, 1, &o, CREDIT);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fx *f = *state;
-    rz_engine_close(f->e);
-    rz_registry_free(f->reg);
-    assert_int_equal(tmp_dir_remove(f->dir), 0);
-    free(f);
+    efx_free(*state);
     return 0;
 }
 
 static void check(fx *f)
 {
-    int rc = rz_engine_check(f->e);
-    if (rc != RZ_OK)
-        fprintf(stderr, "check: %s\n", rz_error_last()->message);
-    assert_int_equal(rc, RZ_OK);
+    efx_check(f);
     assert_int_equal(rz_ledger_verify(rz_engine_ledger(f->e)), RZ_OK);
 }
 
@@ -124,10 +84,7 @@ static uint64_t avail(fx *f, rz_ledger_id id)
 
 static uint64_t node_add(fx *f, uint64_t now)
 {
-    uint64_t id = 0;
-    assert_int_equal(rz_engine_node_register(f->e, NODE_CAPS, strlen(NODE_CAPS),
-                                             now, &id), RZ_OK);
-    return id;
+    return efx_node_add(f, NODE_CAPS, now);
 }
 
 static uint64_t deploy(fx *f, const char *text, uint64_t now)

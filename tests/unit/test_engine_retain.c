@@ -23,6 +23,7 @@
 #include "rhizos/engine.h"
 #include "rhizos/rhizos.h"
 #include "helpers.h"
+#include "engine_fixture.h"
 
 #define NODE_CAPS "{\"cpu\":{\"cores\":4,\"threads\":8},\"memory_mb\":8192," \
     "\"storage\":{\"total_gb\":100,\"free_gb\":100},\"adapters\":[\"process\"]," \
@@ -35,76 +36,34 @@ static const char *FLOW = "flux: 1\nname: two\nsteps:\n  a:\n    module: count@1
                           "    inputs:\n      text: \"a\"\n  b:\n    module: count@1\n"
                           "    inputs:\n      text: \"b\"\n";
 
-typedef struct fx {
-    char dir[64];
-    rz_engine *e;
-    rz_registry *reg;
-    rz_ledger_id client;
-    uint64_t node;
-    uint64_t seen_jobs, seen_deps;   /* told by the hook */
-} fx;
+typedef efx fx;
 
-static void reopen(fx *f)
-{
-    rz_engine_close(f->e);
-    f->e = NULL;
-    rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
-    o.durable = 0;
-    o.registry = f->reg;
-    o.node_timeout_ms = UINT64_MAX / 4;   /* days pass between calls */
-    o.ref_cpu_hour_micros = 36000;
-    o.run_tolerance_ms = UINT64_MAX / 2;
-    int rc = rz_engine_open(&f->e, f->dir, &o);
-    if (rc != RZ_OK)
-        fprintf(stderr, "open: %s\n", rz_error_last()->message);
-    assert_int_equal(rc, RZ_OK);
-}
+/* What the compaction hook was told, since setup. */
+static uint64_t seen_jobs, seen_deps;
 
 static void check(fx *f)
 {
-    int rc = rz_engine_check(f->e);
-    if (rc != RZ_OK)
-        fprintf(stderr, "check: %s\n", rz_error_last()->message);
-    assert_int_equal(rc, RZ_OK);
+    efx_check(f);
 }
 
 static int setup(void **state)
 {
-    fx *f = calloc(1, sizeof *f);
-    assert_non_null(tmp_dir_make(f->dir, sizeof f->dir, "engine-retain"));
-    char mods[128], path[256];
-    snprintf(mods, sizeof mods, "%s/modules", f->dir);
-    mkdir(mods, 0700);
-    snprintf(path, sizeof path, "%s/count", mods);
-    mkdir(path, 0700);
-    snprintf(path, sizeof path, "%s/count/module.json", mods);
-    file_write(path, "{\"id\":\"count\",\"version\":\"1.0.0\",\"name\":\"count\","
-               "\"description\":\"test\",\"inputs\":[{\"name\":\"text\",\"type\":"
-               "\"string\"}],\"outputs\":[{\"name\":\"n\",\"type\":\"integer\"}],"
-               "\"requirements\":{\"adapter\":\"process\",\"cpu_cores\":1},"
-               "\"estimate\":{\"seconds\":10},"
-               "\"exec\":{\"adapter\":\"process\",\"command\":[\"true\"]}}");
-    assert_int_equal(rz_registry_new(&f->reg), RZ_OK);
-    assert_int_equal(rz_registry_add_dir(f->reg, mods, NULL), RZ_OK);
-    reopen(f);
-    f->client = rz_ledger_id_make(7, 1);
-    rz_ledger *l = rz_engine_ledger(f->e);
-    assert_int_equal(rz_ledger_create_account(l, f->client, RZ_LEDGER_CLIENT), RZ_OK);
-    assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 2), f->client,
-                                           1000000000), RZ_OK);
-    assert_int_equal(rz_engine_node_register(f->e, NODE_CAPS, strlen(NODE_CAPS), 0,
-                                             &f->node), RZ_OK);
+    static const efx_module count = EFX_COUNT;
+    rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
+    o.durable = 0;
+    o.node_timeout_ms = UINT64_MAX / 4;   /* days pass between calls */
+    o.ref_cpu_hour_micros = 36000;
+    o.run_tolerance_ms = UINT64_MAX / 2;
+    fx *f = efx_new("engine-retain", &count, 1, &o, 1000000000);
+    efx_node_add(f, NODE_CAPS, 0);
+    seen_jobs = seen_deps = 0;
     *state = f;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fx *f = *state;
-    rz_engine_close(f->e);
-    rz_registry_free(f->reg);
-    assert_int_equal(tmp_dir_remove(f->dir), 0);
-    free(f);
+    efx_free(*state);
     return 0;
 }
 
@@ -127,9 +86,9 @@ static uint64_t submit(fx *f, const char *reqs, uint64_t now)
 static void drain(fx *f, uint64_t now)
 {
     rz_engine_assignment a;
-    for (int k = 0; rz_engine_poll(f->e, f->node, now, &a) == RZ_OK; k++) {
+    for (int k = 0; rz_engine_poll(f->e, f->node[0], now, &a) == RZ_OK; k++) {
         bool fail = k % 3 == 2;
-        assert_int_equal(node_report(f->e, f->node, a.job, a.attempt,
+        assert_int_equal(node_report(f->e, f->node[0], a.job, a.attempt,
                                      fail ? NULL : "{\"n\":1}",
                                      fail ? "no" : NULL, 1000, now), RZ_OK);
         assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
@@ -139,12 +98,12 @@ static void drain(fx *f, uint64_t now)
 static int hook(void *ud, const uint64_t *jobs, size_t n_jobs,
                 const uint64_t *deps, size_t n_deps)
 {
-    fx *f = ud;
+    (void)ud;
     for (size_t i = 1; i < n_jobs; i++)
         assert_true(jobs[i] > jobs[i - 1]);
     (void)deps;
-    f->seen_jobs += n_jobs;
-    f->seen_deps += n_deps;
+    seen_jobs += n_jobs;
+    seen_deps += n_deps;
     return 0;
 }
 
@@ -223,7 +182,7 @@ static void test_bounded_over_time(void **state)
         if (day % 10 == 9) {
             uint64_t t = total_jobs(f);
             uint64_t v = rz_engine_volume_micros(f->e);
-            reopen(f);   /* the gaps load; the totals stay */
+            efx_reopen(f);   /* the gaps load; the totals stay */
             assert_int_equal(total_jobs(f), t);
             assert_int_equal(rz_engine_volume_micros(f->e), v);
             check(f);
@@ -239,8 +198,8 @@ static void test_bounded_over_time(void **state)
     size_t kept = stored_jobs(f);
     assert_true(kept <= 48 * 9 + 1);
     assert_true(kept >= 48 * 6);
-    assert_true(f->seen_jobs >= 48 * 50);
-    assert_true(f->seen_deps >= 4 * 50);
+    assert_true(seen_jobs >= 48 * 50);
+    assert_true(seen_deps >= 4 * 50);
     assert_true(file_size(f) <= size_day30 + size_day30 / 4);
     /* Removed: told apart from never given. */
     rz_engine_job_info ji;
@@ -254,7 +213,7 @@ static void test_bounded_over_time(void **state)
     assert_int_equal(ji.state, RZ_JOB_QUEUED);
     /* New ids follow on: none is given twice. */
     uint64_t next = submit(f, "{\"cpu_cores\":1,\"estimate_seconds\":10}", 61 * DAY);
-    reopen(f);
+    efx_reopen(f);
     uint64_t after = submit(f, "{\"cpu_cores\":1,\"estimate_seconds\":10}", 61 * DAY);
     assert_true(after > next);
     check(f);
@@ -322,7 +281,7 @@ static void test_killed_mid_compaction(void **state)
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
-            reopen(f);
+            efx_reopen(f);
             rz_engine_compacted c;
             for (;;)   /* passes of 2 records: many commits to land in */
                 if (rz_engine_compact(f->e, 30 * DAY, KEEP, 2, NULL, NULL, &c) != RZ_OK ||
@@ -333,14 +292,14 @@ static void test_killed_mid_compaction(void **state)
         kill(pid, SIGKILL);
         int st;
         assert_int_equal(waitpid(pid, &st, 0), pid);
-        reopen(f);
+        efx_reopen(f);
         check(f);
         assert_int_equal(total_jobs(f), total);
         assert_int_equal(rz_engine_volume_micros(f->e), vol);
         rz_engine_close(f->e);
         f->e = NULL;
     }
-    reopen(f);
+    efx_reopen(f);
     compact(f, 30 * DAY, 50);
     assert_int_equal(stored_jobs(f), 0);
     assert_int_equal(total_jobs(f), total);
@@ -428,7 +387,7 @@ static void test_deployment_waits_for_its_elements(void **state)
 static void test_replica_set_goes_whole(void **state)
 {
     fx *f = *state;
-    uint64_t nodes[3] = { f->node, 0, 0 };
+    uint64_t nodes[3] = { f->node[0], 0, 0 };
     for (int i = 1; i < 3; i++)
         assert_int_equal(rz_engine_node_register(f->e, NODE_CAPS, strlen(NODE_CAPS), 0,
                                                  &nodes[i]), RZ_OK);
@@ -469,7 +428,7 @@ static void test_replica_set_goes_whole(void **state)
         assert_true(rz_engine_compacted_id(f->e, 0, id));
     }
     check(f);
-    reopen(f);
+    efx_reopen(f);
     check(f);
 }
 

@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "helpers.h"
+#include "engine_fixture.h"
 #include "rhizos/engine.h"
 #include "rhizos/module.h"
 
@@ -23,64 +24,34 @@
     "\"max_concurrent_jobs\":2}"
 
 /* "greeting" is required and has a default: the default satisfies it. */
-#define GREET "{\"id\":\"greet\",\"version\":\"1.2.0\",\"name\":\"greet\"," \
-    "\"description\":\"test\",\"inputs\":[{\"name\":\"who\",\"type\":\"string\"}]," \
-    "\"outputs\":[],\"config\":{\"type\":\"object\",\"properties\":{" \
+#define GREET_CONFIG ",\"config\":{\"type\":\"object\",\"properties\":{" \
     "\"greeting\":{\"type\":\"string\",\"default\":\"hi\"}," \
     "\"times\":{\"type\":\"integer\"}},\"required\":[\"greeting\"]," \
-    "\"additionalProperties\":false}," \
-    "\"requirements\":{\"adapter\":\"process\",\"cpu_cores\":1}," \
-    "\"estimate\":{\"seconds\":10}," \
-    "\"exec\":{\"adapter\":\"process\",\"command\":[\"true\"]}}"
+    "\"additionalProperties\":false}"
 
-typedef struct fx {
-    char dir[64];
-    rz_engine *e;
-    rz_registry *reg;
-    rz_ledger_id client;
-} fx;
+typedef efx fx;
 
 static int setup(void **state)
 {
-    fx *f = calloc(1, sizeof *f);
-    assert_non_null(tmp_dir_make(f->dir, sizeof f->dir, "submit"));
-    char path[128];
-    snprintf(path, sizeof path, "%s/greet", f->dir);
-    assert_int_equal(mkdir(path, 0700), 0);
-    snprintf(path, sizeof path, "%s/greet/module.json", f->dir);
-    file_write(path, GREET);
-    assert_int_equal(rz_registry_new(&f->reg), RZ_OK);
-    assert_int_equal(rz_registry_add_dir(f->reg, f->dir, NULL), RZ_OK);
+    static const efx_module greet = {
+        "greet", "[{\"name\":\"who\",\"type\":\"string\"}]", "[]", GREET_CONFIG, "1.2.0"
+    };
     rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
     o.durable = 0;
-    o.registry = f->reg;
     o.ref_cpu_hour_micros = 36000;   /* 10 s x 200% on 1 core: 200 micros */
-    snprintf(path, sizeof path, "%s/data", f->dir);
-    assert_int_equal(rz_engine_open(&f->e, path, &o), RZ_OK);
-    f->client = rz_ledger_id_make(7, 1);
-    rz_ledger *l = rz_engine_ledger(f->e);
-    assert_int_equal(rz_ledger_create_account(l, f->client, RZ_LEDGER_CLIENT), RZ_OK);
-    assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 2), f->client,
-                                           1000), RZ_OK);
-    *state = f;
+    *state = efx_new("submit", &greet, 1, &o, 1000);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fx *f = *state;
-    rz_engine_close(f->e);
-    rz_registry_free(f->reg);
-    assert_int_equal(tmp_dir_remove(f->dir), 0);
-    free(f);
+    efx_free(*state);
     return 0;
 }
 
 static uint64_t available(fx *f)
 {
-    rz_ledger_account a;
-    assert_int_equal(rz_ledger_balance(rz_engine_ledger(f->e), f->client, &a), RZ_OK);
-    return rz_ledger_available(&a);
+    return efx_available(f, f->client);
 }
 
 static rz_engine_module_job greet_job(const fx *f)

@@ -17,6 +17,7 @@
 #include "engine/engine_impl.h"
 #include "rhizos/engine.h"
 #include "helpers.h"
+#include "engine_fixture.h"
 
 /* 36 micros a second of one core: 1 s of 1 core costs 36. */
 #define CAPS "{\"cpu\":{\"cores\":4},\"memory_mb\":64," \
@@ -26,45 +27,24 @@
 #define MAX_COST 1000u
 #define CREDIT 100000u
 
-typedef struct fx {
-    char dir[64];
-    rz_engine *e;
-    rz_ledger_id client;
-    uint64_t node[4];
-} fx;
+typedef efx fx;
 
-static void open_engine(fx *f)
+static int setup(void **state)
 {
     rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
     o.durable = 0;
     o.node_timeout_ms = UINT64_MAX / 4;
     o.max_attempts = 2;
-    assert_int_equal(rz_engine_open(&f->e, f->dir, &o), RZ_OK);
-}
-
-static int setup(void **state)
-{
-    fx *f = calloc(1, sizeof *f);
-    assert_non_null(tmp_dir_make(f->dir, sizeof f->dir, "replica"));
-    open_engine(f);
-    f->client = rz_ledger_id_make(7, 1);
-    rz_ledger *l = rz_engine_ledger(f->e);
-    assert_int_equal(rz_ledger_create_account(l, f->client, RZ_LEDGER_CLIENT), RZ_OK);
-    assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 2), f->client,
-                                           CREDIT), RZ_OK);
+    fx *f = efx_new("replica", NULL, 0, &o, CREDIT);
     for (int i = 0; i < 4; i++)
-        assert_int_equal(rz_engine_node_register(f->e, CAPS, strlen(CAPS), 1,
-                                                 &f->node[i]), RZ_OK);
+        efx_node_add(f, CAPS, 1);
     *state = f;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fx *f = *state;
-    rz_engine_close(f->e);
-    assert_int_equal(tmp_dir_remove(f->dir), 0);
-    free(f);
+    efx_free(*state);
     return 0;
 }
 
@@ -188,8 +168,7 @@ static void test_liar_not_paid(void **state)
     /* Another report of a voted run changes nothing. */
     assert_int_equal(report(f, who[2], job + 2, "{\"y\":667}", NULL, 2001),
                      RZ_ESTATE);
-    rz_engine_close(f->e);
-    open_engine(f);
+    efx_reopen(f);
     check(f);
     assert_int_equal(rz_engine_node_heartbeat(f->e, f->node[who[1]], 2100, 0),
                      RZ_OK);
@@ -225,8 +204,7 @@ static void test_liar_not_paid(void **state)
     assert_int_equal(t.record.succeeded, 1);
     assert_int_equal(t.record.disagreed, 0);
     check(f);
-    rz_engine_close(f->e);
-    open_engine(f);
+    efx_reopen(f);
     check(f);
     assert_int_equal(info(f, job).cost_micros, 2 * 36);
     assert_int_equal(info(f, job + 1).cost_micros, 0);   /* counted once */
@@ -403,8 +381,7 @@ static void test_decided_set_leaves_memory(void **state)
     assert_int_equal(rz_engine_tick(f->e, 3001), RZ_OK);
     assert_int_equal(rz__engine_live_jobs(f->e), 0);
     same_answers(f, job, want);
-    rz_engine_close(f->e);
-    open_engine(f);
+    efx_reopen(f);
     assert_int_equal(rz__engine_live_jobs(f->e), 0);
     same_answers(f, job, want);
 }
@@ -458,8 +435,7 @@ static void test_submit_out_of_memory(void **state)
             if (rc == RZ_OK) {
                 assert_int_equal(rz_engine_job_cancel(f->e, job, 30), RZ_OK);
             } else if (broken(f)) {
-                rz_engine_close(f->e);
-                open_engine(f);
+                efx_reopen(f);
             } else {
                 /* No job of it anywhere: the ids are free again. */
                 assert_int_equal(f->e->n_jobs, last);
@@ -502,8 +478,7 @@ static void test_verdict_out_of_memory(void **state)
             rz__alloc_fail_at(0, false);
             failed += rc != RZ_OK;
             if (broken(f)) {
-                rz_engine_close(f->e);
-                open_engine(f);
+                efx_reopen(f);
             }
             check_quick(f);
             rz_engine_job_info ji = info(f, job);
