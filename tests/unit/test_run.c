@@ -1035,6 +1035,52 @@ static rz_engine *local_engine(char *dir, const rz_registry *reg)
     return e;
 }
 
+/* An embedded engine in `dir` with one node of 2 cores: its id in *node. */
+static rz_engine *local_engine_node(char *dir, uint64_t *node)
+{
+    rz_engine *e = local_engine(dir, NULL);
+    assert_int_equal(rz_engine_local_node(e, "{\"cpu\":{\"cores\":2,"
+                                     "\"threads\":2},\"memory_mb\":4096,"
+                                     "\"adapters\":[\"process\"]}", 1, 0,
+                                     node), RZ_OK);
+    return e;
+}
+
+/* After a step a: b retried once at once, c beside, d when b says go. */
+#define B_C_D \
+    "  b:\n    module: m\n    needs: [a]\n" \
+    "    retry: {max_attempts: 2, initial_ms: 0}\n" \
+    "  c: {module: m}\n" \
+    "  d:\n    module: m\n    needs: [b]\n" \
+    "    when: \"${{ steps.b.outputs.go }}\"\n"
+
+/* The flow of `text`, its four steps all of *m, which times out at 4 s. */
+static rz_flow *flow_of_m(const char *text, struct rz_module *m)
+{
+    rz_flow *f = yaml(text);
+    m->timeout_s = 4;
+    for (size_t i = 0; i < 4; i++)
+        f->steps[i].module = m;
+    return f;
+}
+
+/* The node's report of assignment *a: b's first attempt fails ("flaky"),
+ * everything else succeeds with `outputs`. True for b's failure. */
+static bool report_b_fails_once(rz_engine *e, uint64_t node,
+                                const rz_engine_assignment *a, uint64_t now,
+                                bool *b_failed, const char *outputs)
+{
+    if (strcmp(a->step, "b") == 0 && !*b_failed) {
+        *b_failed = true;
+        assert_int_equal(node_report(e, node, a->job, a->attempt, NULL,
+                                     "flaky", 5, now), RZ_OK);
+        return true;
+    }
+    assert_int_equal(node_report(e, node, a->job, a->attempt, outputs, NULL, 5, now),
+                     RZ_OK);
+    return false;
+}
+
 /* Every step of the replica has the status and attempts the engine's own
  * run of the deployment reports. */
 static void assert_follows(rz_engine *e, uint64_t dep, const rz_run *r)
@@ -1076,24 +1122,12 @@ static void count_change(void *userdata)
 static void test_replica_follows_deployment(void **state)
 {
     (void)state;
-    rz_flow *f = yaml("flux: 1\nname: rep\nsteps:\n"
-                      "  a: {module: m, max_cost_micros: 500}\n"
-                      "  b:\n    module: m\n    needs: [a]\n"
-                      "    retry: {max_attempts: 2, initial_ms: 0}\n"
-                      "  c: {module: m}\n"
-                      "  d:\n    module: m\n    needs: [b]\n"
-                      "    when: \"${{ steps.b.outputs.go }}\"\n");
     struct rz_module m = {0};
-    m.timeout_s = 4;
-    for (size_t i = 0; i < 4; i++)
-        f->steps[i].module = &m;
+    rz_flow *f = flow_of_m("flux: 1\nname: rep\nsteps:\n"
+                           "  a: {module: m, max_cost_micros: 500}\n" B_C_D, &m);
     char dir[] = "/tmp/rz-test-local-XXXXXX";
-    rz_engine *e = local_engine(dir, NULL);
     uint64_t node = 0, dep = 0;
-    assert_int_equal(rz_engine_local_node(e, "{\"cpu\":{\"cores\":2,"
-                                     "\"threads\":2},\"memory_mb\":4096,"
-                                     "\"adapters\":[\"process\"]}", 1, 0,
-                                     &node), RZ_OK);
+    rz_engine *e = local_engine_node(dir, &node);
     rz_run *r = start_run(f, NULL);
     int changes = 0;
     rz_engine_replica rep = RZ_ENGINE_REPLICA_INIT;
@@ -1119,17 +1153,9 @@ static void test_replica_follows_deployment(void **state)
         now += 10;
         assert_int_equal(rz_engine_poll(e, node, now, &a), RZ_OK);
         assert_int_equal(count_running(r), 1);
-        if (strcmp(a.step, "b") == 0 && !b_failed) {
-            b_failed = true;
-            assert_int_equal(node_report(e, node, a.job, a.attempt, NULL,
-                                    "flaky", 5, now), RZ_OK);
+        if (report_b_fails_once(e, node, &a, now, &b_failed, "{\"go\":false}"))
             /* Retried at once: the replica went through the failure. */
             assert_int_equal(rz_run_step_attempts(r, S(r, "b")), 2);
-        } else {
-            assert_int_equal(node_report(e, node, a.job, a.attempt,
-                                    "{\"go\":false}", NULL, 5, now),
-                             RZ_OK);
-        }
         rz_run_ready(r, now, NULL, 0);   /* skips the engine made quietly */
         assert_follows(e, dep, r);
     }
@@ -1184,24 +1210,11 @@ static void test_replica_follows_deployment(void **state)
 static void test_shared_run_is_the_deployment(void **state)
 {
     (void)state;
-    rz_flow *f = yaml("flux: 1\nname: shared\nsteps:\n"
-                      "  a: {module: m}\n"
-                      "  b:\n    module: m\n    needs: [a]\n"
-                      "    retry: {max_attempts: 2, initial_ms: 0}\n"
-                      "  c: {module: m}\n"
-                      "  d:\n    module: m\n    needs: [b]\n"
-                      "    when: \"${{ steps.b.outputs.go }}\"\n");
     struct rz_module m = {0};
-    m.timeout_s = 4;
-    for (size_t i = 0; i < 4; i++)
-        f->steps[i].module = &m;
+    rz_flow *f = flow_of_m("flux: 1\nname: shared\nsteps:\n  a: {module: m}\n" B_C_D, &m);
     char dir[] = "/tmp/rz-test-local-XXXXXX";
-    rz_engine *e = local_engine(dir, NULL);
     uint64_t node = 0, dep = 0;
-    assert_int_equal(rz_engine_local_node(e, "{\"cpu\":{\"cores\":2,"
-                                     "\"threads\":2},\"memory_mb\":4096,"
-                                     "\"adapters\":[\"process\"]}", 1, 0,
-                                     &node), RZ_OK);
+    rz_engine *e = local_engine_node(dir, &node);
     rz_run *r = NULL;
     assert_int_equal(rz_run_new(&r, f, NULL, "r2", 0), RZ_OK);
     int changes = 0;
@@ -1225,15 +1238,8 @@ static void test_shared_run_is_the_deployment(void **state)
         assert_int_equal(rz_engine_poll(e, node, now, &a), RZ_OK);
         assert_int_equal(count_running(r), 1);
         assert_int_equal(rz__run_started(r), 1);
-        if (strcmp(a.step, "b") == 0 && !b_failed) {
-            b_failed = true;
-            assert_int_equal(node_report(e, node, a.job, a.attempt, NULL,
-                                    "flaky", 5, now), RZ_OK);
+        if (report_b_fails_once(e, node, &a, now, &b_failed, "{\"go\":false}"))
             assert_int_equal(rz_run_step_attempts(r, S(r, "b")), 2);
-        } else {
-            assert_int_equal(node_report(e, node, a.job, a.attempt,
-                                    "{\"go\":false}", NULL, 5, now), RZ_OK);
-        }
         /* The engine took its changes; the caller's are still there. */
         assert_true(rz__run_take_changes(r, RZ__RUN_OWNER, &seen) >= 1);
         assert_follows(e, dep, r);
@@ -1255,12 +1261,8 @@ static void test_shared_run_is_the_deployment(void **state)
 static char *finished_status(rz_flow *f, int share)
 {
     char dir[] = "/tmp/rz-test-local-XXXXXX";
-    rz_engine *e = local_engine(dir, NULL);
     uint64_t node = 0, dep = 0;
-    assert_int_equal(rz_engine_local_node(e, "{\"cpu\":{\"cores\":2,"
-                                     "\"threads\":2},\"memory_mb\":4096,"
-                                     "\"adapters\":[\"process\"]}", 1, 0,
-                                     &node), RZ_OK);
+    rz_engine *e = local_engine_node(dir, &node);
     rz_run *r = NULL;
     rz_engine_replica rep = RZ_ENGINE_REPLICA_INIT;
     if (share) {
@@ -1277,14 +1279,8 @@ static char *finished_status(rz_flow *f, int share)
         now += 10;
         rz_engine_assignment a;
         assert_int_equal(rz_engine_poll(e, node, now, &a), RZ_OK);
-        if (a.job && strcmp(a.step, "b") == 0 && !b_failed) {
-            b_failed = true;
-            assert_int_equal(node_report(e, node, a.job, a.attempt, NULL,
-                                         "flaky", 5, now), RZ_OK);
-        } else if (a.job) {
-            assert_int_equal(node_report(e, node, a.job, a.attempt,
-                                         "{\"go\":true}", NULL, 5, now), RZ_OK);
-        }
+        if (a.job)
+            report_b_fails_once(e, node, &a, now, &b_failed, "{\"go\":true}");
         assert_int_equal(rz_engine_deployment_state(e, dep, &st), RZ_OK);
         assert_true(now < 10000);
     }
@@ -1330,17 +1326,8 @@ static char *finished_status(rz_flow *f, int share)
 static void test_shared_run_status_when_asked(void **state)
 {
     (void)state;
-    rz_flow *f = yaml("flux: 1\nname: shared\nsteps:\n"
-                      "  a: {module: m}\n"
-                      "  b:\n    module: m\n    needs: [a]\n"
-                      "    retry: {max_attempts: 2, initial_ms: 0}\n"
-                      "  c: {module: m}\n"
-                      "  d:\n    module: m\n    needs: [b]\n"
-                      "    when: \"${{ steps.b.outputs.go }}\"\n");
     struct rz_module m = {0};
-    m.timeout_s = 4;
-    for (size_t i = 0; i < 4; i++)
-        f->steps[i].module = &m;
+    rz_flow *f = flow_of_m("flux: 1\nname: shared\nsteps:\n  a: {module: m}\n" B_C_D, &m);
     char *own = finished_status(f, 0), *shared = finished_status(f, 1);
     assert_non_null(strstr(own, "\"job_status\":\"succeeded\""));
     assert_string_equal(shared, own);

@@ -107,6 +107,68 @@ static char *step_json(const rz_flow *f, const char *id)
     return copy;
 }
 
+/* Step `id`'s JSON (or from any text, e.g. "\"outputs\"") has each of
+ * `want` (NULL-terminated). */
+static void expect_in(const rz_flow *f, const char *id, const char *const *want)
+{
+    char *j = step_json(f, id);
+    for (; *want; want++)
+        if (!strstr(j, *want)) {
+            fprintf(stderr, "want in %s: %s\ngot: %s\n", id, *want, j);
+            assert_non_null(strstr(j, *want));
+        }
+    free(j);
+}
+
+/* What one expanded step's JSON must hold. */
+typedef struct step_has {
+    const char *id;
+    const char *want[3];
+} step_has;
+
+static void expect_steps(const rz_flow *f, const step_has *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        expect_in(f, t[i].id, t[i].want);
+}
+
+/* `name` expanded with no error: the flow; its diagnostics in *d. */
+static rz_flow *expand_ok(const char *name, rz_diags **d)
+{
+    rz_flow *f;
+    int rc = expand(name, &f, d);
+    if (rc != RZ_OK)
+        dump(*d);
+    assert_int_equal(rc, RZ_OK);
+    return f;
+}
+
+/* The flow's step ids are `ids`, in order. */
+static void expect_ids(const rz_flow *f, const char *const *ids, size_t n)
+{
+    assert_int_equal(rz_flow_step_count(f), n);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(rz_flow_step_id(f, i), ids[i]);
+}
+
+/* Step `id` needs `need` alone. */
+static void expect_one_need(const rz_flow *f, const char *id, const char *need)
+{
+    size_t n;
+    const size_t *deps = rz_flow_step_deps(f, rz_flow_step_find(f, id), &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(deps[0], rz_flow_step_find(f, need));
+}
+
+/* A builder-format child whose two nodes are joined by a connection. */
+static const char *const BUILDER_CHILD =
+    "{\"inputs\": {\"t\": {\"type\": \"string\"}}, \"nodes\": ["
+    "{\"id\": \"a\", \"moduleId\": \"m\", \"inputs\": {\"x\": \"${{ inputs.t }}\"}},"
+    "{\"id\": \"b\", \"moduleId\": \"m\"}], \"connections\": [{\"id\": \"c1\","
+    "\"source\": {\"nodeId\": \"a\", \"port\": \"o\"},"
+    "\"target\": {\"nodeId\": \"b\", \"port\": \"i\"}}],"
+    "\"outputs\": {\"r\": \"${{ steps.b.outputs.r }}\"}}";
+
 static const char *const LEAF =
     "flux: 1\nname: leaf\ninputs:\n  text: {type: string}\n"
     "steps:\n  say:\n    module: echo@1\n    inputs: {message: \"${{ inputs.text }}!\"}\n"
@@ -140,17 +202,11 @@ static void three_levels_expand(void **state)
     put("leaf.yaml", LEAF);
     put("sub/mid.yaml", MID);
     put("top.yaml", TOP);
-    rz_flow *f;
     rz_diags *d;
-    int rc = expand("top.yaml", &f, &d);
-    if (rc != RZ_OK)
-        dump(d);
-    assert_int_equal(rc, RZ_OK);
+    rz_flow *f = expand_ok("top.yaml", &d);
     assert_int_equal(rz_diags_error_count(d), 0);
     const char *ids[] = {"first", "mid-a", "mid-b", "mid-c-say", "last"};
-    assert_int_equal(rz_flow_step_count(f), 5);
-    for (size_t i = 0; i < 5; i++)
-        assert_string_equal(rz_flow_step_id(f, i), ids[i]);
+    expect_ids(f, ids, 5);
     /* Each inlined step names the sub-flow step it came from (nested: the
      * inner one, renamed), for a viewer to draw them together. */
     const char *groups[] = {NULL, "mid", "mid", "mid-c", NULL};
@@ -161,28 +217,24 @@ static void three_levels_expand(void **state)
             assert_null(rz_flow_step_group(f, i));
     assert_null(rz_flow_step_group(f, 5));
     assert_null(rz_flow_step_group(NULL, 0));
-    /* The child's input is the parent's value (a template as format()); the
-     * sub-flow step's when and needs joined in; its default where not given. */
-    char *j = step_json(f, "\"mid-a\"");
-    assert_non_null(strstr(j, "\"needs\":[\"first\"],\"inputs\":{\"v\":\"${{ (( inputs.x )) }}\","
-                              "\"w\":\"x ${{ (format('v {0} {{z}}', ( inputs.x ))) }} {y}\"},"
-                              "\"when\":\"${{ (( inputs.x != 0 )) && (((( inputs.x )) > 1)) }}\""));
-    free(j);
-    j = step_json(f, "\"mid-c-say\"");
-    assert_non_null(strstr(j, "\"needs\":[\"mid-b\",\"first\"],\"inputs\":{\"message\":"
-                              "\"${{ (( steps.mid-b.outputs.v )) }}!\"},"
-                              "\"when\":\"${{ ( inputs.x != 0 ) }}\""));
-    free(j);
-    /* A step after a sub-flow needs its final steps and reads its outputs
-     * (a literal output as fromJSON). */
-    j = step_json(f, "\"last\"");
-    assert_non_null(strstr(j, "\"needs\":[\"mid-c-say\"],\"inputs\":{\"v\":\"${{ (( (( "
-                              "steps.mid-c-say.outputs.message )) )) }}\",\"k\":\"${{ (fromJSON("
-                              "'[1,\\\"two\\\"]'))[1] }}\"}"));
-    free(j);
-    j = step_json(f, "\"outputs\"");
-    assert_non_null(strstr(j, "\"v\":\"${{ (( steps.mid-b.outputs.v )) }}\""));
-    free(j);
+    static const step_has has[] = {
+        /* The child's input is the parent's value (a template as format());
+         * the sub-flow step's when and needs joined in; its default where
+         * not given. */
+        {"\"mid-a\"", {"\"needs\":[\"first\"],\"inputs\":{\"v\":\"${{ (( inputs.x )) }}\","
+                       "\"w\":\"x ${{ (format('v {0} {{z}}', ( inputs.x ))) }} {y}\"},"
+                       "\"when\":\"${{ (( inputs.x != 0 )) && (((( inputs.x )) > 1)) }}\""}},
+        {"\"mid-c-say\"", {"\"needs\":[\"mid-b\",\"first\"],\"inputs\":{\"message\":"
+                           "\"${{ (( steps.mid-b.outputs.v )) }}!\"},"
+                           "\"when\":\"${{ ( inputs.x != 0 ) }}\""}},
+        /* A step after a sub-flow needs its final steps and reads its
+         * outputs (a literal output as fromJSON). */
+        {"\"last\"", {"\"needs\":[\"mid-c-say\"],\"inputs\":{\"v\":\"${{ (( (( "
+                      "steps.mid-c-say.outputs.message )) )) }}\",\"k\":\"${{ (fromJSON("
+                      "'[1,\\\"two\\\"]'))[1] }}\"}"}},
+        {"\"outputs\"", {"\"v\":\"${{ (( steps.mid-b.outputs.v )) }}\""}},
+    };
+    expect_steps(f, has, sizeof has / sizeof has[0]);
     size_t n;
     const size_t *deps = rz_flow_step_deps(f, 4, &n);
     assert_int_equal(n, 1);
@@ -391,31 +443,18 @@ static void interface_errors_located(void **state)
 static void builder_child_connections(void **state)
 {
     (void)state;
-    put("b/child.json", "{\"inputs\": {\"t\": {\"type\": \"string\"}}, \"nodes\": ["
-                        "{\"id\": \"a\", \"moduleId\": \"m\", \"inputs\": {\"x\": \"${{ inputs.t }}\"}},"
-                        "{\"id\": \"b\", \"moduleId\": \"m\"}], \"connections\": [{\"id\": \"c1\","
-                        "\"source\": {\"nodeId\": \"a\", \"port\": \"o\"},"
-                        "\"target\": {\"nodeId\": \"b\", \"port\": \"i\"}}],"
-                        "\"outputs\": {\"r\": \"${{ steps.b.outputs.r }}\"}}");
+    put("b/child.json", BUILDER_CHILD);
     put("b/p.yaml", "flux: 1\nsteps:\n  s: {flow: child.json, inputs: {t: hi}}\n"
                     "  after: {module: m, needs: [s], inputs: {v: \"${{ steps.s.outputs.r }}\"}}\n");
-    rz_flow *f;
     rz_diags *d;
-    int rc = expand("b/p.yaml", &f, &d);
-    if (rc != RZ_OK)
-        dump(d);
-    assert_int_equal(rc, RZ_OK);
-    char *j = step_json(f, "\"connections\"");
-    assert_non_null(strstr(j, "[{\"id\":\"s-c1\",\"source\":{\"nodeId\":\"s-a\",\"port\":\"o\"},"
-                              "\"target\":{\"nodeId\":\"s-b\",\"port\":\"i\"}}]"));
-    free(j);
-    j = step_json(f, "\"s-a\"");
-    assert_non_null(strstr(j, "\"inputs\":{\"x\":\"${{ ('hi') }}\"}"));
-    free(j);
-    size_t n;
-    const size_t *deps = rz_flow_step_deps(f, rz_flow_step_find(f, "s-b"), &n);
-    assert_int_equal(n, 1);
-    assert_int_equal(deps[0], rz_flow_step_find(f, "s-a"));
+    rz_flow *f = expand_ok("b/p.yaml", &d);
+    static const step_has has[] = {
+        {"\"connections\"", {"[{\"id\":\"s-c1\",\"source\":{\"nodeId\":\"s-a\",\"port\":\"o\"},"
+                             "\"target\":{\"nodeId\":\"s-b\",\"port\":\"i\"}}]"}},
+        {"\"s-a\"", {"\"inputs\":{\"x\":\"${{ ('hi') }}\"}"}},
+    };
+    expect_steps(f, has, sizeof has / sizeof has[0]);
+    expect_one_need(f, "s-b", "s-a");
     rz_flow_free(f);
     rz_diags_free(d);
 }
@@ -439,57 +478,34 @@ static void mapped_subflow_expands(void **state)
                     "    max_parallel: 3\n    inputs: {t: \"${{ item }}\", k: \"${{ index }}\"}\n"
                     "  after:\n    module: m\n    needs: [s]\n"
                     "    inputs: {v: \"${{ steps.s.outputs.r }}\"}\n");
-    rz_flow *f;
     rz_diags *d;
-    int rc = expand("e/p.yaml", &f, &d);
-    if (rc != RZ_OK)
-        dump(d);
-    assert_int_equal(rc, RZ_OK);
+    rz_flow *f = expand_ok("e/p.yaml", &d);
     const char *ids[] = {"s-a", "s-b", "s-c-say", "after"};
-    assert_int_equal(rz_flow_step_count(f), 4);
-    for (size_t i = 0; i < 4; i++)
-        assert_string_equal(rz_flow_step_id(f, i), ids[i]);
-    char *j = step_json(f, "\"s-a\"");
-    assert_non_null(strstr(j, "\"inputs\":{\"v\":\"${{ (( item )) }}\"},"
-                              "\"for_each\":\"${{ inputs.xs }}\",\"max_parallel\":3"));
-    free(j);
-    j = step_json(f, "\"s-b\"");
-    assert_non_null(strstr(j, "\"inputs\":{\"v\":\"${{ steps.s-a.outputs.v[index] }}\","
-                              "\"n\":\"${{ (( index )) }}\"},\"for_each\":\"${{ inputs.xs }}\""));
-    free(j);
-    j = step_json(f, "\"s-c-say\"");
-    assert_non_null(strstr(j, "steps.s-b.outputs.v[index]"));
-    assert_non_null(strstr(j, "\"for_each\":\"${{ inputs.xs }}\""));
-    free(j);
-    /* The step's output is the child step's list, whole. */
-    j = step_json(f, "\"after\"");
-    assert_non_null(strstr(j, "\"inputs\":{\"v\":\"${{ (( (( steps.s-c-say.outputs.message ))"
-                              " )) }}\"}"));
-    free(j);
+    expect_ids(f, ids, 4);
+    static const step_has has[] = {
+        {"\"s-a\"", {"\"inputs\":{\"v\":\"${{ (( item )) }}\"},"
+                     "\"for_each\":\"${{ inputs.xs }}\",\"max_parallel\":3"}},
+        {"\"s-b\"", {"\"inputs\":{\"v\":\"${{ steps.s-a.outputs.v[index] }}\","
+                     "\"n\":\"${{ (( index )) }}\"},\"for_each\":\"${{ inputs.xs }}\""}},
+        {"\"s-c-say\"", {"steps.s-b.outputs.v[index]", "\"for_each\":\"${{ inputs.xs }}\""}},
+        /* The step's output is the child step's list, whole. */
+        {"\"after\"", {"\"inputs\":{\"v\":\"${{ (( (( steps.s-c-say.outputs.message ))"
+                       " )) }}\"}"}},
+    };
+    expect_steps(f, has, sizeof has / sizeof has[0]);
     rz_flow_free(f);
     rz_diags_free(d);
 
     /* Builder format, parent and child: a connection is element i to element i. */
-    put("e/child.json", "{\"inputs\": {\"t\": {\"type\": \"string\"}}, \"nodes\": ["
-                        "{\"id\": \"a\", \"moduleId\": \"m\", \"inputs\": {\"x\": \"${{ inputs.t }}\"}},"
-                        "{\"id\": \"b\", \"moduleId\": \"m\"}], \"connections\": [{\"id\": \"c1\","
-                        "\"source\": {\"nodeId\": \"a\", \"port\": \"o\"},"
-                        "\"target\": {\"nodeId\": \"b\", \"port\": \"i\"}}],"
-                        "\"outputs\": {\"r\": \"${{ steps.b.outputs.r }}\"}}");
+    put("e/child.json", BUILDER_CHILD);
     put("e/p.json", "{\"nodes\": [{\"id\": \"s\", \"flow\": \"child.json\", \"for_each\": [1, 2],"
                     "\"inputs\": {\"t\": \"n${{ item }}\"}}]}");
-    rc = expand("e/p.json", &f, &d);
-    if (rc != RZ_OK)
-        dump(d);
-    assert_int_equal(rc, RZ_OK);
-    j = step_json(f, "\"s-b\"");
-    assert_non_null(strstr(j, "\"inputs\":{\"i\":\"${{ steps.s-a.outputs.o[index] }}\"},"
-                              "\"for_each\":[1,2]"));
-    free(j);
-    size_t n;
-    const size_t *deps = rz_flow_step_deps(f, rz_flow_step_find(f, "s-b"), &n);
-    assert_int_equal(n, 1);
-    assert_int_equal(deps[0], rz_flow_step_find(f, "s-a"));
+    f = expand_ok("e/p.json", &d);
+    static const char *const s_b[] = {
+        "\"inputs\":{\"i\":\"${{ steps.s-a.outputs.o[index] }}\"},\"for_each\":[1,2]", NULL
+    };
+    expect_in(f, "\"s-b\"", s_b);
+    expect_one_need(f, "s-b", "s-a");
     rz_flow_free(f);
     rz_diags_free(d);
 }
