@@ -1,7 +1,8 @@
 """What the end-to-end scripts share: a free loopback port, one HTTP call,
-processes started in the background with their output kept, waits that
-fail early when the process they wait for has died, and an orchestrator
-started on a free port and answering /health.
+raw requests and event-stream sockets, processes started in the background
+with their output kept, waits that fail early when the process they wait
+for has died, a command's JSON, and an orchestrator started on a free port
+and answering /health.
 
 The scripts import it from their own folder (python3 puts a script's
 folder first on sys.path). Standard library only, and libsodium (the
@@ -187,6 +188,54 @@ def run(cmd, cwd=None, env=None, stdin=None, timeout=60):
     """Run a command to its end: its CompletedProcess, output as text."""
     return subprocess.run(cmd, cwd=cwd, env=env, input=stdin, text=True,
                           capture_output=True, timeout=timeout)
+
+
+def run_json(case, cmd, code=0, **kw):
+    """Run a command (as run(), with `kw`) that must exit `code` (its
+    stderr in the failure) and print JSON: (the document, the process)."""
+    p = run(cmd, **kw)
+    case.assertEqual(p.returncode, code, p.stderr)
+    return json.loads(p.stdout), p
+
+
+def write_text(path, text):
+    """Write `text` to `path`, replacing it: the path."""
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def wait_port(port, timeout=10):
+    """Wait until something accepts connections on 127.0.0.1:`port`."""
+    wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close()
+               or True, timeout, "a listener on port %d" % port)
+
+
+def read_to_close(sock):
+    """Everything `sock` receives until the other side closes."""
+    got = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return got
+        got += chunk
+
+
+def raw_request(port, data, timeout=10):
+    """Send `data` (a whole request, bytes) to 127.0.0.1:`port` as it is and
+    return the reply, read until the server closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        return read_to_close(s)
+
+
+def events_socket(port, dep, key):
+    """A socket whose GET of deployment `dep`'s event stream (with `key`) was
+    sent: the caller reads the stream and closes it."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(("GET /api/v1/flows/%d/events HTTP/1.1\r\nHost: x\r\n"
+               "Authorization: Bearer %s\r\n\r\n" % (dep, key)).encode())
+    return s
 
 
 def cli_env(**values):

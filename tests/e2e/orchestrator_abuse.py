@@ -32,7 +32,8 @@ import time
 import unittest
 from http.client import HTTPConnection
 
-from harness import NodeKey, free_port, http, run, start_orchestrator
+from harness import (NodeKey, events_socket, free_port, http, read_to_close, run,
+                     start_orchestrator)
 
 EXE, ROOT = sys.argv[1], sys.argv[2]
 CAPS = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
@@ -265,9 +266,7 @@ class Rate(Base):
         dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, akey, 201)["id"]
         socks = []
         for _ in range(2):
-            s = socket.create_connection(("127.0.0.1", self.s.port))
-            s.sendall(("GET /api/v1/flows/%d/events HTTP/1.1\r\nHost: x\r\n"
-                       "Authorization: Bearer %s\r\n\r\n" % (dep, akey)).encode())
+            s = events_socket(self.s.port, dep, akey)
             self.assertIn(b"event: status", s.recv(65536))
             socks.append(s)
         st, doc = self.s.call("GET", "/api/v1/flows/%d/events" % dep, key=akey)
@@ -580,12 +579,7 @@ class Audit(Base):
         for c in socks:
             c.sendall(req)
         for c in socks:
-            reply = b""
-            while True:
-                chunk = c.recv(65536)
-                if not chunk:
-                    break
-                reply += chunk
+            reply = read_to_close(c)
             c.close()
             self.assertTrue(reply.startswith(b"HTTP/1.1 200"), reply[:200])
         m1 = self.metrics()

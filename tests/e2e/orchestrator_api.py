@@ -30,7 +30,7 @@ import time
 import unittest
 from http.client import HTTPConnection
 
-from harness import NodeKey, free_port, http, run, start_orchestrator
+from harness import NodeKey, events_socket, free_port, http, run, start_orchestrator
 
 EXE, ROOT = sys.argv[1], sys.argv[2]
 LIB = sys.argv[3] if len(sys.argv) > 3 else None
@@ -700,9 +700,7 @@ class OrchestratorApi(unittest.TestCase):
         self.assertEqual(a["job"], job["id"])
         flow = "flux: 1\nname: d\nsteps:\n  s:\n    module: echo@1\n"
         dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, key, 201)["id"]
-        sock = socket.create_connection(("127.0.0.1", self.s.port))
-        sock.sendall(("GET /api/v1/flows/%d/events HTTP/1.1\r\nHost: x\r\n"
-                      "Authorization: Bearer %s\r\n\r\n" % (dep, key)).encode())
+        sock = events_socket(self.s.port, dep, key)
         self.assertIn(b"event: status", sock.recv(65536))
         sock.close()
         time.sleep(0.3)

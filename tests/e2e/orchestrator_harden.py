@@ -20,7 +20,7 @@ import tempfile
 import time
 import unittest
 
-from harness import NodeKey, http, run, start_orchestrator
+from harness import NodeKey, events_socket, http, run, start_orchestrator
 
 EXE, ROOT = sys.argv[1], sys.argv[2]
 CLI = sys.argv[3] if len(sys.argv) > 3 else None
@@ -191,10 +191,7 @@ class Streams(Base):
     extra = ("--request-rate", "0")
 
     def open_stream(self, dep, key):
-        sock = socket.create_connection(("127.0.0.1", self.s.port))
-        sock.sendall(("GET /api/v1/flows/%d/events HTTP/1.1\r\nHost: x\r\n"
-                      "Authorization: Bearer %s\r\n\r\n" % (dep, key)).encode())
-        return sock
+        return events_socket(self.s.port, dep, key)
 
     def drop_streams(self, dep, key, n):
         for _ in range(n):

@@ -42,6 +42,8 @@ import unittest
 import urllib.error
 import urllib.request
 
+from harness import free_port, wait_port, write_text
+
 RHIZOS, ROOT = sys.argv[1], sys.argv[2]
 MODULES = os.path.join(ROOT, "examples", "modules")
 FLOW = ("flux: 1\nname: tick\ntriggers:\n  - cron: \"* * * * *\"\n"
@@ -70,9 +72,7 @@ class Serve(unittest.TestCase):
         self.tmp = tempfile.TemporaryDirectory()
         self.addCleanup(self.tmp.cleanup)
         self.data = os.path.join(self.tmp.name, "data")
-        self.flow = os.path.join(self.tmp.name, "tick.yaml")
-        with open(self.flow, "w") as f:
-            f.write(FLOW)
+        self.flow = write_text(os.path.join(self.tmp.name, "tick.yaml"), FLOW)
         self.base = (int(time.time()) // 60 + 2) * 60   # a minute to come, on the fake clock
 
     def rz(self, *args, code=0):
@@ -172,10 +172,7 @@ class Serve(unittest.TestCase):
             return e.code, json.loads(e.read())
 
     def write(self, name, text):
-        path = os.path.join(self.tmp.name, name)
-        with open(path, "w") as f:
-            f.write(text)
-        return path
+        return write_text(os.path.join(self.tmp.name, name), text)
 
     def test_flow_and_event_triggers(self):
         t = self.base
@@ -250,6 +247,8 @@ class Serve(unittest.TestCase):
             self.assertIn("queued" if overlap == "queue" else "skipped", out)
 
     def hook_vault(self):
+        """The webhook flow served with its secret in a vault: a free port
+        to listen on."""
         env = dict(RHIZOS_VAULT=os.path.join(self.tmp.name, "vault"),
                    RHIZOS_VAULT_PASSWORD="correct horse", RHIZOS_VAULT_KDF="interactive")
         os.environ.update(env)
@@ -258,19 +257,14 @@ class Serve(unittest.TestCase):
         p = subprocess.run([RHIZOS, "vault", "add", "gh-hook", "--type", "webhook"],
                            input="s3cret", capture_output=True, text=True, timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
-        with open(self.flow, "w") as f:
-            f.write(HOOKED)
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        return port
+        write_text(self.flow, HOOKED)
+        return free_port()
 
     def test_hook_records_expire_while_serving(self):
         port = self.hook_vault()
         p = self.start(int(time.time()), args=["--listen", "127.0.0.1:%d" % port],
                        RHIZOS_TEST_HOOK_KEEP_S="1")
-        self.wait_listening(port)
+        wait_port(port)
         self.assertEqual(self.post(port, b'{"msg": "x"}', delivery="old")[0], 202)
         self.wait_runs(1)
         rec = os.path.join(self.data, "serve", "hooks", "hooked.gh.old.json")
@@ -283,23 +277,10 @@ class Serve(unittest.TestCase):
         self.kill9(p)
 
     def test_webhooks_once_across_kills(self):
-        env = dict(RHIZOS_VAULT=os.path.join(self.tmp.name, "vault"),
-                   RHIZOS_VAULT_PASSWORD="correct horse", RHIZOS_VAULT_KDF="interactive")
-        os.environ.update(env)
-        self.addCleanup(lambda: [os.environ.pop(k) for k in env])
-        self.rz("vault", "init")
-        p = subprocess.run([RHIZOS, "vault", "add", "gh-hook", "--type", "webhook"],
-                           input="s3cret", capture_output=True, text=True, timeout=60)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        with open(self.flow, "w") as f:
-            f.write(HOOKED)
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
+        port = self.hook_vault()
         listen = ["--listen", "127.0.0.1:%d" % port]
         p = self.start(int(time.time()), args=listen)
-        self.wait_listening(port)
+        wait_port(port)
         body = b'{"msg": "hello"}'
         st, doc = self.post(port, body, delivery="d1")
         self.assertEqual((st, doc), (202, {"run": "serve-hooked-gh-d1"}))
@@ -338,7 +319,7 @@ class Serve(unittest.TestCase):
         self.kill9(p)
         # Killed after recording a call, before its run: run at the next start.
         p = self.start(int(time.time()), args=listen, RHIZOS_TEST_KILL_AFTER_FIRE="1")
-        self.wait_listening(port)
+        wait_port(port)
         with self.assertRaises(Exception):
             self.post(port, body, delivery="d2")
         self.assertEqual(p.wait(timeout=20), -signal.SIGKILL)
@@ -346,27 +327,16 @@ class Serve(unittest.TestCase):
         p = self.start(int(time.time()), args=listen)
         runs = self.wait_runs(4)
         self.assertEqual(runs["serve-hooked-gh-d2"], "succeeded")
-        self.wait_listening(port)
+        wait_port(port)
         self.assertEqual(self.post(port, body, delivery="d2")[0], 409)
         time.sleep(1)
         self.assertEqual(len(self.runs()), 4)
         self.assertIn("never ran", self.kill9(p))
 
-    def wait_listening(self, port):
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.fail("nothing listens on %d" % port)
-
     def test_usage_and_refusals(self):
         self.assertIn("flow serve FILE", self.rz("flow", "--help"))
         self.assertIn("wants FILE", self.rz("flow", "serve", code=2))
-        plain = os.path.join(self.tmp.name, "plain.yaml")
-        with open(plain, "w") as f:
-            f.write("flux: 1\nname: plain\nsteps:\n  s:\n    module: echo@1\n")
+        plain = self.write("plain.yaml", "flux: 1\nname: plain\nsteps:\n  s:\n    module: echo@1\n")
         self.assertIn("no enabled cron, flow or event trigger", self.rz("flow", "serve", plain, code=1))
         self.assertIn("no such file", self.rz("flow", "serve", "/nonexistent.yaml",
                                               code=1).lower())

@@ -10,7 +10,7 @@ import tempfile
 import time
 import unittest
 
-from harness import run
+from harness import free_port, run, run_json, write_text
 
 RHIZOS, ROOT = sys.argv[1], sys.argv[2]
 DESK = os.path.join(ROOT, "examples", "flows", "desk.yaml")
@@ -33,13 +33,6 @@ time.sleep(c["serve_ms"] / 1000.0)
 """
 
 
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Desk(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
@@ -48,15 +41,18 @@ class Desk(unittest.TestCase):
     def tearDown(self):
         self.tmp.cleanup()
 
-    def flow_run(self, path, *extra):
-        return run([RHIZOS, "flow", "run", path, "--data", self.data, *extra],
-                   cwd=ROOT, timeout=120)
+    def flow_doc(self, path, *extra, code=0):
+        """`flow run --json` of `path` that exits `code`: its document, and
+        the process."""
+        return run_json(self, [RHIZOS, "flow", "run", path, "--json", "--data", self.data,
+                               *extra], code, cwd=ROOT, timeout=120)
+
+    def flow_file(self, name, text):
+        return write_text(os.path.join(self.data, name), text)
 
     def test_every_trade_announced_exactly_once(self):
         n = 40
-        p = self.flow_run(DESK, "--json", "--input", "trades=%d" % n)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        doc = json.loads(p.stdout)
+        doc, p = self.flow_doc(DESK, "--input", "trades=%d" % n)
         self.assertEqual(doc["status"], "succeeded")
         hb, ann = doc["steps"]["hb"], doc["steps"]["announce"]
         self.assertEqual(hb["status"], "succeeded")
@@ -80,17 +76,14 @@ class Desk(unittest.TestCase):
     def test_failing_consumer_dead_letters_without_blocking(self):
         # Event 2's run fails every attempt: it is dead-lettered, the
         # others are announced, the step (and run) fail saying which.
-        flow = os.path.join(self.data, "deadletter.yaml")
-        with open(flow, "w") as f:
-            f.write("flux: 1\nname: dl\nsteps:\n"
-                    "  hb: {module: trader@1, kind: service, restart: {policy: never},"
-                    " config: {trades: 4, interval_ms: 0}}\n"
-                    "  ann:\n    module: flaky@1\n    on: {event: steps.hb.events.trade}\n"
-                    "    retry: {max_attempts: 2, initial_ms: 10}\n"
-                    "    config: {fail_times: \"${{ event.data.n == 2 ? 99 : 0 }}\"}\n")
-        p = self.flow_run(flow, "--json")
-        self.assertEqual(p.returncode, 1, p.stderr)
-        doc = json.loads(p.stdout)
+        flow = self.flow_file(
+            "deadletter.yaml", "flux: 1\nname: dl\nsteps:\n"
+            "  hb: {module: trader@1, kind: service, restart: {policy: never},"
+            " config: {trades: 4, interval_ms: 0}}\n"
+            "  ann:\n    module: flaky@1\n    on: {event: steps.hb.events.trade}\n"
+            "    retry: {max_attempts: 2, initial_ms: 10}\n"
+            "    config: {fail_times: \"${{ event.data.n == 2 ? 99 : 0 }}\"}\n")
+        doc, _ = self.flow_doc(flow, code=1)
         runs = doc["steps"]["ann"]["runs"]
         self.assertEqual([(r["event_id"], r["status"], r["attempts"]) for r in runs],
                          [("hb:1", "succeeded", 1), ("hb:2", "failed", 2),
@@ -103,13 +96,12 @@ class Desk(unittest.TestCase):
     def test_service_runs_until_interrupted(self):
         # A service that does not end keeps the run going; Ctrl-C stops it
         # cleanly, with what was handled kept.
-        flow = os.path.join(self.data, "forever.yaml")
-        with open(flow, "w") as f:
-            f.write("flux: 1\nname: forever\nsteps:\n"
-                    "  hb: {module: trader@1, kind: service, ready: line,"
-                    " config: {trades: 10000, interval_ms: 200}}\n"
-                    "  ann: {module: echo@1, on: {event: steps.hb.events.trade},"
-                    " inputs: {message: \"${{ event.data.n }}\"}}\n")
+        flow = self.flow_file(
+            "forever.yaml", "flux: 1\nname: forever\nsteps:\n"
+            "  hb: {module: trader@1, kind: service, ready: line,"
+            " config: {trades: 10000, interval_ms: 200}}\n"
+            "  ann: {module: echo@1, on: {event: steps.hb.events.trade},"
+            " inputs: {message: \"${{ event.data.n }}\"}}\n")
         p = subprocess.Popen([RHIZOS, "flow", "run", flow, "--json", "--data",
                               self.data], cwd=ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -131,16 +123,13 @@ class Desk(unittest.TestCase):
         # One quote over 64 KiB and 3,000 written at once: the big one and
         # those past 1,000 in a second are refused, each said in the log;
         # the service goes on and its trades are all taken.
-        flow = os.path.join(self.data, "caps.yaml")
-        with open(flow, "w") as f:
-            f.write("flux: 1\nname: caps\nsteps:\n"
-                    "  hb: {module: trader@1, restart: {policy: never},"
-                    " config: {trades: 2, interval_ms: 0, burst: 3000, oversize: true}}\n"
-                    "  ann: {module: echo@1, on: {event: steps.hb.events.trade},"
-                    " inputs: {message: \"${{ event.data.n }}\"}}\n")
-        p = self.flow_run(flow, "--json")
-        self.assertEqual(p.returncode, 0, p.stderr)
-        doc = json.loads(p.stdout)
+        flow = self.flow_file(
+            "caps.yaml", "flux: 1\nname: caps\nsteps:\n"
+            "  hb: {module: trader@1, restart: {policy: never},"
+            " config: {trades: 2, interval_ms: 0, burst: 3000, oversize: true}}\n"
+            "  ann: {module: echo@1, on: {event: steps.hb.events.trade},"
+            " inputs: {message: \"${{ event.data.n }}\"}}\n")
+        doc, p = self.flow_doc(flow)
         self.assertIn("event 'quote' refused: the line is over 65536 bytes", p.stderr)
         self.assertIn("event 'quote' refused: over 1000 events a second", p.stderr)
         # One line a second for the flood, not one an event.
@@ -167,22 +156,18 @@ class Desk(unittest.TestCase):
 
     def web_flow(self, ready, status=200, serve_ms=1500):
         port = free_port()
-        flow = os.path.join(self.data, "web.yaml")
-        with open(flow, "w") as f:
-            f.write("flux: 1\nname: web\nsteps:\n"
-                    "  web: {module: web@1, kind: service, restart: {policy: never},"
-                    " ready: %s, config: {port: %d, delay_ms: 1000,"
-                    " serve_ms: %d, status: %d}}\n"
-                    "  after: {module: echo@1, needs: [web], inputs: {message: hi}}\n"
-                    % (ready.replace("PORT", str(port)), port, serve_ms, status))
-        return flow
+        return self.flow_file(
+            "web.yaml", "flux: 1\nname: web\nsteps:\n"
+            "  web: {module: web@1, kind: service, restart: {policy: never},"
+            " ready: %s, config: {port: %d, delay_ms: 1000,"
+            " serve_ms: %d, status: %d}}\n"
+            "  after: {module: echo@1, needs: [web], inputs: {message: hi}}\n"
+            % (ready.replace("PORT", str(port)), port, serve_ms, status))
 
     def check_ready_gates(self, ready, *extra):
         mods = self.write_web()
         flow = self.web_flow(ready)
-        p = self.flow_run(flow, "--json", "--modules", mods, *extra)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        doc = json.loads(p.stdout)
+        doc, _ = self.flow_doc(flow, "--modules", mods, *extra)
         web, after = doc["steps"]["web"], doc["steps"]["after"]
         self.assertEqual((web["status"], after["status"]), ("succeeded", "succeeded"))
         # `after` waited for the port: it opens a second after the start.
@@ -203,32 +188,27 @@ class Desk(unittest.TestCase):
         mods = self.write_web()
         flow = self.web_flow('{http: "http://127.0.0.1:PORT/health", timeout_s: 2}',
                              status=500, serve_ms=20000)
-        p = self.flow_run(flow, "--json", "--modules", mods)
-        self.assertEqual(p.returncode, 1, p.stderr)
-        doc = json.loads(p.stdout)
+        doc, _ = self.flow_doc(flow, "--modules", mods, code=1)
         err = doc["steps"]["web"]["error"]
         self.assertIn("not ready within 2 s (GET /health: status 500)", err)
         self.assertNotEqual(doc["steps"]["after"]["status"], "succeeded")
 
     def test_bad_ready_checks_are_located(self):
-        flow = os.path.join(self.data, "badready.yaml")
         for ready, want in (("{tcp: 70000}", "'tcp' must be a port"),
                             ('{http: "http://example.com/"}', "IPv4 address or localhost"),
                             ("{tcp: 80, http: \"http://127.0.0.1/\"}", "one check"),
                             ("{tcp: 80, every: 2}", "unknown key 'every'")):
-            with open(flow, "w") as f:
-                f.write("flux: 1\nname: b\nsteps:\n"
-                        "  s: {module: trader@1, kind: service, ready: %s}\n" % ready)
+            flow = self.flow_file("badready.yaml", "flux: 1\nname: b\nsteps:\n"
+                                  "  s: {module: trader@1, kind: service, ready: %s}\n"
+                                  % ready)
             p = run([RHIZOS, "flow", "validate", flow], cwd=ROOT, timeout=60)
             self.assertEqual(p.returncode, 1, ready)
             self.assertIn("badready.yaml:4:", p.stderr)
             self.assertIn(want, p.stderr)
 
     def test_bad_declarations_are_located(self):
-        flow = os.path.join(self.data, "bad.yaml")
-        with open(flow, "w") as f:
-            f.write("flux: 1\nname: bad\nsteps:\n  a: {module: echo@1}\n"
-                    "  b: {module: echo@1, on: {event: steps.a.events.t}}\n")
+        flow = self.flow_file("bad.yaml", "flux: 1\nname: bad\nsteps:\n  a: {module: echo@1}\n"
+                              "  b: {module: echo@1, on: {event: steps.a.events.t}}\n")
         p = run([RHIZOS, "flow", "validate", flow], cwd=ROOT, timeout=60)
         self.assertEqual(p.returncode, 1)
         self.assertIn("bad.yaml:5:", p.stderr)

@@ -27,7 +27,7 @@ import time
 import unittest
 from http.client import HTTPConnection
 
-from harness import Proc, cli_env, run, sandbox_flags, wait_until
+from harness import Proc, cli_env, raw_request, run, sandbox_flags, wait_until
 
 EXE, ROOT = sys.argv[1], sys.argv[2]
 URL_RE = re.compile(r"open (http://127\.0\.0\.1:(\d+)/#token=([0-9a-f]+))$")
@@ -185,16 +185,8 @@ class UiLocal(unittest.TestCase):
         for host in ("localhost:%d" % self.port, "127.0.0.1", "[::1]:%d" % self.port):
             self.assertEqual(self.api("GET", "stats", headers={"Host": host})[0], 200, host)
         # HTTP/1.0 without a Host: refused too.
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-        s.sendall(b"GET /api/v1/stats HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n" %
-                  self.token.encode())
-        reply = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-        s.close()
+        reply = raw_request(self.port, b"GET /api/v1/stats HTTP/1.0\r\n"
+                            b"Authorization: Bearer %s\r\n\r\n" % self.token.encode())
         self.assertTrue(reply.startswith(b"HTTP/1.0 403") or reply.startswith(b"HTTP/1.1 403"),
                         reply[:80])
 
@@ -307,16 +299,9 @@ class UiLocal(unittest.TestCase):
             st, _, short = self.api("POST", "flows/deploy",
                                     {"flow": SLEEP.replace("30", "1"), "inputs": {}})
             self.assertEqual(st, 201, short)
-            sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-            sock.sendall(("HEAD /api/v1/flows/%s/events HTTP/1.0\r\nHost: 127.0.0.1\r\n"
-                          "Authorization: Bearer %s\r\n\r\n" % (short["id"], self.token)).encode())
-            got = b""
-            while True:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                got += chunk
-            sock.close()
+            got = raw_request(self.port, ("HEAD /api/v1/flows/%s/events HTTP/1.0\r\n"
+                                          "Host: 127.0.0.1\r\nAuthorization: Bearer %s\r\n\r\n"
+                                          % (short["id"], self.token)).encode())
             self.assertTrue(got.startswith(b"HTTP/1."), got[:80])
         self.assertEqual(self.api("GET", "stats")[0], 200)   # still serving
         # On record: `rhizos flow runs` lists it (the store of --data).
