@@ -32,12 +32,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-from harness import (Proc, cli_env, http as api_call, run,  # noqa: E402
-                     sandbox_flags, set_config, start_orchestrator)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from common import Net, quantile, run, timed  # noqa: E402
 
 MODULES = os.path.join(ROOT, "bench", "container", "modules")
 COMMAND = ["sh", "-c", "echo '{\"ok\": 1}'"]
@@ -51,12 +49,6 @@ def flow_text(k):
         if i > 1:
             s += "    needs: [s%d]\n" % (i - 1)
     return s
-
-
-def timed(fn):
-    t = time.perf_counter()
-    fn()
-    return (time.perf_counter() - t) * 1000.0
 
 
 class UnixHTTP(http.client.HTTPConnection):
@@ -124,66 +116,9 @@ class Engine:
         return self.call("GET", "/version")
 
 
-class Node:
-    """An orchestrator and one rhizos-node on loopback, a funded client."""
-
-    def __init__(self, build, tmp, host):
-        self.rhizos = os.path.join(build, "cli", "rhizos")
-        self.dir = os.path.join(tmp, "net")
-        os.makedirs(self.dir)
-        self.orch = start_orchestrator(
-            os.path.join(build, "server", "rhizos-orchestrator"),
-            os.path.join(self.dir, "orch"),
-            ["--quiet", "--node-timeout-ms", "3600000", "--modules", MODULES],
-            admin_key=ADMIN, cwd=ROOT)
-        self.base = self.orch.base
-        acct = self.cli_json(ADMIN, "account", "create", "--name", "bench")
-        self.key = acct["api_key"]
-        self.cli_json(ADMIN, "account", "credit", acct["id"], "100000000")
-        node = os.path.join(build, "server", "rhizos-node")
-        data = os.path.join(self.dir, "node")
-        p = run([node, "init", "--data", data, "--orchestrator", self.base],
-                cwd=ROOT, timeout=30)
-        if p.returncode:
-            raise SystemExit("rhizos-node init: " + p.stderr)
-        set_config(data, "container", "host", '"%s"' % host)
-        set_config(data, "pricing", "cpu_hour_micros", 1)
-        set_config(data, "limits", "max_concurrent_jobs", 1)
-        set_config(data, "node", "heartbeat_s", 0.5)
-        self.node = Proc([node, "start", "--data", data, "--json", "--modules",
-                          MODULES, *sandbox_flags()], cwd=ROOT)
-        self.node.wait_for(lambda: [e for e in self.node.events()
-                                    if e.get("event") == "registered"],
-                           30, "the node to register")
-
-    def cli_json(self, key, *args):
-        p = run([self.rhizos, "--orchestrator", self.base, *args, "--json"],
-                cwd=ROOT, env=cli_env(RHIZOS_API_KEY=key), timeout=60)
-        if p.returncode:
-            raise SystemExit("rhizos %s: %s%s" % (args, p.stdout, p.stderr))
-        return json.loads(p.stdout)
-
-    def deploy(self, flow):
-        dep = self.cli_json(self.key, "flow", "deploy", flow, "--modules", MODULES)["id"]
-        path = "/api/v1/flows/%d/status" % dep
-        end = time.monotonic() + 120
-        while time.monotonic() < end:
-            st, doc = api_call(self.base, "GET", path, self.key)
-            if st == 200 and doc.get("status") in ("succeeded", "failed", "cancelled"):
-                break
-            time.sleep(0.01)
-        if doc.get("status") != "succeeded":
-            raise RuntimeError("deployment %d: %s\n%s" % (dep, doc, self.node.output()))
-
-    def stop(self):
-        self.node.stop()
-        self.orch.stop()
-
-
 def stats(xs):
     xs = sorted(xs)
-    p90 = xs[min(len(xs) - 1, int(round(0.9 * (len(xs) - 1))))]
-    return {"median_ms": statistics.median(xs), "p90_ms": p90,
+    return {"median_ms": statistics.median(xs), "p90_ms": quantile(xs, 0.9),
             "min_ms": xs[0], "runs_ms": xs}
 
 
@@ -230,11 +165,12 @@ def main():
         if p.returncode or '"ok"' not in p.stdout:
             raise SystemExit("podman run: %s%s" % (p.stdout, p.stderr))
 
-    node = None if a.no_node else Node(a.build, tmp, host)
+    node = None if a.no_node else Net(a.build, tmp, MODULES, ADMIN, 100000000,
+                                      config=[("container", "host", '"%s"' % host)])
     phases = [("podman", peer), ("api", lambda: eng.one(image)),
               ("embedded", embedded(flow1)), ("embeddedK", embedded(flowk))]
     if node:
-        phases.append(("node", lambda: node.deploy(flow1)))
+        phases.append(("node", lambda: node.deploy(flow1, 120, 0.01)))
     times = {name: [] for name, _ in phases}
     try:
         for _, fn in phases:   # warm up: page cache, image layers, first run

@@ -29,12 +29,10 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-from harness import (Proc, cli_env, http as api_call, run,  # noqa: E402
-                     sandbox_flags, set_config, start_orchestrator)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from common import Net, quantile, run  # noqa: E402
 
 MODULES = os.path.join(ROOT, "bench", "events", "modules")
 ADMIN = "bench-admin-" + "e" * 32
@@ -57,9 +55,8 @@ def summary(runs, count):
     lat = sorted(o["latency_us"] / 1000.0 for o in outs)
     first = min(o["done_ns"] - o["latency_us"] * 1000 for o in outs)
     last = max(o["done_ns"] for o in outs)
-    pick = lambda q: lat[min(len(lat) - 1, int(round(q * (len(lat) - 1))))]  # noqa: E731
     return {"events": count, "events_per_s": count / ((last - first) / 1e9),
-            "p50_ms": statistics.median(lat), "p99_ms": pick(0.99),
+            "p50_ms": statistics.median(lat), "p99_ms": quantile(lat, 0.99),
             "max_ms": lat[-1]}
 
 
@@ -73,64 +70,6 @@ def embedded(build, tmp, flow, count, sandbox):
     if p.returncode:
         raise SystemExit("flow run: %s%s" % (p.stdout[-2000:], p.stderr[-2000:]))
     return summary(json.loads(p.stdout)["steps"]["c"]["runs"], count)
-
-
-class Node:
-    """An orchestrator and one rhizos-node on loopback, a funded client."""
-
-    def __init__(self, build, tmp, sandbox, slots):
-        self.rhizos = os.path.join(build, "cli", "rhizos")
-        d = os.path.join(tmp, "net")
-        os.makedirs(d)
-        self.orch = start_orchestrator(
-            os.path.join(build, "server", "rhizos-orchestrator"),
-            os.path.join(d, "orch"),
-            ["--quiet", "--node-timeout-ms", "3600000", "--modules", MODULES],
-            admin_key=ADMIN, cwd=ROOT)
-        self.base = self.orch.base
-        acct = self.cli_json(ADMIN, "account", "create", "--name", "bench")
-        self.key = acct["api_key"]
-        self.cli_json(ADMIN, "account", "credit", acct["id"], "1000000000")
-        node = os.path.join(build, "server", "rhizos-node")
-        data = os.path.join(d, "node")
-        p = run([node, "init", "--data", data, "--orchestrator", self.base],
-                cwd=ROOT, timeout=30)
-        if p.returncode:
-            raise SystemExit("rhizos-node init: " + p.stderr)
-        set_config(data, "pricing", "cpu_hour_micros", 1)
-        set_config(data, "limits", "max_concurrent_jobs", slots)
-        set_config(data, "node", "heartbeat_s", 0.5)
-        flags = sandbox_flags() if sandbox else ["--no-sandbox"]
-        self.node = Proc([node, "start", "--data", data, "--json", "--modules",
-                          MODULES, *flags], cwd=ROOT)
-        self.node.wait_for(lambda: [e for e in self.node.events()
-                                    if e.get("event") == "registered"],
-                           30, "the node to register")
-
-    def cli_json(self, key, *args):
-        p = run([self.rhizos, "--orchestrator", self.base, *args, "--json"],
-                cwd=ROOT, env=cli_env(RHIZOS_API_KEY=key), timeout=60)
-        if p.returncode:
-            raise SystemExit("rhizos %s: %s%s" % (args, p.stdout, p.stderr))
-        return json.loads(p.stdout)
-
-    def deploy(self, flow, count):
-        dep = self.cli_json(self.key, "flow", "deploy", flow, "--modules", MODULES)["id"]
-        path = "/api/v1/flows/%d/status" % dep
-        end = time.monotonic() + 600
-        doc = {}
-        while time.monotonic() < end:
-            st, doc = api_call(self.base, "GET", path, self.key)
-            if st == 200 and doc.get("status") in ("succeeded", "failed", "cancelled"):
-                break
-            time.sleep(0.1)
-        if doc.get("status") != "succeeded":
-            raise RuntimeError("deployment %d: %s" % (dep, str(doc)[:2000]))
-        return summary(doc["steps"]["c"]["runs"], count)
-
-    def stop(self):
-        self.node.stop()
-        self.orch.stop()
 
 
 def main():
@@ -147,8 +86,8 @@ def main():
     rates = [float(r) for r in a.rates.split(",") if r]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        node = None if a.no_node else Node(a.build, tmp, not a.no_sandbox,
-                                           a.parallel + 1)
+        node = None if a.no_node else Net(a.build, tmp, MODULES, ADMIN, 1000000000,
+                                          slots=a.parallel + 1, sandbox=not a.no_sandbox)
         try:
             for rate in rates:
                 flow = os.path.join(tmp, "ev-%g.yaml" % rate)
@@ -157,7 +96,8 @@ def main():
                 modes = [("embedded", lambda: embedded(a.build, os.path.join(
                     tmp, "e%g" % rate), flow, a.count, not a.no_sandbox))]
                 if node:
-                    modes.append(("node", lambda: node.deploy(flow, a.count)))
+                    modes.append(("node", lambda: summary(node.deploy(
+                        flow, 600, 0.1)["steps"]["c"]["runs"], a.count)))
                 for name, fn in modes:
                     r = fn()
                     r.update(mode=name, offered=rate)
