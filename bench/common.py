@@ -11,7 +11,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-from harness import (Proc, cli_env, http as api_call, run,  # noqa: E402
+from harness import (Proc, cli_env, http as api_call, read_to_close, run,  # noqa: E402,F401
                      sandbox_flags, set_config, start_orchestrator)
 
 

@@ -35,7 +35,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from common import Net, quantile, run, timed  # noqa: E402
+from common import Net, quantile, read_to_close, run, timed  # noqa: E402
 
 MODULES = os.path.join(ROOT, "bench", "container", "modules")
 COMMAND = ["sh", "-c", "echo '{\"ok\": 1}'"]
@@ -101,11 +101,7 @@ class Engine:
                          "AttachStderr": True, "HostConfig": {"NetworkMode": "none"}})["Id"]
         s, buf = self.attach(cid)
         self.call("POST", "/containers/%s/start" % cid)
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
+        buf += read_to_close(s)
         s.close()
         st = self.call("POST", "/containers/%s/wait" % cid)
         self.call("DELETE", "/containers/%s?force=1" % cid)
