@@ -3,55 +3,25 @@
 // Environment: RZ_BASE (the orchestrator), RZ_KEY (a client key), RZ_ROOT
 // (the source tree), RZ_ART (artefacts: screenshots, summary.json),
 // RZ_CHROMIUM. Exits non-zero on the first failed check, naming it.
-import { createRequire } from "node:module";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import * as b from "./browser.mjs";
 
 const { RZ_BASE: BASE, RZ_KEY: KEY, RZ_ROOT: ROOT, RZ_ART: ART, RZ_CHROMIUM: CHROMIUM } = process.env;
-const need = createRequire(join(ROOT, "console", "package.json"));
-const puppeteer = need("puppeteer-core");
-const axeSource = readFileSync(need.resolve("axe-core/axe.min.js"), "utf8");
+const axeSource = readFileSync(b.consoleRequire(ROOT).resolve("axe-core/axe.min.js"), "utf8");
 const handWritten = JSON.parse(readFileSync(join(ROOT, "examples", "flows", "wordcount.json"), "utf8"));
 const TEXT = handWritten.nodes.find((n) => n.id === "source").config.text;
 
 let step = "start";
 const summary = { checks: [] };
-const ok = (what) => {
-  summary.checks.push(what);
-  console.log("ok - " + what);
-};
-function assert(cond, what, detail) {
-  if (!cond) throw new Error(`${what}${detail !== undefined ? ": " + JSON.stringify(detail) : ""}`);
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const ok = b.checker(summary);
+const { assert, sleep } = b;
 
-const browser = await puppeteer.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-  defaultViewport: { width: 1400, height: 900 },
-});
+const browser = await b.launch(ROOT, CHROMIUM);
 const problems = [];   // console errors, page errors, CSP refusals
 const said = [];       // every console message, searched for the secret
-
-function watch(page, expected = () => false) {
-  page.on("console", (m) => {
-    said.push(m.text());
-    if (m.type() !== "error") return;
-    const text = m.text();
-    const url = m.location()?.url || "";
-    if (!expected(text, url)) problems.push(`${step}: console: ${text} (${url})`);
-  });
-  page.on("pageerror", (e) => problems.push(`${step}: page error: ${e.message}`));
-  page.on("requestfailed", (r) => {
-    if (!r.failure()?.errorText.includes("ERR_ABORTED")) problems.push(`${step}: request failed: ${r.url()} ${r.failure()?.errorText}`);
-  });
-}
-
-async function shot(page, name) {
-  await sleep(300);
-  await page.screenshot({ path: join(ART, name + ".png") });
-}
+const watch = (page, expected) => b.watch(page, problems, () => step, expected, said);
+const shot = (page, name) => b.shot(page, ART, name);
 
 async function axe(page, what) {
   await page.evaluate(axeSource);   // over the DevTools protocol: the page's CSP stays as it is

@@ -3,49 +3,23 @@
 // machine). Environment: RZ_URL (the address rhizos ui printed, with its
 // #token=), RZ_ROOT (the source tree), RZ_ART (artefacts), RZ_CHROMIUM.
 // Exits non-zero on the first failed check, naming it.
-import { createRequire } from "node:module";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import * as b from "./browser.mjs";
 
 const { RZ_URL: URL_WITH_TOKEN, RZ_ROOT: ROOT, RZ_ART: ART, RZ_CHROMIUM: CHROMIUM } = process.env;
-const need = createRequire(join(ROOT, "console", "package.json"));
-const puppeteer = need("puppeteer-core");
 const BASE = URL_WITH_TOKEN.split("#")[0].replace(/\/$/, "");
 const TOKEN = URL_WITH_TOKEN.split("#token=")[1];
 
 let step = "start";
 const summary = { checks: [] };
-const ok = (what) => {
-  summary.checks.push(what);
-  console.log("ok - " + what);
-};
-function assert(cond, what, detail) {
-  if (!cond) throw new Error(`${what}${detail !== undefined ? ": " + JSON.stringify(detail) : ""}`);
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const ok = b.checker(summary);
+const { assert, sleep } = b;
 
-const browser = await puppeteer.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-  defaultViewport: { width: 1400, height: 900 },
-});
+const browser = await b.launch(ROOT, CHROMIUM);
 const problems = [];
-
-function watch(page) {
-  page.on("console", (m) => {
-    if (m.type() === "error") problems.push(`${step}: console: ${m.text()} (${m.location()?.url || ""})`);
-  });
-  page.on("pageerror", (e) => problems.push(`${step}: page error: ${e.message}`));
-  page.on("requestfailed", (r) => {
-    if (!r.failure()?.errorText.includes("ERR_ABORTED")) problems.push(`${step}: request failed: ${r.url()} ${r.failure()?.errorText}`);
-  });
-}
-
-async function shot(page, name) {
-  await sleep(300);
-  await page.screenshot({ path: join(ART, name + ".png") });
-}
+const watch = (page) => b.watch(page, problems, () => step);
+const shot = (page, name) => b.shot(page, ART, name);
 
 const navLabels = (page) => page.$$eval("nav[aria-label=Main] a", (as) => as.map((a) => a.textContent));
 
