@@ -76,6 +76,40 @@ uint64_t efx_node_add(efx *f, const char *caps, uint64_t now)
     return id;
 }
 
+uint64_t efx_deploy(efx *f, const char *text, const char *inputs, uint64_t now)
+{
+    uint64_t d = 0;
+    rz_diags *diags = NULL;
+    assert_int_equal(rz_diags_new(&diags), RZ_OK);
+    int rc = rz_engine_deploy(f->e, text, strlen(text), f->client, inputs, now,
+                              &d, diags);
+    if (rc != RZ_OK) {
+        char *t = NULL;
+        (void)!rz_diags_to_text(diags, &t);   /* diagnostics of a failure */
+        fprintf(stderr, "deploy: %s %s\n", rz_error_last()->message, t ? t : "");
+        rz_free(t);
+    }
+    rz_diags_free(diags);
+    assert_int_equal(rc, RZ_OK);
+    return d;
+}
+
+cJSON *efx_status(efx *f, uint64_t dep)
+{
+    char *json = NULL;
+    assert_int_equal(rz_engine_deployment_status(f->e, dep, &json), RZ_OK);
+    cJSON *doc = cJSON_Parse(json);
+    rz_free(json);
+    assert_non_null(doc);
+    return doc;
+}
+
+const char *efx_step_status(const cJSON *doc, const char *step)
+{
+    const cJSON *s = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), step);
+    return cJSON_GetStringValue(cJSON_GetObjectItem(s, "status"));
+}
+
 void efx_check(efx *f)
 {
     int rc = rz_engine_check(f->e);

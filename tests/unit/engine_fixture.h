@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "rhizos/engine.h"
 #include "rhizos/module.h"
 
@@ -53,6 +55,16 @@ void efx_reopen(efx *f);
 
 /* A node with `caps` registered at `now`: its id. */
 uint64_t efx_node_add(efx *f, const char *caps, uint64_t now);
+
+/* The flow `text` deployed for the client with `inputs` (JSON or NULL):
+ * its id (the diagnostics printed when refused). */
+uint64_t efx_deploy(efx *f, const char *text, const char *inputs, uint64_t now);
+
+/* The deployment's status document (cJSON_Delete it). */
+cJSON *efx_status(efx *f, uint64_t dep);
+
+/* A step's status in such a document, or NULL. */
+const char *efx_step_status(const cJSON *doc, const char *step);
 
 /* rz_engine_check passes (its message printed when not). */
 void efx_check(efx *f);

@@ -541,44 +541,9 @@ static int drive(fx *f, const uint64_t *nodes, size_t n, uint64_t now,
     return ran;
 }
 
-static cJSON *status(fx *f, uint64_t d)
-{
-    char *json = NULL;
-    assert_int_equal(rz_engine_deployment_status(f->e, d, &json), RZ_OK);
-    cJSON *doc = cJSON_Parse(json);
-    rz_free(json);
-    assert_non_null(doc);
-    return doc;
-}
-
-static const char *step_status(cJSON *doc, const char *step)
-{
-    cJSON *s = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), step);
-    return cJSON_GetObjectItem(s, "status")->valuestring;
-}
-
-static uint64_t deploy_in(fx *f, const char *text, const char *inputs,
-                          uint64_t now)
-{
-    uint64_t d = 0;
-    rz_diags *diags = NULL;
-    assert_int_equal(rz_diags_new(&diags), RZ_OK);
-    int rc = rz_engine_deploy(f->e, text, strlen(text), f->client, inputs, now,
-                              &d, diags);
-    if (rc != RZ_OK) {
-        char *t = NULL;
-        (void)!rz_diags_to_text(diags, &t);   /* diagnostics of a failure */
-        fprintf(stderr, "deploy: %s %s\n", rz_error_last()->message, t ? t : "");
-        rz_free(t);
-    }
-    rz_diags_free(diags);
-    assert_int_equal(rc, RZ_OK);
-    return d;
-}
-
 static uint64_t deploy(fx *f, const char *text, uint64_t now)
 {
-    return deploy_in(f, text, "{\"text\":\"one two three four five\"}", now);
+    return efx_deploy(f, text, "{\"text\":\"one two three four five\"}", now);
 }
 
 /* Client paid the sum of the jobs' costs; nodes 95%, platform 5% of each. */
@@ -682,9 +647,9 @@ static void test_deploy_fanout(void **state)
     rz_run_state rs;
     assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_SUCCEEDED);
-    cJSON *doc = status(f, d);
+    cJSON *doc = efx_status(f, d);
     assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
-    assert_string_equal(step_status(doc, "never"), "skipped");
+    assert_string_equal(efx_step_status(doc, "never"), "skipped");
     cJSON *a = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "a");
     assert_int_equal(cJSON_GetObjectItem(a, "attempts")->valueint, 2);
     cJSON *m = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "merge");
@@ -702,7 +667,7 @@ static void test_deploy_fanout(void **state)
     assert_int_equal(efx_available(f, f->client), 9600);
     assert_int_equal(rz_engine_deployment_cancel(f->e, d, now), RZ_ESTATE);
     efx_reopen(f);   /* finished deployments keep their status */
-    doc = status(f, d);
+    doc = efx_status(f, d);
     assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
     cJSON_Delete(doc);
     check(f);
@@ -895,10 +860,10 @@ static void test_deploy_join(void **state)
         assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
     }
     efx_reopen(f);
-    cJSON *doc = status(f, d);
+    cJSON *doc = efx_status(f, d);
     assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
-    assert_string_equal(step_status(doc, "a"), "skipped");
-    assert_string_equal(step_status(doc, "merge"), "succeeded");
+    assert_string_equal(efx_step_status(doc, "a"), "skipped");
+    assert_string_equal(efx_step_status(doc, "merge"), "succeeded");
     cJSON *m = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "merge");
     assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(m, "outputs"),
                                          "sum")->valueint, 102);   /* 100 + "four five" */
@@ -926,15 +891,15 @@ static void test_deploy_on_exit_outputs(void **state)
         drive(f, nodes, 1, now, NULL);
         assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
     }
-    cJSON *doc = status(f, d);
+    cJSON *doc = efx_status(f, d);
     assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
-    assert_string_equal(step_status(doc, "on_exit"), "succeeded");
+    assert_string_equal(efx_step_status(doc, "on_exit"), "succeeded");
     cJSON *outs = cJSON_GetObjectItem(doc, "outputs");
     assert_int_equal(cJSON_GetArraySize(outs), 1);
     assert_int_equal(cJSON_GetObjectItem(outs, "total")->valueint, 1002);
     cJSON_Delete(doc);
     efx_reopen(f);
-    doc = status(f, d);
+    doc = efx_status(f, d);
     assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "outputs"),
                                          "total")->valueint, 1002);
     cJSON_Delete(doc);
@@ -1000,7 +965,7 @@ static void test_deploy_timeout_cancel(void **state)
         "    timeout_s: 1\n    max_cost_micros: 150\n"
         "  t:\n    module: count@1.0.0\n    needs: [s]\n    inputs: {text: \"y\"}\n";
     uint64_t n = node_add(f, 0);
-    uint64_t d = deploy_in(f, flow, NULL, 10);
+    uint64_t d = efx_deploy(f, flow, NULL, 10);
     rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, n, 20, &a), RZ_OK);
     assert_string_equal(a.step, "s");
@@ -1049,7 +1014,7 @@ static int step_int(cJSON *doc, const char *step, const char *key)
  * so a reopened engine rebuilds it by replaying the step events. */
 static void assert_step_error(fx *f, uint64_t d, const char *want)
 {
-    cJSON *doc = status(f, d);
+    cJSON *doc = efx_status(f, d);
     assert_string_equal(step_field(doc, "s", "status"), "backoff");
     assert_non_null(step_field(doc, "s", "error"));
     assert_string_equal(step_field(doc, "s", "error"), want);
@@ -1072,7 +1037,7 @@ static void test_timeout_reason(void **state)
     const char *no_node = "timed out after 1 s waiting for a node: "
                           "no active node";
     /* No node at all: the reason says why. */
-    uint64_t d1 = deploy_in(f, flow, NULL, 10);
+    uint64_t d1 = efx_deploy(f, flow, NULL, 10);
     assert_int_equal(rz_engine_tick(f->e, 1011), RZ_OK);
     rz_engine_job_info ji;
     assert_int_equal(rz_engine_job_get(f->e, 1, &ji), RZ_OK);
@@ -1080,7 +1045,7 @@ static void test_timeout_reason(void **state)
     assert_step_error(f, d1, no_node);
     /* Placed on a node that never picked it up. */
     uint64_t n = node_add(f, 1100);
-    uint64_t d2 = deploy_in(f, flow, NULL, 1200);
+    uint64_t d2 = efx_deploy(f, flow, NULL, 1200);
     assert_int_equal(rz_engine_tick(f->e, 1201), RZ_OK);   /* places it */
     assert_int_equal(job_state(f, 2), RZ_JOB_ASSIGNED);
     assert_int_equal(rz_engine_node_heartbeat(f->e, n, 2100, 0), RZ_OK);
@@ -1088,7 +1053,7 @@ static void test_timeout_reason(void **state)
     assert_step_error(f, d2, waiting);
     /* Taken by the node: the plain message. */
     assert_int_equal(rz_engine_node_heartbeat(f->e, n, 2300, 0), RZ_OK);
-    uint64_t d3 = deploy_in(f, flow, NULL, 2300);
+    uint64_t d3 = efx_deploy(f, flow, NULL, 2300);
     rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, n, 2301, &a), RZ_OK);
     assert_int_equal(a.job, 3);
@@ -1111,8 +1076,8 @@ static void test_status_job_view(void **state)
     const char *flow =
         "flux: 1\nname: one\nsteps:\n"
         "  s:\n    module: count@1.0.0\n    inputs: {text: \"x\"}\n";
-    uint64_t d = deploy_in(f, flow, NULL, 10);
-    cJSON *doc = status(f, d);
+    uint64_t d = efx_deploy(f, flow, NULL, 10);
+    cJSON *doc = efx_status(f, d);
     assert_string_equal(step_field(doc, "s", "status"), "running");
     assert_string_equal(step_field(doc, "s", "job_status"), "queued");
     assert_int_equal(step_int(doc, "s", "dispatches"), 1);
@@ -1120,12 +1085,12 @@ static void test_status_job_view(void **state)
     uint64_t n = node_add(f, 11);
     rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, n, 12, &a), RZ_OK);
-    doc = status(f, d);
+    doc = efx_status(f, d);
     assert_string_equal(step_field(doc, "s", "job_status"), "running");
     cJSON_Delete(doc);
     assert_int_equal(rz_engine_decline(f->e, n, a.job, a.attempt, 13), RZ_OK);
     for (int pass = 0; pass < 2; pass++) {
-        doc = status(f, d);
+        doc = efx_status(f, d);
         assert_string_equal(step_field(doc, "s", "status"), "running");
         assert_int_equal(step_int(doc, "s", "attempts"), 1);
         assert_int_equal(step_int(doc, "s", "job"), (int)a.job);
@@ -1140,7 +1105,7 @@ static void test_status_job_view(void **state)
     assert_int_equal(rz_engine_poll(f->e, m, 21, &a), RZ_OK);
     assert_int_equal(node_report(f->e, m, a.job, 2, "{\"n\":1}", NULL,
                             1000, 22), RZ_OK);
-    doc = status(f, d);
+    doc = efx_status(f, d);
     assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
     assert_string_equal(step_field(doc, "s", "job_status"), "succeeded");
     assert_int_equal(step_int(doc, "s", "dispatches"), 2);
@@ -1251,9 +1216,9 @@ static void test_deploy_lazy_records(void **state)
     rz_run_state rs;
     assert_int_equal(rz_engine_deployment_state(f->e, 1, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_SUCCEEDED);
-    cJSON *doc = status(f, 1);
-    assert_string_equal(step_status(doc, "never"), "skipped");
-    assert_string_equal(step_status(doc, "merge"), "succeeded");
+    cJSON *doc = efx_status(f, 1);
+    assert_string_equal(efx_step_status(doc, "never"), "skipped");
+    assert_string_equal(efx_step_status(doc, "merge"), "succeeded");
     cJSON_Delete(doc);
     assert_money(f, 1, 5, nodes, 1);
     assert_int_equal(efx_available(f, f->client), 9600);
@@ -1341,8 +1306,8 @@ static void test_deploy_replicated_records(void **state)
     assert_int_equal(rz_engine_job_replicas(f->e, 2, r, 5), 3);
     for (int i = 0; i < 3; i++)
         assert_string_equal(r[i].verdict, "agreed");
-    cJSON *doc = status(f, 1);
-    assert_string_equal(step_status(doc, "b"), "succeeded");
+    cJSON *doc = efx_status(f, 1);
+    assert_string_equal(efx_step_status(doc, "b"), "succeeded");
     cJSON_Delete(doc);
     efx_reopen(f);
     check(f);
@@ -1506,7 +1471,7 @@ static void fe_finish(fx *f, uint64_t dep, uint64_t last_job)
     rz_run_state rs;
     assert_int_equal(rz_engine_deployment_state(f->e, dep, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_SUCCEEDED);
-    cJSON *doc = status(f, dep);
+    cJSON *doc = efx_status(f, dep);
     const cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "c");
     char *n = cJSON_PrintUnformatted(cJSON_GetObjectItem(c, "outputs"));
     assert_string_equal(n, "{\"n\":[3,2,4]}");   /* "a b one", "c one", ... */
@@ -1529,7 +1494,7 @@ static void test_for_each_jobs(void **state)
 {
     fx *f = *state;
     node_add(f, 0);
-    uint64_t d = deploy_in(f, FE_FLOW, FE_INPUTS, 1);
+    uint64_t d = efx_deploy(f, FE_FLOW, FE_INPUTS, 1);
     assert_int_equal(efx_available(f, f->client), 10000 - 3 * 200);
     rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, 1, 2, &a), RZ_OK);
@@ -1558,7 +1523,7 @@ static void test_for_each_jobs(void **state)
     fe_finish(f, d, 6);
     /* Finished: its status names each element's job instead. */
     assert_int_equal(rz_engine_deployment_element_jobs(f->e, d, ids, 8), 0);
-    cJSON *doc = status(f, d);
+    cJSON *doc = efx_status(f, d);
     const cJSON *els = cJSON_GetObjectItem(cJSON_GetObjectItem(
         cJSON_GetObjectItem(doc, "steps"), "c"), "elements");
     assert_int_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(els, 1), "job")->valueint, 5);
@@ -1577,7 +1542,7 @@ static void test_for_each_killed_after_fan_out(void **state)
     if (pid == 0) {
         efx_reopen(f);
         uint64_t n = node_add(f, 0);
-        deploy_in(f, FE_FLOW, FE_INPUTS, 1);
+        efx_deploy(f, FE_FLOW, FE_INPUTS, 1);
         rz_engine_assignment a;
         if (rz_engine_poll(f->e, n, 2, &a) != RZ_OK || strcmp(a.step, "split") != 0)
             _exit(3);
@@ -1620,7 +1585,7 @@ static void test_for_each_crash_before_commit(void **state)
 {
     fx *f = *state;
     node_add(f, 0);
-    uint64_t d = deploy_in(f, FE_FLOW, FE_INPUTS, 1);
+    uint64_t d = efx_deploy(f, FE_FLOW, FE_INPUTS, 1);
     rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, 1, 2, &a), RZ_OK);
     char *out = module_outputs(&a);   /* a's texts go with the engine */
@@ -1669,7 +1634,7 @@ static void test_for_each_out_of_memory_then_crash(void **state)
     for (long n = 1; n < 20000; n += n < 120 ? 1 : 5) {
         fx *f = *state;
         node_add(f, 0);
-        deploy_in(f, FE_FLOW, FE_INPUTS, 1);
+        efx_deploy(f, FE_FLOW, FE_INPUTS, 1);
         rz_engine_assignment a;
         assert_int_equal(rz_engine_poll(f->e, 1, 2, &a), RZ_OK);
         char *out = module_outputs(&a);
@@ -1732,20 +1697,20 @@ static void test_for_each_no_funds(void **state)
     for (int k = 0; k < 60; k++)   /* 60 x 200 > what is left of 10,000 */
         strcat(in, k ? ",\"w\"" : "\"w\"");
     strcat(in, "]}");
-    uint64_t d = deploy_in(f, FE_FLOW, in, 1);
+    uint64_t d = efx_deploy(f, FE_FLOW, in, 1);
     uint64_t nodes[1] = { 1 };
     drive(f, nodes, 1, 2, NULL);
     check(f);
     rz_run_state rs;
     assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_FAILED);
-    cJSON *doc = status(f, d);
-    assert_string_equal(step_status(doc, "c"), "failed");
+    cJSON *doc = efx_status(f, d);
+    assert_string_equal(efx_step_status(doc, "c"), "failed");
     const cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "c");
     assert_non_null(strstr(cJSON_GetObjectItem(c, "error")->valuestring,
                            "cannot hold its for_each elements: 60 for_each elements "
                            "need 12000 micros held"));
-    assert_string_equal(step_status(doc, "m"), "skipped");
+    assert_string_equal(efx_step_status(doc, "m"), "skipped");
     cJSON_Delete(doc);
     assert_money(f, 1, 3, nodes, 1);
     efx_reopen(f);
@@ -2197,7 +2162,7 @@ static void test_deploy_many_steps(void **state)
     assert_int_equal(efx_available(f, f->client), 10000);
     free(poor);
     char *text = many_steps(n, 1);
-    d = deploy_in(f, text, NULL, 2);
+    d = efx_deploy(f, text, NULL, 2);
     free(text);
     assert_int_equal(efx_available(f, f->client), 10000 - n);
     check(f);
@@ -2293,7 +2258,7 @@ static void test_queue_timeout_default_and_step(void **state)
         "flux: 1\nname: q\nsteps:\n"
         "  s:\n    module: count@1.0.0\n    inputs: {text: \"x\"}\n"
         "    queue_timeout_s: 1\n";
-    uint64_t d = deploy_in(f, flow, NULL, 3000);
+    uint64_t d = efx_deploy(f, flow, NULL, 3000);
     assert_int_equal(rz_engine_tick(f->e, 3999), RZ_OK);
     rz_run_state rs;
     assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
@@ -2301,7 +2266,7 @@ static void test_queue_timeout_default_and_step(void **state)
     assert_int_equal(rz_engine_tick(f->e, 4000), RZ_OK);
     assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_FAILED);
-    cJSON *doc = status(f, d);
+    cJSON *doc = efx_status(f, d);
     assert_string_equal(step_field(doc, "s", "error"),
                         "no node could run it within 1 s: no active node");
     cJSON_Delete(doc);
@@ -2600,7 +2565,7 @@ static void test_service_node_lost_counts_restart(void **state)
     rz_run_state rs;
     assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_FAILED);
-    cJSON *doc = status(f, d);
+    cJSON *doc = efx_status(f, d);
     cJSON *hb = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "hb");
     assert_int_equal(cJSON_GetObjectItem(hb, "attempts")->valueint, 2);
     assert_string_equal(cJSON_GetObjectItem(hb, "error")->valuestring,
@@ -2615,7 +2580,7 @@ static void test_service_node_lost_counts_restart(void **state)
 /* The finished desk: two runs, the second of event hb:3; three events. */
 static void desk_status_checked(fx *f, uint64_t d)
 {
-    cJSON *doc = status(f, d);
+    cJSON *doc = efx_status(f, d);
     cJSON *ann = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "ann");
     cJSON *runs = cJSON_GetObjectItem(ann, "runs");
     assert_int_equal(cJSON_GetArraySize(runs), 2);

@@ -71,33 +71,12 @@ static uint64_t balance(fx *f)
 
 static uint64_t deploy(fx *f, const char *text, uint64_t now)
 {
-    uint64_t d = 0;
-    int rc = rz_engine_deploy(f->e, text, strlen(text), f->client, NULL, now, &d, NULL);
-    if (rc != RZ_OK)
-        fprintf(stderr, "deploy: %s\n", rz_error_last()->message);
-    assert_int_equal(rc, RZ_OK);
-    return d;
+    return efx_deploy(f, text, NULL, now);
 }
 
-static cJSON *status(fx *f, uint64_t d)
-{
-    char *json = NULL;
-    assert_int_equal(rz_engine_deployment_status(f->e, d, &json), RZ_OK);
-    cJSON *doc = cJSON_Parse(json);
-    rz_free(json);
-    assert_non_null(doc);
-    return doc;
-}
-
-static const char *step_status(cJSON *doc, const char *step)
-{
-    cJSON *s = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), step);
-    return cJSON_GetStringValue(cJSON_GetObjectItem(s, "status"));
-}
-
-/* Take one job, if any is queued, and report it done; its step id, or
- * NULL when nothing was queued. */
-static const char *run_one(fx *f, uint64_t node, uint64_t now)
+/* Take one queued job and report it: `fail` fails it. Its step, or NULL
+ * when nothing was queued. */
+static const char *take(fx *f, uint64_t node, uint64_t now, bool fail)
 {
     static char step[64];
     rz_engine_assignment a;
@@ -105,9 +84,15 @@ static const char *run_one(fx *f, uint64_t node, uint64_t now)
     if (rz_engine_poll(f->e, node, now, &a) != RZ_OK)
         return NULL;
     snprintf(step, sizeof step, "%s", a.step);
-    assert_int_equal(node_report(f->e, node, a.job, a.attempt, "{\"n\":1}", NULL,
-                                 10000, now + 1), RZ_OK);
+    assert_int_equal(node_report(f->e, node, a.job, a.attempt, fail ? NULL : "{\"n\":1}",
+                                 fail ? "boom" : NULL, 10000, now + 1), RZ_OK);
     return step;
+}
+
+/* Take one queued job and report it done. */
+static const char *run_one(fx *f, uint64_t node, uint64_t now)
+{
+    return take(f, node, now, false);
 }
 
 static uint64_t node_add(fx *f)
@@ -129,8 +114,8 @@ static void test_approve_releases_the_rest(void **state)
     uint64_t d = deploy(f, GATED, 1);
     assert_string_equal(run_one(f, n, 2), "a");
     assert_null(run_one(f, n, 3));   /* the gate queues no job */
-    cJSON *doc = status(f, d);
-    assert_string_equal(step_status(doc, "gate"), "running");
+    cJSON *doc = efx_status(f, d);
+    assert_string_equal(efx_step_status(doc, "gate"), "running");
     cJSON *w = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "awaiting_approval"), 0);
     assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(w, "step")), "gate");
     assert_string_equal(cJSON_GetStringValue(cJSON_GetArrayItem(
@@ -151,7 +136,7 @@ static void test_approve_releases_the_rest(void **state)
                      RZ_ESTATE);
     assert_string_equal(run_one(f, n, 7), "b");
     assert_int_equal(state_of(f, d), RZ_RUN_SUCCEEDED);
-    doc = status(f, d);
+    doc = efx_status(f, d);
     cJSON *out = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"),
                                                          "gate"), "outputs");
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(out, "approved")));
@@ -174,9 +159,9 @@ static void test_reject_skips_the_rest(void **state)
                      RZ_OK);
     assert_null(run_one(f, n, 6));
     assert_int_equal(state_of(f, d), RZ_RUN_FAILED);
-    cJSON *doc = status(f, d);
-    assert_string_equal(step_status(doc, "gate"), "failed");
-    assert_string_equal(step_status(doc, "b"), "skipped");
+    cJSON *doc = efx_status(f, d);
+    assert_string_equal(efx_step_status(doc, "gate"), "failed");
+    assert_string_equal(efx_step_status(doc, "b"), "skipped");
     cJSON *g = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "gate");
     assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(g, "error")),
                         "rejected by ops: too risky");
@@ -199,7 +184,7 @@ static void test_timeout_takes_the_default(void **state)
     assert_null(run_one(f, n, 30999));
     assert_int_equal(rz_engine_tick(f->e, 31000), RZ_OK);
     assert_string_equal(run_one(f, n, 31001), "b");
-    cJSON *doc = status(f, d);
+    cJSON *doc = efx_status(f, d);
     cJSON *out = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"),
                                                          "gate"), "outputs");
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(out, "approved")));
@@ -238,14 +223,14 @@ static void test_pause_holds_new_steps(void **state)
     assert_string_equal(job_waiting(f, d), "its deployment is paused");
     assert_int_equal(rz_engine_tick(f->e, 100000), RZ_OK);
     assert_null(run_one(f, n, 100001));
-    cJSON *doc = status(f, d);
+    cJSON *doc = efx_status(f, d);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "paused")));
-    assert_string_equal(step_status(doc, "a"), "running");   /* started: queued */
-    assert_string_equal(step_status(doc, "b"), "pending");
+    assert_string_equal(efx_step_status(doc, "a"), "running");   /* started: queued */
+    assert_string_equal(efx_step_status(doc, "b"), "pending");
     cJSON_Delete(doc);
     efx_reopen(f);   /* the flag is the deployment's; open holds a again */
     assert_int_equal(rz_engine_check(f->e), RZ_OK);
-    doc = status(f, d);
+    doc = efx_status(f, d);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "paused")));
     cJSON_Delete(doc);
     assert_null(run_one(f, n, 100002));
@@ -291,9 +276,9 @@ static void test_pause_lets_handed_jobs_finish(void **state)
                      RZ_OK);
     assert_int_equal(rz_engine_check(f->e), RZ_OK);
     assert_null(run_one(f, n, 5));   /* b held, c ready but not started */
-    cJSON *doc = status(f, d);
-    assert_string_equal(step_status(doc, "a"), "succeeded");
-    assert_string_equal(step_status(doc, "c"), "ready");
+    cJSON *doc = efx_status(f, d);
+    assert_string_equal(efx_step_status(doc, "a"), "succeeded");
+    assert_string_equal(efx_step_status(doc, "c"), "ready");
     cJSON_Delete(doc);
     assert_int_equal(rz_engine_deployment_pause(f->e, d, 0, 20000), RZ_OK);
     rz_engine_job_info ji;
@@ -334,10 +319,10 @@ static void test_sigkill_while_paused_and_awaiting(void **state)
     if (rz_engine_check(f->e) != RZ_OK)
         fprintf(stderr, "check: %s\n", rz_error_last()->message);
     assert_int_equal(rz_engine_check(f->e), RZ_OK);
-    cJSON *doc = status(f, 1);
+    cJSON *doc = efx_status(f, 1);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "paused")));
     assert_non_null(cJSON_GetObjectItem(doc, "awaiting_approval"));
-    assert_string_equal(step_status(doc, "a"), "succeeded");
+    assert_string_equal(efx_step_status(doc, "a"), "succeeded");
     cJSON_Delete(doc);
     /* Decided while paused: b still waits for the resume. */
     assert_int_equal(rz_engine_deployment_approve(f->e, 1, "gate", 1, "ops", NULL, 10), RZ_OK);
@@ -427,20 +412,6 @@ static char *chain(const char *a_text, const char *b_extra)
     return buf;
 }
 
-/* Take one queued job and report it: `fail` fails it. Its step, or NULL. */
-static const char *take(fx *f, uint64_t node, uint64_t now, bool fail)
-{
-    static char step[64];
-    rz_engine_assignment a;
-    assert_int_equal(rz_engine_node_heartbeat(f->e, node, now, 0), RZ_OK);
-    if (rz_engine_poll(f->e, node, now, &a) != RZ_OK)
-        return NULL;
-    snprintf(step, sizeof step, "%s", a.step);
-    assert_int_equal(node_report(f->e, node, a.job, a.attempt, fail ? NULL : "{\"n\":1}",
-                                 fail ? "boom" : NULL, 10000, now + 1), RZ_OK);
-    return step;
-}
-
 static char *map_of(fx *f, uint64_t d)
 {
     char *m = NULL;
@@ -479,7 +450,7 @@ static void test_resume_reuses_what_succeeded(void **state)
     assert_string_equal(take(f, n, 12, false), "c");
     assert_null(take(f, n, 13, false));
     assert_int_equal(state_of(f, d2), RZ_RUN_SUCCEEDED);
-    cJSON *doc = status(f, d2);
+    cJSON *doc = efx_status(f, d2);
     cJSON *a = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "a");
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(a, "reused")));
     assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(a, "reused_from")),
@@ -498,7 +469,7 @@ static void test_resume_reuses_what_succeeded(void **state)
     assert_string_equal(take(f, n, 21, false), "a");
     assert_null(take(f, n, 22, false));
     assert_int_equal(state_of(f, d3), RZ_RUN_SUCCEEDED);
-    doc = status(f, d3);
+    doc = efx_status(f, d3);
     cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), "c");
     assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(c, "reused_from")),
                         "deployment 2 step c");
@@ -567,7 +538,7 @@ static void test_resume_survives_sigkill(void **state)
     assert_string_equal(take(f, 1, 20, false), "c");
     assert_null(take(f, 1, 21, false));
     assert_int_equal(state_of(f, 2), RZ_RUN_SUCCEEDED);
-    cJSON *doc = status(f, 2);
+    cJSON *doc = efx_status(f, 2);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(
         cJSON_GetObjectItem(doc, "steps"), "a"), "reused")));
     cJSON_Delete(doc);

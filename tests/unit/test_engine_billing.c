@@ -89,24 +89,12 @@ static uint64_t node_add(fx *f, uint64_t now)
 
 static uint64_t deploy(fx *f, const char *text, uint64_t now)
 {
-    uint64_t d = 0;
-    rz_diags *diags = NULL;
-    assert_int_equal(rz_diags_new(&diags), RZ_OK);
-    int rc = rz_engine_deploy(f->e, text, strlen(text), f->client, NULL, now, &d,
-                              diags);
-    if (rc != RZ_OK)
-        fprintf(stderr, "deploy: %s\n", rz_error_last()->message);
-    rz_diags_free(diags);
-    assert_int_equal(rc, RZ_OK);
-    return d;
+    return efx_deploy(f, text, NULL, now);
 }
 
 static cJSON *step_view(fx *f, uint64_t d, const char *step)
 {
-    char *json = NULL;
-    assert_int_equal(rz_engine_deployment_status(f->e, d, &json), RZ_OK);
-    cJSON *doc = cJSON_Parse(json);
-    rz_free(json);
+    cJSON *doc = efx_status(f, d);
     cJSON *s = cJSON_DetachItemFromObject(cJSON_GetObjectItem(doc, "steps"), step);
     cJSON_Delete(doc);
     assert_non_null(s);
