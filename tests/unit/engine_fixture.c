@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "engine_fixture.h"
 #include "helpers.h"
@@ -108,6 +110,26 @@ const char *efx_step_status(const cJSON *doc, const char *step)
 {
     const cJSON *s = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "steps"), step);
     return cJSON_GetStringValue(cJSON_GetObjectItem(s, "status"));
+}
+
+pid_t efx_fork(efx *f)
+{
+    rz_engine_close(f->e);
+    f->e = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        efx_reopen(f);
+    return pid;
+}
+
+void efx_wait_signaled(pid_t pid, int sig)
+{
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st));
+    if (sig)
+        assert_int_equal(WTERMSIG(st), sig);
 }
 
 void efx_check(efx *f)

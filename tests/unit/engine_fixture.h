@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <cjson/cJSON.h>
 
@@ -65,6 +66,13 @@ cJSON *efx_status(efx *f, uint64_t dep);
 
 /* A step's status in such a document, or NULL. */
 const char *efx_step_status(const cJSON *doc, const char *step);
+
+/* A child to crash: the engine closed here and forked, open again in the
+ * child. 0 in the child, the child's pid here. */
+pid_t efx_fork(efx *f);
+
+/* The child `pid` ended by a signal: `sig`, or any when 0. */
+void efx_wait_signaled(pid_t pid, int sig);
 
 /* rz_engine_check passes (its message printed when not). */
 void efx_check(efx *f);

@@ -1159,12 +1159,8 @@ static void test_restart_close(void **state)
 static void test_deploy_lazy_records(void **state)
 {
     fx *f = *state;
-    rz_engine_close(f->e);
-    f->e = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
+    pid_t pid = efx_fork(f);
     if (pid == 0) {
-        efx_reopen(f);
         node_add(f, 0);
         deploy(f, FANOUT, 1);
         rz__ejob j;
@@ -1180,10 +1176,7 @@ static void test_deploy_lazy_records(void **state)
         raise(SIGKILL);
         _exit(6);
     }
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFSIGNALED(st));
-    assert_int_equal(WTERMSIG(st), SIGKILL);
+    efx_wait_signaled(pid, SIGKILL);
     rz_engine_opts o = f->opts;
     o.ref_cpu_hour_micros = 72000;   /* new steps would hold twice as much */
     assert_int_equal(rz_engine_open(&f->e, f->dir, &o), RZ_OK);
@@ -1230,12 +1223,8 @@ static void test_deploy_lazy_records(void **state)
  * records a deploy writes, and is killed with SIGKILL. */
 static void deploy_killed(fx *f, const char *flow)
 {
-    rz_engine_close(f->e);
-    f->e = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
+    pid_t pid = efx_fork(f);
     if (pid == 0) {
-        efx_reopen(f);
         for (int i = 0; i < 3; i++)
             node_add(f, 0);
         deploy(f, flow, 1);
@@ -1253,10 +1242,7 @@ static void deploy_killed(fx *f, const char *flow)
         raise(SIGKILL);
         _exit(6);
     }
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFSIGNALED(st));
-    assert_int_equal(WTERMSIG(st), SIGKILL);
+    efx_wait_signaled(pid, SIGKILL);
 }
 
 /* A replicated step's job and its runs are written at the deploy (their
@@ -1395,12 +1381,8 @@ static void test_replicated_step_verdict_out_of_memory(void **state)
 static void test_restart_sigkill(void **state)
 {
     fx *f = *state;
-    rz_engine_close(f->e);
-    f->e = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
+    pid_t pid = efx_fork(f);
     if (pid == 0) {
-        efx_reopen(f);
         uint64_t n = node_add(f, 0);
         deploy(f, FANOUT, 1);
         rz_engine_assignment a;
@@ -1414,10 +1396,7 @@ static void test_restart_sigkill(void **state)
         raise(SIGKILL);
         _exit(6);
     }
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFSIGNALED(st));
-    assert_int_equal(WTERMSIG(st), SIGKILL);
+    efx_wait_signaled(pid, SIGKILL);
     efx_reopen(f);
     check(f);
     uint64_t nodes[1] = { 1 };
@@ -1535,12 +1514,8 @@ static void test_for_each_jobs(void **state)
 static void test_for_each_killed_after_fan_out(void **state)
 {
     fx *f = *state;
-    rz_engine_close(f->e);
-    f->e = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
+    pid_t pid = efx_fork(f);
     if (pid == 0) {
-        efx_reopen(f);
         uint64_t n = node_add(f, 0);
         efx_deploy(f, FE_FLOW, FE_INPUTS, 1);
         rz_engine_assignment a;
@@ -1554,10 +1529,7 @@ static void test_for_each_killed_after_fan_out(void **state)
         raise(SIGKILL);
         _exit(6);
     }
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFSIGNALED(st));
-    assert_int_equal(WTERMSIG(st), SIGKILL);
+    efx_wait_signaled(pid, SIGKILL);
     efx_reopen(f);
     check(f);
     rz_engine_job_info ji;

@@ -298,12 +298,8 @@ static void test_pause_lets_handed_jobs_finish(void **state)
 static void test_sigkill_while_paused_and_awaiting(void **state)
 {
     fx *f = *state;
-    rz_engine_close(f->e);
-    f->e = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
+    pid_t pid = efx_fork(f);
     if (pid == 0) {
-        efx_reopen(f);
         uint64_t n = node_add(f);
         uint64_t d = deploy(f, GATED, 1);
         const char *s = run_one(f, n, 2);
@@ -312,9 +308,7 @@ static void test_sigkill_while_paused_and_awaiting(void **state)
         raise(SIGKILL);
         _exit(4);
     }
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFSIGNALED(st));
+    efx_wait_signaled(pid, 0);
     efx_reopen(f);
     if (rz_engine_check(f->e) != RZ_OK)
         fprintf(stderr, "check: %s\n", rz_error_last()->message);
@@ -516,12 +510,8 @@ static void test_resume_survives_sigkill(void **state)
     assert_string_equal(take(f, n, 2, false), "a");
     assert_string_equal(take(f, n, 3, true), "b");
     char *m1 = map_of(f, d1);
-    rz_engine_close(f->e);
-    f->e = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
+    pid_t pid = efx_fork(f);
     if (pid == 0) {
-        efx_reopen(f);
         (void)deploy_reuse(f, chain("a b", ""), m1, 10);
         const char *s = take(f, 1, 11, false);
         if (!s || strcmp(s, "b") != 0)
@@ -530,9 +520,7 @@ static void test_resume_survives_sigkill(void **state)
         _exit(4);
     }
     free(m1);
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFSIGNALED(st));
+    efx_wait_signaled(pid, 0);
     efx_reopen(f);
     assert_int_equal(rz_engine_check(f->e), RZ_OK);
     assert_string_equal(take(f, 1, 20, false), "c");

@@ -278,10 +278,8 @@ static void test_killed_mid_compaction(void **state)
     f->e = NULL;
     srand((unsigned)time(NULL));
     for (int round = 0; round < 12; round++) {
-        pid_t pid = fork();
-        assert_true(pid >= 0);
+        pid_t pid = efx_fork(f);
         if (pid == 0) {
-            efx_reopen(f);
             rz_engine_compacted c;
             for (;;)   /* passes of 2 records: many commits to land in */
                 if (rz_engine_compact(f->e, 30 * DAY, KEEP, 2, NULL, NULL, &c) != RZ_OK ||
