@@ -86,6 +86,14 @@ static void run_ok(rz_run *r, const char *id, const char *outputs, uint64_t now)
     assert_int_equal(rz_run_succeed(r, S(r, id), outputs, now), RZ_OK);
 }
 
+/* Step `id` started at `started` and failed with `error` at `ended`. */
+static void run_fails(rz_run *r, const char *id, const char *error, uint64_t started,
+                      uint64_t ended)
+{
+    assert_int_equal(rz_run_start(r, S(r, id), started), RZ_OK);
+    assert_int_equal(rz_run_fail(r, S(r, id), error, ended), RZ_OK);
+}
+
 static void expect_json(const rz_run *r, const char *want)
 {
     char *json = NULL;
@@ -550,8 +558,7 @@ static void test_on_failure_continue(void **state)
                       "      y: \"${{ steps.ok.outputs.v }}\"\n");
     rz_run *r = start_run(f, NULL);
     run_ok(r, "ok", "{\"v\":7}", 0);
-    assert_int_equal(rz_run_start(r, S(r, "a"), 0), RZ_OK);
-    assert_int_equal(rz_run_fail(r, S(r, "a"), "nope", 1), RZ_OK);
+    run_fails(r, "a", "nope", 0, 1);
     assert_int_equal(state_of(r, "a"), RZ_STEP_FAILED);
     assert_string_equal(ready_ids(r, 1), "b");
     /* The failed step's outputs are absent: they evaluate as null. */
@@ -582,12 +589,10 @@ static void test_fallback_runs_after_failure(void **state)
     rz_flow *f = yaml(FALLBACK_FLOW);
     rz_run *r = start_run(f, NULL);
     assert_string_equal(ready_ids(r, 0), "primary");
-    assert_int_equal(rz_run_start(r, S(r, "primary"), 0), RZ_OK);
-    assert_int_equal(rz_run_fail(r, S(r, "primary"), "exit 3", 5), RZ_OK);
+    run_fails(r, "primary", "exit 3", 0, 5);
     assert_int_equal(state_of(r, "primary"), RZ_STEP_BACKOFF);
     assert_string_equal(ready_ids(r, 15), "primary");
-    assert_int_equal(rz_run_start(r, S(r, "primary"), 15), RZ_OK);
-    assert_int_equal(rz_run_fail(r, S(r, "primary"), "boom", 40), RZ_OK);
+    run_fails(r, "primary", "boom", 15, 40);
     assert_int_equal(state_of(r, "primary"), RZ_STEP_FAILED);
     assert_string_equal(ready_ids(r, 40), "fallback");
     expect_request(r, "fallback", "{\"inputs\":{\"why\":\"boom\",\"tries\":2,\"took\":40,"
@@ -1437,8 +1442,7 @@ static void test_join_all_done(void **state)
                       "  clean: {module: noop, needs: [after_a, b], join: all_done}\n");
     rz_run *r = start_run(f, NULL);
     assert_int_equal(rz_run_start(r, S(r, "b"), 0), RZ_OK);
-    assert_int_equal(rz_run_start(r, S(r, "a"), 0), RZ_OK);
-    assert_int_equal(rz_run_fail(r, S(r, "a"), "boom", 1), RZ_OK);
+    run_fails(r, "a", "boom", 0, 1);
     assert_int_equal(state_of(r, "after_a"), RZ_STEP_SKIPPED);
     assert_int_equal(state_of(r, "clean"), RZ_STEP_PENDING);
     assert_int_equal(rz_run_succeed(r, S(r, "b"), "{}", 2), RZ_OK);
@@ -1467,8 +1471,7 @@ static void test_join_none_failed(void **state)
     rz_run_free(r);
 
     r = start_run(f, NULL);
-    assert_int_equal(rz_run_start(r, S(r, "a"), 0), RZ_OK);
-    assert_int_equal(rz_run_fail(r, S(r, "a"), "boom", 1), RZ_OK);
+    run_fails(r, "a", "boom", 0, 1);
     assert_int_equal(state_of(r, "n"), RZ_STEP_SKIPPED);   /* slow still pending */
     assert_string_equal(rz_run_step_error(r, S(r, "n")),
                         "join none_failed not met: upstream step 'a' failed");
@@ -1480,8 +1483,7 @@ static void test_join_none_failed(void **state)
              "  n: {module: noop, needs: [b], join: none_failed}\n"
              "  o: {module: noop, needs: [b], join: one_failed}\n");
     r = start_run(f, NULL);
-    assert_int_equal(rz_run_start(r, S(r, "a"), 0), RZ_OK);
-    assert_int_equal(rz_run_fail(r, S(r, "a"), "boom", 1), RZ_OK);
+    run_fails(r, "a", "boom", 0, 1);
     assert_int_equal(state_of(r, "n"), RZ_STEP_SKIPPED);
     /* b was skipped because a failed: one_failed counts it as failed. */
     assert_string_equal(ready_ids(r, 1), "o");
@@ -1507,8 +1509,7 @@ static void test_join_one_failed(void **state)
 
     r = start_run(f, NULL);
     run_ok(r, "a", "{}", 0);
-    assert_int_equal(rz_run_start(r, S(r, "b"), 0), RZ_OK);
-    assert_int_equal(rz_run_fail(r, S(r, "b"), "boom", 1), RZ_OK);
+    run_fails(r, "b", "boom", 0, 1);
     assert_string_equal(ready_ids(r, 1), "alert");
     run_ok(r, "alert", "{}", 2);
     assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
@@ -1560,8 +1561,7 @@ static void test_on_exit_and_outputs(void **state)
     rz_flow *f = yaml(EXIT_FLOW);
     rz_run *r = start_run(f, NULL);
     assert_string_equal(ready_ids(r, 0), "a,b");
-    assert_int_equal(rz_run_start(r, S(r, "a"), 0), RZ_OK);
-    assert_int_equal(rz_run_fail(r, S(r, "a"), "boom", 1), RZ_OK);
+    run_fails(r, "a", "boom", 0, 1);
     assert_string_equal(ready_ids(r, 1), "b");
     run_ok(r, "b", "{\"n\":41}", 2);
     assert_string_equal(ready_ids(r, 2), "on_exit");
@@ -1584,8 +1584,7 @@ static void test_on_exit_and_outputs(void **state)
     /* A fatal failure: on_exit still runs and sees "failed". */
     r = start_run(f, NULL);
     run_ok(r, "a", "{\"v\":1}", 0);
-    assert_int_equal(rz_run_start(r, S(r, "b"), 0), RZ_OK);
-    assert_int_equal(rz_run_fail(r, S(r, "b"), "boom", 1), RZ_OK);
+    run_fails(r, "b", "boom", 0, 1);
     assert_string_equal(ready_ids(r, 1), "on_exit");
     expect_request(r, "on_exit", "{\"inputs\":{\"status\":\"failed\",\"failed\":\"b\","
                                  "\"b\":\"failed\"},\"config\":{}}");
@@ -1597,8 +1596,7 @@ static void test_on_exit_and_outputs(void **state)
     r = start_run(f, NULL);
     run_ok(r, "a", "{}", 0);
     run_ok(r, "b", "{\"n\":1}", 0);
-    assert_int_equal(rz_run_start(r, S(r, "on_exit"), 1), RZ_OK);
-    assert_int_equal(rz_run_fail(r, S(r, "on_exit"), "alert failed", 2), RZ_OK);
+    run_fails(r, "on_exit", "alert failed", 1, 2);
     assert_int_equal(rz_run_state_get(r), RZ_RUN_FAILED);
     rz_run_free(r);
 
