@@ -839,12 +839,23 @@ static void test_finished_leave_memory(void **state)
     check(f);
 }
 
+/* `flow` deployed on one node and driven to its end (ticks 2 to 9). */
+static uint64_t deploy_to_end(fx *f, const char *flow)
+{
+    uint64_t nodes[1] = { node_add(f, 0) };
+    uint64_t d = deploy(f, flow, 1);
+    for (uint64_t now = 2; now < 10; now++) {
+        drive(f, nodes, 1, now, NULL);
+        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
+    }
+    return d;
+}
+
 /* A join on the network: one branch skipped by its condition, the merge
  * runs after the other (join: any_succeeded), and a restart replays it. */
 static void test_deploy_join(void **state)
 {
     fx *f = *state;
-    uint64_t nodes[1] = { node_add(f, 0) };
     const char *flow =
         "flux: 1\nname: j\ninputs: {text: {type: string}}\nsteps:\n"
         "  split: {module: split@1.0.0, inputs: {text: \"${{ inputs.text }}\"}}\n"
@@ -854,11 +865,7 @@ static void test_deploy_join(void **state)
         "    inputs: {text: \"${{ steps.split.outputs.right }}\"}\n"
         "  merge:\n    module: merge@1.0.0\n    needs: [a, b]\n    join: any_succeeded\n"
         "    inputs: {x: \"${{ default(steps.a.outputs.n, 100) }}\", y: \"${{ steps.b.outputs.n }}\"}\n";
-    uint64_t d = deploy(f, flow, 1);
-    for (uint64_t now = 2; now < 10; now++) {
-        drive(f, nodes, 1, now, NULL);
-        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
-    }
+    uint64_t d = deploy_to_end(f, flow);
     efx_reopen(f);
     cJSON *doc = efx_status(f, d);
     assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
@@ -877,7 +884,6 @@ static void test_deploy_join(void **state)
 static void test_deploy_on_exit_outputs(void **state)
 {
     fx *f = *state;
-    uint64_t nodes[1] = { node_add(f, 0) };
     const char *flow =
         "flux: 1\nname: x\ninputs: {text: {type: string}}\nsteps:\n"
         "  split: {module: split@1.0.0, inputs: {text: \"${{ inputs.text }}\"}}\n"
@@ -886,11 +892,7 @@ static void test_deploy_on_exit_outputs(void **state)
         "on_exit:\n  module: merge@1.0.0\n"
         "  inputs: {x: \"${{ flow.status == 'succeeded' ? 1000 : 0 }}\", y: \"${{ steps.b.outputs.n }}\"}\n"
         "outputs:\n  total: \"${{ steps.on_exit.outputs.sum }}\"\n";
-    uint64_t d = deploy(f, flow, 1);
-    for (uint64_t now = 2; now < 10; now++) {
-        drive(f, nodes, 1, now, NULL);
-        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
-    }
+    uint64_t d = deploy_to_end(f, flow);
     cJSON *doc = efx_status(f, d);
     assert_string_equal(cJSON_GetObjectItem(doc, "status")->valuestring, "succeeded");
     assert_string_equal(efx_step_status(doc, "on_exit"), "succeeded");
