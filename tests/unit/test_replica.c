@@ -136,10 +136,20 @@ static void check_quick(fx *f)
 
 static void check(fx *f)
 {
-    int rc = rz_engine_check(f->e);
-    if (rc != RZ_OK)
-        fprintf(stderr, "check: %s\n", rz_error_last()->message);
-    assert_int_equal(rc, RZ_OK);
+    efx_check(f);
+}
+
+/* A job of k replicas handed out (who[i]: the node of run i), run i
+ * reporting outs[i] at 2000, or failing with "boom" where NULL: the job. */
+static uint64_t voted(fx *f, uint32_t k, const char *const *outs, int *who)
+{
+    uint64_t job = 0;
+    assert_int_equal(submit_k(f, k, MAX_COST, &job), RZ_OK);
+    take_runs(f, job, k, who);
+    for (uint32_t i = 0; i < k; i++)
+        assert_int_equal(report(f, who[i], job + i, outs[i], outs[i] ? NULL : "boom", 2000),
+                         RZ_OK);
+    return job;
 }
 
 /* One liar among three: the two honest runs are paid, the liar is not
@@ -215,13 +225,9 @@ static void test_liar_not_paid(void **state)
 static void test_head_disagrees(void **state)
 {
     fx *f = *state;
-    uint64_t job = 0;
     int who[3];
-    assert_int_equal(submit_k(f, 3, MAX_COST, &job), RZ_OK);
-    take_runs(f, job, 3, who);
-    assert_int_equal(report(f, who[0], job, "{\"y\":0}", NULL, 2000), RZ_OK);
-    assert_int_equal(report(f, who[1], job + 1, "{\"y\":1}", NULL, 2000), RZ_OK);
-    assert_int_equal(report(f, who[2], job + 2, "{\"y\":1}", NULL, 2000), RZ_OK);
+    static const char *const outs[] = {"{\"y\":0}", "{\"y\":1}", "{\"y\":1}"};
+    uint64_t job = voted(f, 3, outs, who);
     rz_engine_job_info ji = info(f, job);
     assert_int_equal(ji.state, RZ_JOB_SUCCEEDED);
     assert_string_equal(ji.outputs_json, "{\"y\":1}");
@@ -235,12 +241,9 @@ static void test_head_disagrees(void **state)
 static void test_no_majority(void **state)
 {
     fx *f = *state;
-    uint64_t job = 0;
     int who[2];
-    assert_int_equal(submit_k(f, 2, MAX_COST, &job), RZ_OK);
-    take_runs(f, job, 2, who);
-    assert_int_equal(report(f, who[0], job, "{\"y\":1}", NULL, 2000), RZ_OK);
-    assert_int_equal(report(f, who[1], job + 1, "{\"y\":2}", NULL, 2000), RZ_OK);
+    static const char *const outs[] = {"{\"y\":1}", "{\"y\":2}"};
+    uint64_t job = voted(f, 2, outs, who);
     rz_engine_job_info ji = info(f, job);
     assert_int_equal(ji.state, RZ_JOB_FAILED);
     assert_non_null(strstr(ji.error, "no majority among 2 replicas"));
@@ -260,13 +263,9 @@ static void test_no_majority(void **state)
 static void test_failed_run(void **state)
 {
     fx *f = *state;
-    uint64_t job = 0;
     int who[3];
-    assert_int_equal(submit_k(f, 3, MAX_COST, &job), RZ_OK);
-    take_runs(f, job, 3, who);
-    assert_int_equal(report(f, who[0], job, NULL, "boom", 2000), RZ_OK);
-    assert_int_equal(report(f, who[1], job + 1, "{\"y\":1}", NULL, 2000), RZ_OK);
-    assert_int_equal(report(f, who[2], job + 2, "{\"y\":1}", NULL, 2000), RZ_OK);
+    static const char *const outs[] = {NULL, "{\"y\":1}", "{\"y\":1}"};
+    uint64_t job = voted(f, 3, outs, who);
     rz_engine_job_info ji = info(f, job);
     assert_int_equal(ji.state, RZ_JOB_SUCCEEDED);
     assert_string_equal(ji.outputs_json, "{\"y\":1}");
