@@ -51,11 +51,15 @@ efx *efx_new(const char *name, const efx_module *mods, size_t n_mods,
     }
     efx_reopen(f);
     f->client = rz_ledger_id_make(7, 1);
-    rz_ledger *l = rz_engine_ledger(f->e);
-    assert_int_equal(rz_ledger_create_account(l, f->client, RZ_LEDGER_CLIENT), RZ_OK);
-    assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 2), f->client,
-                                           credit), RZ_OK);
+    efx_client_add(f, f->client, rz_ledger_id_make(7, 2), credit);
     return f;
+}
+
+void efx_client_add(efx *f, rz_ledger_id id, rz_ledger_id credit, uint64_t micros)
+{
+    rz_ledger *l = rz_engine_ledger(f->e);
+    assert_int_equal(rz_ledger_create_account(l, id, RZ_LEDGER_CLIENT), RZ_OK);
+    assert_int_equal(rz_ledger_test_credit(l, credit, id, micros), RZ_OK);
 }
 
 void efx_reopen(efx *f)

@@ -51,6 +51,9 @@ typedef struct efx {
 efx *efx_new(const char *name, const efx_module *mods, size_t n_mods,
              const rz_engine_opts *opts, uint64_t credit);
 
+/* A client account `id`, credited `micros` by the transfer `credit`. */
+void efx_client_add(efx *f, rz_ledger_id id, rz_ledger_id credit, uint64_t micros);
+
 /* Close and open again with f->opts, as after a restart. */
 void efx_reopen(efx *f);
 

@@ -946,9 +946,7 @@ static void test_deploy_without_funds_for_every_step_holds_nothing(void **state)
     fx *f = *state;
     uint64_t d = 0;
     rz_ledger_id poor = rz_ledger_id_make(7, 50);
-    rz_ledger *l = rz_engine_ledger(f->e);
-    assert_int_equal(rz_ledger_create_account(l, poor, RZ_LEDGER_CLIENT), RZ_OK);
-    assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 51), poor, 900), RZ_OK);
+    efx_client_add(f, poor, rz_ledger_id_make(7, 51), 900);
     assert_int_equal(rz_engine_deploy(f->e, FANOUT, strlen(FANOUT), poor,
                                       "{\"text\":\"x\"}", 1, &d, NULL), RZ_EFUNDS);
     assert_int_equal(d, 0);
@@ -1781,9 +1779,7 @@ static void test_decline_exhausts(void **state)
 static rz_ledger_id three_jobs(fx *f, uint64_t j[3])
 {
     rz_ledger_id other = rz_ledger_id_make(7, 3);
-    rz_ledger *l = rz_engine_ledger(f->e);
-    assert_int_equal(rz_ledger_create_account(l, other, RZ_LEDGER_CLIENT), RZ_OK);
-    assert_int_equal(rz_ledger_test_credit(l, rz_ledger_id_make(7, 4), other, 1000), RZ_OK);
+    efx_client_add(f, other, rz_ledger_id_make(7, 4), 1000);
     j[0] = submit(f, 100, 0, 1);
     rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
     s.client = other;
