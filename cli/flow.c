@@ -772,15 +772,16 @@ int cli_flow_run(cli *c)
     opts.max_run_files_mb = run_files_mb;
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
+    /* Lines as they come, for `flow logs RUN --follow` (best effort: the
+     * record keeps each step's log in any case); made before the run's id
+     * is told, so a follower started on that line finds it. */
+    p.live = data_dir ? cli_live_open(data_dir, run_id) : NULL;
     if (!c->quiet && !c->json && c->resumed_run)
         fprintf(stderr, "rhizos: resuming %s: running %s (%zu step%s) as %s\n",
                 c->resumed_run, c->args[0], p.total, p.total == 1 ? "" : "s", run_id);
     else if (!c->quiet && !c->json)
         fprintf(stderr, "rhizos: running %s (%zu step%s) as %s\n", c->args[0],
                 p.total, p.total == 1 ? "" : "s", run_id);
-    /* Lines as they come, for `flow logs RUN --follow` (best effort: the
-     * record keeps each step's log in any case). */
-    p.live = data_dir ? cli_live_open(data_dir, run_id) : NULL;
     rz_run *run = NULL;
     int rc = rz_runner_run(&run, flow, &opts);
     if (p.live) {
