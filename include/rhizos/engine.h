@@ -690,12 +690,26 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_group_begin(rz_engine *e);
 RZ_EXTERN RZ_NODISCARD int rz_engine_group_commit(rz_engine *e);
 /* 1 inside a group, else 0. */
 RZ_EXTERN int rz_engine_in_group(const rz_engine *e);
-/* Cents the open group will hold from `client` at its commit (0 outside a
- * group). A server that moves a client's money through the ledger directly
- * in the same pass (a withdrawal) must leave this much available, or the
- * group's holds would be refused at the commit. */
+/* Micros the open group will hold from `client` at its commit (0 outside
+ * a group); rz_engine_available leaves them, and a server's withdrawals go
+ * through rz_engine_withdraw, which checks it. */
 RZ_EXTERN uint64_t rz_engine_group_pending(const rz_engine *e,
                                            rz_ledger_id client);
+/* What `client` may still hold or withdraw: its ledger balance less what
+ * it holds, less what an open group will hold at its commit and what its
+ * running services owe for intervals decided but not paid yet (billing by
+ * time). Every hold the engine makes is checked against it. */
+RZ_EXTERN RZ_NODISCARD int rz_engine_available(const rz_engine *e,
+                                               rz_ledger_id client,
+                                               uint64_t *micros);
+/* rz_ledger_withdraw_request (ledger.h) checked against
+ * rz_engine_available first: RZ_EFUNDS "insufficient available: ..." and
+ * nothing changes when `micros` is more. A server's withdrawals go through
+ * it, never the ledger directly, so they cannot take money running
+ * services owe. A replayed `id` is the ledger's to answer. */
+RZ_EXTERN RZ_NODISCARD int rz_engine_withdraw(rz_engine *e, rz_ledger_id id,
+                                              rz_ledger_id account,
+                                              uint64_t micros);
 
 /* What `client` has open: standalone jobs not finished (pending, queued,
  * assigned or running) and deployments still running; either out-param

@@ -50,12 +50,13 @@
  * amount is the node's price for interval k, the node the one the
  * store says held the job. The roll-over is decided only if the client's
  * balance after k's settlement, less what this call's other roll-overs
- * and an open group take, covers k + 1's hold, and a group's later holds
- * leave what is owed (rz__bill_owed); yet the hold can still be refused
- * when it is paid: a group pays at its commit, after other writers (a
- * withdrawal) took the balance. Then k stands as settled (the batch is
- * not linked) and the job stops there, exhausted, as if the balance had
- * been short at the decision (refused): nothing owed, committed before
+ * and an open group take, covers k + 1's hold, and every later hold and
+ * withdrawal leaves what is owed (rz__engine_available); yet the hold can
+ * still be refused when it is paid: a group pays at its commit, after
+ * writers outside the engine (the ledger used directly) took the
+ * balance. Then k stands as settled (the batch is not linked) and the job
+ * stops there, exhausted, as if the balance had been short at the
+ * decision (refused): nothing owed, committed before
  * any other payment. A crash before that commit pays again on open: k's
  * settlement replays, and k + 1 is held (the balance came back) or
  * refused and stopped again; either way each interval is paid once.
@@ -188,7 +189,7 @@ uint64_t rz__bill_final_cost(rz_engine *e, const rz__ejob *j, uint64_t now)
 /* What the roll-overs decided in this call (owed, not yet paid) take from
  * `client`: each settles its interval out of its hold and holds the next,
  * so each spends its interval's cost. */
-uint64_t rz__bill_owed(const rz_engine *e, rz_ledger_id client)
+static uint64_t bill_owed(const rz_engine *e, rz_ledger_id client)
 {
     uint64_t sum = 0;
     for (size_t i = 0; i < e->n_bill; i++) {
@@ -199,20 +200,79 @@ uint64_t rz__bill_owed(const rz_engine *e, rz_ledger_id client)
     return sum;
 }
 
+/* The one "available" of the engine's money: the ledger's (credits less
+ * debits posted and held) plus `back` (a hold's remainder about to come
+ * back), less what an open group holds at its commit and what decided
+ * roll-overs owe (paid at the commit, after the pass's other requests).
+ * Every hold the engine makes and every withdrawal (rz_engine_withdraw)
+ * is checked against it, so none of them takes money a running service
+ * already owes, and no caller subtracts anything of its own. */
+int rz__engine_available(const rz_engine *e, rz_ledger_id client, uint64_t back,
+                         uint64_t *out)
+{
+    *out = 0;
+    rz_ledger_account a;
+    int rc = rz_ledger_balance(e->ledger, client, &a);
+    if (rc == RZ_ENOENT) {
+        char h[33];
+        rz_ledger_id_format(client, h);
+        return rz__error(RZ_ENOENT, "no account %s", h);
+    }
+    if (rc != RZ_OK)
+        return rc;
+    uint64_t have = rz_ledger_available(&a);
+    have = have > UINT64_MAX - back ? UINT64_MAX : have + back;
+    uint64_t owed = bill_owed(e, client), pending = rz_engine_group_pending(e, client);
+    uint64_t taken = owed > UINT64_MAX - pending ? UINT64_MAX : owed + pending;
+    *out = have > taken ? have - taken : 0;
+    return RZ_OK;
+}
+
+int rz__engine_cover(const rz_engine *e, rz_ledger_id client, uint64_t amount)
+{
+    uint64_t have;
+    int rc = rz__engine_available(e, client, 0, &have);
+    if (rc != RZ_OK || amount <= have)
+        return rc;
+    char h[33];
+    rz_ledger_id_format(client, h);
+    return rz__error(RZ_EFUNDS, "insufficient available: account %s has %llu "
+                     "micros available (its balance less what is held, what "
+                     "running services owe and what this pass holds), %llu needed",
+                     h, (unsigned long long)have, (unsigned long long)amount);
+}
+
+int rz_engine_available(const rz_engine *e, rz_ledger_id client, uint64_t *micros)
+{
+    if (micros)
+        *micros = 0;
+    if (!e || !micros)
+        return rz__error(RZ_EINVAL, "no engine or no out-param");
+    return rz__engine_available(e, client, 0, micros);
+}
+
+int rz_engine_withdraw(rz_engine *e, rz_ledger_id id, rz_ledger_id account,
+                       uint64_t micros)
+{
+    if (!e)
+        return rz__error(RZ_EINVAL, "no engine");
+    /* A replayed request is the ledger's to answer (it is held already). */
+    rz_ledger_transfer t;
+    int rc = rz_ledger_transfer_get(e->ledger, id, &t);
+    if (rc == RZ_ENOENT)
+        rc = micros ? rz__engine_cover(e, account, micros) : RZ_OK;
+    else if (rc == RZ_OK)
+        rz_error_clear();
+    return rc == RZ_OK ? rz_ledger_withdraw_request(e->ledger, id, account, micros) : rc;
+}
+
 /* The client's balance once interval iv is settled at `cost` (its hold's
- * remainder back), less what this call's other roll-overs and an open
- * group take: what the next interval's hold may come from. */
+ * remainder back), as every hold sees it: what the next interval's hold
+ * may come from. */
 static int balance_after(rz_engine *e, const rz__ejob *j, uint64_t cost,
                          uint64_t *out)
 {
-    rz_ledger_account a;
-    int rc = rz_ledger_balance(e->ledger, j->client, &a);
-    if (rc != RZ_OK)
-        return rc;
-    uint64_t have = rz_ledger_available(&a) + (j->max_cost - cost);
-    uint64_t taken = rz__bill_owed(e, j->client) + rz_engine_group_pending(e, j->client);
-    *out = have > taken ? have - taken : 0;
-    return RZ_OK;
+    return rz__engine_available(e, j->client, j->max_cost - cost, out);
 }
 
 /* Stop j for good after interval iv (worth `cost`): its final settlement

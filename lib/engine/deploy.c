@@ -767,10 +767,10 @@ static int hold_batch(rz_engine *e, const rz__edep *d, size_t from, size_t n)
     return rc;
 }
 
-/* The client can cover every hold, less the roll-overs a group pays at
- * its commit (billing.c): checked before a deployment too big for one
- * ledger batch is held in several, or while roll-overs are owed. */
-static int can_cover(rz_engine *e, const rz__edep *d, size_t n, uint64_t owed)
+/* The client can cover every hold from what the engine counts available
+ * (billing.c: less what roll-overs owe): checked before any is made, so a
+ * deployment too big for one ledger batch is held in several. */
+static int can_cover(rz_engine *e, const rz__edep *d, size_t n)
 {
     uint64_t sum = 0;
     for (size_t i = 0; i < n; i++) {
@@ -779,33 +779,26 @@ static int can_cover(rz_engine *e, const rz__edep *d, size_t n, uint64_t owed)
             return rz__error(RZ_EOVERFLOW, "the steps' holds overflow 64 bits");
         sum += m;
     }
-    rz_ledger_account a;
-    int rc = rz_ledger_balance(e->ledger, d->client, &a);
-    if (rc != RZ_OK)
-        return rc;
-    uint64_t have = rz_ledger_available(&a);
-    have = have > owed ? have - owed : 0;
-    if (have < sum)
-        return rz__error(RZ_EFUNDS, "the deployment needs %llu micros held; "
-                         "%llu available", (unsigned long long)sum,
-                         (unsigned long long)have);
-    return RZ_OK;
+    uint64_t have;
+    int rc = rz__engine_available(e, d->client, 0, &have);
+    if (rc == RZ_OK && have < sum)
+        rc = rz__error(RZ_EFUNDS, "the deployment needs %llu micros held; "
+                       "%llu available", (unsigned long long)sum,
+                       (unsigned long long)have);
+    return rc;
 }
 
 /* Every step's hold: all or none. Up to RZ_LEDGER_BATCH_MAX steps that is
- * one linked batch. A bigger deployment is checked against the balance
- * first and then held batch by batch (a batch another writer's spending
- * refuses leaves the engine broken), and a crash between batches is
- * repaired on open like any hold of a job that was never committed. */
+ * one linked batch. A bigger deployment is held batch by batch (a batch
+ * another writer's spending refuses leaves the engine broken), and a
+ * crash between batches is repaired on open like any hold of a job that
+ * was never committed. */
 static int hold_all(rz_engine *e, const rz__edep *d)
 {
     size_t n = e->n_jobs + 1 - d->first_job;   /* steps, then replicas */
-    uint64_t owed = rz__bill_owed(e, d->client);
-    int rc = n && owed ? can_cover(e, d, n, owed) : RZ_OK;
+    int rc = n ? can_cover(e, d, n) : RZ_OK;
     if (n <= RZ_LEDGER_BATCH_MAX)
         return n && rc == RZ_OK ? hold_batch(e, d, 0, n) : rc;
-    if (rc == RZ_OK)
-        rc = can_cover(e, d, n, owed);
     for (size_t from = 0; rc == RZ_OK && from < n; from += RZ_LEDGER_BATCH_MAX) {
         size_t k = n - from < RZ_LEDGER_BATCH_MAX ? n - from : RZ_LEDGER_BATCH_MAX;
         rc = hold_batch(e, d, from, k);

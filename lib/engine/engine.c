@@ -1092,7 +1092,8 @@ int rz_engine_submit(rz_engine *e, const rz_engine_job_spec *spec,
         rc = rz__engine_queue_reserve(e, j->req_group, 1);
     if (rc == RZ_OK && k < 2 && e->in_group)
         rc = rz__engine_group_hold(e, j);
-    else if (rc == RZ_OK && k < 2)
+    else if (rc == RZ_OK && k < 2 &&
+             (rc = rz__engine_cover(e, spec->client, spec->max_cost_micros)) == RZ_OK)
         rc = rz_ledger_hold(e->ledger, rz__engine_hold_id(j->id),
                             rz_engine_job_ledger_id(j->id), spec->client,
                             spec->max_cost_micros, 0);

@@ -731,9 +731,15 @@ RZ_HIDDEN uint64_t rz__bill_next(const rz_engine *e);
  * the next interval the ledger refuses (RZ_EFUNDS) stops its job in
  * memory (e->bill_stopped): the caller commits before paying the rest. */
 RZ_HIDDEN int rz__bill_pay(rz_engine *e);
-/* What the roll-overs decided but not yet paid will take from `client`
- * (other holds in a group must leave it). */
-RZ_HIDDEN uint64_t rz__bill_owed(const rz_engine *e, rz_ledger_id client);
+/* What `client` may hold or withdraw (billing.c): the ledger's available
+ * plus `back`, less what an open group holds at its commit and what the
+ * roll-overs decided but not yet paid owe. Every hold and withdrawal is
+ * checked against it. */
+RZ_HIDDEN int rz__engine_available(const rz_engine *e, rz_ledger_id client,
+                                   uint64_t back, uint64_t *out);
+/* RZ_OK if `amount` fits in it, else RZ_EFUNDS "insufficient available". */
+RZ_HIDDEN int rz__engine_cover(const rz_engine *e, rz_ledger_id client,
+                               uint64_t amount);
 /* The last, partial interval of a service that ended by itself at `now`. */
 RZ_HIDDEN uint64_t rz__bill_final_cost(rz_engine *e, const rz__ejob *j,
                                        uint64_t now);

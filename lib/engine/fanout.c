@@ -51,13 +51,9 @@ static int hold_elements(rz_engine *e, const rz__edep *d, uint64_t first, size_t
     int rc = e->in_group ? rz__engine_group_flush(e) : RZ_OK;
     if (rc == RZ_OK && e->local.dep == d->id)
         rc = rz__engine_local_credit(e, d, sum, first);
-    rz_ledger_account a;
+    uint64_t have = 0;
     if (rc == RZ_OK)
-        rc = rz_ledger_balance(e->ledger, d->client, &a);
-    /* Less the roll-overs a group pays at its commit (billing.c). */
-    uint64_t have = rc == RZ_OK ? rz_ledger_available(&a) : 0,
-             owed = rz__bill_owed(e, d->client);
-    have = have > owed ? have - owed : 0;
+        rc = rz__engine_available(e, d->client, 0, &have);
     if (rc == RZ_OK && have < sum)
         return rz__error(RZ_EFUNDS, "%zu for_each elements need %llu micros "
                          "held; %llu available", n, (unsigned long long)sum,

@@ -64,8 +64,7 @@ static rz__group_sum *group_sum_of(rz_engine *e, rz_ledger_id client)
 
 /* What the ledger would answer to the hold of `amount` more, counting the
  * group's holds not written yet and the roll-overs owed, paid at the
- * commit (the checks of a HOLD op: a client account, the limit, no
- * overflow). */
+ * commit (the checks of a HOLD op: a client account, what is available). */
 static int group_precheck(rz_engine *e, rz_ledger_id client, uint64_t amount,
                           rz__group_sum **sum)
 {
@@ -82,22 +81,10 @@ static int group_precheck(rz_engine *e, rz_ledger_id client, uint64_t amount,
                          a.kind);
     if (!(*sum = group_sum_of(e, client)))
         return no_memory();
-    uint64_t out = a.debits_posted, parts[4] = { a.debits_pending, (*sum)->micros,
-                                                 rz__bill_owed(e, client), amount };
-    for (int i = 0; i < 4; i++) {
-        if (out > UINT64_MAX - parts[i])
-            return rz__error(RZ_EOVERFLOW, "account %s: the hold overflows", h);
-        out += parts[i];
-    }
-    if ((a.flags & RZ_LEDGER_DEBITS_MUST_NOT_EXCEED_CREDITS) &&
-        out > a.credits_posted) {
-        uint64_t held = out - amount;
-        return rz__error(RZ_EFUNDS, "account %s has %llu micros available, "
-                         "%llu needed", h, (unsigned long long)
-                         (a.credits_posted > held ? a.credits_posted - held : 0),
-                         (unsigned long long)amount);
-    }
-    return RZ_OK;
+    if ((*sum)->micros > UINT64_MAX - amount)
+        return rz__error(RZ_EOVERFLOW, "account %s: the hold overflows", h);
+    return (a.flags & RZ_LEDGER_DEBITS_MUST_NOT_EXCEED_CREDITS)
+         ? rz__engine_cover(e, client, amount) : RZ_OK;
 }
 
 /* Hold for a job submitted inside a group: checked now, written by

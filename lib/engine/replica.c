@@ -83,6 +83,9 @@ static int hold_set(rz_engine *e, const rz__ejob *h)
     rz_ledger_result res[RZ_ENGINE_REPLICAS_MAX];
     memset(ops, 0, sizeof ops);
     uint32_t k = h->replicas;
+    int rc = rz__engine_cover(e, h->client, h->max_cost * k);   /* no overflow: make_set */
+    if (rc != RZ_OK)
+        return rc;
     for (uint32_t i = 0; i < k; i++) {
         const rz__ejob *m = member_const(e, h, i);
         ops[i].type = RZ_LEDGER_OP_HOLD;
@@ -92,7 +95,7 @@ static int hold_set(rz_engine *e, const rz__ejob *h)
         ops[i].account = h->client;
         ops[i].amount = h->max_cost;
     }
-    int rc = rz_ledger_submit(e->ledger, ops, k, res);
+    rc = rz_ledger_submit(e->ledger, ops, k, res);
     for (uint32_t i = 0; rc == RZ_OK && i < k; i++)
         if (res[i].status != RZ_OK && res[i].status != RZ_ELINKED)
             rc = rz__error(res[i].status, "cannot hold %u x %llu micros for "
@@ -229,6 +232,9 @@ static int set_text(char **dst, const char *src)
 static int majority(rz_engine *e, const rz__ejob *h)
 {
     uint32_t k = h->replicas;
+    int rc = rz__engine_cover(e, h->client, h->max_cost * k);   /* no overflow: make_set */
+    if (rc != RZ_OK)
+        return rc;
     for (uint32_t i = 0; i < k; i++) {
         const rz__ejob *a = member_const(e, h, i);
         if (a->vote != RZ__VOTE_OK)

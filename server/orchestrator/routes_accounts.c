@@ -225,21 +225,13 @@ void r_account_withdraw(req *q)
     if (!visible_account(q, &id, &a) || !body_fields(q, fields) ||
         !amount(q, &micros) || !body_str(q, "address", false, &address))
         return;
-    /* Jobs submitted earlier in this pass hold their money only at the
-     * pass's commit: leave it to them. */
-    uint64_t pending = rz_engine_group_pending(q->o->e, id);
-    uint64_t avail = rz_ledger_available(&a);
     if (!below_cap(q, id, RZ_LEDGER_CODE_WITHDRAW, q->o->opts.pending_withdrawals,
                    "withdrawals"))
         return;
-    if (pending && (avail < pending || micros > avail - pending)) {
-        reply_error(q, RZ_EFUNDS, "%llu micros available after the jobs just "
-                    "submitted, %llu asked", (unsigned long long)
-                    (avail > pending ? avail - pending : 0), (unsigned long long)micros);
-        return;
-    }
+    /* Through the engine: what this pass's jobs hold at its commit and what
+     * running services owe stay (the engine's one "available"). */
     rz_ledger_id w = auth_random_id();
-    int rc = rz_ledger_withdraw_request(rz_engine_ledger(q->o->e), w, id, micros);
+    int rc = rz_engine_withdraw(q->o->e, w, id, micros);
     if (rc != RZ_OK) {
         reply_rz(q, rc);
         return;

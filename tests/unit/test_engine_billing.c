@@ -630,6 +630,68 @@ static void test_budget_validation(void **state)
     }
 }
 
+/* A roll-over decided in a pass (owed until the pass commits) and a
+ * client in the same pass: the engine's one "available" (ledger balance
+ * less held, less owed) decides every hold and withdrawal. 8,800 is
+ * available in the ledger and 600 owed: neither a withdrawal of the 8,800
+ * nor a replicated job holding 2 x 4,400 may take the interval's money;
+ * each is refused with the reason and changes nothing; 8,200 may go. The
+ * commit then pays interval 1 and holds 2: the service runs on. */
+static void test_withdrawal_and_holds_leave_the_owed_roll_over(void **state)
+{
+    fx *f = *state;
+    uint64_t n = node_add(f, 0);
+    uint64_t d = deploy(f, FLOW, 0);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, n, 1000, &a), RZ_OK);
+    uint64_t now = 1000 + MIN;
+    assert_int_equal(rz_engine_node_heartbeat(f->e, n, now, 0), RZ_OK);
+    assert_int_equal(rz_engine_group_begin(f->e), RZ_OK);
+    assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);   /* decided, owed */
+    uint64_t have = 0;
+    assert_int_equal(rz_engine_available(f->e, f->client, &have), RZ_OK);
+    assert_int_equal(have, CREDIT - 1200 - 600);
+    assert_int_equal(avail(f, f->client), CREDIT - 1200);
+    rz_ledger_id w1 = rz_ledger_id_make(9, 1), w2 = rz_ledger_id_make(9, 2);
+    assert_int_equal(rz_engine_withdraw(f->e, w1, f->client, CREDIT - 1200), RZ_EFUNDS);
+    assert_non_null(strstr(rz_error_last()->message, "insufficient available"));
+    assert_non_null(strstr(rz_error_last()->message, "8200 micros available"));
+    rz_ledger_transfer t;
+    assert_int_equal(rz_ledger_transfer_get(rz_engine_ledger(f->e), w1, &t), RZ_ENOENT);
+    assert_int_equal(avail(f, f->client), CREDIT - 1200);
+    /* A hold that is not a deploy's: a replicated job (its own batch). */
+    rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
+    s.client = f->client;
+    s.requirements_json = "{\"cpu_cores\":1}";
+    s.module_id = "svc";
+    s.module_version = "1.0.0";
+    s.max_cost_micros = 4400;
+    s.replicas = 2;
+    uint64_t job = 0;
+    assert_int_equal(rz_engine_submit(f->e, &s, now, &job), RZ_EFUNDS);
+    assert_non_null(strstr(rz_error_last()->message, "insufficient available"));
+    assert_int_equal(avail(f, f->client), CREDIT - 1200);
+    /* What is not owed may go, and its replay is the ledger's (done). */
+    assert_int_equal(rz_engine_withdraw(f->e, w2, f->client, CREDIT - 1800), RZ_OK);
+    assert_int_equal(rz_engine_withdraw(f->e, w2, f->client, CREDIT - 1800), RZ_OK);
+    assert_int_equal(rz_engine_available(f->e, f->client, &have), RZ_OK);
+    assert_int_equal(have, 0);
+    assert_int_equal(rz_engine_group_commit(f->e), RZ_OK);
+    check(f);
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, a.job, &ji), RZ_OK);
+    assert_int_equal(ji.state, RZ_JOB_RUNNING);
+    cJSON *v = step_view(f, d, "hb");
+    assert_int_equal((int)billing(v, "interval"), 2);
+    assert_int_equal((int)billing(v, "intervals_paid"), 1);
+    cJSON_Delete(v);
+    assert_int_equal(avail(f, rz_engine_node_account(n)), 570);
+    assert_int_equal(avail(f, f->client), 0);
+    assert_int_equal(rz_ledger_transfer_get(rz_engine_ledger(f->e),
+                                            rz__bill_hold_id(a.job, 2), &t), RZ_OK);
+    assert_int_equal(t.state, RZ_LEDGER_OPEN);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -643,6 +705,7 @@ int main(void)
         T(test_refused_next_hold_kill9),
         T(test_rounded_up_once_not_per_interval),
         T(test_budget_validation),
+        T(test_withdrawal_and_holds_leave_the_owed_roll_over),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
