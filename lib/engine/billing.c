@@ -83,6 +83,7 @@
 
 #define IV_BITS 24
 #define IV_MAX ((1u << IV_BITS) - 1u)            /* intervals of one job */
+_Static_assert(IV_MAX == RZ__BUDGET_INTERVALS_MAX, "budgets are refused at load past it");
 #define IV_JOB_MAX (UINT64_MAX >> IV_BITS)       /* job ids it can key */
 
 static rz_ledger_id iv_id(int kind, uint64_t job, uint32_t k)
@@ -329,8 +330,10 @@ static int interval_end(rz_engine *e, rz__ejob *j, rz__edep *d,
 {
     uint64_t whole = (uint64_t)b->interval_s * 1000u;
     uint64_t cost = price(e, j, j->node, whole, whole);
+    /* Past IV_MAX only a flow stored before load refused it (lower.c). */
     uint64_t last = b->hours ? (uint64_t)b->hours * 3600u / b->interval_s : IV_MAX;
-    if (last > IV_MAX)
+    bool by_hours = last <= IV_MAX;
+    if (!by_hours)
         last = IV_MAX;
     uint64_t have = 0;
     int rc = j->iv < last ? balance_after(e, j, cost, &have) : RZ_OK;
@@ -340,7 +343,7 @@ static int interval_end(rz_engine *e, rz__ejob *j, rz__edep *d,
     money(paid, sizeof paid, j->iv_paid_micros + cost);
     if (j->iv >= last) {
         char why[256];
-        if (b->hours)
+        if (by_hours && b->hours)
             snprintf(why, sizeof why, "budget spent: its %u hours ran out (%u "
                      "intervals paid, %s)", b->hours, j->iv, paid);
         else

@@ -1106,8 +1106,13 @@ static void check_budget(lower *L, const cJSON *c)
         return;
     }
     int rates = 0;
+    const cJSON *hours = NULL, *interval = NULL;
     for (const cJSON *k = c->child; k; k = k->next) {
         const char *n = k->string;
+        if (strcmp(n, "hours") == 0)
+            hours = k;
+        else if (strcmp(n, "interval_s") == 0)
+            interval = k;
         if (strcmp(n, "max_cents_per_hour") == 0 || strcmp(n, "max_micros_per_hour") == 0) {
             bool cents = n[4] == 'c';
             double max = cents ? 900719925474.0 : 9007199254740992.0;
@@ -1128,6 +1133,16 @@ static void check_budget(lower *L, const cJSON *c)
                 "max_cents_per_hour, max_micros_per_hour, hours, interval_s)", n);
         }
     }
+    /* Each interval has ledger ids of its own, numbered in 24 bits: a
+     * budget that would run past them is refused now, not stopped there. */
+    double s = whole_in(interval, 1, RZ__BUDGET_INTERVAL_MAX_S) ? interval->valuedouble
+                                                               : RZ__BUDGET_INTERVAL_S;
+    if (whole_in(hours, 1, RZ__BUDGET_HOURS_MAX) &&
+        floor(hours->valuedouble * 3600.0 / s) > RZ__BUDGET_INTERVALS_MAX)
+        bad(L, RZ_EINVALID, "budget", "hours", "'hours' x 3600 / 'interval_s' is %.0f "
+            "intervals; a service is billed for at most %u (fewer hours or a longer "
+            "interval_s: at %.0f s, at most %.0f hours)", floor(hours->valuedouble * 3600.0 / s),
+            RZ__BUDGET_INTERVALS_MAX, s, floor(RZ__BUDGET_INTERVALS_MAX * s / 3600.0));
     if (rates != 1)
         bad(L, RZ_EINVALID, "budget", NULL, rates ? "'budget' takes one rate: "
             "max_cents_per_hour or max_micros_per_hour, not both"

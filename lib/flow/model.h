@@ -155,6 +155,9 @@ static inline const cJSON *rz__step_approval(const rz__step *s)
 #define RZ__BUDGET_INTERVAL_S 60u
 #define RZ__BUDGET_INTERVAL_MAX_S 3600u
 #define RZ__BUDGET_HOURS_MAX 87600u          /* ten years */
+/* Intervals of one job the engine's ledger ids can number (24 bits): a
+ * budget whose hours hold more is refused at load. */
+#define RZ__BUDGET_INTERVALS_MAX ((1u << 24) - 1u)
 typedef struct rz__budget {
     uint64_t micros_per_hour;   /* 1..2^53 */
     uint32_t hours;             /* lifetime in hours; 0: no limit but the

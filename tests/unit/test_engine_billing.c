@@ -692,6 +692,67 @@ static void test_withdrawal_and_holds_leave_the_owed_roll_over(void **state)
     assert_int_equal(t.state, RZ_LEDGER_OPEN);
 }
 
+/* hours x 3600 / interval_s past the 2^24 - 1 intervals a job's ledger
+ * ids can number: refused at load, placed on the budget's hours, not
+ * stopped at interval 16,777,215 with the wrong reason. At the edge it
+ * loads; a deploy of one too many is refused and holds nothing. */
+static void test_budget_hours_past_the_interval_ids(void **state)
+{
+    fx *f = *state;
+    static const struct { const char *budget; const char *want; } cases[] = {
+        { "{max_cents_per_hour: 1, interval_s: 1, hours: 4661}",
+          "'hours' x 3600 / 'interval_s' is 16779600 intervals; a service is billed "
+          "for at most 16777215 (fewer hours or a longer interval_s: at 1 s, at most "
+          "4660 hours)" },
+        { "{max_cents_per_hour: 1, hours: 87600, interval_s: 18}", "is 17520000 intervals" },
+        { "{max_cents_per_hour: 1, interval_s: 1, hours: 4660}", NULL },   /* 16,776,000 */
+        { "{max_cents_per_hour: 1, hours: 87600}", NULL },   /* 60 s: 5,256,000 */
+        { "{max_cents_per_hour: 1, hours: 87600, interval_s: 19}", NULL },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "flux: 1\nname: b\nsteps:\n  hb:\n    module: svc@1\n"
+                 "    kind: service\n    budget: %s\n    inputs: {text: x}\n",
+                 cases[i].budget);
+        rz_flow *fl = NULL;
+        rz_diags *dg = NULL;
+        assert_int_equal(rz_diags_new(&dg), RZ_OK);
+        int rc = rz_flow_parse(&fl, text, strlen(text), RZ_FORMAT_YAML, "b.yaml", dg);
+        if (rc == RZ_OK)
+            rc = rz_flow_validate(fl, NULL, dg);
+        if (!cases[i].want) {
+            if (rc != RZ_OK)
+                fprintf(stderr, "case %zu: %s\n", i, rz_error_last()->message);
+            assert_int_equal(rc, RZ_OK);
+        } else {
+            assert_int_not_equal(rc, RZ_OK);
+            bool found = false;
+            for (size_t k = 0; k < rz_diags_count(dg); k++) {
+                const rz_diag *x = rz_diags_get(dg, k);
+                if (strstr(x->message, cases[i].want)) {
+                    found = true;
+                    assert_int_equal(x->line, 7);
+                    assert_string_equal(x->pointer, "/steps/hb/budget/hours");
+                }
+            }
+            if (!found)
+                fprintf(stderr, "case %zu: %s\n", i, rz_error_last()->message);
+            assert_true(found);
+        }
+        rz_flow_free(fl);
+        rz_diags_free(dg);
+    }
+    static const char *past =
+        "flux: 1\nname: b\nsteps:\n  hb:\n    module: svc@1.0.0\n    kind: service\n"
+        "    budget: {max_cents_per_hour: 1, interval_s: 1, hours: 4661}\n"
+        "    inputs: {text: x}\n";
+    uint64_t d = 7;
+    assert_int_not_equal(rz_engine_deploy(f->e, past, strlen(past), f->client, NULL, 0,
+                                          &d, NULL), RZ_OK);
+    assert_int_equal(d, 0);
+    assert_int_equal(avail(f, f->client), CREDIT);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -706,6 +767,7 @@ int main(void)
         T(test_rounded_up_once_not_per_interval),
         T(test_budget_validation),
         T(test_withdrawal_and_holds_leave_the_owed_roll_over),
+        T(test_budget_hours_past_the_interval_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
