@@ -1730,15 +1730,17 @@ static bool job_settled(ret_pass *p, const rz__ejob *j)
 {
     rz_engine *e = p->e;
     if (rz__engine_job(e, j->id) || j->state < RZ_JOB_SUCCEEDED ||
-        j->owed != RZ__OWE_NONE ||
+        j->owed != RZ__OWE_NONE || j->iv_owed ||
         (j->ended_ms ? j->ended_ms : j->submitted_ms) >= p->before)
         return false;
     if (j->deployment && (rz__engine_dep(e, j->deployment) ||
                           stored(p, e->db_deps, j->deployment)))
         return false;   /* its deployment goes first */
-    /* Never held, or its hold closed; a hold that cannot be read keeps it. */
+    /* Never held, or its hold closed; a hold that cannot be read keeps it.
+     * Billed by time: its last interval's hold (the only one left open,
+     * billing.c B1), not interval 1's. */
     rz_ledger_transfer t;
-    int lrc = rz_ledger_transfer_get(e->ledger, rz__engine_hold_id(j->id), &t);
+    int lrc = rz_ledger_transfer_get(e->ledger, rz__bill_hold_id(j->id, j->iv), &t);
     return lrc == RZ_ENOENT || (lrc == RZ_OK && t.state != RZ_LEDGER_OPEN);
 }
 

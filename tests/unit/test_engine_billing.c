@@ -753,6 +753,55 @@ static void test_budget_hours_past_the_interval_ids(void **state)
     assert_int_equal(avail(f, f->client), CREDIT);
 }
 
+/* Retention asks whether a finished job's money is still held: for a
+ * service billed by time that is its last interval's hold, not interval
+ * 1's (posted long ago). A cancelled service whose record names interval
+ * 4, whose hold is open (a store and ledger out of step, as a lost write
+ * could leave them), keeps its record, which is what releases the hold;
+ * once the hold is closed it goes. */
+static void test_retention_reads_the_last_interval_hold(void **state)
+{
+    fx *f = *state;
+    uint64_t n = node_add(f, 0);
+    uint64_t d = deploy(f, FLOW, 0);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, n, 0, &a), RZ_OK);
+    for (uint64_t now = MIN; now <= 2 * MIN; now += MIN) {
+        assert_int_equal(rz_engine_node_heartbeat(f->e, n, now, 0), RZ_OK);
+        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
+    }
+    assert_int_equal(rz_engine_deployment_cancel(f->e, d, 2 * MIN + 1), RZ_OK);
+    check(f);
+    rz__ejob *j = rz__engine_job(f->e, a.job);
+    assert_non_null(j);
+    assert_int_equal(j->iv, 3);
+    j->iv = 4;
+    rz__engine_touch_job(f->e, j);
+    assert_int_equal(rz__engine_commit(f->e), RZ_OK);
+    rz_ledger *l = rz_engine_ledger(f->e);
+    assert_int_equal(rz_ledger_hold(l, rz__bill_hold_id(a.job, 4),
+                                    rz_engine_job_ledger_id(a.job), f->client, 1200, 0),
+                     RZ_OK);
+    reopen(f);
+    uint64_t later = 40 * 86400000ull, age = 86400000ull;
+    rz_engine_compacted c;
+    for (int pass = 0; pass < 4; pass++)
+        assert_int_equal(rz_engine_compact(f->e, later, age, 1000, NULL, NULL, &c), RZ_OK);
+    assert_true(rz_engine_compacted_id(f->e, 1, d));
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, a.job, &ji), RZ_OK);   /* kept */
+    assert_false(rz_engine_compacted_id(f->e, 0, a.job));
+    rz_ledger_result res;
+    assert_int_equal(rz_ledger_refund(rz_engine_ledger(f->e), rz_ledger_id_make(9, 4),
+                                      rz_engine_job_ledger_id(a.job), &res), RZ_OK);
+    check(f);
+    for (int pass = 0; pass < 2; pass++)
+        assert_int_equal(rz_engine_compact(f->e, later, age, 1000, NULL, NULL, &c), RZ_OK);
+    assert_int_equal(rz_engine_job_get(f->e, a.job, &ji), RZ_ENOENT);
+    assert_true(rz_engine_compacted_id(f->e, 0, a.job));
+    assert_int_equal(avail(f, f->client), CREDIT - 1200);   /* two intervals, paid */
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -768,6 +817,7 @@ int main(void)
         T(test_budget_validation),
         T(test_withdrawal_and_holds_leave_the_owed_roll_over),
         T(test_budget_hours_past_the_interval_ids),
+        T(test_retention_reads_the_last_interval_hold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
