@@ -24,6 +24,7 @@
 #include <cjson/cJSON.h>
 
 #include "engine/engine_impl.h"
+#include "ledger/ledger_impl.h"
 #include "rhizos/engine.h"
 #include "rhizos/flow.h"
 #include "rhizos/module.h"
@@ -802,6 +803,119 @@ static void test_retention_reads_the_last_interval_hold(void **state)
     assert_int_equal(avail(f, f->client), CREDIT - 1200);   /* two intervals, paid */
 }
 
+/* kill -9 exactly between an interval's settlement and what follows it:
+ * the ledger's journal has just taken the roll-over's batch (interval k
+ * settled, k + 1 held, or refused), the engine's store still says the
+ * roll-over is owed. The ledger's own seam kills the process right after
+ * that write, inside rz_ledger_submit. */
+static const rz__ledger_io *plain_io;
+static bool journal_kill;
+static ssize_t killing_pwrite(int fd, const void *p, size_t n, off_t off)
+{
+    ssize_t w = plain_io->pwrite(fd, p, n, off);
+    if (journal_kill && off > 0)   /* a batch's record, not a round's marker */
+        raise(SIGKILL);
+    return w;
+}
+
+static void killed_in_ledger(fx *f, bool refusal)
+{
+    rz_engine_close(f->e);
+    f->e = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        reopen(f);
+        static rz__ledger_io io;
+        plain_io = rz__ledger_io_seam;
+        io = *plain_io;
+        io.pwrite = killing_pwrite;
+        rz__ledger_io_seam = &io;
+        if (refusal) {   /* settled, the next hold refused: one batch */
+            uint64_t d, hb;
+            (void)refusal_begin(f, &d, &hb);
+            journal_kill = true;
+            (void)!rz_engine_group_commit(f->e);
+            _exit(5);
+        }
+        uint64_t n = node_add(f, 0);
+        (void)deploy(f, FLOW, 0);
+        rz_engine_assignment a;
+        if (rz_engine_poll(f->e, n, 0, &a) != RZ_OK)
+            _exit(3);
+        for (uint64_t now = 10000; now <= 3 * MIN; now += 10000) {
+            if (rz_engine_node_heartbeat(f->e, n, now, 0) != RZ_OK)
+                _exit(4);
+            journal_kill = now == 3 * MIN;   /* the third roll-over's batch */
+            if (rz_engine_tick(f->e, now) != RZ_OK)
+                _exit(4);
+        }
+        _exit(5);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGKILL);
+    reopen(f);
+}
+
+static void test_kill9_between_settlement_and_next_hold(void **state)
+{
+    fx *f = *state;
+    /* A roll-over: intervals 1..10 each paid once across the crash. */
+    killed_in_ledger(f, false);
+    check(f);
+    cJSON *v = step_view(f, 1, "hb");
+    assert_int_equal((int)billing(v, "interval"), 4);
+    assert_int_equal((int)billing(v, "intervals_paid"), 3);
+    cJSON_Delete(v);
+    assert_int_equal(avail(f, rz_engine_node_account(1)), 3u * 570);
+    for (uint64_t now = 3 * MIN; now <= 10 * MIN; now += 10000) {
+        assert_int_equal(rz_engine_node_heartbeat(f->e, 1, now, 0), RZ_OK);
+        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
+        check(f);
+    }
+    v = step_view(f, 1, "hb");
+    assert_int_equal((int)billing(v, "intervals_paid"), 10);
+    assert_int_equal((int)billing(v, "paid_micros"), 6000);
+    cJSON_Delete(v);
+    assert_int_equal(avail(f, rz_engine_node_account(1)), 10u * 570);
+    assert_int_equal(avail(f, RZ_LEDGER_PLATFORM_ID), 10u * 30);
+    assert_int_equal(avail(f, f->client), CREDIT - 6000 - 1200);
+    for (uint32_t k = 1; k <= 10; k++) {   /* each settled by its own id, once */
+        rz_ledger_transfer t;
+        rz_ledger_id id = rz_ledger_id_make(RZ__EID(RZ__EID_IV_SETTLE),
+                                            (uint64_t)1 << 24 | k);
+        assert_int_equal(rz_ledger_transfer_get(rz_engine_ledger(f->e), id, &t), RZ_OK);
+        assert_int_equal(t.amount, 600);
+    }
+    size_t got = 0, total = 0;
+    rz_ledger_transfer ts[64];
+    assert_int_equal(rz_ledger_job_transfers(rz_engine_ledger(f->e),
+                                             rz_engine_job_ledger_id(1), ts, 64, &got,
+                                             &total), RZ_OK);
+    size_t holds = 0, posts = 0, open = 0;
+    for (size_t i = 0; i < got; i++) {
+        holds += (ts[i].flags & RZ_LEDGER_PENDING) != 0;
+        open += ts[i].state == RZ_LEDGER_OPEN;
+        if (ts[i].flags & RZ_LEDGER_POST) {
+            posts++;
+            assert_int_equal(ts[i].amount, 600);
+        }
+    }
+    assert_int_equal(got, total);
+    assert_int_equal(holds, 11);   /* intervals 1..11, the 11th open */
+    assert_int_equal(open, 1);
+    assert_int_equal(posts, 10);
+
+    /* A refusal: interval 1 settled, 2 refused; the store knew neither. */
+    teardown(state);
+    setup(state);
+    f = *state;
+    killed_in_ledger(f, true);
+    refused_checked(f, 1, 1, 1);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -818,6 +932,7 @@ int main(void)
         T(test_withdrawal_and_holds_leave_the_owed_roll_over),
         T(test_budget_hours_past_the_interval_ids),
         T(test_retention_reads_the_last_interval_hold),
+        T(test_kill9_between_settlement_and_next_hold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
