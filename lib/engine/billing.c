@@ -431,6 +431,21 @@ uint64_t rz__bill_next(const rz_engine *e)
  * back to iv - 1, paid, and stopped there (see the opening comment). */
 static int refused(rz_engine *e, rz__ejob *j)
 {
+    uint64_t cost = j->iv_owed_micros;
+    if (j->state >= RZ_JOB_SUCCEEDED) {
+        /* Ended since the decision (its deployment may be over, its run
+         * gone): interval iv - 1 is its whole bill, settled just now; what
+         * it ran of iv was never held. No clock to move back: it runs no
+         * more. */
+        j->iv--;
+        j->iv_paid_micros -= cost;
+        j->iv_owed = false;
+        j->cost = cost;
+        j->owed = RZ__OWE_NONE;
+        rz__engine_touch_job(e, j);
+        e->bill_stopped = true;
+        return RZ_OK;
+    }
     rz__edep *d;
     rz__budget b;
     if (!job_budget(e, j, &b, &d) || !d->run)
@@ -440,7 +455,6 @@ static int refused(rz_engine *e, rz__ejob *j)
     int rc = rz_ledger_balance(e->ledger, j->client, &a);
     if (rc != RZ_OK)
         return rc;
-    uint64_t cost = j->iv_owed_micros;
     j->iv--;
     j->iv_paid_micros -= cost;
     j->iv_owed = false;
@@ -452,12 +466,6 @@ static int refused(rz_engine *e, rz__ejob *j)
      * pays before any call sets the clock). */
     uint64_t end = j->iv_start + (uint64_t)b.interval_s * 1000u;
     e->bill_stopped = true;
-    if (j->state >= RZ_JOB_SUCCEEDED) {   /* ended since the decision */
-        j->cost = cost;
-        j->owed = RZ__OWE_NONE;
-        rz__engine_touch_job(e, j);
-        return RZ_OK;
-    }
     return stop(e, j, d, cost, true, why, e->now > end ? e->now : end);
 }
 

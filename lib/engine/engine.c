@@ -387,6 +387,16 @@ int rz__engine_pay(rz_engine *e)
         rc = owed_relist(e);
     if (rc != RZ_OK)
         return rc;
+    /* A listed job may owe nothing by now (billing.c: a refused roll-over
+     * of a job that had ended): no op for it, never a refund of a hold
+     * that is its bill. */
+    size_t k = 0;
+    for (size_t i = 0; i < e->n_owed; i++) {
+        const rz__ejob *j = rz__engine_job(e, e->owed[i]);
+        if (j && j->owed != RZ__OWE_NONE)
+            e->owed[k++] = e->owed[i];
+    }
+    e->n_owed = k;
     size_t done = 0;
     while (done < e->n_owed && rc == RZ_OK) {
         size_t n = e->n_owed - done;

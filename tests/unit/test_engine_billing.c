@@ -916,6 +916,76 @@ static void test_kill9_between_settlement_and_next_hold(void **state)
     refused_checked(f, 1, 1, 1);
 }
 
+/* The service ends by itself in the pass that decided its roll-over, and
+ * the next interval's hold is then refused (money taken from the ledger
+ * directly): interval 1 stands as its whole bill, paid once; the 30 s it
+ * ran into interval 2 were never held and are not paid; nothing stays
+ * held or owed, and a reopen agrees. Its deployment is over by the
+ * commit, so the refusal cannot need its run (the commit failed, and so
+ * did every reopen). The same with kill -9 right after the commit stored
+ * the pass: the reopen pays and is refused. */
+static void ended_pass(fx *f, bool kill)
+{
+    uint64_t d, hb, n = refusal_begin(f, &d, &hb);
+    rz_engine_report r = RZ_ENGINE_REPORT_INIT;
+    r.attempt = 1;
+    r.run_ms = MIN + 30000;
+    assert_int_equal(rz_engine_report_result(f->e, n, hb, &r, 1000 + MIN + 30000, NULL),
+                     RZ_OK);
+    if (kill) {
+        kill_after = 1;
+        rz__engine_commit_seam = kill_point;
+    }
+    int rc = rz_engine_group_commit(f->e);
+    if (rc != RZ_OK)
+        fprintf(stderr, "commit: %s\n", rz_error_last()->message);
+    assert_int_equal(rc, RZ_OK);
+}
+
+static void test_ended_in_the_pass_of_a_refused_roll_over(void **state)
+{
+    fx *f = *state;
+    for (int kill = 0; kill <= 1; kill++) {
+        if (kill) {
+            teardown(state);
+            setup(state);
+            f = *state;
+            rz_engine_close(f->e);
+            f->e = NULL;
+            pid_t pid = fork();
+            assert_true(pid >= 0);
+            if (pid == 0) {
+                reopen(f);
+                ended_pass(f, true);
+                _exit(5);
+            }
+            int st = 0;
+            assert_int_equal(waitpid(pid, &st, 0), pid);
+            assert_true(WIFSIGNALED(st));
+            reopen(f);
+        } else {
+            ended_pass(f, false);
+        }
+        for (int round = 0; round < 2; round++) {
+            check(f);
+            rz_engine_job_info ji;
+            assert_int_equal(rz_engine_job_get(f->e, 1, &ji), RZ_OK);
+            assert_int_equal(ji.state, RZ_JOB_SUCCEEDED);
+            assert_int_equal(ji.cost_micros, 600);
+            rz_run_state rs;
+            assert_int_equal(rz_engine_deployment_state(f->e, 1, &rs), RZ_OK);
+            assert_int_equal(rs, RZ_RUN_SUCCEEDED);
+            assert_int_equal(avail(f, rz_engine_node_account(1)), 570);
+            assert_int_equal(avail(f, RZ_LEDGER_PLATFORM_ID), 30);
+            assert_int_equal(avail(f, f->client), 600);
+            rz_ledger_stats ls;
+            assert_int_equal(rz_ledger_stats_get(rz_engine_ledger(f->e), &ls), RZ_OK);
+            assert_int_equal(ls.escrow_held_micros, 0);
+            reopen(f);
+        }
+    }
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -933,6 +1003,7 @@ int main(void)
         T(test_budget_hours_past_the_interval_ids),
         T(test_retention_reads_the_last_interval_hold),
         T(test_kill9_between_settlement_and_next_hold),
+        T(test_ended_in_the_pass_of_a_refused_roll_over),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
