@@ -1279,7 +1279,10 @@ int rz__run_service_stop(rz_run *run, size_t step, const char *reason,
     int rc = check_step(run, step);
     if (rc != RZ_OK)
         return rc;
-    if (run->st[step].state != RZ_STEP_RUNNING || !step_of(run, step)->service)
+    /* Waiting to restart (its node lost) it may be stopped too: billing
+     * stops it when the next interval cannot be held (engine/billing.c). */
+    rz_step_state st = run->st[step].state;
+    if ((st != RZ_STEP_RUNNING && st != RZ_STEP_BACKOFF) || !step_of(run, step)->service)
         return rz__error(RZ_ESTATE, "step %zu is not a running service", step);
     char *copy = rz__strdup(reason && reason[0] ? reason : "stopped");
     if (!copy)

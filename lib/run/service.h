@@ -51,9 +51,10 @@ RZ_HIDDEN int rz__run_emit(rz_run *run, size_t step, uint32_t attempt,
                            size_t *delivered);
 #define RZ__RUN_KEYS_MAX 100000u
 
-/* Running service `step` is stopped for good (its budget ran out): it
- * fails with `reason`, not restarted whatever its policy. RZ_ESTATE if it
- * is not a running service (nothing changes). */
+/* Running service `step` (or one waiting out its restart's backoff) is
+ * stopped for good (its budget ran out): it fails with `reason`, not
+ * restarted whatever its policy. RZ_ESTATE if it is not such a service
+ * (nothing changes). */
 RZ_HIDDEN int rz__run_service_stop(rz_run *run, size_t step, const char *reason,
                                    uint64_t now_ms);
 

@@ -986,6 +986,55 @@ static void test_ended_in_the_pass_of_a_refused_roll_over(void **state)
     }
 }
 
+/* Its node leaves in the pass that decided the roll-over (the service is
+ * to restart elsewhere: interval 1 ran in full there and is paid to it),
+ * then the next interval's hold is refused: the restart, waiting out its
+ * backoff or queued, stops exhausted (its run's step was not "running",
+ * so the commit failed and left the engine broken, and every reopen
+ * failed the same way); interval 1 paid once, nothing held; a reopen
+ * agrees. */
+static void test_node_gone_in_the_pass_of_a_refused_roll_over(void **state)
+{
+    fx *f = *state;
+    for (int queued = 0; queued <= 1; queued++) {
+        if (queued) {
+            teardown(state);
+            setup(state);
+            f = *state;
+        }
+        uint64_t d, hb, n = refusal_begin(f, &d, &hb);
+        assert_int_equal(rz_engine_node_deregister(f->e, n, 1000 + MIN + 1), RZ_OK);
+        if (queued)   /* its 10 ms backoff over */
+            assert_int_equal(rz_engine_tick(f->e, 1000 + MIN + 50), RZ_OK);
+        rz_engine_job_info ji;
+        assert_int_equal(rz_engine_job_get(f->e, hb, &ji), RZ_OK);
+        assert_int_equal(ji.state, queued ? RZ_JOB_QUEUED : RZ_JOB_PENDING);
+        int rc = rz_engine_group_commit(f->e);
+        if (rc != RZ_OK)
+            fprintf(stderr, "commit: %s\n", rz_error_last()->message);
+        assert_int_equal(rc, RZ_OK);
+        for (int round = 0; round < 2; round++) {
+            check(f);
+            assert_int_equal(rz_engine_job_get(f->e, hb, &ji), RZ_OK);
+            assert_int_equal(ji.state, RZ_JOB_FAILED);
+            assert_int_equal(ji.cost_micros, 600);
+            rz_run_state rs;
+            assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
+            assert_int_equal(rs, RZ_RUN_FAILED);
+            cJSON *v = step_view(f, d, "hb");
+            assert_non_null(strstr(cJSON_GetObjectItem(v, "error")->valuestring,
+                                   "budget exhausted: 1 intervals paid ($0.000600)"));
+            cJSON_Delete(v);
+            assert_int_equal(avail(f, rz_engine_node_account(n)), 570);
+            assert_int_equal(avail(f, f->client), 600);
+            rz_ledger_stats ls;
+            assert_int_equal(rz_ledger_stats_get(rz_engine_ledger(f->e), &ls), RZ_OK);
+            assert_int_equal(ls.escrow_held_micros, 0);
+            reopen(f);
+        }
+    }
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1004,6 +1053,7 @@ int main(void)
         T(test_retention_reads_the_last_interval_hold),
         T(test_kill9_between_settlement_and_next_hold),
         T(test_ended_in_the_pass_of_a_refused_roll_over),
+        T(test_node_gone_in_the_pass_of_a_refused_roll_over),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
