@@ -238,7 +238,7 @@ int rz__engine_cover(const rz_engine *e, rz_ledger_id client, uint64_t amount)
     char h[33];
     rz_ledger_id_format(client, h);
     return rz__error(RZ_EFUNDS, "insufficient available: account %s has %llu "
-                     "micros available (its balance less what is held, what "
+                     "micros available (its funds less what is held, what "
                      "running services owe and what this pass holds), %llu needed",
                      h, (unsigned long long)have, (unsigned long long)amount);
 }

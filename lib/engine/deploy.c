@@ -782,8 +782,8 @@ static int can_cover(rz_engine *e, const rz__edep *d, size_t n)
     uint64_t have;
     int rc = rz__engine_available(e, d->client, 0, &have);
     if (rc == RZ_OK && have < sum)
-        rc = rz__error(RZ_EFUNDS, "the deployment needs %llu micros held; "
-                       "%llu available", (unsigned long long)sum,
+        rc = rz__error(RZ_EFUNDS, "insufficient funds: the deployment needs %llu "
+                       "micros held; %llu available", (unsigned long long)sum,
                        (unsigned long long)have);
     return rc;
 }
