@@ -368,7 +368,7 @@ static int prepare(launch *l, rz_proc *p, const rz_proc_opts *o)
     if (rc == RZ_OK && p->sandboxed) {
         rz__sbx_opts so = { p->scratch, p->output_path, moddir, prog,
                             o->network, o->memory_mb, p->pids_max, p->cpus,
-                            p->scratch_mb };
+                            p->scratch_mb, p->files_cap, p->file_cap };
         rc = rz__sbx_prepare(&p->sbx, &l->argv, &so);
         if (rc == RZ_OK && p->sbx.helper) {
             l->exe = prog;   /* the helper runs it; no bwrap in front */
@@ -650,6 +650,7 @@ static rz_proc *proc_alloc(const rz_proc_opts *o)
     p->epfd = p->pidfd = p->timerfd = -1;
     for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
         p->sbx.procs[i] = -1;
+    p->sbx.files_info = p->sbx.files_block = p->sbx.files_fd = -1;
     p->in_fd = p->out_fd = p->err_fd = -1;
     p->max_output = o->max_output ? o->max_output : RZ_PROC_DEFAULT_MAX_OUTPUT;
     p->max_log = o->max_log ? o->max_log : RZ_PROC_DEFAULT_MAX_LOG;
@@ -691,6 +692,10 @@ static int spawn(rz_proc **out, rz_proc *p, const rz_proc_opts *opts)
     int rc = prepare(&l, p, opts);
     if (rc == RZ_OK)
         rc = start_child(p, &l);
+    /* A failure here shows when the files are copied out (the step then
+     * fails saying so). */
+    if (rc == RZ_OK && p->sandboxed)
+        (void)rz__sbx_files_attach(&p->sbx);
     if (rc == RZ_OK)
         rc = setup_io(p, opts);
     launch_free(&l);
@@ -955,6 +960,9 @@ static bool try_reap(rz_proc *p)
     while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
         ;
     p->reaped = true;
+    char files_line[256] = "";
+    bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    bool files_bad = rz__sbx_files_copy(&p->sbx, ok, files_line, sizeof files_line) != 0;
     rz__sbx_finish(&p->sbx, &p->hit);
     p->exit_code = WIFSIGNALED(status) ? -WTERMSIG(status)
                                        : WEXITSTATUS(status);
@@ -966,7 +974,13 @@ static bool try_reap(rz_proc *p)
     close_fd(p, &p->in_fd);
     pump_read(p, &p->out_fd, false, DRAIN_BUDGET);
     pump_read(p, &p->err_fd, true, DRAIN_BUDGET);
-    say_if_out_of_space(p);
+    if (files_bad) {
+        log_append(p, files_line, strlen(files_line));
+        if (p->exit_code == 0)
+            p->exit_code = 1;
+    } else {
+        say_if_out_of_space(p);
+    }
     close_fd(p, &p->out_fd);
     close_fd(p, &p->err_fd);
     close_fd(p, &p->pidfd);

@@ -21,7 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <poll.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -723,6 +725,36 @@ static void base_args(rz__sbx *s, rz__argv *a, int network)
     }
 }
 
+/* RZ_OUTPUT_DIR a tmpfs of files_cap bytes (and a page, so a full one
+ * is over the cap): bwrap tells its child's pid on --info-fd and waits on
+ * --block-fd until rz__sbx_files_attach has opened the tmpfs. Without
+ * --size (bwrap < 0.8) the host's folder is bound: -1. */
+static int files_tmpfs(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o, char *files)
+{
+    int info[2], block[2];
+    if (!sb.new_opts || !o->files_cap)
+        return -1;
+    if (pipe2(info, O_CLOEXEC) != 0)
+        return -1;
+    if (pipe2(block, O_CLOEXEC) != 0) {
+        close(info[0]);
+        close(info[1]);
+        return -1;
+    }
+    s->files_info = info[0];
+    s->files_block = block[1];
+    s->files = files;
+    s->file_cap = o->file_cap ? o->file_cap : o->files_cap;
+    s->files_cap = o->files_cap;
+    push_fd(s, a, "--info-fd", info[1], NULL);
+    push_fd(s, a, "--block-fd", block[0], NULL);
+    rz__argv_push(a, "--size");
+    rz__argv_push_own(a, rz__asprintf("%llu", (unsigned long long)o->files_cap +
+                                      (unsigned long long)sysconf(_SC_PAGESIZE)));
+    push3(a, "--tmpfs", files, NULL);
+    return 0;
+}
+
 /* The scratch folder: a bounded tmpfs at its path, the host's entries
  * bound into it (read-only), the outputs file writable. What the step
  * writes beyond that stays in its memory-charged tmpfs. */
@@ -752,15 +784,17 @@ static int scratch_args(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
         strncmp(o->output_path, o->scratch, slen) == 0 &&
         o->output_path[slen] == '/')
         push3(a, "--bind", o->output_path, o->output_path);
-    /* The file outputs' folder beside it (RZ_OUTPUT_DIR), writable: under
-     * bwrap the step writes it on the host; its files are capped as they
-     * are taken into the blob store (attempt.c). */
+    /* The file outputs' folder beside it (RZ_OUTPUT_DIR), writable. */
     const char *slash = o->output_path ? strrchr(o->output_path, '/') : NULL;
     char *files = slash ? rz__asprintf("%.*s/files", (int)(slash - o->output_path),
                                        o->output_path) : NULL;
     struct stat fst;
-    if (files && lstat(files, &fst) == 0 && S_ISDIR(fst.st_mode))
-        push3(a, "--bind", files, files);
+    if (files && lstat(files, &fst) == 0 && S_ISDIR(fst.st_mode)) {
+        if (files_tmpfs(s, a, o, files) == 0)
+            files = NULL;   /* s->files now */
+        else
+            push3(a, "--bind", files, files);
+    }
     free(files);
     if (a->failed)
         return rz__error(RZ_ENOMEM, "out of memory");
@@ -952,6 +986,7 @@ static int cell_new(const rz__sbx *s, const rz__sbx_opts *o, uint32_t uid,
     memset(&tmp, 0, sizeof tmp);
     for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
         tmp.procs[i] = -1;
+    tmp.files_info = tmp.files_block = tmp.files_fd = -1;
     tmp.memory_mb = s->memory_mb;
     tmp.pids_max = s->pids_max;
     tmp.cpus = s->cpus;
@@ -1148,6 +1183,7 @@ static bool try_bwrap(void)
     memset(&s, 0, sizeof s);
     for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
         s.procs[i] = -1;
+    s.files_info = s.files_block = s.files_fd = -1;
     rz__argv a = { 0 };
     base_args(&s, &a, 0);
     push3(&a, "--chdir", "/", NULL);
@@ -1202,6 +1238,7 @@ static bool try_helper(void)
         memset(&s, 0, sizeof s);
         for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
             s.procs[i] = -1;
+        s.files_info = s.files_block = s.files_fd = -1;
         s.helper = true;
         rz__sbx_launch l;
         memset(&l, 0, sizeof l);
@@ -1309,6 +1346,7 @@ int rz__sbx_prepare(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
     memset(s, 0, sizeof *s);
     for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
         s->procs[i] = -1;
+    s->files_info = s->files_block = s->files_fd = -1;
     if (!rz__sbx_available())
         return rz__error(RZ_EUNSUPPORTED, "sandbox not available");
     s->memory_mb = o->memory_mb ? o->memory_mb : RZ__SBX_DEFAULT_MEMORY_MB;
@@ -1493,6 +1531,118 @@ void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r)
     s->n_cg = 0;
     free(s->moddir);
     s->moddir = NULL;
+    int *fds[] = { &s->files_info, &s->files_block, &s->files_fd };
+    for (size_t i = 0; i < RZ_ARRAY_LEN(fds); i++) {
+        if (*fds[i] >= 0)
+            close(*fds[i]);
+        *fds[i] = -1;
+    }
+    free(s->files);
+    s->files = NULL;
+}
+
+/* ---- bwrap's files tmpfs ---- */
+
+#define ATTACH_WAIT_MS 10000
+
+/* The sandbox's pid from bwrap's --info-fd ({"child-pid": N, ...}). */
+static pid_t info_child_pid(int fd)
+{
+    char buf[1024];
+    size_t n = 0;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (n < sizeof buf - 1 && !memchr(buf, '}', n)) {
+        struct pollfd pf = { fd, POLLIN, 0 };
+        if (poll(&pf, 1, ATTACH_WAIT_MS) <= 0)
+            return -1;
+        ssize_t r = read(fd, buf + n, sizeof buf - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    const char *k = strstr(buf, "\"child-pid\"");
+    const char *colon = k ? strchr(k, ':') : NULL;
+    long pid = colon ? strtol(colon + 1, NULL, 10) : 0;
+    return pid > 0 ? (pid_t)pid : -1;
+}
+
+int rz__sbx_files_attach(rz__sbx *s)
+{
+    if (s->files_info < 0)
+        return RZ_OK;
+    pid_t pid = info_child_pid(s->files_info);
+    close(s->files_info);
+    s->files_info = -1;
+    struct stat host;
+    char *path = pid > 0 ? rz__asprintf("/proc/%ld/root%s", (long)pid, s->files) : NULL;
+    int rc = RZ_OK;
+    if (!path || lstat(s->files, &host) != 0) {
+        rc = rz__error(RZ_EIO, "the step's RZ_OUTPUT_DIR: bwrap said no pid");
+    } else {
+        /* Until bwrap's last pivot the path is the host's folder (the same
+         * device) or absent; then it is the tmpfs, and the step has not
+         * started: nothing of it can have made a link there. */
+        for (int ms = 0; ms < ATTACH_WAIT_MS && s->files_fd < 0; ms++) {
+            int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            struct stat st;
+            if (fd >= 0 && fstat(fd, &st) == 0 && st.st_dev != host.st_dev) {
+                s->files_fd = fd;
+                break;
+            }
+            if (fd >= 0)
+                close(fd);
+            if (kill(pid, 0) != 0)
+                break;
+            struct timespec pause = { 0, 1000000 };
+            nanosleep(&pause, NULL);
+        }
+        if (s->files_fd < 0)
+            rc = rz__error(RZ_EIO, "the step's RZ_OUTPUT_DIR tmpfs could not be "
+                           "reached (%s)", path);
+    }
+    free(path);
+    ssize_t w = write(s->files_block, "x", 1);
+    (void)w;
+    close(s->files_block);
+    s->files_block = -1;
+    return rc;
+}
+
+int rz__sbx_files_copy(rz__sbx *s, bool copy, char *line, size_t cap)
+{
+    if (!s->files)
+        return 0;
+    rz__outdir_copy c = { s->file_cap, s->files_cap, 0, NULL };
+    struct statvfs vf;
+    int to = open(s->files, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int from = s->files_fd >= 0 ? fcntl(s->files_fd, F_DUPFD_CLOEXEC, 3) : -1;
+    int rc = -1;
+    if (from >= 0 && fstatvfs(from, &vf) == 0 && vf.f_bavail == 0)
+        c.over = "the files together";
+    else if (!copy)
+        rc = 0;
+    else if (from >= 0 && to >= 0)
+        rc = rz__outdir_copy_tree(&c, from, to, 0), from = -1;
+    if (from >= 0)
+        close(from);
+    if (to >= 0)
+        close(to);
+    if (rc == 0)
+        return 0;
+    if (c.over)
+        snprintf(line, cap, "\nrhizos: the step's file outputs (RZ_OUTPUT_DIR) are "
+                 "over their cap: %s (at most %llu MiB a file, %llu MiB in all)\n",
+                 c.over, (unsigned long long)(s->file_cap >> 20),
+                 (unsigned long long)(s->files_cap >> 20));
+    else
+        snprintf(line, cap, "\nrhizos: the step's file outputs could not be "
+                 "copied out: %s\n", s->files_fd < 0 ? "its RZ_OUTPUT_DIR was not reached"
+                                                      : strerror(errno));
+    return -1;
 }
 
 void rz__sbx_test_cells(bool cgroups)

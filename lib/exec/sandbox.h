@@ -71,6 +71,11 @@ typedef struct rz__sbx_opts {
     const char *exe;           /* the program; its folder bound if outside */
     int network;
     uint32_t memory_mb, pids_max, cpus, scratch_mb;
+    /* bwrap: RZ_OUTPUT_DIR (<output_path's folder>/files, where the host
+     * has it) a tmpfs of this many bytes, copied out after the step
+     * (rz__sbx_files_attach, rz__sbx_files_copy); 0: bound from the host. */
+    uint64_t files_cap;
+    uint64_t file_cap;          /* each file's, for the copy out */
 } rz__sbx_opts;
 
 /* One step's sandbox, from prepare to finish. */
@@ -89,6 +94,11 @@ typedef struct rz__sbx {
     uint32_t cpus;
     char *moddir;              /* helper: the module folder, or NULL */
     int network;
+    /* bwrap's RZ_OUTPUT_DIR tmpfs: its path, bwrap's --info-fd and
+     * --block-fd (ours), the tmpfs's folder once opened; -1 when none. */
+    char *files;
+    int files_info, files_block, files_fd;
+    uint64_t file_cap, files_cap;
 } rz__sbx;
 
 /* What the cgroup saw, read by rz__sbx_finish. */
@@ -132,6 +142,18 @@ RZ_HIDDEN void rz__sbx_uid_range(uint32_t *first, uint32_t *count);
 /* Tests only (hidden; no environment reaches it): every idle cell freed,
  * and new cells made with cgroups (as the probe found) or without. */
 RZ_HIDDEN void rz__sbx_test_cells(bool cgroups);
+/* bwrap with a files tmpfs, once bwrap runs: its folder opened from the
+ * host (through /proc/PID/root, before the step starts: bwrap waits on
+ * --block-fd), so it outlives the sandbox; then the step let go. RZ_OK
+ * when there is none. Else the step is let go all the same, and the error
+ * says why its files cannot be taken. */
+RZ_HIDDEN int rz__sbx_files_attach(rz__sbx *s);
+/* After the leader was reaped, before rz__sbx_finish: with `copy` (the
+ * step succeeded) the tmpfs's tree copied into the host's <files> with
+ * the helper's checks and caps. 0, or -1 with the line for the step's log
+ * in `line`. A tmpfs found full is over the cap, copy or not (the step may
+ * have ignored its ENOSPC, or failed on it). */
+RZ_HIDDEN int rz__sbx_files_copy(rz__sbx *s, bool copy, char *line, size_t cap);
 /* After the leader was reaped: what the cgroup saw, leftovers killed, the
  * cgroup removed. Safe to call more than once; NULL report fine. */
 RZ_HIDDEN void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r);

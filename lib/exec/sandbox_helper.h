@@ -100,6 +100,18 @@ RZ_HIDDEN void rz__sbx_test_die_after_clone(const char *flag);
 RZ_HIDDEN pid_t rz__sbx_helper_pid(void);
 
 /* `path` is `dir` or below it. */
+/* The copy out of a step's RZ_OUTPUT_DIR (outdir.c): `from_dir` (taken,
+ * closed) copied into `to_dir`, folders and regular files only (no link,
+ * fifo or device taken), at most 16 folders deep and 10,000 entries, each
+ * file within file_cap and all within `left` (decreased). -1 past a cap
+ * (`over` names it) or on an error (errno). */
+typedef struct rz__outdir_copy {
+    uint64_t file_cap, left;
+    unsigned entries;
+    const char *over;
+} rz__outdir_copy;
+RZ_HIDDEN int rz__outdir_copy_tree(rz__outdir_copy *c, int from_dir, int to_dir,
+                                   int depth);
 RZ_HIDDEN bool rz__sbx_path_under(const char *path, const char *dir);
 /* `path` is under a system folder every step sees read-only (/usr...). */
 RZ_HIDDEN bool rz__sbx_path_is_system(const char *path);

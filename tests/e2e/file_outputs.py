@@ -194,9 +194,24 @@ class FileOutputsSandboxed(FileOutputs):
 
 
 class FileOutputsBwrap(FileOutputsSandboxed):
-    """Through bubblewrap, the sandbox of runners that are not root (the
-    step writes RZ_OUTPUT_DIR on the host, bound writable)."""
+    """Through bubblewrap, the sandbox of runners that are not root:
+    RZ_OUTPUT_DIR is a tmpfs of the step's share of the run's cap, copied
+    out after the step as the helper does."""
     env = {"RHIZOS_SANDBOX": "bwrap"}
+
+    def test_over_cap_while_running_is_held(self):
+        # The step's writes stop at the cap while it runs (the host's disk
+        # is not where they go); what it leaves within the cap is taken.
+        rc, doc, err = self.flow({"mode": "fill"}, RHIZOS_MAX_RUN_FILES_MB="3")
+        self.assertEqual(rc, 0, err)
+        self.assertLessEqual(int(self.step(doc, "make")["outputs"]["note"]), 3)
+        rc, doc, err = self.flow({"mode": "fill"})
+        self.assertEqual(rc, 0, err)
+        self.assertGreaterEqual(int(self.step(doc, "make")["outputs"]["note"]), 64)
+
+    def test_run_cap_says_the_folder_is_full(self):
+        err = self.refused({"mb": 3}, ["cap", "2 MiB"], RHIZOS_MAX_RUN_FILES_MB="2")
+        self.assertIn("the step's file outputs (RZ_OUTPUT_DIR) are over their cap", err)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,23 @@ if mode == "ok":
     with open(path, "wb") as f:
         for i in range(int(cfg.get("mb", 1)) * 16):
             f.write(piece[i % 256:] + piece[:i % 256])
+elif mode == "fill":
+    # 1 MiB files until the folder refuses one (or 64), then all but the
+    # first removed: how many fitted is the note.
+    piece, n = b"x" * (1 << 20), 0
+    try:
+        while n < 64:
+            with open(os.path.join(out, "f%d" % n), "wb") as f:
+                f.write(piece)
+            n += 1
+    except OSError:
+        pass
+    for i in range(1, 65):
+        if os.path.exists(os.path.join(out, "f%d" % i)):
+            os.unlink(os.path.join(out, "f%d" % i))
+    name = "f0"
+    json.dump({"data": name, "note": str(n)}, sys.stdout)
+    sys.exit(0)
 elif mode == "symlink":
     os.symlink("/etc/shadow", path)
 elif mode == "fifo":
