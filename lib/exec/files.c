@@ -138,7 +138,8 @@ static int take(const rz__files_ctx *c, cJSON *outputs, const char *port,
         return rz__error(rc, "output '%s' ('%.200s') is over %s (%" PRIu64
                          " MiB; docs/flow-format.md, \"File outputs\")", port, name,
                          cap == c->file_cap ? "the cap on a file"
-                                            : "what is left of the run's cap on files",
+                                            : "the step's share of the run's cap "
+                                              "on files",
                          cap >> 20);
     if (rc != RZ_OK)
         return rz__error(rc, "output '%s': %s%s", port, rz_error_last()->message,

@@ -67,6 +67,7 @@ typedef struct slot {
     uint32_t seq;                /* events sent (the engine's dedup) */
     rz_service_rate rate;        /* the caps on its events */
     uint64_t dropped_told;       /* stdout bytes dropped, said so far */
+    uint64_t files_reserved;     /* of the run's cap on files (files_opts) */
 } slot;
 
 /* A record of the run being written on a thread of its own (below). */
@@ -113,6 +114,7 @@ typedef struct runner {
     int recorded;                /* the last record's outcome */
     char *blob_dir;              /* file outputs' store (files.c) */
     uint64_t files_used;         /* bytes of file outputs the run stored */
+    uint64_t files_reserved;     /* held by running steps (files_opts) */
 } runner;
 
 /* ---- events ---- */
@@ -218,6 +220,7 @@ static void free_secrets(runner *r, char **secrets)
 
 static void drop_slot(runner *r, size_t k)
 {
+    r->files_reserved -= r->slots[k].files_reserved;
     rz_attempt_free(r->slots[k].att);
     r->slots[k] = r->slots[--r->n_slots];
 }
@@ -279,29 +282,48 @@ static const char *sandbox_scratch_parent(const runner *r)
     return count ? r->dir : NULL;
 }
 
+/* What of the run's cap on files no step has stored or holds. */
+static uint64_t files_left(const runner *r)
+{
+    const rz_runner_opts *o = r->opts;
+    uint64_t mb = o->version >= 10 && o->max_run_files_mb ? o->max_run_files_mb : 4096;
+    uint64_t cap = mb << 20;
+    uint64_t held = r->files_used + r->files_reserved;
+    return held < cap ? cap - held : 0;
+}
+
 /* File outputs go to data_dir/blobs, where the run's record can name
- * them; each step may store what is left of the run's cap. */
-static int files_opts(runner *r, rz_attempt_opts *ao)
+ * them. A step with file outputs holds its share of the run's cap while it
+ * runs (its scratch_mb, else the cap on a file, at most what is left), so
+ * steps running together never store more than the cap; what it did not
+ * store is given back when it ends (drop_slot). */
+static int files_opts(runner *r, const rz_module *m, rz_attempt_opts *ao,
+                      uint64_t *reserved)
 {
     const rz_runner_opts *o = r->opts;
     uint64_t file_mb = o->version >= 10 && o->max_file_mb ? o->max_file_mb : 1024;
-    uint64_t run_mb = o->version >= 10 && o->max_run_files_mb ? o->max_run_files_mb
-                                                             : 4096;
     if (!r->blob_dir)
         r->blob_dir = rz__asprintf("%s/blobs", o->data_dir ? o->data_dir : r->dir);
     if (!r->blob_dir)
         return rz__error(RZ_ENOMEM, "out of memory");
-    uint64_t cap = run_mb << 20;
     ao->blob_dir = r->blob_dir;
     ao->max_file = file_mb << 20;
+    size_t ports = 0;
+    for (size_t k = 0; m && k < m->n_outputs; k++)
+        ports += m->outputs[k].type && strcmp(m->outputs[k].type, "file") == 0;
+    uint64_t want = m && m->scratch_mb ? (uint64_t)m->scratch_mb << 20 : ao->max_file;
+    if (want > ports * ao->max_file)
+        want = ports * ao->max_file;
+    uint64_t left = files_left(r);
+    *reserved = want < left ? want : left;
     /* 0 would mean the default: one byte is the least there is. */
-    ao->max_files = r->files_used < cap ? cap - r->files_used : 1;
+    ao->max_files = *reserved ? *reserved : 1;
     return RZ_OK;
 }
 
 static int start_step(runner *r, size_t step, const rz__step *s,
                       const rz_engine_assignment *asg, char **secret_env,
-                      rz_attempt **out)
+                      rz_attempt **out, uint64_t *reserved)
 {
     rz_attempt_secret *secrets = NULL;
     char **names = NULL;
@@ -331,9 +353,11 @@ static int start_step(runner *r, size_t step, const rz__step *s,
         ao.service = s->service && task == step;
         ao.ready_check = ao.service ? s->ready_check : NULL;
         ao.ready_timeout_s = s->ready_timeout_s;
-        rc = files_opts(r, &ao);
+        rc = files_opts(r, m, &ao, reserved);
         if (rc == RZ_OK)
             rc = rz__attempt_start_pooled(out, &ao, r->scratch);
+        if (rc == RZ_OK)
+            r->files_reserved += *reserved;
     }
     free_names(secrets, names);
     return rc;
@@ -435,8 +459,9 @@ static int start_assignment(runner *r, const rz_engine_assignment *a)
     const rz__step *s = &r->flow->steps[step];
     char **secrets = NULL;
     rz_attempt *att = NULL;
+    uint64_t reserved = 0;
     char *why = cannot_run(r, step, s, &secrets);
-    if (!why && start_step(r, step, s, a, secrets, &att) != RZ_OK)
+    if (!why && start_step(r, step, s, a, secrets, &att, &reserved) != RZ_OK)
         why = rz__asprintf("cannot start: %s", rz_error_last()->message);
     /* The attempt keeps its own copy of each value, to scrub. */
     free_secrets(r, secrets);
@@ -446,7 +471,7 @@ static int start_assignment(runner *r, const rz_engine_assignment *a)
         r->slots[r->n_slots++] = (slot){ step, task != RZ_NPOS ? task : step,
                                          a->job, a->attempt, att, false,
                                          s->service && (task == RZ_NPOS || task == step),
-                                         0, {0, 0, 0}, 0 };
+                                         0, {0, 0, 0}, 0, reserved };
         return RZ_OK;
     }
     int rc = report(r, a->job, a->attempt, NULL,
@@ -458,7 +483,10 @@ static int start_assignment(runner *r, const rz_engine_assignment *a)
 /* Take assignments while there is room. */
 static int take_work(runner *r)
 {
-    while (!r->cancelled && !r->finished && r->n_slots < r->jobs) {
+    /* Nothing of the cap on files left to hold, but some held: the next
+     * step waits for a running one to give its share back. */
+    while (!r->cancelled && !r->finished && r->n_slots < r->jobs &&
+           !(r->files_reserved && !files_left(r))) {
         rz_engine_assignment a;
         uint64_t now = rz__now_ms();
         int rc = rz_engine_poll(r->engine, r->node, now, &a);

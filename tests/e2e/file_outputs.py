@@ -133,6 +133,35 @@ class FileOutputs(unittest.TestCase):
     def test_run_cap(self):
         self.refused({"mb": 3}, ["cap", "2 MiB"], RHIZOS_MAX_RUN_FILES_MB="2")
 
+    def parallel(self, cap_mb):
+        """Two steps started together, each storing 3 MiB (after a second,
+        so both run at once), under a run cap of cap_mb."""
+        path = os.path.join(self.tmp.name, "par.yaml")
+        with open(path, "w") as f:
+            f.write("flux: 1\nname: par\nsteps:\n" + "".join(
+                "  m%d:\n    module: file-make@1\n    on_failure: continue\n"
+                "    config: {mb: 3, sleep: 1, name: f%d}\n" % (i, i) for i in (1, 2)))
+        cmd = [RHIZOS, "flow", "run", path, "--json", "--modules", MODULES, "--jobs", "2",
+               "--data", self.data] + ([] if self.sandbox else ["--no-sandbox"])
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=240,
+                           env=cli_env(**self.env, RHIZOS_MAX_RUN_FILES_MB=str(cap_mb)))
+        doc = json.loads(p.stdout)
+        return [doc["steps"][s]["status"] for s in ("m1", "m2")], doc
+
+    def test_parallel_steps_share_the_run_cap(self):
+        # Each alone is within 5 MiB, both are not: the second waits for the
+        # first's share and is then refused, never both stored.
+        st, doc = self.parallel(5)
+        self.assertEqual(sorted(st), ["failed", "succeeded"], doc)
+        failed = doc["steps"]["m1" if st[0] == "failed" else "m2"]["error"]
+        self.assertIn("cap", failed)
+        self.assertEqual(sum(os.path.getsize(b) for b in self.blobs()), 3 << 20)
+        # With room for both, the second waits and then runs.
+        self.tearDown()
+        self.setUp()
+        st, doc = self.parallel(7)
+        self.assertEqual(st, ["succeeded", "succeeded"], doc)
+
     def test_bad_cap_is_usage_error(self):
         rc, doc, err = self.flow({"mb": 1}, RHIZOS_MAX_FILE_MB="lots")
         self.assertEqual(rc, 2)

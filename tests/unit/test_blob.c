@@ -240,7 +240,7 @@ static void file_refs_refused(void **state)
     assert_non_null(strstr(rz_error_last()->message, "output 'f' is a file"));
     assert_string_equal(out, "{\"f\":7}");
     free(out);
-    /* over the cap on a file, over what is left of the run's */
+    /* over the cap on a file, over the step's share of the run's */
     put_file("files/ten.txt", "0123456789", 1);
     out = strdup("{\"f\":\"ten.txt\"}");
     c.file_cap = 9;

@@ -3,6 +3,7 @@ held whole) and returns that name; other modes return a hostile one."""
 import json
 import os
 import sys
+import time
 
 req = json.load(sys.stdin)
 cfg = req.get("config", {})
@@ -43,4 +44,5 @@ elif mode == "absolute":
 elif mode == "linkdir":
     os.symlink("/etc", os.path.join(out, "etc"))
     name = "etc/shadow"
+time.sleep(float(cfg.get("sleep", 0)))
 json.dump({"data": name, "note": mode}, sys.stdout)
