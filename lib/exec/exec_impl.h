@@ -109,4 +109,21 @@ RZ_HIDDEN int rz__files_outputs(const rz__files_ctx *c, char **outputs,
 /* The bytes of the file references among outputs' members. */
 RZ_HIDDEN uint64_t rz__files_size(const char *outputs);
 
+/* The digests of the file references a run made (file_refs.c): only those
+ * may reach a step as files. */
+#define RZ_FILE_REF_HEX 64
+typedef struct rz__file_refs {
+    char (*hex)[RZ_FILE_REF_HEX];   /* sorted */
+    size_t n, cap;
+} rz__file_refs;
+/* Those of a step's outputs (module m's, as taken: `type: file` ports,
+ * each a reference or a list of them) added. */
+RZ_HIDDEN int rz__file_refs_learn(rz__file_refs *k, const rz_module *m,
+                                  const char *outputs);
+RZ_HIDDEN bool rz__file_refs_has(const rz__file_refs *k, const char *hex);
+/* RZ_EINVALID naming the input when a request's input (or a list's
+ * element) is a reference not in k: a forged one. */
+RZ_HIDDEN int rz__file_refs_check(const rz__file_refs *k, const char *req);
+RZ_HIDDEN void rz__file_refs_free(rz__file_refs *k);
+
 #endif

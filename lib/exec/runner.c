@@ -115,6 +115,8 @@ typedef struct runner {
     char *blob_dir;              /* file outputs' store (files.c) */
     uint64_t files_used;         /* bytes of file outputs the run stored */
     uint64_t files_reserved;     /* held by running steps (files_opts) */
+    rz__file_refs refs;          /* the files this run made (file_refs.c) */
+    bool refs_read;              /* and those of steps it reused, read */
 } runner;
 
 /* ---- events ---- */
@@ -450,6 +452,27 @@ static char *cannot_run(runner *r, size_t step, const rz__step *s,
     return NULL;
 }
 
+/* A request whose files are not all this run's (a forged `$file`
+ * reference): why; NULL when they are. The run's outputs are read once
+ * (the step cache's reused steps), then each step's as it ends. */
+static char *forged_files(runner *r, const char *req)
+{
+    if (!req || !strstr(req, "\"$file\""))
+        return NULL;
+    for (size_t i = 0; !r->refs_read && i < r->flow->n_steps; i++) {
+        char *out = NULL;
+        if (r->flow->steps[i].module && rz_run_step_outputs(r->run, i, &out) == RZ_OK &&
+            rz__file_refs_learn(&r->refs, r->flow->steps[i].module, out) != RZ_OK) {
+            rz_free(out);
+            return rz__strdup(rz_error_last()->message);
+        }
+        rz_free(out);
+    }
+    r->refs_read = true;
+    return rz__file_refs_check(&r->refs, req) == RZ_OK
+               ? NULL : rz__strdup(rz_error_last()->message);
+}
+
 static int start_assignment(runner *r, const rz_engine_assignment *a)
 {
     size_t step = rz_flow_step_find(r->flow, a->step);
@@ -461,6 +484,8 @@ static int start_assignment(runner *r, const rz_engine_assignment *a)
     rz_attempt *att = NULL;
     uint64_t reserved = 0;
     char *why = cannot_run(r, step, s, &secrets);
+    if (!why)
+        why = forged_files(r, a->request_json);
     if (!why && start_step(r, step, s, a, secrets, &att, &reserved) != RZ_OK)
         why = rz__asprintf("cannot start: %s", rz_error_last()->message);
     /* The attempt keeps its own copy of each value, to scrub. */
@@ -527,6 +552,9 @@ static int finish_slot(runner *r, size_t k)
     char *why = res.ok ? NULL : rz__strdup(res.reason);
     if (res.ok)
         r->files_used += rz__files_size(res.outputs);
+    if (res.ok && rz__file_refs_learn(&r->refs, r->flow->steps[sl->step].module,
+                                      res.outputs) != RZ_OK)
+        return RZ_ENOMEM;
     uint64_t job = sl->job;
     uint32_t attempt = sl->attempt;
     drop_slot(r, k);   /* before reporting: the report may stop others */
@@ -1250,6 +1278,7 @@ static void runner_free(runner *r)
     rz_free(r->resume_map);
     free(r->resume_reused);
     free(r->blob_dir);
+    rz__file_refs_free(&r->refs);
 }
 
 int rz_runner_check(const rz_flow *flow, const rz_runner_opts *opts)

@@ -133,6 +133,57 @@ class FileOutputs(unittest.TestCase):
     def test_run_cap(self):
         self.refused({"mb": 3}, ["cap", "2 MiB"], RHIZOS_MAX_RUN_FILES_MB="2")
 
+    def test_forged_reference_refused(self):
+        # A blob of an earlier run, named by a step's JSON output: the
+        # dependant is refused before it starts, nothing copied to it.
+        rc, doc, err = self.flow({"mb": 1})
+        self.assertEqual(rc, 0, err)
+        digest = self.step(doc, "make")["outputs"]["data"]["$file"]["sha256"]
+        path = os.path.join(self.tmp.name, "forge.yaml")
+        for as_list in (False, True):
+            with open(path, "w") as f:
+                f.write("flux: 1\nname: forge\nsteps:\n  forge:\n    module: file-forge@1\n"
+                        "    config: {sha256: %s, list: %s}\n"
+                        "  read:\n    module: file-read@1\n    needs: [forge]\n"
+                        "    inputs:\n      data: \"${{ steps.forge.outputs.ref%s }}\"\n"
+                        % (digest, "true" if as_list else "false", "[0]" if as_list else ""))
+            cmd = [RHIZOS, "flow", "run", path, "--json", "--modules", MODULES,
+                   "--data", self.data] + ([] if self.sandbox else ["--no-sandbox"])
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=240,
+                               env=cli_env(**self.env))
+            self.assertEqual(p.returncode, 1, p.stderr)
+            doc = json.loads(p.stdout)
+            self.assertEqual(self.step(doc, "forge")["status"], "succeeded")
+            read = self.step(doc, "read")
+            self.assertEqual(read["status"], "failed")
+            self.assertIn("input 'data' is a '$file' reference this run did not make",
+                          read["error"])
+            self.assertIn(digest[:12], read["error"])
+            self.assertEqual(read.get("outputs") or {}, {})
+
+    def test_resumed_run_passes_a_reused_file(self):
+        # The reused step's reference is the earlier run's, and still this
+        # run's to hand on (not taken for a forged one).
+        path = os.path.join(self.tmp.name, "r.yaml")
+        with open(path, "w") as f:
+            f.write("flux: 1\nname: r\nsteps:\n  make:\n    module: file-make@1\n"
+                    "  bad:\n    module: file-forge@1\n    needs: [make]\n")
+        flags = ["--json", "--modules", MODULES, "--data", self.data] + \
+            ([] if self.sandbox else ["--no-sandbox"])
+        p = subprocess.run([RHIZOS, "flow", "run", path] + flags, capture_output=True,
+                           text=True, timeout=240, env=cli_env(**self.env))
+        self.assertEqual(p.returncode, 1, p.stderr)
+        first = json.loads(p.stdout)["id"]
+        with open(path, "w") as f:
+            f.write(FLOW % "{}")
+        p = subprocess.run([RHIZOS, "flow", "resume", first, path] + flags,
+                           capture_output=True, text=True, timeout=240,
+                           env=cli_env(**self.env))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        doc = json.loads(p.stdout)
+        self.assertTrue(self.step(doc, "make").get("reused"), doc)
+        self.assertEqual(self.step(doc, "read")["outputs"]["sha256"], expected(1))
+
     def parallel(self, cap_mb):
         """Two steps started together, each storing 3 MiB (after a second,
         so both run at once), under a run cap of cap_mb."""

@@ -1,0 +1,121 @@
+/* Which `$file` references a run may hand a step (exec_impl.h).
+ *
+ * A reference names a blob of the runner's store by digest, and a step's
+ * input that is one gets a copy of that blob (files.c). Only the runner
+ * makes references, from a `type: file` output it took; but a step's JSON
+ * (`any`, `object`) output, a flow input or an expression (fromJSON) can
+ * hold an object of the same shape naming any blob of the store, another
+ * run's included. So a step is given a file only if its digest is one this
+ * run's file outputs hold (taken here, or reused from the step cache).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "exec/exec_impl.h"
+#include "module/module_impl.h"
+
+static int cmp_hex(const void *a, const void *b)
+{
+    return memcmp(a, b, RZ_FILE_REF_HEX);
+}
+
+bool rz__file_refs_has(const rz__file_refs *k, const char *hex)
+{
+    return k->n && bsearch(hex, k->hex, k->n, sizeof *k->hex, cmp_hex) != NULL;
+}
+
+static int add(rz__file_refs *k, const char *hex)
+{
+    size_t lo = 0, hi = k->n;
+    while (lo < hi) {   /* the first not below hex */
+        size_t mid = lo + (hi - lo) / 2;
+        if (memcmp(k->hex[mid], hex, RZ_FILE_REF_HEX) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < k->n && memcmp(k->hex[lo], hex, RZ_FILE_REF_HEX) == 0)
+        return RZ_OK;
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? 2 * k->cap : 16;
+        void *p = realloc(k->hex, cap * sizeof *k->hex);
+        if (!p)
+            return rz__error(RZ_ENOMEM, "out of memory");
+        k->hex = p;
+        k->cap = cap;
+    }
+    memmove(k->hex + lo + 1, k->hex + lo, (k->n - lo) * sizeof *k->hex);
+    memcpy(k->hex[lo], hex, RZ_FILE_REF_HEX);
+    k->n++;
+    return RZ_OK;
+}
+
+int rz__file_refs_learn(rz__file_refs *k, const rz_module *m, const char *outputs)
+{
+    if (!m || !outputs || !strstr(outputs, "\"$file\""))
+        return RZ_OK;
+    cJSON *o = cJSON_Parse(outputs);
+    int rc = RZ_OK;
+    for (size_t i = 0; rc == RZ_OK && o && i < m->n_outputs; i++) {
+        if (!m->outputs[i].type || strcmp(m->outputs[i].type, "file") != 0)
+            continue;   /* a JSON output's lookalike is not one */
+        cJSON *v = cJSON_GetObjectItemCaseSensitive(o, m->outputs[i].name), *e;
+        const char *hex = rz__file_ref_digest(v);
+        if (hex)
+            rc = add(k, hex);
+        else if (cJSON_IsArray(v))   /* a for_each step's, one per element */
+            cJSON_ArrayForEach(e, v) {
+                if (rc == RZ_OK && (hex = rz__file_ref_digest(e)))
+                    rc = add(k, hex);
+            }
+    }
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* The first of `v`'s references (itself, or a list's element) that is not
+ * known; NULL if none. */
+static const char *unknown(const rz__file_refs *k, const cJSON *v)
+{
+    const char *hex = rz__file_ref_digest(v);
+    if (hex)
+        return rz__file_refs_has(k, hex) ? NULL : hex;
+    const cJSON *e;
+    if (cJSON_IsArray(v))
+        cJSON_ArrayForEach(e, v) {
+            if ((hex = rz__file_ref_digest(e)) && !rz__file_refs_has(k, hex))
+                return hex;
+        }
+    return NULL;
+}
+
+int rz__file_refs_check(const rz__file_refs *k, const char *req)
+{
+    if (!req || !strstr(req, "\"$file\""))
+        return RZ_OK;
+    cJSON *j = cJSON_Parse(req);
+    const cJSON *v;
+    int rc = RZ_OK;
+    /* What files.c hands over as files: an input, or a list's element. */
+    cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(j, "inputs")) {
+        const char *hex = unknown(k, v);
+        if (hex) {
+            rc = rz__error(RZ_EINVALID, "input '%s' is a '$file' reference this run "
+                           "did not make (sha256:%.12s...): only a `type: file` "
+                           "output makes one, never a step's JSON value, an input or "
+                           "an expression (docs/flow-format.md, \"File outputs\")",
+                           v->string, hex);
+            break;
+        }
+    }
+    cJSON_Delete(j);
+    return rc;
+}
+
+void rz__file_refs_free(rz__file_refs *k)
+{
+    free(k->hex);
+    memset(k, 0, sizeof *k);
+}
