@@ -3,7 +3,9 @@
  * (RHIZOS_RUNS_KEEP, default 90d, 0 keeps everything). Runs that ended
  * before the age go from DATA's run store, a few hundred a transaction;
  * live log files left by runs that were killed (no writer holds their
- * lock) go once they are as old. */
+ * lock) go once they are as old; then the file outputs (DATA/blobs) as
+ * old that no kept run names (after --prune always, after a run when it
+ * removed runs). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -89,21 +91,27 @@ static size_t prune_live(const char *data_dir, uint64_t before)
 }
 
 /* Up to `batches` passes (0: until done). */
-static int prune(const char *data_dir, uint64_t age_ms, size_t batches,
-                 size_t *runs, size_t *logs)
+typedef struct pruned {
+    size_t runs, logs, blobs;
+    uint64_t blob_bytes;
+} pruned;
+
+static int prune(const char *data_dir, uint64_t age_ms, size_t batches, pruned *p)
 {
-    *runs = *logs = 0;
+    memset(p, 0, sizeof *p);
     uint64_t now = now_ms(), before = now > age_ms ? now - age_ms : 0;
     rz_store *st = NULL;
     int rc = rz_store_open(&st, data_dir);
     for (size_t b = 0, got = PRUNE_BATCH; rc == RZ_OK && got == PRUNE_BATCH &&
          (!batches || b < batches); b++) {
         rc = rz_store_run_prune(st, before, PRUNE_BATCH, &got);
-        *runs += rc == RZ_OK ? got : 0;
+        p->runs += rc == RZ_OK ? got : 0;
     }
+    if (rc == RZ_OK && (!batches || p->runs))
+        rc = rz_store_blobs_sweep(st, before, &p->blobs, &p->blob_bytes);
     rz_store_close(st);
     if (rc == RZ_OK)
-        *logs = prune_live(data_dir, before);
+        p->logs = prune_live(data_dir, before);
     return rc;
 }
 
@@ -116,16 +124,20 @@ int cli_runs_prune(cli *c)
         return EXIT_USAGE;
     }
     char *dir = cli_data_dir(c);
-    size_t runs = 0, logs = 0;
-    int rc = dir ? prune(dir, age, 0, &runs, &logs) : RZ_ENOMEM;
+    pruned p;
+    int rc = dir ? prune(dir, age, 0, &p) : RZ_ENOMEM;
     if (rc != RZ_OK)
         cli_error(dir, rc);
     else if (c->json)
-        printf("{\"removed_runs\":%zu,\"removed_live_logs\":%zu}\n", runs, logs);
+        printf("{\"removed_runs\":%zu,\"removed_live_logs\":%zu,\"removed_blobs\":%zu,"
+               "\"removed_blob_bytes\":%llu}\n", p.runs, p.logs, p.blobs,
+               (unsigned long long)p.blob_bytes);
     else
-        printf("removed %zu run%s and %zu live log%s that ended before %s ago\n",
-               runs, runs == 1 ? "" : "s", logs, logs == 1 ? "" : "s",
-               c->older_than ? c->older_than : "90d");
+        printf("removed %zu run%s and %zu live log%s that ended before %s ago, "
+               "and %zu file output%s (%llu bytes) no kept run names\n",
+               p.runs, p.runs == 1 ? "" : "s", p.logs, p.logs == 1 ? "" : "s",
+               c->older_than ? c->older_than : "90d", p.blobs, p.blobs == 1 ? "" : "s",
+               (unsigned long long)p.blob_bytes);
     free(dir);
     return rc == RZ_OK ? EXIT_OK : EXIT_FAILED;
 }
@@ -139,7 +151,7 @@ void cli_runs_prune_auto(const char *data_dir)
                 "every run), not '%s': nothing pruned\n", env);
         return;
     }
-    size_t runs, logs;
-    if (age && prune(data_dir, age, AUTO_BATCHES, &runs, &logs) != RZ_OK)
+    pruned p;
+    if (age && prune(data_dir, age, AUTO_BATCHES, &p) != RZ_OK)
         fprintf(stderr, "rhizos: pruning old runs: %s\n", rz_error_last()->message);
 }

@@ -46,6 +46,15 @@ RZ_EXTERN RZ_NODISCARD int rz_store_run_list_newest(const rz_store *st,
  * *removed. Call again while *removed == budget. */
 RZ_EXTERN RZ_NODISCARD int rz_store_run_prune(rz_store *st, uint64_t before_ms,
                                               size_t budget, size_t *removed);
+/* Retention of file outputs (docs/flow-format.md, "File outputs"): the
+ * blobs of DIR/blobs (DIR the store's folder) that no run record of this
+ * store names (its steps' outputs, its step cache) removed, when last
+ * written before `before_ms` and before the oldest run still going started
+ * (what it made is in no record yet). A blob a record names is never
+ * removed. How many and their bytes in *removed and *bytes. Call after
+ * rz_store_run_prune. */
+RZ_EXTERN RZ_NODISCARD int rz_store_blobs_sweep(rz_store *st, uint64_t before_ms,
+                                                size_t *removed, uint64_t *bytes);
 /* A new run id, as `rhizos flow run` and `rhizos ui` name runs: "run-",
  * the UTC date and time (YYYYMMDD-hhmmss) and four random hex digits, NUL
  * terminated in out (cap bytes, at least RZ_STORE_RUN_ID_LEN + 1). Two

@@ -1,4 +1,5 @@
 /* Content-addressed files (blob.h). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -213,4 +214,146 @@ int rz__blob_copy_out(const char *dir, const char *hex, const char *dest)
     if (rc != RZ_OK)
         unlink(dest);
     return rc;
+}
+
+/* ---- retention ---- */
+
+static int hexval(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int rz__blob_set_scan(rz__blob_set *s, const char *text, size_t len)
+{
+    size_t run = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && hexval((unsigned char)text[i]) >= 0) {
+            run++;
+            continue;
+        }
+        if (run == RZ_BLOB_HEX) {
+            if (s->n == s->cap) {
+                size_t cap = s->cap ? 2 * s->cap : 64;
+                void *p = realloc(s->d, cap * sizeof *s->d);
+                if (!p)
+                    return rz__error(RZ_ENOMEM, "out of memory");
+                s->d = p;
+                s->cap = cap;
+            }
+            const char *h = text + i - RZ_BLOB_HEX;
+            for (size_t k = 0; k < 32; k++)
+                s->d[s->n][k] = (unsigned char)(hexval(h[2 * k]) << 4 | hexval(h[2 * k + 1]));
+            s->n++;
+        }
+        run = 0;
+    }
+    return RZ_OK;
+}
+
+static int cmp_digest(const void *a, const void *b)
+{
+    return memcmp(a, b, 32);
+}
+
+void rz__blob_set_seal(rz__blob_set *s)
+{
+    if (s->n)
+        qsort(s->d, s->n, sizeof *s->d, cmp_digest);
+}
+
+bool rz__blob_set_has(const rz__blob_set *s, const unsigned char d[32])
+{
+    return s->n && bsearch(d, s->d, s->n, sizeof *s->d, cmp_digest) != NULL;
+}
+
+void rz__blob_set_free(rz__blob_set *s)
+{
+    free(s->d);
+    memset(s, 0, sizeof *s);
+}
+
+static bool written_before(int dfd, const char *name, uint64_t before_ms, uint64_t *size)
+{
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+        return false;
+    *size = (uint64_t)st.st_size;
+    return (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000 <
+           before_ms;
+}
+
+/* One DIR/sha256/<xx> folder. */
+static void sweep_part(int dfd, const char *part, const rz__blob_set *keep,
+                       uint64_t before_ms, size_t *removed, uint64_t *bytes)
+{
+    int fd = openat(dfd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const char *n = e->d_name;
+        unsigned char dg[32];
+        uint64_t size = 0;
+        if (strlen(n) != RZ_BLOB_HEX || strspn(n, "0123456789abcdef") != RZ_BLOB_HEX ||
+            strncmp(n, part, 2) != 0)
+            continue;
+        for (size_t k = 0; k < 32; k++)
+            dg[k] = (unsigned char)(hexval(n[2 * k]) << 4 | hexval(n[2 * k + 1]));
+        if (rz__blob_set_has(keep, dg) || !written_before(dirfd(d), n, before_ms, &size))
+            continue;
+        /* A put of the same bytes may replace it meanwhile (a fresh file):
+         * moved aside first, looked at again, and put back if it is new. */
+        char aside[8 + RZ_BLOB_HEX];
+        snprintf(aside, sizeof aside, "gc.%s", n);
+        if (renameat(dirfd(d), n, dirfd(d), aside) != 0)
+            continue;
+        if (written_before(dirfd(d), aside, before_ms, &size) &&
+            unlinkat(dirfd(d), aside, 0) == 0) {
+            (*removed)++;
+            *bytes += size;
+        } else {
+            (void)renameat(dirfd(d), aside, dirfd(d), n);
+        }
+    }
+    closedir(d);
+}
+
+int rz__blob_sweep(const char *dir, const rz__blob_set *keep, uint64_t before_ms,
+                   size_t *removed, uint64_t *bytes)
+{
+    *removed = 0;
+    *bytes = 0;
+    int top = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (top < 0)
+        return errno == ENOENT ? RZ_OK
+                               : rz__error(RZ_EIO, "blob store %s: %s", dir, strerror(errno));
+    DIR *d = fdopendir(top);
+    if (!d) {
+        close(top);
+        return rz__error(RZ_EIO, "blob store %s: %s", dir, strerror(errno));
+    }
+    /* Partial writes of a put that died (tmp.XXXXXX). */
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        uint64_t size = 0;
+        if (strncmp(e->d_name, "tmp.", 4) == 0 && strlen(e->d_name) == 10 &&
+            written_before(dirfd(d), e->d_name, before_ms, &size) &&
+            unlinkat(dirfd(d), e->d_name, 0) == 0)
+            *bytes += size;
+    }
+    int sfd = openat(dirfd(d), "sha256", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    closedir(d);
+    DIR *sd = sfd >= 0 ? fdopendir(sfd) : NULL;
+    if (!sd) {
+        if (sfd >= 0)
+            close(sfd);
+        return RZ_OK;   /* nothing stored yet */
+    }
+    for (struct dirent *e; (e = readdir(sd)) != NULL;)
+        if (strlen(e->d_name) == 2 && strspn(e->d_name, "0123456789abcdef") == 2)
+            sweep_part(dirfd(sd), e->d_name, keep, before_ms, removed, bytes);
+    closedir(sd);
+    return RZ_OK;
 }

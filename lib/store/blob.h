@@ -33,4 +33,25 @@ RZ_HIDDEN int rz__blob_put(const char *dir, const char *from, const char *name,
  * RZ_ENOENT if there is no such blob. */
 RZ_HIDDEN int rz__blob_copy_out(const char *dir, const char *hex, const char *dest);
 
+/* Digests (32 bytes each) some record names: blobs to keep. Added in any
+ * order, then rz__blob_set_seal sorts them for rz__blob_set_has. */
+typedef struct rz__blob_set {
+    unsigned char (*d)[32];
+    size_t n, cap;
+} rz__blob_set;
+/* Every run of exactly 64 lowercase hex digits in `text` added (a record
+ * is not parsed: what looks like a digest anywhere, escaped JSON included,
+ * is kept, so nothing a record names can be missed). */
+RZ_HIDDEN int rz__blob_set_scan(rz__blob_set *s, const char *text, size_t len);
+RZ_HIDDEN void rz__blob_set_seal(rz__blob_set *s);
+RZ_HIDDEN bool rz__blob_set_has(const rz__blob_set *s, const unsigned char d[32]);
+RZ_HIDDEN void rz__blob_set_free(rz__blob_set *s);
+
+/* Blobs of `dir` not in `keep` and last written before `before_ms` (ms
+ * since the epoch) removed, and leftover partial writes as old; how many
+ * and their bytes in *removed and *bytes. A name that is not a blob's is
+ * left alone. */
+RZ_HIDDEN int rz__blob_sweep(const char *dir, const rz__blob_set *keep,
+                             uint64_t before_ms, size_t *removed, uint64_t *bytes);
+
 #endif

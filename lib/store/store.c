@@ -16,6 +16,7 @@
 #include "common/internal.h"
 #include "rhizos/store.h"
 #include "run/changes.h"
+#include "store/blob.h"
 #include "store/store_impl.h"
 
 /* Runs are small; 1 GiB of address space is plenty and costs nothing until
@@ -26,6 +27,7 @@ struct rz_store {
     MDB_env *env;
     MDB_dbi runs;
     MDB_dbi by_time;
+    char *blobs;                 /* DIR/blobs, the file outputs' store */
 };
 
 static int db_error(int rc, const char *what)
@@ -58,6 +60,10 @@ int rz_store_open(rz_store **out, const char *dir)
     }
     st->runs = dbis[0];
     st->by_time = dbis[1];
+    if (!(st->blobs = rz__asprintf("%s/blobs", dir))) {
+        rz_store_close(st);
+        return rz__error(RZ_ENOMEM, "out of memory");
+    }
     *out = st;
     return RZ_OK;
 }
@@ -75,6 +81,7 @@ void rz_store_close(rz_store *st)
         return;
     if (st->env)
         mdb_env_close(st->env);
+    free(st->blobs);
     free(st);
 }
 
@@ -552,4 +559,76 @@ int rz_store_run_prune(rz_store *st, uint64_t before_ms, size_t budget,
         return db_error(mrc, "commit");
     *removed = n;
     return RZ_OK;
+}
+
+/* ---- the blobs' retention (mark and sweep) ---- */
+
+/* Whether a record is of a run still going: its first "status" is the
+ * run's (id, flow and status lead; a string's quotes are escaped). */
+static bool record_running(const MDB_val *v)
+{
+    static const char key[] = "\"status\":\"";
+    const char *p = memmem(v->mv_data, v->mv_size, key, sizeof key - 1);
+    size_t off = p ? (size_t)(p - (const char *)v->mv_data) + sizeof key - 1 : 0;
+    return p && v->mv_size - off >= 8 && memcmp(p + sizeof key - 1, "running\"", 8) == 0;
+}
+
+/* Every digest any record names (its steps' outputs, its step cache), and
+ * when the oldest run still going started (UINT64_MAX: none). */
+static int mark(rz_store *st, rz__blob_set *keep, uint64_t *oldest_running)
+{
+    *oldest_running = UINT64_MAX;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (mrc != 0)
+        return db_error(mrc, "begin");
+    int rc = RZ_OK;
+    MDB_val k, v, rec;
+    if ((mrc = mdb_cursor_open(txn, st->runs, &cur)) == 0) {
+        for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == RZ_OK && mrc == 0;
+             mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+            rc = rz__blob_set_scan(keep, v.mv_data, v.mv_size);
+        mdb_cursor_close(cur);
+    }
+    if (rc == RZ_OK && mrc != 0 && mrc != MDB_NOTFOUND)
+        rc = db_error(mrc, "read runs");
+    if (rc == RZ_OK && (mrc = mdb_cursor_open(txn, st->by_time, &cur)) == 0) {
+        for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && k.mv_size >= 8;
+             mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            uint64_t started = 0;
+            for (int i = 0; i < 8; i++)
+                started = started << 8 | ((const unsigned char *)k.mv_data)[i];
+            if (mdb_get(txn, st->runs, &v, &rec) == 0 && record_running(&rec)) {
+                *oldest_running = started;   /* in start order: the first */
+                break;
+            }
+        }
+        mdb_cursor_close(cur);
+    }
+    mdb_txn_abort(txn);
+    rz__blob_set_seal(keep);
+    return rc;
+}
+
+int rz_store_blobs_sweep(rz_store *st, uint64_t before_ms, size_t *removed,
+                         uint64_t *bytes)
+{
+    if (removed)
+        *removed = 0;
+    if (bytes)
+        *bytes = 0;
+    if (!st || !removed || !bytes)
+        return rz__error(RZ_EINVAL, "no store or counts");
+    rz__blob_set keep = { 0 };
+    uint64_t running = UINT64_MAX;
+    int rc = mark(st, &keep, &running);
+    /* What a run still going made is in no record yet: kept (and a second
+     * for clocks). */
+    uint64_t cutoff = running < before_ms ? running : before_ms;
+    cutoff = cutoff > 1000 ? cutoff - 1000 : 0;
+    if (rc == RZ_OK)
+        rc = rz__blob_sweep(st->blobs, &keep, cutoff, removed, bytes);
+    rz__blob_set_free(&keep);
+    return rc;
 }

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 from harness import cli_env, sandbox_works
@@ -241,6 +242,77 @@ class FileOutputs(unittest.TestCase):
         # whole anywhere would put it past 100 MiB.
         self.assertLess(ru.ru_maxrss, 64 * 1024, "peak RSS %d KiB" % ru.ru_maxrss)
         print("100 MB file, sandbox=%s: peak RSS %d KiB" % (self.sandbox, ru.ru_maxrss))
+
+
+class BlobRetention(unittest.TestCase):
+    """Pruning runs removes the blobs no kept run names, never one a kept
+    run (or a run still going) may need."""
+    sandbox = False
+    env = {}
+    setUp, tearDown = FileOutputs.setUp, FileOutputs.tearDown
+    flow, step = FileOutputs.flow, FileOutputs.step
+
+    def prune(self, age):
+        p = subprocess.run([RHIZOS, "flow", "runs", "--prune", "--older-than", age, "--json",
+                            "--data", self.data], capture_output=True, text=True,
+                           env=cli_env())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)
+
+    def orphan(self, age_s):
+        """A blob no run names, last written age_s ago."""
+        hexd = hashlib.sha256(os.urandom(16)).hexdigest()
+        d = os.path.join(self.data, "blobs", "sha256", hexd[:2])
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, hexd)
+        with open(path, "wb") as f:
+            f.write(b"orphan")
+        os.utime(path, (time.time() - age_s,) * 2)
+        return path
+
+    def test_prune_sweeps_what_no_kept_run_names(self):
+        rc, a, err = self.flow({"mb": 2})
+        self.assertEqual(rc, 0, err)
+        rc, b, err = self.flow({"mb": 1})
+        self.assertEqual(rc, 0, err)
+        kept = [self.step(d, "make")["outputs"]["data"]["$file"]["path"] for d in (a, b)]
+        for path in kept:
+            os.utime(path, (time.time() - 40 * 86400,) * 2)
+        old, new = self.orphan(40 * 86400), self.orphan(10)
+        # The runs are kept: their blobs stay however old; an old orphan goes.
+        got = self.prune("30d")
+        self.assertEqual((got["removed_runs"], got["removed_blobs"]), (0, 1))
+        self.assertEqual(got["removed_blob_bytes"], 6)
+        self.assertFalse(os.path.exists(old))
+        self.assertTrue(all(os.path.exists(p) for p in kept + [new]))
+        # A run still going holds back what was written since it started.
+        bg = subprocess.Popen([RHIZOS, "flow", "run", self.write_flow({"mb": 1, "sleep": 4}),
+                               "--json", "--no-sandbox", "--modules", MODULES,
+                               "--data", self.data], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=cli_env())
+        time.sleep(1.5)
+        during = self.orphan(0)
+        time.sleep(1.2)
+        got = self.prune("0")
+        self.assertEqual(got["removed_runs"], 2)
+        self.assertTrue(os.path.exists(during))
+        self.assertFalse(any(os.path.exists(p) for p in kept + [new]))
+        out, err = bg.communicate(timeout=120)
+        self.assertEqual(bg.returncode, 0, err)
+        # Its own file, named by its record, stays; the orphan then goes.
+        mine = self.step(json.loads(out), "make")["outputs"]["data"]["$file"]["path"]
+        for path in (mine, during):
+            os.utime(path, (time.time() - 60,) * 2)
+        got = self.prune("30s")
+        self.assertEqual((got["removed_runs"], got["removed_blobs"]), (0, 1))
+        self.assertFalse(os.path.exists(during))
+        self.assertTrue(os.path.exists(mine))
+
+    def write_flow(self, config):
+        path = os.path.join(self.tmp.name, "bg.yaml")
+        with open(path, "w") as f:
+            f.write(FLOW % json.dumps(config))
+        return path
 
 
 class FileTyping(unittest.TestCase):

@@ -237,7 +237,8 @@ class FlowRunExamples(unittest.TestCase):
         fcntl.flock(hf, fcntl.LOCK_EX)   # as a run that still writes it
         p = rhizos("flow", "runs", "--prune", "--older-than", "30d", "--json", data=self.data)
         hf.close()
-        self.assertEqual(json.loads(p.stdout), {"removed_runs": 0, "removed_live_logs": 1})
+        self.assertEqual(json.loads(p.stdout), {"removed_runs": 0, "removed_live_logs": 1,
+                                                "removed_blobs": 0, "removed_blob_bytes": 0})
         self.assertFalse(os.path.exists(old))
         self.assertTrue(os.path.exists(held))
         self.assertEqual(sorted(listed()), sorted([a, b]))

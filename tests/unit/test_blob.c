@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -262,6 +264,81 @@ static void file_refs_refused(void **state)
     free(out);
 }
 
+/* The mark: 64 lowercase hex digits exactly, in plain or escaped JSON. */
+static void digests_found_in_records(void **state)
+{
+    (void)state;
+    rz__blob_set k = { 0 };
+    const char *rec = "{\"a\":{\"$file\":{\"sha256\":\"" ABC "\"}},"
+                      "\"c\":\"{\\\"sha256\\\":\\\"" ABC "\\\"}\","
+                      "\"long\":\"0" ABC "\",\"upper\":\"BA7816BF8F01CFEA414140DE5DAE2223"
+                      "B00361A396177A9CB410FF61F20015AD\",\"short\":\"ba7816\"}";
+    assert_int_equal(rz__blob_set_scan(&k, rec, strlen(rec)), RZ_OK);
+    assert_int_equal(k.n, 2);   /* the plain and the escaped one */
+    rz__blob_set_seal(&k);
+    unsigned char d[32];
+    for (size_t i = 0; i < 32; i++)
+        sscanf(ABC + 2 * i, "%2hhx", &d[i]);
+    assert_true(rz__blob_set_has(&k, d));
+    d[31] ^= 1;
+    assert_false(rz__blob_set_has(&k, d));
+    rz__blob_set_free(&k);
+}
+
+static void set_mtime(const char *path, time_t ago)
+{
+    struct timespec t[2];
+    clock_gettime(CLOCK_REALTIME, &t[0]);
+    t[0].tv_sec -= ago;
+    t[1] = t[0];
+    assert_int_equal(utimensat(AT_FDCWD, path, t, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+/* The sweep: what is marked or newer stays; old partial writes go; names
+ * that are not a blob's are not touched. */
+static void sweep_keeps_marked_and_new(void **state)
+{
+    (void)state;
+    char hex[RZ_BLOB_HEX + 1], other[RZ_BLOB_HEX + 1], p[512];
+    uint64_t size = 0, bytes = 0, now = (uint64_t)time(NULL) * 1000;
+    size_t removed = 0;
+    put_file("keep.txt", "abc", 1);
+    put_file("drop.txt", "abcd", 1);
+    assert_int_equal(rz__blob_put(g_store, g_out, "keep.txt", 100, hex, &size), RZ_OK);
+    assert_int_equal(rz__blob_put(g_store, g_out, "drop.txt", 100, other, &size), RZ_OK);
+    char kp[512], dp[512], tmp[512], odd[512];
+    snprintf(kp, sizeof kp, "%s/sha256/%.2s/%s", g_store, hex, hex);
+    snprintf(dp, sizeof dp, "%s/sha256/%.2s/%s", g_store, other, other);
+    snprintf(tmp, sizeof tmp, "%s/tmp.abcdef", g_store);
+    snprintf(odd, sizeof odd, "%s/sha256/%.2s/notes", g_store, other);
+    FILE *f = fopen(tmp, "w");
+    fputs("partial", f);
+    fclose(f);
+    f = fopen(odd, "w");
+    fclose(f);
+    rz__blob_set k = { 0 };
+    snprintf(p, sizeof p, "{\"x\":\"%s\"}", hex);
+    assert_int_equal(rz__blob_set_scan(&k, p, strlen(p)), RZ_OK);
+    rz__blob_set_seal(&k);
+    /* all new: nothing goes */
+    assert_int_equal(rz__blob_sweep(g_store, &k, now - 60000, &removed, &bytes), RZ_OK);
+    assert_int_equal(removed, 0);
+    const char *all[] = { kp, dp, tmp, odd };
+    for (size_t i = 0; i < 4; i++)
+        set_mtime(all[i], 3600);
+    assert_int_equal(rz__blob_sweep(g_store, &k, now - 60000, &removed, &bytes), RZ_OK);
+    assert_int_equal(removed, 1);
+    assert_int_equal(bytes, 4 + 7);   /* the blob and the partial write */
+    assert_int_equal(access(kp, F_OK), 0);
+    assert_int_equal(access(dp, F_OK), -1);
+    assert_int_equal(access(tmp, F_OK), -1);
+    assert_int_equal(access(odd, F_OK), 0);
+    /* no store yet: nothing to do */
+    assert_int_equal(rz__blob_sweep("/nonexistent/rz-blobs", &k, now, &removed, &bytes),
+                     RZ_OK);
+    rz__blob_set_free(&k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,6 +348,8 @@ int main(void)
         cmocka_unit_test(hostile_names_and_files),
         cmocka_unit_test(file_outputs_to_inputs),
         cmocka_unit_test(file_refs_refused),
+        cmocka_unit_test(digests_found_in_records),
+        cmocka_unit_test(sweep_keeps_marked_and_new),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
