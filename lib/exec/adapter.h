@@ -47,6 +47,10 @@ typedef struct rz__exec_spec {
     /* File outputs (<scratch>/out/files, RZ_OUTPUT_DIR): the most bytes
      * of one file and of all of them a sandbox copies out of the step. */
     uint64_t max_file, max_files;
+    /* The module has file outputs: RZ_OUTPUT_DIR names that folder as the
+     * module sees it (scratch_inside + "/out/files" where the adapter has
+     * one). */
+    bool file_outputs;
 } rz__exec_spec;
 
 /* What happened; pointers borrowed from the adapter's state until cleanup. */
@@ -99,6 +103,10 @@ typedef struct rz__adapter {
      * step's network namespace for a readiness check (ready.h), 0 when the
      * step shares this process's, -1 while it is not known yet. */
     int (*net_pid)(void *state);
+    /* Where the module sees the scratch folder ("/rz" in a container or
+     * under WASI); NULL: at its own path. File inputs' paths are given
+     * under it. */
+    const char *scratch_inside;
 } rz__adapter;
 
 RZ_HIDDEN extern const rz__adapter rz__process_adapter;

@@ -544,6 +544,49 @@ int rz_attempt_adapter_check_at(const char *adapter, const char *host)
     return rc;
 }
 
+/* A path under <scratch>/in/files/ as the module sees it (`inside`). */
+static cJSON *inside_path(const cJSON *v, const char *prefix, size_t plen,
+                          const char *inside)
+{
+    const char *s = cJSON_GetStringValue(v);
+    if (!s || strncmp(s, prefix, plen) != 0)
+        return NULL;
+    char *p = rz__asprintf("%s/in/files/%s", inside, s + plen);
+    cJSON *n = p ? cJSON_CreateString(p) : NULL;
+    free(p);
+    return n;
+}
+
+/* The file inputs' paths in *req (an input, or a list's element) given as
+ * the module sees the scratch folder. */
+static int files_inside(char **req, const char *scratch, const char *inside)
+{
+    char *prefix = rz__asprintf("%s/in/files/", scratch);
+    cJSON *j = prefix ? cJSON_Parse(*req) : NULL;
+    cJSON *inputs = cJSON_GetObjectItemCaseSensitive(j, "inputs"), *v, *e, *n, *next;
+    size_t plen = prefix ? strlen(prefix) : 0;
+    bool ok = j != NULL;
+    /* The next member is taken first: a replaced one is freed. */
+    for (v = inputs ? inputs->child : NULL; v; v = next) {
+        next = v->next;
+        for (e = cJSON_IsArray(v) ? v->child : NULL; e; e = n) {
+            n = e->next;
+            cJSON *p = inside_path(e, prefix, plen, inside);
+            ok &= !p || cJSON_ReplaceItemViaPointer(v, e, p);
+        }
+        if ((n = inside_path(v, prefix, plen, inside)))   /* its key kept */
+            ok &= cJSON_ReplaceItemInObjectCaseSensitive(inputs, v->string, n);
+    }
+    char *text = ok ? rz__json_print(j, false) : NULL;
+    cJSON_Delete(j);
+    free(prefix);
+    if (!text)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    free(*req);
+    *req = text;
+    return RZ_OK;
+}
+
 /* The file outputs' folder (RZ_OUTPUT_DIR) where the module has any; file
  * inputs copied in, the request rewritten with their paths (*req_out, or
  * NULL when it is unchanged). */
@@ -558,6 +601,8 @@ static int files_prepare(rz_attempt *a, const char *req, const char *in_path,
     free(dir);
     if (rc == RZ_OK)
         rc = rz__files_inputs(a->blob_dir, a->scratch, req, req_out);
+    if (rc == RZ_OK && *req_out && a->ad->scratch_inside)
+        rc = files_inside(req_out, a->scratch, a->ad->scratch_inside);
     if (rc == RZ_OK && *req_out && (unlink(in_path) != 0 ||
                                     write_file(in_path, *req_out,
                                                strlen(*req_out)) != 0))
@@ -636,6 +681,7 @@ static void launch(rz_attempt *a, const rz_attempt_opts *o)
             .gpu_ids = o->version >= 3 ? o->gpu_ids : NULL,
             .llm_servers = o->version >= 5 ? o->llm_servers : NULL,
             .max_file = a->max_file, .max_files = a->max_files,
+            .file_outputs = a->n_file_ports > 0,
         };
         rc = a->service && !(a->ad->stream && a->ad->out_lines)
             ? rz__error(RZ_EUNSUPPORTED, "the %s adapter runs no services",

@@ -566,13 +566,23 @@ static int make_labels(dk_state *s, const rz__exec_spec *sp)
 
 static int make_mounts(dk_state *s, const rz__exec_spec *sp)
 {
-    if (!(s->binds = list_of(2)) || !(s->tmpfs = list_of(1)))
+    if (!(s->binds = list_of(3)) || !(s->tmpfs = list_of(1)))
         return rz__error(RZ_ENOMEM, "out of memory");
-    s->binds[0] = rz__asprintf("%s:/rz", sp->scratch);
+    size_t n = 0;
+    s->binds[n++] = rz__asprintf("%s:/rz", sp->scratch);
     if (s->secrets_dir)
-        s->binds[1] = rz__asprintf("%s:/run/secrets:ro", s->secrets_dir);
+        s->binds[n++] = rz__asprintf("%s:/run/secrets:ro", s->secrets_dir);
+    /* File inputs' copies (attempt.c), read-only inside too. */
+    char *in = rz__asprintf("%s/in/files", sp->scratch);
+    struct stat st;
+    if (in && lstat(in, &st) == 0 && S_ISDIR(st.st_mode))
+        s->binds[n++] = rz__asprintf("%s:/rz/in/files:ro", in);
+    free(in);
     s->tmpfs[0] = rz__strdup(TMP_MOUNT);
-    if (!s->binds[0] || (s->secrets_dir && !s->binds[1]) || !s->tmpfs[0])
+    for (size_t i = 0; i < n; i++)
+        if (!s->binds[i])
+            return rz__error(RZ_ENOMEM, "out of memory");
+    if (!s->tmpfs[0])
         return rz__error(RZ_ENOMEM, "out of memory");
     return RZ_OK;
 }
@@ -683,11 +693,14 @@ static int dk_prepare(void **state, const rz__exec_spec *sp)
     size_t n_env = 0;
     while (sp->env && sp->env[n_env])
         n_env++;
-    if (!(s->env = list_of(n_env + sp->n_secrets)))
+    if (!(s->env = list_of(n_env + sp->n_secrets + 1)))
         return rz__error(RZ_ENOMEM, "out of memory");
     for (size_t i = 0; i < n_env; i++)
         if (!(s->env[i] = rz__strdup(sp->env[i])))
             return rz__error(RZ_ENOMEM, "out of memory");
+    /* File outputs: written through the scratch's bind, taken after. */
+    if (sp->file_outputs && !(s->env[n_env++] = rz__strdup("RZ_OUTPUT_DIR=/rz/out/files")))
+        return rz__error(RZ_ENOMEM, "out of memory");
     int rc = rz__docker_open(&s->d, s->host);
     if (rc == RZ_OK)
         rc = check_image(s, m);
@@ -1024,5 +1037,5 @@ static int dk_net_pid(void *state)
 const rz__adapter rz__docker_adapter = {
     "docker", dk_probe, dk_prepare, dk_start, dk_fd, dk_poll,
     dk_stop, dk_collect, dk_cleanup, dk_status, dk_log_so_far, dk_stream,
-    dk_out_lines, dk_net_pid,
+    dk_out_lines, dk_net_pid, "/rz",
 };

@@ -360,5 +360,5 @@ static const char *llm_log_so_far(void *state, size_t *len, uint64_t *total)
 
 const rz__adapter rz__llm_adapter = {
     "llm", llm_probe, llm_prepare, llm_start, llm_fd, llm_poll,
-    llm_stop, llm_collect, llm_cleanup, NULL, llm_log_so_far, NULL, NULL, NULL,
+    llm_stop, llm_collect, llm_cleanup, NULL, llm_log_so_far, NULL, NULL, NULL, NULL,
 };

@@ -1288,5 +1288,5 @@ const rz__adapter rz__process_adapter = {
     "process", proc_probe, proc_prepare, rz__proc_launch_start,
     rz__proc_launch_fd, rz__proc_launch_poll, rz__proc_launch_stop,
     rz__proc_launch_collect, proc_cleanup, NULL, proc_log_so_far,
-    proc_stream, proc_out_lines, proc_net_pid,
+    proc_stream, proc_out_lines, proc_net_pid, NULL,
 };

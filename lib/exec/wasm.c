@@ -237,6 +237,8 @@ static int build_settings(wasm_state *st, const rz__exec_spec *sp,
                    "\"scratch\":", sp->module->wasm_sha256, pages, st->tag);
     put_json_str(&b, sp->scratch);
     rz__buf_puts(&b, ",\"env\":{\"RZ_OUTPUT\":\"/rz/out/outputs.json\"");
+    if (sp->file_outputs)   /* /rz/out is preopened: the folder is in it */
+        rz__buf_puts(&b, ",\"RZ_OUTPUT_DIR\":\"/rz/out/files\"");
     for (size_t i = 0; sp->env && sp->env[i]; i++) {
         const char *eq = strchr(sp->env[i], '=');
         if (!eq || eq == sp->env[i])
@@ -386,5 +388,5 @@ static const char *wasm_log_so_far(void *state, size_t *len, uint64_t *total)
 const rz__adapter rz__wasm_adapter = {
     "wasm", wasm_probe, wasm_prepare, rz__proc_launch_start,
     rz__proc_launch_fd, rz__proc_launch_poll, rz__proc_launch_stop,
-    wasm_collect, wasm_cleanup, NULL, wasm_log_so_far, NULL, NULL, NULL,
+    wasm_collect, wasm_cleanup, NULL, wasm_log_so_far, NULL, NULL, NULL, "/rz",
 };

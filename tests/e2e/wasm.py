@@ -116,6 +116,35 @@ class Embedded(unittest.TestCase):
                                             "rounds": 1000, "bytes": 10}, mode)
             self.assertIn("hashed 10 bytes, 1000 rounds", p.stderr)
 
+    def test_file_outputs_and_inputs(self):
+        # A file written under RZ_OUTPUT_DIR (/rz/out/files), taken into the
+        # blob store, handed to the next wasm step as a path it sees.
+        if not os.path.exists(os.path.join(WASM_DIR, "wasm-file", "module.json")):
+            self.skipTest("examples/wasm/wasm-file was not built")
+        path = os.path.join(self.tmp.name, "files.yaml")
+        with open(path, "w") as f:
+            f.write("flux: 1\nname: wasm-files\nsteps:\n"
+                    "  a:\n    module: wasm-file@1\n    config: {bytes: 100000}\n"
+                    "  b:\n    module: wasm-file@1\n    needs: [a]\n"
+                    "    inputs: {data: \"${{ steps.a.outputs.data }}\"}\n")
+        for mode, flags, env in (("sandbox", [], {}),
+                                 ("bwrap", [], {"RHIZOS_SANDBOX": "bwrap"}),
+                                 ("none", ["--no-sandbox"], {})):
+            p = run([RHIZOS, "flow", "run", path, "--modules", WASM_DIR, "--json"] + flags,
+                    cwd=ROOT, env=dict(self.env, **env), timeout=60)
+            self.assertEqual(p.returncode, 0, mode + ": " + p.stderr)
+            steps = json.loads(p.stdout)["steps"]
+            ref = steps["a"]["outputs"]["data"]["$file"]
+            self.assertEqual((ref["size"], ref["name"]), (100000, "copy/out.bin"), mode)
+            with open(ref["path"], "rb") as f:
+                self.assertEqual(hashlib.sha256(f.read()).hexdigest(), ref["sha256"])
+            b = steps["b"]["outputs"]
+            self.assertEqual((b["size"], b["fnv"]), (100000, steps["a"]["outputs"]["fnv"]),
+                             mode)
+            self.assertTrue(b["input"].startswith("/rz/in/files/%s/" % ref["sha256"]),
+                            b["input"])
+            self.assertEqual(b["data"]["$file"]["sha256"], ref["sha256"], mode)
+
     def test_outside_its_preopens_and_sockets_fail_cleanly(self):
         write_module(self.mods)
         p, s = self.run_flow({"mode": "escape"})
