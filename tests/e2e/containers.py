@@ -147,6 +147,21 @@ class Embedded(unittest.TestCase):
                 pull="always", creds=("registry-login",), cred_type="registry_auth")
             write_module(cls.mods, "ctr-mismatch", sh("true"), ["x"],
                          image="%s@sha256:%s" % (REMOTE, "0" * 64), pull="always")
+        write_module(cls.mods, "ctr-fmake", sh(
+            "mkdir -p \"$RZ_OUTPUT_DIR/sub\" && seq 1 20000 > \"$RZ_OUTPUT_DIR/sub/n.txt\" && "
+            "echo '{\"data\": \"sub/n.txt\"}'"), [])
+        write_module(cls.mods, "ctr-fread", sh(
+            "f=$(sed 's/.*\"data\": *\"\\([^\"]*\\)\".*/\\1/' /rz/in/request.json); "
+            "if echo x >> \"$f\" 2>/dev/null; then w=true; else w=false; fi; "
+            "printf '{\"path\": \"%s\", \"lines\": %d, \"writable\": %s}' "
+            "\"$f\" $(wc -l < \"$f\") $w"), ["path", "lines", "writable"])
+        for mid, key, port in (("ctr-fmake", "outputs", "data"), ("ctr-fread", "inputs", "data")):
+            mp = os.path.join(cls.mods, mid, "module.json")
+            with open(mp) as f:
+                m = json.load(f)
+            m[key] = m[key] + [{"name": port, "type": "file"}]
+            with open(mp, "w") as f:
+                json.dump(m, f)
         cls.ip = host_ipv4()
         cls.listener = None
         if cls.ip:
@@ -207,6 +222,27 @@ class Embedded(unittest.TestCase):
         self.assertEqual(doc["status"], "succeeded")
         self.assertEqual(doc["steps"]["count"]["outputs"],
                          {"words": 28, "unique": 22, "lines": 1})
+        self.assert_no_container(doc["id"])
+
+    def test_file_outputs_and_inputs(self):
+        # Written under RZ_OUTPUT_DIR in one container, taken by digest, and
+        # a read-only copy at a path under /rz in the next one.
+        path = os.path.join(self.work.name, "files.yaml")
+        with open(path, "w") as f:
+            f.write("flux: 1\nname: files\nsteps:\n  make:\n    module: ctr-fmake@1\n"
+                    "  read:\n    module: ctr-fread@1\n    needs: [make]\n"
+                    "    inputs: {data: \"${{ steps.make.outputs.data }}\"}\n")
+        p = self.cli("flow", "run", path, "--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        doc = json.loads(p.stdout)
+        ref = doc["steps"]["make"]["outputs"]["data"]["$file"]
+        with open(ref["path"], "rb") as f:
+            data = f.read()
+        self.assertEqual(data, "".join("%d\n" % i for i in range(1, 20001)).encode())
+        self.assertEqual((ref["name"], ref["size"]), ("sub/n.txt", len(data)))
+        got = doc["steps"]["read"]["outputs"]
+        self.assertEqual(got["path"], "/rz/in/files/%s/n.txt" % ref["sha256"])
+        self.assertEqual((got["lines"], got["writable"]), (20000, False))
         self.assert_no_container(doc["id"])
 
     def test_context_and_read_only_root(self):
