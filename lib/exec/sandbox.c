@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -736,7 +737,9 @@ static int files_tmpfs(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o, char *fil
         return -1;
     if (pipe2(info, O_CLOEXEC) != 0)
         return -1;
-    if (pipe2(block, O_CLOEXEC) != 0) {
+    /* A socket: the byte that lets it go is sent without a SIGPIPE should
+     * bwrap be gone. */
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, block) != 0) {
         close(info[0]);
         close(info[1]);
         return -1;
@@ -1605,7 +1608,7 @@ int rz__sbx_files_attach(rz__sbx *s)
                            "reached (%s)", path);
     }
     free(path);
-    ssize_t w = write(s->files_block, "x", 1);
+    ssize_t w = send(s->files_block, "x", 1, MSG_NOSIGNAL);
     (void)w;
     close(s->files_block);
     s->files_block = -1;

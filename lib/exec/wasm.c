@@ -214,6 +214,11 @@ static void put_json_str(rz__buf *b, const char *s)
     rz__buf_puts(b, "\"");
 }
 
+/* The environment's first entries; /rz/out is preopened, so the file
+ * outputs' folder is in it. */
+#define ENV_OUT ",\"env\":{\"RZ_OUTPUT\":\"/rz/out/outputs.json\""
+#define ENV_FILES "\"RZ_OUTPUT_DIR\":\"/rz/out/files\""
+
 /* The runner's settings; the module's environment is the spec's RZ_*
  * context, RZ_OUTPUT and RZ_CRED_<NAME>_FILE for each secret. A buffer
  * that holds secrets is wiped wherever it goes (rz__buf reallocates, so
@@ -236,9 +241,7 @@ static int build_settings(wasm_state *st, const rz__exec_spec *sp,
     rz__buf_printf(&b, ",\"sha256\":\"%s\",\"max_pages\":%u,\"tag\":\"%s\","
                    "\"scratch\":", sp->module->wasm_sha256, pages, st->tag);
     put_json_str(&b, sp->scratch);
-    rz__buf_puts(&b, ",\"env\":{\"RZ_OUTPUT\":\"/rz/out/outputs.json\"");
-    if (sp->file_outputs)   /* /rz/out is preopened: the folder is in it */
-        rz__buf_puts(&b, ",\"RZ_OUTPUT_DIR\":\"/rz/out/files\"");
+    rz__buf_puts(&b, sp->file_outputs ? ENV_OUT "," ENV_FILES : ENV_OUT);
     for (size_t i = 0; sp->env && sp->env[i]; i++) {
         const char *eq = strchr(sp->env[i], '=');
         if (!eq || eq == sp->env[i])

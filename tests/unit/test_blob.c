@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "exec/exec_impl.h"
+#include "module/module_impl.h"
 #include "rhizos/common.h"
 #include "store/blob.h"
 
@@ -264,6 +265,35 @@ static void file_refs_refused(void **state)
     free(out);
 }
 
+/* Only digests a run's file outputs hold pass (file_refs.c): a lookalike
+ * in a JSON output is not learnt, and a request naming another is refused,
+ * naming the input. */
+static void forged_refs_refused(void **state)
+{
+    (void)state;
+    rz__port outs[] = { { .name = "f", .type = "file" },
+                        { .name = "j", .type = "any" } };
+    rz_module m = { .outputs = outs, .n_outputs = 2 };
+    rz__file_refs k = { 0 };
+#define REF(h) "{\"$file\":{\"sha256\":\"" h "\",\"size\":3,\"name\":\"a\"}}"
+#define OTHER "0000000000000000000000000000000000000000000000000000000000000001"
+    assert_int_equal(rz__file_refs_learn(&k, &m, "{\"f\":" REF(ABC) ",\"j\":" REF(OTHER) "}"),
+                     RZ_OK);
+    assert_true(rz__file_refs_has(&k, ABC));
+    assert_false(rz__file_refs_has(&k, OTHER));
+    assert_int_equal(rz__file_refs_check(&k, "{\"inputs\":{\"x\":" REF(ABC) "}}"), RZ_OK);
+    assert_int_equal(rz__file_refs_check(&k, "{\"inputs\":{\"x\":[" REF(ABC) "," REF(OTHER)
+                                             "]}}"), RZ_EINVALID);
+    assert_non_null(strstr(rz_error_last()->message, "input 'x' is a '$file' reference this "
+                                                     "run did not make (sha256:000000000000"));
+    assert_int_equal(rz__file_refs_check(&k, "{\"inputs\":{\"y\":" REF(OTHER) "}}"),
+                     RZ_EINVALID);
+    assert_int_equal(rz__file_refs_check(&k, "{\"inputs\":{\"y\":\"plain\"}}"), RZ_OK);
+    rz__file_refs_free(&k);
+#undef REF
+#undef OTHER
+}
+
 /* The mark: 64 lowercase hex digits exactly, in plain or escaped JSON. */
 static void digests_found_in_records(void **state)
 {
@@ -348,6 +378,7 @@ int main(void)
         cmocka_unit_test(hostile_names_and_files),
         cmocka_unit_test(file_outputs_to_inputs),
         cmocka_unit_test(file_refs_refused),
+        cmocka_unit_test(forged_refs_refused),
         cmocka_unit_test(digests_found_in_records),
         cmocka_unit_test(sweep_keeps_marked_and_new),
     };
