@@ -505,13 +505,23 @@ static int start_assignment(runner *r, const rz_engine_assignment *a)
     return rc;
 }
 
+/* Nothing of the run's cap on files is left to hold, but a step that will
+ * end holds some: the next step waits for it to give its share back. (A
+ * service may run for days: one waits for no service.) */
+static bool files_wait(const runner *r)
+{
+    if (files_left(r))
+        return false;
+    for (size_t k = 0; k < r->n_slots; k++)
+        if (r->slots[k].files_reserved && !r->slots[k].service)
+            return true;
+    return false;
+}
+
 /* Take assignments while there is room. */
 static int take_work(runner *r)
 {
-    /* Nothing of the cap on files left to hold, but some held: the next
-     * step waits for a running one to give its share back. */
-    while (!r->cancelled && !r->finished && r->n_slots < r->jobs &&
-           !(r->files_reserved && !files_left(r))) {
+    while (!r->cancelled && !r->finished && r->n_slots < r->jobs && !files_wait(r)) {
         rz_engine_assignment a;
         uint64_t now = rz__now_ms();
         int rc = rz_engine_poll(r->engine, r->node, now, &a);
