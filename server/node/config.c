@@ -68,7 +68,8 @@ typedef enum { K_URL, K_MODULES, K_SANDBOX, K_HEARTBEAT, K_GPU, K_CPU, K_MEM,
                K_ALLOW_IMAGES, K_ORCH_KEY, K_MAXSCRATCH, K_UID_FIRST,
                K_UID_COUNT, K_LLM_PRICE, K_LLM_REFRESH, K_API_LISTEN, K_CA_FILE,
                K_BK_KIND, K_BK_PARTITION, K_BK_ACCOUNT, K_BK_QOS, K_BK_SPOOL,
-               K_BK_COMMAND, K_BK_MEMORY, K_BK_POLL, K_LLM_MODEL_PRICES } key_id;
+               K_BK_COMMAND, K_BK_MEMORY, K_BK_POLL, K_LLM_MODEL_PRICES,
+               K_BK_REST, K_BK_REST_USER, K_BK_REST_TOKEN } key_id;
 
 typedef struct key_def {
     const char *section, *name;
@@ -110,6 +111,9 @@ static const key_def keys[] = {
     { "backend", "command", K_BK_COMMAND, V_STRING },
     { "backend", "default_memory_mb", K_BK_MEMORY, V_INT },
     { "backend", "poll_s", K_BK_POLL, V_FLOAT },
+    { "backend", "slurmrestd", K_BK_REST, V_STRING },
+    { "backend", "slurmrestd_user", K_BK_REST_USER, V_STRING },
+    { "backend", "slurmrestd_token_file", K_BK_REST_TOKEN, V_STRING },
 };
 
 static const char *const sections[] = {
@@ -579,6 +583,21 @@ static int apply_backend(parser *p, const key_def *k, value *v)
             return perr(p, "poll_s must be between 0.2 and 300");
         c->slurm_poll_s = v->f;
         return 0;
+    case K_BK_REST:
+        /* unix:/absolute/socket or http://host:port (no path, no
+         * credentials: the token comes from its own file). */
+        if (!((strncmp(v->s, "unix:/", 6) == 0 && strlen(v->s) <= 108) ||
+              (strncmp(v->s, "http://", 7) == 0 && strlen(v->s) <= 200 &&
+               v->s[7] && !strpbrk(v->s + 7, "/@?# \t"))))
+            return perr(p, "slurmrestd must be \"unix:/path/to/socket\" or "
+                        "\"http://host:port\"");
+        return set_string(&c->slurm_rest, v);
+    case K_BK_REST_USER:
+        return slurm_word(p, k->name, &c->slurm_rest_user, v);
+    case K_BK_REST_TOKEN:
+        if (v->s[0] != '/' || strlen(v->s) > 1024)
+            return perr(p, "%s must be an absolute path", k->name);
+        return set_string(&c->slurm_rest_token, v);
     default:
         return 0;
     }
@@ -647,6 +666,7 @@ static int apply(parser *p, const key_def *k, value *v)
     case K_LLM_PRICE: return want_uint(p, k, v, 0, PRICE_MAX, &c->llm_1k_tokens_micros);
     case K_BK_KIND: case K_BK_PARTITION: case K_BK_ACCOUNT: case K_BK_QOS:
     case K_BK_SPOOL: case K_BK_COMMAND: case K_BK_MEMORY: case K_BK_POLL:
+    case K_BK_REST: case K_BK_REST_USER: case K_BK_REST_TOKEN:
         return apply_backend(p, k, v);
     case K_LLM_REFRESH:
         if (!(v->f >= 1 && v->f <= 86400))
@@ -857,6 +877,12 @@ int node_config_parse(node_config *c, const char *text, size_t len,
                  p.file);
         return -1;
     }
+    if (c->backend == NODE_BACKEND_SLURM &&
+        !c->slurm_rest_user != !c->slurm_rest_token) {
+        snprintf(err, errlen, "%s: [backend] slurmrestd_user and "
+                 "slurmrestd_token_file go together (JWT)", p.file);
+        return -1;
+    }
     return 0;
 }
 
@@ -919,6 +945,9 @@ void node_config_free(node_config *c)
     free(c->slurm_qos);
     free(c->slurm_spool);
     free(c->slurm_command);
+    free(c->slurm_rest);
+    free(c->slurm_rest_user);
+    free(c->slurm_rest_token);
     for (size_t i = 0; i < c->n_labels; i++) {
         free(c->label_keys[i]);
         free(c->label_values[i]);
@@ -1091,11 +1120,13 @@ static void put_backend(FILE *f, const node_config *c)
     fputs("\n# Jobs go to Slurm as batch jobs (docs/node.md \"[backend]\").\n"
           "[backend]\nkind = \"slurm\"\n", f);
     const char *const names[] = { "partition", "account", "qos", "spool",
-                                  "command" };
+                                  "command", "slurmrestd", "slurmrestd_user",
+                                  "slurmrestd_token_file" };
     const char *const vals[] = { c->slurm_partition, c->slurm_account,
                                  c->slurm_qos, c->slurm_spool,
-                                 c->slurm_command };
-    for (size_t i = 0; i < 5; i++)
+                                 c->slurm_command, c->slurm_rest,
+                                 c->slurm_rest_user, c->slurm_rest_token };
+    for (size_t i = 0; i < 8; i++)
         if (vals[i]) {
             fprintf(f, "%s = ", names[i]);
             put_string(f, vals[i]);

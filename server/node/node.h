@@ -81,6 +81,12 @@ typedef struct node_config {
     uint32_t slurm_default_memory_mb;/* default_memory_mb: --mem of a step
                                         that says none (default 512) */
     double slurm_poll_s;             /* poll_s: squeue every (default 2) */
+    char *slurm_rest;                /* slurmrestd: "unix:/socket" or
+                                        "http://host:port"; NULL: the
+                                        commands (sinfo, sbatch, ...) */
+    char *slurm_rest_user;           /* slurmrestd_user and */
+    char *slurm_rest_token;          /* slurmrestd_token_file: JWT (the
+                                        file read again each request) */
     size_t n_labels;                 /* [labels] key = "value" */
     char *label_keys[NODE_CONFIG_MAX_LABELS];
     char *label_values[NODE_CONFIG_MAX_LABELS];

@@ -195,10 +195,10 @@ static int cmd_run(const char *const argv[], cmd_out *c)
 
 /* ---- capacity ---- */
 
-/* The partition as Slurm sees it now. 0, or -1 with why (unreachable,
- * unknown partition, output that does not parse). */
-static int capacity_now(const node_config *cfg, slurm_capacity *cap,
-                        char *why, size_t n)
+/* The commands' capacity: sinfo for the partition, scontrol for its
+ * nodes. */
+static int cmd_capacity(const node_config *cfg, slurm_capacity *cap,
+                        int *upp, char *why, size_t n)
 {
     const char *nodes[] = { "scontrol", "show", "node", "-o", NULL };
     char part[80];
@@ -229,6 +229,24 @@ static int capacity_now(const node_config *cfg, slurm_capacity *cap,
         snprintf(why, n, "scontrol show node: %s", err);
         return -1;
     }
+    *upp = up;
+    return 0;
+}
+
+static const slurm_backend *backend_of(const node_config *cfg)
+{
+    return cfg->slurm_rest ? &slurm_restd : &slurm_commands;
+}
+
+/* The partition as Slurm sees it now, and why no work is taken ("" when
+ * it is). 0, or -1 with why (unreachable, unknown partition, an answer
+ * that does not parse). */
+static int capacity_now(const node_config *cfg, slurm_capacity *cap,
+                        char *why, size_t n)
+{
+    int up = 0;
+    if (backend_of(cfg)->capacity(cfg, cap, &up, why, n) != 0)
+        return -1;
     if (!up)
         snprintf(why, n, "partition \"%s\" is not up", cfg->slurm_partition);
     else if (!cap->usable)
@@ -287,8 +305,10 @@ int slurm_caps_apply(cJSON *caps, const node_config *cfg, char *err,
 }
 
 /* Slurm's rhizos jobs, by name (squeue knows finished jobs for MinJobAge). */
-static int queue_now(slurm_qjob **v, size_t *n, char *why, size_t wn)
+static int cmd_queue(const node_config *cfg, slurm_qjob **v, size_t *n,
+                     char *why, size_t wn)
 {
+    (void)cfg;
     const char *argv[] = { "squeue", "-h", "--me", "-t", "all", "-o",
                            "%i|%j|%T|%k", NULL };
     cmd_out c;
@@ -304,6 +324,12 @@ static int queue_now(slurm_qjob **v, size_t *n, char *why, size_t wn)
     if (rc != 0)
         snprintf(why, wn, "squeue: %s", err);
     return rc;
+}
+
+static int queue_now(const agent *a, slurm_qjob **v, size_t *n, char *why,
+                     size_t wn)
+{
+    return backend_of(&a->cfg)->queue(&a->cfg, v, n, why, wn);
 }
 
 static uint64_t mono_ms(void);
@@ -361,7 +387,7 @@ static void monitor_once(slurm_gw *g)
     slurm_qjob *q = NULL;
     size_t nq = 0;
     char qwhy[300];
-    if (queue_now(&q, &nq, qwhy, sizeof qwhy) != 0)
+    if (queue_now(a, &q, &nq, qwhy, sizeof qwhy) != 0)
         q = NULL, nq = 0;
     pthread_mutex_lock(&a->mu);
     int changed = strcmp(why, g->why) != 0;
@@ -491,28 +517,32 @@ static size_t run_args(agent *a, const char **argv, size_t k, const char *dir)
 }
 
 /* `sbatch` of the batch script (it only execs its arguments) with
- * rhizos-node slurm-run DIR as the arguments. 0 with the Slurm id, or -1
- * with why. */
-static int submit(agent *a, const char *dir, const char *name,
-                  const slurm_request *rq, uint64_t *id, char *why, size_t n)
+ * rhizos-node slurm-run DIR as the arguments, or `sbatch --test-only` of
+ * the smallest job. 0 with the Slurm id, or -1 with why. */
+static int cmd_submit(const node_config *cfg, const slurm_submit *sb,
+                      int test, uint64_t *id, char *why, size_t n)
 {
+    (void)cfg;
     char a_name[120], a_part[100], a_acct[100], a_qos[100], a_cpus[40],
          a_mem[40], a_gres[40], a_time[40], a_out[PATH_MAX + 20],
          a_dir[PATH_MAX + 20], script[PATH_MAX + 20], a_comment[64];
-    const char *argv[64];
+    const char *argv[96];
     size_t k = 0;
+    const slurm_request *rq = sb->rq;
     argv[k++] = "sbatch";
-    argv[k++] = "--parsable";
-    snprintf(a_name, sizeof a_name, "--job-name=%s", name);
-    argv[k++] = a_name;
-    snprintf(a_part, sizeof a_part, "--partition=%s", a->cfg.slurm_partition);
+    argv[k++] = test ? "--test-only" : "--parsable";
+    if (!test) {
+        snprintf(a_name, sizeof a_name, "--job-name=%s", sb->name);
+        argv[k++] = a_name;
+    }
+    snprintf(a_part, sizeof a_part, "--partition=%s", sb->partition);
     argv[k++] = a_part;
-    if (a->cfg.slurm_account) {
-        snprintf(a_acct, sizeof a_acct, "--account=%s", a->cfg.slurm_account);
+    if (sb->account) {
+        snprintf(a_acct, sizeof a_acct, "--account=%s", sb->account);
         argv[k++] = a_acct;
     }
-    if (a->cfg.slurm_qos) {
-        snprintf(a_qos, sizeof a_qos, "--qos=%s", a->cfg.slurm_qos);
+    if (sb->qos) {
+        snprintf(a_qos, sizeof a_qos, "--qos=%s", sb->qos);
         argv[k++] = a_qos;
     }
     argv[k++] = "--nodes=1";
@@ -531,25 +561,36 @@ static int submit(agent *a, const char *dir, const char *name,
         snprintf(a_time, sizeof a_time, "--time=%s", t);
         argv[k++] = a_time;
     }
-    /* The gateway retries elsewhere itself: Slurm must not requeue. Only
-     * PATH goes with the job (no token or secret of the gateway's
-     * environment). */
-    argv[k++] = "--no-requeue";
-    argv[k++] = "--export=PATH";
-    snprintf(a_comment, sizeof a_comment, "--comment=rhizos-node:%s",
-             a->node_id);
-    argv[k++] = a_comment;
-    snprintf(a_out, sizeof a_out, "--output=%s/slurm.out", dir);
-    argv[k++] = a_out;
-    snprintf(a_dir, sizeof a_dir, "--chdir=%s", dir);
-    argv[k++] = a_dir;
-    snprintf(script, sizeof script, "%s/batch.sh", dir);
-    argv[k++] = script;
-    k = run_args(a, argv, k, dir);
+    if (test) {
+        argv[k++] = "--output=/dev/null";
+        argv[k++] = "--wrap=true";
+    } else {
+        /* The gateway retries elsewhere itself: Slurm must not requeue.
+         * Only PATH goes with the job (no token or secret of the
+         * gateway's environment). */
+        argv[k++] = "--no-requeue";
+        argv[k++] = "--export=PATH";
+        snprintf(a_comment, sizeof a_comment, "--comment=%s", sb->comment);
+        argv[k++] = a_comment;
+        snprintf(a_out, sizeof a_out, "--output=%s/slurm.out", sb->dir);
+        argv[k++] = a_out;
+        snprintf(a_dir, sizeof a_dir, "--chdir=%s", sb->dir);
+        argv[k++] = a_dir;
+        snprintf(script, sizeof script, "%s/batch.sh", sb->dir);
+        argv[k++] = script;
+        for (size_t i = 0; sb->argv[i] && k + 1 < sizeof argv / sizeof *argv; i++)
+            argv[k++] = sb->argv[i];
+    }
+    argv[k] = NULL;
     cmd_out c;
     int rc = cmd_run(argv, &c);
-    if (rc != 0 || c.status != 0 ||
-        slurm_parse_sbatch(c.out ? c.out : "", c.out_len, id) != 0) {
+    if (rc != 0) {
+        snprintf(why, n, "sbatch did not run: %s", c.line);
+        cmd_free(&c);
+        return -1;
+    }
+    if (c.status != 0 ||
+        (!test && slurm_parse_sbatch(c.out ? c.out : "", c.out_len, id) != 0)) {
         snprintf(why, n, "sbatch refused the job: %s", c.line[0] ? c.line
                  : "its answer is not a job id");
         cmd_free(&c);
@@ -559,42 +600,44 @@ static int submit(agent *a, const char *dir, const char *name,
     return 0;
 }
 
+/* The job of the spool folder dir submitted through the gateway's
+ * backend. 0 with the Slurm id, or -1 with why. */
+static int submit(agent *a, const char *dir, const char *name,
+                  const slurm_request *rq, uint64_t *id, char *why, size_t n)
+{
+    const char *argv[64];
+    char comment[64];
+    snprintf(comment, sizeof comment, "rhizos-node:%s", a->node_id);
+    run_args(a, argv, 0, dir);
+    slurm_submit sb = { .name = name, .partition = a->cfg.slurm_partition,
+                        .account = a->cfg.slurm_account,
+                        .qos = a->cfg.slurm_qos, .comment = comment,
+                        .dir = dir, .rq = rq, .argv = argv };
+    return backend_of(&a->cfg)->submit(&a->cfg, &sb, 0, id, why, n);
+}
+
 /* Would Slurm take the smallest job of this gateway (its partition,
- * account and QoS)? `sbatch --test-only` checks it without queueing
- * anything. 0 yes, 1 refused (why: sbatch's words), -1 no answer. */
+ * account and QoS)? Asked without running anything (sbatch --test-only,
+ * or a held job slurmrestd takes and the gateway cancels). 0 yes, 1
+ * refused (why: Slurm's words), -1 no answer. */
 static int test_only(agent *a, char *why, size_t n)
 {
-    char a_part[100], a_acct[100], a_qos[100];
-    const char *argv[24];
-    size_t k = 0;
-    argv[k++] = "sbatch";
-    argv[k++] = "--test-only";
-    snprintf(a_part, sizeof a_part, "--partition=%s", a->cfg.slurm_partition);
-    argv[k++] = a_part;
-    if (a->cfg.slurm_account) {
-        snprintf(a_acct, sizeof a_acct, "--account=%s", a->cfg.slurm_account);
-        argv[k++] = a_acct;
-    }
-    if (a->cfg.slurm_qos) {
-        snprintf(a_qos, sizeof a_qos, "--qos=%s", a->cfg.slurm_qos);
-        argv[k++] = a_qos;
-    }
-    argv[k++] = "--nodes=1";
-    argv[k++] = "--ntasks=1";
-    argv[k++] = "--cpus-per-task=1";
-    argv[k++] = "--mem=64";
-    argv[k++] = "--output=/dev/null";
-    argv[k++] = "--wrap=true";
-    argv[k] = NULL;
-    cmd_out c;
-    int rc = cmd_run(argv, &c);
-    int out = rc == 0 && c.status == 0 ? 0 : -1;
-    if (rc == 0 && c.status != 0 && c.line[0]) {
-        snprintf(why, n, "%s", c.line);
-        out = unreachable(c.line) ? -1 : 1;
-    }
-    cmd_free(&c);
-    return out;
+    static const char prefix[] = "sbatch refused the job: ";
+    slurm_request rq = { .cpus = 1, .memory_mb = 64 };
+    const char *none[] = { NULL };
+    slurm_submit sb = { .name = "rhizos-test-only",
+                        .partition = a->cfg.slurm_partition,
+                        .account = a->cfg.slurm_account,
+                        .qos = a->cfg.slurm_qos, .rq = &rq, .argv = none };
+    char line[600];
+    uint64_t id = 0;
+    if (backend_of(&a->cfg)->submit(&a->cfg, &sb, 1, &id, line,
+                                    sizeof line) == 0)
+        return 0;
+    const char *w = strncmp(line, prefix, sizeof prefix - 1) == 0
+                  ? line + sizeof prefix - 1 : line;
+    snprintf(why, n, "%.390s", w);
+    return unreachable(line) ? -1 : 1;
 }
 
 /* sbatch refused a job: when it refuses even the smallest one, every job
@@ -649,14 +692,20 @@ static int stop_of(agent *a, const job_slot *s)
     return stop;
 }
 
-static void scancel(uint64_t id)
+static void cmd_cancel(const node_config *cfg, uint64_t id)
 {
+    (void)cfg;
     char num[24];
     snprintf(num, sizeof num, "%" PRIu64, id);
     const char *argv[] = { "scancel", num, NULL };
     cmd_out c;
     (void)cmd_run(argv, &c);
     cmd_free(&c);
+}
+
+static void scancel(agent *a, uint64_t id)
+{
+    backend_of(&a->cfg)->cancel(&a->cfg, id);
 }
 
 /* result.json as written by slurm-run; NULL when absent or not JSON. */
@@ -731,6 +780,35 @@ static slurm_phase cached_phase(agent *a, uint64_t id)
     return p;
 }
 
+/* `scontrol show job`: 0 with *ji, 1 Slurm no longer knows it, -1 no
+ * answer. */
+static int cmd_job(const node_config *cfg, uint64_t id, slurm_jobinfo *ji)
+{
+    (void)cfg;
+    char num[24], err[200];
+    snprintf(num, sizeof num, "%" PRIu64, id);
+    const char *argv[] = { "scontrol", "show", "job", "-o", num, NULL };
+    cmd_out c;
+    int ran = cmd_run(argv, &c), rc = -1;
+    if (ran == 0 && c.status != 0 && strstr(c.line, "Invalid job id"))
+        rc = 1;
+    else if (ran == 0 && c.status == 0 &&
+             slurm_parse_job(c.out ? c.out : "", c.out_len, ji, err,
+                             sizeof err) == 0)
+        rc = 0;
+    cmd_free(&c);
+    return rc;
+}
+
+const slurm_backend slurm_commands = {
+    .name = "commands",
+    .capacity = cmd_capacity,
+    .queue = cmd_queue,
+    .job = cmd_job,
+    .submit = cmd_submit,
+    .cancel = cmd_cancel,
+};
+
 /* A job's final state from the accounting database: 1, or 0 when sacct
  * does not know it (yet) or fails. */
 static int sacct_job(uint64_t id, slurm_jobinfo *ji)
@@ -793,16 +871,11 @@ static int look(agent *a, const job_slot *s, const char *dir, uint64_t id,
             *started = mono_ms();
         return 0;
     }
-    char num[24], err[200];
-    snprintf(num, sizeof num, "%" PRIu64, id);
-    const char *argv[] = { "scontrol", "show", "job", "-o", num, NULL };
-    cmd_out c;
     slurm_jobinfo ji;
-    int ran = cmd_run(argv, &c);
-    if (ran == 0 && c.status != 0 && strstr(c.line, "Invalid job id")) {
+    int rc = backend_of(&a->cfg)->job(&a->cfg, id, &ji);
+    if (rc == 1) {
         /* Purged (MinJobAge) while the gateway was away: sacct, where the
          * cluster keeps accounting, else the spool says. */
-        cmd_free(&c);
         if (a->slurm->accounting && sacct_job(id, &ji)) {
             ended(dir, &ji, ji.has_elapsed ? ji.elapsed_s * 1000u
                             : *started ? mono_ms() - *started : 0, out);
@@ -816,18 +889,18 @@ static int look(agent *a, const job_slot *s, const char *dir, uint64_t id,
         ended(dir, &ji, 0, out);
         return 1;
     }
-    if (ran != 0 || c.status != 0 ||
-        slurm_parse_job(c.out ? c.out : "", c.out_len, &ji, err, sizeof err) != 0) {
-        cmd_free(&c);
+    if (rc != 0)
         return 0;   /* slurmctld away: the monitor says so; wait */
-    }
-    cmd_free(&c);
     if (ji.phase == SLURM_RUNNING && !*started)
         *started = mono_ms();
     if (ji.phase == SLURM_WAITING || ji.phase == SLURM_RUNNING ||
         ji.phase == SLURM_UNKNOWN)
         return 0;
+    if (ji.phase == SLURM_RETRY && strcmp(ji.state, "REQUEUED") == 0)
+        scancel(a, id);   /* requeued by Slurm itself: it must not run */
     uint64_t run_ms = *started ? mono_ms() - *started : 0;
+    if (ji.has_elapsed)   /* slurmrestd's start and end: what Slurm charged */
+        run_ms = ji.elapsed_s * 1000u;
     slurm_jobinfo acct;
     if (s->job && a->slurm->accounting && accounted(a, s, id, &acct) &&
         acct.has_elapsed)
@@ -842,7 +915,9 @@ static int unreachable(const char *why)
 {
     static const char *const words[] = { "contact slurm controller",
         "Unable to contact", "Socket timed out", "Connection refused",
-        "Zero Bytes were transmitted", "no answer in", NULL };
+        "Zero Bytes were transmitted", "no answer in", "did not run",
+        "slurmctld does not answer", "slurmrestd does not answer",
+        "refuses this gateway (HTTP", NULL };
     for (size_t i = 0; words[i]; i++)
         if (strstr(why, words[i]))
             return 1;
@@ -918,7 +993,7 @@ void slurm_job_run(agent *a, job_slot *s, const slurm_request *rq,
     for (;;) {
         int stop = stop_of(a, s);
         if (stop == 1) {
-            scancel(id);
+            scancel(a, id);
             out->kind = SLURM_OUT_WITHDRAWN;
             return;
         }
@@ -958,7 +1033,7 @@ static int probe(agent *a, char *why, size_t n)
            mono_ms() - t0 < PROBE_WAIT_S * 1000u && !agent_stopping(a))
         agent_sleep(a, 500);
     if (rc == 0 && !done) {
-        scancel(id);
+        scancel(a, id);
         snprintf(why, n, "the probe job (Slurm job %" PRIu64 ") did not run "
                  "within %d s", id, PROBE_WAIT_S);
         rc = -1;
@@ -1021,7 +1096,7 @@ static void recover_one(agent *a, const char *name, const slurm_qjob *q,
         /* Never submitted, unreadable, or of a registration that is gone
          * (the orchestrator gave those jobs back): nothing to take up. */
         if (id)
-            scancel(id);
+            scancel(a, id);
         cJSON_Delete(asg);
         remove_dir(dir);
         return;
@@ -1057,7 +1132,7 @@ static void recover(agent *a)
     slurm_qjob *q = NULL;
     size_t nq = 0;
     char why[300];
-    if (queue_now(&q, &nq, why, sizeof why) != 0) {
+    if (queue_now(a, &q, &nq, why, sizeof why) != 0) {
         fprintf(stderr, "rhizos-node: slurm: cannot list jobs to recover "
                 "(%s); relying on the spool's records\n", why);
     }
@@ -1106,7 +1181,9 @@ int slurm_gw_start(agent *a, char *why, size_t n)
     }
     g->cap = cap;
     memcpy(g->why, w, sizeof g->why);
-    g->accounting = accounting_on();
+    /* Through slurmrestd the job's own start and end give its run time;
+     * sacct is the commands'. */
+    g->accounting = !a->cfg.slurm_rest && accounting_on();
     if (!a->need_register) {
         /* Kept from the last run: taken as what it advertised (a change
          * from here on is advertised again). */

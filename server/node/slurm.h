@@ -111,12 +111,88 @@ void slurm_time_arg(char *out, size_t n, uint32_t timeout_s);
  * error: " prefixes and control characters, at most n-1 bytes. */
 void slurm_error_line(char *out, size_t n, const char *text, size_t len);
 
+/* Shared with slurm_rest.c: a node state ("IDLE", "MIXED+DRAIN", "DOWN*")
+ * that takes jobs; the GPUs a Gres string names (-1: does not parse); one
+ * node of the partition counted into the totals. */
+int slurm_node_state_usable(const char *state);
+int slurm_gres_count(const char *gres, uint32_t *out);
+void slurm_capacity_add(slurm_capacity *c, uint32_t cpus, uint32_t cpus_alloc,
+                        uint64_t mem, uint64_t mem_alloc, uint32_t gpus,
+                        uint32_t gpus_alloc, int usable);
+
+/* ---- slurm_rest.c: slurmrestd's answers (openapi/v0.0.38), read
+ * strictly: pure functions, fed malformed replies in the unit test ---- */
+
+/* The errors array of a reply as one line ("Invalid partition name
+ * specified (2000)"; "" when none), and the first error number (0: none). */
+int slurm_rest_errors(const char *text, size_t len, char *out, size_t n);
+
+/* GET nodes: as slurm_parse_nodes. 0, or -1 with err. */
+int slurm_rest_parse_nodes(const char *text, size_t len, const char *partition,
+                           slurm_capacity *out, char *err, size_t errlen);
+/* GET partition/NAME: 1 up, 0 known but not up, -1 with err (not known:
+ * err says so, or not slurmrestd's answer). */
+int slurm_rest_parse_partition(const char *text, size_t len,
+                               const char *partition, char *err,
+                               size_t errlen);
+/* GET jobs: this user's rhizos jobs (user NULL: anyone's), as
+ * slurm_parse_queue. */
+int slurm_rest_parse_jobs(const char *text, size_t len, const char *user,
+                          slurm_qjob **out, size_t *n, char *err,
+                          size_t errlen);
+/* GET job/ID: 0 with *out (elapsed from its start and end once ended; a
+ * job Slurm requeued itself reads as REQUEUED, to be retried), 1 Slurm
+ * no longer knows it, -1 with err. */
+int slurm_rest_parse_job(const char *text, size_t len, uint64_t id,
+                         slurm_jobinfo *out, char *err, size_t errlen);
+/* POST job/submit: 0 with the id, or -1 with Slurm's words in err. */
+int slurm_rest_parse_submit(const char *text, size_t len, uint64_t *id,
+                            char *err, size_t errlen);
+
+/* What a batch job is, for either way of submitting it. */
+typedef struct slurm_submit {
+    const char *name, *partition, *account, *qos;   /* account, qos: NULL */
+    const char *comment;          /* "rhizos-node:<node id>" */
+    const char *dir;              /* its spool folder: cwd and slurm.out */
+    const slurm_request *rq;
+    const char *const *argv;      /* what the batch script execs */
+} slurm_submit;
+
+/* The job description slurmrestd takes (POST job/submit): malloc'd JSON,
+ * the arguments quoted into the script (22.05's slurmrestd mishandles
+ * "argv"), or NULL. hold: a job that only proves Slurm would take it. */
+char *slurm_rest_submit_body(const slurm_submit *sb, int hold);
+
+/* ---- the two ways to Slurm: the commands (slurm.c's slurm_commands)
+ * or slurmrestd (slurm_rest.c's slurm_restd); the gateway uses one ---- */
+
+struct node_config;
+typedef struct slurm_backend {
+    const char *name;
+    /* The partition's nodes and whether it is up. 0, or -1 with why
+     * ("Slurm has no partition ...", "slurmctld does not answer (...)",
+     * "slurmrestd does not answer ..."). */
+    int (*capacity)(const struct node_config *cfg, slurm_capacity *cap,
+                    int *up, char *why, size_t n);
+    /* This gateway's user's rhizos jobs (finished ones for MinJobAge). */
+    int (*queue)(const struct node_config *cfg, slurm_qjob **v, size_t *nv,
+                 char *why, size_t n);
+    /* 0 with *ji, 1 Slurm no longer knows the job, -1 no answer. */
+    int (*job)(const struct node_config *cfg, uint64_t id, slurm_jobinfo *ji);
+    /* 0 with *id; -1 with why ("sbatch refused the job: ..." for a
+     * refusal). test: only whether Slurm would take it, nothing runs. */
+    int (*submit)(const struct node_config *cfg, const slurm_submit *sb,
+                  int test, uint64_t *id, char *why, size_t n);
+    void (*cancel)(const struct node_config *cfg, uint64_t id);
+} slurm_backend;
+
+extern const slurm_backend slurm_commands, slurm_restd;
+
 /* ---- slurm.c: the gateway (needs agent.h's types) ---- */
 
 struct agent;
 struct job_slot;
 struct cJSON;
-struct node_config;
 typedef struct slurm_gw slurm_gw;
 
 /* The partition's usable capacity written over a registration's

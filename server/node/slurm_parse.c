@@ -671,3 +671,25 @@ int slurm_config_accounting(const char *text, size_t len)
     }
     return 0;
 }
+
+/* ---- shared with slurm_rest.c's JSON readers ---- */
+
+int slurm_node_state_usable(const char *state)
+{
+    return node_usable(state);
+}
+
+int slurm_gres_count(const char *gres, uint32_t *out)
+{
+    return gres_gpus(gres, out);
+}
+
+void slurm_capacity_add(slurm_capacity *c, uint32_t cpus, uint32_t cpus_alloc,
+                        uint64_t mem, uint64_t mem_alloc, uint32_t gpus,
+                        uint32_t gpus_alloc, int usable)
+{
+    node_line nl = { .cpus = cpus, .cpus_alloc = cpus_alloc, .gpus = gpus,
+                     .gpus_alloc = gpus_alloc, .mem = mem,
+                     .mem_alloc = mem_alloc, .usable = usable, .member = 1 };
+    add_node(c, &nl);
+}

@@ -25,7 +25,8 @@ import time
 import unittest
 
 from harness import free_port, run, set_config, wait_until
-from network import CREDITS, FANOUT, PRICES, Base, NODE, ROOT
+from harness import Proc
+from network import CREDITS, FANOUT, PRICES, SANDBOX, Base, NODE, ROOT
 
 HAVE_SLURM = bool(os.environ.get("RHIZOS_TEST_SLURM")) and bool(os.environ.get("SLURM_CONF"))
 PARTITION = os.environ.get("RHIZOS_SLURM_PARTITION", "debug")
@@ -58,6 +59,12 @@ class Slurm(Base):
     def setUp(self):
         self.since = max(squeue(), default=0)
         super().setUp()
+
+    def slurm_up(self):
+        """scripts/slurm-up again for this class's cluster."""
+        up = subprocess.run([os.path.join(ROOT, "scripts", "slurm-up")],
+                            capture_output=True, text=True, timeout=120)
+        self.assertEqual(up.returncode, 0, up.stderr)
 
     def gateway_data(self, name="gateway", price=PRICES[1], **backend):
         data = self.init_node(name, price)
@@ -271,13 +278,101 @@ class Slurm(Base):
             self.assertIn(self.job(job)["status"], ("queued", "assigned", "running"))
             self.assertFalse([e for e in gw.events() if e.get("event") == "declined"])
         finally:
-            up = subprocess.run([os.path.join(ROOT, "scripts", "slurm-up")],
-                                capture_output=True, text=True, timeout=120)
-            self.assertEqual(up.returncode, 0, up.stderr)
+            self.slurm_up()
         gw.wait_for(lambda: [e for e in gw.events() if e.get("event") == "slurm-taking-work"],
                     60, "the gateway to take work again")
         j = self.finished(job)
         self.assertEqual((j["status"], j["node"]), ("succeeded", gw.id), j)
+
+
+REST_DIR = os.environ.get("RHIZOS_TEST_SLURM_REST_DIR", "")
+
+
+def env_file(path):
+    """{name: value} of a scripts/slurm-up env file ({} when absent)."""
+    try:
+        with open(path) as f:
+            return dict(line.strip().split("=", 1) for line in f if "=" in line)
+    except OSError:
+        return {}
+
+
+REST_ENV = env_file(os.path.join(REST_DIR, "env")) if REST_DIR else {}
+
+
+@unittest.skipUnless(HAVE_SLURM and REST_ENV.get("RHIZOS_SLURM_REST"),
+                     "no Slurm cluster with slurmrestd (RHIZOS_SLURM_REST=1 RHIZOS_SLURM_PORT=6947 "
+                     "scripts/slurm-up /tmp/rhizos-slurm-rest; RHIZOS_TEST_SLURM_REST_DIR="
+                     "/tmp/rhizos-slurm-rest)")
+class SlurmRest(Slurm):
+    """The same flow through slurmrestd's REST API ([backend] slurmrestd,
+    JWT) on a fourth loopback cluster. The gateway runs with a SLURM_CONF
+    that does not exist, so any command it ran (sinfo, sbatch, scontrol,
+    squeue, scancel) would fail: everything it does goes through
+    slurmrestd. The tests' own checks use the commands."""
+
+    def setUp(self):
+        self.conf = os.environ["SLURM_CONF"]
+        os.environ["SLURM_CONF"] = REST_ENV["SLURM_CONF"]
+        super().setUp()
+
+    def tearDown(self):
+        super().tearDown()
+        os.environ["SLURM_CONF"] = self.conf
+
+    def slurm_up(self):
+        url = REST_ENV["RHIZOS_SLURM_REST"]
+        env = dict(os.environ, RHIZOS_SLURM_REST="1",
+                   RHIZOS_SLURM_PORT=str(int(url.rsplit(":", 1)[1]) - 4))
+        up = subprocess.run([os.path.join(ROOT, "scripts", "slurm-up"), REST_DIR], env=env,
+                            capture_output=True, text=True, timeout=120)
+        self.assertEqual(up.returncode, 0, up.stderr)
+
+    def gateway_data(self, name="gateway", price=PRICES[1], **backend):
+        rest = {"slurmrestd": REST_ENV["RHIZOS_SLURM_REST"],
+                "slurmrestd_user": REST_ENV["RHIZOS_SLURM_REST_USER"],
+                "slurmrestd_token_file": REST_ENV["RHIZOS_SLURM_REST_TOKEN"]}
+        rest.update(backend)
+        return super().gateway_data(name, price, **rest)
+
+    def run_node(self, data):
+        env = dict(os.environ, SLURM_CONF="/nonexistent/slurm.conf")
+        n = Proc([NODE, "start", "--data", data, "--json", *SANDBOX], cwd=ROOT, env=env)
+        n.data = data
+        self.nodes.append(n)
+        return n
+
+    def test_slurmrestd_away_stops_taking_work(self):
+        gw = self.start_gateway()
+        with open(os.path.join(REST_DIR, "slurmrestd.pid")) as f:
+            pid = int(f.read())
+        try:
+            os.kill(pid, signal.SIGTERM)
+            gw.wait_for(lambda: [e for e in gw.events() if e.get("event") ==
+                                 "slurm-not-taking-work" and "slurmrestd does not answer"
+                                 in e["detail"]], 60, "the gateway to say slurmrestd is away")
+            job = self.submit(module="echo")
+            time.sleep(3)
+            self.assertIn(self.job(job)["status"], ("queued", "assigned", "running"))
+            self.assertFalse([e for e in gw.events() if e.get("event") == "declined"])
+        finally:
+            self.slurm_up()
+        gw.wait_for(lambda: [e for e in gw.events() if e.get("event") == "slurm-taking-work"],
+                    60, "the gateway to take work again")
+        j = self.finished(job)
+        self.assertEqual((j["status"], j["node"]), ("succeeded", gw.id), j)
+
+    def test_bad_token_is_clear(self):
+        bad = os.path.join(self.tmp.name, "bad.token")
+        with open(bad, "w") as f:
+            f.write("SLURM_JWT=not.a.token\n")
+        data = self.gateway_data("bad-token", slurmrestd_token_file=bad)
+        p = run([NODE, "start", "--data", data, "--json"], cwd=ROOT, timeout=60,
+                env=dict(os.environ, SLURM_CONF="/nonexistent/slurm.conf"))
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("slurmrestd", p.stderr)
+        self.assertNotIn("not.a.token", p.stdout + p.stderr)
+        self.assertNotIn("registered", p.stdout)
 
 
 GPU_CONF = os.environ.get("RHIZOS_TEST_SLURM_GPU_CONF", "")
