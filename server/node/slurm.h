@@ -145,7 +145,8 @@ int slurm_rest_parse_jobs(const char *text, size_t len, const char *user,
  * no longer knows it, -1 with err. */
 int slurm_rest_parse_job(const char *text, size_t len, uint64_t id,
                          slurm_jobinfo *out, char *err, size_t errlen);
-/* POST job/submit: 0 with the id, or -1 with Slurm's words in err. */
+/* POST job/submit: 0 with the id (queued, whatever errors it lists
+ * besides), or -1 with Slurm's words in err. */
 int slurm_rest_parse_submit(const char *text, size_t len, uint64_t *id,
                             char *err, size_t errlen);
 

@@ -362,11 +362,14 @@ int slurm_rest_parse_submit(const char *text, size_t len, uint64_t *id,
     char errs[400];
     errors_of(j, errs, sizeof errs);
     int rc = 0;
-    if (errs[0]) {
-        snprintf(err, errlen, "%s", errs);
-        rc = -1;
-    } else if (num_of(j, "job_id", 9007199254740992.0, id) != 0 || !*id) {
-        snprintf(err, errlen, "its answer is not a job id");
+    /* A job id means the job is queued: its errors are what sbatch says
+     * as warnings ("Required node not available", "Job is in held
+     * state"). */
+    *id = 0;
+    if (num_of(j, "job_id", 9007199254740992.0, id) != 0 || !*id) {
+        snprintf(err, errlen, "%s", errs[0] ? errs
+                 : "its answer is not a job id");
+        *id = 0;
         rc = -1;
     }
     cJSON_Delete(j);
@@ -598,10 +601,13 @@ static int call(const node_config *cfg, const char *method, const char *path,
 }
 
 /* Does Slurm's error mean slurmctld is away rather than a refusal? Its
- * communication errors (1000-1999, 5000-5999) say so. */
+ * communication errors (1000-1999, 5000-5999) say so; 22.05's slurmrestd
+ * answers a slurmctld that is down with an error of no number
+ * ("Unspecified error"), as it does a token slurmctld refuses. */
 static int ctld_away(int num, const char *words)
 {
     return (num >= 1000 && num < 2000) || (num >= 5000 && num < 6000) ||
+           (num == 0 && strstr(words, "Unspecified error")) ||
            strstr(words, "contact slurm controller") ||
            strstr(words, "Unable to contact") ||
            strstr(words, "Socket timed out") ||
@@ -617,8 +623,9 @@ static void reply_why(const reply *r, const char *what, char *why, size_t wn)
     if (!errs[0])
         snprintf(errs, sizeof errs, "HTTP %ld", r->status);
     if (ctld_away(num, errs))
-        snprintf(why, wn, "slurmctld does not answer (slurmrestd %s: %s)",
-                 what, errs);
+        snprintf(why, wn, "slurmctld does not answer (slurmrestd %s: %s%s)",
+                 what, errs, num ? "" : "; or it refuses the token of "
+                 "slurmrestd_token_file");
     else
         snprintf(why, wn, "slurmrestd %s: %s", what, errs);
 }
