@@ -516,6 +516,48 @@ static size_t run_args(agent *a, const char **argv, size_t k, const char *dir)
     return k;
 }
 
+/* sbatch's arguments' text. */
+typedef struct sbatch_args {
+    char name[120], part[100], acct[100], qos[100], cpus[40], mem[40],
+         gres[40], time[40], out[PATH_MAX + 20], dir[PATH_MAX + 20],
+         script[PATH_MAX + 20], comment[100];
+} sbatch_args;
+
+/* Where and what the job asks for: partition, account, QoS, one task on
+ * one node, CPUs, memory, GPUs and time. Returns the new count. */
+static size_t sbatch_resources(sbatch_args *b, const char **argv, size_t k,
+                               const slurm_submit *sb)
+{
+    const slurm_request *rq = sb->rq;
+    snprintf(b->part, sizeof b->part, "--partition=%s", sb->partition);
+    argv[k++] = b->part;
+    if (sb->account) {
+        snprintf(b->acct, sizeof b->acct, "--account=%s", sb->account);
+        argv[k++] = b->acct;
+    }
+    if (sb->qos) {
+        snprintf(b->qos, sizeof b->qos, "--qos=%s", sb->qos);
+        argv[k++] = b->qos;
+    }
+    argv[k++] = "--nodes=1";
+    argv[k++] = "--ntasks=1";
+    snprintf(b->cpus, sizeof b->cpus, "--cpus-per-task=%u", rq->cpus);
+    argv[k++] = b->cpus;
+    snprintf(b->mem, sizeof b->mem, "--mem=%u", rq->memory_mb);
+    argv[k++] = b->mem;
+    if (rq->gpus) {
+        snprintf(b->gres, sizeof b->gres, "--gres=gpu:%u", rq->gpus);
+        argv[k++] = b->gres;
+    }
+    char t[32];
+    slurm_time_arg(t, sizeof t, rq->timeout_s);
+    if (t[0]) {
+        snprintf(b->time, sizeof b->time, "--time=%s", t);
+        argv[k++] = b->time;
+    }
+    return k;
+}
+
 /* `sbatch` of the batch script (it only execs its arguments) with
  * rhizos-node slurm-run DIR as the arguments, or `sbatch --test-only` of
  * the smallest job. 0 with the Slurm id, or -1 with why. */
@@ -523,44 +565,16 @@ static int cmd_submit(const node_config *cfg, const slurm_submit *sb,
                       int test, uint64_t *id, char *why, size_t n)
 {
     (void)cfg;
-    char a_name[120], a_part[100], a_acct[100], a_qos[100], a_cpus[40],
-         a_mem[40], a_gres[40], a_time[40], a_out[PATH_MAX + 20],
-         a_dir[PATH_MAX + 20], script[PATH_MAX + 20], a_comment[64];
+    sbatch_args b;
     const char *argv[96];
     size_t k = 0;
-    const slurm_request *rq = sb->rq;
     argv[k++] = "sbatch";
     argv[k++] = test ? "--test-only" : "--parsable";
     if (!test) {
-        snprintf(a_name, sizeof a_name, "--job-name=%s", sb->name);
-        argv[k++] = a_name;
+        snprintf(b.name, sizeof b.name, "--job-name=%s", sb->name);
+        argv[k++] = b.name;
     }
-    snprintf(a_part, sizeof a_part, "--partition=%s", sb->partition);
-    argv[k++] = a_part;
-    if (sb->account) {
-        snprintf(a_acct, sizeof a_acct, "--account=%s", sb->account);
-        argv[k++] = a_acct;
-    }
-    if (sb->qos) {
-        snprintf(a_qos, sizeof a_qos, "--qos=%s", sb->qos);
-        argv[k++] = a_qos;
-    }
-    argv[k++] = "--nodes=1";
-    argv[k++] = "--ntasks=1";
-    snprintf(a_cpus, sizeof a_cpus, "--cpus-per-task=%u", rq->cpus);
-    argv[k++] = a_cpus;
-    snprintf(a_mem, sizeof a_mem, "--mem=%u", rq->memory_mb);
-    argv[k++] = a_mem;
-    if (rq->gpus) {
-        snprintf(a_gres, sizeof a_gres, "--gres=gpu:%u", rq->gpus);
-        argv[k++] = a_gres;
-    }
-    char t[32];
-    slurm_time_arg(t, sizeof t, rq->timeout_s);
-    if (t[0]) {
-        snprintf(a_time, sizeof a_time, "--time=%s", t);
-        argv[k++] = a_time;
-    }
+    k = sbatch_resources(&b, argv, k, sb);
     if (test) {
         argv[k++] = "--output=/dev/null";
         argv[k++] = "--wrap=true";
@@ -570,21 +584,20 @@ static int cmd_submit(const node_config *cfg, const slurm_submit *sb,
          * gateway's environment). */
         argv[k++] = "--no-requeue";
         argv[k++] = "--export=PATH";
-        snprintf(a_comment, sizeof a_comment, "--comment=%s", sb->comment);
-        argv[k++] = a_comment;
-        snprintf(a_out, sizeof a_out, "--output=%s/slurm.out", sb->dir);
-        argv[k++] = a_out;
-        snprintf(a_dir, sizeof a_dir, "--chdir=%s", sb->dir);
-        argv[k++] = a_dir;
-        snprintf(script, sizeof script, "%s/batch.sh", sb->dir);
-        argv[k++] = script;
+        snprintf(b.comment, sizeof b.comment, "--comment=%s", sb->comment);
+        argv[k++] = b.comment;
+        snprintf(b.out, sizeof b.out, "--output=%s/slurm.out", sb->dir);
+        argv[k++] = b.out;
+        snprintf(b.dir, sizeof b.dir, "--chdir=%s", sb->dir);
+        argv[k++] = b.dir;
+        snprintf(b.script, sizeof b.script, "%s/batch.sh", sb->dir);
+        argv[k++] = b.script;
         for (size_t i = 0; sb->argv[i] && k + 1 < sizeof argv / sizeof *argv; i++)
             argv[k++] = sb->argv[i];
     }
     argv[k] = NULL;
     cmd_out c;
-    int rc = cmd_run(argv, &c);
-    if (rc != 0) {
+    if (cmd_run(argv, &c) != 0) {
         snprintf(why, n, "sbatch did not run: %s", c.line);
         cmd_free(&c);
         return -1;

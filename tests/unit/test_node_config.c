@@ -571,6 +571,55 @@ static void slurm_backend(void **state)
     }
 }
 
+/* [backend] slurmrestd: an address of two forms only, JWT's user and
+ * token file together, read back the same. */
+static void slurmrestd_keys(void **state)
+{
+    (void)state;
+    node_config c;
+    char err[512] = "";
+    static const char *const good[] = { "unix:/run/slurmrestd.sock",
+                                        "http://127.0.0.1:6820",
+                                        "http://login1:6820" };
+    for (size_t i = 0; i < 3; i++) {
+        char text[300];
+        snprintf(text, sizeof text, "[backend]\nkind = \"slurm\"\npartition = "
+                 "\"p\"\nspool = \"/s\"\nslurmrestd = \"%s\"\n"
+                 "slurmrestd_user = \"svc\"\nslurmrestd_token_file = "
+                 "\"/etc/rz/jwt\"\n", good[i]);
+        assert_int_equal(parse(&c, text, err, sizeof err), 0);
+        assert_string_equal(c.slurm_rest, good[i]);
+        char *out = node_config_format(&c);
+        node_config back;
+        assert_int_equal(parse(&back, out, err, sizeof err), 0);
+        assert_string_equal(back.slurm_rest, good[i]);
+        assert_string_equal(back.slurm_rest_user, "svc");
+        assert_string_equal(back.slurm_rest_token, "/etc/rz/jwt");
+        node_config_free(&back);
+        free(out);
+        node_config_free(&c);
+    }
+    static const struct { const char *text, *want; } wrong[] = {
+        { "[backend]\nslurmrestd = \"127.0.0.1:6820\"\n", "slurmrestd must be" },
+        { "[backend]\nslurmrestd = \"https://h:1\"\n", "slurmrestd must be" },
+        { "[backend]\nslurmrestd = \"http://u:p@h:1\"\n", "slurmrestd must be" },
+        { "[backend]\nslurmrestd = \"http://h:1/slurm\"\n", "slurmrestd must be" },
+        { "[backend]\nslurmrestd = \"http://\"\n", "slurmrestd must be" },
+        { "[backend]\nslurmrestd = \"unix:relative\"\n", "slurmrestd must be" },
+        { "[backend]\nslurmrestd_user = \"a b\"\n", "slurmrestd_user must be" },
+        { "[backend]\nslurmrestd_token_file = \"jwt\"\n", "absolute path" },
+        { "[backend]\nkind = \"slurm\"\npartition = \"p\"\nspool = \"/s\"\n"
+          "slurmrestd_user = \"svc\"\n", "go together" },
+    };
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+        err[0] = '\0';
+        assert_int_equal(parse(&c, wrong[i].text, err, sizeof err), -1);
+        if (!strstr(err, wrong[i].want))
+            fail_msg("%s: %s", wrong[i].text, err);
+        node_config_free(&c);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -589,6 +638,7 @@ int main(void)
         cmocka_unit_test(llm_servers),
         cmocka_unit_test(api_listen),
         cmocka_unit_test(slurm_backend),
+        cmocka_unit_test(slurmrestd_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -418,88 +418,125 @@ static void *fake_main(void *arg)
     }
 }
 
-static void client(void **state)
+/* A fake slurmrestd on a unix socket in a fresh folder, with a token
+ * file, and the gateway's configuration for it. */
+typedef struct rig {
+    char dir[32], sock[64], tokf[64], where[80];
+    fake f;
+    pthread_t th;
+    node_config cfg;
+} rig;
+
+static void rig_start(rig *r)
 {
-    (void)state;
     signal(SIGPIPE, SIG_IGN);   /* as in rhizos-node: the fake's writes */
-    char dir[] = "/tmp/rz-slurm-rest-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char sock[200], tokf[200], where[220];
-    snprintf(sock, sizeof sock, "%s/s", dir);
-    snprintf(tokf, sizeof tokf, "%s/token", dir);
-    snprintf(where, sizeof where, "unix:%s", sock);
-    FILE *t = fopen(tokf, "w");
+    memset(r, 0, sizeof *r);
+    snprintf(r->dir, sizeof r->dir, "/tmp/rz-slurm-rest-XXXXXX");
+    assert_non_null(mkdtemp(r->dir));
+    snprintf(r->sock, sizeof r->sock, "%s/s", r->dir);
+    snprintf(r->tokf, sizeof r->tokf, "%s/token", r->dir);
+    snprintf(r->where, sizeof r->where, "unix:%s", r->sock);
+    FILE *t = fopen(r->tokf, "w");
     fputs("SLURM_JWT=sekrit.token.value\n", t);
     fclose(t);
-    fake f = { .fd = socket(AF_UNIX, SOCK_STREAM, 0) };
+    r->f.fd = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%.100s", sock);
-    assert_int_equal(bind(f.fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(f.fd, 8), 0);
-    pthread_t th;
-    pthread_create(&th, NULL, fake_main, &f);
-    node_config cfg = { .slurm_partition = "debug", .slurm_rest = where,
-                        .slurm_rest_user = "svc", .slurm_rest_token = tokf };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", r->sock);
+    assert_int_equal(bind(r->f.fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(r->f.fd, 8), 0);
+    pthread_create(&r->th, NULL, fake_main, &r->f);
+    r->cfg.slurm_partition = "debug";
+    r->cfg.slurm_rest = r->where;
+    r->cfg.slurm_rest_user = "svc";
+    r->cfg.slurm_rest_token = r->tokf;
+}
+
+static void rig_stop(rig *r)
+{
+    shutdown(r->f.fd, SHUT_RDWR);
+    close(r->f.fd);
+    pthread_join(r->th, NULL);
+    unlink(r->sock);
+    unlink(r->tokf);
+    rmdir(r->dir);
+}
+
+static void client_replies(void **state)
+{
+    (void)state;
+    rig r;
+    rig_start(&r);
     slurm_capacity cap;
     char why[600];
     int up = 0;
     /* Garbage instead of JSON. */
-    f.reply = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello";
-    assert_int_equal(slurm_restd.capacity(&cfg, &cap, &up, why, sizeof why), -1);
+    r.f.reply = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello";
+    assert_int_equal(slurm_restd.capacity(&r.cfg, &cap, &up, why, sizeof why), -1);
     assert_non_null(strstr(why, "slurmrestd"));
     /* The JWT went as slurmrestd takes it, over the socket. */
-    assert_non_null(strstr(f.seen, "GET /slurm/v0.0.38/partition/debug "));
-    assert_non_null(strstr(f.seen, "X-SLURM-USER-NAME: svc\r\n"));
-    assert_non_null(strstr(f.seen, "X-SLURM-USER-TOKEN: sekrit.token.value\r\n"));
+    assert_non_null(strstr(r.f.seen, "GET /slurm/v0.0.38/partition/debug "));
+    assert_non_null(strstr(r.f.seen, "X-SLURM-USER-NAME: svc\r\n"));
+    assert_non_null(strstr(r.f.seen, "X-SLURM-USER-TOKEN: sekrit.token.value\r\n"));
     /* 401: a refusal of the token, said without the token. */
-    f.reply = "HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n\r\n"
-              "Authentication failure";
-    assert_int_equal(slurm_restd.capacity(&cfg, &cap, &up, why, sizeof why), -1);
+    r.f.reply = "HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n\r\n"
+                "Authentication failure";
+    assert_int_equal(slurm_restd.capacity(&r.cfg, &cap, &up, why, sizeof why), -1);
     assert_non_null(strstr(why, "refuses this gateway (HTTP 401"));
     assert_null(strstr(why, "sekrit"));
-    /* An answer that never ends: cut at the cap, not kept. */
-    f.endless = 1;
-    slurm_qjob *q = NULL;
-    size_t n = 0;
-    assert_int_equal(slurm_restd.queue(&cfg, &q, &n, why, sizeof why), -1);
-    assert_null(q);
-    assert_non_null(strstr(why, "slurmrestd does not answer"));
-    f.endless = 0;
-    /* A dropped connection, and a reply that is a job of another id. */
-    f.reply = NULL;
+    /* A reply that is a job of another id. */
     slurm_jobinfo ji;
-    assert_int_equal(slurm_restd.job(&cfg, 7, &ji), -1);
-    f.reply = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
-              "{\"jobs\":[{\"job_id\":8,\"job_state\":\"COMPLETED\"}]}  ";
-    assert_int_equal(slurm_restd.job(&cfg, 7, &ji), -1);
+    r.f.reply = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+                "{\"jobs\":[{\"job_id\":8,\"job_state\":\"COMPLETED\"}]}";
+    assert_int_equal(slurm_restd.job(&r.cfg, 7, &ji), -1);
     /* A refused submission says Slurm's words. */
-    f.reply = "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n"
-              "{\"errors\":[{\"error_code\":2000,\"error\":\"Invalid partition "
-              "name specified\"}]}";
+    r.f.reply = "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n"
+                "{\"errors\":[{\"error_code\":2000,\"error\":\"Invalid partition "
+                "name specified\"}]}";
     slurm_request rq = { .cpus = 1, .memory_mb = 64 };
     const char *argv[] = { "/bin/true", NULL };
     slurm_submit sb = { .name = "rhizos-1-1", .partition = "debug",
-                        .comment = "rhizos-node:x", .dir = dir, .rq = &rq,
+                        .comment = "rhizos-node:x", .dir = r.dir, .rq = &rq,
                         .argv = argv };
     uint64_t id = 0;
-    assert_int_equal(slurm_restd.submit(&cfg, &sb, 0, &id, why, sizeof why), -1);
+    assert_int_equal(slurm_restd.submit(&r.cfg, &sb, 0, &id, why, sizeof why), -1);
     assert_string_equal(why, "sbatch refused the job: Invalid partition name "
                         "specified (2000)");
-    assert_non_null(strstr(f.seen, "POST /slurm/v0.0.38/job/submit "));
-    /* A token file that is not there or empty: said, nothing sent. */
-    unlink(tokf);
-    assert_int_equal(slurm_restd.capacity(&cfg, &cap, &up, why, sizeof why), -1);
+    assert_non_null(strstr(r.f.seen, "POST /slurm/v0.0.38/job/submit "));
+    rig_stop(&r);
+}
+
+static void client_failures(void **state)
+{
+    (void)state;
+    rig r;
+    rig_start(&r);
+    char why[600];
+    /* An answer that never ends: cut at the cap, not kept. */
+    r.f.endless = 1;
+    slurm_qjob *q = NULL;
+    size_t n = 0;
+    assert_int_equal(slurm_restd.queue(&r.cfg, &q, &n, why, sizeof why), -1);
+    assert_null(q);
+    assert_non_null(strstr(why, "slurmrestd does not answer"));
+    r.f.endless = 0;
+    /* A dropped connection. */
+    slurm_jobinfo ji;
+    r.f.reply = NULL;
+    assert_int_equal(slurm_restd.job(&r.cfg, 7, &ji), -1);
+    /* A token file that is not there: said, nothing sent. */
+    slurm_capacity cap;
+    int up = 0;
+    unlink(r.tokf);
+    r.f.seen[0] = '\0';
+    assert_int_equal(slurm_restd.capacity(&r.cfg, &cap, &up, why, sizeof why), -1);
     assert_non_null(strstr(why, "slurmrestd_token_file"));
+    assert_string_equal(r.f.seen, "");
+    rig_stop(&r);
     /* Nobody listening. */
-    shutdown(f.fd, SHUT_RDWR);
-    close(f.fd);
-    pthread_join(th, NULL);
-    unlink(sock);
-    cfg.slurm_rest_token = NULL;
-    cfg.slurm_rest_user = NULL;
-    assert_int_equal(slurm_restd.capacity(&cfg, &cap, &up, why, sizeof why), -1);
+    r.cfg.slurm_rest_token = NULL;
+    r.cfg.slurm_rest_user = NULL;
+    assert_int_equal(slurm_restd.capacity(&r.cfg, &cap, &up, why, sizeof why), -1);
     assert_non_null(strstr(why, "slurmrestd does not answer at unix:"));
-    rmdir(dir);
 }
 
 int main(void)
@@ -512,7 +549,8 @@ int main(void)
         cmocka_unit_test(jobs),
         cmocka_unit_test(submit),
         cmocka_unit_test(submit_body),
-        cmocka_unit_test(client),
+        cmocka_unit_test(client_replies),
+        cmocka_unit_test(client_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
