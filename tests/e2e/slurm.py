@@ -13,6 +13,9 @@ spool the batch jobs cannot reach stop the gateway at start with a clear
 error; with slurmctld stopped the gateway takes no work, says why, and
 takes work again once it is back.
 
+SlurmRest runs the same through slurmrestd's REST API ([backend]
+slurmrestd) on a cluster started with RHIZOS_SLURM_REST=1.
+
 Skipped without RHIZOS_TEST_SLURM (from scripts/slurm-up's env file).
 
 Usage: slurm.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT [TEST ...]"""
@@ -417,6 +420,19 @@ class SlurmGpus(Slurm):
     for name in [n for n in dir(Slurm) if n.startswith("test_")]:
         locals()[name] = None
     del name
+
+
+def _rest_gpus(self):
+    """SlurmGpus's test through slurmrestd, where its cluster has GPUs
+    (CI starts it with RHIZOS_SLURM_GPUS=2): gres from GET nodes, and
+    "gres" in the job description."""
+    with open(REST_ENV["SLURM_CONF"]) as f:
+        if "Gres=gpu:2" not in f.read():
+            self.skipTest("the slurmrestd cluster has no GPUs (RHIZOS_SLURM_GPUS=2)")
+    SlurmGpus.test_gpus_through_gres(self)
+
+
+SlurmRest.test_gpus_through_gres = _rest_gpus
 
 
 ACCT_CONF = os.environ.get("RHIZOS_TEST_SLURM_ACCT_CONF", "")
