@@ -1,5 +1,6 @@
 /* libFuzzer target: rhizos-node's Slurm readers (server/node/
- * slurm_parse.c). The first byte picks the reader. What is kept holds its
+ * slurm_parse.c, and slurm_rest.c's readers of slurmrestd's JSON). The
+ * first byte picks the reader. What is kept holds its
  * invariants: a partition's free counts never exceed its totals, a queue
  * entry names a job and attempt from 1, a job's exit code is a byte, and
  * an error line is printable and bounded; sacct's line is job 1's, its
@@ -19,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *text = (const char *)data + 1;
     size_t n = size - 1;
     char err[256] = "";
-    switch (data[0] % 6) {
+    switch (data[0] % 10) {
     case 0: {
         slurm_capacity c;
         if (slurm_parse_nodes(text, n, "debug", &c, err, sizeof err) == 0) {
@@ -65,6 +66,51 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint64_t id = 0;
         if (slurm_parse_sbatch(text, n, &id) == 0 && id == 0)
             abort();
+        break;
+    }
+    case 6: {   /* slurmrestd: GET nodes */
+        slurm_capacity c;
+        if (slurm_rest_parse_nodes(text, n, "debug", &c, err, sizeof err) == 0) {
+            if (c.usable > c.nodes || c.cpus_free > c.cpus ||
+                c.mem_free_mb > c.mem_mb || c.gpus_free > c.gpus ||
+                c.max_node_cpus > c.cpus)
+                abort();
+        } else if (!err[0] || c.nodes) {
+            abort();
+        }
+        (void)slurm_rest_parse_partition(text, n, "debug", err, sizeof err);
+        break;
+    }
+    case 7: {   /* GET jobs */
+        slurm_qjob *v = NULL;
+        size_t k = 0;
+        if (slurm_rest_parse_jobs(text, n, "root", &v, &k, err, sizeof err) == 0) {
+            for (size_t i = 0; i < k; i++)
+                if (!v[i].job || !v[i].attempt || !v[i].id)
+                    abort();
+        } else if (v || k || !err[0]) {
+            abort();
+        }
+        free(v);
+        break;
+    }
+    case 8: {   /* GET job/1 */
+        slurm_jobinfo ji;
+        if (slurm_rest_parse_job(text, n, 1, &ji, err, sizeof err) == 0 &&
+            (ji.id != 1 || ji.exit_code > 255 || ji.exit_signal > 255 ||
+             !ji.state[0]))
+            abort();
+        break;
+    }
+    case 9: {   /* POST job/submit, and any reply's errors */
+        uint64_t id = 0;
+        char words[200];
+        if (slurm_rest_parse_submit(text, n, &id, err, sizeof err) == 0 && !id)
+            abort();
+        (void)slurm_rest_errors(text, n, words, sizeof words);
+        for (size_t i = 0; words[i]; i++)
+            if ((unsigned char)words[i] < 0x20)
+                abort();
         break;
     }
     default: {

@@ -209,8 +209,7 @@ static void job(void **state)
         "{\"jobs\":[{\"job_id\":7,\"job_state\":\"FAILED\",\"exit_code\":-1}]}",
         "{\"jobs\":[{\"job_id\":7,\"job_state\":\"FAILED\",\"exit_code\":1e9}]}",
         "{\"jobs\":[{\"job_id\":7,\"job_state\":\"FAILED\",\"exit_code\":\"0\"}]}",
-        "{\"errors\":[{\"error\":\"Unspecified error\",\"errno\":-1}],"
-        "\"jobs\":[]}",
+        "{\"errors\":[{\"error\":\"Unspecified\",\"errno\":-1}],\"jobs\":[]}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
