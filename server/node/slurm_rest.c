@@ -477,7 +477,7 @@ char *slurm_rest_submit_body(const slurm_submit *sb, int hold)
 
 typedef struct reply {
     char *body;
-    size_t len;
+    size_t len, cap;
     long status;
 } reply;
 
@@ -487,13 +487,20 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     if (r->len + n > REPLY_MAX)
         return 0;   /* too large: the transfer fails */
-    char *b = realloc(r->body, r->len + n + 1);
-    if (!b)
-        return 0;
-    memcpy(b + r->len, p, n);
+    if (r->len + n + 1 > r->cap) {   /* doubling: a large list is copied
+                                        a few times, not once a chunk */
+        size_t nc = r->cap ? r->cap : 16384;
+        while (nc < r->len + n + 1)
+            nc *= 2;
+        char *b = realloc(r->body, nc);
+        if (!b)
+            return 0;
+        r->body = b;
+        r->cap = nc;
+    }
+    memcpy(r->body + r->len, p, n);
     r->len += n;
-    b[r->len] = '\0';
-    r->body = b;
+    r->body[r->len] = '\0';
     return n;
 }
 
