@@ -7,8 +7,12 @@
  * final state and run time from sacct), reports the result, and
  * advertises what the partition can take.
  *
- * Commands run with posix_spawnp and an argument vector, never a shell
- * string; what they print is read by slurm_parse.c. */
+ * Slurm is reached through one of two backends (slurm.h's slurm_backend):
+ * the commands here (sinfo, scontrol, squeue, sbatch, scancel), or
+ * slurmrestd's REST API (slurm_rest.c) when [backend] slurmrestd is set;
+ * everything else (the spool, tracking, recovery, when work is taken) is
+ * shared. Commands run with posix_spawnp and an argument vector, never a
+ * shell string; what they print is read by slurm_parse.c. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
