@@ -13,14 +13,11 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* The commands' readers (0 to 5). */
+static void command_readers(unsigned pick, const char *text, size_t n)
 {
-    if (size < 1)
-        return 0;
-    const char *text = (const char *)data + 1;
-    size_t n = size - 1;
     char err[256] = "";
-    switch (data[0] % 10) {
+    switch (pick) {
     case 0: {
         slurm_capacity c;
         if (slurm_parse_nodes(text, n, "debug", &c, err, sizeof err) == 0) {
@@ -68,6 +65,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         break;
     }
+    default: {
+        char line[64];
+        slurm_error_line(line, sizeof line, text, n);
+        size_t l = strlen(line);
+        for (size_t i = 0; i < l; i++)
+            if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+                abort();
+        if (l >= sizeof line)
+            abort();
+        break;
+    }
+    }
+}
+
+/* slurmrestd's readers (6 to 9). */
+static void rest_readers(unsigned pick, const char *text, size_t n)
+{
+    char err[256] = "";
+    switch (pick) {
     case 6: {   /* slurmrestd: GET nodes */
         slurm_capacity c;
         if (slurm_rest_parse_nodes(text, n, "debug", &c, err, sizeof err) == 0) {
@@ -113,17 +129,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
         break;
     }
-    default: {
-        char line[64];
-        slurm_error_line(line, sizeof line, text, n);
-        size_t l = strlen(line);
-        for (size_t i = 0; i < l; i++)
-            if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
-                abort();
-        if (l >= sizeof line)
-            abort();
+    default:
         break;
     }
-    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    unsigned pick = data[0] % 10u;
+    if (pick >= 6)
+        rest_readers(pick, (const char *)data + 1, size - 1);
+    else
+        command_readers(pick, (const char *)data + 1, size - 1);
     return 0;
 }
