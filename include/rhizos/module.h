@@ -92,6 +92,13 @@ RZ_EXTERN const char *rz_module_name(const rz_module *m);
 RZ_EXTERN const char *rz_module_description(const rz_module *m);
 /* Folder of module.json; NULL for a manifest served over HTTP. */
 RZ_EXTERN const char *rz_module_dir(const rz_module *m);
+/* The adapter a step of `m` runs with under its config (JSON text, or
+ * NULL): "llm" when the config selects the module's node-served model
+ * (the manifest's "local_llm", docs/modules.md), else the manifest's
+ * exec.adapter ("process" when it names none). Borrowed, static or the
+ * module's; NULL only for a NULL module. */
+RZ_EXTERN const char *rz_module_step_adapter(const rz_module *m,
+                                             const char *config_json);
 /* The module.json path or the manifest's URL. */
 RZ_EXTERN const char *rz_module_origin(const rz_module *m);
 /* Hex public key of the verified signature, NULL when unsigned. */

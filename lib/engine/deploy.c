@@ -615,18 +615,24 @@ static double llm_number(const cJSON *config, const char *key, double def)
     return cJSON_IsNumber(v) ? v->valuedouble : def;
 }
 
+/* The model and token bound of an llm step, or of a step on its node's
+ * model (a module's local_llm: the numbers are the manifest's). */
 static int llm_reqs(const rz__step *st, cJSON **out)
 {
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(st->config, "model");
-    const char *name = cJSON_GetStringValue(model);
+    const rz_module *m = st->module;
+    bool local = rz__local_llm_on(m, st->config);
+    const char *name = local ? rz__local_llm_model(m, st->config)
+        : cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(st->config, "model"));
     if (!name || !*name || strstr(name, "${{"))
         return rz__error(RZ_EINVALID, "step '%s': an llm step's config.model "
                          "must be a model's name written out (nodes are "
                          "matched to it before the step's inputs are known)",
                          st->id);
-    double mt = llm_number(st->config, "max_tokens", RZ_LLM_DEFAULT_MAX_TOKENS);
-    double mp = llm_number(st->config, "max_prompt_tokens",
-                           RZ_LLM_DEFAULT_MAX_PROMPT_TOKENS);
+    double mt = local ? m->local_llm.max_tokens
+        : llm_number(st->config, "max_tokens", RZ_LLM_DEFAULT_MAX_TOKENS);
+    double mp = local ? m->local_llm.max_prompt_tokens
+        : llm_number(st->config, "max_prompt_tokens",
+                     RZ_LLM_DEFAULT_MAX_PROMPT_TOKENS);
     if (!(mt >= 1 && mt <= LLM_TOKENS_MAX && mp >= 1 && mp <= LLM_TOKENS_MAX))
         return rz__error(RZ_EINVALID, "step '%s': max_tokens and "
                          "max_prompt_tokens must be from 1 to 10^9", st->id);
@@ -648,8 +654,9 @@ static int llm_reqs(const rz__step *st, cJSON **out)
 
 static bool is_llm(const rz__step *st)
 {
-    return st->module && st->module->adapter &&
-           strcmp(st->module->adapter, "llm") == 0;
+    return st->module && ((st->module->adapter &&
+                           strcmp(st->module->adapter, "llm") == 0) ||
+                          rz__local_llm_on(st->module, st->config));
 }
 
 /* Requirements of a step: those of module m (NULL: none, as an embedded
@@ -661,7 +668,9 @@ static char *step_reqs(const rz__step *st, const rz_module *m)
     /* Embedded, the one local node runs every step: nothing to match. */
     if (m && is_llm(st) && llm_reqs(st, &over) != RZ_OK)
         return NULL;
-    char *r = rz__engine_module_reqs(m, over);
+    /* On its node's model, the module's container needs nothing of a node. */
+    char *r = rz__engine_module_reqs(m && !rz__local_llm_on(m, st->config) ? m : NULL,
+                                     over);
     cJSON_Delete(over);
     if (!r)
         no_memory();

@@ -58,6 +58,8 @@ struct rz_attempt {
     bool log_end_cut;            /* the adapter's log stopped at a cap */
     rz_attempt_result res;
     char *outputs, *reason, *log;
+    char *local_req;             /* the llm adapter's request for a step on
+                                    a node-served model, or NULL */
     /* Live log lines (rz__attempt_log_lines): bytes of log_so_far taken,
      * and what was taken but not yet handed out (wiped when freed). */
     uint64_t live_seen;
@@ -636,7 +638,8 @@ static int files_setup(rz_attempt *a, const rz_attempt_opts *o)
 /* Scratch, context, prepare, start; a failure is the attempt's reason. */
 static void launch(rz_attempt *a, const rz_attempt_opts *o)
 {
-    const char *req = o->request_json ? o->request_json : EMPTY_REQUEST;
+    const char *req = a->local_req ? a->local_req
+                    : o->request_json ? o->request_json : EMPTY_REQUEST;
     char *in_path = NULL, *out_path = NULL, **env = NULL;
     size_t owned = 0;
     uint32_t max = o->version >= 4 && o->max_scratch_mb
@@ -745,13 +748,28 @@ int rz__attempt_start_pooled(rz_attempt **out, const rz_attempt_opts *o,
     const char *name = o->adapter ? o->adapter : o->module->adapter;
     if (!name || !*name)
         name = "process";
+    /* A step on its node's model (the manifest's local_llm): the llm
+     * adapter makes the one generation; the module's program never runs. */
+    char *local_why = NULL;
+    if (!o->adapter && o->module->local_llm.provider) {
+        cJSON *rq = o->request_json ? cJSON_Parse(o->request_json) : NULL;
+        if (rz__local_llm_on(o->module, cJSON_GetObjectItemCaseSensitive(rq, "config"))) {
+            name = "llm";
+            if (!(a->local_req = rz__local_llm_request(o->module, o->request_json)))
+                local_why = rz__asprintf("a node-served model: %s",
+                                         rz_error_last()->message);
+        }
+        cJSON_Delete(rq);
+    }
     a->ad = find_adapter(name);
     /* Only an unsandboxed process leaves a folder nothing else holds. */
     if (a->ad == &rz__process_adapter && !o->sandbox)
         a->pool = pool;
     char why[512] = "";
     const char *host = o->version >= 2 ? o->container_host : NULL;
-    if (check_rc != RZ_OK)
+    if (local_why)
+        fail_now(a, local_why);
+    else if (check_rc != RZ_OK)
         fail_now(a, rz__asprintf("ready check '%.200s': %s", check, check_why));
     else if (!a->ad || !a->ad->probe(host, why, sizeof why))
         fail_now(a, unavailable(name, why));
@@ -1110,6 +1128,7 @@ void rz_attempt_free(rz_attempt *a)
     wipe_free(a->reason);
     wipe_free(a->log);
     wipe_free(a->out_last);
+    wipe_free(a->local_req);
     for (size_t i = 0; i < a->n_file_ports; i++)
         free(a->file_ports[i]);
     free(a->file_ports);

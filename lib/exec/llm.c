@@ -55,6 +55,10 @@ typedef struct llm_state {
     int server;                     /* the one used; -1 none */
     char why[RZ__LLM_ERROR_MAX + 128];
     char *outputs, *final_log;
+    char *output;                   /* a module's port for the text too
+                                       (a node-served model in place of
+                                       its API: rz__local_llm_request) */
+    bool output_list;               /* ... as [text] */
 } llm_state;
 
 static uint64_t mono_ms(void)
@@ -146,6 +150,10 @@ static int read_request(llm_state *s, const char *text)
     }
     if (rc == RZ_OK && !(s->model = rz__strdup(model->valuestring)))
         rc = rz__error(RZ_ENOMEM, "out of memory");
+    const char *port = cJSON_GetStringValue(field(doc, "output"));
+    if (rc == RZ_OK && port && !(s->output = rz__strdup(port)))
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    s->output_list = cJSON_IsTrue(field(doc, "output_list"));
     cJSON_Delete(doc);
     return rc;
 }
@@ -301,6 +309,16 @@ static void llm_collect(void *state, rz__exec_outcome *out)
     cJSON_AddNumberToObject(o, "tokens_in", (double)s->res.tokens_in);
     cJSON_AddNumberToObject(o, "tokens_out", (double)s->res.tokens_out);
     cJSON_AddStringToObject(o, "model", s->res.model);
+    if (s->output) {
+        cJSON *t = cJSON_CreateString(s->res.text), *l = NULL;
+        if (t && s->output_list && (l = cJSON_CreateArray()))
+            cJSON_AddItemToArray(l, t), t = l;
+        cJSON_DeleteItemFromObjectCaseSensitive(o, s->output);
+        if (!s->output_list || l)
+            cJSON_AddItemToObject(o, s->output, t);
+        else
+            cJSON_Delete(t);
+    }
     s->outputs = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     /* The log ends with what the node or runner shows of the call. */
@@ -336,6 +354,7 @@ static void llm_cleanup(void *state)
     cJSON_Delete(s->req);
     free(s->srv_buf);
     free(s->model);
+    free(s->output);
     free(s->log);
     free(s->snap);
     free(s->final_log);

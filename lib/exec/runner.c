@@ -1153,7 +1153,8 @@ static bool has_docker_step(const rz_flow *f)
 {
     for (size_t i = 0; i < f->n_steps; i++) {
         const rz_module *m = f->steps[i].module;
-        if (m && m->adapter && strcmp(m->adapter, "docker") == 0)
+        if (m && m->adapter && strcmp(m->adapter, "docker") == 0 &&
+            !rz__local_llm_on(m, f->steps[i].config))
             return true;
     }
     return false;
@@ -1316,7 +1317,8 @@ int rz_runner_check(const rz_flow *flow, const rz_runner_opts *opts)
     size_t n = 0;
     for (size_t i = 0; i < flow->n_steps; i++) {
         const rz_module *m = flow->steps[i].module;
-        if (m && m->adapter && strcmp(m->adapter, "docker") == 0)
+        if (m && m->adapter && strcmp(m->adapter, "docker") == 0 &&
+            !rz__local_llm_on(m, flow->steps[i].config))
             rz__buf_printf(&b, "%s'%s' (image %s)", n++ ? ", " : "step ",
                            flow->steps[i].id, m->image ? m->image : "?");
     }

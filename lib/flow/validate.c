@@ -440,6 +440,9 @@ static void module_service(vctx *v, rz__step *s)
 {
     if (!s->module || !s->module->service || s->service)
         return;
+    /* On its node's model the step is one generation: a job. */
+    if (rz__local_llm_on(s->module, s->config))
+        return;
     const char *id = s->id ? s->id : "?";
     if (s->kind_given)
         report(v, RZ_EINVALID, s->ptr, "/kind", "module '%s' is a service (its "
@@ -1429,10 +1432,46 @@ static void check_flow_outputs(vctx *v)
         scan_at(v, RZ_NPOS, v->f->outputs[k].value, v->f->outputs[k].ptr, NULL);
 }
 
+/* A module's node-served model (docs/modules.md): the provider and the
+ * model written out (nodes are matched to the model before the step
+ * runs), and then no credential, nothing only a service has. */
+static void check_local_llm(vctx *v, size_t i)
+{
+    const rz__step *s = &v->f->steps[i];
+    const rz_module *m = s->module;
+    if (!m || !m->local_llm.provider)
+        return;
+    const cJSON *p = rz__json_at(s->config, m->local_llm.provider);
+    if (has_expr(p)) {
+        report(v, RZ_EINVALID, s->ptr, "/config", "step '%s': config %s (the "
+               "llm provider) must be written out, not an expression",
+               step_name(v, i), m->local_llm.provider);
+        return;
+    }
+    if (!rz__local_llm_on(m, s->config))
+        return;
+    const char *model = rz__local_llm_model(m, s->config);
+    if (!model || !*model || strstr(model, "${{"))
+        report(v, RZ_EINVALID, s->ptr, "/config", "step '%s': with llm provider "
+               "'local', config %s must be a model's name written out (nodes "
+               "are matched to it before the step runs)", step_name(v, i),
+               m->local_llm.model);
+    for (size_t k = 0; k < s->n_creds; k++)
+        report(v, RZ_ECREDENTIAL, s->creds[k].ptr, NULL, "step '%s': llm provider "
+               "'local' runs on a model its node serves and takes no credential: "
+               "remove '%s'", step_name(v, i),
+               s->creds[k].field ? s->creds[k].field : "");
+    if (s->service)
+        report(v, RZ_EINVALID, s->ptr, "/kind", "step '%s': with llm provider "
+               "'local' the step is one generation per run, not a service (say "
+               "kind: job, or run it per event with 'on')", step_name(v, i));
+}
+
 static void check_steps(vctx *v)
 {
     for (size_t i = 0; i < v->f->n_steps && !v->oom; i++) {
         check_inputs(v, i);
+        check_local_llm(v, i);
         check_creds(v, i);
         check_config(v, i);
         check_unconnected(v, i);

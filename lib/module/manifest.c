@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "module/module_impl.h"
+#include "rhizos/match.h"
 #include "rhizos/schema.h"
 
 /* requirements.scratch_mb: a runner bounds it further (its maximum). */
@@ -555,6 +556,72 @@ static int load_header(mctx *c, const cJSON *root, rz_module *m)
     return RZ_OK;
 }
 
+/* A pointer member of "local_llm": "" or "/..." (RFC 6901). */
+static const char *local_ptr(mctx *c, const cJSON *o, const char *key, bool required)
+{
+    const char *p = get_str(c, o, key, "/local_llm", required);
+    if (p && *p && *p != '/') {
+        char *at = rz__asprintf("/local_llm/%s", key);
+        bad(c, at ? at : "/local_llm", "'%s' must be a JSON pointer into the "
+            "step's config (e.g. \"/llm/provider\")", key);
+        free(at);
+        return NULL;
+    }
+    return p;
+}
+
+static const char *local_port(mctx *c, const cJSON *o, const char *key,
+                              const rz__port *ports, size_t n)
+{
+    const char *p = get_str(c, o, key, "/local_llm", false);
+    for (size_t i = 0; p && i < n; i++)
+        if (strcmp(ports[i].name, p) == 0)
+            return p;
+    if (p) {
+        char *at = rz__asprintf("/local_llm/%s", key);
+        bad(c, at ? at : "/local_llm", "'%s' must name one of the module's "
+            "%s", key, strcmp(key, "input") == 0 ? "inputs" : "outputs");
+        free(at);
+    }
+    return NULL;
+}
+
+static uint32_t local_bound(mctx *c, const cJSON *o, const char *key,
+                            uint32_t def, uint32_t max)
+{
+    double v = get_num(c, o, key, "/local_llm", def);
+    if (v >= 1 && v <= max && v == (double)(uint32_t)v)
+        return (uint32_t)v;
+    char *at = rz__asprintf("/local_llm/%s", key);
+    bad(c, at ? at : "/local_llm", "'%s' must be a whole number from 1 to %u",
+        key, max);
+    free(at);
+    return def;
+}
+
+/* "local_llm" (docs/modules.md): a node-served model in place of an API. */
+static void load_local_llm(mctx *c, const cJSON *root, rz_module *m)
+{
+    const cJSON *l = get_obj(c, root, "local_llm", "");
+    if (!l)
+        return;
+    const char *prov = local_ptr(c, l, "provider", true);
+    const char *model = local_ptr(c, l, "model", true);
+    m->local_llm.context = local_ptr(c, l, "context", false);
+    m->local_llm.instructions = get_str(c, l, "instructions", "/local_llm", false);
+    m->local_llm.input = local_port(c, l, "input", m->inputs, m->n_inputs);
+    m->local_llm.output = local_port(c, l, "output", m->outputs, m->n_outputs);
+    m->local_llm.max_tokens = local_bound(c, l, "max_tokens",
+                                          RZ_LLM_DEFAULT_MAX_TOKENS, 1000000);
+    m->local_llm.max_prompt_tokens = local_bound(c, l, "max_prompt_tokens",
+                                                 RZ_LLM_DEFAULT_MAX_PROMPT_TOKENS,
+                                                 1000000000);
+    if (prov && model) {
+        m->local_llm.provider = prov;
+        m->local_llm.model = model;
+    }
+}
+
 static int load_fields(mctx *c, const cJSON *root, rz_module *m)
 {
     int rc;
@@ -566,6 +633,7 @@ static int load_fields(mctx *c, const cJSON *root, rz_module *m)
         return rc;
     load_requirements(c, root, m);
     load_estimate(c, root, m);
+    load_local_llm(c, root, m);
     return RZ_OK;
 }
 

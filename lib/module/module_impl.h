@@ -54,6 +54,21 @@ struct rz_module {
      * before every run. Borrowed from the manifest; NULL when absent. */
     const char *wasm_module;
     const char *wasm_sha256;
+    /* "local_llm" (docs/modules.md, "A node-served model"): with the
+     * step's config at `provider` equal to "local", the step is one
+     * generation on a model its node serves, made by the llm adapter, and
+     * the container is not run. Strings borrowed from the manifest;
+     * provider NULL when the module has none. */
+    struct {
+        const char *provider, *model;      /* JSON pointers into config */
+        const char *context;               /* pointer: the system message's
+                                              data, or NULL */
+        const char *instructions;          /* the system message's text */
+        const char *input, *output;        /* ports: the user message, the
+                                              text's place (an array gets
+                                              [text]); NULL none */
+        uint32_t max_tokens, max_prompt_tokens;
+    } local_llm;
     uint32_t timeout_s;         /* exec.timeout_s default, 0 none */
     uint32_t memory_mb;         /* requirements.memory_mb, 0 unknown */
     uint32_t scratch_mb;        /* requirements.scratch_mb, 0 the default */
@@ -66,6 +81,20 @@ struct rz_module {
      * freed with the module. */
     void *schema_cache;
 };
+
+/* ---- A node-served model (local_llm.c) ---- */
+
+/* Whether the step's `config` selects the module's node-served model
+ * (its local_llm provider is "local"). */
+RZ_HIDDEN bool rz__local_llm_on(const rz_module *m, const cJSON *config);
+/* The model it names (a string in config), or NULL. */
+RZ_HIDDEN const char *rz__local_llm_model(const rz_module *m, const cJSON *config);
+/* The llm adapter's request ({"inputs": {"messages"}, "config": {"model",
+ * "max_tokens", "max_prompt_tokens", "output"}}) made from the step's
+ * request {inputs, config}; malloc'd. NULL with the error set. */
+RZ_HIDDEN char *rz__local_llm_request(const rz_module *m, const char *request);
+/* The value at JSON pointer `ptr` in `root` (objects and arrays), or NULL. */
+RZ_HIDDEN const cJSON *rz__json_at(const cJSON *root, const char *ptr);
 
 /* Port lookup by name; NULL if the module has none. */
 RZ_HIDDEN const rz__port *rz__module_input(const rz_module *m, const char *name);

@@ -103,6 +103,13 @@ static const char *check_module(agent *a, job *j, char *why, size_t n)
     rz_free(text);
     const cJSON *ex = cJSON_GetObjectItemCaseSensitive(j->manifest, "exec");
     const char *adapter = str_at(ex, "adapter");
+    /* A step on a node-served model runs the llm adapter, not the module's. */
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(j->asg, "request");
+    char *cfg = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(req, "config"));
+    bool local = cfg && strcmp(rz_module_step_adapter(j->m, cfg), "llm") == 0;
+    cJSON_free(cfg);
+    if (local)
+        return NULL;
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(ex, "command");
     if (!rz_module_dir(j->m))
         return "the module has no local folder to run from";
