@@ -18,6 +18,11 @@ at the node's price per 1,000; the money is exact and the ledger verifies.
 A step whose model is a ${{ }} is refused at deploy; a model no node serves
 fails the step with that reason once its queue timeout passes.
 
+The desk with rhizos-eliza on llm.provider: local (examples/flows/
+desk-local-llm.yaml): each trade one generation on the served model,
+embedded and deployed (each run a job on the node serving the model,
+charged its tokens), with the refusals at validation.
+
 And `rhizos flow logs` of an embedded run, followed while a slow model
 answers, then from the run's record.
 
@@ -37,6 +42,28 @@ from harness import Proc, cli_env, run  # noqa: E402
 
 ROOT, RHIZOS = network.ROOT, network.RHIZOS
 EXAMPLE = os.path.join(ROOT, "examples", "llm", "summary.yaml")
+DESK = os.path.join(ROOT, "examples", "flows", "desk-local-llm.yaml")
+TRADES = [{"n": 1, "side": "buy", "symbol": "BTC-USDT", "qty": 0.01, "price": 42000},
+          {"n": 2, "side": "sell", "symbol": "BTC-USDT", "qty": 0.02, "price": 42001},
+          {"n": 3, "side": "buy", "symbol": "BTC-USDT", "qty": 0.03, "price": 42002}]
+
+
+def desk_post(model, trade):
+    """What the fake server answers an Eliza announcer on `model` for one
+    trade: the instructions, the personality, the trade (the messages
+    joined by a space)."""
+    with open(os.path.join(ROOT, "examples", "modules", "rhizos-eliza",
+                           "module.json")) as f:
+        ins = json.load(f)["local_llm"]["instructions"]
+    persona = {"name": "Mira", "bio": "Reports the desk's trades, dryly.",
+               "traits": ["concise", "numerate"]}
+    system = ins + "\n\n" + json.dumps(persona, separators=(",", ":"))
+    user = json.dumps(trade, separators=(",", ":"))
+    return "".join(answer_pieces(model, system + " " + user))
+
+
+def answer_pieces(model, prompt):
+    return fake_llm.answer(model, prompt)
 SOURCE_TEXT = "RhizOS runs flows on a network of nodes"
 PROMPT = "Summarise in one line: " + SOURCE_TEXT
 
@@ -146,6 +173,72 @@ class LlmFlowEmbedded(unittest.TestCase):
             p = run([RHIZOS, "flow", "validate", self.flow(text)], cwd=ROOT)
             self.assertEqual(p.returncode, 1, (config, p.stdout, p.stderr))
             self.assertIn(why, p.stdout + p.stderr, config)
+
+
+class ElizaLocalEmbedded(unittest.TestCase):
+    """The desk with rhizos-eliza on llm.provider: local (docs/modules.md,
+    "A node-served model"): each trade is one generation on the model
+    server, no container, no credential; the refusals at validation."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ollama, cls.url = fake_llm.start(["llama3:8b"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ollama.shutdown()
+        cls.ollama.server_close()
+
+    def test_desk_announces_each_trade_on_the_served_model(self):
+        before = len(self.ollama.requests)
+        p, rec = embedded(DESK, "--llm", "ollama=" + self.url, code=0)
+        ann = rec["steps"]["announce"]
+        self.assertEqual([r["event_id"] for r in ann["runs"]], ["hb:1", "hb:2", "hb:3"])
+        for run_, trade in zip(ann["runs"], TRADES):
+            post = desk_post("llama3:8b", trade)
+            self.assertEqual(run_["outputs"]["posts"], [post])
+            self.assertEqual(run_["outputs"]["model"], "llama3:8b")
+            self.assertIn("llm: llama3:8b on its ollama server", run_["log"])
+        self.assertEqual(rec["outputs"]["posts"],
+                         [[desk_post("llama3:8b", t)] for t in TRADES])
+        chats = [r["body"] for r in self.ollama.requests[before:] if r["path"] == "/api/chat"]
+        self.assertEqual(len(chats), 3)
+        self.assertEqual([m["role"] for m in chats[0]["messages"]], ["system", "user"])
+        self.assertEqual(chats[0]["options"]["num_predict"], 256)
+
+    def test_no_server_fails_each_run_with_the_reason(self):
+        p, rec = embedded(DESK, code=1)
+        self.assertIn("no model server is configured here",
+                      rec["steps"]["announce"]["error"])
+
+    def test_refusals(self):
+        with open(DESK) as f:
+            desk = f.read()
+        cred = desk.replace("    inputs:\n      events:", "    credentials:\n"
+                            "      llm: {credentialId: openai-key, type: llm_api}\n"
+                            "    inputs:\n      events:")
+        cases = [
+            (cred, "llm provider 'local' runs on a model its node serves and takes "
+                   "no credential: remove 'llm'"),
+            (desk.replace("model: llama3:8b}", "model: \"${{ event.data.side }}\"}"),
+             "config /llm/model must be a model's name written out"),
+            (desk.replace("provider: local,", "provider: \"${{ event.data.side }}\","),
+             "config /llm/provider (the llm provider) must be written out"),
+            (desk.replace("    on: {event: steps.hb.events.trade}\n", "    kind: service\n")
+                 .replace("    max_parallel: 2\n", "").replace("${{ event.data }}", "x"),
+             "the step is one generation per run, not a service"),
+        ]
+        for text, why in cases:
+            f = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+            f.write(text)
+            f.close()
+            self.addCleanup(os.unlink, f.name)
+            p = run([RHIZOS, "flow", "validate", f.name], cwd=ROOT)
+            self.assertEqual(p.returncode, 1, (why, p.stdout, p.stderr))
+            self.assertIn(why, p.stdout + p.stderr)
+        # Another provider keeps the module a service in a container.
+        p = run([RHIZOS, "flow", "validate", DESK], cwd=ROOT)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
 
 class FlowLogsEmbedded(unittest.TestCase):
@@ -267,6 +360,46 @@ class LlmFlowNetwork(llm.LlmBase):
         self.cli("flow", "watch", str(dep), key=self.key, code=1, timeout=60)
         st = self.cli_json("flow", "status", str(dep), key=self.key)
         self.assertEqual(st["steps"]["summarise"]["status"], "failed", st)
+        self.assertIn("no node serves model 'nope:1b'", json.dumps(st), st)
+        self.verify_ledger()
+        self.assertEqual(node.stop(), 0, node.output())
+        self.stop_orchestrator()
+
+    def test_eliza_local_desk_on_the_network(self):
+        """The desk deployed: the trader service and an Eliza announcer per
+        trade on llm.provider: local, each run a job matched to the node
+        serving the model, charged its tokens at the node's price; a model
+        no node serves gives that reason."""
+        node = self.start_llm_node()
+        with open(DESK) as f:
+            desk = f.read().replace("llama3:8b", "tiny:1b")
+        flow = self.flow_file("desk.yaml", desk)
+        dep = self.deploy_and_watch(flow)
+        st = self.status(dep)
+        ann = st["steps"]["announce"]
+        self.assertEqual(ann["status"], "succeeded", ann)
+        self.assertEqual([r["event_id"] for r in ann["runs"]], ["hb:1", "hb:2", "hb:3"])
+        posts = [r["outputs"]["posts"] for r in ann["runs"]]
+        self.assertEqual(posts, [[desk_post("tiny:1b", t)] for t in TRADES])
+        # One job per trade (the listener's own record has no node).
+        jobs = [j for j in self.client_jobs() if j.get("step") == "announce" and j["node"]]
+        self.assertEqual(len(jobs), 3, jobs)
+        for j, r in zip(sorted(jobs, key=lambda j: j["id"]), ann["runs"]):
+            tokens = r["outputs"]["tokens_in"] + r["outputs"]["tokens_out"]
+            self.assertEqual(j["node"], node.id)
+            self.assertEqual(j["cost_micros"], llm.ceil_div(tokens * llm.PRICE, 1000), j)
+            self.assertEqual(j["max_cost_micros"],
+                             llm.ceil_div((256 + 4096) * llm.REF_PRICE, 1000), j)
+        self.check_money(self.client_jobs())
+        self.verify_ledger()
+
+        none = self.flow_file("none.yaml", desk.replace("model: tiny:1b}", "model: nope:1b}")
+                              .replace("    max_parallel: 2\n",
+                                       "    max_parallel: 2\n    queue_timeout_s: 1\n"))
+        dep = self.cli_json("flow", "deploy", none, key=self.key)["id"]
+        self.cli("flow", "watch", str(dep), key=self.key, code=1, timeout=90)
+        st = self.cli_json("flow", "status", str(dep), key=self.key)
+        self.assertEqual(st["steps"]["announce"]["status"], "failed", st)
         self.assertIn("no node serves model 'nope:1b'", json.dumps(st), st)
         self.verify_ledger()
         self.assertEqual(node.stop(), 0, node.output())
