@@ -474,10 +474,12 @@ static uint64_t class_llm_price(const rz_caps *c)
 static int estimate_llm(rz_estimate *e, const rz_prices *p, const rz_module *m,
                         const cJSON *config, rz_step_estimate *s)
 {
-    uint64_t tokens = (uint64_t)llm_setting(m, config, "max_tokens",
-                                            RZ_LLM_DEFAULT_MAX_TOKENS) +
-                      (uint64_t)llm_setting(m, config, "max_prompt_tokens",
-                                            RZ_LLM_DEFAULT_MAX_PROMPT_TOKENS);
+    /* On its node's model (a manifest's local_llm): the manifest's bounds. */
+    uint64_t tokens = rz__local_llm_on(m, config)
+        ? (uint64_t)m->local_llm.max_tokens + m->local_llm.max_prompt_tokens
+        : (uint64_t)llm_setting(m, config, "max_tokens", RZ_LLM_DEFAULT_MAX_TOKENS) +
+          (uint64_t)llm_setting(m, config, "max_prompt_tokens",
+                                RZ_LLM_DEFAULT_MAX_PROMPT_TOKENS);
     size_t best = RZ_NPOS;
     uint64_t best_cost = UINT64_MAX;
     for (size_t i = 0; i < p->n_nodes; i++) {
@@ -636,7 +638,8 @@ static int estimate_step(rz_estimate *e, const rz_prices *p,
         s->api_reason = "";
     if (rc == RZ_OK && !mod)
         rc = rz__error(RZ_ENOMEM, "out of memory");
-    if (rc == RZ_OK && m->adapter && strcmp(m->adapter, "llm") == 0)
+    if (rc == RZ_OK && ((m->adapter && strcmp(m->adapter, "llm") == 0) ||
+                        rz__local_llm_on(m, st->config)))
         rc = estimate_llm(e, p, m, st->config, s);
     else if (rc == RZ_OK)
         rc = estimate_rent(e, p, m, s);

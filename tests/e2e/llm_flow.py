@@ -236,9 +236,13 @@ class ElizaLocalEmbedded(unittest.TestCase):
             p = run([RHIZOS, "flow", "validate", f.name], cwd=ROOT)
             self.assertEqual(p.returncode, 1, (why, p.stdout, p.stderr))
             self.assertIn(why, p.stdout + p.stderr)
-        # Another provider keeps the module a service in a container.
         p = run([RHIZOS, "flow", "validate", DESK], cwd=ROOT)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        # Priced as an llm step: the manifest's 256 + 4096 tokens per run.
+        p = run([RHIZOS, "flow", "estimate", DESK, "--json"], cwd=ROOT)
+        ann = [s for s in json.loads(p.stdout)["steps"] if s["step"] == "announce"][0]
+        self.assertEqual(ann["rent"]["node_class"], "llm-8b", ann)
+        self.assertEqual(ann["rent"]["cost_micros"], llm.ceil_div((256 + 4096) * 1000, 1000))
 
 
 class FlowLogsEmbedded(unittest.TestCase):

@@ -233,13 +233,20 @@ static void test_bad_manifests(void **state)
     (void)state;
     rz_diags *d;
     rz_registry *reg = load(MODS "/bad", &d);
-    if (rz_diags_count(d) != 22)
+    if (rz_diags_count(d) != 27)
         dump(d);
     /* Only the one good manifest among them survives. */
     assert_int_equal(rz_registry_count(reg), 1);
     assert_string_equal(rz_module_id(rz_registry_get(reg, 0)), "okay");
-    assert_int_equal(rz_diags_count(d), 22);
-    assert_int_equal(rz_diags_error_count(d), 22);
+    assert_int_equal(rz_diags_count(d), 27);
+    assert_int_equal(rz_diags_error_count(d), 27);
+    const char *l = "bad/localllm/module.json";
+    assert_true(has_diag(d, l, 3, 28, "'provider' must be a JSON pointer into "
+                         "the step's config"));
+    assert_true(has_diag(d, l, 3, 15, "missing required field 'model'"));
+    assert_true(has_diag(d, l, 3, 53, "'input' must name one of the module's inputs"));
+    assert_true(has_diag(d, l, 3, 71, "'output' must name one of the module's outputs"));
+    assert_true(has_diag(d, l, 3, 91, "'max_tokens' must be a whole number from 1 to 1000000"));
     assert_true(has_diag(d, "bad/kind/module.json", 2, 10,
                          "'kind' must be \"job\" (the default: runs and exits) or "
                          "\"service\" (runs until stopped)"));
@@ -472,6 +479,52 @@ static const cJSON *at(const rz_module *m, const char *a, const char *b)
     return b ? cJSON_GetObjectItemCaseSensitive(x, b) : x;
 }
 
+/* Eliza's node-served model: llm.provider "local" runs the llm adapter,
+ * any other provider its container; the request the adapter gets. */
+static void eliza_local_llm(const rz_module *m)
+{
+    assert_string_equal(m->local_llm.provider, "/llm/provider");
+    assert_string_equal(m->local_llm.model, "/llm/model");
+    assert_string_equal(m->local_llm.output, "posts");
+    assert_int_equal(m->local_llm.max_tokens, 256);
+    assert_string_equal(rz_module_step_adapter(m, "{\"llm\":{\"provider\":\"local\","
+                                               "\"model\":\"m\"}}"), "llm");
+    assert_string_equal(rz_module_step_adapter(m, "{\"llm\":{\"provider\":\"openai\"}}"),
+                        "docker");
+    assert_string_equal(rz_module_step_adapter(m, "{\"llm\":\"local\"}"), "docker");
+    assert_string_equal(rz_module_step_adapter(m, "not json"), "docker");
+    assert_string_equal(rz_module_step_adapter(m, NULL), "docker");
+    assert_null(rz_module_step_adapter(NULL, NULL));
+    cJSON *cfg = cJSON_Parse("{\"personality\":{\"name\":\"M\"},\"llm\":"
+                             "{\"provider\":\"local\",\"model\":\"tiny\"}}");
+    char *req = rz__local_llm_request(m, "{\"inputs\":{\"events\":{\"n\":1}},"
+                                      "\"config\":{\"personality\":{\"name\":\"M\"},"
+                                      "\"llm\":{\"provider\":\"local\",\"model\":\"tiny\"}}}");
+    assert_non_null(req);
+    cJSON *r = cJSON_Parse(req);
+    const cJSON *msgs = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "inputs"), "messages");
+    assert_int_equal(cJSON_GetArraySize(msgs), 2);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(
+        cJSON_GetArrayItem(msgs, 1), "content")), "{\"n\":1}");
+    assert_non_null(strstr(cJSON_GetStringValue(cJSON_GetObjectItem(
+        cJSON_GetArrayItem(msgs, 0), "content")), "\n\n{\"name\":\"M\"}"));
+    const cJSON *rc = cJSON_GetObjectItem(r, "config");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(rc, "model")), "tiny");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(rc, "output")), "posts");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(rc, "output_list")));
+    assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItem(rc, "max_prompt_tokens")), 4096);
+    cJSON_Delete(r);
+    free(req);
+    /* No model named: refused with where it should be. */
+    assert_null(rz__local_llm_request(m, "{\"config\":{\"llm\":{\"provider\":\"local\"}}}"));
+    assert_non_null(strstr(rz_error_last()->message, "config /llm/model must name the model"));
+    assert_null(rz__local_llm_request(m, "[1]"));
+    assert_true(rz__local_llm_on(m, cfg));
+    assert_null(rz__json_at(cfg, "/llm/model/x"));
+    assert_string_equal(cJSON_GetStringValue(rz__json_at(cfg, "/personality/name")), "M");
+    cJSON_Delete(cfg);
+}
+
 static void test_catalog(void **state)
 {
     (void)state;
@@ -538,6 +591,7 @@ static void test_catalog(void **state)
     };
     for (size_t i = 0; i < 4; i++)
         assert_string_equal(m->creds[i].type, types[i]);
+    eliza_local_llm(m);
     rz_diags_free(d);
     rz_registry_free(reg);
 }
