@@ -63,6 +63,7 @@ typedef struct cli {
     const char *llm_servers;      /* --llm KIND=URL... (flow run) */
     bool follow;                  /* --follow (flow logs) */
     const char *attempt;          /* --attempt N (job logs) */
+    const char *since;            /* --since T (flow logs, job logs) */
     const char *listen;           /* --listen HOST:PORT (flow serve, ui) */
     const char *prompt;           /* -p PROMPT (run -t llm) */
     const char *model;            /* --model M (run -t llm) */
@@ -130,6 +131,9 @@ void cli_error(const char *context, int rc);
  * ms: 0, or -1 when malformed. `flow runs --prune`; the bounded pass after
  * a recorded `flow run` (RHIZOS_RUNS_KEEP). */
 int cli_age_parse(const char *s, uint64_t *ms);
+/* --since: a duration ago with its unit (30s, 10m, 2h, 1d) or an RFC 3339
+ * time, as unix ms; -1 when it is neither. */
+int cli_since_parse(const char *s, uint64_t now_ms, uint64_t *since_ms);
 int cli_runs_prune(cli *c);
 void cli_runs_prune_auto(const char *data_dir);
 bool cli_stderr_tty(void);

@@ -22,7 +22,7 @@ void cli_flow_usage(void)
 "                                       [--prices FILE|DIR]\n"
 "                                       [--llm KIND=URL]\n"
 "       rhizos flow runs [RUN_ID]       [--data DIR] [--limit N] [--json]\n"
-"       rhizos flow logs ID [STEP]      [--follow] [--json] [--data DIR]\n"
+"       rhizos flow logs ID [STEP]      [--follow] [--since T] [--json] [--data DIR]\n"
 "       rhizos flow export FILE         [--format json|yaml|cbor]\n"
 "       rhizos flow estimate FILE       [--json] [--prices FILE|DIR]\n"
 );

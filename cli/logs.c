@@ -1,6 +1,12 @@
-/* rhizos flow logs ID [STEP] [--follow] [--json]: the steps' logs of a run,
- * as "STEP | line"; rhizos job logs ID [--follow]: one job's, as it printed
- * them.
+/* rhizos flow logs ID [STEP] [--follow] [--since T] [--json]: the steps'
+ * logs of a run, as "STEP | line"; rhizos job logs ID [--follow] [--since
+ * T]: one job's, as it printed them.
+ *
+ * --since T: lines carry no time of their own. A deployment's and a job's
+ * are timed by when they reached the orchestrator (?since=MS filters them
+ * there); an embedded run keeps only each step's end, so a step that ended
+ * before T is left out and one that did not is shown whole: a line is
+ * hidden only when it is known to be older.
  *
  * A number is a deployment (GET /api/v1/flows/ID/logs); with --follow the
  * deployment's event stream adds the lines its nodes send as they come,
@@ -26,6 +32,81 @@
 
 #define POLL_NS 200000000L       /* a followed file is read this often */
 #define RECORD_EVERY 5           /* and the run's record every 5th time */
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* YYYY-MM-DDTHH:MM:SS[.fff...](Z|+HH:MM|-HH:MM), as unix ms. */
+static int rfc3339(const char *s, uint64_t *ms)
+{
+    int y, mo, d, h, mi, sec, used = 0;
+    if (sscanf(s, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec,
+               &used) != 6 || used != 19 || y < 1970 || mo < 1 || mo > 12 ||
+        d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+        return -1;
+    const char *p = s + used;
+    uint64_t frac = 0;
+    if (*p == '.') {
+        int k = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, k++)
+            if (k < 3)
+                frac = frac * 10 + (uint64_t)(*p - '0');
+        if (!k)
+            return -1;
+        for (; k < 3; k++)
+            frac *= 10;
+    }
+    long off = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om, n = 0;
+        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5 || oh > 23 || om > 59)
+            return -1;
+        off = (*p == '-' ? -1 : 1) * (oh * 3600L + om * 60L);
+        p += 6;
+    } else {
+        return -1;
+    }
+    if (*p)
+        return -1;
+    struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
+                     .tm_hour = h, .tm_min = mi, .tm_sec = sec };
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1 || (long long)t - off < 0)
+        return -1;
+    *ms = (uint64_t)((long long)t - off) * 1000 + frac;
+    return 0;
+}
+
+int cli_since_parse(const char *s, uint64_t now_ms, uint64_t *since_ms)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n && strchr("smhd", s[n - 1]) && s[0] >= '0' && s[0] <= '9') {
+        uint64_t ago;
+        if (cli_age_parse(s, &ago) != 0)
+            return -1;
+        *since_ms = ago < now_ms ? now_ms - ago : 1;
+        return 0;
+    }
+    return s && rfc3339(s, since_ms) == 0 && *since_ms ? 0 : -1;
+}
+
+/* c->since as unix ms (0: none); false when malformed (said). */
+static bool since_of(const cli *c, const char *verb, uint64_t *ms)
+{
+    *ms = 0;
+    if (!c->since || cli_since_parse(c->since, wall_ms(), ms) == 0)
+        return true;
+    fprintf(stderr, "rhizos: %s: --since wants a duration with its unit (30s, "
+            "10m, 2h, 1d) or an RFC 3339 time (2026-12-05T16:00:00Z), not '%s'\n",
+            verb, c->since);
+    return false;
+}
 
 static void print_lines(const char *label, const char *text, size_t n)
 {
@@ -58,9 +139,10 @@ typedef struct follow {
     cJSON *seen;               /* "<job>" -> {"attempt", "end"} printed */
     bool shown;                /* the snapshot was printed */
     int rc;
+    uint64_t since;            /* --since, unix ms; 0: none */
 } follow;
 
-static char *logs_path(uint64_t id, const char *step)
+static char *logs_path(uint64_t id, const char *step, uint64_t since)
 {
     char *path = NULL;
     size_t n = 0;
@@ -77,13 +159,15 @@ static char *logs_path(uint64_t id, const char *step)
         else
             fprintf(f, "%%%02X", *s);
     }
+    if (since)
+        fprintf(f, "%csince=%" PRIu64, step ? '&' : '?', since);
     return fclose(f) == 0 ? path : (free(path), NULL);
 }
 
 /* Print the snapshot; remember how far each running job's stream was. */
 static int snapshot(follow *fw, rz_client *cl, bool json)
 {
-    char *path = logs_path(fw->id, fw->step), *reply = NULL;
+    char *path = logs_path(fw->id, fw->step, fw->since), *reply = NULL;
     int ex = path ? cli_request(cl, "GET", path, NULL, &reply) : EXIT_FAILED;
     free(path);
     if (ex != EXIT_OK)
@@ -162,7 +246,12 @@ static int deployment_logs(cli *c, uint64_t id, const char *step)
     rz_client *cl = cli_client(c);
     if (!cl)
         return EXIT_USAGE;
-    follow fw = { c, step, id, cJSON_CreateObject(), false, EXIT_OK };
+    follow fw = { c, step, id, cJSON_CreateObject(), false, EXIT_OK, 0 };
+    if (!since_of(c, "flow logs", &fw.since)) {
+        cJSON_Delete(fw.seen);
+        rz_client_free(cl);
+        return EXIT_USAGE;
+    }
     int ex;
     if (!c->follow || c->json) {   /* --json: the snapshot */
         ex = snapshot(&fw, cl, c->json);
@@ -256,11 +345,17 @@ int cli_job_logs(cli *c, uint64_t id)
                         "--follow follows the job's last one: give one of them\n");
         return EXIT_USAGE;
     }
+    uint64_t since;
+    if (!since_of(c, "job logs", &since))
+        return EXIT_USAGE;
     rz_client *cl = cli_client(c);
     if (!cl)
         return EXIT_USAGE;
-    char path[96];
+    char path[128];
     snprintf(path, sizeof path, "/api/v1/jobs/%" PRIu64 "?attempt=%" PRIu64, id, attempt);
+    /* --since until a line was printed: what follows it is new anyway. */
+    if (since)
+        snprintf(path + strlen(path), sizeof path - strlen(path), "&since=%" PRIu64, since);
     job_follow jf = { -1, -1, NULL };
     struct timespec ts = { 0, POLL_NS };
     int ex;
@@ -279,6 +374,9 @@ int cli_job_logs(cli *c, uint64_t id)
         } else {
             job_print(&jf, j);
         }
+        char *amp = jf.seen && *jf.seen ? strstr(path, "&since=") : NULL;
+        if (amp)
+            *amp = '\0';
         if (over && !strcmp(cli_json_str(j, "status", ""), "failed"))
             ex = EXIT_FAILED;
         cJSON_Delete(j);
@@ -334,21 +432,29 @@ void cli_live_write(FILE *f, const char *step, const char *lines)
 }
 
 /* The record's steps (and elements) with their logs. */
-static void print_record(const cJSON *rec, const char *only)
+/* Did this step (or element) of the record end before `since`? Its lines
+ * are then all older; one still running, or ended since, is shown whole. */
+static bool ended_before(const cJSON *s, uint64_t since)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(s, "finished_ms");
+    return since && cJSON_IsNumber(f) && f->valuedouble < (double)since;
+}
+
+static void print_record(const cJSON *rec, const char *only, uint64_t since)
 {
     const cJSON *s, *e;
     cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(rec, "steps")) {
         if (only && strcmp(s->string, only) != 0)
             continue;
         const char *log = cli_json_str(s, "log", NULL);
-        if (log)
+        if (log && !ended_before(s, since))
             print_lines(s->string, log, strlen(log));
         int k = 0;
         cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(s, "elements")) {
             char label[300];
             snprintf(label, sizeof label, "%s[%d]", s->string, k++);
             log = cli_json_str(e, "log", NULL);
-            if (log)
+            if (log && !ended_before(e, since) && !ended_before(s, since))
                 print_lines(label, log, strlen(log));
         }
     }
@@ -388,8 +494,10 @@ static bool running(const cJSON *rec)
     return strcmp(s, "running") == 0 || strcmp(s, "pending") == 0;
 }
 
-/* New whole lines of the live file ("STEP\tline"), printed. */
-static void tail(FILE *f, const char *only, char **buf, size_t *cap)
+/* New whole lines of the live file ("STEP\tline"), printed (not those of
+ * a step the record says ended before `since`). */
+static void tail(FILE *f, const char *only, const cJSON *rec, uint64_t since,
+                 char **buf, size_t *cap)
 {
     ssize_t n;
     long at = ftell(f);
@@ -403,7 +511,9 @@ static void tail(FILE *f, const char *only, char **buf, size_t *cap)
         if (!tab)
             continue;
         *tab = '\0';
-        if (!only || strcmp(*buf, only) == 0)
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(rec, "steps"), *buf);
+        if ((!only || strcmp(*buf, only) == 0) && !ended_before(st, since))
             print_lines(*buf, tab + 1, (size_t)(n - 1 - (tab + 1 - *buf)));
     }
     clearerr(f);
@@ -411,6 +521,9 @@ static void tail(FILE *f, const char *only, char **buf, size_t *cap)
 
 static int run_logs(cli *c, const char *id, const char *step)
 {
+    uint64_t since;
+    if (!since_of(c, "flow logs", &since))
+        return EXIT_USAGE;
     char *dir = cli_data_dir(c);
     rz_store *st = NULL;
     int rc = dir ? rz_store_open(&st, dir) : RZ_ENOMEM;
@@ -427,24 +540,28 @@ static int run_logs(cli *c, const char *id, const char *step)
     char *live = rc == RZ_OK && c->follow ? cli_live_path(dir, id) : NULL;
     FILE *f = live && running(rec) ? fopen(live, "re") : NULL;
     if (rc == RZ_OK && c->json) {
+        cJSON *s;
+        cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(rec, "steps"))
+            if (ended_before(s, since) && cJSON_HasObjectItem(s, "log"))
+                cJSON_ReplaceItemInObjectCaseSensitive(s, "log", cJSON_CreateString(""));
         char *text = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(rec, "steps"));
         cli_print_json(text ? text : "{}");
         free(text);
     } else if (rc == RZ_OK && !f) {
-        print_record(rec, step);   /* over, or nothing streams it */
+        print_record(rec, step, since);   /* over, or nothing streams it */
     } else if (rc == RZ_OK) {
         char *buf = NULL;
         size_t cap = 0;
         struct timespec ts = { 0, POLL_NS };
         for (int i = 1; ; i++) {
-            tail(f, step, &buf, &cap);
+            tail(f, step, rec, since, &buf, &cap);
             if (i % RECORD_EVERY == 0) {
                 cJSON_Delete(rec);
                 rec = record(st, id, &rc);
                 if (rc != RZ_OK || !running(rec))
                     break;
                 if (flock(fileno(f), LOCK_SH | LOCK_NB) == 0) {
-                    tail(f, step, &buf, &cap);
+                    tail(f, step, rec, since, &buf, &cap);
                     fprintf(stderr, "rhizos: run '%s' is no longer running "
                             "(its process is gone, killed?) though its record "
                             "says it is\n", id);
@@ -454,7 +571,7 @@ static int run_logs(cli *c, const char *id, const char *step)
             }
             nanosleep(&ts, NULL);
         }
-        tail(f, step, &buf, &cap);   /* what came before the end */
+        tail(f, step, rec, since, &buf, &cap);   /* what came before the end */
         free(buf);
         if (rc != RZ_OK && rc != RZ_ESTATE)
             cli_error(dir, rc);

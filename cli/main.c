@@ -50,11 +50,13 @@ static void usage(FILE *out)
 "  models                  the models the network serves, by whom, at\n"
 "                          what price\n"
 "  job [ID], cancel ID    show your jobs or one; cancel one (refunded)\n"
-"  job logs ID [--follow|--attempt N]   one job's log, live with --follow\n"
+"  job logs ID [--follow|--attempt N] [--since T]   one job's log, live\n"
+"                          with --follow\n"
 "  account VERB ...        escrow accounts: balance, withdraw...; account --help\n"
 "  admin withdrawal ...    the treasury's side of withdrawals; admin --help\n"
 "  flow deploy FILE, flow status|watch|cancel ID   flows on the network\n"
-"  flow logs ID [STEP] [--follow]   steps' logs of a deployment or a run\n"
+"  flow logs ID [STEP] [--follow] [--since T]   steps' logs of a\n"
+"                          deployment or a run\n"
 "  flow list, flow versions|schedule|rollback|diff NAME   named flows, triggers\n"
 "  flow disable|enable NAME TRIGGER   switch a flow's trigger off or on\n"
 "  flow pause|resume ID, flow approve|reject ID STEP   hold a run; decide a gate\n"
@@ -107,6 +109,12 @@ static void usage_options(FILE *out)
 "                          unix:///PATH (default: DOCKER_HOST, then the\n"
 "                          Docker and Podman sockets)\n"
 "  --follow                flow logs, job logs: keep printing lines as they come\n"
+"  --since T               flow logs, job logs: only lines that came at or\n"
+"                          after T: a duration ago (30s, 10m, 2h, 1d) or an\n"
+"                          RFC 3339 time (2026-12-05T16:00:00Z); a deployment's\n"
+"                          or job's lines are timed as they reach the\n"
+"                          orchestrator (within ~1 s), an embedded run's only\n"
+"                          by their step's end\n"
 "  --listen HOST:PORT      flow serve: take webhook calls there (IPv4)\n"
 "  --flow NAME, --step ID  flow cache: only that flow's, that step's results\n"
 "  --remote                flow cache clear: on the orchestrator (your account)\n"
@@ -141,7 +149,8 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS, OPT_CONTAINER_HOST,
        OPT_KEY_FILE, OPT_CONTEXT, OPT_CA_FILE, OPT_MODEL, OPT_MAX_TOKENS, OPT_TEMPERATURE,
        OPT_COMMENT, OPT_NOTE, OPT_LLM, OPT_FOLLOW, OPT_PRUNE, OPT_OLDER_THAN,
-       OPT_LISTEN, OPT_OPEN, OPT_UI_DIR, OPT_ATTEMPT, OPT_FLOW, OPT_STEP, OPT_REMOTE };
+       OPT_LISTEN, OPT_OPEN, OPT_UI_DIR, OPT_ATTEMPT, OPT_FLOW, OPT_STEP, OPT_REMOTE,
+       OPT_SINCE };
 
 static const struct option long_opts[] = {
     { "json", no_argument, NULL, OPT_JSON },
@@ -199,6 +208,7 @@ static const struct option long_opts[] = {
     { "flow", required_argument, NULL, OPT_FLOW },
     { "step", required_argument, NULL, OPT_STEP },
     { "remote", no_argument, NULL, OPT_REMOTE },
+    { "since", required_argument, NULL, OPT_SINCE },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -230,6 +240,7 @@ static void flow_option(cli *c, int ch)
     case OPT_FLOW: c->flow = optarg; break;      /* flow cache */
     case OPT_STEP: c->step = optarg; break;
     case OPT_REMOTE: c->remote = true; break;
+    case OPT_SINCE: c->since = optarg; break;
     }
 }
 
@@ -329,6 +340,7 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_LIMIT: case OPT_COMMENT: case OPT_NOTE: case OPT_FOLLOW:
         case OPT_ATTEMPT: case OPT_PRUNE: case OPT_OLDER_THAN: case OPT_LISTEN:
         case OPT_OPEN: case OPT_UI_DIR: case OPT_FLOW: case OPT_STEP: case OPT_REMOTE:
+        case OPT_SINCE:
             flow_option(c, ch); break;
         case OPT_REVEAL: c->reveal = true; break;
         case OPT_NODES: c->nodes = optarg; break;

@@ -209,10 +209,36 @@ char *auth_get_creds(orch *o, uint64_t dep)
     return rz_auth_creds_get(o->auth, dep, &out) == RZ_OK ? out : NULL;
 }
 
-int auth_put_log(orch *o, uint64_t job, uint32_t attempt, const char *log, size_t len)
+int auth_put_log(orch *o, uint64_t job, uint32_t attempt, const char *log, size_t len,
+                 const log_times *times)
 {
-    int rc = rz_auth_attempt_log_put(o->auth, job, attempt, log, len);
+    char *marks = times && times->n ? log_times_json(times) : NULL;
+    size_t ml = marks ? strlen(marks) : 0;
+    char *all = marks ? malloc(len + 1 + ml) : NULL;
+    if (all) {   /* the log as a C string, the marks after its NUL */
+        if (len)
+            memcpy(all, log, len);
+        all[len] = '\0';
+        memcpy(all + len + 1, marks, ml);
+    }
+    int rc = rz_auth_attempt_log_put(o->auth, job, attempt, all ? all : log,
+                                     all ? len + 1 + ml : len);
+    free(all);
+    cJSON_free(marks);
     return rc == RZ_OK ? rc : say(rc, "write");
+}
+
+char *auth_get_log_times(orch *o, uint64_t job, uint32_t attempt, log_times *times)
+{
+    char *out = NULL;
+    size_t len = 0;
+    *times = (log_times){0};
+    if (rz_auth_attempt_log_get(o->auth, job, attempt, &out, &len, NULL) != RZ_OK)
+        return NULL;
+    size_t n = strlen(out);
+    if (n < len)
+        log_times_parse(out + n + 1, times);
+    return out;
 }
 
 /* Attempt 0: the job's last log. */

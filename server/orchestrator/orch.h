@@ -378,8 +378,35 @@ int auth_put_account(orch *o, rz_ledger_id id, const char *name,
 int auth_put_creds(orch *o, uint64_t dep, const char *json);
 /* NULL when none; release with free. */
 char *auth_get_creds(orch *o, uint64_t dep);
-int auth_put_log(orch *o, uint64_t job, uint32_t attempt, const char *log, size_t len);
+/* log_times.c: when a job's log lines arrived (--since). A mark says the
+ * lines from byte `pos` (to the next mark) had all arrived by `ms`. */
+typedef struct log_mark { uint64_t pos, ms, first; } log_mark;
+typedef struct log_times { log_mark *v; size_t n, cap; } log_times;
+/* A chunk that starts at `pos` arrived at `ms` (marks at least 0.2 s apart). */
+void log_times_add(log_times *t, uint64_t pos, uint64_t ms);
+/* The log lost its first `cut` bytes. */
+void log_times_shift(log_times *t, uint64_t cut);
+void log_times_clear(log_times *t);
+/* [[pos, ms], ...] (malloc'd; NULL when out of memory); and back. */
+char *log_times_json(const log_times *t);
+void log_times_parse(const char *json, log_times *out);
+/* A result's log replaced the streamed one: the marks moved onto the same
+ * lines in it, the lines after them marked `now_ms`; none kept when the
+ * streamed log's end is not found in it. */
+void log_times_rebase(log_times *t, const char *old_log, size_t old_len,
+                      const char *new_log, size_t new_len, uint64_t now_ms);
+/* Where the lines that arrived at or after since_ms start in `log`: 0 when
+ * no time is known (everything is shown), len when none did. */
+size_t log_times_since(const log_times *t, const char *log, size_t len,
+                       uint64_t since_ms);
+
+/* A job attempt's log, with when its lines arrived (times: NULL or none
+ * kept: not known), stored as the log, a NUL, the marks (log_times.c). */
+int auth_put_log(orch *o, uint64_t job, uint32_t attempt, const char *log, size_t len,
+                 const log_times *times);
 char *auth_get_log(orch *o, uint64_t job, uint32_t attempt);
+/* The same with its marks into *times (cleared first). */
+char *auth_get_log_times(orch *o, uint64_t job, uint32_t attempt, log_times *times);
 rz_ledger_id auth_random_id(void);
 bool hex_decode(const char *hex, unsigned char *out, size_t n);
 void hex_encode(const unsigned char *in, size_t n, char *out);
@@ -500,8 +527,17 @@ void r_node_events(req *q);
 /* routes_logs.c: POST .../jobs/{job}/log, a running job's log lines. */
 typedef struct live_pos live_pos;
 void r_node_log(req *q);
-/* A running job's streamed log (NULL: none streamed): GET shows it. */
+/* A running job's streamed log (NULL: none streamed): GET shows it;
+ * *times (may be NULL) when its lines arrived. */
 const char *orch_live_log(orch *o, uint64_t job);
+const char *orch_live_log_times(orch *o, uint64_t job, const log_times **times);
+/* The job's log at `attempt` (0: its current one, streamed or stored)
+ * from the first line that arrived at or after since_ms (malloc'd; NULL:
+ * none kept). */
+char *orch_log_since(orch *o, uint64_t job, uint32_t attempt, uint64_t since_ms);
+/* The streamed log's marks moved onto a result's log of the same job. */
+void orch_live_rebase(orch *o, uint64_t job, const char *log, size_t len,
+                      log_times *out);
 /* Bytes of the job's streamed attempt (*attempt) taken so far; 0 and
  * attempt 0 when none streams. */
 uint64_t orch_live_taken(orch *o, uint64_t job, uint32_t *attempt);

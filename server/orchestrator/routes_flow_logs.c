@@ -40,7 +40,8 @@ static int step_filter(req *q, char *out, size_t len)
 }
 
 /* {"step", "element"?, "job", "attempt", "status", "log", "log_end"?}. */
-static cJSON *job_entry(orch *o, const char *step, int element, uint64_t job)
+static cJSON *job_entry(orch *o, const char *step, int element, uint64_t job,
+                        uint64_t since)
 {
     rz_engine_job_info ji;
     if (rz_engine_job_get(o->e, job, &ji) != RZ_OK)
@@ -54,13 +55,16 @@ static cJSON *job_entry(orch *o, const char *step, int element, uint64_t job)
     cJSON_AddStringToObject(e, "status", rz_job_state_name(ji.state));
     uint32_t attempt = 0;
     uint64_t end = orch_live_taken(o, job, &attempt);
-    const char *live = orch_live_log(o, job);
-    char *stored = live ? NULL : auth_get_log(o, job, 0);
+    const char *live = since ? NULL : orch_live_log(o, job);
+    /* ?since: only the lines that arrived since (log_times.c). */
+    char *stored = live ? NULL : since ? orch_log_since(o, job, 0, since)
+                                       : auth_get_log(o, job, 0);
+    bool streaming = since ? orch_live_log(o, job) != NULL : live != NULL;
     if (live || stored)
         cJSON_AddStringToObject(e, "log", live ? live : stored);
     else
         cJSON_AddNullToObject(e, "log");
-    if (live && attempt == ji.attempt)
+    if (streaming && attempt == ji.attempt)
         cJSON_AddNumberToObject(e, "log_end", (double)end);
     free(stored);
     return e;
@@ -80,7 +84,9 @@ void r_flow_logs(req *q)
             reply_error(q, RZ_ENOENT, "no deployment %llu", (unsigned long long)dep);
         return;
     }
-    if (!step_filter(q, only, sizeof only))
+    uint64_t since;
+    if (!step_filter(q, only, sizeof only) ||
+        !query_u64(q, "since", 0, (uint64_t)1 << 53, &since))
         return;
     char *text = flow_status_text(q->o, dep);
     cJSON *st = parse_json_text(text);
@@ -103,14 +109,14 @@ void r_flow_logs(req *q)
         found = true;
         const cJSON *j = cJSON_GetObjectItemCaseSensitive(s, "job"), *el;
         cJSON *e = cJSON_IsNumber(j)
-            ? job_entry(q->o, s->string, -1, (uint64_t)j->valuedouble) : NULL;
+            ? job_entry(q->o, s->string, -1, (uint64_t)j->valuedouble, since) : NULL;
         if (e)
             cJSON_AddItemToArray(list, e);
         int k = 0;
         cJSON_ArrayForEach(el, cJSON_GetObjectItemCaseSensitive(s, "elements")) {
             j = cJSON_GetObjectItemCaseSensitive(el, "job");
             if (cJSON_IsNumber(j) &&
-                (e = job_entry(q->o, s->string, k, (uint64_t)j->valuedouble)))
+                (e = job_entry(q->o, s->string, k, (uint64_t)j->valuedouble, since)))
                 cJSON_AddItemToArray(list, e);
             k++;
         }

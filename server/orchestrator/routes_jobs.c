@@ -421,14 +421,28 @@ void r_jobs_list(req *q)
     reply_json(q, 200, doc);
 }
 
-/* ?attempt=N: "log" is that attempt's (null when not kept). */
+/* ?attempt=N: "log" is that attempt's (null when not kept); ?since=MS
+ * (unix ms): only its lines that arrived at or after then. */
 void r_job_get(req *q)
 {
-    uint64_t id, attempt;
+    uint64_t id, attempt, since;
     rz_engine_job_info ji;
-    if (!query_u64(q, "attempt", 0, UINT32_MAX, &attempt) || !visible_job(q, &id, &ji))
+    if (!query_u64(q, "attempt", 0, UINT32_MAX, &attempt) ||
+        !query_u64(q, "since", 0, (uint64_t)1 << 53, &since) ||
+        !visible_job(q, &id, &ji))
         return;
     cJSON *j = job_json(q->o, id, true);
+    if (j && since) {
+        char *log = orch_log_since(q->o, id, (uint32_t)attempt, since);
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "log");
+        cJSON_AddItemToObject(j, "log", log ? cJSON_CreateString(log) : cJSON_CreateNull());
+        free(log);
+        if (attempt) {   /* answered: that attempt's lines since */
+            cJSON_DeleteItemFromObjectCaseSensitive(j, "log_end");
+            reply_json(q, 200, j);
+            return;
+        }
+    }
     uint32_t live_attempt = 0;
     (void)orch_live_taken(q->o, id, &live_attempt);
     if (j && attempt && !(orch_live_log(q->o, id) && live_attempt == attempt)) {

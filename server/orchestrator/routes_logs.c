@@ -31,10 +31,12 @@ struct live_pos {
     size_t len;
     uint64_t put_ms;           /* when it was last stored */
     bool dirty;                /* lines not stored yet */
+    log_times times;           /* when its lines arrived */
 };
 
 static void pos_clear(live_pos *p)
 {
+    log_times_clear(&p->times);
     free(p->log);
     p->log = NULL;
     p->len = 0;
@@ -44,7 +46,8 @@ static void pos_clear(live_pos *p)
 /* Store what the store lacks of it. */
 static void pos_put(orch *o, live_pos *p)
 {
-    if (p->dirty && auth_put_log(o, p->job, p->attempt, p->log, p->len) == RZ_OK)
+    if (p->dirty && auth_put_log(o, p->job, p->attempt, p->log, p->len,
+                                 &p->times) == RZ_OK)
         p->dirty = false;
     p->put_ms = orch_now_ms();
 }
@@ -99,8 +102,30 @@ static live_pos *pos_find(orch *o, uint64_t job)
 
 const char *orch_live_log(orch *o, uint64_t job)
 {
+    return orch_live_log_times(o, job, NULL);
+}
+
+const char *orch_live_log_times(orch *o, uint64_t job, const log_times **times)
+{
     live_pos *p = pos_find(o, job);
+    if (times)
+        *times = p ? &p->times : NULL;
     return p && p->attempt ? p->log : NULL;
+}
+
+void orch_live_rebase(orch *o, uint64_t job, const char *log, size_t len,
+                      log_times *out)
+{
+    live_pos *p = pos_find(o, job);
+    *out = (log_times){0};
+    if (!p || !p->log || !p->times.n)
+        return;
+    log_mark *v = malloc(p->times.n * sizeof *v);
+    if (!v)
+        return;
+    memcpy(v, p->times.v, p->times.n * sizeof *v);
+    *out = (log_times){ v, p->times.n, p->times.n };
+    log_times_rebase(out, p->log, p->len, log, len, orch_now_ms());
 }
 
 uint64_t orch_live_taken(orch *o, uint64_t job, uint32_t *attempt)
@@ -201,6 +226,8 @@ static int append_log(orch *o, live_pos *p, const char *gap, const char *add,
         memmove(all, all + from, len - from + 1);
     }
     bool first = !p->log;
+    log_times_add(&p->times, p->len, orch_now_ms());
+    log_times_shift(&p->times, from);
     free(p->log);
     p->log = all;
     p->len = len - from;
@@ -293,4 +320,24 @@ void r_node_log(req *q)
     p->next = offset + n;
     tell_watchers(o, &ji, offset, lines);
     answer(q, p->next, false);
+}
+
+char *orch_log_since(orch *o, uint64_t job, uint32_t attempt, uint64_t since_ms)
+{
+    uint32_t live_attempt = 0;
+    (void)orch_live_taken(o, job, &live_attempt);
+    const log_times *lt = NULL;
+    const char *live = orch_live_log_times(o, job, &lt);
+    if (live && (!attempt || attempt == live_attempt)) {
+        size_t n = strlen(live);
+        return strdup(live + log_times_since(lt, live, n, since_ms));
+    }
+    log_times t;
+    char *log = auth_get_log_times(o, job, attempt, &t);
+    if (log) {
+        size_t n = strlen(log), from = log_times_since(&t, log, n, since_ms);
+        memmove(log, log + from, n - from + 1);
+    }
+    log_times_clear(&t);
+    return log;
 }

@@ -846,7 +846,13 @@ void r_node_result(req *q)
     if (log && !repeat) {   /* the log of the report taken, kept once */
         size_t len;
         const char *tail = log_cut(log, &len);
-        if (auth_put_log(o, job, (uint32_t)attempt, tail, len) != RZ_OK)
+        log_times t;
+        orch_live_rebase(o, job, tail, len, &t);
+        if (!t.n)   /* none streamed: every line had come by now */
+            log_times_add(&t, 0, orch_now_ms());
+        int prc = auth_put_log(o, job, (uint32_t)attempt, tail, len, &t);
+        log_times_clear(&t);
+        if (prc != RZ_OK)
             orch_log(o, ORCH_LOG_WARN, "job_log_not_kept", "job", LOG_U64, job, NULL);
     }
     if (!repeat)   /* the streamed log: replaced, or kept when none came */

@@ -9,7 +9,8 @@ before the step ends; `rhizos flow watch` prints it as `flow run` does; a
 stream resumed with Last-Event-ID gets the later lines; at the end each
 line is in the log once (the result's log replaced the streamed one).
 `rhizos flow logs --follow` prints each line once as it comes, and the
-snapshot (GET /api/v1/flows/{id}/logs) has them all afterwards.
+snapshot (GET /api/v1/flows/{id}/logs) has them all afterwards; with
+--since (?since=MS) only the lines that reached the orchestrator since.
 
 Then the route against a hostile or confused node (fake nodes speaking the
 protocol): a retried chunk is taken once; an oversized chunk, another
@@ -309,6 +310,48 @@ class LiveLogs(network.Base):
         self.cli("job", "logs", key=self.key, code=2)
         self.cli("job", "logs", "x", key=self.key, code=2)
         self.cli("job", "logs", str(job), "y", key=self.key, code=2)
+        node = self.nodes.pop()
+        node.stop_clean()
+        self.stop_orchestrator()
+
+    def test_since(self):
+        """--since: a job's and a deployment's lines timed by when they
+        reached the orchestrator, kept with the log past the result's;
+        durations and RFC 3339 times; malformed ones refused."""
+        self.start_node("node1", network.PRICES[0])
+        dep = self.deploy_with_secret()
+        job = wait_until(lambda: self.api("GET", "/api/v1/flows/%d/status" % dep,
+                                          key=self.key)["steps"]["talk"].get("job"),
+                         30, "the step's job")
+        wait_until(lambda: "second line" in (self.job(job).get("log") or ""),
+                   3 * NAP + 20, "the second line")
+        # The third line comes a nap after the second: T falls between them.
+        t = time.time() + 0.3
+        while time.time() < t:
+            time.sleep(0.05)
+        live = self.api("GET", "/api/v1/jobs/%d?since=%d" % (job, int(t * 1000)),
+                        key=self.key)["log"] or ""
+        self.assertNotIn("second line", live)
+        wait_until(lambda: self.job(job)["status"] == "succeeded", 30, "the job")
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + \
+            (".%03dZ" % int((t % 1) * 1000))
+        for args in (("job", "logs", str(job)), ("flow", "logs", str(dep)),
+                     ("flow", "logs", str(dep), "talk")):
+            p = self.cli(*args, "--since", stamp, key=self.key)
+            lines = [l for l in p.stdout.splitlines() if "line" in l]
+            self.assertEqual([l.split("| ")[-1] for l in lines], ["third line"],
+                             (args, p.stdout))
+            p = self.cli(*args, "--since", "1h", key=self.key)
+            self.assertEqual(len([l for l in p.stdout.splitlines() if "line" in l]), 3,
+                             p.stdout)
+            p = self.cli(*args, "--since", "2099-01-01T00:00:00+02:00", key=self.key)
+            self.assertNotIn("line", p.stdout)
+            p = self.cli(*args, "--since", "yesterday", key=self.key, code=2)
+            self.assertIn("--since wants a duration with its unit", p.stderr)
+        doc = self.api("GET", "/api/v1/flows/%d/logs?since=%d" % (dep, int(t * 1000)),
+                       key=self.key)
+        self.assertEqual(doc["steps"][0]["log"].count("line"), 1, doc)
+        self.api("GET", "/api/v1/jobs/%d?since=x" % job, key=self.key, code=400)
         node = self.nodes.pop()
         node.stop_clean()
         self.stop_orchestrator()
