@@ -33,6 +33,7 @@ import re
 import signal
 import sys
 import tempfile
+import time
 import unittest
 
 import llm  # noqa: E402  (reads the same argv, through network)
@@ -290,6 +291,26 @@ class FlowLogsEmbedded(unittest.TestCase):
         p = run([RHIZOS, "flow", "logs", rid, "--json", "--data", tmp.name],
                 cwd=ROOT, env=env)
         self.assertIn(said, json.loads(p.stdout)["summarise"]["log"])
+        # --since: an embedded run knows each step's end only; the steps
+        # that ended before the time are left out, the others shown whole.
+        ends = {k: v["finished_ms"] for k, v in json.loads(p.stdout).items()}
+        first = min(ends, key=ends.get)
+        t = ends[first] + 1
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 1000)) + \
+            ".%03dZ" % (t % 1000)
+        p = run([RHIZOS, "flow", "logs", rid, "--since", stamp, "--data", tmp.name],
+                cwd=ROOT, env=env)
+        shown = {l.split(" | ")[0] for l in p.stdout.splitlines()}
+        self.assertNotIn(first, shown, p.stdout)
+        self.assertIn("summarise", shown, p.stdout)
+        every = run([RHIZOS, "flow", "logs", rid, "--data", tmp.name], cwd=ROOT, env=env)
+        for since, want in (("1h", every.stdout), ("2099-01-01T00:00:00Z", "")):
+            p = run([RHIZOS, "flow", "logs", rid, "--since", since, "--data", tmp.name],
+                    cwd=ROOT, env=env)
+            self.assertEqual((p.returncode, p.stdout), (0, want), p.stderr)
+        p = run([RHIZOS, "flow", "logs", rid, "--since", "10", "--data", tmp.name],
+                cwd=ROOT, env=env)
+        self.assertEqual(p.returncode, 2, p.stderr)
         for args, code, why in (((rid, "nope"), 1, "has no step 'nope'"),
                                 (("run-nope",), 1, "no run 'run-nope'"),
                                 ((), 2, "wrong number of arguments"),
