@@ -169,5 +169,10 @@ RZ_HIDDEN void rz__proc_launch_stop(void *state);
 /* What the process says of its end: exit, timeout, memory, limits,
  * outputs and log. */
 RZ_HIDDEN void rz__proc_launch_collect(void *state, rz__exec_outcome *o);
+/* A service's stream of stdout lines, and the pid whose network a ready
+ * check enters (adapter.h `stream`, `out_lines`, `net_pid`). */
+RZ_HIDDEN void rz__proc_launch_stream(void *state);
+RZ_HIDDEN char *rz__proc_launch_out_lines(void *state, uint64_t *dropped);
+RZ_HIDDEN int rz__proc_launch_net_pid(void *state);
 
 #endif

@@ -1255,14 +1255,14 @@ char *rz__proc_out_take(rz_proc *p, uint64_t *dropped)
     return lines;
 }
 
-static char *proc_out_lines(void *state, uint64_t *dropped)
+char *rz__proc_launch_out_lines(void *state, uint64_t *dropped)
 {
-    return rz__proc_out_take(((proc_state *)state)->l.proc, dropped);
+    return rz__proc_out_take(((rz__proc_launch *)state)->proc, dropped);
 }
 
-static void proc_stream(void *state)
+void rz__proc_launch_stream(void *state)
 {
-    rz__proc_stream(((proc_state *)state)->l.proc);
+    rz__proc_stream(((rz__proc_launch *)state)->proc);
 }
 
 static const char *proc_log_so_far(void *state, size_t *len,
@@ -1275,11 +1275,11 @@ static const char *proc_log_so_far(void *state, size_t *len,
 
 /* A sandboxed step without network has a namespace of its own, which its
  * first process (the sandbox's init) is in. */
-static int proc_net_pid(void *state)
+int rz__proc_launch_net_pid(void *state)
 {
-    const proc_state *st = state;
-    const rz_proc *p = st->l.proc;
-    if (!p || !p->sandboxed || st->l.po.network)
+    const rz__proc_launch *l = state;
+    const rz_proc *p = l->proc;
+    if (!p || !p->sandboxed || l->po.network)
         return 0;
     return p->pid > 0 && !p->reaped ? (int)p->pid : -1;
 }
@@ -1288,5 +1288,6 @@ const rz__adapter rz__process_adapter = {
     "process", proc_probe, proc_prepare, rz__proc_launch_start,
     rz__proc_launch_fd, rz__proc_launch_poll, rz__proc_launch_stop,
     rz__proc_launch_collect, proc_cleanup, NULL, proc_log_so_far,
-    proc_stream, proc_out_lines, proc_net_pid, NULL,
+    rz__proc_launch_stream, rz__proc_launch_out_lines, rz__proc_launch_net_pid,
+    NULL,
 };

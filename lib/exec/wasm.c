@@ -388,8 +388,13 @@ static const char *wasm_log_so_far(void *state, size_t *len, uint64_t *total)
     return log;
 }
 
+/* A service (docs/services.md): the module's stdout is the runner's fd 1
+ * (wasm_runner.js), so its lines are read as they come, as a process's;
+ * WASI preview1 has no sockets, so a TCP or HTTP ready check finds
+ * nothing there (ready: line is the one that fits). */
 const rz__adapter rz__wasm_adapter = {
     "wasm", wasm_probe, wasm_prepare, rz__proc_launch_start,
     rz__proc_launch_fd, rz__proc_launch_poll, rz__proc_launch_stop,
-    wasm_collect, wasm_cleanup, NULL, wasm_log_so_far, NULL, NULL, NULL, "/rz",
+    wasm_collect, wasm_cleanup, NULL, wasm_log_so_far, rz__proc_launch_stream,
+    rz__proc_launch_out_lines, rz__proc_launch_net_pid, "/rz",
 };

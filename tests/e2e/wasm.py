@@ -107,6 +107,31 @@ class Embedded(unittest.TestCase):
         self.assertEqual(doc["steps"]["report"]["outputs"]["message"],
                          "hash %s after 1000 rounds" % fnv_chain(MIX_TEXT, 1000))
 
+    def test_a_wasm_service_emits_events(self):
+        """kind: service in a wasm step: its stdout read line by line (ready,
+        then an event per line), a listener run per event."""
+        write_module(self.mods)
+        path = os.path.join(self.tmp.name, "svc.yaml")
+        with open(path, "w") as f:
+            f.write("flux: 1\nname: wasm-svc\nsteps:\n  svc:\n"
+                    "    module: wasm-hash@1\n    kind: service\n    ready: line\n"
+                    "    restart: {policy: never}\n"
+                    "    config: {mode: events, rounds: 4}\n"
+                    "  ann:\n    module: echo@1\n    on: {event: steps.svc.events.tick}\n"
+                    "    max_parallel: 1\n"
+                    "    inputs: {message: \"tick ${{ event.data.n }}\"}\n")
+        p = run([RHIZOS, "flow", "run", path, "--modules", self.mods, "--modules",
+                 os.path.join(ROOT, "examples", "modules"), "--json"], cwd=ROOT,
+                env=self.env, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        doc = json.loads(p.stdout)
+        self.assertEqual(doc["steps"]["svc"]["events"], 4, doc["steps"]["svc"])
+        self.assertIn("ticked 4 times", doc["steps"]["svc"]["log"])
+        runs = doc["steps"]["ann"]["runs"]
+        self.assertEqual([r["outputs"]["message"] for r in runs],
+                         ["tick %d" % i for i in range(1, 5)])
+        self.assertEqual([r["event_key"] for r in runs], ["t%d" % i for i in range(1, 5)])
+
     def test_outputs_on_stdout_and_in_the_outputs_file(self):
         write_module(self.mods)
         for mode in ("", "file"):

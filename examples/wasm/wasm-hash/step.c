@@ -9,7 +9,8 @@
  * until it fails, "spin" loops forever, "secret" reads
  * /run/secrets/<config.secret_name> and prints it to stderr, "file" answers
  * through /rz/out/outputs.json instead of stdout, "env" answers with the
- * RZ_* variables it sees. */
+ * RZ_* variables it sees, "events" runs as a service that emits
+ * config.rounds events. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -72,6 +73,22 @@ static uint64_t fnv1a(const void *data, size_t n, uint64_t h)
     return h;
 }
 
+/* A service (kind: service, ready: line): ready, then config.rounds
+ * events, each line flushed as a service's must be. */
+static int service(const char *req)
+{
+    long n = find_num(req, "rounds", 3);
+    printf("{\"ready\": true}\n");
+    fflush(stdout);
+    for (long i = 1; i <= n; i++) {
+        printf("{\"event\": \"tick\", \"id\": \"t%ld\", \"data\": {\"n\": %ld}}\n",
+               i, i);
+        fflush(stdout);
+    }
+    fprintf(stderr, "ticked %ld times\n", n);
+    return 0;
+}
+
 static int misbehave(const char *mode, const char *req)
 {
     if (strcmp(mode, "escape") == 0) {
@@ -124,6 +141,8 @@ static int misbehave(const char *mode, const char *req)
         printf("{\"secret_len\": %zu}\n", strlen(val));
         return 0;
     }
+    if (strcmp(mode, "events") == 0)
+        return service(req);
     if (strcmp(mode, "env") == 0) {
         const char *names[] = { "RZ_RUN_ID", "RZ_STEP_ID", "RZ_ATTEMPT",
                                 "RZ_OUTPUT", "RZ_CRED_API_FILE", "RZ_CRED_API",
