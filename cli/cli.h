@@ -183,6 +183,11 @@ void cli_gate_usage(void);
 int cli_flow_status(cli *c);
 int cli_flow_watch(cli *c);
 int cli_flow_cancel(cli *c);
+/* flow stop ID (stop.c): a deployment cancelled, an embedded run told to
+ * stop (its `flow run` writes its pid with cli_live_pid_write). */
+int cli_flow_stop(cli *c);
+void cli_live_pid_write(const char *data_dir, const char *run_id);
+void cli_live_pid_remove(const char *data_dir, const char *run_id);
 /* logs.c: flow logs ID [STEP]; and the live log file `flow run` appends a
  * running step's lines to (DATA/live/RUN.log, "STEP\tline"), for --follow. */
 int cli_flow_logs(cli *c);

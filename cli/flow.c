@@ -23,6 +23,9 @@ void cli_flow_usage(void)
 "                                       [--llm KIND=URL]\n"
 "       rhizos flow runs [RUN_ID]       [--data DIR] [--limit N] [--json]\n"
 "       rhizos flow logs ID [STEP]      [--follow] [--since T] [--json] [--data DIR]\n"
+"       rhizos flow stop ID             end a run that runs until stopped (a\n"
+"                                       service): an embedded run on this machine\n"
+"                                       [--data DIR], or a deployment (as cancel)\n"
 "       rhizos flow export FILE         [--format json|yaml|cbor]\n"
 "       rhizos flow estimate FILE       [--json] [--prices FILE|DIR]\n"
 );
@@ -776,6 +779,8 @@ int cli_flow_run(cli *c)
      * record keeps each step's log in any case); made before the run's id
      * is told, so a follower started on that line finds it. */
     p.live = data_dir ? cli_live_open(data_dir, run_id) : NULL;
+    if (p.live)   /* for `flow stop RUN` */
+        cli_live_pid_write(data_dir, run_id);
     if (!c->quiet && !c->json && c->resumed_run)
         fprintf(stderr, "rhizos: resuming %s: running %s (%zu step%s) as %s\n",
                 c->resumed_run, c->args[0], p.total, p.total == 1 ? "" : "s", run_id);
@@ -786,6 +791,7 @@ int cli_flow_run(cli *c)
     int rc = rz_runner_run(&run, flow, &opts);
     if (p.live) {
         char *live = cli_live_path(data_dir, run_id);
+        cli_live_pid_remove(data_dir, run_id);
         fclose(p.live);
         if (live)
             unlink(live);   /* the record has the logs now */
@@ -1134,6 +1140,8 @@ int cli_flow(cli *c, const char *verb)
         return cli_flow_watch(c);
     if (strcmp(verb, "cancel") == 0)
         return cli_flow_cancel(c);
+    if (strcmp(verb, "stop") == 0)
+        return cli_flow_stop(c);
     if (strcmp(verb, "logs") == 0)
         return cli_flow_logs(c);
     if (!strcmp(verb, "list") || !strcmp(verb, "versions") || !strcmp(verb, "rollback") ||

@@ -55,6 +55,8 @@ static void usage(FILE *out)
 "  account VERB ...        escrow accounts: balance, withdraw...; account --help\n"
 "  admin withdrawal ...    the treasury's side of withdrawals; admin --help\n"
 "  flow deploy FILE, flow status|watch|cancel ID   flows on the network\n"
+"  flow stop ID            end a run of services: an embedded one on this\n"
+"                          machine, or a deployment (as cancel)\n"
 "  flow logs ID [STEP] [--follow] [--since T]   steps' logs of a\n"
 "                          deployment or a run\n"
 "  flow list, flow versions|schedule|rollback|diff NAME   named flows, triggers\n"
@@ -380,7 +382,7 @@ static const struct {
     const char *verbs;       /* for shell completion, space-separated */
 } groups[] = {
     { "flow", 1, cli_flow, cli_flow_usage,
-      "validate plan run runs export estimate deploy status watch cancel list versions "
+      "validate plan run runs export estimate deploy status watch cancel stop list versions "
       "rollback schedule pause resume approve reject diff logs serve cache publish enable disable" },
     { "vault", 1, cli_vault, cli_vault_usage, "init add list show rm passwd" },
     { "credentials", 1, cli_credentials, cli_credentials_usage, "put list rm" },

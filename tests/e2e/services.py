@@ -119,6 +119,49 @@ class Desk(unittest.TestCase):
         self.assertEqual([r["outputs"]["message"] for r in done],
                          [str(i + 1) for i in range(len(done))])
 
+    def test_flow_stop_ends_an_embedded_run(self):
+        # rhizos flow stop RUN: the run's process takes it as Ctrl-C (exit
+        # 128 + SIGTERM), the record says cancelled; a run that is not
+        # running, or a malformed call, is refused.
+        flow = os.path.join(self.data, "forever.yaml")
+        with open(flow, "w") as f:
+            f.write("flux: 1\nname: forever\nsteps:\n"
+                    "  hb: {module: trader@1, kind: service, ready: line,"
+                    " config: {trades: 10000, interval_ms: 200}}\n")
+        err = open(os.path.join(self.data, "err.txt"), "w+")
+        p = subprocess.Popen([RHIZOS, "flow", "run", flow, "--data", self.data],
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        try:
+            rid = None
+            for _ in range(200):
+                err.seek(0)
+                words = err.read().split()
+                rid = next((w for w in words if w.startswith("run-")), None)
+                if rid and os.path.exists(os.path.join(self.data, "live", rid + ".pid")):
+                    break
+                time.sleep(0.1)
+            self.assertIsNotNone(rid)
+            time.sleep(1.0)
+            self.assertIsNone(p.poll(), "the run ended while its service ran")
+            s = run([RHIZOS, "flow", "stop", rid, "--data", self.data], cwd=ROOT)
+            self.assertEqual(s.returncode, 0, s.stderr)
+            self.assertEqual(s.stdout.strip(), "run %s stopped" % rid)
+            self.assertEqual(p.wait(timeout=30), 128 + signal.SIGTERM)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            err.close()
+        rec = json.loads(run([RHIZOS, "flow", "runs", rid, "--json", "--data", self.data],
+                             cwd=ROOT).stdout)
+        self.assertEqual(rec["status"], "cancelled", rec)
+        self.assertFalse(os.path.exists(os.path.join(self.data, "live", rid + ".pid")))
+        s = run([RHIZOS, "flow", "stop", rid, "--data", self.data], cwd=ROOT)
+        self.assertEqual(s.returncode, 1)
+        self.assertIn("is not running on this machine", s.stderr)
+        self.assertEqual(run([RHIZOS, "flow", "stop", "--data", self.data],
+                             cwd=ROOT).returncode, 2)
+
     def test_event_caps_refuse_with_a_logged_reason(self):
         # One quote over 64 KiB and 3,000 written at once: the big one and
         # those past 1,000 in a second are refused, each said in the log;
