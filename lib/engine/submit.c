@@ -177,6 +177,15 @@ static int prepare(rz_engine *e, const rz_engine_module_job *spec,
         rc = check_inputs(*m, inputs);
     if (rc == RZ_OK)
         rc = check_config(*m, config);
+    /* A generation on a node's model is matched to nodes serving it and
+     * paid per token: as an llm job or a flow step, not a module job
+     * priced by time (docs/llm.md). */
+    if (rc == RZ_OK && (((*m)->adapter && strcmp((*m)->adapter, "llm") == 0) ||
+                        rz__local_llm_on(*m, config)))
+        rc = rz__error(RZ_EINVALID, "module %s runs on a model a node serves: "
+                       "submit an llm job ({\"type\": \"llm\"}) or deploy it as a "
+                       "flow step, which are matched to nodes serving the model and "
+                       "paid per token", (*m)->id);
     if (rc == RZ_OK && !(*reqs = rz__engine_module_reqs(*m, given)))
         rc = no_memory();
     cJSON_Delete(given);

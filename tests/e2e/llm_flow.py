@@ -417,6 +417,14 @@ class LlmFlowNetwork(llm.LlmBase):
                              llm.ceil_div((256 + 4096) * llm.REF_PRICE, 1000), j)
         self.check_money(self.client_jobs())
         self.verify_ledger()
+        # As a module job it would be priced by time: refused, as is llm@1's.
+        config = {"personality": {"name": "M", "bio": "", "traits": []}, "platforms": [],
+                  "llm": {"provider": "local", "model": "tiny:1b"}}
+        for body in ({"module": "rhizos-eliza@1", "config": config},
+                     {"module": "llm@1", "config": {"model": "tiny:1b"},
+                      "inputs": {"prompt": "hi"}}):
+            err = self.submit(body, code=422)
+            self.assertIn("runs on a model a node serves", json.dumps(err), err)
 
         none = self.flow_file("none.yaml", desk.replace("model: tiny:1b}", "model: nope:1b}")
                               .replace("    max_parallel: 2\n",
