@@ -18,7 +18,7 @@ at the node's price per 1,000; the money is exact and the ledger verifies.
 A step whose model is a ${{ }} is refused at deploy; a model no node serves
 fails the step with that reason once its queue timeout passes.
 
-The desk with rhizos-eliza on llm.provider: local (examples/flows/
+The desk with rhizos-eliza on llm.provider: local (examples/llm/
 desk-local-llm.yaml): each trade one generation on the served model,
 embedded and deployed (each run a job on the node serving the model,
 charged its tokens), with the refusals at validation.
@@ -43,7 +43,7 @@ from harness import Proc, cli_env, run  # noqa: E402
 
 ROOT, RHIZOS = network.ROOT, network.RHIZOS
 EXAMPLE = os.path.join(ROOT, "examples", "llm", "summary.yaml")
-DESK = os.path.join(ROOT, "examples", "flows", "desk-local-llm.yaml")
+DESK = os.path.join(ROOT, "examples", "llm", "desk-local-llm.yaml")
 TRADES = [{"n": 1, "side": "buy", "symbol": "BTC-USDT", "qty": 0.01, "price": 42000},
           {"n": 2, "side": "sell", "symbol": "BTC-USDT", "qty": 0.02, "price": 42001},
           {"n": 3, "side": "buy", "symbol": "BTC-USDT", "qty": 0.03, "price": 42002}]
