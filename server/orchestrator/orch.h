@@ -387,7 +387,8 @@ void log_times_add(log_times *t, uint64_t pos, uint64_t ms);
 /* The log lost its first `cut` bytes. */
 void log_times_shift(log_times *t, uint64_t cut);
 void log_times_clear(log_times *t);
-/* [[pos, ms], ...] (malloc'd; NULL when out of memory); and back. */
+/* [[pos, ms], ...] (malloc'd; NULL when out of memory); and back (into
+ * *out, which it overwrites: clear it first). */
 char *log_times_json(const log_times *t);
 void log_times_parse(const char *json, log_times *out);
 /* A result's log replaced the streamed one: the marks moved onto the same

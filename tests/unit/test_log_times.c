@@ -47,6 +47,7 @@ static void test_marks_and_since(void **state)
     log_times_parse(j, &p);
     assert_int_equal(p.n, 2);
     assert_int_equal(p.v[1].pos, 8);
+    log_times_clear(&u);
     log_times_parse("[[\"x\",1],[1],{}]", &u);   /* junk: no marks */
     assert_int_equal(u.n, 0);
     free(j);
