@@ -12,7 +12,6 @@
 #include <sodium.h>
 
 #include "module/module_impl.h"
-#include "rhizos/match.h"
 #include "rhizos/schema.h"
 
 /* requirements.scratch_mb: a runner bounds it further (its maximum). */
@@ -586,17 +585,21 @@ static const char *local_port(mctx *c, const cJSON *o, const char *key,
     return NULL;
 }
 
-static uint32_t local_bound(mctx *c, const cJSON *o, const char *key,
-                            uint32_t def, uint32_t max)
+/* A required bound: the hold and the price are made from it. */
+static uint32_t local_bound(mctx *c, const cJSON *o, const char *key, uint32_t max)
 {
-    double v = get_num(c, o, key, "/local_llm", def);
+    if (!cJSON_HasObjectItem(o, key)) {
+        bad(c, "/local_llm", "missing required field '%s'", key);
+        return 1;
+    }
+    double v = get_num(c, o, key, "/local_llm", 0);
     if (v >= 1 && v <= max && v == (double)(uint32_t)v)
         return (uint32_t)v;
     char *at = rz__asprintf("/local_llm/%s", key);
     bad(c, at ? at : "/local_llm", "'%s' must be a whole number from 1 to %u",
         key, max);
     free(at);
-    return def;
+    return 1;
 }
 
 /* "local_llm" (docs/modules.md): a node-served model in place of an API. */
@@ -611,10 +614,8 @@ static void load_local_llm(mctx *c, const cJSON *root, rz_module *m)
     m->local_llm.instructions = get_str(c, l, "instructions", "/local_llm", false);
     m->local_llm.input = local_port(c, l, "input", m->inputs, m->n_inputs);
     m->local_llm.output = local_port(c, l, "output", m->outputs, m->n_outputs);
-    m->local_llm.max_tokens = local_bound(c, l, "max_tokens",
-                                          RZ_LLM_DEFAULT_MAX_TOKENS, 1000000);
+    m->local_llm.max_tokens = local_bound(c, l, "max_tokens", 1000000);
     m->local_llm.max_prompt_tokens = local_bound(c, l, "max_prompt_tokens",
-                                                 RZ_LLM_DEFAULT_MAX_PROMPT_TOKENS,
                                                  1000000000);
     if (prov && model) {
         m->local_llm.provider = prov;

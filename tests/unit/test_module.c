@@ -233,17 +233,18 @@ static void test_bad_manifests(void **state)
     (void)state;
     rz_diags *d;
     rz_registry *reg = load(MODS "/bad", &d);
-    if (rz_diags_count(d) != 27)
+    if (rz_diags_count(d) != 28)
         dump(d);
     /* Only the one good manifest among them survives. */
     assert_int_equal(rz_registry_count(reg), 1);
     assert_string_equal(rz_module_id(rz_registry_get(reg, 0)), "okay");
-    assert_int_equal(rz_diags_count(d), 27);
-    assert_int_equal(rz_diags_error_count(d), 27);
+    assert_int_equal(rz_diags_count(d), 28);
+    assert_int_equal(rz_diags_error_count(d), 28);
     const char *l = "bad/localllm/module.json";
     assert_true(has_diag(d, l, 3, 28, "'provider' must be a JSON pointer into "
                          "the step's config"));
     assert_true(has_diag(d, l, 3, 15, "missing required field 'model'"));
+    assert_true(has_diag(d, l, 3, 15, "missing required field 'max_prompt_tokens'"));
     assert_true(has_diag(d, l, 3, 53, "'input' must name one of the module's inputs"));
     assert_true(has_diag(d, l, 3, 71, "'output' must name one of the module's outputs"));
     assert_true(has_diag(d, l, 3, 91, "'max_tokens' must be a whole number from 1 to 1000000"));
