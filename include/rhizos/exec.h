@@ -65,7 +65,7 @@ typedef struct rz_proc_opts {
     const char *const *env;       /* extra "NAME=value" entries, NULL-ended */
     const char *input;            /* written to stdin, may be NULL */
     size_t input_len;
-    const char *scratch_parent;   /* NULL: $TMPDIR or /tmp */
+    const char *scratch_parent;   /* NULL: $TMPDIR (or /tmp)/rhizos-runs-UID */
     int network;                  /* 1: keep network access in the sandbox */
     int sandbox;                  /* 1 auto (bwrap if present), 0 never */
     uint32_t timeout_ms;          /* 0: none; enforced by killing the group */
@@ -158,7 +158,7 @@ typedef struct rz_attempt_opts {
     size_t max_log;                /* bytes of log tail kept */
     int sandbox;                   /* 1 auto (bwrap if present), 0 never */
     int network;                   /* -1: the manifest's exec.network */
-    const char *scratch_parent;    /* NULL: $TMPDIR or /tmp */
+    const char *scratch_parent;    /* NULL: $TMPDIR (or /tmp)/rhizos-runs-UID */
     /* The container engine for the docker adapter: "unix:///path" or a
      * socket path. NULL: DOCKER_HOST, else /var/run/docker.sock, else
      * /run/podman/podman.sock. (Version 2; version 1 callers get NULL.) */

@@ -57,10 +57,21 @@ RZ_HIDDEN char *rz__attempt_out_lines(rz_attempt *a, uint64_t *dropped);
  * containers (out->gpu stays 0): for callers that only need it to answer. */
 RZ_HIDDEN int rz__container_answers(rz_container_info *out, const char *host);
 
-/* A new, private (0700) folder <parent>/rz-<pidns>-<pid>-XXXXXX; parent
- * NULL or "": $TMPDIR, else /tmp. *out is malloc'ed. The first in a parent
- * starts rz__exec_sweep_scratch there. */
+/* A new, private (0700) folder <P>/rz-<pidns>-<pid>-XXXXXX, P as
+ * rz__exec_scratch_parent(parent) gives it. *out is malloc'ed. */
 RZ_HIDDEN int rz__exec_mkdtemp(const char *parent, char **out);
+/* This user's private folder tmp/rhizos-runs-UID (made 0700 when missing;
+ * *made: just now), malloc'ed; NULL when the name is taken by anything
+ * but a folder this user owns that no one else may use (another user's,
+ * group or world bits set, a link, a file): the caller then works in tmp
+ * itself. Shared by steps' scratch folders and the engine's folders. */
+RZ_HIDDEN char *rz__exec_user_dir(const char *tmp, bool *made);
+/* Where scratch folders go, as a real path in *out (malloc'ed): parent
+ * itself when given; NULL or "": rz__exec_user_dir of $TMPDIR (else
+ * /tmp), or that tmp when the folder is refused. Starts the sweeps
+ * (rz__exec_sweep_scratch) of the parent returned, and of tmp when the
+ * user's folder was just made or is refused. */
+RZ_HIDDEN int rz__exec_scratch_parent(const char *parent, char **out);
 /* Once per process and parent, on a detached thread: remove the scratch
  * folders in `parent` whose maker is dead (scratch_sweep.c). */
 RZ_HIDDEN void rz__exec_sweep_scratch(const char *parent);

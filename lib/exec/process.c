@@ -201,27 +201,24 @@ void rz__exec_rm_tree(const char *path)
 int rz__exec_mkdtemp(const char *parent, char **out)
 {
     *out = NULL;
-    if (!parent || !*parent)
-        parent = getenv("TMPDIR");
-    if (!parent || !*parent)
-        parent = "/tmp";
-    char *real = realpath(parent, NULL);
-    if (!real)
-        return rz__error(RZ_EIO, "scratch parent %s: %s", parent,
-                         strerror(errno));
+    char *real = NULL;
+    int rc = rz__exec_scratch_parent(parent, &real);
+    if (rc != RZ_OK)
+        return rc;
     char *tmpl = rz__asprintf("%s/rz-%llx-%ld-XXXXXX", real, rz__exec_pidns(),
                               (long)getpid());
-    if (tmpl)
-        rz__exec_sweep_scratch(real);
-    free(real);
-    if (!tmpl)
+    if (!tmpl) {
+        free(real);
         return rz__error(RZ_ENOMEM, "out of memory");
+    }
     if (!mkdtemp(tmpl)) {
         int e = errno;
+        rc = rz__error(RZ_EIO, "scratch directory in %s: %s", real, strerror(e));
+        free(real);
         free(tmpl);
-        return rz__error(RZ_EIO, "scratch directory in %s: %s", parent,
-                         strerror(e));
+        return rc;
     }
+    free(real);
     *out = tmpl;
     return RZ_OK;
 }

@@ -1090,33 +1090,13 @@ static const char *engine_parent(size_t steps)
     return "/tmp";
 }
 
-/* This user's folder of engine folders in tmp, so that the sweep for stale
- * ones reads a handful of entries, not all of tmp (hundreds on a busy
- * machine: a twentieth of a one-step run). NULL when the name is taken by
- * something that is not our private folder (another user made it first):
- * the caller then works in tmp itself, as before. *made: it did not exist
- * until now. */
-static char *runs_parent(const char *tmp, bool *made)
-{
-    char *p = rz__asprintf("%s/rhizos-runs-%ld", tmp, (long)geteuid());
-    if (!p)
-        return NULL;
-    *made = mkdir(p, 0700) == 0;
-    struct stat st;
-    if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
-        (st.st_mode & 077) == 0)
-        return p;
-    free(p);
-    return NULL;
-}
-
 /* Sweep tmp's folder of engine folders; and tmp itself the first time that
  * folder is made (and whenever it cannot be used), for folders made in tmp
  * directly by runs before it existed. */
 static void sweep(const char *tmp, char **parent)
 {
     bool made = false;
-    char *p = runs_parent(tmp, &made);
+    char *p = rz__exec_user_dir(tmp, &made);   /* NULL: tmp itself */
     if (p)
         remove_stale_dirs(p);
     if (!p || made)

@@ -36,18 +36,13 @@ struct rz__scratch_pool {
 int rz__scratch_pool_new(rz__scratch_pool **out, const char *parent)
 {
     *out = NULL;
-    if (!parent || !*parent)
-        parent = getenv("TMPDIR");
-    if (!parent || !*parent)
-        parent = "/tmp";
     rz__scratch_pool *p = rz__calloc(1, sizeof *p);
     if (!p)
         return rz__error(RZ_ENOMEM, "out of memory");
-    if (!(p->parent = realpath(parent, NULL))) {
-        int e = errno;
+    int rc = rz__exec_scratch_parent(parent, &p->parent);
+    if (rc != RZ_OK) {
         free(p);
-        return rz__error(RZ_EIO, "scratch parent %s: %s", parent,
-                         strerror(e));
+        return rc;
     }
     *out = p;
     return RZ_OK;

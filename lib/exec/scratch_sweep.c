@@ -9,7 +9,13 @@
  * folder is removed only when it is ours (same owner), its maker's pid
  * namespace is ours and that pid no longer exists. A pid reused since only
  * keeps a dead folder a while longer; a folder of a live process, of
- * another user or of another namespace is never touched. */
+ * another user or of another namespace is never touched.
+ *
+ * By default the parent is this user's private folder in $TMPDIR or /tmp
+ * (rhizos-runs-UID, shared with the engine's folders), so the sweep lists
+ * a handful of entries: listing a /tmp of thousands was an eighth of a
+ * one-step run's CPU. tmp itself is swept only when that folder is first
+ * made (folders of earlier versions) or cannot be used. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -70,6 +76,45 @@ static void *sweep(void *arg)
     }
     free(parent);
     return NULL;
+}
+
+char *rz__exec_user_dir(const char *tmp, bool *made)
+{
+    char *p = rz__asprintf("%s/rhizos-runs-%ld", tmp, (long)geteuid());
+    if (!p)
+        return NULL;
+    *made = mkdir(p, 0700) == 0;
+    struct stat st;
+    if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
+        (st.st_mode & 077) == 0)
+        return p;
+    free(p);
+    return NULL;
+}
+
+int rz__exec_scratch_parent(const char *parent, char **out)
+{
+    *out = NULL;
+    bool given = parent && *parent;
+    if (!given)
+        parent = getenv("TMPDIR");
+    if (!parent || !*parent)
+        parent = "/tmp";
+    char *real = realpath(parent, NULL);
+    if (!real)
+        return rz__error(RZ_EIO, "scratch parent %s: %s", parent,
+                         strerror(errno));
+    bool made = false;
+    char *mine = given ? NULL : rz__exec_user_dir(real, &made);
+    if (!mine || made)
+        rz__exec_sweep_scratch(real);
+    if (mine) {
+        rz__exec_sweep_scratch(mine);
+        free(real);
+        real = mine;
+    }
+    *out = real;
+    return RZ_OK;
 }
 
 void rz__exec_sweep_scratch(const char *parent)
