@@ -406,12 +406,18 @@ static job_slot *free_slot(agent *a)
     for (;;) {
         reap(a);
         pthread_mutex_lock(&a->mu);
-        for (size_t i = 0; i < a->n_slots && !a->stopping; i++)
+        int joinable = 0;
+        for (size_t i = 0; i < a->n_slots && !a->stopping; i++) {
             if (!a->slots[i].busy) {
                 pthread_mutex_unlock(&a->mu);
                 return &a->slots[i];
             }
-        if (!a->stopping) {
+            joinable |= a->slots[i].finished;
+        }
+        /* A job that finished after reap() looked broadcast before this
+         * wait began: waiting would lose that wakeup (a second with the
+         * slot idle). Reap it instead. */
+        if (!a->stopping && !joinable) {
             struct timespec t;
             clock_gettime(CLOCK_REALTIME, &t);
             t.tv_sec += 1;

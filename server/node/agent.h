@@ -165,9 +165,11 @@ void live_log_finish(live_log *l);
 /* outbox.c: DATA/outbox/<job>-<attempt>.json, results not yet accepted. */
 typedef struct outbox outbox;
 /* Keep `result` (the body of POST .../result) for `node` before sending
- * it; its path goes to `path`. 0, or -1 with errno. */
+ * it, not yet synced; its path goes to `path`. 0, or -1 with errno. */
 int outbox_put(agent *a, uint64_t node, uint64_t job, uint32_t attempt,
                const struct cJSON *result, char *path, size_t cap);
+/* Its first delivery did not go through: sync it to disk (outbox.c). */
+void outbox_sync(const char *path);
 /* The orchestrator has it, or refused it for good: forget it. */
 void outbox_done(agent *a, const char *path, uint64_t job);
 /* True when an answer ends a result's delivery: accepted or a 4xx. */

@@ -48,7 +48,7 @@ typedef struct job {
 } job;
 
 static int deliver(agent *a, job *j, const char *what, const cJSON *body,
-                   long *status_out);
+                   const char *kept, long *status_out);
 
 static const char *str_at(const cJSON *o, const char *key)
 {
@@ -520,7 +520,7 @@ static void events_post(agent *a, job *j, cJSON **body)
     cJSON *evs = cJSON_GetObjectItemCaseSensitive(b, "events");
     long status = 0;
     if ((cJSON_GetArraySize(evs) || cJSON_HasObjectItem(b, "ready")) &&
-        deliver(a, j, "events", b, &status) != RZ_OK) {
+        deliver(a, j, "events", b, NULL, &status) != RZ_OK) {
         char why[96];
         snprintf(why, sizeof why, "job %" PRIu64 ": events not taken (HTTP %ld)",
                  j->s->job, status);
@@ -716,9 +716,10 @@ static cJSON *fitted_body(job *j)
 /* POST until the orchestrator answers; a connection failure or a 5xx is
  * retried with backoff (the result is not dropped), any other answer is
  * final. With the agent stopping, one more try is all there is. *status:
- * the HTTP status of the last answer (0: none). */
+ * the HTTP status of the last answer (0: none). `kept`: the outbox file of
+ * this body, synced once the first try did not go through. */
 static int deliver(agent *a, job *j, const char *what, const cJSON *body,
-                   long *status_out)
+                   const char *kept, long *status_out)
 {
     *status_out = 0;
     unsigned tries = 0;
@@ -741,6 +742,8 @@ static int deliver(agent *a, job *j, const char *what, const cJSON *body,
         agent_note(a, rc == RZ_ECONNECT ? rc : RZ_OK, 0);
         rz_client_free(c);
         int transient = rc == RZ_ECONNECT || (rc != RZ_OK && status >= 500);
+        if (transient && kept && tries == 0)
+            outbox_sync(kept);
         if (!transient || agent_stopping(a))
             return rc;
         agent_sleep(a, agent_backoff(&tries));
@@ -753,7 +756,7 @@ static void decline(agent *a, job *j, const char *reason)
     cJSON_AddNumberToObject(b, "attempt", j->s->attempt);
     cJSON_AddStringToObject(b, "reason", reason);
     long status;
-    int rc = deliver(a, j, "decline", b, &status);
+    int rc = deliver(a, j, "decline", b, NULL, &status);
     cJSON_Delete(b);
     agent_say(a, "declined", j->s, j->module_ref[0] ? j->module_ref : NULL,
               reason, -1);
@@ -797,7 +800,7 @@ static void report(agent *a, job *j)
                 "on disk (%s); delivering it from memory\n", j->s->job,
                 strerror(errno));
     long status;
-    int rc = deliver(a, j, "result", b, &status);
+    int rc = deliver(a, j, "result", b, kept ? path : NULL, &status);
     if (kept && (outbox_final(rc, status) || rc == RZ_ESTATE))
         outbox_done(a, path, j->s->job);
     pthread_mutex_lock(&a->mu);

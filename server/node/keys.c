@@ -50,6 +50,11 @@ char *node_read_file(const char *path, size_t max, size_t *len)
 
 int node_write_private(const char *path, const void *data, size_t len)
 {
+    return node_write_file(path, data, len, 1);
+}
+
+int node_write_file(const char *path, const void *data, size_t len, int sync)
+{
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
         errno = ENAMETOOLONG;
@@ -70,7 +75,7 @@ int node_write_private(const char *path, const void *data, size_t len)
         p += w;
         left -= (size_t)w;
     }
-    int ok = left == 0 && fsync(fd) == 0;
+    int ok = left == 0 && (!sync || fsync(fd) == 0);
     int saved = errno;
     ok = close(fd) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {

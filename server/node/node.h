@@ -168,8 +168,11 @@ int node_state_save(const node_state *s, const char *dir, char *err,
                     size_t errlen);
 void node_state_free(node_state *s);
 
-/* Write `len` bytes to `path` through a 0600 temp file and rename. */
+/* Write `len` bytes to `path` through a 0600 temp file, synced, and rename. */
 int node_write_private(const char *path, const void *data, size_t len);
+/* The same, synced to disk only when `sync`: without it the file survives
+ * the process being killed, not the machine losing power. */
+int node_write_file(const char *path, const void *data, size_t len, int sync);
 /* Create `path` and its parents (0700, rz_fs_mkdirs) and make it private
  * if it was opened up: -1 with errno set otherwise. */
 int node_mkdirs(const char *path);

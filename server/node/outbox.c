@@ -1,13 +1,22 @@
 /* DATA/outbox: results that are finished but not yet accepted. Each is
- * written (0600, synced) before its first delivery and removed once the
+ * written (0600) before its first delivery and removed once the
  * orchestrator has accepted it or refused it for good, so a node that stops
  * (or is killed) while the orchestrator is away does not lose the work it
  * was paid for: the next `start` delivers what is left. Until then the job
  * stays in the heartbeat's "running" list, so the orchestrator does not take
- * it back as never delivered. */
+ * it back as never delivered.
+ *
+ * The file is synced to disk only when that first delivery does not go
+ * through (outbox_sync): an fsync before every delivery was the largest
+ * wait of a short job's round on the network (issue 22). What that gives
+ * up: a machine that loses power during the first POST (milliseconds)
+ * loses the result, as if the job had been running; the orchestrator
+ * takes the job back when the node is lost. A killed process loses
+ * nothing (the file is written). */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -57,11 +66,21 @@ int outbox_put(agent *a, uint64_t node, uint64_t job, uint32_t attempt,
     cJSON_AddItemToObject(doc, "result", cJSON_Duplicate(result, 1));
     char *text = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
-    int rc = text ? node_write_private(path, text, strlen(text)) : -1;
+    int rc = text ? node_write_file(path, text, strlen(text), 0) : -1;
     cJSON_free(text);
     if (rc == 0)
         listed_add(a, job);
     return rc;
+}
+
+void outbox_sync(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 || fsync(fd) != 0)
+        fprintf(stderr, "rhizos-node: cannot sync %s: %s\n", path,
+                strerror(errno));
+    if (fd >= 0)
+        close(fd);
 }
 
 void outbox_done(agent *a, const char *path, uint64_t job)
