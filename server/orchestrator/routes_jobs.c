@@ -126,14 +126,20 @@ cJSON *job_json(orch *o, uint64_t id, bool with_log)
         uint64_t end = orch_live_taken(o, id, &attempt);
         if (live && attempt == ji.attempt)
             add_u64(j, "log_end", end);
-        uint32_t kept[RZ_AUTH_LOG_ATTEMPTS];
-        size_t n = 0;
-        cJSON *at = cJSON_AddArrayToObject(j, "log_attempts");
-        if (rz_auth_log_attempts(o->auth, id, kept, RZ_AUTH_LOG_ATTEMPTS, &n) == RZ_OK)
-            for (size_t i = 0; i < n; i++)
-                cJSON_AddItemToArray(at, cJSON_CreateNumber(kept[i]));
     }
     return j;
+}
+
+/* The attempts whose logs are kept: a read of the auth store, so only for
+ * a GET that names ?attempt (`job logs --follow` GETs every 200 ms). */
+static void add_log_attempts(orch *o, cJSON *j, uint64_t id)
+{
+    uint32_t kept[RZ_AUTH_LOG_ATTEMPTS];
+    size_t n = 0;
+    cJSON *at = cJSON_AddArrayToObject(j, "log_attempts");
+    if (at && rz_auth_log_attempts(o->auth, id, kept, RZ_AUTH_LOG_ATTEMPTS, &n) == RZ_OK)
+        for (size_t i = 0; i < n; i++)
+            cJSON_AddItemToArray(at, cJSON_CreateNumber(kept[i]));
 }
 
 static bool same_id(rz_ledger_id a, rz_ledger_id b)
@@ -427,11 +433,16 @@ void r_job_get(req *q)
 {
     uint64_t id, attempt, since;
     rz_engine_job_info ji;
-    if (!query_u64(q, "attempt", 0, UINT32_MAX, &attempt) ||
+    /* UINT64_MAX, past the most allowed: ?attempt is absent. */
+    if (!query_u64(q, "attempt", UINT64_MAX, UINT32_MAX, &attempt) ||
         !query_u64(q, "since", 0, (uint64_t)1 << 53, &since) ||
         !visible_job(q, &id, &ji))
         return;
+    bool asked = attempt != UINT64_MAX;
+    attempt = asked ? attempt : 0;
     cJSON *j = job_json(q->o, id, true);
+    if (j && asked)
+        add_log_attempts(q->o, j, id);
     if (j && since) {
         char *log = orch_log_since(q->o, id, (uint32_t)attempt, since);
         cJSON_DeleteItemFromObjectCaseSensitive(j, "log");

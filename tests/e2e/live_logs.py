@@ -453,6 +453,8 @@ class LiveLogs(network.Base):
                                             "lines": "second try\n"})
         self.assertEqual(st, 200, doc)
         j = self.job(job)
+        self.assertNotIn("log_attempts", j)   # read only when ?attempt asks
+        j = self.api("GET", "/api/v1/jobs/%d?attempt=0" % job, key=self.key)
         self.assertEqual((j["log"], j["log_attempts"]), ("second try\n", [1, 2]), j)
         one = self.api("GET", "/api/v1/jobs/%d?attempt=1" % job, key=self.key)
         self.assertEqual(one["log"], "first try\n")
@@ -472,7 +474,8 @@ class LiveLogs(network.Base):
         self.assertEqual(p.stdout, "first try\n")
         p = self.cli("job", "logs", str(job), key=self.key)
         self.assertEqual(p.stdout, "second try\nend\n")
-        self.assertEqual(self.job(job)["log_attempts"], [1, 2])
+        self.assertEqual(self.api("GET", "/api/v1/jobs/%d?attempt=2" % job,
+                                  key=self.key)["log_attempts"], [1, 2])
         self.cli("job", "logs", str(job), "--attempt", "0", key=self.key, code=2)
         self.cli("job", "logs", str(job), "--attempt", "1", "--follow", key=self.key,
                  code=2)
