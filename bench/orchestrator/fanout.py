@@ -7,9 +7,13 @@ watch`), alternately, on loopback. Prints the wall time of each, per step,
 the ratio, and the CPU the orchestrator spent.
 
 usage: bench/orchestrator/fanout.py [--build DIR] [--steps N] [--rounds R]
-       [--sandbox] [--watch json|changes] [--for-each]
+       [--sandbox] [--watch json|changes] [--for-each] [--trace FILE]
 --for-each: the N-1 steps are one step with `for_each` over N-1 elements
 (each element a job made mid-deployment: issue 16's per-element cost).
+--trace: the orchestrator logs every request and job event (JSON lines,
+written to FILE at the end) and the latency structure is printed: per
+node, the gap from a job's result to the node's next job, and the
+slowest requests by route.
 """
 import argparse
 import json
@@ -18,6 +22,8 @@ import signal
 import sys
 import tempfile
 import time
+from collections import defaultdict
+from datetime import datetime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
@@ -42,6 +48,42 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def ts_ms(line):
+    return datetime.strptime(line["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").timestamp() * 1000
+
+
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(p * len(v)))] if v else 0.0
+
+
+def summarize_trace(lines):
+    """Where the network path waits, from the orchestrator's JSON log."""
+    evs = []
+    for line in lines:
+        try:
+            evs.append(json.loads(line))
+        except ValueError:
+            pass
+    by_route = defaultdict(list)
+    last_fin = {}          # node -> ts of its last job_finished
+    gaps = defaultdict(list)
+    for e in evs:
+        if e.get("event") == "request":
+            by_route["%s %s" % (e["method"], e["route"])].append(e["ms"])
+        elif e.get("event") == "job_finished" and "node" in e:
+            last_fin[e["node"]] = ts_ms(e)
+        elif e.get("event") == "job_dispatched" and e.get("node") in last_fin:
+            gaps[e["node"]].append(ts_ms(e) - last_fin.pop(e["node"]))
+    for node, g in sorted(gaps.items()):
+        print("node %s: result -> next dispatch ms: median %.2f, p90 %.2f, "
+              "p99 %.2f, max %.1f (%d jobs)" % (node, pct(g, .5), pct(g, .9),
+                                                pct(g, .99), max(g), len(g)))
+    for route, ms in sorted(by_route.items(), key=lambda kv: -sum(kv[1])):
+        print("%-45s n %5d  median %.2f ms  p99 %.2f  max %.1f  sum %.0f ms"
+              % (route, len(ms), pct(ms, .5), pct(ms, .99), max(ms), sum(ms)))
+
+
 def write_flow(path, n, for_each=False):
     steps = {"s0": {"module": "nop@1", "max_cost_micros": 10000}}
     if for_each:
@@ -63,6 +105,8 @@ def main():
                     help="json: the stream of whole statuses (flow watch --json)")
     ap.add_argument("--for-each", action="store_true",
                     help="one for_each step over N-1 elements instead of N-1 steps")
+    ap.add_argument("--trace", metavar="FILE",
+                    help="log every request and job event to FILE and summarize")
     a = ap.parse_args()
     rhizos = os.path.join(a.build, "cli", "rhizos")
     node = os.path.join(a.build, "server", "rhizos-node")
@@ -78,7 +122,8 @@ def main():
     box = [] if a.sandbox else ["--no-sandbox"]
 
     orch = start_orchestrator(orch_exe, os.path.join(tmp.name, "orch"),
-                              ["--quiet", "--modules", moddir], admin_key=ADMIN,
+                              (["--log-format", "json", "--log-level", "debug", "--access-log"]
+                               if a.trace else ["--quiet"]) + ["--modules", moddir], admin_key=ADMIN,
                               cwd=ROOT)
     nodes = []
     try:
@@ -139,6 +184,10 @@ def main():
             n.stop(signal.SIGTERM)
         orch.stop(signal.SIGTERM)
         tmp.cleanup()
+        if a.trace:
+            with open(a.trace, "w") as f:
+                f.write("\n".join(orch.err) + "\n")
+            summarize_trace(orch.err)
 
 
 if __name__ == "__main__":
