@@ -13,7 +13,8 @@
  * for the handle's life.
  *
  * Transitions: every put is one LMDB write transaction, durable (fsync'd)
- * when it returns RZ_OK and absent when it returns an error; a put of an
+ * when it returns RZ_OK (inside a group: at the group's commit, below)
+ * and absent when it returns an error; a put of an
  * existing key replaces it. Bad input (an empty key, an unknown principal
  * kind, a node key that is not 64 hex digits) is RZ_EINVAL and changes
  * nothing. Reads never block writers. A handle is for one thread at a time;
@@ -64,8 +65,21 @@ typedef struct rz_auth_principal {
 
 /* Open (creating the folder and the store if missing) the store in `dir`. */
 RZ_EXTERN RZ_NODISCARD int rz_auth_open(rz_auth **out, const char *dir);
-/* NULL is fine. Forgets the admin key's hash. */
+/* NULL is fine. Commits an open group. Forgets the admin key's hash. */
 RZ_EXTERN void rz_auth_close(rz_auth *a);
+
+/* Group commit (for servers, as rz_engine_group_begin): between
+ * rz_auth_group_begin and rz_auth_group_commit the puts of the thread that
+ * began it return as usual but are made durable only by the group's
+ * commit, all at once (one fsync for a server's pass, not one a put); its
+ * reads see them. A put that fails leaves the group as it was. Another
+ * thread's puts wait for the commit, and its reads do not see the group's
+ * puts until then. A server answers the requests of a
+ * group only after its commit returned RZ_OK; a failed commit loses the
+ * group's puts. Begin inside a group: RZ_ESTATE; commit outside one:
+ * RZ_OK, nothing to do. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_group_begin(rz_auth *a);
+RZ_EXTERN RZ_NODISCARD int rz_auth_group_commit(rz_auth *a);
 
 /* RZ_OK if `key` meets the strength rule above, else RZ_EINVAL with the
  * rule broken in rz_error_last() (never the key itself). */

@@ -18,6 +18,7 @@
  *                                          stored (JSON, its value sealed)
  * Each put is one write transaction (LMDB fsyncs at commit). */
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,8 @@ struct rz_auth {
     void *map;           /* LMDB's map, for rz__lmdb_shed */
     size_t map_len;
     uint64_t commits;
+    MDB_txn *group;      /* rz_auth_group_begin's, or NULL */
+    pthread_t group_thread;
     bool has_admin;
     unsigned char admin_hash[32];
 };
@@ -57,7 +60,18 @@ static int db_error(int mrc, const char *what)
                      what, mdb_strerror(mrc));
 }
 
-/* Every write's commit: durable, and now and then the map shed. */
+/* Inside the group (of the thread that opened it) a write or read is a
+ * child of the group's transaction: its writes join the group's commit,
+ * a read sees them; a read's child is aborted like a read transaction. */
+static int txn_begin(const rz_auth *a, unsigned flags, MDB_txn **txn)
+{
+    if (a->group && pthread_equal(a->group_thread, pthread_self()))
+        return mdb_txn_begin(a->env, a->group, 0, txn);
+    return mdb_txn_begin(a->env, NULL, flags, txn);
+}
+
+/* Every write's commit: durable (or, inside a group, part of the group's
+ * commit), and now and then the map shed. */
 static int commit(rz_auth *a, MDB_txn *txn)
 {
     int mrc = mdb_txn_commit(txn);
@@ -106,10 +120,36 @@ int rz_auth_open(rz_auth **out, const char *dir)
     return RZ_OK;
 }
 
+int rz_auth_group_begin(rz_auth *a)
+{
+    if (!a)
+        return rz__error(RZ_EINVAL, "no auth store");
+    if (a->group)
+        return rz__error(RZ_ESTATE, "the auth store's group is open already");
+    int mrc = mdb_txn_begin(a->env, NULL, 0, &a->group);
+    if (mrc != 0) {
+        a->group = NULL;
+        return db_error(mrc, "group");
+    }
+    a->group_thread = pthread_self();
+    return RZ_OK;
+}
+
+int rz_auth_group_commit(rz_auth *a)
+{
+    if (!a || !a->group)
+        return RZ_OK;
+    MDB_txn *g = a->group;
+    a->group = NULL;
+    int mrc = commit(a, g);
+    return mrc ? db_error(mrc, "group commit") : RZ_OK;
+}
+
 void rz_auth_close(rz_auth *a)
 {
     if (!a)
         return;
+    (void)!rz_auth_group_commit(a);
     if (a->env)
         mdb_env_close(a->env);
     sodium_memzero(a->admin_hash, sizeof a->admin_hash);
@@ -138,7 +178,7 @@ static int put(rz_auth *a, int db, const void *k, size_t kl, const void *v, size
 {
     MDB_txn *txn = NULL;
     MDB_val key = { kl, (void *)k }, val = { vl, (void *)v };
-    int mrc = mdb_txn_begin(a->env, NULL, 0, &txn);
+    int mrc = txn_begin(a, 0, &txn);
     if (mrc == 0)
         mrc = mdb_put(txn, a->dbi[db], &key, &val, 0);
     mrc = end_write(a, txn, mrc, true);
@@ -152,7 +192,7 @@ static int get(const rz_auth *a, int db, const void *k, size_t kl, char **out,
     *out = NULL;
     MDB_txn *txn = NULL;
     MDB_val key = { kl, (void *)k }, val;
-    int mrc = mdb_txn_begin(a->env, NULL, MDB_RDONLY, &txn);
+    int mrc = txn_begin(a, MDB_RDONLY, &txn);
     if (mrc == 0)
         mrc = mdb_get(txn, a->dbi[db], &key, &val);
     int rc = RZ_OK;
@@ -355,7 +395,7 @@ int rz_auth_account_put(rz_auth *a, rz_ledger_id id, const char *name,
     MDB_txn *txn = NULL;
     MDB_val key = { sizeof k, k }, val = { strlen(text), text };
     MDB_val wkey = { wkl, wk }, wval = { sizeof k, k };
-    int mrc = mdb_txn_begin(a->env, NULL, 0, &txn);
+    int mrc = txn_begin(a, 0, &txn);
     if (mrc == 0)
         mrc = mdb_put(txn, a->dbi[DB_ACCOUNTS], &key, &val, 0);
     if (mrc == 0 && wallet)
@@ -461,7 +501,7 @@ int rz_auth_account_cred_del(rz_auth *a, rz_ledger_id account, const char *id)
         return cred_id_error();
     MDB_txn *txn = NULL;
     MDB_val key = { kl, k };
-    int mrc = mdb_txn_begin(a->env, NULL, 0, &txn);
+    int mrc = txn_begin(a, 0, &txn);
     if (mrc == 0)
         mrc = mdb_del(txn, a->dbi[DB_REFS], &key, NULL);
     if (mrc == MDB_NOTFOUND) {
@@ -503,7 +543,7 @@ int rz_auth_account_cred_list(const rz_auth *a, rz_ledger_id account, char **out
     cJSON *arr = cJSON_CreateArray();
     MDB_txn *txn = NULL;
     MDB_cursor *c = NULL;
-    int mrc = arr ? mdb_txn_begin(a->env, NULL, MDB_RDONLY, &txn) : 0;
+    int mrc = arr ? txn_begin(a, MDB_RDONLY, &txn) : 0;
     if (arr && mrc == 0)
         mrc = mdb_cursor_open(txn, a->dbi[DB_REFS], &c);
     MDB_val k = { sizeof pre, pre }, v;
@@ -617,7 +657,7 @@ int rz_auth_attempt_log_put(rz_auth *a, uint64_t job, uint32_t attempt,
     key_attempt(k, job, attempt);
     MDB_val key = { sizeof k, k }, val = { len, len ? (void *)log : "" };
     MDB_txn *txn = NULL;
-    int mrc = mdb_txn_begin(a->env, NULL, 0, &txn);
+    int mrc = txn_begin(a, 0, &txn);
     if (mrc == 0)
         mrc = mdb_put(txn, a->dbi[DB_LOGS], &key, &val, 0);
     if (mrc == 0 && attempt > RZ_AUTH_LOG_ATTEMPTS)
@@ -653,7 +693,7 @@ int rz_auth_attempt_log_get(const rz_auth *a, uint64_t job, uint32_t attempt,
     MDB_txn *txn = NULL;
     MDB_cursor *c = NULL;
     MDB_val k, v;
-    int mrc = mdb_txn_begin(a->env, NULL, MDB_RDONLY, &txn);
+    int mrc = txn_begin(a, MDB_RDONLY, &txn);
     if (mrc == 0)
         mrc = mdb_cursor_open(txn, a->dbi[DB_LOGS], &c);
     if (mrc == 0)
@@ -691,7 +731,7 @@ int rz_auth_log_attempts(const rz_auth *a, uint64_t job, uint32_t *out,
     unsigned char j[8];
     key_u64(j, job);
     MDB_val k = { 8, j }, v;
-    int mrc = mdb_txn_begin(a->env, NULL, MDB_RDONLY, &txn);
+    int mrc = txn_begin(a, MDB_RDONLY, &txn);
     if (mrc == 0)
         mrc = mdb_cursor_open(txn, a->dbi[DB_LOGS], &c);
     if (mrc == 0)
@@ -823,7 +863,7 @@ int rz_auth_identity_bind(rz_auth *a, const unsigned char ed25519[32],
     key_u64(k, node);
     MDB_txn *txn = NULL;
     int rc = RZ_OK;
-    int mrc = mdb_txn_begin(a->env, NULL, 0, &txn);
+    int mrc = txn_begin(a, 0, &txn);
     if (!mrc)
         mrc = bind_txn(a, txn, ed25519, node, tok, &rc);
     if (!mrc && rc == RZ_OK) {
@@ -880,7 +920,7 @@ int rz_auth_identity_retire(rz_auth *a, uint64_t node)
     key_u64(k, node);
     MDB_txn *txn = NULL;
     int rc = RZ_OK;
-    int mrc = mdb_txn_begin(a->env, NULL, 0, &txn);
+    int mrc = txn_begin(a, 0, &txn);
     cJSON *n = !mrc ? txn_json(txn, a->dbi[DB_NODES], k, 8, &mrc) : NULL;
     unsigned char ed[32];
     bool has_ed = hex32(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(n, "ed25519")), ed);
@@ -939,7 +979,7 @@ int rz_auth_forget(rz_auth *a, const uint64_t *jobs, size_t n_jobs,
     if (!a || (n_jobs && !jobs) || (n_deployments && !deployments))
         return rz__error(RZ_EINVAL, "nothing to forget");
     MDB_txn *txn = NULL;
-    int mrc = mdb_txn_begin(a->env, NULL, 0, &txn);
+    int mrc = txn_begin(a, 0, &txn);
     for (size_t i = 0; mrc == 0 && i < n_jobs; i++)
         mrc = drop_attempts(txn, a->dbi[DB_LOGS], jobs[i], 0, true);
     if (mrc == 0)
@@ -973,7 +1013,7 @@ static int head_write(rz_auth *a, uint64_t seq, const unsigned char hash[32],
         return rz__error(RZ_EINVAL, "no auth store or hash");
     MDB_txn *txn = NULL;
     MDB_val key = { 1, "a" }, val;
-    int mrc = mdb_txn_begin(a->env, NULL, 0, &txn);
+    int mrc = txn_begin(a, 0, &txn);
     if (mrc == 0 && keep) {
         mrc = mdb_get(txn, a->dbi[DB_REFS], &key, &val);
         keyed_since = mrc == 0 && val.mv_size == HEAD_LEN

@@ -670,7 +670,11 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     orch *o = arg;
     audit_begin_flush(o);   /* the pass's audited calls run now */
     orch_after(o);   /* placements and hand-overs join the same commit */
-    int rc = rz_engine_group_commit(o->e);
+    /* The pass's auth puts (a result's signature and log) first, as when
+     * each was durable at once: one fsync for them all, not two a result. */
+    int rc = rz_auth_group_commit(o->auth);
+    int erc = rz_engine_group_commit(o->e);
+    rc = rc != RZ_OK ? rc : erc;
     o->grouped = false;
     char msg[400] = "";
     if (rc != RZ_OK) {
@@ -702,6 +706,10 @@ void orch_group_open(orch *o)
         return;
     if (rz_engine_group_begin(o->e) != RZ_OK)
         return;   /* a broken engine: calls fail, replies go out at once */
+    if (o->auth && rz_auth_group_begin(o->auth) != RZ_OK) {
+        (void)!rz_engine_group_commit(o->e);   /* nothing in it yet */
+        return;   /* puts stay durable one by one; replies go out at once */
+    }
     o->grouped = true;
     /* Queued behind the callbacks already active in this pass. */
     event_active(o->flush, 0, 0);
@@ -712,6 +720,7 @@ void orch_group_open(orch *o)
 void orch_group_discard(orch *o)
 {
     audit_begin_drop(o);
+    (void)!rz_auth_group_commit(o->auth);   /* as the engine does at close */
     for (size_t i = 0; i < o->n_held; i++)
         if (o->held[i].body)
             evbuffer_free(o->held[i].body);

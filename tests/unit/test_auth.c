@@ -1,5 +1,6 @@
 /* The auth store (keys, nodes, accounts, credentials, logs), the admin
  * key's strength rule and the failed-key throttle: one behaviour each. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -440,6 +441,71 @@ static void test_logs_are_kept_per_attempt(void **state)
     assert_int_equal(rz_auth_attempt_log_put(f->a, 3, 1, NULL, 1), RZ_EINVAL);
 }
 
+typedef struct other_read {
+    rz_auth *a;
+    uint64_t job;
+    int log_rc, result_rc;
+} other_read;
+
+static void *read_job(void *arg)
+{
+    other_read *r = arg;
+    char *out = NULL;
+    r->log_rc = rz_auth_attempt_log_get(r->a, r->job, 0, &out, NULL, NULL);
+    rz_free(out);
+    out = NULL;
+    r->result_rc = rz_auth_result_get(r->a, r->job, &out);
+    rz_free(out);
+    return NULL;
+}
+
+/* What another thread reads of job's log and result (its own read
+ * transactions: the committed state). */
+static other_read read_elsewhere(rz_auth *a, uint64_t job)
+{
+    other_read r = { a, job, -1, -1 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, read_job, &r), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    return r;
+}
+
+/* Puts inside a group: the group's own reads see them at once, another
+ * thread (or process) only after the commit; a put refused inside leaves
+ * the rest; a second begin is refused; close commits an open group. */
+static void test_group_commits_puts_at_once(void **state)
+{
+    fixture *f = *state;
+    char *out = NULL;
+    assert_int_equal(rz_auth_group_commit(f->a), RZ_OK);   /* none open */
+    assert_int_equal(rz_auth_group_begin(f->a), RZ_OK);
+    assert_int_equal(rz_auth_group_begin(f->a), RZ_ESTATE);
+    assert_int_equal(rz_auth_attempt_log_put(f->a, 9, 1, "one", 3), RZ_OK);
+    assert_int_equal(rz_auth_result_put(f->a, 9, "{\"sig\":1}"), RZ_OK);
+    assert_int_equal(rz_auth_attempt_log_put(f->a, 9, 0, "x", 1), RZ_EINVAL);
+    expect_log(f->a, 9, 0, "one", 1);
+    assert_int_equal(rz_auth_result_get(f->a, 9, &out), RZ_OK);
+    rz_free(out);
+    out = NULL;
+    other_read r = read_elsewhere(f->a, 9);
+    assert_int_equal(r.log_rc, RZ_ENOENT);
+    assert_int_equal(r.result_rc, RZ_ENOENT);
+    assert_int_equal(rz_auth_group_commit(f->a), RZ_OK);
+    r = read_elsewhere(f->a, 9);
+    assert_int_equal(r.log_rc, RZ_OK);
+    assert_int_equal(r.result_rc, RZ_OK);
+    assert_int_equal(rz_auth_result_get(f->a, 9, &out), RZ_OK);
+    assert_string_equal(out, "{\"sig\":1}");
+    rz_free(out);
+    /* Close with a group open: its puts are kept. */
+    assert_int_equal(rz_auth_group_begin(f->a), RZ_OK);
+    assert_int_equal(rz_auth_attempt_log_put(f->a, 10, 1, "ten", 3), RZ_OK);
+    rz_auth_close(f->a);
+    assert_int_equal(rz_auth_open(&f->a, f->dir), RZ_OK);
+    expect_log(f->a, 10, 0, "ten", 1);
+    expect_log(f->a, 9, 0, "one", 1);
+}
+
 /* Past RZ_AUTH_LOG_ATTEMPTS the oldest go, in the same commit; forgetting
  * the job takes them all, its first log too, and no neighbour's. */
 static void test_attempt_logs_rotate_and_are_forgotten(void **state)
@@ -661,6 +727,7 @@ int main(void)
         F(test_log_put_refuses_null_text_with_length),
         F(test_logs_are_kept_per_attempt),
         F(test_attempt_logs_rotate_and_are_forgotten),
+        F(test_group_commits_puts_at_once),
         T(test_throttle_allows_failures_below_the_limit),
         T(test_throttle_locks_the_address_at_the_limit),
         T(test_throttle_leaves_other_addresses_alone),
