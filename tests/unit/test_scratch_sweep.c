@@ -22,11 +22,11 @@
 #include "exec/adapter.h"
 #include "exec/exec_impl.h"
 
-static char parent[64];
+static char parent[160];
 
 static void make(const char *name, uid_t owner)
 {
-    char path[256];
+    char path[512];
     snprintf(path, sizeof path, "%s/%s", parent, name);
     assert_int_equal(mkdir(path, 0700), 0);
     snprintf(path, sizeof path, "%s/%s/in", parent, name);
@@ -45,7 +45,7 @@ static bool there_at(const char *path)
 
 static bool there(const char *name)
 {
-    char path[256];
+    char path[512];
     struct stat st;
     snprintf(path, sizeof path, "%s/%s", parent, name);
     return stat(path, &st) == 0;
@@ -98,12 +98,12 @@ static void test_dead_makers_swept(void **state)
     if (root)
         assert_true(there(foreign));
     /* The new folder carries its maker: this process in this namespace. */
-    char want[160];
+    char want[256];
     snprintf(want, sizeof want, "%s/rz-%llx-%ld-", parent, ns, (long)getpid());
     assert_memory_equal(mine, want, strlen(want));
     assert_int_equal(strlen(mine), strlen(want) + 6);
     free(mine);
-    char cmd[128];
+    char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", parent);
     assert_int_equal(system(cmd), 0);
 }
@@ -119,7 +119,7 @@ static bool gone_soon(const char *path)
 
 static void rm_rf(const char *path)
 {
-    char cmd[300];
+    char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
     assert_int_equal(system(cmd), 0);
 }
@@ -146,7 +146,7 @@ static void dead_name(char *buf, size_t len, const char *tag)
 static void test_default_parent_is_users_folder(void **state)
 {
     (void)state;
-    char tmp[64], mine_dir[128], dead[64], where[256];
+    char tmp[64], mine_dir[128], dead[64], where[512];
     snprintf(tmp, sizeof tmp, "/tmp/rz-userdir-test-XXXXXX");
     assert_non_null(mkdtemp(tmp));
     assert_int_equal(setenv("TMPDIR", tmp, 1), 0);
@@ -227,7 +227,7 @@ static void test_unsafe_users_folder_refused(void **state)
     for (size_t i = 0; i < sizeof takens / sizeof takens[0]; i++) {
         if (takens[i].kind == TAKEN_OWNER && geteuid() != 0)
             continue;   /* only root can give a folder away */
-        char tmp[64], name[128], where[256], dead[64];
+        char tmp[64], name[128], where[512], dead[64];
         snprintf(tmp, sizeof tmp, "/tmp/rz-userdir-bad-XXXXXX");
         assert_non_null(mkdtemp(tmp));
         assert_int_equal(setenv("TMPDIR", tmp, 1), 0);
