@@ -449,6 +449,11 @@ RZ_EXTERN rz_ledger_id rz_engine_job_ledger_id(uint64_t job);
  * text borrowed until the next call that changes state; NULL when the job
  * is not open (a node is told them with its assignment). */
 RZ_EXTERN const char *rz_engine_job_requirements(const rz_engine *e, uint64_t job);
+/* The request job `job`'s node is handed ({"inputs","config"}), as JSON
+ * text borrowed like rz_engine_job_requirements; NULL when the job is not
+ * open. What the orchestrator reads to tell whether a node may fetch a
+ * file an input names (docs/flow-format.md, "File outputs"). */
+RZ_EXTERN const char *rz_engine_job_request(const rz_engine *e, uint64_t job);
 
 /* ---- Deployments ---- */
 

@@ -68,6 +68,44 @@ RZ_EXTERN RZ_NODISCARD int rz_store_run_id_make(char *out, size_t cap);
 RZ_EXTERN RZ_NODISCARD int rz_store_run_get(const rz_store *st, const char *id,
                                             char **out);
 
+/* ---- Content-addressed files: the blob store of file outputs ----
+ * The store lib/store/blob.c keeps for `type: file` outputs (folder DIR:
+ * DIR/sha256/<2 hex>/<64 hex>, read-only), for a program that moves blobs
+ * in parts (the node and the orchestrator): bytes written to a writer go
+ * to a temporary file in DIR, hashed as they come; a commit checks the
+ * digest and renames the file into place. Nothing is held in memory but a
+ * hash state. */
+#define RZ_BLOB_HEX_LEN 64
+typedef struct rz_blob_writer rz_blob_writer;
+/* A writer into folder `dir` (created if missing) of at most `max` bytes.
+ * RZ_EIO when the temporary file cannot be made. */
+RZ_EXTERN RZ_NODISCARD int rz_blob_writer_open(rz_blob_writer **out, const char *dir,
+                                               uint64_t max);
+/* Appends `len` bytes. RZ_ETOOBIG past the writer's `max` (nothing of
+ * them written), RZ_EIO for a write that failed. */
+RZ_EXTERN RZ_NODISCARD int rz_blob_writer_write(rz_blob_writer *w, const void *data,
+                                                size_t len);
+/* Bytes written so far. */
+RZ_EXTERN uint64_t rz_blob_writer_size(const rz_blob_writer *w);
+/* Ends the file: its SHA-256 (lowercase hex) must be `expect_hex` (NULL:
+ * any), else RZ_EINVALID and nothing is stored. On RZ_OK the blob is in
+ * the store (an equal one already there is kept) and its digest is in
+ * `hex` (may be NULL; 65 bytes). The writer takes nothing more but must
+ * still be freed. */
+RZ_EXTERN RZ_NODISCARD int rz_blob_writer_commit(rz_blob_writer *w,
+                                                 const char *expect_hex, char *hex);
+/* Frees the writer; an uncommitted one's temporary file is removed. NULL
+ * is fine. */
+RZ_EXTERN void rz_blob_writer_free(rz_blob_writer *w);
+/* Opens blob `hex` of the store in `dir` for reading: *fd (the caller
+ * closes it) and *size. RZ_EINVAL for a string that is not 64 lowercase
+ * hex digits, RZ_ENOENT when the store has no such blob. */
+RZ_EXTERN RZ_NODISCARD int rz_blob_open(const char *dir, const char *hex, int *fd,
+                                        uint64_t *size);
+/* Whether `hex` is a SHA-256 digest as the store names blobs: 64
+ * lowercase hex digits. */
+RZ_EXTERN int rz_blob_hex_ok(const char *hex);
+
 #ifdef __cplusplus
 }
 #endif

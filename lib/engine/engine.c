@@ -1437,6 +1437,12 @@ const char *rz_engine_job_requirements(const rz_engine *e, uint64_t job)
     return j ? j->reqs_json : NULL;
 }
 
+const char *rz_engine_job_request(const rz_engine *e, uint64_t job)
+{
+    const rz__ejob *j = e ? rz__engine_job(e, job) : NULL;
+    return j ? (j->request ? j->request : "{}") : NULL;
+}
+
 int rz_engine_job_get(const rz_engine *e, uint64_t job, rz_engine_job_info *out)
 {
     const rz__ejob *j = e && out ? rz__engine_job_read(e, job) : NULL;

@@ -10,6 +10,7 @@
 
 #include <sodium.h>
 
+#include "rhizos/store.h"
 #include "store/blob.h"
 
 #define CHUNK (64u * 1024u)
@@ -355,5 +356,136 @@ int rz__blob_sweep(const char *dir, const rz__blob_set *keep, uint64_t before_ms
         if (strlen(e->d_name) == 2 && strspn(e->d_name, "0123456789abcdef") == 2)
             sweep_part(dirfd(sd), e->d_name, keep, before_ms, removed, bytes);
     closedir(sd);
+    return RZ_OK;
+}
+
+/* ---- in parts (rhizos/store.h): the node's and orchestrator's hops ---- */
+
+struct rz_blob_writer {
+    char *dir;
+    char tmp[4096];
+    int fd;                          /* -1 once committed */
+    uint64_t size, max;
+    crypto_hash_sha256_state st;
+};
+
+int rz_blob_hex_ok(const char *hex)
+{
+    return hex && strlen(hex) == RZ_BLOB_HEX &&
+           strspn(hex, "0123456789abcdef") == RZ_BLOB_HEX;
+}
+
+int rz_blob_writer_open(rz_blob_writer **out, const char *dir, uint64_t max)
+{
+    *out = NULL;
+    if (!dir || !*dir)
+        return rz__error(RZ_EINVAL, "no blob store folder");
+    if (sodium_init() < 0)
+        return rz__error(RZ_EINTERNAL, "libsodium cannot start");
+    rz_blob_writer *w = calloc(1, sizeof *w);
+    if (!w || !(w->dir = strdup(dir))) {
+        free(w);
+        return rz__error(RZ_ENOMEM, "out of memory");
+    }
+    snprintf(w->tmp, sizeof w->tmp, "%s/tmp.XXXXXX", dir);
+    w->fd = mkdir(dir, 0755) == 0 || errno == EEXIST ? mkstemp(w->tmp) : -1;
+    if (w->fd < 0) {
+        int e = errno;
+        free(w->dir);
+        free(w);
+        return rz__error(RZ_EIO, "blob store %s: %s", dir, strerror(e));
+    }
+    w->max = max;
+    crypto_hash_sha256_init(&w->st);
+    *out = w;
+    return RZ_OK;
+}
+
+int rz_blob_writer_write(rz_blob_writer *w, const void *data, size_t len)
+{
+    if (!w || w->fd < 0)
+        return rz__error(RZ_ESTATE, "the blob writer is closed");
+    if (len > w->max - w->size)
+        return rz__error(RZ_ETOOBIG, "the file is over its cap of %llu bytes",
+                         (unsigned long long)w->max);
+    const unsigned char *p = data;
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(w->fd, p + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return rz__error(RZ_EIO, "blob store %s: %s", w->dir, strerror(errno));
+        off += (size_t)n;
+    }
+    crypto_hash_sha256_update(&w->st, p, len);
+    w->size += len;
+    return RZ_OK;
+}
+
+uint64_t rz_blob_writer_size(const rz_blob_writer *w)
+{
+    return w ? w->size : 0;
+}
+
+int rz_blob_writer_commit(rz_blob_writer *w, const char *expect_hex, char *hex)
+{
+    if (!w || w->fd < 0)
+        return rz__error(RZ_ESTATE, "the blob writer is closed");
+    unsigned char d[32];
+    char got[RZ_BLOB_HEX + 1], final[4096];
+    crypto_hash_sha256_final(&w->st, d);
+    hex_of(d, got);
+    int rc = RZ_OK;
+    if (expect_hex && strcmp(got, expect_hex) != 0)
+        rc = rz__error(RZ_EINVALID, "the bytes' SHA-256 is %.12s..., not %.12s... "
+                       "as named", got, expect_hex);
+    else if (fchmod(w->fd, 0444) != 0 || fsync(w->fd) != 0)
+        rc = rz__error(RZ_EIO, "blob store %s: %s", w->dir, strerror(errno));
+    close(w->fd);
+    w->fd = -1;
+    if (rc == RZ_OK) {
+        snprintf(final, sizeof final, "%s/sha256/%.2s/%s", w->dir, got, got);
+        /* Linked, not renamed: a blob already there stays the same file
+         * (the orchestrator counts its other links: routes_blobs.c). */
+        if (mkdirs(w->dir, got) != 0 || (link(w->tmp, final) != 0 && errno != EEXIST))
+            rc = rz__error(RZ_EIO, "blob store %s: %s", w->dir, strerror(errno));
+    }
+    unlink(w->tmp);
+    w->tmp[0] = '\0';
+    if (rc == RZ_OK && hex)
+        memcpy(hex, got, sizeof got);
+    return rc;
+}
+
+void rz_blob_writer_free(rz_blob_writer *w)
+{
+    if (!w)
+        return;
+    if (w->fd >= 0) {
+        close(w->fd);
+        unlink(w->tmp);
+    }
+    free(w->dir);
+    free(w);
+}
+
+int rz_blob_open(const char *dir, const char *hex, int *fd, uint64_t *size)
+{
+    *fd = -1;
+    if (!rz_blob_hex_ok(hex))
+        return rz__error(RZ_EINVAL, "not a SHA-256 digest in lowercase hex");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/sha256/%.2s/%s", dir, hex, hex);
+    int f = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (f < 0)
+        return rz__error(errno == ENOENT ? RZ_ENOENT : RZ_EIO, "blob %.12s...: %s",
+                         hex, strerror(errno));
+    if (fstat(f, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(f);
+        return rz__error(RZ_EIO, "blob %.12s... is not a regular file", hex);
+    }
+    *fd = f;
+    *size = (uint64_t)st.st_size;
     return RZ_OK;
 }

@@ -19,6 +19,7 @@
 #include "exec/exec_impl.h"
 #include "module/module_impl.h"
 #include "rhizos/common.h"
+#include "rhizos/store.h"
 #include "store/blob.h"
 
 static char g_dir[64], g_out[128], g_store[128];
@@ -370,6 +371,77 @@ static void sweep_keeps_marked_and_new(void **state)
     rz__blob_set_free(&k);
 }
 
+/* The writer in parts (rhizos/store.h): the node's and orchestrator's
+ * hops. Stored only when the digest is the one named; a cap holds. */
+static size_t stored_count(void)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "find '%s' -type f 2>/dev/null | wc -l", g_store);
+    FILE *p = popen(cmd, "r");
+    size_t n = 0;
+    assert_non_null(p);
+    assert_int_equal(fscanf(p, "%zu", &n), 1);
+    pclose(p);
+    return n;
+}
+
+static void writer_in_parts(void **state)
+{
+    (void)state;
+    size_t before = stored_count();
+    rz_blob_writer *w = NULL;
+    char hex[RZ_BLOB_HEX_LEN + 1];
+    /* The wrong digest: nothing stored, no temporary file left. */
+    assert_int_equal(rz_blob_writer_open(&w, g_store, 3), RZ_OK);
+    assert_int_equal(rz_blob_writer_write(w, "abd", 3), RZ_OK);
+    assert_int_equal(rz_blob_writer_commit(w, ABC, hex), RZ_EINVALID);
+    assert_int_equal(rz_blob_writer_write(w, "x", 1), RZ_ESTATE);
+    rz_blob_writer_free(w);
+    assert_int_equal(stored_count(), before);
+    /* Past the cap: refused, nothing of the part written. */
+    assert_int_equal(rz_blob_writer_open(&w, g_store, 3), RZ_OK);
+    assert_int_equal(rz_blob_writer_write(w, "ab", 2), RZ_OK);
+    assert_int_equal(rz_blob_writer_write(w, "cd", 2), RZ_ETOOBIG);
+    assert_int_equal(rz_blob_writer_size(w), 2);
+    /* ... and on: "abc" in two parts is stored under its digest. */
+    assert_int_equal(rz_blob_writer_write(w, "c", 1), RZ_OK);
+    assert_int_equal(rz_blob_writer_commit(w, ABC, hex), RZ_OK);
+    assert_string_equal(hex, ABC);
+    rz_blob_writer_free(w);
+    size_t after = stored_count();
+    assert_true(after == before || after == before + 1);   /* "abc" may be there */
+    int fd = -1;
+    uint64_t size = 0;
+    assert_int_equal(rz_blob_open(g_store, ABC, &fd, &size), RZ_OK);
+    char buf[8] = {0};
+    assert_int_equal(read(fd, buf, sizeof buf), 3);
+    assert_string_equal(buf, "abc");
+    assert_int_equal(size, 3);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0444);
+    close(fd);
+    /* Again (a retried upload): kept once; freed without a commit: gone. */
+    assert_int_equal(rz_blob_writer_open(&w, g_store, 3), RZ_OK);
+    assert_int_equal(rz_blob_writer_write(w, "abc", 3), RZ_OK);
+    assert_int_equal(rz_blob_writer_commit(w, NULL, hex), RZ_OK);
+    rz_blob_writer_free(w);
+    assert_int_equal(rz_blob_writer_open(&w, g_store, 9), RZ_OK);
+    assert_int_equal(rz_blob_writer_write(w, "abc", 3), RZ_OK);
+    rz_blob_writer_free(w);
+    assert_int_equal(stored_count(), after);
+    rz_blob_writer_free(NULL);
+    /* Names: only 64 lowercase hex digits. */
+    assert_int_equal(rz_blob_open(g_store, "../x", &fd, &size), RZ_EINVAL);
+    assert_int_equal(fd, -1);
+    assert_false(rz_blob_hex_ok("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"));
+    assert_false(rz_blob_hex_ok(ABC "0"));
+    assert_false(rz_blob_hex_ok(NULL));
+    assert_true(rz_blob_hex_ok(ABC));
+    assert_int_equal(rz_blob_open(g_store, "0000000000000000000000000000000000000000000000000000000000000000",
+                                  &fd, &size), RZ_ENOENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -382,6 +454,7 @@ int main(void)
         cmocka_unit_test(forged_refs_refused),
         cmocka_unit_test(digests_found_in_records),
         cmocka_unit_test(sweep_keeps_marked_and_new),
+        cmocka_unit_test(writer_in_parts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
