@@ -168,8 +168,8 @@ int rz__files_outputs(const rz__files_ctx *c, char **outputs, uint64_t *stored)
         return RZ_OK;
     if (!c->blob_dir)
         return rz__error(RZ_EUNSUPPORTED, "output '%s' is a file, and this runner "
-                         "keeps no blob store for file outputs (a node does not "
-                         "yet: docs/flow-format.md, \"File outputs\")", c->ports[0]);
+                         "keeps no blob store for file outputs (docs/flow-format.md, "
+                         "\"File outputs\")", c->ports[0]);
     cJSON *o = cJSON_Parse(*outputs);
     if (!o)
         return rz__error(RZ_ENOMEM, "out of memory");   /* checked JSON before */

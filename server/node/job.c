@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "blobs.h"
 #include "llm.h"
 #include "slurm.h"
 
@@ -464,6 +465,11 @@ static int start(agent *a, job *j, rz_attempt **att, const char *const *gpus)
     ao.gpu_ids = gpus[0] ? gpus : NULL;
     ao.max_scratch_mb = a->cfg.max_scratch_mb;
     ao.service = j->service;
+    /* File outputs and inputs (blobs.c); a spooled Slurm job has no
+     * orchestrator to send them to: a file step fails there, saying so. */
+    char blobs[4096];
+    node_blobs_dir(a, blobs, sizeof blobs);
+    ao.blob_dir = a->local ? NULL : blobs;
     const cJSON *rd = cJSON_GetObjectItemCaseSensitive(j->asg, "ready");
     ao.ready_check = j->service ? str_at(rd, "check") : NULL;
     double ready_s = num_at(rd, "timeout_s");
@@ -612,6 +618,13 @@ static void run(agent *a, job *j)
         j->error = strdup(no);
         return;
     }
+    char fwhy[400];
+    if (!a->local && node_blobs_fetch(a, j->s->job, cJSON_GetObjectItemCaseSensitive(
+                                          j->asg, "request"), fwhy, sizeof fwhy) != 0) {
+        agent_give_back_gpus(a, held);
+        j->error = strdup(fwhy);
+        return;
+    }
     if (start(a, j, &att, gpus) != RZ_OK) {
         agent_give_back_gpus(a, held);
         j->error = strdup("cannot start: out of memory");
@@ -644,6 +657,12 @@ static void run(agent *a, job *j)
     }
     rz_attempt_free(att);
     agent_give_back_gpus(a, held);
+    if (j->outputs && !a->local &&
+        node_blobs_upload(a, j->s->job, &j->outputs, fwhy, sizeof fwhy) != 0) {
+        free(j->outputs);
+        j->outputs = NULL;
+        j->error = strdup(fwhy);
+    }
 }
 
 /* ---- reporting ---- */

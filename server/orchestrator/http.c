@@ -93,6 +93,8 @@ static const route routes[] = {
     { "PUT",    "/api/v1/credentials/{id}",                W_CLIENT, true,  r_cred_put },
     { "GET",    "/api/v1/credentials",                     W_CLIENT, false, r_creds_list },
     { "DELETE", "/api/v1/credentials/{id}",                W_CLIENT, false, r_cred_delete },
+    { "PUT",    "/api/v1/blobs/{sha256}",                  W_NODE,   false, r_blob_put },
+    { "GET",    "/api/v1/blobs/{sha256}",                  W_CLIENT | W_NODE, false, r_blob_get },
 };
 
 #define N_ROUTES (sizeof routes / sizeof routes[0])

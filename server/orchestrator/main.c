@@ -794,7 +794,7 @@ static int start(orch *o, const char *key, const char *key_from)
     if (auth_open(o) != RZ_OK || admin_key_set(o, key, key_from) != 0 ||
         server_keypair(o) != 0 || audit_open(o) != 0 ||
         orch_stores_agree(o->e, o->opts.data, o->opts.verify_on_open) != 0 ||
-        flows_open(o) != 0 || orch_control_start(o) != 0)
+        flows_open(o) != 0 || orch_control_start(o) != 0 || orch_blobs_start(o) != 0)
         return -1;
     o->sig_term = evsignal_new(o->base, SIGTERM, on_signal, o);
     o->sig_int = evsignal_new(o->base, SIGINT, on_signal, o);
@@ -846,6 +846,7 @@ static void finish(orch *o)
     orch_live_free(o);
     orch_control_stop(o);
     flows_close(o);   /* frees its timer event: before the base goes */
+    orch_blobs_free(o);
     if (o->base)
         event_base_free(o->base);
     rz_engine_close(o->e);
@@ -872,6 +873,8 @@ int main(int argc, char **argv)
     o.opts.challenge_interval_ms = 600000;
     o.opts.queue_timeout_s = 3600;
     o.opts.retention_ms = ORCH_RETENTION_DAYS * 86400000ull;
+    o.opts.max_file = ORCH_BLOB_FILE_MAX;
+    o.opts.max_run_files = ORCH_BLOB_RUN_MAX;
     o.opts.llm_price_micros = ORCH_LLM_PRICE_MICROS;
     o.opts.policy = RZ_POLICY_CHEAPEST;
     o.opts.register_rate = ORCH_REGISTER_RATE;

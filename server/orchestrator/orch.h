@@ -107,6 +107,8 @@ typedef struct orch_opts {
     uint64_t retention_ms;         /* --retention-days: finished work older
                                       than this leaves the stores (retain.c);
                                       0: kept forever */
+    uint64_t max_file;             /* file outputs (routes_blobs.c): bytes of */
+    uint64_t max_run_files;        /* one file, of one run's files */
 } orch_opts;
 
 #define ORCH_RETENTION_DAYS 90u
@@ -244,6 +246,8 @@ typedef struct orch {
     struct evconnlistener *control;   /* DATA/control.sock (backup.c) */
     char *console_dir;       /* the console's files; NULL: not built */
     rz_prices *prices;       /* estimates' price tables, loaded on first use */
+    /* File uploads under way (routes_blobs.c). */
+    struct blob_up *blob_ups; size_t n_blob_ups;
 } orch;
 
 /* One request being answered. */
@@ -598,6 +602,23 @@ void r_flow_deploy(req *q);
 void r_cred_put(req *q);
 void r_creds_list(req *q);
 void r_cred_delete(req *q);
+
+/* ---- routes_blobs.c: file outputs on the network ---- */
+#define ORCH_BLOB_PART_MAX (1024u * 1024u)   /* one PUT's or GET's bytes */
+#define ORCH_BLOB_UPLOADS 64u                /* under way at once */
+#define ORCH_BLOB_IDLE_MS (10u * 60u * 1000u)   /* an upload left this long goes */
+#define ORCH_BLOB_FILE_MAX (1024ull << 20)   /* as embedded runs (rz_runner_opts) */
+#define ORCH_BLOB_RUN_MAX (4096ull << 20)
+void r_blob_put(req *q);
+void r_blob_get(req *q);
+/* True when every `$file` of a result's outputs was uploaded for its run;
+ * else a 409 was sent. */
+bool orch_blobs_result_ok(req *q, uint64_t job, const cJSON *outputs);
+void orch_blobs_forget(orch *o, const uint64_t *jobs, size_t n_jobs,
+                       const uint64_t *deps, size_t n_deps);
+void orch_blobs_free(orch *o);
+/* Uploads a stop or crash cut short (their temporary files) removed: 0. */
+int orch_blobs_start(orch *o);
 bool creds_fill_stored(req *q, const char *text, cJSON **creds);
 void r_flows_list(req *q);
 void r_flow_status(req *q);

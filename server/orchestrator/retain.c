@@ -24,6 +24,7 @@ static int forget(void *userdata, const uint64_t *jobs, size_t n_jobs,
                   const uint64_t *deps, size_t n_deps)
 {
     orch *o = userdata;
+    orch_blobs_forget(o, jobs, n_jobs, deps, n_deps);
     return rz_auth_forget(o->auth, jobs, n_jobs, deps, n_deps) == RZ_OK &&
            flows_forget(o, deps, n_deps) == RZ_OK ? 0 : -1;
 }

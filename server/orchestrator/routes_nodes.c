@@ -815,6 +815,10 @@ void r_node_result(req *q)
         reply_rz(q, RZ_ENOMEM);
         return;
     }
+    if (!orch_blobs_result_ok(q, job, outputs)) {
+        free(out);
+        return;
+    }
     rz_auth_result res = { job, (uint32_t)attempt, !outputs, out ? out : error,
                            strlen(out ? out : error) };
     if (!result_signed(q, node, &res, sig, &rec)) {

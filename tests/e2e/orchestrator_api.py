@@ -935,6 +935,10 @@ class OrchestratorApi(unittest.TestCase):
             ("GET", "/api/v1/credentials"): {C},
             ("PUT", "/api/v1/credentials/{id}"): {C},
             ("DELETE", "/api/v1/credentials/{id}"): {C},
+            # A's job is on no node and has no files: nobody reads or
+            # uploads one for it.
+            ("PUT", "/api/v1/blobs/{sha256}"): set(),
+            ("GET", "/api/v1/blobs/{sha256}"): set(),
         }
         self.assertEqual(set(allowed), openapi_routes())
         bodies = {"/api/v1/jobs": {"module": "echo", "max_cost_micros": 1},
@@ -967,6 +971,9 @@ class OrchestratorApi(unittest.TestCase):
                 concrete = path.replace("{id}", str(dep)).replace("{step}", "s")
             elif path.startswith("/api/v1/named-flows/{id}"):
                 concrete = path.replace("{id}", str(fid))
+            elif path.startswith("/api/v1/blobs"):
+                concrete = path.replace("{sha256}", "ab" * 32) + \
+                    "?job=%d&offset=0&size=1" % job
             else:
                 concrete = path.replace("{id}", str(job))
             body = bodies.get(path, {"amount_micros": 1, "attempt": 1, "run_ms": 1,

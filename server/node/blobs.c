@@ -1,0 +1,340 @@
+/* File outputs on the network (docs/flow-format.md, "File outputs"): a
+ * step's files go from this node's blob store (DATA/blobs, the attempt's
+ * blob_dir) to the orchestrator's, and the files a job's inputs name come
+ * back the same way, in parts of BLOB_PART bytes (PUT and GET
+ * /api/v1/blobs/{sha256}), each hashed as it comes: at most one part is
+ * ever in memory. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <sodium.h>
+
+#include "agent.h"
+#include "blobs.h"
+
+#define BLOB_PART (512u * 1024u)
+#define REPLY_MAX (16u * 1024u)
+#define TRIES 5
+
+typedef struct hop {
+    CURL *h;
+    struct curl_slist *hdrs;
+    char base[512];
+    /* a GET's bytes go to `w` (at most `want`); a PUT's reply to `reply` */
+    rz_blob_writer *w;
+    uint64_t want, got;
+    int write_failed;
+    char reply[REPLY_MAX + 1];
+    size_t n_reply;
+} hop;
+
+static size_t on_body(char *p, size_t sz, size_t n, void *ud)
+{
+    hop *c = ud;
+    size_t len = sz * n;
+    if (c->w) {
+        if (len > c->want - c->got || rz_blob_writer_write(c->w, p, len) != RZ_OK) {
+            c->write_failed = 1;
+            return 0;
+        }
+        c->got += len;
+        return len;
+    }
+    size_t room = REPLY_MAX - c->n_reply;
+    size_t take = len < room ? len : room;
+    memcpy(c->reply + c->n_reply, p, take);
+    c->n_reply += take;
+    c->reply[c->n_reply] = '\0';
+    return len;
+}
+
+static int hop_open(agent *a, hop *c)
+{
+    memset(c, 0, sizeof *c);
+    char auth[600];
+    pthread_mutex_lock(&a->mu);
+    int ok = a->st.token != NULL;
+    snprintf(c->base, sizeof c->base, "%s", a->url);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", ok ? a->st.token : "");
+    pthread_mutex_unlock(&a->mu);
+    size_t bl = strlen(c->base);
+    while (bl && c->base[bl - 1] == '/')
+        c->base[--bl] = '\0';
+    c->h = ok ? curl_easy_init() : NULL;
+    c->hdrs = c->h ? curl_slist_append(NULL, auth) : NULL;
+    /* no "Expect: 100-continue" round trip before each part */
+    c->hdrs = c->hdrs ? curl_slist_append(c->hdrs, "Expect:") : NULL;
+    sodium_memzero(auth, sizeof auth);
+    if (!c->hdrs)
+        return -1;
+    curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, c->hdrs);
+    curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c->h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c->h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    curl_easy_setopt(c->h, CURLOPT_TIMEOUT_MS, 60000L);
+    curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c->h, CURLOPT_WRITEDATA, c);
+    if (a->cfg.orchestrator_ca_file)
+        curl_easy_setopt(c->h, CURLOPT_CAINFO, a->cfg.orchestrator_ca_file);
+    return 0;
+}
+
+static void hop_close(hop *c)
+{
+    if (c->hdrs) {
+        /* the token's line, wiped */
+        sodium_memzero(c->hdrs->data, strlen(c->hdrs->data));
+        curl_slist_free_all(c->hdrs);
+    }
+    if (c->h)
+        curl_easy_cleanup(c->h);
+}
+
+/* One request; *status the HTTP status (0: no answer). */
+static void hop_call(hop *c, const char *method, const char *path, const void *body,
+                     size_t len, long *status)
+{
+    char url[1024];
+    snprintf(url, sizeof url, "%s%s", c->base, path);
+    c->n_reply = 0;
+    c->reply[0] = '\0';
+    c->got = 0;
+    c->write_failed = 0;
+    curl_easy_setopt(c->h, CURLOPT_URL, url);
+    if (strcmp(method, "GET") == 0) {
+        curl_easy_setopt(c->h, CURLOPT_CUSTOMREQUEST, NULL);
+        curl_easy_setopt(c->h, CURLOPT_HTTPGET, 1L);
+    } else {
+        curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+        curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, len ? body : "");
+        curl_easy_setopt(c->h, CURLOPT_CUSTOMREQUEST, method);
+    }
+    *status = 0;
+    if (curl_easy_perform(c->h) == CURLE_OK)
+        curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, status);
+}
+
+static const char *reply_message(const hop *c)
+{
+    cJSON *r = cJSON_Parse(c->reply);
+    const char *m = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(r, "error"), "message"));
+    static __thread char msg[300];
+    snprintf(msg, sizeof msg, "%s", m ? m : "no reason given");
+    cJSON_Delete(r);
+    return msg;
+}
+
+static double reply_offset(const hop *c)
+{
+    cJSON *r = cJSON_Parse(c->reply);
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(r, "offset");
+    double v = cJSON_IsNumber(o) ? o->valuedouble : -1;
+    cJSON_Delete(r);
+    return v;
+}
+
+void node_blobs_dir(const agent *a, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/blobs", a->o->data_dir);
+}
+
+/* ---- up ---- */
+
+static int upload(agent *a, hop *c, uint64_t job, const char *hex, char *why,
+                  size_t n)
+{
+    char dir[4096];
+    node_blobs_dir(a, dir, sizeof dir);
+    int fd;
+    uint64_t size;
+    if (rz_blob_open(dir, hex, &fd, &size) != RZ_OK) {
+        snprintf(why, n, "file %.12s...: %s", hex, rz_error_last()->message);
+        return -1;
+    }
+    char *buf = malloc(BLOB_PART);
+    uint64_t off = 0;
+    unsigned tries = 0, conflicts = 0;
+    int rc = buf ? 1 : -1;
+    if (!buf)
+        snprintf(why, n, "out of memory");
+    while (rc == 1) {
+        size_t len = (size_t)(size - off < BLOB_PART ? size - off : BLOB_PART);
+        if (len && pread(fd, buf, len, (off_t)off) != (ssize_t)len) {
+            snprintf(why, n, "file %.12s...: %s", hex, strerror(errno));
+            rc = -1;
+            break;
+        }
+        char path[256];
+        snprintf(path, sizeof path, "/api/v1/blobs/%s?job=%" PRIu64 "&offset=%" PRIu64
+                 "&size=%" PRIu64, hex, job, off, size);
+        long st;
+        hop_call(c, "PUT", path, buf, len, &st);
+        double next = reply_offset(c);
+        if (st == 201)
+            rc = 0;
+        else if ((st == 200 || st == 409) && next >= 0 && next <= (double)size)
+            off = (uint64_t)next;   /* on, or from where the orchestrator is */
+        else if ((st == 0 || st >= 500 || st == 429) && tries < TRIES &&
+                 !agent_sleep(a, agent_backoff(&tries)))
+            continue;   /* the same part again */
+        else {
+            snprintf(why, n, "uploading file %.12s... to the orchestrator: HTTP "
+                     "%ld: %s", hex, st, st ? reply_message(c) : "no answer");
+            rc = -1;
+        }
+        if (st == 409 && ++conflicts >= TRIES) {
+            snprintf(why, n, "uploading file %.12s...: the orchestrator kept "
+                     "asking for byte %.0f", hex, next);
+            rc = -1;
+        }
+    }
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+/* The step's `$file` outputs (top level, or in a list) uploaded, each
+ * reference left without this node's path. */
+static int up_refs(agent *a, hop *c, uint64_t job, cJSON *v, char *why, size_t n)
+{
+    cJSON *f = cJSON_GetObjectItemCaseSensitive(v, "$file");
+    const char *hex = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "sha256"));
+    if (cJSON_IsObject(f) && rz_blob_hex_ok(hex)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(f, "path");
+        return upload(a, c, job, hex, why, n);
+    }
+    for (cJSON *e = cJSON_IsArray(v) ? v->child : NULL; e; e = e->next)
+        if (up_refs(a, c, job, e, why, n) != 0)
+            return -1;
+    return 0;
+}
+
+int node_blobs_upload(agent *a, uint64_t job, char **outputs, char *why, size_t n)
+{
+    if (!*outputs || !strstr(*outputs, "\"$file\""))
+        return 0;
+    cJSON *o = cJSON_Parse(*outputs);
+    hop c;
+    int rc = o && hop_open(a, &c) == 0 ? 0 : -1;
+    if (rc)
+        snprintf(why, n, "out of memory");
+    for (cJSON *v = o && !rc ? o->child : NULL; v && rc == 0; v = v->next)
+        rc = up_refs(a, &c, job, v, why, n);
+    hop_close(&c);
+    char *text = rc == 0 ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (rc == 0 && !text) {
+        snprintf(why, n, "out of memory");
+        rc = -1;
+    }
+    if (rc == 0) {
+        free(*outputs);
+        *outputs = strdup(text);
+        cJSON_free(text);
+        if (!*outputs) {
+            snprintf(why, n, "out of memory");
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+/* ---- down ---- */
+
+static int download(agent *a, hop *c, uint64_t job, const char *hex, uint64_t size,
+                    char *why, size_t n)
+{
+    char dir[4096];
+    int fd;
+    uint64_t have;
+    node_blobs_dir(a, dir, sizeof dir);
+    if (rz_blob_open(dir, hex, &fd, &have) == RZ_OK) {
+        close(fd);
+        return 0;   /* here already (its copy out checks the digest) */
+    }
+    rz_blob_writer *w = NULL;
+    if (rz_blob_writer_open(&w, dir, size) != RZ_OK) {
+        snprintf(why, n, "%s", rz_error_last()->message);
+        return -1;
+    }
+    unsigned tries = 0;
+    int rc = 1;
+    while (rc == 1) {
+        uint64_t off = rz_blob_writer_size(w);
+        if (off == size) {
+            rc = rz_blob_writer_commit(w, hex, NULL) == RZ_OK ? 0 : -1;
+            if (rc)
+                snprintf(why, n, "file %.12s... from the orchestrator: %s", hex,
+                         rz_error_last()->message);
+            break;
+        }
+        char path[256];
+        snprintf(path, sizeof path, "/api/v1/blobs/%s?job=%" PRIu64 "&offset=%"
+                 PRIu64, hex, job, off);
+        c->w = w;
+        c->want = size - off < BLOB_PART * 2u ? size - off : BLOB_PART * 2u;
+        long st;
+        hop_call(c, "GET", path, NULL, 0, &st);
+        c->w = NULL;
+        if (st == 200 && c->got && !c->write_failed)
+            continue;
+        if (c->write_failed || (st == 200 && !c->got)) {
+            snprintf(why, n, "file %.12s... from the orchestrator: more bytes than "
+                     "its size (%" PRIu64 ") or a write failed", hex, size);
+            rc = -1;
+        } else if ((st == 0 || st >= 500 || st == 429) && tries < TRIES &&
+                   !agent_sleep(a, agent_backoff(&tries))) {
+            /* a part cut short: its bytes are in the writer, go on from there */
+        } else {
+            snprintf(why, n, "fetching file %.12s... from the orchestrator: HTTP "
+                     "%ld%s", hex, st, st ? "" : " (no answer)");
+            rc = -1;
+        }
+    }
+    rz_blob_writer_free(w);
+    return rc;
+}
+
+static int down_refs(agent *a, hop *c, uint64_t job, const cJSON *v, char *why,
+                     size_t n)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(v, "$file");
+    const char *hex = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "sha256"));
+    const cJSON *sz = cJSON_GetObjectItemCaseSensitive(f, "size");
+    if (cJSON_IsObject(f) && rz_blob_hex_ok(hex)) {
+        if (!cJSON_IsNumber(sz) || sz->valuedouble < 0 || sz->valuedouble > 9e15) {
+            snprintf(why, n, "file %.12s... has no size", hex);
+            return -1;
+        }
+        return download(a, c, job, hex, (uint64_t)sz->valuedouble, why, n);
+    }
+    for (const cJSON *e = cJSON_IsArray(v) ? v->child : NULL; e; e = e->next)
+        if (down_refs(a, c, job, e, why, n) != 0)
+            return -1;
+    return 0;
+}
+
+int node_blobs_fetch(agent *a, uint64_t job, const cJSON *request, char *why, size_t n)
+{
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(request, "inputs");
+    char *text = in ? cJSON_PrintUnformatted(in) : NULL;
+    int any = text && strstr(text, "\"$file\"");
+    cJSON_free(text);
+    if (!any)
+        return 0;
+    hop c;
+    int rc = hop_open(a, &c) == 0 ? 0 : -1;
+    if (rc)
+        snprintf(why, n, "out of memory");
+    for (const cJSON *v = rc ? NULL : in->child; v && rc == 0; v = v->next)
+        rc = down_refs(a, &c, job, v, why, n);
+    hop_close(&c);
+    return rc;
+}

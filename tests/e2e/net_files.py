@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""End-to-end: file outputs (`type: file`) on the network. An orchestrator
+and two real `rhizos-node`s: step `make` runs on one (labels place it) and
+writes a 100 MB file, which its node uploads to the orchestrator in parts;
+step `read` runs on the other, whose node fetches it in parts, digest
+checked, and reads it: the digest is right and no process held the file in
+memory (peak RSS of the orchestrator and both nodes bounded). Then the
+hostile side, with nodes speaking the raw API: uploads by another node or a
+client, a wrong digest, an oversized file, a malformed digest, a result
+naming a file never uploaded, reads by an unrelated node or account, and a
+step whose input names a file the orchestrator does not have.
+
+Usage: net_files.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT"""
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import unittest
+
+from harness import NodeKey, http, set_config, start_orchestrator, wait_until
+import network
+from network import ADMIN, Base
+
+ROOT = sys.argv[4]
+MODULES = os.path.join(ROOT, "tests", "e2e", "modules")
+MB = int(os.environ.get("RHIZOS_NET_FILES_MB", "100"))
+RSS_MAX_KB = 64 * 1024
+
+FLOW = """flux: 1
+name: netfiles
+steps:
+  make:
+    module: file-make@1
+    config: {"mb": %d}
+  read:
+    module: file-read@1
+    needs: [make]
+    inputs:
+      data: "${{ steps.make.outputs.data }}"
+"""
+
+FORGED = """flux: 1
+name: forged
+steps:
+  read:
+    module: file-read@1
+    inputs:
+      data: {"$file": {"sha256": "%s", "size": 3, "name": "x"}}
+"""
+
+
+def expected(mb):
+    """What file-make writes for `mb` MiB, hashed the same way."""
+    piece = bytes(range(256)) * 256
+    h = hashlib.sha256()
+    for i in range(mb * 16):
+        h.update(piece[i % 256:] + piece[:i % 256])
+    return h.hexdigest()
+
+
+def peak_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def reset_peak(pid):
+    """Once its memory has settled (a node's start reaches ~80 MB for a
+    moment after it registered), start VmHWM again from the current RSS:
+    the peak measured is the transfer's."""
+    seen = []
+    for _ in range(100):
+        seen.append(rss_kb(pid))
+        if len(seen) >= 4 and max(seen[-4:]) - min(seen[-4:]) < 1024:
+            break
+        time.sleep(0.1)
+    with open("/proc/%d/clear_refs" % pid, "w") as f:
+        f.write("5")
+
+
+def raw(ctype, data):
+    return data
+
+
+class NetFiles(Base):
+    def setUp(self):
+        # The modules, each placed by a label on its own node.
+        self.mods = None
+        super().setUp()
+
+    def modules(self):
+        if not self.mods:
+            self.mods = os.path.join(self.tmp.name, "modules")
+            for mid, role in (("file-make", "maker"), ("file-read", "reader")):
+                d = os.path.join(self.mods, mid)
+                shutil.copytree(os.path.join(MODULES, mid), d)
+                with open(os.path.join(d, "module.json")) as f:
+                    m = json.load(f)
+                m["requirements"]["labels"] = {"role": role}
+                with open(os.path.join(d, "module.json"), "w") as f:
+                    json.dump(m, f)
+        return self.mods
+
+    def start_orchestrator(self):
+        self.orch = start_orchestrator(
+            network.ORCH, self.data,
+            ["--quiet", "--node-timeout-ms", str(self.node_timeout_ms),
+             "--modules", self.modules()],
+            admin_key=ADMIN, cwd=ROOT, port=self.port)
+
+    def run_node(self, data):
+        n = network.Proc([network.NODE, "start", "--data", data, "--json",
+                          "--modules", self.modules(), *network.SANDBOX], cwd=ROOT)
+        n.data = data
+        self.nodes.append(n)
+        return n
+
+    def labelled_node(self, name, role):
+        data = self.init_node(name, 1000)
+        set_config(data, "labels", "role", '"%s"' % role)
+        n = self.run_node(data)
+        reg = n.wait_for(lambda: [e for e in n.events() if e.get("event") == "registered"],
+                         30, "node %s to register" % name)[0]
+        n.id, n.account, n.name = reg["node"], reg["account"], name
+        return n
+
+    def fake(self, byte):
+        caps = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
+                "storage": {"total_gb": 100, "free_gb": 100},
+                "adapters": ["process"], "labels": {"role": "fake"},
+                "prices": {"gpu_hour_micros": 0, "cpu_hour_micros": 36000000000,
+                           "memory_gb_hour_micros": 0},
+                "max_concurrent_jobs": 1}
+        nk = NodeKey(byte * 32)
+        doc = self.api("POST", "/api/v1/nodes/register", key=None, code=201,
+                       body=nk.register_body(caps))
+        network.KEYS[doc["id"]] = nk
+        return doc["id"], doc["token"], nk
+
+    @staticmethod
+    def read_text(path):
+        with open(path) as f:
+            return f.read()
+
+    def blob_paths(self):
+        found = []
+        for d, _, files in os.walk(os.path.join(self.data, "blobs", "sha256")):
+            found += [f for f in files if not f.startswith("tmp")]
+        return found
+
+    def test_100mb_between_two_nodes_streamed(self):
+        maker = self.labelled_node("maker", "maker")
+        reader = self.labelled_node("reader", "reader")
+        path = self.flow_file("netfiles.yaml", FLOW % MB)
+        for p in (self.orch, maker, reader):
+            reset_peak(p.pid)
+        t0 = time.time()
+        dep = self.cli_json("flow", "deploy", path, key=self.key)["id"]
+        self.cli("flow", "watch", str(dep), key=self.key, timeout=240)
+        took = time.time() - t0
+        st = self.status(dep)
+        made = st["steps"]["make"]["outputs"]["data"]["$file"]
+        got = st["steps"]["read"]["outputs"]
+        want = expected(MB)
+        self.assertEqual(made["sha256"], want)
+        self.assertEqual(made["size"], MB << 20)
+        self.assertNotIn("path", made)   # the maker's own folder stays its own
+        self.assertEqual((got["sha256"], got["size"]), (want, MB << 20), got)
+        self.assertFalse(got["writable"], got)
+        # Each step ran where its label sent it.
+        jobs = {j["step"]: j for j in self.client_jobs() if j.get("step")}
+        self.assertEqual(jobs["make"]["node"], maker.id)
+        self.assertEqual(jobs["read"]["node"], reader.id)
+        # Stored once in the orchestrator's store, read-only, and in each
+        # node's own.
+        blob = os.path.join(self.data, "blobs", "sha256", want[:2], want)
+        self.assertEqual(os.stat(blob).st_size, MB << 20)
+        self.assertEqual(os.stat(blob).st_mode & 0o777, 0o444)
+        for n in (maker, reader):
+            self.assertTrue(os.path.exists(os.path.join(n.data, "blobs", "sha256",
+                                                        want[:2], want)), n.name)
+        # Streamed: nobody held the file.
+        peaks = {"orchestrator": peak_kb(self.orch.pid), "maker": peak_kb(maker.pid),
+                 "reader": peak_kb(reader.pid)}
+        print("\n%d MiB between two nodes in %.1f s; peak RSS KiB: %s" %
+              (MB, took, peaks), file=sys.stderr)
+        for who, kb in peaks.items():
+            self.assertLess(kb, RSS_MAX_KB, (who, peaks))
+        # The owner may read it back, in parts.
+        st_, part = http(self.base, "GET", "/api/v1/blobs/%s?flow=%d&length=1000"
+                         % (want, dep), self.key, decode=raw)
+        self.assertEqual((st_, len(part)), (200, 1000))
+        other = self.cli_json("account", "create", "--name", "other", key=ADMIN)
+        st_, doc = http(self.base, "GET", "/api/v1/blobs/%s?flow=%d" % (want, dep),
+                        other["api_key"])
+        self.assertEqual(st_, 404, doc)
+
+    def test_hostile_uploads_and_reads(self):
+        nid, tok, nk = self.fake("33")
+        oid, otok, _ = self.fake("44")
+        job = self.api("POST", "/api/v1/jobs", key=self.key, code=201,
+                       body={"module": "echo", "inputs": {"message": "hi"},
+                             "max_cost_micros": 5000000})["id"]
+        # Whichever fake node gets it is "ours"; the other is the stranger.
+        a = None
+        for _ in range(2):
+            for n, t in ((nid, tok), (oid, otok)):
+                s, got = http(self.base, "GET", "/api/v1/nodes/%d/jobs?wait=1" % n, t,
+                              timeout=10)
+                if s == 200:
+                    a, holder, htok = got, n, t
+                    break
+            if a:
+                break
+        self.assertTrue(a, "no fake node got the job")
+        self.assertEqual(a["job"], job)
+        stranger = otok if holder == nid else tok
+        data = b"hello file"
+        hexd = hashlib.sha256(data).hexdigest()
+        put = "/api/v1/blobs/%s?job=%d&offset=0&size=%d" % (hexd, job, len(data))
+        raw_put = lambda key, p=put, body=data: http(
+            self.base, "PUT", p, key, raw=body, ctype="application/octet-stream")
+        # Another node, a client, no key.
+        self.assertEqual(raw_put(stranger)[0], 403)
+        self.assertEqual(raw_put(self.key)[0], 403)
+        self.assertEqual(raw_put(None)[0], 401)
+        # Malformed digests.
+        for bad in ("abc", hexd.upper(), hexd[:-1] + "g", hexd + "0"):
+            s, doc = http(self.base, "PUT", "/api/v1/blobs/%s?job=%d&size=3" % (bad, job),
+                          htok, raw=b"abc", ctype="application/octet-stream")
+            self.assertEqual(s, 400, (bad, doc))
+            s, doc = http(self.base, "GET", "/api/v1/blobs/%s?job=%d" % (bad, job), htok)
+            self.assertEqual(s, 400, (bad, doc))
+        # Wrong digest: refused at the end, nothing stored.
+        wrong = hashlib.sha256(b"other").hexdigest()
+        s, doc = raw_put(htok, "/api/v1/blobs/%s?job=%d&offset=0&size=%d"
+                         % (wrong, job, len(data)))
+        self.assertEqual((s, doc["error"]["code"]), (422, "RZ_EINVALID"), doc)
+        self.assertEqual(self.blob_paths(), [])
+        # Oversized: refused before a byte is kept.
+        s, doc = raw_put(htok, "/api/v1/blobs/%s?job=%d&offset=0&size=%d"
+                         % (hexd, job, 2 << 30))
+        self.assertEqual(s, 413, doc)
+        s, doc = raw_put(htok, put, b"x" * (1024 * 1024 + 1))
+        self.assertEqual(s, 413, doc)
+        # A part that does not follow: told where to go on.
+        s, doc = raw_put(htok, "/api/v1/blobs/%s?job=%d&offset=5&size=%d"
+                         % (hexd, job, len(data)), data[5:])
+        self.assertEqual((s, doc["offset"]), (409, 0), doc)
+        # A result naming a file not uploaded: refused.
+        ref = {"$file": {"sha256": hexd, "size": len(data), "name": "f.txt"}}
+        body = {"attempt": a["attempt"], "run_ms": 5, "outputs": {"f": ref}}
+        s, doc = http(self.base, "POST", "/api/v1/nodes/%d/jobs/%d/result"
+                      % (holder, job), htok, network.KEYS[holder].signed(job, body))
+        self.assertEqual(s, 409, doc)
+        self.assertIn("did not upload", doc["error"]["message"])
+        # In two parts, the second repeated (a lost answer): stored once.
+        s, doc = raw_put(htok, put, data[:4])
+        self.assertEqual((s, doc["offset"], doc["complete"]), (200, 4, False), doc)
+        p2 = "/api/v1/blobs/%s?job=%d&offset=4&size=%d" % (hexd, job, len(data))
+        s, doc = raw_put(htok, p2, data[4:])
+        self.assertEqual((s, doc["complete"]), (201, True), doc)
+        s, doc = raw_put(htok, p2, data[4:])
+        self.assertEqual(s, 409, doc)
+        self.assertEqual(self.blob_paths(), [hexd])
+        # Reads: the stranger node and another account are refused; the
+        # owner reads it by its job.
+        s, doc = http(self.base, "GET", "/api/v1/blobs/%s?job=%d" % (hexd, job), stranger)
+        self.assertEqual(s, 404, doc)
+        other = self.cli_json("account", "create", "--name", "other", key=ADMIN)
+        s, doc = http(self.base, "GET", "/api/v1/blobs/%s?job=%d" % (hexd, job),
+                      other["api_key"])
+        self.assertEqual(s, 404, doc)
+        s, got = http(self.base, "GET", "/api/v1/blobs/%s?job=%d" % (hexd, job),
+                      self.key, decode=raw)
+        self.assertEqual((s, got), (200, data))
+        # Now the result is taken, and shows the reference.
+        s, doc = http(self.base, "POST", "/api/v1/nodes/%d/jobs/%d/result"
+                      % (holder, job), htok, network.KEYS[holder].signed(job, body))
+        self.assertEqual(s, 200, doc)
+        self.assertEqual(self.job(job)["outputs"], {"f": ref})
+        # The node's job is over: it may upload no more for it.
+        self.assertEqual(raw_put(htok)[0], 403)
+
+    def test_input_naming_a_file_not_here_fails_clearly(self):
+        self.labelled_node("reader", "reader")
+        missing = hashlib.sha256(b"nowhere").hexdigest()
+        path = self.flow_file("forged.yaml", FORGED % missing)
+        st, doc = http(self.base, "POST", "/api/v1/flows/deploy", self.key,
+                       {"flow": self.read_text(path)})
+        if st != 201:   # refused at the door: as clear
+            self.assertIn(st, (400, 422), doc)
+            return
+        dep = doc["id"]
+
+        def ended():
+            s = self.cli_json("flow", "status", str(dep), key=self.key)
+            return s if s["status"] not in ("running", "queued", "pending") else None
+        s = wait_until(ended, 60, "the deployment to end")
+        self.assertEqual(s["status"], "failed", s)
+        err = s["steps"]["read"].get("error", "")
+        self.assertIn(missing[:12], err, s)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0], "-v"])
