@@ -94,7 +94,9 @@ def raw(ctype, data):
     return data
 
 
-class NetFiles(Base):
+class Common(Base):
+    orch_args = []
+
     def setUp(self):
         # The modules, each placed by a label on its own node.
         self.mods = None
@@ -117,7 +119,7 @@ class NetFiles(Base):
         self.orch = start_orchestrator(
             network.ORCH, self.data,
             ["--quiet", "--node-timeout-ms", str(self.node_timeout_ms),
-             "--modules", self.modules()],
+             "--modules", self.modules(), *self.orch_args],
             admin_key=ADMIN, cwd=ROOT, port=self.port)
 
     def run_node(self, data):
@@ -160,6 +162,8 @@ class NetFiles(Base):
             found += [f for f in files if not f.startswith("tmp")]
         return found
 
+
+class NetFiles(Common):
     def test_100mb_between_two_nodes_streamed(self):
         maker = self.labelled_node("maker", "maker")
         reader = self.labelled_node("reader", "reader")
@@ -312,6 +316,34 @@ class NetFiles(Base):
         self.assertEqual(s["status"], "failed", s)
         err = s["steps"]["read"].get("error", "")
         self.assertIn(missing[:12], err, s)
+
+
+class Retention(Common):
+    """A deployment's files leave with it (--retention-days), a blob that
+    another deployment also made staying for that one."""
+    orch_args = ["--retention-days", "3s"]
+
+    def test_files_leave_with_their_deployment(self):
+        self.labelled_node("maker", "maker")
+        self.labelled_node("reader", "reader")
+        path = self.flow_file("small.yaml", FLOW % 1)
+        deps = []
+        for _ in range(2):
+            deps.append(self.cli_json("flow", "deploy", path, key=self.key)["id"])
+            self.cli("flow", "watch", str(deps[-1]), key=self.key, timeout=60)
+            if len(deps) == 1:
+                time.sleep(1.5)   # the first ends well before the second
+        want = expected(1)
+        blob = os.path.join(self.data, "blobs", "sha256", want[:2], want)
+        owners = os.path.join(self.data, "blobs", "owners")
+        self.assertEqual(sorted(os.listdir(owners)), ["d%d" % d for d in sorted(deps)])
+        self.assertEqual(os.stat(blob).st_nlink, 3)   # the store and two owners
+        wait_until(lambda: not os.path.exists(os.path.join(owners, "d%d" % deps[0])),
+                   30, "the first deployment's files to leave")
+        self.assertTrue(os.path.exists(blob))   # still the second's
+        wait_until(lambda: not os.path.exists(blob) and not os.listdir(owners), 30,
+                   "the blob and its last owner to leave")
+        self.assertEqual(self.blob_paths(), [])
 
 
 if __name__ == "__main__":
