@@ -3,9 +3,14 @@
  * blob_dir) to the orchestrator's, and the files a job's inputs name come
  * back the same way, in parts of BLOB_PART bytes (PUT and GET
  * /api/v1/blobs/{sha256}), each hashed as it comes: at most one part is
- * ever in memory. */
+ * ever in memory.
+ *
+ * The store is a working folder, not an archive: each running job holds
+ * the files it fetched or made (a table in memory), and a file leaves the
+ * store when the last job holding it ends. */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +150,68 @@ void node_blobs_dir(const agent *a, char *out, size_t cap)
     snprintf(out, cap, "%s/blobs", a->o->data_dir);
 }
 
+/* ---- which jobs hold which files ---- */
+
+typedef struct held {
+    uint64_t job;
+    char hex[RZ_BLOB_HEX_LEN + 1];
+} held;
+
+static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
+static held *held_v;
+static size_t held_n, held_cap;
+
+/* Job `job` holds file `hex` until node_blobs_release: -1 out of memory. */
+static int hold(uint64_t job, const char *hex)
+{
+    int rc = 0;
+    pthread_mutex_lock(&held_mu);
+    if (held_n == held_cap) {
+        size_t cap = held_cap ? held_cap * 2 : 16;
+        held *v = realloc(held_v, cap * sizeof *v);
+        if (v) {
+            held_v = v;
+            held_cap = cap;
+        }
+    }
+    if (held_n < held_cap) {
+        held_v[held_n].job = job;
+        memcpy(held_v[held_n++].hex, hex, RZ_BLOB_HEX_LEN + 1);
+    } else {
+        rc = -1;
+    }
+    pthread_mutex_unlock(&held_mu);
+    return rc;
+}
+
+void node_blobs_release(agent *a, uint64_t job)
+{
+    char dir[4096], path[4400];
+    node_blobs_dir(a, dir, sizeof dir);
+    pthread_mutex_lock(&held_mu);
+    for (size_t i = 0; i < held_n;) {
+        if (held_v[i].job != job) {
+            i++;
+            continue;
+        }
+        held h = held_v[i];
+        held_v[i] = held_v[--held_n];
+        int other = 0;
+        for (size_t k = 0; k < held_n && !other; k++)
+            other = strcmp(held_v[k].hex, h.hex) == 0;
+        if (!other) {
+            snprintf(path, sizeof path, "%s/sha256/%.2s/%s", dir, h.hex, h.hex);
+            unlink(path);
+        }
+    }
+    if (!held_n) {
+        free(held_v);
+        held_v = NULL;
+        held_cap = 0;
+    }
+    pthread_mutex_unlock(&held_mu);
+}
+
 /* ---- up ---- */
 
 static int upload(agent *a, hop *c, uint64_t job, const char *hex, char *why,
@@ -208,6 +275,10 @@ static int up_refs(agent *a, hop *c, uint64_t job, cJSON *v, char *why, size_t n
     const char *hex = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "sha256"));
     if (cJSON_IsObject(f) && rz_blob_hex_ok(hex)) {
         cJSON_DeleteItemFromObjectCaseSensitive(f, "path");
+        if (hold(job, hex) != 0) {
+            snprintf(why, n, "out of memory");
+            return -1;
+        }
         return upload(a, c, job, hex, why, n);
     }
     for (cJSON *e = cJSON_IsArray(v) ? v->child : NULL; e; e = e->next)
@@ -311,6 +382,10 @@ static int down_refs(agent *a, hop *c, uint64_t job, const cJSON *v, char *why,
     if (cJSON_IsObject(f) && rz_blob_hex_ok(hex)) {
         if (!cJSON_IsNumber(sz) || sz->valuedouble < 0 || sz->valuedouble > 9e15) {
             snprintf(why, n, "file %.12s... has no size", hex);
+            return -1;
+        }
+        if (hold(job, hex) != 0) {
+            snprintf(why, n, "out of memory");
             return -1;
         }
         return download(a, c, job, hex, (uint64_t)sz->valuedouble, why, n);

@@ -18,5 +18,8 @@ int node_blobs_fetch(agent *a, uint64_t job, const struct cJSON *request,
 /* Each `$file` of the outputs (JSON text, replaced) uploaded for job `job`
  * and left without this node's path. 0, or -1 with why. */
 int node_blobs_upload(agent *a, uint64_t job, char **outputs, char *why, size_t n);
+/* The files job `job` fetched or made, no longer its: each that no other
+ * running job holds leaves the store. */
+void node_blobs_release(agent *a, uint64_t job);
 
 #endif

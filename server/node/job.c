@@ -623,10 +623,12 @@ static void run(agent *a, job *j)
                                           j->asg, "request"), fwhy, sizeof fwhy) != 0) {
         agent_give_back_gpus(a, held);
         j->error = strdup(fwhy);
+        node_blobs_release(a, j->s->job);
         return;
     }
     if (start(a, j, &att, gpus) != RZ_OK) {
         agent_give_back_gpus(a, held);
+        node_blobs_release(a, j->s->job);
         j->error = strdup("cannot start: out of memory");
         return;
     }
@@ -663,6 +665,8 @@ static void run(agent *a, job *j)
         j->outputs = NULL;
         j->error = strdup(fwhy);
     }
+    /* The step's copies are its own, and the orchestrator has its files. */
+    node_blobs_release(a, j->s->job);
 }
 
 /* ---- reporting ---- */
