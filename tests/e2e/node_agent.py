@@ -4,6 +4,7 @@ always; with the orchestrator binary, a round trip on a free loopback port:
 two nodes, a job that succeeds, a job declined for a module that differs
 on one node, and a node killed mid-job whose job ends on the other.
 Usage: node_agent.py RHIZOS_NODE SOURCE_ROOT [RHIZOS_ORCHESTRATOR]"""
+import hashlib
 import json
 import os
 import shutil
@@ -302,14 +303,30 @@ class RoundTrip(unittest.TestCase):
         self.assertEqual(j["status"], "succeeded", j)
         self.assertEqual(len(j["outputs"]["blob"]), 400 * 1024)
 
-    def test_file_outputs_not_on_the_network_yet(self):
-        # A file output cannot leave its node yet (docs/flow-format.md,
-        # "File outputs"): the job fails once, saying so.
-        self.start_node("files", "--modules", os.path.join(ROOT, "tests/e2e/modules"))
-        j = self.wait_job(self.submit("file-make"))
-        self.assertEqual((j["status"], j["attempt"]), ("failed", 1), j)
-        self.assertIn("output 'data' is a file", j["error"])
-        self.assertIn("keeps no blob store", j["error"])
+    def test_file_output_of_a_standalone_job(self):
+        # A file output goes to the orchestrator (docs/flow-format.md,
+        # "File outputs"): the job succeeds with a reference that names no
+        # folder of the node, its owner reads the bytes back by job, and
+        # the node keeps no copy.
+        n = self.start_node("files", "--modules", os.path.join(ROOT, "tests/e2e/modules"))
+        job = self.submit("file-make", config={"mb": 1})
+        j = self.wait_job(job)
+        self.assertEqual(j["status"], "succeeded", j)
+        ref = j["outputs"]["data"]["$file"]
+        self.assertEqual((ref["size"], ref["name"]), (1 << 20, "sub/data.bin"))
+        self.assertNotIn("path", ref)
+        got, off = hashlib.sha256(), 0
+        while off < ref["size"]:
+            st, part = http(self.base, "GET", "/api/v1/blobs/%s?job=%d&offset=%d"
+                            % (ref["sha256"], job, off), self.key,
+                            decode=lambda ctype, data: data)
+            self.assertEqual(st, 200)
+            self.assertTrue(part)
+            got.update(part)
+            off += len(part)
+        self.assertEqual(got.hexdigest(), ref["sha256"])
+        left = [f for _, _, fs in os.walk(os.path.join(n.data, "blobs")) for f in fs]
+        self.assertEqual(left, [])
 
     def test_max_scratch_mb_reaches_the_step(self):
         # [limits] max_scratch_mb = 1: a module asking for 2 MiB fails to
