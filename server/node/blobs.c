@@ -43,7 +43,9 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud)
 {
     hop *c = ud;
     size_t len = sz * n;
-    if (c->w) {
+    long code = 0;
+    curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &code);
+    if (c->w && code == 200) {   /* an error's body is not the file's */
         if (len > c->want - c->got || rz_blob_writer_write(c->w, p, len) != RZ_OK) {
             c->write_failed = 1;
             return 0;
@@ -364,8 +366,8 @@ static int download(agent *a, hop *c, uint64_t job, const char *hex, uint64_t si
                    !agent_sleep(a, agent_backoff(&tries))) {
             /* a part cut short: its bytes are in the writer, go on from there */
         } else {
-            snprintf(why, n, "fetching file %.12s... from the orchestrator: HTTP "
-                     "%ld%s", hex, st, st ? "" : " (no answer)");
+            snprintf(why, n, "fetching input file %.12s... from the orchestrator: "
+                     "HTTP %ld: %s", hex, st, st ? reply_message(c) : "no answer");
             rc = -1;
         }
     }
@@ -380,8 +382,12 @@ static int down_refs(agent *a, hop *c, uint64_t job, const cJSON *v, char *why,
     const char *hex = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "sha256"));
     const cJSON *sz = cJSON_GetObjectItemCaseSensitive(f, "size");
     if (cJSON_IsObject(f) && rz_blob_hex_ok(hex)) {
-        if (!cJSON_IsNumber(sz) || sz->valuedouble < 0 || sz->valuedouble > 9e15) {
-            snprintf(why, n, "file %.12s... has no size", hex);
+        /* The attempt's cap on one file holds for what comes in too. */
+        if (!cJSON_IsNumber(sz) || sz->valuedouble < 0 ||
+            sz->valuedouble > (double)RZ_ATTEMPT_DEFAULT_MAX_FILE) {
+            snprintf(why, n, "input file %.12s... has no size or is over the cap on "
+                     "one file (%llu MiB)", hex,
+                     (unsigned long long)(RZ_ATTEMPT_DEFAULT_MAX_FILE >> 20));
             return -1;
         }
         if (hold(job, hex) != 0) {
