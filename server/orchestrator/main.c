@@ -58,6 +58,10 @@ static void usage(FILE *f)
           "  --retention-days N     finished work older than N days leaves the\n"
           "                         stores, the ledger stays (default 90; 0: keep\n"
           "                         forever; also 12h, 30m, 45s)\n"
+          "  --max-file-mb N        file outputs nodes upload: MiB of one file\n"
+          "                         (default 1024)\n"
+          "  --max-run-files-mb N   ... and of one deployment's files in all\n"
+          "                         (default 4096)\n"
           "  --llm-price MICROS     per 1,000 tokens: an llm job's hold when it\n"
           "                         names no max_cost_micros, the most a node may\n"
           "                         charge (default 10000: $10 a million tokens)\n"
@@ -401,7 +405,7 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
 {
     enum { O_LISTEN = 256, O_DATA, O_MODULES, O_ADMIN, O_MAXBODY, O_TIMEOUT,
            O_POLICY, O_RATE, O_AUTH_FAILURES, O_QUEUE_TIMEOUT, O_ALLOW_IMAGES, O_QUIET, O_ROUTES,
-           O_LLM_PRICE, O_RETENTION,
+           O_LLM_PRICE, O_RETENTION, O_MAX_FILE, O_MAX_RUN_FILES,
            O_VERIFY_ON_OPEN,
            O_HELP, O_VERSION, O_REQ_RATE, O_REQ_BURST, O_STREAMS, O_DEPOSITS,
            O_WITHDRAWALS, O_DEPOSIT_MAX, O_DEPOSIT_TTL, O_JOBS, O_DEPS,
@@ -423,6 +427,8 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
         { "queue-timeout", required_argument, NULL, O_QUEUE_TIMEOUT },
         { "llm-price", required_argument, NULL, O_LLM_PRICE },
         { "retention-days", required_argument, NULL, O_RETENTION },
+        { "max-file-mb", required_argument, NULL, O_MAX_FILE },
+        { "max-run-files-mb", required_argument, NULL, O_MAX_RUN_FILES },
         { "allow-images", required_argument, NULL, O_ALLOW_IMAGES },
         { "register-rate", required_argument, NULL, O_RATE },
         { "auth-failures", required_argument, NULL, O_AUTH_FAILURES },
@@ -530,6 +536,15 @@ static int parse_opts(orch_opts *op, int argc, char **argv)
                 return 2;
             }
             op->llm_price_micros = v;
+            break;
+        case O_MAX_FILE:
+        case O_MAX_RUN_FILES:
+            if (!parse_size(optarg, 1u << 24, &v)) {
+                fprintf(stderr, ORCH_NAME ": --%s: MiB, 1 to 16777216\n",
+                        c == O_MAX_FILE ? "max-file-mb" : "max-run-files-mb");
+                return 2;
+            }
+            *(c == O_MAX_FILE ? &op->max_file : &op->max_run_files) = v << 20;
             break;
         case O_RETENTION:
             if (!parse_age(optarg, &op->retention_ms)) {

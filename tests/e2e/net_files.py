@@ -352,5 +352,56 @@ class Retention(Common):
         self.assertEqual(self.blob_paths(), [])
 
 
+
+class Caps(Common):
+    """The orchestrator's caps: one file, and a deployment's files."""
+    orch_args = ["--max-file-mb", "2", "--max-run-files-mb", "2"]
+
+    def run_flow(self, text):
+        path = self.flow_file("caps.yaml", text)
+        dep = self.cli_json("flow", "deploy", path, key=self.key)["id"]
+        self.cli("flow", "watch", str(dep), key=self.key, timeout=60, code=None)
+        return self.cli_json("flow", "status", str(dep), key=self.key)
+
+    def cli(self, *args, key=None, code=0, timeout=60):
+        if code is not None:
+            return super().cli(*args, key=key, code=code, timeout=timeout)
+        from harness import run, cli_env
+        return run([network.RHIZOS, "--orchestrator", self.base, *args], cwd=ROOT,
+                   env=cli_env(RHIZOS_API_KEY=key), timeout=timeout)
+
+    def test_caps_refuse_uploads(self):
+        self.labelled_node("maker", "maker")
+        st = self.run_flow("""flux: 1
+name: big
+steps:
+  make:
+    module: file-make@1
+    config: {"mb": 3}
+""")
+        self.assertEqual(st["steps"]["make"]["status"], "failed", st)
+        self.assertIn("over the cap on one file", st["steps"]["make"]["error"])
+        st = self.run_flow("""flux: 1
+name: two
+steps:
+  one:
+    module: file-make@1
+    config: {"mb": 1}
+  two:
+    module: file-make@1
+    config: {"mb": 2}
+    on_failure: continue
+""")
+        errors = [s.get("error", "") for s in st["steps"].values()
+                  if s["status"] == "failed"]
+        self.assertEqual(len(errors), 1, st)
+        self.assertIn("the run's files would take 3145728 bytes; its cap is 2097152",
+                      errors[0])
+        # What the one that passed made, only.
+        failed = [k for k, v in st["steps"].items() if v["status"] == "failed"]
+        self.assertEqual(self.blob_paths(),
+                         [expected(1) if failed == ["two"] else expected(2)])
+
+
 if __name__ == "__main__":
     unittest.main(argv=[sys.argv[0], "-v"])
