@@ -9,13 +9,16 @@
  * where the last one ended (else 409 saying where), and the last part's
  * commit checks the digest the path names before the blob is stored.
  *
- * Who may read a blob is kept beside it: DATA/blobs/owners/<key>/<hex> is
- * a hard link to the blob, <key> being "d<deployment>" (or "j<job>" for a
- * standalone job) of the job that uploaded it. So a blob is a deployment's
- * only once one of its jobs sent its bytes (a node cannot claim another
- * deployment's file by naming its digest), a deployment's total is the
- * size of its folder, and retention removes the folder and every blob no
- * other folder links (link count 1). */
+ * Who may read a blob is kept beside it, as hard links to it:
+ * DATA/blobs/owners/a<account>/<hex> for the account whose job uploaded
+ * it, and .../d<deployment>/<hex> (or j<job>/ for a standalone job) for
+ * that job's deployment. A blob is an account's only once one of its jobs
+ * sent its bytes (a node cannot claim another account's file by naming its
+ * digest); any of the account's jobs may then name it (a resumed run
+ * reuses an earlier run's outputs, never across accounts). A deployment's
+ * total is the size of its folder; retention removes the folder, and a
+ * blob left with no deployment's link (the store's and the account's
+ * alone) leaves with its account link. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -51,12 +54,19 @@ static void owner_dir(const orch *o, uint64_t dep, uint64_t job, char *out, size
         snprintf(out, cap, "%s/blobs/owners/j%" PRIu64, o->opts.data, job);
 }
 
-static bool owned(const orch *o, uint64_t dep, uint64_t job, const char *hex,
-                  uint64_t *size)
+static void account_dir(const orch *o, rz_ledger_id account, char *out, size_t cap)
+{
+    char id[33];
+    rz_ledger_id_format(account, id);
+    snprintf(out, cap, "%s/blobs/owners/a%s", o->opts.data, id);
+}
+
+/* Whether the account's jobs uploaded blob `hex`; *size its size. */
+static bool owned(const orch *o, rz_ledger_id account, const char *hex, uint64_t *size)
 {
     char dir[4096], path[4400];
     struct stat st;
-    owner_dir(o, dep, job, dir, sizeof dir);
+    account_dir(o, account, dir, sizeof dir);
     snprintf(path, sizeof path, "%s/%s", dir, hex);
     if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
         return false;
@@ -98,11 +108,9 @@ static int mkdir_p(const char *dir)
     return mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-/* The blob, stored, made the owner's too. */
-static int own(const orch *o, uint64_t dep, uint64_t job, const char *hex)
+static int link_into(const orch *o, const char *dir, const char *hex)
 {
-    char dir[4096], from[4200], to[4200];
-    owner_dir(o, dep, job, dir, sizeof dir);
+    char from[4200], to[4200];
     snprintf(from, sizeof from, "%s/blobs/sha256/%.2s/%s", o->opts.data, hex, hex);
     snprintf(to, sizeof to, "%s/%s", dir, hex);
     if (mkdir_p(dir) != 0 || (link(from, to) != 0 && errno != EEXIST)) {
@@ -111,6 +119,17 @@ static int own(const orch *o, uint64_t dep, uint64_t job, const char *hex)
         return RZ_EIO;
     }
     return RZ_OK;
+}
+
+/* The blob, stored, made the job's deployment's and account's: the
+ * deployment's link first, so a blob the account holds always has one. */
+static int own(const orch *o, const rz_engine_job_info *ji, const char *hex)
+{
+    char dir[4096];
+    owner_dir(o, ji->deployment, ji->id, dir, sizeof dir);
+    int rc = link_into(o, dir, hex);
+    account_dir(o, ji->client, dir, sizeof dir);
+    return rc == RZ_OK ? link_into(o, dir, hex) : rc;
 }
 
 /* ---- uploads in progress ---- */
@@ -311,7 +330,7 @@ void r_blob_put(req *q)
     rc = rz_blob_writer_commit(u->w, hex, NULL);
     up_drop(o, (size_t)(u - o->blob_ups));
     if (rc == RZ_OK)
-        rc = own(o, ji.deployment, job, hex);
+        rc = own(o, &ji, hex);
     if (rc != RZ_OK) {
         reply_rz(q, rc);
         return;
@@ -353,17 +372,19 @@ static bool may_read(req *q, const char *hex)
             (text = rz_engine_job_request(o->e, job))) {
             cJSON *r = cJSON_Parse(text);
             ok = names_blob(cJSON_GetObjectItemCaseSensitive(r, "inputs"), hex) &&
-                 owned(o, ji.deployment, job, hex, NULL);
+                 owned(o, ji.client, hex, NULL);
             cJSON_Delete(r);
         }
     } else if (q->who.kind == P_CLIENT && flow && !job) {
         rz_engine_deployment_info di;
         ok = rz_engine_deployment_get(o->e, flow, &di) == RZ_OK &&
-             rz_ledger_id_equal(di.client, q->who.account) && owned(o, flow, 0, hex, NULL);
+             rz_ledger_id_equal(di.client, q->who.account) &&
+             owned(o, q->who.account, hex, NULL);
     } else if (q->who.kind == P_CLIENT && job && !flow) {
         rz_engine_job_info ji;
-        ok = rz_engine_job_get(o->e, job, &ji) == RZ_OK && !ji.deployment &&
-             rz_ledger_id_equal(ji.client, q->who.account) && owned(o, 0, job, hex, NULL);
+        ok = rz_engine_job_get(o->e, job, &ji) == RZ_OK &&
+             rz_ledger_id_equal(ji.client, q->who.account) &&
+             owned(o, q->who.account, hex, NULL);
     } else {
         reply_error(q, RZ_EINVAL, "name the job (?job=) or, for a deployment's "
                     "owner, the deployment (?flow=) the file belongs to");
@@ -426,11 +447,12 @@ static bool ref_ok(req *q, const rz_engine_job_info *ji, uint64_t job,
     const cJSON *sz = cJSON_GetObjectItemCaseSensitive(f, "size");
     uint64_t have = 0;
     if (rz_blob_hex_ok(hex) && cJSON_IsNumber(sz) &&
-        owned(q->o, ji->deployment, job, hex, &have) && (double)have == sz->valuedouble)
+        owned(q->o, ji->client, hex, &have) && (double)have == sz->valuedouble)
         return true;
-    reply_error(q, RZ_ESTATE, "output '%.64s' names file %.12s... that this run's "
-                "jobs did not upload (PUT /api/v1/blobs/{sha256} first)",
+    reply_error(q, RZ_ESTATE, "output '%.64s' names file %.12s... that this "
+                "account's jobs did not upload (PUT /api/v1/blobs/{sha256} first)",
                 port ? port : "", hex ? hex : "?");
+    (void)job;
     return false;
 }
 
@@ -450,17 +472,27 @@ bool orch_blobs_result_ok(req *q, uint64_t job, const cJSON *outputs)
     return true;
 }
 
-/* Retention: the removed deployments' and jobs' folders, and each blob no
- * other folder links. */
+/* Retention: the removed deployments' and jobs' folders; a blob left with
+ * no deployment's link goes, with its account's link. */
 void orch_blobs_forget(orch *o, const uint64_t *jobs, size_t n_jobs,
                        const uint64_t *deps, size_t n_deps)
 {
     for (size_t i = 0; i < n_jobs + n_deps; i++) {
-        char dir[4096], path[4400], blob[4400];
-        if (i < n_jobs)
+        char dir[4096], acct[4096], path[4400], blob[4400];
+        rz_engine_deployment_info di;
+        rz_engine_job_info ji;
+        bool known;
+        if (i < n_jobs) {
             owner_dir(o, 0, jobs[i], dir, sizeof dir);
-        else
+            known = rz_engine_job_get(o->e, jobs[i], &ji) == RZ_OK;
+            if (known)
+                account_dir(o, ji.client, acct, sizeof acct);
+        } else {
             owner_dir(o, deps[i - n_jobs], 0, dir, sizeof dir);
+            known = rz_engine_deployment_get(o->e, deps[i - n_jobs], &di) == RZ_OK;
+            if (known)
+                account_dir(o, di.client, acct, sizeof acct);
+        }
         DIR *d = opendir(dir);
         struct dirent *e;
         while (d && (e = readdir(d))) {
@@ -471,12 +503,17 @@ void orch_blobs_forget(orch *o, const uint64_t *jobs, size_t n_jobs,
             snprintf(blob, sizeof blob, "%s/blobs/sha256/%.2s/%s", o->opts.data,
                      e->d_name, e->d_name);
             unlink(path);
-            if (lstat(blob, &st) == 0 && st.st_nlink == 1)
+            if (lstat(blob, &st) != 0 || st.st_nlink > 2)
+                continue;   /* another deployment's too */
+            snprintf(path, sizeof path, "%s/%s", acct, e->d_name);
+            if (st.st_nlink == 1 || (known && unlink(path) == 0))
                 unlink(blob);
         }
         if (d) {
             closedir(d);
             rmdir(dir);
         }
+        if (known)
+            rmdir(acct);   /* once empty */
     }
 }

@@ -304,6 +304,24 @@ class NetFiles(Common):
         # The node's job is over: it may upload no more for it.
         self.assertEqual(raw_put(htok)[0], 403)
 
+    def test_resumed_run_reads_an_earlier_runs_file(self):
+        # `make` reused from the first run: its file, uploaded then, is
+        # fetched for this run's `read` (the same account's).
+        self.labelled_node("maker", "maker")
+        self.labelled_node("reader", "reader")
+        text = (FLOW % 1).replace("needs: [make]", "needs: [make]\n    cache: false")
+        path = self.flow_file("resume.yaml", text)
+        first = self.cli_json("flow", "deploy", path, key=self.key)["id"]
+        self.cli("flow", "watch", str(first), key=self.key, timeout=60)
+        st, doc = http(self.base, "POST", "/api/v1/flows/deploy", self.key,
+                       {"flow": text, "resume_from": first})
+        self.assertEqual(st, 201, doc)
+        self.cli("flow", "watch", str(doc["id"]), key=self.key, timeout=60)
+        again = self.status(doc["id"])
+        self.assertTrue(again["steps"]["make"].get("reused"), again)
+        self.assertFalse(again["steps"]["read"].get("reused"), again)
+        self.assertEqual(again["steps"]["read"]["outputs"]["sha256"], expected(1))
+
     def test_input_naming_a_file_not_here_fails_clearly(self):
         self.labelled_node("reader", "reader")
         missing = hashlib.sha256(b"nowhere").hexdigest()
@@ -342,8 +360,10 @@ class Retention(Common):
         want = expected(1)
         blob = os.path.join(self.data, "blobs", "sha256", want[:2], want)
         owners = os.path.join(self.data, "blobs", "owners")
-        self.assertEqual(sorted(os.listdir(owners)), ["d%d" % d for d in sorted(deps)])
-        self.assertEqual(os.stat(blob).st_nlink, 3)   # the store and two owners
+        self.assertEqual(sorted(os.listdir(owners)),
+                         ["a" + self.client] + ["d%d" % d for d in sorted(deps)])
+        # the store's, the account's and each deployment's
+        self.assertEqual(os.stat(blob).st_nlink, 4)
         wait_until(lambda: not os.path.exists(os.path.join(owners, "d%d" % deps[0])),
                    30, "the first deployment's files to leave")
         self.assertTrue(os.path.exists(blob))   # still the second's
