@@ -8,6 +8,10 @@
  * (a temporary file and a hash state) in a small table; a part must start
  * where the last one ended (else 409 saying where), and the last part's
  * commit checks the digest the path names before the blob is stored.
+ * (libevent's server has no callback for a body as it arrives; a reply
+ * streamed in chunks would need its own flow control: parts need
+ * neither, and a node resumes a cut transfer where it stood.) The disk
+ * work is on the loop: one part's write or read, one fsync a file.
  *
  * Who may read a blob is kept beside it, as hard links to it:
  * DATA/blobs/owners/a<account>/<hex> for the account whose job uploaded
@@ -435,10 +439,10 @@ void r_blob_get(req *q)
     free(buf);
 }
 
-/* One `$file` of a result: uploaded for this job's deployment (or by the
- * job itself), of the size it says. */
-static bool ref_ok(req *q, const rz_engine_job_info *ji, uint64_t job,
-                   const char *port, const cJSON *it)
+/* One `$file` of a result: uploaded by its account's jobs, of the size it
+ * says. */
+static bool ref_ok(req *q, const rz_engine_job_info *ji, const char *port,
+                   const cJSON *it)
 {
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(it, "$file");
     if (!f)
@@ -452,21 +456,20 @@ static bool ref_ok(req *q, const rz_engine_job_info *ji, uint64_t job,
     reply_error(q, RZ_ESTATE, "output '%.64s' names file %.12s... that this "
                 "account's jobs did not upload (PUT /api/v1/blobs/{sha256} first)",
                 port ? port : "", hex ? hex : "?");
-    (void)job;
     return false;
 }
 
-/* A result may name only files its run uploaded: 409 otherwise. */
+/* A result may name only files its account's jobs uploaded: 409 otherwise. */
 bool orch_blobs_result_ok(req *q, uint64_t job, const cJSON *outputs)
 {
     rz_engine_job_info ji;
     if (!outputs || rz_engine_job_get(q->o->e, job, &ji) != RZ_OK)
         return true;   /* the engine says what is wrong */
     for (const cJSON *v = outputs->child; v; v = v->next) {
-        if (!cJSON_IsArray(v) && !ref_ok(q, &ji, job, v->string, v))
+        if (!cJSON_IsArray(v) && !ref_ok(q, &ji, v->string, v))
             return false;
         for (const cJSON *e = cJSON_IsArray(v) ? v->child : NULL; e; e = e->next)
-            if (!ref_ok(q, &ji, job, v->string, e))
+            if (!ref_ok(q, &ji, v->string, e))
                 return false;
     }
     return true;
