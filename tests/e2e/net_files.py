@@ -208,6 +208,8 @@ class NetFiles(Common):
               (MB, took, peaks), file=sys.stderr)
         for who, kb in peaks.items():
             self.assertLess(kb, RSS_MAX_KB, (who, peaks))
+        reader.stop_clean()   # nothing leaks (under ASan)
+        self.nodes.remove(reader)
         # The owner may read it back, in parts.
         st_, part = http(self.base, "GET", "/api/v1/blobs/%s?flow=%d&length=1000"
                          % (want, dep), self.key, decode=raw)
@@ -303,6 +305,20 @@ class NetFiles(Common):
         self.assertEqual(self.job(job)["outputs"], {"f": ref})
         # The node's job is over: it may upload no more for it.
         self.assertEqual(raw_put(htok)[0], 403)
+        # An upload left half way when the orchestrator stops: nothing
+        # leaks (under ASan), and its temporary file is gone.
+        job2 = self.api("POST", "/api/v1/jobs", key=self.key, code=201,
+                        body={"module": "echo", "inputs": {"message": "hi"},
+                              "max_cost_micros": 5000000})["id"]
+        s, a2 = http(self.base, "GET", "/api/v1/nodes/%d/jobs?wait=5" % holder, htok,
+                     timeout=15)
+        self.assertEqual((s, a2["job"]), (200, job2), a2)
+        s, doc = raw_put(htok, "/api/v1/blobs/%s?job=%d&offset=0&size=%d"
+                         % (hexd, job2, len(data)), data[:3])
+        self.assertEqual((s, doc["offset"]), (200, 3), doc)
+        self.stop_orchestrator()
+        self.assertEqual([f for f in os.listdir(os.path.join(self.data, "blobs"))
+                          if f.startswith("tmp.")], [])
 
     def test_resumed_run_reads_an_earlier_runs_file(self):
         # `make` reused from the first run: its file, uploaded then, is
