@@ -248,8 +248,10 @@ static int upload(agent *a, hop *c, uint64_t job, const char *hex, char *why,
         double next = reply_offset(c);
         if (st == 201)
             rc = 0;
-        else if ((st == 200 || st == 409) && next >= 0 && next <= (double)size)
+        else if ((st == 200 || st == 409) && next >= 0 && next <= (double)size) {
             off = (uint64_t)next;   /* on, or from where the orchestrator is */
+            tries = st == 200 ? 0 : tries;   /* a limit (429) counts per part */
+        }
         else if ((st == 0 || st >= 500 || st == 429) && tries < TRIES &&
                  !agent_sleep(a, agent_backoff(&tries)))
             continue;   /* the same part again */
@@ -356,8 +358,10 @@ static int download(agent *a, hop *c, uint64_t job, const char *hex, uint64_t si
         long st;
         hop_call(c, "GET", path, NULL, 0, &st);
         c->w = NULL;
-        if (st == 200 && c->got && !c->write_failed)
+        if (st == 200 && c->got && !c->write_failed) {
+            tries = 0;
             continue;
+        }
         if (c->write_failed || (st == 200 && !c->got)) {
             snprintf(why, n, "file %.12s... from the orchestrator: more bytes than "
                      "its size (%" PRIu64 ") or a write failed", hex, size);

@@ -14,6 +14,7 @@ Usage: net_files.py RHIZOS RHIZOS_NODE RHIZOS_ORCHESTRATOR SOURCE_ROOT"""
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -437,6 +438,25 @@ steps:
         failed = [k for k, v in st["steps"].items() if v["status"] == "failed"]
         self.assertEqual(self.blob_paths(),
                          [expected(1) if failed == ["two"] else expected(2)])
+
+
+
+class Limits(Common):
+    """A node over its request rate is told to wait (429) part by part and
+    still moves the whole file."""
+    orch_args = ["--request-rate", "8", "--request-burst", "8"]
+
+    def test_rate_limited_parts_go_on(self):
+        self.labelled_node("maker", "maker")
+        self.labelled_node("reader", "reader")
+        path = self.flow_file("limited.yaml", FLOW % 6)
+        dep = self.cli_json("flow", "deploy", path, key=self.key)["id"]
+        self.cli("flow", "watch", str(dep), key=self.key, timeout=120)
+        st = self.status(dep)
+        self.assertEqual(st["steps"]["read"]["outputs"]["sha256"], expected(6))
+        s, text = http(self.base, "GET", "/metrics", ADMIN)
+        m = re.search(r'rhizos_http_responses_total\{code="429"\} (\d+)', text)
+        self.assertTrue(m and int(m.group(1)) > 0, "no part was limited")
 
 
 if __name__ == "__main__":
