@@ -58,10 +58,6 @@ static void usage(FILE *f)
           "  --retention-days N     finished work older than N days leaves the\n"
           "                         stores, the ledger stays (default 90; 0: keep\n"
           "                         forever; also 12h, 30m, 45s)\n"
-          "  --max-file-mb N        file outputs nodes upload: MiB of one file\n"
-          "                         (default 1024)\n"
-          "  --max-run-files-mb N   ... and of one deployment's files in all\n"
-          "                         (default 4096)\n"
           "  --llm-price MICROS     per 1,000 tokens: an llm job's hold when it\n"
           "                         names no max_cost_micros, the most a node may\n"
           "                         charge (default 10000: $10 a million tokens)\n"
@@ -97,6 +93,9 @@ static void usage(FILE *f)
 
 static void usage_more(FILE *f)
 {
+    fputs("\nFile outputs nodes upload (docs/flow-format.md):\n"
+          "  --max-file-mb N        MiB of one file (default 1024)\n"
+          "  --max-run-files-mb N   MiB of one deployment's files (default 4096)\n", f);
     fputs("\nLogs, on stderr (docs/api.md \"Logs\"):\n"
           "  --log-level L          error, warn, info (default) or debug\n"
           "  --log-format F         text (default) or json: one line per event\n"
