@@ -297,9 +297,11 @@ int node_blobs_upload(agent *a, uint64_t job, char **outputs, char *why, size_t 
         return 0;
     cJSON *o = cJSON_Parse(*outputs);
     hop c;
+    memset(&c, 0, sizeof c);   /* closed below even when never opened */
     int rc = o && hop_open(a, &c) == 0 ? 0 : -1;
     if (rc)
-        snprintf(why, n, "out of memory");
+        snprintf(why, n, "cannot send the step's files: %s", o ? "no registration "
+                 "with the orchestrator, or out of memory" : "out of memory");
     for (cJSON *v = o && !rc ? o->child : NULL; v && rc == 0; v = v->next)
         rc = up_refs(a, &c, job, v, why, n);
     hop_close(&c);
@@ -417,7 +419,8 @@ int node_blobs_fetch(agent *a, uint64_t job, const cJSON *request, char *why, si
     hop c;
     int rc = hop_open(a, &c) == 0 ? 0 : -1;
     if (rc)
-        snprintf(why, n, "out of memory");
+        snprintf(why, n, "cannot fetch the step's files: no registration with the "
+                 "orchestrator, or out of memory");
     for (const cJSON *v = rc ? NULL : in->child; v && rc == 0; v = v->next)
         rc = down_refs(a, &c, job, v, why, n);
     hop_close(&c);
