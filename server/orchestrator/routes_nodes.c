@@ -801,7 +801,7 @@ void r_node_result(req *q)
         !body_u64(q, "attempt", true, UINT32_MAX, &attempt, NULL) ||
         !body_u64(q, "run_ms", true, (uint64_t)1 << 53, &run_ms, NULL) ||
         !body_obj(q, "outputs", &outputs) || !body_str(q, "error", false, &error) ||
-        !body_str(q, "log", false, &log))
+        !body_str(q, "log", false, &log) || !orch_blobs_result_ok(q, job, outputs))
         return;
     if (!outputs == !error) {
         reply_error(q, RZ_EINVAL, "exactly one of \"outputs\" and \"error\"");
@@ -813,10 +813,6 @@ void r_node_result(req *q)
     char *out = outputs ? cJSON_PrintUnformatted(outputs) : NULL, *rec = NULL;
     if (outputs && !out) {
         reply_rz(q, RZ_ENOMEM);
-        return;
-    }
-    if (!orch_blobs_result_ok(q, job, outputs)) {
-        free(out);
         return;
     }
     rz_auth_result res = { job, (uint32_t)attempt, !outputs, out ? out : error,
