@@ -13,10 +13,12 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "node.h"
 #include "slurm.h"
@@ -690,8 +692,19 @@ static int rest_queue(const node_config *cfg, slurm_qjob **v, size_t *nv,
         free(r.body);
         return -1;
     }
-    int rc = slurm_rest_parse_jobs(r.body, r.len, cfg->slurm_rest_user, v, nv,
-                                   err, sizeof err);
+    /* Without JWT slurmrestd acts as this process's user, and lists every
+     * user's jobs: only ours (squeue --me). */
+    const char *user = cfg->slurm_rest_user;
+    char buf[1024];
+    struct passwd pw, *pwp = NULL;
+    if (!user && getpwuid_r(geteuid(), &pw, buf, sizeof buf, &pwp) == 0 && pwp)
+        user = pwp->pw_name;
+    if (!user) {
+        snprintf(why, n, "slurmrestd GET jobs: this process's user has no name");
+        free(r.body);
+        return -1;
+    }
+    int rc = slurm_rest_parse_jobs(r.body, r.len, user, v, nv, err, sizeof err);
     free(r.body);
     if (rc != 0)
         snprintf(why, n, "slurmrestd GET jobs: %s", err);

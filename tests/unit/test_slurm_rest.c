@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <pwd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -538,6 +539,36 @@ static void client_failures(void **state)
     assert_non_null(strstr(why, "slurmrestd does not answer at unix:"));
 }
 
+/* Without JWT slurmrestd acts as the gateway's own user and GET jobs lists
+ * every user's: another user's job named and commented as ours is not
+ * ours (the commands' squeue --me), or recovery takes it up. */
+static void client_queue_own(void **state)
+{
+    (void)state;
+    rig r;
+    rig_start(&r);
+    r.cfg.slurm_rest_user = NULL;
+    r.cfg.slurm_rest_token = NULL;
+    const struct passwd *pw = getpwuid(geteuid());
+    assert_non_null(pw);
+    static char reply[2048];
+    snprintf(reply, sizeof reply, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+             "{\"jobs\":[{\"job_id\":7,\"job_state\":\"RUNNING\",\"name\":"
+             "\"rhizos-5-1\",\"user_name\":\"%s\",\"comment\":\"rhizos-node:abc\"},"
+             "{\"job_id\":9,\"job_state\":\"RUNNING\",\"name\":\"rhizos-5-1\","
+             "\"user_name\":\"rz-not-%s\",\"comment\":\"rhizos-node:abc\"}]}",
+             pw->pw_name, pw->pw_name);
+    r.f.reply = reply;
+    slurm_qjob *q = NULL;
+    size_t n = 0;
+    char why[600];
+    assert_int_equal(slurm_restd.queue(&r.cfg, &q, &n, why, sizeof why), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(q[0].id, 7);
+    free(q);
+    rig_stop(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -550,6 +581,7 @@ int main(void)
         cmocka_unit_test(submit_body),
         cmocka_unit_test(client_replies),
         cmocka_unit_test(client_failures),
+        cmocka_unit_test(client_queue_own),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
