@@ -232,9 +232,6 @@ static int set_text(char **dst, const char *src)
 static int majority(rz_engine *e, const rz__ejob *h)
 {
     uint32_t k = h->replicas;
-    int rc = rz__engine_cover(e, h->client, h->max_cost * k);   /* no overflow: make_set */
-    if (rc != RZ_OK)
-        return rc;
     for (uint32_t i = 0; i < k; i++) {
         const rz__ejob *a = member_const(e, h, i);
         if (a->vote != RZ__VOTE_OK)

@@ -320,6 +320,25 @@ static void test_cancel_and_bounds(void **state)
     check(f);
 }
 
+/* The verdict takes nothing more from the client: a set that holds all
+ * its money is still decided, its agreeing runs paid. */
+static void test_verdict_needs_no_more(void **state)
+{
+    fx *f = *state;
+    uint64_t job = 0;
+    int who[3];
+    assert_int_equal(submit_k(f, 3, CREDIT / 3, &job), RZ_OK);
+    take_runs(f, job, 3, who);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(report(f, who[i], job + i, "{\"y\":1}", NULL, 2000), RZ_OK);
+    rz_engine_job_info ji = info(f, job);
+    assert_int_equal(ji.state, RZ_JOB_SUCCEEDED);
+    assert_int_equal(ji.cost_micros, 3 * 36);
+    assert_int_equal(earned(f, f->node[who[0]]), 34);
+    assert_int_equal(acct(f, f->client).debits_posted, 3 * 36);
+    check(f);
+}
+
 /* A decided set leaves memory like any finished job (engine_impl.h): the
  * job and its five runs read back from the store answer as before the
  * verdict left memory, and after a reopen; the job's own answer survives
@@ -512,6 +531,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_majority, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_and_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verdict_needs_no_more, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decided_set_leaves_memory, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_submit_out_of_memory, setup, teardown),
