@@ -172,7 +172,8 @@ int outbox_put(agent *a, uint64_t node, uint64_t job, uint32_t attempt,
 void outbox_sync(const char *path);
 /* The orchestrator has it, or refused it for good: forget it. */
 void outbox_done(agent *a, const char *path, uint64_t job);
-/* True when an answer ends a result's delivery: accepted or a 4xx. */
+/* True when an answer ends a result's delivery: accepted, or refused for
+ * good (a 4xx other than 429). */
 int outbox_final(int rc, long status);
 /* Results an earlier run left for this registration (others are dropped);
  * NULL when none. Deliver them with outbox_main on a thread. */

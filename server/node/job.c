@@ -736,9 +736,9 @@ static cJSON *fitted_body(job *j)
     return result_body(j);
 }
 
-/* POST until the orchestrator answers; a connection failure or a 5xx is
- * retried with backoff (the result is not dropped), any other answer is
- * final. With the agent stopping, one more try is all there is. *status:
+/* POST until the orchestrator answers; a connection failure, a 5xx or a
+ * 429 is retried with backoff (the result is not dropped), any other
+ * answer is final. With the agent stopping, one more try is all there is. *status:
  * the HTTP status of the last answer (0: none). `kept`: the outbox file of
  * this body, synced once the first try did not go through. */
 static int deliver(agent *a, job *j, const char *what, const cJSON *body,
@@ -764,7 +764,7 @@ static int deliver(agent *a, job *j, const char *what, const cJSON *body,
         /* A refused result is about this attempt, not the registration. */
         agent_note(a, rc == RZ_ECONNECT ? rc : RZ_OK, 0);
         rz_client_free(c);
-        int transient = rc == RZ_ECONNECT || (rc != RZ_OK && status >= 500);
+        int transient = node_status_passes(rc, status);
         if (transient && kept && tries == 0)
             outbox_sync(kept);
         if (!transient || agent_stopping(a))

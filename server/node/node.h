@@ -211,6 +211,10 @@ int node_register(const char *dir, const char *url, const node_config *cfg,
 uint64_t node_unix_ms(void);
 /* True for the answers that mean "this registration no longer counts". */
 int node_status_lost(int rc);
+/* True for an answer that passes: no answer, a 5xx, or 429 (the key's
+ * request rate, Retry-After). A call that got one is tried again later;
+ * any other answer is final. */
+int node_status_passes(int rc, long status);
 
 /* ---- agent.c / job.c: `rhizos-node start` ---- */
 

@@ -93,7 +93,8 @@ void outbox_done(agent *a, const char *path, uint64_t job)
 
 int outbox_final(int rc, long status)
 {
-    return rc == RZ_OK || (rc != RZ_ECONNECT && status >= 400 && status < 500);
+    return rc == RZ_OK || (rc != RZ_ECONNECT && status >= 400 && status < 500 &&
+                           status != 429);
 }
 
 /* ---- what an earlier run left ---- */

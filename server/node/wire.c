@@ -52,6 +52,11 @@ int node_status_lost(int rc)
     return rc == RZ_ENOENT || rc == RZ_ESTATE || rc == RZ_EAUTH;
 }
 
+int node_status_passes(int rc, long status)
+{
+    return rc == RZ_ECONNECT || (rc != RZ_OK && (status >= 500 || status == 429));
+}
+
 /* ---- capabilities ---- */
 
 static void attach_benchmark(rz_caps *caps, const char *dir)

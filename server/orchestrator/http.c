@@ -199,6 +199,7 @@ void reply_text(req *q, int code, const char *type, const char *text, size_t len
     if (b && text && len && !head)
         evbuffer_add(b, text, len);
     orch_count_reply(q->o, q->route, code, q->t0_ns);
+    quota_rate_refused(q, code);
     struct evbuffer *body = code == 204 || code == 304 ? NULL : b;
     if (!hold || !orch_hold_reply(q->o, q->r, code, reason_of(code), body, of))
         evhttp_send_reply(q->r, code, reason_of(code), body);
@@ -797,7 +798,7 @@ static void dispatch(struct evhttp_request *r, void *arg)
         reply_error(&q, RZ_ESTATE, "the server is stopping");
     else if (!hit)
         unrouted(&q, path, allow);
-    else if (!authenticate(&q, hit->who) || !quota_rate_take(&q))
+    else if (!authenticate(&q, hit->who) || !quota_rate_take(&q, hit->fn))
         ;
     else if (hit->fn == r_node_result && body_over(&q))
         run = result_oversize, audited = true;

@@ -260,6 +260,7 @@ typedef struct req {
     cJSON *body;             /* parsed body (an object) or NULL */
     bool cbor;               /* answer in CBOR */
     bool answered;
+    bool rate_owed;          /* a token to pay if refused (quota_rate_take) */
     uint64_t audit_of;       /* its audit begin record; 0: not audited */
     int route;               /* its index in the route table; -1: none */
     uint64_t t0_ns;          /* when it arrived (CLOCK_MONOTONIC) */
@@ -465,8 +466,11 @@ int orch_audit_main(int argc, char **argv);
  * submit, cancel or result (all in the audit log)? */
 bool quota_audited(const req *q, void (*fn)(req *q));
 /* Take one request from the caller's bucket; false: answered 429 with
- * Retry-After. The admin key is not limited. */
-bool quota_rate_take(req *q);
+ * Retry-After. The admin key is not limited. A node's poll and reports on
+ * its jobs (route fn) only need a token there: they pay one when refused,
+ * through quota_rate_refused with the answer's status. */
+bool quota_rate_take(req *q, void (*fn)(req *q));
+void quota_rate_refused(req *q, int code);
 /* Room for one more job (deployment false) or deployment of the caller's
  * account? Else answered 429. */
 bool quota_client_room(req *q, bool deployment);

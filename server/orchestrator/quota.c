@@ -66,30 +66,63 @@ static bucket *bucket_of(const principal *p, double burst, uint64_t now)
     return b;
 }
 
-bool quota_rate_take(req *q)
+/* A node's poll and its reports on the jobs it holds: how many there are
+ * is set by the work it is given, so only the refused ones are counted.
+ * Counting them all throttled a node of short jobs (two calls a job) to
+ * 50 jobs a second once its burst was spent. */
+static bool node_work(const req *q, void (*fn)(req *q))
+{
+    return q->who.kind == P_NODE &&
+           (fn == r_node_poll || fn == r_node_result || fn == r_node_decline ||
+            fn == r_node_log || fn == r_node_events);
+}
+
+/* The caller's bucket, refilled to now; NULL: not limited. */
+static bucket *refilled(const req *q)
 {
     unsigned rate = q->o->opts.request_rate;
     if (!rate || q->who.kind == P_ADMIN || q->who.kind == P_NONE)
-        return true;
+        return NULL;
     double burst = q->o->opts.request_burst ? q->o->opts.request_burst : rate;
     uint64_t now = orch_now_ms();
     bucket *b = bucket_of(&q->who, burst, now);
-    if (!b)
-        return true;   /* no memory for the table: do not refuse everyone */
-    if (now > b->at_ms) {
+    if (b && now > b->at_ms) {
         b->tokens += (double)(now - b->at_ms) * rate / 1000.0;
         if (b->tokens > burst)
             b->tokens = burst;
         b->at_ms = now;
     }
+    return b;   /* NULL without memory for the table: refuse no one */
+}
+
+bool quota_rate_take(req *q, void (*fn)(req *q))
+{
+    bucket *b = refilled(q);
+    if (!b)
+        return true;
+    unsigned rate = q->o->opts.request_rate;
     if (b->tokens >= 1.0) {
-        b->tokens -= 1.0;
+        if (node_work(q, fn))
+            q->rate_owed = true;   /* paid by quota_rate_refused */
+        else
+            b->tokens -= 1.0;
         return true;
     }
     unsigned wait = (unsigned)((1.0 - b->tokens) / rate) + 1;   /* rounded up */
     reply_limit(q, wait, "too many requests from this key: at most %u a second "
-                "after a burst of %.0f; retry after %u s", rate, burst, wait);
+                "after a burst of %u; retry after %u s", rate,
+                q->o->opts.request_burst ? q->o->opts.request_burst : rate, wait);
     return false;
+}
+
+void quota_rate_refused(req *q, int code)
+{
+    if (!q->rate_owed || code < 400)
+        return;
+    q->rate_owed = false;
+    bucket *b = refilled(q);
+    if (b)
+        b->tokens -= 1.0;   /* may go below 0: the next ones wait it off */
 }
 
 void quota_free(void)

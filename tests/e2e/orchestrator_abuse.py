@@ -288,6 +288,36 @@ class Rate(Base):
         self.ok("POST", "/api/v1/jobs", job, akey, 201)
 
 
+class NodeRate(Base):
+    """A node's polls and reports on its jobs are counted only when refused:
+    a node of short jobs makes two calls a job, and counting them all once
+    stopped its results with 429 (bench/orchestrator/fanout.py, 18 s lost)."""
+    extra = ("--request-rate", "2", "--request-burst", "4")
+
+    def test_work_is_not_throttled_refusals_are(self):
+        acct, key = self.client(100000)
+        nid, tok = self.node()
+        steps = "".join("  s%d:\n    module: echo@1\n" % i for i in range(12))
+        dep = self.ok("POST", "/api/v1/flows/deploy",
+                      {"flow": "flux: 1\nname: many\nsteps:\n" + steps}, key, 201)["id"]
+        for _ in range(12):   # 24 calls in well under a second, burst 4
+            a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
+            self.ok("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, a["job"]),
+                    self.node_key.result_body(a["job"], a["attempt"],
+                                              {"message": ""}), tok)
+        time.sleep(1.2)
+        self.assertEqual(self.ok("GET", "/api/v1/flows/%d/status" % dep, key=key)["status"],
+                         "succeeded")
+        # Reports on a job it does not hold are refused, and those count.
+        codes = [self.s.call("POST", "/api/v1/nodes/%d/jobs/999999/result" % nid,
+                             self.node_key.result_body(999999, 1, {}), tok)[0]
+                 for _ in range(8)]
+        self.assertEqual(codes[0], 404, codes)
+        self.assertIn(429, codes)
+        self.assertEqual(self.s.call("GET", "/api/v1/nodes/%d/jobs?wait=0" % nid,
+                                     key=tok)[0], 429)
+
+
 class Audit(Base):
     def records(self):
         r = self.s.audit()
