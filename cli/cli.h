@@ -64,6 +64,7 @@ typedef struct cli {
     bool follow;                  /* --follow (flow logs) */
     const char *attempt;          /* --attempt N (job logs) */
     const char *since;            /* --since T (flow logs, job logs) */
+    const char *output;           /* -o PATH (flow file) */
     const char *listen;           /* --listen HOST:PORT (flow serve, ui) */
     const char *prompt;           /* -p PROMPT (run -t llm) */
     const char *model;            /* --model M (run -t llm) */
@@ -191,6 +192,8 @@ void cli_live_pid_remove(const char *data_dir, const char *run_id);
 /* logs.c: flow logs ID [STEP]; and the live log file `flow run` appends a
  * running step's lines to (DATA/live/RUN.log, "STEP\tline"), for --follow. */
 int cli_flow_logs(cli *c);
+/* files.c: flow file ID STEP OUTPUT [-o PATH], a step's file output. */
+int cli_flow_file(cli *c);
 int cli_job_logs(cli *c, uint64_t id);
 char *cli_live_path(const char *data_dir, const char *run_id);
 FILE *cli_live_open(const char *data_dir, const char *run_id);

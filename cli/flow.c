@@ -23,6 +23,9 @@ void cli_flow_usage(void)
 "                                       [--llm KIND=URL]\n"
 "       rhizos flow runs [RUN_ID]       [--data DIR] [--limit N] [--json]\n"
 "       rhizos flow logs ID [STEP]      [--follow] [--since T] [--json] [--data DIR]\n"
+"       rhizos flow file ID STEP OUTPUT [-o PATH|-] [--data DIR]   save a step's\n"
+"                                       file output (of a deployment or a run),\n"
+"                                       its digest checked\n"
 "       rhizos flow stop ID             end a run that runs until stopped (a\n"
 "                                       service): an embedded run on this machine\n"
 "                                       [--data DIR], or a deployment (as cancel)\n"
@@ -1144,6 +1147,8 @@ int cli_flow(cli *c, const char *verb)
         return cli_flow_stop(c);
     if (strcmp(verb, "logs") == 0)
         return cli_flow_logs(c);
+    if (strcmp(verb, "file") == 0)
+        return cli_flow_file(c);
     if (!strcmp(verb, "list") || !strcmp(verb, "versions") || !strcmp(verb, "rollback") ||
         !strcmp(verb, "schedule") || !strcmp(verb, "diff") || !strcmp(verb, "enable") ||
         !strcmp(verb, "disable"))

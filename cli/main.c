@@ -59,6 +59,7 @@ static void usage(FILE *out)
 "                          machine, or a deployment (as cancel)\n"
 "  flow logs ID [STEP] [--follow] [--since T]   steps' logs of a\n"
 "                          deployment or a run\n"
+"  flow file ID STEP OUTPUT [-o PATH]   save a step's file output\n"
 "  flow list, flow versions|schedule|rollback|diff NAME   named flows, triggers\n"
 "  flow disable|enable NAME TRIGGER   switch a flow's trigger off or on\n"
 "  flow pause|resume ID, flow approve|reject ID STEP   hold a run; decide a gate\n"
@@ -111,6 +112,7 @@ static void usage_options(FILE *out)
 "                          unix:///PATH (default: DOCKER_HOST, then the\n"
 "                          Docker and Podman sockets)\n"
 "  --follow                flow logs, job logs: keep printing lines as they come\n"
+"  -o, --output PATH       flow file: where to save it (- for stdout)\n"
 "  --since T               flow logs, job logs: only lines that came at or\n"
 "                          after T: a duration ago (30s, 10m, 2h, 1d) or an\n"
 "                          RFC 3339 time (2026-12-05T16:00:00Z); a deployment's\n"
@@ -211,6 +213,7 @@ static const struct option long_opts[] = {
     { "step", required_argument, NULL, OPT_STEP },
     { "remote", no_argument, NULL, OPT_REMOTE },
     { "since", required_argument, NULL, OPT_SINCE },
+    { "output", required_argument, NULL, 'o' },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -243,6 +246,7 @@ static void flow_option(cli *c, int ch)
     case OPT_STEP: c->step = optarg; break;
     case OPT_REMOTE: c->remote = true; break;
     case OPT_SINCE: c->since = optarg; break;
+    case 'o': c->output = optarg; break;
     }
 }
 
@@ -307,7 +311,7 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
     int ch;
     opterr = 0;
     /* The leading ':' makes a missing value ':' rather than '?'. */
-    while ((ch = getopt_long(argc, argv, ":qhVt:i:p:", long_opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":qhVt:i:p:o:", long_opts, NULL)) != -1) {
         switch (ch) {
         case OPT_JSON: c->json = true; break;
         case OPT_MODULES:
@@ -342,7 +346,7 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_LIMIT: case OPT_COMMENT: case OPT_NOTE: case OPT_FOLLOW:
         case OPT_ATTEMPT: case OPT_PRUNE: case OPT_OLDER_THAN: case OPT_LISTEN:
         case OPT_OPEN: case OPT_UI_DIR: case OPT_FLOW: case OPT_STEP: case OPT_REMOTE:
-        case OPT_SINCE:
+        case OPT_SINCE: case 'o':
             flow_option(c, ch); break;
         case OPT_REVEAL: c->reveal = true; break;
         case OPT_NODES: c->nodes = optarg; break;
@@ -383,7 +387,8 @@ static const struct {
 } groups[] = {
     { "flow", 1, cli_flow, cli_flow_usage,
       "validate plan run runs export estimate deploy status watch cancel stop list versions "
-      "rollback schedule pause resume approve reject diff logs serve cache publish enable disable" },
+      "rollback schedule pause resume approve reject diff logs file serve cache publish enable "
+      "disable" },
     { "vault", 1, cli_vault, cli_vault_usage, "init add list show rm passwd" },
     { "credentials", 1, cli_credentials, cli_credentials_usage, "put list rm" },
     { "match", 0, cli_match, cli_match_usage, "" },

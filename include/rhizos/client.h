@@ -59,6 +59,16 @@ RZ_EXTERN RZ_NODISCARD int rz_client_call(rz_client *c, const char *method,
                                           const char *body_json, unsigned flags,
                                           long *http_status, char **reply);
 
+/* GET `path` and hand a 2xx reply's body to `cb` piece by piece as it
+ * arrives (nothing is kept, so any size passes; a blob's bytes,
+ * GET /api/v1/blobs/{sha256}). `cb` returns 0 to go on, or an rz_status
+ * that stops the transfer and is returned. An error reply is read as
+ * rz_client_call reads one. *http_status (may be NULL) gets the status. */
+typedef int (*rz_client_bytes_cb)(void *ud, const void *data, size_t len);
+RZ_EXTERN RZ_NODISCARD int rz_client_get_bytes(rz_client *c, const char *path,
+                                               rz_client_bytes_cb cb, void *ud,
+                                               long *http_status);
+
 /* Server-sent events of `path` (e.g. "/api/v1/flows/7/events"): `cb` is
  * called with each event's name ("status", "end", ...) and data (JSON
  * text) until the server closes the stream or `cb` returns non-zero (then

@@ -429,3 +429,82 @@ int rz_client_call(rz_client *c, const char *method, const char *path,
     free(owned);
     return rc;
 }
+
+
+/* ---- bytes ---- */
+
+#define ERROR_REPLY_MAX ((size_t)64 << 10)
+
+typedef struct bytes_sink {
+    CURL *e;
+    rz_client_bytes_cb cb;
+    void *ud;
+    int cb_rc;          /* what cb stopped with; RZ_OK */
+    reply_buf err;      /* an error reply's body, bounded */
+} bytes_sink;
+
+/* A 2xx body goes to the caller's callback, any other one is kept (to
+ * read its error); the status is known once the headers are in. */
+static size_t on_bytes(char *p, size_t size, size_t n, void *ud)
+{
+    bytes_sink *s = ud;
+    size_t len = size * n;
+    long status = 0;
+    curl_easy_getinfo(s->e, CURLINFO_RESPONSE_CODE, &status);
+    if (status >= 200 && status < 300) {
+        s->cb_rc = s->cb(s->ud, p, len);
+        return s->cb_rc == RZ_OK ? len : 0;
+    }
+    if (s->err.b.len + len > ERROR_REPLY_MAX) {
+        s->err.too_big = true;
+        return 0;
+    }
+    rz__buf_append(&s->err.b, p, len);
+    return s->err.b.failed ? 0 : len;
+}
+
+int rz_client_get_bytes(rz_client *c, const char *path, rz_client_bytes_cb cb,
+                        void *ud, long *http_status)
+{
+    if (http_status)
+        *http_status = 0;
+    if (!c || !cb)
+        return rz__error(RZ_EINVAL, "client or callback is NULL");
+    const char *hdr[] = { "Accept: application/octet-stream, application/json",
+                          NULL };
+    struct curl_slist *headers = NULL;
+    int rc = rz__client_prepare(c, path, hdr, &headers);
+    if (rc != RZ_OK)
+        return rc;
+    bytes_sink s = { .e = c->curl, .cb = cb, .ud = ud, .cb_rc = RZ_OK };
+    curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_bytes);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &s);
+    CURLcode cc = curl_easy_perform(c->curl);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
+    curl_slist_free_all(headers);
+    long status = 0;
+    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (http_status)
+        *http_status = status;
+    if (s.cb_rc != RZ_OK)
+        rc = s.cb_rc;
+    else if (s.err.too_big)
+        rc = rz__error(RZ_EPROTOCOL, "error reply (HTTP %ld) from %s%s is over "
+                       "%zu bytes", status, c->base, path, ERROR_REPLY_MAX);
+    else if (s.err.b.failed)
+        rc = rz__error(RZ_ENOMEM, "out of memory");
+    else if (cc != CURLE_OK)
+        rc = rz__client_curl_error(c, cc, path);
+    else if (status < 200 || status >= 600 || (status >= 300 && status < 400))
+        rc = rz__error(RZ_EPROTOCOL, "HTTP %ld from %s%s", status, c->base, path);
+    else if (status >= 400) {
+        char *json = NULL;
+        rc = reply_json(c, path, status, &s.err, &json);
+        if (rc == RZ_OK)
+            rc = rz__client_error_reply(c, path, status, json);
+        free(json);
+    }
+    rz__buf_free(&s.err.b);
+    return rc;
+}

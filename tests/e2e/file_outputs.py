@@ -315,6 +315,45 @@ class BlobRetention(unittest.TestCase):
         return path
 
 
+class SaveFile(unittest.TestCase):
+    """`rhizos flow file RUN STEP OUTPUT`: a run's file output saved from
+    the store with its digest checked; a damaged blob or an existing
+    target leaves nothing new behind."""
+    sandbox = False
+    env = {}
+    setUp, tearDown = FileOutputs.setUp, FileOutputs.tearDown
+    flow, blobs = FileOutputs.flow, FileOutputs.blobs
+
+    def save(self, run, *args, code=0):
+        p = subprocess.run([RHIZOS, "flow", "file", run, *args, "--data", self.data],
+                           capture_output=True, cwd=self.tmp.name, env=cli_env())
+        self.assertEqual(p.returncode, code, p.stderr)
+        return p
+
+    def test_saved_checked_never_overwritten(self):
+        rc, doc, err = self.flow({"mb": 1})
+        self.assertEqual(rc, 0, err)
+        self.save(doc["id"], "make", "data")   # its own name, here
+        with open(os.path.join(self.tmp.name, "data.bin"), "rb") as f:
+            self.assertEqual(hashlib.sha256(f.read()).hexdigest(), expected(1))
+        p = self.save(doc["id"], "make", "data", code=1)
+        self.assertIn(b"exists", p.stderr)
+        out = self.save(doc["id"], "make", "data", "-o", "-").stdout
+        self.assertEqual(hashlib.sha256(out).hexdigest(), expected(1))
+        self.assertIn(b"no output 'x'", self.save(doc["id"], "make", "x", code=1).stderr)
+        self.assertIn(b"no step 'y'", self.save(doc["id"], "y", "data", code=1).stderr)
+        self.assertIn(b"not a file", self.save(doc["id"], "read", "sha256", code=1).stderr)
+        # A blob damaged in the store: refused, nothing saved.
+        blob = self.blobs()[0]
+        os.chmod(blob, 0o644)
+        with open(blob, "r+b") as f:
+            f.seek(100)
+            f.write(b"X")
+        p = self.save(doc["id"], "make", "data", "-o", "copy.bin", code=1)
+        self.assertIn(b"nothing saved", p.stderr)
+        self.assertEqual(sorted(os.listdir(self.tmp.name)), ["data", "data.bin", "files.yaml"])
+
+
 class FileTyping(unittest.TestCase):
     def test_file_output_connects_to_file_or_string_only(self):
         with tempfile.TemporaryDirectory() as tmp:

@@ -338,6 +338,23 @@ class NetFiles(Common):
         self.assertTrue(again["steps"]["make"].get("reused"), again)
         self.assertFalse(again["steps"]["read"].get("reused"), again)
         self.assertEqual(again["steps"]["read"]["outputs"]["sha256"], expected(1))
+        # Its owner saves the file with the CLI (parts, digest checked);
+        # it never overwrites, and no one else gets it.
+        out = os.path.join(self.tmp.name, "saved.bin")
+        p = self.cli("flow", "file", str(first), "make", "data", "-o", out, key=self.key)
+        with open(out, "rb") as f:
+            self.assertEqual(hashlib.sha256(f.read()).hexdigest(), expected(1))
+        self.assertIn(expected(1), p.stderr)
+        p = self.cli("flow", "file", str(first), "make", "data", "-o", out,
+                     key=self.key, code=1)
+        self.assertIn("exists", p.stderr)
+        other = self.cli_json("account", "create", "--name", "other", key=ADMIN)
+        theirs = os.path.join(self.tmp.name, "theirs.bin")
+        self.cli("flow", "file", str(first), "make", "data", "-o", theirs,
+                 key=other["api_key"], code=1)
+        self.assertEqual([f for f in os.listdir(self.tmp.name) if "theirs" in f], [])
+        p = self.cli("flow", "file", str(first), "make", "nope", key=self.key, code=1)
+        self.assertIn("no output 'nope'", p.stderr)
 
     def test_input_naming_a_file_not_here_fails_clearly(self):
         self.labelled_node("reader", "reader")
