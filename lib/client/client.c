@@ -357,6 +357,23 @@ static int request_body(const char *body_json, unsigned flags,
     return RZ_OK;
 }
 
+/* Run the prepared request with `fn` taking the body; the headers go with
+ * it. *status (may be NULL) gets the HTTP status; returns libcurl's code. */
+static CURLcode run_request(rz_client *c, struct curl_slist *headers,
+                            curl_write_callback fn, void *ud, long *status)
+{
+    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, fn);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, ud);
+    CURLcode cc = curl_easy_perform(c->curl);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
+    curl_slist_free_all(headers);
+    long st = 0;
+    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &st);
+    if (status)
+        *status = st;
+    return cc;
+}
+
 static int perform(rz_client *c, const char *method, const char *path,
                    const void *body, size_t len, unsigned flags,
                    long *http_status, char **reply)
@@ -373,13 +390,8 @@ static int perform(rz_client *c, const char *method, const char *path,
         return rc;
     reply_buf r = { 0 };
     set_method(c->curl, method, body, len);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &r);
-    CURLcode cc = curl_easy_perform(c->curl);
-    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
-    curl_slist_free_all(headers);
     long status = 0;
-    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+    CURLcode cc = run_request(c, headers, on_body, &r, &status);
     if (http_status)
         *http_status = status;
     if (r.too_big)
@@ -478,13 +490,8 @@ int rz_client_get_bytes(rz_client *c, const char *path, rz_client_bytes_cb cb,
         return rc;
     bytes_sink s = { .e = c->curl, .cb = cb, .ud = ud, .cb_rc = RZ_OK };
     curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_bytes);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &s);
-    CURLcode cc = curl_easy_perform(c->curl);
-    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
-    curl_slist_free_all(headers);
     long status = 0;
-    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+    CURLcode cc = run_request(c, headers, on_bytes, &s, &status);
     if (http_status)
         *http_status = status;
     if (s.cb_rc != RZ_OK)
