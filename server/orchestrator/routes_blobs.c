@@ -21,8 +21,8 @@
  * digest); any of the account's jobs may then name it (a resumed run
  * reuses an earlier run's outputs, never across accounts). A deployment's
  * total is the size of its folder; retention removes the folder, and a
- * blob left with no deployment's link (the store's and the account's
- * alone) leaves with its account link. */
+ * blob left with no deployment's link (the store's and the accounts'
+ * alone) leaves with its account links. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -475,8 +475,44 @@ bool orch_blobs_result_ok(req *q, uint64_t job, const cJSON *outputs)
     return true;
 }
 
+/* A blob several accounts hold (each uploaded the same bytes): once no
+ * deployment or job links it any more (every link left is the store's or
+ * an account's), every account link goes and the blob with them. Which
+ * account a deployment link belongs to cannot be told from a link count,
+ * so until then each account keeps its link; this reads the owners
+ * folder, and only for such a blob. */
+static void forget_shared(orch *o, const char *hex, const char *blob)
+{
+    char dir[4096], path[8192];
+    snprintf(dir, sizeof dir, "%s/blobs/owners", o->opts.data);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    struct stat st;
+    nlink_t held = 1;   /* the store's */
+    for (int pass = 0; d && pass < 2; pass++) {
+        rewinddir(d);
+        while ((e = readdir(d)))
+            if (e->d_name[0] == 'a') {
+                snprintf(path, sizeof path, "%s/%s/%s", dir, e->d_name, hex);
+                if (pass == 0)
+                    held += lstat(path, &st) == 0;
+                else if (unlink(path) == 0) {
+                    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+                    rmdir(path);   /* once empty */
+                }
+            }
+        if (pass == 0 && (lstat(blob, &st) != 0 || st.st_nlink != held))
+            break;   /* a deployment or job still links it */
+        if (pass == 1)
+            unlink(blob);
+    }
+    if (d)
+        closedir(d);
+}
+
 /* Retention: the removed deployments' and jobs' folders; a blob left with
- * no deployment's link goes, with its account's link. */
+ * no deployment's link goes, with its account's link (forget_shared: the
+ * links of the accounts). */
 void orch_blobs_forget(orch *o, const uint64_t *jobs, size_t n_jobs,
                        const uint64_t *deps, size_t n_deps)
 {
@@ -506,11 +542,13 @@ void orch_blobs_forget(orch *o, const uint64_t *jobs, size_t n_jobs,
             snprintf(blob, sizeof blob, "%s/blobs/sha256/%.2s/%s", o->opts.data,
                      e->d_name, e->d_name);
             unlink(path);
-            if (lstat(blob, &st) != 0 || st.st_nlink > 2)
-                continue;   /* another deployment's too */
+            if (lstat(blob, &st) != 0)
+                continue;
             snprintf(path, sizeof path, "%s/%s", acct, e->d_name);
-            if (st.st_nlink == 1 || (known && unlink(path) == 0))
+            if (st.st_nlink == 1 || (st.st_nlink == 2 && known && unlink(path) == 0))
                 unlink(blob);
+            else if (st.st_nlink > 2)
+                forget_shared(o, e->d_name, blob);   /* another's too? */
         }
         if (d) {
             closedir(d);

@@ -405,6 +405,29 @@ class Retention(Common):
                    "the blob and its last owner to leave")
         self.assertEqual(self.blob_paths(), [])
 
+    def test_same_bytes_from_two_accounts_leave_with_the_last(self):
+        # Both accounts' jobs upload the same file: the blob has both
+        # accounts' links and stays while either's deployment does.
+        self.labelled_node("maker", "maker")
+        self.labelled_node("reader", "reader")
+        other = self.cli_json("account", "create", "--name", "other", key=ADMIN)
+        self.cli("account", "credit", other["id"], "100", key=ADMIN)
+        path = self.flow_file("small.yaml", FLOW % 1)
+        deps = []
+        for key in (self.key, other["api_key"]):
+            deps.append(self.cli_json("flow", "deploy", path, key=key)["id"])
+            self.cli("flow", "watch", str(deps[-1]), key=key, timeout=60)
+        want = expected(1)
+        blob = os.path.join(self.data, "blobs", "sha256", want[:2], want)
+        owners = os.path.join(self.data, "blobs", "owners")
+        self.assertEqual(sorted(os.listdir(owners)),
+                         sorted(["a" + self.client, "a" + other["id"]] +
+                                ["d%d" % d for d in deps]))
+        self.assertEqual(os.stat(blob).st_nlink, 5)
+        wait_until(lambda: not os.path.exists(blob) and not os.listdir(owners), 30,
+                   "the blob and both accounts' links to leave")
+        self.assertEqual(self.blob_paths(), [])
+
 
 
 class Caps(Common):
