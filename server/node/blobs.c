@@ -388,12 +388,13 @@ static int down_refs(agent *a, hop *c, uint64_t job, const cJSON *v, char *why,
     const char *hex = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "sha256"));
     const cJSON *sz = cJSON_GetObjectItemCaseSensitive(f, "size");
     if (cJSON_IsObject(f) && rz_blob_hex_ok(hex)) {
-        /* The attempt's cap on one file holds for what comes in too. */
+        /* The node's cap on one file holds for what comes in too. */
+        uint64_t cap = (uint64_t)a->cfg.max_file_mb << 20;
         if (!cJSON_IsNumber(sz) || sz->valuedouble < 0 ||
-            sz->valuedouble > (double)RZ_ATTEMPT_DEFAULT_MAX_FILE) {
-            snprintf(why, n, "input file %.12s... has no size or is over the cap on "
-                     "one file (%llu MiB)", hex,
-                     (unsigned long long)(RZ_ATTEMPT_DEFAULT_MAX_FILE >> 20));
+            sz->valuedouble > (double)cap) {
+            snprintf(why, n, "input file %.12s... has no size or is over this "
+                     "node's cap on one file ([limits] max_file_mb = %u)", hex,
+                     (unsigned)a->cfg.max_file_mb);
             return -1;
         }
         if (hold(job, hex) != 0) {

@@ -65,7 +65,7 @@ static int perr(parser *p, const char *fmt, ...)
 typedef enum { K_URL, K_MODULES, K_SANDBOX, K_HEARTBEAT, K_GPU, K_CPU, K_MEM,
                K_GPU_CENTS, K_CPU_CENTS, K_MEM_CENTS,
                K_MAXJOBS, K_MAXMEM, K_MAXOUT, K_CONTAINER_HOST,
-               K_ALLOW_IMAGES, K_ORCH_KEY, K_MAXSCRATCH, K_UID_FIRST,
+               K_ALLOW_IMAGES, K_ORCH_KEY, K_MAXSCRATCH, K_MAXFILE, K_MAXJOBFILES, K_UID_FIRST,
                K_UID_COUNT, K_LLM_PRICE, K_LLM_REFRESH, K_API_LISTEN, K_CA_FILE,
                K_BK_KIND, K_BK_PARTITION, K_BK_ACCOUNT, K_BK_QOS, K_BK_SPOOL,
                K_BK_COMMAND, K_BK_MEMORY, K_BK_POLL, K_LLM_MODEL_PRICES,
@@ -98,6 +98,8 @@ static const key_def keys[] = {
     { "limits", "max_memory_mb", K_MAXMEM, V_INT },
     { "limits", "max_output_kb", K_MAXOUT, V_INT },
     { "limits", "max_scratch_mb", K_MAXSCRATCH, V_INT },
+    { "limits", "max_file_mb", K_MAXFILE, V_INT },
+    { "limits", "max_job_files_mb", K_MAXJOBFILES, V_INT },
     { "limits", "step_uid_first", K_UID_FIRST, V_INT },
     { "limits", "step_uid_count", K_UID_COUNT, V_INT },
     { "container", "host", K_CONTAINER_HOST, V_STRING },
@@ -655,6 +657,14 @@ static int apply(parser *p, const key_def *k, value *v)
         if ((rc = want_uint(p, k, v, 1, NODE_MAX_SCRATCH_MB, &u)) == 0)
             c->max_scratch_mb = (uint32_t)u;
         break;
+    case K_MAXFILE:
+        if ((rc = want_uint(p, k, v, 1, NODE_MAX_FILE_MB, &u)) == 0)
+            c->max_file_mb = (uint32_t)u;
+        break;
+    case K_MAXJOBFILES:
+        if ((rc = want_uint(p, k, v, 1, NODE_MAX_FILE_MB, &u)) == 0)
+            c->max_job_files_mb = (uint32_t)u;
+        break;
     case K_UID_FIRST:   /* 65536 up: never root, nobody or a system id */
         if ((rc = want_uint(p, k, v, 65536, UINT32_MAX - 256, &u)) == 0)
             c->step_uid_first = (uint32_t)u;
@@ -898,6 +908,8 @@ void node_config_defaults(node_config *c)
     c->max_concurrent_jobs = 4;
     c->max_output_kb = NODE_DEFAULT_OUTPUT_KB;
     c->max_scratch_mb = NODE_DEFAULT_SCRATCH_MB;
+    c->max_file_mb = NODE_DEFAULT_FILE_MB;
+    c->max_job_files_mb = NODE_DEFAULT_JOB_FILES_MB;
     c->llm_1k_tokens_micros = 1000;  /* $1 per million tokens */
     c->llm_refresh_s = NODE_LLM_REFRESH_S;
     c->backend = NODE_BACKEND_LOCAL;
@@ -1168,7 +1180,10 @@ char *node_config_format(const node_config *c)
             "%u\n# Largest outputs of one job in KiB (1-%u); more fails the "
             "job.\nmax_output_kb = %u\n# Most scratch space (MiB, 1-%u) a "
             "step may ask for with requirements.scratch_mb;\n# more fails "
-            "the step.\nmax_scratch_mb = %u\n# As root, sandboxed jobs' "
+            "the step.\nmax_scratch_mb = %u\n# File outputs (MiB, 1-%u): one "
+            "file a job makes or takes, and all\n# of one job's files; more "
+            "fails the job.\nmax_file_mb = %u\nmax_job_files_mb = %u\n"
+            "# As root, sandboxed jobs' "
             "host uids (no /etc/passwd or /etc/group\n# entry may use one):"
             "\n# step_uid_first = 1900000000\n# step_uid_count = 256\n",
             (unsigned long long)c->gpu_hour_micros,
@@ -1177,7 +1192,8 @@ char *node_config_format(const node_config *c)
             (unsigned long long)c->llm_1k_tokens_micros,
             prices ? prices : "",
             c->max_concurrent_jobs, c->max_memory_mb, NODE_MAX_OUTPUT_KB,
-            c->max_output_kb, NODE_MAX_SCRATCH_MB, c->max_scratch_mb);
+            c->max_output_kb, NODE_MAX_SCRATCH_MB, c->max_scratch_mb,
+            NODE_MAX_FILE_MB, c->max_file_mb, c->max_job_files_mb);
     free(prices);
     put_container(f, c);
     put_llm(f, c);

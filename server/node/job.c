@@ -464,6 +464,8 @@ static int start(agent *a, job *j, rz_attempt **att, const char *const *gpus)
     ao.container_host = a->cfg.container_host;
     ao.gpu_ids = gpus[0] ? gpus : NULL;
     ao.max_scratch_mb = a->cfg.max_scratch_mb;
+    ao.max_file = (uint64_t)a->cfg.max_file_mb << 20;
+    ao.max_files = (uint64_t)a->cfg.max_job_files_mb << 20;
     ao.service = j->service;
     /* File outputs and inputs (blobs.c); a spooled Slurm job has no
      * orchestrator to send them to: a file step fails there, saying so. */

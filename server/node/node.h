@@ -45,6 +45,10 @@ typedef struct node_config {
     uint32_t max_scratch_mb;         /* [limits] most scratch a step may ask
                                         for (default
                                         RZ_ATTEMPT_DEFAULT_MAX_SCRATCH_MB) */
+    uint32_t max_file_mb;            /* [limits] one file a job makes or
+                                        takes (default 1024) */
+    uint32_t max_job_files_mb;       /* [limits] all of one job's file
+                                        outputs (default 4096) */
     uint32_t step_uid_first;         /* [limits] sandboxed jobs' host uids
                                         as root; 0: the library's range */
     uint32_t step_uid_count;         /* [limits] (default 256) */
@@ -106,6 +110,9 @@ int node_api_split(const char *s, char *host, size_t hostlen, unsigned *port);
 #define NODE_MAX_OUTPUT_KB 896u
 #define NODE_DEFAULT_SCRATCH_MB 1024u   /* RZ_ATTEMPT_DEFAULT_MAX_SCRATCH_MB */
 #define NODE_MAX_SCRATCH_MB 1048576u    /* 1 TiB */
+#define NODE_DEFAULT_FILE_MB 1024u      /* RZ_ATTEMPT_DEFAULT_MAX_FILE */
+#define NODE_DEFAULT_JOB_FILES_MB 4096u /* RZ_ATTEMPT_DEFAULT_MAX_FILES */
+#define NODE_MAX_FILE_MB 1048576u       /* 1 TiB */
 
 void node_config_defaults(node_config *c);
 /* Parse `len` bytes of text named `file` (for messages) over the values

@@ -430,10 +430,8 @@ class Retention(Common):
 
 
 
-class Caps(Common):
-    """The orchestrator's caps: one file, and a deployment's files."""
-    orch_args = ["--max-file-mb", "2", "--max-run-files-mb", "2"]
-
+class FlowRuns(Common):
+    """A flow deployed and watched to its end, however it ends."""
     def run_flow(self, text):
         path = self.flow_file("caps.yaml", text)
         dep = self.cli_json("flow", "deploy", path, key=self.key)["id"]
@@ -446,6 +444,40 @@ class Caps(Common):
         from harness import run, cli_env
         return run([network.RHIZOS, "--orchestrator", self.base, *args], cwd=ROOT,
                    env=cli_env(RHIZOS_API_KEY=key), timeout=timeout)
+
+
+class NodeCaps(FlowRuns):
+    """A node's own cap on one file ([limits] max_file_mb): for the files
+    its jobs make and for the ones they take."""
+
+    def capped_node(self, name, role, mb):
+        data = self.init_node(name, 1000)
+        set_config(data, "labels", "role", '"%s"' % role)
+        set_config(data, "limits", "max_file_mb", mb)
+        n = self.run_node(data)
+        n.wait_for(lambda: [e for e in n.events() if e.get("event") == "registered"],
+                   30, "node %s to register" % name)
+        return n
+
+    def test_node_caps_what_it_makes_and_takes(self):
+        self.capped_node("maker", "maker", 1)
+        st = self.run_flow(FLOW % 2)
+        self.assertEqual(st["steps"]["make"]["status"], "failed", st)
+        self.assertIn("at most 1 MiB a file", st["steps"]["make"]["error"])
+        for n in self.nodes:
+            n.stop_clean()
+        self.nodes = []
+        self.labelled_node("maker2", "maker")
+        self.capped_node("reader", "reader", 1)
+        st = self.run_flow(FLOW % 2)
+        self.assertEqual(st["steps"]["make"]["status"], "succeeded", st)
+        self.assertEqual(st["steps"]["read"]["status"], "failed", st)
+        self.assertIn("max_file_mb = 1", st["steps"]["read"]["error"])
+
+
+class Caps(FlowRuns):
+    """The orchestrator's caps: one file, and a deployment's files."""
+    orch_args = ["--max-file-mb", "2", "--max-run-files-mb", "2"]
 
     def test_caps_refuse_uploads(self):
         self.labelled_node("maker", "maker")

@@ -36,6 +36,8 @@ static void defaults(void **state)
     assert_int_equal(c.max_concurrent_jobs, 4);
     assert_int_equal(c.max_memory_mb, 0);
     assert_int_equal(c.max_scratch_mb, RZ_ATTEMPT_DEFAULT_MAX_SCRATCH_MB);
+    assert_int_equal((uint64_t)c.max_file_mb << 20, RZ_ATTEMPT_DEFAULT_MAX_FILE);
+    assert_int_equal((uint64_t)c.max_job_files_mb << 20, RZ_ATTEMPT_DEFAULT_MAX_FILES);
     assert_int_equal(c.step_uid_first, 0);
     assert_null(c.orchestrator_key);
     assert_int_equal(c.n_labels, 0);
@@ -165,6 +167,8 @@ static const bad_case bad[] = {
     { "[limits]\nmax_scratch_mb = 1048577\n", "node.toml:2: max_scratch_mb must be between 1 and 1048576" },
     { "[limits]\nmax_scratch_mb = -5\n", "node.toml:2: max_scratch_mb must be between 1 and 1048576" },
     { "[limits]\nmax_scratch_mb = \"2G\"\n", "node.toml:2: max_scratch_mb must be an integer" },
+    { "[limits]\nmax_file_mb = 0\n", "node.toml:2: max_file_mb must be between 1 and 1048576" },
+    { "[limits]\nmax_job_files_mb = 1048577\n", "node.toml:2: max_job_files_mb must be between 1 and 1048576" },
     { "[limits]\nstep_uid_first = 65534\n", "node.toml:2: step_uid_first must be between 65536 and" },
     { "[limits]\nstep_uid_count = 257\n", "node.toml:2: step_uid_count must be between 1 and 256" },
     { "[orchestrator]\nkey = \"abc\"\n", "node.toml:2: key must be the orchestrator's X25519 public key" },
@@ -453,6 +457,8 @@ static void format_round_trip(void **state)
     c.max_concurrent_jobs = 2;
     c.max_memory_mb = 1024;
     c.max_scratch_mb = 300;
+    c.max_file_mb = 7;
+    c.max_job_files_mb = 9;
     c.orchestrator_key = strdup("ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100");
     c.orchestrator_ca_file = strdup("/srv/ca \"x\".pem");
     c.cpu_hour_micros = 7;
@@ -476,6 +482,8 @@ static void format_round_trip(void **state)
     assert_int_equal(d.max_concurrent_jobs, 2);
     assert_int_equal(d.max_memory_mb, 1024);
     assert_int_equal(d.max_scratch_mb, 300);
+    assert_int_equal(d.max_file_mb, 7);
+    assert_int_equal(d.max_job_files_mb, 9);
     assert_string_equal(d.orchestrator_key, c.orchestrator_key);
     assert_string_equal(d.orchestrator_ca_file, c.orchestrator_ca_file);
     assert_int_equal(d.cpu_hour_micros, 7);
