@@ -467,11 +467,12 @@ static int start(agent *a, job *j, rz_attempt **att, const char *const *gpus)
     ao.max_file = (uint64_t)a->cfg.max_file_mb << 20;
     ao.max_files = (uint64_t)a->cfg.max_job_files_mb << 20;
     ao.service = j->service;
-    /* File outputs and inputs (blobs.c); a spooled Slurm job has no
-     * orchestrator to send them to: a file step fails there, saying so. */
+    /* File outputs and inputs (blobs.c). Under Slurm (slurm-run) the data
+     * folder is the gateway's, shared: the gateway fetched the inputs
+     * there and uploads the outputs from there (run_slurm). */
     char blobs[4096];
     node_blobs_dir(a, blobs, sizeof blobs);
-    ao.blob_dir = a->local ? NULL : blobs;
+    ao.blob_dir = blobs;
     const cJSON *rd = cJSON_GetObjectItemCaseSensitive(j->asg, "ready");
     ao.ready_check = j->service ? str_at(rd, "check") : NULL;
     double ready_s = num_at(rd, "timeout_s");
@@ -861,19 +862,43 @@ static void take_result(job *j, const cJSON *r)
     j->run_ms = ms > 0 && ms < 9e15 ? (uint64_t)ms : 0;
 }
 
+/* The step's file outputs, made by slurm-run in the shared data folder,
+ * sent to the orchestrator as a node's own are (job.c run). */
+static void slurm_files_up(agent *a, job *j)
+{
+    char why[400];
+    if (j->outputs && node_blobs_upload(a, j->s->job, &j->outputs, why,
+                                        sizeof why) != 0) {
+        free(j->outputs);
+        j->outputs = NULL;
+        free(j->error);
+        j->error = strdup(why);
+    }
+}
+
 static void run_slurm(agent *a, job *j)
 {
     uint32_t mem = job_memory(a, j);
     slurm_request rq = { .cpus = job_cpus(j),
                          .memory_mb = mem ? mem : a->cfg.slurm_default_memory_mb,
                          .gpus = job_gpus(j), .timeout_s = job_timeout(j) };
-    slurm_outcome out;
+    slurm_outcome out = { 0 };
+    char why[400];
+    /* Its input files, into the data folder the compute node shares. */
+    if (node_blobs_fetch(a, j->s->job, cJSON_GetObjectItemCaseSensitive(
+                             j->asg, "request"), why, sizeof why) != 0) {
+        j->error = strdup(why);
+        report(a, j);
+        node_blobs_release(a, j->s->job);
+        return;
+    }
     slurm_job_run(a, j->s, &rq, &out);
     switch (out.kind) {
     case SLURM_OUT_RESULT:
-        if (out.result)
+        if (out.result) {
             take_result(j, out.result);
-        else {
+            slurm_files_up(a, j);
+        } else {
             j->error = out.error;
             j->run_ms = out.run_ms;
             out.error = NULL;
@@ -895,6 +920,8 @@ static void run_slurm(agent *a, job *j)
                   "goes on and is taken up again at the next start", -1);
         break;
     }
+    if (out.kind != SLURM_OUT_LEFT)
+        node_blobs_release(a, j->s->job);
     cJSON_Delete(out.result);
     free(out.error);
 }

@@ -33,6 +33,7 @@ from network import CREDITS, FANOUT, PRICES, SANDBOX, Base, NODE, ROOT
 
 HAVE_SLURM = bool(os.environ.get("RHIZOS_TEST_SLURM")) and bool(os.environ.get("SLURM_CONF"))
 PARTITION = os.environ.get("RHIZOS_SLURM_PARTITION", "debug")
+TEST_MODULES = os.path.join(ROOT, "tests", "e2e", "modules")
 
 
 def squeue():
@@ -63,6 +64,14 @@ class Slurm(Base):
         self.since = max(squeue(), default=0)
         super().setUp()
 
+    def start_orchestrator(self):   # the test modules too (file-make, file-read)
+        from harness import start_orchestrator
+        from network import ADMIN, ORCH
+        self.orch = start_orchestrator(
+            ORCH, self.data, ["--quiet", "--node-timeout-ms", str(self.node_timeout_ms),
+                              "--modules", TEST_MODULES],
+            admin_key=ADMIN, cwd=ROOT, port=self.port)
+
     def slurm_up(self):
         """scripts/slurm-up again for this class's cluster."""
         up = subprocess.run([os.path.join(ROOT, "scripts", "slurm-up")],
@@ -75,6 +84,7 @@ class Slurm(Base):
         conf = {"kind": "slurm", "partition": PARTITION,
                 "spool": os.path.join(self.tmp.name, "spool"), "poll_s": 0.3}
         conf.update(backend)
+        set_config(data, "node", "modules", '"%s"' % TEST_MODULES)
         for k, v in conf.items():
             set_config(data, "backend", k, v if isinstance(v, float) else '"%s"' % v)
         return data
@@ -263,6 +273,38 @@ class Slurm(Base):
         finally:
             run(["scontrol", "update", "nodename=" + host, "state=resume"])
         self.assertEqual(self.finished(job)["status"], "succeeded")
+
+    def test_file_outputs_through_slurm(self):
+        # A step's file output made on the compute node (in the gateway's
+        # shared data folder) goes up to the orchestrator; the next step's
+        # input comes down into that folder for its compute node.
+        gw = self.start_gateway()
+        path = self.flow_file("files.yaml", """flux: 1
+name: slurmfiles
+steps:
+  make:
+    module: file-make@1
+    config: {"mb": 1}
+    max_cost_micros: 20000000
+  read:
+    module: file-read@1
+    needs: [make]
+    max_cost_micros: 20000000
+    inputs:
+      data: "${{ steps.make.outputs.data }}"
+""")
+        dep = self.cli_json("flow", "deploy", path, key=self.key)["id"]
+        self.cli("flow", "watch", str(dep), key=self.key, timeout=180)
+        st = self.status(dep)
+        made = st["steps"]["make"]["outputs"]["data"]["$file"]
+        self.assertEqual(made["size"], 1 << 20)
+        self.assertNotIn("path", made)
+        got = st["steps"]["read"]["outputs"]
+        self.assertEqual((got["sha256"], got["size"]), (made["sha256"], 1 << 20), st)
+        jobs = {j["step"]: j for j in self.client_jobs() if j.get("step")}
+        self.assertEqual({jobs[s]["node"] for s in ("make", "read")}, {gw.id})
+        left = [f for _, _, fs in os.walk(os.path.join(gw.data, "blobs")) for f in fs]
+        self.assertEqual(left, [])
 
     def test_slurmctld_away_stops_taking_work(self):
         gw = self.start_gateway()
