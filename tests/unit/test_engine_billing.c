@@ -17,8 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -118,21 +116,92 @@ static bool stopped(fx *f, uint64_t job, uint64_t node)
     return seen;
 }
 
-/* After the 15th interval: the step failed for good with its reason, the
- * money exact, and a reopen changes nothing. */
-static void exhausted_checked(fx *f, uint64_t d, uint64_t hb, uint64_t n,
-                              uint32_t attempt, uint64_t end)
+/* No money is held in the ledger's escrow. */
+static void nothing_held(fx *f)
+{
+    rz_ledger_stats ls;
+    assert_int_equal(rz_ledger_stats_get(rz_engine_ledger(f->e), &ls), RZ_OK);
+    assert_int_equal(ls.escrow_held_micros, 0);
+}
+
+/* A fixture made anew: the test's next case starts clean. */
+static fx *fresh(void **state)
+{
+    teardown(state);
+    setup(state);
+    return *state;
+}
+
+/* A service billed by time: the node that runs it, its deployment, and
+ * the node's assignment (the job, its attempt). */
+typedef struct billed {
+    uint64_t n, d;
+    rz_engine_assignment a;
+} billed;
+
+/* `flow` deployed at 0 on a node of its own (registered at 0), which takes
+ * it at `start`: its first interval runs from then. */
+static billed bill_service(fx *f, const char *flow, uint64_t start)
+{
+    billed b = { node_add(f, 0), deploy(f, flow, 0), { 0 } };
+    int rc = rz_engine_poll(f->e, b.n, start, &b.a);
+    if (rc != RZ_OK) {
+        rz_engine_job_info ji;
+        (void)!rz_engine_job_get(f->e, 1, &ji);
+        fprintf(stderr, "poll: %s; job 1 %s %s %s\n", rz_error_last()->message,
+                rz_job_state_name(ji.state), ji.waiting_reason ? ji.waiting_reason : "",
+                rz_engine_job_requirements(f->e, 1));
+    }
+    assert_int_equal(rc, RZ_OK);
+    return b;
+}
+
+/* Node n beats and the engine ticks at from, from + step, ... up to until. */
+static void bill_run(fx *f, uint64_t n, uint64_t from, uint64_t until, uint64_t step)
+{
+    for (uint64_t now = from; now <= until; now += step) {
+        assert_int_equal(rz_engine_node_heartbeat(f->e, n, now, 0), RZ_OK);
+        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
+    }
+}
+
+/* FLOW taken at 1000, and its first interval's roll-over decided in a
+ * group at 1000 + MIN (the orchestrator ticks inside its pass): owed,
+ * paid only at the group's commit, which the caller makes. */
+static billed roll_over_owed(fx *f)
+{
+    billed b = bill_service(f, FLOW, 1000);
+    uint64_t now = 1000 + MIN;
+    assert_int_equal(rz_engine_node_heartbeat(f->e, b.n, now, 0), RZ_OK);
+    assert_int_equal(rz_engine_group_begin(f->e), RZ_OK);
+    assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);   /* decided, owed */
+    return b;
+}
+
+/* Deployment d failed, its step "hb" stopped by the money with `error`
+ * after `intervals` paid `paid` micros: the step's view (cJSON_Delete it). */
+static cJSON *stopped_view(fx *f, uint64_t d, const char *error, int intervals,
+                           int paid)
 {
     rz_run_state rs;
     assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_FAILED);
     cJSON *v = step_view(f, d, "hb");
     assert_string_equal(cJSON_GetObjectItem(v, "status")->valuestring, "failed");
-    assert_string_equal(cJSON_GetObjectItem(v, "error")->valuestring,
-                        "budget exhausted: 15 intervals paid ($0.009000); the balance "
-                        "($0.001000) cannot cover the next ($0.001200)");
-    assert_int_equal((int)billing(v, "intervals_paid"), 15);
-    assert_int_equal((int)billing(v, "paid_micros"), 9000);
+    assert_string_equal(cJSON_GetObjectItem(v, "error")->valuestring, error);
+    assert_int_equal((int)billing(v, "intervals_paid"), intervals);
+    assert_int_equal((int)billing(v, "paid_micros"), paid);
+    return v;
+}
+
+/* After the 15th interval: the step failed for good with its reason, the
+ * money exact, and a reopen changes nothing. */
+static void exhausted_checked(fx *f, uint64_t d, uint64_t hb, uint64_t n,
+                              uint32_t attempt, uint64_t end)
+{
+    cJSON *v = stopped_view(f, d, "budget exhausted: 15 intervals paid ($0.009000); the "
+                            "balance ($0.001000) cannot cover the next ($0.001200)",
+                            15, 9000);
     assert_int_equal(cJSON_GetObjectItem(v, "attempts")->valueint, 1);   /* no restart */
     cJSON_Delete(v);
     rz_engine_job_info ji;
@@ -143,15 +212,14 @@ static void exhausted_checked(fx *f, uint64_t d, uint64_t hb, uint64_t n,
     assert_int_equal(avail(f, f->client), CREDIT - 9000);
     assert_int_equal(avail(f, rz_engine_node_account(n)), 15u * 570);
     assert_int_equal(avail(f, RZ_LEDGER_PLATFORM_ID), 15u * 30);
-    rz_ledger_stats ls;
-    assert_int_equal(rz_ledger_stats_get(rz_engine_ledger(f->e), &ls), RZ_OK);
-    assert_int_equal(ls.escrow_held_micros, 0);
+    nothing_held(f);
     /* The node's late result changes nothing; a reopen replays the stop. */
     rz_engine_report r = RZ_ENGINE_REPORT_INIT;
     r.attempt = attempt;
     assert_int_equal(rz_engine_report_result(f->e, n, hb, &r, end + 5, NULL), RZ_ESTATE);
     reopen(f);
     check(f);
+    rz_run_state rs;
     assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
     assert_int_equal(rs, RZ_RUN_FAILED);
     assert_int_equal(avail(f, f->client), CREDIT - 9000);
@@ -165,21 +233,10 @@ static void exhausted_checked(fx *f, uint64_t d, uint64_t hb, uint64_t n,
 static void test_intervals_paid_until_the_balance_runs_out(void **state)
 {
     fx *f = *state;
-    uint64_t n = node_add(f, 0);
-    uint64_t d = deploy(f, FLOW, 0);
+    billed b = bill_service(f, FLOW, 1000);
+    uint64_t n = b.n, d = b.d, hb = b.a.job;
     assert_int_equal(avail(f, f->client), CREDIT - 1200);
-    rz_engine_assignment a;
-    int prc = rz_engine_poll(f->e, n, 1000, &a);
-    if (prc != RZ_OK) {
-        rz_engine_job_info ji;
-        (void)!rz_engine_job_get(f->e, 1, &ji);
-        fprintf(stderr, "poll: %s; job 1 %s %s %s\n", rz_error_last()->message,
-                rz_job_state_name(ji.state), ji.waiting_reason ? ji.waiting_reason : "",
-                rz_engine_job_requirements(f->e, 1));
-    }
-    assert_int_equal(prc, RZ_OK);
-    assert_string_equal(a.step, "hb");
-    uint64_t hb = a.job;
+    assert_string_equal(b.a.step, "hb");
     assert_int_equal(rz__bill_next(f->e), 1000 + MIN);
     /* Not yet a minute: nothing is paid. */
     assert_int_equal(rz_engine_node_heartbeat(f->e, n, 1000 + MIN - 1, 0), RZ_OK);
@@ -206,7 +263,7 @@ static void test_intervals_paid_until_the_balance_runs_out(void **state)
     assert_int_equal(rz_engine_tick(f->e, end), RZ_OK);
     check(f);
     assert_true(stopped(f, hb, n));   /* the node is told to stop it */
-    exhausted_checked(f, d, hb, n, a.attempt, end);
+    exhausted_checked(f, d, hb, n, b.a.attempt, end);
 }
 
 /* hours: 1 at 10-minute intervals: six intervals, then it stops, spent. A
@@ -222,14 +279,9 @@ static void test_hours_spent_and_a_clean_exit(void **state)
         "  hb:\n    module: svc@1.0.0\n    kind: service\n    restart: {policy: never}\n"
         "    budget: {max_cents_per_hour: 4, hours: 1, interval_s: 600}\n"
         "    inputs: {text: x}\n";
-    uint64_t n = node_add(f, 0);
-    uint64_t d = deploy(f, hours, 0);
-    rz_engine_assignment a;
-    assert_int_equal(rz_engine_poll(f->e, n, 0, &a), RZ_OK);
-    for (uint64_t now = 10000; now <= 3600000; now += 10000) {
-        assert_int_equal(rz_engine_node_heartbeat(f->e, n, now, 0), RZ_OK);
-        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
-    }
+    billed b = bill_service(f, hours, 0);
+    uint64_t n = b.n, d = b.d;
+    bill_run(f, n, 10000, 3600000, 10000);
     check(f);
     cJSON *v = step_view(f, d, "hb");
     /* 40,000 micros an hour: 6,667 held a interval; the node's 6,000 paid. */
@@ -243,6 +295,7 @@ static void test_hours_spent_and_a_clean_exit(void **state)
     /* A second one exits 0 after 90 s, in its first 10-minute interval:
      * the node's price for 90 s, 900 micros. */
     uint64_t d2 = deploy(f, hours, 4000000);
+    rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, n, 4000000, &a), RZ_OK);
     rz_engine_report r = RZ_ENGINE_REPORT_INIT;
     r.attempt = a.attempt;
@@ -266,16 +319,10 @@ static void test_hours_spent_and_a_clean_exit(void **state)
 static void test_node_lost_restarts_counted_never_billed_twice(void **state)
 {
     fx *f = *state;
-    uint64_t na = node_add(f, 0);
-    uint64_t d = deploy(f, FLOW, 0);
-    rz_engine_assignment a;
-    assert_int_equal(rz_engine_poll(f->e, na, 0, &a), RZ_OK);
-    uint64_t hb = a.job;
-    uint64_t now = 0;
-    for (; now <= 150000; now += 10000) {
-        assert_int_equal(rz_engine_node_heartbeat(f->e, na, now, 0), RZ_OK);
-        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
-    }
+    billed b = bill_service(f, FLOW, 0);
+    uint64_t na = b.n, d = b.d, hb = b.a.job;
+    bill_run(f, na, 0, 150000, 10000);
+    uint64_t now = 160000;
     check(f);
     assert_int_equal(avail(f, rz_engine_node_account(na)), 2u * 570);
     uint64_t nb = node_add(f, now);
@@ -288,13 +335,12 @@ static void test_node_lost_restarts_counted_never_billed_twice(void **state)
     cJSON *v = step_view(f, d, "hb");
     assert_int_equal(cJSON_GetObjectItem(v, "attempts")->valueint, 2);
     cJSON_Delete(v);
+    rz_engine_assignment a;
     assert_int_equal(rz_engine_poll(f->e, nb, now, &a), RZ_OK);
     assert_int_equal(a.job, hb);
     uint64_t b_start = now;
-    for (; now <= b_start + 70000; now += 10000) {
-        assert_int_equal(rz_engine_node_heartbeat(f->e, nb, now, 0), RZ_OK);
-        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
-    }
+    bill_run(f, nb, b_start, b_start + 70000, 10000);
+    now = b_start + 80000;
     check(f);
     /* Interval 3 ran on B (a whole minute from its start); A got nothing
      * for its half. */
@@ -312,9 +358,19 @@ static void test_node_lost_restarts_counted_never_billed_twice(void **state)
     assert_int_equal((int)billing(v, "intervals_paid"), 3);
     cJSON_Delete(v);
     assert_int_equal(avail(f, f->client), CREDIT - 3u * 600);
-    rz_ledger_stats ls;
-    assert_int_equal(rz_ledger_stats_get(rz_engine_ledger(f->e), &ls), RZ_OK);
-    assert_int_equal(ls.escrow_held_micros, 0);
+    nothing_held(f);
+}
+
+/* Ten minutes of FLOW on node 1 from 0: ten intervals, each paid once. */
+static void ten_intervals_paid(fx *f)
+{
+    cJSON *v = step_view(f, 1, "hb");
+    assert_int_equal((int)billing(v, "intervals_paid"), 10);
+    assert_int_equal((int)billing(v, "paid_micros"), 6000);
+    cJSON_Delete(v);
+    assert_int_equal(avail(f, rz_engine_node_account(1)), 10u * 570);
+    assert_int_equal(avail(f, RZ_LEDGER_PLATFORM_ID), 10u * 30);
+    assert_int_equal(avail(f, f->client), CREDIT - 6000 - 1200);
 }
 
 /* kill -9 of the engine's process right after its k-th commit from the
@@ -332,15 +388,9 @@ static void kill_point(void)
 
 static void run_crash(fx *f, int k)
 {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
+    pid_t pid = efx_fork(f);
     if (pid == 0) {
-        reopen(f);
-        uint64_t n = node_add(f, 0);
-        (void)deploy(f, FLOW, 0);
-        rz_engine_assignment a;
-        if (rz_engine_poll(f->e, n, 0, &a) != RZ_OK)
-            _exit(3);
+        uint64_t n = bill_service(f, FLOW, 0).n;
         for (uint64_t now = 10000; now <= 10 * MIN; now += 10000) {
             if (now == 3 * MIN) {   /* mid-way through the run */
                 kill_after = k;
@@ -354,26 +404,16 @@ static void run_crash(fx *f, int k)
         }
         _exit(5);
     }
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFSIGNALED(st));
-    assert_int_equal(WTERMSIG(st), SIGKILL);
+    efx_wait_signaled(pid, SIGKILL);
 }
 
 static void test_kill9_mid_interval_bills_each_once(void **state)
 {
     fx *f = *state;
-    rz_engine_close(f->e);
-    f->e = NULL;
     /* One fixture per crash point: each a fresh directory. */
     for (int k = 0; k <= 4; k++) {
-        if (k > 0) {
-            teardown(state);
-            setup(state);
-            f = *state;
-            rz_engine_close(f->e);
-            f->e = NULL;
-        }
+        if (k > 0)
+            f = fresh(state);
         run_crash(f, k);
         reopen(f);
         check(f);
@@ -384,14 +424,7 @@ static void test_kill9_mid_interval_bills_each_once(void **state)
             assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
             check(f);
         }
-        /* Ten minutes from the start at 0: ten intervals, each once. */
-        cJSON *v = step_view(f, 1, "hb");
-        assert_int_equal((int)billing(v, "intervals_paid"), 10);
-        assert_int_equal((int)billing(v, "paid_micros"), 6000);
-        cJSON_Delete(v);
-        assert_int_equal(avail(f, rz_engine_node_account(1)), 10u * 570);
-        assert_int_equal(avail(f, RZ_LEDGER_PLATFORM_ID), 10u * 30);
-        assert_int_equal(avail(f, f->client), CREDIT - 6000 - 1200);
+        ten_intervals_paid(f);
         rz_ledger_transfer t;
         rz_ledger_id id = rz_ledger_id_make(RZ__EID(RZ__EID_IV_SETTLE),
                                             (uint64_t)1 << 24 | 3);
@@ -407,14 +440,8 @@ static void test_kill9_mid_interval_bills_each_once(void **state)
 static void test_group_holds_leave_the_owed_roll_over(void **state)
 {
     fx *f = *state;
-    uint64_t n = node_add(f, 0);
-    (void)deploy(f, FLOW, 0);
-    rz_engine_assignment a;
-    assert_int_equal(rz_engine_poll(f->e, n, 1000, &a), RZ_OK);
-    uint64_t now = 1000 + MIN;
-    assert_int_equal(rz_engine_node_heartbeat(f->e, n, now, 0), RZ_OK);
-    assert_int_equal(rz_engine_group_begin(f->e), RZ_OK);
-    assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);   /* decided, owed */
+    billed b = roll_over_owed(f);
+    uint64_t n = b.n, now = 1000 + MIN;
     for (int i = 0; i < 7; i++) {
         uint64_t d = 0;
         int rc = rz_engine_deploy(f->e, FLOW, strlen(FLOW), f->client, NULL, now,
@@ -426,7 +453,7 @@ static void test_group_holds_leave_the_owed_roll_over(void **state)
     assert_int_equal(avail(f, rz_engine_node_account(n)), 570);
     assert_int_equal(avail(f, f->client), CREDIT - 1200 - 600 - 6u * 1200);
     rz_engine_job_info ji;
-    assert_int_equal(rz_engine_job_get(f->e, a.job, &ji), RZ_OK);
+    assert_int_equal(rz_engine_job_get(f->e, b.a.job, &ji), RZ_OK);
     assert_int_equal(ji.state, RZ_JOB_RUNNING);
     assert_int_equal(rz__bill_next(f->e), 1000 + 2 * MIN);
 }
@@ -437,17 +464,9 @@ static void test_group_holds_leave_the_owed_roll_over(void **state)
 static void refused_checked(fx *f, uint64_t d, uint64_t hb, uint64_t n)
 {
     check(f);
-    rz_run_state rs;
-    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
-    assert_int_equal(rs, RZ_RUN_FAILED);
-    cJSON *v = step_view(f, d, "hb");
-    assert_string_equal(cJSON_GetObjectItem(v, "status")->valuestring, "failed");
-    assert_string_equal(cJSON_GetObjectItem(v, "error")->valuestring,
-                        "budget exhausted: 1 intervals paid ($0.000600); the balance "
-                        "($0.000600) cannot cover the next ($0.001200)");
-    assert_int_equal((int)billing(v, "intervals_paid"), 1);
-    assert_int_equal((int)billing(v, "paid_micros"), 600);
-    cJSON_Delete(v);
+    cJSON_Delete(stopped_view(f, d, "budget exhausted: 1 intervals paid ($0.000600); the "
+                              "balance ($0.000600) cannot cover the next ($0.001200)",
+                              1, 600));
     rz_engine_job_info ji;
     assert_int_equal(rz_engine_job_get(f->e, hb, &ji), RZ_OK);
     assert_int_equal(ji.state, RZ_JOB_FAILED);
@@ -465,19 +484,13 @@ static void refused_checked(fx *f, uint64_t d, uint64_t hb, uint64_t n)
 
 static uint64_t refusal_begin(fx *f, uint64_t *d, uint64_t *hb)
 {
-    uint64_t n = node_add(f, 0);
-    *d = deploy(f, FLOW, 0);
-    rz_engine_assignment a;
-    assert_int_equal(rz_engine_poll(f->e, n, 1000, &a), RZ_OK);
-    *hb = a.job;
-    uint64_t now = 1000 + MIN;
-    assert_int_equal(rz_engine_node_heartbeat(f->e, n, now, 0), RZ_OK);
-    assert_int_equal(rz_engine_group_begin(f->e), RZ_OK);
-    assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);   /* decided, owed */
+    billed b = roll_over_owed(f);
+    *d = b.d;
+    *hb = b.a.job;
     assert_int_equal(rz_ledger_withdraw_request(rz_engine_ledger(f->e),
                                                 rz_ledger_id_make(9, 9), f->client,
                                                 CREDIT - 1200), RZ_OK);
-    return n;
+    return b.n;
 }
 
 static void test_refused_next_hold_stops_exhausted(void **state)
@@ -503,17 +516,10 @@ static void test_refused_next_hold_kill9(void **state)
 {
     fx *f = *state;
     for (int back = 0; back <= 1; back++) {
-        if (back) {
-            teardown(state);
-            setup(state);
-            f = *state;
-        }
-        rz_engine_close(f->e);
-        f->e = NULL;
-        pid_t pid = fork();
-        assert_true(pid >= 0);
+        if (back)
+            f = fresh(state);
+        pid_t pid = efx_fork(f);
         if (pid == 0) {
-            reopen(f);
             uint64_t d, hb;
             (void)refusal_begin(f, &d, &hb);
             kill_after = 1;
@@ -521,10 +527,7 @@ static void test_refused_next_hold_kill9(void **state)
             (void)!rz_engine_group_commit(f->e);
             _exit(5);
         }
-        int st = 0;
-        assert_int_equal(waitpid(pid, &st, 0), pid);
-        assert_true(WIFSIGNALED(st));
-        assert_int_equal(WTERMSIG(st), SIGKILL);
+        efx_wait_signaled(pid, SIGKILL);
         if (back) {   /* a deposit while the orchestrator was down */
             rz_ledger *l = NULL;
             rz_ledger_opts lo = RZ_LEDGER_OPTS_INIT;
@@ -587,6 +590,39 @@ static void test_rounded_up_once_not_per_interval(void **state)
     assert_int_equal(avail(f, f->client), CREDIT - 100 - 3);
 }
 
+/* Case i, the flow `text` with a budget on its line 7: it loads (want
+ * NULL), or is refused with a diagnostic holding `want` on that line (at
+ * `pointer` too, unless NULL). */
+static void budget_loads(size_t i, const char *text, const char *want,
+                         const char *pointer)
+{
+    rz_flow *fl = NULL;
+    rz_diags *dg = NULL;
+    assert_int_equal(rz_diags_new(&dg), RZ_OK);
+    int rc = rz_flow_parse(&fl, text, strlen(text), RZ_FORMAT_YAML, "b.yaml", dg);
+    if (rc == RZ_OK)
+        rc = rz_flow_validate(fl, NULL, dg);
+    if ((rc == RZ_OK) != !want)
+        fprintf(stderr, "case %zu: %s\n", i,
+                rc == RZ_OK ? "passed" : rz_error_last()->message);
+    assert_int_equal(rc == RZ_OK, !want);
+    bool found = !want;
+    for (size_t k = 0; want && k < rz_diags_count(dg); k++) {
+        const rz_diag *x = rz_diags_get(dg, k);
+        if (strstr(x->message, want)) {
+            found = true;
+            assert_int_equal(x->line, 7);   /* the budget's line */
+            if (pointer)
+                assert_string_equal(x->pointer, pointer);
+        }
+    }
+    if (!found)
+        fprintf(stderr, "case %zu: %s\n", i, rz_error_last()->message);
+    assert_true(found);
+    rz_flow_free(fl);
+    rz_diags_free(dg);
+}
+
 /* budget: checked at load with the line of the mistake; not for jobs. */
 static void test_budget_validation(void **state)
 {
@@ -606,28 +642,7 @@ static void test_budget_validation(void **state)
         char text[512];
         snprintf(text, sizeof text, "flux: 1\nname: b\nsteps:\n  hb:\n    module: svc@1\n"
                  "    kind: %s\n    budget: %s\n", bad[i].kind, bad[i].budget);
-        rz_flow *fl = NULL;
-        rz_diags *dg = NULL;
-        assert_int_equal(rz_diags_new(&dg), RZ_OK);
-        int rc = rz_flow_parse(&fl, text, strlen(text), RZ_FORMAT_YAML, "b.yaml", dg);
-        if (rc == RZ_OK)
-            rc = rz_flow_validate(fl, NULL, dg);
-        if (rc == RZ_OK)
-            fprintf(stderr, "case %zu passed\n", i);
-        assert_int_not_equal(rc, RZ_OK);
-        bool found = false;
-        for (size_t k = 0; k < rz_diags_count(dg); k++) {
-            const rz_diag *x = rz_diags_get(dg, k);
-            if (strstr(x->message, bad[i].want)) {
-                found = true;
-                assert_int_equal(x->line, 7);   /* the budget's line */
-            }
-        }
-        if (!found)
-            fprintf(stderr, "case %zu: %s\n", i, rz_error_last()->message);
-        assert_true(found);
-        rz_flow_free(fl);
-        rz_diags_free(dg);
+        budget_loads(i, text, bad[i].want, NULL);
     }
 }
 
@@ -641,14 +656,8 @@ static void test_budget_validation(void **state)
 static void test_withdrawal_and_holds_leave_the_owed_roll_over(void **state)
 {
     fx *f = *state;
-    uint64_t n = node_add(f, 0);
-    uint64_t d = deploy(f, FLOW, 0);
-    rz_engine_assignment a;
-    assert_int_equal(rz_engine_poll(f->e, n, 1000, &a), RZ_OK);
-    uint64_t now = 1000 + MIN;
-    assert_int_equal(rz_engine_node_heartbeat(f->e, n, now, 0), RZ_OK);
-    assert_int_equal(rz_engine_group_begin(f->e), RZ_OK);
-    assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);   /* decided, owed */
+    billed b = roll_over_owed(f);
+    uint64_t n = b.n, d = b.d, now = 1000 + MIN;
     uint64_t have = 0;
     assert_int_equal(rz_engine_available(f->e, f->client, &have), RZ_OK);
     assert_int_equal(have, CREDIT - 1200 - 600);
@@ -680,7 +689,7 @@ static void test_withdrawal_and_holds_leave_the_owed_roll_over(void **state)
     assert_int_equal(rz_engine_group_commit(f->e), RZ_OK);
     check(f);
     rz_engine_job_info ji;
-    assert_int_equal(rz_engine_job_get(f->e, a.job, &ji), RZ_OK);
+    assert_int_equal(rz_engine_job_get(f->e, b.a.job, &ji), RZ_OK);
     assert_int_equal(ji.state, RZ_JOB_RUNNING);
     cJSON *v = step_view(f, d, "hb");
     assert_int_equal((int)billing(v, "interval"), 2);
@@ -689,7 +698,7 @@ static void test_withdrawal_and_holds_leave_the_owed_roll_over(void **state)
     assert_int_equal(avail(f, rz_engine_node_account(n)), 570);
     assert_int_equal(avail(f, f->client), 0);
     assert_int_equal(rz_ledger_transfer_get(rz_engine_ledger(f->e),
-                                            rz__bill_hold_id(a.job, 2), &t), RZ_OK);
+                                            rz__bill_hold_id(b.a.job, 2), &t), RZ_OK);
     assert_int_equal(t.state, RZ_LEDGER_OPEN);
 }
 
@@ -715,33 +724,7 @@ static void test_budget_hours_past_the_interval_ids(void **state)
         snprintf(text, sizeof text, "flux: 1\nname: b\nsteps:\n  hb:\n    module: svc@1\n"
                  "    kind: service\n    budget: %s\n    inputs: {text: x}\n",
                  cases[i].budget);
-        rz_flow *fl = NULL;
-        rz_diags *dg = NULL;
-        assert_int_equal(rz_diags_new(&dg), RZ_OK);
-        int rc = rz_flow_parse(&fl, text, strlen(text), RZ_FORMAT_YAML, "b.yaml", dg);
-        if (rc == RZ_OK)
-            rc = rz_flow_validate(fl, NULL, dg);
-        if (!cases[i].want) {
-            if (rc != RZ_OK)
-                fprintf(stderr, "case %zu: %s\n", i, rz_error_last()->message);
-            assert_int_equal(rc, RZ_OK);
-        } else {
-            assert_int_not_equal(rc, RZ_OK);
-            bool found = false;
-            for (size_t k = 0; k < rz_diags_count(dg); k++) {
-                const rz_diag *x = rz_diags_get(dg, k);
-                if (strstr(x->message, cases[i].want)) {
-                    found = true;
-                    assert_int_equal(x->line, 7);
-                    assert_string_equal(x->pointer, "/steps/hb/budget/hours");
-                }
-            }
-            if (!found)
-                fprintf(stderr, "case %zu: %s\n", i, rz_error_last()->message);
-            assert_true(found);
-        }
-        rz_flow_free(fl);
-        rz_diags_free(dg);
+        budget_loads(i, text, cases[i].want, "/steps/hb/budget/hours");
     }
     static const char *past =
         "flux: 1\nname: b\nsteps:\n  hb:\n    module: svc@1.0.0\n    kind: service\n"
@@ -763,14 +746,10 @@ static void test_budget_hours_past_the_interval_ids(void **state)
 static void test_retention_reads_the_last_interval_hold(void **state)
 {
     fx *f = *state;
-    uint64_t n = node_add(f, 0);
-    uint64_t d = deploy(f, FLOW, 0);
-    rz_engine_assignment a;
-    assert_int_equal(rz_engine_poll(f->e, n, 0, &a), RZ_OK);
-    for (uint64_t now = MIN; now <= 2 * MIN; now += MIN) {
-        assert_int_equal(rz_engine_node_heartbeat(f->e, n, now, 0), RZ_OK);
-        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
-    }
+    billed b = bill_service(f, FLOW, 0);
+    uint64_t d = b.d;
+    const rz_engine_assignment a = b.a;
+    bill_run(f, b.n, MIN, 2 * MIN, MIN);
     assert_int_equal(rz_engine_deployment_cancel(f->e, d, 2 * MIN + 1), RZ_OK);
     check(f);
     rz__ejob *j = rz__engine_job(f->e, a.job);
@@ -820,12 +799,8 @@ static ssize_t killing_pwrite(int fd, const void *p, size_t n, off_t off)
 
 static void killed_in_ledger(fx *f, bool refusal)
 {
-    rz_engine_close(f->e);
-    f->e = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
+    pid_t pid = efx_fork(f);
     if (pid == 0) {
-        reopen(f);
         static rz__ledger_io io;
         plain_io = rz__ledger_io_seam;
         io = *plain_io;
@@ -838,11 +813,7 @@ static void killed_in_ledger(fx *f, bool refusal)
             (void)!rz_engine_group_commit(f->e);
             _exit(5);
         }
-        uint64_t n = node_add(f, 0);
-        (void)deploy(f, FLOW, 0);
-        rz_engine_assignment a;
-        if (rz_engine_poll(f->e, n, 0, &a) != RZ_OK)
-            _exit(3);
+        uint64_t n = bill_service(f, FLOW, 0).n;
         for (uint64_t now = 10000; now <= 3 * MIN; now += 10000) {
             if (rz_engine_node_heartbeat(f->e, n, now, 0) != RZ_OK)
                 _exit(4);
@@ -852,10 +823,7 @@ static void killed_in_ledger(fx *f, bool refusal)
         }
         _exit(5);
     }
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFSIGNALED(st));
-    assert_int_equal(WTERMSIG(st), SIGKILL);
+    efx_wait_signaled(pid, SIGKILL);
     reopen(f);
 }
 
@@ -875,13 +843,7 @@ static void test_kill9_between_settlement_and_next_hold(void **state)
         assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
         check(f);
     }
-    v = step_view(f, 1, "hb");
-    assert_int_equal((int)billing(v, "intervals_paid"), 10);
-    assert_int_equal((int)billing(v, "paid_micros"), 6000);
-    cJSON_Delete(v);
-    assert_int_equal(avail(f, rz_engine_node_account(1)), 10u * 570);
-    assert_int_equal(avail(f, RZ_LEDGER_PLATFORM_ID), 10u * 30);
-    assert_int_equal(avail(f, f->client), CREDIT - 6000 - 1200);
+    ten_intervals_paid(f);
     for (uint32_t k = 1; k <= 10; k++) {   /* each settled by its own id, once */
         rz_ledger_transfer t;
         rz_ledger_id id = rz_ledger_id_make(RZ__EID(RZ__EID_IV_SETTLE),
@@ -909,9 +871,7 @@ static void test_kill9_between_settlement_and_next_hold(void **state)
     assert_int_equal(posts, 10);
 
     /* A refusal: interval 1 settled, 2 refused; the store knew neither. */
-    teardown(state);
-    setup(state);
-    f = *state;
+    f = fresh(state);
     killed_in_ledger(f, true);
     refused_checked(f, 1, 1, 1);
 }
@@ -947,21 +907,13 @@ static void test_ended_in_the_pass_of_a_refused_roll_over(void **state)
     fx *f = *state;
     for (int kill = 0; kill <= 1; kill++) {
         if (kill) {
-            teardown(state);
-            setup(state);
-            f = *state;
-            rz_engine_close(f->e);
-            f->e = NULL;
-            pid_t pid = fork();
-            assert_true(pid >= 0);
+            f = fresh(state);
+            pid_t pid = efx_fork(f);
             if (pid == 0) {
-                reopen(f);
                 ended_pass(f, true);
                 _exit(5);
             }
-            int st = 0;
-            assert_int_equal(waitpid(pid, &st, 0), pid);
-            assert_true(WIFSIGNALED(st));
+            efx_wait_signaled(pid, 0);
             reopen(f);
         } else {
             ended_pass(f, false);
@@ -978,9 +930,7 @@ static void test_ended_in_the_pass_of_a_refused_roll_over(void **state)
             assert_int_equal(avail(f, rz_engine_node_account(1)), 570);
             assert_int_equal(avail(f, RZ_LEDGER_PLATFORM_ID), 30);
             assert_int_equal(avail(f, f->client), 600);
-            rz_ledger_stats ls;
-            assert_int_equal(rz_ledger_stats_get(rz_engine_ledger(f->e), &ls), RZ_OK);
-            assert_int_equal(ls.escrow_held_micros, 0);
+            nothing_held(f);
             reopen(f);
         }
     }
@@ -997,11 +947,8 @@ static void test_node_gone_in_the_pass_of_a_refused_roll_over(void **state)
 {
     fx *f = *state;
     for (int queued = 0; queued <= 1; queued++) {
-        if (queued) {
-            teardown(state);
-            setup(state);
-            f = *state;
-        }
+        if (queued)
+            f = fresh(state);
         uint64_t d, hb, n = refusal_begin(f, &d, &hb);
         assert_int_equal(rz_engine_node_deregister(f->e, n, 1000 + MIN + 1), RZ_OK);
         if (queued)   /* its 10 ms backoff over */
@@ -1027,9 +974,7 @@ static void test_node_gone_in_the_pass_of_a_refused_roll_over(void **state)
             cJSON_Delete(v);
             assert_int_equal(avail(f, rz_engine_node_account(n)), 570);
             assert_int_equal(avail(f, f->client), 600);
-            rz_ledger_stats ls;
-            assert_int_equal(rz_ledger_stats_get(rz_engine_ledger(f->e), &ls), RZ_OK);
-            assert_int_equal(ls.escrow_held_micros, 0);
+            nothing_held(f);
             reopen(f);
         }
     }

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -58,6 +59,18 @@ static int listener(uint16_t *port)
     return fd;
 }
 
+/* A listener on the loopback (its fd) and *t naming it: "tcp:PORT", or
+ * with `http` "http://127.0.0.1:PORT/health". */
+static int listen_target(bool http, rz__ready_target *t)
+{
+    uint16_t port;
+    int fd = listener(&port);
+    char spec[64], why[200];
+    snprintf(spec, sizeof spec, http ? "http://127.0.0.1:%u/health" : "tcp:%u", port);
+    assert_int_equal(rz__ready_parse(spec, t, why, sizeof why), RZ_OK);
+    return fd;
+}
+
 typedef struct server { int fd; const char *answer; } server;
 
 /* Answers one request, after reading its head. */
@@ -75,12 +88,9 @@ static void *serve_one(void *arg)
 static void test_tcp(void **state)
 {
     (void)state;
-    uint16_t port;
-    int fd = listener(&port);
-    char spec[32], why[200];
+    char why[200];
     rz__ready_target t;
-    snprintf(spec, sizeof spec, "tcp:%u", port);
-    assert_int_equal(rz__ready_parse(spec, &t, why, sizeof why), RZ_OK);
+    int fd = listen_target(false, &t);
     assert_int_equal(rz__ready_try(&t, 0, 500, why, sizeof why), 1);
     close(fd);   /* nothing listens now */
     assert_int_equal(rz__ready_try(&t, 0, 500, why, sizeof why), 0);
@@ -89,14 +99,10 @@ static void test_tcp(void **state)
 
 static int http_try(const char *answer, char *why, size_t why_len)
 {
-    uint16_t port;
-    server s = { listener(&port), answer };
+    rz__ready_target t;
+    server s = { listen_target(true, &t), answer };
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, serve_one, &s), 0);
-    char spec[64];
-    snprintf(spec, sizeof spec, "http://127.0.0.1:%u/health", port);
-    rz__ready_target t;
-    assert_int_equal(rz__ready_parse(spec, &t, why, why_len), RZ_OK);
     int r = rz__ready_try(&t, 0, 2000, why, why_len);
     pthread_join(th, NULL);
     close(s.fd);
@@ -122,12 +128,9 @@ static void test_http(void **state)
 static void test_probe_does_not_block(void **state)
 {
     (void)state;
-    uint16_t port;
-    int lfd = listener(&port);
-    char spec[64], why[200];
-    snprintf(spec, sizeof spec, "http://127.0.0.1:%u/health", port);
+    char why[200];
     rz__ready_target t;
-    assert_int_equal(rz__ready_parse(spec, &t, why, sizeof why), RZ_OK);
+    int lfd = listen_target(true, &t);
     rz__ready_probe p;
     assert_int_equal(rz__ready_probe_start(&p, &t, 0, 60000, why, sizeof why), 0);
     int r, c = -1;
@@ -166,12 +169,9 @@ static void test_no_such_namespace(void **state)
 static void test_own_namespace_refused(void **state)
 {
     (void)state;
-    uint16_t port;
-    int fd = listener(&port);
-    char spec[32], why[200];
+    char why[200];
     rz__ready_target t;
-    snprintf(spec, sizeof spec, "tcp:%u", port);
-    assert_int_equal(rz__ready_parse(spec, &t, why, sizeof why), RZ_OK);
+    int fd = listen_target(false, &t);
     assert_int_equal(rz__ready_try(&t, 0, 500, why, sizeof why), 1);   /* it listens */
     assert_int_equal(rz__ready_try(&t, (int)getpid(), 500, why, sizeof why), -1);
     assert_non_null(strstr(why, "could not be told from this machine's"));
