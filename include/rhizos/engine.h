@@ -711,7 +711,8 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_available(const rz_engine *e,
  * rz_engine_available first: RZ_EFUNDS "insufficient available: ..." and
  * nothing changes when `micros` is more. A server's withdrawals go through
  * it, never the ledger directly, so they cannot take money running
- * services owe. A replayed `id` is the ledger's to answer. */
+ * services owe. A replayed `id` is the ledger's to answer. Refused with
+ * RZ_EDB, as every change is, by an engine whose commit failed. */
 RZ_EXTERN RZ_NODISCARD int rz_engine_withdraw(rz_engine *e, rz_ledger_id id,
                                               rz_ledger_id account,
                                               uint64_t micros);

@@ -257,6 +257,10 @@ int rz_engine_withdraw(rz_engine *e, rz_ledger_id id, rz_ledger_id account,
 {
     if (!e)
         return rz__error(RZ_EINVAL, "no engine");
+    /* Memory is ahead of the disk: what it says is owed may not be (a
+     * reopen decides again), so it cannot vouch for the balance. */
+    if (e->broken)
+        return rz__error(RZ_EDB, "an earlier commit failed; reopen the engine");
     /* A replayed request is the ledger's to answer (it is held already). */
     rz_ledger_transfer t;
     int rc = rz_ledger_transfer_get(e->ledger, id, &t);

@@ -702,6 +702,36 @@ static void test_withdrawal_and_holds_leave_the_owed_roll_over(void **state)
     assert_int_equal(t.state, RZ_LEDGER_OPEN);
 }
 
+/* A pass whose commit fails (memory runs out while its records are
+ * written) leaves the engine broken: memory says interval 1's roll-over is
+ * owed, the store and the ledger do not. A withdrawal through it is
+ * refused like every change (RZ_EDB), and the ledger is not touched; the
+ * reopened engine takes it, and the roll-over is decided again. */
+static void test_withdraw_refused_by_a_broken_engine(void **state)
+{
+    fx *f = *state;
+    billed b = roll_over_owed(f);
+    rz__alloc_fail_at(1, true);
+    int rc = rz_engine_group_commit(f->e);
+    rz__alloc_fail_at(0, false);
+    assert_int_not_equal(rc, RZ_OK);
+    assert_true(f->e->broken);
+    rz_ledger_id w = rz_ledger_id_make(9, 5);
+    assert_int_equal(rz_engine_withdraw(f->e, w, f->client, 100), RZ_EDB);
+    assert_non_null(strstr(rz_error_last()->message, "an earlier commit failed"));
+    rz_ledger_transfer t;
+    assert_int_equal(rz_ledger_transfer_get(rz_engine_ledger(f->e), w, &t), RZ_ENOENT);
+    assert_int_equal(avail(f, f->client), CREDIT - 1200);
+    reopen(f);
+    check(f);
+    assert_int_equal(rz_engine_withdraw(f->e, w, f->client, 100), RZ_OK);
+    assert_int_equal(avail(f, f->client), CREDIT - 1200 - 100);
+    bill_run(f, b.n, 1000 + MIN, 1000 + MIN, MIN);   /* decided again, paid */
+    check(f);
+    assert_int_equal(avail(f, rz_engine_node_account(b.n)), 570);
+    assert_int_equal(avail(f, f->client), CREDIT - 1200 - 100 - 600);
+}
+
 /* hours x 3600 / interval_s past the 2^24 - 1 intervals a job's ledger
  * ids can number: refused at load, placed on the budget's hours, not
  * stopped at interval 16,777,215 with the wrong reason. At the edge it
@@ -982,6 +1012,9 @@ static void test_node_gone_in_the_pass_of_a_refused_roll_over(void **state)
 
 int main(void)
 {
+    /* cJSON's allocations fail too (test_withdraw_refused_by_a_broken_engine). */
+    cJSON_Hooks hooks = { rz__malloc, free };
+    cJSON_InitHooks(&hooks);
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_intervals_paid_until_the_balance_runs_out),
@@ -994,6 +1027,7 @@ int main(void)
         T(test_rounded_up_once_not_per_interval),
         T(test_budget_validation),
         T(test_withdrawal_and_holds_leave_the_owed_roll_over),
+        T(test_withdraw_refused_by_a_broken_engine),
         T(test_budget_hours_past_the_interval_ids),
         T(test_retention_reads_the_last_interval_hold),
         T(test_kill9_between_settlement_and_next_hold),
