@@ -33,7 +33,9 @@
  *      (paid) or voided, as any job's;
  *   B3 money only moves by the ledger's SETTLE (payout + 5% fee = the
  *      interval's cost, double entry) and HOLD/REFUND: the ledger's own
- *      verify holds.
+ *      verify holds;
+ *   B4 a job retention removed has no hold open, of any interval (read
+ *      from the ledger alone: rz__bill_open_hold).
  *
  * Crash story (kill -9 of the orchestrator at any point): a roll-over is
  * decided and committed to the engine's store as owed (iv advanced,
@@ -94,6 +96,29 @@ static rz_ledger_id iv_id(int kind, uint64_t job, uint32_t k)
 rz_ledger_id rz__bill_hold_id(uint64_t job, uint32_t k)
 {
     return k <= 1 ? rz__engine_hold_id(job) : iv_id(RZ__EID_IV_HOLD, job, k);
+}
+
+/* Interval k + 1 is held only with k's settlement (rz__bill_pay), so a
+ * job's holds are 1, 2, ... with no gap: the first id missing ends them.
+ * Any job may be read so (one billed by time or not: its interval ids
+ * are free), but for ids past IV_JOB_MAX, whose interval ids alias. */
+int rz__bill_open_hold(const rz_engine *e, uint64_t job, uint32_t *open)
+{
+    *open = 0;
+    uint32_t last = job > IV_JOB_MAX ? 1 : IV_MAX;
+    for (uint32_t k = 1; k <= last; k++) {
+        rz_ledger_transfer t;
+        int rc = rz_ledger_transfer_get(e->ledger, rz__bill_hold_id(job, k), &t);
+        if (rc == RZ_ENOENT)
+            break;
+        if (rc != RZ_OK)
+            return rc;
+        if (t.state == RZ_LEDGER_OPEN) {
+            *open = k;
+            break;
+        }
+    }
+    return RZ_OK;
 }
 
 /* The budget of j's step, if j is billed by time and its flow is loaded. */

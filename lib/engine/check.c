@@ -137,15 +137,21 @@ static int check_gone(rz_engine *e, rz__ejob *j)
     return check_hold(e, j);
 }
 
-/* A job retention removed left no open hold behind (it never takes one). */
+/* A job retention removed left no open hold behind (it never takes one).
+ * Its record, which named a service's last interval, is gone: every
+ * interval's hold is read, not only the job's own (interval 1's, posted
+ * at the first roll-over while a later one may be open). */
 static int check_removed(rz_engine *e, uint64_t id)
 {
-    rz_ledger_transfer t;
-    int rc = rz_ledger_transfer_get(e->ledger, rz__engine_hold_id(id), &t);
-    if (rc == RZ_OK && t.state == RZ_LEDGER_OPEN)
+    uint32_t k = 0;
+    int rc = rz__bill_open_hold(e, id, &k);
+    if (rc == RZ_OK && k > 1)
+        return BREACH("job %llu was removed by retention with interval %u's "
+                      "hold open", U(id), k);
+    if (rc == RZ_OK && k)
         return BREACH("job %llu was removed by retention with its hold open",
                       U(id));
-    return rc == RZ_OK || rc == RZ_ENOENT ? RZ_OK : rc;
+    return rc;
 }
 
 /* due: a started task's job may wait to be queued (start_due). */

@@ -745,6 +745,10 @@ RZ_HIDDEN uint64_t rz__bill_final_cost(rz_engine *e, const rz__ejob *j,
                                        uint64_t now);
 /* The ledger id of interval k's hold (k = 1: the job's own). */
 RZ_HIDDEN rz_ledger_id rz__bill_hold_id(uint64_t job, uint32_t k);
+/* Job `job`'s first hold still open, of any interval (*open: its number,
+ * 1 for the job's own hold; 0: none open or none made), read from the
+ * ledger alone: for a job whose record is gone (rz_engine_check). */
+RZ_HIDDEN int rz__bill_open_hold(const rz_engine *e, uint64_t job, uint32_t *open);
 /* rz_engine_check for a job billed by time. */
 RZ_HIDDEN int rz__bill_check(rz_engine *e, rz__ejob *j);
 /* The "billing" member of j's status view; false: out of memory. */

@@ -812,6 +812,43 @@ static void test_retention_reads_the_last_interval_hold(void **state)
     assert_int_equal(avail(f, f->client), CREDIT - 1200);   /* two intervals, paid */
 }
 
+/* rz_engine_check after retention removed a service billed by time: its
+ * record, which named the last interval, is gone, so every interval's
+ * hold is read from the ledger. Intervals 1 and 2 paid, 3 refunded at the
+ * cancel: clean. Then interval 4 held for the removed job (what a
+ * retention that read only interval 1's hold, posted at the first
+ * roll-over, would have left): a breach, which the check that read only
+ * interval 1's hold passed. */
+static void test_check_reads_every_hold_of_a_removed_service(void **state)
+{
+    fx *f = *state;
+    billed b = bill_service(f, FLOW, 0);
+    uint64_t hb = b.a.job;
+    bill_run(f, b.n, MIN, 2 * MIN, MIN);
+    assert_int_equal(rz_engine_deployment_cancel(f->e, b.d, 2 * MIN + 1), RZ_OK);
+    reopen(f);   /* finished: out of memory, where retention may take it */
+    rz_engine_compacted c;
+    for (int pass = 0; pass < 4; pass++)
+        assert_int_equal(rz_engine_compact(f->e, 40 * 86400000ull, 86400000ull, 1000,
+                                           NULL, NULL, &c), RZ_OK);
+    assert_true(rz_engine_compacted_id(f->e, 0, hb));
+    reopen(f);
+    check(f);
+    rz_ledger_transfer t;
+    assert_int_equal(rz_ledger_transfer_get(rz_engine_ledger(f->e),
+                                            rz__bill_hold_id(hb, 3), &t), RZ_OK);
+    assert_int_equal(t.state, RZ_LEDGER_VOIDED);
+    assert_int_equal(rz_ledger_hold(rz_engine_ledger(f->e), rz__bill_hold_id(hb, 4),
+                                    rz_engine_job_ledger_id(hb), f->client, 1200, 0),
+                     RZ_OK);
+    reopen(f);   /* the check walks removed jobs once an open */
+    assert_int_equal(rz_engine_check(f->e), RZ_EINTERNAL);
+    char want[96];
+    snprintf(want, sizeof want, "job %llu was removed by retention with interval 4's "
+             "hold open", (unsigned long long)hb);
+    assert_non_null(strstr(rz_error_last()->message, want));
+}
+
 /* kill -9 exactly between an interval's settlement and what follows it:
  * the ledger's journal has just taken the roll-over's batch (interval k
  * settled, k + 1 held, or refused), the engine's store still says the
@@ -1030,6 +1067,7 @@ int main(void)
         T(test_withdraw_refused_by_a_broken_engine),
         T(test_budget_hours_past_the_interval_ids),
         T(test_retention_reads_the_last_interval_hold),
+        T(test_check_reads_every_hold_of_a_removed_service),
         T(test_kill9_between_settlement_and_next_hold),
         T(test_ended_in_the_pass_of_a_refused_roll_over),
         T(test_node_gone_in_the_pass_of_a_refused_roll_over),
