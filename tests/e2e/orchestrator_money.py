@@ -17,6 +17,7 @@
 Usage: orchestrator_money.py ORCHESTRATOR RHIZOS SOURCE_ROOT"""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,28 @@ from harness import http, start_orchestrator
 EXE, RHIZOS, ROOT = sys.argv[1], sys.argv[2], sys.argv[3]
 FIXTURE = os.path.join(ROOT, "tests", "data", "money", "cents-v2.tar.gz")
 M = 10000   # micro-dollars in a cent
+
+
+def keep_queued(data, job):
+    """The fixture's held job waits with the longest queue timeout there
+    is, a year from when the fixture was made (2026-12-04): an orchestrator
+    that opens it later fails the job at once and refunds its hold, and the
+    migration's checks of held money see none. Its deadline is moved to
+    9999999999999 ms (the year 2286) in the engine store's record of it,
+    byte for byte: the record is bare JSON (written before records had
+    checksums) and the number keeps its 13 digits, so the record keeps its
+    length and LMDB its pages, which carry no checksums. Every copy of the
+    record in the file (LMDB's older pages too) is changed."""
+    path = os.path.join(data, "engine", "data.mdb")
+    with open(path, "rb") as f:
+        db = f.read()
+    # From the record's start to its deadline, never into another record.
+    pat = re.compile(rb'(\{"id":"%d",(?:(?!\{"id":").){0,4000}?"queue_deadline":")'
+                     rb'\d{13}"' % job, re.DOTALL)
+    db, n = pat.subn(rb'\g<1>9999999999999"', db)
+    assert n >= 1, "the held job's record was not found"
+    with open(path, "r+b") as f:
+        f.write(db)
 
 
 class Base(unittest.TestCase):
@@ -64,6 +87,7 @@ class Migration(Base):
             t.extractall(self.tmp)
         with open(os.path.join(self.data, "fixture.json")) as f:
             old = json.load(f)
+        keep_queued(self.data, old["held_job"])   # whatever today's date
         # Readers refuse, naming the command; nothing changes.
         r = subprocess.run([EXE, "check", "--data", self.data], capture_output=True,
                            text=True, timeout=60)

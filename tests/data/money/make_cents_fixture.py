@@ -56,8 +56,8 @@ def main():
                {"amount_cents": 50, "address": "addr-old"}, n["token"], 201)
         ok(proc, "DELETE", "/api/v1/nodes/%d" % n["id"], key=ADMIN)
         # Still held: a job no node takes. Its queue timeout is the longest
-        # allowed, a year: the test opens this directory long after it was
-        # made (remake the fixture before 2027-12-04).
+        # allowed, a year; the test opens this directory later than that,
+        # so it moves the deadline first (orchestrator_money.py keep_queued).
         held = ok(proc, "POST", "/api/v1/jobs",
                   {"module": "echo@1", "inputs": {"message": "hi"},
                    "max_cost_cents": 500, "queue_timeout_s": 31536000},
