@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -605,6 +606,32 @@ static int apply_backend(parser *p, const key_def *k, value *v)
     }
 }
 
+/* [limits]: whole numbers within their bounds. */
+static int apply_limit(parser *p, const key_def *k, value *v)
+{
+    static const struct { key_id id; uint64_t lo, hi; size_t at; } lim[] = {
+        { K_MAXJOBS, 1, 1024, offsetof(node_config, max_concurrent_jobs) },
+        { K_MAXMEM, 0, UINT32_MAX, offsetof(node_config, max_memory_mb) },
+        { K_MAXOUT, 1, NODE_MAX_OUTPUT_KB, offsetof(node_config, max_output_kb) },
+        { K_MAXSCRATCH, 1, NODE_MAX_SCRATCH_MB, offsetof(node_config, max_scratch_mb) },
+        { K_MAXFILE, 1, NODE_MAX_FILE_MB, offsetof(node_config, max_file_mb) },
+        { K_MAXJOBFILES, 1, NODE_MAX_FILE_MB, offsetof(node_config, max_job_files_mb) },
+        /* 65536 up: never root, nobody or a system id */
+        { K_UID_FIRST, 65536, UINT32_MAX - 256, offsetof(node_config, step_uid_first) },
+        { K_UID_COUNT, 1, 256, offsetof(node_config, step_uid_count) },
+    };
+    for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++) {
+        if (lim[i].id != k->id)
+            continue;
+        uint64_t u = 0;
+        int rc = want_uint(p, k, v, lim[i].lo, lim[i].hi, &u);
+        if (rc == 0)
+            *(uint32_t *)(void *)((char *)p->c + lim[i].at) = (uint32_t)u;
+        return rc;
+    }
+    return 0;
+}
+
 static int apply(parser *p, const key_def *k, value *v)
 {
     node_config *c = p->c;
@@ -641,38 +668,9 @@ static int apply(parser *p, const key_def *k, value *v)
               : k->id == K_CPU_CENTS ? &c->cpu_hour_micros
               : &c->memory_gb_hour_micros) = u * 10000;
         break;
-    case K_MAXJOBS:
-        if ((rc = want_uint(p, k, v, 1, 1024, &u)) == 0)
-            c->max_concurrent_jobs = (uint32_t)u;
-        break;
-    case K_MAXMEM:
-        if ((rc = want_uint(p, k, v, 0, UINT32_MAX, &u)) == 0)
-            c->max_memory_mb = (uint32_t)u;
-        break;
-    case K_MAXOUT:
-        if ((rc = want_uint(p, k, v, 1, NODE_MAX_OUTPUT_KB, &u)) == 0)
-            c->max_output_kb = (uint32_t)u;
-        break;
-    case K_MAXSCRATCH:
-        if ((rc = want_uint(p, k, v, 1, NODE_MAX_SCRATCH_MB, &u)) == 0)
-            c->max_scratch_mb = (uint32_t)u;
-        break;
-    case K_MAXFILE:
-        if ((rc = want_uint(p, k, v, 1, NODE_MAX_FILE_MB, &u)) == 0)
-            c->max_file_mb = (uint32_t)u;
-        break;
-    case K_MAXJOBFILES:
-        if ((rc = want_uint(p, k, v, 1, NODE_MAX_FILE_MB, &u)) == 0)
-            c->max_job_files_mb = (uint32_t)u;
-        break;
-    case K_UID_FIRST:   /* 65536 up: never root, nobody or a system id */
-        if ((rc = want_uint(p, k, v, 65536, UINT32_MAX - 256, &u)) == 0)
-            c->step_uid_first = (uint32_t)u;
-        break;
-    case K_UID_COUNT:
-        if ((rc = want_uint(p, k, v, 1, 256, &u)) == 0)
-            c->step_uid_count = (uint32_t)u;
-        break;
+    case K_MAXJOBS: case K_MAXMEM: case K_MAXOUT: case K_MAXSCRATCH:
+    case K_MAXFILE: case K_MAXJOBFILES: case K_UID_FIRST: case K_UID_COUNT:
+        return apply_limit(p, k, v);
     case K_LLM_PRICE: return want_uint(p, k, v, 0, PRICE_MAX, &c->llm_1k_tokens_micros);
     case K_BK_KIND: case K_BK_PARTITION: case K_BK_ACCOUNT: case K_BK_QOS:
     case K_BK_SPOOL: case K_BK_COMMAND: case K_BK_MEMORY: case K_BK_POLL:
