@@ -19,9 +19,10 @@ void cli_models_usage(void)
 "\n"
 "models: what the network's nodes serve through their [[llm]] model servers\n"
 "(GET /api/v1/models): each model, the nodes serving it, their price per\n"
-"million tokens (prompt and completion), size, quantisation and context\n"
-"length where the server says them. --json prints the orchestrator's JSON,\n"
-"prices as integer micro-dollars per 1,000 tokens.\n"
+"million tokens (prompt and completion) or per second of the run, size,\n"
+"quantisation and context length where the server says them. --json prints\n"
+"the orchestrator's JSON, prices as integer micro-dollars per 1,000 tokens\n"
+"(price_1k_tokens_micros) or per second (price_second_micros).\n"
 "\n"
 "run -t llm: one completion. -p PROMPT is the prompt; --model M one of\n"
 "`rhizos models` (default: the first listed); --max-tokens N the longest\n"
@@ -177,6 +178,16 @@ static void size_text(const cJSON *n, char *buf, size_t cap)
         snprintf(buf, cap, "%.0f MB", (double)b / 1e6);
 }
 
+/* A node's price for a model: per million tokens, or per second. */
+static void price_text(const cJSON *n, char *buf, size_t cap)
+{
+    char m[32];
+    bool per_s = cJSON_GetObjectItem(n, "price_second_micros") != NULL;
+    cli_money(per_s ? cli_json_int(n, "price_second_micros")
+                    : cli_json_int(n, "price_1k_tokens_micros") * 1000, m, sizeof m);
+    snprintf(buf, cap, "%s/%s", m, per_s ? "s" : "1M tok");
+}
+
 int cli_models(cli *c, const char *verb)
 {
     (void)verb;
@@ -195,17 +206,16 @@ int cli_models(cli *c, const char *verb)
         cJSON *doc = cJSON_Parse(r);
         const cJSON *m, *n;
         int rows = 0;
-        printf("%-32s %6s %14s %9s %8s %8s\n", "MODEL", "NODE", "PER 1M TOKENS",
+        printf("%-32s %6s %20s %9s %8s %8s\n", "MODEL", "NODE", "PRICE",
                "SIZE", "QUANT", "CONTEXT");
         cJSON_ArrayForEach(m, cJSON_GetObjectItem(doc, "models")) {
             cJSON_ArrayForEach(n, cJSON_GetObjectItem(m, "nodes")) {
-                char price[32], size[32], ctx[24];
-                cli_money(cli_json_int(n, "price_1k_tokens_micros") * 1000, price,
-                          sizeof price);
+                char price[48], size[32], ctx[24];
+                price_text(n, price, sizeof price);
                 size_text(n, size, sizeof size);
                 int64_t cl_ = cli_json_int(n, "context_length");
                 snprintf(ctx, sizeof ctx, cl_ > 0 ? "%lld" : "-", (long long)cl_);
-                printf("%-32s %6lld %14s %9s %8s %8s\n", cli_json_str(m, "name", "?"),
+                printf("%-32s %6lld %20s %9s %8s %8s\n", cli_json_str(m, "name", "?"),
                        (long long)cli_json_int(n, "node"), price, size,
                        cli_json_str(n, "quantization", "-"), ctx);
                 rows++;

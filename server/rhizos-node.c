@@ -150,8 +150,10 @@ static void print_llm(const char *caps_json)
     cJSON *c = cJSON_Parse(caps_json);
     const cJSON *llm = cJSON_GetObjectItemCaseSensitive(c, "llm"), *m;
     if (llm) {
-        printf("llm       %.6f USD per 1000 tokens; models:",
-               cJSON_GetNumberValue(cJSON_GetObjectItem(llm, "price_1k_tokens_micros")) / 1e6);
+        const cJSON *ps = cJSON_GetObjectItem(llm, "price_second_micros");
+        printf("llm       %.6f USD per %s; models:",
+               cJSON_GetNumberValue(ps ? ps : cJSON_GetObjectItem(llm, "price_1k_tokens_micros"))
+               / 1e6, ps ? "second" : "1000 tokens");
         int n = 0;
         cJSON_ArrayForEach(m, cJSON_GetObjectItem(llm, "models"))
             printf("%s %s", n++ ? "," : "",

@@ -174,6 +174,11 @@ RZ_EXTERN void rz_matcher_stats_get(const rz_matcher *m, rz_matcher_stats *out);
 #define RZ_LLM_DEFAULT_MAX_PROMPT_TOKENS 4096u
 #define RZ_LLM_TOKENS_PER_MESSAGE 16u
 #define RZ_LLM_TOKENS_OVERHEAD 64u
+/* The run time an llm job is priced on at most on a node priced per second
+ * when it does not say ("llm": {"seconds"}; an llm job's timeout_s), and
+ * the most it may say: the node stops the generation there. */
+#define RZ_LLM_DEFAULT_SECONDS 300u
+#define RZ_LLM_MAX_SECONDS 86400u
 RZ_EXTERN uint64_t rz_llm_prompt_bound(uint64_t text_bytes, size_t n_messages);
 
 #ifdef __cplusplus

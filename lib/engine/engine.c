@@ -1192,9 +1192,10 @@ static uint64_t billable_ms(const rz_engine *e, const rz__ejob *j,
 }
 
 /* The tokens an llm job's outputs report (tokens_in + tokens_out, whole
- * numbers), at most the `tokens` its requirements priced: a node that
- * reports more is paid for what the hold covered; none reported is none. */
-static uint64_t llm_tokens(const rz_reqs *r, const char *outputs)
+ * numbers; none reported is none). rz__match_llm_cost bounds them by the
+ * `tokens` its requirements priced: a node that reports more is paid for
+ * what the hold covered. */
+static uint64_t llm_tokens(const char *outputs)
 {
     cJSON *o = outputs ? cJSON_Parse(outputs) : NULL;
     uint64_t sum = 0;
@@ -1206,18 +1207,20 @@ static uint64_t llm_tokens(const rz_reqs *r, const char *outputs)
             sum += (uint64_t)v->valuedouble;
     }
     cJSON_Delete(o);
-    return sum < r->llm_tokens ? sum : r->llm_tokens;
+    return sum;
 }
 
 /* What the job cost on its node: the node's prices for run_ms (for an llm
- * job, its price for the tokens reported), capped. */
+ * job, its price for the tokens reported or for run_ms, as the node prices
+ * the model), capped by the hold. run_ms is billable_ms's: bounded by the
+ * engine's clock. */
 static uint64_t actual_cost(rz_engine *e, const rz__ejob *j, uint64_t run_ms,
                             const char *outputs)
 {
     rz__enode *n = rz__engine_node(e, j->node);
     const rz_reqs *r = j->reqs;
     uint64_t c = r->llm_model
-        ? rz__match_token_cost(n->caps, r->llm_model, llm_tokens(r, outputs))
+        ? rz__match_llm_cost(n->caps, r, llm_tokens(outputs), run_ms)
         : rz__match_cost(rz__match_rate(rz_caps_get(n->caps), rz_reqs_get(r)),
                          run_ms);
     return c < j->max_cost ? c : j->max_cost;

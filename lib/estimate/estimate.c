@@ -451,26 +451,32 @@ static double llm_setting(const rz_module *m, const cJSON *config,
         ? v->valuedouble : def;
 }
 
-/* A node class's llm.price_1k_tokens_micros (0: none). */
-static uint64_t class_llm_price(const rz_caps *c)
+/* A node class's llm price (0: none): llm.price_1k_tokens_micros, or
+ * llm.price_second_micros with *per_second set. */
+static uint64_t class_llm_price(const rz_caps *c, bool *per_second)
 {
     char *text = NULL;
     uint64_t price = 0;
+    *per_second = false;
     if (rz_caps_to_json(c, 0, &text) != RZ_OK)
         return 0;
     cJSON *doc = cJSON_Parse(text);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(doc, "llm"), "price_1k_tokens_micros");
-    (void)whole_micros(v, &price);
+    const cJSON *llm = cJSON_GetObjectItemCaseSensitive(doc, "llm");
+    const cJSON *ps = cJSON_GetObjectItemCaseSensitive(llm, "price_second_micros");
+    *per_second = ps != NULL;
+    (void)whole_micros(ps ? ps : cJSON_GetObjectItemCaseSensitive(llm, "price_1k_tokens_micros"),
+                       &price);
     cJSON_Delete(doc);
     rz_free(text);
     return price;
 }
 
-/* An llm step (exec.adapter "llm") is paid per 1,000 tokens: its
- * max_tokens + max_prompt_tokens at the cheapest node class that serves
- * llm steps (adapters ["llm"], llm.price_1k_tokens_micros), whatever its
- * model: a table cannot know which models a network serves. */
+/* An llm step (exec.adapter "llm") is paid per 1,000 tokens or per second:
+ * its most at the cheapest node class that serves llm steps (adapters
+ * ["llm"] and a price), whatever its model (a table cannot know which
+ * models a network serves): max_tokens + max_prompt_tokens at a price per
+ * 1,000 tokens, RZ_LLM_DEFAULT_SECONDS (a step's bound, as its job's
+ * requirements give none) at a price per second. */
 static int estimate_llm(rz_estimate *e, const rz_prices *p, const rz_module *m,
                         const cJSON *config, rz_step_estimate *s)
 {
@@ -484,14 +490,14 @@ static int estimate_llm(rz_estimate *e, const rz_prices *p, const rz_module *m,
     uint64_t best_cost = UINT64_MAX;
     for (size_t i = 0; i < p->n_nodes; i++) {
         const rz_caps_info *ci = rz_caps_get(p->nodes[i]);
-        bool llm = false;
+        bool llm = false, per_s = false;
         for (size_t a = 0; a < ci->n_adapters; a++)
             llm |= strcmp(ci->adapters[a], "llm") == 0;
-        uint64_t price = llm ? class_llm_price(p->nodes[i]) : 0;
+        uint64_t price = llm ? class_llm_price(p->nodes[i], &per_s) : 0;
         if (!price)
             continue;
-        uint64_t c = sat_mul(tokens, price);
-        c = c == UINT64_MAX ? c : c / 1000 + (c % 1000 != 0);
+        uint64_t c = sat_mul(per_s ? RZ_LLM_DEFAULT_SECONDS : tokens, price);
+        c = c == UINT64_MAX || per_s ? c : c / 1000 + (c % 1000 != 0);
         if (c < best_cost) {
             best = i;
             best_cost = c;
@@ -500,7 +506,8 @@ static int estimate_llm(rz_estimate *e, const rz_prices *p, const rz_module *m,
     int rc = RZ_OK;
     if (best == RZ_NPOS) {
         s->rent_reason = keep(e, "no node class serves llm steps (adapters "
-                              "[\"llm\"] and llm.price_1k_tokens_micros)", &rc);
+                              "[\"llm\"] and llm.price_1k_tokens_micros or "
+                              "price_second_micros)", &rc);
         return rc;
     }
     s->rent_ok = 1;

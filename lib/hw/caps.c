@@ -84,19 +84,24 @@ bool rz__caps_llm_serves(const rz_caps *c, const char *model)
     return rz__strv_has(&c->llm_models, model);
 }
 
-uint64_t rz__caps_llm_price(const rz_caps *c, const char *model)
+uint64_t rz__caps_llm_price(const rz_caps *c, const char *model, bool *per_second)
 {
     for (size_t i = 0; model && i < c->n_llm_prices; i++)
-        if (strcmp(c->llm_prices[i].model, model) == 0)
+        if (strcmp(c->llm_prices[i].model, model) == 0) {
+            *per_second = c->llm_prices[i].per_second;
             return c->llm_prices[i].micros;
+        }
+    *per_second = c->llm_per_second;
     return c->llm_1k_micros;
 }
 
-int rz__caps_llm_price_set(rz_caps *c, const char *model, uint64_t micros)
+int rz__caps_llm_price_set(rz_caps *c, const char *model, uint64_t micros,
+                           bool per_second)
 {
     for (size_t i = 0; i < c->n_llm_prices; i++)
         if (strcmp(c->llm_prices[i].model, model) == 0) {
             c->llm_prices[i].micros = micros;
+            c->llm_prices[i].per_second = per_second;
             return RZ_OK;
         }
     struct rz__llm_price *p = rz__realloc(c->llm_prices,
@@ -106,6 +111,7 @@ int rz__caps_llm_price_set(rz_caps *c, const char *model, uint64_t micros)
     c->llm_prices = p;
     if (!(p[c->n_llm_prices].model = rz__strdup(model)))
         return rz__error(RZ_ENOMEM, "out of memory");
+    p[c->n_llm_prices].per_second = per_second;
     p[c->n_llm_prices++].micros = micros;
     return RZ_OK;
 }
@@ -294,9 +300,11 @@ int rz_caps_clone(rz_caps **out, const rz_caps *src)
     if (rc == RZ_OK)
         rc = copy_strv(&c->llm_models, &src->llm_models);
     c->llm_1k_micros = src->llm_1k_micros;
+    c->llm_per_second = src->llm_per_second;
     for (size_t i = 0; i < src->n_llm_prices && rc == RZ_OK; i++)
         rc = rz__caps_llm_price_set(c, src->llm_prices[i].model,
-                                    src->llm_prices[i].micros);
+                                    src->llm_prices[i].micros,
+                                    src->llm_prices[i].per_second);
     for (size_t i = 0; i < src->labels.n && rc == RZ_OK; i++)
         rc = rz__labels_set(&c->labels, src->labels.keys[i], src->labels.vals[i]);
     for (size_t i = 0; i < src->info.n_gpus && rc == RZ_OK; i++)

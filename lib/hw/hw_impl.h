@@ -13,22 +13,27 @@ struct rz_caps {
     rz_gpu_info *gpus;       /* strings owned */
     rz__labels labels;
     bool has_benchmark;
-    /* "llm": the models the node serves (names, sorted) and its price per
-     * 1,000 tokens (docs/llm.md); the object itself stays in doc. */
+    /* "llm": the models the node serves (names, sorted) and its price,
+     * per 1,000 tokens or per second of run time (llm_per_second), never
+     * both (docs/llm.md); the object itself stays in doc. */
     rz__strv llm_models;
     uint64_t llm_1k_micros;
-    /* Models with a price of their own (models[].price_1k_tokens_micros),
-     * which wins over llm_1k_micros for them. */
-    struct rz__llm_price { char *model; uint64_t micros; } *llm_prices;
+    bool llm_per_second;
+    /* Models with a price of their own (models[].price_1k_tokens_micros or
+     * price_second_micros), which wins over the node's for them. */
+    struct rz__llm_price { char *model; uint64_t micros; bool per_second; } *llm_prices;
     size_t n_llm_prices;
     cJSON *doc;              /* the parsed document (unknown fields), or NULL */
 };
 
-/* The "llm" of a node: does it serve `model`; its price per 1,000 tokens. */
+/* The "llm" of a node: does it serve `model`; its price for it, per 1,000
+ * tokens, or per second when *per_second comes back true. */
 RZ_HIDDEN bool rz__caps_llm_serves(const rz_caps *c, const char *model);
-RZ_HIDDEN uint64_t rz__caps_llm_price(const rz_caps *c, const char *model);
+RZ_HIDDEN uint64_t rz__caps_llm_price(const rz_caps *c, const char *model,
+                                      bool *per_second);
 /* Set model's own price (replacing one set before). */
-RZ_HIDDEN int rz__caps_llm_price_set(rz_caps *c, const char *model, uint64_t micros);
+RZ_HIDDEN int rz__caps_llm_price_set(rz_caps *c, const char *model, uint64_t micros,
+                                     bool per_second);
 
 /* An empty node (strings ""), reputation 1. */
 RZ_HIDDEN int rz__caps_new(rz_caps **out);

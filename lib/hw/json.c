@@ -127,8 +127,33 @@ static int parse_bench(rz_caps *c, const cJSON *o, const char *base)
     return rc;
 }
 
-/* "llm": {"models": [{"name", ...}], "price_1k_tokens_micros"}: what an
- * llm job is matched and priced on; the rest of it is the node's to say. */
+/* An llm price of `o` (the node's or a model's): per 1,000 tokens or per
+ * second, never both (which unit would a job be charged in?). */
+static int parse_llm_price(const cJSON *o, const char *b, uint64_t *micros,
+                           bool *per_second, bool *found)
+{
+    const uint64_t max = UINT64_C(1) << 53;
+    bool tok = false, sec = false;
+    uint64_t pt = 0, ps = 0;
+    int rc = rz__json_money(o, "price_1k_tokens_micros", max, b, &pt, &tok);
+    if (rc == RZ_OK)
+        rc = rz__json_money(o, "price_second_micros", max, b, &ps, &sec);
+    if (rc == RZ_OK && tok && sec)
+        return rz__json_field_error(b, "price_second_micros",
+                                    "and price_1k_tokens_micros are both set: "
+                                    "a price is per token or per second");
+    if (rc == RZ_OK && (tok || sec)) {
+        *micros = sec ? ps : pt;
+        *per_second = sec;
+    }
+    if (found)
+        *found = tok || sec;
+    return rc;
+}
+
+/* "llm": {"models": [{"name", ...}], "price_1k_tokens_micros" |
+ * "price_second_micros"}: what an llm job is matched and priced on; the
+ * rest of it is the node's to say. */
 static int parse_llm(rz_caps *c, const cJSON *o, const char *base)
 {
     const cJSON *llm = NULL, *models, *m;
@@ -137,8 +162,7 @@ static int parse_llm(rz_caps *c, const cJSON *o, const char *base)
         return rc;
     char b[128];
     snprintf(b, sizeof b, "%s/llm", base);
-    rc = rz__json_money(llm, "price_1k_tokens_micros", UINT64_C(1) << 53, b,
-                        &c->llm_1k_micros, NULL);
+    rc = parse_llm_price(llm, b, &c->llm_1k_micros, &c->llm_per_second, NULL);
     models = cJSON_GetObjectItemCaseSensitive(llm, "models");
     if (rc == RZ_OK && models && !cJSON_IsNull(models) && !cJSON_IsArray(models))
         rc = rz__json_field_error(b, "models", "must be an array");
@@ -156,13 +180,12 @@ static int parse_llm(rz_caps *c, const cJSON *o, const char *base)
             rc = rz__json_field_error(mb, "name", "must be a non-empty string");
         if (rc == RZ_OK)
             rc = rz__strv_add(&c->llm_models, name);
-        bool own = false;
+        bool own = false, per_second = false;
         uint64_t price = 0;
         if (rc == RZ_OK)
-            rc = rz__json_money(m, "price_1k_tokens_micros", UINT64_C(1) << 53, mb,
-                                &price, &own);
+            rc = parse_llm_price(m, mb, &price, &per_second, &own);
         if (rc == RZ_OK && own)
-            rc = rz__caps_llm_price_set(c, name, price);
+            rc = rz__caps_llm_price_set(c, name, price, per_second);
         if (rc != RZ_OK)
             return rc;
     }

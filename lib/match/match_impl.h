@@ -13,8 +13,10 @@ struct rz_reqs {
     uint64_t feature_mask;    /* features with a bit */
     bool other_features;      /* some have none: compare as strings */
     rz__labels labels;
-    char *llm_model;          /* "llm": {"model", "tokens"}: an llm job, */
-    uint64_t llm_tokens;      /* priced per token on nodes serving it */
+    char *llm_model;          /* "llm": {"model", "tokens", "seconds"}: an */
+    uint64_t llm_tokens;      /* llm job, priced on at most these tokens on */
+    uint64_t llm_seconds;     /* nodes serving it per token, these seconds
+                                 on those priced per second */
     char *sig;                /* canonical text of every constraint: jobs
                                  with equal sig are one group */
     cJSON *doc;               /* the parsed document (unknown fields) */
@@ -26,13 +28,17 @@ RZ_HIDDEN unsigned __int128 rz__match_rate(const rz_caps_info *c, const rz_reqs_
 RZ_HIDDEN uint64_t rz__match_cost(unsigned __int128 rate, uint64_t estimate_ms);
 
 /* The rate of `r` on `c` and the estimated cost at that rate: per hour
- * (as above) for a job priced by time; per 1,000 tokens for an llm job,
- * whose cost is its "tokens" at that rate (docs/llm.md). */
+ * (as above) for a job priced by time. An llm job's "rate" is its most on
+ * the node, whatever the node's unit: its "tokens" at a price per 1,000
+ * tokens, its "seconds" at a price per second (docs/llm.md), so nodes of
+ * either unit compare by what the job may cost on them. */
 RZ_HIDDEN unsigned __int128 rz__match_job_rate(const rz_caps *c, const rz_reqs *r);
 RZ_HIDDEN uint64_t rz__match_job_cost(unsigned __int128 rate, const rz_reqs *r);
-/* What `tokens` cost on `c`, rounded up (an llm job's actual cost). */
-RZ_HIDDEN uint64_t rz__match_token_cost(const rz_caps *c, const char *model,
-                                       uint64_t tokens);
+/* What an llm job that ran `run_ms` and counted `tokens` costs on `c` at
+ * its price for the model, each bounded by the job's (rounded up): the
+ * actual cost, per token or per second as the node prices it. */
+RZ_HIDDEN uint64_t rz__match_llm_cost(const rz_caps *c, const rz_reqs *r,
+                                      uint64_t tokens, uint64_t run_ms);
 
 /* Does the GPU satisfy the per-GPU constraints (vram, vendor, capability)? */
 RZ_HIDDEN bool rz__gpu_ok(const rz_gpu_info *g, const rz_reqs_info *r);

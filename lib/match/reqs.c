@@ -112,8 +112,9 @@ static int parse_verified(rz_reqs *r, const cJSON *req, const char *base)
     return RZ_OK;
 }
 
-/* "llm": {"model": NAME, "tokens": N}: only nodes serving NAME; priced
- * on N tokens at most (prompt and completion). */
+/* "llm": {"model": NAME, "tokens": N, "seconds": S}: only nodes serving
+ * NAME; priced on N tokens at most (prompt and completion) per token, on S
+ * seconds at most (default RZ_LLM_DEFAULT_SECONDS) per second. */
 static int parse_llm(rz_reqs *r, const cJSON *req, const char *base)
 {
     const cJSON *llm = NULL;
@@ -128,6 +129,11 @@ static int parse_llm(rz_reqs *r, const cJSON *req, const char *base)
         rc = rz__json_field_error(b, "model", "must be a non-empty string");
     if (rc == RZ_OK)
         rc = rz__json_u64(llm, "tokens", UINT64_C(1) << 40, b, &r->llm_tokens);
+    r->llm_seconds = RZ_LLM_DEFAULT_SECONDS;
+    if (rc == RZ_OK)
+        rc = rz__json_u64(llm, "seconds", RZ_LLM_MAX_SECONDS, b, &r->llm_seconds);
+    if (rc == RZ_OK && !r->llm_seconds)
+        rc = rz__json_field_error(b, "seconds", "must be at least 1");
     if (rc == RZ_OK)
         rc = rz__set_str(&r->llm_model, model);
     return rc;
@@ -240,8 +246,9 @@ static int make_sig(rz_reqs *r)
                    (unsigned long long)(i->max_cost_micros == UINT64_MAX ? 0 : i->estimate_ms),
                    i->verified);
     if (r->llm_model)
-        rz__buf_printf(&b, "m%zu:%s|%llu|", strlen(r->llm_model), r->llm_model,
-                       (unsigned long long)r->llm_tokens);
+        rz__buf_printf(&b, "m%zu:%s|%llu|%llu|", strlen(r->llm_model), r->llm_model,
+                       (unsigned long long)r->llm_tokens,
+                       (unsigned long long)r->llm_seconds);
     for (size_t k = 0; k < r->features.n; k++)
         rz__buf_printf(&b, "f%zu:%s", strlen(r->features.v[k]), r->features.v[k]);
     for (size_t k = 0; k < r->labels.n; k++)
@@ -412,24 +419,35 @@ uint64_t rz__match_cost(unsigned __int128 rate, uint64_t estimate_ms)
     return micros > UINT64_MAX ? UINT64_MAX : (uint64_t)micros;
 }
 
+/* An llm job's most on `c`: per 1,000 tokens (rounded up) or per second. */
+static unsigned __int128 llm_max(const rz_caps *c, const rz_reqs *r)
+{
+    bool per_s = false;
+    unsigned __int128 p = rz__caps_llm_price(c, r->llm_model, &per_s);
+    return per_s ? p * r->llm_seconds : (p * r->llm_tokens + 999) / 1000;  /* < 2^93 */
+}
+
 unsigned __int128 rz__match_job_rate(const rz_caps *c, const rz_reqs *r)
 {
-    return r->llm_model ? rz__caps_llm_price(c, r->llm_model)
-                        : rz__match_rate(rz_caps_get(c), &r->info);
+    return r->llm_model ? llm_max(c, r) : rz__match_rate(rz_caps_get(c), &r->info);
 }
 
 uint64_t rz__match_job_cost(unsigned __int128 rate, const rz_reqs *r)
 {
     if (!r->llm_model)
         return rz__match_cost(rate, r->info.estimate_ms);
-    unsigned __int128 micros = (rate * r->llm_tokens + 999) / 1000;   /* < 2^93 */
-    return micros > UINT64_MAX ? UINT64_MAX : (uint64_t)micros;
+    return rate > UINT64_MAX ? UINT64_MAX : (uint64_t)rate;
 }
 
-uint64_t rz__match_token_cost(const rz_caps *c, const char *model, uint64_t tokens)
+uint64_t rz__match_llm_cost(const rz_caps *c, const rz_reqs *r, uint64_t tokens,
+                            uint64_t run_ms)
 {
-    unsigned __int128 micros = ((unsigned __int128)rz__caps_llm_price(c, model) * tokens
-                                + 999) / 1000;
+    bool per_s = false;
+    unsigned __int128 p = rz__caps_llm_price(c, r->llm_model, &per_s);
+    uint64_t ms_max = r->llm_seconds * 1000;   /* seconds <= 86400 */
+    unsigned __int128 micros = per_s
+        ? (p * (run_ms < ms_max ? run_ms : ms_max) + 999) / 1000
+        : (p * (tokens < r->llm_tokens ? tokens : r->llm_tokens) + 999) / 1000;
     return micros > UINT64_MAX ? UINT64_MAX : (uint64_t)micros;
 }
 

@@ -70,7 +70,8 @@ typedef enum { K_URL, K_MODULES, K_SANDBOX, K_HEARTBEAT, K_GPU, K_CPU, K_MEM,
                K_UID_COUNT, K_LLM_PRICE, K_LLM_REFRESH, K_API_LISTEN, K_CA_FILE,
                K_BK_KIND, K_BK_PARTITION, K_BK_ACCOUNT, K_BK_QOS, K_BK_SPOOL,
                K_BK_COMMAND, K_BK_MEMORY, K_BK_POLL, K_LLM_MODEL_PRICES,
-               K_BK_REST, K_BK_REST_USER, K_BK_REST_TOKEN } key_id;
+               K_BK_REST, K_BK_REST_USER, K_BK_REST_TOKEN, K_LLM_SECOND,
+               K_LLM_MODEL_SECOND_PRICES } key_id;
 
 typedef struct key_def {
     const char *section, *name;
@@ -88,6 +89,8 @@ static const key_def keys[] = {
     { "node", "llm_refresh_s", K_LLM_REFRESH, V_FLOAT },
     { "pricing", "llm_1k_tokens_micros", K_LLM_PRICE, V_INT },
     { "pricing", "llm_model_prices", K_LLM_MODEL_PRICES, V_STRV },
+    { "pricing", "llm_second_micros", K_LLM_SECOND, V_INT },
+    { "pricing", "llm_model_second_prices", K_LLM_MODEL_SECOND_PRICES, V_STRV },
     { "pricing", "gpu_hour_micros", K_GPU, V_INT },
     { "pricing", "cpu_hour_micros", K_CPU, V_INT },
     { "pricing", "memory_gb_hour_micros", K_MEM, V_INT },
@@ -500,43 +503,77 @@ static int model_price_split(const char *e, size_t *name_len, uint64_t *micros)
     return 0;
 }
 
-/* Per-model llm prices, each "MODEL=MICROS" per 1,000 tokens. */
-static int apply_model_prices(parser *p, value *v)
+/* Is the model of entry e (its name n bytes long) priced in list v? */
+static int model_priced(char **v, size_t nv, const char *e, size_t n)
+{
+    for (size_t k = 0; k < nv; k++)
+        if (strncmp(v[k], e, n + 1) == 0)
+            return 1;
+    return 0;
+}
+
+/* Per-model llm prices, each "MODEL=MICROS", per 1,000 tokens
+ * (llm_model_prices) or per second (llm_model_second_prices): a model is
+ * priced in one unit, so it may not be in both lists. */
+static int apply_model_prices(parser *p, value *v, int per_second)
 {
     node_config *c = p->c;
+    const char *key = per_second ? "llm_model_second_prices" : "llm_model_prices";
+    char **other = per_second ? c->llm_model_prices : c->llm_model_second_prices;
+    size_t n_other = per_second ? c->n_llm_model_prices : c->n_llm_model_second_prices;
     for (size_t i = 0; i < v->n_sv; i++) {
         size_t n;
         uint64_t m;
         if (model_price_split(v->sv[i], &n, &m) != 0)
-            return perr(p, "llm_model_prices: \"%.80s\" is not \"MODEL=MICROS\" "
+            return perr(p, "%s: \"%.80s\" is not \"MODEL=MICROS\" "
                         "(a model name of 1-200 bytes, a whole price up to %llu)",
-                        v->sv[i], (unsigned long long)PRICE_MAX);
-        for (size_t k = 0; k < i; k++)
-            if (strncmp(v->sv[k], v->sv[i], n + 1) == 0)
-                return perr(p, "llm_model_prices: model \"%.*s\" priced twice",
-                            (int)n, v->sv[i]);
+                        key, v->sv[i], (unsigned long long)PRICE_MAX);
+        if (model_priced(v->sv, i, v->sv[i], n))
+            return perr(p, "%s: model \"%.*s\" priced twice", key, (int)n, v->sv[i]);
+        if (model_priced(other, n_other, v->sv[i], n))
+            return perr(p, "%s: model \"%.*s\" is priced per %s already: a "
+                        "model is priced per token or per second", key, (int)n,
+                        v->sv[i], per_second ? "token" : "second");
     }
-    c->llm_model_prices = v->sv;
-    c->n_llm_model_prices = v->n_sv;
+    *(per_second ? &c->llm_model_second_prices : &c->llm_model_prices) = v->sv;
+    *(per_second ? &c->n_llm_model_second_prices : &c->n_llm_model_prices) = v->n_sv;
     v->sv = NULL;
     v->n_sv = 0;
     return 0;
 }
 
-uint64_t node_llm_price(const node_config *c, const char *model, int *own)
+/* MODEL's price in list v (*found 1), else *found 0. */
+static uint64_t list_price(char **v, size_t nv, const char *model, int *found)
 {
-    size_t n, len = model ? strlen(model) : 0;
+    size_t n, len = strlen(model);
     uint64_t m;
-    for (size_t i = 0; i < c->n_llm_model_prices; i++)
-        if (model_price_split(c->llm_model_prices[i], &n, &m) == 0 && n == len &&
-            strncmp(c->llm_model_prices[i], model, n) == 0) {
-            if (own)
-                *own = 1;
+    for (size_t i = 0; i < nv; i++)
+        if (model_price_split(v[i], &n, &m) == 0 && n == len &&
+            strncmp(v[i], model, n) == 0) {
+            *found = 1;
             return m;
         }
+    *found = 0;
+    return 0;
+}
+
+uint64_t node_llm_price(const node_config *c, const char *model, int *own,
+                        int *per_second)
+{
+    int found = 0;
+    uint64_t m = model ? list_price(c->llm_model_prices, c->n_llm_model_prices,
+                                    model, &found) : 0;
+    *per_second = 0;
+    if (!found && model &&
+        (m = list_price(c->llm_model_second_prices, c->n_llm_model_second_prices,
+                        model, &found), found))
+        *per_second = 1;
     if (own)
-        *own = 0;
-    return c->llm_1k_tokens_micros;
+        *own = found;
+    if (found)
+        return m;
+    *per_second = c->llm_per_second;
+    return c->llm_per_second ? c->llm_second_micros : c->llm_1k_tokens_micros;
 }
 
 /* ---- [backend] ---- */
@@ -651,7 +688,8 @@ static int apply(parser *p, const key_def *k, value *v)
                         "engine's socket)");
         return set_string(&c->container_host, v);
     case K_ALLOW_IMAGES: return apply_allow_images(p, v);
-    case K_LLM_MODEL_PRICES: return apply_model_prices(p, v);
+    case K_LLM_MODEL_PRICES: return apply_model_prices(p, v, 0);
+    case K_LLM_MODEL_SECOND_PRICES: return apply_model_prices(p, v, 1);
     case K_API_LISTEN: return apply_api_listen(p, v);
     case K_SANDBOX: c->sandbox = v->b; return 0;
     case K_HEARTBEAT:
@@ -672,6 +710,9 @@ static int apply(parser *p, const key_def *k, value *v)
     case K_MAXFILE: case K_MAXJOBFILES: case K_UID_FIRST: case K_UID_COUNT:
         return apply_limit(p, k, v);
     case K_LLM_PRICE: return want_uint(p, k, v, 0, PRICE_MAX, &c->llm_1k_tokens_micros);
+    case K_LLM_SECOND:
+        c->llm_per_second = 1;
+        return want_uint(p, k, v, 0, PRICE_MAX, &c->llm_second_micros);
     case K_BK_KIND: case K_BK_PARTITION: case K_BK_ACCOUNT: case K_BK_QOS:
     case K_BK_SPOOL: case K_BK_COMMAND: case K_BK_MEMORY: case K_BK_POLL:
     case K_BK_REST: case K_BK_REST_USER: case K_BK_REST_TOKEN:
@@ -772,7 +813,9 @@ static size_t price_twin(key_id id)
 {
     key_id twin = id == K_GPU ? K_GPU_CENTS : id == K_GPU_CENTS ? K_GPU
                 : id == K_CPU ? K_CPU_CENTS : id == K_CPU_CENTS ? K_CPU
-                : id == K_MEM ? K_MEM_CENTS : id == K_MEM_CENTS ? K_MEM : id;
+                : id == K_MEM ? K_MEM_CENTS : id == K_MEM_CENTS ? K_MEM
+                : id == K_LLM_PRICE ? K_LLM_SECOND : id == K_LLM_SECOND ? K_LLM_PRICE
+                : id;
     for (size_t i = 0; twin != id && i < sizeof keys / sizeof *keys; i++)
         if (keys[i].id == twin)
             return i;
@@ -795,8 +838,9 @@ static int assign(parser *p, const char *key, value *v)
             return perr(p, "key '%s' appears twice in [%s]", key, p->section);
         size_t other = price_twin(k->id);
         if (other != SIZE_MAX && (p->seen_keys & (1ull << other)))
-            return perr(p, "'%s' and '%s' set the same price: keep one", key,
-                        keys[other].name);
+            return perr(p, "'%s' and '%s' set the same price%s: keep one", key,
+                        keys[other].name, k->id == K_LLM_PRICE || k->id == K_LLM_SECOND
+                        ? " (an llm price is per token or per second)" : "");
         p->seen_keys |= 1ull << i;
         if (k->type == V_FLOAT && v->type == V_INT) {
             v->type = V_FLOAT;
@@ -950,6 +994,9 @@ void node_config_free(node_config *c)
     for (size_t i = 0; i < c->n_llm_model_prices; i++)
         free(c->llm_model_prices[i]);
     free(c->llm_model_prices);
+    for (size_t i = 0; i < c->n_llm_model_second_prices; i++)
+        free(c->llm_model_second_prices[i]);
+    free(c->llm_model_second_prices);
     free(c->slurm_partition);
     free(c->slurm_account);
     free(c->slurm_qos);
@@ -1042,7 +1089,21 @@ static void put_orchestrator(FILE *f, const node_config *c)
     }
 }
 
-/* [pricing] llm_model_prices as written (or a commented example), with the
+/* A [pricing] list of model prices as written (nothing when empty). */
+static void put_prices(FILE *m, const char *key, char **v, size_t n)
+{
+    if (!n)
+        return;
+    fprintf(m, "%s = [", key);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            fputs(", ", m);
+        put_string(m, v[i]);
+    }
+    fputs("]\n", m);
+}
+
+/* [pricing]'s llm prices as written (or a commented example), with the
  * blank line after; malloc'ed, NULL when out of memory. */
 static char *model_prices_text(const node_config *c)
 {
@@ -1051,16 +1112,19 @@ static char *model_prices_text(const node_config *c)
     FILE *m = open_memstream(&text, &len);
     if (!m)
         return NULL;
-    if (!c->n_llm_model_prices)
-        fputs("# A model's own price: llm_model_prices = [\"llama3:8b=2000\"]\n", m);
+    if (c->llm_per_second)
+        fprintf(m, "llm_second_micros = %llu\n", (unsigned long long)c->llm_second_micros);
     else
-        fputs("llm_model_prices = [", m);
-    for (size_t i = 0; i < c->n_llm_model_prices; i++) {
-        if (i)
-            fputs(", ", m);
-        put_string(m, c->llm_model_prices[i]);
-    }
-    fputs(c->n_llm_model_prices ? "]\n\n" : "\n", m);
+        fprintf(m, "llm_1k_tokens_micros = %llu\n",
+                (unsigned long long)c->llm_1k_tokens_micros);
+    if (!c->n_llm_model_prices && !c->n_llm_model_second_prices)
+        fputs("# A model's own price: llm_model_prices = [\"llama3:8b=2000\"]\n"
+              "# (per 1,000 tokens), llm_model_second_prices = [\"qwen2:72b=300\"]\n"
+              "# (per second of its run)\n", m);
+    put_prices(m, "llm_model_prices", c->llm_model_prices, c->n_llm_model_prices);
+    put_prices(m, "llm_model_second_prices", c->llm_model_second_prices,
+               c->n_llm_model_second_prices);
+    fputc('\n', m);
     fclose(m);
     return text;
 }
@@ -1168,10 +1232,15 @@ char *node_config_format(const node_config *c)
         fputs("# modules = \"/srv/modules:/opt/more-modules\"\n", f);
     }
     char *prices = model_prices_text(c);
+    if (!prices) {   /* a config without its prices would bill at the defaults */
+        fclose(f);
+        free(text);
+        return NULL;
+    }
     fprintf(f, "\n# What this node charges, in micro-dollars (1e-6 USD; 1000000 is $1)\n"
             "# per hour of each resource.\n[pricing]\ngpu_hour_micros = %llu\ncpu_hour_micros = "
-            "%llu\nmemory_gb_hour_micros = %llu\n# llm jobs: per 1,000 tokens (prompt and completion).\n"
-            "llm_1k_tokens_micros = %llu\n%s[limits]\n"
+            "%llu\nmemory_gb_hour_micros = %llu\n# llm jobs: per 1,000 tokens (prompt and completion),\n"
+            "# or llm_second_micros per second of the run instead (not both).\n%s[limits]\n"
             "max_concurrent_jobs = %u\n# Memory cap of one job in MiB, also "
             "when its module names none (0: the module's own requirement,\n"
             "# else 2048 in the sandbox).\nmax_memory_mb = "
@@ -1187,8 +1256,7 @@ char *node_config_format(const node_config *c)
             (unsigned long long)c->gpu_hour_micros,
             (unsigned long long)c->cpu_hour_micros,
             (unsigned long long)c->memory_gb_hour_micros,
-            (unsigned long long)c->llm_1k_tokens_micros,
-            prices ? prices : "",
+            prices,
             c->max_concurrent_jobs, c->max_memory_mb, NODE_MAX_OUTPUT_KB,
             c->max_output_kb, NODE_MAX_SCRATCH_MB, c->max_scratch_mb,
             NODE_MAX_FILE_MB, c->max_file_mb, c->max_job_files_mb);

@@ -344,6 +344,19 @@ static const cJSON *job_reqs(const job *j)
            : cJSON_GetObjectItemCaseSensitive(j->manifest, "requirements");
 }
 
+/* An llm job's generation stops at its server's timeout_s, or sooner at
+ * the seconds its requirements priced it on ("llm": {"seconds"}, else
+ * RZ_LLM_DEFAULT_SECONDS): a node
+ * priced per second is paid for no more (docs/llm.md). */
+static uint32_t llm_timeout(const job *j, const node_llm *srv)
+{
+    double s = num_at(cJSON_GetObjectItemCaseSensitive(job_reqs(j), "llm"), "seconds");
+    uint32_t t = (uint32_t)srv->timeout_s;
+    if (s < 1)   /* priced on the default bound */
+        s = RZ_LLM_DEFAULT_SECONDS;
+    return s >= 1 && s < t ? (uint32_t)s : t;
+}
+
 static uint32_t job_memory(agent *a, const job *j)
 {
     double req = num_at(job_reqs(j), "memory_mb");
@@ -491,7 +504,7 @@ static int start(agent *a, job *j, rz_attempt **att, const char *const *gpus)
     ao.llm_servers = servers;
     if (llm) {
         ao.adapter = "llm";
-        ao.timeout_s = (uint32_t)a->cfg.llm[j->llm_server].timeout_s;
+        ao.timeout_s = llm_timeout(j, &a->cfg.llm[j->llm_server]);
     }
     int rc = rz_attempt_start(att, &ao);
     sodium_memzero(secrets, sizeof secrets);

@@ -37,8 +37,11 @@ cJSON *llm_caps(const node_config *cfg, char *why, size_t whylen)
         return NULL;
     cJSON *llm = cJSON_CreateObject();
     cJSON *all = cJSON_AddArrayToObject(llm, "models");
-    cJSON_AddNumberToObject(llm, "price_1k_tokens_micros",
-                            (double)cfg->llm_1k_tokens_micros);
+    /* The node's price in its one unit (docs/llm.md). */
+    cJSON_AddNumberToObject(llm, cfg->llm_per_second ? "price_second_micros"
+                                                     : "price_1k_tokens_micros",
+                            (double)(cfg->llm_per_second ? cfg->llm_second_micros
+                                                         : cfg->llm_1k_tokens_micros));
     cJSON *servers = cJSON_AddArrayToObject(llm, "servers");
     for (size_t i = 0; i < cfg->n_llm; i++) {
         const node_llm *srv = &cfg->llm[i];
@@ -69,10 +72,12 @@ cJSON *llm_caps(const node_config *cfg, char *why, size_t whylen)
             if (dup || cJSON_GetArraySize(all) >= (int)LLM_MODELS_MAX)
                 continue;
             cJSON_AddStringToObject(m, "kind", kind_name(srv->kind));
-            int own = 0;
-            uint64_t price = node_llm_price(cfg, name, &own);
-            if (own)   /* its own price in [pricing] llm_model_prices */
-                cJSON_AddNumberToObject(m, "price_1k_tokens_micros", (double)price);
+            int own = 0, per_s = 0;
+            uint64_t price = node_llm_price(cfg, name, &own, &per_s);
+            if (own)   /* its own price in [pricing] llm_model_(second_)prices */
+                cJSON_AddNumberToObject(m, per_s ? "price_second_micros"
+                                                 : "price_1k_tokens_micros",
+                                        (double)price);
             cJSON_AddItemToArray(all, cJSON_DetachItemViaPointer(models, m));
         }
         cJSON_Delete(models);

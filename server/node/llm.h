@@ -16,7 +16,8 @@ struct cJSON;
 #define LLM_MODELS_MAX 256u          /* advertised at most */
 
 /* The "llm" object of the capabilities: {"models":[{..., "kind"}],
- * "price_1k_tokens_micros", "servers":[{"kind","up"}]} over every [[llm]]
+ * "price_1k_tokens_micros" | "price_second_micros", "servers":[{"kind","up"}]}
+ * over every [[llm]]
  * server (a server that does not answer is "up": false, its models absent;
  * why goes to `why` for the caller to report, per server, '\n'-separated).
  * NULL when no server is configured or out of memory. */

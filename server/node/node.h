@@ -62,10 +62,17 @@ typedef struct node_config {
                                         NODE_DEFAULT_OUTPUT_KB) */
     uint64_t llm_1k_tokens_micros;   /* [pricing] per 1,000 tokens in and
                                         out of an llm job */
+    uint64_t llm_second_micros;      /* [pricing] per second of an llm job's
+                                        run instead (llm_per_second) */
+    int llm_per_second;
     char **llm_model_prices;         /* [pricing] llm_model_prices:
                                         "MODEL=MICROS" (checked), a model's
                                         own price per 1,000 tokens */
     size_t n_llm_model_prices;
+    char **llm_model_second_prices;  /* [pricing] llm_model_second_prices:
+                                        the same, per second; a model is in
+                                        one list at most */
+    size_t n_llm_model_second_prices;
     double llm_refresh_s;            /* [node] llm_refresh_s: how often the
                                         model lists are read again */
     char *api_listen;                /* [api] listen: "off" or ADDR:PORT;
@@ -135,9 +142,12 @@ int node_config_set_container_host(node_config *c, const char *host,
  * orchestrator requires of an ad-hoc image's job (a [labels] key cannot
  * hold the '.'). */
 #define NODE_ADHOC_LABEL "rhizos.adhoc_images"
-/* The price per 1,000 tokens of `model` here: its own in
- * llm_model_prices, else llm_1k_tokens_micros; *own says which. */
-uint64_t node_llm_price(const node_config *c, const char *model, int *own);
+/* The price of `model` here: its own in llm_model_prices (per 1,000
+ * tokens) or llm_model_second_prices (per second), else the node's
+ * (llm_second_micros when llm_per_second, else llm_1k_tokens_micros); *own
+ * says whether it is its own, *per_second the unit. */
+uint64_t node_llm_price(const node_config *c, const char *model, int *own,
+                        int *per_second);
 
 /* 1 when an allow_images glob matches `image`, else 0. */
 int node_config_image_allowed(const node_config *c, const char *image);

@@ -338,7 +338,7 @@ void r_job_submit(req *q)
     static const char *const fields[] = { "module", "type", "inputs", "config",
         "requirements", "max_cost_micros", "priority", "queue_timeout_s", "image",
         "command", "verify", "model", "prompt", "messages", "max_tokens",
-        "temperature", NULL };
+        "temperature", "timeout_s", NULL };
     rz_engine_module_job job = RZ_ENGINE_MODULE_JOB_INIT;
     cJSON *inputs, *config, *reqs;
     bool have_max = false, have_qt = false;

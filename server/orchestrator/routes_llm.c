@@ -4,10 +4,12 @@
  *
  * An llm job has no module: like an ad-hoc image it carries what the node
  * runs ({"adapter":"llm","model"}) and is matched on requirements
- * {"adapter":"llm","llm":{"model","tokens"}}: only nodes serving that model,
- * priced per 1,000 tokens. "tokens" bounds what can be billed: max_tokens
+ * {"adapter":"llm","llm":{"model","tokens","seconds"}}: only nodes serving
+ * that model, priced per 1,000 tokens or per second of the run, as each
+ * node prices it. "tokens" bounds what can be billed per token: max_tokens
  * for the completion plus the prompt's bytes (no tokenizer makes more
- * tokens than bytes) and a little per message for the chat template. The
+ * tokens than bytes) and a little per message for the chat template;
+ * "seconds" (the job's timeout_s) what can be billed per second. The
  * hold is those tokens at --llm-price unless the client names
  * max_cost_micros; a node asking more than the hold covers is not matched. */
 #include <stdio.h>
@@ -21,7 +23,8 @@
 #define LLM_MODEL_MAX 200u
 
 static const char *const llm_fields[] = { "model", "prompt", "messages",
-                                          "max_tokens", "temperature", NULL };
+                                          "max_tokens", "temperature", "timeout_s",
+                                          NULL };
 
 bool llm_fields_elsewhere(req *q, bool llm)
 {
@@ -108,6 +111,23 @@ static bool text_ok(req *q, cJSON *request, uint64_t *tokens)
     return true;
 }
 
+/* "timeout_s": the run time the job is priced on at most on a node priced
+ * per second (1 .. RZ_LLM_MAX_SECONDS, default RZ_LLM_DEFAULT_SECONDS); the
+ * node stops the generation there. */
+static bool seconds_ok(req *q, uint64_t *seconds)
+{
+    bool have = false;
+    if (!body_u64(q, "timeout_s", false, RZ_LLM_MAX_SECONDS, seconds, &have))
+        return false;
+    if (!have)
+        *seconds = RZ_LLM_DEFAULT_SECONDS;
+    if (!*seconds) {
+        reply_error(q, RZ_EINVAL, "\"timeout_s\" must be at least 1");
+        return false;
+    }
+    return true;
+}
+
 static bool numbers_ok(req *q, cJSON *request, uint64_t *max_tokens)
 {
     bool have = false;
@@ -132,7 +152,7 @@ static bool numbers_ok(req *q, cJSON *request, uint64_t *max_tokens)
 
 /* The client's requirements with the llm adapter and model. */
 static char *llm_reqs(const char *client_reqs, const char *model,
-                      uint64_t tokens)
+                      uint64_t tokens, uint64_t seconds)
 {
     cJSON *r = client_reqs ? cJSON_Parse(client_reqs) : cJSON_CreateObject();
     if (!r)
@@ -143,6 +163,7 @@ static char *llm_reqs(const char *client_reqs, const char *model,
     cJSON *l = cJSON_AddObjectToObject(r, "llm");
     cJSON_AddStringToObject(l, "model", model);
     cJSON_AddNumberToObject(l, "tokens", (double)tokens);
+    cJSON_AddNumberToObject(l, "seconds", (double)seconds);
     char *text = cJSON_PrintUnformatted(r);
     cJSON_Delete(r);
     return text;
@@ -151,10 +172,10 @@ static char *llm_reqs(const char *client_reqs, const char *model,
 void llm_job_submit(req *q, const rz_engine_module_job *mj)
 {
     const char *model = NULL;
-    uint64_t prompt_tokens = 0, max_tokens = 0;
+    uint64_t prompt_tokens = 0, max_tokens = 0, seconds = 0;
     cJSON *request = cJSON_CreateObject();
     if (!model_ok(q, &model) || !text_ok(q, request, &prompt_tokens) ||
-        !numbers_ok(q, request, &max_tokens)) {
+        !numbers_ok(q, request, &max_tokens) || !seconds_ok(q, &seconds)) {
         cJSON_Delete(request);
         return;
     }
@@ -169,7 +190,7 @@ void llm_job_submit(req *q, const rz_engine_module_job *mj)
     cJSON *x = cJSON_CreateObject();
     cJSON_AddStringToObject(x, "adapter", "llm");
     cJSON_AddStringToObject(x, "model", model);
-    char *rq = llm_reqs(mj->requirements_json, model, tokens);
+    char *rq = llm_reqs(mj->requirements_json, model, tokens, seconds);
     char *rt = cJSON_PrintUnformatted(request), *ex = cJSON_PrintUnformatted(x);
     cJSON_Delete(request);
     cJSON_Delete(x);
@@ -215,11 +236,25 @@ static cJSON *model_entry(cJSON *doc, const char *name)
     return m;
 }
 
+/* The price `o` sets (a model or the node's llm), its key in *key; NULL
+ * when it sets none. */
+static const cJSON *llm_price(const cJSON *o, const char **key)
+{
+    static const char *const keys[] = { "price_1k_tokens_micros", "price_second_micros" };
+    for (size_t i = 0; i < 2; i++) {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
+        if (cJSON_IsNumber(p)) {
+            *key = keys[i];
+            return p;
+        }
+    }
+    return NULL;
+}
+
 /* One node's models into `models`. */
 static void node_models(cJSON *models, uint64_t id, const cJSON *caps)
 {
     const cJSON *llm = cJSON_GetObjectItemCaseSensitive(caps, "llm"), *m;
-    const cJSON *price = cJSON_GetObjectItemCaseSensitive(llm, "price_1k_tokens_micros");
     static const char *const keep[] = { "size_bytes", "quantization",
         "context_length", "family", "parameters", "kind" };
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(llm, "models")) {
@@ -228,11 +263,14 @@ static void node_models(cJSON *models, uint64_t id, const cJSON *caps)
             continue;
         cJSON *n = cJSON_CreateObject();
         cJSON_AddNumberToObject(n, "node", (double)id);
-        /* A model's own price (the node's llm_model_prices) wins. */
-        const cJSON *own = cJSON_GetObjectItemCaseSensitive(m, "price_1k_tokens_micros");
-        const cJSON *p = cJSON_IsNumber(own) ? own : price;
-        cJSON_AddNumberToObject(n, "price_1k_tokens_micros",
-                                cJSON_IsNumber(p) ? p->valuedouble : 0);
+        /* A model's own price (the node's llm_model_prices or
+         * llm_model_second_prices) wins over the node's; each is per 1,000
+         * tokens or per second, never both (the node's caps were checked). */
+        const char *key = "price_1k_tokens_micros";
+        const cJSON *p = llm_price(m, &key);
+        if (!p)
+            p = llm_price(llm, &key);
+        cJSON_AddNumberToObject(n, key, p ? p->valuedouble : 0);
         for (size_t k = 0; k < sizeof keep / sizeof *keep; k++) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, keep[k]);
             if (cJSON_IsString(v) || cJSON_IsNumber(v))
