@@ -201,6 +201,15 @@ static const bad_case bad[] = {
     { "[pricing]\nllm_model_prices = [\"=5\"]\n", "node.toml:2: llm_model_prices: \"=5\" is not" },
     { "[pricing]\nllm_model_prices = [\"a=-5\"]\n", "node.toml:2: llm_model_prices: \"a=-5\" is not" },
     { "[pricing]\nllm_model_prices = [\"a=1\", \"a=2\"]\n", "node.toml:2: llm_model_prices: model \"a\" priced twice" },
+    /* an llm price is per token or per second, never both at one level */
+    { "[pricing]\nllm_1k_tokens_micros = 5\nllm_second_micros = 9\n", "node.toml:3: 'llm_second_micros' and 'llm_1k_tokens_micros' set the same price (an llm price is per token or per second): keep one" },
+    { "[pricing]\nllm_second_micros = 9\nllm_1k_tokens_micros = 5\n", "node.toml:3: 'llm_1k_tokens_micros' and 'llm_second_micros' set the same price" },
+    { "[pricing]\nllm_second_micros = -1\n", "node.toml:2: llm_second_micros" },
+    { "[pricing]\nllm_second_micros = 1000000000001\n", "node.toml:2: llm_second_micros" },
+    { "[pricing]\nllm_model_second_prices = [\"a=x\"]\n", "node.toml:2: llm_model_second_prices: \"a=x\" is not" },
+    { "[pricing]\nllm_model_second_prices = [\"a=1\", \"a=2\"]\n", "node.toml:2: llm_model_second_prices: model \"a\" priced twice" },
+    { "[pricing]\nllm_model_prices = [\"a=1\"]\nllm_model_second_prices = [\"b=1\", \"a=2\"]\n", "node.toml:3: llm_model_second_prices: model \"a\" is priced per token already" },
+    { "[pricing]\nllm_model_second_prices = [\"a=2\"]\nllm_model_prices = [\"a=1\"]\n", "node.toml:3: llm_model_prices: model \"a\" is priced per second already" },
     /* [api] listen: an IP literal and a port, or "off" */
     { "[api]\nlisten = \"localhost:7180\"\n", "node.toml:2: listen must be \"off\" or ADDRESS:PORT" },
     { "[api]\nlisten = \"127.0.0.1\"\n", "node.toml:2: listen must be \"off\" or ADDRESS:PORT" },
@@ -270,11 +279,12 @@ static void llm_servers(void **state)
     assert_string_equal(c.llm[1].url, "https://h:8000/v1x");
     assert_true(c.llm[1].timeout_s == 12.5);
     assert_int_equal(c.llm_1k_tokens_micros, 2500);
-    int own = -1;
-    assert_int_equal(node_llm_price(&c, "llama3:8b", &own), 2000);
+    int own = -1, per_s = -1;
+    assert_int_equal(node_llm_price(&c, "llama3:8b", &own, &per_s), 2000);
     assert_int_equal(own, 1);
-    assert_int_equal(node_llm_price(&c, "a=b", &own), 7);   /* the last '=' */
-    assert_int_equal(node_llm_price(&c, "llama3", &own), 2500);
+    assert_int_equal(per_s, 0);
+    assert_int_equal(node_llm_price(&c, "a=b", &own, &per_s), 7);   /* the last '=' */
+    assert_int_equal(node_llm_price(&c, "llama3", &own, &per_s), 2500);
     assert_int_equal(own, 0);
     assert_true(c.llm_refresh_s == 5);
     assert_int_equal(c.n_labels, 1);   /* [labels] after [[llm]] is its own */
@@ -285,11 +295,46 @@ static void llm_servers(void **state)
     assert_string_equal(d.llm[1].url, c.llm[1].url);
     assert_true(d.llm[1].timeout_s == 12.5);
     assert_int_equal(d.llm_1k_tokens_micros, 2500);
-    assert_int_equal(node_llm_price(&d, "llama3:8b", NULL), 2000);
+    assert_int_equal(node_llm_price(&d, "llama3:8b", NULL, &per_s), 2000);
     char *again = node_config_format(&d);
     assert_string_equal(out, again);
     free(out);
     free(again);
+    node_config_free(&c);
+    node_config_free(&d);
+}
+
+/* A node priced per second: the node's price and a model's own in either
+ * unit, each the one it was given, back from what `init` writes. */
+static void llm_per_second(void **state)
+{
+    (void)state;
+    node_config c, d;
+    char err[512] = "";
+    const char *text =
+        "[pricing]\nllm_second_micros = 40\n"
+        "llm_model_prices = [\"tok:1b=500\"]\n"
+        "llm_model_second_prices = [\"big:70b=300\"]\n"
+        "[[llm]]\nkind = \"ollama\"\nurl = \"http://127.0.0.1:11434\"\n";
+    assert_int_equal(parse(&c, text, err, sizeof err), 0);
+    char *out = node_config_format(&c);
+    assert_non_null(out);
+    assert_int_equal(parse(&d, out, err, sizeof err), 0);
+    assert_null(strstr(out, "\nllm_1k_tokens_micros"));   /* both would be refused */
+    const node_config *cs[] = { &c, &d };
+    for (size_t i = 0; i < 2; i++) {
+        int own = -1, per_s = -1;
+        assert_int_equal(node_llm_price(cs[i], "llama3", &own, &per_s), 40);
+        assert_int_equal(own, 0);
+        assert_int_equal(per_s, 1);
+        assert_int_equal(node_llm_price(cs[i], "tok:1b", &own, &per_s), 500);
+        assert_int_equal(own, 1);
+        assert_int_equal(per_s, 0);
+        assert_int_equal(node_llm_price(cs[i], "big:70b", &own, &per_s), 300);
+        assert_int_equal(own, 1);
+        assert_int_equal(per_s, 1);
+    }
+    free(out);
     node_config_free(&c);
     node_config_free(&d);
 }
@@ -644,6 +689,7 @@ int main(void)
         cmocka_unit_test(missing_file),
         cmocka_unit_test(format_round_trip),
         cmocka_unit_test(llm_servers),
+        cmocka_unit_test(llm_per_second),
         cmocka_unit_test(api_listen),
         cmocka_unit_test(slurm_backend),
         cmocka_unit_test(slurmrestd_keys),
