@@ -225,5 +225,100 @@ class Llm(LlmBase):
         self.stop_orchestrator()
 
 
+SEC_PRICE = 50        # the per-second node's micros per second of run
+
+
+class LlmPrices(LlmBase):
+    """A node priced per 1,000 tokens (start_llm_node) and one priced per
+    second, both in front of the same model servers: each job goes to the
+    node where its most (tokens at the one's price, timeout_s at the
+    other's) is least, is charged per token or per run second as that node
+    prices it, and the ledger's balances are exact."""
+
+    def start_second_node(self):
+        data = self.init_node("llm-s", 0)
+        path = os.path.join(data, "config.toml")
+        with open(path) as f:
+            text = f.read()
+        self.assertIn("\nllm_1k_tokens_micros = ", text)
+        with open(path, "w") as f:   # one unit only: both are refused
+            f.write(text.replace("\nllm_1k_tokens_micros = ",
+                                 "\nllm_second_micros = %d\n# was " % SEC_PRICE))
+        network.set_config(data, "node", "llm_refresh_s", 1)
+        with open(path, "a") as f:
+            f.write('\n[[llm]]\nkind = "ollama"\nurl = "%s"\n' % self.ollama_url)
+        n = self.run_node(data)
+        reg = n.wait_for(lambda: [e for e in n.events() if e.get("event") == "registered"],
+                         30, "the per-second node to register")[0]
+        n.id, n.account, n.name = reg["node"], reg["account"], "llm-s"
+        return n
+
+    def test_per_second_and_per_token_nodes(self):
+        tok = self.start_llm_node()
+        sec = self.start_second_node()
+        wait_until(lambda: len(self.models().get("slow:1b", [])) == 2, 20,
+                   "both nodes to serve slow:1b")
+        by_node = {n["node"]: n for n in self.models()["tiny:1b"]}
+        self.assertEqual(by_node[sec.id]["price_second_micros"], SEC_PRICE)
+        self.assertNotIn("price_1k_tokens_micros", by_node[sec.id])
+        self.assertEqual(by_node[tok.id]["price_1k_tokens_micros"], PRICE)
+        self.assertNotIn("price_second_micros", by_node[tok.id])
+        p = self.cli("models", key=self.key)
+        self.assertIn("$0.00005/s", p.stdout)
+        self.assertIn("$5.00/1M tok", p.stdout)
+
+        # Most per second: 5 s x 50 = 250; per token: (9 + 16 + 64 + 3)
+        # tokens x 5000 / 1000 = 460. The per-second node runs it and is
+        # paid its run time, whatever the tokens.
+        j = self.finished(self.submit({"type": "llm", "model": "slow:1b",
+                                       "prompt": "go slowly", "max_tokens": 3,
+                                       "timeout_s": 5})["id"])
+        self.assertEqual(j["status"], "succeeded", j)
+        self.assertEqual(j["node"], sec.id, j)
+        self.assertGreaterEqual(j["run_ms"], 1500, j)   # the slow first token
+        self.assertLessEqual(j["run_ms"], 5000 + 2000, j)
+        self.assertEqual(j["cost_micros"], ceil_div(j["run_ms"] * SEC_PRICE, 1000), j)
+        self.assertEqual(j["max_cost_micros"], ceil_div(92 * REF_PRICE, 1000), j)
+
+        # Most per second: 20 s x 50 = 1000; per token: (15 + 16 + 64 +
+        # 40) x 5 = 675: the per-token node, paid its tokens.
+        prompt = "tell me a story"
+        t = self.finished(self.submit({"type": "llm", "model": "tiny:1b", "prompt": prompt,
+                                       "max_tokens": 40, "timeout_s": 20})["id"])
+        self.assertEqual(t["status"], "succeeded", t)
+        self.assertEqual(t["node"], tok.id, t)
+        self.assertEqual(t["cost_micros"], ceil_div(
+            (t["outputs"]["tokens_in"] + t["outputs"]["tokens_out"]) * PRICE, 1000), t)
+
+        # The node stops the generation at the job's timeout_s (1 s, before
+        # the slow model's first token): failed, refunded.
+        f = self.finished(self.submit({"type": "llm", "model": "slow:1b", "prompt": "x",
+                                       "max_tokens": 10, "timeout_s": 1})["id"])
+        self.assertEqual((f["status"], f["node"], f["cost_micros"]),
+                         ("failed", sec.id, 0), f)
+
+        # A limit under every node's most: no node, said so.
+        w = self.finished(self.submit({"type": "llm", "model": "tiny:1b", "prompt": "x",
+                                       "timeout_s": 20, "max_cost_micros": 400,
+                                       "queue_timeout_s": 1})["id"], timeout=20)
+        self.assertEqual((w["status"], w["cost_micros"]), ("failed", 0), w)
+
+        for body in ({"type": "llm", "model": "tiny:1b", "prompt": "x", "timeout_s": 0},
+                     {"type": "llm", "model": "tiny:1b", "prompt": "x", "timeout_s": 86401},
+                     {"type": "llm", "model": "tiny:1b", "prompt": "x", "timeout_s": "5"},
+                     {"type": "llm", "model": "tiny:1b", "prompt": "x", "timeout_s": 1.5},
+                     {"module": "echo", "timeout_s": 5}):
+            st, doc = network.http(self.base, "POST", "/api/v1/jobs", self.key, body)
+            self.assertEqual(st, 400, (body, doc))
+
+        # The money: each job at its node's price and unit, exactly.
+        self.check_money(self.client_jobs())
+        self.verify_ledger()
+        for n in (tok, sec):
+            self.assertEqual(n.stop(), 0, n.output())
+            self.assertFalse(sanitizer_report(n.stderr_text()), n.stderr_text())
+        self.stop_orchestrator()
+
+
 if __name__ == "__main__":
     unittest.main(argv=sys.argv[:1], verbosity=2)
