@@ -13,7 +13,10 @@
 
 #include "common/internal.h"
 #include "match/match_impl.h"
+#include "rhizos/engine.h"
 #include "rhizos/rhizos.h"
+#include "helpers.h"
+#include "engine_fixture.h"
 
 static rz_caps *node(const char *json)
 {
@@ -203,6 +206,88 @@ static void test_hostile(void **state)
     rz_caps_free(c);
 }
 
+/* An engine with a node priced per second (40 micros) and one per 1,000
+ * tokens (2000), both serving "m"; the client holds 100,000 micros. */
+#define ENGINE_SEC "{\"cpu\":{\"cores\":4},\"memory_mb\":8192,\"adapters\":[\"llm\"]," \
+    "\"max_concurrent_jobs\":4,\"llm\":{\"price_second_micros\":40,\"models\":[{\"name\":\"m\"}]}}"
+#define ENGINE_TOK "{\"cpu\":{\"cores\":4},\"memory_mb\":8192,\"adapters\":[\"llm\"]," \
+    "\"max_concurrent_jobs\":4,\"llm\":{\"price_1k_tokens_micros\":2000,\"models\":[{\"name\":\"m\"}]}}"
+
+static uint64_t llm_submit(efx *f, unsigned tokens, unsigned seconds, uint64_t hold,
+                           uint64_t now)
+{
+    char reqs[160];
+    snprintf(reqs, sizeof reqs, "{\"adapter\":\"llm\",\"llm\":{\"model\":\"m\","
+             "\"tokens\":%u,\"seconds\":%u}}", tokens, seconds);
+    rz_engine_job_spec s = RZ_ENGINE_JOB_SPEC_INIT;
+    s.client = f->client;
+    s.requirements_json = reqs;
+    s.request_json = "{\"model\":\"m\",\"prompt\":\"hi\",\"max_tokens\":10}";
+    s.module_id = "llm";
+    s.module_version = "";
+    s.exec_json = "{\"adapter\":\"llm\",\"model\":\"m\"}";
+    s.max_cost_micros = hold;
+    uint64_t id = 0;
+    assert_int_equal(rz_engine_submit(f->e, &s, now, &id), RZ_OK);
+    return id;
+}
+
+static uint64_t cost_of(efx *f, uint64_t job)
+{
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_job_get(f->e, job, &ji), RZ_OK);
+    assert_int_equal(ji.state, RZ_JOB_SUCCEEDED);
+    return ji.cost_micros;
+}
+
+/* Through the engine: the node priced per second is paid the run time the
+ * engine saw (the node's report bounded by its clock), at most the job's
+ * seconds and the hold, with the fee; the one priced per token its tokens,
+ * whatever the run time; nothing is held after, and the ledger checks. */
+static void test_engine_charge(void **state)
+{
+    (void)state;
+    rz_engine_opts o = RZ_ENGINE_OPTS_INIT;
+    o.durable = 0;
+    efx *f = efx_new("llm-price", NULL, 0, &o, 100000);
+    uint64_t sec = efx_node_add(f, ENGINE_SEC, 0);
+    rz_engine_assignment a;
+    /* most: 30 s x 40 = 1200 here, 100 tokens x 2 = 200 there: the per-
+     * second node alone first, so it gets it */
+    uint64_t j1 = llm_submit(f, 100, 30, 5000, 1);
+    assert_int_equal(rz_engine_poll(f->e, sec, 1000, &a), RZ_OK);
+    assert_int_equal(a.job, j1);
+    /* the node says 9 s and 50 tokens; the engine saw 2.5 s */
+    assert_int_equal(node_report(f->e, sec, j1, 1, "{\"tokens_in\":20,\"tokens_out\":30}",
+                                 NULL, 9000, 3500), RZ_OK);
+    assert_int_equal(cost_of(f, j1), 100);   /* 2500 ms x 40 / 1000 */
+    assert_int_equal(efx_available(f, f->client), 100000 - 100);
+    assert_int_equal(efx_available(f, rz_engine_node_account(sec)), 95);
+    assert_int_equal(efx_available(f, RZ_LEDGER_PLATFORM_ID), 5);
+    /* a run past its seconds: 30 s are paid */
+    uint64_t j2 = llm_submit(f, 100, 30, 5000, 4000);
+    assert_int_equal(rz_engine_poll(f->e, sec, 4000, &a), RZ_OK);
+    assert_int_equal(node_report(f->e, sec, j2, 1, "{}", NULL, 100000, 104000), RZ_OK);
+    assert_int_equal(cost_of(f, j2), 1200);
+    /* a hold under the most is never placed there; one over it, with a
+     * node priced per token beside it that costs less at most: there */
+    uint64_t j3 = llm_submit(f, 100, 30, 1199, 105000);
+    assert_int_equal(rz_engine_poll(f->e, sec, 105001, &a), RZ_ENOENT);
+    uint64_t tok = efx_node_add(f, ENGINE_TOK, 105002);
+    assert_int_equal(rz_engine_poll(f->e, tok, 105003, &a), RZ_OK);
+    assert_int_equal(a.job, j3);
+    assert_int_equal(node_report(f->e, tok, j3, 1, "{\"tokens_in\":20,\"tokens_out\":30}",
+                                 NULL, 60000, 165003), RZ_OK);
+    assert_int_equal(cost_of(f, j3), 100);   /* 50 tokens x 2000 / 1000 */
+    uint64_t paid = 100 + 1200 + 100;
+    assert_int_equal(efx_available(f, f->client), 100000 - paid);
+    assert_int_equal(efx_available(f, rz_engine_node_account(sec)), 95 + 1140);
+    assert_int_equal(efx_available(f, rz_engine_node_account(tok)), 95);
+    assert_int_equal(efx_available(f, RZ_LEDGER_PLATFORM_ID), 5 + 60 + 5);
+    efx_check(f);
+    efx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -210,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_charge),
         cmocka_unit_test(test_cheapest_across_units),
         cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_engine_charge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
