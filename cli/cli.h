@@ -70,6 +70,7 @@ typedef struct cli {
     const char *model;            /* --model M (run -t llm) */
     const char *max_tokens;       /* --max-tokens N (run -t llm) */
     const char *temperature;      /* --temperature T (run -t llm) */
+    const char *llm_timeout;      /* --timeout S (run -t llm) */
     const char *comment;          /* --comment TEXT (flow approve|reject) */
     const char *note;             /* --note TEXT (flow deploy) */
     uint64_t resume_from;         /* flow resume ID FILE: the deployment reused */

@@ -15,7 +15,7 @@ void cli_models_usage(void)
     printf(
 "usage: rhizos models [--json]\n"
 "       rhizos run -t llm -p PROMPT [--model M] [--max-tokens N]\n"
-"                  [--temperature T] [--max-cost DOLLARS] [--json]\n"
+"                  [--temperature T] [--timeout S] [--max-cost DOLLARS] [--json]\n"
 "\n"
 "models: what the network's nodes serve through their [[llm]] model servers\n"
 "(GET /api/v1/models): each model, the nodes serving it, their price per\n"
@@ -26,11 +26,13 @@ void cli_models_usage(void)
 "\n"
 "run -t llm: one completion. -p PROMPT is the prompt; --model M one of\n"
 "`rhizos models` (default: the first listed); --max-tokens N the longest\n"
-"completion (default 256); --temperature T from 0 to 2. It waits for the\n"
-"answer and prints its text, then tokens and cost on stderr; --json prints\n"
-"the job. The hold covers max_tokens plus the prompt at the orchestrator's\n"
+"completion (default 256); --temperature T from 0 to 2; --timeout S the\n"
+"longest run (default 300), what a node priced per second is paid for at\n"
+"most. It waits for the answer and prints its text, then tokens and cost\n"
+"on stderr; --json prints the job. The hold covers max_tokens plus the prompt at the orchestrator's\n"
 "--llm-price unless --max-cost says more; what is charged is the tokens\n"
-"the node's server counted at the node's price.\n");
+"the node's server counted at the node's price, or the run's seconds on a\n"
+"node priced per second.\n");
 }
 
 /* The first model `GET /api/v1/models` lists; NULL (said why) if none. */
@@ -58,10 +60,11 @@ static char *first_model(cli *c)
 
 bool cli_llm_flags_unused(const cli *c)
 {
-    if (!c->prompt && !c->model && !c->max_tokens && !c->temperature)
+    if (!c->prompt && !c->model && !c->max_tokens && !c->temperature &&
+        !c->llm_timeout)
         return true;
-    fprintf(stderr, "rhizos: -p, --model, --max-tokens and --temperature go "
-            "with -t llm\n");
+    fprintf(stderr, "rhizos: -p, --model, --max-tokens, --temperature and "
+            "--timeout go with -t llm\n");
     return false;
 }
 
@@ -86,6 +89,13 @@ char *cli_llm_body(cli *c, uint64_t max_cost, uint64_t priority,
                 "1000000, not '%s'\n", c->max_tokens);
         return NULL;
     }
+    uint64_t timeout = 0;
+    if (c->llm_timeout && (!cli_parse_u64(c->llm_timeout, RZ_LLM_MAX_SECONDS, &timeout) ||
+                           !timeout)) {
+        fprintf(stderr, "rhizos: --timeout wants a whole number of seconds from 1 "
+                "to %u, not '%s'\n", RZ_LLM_MAX_SECONDS, c->llm_timeout);
+        return NULL;
+    }
     double temp = 0;
     char *end = NULL;
     if (c->temperature) {
@@ -107,6 +117,8 @@ char *cli_llm_body(cli *c, uint64_t max_cost, uint64_t priority,
     cJSON_AddNumberToObject(o, "max_tokens", (double)max_tokens);
     if (c->temperature)
         cJSON_AddNumberToObject(o, "temperature", temp);
+    if (timeout)
+        cJSON_AddNumberToObject(o, "timeout_s", (double)timeout);
     if (c->max_cost)
         cJSON_AddNumberToObject(o, "max_cost_micros", (double)max_cost);
     if (c->priority)

@@ -46,7 +46,7 @@ static void usage(FILE *out)
 "                          [--priority N] [--wait]; see run --help\n"
 "  run -t docker -i IMAGE  a container image without a module\n"
 "  run -t llm -p PROMPT    text from a model a node serves [--model M]\n"
-"                          [--max-tokens N]; see models --help\n"
+"                          [--max-tokens N] [--timeout S]; see models --help\n"
 "  models                  the models the network serves, by whom, at\n"
 "                          what price\n"
 "  job [ID], cancel ID    show your jobs or one; cancel one (refunded)\n"
@@ -152,6 +152,7 @@ enum { OPT_JSON = 256, OPT_MODULES, OPT_DATA, OPT_INPUT, OPT_JOBS,
        OPT_REPS,
        OPT_CMD, OPT_GPUS, OPT_MEMORY, OPT_CPUS, OPT_CONTAINER_HOST,
        OPT_KEY_FILE, OPT_CONTEXT, OPT_CA_FILE, OPT_MODEL, OPT_MAX_TOKENS, OPT_TEMPERATURE,
+       OPT_LLM_TIMEOUT,
        OPT_COMMENT, OPT_NOTE, OPT_LLM, OPT_FOLLOW, OPT_PRUNE, OPT_OLDER_THAN,
        OPT_LISTEN, OPT_OPEN, OPT_UI_DIR, OPT_ATTEMPT, OPT_FLOW, OPT_STEP, OPT_REMOTE,
        OPT_SINCE };
@@ -198,6 +199,7 @@ static const struct option long_opts[] = {
     { "prompt", required_argument, NULL, 'p' },
     { "model", required_argument, NULL, OPT_MODEL },
     { "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
+    { "timeout", required_argument, NULL, OPT_LLM_TIMEOUT },
     { "temperature", required_argument, NULL, OPT_TEMPERATURE },
     { "comment", required_argument, NULL, OPT_COMMENT },
     { "note", required_argument, NULL, OPT_NOTE },
@@ -288,6 +290,7 @@ static bool run_option(cli *c, int ch)
     case OPT_MODEL: c->model = optarg; break;
     case OPT_MAX_TOKENS: c->max_tokens = optarg; break;
     case OPT_TEMPERATURE: c->temperature = optarg; break;
+    case OPT_LLM_TIMEOUT: c->llm_timeout = optarg; break;
     case OPT_LLM: c->llm_servers = optarg; break;
     }
     return true;
@@ -338,6 +341,7 @@ static int parse_options(cli *c, int argc, char **argv, bool *help)
         case OPT_CONFIG: case OPT_LABEL: case OPT_QUEUE_TIMEOUT: case 'i': case OPT_CONTAINER_HOST:
         case OPT_CMD: case OPT_GPUS: case OPT_MEMORY: case OPT_CPUS: case OPT_WAIT: case OPT_REPS:
         case 'p': case OPT_MODEL: case OPT_MAX_TOKENS: case OPT_TEMPERATURE:
+        case OPT_LLM_TIMEOUT:
         case OPT_LLM:
             if (!run_option(c, ch)) return -1;
             break;

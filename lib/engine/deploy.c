@@ -615,8 +615,8 @@ static double llm_number(const cJSON *config, const char *key, double def)
     return cJSON_IsNumber(v) ? v->valuedouble : def;
 }
 
-/* The model and token bound of an llm step, or of a step on its node's
- * model (a module's local_llm: the numbers are the manifest's). */
+/* The model, token and seconds bounds of an llm step, or of a step on its
+ * node's model (a module's local_llm: the numbers are the manifest's). */
 static int llm_reqs(const rz__step *st, cJSON **out)
 {
     const rz_module *m = st->module;
@@ -643,8 +643,13 @@ static int llm_reqs(const rz__step *st, cJSON **out)
         cJSON_Delete(l);
         return no_memory();
     }
+    /* Its seconds on a node priced per second: the module's timeout, where
+     * its node stops it. */
+    uint32_t secs = m->timeout_s >= 1 && m->timeout_s <= RZ_LLM_MAX_SECONDS
+        ? m->timeout_s : RZ_LLM_DEFAULT_SECONDS;
     if (!cJSON_AddStringToObject(l, "model", name) ||
-        !cJSON_AddNumberToObject(l, "tokens", (double)((uint64_t)mt + (uint64_t)mp))) {
+        !cJSON_AddNumberToObject(l, "tokens", (double)((uint64_t)mt + (uint64_t)mp)) ||
+        !cJSON_AddNumberToObject(l, "seconds", secs)) {
         cJSON_Delete(o);
         return no_memory();
     }

@@ -475,8 +475,8 @@ static uint64_t class_llm_price(const rz_caps *c, bool *per_second)
  * its most at the cheapest node class that serves llm steps (adapters
  * ["llm"] and a price), whatever its model (a table cannot know which
  * models a network serves): max_tokens + max_prompt_tokens at a price per
- * 1,000 tokens, RZ_LLM_DEFAULT_SECONDS (a step's bound, as its job's
- * requirements give none) at a price per second. */
+ * 1,000 tokens, the module's timeout_s (else RZ_LLM_DEFAULT_SECONDS: the
+ * seconds the engine prices the step's job on) at a price per second. */
 static int estimate_llm(rz_estimate *e, const rz_prices *p, const rz_module *m,
                         const cJSON *config, rz_step_estimate *s)
 {
@@ -486,6 +486,8 @@ static int estimate_llm(rz_estimate *e, const rz_prices *p, const rz_module *m,
         : (uint64_t)llm_setting(m, config, "max_tokens", RZ_LLM_DEFAULT_MAX_TOKENS) +
           (uint64_t)llm_setting(m, config, "max_prompt_tokens",
                                 RZ_LLM_DEFAULT_MAX_PROMPT_TOKENS);
+    uint64_t secs = m->timeout_s >= 1 && m->timeout_s <= RZ_LLM_MAX_SECONDS
+        ? m->timeout_s : RZ_LLM_DEFAULT_SECONDS;   /* as the engine's */
     size_t best = RZ_NPOS;
     uint64_t best_cost = UINT64_MAX;
     for (size_t i = 0; i < p->n_nodes; i++) {
@@ -496,7 +498,7 @@ static int estimate_llm(rz_estimate *e, const rz_prices *p, const rz_module *m,
         uint64_t price = llm ? class_llm_price(p->nodes[i], &per_s) : 0;
         if (!price)
             continue;
-        uint64_t c = sat_mul(per_s ? RZ_LLM_DEFAULT_SECONDS : tokens, price);
+        uint64_t c = sat_mul(per_s ? secs : tokens, price);
         c = c == UINT64_MAX || per_s ? c : c / 1000 + (c % 1000 != 0);
         if (c < best_cost) {
             best = i;

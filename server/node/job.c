@@ -344,17 +344,22 @@ static const cJSON *job_reqs(const job *j)
            : cJSON_GetObjectItemCaseSensitive(j->manifest, "requirements");
 }
 
-/* An llm job's generation stops at its server's timeout_s, or sooner at
- * the seconds its requirements priced it on ("llm": {"seconds"}, else
- * RZ_LLM_DEFAULT_SECONDS): a node
- * priced per second is paid for no more (docs/llm.md). */
-static uint32_t llm_timeout(const job *j, const node_llm *srv)
+/* A generation (an llm job, a flow's llm step: requirements with "llm")
+ * stops at `t` (its server's or its module's timeout_s; 0 none), or sooner
+ * at the seconds its requirements priced it on ("llm": {"seconds"}, else
+ * RZ_LLM_DEFAULT_SECONDS): a node priced per second is paid for no more
+ * (docs/llm.md). */
+static uint32_t llm_timeout(const job *j, uint32_t t)
 {
-    double s = num_at(cJSON_GetObjectItemCaseSensitive(job_reqs(j), "llm"), "seconds");
-    uint32_t t = (uint32_t)srv->timeout_s;
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(job_reqs(j), "llm");
+    if (!cJSON_IsObject(l) || j->service)
+        return t;
+    double s = num_at(l, "seconds");
     if (s < 1)   /* priced on the default bound */
         s = RZ_LLM_DEFAULT_SECONDS;
-    return s >= 1 && s < t ? (uint32_t)s : t;
+    if (s > RZ_LLM_MAX_SECONDS)
+        s = RZ_LLM_MAX_SECONDS;
+    return !t || s < t ? (uint32_t)s : t;
 }
 
 static uint32_t job_memory(agent *a, const job *j)
@@ -468,7 +473,7 @@ static int start(agent *a, job *j, rz_attempt **att, const char *const *gpus)
     ao.job_id = j->s->job;
     ao.secrets = secrets;
     ao.n_secrets = j->n_creds;
-    ao.timeout_s = job_timeout(j);
+    ao.timeout_s = llm_timeout(j, job_timeout(j));
     ao.memory_mb = job_memory(a, j);
     ao.max_log = LOG_CAP;
     ao.max_output = (size_t)a->cfg.max_output_kb * 1024u;
@@ -504,7 +509,7 @@ static int start(agent *a, job *j, rz_attempt **att, const char *const *gpus)
     ao.llm_servers = servers;
     if (llm) {
         ao.adapter = "llm";
-        ao.timeout_s = llm_timeout(j, &a->cfg.llm[j->llm_server]);
+        ao.timeout_s = llm_timeout(j, (uint32_t)a->cfg.llm[j->llm_server].timeout_s);
     }
     int rc = rz_attempt_start(att, &ao);
     sodium_memzero(secrets, sizeof secrets);

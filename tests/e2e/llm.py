@@ -270,9 +270,8 @@ class LlmPrices(LlmBase):
         # Most per second: 5 s x 50 = 250; per token: (9 + 16 + 64 + 3)
         # tokens x 5000 / 1000 = 460. The per-second node runs it and is
         # paid its run time, whatever the tokens.
-        j = self.finished(self.submit({"type": "llm", "model": "slow:1b",
-                                       "prompt": "go slowly", "max_tokens": 3,
-                                       "timeout_s": 5})["id"])
+        j = self.cli_json("run", "-t", "llm", "-p", "go slowly", "--model", "slow:1b",
+                          "--max-tokens", "3", "--timeout", "5", key=self.key)
         self.assertEqual(j["status"], "succeeded", j)
         self.assertEqual(j["node"], sec.id, j)
         self.assertGreaterEqual(j["run_ms"], 1500, j)   # the slow first token
@@ -310,6 +309,10 @@ class LlmPrices(LlmBase):
                      {"module": "echo", "timeout_s": 5}):
             st, doc = network.http(self.base, "POST", "/api/v1/jobs", self.key, body)
             self.assertEqual(st, 400, (body, doc))
+        for bad in ("0", "86401", "x"):
+            p = self.cli("run", "-t", "llm", "-p", "x", "--model", "m", "--timeout", bad,
+                         key=self.key, code=2)
+            self.assertIn("--timeout wants", p.stderr)
 
         # The money: each job at its node's price and unit, exactly.
         self.check_money(self.client_jobs())

@@ -478,6 +478,48 @@ static void test_llm_step_per_token(void **state)
     rz_registry_free(reg);
 }
 
+/* A class priced per second: the module's timeout_s (llm@1: 300) at its
+ * price, against the token classes' tokens: the least wins. */
+static void test_llm_step_per_second(void **state)
+{
+    (void)state;
+    const char *table =
+        "{\"nodes\":["
+        " {\"id\":\"llm-tok\",\"adapters\":[\"llm\"],\"llm\":{\"models\":[],"
+        "\"price_1k_tokens_micros\":1000000}},"
+        " {\"id\":\"llm-sec\",\"adapters\":[\"llm\"],\"llm\":{\"models\":[],"
+        "\"price_second_micros\":10}}"
+        "]}";
+    rz_registry *reg;
+    assert_int_equal(rz_registry_new(&reg), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(reg, RZ_SOURCE_ROOT "/examples/modules",
+                                         NULL), RZ_OK);
+    rz_prices *p;
+    assert_int_equal(rz_prices_new(&p), RZ_OK);
+    assert_int_equal(rz_prices_add_json(p, table, strlen(table), "t"), RZ_OK);
+    const struct { const char *config, *cls; uint64_t micros; } cases[] = {
+        { "{model: m, max_tokens: 100, max_prompt_tokens: 900}", "llm-sec", 3000 },
+        { "{model: m, max_tokens: 1, max_prompt_tokens: 1}", "llm-tok", 2000 },
+    };
+    for (size_t i = 0; i < 2; i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof yaml, "flux: 1\nname: t\nsteps:\n  s: "
+                 "{module: llm@1, config: %s, inputs: {prompt: hi}}\n",
+                 cases[i].config);
+        rz_flow *f = flow_of(reg, yaml);
+        rz_estimate *e;
+        assert_int_equal(rz_estimate_flow(&e, f, p), RZ_OK);
+        const rz_step_estimate *s = rz_estimate_get(e, 0);
+        assert_true(s->rent_ok);
+        assert_string_equal(s->node_class, cases[i].cls);
+        assert_int_equal(s->rent_micros, cases[i].micros);
+        rz_estimate_free(e);
+        rz_flow_free(f);
+    }
+    rz_prices_free(p);
+    rz_registry_free(reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -494,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_bad_tables),
         cmocka_unit_test(test_catalog_flow),
         cmocka_unit_test(test_llm_step_per_token),
+        cmocka_unit_test(test_llm_step_per_second),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
