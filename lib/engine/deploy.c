@@ -700,8 +700,8 @@ static uint64_t step_max_cost(const rz_engine *e, const rz__step *st,
 
 uint64_t rz__engine_ref_cost(const rz_engine *e, const rz_reqs *r)
 {
-    if (r->llm_model)   /* an llm step: its tokens */
-        return rz__match_job_cost(e->opts.ref_llm_1k_tokens_micros, r);
+    if (r->llm_model)   /* an llm step: its tokens at the reference price */
+        return rz__match_token_cost(e->opts.ref_llm_1k_tokens_micros, r->llm_tokens);
     const rz_reqs_info *ri = rz_reqs_get(r);
     uint64_t est = ri->estimate_ms ? ri->estimate_ms
                                    : (uint64_t)e->opts.default_step_seconds * 1000;

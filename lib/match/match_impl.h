@@ -34,6 +34,9 @@ RZ_HIDDEN uint64_t rz__match_cost(unsigned __int128 rate, uint64_t estimate_ms);
  * either unit compare by what the job may cost on them. */
 RZ_HIDDEN unsigned __int128 rz__match_job_rate(const rz_caps *c, const rz_reqs *r);
 RZ_HIDDEN uint64_t rz__match_job_cost(unsigned __int128 rate, const rz_reqs *r);
+/* `tokens` at `price_1k` per 1,000 tokens, rounded up (saturating): an llm
+ * job's hold at a reference price. */
+RZ_HIDDEN uint64_t rz__match_token_cost(uint64_t price_1k, uint64_t tokens);
 /* What an llm job that ran `run_ms` and counted `tokens` costs on `c` at
  * its price for the model, each bounded by the job's (rounded up): the
  * actual cost, per token or per second as the node prices it. */

@@ -439,6 +439,12 @@ uint64_t rz__match_job_cost(unsigned __int128 rate, const rz_reqs *r)
     return rate > UINT64_MAX ? UINT64_MAX : (uint64_t)rate;
 }
 
+uint64_t rz__match_token_cost(uint64_t price_1k, uint64_t tokens)
+{
+    unsigned __int128 micros = ((unsigned __int128)price_1k * tokens + 999) / 1000;
+    return micros > UINT64_MAX ? UINT64_MAX : (uint64_t)micros;
+}
+
 uint64_t rz__match_llm_cost(const rz_caps *c, const rz_reqs *r, uint64_t tokens,
                             uint64_t run_ms)
 {

@@ -232,6 +232,11 @@ static uint64_t llm_submit(efx *f, unsigned tokens, unsigned seconds, uint64_t h
     return id;
 }
 
+static uint64_t ceil_div(uint64_t a, uint64_t b)
+{
+    return a / b + (a % b != 0);
+}
+
 static uint64_t cost_of(efx *f, uint64_t job)
 {
     rz_engine_job_info ji;
@@ -285,6 +290,13 @@ static void test_engine_charge(void **state)
     assert_int_equal(efx_available(f, rz_engine_node_account(tok)), 95);
     assert_int_equal(efx_available(f, RZ_LEDGER_PLATFORM_ID), 5 + 60 + 5);
     efx_check(f);
+    /* the reference cost (a flow step's hold) stays its tokens at the
+     * reference price per 1,000, whatever the seconds */
+    uint64_t ref = 0;
+    assert_int_equal(rz_engine_reference_cost(f->e, "{\"adapter\":\"llm\",\"llm\":"
+                                              "{\"model\":\"m\",\"tokens\":240,"
+                                              "\"seconds\":7}}", &ref), RZ_OK);
+    assert_int_equal(ref, ceil_div(240 * RZ_ENGINE_DEFAULT_REF_LLM_1K_TOKENS_MICROS, 1000));
     efx_free(f);
 }
 
