@@ -68,6 +68,34 @@ bool cli_llm_flags_unused(const cli *c)
     return false;
 }
 
+/* --max-tokens, --timeout and --temperature, checked (false: said why). */
+static bool llm_numbers(const cli *c, uint64_t *max_tokens, uint64_t *timeout,
+                        double *temp)
+{
+    if (c->max_tokens && (!cli_parse_u64(c->max_tokens, 1000000, max_tokens) ||
+                          !*max_tokens)) {
+        fprintf(stderr, "rhizos: --max-tokens wants a whole number from 1 to "
+                "1000000, not '%s'\n", c->max_tokens);
+        return false;
+    }
+    if (c->llm_timeout && (!cli_parse_u64(c->llm_timeout, RZ_LLM_MAX_SECONDS, timeout) ||
+                           !*timeout)) {
+        fprintf(stderr, "rhizos: --timeout wants a whole number of seconds from 1 "
+                "to %u, not '%s'\n", RZ_LLM_MAX_SECONDS, c->llm_timeout);
+        return false;
+    }
+    char *end = NULL;
+    if (c->temperature) {
+        *temp = strtod(c->temperature, &end);
+        if (!*c->temperature || *end || !(*temp >= 0 && *temp <= 2)) {
+            fprintf(stderr, "rhizos: --temperature wants a number from 0 to 2, "
+                    "not '%s'\n", c->temperature);
+            return false;
+        }
+    }
+    return true;
+}
+
 char *cli_llm_body(cli *c, uint64_t max_cost, uint64_t priority,
                    uint64_t queue_timeout)
 {
@@ -82,30 +110,10 @@ char *cli_llm_body(cli *c, uint64_t max_cost, uint64_t priority,
                 "--config, -i, --cmd, --gpus, --memory or --cpus\n");
         return NULL;
     }
-    uint64_t max_tokens = 256;
-    if (c->max_tokens && (!cli_parse_u64(c->max_tokens, 1000000, &max_tokens) ||
-                          !max_tokens)) {
-        fprintf(stderr, "rhizos: --max-tokens wants a whole number from 1 to "
-                "1000000, not '%s'\n", c->max_tokens);
-        return NULL;
-    }
-    uint64_t timeout = 0;
-    if (c->llm_timeout && (!cli_parse_u64(c->llm_timeout, RZ_LLM_MAX_SECONDS, &timeout) ||
-                           !timeout)) {
-        fprintf(stderr, "rhizos: --timeout wants a whole number of seconds from 1 "
-                "to %u, not '%s'\n", RZ_LLM_MAX_SECONDS, c->llm_timeout);
-        return NULL;
-    }
+    uint64_t max_tokens = 256, timeout = 0;
     double temp = 0;
-    char *end = NULL;
-    if (c->temperature) {
-        temp = strtod(c->temperature, &end);
-        if (!*c->temperature || *end || !(temp >= 0 && temp <= 2)) {
-            fprintf(stderr, "rhizos: --temperature wants a number from 0 to 2, "
-                    "not '%s'\n", c->temperature);
-            return NULL;
-        }
-    }
+    if (!llm_numbers(c, &max_tokens, &timeout, &temp))
+        return NULL;
     char *picked = c->model ? NULL : first_model(c);
     const char *model = c->model ? c->model : picked;
     if (!model)

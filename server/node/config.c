@@ -669,6 +669,26 @@ static int apply_limit(parser *p, const key_def *k, value *v)
     return 0;
 }
 
+/* The llm keys: prices (one unit each, assign() refuses both) and the
+ * model lists' refresh. */
+static int apply_llm(parser *p, const key_def *k, value *v)
+{
+    node_config *c = p->c;
+    switch (k->id) {
+    case K_LLM_MODEL_PRICES: return apply_model_prices(p, v, 0);
+    case K_LLM_MODEL_SECOND_PRICES: return apply_model_prices(p, v, 1);
+    case K_LLM_REFRESH:
+        if (!(v->f >= 1 && v->f <= 86400))
+            return perr(p, "llm_refresh_s must be between 1 and 86400");
+        c->llm_refresh_s = v->f;
+        return 0;
+    default:
+        c->llm_per_second = k->id == K_LLM_SECOND;
+        return want_uint(p, k, v, 0, PRICE_MAX, c->llm_per_second
+                         ? &c->llm_second_micros : &c->llm_1k_tokens_micros);
+    }
+}
+
 static int apply(parser *p, const key_def *k, value *v)
 {
     node_config *c = p->c;
@@ -688,8 +708,6 @@ static int apply(parser *p, const key_def *k, value *v)
                         "engine's socket)");
         return set_string(&c->container_host, v);
     case K_ALLOW_IMAGES: return apply_allow_images(p, v);
-    case K_LLM_MODEL_PRICES: return apply_model_prices(p, v, 0);
-    case K_LLM_MODEL_SECOND_PRICES: return apply_model_prices(p, v, 1);
     case K_API_LISTEN: return apply_api_listen(p, v);
     case K_SANDBOX: c->sandbox = v->b; return 0;
     case K_HEARTBEAT:
@@ -709,19 +727,13 @@ static int apply(parser *p, const key_def *k, value *v)
     case K_MAXJOBS: case K_MAXMEM: case K_MAXOUT: case K_MAXSCRATCH:
     case K_MAXFILE: case K_MAXJOBFILES: case K_UID_FIRST: case K_UID_COUNT:
         return apply_limit(p, k, v);
-    case K_LLM_PRICE: return want_uint(p, k, v, 0, PRICE_MAX, &c->llm_1k_tokens_micros);
-    case K_LLM_SECOND:
-        c->llm_per_second = 1;
-        return want_uint(p, k, v, 0, PRICE_MAX, &c->llm_second_micros);
     case K_BK_KIND: case K_BK_PARTITION: case K_BK_ACCOUNT: case K_BK_QOS:
     case K_BK_SPOOL: case K_BK_COMMAND: case K_BK_MEMORY: case K_BK_POLL:
     case K_BK_REST: case K_BK_REST_USER: case K_BK_REST_TOKEN:
         return apply_backend(p, k, v);
-    case K_LLM_REFRESH:
-        if (!(v->f >= 1 && v->f <= 86400))
-            return perr(p, "llm_refresh_s must be between 1 and 86400");
-        c->llm_refresh_s = v->f;
-        return 0;
+    case K_LLM_PRICE: case K_LLM_SECOND: case K_LLM_MODEL_PRICES:
+    case K_LLM_MODEL_SECOND_PRICES: case K_LLM_REFRESH:
+        return apply_llm(p, k, v);
     }
     return rc;
 }

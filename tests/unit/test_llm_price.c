@@ -132,7 +132,12 @@ static void test_cheapest_across_units(void **state)
         assert_int_equal(rz_matcher_add(m, c, NULL), RZ_OK);
         rz_caps_free(c);
     }
-    static const struct { unsigned tokens; int seconds; const char *node; uint64_t cost; } cases[] = {
+    static const struct {
+        unsigned tokens;
+        int seconds;
+        const char *node;
+        uint64_t cost;
+    } cases[] = {
         { 1000, 10, "sec", 400 },    /* 2000 per token, 400 per second */
         { 1000, 60, "tok", 2000 },   /* 2000 per token, 2400 per second */
         { 100, 5, "tok", 200 },
