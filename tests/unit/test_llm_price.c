@@ -180,8 +180,8 @@ static void test_hostile(void **state)
         "{\"llm\":{\"price_second_micros\":1e300}}",
         "{\"llm\":{\"models\":[{\"name\":\"a\",\"price_second_micros\":-2}]}}",
         "{\"llm\":{\"models\":[{\"name\":\"a\",\"price_second_micros\":true}]}}",
-        "{\"llm\":{\"models\":[{\"name\":\"a\",\"price_second_micros\":2,"
-        "\"price_1k_tokens_micros\":2}]}}",
+        ("{\"llm\":{\"models\":[{\"name\":\"a\",\"price_second_micros\":2,"
+         "\"price_1k_tokens_micros\":2}]}}"),
         "{\"llm\":{\"price_second_micros\":1,\"price_second_cents\":1}}",
     };
     for (size_t i = 0; i < sizeof bad_nodes / sizeof *bad_nodes; i++) {
