@@ -1438,8 +1438,8 @@ static void say_if_full(const step *s, int err)
 /* Fresh network namespaces, made while this process waits for its next
  * request: creating one is the dearest part of a step's clone (~0.5 ms of
  * CPU here, against ~0.05 for each other namespace), so a step takes one
- * made earlier. Each is handed to one step only and this process closes
- * its descriptor as soon as the step has joined it: it is never reused. */
+ * made earlier. Outside a cell each is handed to one step only; in a
+ * cell it becomes the cell's (cell_net_take). */
 #define NET_POOL 2
 static int net_pool[NET_POOL];
 static int n_net;
@@ -1472,6 +1472,48 @@ static int net_pool_fill(void)
         return -1;
     net_pool[n_net++] = fd;
     return 0;
+}
+
+/* A cell's loopback namespace, which its steps without network use one
+ * after another: making and freeing one per step was ~1 ms of CPU a step
+ * (loopback's registration and IPv4 sysctls, then cleanup_net in a kernel
+ * worker). A step gets it only when nothing of the last one is in it:
+ * the last process put in it (an init, or a spare that became one) has
+ * ended, so every process of that pid namespace has (an init's end waits
+ * for its namespace's last task), their descriptors closed; and the
+ * namespace holds no socket (sockets the kernel keeps after a close: TCP
+ * in TIME_WAIT or closing; a listener or unix socket kept alive in flight
+ * in an SCM_RIGHTS loop; a bound netlink socket). Else the cell takes a
+ * fresh one from the pool and the old one goes with its last holder. A
+ * step cannot change it: it runs with no capability, so lo, addresses,
+ * routes, sysctls and netfilter stay as made. What passes from one step
+ * to the next is counters (lo's packet counts, /proc/net/snmp and
+ * netstat, TCP metrics for 127.0.0.1): docs/security.md. */
+static int host_proc = -1;     /* the host's /proc, for the views below;
+                                * never a step's (its init closes it) */
+static int cell_net = -1;
+static int cell_net_owner = -1;   /* pidfd of its last occupant; -1: none
+                                   * known (then never reused) */
+static bool cell_net_used;        /* someone was put in it */
+#define NET_VIEWS 4
+static const char *const net_view_names[NET_VIEWS] = {
+    "self/net/sockstat", "self/net/sockstat6", "self/net/unix",
+    "self/net/netlink" };
+static int net_view[NET_VIEWS] = { -1, -1, -1, -1 };   /* opened inside it */
+
+static void cell_net_drop(void)
+{
+    for (int i = 0; i < NET_VIEWS; i++) {
+        if (net_view[i] >= 0)
+            close(net_view[i]);
+        net_view[i] = -1;
+    }
+    if (cell_net >= 0)
+        close(cell_net);
+    if (cell_net_owner >= 0)
+        close(cell_net_owner);
+    cell_net = cell_net_owner = -1;
+    cell_net_used = false;
 }
 
 /* Close this copy of the pool (in a new process: its parent's pool is
@@ -1545,11 +1587,123 @@ static void wait_request(int s)
     }
 }
 
+/* The files of `net_view_names` opened from inside namespace `ns`
+ * (/proc/self/net follows the opener's namespace and keeps it); 0 or -1. */
+static int net_view_open(int ns)
+{
+    if (host_proc < 0 || host_net < 0 || setns(ns, CLONE_NEWNET) != 0)
+        return -1;
+    int rc = 0;
+    for (int i = 0; i < NET_VIEWS; i++)
+        if ((net_view[i] = openat(host_proc, net_view_names[i],
+                                  O_RDONLY | O_CLOEXEC)) < 0)
+            rc = -1;
+    if (setns(host_net, CLONE_NEWNET) != 0)
+        _exit(1);   /* steps with the host's network would not get it */
+    return rc;
+}
+
+/* View `i` read from its start into buf; its length or -1. */
+static ssize_t net_view_read(int i, char *buf, size_t size)
+{
+    if (lseek(net_view[i], 0, SEEK_SET) != 0)
+        return -1;
+    size_t len = 0;
+    ssize_t n;
+    while (len < size - 1 &&
+           (n = read(net_view[i], buf + len, size - 1 - len)) > 0)
+        len += (size_t)n;
+    buf[len] = '\0';
+    return len < size - 1 ? (ssize_t)len : -1;   /* too long: not empty */
+}
+
+/* Every "inuse N" and "tw N" of a sockstat is 0 ("orphan" and "alloc"
+ * are the host's, not the namespace's). */
+static bool sockstat_empty(const char *buf)
+{
+    for (const char *at = buf; (at = strpbrk(at, "it")) != NULL; at++) {
+        int n = -1;
+        if ((strncmp(at, "inuse ", 6) == 0 && sscanf(at + 6, "%d", &n) == 1) ||
+            (strncmp(at, "tw ", 3) == 0 && (at == buf || at[-1] == ' ') &&
+             sscanf(at + 3, "%d", &n) == 1))
+            if (n != 0)
+                return false;
+    }
+    return true;
+}
+
+/* No socket in the cell's namespace: sockstat's counts, no unix socket,
+ * no netlink socket with a port (the kernel's own have port 0). */
+static bool cell_net_empty(void)
+{
+    char buf[8192];
+    for (int i = 0; i < 2; i++)
+        if (net_view_read(i, buf, sizeof buf) <= 0 || !sockstat_empty(buf))
+            return false;
+    if (net_view_read(2, buf, sizeof buf) < 0 || strchr(buf, '\n') == NULL ||
+        strchr(buf, '\n')[1] != '\0')
+        return false;   /* a line after the header: a unix socket */
+    if (net_view_read(3, buf, sizeof buf) < 0)
+        return false;
+    const char *line = strchr(buf, '\n');
+    while (line && line[1]) {
+        unsigned long long sk;
+        int proto;
+        unsigned port = 1;
+        if (sscanf(line + 1, "%llx %d %u", &sk, &proto, &port) != 3 ||
+            port != 0)
+            return false;
+        line = strchr(line + 1, '\n');
+    }
+    return true;
+}
+
+/* Its last occupant (and so all of its pid namespace) has ended. */
+static bool cell_net_vacant(void)
+{
+    if (!cell_net_used)
+        return true;
+    struct pollfd pf = { cell_net_owner, POLLIN, 0 };
+    return cell_net_owner >= 0 && poll(&pf, 1, 0) == 1;
+}
+
+/* A step's namespace in a cell: the cell's when it is vacant and empty,
+ * else a fresh one, which becomes the cell's. A descriptor of the
+ * caller's, or -1; *shared: it is the cell's (the caller then names its
+ * occupant, cell_net_occupied). */
+static int cell_net_take(bool *shared)
+{
+    *shared = false;
+    if (cell_net >= 0 && !(cell_net_vacant() && cell_net_empty()))
+        cell_net_drop();   /* its holders keep it; no one joins it again */
+    if (cell_net < 0) {
+        int fresh = net_pool_take();
+        if (fresh < 0 || net_view_open(fresh) != 0) {
+            cell_net_drop();
+            return fresh;   /* one step's only, as outside a cell */
+        }
+        cell_net = fresh;
+    }
+    int fd = fcntl(cell_net, F_DUPFD_CLOEXEC, 0);
+    *shared = fd >= 0;
+    return fd;
+}
+
+/* `pidfd` (of the process just put in the cell's namespace, or -1) is
+ * its occupant now. */
+static void cell_net_occupied(int pidfd)
+{
+    if (cell_net_owner >= 0)
+        close(cell_net_owner);
+    cell_net_owner = pidfd;
+    cell_net_used = true;
+}
+
 /* Fill the pool while no request waits on `s`. */
 static void net_pool_idle(int s)
 {
     struct pollfd pf = { s, POLLIN, 0 };
-    while (n_net < NET_POOL && poll(&pf, 1, 0) == 0)
+    while (n_net < (cell_net >= 0 ? 1 : NET_POOL) && poll(&pf, 1, 0) == 0)
         if (net_pool_fill() != 0)
             break;
 }
@@ -1667,8 +1821,10 @@ static _Noreturn void step_run(const step *s, const rz__sbx_tmpl *t,
 static void init_detach(void)
 {
     net_pool_drop();   /* the next steps' namespaces are not this one's */
+    cell_net_drop();
     mnt_release();
     close(host_net);
+    close(host_proc);
     if (spare_sock >= 0)
         close(spare_sock);   /* the cell's, to its spare */
     init_rename();
@@ -1852,6 +2008,19 @@ static _Noreturn void spare_main(int s, int sp, int life, int net,
     step_run(&st, &tmpl, life);
 }
 
+/* A step's init (or spare): cloned into namespaces `ns`, the runner's
+ * child; *pidfd its pidfd (CLONE_PIDFD: no pid can be reused before we
+ * hold it), or -1. Returns as clone: 0 in the child. */
+static long clone_init(long ns, int *pidfd)
+{
+    *pidfd = -1;
+    long pid = syscall(SYS_clone, CLONE_PARENT | CLONE_PIDFD | ns, NULL,
+                       pidfd, NULL, NULL);
+    if (pid > 0 && *pidfd >= 0)
+        fcntl(*pidfd, F_SETFD, FD_CLOEXEC);
+    return pid;
+}
+
 /* A cell's spare, made when the runner is done with the last step (so
  * the cell's cgroups never hold a spare beside a running step's init,
  * but for a step with network, which does not use it). It notes itself
@@ -1866,7 +2035,8 @@ static void make_spare(int s, int life)
 {
     if (spare_pid > 0 || spare_broken || !cell_uid || !spare_mb)
         return;
-    int net = net_pool_take(), sp[2];
+    bool shared;
+    int net = cell_net_take(&shared), sp[2];
     if (net < 0)
         return;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0) {
@@ -1874,13 +2044,18 @@ static void make_spare(int s, int life)
         return;
     }
     const long ns = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
-    long pid = syscall(SYS_clone, CLONE_PARENT | ns, NULL, NULL, NULL, NULL);
+    int pidfd = -1;
+    long pid = clone_init(ns, &pidfd);
     if (pid == 0) {
         close(sp[0]);
         spare_main(s, sp[1], life, net, spare_mb);
     }
     close(sp[1]);
     close(net);
+    if (shared)
+        cell_net_occupied(pid > 0 ? pidfd : -1);
+    else if (pidfd >= 0)
+        close(pidfd);
     if (pid < 0) {
         close(sp[0]);
         return;
@@ -2088,16 +2263,21 @@ static _Noreturn void serve(int s, int life, bool is_helper)
                 pid = spare_pid;   /* a fresh one, made ahead */
                 spare_pid = -1;
             } else {
-                /* Never a namespace an earlier step had: what one step
-                 * did on loopback (its counters, sockets left closing) is
-                 * not the next one's to see. */
-                net = st.h.network ? -1 : net_pool_take();
-                pid = syscall(SYS_clone, CLONE_PARENT | ns, NULL, NULL,
-                              NULL, NULL);
+                /* In a cell: the cell's namespace, if nothing of the
+                 * last step is in it (cell_net_take); else a fresh one. */
+                bool shared = false;
+                int pidfd = -1;
+                net = st.h.network ? -1
+                      : is_helper ? net_pool_take() : cell_net_take(&shared);
+                pid = clone_init(ns, &pidfd);
                 if (pid == 0) {
                     close(s);
                     step_init(&st, &tmpl, life, net);
                 }
+                if (shared)
+                    cell_net_occupied(pid > 0 ? pidfd : -1);
+                else if (pidfd >= 0)
+                    close(pidfd);
             }
             spare_mb = st.h.scratch_mb;
             answer = pid > 0 ? (int32_t)pid : -errno;
@@ -2106,7 +2286,7 @@ static _Noreturn void serve(int s, int life, bool is_helper)
             if (pid > 0 && !is_helper)
                 mnt_hold((pid_t)pid);
             if (net >= 0)
-                close(net);   /* the step's alone now; never handed again */
+                close(net);   /* the step's (and the cell's, if shared) */
         }
         step_free(&st);
         int r = reply(s, answer, peer);
@@ -2142,6 +2322,7 @@ static _Noreturn void helper_main(int s, int life)
     signal(SIGCHLD, SIG_DFL);
     prctl(PR_SET_NAME, "rz-sandbox", 0, 0, 0);
     host_net = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    host_proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     args_find();
     if (die_after_clone_path[0])
         die_after_clone = open(die_after_clone_path, O_RDWR | O_CLOEXEC);

@@ -2373,10 +2373,11 @@ static void test_hostile_scratch_quota(void **state)
     rz_proc_free(p);
 }
 
-/* A cell's steps without network each get a namespace of their own, never
- * one an earlier step had: the first leaves a TCP connection closing on
- * its loopback, and neither later step sees it, nor shares a namespace. */
-static void test_sandbox_cell_net_fresh(void **state)
+/* A cell's steps without network share the cell's loopback namespace, one
+ * at a time, when the last step left nothing in it: the first leaves a TCP
+ * connection closing (TIME_WAIT), so the second gets a fresh namespace
+ * with no socket in it; the third, after a clean second, gets the second's. */
+static void test_sandbox_cell_net_reuse(void **state)
 {
     (void)state;
     if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 ||
@@ -2407,9 +2408,146 @@ static void test_sandbox_cell_net_fresh(void **state)
         rz_proc_free(p);
     }
     if (tcp[0] < 1 || strcmp(ns[1], ns[0]) == 0 || tcp[1] != 0 ||
-        strcmp(ns[2], ns[1]) == 0 || strcmp(ns[2], ns[0]) == 0 || tcp[2] != 0)
+        strcmp(ns[2], ns[1]) != 0 || tcp[2] != 0)
         fail_msg("%s (%d TCP), %s (%d), %s (%d)", ns[0], tcp[0], ns[1], tcp[1],
                  ns[2], tcp[2]);
+}
+
+/* A step that listens on loopback (TCP, and an abstract unix name) and
+ * ends: the next step of its cell cannot connect to either, whether the
+ * listeners closed with their process or were kept alive in flight (sent
+ * in an SCM_RIGHTS message to a unix socket that is itself in flight, so
+ * only the kernel's garbage collector ends them). */
+static void test_sandbox_cell_net_listeners_gone(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 ||
+        system("command -v python3 >/dev/null 2>&1") != 0)
+        skip();
+    rz__sbx_test_cells(true);
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    for (int in_flight = 0; in_flight < 2; in_flight++) {
+        char script[1200];
+        snprintf(script, sizeof script,
+                 "python3 -c 'import socket, json, os, sys\n"
+                 "s = socket.socket(); s.bind((\"127.0.0.1\", 0)); s.listen()\n"
+                 "u = socket.socket(socket.AF_UNIX); name = \"rz-left-%%d\" %% os.getpid()\n"
+                 "u.bind(\"\\0\" + name); u.listen()\n"
+                 "if %d:\n"
+                 "    a, b = socket.socketpair()\n"
+                 "    socket.send_fds(a, [b\"x\"], [s.fileno(), u.fileno(), b.fileno()])\n"
+                 "json.dump({\"port\": s.getsockname()[1], \"name\": name},"
+                 " sys.stdout)'",
+                 in_flight);
+        rz_proc *p = run_sh(&o, script);
+        assert_int_equal(rz_proc_exit_code(p), 0);
+        cJSON *j = outputs_of(p);
+        int port = (int)num_field(j, "port");
+        char name[64];
+        snprintf(name, sizeof name, "%s", str_field(j, "name"));
+        cJSON_Delete(j);
+        rz_proc_free(p);
+        snprintf(script, sizeof script,
+                 "python3 -c 'import socket, json, os, sys\n"
+                 "def tcp():\n"
+                 "    try: socket.create_connection((\"127.0.0.1\", %d), 2); return \"connected\"\n"
+                 "    except OSError as e: return e.__class__.__name__\n"
+                 "def unix():\n"
+                 "    try: socket.socket(socket.AF_UNIX).connect(\"\\0%s\"); return \"connected\"\n"
+                 "    except OSError as e: return e.__class__.__name__\n"
+                 "json.dump({\"tcp\": tcp(), \"unix\": unix()},"
+                 " sys.stdout)'",
+                 port, name);
+        p = run_sh(&o, script);
+        assert_int_equal(rz_proc_exit_code(p), 0);
+        j = outputs_of(p);
+        if (strcmp(str_field(j, "tcp"), "ConnectionRefusedError") != 0 ||
+            strcmp(str_field(j, "unix"), "ConnectionRefusedError") != 0)
+            fail_msg("in flight %d: port %d %s, %s %s", in_flight, port,
+                     str_field(j, "tcp"), name, str_field(j, "unix"));
+        cJSON_Delete(j);
+        rz_proc_free(p);
+    }
+}
+
+/* Two steps running at once never share a network namespace. */
+static void test_sandbox_cell_net_apart(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0)
+        skip();
+    rz__sbx_test_cells(true);
+    const char *argv[] = { "sh", "-c",
+                           "printf '{\"ns\": \"%s\"}' "
+                           "$(readlink /proc/self/ns/net); sleep 1", NULL };
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    o.argv = argv;
+    o.scratch_parent = tmp_root;
+    for (int round = 0; round < 2; round++) {   /* fresh cells, then reused */
+        rz_proc *p[2] = { NULL, NULL };
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(rz_proc_spawn(&p[i], &o), RZ_OK);
+        char ns[2][64];
+        for (int i = 0; i < 2; i++) {
+            finish(p[i]);
+            assert_int_equal(rz_proc_exit_code(p[i]), 0);
+            cJSON *j = outputs_of(p[i]);
+            snprintf(ns[i], sizeof ns[i], "%s", str_field(j, "ns"));
+            cJSON_Delete(j);
+            rz_proc_free(p[i]);
+        }
+        if (strcmp(ns[0], ns[1]) == 0)
+            fail_msg("round %d: both in %s", round, ns[0]);
+    }
+}
+
+/* A step cannot change the namespace the next step of its cell inherits:
+ * lo down, an address, a route, a sysctl all refused; the next step, in
+ * the same namespace, finds everything as the first step did. */
+static void test_sandbox_cell_net_unchanged(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 ||
+        system("command -v ip >/dev/null 2>&1") != 0)
+        skip();
+    rz__sbx_test_cells(true);
+    static const char state_sh[] =
+        "printf '{\"ns\": \"%s\", \"state\": \"%s\"}' "
+        "$(readlink /proc/self/ns/net) "
+        "$( (ip -o link; ip -o addr; ip route show table all; "
+        "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/tcp_fin_timeout"
+        " /proc/sys/net/ipv4/ip_local_port_range) | cksum | tr -d ' ')";
+    static const char change_sh[] =
+        "n=0; ip link set lo down 2>/dev/null || n=$((n+1)); "
+        "ip addr add 10.9.9.9/32 dev lo 2>/dev/null || n=$((n+1)); "
+        "ip route add 10.1.0.0/16 dev lo 2>/dev/null || n=$((n+1)); "
+        "(echo 1 > /proc/sys/net/ipv4/ip_forward) 2>/dev/null || n=$((n+1)); "
+        "(echo 7 > /proc/sys/net/ipv4/tcp_fin_timeout) 2>/dev/null || n=$((n+1)); "
+        "printf '{\"ns\": \"%s\", \"refused\": %d}' "
+        "$(readlink /proc/self/ns/net) $n";
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    const char *scripts[3] = { state_sh, change_sh, state_sh };
+    char ns[3][64], st[2][64];
+    int refused = -1;
+    for (int i = 0; i < 3; i++) {
+        rz_proc *p = run_sh(&o, scripts[i]);
+        assert_int_equal(rz_proc_exit_code(p), 0);
+        cJSON *j = outputs_of(p);
+        snprintf(ns[i], sizeof ns[i], "%s", str_field(j, "ns"));
+        if (i == 1)
+            refused = (int)num_field(j, "refused");
+        else
+            snprintf(st[i / 2], sizeof st[i / 2], "%s", str_field(j, "state"));
+        cJSON_Delete(j);
+        rz_proc_free(p);
+    }
+    if (refused != 5 || strcmp(st[0], st[1]) != 0 ||
+        strcmp(ns[0], ns[1]) != 0 || strcmp(ns[1], ns[2]) != 0)
+        fail_msg("refused %d of 5; state %s then %s; %s, %s, %s", refused,
+                 st[0], st[1], ns[0], ns[1], ns[2]);
 }
 
 /* A module that writes 8 MiB of outputs, its cap 1 MiB: through the
@@ -3191,7 +3329,10 @@ static const struct CMUnitTest helper_tests[] = {
     T(test_sandbox_start_lost_answer_no_cgroup),
     T(test_sandbox_no_env_hook),
     T(test_sandbox_uid_lock),
-    T(test_sandbox_cell_net_fresh),
+    T(test_sandbox_cell_net_reuse),
+    T(test_sandbox_cell_net_listeners_gone),
+    T(test_sandbox_cell_net_apart),
+    T(test_sandbox_cell_net_unchanged),
     T(test_hostile_init_and_cgroup_names),
     T(test_scratch_reuse_refuses_step_owned),
     T(test_sandbox_new_cell_survives),
