@@ -97,6 +97,8 @@ static int sock = -1;           /* to the helper; -1: not running */
 static int life_w = -1;         /* closes when the runner exits */
 static pid_t helper = -1;
 static rz__sbx_tmpl tmpl;       /* borrowed from sandbox.c, for restarts */
+static bool fresh_net;          /* RHIZOS_SANDBOX_NET=fresh: a network
+                                 * namespace per step, none shared */
 
 static _Noreturn void helper_main(int s, int life);
 
@@ -129,6 +131,8 @@ static int helper_spawn_locked(void)
         close(sv[1]);
         return -e;
     }
+    const char *net = getenv("RHIZOS_SANDBOX_NET");   /* read per start */
+    fresh_net = net && *net && strcmp(net, "cell") != 0;   /* see sandbox.c */
     pid_t pid = fork();
     if (pid == 0) {
         close(sv[0]);
@@ -1674,6 +1678,8 @@ static bool cell_net_vacant(void)
 static int cell_net_take(bool *shared)
 {
     *shared = false;
+    if (fresh_net)
+        return net_pool_take();
     if (cell_net >= 0 && !(cell_net_vacant() && cell_net_empty()))
         cell_net_drop();   /* its holders keep it; no one joins it again */
     if (cell_net < 0) {

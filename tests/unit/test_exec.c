@@ -2550,6 +2550,40 @@ static void test_sandbox_cell_net_unchanged(void **state)
                  st[0], st[1], ns[0], ns[1], ns[2]);
 }
 
+/* RHIZOS_SANDBOX_NET=fresh (and a value that is not cell or fresh): each
+ * step a network namespace no earlier step had, as before cells shared
+ * theirs; unset again, a clean step's namespace is the next one's. */
+static void test_sandbox_net_fresh_setting(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0)
+        skip();
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    const char *values[3] = { "fresh", "bogus", NULL };
+    for (int v = 0; v < 3; v++) {
+        if (values[v])
+            setenv("RHIZOS_SANDBOX_NET", values[v], 1);
+        else
+            unsetenv("RHIZOS_SANDBOX_NET");
+        rz__sbx_test_cells(true);
+        helper_restart();
+        char ns[2][64];
+        for (int i = 0; i < 2; i++) {
+            rz_proc *p = run_sh(&o, "printf '{\"ns\": \"%s\"}' "
+                                    "$(readlink /proc/self/ns/net)");
+            assert_int_equal(rz_proc_exit_code(p), 0);
+            cJSON *j = outputs_of(p);
+            snprintf(ns[i], sizeof ns[i], "%s", str_field(j, "ns"));
+            cJSON_Delete(j);
+            rz_proc_free(p);
+        }
+        if ((strcmp(ns[0], ns[1]) == 0) != (values[v] == NULL))
+            fail_msg("%s: %s then %s", values[v] ? values[v] : "unset",
+                     ns[0], ns[1]);
+    }
+}
+
 /* A module that writes 8 MiB of outputs, its cap 1 MiB: through the
  * helper its outputs file is in its own tmpfs and at most the cap reaches
  * the host's (on /dev/shm under `flow run`: memory, charged to no
@@ -3333,6 +3367,7 @@ static const struct CMUnitTest helper_tests[] = {
     T(test_sandbox_cell_net_listeners_gone),
     T(test_sandbox_cell_net_apart),
     T(test_sandbox_cell_net_unchanged),
+    T(test_sandbox_net_fresh_setting),
     T(test_hostile_init_and_cgroup_names),
     T(test_scratch_reuse_refuses_step_owned),
     T(test_sandbox_new_cell_survives),
