@@ -1492,7 +1492,7 @@ static int net_pool_fill(void)
  * step cannot change it: it runs with no capability, so lo, addresses,
  * routes, sysctls and netfilter stay as made. What passes from one step
  * to the next is counters (lo's packet counts, /proc/net/snmp and
- * netstat, TCP metrics for 127.0.0.1): docs/security.md. */
+ * netstat): docs/security.md. */
 static int host_proc = -1;     /* the host's /proc, for the views below;
                                 * never a step's (its init closes it) */
 static int cell_net = -1;
@@ -1602,6 +1602,14 @@ static int net_view_open(int ns)
         if ((net_view[i] = openat(host_proc, net_view_names[i],
                                   O_RDONLY | O_CLOEXEC)) < 0)
             rc = -1;
+    /* No TCP metrics kept (RTT, window of closed connections to
+     * 127.0.0.1), as in a fresh namespace: not one step's for the next. */
+    int nm = openat(host_proc, "sys/net/ipv4/tcp_no_metrics_save",
+                    O_WRONLY | O_CLOEXEC);
+    if (nm < 0 || write(nm, "1", 1) != 1)
+        rc = -1;
+    if (nm >= 0)
+        close(nm);
     if (setns(host_net, CLONE_NEWNET) != 0)
         _exit(1);   /* steps with the host's network would not get it */
     return rc;
