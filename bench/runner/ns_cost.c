@@ -1,14 +1,17 @@
 /* What each namespace of a sandboxed step costs (issue 22): N rounds of
  * clone(flags) + the child's _exit + waitpid, per namespace flag alone and
  * all together, and what the sandbox helper does instead for the network
- * (setns into a namespace made beforehand). Prints, per row, the wall time
+ * (setns into a namespace made beforehand: the pool's, one per round; a
+ * cell's, one kept for every round). Prints, per row, the wall time
  * of a round, the time inside clone() and the CPU of this process and its
  * children per round. Kernel workers (a network namespace is freed by one)
  * are not counted. Needs root.
  *
  *   ninja -C build bench/runner/ns_cost && build/bench/runner/ns_cost 300
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -42,7 +45,7 @@ static double cpu_ms(void)
            tv_ms(kids.ru_utime) + tv_ms(kids.ru_stime);
 }
 
-enum { PLAIN, MOUNTS, JOIN_NET };
+enum { PLAIN, MOUNTS, JOIN_NET, JOIN_KEPT };
 
 /* One round's child: nothing, the step's three fixed mounts, or the
  * network namespace `net` joined. */
@@ -54,7 +57,7 @@ static void child(int what, int net)
          mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV,
                "size=1m") != 0))
         _exit(1);
-    if (what == JOIN_NET && setns(net, CLONE_NEWNET) != 0)
+    if ((what == JOIN_NET || what == JOIN_KEPT) && setns(net, CLONE_NEWNET) != 0)
         _exit(1);
     _exit(0);
 }
@@ -74,9 +77,9 @@ static void row(const char *name, long flags, int what, int n)
 {
     int home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     double in_clone = 0, prep = 0, w0 = now_ms(), c0 = cpu_ms();
-    int failed = 0;
+    int failed = 0, kept = what == JOIN_KEPT ? make_net(home) : -1;
     for (int i = 0; i < n; i++) {
-        int net = -1;
+        int net = kept;
         if (what == JOIN_NET) {
             double p = now_ms();
             net = make_net(home);
@@ -91,9 +94,11 @@ static void row(const char *name, long flags, int what, int n)
         if (pid > 0)
             waitpid((pid_t)pid, &st, 0);
         failed += pid < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0;
-        if (net >= 0)
+        if (net >= 0 && net != kept)
             close(net);
     }
+    if (kept >= 0)
+        close(kept);
     double w = now_ms() - w0, c = cpu_ms() - c0;
     printf("%-34s %8.3f %8.3f %8.3f %8.3f%s\n", name, w / n, in_clone / n,
            c / n, prep / n, failed ? "  (some rounds failed)" : "");
@@ -121,5 +126,6 @@ int main(int argc, char **argv)
     row("  + proc, 2 tmpfs", step | CLONE_NEWNET, MOUNTS, n);
     row("mount+pid+ipc+uts, + proc, 2 tmpfs", step, MOUNTS, n);
     row("mount+pid+ipc+uts, setns(net)", step, JOIN_NET, n);
+    row("mount+pid+ipc+uts, setns(one net)", step, JOIN_KEPT, n);
     return 0;
 }
