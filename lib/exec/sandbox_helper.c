@@ -1703,8 +1703,8 @@ static int cell_net_take(bool *shared)
     return fd;
 }
 
-/* `pidfd` (of the process just put in the cell's namespace, or -1) is
- * its occupant now. */
+/* `pidfd` (of the process just put in the cell's namespace; -1: none
+ * could be had, and then it is never reused) is its occupant now. */
 static void cell_net_occupied(int pidfd)
 {
     if (cell_net_owner >= 0)
@@ -2066,8 +2066,8 @@ static void make_spare(int s, int life)
     }
     close(sp[1]);
     close(net);
-    if (shared)
-        cell_net_occupied(pid > 0 ? pidfd : -1);
+    if (shared && pid > 0)
+        cell_net_occupied(pidfd);
     else if (pidfd >= 0)
         close(pidfd);
     if (pid < 0) {
@@ -2288,8 +2288,8 @@ static _Noreturn void serve(int s, int life, bool is_helper)
                     close(s);
                     step_init(&st, &tmpl, life, net);
                 }
-                if (shared)
-                    cell_net_occupied(pid > 0 ? pidfd : -1);
+                if (shared && pid > 0)
+                    cell_net_occupied(pidfd);
                 else if (pidfd >= 0)
                     close(pidfd);
             }

@@ -2376,7 +2376,8 @@ static void test_hostile_scratch_quota(void **state)
 /* A cell's steps without network share the cell's loopback namespace, one
  * at a time, when the last step left nothing in it: the first leaves a TCP
  * connection closing (TIME_WAIT), so the second gets a fresh namespace
- * with no socket in it; the third, after a clean second, gets the second's. */
+ * with no socket in it; the third, after a clean second, gets the second's.
+ * A cell's namespace keeps no TCP metrics. */
 static void test_sandbox_cell_net_reuse(void **state)
 {
     (void)state;
@@ -2385,12 +2386,13 @@ static void test_sandbox_cell_net_reuse(void **state)
         skip();
     rz__sbx_test_cells(true);
     static const char report[] =
-        "printf '{\"ns\": \"%s\", \"tcp\": %d}' $(readlink /proc/self/ns/net)"
-        " $(($(wc -l < /proc/net/tcp) - 1))";
+        "printf '{\"ns\": \"%s\", \"tcp\": %d, \"nm\": %d}' "
+        "$(readlink /proc/self/ns/net) $(($(wc -l < /proc/net/tcp) - 1)) "
+        "$(cat /proc/sys/net/ipv4/tcp_no_metrics_save)";
     rz_proc_opts o = RZ_PROC_OPTS_INIT;
     o.sandbox = 1;
     char ns[3][64];
-    int tcp[3];
+    int tcp[3], nm[3];
     for (int i = 0; i < 3; i++) {
         char script[600];
         snprintf(script, sizeof script, "%s%s",
@@ -2403,7 +2405,8 @@ static void test_sandbox_cell_net_reuse(void **state)
         assert_int_equal(rz_proc_exit_code(p), 0);
         cJSON *j = outputs_of(p);
         snprintf(ns[i], sizeof ns[i], "%s", str_field(j, "ns"));
-        tcp[i] = (int)cJSON_GetObjectItem(j, "tcp")->valuedouble;
+        tcp[i] = (int)num_field(j, "tcp");
+        nm[i] = (int)num_field(j, "nm");
         cJSON_Delete(j);
         rz_proc_free(p);
     }
@@ -2411,6 +2414,10 @@ static void test_sandbox_cell_net_reuse(void **state)
         strcmp(ns[2], ns[1]) != 0 || tcp[2] != 0)
         fail_msg("%s (%d TCP), %s (%d), %s (%d)", ns[0], tcp[0], ns[1], tcp[1],
                  ns[2], tcp[2]);
+    /* No TCP metrics are kept in a shared namespace (RTT and window of one
+     * step's connections to 127.0.0.1 are not the next one's). */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(nm[i], 1);
 }
 
 /* A step that listens on loopback (TCP, and an abstract unix name) and
