@@ -2239,9 +2239,32 @@ static bool hook_fires(void)
            c == '1' && pwrite(die_after_clone, "0", 1, 0) == 1;
 }
 
-static _Noreturn void serve(int s, int life, bool is_helper)
+/* A new init for `st` (no spare), in the cell's network namespace if
+ * nothing of the last step is in it (cell_net_take), else a fresh one;
+ * the host's for a step with network. Returns as clone; *net: the
+ * namespace's descriptor, for the caller to close. */
+static long init_new(const step *st, int s, int life, bool is_helper,
+                     int *net)
 {
     const long ns = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+    bool shared = false;
+    int pidfd = -1;
+    *net = st->h.network ? -1
+           : is_helper ? net_pool_take() : cell_net_take(&shared);
+    long pid = clone_init(ns, &pidfd);
+    if (pid == 0) {
+        close(s);
+        step_init(st, &tmpl, life, *net);
+    }
+    if (shared && pid > 0)
+        cell_net_occupied(pidfd);
+    else if (pidfd >= 0)
+        close(pidfd);
+    return pid;
+}
+
+static _Noreturn void serve(int s, int life, bool is_helper)
+{
     /* The pool is filled ahead only in a cell's zygote: the helper itself
      * serves steps only for the probe, or where there are no cgroups. */
     bool serves_steps = false;
@@ -2277,21 +2300,7 @@ static _Noreturn void serve(int s, int life, bool is_helper)
                 pid = spare_pid;   /* a fresh one, made ahead */
                 spare_pid = -1;
             } else {
-                /* In a cell: the cell's namespace, if nothing of the
-                 * last step is in it (cell_net_take); else a fresh one. */
-                bool shared = false;
-                int pidfd = -1;
-                net = st.h.network ? -1
-                      : is_helper ? net_pool_take() : cell_net_take(&shared);
-                pid = clone_init(ns, &pidfd);
-                if (pid == 0) {
-                    close(s);
-                    step_init(&st, &tmpl, life, net);
-                }
-                if (shared && pid > 0)
-                    cell_net_occupied(pidfd);
-                else if (pidfd >= 0)
-                    close(pidfd);
+                pid = init_new(&st, s, life, is_helper, &net);
             }
             spare_mb = st.h.scratch_mb;
             answer = pid > 0 ? (int32_t)pid : -errno;
