@@ -1286,9 +1286,11 @@ static void probe(void)
     /* As root, the helper: cheaper, and the step is nobody on the host
      * too. RHIZOS_SANDBOX=bwrap keeps bwrap (for comparison). */
     const char *want = getenv("RHIZOS_SANDBOX");
-    /* The helper's steps' network namespaces: a cell's, reused while
-     * empty (unset, "cell"), or one per step ("fresh", and anything else:
-     * the tighter one). The helper reads it at each of its starts. */
+    /* The helper's steps' network namespaces: one per step (unset,
+     * "fresh", and anything else: the tighter one), or a cell's, reused
+     * while empty ("cell": faster, but a later step can read the earlier
+     * ones' loopback counters; docs/security.md). The helper reads it at
+     * each of its starts. */
     const char *net = getenv("RHIZOS_SANDBOX_NET");
     if (net && *net && strcmp(net, "cell") != 0 && strcmp(net, "fresh") != 0)
         status_add("RHIZOS_SANDBOX_NET=%s is not cell or fresh; each step "

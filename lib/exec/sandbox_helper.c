@@ -97,8 +97,9 @@ static int sock = -1;           /* to the helper; -1: not running */
 static int life_w = -1;         /* closes when the runner exits */
 static pid_t helper = -1;
 static rz__sbx_tmpl tmpl;       /* borrowed from sandbox.c, for restarts */
-static bool fresh_net;          /* RHIZOS_SANDBOX_NET=fresh: a network
-                                 * namespace per step, none shared */
+static bool fresh_net;          /* a network namespace per step, none
+                                 * shared; RHIZOS_SANDBOX_NET=cell: a
+                                 * cell's, reused while empty */
 
 static _Noreturn void helper_main(int s, int life);
 
@@ -132,7 +133,7 @@ static int helper_spawn_locked(void)
         return -e;
     }
     const char *net = getenv("RHIZOS_SANDBOX_NET");   /* read per start */
-    fresh_net = net && *net && strcmp(net, "cell") != 0;   /* see sandbox.c */
+    fresh_net = !net || strcmp(net, "cell") != 0;   /* see sandbox.c */
     pid_t pid = fork();
     if (pid == 0) {
         close(sv[0]);

@@ -2373,8 +2373,61 @@ static void test_hostile_scratch_quota(void **state)
     rz_proc_free(p);
 }
 
-/* A cell's steps without network share the cell's loopback namespace, one
- * at a time, when the last step left nothing in it: the first leaves a TCP
+/* The helper restarted with RHIZOS_SANDBOX_NET set to `mode` (NULL: unset,
+ * the default: a namespace per step). */
+static void net_mode(const char *mode)
+{
+    if (mode)
+        setenv("RHIZOS_SANDBOX_NET", mode, 1);
+    else
+        unsetenv("RHIZOS_SANDBOX_NET");
+    rz__sbx_test_cells(true);
+    helper_restart();
+}
+
+/* By default a cell's steps without network each get a namespace of their
+ * own, never one an earlier step had: the first leaves a TCP connection
+ * closing on its loopback, and neither later step sees it, nor shares a
+ * namespace. */
+static void test_sandbox_cell_net_fresh(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 ||
+        system("command -v python3 >/dev/null 2>&1") != 0)
+        skip();
+    rz__sbx_test_cells(true);
+    static const char report[] =
+        "printf '{\"ns\": \"%s\", \"tcp\": %d}' $(readlink /proc/self/ns/net)"
+        " $(($(wc -l < /proc/net/tcp) - 1))";
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    char ns[3][64];
+    int tcp[3];
+    for (int i = 0; i < 3; i++) {
+        char script[600];
+        snprintf(script, sizeof script, "%s%s",
+                 i == 0 ? "python3 -c 'import socket; s = socket.socket(); "
+                          "s.bind((\"127.0.0.1\", 0)); s.listen(); "
+                          "c = socket.create_connection(s.getsockname()); "
+                          "a, _ = s.accept(); c.close(); a.close()' >&2; "
+                        : "", report);
+        rz_proc *p = run_sh(&o, script);
+        assert_int_equal(rz_proc_exit_code(p), 0);
+        cJSON *j = outputs_of(p);
+        snprintf(ns[i], sizeof ns[i], "%s", str_field(j, "ns"));
+        tcp[i] = (int)num_field(j, "tcp");
+        cJSON_Delete(j);
+        rz_proc_free(p);
+    }
+    if (tcp[0] < 1 || strcmp(ns[1], ns[0]) == 0 || tcp[1] != 0 ||
+        strcmp(ns[2], ns[1]) == 0 || strcmp(ns[2], ns[0]) == 0 || tcp[2] != 0)
+        fail_msg("%s (%d TCP), %s (%d), %s (%d)", ns[0], tcp[0], ns[1], tcp[1],
+                 ns[2], tcp[2]);
+}
+
+/* With RHIZOS_SANDBOX_NET=cell a cell's steps without network share the
+ * cell's loopback namespace, one at a time, when the last step left
+ * nothing in it: the first leaves a TCP
  * connection closing (TIME_WAIT), so the second gets a fresh namespace
  * with no socket in it; the third, after a clean second, gets the second's.
  * A cell's namespace keeps no TCP metrics. */
@@ -2384,7 +2437,7 @@ static void test_sandbox_cell_net_reuse(void **state)
     if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 ||
         system("command -v python3 >/dev/null 2>&1") != 0)
         skip();
-    rz__sbx_test_cells(true);
+    net_mode("cell");
     static const char report[] =
         "printf '{\"ns\": \"%s\", \"tcp\": %d, \"nm\": %d}' "
         "$(readlink /proc/self/ns/net) $(($(wc -l < /proc/net/tcp) - 1)) "
@@ -2418,6 +2471,7 @@ static void test_sandbox_cell_net_reuse(void **state)
      * step's connections to 127.0.0.1 are not the next one's). */
     for (int i = 0; i < 3; i++)
         assert_int_equal(nm[i], 1);
+    net_mode(NULL);
 }
 
 /* A step that listens on loopback (TCP, and an abstract unix name) and
@@ -2431,7 +2485,7 @@ static void test_sandbox_cell_net_listeners_gone(void **state)
     if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 ||
         system("command -v python3 >/dev/null 2>&1") != 0)
         skip();
-    rz__sbx_test_cells(true);
+    net_mode("cell");
     rz_proc_opts o = RZ_PROC_OPTS_INIT;
     o.sandbox = 1;
     for (int in_flight = 0; in_flight < 2; in_flight++) {
@@ -2476,6 +2530,7 @@ static void test_sandbox_cell_net_listeners_gone(void **state)
         cJSON_Delete(j);
         rz_proc_free(p);
     }
+    net_mode(NULL);
 }
 
 /* Two steps running at once never share a network namespace. */
@@ -2484,7 +2539,7 @@ static void test_sandbox_cell_net_apart(void **state)
     (void)state;
     if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0)
         skip();
-    rz__sbx_test_cells(true);
+    net_mode("cell");
     const char *argv[] = { "sh", "-c",
                            "printf '{\"ns\": \"%s\"}' "
                            "$(readlink /proc/self/ns/net); sleep 1", NULL };
@@ -2508,6 +2563,7 @@ static void test_sandbox_cell_net_apart(void **state)
         if (strcmp(ns[0], ns[1]) == 0)
             fail_msg("round %d: both in %s", round, ns[0]);
     }
+    net_mode(NULL);
 }
 
 /* A step cannot change the namespace the next step of its cell inherits:
@@ -2519,7 +2575,7 @@ static void test_sandbox_cell_net_unchanged(void **state)
     if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 ||
         system("command -v ip >/dev/null 2>&1") != 0)
         skip();
-    rz__sbx_test_cells(true);
+    net_mode("cell");
     static const char state_sh[] =
         "printf '{\"ns\": \"%s\", \"state\": \"%s\"}' "
         "$(readlink /proc/self/ns/net) "
@@ -2555,26 +2611,22 @@ static void test_sandbox_cell_net_unchanged(void **state)
         strcmp(ns[0], ns[1]) != 0 || strcmp(ns[1], ns[2]) != 0)
         fail_msg("refused %d of 5; state %s then %s; %s, %s, %s", refused,
                  st[0], st[1], ns[0], ns[1], ns[2]);
+    net_mode(NULL);
 }
 
-/* RHIZOS_SANDBOX_NET=fresh (and a value that is not cell or fresh): each
- * step a network namespace no earlier step had, as before cells shared
- * theirs; unset again, a clean step's namespace is the next one's. */
-static void test_sandbox_net_fresh_setting(void **state)
+/* RHIZOS_SANDBOX_NET: unset, "fresh" and a value that is neither cell nor
+ * fresh give each step a network namespace no earlier step had; "cell"
+ * gives a clean step's namespace to the next one. */
+static void test_sandbox_net_setting(void **state)
 {
     (void)state;
     if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0)
         skip();
     rz_proc_opts o = RZ_PROC_OPTS_INIT;
     o.sandbox = 1;
-    const char *values[3] = { "fresh", "bogus", NULL };
-    for (int v = 0; v < 3; v++) {
-        if (values[v])
-            setenv("RHIZOS_SANDBOX_NET", values[v], 1);
-        else
-            unsetenv("RHIZOS_SANDBOX_NET");
-        rz__sbx_test_cells(true);
-        helper_restart();
+    const char *values[4] = { "fresh", "bogus", NULL, "cell" };
+    for (int v = 0; v < 4; v++) {
+        net_mode(values[v]);
         char ns[2][64];
         for (int i = 0; i < 2; i++) {
             rz_proc *p = run_sh(&o, "printf '{\"ns\": \"%s\"}' "
@@ -2585,10 +2637,12 @@ static void test_sandbox_net_fresh_setting(void **state)
             cJSON_Delete(j);
             rz_proc_free(p);
         }
-        if ((strcmp(ns[0], ns[1]) == 0) != (values[v] == NULL))
+        bool cell = values[v] && strcmp(values[v], "cell") == 0;
+        if ((strcmp(ns[0], ns[1]) == 0) != cell)
             fail_msg("%s: %s then %s", values[v] ? values[v] : "unset",
                      ns[0], ns[1]);
     }
+    net_mode(NULL);
 }
 
 /* A module that writes 8 MiB of outputs, its cap 1 MiB: through the
@@ -3370,11 +3424,12 @@ static const struct CMUnitTest helper_tests[] = {
     T(test_sandbox_start_lost_answer_no_cgroup),
     T(test_sandbox_no_env_hook),
     T(test_sandbox_uid_lock),
+    T(test_sandbox_cell_net_fresh),
     T(test_sandbox_cell_net_reuse),
     T(test_sandbox_cell_net_listeners_gone),
     T(test_sandbox_cell_net_apart),
     T(test_sandbox_cell_net_unchanged),
-    T(test_sandbox_net_fresh_setting),
+    T(test_sandbox_net_setting),
     T(test_hostile_init_and_cgroup_names),
     T(test_scratch_reuse_refuses_step_owned),
     T(test_sandbox_new_cell_survives),
