@@ -119,6 +119,34 @@ class Slurm(Base):
                                    ("queued", "assigned", "running") else None)(self.job(job)),
                           timeout, "job %d to finish" % job)
 
+    def taking_work_again(self, gw, timeout):
+        gw.wait_for(lambda: [e for e in gw.events() if e.get("event") == "slurm-taking-work"],
+                    timeout, "the gateway to take work again")
+
+    def away_stops_taking_work(self, pid_file, daemon):
+        """`daemon` (its pid in pid_file) stopped: the gateway says it does
+        not answer and takes no work; once scripts/slurm-up has it back,
+        the gateway runs the job that waited."""
+        gw = self.start_gateway()
+        with open(pid_file) as f:
+            pid = int(f.read())
+        try:
+            os.kill(pid, signal.SIGTERM)
+            gw.wait_for(lambda: [e for e in gw.events() if e.get("event") ==
+                                 "slurm-not-taking-work" and "%s does not answer" % daemon
+                                 in e["detail"]], 60, "the gateway to say %s is away" % daemon)
+            # Taken by a long-poll already under way, or left queued: it
+            # waits either way, nothing is declined or failed.
+            job = self.submit(module="echo")
+            time.sleep(3)
+            self.assertIn(self.job(job)["status"], ("queued", "assigned", "running"))
+            self.assertFalse([e for e in gw.events() if e.get("event") == "declined"])
+        finally:
+            self.slurm_up()
+        self.taking_work_again(gw, 60)
+        j = self.finished(job)
+        self.assertEqual((j["status"], j["node"]), ("succeeded", gw.id), j)
+
     def test_flow_runs_partly_through_slurm(self):
         gw = self.start_gateway()
         plain = self.start_node("plain", PRICES[0])
@@ -242,34 +270,31 @@ class Slurm(Base):
         gw = self.start_gateway()
         host = run(["hostname", "-s"]).stdout.strip()
 
-        def said(what):
-            return lambda: [e for e in gw.events() if e.get("event") ==
-                            "slurm-not-taking-work" and what in e["detail"]]
+        def stays_queued(what, why):
+            """Once the gateway says `what`, a job submitted stays queued."""
+            gw.wait_for(lambda: [e for e in gw.events() if e.get("event") ==
+                                 "slurm-not-taking-work" and what in e["detail"]], 30, why)
+            time.sleep(3)   # a long-poll under way ends (2 s for a gateway)
+            job = self.submit(module="echo")
+            time.sleep(2)
+            self.assertEqual(self.job(job)["status"], "queued")
+            return job
         # Another user's job holding every CPU: the partition is full.
         p = run(["sbatch", "--parsable", "-J", "someone-else", "-p", PARTITION,
                  "--exclusive", "-o", "/dev/null", "--wrap", "sleep 60"])
         self.assertEqual(p.returncode, 0, p.stderr)
         other = int(p.stdout.strip().split(";")[0])
         try:
-            gw.wait_for(said("is full"), 30, "the gateway to see the partition full")
-            time.sleep(3)   # a long-poll under way ends (2 s for a gateway)
-            job = self.submit(module="echo")
-            time.sleep(2)
-            self.assertEqual(self.job(job)["status"], "queued")
+            job = stays_queued("is full", "the gateway to see the partition full")
         finally:
             run(["scancel", str(other)])
-        gw.wait_for(lambda: [e for e in gw.events() if e.get("event") == "slurm-taking-work"],
-                    30, "the gateway to take work again")
+        self.taking_work_again(gw, 30)
         self.assertEqual(self.finished(job)["status"], "succeeded")
         # A drained node: nothing usable, no work taken until it is back.
         p = run(["scontrol", "update", "nodename=" + host, "state=drain", "reason=rhizos-e2e"])
         self.assertEqual(p.returncode, 0, p.stderr)
         try:
-            gw.wait_for(said("no usable node"), 30, "the gateway to see the node drained")
-            time.sleep(3)
-            job = self.submit(module="echo")
-            time.sleep(2)
-            self.assertEqual(self.job(job)["status"], "queued")
+            job = stays_queued("no usable node", "the gateway to see the node drained")
         finally:
             run(["scontrol", "update", "nodename=" + host, "state=resume"])
         self.assertEqual(self.finished(job)["status"], "succeeded")
@@ -307,27 +332,8 @@ steps:
         self.assertEqual(left, [])
 
     def test_slurmctld_away_stops_taking_work(self):
-        gw = self.start_gateway()
-        with open(os.path.join(os.path.dirname(os.environ["SLURM_CONF"]),
-                               "slurmctld.pid")) as f:
-            pid = int(f.read())
-        try:
-            os.kill(pid, signal.SIGTERM)
-            gw.wait_for(lambda: [e for e in gw.events() if e.get("event") ==
-                                 "slurm-not-taking-work" and "slurmctld does not answer"
-                                 in e["detail"]], 60, "the gateway to say Slurm is away")
-            # Taken by a long-poll already under way, or left queued: it
-            # waits either way, nothing is declined or failed.
-            job = self.submit(module="echo")
-            time.sleep(3)
-            self.assertIn(self.job(job)["status"], ("queued", "assigned", "running"))
-            self.assertFalse([e for e in gw.events() if e.get("event") == "declined"])
-        finally:
-            self.slurm_up()
-        gw.wait_for(lambda: [e for e in gw.events() if e.get("event") == "slurm-taking-work"],
-                    60, "the gateway to take work again")
-        j = self.finished(job)
-        self.assertEqual((j["status"], j["node"]), ("succeeded", gw.id), j)
+        self.away_stops_taking_work(os.path.join(
+            os.path.dirname(os.environ["SLURM_CONF"]), "slurmctld.pid"), "slurmctld")
 
 
 REST_DIR = os.environ.get("RHIZOS_TEST_SLURM_REST_DIR", "")
@@ -388,24 +394,7 @@ class SlurmRest(Slurm):
         return n
 
     def test_slurmrestd_away_stops_taking_work(self):
-        gw = self.start_gateway()
-        with open(os.path.join(REST_DIR, "slurmrestd.pid")) as f:
-            pid = int(f.read())
-        try:
-            os.kill(pid, signal.SIGTERM)
-            gw.wait_for(lambda: [e for e in gw.events() if e.get("event") ==
-                                 "slurm-not-taking-work" and "slurmrestd does not answer"
-                                 in e["detail"]], 60, "the gateway to say slurmrestd is away")
-            job = self.submit(module="echo")
-            time.sleep(3)
-            self.assertIn(self.job(job)["status"], ("queued", "assigned", "running"))
-            self.assertFalse([e for e in gw.events() if e.get("event") == "declined"])
-        finally:
-            self.slurm_up()
-        gw.wait_for(lambda: [e for e in gw.events() if e.get("event") == "slurm-taking-work"],
-                    60, "the gateway to take work again")
-        j = self.finished(job)
-        self.assertEqual((j["status"], j["node"]), ("succeeded", gw.id), j)
+        self.away_stops_taking_work(os.path.join(REST_DIR, "slurmrestd.pid"), "slurmrestd")
 
     def test_bad_token_is_clear(self):
         bad = os.path.join(self.tmp.name, "bad.token")
