@@ -40,7 +40,8 @@ def modules(tmp, build):
     os.makedirs(nat)
     # The wasm module's compiler, so that the ratio is the runtime's.
     cc = shutil.which("clang-14") or shutil.which("clang") or "cc"
-    subprocess.run([cc, "-O2", "-o", os.path.join(nat, "step"),
+    subprocess.run([cc, "-O2", "-I", os.path.join(ROOT, "examples", "wasm", "common"),
+                    "-o", os.path.join(nat, "step"),
                     os.path.join(ROOT, "examples", "wasm", "wasm-hash", "step.c")],
                    check=True)
     with open(os.path.join(mods, "wasm-hash", "module.json")) as f:

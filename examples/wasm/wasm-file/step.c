@@ -11,36 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MAX_REQUEST (1u << 20)
-
-/* The string value of "key": "..." (no escapes in the values it reads). */
-static int find_str(const char *json, const char *key, char *out, size_t n)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\"", key);
-    const char *p = strstr(json, pat);
-    if (!p || !(p = strchr(p + strlen(pat), ':')))
-        return 0;
-    while (*++p == ' ')
-        ;
-    if (*p != '"')
-        return 0;
-    size_t i = 0;
-    for (p++; *p && *p != '"' && i + 1 < n; p++)
-        out[i++] = *p;
-    out[i] = '\0';
-    return 1;
-}
-
-static long find_num(const char *json, const char *key, long dflt)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\"", key);
-    const char *p = strstr(json, pat);
-    if (!p || !(p = strchr(p + strlen(pat), ':')))
-        return dflt;
-    return strtol(p + 1, NULL, 10);
-}
+#include "wasm_request.h"
 
 int main(void)
 {
@@ -65,7 +36,7 @@ int main(void)
         return 3;
     }
     long bytes = find_num(req, "bytes", 0);
-    uint64_t h = 0xcbf29ce484222325ull, size = 0;
+    uint64_t h = FNV_OFFSET, size = 0;
     int has_in = find_str(req, "data", in_path, sizeof in_path);
     FILE *in = has_in ? fopen(in_path, "rb") : NULL;
     if (has_in && !in) {
@@ -82,10 +53,7 @@ int main(void)
                 buf[n] = (unsigned char)((size + n) * 7);
         if (n == 0)
             break;
-        for (size_t i = 0; i < n; i++) {
-            h ^= buf[i];
-            h *= 0x100000001b3ull;
-        }
+        h = fnv1a(buf, n, h);
         size += n;
         if (fwrite(buf, 1, n, out) != n) {
             fprintf(stderr, "%s: %s\n", out_path, strerror(errno));

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#define MAX_REQUEST (1u << 20)
+#include "wasm_request.h"
 
 static char *read_all(FILE *f, size_t *len)
 {
@@ -28,49 +28,6 @@ static char *read_all(FILE *f, size_t *len)
     *len = fread(buf, 1, MAX_REQUEST, f);
     buf[*len] = '\0';
     return buf;
-}
-
-/* The string value of "key": "..." in a flat request (the demo needs no
- * JSON library: no escapes in its values). */
-static int find_str(const char *json, const char *key, char *out, size_t n)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\"", key);
-    const char *p = strstr(json, pat);
-    if (!p)
-        return 0;
-    p = strchr(p + strlen(pat), ':');
-    if (!p)
-        return 0;
-    while (*++p == ' ')
-        ;
-    if (*p != '"')
-        return 0;
-    size_t i = 0;
-    for (p++; *p && *p != '"' && i + 1 < n; p++)
-        out[i++] = *p;
-    out[i] = '\0';
-    return 1;
-}
-
-static long find_num(const char *json, const char *key, long dflt)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\"", key);
-    const char *p = strstr(json, pat);
-    if (!p || !(p = strchr(p + strlen(pat), ':')))
-        return dflt;
-    return strtol(p + 1, NULL, 10);
-}
-
-static uint64_t fnv1a(const void *data, size_t n, uint64_t h)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
 }
 
 /* A service (kind: service, ready: line): ready, then config.rounds
@@ -186,9 +143,9 @@ int main(void)
     }
     find_str(req, "text", text, sizeof text);
     long rounds = find_num(req, "rounds", 1);
-    uint64_t h = fnv1a(text, strlen(text), 0xcbf29ce484222325ull);
+    uint64_t h = fnv1a(text, strlen(text), FNV_OFFSET);
     for (long i = 1; i < rounds; i++)
-        h = fnv1a(&h, sizeof h, 0xcbf29ce484222325ull);
+        h = fnv1a(&h, sizeof h, FNV_OFFSET);
     fprintf(stderr, "hashed %zu bytes, %ld rounds\n", strlen(text), rounds);
     FILE *out = stdout;
     if (strcmp(mode, "file") == 0 && !(out = fopen("/rz/out/outputs.json", "w"))) {
