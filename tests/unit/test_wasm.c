@@ -132,140 +132,144 @@ static rz_attempt *run(rz_attempt_opts *o, rz_attempt_result *res)
 
 static const char *SHA_EXEC = ",\"module\":\"./step.wasm\",\"sha256\":\"@SHA@\"";
 
+/* One test's module "w" (registry_with(exec)), the options of its attempts
+ * (30 s each unless a test says otherwise) and the last attempt run. */
+typedef struct wasm_case {
+    rz_registry *reg;
+    rz_attempt_opts o;
+    rz_attempt *a;
+    rz_attempt_result res;
+} wasm_case;
+
+/* Skips the test where the demo module or a runtime is missing. */
+static void case_open(wasm_case *c, const char *exec, const char *request)
+{
+    if (!usable())
+        skip();
+    rz_attempt_opts init = RZ_ATTEMPT_OPTS_INIT;
+    c->reg = registry_with(exec);
+    c->o = init;
+    c->o.module = module_w(c->reg);
+    c->o.request_json = request;
+    c->o.timeout_s = 30;
+    c->a = NULL;
+}
+
+/* Runs c->o to its end, the attempt before freed. */
+static void case_run(wasm_case *c)
+{
+    rz_attempt_free(c->a);
+    c->a = run(&c->o, &c->res);
+}
+
+static void case_close(wasm_case *c)
+{
+    rz_attempt_free(c->a);
+    rz_registry_free(c->reg);
+}
+
 static void outputs_and_context(void **state)
 {
     (void)state;
-    if (!usable())
-        skip();
-    rz_registry *reg = registry_with(SHA_EXEC);
-    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
-    o.module = module_w(reg);
-    o.request_json = "{\"inputs\":{\"text\":\"abc\"},\"config\":{\"rounds\":3}}";
-    o.timeout_s = 30;
-    rz_attempt_result res;
-    rz_attempt *a = run(&o, &res);
-    assert_true(res.ok);
+    wasm_case c;
+    case_open(&c, SHA_EXEC,
+              "{\"inputs\":{\"text\":\"abc\"},\"config\":{\"rounds\":3}}");
+    case_run(&c);
+    assert_true(c.res.ok);
     /* FNV-1a 64 of "abc", then twice of the previous digest's bytes. */
-    assert_string_equal(res.outputs,
+    assert_string_equal(c.res.outputs,
                         "{\"hash\":\"0fbcc0d36f945fb3\",\"rounds\":3,\"bytes\":3}");
-    assert_non_null(res.log);
-    assert_non_null(strstr(res.log, "hashed 3 bytes, 3 rounds"));
-    assert_null(strstr(res.log, "ExperimentalWarning"));
-    rz_attempt_free(a);
-    rz_registry_free(reg);
+    assert_non_null(c.res.log);
+    assert_non_null(strstr(c.res.log, "hashed 3 bytes, 3 rounds"));
+    assert_null(strstr(c.res.log, "ExperimentalWarning"));
+    case_close(&c);
 }
 
 static void digest_mismatch_is_refused(void **state)
 {
     (void)state;
-    if (!usable())
-        skip();
-    rz_registry *reg = registry_with(",\"module\":\"./step.wasm\",\"sha256\":"
-        "\"0000000000000000000000000000000000000000000000000000000000000000\"");
-    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
-    o.module = module_w(reg);
-    rz_attempt_result res;
-    rz_attempt *a = run(&o, &res);
-    assert_false(res.ok);
-    assert_non_null(strstr(res.reason, "cannot start: wasm module "));
-    assert_non_null(strstr(res.reason, "not the manifest's 0000"));
-    assert_non_null(strstr(res.reason, ": refused"));
-    assert_int_equal(res.exit_code, -1);      /* nothing ran */
-    rz_attempt_free(a);
-    rz_registry_free(reg);
+    wasm_case c;
+    case_open(&c, ",\"module\":\"./step.wasm\",\"sha256\":"
+        "\"0000000000000000000000000000000000000000000000000000000000000000\"",
+        NULL);
+    case_run(&c);
+    assert_false(c.res.ok);
+    assert_non_null(strstr(c.res.reason, "cannot start: wasm module "));
+    assert_non_null(strstr(c.res.reason, "not the manifest's 0000"));
+    assert_non_null(strstr(c.res.reason, ": refused"));
+    assert_int_equal(c.res.exit_code, -1);      /* nothing ran */
+    case_close(&c);
 }
 
 static void memory_cap_and_timeout(void **state)
 {
     (void)state;
-    if (!usable())
-        skip();
-    rz_registry *reg = registry_with(SHA_EXEC);
-    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
-    o.module = module_w(reg);
-    o.request_json = "{\"inputs\":{},\"config\":{\"mode\":\"grow\"}}";
-    o.memory_mb = 16;
-    o.timeout_s = 30;
-    rz_attempt_result res;
-    rz_attempt *a = run(&o, &res);
-    assert_false(res.ok);
-    assert_string_equal(res.reason, "out of memory: the module's linear "
+    wasm_case c;
+    case_open(&c, SHA_EXEC, "{\"inputs\":{},\"config\":{\"mode\":\"grow\"}}");
+    c.o.memory_mb = 16;
+    case_run(&c);
+    assert_false(c.res.ok);
+    assert_string_equal(c.res.reason, "out of memory: the module's linear "
                         "memory reached its cap (16 MiB, from memory_mb) and "
                         "it exited with 4");
     /* The runner's own line is the reason, not part of the log. */
-    assert_non_null(strstr(res.log, "malloc failed after 1"));
-    assert_null(strstr(res.log, "out of memory"));
-    rz_attempt_free(a);
+    assert_non_null(strstr(c.res.log, "malloc failed after 1"));
+    assert_null(strstr(c.res.log, "out of memory"));
 
-    o.request_json = "{\"inputs\":{},\"config\":{\"mode\":\"spin\"}}";
-    o.memory_mb = 0;
-    o.timeout_s = 1;
-    a = run(&o, &res);
-    assert_false(res.ok);
-    assert_string_equal(res.reason, "timed out after 1 s");
-    rz_attempt_free(a);
-    rz_registry_free(reg);
+    c.o.request_json = "{\"inputs\":{},\"config\":{\"mode\":\"spin\"}}";
+    c.o.memory_mb = 0;
+    c.o.timeout_s = 1;
+    case_run(&c);
+    assert_false(c.res.ok);
+    assert_string_equal(c.res.reason, "timed out after 1 s");
+    case_close(&c);
 }
 
 static void secrets_are_files_and_scrubbed(void **state)
 {
     (void)state;
-    if (!usable())
-        skip();
-    rz_registry *reg = registry_with(SHA_EXEC);
+    wasm_case c;
     rz_attempt_secret sec = { "API", "tok-\"quoted\"\\-42" };
-    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
-    o.module = module_w(reg);
-    o.request_json = "{\"inputs\":{},\"config\":{\"mode\":\"secret\","
-                     "\"secret_name\":\"api\"}}";
-    o.secrets = &sec;
-    o.n_secrets = 1;
-    o.timeout_s = 30;
-    rz_attempt_result res;
-    rz_attempt *a = run(&o, &res);
-    assert_true(res.ok);
+    case_open(&c, SHA_EXEC, "{\"inputs\":{},\"config\":{\"mode\":\"secret\","
+                            "\"secret_name\":\"api\"}}");
+    c.o.secrets = &sec;
+    c.o.n_secrets = 1;
+    case_run(&c);
+    assert_true(c.res.ok);
     char want[64];
     snprintf(want, sizeof want, "{\"secret_len\":%zu}", strlen(sec.value));
-    assert_string_equal(res.outputs, want);
-    assert_non_null(strstr(res.log, "the secret is [redacted]"));
-    assert_null(strstr(res.log, sec.value));
-    rz_attempt_free(a);
+    assert_string_equal(c.res.outputs, want);
+    assert_non_null(strstr(c.res.log, "the secret is [redacted]"));
+    assert_null(strstr(c.res.log, sec.value));
 
     /* Its environment: the context, RZ_OUTPUT and the secret's file name
      * as WASI paths; never the secret's value. */
-    o.request_json = "{\"inputs\":{},\"config\":{\"mode\":\"env\"}}";
-    o.run_id = "run-7";
-    o.step_id = "hash";
-    o.attempt = 2;
-    a = run(&o, &res);
-    assert_true(res.ok);
-    assert_string_equal(res.outputs,
+    c.o.request_json = "{\"inputs\":{},\"config\":{\"mode\":\"env\"}}";
+    c.o.run_id = "run-7";
+    c.o.step_id = "hash";
+    c.o.attempt = 2;
+    case_run(&c);
+    assert_true(c.res.ok);
+    assert_string_equal(c.res.outputs,
         "{\"RZ_RUN_ID\":\"run-7\",\"RZ_STEP_ID\":\"hash\",\"RZ_ATTEMPT\":\"2\","
         "\"RZ_OUTPUT\":\"/rz/out/outputs.json\","
         "\"RZ_CRED_API_FILE\":\"/run/secrets/api\",\"RZ_CRED_API\":null,"
         "\"HOME\":\"/tmp\"}");
-    rz_attempt_free(a);
-    rz_registry_free(reg);
+    case_close(&c);
 }
 
 static void unsandboxed_too(void **state)
 {
     (void)state;
-    if (!usable())
-        skip();
-    rz_registry *reg = registry_with(SHA_EXEC);
-    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
-    o.module = module_w(reg);
-    o.request_json = "{\"inputs\":{\"text\":\"abc\"},\"config\":{\"mode\":\"escape\"}}";
-    o.sandbox = 0;
-    o.timeout_s = 30;
-    rz_attempt_result res;
-    rz_attempt *a = run(&o, &res);
+    wasm_case c;
+    case_open(&c, SHA_EXEC,
+              "{\"inputs\":{\"text\":\"abc\"},\"config\":{\"mode\":\"escape\"}}");
+    c.o.sandbox = 0;
+    case_run(&c);
     /* WASI's preopens hold without the sandbox. */
-    assert_false(res.ok);
-    assert_non_null(strstr(res.reason, "exit status 3: open /etc/passwd: "));
-    rz_attempt_free(a);
-    rz_registry_free(reg);
+    assert_false(c.res.ok);
+    assert_non_null(strstr(c.res.reason, "exit status 3: open /etc/passwd: "));
+    case_close(&c);
 }
 
 static int setup(void **state)
