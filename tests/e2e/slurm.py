@@ -59,8 +59,13 @@ def named(name, since=0):
 class Slurm(Base):
     # A killed gateway comes back within this, so its jobs stay its own.
     node_timeout_ms = 30000
+    # A subclass's own cluster: its slurm.conf, SLURM_CONF for its tests.
+    slurm_conf = None
 
     def setUp(self):
+        if self.slurm_conf:
+            self.addCleanup(os.environ.__setitem__, "SLURM_CONF", os.environ["SLURM_CONF"])
+            os.environ["SLURM_CONF"] = self.slurm_conf
         self.since = max(squeue(), default=0)
         super().setUp()
 
@@ -361,15 +366,7 @@ class SlurmRest(Slurm):
     that does not exist, so any command it ran (sinfo, sbatch, scontrol,
     squeue, scancel) would fail: everything it does goes through
     slurmrestd. The tests' own checks use the commands."""
-
-    def setUp(self):
-        self.conf = os.environ["SLURM_CONF"]
-        os.environ["SLURM_CONF"] = REST_ENV["SLURM_CONF"]
-        super().setUp()
-
-    def tearDown(self):
-        super().tearDown()
-        os.environ["SLURM_CONF"] = self.conf
+    slurm_conf = REST_ENV.get("SLURM_CONF")
 
     def slurm_up(self):
         url = REST_ENV["RHIZOS_SLURM_REST"]
@@ -418,15 +415,7 @@ GPU_CONF = os.environ.get("RHIZOS_TEST_SLURM_GPU_CONF", "")
                      "/tmp/rhizos-slurm-gpu/slurm.conf)")
 class SlurmGpus(Slurm):
     """A second loopback cluster whose node has two GPUs (gres/gpu)."""
-
-    def setUp(self):
-        self.conf = os.environ["SLURM_CONF"]
-        os.environ["SLURM_CONF"] = GPU_CONF
-        super().setUp()
-
-    def tearDown(self):
-        super().tearDown()
-        os.environ["SLURM_CONF"] = self.conf
+    slurm_conf = GPU_CONF
 
     def test_gpus_through_gres(self):
         gw = self.start_gateway()
@@ -494,15 +483,7 @@ class SlurmAccounting(Slurm):
     """A third loopback cluster that keeps accounting for real (slurmdbd over
     MariaDB) and enforces associations, limits and QoS: account "other" and
     QoS "rhizos" are root's to use until a test takes them away."""
-
-    def setUp(self):
-        self.conf = os.environ["SLURM_CONF"]
-        os.environ["SLURM_CONF"] = ACCT_CONF
-        super().setUp()
-
-    def tearDown(self):
-        super().tearDown()
-        os.environ["SLURM_CONF"] = self.conf
+    slurm_conf = ACCT_CONF
 
     def accounting_gateway(self, **backend):
         port = free_port()
