@@ -33,6 +33,10 @@ int rz_engine_group_begin(rz_engine *e)
         return rz__error(RZ_EDB, "an earlier commit failed; reopen the engine");
     if (e->in_group)
         return rz__error(RZ_ESTATE, "a group is open already");
+    /* What finished by the last commit leaves memory here, as at the start
+     * of a call outside a group: a caller whose every call is in a group
+     * (the embedded runner) would otherwise keep every finished job. */
+    rz__engine_evict(e);
     e->in_group = true;
     return RZ_OK;
 }
