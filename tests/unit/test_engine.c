@@ -1984,6 +1984,29 @@ static void test_group_commit(void **state)
     check(f);
 }
 
+/* A caller whose every call is in a group (the embedded runner) still
+ * lets finished work leave memory: what the last commits finished goes
+ * when the next group begins, as at a call outside a group. */
+static void test_group_evicts(void **state)
+{
+    fx *f = *state;
+    uint64_t q = submit(f, 300, 0, 1);
+    assert_int_equal(rz__engine_live_jobs(f->e), 1);
+    for (uint64_t now = 2; now < 5; now++) {
+        assert_int_equal(rz_engine_group_begin(f->e), RZ_OK);
+        if (now == 2)
+            assert_int_equal(rz_engine_job_cancel(f->e, q, now), RZ_OK);
+        else
+            assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
+        assert_int_equal(rz_engine_group_commit(f->e), RZ_OK);
+    }
+    assert_int_equal(rz_engine_group_begin(f->e), RZ_OK);
+    assert_int_equal(rz__engine_live_jobs(f->e), 0);
+    assert_int_equal(rz_engine_group_commit(f->e), RZ_OK);
+    assert_int_equal(job_state(f, q), RZ_JOB_CANCELLED);
+    check(f);
+}
+
 /* What a group will hold is visible to the server (a withdrawal must leave
  * it), and a deployment in the same group cannot take it either. */
 static void test_group_pending(void **state)
@@ -2613,6 +2636,7 @@ int main(void)
         T(test_reference_cost_is_what_a_step_holds),
         T(test_reference_cost_refuses_bad_json),
         T(test_group_commit),
+        T(test_group_evicts),
         T(test_group_pending),
         T(test_group_orphans_gap),
         T(test_shared_requirements),
