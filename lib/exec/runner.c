@@ -965,6 +965,13 @@ static int collect(runner *r)
             continue;
         }
         rc = finish_slot(r, k);
+        /* The freed slot is filled before the next ended one is reported:
+         * with two slots ending together the first waited for the second's
+         * report too. */
+        if (rc == RZ_OK)
+            rc = check_cancel(r);
+        if (rc == RZ_OK)
+            rc = take_work(r);
         if (rc != RZ_OK)
             return rc;
         k = 0;
