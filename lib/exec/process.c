@@ -399,11 +399,13 @@ static void launch_free(launch *l)
 /* ---- the child, between clone and exec: async-signal-safe calls only, and
  * no writes to memory the parent uses (the child shares it) ---- */
 
-static void child_fail(int errpipe)
+/* Why the child failed before exec goes in an int of the parent's, which
+ * the parent reads once the child has exec'd or exited (CLONE_VM |
+ * CLONE_VFORK: the one write the child makes to our memory, as glibc's
+ * posix_spawn does); an error pipe cost the runner four calls a step. */
+static void child_fail(volatile int *err)
 {
-    int e = errno;
-    ssize_t w = write(errpipe, &e, sizeof e);
-    (void)w;
+    *err = errno ? errno : ECHILD;
     _exit(127);
 }
 
@@ -418,11 +420,8 @@ static void child_cloexec_from(int lowfd)
 }
 
 static void child_exec(const launch *l, const char *cwd, const int stdio[3],
-                       int errpipe, const rz__sbx *sbx)
+                       volatile int *errpipe, const rz__sbx *sbx)
 {
-    /* Above the descriptors handed to bwrap, which go to 3, 4, ... */
-    if ((errpipe = fcntl(errpipe, F_DUPFD_CLOEXEC, 3 + RZ__SBX_MAX_FDS)) < 0)
-        _exit(127);
     sigset_t none;
     sigemptyset(&none);
     struct sigaction dfl;
@@ -520,14 +519,14 @@ typedef struct child_args {
     const launch *l;
     const char *cwd;
     const int *stdio;
-    int errpipe;
+    volatile int *err;           /* the child's errno if it failed */
     const rz__sbx *sbx;
 } child_args;
 
 static int child_main(void *arg)
 {
     const child_args *c = arg;
-    child_exec(c->l, c->cwd, c->stdio, c->errpipe, c->sbx);
+    child_exec(c->l, c->cwd, c->stdio, c->err, c->sbx);
     return 127;   /* not reached: child_exec execs or exits */
 }
 
@@ -582,52 +581,88 @@ static pid_t spawn_vm(child_args *c)
     return pid;
 }
 
-/* Start and exec; the error pipe tells us whether execve worked (it closes
- * on success), and by then the child leads its own session. */
+/* The input goes into the stdin pipe before the child exists (its read end
+ * is still ours, so no SIGPIPE can come of it): a request that fits the
+ * pipe needs no EPOLLOUT wake-up of the caller and no write later; the
+ * rest goes as the child reads (pump_write). */
+static void prefill(rz_proc *p, int fd)
+{
+    set_nonblock(fd);
+    while (p->input_off < p->input_len) {
+        ssize_t w = write(fd, p->input + p->input_off,
+                          p->input_len - p->input_off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        p->input_off += (size_t)w;
+    }
+}
+
+/* Through the sandbox helper: its error pipe says whether execve worked
+ * (it closes on success). */
+static int helper_start(rz_proc *p, const launch *l, const int stdio[3],
+                        pid_t *pid, int *child_errno)
+{
+    int ep[2];
+    if (pipe2(ep, O_CLOEXEC))
+        return rz__error(RZ_EIO, "pipe: %s", strerror(errno));
+    rz__sbx_launch sl = {
+        .scratch = p->scratch, .output_path = p->output_path,
+        .exe = l->exe, .argv = l->argv.v, .envp = l->env.v,
+        .fsize = l->fsize, .nofile = l->nofile, .as = l->as,
+        .cpu = l->cpu, .limit_as = l->limit_as,
+        .limit_cpu = l->limit_cpu, .out_cap = p->max_output,
+        .file_cap = p->file_cap, .files_cap = p->files_cap,
+    };
+    int rc = rz__sbx_spawn(pid, &p->sbx, &sl, stdio, ep[1]);
+    if (rc == RZ_OK)
+        rz__sbx_started(&p->sbx);
+    close(ep[1]);
+    ssize_t n = 0;
+    while (rc == RZ_OK &&
+           (n = read(ep[0], child_errno, sizeof *child_errno)) < 0 &&
+           errno == EINTR)
+        ;
+    if (n <= 0)
+        *child_errno = 0;
+    close(ep[0]);
+    return rc;
+}
+
+/* Start and exec; by then the child leads its own session. */
 static int start_child(rz_proc *p, const launch *l)
 {
     int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
-    int ep[2] = { -1, -1 };
     int rc = RZ_OK;
     if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) ||
-        pipe2(err, O_CLOEXEC) || pipe2(ep, O_CLOEXEC)) {
+        pipe2(err, O_CLOEXEC)) {
         rc = rz__error(RZ_EIO, "pipe: %s", strerror(errno));
         goto out;
     }
+    prefill(p, in[1]);
     int stdio[3] = { in[0], out[1], err[1] };
-    child_args ca = { l, p->scratch, stdio, ep[1],
+    volatile int child_errno = 0;
+    child_args ca = { l, p->scratch, stdio, &child_errno,
                       p->sandboxed ? &p->sbx : NULL };
     pid_t pid = -1;
     if (p->sandboxed && p->sbx.helper) {
-        rz__sbx_launch sl = {
-            .scratch = p->scratch, .output_path = p->output_path,
-            .exe = l->exe, .argv = l->argv.v, .envp = l->env.v,
-            .fsize = l->fsize, .nofile = l->nofile, .as = l->as,
-            .cpu = l->cpu, .limit_as = l->limit_as,
-            .limit_cpu = l->limit_cpu, .out_cap = p->max_output,
-            .file_cap = p->file_cap, .files_cap = p->files_cap,
-        };
-        if ((rc = rz__sbx_spawn(&pid, &p->sbx, &sl, stdio, ep[1])) != RZ_OK)
-            goto out;
+        int e = 0;
+        rc = helper_start(p, l, stdio, &pid, &e);
+        child_errno = e;
     } else if ((pid = spawn_vm(&ca)) < 0) {
         rc = rz__error(RZ_EIO, "clone: %s", strerror(errno));
-        goto out;
+    } else {
+        rz__sbx_started(&p->sbx);   /* the child has exec'd or exited */
     }
-    rz__sbx_started(&p->sbx);
-    close(ep[1]);
-    ep[1] = -1;
-    int child_errno = 0;
-    ssize_t n;
-    while ((n = read(ep[0], &child_errno, sizeof child_errno)) < 0 &&
-           errno == EINTR)
-        ;
-    if (n > 0) {
+    if (rc == RZ_OK && child_errno) {
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
             ;
         rc = rz__error(RZ_EEXEC, "cannot execute %s: %s", l->exe,
                        strerror(child_errno));
-        goto out;
     }
+    if (rc != RZ_OK)
+        goto out;
     p->pid = pid;
     p->in_fd = in[1];
     p->out_fd = out[0];
@@ -635,7 +670,7 @@ static int start_child(rz_proc *p, const launch *l)
     in[1] = out[0] = err[0] = -1;
 out:
     for (int i = 0; i < 2; i++) {
-        int *fds[] = { &in[i], &out[i], &err[i], &ep[i] };
+        int *fds[] = { &in[i], &out[i], &err[i] };
         for (size_t k = 0; k < RZ_ARRAY_LEN(fds); k++)
             if (*fds[k] >= 0)
                 close(*fds[k]);
@@ -645,13 +680,12 @@ out:
 
 static int setup_io(rz_proc *p, const rz_proc_opts *o)
 {
-    set_nonblock(p->in_fd);
-    set_nonblock(p->out_fd);
+    set_nonblock(p->out_fd);   /* in_fd: by prefill */
     set_nonblock(p->err_fd);
     int rc = watch(p, p->out_fd, EPOLLIN);
     if (rc == RZ_OK)
         rc = watch(p, p->err_fd, EPOLLIN);
-    if (rc == RZ_OK && p->input_len)
+    if (rc == RZ_OK && p->input_off < p->input_len)
         rc = watch(p, p->in_fd, EPOLLOUT);
     else
         close_fd(p, &p->in_fd);   /* no input: the child reads EOF */

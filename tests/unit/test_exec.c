@@ -465,6 +465,31 @@ static void test_stdin_not_read(void **state)
     free(big);
 }
 
+/* A request that fits the pipe is in it before the child starts: the
+ * caller is not woken to write it (the fd stays quiet while the child
+ * sleeps), and the child reads every byte. */
+static void test_short_input_written_at_start(void **state)
+{
+    (void)state;
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 0;
+    o.scratch_parent = tmp_root;
+    o.input = "{\"a\":1}";
+    o.input_len = 7;
+    const char *argv[] = { "sh", "-c", "sleep 0.3; cat", NULL };
+    o.argv = argv;
+    rz_proc *p = NULL;
+    assert_int_equal(rz_proc_spawn(&p, &o), RZ_OK);
+    struct pollfd pfd = { .fd = rz_proc_fd(p), .events = POLLIN };
+    assert_int_equal(poll(&pfd, 1, 100), 0);
+    int done = 0;
+    for (int i = 0; i < 100 && !done; i++)
+        done = rz_proc_poll(p, 100);
+    assert_int_equal(done, 1);
+    assert_string_equal(rz_proc_outputs(p), "{\"a\":1}");
+    rz_proc_free(p);
+}
+
 /* ---- environment, scratch, paths ---- */
 
 static void test_environment(void **state)
@@ -3461,6 +3486,7 @@ int main(void)
         T(test_fd_wakes_on_exit),
         T(test_no_fd_leak),
         T(test_stdin_not_read),
+        T(test_short_input_written_at_start),
         T(test_environment),
         T(test_limits),
         T(test_scratch_removed),
