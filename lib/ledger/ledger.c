@@ -11,6 +11,9 @@
 #include "common/fs.h"
 #include "ledger/ledger_impl.h"
 
+/* A ledger that is not durable sheds its map every this many ops (apply_batch). */
+#define LEDGER_SHED_OPS 16
+
 /* ---- small public helpers ---- */
 
 uint64_t rz_ledger_available(const rz_ledger_account *a)
@@ -564,8 +567,14 @@ static int apply_batch(rz_ledger *l, uint32_t fee_bps, const rz_ledger_op *ops,
      * count as the process's memory; 1,024 batches of a 100,000-step run
      * let them reach 60 MB, 128 keep them under 8; 32, as the engine's
      * store sheds more often too (issue 22's 256 MiB). */
-    if (m.batches % 32 == 0)
+    l->shed_ops += n;
+    /* Not durable (embedded), where a batch may hold the settlements of
+     * several steps (the runner's group commit): by ops, as often a step as
+     * when each step's settlement was a batch of its own. */
+    if (l->shed_by_ops ? l->shed_ops >= LEDGER_SHED_OPS : m.batches % 32 == 0) {
         rz__lmdb_shed(l->map, l->map_len);
+        l->shed_ops = 0;
+    }
     return RZ_OK;
 }
 
@@ -764,6 +773,7 @@ int rz_ledger_open(rz_ledger **out, const char *data_dir,
     l->journal.fd = l->journal.wfd = -1;
     l->fee_bps = o->fee_bps;
     l->read_only = o->read_only != 0;
+    l->shed_by_ops = !o->durable;
     l->checkpoint_ops = o->checkpoint_ops ? o->checkpoint_ops
                                          : RZ_LEDGER_DEFAULT_CHECKPOINT_OPS;
     l->dir = rz__asprintf("%s/ledger", data_dir);
