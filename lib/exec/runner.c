@@ -1017,12 +1017,12 @@ static void progress_tick(runner *r)
 }
 
 /* One turn's engine calls: what the slots said, a cancel, the engine's
- * timers, new work. They share one group commit (rz_engine_group_*): a
- * step's end and the start of the next used to be two commits and two
- * ledger batches on the path from one step's exit to the next one's
- * spawn. The engine is not durable here (its folder goes with the run, a
- * crash leaves nothing of it to resume), so a step may start before the
- * commit that hands it over; a failed commit fails the run as before. */
+ * timers, new work. They share one group commit (rz_engine_group_*), so
+ * the path from one step's exit to the next one's spawn holds one commit
+ * and one ledger batch, not two of each. The engine is not durable here
+ * (its folder goes with the run, a crash leaves nothing of it to resume),
+ * so a step may start before the commit that hands it over; a failed
+ * commit fails the run as before. */
 static int turn(runner *r, bool waited)
 {
     int rc = rz_engine_group_begin(r->engine);

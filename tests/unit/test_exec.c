@@ -3469,6 +3469,23 @@ static void only_matching(void)
         cmocka_set_test_filter(only);
 }
 
+/* The attempt layer's (rz_attempt_*). */
+static const struct CMUnitTest attempt_tests[] = {
+        T(test_attempt_request_file),
+        T(test_attempt_outputs_file),
+        T(test_attempt_scrubs_secrets),
+        T(test_attempt_scrubs_secret_at_cut),
+        T(test_attempt_live_lines_scrubbed),
+        T(test_attempt_live_lines_gap_scrubbed),
+        T(test_attempt_live_line_not_held),
+        T(test_attempt_unknown_adapter),
+        T(test_attempt_timeout),
+        T(test_attempt_stop),
+        T(test_attempt_output_cap),
+        T(test_attempt_log_utf8),
+        T(test_attempt_invalid),
+};
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -3509,7 +3526,7 @@ int main(void)
         T(test_runner_timeout),
         T(test_runner_cancel),
         T(test_runner_removes_stale_folders),
-    T(test_runner_keeps_other_namespaces_folders),
+        T(test_runner_keeps_other_namespaces_folders),
         T(test_runner_invalid),
         T(test_runner_scratch_reuse),
         T(test_runner_scratch_fresh_sandboxed),
@@ -3524,22 +3541,10 @@ int main(void)
         T(test_hostile_scratch_quota),
         T(test_hostile_scratch_per_manifest),
         T(test_hostile_output_cap),
-    T(test_hostile_memory_default),
-        T(test_attempt_request_file),
-        T(test_attempt_outputs_file),
-        T(test_attempt_scrubs_secrets),
-        T(test_attempt_scrubs_secret_at_cut),
-        T(test_attempt_live_lines_scrubbed),
-        T(test_attempt_live_lines_gap_scrubbed),
-        T(test_attempt_live_line_not_held),
-        T(test_attempt_unknown_adapter),
-        T(test_attempt_timeout),
-        T(test_attempt_stop),
-        T(test_attempt_output_cap),
-        T(test_attempt_log_utf8),
-        T(test_attempt_invalid),
+        T(test_hostile_memory_default),
     };
     only_matching();
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    failed += cmocka_run_group_tests(attempt_tests, NULL, NULL);
     return failed + cmocka_run_group_tests(helper_tests, NULL, NULL);
 }
