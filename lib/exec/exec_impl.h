@@ -5,6 +5,7 @@
 
 #include "common/internal.h"
 #include "rhizos/exec.h"
+#include "store/blob.h"
 
 /* Why rz_proc_outputs() is NULL after completion ("stdout is not a JSON
  * object", "stdout exceeded 16777216 bytes", ...), or NULL when there are
@@ -122,11 +123,7 @@ RZ_HIDDEN uint64_t rz__files_size(const char *outputs);
 
 /* The digests of the file references a run made (file_refs.c): only those
  * may reach a step as files. */
-#define RZ_FILE_REF_HEX 64
-typedef struct rz__file_refs {
-    char (*hex)[RZ_FILE_REF_HEX];   /* sorted */
-    size_t n, cap;
-} rz__file_refs;
+typedef rz__blob_set rz__file_refs;   /* kept sorted (rz__blob_set_insert) */
 /* Those of a step's outputs (module m's, as taken: `type: file` ports,
  * each a reference or a list of them) added. */
 RZ_HIDDEN int rz__file_refs_learn(rz__file_refs *k, const rz_module *m,

@@ -16,40 +16,17 @@
 #include "exec/exec_impl.h"
 #include "module/module_impl.h"
 
-static int cmp_hex(const void *a, const void *b)
-{
-    return memcmp(a, b, RZ_FILE_REF_HEX);
-}
-
 bool rz__file_refs_has(const rz__file_refs *k, const char *hex)
 {
-    return k->n && bsearch(hex, k->hex, k->n, sizeof *k->hex, cmp_hex) != NULL;
+    unsigned char d[32];
+    return rz__blob_digest_of(hex, d) && rz__blob_set_has(k, d);
 }
 
+/* A digest rz__file_ref_digest gave (64 lowercase hex digits) added. */
 static int add(rz__file_refs *k, const char *hex)
 {
-    size_t lo = 0, hi = k->n;
-    while (lo < hi) {   /* the first not below hex */
-        size_t mid = lo + (hi - lo) / 2;
-        if (memcmp(k->hex[mid], hex, RZ_FILE_REF_HEX) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo < k->n && memcmp(k->hex[lo], hex, RZ_FILE_REF_HEX) == 0)
-        return RZ_OK;
-    if (k->n == k->cap) {
-        size_t cap = k->cap ? 2 * k->cap : 16;
-        void *p = realloc(k->hex, cap * sizeof *k->hex);
-        if (!p)
-            return rz__error(RZ_ENOMEM, "out of memory");
-        k->hex = p;
-        k->cap = cap;
-    }
-    memmove(k->hex + lo + 1, k->hex + lo, (k->n - lo) * sizeof *k->hex);
-    memcpy(k->hex[lo], hex, RZ_FILE_REF_HEX);
-    k->n++;
-    return RZ_OK;
+    unsigned char d[32];
+    return rz__blob_digest_of(hex, d) ? rz__blob_set_insert(k, d) : RZ_OK;
 }
 
 int rz__file_refs_learn(rz__file_refs *k, const rz_module *m, const char *outputs)
@@ -116,6 +93,5 @@ int rz__file_refs_check(const rz__file_refs *k, const char *req)
 
 void rz__file_refs_free(rz__file_refs *k)
 {
-    free(k->hex);
-    memset(k, 0, sizeof *k);
+    rz__blob_set_free(k);
 }

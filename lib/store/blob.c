@@ -224,6 +224,28 @@ static int hexval(int c)
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
+bool rz__blob_digest_of(const char *hex, unsigned char d[32])
+{
+    if (!rz_blob_hex_ok(hex))
+        return false;
+    for (size_t k = 0; k < 32; k++)
+        d[k] = (unsigned char)(hexval(hex[2 * k]) << 4 | hexval(hex[2 * k + 1]));
+    return true;
+}
+
+static int set_room(rz__blob_set *s)
+{
+    if (s->n < s->cap)
+        return RZ_OK;
+    size_t cap = s->cap ? 2 * s->cap : 64;
+    void *p = realloc(s->d, cap * sizeof *s->d);
+    if (!p)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    s->d = p;
+    s->cap = cap;
+    return RZ_OK;
+}
+
 int rz__blob_set_scan(rz__blob_set *s, const char *text, size_t len)
 {
     size_t run = 0;
@@ -233,14 +255,8 @@ int rz__blob_set_scan(rz__blob_set *s, const char *text, size_t len)
             continue;
         }
         if (run == RZ_BLOB_HEX) {
-            if (s->n == s->cap) {
-                size_t cap = s->cap ? 2 * s->cap : 64;
-                void *p = realloc(s->d, cap * sizeof *s->d);
-                if (!p)
-                    return rz__error(RZ_ENOMEM, "out of memory");
-                s->d = p;
-                s->cap = cap;
-            }
+            if (set_room(s) != RZ_OK)
+                return RZ_ENOMEM;
             const char *h = text + i - RZ_BLOB_HEX;
             for (size_t k = 0; k < 32; k++)
                 s->d[s->n][k] = (unsigned char)(hexval(h[2 * k]) << 4 | hexval(h[2 * k + 1]));
@@ -248,6 +264,26 @@ int rz__blob_set_scan(rz__blob_set *s, const char *text, size_t len)
         }
         run = 0;
     }
+    return RZ_OK;
+}
+
+int rz__blob_set_insert(rz__blob_set *s, const unsigned char d[32])
+{
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {   /* the first not below d */
+        size_t mid = lo + (hi - lo) / 2;
+        if (memcmp(s->d[mid], d, 32) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < s->n && memcmp(s->d[lo], d, 32) == 0)
+        return RZ_OK;
+    if (set_room(s) != RZ_OK)
+        return RZ_ENOMEM;
+    memmove(s->d + lo + 1, s->d + lo, (s->n - lo) * sizeof *s->d);
+    memcpy(s->d[lo], d, 32);
+    s->n++;
     return RZ_OK;
 }
 

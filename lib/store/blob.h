@@ -33,8 +33,12 @@ RZ_HIDDEN int rz__blob_put(const char *dir, const char *from, const char *name,
  * RZ_ENOENT if there is no such blob. */
 RZ_HIDDEN int rz__blob_copy_out(const char *dir, const char *hex, const char *dest);
 
-/* Digests (32 bytes each) some record names: blobs to keep. Added in any
- * order, then rz__blob_set_seal sorts them for rz__blob_set_has. */
+/* A set of digests (32 bytes each): the blobs some record names (the
+ * sweep's mark), or the files a run made (lib/exec/file_refs.c). Either
+ * added in bulk in any order (rz__blob_set_scan) and then sorted once by
+ * rz__blob_set_seal, or added one at a time to a sorted set by
+ * rz__blob_set_insert, which keeps it sorted; rz__blob_set_has wants it
+ * sorted. A zeroed struct is an empty, sorted set. */
 typedef struct rz__blob_set {
     unsigned char (*d)[32];
     size_t n, cap;
@@ -44,6 +48,12 @@ typedef struct rz__blob_set {
  * is kept, so nothing a record names can be missed). */
 RZ_HIDDEN int rz__blob_set_scan(rz__blob_set *s, const char *text, size_t len);
 RZ_HIDDEN void rz__blob_set_seal(rz__blob_set *s);
+/* `d` added to a sorted set, which stays sorted (once: already there, it
+ * is not added again). */
+RZ_HIDDEN int rz__blob_set_insert(rz__blob_set *s, const unsigned char d[32]);
+/* The 32 bytes of a digest in 64 lowercase hex digits; false for any
+ * other string. */
+RZ_HIDDEN bool rz__blob_digest_of(const char *hex, unsigned char d[32]);
 RZ_HIDDEN bool rz__blob_set_has(const rz__blob_set *s, const unsigned char d[32]);
 RZ_HIDDEN void rz__blob_set_free(rz__blob_set *s);
 

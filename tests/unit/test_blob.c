@@ -317,6 +317,36 @@ static void digests_found_in_records(void **state)
     rz__blob_set_free(&k);
 }
 
+/* One at a time (file_refs.c's way): sorted and once each after every
+ * insert, so a lookup between two inserts finds what is in. */
+static void set_insert_keeps_order(void **state)
+{
+    (void)state;
+    rz__blob_set k = { 0 };
+    unsigned char d[32];
+    const unsigned char order[] = { 7, 3, 9, 3, 0, 255, 7, 128 };
+    for (size_t i = 0; i < sizeof order; i++) {
+        memset(d, 0, sizeof d);
+        d[0] = order[i];
+        d[31] = (unsigned char)(order[i] ^ 0x5a);
+        assert_int_equal(rz__blob_set_insert(&k, d), RZ_OK);
+        assert_true(rz__blob_set_has(&k, d));
+        for (size_t j = 1; j < k.n; j++)
+            assert_true(memcmp(k.d[j - 1], k.d[j], 32) < 0);
+    }
+    assert_int_equal(k.n, 6);   /* 3 and 7 came twice */
+    memset(d, 0, sizeof d);
+    d[0] = 4;
+    assert_false(rz__blob_set_has(&k, d));
+    assert_false(rz__blob_digest_of("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD",
+                                    d));
+    assert_false(rz__blob_digest_of(ABC "0", d));
+    assert_true(rz__blob_digest_of(ABC, d));
+    assert_int_equal(d[0], 0xba);
+    assert_int_equal(d[31], 0xad);
+    rz__blob_set_free(&k);
+}
+
 static void set_mtime(const char *path, time_t ago)
 {
     struct timespec t[2];
@@ -453,6 +483,7 @@ int main(void)
         cmocka_unit_test(file_refs_refused),
         cmocka_unit_test(forged_refs_refused),
         cmocka_unit_test(digests_found_in_records),
+        cmocka_unit_test(set_insert_keeps_order),
         cmocka_unit_test(sweep_keeps_marked_and_new),
         cmocka_unit_test(writer_in_parts),
     };
