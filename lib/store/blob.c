@@ -319,6 +319,45 @@ static bool written_before(int dfd, const char *name, uint64_t before_ms, uint64
            before_ms;
 }
 
+/* A blob's name in folder `part` (64 lowercase hex digits, the first two
+ * the folder's): its digest in `dg`. */
+static bool blob_name(const char *n, const char *part, unsigned char dg[32])
+{
+    return strncmp(n, part, 2) == 0 && rz__blob_digest_of(n, dg);
+}
+
+/* What a sweep that died left of a blob it had moved aside (gc.<hex>, below):
+ * gone when the blob is there again (the same bytes) or would be removed
+ * now, else put back. Those of a sweep still going are left as it would
+ * leave them: it removes only what is old and unmarked, and puts back what
+ * it finds fresh. */
+static void leftovers(DIR *d, const char *part, const rz__blob_set *keep,
+                      uint64_t before_ms, size_t *removed, uint64_t *bytes)
+{
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const char *n = e->d_name;
+        unsigned char dg[32];
+        uint64_t size = 0;
+        if (strncmp(n, "gc.", 3) != 0 || !blob_name(n + 3, part, dg))
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;   /* gone meanwhile, or not a file */
+        bool old = written_before(dirfd(d), n, before_ms, &size);
+        if (fstatat(dirfd(d), n + 3, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+            (void)unlinkat(dirfd(d), n, 0);   /* a copy of the blob there */
+        } else if (old && !rz__blob_set_has(keep, dg)) {
+            if (unlinkat(dirfd(d), n, 0) == 0) {
+                (*removed)++;
+                *bytes += size;
+            }
+        } else {
+            (void)renameat(dirfd(d), n, dirfd(d), n + 3);
+        }
+    }
+    rewinddir(d);
+}
+
 /* One DIR/sha256/<xx> folder. */
 static void sweep_part(int dfd, const char *part, const rz__blob_set *keep,
                        uint64_t before_ms, size_t *removed, uint64_t *bytes)
@@ -330,21 +369,19 @@ static void sweep_part(int dfd, const char *part, const rz__blob_set *keep,
             close(fd);
         return;
     }
+    leftovers(d, part, keep, before_ms, removed, bytes);
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         const char *n = e->d_name;
         unsigned char dg[32];
         uint64_t size = 0;
-        if (strlen(n) != RZ_BLOB_HEX || strspn(n, "0123456789abcdef") != RZ_BLOB_HEX ||
-            strncmp(n, part, 2) != 0)
+        if (!blob_name(n, part, dg))
             continue;
-        for (size_t k = 0; k < 32; k++)
-            dg[k] = (unsigned char)(hexval(n[2 * k]) << 4 | hexval(n[2 * k + 1]));
         if (rz__blob_set_has(keep, dg) || !written_before(dirfd(d), n, before_ms, &size))
             continue;
         /* A put of the same bytes may replace it meanwhile (a fresh file):
          * moved aside first, looked at again, and put back if it is new. */
         char aside[8 + RZ_BLOB_HEX];
-        snprintf(aside, sizeof aside, "gc.%s", n);
+        snprintf(aside, sizeof aside, "gc.%.64s", n);
         if (renameat(dirfd(d), n, dirfd(d), aside) != 0)
             continue;
         if (written_before(dirfd(d), aside, before_ms, &size) &&

@@ -59,8 +59,10 @@ RZ_HIDDEN void rz__blob_set_free(rz__blob_set *s);
 
 /* Blobs of `dir` not in `keep` and last written before `before_ms` (ms
  * since the epoch) removed, and leftover partial writes as old; how many
- * and their bytes in *removed and *bytes. A name that is not a blob's is
- * left alone. */
+ * and their bytes in *removed and *bytes. A blob is moved aside
+ * (sha256/<xx>/gc.<hex>) before it is removed; what a sweep that died
+ * left so is removed first on the same terms, or put back. A name that is
+ * not a blob's is left alone. */
 RZ_HIDDEN int rz__blob_sweep(const char *dir, const rz__blob_set *keep,
                              uint64_t before_ms, size_t *removed, uint64_t *bytes);
 

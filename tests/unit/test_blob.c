@@ -401,6 +401,76 @@ static void sweep_keeps_marked_and_new(void **state)
     rz__blob_set_free(&k);
 }
 
+/* A blob `text` stored, moved aside as a sweep does (gc.<hex>) and left
+ * there, as by a sweep that died; last written `ago` seconds ago. */
+static void left_aside(const char *store, const char *text, time_t ago, char hex[RZ_BLOB_HEX + 1],
+                       char blob[512], char aside[512])
+{
+    uint64_t size = 0;
+    put_file("aside.txt", text, 1);
+    assert_int_equal(rz__blob_put(store, g_out, "aside.txt", 100, hex, &size), RZ_OK);
+    snprintf(blob, 512, "%s/sha256/%.2s/%s", store, hex, hex);
+    snprintf(aside, 512, "%s/sha256/%.2s/gc.%s", store, hex, hex);
+    assert_int_equal(rename(blob, aside), 0);
+    set_mtime(aside, ago);
+}
+
+/* What a sweep that died between moving a blob aside and removing it left
+ * goes at the next sweep if it is garbage, and is put back if a record
+ * names it or it is fresh; nothing else named gc.* is touched. */
+static void sweep_clears_what_a_dead_sweep_left(void **state)
+{
+    (void)state;
+    char drop[RZ_BLOB_HEX + 1], kept[RZ_BLOB_HEX + 1], fresh[RZ_BLOB_HEX + 1];
+    char twice[RZ_BLOB_HEX + 1];
+    char b_drop[512], a_drop[512], b_kept[512], a_kept[512], b_fresh[512], a_fresh[512];
+    char b_twice[512], a_twice[512];
+    uint64_t now = (uint64_t)time(NULL) * 1000, bytes = 0, size = 0;
+    size_t removed = 0;
+    char store[256];   /* a store of its own: the others' old blobs stay out */
+    snprintf(store, sizeof store, "%s/blobs-gc", g_dir);
+    left_aside(store, "garbage left aside", 3600, drop, b_drop, a_drop);
+    left_aside(store, "named by a record", 3600, kept, b_kept, a_kept);
+    left_aside(store, "written a moment ago", 0, fresh, b_fresh, a_fresh);
+    left_aside(store, "stored again since", 3600, twice, b_twice, a_twice);
+    assert_int_equal(rz__blob_put(store, g_out, "aside.txt", 100, twice, &size), RZ_OK);
+    /* Names of the pattern's look-alikes, in the same folder. */
+    char odd[3][600];
+    snprintf(odd[0], sizeof odd[0], "%s/sha256/%.2s/gc.notes", store, drop);
+    snprintf(odd[1], sizeof odd[1], "%s/sha256/%.2s/gc.%s.x", store, drop, drop);
+    snprintf(odd[2], sizeof odd[2], "%s/sha256/%.2s/gc.%s", store, drop,
+             "ff00000000000000000000000000000000000000000000000000000000000000");
+    for (size_t i = 0; i < 3; i++) {
+        FILE *f = fopen(odd[i], "w");
+        assert_non_null(f);
+        fputs("not a blob of this folder", f);
+        fclose(f);
+        set_mtime(odd[i], 3600);
+    }
+    rz__blob_set k = { 0 };
+    char rec[128];
+    snprintf(rec, sizeof rec, "{\"x\":\"%s\"}", kept);
+    assert_int_equal(rz__blob_set_scan(&k, rec, strlen(rec)), RZ_OK);
+    rz__blob_set_seal(&k);
+    assert_int_equal(rz__blob_sweep(store, &k, now - 60000, &removed, &bytes), RZ_OK);
+    assert_int_equal(removed, 1);
+    assert_int_equal(bytes, strlen("garbage left aside"));
+    assert_int_equal(access(a_drop, F_OK), -1);
+    assert_int_equal(access(b_drop, F_OK), -1);
+    const char *back[] = { b_kept, b_fresh, b_twice };
+    const char *gone[] = { a_kept, a_fresh, a_twice };
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(access(back[i], F_OK), 0);
+        assert_int_equal(access(gone[i], F_OK), -1);
+    }
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(access(odd[i], F_OK), 0);
+    char dest[256];
+    snprintf(dest, sizeof dest, "%s/kept.copy", g_dir);
+    assert_int_equal(rz__blob_copy_out(store, kept, dest), RZ_OK);
+    rz__blob_set_free(&k);
+}
+
 /* The writer in parts (rhizos/store.h): the node's and orchestrator's
  * hops. Stored only when the digest is the one named; a cap holds. */
 static size_t stored_count(void)
@@ -485,6 +555,7 @@ int main(void)
         cmocka_unit_test(digests_found_in_records),
         cmocka_unit_test(set_insert_keeps_order),
         cmocka_unit_test(sweep_keeps_marked_and_new),
+        cmocka_unit_test(sweep_clears_what_a_dead_sweep_left),
         cmocka_unit_test(writer_in_parts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
