@@ -5,7 +5,8 @@
  * live log files left by runs that were killed (no writer holds their
  * lock) go once they are as old; then the file outputs (DATA/blobs) as
  * old that no kept run names (after --prune always, after a run when it
- * removed runs). */
+ * removed runs). The store tells a killed run from one going itself (its
+ * record's lock, lib/store/run_lock.h). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

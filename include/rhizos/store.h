@@ -42,16 +42,22 @@ RZ_EXTERN RZ_NODISCARD int rz_store_run_list_newest(const rz_store *st,
                                                     size_t *total);
 /* Retention: remove up to `budget` (at most 4,096) runs that ended before `before_ms`
  * (ms since the epoch; a run without an end counts from its start; one
- * still running is kept), oldest first, in one transaction; how many in
- * *removed. Call again while *removed == budget. */
+ * still running is kept, but one whose record says "running" while its
+ * process is gone, killed, counts from its start), oldest first, in one
+ * transaction; how many in *removed. Call again while *removed == budget.
+ *
+ * A store that writes a record saying its run is going holds a lock for
+ * that run (DIR/running/<hash of the id>.lock) until it writes one saying
+ * the run ended, or is closed: the kernel lets it go with a killed
+ * process, which is how a run killed is told from one going. */
 RZ_EXTERN RZ_NODISCARD int rz_store_run_prune(rz_store *st, uint64_t before_ms,
                                               size_t budget, size_t *removed);
 /* Retention of file outputs (docs/flow-format.md, "File outputs"): the
  * blobs of DIR/blobs (DIR the store's folder) that no run record of this
  * store names (its steps' outputs, its step cache) removed, when last
  * written before `before_ms` and before the oldest run still going started
- * (what it made is in no record yet). A blob a record names is never
- * removed. How many and their bytes in *removed and *bytes. Call after
+ * (what it made is in no record yet; a run killed is not going). A blob a
+ * record names is never removed. How many and their bytes in *removed and *bytes. Call after
  * rz_store_run_prune. */
 RZ_EXTERN RZ_NODISCARD int rz_store_blobs_sweep(rz_store *st, uint64_t before_ms,
                                                 size_t *removed, uint64_t *bytes);

@@ -17,6 +17,7 @@
 #include "rhizos/store.h"
 #include "run/changes.h"
 #include "store/blob.h"
+#include "store/run_lock.h"
 #include "store/store_impl.h"
 
 /* Runs are small; 1 GiB of address space is plenty and costs nothing until
@@ -28,6 +29,8 @@ struct rz_store {
     MDB_dbi runs;
     MDB_dbi by_time;
     char *blobs;                 /* DIR/blobs, the file outputs' store */
+    char *dir;
+    rz__run_locks *locks;        /* of the runs it records as going */
 };
 
 static int db_error(int rc, const char *what)
@@ -60,7 +63,8 @@ int rz_store_open(rz_store **out, const char *dir)
     }
     st->runs = dbis[0];
     st->by_time = dbis[1];
-    if (!(st->blobs = rz__asprintf("%s/blobs", dir))) {
+    if (!(st->blobs = rz__asprintf("%s/blobs", dir)) || !(st->dir = strdup(dir)) ||
+        !(st->locks = rz__run_locks_new(dir))) {
         rz_store_close(st);
         return rz__error(RZ_ENOMEM, "out of memory");
     }
@@ -79,9 +83,11 @@ void rz_store_close(rz_store *st)
 {
     if (!st)
         return;
+    rz__run_locks_free(st->locks);
     if (st->env)
         mdb_env_close(st->env);
     free(st->blobs);
+    free(st->dir);
     free(st);
 }
 
@@ -309,12 +315,20 @@ char *rz__store_record(const rz_run *run, uint64_t started_ms,
     return rec;
 }
 
-/* One durable commit of the record and its index entry. */
-static int put_record(rz_store *st, const char *id, uint64_t started_ms,
-                      const rec_src *src)
+/* Whether a record is of a run still going: its first "status" is the
+ * run's (id, flow and status lead; a string's quotes are escaped). */
+static bool text_running(const char *text, size_t len)
 {
-    if (!st || !id || !*id || strlen(id) > 256)
-        return rz__error(RZ_EINVAL, "run id must be 1..256 bytes");
+    static const char key[] = "\"status\":\"";
+    const char *p = memmem(text, len, key, sizeof key - 1);
+    size_t off = p ? (size_t)(p - text) + sizeof key - 1 : 0;
+    return p && len - off >= 8 && memcmp(text + off, "running\"", 8) == 0;
+}
+
+/* One durable commit of the record and its index entry. */
+static int commit_record(rz_store *st, const char *id, uint64_t started_ms,
+                         const rec_src *src)
+{
     rec_out count = { NULL, 0, 0, false };
     if (!src_write(src, &count))
         return rz__error(RZ_ENOMEM, "out of memory");
@@ -355,6 +369,24 @@ static int put_record(rz_store *st, const char *id, uint64_t started_ms,
     }
     mrc = mdb_txn_commit(txn);
     return mrc == 0 ? RZ_OK : db_error(mrc, "commit");
+}
+
+/* A record that says its run is going is committed with the run's lock
+ * held (run_lock.h), which goes once a record says the run ended: a
+ * sweep can tell a run killed from one going (blobs_alive). */
+static int put_record(rz_store *st, const char *id, uint64_t started_ms,
+                      const rec_src *src)
+{
+    if (!st || !id || !*id || strlen(id) > 256)
+        return rz__error(RZ_EINVAL, "run id must be 1..256 bytes");
+    bool going = src->text ? text_running(src->text, strlen(src->text))
+                           : rz_run_state_get(src->run) == RZ_RUN_RUNNING;
+    int rc = going ? rz__run_lock_take(st->locks, id) : RZ_OK;
+    if (rc == RZ_OK)
+        rc = commit_record(st, id, started_ms, src);
+    if (rc == RZ_OK && !going)
+        rz__run_lock_drop(st->locks, id);
+    return rc;
 }
 
 int rz__store_put_run(rz_store *st, const rz_run *run, uint64_t started_ms,
@@ -487,14 +519,28 @@ int rz_store_run_get(const rz_store *st, const char *id, char **out)
     return rc;
 }
 
-/* When a record ended (its start if it never did); UINT64_MAX: running. */
-static uint64_t record_ended(const MDB_val *v)
+/* Whether run `id` (a key of "runs"), recorded as going, has no process
+ * left: no one holds its lock (run_lock.h). */
+static bool run_gone(const rz_store *st, const MDB_val *id)
+{
+    char *s = rz__strndup(id->mv_data, id->mv_size);
+    bool gone = s && !rz__run_lock_held(st->dir, s);
+    free(s);
+    return gone;
+}
+
+/* When a record ended (its start if it never did, or if its process is
+ * gone while it says "running"); UINT64_MAX: running. */
+static uint64_t record_ended(const rz_store *st, const MDB_val *id, const MDB_val *v)
 {
     cJSON *rec = cJSON_ParseWithLength(v->mv_data, v->mv_size);
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(rec, "finished_ms");
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(rec, "started_ms");
-    const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "status"));
-    uint64_t t = st && strcmp(st, "running") == 0 ? UINT64_MAX
+    const char *state = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "status"));
+    /* Read in the prune's write transaction: no record is committed
+     * meanwhile, and a run holds its lock from before its first record
+     * until after its last. */
+    uint64_t t = state && strcmp(state, "running") == 0 && !run_gone(st, id) ? UINT64_MAX
                : cJSON_IsNumber(f) && f->valuedouble > 0 ? (uint64_t)f->valuedouble
                : cJSON_IsNumber(s) ? (uint64_t)s->valuedouble : 0;
     cJSON_Delete(rec);
@@ -534,7 +580,7 @@ int rz_store_run_prune(rz_store *st, uint64_t before_ms, size_t budget,
             started = started << 8 | ((const unsigned char *)k.mv_data)[i];
         if (started >= before_ms)
             break;
-        if (mdb_get(txn, st->runs, &v, &rec) == 0 && record_ended(&rec) >= before_ms)
+        if (mdb_get(txn, st->runs, &v, &rec) == 0 && record_ended(st, &v, &rec) >= before_ms)
             continue;
         memcpy(keys[n], k.mv_data, k.mv_size);
         klen[n++] = k.mv_size;
@@ -563,14 +609,86 @@ int rz_store_run_prune(rz_store *st, uint64_t before_ms, size_t budget,
 
 /* ---- the blobs' retention (mark and sweep) ---- */
 
-/* Whether a record is of a run still going: its first "status" is the
- * run's (id, flow and status lead; a string's quotes are escaped). */
 static bool record_running(const MDB_val *v)
 {
-    static const char key[] = "\"status\":\"";
-    const char *p = memmem(v->mv_data, v->mv_size, key, sizeof key - 1);
-    size_t off = p ? (size_t)(p - (const char *)v->mv_data) + sizeof key - 1 : 0;
-    return p && v->mv_size - off >= 8 && memcmp(p + sizeof key - 1, "running\"", 8) == 0;
+    return text_running(v->mv_data, v->mv_size);
+}
+
+/* Ids of runs recorded as going. */
+typedef struct ids {
+    char **v;
+    size_t n;
+} ids;
+
+static bool ids_has(const ids *l, const MDB_val *id)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strlen(l->v[i]) == id->mv_size && memcmp(l->v[i], id->mv_data, id->mv_size) == 0)
+            return true;
+    return false;
+}
+
+static void ids_free(ids *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+}
+
+/* The runs recorded as going whose process is gone (killed), told before
+ * the mark's snapshot: one that ends between the two is "running" here,
+ * ended there, and found gone here only if it let its lock go, after its
+ * final record. So a run gone here and still "running" there is killed. */
+static int runs_gone(rz_store *st, ids *gone)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (mrc == 0 && (mrc = mdb_cursor_open(txn, st->runs, &cur)) != 0)
+        mdb_txn_abort(txn);
+    if (mrc != 0)
+        return db_error(mrc, "read runs");
+    int rc = RZ_OK;
+    MDB_val k, v;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == RZ_OK && mrc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (!record_running(&v) || !run_gone(st, &k))
+            continue;
+        char **p = realloc(gone->v, (gone->n + 1) * sizeof *p);
+        if (p)
+            gone->v = p;
+        if (!p || !(p[gone->n] = rz__strndup(k.mv_data, k.mv_size)))
+            rc = rz__error(RZ_ENOMEM, "out of memory");
+        else
+            gone->n++;
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* When the oldest run still going started (UINT64_MAX: none); those of
+ * `gone` are not going. */
+static uint64_t oldest_going(rz_store *st, MDB_txn *txn, const ids *gone)
+{
+    MDB_cursor *cur;
+    MDB_val k, v, rec;
+    uint64_t oldest = UINT64_MAX;
+    if (mdb_cursor_open(txn, st->by_time, &cur) != 0)
+        return 0;   /* cannot tell: every blob as new as the oldest run stays */
+    for (int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && k.mv_size >= 8;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        uint64_t started = 0;
+        for (int i = 0; i < 8; i++)
+            started = started << 8 | ((const unsigned char *)k.mv_data)[i];
+        if (mdb_get(txn, st->runs, &v, &rec) == 0 && record_running(&rec) &&
+            !ids_has(gone, &v)) {
+            oldest = started;   /* in start order: the first */
+            break;
+        }
+    }
+    mdb_cursor_close(cur);
+    return oldest;
 }
 
 /* Every digest any record names (its steps' outputs, its step cache), and
@@ -578,13 +696,18 @@ static bool record_running(const MDB_val *v)
 static int mark(rz_store *st, rz__blob_set *keep, uint64_t *oldest_running)
 {
     *oldest_running = UINT64_MAX;
+    ids gone = { NULL, 0 };
+    int rc = runs_gone(st, &gone);
     MDB_txn *txn;
     MDB_cursor *cur;
-    int mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    int mrc = rc == RZ_OK ? mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) : 0;
     if (mrc != 0)
-        return db_error(mrc, "begin");
-    int rc = RZ_OK;
-    MDB_val k, v, rec;
+        rc = db_error(mrc, "begin");
+    if (rc != RZ_OK) {
+        ids_free(&gone);
+        return rc;
+    }
+    MDB_val k, v;
     if ((mrc = mdb_cursor_open(txn, st->runs, &cur)) == 0) {
         for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == RZ_OK && mrc == 0;
              mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
@@ -593,20 +716,10 @@ static int mark(rz_store *st, rz__blob_set *keep, uint64_t *oldest_running)
     }
     if (rc == RZ_OK && mrc != 0 && mrc != MDB_NOTFOUND)
         rc = db_error(mrc, "read runs");
-    if (rc == RZ_OK && (mrc = mdb_cursor_open(txn, st->by_time, &cur)) == 0) {
-        for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && k.mv_size >= 8;
-             mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            uint64_t started = 0;
-            for (int i = 0; i < 8; i++)
-                started = started << 8 | ((const unsigned char *)k.mv_data)[i];
-            if (mdb_get(txn, st->runs, &v, &rec) == 0 && record_running(&rec)) {
-                *oldest_running = started;   /* in start order: the first */
-                break;
-            }
-        }
-        mdb_cursor_close(cur);
-    }
+    if (rc == RZ_OK)
+        *oldest_running = oldest_going(st, txn, &gone);
     mdb_txn_abort(txn);
+    ids_free(&gone);
     rz__blob_set_seal(keep);
     return rc;
 }
@@ -624,7 +737,7 @@ int rz_store_blobs_sweep(rz_store *st, uint64_t before_ms, size_t *removed,
     uint64_t running = UINT64_MAX;
     int rc = mark(st, &keep, &running);
     /* What a run still going made is in no record yet: kept (and a second
-     * for clocks). */
+     * for clocks). A run killed is not going (runs_gone). */
     uint64_t cutoff = running < before_ms ? running : before_ms;
     cutoff = cutoff > 1000 ? cutoff - 1000 : 0;
     if (rc == RZ_OK)

@@ -31,6 +31,20 @@ steps:
       data: "${{ steps.make.outputs.data }}"
 """
 
+# A file, then a slow step: a run killed in the second has stored the first
+# step's file, which its record (written at the start) does not name.
+TWO_STEPS = """flux: 1
+name: two
+steps:
+  make:
+    module: file-make@1
+    config: %s
+  slow:
+    module: file-make@1
+    needs: [make]
+    config: %s
+"""
+
 
 def expected(mb):
     """What file-make writes for `mb` MiB, hashed the same way."""
@@ -307,6 +321,53 @@ class BlobRetention(unittest.TestCase):
         self.assertEqual((got["removed_runs"], got["removed_blobs"]), (0, 1))
         self.assertFalse(os.path.exists(during))
         self.assertTrue(os.path.exists(mine))
+
+    def test_a_killed_run_holds_back_nothing(self):
+        # A run killed with SIGKILL keeps "status":"running" in its record;
+        # its process is gone (no one holds its lock), so the sweep no
+        # longer keeps what was written since it started, and its record
+        # goes with the age. A run that really goes still holds back what
+        # it wrote.
+        def start(mb, sleep, name):
+            path = os.path.join(self.tmp.name, name + ".yaml")
+            with open(path, "w") as f:
+                f.write(TWO_STEPS % (json.dumps({"mb": mb}),
+                                     json.dumps({"mb": 3, "sleep": sleep, "name": "s.bin"})))
+            return subprocess.Popen([RHIZOS, "flow", "run", path, "--json", "--no-sandbox",
+                                     "--modules", MODULES, "--data", self.data],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    env=cli_env())
+
+        def stored(mb):
+            hexd = expected(mb)
+            path = os.path.join(self.data, "blobs", "sha256", hexd[:2], hexd)
+            for _ in range(400):
+                if os.path.exists(path):
+                    return path
+                time.sleep(0.05)
+            self.fail("no blob of %d MiB stored" % mb)
+
+        killed = start(1, 8, "killed")
+        try:
+            mine = stored(1)   # its first step's file: in no record yet
+        finally:
+            killed.kill()
+            killed.communicate(timeout=30)
+        time.sleep(1.2)   # written over a second before the next run starts
+        going = start(2, 3, "going")
+        try:
+            theirs = stored(2)
+            got = self.prune("0")
+            self.assertEqual((got["removed_runs"], got["removed_blobs"]), (1, 1), got)
+            self.assertFalse(os.path.exists(mine))
+            self.assertTrue(os.path.exists(theirs))
+            out, err = going.communicate(timeout=120)
+        finally:
+            going.kill()
+        self.assertEqual(going.returncode, 0, err)
+        self.assertEqual(self.step(json.loads(out), "make")["outputs"]["data"]["$file"]["path"],
+                         theirs)
+        self.assertTrue(os.path.exists(theirs))
 
     def write_flow(self, config):
         path = os.path.join(self.tmp.name, "bg.yaml")

@@ -6,6 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <cjson/cJSON.h>
@@ -287,6 +294,137 @@ static void record_in_parts_is_the_whole_tree(void **state)
     rz_store_close(st);
 }
 
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A blob no record names, last written `ago_s` seconds ago: its path. */
+static void orphan_blob(const char *dir, const char *hex, time_t ago_s, char *path,
+                        size_t cap)
+{
+    char d[512];
+    snprintf(d, sizeof d, "%s/blobs", dir);
+    mkdir(d, 0755);
+    snprintf(d, sizeof d, "%s/blobs/sha256", dir);
+    mkdir(d, 0755);
+    snprintf(d, sizeof d, "%s/blobs/sha256/%.2s", dir, hex);
+    mkdir(d, 0755);
+    snprintf(path, cap, "%s/%s", d, hex);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("orphan", fp);
+    fclose(fp);
+    struct timespec t[2];
+    clock_gettime(CLOCK_REALTIME, &t[0]);
+    t[0].tv_sec -= ago_s;
+    t[1] = t[0];
+    assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+}
+
+static size_t lock_files(const char *dir)
+{
+    char d[512];
+    snprintf(d, sizeof d, "%s/running", dir);
+    DIR *dd = opendir(d);
+    size_t n = 0;
+    for (struct dirent *e; dd && (e = readdir(dd));)
+        n += e->d_name[0] != '.';
+    if (dd)
+        closedir(dd);
+    return n;
+}
+
+/* A run killed with SIGKILL keeps "status":"running" in its record. While
+ * its process lives, what was written since it started stays (it is in no
+ * record yet) and so does its record; once it is gone, neither is held
+ * back: the sweep removes what no record names, the prune its record. */
+static void killed_run_holds_nothing_back(void **state)
+{
+    fixture *f = *state;
+    uint64_t now = wall_ms();
+    char blob[600];
+    orphan_blob(f->dir, "ab00000000000000000000000000000000000000000000000000000000000001",
+                10, blob, sizeof blob);
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {   /* a runner: its first record, then killed */
+        rz_store *st = NULL;
+        rz_run *run = NULL;
+        if (rz_store_open(&st, f->dir) != RZ_OK ||
+            rz_run_new(&run, f->flow, NULL, "killed-1", 0) != RZ_OK ||
+            rz_store_run_put(st, run, now - 60000, 0) != RZ_OK ||
+            write(ready[1], "k", 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(ready[1]);
+    char c;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    rz_store *st;
+    assert_int_equal(rz_store_open(&st, f->dir), RZ_OK);
+    size_t removed = 0;
+    uint64_t bytes = 0;
+    assert_int_equal(rz_store_blobs_sweep(st, now, &removed, &bytes), RZ_OK);
+    assert_int_equal(removed, 0);
+    assert_int_equal(access(blob, F_OK), 0);
+    assert_int_equal(rz_store_run_prune(st, now, 16, &removed), RZ_OK);
+    assert_int_equal(removed, 0);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    char *json = NULL;
+    assert_int_equal(rz_store_run_get(st, "killed-1", &json), RZ_OK);
+    assert_non_null(strstr(json, "\"status\":\"running\""));
+    rz_free(json);
+    assert_int_equal(rz_store_blobs_sweep(st, now, &removed, &bytes), RZ_OK);
+    assert_int_equal(removed, 1);
+    assert_int_equal(bytes, 6);
+    assert_int_equal(access(blob, F_OK), -1);
+    assert_int_equal(rz_store_run_prune(st, now, 16, &removed), RZ_OK);
+    assert_int_equal(removed, 1);
+    assert_int_equal(rz_store_run_get(st, "killed-1", &json), RZ_ENOENT);
+    rz_store_close(st);
+}
+
+/* This process's own run going holds back the sweep too; its lock goes
+ * with its final record (or with the store, closed). */
+static void run_going_here_holds_back(void **state)
+{
+    fixture *f = *state;
+    uint64_t now = wall_ms();
+    char blob[600];
+    orphan_blob(f->dir, "cd00000000000000000000000000000000000000000000000000000000000002",
+                10, blob, sizeof blob);
+    rz_store *st;
+    assert_int_equal(rz_store_open(&st, f->dir), RZ_OK);
+    rz_run *going;
+    assert_int_equal(rz_run_new(&going, f->flow, NULL, "going-1", 0), RZ_OK);
+    assert_int_equal(rz_store_run_put(st, going, now - 60000, 0), RZ_OK);
+    assert_int_equal(lock_files(f->dir), 1);
+    size_t removed = 0;
+    uint64_t bytes = 0;
+    assert_int_equal(rz_store_blobs_sweep(st, now, &removed, &bytes), RZ_OK);
+    assert_int_equal(removed, 0);
+    rz_run *done = finished_run(f->flow, "going-1", true);
+    assert_int_equal(rz_store_run_put(st, done, now - 60000, now - 30000), RZ_OK);
+    assert_int_equal(lock_files(f->dir), 0);
+    assert_int_equal(rz_store_blobs_sweep(st, now, &removed, &bytes), RZ_OK);
+    assert_int_equal(removed, 1);
+    assert_int_equal(rz_store_run_put(st, going, now - 60000, 0), RZ_OK);   /* again */
+    assert_int_equal(lock_files(f->dir), 1);
+    rz_store_close(st);
+    assert_int_equal(lock_files(f->dir), 0);
+    rz_run_free(going);
+    rz_run_free(done);
+}
+
 static void bad_directories(void **state)
 {
     (void)state;
@@ -332,6 +470,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(list_newest_reads_only_the_newest, setup, teardown),
         cmocka_unit_test_setup_teardown(record_in_parts_is_the_whole_tree, setup, teardown),
+        cmocka_unit_test_setup_teardown(killed_run_holds_nothing_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(run_going_here_holds_back, setup, teardown),
         cmocka_unit_test(bad_directories),
         cmocka_unit_test(run_ids),
     };
