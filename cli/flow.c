@@ -415,6 +415,10 @@ typedef struct progress {
     size_t total;
     cJSON *reused;       /* step id -> where its outputs came from */
     FILE *live;          /* DATA/live/RUN.log (flow logs --follow) or NULL */
+    char *header;        /* "running FLOW ... as RUN", until told */
+    FILE *held;          /* what comes before it, told after it */
+    char *held_buf;
+    size_t held_len;
 } progress;
 
 static void count_states(const rz_run *run, size_t n, size_t *done,
@@ -480,14 +484,54 @@ static void print_log_lines(FILE *out, const rz_event *ev)
     }
 }
 
+/* The run's id is told once its record is written (RZ_EVENT_RUN_RECORDED),
+ * so whoever reads it from this line (`flow logs RUN --follow`, `flow runs
+ * RUN`) finds the run; the lines of the steps that started meanwhile come
+ * after it, in their order. */
+static void header_make(progress *p, const cli *c, const char *run_id, bool recorded)
+{
+    int n = -1;
+    if (c->quiet || c->json)
+        return;
+    if (c->resumed_run)
+        n = asprintf(&p->header, "rhizos: resuming %s: running %s (%zu step%s) as %s\n",
+                     c->resumed_run, c->args[0], p->total, p->total == 1 ? "" : "s",
+                     run_id);
+    else
+        n = asprintf(&p->header, "rhizos: running %s (%zu step%s) as %s\n", c->args[0],
+                     p->total, p->total == 1 ? "" : "s", run_id);
+    if (n < 0)
+        p->header = NULL;
+    if (p->header && recorded)
+        p->held = open_memstream(&p->held_buf, &p->held_len);
+}
+
+static void header_tell(progress *p)
+{
+    if (p->header)
+        fputs(p->header, stderr);
+    free(p->header);
+    p->header = NULL;
+    if (p->held && fclose(p->held) == 0)
+        fwrite(p->held_buf, 1, p->held_len, stderr);
+    p->held = NULL;
+    free(p->held_buf);
+    p->held_buf = NULL;
+    fflush(stderr);
+}
+
 static void on_event(const rz_event *ev, void *ud)
 {
     progress *p = ud;
+    if (ev->kind == RZ_EVENT_RUN_RECORDED) {
+        header_tell(p);
+        return;
+    }
     if (ev->kind == RZ_EVENT_STEP_LOG && p->live)
         cli_live_write(p->live, rz_flow_step_id(rz_run_flow(ev->run), ev->step),
                        ev->message);
     if (ev->kind == RZ_EVENT_PROGRESS) {
-        if (p->tty && !p->c->quiet)
+        if (p->tty && !p->c->quiet && !p->held)
             draw_status(p, ev);
         return;
     }
@@ -499,7 +543,7 @@ static void on_event(const rz_event *ev, void *ud)
     }
     if (p->c->quiet && ev->kind != RZ_EVENT_STEP_FAILED && ev->kind != RZ_EVENT_NOTICE)
         return;
-    FILE *out = stderr;
+    FILE *out = p->held ? p->held : stderr;
     if (p->tty && p->status_shown)
         fputs("\r\033[K", out);
     double t = (double)ev->elapsed_ms / 1000.0;
@@ -526,7 +570,7 @@ static void on_event(const rz_event *ev, void *ud)
             print_first_line(out, ev->message);
         fputc('\n', out);
     }
-    if (p->tty && ev->kind != RZ_EVENT_RUN_FINISHED)
+    if (p->tty && !p->held && ev->kind != RZ_EVENT_RUN_FINISHED)
         draw_status(p, ev);
     else if (p->tty && p->status_shown)
         p->status_shown = false;
@@ -735,7 +779,8 @@ int cli_flow_run(cli *c)
         snprintf(run_id, sizeof run_id, "%s", c->run_id);
     else if (rz_store_run_id_make(run_id, sizeof run_id) != RZ_OK)
         snprintf(run_id, sizeof run_id, "run");   /* cannot happen: 300 bytes fit */
-    progress p = { c, cli_stderr_tty(), false, rz_flow_step_count(flow), NULL, NULL };
+    progress p = { c, cli_stderr_tty(), false, rz_flow_step_count(flow), NULL, NULL,
+                   NULL, NULL, NULL, 0 };
     /* Ask for the vault password once, and only if a step needs a secret. */
     rz_vault *vault = NULL;
     char *data_dir = cli_data_dir(c);
@@ -784,14 +829,12 @@ int cli_flow_run(cli *c)
     p.live = data_dir ? cli_live_open(data_dir, run_id) : NULL;
     if (p.live)   /* for `flow stop RUN` */
         cli_live_pid_write(data_dir, run_id);
-    if (!c->quiet && !c->json && c->resumed_run)
-        fprintf(stderr, "rhizos: resuming %s: running %s (%zu step%s) as %s\n",
-                c->resumed_run, c->args[0], p.total, p.total == 1 ? "" : "s", run_id);
-    else if (!c->quiet && !c->json)
-        fprintf(stderr, "rhizos: running %s (%zu step%s) as %s\n", c->args[0],
-                p.total, p.total == 1 ? "" : "s", run_id);
+    header_make(&p, c, run_id, data_dir != NULL);
+    if (!p.held)
+        header_tell(&p);   /* nothing to wait for */
     rz_run *run = NULL;
     int rc = rz_runner_run(&run, flow, &opts);
+    header_tell(&p);   /* not recorded, or the run could not start */
     if (p.live) {
         char *live = cli_live_path(data_dir, run_id);
         cli_live_pid_remove(data_dir, run_id);

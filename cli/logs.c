@@ -471,23 +471,6 @@ static cJSON *record(rz_store *st, const char *id, int *rc)
     return rec;
 }
 
-/* A run that has just started may have told its id (and made its live
- * file) a moment before its first record is written: a follower waits for
- * the record while the live file is there, up to a few seconds. */
-static cJSON *record_soon(rz_store *st, const char *dir, const char *id,
-                          bool wait, int *rc)
-{
-    cJSON *rec = record(st, id, rc);
-    char *live = *rc == RZ_ENOENT && wait ? cli_live_path(dir, id) : NULL;
-    for (int i = 0; live && *rc == RZ_ENOENT && i < 100 &&
-                    access(live, F_OK) == 0; i++) {
-        usleep(50 * 1000);
-        rec = record(st, id, rc);
-    }
-    free(live);
-    return rec;
-}
-
 static bool running(const cJSON *rec)
 {
     const char *s = cli_json_str(rec, "status", "");
@@ -527,7 +510,8 @@ static int run_logs(cli *c, const char *id, const char *step)
     char *dir = cli_data_dir(c);
     rz_store *st = NULL;
     int rc = dir ? rz_store_open(&st, dir) : RZ_ENOMEM;
-    cJSON *rec = rc == RZ_OK ? record_soon(st, dir, id, c->follow, &rc) : NULL;
+    /* `flow run` tells a run's id only once its record is written. */
+    cJSON *rec = rc == RZ_OK ? record(st, id, &rc) : NULL;
     if (rc == RZ_ENOENT)
         fprintf(stderr, "rhizos: no run '%s' recorded in %s (rhizos flow runs "
                 "lists them)\n", id, dir);

@@ -384,7 +384,16 @@ typedef enum rz_event_kind {
                                   them (docker): `message` one or more
                                   lines, '\n'-separated, scrubbed of its
                                   secrets. The log in the step's result
-                                  stays the authoritative tail */
+                                  stays the authoritative tail */,
+    RZ_EVENT_RUN_RECORDED      /* once, when the run is recorded
+                                  (data_dir or store): its first record
+                                  is written, so a reader of the store
+                                  finds the run from now on (a caller
+                                  tells its id then); `message` NULL, or
+                                  why it could not be written (a NOTICE
+                                  said so too). It may come after step
+                                  events: the record is written while the
+                                  first steps start */
 } rz_event_kind;
 
 typedef struct rz_event {

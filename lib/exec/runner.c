@@ -24,6 +24,7 @@
 #include <ftw.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,7 @@
 #include "store/store_impl.h"
 
 #define MAX_WAIT_MS 200          /* also bounds the reaction to *cancel */
+#define RECORD_WAIT_MS 2         /* while the first record is written */
 #define REAP_WAIT_MS 2000        /* for the log of an attempt stopped on cancel */
 /* The local node is never lost: it polls whenever it has room, but a long
  * step (or a suspended laptop) must not make the engine requeue its jobs. */
@@ -90,6 +92,7 @@ typedef struct bg_record {
     uint64_t finished;           /* with these, on the runner's thread */
     const char *extra;
     rz_store *store;             /* the thread's until joined */
+    atomic_bool done;            /* written: record_join will not wait */
     int rc;
     char msg[512];               /* rz_error_last() is per thread */
 } bg_record;
@@ -120,6 +123,7 @@ typedef struct runner {
     char *resume_reused;         /* reused steps, for resume_record */
     bool finished;               /* the deployment finished */
     int recorded;                /* the last record's outcome */
+    bool told_recorded;          /* RZ_EVENT_RUN_RECORDED sent */
     char *blob_dir;              /* file outputs' store (files.c) */
     uint64_t files_used;         /* bytes of file outputs the run stored */
     uint64_t files_reserved;     /* held by running steps (files_opts) */
@@ -652,6 +656,7 @@ static void *write_record(void *arg)
     if (rc != RZ_OK)
         snprintf(f->msg, sizeof f->msg, "%s", rz_error_last()->message);
     f->rc = rc;
+    atomic_store(&f->done, true);
     return NULL;
 }
 
@@ -679,6 +684,18 @@ static int record_join(runner *r)
     if (f->rc != RZ_OK)
         record_failed(r, f->rc, f->msg);
     return f->rc;
+}
+
+/* RZ_EVENT_RUN_RECORDED once the first record's write is over (at once
+ * if `wait`, else only if it is): from then on a reader of the store finds
+ * the run, so a caller may tell its id. */
+static void tell_recorded(runner *r, bool wait)
+{
+    if (r->told_recorded || !r->bg.pending || (!wait && !atomic_load(&r->bg.done)))
+        return;
+    int rc = record_join(r);
+    r->told_recorded = true;
+    emit(r, RZ_EVENT_RUN_RECORDED, RZ_NPOS, rc == RZ_OK ? NULL : rz_error_last()->message);
 }
 
 /* `v` (consumed) as cJSON prints it inside a document. */
@@ -760,6 +777,7 @@ static void resume_record(runner *r)
 static void record(runner *r, uint64_t finished, bool in_parts)
 {
     bg_record *f = &r->bg;
+    tell_recorded(r, true);
     (void)record_join(r);   /* told; the next record says it again */
     if (!r->opts->data_dir && !r->opts->store)
         return;
@@ -769,6 +787,7 @@ static void record(runner *r, uint64_t finished, bool in_parts)
     const char *extra = finished ? r->resume_rec : NULL;
     f->rc = RZ_OK;
     f->msg[0] = '\0';
+    atomic_store(&f->done, false);
     f->pending = true;
     f->store = r->store;   /* the thread's until joined */
     r->store = NULL;
@@ -784,6 +803,7 @@ static void record(runner *r, uint64_t finished, bool in_parts)
     if (!f->rec) {
         f->rc = RZ_ENOMEM;
         snprintf(f->msg, sizeof f->msg, "out of memory");
+        atomic_store(&f->done, true);
         return;
     }
     /* Signals stay with the runner's thread (the caller's handlers). */
@@ -801,9 +821,11 @@ static void record(runner *r, uint64_t finished, bool in_parts)
 static int wait_ms(const runner *r)
 {
     uint64_t next = rz_engine_next_wakeup(r->engine), now = rz__now_ms();
+    /* The first record is told as soon as it is written (tell_recorded). */
+    uint64_t most = r->bg.pending && !r->told_recorded ? RECORD_WAIT_MS : MAX_WAIT_MS;
     if (next <= now)
         return 0;
-    return next - now < MAX_WAIT_MS ? (int)(next - now) : MAX_WAIT_MS;
+    return next - now < most ? (int)(next - now) : (int)most;
 }
 
 /* A step's log lines as they come (adapters that stream them). */
@@ -1064,6 +1086,7 @@ static int drive(runner *r)
         rc = wait_slots(r);
         if (rc != RZ_OK)
             return rc;
+        tell_recorded(r, false);
         waited = true;
     }
     if (!rz_run_done(r->run))

@@ -556,6 +556,45 @@ class FlowRunExamples(unittest.TestCase):
         self.assertEqual(q.returncode, 0, q.stderr)
         self.assertEqual([d for d in left if os.path.isdir(d)], [])
 
+    def test_run_id_told_once_its_record_is_there(self):
+        # `flow run` tells the run's id only once the runner has written its
+        # first record: a reader that freezes the run the moment the line
+        # comes (SIGSTOP) finds the run, and so does a follower started
+        # then. Before, the line came before the record, and `flow logs
+        # --follow` polled up to 5 s for it.
+        flow = os.path.join(self.data, "nap.yaml")
+        with open(flow, "w") as f:
+            f.write("flux: 1\nname: nap\nsteps:\n  first:\n    module: sleep@1\n"
+                    "    config: {seconds: 0}\n  nap:\n    module: sleep@1\n"
+                    "    needs: [first]\n    config: {seconds: 2}\n")
+        p = subprocess.Popen([RHIZOS, "flow", "run", flow, "--no-sandbox", "--data",
+                              self.data], cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            first = p.stderr.readline()
+            os.kill(p.pid, signal.SIGSTOP)
+            m = re.match(r"rhizos: running .*nap\.yaml \(2 steps\) as (run-[0-9a-f-]+)$",
+                         first.rstrip("\n"))
+            self.assertTrue(m, first)
+            got = rhizos("flow", "runs", m.group(1), "--json", data=self.data)
+            self.assertEqual(got.returncode, 0, got.stderr)
+            self.assertEqual(json.loads(got.stdout)["status"], "running")
+            follow = subprocess.Popen([RHIZOS, "flow", "logs", m.group(1), "--follow",
+                                       "--data", self.data], cwd=ROOT, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            time.sleep(0.3)
+            self.assertIsNone(follow.poll(), "the follower found no run")
+        finally:
+            os.kill(p.pid, signal.SIGCONT)
+        _, err = follow.communicate(timeout=60)
+        self.assertEqual(follow.returncode, 0, err)
+        rest = p.stderr.read()
+        self.assertEqual(p.wait(timeout=60), 0, rest)
+        # The steps' lines come after it, in order, though they may have
+        # started before the record was written.
+        self.assertLess(rest.index("first                started"),
+                        rest.index("nap                  started"), rest)
+
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare")
                          and os.path.exists("/etc/subuid"),
                          "needs root, unshare and /etc/subuid (a private mount namespace)")

@@ -1789,6 +1789,73 @@ static void test_runner_first_record(void **state)
     rz_registry_free(reg);
 }
 
+/* RZ_EVENT_RUN_RECORDED: told once, and by then another process reading
+ * the store finds the run at its first try (its first record: finished_ms
+ * 0), so a caller that tells the run's id then leaves no one to wait. */
+typedef struct told {
+    const char *data;
+    int n;
+} told;
+
+static void found_when_told(const rz_event *e, void *ud)
+{
+    told *t = ud;
+    if (e->kind != RZ_EVENT_RUN_RECORDED)
+        return;
+    t->n++;
+    assert_null(e->message);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        rz_store *st = NULL;
+        char *json = NULL;
+        int code = 1;
+        if (rz_store_open(&st, t->data) == RZ_OK &&
+            rz_store_run_get(st, "told-1", &json) == RZ_OK) {
+            cJSON *doc = cJSON_Parse(json);
+            const cJSON *fin = cJSON_GetObjectItemCaseSensitive(doc, "finished_ms");
+            code = cJSON_IsNumber(fin) && fin->valuedouble == 0 ? 0 : 2;
+            cJSON_Delete(doc);
+        }
+        _exit(code);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_runner_tells_when_recorded(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz_flow *f = load_flow(reg, NULL,
+        "flux: 1\nname: told\nsteps:\n  a:\n    module: env\n"
+        "  b:\n    module: env\n    needs: [a]\n");
+    char data[400];
+    snprintf(data, sizeof data, "%s/told-data", tmp_root);
+    told t = { data, 0 };
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    o.run_id = "told-1";
+    o.data_dir = data;
+    o.jobs = 1;
+    o.on_event = found_when_told;
+    o.userdata = &t;
+    rz_run *run = NULL;
+    assert_int_equal(rz_runner_run(&run, f, &o), RZ_OK);
+    assert_int_equal(t.n, 1);
+    rz_run_free(run);
+    /* Not recorded: not told. */
+    o.data_dir = NULL;
+    o.run_id = "told-2";
+    run = NULL;
+    assert_int_equal(rz_runner_run(&run, f, &o), RZ_OK);
+    assert_int_equal(t.n, 1);
+    rz_run_free(run);
+    rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
 /* ---- hostile modules against the sandbox's limits (issue 14) ---- */
 
 /* Run `script` sandboxed in a scratch folder this test makes, so what it
@@ -3533,6 +3600,7 @@ int main(void)
         T(test_runner_records_run),
         T(test_runner_records_in_open_store),
         T(test_runner_first_record),
+        T(test_runner_tells_when_recorded),
         T(test_hostile_etc_and_identity),
         T(test_hostile_host_uid),
         T(test_sandbox_helper_restarts),

@@ -17,7 +17,7 @@ from .flow import Flow
 
 _EVENTS = {1: "step_started", 2: "step_succeeded", 3: "step_failed",
            4: "step_retrying", 5: "step_skipped", 6: "step_cancelled",
-           7: "run_finished", 8: "notice", 10: "step_log"}
+           7: "run_finished", 8: "notice", 10: "step_log", 11: "run_recorded"}
 _NO_STEP = (1 << 64) - 1
 
 
