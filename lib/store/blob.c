@@ -344,16 +344,19 @@ static void leftovers(DIR *d, const char *part, const rz__blob_set *keep,
         if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
             continue;   /* gone meanwhile, or not a file */
         bool old = written_before(dirfd(d), n, before_ms, &size);
-        if (fstatat(dirfd(d), n + 3, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-            (void)unlinkat(dirfd(d), n, 0);   /* a copy of the blob there */
-        } else if (old && !rz__blob_set_has(keep, dg)) {
+        bool there = fstatat(dirfd(d), n + 3, &st, AT_SYMLINK_NOFOLLOW) == 0;
+        if (!there && old && !rz__blob_set_has(keep, dg)) {
             if (unlinkat(dirfd(d), n, 0) == 0) {
                 (*removed)++;
                 *bytes += size;
             }
-        } else {
-            (void)renameat(dirfd(d), n, dirfd(d), n + 3);
+            continue;
         }
+        /* Put back, never over a blob a put stored meanwhile (the same
+         * bytes, but written now: its time must stay). */
+        if (!there && linkat(dirfd(d), n, dirfd(d), n + 3, 0) != 0 && errno != EEXIST)
+            continue;
+        (void)unlinkat(dirfd(d), n, 0);
     }
     rewinddir(d);
 }
