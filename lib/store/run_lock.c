@@ -82,28 +82,44 @@ static size_t find(const rz__run_locks *l, const char *id)
     return RZ_NPOS;
 }
 
+/* fd's OFD lock on the whole file, taken on the file `path` still names
+ * (a file removed meanwhile is no lock): 0, else -1 with errno set (ESTALE
+ * for a removed file). A prune clearing the file holds it for a moment
+ * (rz__run_lock_clear): tried again for a few milliseconds. */
+static int lock_named(int fd, const char *path)
+{
+    struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+    int rc;
+    for (int i = 0; (rc = fcntl(fd, F_OFD_SETLK, &fl)) != 0 && errno == EAGAIN && i < 20; i++)
+        usleep(1000);
+    struct stat a, b;
+    if (rc == 0 && (fstat(fd, &a) != 0 || stat(path, &b) != 0 || a.st_dev != b.st_dev ||
+                    a.st_ino != b.st_ino)) {
+        errno = ESTALE;
+        return -1;
+    }
+    return rc;
+}
+
 /* An exclusive lock on `path`, the file it names when taken: its fd, or
  * -1 with the error set. */
 static int lock_file(const char *path, const char *id)
 {
     for (int tries = 0; tries < 8; tries++) {
         int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-        struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
-        if (fd < 0 || fcntl(fd, F_OFD_SETLK, &fl) != 0) {
-            int e = errno;
-            if (fd >= 0)
-                close(fd);
-            rz__error(e == EAGAIN || e == EACCES ? RZ_ESTATE : RZ_EIO,
-                      e == EAGAIN || e == EACCES
-                      ? "run '%.200s' is going in another process (%s is held)"
-                      : "run '%.200s': %s: %s", id, path, strerror(e));
-            return -1;
-        }
-        struct stat a, b;
-        if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
-            a.st_ino == b.st_ino)
+        if (fd >= 0 && lock_named(fd, path) == 0)
             return fd;
-        close(fd);   /* a run that ended removed it meanwhile: again */
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        if (e == ESTALE)
+            continue;   /* removed meanwhile (a run that ended, a prune): again */
+        if (e == EAGAIN || e == EACCES)
+            rz__error(RZ_ESTATE, "run '%.200s' is going in another process (%s is held)",
+                      id, path);
+        else
+            rz__error(RZ_EIO, "run '%.200s': %s: %s", id, path, strerror(e));
+        return -1;
     }
     rz__error(RZ_EIO, "run '%.200s': %s keeps being replaced", id, path);
     return -1;
@@ -167,4 +183,24 @@ bool rz__run_lock_held(const char *dir, const char *id)
     bool held = fcntl(fd, F_OFD_GETLK, &fl) != 0 || fl.l_type != F_UNLCK;
     close(fd);
     return held;
+}
+
+void rz__run_lock_clear(const char *dir, const char *id)
+{
+    char *running = rz__asprintf("%s/running", dir);
+    char *path = running ? lock_path(running, id) : NULL;
+    int fd = path ? open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC) : -1;
+    struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+    /* Held by us, no run can take it until it is gone; one that opened it
+     * before finds it removed (lock_named) and makes another. */
+    if (fd >= 0 && fcntl(fd, F_OFD_SETLK, &fl) == 0) {
+        struct stat a, b;
+        if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+            a.st_ino == b.st_ino)
+            unlink(path);
+    }
+    if (fd >= 0)
+        close(fd);
+    free(running);
+    free(path);
 }

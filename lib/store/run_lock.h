@@ -33,5 +33,9 @@ RZ_HIDDEN void rz__run_lock_drop(rz__run_locks *l, const char *id);
 /* Whether any process (this one included) holds run id's lock in DIR's
  * store. True when that cannot be told (so a caller errs on keeping). */
 RZ_HIDDEN bool rz__run_lock_held(const char *dir, const char *id);
+/* The file of run id's lock in DIR's store removed if no one holds it (a
+ * killed run's, once its record is gone): taken first, so a run of that
+ * id starting meanwhile keeps its own. */
+RZ_HIDDEN void rz__run_lock_clear(const char *dir, const char *id);
 
 #endif

@@ -547,6 +547,18 @@ static uint64_t record_ended(const rz_store *st, const MDB_val *id, const MDB_va
     return t;
 }
 
+/* The lock files killed runs left (run_lock.h), of the time index's keys
+ * of runs whose records are gone. */
+static void locks_clear(const rz_store *st, char (*keys)[300], const size_t *klen, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *id = rz__strndup(keys[i] + 8, klen[i] - 8);
+        if (id)
+            rz__run_lock_clear(st->dir, id);
+        free(id);
+    }
+}
+
 /* The time index is in start order: the walk stops at the first run that
  * started after the cutoff (it cannot have ended before it). Keys are
  * listed, then removed (a delete moves the cursor's page under it). */
@@ -594,17 +606,17 @@ int rz_store_run_prune(rz_store *st, uint64_t before_ms, size_t budget,
         if (mrc != 0)
             rc = db_error(mrc, "remove run");
     }
+    if (rc != RZ_OK)
+        mdb_txn_abort(txn);
+    else if ((mrc = mdb_txn_commit(txn)) != 0)
+        rc = db_error(mrc, "commit");
+    if (rc == RZ_OK)
+        locks_clear(st, keys, klen, n);
     free(keys);
     free(klen);
-    if (rc != RZ_OK) {
-        mdb_txn_abort(txn);
-        return rc;
-    }
-    mrc = mdb_txn_commit(txn);
-    if (mrc != 0)
-        return db_error(mrc, "commit");
-    *removed = n;
-    return RZ_OK;
+    if (rc == RZ_OK)
+        *removed = n;
+    return rc;
 }
 
 /* ---- the blobs' retention (mark and sweep) ---- */

@@ -19,6 +19,7 @@
 
 #include "common/internal.h"
 #include "rhizos/rhizos.h"
+#include "store/run_lock.h"
 #include "helpers.h"
 
 static const char *flow_yaml =
@@ -387,9 +388,11 @@ static void killed_run_holds_nothing_back(void **state)
     assert_int_equal(removed, 1);
     assert_int_equal(bytes, 6);
     assert_int_equal(access(blob, F_OK), -1);
+    assert_int_equal(lock_files(f->dir), 1);   /* what the kill left */
     assert_int_equal(rz_store_run_prune(st, now, 16, &removed), RZ_OK);
     assert_int_equal(removed, 1);
     assert_int_equal(rz_store_run_get(st, "killed-1", &json), RZ_ENOENT);
+    assert_int_equal(lock_files(f->dir), 0);   /* gone with its record */
     rz_store_close(st);
 }
 
@@ -408,6 +411,10 @@ static void run_going_here_holds_back(void **state)
     assert_int_equal(rz_run_new(&going, f->flow, NULL, "going-1", 0), RZ_OK);
     assert_int_equal(rz_store_run_put(st, going, now - 60000, 0), RZ_OK);
     assert_int_equal(lock_files(f->dir), 1);
+    rz__run_lock_clear(f->dir, "going-1");   /* held: stays */
+    assert_int_equal(lock_files(f->dir), 1);
+    assert_true(rz__run_lock_held(f->dir, "going-1"));
+    assert_false(rz__run_lock_held(f->dir, "going-2"));
     size_t removed = 0;
     uint64_t bytes = 0;
     assert_int_equal(rz_store_blobs_sweep(st, now, &removed, &bytes), RZ_OK);
