@@ -29,7 +29,7 @@ struct rz_store {
     MDB_dbi runs;
     MDB_dbi by_time;
     char *blobs;                 /* DIR/blobs, the file outputs' store */
-    char *dir;
+    char *dir;                   /* DIR: its runs' locks are in DIR/running */
     rz__run_locks *locks;        /* of the runs it records as going */
 };
 
@@ -372,8 +372,8 @@ static int commit_record(rz_store *st, const char *id, uint64_t started_ms,
 }
 
 /* A record that says its run is going is committed with the run's lock
- * held (run_lock.h), which goes once a record says the run ended: a
- * sweep can tell a run killed from one going (blobs_alive). */
+ * held (run_lock.h), which goes once a record says the run ended: the
+ * sweep's mark and the prune tell a run killed from one going. */
 static int put_record(rz_store *st, const char *id, uint64_t started_ms,
                       const rec_src *src)
 {
@@ -621,6 +621,7 @@ int rz_store_run_prune(rz_store *st, uint64_t before_ms, size_t budget,
 
 /* ---- the blobs' retention (mark and sweep) ---- */
 
+/* text_running of a stored record. */
 static bool record_running(const MDB_val *v)
 {
     return text_running(v->mv_data, v->mv_size);
