@@ -84,6 +84,13 @@ def summarize_trace(lines):
               % (route, len(ms), pct(ms, .5), pct(ms, .99), max(ms), sum(ms)))
 
 
+def strace_prefix(folder, name):
+    if not folder:
+        return []
+    os.makedirs(folder, exist_ok=True)
+    return ["strace", "-f", "-tt", "-T", "-o", os.path.join(folder, name + ".txt")]
+
+
 def write_flow(path, n, for_each=False):
     steps = {"s0": {"module": "nop@1", "max_cost_micros": 10000}}
     if for_each:
@@ -107,6 +114,9 @@ def main():
                     help="one for_each step over N-1 elements instead of N-1 steps")
     ap.add_argument("--trace", metavar="FILE",
                     help="log every request and job event to FILE and summarize")
+    ap.add_argument("--strace", metavar="DIR",
+                    help="run the orchestrator and node 1 under strace -f -tt -T "
+                    "(DIR/orch.txt, DIR/node.txt): where a step's time goes")
     a = ap.parse_args()
     rhizos = os.path.join(a.build, "cli", "rhizos")
     node = os.path.join(a.build, "server", "rhizos-node")
@@ -124,7 +134,7 @@ def main():
     orch = start_orchestrator(orch_exe, os.path.join(tmp.name, "orch"),
                               (["--log-format", "json", "--log-level", "debug", "--access-log"]
                                if a.trace else ["--quiet"]) + ["--modules", moddir], admin_key=ADMIN,
-                              cwd=ROOT)
+                              cwd=ROOT, prefix=strace_prefix(a.strace, "orch"))
     nodes = []
     try:
         def cli(*args, key=ADMIN, timeout=600):
@@ -146,7 +156,8 @@ def main():
             set_config(data, "pricing", "cpu_hour_micros", 0)
             set_config(data, "pricing", "gpu_hour_micros", 0)
             set_config(data, "pricing", "memory_gb_hour_micros", 0)
-            n = Proc([node, "start", "--data", data, "--json", *box], cwd=ROOT)
+            n = Proc(strace_prefix(a.strace if i == 0 else None, "node") +
+                     [node, "start", "--data", data, "--json", *box], cwd=ROOT)
             nodes.append(n)
             n.wait_for(lambda n=n: [e for e in n.events()
                                     if e.get("event") == "registered"],
@@ -161,19 +172,22 @@ def main():
             if p.returncode:
                 sys.exit(p.stderr[-2000:])
             c0 = cpu_s(orch.p.pid)
+            n0 = sum(cpu_s(n.p.pid) for n in nodes)
             t = time.monotonic()
             dep = json.loads(cli("flow", "deploy", flow, "--json",
                                  key=acct["api_key"]).stdout)["id"]
             w = cli(*watch, str(dep), key=acct["api_key"], timeout=3600)
             net = time.monotonic() - t
             oc = cpu_s(orch.p.pid) - c0
+            nc = sum(cpu_s(n.p.pid) for n in nodes) - n0
             if w.returncode:
                 sys.exit("the deployment did not succeed: %s %s" % (w.stdout[:300], w.stderr[-500:]))
             rows.append((emb, net, oc))
             print("round %d: embedded %.2f s (%.2f ms/step), network %.2f s "
-                  "(%.2f ms/step), ratio %.2f, orchestrator CPU %.2f s; load %s"
+                  "(%.2f ms/step), ratio %.2f, orchestrator CPU %.2f s, nodes' "
+                  "CPU %.2f s (without their steps); load %s"
                   % (r + 1, emb, 1000 * emb / a.steps, net, 1000 * net / a.steps,
-                     net / emb, oc, open("/proc/loadavg").read().split()[0]),
+                     net / emb, oc, nc, open("/proc/loadavg").read().split()[0]),
                   flush=True)
         best = min(rows, key=lambda x: x[1] / x[0])
         print("%d steps, watch %s: best ratio %.2f (embedded %.2f s, network "

@@ -105,6 +105,22 @@ void agent_note(agent *a, int rc, uint64_t generation)
     pthread_mutex_unlock(&a->mu);
 }
 
+size_t agent_running(const agent *a)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < a->n_slots; i++)
+        n += a->slots[i].busy && !a->slots[i].finished && !a->slots[i].ended;
+    return n;
+}
+
+void agent_slot_ended(agent *a, job_slot *s)
+{
+    pthread_mutex_lock(&a->mu);
+    s->ended = 1;
+    pthread_cond_broadcast(&a->cv);   /* the poller may ask for the next */
+    pthread_mutex_unlock(&a->mu);
+}
+
 const char *const agent_outcomes[AGENT_N_OUTCOMES] = {
     "succeeded", "failed", "declined", "stopped",
 };
@@ -230,19 +246,19 @@ static int register_now(agent *a, unsigned *tries)
 static cJSON *heartbeat_body(agent *a)
 {
     cJSON *b = cJSON_CreateObject(), *running = cJSON_CreateArray();
-    size_t busy = 0;
     pthread_mutex_lock(&a->mu);
+    /* A job whose result is on its way is still ours (listed), but its
+     * slot is free again (not in the load). */
+    size_t busy = agent_running(a);
     for (size_t i = 0; i < a->n_slots; i++)
-        if (a->slots[i].busy && !a->slots[i].finished) {
-            busy++;
+        if (a->slots[i].busy && !a->slots[i].finished)
             cJSON_AddItemToArray(running,
                                  cJSON_CreateNumber((double)a->slots[i].job));
-        }
     /* Still ours until the orchestrator has the result. */
     for (size_t i = 0; i < a->n_outbox; i++)
         cJSON_AddItemToArray(running, cJSON_CreateNumber((double)a->outbox[i]));
     pthread_mutex_unlock(&a->mu);
-    cJSON_AddNumberToObject(b, "load", (double)busy / (double)a->n_slots);
+    cJSON_AddNumberToObject(b, "load", (double)busy / (double)a->max_running);
     cJSON_AddItemToObject(b, "running", running);
     return b;
 }
@@ -394,29 +410,35 @@ static void reap(agent *a)
             continue;
         pthread_join(s->thread, NULL);
         pthread_mutex_lock(&a->mu);
-        s->busy = s->finished = 0;
+        s->busy = s->finished = s->ended = 0;
         s->stop = 0;
         pthread_mutex_unlock(&a->mu);
     }
 }
 
-/* A free slot, waiting for one; NULL when stopping. */
+/* A free slot, waiting for one; NULL when stopping. Free: fewer than
+ * max_concurrent_jobs jobs run (a job whose result is on its way does not
+ * run) and a slot is left to hold the next. */
 static job_slot *free_slot(agent *a)
 {
     for (;;) {
         reap(a);
         pthread_mutex_lock(&a->mu);
         int joinable = 0;
+        job_slot *got = NULL;
         for (size_t i = 0; i < a->n_slots && !a->stopping; i++) {
-            if (!a->slots[i].busy) {
-                pthread_mutex_unlock(&a->mu);
-                return &a->slots[i];
-            }
+            if (!a->slots[i].busy && !got)
+                got = &a->slots[i];
             joinable |= a->slots[i].finished;
+        }
+        if (got && agent_running(a) < a->max_running) {
+            pthread_mutex_unlock(&a->mu);
+            return got;
         }
         /* A job that finished after reap() looked broadcast before this
          * wait began: waiting would lose that wakeup (a second with the
-         * slot idle). Reap it instead. */
+         * slot idle). Reap it instead. (An attempt that ended did so under
+         * a->mu, before agent_running looked or after this wait began.) */
         if (!a->stopping && !joinable) {
             struct timespec t;
             clock_gettime(CLOCK_REALTIME, &t);
@@ -468,7 +490,7 @@ static int start_job(agent *a, job_slot *s, cJSON *asg, uint64_t gen)
     }
     s->a = a;
     s->busy = 1;
-    s->finished = 0;
+    s->finished = s->ended = 0;
     s->stop = 0;
     s->refuse = dup ? "another attempt of this job is running on this node"
                     : NULL;
@@ -757,12 +779,15 @@ static int setup(agent *a, const node_opts *o)
     a->generation = a->need_register ? 0 : 1;
     if (choose_sandbox(a) != 0)
         return -1;
+    /* Twice the slots: each may report its result while the next job
+     * runs. A Slurm gateway's jobs run in Slurm: its slots are its jobs. */
+    a->max_running = a->cfg.max_concurrent_jobs;
+    a->n_slots = a->max_running * (a->cfg.backend == NODE_BACKEND_SLURM ? 1 : 2);
     if (!(a->reg = build_registry(a)) ||
-        !(a->slots = calloc(a->cfg.max_concurrent_jobs, sizeof *a->slots))) {
+        !(a->slots = calloc(a->n_slots, sizeof *a->slots))) {
         fprintf(stderr, "rhizos-node: out of memory\n");
         return -1;
     }
-    a->n_slots = a->cfg.max_concurrent_jobs;
     return 0;
 }
 

@@ -13,10 +13,14 @@ struct cJSON;
 typedef struct agent agent;
 
 /* One job held by this node. A slot is busy from the assignment until its
- * thread has finished; `stop` asks the thread to kill the process. */
+ * thread has finished; `stop` asks the thread to kill the process. A slot
+ * whose attempt has `ended` (its process is gone, its result on the way)
+ * no longer counts against max_concurrent_jobs: the node asks for its next
+ * job while the orchestrator takes the result, and the pass that takes it
+ * hands that job over on the waiting poll (one commit for both). */
 typedef struct job_slot {
     agent *a;
-    int busy, finished;
+    int busy, finished, ended;
     pthread_t thread;
     uint64_t job;
     uint32_t attempt;
@@ -70,7 +74,9 @@ struct agent {
     int fatal;                   /* exit status when a loop gave up */
     unsigned taken;              /* assignments taken (for --once) */
     job_slot *slots;
-    size_t n_slots;
+    size_t n_slots;              /* max_running, twice over where results
+                                    are reported while the next job runs */
+    size_t max_running;          /* [limits] max_concurrent_jobs */
     uint64_t *outbox;            /* jobs whose results wait in DATA/outbox */
     size_t n_outbox;
     uint64_t gpus_busy;          /* bit i: GPU i is a running job's */
@@ -105,6 +111,11 @@ void node_api_forget(struct node_api *api);
 /* A client for the current registration: *node and *generation say which.
  * NULL when not registered or out of memory. */
 rz_client *agent_client(agent *a, uint64_t *node, uint64_t *generation);
+/* Slots whose job runs now (busy, its attempt not yet ended); under a->mu. */
+size_t agent_running(const agent *a);
+/* The attempt of slot s is over: its slot no longer counts as running, and
+ * the poller may ask for the next job while the result is delivered. */
+void agent_slot_ended(agent *a, job_slot *s);
 /* Record the outcome of a call to the orchestrator: says once per outage
  * that it is unreachable and when it is back; flags re-registration for
  * a registration the orchestrator no longer knows. */

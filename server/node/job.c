@@ -1009,6 +1009,7 @@ void *job_main(void *arg)
     } else {
         agent_say(a, "started", s, j.module_ref, NULL, -1);
         run(a, &j);
+        agent_slot_ended(a, s);   /* the next job may come while we report */
         int stop = stop_requested(s);
         if (stop == 1)
             agent_say(a, "stopped", s, j.module_ref,

@@ -211,10 +211,8 @@ static cJSON *status_json(struct node_api *api)
         cJSON_AddNumberToObject(orch, "last_contact_ms", (double)a->last_contact_ms);
     cJSON_AddStringToObject(j, "verification", a->challenge[0] ? a->challenge
                                                                : "not yet challenged");
-    size_t busy = 0;
-    for (size_t i = 0; i < a->n_slots; i++)
-        busy += a->slots[i].busy && !a->slots[i].finished;
-    cJSON_AddNumberToObject(slots, "total", (double)a->n_slots);
+    size_t busy = agent_running(a);
+    cJSON_AddNumberToObject(slots, "total", (double)a->max_running);
     cJSON_AddNumberToObject(slots, "busy", (double)busy);
     cJSON_AddItemToObject(j, "slots", slots);
     cJSON_AddItemToObject(j, "running", running_json(a, now));
@@ -248,9 +246,7 @@ static void metrics_text(struct node_api *api, struct evbuffer *b)
 {
     agent *a = api->a;
     pthread_mutex_lock(&a->mu);
-    size_t busy = 0;
-    for (size_t i = 0; i < a->n_slots; i++)
-        busy += a->slots[i].busy && !a->slots[i].finished;
+    size_t busy = agent_running(a);
     evbuffer_add_printf(b,
         "# HELP rhizos_node_slots Jobs this node runs at once.\n"
         "# TYPE rhizos_node_slots gauge\nrhizos_node_slots %zu\n"
@@ -262,7 +258,7 @@ static void metrics_text(struct node_api *api, struct evbuffer *b)
         "# TYPE rhizos_node_orchestrator_up gauge\nrhizos_node_orchestrator_up %d\n"
         "# HELP rhizos_node_jobs_finished_total Jobs ended here, by outcome.\n"
         "# TYPE rhizos_node_jobs_finished_total counter\n",
-        a->n_slots, busy, a->n_outbox, !a->outage && a->st.id && !a->need_register);
+        a->max_running, busy, a->n_outbox, !a->outage && a->st.id && !a->need_register);
     for (int i = 0; i < AGENT_N_OUTCOMES; i++)
         evbuffer_add_printf(b, "rhizos_node_jobs_finished_total{outcome=\"%s\"} %" PRIu64 "\n",
                             agent_outcomes[i], a->finished[i]);

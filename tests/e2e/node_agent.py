@@ -221,6 +221,93 @@ class FakeOrchestrator(unittest.TestCase):
             self.assertFalse([p for p, _ in self.posts if "/jobs/%d/" % job in p])
 
 
+class NextJobWhileReporting(unittest.TestCase):
+    """A node of one slot asks for its next job while its last result is
+    on its way (the orchestrator's pass that takes the result hands the
+    next job over on that poll), yet never runs two jobs at once, and with
+    two results unanswered it asks for nothing (its slots are bounded)."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.steps = os.path.join(self.tmp.name, "steps.log")
+        mods = os.path.join(self.tmp.name, "modules")
+        os.makedirs(os.path.join(mods, "nap"))
+        manifest = {
+            "id": "nap", "version": "1.0.0", "name": "nap", "description": "a nap",
+            "inputs": [], "outputs": [], "config": {"type": "object"},
+            "credentials": [], "estimate": {"seconds": 1},
+            "requirements": {"adapter": "process", "cpu_cores": 1, "memory_mb": 16},
+            "exec": {"adapter": "process", "timeout_s": 30, "command": [
+                "/bin/sh", "-c", "echo s >> %s; sleep 0.2; echo e >> %s; echo {}"
+                % (self.steps, self.steps)]}}
+        with open(os.path.join(mods, "nap", "module.json"), "w") as f:
+            json.dump(manifest, f)
+        digest = hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+                                .encode()).hexdigest()
+        self.queue = [{"job": job, "attempt": 1, "step": "nap",
+                       "module": {"id": "nap", "version": "1.0.0", "digest": digest},
+                       "request": {"inputs": {}, "config": {}}} for job in (1, 2, 3)]
+        self.lock = threading.Lock()
+        self.held, self.came, self.asks, self.results = set(), set(), [], []
+        self.second_held, self.first_answered = threading.Event(), threading.Event()
+        self.fake = harness.FakeOrchestrator(self.assign, self.post)
+        self.data = os.path.join(self.tmp.name, "node")
+        self.assertEqual(node("init", "--data", self.data).returncode, 0)
+        set_config(self.data, "limits", "max_concurrent_jobs", 1)
+        set_config(self.data, "node", "modules", json.dumps(mods))
+        set_config(self.data, "node", "heartbeat_s", 60)   # no GETs but polls
+
+    def tearDown(self):
+        self.second_held.set()
+        self.first_answered.set()
+        self.fake.close()
+        self.tmp.cleanup()
+
+    def assign(self):
+        with self.lock:
+            # As the orchestrator: the next job once the last result came.
+            free = 3 - len(self.queue) == len(self.came)
+            got = self.queue.pop(0) if self.queue and free else None
+            self.asks.append((frozenset(self.held), got and got["job"]))
+            return got
+
+    def post(self, path, body):
+        job = int(path.split("/jobs/")[1].split("/")[0])
+        with self.lock:
+            self.held.add(job)
+            self.came.add(job)
+        if job == 1:   # answered once job 2's result waits too, a while later
+            self.second_held.wait(15)
+            time.sleep(0.6)
+        elif job == 2:
+            self.second_held.set()
+            self.first_answered.wait(15)
+        with self.lock:
+            self.held.discard(job)
+            self.results.append((job, b"outputs" in body))
+        if job == 1:
+            self.first_answered.set()
+        return 200, {"accepted": True}
+
+    def test_polls_while_the_result_is_on_its_way(self):
+        n = Proc([NODE, "start", "--data", self.data, "--orchestrator",
+                  self.fake.url, "--no-sandbox"], cwd=ROOT)
+        try:
+            n.wait_for(lambda: len(self.results) == 3, 30, "three results")
+        finally:
+            n.stop()
+        with self.lock:
+            asks = list(self.asks)
+        # Job 2 was asked for while job 1's result waited for its answer.
+        self.assertIn((frozenset({1}), 2), asks, asks)
+        # Two results unanswered: both slots taken, nothing asked.
+        self.assertFalse([a for a in asks if len(a[0]) > 1], asks)
+        self.assertIn(3, [a[1] for a in asks], asks)
+        self.assertEqual(sorted(self.results), [(1, True), (2, True), (3, True)])
+        with open(self.steps) as f:   # one job at a time: never s s
+            self.assertEqual(f.read().split(), ["s", "e"] * 3)
+
+
 @unittest.skipUnless(ORCH and os.access(ORCH, os.X_OK), "no orchestrator binary")
 class RoundTrip(unittest.TestCase):
     ADMIN = "test-admin-key-0123456789abcdef-node-agent"
