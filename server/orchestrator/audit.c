@@ -23,9 +23,12 @@
  * kept in the auth store too, so that whether the chain is keyed is not the
  * log's own word: a chain rewritten without the key (all records unkeyed)
  * is refused against it. A record is
- * durable in the log first (write + fdatasync), then the head moves (one
- * fsync'd LMDB commit); a pass's end records go together (one write, one
- * fdatasync, one move of the head). A crash between leaves the log records
+ * durable in the log first (write + fdatasync), then the head moves (an
+ * fsync'd LMDB commit: in a pass, the pass's commit of the auth store). A
+ * pass's end records go together (one write, one fdatasync) after that
+ * commit; the head moves past them with the next pass's commit, which a
+ * busy server makes anyway, or AUDIT_HEAD_LAG_MS later on its own: not a
+ * commit of its own for every pass. A crash between leaves the log records
  * ahead of the head: accepted at the next start when they follow the head.
  * A crash inside the write leaves a torn last line that never became
  * durable and that the head never named: cut, with a notice. Anything else
@@ -311,6 +314,7 @@ static const char RECOVER[] =
 static int head_put(orch *o, uint64_t seq, const char hex[HASH_HEX + 1])
 {
     unsigned char bin[HASH_BYTES];
+    o->audit_head_commits += !o->grouped;
     if (sodium_hex2bin(bin, sizeof bin, hex, HASH_HEX, NULL, NULL, NULL) != 0 ||
         rz_auth_audit_head_put2(o->auth, seq, bin, o->audit_keyed_since) != RZ_OK)
         return fail(RZ_EIO, "cannot keep the audit head in the auth store: %s",
@@ -393,7 +397,11 @@ void audit_close(orch *o)
 
 /* Append one record (the object `doc`, which gets seq and prev) durably.
  * RZ_OK or RZ_EIO; on failure the file is cut back to where it was. */
-static int append_timed(orch *o, cJSON **docs, size_t n);
+static int append_timed(orch *o, cJSON **docs, size_t n, bool head_now);
+
+/* How long the head may stay behind a pass's end records when no other
+ * commit of the auth store carries it. */
+#define AUDIT_HEAD_LAG_MS 50
 
 static uint64_t mono_ns(void)
 {
@@ -407,10 +415,10 @@ static uint64_t mono_ns(void)
  * none of them appended (the file cut back to where it was). Timed for
  * /metrics: the records are synced on the event loop, so what they cost
  * is the loop's time no other request gets. */
-static int append_many(orch *o, cJSON **docs, size_t n)
+static int append_many_head(orch *o, cJSON **docs, size_t n, bool head_now)
 {
     uint64_t t0 = mono_ns();
-    int rc = append_timed(o, docs, n);
+    int rc = append_timed(o, docs, n, head_now);
     o->audit_ns += mono_ns() - t0;
     if (rc == RZ_OK) {
         o->audit_records += n;
@@ -419,9 +427,46 @@ static int append_many(orch *o, cJSON **docs, size_t n)
     return rc;
 }
 
+static int append_many(orch *o, cJSON **docs, size_t n)
+{
+    return append_many_head(o, docs, n, true);
+}
+
 static int append(orch *o, cJSON *doc)
 {
     return append_many(o, &doc, 1);
+}
+
+static void head_due_fired(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    audit_head_settle(arg);
+}
+
+/* The head stays behind the log for now: settled by the next put of the
+ * head, or by the timer. Without a timer it is put at once. */
+static int head_later(orch *o, uint64_t seq, const char hex[HASH_HEX + 1])
+{
+    if (!o->audit_head_ev && o->base)
+        o->audit_head_ev = evtimer_new(o->base, head_due_fired, o);
+    if (!o->audit_head_ev)
+        return head_put(o, seq, hex);
+    o->audit_head_due = true;
+    if (!evtimer_pending(o->audit_head_ev, NULL)) {
+        struct timeval tv = { 0, AUDIT_HEAD_LAG_MS * 1000 };
+        evtimer_add(o->audit_head_ev, &tv);
+    }
+    return RZ_OK;
+}
+
+void audit_head_settle(orch *o)
+{
+    if (o->audit_head_due && head_put(o, o->audit_seq, o->audit_last) != RZ_OK)
+        fprintf(stderr, ORCH_NAME ": audit: %s\n", audit_err);   /* the log
+                                          is ahead: accepted at the next start */
+    o->audit_head_due = false;
+    if (o->audit_head_ev)
+        evtimer_del(o->audit_head_ev);
 }
 
 /* Record i's line (seq, prev from the one before) into buf: its length,
@@ -445,7 +490,7 @@ static int line_make(orch *o, cJSON *doc, uint64_t seq, const char *prev,
     return len;
 }
 
-static int append_timed(orch *o, cJSON **docs, size_t n)
+static int append_timed(orch *o, cJSON **docs, size_t n, bool head_now)
 {
     char *lines = n ? malloc(n * (LINE_MAX_BYTES + 2)) : NULL;
     if (!lines)
@@ -480,7 +525,9 @@ static int append_timed(orch *o, cJSON **docs, size_t n)
     uint64_t seq = o->audit_seq + n;
     int rc = err ? fail(RZ_EIO, "cannot write %s: %s", o->audit_path,
                         strerror(err))
-                 : head_put(o, seq, hash);
+                 : head_now ? head_put(o, seq, hash) : head_later(o, seq, hash);
+    if (rc == RZ_OK && head_now)
+        o->audit_head_due = false;   /* this head covers what was due */
     if (rc != RZ_OK && ftruncate(fd, (off_t)o->audit_bytes) != 0)
         (void)0;   /* the next open's walk reports the torn line */
     close(fd);
@@ -630,12 +677,22 @@ void audit_begin_drop(orch *o)
     o->n_begun = o->cap_begun = 0;
 }
 
+static bool end_records(orch *o, const uint64_t *of, const int *code,
+                        size_t n, bool head_now);
+
 bool audit_end(orch *o, uint64_t of, int code)
 {
-    return audit_end_many(o, &of, &code, 1);
+    return end_records(o, &of, &code, 1, true);
 }
 
+/* A pass's end records (after its commit): the head follows later. */
 bool audit_end_many(orch *o, const uint64_t *of, const int *code, size_t n)
+{
+    return end_records(o, of, code, n, false);
+}
+
+static bool end_records(orch *o, const uint64_t *of, const int *code,
+                        size_t n, bool head_now)
 {
     if (!n)
         return true;
@@ -648,7 +705,8 @@ bool audit_end_many(orch *o, const uint64_t *of, const int *code, size_t n)
                cJSON_AddNumberToObject(doc, "of", (double)of[i]) &&
                cJSON_AddNumberToObject(doc, "status", code[i]);
     }
-    int rc = made ? append_many(o, docs, n) : fail(RZ_EIO, "out of memory");
+    int rc = made ? append_many_head(o, docs, n, head_now)
+                  : fail(RZ_EIO, "out of memory");
     for (size_t i = 0; docs && i < n; i++)
         cJSON_Delete(docs[i]);
     free(docs);

@@ -831,6 +831,10 @@ static int start(orch *o, const char *key, const char *key_from)
 static void finish(orch *o)
 {
     orch_metrics_free(o);
+    audit_head_settle(o);   /* in the group, if one is open: committed next */
+    if (o->audit_head_ev)
+        event_free(o->audit_head_ev);
+    o->audit_head_ev = NULL;
     orch_group_discard(o);
     if (o->http)
         evhttp_free(o->http);   /* frees the requests still held */

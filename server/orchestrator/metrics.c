@@ -373,9 +373,14 @@ void r_metrics(req *q)
                         "rhizos_audit_seconds_total %.6f\n"
                         "# HELP rhizos_audit_syncs_total Their fdatasyncs (a pass's end "
                         "records share one).\n# TYPE rhizos_audit_syncs_total counter\n"
-                        "rhizos_audit_syncs_total %llu\n",
+                        "rhizos_audit_syncs_total %llu\n"
+                        "# HELP rhizos_audit_head_commits_total Moves of the chain's "
+                        "head committed on their own (the others go with a pass's "
+                        "commit).\n# TYPE rhizos_audit_head_commits_total counter\n"
+                        "rhizos_audit_head_commits_total %llu\n",
                         (unsigned long long)o->audit_records, (double)o->audit_ns / 1e9,
-                        (unsigned long long)o->audit_syncs);
+                        (unsigned long long)o->audit_syncs,
+                        (unsigned long long)o->audit_head_commits);
     o->http_codes[200]++;   /* this reply */
     evbuffer_add_printf(b, "# HELP rhizos_http_responses_total Replies by status, "
                         "routed or not.\n# TYPE rhizos_http_responses_total counter\n");

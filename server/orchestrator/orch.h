@@ -224,6 +224,13 @@ typedef struct orch {
     uint64_t audit_keyed_since;   /* first keyed record, as the auth store says */
     uint64_t audit_records, audit_ns;   /* appended, and the time they took */
     uint64_t audit_syncs;               /* fdatasyncs (one per append batch) */
+    /* A pass's end records are in the log but the head has not moved past
+     * them yet: it moves with the next auth commit, at the latest when
+     * audit_head_ev fires (audit.c). */
+    bool audit_head_due;
+    struct event *audit_head_ev;
+    uint64_t audit_head_commits;  /* head moves committed on their own, not
+                                     with a pass's commit of the auth store */
     /* DATA/audit.key, in sodium_malloc'd memory (read-only once loaded,
      * wiped by audit_close). */
     unsigned char *audit_key;
@@ -440,10 +447,15 @@ void audit_begin_drop(orch *o);
  * `of`, durably, before its reply goes; false: it failed (the reply must
  * become AUDIT_FAIL_JSON, a 500). */
 bool audit_end(orch *o, uint64_t of, int code);
-/* The end records of n operations (of[i] with code[i]) in one write, one
- * fdatasync and one move of the head: a pass's held replies (group
- * commit). All or none: false, every reply must become AUDIT_FAIL_JSON. */
+/* The end records of n operations (of[i] with code[i]) in one write and
+ * one fdatasync: a pass's held replies (group commit). The head moves
+ * past them with the next pass's auth commit, or within
+ * AUDIT_HEAD_LAG_MS (audit_head_settle). All or none: false, every reply
+ * must become AUDIT_FAIL_JSON. */
 bool audit_end_many(orch *o, const uint64_t *of, const int *code, size_t n);
+/* Move the head past records written without it (at once; at shutdown,
+ * before the auth store closes, and from the timer). */
+void audit_head_settle(orch *o);
 #define AUDIT_FAIL_JSON "{\"error\":{\"code\":\"RZ_EIO\",\"message\":\"the " \
     "audit log cannot be written; the outcome of this operation is not "   \
     "recorded\"}}"

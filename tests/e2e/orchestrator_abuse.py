@@ -653,6 +653,29 @@ class Audit(Base):
         self.assertIn("ends at the head", r.stdout)
         self.s.start()
 
+    def test_the_head_moves_with_the_next_pass(self):
+        # A pass's end records do not move the head with a commit of their
+        # own: the next pass's commit of the auth store carries it (here
+        # the next call's begin records), or a timer when none comes.
+        acct, _ = self.client()
+        m0 = self.metrics()
+        for _ in range(20):
+            self.ok("POST", "/api/v1/accounts/%s/test-credits" % acct,
+                    {"amount_micros": 1}, self.s.admin)
+        m1 = self.metrics()
+        own = m1["rhizos_audit_head_commits_total"] - m0["rhizos_audit_head_commits_total"]
+        self.assertEqual(m1["rhizos_audit_records_total"] - m0["rhizos_audit_records_total"], 40)
+        self.assertLess(own, 10)   # one a call before (20): only when idle
+        time.sleep(0.5)   # idle: the last end's head is committed on its own
+        m2 = self.metrics()
+        self.assertGreaterEqual(m2["rhizos_audit_head_commits_total"],
+                                m0["rhizos_audit_head_commits_total"] + 1)
+        # Stopped cleanly, the head is at the log's end: verify agrees.
+        self.s.proc.stop_clean()
+        r = self.s.audit("--verify")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.s.start()
+
     def metrics(self):
         st, text = self.s.call("GET", "/metrics", key=self.s.admin)
         self.assertEqual(st, 200)
