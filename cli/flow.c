@@ -53,7 +53,8 @@ void cli_flow_usage(void)
 "`flow: flow://NAME@N` runs version N of a named flow: `deploy` leaves it to\n"
 "the orchestrator, here it is read from $RHIZOS_FLOWS/NAME@N.yaml;\n"
 "`rhizos --orchestrator URL flow validate` has that orchestrator check it.\n"
-"`runs` lists the newest 20 recorded runs with that cost\n"
+"`runs` lists the newest 20 recorded runs with that cost (a run whose\n"
+"process was killed before its end shows as killed)\n"
 "(--limit N: N of them, 0: all; --json prints the same list); `runs RUN_ID`\n"
 "shows one run: its steps with status, attempts, times, cost, inputs,\n"
 "outputs, errors and logs (--json: the whole record).\n"
@@ -913,9 +914,10 @@ static void print_runs_table(const cJSON *arr, size_t more)
         char money[48] = "-";   /* not priced (no tables, or an older record) */
         if (cJSON_IsNumber(cost))
             cli_money_u64((uint64_t)cost->valuedouble, false, money, sizeof money);
+        bool gone = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "process_gone"));
         printf("%-28s %-10s %5d %9s %10s  %s\n",
                cJSON_IsString(id) ? id->valuestring : "?",
-               cJSON_IsString(st) ? st->valuestring : "?",
+               gone ? "killed" : cJSON_IsString(st) ? st->valuestring : "?",
                (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "steps")),
                secs, money, cJSON_IsString(file) ? file->valuestring : "");
     }

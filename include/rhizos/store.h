@@ -31,8 +31,9 @@ RZ_EXTERN RZ_NODISCARD int rz_store_run_put(rz_store *st, const rz_run *run,
                                             uint64_t started_ms,
                                             uint64_t finished_ms);
 /* Every recorded run, newest first, as a JSON array of
- * {"id","flow","file","status","started_ms","finished_ms","steps":N}.
- * Release with rz_free. */
+ * {"id","flow","file","status","started_ms","finished_ms","steps":N}, and
+ * "process_gone": true for a run recorded as "running" whose process is
+ * gone (killed: it will never write its end). Release with rz_free. */
 RZ_EXTERN RZ_NODISCARD int rz_store_run_list(const rz_store *st, char **out);
 /* The newest `limit` runs (0: all), the same way, reading only their
  * records (the time index orders them), and the number of runs recorded in

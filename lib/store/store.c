@@ -419,7 +419,11 @@ int rz__store_put_record(rz_store *st, const char *id, uint64_t started_ms,
     return rc;
 }
 
-static cJSON *summary_of(const MDB_val *v)
+static bool run_gone(const rz_store *st, const MDB_val *id);
+
+/* A record's summary for the list; a run recorded as going whose process
+ * is gone (killed: no one holds its lock) says so, "process_gone". */
+static cJSON *summary_of(const rz_store *st, const MDB_val *id, const MDB_val *v)
 {
     cJSON *rec = cJSON_ParseWithLength(v->mv_data, v->mv_size);
     if (!rec)
@@ -434,6 +438,9 @@ static cJSON *summary_of(const MDB_val *v)
     }
     cJSON_AddNumberToObject(s, "steps",
         cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(rec, "steps")));
+    const char *state = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "status"));
+    if (s && state && strcmp(state, "running") == 0 && run_gone(st, id))
+        cJSON_AddTrueToObject(s, "process_gone");
     cJSON_Delete(rec);
     return s;
 }
@@ -472,7 +479,7 @@ int rz_store_run_list_newest(const rz_store *st, size_t limit, char **out,
          mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
         if (mdb_get(txn, st->runs, &v, &rec) != 0)
             continue;
-        cJSON *s = summary_of(&rec);
+        cJSON *s = summary_of(st, &v, &rec);
         if (s && cJSON_AddItemToArray(arr, s))
             n++;
     }

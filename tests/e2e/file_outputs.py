@@ -7,6 +7,7 @@ runner's memory bounded. Usage: file_outputs.py RHIZOS SOURCE_ROOT"""
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -322,6 +323,12 @@ class BlobRetention(unittest.TestCase):
         self.assertFalse(os.path.exists(during))
         self.assertTrue(os.path.exists(mine))
 
+    def runs(self, *args):
+        p = subprocess.run([RHIZOS, "flow", "runs", *args, "--data", self.data],
+                           capture_output=True, text=True, env=cli_env())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p
+
     def test_a_killed_run_holds_back_nothing(self):
         # A run killed with SIGKILL keeps "status":"running" in its record;
         # its process is gone (no one holds its lock), so the sweep no
@@ -357,6 +364,13 @@ class BlobRetention(unittest.TestCase):
         going = start(2, 3, "going")
         try:
             theirs = stored(2)
+            # `flow runs` tells the killed run from the one going.
+            runs = json.loads(self.runs("--json").stdout)
+            self.assertEqual(sorted((r["status"], r.get("process_gone", False))
+                                    for r in runs),
+                             [("running", False), ("running", True)], runs)
+            table = self.runs().stdout
+            self.assertEqual(len(re.findall(r" killed ", table)), 1, table)
             got = self.prune("0")
             self.assertEqual((got["removed_runs"], got["removed_blobs"]), (1, 1), got)
             self.assertFalse(os.path.exists(mine))
