@@ -79,6 +79,9 @@ typedef struct cli {
     const char *resumed_run;      /* ... its id */
     const char *run_id;           /* flow run under this id (flow serve's
                                      fires); NULL: a new one */
+    bool tell_recorded;           /* flow run: once the run is recorded, a
+                                     byte to recorded_fd, then closed */
+    int recorded_fd;
     char **args;                  /* positionals after "GROUP VERB" */
     int nargs;
     const char *ui_dir;           /* --ui-dir DIR (ui) */

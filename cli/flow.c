@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -526,6 +527,10 @@ static void on_event(const rz_event *ev, void *ud)
     progress *p = ud;
     if (ev->kind == RZ_EVENT_RUN_RECORDED) {
         header_tell(p);
+        if (p->c->tell_recorded) {   /* flow serve's webhook answers now */
+            (void)!write(p->c->recorded_fd, "r", 1);
+            close(p->c->recorded_fd);
+        }
         return;
     }
     if (ev->kind == RZ_EVENT_STEP_LOG && p->live)

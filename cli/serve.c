@@ -166,10 +166,18 @@ bool serve_child_end(pid_t pid, char *flow, size_t fcap, char *run, size_t rcap)
 }
 
 pid_t serve_spawn(cli *c, const char *file, const char *flow, const char *id,
-                  const char *inputs_json)
+                  const char *inputs_json, int *recorded)
 {
+    /* Close-on-exec: the run's steps never hold the write end open. */
+    int pfd[2] = { -1, -1 };
+    if (recorded && pipe2(pfd, O_CLOEXEC) != 0)
+        pfd[0] = pfd[1] = -1;
+    if (recorded)
+        *recorded = pfd[0];
     fflush(NULL);
     pid_t pid = fork();
+    if (pid != 0 && pfd[1] >= 0)
+        close(pfd[1]);   /* the child's alone: its end is the pipe's end */
     if (pid < 0) {
         fprintf(stderr, "rhizos: flow serve: %s: cannot start a run: %s\n", id,
                 strerror(errno));
@@ -202,6 +210,10 @@ pid_t serve_spawn(cli *c, const char *file, const char *flow, const char *id,
     run.resume_inputs = inputs_json;
     run.run_id = id;
     run.quiet = true;
+    if (pfd[0] >= 0)
+        close(pfd[0]);
+    run.tell_recorded = pfd[1] >= 0;
+    run.recorded_fd = pfd[1];
     _exit(cli_flow_run(&run));
 }
 
@@ -213,7 +225,7 @@ static void fire_run(cli *c, strig *t, int64_t fire)
     run_id(t, fire, id, sizeof id);
     snprintf(in, sizeof in, "{\"trigger\":{\"type\":\"cron\",\"name\":\"%s\",\"fire\":%" PRId64
              "}}", t->name, fire);
-    pid_t pid = serve_spawn(c, t->file, t->flow, id, t->wants_trigger ? in : "{}");
+    pid_t pid = serve_spawn(c, t->file, t->flow, id, t->wants_trigger ? in : "{}", NULL);
     if (pid > 0) {
         t->child = pid;
         if (!c->quiet)

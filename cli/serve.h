@@ -38,9 +38,11 @@ int serve_write_synced(const char *path, const char *text);
 bool serve_run_recorded(const char *data, const char *id);
 /* `flow run FILE` (of flow `flow`) as run `id` with inputs `inputs_json`,
  * in a child that dies with the server; its pid, or -1 (said on stderr).
- * The child is remembered until serve_child_end. */
+ * The child is remembered until serve_child_end. With `recorded`: a pipe's
+ * read end there (the caller's to close), which gets a byte once the run
+ * is recorded, or its end when the child ends before (-1: no pipe). */
 pid_t serve_spawn(cli *c, const char *file, const char *flow, const char *id,
-                  const char *inputs_json);
+                  const char *inputs_json, int *recorded);
 /* Child `pid` was reaped: its flow and run id (true when it was one of
  * serve_spawn's). */
 bool serve_child_end(pid_t pid, char *flow, size_t fcap, char *run, size_t rcap);

@@ -165,7 +165,7 @@ static void fire(cli *c, const sfollow *f, const cJSON *it, const char *id, cons
     cJSON_AddStringToObject(tr, "name", f->name);
     cJSON_AddItemToObject(in, "trigger", tr);
     char *inputs = f->wants_trigger ? cJSON_PrintUnformatted(in) : NULL;
-    pid_t pid = serve_spawn(c, f->file, f->flow, run, inputs ? inputs : "{}");
+    pid_t pid = serve_spawn(c, f->file, f->flow, run, inputs ? inputs : "{}", NULL);
     if (pid > 0 && !c->quiet)
         fprintf(stderr, "rhizos: flow serve: %s %s fired: run %s\n", f->flow, f->name, run);
     free(inputs);

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,8 +192,10 @@ static void record_path(const char *data, const shook *h, const char *delivery, 
     snprintf(buf, cap, "%s/serve/hooks/%s.%s.%s.json", data, h->flow, h->name, delivery);
 }
 
-/* The run of a recorded delivery: its trigger input from the record. */
-static pid_t run_delivery(cli *c, const shook *h, const char *delivery, const cJSON *rec)
+/* The run of a recorded delivery: its trigger input from the record.
+ * `recorded`: as serve_spawn's. */
+static pid_t run_delivery(cli *c, const shook *h, const char *delivery, const cJSON *rec,
+                          int *recorded)
 {
     char id[300];
     snprintf(id, sizeof id, "serve-%s-%s-%s", h->flow, h->name, delivery);
@@ -205,13 +208,36 @@ static pid_t run_delivery(cli *c, const shook *h, const char *delivery, const cJ
     cJSON_AddItemToObject(tr, "body", body ? body : cJSON_CreateString(text ? text : ""));
     cJSON_AddItemToObject(in, "trigger", tr);
     char *inputs = h->wants_trigger ? cJSON_PrintUnformatted(in) : NULL;
-    pid_t pid = serve_spawn(c, h->file, h->flow, id, inputs ? inputs : "{}");
+    pid_t pid = serve_spawn(c, h->file, h->flow, id, inputs ? inputs : "{}", recorded);
     free(inputs);
     cJSON_Delete(in);
     return pid;
 }
 
-/* A call that passed the checks: recorded, run, answered 202. */
+/* Until the run's record is written (a byte on `fd`), or its process
+ * ended before (the pipe's end), or RECORDED_WAIT_S: the 202 names a run
+ * that `flow runs RUN` finds. The wait is short (a record's write), and
+ * bounded: the server answers one call at a time. */
+#define RECORDED_WAIT_S 5
+static void wait_recorded(int fd)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long left = RECORDED_WAIT_S * 1000;
+    struct pollfd p = { fd, POLLIN, 0 };
+    /* Readable: the byte, or the pipe's end; only a signal asks again. */
+    while (poll(&p, 1, (int)left) < 0 && errno == EINTR) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        left = RECORDED_WAIT_S * 1000 - ((t.tv_sec - t0.tv_sec) * 1000 +
+                                         (t.tv_nsec - t0.tv_nsec) / 1000000);
+        if (left <= 0)
+            break;
+    }
+    close(fd);
+}
+
+/* A call that passed the checks: recorded, run, answered 202 once its run
+ * is recorded. */
 static void take(cli *c, int fd, const shook *h, const char *data, const char *delivery,
                  const char *body, size_t len)
 {
@@ -240,7 +266,11 @@ static void take(cli *c, int fd, const shook *h, const char *data, const char *d
     } else {
         if (getenv("RHIZOS_TEST_KILL_AFTER_FIRE"))
             raise(SIGKILL);   /* tests only: the window serve_hook_recover covers */
-        (void)run_delivery(c, h, delivery, rec);
+        int recorded = -1;
+        if (run_delivery(c, h, delivery, rec, &recorded) > 0 && recorded >= 0)
+            wait_recorded(recorded);
+        else if (recorded >= 0)
+            close(recorded);
         reply(fd, 202, "Accepted", json);
         if (!c->quiet)
             fprintf(stderr, "rhizos: flow serve: %s %s called: run %s\n", h->flow, h->name, id);
@@ -405,7 +435,7 @@ static void scan(cli *c, const shook *h, size_t n, const char *data)
                     fprintf(stderr, "rhizos: flow serve: %s %s: delivery %s was taken but "
                             "never ran (a crash): running it now\n", h[i].flow, h[i].name,
                             delivery);
-                (void)run_delivery(c, &h[i], delivery, rec);
+                (void)run_delivery(c, &h[i], delivery, rec, NULL);
             } else if (ran && t + keep_s() < (double)serve_now()) {
                 unlink(path);   /* past the window: its id cannot come again */
             }

@@ -14,7 +14,8 @@ RHIZOS_TEST_SERVE_CLOCK so a minute turns at once):
   the run), the same delivery again is 409, a wrong signature or a stale
   timestamp 401, an unknown hook 404, a body over max_body_bytes 413; a
   server killed after recording a call and before its run runs it at the
-  next start, once;
+  next start, once; the run the 202 names is there when it comes (`flow
+  runs RUN` at once finds it);
 - webhook call records are removed while the server runs (not only at
   start) once past their keep time (shortened for the test);
 - flow triggers: a served flow that follows another runs when a run of it
@@ -332,6 +333,19 @@ class Serve(unittest.TestCase):
         time.sleep(1)
         self.assertEqual(len(self.runs()), 4)
         self.assertIn("never ran", self.kill9(p))
+
+    def test_hook_run_there_at_the_202(self):
+        """A caller that asks for the run the 202 named, at once, finds it."""
+        port = self.hook_vault()
+        p = self.start(int(time.time()), args=["--listen", "127.0.0.1:%d" % port])
+        wait_port(port)
+        for i in range(5):
+            st, doc = self.post(port, b'{"msg": "now"}', delivery="at-once-%d" % i)
+            self.assertEqual(st, 202, doc)
+            rec = json.loads(self.rz("flow", "runs", doc["run"], "--json"))
+            self.assertEqual(rec["id"], doc["run"])
+        self.wait_runs(5)
+        self.kill9(p)
 
     def test_usage_and_refusals(self):
         self.assertIn("flow serve FILE", self.rz("flow", "--help"))
