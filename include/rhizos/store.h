@@ -74,6 +74,12 @@ RZ_EXTERN RZ_NODISCARD int rz_store_run_id_make(char *out, size_t cap);
 /* One run's full record. RZ_ENOENT if unknown. Release with rz_free. */
 RZ_EXTERN RZ_NODISCARD int rz_store_run_get(const rz_store *st, const char *id,
                                             char **out);
+/* For run `id` whose record (rz_store_run_get) says "running": 1 when its
+ * process is gone (killed: no one holds its lock, see rz_store_run_prune),
+ * as rz_store_run_list says with "process_gone"; 0 while it goes. Reads no
+ * record: a run that ended holds no lock either, so ask only of a
+ * "running" one. */
+RZ_EXTERN int rz_store_run_process_gone(const rz_store *st, const char *id);
 
 /* ---- Content-addressed files: the blob store of file outputs ----
  * The store lib/store/blob.c keeps for `type: file` outputs (folder DIR:

@@ -536,6 +536,11 @@ static bool run_gone(const rz_store *st, const MDB_val *id)
     return gone;
 }
 
+int rz_store_run_process_gone(const rz_store *st, const char *id)
+{
+    return st && id && !rz__run_lock_held(st->dir, id);
+}
+
 /* When a record ended (its start if it never did, or if its process is
  * gone while it says "running"); UINT64_MAX: running. */
 static uint64_t record_ended(const rz_store *st, const MDB_val *id, const MDB_val *v)

@@ -334,7 +334,7 @@ class BlobRetention(unittest.TestCase):
         # its process is gone (no one holds its lock), so the sweep no
         # longer keeps what was written since it started, and its record
         # goes with the age. A run that really goes still holds back what
-        # it wrote.
+        # it wrote. `flow runs` and `flow runs RUN` tell the two apart.
         def start(mb, sleep, name):
             path = os.path.join(self.tmp.name, name + ".yaml")
             with open(path, "w") as f:
@@ -371,6 +371,15 @@ class BlobRetention(unittest.TestCase):
                              [("running", False), ("running", True)], runs)
             table = self.runs().stdout
             self.assertEqual(len(re.findall(r" killed ", table)), 1, table)
+            # So does `flow runs RUN`, one run at a time (--json and text).
+            for r in runs:
+                gone = r.get("process_gone", False)
+                one = json.loads(self.runs(r["id"], "--json").stdout)
+                self.assertEqual((one["status"], one.get("process_gone", False)),
+                                 ("running", gone), one)
+                head = self.runs(r["id"]).stdout.splitlines()[0]
+                self.assertTrue(head.startswith("run %s %s " % (
+                    r["id"], "killed" if gone else "running")), head)
             got = self.prune("0")
             self.assertEqual((got["removed_runs"], got["removed_blobs"]), (1, 1), got)
             self.assertFalse(os.path.exists(mine))

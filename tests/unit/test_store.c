@@ -377,9 +377,11 @@ static void killed_run_holds_nothing_back(void **state)
     assert_int_equal(access(blob, F_OK), 0);
     assert_int_equal(rz_store_run_prune(st, now, 16, &removed), RZ_OK);
     assert_int_equal(removed, 0);
+    assert_int_equal(rz_store_run_process_gone(st, "killed-1"), 0);
     assert_int_equal(kill(pid, SIGKILL), 0);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(rz_store_run_process_gone(st, "killed-1"), 1);
     char *json = NULL;
     assert_int_equal(rz_store_run_get(st, "killed-1", &json), RZ_OK);
     assert_non_null(strstr(json, "\"status\":\"running\""));
@@ -415,6 +417,7 @@ static void run_going_here_holds_back(void **state)
     assert_int_equal(lock_files(f->dir), 1);
     assert_true(rz__run_lock_held(f->dir, "going-1"));
     assert_false(rz__run_lock_held(f->dir, "going-2"));
+    assert_int_equal(rz_store_run_process_gone(st, "going-1"), 0);   /* this process's */
     size_t removed = 0;
     uint64_t bytes = 0;
     assert_int_equal(rz_store_blobs_sweep(st, now, &removed, &bytes), RZ_OK);
