@@ -17,22 +17,7 @@
 #include "rhizos/rhizos.h"
 #include "helpers.h"
 #include "engine_fixture.h"
-
-static rz_caps *node(const char *json)
-{
-    rz_caps *c = NULL;
-    if (rz_caps_parse(&c, json, strlen(json)) != RZ_OK)
-        fail_msg("node %s: %s", json, rz_error_last()->message);
-    return c;
-}
-
-static rz_reqs *job(const char *json)
-{
-    rz_reqs *r = NULL;
-    if (rz_reqs_parse(&r, json, strlen(json)) != RZ_OK)
-        fail_msg("job %s: %s", json, rz_error_last()->message);
-    return r;
-}
+#include "match_fixture.h"
 
 /* A node priced per 1,000 tokens (one model per second of its own), one
  * per second (one model per 1,000 tokens of its own). */
@@ -124,14 +109,8 @@ static void test_charge(void **state)
 static void test_cheapest_across_units(void **state)
 {
     (void)state;
-    rz_matcher *m = NULL;
-    assert_int_equal(rz_matcher_new(&m, RZ_POLICY_CHEAPEST), RZ_OK);
-    const char *nodes[] = { TOKEN_NODE, SECOND_NODE };
-    for (size_t i = 0; i < 2; i++) {
-        rz_caps *c = node(nodes[i]);
-        assert_int_equal(rz_matcher_add(m, c, NULL), RZ_OK);
-        rz_caps_free(c);
-    }
+    const char *const nodes[] = { TOKEN_NODE, SECOND_NODE };
+    rz_matcher *m = matcher_of(RZ_POLICY_CHEAPEST, nodes, 2);
     static const struct {
         unsigned tokens;
         int seconds;

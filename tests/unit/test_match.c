@@ -11,34 +11,7 @@
 
 #include "common/internal.h"
 #include "rhizos/rhizos.h"
-
-static rz_caps *node(const char *json)
-{
-    rz_caps *c = NULL;
-    if (rz_caps_parse(&c, json, strlen(json)) != RZ_OK)
-        fail_msg("node %s: %s", json, rz_error_last()->message);
-    return c;
-}
-
-static rz_reqs *job(const char *json)
-{
-    rz_reqs *r = NULL;
-    if (rz_reqs_parse(&r, json, strlen(json)) != RZ_OK)
-        fail_msg("job %s: %s", json, rz_error_last()->message);
-    return r;
-}
-
-static rz_matcher *matcher_of(rz_policy p, const char *const *nodes, size_t n)
-{
-    rz_matcher *m = NULL;
-    assert_int_equal(rz_matcher_new(&m, p), RZ_OK);
-    for (size_t i = 0; i < n; i++) {
-        rz_caps *c = node(nodes[i]);
-        assert_int_equal(rz_matcher_add(m, c, NULL), RZ_OK);
-        rz_caps_free(c);
-    }
-    return m;
-}
+#include "match_fixture.h"
 
 /* The id of the node `j` lands on, or the reason as "!reason". */
 static char last[1024];
