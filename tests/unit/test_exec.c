@@ -96,6 +96,16 @@ static cJSON *outputs_of(const rz_proc *p)
     return j;
 }
 
+/* `sh -c script` run to the end (run_sh), exited 0: its outputs. */
+static cJSON *run_outputs(rz_proc_opts *o, const char *script)
+{
+    rz_proc *p = run_sh(o, script);
+    assert_int_equal(rz_proc_exit_code(p), 0);
+    cJSON *j = outputs_of(p);
+    rz_proc_free(p);
+    return j;
+}
+
 static const char *str_field(const cJSON *j, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
@@ -1716,23 +1726,20 @@ static void test_runner_records_run(void **state)
     rz_registry_free(reg);
 }
 
-/* What another process sees in the store at `data` while the run goes:
- * the run's first record (finished_ms 0), waited for up to 5 s since it is
- * written on a thread of its own while the first steps run. */
-static void first_record_seen(const rz_event *e, void *ud)
+/* What another process (a reader of the store elsewhere) finds in the
+ * store at `data`: run `id`'s first record (finished_ms 0), tried up to
+ * `tries` times 10 ms apart. Fails the test when it does not. */
+static void going_record_found_apart(const char *data, const char *id, int tries)
 {
-    if (e->kind != RZ_EVENT_STEP_SUCCEEDED)
-        return;
-    const char *data = ud;
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        for (int i = 0; i < 500; i++) {
+        for (int i = 0; i < tries; i++) {
             rz_store *st = NULL;
             char *json = NULL;
             int ok = 0;
             if (rz_store_open(&st, data) == RZ_OK &&
-                rz_store_run_get(st, "first-1", &json) == RZ_OK) {
+                rz_store_run_get(st, id, &json) == RZ_OK) {
                 cJSON *doc = cJSON_Parse(json);
                 const cJSON *fin = cJSON_GetObjectItemCaseSensitive(doc, "finished_ms");
                 ok = cJSON_IsNumber(fin) && fin->valuedouble == 0 ? 1 : 2;
@@ -1742,7 +1749,8 @@ static void first_record_seen(const rz_event *e, void *ud)
             rz_store_close(st);
             if (ok)
                 _exit(ok == 1 ? 0 : 2);
-            usleep(10000);
+            if (i + 1 < tries)
+                usleep(10000);
         }
         _exit(1);
     }
@@ -1750,6 +1758,15 @@ static void first_record_seen(const rz_event *e, void *ud)
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* While the run goes another process sees its first record, waited for up
+ * to 5 s since it is written on a thread of its own while the first steps
+ * run. */
+static void first_record_seen(const rz_event *e, void *ud)
+{
+    if (e->kind == RZ_EVENT_STEP_SUCCEEDED)
+        going_record_found_apart(ud, "first-1", 500);
 }
 
 /* The run is on record while it goes (its first record, before the final
@@ -1804,25 +1821,7 @@ static void found_when_told(const rz_event *e, void *ud)
         return;
     t->n++;
     assert_null(e->message);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        rz_store *st = NULL;
-        char *json = NULL;
-        int code = 1;
-        if (rz_store_open(&st, t->data) == RZ_OK &&
-            rz_store_run_get(st, "told-1", &json) == RZ_OK) {
-            cJSON *doc = cJSON_Parse(json);
-            const cJSON *fin = cJSON_GetObjectItemCaseSensitive(doc, "finished_ms");
-            code = cJSON_IsNumber(fin) && fin->valuedouble == 0 ? 0 : 2;
-            cJSON_Delete(doc);
-        }
-        _exit(code);
-    }
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    going_record_found_apart(t->data, "told-1", 1);
 }
 
 static void test_runner_tells_when_recorded(void **state)
@@ -2053,15 +2052,12 @@ static void test_sandbox_helper_restarts(void **state)
     sleep_ms(50);
     rz_proc_opts o = RZ_PROC_OPTS_INIT;
     o.sandbox = 1;
-    rz_proc *p = run_sh(&o, "printf '{\"uid\":%d}' $(id -u)");
-    assert_int_equal(rz_proc_exit_code(p), 0);
-    cJSON *j = outputs_of(p);
+    cJSON *j = run_outputs(&o, "printf '{\"uid\":%d}' $(id -u)");
     uint32_t first = 0, count = 0;
     rz__sbx_uid_range(&first, &count);
     double uid = num_field(j, "uid");
     assert_true(uid >= first && uid < (double)first + count);
     cJSON_Delete(j);
-    rz_proc_free(p);
     pid_t now = rz__sbx_helper_pid();
     assert_true(now > 0 && now != helper);
 }
@@ -2296,21 +2292,17 @@ static void test_sandbox_uid_lock(void **state)
     assert_true(taken != UINT32_MAX);
     rz_proc_opts o = RZ_PROC_OPTS_INIT;
     o.sandbox = 1;
-    rz_proc *p = run_sh(&o, "printf '{\"uid\":%d}' $(id -u)");
-    cJSON *j = outputs_of(p);
+    cJSON *j = run_outputs(&o, "printf '{\"uid\":%d}' $(id -u)");
     double held = cJSON_GetObjectItem(j, "uid")->valuedouble;
     cJSON_Delete(j);
-    rz_proc_free(p);
     assert_int_equal(write(done[1], "x", 1), 1);
     assert_int_equal(waitpid(other, NULL, 0), other);
     close(ready[0]);
     close(done[1]);
     rz__sbx_test_cells(true);
-    p = run_sh(&o, "printf '{\"uid\":%d}' $(id -u)");
-    j = outputs_of(p);
+    j = run_outputs(&o, "printf '{\"uid\":%d}' $(id -u)");
     double freed = cJSON_GetObjectItem(j, "uid")->valuedouble;
     cJSON_Delete(j);
-    rz_proc_free(p);
     /* Other test programs' runners may hold some uids of the range too:
      * only the one held here is known to be passed over. */
     if (held == (double)taken || held < first || held >= first + count ||
@@ -2477,6 +2469,13 @@ static void net_mode(const char *mode)
     helper_restart();
 }
 
+/* A step that leaves a TCP connection closing (TIME_WAIT) on its loopback. */
+static const char closed_tcp_sh[] =
+    "python3 -c 'import socket; s = socket.socket(); "
+    "s.bind((\"127.0.0.1\", 0)); s.listen(); "
+    "c = socket.create_connection(s.getsockname()); "
+    "a, _ = s.accept(); c.close(); a.close()' >&2; ";
+
 /* By default a cell's steps without network each get a namespace of their
  * own, never one an earlier step had: the first leaves a TCP connection
  * closing on its loopback, and neither later step sees it, nor shares a
@@ -2498,18 +2497,11 @@ static void test_sandbox_cell_net_fresh(void **state)
     for (int i = 0; i < 3; i++) {
         char script[600];
         snprintf(script, sizeof script, "%s%s",
-                 i == 0 ? "python3 -c 'import socket; s = socket.socket(); "
-                          "s.bind((\"127.0.0.1\", 0)); s.listen(); "
-                          "c = socket.create_connection(s.getsockname()); "
-                          "a, _ = s.accept(); c.close(); a.close()' >&2; "
-                        : "", report);
-        rz_proc *p = run_sh(&o, script);
-        assert_int_equal(rz_proc_exit_code(p), 0);
-        cJSON *j = outputs_of(p);
+                 i == 0 ? closed_tcp_sh : "", report);
+        cJSON *j = run_outputs(&o, script);
         snprintf(ns[i], sizeof ns[i], "%s", str_field(j, "ns"));
         tcp[i] = (int)num_field(j, "tcp");
         cJSON_Delete(j);
-        rz_proc_free(p);
     }
     if (tcp[0] < 1 || strcmp(ns[1], ns[0]) == 0 || tcp[1] != 0 ||
         strcmp(ns[2], ns[1]) == 0 || strcmp(ns[2], ns[0]) == 0 || tcp[2] != 0)
@@ -2541,19 +2533,12 @@ static void test_sandbox_cell_net_reuse(void **state)
     for (int i = 0; i < 3; i++) {
         char script[600];
         snprintf(script, sizeof script, "%s%s",
-                 i == 0 ? "python3 -c 'import socket; s = socket.socket(); "
-                          "s.bind((\"127.0.0.1\", 0)); s.listen(); "
-                          "c = socket.create_connection(s.getsockname()); "
-                          "a, _ = s.accept(); c.close(); a.close()' >&2; "
-                        : "", report);
-        rz_proc *p = run_sh(&o, script);
-        assert_int_equal(rz_proc_exit_code(p), 0);
-        cJSON *j = outputs_of(p);
+                 i == 0 ? closed_tcp_sh : "", report);
+        cJSON *j = run_outputs(&o, script);
         snprintf(ns[i], sizeof ns[i], "%s", str_field(j, "ns"));
         tcp[i] = (int)num_field(j, "tcp");
         nm[i] = (int)num_field(j, "nm");
         cJSON_Delete(j);
-        rz_proc_free(p);
     }
     if (tcp[0] < 1 || strcmp(ns[1], ns[0]) == 0 || tcp[1] != 0 ||
         strcmp(ns[2], ns[1]) != 0 || tcp[2] != 0)
@@ -2593,14 +2578,11 @@ static void test_sandbox_cell_net_listeners_gone(void **state)
                  "json.dump({\"port\": s.getsockname()[1], \"name\": name},"
                  " sys.stdout)'",
                  in_flight);
-        rz_proc *p = run_sh(&o, script);
-        assert_int_equal(rz_proc_exit_code(p), 0);
-        cJSON *j = outputs_of(p);
+        cJSON *j = run_outputs(&o, script);
         int port = (int)num_field(j, "port");
         char name[64];
         snprintf(name, sizeof name, "%s", str_field(j, "name"));
         cJSON_Delete(j);
-        rz_proc_free(p);
         snprintf(script, sizeof script,
                  "python3 -c 'import socket, json, os, sys\n"
                  "def tcp():\n"
@@ -2612,15 +2594,12 @@ static void test_sandbox_cell_net_listeners_gone(void **state)
                  "json.dump({\"tcp\": tcp(), \"unix\": unix()},"
                  " sys.stdout)'",
                  port, name);
-        p = run_sh(&o, script);
-        assert_int_equal(rz_proc_exit_code(p), 0);
-        j = outputs_of(p);
+        j = run_outputs(&o, script);
         if (strcmp(str_field(j, "tcp"), "ConnectionRefusedError") != 0 ||
             strcmp(str_field(j, "unix"), "ConnectionRefusedError") != 0)
             fail_msg("in flight %d: port %d %s, %s %s", in_flight, port,
                      str_field(j, "tcp"), name, str_field(j, "unix"));
         cJSON_Delete(j);
-        rz_proc_free(p);
     }
     net_mode(NULL);
 }
@@ -2688,16 +2667,13 @@ static void test_sandbox_cell_net_unchanged(void **state)
     char ns[3][64], st[2][64];
     int refused = -1;
     for (int i = 0; i < 3; i++) {
-        rz_proc *p = run_sh(&o, scripts[i]);
-        assert_int_equal(rz_proc_exit_code(p), 0);
-        cJSON *j = outputs_of(p);
+        cJSON *j = run_outputs(&o, scripts[i]);
         snprintf(ns[i], sizeof ns[i], "%s", str_field(j, "ns"));
         if (i == 1)
             refused = (int)num_field(j, "refused");
         else
             snprintf(st[i / 2], sizeof st[i / 2], "%s", str_field(j, "state"));
         cJSON_Delete(j);
-        rz_proc_free(p);
     }
     if (refused != 5 || strcmp(st[0], st[1]) != 0 ||
         strcmp(ns[0], ns[1]) != 0 || strcmp(ns[1], ns[2]) != 0)
@@ -2721,13 +2697,10 @@ static void test_sandbox_net_setting(void **state)
         net_mode(values[v]);
         char ns[2][64];
         for (int i = 0; i < 2; i++) {
-            rz_proc *p = run_sh(&o, "printf '{\"ns\": \"%s\"}' "
-                                    "$(readlink /proc/self/ns/net)");
-            assert_int_equal(rz_proc_exit_code(p), 0);
-            cJSON *j = outputs_of(p);
+            cJSON *j = run_outputs(&o, "printf '{\"ns\": \"%s\"}' "
+                                       "$(readlink /proc/self/ns/net)");
             snprintf(ns[i], sizeof ns[i], "%s", str_field(j, "ns"));
             cJSON_Delete(j);
-            rz_proc_free(p);
         }
         bool cell = values[v] && strcmp(values[v], "cell") == 0;
         if ((strcmp(ns[0], ns[1]) == 0) != cell)
