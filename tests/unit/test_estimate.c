@@ -72,12 +72,23 @@ static rz_flow *flow_of(const rz_registry *reg, const char *yaml)
     return f;
 }
 
-static rz_registry *registry(void)
+static rz_registry *registry_of(const char *dir)
 {
     rz_registry *reg;
     assert_int_equal(rz_registry_new(&reg), RZ_OK);
-    assert_int_equal(rz_registry_add_dir(reg, MODS, NULL), RZ_OK);
+    assert_int_equal(rz_registry_add_dir(reg, dir, NULL), RZ_OK);
     return reg;
+}
+
+/* The test's modules (MODS), or the examples'. */
+static rz_registry *registry(void)
+{
+    return registry_of(MODS);
+}
+
+static rz_registry *example_modules(void)
+{
+    return registry_of(RZ_SOURCE_ROOT "/examples/modules");
 }
 
 /* The estimate of a one-step flow (`body`: the step's YAML). */
@@ -387,9 +398,7 @@ static void test_catalog_flow(void **state)
     assert_int_equal(rz_prices_add_file(p, RZ_SOURCE_ROOT "/data/prices/providers.json"), RZ_OK);
     assert_true(rz_prices_node_count(p) >= 4);
     assert_true(*rz_prices_providers_date(p));
-    rz_registry *reg;
-    assert_int_equal(rz_registry_new(&reg), RZ_OK);
-    assert_int_equal(rz_registry_add_dir(reg, RZ_SOURCE_ROOT "/examples/modules", NULL), RZ_OK);
+    rz_registry *reg = example_modules();
     static const char *const flows[] = {
         RZ_SOURCE_ROOT "/examples/flows/catalog/transcribe-summarize.yaml",
         RZ_SOURCE_ROOT "/examples/flows/catalog/trading-agent.json",
@@ -423,6 +432,37 @@ static void test_catalog_flow(void **state)
     rz_prices_free(p);
 }
 
+/* An llm step of each case's config estimated against price table
+ * `table`: rented on class `cls` for `micros`. */
+typedef struct llm_case {
+    const char *config, *cls;
+    uint64_t micros;
+} llm_case;
+
+static void expect_llm_steps(const rz_registry *reg, const char *table, const llm_case *cases,
+                             size_t n)
+{
+    rz_prices *p;
+    assert_int_equal(rz_prices_new(&p), RZ_OK);
+    assert_int_equal(rz_prices_add_json(p, table, strlen(table), "t"), RZ_OK);
+    for (size_t i = 0; i < n; i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof yaml, "flux: 1\nname: t\nsteps:\n  s: "
+                 "{module: llm@1, config: %s, inputs: {prompt: hi}}\n",
+                 cases[i].config);
+        rz_flow *f = flow_of(reg, yaml);
+        rz_estimate *e;
+        assert_int_equal(rz_estimate_flow(&e, f, p), RZ_OK);
+        const rz_step_estimate *s = rz_estimate_get(e, 0);
+        assert_true(s->rent_ok);
+        assert_string_equal(s->node_class, cases[i].cls);
+        assert_int_equal(s->rent_micros, cases[i].micros);
+        rz_estimate_free(e);
+        rz_flow_free(f);
+    }
+    rz_prices_free(p);
+}
+
 /* An llm step: max_tokens + max_prompt_tokens at the cheapest class that
  * serves llm steps, per 1,000 tokens, rounded up; no such class: why. */
 static void test_llm_step_per_token(void **state)
@@ -436,35 +476,14 @@ static void test_llm_step_per_token(void **state)
         " {\"id\":\"llm-b\",\"adapters\":[\"llm\"],\"llm\":{\"models\":[],\"price_1k_tokens_micros\":2}},"
         " {\"id\":\"no-adapter\",\"adapters\":[\"process\"],\"llm\":{\"models\":[],\"price_1k_tokens_micros\":1}}"
         "]}";
-    rz_registry *reg;
-    assert_int_equal(rz_registry_new(&reg), RZ_OK);
-    assert_int_equal(rz_registry_add_dir(reg, RZ_SOURCE_ROOT "/examples/modules",
-                                         NULL), RZ_OK);
-    rz_prices *p;
-    assert_int_equal(rz_prices_new(&p), RZ_OK);
-    assert_int_equal(rz_prices_add_json(p, table, strlen(table), "t"), RZ_OK);
-    const struct { const char *config; uint64_t micros; } cases[] = {
-        { "{model: m, max_tokens: 100, max_prompt_tokens: 900}", 2 },
-        { "{model: m}", 9 },   /* 256 + 4096 defaults: 8.704 -> 9 */
+    rz_registry *reg = example_modules();
+    const llm_case cases[] = {
+        { "{model: m, max_tokens: 100, max_prompt_tokens: 900}", "llm-b", 2 },
+        { "{model: m}", "llm-b", 9 },   /* 256 + 4096 defaults: 8.704 -> 9 */
     };
-    for (size_t i = 0; i < 2; i++) {
-        char yaml[256];
-        snprintf(yaml, sizeof yaml, "flux: 1\nname: t\nsteps:\n  s: "
-                 "{module: llm@1, config: %s, inputs: {prompt: hi}}\n",
-                 cases[i].config);
-        rz_flow *f = flow_of(reg, yaml);
-        rz_estimate *e;
-        assert_int_equal(rz_estimate_flow(&e, f, p), RZ_OK);
-        const rz_step_estimate *s = rz_estimate_get(e, 0);
-        assert_true(s->rent_ok);
-        assert_string_equal(s->node_class, "llm-b");
-        assert_int_equal(s->rent_micros, cases[i].micros);
-        rz_estimate_free(e);
-        rz_flow_free(f);
-    }
+    expect_llm_steps(reg, table, cases, 2);
     /* The test table has no llm class. */
-    rz_prices_free(p);
-    p = prices();
+    rz_prices *p = prices();
     rz_flow *f = flow_of(reg, "flux: 1\nname: t\nsteps:\n  s: {module: llm@1, "
                               "config: {model: m}, inputs: {prompt: hi}}\n");
     rz_estimate *e;
@@ -490,33 +509,12 @@ static void test_llm_step_per_second(void **state)
         " {\"id\":\"llm-sec\",\"adapters\":[\"llm\"],\"llm\":{\"models\":[],"
         "\"price_second_micros\":10}}"
         "]}";
-    rz_registry *reg;
-    assert_int_equal(rz_registry_new(&reg), RZ_OK);
-    assert_int_equal(rz_registry_add_dir(reg, RZ_SOURCE_ROOT "/examples/modules",
-                                         NULL), RZ_OK);
-    rz_prices *p;
-    assert_int_equal(rz_prices_new(&p), RZ_OK);
-    assert_int_equal(rz_prices_add_json(p, table, strlen(table), "t"), RZ_OK);
-    const struct { const char *config, *cls; uint64_t micros; } cases[] = {
+    rz_registry *reg = example_modules();
+    const llm_case cases[] = {
         { "{model: m, max_tokens: 100, max_prompt_tokens: 900}", "llm-sec", 3000 },
         { "{model: m, max_tokens: 1, max_prompt_tokens: 1}", "llm-tok", 2000 },
     };
-    for (size_t i = 0; i < 2; i++) {
-        char yaml[256];
-        snprintf(yaml, sizeof yaml, "flux: 1\nname: t\nsteps:\n  s: "
-                 "{module: llm@1, config: %s, inputs: {prompt: hi}}\n",
-                 cases[i].config);
-        rz_flow *f = flow_of(reg, yaml);
-        rz_estimate *e;
-        assert_int_equal(rz_estimate_flow(&e, f, p), RZ_OK);
-        const rz_step_estimate *s = rz_estimate_get(e, 0);
-        assert_true(s->rent_ok);
-        assert_string_equal(s->node_class, cases[i].cls);
-        assert_int_equal(s->rent_micros, cases[i].micros);
-        rz_estimate_free(e);
-        rz_flow_free(f);
-    }
-    rz_prices_free(p);
+    expect_llm_steps(reg, table, cases, 2);
     rz_registry_free(reg);
 }
 
