@@ -64,11 +64,7 @@ class LlmBase(network.Base):
             f.write('\n[[llm]]\nkind = "ollama"\nurl = "%s"\n'
                     '\n[[llm]]\nkind = "openai"\nurl = "%s/"\ntimeout_s = 30\n'
                     % (self.ollama_url, self.openai_url))
-        n = self.run_node(data)
-        reg = n.wait_for(lambda: [e for e in n.events() if e.get("event") == "registered"],
-                         30, "the llm node to register")[0]
-        n.id, n.account, n.name = reg["node"], reg["account"], "llm"
-        return n
+        return self.registered(self.run_node(data), "llm")
 
     def models(self):
         return {m["name"]: m["nodes"] for m in
@@ -247,11 +243,7 @@ class LlmPrices(LlmBase):
         network.set_config(data, "node", "llm_refresh_s", 1)
         with open(path, "a") as f:
             f.write('\n[[llm]]\nkind = "ollama"\nurl = "%s"\n' % self.ollama_url)
-        n = self.run_node(data)
-        reg = n.wait_for(lambda: [e for e in n.events() if e.get("event") == "registered"],
-                         30, "the per-second node to register")[0]
-        n.id, n.account, n.name = reg["node"], reg["account"], "llm-s"
-        return n
+        return self.registered(self.run_node(data), "llm-s")
 
     def test_per_second_and_per_token_nodes(self):
         tok = self.start_llm_node()

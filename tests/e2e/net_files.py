@@ -139,11 +139,7 @@ class Common(Base):
     def labelled_node(self, name, role):
         data = self.init_node(name, 1000)
         set_config(data, "labels", "role", '"%s"' % role)
-        n = self.run_node(data)
-        reg = n.wait_for(lambda: [e for e in n.events() if e.get("event") == "registered"],
-                         30, "node %s to register" % name)[0]
-        n.id, n.account, n.name = reg["node"], reg["account"], name
-        return n
+        return self.registered(self.run_node(data), name)
 
     def fake(self, byte):
         caps = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,

@@ -109,13 +109,16 @@ class Base(unittest.TestCase):
         self.nodes.append(n)
         return n
 
-    def start_node(self, name, price):
-        n = self.run_node(self.init_node(name, price))
-
+    def registered(self, n, name, timeout=30):
+        """Node process `n` once it has registered, with its id, account
+        and `name` on it."""
         reg = n.wait_for(lambda: [e for e in n.events() if e.get("event") == "registered"],
-                         30, "node %s to register" % name)[0]
+                         timeout, "node %s to register" % name)[0]
         n.id, n.account, n.name = reg["node"], reg["account"], name
         return n
+
+    def start_node(self, name, price):
+        return self.registered(self.run_node(self.init_node(name, price)), name)
 
     def start_nodes(self):
         return [self.start_node("node%d" % (i + 1), p) for i, p in enumerate(PRICES)]

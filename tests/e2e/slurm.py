@@ -95,11 +95,7 @@ class Slurm(Base):
         return data
 
     def start_gateway(self, data=None):
-        n = self.run_node(data or self.gateway_data())
-        reg = n.wait_for(lambda: [e for e in n.events() if e.get("event") == "registered"],
-                         60, "the gateway to register")[0]
-        n.id, n.account, n.name = reg["node"], reg["account"], "gateway"
-        return n
+        return self.registered(self.run_node(data or self.gateway_data()), "gateway", 60)
 
     def restart_gateway(self, data):
         """A gateway on a registration it already has: no new 'registered'."""
