@@ -1343,6 +1343,54 @@ static const char *look_of(const rz_run *run, const rz_flow *f,
     return buf;
 }
 
+/* One run of f with TMPDIR = tmp and options *o; it must succeed. */
+static rz_run *run_with_tmp(const rz_flow *f, rz_runner_opts *o, const char *tmp)
+{
+    const char *old = getenv("TMPDIR");
+    char *saved = old ? strdup(old) : NULL;
+    assert_int_equal(setenv("TMPDIR", tmp, 1), 0);
+    recorder rec = { .n = 0 };
+    rz_run *run = run_flow(f, o, &rec);
+    if (saved)
+        setenv("TMPDIR", saved, 1);
+    else
+        unsetenv("TMPDIR");
+    free(saved);
+    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+    recorder_free(&rec);
+    return run;
+}
+
+static void run_in_tmp(const rz_flow *f, const char *tmp)
+{
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    rz_run_free(run_with_tmp(f, &o, tmp));
+}
+
+/* Steps `ids` (`look` modules) each found the protocol's clean layout, in
+ * a folder under `parent`: what each saw, into seen[i]. */
+static void looked_clean(const rz_run *run, const rz_flow *f, const char *const *ids,
+                         size_t n, char (*seen)[600], const char *parent)
+{
+    const char *clean = "|. ./in ./in/request.json ./out ./out/outputs.json |yes";
+    for (size_t i = 0; i < n; i++) {
+        look_of(run, f, ids[i], seen[i], sizeof seen[i]);
+        assert_non_null(strstr(seen[i], clean));
+        assert_int_equal(strncmp(seen[i], parent, strlen(parent)), 0);
+    }
+}
+
+/* No step's folder (rz-*) is left in `parent`. */
+static void no_step_folder_left(const char *parent)
+{
+    DIR *d = opendir(parent);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        assert_int_not_equal(strncmp(e->d_name, "rz-", 3), 0);
+    closedir(d);
+}
+
 /* Unsandboxed steps reuse the folders of finished ones: every step finds
  * exactly the protocol's layout, whatever the step before left (a folder
  * in any other state is replaced); nothing stays behind after the run. */
@@ -1360,28 +1408,13 @@ static void test_runner_scratch_reuse(void **state)
     char parent[300];
     snprintf(parent, sizeof parent, "%s/scratch", tmp_root);
     assert_int_equal(mkdir(parent, 0700), 0);
-    const char *old = getenv("TMPDIR");
-    char *saved = old ? strdup(old) : NULL;
-    setenv("TMPDIR", parent, 1);
-    recorder rec = { .n = 0 };
     rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
     o.sandbox = 0;
     o.jobs = 1;
-    rz_run *run = run_flow(f, &o, &rec);
-    if (saved)
-        setenv("TMPDIR", saved, 1);
-    else
-        unsetenv("TMPDIR");
-    free(saved);
-    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
-    const char *clean = "|. ./in ./in/request.json ./out ./out/outputs.json |yes";
-    char seen[5][600];
-    const char *ids[] = { "a", "b", "d", "e" };
-    for (size_t i = 0; i < 4; i++) {
-        look_of(run, f, ids[i], seen[i], sizeof seen[i]);
-        assert_non_null(strstr(seen[i], clean));
-        assert_int_equal(strncmp(seen[i], parent, strlen(parent)), 0);
-    }
+    rz_run *run = run_with_tmp(f, &o, parent);
+    char seen[4][600];
+    const char *const ids[] = { "a", "b", "d", "e" };
+    looked_clean(run, f, ids, 4, seen, parent);
     /* One slot: b had a's folder, refilled; d had a new one after c's
      * litter, and e had d's. */
     size_t len = strcspn(seen[0], "|") + 1;
@@ -1390,13 +1423,7 @@ static void test_runner_scratch_reuse(void **state)
     len = strcspn(seen[2], "|") + 1;
     assert_int_equal(strncmp(seen[2], seen[3], len), 0);
     /* Only the engine's folder may remain until its cleanup; no rz-*. */
-    DIR *d = opendir(parent);
-    assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d)))
-        assert_int_not_equal(strncmp(e->d_name, "rz-", 3), 0);
-    closedir(d);
-    recorder_free(&rec);
+    no_step_folder_left(parent);
     rz_run_free(run);
     rz_flow_free(f);
     rz_registry_free(reg);
@@ -1421,28 +1448,13 @@ static void test_runner_scratch_fresh_sandboxed(void **state)
     char parent[300];
     snprintf(parent, sizeof parent, "%s/scratch-sbx", tmp_root);
     assert_int_equal(mkdir(parent, 0700), 0);
-    const char *old = getenv("TMPDIR");
-    char *saved = old ? strdup(old) : NULL;
-    setenv("TMPDIR", parent, 1);
-    recorder rec = { .n = 0 };
     rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
     o.sandbox = 1;
     o.jobs = 1;
-    rz_run *run = run_flow(f, &o, &rec);
-    if (saved)
-        setenv("TMPDIR", saved, 1);
-    else
-        unsetenv("TMPDIR");
-    free(saved);
-    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
-    const char *clean = "|. ./in ./in/request.json ./out ./out/outputs.json |yes";
+    rz_run *run = run_with_tmp(f, &o, parent);
     char seen[3][600];
-    const char *ids[] = { "a", "c", "e" };
-    for (size_t i = 0; i < 3; i++) {
-        look_of(run, f, ids[i], seen[i], sizeof seen[i]);
-        assert_non_null(strstr(seen[i], clean));
-        assert_int_equal(strncmp(seen[i], parent, strlen(parent)), 0);
-    }
+    const char *const ids[] = { "a", "c", "e" };
+    looked_clean(run, f, ids, 3, seen, parent);
     /* Sandboxed steps never share a folder: a step with network could pass
      * a descriptor of its request or outputs file to a step that outlives
      * it, which would then read or rewrite the next step's in place. */
@@ -1450,13 +1462,7 @@ static void test_runner_scratch_fresh_sandboxed(void **state)
     assert_int_not_equal(strncmp(seen[0], seen[1], len), 0);
     assert_int_not_equal(strncmp(seen[0], seen[2], len), 0);
     assert_int_not_equal(strncmp(seen[1], seen[2], strcspn(seen[1], "|") + 1), 0);
-    DIR *d = opendir(parent);
-    assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d)))
-        assert_int_not_equal(strncmp(e->d_name, "rz-", 3), 0);
-    closedir(d);
-    recorder_free(&rec);
+    no_step_folder_left(parent);
     rz_run_free(run);
     rz_flow_free(f);
     rz_registry_free(reg);
@@ -1505,25 +1511,6 @@ static void make_dir(const char *parent, const char *suffix, long pid,
                      char *out, size_t cap)
 {
     make_dir_ns(parent, rz__exec_pidns(), pid, suffix, out, cap);
-}
-
-/* One run of f with TMPDIR = tmp; it must succeed. */
-static void run_in_tmp(const rz_flow *f, const char *tmp)
-{
-    const char *old = getenv("TMPDIR");
-    char *saved = old ? strdup(old) : NULL;
-    assert_int_equal(setenv("TMPDIR", tmp, 1), 0);
-    recorder rec = { .n = 0 };
-    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
-    rz_run *run = run_flow(f, &o, &rec);
-    if (saved)
-        setenv("TMPDIR", saved, 1);
-    else
-        unsetenv("TMPDIR");
-    free(saved);
-    assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
-    recorder_free(&rec);
-    rz_run_free(run);
 }
 
 static bool exists(const char *path)
