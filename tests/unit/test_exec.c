@@ -3041,6 +3041,23 @@ static void test_attempt_scrubs_secret_at_cut(void **state)
     rz_registry_free(reg);
 }
 
+/* An unsandboxed attempt of module `m` with one secret, "api-key" =
+ * `value`, keeping `max_log` bytes of log (0: the default): started. */
+static rz_attempt *start_with_secret(const rz_module *m, const char *value, size_t max_log)
+{
+    rz_attempt_secret sec = { "api-key", value };   /* copied by the start */
+    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
+    o.module = m;
+    o.secrets = &sec;
+    o.n_secrets = 1;
+    o.scratch_parent = tmp_root;
+    o.sandbox = 0;
+    o.max_log = max_log;
+    rz_attempt *a = NULL;
+    assert_int_equal(rz_attempt_start(&a, &o), RZ_OK);
+    return a;
+}
+
 /* Live lines hold back what may be the start of a secret: one written in
  * two pieces, a newline in it, is never handed out in part. */
 static void test_attempt_live_lines_scrubbed(void **state)
@@ -3050,15 +3067,7 @@ static void test_attempt_live_lines_scrubbed(void **state)
     rz_registry *reg = one_module("halves", "process",
         "cat >/dev/null; printf 'early\\nkey=AAAA\\n' >&2; sleep 0.5;"
         " printf 'BBBB done\\n' >&2; echo '{\"value\":1}'\n", &m);
-    rz_attempt_secret sec = { "api-key", "AAAA\nBBBB" };
-    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
-    o.module = m;
-    o.secrets = &sec;
-    o.n_secrets = 1;
-    o.scratch_parent = tmp_root;
-    o.sandbox = 0;
-    rz_attempt *a = NULL;
-    assert_int_equal(rz_attempt_start(&a, &o), RZ_OK);
+    rz_attempt *a = start_with_secret(m, "AAAA\nBBBB", 0);
     rz__buf all = {0};
     bool early_before_end = false;
     uint64_t give_up = rz__now_ms() + 20000;
@@ -3097,15 +3106,7 @@ static void test_attempt_live_line_not_held(void **state)
     rz_registry *reg = one_module("quiet", "process",
         "cat >/dev/null; printf 'first SECRETVALUE123\\n' >&2; sleep 1;"
         " printf 'second\\n' >&2; echo '{\"value\":1}'\n", &m);
-    rz_attempt_secret sec = { "api-key", "SECRETVALUE123" };
-    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
-    o.module = m;
-    o.secrets = &sec;
-    o.n_secrets = 1;
-    o.scratch_parent = tmp_root;
-    o.sandbox = 0;
-    rz_attempt *a = NULL;
-    assert_int_equal(rz_attempt_start(&a, &o), RZ_OK);
+    rz_attempt *a = start_with_secret(m, "SECRETVALUE123", 0);
     char *first = NULL;
     uint64_t give_up = rz__now_ms() + 20000;
     int r;
@@ -3142,15 +3143,7 @@ static void test_attempt_secrets_first_call(void **state)
     const rz_module *m = NULL;
     rz_registry *reg = one_module("first", "process",
         "cat >/dev/null; echo '{\"value\":1}'\n", &m);
-    rz_attempt_secret sec = { "api-key", "SECRETVALUE123" };
-    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
-    o.module = m;
-    o.secrets = &sec;
-    o.n_secrets = 1;
-    o.scratch_parent = tmp_root;
-    o.sandbox = 0;
-    rz_attempt *a = NULL;
-    assert_int_equal(rz_attempt_start(&a, &o), RZ_OK);
+    rz_attempt *a = start_with_secret(m, "SECRETVALUE123", 0);
     uint64_t give_up = rz__now_ms() + 20000;
     while (rz_attempt_poll(a, 50) == 0)
         assert_true(rz__now_ms() < give_up);
@@ -3173,16 +3166,8 @@ static void test_attempt_live_lines_gap_scrubbed(void **state)
     rz_registry *reg = one_module("gap", "process",
         "cat >/dev/null; printf 'SECRETVALUE123%0104d\\n' 0 >&2; sleep 0.5;"
         " echo '{\"value\":1}'\n", &m);
-    rz_attempt_secret sec = { "api-key", "SECRETVALUE123" };
-    rz_attempt_opts o = RZ_ATTEMPT_OPTS_INIT;
-    o.module = m;
-    o.secrets = &sec;
-    o.n_secrets = 1;
-    o.scratch_parent = tmp_root;
-    o.sandbox = 0;
-    o.max_log = 100;
-    rz_attempt *a = NULL;
-    assert_int_equal(rz_attempt_start(&a, &o), RZ_OK);
+    const char *secret = "SECRETVALUE123";
+    rz_attempt *a = start_with_secret(m, secret, 100);
     rz__buf all = {0};
     uint64_t give_up = rz__now_ms() + 20000;
     int r;
@@ -3199,10 +3184,9 @@ static void test_attempt_live_lines_gap_scrubbed(void **state)
         rz__buf_printf(&all, "%s\n", l);
     free(l);
     char *text = rz__buf_take(&all);
-    for (size_t k = 1; text && k + 4 <= strlen(sec.value); k++)
-        if (strstr(text, sec.value + k))
-            fail_msg("the secret's last %zu bytes in: %s",
-                     strlen(sec.value) - k, text);
+    for (size_t k = 1; text && k + 4 <= strlen(secret); k++)
+        if (strstr(text, secret + k))
+            fail_msg("the secret's last %zu bytes in: %s", strlen(secret) - k, text);
     free(text);
     rz_attempt_free(a);
     rz_registry_free(reg);
