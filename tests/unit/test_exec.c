@@ -1380,15 +1380,17 @@ static void looked_clean(const rz_run *run, const rz_flow *f, const char *const 
     }
 }
 
-/* No step's folder (rz-*) is left in `parent`. */
-static void no_step_folder_left(const char *parent)
+/* How many steps' folders (rz-*) are in `parent`. */
+static int step_folders_in(const char *parent)
 {
     DIR *d = opendir(parent);
     assert_non_null(d);
+    int n = 0;
     struct dirent *e;
     while ((e = readdir(d)))
-        assert_int_not_equal(strncmp(e->d_name, "rz-", 3), 0);
+        n += strncmp(e->d_name, "rz-", 3) == 0;
     closedir(d);
+    return n;
 }
 
 /* Unsandboxed steps reuse the folders of finished ones: every step finds
@@ -1423,7 +1425,7 @@ static void test_runner_scratch_reuse(void **state)
     len = strcspn(seen[2], "|") + 1;
     assert_int_equal(strncmp(seen[2], seen[3], len), 0);
     /* Only the engine's folder may remain until its cleanup; no rz-*. */
-    no_step_folder_left(parent);
+    assert_int_equal(step_folders_in(parent), 0);
     rz_run_free(run);
     rz_flow_free(f);
     rz_registry_free(reg);
@@ -1462,7 +1464,7 @@ static void test_runner_scratch_fresh_sandboxed(void **state)
     assert_int_not_equal(strncmp(seen[0], seen[1], len), 0);
     assert_int_not_equal(strncmp(seen[0], seen[2], len), 0);
     assert_int_not_equal(strncmp(seen[1], seen[2], strcspn(seen[1], "|") + 1), 0);
-    no_step_folder_left(parent);
+    assert_int_equal(step_folders_in(parent), 0);
     rz_run_free(run);
     rz_flow_free(f);
     rz_registry_free(reg);
@@ -2901,18 +2903,6 @@ static rz_attempt *attempt_run(rz_attempt_opts *o, rz_attempt_result *res)
     return a;
 }
 
-static int scratch_entries(void)
-{
-    DIR *d = opendir(tmp_root);
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += strncmp(e->d_name, "rz-", 3) == 0;
-    closedir(d);
-    return n;
-}
-
 static void test_attempt_request_file(void **state)
 {
     (void)state;
@@ -2940,9 +2930,9 @@ static void test_attempt_request_file(void **state)
     assert_string_equal(res.outputs, "{\"value\":\"run-7|count|2|42|n1\"}");
     assert_null(res.reason);
     assert_int_equal(res.exit_code, 0);
-    assert_int_equal(scratch_entries(), 1);
+    assert_int_equal(step_folders_in(tmp_root), 1);
     rz_attempt_free(a);
-    assert_int_equal(scratch_entries(), 0);   /* the scratch folder is gone */
+    assert_int_equal(step_folders_in(tmp_root), 0);   /* the scratch folder is gone */
     rz_registry_free(reg);
 }
 
@@ -3212,7 +3202,7 @@ static void test_attempt_unknown_adapter(void **state)
     assert_null(res.outputs);
     assert_no_engine(res.reason);
     rz_attempt_free(a);
-    assert_int_equal(scratch_entries(), 0);
+    assert_int_equal(step_folders_in(tmp_root), 0);
     o.adapter = "nope";
     assert_int_equal(rz_attempt_start(&a, &o), RZ_OK);
     assert_int_equal(rz_attempt_poll(a, 0), 1);
