@@ -885,7 +885,8 @@ static void cg_sweep(const char *base)
         closedir(d);
 }
 
-static int cgroup_create(rz__sbx *s, const rz__sbx_opts *o)
+/* `limits`: write the step's limits (s's) too; false: the kernel's (none). */
+static int cgroup_create(rz__sbx *s, const rz__sbx_opts *o, bool limits)
 {
     unsigned seq = atomic_fetch_add(&cg_seq, 1);
     for (int k = 0; k < RZ__SBX_CG_MAX; k++) {
@@ -911,7 +912,8 @@ static int cgroup_create(rz__sbx *s, const rz__sbx_opts *o)
         snprintf(procs, sizeof procs, "%s/cgroup.procs", dir);
         s->procs[s->n_cg] = open(procs, O_WRONLY | O_CLOEXEC);
         s->n_cg++;
-        if (s->procs[s->n_cg - 1] < 0 || cg_limits(s, o, dir, k) != 0)
+        if (s->procs[s->n_cg - 1] < 0 ||
+            (limits && cg_limits(s, o, dir, k) != 0))
             return rz__error(RZ_EIO, "cgroup %s: %s", dir, strerror(errno));
     }
     return RZ_OK;
@@ -981,7 +983,9 @@ static bool cell_free(cell *c)
 
 /* A cell with the first step's limits (`s`'s) from the start: its process
  * joins the cgroups before this returns, and a limit of 0 there (memory:
- * every page it touched was an OOM kill) would end it. */
+ * every page it touched was an OOM kill) would end it. `s` NULL: a cell
+ * made ahead, with no limits until a step takes it (cell_take writes
+ * them: `known` is false). */
 static int cell_new(const rz__sbx *s, const rz__sbx_opts *o, uint32_t uid,
                     cell **out, bool *retire)
 {
@@ -990,9 +994,11 @@ static int cell_new(const rz__sbx *s, const rz__sbx_opts *o, uint32_t uid,
     for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
         tmp.procs[i] = -1;
     tmp.files_info = tmp.files_block = tmp.files_fd = -1;
-    tmp.memory_mb = s->memory_mb;
-    tmp.pids_max = s->pids_max;
-    tmp.cpus = s->cpus;
+    if (s) {
+        tmp.memory_mb = s->memory_mb;
+        tmp.pids_max = s->pids_max;
+        tmp.cpus = s->cpus;
+    }
     cell *c = rz__calloc(1, sizeof *c);
     if (!c)
         return rz__error(RZ_ENOMEM, "out of memory");
@@ -1000,7 +1006,7 @@ static int cell_new(const rz__sbx *s, const rz__sbx_opts *o, uint32_t uid,
     c->spare = -1;
     c->uid = uid;
     c->locked = true;
-    int rc = sb.cg_version > 0 ? cgroup_create(&tmp, o) : RZ_OK;
+    int rc = sb.cg_version > 0 ? cgroup_create(&tmp, o, s != NULL) : RZ_OK;
     c->n_cg = tmp.n_cg;
     for (size_t i = 0; i < tmp.n_cg; i++) {
         c->cg[i] = tmp.cg[i];
@@ -1019,7 +1025,7 @@ static int cell_new(const rz__sbx *s, const rz__sbx_opts *o, uint32_t uid,
         *retire = !cell_free(c);
         return rc;
     }
-    c->known = sb.cg_version > 0;   /* written above: not again */
+    c->known = s && sb.cg_version > 0;   /* written above: not again */
     c->memory_mb = tmp.memory_mb;
     c->pids_max = tmp.pids_max;
     c->cpus = tmp.cpus;
@@ -1080,10 +1086,61 @@ static int cell_add(rz__sbx *s, const rz__sbx_opts *o, size_t *slot)
     }
 }
 
+/* ---- the first cell, made ahead ----
+ *
+ * A cell's zygote joins its cgroups as it starts, and on cgroup v1 that
+ * waits for an RCU grace period (5-10 ms here): with the cell's setup it
+ * was most of a one-step run's sandbox cost, paid at its first step. Once
+ * the probe has seen the helper work, one cell is made on a thread while
+ * the runner starts (its run record, its engine); the first step takes it,
+ * with its limits written then. Who looks at the cells waits for it. */
+
+static pthread_mutex_t ahead_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ahead_cv = PTHREAD_COND_INITIALIZER;
+static bool ahead_going;
+
+static void *ahead_main(void *arg)
+{
+    (void)arg;
+    size_t slot;
+    if (cell_add(NULL, NULL, &slot) == RZ_OK) {
+        pthread_mutex_lock(&cells_mu);
+        cells[slot]->busy = false;
+        pthread_mutex_unlock(&cells_mu);
+    }   /* else the first step makes its own and says why it cannot */
+    pthread_mutex_lock(&ahead_mu);
+    ahead_going = false;
+    pthread_cond_broadcast(&ahead_cv);
+    pthread_mutex_unlock(&ahead_mu);
+    return NULL;
+}
+
+static void ahead_start(void)
+{
+    pthread_attr_t at;
+    pthread_t t;
+    if (pthread_attr_init(&at) != 0)
+        return;
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_mutex_lock(&ahead_mu);
+    ahead_going = pthread_create(&t, &at, ahead_main, NULL) == 0;
+    pthread_mutex_unlock(&ahead_mu);
+    pthread_attr_destroy(&at);
+}
+
+static void ahead_wait(void)
+{
+    pthread_mutex_lock(&ahead_mu);
+    while (ahead_going)
+        pthread_cond_wait(&ahead_cv, &ahead_mu);
+    pthread_mutex_unlock(&ahead_mu);
+}
+
 /* A free cell (made when none is), its limits set for this step. */
 static int cell_take(rz__sbx *s, const rz__sbx_opts *o)
 {
     const size_t max = sb.uid_count;   /* one uid per cell */
+    ahead_wait();
     pthread_mutex_lock(&cells_mu);
     size_t i = 0;
     while (i < max && !(cells[i] && !cells[i]->busy))   /* not reserved */
@@ -1147,6 +1204,7 @@ static void cell_release(rz__sbx *s, bool drop)
 
 size_t rz__sbx_cell_pids(pid_t *out, size_t max)
 {
+    ahead_wait();
     size_t n = 0;
     pthread_mutex_lock(&cells_mu);
     for (size_t i = 0; i < MAX_CELLS && n < max; i++)
@@ -1218,6 +1276,31 @@ static bool try_bwrap(void)
     return ok;
 }
 
+/* The probe step's uid, one no other runner's step has; its slot is held
+ * meanwhile, so the first cell, made ahead from now on, gets another. */
+static uint32_t probe_uid(void)
+{
+    uint32_t uid = 0;
+    for (uint32_t k = 0; !uid && k < sb.uid_count; k++)
+        if (uid_take(sb.uid_first + k) == UID_OURS)
+            uid = sb.uid_first + k;
+    if (!uid)
+        return 0;
+    pthread_mutex_lock(&cells_mu);
+    cells[uid - sb.uid_first] = &cell_reserved;
+    pthread_mutex_unlock(&cells_mu);
+    ahead_start();
+    return uid;
+}
+
+static void probe_uid_drop(uint32_t uid)
+{
+    (void)uid_lock_op(uid, F_UNLCK);
+    pthread_mutex_lock(&cells_mu);
+    cells[uid - sb.uid_first] = NULL;
+    pthread_mutex_unlock(&cells_mu);
+}
+
 /* Start the helper and run `true` through it the way a step runs. */
 static bool try_helper(void)
 {
@@ -1225,10 +1308,7 @@ static bool try_helper(void)
                        sb.bpf_len };
     if (!sb.passwd || !sb.group || rz__sbx_helper_start(&t) != 0)
         return false;
-    uint32_t uid = 0;   /* one no other runner's step has */
-    for (uint32_t k = 0; !uid && k < sb.uid_count; k++)
-        if (uid_take(sb.uid_first + k) == UID_OURS)
-            uid = sb.uid_first + k;
+    uint32_t uid = probe_uid();
     if (!uid)
         return false;
     int null = open("/dev/null", O_RDWR | O_CLOEXEC), ep[2] = { -1, -1 };
@@ -1270,9 +1350,11 @@ static bool try_helper(void)
         close(null);
     if (made)
         rmdir(dir);
-    (void)uid_lock_op(uid, F_UNLCK);   /* its step was reaped */
+    probe_uid_drop(uid);   /* its step was reaped */
     return ok;
 }
+
+static void cells_drop_idle(void);
 
 static void probe(void)
 {
@@ -1300,6 +1382,7 @@ static void probe(void)
         sb.helper = sb.ok;
         if (sb.ok)
             return;
+        cells_drop_idle();   /* the one made ahead, if it was */
         status_add("%s", "the sandbox helper cannot start here; using "
                    "bubblewrap");
     }
@@ -1392,7 +1475,7 @@ int rz__sbx_prepare(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
     if (rc == RZ_OK && a->failed)
         rc = rz__error(RZ_ENOMEM, "sandbox: out of memory or descriptors");
     if (rc == RZ_OK && sb.cg_version > 0)
-        rc = cgroup_create(s, o);
+        rc = cgroup_create(s, o, true);
     return rc;
 }
 
@@ -1657,9 +1740,10 @@ int rz__sbx_files_copy(rz__sbx *s, bool copy, char *line, size_t cap)
     return -1;
 }
 
-void rz__sbx_test_cells(bool cgroups)
+/* Every idle cell ended (the one being made ahead once it is made). */
+static void cells_drop_idle(void)
 {
-    pthread_once(&probe_once, probe_once_fn);
+    ahead_wait();
     for (size_t i = 0; i < MAX_CELLS; i++) {
         pthread_mutex_lock(&cells_mu);
         cell *c = cells[i];
@@ -1674,6 +1758,12 @@ void rz__sbx_test_cells(bool cgroups)
             pthread_mutex_unlock(&cells_mu);
         }
     }
+}
+
+void rz__sbx_test_cells(bool cgroups)
+{
+    pthread_once(&probe_once, probe_once_fn);
+    cells_drop_idle();
     sb.cg_version = cgroups ? sb.cg_saved : 0;
 }
 
