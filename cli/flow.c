@@ -1,5 +1,6 @@
 /* rhizos flow validate | plan | run | runs | export (serve: serve.c) */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -741,6 +742,28 @@ static bool env_mb(const char *name, uint32_t *out)
     return true;
 }
 
+static void *sandbox_probe(void *arg)
+{
+    (void)arg;
+    (void)rz_sandbox_available();
+    return NULL;
+}
+
+/* The sandbox's probe (its helper started, `true` run through it, a first
+ * cell made ahead) on a thread of its own from here, while the modules and
+ * the flow are read: at one step it is most of the run's start. The
+ * runner's own call waits for what is left of it. */
+static void sandbox_probe_early(void)
+{
+    pthread_attr_t at;
+    pthread_t t;
+    if (pthread_attr_init(&at) != 0)
+        return;
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    (void)pthread_create(&t, &at, sandbox_probe, NULL);
+    pthread_attr_destroy(&at);
+}
+
 int cli_flow_run(cli *c)
 {
     if (need_args(c, "run", 1, 1) != 0)
@@ -751,6 +774,8 @@ int cli_flow_run(cli *c)
                 c->jobs_arg);
         return EXIT_USAGE;
     }
+    if (!c->no_sandbox)
+        sandbox_probe_early();
     char *inputs = c->resume_inputs && !c->n_inputs ? strdup(c->resume_inputs)
                                                     : cli_inputs_json(c);
     if (!inputs)
