@@ -1089,25 +1089,30 @@ static int cell_add(rz__sbx *s, const rz__sbx_opts *o, size_t *slot)
 /* ---- the first cell, made ahead ----
  *
  * A cell's zygote joins its cgroups as it starts, and on cgroup v1 that
- * waits for an RCU grace period (5-10 ms here): with the cell's setup it
- * was most of a one-step run's sandbox cost, paid at its first step. Once
- * the probe has seen the helper work, one cell is made on a thread while
- * the runner starts (its run record, its engine); the first step takes it,
- * with its limits written then. Who looks at the cells waits for it. */
+ * waits for an RCU grace period (5-12 ms here): with the cell's setup it
+ * was most of a one-step run's sandbox cost, paid at its first step. The
+ * probe makes one on a thread while it runs its own step and the runner
+ * starts (its run record, its engine); the first step takes it, with its
+ * limits written then. It has the uid the first step's cell would have had
+ * (the lowest this runner can take; the probe's step gets the next one).
+ * Who looks at the cells waits for it. */
 
 static pthread_mutex_t ahead_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ahead_cv = PTHREAD_COND_INITIALIZER;
 static bool ahead_going;
+static uint32_t ahead_uid;   /* taken (uid_take), its slot reserved */
 
 static void *ahead_main(void *arg)
 {
     (void)arg;
-    size_t slot;
-    if (cell_add(NULL, NULL, &slot) == RZ_OK) {
-        pthread_mutex_lock(&cells_mu);
-        cells[slot]->busy = false;
-        pthread_mutex_unlock(&cells_mu);
-    }   /* else the first step makes its own and says why it cannot */
+    cell *c = NULL;
+    bool retire = false;
+    size_t slot = ahead_uid - sb.uid_first;
+    if (cell_new(NULL, NULL, ahead_uid, &c, &retire) != RZ_OK)
+        c = NULL;   /* the first step makes its own, or says why not */
+    pthread_mutex_lock(&cells_mu);
+    cells[slot] = c ? c : retire ? &cell_reserved : NULL;
+    pthread_mutex_unlock(&cells_mu);
     pthread_mutex_lock(&ahead_mu);
     ahead_going = false;
     pthread_cond_broadcast(&ahead_cv);
@@ -1115,17 +1120,22 @@ static void *ahead_main(void *arg)
     return NULL;
 }
 
-static void ahead_start(void)
+/* Make a cell for `uid` (taken, its slot reserved) on a thread; false if
+ * no thread could start. */
+static bool ahead_start(uint32_t uid)
 {
     pthread_attr_t at;
     pthread_t t;
     if (pthread_attr_init(&at) != 0)
-        return;
+        return false;
     pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
     pthread_mutex_lock(&ahead_mu);
+    ahead_uid = uid;
     ahead_going = pthread_create(&t, &at, ahead_main, NULL) == 0;
+    bool ok = ahead_going;
     pthread_mutex_unlock(&ahead_mu);
     pthread_attr_destroy(&at);
+    return ok;
 }
 
 static void ahead_wait(void)
@@ -1276,29 +1286,39 @@ static bool try_bwrap(void)
     return ok;
 }
 
-/* The probe step's uid, one no other runner's step has; its slot is held
- * meanwhile, so the first cell, made ahead from now on, gets another. */
-static uint32_t probe_uid(void)
-{
-    uint32_t uid = 0;
-    for (uint32_t k = 0; !uid && k < sb.uid_count; k++)
-        if (uid_take(sb.uid_first + k) == UID_OURS)
-            uid = sb.uid_first + k;
-    if (!uid)
-        return 0;
-    pthread_mutex_lock(&cells_mu);
-    cells[uid - sb.uid_first] = &cell_reserved;
-    pthread_mutex_unlock(&cells_mu);
-    ahead_start();
-    return uid;
-}
-
 static void probe_uid_drop(uint32_t uid)
 {
     (void)uid_lock_op(uid, F_UNLCK);
     pthread_mutex_lock(&cells_mu);
     cells[uid - sb.uid_first] = NULL;
     pthread_mutex_unlock(&cells_mu);
+}
+
+/* A uid no other runner's step has, from slot `from` on, its slot
+ * reserved; 0 if none. */
+static uint32_t uid_reserve(uint32_t from)
+{
+    for (uint32_t k = from; k < sb.uid_count; k++)
+        if (uid_take(sb.uid_first + k) == UID_OURS) {
+            pthread_mutex_lock(&cells_mu);
+            cells[k] = &cell_reserved;
+            pthread_mutex_unlock(&cells_mu);
+            return sb.uid_first + k;
+        }
+    return 0;
+}
+
+/* The probe step's uid. The lowest goes to the first cell, made ahead from
+ * now on, when there is another for the probe. */
+static uint32_t probe_uid(void)
+{
+    uint32_t low = uid_reserve(0);
+    uint32_t next = low ? uid_reserve(low - sb.uid_first + 1) : 0;
+    if (next && ahead_start(low))
+        return next;
+    if (next)
+        probe_uid_drop(next);
+    return low;
 }
 
 /* Start the helper and run `true` through it the way a step runs. */
