@@ -28,21 +28,25 @@ static uint64_t xcr0(uint32_t ecx1)
     return ((uint64_t)hi << 32) | lo;
 }
 
-static int x86_vendor_model(rz_caps *c)
+/* Each cpuid traps to the hypervisor in a VM (~15 us here): each leaf is
+ * asked once, within the maximum leaf 0 and 0x80000000 gave. */
+static int x86_vendor_model(rz_caps *c, unsigned *max)
 {
     unsigned a, b, cx, d;
     char vendor[13] = "";
-    if (__get_cpuid(0, &a, &b, &cx, &d)) {
+    *max = 0;
+    if (__get_cpuid(0, &a, &b, &cx, &d)) {   /* false: no cpuid (i386) */
+        *max = a;
         memcpy(vendor, &b, 4);
         memcpy(vendor + 4, &d, 4);
         memcpy(vendor + 8, &cx, 4);
         vendor[12] = '\0';
     }
     char brand[49] = "";
-    if (__get_cpuid(0x80000000u, &a, &b, &cx, &d) && a >= 0x80000004u) {
+    if (__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
         for (unsigned leaf = 0; leaf < 3; leaf++) {
             unsigned r[4];
-            __get_cpuid(0x80000002u + leaf, &r[0], &r[1], &r[2], &r[3]);
+            __cpuid(0x80000002u + leaf, r[0], r[1], r[2], r[3]);
             memcpy(brand + leaf * 16, r, 16);
         }
         brand[48] = '\0';
@@ -79,10 +83,11 @@ int rz__hw_cpu_features(rz_caps *c)
     static const feat eax71_avx[] = { {"avx_vnni", 4} };
     static const feat eax71_512[] = { {"avx512_bf16", 5} };
 
-    int rc = x86_vendor_model(c);
-    unsigned a, b, cx, d, max = __get_cpuid_max(0, NULL);
-    if (rc != RZ_OK || max < 1 || !__get_cpuid(1, &a, &b, &cx, &d))
+    unsigned a, b, cx, d, max = 0;
+    int rc = x86_vendor_model(c, &max);
+    if (rc != RZ_OK || max < 1)
         return rc;
+    __cpuid(1, a, b, cx, d);
     uint64_t x = xcr0(cx);
     bool avx_os = (x & 0x6) == 0x6, avx512_os = (x & 0xe6) == 0xe6;
     bool amx_os = (x & 0x60000) == 0x60000;
