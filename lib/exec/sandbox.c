@@ -1091,7 +1091,7 @@ static int cell_add(rz__sbx *s, const rz__sbx_opts *o, size_t *slot)
  * A cell's zygote joins its cgroups as it starts, and on cgroup v1 that
  * waits for an RCU grace period (5-12 ms here): with the cell's setup it
  * was most of a one-step run's sandbox cost, paid at its first step. The
- * probe makes one on a thread while it runs its own step and the runner
+ * probe makes one on a thread while its own step runs and the runner
  * starts (its run record, its engine); the first step takes it, with its
  * limits written then. It has the uid the first step's cell would have had
  * (the lowest this runner can take; the probe's step gets the next one).
@@ -1308,17 +1308,24 @@ static uint32_t uid_reserve(uint32_t from)
     return 0;
 }
 
-/* The probe step's uid. The lowest goes to the first cell, made ahead from
- * now on, when there is another for the probe. */
-static uint32_t probe_uid(void)
+/* The probe step's uid. The lowest goes to the first cell (*ahead) when
+ * there is another for the probe. */
+static uint32_t probe_uid(uint32_t *ahead)
 {
     uint32_t low = uid_reserve(0);
     uint32_t next = low ? uid_reserve(low - sb.uid_first + 1) : 0;
-    if (next && ahead_start(low))
-        return next;
-    if (next)
-        probe_uid_drop(next);
-    return low;
+    *ahead = next ? low : 0;
+    return next ? next : low;
+}
+
+/* The first cell's making begins once the probe's step has gone out: the
+ * helper answers one request after the other, and a cell's answer waits
+ * for its cgroups. 0, for the caller's `ahead`. */
+static uint32_t ahead_begin(uint32_t uid)
+{
+    if (uid && !ahead_start(uid))
+        probe_uid_drop(uid);
+    return 0;
 }
 
 /* Start the helper and run `true` through it the way a step runs. */
@@ -1328,7 +1335,7 @@ static bool try_helper(void)
                        sb.bpf_len };
     if (!sb.passwd || !sb.group || rz__sbx_helper_start(&t) != 0)
         return false;
-    uint32_t uid = probe_uid();
+    uint32_t ahead = 0, uid = probe_uid(&ahead);
     if (!uid)
         return false;
     int null = open("/dev/null", O_RDWR | O_CLOEXEC), ep[2] = { -1, -1 };
@@ -1355,6 +1362,7 @@ static bool try_helper(void)
         int stdio[3] = { null, null, null };
         pid_t pid = -1;
         int rc = rz__sbx_spawn(&pid, &s, &l, stdio, ep[1]);
+        ahead = ahead_begin(ahead);
         close(ep[1]);
         int e = 0;
         ssize_t n = read(ep[0], &e, sizeof e);
@@ -1370,6 +1378,7 @@ static bool try_helper(void)
         close(null);
     if (made)
         rmdir(dir);
+    (void)ahead_begin(ahead);   /* if the step could not be sent */
     probe_uid_drop(uid);   /* its step was reaped */
     return ok;
 }
