@@ -749,22 +749,7 @@ static void *sandbox_probe(void *arg)
     return NULL;
 }
 
-/* The sandbox's probe (its helper started, `true` run through it, a first
- * cell made ahead) on a thread of its own from here, while the modules and
- * the flow are read: at one step it is most of the run's start. The
- * runner's own call waits for what is left of it. */
-static void sandbox_probe_early(void)
-{
-    pthread_attr_t at;
-    pthread_t t;
-    if (pthread_attr_init(&at) != 0)
-        return;
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    (void)pthread_create(&t, &at, sandbox_probe, NULL);
-    pthread_attr_destroy(&at);
-}
-
-int cli_flow_run(cli *c)
+static int flow_run(cli *c)
 {
     if (need_args(c, "run", 1, 1) != 0)
         return EXIT_USAGE;
@@ -774,8 +759,6 @@ int cli_flow_run(cli *c)
                 c->jobs_arg);
         return EXIT_USAGE;
     }
-    if (!c->no_sandbox)
-        sandbox_probe_early();
     char *inputs = c->resume_inputs && !c->n_inputs ? strdup(c->resume_inputs)
                                                     : cli_inputs_json(c);
     if (!inputs)
@@ -902,6 +885,23 @@ int cli_flow_run(cli *c)
     if (cancel_signal && status != EXIT_OK)
         status = 128 + cancel_signal;
     return status;
+}
+
+/* The sandbox's probe (its helper started, `true` run through it, a first
+ * cell made ahead) on a thread of its own from the start, while the modules
+ * and the flow are read: at one step it is most of the run's start. The
+ * runner's own call waits for what is left of it; a run that ends before
+ * (a flow with errors) waits for it too, so that exit does not cut it short
+ * (its scratch folder would stay). */
+int cli_flow_run(cli *c)
+{
+    pthread_t probe;
+    bool probing = !c->no_sandbox && c->nargs == 1 &&
+                   pthread_create(&probe, NULL, sandbox_probe, NULL) == 0;
+    int rc = flow_run(c);
+    if (probing)
+        pthread_join(probe, NULL);
+    return rc;
 }
 
 #define RUNS_DEFAULT_LIMIT 20
