@@ -43,7 +43,7 @@ static int x86_vendor_model(rz_caps *c, unsigned *max)
         vendor[12] = '\0';
     }
     char brand[49] = "";
-    if (__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
+    if ((unsigned)__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
         for (unsigned leaf = 0; leaf < 3; leaf++) {
             unsigned r[4];
             __cpuid(0x80000002u + leaf, r[0], r[1], r[2], r[3]);
