@@ -1378,7 +1378,8 @@ static bool try_helper(void)
         close(null);
     if (made)
         rmdir(dir);
-    (void)ahead_begin(ahead);   /* if the step could not be sent */
+    if (ahead)   /* its step was never sent: no cell made ahead either */
+        probe_uid_drop(ahead);
     probe_uid_drop(uid);   /* its step was reaped */
     return ok;
 }
