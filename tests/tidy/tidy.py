@@ -35,7 +35,7 @@ LONG_FUNCTIONS = {
     "bench/ledger/ledger_bench.c:main",
     "bench/vault/vault_bench.c:bench_reveal",
     "bindings/node/src/addon.c:js_ledger_op",
-    "cli/flow.c:cli_flow_run",
+    "cli/flow.c:flow_run",
     "lib/flow/json.c:jstring",
     "server/orchestrator/main.c:parse_opts",
     "server/orchestrator/metrics.c:r_metrics",
