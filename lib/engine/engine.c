@@ -66,6 +66,58 @@ void rz__engine_touch_dep(rz_engine *e, rz__edep *d)
     touch(&e->dirty_deps, &e->n_dirty_deps, &e->cap_dirty_deps, &d->dirty, d->id);
 }
 
+/* The mark that `j` paid tells the store nothing the ledger does not: a
+ * crash before it is stored pays again on open, which the ledger answers
+ * as a replay of the same ids. So it waits for the next commit with a
+ * change of its own (a server's pass that only holds a poll then syncs
+ * nothing), unless it already goes with the next commit. Out of memory it
+ * is a change like any other. Its deployment's change log is not told:
+ * nothing a status shows moved. */
+void rz__engine_paid_later(rz_engine *e, rz__ejob *j)
+{
+    if (j->dirty || j->paid_later)
+        return;
+    if (!rz__engine_grow((void **)&e->paid, &e->cap_paid, e->n_paid + 1,
+                         sizeof *e->paid)) {
+        rz__engine_touch_job(e, j);
+        return;
+    }
+    if (!e->n_paid)
+        e->paid_at = e->now;
+    e->paid[e->n_paid++] = j->id;
+    j->paid_later = true;
+}
+
+void rz__engine_paid_merge(rz_engine *e)
+{
+    /* Room first, so that no mark is dropped: out of memory they all wait
+     * for a later commit (close commits them). */
+    if (!e->n_paid || !rz__engine_grow((void **)&e->dirty_jobs, &e->cap_dirty_jobs,
+                                       e->n_dirty_jobs + e->n_paid,
+                                       sizeof *e->dirty_jobs))
+        return;
+    for (size_t i = 0; i < e->n_paid; i++) {
+        rz__ejob *j = rz__engine_job(e, e->paid[i]);
+        if (!j || !j->paid_later)
+            continue;   /* written since (a change of its own) */
+        j->paid_later = false;
+        touch(&e->dirty_jobs, &e->n_dirty_jobs, &e->cap_dirty_jobs, &j->dirty,
+              j->id);
+    }
+    e->n_paid = 0;
+}
+
+/* Does the call's commit store anything? Not when all it holds is paid
+ * marks younger than RZ__PAID_WRITE_MS (a clock that went back: yes). */
+static bool commit_due(const rz_engine *e)
+{
+    if (e->n_dirty_nodes || e->n_dirty_jobs || e->n_dirty_deps ||
+        e->n_step_events)
+        return true;
+    return e->n_paid && (e->now < e->paid_at ||
+                         e->now - e->paid_at >= RZ__PAID_WRITE_MS);
+}
+
 rz__enode *rz__engine_node(rz_engine *e, uint64_t id)
 {
     return id >= 1 && id <= e->n_nodes ? &e->nodes[id - 1] : NULL;
@@ -411,7 +463,7 @@ int rz__engine_pay(rz_engine *e)
             rz__ejob *j = rz__engine_job(e, e->owed[done + i]);
             if (res[i].status == RZ_OK) {
                 j->owed = RZ__OWE_NONE;
-                rz__engine_touch_job(e, j);
+                rz__engine_paid_later(e, j);
             }
         }
         done += n;
@@ -654,6 +706,7 @@ void rz_engine_close(rz_engine *e)
     free(e->dirty_nodes);
     free(e->dirty_jobs);
     free(e->dirty_deps);
+    free(e->paid);
     free(e->events);
     free(e->group_holds);
     free(e->group_sums);
@@ -700,7 +753,7 @@ int rz__engine_commit_call(rz_engine *e, int rc)
 {
     if (e->in_group)
         return rc;
-    int crc = rz__engine_commit(e);
+    int crc = commit_due(e) ? rz__engine_commit(e) : RZ_OK;
     if (crc != RZ_OK)
         return crc;
     int prc = rz__engine_pay(e);
@@ -1552,6 +1605,8 @@ uint64_t rz_engine_next_wakeup(const rz_engine *e)
             if (w < t)
                 t = w;
         }
+    if (e->n_paid && e->paid_at + RZ__PAID_WRITE_MS < t)
+        t = e->paid_at + RZ__PAID_WRITE_MS;   /* the marks' commit */
     uint64_t q = rz__engine_queue_next(e);
     uint64_t v = rz__verify_next(e);
     uint64_t b = rz__bill_next(e);

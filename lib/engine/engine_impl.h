@@ -19,7 +19,11 @@
  * a crash between the two stores is repaired on open: holds go to the ledger
  * before the job that owns them is committed (an orphan hold is refunded on
  * open), settlements and refunds are committed as owed first and paid after
- * (an owed one is paid again on open; ledger ids make that a replay).
+ * (an owed one is paid again on open; ledger ids make that a replay). The
+ * mark that a job paid (owed cleared) is stored with the next commit that
+ * has a change of its own, or by the first call RZ__PAID_WRITE_MS after
+ * the payment: a commit for it alone would only spare that replay
+ * (engine.c rz__engine_paid_later).
  *
  * A replicated job's votes are members of its runs' job records, and its
  * verdict finishes every run in the commit of the last vote (replica.c).
@@ -152,6 +156,7 @@ typedef struct rz__ejob {
     uint64_t *declined;       /* nodes that declined it: never placed there */
     size_t n_declined;
     bool dirty;
+    bool paid_later;          /* paid, its mark not stored yet: in e->paid */
     bool hold_checked;        /* rz_engine_check saw its final ledger state */
     /* Redundant execution (replica.c): the set is the head (the job the
      * client sees) and the jobs rep_first .. rep_first + replicas - 2. */
@@ -398,6 +403,8 @@ struct rz_engine {
     uint64_t *dirty_nodes; size_t n_dirty_nodes, cap_dirty_nodes;
     uint64_t *dirty_jobs; size_t n_dirty_jobs, cap_dirty_jobs;
     uint64_t *dirty_deps; size_t n_dirty_deps, cap_dirty_deps;
+    uint64_t *paid; size_t n_paid, cap_paid;   /* paid marks not stored */
+    uint64_t paid_at;         /* e->now at the first of them */
     bool broken;              /* a commit failed: memory is ahead of disk */
     uint64_t *owed; size_t n_owed, cap_owed;       /* jobs owing the ledger */
     uint64_t *bill; size_t n_bill, cap_bill;       /* jobs billed by time
@@ -466,6 +473,12 @@ RZ_HIDDEN int rz__engine_replay(rz_engine *e, rz__edep *d);
 RZ_HIDDEN void rz__engine_touch_node(rz_engine *e, rz__enode *n);
 RZ_HIDDEN void rz__engine_touch_job(rz_engine *e, rz__ejob *j);
 RZ_HIDDEN void rz__engine_touch_dep(rz_engine *e, rz__edep *d);
+/* A paid job's mark waits for the next commit with a change of its own, or
+ * for the first call RZ__PAID_WRITE_MS later (rz_engine_next_wakeup). */
+#define RZ__PAID_WRITE_MS 50
+RZ_HIDDEN void rz__engine_paid_later(rz_engine *e, rz__ejob *j);
+/* The waiting marks join the dirty jobs (rz__engine_commit, first). */
+RZ_HIDDEN void rz__engine_paid_merge(rz_engine *e);
 /* Grow *arr (of elements of `size`) to hold `need`; false when out of memory. */
 RZ_HIDDEN bool rz__engine_grow(void **arr, size_t *cap, size_t need, size_t size);
 
@@ -516,7 +529,7 @@ RZ_HIDDEN int rz__engine_live_dep_ids(const rz_engine *e, uint64_t **out, size_t
 RZ_HIDDEN bool rz__engine_live_add_dep(rz_engine *e, rz__edep *d);
 RZ_HIDDEN void rz__engine_job_clear(rz_engine *e, rz__ejob *j);
 /* j (finished, committed) may leave memory: kept while it owes the ledger
- * or its deployment runs. */
+ * (or its record does: a paid mark not stored) or its deployment runs. */
 RZ_HIDDEN bool rz__engine_job_done(const rz_engine *e, const rz__ejob *j);
 /* After a commit: `id` was written in its final state (a job, or with
  * dep set a deployment); it leaves at the next rz__engine_evict. */

@@ -132,7 +132,8 @@ void rz__engine_job_clear(rz_engine *e, rz__ejob *j)
 
 bool rz__engine_job_done(const rz_engine *e, const rz__ejob *j)
 {
-    if (j->state < RZ_JOB_SUCCEEDED || j->owed != RZ__OWE_NONE || j->dirty)
+    if (j->state < RZ_JOB_SUCCEEDED || j->owed != RZ__OWE_NONE || j->dirty ||
+        j->paid_later)   /* its record still says it owes */
         return false;
     const rz__edep *d = j->deployment ? rz__engine_dep(e, j->deployment) : NULL;
     return !d || rz__engine_dep_finished(d);

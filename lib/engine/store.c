@@ -808,10 +808,12 @@ static void clear_dirty(rz_engine *e)
 
 void (*rz__engine_commit_seam)(void);
 
-/* One write transaction with everything the call changed. A failure leaves
+/* One write transaction with everything the call changed (and the paid
+ * marks that waited for one: rz__engine_paid_later). A failure leaves
  * memory ahead of the disk, so the handle refuses further changes. */
 int rz__engine_commit(rz_engine *e)
 {
+    rz__engine_paid_merge(e);
     if (!e->n_dirty_nodes && !e->n_dirty_jobs && !e->n_dirty_deps &&
         !e->n_step_events)
         return RZ_OK;

@@ -526,8 +526,15 @@ static int append_timed(orch *o, cJSON **docs, size_t n, bool head_now)
     int rc = err ? fail(RZ_EIO, "cannot write %s: %s", o->audit_path,
                         strerror(err))
                  : head_now ? head_put(o, seq, hash) : head_later(o, seq, hash);
-    if (rc == RZ_OK && head_now)
-        o->audit_head_due = false;   /* this head covers what was due */
+    if (rc == RZ_OK && head_now && o->audit_head_due) {
+        /* This head covers what was due: the timer waits for the next
+         * records left behind it, so that it fires only when no pass came
+         * for AUDIT_HEAD_LAG_MS, not every AUDIT_HEAD_LAG_MS of a busy
+         * stream (a commit of its own each time). */
+        o->audit_head_due = false;
+        if (o->audit_head_ev)
+            evtimer_del(o->audit_head_ev);
+    }
     if (rc != RZ_OK && ftruncate(fd, (off_t)o->audit_bytes) != 0)
         (void)0;   /* the next open's walk reports the torn line */
     close(fd);

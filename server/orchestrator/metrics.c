@@ -331,6 +331,11 @@ void r_metrics(req *q)
                         "rhizos_deployments{state=\"done\"} %llu\n",
                         (unsigned long long)st.deployments_running,
                         (unsigned long long)st.deployments_done);
+    evbuffer_add_printf(b, "# HELP rhizos_engine_commits_total Commits of the engine's "
+                        "store (a pass's calls share one; a pass that changed "
+                        "nothing makes none).\n# TYPE rhizos_engine_commits_total counter\n"
+                        "rhizos_engine_commits_total %llu\n",
+                        (unsigned long long)st.commits);
     evbuffer_add_printf(b, "# HELP rhizos_dispatch_latency_seconds From queued to "
                         "handed to a node.\n# TYPE rhizos_dispatch_latency_seconds histogram\n");
     uint64_t cum = 0;

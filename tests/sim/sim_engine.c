@@ -964,13 +964,14 @@ static uint64_t cost_of(world *w, uint64_t total)
     return cost;
 }
 
-/* Once everything has finished and its settlement is committed (two more
- * calls), memory holds no job and no deployment: they are read back from
- * the store, with the same answers, before and after a restart. */
+/* Once everything has finished and its settlement's mark is committed
+ * (two more calls, the first once the mark waited: RZ__PAID_WRITE_MS),
+ * memory holds no job and no deployment: they are read back from the
+ * store, with the same answers, before and after a restart. */
 static void finished_leave_memory(world *w, uint64_t total, uint64_t cost)
 {
     for (int i = 0; i < 2; i++)
-        if (rz_engine_tick(w->e, ++w->now) != RZ_OK)
+        if (rz_engine_tick(w->e, w->now += RZ__PAID_WRITE_MS) != RZ_OK)
             die(w, "tick");
     for (int round = 0; round < 2; round++) {
         if (rz__engine_live_jobs(w->e) || rz__engine_live_deps(w->e)) {

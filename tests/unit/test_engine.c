@@ -758,6 +758,8 @@ static void live_work_stays(fx *f, char **texts, uint64_t n, uint64_t now,
     assert_int_equal(rz__engine_live_deps(f->e), 0);
     assert_int_equal(rz_engine_job_cancel(f->e, q, now++), RZ_OK);
     char *tq = job_text(f, q);
+    /* Its refund's mark is stored once it waited, then it goes. */
+    now += RZ__PAID_WRITE_MS;
     assert_int_equal(rz_engine_tick(f->e, now++), RZ_OK);
     assert_int_equal(rz_engine_tick(f->e, now++), RZ_OK);
     assert_int_equal(rz__engine_live_jobs(f->e), 0);
@@ -1984,6 +1986,72 @@ static void test_group_commit(void **state)
     check(f);
 }
 
+/* A job's owed flag as its stored record has it. */
+static int stored_owed(fx *f, uint64_t id)
+{
+    rz__ejob rec;
+    memset(&rec, 0, sizeof rec);
+    if (rz__engine_store_job(f->e, id, &rec) != RZ_OK)
+        return -1;
+    int owed = rec.owed;
+    rz__engine_job_clear(f->e, &rec);
+    return owed;
+}
+
+/* The result's call pays the job, then a poll that finds no work (a
+ * server's held poll) and nothing else: still one commit, not a second
+ * for the paid mark. */
+static bool paid_then_idle_poll(fx *f, uint64_t node, uint64_t t)
+{
+    uint64_t j = submit(f, 300, 0, t);
+    rz_engine_assignment a;
+    if (rz_engine_poll(f->e, node, t + 1, &a) != RZ_OK || a.job != j ||
+        node_report(f->e, node, j, 1, "{\"n\":1}", NULL, 10000, t + 2) != RZ_OK)
+        return false;
+    rz_engine_stats before, after;
+    rz_engine_stats_get(f->e, &before);
+    bool idle = rz_engine_poll(f->e, node, t + 3, &a) == RZ_ENOENT;
+    rz_engine_stats_get(f->e, &after);
+    return idle && after.commits == before.commits &&
+           rz__engine_job(f->e, j)->owed == RZ__OWE_NONE &&
+           stored_owed(f, j) == RZ__OWE_SETTLE;
+}
+
+/* A payment's mark (owed cleared) waits for the next commit with a change
+ * of its own: a killed process then pays again at open, a replay that
+ * moves no money twice; or, RZ__PAID_WRITE_MS after the payment, the
+ * first call stores it (the engine's next wake-up). */
+static void test_paid_mark_waits(void **state)
+{
+    fx *f = *state;
+    uint64_t node = node_add(f, 1);
+    pid_t pid = efx_fork(f);
+    if (pid == 0) {
+        if (!paid_then_idle_poll(f, node, 10))
+            _exit(3);
+        raise(SIGKILL);
+        _exit(6);
+    }
+    efx_wait_signaled(pid, SIGKILL);
+    efx_reopen(f);
+    check(f);
+    assert_int_equal(job_state(f, 1), RZ_JOB_SUCCEEDED);
+    assert_int_equal(stored_owed(f, 1), RZ__OWE_NONE);
+    assert_money(f, 1, 1, &node, 1);   /* 200 micros, paid once */
+    assert_true(paid_then_idle_poll(f, node, 100));
+    assert_int_equal(rz_engine_next_wakeup(f->e), 102 + RZ__PAID_WRITE_MS);
+    rz_engine_stats before, after;
+    rz_engine_stats_get(f->e, &before);
+    assert_int_equal(rz_engine_tick(f->e, 101 + RZ__PAID_WRITE_MS), RZ_OK);
+    assert_int_equal(stored_owed(f, 2), RZ__OWE_SETTLE);
+    assert_int_equal(rz_engine_tick(f->e, 102 + RZ__PAID_WRITE_MS), RZ_OK);
+    rz_engine_stats_get(f->e, &after);
+    assert_int_equal(after.commits, before.commits + 1);
+    assert_int_equal(stored_owed(f, 2), RZ__OWE_NONE);
+    assert_money(f, 1, 2, &node, 1);
+    check(f);
+}
+
 /* A caller whose every call is in a group (the embedded runner) still
  * lets finished work leave memory: what the last commits finished goes
  * when the next group begins, as at a call outside a group. */
@@ -1992,7 +2060,8 @@ static void test_group_evicts(void **state)
     fx *f = *state;
     uint64_t q = submit(f, 300, 0, 1);
     assert_int_equal(rz__engine_live_jobs(f->e), 1);
-    for (uint64_t now = 2; now < 5; now++) {
+    /* The cancel's refund marks the job paid, stored once it waited. */
+    for (uint64_t now = 2; now < 3 + 2 * RZ__PAID_WRITE_MS; now += RZ__PAID_WRITE_MS) {
         assert_int_equal(rz_engine_group_begin(f->e), RZ_OK);
         if (now == 2)
             assert_int_equal(rz_engine_job_cancel(f->e, q, now), RZ_OK);
@@ -2646,6 +2715,7 @@ int main(void)
         T(test_queue_timeout_default_and_step),
         T(test_adhoc_exec),
         T(test_finished_leave_memory),
+        T(test_paid_mark_waits),
         T(test_deploy_lazy_records),
         T(test_deploy_replicated_records),
         T(test_replicated_step_verdict_out_of_memory),
