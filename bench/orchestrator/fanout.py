@@ -12,7 +12,8 @@ usage: bench/orchestrator/fanout.py [--build DIR] [--steps N] [--rounds R]
 (each element a job made mid-deployment: issue 16's per-element cost).
 --trace: the orchestrator logs every request and job event (JSON lines,
 written to FILE at the end) and the latency structure is printed: per
-node, the gap from a job's result to the node's next job, and the
+node, the gap from a job's result to the node's next job, its cycle split
+between its result's request in the orchestrator and the rest, and the
 slowest requests by route.
 """
 import argparse
@@ -79,9 +80,30 @@ def summarize_trace(lines):
         print("node %s: result -> next dispatch ms: median %.2f, p90 %.2f, "
               "p99 %.2f, max %.1f (%d jobs)" % (node, pct(g, .5), pct(g, .9),
                                                 pct(g, .99), max(g), len(g)))
+    cycle_split(evs, by_route.get("POST /api/v1/nodes/{id}/jobs/{job}/result", []))
     for route, ms in sorted(by_route.items(), key=lambda kv: -sum(kv[1])):
         print("%-45s n %5d  median %.2f ms  p99 %.2f  max %.1f  sum %.0f ms"
               % (route, len(ms), pct(ms, .5), pct(ms, .99), max(ms), sum(ms)))
+
+
+def cycle_split(evs, result_ms):
+    """A node's cycle (dispatch to its next dispatch, mean) split into its
+    result's request in the orchestrator (arrival to reply, the pass and its
+    syncs included; mean over all nodes) and the rest: the node's own work
+    and the wire."""
+    last, cyc = {}, defaultdict(list)
+    for e in evs:
+        if e.get("event") == "job_dispatched" and "node" in e:
+            t = ts_ms(e)
+            if e["node"] in last:
+                cyc[e["node"]].append(t - last[e["node"]])
+            last[e["node"]] = t
+    p = sum(result_ms) / len(result_ms) if result_ms else 0.0
+    for node, c in sorted(cyc.items()):
+        m = sum(c) / len(c)
+        print("node %s: a job every %.2f ms (mean): its result's request %.2f ms "
+              "in the orchestrator, %.2f ms on the node and the wire"
+              % (node, m, p, m - p))
 
 
 def strace_prefix(folder, name):
