@@ -19,6 +19,7 @@ slowest requests by route.
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -106,6 +107,34 @@ def cycle_split(evs, result_ms):
               % (node, m, p, m - p))
 
 
+def strace_passes(path):
+    """The orchestrator's event-loop passes (between two epoll_waits) by the
+    syncs they made: S an fdatasync, W an O_DSYNC write (a meta page, a
+    ledger journal record), each named by its file (fd -> path from the
+    openats)."""
+    files, passes, cur, total = {}, defaultdict(int), [], 0
+    with open(path) as f:
+        for line in f:
+            m = re.search(r'openat\(AT_FDCWD, "([^"]+)", ([A-Z_|]+).*\) = (\d+)', line)
+            if m:
+                name = m.group(1).split("/orch/")[-1]
+                files[int(m.group(3))] = name + ("(meta)" if "DSYNC" in m.group(2) else "")
+            elif "epoll_wait(" in line:
+                if cur:
+                    passes[" ".join(cur)] += 1
+                cur = []
+            else:
+                m = re.search(r"(fdatasync|pwrite64)\((\d+)", line)
+                name = files.get(int(m.group(2)), "?") if m else ""
+                if m and (m.group(1) == "fdatasync" or name.endswith("(meta)")):
+                    cur.append(("S:" if m.group(1) == "fdatasync" else "W:") +
+                               ("audit.log" if name.startswith("audit.log") else name))
+                    total += 1
+    print("orchestrator: %d syncs; event-loop passes by their syncs:" % total)
+    for k, v in sorted(passes.items(), key=lambda kv: -kv[1])[:8]:
+        print("%6d  %s" % (v, k[:160]))
+
+
 def strace_prefix(folder, name):
     if not folder:
         return []
@@ -138,7 +167,8 @@ def main():
                     help="log every request and job event to FILE and summarize")
     ap.add_argument("--strace", metavar="DIR",
                     help="run the orchestrator and node 1 under strace -f -tt -T "
-                    "(DIR/orch.txt, DIR/node.txt): where a step's time goes")
+                    "(DIR/orch.txt, DIR/node.txt): where a step's time goes; "
+                    "prints the orchestrator's passes by the syncs they made")
     a = ap.parse_args()
     rhizos = os.path.join(a.build, "cli", "rhizos")
     node = os.path.join(a.build, "server", "rhizos-node")
@@ -224,6 +254,8 @@ def main():
             with open(a.trace, "w") as f:
                 f.write("\n".join(orch.err) + "\n")
             summarize_trace(orch.err)
+        if a.strace:
+            strace_passes(os.path.join(a.strace, "orch.txt"))
 
 
 if __name__ == "__main__":
