@@ -142,6 +142,37 @@ class RunTime(Base):
         self.assertLessEqual(n["balance_micros"], 20)
 
 
+class EngineCommits(Base):
+    def test_a_poll_that_finds_nothing_commits_nothing(self):
+        # The result's pass commits and pays; the job's paid mark waits for
+        # the next commit with a change of its own, so the node's next
+        # poll (nothing to hand out) commits nothing; idle, the engine's
+        # wake-up stores the mark about 50 ms later.
+        acct, key = self.client(10000)
+        nid, tok = self.node()
+        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_micros": 5000,
+                      "inputs": {"message": "x"}}, key, 201)["id"]
+        a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
+        self.ok("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, job),
+                self.node_key.result_body(job, a["attempt"], {"message": "x"},
+                                          run_ms=10), tok)
+        c0 = self.commits()
+        st, _ = self.s.call("GET", "/api/v1/nodes/%d/jobs?wait=0" % nid, key=tok)
+        self.assertEqual(st, 204)
+        self.assertEqual(self.commits(), c0)
+        time.sleep(0.3)
+        self.assertEqual(self.commits(), c0 + 1)
+        self.assertEqual(self.ok("GET", "/api/v1/jobs/%d" % job, key=key)["status"],
+                         "succeeded")
+
+    def commits(self):
+        st, text = self.s.call("GET", "/metrics", key=self.s.admin)
+        self.assertEqual(st, 200)
+        text = text.decode() if isinstance(text, bytes) else text
+        return int(next(l.split(" ")[1] for l in text.splitlines()
+                        if l.startswith("rhizos_engine_commits_total ")))
+
+
 class Deposits(Base):
     extra = ("--max-open-deposits", "4", "--deposit-ttl", "5")
 
