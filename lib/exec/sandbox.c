@@ -1224,11 +1224,16 @@ size_t rz__sbx_cell_pids(pid_t *out, size_t max)
     return n;
 }
 
-static void kill_members_but(const char *dir, pid_t keep, pid_t keep2);
+static void kill_members_but(const char *dir, pid_t keep, pid_t keep2,
+                             uint64_t only_ns);
 
-/* What the cell's counters say of this step; its leftovers killed (not
- * its zygote nor the spare init that the zygote made ahead, which holds
- * nothing of a step); then the zygote may make the next spare. */
+/* What the cell's counters say of this step; its leftovers killed: every
+ * member of its pid namespace (where a step's processes all are: a step
+ * can make no namespace, nor join one), never its zygote nor the spare
+ * init the zygote makes for the next step as soon as this one's init has
+ * ended (a namespace of its own, and maybe not yet noted to us); with the
+ * step's namespace unknown, all but the zygote and the noted spare. Then
+ * the zygote may make the next spare, if it has not. */
 static void cell_finish(rz__sbx *s, rz__sbx_report *r)
 {
     pid_t zpid = cells[s->cell]->zpid, spare = cells[s->cell]->spare;
@@ -1239,7 +1244,7 @@ static void cell_finish(rz__sbx *s, rz__sbx_report *r)
             r->oom = true;
         if (r && pids > s->pids0)
             r->pids_hit = true;
-        kill_members_but(s->cg[k], zpid, spare);
+        kill_members_but(s->cg[k], zpid, spare, s->pid_ns);
     }
     rz__sbx_helper_cell_done(cells[s->cell]->zsock);
     cell_release(s, false);
@@ -1546,7 +1551,7 @@ int rz__sbx_spawn(pid_t *pid, rz__sbx *s, rz__sbx_launch *l,
         int cellfd = s->in_cell ? cells[s->cell]->zsock : -1;
         pid_t *spare = s->in_cell ? &cells[s->cell]->spare : NULL;
         int e = rz__sbx_helper_spawn(pid, l, stdio, errpipe, cellfd, spare,
-                                     why, sizeof why);
+                                     &s->pid_ns, why, sizeof why);
         if (e == 0)
             return RZ_OK;
         if (e != -EPIPE || !s->in_cell || tries > MAX_CELLS)
@@ -1589,15 +1594,27 @@ static size_t read_members(const char *dir, pid_t *out, size_t max)
 
 #define KILL_BATCH 1024
 
-/* Kill what cgroup `dir` holds but `keep` and `keep2`: by cgroup.kill
- * where there is one (v2) and nothing is kept, else by pidfd. A pid read
+/* `pid` (whose pidfd the caller holds: the number is that process's
+ * while it lives) is in the pid namespace of inode `ns`. */
+static bool in_pid_ns(pid_t pid, uint64_t ns)
+{
+    char path[64];
+    struct stat st;
+    snprintf(path, sizeof path, "/proc/%ld/ns/pid", (long)pid);
+    return stat(path, &st) == 0 && (uint64_t)st.st_ino == ns;
+}
+
+/* Kill what cgroup `dir` holds but `keep` and `keep2` (with `only_ns`,
+ * only the members of that pid namespace): by cgroup.kill where there is
+ * one (v2) and nothing is kept, else by pidfd. A pid read
  * from cgroup.procs may belong to some host process by the time it is
  * signalled (the member exited and the pid was reused); a pidfd names one
  * process for good, and a pid
  * still listed after its pidfd was opened was that process's all along
  * (a pid is not reused while its holder lives, and the signal fails if
  * the holder is gone). The caller loops (cg_remove) while members stay. */
-static void kill_members_but(const char *dir, pid_t keep, pid_t keep2)
+static void kill_members_but(const char *dir, pid_t keep, pid_t keep2,
+                             uint64_t only_ns)
 {
     if (keep <= 0 && sb.cg_version == 2 &&
         write_at(dir, "cgroup.kill", "1") == 0)
@@ -1611,6 +1628,10 @@ static void kill_members_but(const char *dir, pid_t keep, pid_t keep2)
         if (pids[i] != keep && pids[i] != keep2)
             pfd[i] = (int)syscall(SYS_pidfd_open, pids[i], 0);
 #endif
+        if (pfd[i] >= 0 && only_ns && !in_pid_ns(pids[i], only_ns)) {
+            close(pfd[i]);
+            pfd[i] = -1;
+        }
         opened += pfd[i] >= 0;
     }
     size_t m = opened ? read_members(dir, pids + KILL_BATCH, KILL_BATCH) : 0;
@@ -1632,7 +1653,7 @@ static void kill_members_but(const char *dir, pid_t keep, pid_t keep2)
 
 static void kill_members(const char *dir)
 {
-    kill_members_but(dir, -1, -1);
+    kill_members_but(dir, -1, -1, 0);
 }
 
 void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r)

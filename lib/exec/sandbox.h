@@ -91,6 +91,8 @@ typedef struct rz__sbx {
     bool in_cell;              /* helper: cg[] are cell `cell`'s, borrowed */
     size_t cell;
     long long oom0, pids0;     /* the cell's counters before the step */
+    uint64_t pid_ns;           /* helper: the step's pid namespace (its
+                                * inode), 0 if unknown */
     uint32_t cpus;
     char *moddir;              /* helper: the module folder, or NULL */
     int network;

@@ -71,10 +71,13 @@ RZ_HIDDEN int rz__sbx_helper_start(const rz__sbx_tmpl *t);
 /* Start a step; *pid is the runner's child to wait for. The descriptors
  * are borrowed (the caller closes its copies). `spare` (a cell's; NULL
  * for the helper) is where the cell's spare init is kept track of: see
- * rz__sbx_helper_cell_end. 0, or -errno with the reason in why. */
+ * rz__sbx_helper_cell_end. *ns (if not NULL): the inode of the step's pid
+ * namespace (/proc/PID/ns/pid), 0 if unknown. 0, or -errno with the
+ * reason in why. */
 RZ_HIDDEN int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
                                    const int stdio[3], int errpipe, int cell,
-                                   pid_t *spare, char *why, size_t why_len);
+                                   pid_t *spare, uint64_t *ns, char *why,
+                                   size_t why_len);
 /* A cell: a process of the helper's (a child of ours) that has joined the
  * cgroups whose cgroup.procs are given, and starts the steps sent on
  * *zsock (`cell` above) there, with no cgroup move per step. Its steps
