@@ -359,14 +359,13 @@ static int write_request(const rz__sbx_launch *l, const binds *b)
 
 /* One request and its answer on `to`; *got (if not NULL) a descriptor
  * that came with the answer, or -1. A step's request ('r') is answered
- * twice: TAKEN just before the clone, then the pid (or only a refusal,
- * negative, when nothing is started). SENT_NOT: the other side went
- * before it took the request (nothing was started: safe to send again;
- * a cell killed for memory between steps, say); SENT_LOST: it took it
- * and went before answering (its clone may have been made, but waits for
- * a go that will not come: send_once). */
+ * once: the pid, or a refusal (negative) when nothing is started.
+ * SENT_NOT: the request could not be sent (nothing was started: safe to
+ * send again; a cell killed for memory between steps, say); SENT_LOST:
+ * the other side went before answering, with or without a clone made
+ * (whose init waits for a go that will not come: send_once finds it by
+ * its hello, or the go socket's end, and the step may be sent again). */
 enum { SENT_NOT = 1, SENT_LOST = 2 };
-#define TAKEN INT32_MIN
 /* A spare init's note of itself, unasked, on its cell's socket (see
  * make_spare): {SPARE_NOTE, 0}, eight bytes where every answer has four;
  * its pid is the credentials the kernel stamps on it. */
@@ -455,15 +454,6 @@ static int exchange(int to, msg req, const int *fds, size_t n_fds,
     if (n != (ssize_t)sizeof req)
         return SENT_NOT;
     int32_t answer = 0;
-    if (req.kind == 'r') {
-        n = recv_answer(to, &answer, NULL, spare, 0);
-        if (n != (ssize_t)sizeof answer)
-            return SENT_NOT;
-        if (answer != TAKEN) {
-            *pid = answer;   /* refused before any clone */
-            return 0;
-        }
-    }
     int fd = -1;
     n = recv_answer(to, &answer, &fd, spare, 0);
     if (got)
@@ -522,12 +512,17 @@ void rz__sbx_helper_cell_done(int zsock)
 void rz__sbx_helper_cell_end(int zsock, pid_t *spare)
 {
     /* Every spare holds the cell's socket until it has noted itself:
-     * its end (the zygote gone) means every note is queued. */
+     * its end (the zygote gone) means every note is queued. A zygote
+     * killed with a message of ours unread (the last 'f') makes the first
+     * read fail with ECONNRESET, ahead of the notes: read on to the end
+     * (a spare is made as the last init ends, whether 'f' was read). */
     int32_t answer;
     struct pollfd pf = { zsock, POLLIN, 0 };
-    while (zsock >= 0 && poll(&pf, 1, CELL_END_WAIT_MS) > 0 &&
-           recv_answer(zsock, &answer, NULL, spare, MSG_DONTWAIT) > 0)
-        ;
+    while (zsock >= 0 && poll(&pf, 1, CELL_END_WAIT_MS) > 0) {
+        ssize_t n = recv_answer(zsock, &answer, NULL, spare, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != ECONNRESET && errno != EAGAIN))
+            break;   /* the end, or nothing more will come */
+    }
     if (*spare > 0 && kill(*spare, SIGKILL) == 0)
         while (waitpid(*spare, NULL, __WALL) < 0 && errno == EINTR)
             ;
@@ -2370,8 +2365,7 @@ static _Noreturn void serve(int s, int life, bool is_helper)
         if (kind == 'z' && is_helper) {
             answer = make_zygote(&st, req.uid, s, life, &peer);
         } else if (kind == 'r' && parse_step(&st) == 0 &&
-                   (is_helper || st.h.uid == cell_uid) &&
-                   reply(s, TAKEN, -1) == 0) {
+                   (is_helper || st.h.uid == cell_uid)) {
             serves_steps = !is_helper;
             long pid = -1;
             int net = -1;
