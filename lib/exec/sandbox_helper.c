@@ -29,7 +29,6 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
-#include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
@@ -1453,30 +1452,6 @@ static void say_if_full(const step *s, int err)
     }
 }
 
-/* Work a cell does ahead (the next step's spare, the pool's network
- * namespaces) runs at a lower priority than a request: on two busy cores
- * it would otherwise run in front of the runner reaping the last step
- * and of the spare's start of the next. Only where the cell can return
- * to 0 (CAP_SYS_NICE), since its clones inherit its priority: it does
- * so before it sleeps, and a spare before it waits for its step. */
-#define AHEAD_NICE 10
-static bool ahead_ok;   /* a cell's, found at its start (renice_ok) */
-
-static bool renice_ok(void)
-{
-    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
-    struct __user_cap_data_struct d[2];
-    memset(d, 0, sizeof d);
-    return syscall(SYS_capget, &h, d) == 0 &&
-           (d[CAP_SYS_NICE / 32].effective & (1u << (CAP_SYS_NICE % 32)));
-}
-
-/* 0 or -1: on, AHEAD_NICE; off, back to 0. */
-static int ahead(bool on)
-{
-    return ahead_ok ? setpriority(PRIO_PROCESS, 0, on ? AHEAD_NICE : 0) : 0;
-}
-
 /* Fresh network namespaces, made while this process waits for its next
  * request: creating one is the dearest part of a step's clone (~0.5 ms of
  * CPU here, against ~0.05 for each other namespace), so a step takes one
@@ -1647,9 +1622,7 @@ static void wait_request(int s, int life)
             return;
         if (n > 0 && held_pidfd >= 0 && pf[1].revents) {
             mnt_ended();
-            ahead(true);
             make_spare(s, life);
-            ahead(false);
             pf[0].revents = 0;
             if (poll(pf, 1, 0) == 0)
                 mnt_let_go();
@@ -2055,8 +2028,6 @@ static _Noreturn void spare_main(int s, int sp, int life, int net,
         unshare(CLONE_NEWCGROUP) != 0 || common_mounts(mb) != 0)
         err = errno ? errno : EIO;
     close(net);
-    if (ahead(false) != 0)   /* made ahead: the step runs at 0 or not */
-        err = errno ? errno : EPERM;
     struct pollfd pf[2] = { { sp, POLLIN, 0 }, { life, POLLIN, 0 } };
     while (poll(pf, 2, -1) < 0 && errno == EINTR)
         ;
@@ -2105,16 +2076,19 @@ static long clone_init(long ns, int *pidfd)
     return pid;
 }
 
-/* A cell's spare, made when the runner is done with the last step (so
- * the cell's cgroups never hold a spare beside a running step's init,
- * but for a step with network, which does not use it). It notes itself
- * to the runner, unasked, on the cell's socket, whose copy it holds
- * until then (so the socket's end, the zygote gone, means every note is
- * queued), and only then tells the cell it is ready: it is handed a
- * step only after, so its note comes ahead of the answer naming it. The
- * runner spares it when it kills a step's leftovers, and reaps it if the
- * cell ends with it unused (rz__sbx_helper_cell_end): it is the runner's
- * child (CLONE_PARENT, as every init). */
+/* A cell's spare, made as soon as the last step's init has ended
+ * (wait_request), so while the runner reaps it and reads its counters,
+ * or on the runner's 'f' where no pidfd told that: the cell's cgroups
+ * never hold a spare beside a running step's init, but for a step with
+ * network, which does not use it. It notes itself to the runner,
+ * unasked, on the cell's socket, whose copy it holds until then (so the
+ * socket's end, the zygote gone, means every note is queued), and only
+ * then tells the cell it is ready: it is handed a step only after, so
+ * its note comes ahead of the answer naming it. The runner's kill of a
+ * step's leftovers passes it over (it is in a pid namespace of its own,
+ * not the step's), and the runner reaps it if the cell ends with it
+ * unused (rz__sbx_helper_cell_end): it is the runner's child
+ * (CLONE_PARENT, as every init). */
 static void make_spare(int s, int life)
 {
     if (spare_pid > 0 || spare_broken || !cell_uid || !spare_mb)
@@ -2250,7 +2224,6 @@ static int32_t make_zygote(step *st, uint32_t uid, int s, int life,
         cell_uid = uid;
         if (cell_ids(uid, &tmpl) != 0 || drop_bset() != 0)
             _exit(1);   /* its socket closes: the runner sees -EPIPE */
-        ahead_ok = renice_ok();
         prctl(PR_SET_NAME, "rz-sandbox-cell", 0, 0, 0);
         serve(sv[1], life, false);
     }
@@ -2353,11 +2326,9 @@ static _Noreturn void serve(int s, int life, bool is_helper)
              * here), and the pool filled only if empty: the next request
              * follows at once, and a namespace takes ~0.5 ms to make. */
             step_free(&st);
-            ahead(true);
             make_spare(s, life);
             if (n_net == 0)
                 net_pool_idle(s);
-            ahead(false);
             continue;
         }
         int32_t answer = -EINVAL;
@@ -2393,11 +2364,8 @@ static _Noreturn void serve(int s, int life, bool is_helper)
         if (r != 0)
             _exit(0);
         mnt_let_go();
-        if (serves_steps) {
-            ahead(true);
+        if (serves_steps)
             net_pool_idle(s);
-            ahead(false);
-        }
     }
 }
 

@@ -85,9 +85,10 @@ RZ_HIDDEN int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
  * 0 or -errno; -EPIPE from a spawn on a cell: its process is gone. */
 RZ_HIDDEN int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg,
                                   uint32_t uid, int *zsock, pid_t *zpid);
-/* The runner is done with a cell's last step (its leftovers killed,
- * sparing the cell's spare init, whose pid an earlier exchange noted in
- * *spare): the cell may make the next step's init ahead now. */
+/* The runner is done with a cell's last step (its leftovers killed:
+ * the members of its pid namespace, never the cell's spare init, which
+ * has its own): the cell may make the next step's init ahead now, if it
+ * has not already at the last init's end (it watches its pidfd). */
 RZ_HIDDEN void rz__sbx_helper_cell_done(int zsock);
 /* A cell's end, once its zygote is killed and reaped: its spare init
  * (a step's init made ahead, our child, holding nothing of a step; its
