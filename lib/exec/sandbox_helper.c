@@ -365,10 +365,8 @@ static int write_request(const rz__sbx_launch *l, const binds *b)
  * (whose init waits for a go that will not come: send_once finds it by
  * its hello, or the go socket's end, and the step may be sent again). */
 enum { SENT_NOT = 1, SENT_LOST = 2 };
-/* A spare init's note of itself, unasked, on its cell's socket (see
- * make_spare): {SPARE_NOTE, 0}, eight bytes where every answer has four;
- * its pid is the credentials the kernel stamps on it. */
-#define SPARE_NOTE (INT32_MIN + 1)
+/* A spare init's note of itself: RZ__SBX_SPARE_NOTE (sandbox_helper.h). */
+#define SPARE_NOTE RZ__SBX_SPARE_NOTE
 /* A request's bytes: its kind ('r' a step, 'z' a cell) and, for a cell,
  * its steps' uid. Two 32-bit fields: no padding, so no byte sent is
  * uninitialised. */

@@ -90,6 +90,10 @@ RZ_HIDDEN int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg,
  * has its own): the cell may make the next step's init ahead now, if it
  * has not already at the last init's end (it watches its pidfd). */
 RZ_HIDDEN void rz__sbx_helper_cell_done(int zsock);
+/* A spare init's note of itself, unasked, on its cell's socket (see
+ * make_spare): {RZ__SBX_SPARE_NOTE, 0}, eight bytes where every answer
+ * has four; its pid is in the credentials the kernel stamps on it. */
+#define RZ__SBX_SPARE_NOTE (INT32_MIN + 1)
 /* A cell's end, once its zygote is killed and reaped: its spare init
  * (a step's init made ahead, our child, holding nothing of a step; its
  * pid in *spare, or in a note still queued on zsock), killed and

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -3442,6 +3443,56 @@ static void test_sandbox_spare_init(void **state)
     assert_int_equal(spare_inits(after, 4), 0);
 }
 
+/* A cell's end reads every spare's note on the cell's socket, also
+ * past the ECONNRESET that comes first when the cell's process died with
+ * a message of ours unread (the last 'f': a spare is made as the last
+ * step's init ends, before the runner's 'f' is read), and reaps that
+ * spare. Here the "spare" is a child that notes itself and keeps only
+ * its end of the socket, closing it last with our message unread. */
+static void test_sandbox_cell_end_past_reset(void **state)
+{
+    (void)state;
+    int sv[2], gate[2], on = 1;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+    assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &on,
+                                sizeof on), 0);
+    assert_int_equal(pipe(gate), 0);
+    assert_int_equal(send(sv[0], "f\0\0\0\0\0\0\0", 8, 0), 8);   /* unread */
+    pid_t spare = fork();
+    assert_true(spare >= 0);
+    if (spare == 0) {
+        int32_t note[2] = { RZ__SBX_SPARE_NOTE, 0 };
+        close(sv[0]);
+        close(gate[1]);
+        if (send(sv[1], note, sizeof note, 0) != sizeof note)
+            _exit(1);
+        close(sv[1]);   /* the last copy: our 'f' unread, ECONNRESET */
+        char c;
+        (void)!read(gate[0], &c, 1);   /* until killed */
+        _exit(0);
+    }
+    close(sv[1]);
+    close(gate[0]);
+    struct pollfd pf = { sv[0], POLLIN, 0 };
+    while (poll(&pf, 1, 5000) == 1 && !(pf.revents & POLLHUP))
+        sleep_ms(5);   /* the note queued, the other end gone */
+    assert_true(pf.revents & POLLHUP);
+    pid_t noted = -1;
+    rz__sbx_helper_cell_end(sv[0], &noted);
+    int status = 0;
+    pid_t r = waitpid(spare, &status, WNOHANG);
+    if (r == 0) {
+        kill(spare, SIGKILL);
+        waitpid(spare, NULL, 0);
+        fail_msg("the spare was neither killed nor reaped");
+    }
+    assert_int_equal(r, -1);   /* reaped by the cell's end */
+    assert_int_equal(errno, ECHILD);
+    assert_int_equal(noted, -1);
+    close(sv[0]);
+    close(gate[1]);
+}
+
 /* The sandbox helper: identity, roots, start. */
 static const struct CMUnitTest helper_tests[] = {
     T(test_hostile_resolver_only_with_network),
@@ -3460,6 +3511,7 @@ static const struct CMUnitTest helper_tests[] = {
     T(test_scratch_reuse_refuses_step_owned),
     T(test_sandbox_new_cell_survives),
     T(test_sandbox_spare_init),
+    T(test_sandbox_cell_end_past_reset),
 };
 
 /* RZ_TEST_FILTER=test_hostile_* runs only the matching tests. */
