@@ -153,6 +153,7 @@ static void sweep(evutil_socket_t unused, short what, void *arg)
 static struct bufferevent *conn_new(struct event_base *base, void *arg)
 {
     httpconn *hc = arg;
+    hc->st.accepted++;
     if (++hc->fresh >= SWEEP_NEW)
         sweep(-1, 0, hc);
     if (hc->st.open == hc->cap_all) {
@@ -228,7 +229,7 @@ void httpconn_dispatched(httpconn *hc, struct evhttp_request *r)
 
 httpconn_stats httpconn_get_stats(const httpconn *hc)
 {
-    httpconn_stats none = { 0, 0, 0 };
+    httpconn_stats none = { 0 };
     return hc ? hc->st : none;
 }
 

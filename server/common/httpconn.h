@@ -37,6 +37,8 @@ typedef struct httpconn_stats {
     uint64_t open;       /* connections open now */
     uint64_t refused;    /* closed at once: over the cap */
     uint64_t expired;    /* closed: a request did not arrive in time */
+    uint64_t accepted;   /* connections accepted since start: with the
+                            requests, how well clients keep theirs alive */
 } httpconn_stats;
 
 /* Sets the evhttp's bufferevent callback (replacing any other: pass a TLS

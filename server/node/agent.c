@@ -65,17 +65,66 @@ long agent_backoff(unsigned *tries)
     return base / 2 + (long)randombytes_uniform((uint32_t)(base / 2) + 1);
 }
 
+/* Clients of an older registration (their token is void), taken out
+ * under a->mu into `old` (cap_idle long) to be freed outside it. */
+static size_t drop_stale_idle(agent *a, rz_client **old)
+{
+    size_t n = 0;
+    if (a->idle_generation != a->generation)
+        while (a->n_idle)
+            old[n++] = a->idle[--a->n_idle];
+    a->idle_generation = a->generation;
+    return n;
+}
+
 rz_client *agent_client(agent *a, uint64_t *node, uint64_t *generation)
 {
-    rz_client *c = NULL;
+    rz_client *c = NULL, *old[AGENT_IDLE_MAX];
     pthread_mutex_lock(&a->mu);
-    if (a->st.id && a->st.token &&
-        node_client_new(&c, a->url, a->st.token, &a->cfg) == RZ_OK) {
+    size_t n_old = drop_stale_idle(a, old);
+    if (a->st.id && a->st.token) {
+        if (a->n_idle)
+            c = a->idle[--a->n_idle];
+        else if (node_client_new(&c, a->url, a->st.token, &a->cfg) != RZ_OK)
+            c = NULL;
+    }
+    if (c) {
         *node = a->st.id;
         *generation = a->generation;
     }
     pthread_mutex_unlock(&a->mu);
+    while (n_old)
+        rz_client_free(old[--n_old]);
+    /* A long poll's limit does not stay with the client. */
+    if (c)
+        (void)!rz_client_set_timeout(c, RZ_CLIENT_DEFAULT_TIMEOUT_MS);   /* > 0 */
     return c;
+}
+
+void agent_client_put(agent *a, rz_client *c, uint64_t generation)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&a->mu);
+    int keep = !a->stopping && generation == a->generation &&
+               generation == a->idle_generation && a->n_idle < AGENT_IDLE_MAX;
+    if (keep)
+        a->idle[a->n_idle++] = c;
+    pthread_mutex_unlock(&a->mu);
+    if (!keep)
+        rz_client_free(c);
+}
+
+int agent_registration(agent *a, uint64_t *node, uint64_t *generation)
+{
+    pthread_mutex_lock(&a->mu);
+    int ok = a->st.id && a->st.token;
+    if (ok) {
+        *node = a->st.id;
+        *generation = a->generation;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return ok;
 }
 
 void agent_note(agent *a, int rc, uint64_t generation)
@@ -117,7 +166,7 @@ void agent_slot_ended(agent *a, job_slot *s)
 {
     pthread_mutex_lock(&a->mu);
     s->ended = 1;
-    pthread_cond_broadcast(&a->cv);   /* the poller may ask for the next */
+    pthread_cond_broadcast(&a->slot_cv);   /* the poller may ask for the next */
     pthread_mutex_unlock(&a->mu);
 }
 
@@ -347,7 +396,7 @@ static void *heartbeats(void *arg)
         }
         cJSON_Delete(reply);
         cJSON_Delete(body);
-        rz_client_free(c);
+        agent_client_put(a, c, gen);
         agent_challenge(a);   /* one falls due now and then */
     }
     return NULL;
@@ -443,7 +492,7 @@ static job_slot *free_slot(agent *a)
             struct timespec t;
             clock_gettime(CLOCK_REALTIME, &t);
             t.tv_sec += 1;
-            pthread_cond_timedwait(&a->cv, &a->mu, &t);
+            pthread_cond_timedwait(&a->slot_cv, &a->mu, &t);
         }
         int stop = a->stopping;
         pthread_mutex_unlock(&a->mu);
@@ -536,7 +585,7 @@ static void poll_once(agent *a, job_slot *s, unsigned *tries)
     cJSON *reply = NULL;
     int rc = node_call(c, "GET", path, NULL, 1, &status, &reply);
     agent_note(a, rc, gen);
-    rz_client_free(c);
+    agent_client_put(a, c, gen);
     if (rc == RZ_OK) {
         *tries = 0;
         if (reply && status == 200)
@@ -667,6 +716,7 @@ static void *poller(void *arg)
     pthread_mutex_lock(&a->mu);
     a->stopping = 1;
     pthread_cond_broadcast(&a->cv);
+    pthread_cond_broadcast(&a->slot_cv);
     pthread_mutex_unlock(&a->mu);
     return NULL;
 }
@@ -800,7 +850,10 @@ static void teardown(agent *a)
     node_state_free(&a->st);
     node_keys_free(&a->keys);
     node_config_free(&a->cfg);
+    while (a->n_idle)
+        rz_client_free(a->idle[--a->n_idle]);
     pthread_cond_destroy(&a->cv);
+    pthread_cond_destroy(&a->slot_cv);
     pthread_mutex_destroy(&a->mu);
 }
 
@@ -813,6 +866,7 @@ static void stop_jobs(agent *a)
         if (a->slots[i].busy && !a->slots[i].stop)
             a->slots[i].stop = 2;
     pthread_cond_broadcast(&a->cv);
+    pthread_cond_broadcast(&a->slot_cv);
     pthread_mutex_unlock(&a->mu);
 }
 
@@ -891,6 +945,7 @@ int node_agent_run(const node_opts *o)
     memset(&a, 0, sizeof a);
     pthread_mutex_init(&a.mu, NULL);
     pthread_cond_init(&a.cv, NULL);
+    pthread_cond_init(&a.slot_cv, NULL);
     sigset_t set;   /* blocked before any thread (a gateway's) starts */
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -966,6 +1021,7 @@ int node_agent_run_spooled(const node_opts *o, const char *dir)
     memset(&a, 0, sizeof a);
     pthread_mutex_init(&a.mu, NULL);
     pthread_cond_init(&a.cv, NULL);
+    pthread_cond_init(&a.slot_cv, NULL);
     a.local = 1;
     if (setup(&a, o) != 0) {
         teardown(&a);

@@ -46,6 +46,9 @@ typedef struct job_record {
 } job_record;
 
 #define AGENT_RECENT 32
+/* Clients kept for reuse: the poller, heartbeats, a result and a live log
+ * a slot at once on a small node; beyond it a client is made and freed. */
+#define AGENT_IDLE_MAX 8
 #define AGENT_N_OUTCOMES 4
 /* "succeeded", "failed", "declined", "stopped". */
 extern const char *const agent_outcomes[AGENT_N_OUTCOMES];
@@ -63,7 +66,9 @@ struct agent {
     char node_id[33];
 
     pthread_mutex_t mu;          /* guards everything below */
-    pthread_cond_t cv;           /* slot freed, stop, state changed */
+    pthread_cond_t cv;           /* stop, registration: the loops' sleeps */
+    pthread_cond_t slot_cv;      /* a slot freed or its attempt ended: only
+                                    the poller waits (and stop) */
     node_state st;
     uint64_t generation;         /* bumps with every registration */
     int need_register;
@@ -80,6 +85,11 @@ struct agent {
     uint64_t *outbox;            /* jobs whose results wait in DATA/outbox */
     size_t n_outbox;
     uint64_t gpus_busy;          /* bit i: GPU i is a running job's */
+    rz_client *idle[AGENT_IDLE_MAX];   /* clients given back
+                                    (agent_client_put), each with its
+                                    kept-alive connection */
+    size_t n_idle;
+    uint64_t idle_generation;    /* the registration they carry the token of */
 
     /* What the local API shows (localapi.c); written by agent_say, the
      * heartbeats and the challenge runner. */
@@ -109,8 +119,16 @@ void node_api_stop(struct node_api *api);
 void node_api_forget(struct node_api *api);
 
 /* A client for the current registration: *node and *generation say which.
- * NULL when not registered or out of memory. */
+ * NULL when not registered or out of memory. One given back by
+ * agent_client_put is taken again first: its connection to the
+ * orchestrator is reused (keep-alive), not made anew for every call. */
 rz_client *agent_client(agent *a, uint64_t *node, uint64_t *generation);
+/* Give back a client of agent_client (NULL is fine): kept for the next
+ * caller while it is of the current registration and there is room, else
+ * freed. */
+void agent_client_put(agent *a, rz_client *c, uint64_t generation);
+/* The current registration without a client: 0 when not registered. */
+int agent_registration(agent *a, uint64_t *node, uint64_t *generation);
 /* Slots whose job runs now (busy, its attempt not yet ended); under a->mu. */
 size_t agent_running(const agent *a);
 /* The attempt of slot s is over: its slot no longer counts as running, and
@@ -163,8 +181,8 @@ struct cJSON *job_run_local(agent *a, job_slot *s);
 const char *job_vet(agent *a, job_slot *s, char *why, size_t n);
 
 /* livelog.c: a running job's log lines, sent as they come (batched, in
- * a thread of their own, bounded). NULL when it cannot start: the job runs
- * all the same, its log goes with the result. */
+ * a thread of their own made with the first lines, bounded). NULL when it
+ * cannot start: the job runs all the same, its log goes with the result. */
 typedef struct live_log live_log;
 live_log *live_log_start(agent *a, job_slot *s);
 /* Lines already scrubbed (rz_attempt_log_lines), '\n'-separated; never

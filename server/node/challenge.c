@@ -57,7 +57,7 @@ static void challenge_once(agent *a)
     rz_free(answer);
     cJSON_free(text);
     cJSON_Delete(ch);
-    rz_client_free(c);
+    agent_client_put(a, c, gen);
 }
 
 void agent_challenge(agent *a)

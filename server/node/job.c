@@ -773,7 +773,7 @@ static int deliver(agent *a, job *j, const char *what, const cJSON *body,
         if (!c)
             return RZ_ENOMEM;
         if (gen != j->s->generation) {
-            rz_client_free(c);
+            agent_client_put(a, c, gen);
             return RZ_ESTATE;   /* registered anew: this attempt is void */
         }
         char path[96];
@@ -784,7 +784,7 @@ static int deliver(agent *a, job *j, const char *what, const cJSON *body,
         *status_out = status;
         /* A refused result is about this attempt, not the registration. */
         agent_note(a, rc == RZ_ECONNECT ? rc : RZ_OK, 0);
-        rz_client_free(c);
+        agent_client_put(a, c, gen);
         int transient = node_status_passes(rc, status);
         if (transient && kept && tries == 0)
             outbox_sync(kept);
@@ -833,9 +833,7 @@ static void report(agent *a, job *j)
      * delivers it on its next start. */
     uint64_t node = 0, gen = 0;
     char path[PATH_MAX];
-    rz_client *c = agent_client(a, &node, &gen);
-    int ours = c && gen == j->s->generation;
-    rz_client_free(c);
+    int ours = agent_registration(a, &node, &gen) && gen == j->s->generation;
     int kept = ours &&
                outbox_put(a, node, j->s->job, j->s->attempt, b, path,
                           sizeof path) == 0;
@@ -1024,7 +1022,7 @@ void *job_main(void *arg)
     cJSON_Delete(s->assignment);
     s->assignment = NULL;
     s->finished = 1;
-    pthread_cond_broadcast(&a->cv);
+    pthread_cond_broadcast(&a->slot_cv);
     pthread_mutex_unlock(&a->mu);
     return NULL;
 }

@@ -10,7 +10,8 @@
  * buffer is full the oldest waiting bytes go and the next chunk's offset
  * shows the gap. A chunk refused for good (the attempt is stale, the job is
  * no longer this node's) ends the stream; the result's log is sent all the
- * same. */
+ * same. The thread starts with the first lines: a job that logs nothing
+ * (most short steps) costs no thread. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -38,7 +39,10 @@ struct live_log {
     size_t len, cap;
     uint64_t base;
     int finishing, dead;
+    int started;                      /* the sender thread runs */
 };
+
+static void *live_main(void *arg);
 
 /* ---- the job's side ---- */
 
@@ -55,6 +59,11 @@ void live_log_add(live_log *l, const char *lines)
         return;
     size_t n = strlen(lines);
     pthread_mutex_lock(&l->mu);
+    if (!l->dead && !l->started) {
+        /* No thread: no live view; the result carries the log. */
+        l->started = pthread_create(&l->thread, NULL, live_main, l) == 0;
+        l->dead = !l->started;
+    }
     if (l->dead) {
         pthread_mutex_unlock(&l->mu);
         return;
@@ -123,7 +132,7 @@ static int post(live_log *l, const char *text, size_t n, uint64_t offset)
     if (!c)
         return 0;
     if (gen != l->s->generation) {
-        rz_client_free(c);
+        agent_client_put(l->a, c, gen);
         return -1;   /* registered anew: this attempt is void */
     }
     char *chunk = strndup(text, n);
@@ -141,7 +150,7 @@ static int post(live_log *l, const char *text, size_t n, uint64_t offset)
     }
     cJSON_Delete(b);
     free(chunk);
-    rz_client_free(c);
+    agent_client_put(l->a, c, gen);
     if (rc == RZ_OK)
         return 1;
     /* An outage, a 5xx or 429 (the key's request rate) pass; any other
@@ -236,12 +245,6 @@ live_log *live_log_start(agent *a, job_slot *s)
     l->s = s;
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
-    if (pthread_create(&l->thread, NULL, live_main, l) != 0) {
-        pthread_mutex_destroy(&l->mu);
-        pthread_cond_destroy(&l->cv);
-        free(l);
-        return NULL;   /* no live view; the result carries the log */
-    }
     return l;
 }
 
@@ -252,8 +255,10 @@ void live_log_finish(live_log *l)
     pthread_mutex_lock(&l->mu);
     l->finishing = 1;
     pthread_cond_signal(&l->cv);
+    int started = l->started;
     pthread_mutex_unlock(&l->mu);
-    pthread_join(l->thread, NULL);
+    if (started)
+        pthread_join(l->thread, NULL);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
     free(l->buf);

@@ -55,8 +55,7 @@ int outbox_put(agent *a, uint64_t node, uint64_t job, uint32_t attempt,
 {
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/outbox", a->o->data_dir);
-    if (snprintf(path, cap, "%s/%" PRIu64 "-%u.json", dir, job, attempt) >= (int)cap ||
-        node_mkdirs(dir) != 0)
+    if (snprintf(path, cap, "%s/%" PRIu64 "-%u.json", dir, job, attempt) >= (int)cap)
         return -1;
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddNumberToObject(doc, "node", (double)node);
@@ -67,6 +66,9 @@ int outbox_put(agent *a, uint64_t node, uint64_t job, uint32_t attempt,
     char *text = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
     int rc = text ? node_write_file(path, text, strlen(text), 0) : -1;
+    /* The folder is made the first time, not checked at every result. */
+    if (rc != 0 && errno == ENOENT && node_mkdirs(dir) == 0)
+        rc = node_write_file(path, text, strlen(text), 0);
     cJSON_free(text);
     if (rc == 0)
         listed_add(a, job);
@@ -213,7 +215,7 @@ static void deliver_entry(outbox *ob, entry *e)
         uint64_t node = 0, gen = 0;
         rz_client *c = agent_client(a, &node, &gen);
         if (c && gen != ob->generation) {
-            rz_client_free(c);
+            agent_client_put(a, c, gen);
             outbox_done(a, e->path, e->job);   /* registered anew: void */
             return;
         }
@@ -225,7 +227,7 @@ static void deliver_entry(outbox *ob, entry *e)
                      "/result", node, e->job);
             rc = node_call(c, "POST", path, e->result, 1, &status, NULL);
             agent_note(a, rc == RZ_ECONNECT ? rc : RZ_OK, 0);
-            rz_client_free(c);
+            agent_client_put(a, c, gen);
         }
         if (outbox_final(rc, status)) {
             job_slot s = { .job = e->job, .attempt = e->attempt };

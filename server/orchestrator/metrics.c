@@ -398,6 +398,10 @@ void r_metrics(req *q)
     evbuffer_add_printf(b, "# HELP rhizos_http_connections Connections open now.\n"
                         "# TYPE rhizos_http_connections gauge\n"
                         "rhizos_http_connections %llu\n"
+                        "# HELP rhizos_http_connections_accepted_total Connections "
+                        "accepted since start.\n"
+                        "# TYPE rhizos_http_connections_accepted_total counter\n"
+                        "rhizos_http_connections_accepted_total %llu\n"
                         "# HELP rhizos_http_connections_refused_total Closed on "
                         "accept: past --max-connections.\n"
                         "# TYPE rhizos_http_connections_refused_total counter\n"
@@ -406,7 +410,8 @@ void r_metrics(req *q)
                         "not whole within --read-deadline.\n"
                         "# TYPE rhizos_http_read_deadline_total counter\n"
                         "rhizos_http_read_deadline_total %llu\n",
-                        (unsigned long long)cs.open, (unsigned long long)cs.refused,
+                        (unsigned long long)cs.open, (unsigned long long)cs.accepted,
+                        (unsigned long long)cs.refused,
                         (unsigned long long)cs.expired);
     print_routes(o, b);
     print_steps(o, b);

@@ -390,6 +390,38 @@ class RoundTrip(unittest.TestCase):
         self.assertEqual(j["status"], "succeeded", j)
         self.assertEqual(len(j["outputs"]["blob"]), 400 * 1024)
 
+    def metric(self, name):
+        st, text = http(self.base, "GET", "/metrics", self.ADMIN,
+                        decode=lambda ctype, data: data.decode())
+        self.assertEqual(st, 200, text)
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return int(line.split()[1])
+        self.fail("no %s in /metrics" % name)
+
+    def test_the_node_keeps_its_connections(self):
+        # A node's calls (long polls, results, heartbeats) go over a few
+        # kept-alive connections, not one each: 8 jobs (16 calls or more)
+        # open at most a handful. Each of the test's own requests is one
+        # connection, counted and taken off.
+        self.start_node("keep", config=[("node", "heartbeat_s", 0.5)])
+        time.sleep(0.5)   # its first poll, heartbeat and challenge
+        before = self.metric("rhizos_http_connections_accepted_total")
+        mine = 0
+        jobs = [self.submit("echo", inputs={"message": "m%d" % i}) for i in range(8)]
+        mine += len(jobs)
+        for job in jobs:
+            while True:
+                st, j = http(self.base, "GET", "/api/v1/jobs/%d" % job, self.key)
+                mine += 1
+                if j["status"] not in ("queued", "assigned", "running"):
+                    break
+                time.sleep(0.1)
+            self.assertEqual(j["status"], "succeeded", j)
+        node_conns = self.metric("rhizos_http_connections_accepted_total") - before - mine - 1
+        self.assertLessEqual(node_conns, 4, "the node made %d connections for 8 jobs"
+                             % node_conns)
+
     def test_file_output_of_a_standalone_job(self):
         # A file output goes to the orchestrator (docs/flow-format.md,
         # "File outputs"): the job succeeds with a reference that names no
