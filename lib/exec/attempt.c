@@ -709,6 +709,12 @@ int rz_attempt_start(rz_attempt **out, const rz_attempt_opts *o)
     return rz__attempt_start_pooled(out, o, NULL);
 }
 
+int rz_attempt_start_pooled(rz_attempt **out, const rz_attempt_opts *o,
+                            rz_scratch_pool *pool)
+{
+    return rz__attempt_start_pooled(out, o, pool);
+}
+
 int rz__attempt_start_pooled(rz_attempt **out, const rz_attempt_opts *o,
                              rz__scratch_pool *pool)
 {

@@ -82,7 +82,7 @@ RZ_HIDDEN unsigned long long rz__exec_pidns(void);
 /* Scratch folders that finished unsandboxed attempts leave for the next
  * (scratch.c): one pool per runner, not shared between threads. parent as
  * rz__exec_mkdtemp's. Freeing the pool removes the folders it keeps. */
-typedef struct rz__scratch_pool rz__scratch_pool;
+typedef struct rz_scratch_pool rz__scratch_pool;   /* public: exec.h */
 RZ_HIDDEN int rz__scratch_pool_new(rz__scratch_pool **out, const char *parent);
 RZ_HIDDEN void rz__scratch_pool_free(rz__scratch_pool *p);
 RZ_HIDDEN const char *rz__scratch_pool_parent(const rz__scratch_pool *p);

@@ -27,7 +27,7 @@
 
 #define POOL_MAX 64              /* folders kept; more are removed */
 
-struct rz__scratch_pool {
+struct rz_scratch_pool {
     char *parent;                /* real path; folders are its children */
     char *kept[POOL_MAX];        /* left by finished attempts, unchecked */
     size_t n;
@@ -58,6 +58,18 @@ void rz__scratch_pool_free(rz__scratch_pool *p)
     }
     free(p->parent);
     free(p);
+}
+
+int rz_scratch_pool_new(rz_scratch_pool **out, const char *parent)
+{
+    if (!out)
+        return rz__error(RZ_EINVAL, "rz_scratch_pool_new: out is NULL");
+    return rz__scratch_pool_new(out, parent);
+}
+
+void rz_scratch_pool_free(rz_scratch_pool *pool)
+{
+    rz__scratch_pool_free(pool);
 }
 
 const char *rz__scratch_pool_parent(const rz__scratch_pool *p)

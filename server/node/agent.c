@@ -841,10 +841,20 @@ static int setup(agent *a, const node_opts *o)
     return 0;
 }
 
+/* The slots' kept scratch folders, removed; no job runs. */
+static void free_scratch(agent *a)
+{
+    for (size_t i = 0; a->slots && i < a->n_slots; i++) {
+        rz_scratch_pool_free(a->slots[i].scratch);
+        a->slots[i].scratch = NULL;
+    }
+}
+
 static void teardown(agent *a)
 {
     slurm_gw_free(a);
     rz_registry_free(a->reg);
+    free_scratch(a);
     free(a->slots);
     free(a->outbox);
     node_state_free(&a->st);
@@ -968,6 +978,7 @@ int node_agent_run(const node_opts *o)
     while (!all_idle(&a))
         usleep(50 * 1000);
     if (sig) {
+        free_scratch(&a);
         /* The poller may sit in a long-poll for many seconds; nothing it
          * holds needs saving, so the process ends here. */
         node_api_forget(l.api);

@@ -32,6 +32,8 @@ typedef struct job_slot {
     uint64_t started_ms;         /* 0 until then */
     uint64_t slurm_id;           /* a Slurm job taken up again at start
                                     (slurm.c): follow it, submit nothing */
+    rz_scratch_pool *scratch;    /* unsandboxed: the scratch folders its
+                                    jobs leave for the next (job.c) */
 } job_slot;
 
 /* A job that ended here, as the local API lists it. */

@@ -511,7 +511,12 @@ static int start(agent *a, job *j, rz_attempt **att, const char *const *gpus)
         ao.adapter = "llm";
         ao.timeout_s = llm_timeout(j, (uint32_t)a->cfg.llm[j->llm_server].timeout_s);
     }
-    int rc = rz_attempt_start(att, &ao);
+    /* Unsandboxed, a slot's jobs refill one scratch folder, as the embedded
+     * runner's steps do; without a pool each makes and removes its own. */
+    if (!a->sandbox && !a->local && !j->s->scratch &&
+        rz_scratch_pool_new(&j->s->scratch, NULL) != RZ_OK)
+        j->s->scratch = NULL;
+    int rc = rz_attempt_start_pooled(att, &ao, j->s->scratch);
     sodium_memzero(secrets, sizeof secrets);
     cJSON_free(input);
     return rc;

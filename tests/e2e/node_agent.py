@@ -7,6 +7,7 @@ Usage: node_agent.py RHIZOS_NODE SOURCE_ROOT [RHIZOS_ORCHESTRATOR]"""
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -306,6 +307,68 @@ class NextJobWhileReporting(unittest.TestCase):
         self.assertEqual(sorted(self.results), [(1, True), (2, True), (3, True)])
         with open(self.steps) as f:   # one job at a time: never s s
             self.assertEqual(f.read().split(), ["s", "e"] * 3)
+
+
+class ScratchReuse(unittest.TestCase):
+    """Unsandboxed, a slot's jobs refill the scratch folder the last one
+    left (as the embedded runner's steps do) instead of each making and
+    removing its own; the folders go when the node stops."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        mods = os.path.join(self.tmp.name, "modules")
+        os.makedirs(os.path.join(mods, "where"))
+        manifest = {
+            "id": "where", "version": "1.0.0", "name": "where", "description": "its folder",
+            "inputs": [], "outputs": [], "config": {"type": "object"},
+            "credentials": [], "estimate": {"seconds": 1},
+            "requirements": {"adapter": "process", "cpu_cores": 1, "memory_mb": 16},
+            "exec": {"adapter": "process", "timeout_s": 30, "command": [
+                "/bin/sh", "-c", "printf '{\"at\": \"%s\"}' \"$RZ_OUTPUT\""]}}
+        with open(os.path.join(mods, "where", "module.json"), "w") as f:
+            json.dump(manifest, f)
+        digest = hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+                                .encode()).hexdigest()
+        self.queue = [{"job": job, "attempt": 1, "step": "where",
+                       "module": {"id": "where", "version": "1.0.0", "digest": digest},
+                       "request": {"inputs": {}, "config": {}}} for job in range(1, 7)]
+        self.lock = threading.Lock()
+        self.results = []
+        self.fake = harness.FakeOrchestrator(self.assign, self.post)
+        self.data = os.path.join(self.tmp.name, "node")
+        self.assertEqual(node("init", "--data", self.data).returncode, 0)
+        set_config(self.data, "limits", "max_concurrent_jobs", 1)
+        set_config(self.data, "node", "modules", json.dumps(mods))
+
+    def tearDown(self):
+        self.fake.close()
+        self.tmp.cleanup()
+
+    def assign(self):
+        with self.lock:   # one at a time: the next once the last result came
+            if self.queue and len(self.results) == 6 - len(self.queue):
+                return self.queue.pop(0)
+        return None
+
+    def post(self, path, body):
+        # The body is CBOR: the folder is read out of its bytes.
+        at = re.search(rb"(/[!-~]*?/rz-[0-9a-f]+-[0-9]+-\w{6})/out/outputs\.json", body)
+        with self.lock:
+            self.results.append(at and at.group(1).decode())
+        return 200, {"accepted": True}
+
+    def test_a_slot_refills_its_folder(self):
+        n = Proc([NODE, "start", "--data", self.data, "--orchestrator",
+                  self.fake.url, "--no-sandbox"], cwd=ROOT)
+        try:
+            n.wait_for(lambda: len(self.results) == 6, 30, "six results")
+        finally:
+            n.stop()
+        self.assertNotIn(None, self.results)
+        folders = set(self.results)
+        # Two slots (one running, one reporting): at most two folders.
+        self.assertLessEqual(len(folders), 2, folders)
+        self.assertFalse([f for f in folders if os.path.exists(f)], folders)
 
 
 @unittest.skipUnless(ORCH and os.access(ORCH, os.X_OK), "no orchestrator binary")
