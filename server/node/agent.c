@@ -1,7 +1,8 @@
 /* `rhizos-node start`: register when needed, then two loops — heartbeats,
- * and a long-poll for work whenever a slot is free — plus one thread per
- * running job (job.c), each with its own rz_client. The main thread only
- * waits for SIGTERM/SIGINT (blocked everywhere else). */
+ * and a long-poll for work whenever a slot is free — plus a thread per job
+ * slot that runs its jobs (job.c) one after another. Calls take kept-alive
+ * clients (agent_client / agent_client_put). The main thread only waits
+ * for SIGTERM/SIGINT (blocked everywhere else). */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -448,21 +449,19 @@ static void *reaper(void *arg)
 
 /* ---- taking work ---- */
 
+/* Slots whose job has finished are free again (their threads wait for
+ * the next). */
 static void reap(agent *a)
 {
+    pthread_mutex_lock(&a->mu);
     for (size_t i = 0; i < a->n_slots; i++) {
         job_slot *s = &a->slots[i];
-        pthread_mutex_lock(&a->mu);
-        int done = s->busy && s->finished;
-        pthread_mutex_unlock(&a->mu);
-        if (!done)
-            continue;
-        pthread_join(s->thread, NULL);
-        pthread_mutex_lock(&a->mu);
-        s->busy = s->finished = s->ended = 0;
-        s->stop = 0;
-        pthread_mutex_unlock(&a->mu);
+        if (s->busy && s->finished) {
+            s->busy = s->finished = s->ended = 0;
+            s->stop = 0;
+        }
     }
+    pthread_mutex_unlock(&a->mu);
 }
 
 /* A free slot, waiting for one; NULL when stopping. Free: fewer than
@@ -552,15 +551,48 @@ static int start_job(agent *a, job_slot *s, cJSON *asg, uint64_t gen)
     return agent_start_slot(a, s, asg);
 }
 
+/* A slot's thread runs its jobs one after another: no thread is made and
+ * torn down for each (a short job's clone, stack release and exit). */
+static void *slot_main(void *arg)
+{
+    job_slot *s = arg;
+    agent *a = s->a;
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        while (!s->go && !s->quit)
+            pthread_cond_wait(&s->go_cv, &a->mu);
+        if (!s->go)
+            break;
+        s->go = 0;
+        pthread_mutex_unlock(&a->mu);
+        job_main(s);
+        pthread_mutex_lock(&a->mu);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
 int agent_start_slot(agent *a, job_slot *s, struct cJSON *asg)
 {
-    int rc = pthread_create(&s->thread, NULL, job_main, s);
+    int rc = 0;
+    pthread_mutex_lock(&a->mu);
+    if (!s->worker) {
+        pthread_cond_init(&s->go_cv, NULL);
+        rc = pthread_create(&s->thread, NULL, slot_main, s);
+        s->worker = rc == 0;
+        if (rc)
+            pthread_cond_destroy(&s->go_cv);
+    }
+    if (rc == 0) {
+        s->go = 1;
+        pthread_cond_signal(&s->go_cv);
+    } else {
+        s->busy = 0;
+        s->assignment = NULL;
+    }
+    pthread_mutex_unlock(&a->mu);
     if (rc == 0)
         return 0;
-    pthread_mutex_lock(&a->mu);
-    s->busy = 0;
-    s->assignment = NULL;
-    pthread_mutex_unlock(&a->mu);
     cJSON_Delete(asg);
     fprintf(stderr, "rhizos-node: cannot start a thread: %s\n", strerror(rc));
     return -1;
@@ -841,6 +873,25 @@ static int setup(agent *a, const node_opts *o)
     return 0;
 }
 
+/* The slots' threads, ended once their jobs have (stop_jobs first). */
+static void join_slots(agent *a)
+{
+    for (size_t i = 0; a->slots && i < a->n_slots; i++) {
+        job_slot *s = &a->slots[i];
+        pthread_mutex_lock(&a->mu);
+        int on = s->worker;
+        s->quit = 1;
+        if (on)
+            pthread_cond_signal(&s->go_cv);
+        pthread_mutex_unlock(&a->mu);
+        if (!on)
+            continue;
+        pthread_join(s->thread, NULL);
+        pthread_cond_destroy(&s->go_cv);
+        s->worker = 0;
+    }
+}
+
 /* The slots' kept scratch folders, removed; no job runs. */
 static void free_scratch(agent *a)
 {
@@ -853,6 +904,7 @@ static void free_scratch(agent *a)
 static void teardown(agent *a)
 {
     slurm_gw_free(a);
+    join_slots(a);
     rz_registry_free(a->reg);
     free_scratch(a);
     free(a->slots);

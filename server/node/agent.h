@@ -21,7 +21,9 @@ typedef struct agent agent;
 typedef struct job_slot {
     agent *a;
     int busy, finished, ended;
-    pthread_t thread;
+    pthread_t thread;            /* the slot's, made with its first job */
+    pthread_cond_t go_cv;        /* its next job (`go`) or the end (`quit`) */
+    int worker, go, quit;        /* under a->mu */
     uint64_t job;
     uint32_t attempt;
     uint64_t generation;         /* registration it was assigned under */
@@ -168,9 +170,9 @@ void agent_give_back_gpus(agent *a, uint64_t mask);
 
 /* job.c: the thread of one assignment. */
 void *job_main(void *slot);
-/* Run slot s (filled and busy, its assignment `asg`) on a thread of its
- * own: 0; else the slot is free again, asg deleted, the reason on stderr,
- * -1. */
+/* Run slot s (filled and busy, its assignment `asg`) on the slot's thread
+ * (made with its first job; it then waits for the next): 0; else the slot
+ * is free again, asg deleted, the reason on stderr, -1. */
 int agent_start_slot(agent *a, job_slot *s, struct cJSON *asg);
 /* job.c: `rhizos-node slurm-run`: the slot's assignment vetted and run
  * here, its result body ({outputs}|{error}, run_ms, log) returned
