@@ -681,6 +681,7 @@ void rz_engine_close(rz_engine *e)
         rz__engine_commit(e);   /* owed flags cleared since the last call */
     for (size_t i = 0; i < e->n_nodes; i++) {
         rz_caps_free(e->nodes[i].caps);
+        rz__engine_node_caps_forget(&e->nodes[i]);
         free(e->nodes[i].held);
     }
     for (size_t i = 0; i < e->n_live_jobs; i++) {
@@ -960,9 +961,11 @@ int rz_engine_node_rejoin(rz_engine *e, uint64_t node, const char *caps_json,
         e->nodes_epoch++;
         rz_caps_free(n->caps);
         n->caps = caps;
+        rz__engine_node_caps_forget(n);
     } else if (rc == RZ_ENOENT) {
         rz_caps *old = n->caps;
         n->caps = caps;
+        rz__engine_node_caps_forget(n);
         rc = matcher_add_node(e, n);
         rz_caps_free(rc == RZ_OK ? old : caps);
         if (rc != RZ_OK)

@@ -88,6 +88,13 @@ typedef struct rz__enode {
     rz_engine_record rec;     /* its record, for its reputation */
     uint32_t claims, unverified;   /* RZ_CAP_* bits (verify.c) */
     rz__echal ch;
+    /* Its caps as its record holds them (a quoted JSON string), printed
+     * once for the trust they were printed with (store.c): the record is
+     * rewritten at every outcome, the caps change far more seldom. */
+    char *caps_rec;
+    size_t caps_rec_len;
+    double caps_rec_rep;
+    uint32_t caps_rec_unv;
 } rz__enode;
 
 /* An entry of a requirement group's queue (queue.c). */
@@ -453,6 +460,8 @@ RZ_HIDDEN extern void (*rz__engine_commit_seam)(void);
 RZ_HIDDEN int rz__engine_load(rz_engine *e);
 /* Drop the store's mapped pages from RSS (every SHED_COMMITS commits). */
 RZ_HIDDEN void rz__engine_store_shed(rz_engine *e);
+/* Drops n's printed caps: call when n->caps is replaced or freed. */
+RZ_HIDDEN void rz__engine_node_caps_forget(rz__enode *n);
 /* After a big deployment's parse or end: give freed heap pages back. */
 RZ_HIDDEN void rz__engine_trim(size_t steps);
 /* Record a step event of `d` for the next commit (and the replica). */

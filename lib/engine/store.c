@@ -476,20 +476,83 @@ static rz_ledger_id get_id(const cJSON *o, const char *k)
     return id;
 }
 
+/* s as cJSON prints a string (quotes included): its length, and the text
+ * at o (which returns past it). */
+static size_t quoted_len(const unsigned char *s)
+{
+    size_t n = 2;
+    for (; *s; s++)
+        n += *s == '"' || *s == '\\' || *s == '\b' || *s == '\f' || *s == '\n' ||
+             *s == '\r' || *s == '\t' ? 2 : *s < 32 ? 6 : 1;
+    return n;
+}
+
+static unsigned char *quoted_put(unsigned char *o, const unsigned char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    *o++ = '"';
+    for (; *s; s++) {
+        const char *e = *s == '"' ? "\\\"" : *s == '\\' ? "\\\\" : *s == '\b' ? "\\b"
+                      : *s == '\f' ? "\\f" : *s == '\n' ? "\\n" : *s == '\r' ? "\\r"
+                      : *s == '\t' ? "\\t" : NULL;
+        if (e) {
+            *o++ = (unsigned char)e[0];
+            *o++ = (unsigned char)e[1];
+        } else if (*s < 32) {
+            memcpy(o, "\\u00", 4);
+            o[4] = (unsigned char)hex[*s >> 4];
+            o[5] = (unsigned char)hex[*s & 15];
+            o += 6;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o++ = '"';
+    return o;
+}
+
+/* The node's record but its caps (put_node adds them). */
 static char *node_record(const rz__enode *n)
 {
     cJSON *o = cJSON_CreateObject();
-    char *caps = NULL;
-    if (!o || rz_caps_to_json(n->caps, 0, &caps) != RZ_OK) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    bool whole = add_u64(o, "id", n->id) &&
+    bool whole = o && add_u64(o, "id", n->id) &&
                  add_u64(o, "state", (uint64_t)n->state) &&
                  add_u64(o, "registered", n->registered_ms) &&
-                 add_str(o, "caps", caps) && rz__verify_save(o, n);
-    rz_free(caps);
+                 rz__verify_save(o, n);
     return print_record(o, whole);
+}
+
+void rz__engine_node_caps_forget(rz__enode *n)
+{
+    free(n->caps_rec);
+    n->caps_rec = NULL;
+}
+
+/* n->caps_rec for the caps and trust n has now: kept while its trust is
+ * the one it was printed with (the trust is the only part of caps that
+ * changes in place; a replaced caps is forgotten by its replacer). */
+static int node_caps_rec(rz__enode *n)
+{
+    const rz_caps_info *ci = rz_caps_get(n->caps);
+    if (n->caps_rec && ci->reputation == n->caps_rec_rep &&
+        ci->unverified == n->caps_rec_unv)
+        return RZ_OK;
+    rz__engine_node_caps_forget(n);
+    char *caps = NULL;
+    int rc = rz_caps_to_json(n->caps, 0, &caps);
+    if (rc != RZ_OK)
+        return rc;
+    size_t len = quoted_len((const unsigned char *)caps);
+    n->caps_rec = rz__malloc(len);
+    if (n->caps_rec)
+        quoted_put((unsigned char *)n->caps_rec, (const unsigned char *)caps);
+    rz_free(caps);
+    if (!n->caps_rec)
+        return rz__error(RZ_ENOMEM, "out of memory");
+    n->caps_rec_len = len;
+    n->caps_rec_rep = ci->reputation;
+    n->caps_rec_unv = ci->unverified;
+    return RZ_OK;
 }
 
 /* "declined": the nodes that turned the job down, as decimal strings. */
@@ -611,6 +674,16 @@ static char *step_event_record(const rz__step_event *v)
     return print_record(o, whole);
 }
 
+/* Value v's header for key k and its `len` bytes of JSON after it. */
+static void seal(unsigned char *v, const unsigned char *k, size_t klen,
+                 size_t len)
+{
+    uint32_t crc = record_crc(k, klen, v + HDR, len);
+    memcpy(v, MAGIC, 4);
+    for (int i = 0; i < 4; i++)
+        v[4 + i] = (unsigned char)(crc >> (8 * i));
+}
+
 static int put(MDB_txn *txn, MDB_dbi dbi, const unsigned char *k, size_t klen,
                char *rec)
 {
@@ -621,50 +694,11 @@ static int put(MDB_txn *txn, MDB_dbi dbi, const unsigned char *k, size_t klen,
     MDB_val key = { klen, (void *)k }, val = { HDR + len, NULL };
     int mrc = mdb_put(txn, dbi, &key, &val, MDB_RESERVE);
     if (!mrc) {
-        uint32_t crc = record_crc(k, klen, rec, len);
-        unsigned char *v = val.mv_data;
-        memcpy(v, MAGIC, 4);
-        for (int i = 0; i < 4; i++)
-            v[4 + i] = (unsigned char)(crc >> (8 * i));
-        memcpy(v + HDR, rec, len);
+        memcpy((unsigned char *)val.mv_data + HDR, rec, len);
+        seal(val.mv_data, k, klen, len);
     }
     free(rec);
     return mrc ? db_error(mrc, "write") : RZ_OK;
-}
-
-/* s as cJSON prints a string (quotes included): its length, and the text
- * at o (which returns past it). */
-static size_t quoted_len(const unsigned char *s)
-{
-    size_t n = 2;
-    for (; *s; s++)
-        n += *s == '"' || *s == '\\' || *s == '\b' || *s == '\f' || *s == '\n' ||
-             *s == '\r' || *s == '\t' ? 2 : *s < 32 ? 6 : 1;
-    return n;
-}
-
-static unsigned char *quoted_put(unsigned char *o, const unsigned char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    *o++ = '"';
-    for (; *s; s++) {
-        const char *e = *s == '"' ? "\\\"" : *s == '\\' ? "\\\\" : *s == '\b' ? "\\b"
-                      : *s == '\f' ? "\\f" : *s == '\n' ? "\\n" : *s == '\r' ? "\\r"
-                      : *s == '\t' ? "\\t" : NULL;
-        if (e) {
-            *o++ = (unsigned char)e[0];
-            *o++ = (unsigned char)e[1];
-        } else if (*s < 32) {
-            memcpy(o, "\\u00", 4);
-            o[4] = (unsigned char)hex[*s >> 4];
-            o[5] = (unsigned char)hex[*s & 15];
-            o += 6;
-        } else {
-            *o++ = *s;
-        }
-    }
-    *o++ = '"';
-    return o;
 }
 
 /* The deployment's record with its final status last, the text cJSON
@@ -689,10 +723,33 @@ static int put_dep(MDB_txn *txn, MDB_dbi dbi, const unsigned char *k,
         memcpy(o + head, key, sizeof key - 1);
         o = quoted_put(o + head + sizeof key - 1, fin);
         *o = '}';
-        uint32_t crc = record_crc(k, 8, v + HDR, len);
-        memcpy(v, MAGIC, 4);
-        for (int i = 0; i < 4; i++)
-            v[4 + i] = (unsigned char)(crc >> (8 * i));
+        seal(v, k, 8, len);
+    }
+    free(rec);
+    return mrc ? db_error(mrc, "write") : RZ_OK;
+}
+
+/* The node's record with its caps last, from its printed caps
+ * (node_caps_rec), written straight into LMDB's reserved value. */
+static int put_node(MDB_txn *txn, MDB_dbi dbi, const unsigned char *k,
+                    rz__enode *n)
+{
+    int rc = node_caps_rec(n);
+    char *rec = rc == RZ_OK ? node_record(n) : NULL;
+    if (!rec)
+        return rc != RZ_OK ? rc : rz__error(RZ_ENOMEM, "out of memory");
+    static const char key[] = ",\"caps\":";
+    size_t head = strlen(rec) - 1;   /* without its "}" */
+    size_t len = head + sizeof key - 1 + n->caps_rec_len + 1;
+    MDB_val kv = { 8, (void *)k }, val = { HDR + len, NULL };
+    int mrc = mdb_put(txn, dbi, &kv, &val, MDB_RESERVE);
+    if (!mrc) {
+        unsigned char *v = val.mv_data, *o = v + HDR;
+        memcpy(o, rec, head);
+        memcpy(o + head, key, sizeof key - 1);
+        memcpy(o + head + sizeof key - 1, n->caps_rec, n->caps_rec_len);
+        o[len - 1] = '}';
+        seal(v, k, 8, len);
     }
     free(rec);
     return mrc ? db_error(mrc, "write") : RZ_OK;
@@ -737,7 +794,7 @@ static int write_dirty(rz_engine *e, MDB_txn *txn)
     for (size_t i = 0; rc == RZ_OK && i < e->n_dirty_nodes; i++) {
         rz__enode *n = rz__engine_node(e, e->dirty_nodes[i]);
         key_u64(k, n->id);
-        rc = put(txn, e->db_nodes, k, 8, node_record(n));
+        rc = put_node(txn, e->db_nodes, k, n);
     }
     for (size_t i = 0; rc == RZ_OK && i < e->n_dirty_jobs; i++) {
         rz__ejob *j = rz__engine_job(e, e->dirty_jobs[i]);

@@ -7,8 +7,9 @@
  * deployment record, and a store written before that layout (the flow in
  * the deployment record, bare JSON) is read and moved on. After every
  * call, too, a status followed from rz_engine_deployment_changes alone
- * equals the status. RZ_RECORDS_CALLS (default 120) calls per seed, 3
- * seeds (1.5 s; 8 s under ASan). */
+ * equals the status. And a node's stored caps (printed once, kept until
+ * they change) follow its trust and its rejoins. RZ_RECORDS_CALLS
+ * (default 120) calls per seed, 3 seeds (1.5 s; 8 s under ASan). */
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdarg.h>
@@ -520,6 +521,74 @@ static void test_missing_flow_refused(void **state)
     assert_int_equal(tmp_dir_remove(w.dir), 0);
 }
 
+/* The node's stored caps, as text, equal its caps in memory. */
+static void node_caps_stored(world *w)
+{
+    char *mem = NULL;
+    assert_int_equal(rz_engine_node_caps(w->e, w->node, &mem), RZ_OK);
+    rz_engine_close(w->e);
+    raw r;
+    raw_open(&r, w->dir);
+    char *rec = raw_get(&r, "nodes", w->node);
+    raw_close(&r);
+    cJSON *o = cJSON_Parse(rec);
+    const cJSON *caps = cJSON_GetObjectItemCaseSensitive(o, "caps");
+    assert_true(cJSON_IsString(caps));
+    assert_string_equal(caps->valuestring, mem);
+    cJSON_Delete(o);
+    free(rec);
+    rz_free(mem);
+    open_w(w);
+}
+
+/* The node record is rewritten at every outcome, its caps printed once:
+ * what is stored follows the trust that failures move and the caps a
+ * rejoin brings. */
+static void test_node_record_follows_caps(void **state)
+{
+    (void)state;
+    world w;
+    world_start(&w, 10);
+    uint64_t dep;
+    assert_int_equal(rz_engine_deploy(w.e, FLOW, strlen(FLOW), w.client,
+                                      NULL, w.now, &dep, NULL), RZ_OK);
+    run_one_step(&w);
+    node_caps_stored(&w);
+    assert_int_equal(rz_engine_deployment_cancel(w.e, dep, ++w.now), RZ_OK);
+    for (int i = 0; i < 3; i++) {   /* failures: its reputation falls */
+        assert_int_equal(rz_engine_deploy(w.e, FLOW, strlen(FLOW), w.client,
+                                          NULL, w.now, &dep, NULL), RZ_OK);
+        rz_engine_assignment a;
+        assert_int_equal(rz_engine_poll(w.e, w.node, ++w.now, &a), RZ_OK);
+        rz_engine_report rep = RZ_ENGINE_REPORT_INIT;
+        rep.attempt = a.attempt;
+        rep.error = "it broke";
+        assert_int_equal(rz_engine_report_result(w.e, w.node, a.job, &rep,
+                                                 ++w.now, NULL), RZ_OK);
+    }
+    char *mem = NULL;
+    assert_int_equal(rz_engine_node_caps(w.e, w.node, &mem), RZ_OK);
+    cJSON *c = cJSON_Parse(mem);
+    double rep = cJSON_GetNumberValue(cJSON_GetObjectItem(c, "reputation"));
+    assert_true(rep > 0 && rep < 0.9);
+    cJSON_Delete(c);
+    rz_free(mem);
+    node_caps_stored(&w);
+    static const char more[] = "{\"cpu\":{\"cores\":4,\"threads\":8},"
+        "\"memory_mb\":16384,\"storage\":{\"total_gb\":100,\"free_gb\":100},"
+        "\"max_concurrent_jobs\":3}";
+    assert_int_equal(rz_engine_deploy(w.e, FLOW, strlen(FLOW), w.client,
+                                      NULL, w.now, &dep, NULL), RZ_OK);
+    run_one_step(&w);   /* its caps printed in this open engine */
+    assert_int_equal(rz_engine_node_rejoin(w.e, w.node, more, strlen(more),
+                                           ++w.now), RZ_OK);
+    assert_int_equal(rz_engine_node_caps(w.e, w.node, &mem), RZ_OK);
+    assert_non_null(strstr(mem, "16384"));   /* its trust as before */
+    rz_free(mem);
+    node_caps_stored(&w);
+    world_end(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -527,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_flow_stored_once),
         cmocka_unit_test(test_previous_layout_read),
         cmocka_unit_test(test_missing_flow_refused),
+        cmocka_unit_test(test_node_record_follows_caps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
