@@ -1,7 +1,11 @@
-/* CRC-32C, reflected polynomial 0x82F63B78, a byte at a time from a
- * constant table (generated from the polynomial; a bit at a time was a
- * quarter of the engine's CPU per step once records were checksummed). The
+/* CRC-32C, reflected polynomial 0x82F63B78: with SSE 4.2's crc32
+ * instruction where the CPU has it (8 bytes a cycle or so), else a byte at
+ * a time from a constant table (generated from the polynomial; a bit at a
+ * time was a quarter of the engine's CPU per step once records were
+ * checksummed; the table was still 3% of the embedded runner's CPU). The
  * table is const data: nothing to initialise or share between threads. */
+#include <string.h>
+
 #include "common/crc32c.h"
 
 static const uint32_t TABLE[256] = {
@@ -50,11 +54,42 @@ static const uint32_t TABLE[256] = {
     0xbe2da0a5u, 0x4c4623a6u, 0x5f16d052u, 0xad7d5351u,
 };
 
-uint32_t rz__crc32c(uint32_t crc, const void *p, size_t n)
+static uint32_t crc_table(uint32_t crc, const uint8_t *b, size_t n)
 {
-    const uint8_t *b = p;
-    crc = ~crc;
     while (n--)
         crc = (crc >> 8) ^ TABLE[(crc ^ *b++) & 0xffu];
-    return ~crc;
+    return crc;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define RZ_CRC_HW 1
+/* The same CRC (the instruction's polynomial is Castagnoli's, reflected). */
+__attribute__((target("sse4.2")))
+static uint32_t crc_hw(uint32_t crc, const uint8_t *b, size_t n)
+{
+    uint64_t c = crc;
+    for (; n >= 8; n -= 8, b += 8) {
+        uint64_t v;
+        memcpy(&v, b, 8);
+        c = __builtin_ia32_crc32di(c, v);
+    }
+    crc = (uint32_t)c;
+    while (n--)
+        crc = __builtin_ia32_crc32qi(crc, *b++);
+    return crc;
+}
+#endif
+
+uint32_t rz__crc32c(uint32_t crc, const void *p, size_t n)
+{
+#ifdef RZ_CRC_HW
+    if (__builtin_cpu_supports("sse4.2"))
+        return ~crc_hw(~crc, p, n);
+#endif
+    return ~crc_table(~crc, p, n);
+}
+
+uint32_t rz__crc32c_table(uint32_t crc, const void *p, size_t n)
+{
+    return ~crc_table(~crc, p, n);
 }

@@ -11,5 +11,7 @@
 
 /* Continue `crc` (0 to start) over n bytes at p. */
 RZ_HIDDEN uint32_t rz__crc32c(uint32_t crc, const void *p, size_t n);
+/* The same from the table alone (what a CPU without SSE 4.2 computes). */
+RZ_HIDDEN uint32_t rz__crc32c_table(uint32_t crc, const void *p, size_t n);
 
 #endif
