@@ -18,6 +18,25 @@
  * 15051091192184831.5). */
 void rz__number_format(double d, char *buf, size_t cap)
 {
+    /* A whole number under 10^15 (counts, sizes, times: most numbers a
+     * run record holds) is what "%.15g" prints, its digits; without
+     * printf and strtod (a step's record printed a few a step). */
+    if (d > -1e15 && d < 1e15 && d == (double)(long long)d &&
+        (d != 0 || !signbit(d)) && cap >= 18) {
+        long long v = (long long)d;
+        unsigned long long u = v < 0 ? 0ull - (unsigned long long)v
+                                     : (unsigned long long)v;
+        char tmp[20], *p = tmp + sizeof tmp;
+        do
+            *--p = (char)('0' + u % 10);
+        while (u /= 10);
+        if (v < 0)
+            *--p = '-';
+        size_t n = (size_t)(tmp + sizeof tmp - p);
+        memcpy(buf, p, n);
+        buf[n] = '\0';
+        return;
+    }
     static const char *const forms[] = { "%.15g", "%.16g", "%.17g" };
     static const char *const exps[] = { "%.14e", "%.15e", "%.16e" };
     bool big = fabs(d) > 9007199254740992.0;

@@ -2,6 +2,7 @@
  * toolkit (arrays, folders, LMDB, text, JSON fields, graphs). */
 #include <setjmp.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -448,6 +449,34 @@ static void cycle_text_elides_the_middle(void **state)
 
 /* The strict reader's check: text in UTF-8, no \u0000, integers within
  * 2^53; the first bad byte named; linear on a long string. */
+/* The whole-number path prints what "%.15g" prints, up to its edge (10^15,
+ * where "%.15g" turns to an exponent); past it numbers stay exact; -0
+ * keeps its sign. */
+static void number_format_whole_numbers(void **state)
+{
+    (void)state;
+    static const double cases[] = {
+        0, 1, -1, 7, 10, 99, 100, 4096, -123456789, 1234567890123ll,
+        999999999999999.0, -999999999999999.0, 1e15, -1e15, 1e16, 0.5, -2.5,
+        9007199254740992.0, 1e300,
+    };
+    char got[64], want[64];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        rz__number_format(cases[i], got, sizeof got);
+        snprintf(want, sizeof want, "%.15g", cases[i]);
+        if (fabs(cases[i]) < 1e15)
+            assert_string_equal(got, want);
+        assert_true(strtod(got, NULL) == cases[i]);   /* exact past it */
+    }
+    for (long long v = -100000; v <= 100000; v += 7) {
+        rz__number_format((double)v, got, sizeof got);
+        snprintf(want, sizeof want, "%lld", v);
+        assert_string_equal(got, want);
+    }
+    rz__number_format(-0.0, got, sizeof got);
+    assert_string_equal(got, "-0");
+}
+
 static void json_text_check_strict(void **state)
 {
     (void)state;
@@ -527,6 +556,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(status_names_and_text),
         cmocka_unit_test(json_text_check_strict),
+        cmocka_unit_test(number_format_whole_numbers),
         cmocka_unit_test(json_valid_agrees_with_cjson),
         cmocka_unit_test(last_error_is_thread_local_detail),
         cmocka_unit_test(diags_collect_sort_and_print),
