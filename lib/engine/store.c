@@ -555,22 +555,6 @@ static int node_caps_rec(rz__enode *n)
     return RZ_OK;
 }
 
-/* "declined": the nodes that turned the job down, as decimal strings. */
-static bool add_declined(cJSON *o, const rz__ejob *j)
-{
-    cJSON *a = cJSON_AddArrayToObject(o, "declined");
-    for (size_t i = 0; a && i < j->n_declined; i++) {
-        char buf[24];
-        snprintf(buf, sizeof buf, "%llu", (unsigned long long)j->declined[i]);
-        cJSON *v = cJSON_CreateString(buf);
-        if (!v || !cJSON_AddItemToArray(a, v)) {
-            cJSON_Delete(v);
-            return false;
-        }
-    }
-    return a != NULL;
-}
-
 static int load_declined(rz__ejob *j, const cJSON *rec)
 {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(rec, "declined");
@@ -587,54 +571,198 @@ static int load_declined(rz__ejob *j, const cJSON *rec)
     return RZ_OK;
 }
 
-static char *job_record(const rz__ejob *j)
+/* ---- records printed without a cJSON tree ---- */
+
+/* A job's record is printed at every change of the job (a tree of its
+ * members, three allocations each, was 7% of the embedded runner's CPU):
+ * these print what cJSON prints, {"k":"v",...}, into one buffer. */
+typedef struct recw {
+    unsigned char *p;
+    size_t len, cap;
+    bool failed;
+} recw;
+
+/* Room for n more bytes (and a NUL) at w->p + w->len, or NULL. */
+static unsigned char *w_room(recw *w, size_t n)
+{
+    if (w->failed)
+        return NULL;
+    if (w->len + n + 1 > w->cap) {
+        size_t cap = w->cap ? w->cap : 512;
+        while (cap < w->len + n + 1)
+            cap *= 2;
+        /* cJSON's allocator, as the tree's was (a test hooks it). */
+        unsigned char *p = cJSON_malloc(cap);
+        if (!p) {
+            cJSON_free(w->p);
+            w->p = NULL;
+            w->failed = true;
+            return NULL;
+        }
+        if (w->len)
+            memcpy(p, w->p, w->len);
+        cJSON_free(w->p);
+        w->p = p;
+        w->cap = cap;
+    }
+    return w->p + w->len;
+}
+
+static void w_raw(recw *w, const char *s, size_t n)
+{
+    unsigned char *o = w_room(w, n);
+    if (o) {
+        memcpy(o, s, n);
+        w->len += n;
+    }
+}
+
+static void w_key(recw *w, const char *k)
+{
+    w_raw(w, w->len > 1 ? ",\"" : "\"", w->len > 1 ? 2 : 1);
+    w_raw(w, k, strlen(k));
+    w_raw(w, "\":", 2);
+}
+
+/* A string as cJSON quotes it (NULL: left out, as add_str). */
+static void w_text(recw *w, const char *v)
+{
+    const unsigned char *s = (const unsigned char *)v;
+    unsigned char *o = w_room(w, quoted_len(s));
+    if (o)
+        w->len = (size_t)(quoted_put(o, s) - w->p);
+}
+
+static void w_str(recw *w, const char *k, const char *v)
+{
+    if (v) {
+        w_key(w, k);
+        w_text(w, v);
+    }
+}
+
+static void w_u64(recw *w, const char *k, uint64_t v)
+{
+    char buf[24], *p = buf + sizeof buf;
+    *--p = '"';
+    do
+        *--p = (char)('0' + v % 10);
+    while (v /= 10);
+    *--p = '"';
+    w_key(w, k);
+    w_raw(w, p, (size_t)(buf + sizeof buf - p));
+}
+
+static void w_nz(recw *w, const char *k, uint64_t v)
+{
+    if (v)
+        w_u64(w, k, v);
+}
+
+static void w_id(recw *w, const char *k, rz_ledger_id id)
+{
+    char buf[33];
+    rz_ledger_id_format(id, buf);
+    w_str(w, k, buf);
+}
+
+/* The text (malloc'ed, NUL-ended), or NULL when memory ran out. */
+static char *w_end(recw *w)
+{
+    w_raw(w, "}", 1);
+    if (w->failed)
+        return NULL;
+    w->p[w->len] = '\0';
+    return (char *)w->p;
+}
+
+/* "declined": the nodes that turned the job down, as decimal strings. */
+static void w_declined(recw *w, const rz__ejob *j)
+{
+    w_key(w, "declined");
+    w_raw(w, "[", 1);
+    for (size_t i = 0; i < j->n_declined; i++) {
+        char buf[24];
+        int n = snprintf(buf, sizeof buf, "%s\"%llu\"", i ? "," : "",
+                         (unsigned long long)j->declined[i]);
+        w_raw(w, buf, (size_t)n);
+    }
+    w_raw(w, "]", 1);
+}
+
+/* "rep", a replicated job's set (rare: printed through cJSON). */
+static void w_replica(recw *w, const rz__ejob *j)
 {
     cJSON *o = cJSON_CreateObject();
-    char hex[65] = "";
-    if (j->done_known)
+    char *t = o && rz__replica_save(o, j)
+              ? cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(o, "rep"))
+              : NULL;
+    cJSON_Delete(o);
+    if (!t) {
+        w->failed = true;
+        return;
+    }
+    w_key(w, "rep");
+    w_raw(w, t, strlen(t));
+    free(t);
+}
+
+static void job_fields(recw *w, const rz__ejob *j)
+{
+    w_u64(w, "id", j->id);
+    w_u64(w, "state", (uint64_t)j->state);
+    w_id(w, "client", j->client);
+    w_nz(w, "priority", (uint64_t)(uint32_t)j->priority);
+    w_str(w, "reqs", j->reqs_json);
+    w_str(w, "module", j->module_id);
+    w_str(w, "version", j->module_version);
+    w_str(w, "request", j->request);
+    w_str(w, "exec", j->exec);
+    w_nz(w, "max_cost_micros", j->max_cost);
+    w_nz(w, "attempt", j->attempt);
+    w_nz(w, "node", j->node);
+    w_nz(w, "deployment", j->deployment);
+    w_nz(w, "step", (uint64_t)j->step);
+    w_str(w, "step_id", j->step_id);
+    w_str(w, "outputs", j->outputs);
+    w_str(w, "error", j->error);
+    w_nz(w, "cost_micros", j->cost);
+    w_nz(w, "run_ms", j->run_ms);
+    w_nz(w, "handed", j->handed_ms);
+    w_nz(w, "submitted", j->submitted_ms);
+    w_nz(w, "queue_timeout", j->queue_timeout_ms);
+    w_nz(w, "queue_deadline", j->queue_deadline);
+    w_nz(w, "owed", (uint64_t)j->owed);
+}
+
+static char *job_record(const rz__ejob *j)
+{
+    recw w = {0};
+    w_raw(&w, "{", 1);
+    job_fields(&w, j);
+    w_nz(&w, "done_node", j->done_node);
+    w_nz(&w, "done_attempt", j->done_attempt);
+    if (j->done_known) {
+        char hex[65];
         sodium_bin2hex(hex, sizeof hex, j->done_digest, sizeof j->done_digest);
-    bool whole = o &&
-        add_u64(o, "id", j->id) &&
-        add_u64(o, "state", (uint64_t)j->state) &&
-        add_id(o, "client", j->client) &&
-        add_nz(o, "priority", (uint64_t)(uint32_t)j->priority) &&
-        add_str(o, "reqs", j->reqs_json) &&
-        add_str(o, "module", j->module_id) &&
-        add_str(o, "version", j->module_version) &&
-        add_str(o, "request", j->request) &&
-        add_str(o, "exec", j->exec) &&
-        add_nz(o, "max_cost_micros", j->max_cost) &&
-        add_nz(o, "attempt", j->attempt) &&
-        add_nz(o, "node", j->node) &&
-        add_nz(o, "deployment", j->deployment) &&
-        add_nz(o, "step", (uint64_t)j->step) &&
-        add_str(o, "step_id", j->step_id) &&
-        add_str(o, "outputs", j->outputs) &&
-        add_str(o, "error", j->error) &&
-        add_nz(o, "cost_micros", j->cost) &&
-        add_nz(o, "run_ms", j->run_ms) &&
-        add_nz(o, "handed", j->handed_ms) &&
-        add_nz(o, "submitted", j->submitted_ms) &&
-        add_nz(o, "queue_timeout", j->queue_timeout_ms) &&
-        add_nz(o, "queue_deadline", j->queue_deadline) &&
-        add_nz(o, "owed", (uint64_t)j->owed) &&
-        add_nz(o, "done_node", j->done_node) &&
-        add_nz(o, "done_attempt", j->done_attempt) &&
-        add_str(o, "done_digest", j->done_known ? hex : NULL) &&
-        add_str(o, "cache_key", j->cache_key) &&
-        add_str(o, "reused", j->reused) &&
-        add_nz(o, "cache_ms", j->cache_ms) &&
-        add_nz(o, "ended", j->ended_ms) &&
-        add_nz(o, "iv", j->iv) &&
-        add_nz(o, "iv_start", j->iv_start) &&
-        add_nz(o, "iv_run", j->iv_running) &&
-        add_nz(o, "iv_paid", j->iv_paid_micros) &&
-        add_nz(o, "iv_owed", j->iv_owed) &&
-        add_nz(o, "iv_owed_micros", j->iv_owed_micros) &&
-        add_nz(o, "iv_owed_node", j->iv_owed_node) &&
-        (!j->n_declined || add_declined(o, j)) &&
-        rz__replica_save(o, j);
-    return print_record(o, whole);
+        w_str(&w, "done_digest", hex);
+    }
+    w_str(&w, "cache_key", j->cache_key);
+    w_str(&w, "reused", j->reused);
+    w_nz(&w, "cache_ms", j->cache_ms);
+    w_nz(&w, "ended", j->ended_ms);
+    w_nz(&w, "iv", j->iv);
+    w_nz(&w, "iv_start", j->iv_start);
+    w_nz(&w, "iv_run", j->iv_running);
+    w_nz(&w, "iv_paid", j->iv_paid_micros);
+    w_nz(&w, "iv_owed", j->iv_owed);
+    w_nz(&w, "iv_owed_micros", j->iv_owed_micros);
+    w_nz(&w, "iv_owed_node", j->iv_owed_node);
+    if (j->n_declined)
+        w_declined(&w, j);
+    if (j->rep_head)
+        w_replica(&w, j);
+    return w_end(&w);
 }
 
 /* The deployment's flow lives in "dflow" (dep_flow_record): this one is
