@@ -36,6 +36,7 @@ void rz__engine_dep_free(rz__edep *d)
     free(d->appr);
     free(d->reuse_text);
     cJSON_Delete(d->reuse);
+    free(d->key_manifest_text);
     memset(d, 0, sizeof *d);
 }
 

@@ -225,6 +225,10 @@ typedef struct rz__edep {
     size_t *appr; size_t n_appr;   /* the flow's approval steps (approval.c) */
     char *reuse_text;         /* the reuse map as given (stored with the flow) */
     struct cJSON *reuse;      /* parsed, or NULL (reuse.c) */
+    /* The last module manifest a step key hashed, printed (reuse.c; its
+     * flow, and so the manifest, lives as long as the deployment). */
+    const struct cJSON *key_manifest;
+    char *key_manifest_text;
     bool flow_stored;         /* text and inputs are in "dflow" (store.c) */
     bool run_shared;          /* `run` is an embedded caller's: not freed */
     bool flow_shared;         /* `flow` is an embedded caller's (local.c):
