@@ -194,11 +194,15 @@ int rz__engine_reuse_set(rz__edep *d, const char *json)
 
 /* The map as text, one entry at a time: a tree of 100,000 entries is tens
  * of MB. `seen` holds the keys written (owned), found in O(1): a lookup in
- * the object was quadratic. Each entry is printed as printing the whole
- * object printed it. */
+ * the object was quadratic. Only for_each elements can repeat a key (a
+ * key hashes its step's id, unique in a flow), so without elements there
+ * is no `seen` (at 100,000 steps its copies and table were ~14 MB at the
+ * run's end, its peak). Each entry is printed as printing the whole object
+ * printed it. */
 typedef struct map_text {
     rz__buf b;
     rz__map seen;
+    bool dedupe;              /* elements: `seen` is kept */
     bool any;
     const char *own;   /* the deployment's own results' name; NULL: its id */
 } map_text;
@@ -222,7 +226,7 @@ static char *print_consumed(cJSON *v)
 static bool add_entry(map_text *m, const rz__ejob *j, uint64_t dep)
 {
     if (!j || j->state != RZ_JOB_SUCCEEDED || !j->cache_key || !j->outputs ||
-        rz__map_get(&m->seen, j->cache_key) != RZ_NPOS)
+        (m->dedupe && rz__map_get(&m->seen, j->cache_key) != RZ_NPOS))
         return true;
     cJSON *o = cJSON_Parse(j->outputs);
     if (!cJSON_IsObject(o)) {
@@ -247,8 +251,9 @@ static bool add_entry(map_text *m, const rz__ejob *j, uint64_t dep)
               cJSON_AddNumberToObject(x, "ms", (double)j->cache_ms);
     char *xt = print_consumed(x);
     char *kt = print_consumed(cJSON_CreateString(j->cache_key));
-    char *key = rz__strdup(j->cache_key);
-    ok = ok && kt && xt && key && rz__map_put(&m->seen, key, 0) == RZ_OK;
+    char *key = m->dedupe ? rz__strdup(j->cache_key) : NULL;
+    ok = ok && kt && xt &&
+         (!m->dedupe || (key && rz__map_put(&m->seen, key, 0) == RZ_OK));
     if (ok) {
         if (m->any)
             rz__buf_puts(&m->b, ",");
@@ -286,10 +291,12 @@ int rz_engine_reuse_map_named(const rz_engine *e, uint64_t deployment,
      * parsed: at 20,000 steps its tree was 16 MB. */
     const char *fin = d->final_status;
     cJSON *st = fin && strstr(fin, "\"elements\":[") ? cJSON_Parse(fin) : NULL;
+    const rz__edep *live = rz__engine_dep(e, deployment);
     map_text m;
     memset(&m, 0, sizeof m);
     m.own = own;
-    bool ok = rz__map_init(&m.seen, (size_t)n) == RZ_OK;
+    m.dedupe = st || (live && live->n_el_jobs);
+    bool ok = !m.dedupe || rz__map_init(&m.seen, (size_t)n) == RZ_OK;
     rz__buf_puts(&m.b, "{");
     for (uint64_t i = 0; ok && i < n; i++)
         ok = add_entry(&m, rz__engine_job_read(e, first + i), deployment);

@@ -1471,6 +1471,35 @@ static void fe_finish(fx *f, uint64_t dep, uint64_t last_job)
     check(f);
 }
 
+/* The reuse map lists each step key once: two elements asking the same
+ * of one module share a key (written once), the others are all there. */
+static void test_reuse_map_keys_once(void **state)
+{
+    fx *f = *state;
+    node_add(f, 0);
+    uint64_t d = efx_deploy(f, FE_FLOW,
+                            "{\"text\":\"one two\",\"xs\":[\"c\",\"c\",\"d e f\"]}", 1);
+    uint64_t nodes[1] = { 1 };
+    for (uint64_t now = 2; now < 2000; now += 150) {
+        drive(f, nodes, 1, now, NULL);
+        assert_int_equal(rz_engine_tick(f->e, now), RZ_OK);
+    }
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_SUCCEEDED);
+    char *json = NULL;
+    assert_int_equal(rz_engine_reuse_map(f->e, d, &json), RZ_OK);
+    cJSON *map = cJSON_Parse(json);
+    rz_free(json);
+    assert_non_null(map);
+    int n = 0;
+    for (const cJSON *a = map->child; a; a = a->next, n++)
+        for (const cJSON *b = a->next; b; b = b->next)
+            assert_string_not_equal(a->string, b->string);
+    assert_true(n >= 4);   /* split, m, two distinct elements */
+    cJSON_Delete(map);
+}
+
 static void test_for_each_jobs(void **state)
 {
     fx *f = *state;
@@ -2688,6 +2717,7 @@ int main(void)
         T(test_restart_close),
         T(test_restart_sigkill),
         T(test_for_each_jobs),
+        T(test_reuse_map_keys_once),
         T(test_for_each_killed_after_fan_out),
         T(test_for_each_crash_before_commit),
         T(test_for_each_no_funds),
