@@ -481,11 +481,11 @@ static void close_fd(rz_proc *p, int *fd)
     }
 }
 
-static void set_nonblock(int fd)
+/* A pipe end of ours, made by pipe2 with no status flag but O_CLOEXEC
+ * (a descriptor flag): O_NONBLOCK is all it needs, no F_GETFL first. */
+static void pipe_nonblock(int fd)
 {
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0)
-        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
 }
 
 static int arm_timer(rz_proc *p, uint32_t timeout_ms)
@@ -505,10 +505,7 @@ static int arm_timer(rz_proc *p, uint32_t timeout_ms)
 static int open_pidfd(pid_t pid)
 {
 #ifdef SYS_pidfd_open
-    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (fd >= 0)
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
-    return fd;
+    return (int)syscall(SYS_pidfd_open, pid, 0);   /* close-on-exec set */
 #else
     (void)pid;
     return -1;
@@ -564,7 +561,7 @@ static void stack_give(void *s)
  * steps, issue 22). We are suspended meanwhile, so the child writing errno
  * (our thread's, shared) harms nothing. All signals stay blocked until the
  * child has reset its handlers: none of ours may run in it, on our memory. */
-static pid_t spawn_vm(child_args *c)
+static pid_t spawn_vm(child_args *c, int *pidfd)
 {
     void *stack = stack_take();
     if (!stack)
@@ -572,8 +569,19 @@ static pid_t spawn_vm(child_args *c)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t pid = clone(child_main, (char *)stack + CHILD_STACK,
-                      CLONE_VM | CLONE_VFORK | SIGCHLD, c);
+    /* The pidfd comes with the child (CLONE_PIDFD, close-on-exec): no
+     * pidfd_open after it; a kernel without it refuses the flag. */
+    pid_t pid = -1;
+    errno = EINVAL;
+#ifdef CLONE_PIDFD
+    pid = clone(child_main, (char *)stack + CHILD_STACK,
+                CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, c, pidfd);
+#endif
+    if (pid < 0 && errno == EINVAL) {
+        *pidfd = -1;
+        pid = clone(child_main, (char *)stack + CHILD_STACK,
+                    CLONE_VM | CLONE_VFORK | SIGCHLD, c);
+    }
     int e = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     stack_give(stack);
@@ -587,7 +595,7 @@ static pid_t spawn_vm(child_args *c)
  * rest goes as the child reads (pump_write). */
 static void prefill(rz_proc *p, int fd)
 {
-    set_nonblock(fd);
+    pipe_nonblock(fd);
     while (p->input_off < p->input_len) {
         ssize_t w = write(fd, p->input + p->input_off,
                           p->input_len - p->input_off);
@@ -650,7 +658,7 @@ static int start_child(rz_proc *p, const launch *l)
         int e = 0;
         rc = helper_start(p, l, stdio, &pid, &e);
         child_errno = e;
-    } else if ((pid = spawn_vm(&ca)) < 0) {
+    } else if ((pid = spawn_vm(&ca, &p->pidfd)) < 0) {
         rc = rz__error(RZ_EIO, "clone: %s", strerror(errno));
     } else {
         rz__sbx_started(&p->sbx);   /* the child has exec'd or exited */
@@ -680,16 +688,20 @@ out:
 
 static int setup_io(rz_proc *p, const rz_proc_opts *o)
 {
-    set_nonblock(p->out_fd);   /* in_fd: by prefill */
-    set_nonblock(p->err_fd);
+    pipe_nonblock(p->out_fd);   /* in_fd: by prefill */
+    pipe_nonblock(p->err_fd);
     int rc = watch(p, p->out_fd, EPOLLIN);
     if (rc == RZ_OK)
         rc = watch(p, p->err_fd, EPOLLIN);
-    if (rc == RZ_OK && p->input_off < p->input_len)
+    if (rc == RZ_OK && p->input_off < p->input_len) {
         rc = watch(p, p->in_fd, EPOLLOUT);
-    else
-        close_fd(p, &p->in_fd);   /* no input: the child reads EOF */
-    if (rc == RZ_OK && (p->pidfd = open_pidfd(p->pid)) >= 0)
+    } else {   /* all written or none: the child reads EOF (never watched) */
+        close(p->in_fd);
+        p->in_fd = -1;
+    }
+    if (rc == RZ_OK && p->pidfd < 0)   /* none from the clone */
+        p->pidfd = open_pidfd(p->pid);
+    if (rc == RZ_OK && p->pidfd >= 0)
         rc = watch(p, p->pidfd, EPOLLIN);
     if (rc == RZ_OK && o->timeout_ms)
         rc = arm_timer(p, o->timeout_ms);
