@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <cjson/cJSON.h>
@@ -41,7 +42,7 @@
  * seen on top of the heap's peak; 64: up to 21 MiB at load 20, which
  * alone put the run past 256 MiB; 16: a quarter). */
 #define SHED_COMMITS 16
-#define SHED_RECORDS 16          /* a store that is not durable: see below */
+#define SHED_FAULTS 128          /* a store that is not durable: shed_due */
 
 /* LMDB's own codes are negative; a positive one is the system's errno from
  * its I/O: a storage failure (a short write on a disk that filled reads as
@@ -991,6 +992,32 @@ static void clear_dirty(rz_engine *e)
     e->index_mark = false;
 }
 
+/* Whether the commit just made should shed the store's map. Not durable
+ * (embedded runs): the store is on /dev/shm, where the pages a commit
+ * reads through the map count as the process's memory until shed. A shed
+ * flushes the TLB of every CPU the runner's children ran on, and the next
+ * commits fault the pages back: shedding every 16 records was ~10% of the
+ * runner's CPU. So it sheds once the process took SHED_FAULTS page faults
+ * since the last shed: each maps at most 16 pages of the map (the
+ * kernel's fault-around, 64 KiB), so what the map adds to RSS stays under
+ * SHED_FAULTS x 64 KiB (8 MiB) whatever the store's size; faults elsewhere
+ * (the heap's) only make it shed sooner. At 2,000 steps: 7 sheds, not 421;
+ * at 20,000 the map's peak was 8 MiB (4-14 before). */
+static bool shed_due(rz_engine *e)
+{
+    ++e->stats.commits;
+    if (e->opts.durable)
+        return e->stats.commits % SHED_COMMITS == 0;
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return true;
+    uint64_t faults = (uint64_t)ru.ru_minflt + (uint64_t)ru.ru_majflt;
+    if (faults - e->shed_faults < SHED_FAULTS)
+        return false;
+    e->shed_faults = faults;
+    return true;
+}
+
 void (*rz__engine_commit_seam)(void);
 
 /* One write transaction with everything the call changed (and the paid
@@ -1021,21 +1048,9 @@ int rz__engine_commit(rz_engine *e)
     }
     if (rz__engine_commit_seam)
         rz__engine_commit_seam();
-    e->shed_written += e->n_dirty_nodes + e->n_dirty_jobs + e->n_dirty_deps +
-                       e->n_step_events;
     clear_dirty(e);
-    /* Not durable (embedded runs): the store is on /dev/shm, where the
-     * pages it touched are the process's memory, so it sheds by what was
-     * written: counted in commits it shed a sixth as often a step once the
-     * runner's calls shared a commit a loop turn (+13% peak RSS at 20,000
-     * steps; the 100,000-step run has 1-3 MiB to spare). */
-    bool shed = e->opts.durable ? ++e->stats.commits % SHED_COMMITS == 0
-                                : (++e->stats.commits,
-                                   e->shed_written >= SHED_RECORDS);
-    if (shed) {
+    if (shed_due(e))
         rz__engine_store_shed(e);
-        e->shed_written = 0;
-    }
     return RZ_OK;
 }
 
