@@ -25,7 +25,8 @@ bench/runner/runs_fill); the goal is under 50 ms at 10,000.
 usage: bench/runner/run.py [--build DIR] [-n N] [--sizes 1,200,2000]
                            [--big] [--tools rhizos,nosandbox,make,ninja]
                            (also: bwrap, the sandbox through bubblewrap per step;
-                            rhizos=DIR, the sandboxed runner of the build in DIR)
+                            rhizos=DIR, the sandboxed runner of the build in DIR;
+                            nosandbox=DIR, its runner without the sandbox)
                            [--tmpdir DIR] [--json FILE] [--runs K]
 --big adds 20,000 steps (several minutes on 2 cores).
 """
@@ -175,6 +176,13 @@ def tools(build, names):
                                                       os.path.join(w, "flow.json"),
                                                       "--jobs", "2", "--data", d,
                                                       "--modules", mods]))
+        elif name.startswith("nosandbox="):
+            # the unsandboxed runner of another build, alternated with this one's
+            other = os.path.join(os.path.abspath(name.split("=", 1)[1]), "cli", "rhizos")
+            out.append((name, lambda d, w, rz=other: [rz, "flow", "run",
+                                                      os.path.join(w, "flow.json"),
+                                                      "--jobs", "2", "--data", d,
+                                                      "--modules", mods, "--no-sandbox"]))
         elif name == "nosandbox":
             out.append((name, lambda d, w: [rz, "flow", "run", os.path.join(w, "flow.json"),
                                             "--jobs", "2", "--data", d, "--modules", mods,

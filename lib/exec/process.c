@@ -351,10 +351,24 @@ static void set_limits(launch *l, const rz_proc_opts *o, const rz_proc *p)
     l->nofile.rlim_cur = l->nofile.rlim_max;
 }
 
+/* Whether the module folder is used: the sandbox mounts it, "./x" runs
+ * from it. Otherwise it is not resolved (realpath's readlink of every
+ * component was 7 calls a step of a runner's /bin/sh steps). */
+static bool uses_module_dir(const rz_proc_opts *o)
+{
+    if (o->sandbox)
+        return true;
+    for (const char *const *w = o->argv; *w; w++)
+        if (strncmp(*w, "./", 2) == 0)
+            return true;
+    return false;
+}
+
 static int prepare(launch *l, rz_proc *p, const rz_proc_opts *o)
 {
     char *moddir = NULL;
-    if (o->module_dir && !(moddir = realpath(o->module_dir, NULL)))
+    if (o->module_dir && uses_module_dir(o) &&
+        !(moddir = realpath(o->module_dir, NULL)))
         return rz__error(RZ_ENOENT, "module folder %s: %s", o->module_dir,
                          strerror(errno));
     rz__argv words = { 0 };

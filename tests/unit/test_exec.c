@@ -655,6 +655,31 @@ static void test_module_dir_resolves_every_dot_slash_word(void **state)
     free(hello);
 }
 
+/* The module folder is resolved only where it is used ("./" words, the
+ * sandbox): a step of /bin/sh runs though its folder is gone, a "./" one
+ * is refused for it. */
+static void test_module_dir_resolved_only_when_used(void **state)
+{
+    (void)state;
+    char mod[300], scratch[300], gone[340];
+    module_dir(mod, sizeof mod, scratch, sizeof scratch);
+    snprintf(gone, sizeof gone, "%s/gone", mod);
+    const char *sh[] = { "/bin/sh", "-c", "printf '{\"hello\":\"sh\"}'", NULL };
+    char *hello = hello_of(sh, gone, scratch);
+    assert_string_equal(hello, "sh");
+    free(hello);
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 0;
+    const char *dot[] = { "./hello.sh", NULL };
+    o.argv = dot;
+    o.module_dir = gone;
+    o.scratch_parent = scratch;
+    rz_proc *p = NULL;
+    assert_int_equal(rz_proc_spawn(&p, &o), RZ_ENOENT);
+    assert_null(p);
+    assert_non_null(strstr(rz_error_last()->message, "module folder"));
+}
+
 /* Each refused spawn leaves no scratch folder behind. */
 static void spawn_refused(const char *const *argv, const char *scratch, int want)
 {
@@ -3562,6 +3587,7 @@ int main(void)
         T(test_scratch_removed),
         T(test_module_dir_runs_a_relative_program),
         T(test_module_dir_resolves_every_dot_slash_word),
+        T(test_module_dir_resolved_only_when_used),
         T(test_dot_slash_without_a_module_dir_is_einval),
         T(test_unknown_program_is_enoent),
         T(test_non_executable_is_eexec),
