@@ -123,36 +123,22 @@ typedef struct rz__req_group {
 
 typedef struct rz__ejob {
     uint64_t id;
-    rz_job_state state;
     rz_ledger_id client;
-    int32_t priority;
     const char *reqs_json;    /* requirements as stored (max cost applied) */
     const rz_reqs *reqs;      /* both borrowed from `req_group` */
     rz__req_group *req_group;
     char *module_id, *module_version, *request;
     char *exec;               /* an ad-hoc job's exec JSON; NULL: a module */
     uint64_t max_cost;
-    uint32_t attempt;
     uint64_t node;            /* holder (assigned/running) or finisher */
     uint64_t ticket;          /* matcher reservation while placed */
-    bool placed;              /* holds a reservation */
     uint64_t deployment;      /* 0: standalone */
     size_t step;
     char *step_id;            /* the step's id; NULL for standalone jobs */
     char *outputs, *error;
     uint64_t cost, run_ms;
     uint64_t submitted_ms;
-    int owed;                 /* RZ__OWE_* not yet applied to the ledger */
     uint64_t done_node;       /* the accepted final report: (node, attempt) */
-    uint32_t done_attempt;
-    bool done_known;          /* done_digest is set (records written before
-                                 it was kept have none) */
-    unsigned char done_digest[32];   /* of that report's content (engine.c
-                                        report_digest) */
-    uint32_t queue_gen;       /* heap entries of older generations are stale */
-    bool held;                /* queued, but its deployment is paused: in no
-                                 heap until the resume (memory only: open
-                                 sets it from the deployment's flag) */
     uint64_t queued_ms;       /* last enqueue (memory only; 0 after open) */
     uint64_t queue_timeout_ms;   /* as submitted; 0: opts.queue_timeout_ms */
     uint64_t queue_deadline;  /* queued: fails if still queued then; 0: never */
@@ -162,18 +148,11 @@ typedef struct rz__ejob {
                                  the run time it may bill; 0: unknown */
     uint64_t *declined;       /* nodes that declined it: never placed there */
     size_t n_declined;
-    bool dirty;
-    bool paid_later;          /* paid, its mark not stored yet: in e->paid */
-    bool hold_checked;        /* rz_engine_check saw its final ledger state */
     /* Redundant execution (replica.c): the set is the head (the job the
-     * client sees) and the jobs rep_first .. rep_first + replicas - 2. */
+     * client sees) and the jobs rep_first .. rep_first + replicas - 2
+     * (replicas, vote, verdict, out_digest: with the bytes at the end). */
     uint64_t rep_head;        /* the set's head; 0: not replicated */
     uint64_t rep_first;       /* on the head: its first replica */
-    uint8_t replicas;         /* on the head: runs in the set (2..5) */
-    uint8_t vote;             /* RZ__VOTE_*: its run's outcome is in; it
-                                 stays RUNNING, unplaced, until the verdict */
-    uint8_t verdict;          /* RZ__VERDICT_*, once every run voted */
-    unsigned char out_digest[32];   /* SHA-256 of the outputs it reported */
     /* Step cache (reuse.c): the key taken when it started, when its
      * outputs were made, and where they came from when it was reused. */
     char *cache_key, *reused;
@@ -182,17 +161,42 @@ typedef struct rz__ejob {
                                  was kept; retention then goes by
                                  submitted_ms) */
     /* Billing by time (billing.c): a service step with a budget holds one
-     * interval at a time; max_cost is one interval's hold. */
+     * interval at a time; max_cost is one interval's hold (iv, iv_running,
+     * iv_owed: at the end). */
+    uint64_t iv_start;        /* engine time interval iv began to run */
+    uint64_t iv_paid_micros;  /* intervals 1 .. iv - 1: what they paid */
+    uint64_t iv_owed_micros, iv_owed_node;
+    /* Its 4-byte fields, then its bytes (the struct is made for every
+     * step at deploy, 100,000 of them at once: no padding between). */
+    rz_job_state state;
+    int32_t priority;
+    uint32_t attempt;
+    int owed;                 /* RZ__OWE_* not yet applied to the ledger */
+    uint32_t done_attempt;
+    uint32_t queue_gen;       /* heap entries of older generations are stale */
     uint32_t iv;              /* the interval whose hold is open (from 1);
                                  0: not billed by time */
-    uint64_t iv_start;        /* engine time interval iv began to run */
+    bool placed;              /* holds a reservation */
+    bool done_known;          /* done_digest is set (records written before
+                                 it was kept have none) */
+    bool held;                /* queued, but its deployment is paused: in no
+                                 heap until the resume (memory only: open
+                                 sets it from the deployment's flag) */
+    bool dirty;
+    bool paid_later;          /* paid, its mark not stored yet: in e->paid */
+    bool hold_checked;        /* rz_engine_check saw its final ledger state */
+    uint8_t replicas;         /* on the head: runs in the set (2..5) */
+    uint8_t vote;             /* RZ__VOTE_*: its run's outcome is in; it
+                                 stays RUNNING, unplaced, until the verdict */
+    uint8_t verdict;          /* RZ__VERDICT_*, once every run voted */
     bool iv_running;          /* an attempt runs it (from its hand-over to
                                  the end of the attempt) */
-    uint64_t iv_paid_micros;  /* intervals 1 .. iv - 1: what they paid */
     bool iv_owed;             /* committed, not yet in the ledger: the
                                  settlement of interval iv - 1 (iv_owed_micros
                                  to node iv_owed_node) and the hold of iv */
-    uint64_t iv_owed_micros, iv_owed_node;
+    unsigned char done_digest[32];   /* of that report's content (engine.c
+                                        report_digest) */
+    unsigned char out_digest[32];   /* SHA-256 of the outputs it reported */
 } rz__ejob;
 
 enum { RZ__VOTE_NONE = 0, RZ__VOTE_OK, RZ__VOTE_FAILED };
