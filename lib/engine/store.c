@@ -671,8 +671,10 @@ static void w_id(recw *w, const char *k, rz_ledger_id id)
 static char *w_end(recw *w)
 {
     w_raw(w, "}", 1);
-    if (w->failed)
+    if (w->failed) {
+        cJSON_free(w->p);   /* NULL when its growth failed */
         return NULL;
+    }
     w->p[w->len] = '\0';
     return (char *)w->p;
 }
