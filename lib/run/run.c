@@ -103,6 +103,8 @@ struct rz_run {
     /* Work lists hold each step at most once (the in_* flags); entries whose
      * state moved on are dropped lazily when the list is next walked. */
     size_t *ready; size_t n_ready;
+    size_t ready_head;          /* ready[0, ready_head) dropped: not listed */
+    size_t n_ready_live;        /* listed entries that are READY */
     size_t *timed; size_t n_timed;
     size_t *stack;              /* settle propagation, n slots */
     size_t *scratch;            /* tick's expired steps, n slots */
@@ -363,6 +365,8 @@ static void set_state(rz_run *r, size_t i, rz_step_state st)
 {
     if (i >= r->n || !step_of(r, i)->for_each)   /* a task something runs */
         r->n_started += (st == RZ_STEP_RUNNING) - (r->st[i].state == RZ_STEP_RUNNING);
+    if (r->st[i].in_ready)
+        r->n_ready_live += (st == RZ_STEP_READY) - (r->st[i].state == RZ_STEP_READY);
     r->st[i].state = st;
     for (unsigned k = 0; k < RZ__RUN_READERS; k++)
         if (!(r->st[i].in_changed & 1u << k)) {
@@ -371,12 +375,24 @@ static void set_state(rz_run *r, size_t i, rz_step_state st)
         }
 }
 
+/* The dropped head of the ready list given back. */
+static void ready_shift(rz_run *r)
+{
+    memmove(r->ready, r->ready + r->ready_head,
+            (r->n_ready - r->ready_head) * sizeof *r->ready);
+    r->n_ready -= r->ready_head;
+    r->ready_head = 0;
+}
+
 static void push_ready(rz_run *r, size_t i)
 {
     set_state(r, i, RZ_STEP_READY);
     if (!r->st[i].in_ready) {
+        if (r->n_ready == r->cap)
+            ready_shift(r);   /* the listed ones are each task once: room */
         r->st[i].in_ready = true;
         r->ready[r->n_ready++] = i;
+        r->n_ready_live++;
     }
 }
 
@@ -1623,24 +1639,44 @@ static void sweep_timed(rz_run *r, uint64_t now_ms)
     r->n_timed = w;
 }
 
+/* Drop every listed entry whose state moved on, keeping the order. */
+static void ready_compact(rz_run *r)
+{
+    size_t w = 0;
+    for (size_t k = r->ready_head; k < r->n_ready; k++) {
+        size_t i = r->ready[k];
+        if (r->st[i].state == RZ_STEP_READY)
+            r->ready[w++] = i;
+        else
+            r->st[i].in_ready = false;
+    }
+    r->n_ready = w;
+    r->ready_head = 0;
+}
+
+/* O(steps taken since the last call), not O(steps ready): steps start in
+ * the order this lists them, so the ones that moved on are at the head,
+ * dropped there; the count is kept by set_state. Entries that moved on
+ * elsewhere (a cancel, a timeout) are walked past until they outnumber the
+ * ready ones, then compacted away. */
 size_t rz_run_ready(rz_run *run, uint64_t now_ms, size_t *steps, size_t cap)
 {
     if (!run)
         return 0;
     sweep_timed(run, now_ms);
+    size_t k = run->ready_head;
+    for (; k < run->n_ready && run->st[run->ready[k]].state != RZ_STEP_READY; k++)
+        run->st[run->ready[k]].in_ready = false;
+    run->ready_head = k;
+    if (run->n_ready - k > 2 * run->n_ready_live + 64)
+        ready_compact(run);
+    else if (k > run->n_ready / 2)
+        ready_shift(run);
     size_t w = 0;
-    for (size_t k = 0; k < run->n_ready; k++) {
-        size_t i = run->ready[k];
-        if (run->st[i].state != RZ_STEP_READY) {
-            run->st[i].in_ready = false;
-            continue;
-        }
-        if (steps && w < cap)
-            steps[w] = i;
-        run->ready[w++] = i;
-    }
-    run->n_ready = w;
-    return w;
+    for (k = run->ready_head; steps && w < cap && k < run->n_ready; k++)
+        if (run->st[run->ready[k]].state == RZ_STEP_READY)
+            steps[w++] = run->ready[k];
+    return run->n_ready_live;
 }
 
 static uint32_t timeout_s(const rz__step *st)

@@ -164,6 +164,76 @@ static void test_linear_success(void **state)
     rz_flow_free(f);
 }
 
+/* rz_run_ready against the states themselves, after every transition of a
+ * random run (steps started out of the listed order, failures with retries
+ * and timeouts, on_failure: continue so that nothing stops it): the count
+ * is the number of READY tasks, every listed step is READY and, with room
+ * for all, the list is exactly the READY set, in the order they became
+ * ready. */
+static void expect_ready_is_states(rz_run *r, uint64_t now, size_t *ids, size_t cap)
+{
+    size_t n = rz_run_ready(r, now, ids, cap), want = 0;
+    for (size_t i = 0; i < rz_run_task_count(r); i++)
+        want += rz_run_step_state(r, i) == RZ_STEP_READY;
+    assert_int_equal(n, want);
+    for (size_t k = 0; k < (n < cap ? n : cap); k++) {
+        assert_int_equal(rz_run_step_state(r, ids[k]), RZ_STEP_READY);
+        for (size_t m = 0; m < k; m++)
+            assert_int_not_equal(ids[m], ids[k]);
+    }
+}
+
+static void test_ready_list_matches_states(void **state)
+{
+    (void)state;
+    enum { N = 240 };
+    char *src = malloc(N * 160 + 64);
+    assert_non_null(src);
+    size_t len = (size_t)sprintf(src, "flux: 1\nname: ready\nsteps:\n");
+    uint64_t seed = 12345;
+    for (size_t i = 0; i < N; i++) {
+        len += (size_t)sprintf(src + len, "  s%zu:\n    module: noop\n    on_failure: continue\n"
+                               "    timeout_s: 1\n"
+                               "    retry: {max_attempts: 3, backoff: fixed, initial_ms: 5}\n",
+                               i);
+        if (i >= 8) {   /* up to two earlier steps: a wide DAG */
+            seed = seed * 6364136223846793005u + 1442695040888963407u;
+            len += (size_t)sprintf(src + len, "    needs: [s%zu, s%zu]\n",
+                                   (size_t)(seed >> 33) % i, (size_t)(seed >> 45) % i);
+        }
+    }
+    rz_flow *f = yaml(src);
+    rz_run *r = start_run(f, NULL);
+    size_t ids[N], small[3];
+    uint64_t now = 0;
+    for (int turn = 0; !rz_run_done(r) && turn < 20000; turn++) {
+        seed = seed * 6364136223846793005u + 1442695040888963407u;
+        unsigned pick = (unsigned)(seed >> 40);
+        size_t n = rz_run_ready(r, now, ids, N);
+        expect_ready_is_states(r, now, small, 3);
+        expect_ready_is_states(r, now, ids, N);
+        if (n && pick % 4 != 0)   /* any ready one, not only the first */
+            assert_int_equal(rz_run_start(r, ids[pick % n], now), RZ_OK);
+        for (size_t i = 0; i < rz_run_task_count(r); i++) {
+            if (rz_run_step_state(r, i) != RZ_STEP_RUNNING || (pick >> 8) % 3 == 0)
+                continue;
+            if ((pick >> 12) % 5 == 0)
+                assert_int_equal(rz_run_fail(r, i, "boom", now), RZ_OK);
+            else
+                assert_int_equal(rz_run_succeed(r, i, "{}", now), RZ_OK);
+            break;
+        }
+        now += (pick >> 16) % 7 == 0 ? 1500 : 1;   /* now and then past a timeout */
+        size_t expired[8];
+        (void)rz_run_tick(r, now, expired, 8);
+        expect_ready_is_states(r, now, ids, N);
+    }
+    assert_true(rz_run_done(r));
+    rz_run_free(r);
+    rz_flow_free(f);
+    free(src);
+}
+
 static void test_names_and_defaults(void **state)
 {
     (void)state;
@@ -2120,6 +2190,7 @@ int main(void)
         cmocka_unit_test(test_fallback_skipped_after_success),
         cmocka_unit_test(test_when_eval_error),
         cmocka_unit_test(test_exact_numbers),
+        cmocka_unit_test(test_ready_list_matches_states),
         cmocka_unit_test(test_replica_follows_deployment),
         cmocka_unit_test(test_shared_run_is_the_deployment),
         cmocka_unit_test(test_shared_run_status_when_asked),
