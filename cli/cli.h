@@ -80,7 +80,8 @@ typedef struct cli {
     const char *run_id;           /* flow run under this id (flow serve's
                                      fires); NULL: a new one */
     bool tell_recorded;           /* flow run: once the run is recorded, a
-                                     byte to recorded_fd, then closed */
+                                     byte to recorded_fd (a socket), then
+                                     closed */
     int recorded_fd;
     char **args;                  /* positionals after "GROUP VERB" */
     int nargs;

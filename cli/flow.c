@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -529,7 +530,7 @@ static void on_event(const rz_event *ev, void *ud)
     if (ev->kind == RZ_EVENT_RUN_RECORDED) {
         header_tell(p);
         if (p->c->tell_recorded) {   /* flow serve's webhook answers now */
-            (void)!write(p->c->recorded_fd, "r", 1);
+            (void)!send(p->c->recorded_fd, "r", 1, MSG_NOSIGNAL);
             close(p->c->recorded_fd);
         }
         return;

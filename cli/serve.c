@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -168,16 +169,18 @@ bool serve_child_end(pid_t pid, char *flow, size_t fcap, char *run, size_t rcap)
 pid_t serve_spawn(cli *c, const char *file, const char *flow, const char *id,
                   const char *inputs_json, int *recorded)
 {
-    /* Close-on-exec: the run's steps never hold the write end open. */
+    /* Close-on-exec: the run's steps never hold the child's end open. A
+     * socket, not a pipe: the child's send after serve stopped waiting
+     * gets EPIPE (MSG_NOSIGNAL), not a SIGPIPE that would end the run. */
     int pfd[2] = { -1, -1 };
-    if (recorded && pipe2(pfd, O_CLOEXEC) != 0)
+    if (recorded && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pfd) != 0)
         pfd[0] = pfd[1] = -1;
     if (recorded)
         *recorded = pfd[0];
     fflush(NULL);
     pid_t pid = fork();
     if (pid != 0 && pfd[1] >= 0)
-        close(pfd[1]);   /* the child's alone: its end is the pipe's end */
+        close(pfd[1]);   /* the child's alone: its end tells the child ended */
     if (pid < 0) {
         fprintf(stderr, "rhizos: flow serve: %s: cannot start a run: %s\n", id,
                 strerror(errno));

@@ -215,7 +215,7 @@ static pid_t run_delivery(cli *c, const shook *h, const char *delivery, const cJ
 }
 
 /* Until the run's record is written (a byte on `fd`), or its process
- * ended before (the pipe's end), or RECORDED_WAIT_S: the 202 names a run
+ * ended before (the socket's end), or RECORDED_WAIT_S: the 202 names a run
  * that `flow runs RUN` finds. The wait is short (a record's write), and
  * bounded: the server answers one call at a time. */
 #define RECORDED_WAIT_S 5
@@ -225,7 +225,7 @@ static void wait_recorded(int fd)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     long left = RECORDED_WAIT_S * 1000;
     struct pollfd p = { fd, POLLIN, 0 };
-    /* Readable: the byte, or the pipe's end; only a signal asks again. */
+    /* Readable: the byte, or the socket's end; only a signal asks again. */
     while (poll(&p, 1, (int)left) < 0 && errno == EINTR) {
         clock_gettime(CLOCK_MONOTONIC, &t);
         left = RECORDED_WAIT_S * 1000 - ((t.tv_sec - t0.tv_sec) * 1000 +
