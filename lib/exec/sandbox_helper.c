@@ -1607,10 +1607,12 @@ static void mnt_hold(pid_t pid)
 static void make_spare(int s, int life);
 
 /* Wait for the next request on `s`. Once the running step's init has
- * ended (and so every process of its pid namespace), the next step's
- * spare is made at once, while the runner reaps that init and reads its
- * counters, rather than on its 'f'; then the step's mount namespace is
- * let go of, unless a request waits. */
+ * ended (and so every process of its pid namespace), its mount namespace
+ * is let go of and the next step's spare made at once, while the runner
+ * reaps that init and reads its counters, rather than on its 'f'. The
+ * namespace goes first: its tmpfs is charged to the cell's memory, whose
+ * limit is still the ended step's, and a spare made on top of it could be
+ * killed for memory that the step's counters would then report. */
 static void wait_request(int s, int life)
 {
     for (;;) {
@@ -1620,10 +1622,8 @@ static void wait_request(int s, int life)
             return;
         if (n > 0 && held_pidfd >= 0 && pf[1].revents) {
             mnt_ended();
+            mnt_let_go();
             make_spare(s, life);
-            pf[0].revents = 0;
-            if (poll(pf, 1, 0) == 0)
-                mnt_let_go();
         }
         if (n > 0 && pf[0].revents)
             return;
