@@ -527,6 +527,11 @@ static int start_job(agent *a, job_slot *s, cJSON *asg, uint64_t gen)
         return -1;
     }
     pthread_mutex_lock(&a->mu);
+    if (a->stopping) {   /* the slots' scratch folders may be on their way out */
+        pthread_mutex_unlock(&a->mu);
+        cJSON_Delete(asg);
+        return -1;
+    }
     int dup = in_flight(a, s, job, (uint32_t)att);
     if (dup == 2) {
         pthread_mutex_unlock(&a->mu);

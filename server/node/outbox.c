@@ -67,7 +67,7 @@ int outbox_put(agent *a, uint64_t node, uint64_t job, uint32_t attempt,
     cJSON_Delete(doc);
     int rc = text ? node_write_file(path, text, strlen(text), 0) : -1;
     /* The folder is made the first time, not checked at every result. */
-    if (rc != 0 && errno == ENOENT && node_mkdirs(dir) == 0)
+    if (text && rc != 0 && errno == ENOENT && node_mkdirs(dir) == 0)
         rc = node_write_file(path, text, strlen(text), 0);
     cJSON_free(text);
     if (rc == 0)
