@@ -56,6 +56,13 @@ struct rz__ecache {
 
 rz__ejob *rz__engine_job(const rz_engine *e, uint64_t id)
 {
+    /* Jobs are made in id order and leave in runs: where none left since
+     * the first live one, `id` sits at its offset from it (a deployment's
+     * steps all live till its end), found without a search. */
+    size_t n = e->n_live_jobs;
+    if (n && id >= e->jobs[0]->id && id - e->jobs[0]->id < n &&
+        e->jobs[id - e->jobs[0]->id]->id == id)
+        return e->jobs[id - e->jobs[0]->id];
     size_t i;
     LOWER_BOUND(e->jobs, e->n_live_jobs, id, i);
     return i < e->n_live_jobs && e->jobs[i]->id == id ? e->jobs[i] : NULL;
