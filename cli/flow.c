@@ -888,21 +888,20 @@ static int flow_run(cli *c)
     return status;
 }
 
-/* The sandbox's probe (its helper started, `true` run through it, a first
- * cell made ahead) on a thread of its own from the start, while the modules
- * and the flow are read: at one step it is most of the run's start. The
- * runner's own call waits for what is left of it; a run that ends before
- * (a flow with errors) waits for it too, so that exit does not cut it short
- * (its scratch folder would stay). */
+/* The sandbox's probe (its helper started, its first cell made ahead,
+ * `true` run through it) on a thread of its own from the start, while the
+ * modules and the flow are read: at one step it is most of the run's
+ * start. The runner waits for what is left of it before its first step; a
+ * run that ends before (a flow with errors) does not: exit cuts it short
+ * where that leaves nothing behind (see "the probe, and exit" in
+ * lib/exec/sandbox.c). */
 int cli_flow_run(cli *c)
 {
     pthread_t probe;
-    bool probing = !c->no_sandbox && c->nargs == 1 &&
-                   pthread_create(&probe, NULL, sandbox_probe, NULL) == 0;
-    int rc = flow_run(c);
-    if (probing)
-        pthread_join(probe, NULL);
-    return rc;
+    if (!c->no_sandbox && c->nargs == 1 &&
+        pthread_create(&probe, NULL, sandbox_probe, NULL) == 0)
+        pthread_detach(probe);
+    return flow_run(c);
 }
 
 #define RUNS_DEFAULT_LIMIT 20

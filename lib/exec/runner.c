@@ -1250,6 +1250,21 @@ static int local_caps(const runner *r, char **out)
 
 /* Nothing here outlives the run, so nothing is fsync'd; no registry (the
  * flow's modules are resolved) and nothing costs anything. */
+/* What the sandbox's probe found, told before the first step starts.
+ * The probe (rz_sandbox_available) is waited for here, after the run's
+ * first record and the engine's start: at one step, `flow run` started it
+ * on a thread of its own, and it ends about now. */
+static void sandbox_notice(runner *r)
+{
+    if (r->opts->sandbox && !rz_sandbox_available())
+        emit(r, RZ_EVENT_NOTICE, RZ_NPOS, rz__sandbox_installed()
+             ? "bubblewrap cannot create a sandbox here (no user "
+               "namespaces?); steps run without a sandbox"
+             : "bubblewrap not found; steps run without a sandbox");
+    else if (r->opts->sandbox && rz_sandbox_status())
+        emit(r, RZ_EVENT_NOTICE, RZ_NPOS, rz_sandbox_status());
+}
+
 static int engine_start(runner *r)
 {
     int rc = engine_dir(&r->dir, rz_flow_step_count(r->flow));
@@ -1279,6 +1294,8 @@ static int engine_start(runner *r)
     rz_engine_local_reuse(r->engine, r->opts->reuse_json);
     rc = rz_engine_local_deploy(r->engine, r->flow, r->opts->inputs_json,
                                 &rep, r->t0, &r->dep);
+    if (rc == RZ_OK)
+        sandbox_notice(r);
     return rc == RZ_OK ? settle(r, r->t0) : rc;
 }
 
@@ -1456,13 +1473,6 @@ int rz_runner_run(rz_run **out, const rz_flow *flow,
     memset(&r, 0, sizeof r);
     int rc = runner_init(&r, flow, opts);
     if (rc == RZ_OK) {
-        if (opts->sandbox && !rz_sandbox_available())
-            emit(&r, RZ_EVENT_NOTICE, RZ_NPOS, rz__sandbox_installed()
-                 ? "bubblewrap cannot create a sandbox here (no user "
-                   "namespaces?); steps run without a sandbox"
-                 : "bubblewrap not found; steps run without a sandbox");
-        else if (opts->sandbox && rz_sandbox_status())
-            emit(&r, RZ_EVENT_NOTICE, RZ_NPOS, rz_sandbox_status());
         report_changes(&r);
         record(&r, 0, false);   /* told; the final record says it again */
         rc = engine_start(&r);

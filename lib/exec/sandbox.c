@@ -1089,68 +1089,73 @@ static int cell_add(rz__sbx *s, const rz__sbx_opts *o, size_t *slot)
 /* ---- the first cell, made ahead ----
  *
  * A cell's zygote joins its cgroups as it starts, and on cgroup v1 that
- * waits for an RCU grace period (5-12 ms here): with the cell's setup it
- * was most of a one-step run's sandbox cost, paid at its first step. The
- * probe makes one on a thread while its own step runs and the runner
- * starts (its run record, its engine); the first step takes it, with its
- * limits written then. It has the uid the first step's cell would have had
- * (the lowest this runner can take; the probe's step gets the next one).
- * Who looks at the cells waits for it. */
+ * waits for an RCU grace period (5-60 ms here, by load): with the cell's
+ * setup it was most of a one-step run's sandbox cost, paid at its first
+ * step. The probe makes the first cell's cgroups (with no limits: the
+ * first step's cell_take writes its own, `known` false) before it starts
+ * the helper, which forks the cell's zygote into them before it builds its
+ * root: the grace period runs beside the root's making, the probe's step
+ * and the runner's start. Once the helper is up the probe gives that
+ * zygote the uid the first step's cell would have had (the lowest this
+ * runner can take; the probe's step gets the next). */
 
-static pthread_mutex_t ahead_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t ahead_cv = PTHREAD_COND_INITIALIZER;
-static bool ahead_going;
-static uint32_t ahead_uid;   /* taken (uid_take), its slot reserved */
-
-static void *ahead_main(void *arg)
+static void sbx_blank(rz__sbx *s)
 {
-    (void)arg;
-    cell *c = NULL;
+    memset(s, 0, sizeof *s);
+    for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
+        s->procs[i] = -1;
+    s->files_info = s->files_block = s->files_fd = -1;
+}
+
+static void probe_uid_drop(uint32_t uid);
+
+/* The early cgroups no cell took: the zygote reaped, the folders gone. */
+static void ahead_drop(rz__sbx *t)
+{
+    rz__sbx_helper_early_drop();
+    for (size_t i = 0; i < t->n_cg; i++) {
+        (void)cg_remove(t->cg[i]);
+        free(t->cg[i]);
+        t->cg[i] = NULL;
+    }
+    t->n_cg = 0;
+}
+
+/* The early zygote made the cell of `uid` (taken, its slot reserved),
+ * with t's cgroups (taken from t); else both let go of. */
+static void ahead_take(rz__sbx *t, uint32_t uid)
+{
+    cell *c = rz__calloc(1, sizeof *c);
+    if (!c) {
+        ahead_drop(t);
+        probe_uid_drop(uid);
+        return;
+    }
+    c->zsock = -1;
+    c->spare = -1;
+    c->uid = uid;
+    c->locked = true;
+    c->n_cg = t->n_cg;
+    for (size_t i = 0; i < t->n_cg; i++) {
+        c->cg[i] = t->cg[i];
+        c->kind[i] = t->cg_kind[i];
+        t->cg[i] = NULL;
+    }
+    t->n_cg = 0;
     bool retire = false;
-    size_t slot = ahead_uid - sb.uid_first;
-    if (cell_new(NULL, NULL, ahead_uid, &c, &retire) != RZ_OK)
-        c = NULL;   /* the first step makes its own, or says why not */
+    if (rz__sbx_helper_cell_early(uid, &c->zsock, &c->zpid) != 0) {
+        retire = !cell_free(c);   /* its zygote reaped: the cgroups empty */
+        c = NULL;
+    }
     pthread_mutex_lock(&cells_mu);
-    cells[slot] = c ? c : retire ? &cell_reserved : NULL;
+    cells[uid - sb.uid_first] = c ? c : retire ? &cell_reserved : NULL;
     pthread_mutex_unlock(&cells_mu);
-    pthread_mutex_lock(&ahead_mu);
-    ahead_going = false;
-    pthread_cond_broadcast(&ahead_cv);
-    pthread_mutex_unlock(&ahead_mu);
-    return NULL;
-}
-
-/* Make a cell for `uid` (taken, its slot reserved) on a thread; false if
- * no thread could start. */
-static bool ahead_start(uint32_t uid)
-{
-    pthread_attr_t at;
-    pthread_t t;
-    if (pthread_attr_init(&at) != 0)
-        return false;
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    pthread_mutex_lock(&ahead_mu);
-    ahead_uid = uid;
-    ahead_going = pthread_create(&t, &at, ahead_main, NULL) == 0;
-    bool ok = ahead_going;
-    pthread_mutex_unlock(&ahead_mu);
-    pthread_attr_destroy(&at);
-    return ok;
-}
-
-static void ahead_wait(void)
-{
-    pthread_mutex_lock(&ahead_mu);
-    while (ahead_going)
-        pthread_cond_wait(&ahead_cv, &ahead_mu);
-    pthread_mutex_unlock(&ahead_mu);
 }
 
 /* A free cell (made when none is), its limits set for this step. */
 static int cell_take(rz__sbx *s, const rz__sbx_opts *o)
 {
     const size_t max = sb.uid_count;   /* one uid per cell */
-    ahead_wait();
     pthread_mutex_lock(&cells_mu);
     size_t i = 0;
     while (i < max && !(cells[i] && !cells[i]->busy))   /* not reserved */
@@ -1214,7 +1219,6 @@ static void cell_release(rz__sbx *s, bool drop)
 
 size_t rz__sbx_cell_pids(pid_t *out, size_t max)
 {
-    ahead_wait();
     size_t n = 0;
     pthread_mutex_lock(&cells_mu);
     for (size_t i = 0; i < MAX_CELLS && n < max; i++)
@@ -1250,6 +1254,63 @@ static void cell_finish(rz__sbx *s, rz__sbx_report *r)
     cell_release(s, false);
 }
 
+/* ---- the probe, and exit ----
+ *
+ * `flow run` probes on a thread of its own from its start, and a flow
+ * with errors ends the process before the probe has. Exit must not cut
+ * the probe short while it holds a host folder (its step's scratch), nor
+ * run its destructors beside the probe's own code; it may end the process
+ * while the probe waits for the helper or for a step (what they leave is
+ * what any run leaves: they end with the process, their cgroups are swept
+ * by the next runner). So exit waits only while the probe runs, and a
+ * probe that finds the process exiting after a wait stops there. */
+
+static pthread_mutex_t exit_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t exit_cv = PTHREAD_COND_INITIALIZER;
+static bool probe_running, probe_waiting, exiting;
+static atomic_int probe_pid;   /* the process probing (not a fork of it) */
+
+static void probe_at_exit(void)
+{
+    if (atomic_load(&probe_pid) != (int)getpid())
+        return;
+    pthread_mutex_lock(&exit_mu);
+    exiting = true;
+    while (probe_running && !probe_waiting)
+        pthread_cond_wait(&exit_cv, &exit_mu);
+    pthread_mutex_unlock(&exit_mu);
+}
+
+/* Registered as the library loads, before any thread can probe (one
+ * registered by the probe could come too late for an exit under way). */
+__attribute__((constructor)) static void probe_exit_hook(void)
+{
+    (void)atexit(probe_at_exit);
+}
+
+/* The probe waits now (exit may end the process under it), or runs again
+ * (it stops here for good if the process is exiting). */
+static void probe_waits(bool waits)
+{
+    pthread_mutex_lock(&exit_mu);
+    bool stop = !waits && exiting;
+    probe_waiting = waits || stop;
+    pthread_cond_broadcast(&exit_cv);
+    pthread_mutex_unlock(&exit_mu);
+    while (stop)
+        pause();
+}
+
+static void probe_runs(bool running)
+{
+    atomic_store(&probe_pid, (int)getpid());
+    pthread_mutex_lock(&exit_mu);
+    probe_running = running;
+    probe_waiting = false;
+    pthread_cond_broadcast(&exit_cv);
+    pthread_mutex_unlock(&exit_mu);
+}
+
 /* ---- the probe ---- */
 
 /* Run `bwrap <base> -- true` the way a step runs. */
@@ -1282,9 +1343,11 @@ static bool try_bwrap(void)
         _exit(127);
     }
     int status = -1;
+    probe_waits(true);
     if (pid > 0)
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
+    probe_waits(false);
     ok = pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
     rz__sbx_started(&s);
     rz__argv_free(&a);
@@ -1323,26 +1386,27 @@ static uint32_t probe_uid(uint32_t *ahead)
     return next ? next : low;
 }
 
-/* The first cell's making begins once the probe's step has gone out: the
- * helper answers one request after the other, and a cell's answer waits
- * for its cgroups. 0, for the caller's `ahead`. */
-static uint32_t ahead_begin(uint32_t uid)
-{
-    if (uid && !ahead_start(uid))
-        probe_uid_drop(uid);
-    return 0;
-}
-
-/* Start the helper and run `true` through it the way a step runs. */
-static bool try_helper(void)
+/* The helper started, its early zygote forked into *cg's cgroups (made
+ * here; none without cgroups or if they cannot be made). */
+static bool helper_up(rz__sbx *cg)
 {
     rz__sbx_tmpl t = { sb.etc, sb.n_etc, sb.passwd, sb.group, sb.bpf,
                        sb.bpf_len };
-    if (!sb.passwd || !sb.group || rz__sbx_helper_start(&t) != 0)
+    if (!sb.passwd || !sb.group)
         return false;
-    uint32_t ahead = 0, uid = probe_uid(&ahead);
-    if (!uid)
-        return false;
+    /* Without them, the first step makes its cell, or says why not. */
+    bool early = sb.cg_version <= 0 || cgroup_create(cg, NULL, false) == RZ_OK;
+    probe_waits(true);   /* for its root */
+    bool up = rz__sbx_helper_start(&t, early, cg->procs, cg->n_cg) == 0;
+    probe_waits(false);
+    rz__sbx_started(cg);   /* the zygote has its own copies */
+    return up;
+}
+
+/* Run `true` through the helper the way a step runs, as `uid`. Its host
+ * folder is gone once the step is sent (the helper holds it open). */
+static bool probe_step(uint32_t uid)
+{
     int null = open("/dev/null", O_RDWR | O_CLOEXEC), ep[2] = { -1, -1 };
     char dir[] = "/tmp/rz-probe-XXXXXX";
     bool made = mkdtemp(dir) != NULL;
@@ -1350,10 +1414,7 @@ static bool try_helper(void)
     if (null >= 0 && made && pipe2(ep, O_CLOEXEC) == 0) {
         char *argv[] = { "true", NULL }, *envp[] = { NULL };
         rz__sbx s;
-        memset(&s, 0, sizeof s);
-        for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
-            s.procs[i] = -1;
-        s.files_info = s.files_block = s.files_fd = -1;
+        sbx_blank(&s);
         s.helper = true;
         rz__sbx_launch l;
         memset(&l, 0, sizeof l);
@@ -1367,14 +1428,16 @@ static bool try_helper(void)
         int stdio[3] = { null, null, null };
         pid_t pid = -1;
         int rc = rz__sbx_spawn(&pid, &s, &l, stdio, ep[1]);
-        ahead = ahead_begin(ahead);
+        made = made && rmdir(dir) != 0;
         close(ep[1]);
         int e = 0;
+        probe_waits(true);   /* for the step */
         ssize_t n = read(ep[0], &e, sizeof e);
         int status = -1;
         if (rc == RZ_OK)
             while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
+        probe_waits(false);
         ok = rc == RZ_OK && n == 0 && WIFEXITED(status) &&
              WEXITSTATUS(status) == 0;
         close(ep[0]);
@@ -1383,8 +1446,23 @@ static bool try_helper(void)
         close(null);
     if (made)
         rmdir(dir);
-    if (ahead)   /* its step was never sent: no cell made ahead either */
-        probe_uid_drop(ahead);
+    return ok;
+}
+
+/* Start the helper, its first cell made ahead (see above), and run `true`
+ * through it the way a step runs. */
+static bool try_helper(void)
+{
+    rz__sbx cg;
+    sbx_blank(&cg);
+    uint32_t ahead = 0, uid = helper_up(&cg) ? probe_uid(&ahead) : 0;
+    if (ahead)
+        ahead_take(&cg, ahead);
+    else
+        ahead_drop(&cg);
+    if (!uid)
+        return false;
+    bool ok = probe_step(uid);
     probe_uid_drop(uid);   /* its step was reaped */
     return ok;
 }
@@ -1442,7 +1520,9 @@ static void probe(void)
 
 static void probe_once_fn(void)
 {
+    probe_runs(true);
     probe();
+    probe_runs(false);
 }
 
 int rz__sbx_available(void)
@@ -1791,10 +1871,9 @@ int rz__sbx_files_copy(rz__sbx *s, bool copy, char *line, size_t cap)
     return -1;
 }
 
-/* Every idle cell ended (the one being made ahead once it is made). */
+/* Every idle cell ended. */
 static void cells_drop_idle(void)
 {
-    ahead_wait();
     for (size_t i = 0; i < MAX_CELLS; i++) {
         pthread_mutex_lock(&cells_mu);
         cell *c = cells[i];

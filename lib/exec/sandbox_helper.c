@@ -97,15 +97,31 @@ static int sock = -1;           /* to the helper; -1: not running */
 static int life_w = -1;         /* closes when the runner exits */
 static pid_t helper = -1;
 static rz__sbx_tmpl tmpl;       /* borrowed from sandbox.c, for restarts */
+static pid_t early = -1;        /* the helper's early zygote (our child)
+                                 * until a cell takes it */
+static const int *early_cg;     /* its cgroup.procs, read by the fork */
+static size_t early_n_cg;
 static bool fresh_net;          /* a network namespace per step, none
                                  * shared; RHIZOS_SANDBOX_NET=cell: a
                                  * cell's, reused while empty */
 
-static _Noreturn void helper_main(int s, int life);
+static _Noreturn void helper_main(int s, int life, bool with_early);
+
+/* The early zygote no cell took, killed and reaped; caller holds mu. */
+static void early_reap_locked(void)
+{
+    if (early > 0) {
+        kill(early, SIGKILL);
+        while (waitpid(early, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    early = -1;
+}
 
 /* Reap a helper that is gone (or make it go); caller holds mu. */
 static void helper_stop(void)
 {
+    early_reap_locked();
     if (sock >= 0)
         close(sock);
     if (life_w >= 0)
@@ -119,9 +135,10 @@ static void helper_stop(void)
     helper = -1;
 }
 
-/* Caller holds mu. The helper answers one int once its root is built:
- * 0, or the errno of what failed. */
-static int helper_spawn_locked(void)
+/* Caller holds mu. The helper answers two ints once its root is built:
+ * 0 or the errno of what failed, and its early zygote's pid (-1: none).
+ * `with_early`: it forks that zygote first, into early_cg's cgroups. */
+static int helper_spawn_locked(bool with_early)
 {
     int sv[2], life[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
@@ -138,7 +155,7 @@ static int helper_spawn_locked(void)
     if (pid == 0) {
         close(sv[0]);
         close(life[1]);
-        helper_main(sv[1], life[0]);
+        helper_main(sv[1], life[0], with_early);
     }
     int e = errno;
     close(sv[1]);
@@ -151,22 +168,29 @@ static int helper_spawn_locked(void)
     sock = sv[0];
     life_w = life[1];
     helper = pid;
-    int status = EIO;
+    int32_t status[2] = { EIO, -1 };
     ssize_t n;
-    while ((n = recv(sock, &status, sizeof status, 0)) < 0 && errno == EINTR)
+    while ((n = recv(sock, status, sizeof status, 0)) < 0 && errno == EINTR)
         ;
-    if (n != (ssize_t)sizeof status || status != 0) {
+    if (n == (ssize_t)sizeof status && with_early)
+        early = status[1];
+    if (n != (ssize_t)sizeof status || status[0] != 0) {
         helper_stop();
-        return -(n == (ssize_t)sizeof status ? status : EIO);
+        return -(n == (ssize_t)sizeof status ? status[0] : EIO);
     }
     return 0;
 }
 
-int rz__sbx_helper_start(const rz__sbx_tmpl *t)
+int rz__sbx_helper_start(const rz__sbx_tmpl *t, bool with_early,
+                         const int *cg_procs, size_t n_cg)
 {
     pthread_mutex_lock(&mu);
     tmpl = *t;
-    int rc = sock >= 0 ? 0 : helper_spawn_locked();
+    early_cg = cg_procs;
+    early_n_cg = n_cg;
+    int rc = sock >= 0 ? 0 : helper_spawn_locked(with_early);
+    early_cg = NULL;
+    early_n_cg = 0;
     pthread_mutex_unlock(&mu);
     return rc;
 }
@@ -473,7 +497,7 @@ int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg, uint32_t uid,
     pthread_mutex_lock(&mu);
     int rc = 0;
     for (int tries = 0; tries < 2; tries++) {
-        if (sock < 0 && (rc = helper_spawn_locked()) != 0)
+        if (sock < 0 && (rc = helper_spawn_locked(false)) != 0)
             break;
         pid_t pid = -1;
         msg req = { 'z', uid };
@@ -496,6 +520,43 @@ int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg, uint32_t uid,
         *zsock = -1;
     }
     return rc;
+}
+
+int rz__sbx_helper_cell_early(uint32_t uid, int *zsock, pid_t *zpid)
+{
+    *zsock = -1;
+    *zpid = -1;
+    pthread_mutex_lock(&mu);
+    int rc = -ENOENT, none[1] = { -1 };
+    pid_t pid = -1;
+    msg req = { 'Z', uid };
+    if (sock >= 0 && early > 0)
+        rc = exchange(sock, req, none, 0, &pid, zsock, NULL) != 0 ? -EPIPE
+             : pid == early && *zsock >= 0 ? 0 : (pid < 0 ? pid : -EIO);
+    if (rc == -EPIPE)
+        helper_stop();   /* the next spawn starts another */
+    int on = 1;   /* spare inits' notes carry their pids */
+    if (rc == 0 && setsockopt(*zsock, SOL_SOCKET, SO_PASSCRED, &on,
+                              sizeof on) != 0)
+        rc = -errno;
+    if (rc == 0) {
+        *zpid = early;   /* the cell's now */
+        early = -1;
+    }
+    early_reap_locked();   /* none left, or untaken */
+    pthread_mutex_unlock(&mu);
+    if (rc != 0 && *zsock >= 0) {
+        close(*zsock);
+        *zsock = -1;
+    }
+    return rc;
+}
+
+void rz__sbx_helper_early_drop(void)
+{
+    pthread_mutex_lock(&mu);
+    early_reap_locked();
+    pthread_mutex_unlock(&mu);
 }
 
 void rz__sbx_helper_cell_done(int zsock)
@@ -638,7 +699,7 @@ static int send_step(int cell, int *fds, size_t n, pid_t *pid,
     int rc = 0;
     pthread_mutex_lock(&mu);
     for (int tries = 0; rc == 0 && tries < 2; tries++) {
-        if (sock < 0 && (rc = helper_spawn_locked()) != 0) {
+        if (sock < 0 && (rc = helper_spawn_locked(false)) != 0) {
             snprintf(why, why_len, "the sandbox helper could not be "
                      "(re)started: %s; step not run", strerror(-rc));
             break;
@@ -2200,6 +2261,7 @@ static int spare_take(const step *st)
  * starts are born there; moving a process into a cgroup v1 costs an RCU
  * grace period (milliseconds under load), a fork costs nothing of it. */
 static _Noreturn void serve(int s, int life, bool is_helper);
+static int32_t early_adopt(uint32_t uid, int *peer);
 
 static int32_t make_zygote(step *st, uint32_t uid, int s, int life,
                            int *peer)
@@ -2333,6 +2395,8 @@ static _Noreturn void serve(int s, int life, bool is_helper)
         int peer = -1;
         if (kind == 'z' && is_helper) {
             answer = make_zygote(&st, req.uid, s, life, &peer);
+        } else if (kind == 'Z' && is_helper) {
+            answer = early_adopt(req.uid, &peer);
         } else if (kind == 'r' && parse_step(&st) == 0 &&
                    (is_helper || st.h.uid == cell_uid)) {
             serves_steps = !is_helper;
@@ -2367,16 +2431,143 @@ static _Noreturn void serve(int s, int life, bool is_helper)
     }
 }
 
-static _Noreturn void helper_main(int s, int life)
+/* ---- the helper's side: the early zygote ----
+ *
+ * The first cell's zygote is forked before the helper builds its root, so
+ * that its move into its cgroups (an RCU grace period on v1, 5-60 ms here
+ * by load) runs beside the root's making and the runner's start. It waits
+ * in the host's mount namespace, running nothing, until the runner gives
+ * it a uid ('Z'): then it enters the helper's (whose root is built by
+ * then) and becomes a cell's zygote as make_zygote's child does. The
+ * runner reaps it if no cell takes it. */
+
+static int early_sock = -1;   /* the helper's, to it, until taken */
+static pid_t early_pid = -1;
+
+static _Noreturn void early_main(int ez, int life, const int *cg, size_t n)
 {
-    /* Only our two descriptors: the runner's others are not ours to hold. */
-    int keep_hi = s < life ? life : s;
-    if (syscall(SYS_close_range, (unsigned)keep_hi + 1, ~0u, 0u) != 0)
-        for (int fd = keep_hi + 1; fd < 65536; fd++)
+    for (size_t i = 0; i < n; i++)
+        if (write(cg[i], "0", 1) != 1)
+            _exit(1);
+    for (size_t i = 0; i < n; i++)
+        close(cg[i]);
+    prctl(PR_SET_NAME, "rz-sandbox-cell", 0, 0, 0);
+    struct pollfd pf[2] = { { ez, POLLIN, 0 }, { life, POLLIN, 0 } };
+    while (poll(pf, 2, -1) < 0)
+        if (errno != EINTR)
+            _exit(1);
+    step st;
+    msg req;
+    if (pf[1].revents || recv_step(ez, &st, &req) != 0 || req.kind != 'Z' ||
+        st.n_fds != 2 || setns(st.fds[0], CLONE_NEWNS) != 0)
+        _exit(1);   /* the runner sees -EPIPE at its first step */
+    close(ez);
+    close(st.fds[0]);
+    cell_uid = req.uid;
+    if (cell_ids(req.uid, &tmpl) != 0 || drop_bset() != 0)
+        _exit(1);
+    serve(st.fds[1], life, false);
+}
+
+/* Fork the early zygote (the runner's child: CLONE_PARENT); the
+ * cgroup.procs descriptors given are closed here either way. */
+static void early_fork(int s, int life, const int *cg, size_t n)
+{
+    int sv[2];
+    long pid = -1;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0) {
+        pid = syscall(SYS_clone, CLONE_PARENT, NULL, NULL, NULL, NULL);
+        if (pid == 0) {
+            close(s);
+            close(sv[0]);
+            early_main(sv[1], life, cg, n);
+        }
+        close(sv[1]);
+        if (pid > 0)
+            early_sock = sv[0];
+        else
+            close(sv[0]);
+    }
+    early_pid = pid > 0 ? (pid_t)pid : -1;
+    for (size_t i = 0; i < n; i++)
+        close(cg[i]);
+}
+
+/* 'Z': the early zygote becomes the cell of `uid`, entering the helper's
+ * mount namespace; *peer: the runner's end of its socket. */
+static int32_t early_adopt(uint32_t uid, int *peer)
+{
+    int sv[2];
+    *peer = -1;
+    if (early_sock < 0 || uid == 0 || uid == (uint32_t)-1)
+        return -EINVAL;
+    int fds[2] = { openat(host_proc, "self/ns/mnt", O_RDONLY | O_CLOEXEC),
+                   -1 };
+    if (fds[0] < 0 ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        int e = errno;
+        if (fds[0] >= 0)
+            close(fds[0]);
+        return -e;
+    }
+    fds[1] = sv[1];
+    msg m = { 'Z', uid };
+    struct iovec iov = { &m, sizeof m };
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof fds)];
+    } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+                         .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof fds);
+    memcpy(CMSG_DATA(c), fds, sizeof fds);
+    bool sent = sendmsg(early_sock, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof m;
+    int e = errno;
+    close(fds[0]);
+    close(sv[1]);
+    close(early_sock);
+    early_sock = -1;
+    if (!sent) {
+        close(sv[0]);
+        return -e;
+    }
+    *peer = sv[0];
+    return (int32_t)early_pid;
+}
+
+/* Close every descriptor from 3 on but the `n` in `keep`. */
+static void close_all_but(const int *keep, size_t n)
+{
+    for (int fd = 3; fd < 65536; fd++) {
+        bool kept = false, above = true;
+        for (size_t i = 0; i < n; i++) {
+            kept |= keep[i] == fd;
+            above &= keep[i] < fd;
+        }
+        if (above) {
+            if (syscall(SYS_close_range, (unsigned)fd, ~0u, 0u) == 0)
+                return;
+            for (; fd < 65536; fd++)
+                close(fd);
+            return;
+        }
+        if (!kept)
             close(fd);
-    for (int fd = 3; fd < keep_hi; fd++)
-        if (fd != s && fd != life)
-            close(fd);
+    }
+}
+
+static _Noreturn void helper_main(int s, int life, bool with_early)
+{
+    /* Only our own descriptors: the runner's others are not ours to hold. */
+    int keep[MAX_FDS] = { s, life };
+    size_t n_keep = 2, n_cg = with_early ? early_n_cg : 0;
+    for (size_t i = 0; i < n_cg && n_keep < MAX_FDS; i++)
+        keep[n_keep++] = early_cg[i];
+    close_all_but(keep, n_keep);
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) {
         dup2(null, 0);
@@ -2394,9 +2585,12 @@ static _Noreturn void helper_main(int s, int life)
     args_find();
     if (die_after_clone_path[0])
         die_after_clone = open(die_after_clone_path, O_RDWR | O_CLOEXEC);
-    int status = build_root(&tmpl) == 0 ? 0 : (errno ? errno : EIO);
-    if (send(s, &status, sizeof status, MSG_NOSIGNAL) != sizeof status ||
-        status != 0)
+    if (with_early)
+        early_fork(s, life, keep + 2, n_keep - 2);
+    int32_t status[2] = { build_root(&tmpl) == 0 ? 0 : (errno ? errno : EIO),
+                          early_pid };
+    if (send(s, status, sizeof status, MSG_NOSIGNAL) != sizeof status ||
+        status[0] != 0)
         _exit(1);
     serve(s, life, true);
 

@@ -66,8 +66,14 @@ typedef struct rz__sbx_launch {
     size_t n_cg;
 } rz__sbx_launch;
 
-/* Start the helper (once; later calls only update nothing). 0 or -errno. */
-RZ_HIDDEN int rz__sbx_helper_start(const rz__sbx_tmpl *t);
+/* Start the helper (once; later calls only update nothing). 0 or -errno.
+ * `with_early`: before it builds its root, it forks the first cell's
+ * zygote (see rz__sbx_helper_cell_early) into the cgroups whose
+ * cgroup.procs are given (borrowed; none: a cell without cgroups), so
+ * that its move there (an RCU grace period on cgroup v1) is under way
+ * while the root is built. */
+RZ_HIDDEN int rz__sbx_helper_start(const rz__sbx_tmpl *t, bool with_early,
+                                   const int *cg_procs, size_t n_cg);
 /* Start a step; *pid is the runner's child to wait for. The descriptors
  * are borrowed (the caller closes its copies). `spare` (a cell's; NULL
  * for the helper) is where the cell's spare init is kept track of: see
@@ -85,6 +91,13 @@ RZ_HIDDEN int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
  * 0 or -errno; -EPIPE from a spawn on a cell: its process is gone. */
 RZ_HIDDEN int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg,
                                   uint32_t uid, int *zsock, pid_t *zpid);
+/* A cell as rz__sbx_helper_cell makes, from the zygote forked at the
+ * helper's start (in that call's cgroups). 0 or -errno; either way no
+ * early zygote is left (one not taken is killed and reaped). */
+RZ_HIDDEN int rz__sbx_helper_cell_early(uint32_t uid, int *zsock,
+                                        pid_t *zpid);
+/* The early zygote, if no cell took it, killed and reaped. */
+RZ_HIDDEN void rz__sbx_helper_early_drop(void);
 /* The runner is done with a cell's last step (its leftovers killed:
  * the members of its pid namespace, never the cell's spare init, which
  * has its own): the cell may make the next step's init ahead now, if it
