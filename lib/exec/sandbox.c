@@ -1301,6 +1301,27 @@ static void probe_waits(bool waits)
         pause();
 }
 
+/* rz__sbx_test_probe_hold (tests only): where the probe stops once. */
+static int hold_where, hold_note = -1, hold_fd = -1;
+
+void rz__sbx_test_probe_hold(int where, int note, int hold)
+{
+    hold_where = where;
+    hold_note = note;
+    hold_fd = hold;
+}
+
+static void probe_hold(int where, const char *what)
+{
+    if (hold_where != where)
+        return;
+    hold_where = 0;
+    char c;
+    if (write(hold_note, what, strlen(what) + 1) > 0)
+        while (read(hold_fd, &c, 1) < 0 && errno == EINTR)
+            ;
+}
+
 static void probe_runs(bool running)
 {
     atomic_store(&probe_pid, (int)getpid());
@@ -1387,19 +1408,31 @@ static uint32_t probe_uid(uint32_t *ahead)
 }
 
 /* The helper started, its early zygote forked into *cg's cgroups (made
- * here; none without cgroups or if they cannot be made). */
-static bool helper_up(rz__sbx *cg)
+ * here; none without cgroups or if they cannot be made), and the probe's
+ * uids reserved (*uid, *ahead: see probe_uid) while it builds its root:
+ * their look-ups through NSS load libraries. false: no helper, no uid. */
+static bool helper_up(rz__sbx *cg, uint32_t *uid, uint32_t *ahead)
 {
     rz__sbx_tmpl t = { sb.etc, sb.n_etc, sb.passwd, sb.group, sb.bpf,
                        sb.bpf_len };
+    *uid = *ahead = 0;
     if (!sb.passwd || !sb.group)
         return false;
     /* Without them, the first step makes its cell, or says why not. */
     bool early = sb.cg_version <= 0 || cgroup_create(cg, NULL, false) == RZ_OK;
-    probe_waits(true);   /* for its root */
     bool up = rz__sbx_helper_start(&t, early, cg->procs, cg->n_cg) == 0;
-    probe_waits(false);
     rz__sbx_started(cg);   /* the zygote has its own copies */
+    *uid = up ? probe_uid(ahead) : 0;
+    probe_waits(true);   /* for its root */
+    probe_hold(RZ__SBX_HOLD_WAITING, "root");
+    up = up && rz__sbx_helper_ready() == 0;
+    probe_waits(false);
+    if (!up && *uid)
+        probe_uid_drop(*uid);
+    if (!up && *ahead)
+        probe_uid_drop(*ahead);
+    if (!up)
+        *uid = *ahead = 0;
     return up;
 }
 
@@ -1411,6 +1444,8 @@ static bool probe_step(uint32_t uid)
     char dir[] = "/tmp/rz-probe-XXXXXX";
     bool made = mkdtemp(dir) != NULL;
     bool ok = false;
+    if (made)
+        probe_hold(RZ__SBX_HOLD_FOLDER, dir);
     if (null >= 0 && made && pipe2(ep, O_CLOEXEC) == 0) {
         char *argv[] = { "true", NULL }, *envp[] = { NULL };
         rz__sbx s;
@@ -1455,7 +1490,8 @@ static bool try_helper(void)
 {
     rz__sbx cg;
     sbx_blank(&cg);
-    uint32_t ahead = 0, uid = helper_up(&cg) ? probe_uid(&ahead) : 0;
+    uint32_t ahead = 0, uid = 0;
+    (void)helper_up(&cg, &uid, &ahead);
     if (ahead)
         ahead_take(&cg, ahead);
     else

@@ -111,6 +111,13 @@ typedef struct rz__sbx_report {
 
 /* 1 if bwrap works here with the layers it supports (probes once). */
 RZ_HIDDEN int rz__sbx_available(void);
+/* Tests only: the next probe stops once at `where` (RZ__SBX_HOLD_*),
+ * writes what it holds there (the folder's path, or "root") with its NUL
+ * to `note`, and goes on once a byte can be read from `hold` or it ends.
+ * Exit cuts a probe held at WAITING short, and waits for one at FOLDER. */
+#define RZ__SBX_HOLD_FOLDER 1    /* its step's folder made, the step not sent */
+#define RZ__SBX_HOLD_WAITING 2   /* waiting for the helper's root */
+RZ_HIDDEN void rz__sbx_test_probe_hold(int where, int note, int hold);
 /* 1 if a bwrap program is on PATH, usable or not. */
 RZ_HIDDEN int rz__sbx_installed(void);
 /* NULL when every layer works; else one line on what is missing here

@@ -97,6 +97,7 @@ static int sock = -1;           /* to the helper; -1: not running */
 static int life_w = -1;         /* closes when the runner exits */
 static pid_t helper = -1;
 static rz__sbx_tmpl tmpl;       /* borrowed from sandbox.c, for restarts */
+static bool starting;           /* forked; its first answer not read */
 static pid_t early = -1;        /* the helper's early zygote (our child)
                                  * until a cell takes it */
 static const int *early_cg;     /* its cgroup.procs, read by the fork */
@@ -122,6 +123,7 @@ static void early_reap_locked(void)
 static void helper_stop(void)
 {
     early_reap_locked();
+    starting = false;
     if (sock >= 0)
         close(sock);
     if (life_w >= 0)
@@ -135,10 +137,10 @@ static void helper_stop(void)
     helper = -1;
 }
 
-/* Caller holds mu. The helper answers two ints once its root is built:
- * 0 or the errno of what failed, and its early zygote's pid (-1: none).
- * `with_early`: it forks that zygote first, into early_cg's cgroups. */
-static int helper_spawn_locked(bool with_early)
+/* Caller holds mu. A helper forked (`starting`): its first answer comes
+ * once its root is built (helper_ready_locked). `with_early`: it forks
+ * the first cell's zygote first, into early_cg's cgroups. */
+static int helper_fork_locked(bool with_early)
 {
     int sv[2], life[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
@@ -168,17 +170,39 @@ static int helper_spawn_locked(bool with_early)
     sock = sv[0];
     life_w = life[1];
     helper = pid;
+    starting = true;
+    return 0;
+}
+
+/* Caller holds mu. The helper's first answer: two ints, 0 or the errno of
+ * what failed, and its early zygote's pid (-1: none). */
+static int helper_ready_locked(void)
+{
+    if (!starting)
+        return sock >= 0 ? 0 : -EPIPE;
+    starting = false;
     int32_t status[2] = { EIO, -1 };
     ssize_t n;
     while ((n = recv(sock, status, sizeof status, 0)) < 0 && errno == EINTR)
         ;
-    if (n == (ssize_t)sizeof status && with_early)
+    if (n == (ssize_t)sizeof status)
         early = status[1];
     if (n != (ssize_t)sizeof status || status[0] != 0) {
         helper_stop();
         return -(n == (ssize_t)sizeof status ? status[0] : EIO);
     }
     return 0;
+}
+
+/* Caller holds mu: a helper that answers (started, or restarted). */
+static int helper_up_locked(void)
+{
+    if (starting)
+        return helper_ready_locked();
+    if (sock >= 0)
+        return 0;
+    int rc = helper_fork_locked(false);
+    return rc == 0 ? helper_ready_locked() : rc;
 }
 
 int rz__sbx_helper_start(const rz__sbx_tmpl *t, bool with_early,
@@ -188,9 +212,17 @@ int rz__sbx_helper_start(const rz__sbx_tmpl *t, bool with_early,
     tmpl = *t;
     early_cg = cg_procs;
     early_n_cg = n_cg;
-    int rc = sock >= 0 ? 0 : helper_spawn_locked(with_early);
+    int rc = sock >= 0 ? 0 : helper_fork_locked(with_early);
     early_cg = NULL;
     early_n_cg = 0;
+    pthread_mutex_unlock(&mu);
+    return rc;
+}
+
+int rz__sbx_helper_ready(void)
+{
+    pthread_mutex_lock(&mu);
+    int rc = helper_ready_locked();
     pthread_mutex_unlock(&mu);
     return rc;
 }
@@ -497,7 +529,7 @@ int rz__sbx_helper_cell(const int *cg_procs, size_t n_cg, uint32_t uid,
     pthread_mutex_lock(&mu);
     int rc = 0;
     for (int tries = 0; tries < 2; tries++) {
-        if (sock < 0 && (rc = helper_spawn_locked(false)) != 0)
+        if ((rc = helper_up_locked()) != 0)
             break;
         pid_t pid = -1;
         msg req = { 'z', uid };
@@ -530,7 +562,7 @@ int rz__sbx_helper_cell_early(uint32_t uid, int *zsock, pid_t *zpid)
     int rc = -ENOENT, none[1] = { -1 };
     pid_t pid = -1;
     msg req = { 'Z', uid };
-    if (sock >= 0 && early > 0)
+    if (sock >= 0 && helper_up_locked() == 0 && early > 0)
         rc = exchange(sock, req, none, 0, &pid, zsock, NULL) != 0 ? -EPIPE
              : pid == early && *zsock >= 0 ? 0 : (pid < 0 ? pid : -EIO);
     if (rc == -EPIPE)
@@ -699,7 +731,7 @@ static int send_step(int cell, int *fds, size_t n, pid_t *pid,
     int rc = 0;
     pthread_mutex_lock(&mu);
     for (int tries = 0; rc == 0 && tries < 2; tries++) {
-        if (sock < 0 && (rc = helper_spawn_locked(false)) != 0) {
+        if ((rc = helper_up_locked()) != 0) {
             snprintf(why, why_len, "the sandbox helper could not be "
                      "(re)started: %s; step not run", strerror(-rc));
             break;

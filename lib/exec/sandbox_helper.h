@@ -66,14 +66,17 @@ typedef struct rz__sbx_launch {
     size_t n_cg;
 } rz__sbx_launch;
 
-/* Start the helper (once; later calls only update nothing). 0 or -errno.
- * `with_early`: before it builds its root, it forks the first cell's
+/* Start the helper (once; later calls only update nothing): forked, not
+ * waited for (rz__sbx_helper_ready; any other call here waits too). 0 or
+ * -errno. `with_early`: before it builds its root, it forks the first cell's
  * zygote (see rz__sbx_helper_cell_early) into the cgroups whose
  * cgroup.procs are given (borrowed; none: a cell without cgroups), so
  * that its move there (an RCU grace period on cgroup v1) is under way
  * while the root is built. */
 RZ_HIDDEN int rz__sbx_helper_start(const rz__sbx_tmpl *t, bool with_early,
                                    const int *cg_procs, size_t n_cg);
+/* The helper started has built its root. 0 or -errno (then it is gone). */
+RZ_HIDDEN int rz__sbx_helper_ready(void);
 /* Start a step; *pid is the runner's child to wait for. The descriptors
  * are borrowed (the caller closes its copies). `spare` (a cell's; NULL
  * for the helper) is where the cell's spare init is kept track of: see

@@ -1,0 +1,157 @@
+/* A process that ends while the sandbox's probe runs on another thread (a
+ * `flow run` of a flow with errors): exit does not wait for a probe that
+ * waits for the helper or its step, and never cuts one short while it
+ * holds its step's host folder (/tmp/rz-probe-*), which is gone after.
+ * Each case probes in a child of its own (the probe runs once per
+ * process); this process never probes. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/internal.h"
+#include "exec/sandbox.h"
+#include "rhizos/exec.h"
+
+#define SKIPPED 77
+#define EXITED 7
+
+static int note[2];
+
+static void *probe_thread(void *arg)
+{
+    (void)arg;
+    (void)rz_sandbox_available();
+    (void)!write(note[1], "done", 5);   /* it never stopped where asked */
+    return NULL;
+}
+
+/* What the probe said, up to its NUL. */
+static void read_note(char *buf, size_t cap)
+{
+    size_t n = 0;
+    while (n + 1 < cap && read(note[0], buf + n, 1) == 1 && buf[n])
+        n++;
+    buf[n] = '\0';
+}
+
+/* The child: probe on a thread, held at `where`; tell `up` what it holds,
+ * then exit(EXITED) with it held. */
+static _Noreturn void child(int where, int hold, int up)
+{
+    char what[128];
+    rz__sbx_test_probe_hold(where, note[1], hold);
+    pthread_t t;
+    if (pthread_create(&t, NULL, probe_thread, NULL) != 0)
+        _exit(1);
+    read_note(what, sizeof what);
+    if (strcmp(what, "done") == 0)
+        _exit(SKIPPED);   /* no helper here: nothing held */
+    (void)!write(up, what, strlen(what) + 1);
+    exit(EXITED);
+}
+
+/* The child's exit status once it ends, within `ms`; -1 if it has not. */
+static int wait_ms(pid_t pid, int ms)
+{
+    for (int i = 0; i < ms; i++) {
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+        struct timespec one = { 0, 1000000L };
+        nanosleep(&one, NULL);
+    }
+    return -1;
+}
+
+static pid_t start(int where, int hold[2], int up[2], char *what, size_t cap)
+{
+    assert_int_equal(pipe(note), 0);
+    assert_int_equal(pipe(hold), 0);
+    assert_int_equal(pipe(up), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(up[0]);
+        close(hold[1]);
+        child(where, hold[0], up[1]);
+    }
+    close(note[0]);
+    close(note[1]);
+    close(hold[0]);
+    close(up[1]);
+    size_t n = 0;
+    while (n + 1 < cap && read(up[0], what + n, 1) == 1 && what[n])
+        n++;
+    what[n] = '\0';
+    return pid;
+}
+
+static void test_exit_cuts_short_a_probe_that_waits(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();   /* the helper runs only as root */
+    int hold[2], up[2];
+    char what[128];
+    pid_t pid = start(RZ__SBX_HOLD_WAITING, hold, up, what, sizeof what);
+    int code = wait_ms(pid, 20000);
+    if (code < 0)
+        kill(pid, SIGKILL);
+    close(hold[1]);
+    close(up[0]);
+    if (code == SKIPPED)
+        skip();
+    /* Held for good: only an exit that does not wait for it ends. */
+    assert_string_equal(what, "root");
+    assert_int_equal(code, EXITED);
+}
+
+static void test_exit_waits_for_the_probes_folder(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    int hold[2], up[2];
+    char what[128];
+    pid_t pid = start(RZ__SBX_HOLD_FOLDER, hold, up, what, sizeof what);
+    int code = wait_ms(pid, 200);
+    if (code == SKIPPED) {
+        close(hold[1]);
+        close(up[0]);
+        skip();
+    }
+    assert_int_equal(strncmp(what, "/tmp/rz-probe-", 14), 0);
+    /* Exit is under way, the probe holds its folder: exit waits. */
+    assert_int_equal(code, -1);
+    assert_int_equal(access(what, F_OK), 0);
+    assert_int_equal(write(hold[1], "g", 1), 1);
+    code = wait_ms(pid, 20000);
+    if (code < 0)
+        kill(pid, SIGKILL);
+    close(hold[1]);
+    close(up[0]);
+    assert_int_equal(code, EXITED);
+    assert_int_not_equal(access(what, F_OK), 0);   /* removed before exit */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exit_cuts_short_a_probe_that_waits),
+        cmocka_unit_test(test_exit_waits_for_the_probes_folder),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
