@@ -2,13 +2,15 @@
  * `flow run` of a flow with errors): exit does not wait for a probe that
  * waits for the helper or its step, and never cuts one short while it
  * holds its step's host folder (/tmp/rz-probe-*), which is gone after.
- * Each case probes in a child of its own (the probe runs once per
- * process); this process never probes. */
+ * And a run started while the probe goes on (`flow run`'s start) records
+ * itself before it waits for the probe. Each case probes in a child of
+ * its own (the probe runs once per process); this process never probes. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +25,9 @@
 #include "common/internal.h"
 #include "exec/sandbox.h"
 #include "rhizos/exec.h"
+#include "rhizos/flow.h"
+#include "rhizos/module.h"
+#include "rhizos/store.h"
 
 #define SKIPPED 77
 #define EXITED 7
@@ -147,11 +152,98 @@ static void test_exit_waits_for_the_probes_folder(void **state)
     assert_int_not_equal(access(what, F_OK), 0);   /* removed before exit */
 }
 
+static char data_dir[64];
+
+static void *run_thread(void *arg)
+{
+    static const char src[] =
+        "{\"id\":\"one\",\"name\":\"one\",\"version\":\"1.0.0\","
+        "\"nodes\":[{\"id\":\"n0\",\"moduleId\":\"sh\",\"needs\":[]}],"
+        "\"connections\":[]}";
+    (void)arg;
+    rz_registry *reg = NULL;
+    rz_flow *f = NULL;
+    rz_diags *d = NULL;
+    rz_run *run = NULL;
+    rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+    o.sandbox = 1;
+    o.run_id = "run-ahead";
+    o.data_dir = data_dir;
+    if (rz_registry_new(&reg) != RZ_OK ||
+        rz_registry_add_dir(reg, RZ_SOURCE_ROOT "/bench/runner/modules",
+                            NULL) != RZ_OK ||
+        rz_diags_new(&d) != RZ_OK ||
+        rz_flow_parse(&f, src, strlen(src), RZ_FORMAT_JSON, "one.json",
+                      d) != RZ_OK ||
+        rz_flow_validate(f, reg, d) != RZ_OK ||
+        rz_runner_run(&run, f, &o) != RZ_OK)
+        _exit(2);
+    return NULL;
+}
+
+/* The run's record is there, within `ms`. */
+static bool recorded_within(int ms)
+{
+    for (int i = 0; i < ms; i++) {
+        rz_store *st = NULL;
+        char *rec = NULL;
+        bool there = rz_store_open(&st, data_dir) == RZ_OK &&
+                     rz_store_run_get(st, "run-ahead", &rec) == RZ_OK;
+        rz_free(rec);
+        rz_store_close(st);
+        if (there)
+            return true;
+        struct timespec one = { 0, 1000000L };
+        nanosleep(&one, NULL);
+    }
+    return false;
+}
+
+static void test_first_record_before_the_probe_ends(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    snprintf(data_dir, sizeof data_dir, "/tmp/rz-test-sbx-exit-XXXXXX");
+    assert_non_null(mkdtemp(data_dir));
+    int hold[2];
+    char what[128];
+    assert_int_equal(pipe(note), 0);
+    assert_int_equal(pipe(hold), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        rz__sbx_test_probe_hold(RZ__SBX_HOLD_WAITING, note[1], hold[0]);
+        pthread_t t;
+        if (pthread_create(&t, NULL, probe_thread, NULL) != 0)
+            _exit(1);
+        read_note(what, sizeof what);
+        if (strcmp(what, "done") == 0)
+            _exit(SKIPPED);
+        /* The probe held for good: the run waits for it before its step. */
+        if (pthread_create(&t, NULL, run_thread, NULL) != 0)
+            _exit(1);
+        _exit(recorded_within(20000) ? EXITED : 3);
+    }
+    close(hold[0]);
+    int code = wait_ms(pid, 30000);
+    if (code < 0)
+        kill(pid, SIGKILL);
+    close(hold[1]);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
+    assert_int_equal(system(cmd), 0);
+    if (code == SKIPPED)
+        skip();
+    assert_int_equal(code, EXITED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exit_cuts_short_a_probe_that_waits),
         cmocka_unit_test(test_exit_waits_for_the_probes_folder),
+        cmocka_unit_test(test_first_record_before_the_probe_ends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
