@@ -3,7 +3,8 @@
  * waits for the helper or its step, and never cuts one short while it
  * holds its step's host folder (/tmp/rz-probe-*), which is gone after.
  * And a run started while the probe goes on (`flow run`'s start) records
- * itself before it waits for the probe. Each case probes in a child of
+ * itself before it waits for the probe; the first cell's zygote is in its
+ * cgroups before the probe has the helper's answer (its root built). Each case probes in a child of
  * its own (the probe runs once per process); this process never probes. */
 #include <errno.h>
 #include <pthread.h>
@@ -238,12 +239,67 @@ static void test_first_record_before_the_probe_ends(void **state)
     assert_int_equal(code, EXITED);
 }
 
+/* A child of ours named rz-sandbox-cell whose cgroups are a step's
+ * ("/rz-PID-SEQ"), within about `ms` (pgrep's time not counted). */
+static bool zygote_in_cgroups_within(int ms)
+{
+    for (int i = 0; i < ms / 10; i++) {
+        char cmd[160], line[64] = "";
+        snprintf(cmd, sizeof cmd,
+                 "for p in $(pgrep -P %ld -x rz-sandbox-cell); do "
+                 "grep -q ':/.*rz-%ld-' /proc/$p/cgroup && echo in; done",
+                 (long)getpid(), (long)getpid());
+        FILE *f = popen(cmd, "r");
+        bool in = f && fgets(line, sizeof line, f) && strncmp(line, "in", 2) == 0;
+        if (f)
+            pclose(f);
+        if (in)
+            return true;
+        struct timespec ten = { 0, 10000000L };
+        nanosleep(&ten, NULL);
+    }
+    return false;
+}
+
+static void test_first_cell_joins_before_the_root(void **state)
+{
+    (void)state;
+    if (geteuid() != 0 || system("command -v pgrep >/dev/null") != 0)
+        skip();
+    int hold[2];
+    char what[128];
+    assert_int_equal(pipe(note), 0);
+    assert_int_equal(pipe(hold), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        rz__sbx_test_probe_hold(RZ__SBX_HOLD_WAITING, note[1], hold[0]);
+        pthread_t t;
+        if (pthread_create(&t, NULL, probe_thread, NULL) != 0)
+            _exit(1);
+        read_note(what, sizeof what);
+        if (strcmp(what, "done") == 0)
+            _exit(SKIPPED);
+        /* Held before it reads the helper's first answer. */
+        _exit(zygote_in_cgroups_within(5000) ? EXITED : 3);
+    }
+    close(hold[0]);
+    int code = wait_ms(pid, 30000);
+    if (code < 0)
+        kill(pid, SIGKILL);
+    close(hold[1]);
+    if (code == SKIPPED)
+        skip();
+    assert_int_equal(code, EXITED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exit_cuts_short_a_probe_that_waits),
         cmocka_unit_test(test_exit_waits_for_the_probes_folder),
         cmocka_unit_test(test_first_record_before_the_probe_ends),
+        cmocka_unit_test(test_first_cell_joins_before_the_root),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
