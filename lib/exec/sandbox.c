@@ -983,9 +983,7 @@ static bool cell_free(cell *c)
 
 /* A cell with the first step's limits (`s`'s) from the start: its process
  * joins the cgroups before this returns, and a limit of 0 there (memory:
- * every page it touched was an OOM kill) would end it. `s` NULL: a cell
- * made ahead, with no limits until a step takes it (cell_take writes
- * them: `known` is false). */
+ * every page it touched was an OOM kill) would end it. */
 static int cell_new(const rz__sbx *s, const rz__sbx_opts *o, uint32_t uid,
                     cell **out, bool *retire)
 {
@@ -994,11 +992,9 @@ static int cell_new(const rz__sbx *s, const rz__sbx_opts *o, uint32_t uid,
     for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
         tmp.procs[i] = -1;
     tmp.files_info = tmp.files_block = tmp.files_fd = -1;
-    if (s) {
-        tmp.memory_mb = s->memory_mb;
-        tmp.pids_max = s->pids_max;
-        tmp.cpus = s->cpus;
-    }
+    tmp.memory_mb = s->memory_mb;
+    tmp.pids_max = s->pids_max;
+    tmp.cpus = s->cpus;
     cell *c = rz__calloc(1, sizeof *c);
     if (!c)
         return rz__error(RZ_ENOMEM, "out of memory");
@@ -1006,7 +1002,7 @@ static int cell_new(const rz__sbx *s, const rz__sbx_opts *o, uint32_t uid,
     c->spare = -1;
     c->uid = uid;
     c->locked = true;
-    int rc = sb.cg_version > 0 ? cgroup_create(&tmp, o, s != NULL) : RZ_OK;
+    int rc = sb.cg_version > 0 ? cgroup_create(&tmp, o, true) : RZ_OK;
     c->n_cg = tmp.n_cg;
     for (size_t i = 0; i < tmp.n_cg; i++) {
         c->cg[i] = tmp.cg[i];
@@ -1025,7 +1021,7 @@ static int cell_new(const rz__sbx *s, const rz__sbx_opts *o, uint32_t uid,
         *retire = !cell_free(c);
         return rc;
     }
-    c->known = s && sb.cg_version > 0;   /* written above: not again */
+    c->known = sb.cg_version > 0;   /* written above: not again */
     c->memory_mb = tmp.memory_mb;
     c->pids_max = tmp.pids_max;
     c->cpus = tmp.cpus;

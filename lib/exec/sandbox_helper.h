@@ -27,8 +27,11 @@
  * then, so the runner, which reaps an unused spare at the cell's end,
  * reads every note there is by the socket's end. The runner dying ends
  * every init (their life pipe closes) and so every step (each is its
- * init's pid namespace). A cell's uid lock is an open-file-description lock: the
- * kernel drops it with the runner.
+ * init's pid namespace). The first cell's zygote, forked as the helper
+ * starts (before its root), runs nothing until the runner gives it a uid;
+ * the runner reaps it if no cell takes it, and it ends with the helper.
+ * A cell's uid lock is an open-file-description lock: the kernel drops it
+ * with the runner.
  */
 #ifndef RZ_EXEC_SANDBOX_HELPER_H
 #define RZ_EXEC_SANDBOX_HELPER_H
