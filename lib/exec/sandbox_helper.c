@@ -562,11 +562,14 @@ int rz__sbx_helper_cell_early(uint32_t uid, int *zsock, pid_t *zpid)
     int rc = -ENOENT, none[1] = { -1 };
     pid_t pid = -1;
     msg req = { 'Z', uid };
-    if (sock >= 0 && helper_up_locked() == 0 && early > 0)
-        rc = exchange(sock, req, none, 0, &pid, zsock, NULL) != 0 ? -EPIPE
-             : pid == early && *zsock >= 0 ? 0 : (pid < 0 ? pid : -EIO);
-    if (rc == -EPIPE)
-        helper_stop();   /* the next spawn starts another */
+    if (sock >= 0 && helper_up_locked() == 0 && early > 0) {
+        if (exchange(sock, req, none, 0, &pid, zsock, NULL) != 0) {
+            helper_stop();   /* gone: the next spawn starts another */
+            rc = -EPIPE;
+        } else {
+            rc = pid == early && *zsock >= 0 ? 0 : (pid < 0 ? pid : -EIO);
+        }
+    }
     int on = 1;   /* spare inits' notes carry their pids */
     if (rc == 0 && setsockopt(*zsock, SOL_SOCKET, SO_PASSCRED, &on,
                               sizeof on) != 0)
