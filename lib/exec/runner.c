@@ -1248,8 +1248,6 @@ static int local_caps(const runner *r, char **out)
     return rc;
 }
 
-/* Nothing here outlives the run, so nothing is fsync'd; no registry (the
- * flow's modules are resolved) and nothing costs anything. */
 /* What the sandbox's probe found, told before the first step starts.
  * The probe (rz_sandbox_available) is waited for here, after the run's
  * first record and the engine's start: at one step, `flow run` started it
@@ -1265,6 +1263,8 @@ static void sandbox_notice(runner *r)
         emit(r, RZ_EVENT_NOTICE, RZ_NPOS, rz_sandbox_status());
 }
 
+/* Nothing here outlives the run, so nothing is fsync'd; no registry (the
+ * flow's modules are resolved) and nothing costs anything. */
 static int engine_start(runner *r)
 {
     int rc = engine_dir(&r->dir, rz_flow_step_count(r->flow));
