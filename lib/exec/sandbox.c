@@ -1297,6 +1297,13 @@ static void probe_waits(bool waits)
         pause();
 }
 
+/* Between two parts of the probe's own code: exit waits for one part at
+ * most, not the whole run of them. */
+static void probe_gate(void)
+{
+    probe_waits(false);
+}
+
 /* rz__sbx_test_probe_hold (tests only): where the probe stops once. */
 static int hold_where, hold_note = -1, hold_fd = -1;
 
@@ -1398,6 +1405,7 @@ static uint32_t uid_reserve(uint32_t from)
 static uint32_t probe_uid(uint32_t *ahead)
 {
     uint32_t low = uid_reserve(0);
+    probe_gate();   /* each look-up of a uid may load NSS's libraries */
     uint32_t next = low ? uid_reserve(low - sb.uid_first + 1) : 0;
     *ahead = next ? low : 0;
     return next ? next : low;
@@ -1414,6 +1422,7 @@ static bool helper_up(rz__sbx *cg, uint32_t *uid, uint32_t *ahead)
     *uid = *ahead = 0;
     if (!sb.passwd || !sb.group)
         return false;
+    probe_gate();
     /* Without them, the first step makes its cell, or says why not. */
     bool early = sb.cg_version <= 0 || cgroup_create(cg, NULL, false) == RZ_OK;
     bool up = rz__sbx_helper_start(&t, early, cg->procs, cg->n_cg) == 0;
@@ -1506,9 +1515,12 @@ static void probe(void)
     sb.bwrap = find_bwrap();
     bool root = geteuid() == 0;
     make_passwd(root ? RZ__SBX_UID : geteuid(), root ? RZ__SBX_UID : getegid());
+    probe_gate();
     find_etc();
     build_seccomp();
+    probe_gate();
     find_cgroups();
+    probe_gate();
     sb.cg_saved = sb.cg_version;
     /* As root, the helper: cheaper, and the step is nobody on the host
      * too. RHIZOS_SANDBOX=bwrap keeps bwrap (for comparison). */
