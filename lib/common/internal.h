@@ -48,12 +48,17 @@ typedef struct rz__buf {
     char *data;
     size_t len, cap;
     bool failed;   /* an allocation failed; further appends are no-ops */
+    /* Where growth allocates (release with free); NULL: rz__realloc. */
+    void *(*alloc)(size_t n);
 } rz__buf;
 
 RZ_HIDDEN void rz__buf_append(rz__buf *b, const void *p, size_t n);
 RZ_HIDDEN void rz__buf_puts(rz__buf *b, const char *s);
 RZ_HIDDEN void rz__buf_printf(rz__buf *b, const char *fmt, ...) RZ_PRINTF(2, 3);
 RZ_HIDDEN char *rz__buf_take(rz__buf *b);  /* returns data (or NULL), resets */
+/* Room for n more bytes at b->data + b->len and a NUL after them, or NULL
+ * (then b->failed): the caller writes them and adds n to b->len. */
+RZ_HIDDEN char *rz__buf_room(rz__buf *b, size_t n);
 RZ_HIDDEN void rz__buf_free(rz__buf *b);
 
 /* Open-addressing hash map from borrowed string keys to size_t values. */
@@ -85,6 +90,13 @@ typedef struct cJSON cJSON;
 RZ_HIDDEN char *rz__json_print(const cJSON *v, bool pretty);
 /* Turn every number of a tree into raw text of that form, in place. */
 RZ_HIDDEN bool rz__json_raw_numbers(cJSON *v);
+/* `s` as cJSON prints a string, quotes included, byte for byte (records
+ * printed without a tree must read as the tree's did; NULL prints ""):
+ * appended to b; or its length, and the text put at o (no NUL), which
+ * returns past it. */
+RZ_HIDDEN void rz__json_quote(rz__buf *b, const char *s);
+RZ_HIDDEN size_t rz__json_quoted_len(const char *s);
+RZ_HIDDEN char *rz__json_quoted_put(char *o, const char *s);
 
 /* Milliseconds on the monotonic clock / since the epoch. */
 RZ_HIDDEN uint64_t rz__now_ms(void);

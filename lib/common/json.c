@@ -1,6 +1,7 @@
 /* JSON text with exact numbers. cJSON prints a number with a tolerance
  * (2^53 comes out as 9.00719925474099e+15, -0 as 0); a module's inputs, its
- * outputs and the run record must carry what was given, bit for bit. */
+ * outputs and the run record must carry what was given, bit for bit. And
+ * strings quoted as cJSON quotes them, for text printed without a tree. */
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -82,6 +83,63 @@ char *rz__json_print(const cJSON *v, bool pretty)
         out = pretty ? cJSON_Print(copy) : cJSON_PrintUnformatted(copy);
     cJSON_Delete(copy);
     return out;
+}
+
+/* cJSON's escapes: the two-character ones, \u00XX for the other control
+ * characters, every other byte as it is (UTF-8, valid or not, and DEL). */
+static char short_escape(unsigned char c)
+{
+    switch (c) {
+    case '"': return '"';
+    case '\\': return '\\';
+    case '\b': return 'b';
+    case '\f': return 'f';
+    case '\n': return 'n';
+    case '\r': return 'r';
+    case '\t': return 't';
+    default: return 0;
+    }
+}
+
+size_t rz__json_quoted_len(const char *s)
+{
+    size_t n = 2;
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++)
+        n += *p >= 32 && *p != '"' && *p != '\\' ? 1 : short_escape(*p) ? 2 : 6;
+    return n;
+}
+
+char *rz__json_quoted_put(char *o, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    *o++ = '"';
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        char e;
+        if (*p >= 32 && *p != '"' && *p != '\\') {
+            *o++ = (char)*p;
+        } else if ((e = short_escape(*p))) {
+            *o++ = '\\';
+            *o++ = e;
+        } else {
+            memcpy(o, "\\u00", 4);
+            o[4] = hex[*p >> 4];
+            o[5] = hex[*p & 15];
+            o += 6;
+        }
+    }
+    *o++ = '"';
+    return o;
+}
+
+void rz__json_quote(rz__buf *b, const char *s)
+{
+    size_t n = rz__json_quoted_len(s);
+    char *o = rz__buf_room(b, n);
+    if (!o)
+        return;
+    rz__json_quoted_put(o, s);
+    b->len += n;
+    b->data[b->len] = '\0';
 }
 
 /* The integer literal at `p` (digits only, `n` of them) is past 2^53: a

@@ -477,41 +477,6 @@ static rz_ledger_id get_id(const cJSON *o, const char *k)
     return id;
 }
 
-/* s as cJSON prints a string (quotes included): its length, and the text
- * at o (which returns past it). */
-static size_t quoted_len(const unsigned char *s)
-{
-    size_t n = 2;
-    for (; *s; s++)
-        n += *s == '"' || *s == '\\' || *s == '\b' || *s == '\f' || *s == '\n' ||
-             *s == '\r' || *s == '\t' ? 2 : *s < 32 ? 6 : 1;
-    return n;
-}
-
-static unsigned char *quoted_put(unsigned char *o, const unsigned char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    *o++ = '"';
-    for (; *s; s++) {
-        const char *e = *s == '"' ? "\\\"" : *s == '\\' ? "\\\\" : *s == '\b' ? "\\b"
-                      : *s == '\f' ? "\\f" : *s == '\n' ? "\\n" : *s == '\r' ? "\\r"
-                      : *s == '\t' ? "\\t" : NULL;
-        if (e) {
-            *o++ = (unsigned char)e[0];
-            *o++ = (unsigned char)e[1];
-        } else if (*s < 32) {
-            memcpy(o, "\\u00", 4);
-            o[4] = (unsigned char)hex[*s >> 4];
-            o[5] = (unsigned char)hex[*s & 15];
-            o += 6;
-        } else {
-            *o++ = *s;
-        }
-    }
-    *o++ = '"';
-    return o;
-}
-
 /* The node's record but its caps (put_node adds them). */
 static char *node_record(const rz__enode *n)
 {
@@ -543,10 +508,10 @@ static int node_caps_rec(rz__enode *n)
     int rc = rz_caps_to_json(n->caps, 0, &caps);
     if (rc != RZ_OK)
         return rc;
-    size_t len = quoted_len((const unsigned char *)caps);
+    size_t len = rz__json_quoted_len(caps);
     n->caps_rec = rz__malloc(len);
     if (n->caps_rec)
-        quoted_put((unsigned char *)n->caps_rec, (const unsigned char *)caps);
+        rz__json_quoted_put(n->caps_rec, caps);
     rz_free(caps);
     if (!n->caps_rec)
         return rz__error(RZ_ENOMEM, "out of memory");
@@ -577,45 +542,11 @@ static int load_declined(rz__ejob *j, const cJSON *rec)
 /* A job's record is printed at every change of the job (a tree of its
  * members, three allocations each, was 7% of the embedded runner's CPU):
  * these print what cJSON prints, {"k":"v",...}, into one buffer. */
-typedef struct recw {
-    unsigned char *p;
-    size_t len, cap;
-    bool failed;
-} recw;
-
-/* Room for n more bytes (and a NUL) at w->p + w->len, or NULL. */
-static unsigned char *w_room(recw *w, size_t n)
-{
-    if (w->failed)
-        return NULL;
-    if (w->len + n + 1 > w->cap) {
-        size_t cap = w->cap ? w->cap : 512;
-        while (cap < w->len + n + 1)
-            cap *= 2;
-        /* cJSON's allocator, as the tree's was (a test hooks it). */
-        unsigned char *p = cJSON_malloc(cap);
-        if (!p) {
-            cJSON_free(w->p);
-            w->p = NULL;
-            w->failed = true;
-            return NULL;
-        }
-        if (w->len)
-            memcpy(p, w->p, w->len);
-        cJSON_free(w->p);
-        w->p = p;
-        w->cap = cap;
-    }
-    return w->p + w->len;
-}
+typedef rz__buf recw;
 
 static void w_raw(recw *w, const char *s, size_t n)
 {
-    unsigned char *o = w_room(w, n);
-    if (o) {
-        memcpy(o, s, n);
-        w->len += n;
-    }
+    rz__buf_append(w, s, n);
 }
 
 static void w_key(recw *w, const char *k)
@@ -626,19 +557,11 @@ static void w_key(recw *w, const char *k)
 }
 
 /* A string as cJSON quotes it (NULL: left out, as add_str). */
-static void w_text(recw *w, const char *v)
-{
-    const unsigned char *s = (const unsigned char *)v;
-    unsigned char *o = w_room(w, quoted_len(s));
-    if (o)
-        w->len = (size_t)(quoted_put(o, s) - w->p);
-}
-
 static void w_str(recw *w, const char *k, const char *v)
 {
     if (v) {
         w_key(w, k);
-        w_text(w, v);
+        rz__json_quote(w, v);
     }
 }
 
@@ -671,12 +594,7 @@ static void w_id(recw *w, const char *k, rz_ledger_id id)
 static char *w_end(recw *w)
 {
     w_raw(w, "}", 1);
-    if (w->failed) {
-        cJSON_free(w->p);   /* NULL when its growth failed */
-        return NULL;
-    }
-    w->p[w->len] = '\0';
-    return (char *)w->p;
+    return rz__buf_take(w);
 }
 
 /* "declined": the nodes that turned the job down, as decimal strings. */
@@ -740,7 +658,10 @@ static void job_fields(recw *w, const rz__ejob *j)
 
 static char *job_record(const rz__ejob *j)
 {
-    recw w = {0};
+    /* cJSON's allocator, as the tree's was (the tests that inject
+     * allocation failures there reach it, the others do not). */
+    recw w = { .alloc = cJSON_malloc };
+    (void)rz__buf_room(&w, 511);   /* most records fit: one allocation */
     w_raw(&w, "{", 1);
     job_fields(&w, j);
     w_nz(&w, "done_node", j->done_node);
@@ -843,16 +764,16 @@ static int put_dep(MDB_txn *txn, MDB_dbi dbi, const unsigned char *k,
     if (!rec || !d->final_status)
         return put(txn, dbi, k, 8, rec);
     static const char key[] = ",\"final\":";
-    const unsigned char *fin = (const unsigned char *)d->final_status;
     size_t head = strlen(rec) - 1;   /* without its "}" */
-    size_t len = head + sizeof key - 1 + quoted_len(fin) + 1;
+    size_t len = head + sizeof key - 1 + rz__json_quoted_len(d->final_status) + 1;
     MDB_val kv = { 8, (void *)k }, val = { HDR + len, NULL };
     int mrc = mdb_put(txn, dbi, &kv, &val, MDB_RESERVE);
     if (!mrc) {
-        unsigned char *v = val.mv_data, *o = v + HDR;
+        unsigned char *v = val.mv_data;
+        char *o = (char *)v + HDR;
         memcpy(o, rec, head);
         memcpy(o + head, key, sizeof key - 1);
-        o = quoted_put(o + head + sizeof key - 1, fin);
+        o = rz__json_quoted_put(o + head + sizeof key - 1, d->final_status);
         *o = '}';
         seal(v, k, 8, len);
     }

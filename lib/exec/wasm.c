@@ -197,23 +197,6 @@ static void wasm_cleanup(void *state)
     free(st);
 }
 
-/* A JSON string of `s` appended to b (control characters escaped; other
- * bytes as they are). */
-static void put_json_str(rz__buf *b, const char *s)
-{
-    rz__buf_puts(b, "\"");
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            rz__buf_printf(b, "\\%c", c);
-        else if (c < 0x20)
-            rz__buf_printf(b, "\\u%04x", c);
-        else
-            rz__buf_append(b, s, 1);
-    }
-    rz__buf_puts(b, "\"");
-}
-
 /* The environment's first entries; /rz/out is preopened, so the file
  * outputs' folder is in it. */
 #define ENV_OUT ",\"env\":{\"RZ_OUTPUT\":\"/rz/out/outputs.json\""
@@ -233,14 +216,14 @@ static int build_settings(wasm_state *st, const rz__exec_spec *sp,
         need += 6 * (strlen(sp->secrets[i].name) +
                      strlen(sp->secrets[i].value ? sp->secrets[i].value : ""))
                 + 64;
-    rz__buf b = { rz__calloc(1, need), 0, need, false };
+    rz__buf b = { .data = rz__calloc(1, need), .cap = need };
     if (!b.data)
         return rz__error(RZ_ENOMEM, "out of memory");
     rz__buf_puts(&b, "{\"module\":");
-    put_json_str(&b, path);
+    rz__json_quote(&b, path);
     rz__buf_printf(&b, ",\"sha256\":\"%s\",\"max_pages\":%u,\"tag\":\"%s\","
                    "\"scratch\":", sp->module->wasm_sha256, pages, st->tag);
-    put_json_str(&b, sp->scratch);
+    rz__json_quote(&b, sp->scratch);
     rz__buf_puts(&b, sp->file_outputs ? ENV_OUT "," ENV_FILES : ENV_OUT);
     for (size_t i = 0; sp->env && sp->env[i]; i++) {
         const char *eq = strchr(sp->env[i], '=');
@@ -252,9 +235,9 @@ static int build_settings(wasm_state *st, const rz__exec_spec *sp,
             break;
         }
         rz__buf_puts(&b, ",");
-        put_json_str(&b, name);
+        rz__json_quote(&b, name);
         rz__buf_puts(&b, ":");
-        put_json_str(&b, eq + 1);
+        rz__json_quote(&b, eq + 1);
         free(name);
     }
     char **files = rz__calloc(sp->n_secrets + 1, sizeof *files);
@@ -269,18 +252,18 @@ static int build_settings(wasm_state *st, const rz__exec_spec *sp,
         }
         *eq = '\0';
         rz__buf_puts(&b, ",");
-        put_json_str(&b, var);
+        rz__json_quote(&b, var);
         rz__buf_puts(&b, ":");
-        put_json_str(&b, eq + 1);
+        rz__json_quote(&b, eq + 1);
         free(var);
     }
     rz__buf_puts(&b, "},\"secrets\":{");
     for (size_t i = 0; files && !b.failed && i < sp->n_secrets; i++) {
         rz__buf_puts(&b, i ? "," : "");
-        put_json_str(&b, files[i]);
+        rz__json_quote(&b, files[i]);
         rz__buf_puts(&b, ":");
         const char *v = sp->secrets[i].value;
-        put_json_str(&b, v ? v : "");
+        rz__json_quote(&b, v ? v : "");
     }
     rz__buf_puts(&b, "}}\n");
     for (size_t i = 0; files && i < sp->n_secrets; i++)

@@ -438,33 +438,6 @@ double rz_plan_critical_seconds(const rz_plan *plan)
 
 /* ---- JSON ----------------------------------------------------------------- */
 
-static void json_string(rz__buf *b, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    const char *run = s;
-    rz__buf_puts(b, "\"");
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        rz__buf_append(b, run, (size_t)(s - run));
-        run = s + 1;
-        switch (c) {
-        case '"': rz__buf_puts(b, "\\\""); break;
-        case '\\': rz__buf_puts(b, "\\\\"); break;
-        case '\n': rz__buf_puts(b, "\\n"); break;
-        case '\r': rz__buf_puts(b, "\\r"); break;
-        case '\t': rz__buf_puts(b, "\\t"); break;
-        default: {
-            char esc[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0};
-            rz__buf_puts(b, esc);
-        }
-        }
-    }
-    rz__buf_append(b, run, (size_t)(s - run));
-    rz__buf_puts(b, "\"");
-}
-
 /* Shortest text that reads back as the same double; integers without ".0". */
 static void json_number(rz__buf *b, double v)
 {
@@ -501,7 +474,7 @@ int rz_plan_to_json(const rz_plan *plan, char **out)
         for (size_t k = plan->stage_off[s]; k < plan->stage_off[s + 1]; k++) {
             if (k > plan->stage_off[s])
                 rz__buf_puts(&b, ",");
-            json_string(&b, step_id(plan, plan->order[k]));
+            rz__json_quote(&b, step_id(plan, plan->order[k]));
         }
         rz__buf_puts(&b, "]");
     }
@@ -509,7 +482,7 @@ int rz_plan_to_json(const rz_plan *plan, char **out)
     for (size_t i = 0; i < plan->crit_len; i++) {
         if (i)
             rz__buf_puts(&b, ",");
-        json_string(&b, step_id(plan, plan->crit[i]));
+        rz__json_quote(&b, step_id(plan, plan->crit[i]));
     }
     rz__buf_puts(&b, "],\"critical_seconds\":");
     json_number(&b, plan->crit_seconds);

@@ -551,10 +551,102 @@ static void json_valid_agrees_with_cjson(void **state)
     }
 }
 
+/* s quoted three ways (appended, measured, put) against cJSON's print. */
+static void expect_quoted_as_cjson(const char *s)
+{
+    cJSON *v = cJSON_CreateString(s);
+    char *want = cJSON_PrintUnformatted(v);
+    cJSON_Delete(v);
+    assert_non_null(want);
+    rz__buf b = {0};
+    rz__buf_puts(&b, "x");   /* appended after what is there */
+    rz__json_quote(&b, s);
+    assert_false(b.failed);
+    assert_string_equal(b.data + 1, want);
+    assert_int_equal(rz__json_quoted_len(s), strlen(want));
+    char *o = malloc(strlen(want) + 1);
+    char *end = rz__json_quoted_put(o, s);
+    assert_int_equal((size_t)(end - o), strlen(want));
+    assert_memory_equal(o, want, strlen(want));
+    free(o);
+    rz__buf_free(&b);
+    free(want);
+}
+
+/* Hostile strings: every control character, quotes, backslashes, UTF-8,
+ * invalid UTF-8, DEL, empty, long, and random bytes. */
+static void json_quote_is_cjsons(void **state)
+{
+    (void)state;
+    static const char *const cases[] = {
+        "", "plain", "\"", "\\", "\"\\\"\\", "a\bb\fc\nd\re\tf", "\x01\x1f\x7f",
+        "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "\xff\xfe\xc3(\xe2\x82",
+        "\xed\xa0\x80 \xc0\xaf", "</script>\\u0000", "\x1b[31mred\x1b[0m",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        expect_quoted_as_cjson(cases[i]);
+    char one[2] = {0};
+    for (int c = 1; c < 256; c++) {
+        one[0] = (char)c;
+        expect_quoted_as_cjson(one);
+    }
+    size_t n = 200000;
+    char *big = malloc(n + 1);
+    unsigned seed = 22;
+    for (int round = 0; round < 200; round++) {
+        size_t len = round == 199 ? n : (size_t)(seed % 300);
+        for (size_t k = 0; k < len; k++) {
+            seed = seed * 1103515245u + 12345u;
+            big[k] = (char)((seed >> 16) % 255 + 1);
+        }
+        big[len] = '\0';
+        expect_quoted_as_cjson(big);
+    }
+    free(big);
+    rz__buf b = {0};
+    rz__json_quote(&b, NULL);   /* as cJSON prints a NULL valuestring */
+    assert_string_equal(b.data, "\"\"");
+    rz__buf_free(&b);
+}
+
+/* A buffer whose growth goes through its own allocator: it grows there,
+ * keeps its text across moves, and fails cleanly when it fails. */
+static int hook_calls, hook_fail_at;
+static void *hook_alloc(size_t n)
+{
+    return ++hook_calls == hook_fail_at ? NULL : malloc(n);
+}
+
+static void buffer_grows_through_its_allocator(void **state)
+{
+    (void)state;
+    hook_calls = 0;
+    hook_fail_at = 0;
+    rz__buf b = { .alloc = hook_alloc };
+    assert_non_null(rz__buf_room(&b, 10));
+    assert_string_equal(b.data, "");   /* room left NUL-ended */
+    for (int i = 0; i < 1000; i++)
+        rz__buf_printf(&b, "%d,", i);
+    assert_int_equal(b.len, strlen(b.data));
+    assert_memory_equal(b.data, "0,1,2,", 6);
+    assert_true(hook_calls > 3 && hook_calls < 20);   /* doubling */
+    rz__buf_free(&b);
+    hook_calls = 0;
+    hook_fail_at = 3;
+    b = (rz__buf){ .alloc = hook_alloc };
+    for (int i = 0; i < 1000; i++)
+        rz__json_quote(&b, "a \"quoted\" word");
+    assert_true(b.failed);
+    assert_int_equal(hook_calls, 3);   /* no growth tried after it failed */
+    assert_null(rz__buf_take(&b));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(status_names_and_text),
+        cmocka_unit_test(json_quote_is_cjsons),
+        cmocka_unit_test(buffer_grows_through_its_allocator),
         cmocka_unit_test(json_text_check_strict),
         cmocka_unit_test(number_format_whole_numbers),
         cmocka_unit_test(json_valid_agrees_with_cjson),

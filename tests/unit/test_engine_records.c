@@ -498,6 +498,59 @@ static void test_previous_layout_read(void **state)
     world_end(&w);
 }
 
+/* Job records are printed without a cJSON tree: every one stored must be
+ * the text cJSON prints for it, strings with hostile bytes included (the
+ * outputs' JSON text, an error with control characters, UTF-8 and not). */
+static void test_job_records_print_as_cjson(void **state)
+{
+    (void)state;
+    world w;
+    world_start(&w, 10);
+    uint64_t dep;
+    assert_int_equal(rz_engine_deploy(w.e, FLOW, strlen(FLOW), w.client,
+                                      NULL, w.now, &dep, NULL), RZ_OK);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(w.e, w.node, w.now, &a), RZ_OK);
+    rz_engine_report rep = RZ_ENGINE_REPORT_INIT;
+    rep.attempt = a.attempt;
+    rep.outputs_json = "{\"v\":9,\"s\":\"\\u0001\\b\\f\\n\\\"\\\\ caf\\u00e9 \xe2\x82\xac\"}";
+    assert_int_equal(rz_engine_report_result(w.e, w.node, a.job, &rep, ++w.now,
+                                             NULL), RZ_OK);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(rz_engine_poll(w.e, w.node, ++w.now, &a), RZ_OK);
+        rep = (rz_engine_report)RZ_ENGINE_REPORT_INIT;
+        rep.attempt = a.attempt;
+        rep.error = "bad \b\f\x01\x1f\x7f \"q\" \\ caf\xc3\xa9 \xff\xfe end";
+        assert_int_equal(rz_engine_report_result(w.e, w.node, a.job, &rep,
+                                                 ++w.now, NULL), RZ_OK);
+    }
+    rz_engine_close(w.e);
+    raw r;
+    raw_open(&r, w.dir);
+    MDB_dbi dbi;
+    MDB_cursor *c;
+    assert_int_equal(mdb_dbi_open(r.txn, "jobs", 0, &dbi), 0);
+    assert_int_equal(mdb_cursor_open(r.txn, dbi, &c), 0);
+    MDB_val k, v;
+    int n = 0, hostile = 0;
+    for (int op = MDB_FIRST; mdb_cursor_get(c, &k, &v, op) == 0; op = MDB_NEXT, n++) {
+        char *rec = strndup((char *)v.mv_data + 8, v.mv_size - 8);
+        cJSON *o = cJSON_Parse(rec);
+        assert_non_null(o);
+        char *again = cJSON_PrintUnformatted(o);
+        assert_string_equal(rec, again);
+        hostile += strstr(rec, "\\b\\f\\u0001\\u001f\x7f") != NULL;
+        cJSON_free(again);
+        cJSON_Delete(o);
+        free(rec);
+    }
+    mdb_cursor_close(c);
+    raw_close(&r);
+    assert_true(n >= 7 && hostile >= 1);
+    open_w(&w);
+    world_end(&w);
+}
+
 /* A store whose deployment lost its flow record is refused, not misread. */
 static void test_missing_flow_refused(void **state)
 {
@@ -597,6 +650,7 @@ int main(void)
         cmocka_unit_test(test_previous_layout_read),
         cmocka_unit_test(test_missing_flow_refused),
         cmocka_unit_test(test_node_record_follows_caps),
+        cmocka_unit_test(test_job_records_print_as_cjson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
