@@ -1060,46 +1060,15 @@ static void print_run_detail(const cJSON *rec)
     }
 }
 
-/* Run `id`'s record (its text in *json), "process_gone": true added as the
- * list adds it (rz_store_run_list) when it says "running" and no process
- * holds the run. Then it is read again: a run ending meanwhile wrote its
- * last record before it let go, so only a record that stayed the same is
- * a killed run's; one that changed is shown as it is now. */
-static cJSON *run_record(const rz_store *st, const char *id, char **json, int *rc)
-{
-    *rc = rz_store_run_get(st, id, json);
-    cJSON *rec = *rc == RZ_OK ? cJSON_Parse(*json) : NULL;
-    const char *state = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "status"));
-    if (!state || strcmp(state, "running") != 0 || !rz_store_run_process_gone(st, id))
-        return rec;
-    char *again = NULL;
-    if (rz_store_run_get(st, id, &again) == RZ_OK && strcmp(again, *json) != 0) {
-        rz_free(*json);
-        *json = again;
-        cJSON_Delete(rec);
-        return cJSON_Parse(*json);
-    }
-    rz_free(again);
-    if (!cJSON_AddTrueToObject(rec, "process_gone")) {
-        cJSON_Delete(rec);
-        return NULL;
-    }
-    return rec;
-}
-
 static int flow_run_show(cli *c, const char *id)
 {
     char *dir = cli_data_dir(c);
     rz_store *st = NULL;
     char *json = NULL;
     int rc = dir ? rz_store_open(&st, dir) : RZ_ENOMEM;
-    cJSON *rec = rc == RZ_OK ? run_record(st, id, &json, &rc) : NULL;
-    bool gone = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "process_gone"));
-    char *told = gone && c->json ? cJSON_PrintUnformatted(rec) : NULL;
-    if (gone && c->json && !told) {
-        cJSON_Delete(rec);
-        rec = NULL;
-    }
+    if (rc == RZ_OK)   /* "process_gone" told by the store, as in the list */
+        rc = rz_store_run_get(st, id, &json);
+    cJSON *rec = rc == RZ_OK ? cJSON_Parse(json) : NULL;
     if (rc == RZ_ENOENT)
         fprintf(stderr, "rhizos: no run '%s' recorded in %s (rhizos flow runs lists "
                 "them)\n", id, dir);
@@ -1108,10 +1077,9 @@ static int flow_run_show(cli *c, const char *id)
     else if (!rec)
         fprintf(stderr, "rhizos: out of memory\n");
     else if (c->json)
-        cli_print_json(told ? told : json);
+        cli_print_json(json);
     else
         print_run_detail(rec);
-    free(told);
     cJSON_Delete(rec);
     rz_free(json);
     rz_store_close(st);

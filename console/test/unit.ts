@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { check, validator } from "../src/flow/validator";
 import { cannotDeployHere, freshId, isStored, fromStatus, parseFlowText, portsFit, subflowOf, toCanvas, toDoc, type Manifest, type StepNode } from "../src/flow/flowdoc";
 import { locate } from "../src/flow/locate";
+import { going, shownState } from "../src/runstate";
 
 const root = process.env.RZ_ROOT || "..";
 const split = JSON.parse(readFileSync(`${root}/examples/modules/wordcount-split/module.json`, "utf8"));
@@ -194,4 +195,14 @@ test("a sub-flow's steps drawn in a box named after its step, the box first", ()
     ["mid-b", "step", "group:mid"],
   ]);
   assert.deepEqual(g.edges.map((e) => `${e.source}->${e.target}`), ["first->mid-a", "mid-a->mid-c-say"]);
+});
+
+test("a run whose process is gone is shown killed, and not as going", () => {
+  assert.equal(shownState({ status: "running", process_gone: true }), "killed");
+  assert.equal(shownState({ status: "running" }), "running");
+  assert.equal(shownState({ status: "failed", process_gone: false }), "failed");
+  assert.equal(going({ status: "running", process_gone: true }), false);
+  assert.equal(going({ status: "running" }), true);
+  assert.equal(going({ status: "succeeded" }), false);
+  assert.equal(going(null), false);
 });

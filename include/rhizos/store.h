@@ -71,14 +71,18 @@ RZ_EXTERN RZ_NODISCARD int rz_store_blobs_sweep(rz_store *st, uint64_t before_ms
 #define RZ_STORE_RUN_ID_LEN 24
 RZ_EXTERN RZ_NODISCARD int rz_store_run_id_make(char *out, size_t cap);
 
-/* One run's full record. RZ_ENOENT if unknown. Release with rz_free. */
+/* One run's full record. RZ_ENOENT if unknown. Release with rz_free. A
+ * record that says "running" while its run's process is gone (killed: it
+ * will never write its end) gets "process_gone": true as its last member,
+ * as rz_store_run_list tells it: told only when no one held the run's lock
+ * and the record read again after that was the same (a run that ends lets
+ * its lock go after its last record). */
 RZ_EXTERN RZ_NODISCARD int rz_store_run_get(const rz_store *st, const char *id,
                                             char **out);
-/* For run `id` whose record (rz_store_run_get) says "running": 1 when its
- * process is gone (killed: no one holds its lock, see rz_store_run_prune),
- * as rz_store_run_list says with "process_gone"; 0 while it goes. Reads no
- * record: a run that ended holds no lock either, so ask only of a
- * "running" one. */
+/* For run `id` whose record says "running": 1 when no one holds its lock
+ * now (see rz_store_run_prune), 0 while it goes. Reads no record: a run
+ * that ended holds no lock either, so ask only of a "running" one, and
+ * read the record again after asking (rz_store_run_get does both). */
 RZ_EXTERN int rz_store_run_process_gone(const rz_store *st, const char *id);
 
 /* ---- Content-addressed files: the blob store of file outputs ----

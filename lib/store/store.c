@@ -419,10 +419,10 @@ int rz__store_put_record(rz_store *st, const char *id, uint64_t started_ms,
     return rc;
 }
 
-static bool run_gone(const rz_store *st, const MDB_val *id);
+static bool run_killed(const rz_store *st, const MDB_val *id, const MDB_val *seen);
 
 /* A record's summary for the list; a run recorded as going whose process
- * is gone (killed: no one holds its lock) says so, "process_gone". */
+ * is gone (killed, run_killed) says so, "process_gone". */
 static cJSON *summary_of(const rz_store *st, const MDB_val *id, const MDB_val *v)
 {
     cJSON *rec = cJSON_ParseWithLength(v->mv_data, v->mv_size);
@@ -438,8 +438,7 @@ static cJSON *summary_of(const rz_store *st, const MDB_val *id, const MDB_val *v
     }
     cJSON_AddNumberToObject(s, "steps",
         cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(rec, "steps")));
-    const char *state = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "status"));
-    if (s && state && strcmp(state, "running") == 0 && run_gone(st, id))
+    if (s && run_killed(st, id, v))
         cJSON_AddTrueToObject(s, "process_gone");
     cJSON_Delete(rec);
     return s;
@@ -506,6 +505,26 @@ int rz_store_run_id_make(char *out, size_t cap)
     return RZ_OK;
 }
 
+/* A killed run's record with "process_gone": true added as its last
+ * member (malloc'ed), or NULL when out of memory. */
+static char *told_gone(const MDB_val *rec)
+{
+    static const char member[] = ",\"process_gone\":true}";
+    const char *t = rec->mv_data;
+    size_t end = rec->mv_size;
+    while (end && t[end - 1] != '}')
+        end--;
+    if (!end)   /* not an object: as it is */
+        return rz__strndup(t, rec->mv_size);
+    bool empty = end >= 2 && t[end - 2] == '{';
+    char *s = rz__malloc(end - 1 + sizeof member);
+    if (s) {
+        memcpy(s, t, end - 1);
+        memcpy(s + end - 1, member + empty, sizeof member - empty);
+    }
+    return s;
+}
+
 int rz_store_run_get(const rz_store *st, const char *id, char **out)
 {
     *out = NULL;
@@ -520,7 +539,8 @@ int rz_store_run_get(const rz_store *st, const char *id, char **out)
         rc = rz__error(RZ_ENOENT, "no run with id '%s'", id);
     else if (mrc != 0)
         rc = db_error(mrc, "read run");
-    else if (!(*out = rz__strndup(val.mv_data, val.mv_size)))
+    else if (!(*out = run_killed(st, &key, &val) ? told_gone(&val)
+                                                  : rz__strndup(val.mv_data, val.mv_size)))
         rc = rz__error(RZ_ENOMEM, "out of memory");
     mdb_txn_abort(txn);
     return rc;
@@ -534,6 +554,27 @@ static bool run_gone(const rz_store *st, const MDB_val *id)
     bool gone = s && !rz__run_lock_held(st->dir, s);
     free(s);
     return gone;
+}
+
+/* Whether run `id`, whose record `seen` (read in a transaction still
+ * open) says "running", was killed: no one holds its lock, and a read
+ * begun after that finds the record as it was. A run that ends writes its
+ * last record before it lets its lock go, and one going holds it; so a
+ * record that stayed the same across a moment no one held the lock is a
+ * killed run's. The list, a single run and so every reader share this. */
+static bool run_killed(const rz_store *st, const MDB_val *id, const MDB_val *seen)
+{
+    if (!text_running(seen->mv_data, seen->mv_size) || !run_gone(st, id))
+        return false;
+    MDB_txn *txn;   /* a second reader: the store's env is MDB_NOTLS */
+    if (mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
+        return false;
+    MDB_val key = *id, now;
+    bool same = mdb_get(txn, st->runs, &key, &now) == 0 &&
+                now.mv_size == seen->mv_size &&
+                memcmp(now.mv_data, seen->mv_data, now.mv_size) == 0;
+    mdb_txn_abort(txn);
+    return same;
 }
 
 int rz_store_run_process_gone(const rz_store *st, const char *id)

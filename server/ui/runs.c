@@ -328,6 +328,15 @@ static char *with_live(const ui_run *u)
     return out;
 }
 
+/* Whether another process's run, as recorded, will change no more: it
+ * ended, or its process is gone (killed: the store tells it). */
+static bool record_done(const cJSON *doc)
+{
+    const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "status"));
+    return !st || (strcmp(st, "running") != 0 && strcmp(st, "pending") != 0) ||
+           cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "process_gone"));
+}
+
 int ui_runs_status(ui_runs *rs, const char *id, char **out, bool *done)
 {
     *out = NULL;
@@ -345,8 +354,7 @@ int ui_runs_status(ui_runs *rs, const char *id, char **out, bool *done)
             *out = strdup(rec);
             /* Another process's run still going: it changes there. */
             cJSON *doc = cJSON_Parse(rec);
-            const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "status"));
-            *done = !st || (strcmp(st, "running") != 0 && strcmp(st, "pending") != 0);
+            *done = record_done(doc);
             cJSON_Delete(doc);
         }
         rz_free(rec);
@@ -452,11 +460,9 @@ int ui_runs_watch(ui_runs *rs, const char *id, ui_watch *w, char **status,
         rc = rz_store_run_get(rs->store, id, &rec);
         if (rc == RZ_OK) {
             /* Another process's run: parsed only when its record changed. */
-            const char *st = NULL;
             bool changed = !w->record || strcmp(w->record, rec) != 0;
             cJSON *doc = changed ? cJSON_Parse(rec) : NULL;
-            st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "status"));
-            *done = changed && (!st || (strcmp(st, "running") != 0 && strcmp(st, "pending") != 0));
+            *done = changed && record_done(doc);
             cJSON_Delete(doc);
             if (changed || *done) {
                 *status = strip_logs(w, rec, logs);

@@ -10,7 +10,8 @@ run views ask, answered from the library: modules (search, limits),
 validate (JSON pointers), estimate, deploy (an embedded run, recorded in
 the run store of --data so `rhizos flow runs` lists it), the runs list,
 a run's status and its steps' logs, the live stream to its "end", cancel
-of a running run (then 409), and refusals: bad JSON, an oversized body,
+of a running run (then 409), a run of another process killed (told
+"process_gone", its stream ended), and refusals: bad JSON, an oversized body,
 unknown fields, a flow that needs credentials, unknown ids and paths,
 wrong methods. SIGTERM stops it cleanly.
 
@@ -394,6 +395,41 @@ class UiLocal(unittest.TestCase):
         self.assertEqual(doc["status"], "cancelled", doc)
         self.assertLess(time.monotonic() - t0, 25)
         self.assertEqual(self.api("DELETE", "flows/" + rid)[0], 409)
+
+    def test_killed_run_of_another_process(self):
+        # A `rhizos flow run` killed with SIGKILL keeps "status":"running"
+        # in its record: the console's list and single view are told
+        # "process_gone" by the store (shown as killed), and its live
+        # stream ends instead of waiting for an end that never comes.
+        path = os.path.join(self.tmp.name, "nap-killed.yaml")
+        with open(path, "w") as f:
+            f.write(SLEEP)
+        before = {x["id"] for x in self.api("GET", "flows")[2]["flows"]}
+        cli = subprocess.Popen([EXE, "--data", self.data, "flow", "run", path, "--modules",
+                                os.path.join(ROOT, "tests", "e2e", "modules")] + sandbox_flags(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=cli_env())
+        try:
+            def recorded():
+                got = [x for x in self.api("GET", "flows")[2]["flows"]
+                       if x["id"] not in before and x["status"] == "running"]
+                return got[0] if got else None
+            rec = wait_until(recorded, 30, "the CLI's run on record", proc=self.p)
+            self.assertNotIn("process_gone", rec)
+            self.assertNotIn("process_gone", self.api("GET", "flows/" + rec["id"])[2])
+        finally:
+            cli.kill()
+            cli.wait(timeout=30)
+        rid = rec["id"]
+        listed = {x["id"]: x for x in self.api("GET", "flows")[2]["flows"]}
+        self.assertEqual((listed[rid]["status"], listed[rid].get("process_gone")),
+                         ("running", True))
+        st, _, doc = self.api("GET", "flows/" + rid)
+        self.assertEqual((st, doc["status"], doc.get("process_gone")), (200, "running", True))
+        st, _, body = self.api("GET", "flows/%s/events" % rid)
+        self.assertEqual(st, 200)
+        self.assertIn("event: end\n", body.decode())
+        self.assertIn("\"process_gone\":true", body.decode())
 
     def test_unknown(self):
         self.assertEqual(self.api("GET", "flows/run-19990101-000000-0000")[0], 404)

@@ -378,13 +378,28 @@ static void killed_run_holds_nothing_back(void **state)
     assert_int_equal(rz_store_run_prune(st, now, 16, &removed), RZ_OK);
     assert_int_equal(removed, 0);
     assert_int_equal(rz_store_run_process_gone(st, "killed-1"), 0);
+    char *json = NULL;
+    assert_int_equal(rz_store_run_get(st, "killed-1", &json), RZ_OK);
+    assert_null(strstr(json, "process_gone"));   /* going */
+    rz_free(json);
     assert_int_equal(kill(pid, SIGKILL), 0);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_int_equal(rz_store_run_process_gone(st, "killed-1"), 1);
-    char *json = NULL;
+    /* Every reader is told, as the list tells it: the record with
+     * "process_gone" as its last member, whole JSON. */
     assert_int_equal(rz_store_run_get(st, "killed-1", &json), RZ_OK);
     assert_non_null(strstr(json, "\"status\":\"running\""));
+    size_t len = strlen(json);
+    static const char told[] = ",\"process_gone\":true}";
+    assert_true(len > sizeof told && strcmp(json + len - (sizeof told - 1), told) == 0);
+    cJSON *rec = cJSON_Parse(json);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "process_gone")));
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(rec, "id")->valuestring, "killed-1");
+    cJSON_Delete(rec);
+    rz_free(json);
+    assert_int_equal(rz_store_run_list(st, &json), RZ_OK);
+    assert_non_null(strstr(json, "\"process_gone\":true"));
     rz_free(json);
     assert_int_equal(rz_store_blobs_sweep(st, now, &removed, &bytes), RZ_OK);
     assert_int_equal(removed, 1);

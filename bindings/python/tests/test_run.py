@@ -2,7 +2,11 @@
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 import unittest
 
 import rhizos
@@ -53,6 +57,37 @@ class TestRun(unittest.TestCase):
         self.assertEqual(rhizos.get_run(data, "py-run-1")["status"], "succeeded")
         with self.assertRaises(rhizos.NotFound):
             rhizos.get_run(data, "no-such-run")
+
+    def test_killed_run_told_by_get_run_and_runs(self):
+        # A run killed with SIGKILL keeps "status":"running" in its record;
+        # get_run() and runs() tell it as the CLI does, "process_gone".
+        data = os.path.join(self.tmp, "data")
+        flow = os.path.join(self.tmp, "slow.yaml")
+        _write(flow, "flux: 1\nname: slow\nsteps:\n"
+                     "  nap: {module: sleep@1.0.0, config: {seconds: 30}}\n")
+        code = ("import rhizos, sys\n"
+                "with rhizos.load_flow(sys.argv[1]) as f:\n"
+                "    f.validate([sys.argv[2]])\n"
+                "    rhizos.run(f, data_dir=sys.argv[3], run_id='py-killed', sandbox=False)\n")
+        child = subprocess.Popen([sys.executable, "-c", code, flow, MODULES, data])
+        try:
+            rec = None
+            for _ in range(400):
+                try:
+                    rec = rhizos.get_run(data, "py-killed")
+                    break
+                except (rhizos.NotFound, rhizos.Error):
+                    time.sleep(0.025)
+            self.assertIsNotNone(rec, "the run never recorded")
+            self.assertEqual(rec["status"], "running")
+            self.assertNotIn("process_gone", rec)   # going: its lock is held
+            self.assertNotIn("process_gone", rhizos.runs(data)[0])
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+        rec = rhizos.get_run(data, "py-killed")
+        self.assertEqual((rec["status"], rec.get("process_gone")), ("running", True))
+        self.assertIs(rhizos.runs(data)[0].get("process_gone"), True)
 
     def test_join_on_exit_and_flow_outputs(self):
         data = os.path.join(self.tmp, "data")

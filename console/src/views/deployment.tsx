@@ -5,6 +5,7 @@ import { describe, ErrorLine, Kv, ms, StateBadge } from "../ui";
 import { GroupBox, StepNode } from "../flow/stepnode";
 import { fromStatus, toCanvas, type BuilderDoc, type DepNode, type Manifest } from "../flow/flowdoc";
 import { layout } from "../flow/layout";
+import { going, shownState } from "../runstate";
 
 const nodeTypes = { step: StepNode, "group-box": GroupBox };
 
@@ -34,6 +35,7 @@ interface Status {
   id: number;
   flow: string;
   status: string;
+  process_gone?: boolean;
   steps: Record<string, StepStatus>;
   outputs: unknown;
   error?: string;
@@ -169,7 +171,7 @@ function DeploymentInner({ id }: { id: string }) {
       setComment("");
       return r;
     });
-  const running = st?.status === "running";
+  const running = going(st);
   // `rhizos ui`: a run on this machine has no jobs, nodes, holds or charges,
   // and no pause: those rows and buttons are left out, not shown empty.
   const local = role === "local";
@@ -187,7 +189,7 @@ function DeploymentInner({ id }: { id: string }) {
       {st && (
         <div className="row">
           <span data-testid="dep-status">
-            <StateBadge state={st.status} />
+            <StateBadge state={shownState(st)} />
           </span>
           {!local && <span>held {money(st.held_micros)}</span>}
           {!local && <span>charged {money(st.charged_micros)}</span>}

@@ -1,6 +1,7 @@
 import { useState } from "react";
 import { get, post } from "../api";
 import { describe, ErrorLine, StateBadge, Table, usePoll } from "../ui";
+import { shownState } from "../runstate";
 
 /** Named flows: each deploy of a flow with a name is a version of it
  * (docs/triggers.md); one is active, and its triggers fire. */
@@ -66,7 +67,7 @@ function NamedFlows() {
 export function FlowsView() {
   const [filter, setFilter] = useState("");
   const { value, error } = usePoll(() => get<{ flows: any[] }>("/api/v1/flows"), 3000);
-  const flows = (value?.flows || []).filter((f) => !filter || f.status === filter).sort((a, b) => b.id - a.id);
+  const flows = (value?.flows || []).filter((f) => !filter || shownState(f) === filter).sort((a, b) => b.id - a.id);
   return (
     <section aria-labelledby="flows-h">
       <h1 id="flows-h">Flow deployments</h1>
@@ -86,7 +87,7 @@ export function FlowsView() {
         columns={[
           { head: "id", cell: (f) => <a href={`#/flows/${f.id}`}>deployment {f.id}</a> },
           { head: "flow", cell: (f) => f.flow },
-          { head: "status", cell: (f) => <StateBadge state={f.status} /> },
+          { head: "status", cell: (f) => <StateBadge state={shownState(f)} /> },
         ]}
       />
       <p>
