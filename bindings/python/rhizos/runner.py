@@ -180,7 +180,8 @@ def inputs_from_pairs(pairs: Sequence[str]) -> Dict[str, Any]:
 
 def runs(data_dir: str, limit: int = 0) -> List[Dict[str, Any]]:
     """The runs recorded in `data_dir`, newest first: [{"id", "flow",
-    "file", "status", "started_ms", "finished_ms", "steps"}]; with `limit`,
+    "file", "status", "started_ms", "finished_ms", "steps"}] and
+    "process_gone": True for a killed run; with `limit`,
     only the newest `limit` (only those records are read)."""
     if limit < 0:
         raise ValueError("limit must be >= 0")
@@ -194,7 +195,9 @@ def runs(data_dir: str, limit: int = 0) -> List[Dict[str, Any]]:
 
 
 def get_run(data_dir: str, run_id: str) -> Dict[str, Any]:
-    """One recorded run's full record (NotFound if unknown)."""
+    """One recorded run's full record (NotFound if unknown); "process_gone":
+    True with "status": "running" for a run whose process is gone (killed),
+    as runs() tells it."""
     store = _Store(os.fspath(data_dir))
     try:
         out = c_void_p()
