@@ -20,43 +20,18 @@ Needs perf with the sched tracepoints (root, or perf_event_paranoid <= -1).
 """
 import argparse
 import os
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import run  # noqa: E402
+from perf_sched import parse, record  # noqa: E402
 
 EVENTS = ["sched:sched_process_fork", "sched:sched_process_exec",
           "sched:sched_process_exit", "sched:sched_switch", "sched:sched_wakeup"]
-LINE = re.compile(r"^\s*(.+?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+sched:(\w+):\s*(.*)$")
-KV = re.compile(r"(\w+)=(\S+)")
-
-
-def parse(path):
-    """perf script's lines as (t s, event, fields dict, pid of the event)."""
-    out = subprocess.run(["perf", "script", "-i", path], capture_output=True,
-                         text=True, check=True).stdout
-    for ln in out.splitlines():
-        m = LINE.match(ln)
-        if not m:
-            continue
-        _, pid, _, t, ev, rest = m.groups()
-        if ev == "sched_switch":
-            prev, _, nxt = rest.partition("==>")
-            f = dict(KV.findall(prev))
-            f.update({"next_" + k if not k.startswith("next_") else k: v
-                      for k, v in KV.findall(nxt)})
-        else:
-            f = dict(KV.findall(rest))
-        yield float(t), ev, f, int(pid)
-
-
 class Thread:
     """One tool thread's state over time: 'S' asleep, 'R' waiting for a
     CPU, 'C' on one."""
@@ -84,7 +59,7 @@ def analyse(path, exe_name, slots):
     forks, execs, exits = {}, {}, {}
     thread = Thread()
     woke = []
-    for t, ev, f, pid in parse(path):
+    for t, ev, f, _, _ in parse(path):
         if ev == "sched_process_exec" and tool is None and \
                 os.path.basename(f.get("filename", "")) == exe_name:
             tool = int(f["pid"])
@@ -188,18 +163,12 @@ def main():
                     os.makedirs(a.keep, exist_ok=True)
                 cmd = argv(d, work)
                 load = os.getloadavg()[0]
-                t0 = time.perf_counter()
-                subprocess.run(["perf", "record", "-q", "-a", "-o", data] +
-                               sum((["-e", e] for e in EVENTS), []) + ["--"] + cmd,
-                               cwd=d, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, check=True)
-                wall = time.perf_counter() - t0
+                record(data, EVENTS, cmd, d)
                 exe = os.path.basename(cmd[0])
                 res = analyse(data, exe, 2)
                 print("%-10s %5.1f %6.3f %7.3f " % (name, load, res["span_s"],
                                                    2 * res["span_s"] * 1000 / res["steps"]) +
                       " ".join("%11.3f" % res[c] for c in cols))
-                del wall
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -24,38 +24,16 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import run  # noqa: E402
+from perf_sched import parse, record  # noqa: E402
 
 EVENTS = ["sched:sched_process_fork", "sched:sched_process_exec",
           "sched:sched_process_exit", "sched:sched_switch"]
-LINE = re.compile(r"^\s*(.+?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\w+):(\w+):\s*(.*)$")
-KV = re.compile(r"(\w+)[=:] ?(\S+)")
-
-
-def parse(path):
-    out = subprocess.run(["perf", "script", "-i", path], capture_output=True,
-                         text=True, check=True).stdout
-    for ln in out.splitlines():
-        m = LINE.match(ln)
-        if not m:
-            continue
-        comm, pid, cpu, t, _, ev, rest = m.groups()
-        if ev == "sched_switch":
-            prev, _, nxt = rest.partition("==>")
-            f = dict(KV.findall(prev))
-            f.update({"next_" + k if not k.startswith("next_") else k: v
-                      for k, v in KV.findall(nxt)})
-        else:
-            f = dict(KV.findall(rest))
-        yield float(t), ev, f, int(pid), int(cpu)
-
-
 def analyse(path):
     runner = None
     execs, exits, mine = {}, {}, set()
@@ -140,10 +118,7 @@ def main():
                 if a.keep:
                     os.makedirs(a.keep, exist_ok=True)
                 load = os.getloadavg()[0]
-                subprocess.run(["perf", "record", "-q", "-a", "-o", data] +
-                               sum((["-e", e] for e in EVENTS), []) + ["--"] +
-                               argv(d, work), cwd=d, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, check=True)
+                record(data, EVENTS, argv(d, work), d)
                 res = analyse(data)
                 print("%-10s %5.1f %6.3f %7.3f " % (name, load, res["span_s"],
                                                    2 * res["span_s"] * 1000 / res["steps"]) +
