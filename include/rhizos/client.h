@@ -69,6 +69,14 @@ RZ_EXTERN RZ_NODISCARD int rz_client_get_bytes(rz_client *c, const char *path,
                                                rz_client_bytes_cb cb, void *ud,
                                                long *http_status);
 
+/* PUT `len` bytes of `data` (any bytes: a part of a blob, PUT
+ * /api/v1/blobs/{sha256}?...) as application/octet-stream; the status
+ * and reply as rz_client_call gives them (RZ_OK for any 2xx; on an error
+ * status *reply still receives the body). */
+RZ_EXTERN RZ_NODISCARD int rz_client_put_bytes(rz_client *c, const char *path,
+                                               const void *data, size_t len,
+                                               long *http_status, char **reply);
+
 /* Server-sent events of `path` (e.g. "/api/v1/flows/7/events"): `cb` is
  * called with each event's name ("status", "end", ...) and data (JSON
  * text) until the server closes the stream or `cb` returns non-zero (then

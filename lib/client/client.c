@@ -374,18 +374,13 @@ static CURLcode run_request(rz_client *c, struct curl_slist *headers,
     return cc;
 }
 
+/* One request with headers `hdr` (the body's type, what is accepted). */
 static int perform(rz_client *c, const char *method, const char *path,
-                   const void *body, size_t len, unsigned flags,
+                   const void *body, size_t len, const char *const *hdr,
                    long *http_status, char **reply)
 {
-    const char *cbor_hdr[] = { "Content-Type: application/cbor",
-                               "Accept: application/cbor", NULL };
-    const char *json_hdr[] = { "Content-Type: application/json",
-                               "Accept: application/json", NULL };
     struct curl_slist *headers = NULL;
-    int rc = rz__client_prepare(c, path, (flags & RZ_CLIENT_CBOR) ? cbor_hdr
-                                                                  : json_hdr,
-                                &headers);
+    int rc = rz__client_prepare(c, path, hdr, &headers);
     if (rc != RZ_OK)
         return rc;
     reply_buf r = { 0 };
@@ -437,9 +432,28 @@ int rz_client_call(rz_client *c, const char *method, const char *path,
     int rc = request_body(body_json, flags, &body, &len, &owned);
     if (rc != RZ_OK)
         return rc;
-    rc = perform(c, method, path, body, len, flags, http_status, reply);
+    const char *cbor_hdr[] = { "Content-Type: application/cbor",
+                               "Accept: application/cbor", NULL };
+    const char *json_hdr[] = { "Content-Type: application/json",
+                               "Accept: application/json", NULL };
+    rc = perform(c, method, path, body, len,
+                 (flags & RZ_CLIENT_CBOR) ? cbor_hdr : json_hdr, http_status, reply);
     free(owned);
     return rc;
+}
+
+int rz_client_put_bytes(rz_client *c, const char *path, const void *data,
+                        size_t len, long *http_status, char **reply)
+{
+    if (http_status)
+        *http_status = 0;
+    if (reply)
+        *reply = NULL;
+    if (!c || (!data && len))
+        return rz__error(RZ_EINVAL, "client or data is NULL");
+    const char *hdr[] = { "Content-Type: application/octet-stream",
+                          "Accept: application/json", NULL };
+    return perform(c, "PUT", path, data ? data : "", len, hdr, http_status, reply);
 }
 
 

@@ -17,134 +17,41 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
-#include <sodium.h>
 
 #include "agent.h"
 #include "blobs.h"
 
 #define BLOB_PART (512u * 1024u)
-#define REPLY_MAX (16u * 1024u)
 #define TRIES 5
+#define PART_TIMEOUT_MS 60000L
 
-typedef struct hop {
-    CURL *h;
-    struct curl_slist *hdrs;
-    char base[512];
-    /* a GET's bytes go to `w` (at most `want`); a PUT's reply to `reply` */
-    rz_blob_writer *w;
-    uint64_t want, got;
-    int write_failed;
-    char reply[REPLY_MAX + 1];
-    size_t n_reply;
-} hop;
-
-static size_t on_body(char *p, size_t sz, size_t n, void *ud)
+/* The status a call's outcome counts as: 0 for no answer, or an answer cut
+ * short (its bytes, for a GET, are in the writer). */
+static long answered(int rc, long status)
 {
-    hop *c = ud;
-    size_t len = sz * n;
-    long code = 0;
-    curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &code);
-    if (c->w && code == 200) {   /* an error's body is not the file's */
-        if (len > c->want - c->got || rz_blob_writer_write(c->w, p, len) != RZ_OK) {
-            c->write_failed = 1;
-            return 0;
-        }
-        c->got += len;
-        return len;
-    }
-    size_t room = REPLY_MAX - c->n_reply;
-    size_t take = len < room ? len : room;
-    memcpy(c->reply + c->n_reply, p, take);
-    c->n_reply += take;
-    c->reply[c->n_reply] = '\0';
-    return len;
+    return rc == RZ_OK || status >= 400 ? status : 0;
 }
 
-static int hop_open(agent *a, hop *c)
+/* "offset" of a part's reply (where the orchestrator is); -1 without. */
+static double reply_offset(const char *reply)
 {
-    memset(c, 0, sizeof *c);
-    char auth[600];
-    pthread_mutex_lock(&a->mu);
-    int ok = a->st.token != NULL;
-    snprintf(c->base, sizeof c->base, "%s", a->url);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", ok ? a->st.token : "");
-    pthread_mutex_unlock(&a->mu);
-    size_t bl = strlen(c->base);
-    while (bl && c->base[bl - 1] == '/')
-        c->base[--bl] = '\0';
-    c->h = ok ? curl_easy_init() : NULL;
-    c->hdrs = c->h ? curl_slist_append(NULL, auth) : NULL;
-    /* no "Expect: 100-continue" round trip before each part */
-    c->hdrs = c->hdrs ? curl_slist_append(c->hdrs, "Expect:") : NULL;
-    sodium_memzero(auth, sizeof auth);
-    if (!c->hdrs)
-        return -1;
-    curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, c->hdrs);
-    curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c->h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c->h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-    curl_easy_setopt(c->h, CURLOPT_TIMEOUT_MS, 60000L);
-    curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c->h, CURLOPT_WRITEDATA, c);
-    if (a->cfg.orchestrator_ca_file)
-        curl_easy_setopt(c->h, CURLOPT_CAINFO, a->cfg.orchestrator_ca_file);
-    return 0;
-}
-
-static void hop_close(hop *c)
-{
-    if (c->hdrs) {
-        /* the token's line, wiped */
-        sodium_memzero(c->hdrs->data, strlen(c->hdrs->data));
-        curl_slist_free_all(c->hdrs);
-    }
-    if (c->h)
-        curl_easy_cleanup(c->h);
-}
-
-/* One request; *status the HTTP status (0: no answer). */
-static void hop_call(hop *c, const char *method, const char *path, const void *body,
-                     size_t len, long *status)
-{
-    char url[1024];
-    snprintf(url, sizeof url, "%s%s", c->base, path);
-    c->n_reply = 0;
-    c->reply[0] = '\0';
-    c->got = 0;
-    c->write_failed = 0;
-    curl_easy_setopt(c->h, CURLOPT_URL, url);
-    if (strcmp(method, "GET") == 0) {
-        curl_easy_setopt(c->h, CURLOPT_CUSTOMREQUEST, NULL);
-        curl_easy_setopt(c->h, CURLOPT_HTTPGET, 1L);
-    } else {
-        curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-        curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, len ? body : "");
-        curl_easy_setopt(c->h, CURLOPT_CUSTOMREQUEST, method);
-    }
-    *status = 0;
-    if (curl_easy_perform(c->h) == CURLE_OK)
-        curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, status);
-}
-
-static const char *reply_message(const hop *c)
-{
-    cJSON *r = cJSON_Parse(c->reply);
-    const char *m = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(r, "error"), "message"));
-    static __thread char msg[300];
-    snprintf(msg, sizeof msg, "%s", m ? m : "no reason given");
-    cJSON_Delete(r);
-    return msg;
-}
-
-static double reply_offset(const hop *c)
-{
-    cJSON *r = cJSON_Parse(c->reply);
+    cJSON *r = cJSON_Parse(reply ? reply : "");
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(r, "offset");
     double v = cJSON_IsNumber(o) ? o->valuedouble : -1;
     cJSON_Delete(r);
     return v;
+}
+
+/* One of the node's clients (its kept-alive connection to the
+ * orchestrator), for the parts of one job's files; NULL when not
+ * registered. Given back with agent_client_put. */
+static rz_client *take_client(agent *a, uint64_t *generation)
+{
+    uint64_t node;
+    rz_client *c = agent_client(a, &node, generation);
+    if (c)   /* a part of a slow link's file: more than a call's */
+        (void)!rz_client_set_timeout(c, PART_TIMEOUT_MS);
+    return c;
 }
 
 void node_blobs_dir(const agent *a, char *out, size_t cap)
@@ -216,7 +123,7 @@ void node_blobs_release(agent *a, uint64_t job)
 
 /* ---- up ---- */
 
-static int upload(agent *a, hop *c, uint64_t job, const char *hex, char *why,
+static int upload(agent *a, rz_client *c, uint64_t job, const char *hex, char *why,
                   size_t n)
 {
     char dir[4096];
@@ -243,9 +150,12 @@ static int upload(agent *a, hop *c, uint64_t job, const char *hex, char *why,
         char path[256];
         snprintf(path, sizeof path, "/api/v1/blobs/%s?job=%" PRIu64 "&offset=%" PRIu64
                  "&size=%" PRIu64, hex, job, off, size);
-        long st;
-        hop_call(c, "PUT", path, buf, len, &st);
-        double next = reply_offset(c);
+        long status;
+        char *reply = NULL;
+        int crc = rz_client_put_bytes(c, path, buf, len, &status, &reply);
+        long st = answered(crc, status);
+        double next = reply_offset(reply);
+        rz_free(reply);
         if (st == 201)
             rc = 0;
         else if ((st == 200 || st == 409) && next >= 0 && next <= (double)size) {
@@ -257,7 +167,7 @@ static int upload(agent *a, hop *c, uint64_t job, const char *hex, char *why,
             continue;   /* the same part again */
         else {
             snprintf(why, n, "uploading file %.12s... to the orchestrator: HTTP "
-                     "%ld: %s", hex, st, st ? reply_message(c) : "no answer");
+                     "%ld: %s", hex, st, st ? rz_error_last()->message : "no answer");
             rc = -1;
         }
         if (st == 409 && ++conflicts >= TRIES) {
@@ -273,7 +183,7 @@ static int upload(agent *a, hop *c, uint64_t job, const char *hex, char *why,
 
 /* The step's `$file` outputs (top level, or in a list) uploaded, each
  * reference left without this node's path. */
-static int up_refs(agent *a, hop *c, uint64_t job, cJSON *v, char *why, size_t n)
+static int up_refs(agent *a, rz_client *c, uint64_t job, cJSON *v, char *why, size_t n)
 {
     cJSON *f = cJSON_GetObjectItemCaseSensitive(v, "$file");
     const char *hex = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "sha256"));
@@ -296,15 +206,15 @@ int node_blobs_upload(agent *a, uint64_t job, char **outputs, char *why, size_t 
     if (!*outputs || !strstr(*outputs, "\"$file\""))
         return 0;
     cJSON *o = cJSON_Parse(*outputs);
-    hop c;
-    memset(&c, 0, sizeof c);   /* closed below even when never opened */
-    int rc = o && hop_open(a, &c) == 0 ? 0 : -1;
+    uint64_t gen = 0;
+    rz_client *c = o ? take_client(a, &gen) : NULL;
+    int rc = c ? 0 : -1;
     if (rc)
         snprintf(why, n, "cannot send the step's files: %s", o ? "no registration "
                  "with the orchestrator, or out of memory" : "out of memory");
-    for (cJSON *v = o && !rc ? o->child : NULL; v && rc == 0; v = v->next)
-        rc = up_refs(a, &c, job, v, why, n);
-    hop_close(&c);
+    for (cJSON *v = c ? o->child : NULL; v && rc == 0; v = v->next)
+        rc = up_refs(a, c, job, v, why, n);
+    agent_client_put(a, c, gen);
     char *text = rc == 0 ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (rc == 0 && !text) {
@@ -325,8 +235,26 @@ int node_blobs_upload(agent *a, uint64_t job, char **outputs, char *why, size_t 
 
 /* ---- down ---- */
 
-static int download(agent *a, hop *c, uint64_t job, const char *hex, uint64_t size,
-                    char *why, size_t n)
+/* Where a GET's bytes go: the writer, at most `want` of them. */
+typedef struct part {
+    rz_blob_writer *w;
+    uint64_t want, got;
+    int write_failed;
+} part;
+
+static int on_part(void *ud, const void *data, size_t len)
+{
+    part *k = ud;
+    if (len > k->want - k->got || rz_blob_writer_write(k->w, data, len) != RZ_OK) {
+        k->write_failed = 1;
+        return RZ_EIO;
+    }
+    k->got += len;
+    return RZ_OK;
+}
+
+static int download(agent *a, rz_client *c, uint64_t job, const char *hex,
+                    uint64_t size, char *why, size_t n)
 {
     char dir[4096];
     int fd;
@@ -355,16 +283,15 @@ static int download(agent *a, hop *c, uint64_t job, const char *hex, uint64_t si
         char path[256];
         snprintf(path, sizeof path, "/api/v1/blobs/%s?job=%" PRIu64 "&offset=%"
                  PRIu64, hex, job, off);
-        c->w = w;
-        c->want = size - off < BLOB_PART * 2u ? size - off : BLOB_PART * 2u;
-        long st;
-        hop_call(c, "GET", path, NULL, 0, &st);
-        c->w = NULL;
-        if (st == 200 && c->got && !c->write_failed) {
+        part k = { w, size - off < BLOB_PART * 2u ? size - off : BLOB_PART * 2u, 0, 0 };
+        long status;
+        int crc = rz_client_get_bytes(c, path, on_part, &k, &status);
+        long st = k.write_failed ? 200 : answered(crc, status);
+        if (st == 200 && k.got && !k.write_failed) {
             tries = 0;
             continue;
         }
-        if (c->write_failed || (st == 200 && !c->got)) {
+        if (k.write_failed || (st == 200 && !k.got)) {
             snprintf(why, n, "file %.12s... from the orchestrator: more bytes than "
                      "its size (%" PRIu64 ") or a write failed", hex, size);
             rc = -1;
@@ -373,7 +300,7 @@ static int download(agent *a, hop *c, uint64_t job, const char *hex, uint64_t si
             /* a part cut short: its bytes are in the writer, go on from there */
         } else {
             snprintf(why, n, "fetching input file %.12s... from the orchestrator: "
-                     "HTTP %ld: %s", hex, st, st ? reply_message(c) : "no answer");
+                     "HTTP %ld: %s", hex, st, st ? rz_error_last()->message : "no answer");
             rc = -1;
         }
     }
@@ -381,8 +308,8 @@ static int download(agent *a, hop *c, uint64_t job, const char *hex, uint64_t si
     return rc;
 }
 
-static int down_refs(agent *a, hop *c, uint64_t job, const cJSON *v, char *why,
-                     size_t n)
+static int down_refs(agent *a, rz_client *c, uint64_t job, const cJSON *v,
+                     char *why, size_t n)
 {
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(v, "$file");
     const char *hex = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "sha256"));
@@ -417,13 +344,14 @@ int node_blobs_fetch(agent *a, uint64_t job, const cJSON *request, char *why, si
     cJSON_free(text);
     if (!any)
         return 0;
-    hop c;
-    int rc = hop_open(a, &c) == 0 ? 0 : -1;
+    uint64_t gen = 0;
+    rz_client *c = take_client(a, &gen);
+    int rc = c ? 0 : -1;
     if (rc)
         snprintf(why, n, "cannot fetch the step's files: no registration with the "
                  "orchestrator, or out of memory");
     for (const cJSON *v = rc ? NULL : in->child; v && rc == 0; v = v->next)
-        rc = down_refs(a, &c, job, v, why, n);
-    hop_close(&c);
+        rc = down_refs(a, c, job, v, why, n);
+    agent_client_put(a, c, gen);
     return rc;
 }

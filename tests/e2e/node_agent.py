@@ -485,6 +485,31 @@ class RoundTrip(unittest.TestCase):
         self.assertLessEqual(node_conns, 4, "the node made %d connections for 8 jobs"
                              % node_conns)
 
+    def test_file_jobs_keep_the_nodes_connections(self):
+        # A job's file output goes up, part by part, over the node's own
+        # kept-alive connections too (node/blobs.c takes a client of the
+        # node's), not a connection of its own each job: 6 jobs with a
+        # 1 MiB file each open at most a handful.
+        self.start_node("filekeep", "--modules", os.path.join(ROOT, "tests/e2e/modules"),
+                        config=[("node", "heartbeat_s", 0.5)])
+        time.sleep(0.5)   # its first poll, heartbeat and challenge
+        before = self.metric("rhizos_http_connections_accepted_total")
+        mine = 0
+        for _ in range(6):
+            job = self.submit("file-make", config={"mb": 1})
+            mine += 1
+            while True:
+                st, j = http(self.base, "GET", "/api/v1/jobs/%d" % job, self.key)
+                mine += 1
+                if j["status"] not in ("queued", "assigned", "running"):
+                    break
+                time.sleep(0.1)
+            self.assertEqual(j["status"], "succeeded", j)
+            self.assertIn("$file", j["outputs"]["data"])
+        node_conns = self.metric("rhizos_http_connections_accepted_total") - before - mine - 1
+        self.assertLessEqual(node_conns, 4, "the node made %d connections for 6 file jobs"
+                             % node_conns)
+
     def test_file_output_of_a_standalone_job(self):
         # A file output goes to the orchestrator (docs/flow-format.md,
         # "File outputs"): the job succeeds with a reference that names no

@@ -451,6 +451,46 @@ static void test_call_no_content(void **state)
     drop(s);
 }
 
+/* Bytes PUT as they are (NULs and all, no JSON check), the reply as a
+ * call's: a 2xx's JSON, and an error's body with its message. */
+static void test_put_bytes(void **state)
+{
+    (void)state;
+    unsigned char part[3000];
+    for (size_t i = 0; i < sizeof part; i++)
+        part[i] = (unsigned char)(i * 7);
+    canned cr[2];
+    static const char ok[] = "{\"offset\":3000}";
+    static const char conflict[] =
+        "{\"error\":{\"code\":\"RZ_ESTATE\",\"message\":\"send byte 10\"},\"offset\":10}";
+    json_reply(&cr[0], "200 OK", "application/json", ok, strlen(ok));
+    json_reply(&cr[1], "409 Conflict", "application/json", conflict, strlen(conflict));
+    reply rs[2] = { cr[0].r, cr[1].r };
+    server *s = server_start(rs, 2);
+    rz_client *c = client_for(s, "rzk_test");
+    long http = 0;
+    char *out = NULL;
+    assert_int_equal(rz_client_put_bytes(c, "/api/v1/blobs/ab?offset=0", part,
+                                         sizeof part, &http, &out), RZ_OK);
+    assert_int_equal(http, 200);
+    assert_string_equal(out, ok);
+    rz_free(out);
+    assert_int_equal(rz_client_put_bytes(c, "/api/v1/blobs/ab?offset=3000", "", 0,
+                                         &http, &out), RZ_ESTATE);
+    assert_int_equal(http, 409);
+    assert_string_equal(out, conflict);
+    assert_string_equal(rz_error_last()->message, "send byte 10");
+    rz_free(out);
+    rz_client_free(c);
+    pthread_join(s->thread, NULL);
+    assert_non_null(strstr(s->request, "PUT /api/v1/blobs/ab?offset=3000 HTTP/1.1\r\n"));
+    assert_non_null(strcasestr(s->request, "\r\nContent-Type: application/octet-stream\r\n"));
+    assert_non_null(strcasestr(s->request, "\r\nAuthorization: Bearer rzk_test\r\n"));
+    assert_int_equal(s->body_len, 0);
+    assert_int_equal(rz_client_put_bytes(NULL, "/x", part, 1, &http, &out), RZ_EINVAL);
+    drop(s);
+}
+
 static void expect_error(const char *status, const char *code, int want)
 {
     char body[256];
@@ -891,6 +931,7 @@ int main(void)
         cmocka_unit_test(test_wire_encode_errors),
         cmocka_unit_test(test_call_ok),
         cmocka_unit_test(test_call_no_content),
+        cmocka_unit_test(test_put_bytes),
         cmocka_unit_test(test_call_error_mapping),
         cmocka_unit_test(test_call_unexpected_replies),
         cmocka_unit_test(test_call_closed_port),
