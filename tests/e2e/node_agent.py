@@ -453,6 +453,17 @@ class RoundTrip(unittest.TestCase):
         self.assertEqual(j["status"], "succeeded", j)
         self.assertEqual(len(j["outputs"]["blob"]), 400 * 1024)
 
+    def ended_counting(self, job):
+        """The job once it ended, and how many requests (connections) the
+        asking took."""
+        asked = 0
+        while True:
+            st, j = http(self.base, "GET", "/api/v1/jobs/%d" % job, self.key)
+            asked += 1
+            if j["status"] not in ("queued", "assigned", "running"):
+                return j, asked
+            time.sleep(0.1)
+
     def metric(self, name):
         st, text = http(self.base, "GET", "/metrics", self.ADMIN,
                         decode=lambda ctype, data: data.decode())
@@ -474,12 +485,8 @@ class RoundTrip(unittest.TestCase):
         jobs = [self.submit("echo", inputs={"message": "m%d" % i}) for i in range(8)]
         mine += len(jobs)
         for job in jobs:
-            while True:
-                st, j = http(self.base, "GET", "/api/v1/jobs/%d" % job, self.key)
-                mine += 1
-                if j["status"] not in ("queued", "assigned", "running"):
-                    break
-                time.sleep(0.1)
+            j, asked = self.ended_counting(job)
+            mine += asked
             self.assertEqual(j["status"], "succeeded", j)
         node_conns = self.metric("rhizos_http_connections_accepted_total") - before - mine - 1
         self.assertLessEqual(node_conns, 4, "the node made %d connections for 8 jobs"
@@ -496,14 +503,8 @@ class RoundTrip(unittest.TestCase):
         before = self.metric("rhizos_http_connections_accepted_total")
         mine = 0
         for _ in range(6):
-            job = self.submit("file-make", config={"mb": 1})
-            mine += 1
-            while True:
-                st, j = http(self.base, "GET", "/api/v1/jobs/%d" % job, self.key)
-                mine += 1
-                if j["status"] not in ("queued", "assigned", "running"):
-                    break
-                time.sleep(0.1)
+            j, asked = self.ended_counting(self.submit("file-make", config={"mb": 1}))
+            mine += 1 + asked
             self.assertEqual(j["status"], "succeeded", j)
             self.assertIn("$file", j["outputs"]["data"])
         node_conns = self.metric("rhizos_http_connections_accepted_total") - before - mine - 1

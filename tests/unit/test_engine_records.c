@@ -397,15 +397,31 @@ static void raw_del(raw *r, const char *name, uint64_t id)
     assert_int_equal(mdb_del(r->txn, dbi, &key, NULL), 0);
 }
 
-static void run_one_step(world *w)
+/* The next step, polled at `at`, ends with `outputs` or `error`. */
+static void step_ends(world *w, uint64_t at, const char *outputs, const char *error)
 {
     rz_engine_assignment a;
-    assert_int_equal(rz_engine_poll(w->e, w->node, w->now, &a), RZ_OK);
+    assert_int_equal(rz_engine_poll(w->e, w->node, at, &a), RZ_OK);
     rz_engine_report rep = RZ_ENGINE_REPORT_INIT;
     rep.attempt = a.attempt;
-    rep.outputs_json = "{\"v\":9}";
+    rep.outputs_json = outputs;
+    rep.error = error;
     assert_int_equal(rz_engine_report_result(w->e, w->node, a.job, &rep,
                                              ++w->now, NULL), RZ_OK);
+}
+
+static void run_one_step(world *w)
+{
+    step_ends(w, w->now, "{\"v\":9}", NULL);
+}
+
+/* FLOW deployed without inputs: its id. */
+static uint64_t deploy_flow(world *w)
+{
+    uint64_t dep;
+    assert_int_equal(rz_engine_deploy(w->e, FLOW, strlen(FLOW), w->client,
+                                      NULL, w->now, &dep, NULL), RZ_OK);
+    return dep;
 }
 
 static void test_flow_stored_once(void **state)
@@ -455,9 +471,7 @@ static void test_previous_layout_read(void **state)
     (void)state;
     world w;
     world_start(&w, 8);
-    uint64_t dep;
-    assert_int_equal(rz_engine_deploy(w.e, FLOW, strlen(FLOW), w.client,
-                                      NULL, w.now, &dep, NULL), RZ_OK);
+    uint64_t dep = deploy_flow(&w);
     run_one_step(&w);
     char *before = snapshot(w.e);
     rz_engine_close(w.e);
@@ -506,24 +520,11 @@ static void test_job_records_print_as_cjson(void **state)
     (void)state;
     world w;
     world_start(&w, 10);
-    uint64_t dep;
-    assert_int_equal(rz_engine_deploy(w.e, FLOW, strlen(FLOW), w.client,
-                                      NULL, w.now, &dep, NULL), RZ_OK);
-    rz_engine_assignment a;
-    assert_int_equal(rz_engine_poll(w.e, w.node, w.now, &a), RZ_OK);
-    rz_engine_report rep = RZ_ENGINE_REPORT_INIT;
-    rep.attempt = a.attempt;
-    rep.outputs_json = "{\"v\":9,\"s\":\"\\u0001\\b\\f\\n\\\"\\\\ caf\\u00e9 \xe2\x82\xac\"}";
-    assert_int_equal(rz_engine_report_result(w.e, w.node, a.job, &rep, ++w.now,
-                                             NULL), RZ_OK);
-    for (int i = 0; i < 2; i++) {
-        assert_int_equal(rz_engine_poll(w.e, w.node, ++w.now, &a), RZ_OK);
-        rep = (rz_engine_report)RZ_ENGINE_REPORT_INIT;
-        rep.attempt = a.attempt;
-        rep.error = "bad \b\f\x01\x1f\x7f \"q\" \\ caf\xc3\xa9 \xff\xfe end";
-        assert_int_equal(rz_engine_report_result(w.e, w.node, a.job, &rep,
-                                                 ++w.now, NULL), RZ_OK);
-    }
+    (void)deploy_flow(&w);
+    step_ends(&w, w.now, "{\"v\":9,\"s\":\"\\u0001\\b\\f\\n\\\"\\\\ caf\\u00e9 \xe2\x82\xac\"}",
+              NULL);
+    for (int i = 0; i < 2; i++)
+        step_ends(&w, ++w.now, NULL, "bad \b\f\x01\x1f\x7f \"q\" \\ caf\xc3\xa9 \xff\xfe end");
     rz_engine_close(w.e);
     raw r;
     raw_open(&r, w.dir);
@@ -557,9 +558,7 @@ static void test_missing_flow_refused(void **state)
     (void)state;
     world w;
     world_start(&w, 9);
-    uint64_t dep;
-    assert_int_equal(rz_engine_deploy(w.e, FLOW, strlen(FLOW), w.client,
-                                      NULL, w.now, &dep, NULL), RZ_OK);
+    uint64_t dep = deploy_flow(&w);
     rz_engine_close(w.e);
     raw r;
     raw_open(&r, w.dir);
@@ -602,22 +601,13 @@ static void test_node_record_follows_caps(void **state)
     (void)state;
     world w;
     world_start(&w, 10);
-    uint64_t dep;
-    assert_int_equal(rz_engine_deploy(w.e, FLOW, strlen(FLOW), w.client,
-                                      NULL, w.now, &dep, NULL), RZ_OK);
+    uint64_t dep = deploy_flow(&w);
     run_one_step(&w);
     node_caps_stored(&w);
     assert_int_equal(rz_engine_deployment_cancel(w.e, dep, ++w.now), RZ_OK);
     for (int i = 0; i < 3; i++) {   /* failures: its reputation falls */
-        assert_int_equal(rz_engine_deploy(w.e, FLOW, strlen(FLOW), w.client,
-                                          NULL, w.now, &dep, NULL), RZ_OK);
-        rz_engine_assignment a;
-        assert_int_equal(rz_engine_poll(w.e, w.node, ++w.now, &a), RZ_OK);
-        rz_engine_report rep = RZ_ENGINE_REPORT_INIT;
-        rep.attempt = a.attempt;
-        rep.error = "it broke";
-        assert_int_equal(rz_engine_report_result(w.e, w.node, a.job, &rep,
-                                                 ++w.now, NULL), RZ_OK);
+        dep = deploy_flow(&w);
+        step_ends(&w, ++w.now, NULL, "it broke");
     }
     char *mem = NULL;
     assert_int_equal(rz_engine_node_caps(w.e, w.node, &mem), RZ_OK);
@@ -630,8 +620,7 @@ static void test_node_record_follows_caps(void **state)
     static const char more[] = "{\"cpu\":{\"cores\":4,\"threads\":8},"
         "\"memory_mb\":16384,\"storage\":{\"total_gb\":100,\"free_gb\":100},"
         "\"max_concurrent_jobs\":3}";
-    assert_int_equal(rz_engine_deploy(w.e, FLOW, strlen(FLOW), w.client,
-                                      NULL, w.now, &dep, NULL), RZ_OK);
+    dep = deploy_flow(&w);
     run_one_step(&w);   /* its caps printed in this open engine */
     assert_int_equal(rz_engine_node_rejoin(w.e, w.node, more, strlen(more),
                                            ++w.now), RZ_OK);
