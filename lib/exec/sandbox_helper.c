@@ -1479,11 +1479,9 @@ static int drop_bset(void)
 static _Noreturn void step_exec(const step *s, const rz__sbx_tmpl *t)
 {
     int ep = fd_at(s, FD_ERRPIPE);
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
-        sigaction(sig, &dfl, NULL);   /* fails harmlessly where invalid */
+    /* exec resets every handled signal; of the ignored ones, which it
+     * keeps, this process has SIGPIPE only (helper_main). */
+    signal(SIGPIPE, SIG_DFL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -2595,6 +2593,19 @@ static void close_all_but(const int *keep, size_t n)
     }
 }
 
+/* Every signal's action the default, once for all the steps: the runner's
+ * (an ignored SIGHUP under nohup, SIGINT in a shell's background job,
+ * SIGPIPE in Python or Node) would pass through exec to every step, and
+ * a step's start then resets only what this process changes after. */
+static void signals_default(void)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &dfl, NULL);   /* fails harmlessly where invalid */
+}
+
 static _Noreturn void helper_main(int s, int life, bool with_early)
 {
     /* Only our own descriptors: the runner's others are not ours to hold. */
@@ -2612,8 +2623,8 @@ static _Noreturn void helper_main(int s, int life, bool with_early)
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    signals_default();
     signal(SIGPIPE, SIG_IGN);
-    signal(SIGCHLD, SIG_DFL);
     prctl(PR_SET_NAME, "rz-sandbox", 0, 0, 0);
     host_net = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     host_proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);

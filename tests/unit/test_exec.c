@@ -2120,6 +2120,32 @@ static void helper_restart(void)
     sleep_ms(50);
 }
 
+/* A step starts with every signal at its default action, whatever the
+ * runner ignored when the helper started (nohup's SIGHUP, a shell's
+ * background job's SIGINT; the helper's own SIGPIPE): exec keeps ignored
+ * signals, and the step's start resets only the helper's. */
+static void test_sandbox_signals_default(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available())
+        skip();
+    struct sigaction ign, old_hup, old_int;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    assert_int_equal(sigaction(SIGHUP, &ign, &old_hup), 0);
+    assert_int_equal(sigaction(SIGINT, &ign, &old_int), 0);
+    helper_restart();   /* the next helper is forked with them ignored */
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    cJSON *j = run_outputs(&o, "printf '{\"ign\":\"%s\"}' \"$(sed -n "
+                           "'s/^SigIgn:[[:space:]]*//p' /proc/$$/status)\"");
+    sigaction(SIGHUP, &old_hup, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    helper_restart();   /* the later tests' helper without them */
+    assert_string_equal(str_field(j, "ign"), "0000000000000000");
+    cJSON_Delete(j);
+}
+
 /* A mount under a read-only system folder is read-only in the step too
  * (the binds are recursive, and so is their read-only flag): here a
  * world-writable tmpfs mounted under /usr/lib. */
@@ -3522,6 +3548,7 @@ static void test_sandbox_cell_end_past_reset(void **state)
 static const struct CMUnitTest helper_tests[] = {
     T(test_hostile_resolver_only_with_network),
     T(test_hostile_submount_read_only),
+    T(test_sandbox_signals_default),
     T(test_sandbox_start_lost_answer),
     T(test_sandbox_start_lost_answer_no_cgroup),
     T(test_sandbox_no_env_hook),
