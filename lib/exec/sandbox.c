@@ -1249,8 +1249,12 @@ static void kill_members_but(const char *dir, pid_t keep, pid_t keep2,
  * can make no namespace, nor join one), never its zygote nor the spare
  * init the zygote makes for the next step as soon as this one's init has
  * ended (a namespace of its own, and maybe not yet noted to us); with the
- * step's namespace unknown, all but the zygote and the noted spare. Then
- * the zygote may make the next spare, if it has not. */
+ * step's namespace unknown, all but the zygote and the noted spare. They
+ * are found in the first of the cell's cgroups: every process of a cell
+ * descends from its zygote, which joined them all, and none can leave one
+ * (that is a write to a root-owned cgroup.procs, and a step is not root
+ * and has no capability). Then the zygote may make the next spare, if it
+ * has not. */
 static void cell_finish(rz__sbx *s, rz__sbx_report *r)
 {
     pid_t zpid = cells[s->cell]->zpid, spare = cells[s->cell]->spare;
@@ -1261,8 +1265,9 @@ static void cell_finish(rz__sbx *s, rz__sbx_report *r)
             r->oom = true;
         if (r && pids > s->pids0)
             r->pids_hit = true;
-        kill_members_but(s->cg[k], zpid, spare, s->pid_ns);
     }
+    if (s->n_cg > 0)
+        kill_members_but(s->cg[0], zpid, spare, s->pid_ns);
     rz__sbx_helper_cell_done(cells[s->cell]->zsock);
     cell_release(s, false);
 }
