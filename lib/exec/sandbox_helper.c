@@ -1604,11 +1604,12 @@ static int cell_net = -1;
 static int cell_net_owner = -1;   /* pidfd of its last occupant; -1: none
                                    * known (then never reused) */
 static bool cell_net_used;        /* someone was put in it */
-#define NET_VIEWS 4
+#define NET_VIEWS 5
+#define NET_VIEW_FLOWLABEL 4   /* absent without IPv6: then none can be */
 static const char *const net_view_names[NET_VIEWS] = {
     "self/net/sockstat", "self/net/sockstat6", "self/net/unix",
-    "self/net/netlink" };
-static int net_view[NET_VIEWS] = { -1, -1, -1, -1 };   /* opened inside it */
+    "self/net/netlink", "self/net/ip6_flowlabel" };
+static int net_view[NET_VIEWS] = { -1, -1, -1, -1, -1 };   /* opened inside */
 
 static void cell_net_drop(void)
 {
@@ -1733,7 +1734,8 @@ static int net_view_open(int ns)
     int rc = 0;
     for (int i = 0; i < NET_VIEWS; i++)
         if ((net_view[i] = openat(host_proc, net_view_names[i],
-                                  O_RDONLY | O_CLOEXEC)) < 0)
+                                  O_RDONLY | O_CLOEXEC)) < 0 &&
+            !(i == NET_VIEW_FLOWLABEL && errno == ENOENT))
             rc = -1;
     /* No TCP metrics kept (RTT, window of closed connections to
      * 127.0.0.1), as in a fresh namespace: not one step's for the next. */
@@ -1777,17 +1779,29 @@ static bool sockstat_empty(const char *buf)
     return true;
 }
 
+/* View `i` is its header line alone (no IPv6 flow label: absent). */
+static bool net_view_header_only(int i, char *buf, size_t size)
+{
+    if (i == NET_VIEW_FLOWLABEL && net_view[i] < 0)
+        return true;
+    return net_view_read(i, buf, size) >= 0 && strchr(buf, '\n') != NULL &&
+           strchr(buf, '\n')[1] == '\0';
+}
+
 /* No socket in the cell's namespace: sockstat's counts, no unix socket,
- * no netlink socket with a port (the kernel's own have port 0). */
+ * no netlink socket with a port (the kernel's own have port 0); and no
+ * IPv6 flow label, which a step may make shareable and leave lingering
+ * up to a minute after its socket closed (IPV6_FLOWLABEL_MGR: no
+ * privilege), where the next step would find it. */
 static bool cell_net_empty(void)
 {
     char buf[8192];
     for (int i = 0; i < 2; i++)
         if (net_view_read(i, buf, sizeof buf) <= 0 || !sockstat_empty(buf))
             return false;
-    if (net_view_read(2, buf, sizeof buf) < 0 || strchr(buf, '\n') == NULL ||
-        strchr(buf, '\n')[1] != '\0')
-        return false;   /* a line after the header: a unix socket */
+    if (!net_view_header_only(2, buf, sizeof buf) ||
+        !net_view_header_only(NET_VIEW_FLOWLABEL, buf, sizeof buf))
+        return false;   /* a unix socket, a flow label */
     if (net_view_read(3, buf, sizeof buf) < 0)
         return false;
     const char *line = strchr(buf, '\n');

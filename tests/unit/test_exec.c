@@ -2645,6 +2645,50 @@ static void test_sandbox_cell_net_listeners_gone(void **state)
     net_mode(NULL);
 }
 
+/* A step that leaves a shareable IPv6 flow label lingering (an unprivileged
+ * IPV6_FLOWLABEL_MGR, kept up to a minute after its socket closed): the
+ * next step of its cell does not find it (a fresh namespace), neither in
+ * /proc/net/ip6_flowlabel nor by making the same label exclusively. */
+static const char flowlabel_py[] =
+    "python3 -c 'import socket, struct, json, sys\n"
+    "def label(excl):\n"
+    "    r = socket.inet_pton(socket.AF_INET6, \"::1\") + struct.pack(\"!I\", 0x5eed)\n"
+    "    r += struct.pack(\"=BBHHHI\", 0, 255, 3 if excl else 1, 0, 60, 0)\n"
+    "    try:\n"
+    "        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).setsockopt(41, 32, r)\n"
+    "        return \"made\"\n"
+    "    except OSError as e: return e.__class__.__name__\n"
+    "seen = open(\"/proc/net/ip6_flowlabel\").read().count(\"\\n\") - 1\n"
+    "json.dump({\"label\": label(%d), \"seen\": seen}, sys.stdout)'";
+
+static void test_sandbox_cell_net_flowlabel_gone(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 ||
+        system("command -v python3 >/dev/null 2>&1") != 0)
+        skip();
+    net_mode("cell");
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    char script[1200];
+    snprintf(script, sizeof script, flowlabel_py, 0);
+    cJSON *j = run_outputs(&o, script);
+    bool made = strcmp(str_field(j, "label"), "made") == 0;
+    cJSON_Delete(j);
+    if (!made) {   /* no IPv6 in the step's namespace */
+        net_mode(NULL);
+        skip();
+    }
+    snprintf(script, sizeof script, flowlabel_py, 1);
+    j = run_outputs(&o, script);
+    if (strcmp(str_field(j, "label"), "made") != 0 ||
+        num_field(j, "seen") != 0)
+        fail_msg("the next step found the flow label: %s, %d listed",
+                 str_field(j, "label"), (int)num_field(j, "seen"));
+    cJSON_Delete(j);
+    net_mode(NULL);
+}
+
 /* Two steps running at once never share a network namespace. */
 static void test_sandbox_cell_net_apart(void **state)
 {
@@ -3555,6 +3599,7 @@ static const struct CMUnitTest helper_tests[] = {
     T(test_sandbox_uid_lock),
     T(test_sandbox_cell_net_fresh),
     T(test_sandbox_cell_net_reuse),
+    T(test_sandbox_cell_net_flowlabel_gone),
     T(test_sandbox_cell_net_listeners_gone),
     T(test_sandbox_cell_net_apart),
     T(test_sandbox_cell_net_unchanged),
