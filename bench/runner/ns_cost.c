@@ -5,13 +5,17 @@
  * cell's, one kept for every round). Prints, per row, the wall time
  * of a round, the time inside clone() and the CPU of this process and its
  * children per round. Kernel workers (a network namespace is freed by one)
- * are not counted. Needs root.
+ * are not counted. Needs root. Libraries named after the rounds are loaded
+ * first, so that every clone copies a process of that many mappings (a
+ * sandbox cell is a copy of the runner: its libraries, as below).
  *
  *   ninja -C build bench/runner/ns_cost && build/bench/runner/ns_cost 300
+ *   build/bench/runner/ns_cost 300 $(ldd build/cli/rhizos | awk '/=>/{print $3}')
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -105,13 +109,28 @@ static void row(const char *name, long flags, int what, int n)
     close(home);
 }
 
+static int mappings(void)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    int n = 0, c;
+    while (f && (c = fgetc(f)) != EOF)
+        n += c == '\n';
+    if (f)
+        fclose(f);
+    return n;
+}
+
 int main(int argc, char **argv)
 {
     int n = argc > 1 ? atoi(argv[1]) : 300;
     if (n <= 0 || geteuid() != 0) {
-        fprintf(stderr, "usage (as root): ns_cost [ROUNDS]\n");
+        fprintf(stderr, "usage (as root): ns_cost [ROUNDS [LIBRARY...]]\n");
         return 2;
     }
+    for (int i = 2; i < argc; i++)
+        if (!dlopen(argv[i], RTLD_NOW | RTLD_GLOBAL))
+            fprintf(stderr, "ns_cost: %s\n", dlerror());
+    printf("%d mappings in each clone's copy\n", mappings());
     const long step = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
     printf("%-34s %8s %8s %8s %8s\n", "ms per round", "wall", "clone()",
            "CPU", "made before");
