@@ -66,7 +66,7 @@ def analyse(path):
                 break
     steps = sorted(p for p in execs if p in exits)
     if not steps:
-        sys.exit("sandbox_gap: no steps in the trace")
+        return None   # perf lost the runner's exec (a loaded machine)
     n = len(steps)
     t0, t1 = min(execs[p] for p in steps), max(exits[p] for p in steps)
     marks = sorted([(execs[p], 1) for p in steps] + [(exits[p], -1) for p in steps])
@@ -120,11 +120,15 @@ def main():
                 load = os.getloadavg()[0]
                 record(data, EVENTS, argv(d, work), d)
                 res = analyse(data)
+                if not a.keep:
+                    os.unlink(data)
+                if res is None:
+                    print("%-10s %5.1f  no steps in the trace (perf lost events?)"
+                          % (name, load), flush=True)
+                    continue
                 print("%-10s %5.1f %6.3f %7.3f " % (name, load, res["span_s"],
                                                    2 * res["span_s"] * 1000 / res["steps"]) +
                       " ".join("%8.3f" % res[c] for c in cols), flush=True)
-                if not a.keep:
-                    os.unlink(data)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
