@@ -998,6 +998,30 @@ static bool cell_free(cell *c)
     return gone;
 }
 
+/* The cell's memory usage and limit files handed to its process, which
+ * reads them as a step ends (rz__sbx_helper_cell_memory); none where
+ * there is no memory cgroup. */
+static void cell_memory_files(const cell *c)
+{
+    for (size_t k = 0; k < c->n_cg; k++) {
+        if (sb.cg_version != 2 && c->kind[k] != CG_MEMORY)
+            continue;
+        char u[PATH_MAX], l[PATH_MAX];
+        snprintf(u, sizeof u, "%s/%s", c->cg[k], sb.cg_version == 2
+                 ? "memory.current" : "memory.usage_in_bytes");
+        snprintf(l, sizeof l, "%s/%s", c->cg[k], sb.cg_version == 2
+                 ? "memory.max" : "memory.limit_in_bytes");
+        int uf = open(u, O_RDONLY | O_CLOEXEC), lf = open(l, O_RDONLY | O_CLOEXEC);
+        if (uf >= 0 && lf >= 0)
+            rz__sbx_helper_cell_memory(c->zsock, uf, lf);
+        if (uf >= 0)
+            close(uf);
+        if (lf >= 0)
+            close(lf);
+        return;
+    }
+}
+
 /* A cell with the first step's limits (`s`'s) from the start: its process
  * joins the cgroups before this returns, and a limit of 0 there (memory:
  * every page it touched was an OOM kill) would end it. */
@@ -1038,6 +1062,7 @@ static int cell_new(const rz__sbx *s, const rz__sbx_opts *o, uint32_t uid,
         *retire = !cell_free(c);
         return rc;
     }
+    cell_memory_files(c);
     c->known = sb.cg_version > 0;   /* written above: not again */
     c->memory_mb = tmp.memory_mb;
     c->pids_max = tmp.pids_max;
@@ -1159,6 +1184,8 @@ static void ahead_take(rz__sbx *t, uint32_t uid)
     if (rz__sbx_helper_cell_early(uid, &c->zsock, &c->zpid) != 0) {
         retire = !cell_free(c);   /* its zygote reaped: the cgroups empty */
         c = NULL;
+    } else {
+        cell_memory_files(c);
     }
     pthread_mutex_lock(&cells_mu);
     cells[uid - sb.uid_first] = c ? c : retire ? &cell_reserved : NULL;

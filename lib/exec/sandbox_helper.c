@@ -594,6 +594,26 @@ void rz__sbx_helper_early_drop(void)
     pthread_mutex_unlock(&mu);
 }
 
+void rz__sbx_helper_cell_memory(int zsock, int usage, int limit)
+{
+    msg req = { 'm', 0 };
+    int fds[2] = { usage, limit };
+    struct iovec iov = { &req, sizeof req };
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof fds)];
+    } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof fds);
+    memcpy(CMSG_DATA(c), fds, sizeof fds);
+    (void)!sendmsg(zsock, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 void rz__sbx_helper_cell_done(int zsock)
 {
     msg m = { 'f', 0 };
@@ -1701,13 +1721,58 @@ static void mnt_hold(pid_t pid)
 
 static void make_spare(int s, int life);
 
+/* The cell's memory cgroup's usage and limit files (the runner's 'm');
+ * -1: not known. */
+static int mem_usage = -1, mem_limit = -1;
+#define SPARE_ROOM (4ull << 20)    /* a spare takes well under a MiB */
+
+int rz__sbx_mem_bytes(const char *buf, unsigned long long *v)
+{
+    if (strcmp(buf, "max\n") == 0) {
+        *v = ULLONG_MAX;
+        return 0;
+    }
+    char *end = NULL;
+    errno = 0;
+    *v = strtoull(buf, &end, 10);
+    return errno == 0 && buf[0] >= '0' && buf[0] <= '9' &&
+                   (end[0] == '\0' || (end[0] == '\n' && end[1] == '\0'))
+               ? 0 : -1;
+}
+
+/* A memory cgroup file's number of bytes; 0 or -1. */
+static int mem_read(int fd, unsigned long long *v)
+{
+    char buf[32];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    return rz__sbx_mem_bytes(buf, v);
+}
+
+/* What the ended step left charged to the cell leaves room for a spare
+ * under the limit. Unknown: no. */
+static bool spare_room(void)
+{
+    unsigned long long use, lim;
+    return mem_usage >= 0 && mem_limit >= 0 && mem_read(mem_usage, &use) == 0 &&
+           mem_read(mem_limit, &lim) == 0 && use < lim &&
+           lim - use > SPARE_ROOM;
+}
+
 /* Wait for the next request on `s`. Once the running step's init has
- * ended (and so every process of its pid namespace), its mount namespace
- * is let go of and the next step's spare made at once, while the runner
- * reaps that init and reads its counters, rather than on its 'f'. The
- * namespace goes first: its tmpfs is charged to the cell's memory, whose
- * limit is still the ended step's, and a spare made on top of it could be
- * killed for memory that the step's counters would then report. */
+ * ended (and so every process of its pid namespace), the next step's
+ * spare is made at once, while the runner reaps that init and reads its
+ * counters, rather than on its 'f'. The ended step's mount namespace is
+ * let go of there too; the last reference to it waits for an RCU grace
+ * period (milliseconds under load) during which this process would answer
+ * nothing. Where the step's charge leaves room, the spare is made first
+ * and drops the last reference (its copy, closed as it starts), so the
+ * wait is that spare's alone; else the namespace goes first: its tmpfs
+ * is charged to the cell's memory, whose limit is still the ended step's,
+ * and a spare made on top of it could be killed for memory that the
+ * step's counters would then report. */
 static void wait_request(int s, int life)
 {
     for (;;) {
@@ -1716,9 +1781,12 @@ static void wait_request(int s, int life)
         if (n < 0 && errno != EINTR)
             return;
         if (n > 0 && held_pidfd >= 0 && pf[1].revents) {
+            bool room = spare_room();
             mnt_ended();
-            mnt_let_go();
+            if (!room)
+                mnt_let_go();
             make_spare(s, life);
+            mnt_let_go();
         }
         if (n > 0 && pf[0].revents)
             return;
@@ -1986,6 +2054,11 @@ static void init_detach(void)
     mnt_release();
     close(host_net);
     close(host_proc);
+    if (mem_usage >= 0)
+        close(mem_usage);    /* the cell's */
+    if (mem_limit >= 0)
+        close(mem_limit);
+    mem_usage = mem_limit = -1;
     if (spare_sock >= 0)
         close(spare_sock);   /* the cell's, to its spare */
     init_rename();
@@ -2414,6 +2487,22 @@ static long init_new(const step *st, int s, int life, bool is_helper,
     return pid;
 }
 
+/* The runner's 'm': the memory cgroup's usage and limit files, kept
+ * (a second 'm' replaces them). */
+static void cell_memory_take(step *st)
+{
+    if (st->n_fds == 2) {
+        if (mem_usage >= 0)
+            close(mem_usage);
+        if (mem_limit >= 0)
+            close(mem_limit);
+        mem_usage = st->fds[0];
+        mem_limit = st->fds[1];
+        st->n_fds = 0;
+    }
+    step_free(st);
+}
+
 static _Noreturn void serve(int s, int life, bool is_helper)
 {
     /* The pool is filled ahead only in a cell's zygote: the helper itself
@@ -2426,6 +2515,10 @@ static _Noreturn void serve(int s, int life, bool is_helper)
         if (recv_step(s, &st, &req) != 0)
             _exit(0);
         char kind = req.kind;
+        if (kind == 'm' && !is_helper) {
+            cell_memory_take(&st);   /* no answer */
+            continue;
+        }
         if (kind == 'f' && !is_helper) {
             /* The runner is done with the last step (its leftovers
              * killed, rz__sbx_helper_cell_done): the next one's init is

@@ -109,6 +109,16 @@ RZ_HIDDEN void rz__sbx_helper_early_drop(void);
  * has its own): the cell may make the next step's init ahead now, if it
  * has not already at the last init's end (it watches its pidfd). */
 RZ_HIDDEN void rz__sbx_helper_cell_done(int zsock);
+/* The cell's memory cgroup's usage and limit files (v1 usage_in_bytes and
+ * limit_in_bytes, v2 memory.current and memory.max; borrowed, the caller
+ * closes its copies), sent once after rz__sbx_helper_cell: with them the
+ * cell can tell when an ended step's charge leaves room to make the next
+ * spare before the step's mount namespace is let go of (see
+ * wait_request). Without them it keeps that order. */
+RZ_HIDDEN void rz__sbx_helper_cell_memory(int zsock, int usage, int limit);
+/* A memory cgroup file's text ("123\n", or "max\n": ULLONG_MAX) as bytes;
+ * 0, or -1 for anything else. */
+RZ_HIDDEN int rz__sbx_mem_bytes(const char *buf, unsigned long long *v);
 /* A spare init's note of itself, unasked, on its cell's socket (see
  * make_spare): {RZ__SBX_SPARE_NOTE, 0}, eight bytes where every answer
  * has four; its pid is in the credentials the kernel stamps on it. */

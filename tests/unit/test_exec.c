@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <poll.h>
 #include <pwd.h>
 #include <setjmp.h>
@@ -2120,6 +2121,28 @@ static void helper_restart(void)
     sleep_ms(50);
 }
 
+/* A cell reads its memory cgroup's usage and limit to tell whether an
+ * ended step left room for the next spare; anything but a plain number or
+ * "max" is not a number of bytes (the cell then keeps the safe order). */
+static void test_sandbox_mem_bytes(void **state)
+{
+    (void)state;
+    unsigned long long v = 0;
+    assert_int_equal(rz__sbx_mem_bytes("16777216\n", &v), 0);
+    assert_true(v == 16777216ull);
+    assert_int_equal(rz__sbx_mem_bytes("0", &v), 0);
+    assert_true(v == 0);
+    assert_int_equal(rz__sbx_mem_bytes("max\n", &v), 0);
+    assert_true(v == ULLONG_MAX);
+    static const char *const bad[] = {
+        "", "\n", "max", "max\n\n", "-1\n", " 12\n", "+12\n", "12 \n",
+        "12x\n", "12\n3", "0x10\n", "99999999999999999999999\n", "nan\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        if (rz__sbx_mem_bytes(bad[i], &v) != -1)
+            fail_msg("\"%s\" read as %llu", bad[i], v);
+}
+
 /* A step starts with every signal at its default action, whatever the
  * runner ignored when the helper started (nohup's SIGHUP, a shell's
  * background job's SIGINT; the helper's own SIGPIPE): exec keeps ignored
@@ -3593,6 +3616,7 @@ static const struct CMUnitTest helper_tests[] = {
     T(test_hostile_resolver_only_with_network),
     T(test_hostile_submount_read_only),
     T(test_sandbox_signals_default),
+    T(test_sandbox_mem_bytes),
     T(test_sandbox_start_lost_answer),
     T(test_sandbox_start_lost_answer_no_cgroup),
     T(test_sandbox_no_env_hook),
