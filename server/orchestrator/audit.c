@@ -8,28 +8,33 @@
  *
  * Failing closed: an operation is only started once its "begin" record is
  * durable, and its reply only leaves once its "end" record (the HTTP
- * status) is: a failed begin answers 500 with nothing done, a failed end
- * turns the reply into a 500 (the operation's own effect then stands, with
- * its begin record and no end). Both are grouped by event-loop pass: the
- * pass's audited calls wait (audit_begin_later) until their begin records
- * are durable together, run, and their end records go together after the
- * engine's commit — two fdatasyncs a pass, not two a call. A begin record
- * with no end is a call that may or may not have taken effect (a crash
- * between the two); the engine and ledger say which. Records name the
- * caller, the route, the path's ids and the amounts, never a key, token
- * or body.
+ * status) is recorded: a failed begin answers 500 with nothing done, a
+ * failed end turns the reply into a 500 (the operation's own effect then
+ * stands, with its begin record and no end). Both are grouped by
+ * event-loop pass: the pass's audited calls wait (audit_begin_later) until
+ * their begin records are durable together, then run; their end records
+ * are made after the engine's commit and kept in memory, and the log's
+ * next write takes them first, with its one fdatasync: the next pass's
+ * begin records, or audit_head_settle within AUDIT_HEAD_LAG_MS — one
+ * write and one fdatasync a pass, not two. A begin record with no end is a
+ * call that may or may not have taken effect: a crash between the two,
+ * or a crash (of the process or the power) that took a pass's end records
+ * before that next write; the engine and ledger say which. Each write is
+ * synced before the next is made, so a crash can only tear the last line.
+ * Records name the caller, the route, the path's ids and the amounts,
+ * never a key, token or body.
  *
  * The head (last seq and hash, and the seq of the first keyed record) is
  * kept in the auth store too, so that whether the chain is keyed is not the
  * log's own word: a chain rewritten without the key (all records unkeyed)
  * is refused against it. A record is
  * durable in the log first (write + fdatasync), then the head moves (an
- * fsync'd LMDB commit: in a pass, the pass's commit of the auth store). A
- * pass's end records go together (one write, one fdatasync) after that
- * commit; the head moves past them with the next pass's commit, which a
- * busy server makes anyway, or AUDIT_HEAD_LAG_MS later on its own: not a
- * commit of its own for every pass. A crash between leaves the log records
- * ahead of the head: accepted at the next start when they follow the head.
+ * fsync'd LMDB commit: in a pass, the pass's commit of the auth store).
+ * A pass's end records move the head when they are written: with the next
+ * pass's commit, which a busy server makes anyway, or AUDIT_HEAD_LAG_MS
+ * later on its own; the head never names a record not yet synced. A crash
+ * between the sync and the head's commit leaves the log records ahead of
+ * the head: accepted at the next start when they follow the head.
  * A crash inside the write leaves a torn last line that never became
  * durable and that the head never named: cut, with a notice. Anything else
  * (a log behind its head: removed or cut short; a record at the head's
@@ -393,9 +398,13 @@ void audit_close(orch *o)
 {
     sodium_free(o->audit_key);
     o->audit_key = NULL;
+    free(o->audit_pend);   /* written by audit_head_settle, if it could */
+    o->audit_pend = NULL;
+    o->audit_pend_len = 0;
 }
 
-/* Append one record (the object `doc`, which gets seq and prev) durably.
+/* Append records (the objects, which get seq and prev): durably and the
+ * head with them (head_now), or written only, the sync and the head later.
  * RZ_OK or RZ_EIO; on failure the file is cut back to where it was. */
 static int append_timed(orch *o, cJSON **docs, size_t n, bool head_now);
 
@@ -410,8 +419,8 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Append n records (the objects, which get seq and prev) durably, as one
- * write, one fdatasync and one move of the head: RZ_OK, or RZ_EIO with
+/* Append n records (the objects, which get seq and prev) as one write (and
+ * with head_now one fdatasync and one move of the head): RZ_OK, or RZ_EIO with
  * none of them appended (the file cut back to where it was). Timed for
  * /metrics: the records are synced on the event loop, so what they cost
  * is the loop's time no other request gets. */
@@ -420,10 +429,8 @@ static int append_many_head(orch *o, cJSON **docs, size_t n, bool head_now)
     uint64_t t0 = mono_ns();
     int rc = append_timed(o, docs, n, head_now);
     o->audit_ns += mono_ns() - t0;
-    if (rc == RZ_OK) {
+    if (rc == RZ_OK)
         o->audit_records += n;
-        o->audit_syncs++;
-    }
     return rc;
 }
 
@@ -443,27 +450,33 @@ static void head_due_fired(evutil_socket_t fd, short what, void *arg)
     audit_head_settle(arg);
 }
 
-/* The head stays behind the log for now: settled by the next put of the
- * head, or by the timer. Without a timer it is put at once. */
-static int head_later(orch *o, uint64_t seq, const char hex[HASH_HEX + 1])
+/* The head's timer, made once: false without one (no event base). */
+static bool head_timer(orch *o)
 {
     if (!o->audit_head_ev && o->base)
         o->audit_head_ev = evtimer_new(o->base, head_due_fired, o);
-    if (!o->audit_head_ev)
-        return head_put(o, seq, hex);
+    return o->audit_head_ev != NULL;
+}
+
+/* The head stays behind the chain's end for now (the records pending, or
+ * written with the head not moved): settled by the next append, or by the
+ * timer (head_timer made it). */
+static void head_later(orch *o)
+{
     o->audit_head_due = true;
     if (!evtimer_pending(o->audit_head_ev, NULL)) {
         struct timeval tv = { 0, AUDIT_HEAD_LAG_MS * 1000 };
         evtimer_add(o->audit_head_ev, &tv);
     }
-    return RZ_OK;
 }
 
 void audit_head_settle(orch *o)
 {
-    if (o->audit_head_due && head_put(o, o->audit_seq, o->audit_last) != RZ_OK)
-        fprintf(stderr, ORCH_NAME ": audit: %s\n", audit_err);   /* the log
-                                          is ahead: accepted at the next start */
+    /* The pending records written and synced, then the head: a failure
+     * leaves them pending and the head where it was (the next append
+     * tries again; a log ahead of its head is accepted at a start). */
+    if (o->audit_head_due && append_many_head(o, NULL, 0, true) != RZ_OK)
+        fprintf(stderr, ORCH_NAME ": audit: %s\n", audit_err);
     o->audit_head_due = false;
     if (o->audit_head_ev)
         evtimer_del(o->audit_head_ev);
@@ -490,43 +503,78 @@ static int line_make(orch *o, cJSON *doc, uint64_t seq, const char *prev,
     return len;
 }
 
-static int append_timed(orch *o, cJSON **docs, size_t n, bool head_now)
+/* Write the lines (the pending ones first) and fdatasync them, then move
+ * the head past them; on failure the file is cut back to where it was. */
+static int write_synced(orch *o, const char *lines, size_t len, uint64_t seq,
+                        const char hash[HASH_HEX + 1])
 {
-    char *lines = n ? malloc(n * (LINE_MAX_BYTES + 2)) : NULL;
-    if (!lines)
-        return fail(RZ_EIO, "out of memory for %zu audit records", n);
-    char hash[HASH_HEX + 1];
-    memcpy(hash, o->audit_last, sizeof hash);
-    size_t len = 0;
+    /* Created only for the first record: a log that went away is an error. */
+    int flags = O_WRONLY | O_APPEND | O_CLOEXEC | (o->audit_bytes ? 0 : O_CREAT);
+    int fd = open(o->audit_path, flags, 0600);
+    if (fd < 0)
+        return fail(RZ_EIO, "cannot open %s: %s", o->audit_path, strerror(errno));
+    ssize_t w = write(fd, lines, len);
+    int err = w == (ssize_t)len ? 0 : w < 0 ? errno : ENOSPC;
+    if (!err && fdatasync(fd) != 0)
+        err = errno;
+    o->audit_syncs += !err;
+    /* Durable in the log, then the head: see the crash story above. */
+    int rc = err ? fail(RZ_EIO, "cannot write %s: %s", o->audit_path, strerror(err))
+                 : head_put(o, seq, hash);
+    if (rc != RZ_OK && ftruncate(fd, (off_t)o->audit_bytes) != 0)
+        (void)0;   /* the next open's walk reports the torn line */
+    close(fd);
+    return rc;
+}
+
+/* Render n records after the chain's end into lines, behind the pending
+ * ones: its length, or 0 with audit_err set. */
+static size_t render(orch *o, cJSON **docs, size_t n, char *lines,
+                     char hash[HASH_HEX + 1])
+{
+    if (o->audit_pend_len)
+        memcpy(lines, o->audit_pend, o->audit_pend_len);
+    memcpy(hash, o->audit_last, HASH_HEX + 1);
+    size_t len = o->audit_pend_len;
     for (size_t i = 0; i < n; i++) {
         char prev[HASH_HEX + 1];
         memcpy(prev, hash, sizeof prev);
         int l = line_make(o, docs[i], o->audit_seq + 1 + i, prev, lines + len, hash);
-        if (l < 0) {
-            free(lines);
-            return fail(RZ_EIO, "audit record too large");
-        }
+        if (l < 0)
+            return fail(0, "audit record too large");
         len += (size_t)l;
     }
-    /* Created only for the first record: a log that went away is an error. */
-    int flags = O_WRONLY | O_APPEND | O_CLOEXEC | (o->audit_seq ? 0 : O_CREAT);
-    int fd = open(o->audit_path, flags, 0600);
-    if (fd < 0) {
-        free(lines);
-        return fail(RZ_EIO, "cannot open %s: %s", o->audit_path,
-                    strerror(errno));
-    }
-    ssize_t w = write(fd, lines, len);
-    free(lines);
-    int err = w == (ssize_t)len ? 0 : w < 0 ? errno : ENOSPC;
-    if (!err && fdatasync(fd) != 0)
-        err = errno;
-    /* Durable in the log, then the head: see the crash story above. */
+    return len;
+}
+
+static int append_timed(orch *o, cJSON **docs, size_t n, bool head_now)
+{
+    char *lines = malloc(o->audit_pend_len + n * (LINE_MAX_BYTES + 2) + 1);
+    if (!lines)
+        return fail(RZ_EIO, "out of memory for %zu audit records", n);
+    char hash[HASH_HEX + 1];
+    size_t len = render(o, docs, n, lines, hash);
     uint64_t seq = o->audit_seq + n;
-    int rc = err ? fail(RZ_EIO, "cannot write %s: %s", o->audit_path,
-                        strerror(err))
-                 : head_now ? head_put(o, seq, hash) : head_later(o, seq, hash);
-    if (rc == RZ_OK && head_now && o->audit_head_due) {
+    if (n && !len) {
+        free(lines);
+        return RZ_EIO;
+    }
+    /* A pass's end records wait in memory for the log's next write, which
+     * syncs them with it: one write per sync, so a cut loses a tail. */
+    if (!head_now && head_timer(o)) {
+        free(o->audit_pend);
+        o->audit_pend = lines;
+        o->audit_pend_len = len;
+        o->audit_seq = seq;
+        memcpy(o->audit_last, hash, sizeof o->audit_last);
+        head_later(o);
+        return RZ_OK;
+    }
+    int rc = len ? write_synced(o, lines, len, seq, hash) : head_put(o, seq, hash);
+    free(lines);
+    if (rc != RZ_OK)
+        return rc;   /* the pending records stay pending */
+    if (o->audit_head_due) {
         /* This head covers what was due: the timer waits for the next
          * records left behind it, so that it fires only when no pass came
          * for AUDIT_HEAD_LAG_MS, not every AUDIT_HEAD_LAG_MS of a busy
@@ -535,13 +583,11 @@ static int append_timed(orch *o, cJSON **docs, size_t n, bool head_now)
         if (o->audit_head_ev)
             evtimer_del(o->audit_head_ev);
     }
-    if (rc != RZ_OK && ftruncate(fd, (off_t)o->audit_bytes) != 0)
-        (void)0;   /* the next open's walk reports the torn line */
-    close(fd);
-    if (rc != RZ_OK)
-        return rc;
+    free(o->audit_pend);
+    o->audit_pend = NULL;
+    o->audit_bytes += len;
+    o->audit_pend_len = 0;
     o->audit_seq = seq;
-    o->audit_bytes += (uint64_t)len;
     memcpy(o->audit_last, hash, sizeof o->audit_last);
     return RZ_OK;
 }

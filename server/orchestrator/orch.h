@@ -219,15 +219,20 @@ typedef struct orch {
 
     /* The audit log (audit.c): where it is and the end of its chain. */
     char audit_path[4096];
-    uint64_t audit_seq, audit_bytes;
+    uint64_t audit_seq, audit_bytes;   /* the chain's end (pending records
+                                          too); the file's size */
     char audit_last[65];
     uint64_t audit_keyed_since;   /* first keyed record, as the auth store says */
     uint64_t audit_records, audit_ns;   /* appended, and the time they took */
-    uint64_t audit_syncs;               /* fdatasyncs (one per append batch) */
+    uint64_t audit_syncs;               /* the log's fdatasyncs */
     /* A pass's end records are in the log but the head has not moved past
      * them yet: it moves with the next auth commit, at the latest when
      * audit_head_ev fires (audit.c). */
     bool audit_head_due;
+    /* A pass's end records, rendered (seq, hash) but not yet written: the
+     * log's next write (with its fdatasync) takes them first. */
+    char *audit_pend;
+    size_t audit_pend_len;
     struct event *audit_head_ev;
     uint64_t audit_head_commits;  /* head moves committed on their own, not
                                      with a pass's commit of the auth store */
@@ -447,14 +452,15 @@ void audit_begin_drop(orch *o);
  * `of`, durably, before its reply goes; false: it failed (the reply must
  * become AUDIT_FAIL_JSON, a 500). */
 bool audit_end(orch *o, uint64_t of, int code);
-/* The end records of n operations (of[i] with code[i]) in one write and
- * one fdatasync: a pass's held replies (group commit). The head moves
- * past them with the next pass's auth commit, or within
- * AUDIT_HEAD_LAG_MS (audit_head_settle). All or none: false, every reply
- * must become AUDIT_FAIL_JSON. */
+/* The end records of n operations (of[i] with code[i]): a pass's held
+ * replies (group commit). They are kept in memory and written, with one
+ * fdatasync, at the front of the log's next write (the next pass's begin
+ * records, or audit_head_settle within AUDIT_HEAD_LAG_MS); the head moves
+ * past them only after it. All or none: false, every reply must become
+ * AUDIT_FAIL_JSON. */
 bool audit_end_many(orch *o, const uint64_t *of, const int *code, size_t n);
-/* Move the head past records written without it (at once; at shutdown,
- * before the auth store closes, and from the timer). */
+/* Write and sync the pending end records, then move the head past them
+ * (at shutdown, before the auth store closes, and from the timer). */
 void audit_head_settle(orch *o);
 #define AUDIT_FAIL_JSON "{\"error\":{\"code\":\"RZ_EIO\",\"message\":\"the " \
     "audit log cannot be written; the outcome of this operation is not "   \

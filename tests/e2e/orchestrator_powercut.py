@@ -10,12 +10,15 @@ Each round starts the server under the shim on the same data directory,
 sends credits and job submissions until the power goes (or 30 calls), and
 restarts it plainly: it must start (a power cut is not damage), every
 acknowledged job must be there, the client's money must hold every
-acknowledged credit and no more than was sent, and `check --data` must
-pass (ledger verified, engine and ledger agreeing).
+acknowledged credit and no more than was sent, `check --data` must
+pass (ledger verified, engine and ledger agreeing), and every
+acknowledged call must have its begin record in the audit log (a pass's
+end records are synced with the log's next sync: a cut may take them).
 
 Usage: orchestrator_powercut.py ORCHESTRATOR SOURCE_ROOT PRELOAD.so TEST_POWERCUT
 RZ_POWERCUT_ROUNDS (default 8) and RZ_POWERCUT_SEED for longer runs."""
 import os
+import json
 import random
 import subprocess
 import sys
@@ -23,7 +26,9 @@ import tempfile
 import time
 import unittest
 
-from harness import Proc, free_port, http, sanitizer_report, start_orchestrator
+from collections import Counter
+
+from harness import Proc, free_port, http, run, sanitizer_report, start_orchestrator
 
 EXE, ROOT, PRELOAD, PLAYER = sys.argv[1:5]
 ROUNDS = int(os.environ.get("RZ_POWERCUT_ROUNDS", "8"))
@@ -82,7 +87,7 @@ class PowerCut(unittest.TestCase):
         acct_id, key = acct["id"], acct["api_key"]
         rng = random.Random(SEED)
         acked_sum = sent_sum = cuts = lost = 0
-        jobs = []
+        jobs, acked = [], Counter()
         for rnd in range(ROUNDS):
             if os.path.exists(self.log):
                 os.unlink(self.log)
@@ -108,6 +113,7 @@ class PowerCut(unittest.TestCase):
                                        timeout=10)
                         if st == 200:
                             acked_sum += amount
+                            acked[amount] += 1
                         else:
                             self.assertEqual(st, 500, doc)   # a failed sync
                 except OSError:
@@ -131,10 +137,24 @@ class PowerCut(unittest.TestCase):
                                     "credits lost" % rnd)
             self.assertLessEqual(total, sent_sum, "round %d" % rnd)
             proc.stop_clean()
+            self.begun_all(rnd, acct_id, acked, len(jobs))
         print("%d rounds: %d power cuts, %d unsynced writes lost; %d jobs and "
               "%d micro-dollars of credits acknowledged, all there"
               % (ROUNDS, cuts, lost, len(jobs), acked_sum))
         self.assertGreater(cuts, 0)
+
+    def begun_all(self, rnd, acct_id, acked, n_jobs):
+        """Every acknowledged call's begin record is in the audit log."""
+        r = run([EXE, "audit", "--data", self.data], timeout=60)
+        self.assertEqual(r.returncode, 0, "round %d: %s" % (rnd, r.stderr))
+        begins = [json.loads(l) for l in r.stdout.splitlines()]
+        begins = [b for b in begins if b["phase"] == "begin"]
+        credits = Counter(b.get("amount_micros") for b in begins if b["op"] ==
+                          "POST /api/v1/accounts/%s/test-credits" % acct_id)
+        self.assertEqual(acked - credits, Counter(), "round %d: acknowledged credits "
+                         "without their begin record" % rnd)
+        self.assertGreaterEqual(sum(b["op"] == "POST /api/v1/jobs" for b in begins),
+                                n_jobs, "round %d" % rnd)
 
 
 if __name__ == "__main__":
