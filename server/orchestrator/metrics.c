@@ -377,7 +377,7 @@ void r_metrics(req *q)
                         "# TYPE rhizos_audit_seconds_total counter\n"
                         "rhizos_audit_seconds_total %.6f\n"
                         "# HELP rhizos_audit_syncs_total Their fdatasyncs (a pass's end "
-                        "records share one).\n# TYPE rhizos_audit_syncs_total counter\n"
+                        "records share the next write's).\n# TYPE rhizos_audit_syncs_total counter\n"
                         "rhizos_audit_syncs_total %llu\n"
                         "# HELP rhizos_audit_head_commits_total Moves of the chain's "
                         "head committed on their own (the others go with a pass's "
