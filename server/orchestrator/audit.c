@@ -403,8 +403,9 @@ void audit_close(orch *o)
     o->audit_pend_len = 0;
 }
 
-/* Append records (the objects, which get seq and prev): durably and the
- * head with them (head_now), or written only, the sync and the head later.
+/* Append records (the objects, which get seq and prev): durably, the
+ * head with them (head_now), or kept for the log's next write (a pass's
+ * end records).
  * RZ_OK or RZ_EIO; on failure the file is cut back to where it was. */
 static int append_timed(orch *o, cJSON **docs, size_t n, bool head_now);
 
@@ -419,8 +420,9 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Append n records (the objects, which get seq and prev) as one write (and
- * with head_now one fdatasync and one move of the head): RZ_OK, or RZ_EIO with
+/* Append n records (the objects, which get seq and prev) as one write, one
+ * fdatasync and one move of the head (or, !head_now, kept for the log's
+ * next write, which takes them first): RZ_OK, or RZ_EIO with
  * none of them appended (the file cut back to where it was). Timed for
  * /metrics: the records are synced on the event loop, so what they cost
  * is the loop's time no other request gets. */
