@@ -711,9 +711,10 @@ class Audit(Base):
         self.assertLess(own, 4)   # its timer every 50 ms: about 10
         # One fdatasync a call: its begin record's, which also covers the
         # end record of the call before (each end's own sync: 2 a call);
-        # the timer adds one each time it fires (its own head commits).
+        # the timer adds one each time it fires (its own head commits, or
+        # rarely one inside a pass's group).
         syncs = m1["rhizos_audit_syncs_total"] - m0["rhizos_audit_syncs_total"]
-        self.assertLessEqual(syncs, calls + own)
+        self.assertLessEqual(syncs, calls + own + 2)
         time.sleep(0.5)   # idle: the last end's head is committed on its own
         m2 = self.metrics()
         self.assertGreaterEqual(m2["rhizos_audit_head_commits_total"],
