@@ -118,7 +118,8 @@ RZ_EXTERN RZ_NODISCARD int rz_run_request(const rz_run *run, size_t step,
  * default) that lack an output the module declares or hold one of another
  * type, fail the step as rz_run_fail would (retrying if attempts remain; the
  * step's error says why) and return RZ_EINVALID. With "warn" the step
- * succeeds and the run record shows a "warning". */
+ * succeeds and the run record shows a "warning". RZ_ENOMEM (the run
+ * unchanged) when memory ran out, reading the outputs too. */
 RZ_EXTERN RZ_NODISCARD int rz_run_succeed(rz_run *run, size_t step,
                                           const char *outputs_json,
                                           uint64_t now_ms);

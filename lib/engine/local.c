@@ -50,7 +50,8 @@ void rz__engine_local_event(rz_engine *e, const rz__edep *d,
         rc = rz_run_start(r, step, now);
         break;
     case RZ__STEP_EVENT_SUCCEED:
-        (void)!rz_run_succeed(r, step, text, now);   /* RZ_EINVALID replays too */
+        rc = rz_run_succeed(r, step, text, now);   /* RZ_EINVALID replays too */
+        rc = rc == RZ_ENOMEM ? rc : RZ_OK;
         break;
     case RZ__STEP_EVENT_FAIL:
         rc = rz_run_fail(r, step, text, now);

@@ -153,7 +153,12 @@ int rz__engine_reuse_try(rz_engine *e, rz__edep *d, rz__ejob *j, size_t task,
         free(src);
         return no_memory();
     }
-    (void)!rz_run_succeed(d->run, task, text, now);   /* its state tells */
+    /* Its state tells, but for memory: its event would replay a success. */
+    if (rz_run_succeed(d->run, task, text, now) == RZ_ENOMEM) {
+        free(text);
+        free(src);
+        return no_memory();
+    }
     free(j->reused);
     j->reused = src;   /* before the event: an embedded runner tells it */
     int rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_SUCCEED, task, now, text);

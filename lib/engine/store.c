@@ -1303,9 +1303,11 @@ static int apply_step_event(rz__edep *d, const cJSON *rec)
     case RZ__STEP_EVENT_START:
         rz_run_ready(d->run, now, &dummy, 0);
         return rz_run_start(d->run, step, now);
-    case RZ__STEP_EVENT_SUCCEED:
-        (void)!rz_run_succeed(d->run, step, text, now);   /* RZ_EINVALID replays too */
-        return RZ_OK;
+    case RZ__STEP_EVENT_SUCCEED: {
+        /* RZ_EINVALID replays too; out of memory would replay otherwise. */
+        int rc = rz_run_succeed(d->run, step, text, now);
+        return rc == RZ_ENOMEM ? rc : RZ_OK;
+    }
     case RZ__STEP_EVENT_FAIL:
         return rz_run_fail(d->run, step, text, now);
     case RZ__STEP_EVENT_TICK:
