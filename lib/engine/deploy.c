@@ -518,9 +518,12 @@ int rz__engine_dep_advance(rz_engine *e, rz__edep *d, uint64_t now)
         for (size_t i = 0; rc == RZ_OK && i < n && i < RZ_ARRAY_LEN(buf); i++)
             rc = start_step(e, d, buf[i], now);
     }
+    /* The run's changes so far reach its jobs whatever failed: the call
+     * commits its step events (a step not queued for memory waits for
+     * start_due), and a job left behind them would disagree after a crash. */
+    sync_steps(e, d);
     if (rc != RZ_OK)
         return rc;
-    sync_steps(e, d);
     return rz_run_done(d->run) ? finish_dep(e, d) : RZ_OK;
 }
 

@@ -129,6 +129,13 @@ static void queue_start(rz_engine *e, rz__ejob *j)
 
 int rz__engine_enqueue(rz_engine *e, rz__ejob *j)
 {
+    /* Room first: out of memory leaves the job as it was, not queued in
+     * its state but in no queue. */
+    rz__req_group *g = j->req_group;
+    if (!rz__engine_grow((void **)&e->queued_groups, &e->cap_queued_groups,
+                         e->n_queued_groups + 1, sizeof *e->queued_groups) ||
+        !rz__engine_grow((void **)&g->q, &g->q_cap, g->q_len + 1, sizeof *g->q))
+        return no_memory();
     j->state = RZ_JOB_QUEUED;
     j->attempt++;
     j->node = 0;

@@ -1695,6 +1695,204 @@ static void test_for_each_out_of_memory_then_crash(void **state)
     assert_true(calls > 0 && failed > 5 && repaired > 0);
 }
 
+/* ---- money through failed calls, crashes and reopens ---- */
+
+/* The process dies: the engine's memory is dropped without the commit a
+ * close makes (marked broken, as a failed commit marks it), and it opens
+ * again from what its store and the ledger hold. */
+static void crash_reopen(fx *f)
+{
+    f->e->broken = true;
+    efx_reopen(f);
+}
+
+/* The ledger and the engine agree on every micro-dollar: the client's
+ * held funds are exactly the open holds of the jobs the engine knows (none
+ * orphaned, none leaked), and the client, the nodes and the platform hold
+ * together what was deposited. */
+static void money_whole(fx *f, uint64_t deposit)
+{
+    rz_ledger *l = rz_engine_ledger(f->e);
+    uint64_t held = 0;
+    rz_engine_job_info ji;
+    for (uint64_t j = 1; rz_engine_job_get(f->e, j, &ji) == RZ_OK; j++) {
+        rz_ledger_transfer t;
+        if (rz_ledger_transfer_get(l, rz__engine_hold_id(j), &t) == RZ_OK &&
+            t.state == RZ_LEDGER_OPEN)
+            held += t.amount;
+    }
+    rz_ledger_id ids[6] = { f->client, RZ_LEDGER_PLATFORM_ID };
+    size_t n = 2;
+    for (size_t i = 0; i < f->n_nodes; i++)
+        ids[n++] = rz_engine_node_account(f->node[i]);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        rz_ledger_account a;
+        assert_int_equal(rz_ledger_balance(l, ids[i], &a), RZ_OK);
+        if (i == 0)
+            assert_int_equal(a.debits_pending, held);
+        sum += a.credits_posted - a.debits_posted;
+    }
+    assert_int_equal(sum, deposit);
+}
+
+/* One run of FE_FLOW by one node in which the `target`th engine call
+ * (deploy, poll, report or tick, in the order made) runs out of memory at
+ * its `n`th allocation. */
+typedef struct oom_run {
+    fx *f;
+    long target, n;
+    long call;        /* engine calls made */
+    long allocs;      /* the target call's allocations (< n: all passed) */
+    bool hit;         /* the target call was made */
+    bool failed;      /* it returned an error */
+} oom_run;
+
+static void oom_arm(oom_run *o)
+{
+    if (o->call == o->target)
+        rz__alloc_fail_at(o->n, false);
+}
+
+/* After a call: when it was the target, disarm and note what it did. */
+static bool oom_disarm(oom_run *o, int rc)
+{
+    if (o->call++ != o->target)
+        return false;
+    o->allocs = rz__alloc_calls();
+    rz__alloc_fail_at(0, false);
+    o->hit = true;
+    o->failed = rc != RZ_OK;
+    return true;
+}
+
+/* Then crash (a commit that failed leaves nothing else to do; every odd
+ * failure point crashes too) and check the money. */
+static void oom_recover(oom_run *o, bool was_target)
+{
+    if (!was_target)
+        return;
+    fx *f = o->f;
+    rz_ledger_account acc;
+    if (f->e->broken || o->n % 2 ||
+        rz_ledger_balance(rz_engine_ledger(f->e), f->client, &acc) == RZ_ESTATE)
+        crash_reopen(f);
+    check(f);
+    money_whole(f, 10000);
+}
+
+static void oom_after(oom_run *o, int rc)
+{
+    oom_recover(o, oom_disarm(o, rc));
+}
+
+typedef struct held_report {
+    uint64_t job;
+    uint32_t attempt;
+    char *out;
+} held_report;
+
+/* The node resends each result it holds until the engine takes it (as a
+ * node's outbox does), then polls for more. */
+static void oom_node(oom_run *o, held_report *h, size_t *nh, uint64_t now)
+{
+    fx *f = o->f;
+    for (size_t i = 0; i < *nh;) {
+        oom_arm(o);
+        int rc = node_report(f->e, 1, h[i].job, h[i].attempt, h[i].out, NULL,
+                             100, now);
+        oom_after(o, rc);
+        if (rc != RZ_OK && rc != RZ_ESTATE) {
+            i++;   /* again next round */
+            continue;
+        }
+        free(h[i].out);
+        h[i] = h[--*nh];
+    }
+    rz_engine_assignment a;
+    for (;;) {
+        oom_arm(o);
+        int rc = rz_engine_poll(f->e, 1, now, &a);
+        bool was_target = oom_disarm(o, rc);
+        if (rc == RZ_OK) {   /* read before a crash frees what `a` points to */
+            assert_true(*nh < 4);
+            h[(*nh)++] = (held_report){ a.job, a.attempt, module_outputs(&a) };
+        }
+        oom_recover(o, was_target);
+        if (rc != RZ_OK)
+            break;
+    }
+}
+
+/* The deployment made (again when the failed deploy left none) and run to
+ * its end; then every job is charged once, whatever failed on the way. */
+static void oom_run_once(oom_run *o)
+{
+    fx *f = o->f;
+    node_add(f, 0);
+    uint64_t d = 0;
+    while (!d) {
+        oom_arm(o);
+        int rc = rz_engine_deploy(f->e, FE_FLOW, strlen(FE_FLOW), f->client,
+                                  FE_INPUTS, 1, &d, NULL);
+        oom_after(o, rc);
+        rz_run_state rs;
+        if (rc != RZ_OK && rz_engine_deployment_state(f->e, 1, &rs) == RZ_OK)
+            d = 1;   /* stored before the call failed */
+    }
+    held_report h[4];
+    size_t nh = 0;
+    rz_run_state rs = RZ_RUN_RUNNING;
+    for (uint64_t now = 2; rs == RZ_RUN_RUNNING || nh; now += 10) {
+        assert_true(now < 1000);   /* within the node's timeout */
+        oom_node(o, h, &nh, now);
+        oom_arm(o);
+        oom_after(o, rz_engine_tick(f->e, now));
+        assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
+    }
+    uint64_t nodes[1] = { 1 }, last = 0;
+    rz_engine_job_info ji;
+    while (rz_engine_job_get(f->e, last + 1, &ji) == RZ_OK)
+        last++;
+    assert_money(f, 1, last, nodes, 1);
+    money_whole(f, 10000);
+    crash_reopen(f);
+    check(f);
+    assert_money(f, 1, last, nodes, 1);
+    money_whole(f, 10000);
+}
+
+/* Memory runs out at each allocation in turn of each call of a for_each
+ * deployment's life (its deploy, polls, the report that makes the
+ * elements, theirs, ticks), the records its commit writes included (cJSON
+ * is hooked: main); then the process dies (a failed commit, and every
+ * odd failure point) or carries on. After each, the ledger's holds are
+ * exactly those of the engine's open jobs and the accounts sum to the
+ * deposit; the node resends what it had until it is taken, and the run's
+ * end charges each job once. */
+static void test_every_failure_point_keeps_money(void **state)
+{
+    long points = 0, failed = 0;
+    for (long target = 0;; target++) {
+        oom_run o = { *state, target, 1, 0, 0, false, false };
+        for (long n = 1;; n += n < 60 ? 1 : 9) {
+            o = (oom_run){ *state, target, n, 0, 0, false, false };
+            oom_run_once(&o);
+            teardown(state);
+            assert_int_equal(setup(state), 0);
+            points++;
+            failed += o.failed;
+            if (!o.hit || o.allocs < n)
+                break;
+        }
+        if (!o.hit)
+            break;   /* past the last call */
+    }
+    fprintf(stderr, "every failure point: %ld runs, %ld calls failed\n",
+            points, failed);
+    assert_true(failed > 100);
+}
+
 /* Holds the client cannot cover fail the map (recorded: a reopen agrees),
  * not the engine call. */
 static void test_for_each_no_funds(void **state)
@@ -2759,6 +2957,7 @@ int main(void)
         T(test_deploy_replicated_records),
         T(test_replicated_step_verdict_out_of_memory),
         T(test_for_each_out_of_memory_then_crash),
+        T(test_every_failure_point_keeps_money),
         T(test_status_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
