@@ -1208,11 +1208,13 @@ int rz_engine_deployment_cancel(rz_engine *e, uint64_t deployment, uint64_t now_
         return rz__error(RZ_ESTATE, "deployment %llu has finished",
                          (unsigned long long)deployment);
     e->now = now_ms;
-    rc = rz_run_cancel(d->run, now_ms);
-    d->cancelled = true;
+    rc = rz__engine_step_event_room(e);   /* recording the cancel cannot fail */
     if (rc == RZ_OK)
-        rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_CANCEL, 0, now_ms,
-                                       NULL);
+        rc = rz_run_cancel(d->run, now_ms);
+    if (rc != RZ_OK)
+        return rc;   /* nothing changed */
+    d->cancelled = true;
+    rz__engine_step_event_put(e, d, RZ__STEP_EVENT_CANCEL, 0, now_ms, NULL);
     for (size_t i = 0; rc == RZ_OK && i < rz_run_task_count(d->run); i++) {
         if (rz_run_step_state(d->run, i) != RZ_STEP_RUNNING ||
             (i < d->n_steps && rz__step_maps(&d->flow->steps[i])))   /* its elements */
@@ -1222,8 +1224,14 @@ int rz_engine_deployment_cancel(rz_engine *e, uint64_t deployment, uint64_t now_
             rc = rz__engine_step_event_add(e, d, RZ__STEP_EVENT_FAIL, i,
                                            now_ms, "cancelled");
     }
-    if (rc == RZ_OK)
-        rc = rz__engine_dep_advance(e, d, now_ms);
+    if (rc != RZ_OK) {
+        /* A running step's stop was not recorded: memory is ahead of the
+         * store, whose last commit a reopen restores (and the cancel is
+         * asked again). */
+        e->broken = true;
+        return rc;
+    }
+    rc = rz__engine_dep_advance(e, d, now_ms);
     int crc = rz__engine_commit_call(e, RZ_OK);
     return rc != RZ_OK ? rc : crc;
 }

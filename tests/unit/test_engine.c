@@ -2465,6 +2465,53 @@ static void test_deploy_many_steps(void **state)
     check(f);
 }
 
+/* Memory runs out at each allocation in turn of the cancel of a 20-step
+ * deployment, two of its steps running (each of the first 100, then one
+ * in 11); then a crash, or not. The cancel is whole or not made: the jobs, the run and the ledger
+ * agree, before a reopen and after, and once cancelled every hold is
+ * given back. */
+static void test_cancel_out_of_memory_keeps_money(void **state)
+{
+    char *text = many_steps(20, 100);
+    long failed = 0, points = 0;
+    for (long n = 1, past = 0; !past; n += n < 100 ? 1 : 11, points++) {
+        fx *f = *state;
+        uint64_t node = node_add(f, 0);
+        uint64_t d = efx_deploy(f, text, NULL, 1);
+        rz_engine_assignment a;
+        for (int k = 0; k < 2; k++)   /* two steps running, the rest queued */
+            assert_int_equal(rz_engine_poll(f->e, node, 1, &a), RZ_OK);
+        rz__alloc_fail_at(n, false);
+        int rc = rz_engine_deployment_cancel(f->e, d, 2);
+        past = rz__alloc_calls() < n;
+        rz__alloc_fail_at(0, false);
+        failed += rc != RZ_OK;
+        rz_ledger_account acc;
+        if (f->e->broken || n % 2 ||   /* the engine's, or its ledger's, write failed */
+            rz_ledger_balance(rz_engine_ledger(f->e), f->client, &acc) == RZ_ESTATE)
+            crash_reopen(f);
+        check(f);
+        money_whole(f, 10000);
+        rz_run_state rs;
+        assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
+        if (rs == RZ_RUN_RUNNING)
+            assert_int_equal(rz_engine_deployment_cancel(f->e, d, 3), RZ_OK);
+        else   /* pays what a payment that failed left owing */
+            assert_int_equal(rz_engine_tick(f->e, 3), RZ_OK);
+        check(f);
+        money_whole(f, 10000);
+        assert_int_equal(efx_available(f, f->client), 10000);
+        crash_reopen(f);
+        check(f);
+        assert_int_equal(efx_available(f, f->client), 10000);
+        teardown(state);
+        assert_int_equal(setup(state), 0);
+    }
+    free(text);
+    fprintf(stderr, "cancel out of memory: %ld points, %ld failed\n", points, failed);
+    assert_true(failed > 3);
+}
+
 static uint64_t job_node(fx *f, uint64_t job)
 {
     rz_engine_job_info ji;
@@ -2958,6 +3005,7 @@ int main(void)
         T(test_replicated_step_verdict_out_of_memory),
         T(test_for_each_out_of_memory_then_crash),
         T(test_every_failure_point_keeps_money),
+        T(test_cancel_out_of_memory_keeps_money),
         T(test_status_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
