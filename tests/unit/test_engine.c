@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,10 @@ static int setup(void **state)
      * bound of the run time by the clock has its own test
      * (test_run_time_bounded). */
     o.run_tolerance_ms = UINT64_MAX / 2;
+    /* cJSON's allocations fail too: the engine's records are printed
+     * through it, so the out-of-memory loops reach a commit's writers. */
+    cJSON_Hooks hooks = { rz__malloc, free };
+    cJSON_InitHooks(&hooks);
     *state = efx_new("engine", mods, sizeof mods / sizeof mods[0], &o, 10000);
     return 0;
 }
@@ -1874,19 +1879,25 @@ static void test_every_failure_point_keeps_money(void **state)
 {
     long points = 0, failed = 0;
     for (long target = 0;; target++) {
-        oom_run o = { *state, target, 1, 0, 0, false, false };
-        for (long n = 1;; n += n < 60 ? 1 : 9) {
+        /* The call's allocations counted, none failing; then each of its
+         * first 24 and last 50 fails (where it starts and where it
+         * changes state), and one in 13 between. */
+        oom_run o = { *state, target, LONG_MAX, 0, 0, false, false };
+        oom_run_once(&o);
+        teardown(state);
+        assert_int_equal(setup(state), 0);
+        if (!o.hit)
+            break;   /* past the last call */
+        long all = o.allocs, dense = all - 50;
+        for (long n = 1; n <= all; n = n < 24 || n >= dense ? n + 1
+                                     : n + 13 < dense ? n + 13 : dense) {
             o = (oom_run){ *state, target, n, 0, 0, false, false };
             oom_run_once(&o);
             teardown(state);
             assert_int_equal(setup(state), 0);
             points++;
             failed += o.failed;
-            if (!o.hit || o.allocs < n)
-                break;
         }
-        if (!o.hit)
-            break;   /* past the last call */
     }
     fprintf(stderr, "every failure point: %ld runs, %ld calls failed\n",
             points, failed);
@@ -2935,10 +2946,6 @@ static void desk_status_checked(fx *f, uint64_t d)
 
 int main(void)
 {
-    /* cJSON's allocations fail too: the engine's records are printed
-     * through it, so the out-of-memory loops reach a commit's writers. */
-    cJSON_Hooks hooks = { rz__malloc, free };
-    cJSON_InitHooks(&hooks);
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_settle_exact),
