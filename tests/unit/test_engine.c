@@ -1904,6 +1904,52 @@ static void test_every_failure_point_keeps_money(void **state)
     assert_true(failed > 100);
 }
 
+/* Memory runs out at each allocation in turn of an open that replays a
+ * running deployment whose last event is a step's success (the other
+ * step runs on): the open fails, or its run agrees with the jobs (the
+ * outputs, parsed again for the replay, never leave the step running for
+ * memory) and with the ledger. */
+static void test_open_out_of_memory_replays_whole(void **state)
+{
+    static const char *flow = "flux: 1\nname: two\nsteps:\n"
+        "  a: {module: count@1.0.0, inputs: {text: \"x y\"}}\n"
+        "  b: {module: count@1.0.0, inputs: {text: \"z\"}}\n";
+    fx *f = *state;
+    uint64_t nodes[1] = { node_add(f, 0) };
+    uint64_t d = efx_deploy(f, flow, NULL, 1);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, 1, 2, &a), RZ_OK);
+    uint64_t job = a.job;
+    assert_int_equal(node_report(f->e, 1, job, a.attempt, "{\"n\":2}", NULL, 0, 3),
+                     RZ_OK);
+    rz_engine_close(f->e);
+    f->e = NULL;
+    long opened = 0, n = 1;
+    for (bool past = false; !past; n += n < 200 ? 1 : 3) {
+        rz__alloc_fail_at(n, false);
+        int rc = rz_engine_open(&f->e, f->dir, &f->opts);
+        past = rz__alloc_calls() < n;
+        rz__alloc_fail_at(0, false);
+        if (rc != RZ_OK)
+            continue;
+        opened++;
+        check(f);
+        money_whole(f, 10000);
+        assert_int_equal(job_state(f, job), RZ_JOB_SUCCEEDED);
+        f->e->broken = true;   /* closed as a crash: nothing written */
+        rz_engine_close(f->e);
+        f->e = NULL;
+    }
+    efx_reopen(f);
+    for (uint64_t now = 10; now < 40; now += 10)
+        drive(f, nodes, 1, now, NULL);
+    rz_run_state rs;
+    assert_int_equal(rz_engine_deployment_state(f->e, d, &rs), RZ_OK);
+    assert_int_equal(rs, RZ_RUN_SUCCEEDED);
+    assert_money(f, 1, 2, nodes, 1);
+    fprintf(stderr, "open out of memory: %ld points, %ld opened\n", n - 1, opened);
+}
+
 /* Holds the client cannot cover fail the map (recorded: a reopen agrees),
  * not the engine call. */
 static void test_for_each_no_funds(void **state)
@@ -2944,9 +2990,10 @@ static void desk_status_checked(fx *f, uint64_t d)
     check(f);
 }
 
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
 int main(void)
 {
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_settle_exact),
         T(test_run_time_bounded),
@@ -3013,6 +3060,7 @@ int main(void)
         T(test_for_each_out_of_memory_then_crash),
         T(test_every_failure_point_keeps_money),
         T(test_cancel_out_of_memory_keeps_money),
+        T(test_open_out_of_memory_replays_whole),
         T(test_status_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
