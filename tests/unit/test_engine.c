@@ -1880,8 +1880,8 @@ static void test_every_failure_point_keeps_money(void **state)
     long points = 0, failed = 0;
     for (long target = 0;; target++) {
         /* The call's allocations counted, none failing; then each of its
-         * first 24 and last 50 fails (where it starts and where it
-         * changes state), and one in 13 between. */
+         * first 12 and last 50 fails (where it starts and where it
+         * changes state), and one in 17 between. */
         oom_run o = { *state, target, LONG_MAX, 0, 0, false, false };
         oom_run_once(&o);
         teardown(state);
@@ -1889,8 +1889,8 @@ static void test_every_failure_point_keeps_money(void **state)
         if (!o.hit)
             break;   /* past the last call */
         long all = o.allocs, dense = all - 50;
-        for (long n = 1; n <= all; n = n < 24 || n >= dense ? n + 1
-                                     : n + 13 < dense ? n + 13 : dense) {
+        for (long n = 1; n <= all; n = n < 12 || n >= dense ? n + 1
+                                     : n + 17 < dense ? n + 17 : dense) {
             o = (oom_run){ *state, target, n, 0, 0, false, false };
             oom_run_once(&o);
             teardown(state);
