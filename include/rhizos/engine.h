@@ -302,6 +302,17 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_poll(rz_engine *e, uint64_t node,
                                           uint64_t now_ms,
                                           rz_engine_assignment *out);
 
+/* Node `node` says its attempt `attempt` of `job` ended (its process is
+ * gone) and its result is on the way: the job stays RUNNING and the
+ * node's until the result (rz_engine_report_result) or the node's loss,
+ * but no longer holds its reservation, so the node's next poll (or this
+ * call's commit) can hand it the next job before the result is taken.
+ * RZ_OK (also when said before); RZ_ESTATE when the node does not run
+ * that attempt (its result was taken, or it is stale): nothing changes. */
+RZ_EXTERN RZ_NODISCARD int rz_engine_node_ended(rz_engine *e, uint64_t node,
+                                                uint64_t job, uint32_t attempt,
+                                                uint64_t now_ms);
+
 /* The task of its deployment's run (rz_run's numbering: a step, or one of
  * a for_each step's elements) that job `job` runs, into *task. RZ_ENOENT
  * if `job` is not a job of a running deployment held in memory. */

@@ -17,13 +17,17 @@ static bool placed_state(rz_job_state s)
 
 static int check_node(rz_engine *e, const rz__enode *n)
 {
-    uint32_t held = 0;
+    uint32_t held = 0, due = 0;
     for (size_t i = 0; i < n->n_held; i++) {
         const rz__ejob *j = rz__engine_job(e, n->held[i]);
-        if (!j || !j->placed || j->node != n->id || !placed_state(j->state))
+        bool ok = j && j->node == n->id &&
+                  (j->result_due ? !j->placed && j->state == RZ_JOB_RUNNING
+                                 : j->placed && placed_state(j->state));
+        if (!ok)
             return BREACH("node %llu holds job %llu, which is not placed there",
                           U(n->id), U(n->held[i]));
         held++;
+        due += j->result_due;
     }
     if (held != n->jobs)
         return BREACH("node %llu counts %u jobs but holds %u", U(n->id),
@@ -39,9 +43,9 @@ static int check_node(rz_engine *e, const rz__enode *n)
         u.storage_used_gb > u.storage_total_gb || u.gpus_used > u.gpus_total ||
         (max && u.jobs > max))
         return BREACH("node %llu is oversubscribed", U(n->id));
-    if (u.jobs != held)
+    if (u.jobs != held - due)
         return BREACH("node %llu: the matcher reserves %u jobs, the engine "
-                      "placed %u", U(n->id), u.jobs, held);
+                      "placed %u", U(n->id), u.jobs, held - due);
     return RZ_OK;
 }
 
@@ -105,6 +109,14 @@ static int check_replica(rz_engine *e, const rz__ejob *j)
     return RZ_OK;
 }
 
+static bool node_holds(const rz__enode *n, uint64_t job)
+{
+    for (size_t i = 0; i < n->n_held; i++)
+        if (n->held[i] == job)
+            return true;
+    return false;
+}
+
 static int check_job(rz_engine *e, rz__ejob *j, size_t *queued)
 {
     if (j->rep_head) {
@@ -112,14 +124,17 @@ static int check_job(rz_engine *e, rz__ejob *j, size_t *queued)
         if (rc != RZ_OK)
             return rc;
     }
-    if (j->placed != (placed_state(j->state) && !j->vote))
+    if (j->placed != (placed_state(j->state) && !j->vote && !j->result_due))
         return BREACH("job %llu is %s but %splaced", U(j->id),
                       rz_job_state_name(j->state), j->placed ? "" : "not ");
-    if (j->placed) {
+    if (j->placed || j->result_due) {
         const rz__enode *n = rz__engine_node(e, j->node);
         if (!n || n->state != RZ_NODE_ACTIVE)
             return BREACH("job %llu is placed on a node that is not active",
                           U(j->id));
+        if (j->result_due && !node_holds(n, j->id))
+            return BREACH("job %llu: its result is due from node %llu, "
+                          "which does not hold it", U(j->id), U(j->node));
     }
     if (j->state == RZ_JOB_PENDING && !j->deployment && !j->rep_head)
         return BREACH("standalone job %llu is pending", U(j->id));

@@ -290,13 +290,16 @@ int rz__engine_place_job(rz_engine *e, rz__ejob *j, uint64_t node)
 
 void rz__engine_unplace(rz_engine *e, rz__ejob *j, bool stop)
 {
-    if (!j->placed)
+    if (!j->placed && !j->result_due)
         return;
-    (void)!rz_matcher_release(e->matcher, j->ticket);   /* placed: held */
+    if (j->placed)   /* a result due was released at its mark */
+        (void)!rz_matcher_release(e->matcher, j->ticket);   /* placed: held */
+    else
+        rz__engine_touch_job(e, j);   /* its record drops "result_due" */
     rz__enode *n = rz__engine_node(e, j->node);
     if (n)
         held_remove(n, j->id);
-    j->placed = false;
+    j->placed = j->result_due = false;
     j->ticket = 0;
     j->iv_running = false;   /* billed by time: the attempt's interval stops */
     e->assign_dirty = true;
@@ -528,6 +531,18 @@ static int matcher_add_node(rz_engine *e, rz__enode *n)
     return RZ_OK;
 }
 
+/* A job stored with its result due: its node's again, with no
+ * reservation. */
+static int hold_unreserved(rz_engine *e, rz__ejob *j)
+{
+    rz__enode *n = rz__engine_node(e, j->node);
+    if (!n || n->state != RZ_NODE_ACTIVE || j->state != RZ_JOB_RUNNING)
+        return rz__error(RZ_EDB, "job %llu: a result due from node %llu, "
+                         "which does not run it", (unsigned long long)j->id,
+                         (unsigned long long)j->node);
+    return held_add(n, j->id) ? RZ_OK : no_memory();
+}
+
 /* Rebuild what is not stored: the matcher with its reservations, the queue,
  * the deployments' runs; then finish what a crash interrupted. */
 static int resume(rz_engine *e)
@@ -538,8 +553,10 @@ static int resume(rz_engine *e)
             rc = matcher_add_node(e, &e->nodes[i]);
     for (size_t i = 0; rc == RZ_OK && i < e->n_live_jobs; i++) {
         rz__ejob *j = e->jobs[i];
-        if ((j->state == RZ_JOB_ASSIGNED || j->state == RZ_JOB_RUNNING) &&
-            !j->vote)   /* a replica that voted waits unplaced */
+        if (j->result_due)   /* the node's, unreserved: engine_impl.h */
+            rc = hold_unreserved(e, j);
+        else if ((j->state == RZ_JOB_ASSIGNED || j->state == RZ_JOB_RUNNING) &&
+                 !j->vote)   /* a replica that voted waits unplaced */
             rc = rz__engine_place_job(e, j, j->node);
         else if (j->state == RZ_JOB_QUEUED) {
             j->queue_gen++;
@@ -1228,6 +1245,37 @@ int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
     if (out)
         assignment_fill(e, got, out);
     return RZ_OK;
+}
+
+/* The attempt's reservation released, the job still the node's (RUNNING,
+ * in n->held) until its result: engine_impl.h says why that is safe. */
+static void result_due(rz_engine *e, rz__ejob *j)
+{
+    (void)!rz_matcher_release(e->matcher, j->ticket);   /* placed: held */
+    j->placed = false;
+    j->ticket = 0;
+    j->result_due = true;
+    e->assign_dirty = true;
+    rz__engine_touch_job(e, j);
+}
+
+int rz_engine_node_ended(rz_engine *e, uint64_t node, uint64_t job,
+                         uint32_t attempt, uint64_t now_ms)
+{
+    int rc = begin_call(e, now_ms);
+    rz__enode *n = rc == RZ_OK ? live_node(e, node, &rc) : NULL;
+    if (!n)
+        return rc;
+    rz__ejob *j = rz__engine_job(e, job);
+    if (!j || j->state != RZ_JOB_RUNNING || j->node != node ||
+        j->attempt != attempt || !(j->placed || j->result_due))
+        return rz__error(RZ_ESTATE, "node %llu does not run attempt %u of job "
+                         "%llu", (unsigned long long)node, attempt,
+                         (unsigned long long)job);
+    if (j->result_due)
+        return RZ_OK;   /* said again: a poll sent twice */
+    result_due(e, j);
+    return rz__engine_commit_call(e, RZ_OK);
 }
 
 /* The run time a report bills: the engine's own measure, from handing the

@@ -28,6 +28,22 @@
  * A replicated job's votes are members of its runs' job records, and its
  * verdict finishes every run in the commit of the last vote (replica.c).
  *
+ * A node may say that a running attempt ended before its result arrives
+ * (rz_engine_node_ended, a poll's "ended"): the job stays RUNNING on that
+ * node (in its `held`, so a lost node or a heartbeat that no longer lists
+ * it requeues it as before), its matcher reservation is released, and its
+ * record says so ("result_due"), committed with whatever that call or pass
+ * hands the node next. A crash after that hand-over and before the result
+ * is stored opens with the job still RUNNING, result due, unreserved (a
+ * reopen reserves only what runs: the node's next job fits as before); the
+ * node resends the result from its outbox and it is taken as any result.
+ * A node that lost the result (its disk) no longer lists the job: it is
+ * requeued after the grace, its hold still open, so it runs again and is
+ * paid once. No money moves at the mark: the hold, and a time-billed
+ * job's interval, run until the result as before; at most the node's
+ * max_concurrent_jobs attempts are reserved at once, and the node runs
+ * no more than that (its own count leaves out attempts that ended).
+ *
  * Memory holds live work only (live.c): jobs that are not finished, owe
  * the ledger, or belong to a running deployment, and running deployments.
  * Once a finished one's final record is committed it leaves memory at the
@@ -177,6 +193,11 @@ typedef struct rz__ejob {
     uint32_t iv;              /* the interval whose hold is open (from 1);
                                  0: not billed by time */
     bool placed;              /* holds a reservation */
+    bool result_due;          /* RUNNING, its node said the attempt ended
+                                 (rz_engine_node_ended): its reservation is
+                                 released, it stays in the node's `held`
+                                 until the result (stored: a reopen must not
+                                 reserve it again beside the node's next) */
     bool done_known;          /* done_digest is set (records written before
                                  it was kept have none) */
     bool held;                /* queued, but its deployment is paused: in no

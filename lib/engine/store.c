@@ -678,6 +678,7 @@ static char *job_record(const rz__ejob *j)
     w_nz(&w, "iv", j->iv);
     w_nz(&w, "iv_start", j->iv_start);
     w_nz(&w, "iv_run", j->iv_running);
+    w_nz(&w, "result_due", j->result_due);
     w_nz(&w, "iv_paid", j->iv_paid_micros);
     w_nz(&w, "iv_owed", j->iv_owed);
     w_nz(&w, "iv_owed_micros", j->iv_owed_micros);
@@ -1089,6 +1090,7 @@ static int parse_job(rz__ejob *j, uint64_t id, const cJSON *rec)
     j->iv = (uint32_t)get_u64(rec, "iv");   /* absent: not billed by time */
     j->iv_start = get_u64(rec, "iv_start");
     j->iv_running = get_u64(rec, "iv_run") != 0;
+    j->result_due = get_u64(rec, "result_due") != 0;
     j->iv_paid_micros = get_u64(rec, "iv_paid");
     j->iv_owed = get_u64(rec, "iv_owed") != 0;
     j->iv_owed_micros = get_u64(rec, "iv_owed_micros");

@@ -25,6 +25,8 @@
 /* A Slurm gateway's capacity changes under it (other users, drains): a
  * short hold, so that a partition seen full stops the asking soon. */
 #define POLL_WAIT_SLURM_S 2
+/* Attempts a poll says ended, at most (the orchestrator's limit). */
+#define POLL_ENDED_MAX 64
 
 /* ---- small shared helpers ---- */
 
@@ -603,6 +605,32 @@ int agent_start_slot(agent *a, job_slot *s, struct cJSON *asg)
     return -1;
 }
 
+/* The poll's "&ended=JOB.ATTEMPT,..." (docs/api.md), into buf: this
+ * registration's attempts whose process ended and whose result is on its
+ * way. The orchestrator frees their reservations, so the poll can bring
+ * the next job before it has taken those results; an orchestrator that
+ * does not know the field holds the poll until then, as before. */
+static void ended_query(agent *a, uint64_t gen, char *buf, size_t cap)
+{
+    size_t len = 0, n = 0;
+    buf[0] = '\0';
+    pthread_mutex_lock(&a->mu);
+    for (size_t i = 0; i < a->n_slots && n < POLL_ENDED_MAX; i++) {
+        const job_slot *s = &a->slots[i];
+        if (!s->busy || !s->ended || s->finished || s->generation != gen)
+            continue;
+        int w = snprintf(buf + len, cap - len, "%s%" PRIu64 ".%u",
+                         n ? "," : "&ended=", s->job, s->attempt);
+        if (w < 0 || (size_t)w >= cap - len) {
+            buf[len] = '\0';   /* the rest go with their results */
+            break;
+        }
+        len += (size_t)w;
+        n++;
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
 /* One long-poll. Returns after an assignment, a quiet wait, or a failure
  * (which it has slept off). */
 static void poll_once(agent *a, job_slot *s, unsigned *tries)
@@ -615,9 +643,10 @@ static void poll_once(agent *a, job_slot *s, unsigned *tries)
     }
     int wait = a->slurm ? POLL_WAIT_SLURM_S : POLL_WAIT_S;
     (void)!rz_client_set_timeout(c, (wait + 15) * 1000L);   /* > 0 */
-    char path[80];
-    snprintf(path, sizeof path, "/api/v1/nodes/%" PRIu64 "/jobs?wait=%d",
-             node, wait);
+    char ended[POLL_ENDED_MAX * 28 + 8], path[sizeof ended + 80];
+    ended_query(a, gen, ended, sizeof ended);
+    snprintf(path, sizeof path, "/api/v1/nodes/%" PRIu64 "/jobs?wait=%d%s",
+             node, wait, ended);
     long status = 0;
     cJSON *reply = NULL;
     int rc = node_call(c, "GET", path, NULL, 1, &status, &reply);

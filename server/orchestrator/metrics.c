@@ -336,6 +336,12 @@ void r_metrics(req *q)
                         "nothing makes none).\n# TYPE rhizos_engine_commits_total counter\n"
                         "rhizos_engine_commits_total %llu\n",
                         (unsigned long long)st.commits);
+    evbuffer_add_printf(b, "# HELP rhizos_node_attempts_ended_total Attempts a "
+                        "node's poll said ended before their result came: "
+                        "their slot was free for its next job at once.\n"
+                        "# TYPE rhizos_node_attempts_ended_total counter\n"
+                        "rhizos_node_attempts_ended_total %llu\n",
+                        (unsigned long long)o->nodes_ended);
     evbuffer_add_printf(b, "# HELP rhizos_dispatch_latency_seconds From queued to "
                         "handed to a node.\n# TYPE rhizos_dispatch_latency_seconds histogram\n");
     uint64_t cum = 0;

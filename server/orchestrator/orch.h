@@ -33,6 +33,7 @@
                                                 which step_log events skip it */
 #define ORCH_WAIT_MAX 60                 /* long-poll seconds */
 #define ORCH_WAIT_DEFAULT 25
+#define ORCH_ENDED_MAX 64u               /* a poll's "ended" attempts */
 #define ORCH_CAPS_MAX 16384u            /* a node's capabilities, as JSON */
 #define ORCH_CAPS_STR_MAX 1024u         /* any string in them, keys too */
 #define ORCH_LABELS_MAX 64u             /* capabilities.labels entries */
@@ -250,6 +251,8 @@ typedef struct orch {
     struct module_stats *module_stats;   /* step durations by module */
     size_t n_module_stats;
     uint64_t started_ms;
+    uint64_t nodes_ended;    /* attempts a poll said ended before their
+                                result came (routes_nodes.c) */
     uint64_t http_codes[600];
     uint64_t lat_count[ORCH_LAT_BUCKETS + 1];
     double lat_sum;

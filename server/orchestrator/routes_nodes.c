@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/keyvalq_struct.h>
 #include <sodium.h>
 
 #include "orch.h"
@@ -692,11 +693,86 @@ int orch_deliver(orch *o, struct evhttp_request *r, uint64_t node, bool cbor,
     }
 }
 
+/* One "JOB.ATTEMPT" of a poll's "ended" (job 1..2^53, attempt 1..2^32-1);
+ * *end past it. */
+static bool ended_one(const char *s, const char **end, uint64_t *job,
+                      uint32_t *attempt)
+{
+    uint64_t v[2] = { 0, 0 };
+    const uint64_t max[2] = { (uint64_t)1 << 53, UINT32_MAX };
+    for (int k = 0; k < 2; k++) {
+        if (k && *s++ != '.')
+            return false;
+        const char *from = s;
+        while (*s >= '0' && *s <= '9' && s - from < 17)
+            v[k] = v[k] * 10 + (uint64_t)(*s++ - '0');
+        if (s == from || (*s >= '0' && *s <= '9') || !v[k] || v[k] > max[k])
+            return false;
+    }
+    *job = v[0];
+    *attempt = (uint32_t)v[1];
+    *end = s;
+    return true;
+}
+
+/* The poll's "ended": the attempts whose process ended on the node, their
+ * results on the way (docs/api.md), parsed whole before any is applied.
+ * false with a reply sent. */
+static bool ended_list(req *q, uint64_t *jobs, uint32_t *atts, size_t *n)
+{
+    struct evkeyvalq qs;
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(q->r));
+    *n = 0;
+    if (!query)
+        return true;
+    if (evhttp_parse_query_str(query, &qs) != 0) {
+        reply_error(q, RZ_EINVAL, "malformed query string");
+        return false;
+    }
+    const char *s = evhttp_find_header(&qs, "ended");
+    bool ok = true;
+    while (s && ok) {
+        ok = *n < ORCH_ENDED_MAX && ended_one(s, &s, &jobs[*n], &atts[*n]) &&
+             (*s == ',' || !*s);
+        (*n)++;
+        s = ok && *s == ',' ? s + 1 : NULL;
+    }
+    evhttp_clear_headers(&qs);
+    if (!ok)
+        reply_error(q, RZ_EINVAL, "\"ended\" must be up to %u JOB.ATTEMPT "
+                    "pairs (whole numbers from 1) separated by commas",
+                    ORCH_ENDED_MAX);
+    return ok;
+}
+
+/* The ended attempts no longer hold their node's reservations: the
+ * delivery below may hand the next job before their results come. One the
+ * node no longer runs (its result taken, a stale attempt) is passed over. */
+static bool ended_take(req *q, uint64_t node)
+{
+    uint64_t jobs[ORCH_ENDED_MAX];
+    uint32_t atts[ORCH_ENDED_MAX];
+    size_t n;
+    if (!ended_list(q, jobs, atts, &n))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        int rc = rz_engine_node_ended(q->o->e, node, jobs[i], atts[i],
+                                      orch_now_ms());
+        if (rc != RZ_OK && rc != RZ_ESTATE) {
+            reply_rz(q, rc);
+            return false;
+        }
+        q->o->nodes_ended += rc == RZ_OK;
+    }
+    return true;
+}
+
 void r_node_poll(req *q)
 {
     uint64_t node, wait;
     if (!own_node(q, &node) ||
-        !query_u64(q, "wait", ORCH_WAIT_DEFAULT, ORCH_WAIT_MAX, &wait))
+        !query_u64(q, "wait", ORCH_WAIT_DEFAULT, ORCH_WAIT_MAX, &wait) ||
+        !ended_take(q, node))
         return;
     if (orch_deliver(q->o, q->r, node, q->cbor, q->t0_ns)) {
         q->answered = true;

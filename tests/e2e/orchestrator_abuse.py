@@ -5,6 +5,10 @@ tamper-evident audit log that fails closed.
 
 - A node reporting run_ms 2^53 a moment after taking its job is billed the
   time the server measured (min of the two), not the whole hold.
+- A node's poll that says its attempt ended ("ended") gets its next job
+  before that attempt's result, also across a crash (SIGKILL) between the
+  two; a poll without it waits for the result; a malformed "ended" is a
+  400 and changes nothing.
 - A client flooding deposit requests is stopped at its cap (429) and at the
   per-request maximum; others still deposit and are confirmed, also after a
   restart; requests expire (--deposit-ttl) and can be cancelled.
@@ -172,6 +176,86 @@ class EngineCommits(Base):
         text = text.decode() if isinstance(text, bytes) else text
         return int(next(l.split(" ")[1] for l in text.splitlines()
                         if l.startswith("rhizos_engine_commits_total ")))
+
+
+class EndedAttempts(Base):
+    """A poll's "ended" frees the node's slot before the result comes."""
+
+    def setUp(self):
+        super().setUp()
+        self.acct, self.key = self.client(100000)
+        self.node_key = NodeKey(X25519)
+        doc = self.ok("POST", "/api/v1/nodes/register", self.node_key.register_body(
+            dict(CAPS, max_concurrent_jobs=1)), code=201)
+        self.nid, self.tok = doc["id"], doc["token"]
+
+    def submit(self):
+        return self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_micros": 5000,
+                       "inputs": {"message": "x"}}, self.key, 201)["id"]
+
+    def poll(self, ended=""):
+        return self.s.call("GET", "/api/v1/nodes/%d/jobs?wait=0%s" % (self.nid, ended),
+                           key=self.tok)
+
+    def result(self, job, attempt):
+        self.ok("POST", "/api/v1/nodes/%d/jobs/%d/result" % (self.nid, job),
+                self.node_key.result_body(job, attempt, {"message": "x"}, run_ms=10),
+                self.tok)
+
+    def test_next_job_before_the_result_and_across_a_crash(self):
+        jobs = [self.submit() for _ in range(3)]
+        a1 = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % self.nid, key=self.tok)
+        self.assertEqual(a1["job"], jobs[0])
+        # An old node's poll (no "ended"): its one slot is busy until the result.
+        self.assertEqual(self.poll()[0], 204)
+        st, a2 = self.poll("&ended=%d.%d" % (jobs[0], a1["attempt"]))
+        self.assertEqual(st, 200, a2)
+        self.assertEqual(a2["job"], jobs[1])
+        self.assertEqual(self.metric("rhizos_node_attempts_ended_total"), 1)
+        # Said again, or of an attempt it does not run: nothing more is freed.
+        self.assertEqual(self.poll("&ended=%d.%d,%d.7" % (jobs[0], a1["attempt"],
+                                                          jobs[1]))[0], 204)
+        j1 = self.ok("GET", "/api/v1/jobs/%d" % jobs[0], key=self.key)
+        self.assertEqual(j1["status"], "running")
+        # A crash now: the hand-over and the mark were committed before the
+        # reply; the result comes after the start, as from the node's outbox.
+        self.s.proc.stop(signal.SIGKILL)
+        self.s.start()
+        self.assertEqual(self.poll()[0], 204)   # job 2 holds the slot
+        self.result(jobs[0], a1["attempt"])
+        self.assertEqual(self.poll()[0], 204)
+        self.result(jobs[1], a2["attempt"])
+        st, a3 = self.poll()
+        self.assertEqual((st, a3["job"]), (200, jobs[2]))
+        self.result(jobs[2], a3["attempt"])
+        cost = 0
+        for job in jobs:
+            j = self.ok("GET", "/api/v1/jobs/%d" % job, key=self.key)
+            self.assertEqual(j["status"], "succeeded", j)
+            cost += j["cost_micros"]
+        self.assertEqual(self.balance(self.acct, self.key), 100000 - cost)
+
+    def test_bad_ended_changes_nothing(self):
+        job = self.submit()
+        a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % self.nid, key=self.tok)
+        self.submit()
+        good = "%d.%d" % (job, a["attempt"])
+        for bad in ("", "x", "1", "1.", ".1", "0.1", "1.0", "1.2.3", good + ",",
+                    good + ";1.1", "9007199254740993.1", "1.4294967296",
+                    "1" * 40 + ".1", ",".join([good] * 65)):
+            st, doc = self.poll("&ended=" + bad)
+            self.assertEqual(st, 400, (bad, doc))
+            self.assertIn('"ended" must be', doc["error"]["message"])
+        self.assertEqual(self.metric("rhizos_node_attempts_ended_total"), 0)
+        self.assertEqual(self.poll()[0], 204)
+        self.assertEqual(self.ok("GET", "/api/v1/jobs/%d" % job, key=self.key)["status"],
+                         "running")
+
+    def metric(self, name):
+        st, text = self.s.call("GET", "/metrics", key=self.s.admin)
+        text = text.decode() if isinstance(text, bytes) else text
+        return int(next(l.split(" ")[1] for l in text.splitlines()
+                        if l.startswith(name + " ")))
 
 
 class Deposits(Base):
