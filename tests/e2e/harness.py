@@ -406,6 +406,7 @@ class FakeOrchestrator:
 
     def __init__(self, assign, post):
         import http.server
+        polls = self.polls = []   # the paths of the node's polls, in order
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *a):
@@ -427,6 +428,7 @@ class FakeOrchestrator:
                     return self.reply(200, {"x25519_public_key": "cd" * 32})
                 if self.path.endswith("/challenge"):   # none due here
                     return self.reply(204)
+                polls.append(self.path)
                 asg = assign()
                 if asg is not None:
                     return self.reply(200, asg)

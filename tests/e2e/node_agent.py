@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.parse
 
 import harness  # noqa: E402
 from harness import (Proc, free_port, http, run, sandbox_flags, set_config,
@@ -224,9 +225,10 @@ class FakeOrchestrator(unittest.TestCase):
 
 class NextJobWhileReporting(unittest.TestCase):
     """A node of one slot asks for its next job while its last result is
-    on its way (the orchestrator's pass that takes the result hands the
-    next job over on that poll), yet never runs two jobs at once, and with
-    two results unanswered it asks for nothing (its slots are bounded)."""
+    on its way, its poll saying which attempt ended ("ended": the
+    orchestrator frees that slot and hands the next job over at once), yet
+    never runs two jobs at once, and with two results unanswered it asks
+    for nothing (its slots are bounded)."""
 
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
@@ -265,11 +267,15 @@ class NextJobWhileReporting(unittest.TestCase):
         self.tmp.cleanup()
 
     def assign(self):
+        query = urllib.parse.urlparse(self.fake.polls[-1]).query
+        ended = urllib.parse.parse_qs(query).get("ended", [""])[0]
         with self.lock:
-            # As the orchestrator: the next job once the last result came.
-            free = 3 - len(self.queue) == len(self.came)
+            # As the orchestrator: the next job once the last attempt
+            # ended (its result may be on its way) or its result came.
+            done = self.came | {int(e.split(".")[0]) for e in ended.split(",") if e}
+            free = 3 - len(self.queue) == len(done)
             got = self.queue.pop(0) if self.queue and free else None
-            self.asks.append((frozenset(self.held), got and got["job"]))
+            self.asks.append((frozenset(self.held), got and got["job"], ended))
             return got
 
     def post(self, path, body):
@@ -299,8 +305,9 @@ class NextJobWhileReporting(unittest.TestCase):
             n.stop()
         with self.lock:
             asks = list(self.asks)
-        # Job 2 was asked for while job 1's result waited for its answer.
-        self.assertIn((frozenset({1}), 2), asks, asks)
+        # Job 2 was asked for while job 1's result was on its way, the poll
+        # saying that job 1's attempt 1 had ended.
+        self.assertIn(2, [a[1] for a in asks if a[2] == "1.1" and 2 not in a[0]], asks)
         # Two results unanswered: both slots taken, nothing asked.
         self.assertFalse([a for a in asks if len(a[0]) > 1], asks)
         self.assertIn(3, [a[1] for a in asks], asks)

@@ -392,6 +392,67 @@ static void test_lost_node(void **state)
     check(f);
 }
 
+/* A node that says its attempt ended gets its next job before the result
+ * (the attempt no longer holds its reservation, but stays the node's); a
+ * reopen between the two reserves only what runs; the result is taken and
+ * paid once after it; a lost node's attempt with its result due is
+ * requeued as any of its jobs. */
+static void test_result_due_frees_the_slot(void **state)
+{
+    fx *f = *state;
+    uint64_t n = node_add(f, 0);   /* room for two jobs */
+    uint64_t j[4];
+    for (int i = 0; i < 4; i++)
+        j[i] = submit(f, 500, 0, 1);
+    rz_engine_assignment as;
+    assert_int_equal(rz_engine_poll(f->e, n, 2, &as), RZ_OK);
+    assert_int_equal(as.job, j[0]);
+    assert_int_equal(rz_engine_poll(f->e, n, 2, &as), RZ_OK);
+    assert_int_equal(rz_engine_poll(f->e, n, 3, &as), RZ_ENOENT);
+    assert_int_equal(rz_engine_node_ended(f->e, n, j[0], 2, 3), RZ_ESTATE);
+    assert_int_equal(rz_engine_node_ended(f->e, n, j[2], 1, 3), RZ_ESTATE);
+    assert_int_equal(rz_engine_node_ended(f->e, n + 1, j[0], 1, 3), RZ_ENOENT);
+    assert_int_equal(rz_engine_node_ended(f->e, n, j[0], 1, 4), RZ_OK);
+    assert_int_equal(rz_engine_node_ended(f->e, n, j[0], 1, 4), RZ_OK);
+    check(f);
+    assert_int_equal(job_state(f, j[0]), RZ_JOB_RUNNING);
+    assert_int_equal(rz_engine_poll(f->e, n, 5, &as), RZ_OK);
+    assert_int_equal(as.job, j[2]);
+    assert_int_equal(rz_engine_poll(f->e, n, 5, &as), RZ_ENOENT);
+    rz_engine_node_info ni;
+    rz_engine_job_info ji;
+    assert_int_equal(rz_engine_node_get(f->e, n, &ni), RZ_OK);
+    assert_int_equal(ni.jobs, 3);   /* two running, one result due */
+    check(f);
+    efx_reopen(f);
+    check(f);
+    assert_int_equal(rz_engine_poll(f->e, n, 6, &as), RZ_ENOENT);
+    assert_int_equal(node_report(f->e, n, j[0], 1, "{\"n\":2}", NULL, 10000, 7),
+                     RZ_OK);
+    assert_int_equal(job_state(f, j[0]), RZ_JOB_SUCCEEDED);
+    assert_int_equal(rz_engine_poll(f->e, n, 7, &as), RZ_ENOENT);
+    check(f);
+    /* Lost with a result due: back to the queue, its hold kept. */
+    assert_int_equal(rz_engine_node_ended(f->e, n, j[1], 1, 8), RZ_OK);
+    assert_int_equal(rz_engine_poll(f->e, n, 8, &as), RZ_OK);
+    assert_int_equal(as.job, j[3]);
+    uint64_t b = node_add(f, 1500);
+    assert_int_equal(rz_engine_tick(f->e, 1500), RZ_OK);
+    assert_int_equal(rz_engine_job_get(f->e, j[1], &ji), RZ_OK);
+    assert_true(ji.state == RZ_JOB_ASSIGNED && ji.node == b && ji.attempt == 2);
+    assert_int_equal(node_report(f->e, n, j[1], 1, "{\"n\":2}", NULL, 10000, 1501),
+                     RZ_ESTATE);
+    check(f);
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(rz_engine_poll(f->e, b, 1600, &as), RZ_OK);
+        assert_int_equal(node_report(f->e, b, as.job, as.attempt, "{\"n\":2}",
+                                     NULL, 10000, 1600), RZ_OK);
+    }
+    check(f);
+    assert_int_equal(efx_available(f, f->client), 10000 - 4 * 200);
+    assert_int_equal(efx_available(f, rz_engine_node_account(n)), 190);
+}
+
 static void test_stale_duplicate(void **state)
 {
     fx *f = *state;
@@ -3054,6 +3115,7 @@ int main(void)
         T(test_adhoc_exec),
         T(test_finished_leave_memory),
         T(test_paid_mark_waits),
+        T(test_result_due_frees_the_slot),
         T(test_deploy_lazy_records),
         T(test_deploy_replicated_records),
         T(test_replicated_step_verdict_out_of_memory),
