@@ -68,19 +68,24 @@ def summarize_trace(lines):
         except ValueError:
             pass
     by_route = defaultdict(list)
-    last_fin = {}          # node -> ts of its last job_finished
-    gaps = defaultdict(list)
+    fin = {}                  # job -> ts of its job_finished
+    disp = defaultdict(list)  # node -> [(ts, job)] of its dispatches
     for e in evs:
         if e.get("event") == "request":
             by_route["%s %s" % (e["method"], e["route"])].append(e["ms"])
         elif e.get("event") == "job_finished" and "node" in e:
-            last_fin[e["node"]] = ts_ms(e)
-        elif e.get("event") == "job_dispatched" and e.get("node") in last_fin:
-            gaps[e["node"]].append(ts_ms(e) - last_fin.pop(e["node"]))
+            fin[e.get("job")] = ts_ms(e)
+        elif e.get("event") == "job_dispatched" and "node" in e:
+            disp[e["node"]].append((ts_ms(e), e.get("job")))
+    # A job's result against its node's next dispatch: negative when the
+    # node's poll said the attempt ended and got its next job before it.
+    gaps = {node: [t1 - fin[job] for (_, job), (t1, _) in zip(ds, ds[1:])
+                   if job in fin] for node, ds in disp.items()}
     for node, g in sorted(gaps.items()):
-        print("node %s: result -> next dispatch ms: median %.2f, p90 %.2f, "
-              "p99 %.2f, max %.1f (%d jobs)" % (node, pct(g, .5), pct(g, .9),
-                                                pct(g, .99), max(g), len(g)))
+        if g:
+            print("node %s: result -> next dispatch ms: median %.2f, p10 %.2f, "
+                  "p90 %.2f, max %.1f (%d jobs)" % (node, pct(g, .5), pct(g, .1),
+                                                    pct(g, .9), max(g), len(g)))
     cycle_split(evs, by_route.get("POST /api/v1/nodes/{id}/jobs/{job}/result", []))
     for route, ms in sorted(by_route.items(), key=lambda kv: -sum(kv[1])):
         print("%-45s n %5d  median %.2f ms  p99 %.2f  max %.1f  sum %.0f ms"

@@ -16,8 +16,8 @@ typedef struct agent agent;
  * thread has finished; `stop` asks the thread to kill the process. A slot
  * whose attempt has `ended` (its process is gone, its result on the way)
  * no longer counts against max_concurrent_jobs: the node asks for its next
- * job while the orchestrator takes the result, and the pass that takes it
- * hands that job over on the waiting poll (one commit for both). */
+ * job at once, its poll saying which attempts ended, and the orchestrator
+ * frees their slots and hands the next job before it takes the results. */
 typedef struct job_slot {
     agent *a;
     int busy, finished, ended;

@@ -27,6 +27,8 @@
  * fire records); after each crash the engine opens, fires the crash lost
  * run again, every invariant holds and each fire ran exactly once.
  * RZ_SIM_SWEEP=0 turns the sweeps off.
+ * Issue 22: a third of the attempts are said ended (rz_engine_node_ended,
+ * a node's poll) a while before their result, freeing their slots.
  * Issue 17: each deployment has a service billed by time (step s, 1-second
  * intervals, restarts), so intervals roll over among the faults and
  * crashes, rz_engine_check holding each interval settled once.
@@ -56,13 +58,14 @@ typedef struct world {
     uint64_t *node; bool *alive; size_t n_nodes;
     /* work in flight on nodes */
     struct flight { uint64_t node, job; uint32_t attempt; uint64_t due;
-                    int dup; } *fl;
+                    int dup, ended; } *fl;
     size_t n_fl, cap_fl;
     /* results kept back to be sent late */
     struct flight *late; size_t n_late, cap_late;
     rz_ledger_id clients[8];
     unsigned long submitted, deployed, results, rejected, restarts, lost;
     unsigned long declined, dropped, reconciled;
+    unsigned long ended;          /* attempts said ended before the result */
     size_t big;                   /* steps of the big deployment; 0: none */
     uint64_t big_dep;
     rz_ledger_id rich;            /* who pays for it */
@@ -398,7 +401,7 @@ static void act_poll(world *w)
     uint64_t due = w->now + below(w, 3000);
     int dup = (int)below(w, 20) == 0;
     push(&w->fl, &w->n_fl, &w->cap_fl, (struct flight){ w->node[i], a.job,
-         a.attempt, due, dup });
+         a.attempt, due, dup, 0 });
 }
 
 static void send_result(world *w, const struct flight *f, bool late)
@@ -429,12 +432,28 @@ static bool node_alive(const world *w, uint64_t node)
     return false;
 }
 
+/* The node's poll says flight f's attempt ended; its result follows
+ * later (it stays in flight: the node's heartbeat still lists it). */
+static void say_ended(world *w, struct flight *f)
+{
+    int rc = rz_engine_node_ended(w->e, f->node, f->job, f->attempt, w->now);
+    if (rc != RZ_OK && rc != RZ_ESTATE)
+        die(w, "ended");
+    w->ended += rc == RZ_OK;
+    f->ended = 1;
+    f->due = w->now + below(w, 1000);
+}
+
 static void act_results(world *w)
 {
     for (size_t i = 0; i < w->n_fl;) {
         struct flight f = w->fl[i];
         if (f.due > w->now) {
             i++;
+            continue;
+        }
+        if (!f.ended && node_alive(w, f.node) && below(w, 3) == 0) {
+            say_ended(w, &w->fl[i++]);
             continue;
         }
         w->fl[i] = w->fl[--w->n_fl];
@@ -1097,12 +1116,14 @@ static void finish(world *w)
            "%lu restarts, %lu declines, %lu assignments lost and %lu "
            "re-queued by heartbeats, %lu/%lu/%lu challenges answered "
            "right/wrong/not, %llu micros charged; replicated jobs %lu "
-           "succeeded, %lu failed, %lu cancelled\n",
+           "succeeded, %lu failed, %lu cancelled; %lu attempts said ended "
+           "before their result\n",
            (unsigned long long)w->seed, w->steps, (unsigned long)w->n_nodes,
            w->submitted, w->deployed, w->results, w->rejected, w->lost,
            w->restarts, w->declined, w->dropped, w->reconciled, w->ch_right,
            w->ch_wrong, w->ch_silent, (unsigned long long)cost,
-           rep[RZ_JOB_SUCCEEDED], rep[RZ_JOB_FAILED], rep[RZ_JOB_CANCELLED]);
+           rep[RZ_JOB_SUCCEEDED], rep[RZ_JOB_FAILED], rep[RZ_JOB_CANCELLED],
+           w->ended);
     summary_18(w);
     summary_billing(w, total);
 }
