@@ -1048,8 +1048,9 @@ static void summary_18(const world *w)
     printf("sim: %lu pauses, %lu resumes, %lu approvals decided, %lu deployments "
            "resumed with their step cache, %llu trigger fires (%lu lost to a crash "
            "and run again); %lu actions swept through %lu crashes at their commit "
-           "points\n", w->pauses, w->resumes, w->decided, w->resumed_cached,
-           (unsigned long long)w->n_fires, w->fires_lost, w->sweeps, w->crashes);
+           "points; %lu attempts said ended before their result\n", w->pauses,
+           w->resumes, w->decided, w->resumed_cached, (unsigned long long)w->n_fires,
+           w->fires_lost, w->sweeps, w->crashes, w->ended);
 }
 
 static void finish(world *w)
@@ -1116,14 +1117,12 @@ static void finish(world *w)
            "%lu restarts, %lu declines, %lu assignments lost and %lu "
            "re-queued by heartbeats, %lu/%lu/%lu challenges answered "
            "right/wrong/not, %llu micros charged; replicated jobs %lu "
-           "succeeded, %lu failed, %lu cancelled; %lu attempts said ended "
-           "before their result\n",
+           "succeeded, %lu failed, %lu cancelled\n",
            (unsigned long long)w->seed, w->steps, (unsigned long)w->n_nodes,
            w->submitted, w->deployed, w->results, w->rejected, w->lost,
            w->restarts, w->declined, w->dropped, w->reconciled, w->ch_right,
            w->ch_wrong, w->ch_silent, (unsigned long long)cost,
-           rep[RZ_JOB_SUCCEEDED], rep[RZ_JOB_FAILED], rep[RZ_JOB_CANCELLED],
-           w->ended);
+           rep[RZ_JOB_SUCCEEDED], rep[RZ_JOB_FAILED], rep[RZ_JOB_CANCELLED]);
     summary_18(w);
     summary_billing(w, total);
 }
