@@ -308,7 +308,9 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_poll(rz_engine *e, uint64_t node,
  * but no longer holds its reservation, so the node's next poll (or this
  * call's commit) can hand it the next job before the result is taken.
  * RZ_OK (also when said before); RZ_ESTATE when the node does not run
- * that attempt (its result was taken, or it is stale): nothing changes. */
+ * that attempt (its result was taken, or it is stale), or already has as
+ * many results due as its max_concurrent_jobs (64 without one): nothing
+ * changes, the slot frees with the result. */
 RZ_EXTERN RZ_NODISCARD int rz_engine_node_ended(rz_engine *e, uint64_t node,
                                                 uint64_t job, uint32_t attempt,
                                                 uint64_t now_ms);

@@ -1274,6 +1274,12 @@ int rz_engine_node_ended(rz_engine *e, uint64_t node, uint64_t job,
                          (unsigned long long)job);
     if (j->result_due)
         return RZ_OK;   /* said again: a poll sent twice */
+    uint32_t max = rz_caps_get(n->caps)->max_concurrent_jobs, due = 0;
+    for (size_t i = 0; i < n->n_held; i++)
+        due += rz__engine_job(e, n->held[i])->result_due;
+    if (due >= (max ? max : RZ__RESULTS_DUE_MAX))
+        return rz__error(RZ_ESTATE, "node %llu has %u results due; its slots "
+                         "free as they come", (unsigned long long)node, due);
     result_due(e, j);
     return rz__engine_commit_call(e, RZ_OK);
 }

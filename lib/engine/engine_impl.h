@@ -507,6 +507,11 @@ RZ_HIDDEN void rz__engine_step_event_put(rz_engine *e, rz__edep *d,
 /* Replay the stored step events of `d` into its run. */
 RZ_HIDDEN int rz__engine_replay(rz_engine *e, rz__edep *d);
 
+/* Results a node may have due at once (rz_engine_node_ended) when its
+ * caps set no max_concurrent_jobs (else that many): a node that never
+ * sends them cannot take the whole queue. */
+#define RZ__RESULTS_DUE_MAX 64u
+
 /* Mark for the next commit. */
 RZ_HIDDEN void rz__engine_touch_node(rz_engine *e, rz__enode *n);
 RZ_HIDDEN void rz__engine_touch_job(rz_engine *e, rz__ejob *j);

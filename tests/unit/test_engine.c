@@ -453,6 +453,34 @@ static void test_result_due_frees_the_slot(void **state)
     assert_int_equal(efx_available(f, rz_engine_node_account(n)), 190);
 }
 
+/* A node has at most max_concurrent_jobs results due: one that never
+ * sends them cannot take the whole queue. */
+static void test_results_due_bounded(void **state)
+{
+    fx *f = *state;
+    uint64_t n = node_add(f, 0);   /* max_concurrent_jobs 2 */
+    uint64_t j[5];
+    for (int i = 0; i < 5; i++)
+        j[i] = submit(f, 500, 0, 1);
+    rz_engine_assignment as;
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(rz_engine_poll(f->e, n, 2, &as), RZ_OK);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(rz_engine_node_ended(f->e, n, j[i], 1, 3), RZ_OK);
+        assert_int_equal(rz_engine_poll(f->e, n, 3, &as), RZ_OK);
+        assert_int_equal(as.job, j[2 + i]);
+    }
+    assert_int_equal(rz_engine_node_ended(f->e, n, j[2], 1, 4), RZ_ESTATE);
+    assert_int_equal(rz_engine_poll(f->e, n, 4, &as), RZ_ENOENT);
+    check(f);
+    assert_int_equal(node_report(f->e, n, j[0], 1, "{\"n\":2}", NULL, 10000, 5),
+                     RZ_OK);
+    assert_int_equal(rz_engine_node_ended(f->e, n, j[2], 1, 5), RZ_OK);
+    assert_int_equal(rz_engine_poll(f->e, n, 5, &as), RZ_OK);
+    assert_int_equal(as.job, j[4]);
+    check(f);
+}
+
 static void test_stale_duplicate(void **state)
 {
     fx *f = *state;
@@ -3116,6 +3144,7 @@ int main(void)
         T(test_finished_leave_memory),
         T(test_paid_mark_waits),
         T(test_result_due_frees_the_slot),
+        T(test_results_due_bounded),
         T(test_deploy_lazy_records),
         T(test_deploy_replicated_records),
         T(test_replicated_step_verdict_out_of_memory),
