@@ -42,7 +42,9 @@
  * paid once. No money moves at the mark: the hold, and a time-billed
  * job's interval, run until the result as before; at most the node's
  * max_concurrent_jobs attempts are reserved at once, and the node runs
- * no more than that (its own count leaves out attempts that ended).
+ * no more than that (its own count leaves out attempts that ended); it
+ * has at most as many results due (RZ__RESULTS_DUE_MAX without a limit),
+ * so a node that keeps its results cannot take the whole queue.
  *
  * Memory holds live work only (live.c): jobs that are not finished, owe
  * the ledger, or belong to a running deployment, and running deployments.
