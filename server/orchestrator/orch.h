@@ -252,7 +252,8 @@ typedef struct orch {
     size_t n_module_stats;
     uint64_t started_ms;
     uint64_t nodes_ended;    /* attempts a poll said ended before their
-                                result came (routes_nodes.c) */
+                                result came (routes_nodes.c; said again by
+                                a later poll: counted again) */
     uint64_t http_codes[600];
     uint64_t lat_count[ORCH_LAT_BUCKETS + 1];
     double lat_sum;
