@@ -100,6 +100,9 @@ RZ_HIDDEN char *rz__json_quoted_put(char *o, const char *s);
 
 /* Milliseconds on the monotonic clock / since the epoch. */
 RZ_HIDDEN uint64_t rz__now_ms(void);
+/* Tests only: a clock rz__now_ms reads instead of CLOCK_MONOTONIC (NULL:
+ * the real one), to put a timer's due between two of a caller's reads. */
+RZ_HIDDEN extern uint64_t (*rz__test_now_ms)(void);
 RZ_HIDDEN uint64_t rz__wall_ms(void);
 
 #endif

@@ -414,10 +414,12 @@ static void stop_job(runner *r, uint64_t job)
     drop_slot(r, k);
 }
 
-/* After every engine call: act on its decisions, catch the replica up with
- * the readiness pass the engine makes without recording an event (steps
- * skipped by `when` or an upstream failure), report what changed. */
-static int settle(runner *r, uint64_t now)
+/* After every engine call: act on its decisions, report what changed.
+ * The run is the engine's own (`share`): only the engine moves it. A
+ * readiness pass here would promote a retry whose backoff ended after the
+ * engine's last tick (a poll's `now` is later): the step would be READY
+ * with no job and off the run's timers, so no tick would ever start it. */
+static int settle(runner *r)
 {
     rz_engine_event ev;
     while (rz_engine_next_event(r->engine, &ev)) {
@@ -426,7 +428,6 @@ static int settle(runner *r, uint64_t now)
         else if (ev.type == RZ_EV_DEPLOYMENT_FINISHED && ev.deployment == r->dep)
             r->finished = true;
     }
-    rz_run_ready(r->run, now, NULL, 0);
     report_changes(r);
     return rz_engine_local_check(r->engine);
 }
@@ -444,7 +445,7 @@ static int report(runner *r, uint64_t job, uint32_t attempt,
     /* RZ_ESTATE: the engine settled the attempt first (its timeout). */
     if (rc != RZ_OK && rc != RZ_ESTATE)
         return rc;
-    return settle(r, now);
+    return settle(r);
 }
 
 /* ---- starting assignments ---- */
@@ -539,7 +540,7 @@ static int take_work(runner *r)
         uint64_t now = rz__now_ms();
         int rc = rz_engine_poll(r->engine, r->node, now, &a);
         if (rc == RZ_ENOENT)
-            return settle(r, now);
+            return settle(r);
         if (rc == RZ_OK)
             rc = start_assignment(r, &a);
         if (rc != RZ_OK)
@@ -604,7 +605,7 @@ static int tick(runner *r)
     if (rz_engine_next_wakeup(r->engine) > now)
         return RZ_OK;
     int rc = rz_engine_tick(r->engine, now);
-    return rc == RZ_OK ? settle(r, now) : rc;
+    return rc == RZ_OK ? settle(r) : rc;
 }
 
 static int check_cancel(runner *r)
@@ -616,7 +617,7 @@ static int check_cancel(runner *r)
     int rc = rz_engine_deployment_cancel(r->engine, r->dep, now);
     if (rc == RZ_ESTATE)   /* it finished first */
         rc = RZ_OK;
-    return rc == RZ_OK ? settle(r, now) : rc;
+    return rc == RZ_OK ? settle(r) : rc;
 }
 
 /* ---- the run's record ---- */
@@ -880,7 +881,7 @@ static int service_event(runner *r, size_t k, const char *name, const char *key,
                      rz_error_last()->message);
         rc = RZ_OK;
     }
-    return rc == RZ_OK ? settle(r, now) : rc;
+    return rc == RZ_OK ? settle(r) : rc;
 }
 
 static int service_ready(runner *r, size_t k)
@@ -890,7 +891,7 @@ static int service_ready(runner *r, size_t k)
                                     r->slots[k].attempt, now);
     if (rc == RZ_ESTATE)
         rc = RZ_OK;
-    return rc == RZ_OK ? settle(r, now) : rc;
+    return rc == RZ_OK ? settle(r) : rc;
 }
 
 /* Slot k's service wrote these lines (rz_service_line sorts them). The
@@ -1296,7 +1297,7 @@ static int engine_start(runner *r)
                                 &rep, r->t0, &r->dep);
     if (rc == RZ_OK)
         sandbox_notice(r);
-    return rc == RZ_OK ? settle(r, r->t0) : rc;
+    return rc == RZ_OK ? settle(r) : rc;
 }
 
 static int runner_init(runner *r, const rz_flow *flow,

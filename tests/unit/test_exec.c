@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1127,6 +1128,54 @@ static void test_runner_flaky(void **state)
     recorder_free(&rec);
     rz_run_free(run);
     rz_flow_free(f);
+    rz_registry_free(reg);
+}
+
+/* A clock that moves 1 ms at every read: every backoff's due falls, for
+ * one of the delays tried, between two reads of the runner's loop (its
+ * tick's and its poll's). */
+static _Atomic uint64_t stepped_ms = 1000000;
+
+static uint64_t stepping_clock(void)
+{
+    return stepped_ms++;
+}
+
+/* A retry whose backoff ends after the engine's tick but by the runner's
+ * next poll is the engine's to start: the run it shares with the runner
+ * must not be promoted behind its back (the step was READY with no job and
+ * no timer: "cannot make progress", about 1 run in 100 at initial_ms 1). */
+static void test_runner_retry_due_between_reads(void **state)
+{
+    (void)state;
+    rz_registry *reg = test_registry();
+    rz__test_now_ms = stepping_clock;
+    for (unsigned delay = 1; delay <= 12; delay++) {
+        char yaml[400];
+        snprintf(yaml, sizeof yaml,
+                 "flux: 1\nname: retry\nsteps:\n  unreliable:\n"
+                 "    module: flaky@1\n    config: {fail_times: 1}\n"
+                 "    retry: {max_attempts: 2, initial_ms: %u}\n"
+                 "  after:\n    module: echo@1\n    needs: [unreliable]\n"
+                 "    inputs: {message: done}\n", delay);
+        rz_flow *f = load_flow(reg, NULL, yaml);
+        recorder rec = { .n = 0 };
+        rz_runner_opts o = RZ_RUNNER_OPTS_INIT;
+        rz_run *run = NULL;
+        o.on_event = record;
+        o.userdata = &rec;
+        int rc = rz_runner_run(&run, f, &o);
+        if (rc != RZ_OK)
+            rz__test_now_ms = NULL;
+        if (rc != RZ_OK)
+            fail_msg("initial_ms %u: %s", delay, rz_error_last()->message);
+        assert_int_equal(rz_run_state_get(run), RZ_RUN_SUCCEEDED);
+        assert_int_equal(rz_run_step_attempts(run, rz_flow_step_find(f, "unreliable")), 2);
+        recorder_free(&rec);
+        rz_run_free(run);
+        rz_flow_free(f);
+    }
+    rz__test_now_ms = NULL;
     rz_registry_free(reg);
 }
 
@@ -3692,6 +3741,7 @@ int main(void)
         T(test_sandbox_network_and_exit),
         T(test_runner_wordcount),
         T(test_runner_flaky),
+        T(test_runner_retry_due_between_reads),
         T(test_runner_branch),
         T(test_runner_failure),
         T(test_runner_env),
