@@ -946,7 +946,9 @@ typedef struct rz_engine_replica {
      * 100,000 steps each is ~40 MB). `run` must be fresh (nothing but
      * rz_run_new, and reading it) and outlive the engine, which never
      * frees it; what the caller adds to it (step logs) is then part of
-     * the deployment's status. */
+     * the deployment's status. Only the engine moves its steps: not even
+     * rz_run_ready (it promotes due retries the engine would then never
+     * start). */
     int share;
 } rz_engine_replica;
 #define RZ_ENGINE_REPLICA_VERSION 2
