@@ -149,7 +149,11 @@ int rz__engine_enqueue(rz_engine *e, rz__ejob *j)
     queue_start(e, j);
     if (!rz__engine_queue_push(e, j))
         return no_memory();
-    return rz__engine_why_refresh(e, j->req_group, false);
+    /* Only the waiting reason's text: out of memory leaves it stale until
+     * the next refresh, and the job queued (failing here would queue it
+     * twice, its attempt counted twice). */
+    (void)rz__engine_why_refresh(e, j->req_group, false);
+    return RZ_OK;
 }
 
 int rz__engine_queue_reserve(rz_engine *e, rz__req_group *g, size_t n)

@@ -658,9 +658,7 @@ static void job_fields(recw *w, const rz__ejob *j)
 
 static char *job_record(const rz__ejob *j)
 {
-    /* cJSON's allocator, as the tree's was (the tests that inject
-     * allocation failures there reach it, the others do not). */
-    recw w = { .alloc = cJSON_malloc };
+    recw w = { 0 };
     (void)rz__buf_room(&w, 511);   /* most records fit: one allocation */
     w_raw(&w, "{", 1);
     job_fields(&w, j);

@@ -32,6 +32,15 @@ static long answered(int rc, long status)
     return rc == RZ_OK || status >= 400 ? status : 0;
 }
 
+/* Why a part's answer (st, from answered) was not one the loop takes: the
+ * client's error says it for a failure, not for an answer it took. */
+static const char *reply_why(int crc, long st)
+{
+    if (!st)
+        return "no answer";
+    return crc == RZ_OK ? "an answer it does not take" : rz_error_last()->message;
+}
+
 /* "offset" of a part's reply (where the orchestrator is); -1 without. */
 static double reply_offset(const char *reply)
 {
@@ -167,7 +176,7 @@ static int upload(agent *a, rz_client *c, uint64_t job, const char *hex, char *w
             continue;   /* the same part again */
         else {
             snprintf(why, n, "uploading file %.12s... to the orchestrator: HTTP "
-                     "%ld: %s", hex, st, st ? rz_error_last()->message : "no answer");
+                     "%ld: %s", hex, st, reply_why(crc, st));
             rc = -1;
         }
         if (st == 409 && ++conflicts >= TRIES) {
@@ -300,7 +309,7 @@ static int download(agent *a, rz_client *c, uint64_t job, const char *hex,
             /* a part cut short: its bytes are in the writer, go on from there */
         } else {
             snprintf(why, n, "fetching input file %.12s... from the orchestrator: "
-                     "HTTP %ld: %s", hex, st, st ? rz_error_last()->message : "no answer");
+                     "HTTP %ld: %s", hex, st, reply_why(crc, st));
             rc = -1;
         }
     }

@@ -8,9 +8,9 @@
  *
  * Failing closed: an operation is only started once its "begin" record is
  * durable, and its reply only leaves once its "end" record (the HTTP
- * status) is recorded: a failed begin answers 500 with nothing done, a
- * failed end turns the reply into a 500 (the operation's own effect then
- * stands, with its begin record and no end). Both are grouped by
+ * status) is made: a failed begin answers 500 with nothing done, an end
+ * that cannot be made turns the reply into a 500 (the operation's own
+ * effect then stands, with its begin record and no end). Both are grouped by
  * event-loop pass: the pass's audited calls wait (audit_begin_later) until
  * their begin records are durable together, then run; their end records
  * are made after the engine's commit and kept in memory, and the log's
@@ -398,7 +398,10 @@ void audit_close(orch *o)
 {
     sodium_free(o->audit_key);
     o->audit_key = NULL;
-    free(o->audit_pend);   /* written by audit_head_settle, if it could */
+    if (o->audit_pend_len)   /* audit_head_settle could not write them */
+        fprintf(stderr, ORCH_NAME ": audit: %zu bytes of end records are lost: "
+                "the log could not be written\n", o->audit_pend_len);
+    free(o->audit_pend);
     o->audit_pend = NULL;
     o->audit_pend_len = 0;
 }
@@ -412,6 +415,7 @@ static int append_timed(orch *o, cJSON **docs, size_t n, bool head_now);
 /* How long the head may stay behind a pass's end records when no other
  * commit of the auth store carries it. */
 #define AUDIT_HEAD_LAG_MS 50
+#define AUDIT_RETRY_S 1   /* after a failed write of pending records */
 
 static uint64_t mono_ns(void)
 {
@@ -475,13 +479,19 @@ static void head_later(orch *o)
 void audit_head_settle(orch *o)
 {
     /* The pending records written and synced, then the head: a failure
-     * leaves them pending and the head where it was (the next append
-     * tries again; a log ahead of its head is accepted at a start). */
-    if (o->audit_head_due && append_many_head(o, NULL, 0, true) != RZ_OK)
-        fprintf(stderr, ORCH_NAME ": audit: %s\n", audit_err);
-    o->audit_head_due = false;
-    if (o->audit_head_ev)
-        evtimer_del(o->audit_head_ev);
+     * leaves them pending and the head where it was, and the timer tries
+     * again a second later, as does the next append (a log ahead of its
+     * head is accepted at a start). */
+    if (!o->audit_head_due && !o->audit_pend_len)
+        return;
+    if (append_many_head(o, NULL, 0, true) == RZ_OK)
+        return;   /* the append settled the timer */
+    fprintf(stderr, ORCH_NAME ": audit: %s\n", audit_err);
+    o->audit_head_due = true;
+    if (o->audit_head_ev) {
+        struct timeval tv = { AUDIT_RETRY_S, 0 };
+        evtimer_add(o->audit_head_ev, &tv);
+    }
 }
 
 /* Record i's line (seq, prev from the one before) into buf: its length,

@@ -635,10 +635,11 @@ static void held_fail(orch *o, held_reply *h, const char *json)
     h->reason = "Internal Server Error";
 }
 
-/* The end records of the pass's audited replies, after its commit and
- * before any of them leaves: one write, one fdatasync and one move of the
- * head for all (audit group commit). If that fails each becomes a 500, as
- * a failed end record makes any audited reply. */
+/* The end records of the pass's audited replies, made after its commit
+ * and before any of them leaves, and kept in memory: the log's next write
+ * syncs them (audit.c), so a reply may leave before its end record is
+ * durable. If they cannot be made each reply becomes a 500, as a failed
+ * end record makes any audited reply. */
 static void audit_held(orch *o)
 {
     size_t n = 0;
