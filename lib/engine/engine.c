@@ -1274,10 +1274,19 @@ int rz_engine_node_ended(rz_engine *e, uint64_t node, uint64_t job,
                          (unsigned long long)job);
     if (j->result_due)
         return RZ_OK;   /* said again: a poll sent twice */
-    uint32_t max = rz_caps_get(n->caps)->max_concurrent_jobs, due = 0;
-    for (size_t i = 0; i < n->n_held; i++)
-        due += rz__engine_job(e, n->held[i])->result_due;
-    if (due >= (max ? max : RZ__RESULTS_DUE_MAX))
+    if (j->iv_running)   /* billed by the interval until its result */
+        return rz__error(RZ_ESTATE, "job %llu is billed by time: its slot "
+                         "frees with its result", (unsigned long long)job);
+    /* Each result due frees a reservation: bounded by the reserved ones
+     * (this one counted), or a node that never sends results would take
+     * a job, say it ended, and take another, the whole queue. */
+    uint32_t max = rz_caps_get(n->caps)->max_concurrent_jobs, due = 0, placed = 0;
+    for (size_t i = 0; i < n->n_held; i++) {
+        const rz__ejob *h = rz__engine_job(e, n->held[i]);
+        due += h->result_due;
+        placed += h->placed;
+    }
+    if (due >= (max ? max : RZ__RESULTS_DUE_MAX) || due >= placed)
         return rz__error(RZ_ESTATE, "node %llu has %u results due; its slots "
                          "free as they come", (unsigned long long)node, due);
     result_due(e, j);

@@ -42,9 +42,11 @@
  * paid once. No money moves at the mark: the hold, and a time-billed
  * job's interval, run until the result as before; at most the node's
  * max_concurrent_jobs attempts are reserved at once, and the node runs
- * no more than that (its own count leaves out attempts that ended); it
- * has at most as many results due (RZ__RESULTS_DUE_MAX without a limit),
- * so a node that keeps its results cannot take the whole queue.
+ * no more than that (its own count leaves out attempts that ended); its
+ * results due never outnumber its reserved attempts at the mark (nor
+ * max_concurrent_jobs, RZ__RESULTS_DUE_MAX without one), so a node that
+ * says attempts ended and keeps their results holds at most twice the
+ * jobs its resources allow, not the whole queue.
  *
  * Memory holds live work only (live.c): jobs that are not finished, owe
  * the ledger, or belong to a running deployment, and running deployments.

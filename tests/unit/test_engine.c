@@ -481,6 +481,32 @@ static void test_results_due_bounded(void **state)
     check(f);
 }
 
+/* A node that says every attempt ended and sends no result: its results
+ * due are bounded by its reservations, not by the max_concurrent_jobs it
+ * declares, so it holds twice what its cores allow, not the queue. */
+static void test_results_due_bounded_by_reservations(void **state)
+{
+    fx *f = *state;
+    uint64_t n = efx_node_add(f, "{\"cpu\":{\"cores\":4,\"threads\":8},"
+        "\"memory_mb\":8192,\"storage\":{\"total_gb\":100,\"free_gb\":100},"
+        "\"adapters\":[\"process\"],\"prices\":{\"gpu_hour_micros\":0,"
+        "\"cpu_hour_micros\":36000,\"memory_gb_hour_micros\":0},"
+        "\"max_concurrent_jobs\":100000}", 0);   /* 2 jobs of 2 cores at once */
+    assert_true(n > 0);
+    for (int i = 0; i < 20; i++)
+        assert_true(submit(f, 500, 0, 1) > 0);
+    rz_engine_assignment as;
+    int taken = 0;
+    for (int i = 0; i < 40; i++) {
+        if (rz_engine_poll(f->e, n, 2, &as) != RZ_OK)
+            continue;
+        taken++;
+        (void)rz_engine_node_ended(f->e, n, as.job, as.attempt, 2);
+    }
+    assert_int_equal(taken, 4);
+    check(f);
+}
+
 static void test_stale_duplicate(void **state)
 {
     fx *f = *state;
@@ -3158,6 +3184,7 @@ int main(void)
         T(test_paid_mark_waits),
         T(test_result_due_frees_the_slot),
         T(test_results_due_bounded),
+        T(test_results_due_bounded_by_reservations),
         T(test_deploy_lazy_records),
         T(test_deploy_replicated_records),
         T(test_status_text),
