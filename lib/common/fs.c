@@ -7,6 +7,7 @@
 #include <string.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -193,6 +194,14 @@ void rz__lmdb_map_find(MDB_env *env, size_t map_size, void **addr, size_t *len)
     }
     if (f)
         fclose(f);
+}
+
+uint64_t rz__lmdb_faults(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (uint64_t)ru.ru_minflt + (uint64_t)ru.ru_majflt;
 }
 
 void rz__lmdb_shed(void *addr, size_t len)

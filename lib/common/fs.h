@@ -38,5 +38,7 @@ RZ_HIDDEN void rz__lmdb_map_find(MDB_env *env, size_t map_size, void **addr,
  * MDB_WRITEMAP: the pages stay in the page cache (LMDB writes with pwrite)
  * and the next read faults them back in. addr NULL: nothing. */
 RZ_HIDDEN void rz__lmdb_shed(void *addr, size_t len);
+/* The page faults the process took so far (getrusage; 0 where it fails). */
+RZ_HIDDEN uint64_t rz__lmdb_faults(void);
 
 #endif

@@ -433,7 +433,7 @@ struct rz_engine {
     size_t n_queued_groups, cap_queued_groups;
     bool assign_dirty;        /* something changed that may allow a placement */
     uint64_t nodes_epoch;     /* counts changes to the set of active nodes */
-    uint64_t shed_faults;     /* the process's page faults at the last shed */
+    uint64_t shed_faults;     /* page faults in commits since the last shed */
     uint64_t queue_next;      /* no queue deadline falls before this (may be
                                  early: a job placed since; waiting.c) */
     bool resumed;             /* heartbeat grace given after open */

@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <cjson/cJSON.h>
@@ -918,25 +917,23 @@ static void clear_dirty(rz_engine *e)
  * (embedded runs): the store is on /dev/shm, where the pages a commit
  * reads through the map count as the process's memory until shed. A shed
  * flushes the TLB of every CPU the runner's children ran on, and the next
- * commits fault the pages back: shedding every 16 records was ~10% of the
- * runner's CPU. So it sheds once the process took SHED_FAULTS page faults
- * since the last shed: each maps at most 16 pages of the map (the
- * kernel's fault-around, 64 KiB), so what the map adds to RSS stays under
- * SHED_FAULTS x 64 KiB (8 MiB) whatever the store's size; faults elsewhere
- * (the heap's) only make it shed sooner. At 2,000 steps: 7 sheds, not 421;
- * at 20,000 the map's peak was 8 MiB (4-14 before). */
-static bool shed_due(rz_engine *e)
+ * commits fault the pages back, 16 pages a fault (the kernel's
+ * fault-around, 64 KiB). So it sheds once the commits since the last shed
+ * took SHED_FAULTS page faults (f0: the process's count as this one
+ * began): what they map stays under SHED_FAULTS x 64 KiB (8 MiB) whatever
+ * the store's size. Only the commits' own faults count: counting the
+ * process's (the ledger's map, the heap) shed the store ~3 times as often
+ * at 20,000 steps, each shed faulting back the tree's top, for no memory
+ * of the store's. Reads outside commits shed on their own (live.c). */
+static bool shed_due(rz_engine *e, uint64_t f0)
 {
     ++e->stats.commits;
     if (e->opts.durable)
         return e->stats.commits % SHED_COMMITS == 0;
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0)
-        return true;
-    uint64_t faults = (uint64_t)ru.ru_minflt + (uint64_t)ru.ru_majflt;
-    if (faults - e->shed_faults < SHED_FAULTS)
+    e->shed_faults += rz__lmdb_faults() - f0;
+    if (e->shed_faults < SHED_FAULTS)
         return false;
-    e->shed_faults = faults;
+    e->shed_faults = 0;
     return true;
 }
 
@@ -951,6 +948,7 @@ int rz__engine_commit(rz_engine *e)
     if (!e->n_dirty_nodes && !e->n_dirty_jobs && !e->n_dirty_deps &&
         !e->n_step_events)
         return RZ_OK;
+    uint64_t f0 = e->opts.durable ? 0 : rz__lmdb_faults();
     MDB_txn *txn = NULL;
     int mrc = mdb_txn_begin(e->env, NULL, 0, &txn);
     if (mrc) {
@@ -971,7 +969,7 @@ int rz__engine_commit(rz_engine *e)
     if (rz__engine_commit_seam)
         rz__engine_commit_seam();
     clear_dirty(e);
-    if (shed_due(e))
+    if (shed_due(e, f0))
         rz__engine_store_shed(e);
     return RZ_OK;
 }

@@ -11,8 +11,9 @@
 #include "common/fs.h"
 #include "ledger/ledger_impl.h"
 
-/* A ledger that is not durable sheds its map every this many ops (apply_batch). */
-#define LEDGER_SHED_OPS 16
+/* A ledger that is not durable sheds its map once its batches took this
+ * many page faults (shed_after). */
+#define LEDGER_SHED_FAULTS 128
 
 /* ---- small public helpers ---- */
 
@@ -541,6 +542,29 @@ int rz_ledger_checkpoint(rz_ledger *l)
     return checkpoint(l);
 }
 
+/* The pages the open transaction read stay mapped, and on /dev/shm
+ * (embedded runs, not durable) they count as the process's memory until
+ * shed: 1,024 batches of a 100,000-step run let them reach 60 MB. Shedding
+ * every 16 ops kept them small but cost 15% of the embedded runner's CPU
+ * at 20,000 steps: each shed unmaps the accounts' and the tree's hot pages
+ * (a TLB flush of every CPU the runner's children ran on) and the next
+ * batches fault them back, 16 pages a fault. So a ledger that is not
+ * durable sheds once its own batches took LEDGER_SHED_FAULTS page faults
+ * (f0: the process's count as the batch began) since its last shed: what
+ * they map stays under LEDGER_SHED_FAULTS x 64 KiB (8 MiB), and the
+ * engine's faults and the heap's no longer shed it. A durable one sheds
+ * every 32 batches. */
+static void shed_after(rz_ledger *l, uint64_t f0)
+{
+    if (l->shed_by_faults)
+        l->shed_faults += rz__lmdb_faults() - f0;
+    if (l->shed_by_faults ? l->shed_faults >= LEDGER_SHED_FAULTS
+                          : l->meta.batches % 32 == 0) {
+        rz__lmdb_shed(l->map, l->map_len);
+        l->shed_faults = 0;
+    }
+}
+
 /* Apply one batch into the open write transaction, journaled first if
  * asked. A failure here leaves the transaction unusable: the handle is
  * marked broken and reopening recovers every acknowledged batch. */
@@ -548,6 +572,7 @@ static int apply_batch(rz_ledger *l, uint32_t fee_bps, const rz_ledger_op *ops,
                        size_t n, rz_ledger_result *results, bool journal)
 {
     rz__ledger_meta m = l->meta;
+    uint64_t f0 = l->shed_by_faults ? rz__lmdb_faults() : 0;
     int rc = rz__ledger_apply(l->wtxn, &l->dbs, &m, fee_bps, ops, n, results);
     m.applied++;
     m.batches++;
@@ -563,18 +588,7 @@ static int apply_batch(rz_ledger *l, uint32_t fee_bps, const rz_ledger_op *ops,
     }
     l->meta = m;
     l->ops_since += n;
-    /* Pages the open transaction read: on /dev/shm (embedded runs) they
-     * count as the process's memory; 1,024 batches of a 100,000-step run
-     * let them reach 60 MB, 128 keep them under 8; 32, as the engine's
-     * store sheds more often too (issue 22's 256 MiB). */
-    l->shed_ops += n;
-    /* Not durable (embedded), where a batch may hold the settlements of
-     * several steps (the runner's group commit): by ops, as often a step as
-     * when each step's settlement was a batch of its own. */
-    if (l->shed_by_ops ? l->shed_ops >= LEDGER_SHED_OPS : m.batches % 32 == 0) {
-        rz__lmdb_shed(l->map, l->map_len);
-        l->shed_ops = 0;
-    }
+    shed_after(l, f0);
     return RZ_OK;
 }
 
@@ -773,7 +787,7 @@ int rz_ledger_open(rz_ledger **out, const char *data_dir,
     l->journal.fd = l->journal.wfd = -1;
     l->fee_bps = o->fee_bps;
     l->read_only = o->read_only != 0;
-    l->shed_by_ops = !o->durable;
+    l->shed_by_faults = !o->durable;
     l->checkpoint_ops = o->checkpoint_ops ? o->checkpoint_ops
                                          : RZ_LEDGER_DEFAULT_CHECKPOINT_OPS;
     l->dir = rz__asprintf("%s/ledger", data_dir);

@@ -272,8 +272,8 @@ struct rz_ledger {
     rz__ledger_meta meta;
     uint64_t ops_since;    /* ops applied since the last checkpoint */
     uint64_t checkpoint_ops;
-    uint64_t shed_ops;     /* ops since the map was last shed (not durable) */
-    bool shed_by_ops;      /* not durable: on /dev/shm, its pages are ours */
+    uint64_t shed_faults;  /* page faults in batches since the last shed */
+    bool shed_by_faults;   /* not durable: on /dev/shm, its pages are ours */
     uint32_t fee_bps;
     bool read_only;
     bool broken;           /* a write failed: reopen to recover */

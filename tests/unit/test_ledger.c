@@ -1296,6 +1296,56 @@ static void test_verify_each_index(void **state)
     assert_int_equal(rz_ledger_open(&f->l, f->dir, &o), RZ_OK);
 }
 
+/* The pages of the ledger's map present in the process's page tables
+ * (/proc/self/pagemap, bit 63), of its first `pages`. */
+static size_t map_present(const rz_ledger *l, size_t pages)
+{
+    FILE *pm = fopen("/proc/self/pagemap", "rb");
+    assert_non_null(pm);
+    long psz = sysconf(_SC_PAGESIZE);
+    size_t n = 0;
+    for (size_t i = 0; i < pages; i++) {
+        uint64_t e = 0;
+        off_t at = (off_t)(((uintptr_t)l->map / (uintptr_t)psz + i) * 8);
+        assert_int_equal(fseeko(pm, at, SEEK_SET), 0);
+        assert_int_equal(fread(&e, 8, 1, pm), 1);
+        n += (e >> 63) & 1;
+    }
+    fclose(pm);
+    return n;
+}
+
+/* A ledger that is not durable (embedded runs, on /dev/shm) sheds its map
+ * by the page faults of its own batches: faults elsewhere in the process
+ * (here 4,096 of fresh memory) and a few batches that fault little leave
+ * its pages mapped, where shedding every 16 ops, or by the process's
+ * faults, unmapped them after one of these batches. */
+static void test_shed_by_own_faults(void **state)
+{
+    fixture *f = *state;
+    assert_non_null(f->l->map);
+    assert_int_equal(rz_ledger_deposit_request(f->l, ID(1000), CLIENT, 1000000),
+                     RZ_OK);
+    assert_int_equal(rz_ledger_deposit_confirm(f->l, ID(1001), ID(1000)), RZ_OK);
+    for (uint64_t i = 0; i < 8; i++)
+        assert_int_equal(rz_ledger_deposit_request(f->l, ID(2000 + i), CLIENT, 1),
+                         RZ_OK);
+    size_t before = map_present(f->l, 64);
+    assert_true(before > 0);
+    long psz = sysconf(_SC_PAGESIZE);
+    size_t len = 4096 * (size_t)psz;
+    volatile char *fresh = malloc(len);   /* above the mmap threshold */
+    assert_non_null(fresh);
+    for (size_t i = 0; i < len; i += (size_t)psz)
+        fresh[i] = 1;
+    free((void *)fresh);
+    for (uint64_t i = 0; i < 24; i++) {   /* a shed would show after its batch */
+        assert_int_equal(rz_ledger_deposit_request(f->l, ID(3000 + i), CLIENT, 1),
+                         RZ_OK);
+        assert_true(map_present(f->l, 64) >= before);
+    }
+}
+
 static void test_id_equal(void **state)
 {
     (void)state;
@@ -1309,6 +1359,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_id_equal),
         cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shed_by_own_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deposit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deposit_expiry_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_settle_fee, setup, teardown),
