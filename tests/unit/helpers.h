@@ -6,7 +6,10 @@
 
 #include <ftw.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/auxv.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -85,5 +88,43 @@ static inline int node_report(rz_engine *e, uint64_t node, uint64_t job,
     return rz_engine_report_result(e, node, job, &r, now_ms, NULL);
 }
 #endif
+
+/* The page faults this process took so far. */
+static inline uint64_t faults_now(void)
+{
+    struct rusage ru;
+    assert_int_equal(getrusage(RUSAGE_SELF, &ru), 0);
+    return (uint64_t)ru.ru_minflt + (uint64_t)ru.ru_majflt;
+}
+
+/* How many of the `pages` pages from `addr` are present in this process's
+ * page tables (/proc/self/pagemap, bit 63): a store's map after a shed
+ * (MADV_DONTNEED) has none until read again. */
+static inline size_t pages_present(const void *addr, size_t pages)
+{
+    FILE *pm = fopen("/proc/self/pagemap", "rb");
+    assert_non_null(pm);
+    uintptr_t first = (uintptr_t)addr / (uintptr_t)getauxval(AT_PAGESZ);
+    size_t n = 0;
+    for (size_t i = 0; i < pages; i++) {
+        uint64_t e = 0;
+        assert_int_equal(fseeko(pm, (off_t)((first + i) * 8), SEEK_SET), 0);
+        assert_int_equal(fread(&e, 8, 1, pm), 1);
+        n += (e >> 63) & 1;
+    }
+    fclose(pm);
+    return n;
+}
+
+/* 4,096 page faults of fresh memory, none a store's. */
+static inline void fault_elsewhere(void)
+{
+    size_t psz = (size_t)getauxval(AT_PAGESZ), len = 4096 * psz;
+    volatile char *fresh = malloc(len);   /* above the mmap threshold */
+    assert_non_null(fresh);
+    for (size_t i = 0; i < len; i += psz)
+        fresh[i] = 1;
+    free((void *)fresh);
+}
 
 #endif

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1297,32 +1296,6 @@ static void test_verify_each_index(void **state)
     assert_int_equal(rz_ledger_open(&f->l, f->dir, &o), RZ_OK);
 }
 
-static uint64_t faults_now(void)
-{
-    struct rusage ru;
-    assert_int_equal(getrusage(RUSAGE_SELF, &ru), 0);
-    return (uint64_t)ru.ru_minflt + (uint64_t)ru.ru_majflt;
-}
-
-/* The pages of the ledger's map present in the process's page tables
- * (/proc/self/pagemap, bit 63), of its first `pages`. */
-static size_t map_present(const rz_ledger *l, size_t pages)
-{
-    FILE *pm = fopen("/proc/self/pagemap", "rb");
-    assert_non_null(pm);
-    long psz = sysconf(_SC_PAGESIZE);
-    size_t n = 0;
-    for (size_t i = 0; i < pages; i++) {
-        uint64_t e = 0;
-        off_t at = (off_t)(((uintptr_t)l->map / (uintptr_t)psz + i) * 8);
-        assert_int_equal(fseeko(pm, at, SEEK_SET), 0);
-        assert_int_equal(fread(&e, 8, 1, pm), 1);
-        n += (e >> 63) & 1;
-    }
-    fclose(pm);
-    return n;
-}
-
 /* A ledger that is not durable (embedded runs, on /dev/shm) sheds its map
  * by the page faults of its own batches: faults elsewhere in the process
  * (here 4,096 of fresh memory) and a few batches that fault little leave
@@ -1339,22 +1312,16 @@ static void test_shed_by_own_faults(void **state)
     for (uint64_t i = 0; i < 8; i++)
         assert_int_equal(rz_ledger_deposit_request(f->l, ID(2000 + i), CLIENT, 1),
                          RZ_OK);
-    size_t before = map_present(f->l, 64);
+    size_t before = pages_present(f->l->map, 64);
     assert_true(before > 0);
-    long psz = sysconf(_SC_PAGESIZE);
-    size_t len = 4096 * (size_t)psz;
-    volatile char *fresh = malloc(len);   /* above the mmap threshold */
-    assert_non_null(fresh);
-    for (size_t i = 0; i < len; i += (size_t)psz)
-        fresh[i] = 1;
-    free((void *)fresh);
+    fault_elsewhere();
     uint64_t own = f->l->shed_faults;   /* its batches' since its last shed */
     for (uint64_t i = 0; i < 24; i++) {   /* a shed would show after its batch */
         uint64_t f0 = faults_now();
         assert_int_equal(rz_ledger_deposit_request(f->l, ID(3000 + i), CLIENT, 1),
                          RZ_OK);
         own += faults_now() - f0;
-        assert_true(map_present(f->l, 64) >= before || own >= 128);
+        assert_true(pages_present(f->l->map, 64) >= before || own >= 128);
     }
 }
 
