@@ -3105,34 +3105,6 @@ static void desk_status_checked(fx *f, uint64_t d)
     check(f);
 }
 
-/* An engine that is not durable (the embedded run's, on /dev/shm) sheds
- * its store's map by the page faults of its own commits: faults elsewhere
- * in the process (4,096 of fresh memory) and commits that fault little
- * leave the pages mapped, where counting the process's faults shed them.
- * (Under ASan a commit's allocations may fault enough to shed by the
- * rule.) */
-static void test_store_shed_by_own_faults(void **state)
-{
-    fx *f = *state;
-    assert_non_null(f->e->map);
-    size_t before = 0;
-    rz__engine_store_shed(f->e);   /* from a shed, its count at zero */
-    f->e->shed_faults = 0;
-    uint64_t own = 0;   /* the calls' faults since: 128 of them may shed */
-    for (int i = 0; i < 20; i++) {   /* a shed would show after its commit */
-        uint64_t f0 = faults_now();
-        node_add(f, 1000);
-        own += faults_now() - f0;
-        if (i == 3) {
-            before = pages_present(f->e->map, 64);
-            assert_true(before > 0);
-            fault_elsewhere();
-        }
-        if (i > 3)
-            assert_true(pages_present(f->e->map, 64) >= before || own >= 128);
-    }
-}
-
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 /* A call failing part-way (out of memory at each allocation in turn). */
@@ -3152,7 +3124,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_settle_exact),
-        T(test_store_shed_by_own_faults),
         T(test_run_time_bounded),
         T(test_client_open),
         T(test_lost_node_rejoins_with_its_account),
