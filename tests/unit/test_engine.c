@@ -501,7 +501,7 @@ static void test_results_due_bounded_by_reservations(void **state)
         if (rz_engine_poll(f->e, n, 2, &as) != RZ_OK)
             continue;
         taken++;
-        (void)rz_engine_node_ended(f->e, n, as.job, as.attempt, 2);
+        (void)!rz_engine_node_ended(f->e, n, as.job, as.attempt, 2);
     }
     assert_int_equal(taken, 4);
     check(f);
