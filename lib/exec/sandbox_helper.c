@@ -1479,6 +1479,10 @@ static _Noreturn void fail_to(int errpipe)
     _exit(127);
 }
 
+/* The signals a step sets back to the default (signals_of_runner). */
+static int step_dfl[NSIG];
+static int n_step_dfl;
+
 /* The capability bounding set emptied: what an exec may ever gain. A
  * cell's process does it once for all its steps (each drop is a credential
  * commit, 41 of them a step were the dearest part of its start); it keeps
@@ -1499,9 +1503,10 @@ static int drop_bset(void)
 static _Noreturn void step_exec(const step *s, const rz__sbx_tmpl *t)
 {
     int ep = fd_at(s, FD_ERRPIPE);
-    /* exec resets every handled signal; of the ignored ones, which it
-     * keeps, this process has SIGPIPE only (helper_main). */
-    signal(SIGPIPE, SIG_DFL);
+    /* exec resets every handled signal but keeps the ignored ones: those
+     * the helper ignores (signals_of_runner) go back to the default. */
+    for (int i = 0; i < n_step_dfl; i++)
+        signal(step_dfl[i], SIG_DFL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -2700,17 +2705,29 @@ static void close_all_but(const int *keep, size_t n)
     }
 }
 
-/* Every signal's action the default, once for all the steps: the runner's
- * (an ignored SIGHUP under nohup, SIGINT in a shell's background job,
- * SIGPIPE in Python or Node) would pass through exec to every step, and
- * a step's start then resets only what this process changes after. */
-static void signals_default(void)
+/* What the runner does not die of, the helper and its cells do not die of
+ * either: they share its process group, so a terminal's SIGHUP (nohup) or
+ * SIGINT (a runner that cancels on it) reaches them too, and the runner
+ * decides (its life pipe, its cancel). A signal the runner ignores or
+ * handles is ignored here (a handler's copy is not this process's to run);
+ * the step resets those, its start one call a signal the runner set. */
+static void signals_of_runner(void)
 {
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
-        sigaction(sig, &dfl, NULL);   /* fails harmlessly where invalid */
+    struct sigaction old, ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    n_step_dfl = 0;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGCHLD || sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        if (sigaction(sig, NULL, &old) != 0 ||   /* libc's own: invalid */
+            (sig != SIGPIPE && !(old.sa_flags & SA_SIGINFO) &&
+             old.sa_handler == SIG_DFL))
+            continue;
+        if (sigaction(sig, &ign, NULL) == 0)
+            step_dfl[n_step_dfl++] = sig;
+    }
+    signal(SIGCHLD, SIG_DFL);   /* reaped here: waitpid needs it */
 }
 
 static _Noreturn void helper_main(int s, int life, bool with_early)
@@ -2730,8 +2747,7 @@ static _Noreturn void helper_main(int s, int life, bool with_early)
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    signals_default();
-    signal(SIGPIPE, SIG_IGN);
+    signals_of_runner();
     prctl(PR_SET_NAME, "rz-sandbox", 0, 0, 0);
     host_net = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     host_proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -2218,6 +2218,71 @@ static void test_sandbox_signals_default(void **state)
     cJSON_Delete(j);
 }
 
+/* A process that is there and not a zombie (waitpid's to reap). */
+static bool alive(pid_t pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *close = strrchr(buf, ')');
+    return close && close[1] == ' ' && close[2] != 'Z';
+}
+
+static void on_signal_noop(int sig)
+{
+    (void)sig;
+}
+
+/* The helper and its cells share the runner's process group: a SIGHUP
+ * the runner ignores (nohup, a terminal closing) or a SIGINT it handles
+ * (flow run's cancel) must not end them, and a step still starts with
+ * every signal at the default. */
+static void test_sandbox_runner_ignored_signal_kept(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available())
+        skip();
+    struct sigaction ign, hnd, old_hup, old_int;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    hnd = ign;
+    hnd.sa_handler = on_signal_noop;
+    assert_int_equal(sigaction(SIGHUP, &ign, &old_hup), 0);
+    assert_int_equal(sigaction(SIGINT, &hnd, &old_int), 0);
+    helper_restart();
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    cJSON_Delete(run_outputs(&o, "echo '{}'"));
+    pid_t cells[256], helper = rz__sbx_helper_pid();
+    size_t n = rz__sbx_cell_pids(cells, 256);
+    assert_true(helper > 0 && n > 0);
+    kill(helper, SIGHUP);   /* what the process group's signals do */
+    kill(helper, SIGINT);
+    for (size_t i = 0; i < n; i++) {
+        kill(cells[i], SIGHUP);
+        kill(cells[i], SIGINT);
+    }
+    sleep_ms(50);
+    bool all = alive(helper);
+    for (size_t i = 0; i < n; i++)
+        all &= alive(cells[i]);
+    cJSON *j = run_outputs(&o, "printf '{\"ign\":\"%s\"}' \"$(sed -n "
+                           "'s/^SigIgn:[[:space:]]*//p' /proc/$$/status)\"");
+    pid_t after = rz__sbx_helper_pid();
+    sigaction(SIGHUP, &old_hup, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    helper_restart();
+    assert_true(all);
+    assert_int_equal(after, helper);
+    assert_string_equal(str_field(j, "ign"), "0000000000000000");
+    cJSON_Delete(j);
+}
+
 /* A mount under a read-only system folder is read-only in the step too
  * (the binds are recursive, and so is their read-only flag): here a
  * world-writable tmpfs mounted under /usr/lib. */
@@ -3665,6 +3730,7 @@ static const struct CMUnitTest helper_tests[] = {
     T(test_hostile_resolver_only_with_network),
     T(test_hostile_submount_read_only),
     T(test_sandbox_signals_default),
+    T(test_sandbox_runner_ignored_signal_kept),
     T(test_sandbox_mem_bytes),
     T(test_sandbox_start_lost_answer),
     T(test_sandbox_start_lost_answer_no_cgroup),
