@@ -39,6 +39,8 @@
 #define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
 #define SHM_MB 64u
 #define RMDIR_TRIES 100          /* x 1 ms while a killed step's tasks exit */
+#define MEM_SETTLE_TRIES 1000    /* x 1 ms while an ended step's tmpfs goes */
+#define MEM_SETTLE_ROOM (4ull << 20)   /* the cell's own, besides a /tmp */
 
 /* ---- string vectors ---- */
 
@@ -823,6 +825,23 @@ static int scratch_args(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
 
 /* ---- the step's cgroup ---- */
 
+/* A cell's memory limit about to be set to `mem`: the ended step's /tmp
+ * (tmpfs, charged to the cell, not reclaimable without swap) may still be
+ * on its way out, its mount namespace let go of by the spare (the cell's
+ * spare-first order) while we go on. Lowered under it, the limit fails
+ * (v1: EBUSY) or kills the cell (v2: OOM); so wait for it, 1 ms a look,
+ * for at most MEM_SETTLE_TRIES, then write and let the kernel say. */
+static void cg_mem_settle(const char *dir, unsigned long long mem)
+{
+    for (int t = 0; t < MEM_SETTLE_TRIES; t++) {
+        long long shm = read_key(dir, "memory.stat", "shmem");
+        if (shm < 0 || (unsigned long long)shm + MEM_SETTLE_ROOM <= mem)
+            return;
+        struct timespec ms = { 0, 1000000L };
+        nanosleep(&ms, NULL);
+    }
+}
+
 static int cg_limits(const rz__sbx *s, const rz__sbx_opts *o,
                      const char *dir, int kind)
 {
@@ -830,6 +849,8 @@ static int cg_limits(const rz__sbx *s, const rz__sbx_opts *o,
     unsigned long long mem = (unsigned long long)s->memory_mb << 20;
     (void)o;
     uint32_t cpus = s->cpus ? s->cpus : 1;
+    if (sb.cg_version == 2 || kind == CG_MEMORY)
+        cg_mem_settle(dir, mem);
     if (sb.cg_version == 2) {
         snprintf(v, sizeof v, "%llu", mem);
         if (write_at(dir, "memory.max", v) != 0)

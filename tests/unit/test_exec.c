@@ -2283,6 +2283,27 @@ static void test_sandbox_runner_ignored_signal_kept(void **state)
     cJSON_Delete(j);
 }
 
+/* A cell's next step with a lower memory limit than the last: the last
+ * one's /tmp (a tmpfs charged to the cell) may still be let go of by the
+ * spare when the runner lowers the limit (cgroup v1: EBUSY, v2: an OOM
+ * kill); the step must start and run. */
+static void test_sandbox_cell_lower_limit_after_tmp(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available())
+        skip();
+    helper_restart();   /* one cell: the second step takes the first's */
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    for (int i = 0; i < 3; i++) {
+        o.memory_mb = 512;
+        cJSON_Delete(run_outputs(&o, "head -c 200M /dev/zero >/tmp/big && "
+                                     "echo '{}'"));
+        o.memory_mb = 64;
+        cJSON_Delete(run_outputs(&o, "echo '{}'"));
+    }
+}
+
 /* A mount under a read-only system folder is read-only in the step too
  * (the binds are recursive, and so is their read-only flag): here a
  * world-writable tmpfs mounted under /usr/lib. */
@@ -3731,6 +3752,7 @@ static const struct CMUnitTest helper_tests[] = {
     T(test_hostile_submount_read_only),
     T(test_sandbox_signals_default),
     T(test_sandbox_runner_ignored_signal_kept),
+    T(test_sandbox_cell_lower_limit_after_tmp),
     T(test_sandbox_mem_bytes),
     T(test_sandbox_start_lost_answer),
     T(test_sandbox_start_lost_answer_no_cgroup),
