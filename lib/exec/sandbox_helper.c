@@ -174,22 +174,29 @@ static int helper_fork_locked(bool with_early)
     return 0;
 }
 
-/* Caller holds mu. The helper's first answer: two ints, 0 or the errno of
- * what failed, and its early zygote's pid (-1: none). */
+/* One int from the helper; false if it is gone. */
+static bool helper_int(int32_t *v)
+{
+    ssize_t n;
+    while ((n = recv(sock, v, sizeof *v, 0)) < 0 && errno == EINTR)
+        ;
+    return n == (ssize_t)sizeof *v;
+}
+
+/* Caller holds mu. The helper's first answers: its early zygote's pid
+ * (-1: none), sent before it builds its root so that a helper gone during
+ * it leaves nothing unreaped here, then 0 or the errno of what failed. */
 static int helper_ready_locked(void)
 {
     if (!starting)
         return sock >= 0 ? 0 : -EPIPE;
     starting = false;
-    int32_t status[2] = { EIO, -1 };
-    ssize_t n;
-    while ((n = recv(sock, status, sizeof status, 0)) < 0 && errno == EINTR)
-        ;
-    if (n == (ssize_t)sizeof status)
-        early = status[1];
-    if (n != (ssize_t)sizeof status || status[0] != 0) {
+    int32_t pid = -1, status = EIO;
+    bool heard = helper_int(&pid);
+    early = heard ? pid : -1;
+    if (!heard || !helper_int(&status) || status != 0) {
         helper_stop();
-        return -(n == (ssize_t)sizeof status ? status[0] : EIO);
+        return -(status ? status : EIO);
     }
     return 0;
 }
@@ -2461,6 +2468,18 @@ void rz__sbx_test_die_after_clone(const char *flag)
     pthread_mutex_unlock(&mu);
 }
 
+/* rz__sbx_test_die_before_root (tests only): a helper started after the
+ * call exits once it has said its early zygote's pid, as if killed while
+ * building its root. */
+static bool die_before_root;
+
+void rz__sbx_test_die_before_root(bool on)
+{
+    pthread_mutex_lock(&mu);
+    die_before_root = on;
+    pthread_mutex_unlock(&mu);
+}
+
 static bool hook_fires(void)
 {
     char c = 0;
@@ -2756,10 +2775,13 @@ static _Noreturn void helper_main(int s, int life, bool with_early)
         die_after_clone = open(die_after_clone_path, O_RDWR | O_CLOEXEC);
     if (with_early)
         early_fork(s, life, keep + 2, n_keep - 2);
-    int32_t status[2] = { build_root(&tmpl) == 0 ? 0 : (errno ? errno : EIO),
-                          early_pid };
-    if (send(s, status, sizeof status, MSG_NOSIGNAL) != sizeof status ||
-        status[0] != 0)
+    int32_t pid = early_pid;
+    if (send(s, &pid, sizeof pid, MSG_NOSIGNAL) != sizeof pid ||
+        die_before_root)
+        _exit(1);
+    int32_t status = build_root(&tmpl) == 0 ? 0 : (errno ? errno : EIO);
+    if (send(s, &status, sizeof status, MSG_NOSIGNAL) != sizeof status ||
+        status != 0)
         _exit(1);
     serve(s, life, true);
 
