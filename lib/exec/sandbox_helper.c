@@ -491,26 +491,37 @@ static ssize_t recv_answer(int to, int32_t *answer, int *fd, pid_t *spare,
     }
 }
 
-static int exchange(int to, msg req, const int *fds, size_t n_fds,
-                    pid_t *pid, int *got, pid_t *spare)
+/* `len` bytes of `data` on `to` with the `n` (<= MAX_FDS) descriptors
+ * `fds` (none: n 0); what sendmsg returns, retried while interrupted. */
+static ssize_t send_with_fds(int to, const void *data, size_t len,
+                             const int *fds, size_t n, int flags)
 {
-    struct iovec iov = { &req, sizeof req };
+    struct iovec iov = { (void *)data, len };
     union {
         struct cmsghdr h;
         char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
     } u;
     memset(&u, 0, sizeof u);
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
-                        .msg_control = u.buf,
-                        .msg_controllen = CMSG_SPACE(sizeof(int) * n_fds) };
-    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-    memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
-    ssize_t n;
-    while ((n = sendmsg(to, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (n > 0) {
+        m.msg_control = u.buf;
+        m.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+    }
+    ssize_t r;
+    while ((r = sendmsg(to, &m, flags)) < 0 && errno == EINTR)
         ;
+    return r;
+}
+
+static int exchange(int to, msg req, const int *fds, size_t n_fds,
+                    pid_t *pid, int *got, pid_t *spare)
+{
+    ssize_t n = send_with_fds(to, &req, sizeof req, fds, n_fds, MSG_NOSIGNAL);
     if (n != (ssize_t)sizeof req)
         return SENT_NOT;
     int32_t answer = 0;
@@ -605,20 +616,8 @@ void rz__sbx_helper_cell_memory(int zsock, int usage, int limit)
 {
     msg req = { 'm', 0 };
     int fds[2] = { usage, limit };
-    struct iovec iov = { &req, sizeof req };
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof fds)];
-    } u;
-    memset(&u, 0, sizeof u);
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
-                        .msg_control = u.buf, .msg_controllen = sizeof u.buf };
-    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof fds);
-    memcpy(CMSG_DATA(c), fds, sizeof fds);
-    (void)!sendmsg(zsock, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)send_with_fds(zsock, &req, sizeof req, fds, 2,
+                        MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 void rz__sbx_helper_cell_done(int zsock)
@@ -2360,24 +2359,8 @@ static int spare_take(const step *st)
     memcpy(fds, st->fds, sizeof(int) * (size_t)st->n_fds);
     fds[FD_MEM] = copy;
     msg req = { 'r', 0 };
-    struct iovec iov = { &req, sizeof req };
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
-    } u;
-    memset(&u, 0, sizeof u);
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
-                        .msg_control = u.buf,
-                        .msg_controllen = CMSG_SPACE(sizeof(int) *
-                                                     (size_t)st->n_fds) };
-    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)st->n_fds);
-    memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)st->n_fds);
-    ssize_t n;
-    while ((n = sendmsg(spare_sock, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-        ;
+    ssize_t n = send_with_fds(spare_sock, &req, sizeof req, fds,
+                              (size_t)st->n_fds, MSG_NOSIGNAL);
     close(copy);
     close(spare_sock);
     spare_sock = -1;
@@ -2432,23 +2415,8 @@ static int32_t make_zygote(step *st, uint32_t uid, int s, int life,
 /* Answer with `answer` and, when fd >= 0, that descriptor. */
 static int reply(int s, int32_t answer, int fd)
 {
-    struct iovec iov = { &answer, sizeof answer };
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } u;
-    memset(&u, 0, sizeof u);
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-    if (fd >= 0) {
-        m.msg_control = u.buf;
-        m.msg_controllen = sizeof u.buf;
-        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    }
-    return sendmsg(s, &m, MSG_NOSIGNAL) == (ssize_t)sizeof answer ? 0 : -1;
+    return send_with_fds(s, &answer, sizeof answer, &fd, fd >= 0 ? 1 : 0,
+                         MSG_NOSIGNAL) == (ssize_t)sizeof answer ? 0 : -1;
 }
 
 /* rz__sbx_test_die_after_clone (tests only): the process that started a
@@ -2676,20 +2644,8 @@ static int32_t early_adopt(uint32_t uid, int *peer)
     }
     fds[1] = sv[1];
     msg m = { 'Z', uid };
-    struct iovec iov = { &m, sizeof m };
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof fds)];
-    } u;
-    memset(&u, 0, sizeof u);
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-                         .msg_control = u.buf, .msg_controllen = sizeof u.buf };
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof fds);
-    memcpy(CMSG_DATA(c), fds, sizeof fds);
-    bool sent = sendmsg(early_sock, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof m;
+    bool sent = send_with_fds(early_sock, &m, sizeof m, fds, 2,
+                              MSG_NOSIGNAL) == (ssize_t)sizeof m;
     int e = errno;
     close(fds[0]);
     close(sv[1]);
