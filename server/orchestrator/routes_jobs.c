@@ -75,8 +75,11 @@ cJSON *job_json(orch *o, uint64_t id, bool with_log)
     add_u64(j, "attempt", ji.attempt);
     add_opt_u64(j, "node", ji.node);
     orch_job_attest(o, j, &ji);
-    if (ji.node)   /* that node's state now (docs/node.md) */
-        cJSON_AddItemToObject(j, "node_verification", verify_json(o, ji.node, false));
+    cJSON *trust = ji.node ? verify_json(o, ji.node, false) : NULL;
+    if (cJSON_IsObject(trust))   /* that node's state now (docs/node.md) */
+        cJSON_AddItemToObject(j, "node_verification", trust);
+    else
+        cJSON_Delete(trust);
     cJSON_AddStringToObject(j, "module", ji.module_id);
     cJSON_AddStringToObject(j, "version", ji.module_version);
     add_opt_u64(j, "deployment", ji.deployment);
