@@ -377,6 +377,17 @@ int rz__engine_assign_one(rz_engine *e, rz__ejob *j)
 
 /* ---- settlement ---- */
 
+/* `job` owes the ledger: listed for the next payment, or (out of memory)
+ * found then by a walk of the live jobs. */
+static void owed_add(rz_engine *e, uint64_t job)
+{
+    if (rz__engine_grow((void **)&e->owed, &e->cap_owed, e->n_owed + 1,
+                        sizeof *e->owed))
+        e->owed[e->n_owed++] = job;
+    else
+        e->owed_lost = true;
+}
+
 void rz__engine_finish(rz_engine *e, rz__ejob *j, rz_job_state st, int owe)
 {
     if (rz__replica_finish(e, j, st))
@@ -386,12 +397,8 @@ void rz__engine_finish(rz_engine *e, rz__ejob *j, rz_job_state st, int owe)
     if (j->iv && owe != RZ__OWE_SETTLE)
         j->cost = 0;   /* billed by time: its last interval pays nothing */
     rz__engine_touch_job(e, j);
-    if (owe != RZ__OWE_NONE &&
-        rz__engine_grow((void **)&e->owed, &e->cap_owed, e->n_owed + 1,
-                        sizeof *e->owed))
-        e->owed[e->n_owed++] = j->id;
-    else if (owe != RZ__OWE_NONE)
-        e->owed_lost = true;
+    if (owe != RZ__OWE_NONE)
+        owed_add(e, j->id);
     rz__engine_emit(e, RZ_EV_JOB_FINISHED, j, j->node);
 }
 
@@ -471,7 +478,11 @@ int rz__engine_pay(rz_engine *e)
         }
         done += n;
     }
-    e->n_owed = 0;
+    /* A batch the ledger failed keeps the list: the next pay drops what
+     * was paid and tries the rest again (a ledger that works again, or
+     * the next open, settles them). */
+    if (rc == RZ_OK)
+        e->n_owed = 0;
     return rc;
 }
 
@@ -564,10 +575,8 @@ static int resume(rz_engine *e)
             if (!j->held && !rz__engine_queue_push(e, j))
                 rc = no_memory();
         }
-        if (j->owed != RZ__OWE_NONE &&
-            rz__engine_grow((void **)&e->owed, &e->cap_owed, e->n_owed + 1,
-                            sizeof *e->owed))
-            e->owed[e->n_owed++] = j->id;
+        if (j->owed != RZ__OWE_NONE)
+            owed_add(e, j->id);
         if (rc == RZ_OK && j->iv && (j->state < RZ_JOB_SUCCEEDED || j->iv_owed))
             rc = rz__bill_track(e, j);
         j->hold_checked = false;

@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "engine/engine_impl.h"
+#include "ledger/ledger_impl.h"
 #include "run/changes.h"
 #include "rhizos/engine.h"
 #include "rhizos/module.h"
@@ -2065,6 +2067,53 @@ static void test_open_out_of_memory_replays_whole(void **state)
     fprintf(stderr, "open out of memory: %ld points, %ld opened\n", n - 1, opened);
 }
 
+/* The ledger's journal writes fail while `journal_fails`. */
+static const rz__ledger_io *plain_ledger_io;
+static bool journal_fails;
+static ssize_t failing_pwrite(int fd, const void *p, size_t n, off_t off)
+{
+    if (journal_fails) {
+        errno = EIO;
+        return -1;
+    }
+    return plain_ledger_io->pwrite(fd, p, n, off);
+}
+
+/* A payment batch the ledger failed keeps its jobs owed: once the ledger
+ * works again (reopened under the same engine) the next call pays them,
+ * with no reopen of the engine. */
+static void test_failed_payment_stays_owed(void **state)
+{
+    fx *f = *state;
+    uint64_t n = node_add(f, 0);
+    uint64_t j = submit(f, 500, 0, 1);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, n, 2, &a), RZ_OK);
+    static rz__ledger_io io;
+    plain_ledger_io = rz__ledger_io_seam;
+    io = *plain_ledger_io;
+    io.pwrite = failing_pwrite;
+    rz__ledger_io_seam = &io;
+    journal_fails = true;
+    int rc = node_report(f->e, n, j, 1, "{\"n\":2}", NULL, 10000, 4);
+    journal_fails = false;
+    assert_int_not_equal(rc, RZ_OK);
+    assert_int_equal(job_state(f, j), RZ_JOB_SUCCEEDED);   /* stored as owed */
+    rz_ledger_close(f->e->ledger);   /* broken by the failed write */
+    rz__ledger_io_seam = plain_ledger_io;
+    rz_ledger_opts lo = RZ_LEDGER_OPTS_INIT;
+    lo.fee_bps = f->e->opts.fee_bps;
+    lo.durable = f->e->opts.durable;
+    if (!lo.durable)   /* as the engine opens it */
+        lo.checkpoint_ops = RZ_LEDGER_DEFAULT_CHECKPOINT_OPS / 64;
+    assert_int_equal(rz_ledger_open(&f->e->ledger, f->dir, &lo), RZ_OK);
+    assert_int_equal(efx_available(f, rz_engine_node_account(n)), 0);
+    assert_int_equal(rz_engine_tick(f->e, 5), RZ_OK);
+    assert_int_equal(efx_available(f, rz_engine_node_account(n)), 190);
+    assert_int_equal(efx_available(f, f->client), 9800);
+    check(f);
+}
+
 /* Holds the client cannot cover fail the map (recorded: a reopen agrees),
  * not the engine call. */
 static void test_for_each_no_funds(void **state)
@@ -3116,6 +3165,7 @@ static int failure_point_tests(void)
         T(test_every_failure_point_keeps_money),
         T(test_cancel_out_of_memory_keeps_money),
         T(test_open_out_of_memory_replays_whole),
+        T(test_failed_payment_stays_owed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
