@@ -34,21 +34,26 @@ static int gone_job(rz_engine *e, uint64_t job, uint64_t node,
                     uint32_t attempt, const rz_engine_report *report,
                     int *was_repeat);
 
-static void touch(uint64_t **list, size_t *n, size_t *cap, bool *flag, uint64_t id)
+/* Out of memory a change cannot be listed, and the caller goes on: the
+ * next commit refuses (rz__engine_commit) rather than store the call
+ * without it. */
+static void touch(rz_engine *e, uint64_t **list, size_t *n, size_t *cap,
+                  bool *flag, uint64_t id)
 {
     if (*flag)
         return;
-    /* Out of memory here cannot be reported; the record is then written by
-     * the next successful touch of the same list (commit rewrites all). */
-    if (!rz__engine_grow((void **)list, cap, *n + 1, sizeof **list))
+    if (!rz__engine_grow((void **)list, cap, *n + 1, sizeof **list)) {
+        e->dirty_lost = true;
         return;
+    }
     (*list)[(*n)++] = id;
     *flag = true;
 }
 
 void rz__engine_touch_node(rz_engine *e, rz__enode *n)
 {
-    touch(&e->dirty_nodes, &e->n_dirty_nodes, &e->cap_dirty_nodes, &n->dirty, n->id);
+    touch(e, &e->dirty_nodes, &e->n_dirty_nodes, &e->cap_dirty_nodes, &n->dirty,
+          n->id);
 }
 
 void rz__engine_touch_job(rz_engine *e, rz__ejob *j)
@@ -58,12 +63,12 @@ void rz__engine_touch_job(rz_engine *e, rz__ejob *j)
         if (d && d->run)
             rz__engine_dep_log(d, j->step);
     }
-    touch(&e->dirty_jobs, &e->n_dirty_jobs, &e->cap_dirty_jobs, &j->dirty, j->id);
+    touch(e, &e->dirty_jobs, &e->n_dirty_jobs, &e->cap_dirty_jobs, &j->dirty, j->id);
 }
 
 void rz__engine_touch_dep(rz_engine *e, rz__edep *d)
 {
-    touch(&e->dirty_deps, &e->n_dirty_deps, &e->cap_dirty_deps, &d->dirty, d->id);
+    touch(e, &e->dirty_deps, &e->n_dirty_deps, &e->cap_dirty_deps, &d->dirty, d->id);
 }
 
 /* The mark that `j` paid tells the store nothing the ledger does not: a
@@ -101,7 +106,7 @@ void rz__engine_paid_merge(rz_engine *e)
         if (!j || !j->paid_later)
             continue;   /* written since (a change of its own) */
         j->paid_later = false;
-        touch(&e->dirty_jobs, &e->n_dirty_jobs, &e->cap_dirty_jobs, &j->dirty,
+        touch(e, &e->dirty_jobs, &e->n_dirty_jobs, &e->cap_dirty_jobs, &j->dirty,
               j->id);
     }
     e->n_paid = 0;
@@ -112,7 +117,7 @@ void rz__engine_paid_merge(rz_engine *e)
 static bool commit_due(const rz_engine *e)
 {
     if (e->n_dirty_nodes || e->n_dirty_jobs || e->n_dirty_deps ||
-        e->n_step_events)
+        e->n_step_events || e->dirty_lost)
         return true;
     return e->n_paid && (e->now < e->paid_at ||
                          e->now - e->paid_at >= RZ__PAID_WRITE_MS);

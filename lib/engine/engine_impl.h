@@ -446,6 +446,8 @@ struct rz_engine {
     uint64_t *paid; size_t n_paid, cap_paid;   /* paid marks not stored */
     uint64_t paid_at;         /* e->now at the first of them */
     bool broken;              /* a commit failed: memory is ahead of disk */
+    bool dirty_lost;          /* a change was not listed (memory ran out):
+                                 the next commit refuses */
     uint64_t *owed; size_t n_owed, cap_owed;       /* jobs owing the ledger */
     uint64_t *bill; size_t n_bill, cap_bill;       /* jobs billed by time
                                                       (billing.c), open or

@@ -944,6 +944,10 @@ void (*rz__engine_commit_seam)(void);
  * memory ahead of the disk, so the handle refuses further changes. */
 int rz__engine_commit(rz_engine *e)
 {
+    if (e->dirty_lost) {   /* storing the rest would store half a call */
+        e->broken = true;
+        return rz__error(RZ_ENOMEM, "out of memory listing a change to store");
+    }
     rz__engine_paid_merge(e);
     if (!e->n_dirty_nodes && !e->n_dirty_jobs && !e->n_dirty_deps &&
         !e->n_step_events)

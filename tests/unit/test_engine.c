@@ -2114,6 +2114,37 @@ static void test_failed_payment_stays_owed(void **state)
     check(f);
 }
 
+/* Memory runs out at each allocation in turn of the first call after an
+ * open, a job's result (the lists of changed records grow from nothing
+ * then): a report that succeeded stored the job's end, and a crash after
+ * it finds the job succeeded (the node, told so, never sends it again). */
+static void test_succeeded_call_stored_whole(void **state)
+{
+    long ok = 0, n = 1;
+    for (bool past = false; !past; n++) {
+        fx *f = *state;
+        uint64_t node = node_add(f, 0);
+        uint64_t j = submit(f, 500, 0, 1);
+        rz_engine_assignment a;
+        assert_int_equal(rz_engine_poll(f->e, node, 2, &a), RZ_OK);
+        efx_reopen(f);
+        rz__alloc_fail_at(n, false);
+        int rc = node_report(f->e, node, j, 1, "{\"n\":2}", NULL, 10000, 4);
+        past = rz__alloc_calls() < n;
+        rz__alloc_fail_at(0, false);
+        if (rc == RZ_OK) {
+            ok++;
+            crash_reopen(f);
+            assert_int_equal(job_state(f, j), RZ_JOB_SUCCEEDED);
+            check(f);
+        }
+        teardown(state);
+        assert_int_equal(setup(state), 0);
+    }
+    assert_true(ok > 0);   /* the last: nothing failed */
+    fprintf(stderr, "stored whole: %ld points, %ld succeeded\n", n - 1, ok);
+}
+
 /* Holds the client cannot cover fail the map (recorded: a reopen agrees),
  * not the engine call. */
 static void test_for_each_no_funds(void **state)
@@ -3166,6 +3197,7 @@ static int failure_point_tests(void)
         T(test_cancel_out_of_memory_keeps_money),
         T(test_open_out_of_memory_replays_whole),
         T(test_failed_payment_stays_owed),
+        T(test_succeeded_call_stored_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
