@@ -203,6 +203,8 @@ int rz__json_parse(cJSON **out, const char *json, size_t len)
                          JSON_MAX_BYTES);
     const char *end = NULL;
     cJSON *doc = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    if (!doc && rz__json_valid(json, len))   /* cJSON fails alike for memory */
+        return rz__error(RZ_ENOMEM, "out of memory");
     if (!doc) {
         size_t off = end && end >= json ? (size_t)(end - json) : 0;
         return rz__error(RZ_ESYNTAX, "malformed JSON near byte %zu", off);

@@ -69,7 +69,8 @@ RZ_HIDDEN int rz__json_text_check(const char *s, size_t len);
  * cJSON's limit), allocating nothing: after cJSON_Parse returned NULL, true
  * means memory ran out, not that the text is malformed. */
 RZ_HIDDEN bool rz__json_valid(const char *s, size_t len);
-/* Parse a whole document with a size cap; RZ_ESYNTAX with the offset. */
+/* Parse a whole document with a size cap; RZ_ESYNTAX with the offset,
+ * RZ_ENOMEM when memory ran out. */
 RZ_HIDDEN int rz__json_parse(cJSON **out, const char *json, size_t len);
 /* "MAJOR.MINOR" (a string, or a number such as 8.6), each part 0..999. */
 RZ_HIDDEN int rz__json_major_minor(const cJSON *obj, const char *name,

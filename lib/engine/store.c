@@ -32,6 +32,7 @@
 
 #include "common/crc32c.h"
 #include "common/fs.h"
+#include "common/json.h"
 #include "engine/engine_impl.h"
 
 #define ENGINE_MAP_SIZE (8ull * 1024 * 1024 * 1024)
@@ -990,6 +991,23 @@ void rz__engine_store_shed(rz_engine *e)
 typedef int (*load_fn)(rz_engine *e, const unsigned char *key, size_t klen,
                        const cJSON *rec);
 
+/* A stored record parsed into *out (NULL on failure). cJSON fails alike
+ * for a damaged text and for memory: a text that is valid JSON is out of
+ * memory, anything else the store's damage, said as a corrupt `what` (the
+ * record of `what` `id` when id is not 0). */
+static int record_parse(const char *json, size_t len, cJSON **out,
+                        const char *what, uint64_t id)
+{
+    *out = cJSON_ParseWithLength(json, len);
+    if (*out)
+        return RZ_OK;
+    if (rz__json_valid(json, len))
+        return rz__error(RZ_ENOMEM, "out of memory");
+    return id ? rz__error(RZ_EDB, "engine store: %s %llu: a corrupt record", what,
+                          (unsigned long long)id)
+              : rz__error(RZ_EDB, "engine store: a corrupt %s", what);
+}
+
 static int walk(rz_engine *e, MDB_txn *txn, MDB_dbi dbi, load_fn fn)
 {
     MDB_cursor *cur = NULL;
@@ -1004,10 +1022,10 @@ static int walk(rz_engine *e, MDB_txn *txn, MDB_dbi dbi, load_fn fn)
         size_t len;
         if ((rc = unwrap(&k, &v, &json, &len)) != RZ_OK)
             break;
-        cJSON *rec = cJSON_ParseWithLength(json, len);
-        if (!rec || k.mv_size < 8)
-            rc = rz__error(RZ_EDB, "engine store: a corrupt record");
-        else
+        cJSON *rec = NULL;
+        rc = k.mv_size < 8 ? rz__error(RZ_EDB, "engine store: a corrupt record")
+                           : record_parse(json, len, &rec, "record", 0);
+        if (rc == RZ_OK)
             rc = fn(e, k.mv_data, k.mv_size, rec);
         cJSON_Delete(rec);
     }
@@ -1223,10 +1241,10 @@ static int load_dep_flow(rz_engine *e, MDB_txn *txn, rz__edep *d)
     int rc = unwrap(&key, &val, &json, &len);
     if (rc != RZ_OK)
         return rc;
-    cJSON *rec = cJSON_ParseWithLength(json, len);
-    if (!rec)
-        return rz__error(RZ_EDB, "engine store: deployment %llu: a corrupt "
-                         "flow record", (unsigned long long)d->id);
+    cJSON *rec;
+    rc = record_parse(json, len, &rec, "flow of deployment", d->id);
+    if (rc != RZ_OK)
+        return rc;
     d->text = dup_opt(get_str(rec, "text"), &rc);
     d->inputs = dup_opt(get_str(rec, "inputs"), &rc);
     d->reuse_text = dup_opt(get_str(rec, "reuse"), &rc);
@@ -1353,9 +1371,10 @@ int rz__engine_replay(rz_engine *e, rz__edep *d)
         size_t len;
         if ((rc = unwrap(&key, &val, &json, &len)) != RZ_OK)
             break;
-        cJSON *rec = cJSON_ParseWithLength(json, len);
-        rc = rec ? apply_step_event(d, rec)
-                 : rz__error(RZ_EDB, "engine store: a corrupt step event");
+        cJSON *rec;
+        rc = record_parse(json, len, &rec, "step event", 0);
+        if (rc == RZ_OK)
+            rc = apply_step_event(d, rec);
         cJSON_Delete(rec);
         seen++;
     }
@@ -1408,10 +1427,9 @@ static int read_one(const rz_engine *e, MDB_dbi dbi, uint64_t id,
     int rc = get_record(txn, dbi, id, &json, &len);
     if (rc == RZ_ENOENT)
         rc = rz__error(RZ_ENOENT, "no %s %llu", what, (unsigned long long)id);
-    cJSON *rec = rc == RZ_OK ? cJSON_ParseWithLength(json, len) : NULL;
-    if (rc == RZ_OK && !rec)
-        rc = rz__error(RZ_EDB, "engine store: %s %llu: a corrupt record",
-                       what, (unsigned long long)id);
+    cJSON *rec = NULL;
+    if (rc == RZ_OK)
+        rc = record_parse(json, len, &rec, what, id);
     if (rc == RZ_OK)
         rc = fn(out, id, rec);
     cJSON_Delete(rec);
@@ -1571,11 +1589,12 @@ int rz__engine_store_each_gone(rz_engine *e, int (*fn)(rz_engine *, rz__ejob *))
         size_t len;
         if ((rc = unwrap(&k, &v, &json, &len)) != RZ_OK)
             break;
-        cJSON *rec = cJSON_ParseWithLength(json, len);
+        cJSON *rec;
         rz__ejob j;
         memset(&j, 0, sizeof j);
-        rc = rec ? parse_job(&j, id, rec)
-                 : rz__error(RZ_EDB, "engine store: a corrupt record");
+        rc = record_parse(json, len, &rec, "record", 0);
+        if (rc == RZ_OK)
+            rc = parse_job(&j, id, rec);
         cJSON_Delete(rec);
         if (rc == RZ_OK)
             rc = fn(e, &j);
@@ -1626,9 +1645,8 @@ static int ret_read(rz_engine *e)
     if (mrc && mrc != MDB_NOTFOUND)
         rc = db_error(mrc, "read");
     else if (!mrc && (rc = unwrap(&key, &val, &json, &len)) == RZ_OK) {
-        cJSON *rec = cJSON_ParseWithLength(json, len);
-        if (!rec)
-            rc = rz__error(RZ_EDB, "engine store: a corrupt retention record");
+        cJSON *rec;
+        rc = record_parse(json, len, &rec, "retention record", 0);
         struct rz__eret *r = &e->ret;
         r->max_job = get_u64(rec, "max_job");
         r->max_dep = get_u64(rec, "max_dep");
@@ -1908,10 +1926,10 @@ static int read_job(ret_pass *p, uint64_t id, rz__ejob *j)
     int rc = get_record(p->txn, p->e->db_jobs, id, &json, &len);
     if (rc != RZ_OK)
         return rc;
-    cJSON *rec = cJSON_ParseWithLength(json, len);
-    rc = rec ? parse_job(j, id, rec)
-             : rz__error(RZ_EDB, "engine store: job %llu: a corrupt record",
-                         (unsigned long long)id);
+    cJSON *rec;
+    rc = record_parse(json, len, &rec, "job", id);
+    if (rc == RZ_OK)
+        rc = parse_job(j, id, rec);
     cJSON_Delete(rec);
     return rc;
 }

@@ -551,6 +551,33 @@ static void json_valid_agrees_with_cjson(void **state)
     }
 }
 
+/* A document cJSON could not hold for memory is RZ_ENOMEM, a malformed one
+ * RZ_ESYNTAX, at each allocation in turn. */
+static void json_parse_tells_memory_from_syntax(void **state)
+{
+    (void)state;
+    cJSON_Hooks hooks = { rz__malloc, free };
+    cJSON_InitHooks(&hooks);
+    static const char doc[] = "{\"a\":[1,2,{\"b\":\"c\"}],\"d\":null}";
+    long n = 1, failed = 0;
+    for (bool past = false; !past; n++) {
+        cJSON *out = NULL;
+        rz__alloc_fail_at(n, false);
+        int rc = rz__json_parse(&out, doc, strlen(doc));
+        past = rz__alloc_calls() < n;
+        rz__alloc_fail_at(0, false);
+        assert_int_equal(rc, past ? RZ_OK : RZ_ENOMEM);
+        assert_true((rc == RZ_OK) == (out != NULL));
+        failed += rc == RZ_ENOMEM;
+        cJSON_Delete(out);
+    }
+    assert_true(failed >= 5);
+    cJSON *out = NULL;
+    assert_int_equal(rz__json_parse(&out, "{\"a\":[1,}", 10), RZ_ESYNTAX);
+    assert_null(out);
+    cJSON_InitHooks(NULL);
+}
+
 /* s quoted three ways (appended, measured, put) against cJSON's print. */
 static void expect_quoted_as_cjson(const char *s)
 {
@@ -650,6 +677,7 @@ int main(void)
         cmocka_unit_test(json_text_check_strict),
         cmocka_unit_test(number_format_whole_numbers),
         cmocka_unit_test(json_valid_agrees_with_cjson),
+        cmocka_unit_test(json_parse_tells_memory_from_syntax),
         cmocka_unit_test(last_error_is_thread_local_detail),
         cmocka_unit_test(diags_collect_sort_and_print),
         cmocka_unit_test(diags_are_capped),

@@ -173,6 +173,29 @@ static void test_changed_record_refused(void **state)
     assert_non_null(strstr(rz_error_last()->message, "Recovery"));
 }
 
+/* A node's record cut short, written bare (a store from before checksums
+ * takes it as it is): a damaged store, said so, not memory that ran out. */
+static void cut_json(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
+{
+    assert_true(v->mv_size > 16);
+    size_t n = (v->mv_size - 8) / 2;
+    char *json = malloc(n);
+    memcpy(json, (char *)v->mv_data + 8, n);
+    MDB_val nv = { n, json };
+    assert_int_equal(mdb_put(txn, dbi, k, &nv, 0), 0);
+    free(json);
+}
+
+static void test_cut_record_said_corrupt(void **state)
+{
+    fx *f = *state;
+    edit_nodes(f, cut_json);
+    rz_engine *e = (rz_engine *)1;
+    assert_int_equal(open_engine(f, &e), RZ_EDB);
+    assert_null(e);
+    assert_non_null(strstr(rz_error_last()->message, "engine store: a corrupt record"));
+}
+
 /* A replicated job's record whose run count was changed (bare JSON, as a
  * store from before checksums holds, so no checksum stands in the way):
  * queries size their arrays by RZ_ENGINE_REPLICAS_MAX, so the count is
@@ -429,6 +452,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_previous_store_migrates, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_changed_record_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cut_record_said_corrupt, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_replica_count_checked, setup,
                                         teardown),
