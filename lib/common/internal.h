@@ -48,8 +48,6 @@ typedef struct rz__buf {
     char *data;
     size_t len, cap;
     bool failed;   /* an allocation failed; further appends are no-ops */
-    /* Where growth allocates (release with free); NULL: rz__realloc. */
-    void *(*alloc)(size_t n);
 } rz__buf;
 
 RZ_HIDDEN void rz__buf_append(rz__buf *b, const void *p, size_t n);

@@ -42,34 +42,13 @@ char *rz__asprintf(const char *fmt, ...)
     return p;
 }
 
-/* rz__grow's doubling through b->alloc, which has no realloc: a new block
- * and a copy. */
-static char *buf_grow_alloc(rz__buf *b, size_t need)
-{
-    if (need <= b->cap)
-        return b->data;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < need && cap <= SIZE_MAX / 2)
-        cap *= 2;
-    char *p = cap >= need ? b->alloc(cap) : NULL;
-    if (!p)
-        return NULL;
-    if (b->data)
-        memcpy(p, b->data, b->len);
-    p[b->len] = '\0';
-    free(b->data);
-    b->cap = cap;
-    return p;
-}
-
 static bool buf_reserve(rz__buf *b, size_t extra)
 {
     if (b->failed)
         return false;
     char *p = NULL;
     if (extra < SIZE_MAX - b->len)   /* room for the NUL too */
-        p = b->alloc ? buf_grow_alloc(b, b->len + extra + 1)
-                     : rz__grow(b->data, &b->cap, b->len + extra + 1, 1, 64);
+        p = rz__grow(b->data, &b->cap, b->len + extra + 1, 1, 64);
     if (!p) {
         b->failed = true;
         return false;
