@@ -361,21 +361,6 @@ static bool sse_push_changes(orch *o, watcher *w)
     return false;
 }
 
-/* A query parameter's value (copied to buf), or NULL. */
-static const char *query_get(struct evhttp_request *r, const char *name,
-                             char *buf, size_t cap)
-{
-    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(r));
-    struct evkeyvalq qs;
-    if (!query || evhttp_parse_query_str(query, &qs) != 0)
-        return NULL;
-    const char *v = evhttp_find_header(&qs, name);
-    if (v)
-        snprintf(buf, cap, "%s", v);
-    evhttp_clear_headers(&qs);
-    return v ? buf : NULL;
-}
-
 /* Push the status. True when the stream must end: the deployment
  * finished (the "end" event is sent) or its status cannot be had; the
  * caller ends it (watcher_end), so no watcher outlives its request. */
@@ -406,14 +391,14 @@ void orch_watch(req *q, uint64_t dep)
         o->stream_epoch = (uint64_t)time(NULL);
     /* ?changes=1 or a Last-Event-ID (?since= for clients that cannot set
      * headers) asks for a stream of changes. */
-    char cbuf[16], sbuf[64], lbuf[16];
-    const char *last_id = evhttp_find_header(
+    const char *since, *ch, *lg, *last_id = evhttp_find_header(
         evhttp_request_get_input_headers(q->r), "Last-Event-ID");
+    if (!query_get(q, "since", &since) || !query_get(q, "changes", &ch) ||
+        !query_get(q, "logs", &lg))
+        return;
     if (!last_id)
-        last_id = query_get(q->r, "since", sbuf, sizeof sbuf);
-    const char *ch = query_get(q->r, "changes", cbuf, sizeof cbuf);
+        last_id = since;
     bool changes = last_id || (ch && strcmp(ch, "0") != 0);
-    const char *lg = query_get(q->r, "logs", lbuf, sizeof lbuf);
     struct evkeyvalq *h = evhttp_request_get_output_headers(q->r);
     evhttp_add_header(h, "Content-Type", "text/event-stream");
     evhttp_add_header(h, "Cache-Control", "no-cache");

@@ -489,24 +489,40 @@ bool param_account(req *q, int i, rz_ledger_id *out)
     return true;
 }
 
+bool query_get(req *q, const char *name, const char **value)
+{
+    *value = NULL;
+    if (!q->query) {
+        const char *s = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(q->r));
+        if (!s)
+            return true;
+        struct evkeyvalq *qs = malloc(sizeof *qs);
+        if (!qs) {
+            reply_error(q, RZ_ENOMEM, "out of memory");
+            return false;
+        }
+        if (evhttp_parse_query_str(s, qs) != 0) {
+            free(qs);
+            reply_error(q, RZ_EINVAL, "malformed query string");
+            return false;
+        }
+        q->query = qs;
+    }
+    *value = evhttp_find_header(q->query, name);
+    return true;
+}
+
 bool query_u64(req *q, const char *name, uint64_t def, uint64_t max,
                uint64_t *out)
 {
-    struct evkeyvalq qs;
-    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(q->r));
+    const char *v;
     *out = def;
-    if (!query)
-        return true;
-    if (evhttp_parse_query_str(query, &qs) != 0) {
-        reply_error(q, RZ_EINVAL, "malformed query string");
+    if (!query_get(q, name, &v))
         return false;
-    }
-    const char *v = evhttp_find_header(&qs, name);
     bool ok = !v || (parse_u64(v, out) && *out <= max);
     if (!ok)
         reply_error(q, RZ_EINVAL, "\"%s\" must be a whole number from 0 to %llu",
                     name, (unsigned long long)max);
-    evhttp_clear_headers(&qs);
     return ok;
 }
 
@@ -821,6 +837,10 @@ void orch_request_done(req *q)
         reply_error(q, RZ_EINTERNAL, "no reply");
     cJSON_Delete(q->body);
     q->body = NULL;
+    if (q->query)
+        evhttp_clear_headers(q->query);
+    free(q->query);
+    q->query = NULL;
     if (q->route != (int)N_ROUTES && strcmp(q->method, "GET") != 0 &&
         strcmp(q->method, "HEAD") != 0) {
         o->changed = true;

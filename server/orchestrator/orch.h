@@ -280,6 +280,7 @@ typedef struct req {
     uint64_t audit_of;       /* its audit begin record; 0: not audited */
     int route;               /* its index in the route table; -1: none */
     uint64_t t0_ns;          /* when it arrived (CLOCK_MONOTONIC) */
+    struct evkeyvalq *query; /* its query string once parsed (query_get) */
 } req;
 
 /* ---- tls.c ---- */
@@ -362,6 +363,9 @@ bool body_obj(req *q, const char *name, cJSON **out);
 bool body_str(req *q, const char *name, bool required, const char **out);
 bool param_u64(req *q, int i, uint64_t *out);
 bool param_account(req *q, int i, rz_ledger_id *out);
+/* A query parameter's value in *value (NULL: not given), kept until the
+ * request is done; the query string is parsed once a request. */
+bool query_get(req *q, const char *name, const char **value);
 bool query_u64(req *q, const char *name, uint64_t def, uint64_t max,
                uint64_t *out);
 cJSON *parse_json_text(const char *text);

@@ -20,22 +20,15 @@
 static int step_filter(req *q, char *out, size_t len)
 {
     out[0] = '\0';
-    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(q->r));
-    if (!query)
-        return 1;
-    struct evkeyvalq qs;
-    if (evhttp_parse_query_str(query, &qs) != 0) {
-        reply_error(q, RZ_EINVAL, "malformed query string");
+    const char *v;
+    if (!query_get(q, "step", &v))
         return 0;
-    }
-    const char *v = evhttp_find_header(&qs, "step");
     int ok = !v || (*v && strlen(v) < len);
     if (ok && v)
         snprintf(out, len, "%s", v);
     else if (!ok)
         reply_error(q, RZ_EINVAL, "\"step\" must be a step's id (1 to %u bytes)",
                     STEP_ID_MAX - 1);
-    evhttp_clear_headers(&qs);
     return ok;
 }
 

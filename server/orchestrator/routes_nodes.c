@@ -720,16 +720,10 @@ static bool ended_one(const char *s, const char **end, uint64_t *job,
  * false with a reply sent. */
 static bool ended_list(req *q, uint64_t *jobs, uint32_t *atts, size_t *n)
 {
-    struct evkeyvalq qs;
-    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(q->r));
+    const char *s;
     *n = 0;
-    if (!query)
-        return true;
-    if (evhttp_parse_query_str(query, &qs) != 0) {
-        reply_error(q, RZ_EINVAL, "malformed query string");
+    if (!query_get(q, "ended", &s))
         return false;
-    }
-    const char *s = evhttp_find_header(&qs, "ended");
     bool ok = true;
     while (s && ok) {
         ok = *n < ORCH_ENDED_MAX && ended_one(s, &s, &jobs[*n], &atts[*n]) &&
@@ -737,7 +731,6 @@ static bool ended_list(req *q, uint64_t *jobs, uint32_t *atts, size_t *n)
         (*n)++;
         s = ok && *s == ',' ? s + 1 : NULL;
     }
-    evhttp_clear_headers(&qs);
     if (!ok)
         reply_error(q, RZ_EINVAL, "\"ended\" must be up to %u JOB.ATTEMPT "
                     "pairs (whole numbers from 1) separated by commas",

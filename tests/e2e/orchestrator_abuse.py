@@ -246,6 +246,9 @@ class EndedAttempts(Base):
             st, doc = self.poll("&ended=" + bad)
             self.assertEqual(st, 400, (bad, doc))
             self.assertIn('"ended" must be', doc["error"]["message"])
+        st, doc = self.poll("&ended")   # a malformed query string
+        self.assertEqual(st, 400, doc)
+        self.assertIn("malformed query string", doc["error"]["message"])
         self.assertEqual(self.metric("rhizos_node_attempts_ended_total"), 0)
         self.assertEqual(self.poll()[0], 204)
         self.assertEqual(self.ok("GET", "/api/v1/jobs/%d" % job, key=self.key)["status"],

@@ -614,6 +614,10 @@ class OrchestratorApi(unittest.TestCase):
                 "  b: {module: echo@1, needs: [a]}\n"
                 "  c: {module: echo@1, needs: [a]}\n")
         dep = self.ok("POST", "/api/v1/flows/deploy", {"flow": flow}, key, 201)["id"]
+        # A malformed query string is a 400, as on every other route.
+        st, doc = self.s.call("GET", "/api/v1/flows/%d/events?changes" % dep, key=key)
+        self.assertEqual(st, 400, doc)
+        self.assertIn("malformed query string", doc["error"]["message"])
 
         def stream(headers=None, query="?changes=1"):
             c = HTTPConnection("127.0.0.1", self.s.port, timeout=20)
