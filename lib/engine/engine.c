@@ -293,19 +293,27 @@ int rz__engine_place_job(rz_engine *e, rz__ejob *j, uint64_t node)
     return rc;
 }
 
+/* A placed job's reservation on its node given back to the matcher. */
+static void release_reservation(rz_engine *e, rz__ejob *j)
+{
+    (void)!rz_matcher_release(e->matcher, j->ticket);   /* placed: held */
+    j->placed = false;
+    j->ticket = 0;
+    e->assign_dirty = true;
+}
+
 void rz__engine_unplace(rz_engine *e, rz__ejob *j, bool stop)
 {
     if (!j->placed && !j->result_due)
         return;
     if (j->placed)   /* a result due was released at its mark */
-        (void)!rz_matcher_release(e->matcher, j->ticket);   /* placed: held */
+        release_reservation(e, j);
     else
         rz__engine_touch_job(e, j);   /* its record drops "result_due" */
     rz__enode *n = rz__engine_node(e, j->node);
     if (n)
         held_remove(n, j->id);
-    j->placed = j->result_due = false;
-    j->ticket = 0;
+    j->result_due = false;
     j->iv_running = false;   /* billed by time: the attempt's interval stops */
     e->assign_dirty = true;
     if (stop)
@@ -1265,11 +1273,8 @@ int rz_engine_poll(rz_engine *e, uint64_t node, uint64_t now_ms,
  * in n->held) until its result: engine_impl.h says why that is safe. */
 static void result_due(rz_engine *e, rz__ejob *j)
 {
-    (void)!rz_matcher_release(e->matcher, j->ticket);   /* placed: held */
-    j->placed = false;
-    j->ticket = 0;
+    release_reservation(e, j);
     j->result_due = true;
-    e->assign_dirty = true;
     rz__engine_touch_job(e, j);
 }
 
