@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "apilimits.h"
 #include "llm.h"
 #include "slurm.h"
 
@@ -25,8 +26,6 @@
 /* A Slurm gateway's capacity changes under it (other users, drains): a
  * short hold, so that a partition seen full stops the asking soon. */
 #define POLL_WAIT_SLURM_S 2
-/* Attempts a poll says ended, at most (the orchestrator's limit). */
-#define POLL_ENDED_MAX 64
 
 /* ---- small shared helpers ---- */
 
@@ -615,7 +614,7 @@ static void ended_query(agent *a, uint64_t gen, char *buf, size_t cap)
     size_t len = 0, n = 0;
     buf[0] = '\0';
     pthread_mutex_lock(&a->mu);
-    for (size_t i = 0; i < a->n_slots && n < POLL_ENDED_MAX; i++) {
+    for (size_t i = 0; i < a->n_slots && n < API_POLL_ENDED_MAX; i++) {
         const job_slot *s = &a->slots[i];
         if (!s->busy || !s->ended || s->finished || s->generation != gen)
             continue;
@@ -643,7 +642,7 @@ static void poll_once(agent *a, job_slot *s, unsigned *tries)
     }
     int wait = a->slurm ? POLL_WAIT_SLURM_S : POLL_WAIT_S;
     (void)!rz_client_set_timeout(c, (wait + 15) * 1000L);   /* > 0 */
-    char ended[POLL_ENDED_MAX * 28 + 8], path[sizeof ended + 80];
+    char ended[API_POLL_ENDED_MAX * 28 + 8], path[sizeof ended + 80];
     ended_query(a, gen, ended, sizeof ended);
     snprintf(path, sizeof path, "/api/v1/nodes/%" PRIu64 "/jobs?wait=%d%s",
              node, wait, ended);

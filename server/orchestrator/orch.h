@@ -33,7 +33,6 @@
                                                 which step_log events skip it */
 #define ORCH_WAIT_MAX 60                 /* long-poll seconds */
 #define ORCH_WAIT_DEFAULT 25
-#define ORCH_ENDED_MAX 64u               /* a poll's "ended" attempts */
 #define ORCH_CAPS_MAX 16384u            /* a node's capabilities, as JSON */
 #define ORCH_CAPS_STR_MAX 1024u         /* any string in them, keys too */
 #define ORCH_LABELS_MAX 64u             /* capabilities.labels entries */

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/keyvalq_struct.h>
 
 #include "orch.h"
 

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/keyvalq_struct.h>
 #include <sodium.h>
 
+#include "apilimits.h"
 #include "orch.h"
 
 static const char *node_state_name(rz_node_state s)
@@ -726,7 +726,7 @@ static bool ended_list(req *q, uint64_t *jobs, uint32_t *atts, size_t *n)
         return false;
     bool ok = true;
     while (s && ok) {
-        ok = *n < ORCH_ENDED_MAX && ended_one(s, &s, &jobs[*n], &atts[*n]) &&
+        ok = *n < API_POLL_ENDED_MAX && ended_one(s, &s, &jobs[*n], &atts[*n]) &&
              (*s == ',' || !*s);
         (*n)++;
         s = ok && *s == ',' ? s + 1 : NULL;
@@ -734,7 +734,7 @@ static bool ended_list(req *q, uint64_t *jobs, uint32_t *atts, size_t *n)
     if (!ok)
         reply_error(q, RZ_EINVAL, "\"ended\" must be up to %u JOB.ATTEMPT "
                     "pairs (whole numbers from 1) separated by commas",
-                    ORCH_ENDED_MAX);
+                    API_POLL_ENDED_MAX);
     return ok;
 }
 
@@ -743,8 +743,8 @@ static bool ended_list(req *q, uint64_t *jobs, uint32_t *atts, size_t *n)
  * node no longer runs (its result taken, a stale attempt) is passed over. */
 static bool ended_take(req *q, uint64_t node)
 {
-    uint64_t jobs[ORCH_ENDED_MAX];
-    uint32_t atts[ORCH_ENDED_MAX];
+    uint64_t jobs[API_POLL_ENDED_MAX];
+    uint32_t atts[API_POLL_ENDED_MAX];
     size_t n;
     if (!ended_list(q, jobs, atts, &n))
         return false;
