@@ -100,6 +100,10 @@ static rz__sbx_tmpl tmpl;       /* borrowed from sandbox.c, for restarts */
 static bool starting;           /* forked; its first answer not read */
 static pid_t early = -1;        /* the helper's early zygote (our child)
                                  * until a cell takes it */
+static pid_t *early_seen;       /* shared with the helper: its fork of the
+                                 * early zygote writes the pid here (0:
+                                 * none), read once the helper answered or
+                                 * is gone */
 static const int *early_cg;     /* its cgroup.procs, read by the fork */
 static size_t early_n_cg;
 static bool fresh_net;          /* a network namespace per step, none
@@ -119,11 +123,19 @@ static void early_reap_locked(void)
     early = -1;
 }
 
-/* Reap a helper that is gone (or make it go); caller holds mu. */
+/* The early zygote a helper that answered or is gone forked, or -1. The
+ * kernel wrote its pid as it forked it (CLONE_PARENT_SETTID), so even a
+ * helper killed right after that fork leaves it known. */
+static pid_t early_forked(void)
+{
+    pid_t pid = early_seen ? __atomic_load_n(early_seen, __ATOMIC_ACQUIRE) : 0;
+    return pid > 0 ? pid : -1;
+}
+
+/* Reap a helper that is gone (or make it go), and its early zygote no
+ * cell took; caller holds mu. */
 static void helper_stop(void)
 {
-    early_reap_locked();
-    starting = false;
     if (sock >= 0)
         close(sock);
     if (life_w >= 0)
@@ -135,6 +147,10 @@ static void helper_stop(void)
             ;
     }
     helper = -1;
+    if (starting)   /* its early zygote not heard of yet */
+        early = early_forked();
+    starting = false;
+    early_reap_locked();
 }
 
 /* Caller holds mu. A helper forked (`starting`): its first answer comes
@@ -151,13 +167,20 @@ static int helper_fork_locked(bool with_early)
         close(sv[1]);
         return -e;
     }
+    if (with_early && !early_seen) {
+        void *m = mmap(NULL, sizeof *early_seen, PROT_READ | PROT_WRITE,
+                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        early_seen = m == MAP_FAILED ? NULL : m;   /* none: no early zygote */
+    }
+    if (early_seen)
+        *early_seen = 0;
     const char *net = getenv("RHIZOS_SANDBOX_NET");   /* read per start */
     fresh_net = !net || strcmp(net, "cell") != 0;   /* see sandbox.c */
     pid_t pid = fork();
     if (pid == 0) {
         close(sv[0]);
         close(life[1]);
-        helper_main(sv[1], life[0], with_early);
+        helper_main(sv[1], life[0], with_early && early_seen);
     }
     int e = errno;
     close(sv[1]);
@@ -183,21 +206,19 @@ static bool helper_int(int32_t *v)
     return n == (ssize_t)sizeof *v;
 }
 
-/* Caller holds mu. The helper's first answers: its early zygote's pid
- * (-1: none), sent before it builds its root so that a helper gone during
- * it leaves nothing unreaped here, then 0 or the errno of what failed. */
+/* Caller holds mu. The helper's first answer, once its root is built: 0
+ * or the errno of what failed. */
 static int helper_ready_locked(void)
 {
     if (!starting)
         return sock >= 0 ? 0 : -EPIPE;
-    starting = false;
-    int32_t pid = -1, status = EIO;
-    bool heard = helper_int(&pid);
-    early = heard ? pid : -1;
-    if (!heard || !helper_int(&status) || status != 0) {
+    int32_t status = EIO;
+    if (!helper_int(&status) || status != 0) {
         helper_stop();
         return -(status ? status : EIO);
     }
+    starting = false;
+    early = early_forked();
     return 0;
 }
 
@@ -2437,8 +2458,7 @@ void rz__sbx_test_die_after_clone(const char *flag)
 }
 
 /* rz__sbx_test_die_before_root (tests only): a helper started after the
- * call exits once it has said its early zygote's pid, as if killed while
- * building its root. */
+ * call exits right after forking its early zygote, as if killed then. */
 static bool die_before_root;
 
 void rz__sbx_test_die_before_root(bool on)
@@ -2608,8 +2628,12 @@ static void early_fork(int s, int life, const int *cg, size_t n)
     int sv[2];
     long pid = -1;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0) {
-        pid = syscall(SYS_clone, CLONE_PARENT, NULL, NULL, NULL, NULL);
+        pid = syscall(SYS_clone, CLONE_PARENT | CLONE_PARENT_SETTID, NULL,
+                      early_seen, NULL, NULL);
+        if (pid > 0 && die_before_root)
+            _exit(1);
         if (pid == 0) {
+            munmap(early_seen, sizeof *early_seen);   /* the runner's page */
             close(s);
             close(sv[0]);
             early_main(sv[1], life, cg, n);
@@ -2731,10 +2755,9 @@ static _Noreturn void helper_main(int s, int life, bool with_early)
         die_after_clone = open(die_after_clone_path, O_RDWR | O_CLOEXEC);
     if (with_early)
         early_fork(s, life, keep + 2, n_keep - 2);
-    int32_t pid = early_pid;
-    if (send(s, &pid, sizeof pid, MSG_NOSIGNAL) != sizeof pid ||
-        die_before_root)
-        _exit(1);
+    if (early_seen)   /* the runner's page: not for the cells */
+        munmap(early_seen, sizeof *early_seen);
+    early_seen = NULL;
     int32_t status = build_root(&tmpl) == 0 ? 0 : (errno ? errno : EIO);
     if (send(s, &status, sizeof status, MSG_NOSIGNAL) != sizeof status ||
         status != 0)

@@ -133,8 +133,8 @@ RZ_HIDDEN void rz__sbx_helper_cell_end(int zsock, pid_t *spare);
  * turn it to '0'); NULL or "" ends it. Hidden: nothing outside the
  * library's own tests can reach it. */
 RZ_HIDDEN void rz__sbx_test_die_after_clone(const char *flag);
-/* Tests only: helpers started after this call exit once they have said
- * their early zygote's pid, before building their root. */
+/* Tests only: helpers started after this call exit right after forking
+ * their early zygote, before building their root. */
 RZ_HIDDEN void rz__sbx_test_die_before_root(bool on);
 /* The helper's pid, -1 when none runs (for tests). */
 RZ_HIDDEN pid_t rz__sbx_helper_pid(void);

@@ -1,6 +1,6 @@
-/* A helper gone while it builds its root (killed, out of memory) before
- * its first answer: its early zygote, the runner's child, is killed and
- * reaped, not left a zombie, and the early cell's cgroups are removed.
+/* A helper gone right after forking its early zygote (killed, out of
+ * memory), before any answer: that zygote, the runner's child, is killed
+ * and reaped, not left a zombie, and the early cell's cgroups are removed.
  * Its own executable: the hook must be set before the probe, which runs
  * once per process. */
 #include <dirent.h>
